@@ -1,0 +1,1 @@
+"""kukectl: the command-line client of the kukeon API."""

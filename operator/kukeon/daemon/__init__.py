@@ -1,0 +1,1 @@
+"""kukeond: configuration, wiring of store, controllers and API server, signals, shutdown."""

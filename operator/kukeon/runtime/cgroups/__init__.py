@@ -1,0 +1,1 @@
+"""cgroup drivers: v2 (unified) and v1 (legacy/hybrid), detected at start."""

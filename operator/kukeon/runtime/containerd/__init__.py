@@ -1,0 +1,1 @@
+"""containerd over its gRPC API: namespaces, images, containers, tasks, events."""

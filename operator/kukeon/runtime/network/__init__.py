@@ -1,0 +1,1 @@
+"""Networking: bridge names, subnets, CNI plugin execution, netns, nftables egress, hosts files."""

@@ -1,0 +1,3 @@
+"""Root conftest: registers the shared fixture plugins of tests/fixtures."""
+
+pytest_plugins = ["tests.fixtures.services"]
