@@ -1,3 +1,7 @@
 """Root conftest: registers the shared fixture plugins of tests/fixtures."""
 
-pytest_plugins = ["tests.fixtures.services"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.etcd",
+    "tests.fixtures.containerd",
+]
