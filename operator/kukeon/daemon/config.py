@@ -1,0 +1,137 @@
+"""kukeond's configuration: one typed record, merged from a YAML file, KUKEON_* and flags.
+
+Precedence is the usual one for daemons: a flag beats the environment, the environment beats
+the file, the file beats the defaults. Every source goes through the same pydantic model, so
+a typo in the file (`etcdEndpoint:`) or a malformed value is refused with the field's name
+instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+ENV_PREFIX = "KUKEON_"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class ConfigError(Exception):
+    """The configuration could not be read; the message names the source and the field."""
+
+
+class DaemonConfig(BaseModel):
+    """Everything kukeond needs to know about the host it runs on and where etcd is."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    etcd_endpoints: tuple[str, ...] = ()
+    """Comma-separated in flags and env; empty means "start the embedded etcd"."""
+    etcd_ca_file: Path | None = None
+    etcd_cert_file: Path | None = None
+    etcd_key_file: Path | None = None
+    etcd_username: str | None = None
+    etcd_password: str | None = None
+
+    containerd_address: Path = Path("/run/containerd/containerd.sock")
+    state_dir: Path = Path("/var/lib/kukeon")
+    run_dir: Path = Path("/run/kukeon")
+    node_name: str = Field(default_factory=socket.gethostname)
+    node_labels: dict[str, str] = Field(default_factory=dict)
+    cgroup_root: str = "/kukeon"
+    cni_bin_dirs: tuple[Path, ...] = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
+    cni_conf_dir: Path = Path("/etc/cni/net.d")
+    subnet_pool: IPv4Network = IPv4Network("10.88.0.0/16")
+    insecure_registries: tuple[str, ...] = ()
+
+    metrics_address: str = "127.0.0.1:9464"
+    api_address: str | None = None
+    """Optional TCP listener (`host:port`); TLS and tokens are then required."""
+    api_tls_cert_file: Path | None = None
+    api_tls_key_file: Path | None = None
+    api_tokens_file: Path | None = None
+
+    log_level: LogLevel = "info"
+    bootstrap: bool = True
+    api_only: bool = False
+
+    @field_validator("cgroup_root")
+    @classmethod
+    def _cgroup_root_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/") or value.rstrip("/") == "":
+            raise ValueError("must be an absolute path below the cgroup mount, e.g. /kukeon")
+        return value.rstrip("/")
+
+    @field_validator("etcd_endpoints", "insecure_registries", "cni_bin_dirs", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def api_socket(self) -> Path:
+        return self.run_dir / "kukeond.sock"
+
+    @property
+    def uses_embedded_etcd(self) -> bool:
+        return not self.etcd_endpoints
+
+
+def _field_for_env(name: str) -> str | None:
+    """`KUKEON_ETCD_ENDPOINTS` -> `etcd_endpoints` when that is a config field."""
+    if not name.startswith(ENV_PREFIX):
+        return None
+    field = name[len(ENV_PREFIX) :].lower()
+    return field if field in DaemonConfig.model_fields else None
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        problems.append(f"{where}: {item['msg']}")
+    return f"kukeond configuration ({source}): " + "; ".join(problems)
+
+
+def load_config(
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> DaemonConfig:
+    """Merge file, environment and flag overrides (None values mean "not given")."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"kukeond configuration: cannot read {config_file}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"kukeond configuration: {config_file} is not YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"kukeond configuration: {config_file} must hold a mapping")
+        try:
+            merged.update(DaemonConfig.model_validate(loaded).model_dump(exclude_unset=True))
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, str(config_file))) from exc
+
+    env = os.environ if environ is None else environ
+    from_env = {field: env[name] for name in env if (field := _field_for_env(name)) is not None}
+    merged.update(from_env)
+    merged.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    try:
+        return DaemonConfig.model_validate(merged)
+    except ValidationError as exc:
+        source = "flags and environment" if from_env else "flags"
+        raise ConfigError(_describe(exc, source)) from exc

@@ -1,0 +1,51 @@
+"""kukeond configuration: precedence, parsing and errors that name the field."""
+
+from pathlib import Path
+
+import pytest
+
+from kukeon.daemon.config import ConfigError, load_config
+
+
+def test_defaults_use_embedded_etcd_and_standard_paths() -> None:
+    config = load_config(environ={})
+    assert config.uses_embedded_etcd
+    assert config.api_socket == Path("/run/kukeon/kukeond.sock")
+    assert config.cgroup_root == "/kukeon"
+    assert config.bootstrap
+
+
+def test_flag_beats_env_beats_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "kukeond.yaml"
+    config_file.write_text("stateDir: /from/file\nrunDir: /run/file\nnodeName: file-node\n")
+    config = load_config(
+        config_file=config_file,
+        environ={"KUKEON_RUN_DIR": "/run/env", "KUKEON_NODE_NAME": "env-node"},
+        overrides={"node_name": "flag-node", "state_dir": None},
+    )
+    assert config.state_dir == Path("/from/file")
+    assert config.run_dir == Path("/run/env")
+    assert config.node_name == "flag-node"
+
+
+def test_comma_separated_endpoints_from_env() -> None:
+    config = load_config(environ={"KUKEON_ETCD_ENDPOINTS": "127.0.0.1:2379, 127.0.0.1:2380"})
+    assert config.etcd_endpoints == ("127.0.0.1:2379", "127.0.0.1:2380")
+    assert not config.uses_embedded_etcd
+
+
+def test_unknown_field_in_file_is_named(tmp_path: Path) -> None:
+    config_file = tmp_path / "kukeond.yaml"
+    config_file.write_text("etcdEndpoint: 127.0.0.1:2379\n")
+    with pytest.raises(ConfigError, match="etcdEndpoint"):
+        load_config(config_file=config_file, environ={})
+
+
+def test_relative_cgroup_root_is_refused() -> None:
+    with pytest.raises(ConfigError, match="cgroup_root"):
+        load_config(environ={}, overrides={"cgroup_root": "kukeon"})
+
+
+def test_unrelated_kukeon_env_is_ignored() -> None:
+    config = load_config(environ={"KUKEON_SERVER": "unix:///x.sock"})
+    assert config.uses_embedded_etcd
