@@ -1,0 +1,86 @@
+"""The cell: a pod of containers sharing the root container's network namespace.
+
+Besides kukeon's v1beta1 fields, a cell carries what this control plane needs to run it on
+a fleet: `desiredState` (keep it running, or stop it without deleting it), `nodeName` (the
+node that runs it) and `nodeSelector` (labels a node must carry to be chosen).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from kukeon.api.container import ContainerSpec, ContainerStatus, OptionalDnsLabel
+from kukeon.api.meta import (
+    DEFAULT_PARENT,
+    DnsLabel,
+    Kind,
+    KukeonModel,
+    NullableList,
+    OptionalString,
+    Resource,
+    StatusBase,
+    StringMap,
+)
+from kukeon.api.states import CellState, CellStateField, DesiredCellState
+
+
+class CellTty(KukeonModel):
+    """`default` names the attachable container that `attach` picks when none is given."""
+
+    default: OptionalDnsLabel = None
+
+
+class CellSpec(KukeonModel):
+    id: OptionalDnsLabel = None
+    realm_id: DnsLabel = DEFAULT_PARENT
+    space_id: DnsLabel = DEFAULT_PARENT
+    stack_id: DnsLabel = DEFAULT_PARENT
+    root_container_id: OptionalDnsLabel = None
+    tty: CellTty | None = None
+    containers: NullableList[ContainerSpec]
+    auto_delete: bool = False
+    nested_cgroup_runtime: bool = False
+    desired_state: DesiredCellState = DesiredCellState.RUNNING
+    node_name: OptionalString = None
+    node_selector: StringMap = Field(default_factory=dict)
+
+    def root_container(self) -> ContainerSpec:
+        """The container that owns the network namespace, resolved as kukeon does.
+
+        `rootContainerId` if set, else the container with `root: true`, else the first.
+        Raises LookupError when the cell has no containers or names a missing one
+        (a validated cell never does).
+        """
+        if self.root_container_id is not None:
+            for container in self.containers:
+                if container.id == self.root_container_id:
+                    return container
+            raise LookupError(f"no container with id {self.root_container_id!r}")
+        for container in self.containers:
+            if container.root:
+                return container
+        if not self.containers:
+            raise LookupError("the cell has no containers")
+        return self.containers[0]
+
+
+class CellNetworkStatus(KukeonModel):
+    bridge_name: OptionalString = None
+
+
+class CellStatus(StatusBase):
+    state: CellStateField = CellState.PENDING
+    # One-way latch: set the first time the cell is seen Ready; gates autoDelete.
+    ready_observed: bool = False
+    network: CellNetworkStatus = Field(default_factory=CellNetworkStatus)
+    containers: NullableList[ContainerStatus] = Field(default_factory=list)
+
+
+class Cell(Resource[CellSpec, CellStatus]):
+    has_spec_id: ClassVar[bool] = True
+
+    kind: Literal[Kind.CELL] = Kind.CELL
+    spec: CellSpec
+    status: CellStatus = Field(default_factory=CellStatus)

@@ -1,0 +1,269 @@
+"""The container: one OCI process tree of a cell, declared inside the cell's `spec.containers`.
+
+A container is not stored on its own; it lives in its cell's document and its status in the
+cell's `status.containers`. The field names and meanings follow kukeon's v1beta1
+`ContainerSpec`, so a cell manifest written for kukeon loads here unchanged. The rules that
+concern one field (absolute paths, `KEY=VALUE` env entries, restart knobs that need a
+restarting policy) are validators on that field, so each error names its exact path; the
+rules across containers (unique ids, the root container) live in `validation`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+
+from kukeon.api.meta import (
+    AbsolutePath,
+    DnsLabel,
+    KukeonModel,
+    NullableList,
+    OptionalString,
+    Timestamp,
+    check_absolute_path,
+)
+from kukeon.api.states import ContainerState, ContainerStateField
+
+
+def _empty_as_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+OptionalDnsLabel = Annotated[DnsLabel | None, BeforeValidator(_empty_as_none)]
+OptionalAbsolutePath = Annotated[AbsolutePath | None, BeforeValidator(_empty_as_none)]
+
+
+def check_env_entry(value: str) -> str:
+    """An environment entry is `KEY=VALUE` with a non-empty key (the value may be empty)."""
+    key, sep, _ = value.partition("=")
+    if not sep or not key:
+        raise ValueError(f"must be KEY=VALUE, got {value!r}")
+    if any(ch.isspace() for ch in key):
+        raise ValueError(f"the key of {value!r} must not contain whitespace")
+    return value
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+EnvEntry = Annotated[
+    str, AfterValidator(check_env_entry), Field(json_schema_extra={"pattern": "^[^=\\s]+="})
+]
+NonEmptyString = Annotated[
+    str, AfterValidator(_non_empty), Field(json_schema_extra={"minLength": 1})
+]
+
+
+class RestartPolicy(StrEnum):
+    """When the cell controller starts an exited container again. Empty means never."""
+
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+    NEVER = "never"
+
+
+class VolumeKind(StrEnum):
+    """The mount type a volume entry asks for. Empty means bind, as in kukeon."""
+
+    BIND = "bind"
+    TMPFS = "tmpfs"
+
+
+def _restart_policy_default(value: Any) -> Any:
+    return RestartPolicy.NEVER if value in ("", None) else value
+
+
+def _volume_kind_default(value: Any) -> Any:
+    return VolumeKind.BIND if value in ("", None) else value
+
+
+class VolumeMount(KukeonModel):
+    """A host directory bound into the container, or an in-memory tmpfs at `target`."""
+
+    kind: Annotated[VolumeKind, BeforeValidator(_volume_kind_default)] = VolumeKind.BIND
+    source: OptionalString = Field(default=None, validate_default=True)
+    target: AbsolutePath
+    read_only: bool = False
+    size_bytes: int | None = Field(default=None, ge=0)
+    mode: int | None = Field(default=None, ge=0, le=0o7777)
+
+    @field_validator("source")
+    @classmethod
+    def _source_matches_kind(cls, source: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if kind == VolumeKind.TMPFS and source is not None:
+            raise ValueError("must be empty for a tmpfs volume")
+        if kind == VolumeKind.BIND:
+            if source is None:
+                raise ValueError("required for a bind volume")
+            check_absolute_path(source)
+        return source
+
+
+class TmpfsMount(KukeonModel):
+    """A tmpfs mounted at `path` (the short form of a tmpfs volume)."""
+
+    path: AbsolutePath
+    size_bytes: int | None = Field(default=None, ge=0)
+    options: NullableList[str] = Field(default_factory=list)
+
+
+class Capabilities(KukeonModel):
+    """Linux capabilities dropped from and added to the image's default set."""
+
+    drop: NullableList[str] = Field(default_factory=list)
+    add: NullableList[str] = Field(default_factory=list)
+
+
+class Resources(KukeonModel):
+    """The cgroup limits of one container; unset means unlimited."""
+
+    memory_limit_bytes: int | None = Field(default=None, ge=0)
+    cpu_shares: int | None = Field(default=None, ge=0)
+    pids_limit: int | None = Field(default=None, ge=0)
+
+
+class ContainerSecret(KukeonModel):
+    """A credential the daemon resolves when the container starts.
+
+    Without `mountPath` it becomes the environment variable `name`; with it, a read-only
+    file. Only the reference is stored, never the value.
+    """
+
+    name: NonEmptyString
+    from_file: OptionalAbsolutePath = None
+    from_env: OptionalString = Field(default=None, validate_default=True)
+    mount_path: OptionalAbsolutePath = None
+
+    @field_validator("from_env")
+    @classmethod
+    def _exactly_one_source(cls, from_env: str | None, info: ValidationInfo) -> str | None:
+        if "from_file" not in info.data:
+            return from_env  # fromFile itself is invalid; that error is reported already
+        from_file = info.data["from_file"]
+        if from_file is None and from_env is None:
+            raise ValueError("exactly one of fromFile or fromEnv is required")
+        if from_file is not None and from_env is not None:
+            raise ValueError("exactly one of fromFile or fromEnv may be set, not both")
+        return from_env
+
+
+class TtyStage(KukeonModel):
+    """One script run when an attachable container's shell starts (or once, at create)."""
+
+    script: OptionalString = None
+    run_on: Annotated[Literal["start", "create"] | None, BeforeValidator(_empty_as_none)] = None
+
+
+class ContainerTty(KukeonModel):
+    """Shell niceties of an attachable container (prompt, init scripts, wrapper log)."""
+
+    prompt: OptionalString = None
+    on_init: NullableList[TtyStage] = Field(default_factory=list)
+    log_file: OptionalAbsolutePath = None
+    log_level: Annotated[
+        Literal["debug", "info", "warn", "error"] | None, BeforeValidator(_empty_as_none)
+    ] = None
+
+
+class ContainerSpec(KukeonModel):
+    """One container of a cell, in kukeon's v1beta1 field names.
+
+    The parent ids (`realmId` ... `cellId`) may be omitted: a container inherits them from
+    its cell. Fields that a space can default (`user`, `readOnlyRootFilesystem`,
+    `capabilities`, `securityOpts`, `tmpfs`, `resources`) are "unset" when None or empty,
+    see `defaults.apply_space_defaults_to_container`.
+    """
+
+    id: DnsLabel
+    containerd_id: OptionalString = None
+    realm_id: OptionalDnsLabel = None
+    space_id: OptionalDnsLabel = None
+    stack_id: OptionalDnsLabel = None
+    cell_id: OptionalDnsLabel = None
+    root: bool = False
+    image: NonEmptyString
+    command: OptionalString = None
+    args: NullableList[str] = Field(default_factory=list)
+    working_dir: OptionalAbsolutePath = None
+    env: NullableList[EnvEntry] = Field(default_factory=list)
+    ports: NullableList[str] = Field(default_factory=list)
+    volumes: NullableList[VolumeMount] = Field(default_factory=list)
+    networks: NullableList[str] = Field(default_factory=list)
+    networks_aliases: NullableList[str] = Field(default_factory=list)
+    privileged: bool = False
+    host_network: bool = False
+    host_pid: bool = Field(default=False, alias="hostPID")
+    host_cgroup: bool = False
+    user: OptionalString = None
+    read_only_root_filesystem: bool | None = None
+    capabilities: Capabilities | None = None
+    security_opts: NullableList[str] = Field(default_factory=list)
+    devices: NullableList[AbsolutePath] = Field(default_factory=list)
+    tmpfs: NullableList[TmpfsMount] = Field(default_factory=list)
+    resources: Resources | None = None
+    secrets: NullableList[ContainerSecret] = Field(default_factory=list)
+    cni_config_path: OptionalAbsolutePath = None
+    restart_policy: Annotated[RestartPolicy, BeforeValidator(_restart_policy_default)] = (
+        RestartPolicy.NEVER
+    )
+    restart_backoff_seconds: int | None = None
+    restart_max_retries: int | None = None
+    attachable: bool = False
+    tty: ContainerTty | None = None
+
+    @field_validator("restart_backoff_seconds")
+    @classmethod
+    def _backoff_needs_restarting_policy(
+        cls, value: int | None, info: ValidationInfo
+    ) -> int | None:
+        if value is None:
+            return value
+        if value < 0:
+            raise ValueError(f"must be >= 0, got {value}")
+        policy = info.data.get("restart_policy")
+        if policy is not None and policy not in (RestartPolicy.ALWAYS, RestartPolicy.ON_FAILURE):
+            raise ValueError("requires restartPolicy always or on-failure")
+        return value
+
+    @field_validator("restart_max_retries")
+    @classmethod
+    def _retries_need_on_failure(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return value
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
+        policy = info.data.get("restart_policy")
+        if policy is not None and policy != RestartPolicy.ON_FAILURE:
+            raise ValueError("requires restartPolicy on-failure")
+        return value
+
+    @field_validator("tty")
+    @classmethod
+    def _tty_needs_attachable(
+        cls, tty: ContainerTty | None, info: ValidationInfo
+    ) -> ContainerTty | None:
+        if tty is not None and info.data.get("attachable") is False:
+            raise ValueError("requires attachable: true")
+        return tty
+
+
+class ContainerStatus(KukeonModel):
+    """What the cell controller last observed of one container (in the cell's status)."""
+
+    id: str
+    name: OptionalString = None
+    state: ContainerStateField = ContainerState.PENDING
+    pid: int | None = None
+    exit_code: int | None = None
+    exit_signal: OptionalString = None
+    restart_count: int = Field(default=0, ge=0)
+    created_at: Timestamp = None
+    start_time: Timestamp = None
+    finish_time: Timestamp = None
+    restart_time: Timestamp = None

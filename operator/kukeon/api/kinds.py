@@ -1,0 +1,109 @@
+"""The kinds as a whole: parsing a document into its model, writing it back, its key.
+
+`parse_resource` is the one gate for documents from outside (manifests, API requests): it
+runs every rule and raises `InvalidResource` listing all of them. `scope_of`, `parent_of`
+and `key_of` give the place of a resource in the hierarchy, which is also its etcd key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from kukeon.api.cell import Cell
+from kukeon.api.meta import API_VERSION, LEGACY_API_VERSION, Kind, Resource
+from kukeon.api.realm import Realm
+from kukeon.api.space import Space
+from kukeon.api.stack import Stack
+from kukeon.api.validation import (
+    FieldError,
+    InvalidResource,
+    cross_field_errors,
+    dedupe,
+    display_name,
+    field_errors_from_pydantic,
+)
+
+KIND_MODELS: dict[Kind, type[Resource[Any, Any]]] = {
+    Kind.REALM: Realm,
+    Kind.SPACE: Space,
+    Kind.STACK: Stack,
+    Kind.CELL: Cell,
+}
+
+AnyResource = Resource[Any, Any]
+
+
+def parse_resource(doc: Mapping[str, Any]) -> AnyResource:
+    """Validate one document and return its typed model; raise `InvalidResource` otherwise.
+
+    Every error of the document is reported, not only the first. `apiVersion` may be
+    `v1beta1` (kukeon's spelling) or `kukeon.io/v1beta1`.
+    """
+    if not isinstance(doc, Mapping):
+        raise InvalidResource(
+            "?",
+            "<unnamed>",
+            [FieldError("", f"a document must be a mapping, got {type(doc).__name__}")],
+        )
+    raw_kind = doc.get("kind")
+    try:
+        kind = Kind(str(raw_kind))
+    except ValueError:
+        expected = ", ".join(k.value for k in Kind)
+        cause = (
+            "required"
+            if raw_kind is None
+            else f"unknown kind {raw_kind!r}, expected one of {expected}"
+        )
+        raise InvalidResource(
+            str(raw_kind or "?"), display_name(Kind.REALM, doc), [FieldError("kind", cause)]
+        ) from None
+    errors: list[FieldError] = []
+    if "apiVersion" not in doc:
+        errors.append(FieldError("apiVersion", f"required ({API_VERSION} or {LEGACY_API_VERSION})"))
+    errors.extend(cross_field_errors(kind, doc))
+    try:
+        resource = KIND_MODELS[kind].model_validate(dict(doc))
+    except ValidationError as exc:
+        errors = field_errors_from_pydantic(exc) + errors
+    if errors:
+        raise InvalidResource(kind.value, display_name(kind, doc), dedupe(errors))
+    return resource
+
+
+def to_document(res: AnyResource) -> dict[str, Any]:
+    """The JSON-able camelCase document of a resource, with the full apiVersion."""
+    return res.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def scope_of(res: AnyResource) -> tuple[str, ...]:
+    """The names of the resource's parents, outermost first."""
+    spec = res.spec
+    if isinstance(res, Realm):
+        return ()
+    if isinstance(res, Space):
+        return (spec.realm_id,)
+    if isinstance(res, Stack):
+        return (spec.realm_id, spec.space_id)
+    if isinstance(res, Cell):
+        return (spec.realm_id, spec.space_id, spec.stack_id)
+    raise TypeError(f"not a kukeon resource: {type(res).__name__}")
+
+
+_PARENT_KIND = {Kind.SPACE: Kind.REALM, Kind.STACK: Kind.SPACE, Kind.CELL: Kind.STACK}
+
+
+def parent_of(res: AnyResource) -> tuple[Kind, tuple[str, ...]] | None:
+    """The parent's kind and full key, or None for a realm."""
+    parent_kind = _PARENT_KIND.get(Kind(res.kind))
+    if parent_kind is None:
+        return None
+    return parent_kind, scope_of(res)
+
+
+def key_of(res: AnyResource) -> tuple[str, ...]:
+    """The resource's full key: its parents' names, then its own."""
+    return (*scope_of(res), res.metadata.name)

@@ -1,0 +1,226 @@
+"""What every kind shares: the API group and version, the base model, metadata, field types.
+
+kukeon's external shape is camelCase JSON/YAML (`readOnlyRootFilesystem`), Python code is
+snake_case (`read_only_root_filesystem`): one base model carries the alias generator, so
+every kind speaks both and serialises camelCase. Unknown fields are rejected everywhere,
+because a typo in a manifest (`imagePullPolcy`) must be an error, not a silently dropped line.
+
+The reusable field types below (DNS labels, absolute paths, lists that tolerate the `null`
+Go writes for an empty slice) carry their rule with them, so a model states a rule by
+naming a type and the error lands on the exact field path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+GROUP = "kukeon.io"
+VERSION = "v1beta1"
+API_VERSION = f"{GROUP}/{VERSION}"
+# The spelling kukeon's own manifests use; accepted on input, never written.
+LEGACY_API_VERSION = VERSION
+
+# kukeon's default realm, space and stack: a manifest that omits a parent id lands there.
+DEFAULT_PARENT = "default"
+
+
+class Kind(StrEnum):
+    """The kinds of the hierarchy that are stored as documents of their own."""
+
+    REALM = "Realm"
+    SPACE = "Space"
+    STACK = "Stack"
+    CELL = "Cell"
+
+
+class KukeonModel(BaseModel):
+    """Base of every model: camelCase aliases, Python names accepted too, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+    )
+
+
+# --- reusable field types ---------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_LABEL_MAX = 63
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def check_dns_label(value: str) -> str:
+    """A DNS-1123 label: what every name and id in the hierarchy must be."""
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > DNS_LABEL_MAX:
+        raise ValueError(f"must be at most {DNS_LABEL_MAX} characters, got {len(value)}")
+    if not _DNS_LABEL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label (lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def check_absolute_path(value: str) -> str:
+    """Mount points and host paths are resolved against nothing, so they must be absolute."""
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {value!r}")
+    return value
+
+
+def _none_as_empty_list(value: Any) -> Any:
+    # Go marshals a nil slice as `null`; kukeon's own output is full of `args: null`.
+    return [] if value is None else value
+
+
+def _none_as_empty_dict(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _empty_string_as_none(value: Any) -> Any:
+    # Go writes an unset string as "", which means "not set" in every kukeon field.
+    return None if value == "" else value
+
+
+def _zero_time_as_none(value: Any) -> Any:
+    # Go's zero time.Time ("0001-01-01T00:00:00Z") is kukeon's "never happened".
+    if isinstance(value, str) and value.startswith("0001-01-01"):
+        return None
+    if isinstance(value, datetime) and value.year == 1:
+        return None
+    return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # A naive timestamp is taken as UTC so documents compare and serialise one way.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+_DNS_SCHEMA = {"pattern": DNS_LABEL_PATTERN, "maxLength": DNS_LABEL_MAX}
+
+DnsLabel = Annotated[str, AfterValidator(check_dns_label), Field(json_schema_extra=_DNS_SCHEMA)]
+AbsolutePath = Annotated[
+    str, AfterValidator(check_absolute_path), Field(json_schema_extra={"pattern": "^/"})
+]
+T = TypeVar("T")
+NullableList = Annotated[list[T], BeforeValidator(_none_as_empty_list)]
+StringMap = Annotated[dict[str, str], BeforeValidator(_none_as_empty_dict)]
+OptionalString = Annotated[str | None, BeforeValidator(_empty_string_as_none)]
+Timestamp = Annotated[datetime | None, BeforeValidator(_zero_time_as_none), AfterValidator(_aware)]
+
+
+# --- metadata and the resource envelope -------------------------------------------------
+
+
+class ObjectMeta(KukeonModel):
+    """Identity and bookkeeping of a stored document.
+
+    `name` is the user's; `uid`, `resourceVersion`, `generation`, the timestamps and
+    `finalizers` are written by the store (the etcd mod_revision is the resourceVersion).
+    """
+
+    name: DnsLabel
+    labels: StringMap = Field(default_factory=dict)
+    annotations: StringMap = Field(default_factory=dict)
+    uid: OptionalString = None
+    generation: int = Field(default=0, ge=0)
+    resource_version: OptionalString = None
+    creation_timestamp: Timestamp = None
+    deletion_timestamp: Timestamp = None
+    finalizers: NullableList[str] = Field(default_factory=list)
+
+
+class StatusBase(KukeonModel):
+    """The status fields every kind reports; each kind adds its `state` and extras."""
+
+    reason: OptionalString = None
+    message: OptionalString = None
+    cgroup_path: OptionalString = None
+    subtree_controllers: NullableList[str] = Field(default_factory=list)
+    cgroup_ready: bool = False
+    observed_generation: int = Field(default=0, ge=0)
+    created_at: Timestamp = None
+    updated_at: Timestamp = None
+    ready_at: Timestamp = None
+
+
+SpecT = TypeVar("SpecT", bound=KukeonModel)
+StatusT = TypeVar("StatusT", bound=KukeonModel)
+
+
+def _normalise_api_version(value: Any) -> Any:
+    if value in (API_VERSION, LEGACY_API_VERSION):
+        return API_VERSION
+    if isinstance(value, str):
+        raise ValueError(f"unsupported apiVersion {value!r}, expected {API_VERSION}")
+    return value
+
+
+ApiVersion = Annotated[str, AfterValidator(_normalise_api_version)]
+
+
+class Resource(KukeonModel, Generic[SpecT, StatusT]):
+    """The document envelope: `apiVersion`, `kind`, `metadata`, `spec`, `status`.
+
+    `spec` and `status` are always present (a manifest may omit both), so callers never
+    test for None; a manifest's `status` is accepted and kept, the controllers own it.
+    """
+
+    # Stack and Cell repeat their name as `spec.id` (kukeon's historical duplication).
+    has_spec_id: ClassVar[bool] = False
+
+    api_version: ApiVersion = API_VERSION
+    kind: Kind
+    metadata: ObjectMeta
+    spec: SpecT
+    status: StatusT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_envelope(cls, data: Any) -> Any:
+        """Treat a missing or null `spec`/`status` as empty; take a missing name from `spec.id`."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in ("spec", "status"):
+            if key in data and data[key] is None:
+                del data[key]
+        data.setdefault("spec", {})
+        if cls.has_spec_id:
+            spec_id = _spec_id(data["spec"])
+            metadata = data.get("metadata")
+            if metadata is None:
+                metadata = {}
+            if isinstance(metadata, dict) and not metadata.get("name") and spec_id:
+                data["metadata"] = {**metadata, "name": spec_id}
+        return data
+
+    @model_validator(mode="after")
+    def _fill_spec_id(self) -> Self:
+        if self.has_spec_id and getattr(self.spec, "id", "") is None:
+            self.spec = self.spec.model_copy(update={"id": self.metadata.name})
+        return self
+
+
+def _spec_id(spec: Any) -> str | None:
+    value = spec.get("id") if isinstance(spec, dict) else getattr(spec, "id", None)
+    return value if isinstance(value, str) and value else None

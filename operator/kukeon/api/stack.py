@@ -1,0 +1,31 @@
+"""The stack: a cgroup subtree that groups related cells of one space."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from kukeon.api.container import OptionalDnsLabel
+from kukeon.api.meta import DEFAULT_PARENT, DnsLabel, Kind, KukeonModel, Resource, StatusBase
+from kukeon.api.states import StackState, StackStateField
+
+
+class StackSpec(KukeonModel):
+    """`id` repeats `metadata.name` (either may be omitted, the other fills it)."""
+
+    id: OptionalDnsLabel = None
+    realm_id: DnsLabel = DEFAULT_PARENT
+    space_id: DnsLabel = DEFAULT_PARENT
+
+
+class StackStatus(StatusBase):
+    state: StackStateField = StackState.PENDING
+
+
+class Stack(Resource[StackSpec, StackStatus]):
+    has_spec_id: ClassVar[bool] = True
+
+    kind: Literal[Kind.STACK] = Kind.STACK
+    spec: StackSpec = Field(default_factory=StackSpec)
+    status: StackStatus = Field(default_factory=StackStatus)

@@ -1,0 +1,102 @@
+"""The lifecycle states of every kind, spelled exactly as kukeon prints them.
+
+Each kind has its own enum because not every state is meaningful for every kind (a stack is
+never `Creating`, only a cell is `Degraded`). kukeon once persisted states as the integer
+of its Go `iota` enum; documents carrying such an integer still load, mapped through the
+order kukeon declared them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+
+class RealmState(StrEnum):
+    PENDING = "Pending"
+    CREATING = "Creating"
+    READY = "Ready"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+class SpaceState(StrEnum):
+    PENDING = "Pending"
+    CREATING = "Creating"
+    READY = "Ready"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+class StackState(StrEnum):
+    PENDING = "Pending"
+    READY = "Ready"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+class CellState(StrEnum):
+    PENDING = "Pending"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    STOPPED = "Stopped"
+    EXITED = "Exited"
+    ERROR = "Error"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+class ContainerState(StrEnum):
+    PENDING = "Pending"
+    READY = "Ready"
+    STOPPED = "Stopped"
+    PAUSED = "Paused"
+    PAUSING = "Pausing"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+class DesiredCellState(StrEnum):
+    """What the user asks a cell to be: its containers running, or stopped but kept."""
+
+    RUNNING = "Running"
+    STOPPED = "Stopped"
+
+
+def _from_kukeon_int(order: Sequence[str]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(order):
+            return order[value]
+        return value
+
+    return convert
+
+
+# kukeon's Go declaration order of each state enum (pkg/api/model/v1beta1).
+RealmStateField = Annotated[
+    RealmState,
+    BeforeValidator(
+        _from_kukeon_int(["Pending", "Creating", "Ready", "Deleting", "Failed", "Unknown"])
+    ),
+]
+SpaceStateField = Annotated[
+    SpaceState, BeforeValidator(_from_kukeon_int(["Pending", "Ready", "Failed", "Unknown"]))
+]
+StackStateField = Annotated[
+    StackState, BeforeValidator(_from_kukeon_int(["Pending", "Ready", "Failed", "Unknown"]))
+]
+CellStateField = Annotated[
+    CellState,
+    BeforeValidator(_from_kukeon_int(["Pending", "Ready", "Stopped", "Failed", "Unknown"])),
+]
+ContainerStateField = Annotated[
+    ContainerState,
+    BeforeValidator(
+        _from_kukeon_int(["Pending", "Ready", "Stopped", "Paused", "Pausing", "Failed", "Unknown"])
+    ),
+]

@@ -1,0 +1,221 @@
+"""Turning a bad document into every reason it is bad, each naming the resource and the field.
+
+Validation happens in two layers that both run on every document, so a user sees all of
+their mistakes at once instead of fixing them one by one:
+
+- per-field rules live on the models (types, DNS labels, absolute paths, restart knobs,
+  egress rules, ...): pydantic reports every failing field in one pass, and
+  `field_errors_from_pydantic` turns its locations into paths like `spec.containers[1].image`;
+- rules across fields or across containers (unique container ids, the root container,
+  `spec.id` against `metadata.name`, `tty.default`) are checked here on the raw document,
+  so they are reported even when some other field of the same document is malformed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
+
+from kukeon.api.meta import DEFAULT_PARENT, Kind
+
+
+class FieldError(NamedTuple):
+    """One reason a document is invalid: the field path and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class InvalidResource(ValueError):  # noqa: N818 - the name is the public contract
+    """A document that cannot be accepted, with every reason why.
+
+    `name` is the display id of the resource, its parents and name joined by `/`
+    (`default/default/default/web` for a cell), so a message points at one object.
+    """
+
+    def __init__(self, kind: str, name: str, causes: Sequence[FieldError]) -> None:
+        self.kind = kind
+        self.name = name
+        self.causes = list(causes)
+        super().__init__(str(self))
+
+    def lines(self) -> list[str]:
+        prefix = f"{self.kind} {self.name}"
+        return [
+            f"{prefix}: {cause.field}: {cause.message}"
+            if cause.field
+            else f"{prefix}: {cause.message}"
+            for cause in self.causes
+        ]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.kind, self.name, self.causes))
+
+
+def format_path(loc: Iterable[int | str]) -> str:
+    """`("spec", "containers", 1, "image")` -> `spec.containers[1].image`."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            name = _external_name(part)
+            path += f".{name}" if path else name
+    return path
+
+
+def _external_name(part: str) -> str:
+    # A rule on a defaulted field reports the Python name; show the manifest's spelling.
+    if "_" not in part:
+        return part
+    return _IRREGULAR_ALIASES.get(part) or to_camel(part)
+
+
+_IRREGULAR_ALIASES = {"host_pid": "hostPID"}
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    message = error["msg"]
+    if message.startswith("Input should be"):
+        message = "must be" + message[len("Input should be") :]
+    value = error.get("input")
+    if isinstance(value, str | int | float | bool) and not isinstance(value, Mapping):
+        message += f", got {value!r}"
+    return message
+
+
+def field_errors_from_pydantic(exc: ValidationError) -> list[FieldError]:
+    return [FieldError(format_path(error["loc"]), _message(error)) for error in exc.errors()]
+
+
+# --- rules across fields, on the raw document ---------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+_PARENT_FIELDS: dict[str, tuple[str, ...]] = {
+    Kind.REALM: (),
+    Kind.SPACE: ("realmId",),
+    Kind.STACK: ("realmId", "spaceId"),
+    Kind.CELL: ("realmId", "spaceId", "stackId"),
+}
+
+
+def display_name(kind: Kind | str, doc: Mapping[str, Any]) -> str:
+    """The resource's parents and name joined by `/`, from a possibly invalid document."""
+    spec = _mapping(doc.get("spec"))
+    name = _text(_mapping(doc.get("metadata")).get("name")) or _text(spec.get("id")) or "<unnamed>"
+    parents = _PARENT_FIELDS.get(str(kind), ())
+    return "/".join([*(str(_text(spec.get(p)) or DEFAULT_PARENT) for p in parents), name])
+
+
+def cross_field_errors(kind: Kind, doc: Mapping[str, Any]) -> list[FieldError]:
+    """The rules that span several fields, checked on the raw document."""
+    errors: list[FieldError] = []
+    spec = _mapping(doc.get("spec"))
+    name = _text(_mapping(doc.get("metadata")).get("name"))
+    if kind in (Kind.STACK, Kind.CELL):
+        spec_id = _text(spec.get("id"))
+        if name and spec_id and name != spec_id:
+            errors.append(
+                FieldError("spec.id", f"must equal metadata.name {name!r}, got {spec_id!r}")
+            )
+    if kind == Kind.CELL:
+        errors.extend(_cell_errors(spec, name or _text(spec.get("id"))))
+    return errors
+
+
+def _cell_errors(spec: Mapping[str, Any], cell_name: str | None) -> list[FieldError]:
+    containers = spec.get("containers")
+    if not isinstance(containers, list):
+        return []  # missing or of the wrong type: the field's own error says so
+    errors: list[FieldError] = []
+    if not containers:
+        errors.append(FieldError("spec.containers", "at least one container is required"))
+    ids: dict[str, int] = {}
+    roots: list[int] = []
+    parents = {
+        "realmId": _text(spec.get("realmId")) or DEFAULT_PARENT,
+        "spaceId": _text(spec.get("spaceId")) or DEFAULT_PARENT,
+        "stackId": _text(spec.get("stackId")) or DEFAULT_PARENT,
+        "cellId": cell_name,
+    }
+    for index, container in enumerate(containers):
+        if not isinstance(container, Mapping):
+            continue
+        path = f"spec.containers[{index}]"
+        container_id = _text(container.get("id"))
+        if container_id is not None:
+            if container_id in ids:
+                errors.append(
+                    FieldError(
+                        f"{path}.id",
+                        f"duplicate container id {container_id!r} "
+                        f"(also spec.containers[{ids[container_id]}])",
+                    )
+                )
+            else:
+                ids[container_id] = index
+        if container.get("root") is True:
+            roots.append(index)
+        for field, expected in parents.items():
+            given = _text(container.get(field))
+            if given is not None and expected is not None and given != expected:
+                errors.append(
+                    FieldError(
+                        f"{path}.{field}", f"must match the cell's {expected!r}, got {given!r}"
+                    )
+                )
+    for index in roots[1:]:
+        errors.append(
+            FieldError(
+                f"spec.containers[{index}].root",
+                f"only one container may set root: true (spec.containers[{roots[0]}] does)",
+            )
+        )
+    root_id = _text(spec.get("rootContainerId"))
+    if root_id is not None:
+        if root_id not in ids:
+            errors.append(FieldError("spec.rootContainerId", f"no container with id {root_id!r}"))
+        else:
+            for index in roots:
+                if _text(containers[index].get("id")) != root_id:
+                    errors.append(
+                        FieldError(
+                            f"spec.containers[{index}].root",
+                            f"conflicts with spec.rootContainerId {root_id!r}",
+                        )
+                    )
+    tty_default = _text(_mapping(spec.get("tty")).get("default"))
+    if tty_default is not None:
+        if tty_default not in ids:
+            errors.append(FieldError("spec.tty.default", f"no container with id {tty_default!r}"))
+        elif containers[ids[tty_default]].get("attachable") is not True:
+            errors.append(
+                FieldError("spec.tty.default", f"container {tty_default!r} is not attachable")
+            )
+    return errors
+
+
+def dedupe(errors: Iterable[FieldError]) -> list[FieldError]:
+    return list(dict.fromkeys(errors))
