@@ -1,5 +1,62 @@
 """The registry on etcd: versioned documents, CAS writes, status, finalizers, list + watch.
 
-etcd is the only source of truth. This package may import ``kukeon.api`` and nothing else
-of the project.
+etcd is the only source of truth. Every resource is one compact JSON document under
+``<prefix>/registry/<plural>/<parents...>/<name>`` (``keys``); ``Registry`` (``registry``)
+creates, reads, lists, updates (spec and status separately), deletes (finalizers, children
+first) and watches them, always by compare-and-swap on the etcd revision. ``connection``
+knows how to reach etcd (endpoints, TLS, auth, deadlines, retries) and ``embedded`` runs
+a private etcd process when no endpoints are configured.
+
+This package may import ``kukeon.api`` and nothing else of the project.
 """
+
+from kukeon.store.connection import EtcdClient, EtcdConfig, OutcomeUnknown
+from kukeon.store.embedded import EmbeddedEtcd, EtcdProcess, EtcdStartError
+from kukeon.store.errors import (
+    AlreadyExists,
+    ChildrenExist,
+    Conflict,
+    Gone,
+    Invalid,
+    NotFound,
+    StoreError,
+    Unavailable,
+)
+from kukeon.store.keys import DEFAULT_PREFIX, KINDS, KeyLayout, KindInfo, key_for
+from kukeon.store.registry import (
+    CHILDREN_FINALIZER,
+    MAX_DOCUMENT_BYTES,
+    Registry,
+    ResourceList,
+    WatchEvent,
+)
+from kukeon.store.selectors import LabelSelector, parse_selector
+
+__all__ = [
+    "CHILDREN_FINALIZER",
+    "DEFAULT_PREFIX",
+    "KINDS",
+    "MAX_DOCUMENT_BYTES",
+    "AlreadyExists",
+    "ChildrenExist",
+    "Conflict",
+    "EmbeddedEtcd",
+    "EtcdClient",
+    "EtcdConfig",
+    "EtcdProcess",
+    "EtcdStartError",
+    "Gone",
+    "Invalid",
+    "KeyLayout",
+    "KindInfo",
+    "LabelSelector",
+    "NotFound",
+    "OutcomeUnknown",
+    "Registry",
+    "ResourceList",
+    "StoreError",
+    "Unavailable",
+    "WatchEvent",
+    "key_for",
+    "parse_selector",
+]

@@ -1,0 +1,306 @@
+"""How the registry reaches etcd: endpoints, TLS, authentication, deadlines and retries.
+
+aetcd's own ``Client`` dials one plaintext ``host:port``. kukeond needs several endpoints
+(so losing one member of a cluster is a reconnect, not an outage), TLS with client
+certificates, and a token that is renewed when etcd expires it. ``EtcdClient`` keeps
+aetcd's ``Client`` API (the framework uses it for leases) but builds the channel itself.
+
+Every request carries ``hasleader: true``: a member cut off from its cluster then refuses
+requests and cancels watch streams instead of serving stale data silently, and the
+registry reconnects and resumes.
+
+``Retrier`` runs one attempt of an operation again on transient gRPC failures with
+exponential backoff. A failed compare is a result, not an error, so it is never retried
+here. A write that failed mid-flight (connection reset, deadline) may or may not have
+been applied: it is retried only when the caller says the attempt is safe to repeat
+(it re-reads and re-decides, or it can recognise its own earlier write); otherwise the
+caller gets ``OutcomeUnknown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import aetcd
+import grpc
+from aetcd import rpc, watcher
+
+from .errors import StoreError, Unavailable
+
+T = TypeVar("T")
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Receive limit of the channel: list pages and watch batches stay far below it."""
+
+_REQUIRE_LEADER = ("hasleader", "true")
+Metadata = tuple[tuple[str, str], ...]
+
+
+class OutcomeUnknown(Unavailable):
+    """A write failed in flight: etcd may or may not have applied it. Re-read before retrying."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EtcdConfig:
+    """Where etcd is and how to talk to it.
+
+    ``endpoints`` are ``host:port`` or ``http(s)://host:port``; ``https`` (or any TLS file)
+    switches the channel to TLS. ``ca_file`` verifies the server (the system roots when
+    omitted), ``cert_file``/``key_file`` authenticate the client.
+    """
+
+    endpoints: Sequence[str] = ("127.0.0.1:2379",)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = None
+    """TLS name to verify instead of the endpoint's host (e.g. when dialing IPs)."""
+    username: str | None = None
+    password: str | None = None
+    dial_timeout: float = 5.0
+    """Seconds to wait for the first connection and each authentication."""
+    request_timeout: float = 5.0
+    """Deadline of one gRPC request."""
+    retry_timeout: float = 20.0
+    """Total seconds spent retrying transient failures before ``Unavailable``."""
+    key_prefix: str = "/kukeon"
+    """Root of every key the registry writes (tests use a unique one per case)."""
+    channel_options: Sequence[tuple[str, Any]] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise ValueError("EtcdConfig.endpoints: at least one endpoint is required")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("EtcdConfig: username and password must be given together")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("EtcdConfig: cert_file and key_file must be given together")
+
+    @property
+    def uses_tls(self) -> bool:
+        schemes = {_split_endpoint(e)[0] for e in self.endpoints}
+        return "https" in schemes or any((self.ca_file, self.cert_file))
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, str, int]:
+    text = endpoint.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"etcd endpoint {endpoint!r} is not host:port or http(s)://host:port")
+    return parts.scheme, parts.hostname, parts.port or 2379
+
+
+async def grpc_target(endpoints: Sequence[str]) -> str:
+    """One gRPC target for all endpoints, so pick_first fails over between them.
+
+    gRPC's ``ipv4:``/``ipv6:`` schemes take address lists; host names are resolved here.
+    """
+    hosts = [_split_endpoint(e)[1:] for e in endpoints]
+    if len(hosts) == 1:
+        host, port = hosts[0]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    loop = asyncio.get_running_loop()
+    v4: list[str] = []
+    v6: list[str] = []
+    for host, port in hosts:
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            infos = await loop.getaddrinfo(host, port, proto=6)
+            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        for address in addresses:
+            if address.version == 4:
+                v4.append(f"{address}:{port}")
+            else:
+                v6.append(f"[{address}]:{port}")
+    if v4:
+        return "ipv4:" + ",".join(dict.fromkeys(v4))
+    return "ipv6:" + ",".join(dict.fromkeys(v6))
+
+
+def _read_optional(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
+
+
+class EtcdClient(aetcd.Client):  # type: ignore[misc]
+    """aetcd's client over a channel built from an ``EtcdConfig``."""
+
+    def __init__(self, config: EtcdConfig) -> None:
+        super().__init__(
+            username=config.username,
+            password=config.password,
+            timeout=config.request_timeout,
+            connect_wait_timeout=int(max(config.dial_timeout, 1)),
+        )
+        self.config = config
+
+    def _channel_options(self) -> list[tuple[str, Any]]:
+        options: dict[str, Any] = {
+            "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+            "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+            "grpc.keepalive_time_ms": 10_000,
+            "grpc.keepalive_timeout_ms": 5_000,
+            "grpc.keepalive_permit_without_calls": 1,
+            "grpc.http2.max_pings_without_data": 0,
+            "grpc.initial_reconnect_backoff_ms": 100,
+            "grpc.min_reconnect_backoff_ms": 100,
+            "grpc.max_reconnect_backoff_ms": 1_000,
+        }
+        if self.config.server_name:
+            options["grpc.ssl_target_name_override"] = self.config.server_name
+        options.update(dict(self.config.channel_options))
+        return list(options.items())
+
+    async def _open_channel(self) -> grpc.aio.Channel:
+        target = await grpc_target(self.config.endpoints)
+        if not self.config.uses_tls:
+            return grpc.aio.insecure_channel(target, options=self._channel_options())
+        ca, cert, key = await asyncio.to_thread(
+            lambda: (
+                _read_optional(self.config.ca_file),
+                _read_optional(self.config.cert_file),
+                _read_optional(self.config.key_file),
+            )
+        )
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+        return grpc.aio.secure_channel(target, credentials, options=self._channel_options())
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        if self._is_connecting:  # type: ignore[has-type]
+            await asyncio.wait_for(self._connected.wait(), self.config.dial_timeout)
+            return
+        self._is_connecting = True
+        try:
+            self.channel = await self._open_channel()
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self.auth_stub = rpc.AuthStub(self.channel)
+            self.watchstub = rpc.WatchStub(self.channel)
+            self.metadata: Metadata = (_REQUIRE_LEADER,)
+            if self.config.username is not None:
+                await self.authenticate()
+            self._watcher = watcher.Watcher(
+                self.watchstub, timeout=self.config.request_timeout, metadata=self.metadata
+            )
+            self._connected.set()
+        finally:
+            self._is_connecting = False
+
+    async def authenticate(self) -> None:
+        """(Re)fetch the auth token: etcd's simple tokens expire (5 minutes by default)."""
+        request = rpc.AuthenticateRequest(name=self.config.username, password=self.config.password)
+        response = await self.auth_stub.Authenticate(request, timeout=self.config.dial_timeout)
+        self.metadata = (_REQUIRE_LEADER, ("token", response.token))
+        if self._watcher is not None:
+            self._watcher._metadata = self.metadata
+
+
+_NOT_APPLIED_HINTS = (
+    "no leader",
+    "failed to connect",
+    "connection refused",
+    "proposal dropped",
+    "not capable",
+    "too many requests",
+    "dns resolution failed",
+)
+
+
+def is_transient(error: grpc.aio.AioRpcError) -> bool:
+    return error.code() in {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+
+
+def surely_not_applied(error: grpc.aio.AioRpcError) -> bool:
+    """True when etcd never took the request (no connection, no leader, refused)."""
+    if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return True
+    if error.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    details = (error.details() or "").lower()
+    return any(hint in details for hint in _NOT_APPLIED_HINTS)
+
+
+def is_expired_token(error: grpc.aio.AioRpcError) -> bool:
+    details = (error.details() or "").lower()
+    return error.code() == grpc.StatusCode.UNAUTHENTICATED and "token" in details
+
+
+def _describe(error: grpc.aio.AioRpcError) -> str:
+    return f"{error.code().name}: {error.details()}"
+
+
+class Retrier:
+    """Runs attempts again on transient failures, with jittered exponential backoff."""
+
+    def __init__(self, *, client: EtcdClient, retry_timeout: float) -> None:
+        self._client = client
+        self._retry_timeout = retry_timeout
+
+    async def run(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        what: str,
+        repeatable: bool,
+    ) -> T:
+        """Await ``attempt()`` until it succeeds or fails for good.
+
+        ``repeatable``: the attempt may run again after an in-flight failure (reads, and
+        writes that re-read or recognise their own earlier write).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_timeout
+        delay = 0.05
+        reauthenticated = False
+        while True:
+            try:
+                await self._client.connect()
+                return await attempt()
+            except grpc.aio.AioRpcError as error:
+                if is_expired_token(error) and not reauthenticated:
+                    reauthenticated = True
+                    await self._reauthenticate(what)
+                    continue
+                if not is_transient(error):
+                    raise StoreError(
+                        f"{what}: etcd refused the request ({_describe(error)})"
+                    ) from error
+                if not repeatable and not surely_not_applied(error):
+                    raise OutcomeUnknown(
+                        f"{what}: etcd failed while the write was in flight ({_describe(error)}); "
+                        "it may or may not have been applied, read the object again"
+                    ) from error
+                if loop.time() + delay > deadline:
+                    raise Unavailable(
+                        f"{what}: etcd is unavailable after {self._retry_timeout:g}s of retries "
+                        f"({_describe(error)})"
+                    ) from error
+            except (TimeoutError, aetcd.ClientError) as error:
+                if loop.time() + delay > deadline:
+                    raise Unavailable(f"{what}: cannot connect to etcd ({error!r})") from error
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 1.0)
+
+    async def _reauthenticate(self, what: str) -> None:
+        try:
+            await self._client.authenticate()
+        except grpc.aio.AioRpcError as error:
+            raise Unavailable(f"{what}: etcd authentication failed ({_describe(error)})") from error

@@ -1,0 +1,74 @@
+"""Typed registry errors: every failure the API server must map to an HTTP status.
+
+Callers branch on the class, never on message text: ``NotFound`` 404, ``AlreadyExists``
+409, ``Conflict`` 409 (stale resourceVersion, or a parent that still has children),
+``Invalid`` 422, ``Gone`` 410 (a watch resumed from a compacted revision: relist),
+``Unavailable`` 503 (etcd could not be reached, or a write's outcome is unknown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kukeon.api import FieldError, InvalidResource
+
+
+class StoreError(Exception):
+    """Base of every registry error; ``str()`` is a complete sentence for a user."""
+
+
+class NotFound(StoreError):  # noqa: N818 (the API's names)
+    """The resource (or the parent it needs) does not exist or is being deleted."""
+
+
+class AlreadyExists(StoreError):  # noqa: N818 (the API's names)
+    """A create found a resource under the same key."""
+
+
+class Conflict(StoreError):  # noqa: N818 (the API's names)
+    """A compare-and-swap lost: the caller's resourceVersion is stale."""
+
+
+class ChildrenExist(Conflict):
+    """A delete without ``cascade`` found children; ``children`` names them."""
+
+    def __init__(self, message: str, *, children: Sequence[str]) -> None:
+        super().__init__(message)
+        self.children = list(children)
+
+
+class Invalid(StoreError):  # noqa: N818 (the API's names)
+    """The input is not a valid resource (or selector); ``causes`` lists every field error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        causes: Sequence[FieldError] = (),
+        kind: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.causes = list(causes)
+        self.kind = kind
+        self.name = name
+
+    @classmethod
+    def from_invalid_resource(cls, error: InvalidResource) -> Invalid:
+        invalid = cls(str(error), causes=error.causes, kind=error.kind, name=error.name)
+        invalid.__cause__ = error
+        return invalid
+
+
+class Gone(StoreError):  # noqa: N818 (the API's names)
+    """A watch asked for history etcd has compacted away; relist and watch again."""
+
+    def __init__(self, message: str, *, compacted_revision: int) -> None:
+        super().__init__(message)
+        self.compacted_revision = compacted_revision
+
+
+class Unavailable(StoreError):  # noqa: N818 (the API's names)
+    """etcd did not answer in time, or a write failed in a way that leaves its outcome unknown."""

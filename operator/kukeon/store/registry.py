@@ -1,0 +1,871 @@
+"""The registry: every resource is one JSON document in etcd, written only by compare-and-swap.
+
+Why each rule is the way it is:
+
+- ``resourceVersion`` is the key's etcd ``mod_revision``, never stored in the document:
+  it cannot be stale and costs nothing to keep right.
+- create is ``if create_revision(key) == 0``; a child create also compares its parent's
+  ``mod_revision`` with the one it just read (and saw not being deleted). Marking a parent
+  for deletion bumps that revision, so a child can never slip in under a dying parent.
+- a parent is removed by a transaction that also compares every child range as empty
+  (``create_revision(range) == 0``), so the two races (child create, parent delete) are
+  both decided inside etcd, and no orphan can exist.
+- update and update_status compare the caller's ``resourceVersion``; a lost compare is
+  ``Conflict`` (never retried here: the caller must re-read and re-decide). update takes
+  spec and metadata and keeps the stored status; update_status takes status only.
+- every write is validated with ``kukeon.api.parse_resource`` first and refused over
+  1 MiB before anything is sent.
+- list reads every page at the revision of the first page: one consistent snapshot.
+- watch resumes from the last delivered revision after any stream failure (member killed,
+  leader lost) and turns compaction into ``Gone`` so the caller relists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Self
+
+import grpc
+from aetcd import rpc
+
+from kukeon.api import (
+    FieldError,
+    InvalidResource,
+    Kind,
+    Resource,
+    key_of,
+    parse_resource,
+    to_document,
+)
+
+from .connection import EtcdClient, EtcdConfig, Retrier, is_transient
+from .errors import (
+    AlreadyExists,
+    ChildrenExist,
+    Conflict,
+    Gone,
+    Invalid,
+    NotFound,
+    StoreError,
+    Unavailable,
+)
+from .keys import KeyLayout, child_kinds, display_name, parent_key, range_end
+from .selectors import parse_selector
+
+log = logging.getLogger(__name__)
+
+AnyResource = Resource[Any, Any]
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+CHILDREN_FINALIZER = "kukeon.io/children"
+"""Held by every parent kind; released by the registry once it has no children left."""
+
+LIST_PAGE_SIZE = 500
+_MAX_CAS_ROUNDS = 1000
+_CHILDREN_NAMED_IN_ERRORS = 10
+
+
+class WatchEvent(NamedTuple):
+    type: Literal["ADDED", "MODIFIED", "DELETED"]
+    object: AnyResource
+    revision: int
+
+
+class ResourceList(NamedTuple):
+    items: list[AnyResource]
+    resource_version: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _kind_of(res: AnyResource) -> Kind:
+    return Kind(res.kind)
+
+
+def _label(kind: Kind, key: Sequence[str]) -> str:
+    return f"{kind.value} {display_name(key)!r}"
+
+
+# --- etcd request builders ---------------------------------------------------------------
+
+
+def _compare_created(key: bytes, revision: int, end: bytes | None = None) -> Any:
+    return rpc.Compare(
+        key=key,
+        range_end=end or b"",
+        target=rpc.Compare.CREATE,
+        result=rpc.Compare.EQUAL,
+        create_revision=revision,
+    )
+
+
+def _compare_modified(key: bytes, revision: int) -> Any:
+    return rpc.Compare(
+        key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
+    )
+
+
+def _put(key: bytes, value: bytes) -> Any:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))
+
+
+def _delete(key: bytes) -> Any:
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
+
+
+def _read(key: bytes) -> Any:
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
+
+
+class _Stored(NamedTuple):
+    """One document as read, with the revisions the next compare needs."""
+
+    value: bytes
+    mod_revision: int
+    create_revision: int
+
+    @property
+    def document(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.value)
+        return loaded
+
+
+_Compares = list[Any]
+_Children = list[tuple[Kind, tuple[str, ...]]]
+_Batch = list[WatchEvent]
+
+
+class _Lost(enum.Enum):
+    """A compare-and-swap round lost its compare (someone wrote first)."""
+
+    LOST = enum.auto()
+
+
+_Decide = Callable[[AnyResource, "_Stored"], tuple[Any, list[Any]]]
+"""Given the current object, the next document (None: remove the key; "keep": no write)
+and any extra compares the write needs."""
+
+
+class _WatchStreamEndedError(Exception):
+    """The server closed or cancelled a watch stream without compaction: resume it."""
+
+
+class Registry:
+    """Async CRUD + watch of kukeon resources in etcd. Build it with ``await Registry.connect``."""
+
+    def __init__(self, *, client: EtcdClient, config: EtcdConfig) -> None:
+        self._client = client
+        self._config = config
+        self._layout = KeyLayout(config.key_prefix)
+        self._retrier = Retrier(client=client, retry_timeout=config.retry_timeout)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, config: EtcdConfig) -> Registry:
+        """Open the channel and prove etcd answers (``Unavailable`` after the retry budget)."""
+        client = EtcdClient(config)
+        registry = cls(client=client, config=config)
+        try:
+            await registry.current_revision()
+        except BaseException:
+            await client.close()
+            raise
+        return registry
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def client(self) -> EtcdClient:
+        """The aetcd client (leases, leader election); its channel is shared with the registry."""
+        return self._client
+
+    @property
+    def config(self) -> EtcdConfig:
+        return self._config
+
+    @property
+    def layout(self) -> KeyLayout:
+        return self._layout
+
+    @property
+    def key_prefix(self) -> str:
+        """Root of this registry's keys; ``<prefix>/leases/...`` is the framework's."""
+        return self._layout.prefix
+
+    def key_for(self, kind: Kind, key: Sequence[str]) -> str:
+        return self._layout.key(kind, key)
+
+    # --- raw etcd calls ------------------------------------------------------------------
+
+    async def _range(
+        self,
+        key: bytes,
+        end: bytes | None = None,
+        *,
+        revision: int = 0,
+        limit: int = 0,
+        keys_only: bool = False,
+        count_only: bool = False,
+    ) -> Any:
+        request = rpc.RangeRequest(
+            key=key,
+            range_end=end or b"",
+            revision=revision,
+            limit=limit,
+            keys_only=keys_only,
+            count_only=count_only,
+        )
+        return await self._client.kvstub.Range(
+            request, timeout=self._config.request_timeout, metadata=self._client.metadata
+        )
+
+    async def _txn(self, compare: list[Any], success: list[Any], failure: list[Any]) -> Any:
+        request = rpc.TxnRequest(compare=compare, success=success, failure=failure)
+        return await self._client.kvstub.Txn(
+            request, timeout=self._config.request_timeout, metadata=self._client.metadata
+        )
+
+    async def _read_one(self, key: bytes, what: str) -> _Stored | None:
+        async def attempt() -> _Stored | None:
+            response = await self._range(key)
+            if not response.kvs:
+                return None
+            kv = response.kvs[0]
+            return _Stored(kv.value, kv.mod_revision, kv.create_revision)
+
+        return await self._retrier.run(attempt, what=what, repeatable=True)
+
+    async def current_revision(self) -> int:
+        """The store's latest revision (a watch from it sees only later changes)."""
+
+        async def attempt() -> int:
+            root = self._layout.registry_root.encode()
+            response = await self._range(root, range_end(root), count_only=True)
+            revision: int = response.header.revision
+            return revision
+
+        return await self._retrier.run(attempt, what="read the current revision", repeatable=True)
+
+    # --- documents -----------------------------------------------------------------------
+
+    def _validated_document(self, res: AnyResource, *, drop_status: bool = False) -> dict[str, Any]:
+        """Validate through kukeon.api and return the canonical document to store."""
+        try:
+            document = to_document(res)
+            if drop_status:
+                document.pop("status", None)
+            parsed = parse_resource(document)
+        except InvalidResource as error:
+            raise Invalid.from_invalid_resource(error) from error
+        canonical = to_document(parsed)
+        canonical["metadata"].pop("resourceVersion", None)
+        return canonical
+
+    def _encode(self, document: dict[str, Any], *, label: str) -> bytes:
+        data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(data) > MAX_DOCUMENT_BYTES:
+            why = f"the document is {len(data)} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit"
+            raise Invalid(
+                f"{label}: {why}",
+                causes=[FieldError("", why)],
+                kind=document.get("kind"),
+                name=document.get("metadata", {}).get("name"),
+            )
+        return data
+
+    def _decode(self, value: bytes, revision: int) -> AnyResource:
+        document: dict[str, Any] = json.loads(value)
+        document["metadata"]["resourceVersion"] = str(revision)
+        try:
+            return parse_resource(document)
+        except InvalidResource as error:
+            # Only written through this class, so this means someone wrote etcd by hand.
+            raise StoreError(f"stored document is not a valid resource: {error}") from error
+
+    # --- create --------------------------------------------------------------------------
+
+    async def create(self, res: AnyResource) -> AnyResource:
+        """Store a new object: AlreadyExists if the key is taken, NotFound without a live parent."""
+        kind = _kind_of(res)
+        key = key_of(res)
+        label = _label(kind, key)
+        raw_key = self._layout.key(kind, key).encode()
+        fresh_metadata = res.metadata.model_copy(
+            update={
+                "uid": str(uuid.uuid4()),
+                "creation_timestamp": _now(),
+                "deletion_timestamp": None,
+                "generation": 1,
+                "resource_version": None,
+                "finalizers": self._initial_finalizers(kind, res.metadata.finalizers),
+            }
+        )
+        candidate = res.model_copy(update={"metadata": fresh_metadata})
+        # The status of a new object is the controllers' to write, starting from Pending.
+        document = self._validated_document(candidate, drop_status=True)
+        data = self._encode(document, label=label)
+        uid = fresh_metadata.uid
+        parent = parent_key(kind, key)
+
+        async def attempt() -> tuple[bool, Any]:
+            compare = [_compare_created(raw_key, 0)]
+            if parent is not None:
+                parent_kind, parent_names = parent
+                parent_raw = self._layout.key(parent_kind, parent_names).encode()
+                response = await self._range(parent_raw)
+                if not response.kvs:
+                    raise NotFound(
+                        f"cannot create {label}: its {_label(parent_kind, parent_names)} "
+                        "does not exist"
+                    )
+                parent_kv = response.kvs[0]
+                if json.loads(parent_kv.value)["metadata"].get("deletionTimestamp"):
+                    raise NotFound(
+                        f"cannot create {label}: its {_label(parent_kind, parent_names)} "
+                        "is being deleted"
+                    )
+                compare.append(_compare_modified(parent_raw, parent_kv.mod_revision))
+            response = await self._txn(compare, [_put(raw_key, data)], [_read(raw_key)])
+            return response.succeeded, response
+
+        for _ in range(_MAX_CAS_ROUNDS):
+            # Repeatable: after an in-flight failure the next round recognises its own uid.
+            succeeded, response = await self._retrier.run(
+                attempt, what=f"create {label}", repeatable=True
+            )
+            if succeeded:
+                return self._decode(data, response.header.revision)
+            existing = response.responses[0].response_range.kvs
+            if existing:
+                stored = existing[0]
+                if json.loads(stored.value)["metadata"].get("uid") == uid:
+                    return self._decode(stored.value, stored.mod_revision)
+                raise AlreadyExists(f"{label} already exists")
+            # The parent changed between our read and the transaction: look again.
+        raise Unavailable(f"create {label}: the parent kept changing, gave up")
+
+    @staticmethod
+    def _initial_finalizers(kind: Kind, requested: Sequence[str]) -> list[str]:
+        finalizers = [name for name in requested if name != CHILDREN_FINALIZER]
+        if child_kinds(kind):
+            finalizers.append(CHILDREN_FINALIZER)
+        return finalizers
+
+    # --- read ----------------------------------------------------------------------------
+
+    async def get(self, kind: Kind, key: tuple[str, ...]) -> AnyResource:
+        label = _label(kind, key)
+        stored = await self._read_one(self._layout.key(kind, key).encode(), f"get {label}")
+        if stored is None:
+            raise NotFound(f"{label} not found")
+        return self._decode(stored.value, stored.mod_revision)
+
+    async def list(
+        self,
+        kind: Kind,
+        scope: tuple[str, ...] = (),
+        *,
+        label_selector: str | None = None,
+    ) -> ResourceList:
+        """Every ``kind`` under ``scope`` (all parents when empty), read at one revision."""
+        selector = parse_selector(label_selector)
+        prefix = self._layout.scope_prefix(kind, scope).encode()
+        end = range_end(prefix)
+
+        async def attempt() -> ResourceList:
+            items: list[AnyResource] = []
+            revision = 0
+            start = prefix
+            while True:
+                try:
+                    response = await self._range(
+                        start, end, revision=revision, limit=LIST_PAGE_SIZE
+                    )
+                except grpc.aio.AioRpcError as error:
+                    if error.code() == grpc.StatusCode.OUT_OF_RANGE and revision:
+                        # Compacted between two pages: start over at a new snapshot.
+                        items, revision, start = [], 0, prefix
+                        continue
+                    raise
+                if not revision:
+                    revision = response.header.revision
+                for kv in response.kvs:
+                    document = json.loads(kv.value)
+                    if not selector.matches(document["metadata"].get("labels")):
+                        continue
+                    document["metadata"]["resourceVersion"] = str(kv.mod_revision)
+                    try:
+                        items.append(parse_resource(document))
+                    except InvalidResource as error:
+                        log.warning("skipping invalid document at %s: %s", kv.key, error)
+                if not response.more or not response.kvs:
+                    return ResourceList(items, revision)
+                start = response.kvs[-1].key + b"\0"
+
+        what = f"list {kind.value} under {display_name(scope) or 'all parents'}"
+        return await self._retrier.run(attempt, what=what, repeatable=True)
+
+    # --- update --------------------------------------------------------------------------
+
+    def _expected_revision(self, res: AnyResource, label: str) -> int:
+        raw = res.metadata.resource_version
+        if not raw:
+            raise Invalid(
+                f"{label}: metadata.resourceVersion is required to update",
+                causes=[FieldError("metadata.resourceVersion", "required for an update")],
+            )
+        try:
+            return int(raw)
+        except ValueError:
+            raise Invalid(
+                f"{label}: metadata.resourceVersion {raw!r} is not a revision",
+                causes=[FieldError("metadata.resourceVersion", "must be an integer")],
+            ) from None
+
+    async def _current(self, kind: Kind, key: Sequence[str], expected: int, op: str) -> _Stored:
+        label = _label(kind, key)
+        stored = await self._read_one(self._layout.key(kind, key).encode(), f"{op} {label}")
+        if stored is None:
+            raise NotFound(f"{label} not found")
+        if stored.mod_revision != expected:
+            raise Conflict(
+                f"{label} was modified: resourceVersion {expected} is stale, "
+                f"the current one is {stored.mod_revision}; read it again and retry"
+            )
+        return stored
+
+    async def update(self, res: AnyResource) -> AnyResource:
+        """Write spec and metadata (labels, annotations, finalizers); keep the stored status.
+
+        ``generation`` goes up only when the spec changed. An object being deleted whose
+        last finalizer this update drops is removed; the returned object is its last state.
+        """
+        kind = _kind_of(res)
+        key = key_of(res)
+        label = _label(kind, key)
+        expected = self._expected_revision(res, label)
+        stored = await self._current(kind, key, expected, "update")
+        current = self._decode(stored.value, stored.mod_revision)
+        had_children_finalizer = CHILDREN_FINALIZER in current.metadata.finalizers
+        finalizers = [f for f in res.metadata.finalizers if f != CHILDREN_FINALIZER]
+        if had_children_finalizer:
+            finalizers.append(CHILDREN_FINALIZER)
+        if current.metadata.deletion_timestamp is not None:
+            added = set(finalizers) - set(current.metadata.finalizers)
+            if added:
+                raise self._no_new_finalizers(label, sorted(added))
+        metadata = res.metadata.model_copy(
+            update={
+                "uid": current.metadata.uid,
+                "creation_timestamp": current.metadata.creation_timestamp,
+                "deletion_timestamp": current.metadata.deletion_timestamp,
+                "generation": current.metadata.generation,
+                "finalizers": finalizers,
+            }
+        )
+        candidate = res.model_copy(update={"metadata": metadata, "status": current.status})
+        document = self._validated_document(candidate)
+        if document["spec"] != json.loads(stored.value)["spec"]:
+            document["metadata"]["generation"] = current.metadata.generation + 1
+        data = self._encode(document, label=label)
+        if data == stored.value:
+            return current
+        remove = current.metadata.deletion_timestamp is not None and not finalizers
+        return await self._compare_and_write(
+            kind, key, stored, data, remove=remove, op="update", repeatable=False
+        )
+
+    async def update_status(self, res: AnyResource) -> AnyResource:
+        """Write status only (CAS on resourceVersion); spec, metadata and generation stay."""
+        kind = _kind_of(res)
+        key = key_of(res)
+        label = _label(kind, key)
+        expected = self._expected_revision(res, label)
+        stored = await self._current(kind, key, expected, "update status of")
+        current = self._decode(stored.value, stored.mod_revision)
+        candidate = current.model_copy(update={"status": res.status})
+        document = self._validated_document(candidate)
+        data = self._encode(document, label=label)
+        if data == stored.value:
+            return current
+        return await self._compare_and_write(
+            kind, key, stored, data, remove=False, op="update status of", repeatable=False
+        )
+
+    async def _compare_and_write(
+        self,
+        kind: Kind,
+        key: Sequence[str],
+        stored: _Stored,
+        data: bytes,
+        *,
+        remove: bool,
+        op: str,
+        repeatable: bool,
+        extra_compare: Sequence[Any] = (),
+    ) -> AnyResource:
+        """Put ``data`` (or delete the key) if the key is still at ``stored.mod_revision``."""
+        label = _label(kind, key)
+        raw_key = self._layout.key(kind, key).encode()
+
+        async def attempt() -> Any:
+            compare = [_compare_modified(raw_key, stored.mod_revision), *extra_compare]
+            return await self._txn(
+                compare, [_delete(raw_key) if remove else _put(raw_key, data)], []
+            )
+
+        response = await self._retrier.run(attempt, what=f"{op} {label}", repeatable=repeatable)
+        if not response.succeeded:
+            raise Conflict(f"{label} was modified concurrently; read it again and retry")
+        written = self._decode(data, response.header.revision)
+        if remove:
+            await self._after_removal(kind, key)
+        return written
+
+    # --- finalizers and deletion ---------------------------------------------------------
+
+    @staticmethod
+    def _no_new_finalizers(label: str, names: Sequence[str]) -> Invalid:
+        why = f"cannot add finalizer(s) {', '.join(names)}: the object is being deleted"
+        return Invalid(f"{label}: {why}", causes=[FieldError("metadata.finalizers", why)])
+
+    async def _cas_loop(
+        self,
+        kind: Kind,
+        key: Sequence[str],
+        op: str,
+        decide: _Decide,
+    ) -> AnyResource | None:
+        """Read, decide, compare-and-swap; again whenever the compare is lost."""
+        for _ in range(_MAX_CAS_ROUNDS):
+            result = await self._cas_once(kind, key, op, decide)
+            if not isinstance(result, _Lost):
+                return result
+        raise Unavailable(f"{op} {_label(kind, key)}: the object kept changing, gave up")
+
+    async def add_finalizer(
+        self, kind: Kind, key: tuple[str, ...], name: str
+    ) -> AnyResource | None:
+        label = _label(kind, key)
+        if await self._read_one(self._layout.key(kind, key).encode(), f"read {label}") is None:
+            raise NotFound(f"{label} not found")
+
+        def decide(current: AnyResource, stored: _Stored) -> tuple[Any, list[Any]]:
+            if name in current.metadata.finalizers:
+                return "keep", []
+            if current.metadata.deletion_timestamp is not None:
+                raise self._no_new_finalizers(label, [name])
+            document = json.loads(stored.value)
+            document["metadata"]["finalizers"] = [*current.metadata.finalizers, name]
+            return document, []
+
+        return await self._cas_loop(kind, key, f"add finalizer {name!r} to", decide)
+
+    async def remove_finalizer(
+        self, kind: Kind, key: tuple[str, ...], name: str
+    ) -> AnyResource | None:
+        """Drop ``name``; an object being deleted goes once its last finalizer is gone (None)."""
+        label = _label(kind, key)
+        if name == CHILDREN_FINALIZER:
+            why = f"{CHILDREN_FINALIZER} is released by the registry when no children remain"
+            raise Invalid(f"{label}: {why}", causes=[FieldError("metadata.finalizers", why)])
+
+        def decide(current: AnyResource, stored: _Stored) -> tuple[Any, list[Any]]:
+            if name not in current.metadata.finalizers:
+                return "keep", []
+            remaining = [f for f in current.metadata.finalizers if f != name]
+            if current.metadata.deletion_timestamp is not None and not remaining:
+                return None, []
+            document = json.loads(stored.value)
+            document["metadata"]["finalizers"] = remaining
+            return document, []
+
+        return await self._cas_loop(kind, key, f"remove finalizer {name!r} from", decide)
+
+    async def _children(self, kind: Kind, key: Sequence[str]) -> _Children:
+        children: _Children = []
+        for child_kind, prefix in self._layout.children_prefixes(kind, key):
+            raw = prefix.encode()
+
+            async def attempt(raw: bytes = raw) -> Any:
+                return await self._range(raw, range_end(raw), keys_only=True)
+
+            response = await self._retrier.run(
+                attempt, what=f"list children of {_label(kind, key)}", repeatable=True
+            )
+            children.extend(
+                (child_kind, self._layout.split(child_kind, kv.key)) for kv in response.kvs
+            )
+        return children
+
+    def _no_children_compares(self, kind: Kind, key: Sequence[str]) -> _Compares:
+        compares: _Compares = []
+        for _, prefix in self._layout.children_prefixes(kind, key):
+            raw = prefix.encode()
+            compares.append(_compare_created(raw, 0, range_end(raw)))
+        return compares
+
+    async def delete(
+        self, kind: Kind, key: tuple[str, ...], *, cascade: bool = False
+    ) -> AnyResource | None:
+        """Mark the object deleted; it goes when its finalizers are empty (then None).
+
+        With children: refused (``ChildrenExist``) unless ``cascade``, which marks the
+        object first (no new child can be created under it), deletes the children depth
+        first, and releases ``kukeon.io/children`` once none remain. Children still held by
+        their own finalizers keep the parent pending; the last one to go releases it.
+        """
+        label = _label(kind, key)
+        raw_key = self._layout.key(kind, key).encode()
+        if await self._read_one(raw_key, f"delete {label}") is None:
+            raise NotFound(f"{label} not found")
+
+        if not cascade:
+            return await self._delete_childless(kind, key)
+
+        def mark(current: AnyResource, stored: _Stored) -> tuple[Any, list[Any]]:
+            if current.metadata.deletion_timestamp is not None:
+                return "keep", []
+            document = json.loads(stored.value)
+            document["metadata"]["deletionTimestamp"] = _now().isoformat()
+            return document, []
+
+        if await self._cas_loop(kind, key, "mark for deletion", mark) is None:
+            return None
+        for child_kind, child_key in await self._children(kind, key):
+            with contextlib.suppress(NotFound):
+                await self.delete(child_kind, child_key, cascade=True)
+        return await self._release_children(kind, key)
+
+    async def _delete_childless(self, kind: Kind, key: tuple[str, ...]) -> AnyResource | None:
+        label = _label(kind, key)
+        no_children = self._no_children_compares(kind, key)
+
+        for _ in range(_MAX_CAS_ROUNDS):
+            children = await self._children(kind, key)
+            if children:
+                stored = await self._read_one(self._layout.key(kind, key).encode(), label)
+                if stored is None:
+                    return None
+                current = self._decode(stored.value, stored.mod_revision)
+                if current.metadata.deletion_timestamp is not None:
+                    # Already being deleted (a cascade in progress): nothing to refuse.
+                    return current
+                names = [_label(k, n) for k, n in children[:_CHILDREN_NAMED_IN_ERRORS]]
+                more = len(children) - len(names)
+                listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+                raise ChildrenExist(
+                    f"cannot delete {label}: it still has {len(children)} child object(s): "
+                    f"{listed}; delete them first or ask for a cascading delete",
+                    children=[display_name(n) for _, n in children],
+                )
+
+            def decide(current: AnyResource, stored: _Stored) -> tuple[Any, list[Any]]:
+                remaining = [f for f in current.metadata.finalizers if f != CHILDREN_FINALIZER]
+                if not remaining:
+                    return None, no_children
+                document = json.loads(stored.value)
+                document["metadata"]["finalizers"] = remaining
+                if not document["metadata"].get("deletionTimestamp"):
+                    document["metadata"]["deletionTimestamp"] = _now().isoformat()
+                if document == json.loads(stored.value):
+                    return "keep", []
+                return document, no_children
+
+            result = await self._cas_once(kind, key, "delete", decide)
+            if not isinstance(result, _Lost):
+                return result
+            # Lost the compare: a child appeared or the object changed; decide again.
+        raise Unavailable(f"delete {label}: the object kept changing, gave up")
+
+    async def _cas_once(
+        self, kind: Kind, key: Sequence[str], op: str, decide: _Decide
+    ) -> AnyResource | _Lost | None:
+        """One read-decide-CAS round; returns ``_Lost.LOST`` when the compare failed."""
+        label = _label(kind, key)
+        raw_key = self._layout.key(kind, key).encode()
+        stored = await self._read_one(raw_key, f"{op} {label}")
+        if stored is None:
+            return None
+        current = self._decode(stored.value, stored.mod_revision)
+        outcome, extra_compare = decide(current, stored)
+        if outcome == "keep":
+            return current
+        remove = outcome is None
+        data = b"" if remove else self._encode(outcome, label=label)
+
+        async def attempt() -> Any:
+            compare = [_compare_modified(raw_key, stored.mod_revision), *extra_compare]
+            return await self._txn(
+                compare, [_delete(raw_key) if remove else _put(raw_key, data)], []
+            )
+
+        response = await self._retrier.run(attempt, what=f"{op} {label}", repeatable=True)
+        if not response.succeeded:
+            return _Lost.LOST
+        if remove:
+            await self._after_removal(kind, key)
+            return None
+        return self._decode(data, response.header.revision)
+
+    async def _release_children(self, kind: Kind, key: Sequence[str]) -> AnyResource | None:
+        """Drop ``kukeon.io/children`` from a deleting parent whose children are all gone."""
+        no_children = self._no_children_compares(kind, key)
+        for _ in range(_MAX_CAS_ROUNDS):
+            if await self._children(kind, key):
+                stored = await self._read_one(self._layout.key(kind, key).encode(), "read")
+                return None if stored is None else self._decode(stored.value, stored.mod_revision)
+
+            def decide(current: AnyResource, stored: _Stored) -> tuple[Any, list[Any]]:
+                if current.metadata.deletion_timestamp is None:
+                    return "keep", []
+                remaining = [f for f in current.metadata.finalizers if f != CHILDREN_FINALIZER]
+                if not remaining:
+                    return None, no_children
+                if remaining == current.metadata.finalizers:
+                    return "keep", []
+                document = json.loads(stored.value)
+                document["metadata"]["finalizers"] = remaining
+                return document, no_children
+
+            result = await self._cas_once(kind, key, "release children finalizer of", decide)
+            if not isinstance(result, _Lost):
+                return result
+        raise Unavailable(f"release {_label(kind, key)}: the object kept changing, gave up")
+
+    async def _after_removal(self, kind: Kind, key: Sequence[str]) -> None:
+        """A removed child may have been the last one holding a deleting parent."""
+        parent = parent_key(kind, key)
+        if parent is None:
+            return
+        parent_kind, parent_names = parent
+        stored = await self._read_one(
+            self._layout.key(parent_kind, parent_names).encode(), "read parent"
+        )
+        if stored is None or not json.loads(stored.value)["metadata"].get("deletionTimestamp"):
+            return
+        await self._release_children(parent_kind, parent_names)
+
+    # --- watch ---------------------------------------------------------------------------
+
+    async def watch(
+        self,
+        kind: Kind,
+        scope: tuple[str, ...] = (),
+        *,
+        resource_version: int,
+    ) -> AsyncIterator[WatchEvent]:
+        """Every change of ``kind`` under ``scope`` with revision > ``resource_version``.
+
+        Survives a killed member or a leader change: the stream is opened again from the
+        revision after the last one delivered, so nothing is lost or repeated. Raises
+        ``Gone`` when etcd no longer has that history (relist, then watch from the list's
+        resourceVersion) and ``Unavailable`` when etcd stays unreachable for the retry budget.
+        """
+        prefix = self._layout.scope_prefix(kind, scope).encode()
+        end = range_end(prefix)
+        next_revision = resource_version + 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.retry_timeout
+        delay = 0.05
+        while True:
+            stream = self._watch_stream(prefix, end, next_revision)
+            try:
+                async for batch in stream:
+                    deadline = loop.time() + self._config.retry_timeout
+                    delay = 0.05
+                    for event in batch:
+                        yield event
+                    next_revision = batch[-1].revision + 1
+            except grpc.aio.AioRpcError as error:
+                if not is_transient(error) and error.code() != grpc.StatusCode.CANCELLED:
+                    raise StoreError(
+                        f"watch {kind.value}: etcd refused the stream ({error.details()})"
+                    ) from error
+                reason = f"{error.code().name}: {error.details()}"
+            except (_WatchStreamEndedError, TimeoutError) as error:
+                reason = str(error) or repr(error)
+            finally:
+                await stream.aclose()
+            if loop.time() + delay > deadline:
+                raise Unavailable(
+                    f"watch {kind.value}: etcd unreachable for {self._config.retry_timeout:g}s "
+                    f"({reason})"
+                )
+            log.info("watch %s resumes from revision %d (%s)", kind.value, next_revision, reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _watch_stream(
+        self, prefix: bytes, end: bytes, start_revision: int
+    ) -> AsyncGenerator[_Batch, None]:
+        """One gRPC watch stream; yields the decoded events of each response."""
+        await self._client.connect()
+        create = rpc.WatchRequest(
+            create_request=rpc.WatchCreateRequest(
+                key=prefix, range_end=end, start_revision=start_revision, prev_kv=True
+            )
+        )
+        stop = asyncio.Event()
+
+        async def requests() -> AsyncIterator[Any]:
+            yield create
+            await stop.wait()
+
+        call = self._client.watchstub.Watch(requests(), metadata=self._client.metadata)
+        try:
+            async for response in call:
+                if response.compact_revision:
+                    raise Gone(
+                        f"watch from revision {start_revision}: etcd compacted its history up "
+                        f"to revision {response.compact_revision}; list again and watch from "
+                        "the list's resourceVersion",
+                        compacted_revision=response.compact_revision,
+                    )
+                if response.canceled:
+                    raise _WatchStreamEndedError(f"cancelled by etcd: {response.cancel_reason}")
+                if response.events:
+                    yield [self._watch_event(event) for event in response.events]
+            raise _WatchStreamEndedError("etcd closed the watch stream")
+        finally:
+            stop.set()
+            call.cancel()
+
+    def _watch_event(self, event: Any) -> WatchEvent:
+        kv = event.kv
+        if event.type == rpc.Event.EventType.DELETE:
+            if not event.HasField("prev_kv"):
+                raise Gone(
+                    f"the last state of deleted {kv.key.decode()!r} is compacted; list again",
+                    compacted_revision=kv.mod_revision,
+                )
+            return WatchEvent(
+                "DELETED", self._decode(event.prev_kv.value, kv.mod_revision), kv.mod_revision
+            )
+        kind: Literal["ADDED", "MODIFIED"] = (
+            "ADDED" if kv.create_revision == kv.mod_revision else "MODIFIED"
+        )
+        return WatchEvent(kind, self._decode(kv.value, kv.mod_revision), kv.mod_revision)
