@@ -1,0 +1,59 @@
+"""Small file helpers shared by the network modules: atomic replace and in-place rewrite.
+
+Configuration read by other programs (CNI conflists, the subnet store) must never be seen
+half written, hence write-to-temp-then-rename. Files bind-mounted into running containers
+(``/etc/hosts``) must instead keep their inode, or the container would keep the old copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomically(path: Path, data: str, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_keeping_inode(path: Path, data: str, *, mode: int = 0o644) -> None:
+    """Rewrite an existing file in place (bind mounts keep seeing it); create it atomically."""
+    if not path.exists():
+        write_atomically(path, data, mode=mode)
+        return
+    with open(path, "r+", encoding="utf-8") as handle:
+        handle.seek(0)
+        handle.write(data)
+        handle.truncate()
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_text_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def unlink_if_present(path: Path) -> bool:
+    """Remove ``path``; return whether something was there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

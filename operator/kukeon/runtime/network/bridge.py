@@ -1,0 +1,99 @@
+"""One Linux bridge per space: its name, and looking it up or deleting it on the host.
+
+Interface names are limited to 15 bytes (``IFNAMSIZ`` - 1), far less than a realm and a
+space name together, so the name is derived by a pure function that every node computes the
+same way without coordination:
+
+* ``kk-<realm>-<space>`` when that fits, both parts use only ``[a-z0-9-]`` and the realm
+  has no ``-`` (so the split between realm and space cannot be ambiguous);
+* otherwise ``k-<prefix>-<hash>``: a 4-character readable prefix (2 from the realm,
+  then the space) and 8 base32 characters (40 bits) of a SHA-256 of the pair.
+
+Readable names start with ``kk-`` and hashed ones with ``k-`` followed by a letter or
+digit, so the two forms never collide; two hashed names collide only if 40 bits of SHA-256
+do. The CNI bridge plugin creates the bridge on the first ADD; the space's teardown
+removes it, because CNI DEL never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+
+from pyroute2 import IPRoute
+
+IFNAMSIZ_MAX = 15
+_READABLE_PART = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+_READABLE_REALM = re.compile(r"[a-z0-9]+\Z")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_HASH_CHARS = 8
+_PREFIX_CHARS = 4
+
+
+def bridge_name(realm: str, space: str) -> str:
+    """The bridge interface name of ``space`` in ``realm`` (pure, stable, ≤ 15 bytes)."""
+    readable = f"kk-{realm}-{space}"
+    if (
+        len(readable) <= IFNAMSIZ_MAX
+        and _READABLE_REALM.match(realm)
+        and _READABLE_PART.match(space)
+    ):
+        return readable
+    return f"k-{_short_prefix(realm, space)}-{_pair_hash(realm, space)}"
+
+
+def is_valid_ifname(name: str) -> bool:
+    """The kernel's rule (``dev_valid_name``): 1-15 bytes, no ``/``, ``:`` or whitespace."""
+    encoded = name.encode("utf-8", errors="surrogatepass")
+    if not 0 < len(encoded) <= IFNAMSIZ_MAX or name in {".", ".."}:
+        return False
+    return not any(char in "/:" or char.isspace() for char in name)
+
+
+def _short_prefix(realm: str, space: str) -> str:
+    realm_part = _NOT_ALNUM.sub("", realm.lower())[:2]
+    space_part = _NOT_ALNUM.sub("", space.lower())
+    prefix = (realm_part + space_part)[:_PREFIX_CHARS]
+    return prefix or "x"
+
+
+def _pair_hash(realm: str, space: str) -> str:
+    # Length-prefixing the realm keeps ("a", "bc") and ("ab", "c") apart.
+    encoded_realm = realm.encode("utf-8", errors="surrogatepass")
+    encoded_space = space.encode("utf-8", errors="surrogatepass")
+    digest = hashlib.sha256(
+        str(len(encoded_realm)).encode() + b":" + encoded_realm + encoded_space
+    ).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:_HASH_CHARS]
+
+
+async def link_exists(name: str) -> bool:
+    """Whether an interface called ``name`` exists in the host network namespace."""
+    return await asyncio.to_thread(_link_index, name) is not None
+
+
+async def delete_link(name: str) -> bool:
+    """Delete interface ``name`` if present; return whether it was there."""
+    return await asyncio.to_thread(_delete_link, name)
+
+
+def _link_index(name: str) -> int | None:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+    return int(found[0]) if found else None
+
+
+def _delete_link(name: str) -> bool:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return False
+        try:
+            ipr.link("del", index=found[0])
+        except Exception as error:  # pyroute2 raises NetlinkError; ENODEV means a race we lost
+            if getattr(error, "code", None) == 19:
+                return False
+            raise
+    return True

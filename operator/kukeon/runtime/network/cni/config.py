@@ -1,0 +1,138 @@
+"""The space's CNI network configuration: rendered from a few facts, read back from disk.
+
+A space is one ``bridge`` network (the host is the gateway and masquerades, addresses come
+from ``host-local`` IPAM in a data directory kukeon owns), followed by ``portmap`` for
+published ports and ``firewall`` so cells still work on hosts whose FORWARD policy is DROP.
+The loopback interface is configured by a separate single-plugin network, as CNI runtimes
+do, because it is not part of the space's network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from kukeon.runtime.network._files import read_text_or_none, write_atomically
+from kukeon.runtime.network.errors import CniConfigError
+
+CNI_VERSION = "1.0.0"
+LOOPBACK_NETWORK = "kukeon-loopback"
+_NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
+
+
+@dataclass(frozen=True)
+class NetworkConfigList:
+    """A parsed conflist: the network name, its version and each plugin's own object."""
+
+    name: str
+    cni_version: str
+    plugins: tuple[Mapping[str, Any], ...]
+
+    def to_json(self) -> str:
+        document = {
+            "cniVersion": self.cni_version,
+            "name": self.name,
+            "plugins": [dict(plugin) for plugin in self.plugins],
+        }
+        return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def gateway_of(subnet: IPv4Network) -> IPv4Address:
+    """The space's gateway: the first host address of its subnet (``.1`` of a /24)."""
+    return subnet.network_address + 1
+
+
+def render_space_conflist(
+    *,
+    network_name: str,
+    bridge: str,
+    subnet: IPv4Network,
+    ipam_data_dir: Path,
+    include_portmap: bool = True,
+    include_firewall: bool = True,
+    mtu: int | None = None,
+) -> NetworkConfigList:
+    """The conflist of one space (pure)."""
+    if not _NETWORK_NAME.match(network_name):
+        raise CniConfigError(f"CNI network name {network_name!r} is not valid")
+    bridge_plugin: dict[str, Any] = {
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": True,
+        "ipMasq": True,
+        "hairpinMode": True,
+        "ipam": {
+            "type": "host-local",
+            "dataDir": str(ipam_data_dir),
+            "ranges": [[{"subnet": str(subnet), "gateway": str(gateway_of(subnet))}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+        },
+    }
+    if mtu is not None:
+        bridge_plugin["mtu"] = mtu
+    plugins: list[Mapping[str, Any]] = [bridge_plugin]
+    if include_portmap:
+        plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True})
+    if include_firewall:
+        plugins.append({"type": "firewall", "backend": "iptables"})
+    return NetworkConfigList(name=network_name, cni_version=CNI_VERSION, plugins=tuple(plugins))
+
+
+def render_loopback_config() -> NetworkConfigList:
+    """The network that brings ``lo`` up inside a cell's namespace."""
+    return NetworkConfigList(
+        name=LOOPBACK_NETWORK, cni_version=CNI_VERSION, plugins=({"type": "loopback"},)
+    )
+
+
+def parse_conflist(text: str, *, source: str) -> NetworkConfigList:
+    """A conflist document (or a single-plugin ``.conf``) as a :class:`NetworkConfigList`."""
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise CniConfigError(f"{source}: not JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise CniConfigError(f"{source}: a network configuration must be a JSON object")
+    name = document.get("name")
+    if not isinstance(name, str) or not _NETWORK_NAME.match(name):
+        raise CniConfigError(f"{source}: `name` is missing or not a valid network name")
+    version = document.get("cniVersion")
+    if not isinstance(version, str) or not version:
+        raise CniConfigError(f"{source}: `cniVersion` is missing")
+    plugins: Sequence[Any]
+    if "plugins" in document:
+        plugins = document["plugins"]
+        if not isinstance(plugins, list) or not plugins:
+            raise CniConfigError(f"{source}: `plugins` must be a non-empty list")
+    else:
+        plugins = [{k: v for k, v in document.items() if k not in {"name", "cniVersion"}}]
+    for index, plugin in enumerate(plugins):
+        if not isinstance(plugin, dict) or not isinstance(plugin.get("type"), str):
+            raise CniConfigError(f"{source}: plugins[{index}] has no `type`")
+    return NetworkConfigList(name=name, cni_version=version, plugins=tuple(plugins))
+
+
+async def write_conflist(path: Path, conflist: NetworkConfigList) -> bool:
+    """Write ``conflist`` atomically unless ``path`` already holds it; return whether written."""
+    text = conflist.to_json()
+
+    def write() -> bool:
+        if read_text_or_none(path) == text:
+            return False
+        write_atomically(path, text)
+        return True
+
+    return await asyncio.to_thread(write)
+
+
+async def load_conflist(path: Path) -> NetworkConfigList:
+    text = await asyncio.to_thread(read_text_or_none, path)
+    if text is None:
+        raise CniConfigError(f"CNI network configuration {path} does not exist")
+    return parse_conflist(text, source=str(path))

@@ -1,0 +1,489 @@
+"""Per-space egress policy enforced with nftables, written as ``nft -j`` JSON.
+
+Layout of the one table kukeon owns (``inet kukeon`` by default)::
+
+    map egress_bridges { type ifname : verdict; "<bridge>" : jump egress-<bridge>, ... }
+    chain forward { type filter hook forward priority filter; iifname vmap @egress_bridges }
+    chain input   { type filter hook input   priority filter; iifname vmap @egress_bridges }
+    chain egress-<bridge> {
+        oifname "<bridge>" return              # cell to cell on the same bridge
+        ct state established,related accept
+        ip daddr <cidr|resolved host> [tcp dport {..}] counter accept   # one per allow rule
+        counter accept|drop                     # the space's default
+    }
+
+Why this shape:
+
+* Only traffic *entering from the space's bridge* reaches the space chain, through one
+  verdict-map lookup, so spaces never see each other's rules. ``br_netfilter`` makes
+  traffic between two cells of one bridge cross the forward hook too; the first rule returns
+  it untouched so an egress policy never cuts a space off from itself.
+* The input hook is covered as well: a cell talking to the host's own addresses (the
+  gateway, or any local service) is egress from the cell's point of view.
+* A drop in this table wins over ACCEPTs in iptables-nft's tables, because every base chain
+  on a hook must accept a packet for it to pass.
+* A space's chain is replaced in one nft transaction (flush and re-add in the same batch),
+  so there is never a moment with a half-written policy; removing the last space deletes
+  the whole table, leaving nothing behind.
+
+Host names in rules are resolved to IPv4 addresses when the policy is applied; the
+controller re-applies periodically to follow DNS changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any, Literal
+
+from kukeon.runtime.network.errors import (
+    EgressResolutionError,
+    HostPrerequisiteError,
+    NetworkError,
+    NftError,
+)
+
+DEFAULT_TABLE = "kukeon"
+BRIDGE_MAP = "egress_bridges"
+BASE_CHAINS = ("forward", "input")
+ESTABLISHED_COMMENT = "established"
+DEFAULT_COMMENT = "default"
+_FAMILY = "inet"
+
+
+@dataclass(frozen=True)
+class EgressRule:
+    """Allow traffic to ``cidr`` or to the IPv4 addresses of ``host``.
+
+    With ``ports``, only TCP to those destination ports is allowed.
+    """
+
+    cidr: IPv4Network | None = None
+    host: str | None = None
+    ports: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.cidr is None) == (self.host is None):
+            raise ValueError("an egress rule needs exactly one of `cidr` or `host`")
+        if self.host is not None and not self.host.strip():
+            raise ValueError("an egress rule's `host` is empty")
+        for port in self.ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"egress rule port {port} is outside 1-65535")
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """What a space's cells may reach: the allow rules, then the default verdict."""
+
+    default: Literal["allow", "deny"] = "allow"
+    rules: tuple[EgressRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolvedRule:
+    """An allow rule with its destinations fixed to addresses (the form written to nft)."""
+
+    destinations: tuple[IPv4Network, ...]
+    ports: tuple[int, ...] = ()
+    source: EgressRule | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class RuleCounter:
+    """Packets and bytes matched by one rule of a space chain (``rule-<n>`` or ``default``)."""
+
+    name: str
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class AppliedEgress:
+    """What :meth:`NftEgress.apply` installed."""
+
+    table: str
+    chain: str
+    bridge: str
+    default: Literal["allow", "deny"]
+    rules: tuple[ResolvedRule, ...]
+
+
+Resolver = Callable[[str], Awaitable[Sequence[IPv4Address]]]
+
+
+def chain_name(bridge: str) -> str:
+    return f"egress-{bridge}"
+
+
+def rule_comment(index: int) -> str:
+    return f"rule-{index}"
+
+
+async def resolve_ipv4(host: str) -> Sequence[IPv4Address]:
+    """The IPv4 addresses of ``host`` from the system resolver."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise EgressResolutionError(host=host, reason=str(error)) from error
+    return sorted({IPv4Address(info[4][0]) for info in infos})
+
+
+async def resolve_policy(
+    policy: EgressPolicy, *, resolver: Resolver = resolve_ipv4
+) -> tuple[ResolvedRule, ...]:
+    resolved = []
+    for rule in policy.rules:
+        if rule.cidr is not None:
+            destinations: tuple[IPv4Network, ...] = (rule.cidr,)
+        else:
+            assert rule.host is not None
+            addresses = await resolver(rule.host)
+            if not addresses:
+                raise EgressResolutionError(host=rule.host, reason="no A record")
+            destinations = tuple(IPv4Network(f"{address}/32") for address in addresses)
+        resolved.append(
+            ResolvedRule(
+                destinations=destinations, ports=tuple(sorted(set(rule.ports))), source=rule
+            )
+        )
+    return tuple(resolved)
+
+
+def _ref(**extra: Any) -> dict[str, Any]:
+    return {"family": _FAMILY, **extra}
+
+
+def _address_value(net: IPv4Network) -> Any:
+    if net.prefixlen == 32:
+        return str(net.network_address)
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _rule_exprs(rule: ResolvedRule) -> list[dict[str, Any]]:
+    values = [_address_value(net) for net in rule.destinations]
+    exprs: list[dict[str, Any]] = [
+        {
+            "match": {
+                "op": "==",
+                "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                "right": values[0] if len(values) == 1 else {"set": values},
+            }
+        }
+    ]
+    if rule.ports:
+        ports: Any = rule.ports[0] if len(rule.ports) == 1 else {"set": list(rule.ports)}
+        exprs.append(
+            {
+                "match": {
+                    "op": "==",
+                    "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                    "right": ports,
+                }
+            }
+        )
+    exprs.append({"counter": {"packets": 0, "bytes": 0}})
+    exprs.append({"accept": None})
+    return exprs
+
+
+def render_apply(
+    *,
+    table: str,
+    bridge: str,
+    default: Literal["allow", "deny"],
+    rules: Sequence[ResolvedRule],
+) -> dict[str, Any]:
+    """The one nft transaction that installs (or replaces) ``bridge``'s space chain (pure)."""
+    chain = chain_name(bridge)
+    commands: list[dict[str, Any]] = [
+        {"add": {"table": _ref(name=table)}},
+        {"add": {"map": _ref(table=table, name=BRIDGE_MAP, type="ifname", map="verdict")}},
+    ]
+    for hook in BASE_CHAINS:
+        commands += [
+            {
+                "add": {
+                    "chain": _ref(
+                        table=table, name=hook, type="filter", hook=hook, prio=0, policy="accept"
+                    )
+                }
+            },
+            # Flushing and re-adding keeps exactly one dispatch rule, whatever was there.
+            {"flush": {"chain": _ref(table=table, name=hook)}},
+            {
+                "add": {
+                    "rule": _ref(
+                        table=table,
+                        chain=hook,
+                        expr=[
+                            {
+                                "vmap": {
+                                    "key": {"meta": {"key": "iifname"}},
+                                    "data": f"@{BRIDGE_MAP}",
+                                }
+                            }
+                        ],
+                    )
+                }
+            },
+        ]
+    commands += [
+        {"add": {"chain": _ref(table=table, name=chain)}},
+        {"flush": {"chain": _ref(table=table, name=chain)}},
+        {
+            "add": {
+                "rule": _ref(
+                    table=table,
+                    chain=chain,
+                    expr=[
+                        {
+                            "match": {
+                                "op": "==",
+                                "left": {"meta": {"key": "oifname"}},
+                                "right": bridge,
+                            }
+                        },
+                        {"return": None},
+                    ],
+                )
+            }
+        },
+        {
+            "add": {
+                "rule": _ref(
+                    table=table,
+                    chain=chain,
+                    comment=ESTABLISHED_COMMENT,
+                    expr=[
+                        {
+                            "match": {
+                                "op": "in",
+                                "left": {"ct": {"key": "state"}},
+                                "right": ["established", "related"],
+                            }
+                        },
+                        {"counter": {"packets": 0, "bytes": 0}},
+                        {"accept": None},
+                    ],
+                )
+            }
+        },
+    ]
+    for index, rule in enumerate(rules):
+        commands.append(
+            {
+                "add": {
+                    "rule": _ref(
+                        table=table,
+                        chain=chain,
+                        comment=rule_comment(index),
+                        expr=_rule_exprs(rule),
+                    )
+                }
+            }
+        )
+    commands += [
+        {
+            "add": {
+                "rule": _ref(
+                    table=table,
+                    chain=chain,
+                    comment=DEFAULT_COMMENT,
+                    expr=[
+                        {"counter": {"packets": 0, "bytes": 0}},
+                        {"accept" if default == "allow" else "drop": None},
+                    ],
+                )
+            }
+        },
+        {
+            "add": {
+                "element": _ref(
+                    table=table, name=BRIDGE_MAP, elem=[[bridge, {"jump": {"target": chain}}]]
+                )
+            }
+        },
+    ]
+    return {"nftables": commands}
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What a listing of the table says (``exists`` False when there is no table)."""
+
+    exists: bool
+    bridges: frozenset[str] = frozenset()
+    """Keys of the bridge map."""
+    chains: frozenset[str] = frozenset()
+
+
+def parse_table_state(listing: Mapping[str, Any] | None) -> TableState:
+    if listing is None:
+        return TableState(exists=False)
+    bridges: set[str] = set()
+    chains: set[str] = set()
+    for item in listing.get("nftables", ()):
+        if "map" in item and item["map"].get("name") == BRIDGE_MAP:
+            for element in item["map"].get("elem", ()):
+                key = element[0] if isinstance(element, list) else element
+                if isinstance(key, str):
+                    bridges.add(key)
+        elif "chain" in item:
+            chains.add(str(item["chain"]["name"]))
+    return TableState(exists=True, bridges=frozenset(bridges), chains=frozenset(chains))
+
+
+def render_remove(*, table: str, bridge: str, state: TableState) -> dict[str, Any] | None:
+    """The transaction that removes ``bridge``'s chain, or the whole table if it was the last.
+
+    ``None`` when there is nothing to remove (pure).
+    """
+    if not state.exists:
+        return None
+    chain = chain_name(bridge)
+    other_spaces = (state.bridges - {bridge}) or {
+        c for c in state.chains if c.startswith("egress-") and c != chain
+    }
+    if not other_spaces:
+        return {"nftables": [{"delete": {"table": _ref(name=table)}}]}
+    commands: list[dict[str, Any]] = []
+    if bridge in state.bridges:
+        commands.append({"delete": {"element": _ref(table=table, name=BRIDGE_MAP, elem=[bridge])}})
+    if chain in state.chains:
+        commands += [
+            {"flush": {"chain": _ref(table=table, name=chain)}},
+            {"delete": {"chain": _ref(table=table, name=chain)}},
+        ]
+    return {"nftables": commands} if commands else None
+
+
+def parse_counters(listing: Mapping[str, Any], *, chain: str) -> tuple[RuleCounter, ...]:
+    """Per-rule counters of ``chain`` from an ``nft -j list`` answer, in rule order."""
+    counters = []
+    for item in listing.get("nftables", ()):
+        rule = item.get("rule")
+        if not rule or rule.get("chain") != chain or "comment" not in rule:
+            continue
+        for expr in rule.get("expr", ()):
+            if "counter" in expr:
+                counter = expr["counter"]
+                counters.append(
+                    RuleCounter(
+                        name=str(rule["comment"]),
+                        packets=int(counter.get("packets", 0)),
+                        bytes=int(counter.get("bytes", 0)),
+                    )
+                )
+    return tuple(counters)
+
+
+class NftEgress:
+    """Installs, replaces, reads and removes space egress chains in one nft table."""
+
+    def __init__(
+        self,
+        *,
+        table: str = DEFAULT_TABLE,
+        nft_binary: str | None = None,
+        resolver: Resolver = resolve_ipv4,
+    ) -> None:
+        self.table = table
+        self._nft_binary = nft_binary
+        self._resolver = resolver
+        # Listing and then changing the table must not interleave between spaces.
+        self._lock = asyncio.Lock()
+
+    @property
+    def nft_binary(self) -> str:
+        if self._nft_binary is None:
+            found = shutil.which("nft")
+            if found is None:
+                raise HostPrerequisiteError(
+                    piece="the `nft` command", package="nftables", detail="not found on PATH"
+                )
+            self._nft_binary = found
+        return self._nft_binary
+
+    async def apply(self, *, bridge: str, policy: EgressPolicy) -> AppliedEgress:
+        rules = await resolve_policy(policy, resolver=self._resolver)
+        batch = render_apply(table=self.table, bridge=bridge, default=policy.default, rules=rules)
+        async with self._lock:
+            await self._run(
+                ["-j", "-f", "-"], stdin=json.dumps(batch), action=f"apply egress of {bridge}"
+            )
+        return AppliedEgress(
+            table=self.table,
+            chain=chain_name(bridge),
+            bridge=bridge,
+            default=policy.default,
+            rules=rules,
+        )
+
+    async def remove(self, *, bridge: str) -> bool:
+        """Remove the space chain (and the table with the last one); whether anything went."""
+        async with self._lock:
+            state = parse_table_state(await self._list_table())
+            batch = render_remove(table=self.table, bridge=bridge, state=state)
+            if batch is None:
+                return False
+            await self._run(
+                ["-j", "-f", "-"], stdin=json.dumps(batch), action=f"remove egress of {bridge}"
+            )
+            return True
+
+    async def counters(self, *, bridge: str) -> tuple[RuleCounter, ...]:
+        listing = await self._list_table()
+        if listing is None:
+            return ()
+        return parse_counters(listing, chain=chain_name(bridge))
+
+    async def state(self) -> TableState:
+        return parse_table_state(await self._list_table())
+
+    async def _list_table(self) -> Mapping[str, Any] | None:
+        returncode, stdout, stderr = await self._exec(
+            ["-j", "list", "table", _FAMILY, self.table], None
+        )
+        if returncode != 0:
+            if "No such file or directory" in stderr:
+                return None
+            raise NftError(action=f"list table {_FAMILY} {self.table}", stderr=stderr)
+        try:
+            listing: Mapping[str, Any] = json.loads(stdout)
+        except ValueError as error:
+            raise NetworkError(
+                f"nft printed invalid JSON for table {self.table}: {error}"
+            ) from error
+        return listing
+
+    async def _run(self, args: list[str], *, stdin: str, action: str) -> None:
+        returncode, _, stderr = await self._exec(args, stdin)
+        if returncode != 0:
+            raise NftError(action=action, stderr=stderr)
+
+    async def _exec(self, args: list[str], stdin: str | None) -> tuple[int, str, str]:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.nft_binary,
+                *args,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError as error:
+            raise HostPrerequisiteError(
+                piece="the `nft` command", package="nftables", detail=str(error)
+            ) from error
+        stdout, stderr = await process.communicate(stdin.encode() if stdin is not None else None)
+        return (
+            process.returncode or 0,
+            stdout.decode("utf-8", errors="replace"),
+            stderr.decode("utf-8", errors="replace"),
+        )

@@ -1,0 +1,98 @@
+"""A cell's ``/etc/hosts`` and ``/etc/hostname``, rendered by pure functions and kept on disk.
+
+Every container of a cell shares one network namespace, so they share one hosts file and
+one host name, rendered from the cell's name, its address and its network aliases and
+bind-mounted into each container from the state directory. Rewrites keep the file's inode
+so containers that are already running see the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+
+from kukeon.runtime.network._files import write_keeping_inode
+
+HOSTNAME_MAX = 64
+"""The kernel's limit for a UTS host name (``HOST_NAME_MAX``)."""
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+IPAddress = IPv4Address | IPv6Address
+
+LOCALHOST_LINES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("127.0.0.1", ("localhost",)),
+    ("::1", ("localhost", "ip6-localhost", "ip6-loopback")),
+    ("fe00::0", ("ip6-localnet",)),
+    ("ff00::0", ("ip6-mcastprefix",)),
+    ("ff02::1", ("ip6-allnodes",)),
+    ("ff02::2", ("ip6-allrouters",)),
+)
+NO_ADDRESS_IP = "127.0.1.1"
+"""Where the cell's own names point when it has no network address (Debian's convention)."""
+
+
+def validate_hostname(name: str, *, field: str = "hostname") -> str:
+    """``name`` if it is a valid RFC 1123 host name the kernel accepts, else ``ValueError``."""
+    if not name or len(name.encode()) > HOSTNAME_MAX:
+        raise ValueError(f"{field} {name!r} must be 1-{HOSTNAME_MAX} characters long")
+    for label in name.split("."):
+        if not _LABEL.match(label):
+            raise ValueError(
+                f"{field} {name!r} is not a valid host name: each dot-separated label must be "
+                "1-63 letters, digits or '-', not starting or ending with '-'"
+            )
+    return name
+
+
+def render_hostname(hostname: str) -> str:
+    return validate_hostname(hostname) + "\n"
+
+
+def render_hosts(
+    *,
+    cell_name: str,
+    hostname: str | None = None,
+    ip: IPAddress | None = None,
+    aliases: Sequence[str] = (),
+    extra_hosts: Sequence[tuple[str, IPAddress]] = (),
+) -> str:
+    """The cell's hosts file: localhost entries, the cell's names on its IP, extra hosts.
+
+    ``hostname`` defaults to the cell name; names are listed once, in the order given.
+    """
+    own_names: list[str] = []
+    for index, name in enumerate([hostname or cell_name, cell_name, *aliases]):
+        field = "hostname" if index == 0 else ("cell name" if index == 1 else "network alias")
+        validate_hostname(name, field=field)
+        if name not in own_names:
+            own_names.append(name)
+    lines = [f"{address}\t{' '.join(names)}" for address, names in LOCALHOST_LINES]
+    lines.append(f"{ip if ip is not None else NO_ADDRESS_IP}\t{' '.join(own_names)}")
+    for name, address in extra_hosts:
+        validate_hostname(name, field="extra host")
+        lines.append(f"{address}\t{name}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class CellHostFiles:
+    hosts: Path
+    hostname: Path
+
+
+async def write_cell_host_files(
+    *, directory: Path, hosts_text: str, hostname_text: str
+) -> CellHostFiles:
+    """Write ``hosts`` and ``hostname`` into ``directory`` (created if needed)."""
+    files = CellHostFiles(hosts=directory / "hosts", hostname=directory / "hostname")
+
+    def write() -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        write_keeping_inode(files.hosts, hosts_text)
+        write_keeping_inode(files.hostname, hostname_text)
+
+    await asyncio.to_thread(write)
+    return files

@@ -1,0 +1,108 @@
+"""Named network namespaces, bind-mounted as files so they outlive any process.
+
+A cell's namespace is created before its root container and named by kukeon, so the cell
+keeps its address across container restarts and CNI can be run against a stable path.
+pyroute2 does the unshare + bind mount (the same steps as ``ip netns add``) in a child
+process; this module adds idempotence and a configurable directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+
+from pyroute2 import netns as pyroute2_netns
+
+from kukeon.runtime.network.errors import HostPrerequisiteError, NetnsError
+
+DEFAULT_NETNS_DIR = Path("/var/run/netns")
+
+
+class NetnsManager:
+    """Creates, finds and removes named network namespaces under ``directory``."""
+
+    def __init__(self, *, directory: Path = DEFAULT_NETNS_DIR) -> None:
+        self.directory = directory
+
+    def path(self, name: str) -> Path:
+        if not name or "/" in name or name in {".", ".."} or "\0" in name:
+            raise NetnsError(f"network namespace name {name!r} is not a plain file name")
+        return self.directory / name
+
+    async def exists(self, name: str) -> bool:
+        return await asyncio.to_thread(_is_mounted_netns, self.path(name))
+
+    async def create(self, name: str) -> Path:
+        """Create the namespace (a no-op when it already exists); return its path."""
+        path = self.path(name)
+        await asyncio.to_thread(self._create, path)
+        return path
+
+    async def remove(self, name: str) -> bool:
+        """Unmount and delete the namespace file; return whether one was there."""
+        path = self.path(name)
+        return await asyncio.to_thread(self._remove, path)
+
+    async def list(self) -> list[str]:
+        def names() -> list[str]:
+            try:
+                return sorted(
+                    entry.name for entry in self.directory.iterdir() if _is_mounted_netns(entry)
+                )
+            except FileNotFoundError:
+                return []
+
+        return await asyncio.to_thread(names)
+
+    def _create(self, path: Path) -> None:
+        if _is_mounted_netns(path):
+            return
+        if path.exists():
+            # Left by a crash between creating the mount point and binding it.
+            path.unlink()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            pyroute2_netns.create(str(path))
+        except PermissionError as error:
+            raise HostPrerequisiteError(
+                piece="permission to create network namespaces (root or CAP_SYS_ADMIN)",
+                package=None,
+                detail=str(error),
+            ) from error
+        except OSError as error:
+            if error.errno in {errno.EPERM, errno.EACCES}:
+                raise HostPrerequisiteError(
+                    piece="permission to create network namespaces (root or CAP_SYS_ADMIN)",
+                    package=None,
+                    detail=str(error),
+                ) from error
+            if error.errno == errno.EINVAL:
+                raise HostPrerequisiteError(
+                    piece="network namespace support in the kernel (CONFIG_NET_NS)",
+                    package=None,
+                    detail=str(error),
+                ) from error
+            raise NetnsError(f"cannot create network namespace {path}: {error}") from error
+        if not _is_mounted_netns(path):
+            raise NetnsError(f"network namespace {path} was created but is not mounted")
+
+    def _remove(self, path: Path) -> bool:
+        if not path.exists():
+            return False
+        try:
+            pyroute2_netns.remove(str(path))
+        except FileNotFoundError:
+            return False
+        except OSError as error:
+            raise NetnsError(f"cannot remove network namespace {path}: {error}") from error
+        return True
+
+
+def _is_mounted_netns(path: Path) -> bool:
+    """A bound namespace file sits on nsfs, so its device differs from its directory's."""
+    try:
+        return os.stat(path).st_dev != os.stat(path.parent).st_dev
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,398 @@
+"""The space-level facade the controllers call: one network per space, one attachment per cell.
+
+``ensure_space_network`` turns a space into a subnet, a conflist on disk and an egress
+chain; ``attach_cell`` gives a cell a named network namespace configured by the space's CNI
+network (and ``lo`` by the loopback plugin). Each call is idempotent and returns what it
+observed, which the controllers copy into ``status``. Removal undoes everything, including
+what CNI DEL never removes (the bridge, the IPAM directory, idle firewall chains).
+
+Each cell's ADD result and the exact configuration it was made with are kept as an
+attachment record under the state directory: CNI requires them for CHECK and DEL, and they
+must survive a daemon restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Any, Literal
+
+from kukeon.runtime.network._files import read_text_or_none, unlink_if_present, write_atomically
+from kukeon.runtime.network.bridge import bridge_name, delete_link, link_exists
+from kukeon.runtime.network.cni.config import (
+    NetworkConfigList,
+    gateway_of,
+    load_conflist,
+    parse_conflist,
+    render_loopback_config,
+    render_space_conflist,
+    write_conflist,
+)
+from kukeon.runtime.network.cni.invoke import DEFAULT_PLUGIN_DIRS, CniRuntime, RuntimeConf
+from kukeon.runtime.network.cni.result import CniResult, parse_result
+from kukeon.runtime.network.cni_firewall import remove_idle_firewall_chains
+from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressPolicy, NftEgress
+from kukeon.runtime.network.errors import CniConfigError, CniError, NetworkError
+from kukeon.runtime.network.netns import DEFAULT_NETNS_DIR, NetnsManager
+from kukeon.runtime.network.subnets import (
+    DEFAULT_POOL,
+    DEFAULT_PREFIX,
+    JsonFileSubnetStore,
+    SubnetStore,
+    space_key,
+)
+
+_RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """Host-level knobs, normally filled from kukeond's configuration."""
+
+    state_dir: Path = Path("/var/lib/kukeon")
+    cni_plugin_dirs: tuple[Path, ...] = DEFAULT_PLUGIN_DIRS
+    netns_dir: Path = DEFAULT_NETNS_DIR
+    nft_table: str = DEFAULT_TABLE
+    subnet_pool: IPv4Network = DEFAULT_POOL
+    subnet_prefix: int = DEFAULT_PREFIX
+    include_portmap: bool = True
+    include_firewall: bool = True
+
+    @property
+    def network_dir(self) -> Path:
+        return self.state_dir / "network"
+
+    @property
+    def ipam_dir(self) -> Path:
+        """host-local's ``dataDir``: one sub-directory of leases per network."""
+        return self.network_dir / "ipam"
+
+    @property
+    def attachments_dir(self) -> Path:
+        return self.network_dir / "attachments"
+
+    @property
+    def subnets_file(self) -> Path:
+        return self.network_dir / "subnets.json"
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """A host port published to a cell (handled by the ``portmap`` plugin)."""
+
+    host_port: int
+    container_port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_ip: str = ""
+
+    def to_cni(self) -> dict[str, Any]:
+        mapping: dict[str, Any] = {
+            "hostPort": self.host_port,
+            "containerPort": self.container_port,
+            "protocol": self.protocol,
+        }
+        if self.host_ip:
+            mapping["hostIP"] = self.host_ip
+        return mapping
+
+
+@dataclass(frozen=True)
+class SpaceNetworkStatus:
+    """What :meth:`SpaceNetworks.ensure_space_network` observed after converging."""
+
+    bridge_name: str
+    network_name: str
+    subnet: IPv4Network
+    gateway: IPv4Address
+    cni_config_path: Path
+    conflist_written: bool
+    """False when the file already had exactly this content."""
+    bridge_present: bool
+    """The bridge appears with the first cell (the CNI bridge plugin creates it)."""
+    egress: AppliedEgress
+
+
+@dataclass(frozen=True)
+class SpaceNetworkRemoval:
+    bridge_name: str
+    egress_removed: bool
+    conflist_removed: bool
+    bridge_removed: bool
+    ipam_dir_removed: bool
+    firewall_chains_removed: bool
+    subnet_released: bool
+
+
+@dataclass(frozen=True)
+class CellAttachment:
+    """A cell's place on its space's network."""
+
+    cell_id: str
+    netns_path: Path
+    ifname: str
+    bridge_name: str
+    network_name: str
+    address: IPv4Interface
+    gateway: IPv4Address | None
+    result: CniResult = field(repr=False)
+
+    @property
+    def ip(self) -> IPv4Address:
+        return self.address.ip
+
+    @property
+    def subnet(self) -> IPv4Network:
+        return self.address.network
+
+
+class SpaceNetworks:
+    """Space networks and cell attachments on this host."""
+
+    def __init__(
+        self,
+        *,
+        settings: NetworkSettings,
+        subnets: SubnetStore | None = None,
+        cni: CniRuntime | None = None,
+        netns: NetnsManager | None = None,
+        egress: NftEgress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.subnets: SubnetStore = subnets or JsonFileSubnetStore(path=settings.subnets_file)
+        self.cni = cni or CniRuntime(plugin_dirs=settings.cni_plugin_dirs)
+        self.netns = netns or NetnsManager(directory=settings.netns_dir)
+        self.egress = egress or NftEgress(table=settings.nft_table)
+
+    def conflist_for(self, *, bridge: str, subnet: IPv4Network) -> NetworkConfigList:
+        return render_space_conflist(
+            network_name=bridge,
+            bridge=bridge,
+            subnet=subnet,
+            ipam_data_dir=self.settings.ipam_dir,
+            include_portmap=self.settings.include_portmap,
+            include_firewall=self.settings.include_firewall,
+        )
+
+    async def ensure_space_network(
+        self, *, realm: str, space: str, cni_config_path: Path, egress: EgressPolicy
+    ) -> SpaceNetworkStatus:
+        bridge = bridge_name(realm, space)
+        # Fail on a missing plugin now, with its name, rather than at the first cell.
+        probe = self.conflist_for(bridge=bridge, subnet=self.settings.subnet_pool)
+        self.cni.require_plugins(probe)
+        self.cni.require_plugins(render_loopback_config())
+        _ = self.egress.nft_binary
+        subnet = await self.subnets.assign(
+            space_key(realm, space),
+            pool=self.settings.subnet_pool,
+            prefix=self.settings.subnet_prefix,
+        )
+        conflist = self.conflist_for(bridge=bridge, subnet=subnet)
+        written = await write_conflist(cni_config_path, conflist)
+        applied = await self.egress.apply(bridge=bridge, policy=egress)
+        return SpaceNetworkStatus(
+            bridge_name=bridge,
+            network_name=conflist.name,
+            subnet=subnet,
+            gateway=gateway_of(subnet),
+            cni_config_path=cni_config_path,
+            conflist_written=written,
+            bridge_present=await link_exists(bridge),
+            egress=applied,
+        )
+
+    async def remove_space_network(
+        self, *, realm: str, space: str, cni_config_path: Path
+    ) -> SpaceNetworkRemoval:
+        """Tear the space's network down; its cells must have been detached first."""
+        bridge = bridge_name(realm, space)
+        egress_removed = await self.egress.remove(bridge=bridge)
+        conflist_removed = await asyncio.to_thread(unlink_if_present, cni_config_path)
+        bridge_removed = await delete_link(bridge)
+        ipam_dir = self.settings.ipam_dir / bridge
+        ipam_removed = await asyncio.to_thread(_remove_tree, ipam_dir)
+        firewall_removed = False
+        if self.settings.include_firewall:
+            firewall_removed = await remove_idle_firewall_chains()
+        released = await self.subnets.release(space_key(realm, space))
+        return SpaceNetworkRemoval(
+            bridge_name=bridge,
+            egress_removed=egress_removed,
+            conflist_removed=conflist_removed,
+            bridge_removed=bridge_removed,
+            ipam_dir_removed=ipam_removed,
+            firewall_chains_removed=firewall_removed,
+            subnet_released=released,
+        )
+
+    async def attach_cell(
+        self,
+        *,
+        cell_id: str,
+        cni_config_path: Path,
+        netns_name: str | None = None,
+        ifname: str = "eth0",
+        port_mappings: Sequence[PortMapping] = (),
+    ) -> CellAttachment:
+        """Give the cell its namespace and address; a second call returns the same attachment."""
+        netns_path = await self.netns.create(netns_name or cell_id)
+        existing = await self._load_record(cell_id)
+        if existing is not None:
+            conflist, conf, result = existing
+            if conf.netns == netns_path:
+                try:
+                    await self.cni.check(conflist, conf, result)
+                except CniError:
+                    # Drifted (veth gone, address removed): rebuild from scratch.
+                    await self._delete_quietly(conflist, conf, result)
+                else:
+                    return _attachment(cell_id, conf, conflist, result)
+            else:
+                await self._delete_quietly(conflist, conf, result)
+        conflist = await load_conflist(cni_config_path)
+        conf = RuntimeConf(
+            container_id=cell_id,
+            netns=netns_path,
+            ifname=ifname,
+            capability_args=(
+                {"portMappings": [m.to_cni() for m in port_mappings]} if port_mappings else {}
+            ),
+        )
+        loopback = render_loopback_config()
+        lo_conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname="lo")
+        try:
+            await self.cni.add(loopback, lo_conf)
+            result = await self.cni.add(conflist, conf)
+            await self._save_record(cell_id, conflist, conf, result)
+            await self.cni.check(conflist, conf, result)
+        except BaseException:
+            # Leave nothing half-configured: CNI's answer to a failed ADD is a DEL.
+            with contextlib.suppress(Exception):
+                await self._delete_quietly(conflist, conf, None)
+            with contextlib.suppress(Exception):
+                await self._delete_quietly(loopback, lo_conf, None)
+            with contextlib.suppress(Exception):
+                await self._drop_record(cell_id)
+            raise
+        return _attachment(cell_id, conf, conflist, result)
+
+    async def check_cell(self, *, cell_id: str) -> CellAttachment | None:
+        """CHECK the cell's attachment; ``None`` when the cell has none (raises on drift)."""
+        existing = await self._load_record(cell_id)
+        if existing is None:
+            return None
+        conflist, conf, result = existing
+        await self.cni.check(conflist, conf, result)
+        return _attachment(cell_id, conf, conflist, result)
+
+    async def detach_cell(
+        self,
+        *,
+        cell_id: str,
+        cni_config_path: Path | None = None,
+        netns_name: str | None = None,
+        ifname: str = "eth0",
+    ) -> bool:
+        """DEL the cell from its network and remove its namespace; whether anything was there."""
+        netns_path = self.netns.path(netns_name or cell_id)
+        existing = await self._load_record(cell_id)
+        found = existing is not None
+        if existing is not None:
+            conflist, conf, result = existing
+            await self.cni.delete(conflist, conf, result)
+        elif cni_config_path is not None and await asyncio.to_thread(cni_config_path.exists):
+            conflist = await load_conflist(cni_config_path)
+            conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname=ifname)
+            await self.cni.delete(conflist, conf, None)
+        lo_conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname="lo")
+        await self.cni.delete(render_loopback_config(), lo_conf, None)
+        await self._drop_record(cell_id)
+        removed_netns = await self.netns.remove(netns_name or cell_id)
+        return found or removed_netns
+
+    async def _delete_quietly(
+        self, conflist: NetworkConfigList, conf: RuntimeConf, result: CniResult | None
+    ) -> None:
+        with contextlib.suppress(CniError):
+            await self.cni.delete(conflist, conf, result)
+
+    def _record_path(self, cell_id: str) -> Path:
+        RuntimeConf(container_id=cell_id, netns=Path("/"))  # validates the id as a file name
+        return self.settings.attachments_dir / f"{cell_id}.json"
+
+    async def _save_record(
+        self, cell_id: str, conflist: NetworkConfigList, conf: RuntimeConf, result: CniResult
+    ) -> None:
+        record = {
+            "version": _RECORD_VERSION,
+            "conflist": json.loads(conflist.to_json()),
+            "netns": str(conf.netns),
+            "ifname": conf.ifname,
+            "args": dict(conf.args),
+            "capabilityArgs": dict(conf.capability_args),
+            "result": dict(result.raw),
+        }
+        await asyncio.to_thread(
+            write_atomically, self._record_path(cell_id), json.dumps(record, indent=2), mode=0o600
+        )
+
+    async def _load_record(
+        self, cell_id: str
+    ) -> tuple[NetworkConfigList, RuntimeConf, CniResult] | None:
+        path = self._record_path(cell_id)
+        text = await asyncio.to_thread(read_text_or_none, path)
+        if text is None:
+            return None
+        try:
+            record = json.loads(text)
+            conflist = parse_conflist(json.dumps(record["conflist"]), source=str(path))
+            conf = RuntimeConf(
+                container_id=cell_id,
+                netns=Path(record["netns"]),
+                ifname=str(record["ifname"]),
+                args={str(k): str(v) for k, v in record.get("args", {}).items()},
+                capability_args=dict(record.get("capabilityArgs", {})),
+            )
+            result = parse_result(record["result"], plugin=str(path))
+        except (ValueError, KeyError, TypeError, CniConfigError) as error:
+            raise NetworkError(f"attachment record {path} is unreadable: {error}") from error
+        return conflist, conf, result
+
+    async def _drop_record(self, cell_id: str) -> None:
+        await asyncio.to_thread(unlink_if_present, self._record_path(cell_id))
+
+
+def _attachment(
+    cell_id: str, conf: RuntimeConf, conflist: NetworkConfigList, result: CniResult
+) -> CellAttachment:
+    ip = result.first_ipv4()
+    if ip is None or not isinstance(ip.address, IPv4Interface):
+        raise NetworkError(f"CNI network `{conflist.name}` gave cell {cell_id} no IPv4 address")
+    gateway = ip.gateway if isinstance(ip.gateway, IPv4Address) else None
+    bridge = next(
+        (str(p["bridge"]) for p in conflist.plugins if p.get("type") == "bridge" and "bridge" in p),
+        "",
+    )
+    return CellAttachment(
+        cell_id=cell_id,
+        netns_path=conf.netns,
+        ifname=conf.ifname,
+        bridge_name=bridge,
+        network_name=conflist.name,
+        address=ip.address,
+        gateway=gateway,
+        result=result,
+    )
+
+
+def _remove_tree(path: Path) -> bool:
+    if not path.exists():
+        return False
+    shutil.rmtree(path)
+    return True

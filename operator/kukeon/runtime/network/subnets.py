@@ -1,0 +1,147 @@
+"""Per-space subnets carved from one pool, remembered so a restart keeps every space's range.
+
+The allocator is a pure function (first free block of the wanted size that overlaps nothing
+taken); persistence sits behind the :class:`SubnetStore` protocol so the controller can back
+it by etcd later. :class:`JsonFileSubnetStore` is the host-local implementation: one small
+JSON file under the state directory, changed under an exclusive ``flock`` and replaced
+atomically, so two processes (or two tasks) never hand out the same subnet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any, Protocol
+
+from kukeon.runtime.network._files import read_text_or_none, write_atomically
+from kukeon.runtime.network.errors import NetworkError, SubnetPoolExhaustedError
+
+DEFAULT_POOL = IPv4Network("10.88.0.0/16")
+DEFAULT_PREFIX = 24
+MAX_PREFIX = 30
+"""A /30 is the smallest block with a gateway and one address for a cell."""
+
+_STORE_VERSION = 1
+
+
+def allocate_subnet(pool: IPv4Network, prefix: int, taken: Iterable[IPv4Network]) -> IPv4Network:
+    """The lowest ``/prefix`` block of ``pool`` overlapping none of ``taken``.
+
+    ``taken`` may hold blocks of any size, inside or outside the pool.
+    """
+    if not pool.prefixlen <= prefix <= MAX_PREFIX:
+        raise ValueError(
+            f"subnet prefix /{prefix} must be between the pool's /{pool.prefixlen} "
+            f"and /{MAX_PREFIX}"
+        )
+    relevant = sorted((net for net in taken if net.overlaps(pool)), key=lambda n: n.network_address)
+    for candidate in pool.subnets(new_prefix=prefix):
+        if not any(candidate.overlaps(net) for net in relevant):
+            return candidate
+    raise SubnetPoolExhaustedError(pool=str(pool), prefix=prefix)
+
+
+def space_key(realm: str, space: str) -> str:
+    """The store key of a space; realm and space names cannot contain ``/``."""
+    return f"{realm}/{space}"
+
+
+class SubnetStore(Protocol):
+    """Where space subnets are remembered. ``assign`` must be atomic across all callers."""
+
+    async def assign(self, key: str, *, pool: IPv4Network, prefix: int) -> IPv4Network:
+        """Return the subnet already held by ``key``, or allocate and record a new one."""
+        ...
+
+    async def lookup(self, key: str) -> IPv4Network | None: ...
+
+    async def release(self, key: str) -> bool:
+        """Forget ``key``'s subnet; return whether it held one."""
+        ...
+
+    async def assignments(self) -> Mapping[str, IPv4Network]: ...
+
+
+class SubnetStoreCorruptError(NetworkError):
+    """The subnet file exists but is not what this module writes."""
+
+
+class JsonFileSubnetStore:
+    """A :class:`SubnetStore` kept in one JSON file (``{"version": 1, "subnets": {...}}``)."""
+
+    def __init__(self, *, path: Path) -> None:
+        self.path = path
+        self._lock_path = path.with_name(path.name + ".lock")
+
+    async def assign(self, key: str, *, pool: IPv4Network, prefix: int) -> IPv4Network:
+        return await asyncio.to_thread(self._assign, key, pool, prefix)
+
+    async def lookup(self, key: str) -> IPv4Network | None:
+        return (await self.assignments()).get(key)
+
+    async def release(self, key: str) -> bool:
+        return await asyncio.to_thread(self._release, key)
+
+    async def assignments(self) -> Mapping[str, IPv4Network]:
+        return await asyncio.to_thread(self._read_locked)
+
+    def _assign(self, key: str, pool: IPv4Network, prefix: int) -> IPv4Network:
+        with self._locked():
+            current = self._read()
+            existing = current.get(key)
+            if existing is not None:
+                # A pool change in the configuration never moves an existing space.
+                return existing
+            subnet = allocate_subnet(pool, prefix, current.values())
+            current[key] = subnet
+            self._write(current)
+            return subnet
+
+    def _release(self, key: str) -> bool:
+        with self._locked():
+            current = self._read()
+            if current.pop(key, None) is None:
+                return False
+            self._write(current)
+            return True
+
+    def _read_locked(self) -> dict[str, IPv4Network]:
+        with self._locked():
+            return self._read()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        # flock is per open file description, so threads of one process exclude each
+        # other as well as other processes.
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a", encoding="utf-8") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, IPv4Network]:
+        text = read_text_or_none(self.path)
+        if text is None:
+            return {}
+        try:
+            document: Any = json.loads(text)
+            subnets = document["subnets"]
+            return {str(k): IPv4Network(v) for k, v in subnets.items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise SubnetStoreCorruptError(
+                f"subnet store {self.path} is unreadable: {error}"
+            ) from error
+
+    def _write(self, subnets: Mapping[str, IPv4Network]) -> None:
+        document = {
+            "version": _STORE_VERSION,
+            "subnets": {key: str(net) for key, net in sorted(subnets.items())},
+        }
+        write_atomically(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
