@@ -53,7 +53,8 @@ class KukeonModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
-        use_enum_values=False,
+        # Field docstrings become descriptions in the generated CRD schemas.
+        use_attribute_docstrings=True,
     )
 
 

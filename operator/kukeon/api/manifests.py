@@ -1,0 +1,202 @@
+"""Reading and writing manifest files: multi-document YAML, JSON, and `kind: List`.
+
+A manifest file is a sequence of resource documents: YAML documents separated by `---`,
+a JSON object or array, or a `kind: List` whose `items` are documents. `load_manifests`
+returns the typed resources in file order, or raises one `ManifestError` that lists every
+invalid document with its index, so a user fixes a whole file in one go.
+
+YAML is read with YAML 1.2 scalars, as kukeon's Go reader does: `yes`, `on`, `no`, `off`
+stay strings and timestamps stay strings (pydantic parses the ones that are fields), and a
+key repeated in one mapping is an error rather than a silently lost line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode
+
+from kukeon.api.kinds import AnyResource, parse_resource, to_document
+from kukeon.api.validation import InvalidResource
+
+__all__ = ["ManifestError", "dump_manifests", "load_manifests"]
+
+
+class ManifestError(ValueError):
+    """Some documents of a manifest are invalid.
+
+    `errors` lists `(index, error)` for each: the 0-based index of the document among the
+    file's non-empty documents (items of a `kind: List` count one each), and either the
+    document's `InvalidResource` or a message when it is not a resource at all.
+    """
+
+    def __init__(self, errors: Sequence[tuple[int, InvalidResource | str]]) -> None:
+        self.errors = list(errors)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines: list[str] = []
+        for index, error in self.errors:
+            if isinstance(error, InvalidResource):
+                lines.extend(f"document {index}: {line}" for line in error.lines())
+            else:
+                lines.append(f"document {index}: {error}")
+        return "\n".join(lines)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.errors,))
+
+
+# --- a YAML 1.2-flavoured safe loader -----------------------------------------------------
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_DROPPED_TAGS = {_BOOL_TAG, "tag:yaml.org,2002:timestamp"}
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans, no implicit timestamps, duplicate keys refused."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_ManifestLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ManifestLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _read(source: str | os.PathLike[str]) -> str:
+    if isinstance(source, os.PathLike):
+        return Path(source).read_text(encoding="utf-8")
+    looks_like_path = (
+        "\n" not in source
+        and ": " not in source
+        and not source.lstrip().startswith(("{", "[", "-"))
+        and source.strip() != ""
+    )
+    if looks_like_path:
+        path = Path(source)
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+        raise FileNotFoundError(f"manifest file not found: {source}")
+    return source
+
+
+def _raw_documents(text: str) -> Iterator[Any]:
+    """The top-level documents of the text; a YAML syntax error is raised where it occurs."""
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            pass  # YAML flow style also starts with a brace
+        else:
+            yield from value if isinstance(value, list) else [value]
+            return
+    yield from yaml.load_all(text, Loader=_ManifestLoader)  # a SafeLoader subclass
+
+
+def _documents(text: str) -> Iterator[Any]:
+    """Documents in file order, `kind: List` expanded, empty documents skipped."""
+    for doc in _raw_documents(text):
+        if doc is None:
+            continue
+        if isinstance(doc, dict) and doc.get("kind") == "List":
+            items = doc.get("items")
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                yield ValueError("a kind: List must have a list of items")
+                continue
+            yield from (item for item in items if item is not None)
+            continue
+        yield doc
+
+
+def load_manifests(text_or_path: str | os.PathLike[str]) -> list[AnyResource]:
+    """Every resource of a manifest text or file, validated, in file order.
+
+    A `str` that is a single line without `: ` is taken as a file path; anything else is
+    manifest text. Raises `ManifestError` listing every invalid document.
+    """
+    text = _read(text_or_path)
+    resources: list[AnyResource] = []
+    errors: list[tuple[int, InvalidResource | str]] = []
+    index = 0
+    documents = _documents(text)
+    while True:
+        try:
+            doc = next(documents)
+        except StopIteration:
+            break
+        except yaml.YAMLError as exc:
+            errors.append((index, f"invalid YAML: {exc}"))
+            break  # the parser cannot resynchronise after a syntax error
+        if isinstance(doc, ValueError):
+            errors.append((index, str(doc)))
+        elif not isinstance(doc, dict):
+            errors.append((index, f"a document must be a mapping, got {type(doc).__name__}"))
+        else:
+            try:
+                resources.append(parse_resource(doc))
+            except InvalidResource as exc:
+                errors.append((index, exc))
+        index += 1
+    if errors:
+        raise ManifestError(errors)
+    return resources
+
+
+# --- dumping ------------------------------------------------------------------------------
+
+
+def dump_manifests(resources: Iterable[AnyResource], fmt: Literal["yaml", "json"] = "yaml") -> str:
+    """Resources as multi-document YAML (`---` separated) or a JSON array.
+
+    `load_manifests(dump_manifests(rs)) == rs` for valid resources, in either format.
+    """
+    docs = [to_document(res) for res in resources]
+    if fmt == "json":
+        return json.dumps(docs, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "yaml":
+        if not docs:
+            return ""
+        return yaml.dump_all(
+            docs,
+            Dumper=_ManifestDumper,
+            sort_keys=False,
+            explicit_start=True,
+            default_flow_style=False,
+            allow_unicode=True,
+        )
+    raise ValueError(f"unknown manifest format {fmt!r}, expected 'yaml' or 'json'")
