@@ -8,7 +8,7 @@ controllers map API objects onto the small records defined here.
 
 Modules, one concern each: ``bridge`` (names, link lookup/removal), ``subnets`` (allocator
 and its store), ``cni`` (conflist rendering, plugin execution, results), ``netns``,
-``egress`` (nftables), ``hosts`` (``/etc/hosts``, ``/etc/hostname``), ``cni_firewall``
+``egress`` (nftables), ``hosts`` (``/etc/hosts``, ``/etc/hostname``), ``cni_leftovers``
 (firewall plugin leftovers), ``space`` (the facade the controllers call), ``errors``.
 """
 

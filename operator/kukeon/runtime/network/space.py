@@ -36,7 +36,10 @@ from kukeon.runtime.network.cni.config import (
 )
 from kukeon.runtime.network.cni.invoke import DEFAULT_PLUGIN_DIRS, CniRuntime, RuntimeConf
 from kukeon.runtime.network.cni.result import CniResult, parse_result
-from kukeon.runtime.network.cni_firewall import remove_idle_firewall_chains
+from kukeon.runtime.network.cni_leftovers import (
+    remove_idle_firewall_chains,
+    remove_masquerade_leftovers,
+)
 from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressPolicy, NftEgress
 from kukeon.runtime.network.errors import CniConfigError, CniError, NetworkError
 from kukeon.runtime.network.netns import DEFAULT_NETNS_DIR, NetnsManager
@@ -305,11 +308,11 @@ class SpaceNetworks:
         found = existing is not None
         if existing is not None:
             conflist, conf, result = existing
-            await self.cni.delete(conflist, conf, result)
+            await self._delete(conflist, conf, result)
         elif cni_config_path is not None and await asyncio.to_thread(cni_config_path.exists):
             conflist = await load_conflist(cni_config_path)
             conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname=ifname)
-            await self.cni.delete(conflist, conf, None)
+            await self._delete(conflist, conf, None)
         lo_conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname="lo")
         await self.cni.delete(render_loopback_config(), lo_conf, None)
         await self._drop_record(cell_id)
@@ -320,7 +323,15 @@ class SpaceNetworks:
         self, conflist: NetworkConfigList, conf: RuntimeConf, result: CniResult | None
     ) -> None:
         with contextlib.suppress(CniError):
-            await self.cni.delete(conflist, conf, result)
+            await self._delete(conflist, conf, result)
+
+    async def _delete(
+        self, conflist: NetworkConfigList, conf: RuntimeConf, result: CniResult | None
+    ) -> None:
+        """CNI DEL, then whatever DEL is known to leave when the interface was already gone."""
+        await self.cni.delete(conflist, conf, result)
+        if any(p.get("type") == "bridge" and p.get("ipMasq") for p in conflist.plugins):
+            await remove_masquerade_leftovers(network=conflist.name, container_id=conf.container_id)
 
     def _record_path(self, cell_id: str) -> Path:
         RuntimeConf(container_id=cell_id, netns=Path("/"))  # validates the id as a file name

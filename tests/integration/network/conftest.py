@@ -1,0 +1,198 @@
+"""Fixtures for the network integration tests: real CNI plugins, netns, nftables, bridges.
+
+Every host object gets a random name (other helpers run tests on this machine at the same
+time) and a finalizer removes it even when the test failed: the cells' namespaces and CNI
+attachments, the spaces' bridges, conflists and IPAM leases, and the private nft table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from kukeon.runtime.network import (
+    EgressPolicy,
+    NetworkSettings,
+    SpaceNetworks,
+    SpaceNetworkStatus,
+    bridge_name,
+)
+from kukeon.runtime.network.cni import DEFAULT_PLUGIN_DIRS
+from tests.fixtures.services import require_binary, require_root
+
+CNI_DIRS = tuple(str(d) for d in DEFAULT_PLUGIN_DIRS)
+
+
+def require_network_host() -> None:
+    require_root()
+    for plugin in ("host-local", "portmap", "firewall", "loopback"):
+        require_binary(plugin, "containernetworking-plugins", *CNI_DIRS)
+    require_binary("nft", "nftables")
+    require_binary("iptables", "iptables")
+    require_binary("ip", "iproute2")
+    require_binary("busybox", "busybox-static")
+
+
+def random_pool() -> ipaddress.IPv4Network:
+    """A /20 (16 space subnets) in 10.160.0.0/11, away from the 10.88.0.0/16 default."""
+    second = secrets.randbelow(32) + 160
+    third = secrets.randbelow(16) * 16
+    return ipaddress.IPv4Network(f"10.{second}.{third}.0/20")
+
+
+def run(*argv: str, check: bool = False, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+async def arun(*argv: str, timeout: float = 30) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return -1, "timeout"
+    return process.returncode or 0, out.decode(errors="replace")
+
+
+async def ping(netns: Path, address: object) -> tuple[int, str]:
+    return await arun("ip", "netns", "exec", netns.name, "busybox", "ping", "-c1", "-W1", str(address))
+
+
+_CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()\n"
+    "except OSError as error:\n"
+    "    print(type(error).__name__, error); sys.exit(1)\n"
+)
+
+
+async def tcp_connects(netns: Path, address: object, port: int, *, timeout: float = 1.5) -> bool:
+    """Whether a TCP connect from inside ``netns`` to ``address:port`` succeeds."""
+    code, _ = await arun(
+        "ip", "netns", "exec", netns.name, sys.executable, "-c", _CONNECT,
+        str(address), str(port), str(timeout),
+    )  # fmt: skip
+    return code == 0
+
+
+@dataclass
+class NetworkHarness:
+    """A :class:`SpaceNetworks` on private settings that remembers what it created."""
+
+    networks: SpaceNetworks
+    suffix: str
+    spaces: list[tuple[str, str, Path]] = field(default_factory=list)
+    cells: list[tuple[str, Path]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> NetworkSettings:
+        return self.networks.settings
+
+    def new_names(self) -> tuple[str, str]:
+        return f"r{secrets.token_hex(2)}", f"s{secrets.token_hex(2)}"
+
+    def new_cell_id(self) -> str:
+        return f"kkt-{self.suffix}-{secrets.token_hex(3)}"
+
+    def conflist_path(self, realm: str, space: str) -> Path:
+        return self.settings.state_dir / "cni" / f"{bridge_name(realm, space)}.conflist"
+
+    async def space(
+        self, realm: str, space: str, egress: EgressPolicy | None = None
+    ) -> SpaceNetworkStatus:
+        path = self.conflist_path(realm, space)
+        if (realm, space, path) not in self.spaces:
+            self.spaces.append((realm, space, path))
+        return await self.networks.ensure_space_network(
+            realm=realm, space=space, cni_config_path=path, egress=egress or EgressPolicy()
+        )
+
+    async def cell(self, realm: str, space: str, cell_id: str | None = None) -> object:
+        cell_id = cell_id or self.new_cell_id()
+        path = self.conflist_path(realm, space)
+        self.cells.append((cell_id, path))
+        return await self.networks.attach_cell(cell_id=cell_id, cni_config_path=path)
+
+    async def cleanup(self) -> None:
+        for cell_id, path in reversed(self.cells):
+            with contextlib.suppress(Exception):
+                await self.networks.detach_cell(cell_id=cell_id, cni_config_path=path)
+            with contextlib.suppress(Exception):
+                await self.networks.netns.remove(cell_id)
+        for realm, space, path in reversed(self.spaces):
+            with contextlib.suppress(Exception):
+                await self.networks.remove_space_network(
+                    realm=realm, space=space, cni_config_path=path
+                )
+            run("ip", "link", "del", bridge_name(realm, space))
+        run("nft", "delete", "table", "inet", self.settings.nft_table)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[NetworkHarness]:
+    require_network_host()
+    suffix = secrets.token_hex(3)
+    settings = NetworkSettings(
+        state_dir=tmp_path / "state",
+        nft_table=f"kukeon_test_{suffix}",
+        subnet_pool=random_pool(),
+    )
+    harness = NetworkHarness(networks=SpaceNetworks(settings=settings), suffix=suffix)
+    try:
+        yield harness
+    finally:
+        await harness.cleanup()
+
+
+@dataclass
+class NetnsServer:
+    """A TCP listener started inside a network namespace (accepts and closes)."""
+
+    process: asyncio.subprocess.Process
+
+
+_SERVE = (
+    "import socket, sys, selectors\n"
+    "sel = selectors.DefaultSelector()\n"
+    "for port in sys.argv[2:]:\n"
+    "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "    s.bind((sys.argv[1], int(port))); s.listen(16); sel.register(s, selectors.EVENT_READ)\n"
+    "print('ready', flush=True)\n"
+    "while True:\n"
+    "    for key, _ in sel.select():\n"
+    "        conn, _ = key.fileobj.accept(); conn.close()\n"
+)
+
+
+@contextlib.asynccontextmanager
+async def tcp_listener(
+    address: object, ports: Sequence[int], *, netns: Path | None = None
+) -> AsyncIterator[None]:
+    """Listen on ``address`` for each port, in ``netns`` or on the host, until the block ends."""
+    prefix = ["ip", "netns", "exec", netns.name] if netns is not None else []
+    process = await asyncio.create_subprocess_exec(
+        *prefix, sys.executable, "-c", _SERVE, str(address), *(str(p) for p in ports),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 10)
+        assert line.strip() == b"ready", f"listener did not start: {line!r}"
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()

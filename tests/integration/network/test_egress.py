@@ -1,0 +1,128 @@
+"""Egress policy with nftables against real traffic from cell namespaces.
+
+Listeners only use addresses of this machine: a server cell on a second space (so the
+client's traffic crosses the forward hook) and the client space's own gateway address on
+the host (the input hook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+
+import pytest
+
+from kukeon.runtime.network import CellAttachment, EgressPolicy, EgressRule
+from kukeon.runtime.network.egress import chain_name
+from tests.integration.network.conftest import (
+    NetworkHarness,
+    ping,
+    run,
+    tcp_connects,
+    tcp_listener,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def four_ports() -> tuple[int, int, int, int]:
+    base = 20000 + secrets.randbelow(20000)
+    return base, base + 1, base + 2, base + 3
+
+
+async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHarness) -> None:
+    server_realm, server_space = harness.new_names()
+    client_realm, client_space = harness.new_names()
+    server_status = await harness.space(server_realm, server_space)
+    server = await harness.cell(server_realm, server_space)
+    assert isinstance(server, CellAttachment)
+    allowed, blocked, host_allowed, host_blocked = four_ports()
+
+    # Apply the policy before the cells exist, as the space controller does.
+    client_status = await harness.space(client_realm, client_space)
+    gateway = client_status.gateway
+    deny = EgressPolicy(
+        default="deny",
+        rules=(
+            EgressRule(cidr=server_status.subnet, ports=(allowed,)),
+            EgressRule(host=str(gateway), ports=(host_allowed, 9)),
+        ),
+    )
+    applied = await harness.space(client_realm, client_space, deny)
+    assert applied.egress.chain == chain_name(client_status.bridge_name)
+    client = await harness.cell(client_realm, client_space)
+    neighbour = await harness.cell(client_realm, client_space)
+    assert isinstance(client, CellAttachment) and isinstance(neighbour, CellAttachment)
+
+    async with (
+        tcp_listener("0.0.0.0", (allowed, blocked), netns=server.netns_path),
+        tcp_listener(gateway, (host_allowed, host_blocked)),
+    ):
+        results = await asyncio.gather(
+            tcp_connects(client.netns_path, server.ip, allowed),
+            tcp_connects(client.netns_path, server.ip, blocked),
+            tcp_connects(client.netns_path, gateway, host_allowed),
+            tcp_connects(client.netns_path, gateway, host_blocked),
+        )
+        assert results == [True, False, True, False]
+        # Cells of one space still talk to each other under a deny policy.
+        code, output = await ping(client.netns_path, neighbour.ip)
+        assert code == 0, output
+
+        counters = {c.name: c for c in await harness.networks.egress.counters(
+            bridge=client_status.bridge_name
+        )}  # fmt: skip
+        assert counters["rule-0"].packets >= 1
+        assert counters["rule-1"].packets >= 1
+        assert counters["default"].packets >= 2
+        assert counters["established"].packets >= 1
+
+        # Replacing the policy with "allow everything" takes effect at once.
+        await harness.space(client_realm, client_space, EgressPolicy(default="allow"))
+        results = await asyncio.gather(
+            tcp_connects(client.netns_path, server.ip, allowed),
+            tcp_connects(client.netns_path, server.ip, blocked),
+            tcp_connects(client.netns_path, gateway, host_allowed),
+            tcp_connects(client.netns_path, gateway, host_blocked),
+        )
+        assert results == [True, True, True, True]
+        counters_after = await harness.networks.egress.counters(bridge=client_status.bridge_name)
+        assert [c.name for c in counters_after] == ["established", "default"]
+
+
+async def test_default_allow_without_rules_connects_everywhere(harness: NetworkHarness) -> None:
+    realm, space = harness.new_names()
+    status = await harness.space(realm, space, EgressPolicy(default="allow"))
+    cell = await harness.cell(realm, space)
+    assert isinstance(cell, CellAttachment)
+    ports = four_ports()
+    async with tcp_listener(status.gateway, ports):
+        results = await asyncio.gather(
+            *(tcp_connects(cell.netns_path, status.gateway, port) for port in ports)
+        )
+    assert results == [True, True, True, True]
+
+
+async def test_replacing_and_removing_chains_keeps_other_spaces(harness: NetworkHarness) -> None:
+    egress = harness.networks.egress
+    table = harness.settings.nft_table
+    policy = EgressPolicy(default="deny", rules=(EgressRule(host="localhost", ports=(80,)),))
+    await egress.apply(bridge="kk-x-one", policy=policy)
+    await egress.apply(bridge="kk-x-two", policy=EgressPolicy(default="deny"))
+    await egress.apply(bridge="kk-x-one", policy=policy)  # re-applying does not duplicate
+    listing = json.loads(run("nft", "-j", "list", "table", "inet", table, check=True).stdout)
+    rules = [i["rule"] for i in listing["nftables"] if "rule" in i]
+    assert sum(r["chain"] == "egress-kk-x-one" for r in rules) == 4
+    assert sum(r["chain"] == "forward" for r in rules) == 1
+    assert sum(r["chain"] == "input" for r in rules) == 1
+    one_rule = next(r for r in rules if r.get("comment") == "rule-0")
+    assert "127.0.0.1" in json.dumps(one_rule["expr"])
+
+    assert await egress.remove(bridge="kk-x-one")
+    assert not await egress.remove(bridge="kk-x-one")
+    state = await egress.state()
+    assert state.bridges == {"kk-x-two"}
+    assert "egress-kk-x-one" not in state.chains
+    assert await egress.remove(bridge="kk-x-two")
+    assert not (await egress.state()).exists, "the last space's removal must drop the table"
