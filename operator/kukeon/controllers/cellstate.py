@@ -1,0 +1,101 @@
+"""The pure decisions of the cell controller: restart policy, cell state, naming, spec digest.
+
+The cell controller observes containerd and then has to decide three things: is a restart
+owed to this container (and when), what state is the cell in, and has a container's effective
+spec changed since it was created. Kept free of I/O so every rule is unit-tested without a
+host, and so the controller itself reads as "observe, decide, act".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from kukeon.api import CellState
+
+DEFAULT_RESTART_MAX_RETRIES = 5
+DEFAULT_RESTART_BACKOFF_SECONDS = 30
+
+
+def containerd_container_id(*, space: str, stack: str, cell: str, container: str) -> str:
+    """containerd's id of a cell's container, `<space>_<stack>_<cell>_<container>` as in kukeon.
+
+    The realm is the containerd namespace, so it is not repeated in the id.
+    """
+    return f"{space}_{stack}_{cell}_{container}"
+
+
+def restart_owed(
+    *, policy: str | None, exit_code: int, restart_count: int, max_retries: int | None
+) -> bool:
+    """Whether a container that exited with `exit_code` is to be started again.
+
+    `always` restarts after any exit, `on-failure` after a non-zero exit while fewer than
+    `restartMaxRetries` restarts were made, `never` or no policy never.
+    """
+    if policy == "always":
+        return True
+    if policy == "on-failure":
+        limit = DEFAULT_RESTART_MAX_RETRIES if max_retries is None else max_retries
+        return exit_code != 0 and restart_count < limit
+    return False
+
+
+def restart_due_at(*, finished_at: datetime, backoff_seconds: int | None) -> datetime:
+    """The earliest time the next restart may happen."""
+    backoff = DEFAULT_RESTART_BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds
+    return finished_at + timedelta(seconds=backoff)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerObservation:
+    """What the controller saw of one container of a cell, after acting on it."""
+
+    container_id: str
+    root: bool
+    running: bool
+    exit_code: int | None
+    """Set when the container's task has exited and was not started again."""
+    restart_owed: bool
+
+
+def derive_cell_state(
+    *,
+    containers: list[ContainerObservation],
+    desired_stopped: bool,
+    build_error: bool,
+    host_unobservable: bool,
+) -> CellState:
+    """The cell's state from what was observed of its containers (see docs/cells.md)."""
+    if host_unobservable:
+        return CellState.UNKNOWN
+    if build_error:
+        return CellState.FAILED
+    if desired_stopped:
+        return CellState.STOPPED
+    if containers and all(c.running for c in containers):
+        return CellState.READY
+    exited = [c for c in containers if not c.running and c.exit_code is not None]
+    if any(c.exit_code != 0 and not c.restart_owed for c in exited):
+        return CellState.ERROR
+    if any(c.restart_owed for c in exited):
+        return CellState.DEGRADED
+    if exited and any(c.running for c in containers):
+        return CellState.DEGRADED
+    if exited and len(exited) == len(containers):
+        return CellState.EXITED
+    # Nothing exited for good and something is not started yet: still being built.
+    return CellState.PENDING
+
+
+def spec_digest(runtime_spec: dict[str, Any], *, image: str) -> str:
+    """A short stable digest of what a container was created from.
+
+    Stored as a container label; when the digest of the spec the controller would build now
+    differs, the container is recreated, and only that one.
+    """
+    canonical = json.dumps({"image": image, "spec": runtime_spec}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
