@@ -1,0 +1,314 @@
+"""Pure parts of the registry client: references, platforms, challenges, hosts, configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kukeon.runtime.containerd.registry import (
+    Challenge,
+    ImageReference,
+    InvalidReferenceError,
+    Platform,
+    credential_for,
+    host_platform,
+    is_loopback_registry,
+    normalize_registry_host,
+    parse_image_config,
+    parse_reference,
+    parse_www_authenticate,
+    platform_rank,
+    registry_scheme,
+)
+from kukeon.runtime.containerd.types import RegistryCredential
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+# --- references ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "registry", "repository", "tag", "digest"),
+    [
+        ("busybox", "docker.io", "library/busybox", "latest", None),
+        ("busybox:1.36", "docker.io", "library/busybox", "1.36", None),
+        ("library/busybox", "docker.io", "library/busybox", "latest", None),
+        ("docker.io/busybox", "docker.io", "library/busybox", "latest", None),
+        ("index.docker.io/busybox", "docker.io", "library/busybox", "latest", None),
+        ("registry-1.docker.io/user/app:v1", "docker.io", "user/app", "v1", None),
+        ("user/app", "docker.io", "user/app", "latest", None),
+        ("ghcr.io/org/team/app:1.0", "ghcr.io", "org/team/app", "1.0", None),
+        ("localhost/app", "localhost", "app", "latest", None),
+        ("localhost:5000/app:dev", "localhost:5000", "app", "dev", None),
+        ("127.0.0.1:5000/kukeon/busybox:test", "127.0.0.1:5000", "kukeon/busybox", "test", None),
+        ("[::1]:5000/app", "[::1]:5000", "app", "latest", None),
+        ("[::1]/app:x", "[::1]", "app", "x", None),
+        ("Registry.Example/app", "Registry.Example", "app", "latest", None),
+        (f"busybox@{DIGEST}", "docker.io", "library/busybox", None, DIGEST),
+        (f"quay.io/a/b:tag@{DIGEST}", "quay.io", "a/b", "tag", DIGEST),
+        ("my.reg:443/a_b/c__d/e-f.g:T_1.x-2", "my.reg:443", "a_b/c__d/e-f.g", "T_1.x-2", None),
+        ("  busybox  ", "docker.io", "library/busybox", "latest", None),
+    ],
+)
+def test_parse_reference(
+    text: str, registry: str, repository: str, tag: str | None, digest: str | None
+) -> None:
+    ref = parse_reference(text)
+    assert ref == ImageReference(registry, repository, tag, digest)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("Busybox", "repository path component 'Busybox'"),
+        ("busybox:", "tag ''"),
+        ("busybox:-bad", "tag '-bad'"),
+        ("busybox@sha256:abc", "64 lowercase hex"),
+        ("busybox@md5:" + "a" * 32, "unsupported digest algorithm"),
+        ("busybox@nodigest", "not <algorithm>:<hex>"),
+        ("reg.io/a//b", "component ''"),
+        ("reg.io:99999/a", "port 99999 is out of range"),
+        ("reg_io.com:5000/a", "is not a host[:port]"),
+        ("[1::2::3]:5000/a", "bad IPv6"),
+        ("reg.io/" + "a" * 300, "longer than 255"),
+        (":tag", "missing repository name"),
+    ],
+)
+def test_parse_reference_rejects(text: str, reason: str) -> None:
+    with pytest.raises(InvalidReferenceError) as info:
+        parse_reference(text)
+    assert reason in str(info.value)
+    assert info.value.reference == text
+
+
+def test_reference_string_forms() -> None:
+    ref = parse_reference(f"127.0.0.1:5000/app:v1@{DIGEST}")
+    assert str(ref) == f"127.0.0.1:5000/app:v1@{DIGEST}"
+    assert ref.name == "127.0.0.1:5000/app"
+    assert ref.object == DIGEST
+    assert ref.host == "127.0.0.1"
+    assert ref.endpoint == "127.0.0.1:5000"
+    hub = parse_reference("busybox")
+    assert str(hub) == "docker.io/library/busybox:latest"
+    assert hub.object == "latest"
+    assert hub.endpoint == "registry-1.docker.io"
+    assert parse_reference("[::1]:5000/app").host == "::1"
+
+
+# --- hosts, schemes, credentials ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "host"),
+    [
+        ("https://index.docker.io/v1/", "docker.io"),
+        ("registry-1.docker.io", "docker.io"),
+        ("docker.io", "docker.io"),
+        ("http://127.0.0.1:5000/", "127.0.0.1:5000"),
+        ("Registry.Example.com", "registry.example.com"),
+        (" ghcr.io/some/path ", "ghcr.io"),
+    ],
+)
+def test_normalize_registry_host(address: str, host: str) -> None:
+    assert normalize_registry_host(address) == host
+
+
+@pytest.mark.parametrize(
+    ("registry", "loopback"),
+    [
+        ("localhost", True),
+        ("localhost:5000", True),
+        ("127.0.0.1:5000", True),
+        ("127.3.4.5", True),
+        ("[::1]:5000", True),
+        ("docker.io", False),
+        ("10.0.0.1:5000", False),
+        ("localhost.example.com", False),
+    ],
+)
+def test_loopback_registries(registry: str, loopback: bool) -> None:
+    assert is_loopback_registry(registry) is loopback
+    assert registry_scheme(registry, ()) == ("http" if loopback else "https")
+
+
+def test_insecure_registries_use_http() -> None:
+    insecure = ["reg.lan:5000", "http://other.lan/", "10.1.2.3"]
+    assert registry_scheme("reg.lan:5000", insecure) == "http"
+    assert registry_scheme("reg.lan:6000", insecure) == "https"  # the listed port only
+    assert registry_scheme("reg.lan", insecure) == "https"
+    assert registry_scheme("other.lan", insecure) == "http"
+    assert registry_scheme("other.lan:8080", insecure) == "http"  # no port listed: any port
+    assert registry_scheme("10.1.2.3:5000", insecure) == "http"
+    assert registry_scheme("docker.io", insecure) == "https"
+
+
+def test_credential_matching_by_host() -> None:
+    hub = RegistryCredential("https://index.docker.io/v1/", "hubuser", "p1")
+    local = RegistryCredential("http://127.0.0.1:5000", "localuser", "p2")
+    creds = [hub, local]
+    assert credential_for("docker.io", creds) is hub
+    assert credential_for("127.0.0.1:5000", creds) is local
+    assert credential_for("127.0.0.1:5001", creds) is None
+    assert credential_for("ghcr.io", creds) is None
+
+
+# --- platforms ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("machine", "expected"),
+    [
+        ("x86_64", Platform("linux", "amd64")),
+        ("aarch64", Platform("linux", "arm64", "v8")),
+        ("armv7l", Platform("linux", "arm", "v7")),
+        ("armv6l", Platform("linux", "arm", "v6")),
+        ("i686", Platform("linux", "386")),
+        ("ppc64le", Platform("linux", "ppc64le")),
+        ("s390x", Platform("linux", "s390x")),
+        ("weird9000", Platform("linux", "weird9000")),
+    ],
+)
+def test_host_platform(machine: str, expected: Platform) -> None:
+    assert host_platform(machine) == expected
+
+
+def test_host_platform_of_this_machine_is_linux() -> None:
+    assert host_platform().os == "linux"
+
+
+@pytest.mark.parametrize(
+    ("wanted", "candidate", "rank"),
+    [
+        (Platform("linux", "amd64"), Platform("linux", "amd64"), 0),
+        (Platform("linux", "amd64"), Platform("linux", "amd64", "v1"), 0),
+        (Platform("linux", "amd64"), Platform("linux", "amd64", "v3"), None),
+        (Platform("linux", "amd64"), Platform("linux", "arm64"), None),
+        (Platform("linux", "amd64"), Platform("windows", "amd64"), None),
+        (Platform("linux", "amd64"), Platform("unknown", "unknown"), None),
+        (Platform("linux", "arm64", "v8"), Platform("linux", "arm64"), 0),
+        (Platform("linux", "arm64", "v8"), Platform("linux", "arm64", "8"), 0),
+        (Platform("linux", "arm", "v7"), Platform("linux", "arm", "v7"), 0),
+        (Platform("linux", "arm", "v7"), Platform("linux", "arm", "v6"), 1),
+        (Platform("linux", "arm", "v7"), Platform("linux", "arm", "v5"), 2),
+        (Platform("linux", "arm", "v6"), Platform("linux", "arm", "v7"), None),
+        (Platform("linux", "arm", "v7"), Platform("linux", "arm"), 50),
+        (Platform("linux", "arm", ""), Platform("linux", "arm", "v6"), None),
+        (Platform("linux", "s390x"), Platform("linux", "s390x", "z15"), None),
+        (Platform("Linux", "AMD64"), Platform("linux", "amd64"), 0),
+    ],
+)
+def test_platform_rank(wanted: Platform, candidate: Platform, rank: int | None) -> None:
+    assert platform_rank(wanted, candidate) == rank
+
+
+def test_platform_string() -> None:
+    assert str(Platform("linux", "arm", "v7")) == "linux/arm/v7"
+    assert str(Platform("linux", "amd64")) == "linux/amd64"
+
+
+# --- WWW-Authenticate -----------------------------------------------------------------------
+
+
+def test_bearer_challenge_with_quoted_comma() -> None:
+    header = (
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+        'scope="repository:library/busybox:pull,push"'
+    )
+    assert parse_www_authenticate([header]) == [
+        Challenge(
+            "bearer",
+            {
+                "realm": "https://auth.docker.io/token",
+                "service": "registry.docker.io",
+                "scope": "repository:library/busybox:pull,push",
+            },
+        )
+    ]
+
+
+def test_basic_challenge_and_several_per_header() -> None:
+    header = 'Basic realm="Registry Realm", Bearer realm="https://t/x", service=reg'
+    assert parse_www_authenticate([header]) == [
+        Challenge("basic", {"realm": "Registry Realm"}),
+        Challenge("bearer", {"realm": "https://t/x", "service": "reg"}),
+    ]
+
+
+def test_challenges_from_several_headers_and_odd_spacing() -> None:
+    headers = ['basic realm = "a\\"b"', '  Bearer   realm=x ,  service = "s" ']
+    assert parse_www_authenticate(headers) == [
+        Challenge("basic", {"realm": 'a"b'}),
+        Challenge("bearer", {"realm": "x", "service": "s"}),
+    ]
+
+
+def test_challenge_without_params_and_garbage() -> None:
+    assert parse_www_authenticate(["Negotiate"]) == [Challenge("negotiate", {})]
+    assert parse_www_authenticate(["Negotiate abc==, Basic realm=r"]) == [
+        Challenge("negotiate", {}),
+        Challenge("basic", {"realm": "r"}),
+    ]
+    assert parse_www_authenticate(["=, ,"]) == []
+    assert parse_www_authenticate([]) == []
+
+
+def test_empty_quoted_value() -> None:
+    assert parse_www_authenticate(['Bearer realm="",service=""']) == [
+        Challenge("bearer", {"realm": "", "service": ""})
+    ]
+
+
+# --- image config ---------------------------------------------------------------------------
+
+
+def test_parse_image_config() -> None:
+    raw = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "Entrypoint": ["/bin/sh", "-c"],
+                "Cmd": ["echo hi"],
+                "Env": ["PATH=/bin"],
+                "WorkingDir": "/srv",
+                "User": "1000:1000",
+                "Labels": {"a": "b"},
+            },
+            "rootfs": {"type": "layers", "diff_ids": [DIGEST]},
+        }
+    ).encode()
+    config, diff_ids = parse_image_config(raw)
+    assert config.entrypoint == ("/bin/sh", "-c")
+    assert config.cmd == ("echo hi",)
+    assert config.env == ("PATH=/bin",)
+    assert config.working_dir == "/srv"
+    assert config.user == "1000:1000"
+    assert dict(config.labels) == {"a": "b"}
+    assert diff_ids == (DIGEST,)
+
+
+def test_parse_image_config_with_nulls() -> None:
+    raw = b'{"config": {"Entrypoint": null, "Cmd": null, "Labels": null}, "rootfs": {}}'
+    config, diff_ids = parse_image_config(raw)
+    assert config.entrypoint == ()
+    assert config.cmd == ()
+    assert dict(config.labels) == {}
+    assert diff_ids == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[]", "not a JSON object"),
+        (b'{"config": "x"}', "malformed"),
+        (b'{"config": {"Cmd": "echo"}}', "config.Cmd"),
+        (b'{"rootfs": {"diff_ids": [1]}}', "diff_ids"),
+    ],
+)
+def test_parse_image_config_rejects(raw: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_image_config(raw)
