@@ -39,6 +39,8 @@ def free_port(host: str = LOOPBACK) -> int:
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As etcd (Go) binds: connections of the previous run in TIME_WAIT don't count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
