@@ -1,0 +1,70 @@
+"""Named network namespaces through pyroute2: create, exists, remove, all idempotent."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kukeon.runtime.network import NetnsManager
+from tests.integration.network.conftest import require_network_host, run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def netns_name() -> Iterator[str]:
+    require_network_host()
+    name = f"kkt-ns-{secrets.token_hex(3)}"
+    try:
+        yield name
+    finally:
+        run("ip", "netns", "del", name)
+
+
+async def test_create_exists_remove_are_idempotent(netns_name: str) -> None:
+    manager = NetnsManager()
+    assert not await manager.exists(netns_name)
+    path = await manager.create(netns_name)
+    assert path == Path("/var/run/netns") / netns_name
+    assert await manager.create(netns_name) == path
+    assert await manager.exists(netns_name)
+    assert netns_name in await manager.list()
+    # The namespace is usable by `ip netns exec`, i.e. it is where iproute2 expects it.
+    links = run("ip", "netns", "exec", netns_name, "ip", "-o", "link", "show", check=True).stdout
+    assert " lo:" in links and "eth0" not in links
+
+    assert await manager.remove(netns_name)
+    assert not await manager.remove(netns_name)
+    assert not await manager.exists(netns_name)
+
+
+async def test_stale_mount_point_is_replaced(netns_name: str) -> None:
+    manager = NetnsManager()
+    path = manager.path(netns_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()  # what a crash between "create the file" and "bind the namespace" leaves
+    assert not await manager.exists(netns_name)
+    await manager.create(netns_name)
+    assert await manager.exists(netns_name)
+    await manager.remove(netns_name)
+
+
+async def test_configurable_directory(tmp_path: Path) -> None:
+    require_network_host()
+    directory = tmp_path / "netns"
+    manager = NetnsManager(directory=directory)
+    name = f"kkt-ns-{secrets.token_hex(3)}"
+    try:
+        path = await manager.create(name)
+        assert path.parent == directory
+        assert await manager.exists(name)
+        assert await manager.remove(name)
+        assert not path.exists()
+    finally:
+        run("umount", "-l", str(directory / name))
+        # pyroute2 makes the directory a shared bind mount of itself, as iproute2 does.
+        while run("umount", str(directory)).returncode == 0:
+            pass
