@@ -20,6 +20,7 @@ from kukeon.api.container import (
 )
 from kukeon.api.defaults import apply_space_defaults_to_container
 from kukeon.api.kinds import KIND_MODELS, key_of, parent_of, parse_resource, scope_of, to_document
+from kukeon.api.manifests import ManifestError, dump_manifests, load_manifests
 from kukeon.api.meta import API_VERSION, DEFAULT_PARENT, GROUP, VERSION, Kind, ObjectMeta, Resource
 from kukeon.api.realm import Realm, RealmSpec, RealmStatus, RegistryCredentials
 from kukeon.api.space import (
@@ -69,6 +70,7 @@ __all__ = [
     "FieldError",
     "InvalidResource",
     "Kind",
+    "ManifestError",
     "ObjectMeta",
     "Realm",
     "RealmSpec",
@@ -94,7 +96,9 @@ __all__ = [
     "VolumeKind",
     "VolumeMount",
     "apply_space_defaults_to_container",
+    "dump_manifests",
     "key_of",
+    "load_manifests",
     "parent_of",
     "parse_resource",
     "scope_of",

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from yaml.constructor import ConstructorError
@@ -112,8 +112,34 @@ def _read(source: str | os.PathLike[str]) -> str:
     return source
 
 
+class _Unreadable(NamedTuple):
+    """A document that could not be read; `fatal` when the rest of the stream is lost too."""
+
+    message: str
+    fatal: bool = False
+
+
+def _yaml_documents(text: str) -> Iterator[Any]:
+    loader = _ManifestLoader(text)
+    try:
+        while True:
+            try:
+                if not loader.check_data():  # type: ignore[no-untyped-call]
+                    return
+                # Composing consumes the whole document before constructing it, so an
+                # error in construction (a duplicate key) leaves the stream readable.
+                yield loader.get_data()
+            except ConstructorError as exc:
+                yield _Unreadable(f"invalid YAML: {exc}")
+            except yaml.YAMLError as exc:
+                yield _Unreadable(f"invalid YAML: {exc}", fatal=True)
+                return
+    finally:
+        loader.dispose()
+
+
 def _raw_documents(text: str) -> Iterator[Any]:
-    """The top-level documents of the text; a YAML syntax error is raised where it occurs."""
+    """The top-level documents of the text, in order."""
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
@@ -123,7 +149,7 @@ def _raw_documents(text: str) -> Iterator[Any]:
         else:
             yield from value if isinstance(value, list) else [value]
             return
-    yield from yaml.load_all(text, Loader=_ManifestLoader)  # a SafeLoader subclass
+    yield from _yaml_documents(text)
 
 
 def _documents(text: str) -> Iterator[Any]:
@@ -136,7 +162,7 @@ def _documents(text: str) -> Iterator[Any]:
             if items is None:
                 continue
             if not isinstance(items, list):
-                yield ValueError("a kind: List must have a list of items")
+                yield _Unreadable("the items of a kind: List must be a list")
                 continue
             yield from (item for item in items if item is not None)
             continue
@@ -152,18 +178,9 @@ def load_manifests(text_or_path: str | os.PathLike[str]) -> list[AnyResource]:
     text = _read(text_or_path)
     resources: list[AnyResource] = []
     errors: list[tuple[int, InvalidResource | str]] = []
-    index = 0
-    documents = _documents(text)
-    while True:
-        try:
-            doc = next(documents)
-        except StopIteration:
-            break
-        except yaml.YAMLError as exc:
-            errors.append((index, f"invalid YAML: {exc}"))
-            break  # the parser cannot resynchronise after a syntax error
-        if isinstance(doc, ValueError):
-            errors.append((index, str(doc)))
+    for index, doc in enumerate(_documents(text)):
+        if isinstance(doc, _Unreadable):
+            errors.append((index, doc.message))
         elif not isinstance(doc, dict):
             errors.append((index, f"a document must be a mapping, got {type(doc).__name__}"))
         else:
@@ -171,7 +188,6 @@ def load_manifests(text_or_path: str | os.PathLike[str]) -> list[AnyResource]:
                 resources.append(parse_resource(doc))
             except InvalidResource as exc:
                 errors.append((index, exc))
-        index += 1
     if errors:
         raise ManifestError(errors)
     return resources

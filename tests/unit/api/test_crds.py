@@ -1,0 +1,88 @@
+"""crds/ is generated from the models: it must be current and structurally valid."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kukeon.api import Kind
+from kukeon.api.schema import crd_files
+
+ROOT = Path(__file__).resolve().parents[3]
+GENERATOR = ROOT / "hack" / "gen-crds.py"
+
+
+def test_crds_directory_is_up_to_date() -> None:
+    for name, text in crd_files().items():
+        path = ROOT / "crds" / name
+        assert path.is_file(), f"{path} missing: run .venv/bin/python hack/gen-crds.py"
+        assert path.read_text() == text, f"{path} is stale: run .venv/bin/python hack/gen-crds.py"
+
+
+def test_check_mode_fails_when_stale_and_passes_after_writing(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(GENERATOR), "--dir", str(tmp_path), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert run("--check").returncode == 1
+    assert run().returncode == 0
+    assert run("--check").returncode == 0
+    (tmp_path / "kukeon.io_cells.yaml").write_text("stale\n")
+    stale = run("--check")
+    assert stale.returncode == 1
+    assert "kukeon.io_cells.yaml" in stale.stderr
+
+
+def walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.get("properties", {}).items():
+            found += walk(value, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            found += walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            found += walk(node["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+def test_every_crd_is_a_structural_schema_with_a_status_subresource() -> None:
+    files = crd_files()
+    assert len(files) == len(Kind)
+    for kind in Kind:
+        crd = yaml.safe_load(files[f"kukeon.io_{kind.value.lower()}s.yaml"])
+        assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+        assert crd["kind"] == "CustomResourceDefinition"
+        assert crd["spec"]["group"] == "kukeon.io"
+        assert crd["spec"]["names"]["kind"] == kind.value
+        (version,) = crd["spec"]["versions"]
+        assert version["name"] == "v1beta1"
+        assert version["subresources"] == {"status": {}}
+        schema = version["schema"]["openAPIV3Schema"]
+        assert {"apiVersion", "kind", "metadata", "spec", "status"} <= set(schema["properties"])
+        text = files[f"kukeon.io_{kind.value.lower()}s.yaml"]
+        assert "$ref" not in text
+        assert "$defs" not in text
+        for path, node in walk(schema):
+            assert "type" in node, path
+            assert not {"anyOf", "oneOf", "allOf", "const", "title"} & set(node), path
+            assert not ("properties" in node and "additionalProperties" in node), path
+
+
+def test_schema_carries_the_rules_it_can() -> None:
+    cell = yaml.safe_load(crd_files()["kukeon.io_cells.yaml"])
+    spec = cell["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    container = spec["properties"]["containers"]["items"]
+    assert container["properties"]["restartPolicy"]["enum"] == ["always", "on-failure", "never"]
+    assert container["properties"]["id"]["maxLength"] == 63
+    assert container["properties"]["hostPID"]["type"] == "boolean"
+    assert spec["properties"]["desiredState"]["enum"] == ["Running", "Stopped"]
+    assert "containers" in spec["required"]
