@@ -19,7 +19,15 @@ from kukeon.api.container import (
     VolumeMount,
 )
 from kukeon.api.defaults import apply_space_defaults_to_container
-from kukeon.api.kinds import KIND_MODELS, key_of, parent_of, parse_resource, scope_of, to_document
+from kukeon.api.kinds import (
+    KIND_MODELS,
+    AnyResource,
+    key_of,
+    parent_of,
+    parse_resource,
+    scope_of,
+    to_document,
+)
 from kukeon.api.manifests import ManifestError, dump_manifests, load_manifests
 from kukeon.api.meta import API_VERSION, DEFAULT_PARENT, GROUP, VERSION, Kind, ObjectMeta, Resource
 from kukeon.api.realm import Realm, RealmSpec, RealmStatus, RegistryCredentials
@@ -51,6 +59,7 @@ __all__ = [
     "GROUP",
     "KIND_MODELS",
     "VERSION",
+    "AnyResource",
     "Capabilities",
     "Cell",
     "CellNetworkStatus",

@@ -33,6 +33,7 @@ KIND_MODELS: dict[Kind, type[Resource[Any, Any]]] = {
     Kind.CELL: Cell,
 }
 
+# A resource of any kind, for code that handles all kinds alike (`Resource` is generic).
 AnyResource = Resource[Any, Any]
 
 
