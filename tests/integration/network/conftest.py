@@ -53,12 +53,12 @@ def run(*argv: str, check: bool = False, timeout: float = 30) -> subprocess.Comp
     return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout)
 
 
-async def arun(*argv: str, timeout: float = 30) -> tuple[int, str]:
+async def arun(*argv: str, limit: float = 30) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+        out, _ = await asyncio.wait_for(process.communicate(), limit)
     except TimeoutError:
         process.kill()
         await process.wait()
@@ -67,23 +67,26 @@ async def arun(*argv: str, timeout: float = 30) -> tuple[int, str]:
 
 
 async def ping(netns: Path, address: object) -> tuple[int, str]:
-    return await arun("ip", "netns", "exec", netns.name, "busybox", "ping", "-c1", "-W1", str(address))
+    return await arun(
+        "ip", "netns", "exec", netns.name, "busybox", "ping", "-c1", "-W1", str(address)
+    )
 
 
 _CONNECT = (
     "import socket, sys\n"
     "try:\n"
-    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()\n"
+    "    address = (sys.argv[1], int(sys.argv[2]))\n"
+    "    socket.create_connection(address, timeout=float(sys.argv[3])).close()\n"
     "except OSError as error:\n"
     "    print(type(error).__name__, error); sys.exit(1)\n"
 )
 
 
-async def tcp_connects(netns: Path, address: object, port: int, *, timeout: float = 1.5) -> bool:
+async def tcp_connects(netns: Path, address: object, port: int, *, wait: float = 1.5) -> bool:
     """Whether a TCP connect from inside ``netns`` to ``address:port`` succeeds."""
     code, _ = await arun(
         "ip", "netns", "exec", netns.name, sys.executable, "-c", _CONNECT,
-        str(address), str(port), str(timeout),
+        str(address), str(port), str(wait),
     )  # fmt: skip
     return code == 0
 

@@ -28,7 +28,8 @@ async def test_two_cells_ping_each_other_and_the_gateway(harness: NetworkHarness
     assert isinstance(first, CellAttachment)
     assert isinstance(second, CellAttachment)
     assert first.ip != second.ip
-    assert first.ip in status.subnet and second.ip in status.subnet
+    assert first.ip in status.subnet
+    assert second.ip in status.subnet
     assert first.gateway == status.gateway
     assert first.bridge_name == status.bridge_name
     assert await link_exists(status.bridge_name)
@@ -48,7 +49,8 @@ async def test_check_after_add_and_attach_is_idempotent(harness: NetworkHarness)
     assert isinstance(attached, CellAttachment)
 
     checked = await harness.networks.check_cell(cell_id=cell_id)
-    assert checked is not None and checked.ip == attached.ip
+    assert checked is not None
+    assert checked.ip == attached.ip
 
     again = await harness.networks.attach_cell(
         cell_id=cell_id, cni_config_path=harness.conflist_path(realm, space)

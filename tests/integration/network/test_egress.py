@@ -53,7 +53,8 @@ async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHar
     assert applied.egress.chain == chain_name(client_status.bridge_name)
     client = await harness.cell(client_realm, client_space)
     neighbour = await harness.cell(client_realm, client_space)
-    assert isinstance(client, CellAttachment) and isinstance(neighbour, CellAttachment)
+    assert isinstance(client, CellAttachment)
+    assert isinstance(neighbour, CellAttachment)
 
     async with (
         tcp_listener("0.0.0.0", (allowed, blocked), netns=server.netns_path),

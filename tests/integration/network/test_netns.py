@@ -34,7 +34,8 @@ async def test_create_exists_remove_are_idempotent(netns_name: str) -> None:
     assert netns_name in await manager.list()
     # The namespace is usable by `ip netns exec`, i.e. it is where iproute2 expects it.
     links = run("ip", "netns", "exec", netns_name, "ip", "-o", "link", "show", check=True).stdout
-    assert " lo:" in links and "eth0" not in links
+    assert " lo:" in links
+    assert "eth0" not in links
 
     assert await manager.remove(netns_name)
     assert not await manager.remove(netns_name)

@@ -33,8 +33,11 @@ async def test_twenty_spaces_created_and_removed_leave_nothing(harness: NetworkH
         removal = await networks.remove_space_network(
             realm=realm, space=space, cni_config_path=status.cni_config_path
         )
-        assert removal.bridge_removed and removal.egress_removed and removal.subnet_released
-        assert removal.conflist_removed and removal.ipam_dir_removed
+        assert removal.bridge_removed
+        assert removal.egress_removed
+        assert removal.subnet_released
+        assert removal.conflist_removed
+        assert removal.ipam_dir_removed
 
     links = run("ip", "-o", "link", "show").stdout
     netns = set(run("ip", "netns", "list").stdout.split())
@@ -49,7 +52,9 @@ async def test_twenty_spaces_created_and_removed_leave_nothing(harness: NetworkH
     tables = run("nft", "list", "tables").stdout
     assert harness.settings.nft_table not in tables
     leftovers = [
-        p for p in harness.settings.network_dir.rglob("*") if p.is_file() and p.name != "subnets.json"
+        p
+        for p in harness.settings.network_dir.rglob("*")
+        if p.is_file() and p.name != "subnets.json"
     ]
     assert {p.name for p in leftovers} <= {"subnets.json.lock"}, leftovers
     assert await networks.subnets.assignments() == {}

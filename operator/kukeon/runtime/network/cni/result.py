@@ -120,7 +120,7 @@ def parse_result(document: Any, *, plugin: str = "?") -> CniResult:
                 )
                 for item in document.get("routes") or ()
             ),
-            dns=_parse_dns(document.get("dns") or {}),
+            dns=_parse_dns(document["dns"] if document.get("dns") is not None else {}),
             raw=document,
         )
     except (KeyError, TypeError, ValueError) as error:

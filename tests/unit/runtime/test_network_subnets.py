@@ -1,0 +1,102 @@
+"""Subnet allocation: the pure allocator and the JSON-file store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kukeon.runtime.network import JsonFileSubnetStore, SubnetPoolExhaustedError, allocate_subnet
+from kukeon.runtime.network.subnets import SubnetStoreCorruptError, space_key
+
+POOL = IPv4Network("10.88.0.0/16")
+
+
+def test_first_free_block() -> None:
+    assert allocate_subnet(POOL, 24, set()) == IPv4Network("10.88.0.0/24")
+    taken = {IPv4Network("10.88.0.0/24"), IPv4Network("10.88.2.0/24")}
+    assert allocate_subnet(POOL, 24, taken) == IPv4Network("10.88.1.0/24")
+
+
+def test_blocks_of_other_sizes_and_outside_networks_count() -> None:
+    taken = {IPv4Network("10.88.0.0/23"), IPv4Network("192.168.0.0/24")}
+    assert allocate_subnet(POOL, 24, taken) == IPv4Network("10.88.2.0/24")
+
+
+def test_a_covering_network_exhausts_the_pool() -> None:
+    with pytest.raises(SubnetPoolExhaustedError, match=r"10\.88\.0\.0/16 has no free /24"):
+        allocate_subnet(POOL, 24, {IPv4Network("10.0.0.0/8")})
+
+
+def test_exhaustion() -> None:
+    pool = IPv4Network("10.9.0.0/23")
+    taken = {allocate_subnet(pool, 24, set())}
+    taken.add(allocate_subnet(pool, 24, taken))
+    with pytest.raises(SubnetPoolExhaustedError):
+        allocate_subnet(pool, 24, taken)
+
+
+@pytest.mark.parametrize("prefix", [15, 31, 32])
+def test_prefix_outside_range_is_refused(prefix: int) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        allocate_subnet(POOL, prefix, set())
+
+
+@given(st.sets(st.integers(min_value=0, max_value=255), max_size=200))
+def test_never_overlaps_what_is_taken(indexes: set[int]) -> None:
+    taken = {IPv4Network(f"10.88.{i}.0/24") for i in indexes}
+    if len(taken) == 256:
+        return
+    chosen = allocate_subnet(POOL, 24, taken)
+    assert chosen.subnet_of(POOL)
+    assert not any(chosen.overlaps(t) for t in taken)
+
+
+async def test_store_keeps_assignments_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "subnets.json"
+    store = JsonFileSubnetStore(path=path)
+    first = await store.assign(space_key("r", "a"), pool=POOL, prefix=24)
+    second = await store.assign(space_key("r", "b"), pool=POOL, prefix=24)
+    assert first != second
+    assert await store.assign(space_key("r", "a"), pool=POOL, prefix=24) == first
+
+    restarted = JsonFileSubnetStore(path=path)
+    assert await restarted.lookup("r/a") == first
+    assert await restarted.assignments() == {"r/a": first, "r/b": second}
+    # A new pool in the configuration does not move existing spaces.
+    other_pool = IPv4Network("10.99.0.0/16")
+    assert await restarted.assign("r/a", pool=other_pool, prefix=24) == first
+    assert (await restarted.assign("r/c", pool=other_pool, prefix=24)).subnet_of(other_pool)
+    assert json.loads(path.read_text())["subnets"]["r/a"] == str(first)
+
+
+async def test_release_frees_the_subnet_for_reuse(tmp_path: Path) -> None:
+    store = JsonFileSubnetStore(path=tmp_path / "s.json")
+    first = await store.assign("r/a", pool=POOL, prefix=24)
+    assert await store.release("r/a")
+    assert not await store.release("r/a")
+    assert await store.lookup("r/a") is None
+    assert await store.assign("r/b", pool=POOL, prefix=24) == first
+
+
+async def test_concurrent_assignments_never_share(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    # Separate store objects stand in for separate processes sharing the file.
+    stores = [JsonFileSubnetStore(path=path) for _ in range(4)]
+    subnets = await asyncio.gather(
+        *(stores[i % 4].assign(f"r/s{i}", pool=POOL, prefix=24) for i in range(40))
+    )
+    assert len(set(subnets)) == 40
+    assert len(await stores[0].assignments()) == 40
+
+
+async def test_corrupt_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text("{not json")
+    with pytest.raises(SubnetStoreCorruptError, match=str(path)):
+        await JsonFileSubnetStore(path=path).assign("r/a", pool=POOL, prefix=24)
