@@ -265,6 +265,8 @@ async def test_parent_waits_for_children_held_by_finalizers(registry: Registry) 
     assert pending is not None and pending.metadata.deletion_timestamp is not None
     # Nothing is gone yet: the cell's own finalizer holds the whole chain.
     assert len((await registry.list(Kind.STACK)).items) == 1
-    assert await registry.remove_finalizer(Kind.CELL, ("r", "s", "st", "c"), "kukeon.io/cell") is None
+    assert (
+        await registry.remove_finalizer(Kind.CELL, ("r", "s", "st", "c"), "kukeon.io/cell") is None
+    )
     for kind in (Kind.CELL, Kind.STACK, Kind.SPACE, Kind.REALM):
         assert (await registry.list(kind)).items == [], kind
