@@ -34,17 +34,24 @@ class CellTty(KukeonModel):
 
 class CellSpec(KukeonModel):
     id: OptionalDnsLabel = None
+    """Repeats metadata.name (either may be omitted, the other fills it)."""
     realm_id: DnsLabel = DEFAULT_PARENT
     space_id: DnsLabel = DEFAULT_PARENT
     stack_id: DnsLabel = DEFAULT_PARENT
     root_container_id: OptionalDnsLabel = None
+    """The root container; else the one with root: true, else the first."""
     tty: CellTty | None = None
     containers: NullableList[ContainerSpec]
     auto_delete: bool = False
+    """Delete the cell once its root container has exited (after it was Ready)."""
     nested_cgroup_runtime: bool = False
+    """Delegate every cgroup controller the host offers, for a runtime nested inside."""
     desired_state: DesiredCellState = DesiredCellState.RUNNING
+    """Running, or Stopped: containers stopped but the cell kept."""
     node_name: OptionalString = None
+    """The node that runs the cell; set by the user or the scheduler."""
     node_selector: StringMap = Field(default_factory=dict)
+    """Labels a node must carry to be chosen for the cell."""
 
     def root_container(self) -> ContainerSpec:
         """The container that owns the network namespace, resolved as kukeon does.

@@ -86,11 +86,14 @@ class VolumeMount(KukeonModel):
     """A host directory bound into the container, or an in-memory tmpfs at `target`."""
 
     kind: Annotated[VolumeKind, BeforeValidator(_volume_kind_default)] = VolumeKind.BIND
+    """bind (a host path) or tmpfs (in memory); empty means bind."""
     source: OptionalString = Field(default=None, validate_default=True)
+    """Absolute host path of a bind volume; must be empty for tmpfs."""
     target: AbsolutePath
     read_only: bool = False
     size_bytes: int | None = Field(default=None, ge=0)
     mode: int | None = Field(default=None, ge=0, le=0o7777)
+    """Permissions of a tmpfs root, e.g. 0755 (ignored for bind)."""
 
     @field_validator("source")
     @classmethod
@@ -137,8 +140,10 @@ class ContainerSecret(KukeonModel):
 
     name: NonEmptyString
     from_file: OptionalAbsolutePath = None
+    """Host file the daemon reads the value from."""
     from_env: OptionalString = Field(default=None, validate_default=True)
     mount_path: OptionalAbsolutePath = None
+    """Mount the value read-only at this path instead of setting an env variable."""
 
     @field_validator("from_env")
     @classmethod
@@ -181,40 +186,59 @@ class ContainerSpec(KukeonModel):
     """
 
     id: DnsLabel
+    """The container's name, unique in its cell."""
     containerd_id: OptionalString = None
+    """containerd's id of the container; written by kukeon, not by users."""
     realm_id: OptionalDnsLabel = None
     space_id: OptionalDnsLabel = None
     stack_id: OptionalDnsLabel = None
     cell_id: OptionalDnsLabel = None
     root: bool = False
+    """Marks the root container, which owns the cell's network namespace."""
     image: NonEmptyString
+    """OCI image reference."""
     command: OptionalString = None
+    """The program to run; the image's entrypoint when unset."""
     args: NullableList[str] = Field(default_factory=list)
     working_dir: OptionalAbsolutePath = None
+    """The process's working directory; the image's when unset."""
     env: NullableList[EnvEntry] = Field(default_factory=list)
+    """Environment entries, `KEY=VALUE`."""
     ports: NullableList[str] = Field(default_factory=list)
+    """Reserved by kukeon; kept as written."""
     volumes: NullableList[VolumeMount] = Field(default_factory=list)
     networks: NullableList[str] = Field(default_factory=list)
     networks_aliases: NullableList[str] = Field(default_factory=list)
+    """DNS aliases of the container within its networks."""
     privileged: bool = False
     host_network: bool = False
+    """Run in the host's network namespace (no CNI attachment)."""
     host_pid: bool = Field(default=False, alias="hostPID")
+    """Run in the host's PID namespace."""
     host_cgroup: bool = False
+    """Stay in the parent's cgroup namespace instead of a private one."""
     user: OptionalString = None
     read_only_root_filesystem: bool | None = None
+    """Mount the root filesystem read-only; unset inherits the space default."""
     capabilities: Capabilities | None = None
     security_opts: NullableList[str] = Field(default_factory=list)
     devices: NullableList[AbsolutePath] = Field(default_factory=list)
+    """Host device nodes made available at the same path, e.g. `/dev/kvm`."""
     tmpfs: NullableList[TmpfsMount] = Field(default_factory=list)
     resources: Resources | None = None
     secrets: NullableList[ContainerSecret] = Field(default_factory=list)
     cni_config_path: OptionalAbsolutePath = None
+    """Directory of the CNI configuration to use instead of the space's."""
     restart_policy: Annotated[RestartPolicy, BeforeValidator(_restart_policy_default)] = (
         RestartPolicy.NEVER
     )
+    """always, on-failure or never; empty means never."""
     restart_backoff_seconds: int | None = None
+    """Least seconds between two restarts (default 30); needs always or on-failure."""
     restart_max_retries: int | None = None
+    """Restarts before giving up under on-failure (default 5)."""
     attachable: bool = False
+    """Run the process under a terminal wrapper that `attach` can connect to."""
     tty: ContainerTty | None = None
 
     @field_validator("restart_backoff_seconds")
@@ -260,6 +284,7 @@ class ContainerStatus(KukeonModel):
     name: OptionalString = None
     state: ContainerStateField = ContainerState.PENDING
     pid: int | None = None
+    """Host PID of the running task."""
     exit_code: int | None = None
     exit_signal: OptionalString = None
     restart_count: int = Field(default=0, ge=0)

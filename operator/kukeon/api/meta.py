@@ -145,6 +145,7 @@ class ObjectMeta(KukeonModel):
     uid: OptionalString = None
     generation: int = Field(default=0, ge=0)
     resource_version: OptionalString = None
+    """The etcd mod_revision of the stored document; writes compare-and-swap on it."""
     creation_timestamp: Timestamp = None
     deletion_timestamp: Timestamp = None
     finalizers: NullableList[str] = Field(default_factory=list)

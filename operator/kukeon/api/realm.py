@@ -27,6 +27,7 @@ class RegistryCredentials(KukeonModel):
 
 class RealmSpec(KukeonModel):
     namespace: OptionalString = None
+    """containerd namespace of the realm; `<name>.kukeon.io` when unset."""
     registry_credentials: NullableList[RegistryCredentials] = Field(default_factory=list)
 
 

@@ -67,6 +67,7 @@ class EgressAllowRule(KukeonModel):
     host: OptionalString = None
     cidr: OptionalString = Field(default=None, validate_default=True)
     ports: NullableList[Port] = Field(default_factory=list)
+    """TCP destination ports; empty means any port."""
 
     @field_validator("host")
     @classmethod
@@ -120,6 +121,7 @@ class SpaceDefaults(KukeonModel):
 class SpaceSpec(KukeonModel):
     realm_id: DnsLabel = DEFAULT_PARENT
     cni_config_path: OptionalAbsolutePath = None
+    """Directory the space's CNI conflist is written to (the system one when unset)."""
     network: SpaceNetwork | None = None
     defaults: SpaceDefaults | None = None
 
