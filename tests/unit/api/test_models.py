@@ -355,3 +355,24 @@ def test_cell_status_fields() -> None:
     assert status.network.bridge_name == "k-1a2b3c4d"
     assert status.containers[0].exit_code == 1
     assert status.containers[0].exit_signal is None
+
+
+def test_parsing_does_not_modify_the_input_document() -> None:
+    import copy
+
+    doc = cell_doc(containers=[container(args=None)])
+    del doc["spec"]["realmId"]
+    doc["metadata"] = {}
+    doc["spec"]["id"] = "web"
+    before = copy.deepcopy(doc)
+    parse_resource(doc)
+    assert doc == before
+
+
+def test_root_container_of_an_unvalidated_spec_raises_lookup_error() -> None:
+    with pytest.raises(LookupError):
+        CellSpec(containers=[]).root_container()
+    with pytest.raises(LookupError):
+        CellSpec(
+            root_container_id="x", containers=[ContainerSpec(id="a", image="b")]
+        ).root_container()
