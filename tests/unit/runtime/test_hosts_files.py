@@ -1,0 +1,66 @@
+"""A cell's /etc/hosts and /etc/hostname: rendering and writing."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+
+import pytest
+
+from kukeon.runtime.network import render_hostname, render_hosts, write_cell_host_files
+from kukeon.runtime.network.hosts import validate_hostname
+
+
+def test_hosts_with_address_aliases_and_extra_hosts() -> None:
+    text = render_hosts(
+        cell_name="web-0",
+        ip=IPv4Address("10.88.3.7"),
+        aliases=("web", "web-0", "frontend.internal"),
+        extra_hosts=[("db", IPv4Address("10.88.3.9")), ("v6", IPv6Address("fd00::9"))],
+    )
+    assert text == (
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\n"
+        "ff00::0\tip6-mcastprefix\n"
+        "ff02::1\tip6-allnodes\n"
+        "ff02::2\tip6-allrouters\n"
+        "10.88.3.7\tweb-0 web frontend.internal\n"
+        "10.88.3.9\tdb\n"
+        "fd00::9\tv6\n"
+    )
+
+
+def test_hostname_differs_from_cell_name() -> None:
+    text = render_hosts(cell_name="web-0", hostname="api", ip=IPv4Address("10.0.0.2"))
+    assert "10.0.0.2\tapi web-0\n" in text
+
+
+def test_cell_without_address_points_its_names_at_loopback() -> None:
+    assert "127.0.1.1\tsolo\n" in render_hosts(cell_name="solo")
+
+
+def test_hostname_file() -> None:
+    assert render_hostname("web-0") == "web-0\n"
+
+
+@pytest.mark.parametrize("bad", ["", "-web", "web-", "a..b", "under_score", "x" * 65, "a b"])
+def test_invalid_names_are_refused_with_the_field(bad: str) -> None:
+    with pytest.raises(ValueError, match="hostname"):
+        validate_hostname(bad)
+    with pytest.raises(ValueError, match="network alias"):
+        render_hosts(cell_name="ok", aliases=[bad])
+
+
+async def test_write_creates_then_rewrites_in_place(tmp_path: Path) -> None:
+    directory = tmp_path / "cells" / "r" / "s" / "st" / "c"
+    files = await write_cell_host_files(
+        directory=directory, hosts_text="one\n", hostname_text="c\n"
+    )
+    assert files.hosts.read_text() == "one\n"
+    assert files.hostname.read_text() == "c\n"
+    inode = files.hosts.stat().st_ino
+    # Containers bind-mount the file: a rewrite must keep the inode they hold.
+    await write_cell_host_files(directory=directory, hosts_text="two\n", hostname_text="c\n")
+    assert files.hosts.read_text() == "two\n"
+    assert files.hosts.stat().st_ino == inode
