@@ -152,7 +152,11 @@ def test_kukeon_reference_manifests_load_with_their_meaning() -> None:
     assert realm.spec.registry_credentials[0].server_address == "registry.example.com"
     assert realm.status.state is RealmState.READY
     assert isinstance(space, Space)
+    assert space.spec.defaults is not None
     defaults = space.spec.defaults.container
+    assert defaults is not None
+    assert defaults.capabilities is not None
+    assert defaults.resources is not None
     assert defaults.user == "1000:1000"
     assert defaults.capabilities.drop == ["ALL"]
     assert defaults.resources.memory_limit_bytes == 4294967296
