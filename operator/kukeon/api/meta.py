@@ -169,12 +169,10 @@ SpecT = TypeVar("SpecT", bound=KukeonModel)
 StatusT = TypeVar("StatusT", bound=KukeonModel)
 
 
-def _normalise_api_version(value: Any) -> Any:
-    if value in (API_VERSION, LEGACY_API_VERSION):
-        return API_VERSION
-    if isinstance(value, str):
+def _normalise_api_version(value: str) -> str:
+    if value not in (API_VERSION, LEGACY_API_VERSION):
         raise ValueError(f"unsupported apiVersion {value!r}, expected {API_VERSION}")
-    return value
+    return API_VERSION
 
 
 ApiVersion = Annotated[str, AfterValidator(_normalise_api_version)]
