@@ -28,7 +28,7 @@ async def test_leader_killed_under_writer_and_watcher(etcd_cluster: EtcdCluster)
         acknowledged: list[str] = []
         unknown: list[str] = []
         seen: list[WatchEvent] = []
-        writer_done = asyncio.Event()
+        sixty_acknowledged = asyncio.Event()
 
         async def writer() -> None:
             for index in range(300):
@@ -39,8 +39,9 @@ async def test_leader_killed_under_writer_and_watcher(etcd_cluster: EtcdCluster)
                     unknown.append(name)
                 else:
                     acknowledged.append(name)
+                    if len(acknowledged) == 60:
+                        sixty_acknowledged.set()
                 await asyncio.sleep(0.005)
-            writer_done.set()
 
         async def watcher() -> None:
             async for event in registry.watch(Kind.REALM, resource_version=start):
@@ -48,8 +49,7 @@ async def test_leader_killed_under_writer_and_watcher(etcd_cluster: EtcdCluster)
 
         watching = asyncio.create_task(watcher())
         writing = asyncio.create_task(writer())
-        while len(acknowledged) < 60:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(sixty_acknowledged.wait(), 60)
         assert await etcd_cluster.leader() == leader
         await etcd_cluster.kill(leader)
         await asyncio.wait_for(writing, 120)

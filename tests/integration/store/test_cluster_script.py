@@ -50,6 +50,14 @@ def _run(*args: str) -> str:
     return done.stdout
 
 
+def _read(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def _pids(root: Path) -> list[str]:
+    return sorted(_read(path) for path in root.glob("*.pid"))
+
+
 @pytest.fixture
 def cluster_dir() -> Iterator[Path]:
     require_binary("etcd", "etcd-server")
@@ -68,11 +76,11 @@ async def test_script_starts_stops_and_keeps_data(cluster_dir: Path) -> None:
         await asyncio.to_thread(_run, "start", str(cluster_dir), "--base-port", str(base))
     ).strip()
     assert endpoints == ",".join(f"127.0.0.1:{base + 2 * i}" for i in range(3))
-    assert (cluster_dir / "endpoints").read_text().strip() == endpoints
+    assert await asyncio.to_thread(_read, cluster_dir / "endpoints") == endpoints
     # Idempotent: a second start leaves the running members alone.
-    pids = sorted(p.read_text() for p in cluster_dir.glob("*.pid"))
+    pids = await asyncio.to_thread(_pids, cluster_dir)
     await asyncio.to_thread(_run, "start", str(cluster_dir))
-    assert sorted(p.read_text() for p in cluster_dir.glob("*.pid")) == pids
+    assert await asyncio.to_thread(_pids, cluster_dir) == pids
 
     config = EtcdConfig(endpoints=endpoints.split(","))
     async with await Registry.connect(config) as registry:

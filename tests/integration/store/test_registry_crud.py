@@ -38,7 +38,8 @@ async def test_create_sets_identity_and_stores_compact_json(registry: Registry) 
 
     raw = await registry.client.get(registry.key_for(Kind.REALM, ("r",)).encode())
     assert raw.mod_revision == int(created.metadata.resource_version)
-    assert b": " not in raw.value and b", " not in raw.value
+    assert b": " not in raw.value
+    assert b", " not in raw.value
     stored = json.loads(raw.value)
     assert stored["apiVersion"] == "kukeon.io/v1beta1"
     assert "resourceVersion" not in stored["metadata"]
@@ -219,12 +220,14 @@ async def test_finalizers_hold_deletion_until_removed(registry: Registry) -> Non
     await registry.create(cell("r", "s", "st", "c"))
     key = ("r", "s", "st", "c")
     held = await registry.add_finalizer(Kind.CELL, key, "kukeon.io/cell")
-    assert held is not None and held.metadata.finalizers == ["kukeon.io/cell"]
+    assert held is not None
+    assert held.metadata.finalizers == ["kukeon.io/cell"]
     again = await registry.add_finalizer(Kind.CELL, key, "kukeon.io/cell")
     assert again == held
 
     pending = await registry.delete(Kind.CELL, key)
-    assert pending is not None and pending.metadata.deletion_timestamp is not None
+    assert pending is not None
+    assert pending.metadata.deletion_timestamp is not None
     with pytest.raises(Invalid, match="being deleted"):
         await registry.add_finalizer(Kind.CELL, key, "other")
     assert await registry.remove_finalizer(Kind.CELL, key, "kukeon.io/cell") is None
@@ -262,7 +265,8 @@ async def test_parent_waits_for_children_held_by_finalizers(registry: Registry) 
     assert refused.value.children == ["r/s"]
 
     pending = await registry.delete(Kind.REALM, ("r",), cascade=True)
-    assert pending is not None and pending.metadata.deletion_timestamp is not None
+    assert pending is not None
+    assert pending.metadata.deletion_timestamp is not None
     # Nothing is gone yet: the cell's own finalizer holds the whole chain.
     assert len((await registry.list(Kind.STACK)).items) == 1
     assert (
