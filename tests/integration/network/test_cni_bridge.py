@@ -102,3 +102,19 @@ async def test_reattach_after_the_namespace_vanished_gets_a_working_address(
     chain = masquerade_chain_name(status.network_name, cell_id)
     nat = run("iptables", "-t", "nat", "-S").stdout
     assert chain not in nat, "the bridge plugin's masquerade chain was left behind"
+
+
+async def test_detach_after_the_namespace_and_record_vanished(harness: NetworkHarness) -> None:
+    realm, space = harness.new_names()
+    status = await harness.space(realm, space)
+    cell_id = harness.new_cell_id()
+    attached = await harness.cell(realm, space, cell_id)
+    assert isinstance(attached, CellAttachment)
+    await harness.networks.netns.remove(cell_id)
+    (harness.settings.attachments_dir / f"{cell_id}.json").unlink()
+
+    await harness.networks.detach_cell(cell_id=cell_id, cni_config_path=status.cni_config_path)
+    lease = harness.settings.ipam_dir / status.network_name / str(attached.ip)
+    assert not lease.exists()
+    nat = run("iptables", "-t", "nat", "-S").stdout
+    assert masquerade_chain_name(status.network_name, cell_id) not in nat

@@ -15,6 +15,7 @@ from kukeon.runtime.network import (
     PortMapping,
     SpaceNetworks,
 )
+from kukeon.runtime.network.cni_leftovers import masquerade_chain_name
 
 
 async def test_missing_cni_plugins_fail_before_anything_is_allocated(tmp_path: Path) -> None:
@@ -59,3 +60,10 @@ def test_port_mapping_in_cni_form() -> None:
 def test_netns_names_are_plain_file_names(name: str) -> None:
     with pytest.raises(NetnsError, match="plain file name"):
         NetnsManager(directory=Path("/tmp/x")).path(name)
+
+
+def test_masquerade_chain_name_matches_the_bridge_plugin() -> None:
+    # Observed on this host: bridge plugin 1.1.1, network kk-r3e14-s6108, that container id.
+    assert masquerade_chain_name("kk-r3e14-s6108", "kkt-64ac22-a4b1e4") == (
+        "CNI-881bce0af705f88a74e190ef"
+    )
