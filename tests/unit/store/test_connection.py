@@ -1,0 +1,114 @@
+"""Connection options and the retry policy, without an etcd."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from kukeon.store import EtcdConfig, OutcomeUnknown, StoreError, Unavailable
+from kukeon.store.connection import Retrier, grpc_target, surely_not_applied
+
+
+def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+async def test_targets_list_every_endpoint_for_failover() -> None:
+    assert await grpc_target(["127.0.0.1:2379"]) == "127.0.0.1:2379"
+    assert await grpc_target(["http://etcd.example:2379"]) == "etcd.example:2379"
+    assert (
+        await grpc_target(["http://127.0.0.1:1", "127.0.0.2:2", "https://127.0.0.3"])
+        == "ipv4:127.0.0.1:1,127.0.0.2:2,127.0.0.3:2379"
+    )
+    assert await grpc_target(["[::1]:5", "http://[::1]:6"]) == "ipv6:[::1]:5,[::1]:6"
+
+
+def test_config_validation_and_tls_detection(tmp_path: Path) -> None:
+    assert not EtcdConfig(endpoints=["127.0.0.1:2379"]).uses_tls
+    assert EtcdConfig(endpoints=["https://127.0.0.1:2379"]).uses_tls
+    assert EtcdConfig(endpoints=["127.0.0.1:2379"], ca_file=tmp_path / "ca.pem").uses_tls
+    with pytest.raises(ValueError, match="at least one endpoint"):
+        EtcdConfig(endpoints=[])
+    with pytest.raises(ValueError, match="username and password"):
+        EtcdConfig(username="root")
+    with pytest.raises(ValueError, match="cert_file and key_file"):
+        EtcdConfig(cert_file=tmp_path / "c.pem")
+    with pytest.raises(ValueError, match="not host:port"):
+        _ = EtcdConfig(endpoints=["unix:///x"]).uses_tls
+
+
+def test_which_failures_are_known_not_applied() -> None:
+    assert surely_not_applied(_rpc_error(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
+    assert surely_not_applied(
+        _rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+    )
+    assert not surely_not_applied(_rpc_error(grpc.StatusCode.UNAVAILABLE, "Socket closed"))
+    assert not surely_not_applied(_rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline"))
+
+
+class _Client:
+    async def connect(self) -> None:
+        return None
+
+    async def authenticate(self) -> None:
+        self.authenticated = True
+
+
+def _retrier(budget: float = 5.0) -> Retrier:
+    return Retrier(client=_Client(), retry_timeout=budget)  # type: ignore[arg-type]
+
+
+def _flaky(*errors: Exception) -> Any:
+    remaining = list(errors)
+    calls: list[int] = []
+
+    async def attempt() -> str:
+        calls.append(1)
+        if remaining:
+            raise remaining.pop(0)
+        return "done"
+
+    attempt.calls = calls  # type: ignore[attr-defined]
+    return attempt
+
+
+async def test_transient_failures_are_retried() -> None:
+    attempt = _flaky(
+        _rpc_error(grpc.StatusCode.UNAVAILABLE, "Socket closed"),
+        _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"),
+    )
+    assert await _retrier().run(attempt, what="read", repeatable=True) == "done"
+    assert len(attempt.calls) == 3
+
+
+async def test_an_inflight_write_failure_is_outcome_unknown() -> None:
+    attempt = _flaky(_rpc_error(grpc.StatusCode.UNAVAILABLE, "Socket closed"))
+    with pytest.raises(OutcomeUnknown, match="may or may not have been applied"):
+        await _retrier().run(attempt, what="update Realm 'r'", repeatable=False)
+    assert len(attempt.calls) == 1
+
+
+async def test_a_write_that_never_reached_etcd_is_retried() -> None:
+    attempt = _flaky(_rpc_error(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
+    assert await _retrier().run(attempt, what="update", repeatable=False) == "done"
+
+
+async def test_the_budget_ends_in_unavailable() -> None:
+    errors = [_rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect") for _ in range(50)]
+    with pytest.raises(Unavailable, match=r"unavailable after 0\.3s"):
+        await _retrier(0.3).run(_flaky(*errors), what="get", repeatable=True)
+
+
+async def test_permanent_errors_are_not_retried() -> None:
+    attempt = _flaky(_rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "bad"))
+    with pytest.raises(StoreError, match="refused the request"):
+        await _retrier().run(attempt, what="get", repeatable=True)
+    assert len(attempt.calls) == 1
+
+
+async def test_an_expired_token_is_renewed_once() -> None:
+    attempt = _flaky(_rpc_error(grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token"))
+    assert await _retrier().run(attempt, what="get", repeatable=True) == "done"
