@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from kukeon.runtime.network import CellAttachment, EgressPolicy, EgressRule, bridge_name
@@ -59,3 +61,19 @@ async def test_twenty_spaces_created_and_removed_leave_nothing(harness: NetworkH
     assert {p.name for p in leftovers} <= {"subnets.json.lock"}, leftovers
     assert await networks.subnets.assignments() == {}
     assert not any((harness.settings.state_dir / "cni").glob("*.conflist"))
+
+
+async def test_concurrent_spaces_and_cells_get_distinct_addresses(harness: NetworkHarness) -> None:
+    names = [harness.new_names() for _ in range(3)]
+    statuses = await asyncio.gather(
+        *(harness.space(realm, space, EgressPolicy(default="deny")) for realm, space in names)
+    )
+    assert len({s.subnet for s in statuses}) == 3
+    assert len({s.bridge_name for s in statuses}) == 3
+    realm, space = names[0]
+    cells = await asyncio.gather(*(harness.cell(realm, space) for _ in range(4)))
+    addresses = {c.ip for c in cells if isinstance(c, CellAttachment)}
+    assert len(addresses) == 4
+    assert all(a in statuses[0].subnet for a in addresses)
+    state = await harness.networks.egress.state()
+    assert state.bridges == {s.bridge_name for s in statuses}
