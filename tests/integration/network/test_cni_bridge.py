@@ -118,3 +118,5 @@ async def test_detach_after_the_namespace_and_record_vanished(harness: NetworkHa
     assert not lease.exists()
     nat = run("iptables", "-t", "nat", "-S").stdout
     assert masquerade_chain_name(status.network_name, cell_id) not in nat
+    firewall = run("iptables", "-S").stdout
+    assert f"{attached.ip}/32" not in firewall, "the firewall plugin's rules were left behind"

@@ -277,7 +277,8 @@ class SpaceNetworks:
         except BaseException:
             # Leave nothing half-configured: CNI's answer to a failed ADD is a DEL.
             with contextlib.suppress(Exception):
-                await self._delete_quietly(conflist, conf, None)
+                partial = await _result_from_leases(conflist, conf)
+                await self._delete_quietly(conflist, conf, partial)
             with contextlib.suppress(Exception):
                 await self._delete_quietly(loopback, lo_conf, None)
             with contextlib.suppress(Exception):
@@ -312,7 +313,9 @@ class SpaceNetworks:
         elif cni_config_path is not None and await asyncio.to_thread(cni_config_path.exists):
             conflist = await load_conflist(cni_config_path)
             conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname=ifname)
-            await self._delete(conflist, conf, None)
+            # Without the cached result the firewall plugin would not know which rules to
+            # delete; the IPAM lease still says which address the cell had.
+            await self._delete(conflist, conf, await _result_from_leases(conflist, conf))
         lo_conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname="lo")
         await self.cni.delete(render_loopback_config(), lo_conf, None)
         await self._drop_record(cell_id)
@@ -399,6 +402,53 @@ def _attachment(
         address=ip.address,
         gateway=gateway,
         result=result,
+    )
+
+
+async def _result_from_leases(conflist: NetworkConfigList, conf: RuntimeConf) -> CniResult | None:
+    """A minimal ADD result rebuilt from host-local's lease files (``<ip>`` holding the id)."""
+    bridge = next((p for p in conflist.plugins if p.get("type") == "bridge"), None)
+    ipam = bridge.get("ipam") if bridge is not None else None
+    if not isinstance(ipam, dict) or ipam.get("type") != "host-local" or "dataDir" not in ipam:
+        return None
+    try:
+        subnets = [IPv4Network(r["subnet"]) for ranges in ipam["ranges"] for r in ranges]
+    except (KeyError, TypeError, ValueError):
+        return None
+    lease_dir = Path(str(ipam["dataDir"])) / conflist.name
+
+    def owned_addresses() -> list[IPv4Address]:
+        found = []
+        for entry in sorted(lease_dir.glob("*")):
+            try:
+                address = IPv4Address(entry.name)
+                owner = entry.read_text(encoding="utf-8").splitlines()
+            except (ValueError, OSError):
+                continue
+            if owner[:1] == [conf.container_id] and owner[1:2] in ([], [conf.ifname]):
+                found.append(address)
+        return found
+
+    ips = []
+    for address in await asyncio.to_thread(owned_addresses):
+        subnet = next((net for net in subnets if address in net), None)
+        if subnet is not None:
+            ips.append(
+                {
+                    "interface": 0,
+                    "address": f"{address}/{subnet.prefixlen}",
+                    "gateway": str(gateway_of(subnet)),
+                }
+            )
+    if not ips:
+        return None
+    return parse_result(
+        {
+            "cniVersion": conflist.cni_version,
+            "interfaces": [{"name": conf.ifname, "sandbox": str(conf.netns)}],
+            "ips": ips,
+        },
+        plugin="host-local",
     )
 
 
