@@ -14,6 +14,7 @@ from kukeon.runtime.network import (
     NetworkSettings,
     PortMapping,
     SpaceNetworks,
+    space_conflist_path,
 )
 from kukeon.runtime.network.cni_leftovers import masquerade_chain_name
 
@@ -67,3 +68,8 @@ def test_masquerade_chain_name_matches_the_bridge_plugin() -> None:
     assert masquerade_chain_name("kk-r3e14-s6108", "kkt-64ac22-a4b1e4") == (
         "CNI-881bce0af705f88a74e190ef"
     )
+
+
+def test_conflist_path_in_a_conf_dir() -> None:
+    path = space_conflist_path(conf_dir=Path("/etc/cni/net.d"), realm="prod", space="web")
+    assert path == Path("/etc/cni/net.d/kukeon-kk-prod-web.conflist")

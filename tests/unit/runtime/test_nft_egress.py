@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +230,11 @@ async def test_missing_nft_names_the_package(
     egress = NftEgress(table="t")
     with pytest.raises(HostPrerequisiteError, match=r"`nft`.*nftables"):
         await egress.apply(bridge="b", policy=EgressPolicy())
+
+
+def test_ipv6_cidr_rules_match_ip6_daddr() -> None:
+    rule = ResolvedRule(destinations=(IPv6Network("fd00::/8"),), ports=(443,))
+    batch = render_apply(table="t", bridge="b", default="deny", rules=[rule])
+    first = space_rules(batch, "egress-b")[2]
+    assert first["expr"][0]["match"]["left"] == {"payload": {"protocol": "ip6", "field": "daddr"}}
+    assert first["expr"][0]["match"]["right"] == {"prefix": {"addr": "fd00::", "len": 8}}

@@ -57,6 +57,7 @@ from kukeon.runtime.network.space import (
     SpaceNetworkRemoval,
     SpaceNetworks,
     SpaceNetworkStatus,
+    space_conflist_path,
 )
 from kukeon.runtime.network.subnets import JsonFileSubnetStore, SubnetStore, allocate_subnet
 
@@ -102,5 +103,6 @@ __all__ = [
     "render_hosts",
     "render_loopback_config",
     "render_space_conflist",
+    "space_conflist_path",
     "write_cell_host_files",
 ]

@@ -38,7 +38,7 @@ import shutil
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any, Literal
 
 from kukeon.runtime.network.errors import (
@@ -63,7 +63,7 @@ class EgressRule:
     With ``ports``, only TCP to those destination ports is allowed.
     """
 
-    cidr: IPv4Network | None = None
+    cidr: IPv4Network | IPv6Network | None = None
     host: str | None = None
     ports: tuple[int, ...] = ()
 
@@ -89,7 +89,8 @@ class EgressPolicy:
 class ResolvedRule:
     """An allow rule with its destinations fixed to addresses (the form written to nft)."""
 
-    destinations: tuple[IPv4Network, ...]
+    destinations: tuple[IPv4Network | IPv6Network, ...]
+    """All of one family, so one ``ip``/``ip6 daddr`` match covers them."""
     ports: tuple[int, ...] = ()
     source: EgressRule | None = field(default=None, compare=False)
 
@@ -140,8 +141,9 @@ async def resolve_policy(
 ) -> tuple[ResolvedRule, ...]:
     resolved = []
     for rule in policy.rules:
+        destinations: tuple[IPv4Network | IPv6Network, ...]
         if rule.cidr is not None:
-            destinations: tuple[IPv4Network, ...] = (rule.cidr,)
+            destinations = (rule.cidr,)
         else:
             assert rule.host is not None
             addresses = await resolver(rule.host)
@@ -160,19 +162,20 @@ def _ref(**extra: Any) -> dict[str, Any]:
     return {"family": _FAMILY, **extra}
 
 
-def _address_value(net: IPv4Network) -> Any:
-    if net.prefixlen == 32:
+def _address_value(net: IPv4Network | IPv6Network) -> Any:
+    if net.prefixlen == net.max_prefixlen:
         return str(net.network_address)
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
 
 
 def _rule_exprs(rule: ResolvedRule) -> list[dict[str, Any]]:
     values = [_address_value(net) for net in rule.destinations]
+    family = "ip6" if isinstance(rule.destinations[0], IPv6Network) else "ip"
     exprs: list[dict[str, Any]] = [
         {
             "match": {
                 "op": "==",
-                "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                "left": {"payload": {"protocol": family, "field": "daddr"}},
                 "right": values[0] if len(values) == 1 else {"set": values},
             }
         }

@@ -154,6 +154,12 @@ class CellAttachment:
         return self.address.network
 
 
+def space_conflist_path(*, conf_dir: Path, realm: str, space: str) -> Path:
+    """Where a space's conflist goes in a CNI configuration directory (the space's
+    ``spec.cniConfigPath`` or the daemon's ``cniConfDir``)."""
+    return conf_dir / f"kukeon-{bridge_name(realm, space)}.conflist"
+
+
 class SpaceNetworks:
     """Space networks and cell attachments on this host."""
 
