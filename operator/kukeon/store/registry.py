@@ -271,18 +271,22 @@ class Registry:
 
     # --- documents -----------------------------------------------------------------------
 
-    def _validated_document(self, res: AnyResource, *, drop_status: bool = False) -> dict[str, Any]:
-        """Validate through kukeon.api and return the canonical document to store."""
+    @staticmethod
+    def _validate(document: dict[str, Any]) -> tuple[dict[str, Any], AnyResource]:
+        """Validate through kukeon.api; the canonical document to store and its model."""
         try:
-            document = to_document(res)
-            if drop_status:
-                document.pop("status", None)
             parsed = parse_resource(document)
         except InvalidResource as error:
             raise Invalid.from_invalid_resource(error) from error
         canonical = to_document(parsed)
         canonical["metadata"].pop("resourceVersion", None)
-        return canonical
+        return canonical, parsed
+
+    @staticmethod
+    def _as_written(model: AnyResource, revision: int, **metadata: Any) -> AnyResource:
+        """The validated model as stored at ``revision`` (no second parse of our own bytes)."""
+        update = {"resource_version": str(revision), **metadata}
+        return model.model_copy(update={"metadata": model.metadata.model_copy(update=update)})
 
     def _encode(self, document: dict[str, Any], *, label: str) -> bytes:
         data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
@@ -323,9 +327,10 @@ class Registry:
                 "finalizers": self._initial_finalizers(kind, res.metadata.finalizers),
             }
         )
-        candidate = res.model_copy(update={"metadata": fresh_metadata})
+        document = to_document(res.model_copy(update={"metadata": fresh_metadata}))
         # The status of a new object is the controllers' to write, starting from Pending.
-        document = self._validated_document(candidate, drop_status=True)
+        document.pop("status", None)
+        document, model = self._validate(document)
         data = self._encode(document, label=label)
         uid = fresh_metadata.uid
         parent = parent_key(kind, key)
@@ -357,7 +362,7 @@ class Registry:
                 attempt, what=f"create {label}", repeatable=True
             )
             if succeeded:
-                return self._decode(data, response.header.revision)
+                return self._as_written(model, response.header.revision)
             existing = response.responses[0].response_range.kvs
             if existing:
                 stored = existing[0]
@@ -468,35 +473,35 @@ class Registry:
         label = _label(kind, key)
         expected = self._expected_revision(res, label)
         stored = await self._current(kind, key, expected, "update")
-        current = self._decode(stored.value, stored.mod_revision)
-        had_children_finalizer = CHILDREN_FINALIZER in current.metadata.finalizers
+        stored_document = stored.document
+        stored_metadata: dict[str, Any] = stored_document["metadata"]
+        stored_finalizers: list[str] = stored_metadata.get("finalizers") or []
         finalizers = [f for f in res.metadata.finalizers if f != CHILDREN_FINALIZER]
-        if had_children_finalizer:
+        if CHILDREN_FINALIZER in stored_finalizers:
             finalizers.append(CHILDREN_FINALIZER)
-        if current.metadata.deletion_timestamp is not None:
-            added = set(finalizers) - set(current.metadata.finalizers)
+        deleting = bool(stored_metadata.get("deletionTimestamp"))
+        if deleting:
+            added = set(finalizers) - set(stored_finalizers)
             if added:
                 raise self._no_new_finalizers(label, sorted(added))
-        metadata = res.metadata.model_copy(
-            update={
-                "uid": current.metadata.uid,
-                "creation_timestamp": current.metadata.creation_timestamp,
-                "deletion_timestamp": current.metadata.deletion_timestamp,
-                "generation": current.metadata.generation,
-                "finalizers": finalizers,
-            }
-        )
-        candidate = res.model_copy(update={"metadata": metadata, "status": current.status})
-        document = self._validated_document(candidate)
-        if document["spec"] != json.loads(stored.value)["spec"]:
-            document["metadata"]["generation"] = current.metadata.generation + 1
+        given = to_document(res)
+        metadata = dict(stored_metadata)
+        metadata["labels"] = given["metadata"].get("labels", {})
+        metadata["annotations"] = given["metadata"].get("annotations", {})
+        metadata["finalizers"] = finalizers
+        document = {**stored_document, "metadata": metadata, "spec": given.get("spec")}
+        document, model = self._validate(document)
+        generation: int = stored_metadata.get("generation", 1)
+        if document["spec"] != stored_document["spec"]:
+            generation += 1
+            document["metadata"]["generation"] = generation
         data = self._encode(document, label=label)
         if data == stored.value:
-            return current
-        remove = current.metadata.deletion_timestamp is not None and not finalizers
-        return await self._compare_and_write(
-            kind, key, stored, data, remove=remove, op="update", repeatable=False
+            return self._decode(stored.value, stored.mod_revision)
+        revision = await self._compare_and_write(
+            kind, key, stored, data, remove=deleting and not finalizers, op="update"
         )
+        return self._as_written(model, revision, generation=generation)
 
     async def update_status(self, res: AnyResource) -> AnyResource:
         """Write status only (CAS on resourceVersion); spec, metadata and generation stay."""
@@ -505,15 +510,16 @@ class Registry:
         label = _label(kind, key)
         expected = self._expected_revision(res, label)
         stored = await self._current(kind, key, expected, "update status of")
-        current = self._decode(stored.value, stored.mod_revision)
-        candidate = current.model_copy(update={"status": res.status})
-        document = self._validated_document(candidate)
+        stored_document = stored.document
+        status = res.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        document, model = self._validate({**stored_document, "status": status})
         data = self._encode(document, label=label)
         if data == stored.value:
-            return current
-        return await self._compare_and_write(
-            kind, key, stored, data, remove=False, op="update status of", repeatable=False
+            return self._decode(stored.value, stored.mod_revision)
+        revision = await self._compare_and_write(
+            kind, key, stored, data, remove=False, op="update status of"
         )
+        return self._as_written(model, revision)
 
     async def _compare_and_write(
         self,
@@ -524,26 +530,28 @@ class Registry:
         *,
         remove: bool,
         op: str,
-        repeatable: bool,
-        extra_compare: Sequence[Any] = (),
-    ) -> AnyResource:
-        """Put ``data`` (or delete the key) if the key is still at ``stored.mod_revision``."""
+    ) -> int:
+        """Put ``data`` (or delete the key) if it is still at ``stored.mod_revision``.
+
+        Not repeatable after an in-flight failure: the caller's resourceVersion is the
+        compare, and only the caller can decide again (``OutcomeUnknown``).
+        """
         label = _label(kind, key)
         raw_key = self._layout.key(kind, key).encode()
 
         async def attempt() -> Any:
-            compare = [_compare_modified(raw_key, stored.mod_revision), *extra_compare]
+            compare = [_compare_modified(raw_key, stored.mod_revision)]
             return await self._txn(
                 compare, [_delete(raw_key) if remove else _put(raw_key, data)], []
             )
 
-        response = await self._retrier.run(attempt, what=f"{op} {label}", repeatable=repeatable)
+        response = await self._retrier.run(attempt, what=f"{op} {label}", repeatable=False)
         if not response.succeeded:
             raise Conflict(f"{label} was modified concurrently; read it again and retry")
-        written = self._decode(data, response.header.revision)
         if remove:
             await self._after_removal(kind, key)
-        return written
+        revision: int = response.header.revision
+        return revision
 
     # --- finalizers and deletion ---------------------------------------------------------
 
