@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -57,10 +58,14 @@ def find_etcd_binary() -> str:
     return found
 
 
-async def http_health(host: str, port: int, *, wait_seconds: float = 2.0) -> bool:
+async def http_health(
+    host: str, port: int, *, wait_seconds: float = 2.0, tls: ssl.SSLContext | None = None
+) -> bool:
     """True when etcd's ``/health`` says the member has a leader and serves."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait_seconds)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=tls), wait_seconds
+        )
     except (OSError, TimeoutError):
         return False
     try:
@@ -97,8 +102,12 @@ class EtcdProcess:
         log_path: Path | None = None,
         host: str = LOOPBACK,
         extra_args: Sequence[str] = (),
+        client_tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``client_tls``: serve clients over https (``extra_args`` carry etcd's cert flags);
+        the context is what the health check dials with."""
         self.name = name
+        self.client_tls = client_tls
         self.data_dir = data_dir
         self.host = host
         self.client_port = client_port
@@ -112,7 +121,8 @@ class EtcdProcess:
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        scheme = "https" if self.client_tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -179,7 +189,7 @@ class EtcdProcess:
                     f"etcd member {self.name} exited with status "
                     f"{self._process.returncode if self._process else '?'}: {await self.log_tail()}"
                 )
-            if await http_health(self.host, self.client_port):
+            if await http_health(self.host, self.client_port, tls=self.client_tls):
                 return
             if loop.time() > deadline:
                 raise EtcdStartError(

@@ -71,6 +71,7 @@ CHILDREN_FINALIZER = "kukeon.io/children"
 LIST_PAGE_SIZE = 500
 _MAX_CAS_ROUNDS = 1000
 _CHILDREN_NAMED_IN_ERRORS = 10
+_CASCADE_BATCH = 16
 
 
 class WatchEvent(NamedTuple):
@@ -663,10 +664,20 @@ class Registry:
 
         if await self._cas_loop(kind, key, "mark for deletion", mark) is None:
             return None
-        for child_kind, child_key in await self._children(kind, key):
-            with contextlib.suppress(NotFound):
-                await self.delete(child_kind, child_key, cascade=True)
+        children = await self._children(kind, key)
+        for start in range(0, len(children), _CASCADE_BATCH):
+            # Siblings go in parallel; each subtree is finished before its parent is released.
+            await asyncio.gather(
+                *(
+                    self._delete_quietly(child_kind, child_key)
+                    for child_kind, child_key in children[start : start + _CASCADE_BATCH]
+                )
+            )
         return await self._release_children(kind, key)
+
+    async def _delete_quietly(self, kind: Kind, key: tuple[str, ...]) -> None:
+        with contextlib.suppress(NotFound):
+            await self.delete(kind, key, cascade=True)
 
     async def _delete_childless(self, kind: Kind, key: tuple[str, ...]) -> AnyResource | None:
         label = _label(kind, key)
