@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,9 +269,6 @@ async def registry() -> AsyncIterator[tuple[FakeRegistry, str]]:
         yield fake, host
     finally:
         await server.close()
-
-
-Pull = Callable[..., Awaitable[Any]]
 
 
 async def pull(
@@ -609,3 +606,61 @@ async def test_unreachable_registry() -> None:
         await pull(host, "app", MemoryBlobStore())
     assert f"registry {host}" in str(info.value)
     assert "cannot connect" in str(info.value)
+
+
+class OpaqueStore(MemoryBlobStore):
+    """Like containerd's store over gRPC: a failing source surfaces as the store's own error."""
+
+    async def write_blob(
+        self,
+        *,
+        digest: str,
+        size: int,
+        chunks: AsyncIterator[bytes],
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        try:
+            await super().write_blob(digest=digest, size=size, chunks=chunks, labels=labels)
+        except Exception as exc:
+            raise RuntimeError("request stream died") from exc
+
+
+async def test_source_failure_wins_over_the_stores_own_error(
+    registry: tuple[FakeRegistry, str],
+) -> None:
+    fake, host = registry
+    image = make_image()
+    fake.add_image("app", "latest", image)
+    fake.corrupt.add(image.layer_digests[0])
+    with pytest.raises(DigestMismatchError):
+        await pull(host, "app", OpaqueStore())
+
+
+async def test_store_failure_of_its_own_propagates(registry: tuple[FakeRegistry, str]) -> None:
+    fake, host = registry
+    fake.add_image("app", "latest", make_image())
+
+    class FullStore(MemoryBlobStore):
+        async def write_blob(
+            self,
+            *,
+            digest: str,
+            size: int,
+            chunks: AsyncIterator[bytes],
+            labels: Mapping[str, str] | None = None,
+        ) -> None:
+            raise OSError("no space left on device")
+
+    with pytest.raises(OSError, match="no space left"):
+        await pull(host, "app", FullStore())
+
+
+async def test_chosen_manifest_carries_its_platform(registry: tuple[FakeRegistry, str]) -> None:
+    fake, host = registry
+    image = make_image()
+    fake.add_image("multi", image.manifest_digest, image)
+    fake.add_index("multi", "latest", make_index([(image, AMD64)]), MEDIA_TYPE_OCI_INDEX)
+    async with RegistryClient(platform=AMD64) as client:
+        resolved = await client.resolve(f"{host}/multi")
+    assert resolved.manifest.platform == AMD64
+    assert resolved.chosen_index_position == 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -664,6 +665,7 @@ class RegistryClient:
             manifest_body, manifest = await self._fetch_manifest(
                 ref, chosen.digest, expected=chosen
             )
+            manifest = dataclasses.replace(manifest, platform=chosen.platform)
             if manifest.media_type not in MANIFEST_MEDIA_TYPES:
                 raise UnsupportedManifestError.about(
                     ref,
@@ -959,9 +961,27 @@ class RegistryClient:
             return
 
         async def write(chunks: AsyncIterator[bytes]) -> None:
-            await store.write_blob(
-                digest=descriptor.digest, size=descriptor.size, chunks=chunks, labels=labels
-            )
+            # A store may turn a failure of the source iterator into its own error (a gRPC
+            # stream just sees its request iterator die): keep the original, which says
+            # what really went wrong (digest mismatch, connection broken).
+            source_failure: list[BaseException] = []
+
+            async def watched() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in chunks:
+                        yield chunk
+                except Exception as exc:
+                    source_failure.append(exc)
+                    raise
+
+            try:
+                await store.write_blob(
+                    digest=descriptor.digest, size=descriptor.size, chunks=watched(), labels=labels
+                )
+            except Exception:
+                if source_failure:
+                    raise source_failure[0] from None
+                raise
 
         async with self._blob_slots:
             await self._with_retries(ref, descriptor, write, what="layer")

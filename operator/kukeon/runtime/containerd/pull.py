@@ -1,0 +1,104 @@
+"""Pull an image from a registry into one containerd namespace, ready to run.
+
+The registry client (``registry.py``) fetches and verifies blobs into any BlobStore; this
+module points it at containerd's content store and finishes the job the way ``ctr pull``
+does: every blob is written under a lease (so the garbage collector cannot take a blob
+before the image that references it exists), the image record is created or moved to the
+new target, and the layers are unpacked into the snapshotter. Each step is idempotent, so a
+pull interrupted anywhere is finished by pulling again: blobs already stored are not
+fetched twice and layers already unpacked are not applied twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from kukeon.runtime.containerd.client import DEFAULT_SNAPSHOTTER, ContainerdClient
+from kukeon.runtime.containerd.errors import InvalidImageError
+from kukeon.runtime.containerd.images import Descriptor, Image, select_platform_manifest
+from kukeon.runtime.containerd.registry import (
+    INDEX_MEDIA_TYPES,
+    ImageReference,
+    Platform,
+    PulledImage,
+    RegistryClient,
+    parse_reference,
+)
+from kukeon.runtime.containerd.types import RegistryCredential
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    """The image record a pull left in containerd, and what went into it."""
+
+    image: Image
+    pulled: PulledImage
+    chain_id: str | None
+    """The top snapshot's chain id when the image was unpacked."""
+
+    @property
+    def name(self) -> str:
+        return self.image.name
+
+
+async def pull_image(
+    client: ContainerdClient,
+    namespace: str,
+    reference: str | ImageReference,
+    *,
+    credentials: Sequence[RegistryCredential] = (),
+    insecure_registries: Collection[str] = (),
+    unpack: bool = True,
+    snapshotter: str = DEFAULT_SNAPSHOTTER,
+    platform: Platform | None = None,
+    registry: RegistryClient | None = None,
+) -> PullResult:
+    """Pull ``reference`` into ``namespace``; the image is named by its normalised form.
+
+    ``busybox`` becomes the image ``docker.io/library/busybox:latest``. Registry failures
+    raise :class:`~kukeon.runtime.containerd.registry.RegistryError` subclasses naming the
+    registry and the reference; containerd failures raise ``ContainerdError`` subclasses.
+    A ``registry`` client may be passed to share its connections and tokens across pulls.
+    """
+    ref = parse_reference(reference) if isinstance(reference, str) else reference
+    images = client.images(namespace, snapshotter=snapshotter)
+    async with client.leases(namespace).lease() as lease:
+        store = client.content(namespace, lease=lease)
+        if registry is None:
+            async with RegistryClient(
+                credentials=credentials, insecure_registries=insecure_registries, platform=platform
+            ) as own_registry:
+                pulled = await own_registry.pull(ref, store=store)
+        else:
+            pulled = await registry.pull(ref, store=store)
+        if pulled.target.media_type in INDEX_MEDIA_TYPES:
+            await _check_unpacker_agrees(
+                store_bytes=await store.read_blob(pulled.target.digest), pulled=pulled
+            )
+        target = Descriptor(
+            media_type=pulled.target.media_type,
+            digest=pulled.target.digest,
+            size=pulled.target.size,
+        )
+        image = await images.put(pulled.name, target=target, lease=lease)
+    chain_id = await images.unpack(image.name) if unpack else None
+    return PullResult(image=image, pulled=pulled, chain_id=chain_id)
+
+
+async def _check_unpacker_agrees(*, store_bytes: bytes, pulled: PulledImage) -> None:
+    # The unpacker resolves the index again by itself; if it would pick another platform
+    # entry than the one fetched, say so now instead of failing on a missing blob later.
+    chosen = select_platform_manifest(
+        store_bytes, image=pulled.name, architecture=_architecture(pulled)
+    )
+    if chosen.digest != pulled.manifest.digest:
+        raise InvalidImageError(
+            pulled.name,
+            f"the index resolves to {chosen.digest} for unpacking but {pulled.manifest.digest} "
+            "was pulled for this platform",
+        )
+
+
+def _architecture(pulled: PulledImage) -> str | None:
+    return pulled.manifest.platform.architecture if pulled.manifest.platform else None
