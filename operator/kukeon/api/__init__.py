@@ -39,6 +39,7 @@ from kukeon.api.space import (
     SpaceContainerDefaults,
     SpaceDefaults,
     SpaceNetwork,
+    SpaceNetworkStatus,
     SpaceSpec,
     SpaceStatus,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "SpaceContainerDefaults",
     "SpaceDefaults",
     "SpaceNetwork",
+    "SpaceNetworkStatus",
     "SpaceSpec",
     "SpaceState",
     "SpaceStatus",

@@ -75,6 +75,8 @@ class CellSpec(KukeonModel):
 
 class CellNetworkStatus(KukeonModel):
     bridge_name: OptionalString = None
+    ip: OptionalString = None
+    """The cell's address on its space's bridge (shared by all its containers)."""
 
 
 class CellStatus(StatusBase):

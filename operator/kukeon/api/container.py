@@ -288,6 +288,9 @@ class ContainerStatus(KukeonModel):
     exit_code: int | None = None
     exit_signal: OptionalString = None
     restart_count: int = Field(default=0, ge=0)
+    image: OptionalString = None
+    reason: OptionalString = None
+    message: OptionalString = None
     created_at: Timestamp = None
     start_time: Timestamp = None
     finish_time: Timestamp = None

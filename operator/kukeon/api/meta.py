@@ -160,6 +160,8 @@ class StatusBase(KukeonModel):
     subtree_controllers: NullableList[str] = Field(default_factory=list)
     cgroup_ready: bool = False
     observed_generation: int = Field(default=0, ge=0)
+    node_name: OptionalString = None
+    """The node whose kukeond observed and wrote this status."""
     created_at: Timestamp = None
     updated_at: Timestamp = None
     ready_at: Timestamp = None

@@ -126,8 +126,18 @@ class SpaceSpec(KukeonModel):
     defaults: SpaceDefaults | None = None
 
 
+class SpaceNetworkStatus(KukeonModel):
+    """The space's network as the node observed it: bridge, subnet and CNI conflist."""
+
+    bridge_name: OptionalString = None
+    subnet: OptionalString = None
+    gateway: OptionalString = None
+    cni_config_file: OptionalString = None
+
+
 class SpaceStatus(StatusBase):
     state: SpaceStateField = SpaceState.PENDING
+    network: SpaceNetworkStatus = Field(default_factory=SpaceNetworkStatus)
 
 
 class Space(Resource[SpaceSpec, SpaceStatus]):
