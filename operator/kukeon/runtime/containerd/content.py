@@ -1,0 +1,231 @@
+"""containerd's content store as a :class:`~kukeon.runtime.containerd.types.BlobStore`.
+
+The image importer and the registry puller both end by writing blobs here. A write is
+streamed (Content.Write: WRITE chunks, then COMMIT with the expected digest and size), and
+the digest is also computed on this side, so a blob that does not match is aborted before
+containerd stores it. Writing a blob that is already stored is a no-op.
+
+Blobs nothing references are garbage-collected, so writers hold a lease (``lease=``) until
+the image that references them exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+import grpc
+
+from kukeon.runtime.containerd._gen.services.content.v1 import content_pb2
+from kukeon.runtime.containerd._util import to_datetime
+from kukeon.runtime.containerd.client import Metadata, Stubs, Subject
+from kukeon.runtime.containerd.errors import (
+    BlobDigestMismatchError,
+    ContainerdCallError,
+    ContentNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from kukeon.runtime.containerd.client import ContainerdClient
+
+# containerd's label conventions for content (its docs/garbage-collection.md).
+LABEL_UNCOMPRESSED: Final = "containerd.io/uncompressed"
+LABEL_GC_REF_CONTENT: Final = "containerd.io/gc.ref.content"
+LABEL_GC_REF_SNAPSHOT: Final = "containerd.io/gc.ref.snapshot"
+_CHUNK_BYTES: Final = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ContentInfo:
+    digest: str
+    size: int
+    created_at: datetime | None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class ContentStore:
+    """The content store of one containerd namespace (implements ``BlobStore``)."""
+
+    def __init__(
+        self, *, client: ContainerdClient, namespace: str, lease: str | None = None
+    ) -> None:
+        self._client = client
+        self.namespace = namespace
+        self.lease = lease
+
+    def with_lease(self, lease: str | None) -> ContentStore:
+        return ContentStore(client=self._client, namespace=self.namespace, lease=lease)
+
+    async def info(self, digest: str) -> ContentInfo:
+        response = await self._client.call(
+            "info",
+            lambda s, md: s.content.Info(
+                content_pb2.InfoRequest(digest=digest),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+            subject=Subject("content", digest),
+        )
+        return _info(response.info)
+
+    async def has_blob(self, digest: str) -> bool:
+        try:
+            await self.info(digest)
+        except ContentNotFoundError:
+            return False
+        return True
+
+    async def read_blob(self, digest: str) -> bytes:
+        request = content_pb2.ReadContentRequest(digest=digest)
+        parts = await self._client.collect(
+            "read",
+            lambda s, md: s.content.Read(request, metadata=md, timeout=self._client.call_timeout),
+            namespace=self.namespace,
+            subject=Subject("content", digest),
+        )
+        return b"".join(part.data for part in parts)
+
+    async def write_blob(
+        self,
+        *,
+        digest: str,
+        size: int,
+        chunks: AsyncIterator[bytes],
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store a blob, verifying ``digest`` and ``size``; a stored blob is left as is.
+
+        ``chunks`` is consumed once: this call is not retried if containerd goes away
+        midway (the caller fetches again). Raises :class:`BlobDigestMismatchError` when the
+        bytes do not match, after aborting the partial write.
+        """
+        if await self.has_blob(digest):
+            if labels:
+                await self.update_labels(digest, labels)
+            return
+        ref = f"kukeon-{digest.replace(':', '-')}-{uuid.uuid4().hex[:12]}"
+        mismatch: list[BlobDigestMismatchError] = []
+        algorithm = digest.partition(":")[0]
+
+        async def requests() -> AsyncIterator[content_pb2.WriteContentRequest]:
+            hasher = hashlib.new(algorithm)
+            offset = 0
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                hasher.update(chunk)
+                yield content_pb2.WriteContentRequest(
+                    action=content_pb2.WRITE,
+                    ref=ref,
+                    total=size,
+                    expected=digest,
+                    offset=offset,
+                    data=chunk,
+                )
+                offset += len(chunk)
+            actual = f"{algorithm}:{hasher.hexdigest()}"
+            if actual != digest or offset != size:
+                mismatch.append(
+                    BlobDigestMismatchError(
+                        expected=f"{digest} ({size} bytes)", actual=f"{actual} ({offset} bytes)"
+                    )
+                )
+                return
+            yield content_pb2.WriteContentRequest(
+                action=content_pb2.COMMIT,
+                ref=ref,
+                total=size,
+                expected=digest,
+                offset=offset,
+                labels=dict(labels or {}),
+            )
+
+        metadata = self._client.metadata(self.namespace, lease=self.lease)
+        try:
+            call = self._client.stubs.content.Write(requests(), metadata=metadata)
+            async for _response in call:
+                pass
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.ALREADY_EXISTS:
+                return
+            await self._abort(ref)
+            raise ContainerdCallError(
+                operation=f"write content {digest}",
+                code=error.code(),
+                detail=error.details() or "",
+            ) from error
+        if mismatch:
+            await self._abort(ref)
+            raise mismatch[0]
+
+    async def write_bytes(
+        self, data: bytes, *, digest: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> str:
+        """Store an in-memory blob (manifests, configs); returns its digest."""
+        digest = digest or f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+        async def one_chunk() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), _CHUNK_BYTES):
+                yield data[start : start + _CHUNK_BYTES]
+
+        await self.write_blob(digest=digest, size=len(data), chunks=one_chunk(), labels=labels)
+        return digest
+
+    async def update_labels(self, digest: str, labels: Mapping[str, str]) -> ContentInfo:
+        """Set these labels on a blob, leaving its other labels alone."""
+        request = content_pb2.UpdateRequest(
+            info=content_pb2.Info(digest=digest, labels=dict(labels))
+        )
+        request.update_mask.paths.extend(f"labels.{key}" for key in labels)
+        response = await self._client.call(
+            "update",
+            lambda s, md: s.content.Update(request, metadata=md, timeout=self._client.call_timeout),
+            namespace=self.namespace,
+            lease=self.lease,
+            subject=Subject("content", digest),
+        )
+        return _info(response.info)
+
+    async def delete(self, digest: str) -> bool:
+        try:
+            await self._client.call(
+                "delete",
+                lambda s, md: s.content.Delete(
+                    content_pb2.DeleteContentRequest(digest=digest),
+                    metadata=md,
+                    timeout=self._client.call_timeout,
+                ),
+                namespace=self.namespace,
+                subject=Subject("content", digest),
+            )
+        except ContentNotFoundError:
+            return False
+        return True
+
+    async def _abort(self, ref: str) -> None:
+        async def abort(stubs: Stubs, metadata: Metadata) -> None:
+            try:
+                await stubs.content.Abort(
+                    content_pb2.AbortRequest(ref=ref),
+                    metadata=metadata,
+                    timeout=self._client.call_timeout,
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                    raise
+
+        await self._client.call("abort", abort, namespace=self.namespace)
+
+
+def _info(message: content_pb2.Info) -> ContentInfo:
+    return ContentInfo(
+        digest=message.digest,
+        size=message.size,
+        created_at=to_datetime(message.created_at),
+        labels=dict(message.labels),
+    )

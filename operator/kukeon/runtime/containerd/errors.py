@@ -1,0 +1,163 @@
+"""Typed failures of the containerd adapter, translated from gRPC status codes.
+
+Callers branch on the type (an image that is not there is not a daemon that is down), and
+every message names the object, its containerd namespace and the operation, so a status
+``message`` built from one needs no more context.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ContainerdError(Exception):
+    """Base of every failure reported by this package."""
+
+
+class ContainerdUnavailableError(ContainerdError):
+    """containerd could not be reached on its socket (not running, wrong address, restarting)."""
+
+    def __init__(self, *, address: str, operation: str, detail: str) -> None:
+        self.address = address
+        self.operation = operation
+        self.detail = detail
+        super().__init__(f"containerd at {address} is unavailable ({operation}): {detail}")
+
+
+class NotFoundError(ContainerdError):
+    """The named object does not exist in the namespace."""
+
+    kind = "object"
+
+    def __init__(self, name: str, *, namespace: str | None, detail: str = "") -> None:
+        self.name = name
+        self.namespace = namespace
+        self.detail = detail
+        where = f" in containerd namespace {namespace!r}" if namespace else ""
+        suffix = f": {detail}" if detail else ""
+        super().__init__(f"{self.kind} {name!r} not found{where}{suffix}")
+
+
+class NamespaceNotFoundError(NotFoundError):
+    kind = "namespace"
+
+
+class ImageNotFoundError(NotFoundError):
+    kind = "image"
+
+
+class ContentNotFoundError(NotFoundError):
+    kind = "content blob"
+
+
+class SnapshotNotFoundError(NotFoundError):
+    kind = "snapshot"
+
+
+class ContainerNotFoundError(NotFoundError):
+    kind = "container"
+
+
+class TaskNotFoundError(NotFoundError):
+    kind = "task"
+
+
+class LeaseNotFoundError(NotFoundError):
+    kind = "lease"
+
+
+class AlreadyExistsError(ContainerdError):
+    """An object with that name already exists (containerd's answer to a duplicate create)."""
+
+    def __init__(self, kind: str, name: str, *, namespace: str | None) -> None:
+        self.kind = kind
+        self.name = name
+        self.namespace = namespace
+        where = f" in containerd namespace {namespace!r}" if namespace else ""
+        super().__init__(f"{kind} {name!r} already exists{where}")
+
+
+class NamespaceNotEmptyError(ContainerdError):
+    """containerd deletes a namespace only once it holds no images, containers or content."""
+
+    def __init__(self, name: str, *, detail: str) -> None:
+        self.name = name
+        self.detail = detail
+        super().__init__(f"containerd namespace {name!r} is not empty: {detail}")
+
+
+class InvalidImageArchiveError(ContainerdError):
+    """An OCI image archive that cannot be imported: names the file and what is wrong."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"image archive {path}: {reason}")
+
+
+class InvalidImageError(ContainerdError):
+    """An image whose manifest or config is unusable (bad JSON, no layer for this platform)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"image {name!r}: {reason}")
+
+
+class BlobDigestMismatchError(ContainerdError):
+    """The bytes handed to the content store do not hash to (or measure) what was promised."""
+
+    def __init__(self, *, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"blob digest mismatch: expected {expected}, got {actual}")
+
+
+class ContainerdCallError(ContainerdError):
+    """Any other refusal by containerd, with its gRPC code and message."""
+
+    def __init__(self, *, operation: str, code: grpc.StatusCode, detail: str) -> None:
+        self.operation = operation
+        self.code = code
+        self.detail = detail
+        super().__init__(f"containerd {operation} failed ({code.name}): {detail}")
+
+
+def is_not_found(error: BaseException) -> bool:
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.NOT_FOUND
+
+
+def is_already_exists(error: BaseException) -> bool:
+    return (
+        isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.ALREADY_EXISTS
+    )
+
+
+def translate(
+    error: grpc.aio.AioRpcError,
+    *,
+    operation: str,
+    kind: str,
+    name: str,
+    namespace: str | None,
+) -> ContainerdError:
+    """Turn a gRPC failure about one object into the matching typed error."""
+    code = error.code()
+    detail = error.details() or ""
+    if code == grpc.StatusCode.NOT_FOUND:
+        not_found = _NOT_FOUND_BY_KIND.get(kind, NotFoundError)
+        return not_found(name, namespace=namespace, detail=detail)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return AlreadyExistsError(kind, name, namespace=namespace)
+    return ContainerdCallError(operation=f"{operation} {kind} {name!r}", code=code, detail=detail)
+
+
+_NOT_FOUND_BY_KIND: dict[str, type[NotFoundError]] = {
+    "namespace": NamespaceNotFoundError,
+    "image": ImageNotFoundError,
+    "content": ContentNotFoundError,
+    "snapshot": SnapshotNotFoundError,
+    "container": ContainerNotFoundError,
+    "task": TaskNotFoundError,
+    "lease": LeaseNotFoundError,
+}

@@ -1,0 +1,108 @@
+"""Leases: what keeps half-built things (fresh blobs, layer snapshots) from containerd's GC.
+
+containerd collects content and snapshots that nothing references. Between writing a blob
+and the image that references it, or preparing a snapshot and the container that owns it,
+only a lease protects them; every such sequence runs inside :meth:`LeaseService.lease`,
+which also sets an expiry so a crashed daemon's lease does not pin garbage forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from kukeon.runtime.containerd._gen.services.leases.v1 import leases_pb2
+from kukeon.runtime.containerd._util import to_datetime
+from kukeon.runtime.containerd.client import Subject
+from kukeon.runtime.containerd.errors import LeaseNotFoundError
+
+if TYPE_CHECKING:
+    from kukeon.runtime.containerd.client import ContainerdClient
+
+LABEL_GC_EXPIRE: Final = "containerd.io/gc.expire"
+LABEL_KUKEON_LEASE: Final = "kukeon.io/lease"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    id: str
+    created_at: datetime | None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class LeaseService:
+    def __init__(self, *, client: ContainerdClient, namespace: str) -> None:
+        self._client = client
+        self.namespace = namespace
+
+    async def create(
+        self,
+        lease_id: str | None = None,
+        *,
+        expire_after: timedelta | None = timedelta(hours=1),
+        labels: Mapping[str, str] | None = None,
+    ) -> Lease:
+        all_labels = {LABEL_KUKEON_LEASE: "true", **(labels or {})}
+        if expire_after is not None:
+            expiry = datetime.now(UTC) + expire_after
+            all_labels[LABEL_GC_EXPIRE] = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+        lease_id = lease_id or f"kukeon-{uuid.uuid4().hex}"
+        response = await self._client.call(
+            "create",
+            lambda s, md: s.leases.Create(
+                leases_pb2.CreateRequest(id=lease_id, labels=all_labels),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+            subject=Subject("lease", lease_id),
+        )
+        return _lease(response.lease)
+
+    async def delete(self, lease_id: str, *, sync: bool = False) -> bool:
+        """Release a lease; False when it was already gone."""
+        try:
+            await self._client.call(
+                "delete",
+                lambda s, md: s.leases.Delete(
+                    leases_pb2.DeleteRequest(id=lease_id, sync=sync),
+                    metadata=md,
+                    timeout=self._client.call_timeout,
+                ),
+                namespace=self.namespace,
+                subject=Subject("lease", lease_id),
+            )
+        except LeaseNotFoundError:
+            return False
+        return True
+
+    async def list(self, *filters: str) -> list[Lease]:
+        response = await self._client.call(
+            "list leases",
+            lambda s, md: s.leases.List(
+                leases_pb2.ListRequest(filters=list(filters)),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+        )
+        return [_lease(lease) for lease in response.leases]
+
+    @contextlib.asynccontextmanager
+    async def lease(self, *, expire_after: timedelta = timedelta(hours=1)) -> AsyncIterator[str]:
+        """Hold a fresh lease for the block; yields its id for the ``lease=`` arguments."""
+        created = await self.create(expire_after=expire_after)
+        try:
+            yield created.id
+        finally:
+            await self.delete(created.id)
+
+
+def _lease(message: leases_pb2.Lease) -> Lease:
+    return Lease(
+        id=message.id, created_at=to_datetime(message.created_at), labels=dict(message.labels)
+    )

@@ -1,0 +1,392 @@
+"""Tasks: the running side of a container (its init process) and processes exec'd into it.
+
+What the cell controller needs to run a container and observe it: create with stdio going
+to a log file (``file://``) or to FIFOs for an attachable TTY, start, pid, kill, wait for
+the exit status and time, delete, and exec an extra process.
+
+Two containerd 1.6 behaviours shape :class:`TaskIO`: a ``file://`` URI makes the shim write
+stdout *and* stderr into the stdout URI's file, and a ``file://`` stdout with an empty
+stderr crashes the shim; so a log file is always given as both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal as signal_module
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlparse
+
+import grpc
+from google.protobuf import any_pb2
+
+from kukeon.runtime.containerd._gen.services.tasks.v1 import tasks_pb2
+from kukeon.runtime.containerd._gen.types.task import task_pb2
+from kukeon.runtime.containerd._util import to_datetime
+from kukeon.runtime.containerd.client import Subject
+from kukeon.runtime.containerd.errors import ContainerdCallError, TaskNotFoundError
+
+if TYPE_CHECKING:
+    from kukeon.runtime.containerd.client import ContainerdClient
+    from kukeon.runtime.containerd.snapshots import Mount
+
+PROCESS_TYPE_URL: Final = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+
+
+class TaskStatus(IntEnum):
+    UNKNOWN = task_pb2.UNKNOWN
+    CREATED = task_pb2.CREATED
+    RUNNING = task_pb2.RUNNING
+    STOPPED = task_pb2.STOPPED
+    PAUSED = task_pb2.PAUSED
+    PAUSING = task_pb2.PAUSING
+
+
+@dataclass(frozen=True, slots=True)
+class TaskIO:
+    """Where a task's stdio goes, as containerd takes it (FIFO paths or URIs)."""
+
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+
+    @classmethod
+    def log_file(cls, path: str | Path) -> TaskIO:
+        """Append stdout and stderr to one log file (created, with its directory, if missing)."""
+        uri = f"file://{Path(path).absolute()}"
+        return cls(stdout=uri, stderr=uri)
+
+    @classmethod
+    def discard(cls) -> TaskIO:
+        return cls()
+
+
+class FifoIO:
+    """FIFO-backed stdio for attachable containers (optionally a TTY).
+
+    The FIFOs are created in ``directory`` and opened on this side *before* the task is
+    created: read ends non-blocking (the shim then opens the write ends without waiting),
+    stdin read-write so that opening never blocks for lack of a reader. Whoever attaches
+    reads :attr:`stdout_fd` (and :attr:`stderr_fd` without a TTY) and writes
+    :attr:`stdin_fd`. Close after the task is deleted.
+    """
+
+    def __init__(self, directory: str | Path, *, terminal: bool = True, stdin: bool = True) -> None:
+        self.directory = Path(directory)
+        self.terminal = terminal
+        self.with_stdin = stdin
+        self.stdin_fd: int | None = None
+        self.stdout_fd: int | None = None
+        self.stderr_fd: int | None = None
+
+    def _paths(self) -> dict[str, Path]:
+        paths = {"stdout": self.directory / "stdout"}
+        if not self.terminal:
+            paths["stderr"] = self.directory / "stderr"
+        if self.with_stdin:
+            paths["stdin"] = self.directory / "stdin"
+        return paths
+
+    def _open_blocking(self) -> TaskIO:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        paths = self._paths()
+        for path in paths.values():
+            try:
+                if not stat.S_ISFIFO(path.lstat().st_mode):
+                    raise FileExistsError(f"{path} exists and is not a FIFO")
+            except FileNotFoundError:
+                os.mkfifo(path, 0o600)
+        self.stdout_fd = os.open(paths["stdout"], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if "stderr" in paths:
+            self.stderr_fd = os.open(paths["stderr"], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if "stdin" in paths:
+            self.stdin_fd = os.open(paths["stdin"], os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        return TaskIO(
+            stdin=str(paths["stdin"]) if "stdin" in paths else "",
+            stdout=str(paths["stdout"]),
+            stderr=str(paths["stderr"]) if "stderr" in paths else "",
+            terminal=self.terminal,
+        )
+
+    async def open(self) -> TaskIO:
+        """Create and open the FIFOs; returns the TaskIO to create the task with."""
+        return await asyncio.to_thread(self._open_blocking)
+
+    def close(self) -> None:
+        for name in ("stdin_fd", "stdout_fd", "stderr_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, None)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    code: int
+    exited_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    container_id: str
+    id: str
+    pid: int
+    status: TaskStatus
+    exit_status: int
+    exited_at: datetime | None
+    stdout: str
+    stderr: str
+    terminal: bool
+
+
+class TaskService:
+    def __init__(self, *, client: ContainerdClient, namespace: str) -> None:
+        self._client = client
+        self.namespace = namespace
+
+    async def create(
+        self,
+        container_id: str,
+        *,
+        io: TaskIO,
+        rootfs: Sequence[Mount] | None = None,
+    ) -> int:
+        """Create the task (the shim and ``runc create``); returns the init pid.
+
+        ``rootfs`` defaults to the mounts of the container's snapshot. The process does not
+        run until :meth:`start`; subscribe to exits (:meth:`wait`) before starting it.
+        """
+        if rootfs is None:
+            container = await self._client.containers(self.namespace).get(container_id)
+            rootfs = await self._client.snapshots(
+                self.namespace, snapshotter=container.snapshotter
+            ).mounts(container.snapshot_key)
+        await asyncio.to_thread(_make_log_directories, io)
+        request = tasks_pb2.CreateTaskRequest(
+            container_id=container_id,
+            rootfs=[mount.to_proto() for mount in rootfs],
+            stdin=io.stdin,
+            stdout=io.stdout,
+            stderr=io.stderr,
+            terminal=io.terminal,
+        )
+        response = await self._client.call(
+            "create",
+            lambda s, md: s.tasks.Create(request, metadata=md, timeout=self._client.call_timeout),
+            namespace=self.namespace,
+            subject=Subject("task", container_id),
+        )
+        return response.pid
+
+    async def start(self, container_id: str, *, exec_id: str = "") -> int:
+        response = await self._client.call(
+            "start",
+            lambda s, md: s.tasks.Start(
+                tasks_pb2.StartRequest(container_id=container_id, exec_id=exec_id),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+            subject=Subject("task", _process_name(container_id, exec_id)),
+        )
+        return response.pid
+
+    async def get(self, container_id: str, *, exec_id: str = "") -> TaskInfo:
+        response = await self._client.call(
+            "get",
+            lambda s, md: s.tasks.Get(
+                tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+            subject=Subject("task", _process_name(container_id, exec_id)),
+        )
+        return _task_info(response.process)
+
+    async def pid(self, container_id: str) -> int:
+        return (await self.get(container_id)).pid
+
+    async def list(self, filter: str = "") -> list[TaskInfo]:
+        response = await self._client.call(
+            "list tasks",
+            lambda s, md: s.tasks.List(
+                tasks_pb2.ListTasksRequest(filter=filter),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+        )
+        return [_task_info(task) for task in response.tasks]
+
+    async def kill(
+        self,
+        container_id: str,
+        signal: int = signal_module.SIGTERM,
+        *,
+        exec_id: str = "",
+        all: bool = False,
+    ) -> None:
+        """Signal the init process (or ``exec_id``; ``all``: every process of the task)."""
+        await self._client.call(
+            "kill",
+            lambda s, md: s.tasks.Kill(
+                tasks_pb2.KillRequest(
+                    container_id=container_id, exec_id=exec_id, signal=int(signal), all=all
+                ),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+            subject=Subject("task", _process_name(container_id, exec_id)),
+        )
+
+    async def wait(self, container_id: str, *, exec_id: str = "") -> ExitStatus:
+        """Wait for the process to exit. Survives a containerd restart (the call is re-made).
+
+        To never miss a quick exit, start waiting before :meth:`start`:
+        ``waiting = asyncio.ensure_future(tasks.wait(id)); await tasks.start(id)``.
+        """
+        response = await self._client.call(
+            "wait",
+            lambda s, md: s.tasks.Wait(
+                tasks_pb2.WaitRequest(container_id=container_id, exec_id=exec_id),
+                metadata=md,
+            ),
+            namespace=self.namespace,
+            subject=Subject("task", _process_name(container_id, exec_id)),
+        )
+        return ExitStatus(code=response.exit_status, exited_at=to_datetime(response.exited_at))
+
+    async def delete(self, container_id: str) -> ExitStatus | None:
+        """Delete a stopped task (shim and runc state); None when there was no task.
+
+        A running task is refused (FAILED_PRECONDITION): stop it first.
+        """
+        try:
+            response = await self._client.call(
+                "delete",
+                lambda s, md: s.tasks.Delete(
+                    tasks_pb2.DeleteTaskRequest(container_id=container_id),
+                    metadata=md,
+                    timeout=self._client.call_timeout,
+                ),
+                namespace=self.namespace,
+                subject=Subject("task", container_id),
+            )
+        except TaskNotFoundError:
+            return None
+        return ExitStatus(code=response.exit_status, exited_at=to_datetime(response.exited_at))
+
+    async def stop(
+        self,
+        container_id: str,
+        *,
+        grace_period: float = 10.0,
+        signal: int = signal_module.SIGTERM,
+    ) -> ExitStatus:
+        """Signal the task, and SIGKILL every process if it is still there after the grace.
+
+        Escalation matters: ``sh`` as PID 1 ignores SIGTERM.
+        """
+        waiting = asyncio.ensure_future(self.wait(container_id))
+        try:
+            try:
+                await self.kill(container_id, signal)
+            except ContainerdCallError as error:
+                # Already stopped: the kill is refused but wait answers at once.
+                if error.code != grpc.StatusCode.NOT_FOUND:
+                    raise
+            try:
+                return await asyncio.wait_for(asyncio.shield(waiting), grace_period)
+            except TimeoutError:
+                await self.kill(container_id, signal_module.SIGKILL, all=True)
+                return await waiting
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+
+    async def exec(
+        self,
+        container_id: str,
+        exec_id: str,
+        *,
+        process: Mapping[str, Any],
+        io: TaskIO,
+    ) -> None:
+        """Add a process (an OCI runtime-spec ``process`` dict) to a running task.
+
+        Start it with ``start(container_id, exec_id=...)``, wait with ``wait(..., exec_id=)``
+        and remove it with :meth:`delete_process`.
+        """
+        await asyncio.to_thread(_make_log_directories, io)
+        spec = any_pb2.Any(type_url=PROCESS_TYPE_URL, value=_json_bytes(process))
+        request = tasks_pb2.ExecProcessRequest(
+            container_id=container_id,
+            exec_id=exec_id,
+            stdin=io.stdin,
+            stdout=io.stdout,
+            stderr=io.stderr,
+            terminal=io.terminal,
+            spec=spec,
+        )
+        await self._client.call(
+            "exec",
+            lambda s, md: s.tasks.Exec(request, metadata=md, timeout=self._client.call_timeout),
+            namespace=self.namespace,
+            subject=Subject("task", _process_name(container_id, exec_id)),
+        )
+
+    async def delete_process(self, container_id: str, exec_id: str) -> ExitStatus | None:
+        try:
+            response = await self._client.call(
+                "delete process",
+                lambda s, md: s.tasks.DeleteProcess(
+                    tasks_pb2.DeleteProcessRequest(container_id=container_id, exec_id=exec_id),
+                    metadata=md,
+                    timeout=self._client.call_timeout,
+                ),
+                namespace=self.namespace,
+                subject=Subject("task", _process_name(container_id, exec_id)),
+            )
+        except TaskNotFoundError:
+            return None
+        return ExitStatus(code=response.exit_status, exited_at=to_datetime(response.exited_at))
+
+
+def _process_name(container_id: str, exec_id: str) -> str:
+    return f"{container_id}/{exec_id}" if exec_id else container_id
+
+
+def _json_bytes(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document).encode()
+
+
+def _make_log_directories(io: TaskIO) -> None:
+    for uri in (io.stdout, io.stderr):
+        if uri.startswith("file://"):
+            Path(urlparse(uri).path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _task_info(process: task_pb2.Process) -> TaskInfo:
+    return TaskInfo(
+        container_id=process.container_id,
+        id=process.id,
+        pid=process.pid,
+        status=TaskStatus(process.status),
+        exit_status=process.exit_status,
+        exited_at=to_datetime(process.exited_at),
+        stdout=process.stdout,
+        stderr=process.stderr,
+        terminal=process.terminal,
+    )
