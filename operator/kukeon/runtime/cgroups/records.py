@@ -1,0 +1,141 @@
+"""The small records the drivers take and return: limits, delegation, observed state.
+
+A driver returns what it *observed* after acting (directories, delegated controllers and
+limit files read back), never what it meant to do: controllers copy these values into
+``status`` and they must hold even when the kernel silently rounded or refused part of
+a request.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# the resource controllers kukeon delegates by default on cgroup v2
+RESOURCE_CONTROLLERS = frozenset({"cpu", "memory", "io", "pids"})
+
+CPU_SHARES_MIN = 2
+CPU_SHARES_MAX = 262_144
+CPU_SHARES_DEFAULT = 1024
+CPU_WEIGHT_DEFAULT = 100
+CPU_PERIOD_DEFAULT_US = 100_000
+# the kernel accepts CFS periods between 1 ms and 1 s and quotas of at least 1 ms
+CPU_PERIOD_MIN_US = 1_000
+CPU_PERIOD_MAX_US = 1_000_000
+CPU_QUOTA_MIN_US = 1_000
+
+
+class Delegation(enum.StrEnum):
+    """Which controllers a cgroup v2 level enables in its ``cgroup.subtree_control``.
+
+    ``RESOURCES`` is ``cpu memory io pids`` filtered by what the host offers; ``ALL`` is
+    everything the host offers (a ``nestedCgroupRuntime`` cell, whose containers run their
+    own cgroup manager); ``NONE`` makes the ancestors delegate ``RESOURCES`` but leaves the
+    path itself delegating nothing, for a leaf that will hold processes (cgroup v2 forbids
+    a non-root cgroup to hold processes and delegate at once). cgroup v1 ignores it: every
+    v1 controller is present at every level of its hierarchy.
+    """
+
+    RESOURCES = "resources"
+    ALL = "all"
+    NONE = "none"
+
+
+def clamp_cpu_shares(shares: int) -> int:
+    return max(CPU_SHARES_MIN, min(CPU_SHARES_MAX, shares))
+
+
+def cpu_shares_to_weight(shares: int) -> int:
+    """cgroup v1 ``cpu.shares`` [2, 262144] mapped linearly onto v2 ``cpu.weight`` [1, 10000].
+
+    The conversion runc, crun and Kubernetes use, so a limit means the same whichever
+    driver applies it (1024 shares, the v1 default, becomes 39).
+    """
+    shares = clamp_cpu_shares(shares)
+    return 1 + ((shares - CPU_SHARES_MIN) * 9999) // (CPU_SHARES_MAX - CPU_SHARES_MIN)
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupLimits:
+    """The complete desired limits of one cgroup; ``None`` means the kernel default.
+
+    Passing a ``CgroupLimits`` resets every unset field (unlimited memory and pids, default
+    CPU weight, no quota), so a limit removed from a spec disappears on the next apply.
+    ``cpu_shares`` uses v1 units everywhere and becomes ``cpu.weight`` on v2.
+    """
+
+    memory_max_bytes: int | None = None
+    cpu_shares: int | None = None
+    cpu_quota_us: int | None = None
+    cpu_period_us: int | None = None
+    pids_max: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("memory_max_bytes", "cpu_shares", "pids_max"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if self.cpu_quota_us is not None and self.cpu_quota_us < CPU_QUOTA_MIN_US:
+            raise ValueError(
+                f"cpu_quota_us must be >= {CPU_QUOTA_MIN_US} (1 ms), got {self.cpu_quota_us}"
+            )
+        period = self.cpu_period_us
+        if period is not None and not CPU_PERIOD_MIN_US <= period <= CPU_PERIOD_MAX_US:
+            raise ValueError(
+                f"cpu_period_us must be within [{CPU_PERIOD_MIN_US}, {CPU_PERIOD_MAX_US}], "
+                f"got {period}"
+            )
+
+    @property
+    def memory_limited(self) -> bool:
+        return self.memory_max_bytes is not None
+
+    @property
+    def cpu_limited(self) -> bool:
+        return self.cpu_shares is not None or self.cpu_quota_us is not None
+
+    @property
+    def pids_limited(self) -> bool:
+        return self.pids_max is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupState:
+    """What a driver observed at one cgroup path after acting on it.
+
+    ``path`` is the path inside every hierarchy (``/kukeon/realm/space``): the value for
+    ``status.cgroupPath`` and for the OCI spec's ``linux.cgroupsPath``. ``subtree_controllers``
+    is, on v2, the path's ``cgroup.subtree_control`` read back; on v1, the controllers whose
+    hierarchy holds the path. ``limits`` maps each limit interface file present to the value
+    read back from it. ``changed`` says whether this call had to create or write anything,
+    so a second identical apply reports ``False``.
+    """
+
+    path: str
+    version: int
+    subtree_controllers: tuple[str, ...]
+    limits: dict[str, str] = field(default_factory=dict)
+    changed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupRemoval:
+    """What a removal did: directories removed (deepest first, every hierarchy) and pids killed."""
+
+    path: str
+    removed: tuple[Path, ...] = ()
+    killed: tuple[int, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.removed or self.killed)
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupStats:
+    """Usage counters of one cgroup (``None`` when its controller is not present there)."""
+
+    memory_bytes: int | None = None
+    cpu_usage_ns: int | None = None
+    pids: int | None = None
