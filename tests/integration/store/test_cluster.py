@@ -74,4 +74,11 @@ async def test_leader_killed_under_writer_and_watcher(etcd_cluster: EtcdCluster)
     revisions = [event.revision for event in seen]
     assert revisions == sorted(set(revisions)), "an event was repeated or reordered"
     assert len(acknowledged) > 200
+
+    # The killed member comes back, catches up, and serves everything on its own.
+    await etcd_cluster.restart(leader)
+    alone = EtcdConfig(endpoints=[etcd_cluster.members[leader].endpoint])
+    async with await Registry.connect(alone) as registry:
+        again = await registry.list(Kind.REALM)
+    assert {item.metadata.name for item in again.items} == present
     print(f"acknowledged {len(acknowledged)}, outcome unknown {len(unknown)}, events {len(seen)}")
