@@ -274,3 +274,14 @@ async def test_parent_waits_for_children_held_by_finalizers(registry: Registry) 
     )
     for kind in (Kind.CELL, Kind.STACK, Kind.SPACE, Kind.REALM):
         assert (await registry.list(kind)).items == [], kind
+
+
+async def test_client_serves_leases_for_the_framework(registry: Registry) -> None:
+    client = registry.client
+    lease = await client.lease(5)
+    key = f"{registry.key_prefix}/leases/test".encode()
+    await client.put(key, b"holder", lease=lease)
+    assert (await lease.refresh()).TTL > 0
+    assert key in await lease.keys()
+    await lease.revoke()
+    assert await client.get(key) is None
