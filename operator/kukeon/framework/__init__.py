@@ -1,4 +1,53 @@
 """The operator framework: handlers, per-object queues, retries, finalizers, leases.
 
 Inspired by kopf; the transport is the etcd registry (``kukeon.store``), never the host.
+Controllers register async handlers on an ``Operator`` (``operator``); the framework
+lists and watches each kind (``watching``), keeps one serialized, coalescing slot per
+object (``queueing``), runs the handlers and keeps the finalizer bookkeeping
+(``processing``), retries failures with backoff (``backoff``), writes status by CAS
+(``status``), elects leaders and keeps node heartbeats with etcd leases (``leases``),
+and reports Prometheus metrics (``metrics``). ``testing.OperatorRunner`` runs an
+operator in-process for tests.
+
+This package may import ``kukeon.api`` and ``kukeon.store``, nothing else of the project.
 """
+
+from kukeon.framework.backoff import base_delay, retry_delay
+from kukeon.framework.errors import HandlerError, PermanentError, TemporaryError
+from kukeon.framework.intents import (
+    Cause,
+    HandlerContext,
+    OperatorContext,
+    default_finalizer,
+)
+from kukeon.framework.leases import LeaderInfo, LeaseSession, Peer, alive_peers
+from kukeon.framework.metrics import FrameworkMetrics, metrics_for
+from kukeon.framework.operator import Operator, OperatorError
+from kukeon.framework.protocols import Store
+from kukeon.framework.settings import Settings
+from kukeon.framework.status import patch_status
+from kukeon.framework.testing import OperatorRunner
+
+__all__ = [
+    "Cause",
+    "FrameworkMetrics",
+    "HandlerContext",
+    "HandlerError",
+    "LeaderInfo",
+    "LeaseSession",
+    "Operator",
+    "OperatorContext",
+    "OperatorError",
+    "OperatorRunner",
+    "Peer",
+    "PermanentError",
+    "Settings",
+    "Store",
+    "TemporaryError",
+    "alive_peers",
+    "base_delay",
+    "default_finalizer",
+    "metrics_for",
+    "patch_status",
+    "retry_delay",
+]

@@ -1,0 +1,41 @@
+"""How a handler tells the framework what went wrong, and therefore what to do next.
+
+A handler that cannot finish raises one of these instead of returning: the framework
+records the failure in the object's ``status.reason``/``status.message`` and decides
+from the class whether to try again (``TemporaryError`` and every unexpected exception,
+with exponential backoff) or to wait for the user to change the object
+(``PermanentError``). ``reason`` is the machine-readable CamelCase word written to
+``status.reason``; the message is the human sentence written to ``status.message``.
+"""
+
+from __future__ import annotations
+
+
+class HandlerError(Exception):
+    """Base of the errors a handler raises on purpose."""
+
+    default_reason = "HandlerFailed"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or self.default_reason
+
+
+class TemporaryError(HandlerError):
+    """Try again later: after ``delay`` seconds if given, else after the next backoff step."""
+
+    default_reason = "TemporaryFailure"
+
+    def __init__(
+        self, message: str, *, delay: float | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        if delay is not None and delay < 0:
+            raise ValueError(f"TemporaryError delay must be >= 0, got {delay}")
+        self.delay = delay
+
+
+class PermanentError(HandlerError):
+    """Retrying cannot help: wait until the object's spec or metadata changes."""
+
+    default_reason = "PermanentFailure"

@@ -1,0 +1,78 @@
+"""The framework's Prometheus metrics, registered once per ``CollectorRegistry``.
+
+prometheus-client refuses a second collector with the same name in one registry, yet a
+process may run several ``Operator``s (the tests do, and kukeond could). So the
+collectors live in one ``FrameworkMetrics`` per registry, shared by every operator that
+reports into it; tests pass a private ``CollectorRegistry`` and read values from it.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+RESULT_SUCCESS = "success"
+RESULT_TEMPORARY = "temporary_error"
+RESULT_PERMANENT = "permanent_error"
+RESULT_ERROR = "error"
+RESULT_CANCELLED = "cancelled"
+
+_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class FrameworkMetrics:
+    """kukeon_reconcile_* and kukeon_watch_* collectors bound to one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.reconcile_total = Counter(
+            "kukeon_reconcile_total",
+            "Handler runs by kind and result (success, temporary_error, permanent_error, "
+            "error, cancelled).",
+            ["kind", "result"],
+            registry=registry,
+        )
+        self.reconcile_duration = Histogram(
+            "kukeon_reconcile_duration_seconds",
+            "Wall time of one handler run, by kind.",
+            ["kind"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "kukeon_queue_depth",
+            "Objects waiting for a handler (due now or scheduled for a retry), by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.retries_total = Counter(
+            "kukeon_reconcile_retries_total",
+            "Retries scheduled after a failed handler run, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.watch_restarts_total = Counter(
+            "kukeon_watch_restarts_total",
+            "Restarts of a kind's list+watch, by kind and reason (gone, unavailable, error).",
+            ["kind", "reason"],
+            registry=registry,
+        )
+
+
+_lock = threading.Lock()
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, FrameworkMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def metrics_for(registry: CollectorRegistry | None = None) -> FrameworkMetrics:
+    """The collectors of ``registry`` (the global one by default), created on first use."""
+    target = REGISTRY if registry is None else registry
+    with _lock:
+        found = _by_registry.get(target)
+        if found is None:
+            found = FrameworkMetrics(target)
+            _by_registry[target] = found
+        return found

@@ -1,0 +1,422 @@
+"""The ``Operator``: what users register with decorators, and its lifecycle.
+
+An ``Operator`` is built around a store (``kukeon.store.Registry``); controllers
+register handlers on it::
+
+    op = Operator(registry, settings=Settings(node_name="host-a"))
+
+    @op.reconcile(Kind.CELL, when=lambda cell: cell.spec.node_name in (None, "host-a"))
+    async def reconcile_cell(cell: Cell, ctx: HandlerContext) -> None:
+        ...
+        await ctx.patch_status(cell, state=CellState.READY)
+
+    @op.finalize(Kind.CELL)
+    async def tear_down_cell(cell: Cell, ctx: HandlerContext) -> None: ...
+
+    @op.singleton("scheduler", interval=5.0)
+    async def schedule(ctx: OperatorContext) -> None: ...
+
+``start`` runs the startup handlers, lists and watches every kind that has handlers,
+starts the timers, the periodic resync, the node heartbeat and one leader election per
+singleton, and returns once every kind has been listed. ``stop`` is the graceful
+shutdown: watchers first (no new events), then running handlers get
+``Settings.shutdown_grace`` seconds before they are cancelled, then singletons and
+leases (revoked, so another instance takes over at once), then the shutdown handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry
+
+from kukeon.api import Kind
+from kukeon.store import EtcdClient
+
+from .backoff import retry_delay
+from .intents import (
+    Filter,
+    FinalizeIntent,
+    HandlerRegistry,
+    ObjectHandler,
+    OperatorContext,
+    OperatorHandler,
+    ReconcileIntent,
+    SingletonIntent,
+    TimerIntent,
+    default_finalizer,
+)
+from .leases import Heartbeat, LeaderElection, LeaderInfo, Peer, alive_peers
+from .metrics import FrameworkMetrics, metrics_for
+from .processing import Processor
+from .protocols import AnyResource, Store
+from .queueing import ObjectQueues
+from .settings import Settings
+from .status import patch_status
+from .watching import KindWatcher
+
+log = logging.getLogger("kukeon.framework")
+
+H = TypeVar("H", bound=Callable[..., Coroutine[Any, Any, None]])
+
+
+class OperatorError(RuntimeError):
+    """A misuse of the operator (a second handler for one kind, leases without etcd...)."""
+
+
+class Operator:
+    """Handlers registered by decorator, run against one store."""
+
+    def __init__(
+        self,
+        registry: Store,
+        *,
+        settings: Settings | None = None,
+        collector_registry: CollectorRegistry | None = None,
+        etcd: EtcdClient | None = None,
+        peering: bool = True,
+    ) -> None:
+        """``registry``: the store. ``collector_registry``: where the metrics go (the
+        global prometheus registry by default). ``etcd``: the client for leases,
+        ``registry.client`` when omitted. ``peering``: keep a node heartbeat."""
+        self.store = registry
+        self.settings = settings or Settings()
+        self.metrics: FrameworkMetrics = metrics_for(collector_registry)
+        client = etcd if etcd is not None else getattr(registry, "client", None)
+        self._etcd: EtcdClient | None = client
+        self._peering = peering
+        self.handlers = HandlerRegistry()
+        self._processor = Processor(
+            store=registry, handlers=self.handlers, settings=self.settings, metrics=self.metrics
+        )
+        self._queues: ObjectQueues | None = None
+        self._watchers: dict[Kind, KindWatcher] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lease_tasks: list[asyncio.Task[None]] = []
+        self._elections: dict[str, LeaderElection] = {}
+        self._heartbeat: Heartbeat | None = None
+        self._started = False
+        self._stopped = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self.logger = logging.LoggerAdapter(log, {"node": self.settings.node_name})
+
+    # --- registration --------------------------------------------------------------------
+
+    def reconcile(self, kind: Kind, *, when: Filter | None = None) -> Callable[[H], H]:
+        """Called with the latest object on create, update, start and resync."""
+
+        def register(fn: H) -> H:
+            self._before_start()
+            if kind in self.handlers.reconcilers:
+                raise OperatorError(f"a reconcile handler for {kind.value} is already registered")
+            intent = ReconcileIntent(kind=kind, fn=fn, when=when or _always)
+            self.handlers.reconcilers[kind] = intent
+            return fn
+
+        return register
+
+    def finalize(
+        self, kind: Kind, *, when: Filter | None = None, finalizer: str | None = None
+    ) -> Callable[[H], H]:
+        """Called once deletion is requested; ``finalizer`` is held until it succeeds."""
+
+        def register(fn: H) -> H:
+            self._before_start()
+            if kind in self.handlers.finalizers:
+                raise OperatorError(f"a finalize handler for {kind.value} is already registered")
+            self.handlers.finalizers[kind] = FinalizeIntent(
+                kind=kind,
+                fn=fn,
+                when=when or _always,
+                finalizer=finalizer or default_finalizer(kind),
+            )
+            return fn
+
+        return register
+
+    def timer(
+        self, kind: Kind, interval: float, *, when: Filter | None = None, name: str | None = None
+    ) -> Callable[[H], H]:
+        """Called every ``interval`` seconds for every live object of ``kind``."""
+        if interval <= 0:
+            raise ValueError(f"timer interval must be > 0, got {interval}")
+
+        def register(fn: H) -> H:
+            self._before_start()
+            timer_name = name or str(getattr(fn, "__qualname__", repr(fn)))
+            self.handlers.timers.append(
+                TimerIntent(
+                    kind=kind, fn=fn, interval=interval, when=when or _always, name=timer_name
+                )
+            )
+            return fn
+
+        return register
+
+    def singleton(self, name: str, *, interval: float | None = None) -> Callable[[H], H]:
+        """Run only on the instance holding the ``name`` leader lease.
+
+        Without ``interval`` the handler is a long-running task started when this
+        instance becomes the leader and cancelled when it stops being it; with one, it
+        is called every ``interval`` seconds while leader. Failures are logged and the
+        handler is started again with backoff.
+        """
+
+        def register(fn: H) -> H:
+            self._before_start()
+            if name in self.handlers.singletons:
+                raise OperatorError(f"a singleton named {name!r} is already registered")
+            self.handlers.singletons[name] = SingletonIntent(name=name, fn=fn, interval=interval)
+            return fn
+
+        return register
+
+    def on_startup(self, fn: H) -> H:
+        self._before_start()
+        self.handlers.on_startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: H) -> H:
+        self._before_start()
+        self.handlers.on_shutdown.append(fn)
+        return fn
+
+    def _before_start(self) -> None:
+        if self._started:
+            raise OperatorError("handlers must be registered before the operator starts")
+
+    # --- helpers for handlers and tests --------------------------------------------------
+
+    async def patch_status(
+        self, obj: AnyResource, /, *, observe: bool = True, **fields: Any
+    ) -> AnyResource | None:
+        return await patch_status(
+            self.store,
+            obj,
+            observe=observe,
+            max_conflicts=self.settings.status_conflict_retries,
+            **fields,
+        )
+
+    def queue_depth(self, kind: Kind) -> int:
+        return 0 if self._queues is None else self._queues.depth(kind)
+
+    def idle(self) -> bool:
+        """No handler running and nothing queued (retries scheduled count as queued)."""
+        return self._queues is None or self._queues.idle()
+
+    async def wait_idle(self, *, within: float = 30.0, settle: float = 0.05) -> None:
+        """Wait until ``idle`` has held for ``settle`` seconds (TimeoutError after ``within``)."""
+        async with asyncio.timeout(within):
+            while True:
+                if self.idle():
+                    await asyncio.sleep(settle)
+                    if self.idle():
+                        return
+                else:
+                    await asyncio.sleep(0.01)
+
+    def is_leader(self, name: str) -> bool:
+        election = self._elections.get(name)
+        return election is not None and election.is_leader
+
+    def leadership_terms(self, name: str) -> int:
+        election = self._elections.get(name)
+        return 0 if election is None else election.terms
+
+    async def leader(self, name: str) -> LeaderInfo | None:
+        election = self._elections.get(name)
+        if election is None:
+            raise OperatorError(f"no singleton named {name!r}")
+        return await election.leader()
+
+    async def peers(self) -> list[Peer]:
+        """The kukeond instances whose heartbeat is alive."""
+        return await alive_peers(self._require_etcd("peering"), self.store.key_prefix)
+
+    def _require_etcd(self, what: str) -> EtcdClient:
+        if self._etcd is None:
+            raise OperatorError(f"{what} needs an etcd client (pass a kukeon.store.Registry)")
+        return self._etcd
+
+    def _context(self, name: str = "") -> OperatorContext:
+        return OperatorContext(
+            operator=self,
+            store=self.store,
+            node_name=self.settings.node_name,
+            logger=self.logger,
+            name=name,
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._report_crash)
+        return task
+
+    def _report_crash(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.logger.error(
+                "background task %s crashed: %r", task.get_name(), error, exc_info=error
+            )
+
+    async def start(self) -> None:
+        """Run startup handlers, start watching, return once every kind is listed."""
+        if self._started:
+            raise OperatorError("the operator was already started")
+        self._started = True
+        if self.handlers.singletons:
+            self._require_etcd("singleton handlers")
+        for handler in self.handlers.on_startup:
+            await handler(self._context())
+
+        self._queues = ObjectQueues(
+            processor=self._processor,
+            handlers=self.handlers,
+            settings=self.settings,
+            metrics=self.metrics,
+        )
+        for kind in self.handlers.kinds():
+            watcher = KindWatcher(
+                kind=kind,
+                store=self.store,
+                queues=self._queues,
+                settings=self.settings,
+                metrics=self.metrics,
+            )
+            self._watchers[kind] = watcher
+            self._tasks.append(self._spawn(watcher.run(), f"kukeon-watch {kind.value}"))
+        for timer in self.handlers.timers:
+            self._tasks.append(self._spawn(self._run_timer(timer), f"kukeon-timer {timer.name}"))
+        if self.settings.resync_interval:
+            self._tasks.append(self._spawn(self._resync_forever(), "kukeon-resync"))
+        self._start_leases()
+        listed = [asyncio.ensure_future(w.listed.wait()) for w in self._watchers.values()]
+        if listed:
+            await asyncio.gather(*listed)
+
+    def _start_leases(self) -> None:
+        settings = self.settings
+        if self._peering and self._etcd is not None:
+            self._heartbeat = Heartbeat(
+                client=self._etcd,
+                prefix=self.store.key_prefix,
+                node_name=settings.node_name,
+                ttl=settings.lease_ttl,
+                refresh_interval=settings.refresh_interval,
+            )
+            self._lease_tasks.append(self._spawn(self._heartbeat.run(), "kukeon-heartbeat"))
+        for intent in self.handlers.singletons.values():
+            election = LeaderElection(
+                client=self._require_etcd("singleton handlers"),
+                prefix=self.store.key_prefix,
+                name=intent.name,
+                node_name=settings.node_name,
+                ttl=settings.lease_ttl,
+                refresh_interval=settings.refresh_interval,
+                poll_interval=settings.poll_interval,
+            )
+            self._elections[intent.name] = election
+
+            async def lead(intent: SingletonIntent = intent) -> None:
+                await self._run_singleton(intent)
+
+            self._lease_tasks.append(
+                self._spawn(election.run(lead), f"kukeon-election {intent.name}")
+            )
+
+    async def _run_timer(self, timer: TimerIntent) -> None:
+        assert self._queues is not None
+        while True:
+            await asyncio.sleep(timer.interval)
+            self._queues.tick_timer(timer)
+
+    async def _resync_forever(self) -> None:
+        assert self._queues is not None
+        interval = self.settings.resync_interval
+        assert interval is not None
+        while True:
+            await asyncio.sleep(interval)
+            self._queues.resync()
+
+    async def _run_singleton(self, intent: SingletonIntent) -> None:
+        """The body run while leader; restarted with backoff when it fails."""
+        ctx = self._context(intent.name)
+        failures = 0
+        while True:
+            try:
+                await intent.fn(ctx)
+                failures = 0
+            except Exception:
+                failures += 1
+                delay = retry_delay(failures, settings=self.settings)
+                ctx.logger.exception(
+                    "singleton %s failed (attempt %d); again in %.1fs", intent.name, failures, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            if intent.interval is None:
+                # A long-running singleton that returned has finished its work for this term.
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(intent.interval)
+
+    async def stop(self, *, release_leases: bool = True) -> None:
+        """Graceful shutdown; ``release_leases=False`` leaves leases to expire (a crash)."""
+        if not self._started or self._stopped.is_set():
+            return
+        try:
+            await self._cancel(self._tasks)
+            if self._queues is not None:
+                self._queues.stop_accepting()
+                await self._queues.drain(self.settings.shutdown_grace)
+            if not release_leases:
+                for election in self._elections.values():
+                    election.release_on_exit = False
+                if self._heartbeat is not None:
+                    self._heartbeat.release_on_exit = False
+            await self._cancel(self._lease_tasks)
+            for handler in self.handlers.on_shutdown:
+                try:
+                    await handler(self._context())
+                except Exception:
+                    self.logger.exception("shutdown handler %r failed", handler)
+        finally:
+            self._stopped.set()
+            self._stop_requested.set()
+
+    @staticmethod
+    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        tasks.clear()
+
+    def request_stop(self) -> None:
+        """Ask ``run`` to stop (e.g. from a signal handler)."""
+        self._stop_requested.set()
+
+    async def run(self) -> None:
+        """Start, serve until ``request_stop`` (or cancellation), then stop gracefully."""
+        await self.start()
+        try:
+            await self._stop_requested.wait()
+        finally:
+            await asyncio.shield(self.stop())
+
+
+def _always(_: Any) -> bool:
+    return True
+
+
+__all__ = ["ObjectHandler", "Operator", "OperatorError", "OperatorHandler"]

@@ -1,0 +1,199 @@
+"""Running the handlers of one object once, and turning what happened into an ``Outcome``.
+
+Given the latest version of an object, ``Processor.process`` decides which handler is
+due (finalize when deletion was requested and this operator's finalizer is still held,
+reconcile otherwise), keeps the finalizer bookkeeping (add it before the first
+reconcile, remove it after a successful finalize), runs the handler, records a failure
+in ``status.reason``/``status.message`` and in the metrics, and reports the result. It
+never sleeps or retries: scheduling the next attempt is ``queueing``'s job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from typing import NamedTuple
+
+from kukeon.api import Kind, key_of
+from kukeon.store import Invalid, StoreError
+
+from .errors import HandlerError, PermanentError, TemporaryError
+from .intents import Cause, HandlerContext, HandlerRegistry, ObjectHandler, TimerIntent
+from .metrics import (
+    RESULT_CANCELLED,
+    RESULT_ERROR,
+    RESULT_PERMANENT,
+    RESULT_SUCCESS,
+    RESULT_TEMPORARY,
+    FrameworkMetrics,
+)
+from .protocols import AnyResource, Store
+from .settings import Settings
+from .status import patch_status
+
+log = logging.getLogger("kukeon.framework")
+
+
+class Result(enum.Enum):
+    SKIPPED = "skipped"  # nothing to do for this version (filtered out, no handler)
+    SUCCESS = "success"
+    TEMPORARY = "temporary"
+    PERMANENT = "permanent"
+    GONE = "gone"  # the object disappeared while we worked on it
+
+
+class Outcome(NamedTuple):
+    result: Result
+    handled: AnyResource | None
+    """The version the handler saw (after the framework's own finalizer write)."""
+    delay: float | None = None
+    """A retry delay the handler asked for (``TemporaryError(delay=...)``)."""
+
+
+def describe(kind: Kind, key: tuple[str, ...]) -> str:
+    return f"{kind.value} {'/'.join(key)}"
+
+
+class Processor:
+    """Runs the registered handlers for one object version."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        handlers: HandlerRegistry,
+        settings: Settings,
+        metrics: FrameworkMetrics,
+    ) -> None:
+        self._store = store
+        self._handlers = handlers
+        self._settings = settings
+        self._metrics = metrics
+
+    def logger(self, kind: Kind, key: tuple[str, ...]) -> logging.LoggerAdapter[logging.Logger]:
+        extra = {"kind": kind.value, "key": "/".join(key), "node": self._settings.node_name}
+        return logging.LoggerAdapter(log, extra)
+
+    def _context(self, obj: AnyResource, *, cause: Cause, retry: int) -> HandlerContext:
+        kind = Kind(obj.kind)
+        key = key_of(obj)
+        return HandlerContext(
+            kind=kind,
+            key=key,
+            cause=cause,
+            retry=retry,
+            node_name=self._settings.node_name,
+            store=self._store,
+            logger=self.logger(kind, key),
+            max_conflicts=self._settings.status_conflict_retries,
+        )
+
+    async def process(self, obj: AnyResource, *, cause: Cause, retry: int) -> Outcome:
+        kind = Kind(obj.kind)
+        key = key_of(obj)
+        reconciler = self._handlers.reconcilers.get(kind)
+        finalizer = self._handlers.finalizers.get(kind)
+
+        if obj.metadata.deletion_timestamp is not None:
+            if finalizer is None or finalizer.finalizer not in obj.metadata.finalizers:
+                return Outcome(Result.SKIPPED, obj)
+            ctx = self._context(obj, cause=Cause.DELETE, retry=retry)
+            outcome = await self._run(finalizer.fn, obj, ctx, phase="finalize")
+            if outcome.result is not Result.SUCCESS:
+                return outcome
+            await self._store.remove_finalizer(kind, key, finalizer.finalizer)
+            ctx.logger.info("%s finalized", describe(kind, key))
+            return Outcome(Result.SUCCESS, obj)
+
+        missing = finalizer is not None and finalizer.finalizer not in obj.metadata.finalizers
+        if finalizer is not None and missing and finalizer.when(obj):
+            try:
+                updated = await self._store.add_finalizer(kind, key, finalizer.finalizer)
+            except Invalid:
+                # Deletion was requested meanwhile: its event brings the next version.
+                return Outcome(Result.SKIPPED, obj)
+            if updated is None:
+                return Outcome(Result.GONE, None)
+            obj = updated
+
+        if reconciler is None or not reconciler.when(obj):
+            return Outcome(Result.SKIPPED, obj)
+        ctx = self._context(obj, cause=cause, retry=retry)
+        return await self._run(reconciler.fn, obj, ctx, phase="reconcile")
+
+    async def run_timer(self, timer: TimerIntent, obj: AnyResource) -> Outcome:
+        ctx = self._context(obj, cause=Cause.TIMER, retry=0)
+        return await self._run(timer.fn, obj, ctx, phase=f"timer {timer.name}")
+
+    async def _run(
+        self, fn: ObjectHandler, obj: AnyResource, ctx: HandlerContext, *, phase: str
+    ) -> Outcome:
+        kind = ctx.kind.value
+        what = f"{phase} of {describe(ctx.kind, ctx.key)}"
+        started = time.monotonic()
+        try:
+            await fn(obj, ctx)
+        except asyncio.CancelledError:
+            self._metrics.reconcile_total.labels(kind, RESULT_CANCELLED).inc()
+            ctx.logger.warning("%s cancelled", what)
+            raise
+        except PermanentError as error:
+            self._metrics.reconcile_total.labels(kind, RESULT_PERMANENT).inc()
+            ctx.logger.error(
+                "%s failed permanently (%s): %s; waiting for the object to change",
+                what,
+                error.reason,
+                error,
+                extra={"reason": error.reason, "retry": ctx.retry},
+            )
+            await self._record_failure(obj, ctx, error.reason, str(error))
+            return Outcome(Result.PERMANENT, obj)
+        except TemporaryError as error:
+            self._metrics.reconcile_total.labels(kind, RESULT_TEMPORARY).inc()
+            ctx.logger.warning(
+                "%s failed (%s): %s; will retry",
+                what,
+                error.reason,
+                error,
+                extra={"reason": error.reason, "retry": ctx.retry},
+            )
+            await self._record_failure(obj, ctx, error.reason, str(error))
+            return Outcome(Result.TEMPORARY, obj, error.delay)
+        except Exception as error:
+            self._metrics.reconcile_total.labels(kind, RESULT_ERROR).inc()
+            reason = error.reason if isinstance(error, HandlerError) else "UnexpectedError"
+            ctx.logger.exception(
+                "%s raised %s: %s; will retry",
+                what,
+                type(error).__name__,
+                error,
+                extra={"reason": reason, "retry": ctx.retry},
+            )
+            message = f"{phase} failed: {type(error).__name__}: {error}"
+            await self._record_failure(obj, ctx, reason, message)
+            return Outcome(Result.TEMPORARY, obj)
+        finally:
+            self._metrics.reconcile_duration.labels(kind).observe(time.monotonic() - started)
+        self._metrics.reconcile_total.labels(kind, RESULT_SUCCESS).inc()
+        return Outcome(Result.SUCCESS, obj)
+
+    async def _record_failure(
+        self, obj: AnyResource, ctx: HandlerContext, reason: str, message: str
+    ) -> None:
+        try:
+            await patch_status(
+                self._store,
+                obj,
+                observe=False,
+                max_conflicts=self._settings.status_conflict_retries,
+                reason=reason,
+                message=message,
+            )
+        except (StoreError, TypeError, ValueError) as error:
+            ctx.logger.warning(
+                "could not record the failure in the status of %s: %s",
+                describe(ctx.kind, ctx.key),
+                error,
+            )

@@ -1,0 +1,378 @@
+"""One serialized, coalescing work slot per object, and a bounded pool of handler runs.
+
+Why a slot and not a FIFO of events: a handler always wants the *latest* version of
+its object, never a replay of the intermediate ones. Each object therefore has one
+``_ObjectState`` holding the newest version seen; events only overwrite it and mark
+it dirty. One worker task per object drains it, so two handlers never run on the same
+object at once, and a burst of updates arriving while a handler runs collapses into
+exactly one more run with the final version (coalescing).
+
+Which changes count: a version whose spec and metadata are the same as the last one
+handled (a status write, usually the handler's own) updates the cached object but
+queues nothing; otherwise every status write would trigger its own reconcile.
+
+Failures: ``TemporaryError`` and unexpected exceptions schedule a retry after the
+backoff delay of the object's consecutive-failure count (reset by a success);
+``PermanentError`` parks the object until its spec or metadata change. A change that
+arrives while a retry is pending runs at once with the new version.
+
+Memory: the state of an object is dropped when the object is deleted, and its worker
+task exits after ``queue_idle_timeout`` without work, so 10,000 quiet objects cost
+10,000 small records and no tasks. A global semaphore bounds how many handlers run.
+
+``watching`` feeds this module; ``processing`` runs what it schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from kukeon.api import Kind, key_of
+
+from .backoff import retry_delay
+from .intents import Cause, HandlerRegistry, TimerIntent
+from .metrics import FrameworkMetrics
+from .processing import Outcome, Processor, Result, describe
+from .protocols import AnyResource, ObjectKey
+from .settings import Settings
+
+log = logging.getLogger("kukeon.framework")
+
+_Run = Callable[[], Awaitable[Outcome]]
+
+
+def change_digest(obj: AnyResource) -> bytes:
+    """Identity of what a handler reacts to: spec and metadata, without resourceVersion."""
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(obj.spec.model_dump_json().encode())
+    hasher.update(obj.metadata.model_dump_json(exclude={"resource_version"}).encode())
+    return hasher.digest()
+
+
+def _revision(obj: AnyResource) -> int:
+    return int(obj.metadata.resource_version or 0)
+
+
+@dataclass(eq=False, kw_only=True)
+class _ObjectState:
+    kind: Kind
+    key: ObjectKey
+    latest: AnyResource | None
+    revision: int
+    dirty: bool = False
+    forced: bool = False
+    cause: Cause = Cause.CHANGE
+    timers_due: dict[str, TimerIntent] = field(default_factory=dict)
+    handled_digest: bytes | None = None
+    parked_digest: bytes | None = None
+    failures: int = 0
+    retry_handle: asyncio.TimerHandle | None = None
+    worker: asyncio.Task[None] | None = None
+    running: bool = False
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def waiting(self) -> bool:
+        return self.dirty or self.retry_handle is not None or bool(self.timers_due)
+
+
+class ObjectQueues:
+    """Every object's state and worker, across all kinds of one operator."""
+
+    def __init__(
+        self,
+        *,
+        processor: Processor,
+        handlers: HandlerRegistry,
+        settings: Settings,
+        metrics: FrameworkMetrics,
+    ) -> None:
+        self._processor = processor
+        self._handlers = handlers
+        self._settings = settings
+        self._metrics = metrics
+        self._states: dict[tuple[Kind, ObjectKey], _ObjectState] = {}
+        self._waiting: dict[Kind, set[ObjectKey]] = {}
+        self._running = 0
+        self._slots = asyncio.Semaphore(settings.max_workers)
+        self._accepting = True
+        self._changed = asyncio.Event()
+
+    # --- introspection (metrics, tests, the runner) --------------------------------------
+
+    def depth(self, kind: Kind) -> int:
+        """Objects of ``kind`` waiting for a handler (due now or scheduled for a retry)."""
+        return len(self._waiting.get(kind, ()))
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def idle(self) -> bool:
+        return self._running == 0 and not any(self._waiting.values())
+
+    def known(self, kind: Kind) -> list[ObjectKey]:
+        return [key for (k, key), st in self._states.items() if k == kind and st.latest]
+
+    def latest(self, kind: Kind, key: ObjectKey) -> AnyResource | None:
+        state = self._states.get((kind, key))
+        return None if state is None else state.latest
+
+    def failures(self, kind: Kind, key: ObjectKey) -> int:
+        state = self._states.get((kind, key))
+        return 0 if state is None else state.failures
+
+    async def wait_changed(self) -> None:
+        """Returns after the next transition of any object (for idle waiting)."""
+        self._changed.clear()
+        await self._changed.wait()
+
+    def _track(self, state: _ObjectState) -> None:
+        waiting = self._waiting.setdefault(state.kind, set())
+        before = len(waiting)
+        if state.waiting:
+            waiting.add(state.key)
+        else:
+            waiting.discard(state.key)
+        if len(waiting) != before:
+            self._metrics.queue_depth.labels(state.kind.value).set(len(waiting))
+        self._changed.set()
+
+    # --- input ---------------------------------------------------------------------------
+
+    def offer(self, obj: AnyResource, *, force: bool = False, cause: Cause = Cause.CHANGE) -> None:
+        """A version of an object arrived (watch event, list item, resync)."""
+        if not self._accepting:
+            return
+        kind = Kind(obj.kind)
+        key = key_of(obj)
+        revision = _revision(obj)
+        state = self._states.get((kind, key))
+        if state is None:
+            state = _ObjectState(kind=kind, key=key, latest=obj, revision=revision)
+            self._states[(kind, key)] = state
+        elif state.latest is not None and revision < state.revision:
+            # An older copy (a list racing the watch): keep the newer one we have.
+            obj = state.latest
+        else:
+            if state.latest is None:
+                # Re-created under the same key: nothing carries over from the old one.
+                state.handled_digest = state.parked_digest = None
+                state.failures = 0
+            state.latest = obj
+            state.revision = revision
+        digest = change_digest(obj)
+        if digest == state.parked_digest:
+            return
+        if force or digest != state.handled_digest:
+            state.dirty = True
+            state.forced = state.forced or force
+            state.cause = cause
+            self._kick(state)
+
+    def forget(self, kind: Kind, key: ObjectKey, *, revision: int | None = None) -> None:
+        """The object is gone (a DELETED event, or missing from a relist)."""
+        state = self._states.get((kind, key))
+        if state is None:
+            return
+        if revision is not None and revision < state.revision:
+            return
+        self._cancel_retry(state)
+        state.latest = None
+        state.timers_due.clear()
+        if state.worker is None:
+            self._drop(state)
+        else:
+            state.dirty = True
+            state.wakeup.set()
+            self._track(state)
+
+    def resync(self, kinds: Iterable[Kind] | None = None) -> None:
+        """Queue every known object again, even if unchanged (unless parked)."""
+        wanted = None if kinds is None else set(kinds)
+        for (kind, _), state in list(self._states.items()):
+            if state.latest is not None and (wanted is None or kind in wanted):
+                self.offer(state.latest, force=True, cause=Cause.RESYNC)
+
+    def tick_timer(self, timer: TimerIntent) -> None:
+        """A timer's interval elapsed: queue it for every live object it applies to."""
+        if not self._accepting:
+            return
+        for (kind, _), state in list(self._states.items()):
+            obj = state.latest
+            if kind != timer.kind or obj is None or obj.metadata.deletion_timestamp:
+                continue
+            if not timer.when(obj):
+                continue
+            state.timers_due[timer.name] = timer
+            self._kick(state)
+
+    def _kick(self, state: _ObjectState) -> None:
+        self._track(state)
+        if state.worker is None:
+            state.worker = asyncio.create_task(
+                self._work(state), name=f"kukeon-worker {describe(state.kind, state.key)}"
+            )
+        else:
+            state.wakeup.set()
+
+    def _drop(self, state: _ObjectState) -> None:
+        self._states.pop((state.kind, state.key), None)
+        state.dirty = False
+        state.timers_due.clear()
+        self._track(state)
+
+    # --- retries -------------------------------------------------------------------------
+
+    def _cancel_retry(self, state: _ObjectState) -> None:
+        if state.retry_handle is not None:
+            state.retry_handle.cancel()
+            state.retry_handle = None
+
+    def _schedule_retry(self, state: _ObjectState, requested: float | None) -> None:
+        self._cancel_retry(state)
+        state.failures += 1
+        delay = requested
+        if delay is None:
+            delay = retry_delay(state.failures, settings=self._settings)
+        self._metrics.retries_total.labels(state.kind.value).inc()
+        log.info(
+            "%s: retry %d in %.2fs",
+            describe(state.kind, state.key),
+            state.failures,
+            delay,
+            extra={"kind": state.kind.value, "key": "/".join(state.key), "delay": delay},
+        )
+        loop = asyncio.get_running_loop()
+        state.retry_handle = loop.call_later(delay, self._retry_due, state)
+
+    def _retry_due(self, state: _ObjectState) -> None:
+        state.retry_handle = None
+        if not self._accepting or state.latest is None:
+            self._track(state)
+            return
+        state.dirty = True
+        state.forced = True
+        state.cause = Cause.RETRY
+        self._kick(state)
+
+    # --- the worker of one object --------------------------------------------------------
+
+    async def _work(self, state: _ObjectState) -> None:
+        try:
+            while self._accepting:
+                if not state.dirty and not state.timers_due:
+                    if state.latest is None:
+                        break
+                    state.wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            state.wakeup.wait(), self._settings.queue_idle_timeout
+                        )
+                    if not state.dirty and not state.timers_due:
+                        break
+                    continue
+                async with self._slots:
+                    if not self._accepting:
+                        break
+                    await self._step(state)
+        finally:
+            state.worker = None
+            if state.latest is None and self._states.get((state.kind, state.key)) is state:
+                self._drop(state)
+            elif state.waiting and self._accepting and state.retry_handle is None:
+                # Work arrived after the idle decision: start a new worker for it.
+                self._kick(state)
+
+    async def _step(self, state: _ObjectState) -> None:
+        if state.dirty:
+            obj = state.latest
+            forced, cause = state.forced, state.cause
+            state.dirty = state.forced = False
+            self._track(state)
+            if obj is None:
+                return
+            digest = change_digest(obj)
+            if digest == state.parked_digest or (not forced and digest == state.handled_digest):
+                return
+            retry = state.failures
+            current: AnyResource = obj
+            outcome = await self._guarded(
+                state, lambda: self._processor.process(current, cause=cause, retry=retry)
+            )
+            self._settle(state, obj, outcome)
+        elif state.timers_due:
+            name = next(iter(state.timers_due))
+            timer = state.timers_due.pop(name)
+            self._track(state)
+            obj = state.latest
+            if obj is None or obj.metadata.deletion_timestamp is not None:
+                return
+            await self._guarded(state, lambda: self._processor.run_timer(timer, obj))
+
+    async def _guarded(self, state: _ObjectState, run: _Run) -> Outcome:
+        """Run one handler pass; a failure of the framework's own store calls is retried."""
+        self._running += 1
+        try:
+            return await run()
+        except Exception as error:
+            log.warning(
+                "%s: %s: %s; will retry",
+                describe(state.kind, state.key),
+                type(error).__name__,
+                error,
+                extra={"kind": state.kind.value, "key": "/".join(state.key)},
+            )
+            return Outcome(Result.TEMPORARY, state.latest)
+        finally:
+            self._running -= 1
+            self._changed.set()
+
+    def _settle(self, state: _ObjectState, given: AnyResource, outcome: Outcome) -> None:
+        handled = outcome.handled or given
+        digest = change_digest(handled)
+        if outcome.result is Result.GONE:
+            return
+        if outcome.result in (Result.SUCCESS, Result.SKIPPED):
+            self._cancel_retry(state)
+            state.failures = 0
+            state.handled_digest = digest
+            state.parked_digest = None
+        elif outcome.result is Result.PERMANENT:
+            self._cancel_retry(state)
+            state.failures = 0
+            state.handled_digest = digest
+            state.parked_digest = digest
+        elif state.latest is not None and self._accepting:
+            state.handled_digest = digest
+            self._schedule_retry(state, outcome.delay)
+        self._track(state)
+
+    # --- shutdown ------------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        """No new events, retries or timers; idle workers exit, busy ones finish their run."""
+        self._accepting = False
+        for state in self._states.values():
+            self._cancel_retry(state)
+            state.dirty = False
+            state.timers_due.clear()
+            state.wakeup.set()
+            self._track(state)
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for running handlers, then cancel what is left."""
+        workers = [s.worker for s in self._states.values() if s.worker is not None]
+        if not workers:
+            return
+        _, pending = await asyncio.wait(workers, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("cancelled %d handler(s) still running after %.1fs", len(pending), grace)
+            await asyncio.wait(pending)

@@ -1,0 +1,100 @@
+"""One list + watch per kind, feeding every version it sees into the object queues.
+
+The registry's watch already resumes by itself after a dropped stream (etcd restarted,
+a member lost) as long as etcd comes back within its retry budget. This loop handles
+what is left: ``Gone`` (the history we needed was compacted) relists and replaces the
+cached set, treating objects missing from the list as deleted; ``Unavailable`` (etcd
+was away longer than the budget) waits with backoff and resumes the watch from the last
+revision seen, so no change is lost either way. Every restart is counted in
+``kukeon_watch_restarts_total{kind,reason}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kukeon.api import Kind, key_of
+from kukeon.store import Gone, StoreError, Unavailable
+
+from .metrics import FrameworkMetrics
+from .protocols import Store
+from .queueing import ObjectQueues
+from .settings import Settings
+
+log = logging.getLogger("kukeon.framework")
+
+
+class KindWatcher:
+    """Keeps ``queues`` up to date with every object of one kind."""
+
+    def __init__(
+        self,
+        *,
+        kind: Kind,
+        store: Store,
+        queues: ObjectQueues,
+        settings: Settings,
+        metrics: FrameworkMetrics,
+    ) -> None:
+        self.kind = kind
+        self._store = store
+        self._queues = queues
+        self._settings = settings
+        self._metrics = metrics
+        self.listed = asyncio.Event()
+        """Set once the first list has been handed to the queues."""
+        self.revision: int | None = None
+
+    def _restarted(self, reason: str) -> None:
+        self._metrics.watch_restarts_total.labels(self.kind.value, reason).inc()
+
+    async def _relist(self) -> int:
+        listing = await self._store.list(self.kind)
+        present = set()
+        for obj in listing.items:
+            present.add(key_of(obj))
+            self._queues.offer(obj)
+        for key in self._queues.known(self.kind):
+            if key not in present:
+                self._queues.forget(self.kind, key, revision=listing.resource_version)
+        self.listed.set()
+        log.info(
+            "listed %d %s object(s) at revision %d",
+            len(listing.items),
+            self.kind.value,
+            listing.resource_version,
+            extra={"kind": self.kind.value},
+        )
+        return listing.resource_version
+
+    async def run(self) -> None:
+        delay = self._settings.watch_retry_initial
+        while True:
+            try:
+                if self.revision is None:
+                    self.revision = await self._relist()
+                async for event in self._store.watch(self.kind, resource_version=self.revision):
+                    if event.type == "DELETED":
+                        self._queues.forget(
+                            self.kind, key_of(event.object), revision=event.revision
+                        )
+                    else:
+                        self._queues.offer(event.object)
+                    self.revision = event.revision
+                    delay = self._settings.watch_retry_initial
+                reason = "ended"
+            except Gone as error:
+                log.warning("watch %s: %s; relisting", self.kind.value, error)
+                self.revision = None
+                self._restarted("gone")
+                continue
+            except Unavailable as error:
+                reason = "unavailable"
+                log.warning("watch %s: %s; retrying in %.1fs", self.kind.value, error, delay)
+            except StoreError as error:
+                reason = "error"
+                log.error("watch %s failed: %s; retrying in %.1fs", self.kind.value, error, delay)
+            self._restarted(reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._settings.watch_retry_max)
