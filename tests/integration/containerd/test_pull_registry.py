@@ -28,9 +28,12 @@ import pytest
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.registry import (
+    MEDIA_TYPE_OCI_INDEX,
     ManifestUnknownError,
+    Platform,
     RegistryClient,
     RegistryUnauthorizedError,
+    host_platform,
     parse_reference,
 )
 from kukeon.runtime.containerd.types import RegistryCredential
@@ -79,59 +82,66 @@ class PushedImage:
     layer_digests: tuple[str, ...]
 
 
-def _tiny_oci_archive(path: Path) -> None:
-    """A one-file OCI image archive, for when hack/make-test-image.sh is not there."""
+MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _descriptor(media_type: str, data: bytes, **extra: object) -> dict[str, object]:
+    return {"mediaType": media_type, "digest": digest_of(data), "size": len(data), **extra}
+
+
+def _tiny_image(architecture: str) -> tuple[dict[str, object], dict[str, bytes]]:
+    """A one-file image for ``architecture``: its manifest descriptor and its blobs."""
     layer_tar = io.BytesIO()
     with tarfile.open(fileobj=layer_tar, mode="w") as tar:
-        payload = b"hello from kukeon\n"
+        payload = f"hello from kukeon on {architecture}\n".encode()
         info = tarfile.TarInfo("hello.txt")
         info.size = len(payload)
-        info.mtime = 0
         tar.addfile(info, io.BytesIO(payload))
-    diff_id = digest_of(layer_tar.getvalue())
     layer = gzip.compress(layer_tar.getvalue(), mtime=0)
     config = json.dumps(
         {
-            "architecture": "amd64",
+            "architecture": architecture,
             "os": "linux",
             "config": {"Cmd": ["/hello"]},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "rootfs": {"type": "layers", "diff_ids": [digest_of(layer_tar.getvalue())]},
         }
     ).encode()
     manifest = json.dumps(
         {
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": digest_of(config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": digest_of(layer),
-                    "size": len(layer),
-                }
-            ],
+            "mediaType": MEDIA_TYPE_MANIFEST,
+            "config": _descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": [_descriptor("application/vnd.oci.image.layer.v1.tar+gzip", layer)],
         }
     ).encode()
-    index = json.dumps(
-        {
-            "schemaVersion": 2,
-            "manifests": [
-                {
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": digest_of(manifest),
-                    "size": len(manifest),
-                }
-            ],
-        }
-    ).encode()
+    blobs = {digest_of(blob): blob for blob in (layer, config, manifest)}
+    return _descriptor(MEDIA_TYPE_MANIFEST, manifest), blobs
+
+
+def _read_archive(path: Path) -> tuple[dict[str, object], dict[str, bytes]]:
+    """The layout's index.json and every blob of an OCI image archive."""
+    blobs: dict[str, bytes] = {}
+    index: dict[str, object] = {}
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            name = member.name.removeprefix("./")
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is None:
+                continue
+            if name == "index.json":
+                index = json.loads(handle.read())
+            elif name.startswith("blobs/sha256/"):
+                blobs["sha256:" + name.rsplit("/", 1)[1]] = handle.read()
+    return index, blobs
+
+
+def _write_archive(path: Path, entries: list[dict[str, object]], blobs: dict[str, bytes]) -> None:
+    layout_index = json.dumps({"schemaVersion": 2, "manifests": entries}).encode()
     files = {
         "oci-layout": b'{"imageLayoutVersion": "1.0.0"}',
-        "index.json": index,
-        **{f"blobs/sha256/{digest_of(b)[7:]}": b for b in (layer, config, manifest)},
+        "index.json": layout_index,
+        **{f"blobs/sha256/{digest[7:]}": data for digest, data in blobs.items()},
     }
     with tarfile.open(path, "w") as tar:
         for name, data in files.items():
@@ -141,21 +151,11 @@ def _tiny_oci_archive(path: Path) -> None:
 
 
 def _describe_archive(path: Path) -> PushedImage:
-    with tarfile.open(path) as tar:
-
-        def read(name: str) -> bytes:
-            for candidate in (name, f"./{name}"):
-                try:
-                    member = tar.extractfile(candidate)
-                except KeyError:
-                    continue
-                if member is not None:
-                    return member.read()
-            raise AssertionError(f"{name} missing from {path}")
-
-        index = json.loads(read("index.json"))
-        manifest_digest = index["manifests"][0]["digest"]
-        manifest = json.loads(read(f"blobs/sha256/{manifest_digest[7:]}"))
+    index, blobs = _read_archive(path)
+    entries = index["manifests"]
+    assert isinstance(entries, list)
+    manifest_digest = entries[0]["digest"]
+    manifest = json.loads(blobs[manifest_digest])
     return PushedImage(
         archive=path,
         manifest_digest=manifest_digest,
@@ -170,9 +170,60 @@ def test_image(tmp_path_factory: pytest.TempPathFactory) -> PushedImage:
     script = REPO_ROOT / "hack" / "make-test-image.sh"
     if script.is_file() and Path("/bin/busybox").is_file():
         subprocess.run(["bash", str(script), str(out)], check=True, capture_output=True)
-    else:
-        _tiny_oci_archive(out)
+    else:  # the helper script is another part of the project: do without it if missing
+        descriptor, blobs = _tiny_image(host_platform().architecture)
+        _write_archive(out, [descriptor], blobs)
     return _describe_archive(out)
+
+
+@dataclass(frozen=True)
+class MultiPlatformImage:
+    archive: Path
+    index_digest: str
+    host_manifest_digest: str
+    foreign_manifest_digest: str
+    foreign: Platform
+
+
+@pytest.fixture(scope="module")
+def multi_platform_image(
+    tmp_path_factory: pytest.TempPathFactory, test_image: PushedImage
+) -> MultiPlatformImage:
+    """An OCI index: the test image for this host, and a tiny image for another platform."""
+    host = host_platform()
+    foreign = Platform("linux", "s390x" if host.architecture != "s390x" else "amd64")
+    _, blobs = _read_archive(test_image.archive)
+    foreign_descriptor, foreign_blobs = _tiny_image(foreign.architecture)
+    blobs.update(foreign_blobs)
+    host_platform_json = {"os": "linux", "architecture": host.architecture}
+    if host.variant:
+        host_platform_json["variant"] = host.variant
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_INDEX,
+            "manifests": [
+                {
+                    **foreign_descriptor,
+                    "platform": {"os": "linux", "architecture": foreign.architecture},
+                },
+                {
+                    **_descriptor(MEDIA_TYPE_MANIFEST, blobs[test_image.manifest_digest]),
+                    "platform": host_platform_json,
+                },
+            ],
+        }
+    ).encode()
+    blobs[digest_of(index)] = index
+    out = tmp_path_factory.mktemp("image") / "multi.tar"
+    _write_archive(out, [_descriptor(MEDIA_TYPE_INDEX, index)], blobs)
+    return MultiPlatformImage(
+        archive=out,
+        index_digest=digest_of(index),
+        host_manifest_digest=test_image.manifest_digest,
+        foreign_manifest_digest=str(foreign_descriptor["digest"]),
+        foreign=foreign,
+    )
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -183,9 +234,26 @@ class Registry:
     host: str
     password: str
     reference: str
+    skopeo: str
 
     def credentials(self, password: str | None = None) -> list[RegistryCredential]:
         return [RegistryCredential(f"http://{self.host}", USERNAME, password or self.password)]
+
+    def push(self, archive: Path, reference: str, *, all_platforms: bool = False) -> None:
+        command = [
+            self.skopeo,
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            f"{USERNAME}:{self.password}",
+            f"oci-archive:{archive}",
+            f"docker://{reference}",
+        ]
+        if all_platforms:
+            command.insert(2, "--all")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, f"skopeo push failed: {result.stderr}"
 
 
 def _wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -231,23 +299,11 @@ def registry(
         )
     try:
         _wait_for_http(f"http://{host}/v2/", process, log)
-        reference = f"{host}/kukeon/busybox:test"
-        subprocess.run(
-            [
-                skopeo,
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                f"{USERNAME}:{password}",
-                f"oci-archive:{test_image.archive}",
-                f"docker://{reference}",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
+        pushed = Registry(
+            host=host, password=password, reference=f"{host}/kukeon/busybox:test", skopeo=skopeo
         )
-        yield Registry(host=host, password=password, reference=reference)
+        pushed.push(test_image.archive, pushed.reference)
+        yield pushed
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -380,3 +436,31 @@ async def test_pull_image_into_containerd(
         await pull_image(
             client, namespace, registry.reference, credentials=registry.credentials("wrong")
         )
+
+
+async def test_multi_platform_index(
+    registry: Registry,
+    multi_platform_image: MultiPlatformImage,
+    containerd_client: ContainerdClient,
+    containerd_namespace: str,
+) -> None:
+    image = multi_platform_image
+    reference = f"{registry.host}/kukeon/multi:1"
+    registry.push(image.archive, reference, all_platforms=True)
+
+    # the registry client picks the entry of the platform it is asked for
+    async with RegistryClient(credentials=registry.credentials(), platform=image.foreign) as client:
+        foreign = await client.pull(reference, store=MemoryBlobStore())
+    assert foreign.target.digest == image.index_digest
+    assert foreign.manifest.digest == image.foreign_manifest_digest
+
+    # pull_image takes this host's entry, records the index and unpacks the host's layers
+    result = await pull_image(
+        containerd_client, containerd_namespace, reference, credentials=registry.credentials()
+    )
+    assert result.image.target.media_type == MEDIA_TYPE_OCI_INDEX
+    assert result.image.target.digest == image.index_digest
+    assert result.pulled.manifest.digest == image.host_manifest_digest
+    assert result.chain_id is not None
+    content = containerd_client.content(containerd_namespace)
+    assert not await content.has_blob(image.foreign_manifest_digest)
