@@ -161,14 +161,19 @@ class Runner:
         return container_id, log
 
     async def run_to_exit(
-        self, container: Mapping[str, Any], *, name: str, timeout: float = 60.0
+        self,
+        container: Mapping[str, Any],
+        *,
+        name: str,
+        netns_path: str | None = None,
+        within: float = 60.0,
     ) -> tuple[ExitStatus, str]:
         """Run a container until it exits; returns its exit status and its log."""
-        container_id, log = await self.create(container, name=name)
+        container_id, log = await self.create(container, name=name, netns_path=netns_path)
         tasks = self.client.tasks(self.namespace)
         waiting = asyncio.ensure_future(tasks.wait(container_id))
         await tasks.start(container_id)
-        status = await asyncio.wait_for(waiting, timeout)
+        status = await asyncio.wait_for(waiting, within)
         await tasks.delete(container_id)
         await self.client.containers(self.namespace).delete(container_id)
         return status, await asyncio.to_thread(log.read_text)

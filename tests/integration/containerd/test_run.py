@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+from pathlib import Path
+
 import pytest
 
+from kukeon.runtime.containerd import TaskExited, TaskIO, TaskOOM, task_lifecycle_filters
 from tests.integration.containerd.helpers import Runner
 
 pytestmark = pytest.mark.integration
@@ -17,3 +22,119 @@ async def test_exit_status_and_both_streams_in_the_log(runner: Runner) -> None:
     assert status.exited_at is not None
     assert "out" in log.splitlines()
     assert "err" in log.splitlines()
+
+
+async def test_second_container_joins_the_first_ones_network_namespace(runner: Runner) -> None:
+    tasks = runner.client.tasks(runner.namespace)
+    first, _first_log = await runner.create({"command": "sleep", "args": ["300"]}, name="root")
+    await tasks.start(first)
+    pid = await tasks.pid(first)
+    # An address added inside the first container's netns makes that netns recognisable.
+    marker = f"192.0.2.{secrets.randbelow(200) + 20}"
+    await _run(
+        "nsenter", f"--net=/proc/{pid}/ns/net", "ip", "addr", "add", f"{marker}/32", "dev", "lo"
+    )
+
+    # What the first container sees, through an exec'd process.
+    exec_log = runner.log_dir / "exec.log"
+    first_spec = (await runner.client.containers(runner.namespace).get(first)).spec
+    process = {**first_spec["process"], "args": ["ip", "addr"], "terminal": False}
+    await tasks.exec(first, "ipaddr", process=process, io=TaskIO.log_file(exec_log))
+    exec_exit = asyncio.ensure_future(tasks.wait(first, exec_id="ipaddr"))
+    await tasks.start(first, exec_id="ipaddr")
+    assert (await asyncio.wait_for(exec_exit, 30)).code == 0
+    await tasks.delete_process(first, "ipaddr")
+    seen_by_first = exec_log.read_text()
+
+    status, seen_by_second = await runner.run_to_exit(
+        {"command": "ip", "args": ["addr"]},
+        name="joiner",
+        netns_path=f"/proc/{pid}/ns/net",
+    )
+    assert status.code == 0
+    assert marker in seen_by_first
+    assert seen_by_second == seen_by_first
+
+    stopped = await tasks.stop(first, grace_period=1.0)
+    assert stopped.code == 137  # sleep as PID 1 ignores SIGTERM: escalated to SIGKILL
+
+
+async def test_memory_limit_oom_kills_and_the_oom_event_arrives(runner: Runner) -> None:
+    events = runner.client.events.subscribe(*task_lifecycle_filters(namespace=runner.namespace))
+    received: list[object] = []
+
+    async def collect() -> None:
+        async for event in events:
+            received.append(event)
+            if isinstance(event, TaskExited):
+                return
+
+    container_id, _log = await runner.create(
+        {
+            "command": "sh",
+            "args": ["-c", "tail /dev/zero"],
+            "resources": {"memoryLimitBytes": 32 * 1024 * 1024},
+        },
+        name="oom",
+    )
+    collecting = asyncio.ensure_future(collect())
+    await asyncio.sleep(0.2)  # let the subscription reach containerd
+    tasks = runner.client.tasks(runner.namespace)
+    waiting = asyncio.ensure_future(tasks.wait(container_id))
+    await tasks.start(container_id)
+    status = await asyncio.wait_for(waiting, 60)
+    await asyncio.wait_for(collecting, 30)
+    await events.aclose()
+
+    assert status.code == 137
+    ooms = [e for e in received if isinstance(e, TaskOOM)]
+    assert [e.container_id for e in ooms][:1] == [container_id]
+    exits = [e for e in received if isinstance(e, TaskExited)]
+    assert exits[-1].container_id == container_id
+    assert exits[-1].exit_status == 137
+    leaf = Path("/sys/fs/cgroup/memory") / runner.cgroup.path.lstrip("/") / container_id
+    assert int((leaf / "memory.limit_in_bytes").read_text()) == 32 * 1024 * 1024
+    await tasks.delete(container_id)
+    assert not leaf.exists()  # runc removes the task's own leaf with the task
+
+
+async def test_read_only_rootfs_user_capabilities_and_tmpfs_from_inside(runner: Runner) -> None:
+    script = (
+        "id -u; id -g; "
+        "if touch /probe 2>/dev/null; then echo rootfs-writable; else echo rootfs-read-only; fi; "
+        "touch /scratch/probe && echo tmpfs-writable; "
+        "grep ' /scratch ' /proc/mounts; "
+        "grep CapBnd /proc/self/status"
+    )
+    status, log = await runner.run_to_exit(
+        {
+            "command": "sh",
+            "args": ["-c", script],
+            "user": "1000:1000",
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["CHOWN", "NET_RAW"]},
+            "tmpfs": [{"path": "/scratch", "sizeBytes": 1048576}],
+        },
+        name="locked",
+    )
+    assert status.code == 0, log
+    lines = log.splitlines()
+    assert lines[0:2] == ["1000", "1000"]
+    assert "rootfs-read-only" in lines
+    assert "tmpfs-writable" in lines
+    scratch = next(line for line in lines if " /scratch " in line)
+    assert scratch.split()[2] == "tmpfs"
+    bounding = int(next(line for line in lines if line.startswith("CapBnd")).split()[1], 16)
+    assert bounding != 0
+    assert not bounding & (1 << 0)  # CAP_CHOWN
+    assert not bounding & (1 << 13)  # CAP_NET_RAW
+    assert bounding & (1 << 10)  # CAP_NET_BIND_SERVICE is kept by default
+
+
+async def _run(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {err.decode().strip()}")
