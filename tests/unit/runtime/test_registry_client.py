@@ -171,6 +171,7 @@ class FakeRegistry:
     corrupt: set[str] = field(default_factory=set)
     failures_before_success: dict[str, int] = field(default_factory=dict)
     content_type_override: str | None = None
+    token_body: bytes | None = None
     base: str = ""
 
     def add_image(self, repo: str, tag: str, image: FakeImage) -> None:
@@ -214,6 +215,8 @@ class FakeRegistry:
         self.token_requests.append(dict(request.query))
         if not self._basic_ok(request.headers.get("Authorization", "")):
             return web.json_response({"details": "bad credentials"}, status=401)
+        if self.token_body is not None:
+            return web.Response(body=self.token_body, content_type="text/plain")
         token = secrets.token_hex(8)
         self.issued_tokens.add(token)
         return web.json_response({"access_token": token, "expires_in": 300})
@@ -311,7 +314,7 @@ async def test_anonymous_pull_stores_every_blob_with_gc_labels(
     for position, layer_digest in enumerate(image.layer_digests):
         assert manifest_labels[f"containerd.io/gc.ref.content.l.{position}"] == layer_digest
         assert store.labels[layer_digest][LABEL_UNCOMPRESSED] == image.diff_ids[position]
-        assert store.labels[layer_digest][f"{LABEL_DISTRIBUTION_SOURCE}.127.0.0.1"] == "team/app"
+        assert store.labels[layer_digest][f"{LABEL_DISTRIBUTION_SOURCE}.{host}"] == "team/app"
 
 
 async def test_second_pull_fetches_nothing_again(registry: tuple[FakeRegistry, str]) -> None:
@@ -664,3 +667,33 @@ async def test_chosen_manifest_carries_its_platform(registry: tuple[FakeRegistry
         resolved = await client.resolve(f"{host}/multi")
     assert resolved.manifest.platform == AMD64
     assert resolved.chosen_index_position == 0
+
+
+async def test_token_service_answering_garbage(registry: tuple[FakeRegistry, str]) -> None:
+    fake, host = registry
+    fake.auth = "bearer"
+    fake.token_body = b"<html>maintenance</html>"
+    fake.add_image("app", "latest", make_image())
+    creds = [RegistryCredential(host, "alice", "s3cret")]
+    with pytest.raises(RegistryUnauthorizedError, match="returned no token"):
+        await pull(host, "app", MemoryBlobStore(), credentials=creds)
+
+
+async def test_large_manifest_is_read_whole(registry: tuple[FakeRegistry, str]) -> None:
+    fake, host = registry
+    image = make_image()
+    document = json.loads(image.manifest)
+    document["annotations"] = {f"k{i}": "v" * 100 for i in range(3000)}  # ~330 KB
+    manifest = json.dumps(document).encode()
+    fake.add_image("app", "latest", image)
+    fake.manifests[("app", "latest")] = (image.media_type, manifest)
+    pulled = await pull(host, "app", MemoryBlobStore())
+    assert pulled.manifest.size == len(manifest)
+    assert pulled.manifest.digest == digest_of(manifest)
+
+
+async def test_oversized_manifest_is_refused(registry: tuple[FakeRegistry, str]) -> None:
+    fake, host = registry
+    fake.manifests[("app", "latest")] = (MEDIA_TYPE_OCI_MANIFEST, b" " * (4 * 1024 * 1024 + 1))
+    with pytest.raises(UnsupportedManifestError, match="larger than 4194304 bytes"):
+        await pull(host, "app", MemoryBlobStore())

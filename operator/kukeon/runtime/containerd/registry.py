@@ -661,7 +661,7 @@ class RegistryClient:
         ref = parse_reference(reference) if isinstance(reference, str) else reference
         body, target = await self._fetch_manifest(ref, ref.object, expected=None)
         if target.media_type in INDEX_MEDIA_TYPES:
-            position, chosen = self._choose_platform(ref, body, target)
+            position, chosen = self._choose_platform(ref, body)
             manifest_body, manifest = await self._fetch_manifest(
                 ref, chosen.digest, expected=chosen
             )
@@ -703,7 +703,7 @@ class RegistryClient:
         ref = resolved.reference
         fetched: list[str] = []
         reused: list[str] = []
-        source_labels = {f"{LABEL_DISTRIBUTION_SOURCE}.{ref.host}": ref.repository}
+        source_labels = {f"{LABEL_DISTRIBUTION_SOURCE}.{ref.registry}": ref.repository}
 
         config_bytes = await self._config_bytes(ref, resolved.config, store, fetched, reused)
         try:
@@ -832,9 +832,7 @@ class RegistryClient:
             ref, f"unsupported manifest media type {declared or content_type or 'unknown'!r}"
         )
 
-    def _choose_platform(
-        self, ref: ImageReference, body: bytes, index: Descriptor
-    ) -> tuple[int, Descriptor]:
+    def _choose_platform(self, ref: ImageReference, body: bytes) -> tuple[int, Descriptor]:
         document = self._json(ref, body, "index")
         entries = document.get("manifests")
         if not isinstance(entries, list):
@@ -1159,11 +1157,15 @@ class RegistryClient:
                         status=response.status,
                         message=f"token service {token_url.host} answered HTTP {response.status}",
                     )
-                document = await response.json(content_type=None)
-        except aiohttp.ClientError as exc:
+                raw = await _read_at_most(response, MAX_MANIFEST_BYTES)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise RegistryUnreachableError.about(
-                ref, f"token service {token_url.host} unreachable: {exc}"
+                ref, f"token service {token_url.host} unreachable: {exc!r}"
             ) from exc
+        try:
+            document = json.loads(raw) if raw is not None else None
+        except (ValueError, UnicodeDecodeError):
+            document = None
         if not isinstance(document, dict):
             document = {}
         token = document.get("token") or document.get("access_token")
@@ -1209,9 +1211,9 @@ def _preferred_challenge(challenges: Sequence[Challenge]) -> Challenge | None:
 async def _error_suffix(response: aiohttp.ClientResponse) -> str:
     """The registry's error codes and messages (``{"errors": [...]}``) as a message suffix."""
     try:
-        raw = await response.content.read(64 * 1024)
-        document = json.loads(raw)
-    except (ValueError, aiohttp.ClientError, UnicodeDecodeError):
+        raw = await _read_at_most(response, 64 * 1024)
+        document = json.loads(raw) if raw is not None else None
+    except (ValueError, aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
         return ""
     errors = document.get("errors") if isinstance(document, dict) else None
     if not isinstance(errors, list):
@@ -1227,10 +1229,23 @@ async def _error_suffix(response: aiohttp.ClientResponse) -> str:
 async def _read_limited(
     ref: ImageReference, response: aiohttp.ClientResponse, limit: int, what: str
 ) -> bytes:
-    body = await response.content.read(limit + 1)
-    if len(body) > limit:
+    body = await _read_at_most(response, limit)
+    if body is None:
         raise UnsupportedManifestError.about(ref, f"{what} is larger than {limit} bytes")
     return body
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or ``None`` as soon as it exceeds ``limit`` bytes."""
+    parts: list[bytes] = []
+    total = 0
+    # read(n) may return fewer bytes than are coming: read to the end, chunk by chunk.
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _digest_of(data: bytes, algorithm: str = "sha256") -> str:
