@@ -169,6 +169,7 @@ class Registry:
         self._config = config
         self._layout = KeyLayout(config.key_prefix)
         self._retrier = Retrier(client=client, retry_timeout=config.retry_timeout)
+        self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -185,6 +186,8 @@ class Registry:
         return registry
 
     async def close(self) -> None:
+        """Close the channel; running watches end with ``Unavailable``."""
+        self._closed = True
         await self._client.close()
 
     async def __aenter__(self) -> Self:
@@ -829,6 +832,8 @@ class Registry:
                 reason = str(error) or repr(error)
             finally:
                 await stream.aclose()
+            if self._closed:
+                raise Unavailable(f"watch {kind.value}: the registry was closed")
             if loop.time() + delay > deadline:
                 raise Unavailable(
                     f"watch {kind.value}: etcd unreachable for {self._config.retry_timeout:g}s "
@@ -855,8 +860,10 @@ class Registry:
             await stop.wait()
 
         call = self._client.watchstub.Watch(requests(), metadata=self._client.metadata)
+        responses = call.__aiter__()
         try:
-            async for response in call:
+            while True:
+                response = await self._next_response(responses)
                 if response.compact_revision:
                     raise Gone(
                         f"watch from revision {start_revision}: etcd compacted its history up "
@@ -868,10 +875,22 @@ class Registry:
                     raise _WatchStreamEndedError(f"cancelled by etcd: {response.cancel_reason}")
                 if response.events:
                     yield [self._watch_event(event) for event in response.events]
-            raise _WatchStreamEndedError("etcd closed the watch stream")
         finally:
             stop.set()
             call.cancel()
+
+    @staticmethod
+    async def _next_response(responses: AsyncIterator[Any]) -> Any:
+        try:
+            return await anext(responses)
+        except StopAsyncIteration:
+            raise _WatchStreamEndedError("etcd closed the watch stream") from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our caller is being cancelled, not just the gRPC call
+            # grpc.aio cancels the call when the channel closes or is reset.
+            raise _WatchStreamEndedError("the watch call was cancelled") from None
 
     def _watch_event(self, event: Any) -> WatchEvent:
         kv = event.kv

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kukeon.api import Kind
-from kukeon.store import Gone, Registry, WatchEvent
+from kukeon.store import Gone, Registry, Unavailable, WatchEvent
+from tests.fixtures.etcd import EtcdServer
 
 from .objects import realm, space, with_labels
 
@@ -111,3 +112,20 @@ async def test_compacted_revision_is_gone_and_list_then_watch_misses_nothing(
     expected = {f"s{index}" for index in range(60) if index % 3}
     assert known == expected
     assert {item.metadata.name for item in (await registry.list(Kind.SPACE)).items} == expected
+
+
+async def test_closing_the_registry_ends_its_watches(
+    etcd_server: EtcdServer, etcd_key_prefix: str
+) -> None:
+    registry = await Registry.connect(etcd_server.config(key_prefix=etcd_key_prefix))
+    start = await registry.current_revision()
+
+    async def watch() -> None:
+        async for _ in registry.watch(Kind.REALM, resource_version=start):
+            pass
+
+    watching = asyncio.create_task(watch())
+    await asyncio.sleep(0.2)
+    await registry.close()
+    with pytest.raises(Unavailable, match="closed"):
+        await asyncio.wait_for(watching, 10)
