@@ -28,6 +28,7 @@ from kukeon.runtime.containerd.spec import (
     build_runtime_spec,
     container_labels,
     parse_device,
+    read_bounding_capabilities,
 )
 from kukeon.runtime.containerd.types import ImageConfig
 
@@ -75,6 +76,7 @@ def make_context(**overrides: Any) -> SpecContext:
         passwd=PASSWD,
         group=GROUP,
         machine="x86_64",
+        available_capabilities=None,  # every capability, whatever this test machine has
     )
     return dataclasses.replace(base, **overrides)
 
@@ -740,3 +742,10 @@ def test_secret_colliding_with_a_volume_is_an_error() -> None:
     container = make_container(volumes=[{"source": "/a", "target": "/run/secrets/db"}])
     with pytest.raises(RuntimeSpecError, match="used twice"):
         build(container, secret_files={"/run/secrets/db": "/state/db"})
+
+
+def test_available_capabilities_default_to_this_process_bounding_set() -> None:
+    context = SpecContext(
+        image_config=ImageConfig(cmd=("sh",)), container_id="c", hostname="h", cgroups_path="/c"
+    )
+    assert context.available_capabilities == read_bounding_capabilities()

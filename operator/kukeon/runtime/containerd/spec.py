@@ -306,9 +306,13 @@ class SpecContext:
     """Every device of the host, given to a privileged container."""
     terminal: bool = False
     """Allocate a TTY (attachable containers)."""
-    available_capabilities: frozenset[str] | None = None
-    """The capabilities runc can grant: the bounding set of the runtime's process (see
-    :func:`read_bounding_capabilities`). ``None`` assumes every capability kukeon knows."""
+    available_capabilities: frozenset[str] | None = field(
+        default_factory=lambda: read_bounding_capabilities()
+    )
+    """The capabilities runc can grant. Defaults to this process's bounding set (containerd
+    is normally started with the same one); ``None`` assumes every capability kukeon knows.
+    Hosts and sandboxes often withhold some (CAP_SYS_RESOURCE, say), and runc refuses to
+    start a container asking for one it cannot have."""
     machine: str = field(default_factory=platform.machine)
     annotations: Mapping[str, str] = field(default_factory=dict)
 
