@@ -1,0 +1,162 @@
+"""The v1 driver on this host's real controller hierarchies (/sys/fs/cgroup/<controller>)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kukeon.runtime.cgroups import (
+    MANAGED_V1_CONTROLLERS,
+    CgroupLimits,
+    CgroupPath,
+    Delegation,
+    open_driver,
+)
+from tests.integration.cgroups.conftest import V1Setup, leftovers
+
+pytestmark = pytest.mark.integration
+
+CELL = CgroupPath.of("realm", "space", "stack", "cell")
+
+
+def tree(setup: V1Setup) -> set[Path]:
+    return set(leftovers(setup.mounts, setup.root))
+
+
+def controller_dir(setup: V1Setup, controller: str, path: CgroupPath) -> Path:
+    for hierarchy in setup.driver.managed:
+        if controller in hierarchy.controllers:
+            return setup.driver.directory(hierarchy, path)
+    raise AssertionError(f"{controller} is not mounted")
+
+
+async def test_open_driver_picks_v1_on_this_host(v1: V1Setup) -> None:
+    assert v1.driver.version == 1
+    assert open_driver(root=v1.root).version == 1
+    assert v1.driver.controllers <= MANAGED_V1_CONTROLLERS
+    assert {"cpu", "memory", "pids"} <= v1.driver.controllers
+
+
+async def test_tree_created_twice_is_the_same_tree(v1: V1Setup) -> None:
+    first = await v1.driver.ensure(CELL, delegation=Delegation.ALL)
+    after_first = tree(v1)
+
+    second = await v1.driver.ensure(CELL)
+
+    assert first.changed
+    assert not second.changed
+    assert tree(v1) == after_first
+    assert first.path == f"{v1.root}/realm/space/stack/cell"
+    assert second.subtree_controllers == tuple(sorted(v1.driver.controllers))
+    for hierarchy in v1.driver.managed:
+        assert v1.driver.directory(hierarchy, CELL).is_dir()
+    # cpuset cgroups start empty and refuse processes until they inherit cpus/mems
+    cpuset = controller_dir(v1, "cpuset", CELL)
+    host = Path("/sys/fs/cgroup/cpuset")
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        assert (cpuset / name).read_text() == (host / name).read_text()
+    # named hierarchies and the unified mount are not populated by ensure
+    for mount in v1.driver.swept:
+        assert not (mount / v1.root.strip("/")).exists()
+
+
+async def test_limits_are_written_and_read_back(v1: V1Setup) -> None:
+    limits = CgroupLimits(
+        memory_max_bytes=64 * 1024 * 1024,
+        cpu_shares=512,
+        cpu_quota_us=50_000,
+        cpu_period_us=100_000,
+        pids_max=32,
+    )
+
+    state = await v1.driver.ensure(CELL, limits=limits)
+
+    memory = controller_dir(v1, "memory", CELL)
+    cpu = controller_dir(v1, "cpu", CELL)
+    pids = controller_dir(v1, "pids", CELL)
+    assert (memory / "memory.limit_in_bytes").read_text().strip() == str(64 * 1024 * 1024)
+    assert (cpu / "cpu.shares").read_text().strip() == "512"
+    assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+    assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
+    assert (pids / "pids.max").read_text().strip() == "32"
+    assert state.limits == {
+        "memory.limit_in_bytes": str(64 * 1024 * 1024),
+        "cpu.shares": "512",
+        "cpu.cfs_quota_us": "50000",
+        "cpu.cfs_period_us": "100000",
+        "pids.max": "32",
+    }
+    assert not (await v1.driver.set_limits(CELL, limits)).changed
+
+    reset = await v1.driver.set_limits(CELL, CgroupLimits())
+
+    assert reset.changed
+    assert int(reset.limits["memory.limit_in_bytes"]) > 1 << 62
+    assert reset.limits["cpu.shares"] == "1024"
+    assert reset.limits["cpu.cfs_quota_us"] == "-1"
+    assert reset.limits["pids.max"] == "max"
+    assert not (await v1.driver.set_limits(CELL, CgroupLimits())).changed
+
+
+def in_cgroup(pid: int, controller: str, relative: str) -> bool:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path == relative
+    return False
+
+
+async def test_removal_kills_the_process_and_leaves_nothing(
+    v1: V1Setup, sleeper: subprocess.Popen[bytes]
+) -> None:
+    task = CELL.child("task")
+    await v1.driver.ensure(CELL, limits=CgroupLimits(pids_max=16))
+    await v1.driver.ensure(task)
+    await v1.driver.add_process(task, sleeper.pid)
+    relative = v1.driver.cgroup_path(task)
+    for controller in ("memory", "pids", "cpu", "freezer", "cpuset"):
+        assert in_cgroup(sleeper.pid, controller, relative), controller
+    assert await v1.driver.list_processes(CELL) == (sleeper.pid,)
+    assert await v1.driver.list_processes(CELL, recursive=False) == ()
+    stats = await v1.driver.read_stats(CELL)
+    assert stats.pids == 1
+    assert stats.memory_bytes is not None
+    # runc joins tasks into the named and unified hierarchies too (mkdir -p): mimic that
+    for mount in v1.driver.swept:
+        joined = mount / relative.strip("/")
+        joined.mkdir(parents=True)
+        (joined / "cgroup.procs").write_text(str(sleeper.pid))
+
+    removal = await v1.driver.remove(CgroupPath.of("realm"))
+
+    assert removal.killed == (sleeper.pid,)
+    assert sleeper.wait(timeout=10) == -9
+    mounts = [*(h.mount_point for h in v1.driver.managed), *v1.driver.swept]
+    assert tree(v1) == {mount / v1.root.strip("/") for mount in mounts}
+    assert not (await v1.driver.remove(CgroupPath.of("realm"))).changed
+    assert not (await v1.driver.remove(CELL, prune_empty_parents=True)).changed
+    assert await v1.driver.inspect(CELL) is None
+
+    await v1.driver.remove_root()
+
+    assert tree(v1) == set()
+
+
+async def test_prune_keeps_the_parents_that_still_have_children(v1: V1Setup) -> None:
+    other = CgroupPath.of("realm", "space", "stack", "other")
+    await v1.driver.ensure(CELL)
+    await v1.driver.ensure(other)
+
+    await v1.driver.remove(CELL, prune_empty_parents=True)
+    assert await v1.driver.inspect(other) is not None
+
+    removal = await v1.driver.remove(other, prune_empty_parents=True)
+
+    realm_dirs = [p for p in removal.removed if p.name == "realm"]
+    assert len(realm_dirs) == len(v1.driver.managed)
+    for hierarchy in v1.driver.managed:
+        root_dir = hierarchy.mount_point / v1.root.strip("/")
+        assert root_dir.is_dir()
+        assert not any(entry.is_dir() for entry in root_dir.iterdir())
