@@ -220,6 +220,8 @@ class LeaderElection:
         """False leaves the lease to expire on exit (what a crash does; tests use it)."""
         self.terms = 0
         """How many times this instance became the leader."""
+        self.session: LeaseSession | None = None
+        """The lease currently campaigned or led with."""
 
     async def leader(self) -> LeaderInfo | None:
         """Who holds the election now (None: nobody)."""
@@ -242,6 +244,7 @@ class LeaderElection:
                 refresh_interval=self._refresh_interval,
                 name=f"leader/{self.name}",
             )
+            self.session = session
             try:
                 await session.start()
             except Exception as error:

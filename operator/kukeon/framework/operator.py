@@ -205,6 +205,11 @@ class Operator:
     def queue_depth(self, kind: Kind) -> int:
         return 0 if self._queues is None else self._queues.depth(kind)
 
+    def resync(self) -> None:
+        """Queue every known object for its reconcile handler now (what the resync timer does)."""
+        if self._queues is not None:
+            self._queues.resync()
+
     def idle(self) -> bool:
         """No handler running and nothing queued (retries scheduled count as queued)."""
         return self._queues is None or self._queues.idle()

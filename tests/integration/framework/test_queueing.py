@@ -142,7 +142,7 @@ async def test_a_permanent_error_waits_for_the_object_to_change(registry: Regist
         await runner.wait_for(lambda: versions == ["bad"])
         await runner.wait_idle()
         # The failure's own status write and a resync do not bring it back.
-        op._queues.resync() if op._queues else None  # noqa: SLF001 (force a resync now)
+        op.resync()
         await asyncio.sleep(0.5)
         await runner.wait_idle()
         assert versions == ["bad"]
