@@ -33,9 +33,7 @@ async def second_registry(
         await connected.close()
 
 
-def _singleton_operator(
-    registry: Registry, node: str, runs: list[tuple[str, float]]
-) -> Operator:
+def _singleton_operator(registry: Registry, node: str, runs: list[tuple[str, float]]) -> Operator:
     op = Operator(
         registry,
         settings=fast_settings(node_name=node, lease_ttl=TTL),
@@ -73,7 +71,8 @@ async def test_exactly_one_runs_the_singleton_and_the_other_takes_over(
         assert operators[leader].is_leader("scheduler")
         assert not operators[follower].is_leader("scheduler")
         holder = await operators[follower].leader("scheduler")
-        assert holder is not None and holder.node == leader
+        assert holder is not None
+        assert holder.node == leader
 
         stopped_at = time.monotonic()
         await runners[leader].stop()
@@ -104,7 +103,7 @@ async def test_a_lost_lease_stops_the_singleton_within_the_ttl(registry: Registr
 
     async with OperatorRunner(op):
         await OperatorRunner.wait_for(lambda: len(journal) == 1, within=10)
-        election = op._elections["scheduler"]  # noqa: SLF001 (reach the lease to break it)
+        election = op._elections["scheduler"]
         assert election.session is not None
         # Someone revokes our lease behind our back (as etcd does when it expires).
         await registry.client.leasestub.LeaseRevoke(
