@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-from typing import Any
+import random
 
 import pytest
 
@@ -109,8 +110,11 @@ async def test_cascading_delete_removes_every_document_children_first(registry: 
                 assert other_revision < revision, (other_kind, other_names, kind_name, names)
 
 
-async def test_child_create_racing_parent_delete_never_orphans(registry: Registry) -> None:
-    outcomes: dict[str, int] = {"child": 0, "refused": 0}
+@pytest.mark.parametrize("cascade", [True, False], ids=["cascade", "plain"])
+async def test_child_create_racing_parent_delete_never_orphans(
+    registry: Registry, cascade: bool
+) -> None:
+    outcomes: collections.Counter[str] = collections.Counter()
     for round_ in range(100):
         name = f"r{round_}"
         await registry.create(realm(name))
@@ -118,29 +122,31 @@ async def test_child_create_racing_parent_delete_never_orphans(registry: Registr
         await registry.create(stack(name, "s", "st"))
 
         async def create_child(name: str = name) -> str:
+            await asyncio.sleep(random.uniform(0, 0.003))  # vary who reaches etcd first
             try:
                 await registry.create(cell(name, "s", "st", "c"))
-                return "child"
             except NotFound:
-                return "refused"
+                return "child refused"
+            return "child created"
 
-        results: list[Any] = await asyncio.gather(
-            registry.delete(Kind.STACK, (name, "s", "st"), cascade=True),
-            create_child(),
-        )
-        outcomes[results[1]] += 1
-        # Whatever the interleaving, a cell exists only if its stack does.
+        async def delete_parent(name: str = name) -> str:
+            await asyncio.sleep(random.uniform(0, 0.003))
+            try:
+                gone = await registry.delete(Kind.STACK, (name, "s", "st"), cascade=cascade)
+            except ChildrenExist:
+                return "delete refused"
+            return "parent deleted" if gone is None else "parent pending"
+
+        results: list[str] = await asyncio.gather(delete_parent(), create_child())
+        outcomes.update(results)
+        # Whatever the interleaving, a cell exists only while its stack does.
         cells = (await registry.list(Kind.CELL, (name,))).items
         stacks = (await registry.list(Kind.STACK, (name,))).items
-        if cells:
-            assert stacks, f"round {round_}: orphan cell"
-            # The stack survived only because the cell won; deleting again removes both.
-            await registry.delete(Kind.STACK, (name, "s", "st"), cascade=True)
+        assert stacks or not cells, f"round {round_}: orphan cell {results}"
+        await registry.delete(Kind.REALM, (name,), cascade=True)
         assert (await registry.list(Kind.CELL, (name,))).items == []
-        assert (await registry.list(Kind.STACK, (name,))).items == []
-    # Both interleavings happened at least once, or the race was not exercised.
-    assert outcomes["child"] + outcomes["refused"] == 100
-    print("race outcomes:", outcomes)
+    assert outcomes["child created"] + outcomes["child refused"] == 100
+    print(f"race outcomes (cascade={cascade}):", dict(outcomes))
 
 
 async def test_raw_orphan_check_by_keys(registry: Registry) -> None:
