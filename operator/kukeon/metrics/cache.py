@@ -1,0 +1,196 @@
+"""An in-memory copy of every document, kept fresh by list + watch: what a scrape reads.
+
+prometheus-client calls ``Collector.collect()`` synchronously (from the thread that
+renders ``/metrics``), while the registry is asyncio and remote: a scrape must never wait
+on etcd, and 500 cells must not cost 500 reads per scrape. So an informer task per kind
+lists the kind once, then follows its watch and applies every ADDED/MODIFIED/DELETED to
+a ``DocumentCache``; ``collect()`` only copies the cache's current values.
+
+Recovery follows the registry's contract: ``Gone`` (the history the watch needed was
+compacted) relists and replaces the kind wholesale, so objects deleted meanwhile vanish;
+any other store failure (etcd away longer than the registry's retry budget) waits with
+jittered backoff and resumes the watch from the last revision applied, so nothing is
+missed or applied twice. Until a kind's first list completes, ``synced(kind)`` is False
+and the collector reports it, so "no series" can be told apart from "not loaded yet".
+
+The cache is written on the event loop and read from the scrape thread: a lock guards
+each mutation and each snapshot (both O(documents of one kind), nothing slower inside).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import AsyncIterator, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from kukeon.api import Kind, Resource, key_of
+from kukeon.store import Gone, ResourceList, StoreError, WatchEvent
+
+log = logging.getLogger("kukeon.metrics")
+
+AnyResource = Resource[Any, Any]
+ObjectKey = tuple[str, ...]
+
+
+class DocumentSource(Protocol):
+    """The slice of ``kukeon.store.Registry`` an informer reads."""
+
+    async def list(
+        self, kind: Kind, scope: tuple[str, ...] = (), *, label_selector: str | None = None
+    ) -> ResourceList: ...
+
+    def watch(
+        self, kind: Kind, scope: tuple[str, ...] = (), *, resource_version: int
+    ) -> AsyncIterator[WatchEvent]: ...
+
+
+class DocumentCache:
+    """The last known version of every document, by kind and key; safe to read from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._documents: dict[Kind, dict[ObjectKey, AnyResource]] = {kind: {} for kind in Kind}
+        self._synced: dict[Kind, bool] = dict.fromkeys(Kind, False)
+
+    def replace(self, kind: Kind, documents: Iterable[AnyResource]) -> None:
+        """Make ``documents`` the whole content of ``kind`` (after a list) and mark it synced."""
+        fresh = {key_of(document): document for document in documents}
+        with self._lock:
+            self._documents[kind] = fresh
+            self._synced[kind] = True
+
+    def apply(self, event: WatchEvent) -> None:
+        """Apply one watch event; an older version never replaces a newer one."""
+        document = event.object
+        kind = Kind(document.kind)
+        key = key_of(document)
+        with self._lock:
+            documents = self._documents[kind]
+            if event.type == "DELETED":
+                documents.pop(key, None)
+                return
+            current = documents.get(key)
+            if current is not None and _revision(current) > event.revision:
+                return
+            documents[key] = document
+
+    def documents(self, kind: Kind) -> list[AnyResource]:
+        """A snapshot of ``kind``'s documents (a new list; the documents are never mutated)."""
+        with self._lock:
+            return list(self._documents[kind].values())
+
+    def synced(self, kind: Kind) -> bool:
+        with self._lock:
+            return self._synced[kind]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(documents) for documents in self._documents.values())
+
+
+def _revision(document: AnyResource) -> int:
+    try:
+        return int(document.metadata.resource_version or 0)
+    except ValueError:
+        return 0
+
+
+class DocumentInformer:
+    """Keeps a ``DocumentCache`` equal to the store: one list + watch task per kind.
+
+    ``await start()`` launches the tasks and returns at once; ``wait_synced()`` waits for
+    every kind's first list; ``await stop()`` cancels the tasks and waits for them. Also an
+    async context manager (start on enter, stop on exit).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: DocumentSource,
+        cache: DocumentCache,
+        kinds: Sequence[Kind] = tuple(Kind),
+        retry_initial: float = 0.2,
+        retry_max: float = 10.0,
+    ) -> None:
+        self._store = store
+        self.cache = cache
+        self._kinds = tuple(kinds)
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._tasks: list[asyncio.Task[None]] = []
+        self._synced = {kind: asyncio.Event() for kind in self._kinds}
+
+    @property
+    def running(self) -> bool:
+        return any(not task.done() for task in self._tasks)
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._follow(kind), name=f"kukeon-metrics-informer-{kind.value}")
+            for kind in self._kinds
+        ]
+
+    async def wait_synced(self) -> None:
+        """Wait until every kind has been listed once (wrap it in ``asyncio.timeout``)."""
+        for event in self._synced.values():
+            await event.wait()
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _follow(self, kind: Kind) -> None:
+        revision: int | None = None
+        delay = self._retry_initial
+        while True:
+            try:
+                if revision is None:
+                    listing = await self._store.list(kind)
+                    self.cache.replace(kind, listing.items)
+                    self._synced[kind].set()
+                    revision = listing.resource_version
+                async for event in self._store.watch(kind, resource_version=revision):
+                    self.cache.apply(event)
+                    revision = event.revision
+                    delay = self._retry_initial
+                log.debug("metrics cache: watch of %s ended; resuming", kind.value)
+            except Gone as error:
+                log.info("metrics cache: %s %s; relisting", kind.value, error)
+                revision = None
+                continue
+            except StoreError as error:
+                log.warning(
+                    "metrics cache: list/watch of %s failed: %s; retrying in %.1fs",
+                    kind.value,
+                    error,
+                    delay,
+                )
+            except Exception:
+                # A bug must not freeze the cache for good: log it and start over.
+                log.exception("metrics cache: following %s failed; relisting", kind.value)
+                revision = None
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self._retry_max)

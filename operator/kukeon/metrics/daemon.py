@@ -1,0 +1,64 @@
+"""Everything kukeond exposes on ``/metrics``, put together on one registry.
+
+The daemon builds one ``DaemonMetrics``: it registers the hierarchy collector (fed by an
+informer over the registry), the request-latency histograms whose interceptors the
+etcd and containerd channels take, build info and process metrics. The framework
+registers its own ``kukeon_reconcile_*`` series on the same registry when an ``Operator``
+is given it. ``start()``/``stop()`` run the informer; the listener is separate
+(``serve_metrics`` or ``metrics_handler`` on the API server) so it can live on either.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from prometheus_client import CollectorRegistry
+
+from .cache import DocumentCache, DocumentInformer, DocumentSource
+from .collector import HierarchyCollector
+from .latency import RequestLatencyMetrics, request_latency_for
+from .process import register_build_info, register_process_metrics
+
+
+class DaemonMetrics:
+    """The registry's kukeon collectors and the informer that keeps them current."""
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry,
+        store: DocumentSource,
+        node_name: str,
+        only_node: str | None = None,
+        process_metrics: bool = True,
+    ) -> None:
+        self.registry = registry
+        self.cache = DocumentCache()
+        self.informer = DocumentInformer(store=store, cache=self.cache)
+        self.collector = HierarchyCollector(
+            cache=self.cache, node_name=node_name, only_node=only_node
+        )
+        registry.register(self.collector)
+        self.latency: RequestLatencyMetrics = request_latency_for(registry)
+        register_build_info(registry)
+        if process_metrics:
+            register_process_metrics(registry)
+
+    async def start(self) -> None:
+        await self.informer.start()
+
+    async def stop(self) -> None:
+        await self.informer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
