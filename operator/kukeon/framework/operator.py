@@ -210,6 +210,21 @@ class Operator:
         if self._queues is not None:
             self._queues.resync()
 
+    def trigger(self, kind: Kind, key: tuple[str, ...]) -> bool:
+        """Run the reconcile handler of one known object soon, even if it did not change.
+
+        For host events (a task exited): the object is queued like a watch event, so it
+        is coalesced with pending work and never runs twice at once. False when the
+        object is unknown (not listed yet, or filtered out).
+        """
+        if self._queues is None:
+            return False
+        latest = self._queues.latest(kind, key)
+        if latest is None:
+            return False
+        self._queues.offer(latest, force=True)
+        return True
+
     def idle(self) -> bool:
         """No handler running and nothing queued (retries scheduled count as queued)."""
         return self._queues is None or self._queues.idle()
