@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from kukeon.api import Kind
-from kukeon.store import Gone, Registry, Unavailable, WatchEvent
+from kukeon.store import EmbeddedEtcd, Gone, Registry, Unavailable, WatchEvent
 from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.services import require_binary
 
 from .objects import realm, space, with_labels
 
@@ -74,9 +78,24 @@ async def test_watch_reports_added_modified_deleted_in_scope(registry: Registry)
     assert deleted.object.metadata.resource_version == str(deleted.revision)
 
 
+@pytest.fixture
+async def private_registry() -> AsyncIterator[Registry]:
+    """A registry on an etcd of its own: compaction must not touch the shared server's history."""
+    binary = require_binary("etcd", "etcd-server")
+    root = Path(tempfile.mkdtemp(prefix="kukeon-compact-", dir="/dev/shm"))
+    try:
+        async with EmbeddedEtcd(data_dir=root, binary=binary) as etcd:
+            async with await Registry.connect(etcd.config()) as registry:
+                yield registry
+            await etcd.kill()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 async def test_compacted_revision_is_gone_and_list_then_watch_misses_nothing(
-    registry: Registry,
+    private_registry: Registry,
 ) -> None:
+    registry = private_registry
     await registry.create(realm("r"))
     old = await registry.current_revision()
     for index in range(20):
