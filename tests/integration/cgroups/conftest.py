@@ -141,3 +141,31 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def forker() -> Iterator[subprocess.Popen[bytes]]:
+    """A shell that, once a line arrives on its stdin, forks a ``sleep`` every 10 ms.
+
+    It waits for the line so the test can move it into a cgroup first: children forked
+    before the move would stay where the shell started.
+    """
+    shell = require_binary("sh", "dash")
+    process = subprocess.Popen(
+        [shell, "-c", "read go; while :; do sleep 100 & sleep 0.01; done"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        if process.stdin is not None:
+            process.stdin.close()
+
+
+def start_forking(process: subprocess.Popen[bytes]) -> None:
+    assert process.stdin is not None
+    process.stdin.write(b"go\n")
+    process.stdin.flush()

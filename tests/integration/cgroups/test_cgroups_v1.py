@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from kukeon.runtime.cgroups import (
     Delegation,
     open_driver,
 )
-from tests.integration.cgroups.conftest import V1Setup, leftovers
+from tests.integration.cgroups.conftest import V1Setup, leftovers, start_forking
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +162,46 @@ async def test_prune_keeps_the_parents_that_still_have_children(v1: V1Setup) -> 
         root_dir = hierarchy.mount_point / v1.root.strip("/")
         assert root_dir.is_dir()
         assert not any(entry.is_dir() for entry in root_dir.iterdir())
+
+
+def wait_for_pids(path: Path, at_least: int, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+        if len(pids) >= at_least or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.02)
+
+
+async def test_a_process_that_keeps_forking_is_removed(
+    v1: V1Setup, forker: subprocess.Popen[bytes]
+) -> None:
+    task = CELL.child("task")
+    await v1.driver.ensure(task)
+    await v1.driver.add_process(task, forker.pid)
+    start_forking(forker)
+    pids = await asyncio.to_thread(wait_for_pids, controller_dir(v1, "pids", task), 5)
+    assert len(pids) >= 5
+
+    removal = await v1.driver.remove(CELL, prune_empty_parents=True)
+
+    assert forker.pid in removal.killed
+    assert len(removal.killed) >= 5
+    assert forker.wait(timeout=10) == -9
+    assert await v1.driver.inspect(CELL) is None
+    assert await v1.driver.list_processes(CgroupPath.of("realm")) == ()
+
+
+async def test_twenty_spaces_leave_no_cgroup_behind(v1: V1Setup) -> None:
+    for index in range(20):
+        cell = CgroupPath.of("realm", f"space{index}", "stack", "cell")
+        state = await v1.driver.ensure(cell, limits=CgroupLimits(pids_max=10 + index))
+        assert state.limits["pids.max"] == str(10 + index)
+        await v1.driver.remove(CgroupPath.of("realm", f"space{index}"), prune_empty_parents=True)
+
+    spaces = [CgroupPath.of("realm", f"space{index}", "stack", "cell") for index in range(20)]
+    await asyncio.gather(*(v1.driver.ensure(space) for space in spaces))
+    await asyncio.gather(*(v1.driver.remove(space, prune_empty_parents=True) for space in spaces))
+
+    mounts = [h.mount_point for h in v1.driver.managed]
+    assert tree(v1) == {mount / v1.root.strip("/") for mount in mounts}

@@ -29,6 +29,7 @@ import errno
 import itertools
 import os
 import signal
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -106,6 +107,8 @@ class FakeCgroupFs:
         self.killed: list[int] = []
         self.signals: list[tuple[int, int]] = []
         self._where: dict[int, Path] = {}
+        # the drivers call from worker threads; each kernel syscall is atomic, so is each call
+        self._lock = threading.RLock()
         self._pids = itertools.count(_FIRST_FAKE_PID)
         offered = set(offered)
         unknown = offered - set(KERNEL_ORDER)
@@ -123,10 +126,11 @@ class FakeCgroupFs:
 
     def spawn(self, cgroup: Path) -> int:
         """A new fake process in ``cgroup`` (placed as the kernel would place a fork's child)."""
-        pid = next(self._pids)
-        self._where[pid] = cgroup
-        self._sync_procs(cgroup)
-        return pid
+        with self._lock:
+            pid = next(self._pids)
+            self._where[pid] = cgroup
+            self._sync_procs(cgroup)
+            return pid
 
     def pids_of(self, cgroup: Path) -> list[int]:
         return sorted(pid for pid, where in self._where.items() if where == cgroup)
@@ -140,88 +144,95 @@ class FakeCgroupFs:
     # -- CgroupFs ------------------------------------------------------------------------------
 
     def read_text(self, path: Path) -> str:
-        return path.read_text(encoding="utf-8")
+        with self._lock:
+            return path.read_text(encoding="utf-8")
 
     def exists(self, path: Path) -> bool:
-        return os.path.lexists(path)
+        with self._lock:
+            return os.path.lexists(path)
 
     def subdirectories(self, path: Path) -> list[str]:
-        if not path.is_dir():
-            raise _oserror(errno.ENOENT, path)
-        return sorted(entry.name for entry in path.iterdir() if entry.is_dir())
+        with self._lock:
+            if not path.is_dir():
+                raise _oserror(errno.ENOENT, path)
+            return sorted(entry.name for entry in path.iterdir() if entry.is_dir())
 
     def kill(self, pid: int, sig: int) -> None:
-        if pid not in self._where:
-            raise _oserror(errno.ESRCH, Path(f"/proc/{pid}"))
-        self.signals.append((pid, sig))
-        if sig == signal.SIGKILL:
-            self._reap(pid)
+        with self._lock:
+            if pid not in self._where:
+                raise _oserror(errno.ESRCH, Path(f"/proc/{pid}"))
+            self.signals.append((pid, sig))
+            if sig == signal.SIGKILL:
+                self._reap(pid)
 
     def mkdir(self, path: Path) -> None:
-        self._check_writable(path)
-        parent = path.parent
-        if not self._is_cgroup(parent):
-            raise _oserror(errno.ENOENT, path)
-        if os.path.lexists(path):
-            raise _oserror(errno.EEXIST, path)
-        path.mkdir()
-        controllers = self._words(parent / "cgroup.subtree_control")
-        self._put(path / "cgroup.controllers", _ordered(controllers))
-        self._put(path / "cgroup.subtree_control", "")
-        self._put(path / "cgroup.procs", "")
-        self._put(path / "cgroup.threads", "")
-        self._put(path / "cgroup.type", "domain")
-        self._put(path / "cgroup.events", "populated 0\nfrozen 0")
-        self._put(path / "cgroup.stat", "nr_descendants 0\nnr_dying_descendants 0")
-        self._put(path / "cgroup.max.depth", "max")
-        self._put(path / "cgroup.max.descendants", "max")
-        self._put(path / "cpu.stat", "usage_usec 0\nuser_usec 0\nsystem_usec 0")
-        if self.has_cgroup_kill:
-            self._put(path / "cgroup.kill", "")
-        if self.has_freeze:
-            self._put(path / "cgroup.freeze", "0")
-        for controller in controllers:
-            self._add_interface_files(path, controller)
-        self.operations.append(("mkdir", self.relative(path)))
+        with self._lock:
+            self._check_writable(path)
+            parent = path.parent
+            if not self._is_cgroup(parent):
+                raise _oserror(errno.ENOENT, path)
+            if os.path.lexists(path):
+                raise _oserror(errno.EEXIST, path)
+            path.mkdir()
+            controllers = self._words(parent / "cgroup.subtree_control")
+            self._put(path / "cgroup.controllers", _ordered(controllers))
+            self._put(path / "cgroup.subtree_control", "")
+            self._put(path / "cgroup.procs", "")
+            self._put(path / "cgroup.threads", "")
+            self._put(path / "cgroup.type", "domain")
+            self._put(path / "cgroup.events", "populated 0\nfrozen 0")
+            self._put(path / "cgroup.stat", "nr_descendants 0\nnr_dying_descendants 0")
+            self._put(path / "cgroup.max.depth", "max")
+            self._put(path / "cgroup.max.descendants", "max")
+            self._put(path / "cpu.stat", "usage_usec 0\nuser_usec 0\nsystem_usec 0")
+            if self.has_cgroup_kill:
+                self._put(path / "cgroup.kill", "")
+            if self.has_freeze:
+                self._put(path / "cgroup.freeze", "0")
+            for controller in controllers:
+                self._add_interface_files(path, controller)
+            self.operations.append(("mkdir", self.relative(path)))
 
     def rmdir(self, path: Path) -> None:
-        self._check_writable(path)
-        if path == self.root:
-            raise _oserror(errno.EBUSY, path)
-        if not self._is_cgroup(path):
-            raise _oserror(errno.ENOENT, path)
-        if self.subdirectories(path) or self._populated(path):
-            raise _oserror(errno.EBUSY, path)
-        for entry in path.iterdir():
-            entry.unlink()
-        path.rmdir()
-        self.operations.append(("rmdir", self.relative(path)))
+        with self._lock:
+            self._check_writable(path)
+            if path == self.root:
+                raise _oserror(errno.EBUSY, path)
+            if not self._is_cgroup(path):
+                raise _oserror(errno.ENOENT, path)
+            if self.subdirectories(path) or self._populated(path):
+                raise _oserror(errno.EBUSY, path)
+            for entry in path.iterdir():
+                entry.unlink()
+            path.rmdir()
+            self.operations.append(("rmdir", self.relative(path)))
 
     def write_text(self, path: Path, data: str) -> None:
-        self._check_writable(path)
-        cgroup, name = path.parent, path.name
-        if not self._is_cgroup(cgroup) or not path.is_file():
-            # cgroupfs never creates files on write
-            raise _oserror(errno.ENOENT, path)
-        if name in _READ_ONLY:
-            raise _oserror(errno.EACCES, path)
-        value = data.strip()
-        handler = {
-            "cgroup.subtree_control": self._write_subtree_control,
-            "cgroup.procs": self._write_procs,
-            "cgroup.kill": self._write_kill,
-            "cgroup.freeze": self._write_freeze,
-            "memory.max": self._write_bytes_or_max,
-            "memory.high": self._write_bytes_or_max,
-            "pids.max": self._write_count_or_max,
-            "cpu.weight": self._write_cpu_weight,
-            "cpu.max": self._write_cpu_max,
-        }.get(name)
-        if handler is None:
-            self._put(path, value)
-        else:
-            handler(cgroup, path, value)
-        self.operations.append(("write", f"{self.relative(path)}={value}"))
+        with self._lock:
+            self._check_writable(path)
+            cgroup, name = path.parent, path.name
+            if not self._is_cgroup(cgroup) or not path.is_file():
+                # cgroupfs never creates files on write
+                raise _oserror(errno.ENOENT, path)
+            if name in _READ_ONLY:
+                raise _oserror(errno.EACCES, path)
+            value = data.strip()
+            handler = {
+                "cgroup.subtree_control": self._write_subtree_control,
+                "cgroup.procs": self._write_procs,
+                "cgroup.kill": self._write_kill,
+                "cgroup.freeze": self._write_freeze,
+                "memory.max": self._write_bytes_or_max,
+                "memory.high": self._write_bytes_or_max,
+                "pids.max": self._write_count_or_max,
+                "cpu.weight": self._write_cpu_weight,
+                "cpu.max": self._write_cpu_max,
+            }.get(name)
+            if handler is None:
+                self._put(path, value)
+            else:
+                handler(cgroup, path, value)
+            self.operations.append(("write", f"{self.relative(path)}={value}"))
 
     # -- rules -------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -292,3 +293,24 @@ async def test_open_driver_in_unified_mode_uses_the_given_root(tmp_path: Path) -
     assert state.path == "/kukeon-x/y/r"
     assert (fake.root / "kukeon-x" / "y" / "r").is_dir()
     assert await driver.offered_controllers() == frozenset({"cpu", "memory"})
+
+
+async def test_concurrent_creations_and_pruning_removals_converge(tmp_path: Path) -> None:
+    fake, driver = make(tmp_path)
+    old = [CgroupPath.of("realm", f"space{i % 3}", "stack", f"old{i}") for i in range(12)]
+    new = [CgroupPath.of("realm", f"space{i % 3}", "stack", f"new{i}") for i in range(12)]
+    await asyncio.gather(*(driver.ensure(path) for path in old))
+
+    await asyncio.gather(
+        *(driver.remove(path, prune_empty_parents=True) for path in old),
+        *(driver.ensure(path) for path in new),
+    )
+
+    for path in old:
+        assert await driver.inspect(path) is None
+    for path in new:
+        state = await driver.inspect(path)
+        assert state is not None
+        assert state.subtree_controllers == ("cpu", "io", "memory", "pids")
+    await asyncio.gather(*(driver.remove(path, prune_empty_parents=True) for path in new))
+    assert fake.subdirectories(driver.root_dir) == []
