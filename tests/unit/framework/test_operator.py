@@ -1,0 +1,306 @@
+"""The Operator with an in-memory store: coalescing, serialization, retries, relists."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from kukeon.api import Kind, Realm, RealmState
+from kukeon.framework import (
+    HandlerContext,
+    Operator,
+    OperatorError,
+    OperatorRunner,
+    PermanentError,
+    Settings,
+    TemporaryError,
+    default_finalizer,
+    metrics_for,
+)
+from kukeon.store import Gone, Unavailable
+
+from .fakes import FakeStore, realm, relabel
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "node_name": "unit",
+        "backoff_initial": 0.01,
+        "backoff_max": 0.1,
+        "resync_interval": None,
+        "queue_idle_timeout": 0.05,
+        "shutdown_grace": 0.5,
+        "watch_retry_initial": 0.01,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def operator(store: FakeStore, **overrides: Any) -> Operator:
+    return Operator(
+        store,
+        settings=settings(**overrides),
+        collector_registry=CollectorRegistry(),
+        peering=False,
+    )
+
+
+def sample(op: Operator, name: str, **labels: str) -> float:
+    return op.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_updates_during_a_run_collapse_into_one_more_run() -> None:
+    store = FakeStore()
+    op = operator(store)
+    seen: list[str] = []
+    gate = asyncio.Event()
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        seen.append(obj.metadata.labels.get("n", "-"))
+        await gate.wait()
+
+    current = await store.create(realm("r"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: seen == ["-"])
+        for n in range(50):
+            current = await store.update(relabel(current, n=str(n)))
+        gate.set()
+        await runner.wait_idle()
+    assert seen == ["-", "49"]
+
+
+async def test_objects_run_in_parallel_up_to_max_workers() -> None:
+    store = FakeStore()
+    op = operator(store, max_workers=3)
+    running = 0
+    peak = 0
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+
+    for index in range(12):
+        await store.create(realm(f"r{index}"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_idle()
+    assert peak == 3
+    assert sample(op, "kukeon_reconcile_total", kind="Realm", result="success") == 12
+
+
+async def test_idle_workers_are_dropped_and_deleted_objects_forgotten() -> None:
+    store = FakeStore()
+    op = operator(store)
+    calls = 0
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        nonlocal calls
+        calls += 1
+
+    created = await store.create(realm("r"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_idle()
+        queues = op._queues
+        assert queues is not None
+        state = queues._states[(Kind.REALM, ("r",))]
+        await runner.wait_for(lambda: state.worker is None, within=2)
+        await store.delete(Kind.REALM, ("r",))
+        await runner.wait_for(lambda: (Kind.REALM, ("r",)) not in queues._states, within=2)
+        # Re-created under the same name: a new object, handled again.
+        await store.create(realm("r"))
+        await runner.wait_for(lambda: calls == 2)
+    assert created.metadata.name == "r"
+
+
+async def test_temporary_errors_back_off_and_a_success_resets_the_count() -> None:
+    store = FakeStore()
+    op = operator(store)
+    retries: list[int] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        retries.append(ctx.retry)
+        if obj.metadata.labels.get("fail") == "yes" and ctx.retry < 3:
+            raise TemporaryError("not yet", delay=0.01 if ctx.retry == 2 else None)
+
+    current = await store.create(realm("r", fail="yes"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: retries == [0, 1, 2, 3])
+        await runner.wait_idle()
+        assert op._queues is not None
+        assert op._queues.failures(Kind.REALM, ("r",)) == 0
+        current = await store.get(Kind.REALM, ("r",))
+        await store.update(relabel(current, fail="no"))
+        await runner.wait_for(lambda: retries == [0, 1, 2, 3, 0])
+    assert sample(op, "kukeon_reconcile_retries_total", kind="Realm") == 3
+    stored = await store.get(Kind.REALM, ("r",))
+    assert stored.status.reason == "TemporaryFailure"
+
+
+async def test_permanent_errors_wait_for_a_spec_or_metadata_change() -> None:
+    store = FakeStore()
+    op = operator(store)
+    calls: list[str] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        calls.append(obj.metadata.labels["v"])
+        if obj.metadata.labels["v"] == "1":
+            raise PermanentError("bad value", reason="BadValue")
+
+    await store.create(realm("r", v="1"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: calls == ["1"])
+        await runner.wait_idle()
+        stored = await store.get(Kind.REALM, ("r",))
+        assert stored.status.reason == "BadValue"
+        # A status-only write and a resync leave it parked.
+        await op.patch_status(stored, state=RealmState.FAILED)
+        op.resync()
+        await asyncio.sleep(0.05)
+        await runner.wait_idle()
+        assert calls == ["1"]
+        stored = await store.get(Kind.REALM, ("r",))
+        await store.update(relabel(stored, v="2"))
+        await runner.wait_for(lambda: calls == ["1", "2"])
+    assert op.queue_depth(Kind.REALM) == 0
+
+
+async def test_gone_relists_and_forgets_what_disappeared() -> None:
+    store = FakeStore()
+    op = operator(store)
+    handled: list[str] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        handled.append(obj.metadata.name)
+
+    await store.create(realm("stays"))
+    await store.create(realm("goes"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: sorted(handled) == ["goes", "stays"])
+        assert op._queues is not None
+        # While the watch is broken: one object vanishes without a DELETED event, one appears.
+        del store.objects[(Kind.REALM, ("goes",))]
+        store.history.clear()
+        await store.create(realm("new"))
+        store.compact()
+        store.break_watches(Gone("compacted", compacted_revision=store.revision))
+        await runner.wait_for(lambda: "new" in handled)
+        queues = op._queues
+        await runner.wait_for(lambda: sorted(queues.known(Kind.REALM)) == [("new",), ("stays",)])
+    assert sample(op, "kukeon_watch_restarts_total", kind="Realm", reason="gone") == 1
+
+
+async def test_unavailable_resumes_from_the_last_revision() -> None:
+    store = FakeStore()
+    op = operator(store)
+    handled: list[str] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        handled.append(obj.metadata.labels.get("n", "-"))
+
+    current = await store.create(realm("r"))
+    async with OperatorRunner(op) as runner:
+        current = await store.update(relabel(current, n="1"))
+        await runner.wait_for(lambda: handled[-1:] == ["1"])
+        last = store.revision
+        store.break_watches(Unavailable("etcd away"))
+        await runner.wait_for(lambda: len(store.watch_starts) == 2)
+        await store.update(relabel(current, n="2"))
+        await runner.wait_for(lambda: handled[-1:] == ["2"])
+    assert store.watch_starts[-1] == last
+    assert sample(op, "kukeon_watch_restarts_total", kind="Realm", reason="unavailable") == 1
+
+
+async def test_finalize_failures_retry_and_keep_the_object() -> None:
+    store = FakeStore()
+    op = operator(store)
+    attempts = 0
+
+    @op.finalize(Kind.REALM)
+    async def tear_down(obj: Realm, ctx: HandlerContext) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise RuntimeError("still busy")
+
+    await store.create(realm("r"))
+    finalizer = default_finalizer(Kind.REALM)
+    async with OperatorRunner(op) as runner:
+
+        def has_finalizer() -> bool:
+            obj = store.objects.get((Kind.REALM, ("r",)))
+            return obj is not None and finalizer in obj.metadata.finalizers
+
+        await runner.wait_for(has_finalizer)
+        await store.delete(Kind.REALM, ("r",))
+        await runner.wait_for(lambda: (Kind.REALM, ("r",)) not in store.objects)
+    assert attempts == 3
+
+
+async def test_registration_mistakes_are_refused() -> None:
+    store = FakeStore()
+    op = operator(store)
+
+    @op.reconcile(Kind.REALM)
+    async def first(obj: Realm, ctx: HandlerContext) -> None: ...
+
+    with pytest.raises(OperatorError, match="already registered"):
+
+        @op.reconcile(Kind.REALM)
+        async def second(obj: Realm, ctx: HandlerContext) -> None: ...
+
+    with pytest.raises(ValueError, match="interval"):
+        op.timer(Kind.REALM, 0)
+
+    @op.singleton("leader-only")
+    async def lonely(ctx: object) -> None: ...
+
+    with pytest.raises(OperatorError, match="etcd client"):
+        await op.start()
+
+    late = operator(store)
+    async with OperatorRunner(late):
+        with pytest.raises(OperatorError, match="before the operator starts"):
+
+            @late.reconcile(Kind.SPACE)
+            async def too_late(obj: Realm, ctx: HandlerContext) -> None: ...
+
+
+def test_metrics_are_shared_per_collector_registry() -> None:
+    registry = CollectorRegistry()
+    assert metrics_for(registry) is metrics_for(registry)
+    store = FakeStore()
+    # Two operators on the global registry: no duplicate-registration error.
+    first = Operator(store, settings=settings(), peering=False)
+    second = Operator(store, settings=settings(), peering=False)
+    assert first.metrics is second.metrics
+
+
+async def test_handler_failures_are_logged_with_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    store = FakeStore()
+    op = operator(store, backoff_initial=10.0, backoff_max=10.0)
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        raise KeyError("missing")
+
+    await store.create(realm("logged"))
+    with caplog.at_level(logging.WARNING, logger="kukeon.framework"):
+        async with OperatorRunner(op) as runner:
+            await runner.wait_for(lambda: store.status_writes == 1)
+    records = [r for r in caplog.records if getattr(r, "key", None) == "logged"]
+    assert records
+    assert records[0].kind == "Realm"  # type: ignore[attr-defined]
+    assert "Realm logged" in records[0].getMessage()
