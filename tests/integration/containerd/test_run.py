@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.runtime.containerd import TaskExited, TaskIO, TaskOOM, task_lifecycle_filters
+from kukeon.runtime.containerd import (
+    Subscribed,
+    TaskExited,
+    TaskIO,
+    TaskOOM,
+    task_lifecycle_filters,
+)
 from tests.integration.containerd.helpers import Runner
 
 pytestmark = pytest.mark.integration
@@ -62,10 +68,13 @@ async def test_second_container_joins_the_first_ones_network_namespace(runner: R
 async def test_memory_limit_oom_kills_and_the_oom_event_arrives(runner: Runner) -> None:
     events = runner.client.events.subscribe(*task_lifecycle_filters(namespace=runner.namespace))
     received: list[object] = []
+    subscribed = asyncio.Event()
 
     async def collect() -> None:
         async for event in events:
             received.append(event)
+            if isinstance(event, Subscribed):
+                subscribed.set()
             if isinstance(event, TaskExited):
                 return
 
@@ -78,7 +87,7 @@ async def test_memory_limit_oom_kills_and_the_oom_event_arrives(runner: Runner) 
         name="oom",
     )
     collecting = asyncio.ensure_future(collect())
-    await asyncio.sleep(0.2)  # let the subscription reach containerd
+    await asyncio.wait_for(subscribed.wait(), 30)
     tasks = runner.client.tasks(runner.namespace)
     waiting = asyncio.ensure_future(tasks.wait(container_id))
     await tasks.start(container_id)

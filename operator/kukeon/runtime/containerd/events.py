@@ -1,9 +1,10 @@
 """containerd's event stream as an async iterator that survives containerd restarts.
 
 Controllers learn about exits and OOM kills here instead of polling. The stream sees every
-namespace (each event names its own). When containerd goes away the iterator re-subscribes
-once it answers again and yields :class:`StreamReconnected` first: events in between are
-lost, so a consumer must re-read the state it cares about (``tasks.get``) at that point.
+namespace (each event names its own). It starts with :class:`Subscribed` once containerd has
+registered the subscription. When containerd goes away the iterator re-subscribes once it
+answers again and yields ``Subscribed(reconnected=True)``: events in between are lost, so a
+consumer must re-read the state it cares about (``tasks.get``) at that point.
 
 containerd wraps each event in an Any whose type_url is the bare message name
 (``containerd.events.TaskExit``), which ``Any.Unpack`` does not accept; events are decoded
@@ -13,17 +14,24 @@ by that name instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 import grpc
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
 from kukeon.runtime.containerd._gen.services.events.v1 import events_pb2, task_pb2
 from kukeon.runtime.containerd._util import to_datetime
-from kukeon.runtime.containerd.errors import ContainerdCallError, ContainerdUnavailableError
+from kukeon.runtime.containerd.errors import (
+    ContainerdCallError,
+    ContainerdError,
+    ContainerdUnavailableError,
+)
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
@@ -33,6 +41,9 @@ TOPIC_TASK_START: Final = "/tasks/start"
 TOPIC_TASK_EXIT: Final = "/tasks/exit"
 TOPIC_TASK_OOM: Final = "/tasks/oom"
 TOPIC_TASK_DELETE: Final = "/tasks/delete"
+# A subscriber publishes a marker on its own topic until it sees it come back.
+SYNC_TOPIC_PREFIX: Final = "/kukeon/subscribed"
+SYNC_TYPE_URL: Final = "kukeon.io/events/SubscriptionSync"
 
 _RESUMABLE_CODES: Final = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
@@ -104,10 +115,14 @@ class OtherEvent(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class StreamReconnected:
-    """The stream was cut and is back: events may have been missed, re-read state now."""
+class Subscribed:
+    """The subscription is live on containerd: events after this point will be delivered.
 
-    generation: int
+    ``reconnected`` is True when the stream had been cut (containerd restarted): events
+    published in between were missed, so the consumer must re-read the state it follows.
+    """
+
+    reconnected: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,28 +230,36 @@ class EventService:
 
     async def subscribe(
         self, *filters: str, max_backoff: float = 2.0
-    ) -> AsyncIterator[Event | StreamReconnected]:
+    ) -> AsyncIterator[Event | Subscribed]:
         """Events matching any of ``filters`` (all events without any), forever.
 
-        Within one filter a comma means AND. Cancel the consuming task (or ``aclose()``
-        the iterator) to stop.
+        Within one filter a comma means AND. The first item is always
+        :class:`Subscribed`, yielded once containerd has registered the subscription (so
+        an action taken after it cannot be missed); another one follows every reconnection.
+        Cancel the consuming task (or ``aclose()`` the iterator) to stop.
         """
-        request = events_pb2.SubscribeRequest(filters=list(filters))
         delay = 0.05
         failures = 0
         reconnected = False
         while True:
             generation = self._client.generation
+            sync_topic = f"{SYNC_TOPIC_PREFIX}/{secrets.token_hex(8)}"
+            wanted = [*filters, f'topic=="{sync_topic}"'] if filters else []
             call = self._client.stubs.events.Subscribe(
-                request, metadata=self._client.metadata(None)
+                events_pb2.SubscribeRequest(filters=wanted), metadata=self._client.metadata(None)
             )
+            announcing = asyncio.ensure_future(self._announce(sync_topic))
+            announced = False
             try:
-                if reconnected:
-                    yield StreamReconnected(generation=self._client.generation)
-                    reconnected = False
                 async for envelope in call:
-                    failures = 0
-                    delay = 0.05
+                    if envelope.topic == sync_topic:
+                        if not announced:
+                            announced = True
+                            announcing.cancel()
+                            failures = 0
+                            delay = 0.05
+                            yield Subscribed(reconnected=reconnected)
+                        continue
                     yield decode_envelope(envelope)
             except grpc.aio.AioRpcError as error:
                 if error.code() not in _RESUMABLE_CODES:
@@ -246,6 +269,7 @@ class EventService:
                         detail=error.details() or "",
                     ) from error
             finally:
+                announcing.cancel()
                 call.cancel()
             # Cut (or ended by a shutting-down containerd): wait for it to answer again.
             failures += 1
@@ -255,6 +279,22 @@ class EventService:
             delay = min(delay * 2, max_backoff)
             await self._wait_for_daemon()
             reconnected = True
+
+    async def _announce(self, topic: str) -> None:
+        """Publish a marker until the subscription sees it: proof that it is registered."""
+        request = events_pb2.PublishRequest(
+            topic=topic, event=any_pb2.Any(type_url=SYNC_TYPE_URL, value=b"")
+        )
+        while True:
+            with contextlib.suppress(ContainerdError):
+                await self._client.call(
+                    "publish",
+                    lambda s, md: s.events.Publish(
+                        request, metadata=md, timeout=self._client.call_timeout
+                    ),
+                    namespace=None,
+                )
+            await asyncio.sleep(0.1)
 
     async def _wait_for_daemon(self) -> None:
         while True:
