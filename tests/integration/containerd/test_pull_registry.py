@@ -36,6 +36,7 @@ from kukeon.runtime.containerd.registry import (
     host_platform,
     parse_reference,
 )
+from kukeon.runtime.containerd.spec import ImageLayer, read_image_user_database
 from kukeon.runtime.containerd.types import RegistryCredential
 from tests.fixtures.services import free_tcp_port, require_binary, unavailable
 
@@ -94,10 +95,14 @@ def _tiny_image(architecture: str) -> tuple[dict[str, object], dict[str, bytes]]
     """A one-file image for ``architecture``: its manifest descriptor and its blobs."""
     layer_tar = io.BytesIO()
     with tarfile.open(fileobj=layer_tar, mode="w") as tar:
-        payload = f"hello from kukeon on {architecture}\n".encode()
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(payload)
-        tar.addfile(info, io.BytesIO(payload))
+        for name, payload in (
+            ("hello.txt", f"hello from kukeon on {architecture}\n".encode()),
+            ("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
+            ("etc/group", b"root:x:0:\n"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
     layer = gzip.compress(layer_tar.getvalue(), mtime=0)
     config = json.dumps(
         {
@@ -424,6 +429,14 @@ async def test_pull_image_into_containerd(
     content = client.content(namespace)
     for digest in (test_image.config_digest, *test_image.layer_digests):
         assert await content.has_blob(digest)
+
+    # the image's user database, read from its layers in the content store, resolves users
+    manifest = await images.manifest(registry.reference)
+    layers = [ImageLayer(layer.media_type, layer.digest) for layer in manifest.layers]
+    passwd, group = await read_image_user_database(content, layers)
+    assert passwd is not None
+    assert group is not None
+    assert passwd.startswith("root:")
 
     # a second pull fetches nothing and unpacks nothing new
     second = await pull_image(

@@ -9,7 +9,8 @@ without a host; everything that needs the host (stat of a device, the current ha
 the image's passwd file, the cell's netns) is looked up by the caller and handed over in a
 :class:`SpecContext`. The small helpers at the bottom (``inspect_host_device``,
 ``list_host_devices``, ``current_hard_rlimits``) do those look-ups; they block, so call them
-through ``asyncio.to_thread``.
+through ``asyncio.to_thread``. ``read_image_user_database`` reads the image's /etc/passwd and
+/etc/group out of its layers in the content store.
 
 The output is runtime-spec 1.0.2 JSON as runc 1.1 takes it; ``root.path`` is ``rootfs``
 (containerd's task rootfs mounts are placed there).
@@ -17,17 +18,21 @@ The output is runtime-spec 1.0.2 JSON as runc 1.1 takes it; ``root.path`` is ``r
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import io
 import os
 import platform
 import posixpath
 import resource
 import stat
+import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from kukeon.api import ContainerSpec, TmpfsMount, VolumeKind
-from kukeon.runtime.containerd.types import ImageConfig
+from kukeon.runtime.containerd.types import BlobStore, ImageConfig
 
 OCI_VERSION: Final = "1.0.2-dev"
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -1004,3 +1009,69 @@ def read_bounding_capabilities(status_path: str = "/proc/self/status") -> frozen
                 name for name, number in CAPABILITY_NUMBERS.items() if mask >> number & 1
             )
     return None
+
+
+# --- the image's user database ------------------------------------------------------------
+
+USER_DATABASE_FILES: Final = ("etc/passwd", "etc/group")
+_MAX_USER_DATABASE_BYTES: Final = 4 * 1024 * 1024
+
+
+class ImageLayer(NamedTuple):
+    """A layer blob as the manifest lists it."""
+
+    media_type: str
+    digest: str
+
+
+async def read_image_user_database(
+    store: BlobStore, layers: Sequence[ImageLayer]
+) -> tuple[str | None, str | None]:
+    """The image's /etc/passwd and /etc/group text (``None`` for one it does not have).
+
+    Layers are read from the top down, honouring whiteouts, and reading stops once both
+    files are settled, so a user name in ``user`` can be resolved without mounting the
+    image. Layers are decompressed off the event loop. A zstd layer (not readable with the
+    standard library) on the way raises ``ValueError`` naming it.
+    """
+    found: dict[str, str | None] = {}
+    for layer in reversed(layers):
+        blob = await store.read_blob(layer.digest)
+        settled = await asyncio.to_thread(
+            _user_files_in_layer, blob, layer, [f for f in USER_DATABASE_FILES if f not in found]
+        )
+        found.update(settled)
+        if len(found) == len(USER_DATABASE_FILES):
+            break
+    return found.get("etc/passwd"), found.get("etc/group")
+
+
+def _user_files_in_layer(
+    blob: bytes, layer: ImageLayer, wanted: Sequence[str]
+) -> dict[str, str | None]:
+    """The wanted files this layer settles: their text, or ``None`` when it deletes them."""
+    media_type = layer.media_type
+    if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
+        raise ValueError(f"layer {layer.digest} is zstd-compressed ({media_type}): unsupported")
+    raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+    settled: dict[str, str | None] = {}
+    opaque_dirs: set[str] = set()
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        members = {posixpath.normpath(m.name.lstrip("/")).removeprefix("./"): m for m in tar}
+        for name in members:
+            directory, base = posixpath.split(name)
+            if base == ".wh..wh..opq":
+                opaque_dirs.add(directory)
+            elif base.startswith(".wh."):
+                deleted = posixpath.join(directory, base[len(".wh.") :])
+                if deleted in wanted:
+                    settled[deleted] = None
+        for path in wanted:
+            entry = members.get(path)
+            if entry is not None and (entry.isfile() or entry.islnk()):
+                handle = tar.extractfile(entry)
+                data = handle.read(_MAX_USER_DATABASE_BYTES) if handle is not None else b""
+                settled[path] = data.decode("utf-8", errors="replace")
+            elif entry is not None or posixpath.dirname(path) in opaque_dirs:
+                settled.setdefault(path, None)  # replaced by a non-file, or hidden below
+    return settled

@@ -1,0 +1,133 @@
+"""read_image_user_database: /etc/passwd and /etc/group out of layer blobs, whiteouts honoured."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from collections.abc import AsyncIterator, Mapping
+
+import pytest
+
+from kukeon.runtime.containerd.spec import ImageLayer, read_image_user_database
+
+GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+class ReadOnlyStore:
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.reads: list[str] = []
+
+    def add(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.blobs[digest] = data
+        return digest
+
+    async def has_blob(self, digest: str) -> bool:
+        return digest in self.blobs
+
+    async def write_blob(
+        self,
+        *,
+        digest: str,
+        size: int,
+        chunks: AsyncIterator[bytes],
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        raise AssertionError("reading never writes")
+
+    async def read_blob(self, digest: str) -> bytes:
+        self.reads.append(digest)
+        return self.blobs[digest]
+
+
+def layer_tar(entries: dict[str, bytes | str | None], *, compress: bool = True) -> bytes:
+    """A layer: bytes are files, a str starting with '->' a symlink, None a directory."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, content in entries.items():
+            info = tarfile.TarInfo(name)
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif isinstance(content, str):
+                info.type = tarfile.SYMTYPE
+                info.linkname = content.removeprefix("->")
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    data = buffer.getvalue()
+    return gzip.compress(data) if compress else data
+
+
+def add_layer(
+    store: ReadOnlyStore, entries: dict[str, bytes | str | None], **kw: bool
+) -> ImageLayer:
+    compress = kw.get("compress", True)
+    return ImageLayer(GZIP if compress else TAR, store.add(layer_tar(entries, compress=compress)))
+
+
+async def test_files_from_the_base_layer() -> None:
+    store = ReadOnlyStore()
+    base = add_layer(
+        store,
+        {"etc": None, "etc/passwd": b"root:x:0:0::/root:/bin/sh\n", "./etc/group": b"root:x:0:\n"},
+    )
+    top = add_layer(store, {"app/bin": b"x"}, compress=False)
+    passwd, group = await read_image_user_database(store, [base, top])
+    assert passwd == "root:x:0:0::/root:/bin/sh\n"
+    assert group == "root:x:0:\n"
+
+
+async def test_upper_layer_wins_and_reading_stops_early() -> None:
+    store = ReadOnlyStore()
+    base = add_layer(store, {"etc/passwd": b"old\n", "etc/group": b"oldgroup\n"})
+    top = add_layer(store, {"etc/passwd": b"new\n", "etc/group": b"newgroup\n"})
+    passwd, group = await read_image_user_database(store, [base, top])
+    assert (passwd, group) == ("new\n", "newgroup\n")
+    assert store.reads == [top.digest]
+
+
+async def test_whiteout_deletes_a_lower_file() -> None:
+    store = ReadOnlyStore()
+    base = add_layer(store, {"etc/passwd": b"root\n", "etc/group": b"root\n"})
+    top = add_layer(store, {"etc/.wh.passwd": b""})
+    passwd, group = await read_image_user_database(store, [base, top])
+    assert passwd is None
+    assert group == "root\n"
+
+
+async def test_opaque_directory_hides_lower_files() -> None:
+    store = ReadOnlyStore()
+    base = add_layer(store, {"etc/passwd": b"root\n", "etc/group": b"root\n"})
+    top = add_layer(store, {"etc/.wh..wh..opq": b"", "etc/group": b"fresh\n"})
+    passwd, group = await read_image_user_database(store, [base, top])
+    assert passwd is None
+    assert group == "fresh\n"
+
+
+async def test_image_without_user_database() -> None:
+    store = ReadOnlyStore()
+    only = add_layer(store, {"bin/app": b"\x7fELF"})
+    assert await read_image_user_database(store, [only]) == (None, None)
+    assert await read_image_user_database(store, []) == (None, None)
+
+
+async def test_symlinked_passwd_is_not_followed() -> None:
+    store = ReadOnlyStore()
+    base = add_layer(store, {"etc/passwd": b"root\n", "etc/group": b"root\n"})
+    top = add_layer(store, {"etc/passwd": "->/elsewhere/passwd"})
+    passwd, group = await read_image_user_database(store, [base, top])
+    assert passwd is None
+    assert group == "root\n"
+
+
+async def test_zstd_layer_is_named() -> None:
+    store = ReadOnlyStore()
+    layer = ImageLayer("application/vnd.oci.image.layer.v1.tar+zstd", store.add(b"(\xb5/\xfd"))
+    with pytest.raises(ValueError, match=f"layer {layer.digest} is zstd-compressed"):
+        await read_image_user_database(store, [layer])
