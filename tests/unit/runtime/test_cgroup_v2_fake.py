@@ -314,3 +314,24 @@ async def test_concurrent_creations_and_pruning_removals_converge(tmp_path: Path
         assert state.subtree_controllers == ("cpu", "io", "memory", "pids")
     await asyncio.gather(*(driver.remove(path, prune_empty_parents=True) for path in new))
     assert fake.subdirectories(driver.root_dir) == []
+
+
+class _ControllerVanishes(FakeCgroupFs):
+    """The parent withdraws ``memory`` between the driver's read and its write."""
+
+    def write_text(self, path: Path, data: str) -> None:
+        if path.name == "cgroup.subtree_control" and "+memory" in data.split():
+            (path.parent / "cgroup.controllers").write_text("cpu io pids\n")
+        super().write_text(path, data)
+
+
+async def test_kernel_enoent_on_subtree_control_names_the_controller(tmp_path: Path) -> None:
+    fake = _ControllerVanishes(tmp_path / "cgroup", offered=("cpu", "io", "memory", "pids"))
+    driver = CgroupV2Driver(fs_root=fake.root, root="/kukeon", fs=fake)
+
+    with pytest.raises(ControllerUnavailableError) as caught:
+        await driver.ensure(CELL)
+
+    assert caught.value.path == fake.root
+    assert "memory" in caught.value.controllers
+    assert caught.value.available == ("cpu", "io", "pids")

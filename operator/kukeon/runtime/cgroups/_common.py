@@ -86,7 +86,15 @@ class CgroupFiles:
         current = self.read(path)
         if current is not None and (same(current) if same is not None else current == value):
             return False
-        self.write(path, value)
+        try:
+            self.write(path, value)
+        except FileNotFoundError as error:
+            raise CgroupIOError(
+                path=path,
+                action=f"write {value!r} to",
+                reason="the file is gone (cgroup removed or controller withdrawn meanwhile)",
+                errno=errno_codes.ENOENT,
+            ) from error
         return True
 
     def make_dir(self, path: Path) -> bool:

@@ -192,6 +192,16 @@ class CgroupV2Driver:
         value = " ".join(f"+{name}" for name in sorted(missing))
         try:
             self._files.write(cgroup / "cgroup.subtree_control", value)
+        except FileNotFoundError as error:
+            if not self._files.exists(cgroup):
+                raise  # the cgroup vanished (concurrent removal): the caller retries
+            # the kernel's ENOENT here means "not in this cgroup's cgroup.controllers"
+            raise ControllerUnavailableError(
+                path=cgroup,
+                controllers=missing,
+                available=self._files.read_words(cgroup / "cgroup.controllers"),
+                detail=f"the kernel refused {value!r} (ENOENT)",
+            ) from error
         except CgroupWriteError as error:
             if error.errno == errno_codes.EBUSY:
                 pids = self._files.read_pids(cgroup)
@@ -199,7 +209,7 @@ class CgroupV2Driver:
                     raise NoInternalProcessesError(
                         path=cgroup, controllers=missing, pids=pids
                     ) from error
-            if error.errno in {errno_codes.ENOENT, errno_codes.EINVAL}:
+            if error.errno == errno_codes.EINVAL:
                 raise ControllerUnavailableError(
                     path=cgroup,
                     controllers=missing,
