@@ -1,1 +1,34 @@
-"""The aiohttp REST API over the registry: routes, authn/authz, watch streaming, logs, exec."""
+"""The aiohttp REST API over the registry, and the client kukectl uses to speak it.
+
+Modules: ``paths`` (URL layout, shared with the client), ``status`` (errors as Kubernetes
+Status objects), ``auth`` (tokens, roles, the trusted unix socket), ``mergepatch``
+(RFC 7386), ``handlers`` (the resource routes and watch streaming), ``app`` (middlewares,
+health, version, metrics; ``create_app``), ``runner`` (listeners and lifecycle;
+``serve_api``) and ``client`` (the typed async client).
+
+This package may import ``kukeon.api`` and ``kukeon.store``; nothing else of the project.
+Logs, exec and attach (which need the runtime) are not served yet.
+"""
+
+from kukeon.apiserver.app import ReadinessCheck, create_app
+from kukeon.apiserver.auth import LOCAL_ADMIN, Principal, Role, TokenBook, TokensFileError
+from kukeon.apiserver.runner import ApiServerError, ApiServerRunner, build_runner, serve_api
+from kukeon.apiserver.settings import DEFAULT_SOCKET, ApiSettings
+from kukeon.apiserver.status import ApiError
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "LOCAL_ADMIN",
+    "ApiError",
+    "ApiServerError",
+    "ApiServerRunner",
+    "ApiSettings",
+    "Principal",
+    "ReadinessCheck",
+    "Role",
+    "TokenBook",
+    "TokensFileError",
+    "build_runner",
+    "create_app",
+    "serve_api",
+]

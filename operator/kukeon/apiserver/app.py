@@ -1,0 +1,268 @@
+"""The aiohttp application: middlewares, health/version/metrics routes and the resource routes.
+
+Middlewares run outermost first:
+
+1. ``_errors``: every failure becomes a Status object. ``ApiError`` is rendered as is,
+   aiohttp's own HTTP errors (404 for an unknown path, 405, 413 for a body over the limit)
+   are wrapped, anything else is logged with its traceback and answered with a 500 Status
+   that says nothing about the server's internals.
+2. ``_authenticate``: requests on the unix socket are the local admin; on TCP they need a
+   bearer token from the tokens file (401 otherwise). Authorization of the verb and realm
+   happens in the handlers, which know both, before any body is read.
+3. ``_deadline``: a non-streaming request that takes longer than the configured timeout
+   is answered 504 (watches stream for as long as the client wants).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import socket
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+import kukeon
+from kukeon.api import API_VERSION, GROUP, VERSION
+from kukeon.apiserver.auth import LOCAL_ADMIN, TokenBook, bearer_token
+from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch
+from kukeon.apiserver.paths import API_ROOT, KINDS
+from kukeon.apiserver.protocols import RegistryApi
+from kukeon.apiserver.settings import ApiSettings
+from kukeon.apiserver.status import ApiError, status_response
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool] | bool]
+"""A named part of the daemon that must be running for /readyz to say ok."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CLOSING_KEY = web.AppKey("kukeon_closing", asyncio.Event)
+_UNGUARDED = frozenset({"/healthz", "/readyz", "/livez", "/version"})
+
+
+class _RequestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "kukeon_apiserver_requests_total",
+            "API requests by method and HTTP code.",
+            ["method", "code"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "kukeon_apiserver_request_duration_seconds",
+            "Time to answer a non-streaming API request.",
+            ["method"],
+            registry=registry,
+        )
+
+
+# One set of collectors per CollectorRegistry: a second app on the same registry (tests,
+# a restart of the API inside one process) reuses them instead of failing to register.
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, _RequestMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _metrics_for(registry: CollectorRegistry) -> _RequestMetrics:
+    metrics = _METRICS.get(registry)
+    if metrics is None:
+        metrics = _METRICS[registry] = _RequestMetrics(registry)
+    return metrics
+
+
+def _on_unix_socket(request: web.Request) -> bool:
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    return sock is not None and sock.family == socket.AF_UNIX
+
+
+def create_app(
+    *,
+    registry: RegistryApi,
+    settings: ApiSettings,
+    tokens: TokenBook | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+    readiness_checks: dict[str, ReadinessCheck] | None = None,
+) -> web.Application:
+    """The API as an aiohttp application, ready to be served by ``ApiServerRunner``.
+
+    ``tokens`` authenticates TCP requests; without it every TCP request is refused (401).
+    ``readiness_checks`` are consulted by /readyz beside etcd (e.g. "controllers").
+    """
+    closing = asyncio.Event()
+    metrics = _metrics_for(metrics_registry) if metrics_registry is not None else None
+    checks = dict(readiness_checks or {})
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            return response
+        except ApiError as exc:
+            code = exc.code
+            return status_response(exc)
+        except web.HTTPException as exc:
+            code = exc.status
+            if exc.status < 400:
+                raise
+            return status_response(_from_http_exception(exc, request, settings.max_body_bytes))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unhandled error answering %s %s", request.method, request.path)
+            return status_response(
+                ApiError(500, "internal error answering the request; see the kukeond log")
+            )
+        finally:
+            if metrics is not None:
+                metrics.requests.labels(request.method, str(code)).inc()
+                if not is_watch(request):
+                    metrics.latency.labels(request.method).observe(time.perf_counter() - started)
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if _on_unix_socket(request):
+            request[PRINCIPAL_KEY] = LOCAL_ADMIN
+            return await handler(request)
+        if request.path in _UNGUARDED:
+            return await handler(request)
+        token = bearer_token(request.headers.get("Authorization"))
+        principal = tokens.authenticate(token) if tokens is not None and token else None
+        if principal is None:
+            why = "a bearer token is required" if token is None else "the bearer token is not valid"
+            raise ApiError(401, f"Unauthorized: {why}")
+        request[PRINCIPAL_KEY] = principal
+        return await handler(request)
+
+    @web.middleware
+    async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_watch(request):
+            return await handler(request)
+        try:
+            async with asyncio.timeout(settings.request_timeout):
+                return await handler(request)
+        except TimeoutError:
+            raise ApiError(
+                504,
+                f"the request did not complete within {settings.request_timeout:g}s",
+            ) from None
+
+    app = web.Application(
+        middlewares=[errors, authenticate, deadline],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[CLOSING_KEY] = closing
+
+    async def on_shutdown(_: web.Application) -> None:
+        closing.set()  # open watches end their streams
+
+    app.on_shutdown.append(on_shutdown)
+
+    async def healthz(_: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok\n")
+
+    async def readyz(request: web.Request) -> web.StreamResponse:
+        results: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(min(5.0, settings.request_timeout)):
+                await registry.current_revision()
+            results["etcd"] = "ok"
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
+            results["etcd"] = f"failed: {type(exc).__name__}: {exc}"
+        for name, check in checks.items():
+            try:
+                outcome = check()
+                ready = await outcome if not isinstance(outcome, bool) else outcome
+                results[name] = "ok" if ready else "failed: not running"
+            except Exception as exc:
+                results[name] = f"failed: {type(exc).__name__}: {exc}"
+        ok = all(value == "ok" for value in results.values())
+        lines = [f"[{'+' if v == 'ok' else '-'}]{name} {v}" for name, v in results.items()]
+        body = "\n".join([*lines, "readyz check passed" if ok else "readyz check failed"]) + "\n"
+        return web.Response(text=body, status=200 if ok else 503)
+
+    async def version(_: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {
+                "gitVersion": kukeon.__version__,
+                "apiVersion": API_VERSION,
+                "pythonVersion": platform.python_version(),
+                "platform": f"{platform.system().lower()}/{platform.machine()}",
+            }
+        )
+
+    async def metrics_endpoint(_: web.Request) -> web.StreamResponse:
+        if metrics_registry is None:
+            raise ApiError(404, "metrics are not enabled on this server")
+        payload = await asyncio.to_thread(generate_latest, metrics_registry)
+        response = web.Response(body=payload)
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+    async def discovery(_: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": API_VERSION,
+                "resources": [
+                    {
+                        "name": info.plural,
+                        "singularName": info.kind.value.lower(),
+                        "kind": info.kind.value,
+                        "shortNames": [a for a in info.aliases if len(a) <= 3],
+                        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                    }
+                    for info in KINDS.values()
+                ],
+            }
+        )
+
+    async def groups(_: web.Request) -> web.StreamResponse:
+        version_entry = {"groupVersion": API_VERSION, "version": VERSION}
+        return web.json_response(
+            {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {"name": GROUP, "versions": [version_entry], "preferredVersion": version_entry}
+                ],
+            }
+        )
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/version", version)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/apis", groups)
+    app.router.add_get(API_ROOT, discovery)
+    ResourceHandlers(registry=registry, settings=settings, closing=closing).add_routes(app)
+    return app
+
+
+def _from_http_exception(
+    exc: web.HTTPException, request: web.Request, max_body_bytes: int
+) -> ApiError:
+    if exc.status == 404:
+        return ApiError(404, f"no such API path: {request.path}")
+    if exc.status == 405:
+        return ApiError(405, f"{request.method} is not allowed on {request.path}")
+    if exc.status == 413:
+        return ApiError(
+            413,
+            f"the request body is larger than the limit of {max_body_bytes} bytes",
+        )
+    message: Any = exc.text or exc.reason
+    return ApiError(exc.status, str(message).strip())

@@ -1,0 +1,716 @@
+"""The resource routes: get, list, watch, create, replace, patch and delete of every kind.
+
+One ``ResourceHandlers`` serves all four kinds: the URL tells the kind, its parents'
+names and the subresource (``Target``); the handler checks the caller's rights first
+(nothing is read from the body or written before that), makes the body agree with the URL
+(parent ids are filled from the URL when absent and refused when they disagree), validates
+it with ``kukeon.api.parse_resource`` so every invalid field is reported at once, and only
+then talks to the registry. ``?dryRun=All`` runs every check and stops before the write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import yaml
+from aiohttp import web
+
+from kukeon.api import (
+    API_VERSION,
+    AnyResource,
+    InvalidResource,
+    Kind,
+    key_of,
+    parse_resource,
+    to_document,
+)
+from kukeon.apiserver.auth import Principal, Verb, denial
+from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
+from kukeon.apiserver.paths import API_ROOT, KINDS, display_key
+from kukeon.apiserver.protocols import RegistryApi
+from kukeon.apiserver.settings import ApiSettings
+from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
+from kukeon.store import Conflict, Invalid, LabelSelector, StoreError, WatchEvent, parse_selector
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL_KEY = web.RequestKey("kukeon_principal", Principal)
+"""Where the auth middleware leaves the authenticated caller on the request."""
+
+# Path parameter name of each level of the hierarchy.
+_LEVEL_PARAMS: Mapping[Kind, str] = {
+    Kind.REALM: "realm",
+    Kind.SPACE: "space",
+    Kind.STACK: "stack",
+    Kind.CELL: "cell",
+}
+_PATCH_RETRIES = 5
+
+
+class Target(NamedTuple):
+    """What a URL points at."""
+
+    kind: Kind
+    scope: tuple[str, ...]
+    """Parent names from the URL; empty for a cross-parent collection."""
+    name: str | None
+    subresource: str | None
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        assert self.name is not None
+        return (*self.scope, self.name)
+
+    @property
+    def realm(self) -> str | None:
+        """The realm the request touches, or None when it spans every realm."""
+        if self.kind == Kind.REALM:
+            return self.name
+        return self.scope[0] if self.scope else None
+
+    def label(self) -> str:
+        if self.name is None:
+            return f"{KINDS[self.kind].plural} under {display_key(self.scope) or 'every parent'}"
+        return f'{self.kind.value.lower()} "{display_key(self.key)}"'
+
+
+def route_patterns(kind: Kind) -> tuple[str, str]:
+    """(collection, object) URL patterns of ``kind`` under its parents."""
+    info = KINDS[kind]
+    prefix = "".join(f"/{KINDS[p].plural}/{{{_LEVEL_PARAMS[p]}}}" for p in info.parents)
+    collection = f"{API_ROOT}{prefix}/{info.plural}"
+    return collection, f"{collection}/{{{_LEVEL_PARAMS[kind]}}}"
+
+
+def _target(request: web.Request, kind: Kind, *, subresource: str | None = None) -> Target:
+    info = KINDS[kind]
+    match = request.match_info
+    scope = tuple(match[_LEVEL_PARAMS[p]] for p in info.parents if _LEVEL_PARAMS[p] in match)
+    return Target(kind, scope, match.get(_LEVEL_PARAMS[kind]), subresource)
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal = request.get(PRINCIPAL_KEY)
+    if not isinstance(principal, Principal):
+        # Only reachable if the app was built without its auth middleware: refuse.
+        raise ApiError(401, "Unauthorized: the request was not authenticated")
+    return principal
+
+
+def _is_true(value: str | None) -> bool:
+    return value is not None and value.lower() in {"1", "true", "yes"}
+
+
+def is_watch(request: web.Request) -> bool:
+    return _is_true(request.query.get("watch"))
+
+
+def _dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    for value in values:
+        if value != "All":
+            raise ApiError(400, f"dryRun must be 'All', got {value!r}")
+    return bool(values)
+
+
+def _json(document: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(document, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def _read_body(request: web.Request) -> Any:
+    """The request body as a document (JSON, or YAML when the content type says so)."""
+    raw = await request.read()  # aiohttp enforces the body limit (413) here
+    if not raw.strip():
+        raise ApiError(400, "the request needs a body")
+    content_type = request.content_type
+    try:
+        if "yaml" in content_type:
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        what = "YAML" if "yaml" in content_type else "JSON"
+        raise ApiError(400, f"the request body is not valid {what}: {exc}") from None
+
+
+def _selector(request: web.Request) -> tuple[str | None, LabelSelector]:
+    text = request.query.get("labelSelector")
+    try:
+        return text, parse_selector(text)
+    except Invalid as exc:
+        raise ApiError(
+            400, str(exc), causes=[Cause(c[0], c[1]) for c in exc.causes] or ()
+        ) from None
+
+
+def _name_filter(request: web.Request) -> str | None:
+    """``fieldSelector=metadata.name=NAME``, the only field selector supported."""
+    text = request.query.get("fieldSelector")
+    if not text:
+        return None
+    field, sep, value = text.partition("=")
+    if field.strip() != "metadata.name" or not sep or not value.lstrip("="):
+        raise ApiError(400, f"unsupported fieldSelector {text!r}: only metadata.name=NAME")
+    return value.lstrip("=").strip()
+
+
+def _realm_of(res: AnyResource) -> str:
+    key = key_of(res)
+    return key[0]
+
+
+class ResourceHandlers:
+    """aiohttp handlers for every kind, bound to one registry."""
+
+    def __init__(
+        self,
+        *,
+        registry: RegistryApi,
+        settings: ApiSettings,
+        closing: asyncio.Event,
+    ) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._closing = closing
+
+    # --- routing -------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        router = app.router
+        for kind in KINDS:
+            collection, obj = route_patterns(kind)
+            router.add_get(collection, self._bind(self.list_or_watch, kind))
+            router.add_post(collection, self._bind(self.create, kind))
+            router.add_get(obj, self._bind(self.get, kind))
+            router.add_put(obj, self._bind(self.replace, kind))
+            router.add_patch(obj, self._bind(self.patch, kind))
+            router.add_delete(obj, self._bind(self.delete, kind))
+            router.add_get(f"{obj}/status", self._bind(self.get, kind, "status"))
+            router.add_put(f"{obj}/status", self._bind(self.replace, kind, "status"))
+            router.add_patch(f"{obj}/status", self._bind(self.patch, kind, "status"))
+            if KINDS[kind].parents:
+                cross = f"{API_ROOT}/{KINDS[kind].plural}"
+                router.add_get(cross, self._bind(self.list_or_watch, kind))
+
+    @staticmethod
+    def _bind(
+        handler: Callable[[web.Request, Target], Any], kind: Kind, subresource: str | None = None
+    ) -> Callable[[web.Request], Any]:
+        async def bound(request: web.Request) -> web.StreamResponse:
+            result: web.StreamResponse = await handler(
+                request, _target(request, kind, subresource=subresource)
+            )
+            return result
+
+        return bound
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _authorize(self, request: web.Request, verb: Verb, target: Target) -> Principal:
+        principal = principal_of(request)
+        why = denial(principal, verb=verb, realm=target.realm, subresource=target.subresource)
+        if why is not None:
+            raise ApiError(
+                403,
+                f"{why}: {verb} {target.label()} is forbidden",
+                kind=target.kind.value,
+                name=target.name,
+            )
+        return principal
+
+    async def _store(self, target: Target, call: Any) -> Any:
+        """Await a registry call, translating its errors into API errors."""
+        try:
+            return await call
+        except StoreError as exc:
+            raise from_store_error(exc, kind=target.kind.value, name=target.name) from None
+
+    def _prepare(self, body: Any, target: Target, *, name_from_url: bool) -> dict[str, Any]:
+        """Make the body agree with the URL: kind, name and parent ids."""
+        if not isinstance(body, dict):
+            raise ApiError(400, f"the request body must be a {target.kind.value} object")
+        document = dict(body)
+        causes: list[Cause] = []
+        kind = document.get("kind")
+        if kind is None:
+            document["kind"] = target.kind.value
+        elif kind != target.kind.value:
+            causes.append(Cause("kind", f"must be {target.kind.value} on this URL, got {kind!r}"))
+        document.setdefault("apiVersion", API_VERSION)
+        metadata = document.get("metadata")
+        if metadata is None:
+            metadata = {}
+        if not isinstance(metadata, dict):
+            raise ApiError(
+                400, "metadata must be an object", causes=[Cause("metadata", "must be an object")]
+            )
+        metadata = dict(metadata)
+        if name_from_url and target.name is not None:
+            name = metadata.get("name")
+            if not name:
+                metadata["name"] = target.name
+            elif name != target.name:
+                causes.append(
+                    Cause(
+                        "metadata.name",
+                        f"must be {target.name!r} (the name in the URL), got {name!r}",
+                    )
+                )
+        document["metadata"] = metadata
+        spec = document.get("spec")
+        if spec is None:
+            spec = {}
+        if isinstance(spec, dict):
+            spec = dict(spec)
+            for field, parent in zip(KINDS[target.kind].parent_fields, target.scope, strict=False):
+                given = spec.get(field)
+                if given in (None, ""):
+                    spec[field] = parent
+                elif given != parent:
+                    causes.append(
+                        Cause(
+                            f"spec.{field}",
+                            f"must be {parent!r} (the parent in the URL), got {given!r}",
+                        )
+                    )
+            document["spec"] = spec
+        if causes:
+            raise ApiError(
+                400,
+                f"{target.kind.value} does not match the URL: "
+                + "; ".join(f"{c.field}: {c.message}" for c in causes),
+                kind=target.kind.value,
+                name=target.name or metadata.get("name"),
+                causes=causes,
+            )
+        return document
+
+    @staticmethod
+    def _parse(document: Mapping[str, Any]) -> AnyResource:
+        try:
+            return parse_resource(document)
+        except InvalidResource as exc:
+            raise ApiError(
+                422,
+                f'{exc.kind} "{exc.name}" is invalid: '
+                + "; ".join(
+                    f"{c.field}: {c.message}" if c.field else c.message for c in exc.causes
+                ),
+                kind=exc.kind,
+                name=exc.name,
+                causes=[Cause(c.field, c.message) for c in exc.causes],
+            ) from None
+
+    # --- read ----------------------------------------------------------------------------
+
+    async def get(self, request: web.Request, target: Target) -> web.StreamResponse:
+        self._authorize(request, "get", target)
+        res = await self._store(target, self._registry.get(target.kind, target.key))
+        return _json(to_document(res))
+
+    async def list_or_watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        if is_watch(request):
+            return await self.watch(request, target)
+        principal = self._authorize(request, "list", target)
+        text, _ = _selector(request)
+        name = _name_filter(request)
+        listed = await self._store(
+            target, self._registry.list(target.kind, target.scope, label_selector=text)
+        )
+        items = [
+            to_document(res)
+            for res in listed.items
+            if principal.may_see_realm(_realm_of(res))
+            and (name is None or res.metadata.name == name)
+        ]
+        return _json(
+            {
+                "apiVersion": API_VERSION,
+                "kind": f"{target.kind.value}List",
+                "metadata": {"resourceVersion": str(listed.resource_version)},
+                "items": items,
+            }
+        )
+
+    # --- watch ---------------------------------------------------------------------------
+
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """Newline-delimited ``{type, object}`` events, with BOOKMARKs while idle.
+
+        Without ``resourceVersion`` (or with "0") the stream starts with an ADDED event per
+        existing object, read at one revision, then follows changes after it. With one, it
+        follows changes after that revision; if etcd has compacted it away the answer is a
+        410 Status (or, once streaming, an ERROR event carrying it) and the client relists.
+        """
+        principal = self._authorize(request, "watch", target)
+        text, selector = _selector(request)
+        name = _name_filter(request)
+        raw_rv = request.query.get("resourceVersion", "")
+        timeout_param = request.query.get("timeoutSeconds")
+        try:
+            timeout = float(timeout_param) if timeout_param else None
+        except ValueError:
+            raise ApiError(400, f"timeoutSeconds must be a number, got {timeout_param!r}") from None
+
+        def visible(res: AnyResource) -> bool:
+            return (
+                principal.may_see_realm(_realm_of(res))
+                and (name is None or res.metadata.name == name)
+                and selector.matches(res.metadata.labels)
+            )
+
+        initial: list[AnyResource] = []
+        if raw_rv in ("", "0"):
+            listed = await self._store(
+                target, self._registry.list(target.kind, target.scope, label_selector=text)
+            )
+            initial = [res for res in listed.items if visible(res)]
+            start = int(listed.resource_version)
+        else:
+            try:
+                start = int(raw_rv)
+            except ValueError:
+                raise ApiError(
+                    400,
+                    f"resourceVersion must be an integer, got {raw_rv!r}",
+                    causes=[Cause("resourceVersion", "must be an integer")],
+                ) from None
+
+        queue: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue(maxsize=1024)
+        pump = asyncio.create_task(self._pump(target, start, queue))
+        try:
+            first: WatchEvent | BaseException | bool | None = False
+            if not initial and self._settings.watch_start_grace > 0:
+                # A compacted revision is refused as soon as etcd sees the watch: give it a
+                # moment so that answer can be a plain HTTP 410 rather than an ERROR event.
+                with contextlib.suppress(TimeoutError):
+                    first = await asyncio.wait_for(queue.get(), self._settings.watch_start_grace)
+            if isinstance(first, StoreError):
+                raise from_store_error(first, kind=target.kind.value)
+            if isinstance(first, BaseException):
+                raise first
+            response = web.StreamResponse(
+                headers={"Content-Type": "application/json", "Cache-Control": "no-store"}
+            )
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            stream = _EventWriter(response, kind=target.kind)
+            for res in initial:
+                await stream.event("ADDED", to_document(res))
+            await self._follow(
+                request=request,
+                stream=stream,
+                queue=queue,
+                first=first if isinstance(first, WatchEvent) or first is None else False,
+                start=start,
+                visible=visible,
+                stream_for=timeout,
+            )
+            return response
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+
+    async def _pump(
+        self,
+        target: Target,
+        start: int,
+        queue: asyncio.Queue[WatchEvent | BaseException | None],
+    ) -> None:
+        try:
+            async for event in self._registry.watch(
+                target.kind, target.scope, resource_version=start
+            ):
+                await queue.put(event)
+            await queue.put(None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the handler, which reports it
+            await queue.put(exc)
+
+    async def _follow(
+        self,
+        *,
+        request: web.Request,
+        stream: _EventWriter,
+        queue: asyncio.Queue[WatchEvent | BaseException | None],
+        first: WatchEvent | bool | None,
+        start: int,
+        visible: Callable[[AnyResource], bool],
+        stream_for: float | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + stream_for if stream_for else None
+        interval = self._settings.bookmark_interval
+        next_bookmark = loop.time() + interval
+        last_rv = start
+        pending: WatchEvent | BaseException | bool | None = first
+        while True:
+            if pending is False:
+                now = loop.time()
+                if self._closing.is_set() or _gone(request):
+                    return
+                if deadline is not None and now >= deadline:
+                    return
+                if now >= next_bookmark:
+                    last_rv = max(last_rv, await self._bookmark_revision(queue, last_rv))
+                    if queue.empty():
+                        await stream.bookmark(last_rv)
+                    next_bookmark = loop.time() + interval
+                    continue
+                wait = min(next_bookmark - now, 1.0)
+                if deadline is not None:
+                    wait = min(wait, max(deadline - now, 0.0))
+                try:
+                    pending = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    continue
+            item, pending = pending, False
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                error = (
+                    from_store_error(item, kind=stream.kind.value)
+                    if isinstance(item, StoreError)
+                    else ApiError(500, "the watch stream failed; see the server log")
+                )
+                if not isinstance(item, StoreError):
+                    log.error("watch %s failed", stream.kind.value, exc_info=item)
+                await stream.event("ERROR", error.to_status())
+                return
+            assert isinstance(item, WatchEvent)
+            last_rv = max(last_rv, item.revision)
+            if visible(item.object):
+                await stream.event(item.type, to_document(item.object))
+
+    async def _bookmark_revision(
+        self, queue: asyncio.Queue[WatchEvent | BaseException | None], last_rv: int
+    ) -> int:
+        """A revision an idle watcher can safely resume from.
+
+        The store's current revision may be ahead of an event etcd has not yet delivered
+        to us; a short pause lets such an event land in the queue first (it then goes out
+        before the bookmark, which is skipped this round).
+        """
+        try:
+            revision = await self._registry.current_revision()
+        except StoreError:
+            return last_rv
+        await asyncio.sleep(min(0.05, self._settings.bookmark_interval / 10))
+        return revision if queue.empty() else last_rv
+
+    # --- write ---------------------------------------------------------------------------
+
+    async def create(self, request: web.Request, target: Target) -> web.StreamResponse:
+        self._authorize(request, "create", target)
+        dry_run = _dry_run(request)
+        body = await _read_body(request)
+        document = self._prepare(body, target, name_from_url=False)
+        document.pop("status", None)  # controllers own status
+        metadata = document["metadata"]
+        for managed in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp"):
+            metadata.pop(managed, None)
+        res = self._parse(document)
+        created_target = target._replace(name=res.metadata.name)
+        if dry_run:
+            await self._check_absent(created_target)
+            return _json(to_document(res), status=201)
+        created = await self._store(created_target, self._registry.create(res))
+        return _json(to_document(created), status=201)
+
+    async def _check_absent(self, target: Target) -> None:
+        try:
+            await self._registry.get(target.kind, target.key)
+        except StoreError as exc:
+            if from_store_error(exc).code == 404:
+                return
+            raise from_store_error(exc, kind=target.kind.value, name=target.name) from None
+        raise ApiError(
+            409,
+            f"{target.label()} already exists",
+            reason="AlreadyExists",
+            kind=target.kind.value,
+            name=target.name,
+        )
+
+    async def replace(self, request: web.Request, target: Target) -> web.StreamResponse:
+        self._authorize(request, "update", target)
+        dry_run = _dry_run(request)
+        body = await _read_body(request)
+        document = self._prepare(body, target, name_from_url=True)
+        res = self._parse(document)
+        current = await self._store(target, self._registry.get(target.kind, target.key))
+        if not res.metadata.resource_version:
+            # No precondition given: an unconditional update, against what is stored now.
+            res.metadata.resource_version = current.metadata.resource_version
+        elif res.metadata.resource_version != current.metadata.resource_version:
+            raise self._stale(target, res.metadata.resource_version, current)
+        if dry_run:
+            return _json(to_document(self._merged(current, res, target.subresource)))
+        write = self._registry.update_status if target.subresource else self._registry.update
+        updated = await self._store(target, write(res))
+        return _json(to_document(updated))
+
+    @staticmethod
+    def _stale(target: Target, given: str | None, current: AnyResource) -> ApiError:
+        return ApiError(
+            409,
+            f"{target.label()} has been modified: resourceVersion {given} is not the current "
+            f"{current.metadata.resource_version}; read it again and retry",
+            reason="Conflict",
+            kind=target.kind.value,
+            name=target.name,
+        )
+
+    @staticmethod
+    def _merged(current: AnyResource, res: AnyResource, subresource: str | None) -> AnyResource:
+        """What a write of ``res`` would store: spec+metadata or status, not both."""
+        if subresource == "status":
+            return current.model_copy(update={"status": res.status}, deep=True)
+        return res.model_copy(update={"status": current.status}, deep=True)
+
+    async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        self._authorize(request, "patch", target)
+        dry_run = _dry_run(request)
+        if request.content_type != MERGE_PATCH_CONTENT_TYPE:
+            raise ApiError(
+                415,
+                f"PATCH needs Content-Type {MERGE_PATCH_CONTENT_TYPE} (JSON merge patch, "
+                f"RFC 7386), got {request.content_type!r}",
+            )
+        patch = await _read_body(request)
+        if not isinstance(patch, dict):
+            raise ApiError(400, "a merge patch must be a JSON object")
+        precondition = (patch.get("metadata") or {}).get("resourceVersion")
+        for _ in range(_PATCH_RETRIES):
+            current = await self._store(target, self._registry.get(target.kind, target.key))
+            before = to_document(current)
+            after = apply_merge_patch(before, patch)
+            if not isinstance(after, dict):
+                raise ApiError(400, "a merge patch must be a JSON object")
+            if target.subresource == "status":
+                after = {**before, "status": after.get("status", {})}
+            else:
+                after["status"] = before.get("status", {})
+            document = self._prepare(after, target, name_from_url=True)
+            res = self._parse(document)
+            if precondition is None:
+                res.metadata.resource_version = current.metadata.resource_version
+            elif str(precondition) != current.metadata.resource_version:
+                raise self._stale(target, str(precondition), current)
+            if dry_run:
+                return _json(to_document(self._merged(current, res, target.subresource)))
+            write = self._registry.update_status if target.subresource else self._registry.update
+            try:
+                updated = await write(res)
+            except Conflict:
+                if precondition is not None:
+                    raise
+                continue  # someone wrote in between: patch the newer version
+            except StoreError as exc:
+                raise from_store_error(exc, kind=target.kind.value, name=target.name) from None
+            return _json(to_document(updated))
+        raise ApiError(
+            409,
+            f"{target.label()} kept changing while being patched; retry",
+            kind=target.kind.value,
+            name=target.name,
+        )
+
+    async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
+        self._authorize(request, "delete", target)
+        dry_run = _dry_run(request)
+        cascade = await self._cascade(request)
+        if dry_run:
+            current = await self._store(target, self._registry.get(target.kind, target.key))
+            if not cascade:
+                await self._check_childless(target)
+            return _json(to_document(current))
+        remaining = await self._store(
+            target, self._registry.delete(target.kind, target.key, cascade=cascade)
+        )
+        if remaining is not None:
+            # Still held by finalizers: the object, now carrying its deletionTimestamp.
+            return _json(to_document(remaining), status=202)
+        return _json(
+            status_document(
+                code=200,
+                reason="Deleted",
+                message=f"{target.label()} deleted",
+                name=target.name,
+                kind=target.kind.value,
+                success=True,
+            )
+        )
+
+    async def _cascade(self, request: web.Request) -> bool:
+        policy = request.query.get("propagationPolicy")
+        if request.can_read_body:
+            body = await _read_body(request)
+            if isinstance(body, dict):
+                policy = policy or body.get("propagationPolicy")
+                if "dryRun" in body and body["dryRun"] not in ([], ["All"]):
+                    raise ApiError(400, "DeleteOptions.dryRun must be ['All']")
+        if policy is not None:
+            if policy in ("Foreground", "Background"):
+                return True
+            raise ApiError(
+                400,
+                f"propagationPolicy {policy!r} is not supported: use Foreground or Background "
+                "(children are deleted) or leave it out (refused while children exist)",
+                causes=[Cause("propagationPolicy", "must be Foreground or Background")],
+            )
+        return _is_true(request.query.get("cascade"))
+
+    async def _check_childless(self, target: Target) -> None:
+        kinds = list(KINDS)
+        position = kinds.index(target.kind)
+        if position + 1 >= len(kinds):
+            return
+        child = kinds[position + 1]
+        children = await self._store(target, self._registry.list(child, target.key))
+        if children.items:
+            names = ", ".join(res.metadata.name for res in children.items[:10])
+            raise ApiError(
+                409,
+                f"{target.label()} still has {KINDS[child].plural} ({names}); "
+                "delete them first or use cascade",
+                kind=target.kind.value,
+                name=target.name,
+            )
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+class _EventWriter:
+    """Writes watch events, one JSON object per line."""
+
+    def __init__(self, response: web.StreamResponse, *, kind: Kind) -> None:
+        self._response = response
+        self.kind = kind
+
+    async def event(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        line = json.dumps({"type": event_type, "object": obj}, separators=(",", ":"))
+        await self._response.write(line.encode() + b"\n")
+
+    async def bookmark(self, revision: int) -> None:
+        await self.event(
+            "BOOKMARK",
+            {
+                "apiVersion": API_VERSION,
+                "kind": self.kind.value,
+                "metadata": {"resourceVersion": str(revision)},
+            },
+        )

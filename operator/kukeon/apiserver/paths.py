@@ -1,0 +1,102 @@
+"""The URL layout of the API, shared by the server's router and the client.
+
+Kubernetes-style: every kind lives under its parents, so a URL names the full key of an
+object, and each kind is also listed across all parents at the group-version root::
+
+    /apis/kukeon.io/v1beta1/realms/{realm}
+    /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}
+    /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}/stacks/{stack}
+    /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}/stacks/{stack}/cells/{cell}
+    /apis/kukeon.io/v1beta1/{spaces|stacks|cells}          (every parent)
+
+Each object path has a ``/status`` subresource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+from urllib.parse import quote
+
+from kukeon.api import GROUP, VERSION, Kind
+
+API_ROOT = f"/apis/{GROUP}/{VERSION}"
+
+
+class KindInfo(NamedTuple):
+    kind: Kind
+    plural: str
+    parents: tuple[Kind, ...]
+    """Kinds of the key's leading parts, outermost first."""
+    parent_fields: tuple[str, ...]
+    """Spec fields (camelCase) holding the parent names, in the same order."""
+    aliases: tuple[str, ...]
+
+
+KINDS: Mapping[Kind, KindInfo] = {
+    Kind.REALM: KindInfo(Kind.REALM, "realms", (), (), ("realm", "realms")),
+    Kind.SPACE: KindInfo(
+        Kind.SPACE, "spaces", (Kind.REALM,), ("realmId",), ("space", "spaces", "sp")
+    ),
+    Kind.STACK: KindInfo(
+        Kind.STACK,
+        "stacks",
+        (Kind.REALM, Kind.SPACE),
+        ("realmId", "spaceId"),
+        ("stack", "stacks", "st"),
+    ),
+    Kind.CELL: KindInfo(
+        Kind.CELL,
+        "cells",
+        (Kind.REALM, Kind.SPACE, Kind.STACK),
+        ("realmId", "spaceId", "stackId"),
+        ("cell", "cells", "ce"),
+    ),
+}
+
+HIERARCHY: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL)
+"""Parents before children: the order in which a set of objects can be created."""
+
+_BY_ALIAS: Mapping[str, Kind] = {
+    alias: info.kind
+    for info in KINDS.values()
+    for alias in (*info.aliases, info.kind.value.lower())
+}
+
+
+def kind_for_alias(name: str) -> Kind | None:
+    """``cells``, ``cell``, ``ce`` or ``Cell`` -> Kind.CELL; None when unknown."""
+    return _BY_ALIAS.get(name.lower())
+
+
+def _segments(kind: Kind, names: Sequence[str]) -> str:
+    """Path segments for the first ``len(names)`` levels of ``kind``'s hierarchy."""
+    levels = (*KINDS[kind].parents, kind)
+    return "".join(
+        f"/{KINDS[level].plural}/{quote(name, safe='')}"
+        for level, name in zip(levels, names, strict=False)
+    )
+
+
+def collection_path(kind: Kind, scope: Sequence[str] = ()) -> str:
+    """The collection of ``kind`` under ``scope``; an empty scope means every parent.
+
+    ``scope`` must be empty or name every parent of ``kind``.
+    """
+    info = KINDS[kind]
+    if scope and len(scope) != len(info.parents):
+        raise ValueError(f"{kind.value} scope needs {len(info.parents)} names, got {tuple(scope)}")
+    return f"{API_ROOT}{_segments(kind, scope)}/{info.plural}"
+
+
+def object_path(kind: Kind, key: Sequence[str], subresource: str | None = None) -> str:
+    info = KINDS[kind]
+    if len(key) != len(info.parents) + 1:
+        raise ValueError(f"{kind.value} key needs {len(info.parents) + 1} names, got {tuple(key)}")
+    path = f"{API_ROOT}{_segments(kind, key)}"
+    return f"{path}/{subresource}" if subresource else path
+
+
+def display_key(key: Sequence[str]) -> str:
+    """``("default", "default", "web")`` -> ``default/default/web``."""
+    return "/".join(key)

@@ -1,0 +1,254 @@
+"""Serving the API: the unix socket, the optional TCP+TLS listener, start and stop.
+
+``ApiServerRunner`` is an explicit lifecycle object in the manner of aiohttp's
+``AppRunner``/``Site``: ``await runner.start()`` binds every listener (or raises a typed
+error naming what is missing), ``await runner.stop()`` lets requests finish, ends open
+watch streams and removes the socket file.
+
+The unix socket is bound, given its group and mode, and only then made to listen, so no
+connection is ever accepted with looser permissions than configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import grp
+import logging
+import os
+import socket
+import ssl
+import stat
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from kukeon.apiserver.app import ReadinessCheck, create_app
+from kukeon.apiserver.auth import TokenBook, TokensFileError
+from kukeon.apiserver.protocols import RegistryApi
+from kukeon.apiserver.settings import ApiSettings
+
+log = logging.getLogger(__name__)
+
+
+class ApiServerError(Exception):
+    """The API server cannot start; the message names the missing file, group or address."""
+
+
+def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ApiServerError(
+            f"cannot load the API TLS certificate {cert} / key {key}: {exc}"
+        ) from exc
+    return context
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ApiServerError(f"API TCP address {address!r} must be host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def ensure_group(name: str) -> int:
+    """The gid of ``name``, creating it as a system group when it is missing."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        pass
+    process = await asyncio.create_subprocess_exec(
+        "groupadd",
+        "--system",
+        name,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    try:
+        return grp.getgrnam(name).gr_gid  # also covers a concurrent groupadd winning
+    except KeyError:
+        raise ApiServerError(
+            f"cannot create group {name!r} for the API socket: groupadd exited "
+            f"{process.returncode}: {stderr.decode(errors='replace').strip()}"
+        ) from None
+
+
+def _remove_stale_socket(path: Path) -> None:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ApiServerError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            path.unlink(missing_ok=True)  # left behind by a server that died
+            return
+        raise ApiServerError(f"cannot probe existing socket {path}: {exc}") from exc
+    finally:
+        probe.close()
+    raise ApiServerError(f"another server is already listening on {path}")
+
+
+def _bind_unix(path: Path, mode: int, gid: int | None) -> socket.socket:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, mode)
+        if gid is not None:
+            os.chown(path, -1, gid)
+    except OSError as exc:
+        sock.close()
+        path.unlink(missing_ok=True)
+        raise ApiServerError(f"cannot create the API socket {path}: {exc}") from exc
+    return sock
+
+
+class ApiServerRunner:
+    """Owns the listeners of one API application."""
+
+    def __init__(self, *, app: web.Application, settings: ApiSettings, tls: ssl.SSLContext | None):
+        self._app = app
+        self._settings = settings
+        self._tls = tls
+        self._runner: web.AppRunner | None = None
+        self.tcp_port: int | None = None
+        """The bound TCP port (useful with port 0), once started."""
+
+    @property
+    def socket_path(self) -> Path | None:
+        return self._settings.socket_path
+
+    @property
+    def app(self) -> web.Application:
+        return self._app
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        settings = self._settings
+        runner = web.AppRunner(
+            self._app, shutdown_timeout=settings.shutdown_timeout, access_log=None
+        )
+        await runner.setup()
+        self._runner = runner
+        try:
+            if settings.socket_path is not None:
+                gid = (
+                    await ensure_group(settings.socket_group)
+                    if settings.socket_group is not None
+                    else None
+                )
+                sock = await asyncio.to_thread(
+                    _bind_unix, settings.socket_path, settings.socket_mode, gid
+                )
+                await web.SockSite(runner, sock).start()
+                log.info("API listening on unix:%s", settings.socket_path)
+            if settings.tcp_address is not None:
+                host, port = _split_address(settings.tcp_address)
+                try:
+                    site = web.TCPSite(runner, host, port, ssl_context=self._tls)
+                    await site.start()
+                except OSError as exc:
+                    raise ApiServerError(f"cannot listen on {settings.tcp_address}: {exc}") from exc
+                server = site._server  # aiohttp keeps the asyncio Server here
+                sockets = getattr(server, "sockets", None) or []
+                self.tcp_port = sockets[0].getsockname()[1] if sockets else port
+                log.info("API listening on https://%s:%s", host, self.tcp_port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        await runner.cleanup()
+        if self._settings.socket_path is not None:
+            with contextlib.suppress(OSError):
+                if self._settings.socket_path.is_socket():
+                    self._settings.socket_path.unlink()
+
+    async def __aenter__(self) -> ApiServerRunner:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+
+async def build_runner(
+    *,
+    settings: ApiSettings,
+    registry: RegistryApi,
+    metrics_registry: CollectorRegistry | None = None,
+    readiness_checks: dict[str, ReadinessCheck] | None = None,
+) -> ApiServerRunner:
+    """Check the settings, load the tokens and TLS material, build the (unstarted) runner."""
+    tokens: TokenBook | None = None
+    tls: ssl.SSLContext | None = None
+    if settings.tcp_address is not None:
+        missing = [
+            flag
+            for flag, value in (
+                ("TLS certificate (api_tls_cert_file)", settings.tls_cert_file),
+                ("TLS key (api_tls_key_file)", settings.tls_key_file),
+                ("tokens file (api_tokens_file)", settings.tokens_file),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ApiServerError(
+                f"the TCP API listener {settings.tcp_address} requires TLS and tokens; missing: "
+                + ", ".join(missing)
+            )
+        assert settings.tls_cert_file is not None
+        assert settings.tls_key_file is not None
+        assert settings.tokens_file is not None
+        tls = await asyncio.to_thread(_tls_context, settings.tls_cert_file, settings.tls_key_file)
+        try:
+            tokens = await asyncio.to_thread(TokenBook.load, settings.tokens_file)
+        except TokensFileError as exc:
+            raise ApiServerError(str(exc)) from exc
+    elif settings.tokens_file is not None:
+        try:
+            tokens = await asyncio.to_thread(TokenBook.load, settings.tokens_file)
+        except TokensFileError as exc:
+            raise ApiServerError(str(exc)) from exc
+    app = create_app(
+        registry=registry,
+        settings=settings,
+        tokens=tokens,
+        metrics_registry=metrics_registry,
+        readiness_checks=readiness_checks,
+    )
+    return ApiServerRunner(app=app, settings=settings, tls=tls)
+
+
+async def serve_api(
+    settings: ApiSettings,
+    registry: RegistryApi,
+    *,
+    metrics_registry: CollectorRegistry | None = None,
+    readiness_checks: dict[str, ReadinessCheck] | None = None,
+) -> ApiServerRunner:
+    """Build and start the API server; stop it with ``await runner.stop()``."""
+    runner = await build_runner(
+        settings=settings,
+        registry=registry,
+        metrics_registry=metrics_registry,
+        readiness_checks=readiness_checks,
+    )
+    await runner.start()
+    return runner

@@ -1,0 +1,158 @@
+"""Errors as Kubernetes-style ``Status`` objects, the only error shape a client ever sees.
+
+Every failure of a request -- a user's mistake, a store conflict, a bug -- leaves the server
+as one JSON document ``{kind: Status, apiVersion: v1, status: Failure, code, reason,
+message, details: {name, kind, causes: [{field, message}]}}`` so kukectl (and curl users)
+can print one readable line naming the field. Store errors are mapped here, in one table,
+so the HTTP code of a given store outcome is the same on every route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from aiohttp import web
+
+from kukeon.store import (
+    AlreadyExists,
+    Conflict,
+    Gone,
+    Invalid,
+    NotFound,
+    StoreError,
+    Unavailable,
+)
+
+
+class Cause(NamedTuple):
+    """One thing wrong with a request, anchored on a field path when there is one."""
+
+    field: str
+    message: str
+
+
+# HTTP code -> Kubernetes reason, for codes that have one canonical reason.
+REASONS: Mapping[int, str] = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Gone",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+class ApiError(Exception):
+    """A request failed for a reason the client should be told about.
+
+    Raised anywhere below the handlers; the error middleware renders it as a Status.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        reason: str | None = None,
+        name: str | None = None,
+        kind: str | None = None,
+        causes: Iterable[Cause] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason or REASONS.get(code, "Unknown")
+        self.name = name
+        self.kind = kind
+        self.causes = list(causes)
+
+    def to_status(self) -> dict[str, Any]:
+        return status_document(
+            code=self.code,
+            reason=self.reason,
+            message=self.message,
+            name=self.name,
+            kind=self.kind,
+            causes=self.causes,
+        )
+
+
+def status_document(
+    *,
+    code: int,
+    reason: str,
+    message: str,
+    name: str | None = None,
+    kind: str | None = None,
+    causes: Iterable[Cause] = (),
+    success: bool = False,
+) -> dict[str, Any]:
+    """The Status object; ``details`` carries only what is known."""
+    details: dict[str, Any] = {}
+    if name is not None:
+        details["name"] = name
+    if kind is not None:
+        details["kind"] = kind
+    cause_list = [{"field": c.field, "message": c.message} for c in causes]
+    if cause_list:
+        details["causes"] = cause_list
+    document: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success" if success else "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
+    if details:
+        document["details"] = details
+    return document
+
+
+def status_response(error: ApiError) -> web.Response:
+    return web.json_response(error.to_status(), status=error.code)
+
+
+# Store outcome -> (HTTP code, reason). Subclasses are matched in this order.
+_STORE_ERRORS: tuple[tuple[type[StoreError], int, str], ...] = (
+    (NotFound, 404, "NotFound"),
+    (AlreadyExists, 409, "AlreadyExists"),
+    (Conflict, 409, "Conflict"),
+    (Invalid, 422, "Invalid"),
+    (Gone, 410, "Gone"),
+    (Unavailable, 503, "ServiceUnavailable"),
+)
+
+
+def from_store_error(
+    error: StoreError, *, kind: str | None = None, name: str | None = None
+) -> ApiError:
+    """Translate a registry exception into the ApiError the client sees."""
+    code, reason = 500, "InternalError"
+    for exc_type, exc_code, exc_reason in _STORE_ERRORS:
+        if isinstance(error, exc_type):
+            code, reason = exc_code, exc_reason
+            break
+    causes = [Cause(str(field), str(message)) for field, message in _causes_of(error)]
+    return ApiError(code, str(error) or reason, reason=reason, kind=kind, name=name, causes=causes)
+
+
+def _causes_of(error: StoreError) -> list[tuple[Any, Any]]:
+    # The store's Invalid may carry field errors (FieldError-like pairs); others do not.
+    raw = getattr(error, "causes", None) or []
+    pairs: list[tuple[Any, Any]] = []
+    for item in raw:
+        if isinstance(item, tuple) and len(item) == 2:
+            pairs.append((item[0], item[1]))
+        else:
+            pairs.append(("", item))
+    return pairs

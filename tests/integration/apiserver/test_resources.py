@@ -1,0 +1,293 @@
+"""Contract tests of the resource routes against a real registry on etcd."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.apiserver.conftest import Api, cell_doc, realm_doc, space_doc, stack_doc
+
+pytestmark = pytest.mark.integration
+
+V = "/apis/kukeon.io/v1beta1"
+CELLS = f"{V}/realms/default/spaces/default/stacks/default/cells"
+
+
+async def _ok(response: aiohttp.ClientResponse, code: int = 200) -> dict[str, Any]:
+    body: dict[str, Any] = await response.json()
+    assert response.status == code, body
+    return body
+
+
+async def _status(response: aiohttp.ClientResponse, code: int) -> dict[str, Any]:
+    body: dict[str, Any] = await response.json()
+    assert response.status == code, body
+    assert body["kind"] == "Status"
+    assert body["apiVersion"] == "v1"
+    assert body["status"] == "Failure"
+    assert body["code"] == code
+    assert body["reason"]
+    assert body["message"]
+    return body
+
+
+async def _defaults(http: aiohttp.ClientSession) -> None:
+    await _ok(await http.post(f"{V}/realms", json=realm_doc("default")), 201)
+    await _ok(await http.post(f"{V}/realms/default/spaces", json=space_doc("default")), 201)
+    await _ok(
+        await http.post(f"{V}/realms/default/spaces/default/stacks", json=stack_doc("default")), 201
+    )
+
+
+async def test_create_get_list_every_level(http: aiohttp.ClientSession) -> None:
+    await _defaults(http)
+    created = await _ok(await http.post(CELLS, json=cell_doc("web", tier="front")), 201)
+    assert created["metadata"]["resourceVersion"]
+    assert created["metadata"]["uid"]
+    assert created["spec"]["realmId"] == "default"
+    assert created["spec"]["stackId"] == "default"
+
+    got = await _ok(await http.get(f"{CELLS}/web"))
+    assert got["metadata"]["uid"] == created["metadata"]["uid"]
+    status = await _ok(await http.get(f"{CELLS}/web/status"))
+    assert status["status"]["state"]
+
+    for path in (
+        f"{V}/realms/default",
+        f"{V}/realms/default/spaces/default",
+        f"{V}/realms/default/spaces/default/stacks/default",
+    ):
+        assert (await _ok(await http.get(path)))["metadata"]["name"] == "default"
+
+    listing = await _ok(await http.get(CELLS))
+    assert listing["kind"] == "CellList"
+    assert int(listing["metadata"]["resourceVersion"]) > 0
+    assert [item["metadata"]["name"] for item in listing["items"]] == ["web"]
+    for plural in ("spaces", "stacks", "cells"):
+        across = await _ok(await http.get(f"{V}/{plural}"))
+        assert len(across["items"]) == 1
+    realms = await _ok(await http.get(f"{V}/realms"))
+    assert [r["metadata"]["name"] for r in realms["items"]] == ["default"]
+
+
+async def test_label_selector(http: aiohttp.ClientSession) -> None:
+    await _defaults(http)
+    await _ok(await http.post(CELLS, json=cell_doc("a", tier="front")), 201)
+    await _ok(await http.post(CELLS, json=cell_doc("b", tier="back")), 201)
+    front = await _ok(await http.get(CELLS, params={"labelSelector": "tier=front"}))
+    assert [i["metadata"]["name"] for i in front["items"]] == ["a"]
+    not_front = await _ok(await http.get(f"{V}/cells", params={"labelSelector": "tier!=front"}))
+    assert [i["metadata"]["name"] for i in not_front["items"]] == ["b"]
+    bad = await _status(await http.get(CELLS, params={"labelSelector": "=x"}), 400)
+    assert "labelSelector" in bad["message"] or bad["details"]["causes"]
+
+
+async def test_parent_ids_come_from_the_url_and_must_agree(http: aiohttp.ClientSession) -> None:
+    await _ok(await http.post(f"{V}/realms", json=realm_doc("team")), 201)
+    made = await _ok(await http.post(f"{V}/realms/team/spaces", json=space_doc("dev")), 201)
+    assert made["spec"]["realmId"] == "team"
+    clash = await _status(
+        await http.post(f"{V}/realms/team/spaces", json=space_doc("ops", realm="other")), 400
+    )
+    assert clash["details"]["causes"][0]["field"] == "spec.realmId"
+    renamed = await _status(await http.put(f"{V}/realms/team", json=realm_doc("elsewhere")), 400)
+    assert renamed["details"]["causes"][0]["field"] == "metadata.name"
+    wrong_kind = await _status(await http.post(f"{V}/realms", json=stack_doc("x")), 400)
+    assert wrong_kind["details"]["causes"][0]["field"] == "kind"
+
+
+async def test_invalid_lists_every_field(http: aiohttp.ClientSession) -> None:
+    await _defaults(http)
+    doc = cell_doc("web")
+    doc["spec"]["containers"] = [{"id": "Bad_Id"}, {"id": "b", "image": "x", "bogus": 1}]
+    body = await _status(await http.post(CELLS, json=doc), 422)
+    assert body["reason"] == "Invalid"
+    fields = {cause["field"] for cause in body["details"]["causes"]}
+    assert "spec.containers[0].image" in fields
+    assert "spec.containers[0].id" in fields
+    assert "spec.containers[1].bogus" in fields
+    assert (await _ok(await http.get(CELLS)))["items"] == []
+
+
+async def test_not_found_already_exists_conflict(http: aiohttp.ClientSession) -> None:
+    missing = await _status(await http.get(f"{V}/realms/nope"), 404)
+    assert missing["reason"] == "NotFound"
+    assert missing["details"]["name"] == "nope"
+    assert missing["details"]["kind"] == "Realm"
+    await _status(await http.get(f"{V}/no/such/path"), 404)
+    orphan = await _status(await http.post(f"{V}/realms/nope/spaces", json=space_doc("s")), 404)
+    assert "nope" in orphan["message"]
+
+    first = await _ok(await http.post(f"{V}/realms", json=realm_doc("r1")), 201)
+    dup = await _status(await http.post(f"{V}/realms", json=realm_doc("r1")), 409)
+    assert dup["reason"] == "AlreadyExists"
+
+    doc = dict(first)
+    doc["metadata"] = {**first["metadata"], "labels": {"a": "1"}}
+    updated = await _ok(await http.put(f"{V}/realms/r1", json=doc))
+    assert updated["metadata"]["labels"] == {"a": "1"}
+    assert updated["metadata"]["resourceVersion"] != first["metadata"]["resourceVersion"]
+    stale = await _status(await http.put(f"{V}/realms/r1", json=doc), 409)
+    assert stale["reason"] == "Conflict"
+
+    # without a resourceVersion an update applies to whatever is stored now
+    doc["metadata"] = {"name": "r1", "labels": {"a": "2"}}
+    unconditional = await _ok(await http.put(f"{V}/realms/r1", json=doc))
+    assert unconditional["metadata"]["labels"] == {"a": "2"}
+
+
+async def test_merge_patch(http: aiohttp.ClientSession) -> None:
+    await _ok(await http.post(f"{V}/realms", json=realm_doc("r", keep="yes", drop="me")), 201)
+    headers = {"Content-Type": "application/merge-patch+json"}
+    patched = await _ok(
+        await http.patch(
+            f"{V}/realms/r",
+            data=b'{"metadata": {"labels": {"drop": null, "new": "1"}}}',
+            headers=headers,
+        )
+    )
+    assert patched["metadata"]["labels"] == {"keep": "yes", "new": "1"}
+    bad_type = await _status(
+        await http.patch(f"{V}/realms/r", json={"metadata": {"labels": {}}}), 415
+    )
+    assert "merge-patch" in bad_type["message"]
+    stale = await _status(
+        await http.patch(
+            f"{V}/realms/r",
+            data=b'{"metadata": {"resourceVersion": "1", "labels": {"x": "y"}}}',
+            headers=headers,
+        ),
+        409,
+    )
+    assert stale["reason"] == "Conflict"
+    invalid = await _status(
+        await http.patch(f"{V}/realms/r", data=b'{"spec": {"nonsense": true}}', headers=headers),
+        422,
+    )
+    assert invalid["details"]["causes"][0]["field"] == "spec.nonsense"
+    renamed = await _status(
+        await http.patch(f"{V}/realms/r", data=b'{"metadata": {"name": "other"}}', headers=headers),
+        400,
+    )
+    assert renamed["details"]["causes"][0]["field"] == "metadata.name"
+
+
+async def test_status_subresource(http: aiohttp.ClientSession) -> None:
+    created = await _ok(await http.post(f"{V}/realms", json=realm_doc("r")), 201)
+    headers = {"Content-Type": "application/merge-patch+json"}
+    patched = await _ok(
+        await http.patch(
+            f"{V}/realms/r/status",
+            data=b'{"status": {"state": "Ready", "message": "fine"}, "metadata": {"labels": {"x": "y"}}}',
+            headers=headers,
+        )
+    )
+    assert patched["status"]["state"] == "Ready"
+    assert patched["metadata"]["labels"] == {}  # a status write never touches metadata/spec
+    assert patched["metadata"]["generation"] == created["metadata"]["generation"]
+    # and a spec write never touches status
+    spec_write = await _ok(
+        await http.patch(
+            f"{V}/realms/r",
+            data=b'{"status": {"state": "Failed"}, "metadata": {"labels": {"x": "y"}}}',
+            headers=headers,
+        )
+    )
+    assert spec_write["status"]["state"] == "Ready"
+    doc = await _ok(await http.get(f"{V}/realms/r/status"))
+    doc["status"]["message"] = "replaced"
+    replaced = await _ok(await http.put(f"{V}/realms/r/status", json=doc))
+    assert replaced["status"]["message"] == "replaced"
+
+
+async def test_dry_run_writes_nothing(http: aiohttp.ClientSession, api: Api) -> None:
+    dry = {"dryRun": "All"}
+    made = await _ok(await http.post(f"{V}/realms", json=realm_doc("ghost"), params=dry), 201)
+    assert made["metadata"]["name"] == "ghost"
+    await _status(await http.get(f"{V}/realms/ghost"), 404)
+    await _status(await http.post(f"{V}/realms", json=realm_doc("bad_name"), params=dry), 422)
+
+    real = await _ok(await http.post(f"{V}/realms", json=realm_doc("real")), 201)
+    await _status(await http.post(f"{V}/realms", json=realm_doc("real"), params=dry), 409)
+    doc = {**real, "metadata": {**real["metadata"], "labels": {"z": "1"}}}
+    preview = await _ok(await http.put(f"{V}/realms/real", json=doc, params=dry))
+    assert preview["metadata"]["labels"] == {"z": "1"}
+    headers = {"Content-Type": "application/merge-patch+json"}
+    await _ok(
+        await http.patch(
+            f"{V}/realms/real",
+            data=b'{"metadata":{"labels":{"p":"1"}}}',
+            headers=headers,
+            params=dry,
+        )
+    )
+    await _ok(await http.delete(f"{V}/realms/real", params=dry))
+    after = await _ok(await http.get(f"{V}/realms/real"))
+    assert after["metadata"]["labels"] == {}
+    assert after["metadata"]["resourceVersion"] == real["metadata"]["resourceVersion"]
+    assert "deletionTimestamp" not in after["metadata"]
+    await _status(
+        await http.post(f"{V}/realms", json=realm_doc("x"), params={"dryRun": "Some"}), 400
+    )
+
+
+async def test_delete_refuses_children_unless_cascade(http: aiohttp.ClientSession) -> None:
+    await _defaults(http)
+    await _ok(await http.post(CELLS, json=cell_doc("web")), 201)
+    refused = await _status(await http.delete(f"{V}/realms/default"), 409)
+    assert "space" in refused["message"].lower() or "children" in refused["message"].lower()
+    await _status(await http.delete(f"{V}/realms/default", params={"dryRun": "All"}), 409)
+    await _status(
+        await http.delete(f"{V}/realms/default", params={"propagationPolicy": "Orphan"}), 400
+    )
+    gone = await http.delete(f"{CELLS}/web")
+    assert gone.status in (200, 202)
+    await _ok(await http.delete(f"{V}/realms/default", params={"cascade": "true"}), gone.status)
+    for _ in range(50):
+        response = await http.get(f"{V}/realms/default")
+        if response.status == 404:
+            break
+    else:
+        pytest.fail("realm not deleted by cascade")
+    await _status(await http.delete(f"{V}/realms/default"), 404)
+
+
+async def test_body_limit_and_bad_bodies(http: aiohttp.ClientSession) -> None:
+    big = b'{"kind": "Realm", "metadata": {"name": "r"}, "x": "' + b"a" * (1024 * 1024 + 10) + b'"}'
+    too_big = await _status(
+        await http.post(f"{V}/realms", data=big, headers={"Content-Type": "application/json"}),
+        413,
+    )
+    assert "limit" in too_big["message"]
+    await _status(
+        await http.post(
+            f"{V}/realms", data=b"{not json", headers={"Content-Type": "application/json"}
+        ),
+        400,
+    )
+    await _status(await http.post(f"{V}/realms", data=b"[1, 2]"), 400)
+    yaml_made = await http.post(
+        f"{V}/realms",
+        data=b"kind: Realm\napiVersion: v1beta1\nmetadata:\n  name: from-yaml\n",
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert yaml_made.status == 201
+    await _status(await http.request("POST", f"{V}/realms/x"), 405)
+
+
+async def test_health_version_metrics(http: aiohttp.ClientSession, api: Api) -> None:
+    assert (await http.get("/healthz")).status == 200
+    ready = await http.get("/readyz")
+    assert ready.status == 200, await ready.text()
+    assert "[+]etcd ok" in await ready.text()
+    version = await _ok(await http.get("/version"))
+    import kukeon
+
+    assert version["gitVersion"] == kukeon.__version__
+    metrics = await http.get("/metrics")
+    assert metrics.status == 200
+    assert "kukeon_apiserver_requests_total" in await metrics.text()
+    discovery = await _ok(await http.get(V))
+    assert {r["name"] for r in discovery["resources"]} == {"realms", "spaces", "stacks", "cells"}
