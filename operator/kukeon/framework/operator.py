@@ -52,7 +52,7 @@ from .intents import (
 )
 from .leases import Heartbeat, LeaderElection, LeaderInfo, Peer, alive_peers
 from .metrics import FrameworkMetrics, metrics_for
-from .processing import Processor
+from .processing import KeyedLogger, Processor
 from .protocols import AnyResource, Store
 from .queueing import ObjectQueues
 from .settings import Settings
@@ -102,7 +102,7 @@ class Operator:
         self._started = False
         self._stopped = asyncio.Event()
         self._stop_requested = asyncio.Event()
-        self.logger = logging.LoggerAdapter(log, {"node": self.settings.node_name})
+        self.logger = KeyedLogger(log, {"node": self.settings.node_name})
 
     # --- registration --------------------------------------------------------------------
 

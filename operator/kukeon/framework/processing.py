@@ -14,7 +14,8 @@ import asyncio
 import enum
 import logging
 import time
-from typing import NamedTuple
+from collections.abc import MutableMapping
+from typing import Any, NamedTuple
 
 from kukeon.api import Kind, key_of
 from kukeon.store import Invalid, StoreError
@@ -56,6 +57,17 @@ def describe(kind: Kind, key: tuple[str, ...]) -> str:
     return f"{kind.value} {'/'.join(key)}"
 
 
+class KeyedLogger(logging.LoggerAdapter[logging.Logger]):
+    """Adds the object's kind, key and node to every record, keeping per-call extras.
+
+    (Python 3.11's LoggerAdapter replaces a call's ``extra`` instead of merging it.)
+    """
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
 class Processor:
     """Runs the registered handlers for one object version."""
 
@@ -74,7 +86,7 @@ class Processor:
 
     def logger(self, kind: Kind, key: tuple[str, ...]) -> logging.LoggerAdapter[logging.Logger]:
         extra = {"kind": kind.value, "key": "/".join(key), "node": self._settings.node_name}
-        return logging.LoggerAdapter(log, extra)
+        return KeyedLogger(log, extra)
 
     def _context(self, obj: AnyResource, *, cause: Cause, retry: int) -> HandlerContext:
         kind = Kind(obj.kind)

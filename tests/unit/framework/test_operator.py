@@ -304,3 +304,5 @@ async def test_handler_failures_are_logged_with_the_key(caplog: pytest.LogCaptur
     assert records
     assert records[0].kind == "Realm"  # type: ignore[attr-defined]
     assert "Realm logged" in records[0].getMessage()
+    assert records[0].reason == "UnexpectedError"  # type: ignore[attr-defined]
+    assert records[0].retry == 0  # type: ignore[attr-defined]
