@@ -97,7 +97,7 @@ class NamespaceService:
             namespace=namespace_pb2.Namespace(name=name, labels=wanted),
         )
         update.update_mask.paths.extend(f"labels.{key}" for key in wanted)
-        response_update = await self._client.call(
+        await self._client.call(
             "update",
             lambda s, md: s.namespaces.Update(
                 update, metadata=md, timeout=self._client.call_timeout
@@ -105,9 +105,8 @@ class NamespaceService:
             namespace=name,
             subject=Subject("namespace", name),
         )
-        return Namespace(
-            name=response_update.namespace.name, labels=dict(response_update.namespace.labels)
-        )
+        # containerd 1.6 answers an update with the request's labels only: read them back.
+        return await self.get(name)
 
     async def delete(self, name: str) -> bool:
         """Delete an empty namespace; False when it did not exist.

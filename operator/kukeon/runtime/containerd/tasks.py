@@ -212,7 +212,7 @@ class TaskService:
             namespace=self.namespace,
             subject=Subject("task", _process_name(container_id, exec_id)),
         )
-        return _task_info(response.process)
+        return _task_info(response.process, container_id=container_id)
 
     async def pid(self, container_id: str) -> int:
         return (await self.get(container_id)).pid
@@ -227,7 +227,10 @@ class TaskService:
             ),
             namespace=self.namespace,
         )
-        return [_task_info(task) for task in response.tasks]
+        # containerd fills only `id` here: for the init processes listed it is the container's.
+        return [
+            _task_info(task, container_id=task.container_id or task.id) for task in response.tasks
+        ]
 
     async def kill(
         self,
@@ -378,9 +381,9 @@ def _make_log_directories(io: TaskIO) -> None:
             Path(urlparse(uri).path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _task_info(process: task_pb2.Process) -> TaskInfo:
+def _task_info(process: task_pb2.Process, *, container_id: str) -> TaskInfo:
     return TaskInfo(
-        container_id=process.container_id,
+        container_id=container_id,
         id=process.id,
         pid=process.pid,
         status=TaskStatus(process.status),

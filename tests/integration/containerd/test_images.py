@@ -1,0 +1,132 @@
+"""Namespaces, the content store and OCI archive import against a real containerd."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kukeon.runtime.containerd import (
+    BlobDigestMismatchError,
+    ContainerdClient,
+    ImageConfig,
+    ImageNotFoundError,
+    InvalidImageArchiveError,
+    NamespaceNotEmptyError,
+    chain_ids,
+)
+from kukeon.runtime.containerd.content import LABEL_GC_REF_SNAPSHOT
+from tests.fixtures.containerd import BusyboxImage, clean_namespace
+
+pytestmark = pytest.mark.integration
+
+
+async def _chunks(data: bytes, size: int = 7) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_namespace_ensure_labels_list_and_delete(containerd_client: ContainerdClient) -> None:
+    name = f"kt-{secrets.token_hex(4)}"
+    namespaces = containerd_client.namespaces
+    try:
+        created = await namespaces.ensure(name, labels={"kukeon.io/realm": "one"})
+        assert created.labels["kukeon.io/realm"] == "one"
+        again = await namespaces.ensure(name, labels={"kukeon.io/realm": "two", "x": "y"})
+        assert again.labels == {"kukeon.io/realm": "two", "x": "y"}
+        assert name in {ns.name for ns in await namespaces.list()}
+    finally:
+        assert await namespaces.delete(name) is True
+    assert await namespaces.delete(name) is False
+    assert name not in {ns.name for ns in await namespaces.list()}
+
+
+async def test_content_store_writes_verifies_and_reads_blobs(
+    containerd_client: ContainerdClient, containerd_namespace: str
+) -> None:
+    data = secrets.token_bytes(3000)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    async with containerd_client.leases(containerd_namespace).lease() as lease:
+        store = containerd_client.content(containerd_namespace, lease=lease)
+        assert await store.has_blob(digest) is False
+        await store.write_blob(digest=digest, size=len(data), chunks=_chunks(data))
+        assert await store.has_blob(digest) is True
+        assert await store.read_blob(digest) == data
+        # Writing it again is a no-op.
+        await store.write_blob(digest=digest, size=len(data), chunks=_chunks(data))
+
+        wrong = f"sha256:{hashlib.sha256(b'other').hexdigest()}"
+        with pytest.raises(BlobDigestMismatchError) as raised:
+            await store.write_blob(digest=wrong, size=len(data), chunks=_chunks(data))
+        assert wrong in str(raised.value)
+        assert await store.has_blob(wrong) is False
+
+
+async def test_import_archive_records_unpacks_and_reads_the_config(
+    containerd_client: ContainerdClient,
+    containerd_namespace: str,
+    containerd_test_image: BusyboxImage,
+) -> None:
+    images = containerd_client.images(containerd_namespace)
+    [image] = await images.import_archive(containerd_test_image.archive)
+    assert image.name == containerd_test_image.name
+    assert image.target.media_type == "application/vnd.oci.image.manifest.v1+json"
+
+    config = await images.config(image.name)
+    assert config == ImageConfig(
+        cmd=("sh",),
+        env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",),
+        working_dir="/",
+    )
+    manifest = await images.manifest(image.name)
+    content = containerd_client.content(containerd_namespace)
+    config_info = await content.info(manifest.config.digest)
+    snapshots = containerd_client.snapshots(containerd_namespace)
+    top = config_info.labels[f"{LABEL_GC_REF_SNAPSHOT}.overlayfs"]
+    assert await snapshots.exists(top)
+    layer_info = await content.info(manifest.layers[0].digest)
+    assert chain_ids([layer_info.labels["containerd.io/uncompressed"]]) == [top]
+
+    # Importing again changes nothing; unpacking again finds the snapshot.
+    [again] = await images.import_archive(containerd_test_image.archive)
+    assert again.target == image.target
+    assert await images.unpack(image.name) == top
+
+    renamed = await images.import_archive(
+        containerd_test_image.archive, name="kukeon.io/test/renamed:v1"
+    )
+    assert [i.name for i in renamed] == ["kukeon.io/test/renamed:v1"]
+
+
+async def test_missing_image_and_bad_archive_give_clear_errors(
+    containerd_client: ContainerdClient, containerd_namespace: str, tmp_path: Path
+) -> None:
+    images = containerd_client.images(containerd_namespace)
+    with pytest.raises(ImageNotFoundError) as raised:
+        await images.config("kukeon.io/test/missing:v9")
+    assert "kukeon.io/test/missing:v9" in str(raised.value)
+    assert containerd_namespace in str(raised.value)
+
+    not_a_tar = tmp_path / "image.tar"
+    not_a_tar.write_bytes(b"this is not a tar archive")
+    with pytest.raises(InvalidImageArchiveError) as bad:
+        await images.import_archive(not_a_tar)
+    assert str(not_a_tar) in str(bad.value)
+
+
+async def test_a_namespace_with_images_is_not_deleted(
+    containerd_client: ContainerdClient, containerd_test_image: BusyboxImage
+) -> None:
+    name = f"kt-{secrets.token_hex(4)}"
+    await containerd_client.namespaces.ensure(name)
+    try:
+        await containerd_client.images(name).import_archive(containerd_test_image.archive)
+        with pytest.raises(NamespaceNotEmptyError) as raised:
+            await containerd_client.namespaces.delete(name)
+        assert name in str(raised.value)
+    finally:
+        await clean_namespace(containerd_client, name)
+    assert name not in {ns.name for ns in await containerd_client.namespaces.list()}
