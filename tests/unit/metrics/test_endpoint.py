@@ -1,0 +1,90 @@
+"""The /metrics endpoint: own listener, handler on another app, content negotiation."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from kukeon.metrics import metrics_handler, parse_address, serve_metrics
+
+
+def _registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Counter("kukeon_test_events", "Test events.", registry=registry).inc(3)
+    return registry
+
+
+async def test_serve_metrics_on_a_free_port_and_stop() -> None:
+    server = await serve_metrics("127.0.0.1:0", registry=_registry())
+    try:
+        assert server.port > 0
+        async with aiohttp.ClientSession() as session, session.get(server.url) as reply:
+            assert reply.status == 200
+            assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert "kukeon_test_events_total 3.0" in await reply.text()
+    finally:
+        await server.stop()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(server.url)
+
+
+async def test_openmetrics_when_the_scraper_asks_for_it() -> None:
+    server = await serve_metrics("127.0.0.1:0", registry=_registry())
+    try:
+        headers = {"Accept": "application/openmetrics-text; version=1.0.0"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(server.url, headers=headers) as reply,
+        ):
+            assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert (await reply.text()).rstrip().endswith("# EOF")
+    finally:
+        await server.stop()
+
+
+async def test_handler_on_another_app() -> None:
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(_registry()))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://{host}:{port}/metrics") as reply,
+        ):
+            assert "kukeon_test_events_total" in await reply.text()
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_taken_port_is_a_clear_error() -> None:
+    first = await serve_metrics("127.0.0.1:0", registry=_registry())
+    try:
+        with pytest.raises(OSError, match=f"cannot listen for /metrics on 127.0.0.1:{first.port}"):
+            await serve_metrics(f"127.0.0.1:{first.port}", registry=_registry())
+    finally:
+        await first.stop()
+
+
+@pytest.mark.parametrize(
+    ("address", "parsed"),
+    [
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("[::1]:9464", ("::1", 9464)),
+        (":9464", ("0.0.0.0", 9464)),
+    ],
+)
+def test_parse_address(address: str, parsed: tuple[str, int]) -> None:
+    assert parse_address(address) == parsed
+
+
+@pytest.mark.parametrize("address", ["9464", "host:", "host:http", "h:70000"])
+def test_parse_address_refuses(address: str) -> None:
+    with pytest.raises(ValueError, match="metrics address"):
+        parse_address(address)
