@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import ssl
 import subprocess
 import tempfile
 import uuid
@@ -15,10 +18,11 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from kukeon.apiserver import ApiServerRunner, ApiSettings, serve_api
-from kukeon.store import Registry
+from kukeon.store import EmbeddedEtcd, Registry
 from tests.fixtures.services import free_tcp_port, require_binary
 
 REPO = Path(__file__).resolve().parents[3]
+_SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 VIEWER_TOKEN = "viewer-" + uuid.uuid4().hex
@@ -71,33 +75,61 @@ class Api(NamedTuple):
     metrics: CollectorRegistry
 
 
-@pytest.fixture
-async def api(
-    registry: Registry, tmp_path: Path, certs: Certs, tokens_file: Path
+@contextlib.asynccontextmanager
+async def running_api(
+    registry: Registry, certs: Certs, tokens_file: Path, **overrides: Any
 ) -> AsyncIterator[Api]:
-    socket = Path(tempfile.mkdtemp(prefix="kukeon-api-")) / "kukeond.sock"
-    port = free_tcp_port()
-    settings = ApiSettings(
-        socket_path=socket,
-        socket_group=None,
-        tcp_address=f"127.0.0.1:{port}",
-        tls_cert_file=certs.cert,
-        tls_key_file=certs.key,
-        tokens_file=tokens_file,
-        bookmark_interval=0.5,
-        request_timeout=10,
-    )
+    """Serve ``registry`` on a private unix socket and a loopback TLS port."""
+    directory = Path(tempfile.mkdtemp(prefix="kukeon-api-"))
+    socket = directory / "kukeond.sock"
+    options: dict[str, Any] = {
+        "socket_path": socket,
+        "socket_group": None,
+        "tcp_address": f"127.0.0.1:{free_tcp_port()}",
+        "tls_cert_file": certs.cert,
+        "tls_key_file": certs.key,
+        "tokens_file": tokens_file,
+        "bookmark_interval": 0.5,
+        "request_timeout": 10,
+    }
+    options.update(overrides)
     metrics = CollectorRegistry()
-    runner = await serve_api(settings, registry, metrics_registry=metrics)
+    runner = await serve_api(ApiSettings(**options), registry, metrics_registry=metrics)
     try:
         yield Api(
             runner, registry, socket, f"https://127.0.0.1:{runner.tcp_port}", certs.ca, metrics
         )
     finally:
         await runner.stop()
-        socket.parent.rmdir() if socket.parent.exists() and not any(
-            socket.parent.iterdir()
-        ) else None
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+async def api(registry: Registry, certs: Certs, tokens_file: Path) -> AsyncIterator[Api]:
+    async with running_api(registry, certs, tokens_file) as running:
+        yield running
+
+
+@pytest.fixture
+async def private_registry() -> AsyncIterator[Registry]:
+    """A registry on an etcd of its own, for tests that compact etcd's history."""
+    binary = require_binary("etcd", "etcd-server")
+    root = Path(tempfile.mkdtemp(prefix="kukeon-api-etcd-", dir=_SCRATCH))
+    try:
+        async with EmbeddedEtcd(data_dir=root, binary=binary) as etcd:
+            async with await Registry.connect(etcd.config()) as registry:
+                yield registry
+            await etcd.kill()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def tls_session(api: Api, token: str | None) -> aiohttp.ClientSession:
+    context = ssl.create_default_context(cafile=str(api.ca))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return aiohttp.ClientSession(
+        base_url=api.https, connector=aiohttp.TCPConnector(ssl=context), headers=headers
+    )
 
 
 @pytest.fixture
