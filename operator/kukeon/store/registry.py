@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import json
 import logging
 import uuid
@@ -72,6 +73,7 @@ LIST_PAGE_SIZE = 500
 _MAX_CAS_ROUNDS = 1000
 _CHILDREN_NAMED_IN_ERRORS = 10
 _CASCADE_BATCH = 16
+_PARENT_CACHE_SIZE = 4096
 
 
 class WatchEvent(NamedTuple):
@@ -170,6 +172,9 @@ class Registry:
         self._layout = KeyLayout(config.key_prefix)
         self._retrier = Retrier(client=client, retry_timeout=config.retry_timeout)
         self._closed = False
+        # Last revision at which each parent was seen alive and not being deleted: a create
+        # compares against it directly (one round trip); a stale entry only costs a retry.
+        self._parent_revisions: dict[bytes, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -339,33 +344,26 @@ class Registry:
         uid = fresh_metadata.uid
         parent = parent_key(kind, key)
 
-        async def attempt() -> tuple[bool, Any]:
+        parent_raw = self._layout.key(*parent).encode() if parent is not None else None
+
+        async def attempt(parent_revision: int) -> Any:
             compare = [_compare_created(raw_key, 0)]
-            if parent is not None:
-                parent_kind, parent_names = parent
-                parent_raw = self._layout.key(parent_kind, parent_names).encode()
-                response = await self._range(parent_raw)
-                if not response.kvs:
-                    raise NotFound(
-                        f"cannot create {label}: its {_label(parent_kind, parent_names)} "
-                        "does not exist"
-                    )
-                parent_kv = response.kvs[0]
-                if json.loads(parent_kv.value)["metadata"].get("deletionTimestamp"):
-                    raise NotFound(
-                        f"cannot create {label}: its {_label(parent_kind, parent_names)} "
-                        "is being deleted"
-                    )
-                compare.append(_compare_modified(parent_raw, parent_kv.mod_revision))
-            response = await self._txn(compare, [_put(raw_key, data)], [_read(raw_key)])
-            return response.succeeded, response
+            failure = [_read(raw_key)]
+            if parent_raw is not None:
+                # -1 never matches: without a known revision the failure branch reads it.
+                compare.append(_compare_modified(parent_raw, parent_revision))
+                failure.append(_read(parent_raw))
+            return await self._txn(compare, [_put(raw_key, data)], failure)
 
         for _ in range(_MAX_CAS_ROUNDS):
+            parent_revision = self._parent_revisions.get(parent_raw or b"", -1)
             # Repeatable: after an in-flight failure the next round recognises its own uid.
-            succeeded, response = await self._retrier.run(
-                attempt, what=f"create {label}", repeatable=True
+            response = await self._retrier.run(
+                functools.partial(attempt, parent_revision),
+                what=f"create {label}",
+                repeatable=True,
             )
-            if succeeded:
+            if response.succeeded:
                 return self._as_written(model, response.header.revision)
             existing = response.responses[0].response_range.kvs
             if existing:
@@ -373,7 +371,18 @@ class Registry:
                 if json.loads(stored.value)["metadata"].get("uid") == uid:
                     return self._decode(stored.value, stored.mod_revision)
                 raise AlreadyExists(f"{label} already exists")
-            # The parent changed between our read and the transaction: look again.
+            if parent is None or parent_raw is None:
+                continue
+            self._parent_revisions.pop(parent_raw, None)
+            parent_kvs = response.responses[1].response_range.kvs
+            parent_label = _label(*parent)
+            if not parent_kvs:
+                raise NotFound(f"cannot create {label}: its {parent_label} does not exist")
+            if json.loads(parent_kvs[0].value)["metadata"].get("deletionTimestamp"):
+                raise NotFound(f"cannot create {label}: its {parent_label} is being deleted")
+            if len(self._parent_revisions) >= _PARENT_CACHE_SIZE:
+                self._parent_revisions.clear()
+            self._parent_revisions[parent_raw] = parent_kvs[0].mod_revision
         raise Unavailable(f"create {label}: the parent kept changing, gave up")
 
     @staticmethod
