@@ -1,7 +1,8 @@
-"""TCP needs TLS and a bearer token; roles limit verbs and realms; refused requests write nothing."""
+"""TCP needs TLS and a bearer token; roles limit verbs and realms; refusals write nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
@@ -184,4 +185,6 @@ async def test_unix_socket_mode_group_and_stale_file(registry: Registry, tmp_pat
             await runner.stop()
         assert not path.exists()
     finally:
-        subprocess.run(["groupdel", group], check=False, capture_output=True)
+        await asyncio.to_thread(
+            subprocess.run, ["groupdel", group], check=False, capture_output=True
+        )

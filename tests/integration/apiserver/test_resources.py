@@ -180,7 +180,8 @@ async def test_status_subresource(http: aiohttp.ClientSession) -> None:
     patched = await _ok(
         await http.patch(
             f"{V}/realms/r/status",
-            data=b'{"status": {"state": "Ready", "message": "fine"}, "metadata": {"labels": {"x": "y"}}}',
+            data=b'{"status": {"state": "Ready", "message": "fine"},'
+            b' "metadata": {"labels": {"x": "y"}}}',
             headers=headers,
         )
     )

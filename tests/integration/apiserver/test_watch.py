@@ -1,4 +1,4 @@
-"""Watch streaming: initial state, resume from a resourceVersion, bookmarks, 410 after compaction."""
+"""Watch streams: initial state, resume from a resourceVersion, bookmarks, 410 on compaction."""
 
 from __future__ import annotations
 
