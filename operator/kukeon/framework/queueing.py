@@ -101,7 +101,6 @@ class ObjectQueues:
         self._running = 0
         self._slots = asyncio.Semaphore(settings.max_workers)
         self._accepting = True
-        self._changed = asyncio.Event()
 
     # --- introspection (metrics, tests, the runner) --------------------------------------
 
@@ -127,11 +126,6 @@ class ObjectQueues:
         state = self._states.get((kind, key))
         return 0 if state is None else state.failures
 
-    async def wait_changed(self) -> None:
-        """Returns after the next transition of any object (for idle waiting)."""
-        self._changed.clear()
-        await self._changed.wait()
-
     def _track(self, state: _ObjectState) -> None:
         waiting = self._waiting.setdefault(state.kind, set())
         before = len(waiting)
@@ -141,7 +135,6 @@ class ObjectQueues:
             waiting.discard(state.key)
         if len(waiting) != before:
             self._metrics.queue_depth.labels(state.kind.value).set(len(waiting))
-        self._changed.set()
 
     # --- input ---------------------------------------------------------------------------
 
@@ -331,7 +324,6 @@ class ObjectQueues:
             return Outcome(Result.TEMPORARY, state.latest)
         finally:
             self._running -= 1
-            self._changed.set()
 
     def _settle(self, state: _ObjectState, given: AnyResource, outcome: Outcome) -> None:
         handled = outcome.handled or given
