@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.etcd",
     "tests.fixtures.containerd",
+    "tests.fixtures.kukeond",
 ]

@@ -1,5 +1,116 @@
 """One controller per kind (realm, space, stack, cell): spec in etcd becomes host state.
 
 Controllers are written with ``kukeon.framework`` and act on the host only through
-``kukeon.runtime``.
+``kukeon.runtime``. `register_controllers` puts them on an ``Operator``: reconcile and
+finalize handlers per kind (cells filtered to the ones this node runs), the containerd
+event follower that requeues a cell when one of its tasks exits, and the orphan
+collector run at start and then periodically.
 """
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from kukeon.api import Cell, Kind
+from kukeon.framework import Operator, OperatorContext
+from kukeon.store import Registry
+
+from .cell import CellController, HostFacts
+from .events import follow_task_events
+from .gc import collect_orphans
+from .host import Host, HostSettings
+from .images import ImageArchives, ImageProvider
+from .realm import RealmController
+from .space import SpaceController
+from .stack import StackController
+
+__all__ = [
+    "CellController",
+    "Controllers",
+    "Host",
+    "HostFacts",
+    "HostSettings",
+    "ImageArchives",
+    "ImageProvider",
+    "register_controllers",
+]
+
+log = logging.getLogger("kukeon.controllers")
+
+GC_INTERVAL_SECONDS = 300.0
+
+
+class Controllers:
+    """The controllers of one node, registered on one operator."""
+
+    def __init__(self, *, host: Host, registry: Registry, images: ImageProvider) -> None:
+        self.host = host
+        self.registry = registry
+        self.images = images
+        self.realms = RealmController(host=host)
+        self.spaces = SpaceController(host=host)
+        self.stacks = StackController(host=host)
+        self.cells = CellController(
+            host=host, registry=registry, images=images, facts=HostFacts.read()
+        )
+        self._background: list[asyncio.Task[None]] = []
+
+    def runs_here(self, cell: Cell) -> bool:
+        return cell.spec.node_name in (None, self.host.settings.node_name)
+
+    async def collect_orphans(self) -> list[str]:
+        return await collect_orphans(host=self.host, registry=self.registry, cells=self.cells)
+
+    async def _collect_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(GC_INTERVAL_SECONDS)
+            try:
+                await self.collect_orphans()
+            except Exception:
+                log.exception("orphan collection failed; trying again later")
+
+    def register(self, op: Operator) -> None:
+        op.reconcile(Kind.REALM)(self.realms.reconcile)
+        op.finalize(Kind.REALM)(self.realms.finalize)
+        op.reconcile(Kind.SPACE)(self.spaces.reconcile)
+        op.finalize(Kind.SPACE)(self.spaces.finalize)
+        op.reconcile(Kind.STACK)(self.stacks.reconcile)
+        op.finalize(Kind.STACK)(self.stacks.finalize)
+        op.reconcile(Kind.CELL, when=self.runs_here)(self.cells.reconcile)
+        op.finalize(Kind.CELL, when=self.runs_here)(self.cells.finalize)
+
+        @op.on_startup
+        async def start_background(ctx: OperatorContext) -> None:
+            removed = await self.collect_orphans()
+            if removed:
+                log.info("removed %d orphan(s) at start: %s", len(removed), ", ".join(removed))
+            self._background = [
+                asyncio.create_task(
+                    follow_task_events(
+                        containerd=self.host.containerd,
+                        trigger=op.trigger,
+                        resync=op.resync,
+                    ),
+                    name="kukeon-containerd-events",
+                ),
+                asyncio.create_task(self._collect_periodically(), name="kukeon-gc"),
+            ]
+
+        @op.on_shutdown
+        async def stop_background(ctx: OperatorContext) -> None:
+            for task in self._background:
+                task.cancel()
+            for task in self._background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._background = []
+
+
+def register_controllers(
+    op: Operator, *, host: Host, registry: Registry, images: ImageProvider
+) -> Controllers:
+    controllers = Controllers(host=host, registry=registry, images=images)
+    controllers.register(op)
+    return controllers

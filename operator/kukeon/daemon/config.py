@@ -42,6 +42,8 @@ class DaemonConfig(BaseModel):
     etcd_key_file: Path | None = None
     etcd_username: str | None = None
     etcd_password: str | None = None
+    etcd_prefix: str = "/kukeon"
+    """Root of kukeon's keys, so several installations can share one etcd."""
 
     containerd_address: Path = Path("/run/containerd/containerd.sock")
     state_dir: Path = Path("/var/lib/kukeon")
@@ -52,6 +54,9 @@ class DaemonConfig(BaseModel):
     cni_bin_dirs: tuple[Path, ...] = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
     cni_conf_dir: Path = Path("/etc/cni/net.d")
     subnet_pool: IPv4Network = IPv4Network("10.88.0.0/16")
+    netns_dir: Path = Path("/var/run/netns")
+    nft_table: str = "kukeon"
+    """The `inet` table holding the egress chains (one per kukeond sharing a host)."""
     insecure_registries: tuple[str, ...] = ()
 
     metrics_address: str = "127.0.0.1:9464"

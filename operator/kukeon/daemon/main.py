@@ -1,8 +1,90 @@
-"""Entry point of ``kukeond`` until the daemon lands (issue: controllers and kukeond)."""
+"""The `kukeond` command: parse flags, merge configuration, run the daemon."""
 
+from __future__ import annotations
+
+import asyncio
+import contextlib
 import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import ConfigError, load_config
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML configuration file (flags and KUKEON_* override it).",
+)
+@click.option("--etcd-endpoints", help="Comma-separated etcd endpoints; none = embedded etcd.")
+@click.option("--etcd-ca-file", type=click.Path(path_type=Path))
+@click.option("--etcd-cert-file", type=click.Path(path_type=Path))
+@click.option("--etcd-key-file", type=click.Path(path_type=Path))
+@click.option(
+    "--containerd-address",
+    type=click.Path(path_type=Path),
+    help="containerd socket (default /run/containerd/containerd.sock).",
+)
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Default /var/lib/kukeon.")
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path),
+    help="Default /run/kukeon; the API socket is <run-dir>/kukeond.sock.",
+)
+@click.option("--node-name", help="This node's name (default: the hostname).")
+@click.option("--cgroup-root", help="cgroup subtree kukeon manages (default /kukeon).")
+@click.option("--cni-bin-dir", "cni_bin_dirs", help="Comma-separated CNI plugin directories.")
+@click.option(
+    "--cni-conf-dir",
+    type=click.Path(path_type=Path),
+    help="Where space conflists go when a space names none.",
+)
+@click.option("--metrics-address", help="host:port of /metrics (default 127.0.0.1:9464).")
+@click.option("--api-address", help="Optional TCP listener host:port (TLS and tokens required).")
+@click.option("--api-tls-cert-file", type=click.Path(path_type=Path))
+@click.option("--api-tls-key-file", type=click.Path(path_type=Path))
+@click.option("--api-tokens-file", type=click.Path(path_type=Path))
+@click.option(
+    "--insecure-registry",
+    "insecure_registries",
+    help="Comma-separated registries reached over plain HTTP.",
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--no-bootstrap",
+    "no_bootstrap",
+    is_flag=True,
+    default=False,
+    help="Do not create the default realm, space and stack.",
+)
+@click.option(
+    "--api-only",
+    "api_only",
+    is_flag=True,
+    default=None,
+    help="Serve the API against shared etcd; run no controllers.",
+)
+def command(config_file: Path | None, no_bootstrap: bool, **flags: Any) -> None:
+    """kukeond: converge kukeon's resources on this host."""
+    if no_bootstrap:
+        flags["bootstrap"] = False
+    try:
+        config = load_config(config_file=config_file, overrides=flags)
+    except ConfigError as error:
+        click.echo(f"kukeond: {error}", err=True)
+        sys.exit(2)
+
+    from .app import run_daemon
+    from .logs import configure_logging
+
+    configure_logging(config.log_level)
+    with contextlib.suppress(KeyboardInterrupt):  # a second ^C during shutdown
+        asyncio.run(run_daemon(config))
 
 
 def main() -> None:
-    print("kukeond: not yet implemented", file=sys.stderr)
-    sys.exit(2)
+    command()

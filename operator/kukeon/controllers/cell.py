@@ -1,0 +1,527 @@
+"""The cell controller: a cell document becomes a network namespace, a cgroup and running tasks.
+
+One reconcile pass, always from scratch (nothing is remembered between passes):
+
+1. wait for the stack to be Ready; read the realm (containerd namespace, registry
+   credentials) and the space (container defaults, network);
+2. `desiredState: Stopped` -> stop every task (SIGTERM, grace, SIGKILL), keep the rest;
+3. the cell's cgroup, its network namespace attached to the space's bridge by CNI, and the
+   rendered /etc/hosts and /etc/hostname;
+4. per container, root first: space defaults applied, image made available, OCI runtime
+   spec built; a container created from a different spec (digest label) is recreated,
+   only that one; a missing task is created and started; an exited task is restarted when
+   its policy owes a restart and the backoff has passed;
+5. per-container status and the derived cell state are written (only when changed); the
+   `readyObserved` latch is set the first time the cell is Ready; an `autoDelete` cell
+   whose workloads all exited with no restart owed is deleted, if it was ever Ready.
+
+A restart that is owed but not yet due, and a host fault, end the pass with
+TemporaryError so the framework comes back at the right time (a task exit seen in
+containerd's events also brings it back at once). Finalize stops and deletes the tasks and
+containers, detaches the cell from its network, and removes its cgroup and files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kukeon.api import (
+    Cell,
+    CellNetworkStatus,
+    CellState,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    DesiredCellState,
+    Kind,
+    Realm,
+    Space,
+    apply_space_defaults_to_container,
+)
+from kukeon.framework import HandlerContext, PermanentError, TemporaryError
+from kukeon.runtime.cgroups import CgroupError, CgroupPath, Delegation
+from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
+from kukeon.runtime.containerd.errors import (
+    AlreadyExistsError,
+    ContainerNotFoundError,
+    TaskNotFoundError,
+)
+from kukeon.runtime.containerd.spec import (
+    RuntimeSpecError,
+    SpecContext,
+    build_runtime_spec,
+    current_hard_rlimits,
+    inspect_host_device,
+    list_host_devices,
+)
+from kukeon.runtime.containerd.tasks import TaskInfo, TaskIO, TaskStatus
+from kukeon.runtime.containerd.types import RegistryCredential
+from kukeon.runtime.network import (
+    CellAttachment,
+    NetworkError,
+    render_hostname,
+    render_hosts,
+    write_cell_host_files,
+)
+from kukeon.store import Registry
+
+from .cellfiles import CellFiles, SecretUnavailableError, stage_secrets
+from .cellstate import (
+    ContainerObservation,
+    containerd_container_id,
+    derive_cell_state,
+    restart_due_at,
+    restart_owed,
+    spec_digest,
+)
+from .hierarchy import get_as, ready_parent
+from .host import Host
+from .images import ImageProvider, ImageUnavailableError
+from .reporting import now, report
+from .space import conflist_file
+
+LABEL_SPEC_DIGEST = "kukeon.io/spec-digest"
+LABEL_NODE = "kukeon.io/node"
+
+CellKey = tuple[str, str, str, str]
+
+
+def cell_key(cell: Cell) -> CellKey:
+    return (cell.spec.realm_id, cell.spec.space_id, cell.spec.stack_id, cell.metadata.name)
+
+
+def network_id(key: tuple[str, ...]) -> str:
+    """The cell's netns name and CNI container id (`_` cannot occur in resource names)."""
+    return "kukeon_" + "_".join(key)
+
+
+def ordered_containers(cell: Cell) -> list[ContainerSpec]:
+    """Root container first, the others in manifest order."""
+    if not cell.spec.containers:
+        return []
+    root = cell.spec.root_container()
+    return [root, *(c for c in cell.spec.containers if c.id != root.id)]
+
+
+def registry_credentials(realm: Realm) -> list[RegistryCredential]:
+    return [
+        RegistryCredential(
+            server_address=entry.server_address or "",
+            username=entry.username or "",
+            password=entry.password or "",
+        )
+        for entry in realm.spec.registry_credentials
+    ]
+
+
+def exit_signal_name(code: int) -> str | None:
+    """`SIGKILL` for 137: a task killed by a signal exits with 128 + the signal's number."""
+    if 128 < code < 128 + 65:
+        try:
+            return signal.Signals(code - 128).name
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the spec needs to know about this host, read once at start."""
+
+    hard_rlimits: Mapping[str, int]
+    environ: Mapping[str, str]
+
+    @classmethod
+    def read(cls) -> HostFacts:
+        return cls(hard_rlimits=current_hard_rlimits(), environ=dict(os.environ))
+
+
+class _Pass:
+    """The observations of one reconcile pass, turned into status at its end."""
+
+    def __init__(self, cell: Cell) -> None:
+        self.previous = {status.id: status for status in cell.status.containers}
+        self.statuses: list[ContainerStatus] = []
+        self.observations: list[ContainerObservation] = []
+        self.wake_in: float | None = None
+        self.containerd_ids: frozenset[str] = frozenset()
+
+    def wake_after(self, seconds: float) -> None:
+        self.wake_in = seconds if self.wake_in is None else min(self.wake_in, seconds)
+
+
+class CellController:
+    def __init__(
+        self, *, host: Host, registry: Registry, images: ImageProvider, facts: HostFacts
+    ) -> None:
+        self.host = host
+        self.registry = registry
+        self.images = images
+        self.facts = facts
+
+    # --- reconcile ----------------------------------------------------------------------
+
+    async def reconcile(self, cell: Cell, ctx: HandlerContext) -> None:
+        await ready_parent(ctx, cell, delay=self.host.settings.parent_wait_seconds)
+        key = cell_key(cell)
+        realm = await get_as(ctx, Realm, key[:1])
+        space = await get_as(ctx, Space, key[:2])
+        namespace = realm.spec.namespace or f"{key[0]}.kukeon.io"
+
+        if cell.spec.desired_state == DesiredCellState.STOPPED:
+            await self._stop(cell, namespace)
+            await report(
+                ctx,
+                cell,
+                state=CellState.STOPPED,
+                reason="StoppedByUser",
+                message="desiredState is Stopped",
+                containers=self._stopped_statuses(cell),
+            )
+            return
+
+        try:
+            cell = await self._converge(cell, ctx, realm=realm, space=space, namespace=namespace)
+        except RuntimeSpecError as error:
+            await report(
+                ctx, cell, state=CellState.FAILED, reason="InvalidSpec", message=str(error)
+            )
+            raise PermanentError(str(error), reason="InvalidSpec") from error
+        except SecretUnavailableError as error:
+            await report(
+                ctx, cell, state=CellState.FAILED, reason="SecretUnavailable", message=str(error)
+            )
+            raise TemporaryError(str(error), reason="SecretUnavailable") from error
+        except ImageUnavailableError as error:
+            await report(
+                ctx, cell, state=CellState.FAILED, reason="ImageUnavailable", message=str(error)
+            )
+            raise TemporaryError(str(error), reason="ImageUnavailable") from error
+        except NetworkError as error:
+            await report(
+                ctx, cell, state=CellState.FAILED, reason="NetworkFailed", message=str(error)
+            )
+            raise TemporaryError(str(error), reason="NetworkFailed") from error
+        except CgroupError as error:
+            await report(
+                ctx, cell, state=CellState.FAILED, reason="CgroupFailed", message=str(error)
+            )
+            raise TemporaryError(str(error), reason="CgroupFailed") from error
+
+    async def _converge(
+        self, cell: Cell, ctx: HandlerContext, *, realm: Realm, space: Space, namespace: str
+    ) -> Cell:
+        key = cell_key(cell)
+        files = CellFiles(self.host.settings.state_dir, key)
+        delegation = Delegation.ALL if cell.spec.nested_cgroup_runtime else Delegation.RESOURCES
+        cgroup = await self.host.cgroups.ensure(CgroupPath(key), delegation=delegation)
+
+        attachment: CellAttachment | None = None
+        if not all(c.host_network for c in cell.spec.containers):
+            attachment = await self.host.networks.attach_cell(
+                cell_id=network_id(key),
+                cni_config_path=conflist_file(space, default_dir=self.host.settings.cni_conf_dir),
+            )
+        aliases = sorted({alias for c in cell.spec.containers for alias in c.networks_aliases})
+        await write_cell_host_files(
+            directory=files.directory,
+            hosts_text=render_hosts(
+                cell_name=cell.metadata.name,
+                ip=attachment.ip if attachment is not None else None,
+                aliases=aliases,
+            ),
+            hostname_text=render_hostname(cell.metadata.name),
+        )
+
+        work = _Pass(cell)
+        for container in ordered_containers(cell):
+            await self._converge_container(
+                cell,
+                container,
+                work=work,
+                space=space,
+                namespace=namespace,
+                credentials=registry_credentials(realm),
+                files=files,
+                cgroup_parent=cgroup.path,
+                netns_path=str(attachment.netns_path) if attachment is not None else None,
+            )
+
+        # Containers dropped from the spec go; the others were just converged.
+        await self._remove_all_containers(namespace, key, keep=work.containerd_ids)
+        state = derive_cell_state(
+            containers=work.observations,
+            desired_stopped=False,
+            build_error=False,
+            host_unobservable=False,
+        )
+        ready_observed = cell.status.ready_observed or state == CellState.READY
+        fields: dict[str, Any] = {
+            "state": state,
+            "ready_observed": ready_observed,
+            "containers": work.statuses,
+            "cgroup_ready": True,
+            "cgroup_path": cgroup.path,
+            "subtree_controllers": list(cgroup.subtree_controllers),
+            "network": CellNetworkStatus(
+                bridge_name=attachment.bridge_name if attachment is not None else None,
+                ip=str(attachment.ip) if attachment is not None else None,
+            ),
+        }
+        if work.wake_in is None:
+            fields.update(reason=None, message=None)
+        cell = await report(ctx, cell, **fields)
+
+        if (
+            cell.spec.auto_delete
+            and ready_observed
+            and work.observations
+            and all(not o.running and not o.restart_owed for o in work.observations)
+        ):
+            ctx.logger.info("autoDelete: every workload of the cell has exited; deleting it")
+            await self.registry.delete(Kind.CELL, key)
+            return cell
+        if work.wake_in is not None:
+            raise TemporaryError(
+                f"a restart is owed in {work.wake_in:.1f}s",
+                delay=work.wake_in,
+                reason="RestartBackoff",
+            )
+        return cell
+
+    async def _converge_container(
+        self,
+        cell: Cell,
+        container: ContainerSpec,
+        *,
+        work: _Pass,
+        space: Space,
+        namespace: str,
+        credentials: list[RegistryCredential],
+        files: CellFiles,
+        cgroup_parent: str,
+        netns_path: str | None,
+    ) -> None:
+        realm_name, space_name, stack_name, cell_name = cell_key(cell)
+        effective = apply_space_defaults_to_container(space, container)
+        cid = containerd_container_id(
+            space=space_name, stack=stack_name, cell=cell_name, container=container.id
+        )
+        image_name, image_config = await self.images.ensure(
+            namespace=namespace, image=effective.image, credentials=credentials
+        )
+        secrets = await stage_secrets(effective, files=files, environ=self.facts.environ)
+        devices = {
+            path: found for path in effective.devices if (found := inspect_host_device(path))
+        }
+        context = SpecContext(
+            image_config=image_config,
+            container_id=cid,
+            hostname=cell_name,
+            cgroups_path=f"{cgroup_parent}/{container.id}",
+            realm=realm_name,
+            space=space_name,
+            stack=stack_name,
+            cell=cell_name,
+            cell_cgroup_path=cgroup_parent,
+            netns_path=None if effective.host_network else netns_path,
+            hosts_file=None if effective.host_network else str(files.hosts),
+            hostname_file=None if effective.host_network else str(files.hostname),
+            secret_files=secrets.files,
+            secret_env=secrets.env,
+            host_hard_rlimits=self.facts.hard_rlimits,
+            devices=devices,
+            host_devices=list_host_devices() if effective.privileged else (),
+        )
+        spec = build_runtime_spec(effective, context=context)
+        digest = spec_digest(spec, image=image_name)
+
+        previous = work.previous.get(container.id) or ContainerStatus(id=container.id)
+        containers = self.host.containerd.containers(namespace)
+        tasks = self.host.containerd.tasks(namespace)
+        try:
+            existing = await containers.get(cid)
+        except ContainerNotFoundError:
+            existing = None
+        if existing is not None and existing.labels.get(LABEL_SPEC_DIGEST) != digest:
+            await self.remove_container(namespace, cid)
+            existing = None
+            previous = ContainerStatus(id=container.id)  # a new spec starts its own history
+        if existing is None:
+            labels = kukeon_labels(
+                realm=realm_name,
+                space=space_name,
+                stack=stack_name,
+                cell=cell_name,
+                container=container.id,
+            )
+            labels[LABEL_SPEC_DIGEST] = digest
+            labels[LABEL_NODE] = self.host.settings.node_name
+            # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
+            with contextlib.suppress(AlreadyExistsError):
+                await containers.create(cid, image=image_name, spec=spec, labels=labels)
+
+        work.containerd_ids |= {cid}
+        task = await self._task(tasks, cid)
+        status = previous.model_copy(
+            update={"name": cid, "image": effective.image, "reason": None, "message": None}
+        )
+        owed = False
+        if task is None or task.status == TaskStatus.CREATED:
+            if task is not None:
+                await tasks.delete(cid)
+            pid = await self._start(namespace, cid, files.log(container.id))
+            status = status.model_copy(
+                update={
+                    "state": ContainerState.READY,
+                    "pid": pid,
+                    "start_time": now(),
+                    "exit_code": None,
+                    "exit_signal": None,
+                    "finish_time": None,
+                }
+            )
+        elif task.status in (TaskStatus.RUNNING, TaskStatus.PAUSING, TaskStatus.PAUSED):
+            state = (
+                ContainerState.READY if task.status == TaskStatus.RUNNING else ContainerState.PAUSED
+            )
+            status = status.model_copy(update={"state": state, "pid": task.pid})
+        else:  # STOPPED (or UNKNOWN, which containerd reports for a task whose shim is gone)
+            code = task.exit_status
+            finished = task.exited_at or now()
+            owed = restart_owed(
+                policy=str(effective.restart_policy),
+                exit_code=code,
+                restart_count=status.restart_count,
+                max_retries=effective.restart_max_retries,
+            )
+            status = status.model_copy(
+                update={
+                    "state": ContainerState.STOPPED if code == 0 else ContainerState.FAILED,
+                    "pid": None,
+                    "exit_code": code,
+                    "exit_signal": exit_signal_name(code),
+                    "finish_time": finished,
+                }
+            )
+            if owed:
+                due = restart_due_at(
+                    finished_at=finished, backoff_seconds=effective.restart_backoff_seconds
+                )
+                remaining = (due - now()).total_seconds()
+                if remaining <= 0:
+                    await tasks.delete(cid)
+                    pid = await self._start(namespace, cid, files.log(container.id))
+                    moment = now()
+                    status = status.model_copy(
+                        update={
+                            "state": ContainerState.READY,
+                            "pid": pid,
+                            "restart_count": status.restart_count + 1,
+                            "restart_time": moment,
+                            "start_time": moment,
+                        }
+                    )
+                    owed = False
+                else:
+                    status = status.model_copy(
+                        update={
+                            "reason": "RestartBackoff",
+                            "message": f"exited with {code}; restarting in {remaining:.1f}s",
+                        }
+                    )
+                    work.wake_after(remaining)
+        running = status.state == ContainerState.READY
+        work.statuses.append(status)
+        work.observations.append(
+            ContainerObservation(
+                container.id,
+                root=container.id == cell.spec.root_container().id,
+                running=running,
+                exit_code=None if running else status.exit_code,
+                restart_owed=owed,
+            )
+        )
+
+    @staticmethod
+    async def _task(tasks: Any, cid: str) -> TaskInfo | None:
+        try:
+            task: TaskInfo = await tasks.get(cid)
+        except TaskNotFoundError:
+            return None
+        return task
+
+    async def _start(self, namespace: str, cid: str, log: Path) -> int:
+        tasks = self.host.containerd.tasks(namespace)
+        await tasks.create(cid, io=TaskIO.log_file(log))
+        return await tasks.start(cid)
+
+    async def _stop_task(self, namespace: str, cid: str) -> None:
+        tasks = self.host.containerd.tasks(namespace)
+        task = await self._task(tasks, cid)
+        if task is None:
+            return
+        if task.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.PAUSING):
+            await tasks.stop(cid, grace_period=self.host.settings.stop_grace_seconds)
+        await tasks.delete(cid)
+
+    async def remove_container(self, namespace: str, cid: str) -> None:
+        await self._stop_task(namespace, cid)
+        await self.host.containerd.containers(namespace).delete(cid)
+
+    async def _stop(self, cell: Cell, namespace: str) -> None:
+        _, space, stack, name = cell_key(cell)
+        for container in reversed(ordered_containers(cell)):
+            cid = containerd_container_id(
+                space=space, stack=stack, cell=name, container=container.id
+            )
+            await self._stop_task(namespace, cid)
+
+    @staticmethod
+    def _stopped_statuses(cell: Cell) -> list[ContainerStatus]:
+        previous = {status.id: status for status in cell.status.containers}
+        stopped: list[ContainerStatus] = []
+        for container in ordered_containers(cell):
+            status = previous.get(container.id) or ContainerStatus(id=container.id)
+            if status.state in (ContainerState.READY, ContainerState.PAUSED):
+                status = status.model_copy(
+                    update={"state": ContainerState.STOPPED, "pid": None, "finish_time": now()}
+                )
+            stopped.append(status)
+        return stopped
+
+    # --- finalize -----------------------------------------------------------------------
+
+    async def finalize(self, cell: Cell, ctx: HandlerContext) -> None:
+        key = cell_key(cell)
+        namespace = await self._namespace(ctx, key[0])
+        await self._remove_all_containers(namespace, key)
+        await self.host.networks.detach_cell(cell_id=network_id(key))
+        await self.host.cgroups.remove(CgroupPath(key))
+        await CellFiles(self.host.settings.state_dir, key).remove()
+
+    async def _namespace(self, ctx: HandlerContext, realm: str) -> str:
+        found = await get_as(ctx, Realm, (realm,))
+        return found.spec.namespace or f"{realm}.kukeon.io"
+
+    async def _remove_all_containers(
+        self, namespace: str, key: CellKey, *, keep: frozenset[str] = frozenset()
+    ) -> None:
+        """Every container labelled as this cell's but those in `keep` (containerd ids)."""
+        realm, space, stack, name = key
+        labels = {
+            LABEL_MANAGED: "true",
+            "kukeon.io/realm": realm,
+            "kukeon.io/space": space,
+            "kukeon.io/stack": stack,
+            "kukeon.io/cell": name,
+        }
+        for container in await self.host.containerd.containers(namespace).list(labels=labels):
+            if container.id not in keep:
+                await self.remove_container(namespace, container.id)

@@ -1,0 +1,105 @@
+"""Where a cell's files live in the state directory, and the secrets staged for it.
+
+```
+<state-dir>/cells/<realm>/<space>/<stack>/<cell>/
+    hosts, hostname            rendered, bind-mounted into every container
+    logs/<container>.log       stdout and stderr of the container's task
+    secrets/<container>/<n>    secret files (0400), bind-mounted read-only
+```
+
+One directory per cell, so deleting a cell removes exactly its files, and the API server
+finds a container's log without asking the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kukeon.api import ContainerSpec
+
+
+class SecretUnavailableError(Exception):
+    """A secret's source is missing; the message names the container, the secret and the source."""
+
+
+@dataclass(frozen=True)
+class CellFiles:
+    state_dir: Path
+    key: tuple[str, str, str, str]
+
+    @property
+    def directory(self) -> Path:
+        return self.state_dir.joinpath("cells", *self.key)
+
+    @property
+    def hosts(self) -> Path:
+        return self.directory / "hosts"
+
+    @property
+    def hostname(self) -> Path:
+        return self.directory / "hostname"
+
+    def log(self, container: str) -> Path:
+        return self.directory / "logs" / f"{container}.log"
+
+    def secrets_dir(self, container: str) -> Path:
+        return self.directory / "secrets" / container
+
+    async def remove(self) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.directory, True)
+
+
+@dataclass(frozen=True)
+class StagedSecrets:
+    files: Mapping[str, str]
+    """Container path -> host path."""
+    env: Mapping[str, str]
+
+
+def _stage(container: ContainerSpec, directory: Path, environ: Mapping[str, str]) -> StagedSecrets:
+    files: dict[str, str] = {}
+    env: dict[str, str] = {}
+    for secret in container.secrets:
+        where = f"container {container.id!r} secret {secret.name!r}"
+        if secret.from_file is not None:
+            try:
+                value = Path(secret.from_file).read_bytes()
+            except OSError as error:
+                raise SecretUnavailableError(
+                    f"{where}: cannot read fromFile {secret.from_file}: {error.strerror}"
+                ) from error
+        else:
+            assert secret.from_env is not None  # validation: exactly one source
+            if secret.from_env not in environ:
+                raise SecretUnavailableError(
+                    f"{where}: fromEnv {secret.from_env} is not set in kukeond's environment"
+                )
+            value = environ[secret.from_env].encode()
+        if secret.mount_path is None:
+            env[secret.name] = value.decode(errors="replace")
+            continue
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        staged = directory / secret.name.replace("/", "_")
+        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+        try:
+            os.write(descriptor, value)
+        finally:
+            os.close(descriptor)
+        files[secret.mount_path] = str(staged)
+    return StagedSecrets(files=files, env=env)
+
+
+async def stage_secrets(
+    container: ContainerSpec, *, files: CellFiles, environ: Mapping[str, str]
+) -> StagedSecrets:
+    """Resolve a container's secrets; file secrets are written under the cell's directory.
+
+    The values never leave this host's state directory and the container's spec: they are
+    not written to etcd, to status, or to logs.
+    """
+    return await asyncio.to_thread(_stage, container, files.secrets_dir(container.id), environ)

@@ -1,0 +1,71 @@
+"""Waiting on the hierarchy: a child converges after its parent, a parent goes after its children.
+
+A space cannot get a bridge before its realm has a containerd namespace and a cgroup; a
+realm cannot drop its namespace while a space still uses it. Both waits are expressed as
+TemporaryError so the framework retries with backoff, and the status tells the user
+what the object is waiting for.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from kukeon.api import AnyResource, Kind, parent_of
+from kukeon.framework import HandlerContext, TemporaryError
+from kukeon.store import NotFound
+
+R = TypeVar("R", bound=AnyResource)
+
+
+async def get_as(ctx: HandlerContext, model: type[R], key: tuple[str, ...]) -> R:
+    """Read an object of a known kind, typed as its model."""
+    found = await ctx.store.get(Kind(model.model_fields["kind"].default), key)
+    if not isinstance(found, model):
+        raise TypeError(f"expected a {model.__name__} at {'/'.join(key)}, got {found.kind}")
+    return found
+
+
+def describe(kind: Kind, key: tuple[str, ...]) -> str:
+    return f"{kind.value} {'/'.join(key)}"
+
+
+async def ready_parent(ctx: HandlerContext, obj: AnyResource, *, delay: float) -> AnyResource:
+    """The object's parent, once it exists, is not being deleted and is Ready on this host."""
+    parent = parent_of(obj)
+    if parent is None:
+        raise ValueError(f"{obj.kind} has no parent")
+    kind, key = parent
+    try:
+        found: AnyResource = await ctx.store.get(kind, key)
+    except NotFound:
+        raise TemporaryError(
+            f"waiting for its {describe(kind, key)} to be created",
+            delay=delay,
+            reason="ParentMissing",
+        ) from None
+    if found.metadata.deletion_timestamp is not None:
+        raise TemporaryError(
+            f"its {describe(kind, key)} is being deleted", delay=delay, reason="ParentDeleting"
+        )
+    if str(found.status.state) != "Ready":
+        raise TemporaryError(
+            f"waiting for its {describe(kind, key)} to be Ready (it is {found.status.state})",
+            delay=delay,
+            reason="ParentNotReady",
+        )
+    return found
+
+
+async def require_no_children(
+    ctx: HandlerContext, *, child_kind: Kind, scope: tuple[str, ...], delay: float
+) -> None:
+    """Refuse to tear down while children of `scope` still exist (they go first)."""
+    children = await ctx.store.list(child_kind, scope)
+    if children.items:
+        names = ", ".join(child.metadata.name for child in children.items[:5])
+        what = f"{len(children.items)} {child_kind.value.lower()}(s)"
+        raise TemporaryError(
+            f"waiting for {what} to be deleted: {names}",
+            delay=delay,
+            reason="ChildrenRemaining",
+        )

@@ -1,0 +1,39 @@
+"""What the controllers act through: the host adapters and the daemon's host settings.
+
+One record built by kukeond at start and handed to every controller, so a controller's
+collaborators are explicit (and a test can build the same record around real adapters
+pointed at private roots: a private containerd, a unique cgroup root, a unique nft table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kukeon.runtime.cgroups import CgroupDriver
+from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.runtime.network import SpaceNetworks
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostSettings:
+    node_name: str
+    state_dir: Path
+    cni_conf_dir: Path
+    insecure_registries: tuple[str, ...] = ()
+    stop_grace_seconds: float = 10.0
+    """SIGTERM, then SIGKILL after this long (`sh` as PID 1 ignores SIGTERM)."""
+    parent_wait_seconds: float = 1.0
+    """How soon a child whose parent is not Ready yet looks again."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Host:
+    """The adapters of this host, one real implementation each."""
+
+    settings: HostSettings
+    containerd: ContainerdClient
+    cgroups: CgroupDriver
+    networks: SpaceNetworks
+    image_archives: Path = field(default=Path("/var/lib/kukeon/images"))
+    """Where `kukectl image import` keeps OCI archives, imported into a realm on demand."""

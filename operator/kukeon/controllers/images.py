@@ -1,0 +1,168 @@
+"""Making a container's image available in its realm's containerd namespace.
+
+containerd keeps images per namespace, and kukeon has one namespace per realm, so the
+same image may be needed in several. The cell controller asks for an image by the name the
+user wrote; `ImageProvider` answers from, in order: the namespace itself, the node's archive
+store (OCI archives given to `kukectl image import`, imported into any realm on demand, so
+hosts without a registry work), and finally the registry, with the realm's credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.runtime.containerd.errors import ImageNotFoundError
+from kukeon.runtime.containerd.pull import pull_image
+from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
+from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
+
+
+class ImageUnavailableError(Exception):
+    """The image could not be found or pulled; the message names the image and why."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        super().__init__(f"image {image!r}: {reason}")
+        self.image = image
+
+
+def name_candidates(image: str) -> list[str]:
+    """The names an image may be recorded under: as written, and normalised."""
+    names = [image]
+    try:
+        normalised = str(parse_reference(image))
+    except InvalidReferenceError:
+        return names
+    if normalised != image:
+        names.append(normalised)
+    return names
+
+
+class ImageArchives:
+    """OCI archives on this node, by the image names they hold (an index file beside them)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @property
+    def _index_file(self) -> Path:
+        return self.directory / "index.json"
+
+    def _read_index(self) -> dict[str, str]:
+        try:
+            data = json.loads(self._index_file.read_text())
+        except FileNotFoundError:
+            return {}
+        return {str(k): str(v) for k, v in data.items()}
+
+    def _write_index(self, index: dict[str, str]) -> None:
+        temporary = self._index_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(index, indent=2, sort_keys=True))
+        temporary.replace(self._index_file)
+
+    def _store(self, source: Path) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with source.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+        target = self.directory / f"{digest.hexdigest()}.tar"
+        if not target.exists():
+            partial = target.with_suffix(".partial")
+            shutil.copyfile(source, partial)
+            partial.replace(target)
+        return target
+
+    async def store(self, source: Path) -> Path:
+        """Keep a copy of `source` (by content digest); returns the stored path."""
+        return await asyncio.to_thread(self._store, source)
+
+    async def record(self, archive: Path, names: Sequence[str]) -> None:
+        def update() -> None:
+            index = self._read_index()
+            for name in names:
+                index[name] = archive.name
+            self._write_index(index)
+
+        await asyncio.to_thread(update)
+
+    async def find(self, image: str) -> Path | None:
+        index = await asyncio.to_thread(self._read_index)
+        for name in name_candidates(image):
+            if name in index:
+                path = self.directory / index[name]
+                if await asyncio.to_thread(path.exists):
+                    return path
+        return None
+
+    async def names(self) -> dict[str, str]:
+        return await asyncio.to_thread(self._read_index)
+
+
+class ImageProvider:
+    def __init__(
+        self,
+        *,
+        containerd: ContainerdClient,
+        archives: ImageArchives,
+        insecure_registries: Sequence[str] = (),
+    ) -> None:
+        self.containerd = containerd
+        self.archives = archives
+        self.insecure_registries = tuple(insecure_registries)
+
+    async def import_archive(self, *, namespace: str, path: Path) -> list[str]:
+        """Import an archive into `namespace` and keep it for the other realms."""
+        stored = await self.archives.store(path)
+        images = await self.containerd.images(namespace).import_archive(stored)
+        names = [image.name for image in images]
+        await self.archives.record(stored, names)
+        return names
+
+    async def _present(self, namespace: str, image: str) -> str | None:
+        images = self.containerd.images(namespace)
+        for name in name_candidates(image):
+            try:
+                await images.get(name)
+            except ImageNotFoundError:
+                continue
+            return name
+        return None
+
+    async def ensure(
+        self, *, namespace: str, image: str, credentials: Sequence[RegistryCredential]
+    ) -> tuple[str, ImageConfig]:
+        """The image's name in `namespace` and its config, importing or pulling it if needed."""
+        name = await self._present(namespace, image)
+        if name is None:
+            archive = await self.archives.find(image)
+            if archive is not None:
+                await self.containerd.images(namespace).import_archive(archive)
+                name = await self._present(namespace, image)
+        if name is None:
+            try:
+                reference = parse_reference(image)
+            except InvalidReferenceError as error:
+                raise ImageUnavailableError(image, f"not a valid reference: {error}") from error
+            try:
+                result = await pull_image(
+                    self.containerd,
+                    namespace,
+                    reference,
+                    credentials=credentials,
+                    insecure_registries=self.insecure_registries,
+                )
+            except Exception as error:  # every pull failure becomes the cell's reason
+                raise ImageUnavailableError(
+                    image,
+                    f"not in realm namespace {namespace}, not imported, and "
+                    f"pulling failed: {error}",
+                ) from error
+            name = result.name
+        config = await self.containerd.images(namespace).config(name)
+        return name, config

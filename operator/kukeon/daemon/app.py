@@ -1,0 +1,190 @@
+"""kukeond's lifecycle: start the pieces in dependency order, stop them in reverse.
+
+```
+etcd (embedded, or the configured endpoints) -> Registry -> bootstrap defaults
+containerd client -> cgroup driver -> space networks -> Operator + controllers
+API server (unix socket, optional TCP) and the /metrics endpoint
+```
+
+Stopping (SIGTERM/SIGINT) stops taking work, lets running handlers finish, and closes the
+connections; it never touches the workloads: tasks keep running under their shims, as
+pods do when kubelet restarts, and the next start adopts them (nothing is remembered in
+memory, everything is re-derived from etcd and the host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from kukeon.controllers import (
+    Controllers,
+    Host,
+    HostSettings,
+    ImageArchives,
+    ImageProvider,
+    register_controllers,
+)
+from kukeon.framework import Operator, Settings
+from kukeon.runtime.cgroups import open_driver
+from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.runtime.network import NetworkSettings, SpaceNetworks
+from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
+
+from .bootstrap import ensure_defaults
+from .config import DaemonConfig
+
+log = logging.getLogger("kukeon.daemon")
+
+Stopper = Callable[[], Awaitable[Any]]
+
+
+def etcd_config(config: DaemonConfig, *, endpoints: tuple[str, ...]) -> EtcdConfig:
+    return EtcdConfig(
+        endpoints=endpoints,
+        ca_file=config.etcd_ca_file,
+        cert_file=config.etcd_cert_file,
+        key_file=config.etcd_key_file,
+        username=config.etcd_username,
+        password=config.etcd_password,
+        key_prefix=config.etcd_prefix,
+    )
+
+
+@dataclass
+class Daemon:
+    """One kukeond: what it started, so that `stop` undoes exactly that."""
+
+    config: DaemonConfig
+    metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    registry: Registry | None = None
+    operator: Operator | None = None
+    controllers: Controllers | None = None
+    containerd: ContainerdClient | None = None
+    _stoppers: list[tuple[str, Stopper]] = field(default_factory=list)
+
+    def _on_stop(self, what: str, stopper: Stopper) -> None:
+        self._stoppers.append((what, stopper))
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        await asyncio.to_thread(config.state_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(config.run_dir.mkdir, parents=True, exist_ok=True)
+
+        endpoints = config.etcd_endpoints
+        if config.uses_embedded_etcd:
+            embedded = EmbeddedEtcd(data_dir=config.state_dir / "etcd")
+            await embedded.start()
+            self._on_stop("embedded etcd", embedded.stop)
+            endpoints = (embedded.endpoint,)
+            log.info("embedded etcd started at %s", embedded.endpoint)
+        registry = await Registry.connect(etcd_config(config, endpoints=endpoints))
+        self.registry = registry
+        self._on_stop("etcd connection", registry.close)
+
+        if config.bootstrap:
+            created = await ensure_defaults(registry)
+            if created:
+                log.info("bootstrap created %s", ", ".join(created))
+
+        if not config.api_only:
+            await self._start_controllers(registry)
+        await self._start_endpoints(registry)
+
+    async def _start_controllers(self, registry: Registry) -> None:
+        config = self.config
+        containerd = ContainerdClient(str(config.containerd_address))
+        self.containerd = containerd
+        self._on_stop("containerd connection", containerd.close)
+        version = await containerd.wait_ready(within=30.0)
+        log.info("containerd %s at %s", version.version, config.containerd_address)
+
+        cgroups = open_driver(root=config.cgroup_root)
+        networks = SpaceNetworks(
+            settings=NetworkSettings(
+                state_dir=config.state_dir,
+                cni_plugin_dirs=config.cni_bin_dirs,
+                subnet_pool=config.subnet_pool,
+                netns_dir=config.netns_dir,
+                nft_table=config.nft_table,
+            )
+        )
+        host = Host(
+            settings=HostSettings(
+                node_name=config.node_name,
+                state_dir=config.state_dir,
+                cni_conf_dir=config.cni_conf_dir,
+                insecure_registries=config.insecure_registries,
+            ),
+            containerd=containerd,
+            cgroups=cgroups,
+            networks=networks,
+        )
+        images = ImageProvider(
+            containerd=containerd,
+            archives=ImageArchives(config.state_dir / "images"),
+            insecure_registries=config.insecure_registries,
+        )
+        operator = Operator(
+            registry,
+            settings=Settings(node_name=config.node_name),
+            collector_registry=self.metrics_registry,
+        )
+        self.controllers = register_controllers(
+            operator, host=host, registry=registry, images=images
+        )
+        await operator.start()
+        self.operator = operator
+        self._on_stop("controllers", operator.stop)
+        log.info("controllers started on node %s", config.node_name)
+
+    async def _start_endpoints(self, registry: Registry) -> None:
+        """The API server and /metrics; wired in by their own modules when present."""
+        from kukeon.daemon.endpoints import start_endpoints
+
+        for what, stopper in await start_endpoints(self):
+            self._on_stop(what, stopper)
+
+    async def stop(self) -> None:
+        """Undo `start` in reverse; every step runs even if an earlier one fails."""
+        while self._stoppers:
+            what, stopper = self._stoppers.pop()
+            try:
+                await stopper()
+            except Exception:
+                log.exception("stopping %s failed", what)
+            else:
+                log.info("stopped %s", what)
+
+
+async def run_daemon(config: DaemonConfig) -> None:
+    """Start kukeond and run until SIGTERM or SIGINT."""
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    daemon = Daemon(config)
+    try:
+        await daemon.start()
+        log.info("kukeond ready (API socket %s)", config.api_socket)
+        await stop_requested.wait()
+        log.info("stopping; workloads keep running")
+    finally:
+        with contextlib.suppress(Exception):
+            await daemon.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
