@@ -23,6 +23,7 @@ Why each rule is the way it is:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import functools
@@ -74,6 +75,7 @@ _MAX_CAS_ROUNDS = 1000
 _CHILDREN_NAMED_IN_ERRORS = 10
 _CASCADE_BATCH = 16
 _PARENT_CACHE_SIZE = 4096
+_DOCUMENT_CACHE_BYTES = 32 * 1024 * 1024
 
 
 class WatchEvent(NamedTuple):
@@ -135,7 +137,6 @@ class _Stored(NamedTuple):
 
     value: bytes
     mod_revision: int
-    create_revision: int
 
     @property
     def document(self) -> dict[str, Any]:
@@ -146,6 +147,38 @@ class _Stored(NamedTuple):
 _Compares = list[Any]
 _Children = list[tuple[Kind, tuple[str, ...]]]
 _Batch = list[WatchEvent]
+
+
+class _DocumentCache:
+    """The exact bytes of documents at the revision this registry last saw them.
+
+    A revision's bytes never change in etcd, so an update whose resourceVersion matches
+    the cached revision can skip the read: the compare in the write still decides.
+    Bounded by total size; the oldest entries go first.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._entries: collections.OrderedDict[bytes, _Stored] = collections.OrderedDict()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+
+    def remember(self, key: bytes, stored: _Stored) -> _Stored:
+        self.forget(key)
+        self._entries[key] = stored
+        self._bytes += len(stored.value)
+        while self._bytes > self._max_bytes and self._entries:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted.value)
+        return stored
+
+    def at(self, key: bytes, revision: int) -> _Stored | None:
+        stored = self._entries.get(key)
+        return stored if stored is not None and stored.mod_revision == revision else None
+
+    def forget(self, key: bytes) -> None:
+        stored = self._entries.pop(key, None)
+        if stored is not None:
+            self._bytes -= len(stored.value)
 
 
 class _Lost(enum.Enum):
@@ -175,6 +208,7 @@ class Registry:
         # Last revision at which each parent was seen alive and not being deleted: a create
         # compares against it directly (one round trip); a stale entry only costs a retry.
         self._parent_revisions: dict[bytes, int] = {}
+        self._documents = _DocumentCache(_DOCUMENT_CACHE_BYTES)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -263,7 +297,7 @@ class Registry:
             if not response.kvs:
                 return None
             kv = response.kvs[0]
-            return _Stored(kv.value, kv.mod_revision, kv.create_revision)
+            return self._documents.remember(key, _Stored(kv.value, kv.mod_revision))
 
         return await self._retrier.run(attempt, what=what, repeatable=True)
 
@@ -364,6 +398,7 @@ class Registry:
                 repeatable=True,
             )
             if response.succeeded:
+                self._documents.remember(raw_key, _Stored(data, response.header.revision))
                 return self._as_written(model, response.header.revision)
             existing = response.responses[0].response_range.kvs
             if existing:
@@ -434,6 +469,7 @@ class Registry:
                     document = json.loads(kv.value)
                     if not selector.matches(document["metadata"].get("labels")):
                         continue
+                    self._documents.remember(kv.key, _Stored(kv.value, kv.mod_revision))
                     document["metadata"]["resourceVersion"] = str(kv.mod_revision)
                     try:
                         items.append(parse_resource(document))
@@ -465,7 +501,11 @@ class Registry:
 
     async def _current(self, kind: Kind, key: Sequence[str], expected: int, op: str) -> _Stored:
         label = _label(kind, key)
-        stored = await self._read_one(self._layout.key(kind, key).encode(), f"{op} {label}")
+        raw_key = self._layout.key(kind, key).encode()
+        cached = self._documents.at(raw_key, expected)
+        if cached is not None:
+            return cached
+        stored = await self._read_one(raw_key, f"{op} {label}")
         if stored is None:
             raise NotFound(f"{label} not found")
         if stored.mod_revision != expected:
@@ -554,16 +594,25 @@ class Registry:
 
         async def attempt() -> Any:
             compare = [_compare_modified(raw_key, stored.mod_revision)]
-            return await self._txn(
-                compare, [_delete(raw_key) if remove else _put(raw_key, data)], []
-            )
+            write = _delete(raw_key) if remove else _put(raw_key, data)
+            return await self._txn(compare, [write], [_read(raw_key)])
 
         response = await self._retrier.run(attempt, what=f"{op} {label}", repeatable=False)
         if not response.succeeded:
-            raise Conflict(f"{label} was modified concurrently; read it again and retry")
-        if remove:
-            await self._after_removal(kind, key)
+            self._documents.forget(raw_key)
+            current = response.responses[0].response_range.kvs
+            if not current:
+                raise NotFound(f"{label} not found")
+            raise Conflict(
+                f"{label} was modified: resourceVersion {stored.mod_revision} is stale, "
+                f"the current one is {current[0].mod_revision}; read it again and retry"
+            )
         revision: int = response.header.revision
+        if remove:
+            self._documents.forget(raw_key)
+            await self._after_removal(kind, key)
+        else:
+            self._documents.remember(raw_key, _Stored(data, revision))
         return revision
 
     # --- finalizers and deletion ---------------------------------------------------------
@@ -758,8 +807,10 @@ class Registry:
         if not response.succeeded:
             return _Lost.LOST
         if remove:
+            self._documents.forget(raw_key)
             await self._after_removal(kind, key)
             return None
+        self._documents.remember(raw_key, _Stored(data, response.header.revision))
         return self._decode(data, response.header.revision)
 
     async def _release_children(self, kind: Kind, key: Sequence[str]) -> AnyResource | None:
@@ -909,10 +960,13 @@ class Registry:
                     f"the last state of deleted {kv.key.decode()!r} is compacted; list again",
                     compacted_revision=kv.mod_revision,
                 )
+            self._documents.forget(kv.key)
             return WatchEvent(
                 "DELETED", self._decode(event.prev_kv.value, kv.mod_revision), kv.mod_revision
             )
         kind: Literal["ADDED", "MODIFIED"] = (
             "ADDED" if kv.create_revision == kv.mod_revision else "MODIFIED"
         )
+        # Controllers update what they were just told about: spare them the read.
+        self._documents.remember(kv.key, _Stored(kv.value, kv.mod_revision))
         return WatchEvent(kind, self._decode(kv.value, kv.mod_revision), kv.mod_revision)
