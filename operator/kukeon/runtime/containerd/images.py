@@ -361,6 +361,11 @@ class ImageService:
             raise InvalidImageError(name, "image has no layers")
         chains = chain_ids(diff_ids)
         snapshots = self._client.snapshots(self.namespace, snapshotter=self.snapshotter)
+        gc_label = f"{LABEL_GC_REF_SNAPSHOT}.{self.snapshotter}"
+        # The common case (every container create asks): already unpacked and referenced.
+        config_info = await content.info(manifest.config.digest)
+        if config_info.labels.get(gc_label) == chains[-1] and await snapshots.exists(chains[-1]):
+            return chains[-1]
         async with self._client.leases(self.namespace).lease() as lease:
             parent = ""
             for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
@@ -375,7 +380,7 @@ class ImageService:
                     )
                 parent = chain
             await content.with_lease(lease).update_labels(
-                manifest.config.digest, {f"{LABEL_GC_REF_SNAPSHOT}.{self.snapshotter}": chains[-1]}
+                manifest.config.digest, {gc_label: chains[-1]}
             )
         return chains[-1]
 
