@@ -210,6 +210,11 @@ class Operator:
         if self._queues is not None:
             self._queues.resync()
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: what a readiness check asks."""
+        return self._started and not self._stopped.is_set()
+
     def trigger(self, kind: Kind, key: tuple[str, ...]) -> bool:
         """Run the reconcile handler of one known object soon, even if it did not change.
 

@@ -64,6 +64,7 @@ class _ObjectState:
     key: ObjectKey
     latest: AnyResource | None
     revision: int
+    latest_digest: bytes = b""
     dirty: bool = False
     forced: bool = False
     cause: Cause = Cause.CHANGE
@@ -148,18 +149,20 @@ class ObjectQueues:
         state = self._states.get((kind, key))
         if state is None:
             state = _ObjectState(kind=kind, key=key, latest=obj, revision=revision)
+            state.latest_digest = change_digest(obj)
             self._states[(kind, key)] = state
         elif state.latest is not None and revision < state.revision:
             # An older copy (a list racing the watch): keep the newer one we have.
-            obj = state.latest
-        else:
+            pass
+        elif state.latest is None or revision > state.revision:
             if state.latest is None:
                 # Re-created under the same key: nothing carries over from the old one.
                 state.handled_digest = state.parked_digest = None
                 state.failures = 0
             state.latest = obj
+            state.latest_digest = change_digest(obj)
             state.revision = revision
-        digest = change_digest(obj)
+        digest = state.latest_digest
         if digest == state.parked_digest:
             return
         if force or digest != state.handled_digest:
@@ -290,7 +293,7 @@ class ObjectQueues:
             self._track(state)
             if obj is None:
                 return
-            digest = change_digest(obj)
+            digest = state.latest_digest
             if digest == state.parked_digest or (not forced and digest == state.handled_digest):
                 return
             retry = state.failures
@@ -298,7 +301,7 @@ class ObjectQueues:
             outcome = await self._guarded(
                 state, lambda: self._processor.process(current, cause=cause, retry=retry)
             )
-            self._settle(state, obj, outcome)
+            self._settle(state, obj, digest, outcome)
         elif state.timers_due:
             name = next(iter(state.timers_due))
             timer = state.timers_due.pop(name)
@@ -325,9 +328,12 @@ class ObjectQueues:
         finally:
             self._running -= 1
 
-    def _settle(self, state: _ObjectState, given: AnyResource, outcome: Outcome) -> None:
-        handled = outcome.handled or given
-        digest = change_digest(handled)
+    def _settle(
+        self, state: _ObjectState, given: AnyResource, given_digest: bytes, outcome: Outcome
+    ) -> None:
+        handled = outcome.handled
+        # The framework's own finalizer write hands the handler a newer version.
+        digest = given_digest if handled is None or handled is given else change_digest(handled)
         if outcome.result is Result.GONE:
             return
         if outcome.result in (Result.SUCCESS, Result.SKIPPED):
