@@ -5,14 +5,17 @@ Why each rule is the way it is:
 - ``resourceVersion`` is the key's etcd ``mod_revision``, never stored in the document:
   it cannot be stale and costs nothing to keep right.
 - create is ``if create_revision(key) == 0``; a child create also compares its parent's
-  ``mod_revision`` with the one it just read (and saw not being deleted). Marking a parent
-  for deletion bumps that revision, so a child can never slip in under a dying parent.
+  ``mod_revision`` with the last one it saw alive and not being deleted (on a miss the
+  transaction's failure branch reads the parent and the create tries again). Marking a
+  parent for deletion bumps that revision, so a child can never slip in under a dying one.
 - a parent is removed by a transaction that also compares every child range as empty
   (``create_revision(range) == 0``), so the two races (child create, parent delete) are
   both decided inside etcd, and no orphan can exist.
 - update and update_status compare the caller's ``resourceVersion``; a lost compare is
   ``Conflict`` (never retried here: the caller must re-read and re-decide). update takes
-  spec and metadata and keeps the stored status; update_status takes status only.
+  spec and metadata and keeps the stored status; update_status takes status only. The
+  stored bytes they merge with come from a small cache keyed by exact revision when the
+  registry has seen that revision (bytes at a revision never change), else from a read.
 - every write is validated with ``kukeon.api.parse_resource`` first and refused over
   1 MiB before anything is sent.
 - list reads every page at the revision of the first page: one consistent snapshot.
