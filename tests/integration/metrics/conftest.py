@@ -1,0 +1,269 @@
+"""The metrics source the scrape tests run against, and the Prometheus that scrapes it.
+
+``metrics_source`` is the seam: today it is a kukeond-shaped daemon assembled in-process
+(the real ``DaemonMetrics`` informer and collector, a real framework ``Operator`` with
+trivial handlers, etcd and containerd calls through the latency interceptors, the real
+``serve_metrics`` listener) over documents this fixture writes to a real etcd. To run the
+same tests against a real kukeond, replace this fixture with one that starts kukeond,
+applies the same kind of documents, and returns a ``MetricsSource`` with its target.
+Every assertion reads the expected values back from ``MetricsSource.store``; nothing is
+hard-coded to this fixture's documents except what ``MetricsSource`` says.
+
+A source must have, in ``realm``: at least one cell that is not Ready, cells with
+``readyObserved`` both true and false, ``subtreeControllers`` on several layers, and
+``poke()`` must cause reconciles and etcd and containerd calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+
+from kukeon.api import (
+    Cell,
+    CellStatus,
+    Kind,
+    Realm,
+    RealmStatus,
+    Space,
+    SpaceStatus,
+    Stack,
+    StackStatus,
+    key_of,
+    parse_resource,
+)
+from kukeon.framework import Operator, OperatorRunner, Settings, TemporaryError
+from kukeon.metrics import DaemonMetrics, request_latency_for, serve_metrics
+from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.containerd.client import _CHANNEL_OPTIONS, Stubs
+from kukeon.store import EtcdClient, EtcdConfig, Registry
+from kukeon.store.connection import grpc_target
+from tests.fixtures.containerd import PrivateContainerd
+from tests.fixtures.services import require_binary
+from tests.integration.metrics.prometheus import PrometheusServer
+
+AnyResource = Any
+
+
+@dataclass
+class MetricsSource:
+    """Something serving kukeond's /metrics over documents in ``store``."""
+
+    target: str
+    """host:port whose /metrics Prometheus scrapes."""
+    store: Registry
+    """Where the served documents live (expected values are read from here)."""
+    realm: str
+    """The realm holding the test's documents."""
+    poke: Callable[[], Awaitable[None]]
+    """Cause activity: reconciles, etcd requests and containerd calls."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.target}/metrics"
+
+
+class _TimedEtcdClient(EtcdClient):
+    """EtcdClient whose channel carries the latency interceptors.
+
+    Stands in for the ``interceptors=`` parameter the store does not take yet.
+    """
+
+    def __init__(self, config: EtcdConfig, *, interceptors: Sequence[Any]) -> None:
+        super().__init__(config)
+        self._interceptors = list(interceptors)
+
+    async def _open_channel(self) -> grpc.aio.Channel:
+        target = await grpc_target(self.config.endpoints)
+        return grpc.aio.insecure_channel(
+            target, options=self._channel_options(), interceptors=self._interceptors
+        )
+
+
+class _TimedContainerdClient(ContainerdClient):
+    """ContainerdClient whose channel carries the latency interceptors (same reason)."""
+
+    def __init__(self, address: str, *, interceptors: Sequence[Any]) -> None:
+        super().__init__(address, retry_timeout=10.0)
+        self._interceptors = list(interceptors)
+
+    def _dial(self) -> None:
+        channel = grpc.aio.insecure_channel(
+            f"unix://{self.address}", options=_CHANNEL_OPTIONS, interceptors=self._interceptors
+        )
+        self._channel = channel
+        self._stubs = Stubs.for_channel(channel)
+        self._generation += 1
+
+
+def _cell_document(realm: str, space: str, stack: str, name: str) -> Cell:
+    parsed = parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Cell",
+            "metadata": {"name": name},
+            "spec": {
+                "realmId": realm,
+                "spaceId": space,
+                "stackId": stack,
+                "containers": [
+                    {"id": "main", "image": "busybox:latest"},
+                    {"id": "side", "image": "busybox:latest"},
+                ],
+            },
+        }
+    )
+    assert isinstance(parsed, Cell)
+    return parsed
+
+
+async def _create_with_status(store: Registry, document: AnyResource, status: Any) -> None:
+    created = await store.create(document)
+    await store.update_status(created.model_copy(update={"status": status}))
+
+
+async def write_documents(store: Registry, realm: str, node: str) -> None:
+    """A realm with two spaces, three stacks and five cells in assorted states."""
+    await _create_with_status(
+        store,
+        Realm.model_validate({"metadata": {"name": realm}}),
+        RealmStatus.model_validate(
+            {"state": "Ready", "subtreeControllers": ["cpu", "memory", "pids"], "nodeName": node}
+        ),
+    )
+    for space, space_state in (("web", "Ready"), ("batch", "Creating")):
+        await _create_with_status(
+            store,
+            Space.model_validate({"metadata": {"name": space}, "spec": {"realmId": realm}}),
+            SpaceStatus.model_validate(
+                {"state": space_state, "subtreeControllers": ["cpu", "memory"], "nodeName": node}
+            ),
+        )
+    stacks = (("web", "front", "Ready"), ("web", "back", "Ready"), ("batch", "jobs", "Pending"))
+    for space, stack, stack_state in stacks:
+        await _create_with_status(
+            store,
+            Stack.model_validate(
+                {"metadata": {"name": stack}, "spec": {"realmId": realm, "spaceId": space}}
+            ),
+            StackStatus.model_validate(
+                {"state": stack_state, "subtreeControllers": ["cpu"], "nodeName": node}
+            ),
+        )
+    cells = [
+        # space, stack, cell, state, readyObserved, restarts of main, exit code of main
+        ("web", "front", "nginx-1", "Ready", True, 0, None),
+        ("web", "front", "nginx-2", "Ready", True, 3, 137),
+        ("web", "back", "api", "Degraded", True, 7, 1),
+        ("web", "back", "migrate", "Failed", False, 5, 2),
+        ("batch", "jobs", "report", "Pending", False, 0, None),
+    ]
+    for space, stack, cell, state, observed, restarts, exit_code in cells:
+        main: dict[str, Any] = {"id": "main", "state": "Ready", "restartCount": restarts}
+        if exit_code is not None:
+            main["exitCode"] = exit_code
+        await _create_with_status(
+            store,
+            _cell_document(realm, space, stack, cell),
+            CellStatus.model_validate(
+                {
+                    "state": state,
+                    "readyObserved": observed,
+                    "subtreeControllers": ["cpu", "memory"] if observed else [],
+                    "nodeName": node,
+                    "containers": [main, {"id": "side", "state": "Ready"}],
+                }
+            ),
+        )
+
+
+@pytest.fixture
+async def metrics_source(
+    registry: Registry, containerd_daemon: PrivateContainerd
+) -> AsyncIterator[MetricsSource]:
+    """kukeond's metrics stack in-process over real etcd and containerd (see the module doc)."""
+    realm = f"metrics-{secrets.token_hex(3)}"
+    node = "node-a"
+    await write_documents(registry, realm, node)
+
+    collectors = CollectorRegistry()
+    latency = request_latency_for(collectors)
+    daemon_store = Registry(
+        client=_TimedEtcdClient(registry.config, interceptors=latency.etcd_interceptors()),
+        config=registry.config,
+    )
+    containerd = _TimedContainerdClient(
+        containerd_daemon.address, interceptors=latency.containerd_interceptors()
+    )
+    operator = Operator(
+        daemon_store,
+        settings=Settings(node_name=node, resync_interval=None, backoff_initial=0.2),
+        collector_registry=collectors,
+        peering=False,
+    )
+    failed_once: set[str] = set()
+
+    # Like the controllers: re-read the object from etcd, look at the host through containerd.
+    async def observe_layer(obj: AnyResource, ctx: Any) -> None:
+        await daemon_store.get(Kind(obj.kind), key_of(obj))
+        await containerd.version()
+
+    async def observe_cell(cell: Cell, ctx: Any) -> None:
+        await daemon_store.get(Kind.CELL, key_of(cell))
+        await containerd.version()
+        if cell.status.state == "Failed" and cell.metadata.name not in failed_once:
+            failed_once.add(cell.metadata.name)
+            raise TemporaryError("the cell's task is not there yet", delay=0.2)
+
+    for kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
+        operator.reconcile(kind)(observe_layer)
+    operator.reconcile(Kind.CELL)(observe_cell)
+
+    async def poke() -> None:
+        cell = await registry.get(Kind.CELL, (realm, "web", "front", "nginx-1"))
+        labels = {**cell.metadata.labels, "poked": secrets.token_hex(3)}
+        metadata = cell.metadata.model_copy(update={"labels": labels})
+        await registry.update(cell.model_copy(update={"metadata": metadata}))
+        await containerd.namespaces.list()
+
+    daemon = DaemonMetrics(registry=collectors, store=daemon_store, node_name=node)
+    server = None
+    try:
+        async with daemon, OperatorRunner(operator):
+            await daemon.informer.wait_synced()
+            await operator.wait_idle(within=20)
+            server = await serve_metrics("127.0.0.1:0", registry=collectors)
+            yield MetricsSource(target=server.address, store=registry, realm=realm, poke=poke)
+    finally:
+        if server is not None:
+            await server.stop()
+        await containerd.close()
+        await daemon_store.close()
+
+
+@pytest.fixture
+def prometheus_binary() -> str:
+    return require_binary("prometheus", "prometheus")
+
+
+@pytest.fixture
+def promtool_binary() -> str:
+    return require_binary("promtool", "prometheus")
+
+
+@pytest.fixture
+def prometheus(prometheus_binary: str, metrics_source: MetricsSource) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(binary=prometheus_binary, targets=[metrics_source.target])
+    try:
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
