@@ -73,7 +73,7 @@ RUN set -eu; \
         rm -rf /var/lib/apt/lists/*; \
     fi; \
     if ! id kukeon >/dev/null 2>&1; then \
-        useradd --system --uid 10001 --user-group --create-home --home-dir /home/kukeon \
+        useradd --uid 10001 --user-group --create-home --home-dir /home/kukeon \
             --shell /usr/sbin/nologin kukeon; \
     fi; \
     install -d -m 0755 /etc/kukeon

@@ -18,7 +18,8 @@ Build the kukeon image (Dockerfile at the repository root) with buildah.
                         or localhost/kukeon-base with --offline)
   --oci-archive PATH    also write the image to PATH as an OCI archive (for `ctr images import`)
   --storage-dir DIR     private buildah storage (DIR/root, DIR/runroot) instead of the host's
-  --cache-dir DIR       where the debootstrap rootfs and the wheelhouse are kept between runs
+  --cache-dir DIR       where the debootstrap rootfs and the wheelhouse (DIR/wheelhouse) are
+                        kept between runs
                         (default: ${XDG_CACHE_HOME:-~/.cache}/kukeon/image)
   --mirror URL          Debian mirror for debootstrap (default: $DEBIAN_MIRROR or
                         http://deb.debian.org/debian)
@@ -38,7 +39,7 @@ base_only=0
 base_image=""
 oci_archive=""
 storage_dir=""
-cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/kukeon/image"
+cache_dir="${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/kukeon/image"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 suite=bookworm
 # What the offline base holds: python with venv for the wheel, nft and iptables for kukeond.
@@ -165,7 +166,8 @@ revision=$(git -C "$repo_root" rev-parse HEAD 2>/dev/null || true)
 network=()
 isolation=(--isolation "${BUILDAH_ISOLATION:-oci}")
 if [[ $offline -eq 1 ]]; then
-    make_wheelhouse "$context/wheelhouse"
+    make_wheelhouse "$cache_dir/wheelhouse"
+    cp -r "$cache_dir/wheelhouse" "$context/wheelhouse"
     build_args+=(--build-arg WHEELHOUSE=wheelhouse)
     network=(--network none --pull=never)
 fi
