@@ -179,9 +179,13 @@ async def bench(runs: int, warmup: int) -> tuple[Samples, str]:
 
 def _cleanup(daemon: PrivateContainerd, cgroup_parent: str, base: Path) -> None:
     daemon.teardown()
+    # ctr's tasks use its default cgroupsPath /<namespace>/<id>; runc removed the leaves.
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        with contextlib.suppress(OSError):
-            (hierarchy / cgroup_parent.lstrip("/")).rmdir()
+        for parent in (cgroup_parent, f"/{NAMESPACE}"):
+            with contextlib.suppress(OSError):
+                (hierarchy / parent.lstrip("/")).rmdir()
+    with contextlib.suppress(OSError):
+        (Path("/run/containerd/runc") / NAMESPACE).rmdir()
     shutil.rmtree(base, ignore_errors=True)
 
 
