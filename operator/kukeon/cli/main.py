@@ -1,8 +1,718 @@
-"""Entry point of ``kukectl`` until the CLI lands (issue: API server and kukectl)."""
+"""``kukectl``: the click commands.
 
+Every command resolves its connection lazily (``completion`` and ``version --client``
+need no server), runs one coroutine against ``ApiClient`` and maps every failure to one
+readable line on stderr and an exit code: 0 success, 1 the server (or reaching it) failed,
+2 the command line or the manifests are wrong. A traceback is never shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
 import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple, NoReturn, TypeVar
+
+import click
+import yaml
+from click.shell_completion import CompletionItem, get_completion_class
+from rich.console import Console
+
+import kukeon
+from kukeon.api import Kind, key_of
+from kukeon.apiserver.client import (
+    ApiClient,
+    ApiRequestError,
+    ServerAddressError,
+    ServerUnreachable,
+)
+from kukeon.apiserver.paths import KINDS, kind_for_alias
+from kukeon.cli.config import (
+    ConfigError,
+    Connection,
+    default_config_path,
+    load_config,
+    resolve_connection,
+)
+from kukeon.cli.manifests import (
+    Applier,
+    Document,
+    ManifestProblems,
+    Reporter,
+    delete_order,
+    load_documents,
+    read_sources,
+)
+from kukeon.cli.output import (
+    OutputFormat,
+    describe,
+    kind_slug,
+    object_name,
+    render,
+    render_documents,
+    render_table,
+)
+
+T = TypeVar("T")
+
+EXIT_SERVER = 1
+EXIT_USAGE = 2
+
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def main() -> None:
-    print("kukectl: not yet implemented", file=sys.stderr)
-    sys.exit(2)
+# --- plumbing ---------------------------------------------------------------------------
+
+
+class Options(NamedTuple):
+    context: str | None
+    server: str | None
+    token: str | None
+    ca_file: Path | None
+    config_path: Path | None
+    request_timeout: float
+
+
+def _error_line(message: str) -> None:
+    _stderr.print(f"error: {message}", markup=False, style="red")
+
+
+def fail(message: str, code: int = EXIT_SERVER) -> NoReturn:
+    _error_line(message)
+    raise click.exceptions.Exit(code)
+
+
+def _connection(options: Options) -> Connection:
+    config = load_config(options.config_path or default_config_path())
+    return resolve_connection(
+        config=config,
+        context=options.context,
+        server=options.server,
+        token=options.token,
+        ca_file=options.ca_file,
+    )
+
+
+def _api_error_text(exc: ApiRequestError) -> str:
+    text = exc.message
+    missing = [
+        f"{c.field}: {c.message}" if c.field else c.message
+        for c in exc.causes
+        if (c.field and c.field not in text) or c.message not in text
+    ]
+    return text + ("; " + "; ".join(missing) if missing else "")
+
+
+def run(ctx: click.Context, work: Callable[[ApiClient], Awaitable[T]]) -> T:
+    """Run ``work`` with a connected client; turn every failure into a line and an exit code."""
+    options: Options = ctx.find_root().obj
+
+    async def main() -> T:
+        connection = _connection(options)
+        async with ApiClient(
+            server=connection.server,
+            token=connection.token,
+            ca_file=connection.ca_file,
+            timeout=options.request_timeout,
+        ) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except click.exceptions.Exit:
+        raise
+    except ApiRequestError as exc:
+        fail(_api_error_text(exc))
+    except ServerUnreachable as exc:
+        fail(str(exc))
+    except (ConfigError, ServerAddressError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    except ManifestProblems as exc:
+        for line in exc.lines:
+            _error_line(line)
+        raise click.exceptions.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(130) from None
+    except Exception as exc:  # the promise: never a traceback
+        fail(f"unexpected failure: {type(exc).__name__}: {exc}")
+
+
+class KindType(click.ParamType[Kind]):
+    """A kind name or alias: ``cells``, ``cell``, ``ce``, ``Cell``."""
+
+    name = "kind"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Kind:
+        if isinstance(value, Kind):
+            return value
+        kind = kind_for_alias(str(value))
+        if kind is None:
+            names = ", ".join(info.plural for info in KINDS.values())
+            self.fail(f"unknown kind {value!r}; expected one of {names}", param, ctx)
+        return kind
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return [
+            CompletionItem(info.plural)
+            for info in KINDS.values()
+            if info.plural.startswith(incomplete)
+        ]
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """``60s``, ``1m30s``, ``500ms``, ``2h`` or a plain number of seconds."""
+    value = text.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    position, total = 0, 0.0
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for match in _DURATION_PART.finditer(value):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * scale[match.group(2)]
+        position = match.end()
+    if position != len(value) or not value:
+        raise ValueError(f"invalid duration {text!r} (examples: 30s, 1m30s, 500ms, 2h)")
+    return total
+
+
+class DurationType(click.ParamType[float]):
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float | int):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+KIND = KindType()
+DURATION = DurationType()
+
+
+def scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--realm", default="default", show_default=True, help="Realm of the objects."
+            ),
+            click.option(
+                "--space", default="default", show_default=True, help="Space of the objects."
+            ),
+            click.option(
+                "--stack", default="default", show_default=True, help="Stack of the objects."
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def scope_for(kind: Kind, realm: str, space: str, stack: str) -> tuple[str, ...]:
+    return (realm, space, stack)[: len(KINDS[kind].parents)]
+
+
+def dry_run_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--dry-run",
+        type=click.Choice(["none", "server", "client"]),
+        default="none",
+        show_default=True,
+        help="server: the server validates without writing; client: validate locally only.",
+    )(func)
+
+
+def _print(text: str) -> None:
+    if text:
+        click.echo(text.rstrip("\n"))
+
+
+# --- the command group ------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--context", help="Context of the config file to use.")
+@click.option(
+    "--server",
+    "-s",
+    help="unix:///path/to/kukeond.sock or https://host:port (also KUKEON_SERVER).",
+)
+@click.option("--token", help="Bearer token for an https server (also KUKEON_TOKEN).")
+@click.option(
+    "--certificate-authority",
+    "ca_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="CA file that signed the server's certificate (also KUKEON_CA).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (default ~/.config/kukeon/config.yaml, also KUKEON_CONFIG).",
+)
+@click.option(
+    "--request-timeout",
+    type=DURATION,
+    default="30s",
+    show_default=True,
+    help="How long one request may take.",
+)
+@click.version_option(kukeon.__version__, "--version", prog_name="kukectl")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    context: str | None,
+    server: str | None,
+    token: str | None,
+    ca_file: Path | None,
+    config_path: Path | None,
+    request_timeout: float,
+) -> None:
+    """kukectl controls kukeon: realms, spaces, stacks and cells on your hosts."""
+    ctx.obj = Options(context, server, token, ca_file, config_path, request_timeout)
+
+
+# --- get --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("kind", type=KIND)
+@click.argument("names", nargs=-1)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "wide", "yaml", "json", "name"]),
+    default="table",
+    help="Output format.",
+)
+@click.option("-l", "--selector", help="Label selector, e.g. tier=web,env!=prod.")
+@click.option("-A", "--all", "all_parents", is_flag=True, help="List across every parent.")
+@click.option("-w", "--watch", is_flag=True, help="After listing, keep printing changes.")
+@click.option("--watch-timeout", type=DURATION, help="Stop watching after this long.")
+@scope_options
+@click.pass_context
+def get(
+    ctx: click.Context,
+    kind: Kind,
+    names: tuple[str, ...],
+    output: OutputFormat,
+    selector: str | None,
+    all_parents: bool,
+    watch: bool,
+    watch_timeout: float | None,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Show objects of a kind: a table, or -o yaml|json|wide|name."""
+    scope = () if all_parents else scope_for(kind, realm, space, stack)
+    with_parents = all_parents and bool(KINDS[kind].parents)
+    if watch and len(names) > 1:
+        fail("--watch takes at most one name", EXIT_USAGE)
+    if all_parents and names:
+        fail("a name needs its parents: use --realm/--space/--stack instead of -A", EXIT_USAGE)
+
+    async def work(client: ApiClient) -> None:
+        if watch:
+            await _watch(
+                client,
+                kind,
+                scope,
+                names[0] if names else None,
+                selector,
+                output,
+                with_parents,
+                watch_timeout,
+            )
+            return
+        if names:
+            items = [await client.get(kind, (*scope, name)) for name in names]
+        else:
+            items = (await client.list(kind, scope, label_selector=selector)).items
+        if not items and output in ("table", "wide"):
+            where = "anywhere" if all_parents or not scope else f"in {'/'.join(scope)}"
+            _stderr.print(f"No {KINDS[kind].plural} found {where}.", markup=False)
+            return
+        _print(render(kind, items, output, with_parents=with_parents))
+
+    run(ctx, work)
+
+
+async def _watch(
+    client: ApiClient,
+    kind: Kind,
+    scope: tuple[str, ...],
+    name: str | None,
+    selector: str | None,
+    output: OutputFormat,
+    with_parents: bool,
+    stop_after: float | None,
+) -> None:
+    header_printed = False
+    async for event in client.watch(
+        kind, scope, label_selector=selector, name=name, timeout_seconds=stop_after
+    ):
+        if event.object is None:
+            continue
+        if output in ("yaml", "json"):
+            text = render_documents([event.object], output)
+            _print(("---\n" + text) if output == "yaml" else text)
+        elif output == "name":
+            _print(object_name(event.object))
+        else:
+            _print(
+                render_table(
+                    kind,
+                    [event.object],
+                    now=datetime.now(UTC),
+                    wide=output == "wide",
+                    with_parents=with_parents,
+                    headers=not header_printed,
+                )
+            )
+            header_printed = True
+        sys.stdout.flush()
+
+
+# --- describe ---------------------------------------------------------------------------
+
+
+@cli.command("describe")
+@click.argument("kind", type=KIND)
+@click.argument("names", nargs=-1, required=True)
+@scope_options
+@click.pass_context
+def describe_command(
+    ctx: click.Context, kind: Kind, names: tuple[str, ...], realm: str, space: str, stack: str
+) -> None:
+    """Show one object in detail: spec, status, containers and reasons."""
+    scope = scope_for(kind, realm, space, stack)
+
+    async def work(client: ApiClient) -> None:
+        pages = [describe(await client.get(kind, (*scope, name))) for name in names]
+        _print("\n".join(pages))
+
+    run(ctx, work)
+
+
+# --- apply / create ---------------------------------------------------------------------
+
+
+def _load(files: Sequence[str]) -> list[Document]:
+    if not files:
+        fail("-f/--filename is required (a file, a directory or - for stdin)", EXIT_USAGE)
+    try:
+        return load_documents(read_sources(files))
+    except ManifestProblems as exc:
+        for line in exc.lines:
+            _error_line(line)
+        raise click.exceptions.Exit(EXIT_USAGE) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read manifests: {exc}", EXIT_USAGE)
+
+
+def _reporter() -> Reporter:
+    return Reporter(ok=lambda line: click.echo(line), error=_error_line)
+
+
+def _write(ctx: click.Context, files: Sequence[str], dry_run: str, *, create_only: bool) -> None:
+    documents = _load(files)  # everything is validated before anything is sent
+    if dry_run == "client":
+        for doc in documents:
+            click.echo(f"{doc.name} valid (client dry run)")
+        return
+
+    async def work(client: ApiClient) -> bool:
+        applier = Applier(client=client, reporter=_reporter(), dry_run=dry_run == "server")
+        return await applier.apply(documents, create_only=create_only)
+
+    if not run(ctx, work):
+        raise click.exceptions.Exit(EXIT_SERVER)
+
+
+_FILE_OPTION = click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    help="Manifest file, directory of manifests, or - for stdin (repeatable).",
+)
+
+
+@cli.command()
+@_FILE_OPTION
+@dry_run_option
+@click.pass_context
+def apply(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
+    """Create or update objects from manifests, parents first.
+
+    Every document is validated before anything is written; one invalid document aborts
+    the whole apply. Missing parent realms, spaces and stacks are created with defaults.
+    """
+    _write(ctx, files, dry_run, create_only=False)
+
+
+@cli.command()
+@_FILE_OPTION
+@dry_run_option
+@click.pass_context
+def create(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
+    """Create objects from manifests; an object that already exists is an error."""
+    _write(ctx, files, dry_run, create_only=True)
+
+
+# --- delete -----------------------------------------------------------------------------
+
+
+async def _wait_gone(
+    client: ApiClient, targets: Sequence[tuple[Kind, tuple[str, ...]]], within: float
+) -> list[str]:
+    """Wait until every target is gone; the names still present at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    remaining = list(targets)
+    show = sys.stderr.isatty()
+    status = _stderr.status("") if show else None
+    if status is not None:
+        status.start()
+    try:
+        while remaining:
+            still: list[tuple[Kind, tuple[str, ...]]] = []
+            for kind, key in remaining:
+                try:
+                    await client.get(kind, key)
+                    still.append((kind, key))
+                except ApiRequestError as exc:
+                    if exc.code != 404:
+                        raise
+            remaining = still
+            if not remaining or loop.time() >= deadline:
+                break
+            if status is not None:
+                names = ", ".join(f"{kind_slug(k)}/{key[-1]}" for k, key in remaining)
+                status.update(f"waiting for {names} to be deleted")
+            await asyncio.sleep(0.25)
+    finally:
+        if status is not None:
+            status.stop()
+    return [f"{kind_slug(k)}/{key[-1]}" for k, key in remaining]
+
+
+@cli.command()
+@click.argument("kind", type=KIND, required=False)
+@click.argument("names", nargs=-1)
+@_FILE_OPTION
+@click.option(
+    "--cascade", is_flag=True, help="Also delete the children (else refused while they exist)."
+)
+@click.option("--wait", "wait_", is_flag=True, help="Wait until the objects are gone.")
+@click.option(
+    "--timeout", type=DURATION, default="60s", show_default=True, help="How long --wait waits."
+)
+@click.option(
+    "--ignore-not-found", is_flag=True, help="An object that does not exist is not an error."
+)
+@dry_run_option
+@scope_options
+@click.pass_context
+def delete(
+    ctx: click.Context,
+    kind: Kind | None,
+    names: tuple[str, ...],
+    files: tuple[str, ...],
+    cascade: bool,
+    wait_: bool,
+    timeout: float,
+    ignore_not_found: bool,
+    dry_run: str,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Delete objects by kind and name, or those of manifests (-f), children first."""
+    targets: list[tuple[Kind, tuple[str, ...]]]
+    if files:
+        if kind is not None or names:
+            fail("give either KIND NAME... or -f FILE, not both", EXIT_USAGE)
+        documents = delete_order(_load(files))
+        targets = [(Kind(d.resource.kind), key_of(d.resource)) for d in documents]
+    else:
+        if kind is None or not names:
+            fail("give KIND NAME... or -f FILE", EXIT_USAGE)
+        scope = scope_for(kind, realm, space, stack)
+        targets = [(kind, (*scope, name)) for name in names]
+    if dry_run == "client":
+        for target_kind, key in targets:
+            click.echo(f"{kind_slug(target_kind)}/{key[-1]} deleted (client dry run)")
+        return
+    server_dry = dry_run == "server"
+    suffix = " (server dry run)" if server_dry else ""
+
+    async def work(client: ApiClient) -> bool:
+        ok = True
+        deleted: list[tuple[Kind, tuple[str, ...]]] = []
+        for target_kind, key in targets:
+            label = f"{kind_slug(target_kind)}/{key[-1]}"
+            try:
+                await client.delete(target_kind, key, cascade=cascade, dry_run=server_dry)
+            except ApiRequestError as exc:
+                if exc.code == 404 and ignore_not_found:
+                    continue
+                ok = False
+                _error_line(f"{label}: {_api_error_text(exc)}")
+                continue
+            deleted.append((target_kind, key))
+            click.echo(f"{label} deleted{suffix}")
+        if wait_ and not server_dry and deleted:
+            left = await _wait_gone(client, deleted, timeout)
+            if left:
+                _error_line(f"timed out after {timeout:g}s waiting for {', '.join(left)} to go")
+                ok = False
+        return ok
+
+    if not run(ctx, work):
+        raise click.exceptions.Exit(EXIT_SERVER)
+
+
+# --- wait -------------------------------------------------------------------------------
+
+
+def _parse_condition(text: str) -> tuple[str, str | None]:
+    if text == "delete":
+        return "delete", None
+    field, sep, value = text.partition("=")
+    if field != "state" or not sep or not value:
+        fail(f"--for must be state=STATE or delete, got {text!r}", EXIT_USAGE)
+    return "state", value
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--for", "condition", required=True, help="state=Ready (any state name) or delete.")
+@click.option("--timeout", type=DURATION, default="30s", show_default=True)
+@scope_options
+@click.pass_context
+def wait(
+    ctx: click.Context,
+    targets: tuple[str, ...],
+    condition: str,
+    timeout: float,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Wait for objects (KIND/NAME) to reach a state or to be deleted."""
+    what, expected = _parse_condition(condition)
+    parsed: list[tuple[Kind, tuple[str, ...]]] = []
+    for target in targets:
+        kind_text, sep, name = target.partition("/")
+        kind = kind_for_alias(kind_text)
+        if not sep or not name or kind is None:
+            fail(f"{target!r}: expected KIND/NAME, e.g. cell/web", EXIT_USAGE)
+        parsed.append((kind, (*scope_for(kind, realm, space, stack), name)))
+
+    async def work(client: ApiClient) -> bool:
+        if what == "delete":
+            left = await _wait_gone(client, parsed, timeout)
+            for label in left:
+                _error_line(f"timed out after {timeout:g}s waiting for {label} to be deleted")
+            for kind, key in parsed:
+                if f"{kind_slug(kind)}/{key[-1]}" not in left:
+                    click.echo(f"{kind_slug(kind)}/{key[-1]} condition met")
+            return not left
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        ok = True
+        for kind, key in parsed:
+            label = f"{kind_slug(kind)}/{key[-1]}"
+            last = "unknown"
+            while True:
+                try:
+                    res = await client.get(kind, key)
+                    last = str(getattr(res.status, "state", "unknown"))
+                    if last.lower() == str(expected).lower():
+                        click.echo(f"{label} condition met")
+                        break
+                except ApiRequestError as exc:
+                    if exc.code != 404:
+                        raise
+                    last = "not found"
+                if loop.time() >= deadline:
+                    _error_line(
+                        f"timed out after {timeout:g}s waiting for {label} to be "
+                        f"{expected} (it is {last})"
+                    )
+                    ok = False
+                    break
+                await asyncio.sleep(0.25)
+        return ok
+
+    if not run(ctx, work):
+        raise click.exceptions.Exit(EXIT_SERVER)
+
+
+# --- version / completion ---------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--client", "client_only", is_flag=True, help="Only the client's version.")
+@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text")
+@click.pass_context
+def version(ctx: click.Context, client_only: bool, output: str) -> None:
+    """Show the client's and the server's versions."""
+    info: dict[str, Any] = {"clientVersion": {"gitVersion": kukeon.__version__}}
+    if not client_only:
+        info["serverVersion"] = run(ctx, lambda client: client.version())
+    if output == "json":
+        click.echo(json.dumps(info, indent=2))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump(info, sort_keys=False).rstrip())
+    else:
+        click.echo(f"Client Version: {kukeon.__version__}")
+        if not client_only:
+            server = info["serverVersion"]
+            click.echo(f"Server Version: {server.get('gitVersion', 'unknown')}")
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script, e.g. source <(kukectl completion bash)."""
+    completion_class = get_completion_class(shell)
+    if completion_class is None:  # pragma: no cover - the three shells are built into click
+        fail(f"no completion support for {shell}", EXIT_USAGE)
+    script = completion_class(cli, {}, "kukectl", "_KUKECTL_COMPLETE").source()
+    click.echo(script)
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point of ``kukectl``."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="kukectl")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # never a traceback
+        _error_line(f"unexpected failure: {type(exc).__name__}: {exc}")
+        sys.exit(EXIT_SERVER)
+
+
+if __name__ == "__main__":
+    main()

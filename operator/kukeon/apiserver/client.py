@@ -1,0 +1,385 @@
+"""A typed async client of the API, over the local unix socket or HTTPS with a token.
+
+kukectl is built on it, and so can be anything else that drives kukeon: every call takes
+and returns ``kukeon.api`` models, and every failure is one of two exceptions --
+``ApiRequestError`` carrying the server's Status (code, reason, message, field causes) or
+``ServerUnreachable`` naming the address that could not be reached.
+
+Servers are written ``unix:///run/kukeon/kukeond.sock`` (or a bare absolute path) and
+``https://host:port``; plain ``http://`` is refused, the server never offers it on TCP.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+
+import aiohttp
+
+from kukeon.api import AnyResource, InvalidResource, Kind, key_of, parse_resource, to_document
+from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE
+from kukeon.apiserver.paths import collection_path, object_path
+from kukeon.apiserver.settings import DEFAULT_SOCKET
+
+DEFAULT_SERVER = f"unix://{DEFAULT_SOCKET}"
+
+
+class ServerAddressError(ValueError):
+    """The server address is not ``unix:///path`` or ``https://host:port``."""
+
+
+class ServerUnreachable(Exception):  # noqa: N818 - reads as what happened
+    """The server could not be reached (no socket, connection refused, TLS failure)."""
+
+
+class StatusCause(NamedTuple):
+    field: str
+    message: str
+
+
+class ApiRequestError(Exception):
+    """The server answered with a failure Status."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        *,
+        kind: str | None = None,
+        name: str | None = None,
+        causes: Sequence[StatusCause] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.kind = kind
+        self.name = name
+        self.causes = list(causes)
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any], http_code: int) -> ApiRequestError:
+        details = status.get("details") or {}
+        causes = [
+            StatusCause(str(c.get("field", "")), str(c.get("message", "")))
+            for c in details.get("causes") or []
+            if isinstance(c, Mapping)
+        ]
+        return cls(
+            int(status.get("code") or http_code),
+            str(status.get("reason") or "Unknown"),
+            str(status.get("message") or f"HTTP {http_code}"),
+            kind=details.get("kind"),
+            name=details.get("name"),
+            causes=causes,
+        )
+
+
+class ServerAddress(NamedTuple):
+    scheme: str  # "unix" or "https"
+    location: str  # socket path, or host:port
+
+    @property
+    def base_url(self) -> str:
+        return "http://kukeond" if self.scheme == "unix" else f"https://{self.location}"
+
+    def __str__(self) -> str:
+        return f"unix://{self.location}" if self.scheme == "unix" else self.base_url
+
+
+def parse_server(server: str) -> ServerAddress:
+    """``unix:///path``, ``/path`` or ``https://host:port`` -> ServerAddress."""
+    text = server.strip()
+    if text.startswith("unix://"):
+        path = text[len("unix://") :]
+        if not path.startswith("/"):
+            raise ServerAddressError(f"unix socket address must be absolute: {server!r}")
+        return ServerAddress("unix", path)
+    if text.startswith("/"):
+        return ServerAddress("unix", text)
+    if text.startswith("https://"):
+        location = text[len("https://") :].rstrip("/")
+        if not location or "/" in location:
+            raise ServerAddressError(f"expected https://host:port, got {server!r}")
+        return ServerAddress("https", location)
+    if text.startswith("http://"):
+        raise ServerAddressError(
+            f"{server!r}: the API is served over TLS only on TCP; use https://"
+        )
+    raise ServerAddressError(
+        f"server {server!r} must be unix:///path/to/kukeond.sock or https://host:port"
+    )
+
+
+class ClientWatchEvent(NamedTuple):
+    """One event of a watch; BOOKMARKs carry only ``resource_version``."""
+
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    object: AnyResource | None
+    resource_version: int
+
+
+class ObjectList(NamedTuple):
+    items: list[AnyResource]
+    resource_version: int
+
+
+def _parse(document: Any) -> AnyResource:
+    try:
+        return parse_resource(document)
+    except InvalidResource as exc:
+        raise ApiRequestError(
+            500, "InternalError", f"the server sent an object kukectl cannot read: {exc}"
+        ) from exc
+
+
+class ApiClient:
+    """Async client; use as ``async with ApiClient(server=...) as client``."""
+
+    def __init__(
+        self,
+        *,
+        server: str = DEFAULT_SERVER,
+        token: str | None = None,
+        ca_file: Path | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.address = parse_server(server)
+        self._token = token
+        self._ca_file = ca_file
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    # --- session -------------------------------------------------------------------------
+
+    def _connector(self) -> aiohttp.BaseConnector:
+        if self.address.scheme == "unix":
+            return aiohttp.UnixConnector(path=self.address.location)
+        try:
+            context = ssl.create_default_context(
+                cafile=str(self._ca_file) if self._ca_file else None
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ServerUnreachable(f"cannot load CA file {self._ca_file}: {exc}") from exc
+        return aiohttp.TCPConnector(ssl=context)
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            headers = {"Accept": "application/json"}
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
+            self._session = aiohttp.ClientSession(
+                base_url=self.address.base_url,
+                connector=self._connector(),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- transport -----------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One request; the decoded JSON answer, or ApiRequestError/ServerUnreachable."""
+        session = self._open()
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": content_type} if data is not None else {}
+        try:
+            async with session.request(
+                method,
+                path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=10),
+            ) as response:
+                raw = await response.read()
+                return self._decode(response, raw)
+        except aiohttp.ClientConnectionError as exc:
+            raise ServerUnreachable(
+                f"cannot reach the kukeon API at {self.address}: {exc}"
+            ) from exc
+        except TimeoutError as exc:
+            raise ServerUnreachable(
+                f"the kukeon API at {self.address} did not answer within {self._timeout:g}s"
+            ) from exc
+
+    @staticmethod
+    def _decode(response: aiohttp.ClientResponse, raw: bytes) -> Any:
+        document: Any
+        try:
+            document = json.loads(raw) if raw else None
+        except ValueError:
+            document = None
+        if response.status >= 400:
+            if isinstance(document, Mapping) and document.get("kind") == "Status":
+                raise ApiRequestError.from_status(document, response.status)
+            text = raw.decode(errors="replace").strip() or response.reason or ""
+            raise ApiRequestError(response.status, response.reason or "Error", text)
+        if document is None and raw:
+            return raw.decode(errors="replace")
+        return document
+
+    # --- resources -----------------------------------------------------------------------
+
+    async def get(self, kind: Kind, key: Sequence[str]) -> AnyResource:
+        return _parse(await self.request("GET", object_path(kind, key)))
+
+    async def list(
+        self,
+        kind: Kind,
+        scope: Sequence[str] = (),
+        *,
+        label_selector: str | None = None,
+        name: str | None = None,
+    ) -> ObjectList:
+        params: dict[str, str] = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if name:
+            params["fieldSelector"] = f"metadata.name={name}"
+        document = await self.request("GET", collection_path(kind, scope), params=params)
+        items = [_parse(item) for item in document.get("items") or []]
+        return ObjectList(items, int(document["metadata"]["resourceVersion"]))
+
+    @staticmethod
+    def _dry(dry_run: bool) -> dict[str, str]:
+        return {"dryRun": "All"} if dry_run else {}
+
+    async def create(self, res: AnyResource, *, dry_run: bool = False) -> AnyResource:
+        kind = Kind(res.kind)
+        scope = key_of(res)[:-1]
+        document = await self.request(
+            "POST", collection_path(kind, scope), params=self._dry(dry_run), body=to_document(res)
+        )
+        return _parse(document)
+
+    async def update(self, res: AnyResource, *, dry_run: bool = False) -> AnyResource:
+        document = await self.request(
+            "PUT",
+            object_path(Kind(res.kind), key_of(res)),
+            params=self._dry(dry_run),
+            body=to_document(res),
+        )
+        return _parse(document)
+
+    async def update_status(self, res: AnyResource) -> AnyResource:
+        document = await self.request(
+            "PUT", object_path(Kind(res.kind), key_of(res), "status"), body=to_document(res)
+        )
+        return _parse(document)
+
+    async def patch(
+        self,
+        kind: Kind,
+        key: Sequence[str],
+        patch: Mapping[str, Any],
+        *,
+        status: bool = False,
+        dry_run: bool = False,
+    ) -> AnyResource:
+        """Apply a JSON merge patch (RFC 7386) to the object or its status."""
+        document = await self.request(
+            "PATCH",
+            object_path(kind, key, "status" if status else None),
+            params=self._dry(dry_run),
+            body=dict(patch),
+            content_type=MERGE_PATCH_CONTENT_TYPE,
+        )
+        return _parse(document)
+
+    async def delete(
+        self, kind: Kind, key: Sequence[str], *, cascade: bool = False, dry_run: bool = False
+    ) -> AnyResource | None:
+        """Delete; the object (now with a deletionTimestamp) while finalizers hold it, else None."""
+        params = self._dry(dry_run)
+        if cascade:
+            params["propagationPolicy"] = "Foreground"
+        document = await self.request("DELETE", object_path(kind, key), params=params)
+        if isinstance(document, Mapping) and document.get("kind") == "Status":
+            return None
+        return _parse(document)
+
+    async def watch(
+        self,
+        kind: Kind,
+        scope: Sequence[str] = (),
+        *,
+        resource_version: int | None = None,
+        label_selector: str | None = None,
+        name: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> AsyncIterator[ClientWatchEvent]:
+        """Events of ``kind`` under ``scope``; without a resource_version, existing objects
+        come first as ADDED. An ERROR event (e.g. 410 after compaction) raises
+        ApiRequestError."""
+        params: dict[str, str] = {"watch": "true"}
+        if resource_version is not None:
+            params["resourceVersion"] = str(resource_version)
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if name:
+            params["fieldSelector"] = f"metadata.name={name}"
+        if timeout_seconds is not None:
+            params["timeoutSeconds"] = f"{timeout_seconds:g}"
+        session = self._open()
+        try:
+            async with session.get(collection_path(kind, scope), params=params) as response:
+                if response.status >= 400:
+                    self._decode(response, await response.read())
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    event_type = str(event.get("type"))
+                    obj = event.get("object") or {}
+                    if event_type == "ERROR":
+                        raise ApiRequestError.from_status(obj, int(obj.get("code") or 500))
+                    revision = int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+                    if event_type == "BOOKMARK":
+                        yield ClientWatchEvent(event_type, None, revision)
+                    else:
+                        yield ClientWatchEvent(event_type, _parse(obj), revision)
+        except aiohttp.ClientConnectionError as exc:
+            raise ServerUnreachable(f"watch on {self.address} broke: {exc}") from exc
+
+    # --- server --------------------------------------------------------------------------
+
+    async def version(self) -> dict[str, Any]:
+        document = await self.request("GET", "/version")
+        return dict(document) if isinstance(document, Mapping) else {}
+
+    async def readyz(self) -> str:
+        try:
+            return str(await self.request("GET", "/readyz"))
+        except ApiRequestError as exc:
+            return exc.message

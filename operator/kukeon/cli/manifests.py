@@ -1,0 +1,269 @@
+"""``apply``/``create``/``delete -f``: reading manifests and turning them into API calls.
+
+The order of work matters more than anything else here:
+
+1. every source is read and every document validated locally (``kukeon.api``) before a
+   single request is sent -- one invalid document aborts the whole command with nothing
+   changed, and every error is listed with its file, document index and field path;
+2. parents are written before children whatever the file order (and children deleted
+   before parents), and a parent that neither the manifests nor the server has is created
+   with its default spec, as kukeon's own ``apply`` does;
+3. an existing object is updated only when its spec, labels or annotations differ, with
+   a compare-and-swap on the resourceVersion that was read -- so ``get -o yaml | apply``
+   reports ``unchanged``;
+4. a document the server refuses is reported and the others still go through.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
+
+from kukeon.api import (
+    API_VERSION,
+    AnyResource,
+    InvalidResource,
+    Kind,
+    ManifestError,
+    key_of,
+    load_manifests,
+    parse_resource,
+    to_document,
+)
+from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.apiserver.paths import HIERARCHY, KINDS
+from kukeon.cli.output import kind_slug
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+# Spec fields the system fills in after creation; an apply that leaves them out keeps them.
+SERVER_OWNED_SPEC_FIELDS: dict[Kind, frozenset[str]] = {Kind.CELL: frozenset({"nodeName"})}
+
+
+class ManifestProblems(Exception):  # noqa: N818 - a list of problems, not one error
+    """The manifests cannot be used; ``lines`` says why, one problem per line."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+class Source(NamedTuple):
+    label: str
+    text: str
+
+
+class Document(NamedTuple):
+    source: str
+    position: int
+    """0-based index of the document within its source."""
+    resource: AnyResource
+
+    @property
+    def name(self) -> str:
+        return f"{kind_slug(self.resource.kind)}/{self.resource.metadata.name}"
+
+
+def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[Source]:
+    """Files, directories (their *.yaml, *.yml, *.json, sorted) and ``-`` for stdin."""
+    sources: list[Source] = []
+    problems: list[str] = []
+    for given in paths:
+        if given == "-":
+            sources.append(Source("<stdin>", (stdin or sys.stdin).read()))
+            continue
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+            )
+            if not files:
+                problems.append(f"{given}: no *.yaml, *.yml or *.json files in this directory")
+            for file in files:
+                sources.append(Source(str(file), file.read_text(encoding="utf-8")))
+        elif path.is_file():
+            sources.append(Source(given, path.read_text(encoding="utf-8")))
+        else:
+            problems.append(f"{given}: no such file or directory")
+    if problems:
+        raise ManifestProblems(problems)
+    return sources
+
+
+def load_documents(sources: Iterable[Source]) -> list[Document]:
+    """Validate every document of every source; raise ManifestProblems listing all errors."""
+    documents: list[Document] = []
+    problems: list[str] = []
+    for source in sources:
+        try:
+            resources = load_manifests(source.text) if source.text.strip() else []
+        except ManifestError as exc:
+            for index, error in exc.errors:
+                if isinstance(error, InvalidResource):
+                    problems += [
+                        f"{source.label}: document {index}: {line}" for line in error.lines()
+                    ]
+                else:
+                    problems.append(f"{source.label}: document {index}: {error}")
+            continue
+        documents += [Document(source.label, i, res) for i, res in enumerate(resources)]
+    if problems:
+        raise ManifestProblems(problems)
+    if not documents:
+        raise ManifestProblems(["no objects found in the given manifests"])
+    return documents
+
+
+def _depth(res: AnyResource) -> int:
+    return HIERARCHY.index(Kind(res.kind))
+
+
+def apply_order(documents: Sequence[Document]) -> list[Document]:
+    """Parents before children; file order kept within a kind."""
+    return sorted(documents, key=lambda doc: _depth(doc.resource))
+
+
+def delete_order(documents: Sequence[Document]) -> list[Document]:
+    """Children before parents; file order kept within a kind."""
+    return sorted(documents, key=lambda doc: -_depth(doc.resource))
+
+
+def parent_chain(res: AnyResource) -> list[tuple[Kind, tuple[str, ...]]]:
+    """The ancestors of ``res``, outermost first: a cell's realm, space and stack."""
+    key = key_of(res)
+    return [(parent, key[: i + 1]) for i, parent in enumerate(KINDS[Kind(res.kind)].parents)]
+
+
+def default_object(kind: Kind, key: tuple[str, ...]) -> AnyResource:
+    """A parent with its default spec, as apply creates it when it is missing."""
+    spec = dict(zip(KINDS[kind].parent_fields, key[:-1], strict=True))
+    return parse_resource(
+        {"apiVersion": API_VERSION, "kind": kind.value, "metadata": {"name": key[-1]}, "spec": spec}
+    )
+
+
+def _spec_document(res: AnyResource) -> dict[str, Any]:
+    spec = to_document(res).get("spec", {})
+    return spec if isinstance(spec, dict) else {}
+
+
+def updated_object(desired: AnyResource, current: AnyResource) -> AnyResource | None:
+    """What to PUT so ``current`` matches ``desired``, or None when nothing differs.
+
+    Only what a manifest owns is compared and written: spec, labels, annotations. Status,
+    finalizers and identity stay as stored; the resourceVersion read is the CAS guard.
+    """
+    kind = Kind(desired.kind)
+    desired_spec = _spec_document(desired)
+    current_spec = _spec_document(current)
+    for field in SERVER_OWNED_SPEC_FIELDS.get(kind, frozenset()):
+        if field not in desired_spec and field in current_spec:
+            desired_spec[field] = current_spec[field]
+    same = (
+        desired_spec == current_spec
+        and desired.metadata.labels == current.metadata.labels
+        and desired.metadata.annotations == current.metadata.annotations
+    )
+    if same:
+        return None
+    document = to_document(current)
+    document["spec"] = desired_spec
+    document["metadata"]["labels"] = dict(desired.metadata.labels)
+    document["metadata"]["annotations"] = dict(desired.metadata.annotations)
+    return parse_resource(document)
+
+
+class Reporter(NamedTuple):
+    ok: Callable[[str], None]
+    error: Callable[[str], None]
+
+
+def _describe_error(name: str, exc: ApiRequestError) -> str:
+    causes = [f"{c.field}: {c.message}" if c.field else c.message for c in exc.causes]
+    if causes and exc.code == 422:
+        return f"{name}: " + "; ".join(causes)
+    return f"{name}: {exc.message}"
+
+
+class Applier:
+    """Creates or updates documents through the API, parents first."""
+
+    def __init__(self, *, client: ApiClient, reporter: Reporter, dry_run: bool = False) -> None:
+        self._client = client
+        self._report = reporter
+        self._dry_run = dry_run
+        self._known: set[tuple[Kind, tuple[str, ...]]] = set()
+        self._suffix = " (server dry run)" if dry_run else ""
+
+    async def _exists(self, kind: Kind, key: tuple[str, ...]) -> bool:
+        if (kind, key) in self._known:
+            return True
+        try:
+            await self._client.get(kind, key)
+        except ApiRequestError as exc:
+            if exc.code == 404:
+                return False
+            raise
+        self._known.add((kind, key))
+        return True
+
+    async def _ensure_parents(
+        self, res: AnyResource, declared: set[tuple[Kind, tuple[str, ...]]]
+    ) -> None:
+        for kind, key in parent_chain(res):
+            if (kind, key) in declared or await self._exists(kind, key):
+                continue
+            parent = default_object(kind, key)
+            await self._client.create(parent, dry_run=self._dry_run)
+            self._known.add((kind, key))
+            self._report.ok(f"{kind_slug(kind)}/{key[-1]} created{self._suffix}")
+
+    async def apply(self, documents: Sequence[Document], *, create_only: bool = False) -> bool:
+        """Apply every document; False when any failed (each failure already reported)."""
+        declared = {(Kind(d.resource.kind), key_of(d.resource)) for d in documents}
+        ok = True
+        for doc in apply_order(documents):
+            res = doc.resource
+            kind, key = Kind(res.kind), key_of(res)
+            try:
+                await self._ensure_parents(res, declared)
+                action = await (self._create(res) if create_only else self._apply_one(res))
+            except ApiRequestError as exc:
+                ok = False
+                self._report.error(_describe_error(doc.name, exc))
+                continue
+            self._known.add((kind, key))
+            self._report.ok(f"{doc.name} {action}{self._suffix}")
+        return ok
+
+    async def _create(self, res: AnyResource) -> str:
+        await self._client.create(res, dry_run=self._dry_run)
+        return "created"
+
+    async def _apply_one(self, res: AnyResource) -> str:
+        kind, key = Kind(res.kind), key_of(res)
+        for _ in range(3):
+            try:
+                current = await self._client.get(kind, key)
+            except ApiRequestError as exc:
+                if exc.code != 404:
+                    raise
+                try:
+                    return await self._create(res)
+                except ApiRequestError as create_error:
+                    if create_error.reason != "AlreadyExists":
+                        raise
+                    continue  # created by someone else meanwhile: compare with theirs
+            update = updated_object(res, current)
+            if update is None:
+                return "unchanged"
+            try:
+                await self._client.update(update, dry_run=self._dry_run)
+            except ApiRequestError as exc:
+                if exc.code == 409 and exc.reason == "Conflict":
+                    continue  # changed between our read and write: read again
+                raise
+            return "configured"
+        raise ApiRequestError(409, "Conflict", "the object kept changing; try again")

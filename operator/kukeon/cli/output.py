@@ -1,0 +1,285 @@
+"""How kukectl shows resources: kubectl-like tables, YAML/JSON documents, describe pages.
+
+Everything here is a pure function of resources and a clock, so the output is tested
+golden-file style without a server. Tables are plain text columns (three spaces apart,
+like kubectl) so they read the same in a terminal, a pipe and a test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import yaml
+
+from kukeon.api import AnyResource, Kind, key_of, to_document
+from kukeon.apiserver.paths import KINDS
+
+OutputFormat = Literal["table", "wide", "yaml", "json", "name"]
+NONE = "<none>"
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's AGE: ``45s``, ``3m12s``, ``27m``, ``5h3m``, ``17h``, ``3d4h``, ``40d``, ``2y``."""
+    s = int(max(seconds, 0))
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if hours < 192:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    return f"{days // 365}y"
+
+
+def age(res: AnyResource, now: datetime) -> str:
+    created = res.metadata.creation_timestamp
+    if created is None:
+        return NONE
+    return human_duration((now - created).total_seconds())
+
+
+def kind_slug(kind: Kind | str) -> str:
+    """``Cell`` -> ``cell``, as in ``cell/web created``."""
+    return str(kind).lower()
+
+
+def object_name(res: AnyResource) -> str:
+    return f"{kind_slug(res.kind)}/{res.metadata.name}"
+
+
+def _state(res: AnyResource) -> str:
+    state: Any = getattr(res.status, "state", None)
+    text = "" if state is None else str(state)
+    if res.metadata.deletion_timestamp is not None:
+        return "Deleting" if text in ("", "Ready", "Pending") else text
+    return text or "Unknown"
+
+
+def _cell_ready(res: AnyResource) -> str:
+    total = len(res.spec.containers)
+    ready = sum(1 for c in res.status.containers if str(c.state) == "Ready")
+    return f"{ready}/{total}"
+
+
+def _cell_restarts(res: AnyResource) -> str:
+    return str(sum(c.restart_count for c in res.status.containers))
+
+
+def _columns(kind: Kind, *, wide: bool, with_parents: bool) -> list[str]:
+    parents = [KINDS[p].kind.value.upper() for p in KINDS[kind].parents] if with_parents else []
+    columns = [*parents, "NAME", "STATE"]
+    if kind == Kind.CELL:
+        columns += ["READY", "RESTARTS"]
+    columns.append("AGE")
+    if wide:
+        columns += {
+            Kind.REALM: ["NAMESPACE", "CGROUP"],
+            Kind.SPACE: ["BRIDGE", "SUBNET", "CGROUP"],
+            Kind.STACK: ["CGROUP"],
+            Kind.CELL: ["IP", "NODE", "CGROUP"],
+        }[kind]
+    return columns
+
+
+def _row(res: AnyResource, now: datetime, *, wide: bool, with_parents: bool) -> list[str]:
+    kind = Kind(res.kind)
+    row = list(key_of(res)[:-1]) if with_parents else []
+    row += [res.metadata.name, _state(res)]
+    if kind == Kind.CELL:
+        row += [_cell_ready(res), _cell_restarts(res)]
+    row.append(age(res, now))
+    if wide:
+        status = res.status
+        cgroup = status.cgroup_path or NONE
+        if kind == Kind.REALM:
+            row += [getattr(res.spec, "namespace", None) or NONE, cgroup]
+        elif kind == Kind.SPACE:
+            network = status.network
+            row += [network.bridge_name or NONE, network.subnet or NONE, cgroup]
+        elif kind == Kind.STACK:
+            row.append(cgroup)
+        else:
+            row += [
+                status.network.ip or NONE,
+                res.spec.node_name or status.node_name or NONE,
+                cgroup,
+            ]
+    return row
+
+
+def format_rows(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns, three spaces apart, no trailing spaces."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def render_table(
+    kind: Kind,
+    items: Iterable[AnyResource],
+    *,
+    now: datetime,
+    wide: bool = False,
+    with_parents: bool = False,
+    headers: bool = True,
+) -> str:
+    rows: list[list[str]] = (
+        [_columns(kind, wide=wide, with_parents=with_parents)] if headers else []
+    )
+    rows += [_row(res, now, wide=wide, with_parents=with_parents) for res in items]
+    return "\n".join(format_rows(rows))
+
+
+def render_documents(items: Sequence[AnyResource], fmt: Literal["yaml", "json"]) -> str:
+    """One object as one document; several as a multi-document YAML stream / JSON List."""
+    docs = [to_document(res) for res in items]
+    if fmt == "json":
+        if len(docs) == 1:
+            return json.dumps(docs[0], indent=2) + "\n"
+        return json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}, indent=2) + "\n"
+    return yaml.safe_dump_all(docs, sort_keys=False, explicit_start=len(docs) > 1)
+
+
+def render(
+    kind: Kind,
+    items: Sequence[AnyResource],
+    fmt: OutputFormat,
+    *,
+    now: datetime | None = None,
+    with_parents: bool = False,
+) -> str:
+    when = now or datetime.now(UTC)
+    if fmt in ("yaml", "json"):
+        return render_documents(items, fmt)
+    if fmt == "name":
+        return "\n".join(object_name(res) for res in items)
+    return render_table(kind, items, now=when, wide=fmt == "wide", with_parents=with_parents)
+
+
+# --- describe ---------------------------------------------------------------------------
+
+
+def _mapping_text(values: dict[str, str]) -> list[str]:
+    if not values:
+        return [NONE]
+    return [f"{key}={value}" for key, value in sorted(values.items())]
+
+
+def _field_lines(pairs: Sequence[tuple[str, Sequence[str] | str]], indent: int = 0) -> list[str]:
+    width = max(len(label) for label, _ in pairs) + 2
+    lines: list[str] = []
+    for label, value in pairs:
+        values = [value] if isinstance(value, str) else list(value) or [NONE]
+        lines.append(" " * indent + f"{label + ':':<{width}}{values[0]}".rstrip())
+        lines += [" " * (indent + width) + extra for extra in values[1:]]
+    return lines
+
+
+def _when(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return NONE
+    return f"{value.isoformat()} ({human_duration((now - value).total_seconds())} ago)"
+
+
+def _yaml_block(value: Any, indent: int) -> list[str]:
+    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False).rstrip()
+    if text in ("{}", "[]"):
+        return [" " * indent + NONE]
+    return [" " * indent + line for line in text.splitlines()]
+
+
+def describe(res: AnyResource, *, now: datetime | None = None) -> str:
+    """A human page about one object: identity, spec, status, containers, reasons."""
+    when = now or datetime.now(UTC)
+    kind = Kind(res.kind)
+    meta = res.metadata
+    parents = [
+        (KINDS[parent].kind.value, name)
+        for parent, name in zip(KINDS[kind].parents, key_of(res)[:-1], strict=True)
+    ]
+    pairs: list[tuple[str, Sequence[str] | str]] = [
+        ("Name", meta.name),
+        ("Kind", kind.value),
+        *parents,
+        ("Labels", _mapping_text(meta.labels)),
+        ("Annotations", _mapping_text(meta.annotations)),
+        ("UID", meta.uid or NONE),
+        ("Resource Version", meta.resource_version or NONE),
+        ("Generation", str(meta.generation)),
+        ("Created", _when(meta.creation_timestamp, when)),
+    ]
+    if meta.deletion_timestamp is not None:
+        pairs.append(("Deleting Since", _when(meta.deletion_timestamp, when)))
+    pairs.append(("Finalizers", meta.finalizers or [NONE]))
+    lines = _field_lines(pairs)
+
+    spec = to_document(res).get("spec", {})
+    containers = spec.pop("containers", None) if kind == Kind.CELL else None
+    lines.append("Spec:")
+    lines += _yaml_block(spec, 2)
+    if containers is not None:
+        lines.append("  Containers:")
+        for container in containers:
+            lines.append(f"    {container.get('id', '?')}:")
+            lines += _yaml_block({k: v for k, v in container.items() if k != "id"}, 6)
+
+    status = res.status
+    status_pairs: list[tuple[str, Sequence[str] | str]] = [
+        ("State", _state(res)),
+        ("Reason", status.reason or NONE),
+        ("Message", status.message or NONE),
+        ("Observed Generation", str(status.observed_generation)),
+        ("Node", status.node_name or NONE),
+        ("Cgroup", status.cgroup_path or NONE),
+        ("Updated", _when(status.updated_at, when)),
+        ("Ready Since", _when(status.ready_at, when)),
+    ]
+    if kind == Kind.CELL:
+        status_pairs.append(("IP", status.network.ip or NONE))
+        status_pairs.append(("Bridge", status.network.bridge_name or NONE))
+    elif kind == Kind.SPACE:
+        status_pairs.append(("Bridge", status.network.bridge_name or NONE))
+        status_pairs.append(("Subnet", status.network.subnet or NONE))
+    lines.append("Status:")
+    lines += _field_lines(status_pairs, indent=2)
+
+    if kind == Kind.CELL:
+        lines.append("Containers:")
+        if not status.containers:
+            lines.append(f"  {NONE}")
+        else:
+            rows = [["ID", "STATE", "PID", "EXIT CODE", "RESTARTS", "REASON", "MESSAGE"]]
+            for c in status.containers:
+                exit_code = NONE if c.exit_code is None else str(c.exit_code)
+                if c.exit_signal:
+                    exit_code += f" ({c.exit_signal})"
+                rows.append(
+                    [
+                        c.id,
+                        str(c.state),
+                        NONE if c.pid is None else str(c.pid),
+                        exit_code,
+                        str(c.restart_count),
+                        c.reason or NONE,
+                        c.message or NONE,
+                    ]
+                )
+            lines += ["  " + line for line in format_rows(rows)]
+    return "\n".join(lines) + "\n"
