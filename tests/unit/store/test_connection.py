@@ -8,8 +8,9 @@ from typing import Any
 import grpc
 import pytest
 
-from kukeon.store import EtcdConfig, OutcomeUnknown, StoreError, Unavailable
+from kukeon.store import EtcdConfig, OutcomeUnknown, Registry, StoreError, Unavailable
 from kukeon.store.connection import Retrier, grpc_target, surely_not_applied
+from tests.fixtures.services import free_tcp_port
 
 
 def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
@@ -112,3 +113,9 @@ async def test_permanent_errors_are_not_retried() -> None:
 async def test_an_expired_token_is_renewed_once() -> None:
     attempt = _flaky(_rpc_error(grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token"))
     assert await _retrier().run(attempt, what="get", repeatable=True) == "done"
+
+
+async def test_connect_to_nothing_is_unavailable_after_the_budget() -> None:
+    config = EtcdConfig(endpoints=[f"127.0.0.1:{free_tcp_port()}"], retry_timeout=0.5)
+    with pytest.raises(Unavailable, match="etcd is unavailable"):
+        await Registry.connect(config)
