@@ -68,6 +68,7 @@ class Daemon:
     operator: Operator | None = None
     controllers: Controllers | None = None
     containerd: ContainerdClient | None = None
+    metrics_url: str | None = None
     _stoppers: list[tuple[str, Stopper]] = field(default_factory=list)
 
     def _on_stop(self, what: str, stopper: Stopper) -> None:

@@ -58,6 +58,10 @@ class DaemonConfig(BaseModel):
     nft_table: str = "kukeon"
     """The `inet` table holding the egress chains (one per kukeond sharing a host)."""
     insecure_registries: tuple[str, ...] = ()
+    stop_grace_seconds: float = Field(default=10.0, ge=0)
+    """How long a stopped task gets after SIGTERM before SIGKILL."""
+    parent_wait_seconds: float = Field(default=1.0, gt=0)
+    """How soon a child whose parent is not Ready yet (or a parent with children) looks again."""
 
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None

@@ -1,7 +1,7 @@
-"""The daemon's listeners: the /metrics endpoint (and the API server, wired in here too).
+"""The daemon's listeners: the API server (with this node's routes) and /metrics.
 
-Kept apart from `app` so the lifecycle reads as a list of pieces, and so the listeners can
-be started on their own for `--api-only`.
+Kept apart from `app` so the lifecycle reads as a list of pieces. With `--api-only` the
+API server runs without the node routes (it has no containerd) and without controllers.
 """
 
 from __future__ import annotations
@@ -9,13 +9,27 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from kukeon.apiserver import ApiSettings, build_runner
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
+
+from .noderoutes import NodeRoutes
 
 if TYPE_CHECKING:
     from .app import Daemon
 
 Stopper = Callable[[], Awaitable[Any]]
+
+
+def api_settings(daemon: Daemon) -> ApiSettings:
+    config = daemon.config
+    return ApiSettings(
+        socket_path=config.api_socket,
+        tcp_address=config.api_address,
+        tls_cert_file=config.api_tls_cert_file,
+        tls_key_file=config.api_tls_key_file,
+        tokens_file=config.api_tokens_file,
+    )
 
 
 async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
@@ -32,5 +46,22 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
     await metrics.start()
     stoppers.append(("metrics informer", metrics.stop))
     server = await serve_metrics(config.metrics_address, registry=daemon.metrics_registry)
+    daemon.metrics_url = server.url
     stoppers.append(("metrics endpoint", server.stop))
+
+    operator = daemon.operator
+
+    def controllers_running() -> bool:
+        return operator is not None and operator.running
+
+    runner = await build_runner(
+        settings=api_settings(daemon),
+        registry=daemon.registry,
+        metrics_registry=daemon.metrics_registry,
+        readiness_checks={} if config.api_only else {"controllers": controllers_running},
+    )
+    if daemon.controllers is not None:
+        NodeRoutes(controllers=daemon.controllers, registry=daemon.registry).add_routes(runner.app)
+    await runner.start()
+    stoppers.append(("API server", runner.stop))
     return stoppers

@@ -43,6 +43,24 @@ from .config import ConfigError, load_config
     type=click.Path(path_type=Path),
     help="Where space conflists go when a space names none.",
 )
+@click.option("--etcd-prefix", help="Root of kukeon's keys in etcd (default /kukeon).")
+@click.option(
+    "--netns-dir",
+    type=click.Path(path_type=Path),
+    help="Where cell network namespaces are bind-mounted (default /var/run/netns).",
+)
+@click.option("--nft-table", help="The inet table holding the egress chains (default kukeon).")
+@click.option("--subnet-pool", help="IPv4 pool space subnets come from (default 10.88.0.0/16).")
+@click.option(
+    "--stop-grace-seconds",
+    type=float,
+    help="SIGTERM, then SIGKILL after this long when stopping a task (default 10).",
+)
+@click.option(
+    "--parent-wait-seconds",
+    type=float,
+    help="How soon a child waiting for its parent looks again (default 1).",
+)
 @click.option("--metrics-address", help="host:port of /metrics (default 127.0.0.1:9464).")
 @click.option("--api-address", help="Optional TCP listener host:port (TLS and tokens required).")
 @click.option("--api-tls-cert-file", type=click.Path(path_type=Path))

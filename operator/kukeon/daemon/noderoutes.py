@@ -1,0 +1,253 @@
+"""API routes that need this node's host: container logs, signals, image import and listing.
+
+The API server itself only knows the registry (`kukeon.apiserver` imports api and store);
+what touches containerd or the state directory is added here, by the daemon that owns
+those, onto the same aiohttp application, so the same authentication and authorization
+middleware guards them:
+
+```
+GET  .../cells/{cell}/log?container=&tailLines=N&follow=true   text/plain stream
+POST .../cells/{cell}/kill?signal=TERM&container=              signal running tasks
+GET  .../realms/{realm}/images                                 images in the realm
+POST .../realms/{realm}/images                                 body: an OCI image archive
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import tempfile
+from collections import deque
+from pathlib import Path
+
+from aiohttp import web
+
+from kukeon.api import Cell, Kind, Realm
+from kukeon.apiserver.auth import Verb, denial
+from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.status import ApiError
+from kukeon.controllers import Controllers
+from kukeon.controllers.cell import cell_key, ordered_containers
+from kukeon.controllers.cellfiles import CellFiles
+from kukeon.controllers.cellstate import containerd_container_id
+from kukeon.runtime.containerd.errors import ContainerdError, TaskNotFoundError
+from kukeon.runtime.containerd.tasks import TaskStatus
+from kukeon.store import NotFound, Registry
+
+FOLLOW_POLL_SECONDS = 0.2
+MAX_TAIL_LINES = 100_000
+
+
+def _authorize(request: web.Request, *, verb: Verb, realm: str, subresource: str) -> None:
+    why = denial(principal_of(request), verb=verb, realm=realm, subresource=subresource)
+    if why is not None:
+        raise ApiError(403, f"Forbidden: {why}")
+
+
+def _parse_signal(text: str) -> signal.Signals:
+    name = text.strip().upper()
+    if name.isdigit():
+        try:
+            return signal.Signals(int(name))
+        except ValueError:
+            raise ApiError(400, f"signal: {text!r} is not a signal number") from None
+    if not name.startswith("SIG"):
+        name = f"SIG{name}"
+    try:
+        return signal.Signals[name]
+    except KeyError:
+        raise ApiError(400, f"signal: unknown signal {text!r}") from None
+
+
+def _tail(path: Path, lines: int | None) -> tuple[bytes, int]:
+    """The last `lines` lines of the file (all when None), and the offset read to."""
+    with path.open("rb") as stream:
+        if lines is None:
+            data = stream.read()
+        else:
+            kept: deque[bytes] = deque(stream, maxlen=lines) if lines > 0 else deque()
+            data = b"".join(kept)
+        return data, stream.tell()
+
+
+def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
+    with path.open("rb") as stream:
+        stream.seek(offset)
+        data = stream.read()
+        return data, stream.tell()
+
+
+class NodeRoutes:
+    def __init__(self, *, controllers: Controllers, registry: Registry) -> None:
+        self.controllers = controllers
+        self.registry = registry
+
+    def add_routes(self, app: web.Application) -> None:
+        _, cell_path = route_patterns(Kind.CELL)
+        _, realm_path = route_patterns(Kind.REALM)
+        app.router.add_get(f"{cell_path}/log", self.log)
+        app.router.add_post(f"{cell_path}/kill", self.kill)
+        app.router.add_get(f"{realm_path}/images", self.list_images)
+        app.router.add_post(f"{realm_path}/images", self.import_image)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def _cell(self, request: web.Request) -> Cell:
+        m = request.match_info
+        key = (m["realm"], m["space"], m["stack"], m["cell"])
+        try:
+            found = await self.registry.get(Kind.CELL, key)
+        except NotFound:
+            raise ApiError(404, f"cell {'/'.join(key)} not found") from None
+        assert isinstance(found, Cell)
+        return found
+
+    async def _realm(self, name: str) -> Realm:
+        try:
+            found = await self.registry.get(Kind.REALM, (name,))
+        except NotFound:
+            raise ApiError(404, f"realm {name} not found") from None
+        assert isinstance(found, Realm)
+        return found
+
+    @staticmethod
+    def _container_of(cell: Cell, request: web.Request) -> str:
+        wanted = request.query.get("container")
+        ids = [c.id for c in ordered_containers(cell)]
+        if wanted:
+            if wanted not in ids:
+                raise ApiError(
+                    404,
+                    f"cell {cell.metadata.name} has no container {wanted!r} "
+                    f"(containers: {', '.join(ids)})",
+                )
+            return wanted
+        if not ids:
+            raise ApiError(400, f"cell {cell.metadata.name} has no containers")
+        return ids[0]  # the root container, as `kubectl logs` picks the first
+
+    # --- logs -----------------------------------------------------------------------------
+
+    async def log(self, request: web.Request) -> web.StreamResponse:
+        cell = await self._cell(request)
+        _authorize(request, verb="get", realm=cell.spec.realm_id, subresource="log")
+        container = self._container_of(cell, request)
+        tail_text = request.query.get("tailLines")
+        tail: int | None = None
+        if tail_text is not None:
+            try:
+                tail = max(0, min(int(tail_text), MAX_TAIL_LINES))
+            except ValueError:
+                raise ApiError(400, f"tailLines: {tail_text!r} is not a number") from None
+        follow = request.query.get("follow", "").lower() in {"1", "true", "yes"}
+        path = CellFiles(self.controllers.host.settings.state_dir, cell_key(cell)).log(container)
+        if not await asyncio.to_thread(path.exists):
+            if not follow:
+                return web.Response(text="", content_type="text/plain")
+            data, offset = b"", 0
+        else:
+            data, offset = await asyncio.to_thread(_tail, path, tail)
+
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await response.prepare(request)
+        await response.write(data)
+        if follow:
+            key = cell_key(cell)
+            while True:
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+                if await asyncio.to_thread(path.exists):
+                    size = (await asyncio.to_thread(path.stat)).st_size
+                    if size < offset:
+                        offset = 0  # the file was recreated
+                    if size > offset:
+                        data, offset = await asyncio.to_thread(_read_from, path, offset)
+                        await response.write(data)
+                try:
+                    await self.registry.get(Kind.CELL, key)
+                except NotFound:
+                    break  # the cell is gone: the stream ends as kubectl's does
+        await response.write_eof()
+        return response
+
+    # --- kill -----------------------------------------------------------------------------
+
+    async def kill(self, request: web.Request) -> web.StreamResponse:
+        cell = await self._cell(request)
+        _authorize(request, verb="update", realm=cell.spec.realm_id, subresource="kill")
+        signum = _parse_signal(request.query.get("signal", "SIGTERM"))
+        wanted = request.query.get("container")
+        realm = await self._realm(cell.spec.realm_id)
+        namespace = realm.spec.namespace or f"{realm.metadata.name}.kukeon.io"
+        tasks = self.controllers.host.containerd.tasks(namespace)
+        _, space, stack, name = cell_key(cell)
+        signalled: list[str] = []
+        for container in ordered_containers(cell):
+            if wanted and container.id != wanted:
+                continue
+            cid = containerd_container_id(
+                space=space, stack=stack, cell=name, container=container.id
+            )
+            try:
+                task = await tasks.get(cid)
+                if task.status != TaskStatus.RUNNING:
+                    continue
+                await tasks.kill(cid, signum, all=signum == signal.SIGKILL)
+            except TaskNotFoundError:
+                continue
+            except ContainerdError as error:
+                raise ApiError(503, f"signalling {container.id}: {error}") from error
+            signalled.append(container.id)
+        return web.json_response({"signal": signum.name, "containers": signalled})
+
+    # --- images ---------------------------------------------------------------------------
+
+    async def list_images(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["realm"]
+        _authorize(request, verb="list", realm=name, subresource="images")
+        realm = await self._realm(name)
+        namespace = realm.spec.namespace or f"{name}.kukeon.io"
+        try:
+            images = await self.controllers.host.containerd.images(namespace).list()
+        except ContainerdError as error:
+            raise ApiError(503, f"listing images of realm {name}: {error}") from error
+        return web.json_response(
+            {
+                "realm": name,
+                "namespace": namespace,
+                "items": [
+                    {"name": image.name, "digest": image.target.digest, "size": image.target.size}
+                    for image in images
+                ],
+            }
+        )
+
+    async def import_image(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["realm"]
+        _authorize(request, verb="create", realm=name, subresource="images")
+        realm = await self._realm(name)
+        namespace = realm.spec.namespace or f"{name}.kukeon.io"
+        staging = Path(self.controllers.host.settings.state_dir) / "images" / "incoming"
+        await asyncio.to_thread(staging.mkdir, parents=True, exist_ok=True)
+        handle, temporary = await asyncio.to_thread(tempfile.mkstemp, suffix=".tar", dir=staging)
+        path = Path(temporary)
+        try:
+            stream = await asyncio.to_thread(os.fdopen, handle, "wb")
+            try:
+                async for chunk in request.content.iter_chunked(1 << 20):
+                    await asyncio.to_thread(stream.write, chunk)
+            finally:
+                await asyncio.to_thread(stream.close)
+            try:
+                await self.controllers.host.containerd.namespaces.ensure(namespace)
+                names = await self.controllers.images.import_archive(namespace=namespace, path=path)
+            except ContainerdError as error:
+                raise ApiError(422, f"importing the image archive: {error}") from error
+        finally:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(path.unlink)
+        return web.json_response(
+            {"realm": name, "namespace": namespace, "images": names}, status=201
+        )
