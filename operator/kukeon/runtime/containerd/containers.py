@@ -19,6 +19,15 @@ from kukeon.runtime.containerd._gen.services.containers.v1 import containers_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.client import Subject
 from kukeon.runtime.containerd.errors import ContainerNotFoundError
+from kukeon.runtime.containerd.spec import (
+    LABEL_CELL,
+    LABEL_CONTAINER,
+    LABEL_MANAGED,
+    LABEL_REALM,
+    LABEL_SPACE,
+    LABEL_STACK,
+    container_labels,
+)
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
@@ -26,27 +35,10 @@ if TYPE_CHECKING:
 RUNTIME_RUNC_V2: Final = "io.containerd.runc.v2"
 SPEC_TYPE_URL: Final = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 
-LABEL_MANAGED: Final = "kukeon.io/managed"
-LABEL_REALM: Final = "kukeon.io/realm"
-LABEL_SPACE: Final = "kukeon.io/space"
-LABEL_STACK: Final = "kukeon.io/stack"
-LABEL_CELL: Final = "kukeon.io/cell"
-LABEL_CONTAINER: Final = "kukeon.io/container"
 MANAGED_FILTER: Final = f'labels."{LABEL_MANAGED}"==true'
-
-
-def kukeon_labels(
-    *, realm: str, space: str, stack: str, cell: str, container: str
-) -> dict[str, str]:
-    """Labels marking a containerd object as kukeon's, with where it belongs."""
-    return {
-        LABEL_MANAGED: "true",
-        LABEL_REALM: realm,
-        LABEL_SPACE: space,
-        LABEL_STACK: stack,
-        LABEL_CELL: cell,
-        LABEL_CONTAINER: container,
-    }
+# The labels are the spec builder's (it also writes them as annotations); re-exported here
+# under the name the client's callers use.
+kukeon_labels = container_labels
 
 
 def label_filter(labels: Mapping[str, str]) -> str:
@@ -207,3 +199,21 @@ def _container(message: containers_pb2.Container) -> Container:
         spec=spec,
         created_at=to_datetime(message.created_at),
     )
+
+
+__all__ = [
+    "LABEL_CELL",
+    "LABEL_CONTAINER",
+    "LABEL_MANAGED",
+    "LABEL_REALM",
+    "LABEL_SPACE",
+    "LABEL_STACK",
+    "MANAGED_FILTER",
+    "RUNTIME_RUNC_V2",
+    "SPEC_TYPE_URL",
+    "Container",
+    "ContainerService",
+    "kukeon_labels",
+    "label_filter",
+    "spec_to_any",
+]
