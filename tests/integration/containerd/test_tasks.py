@@ -106,3 +106,16 @@ async def test_kukeon_labelled_objects_are_listed_for_garbage_collection(runner:
     )
     by_cell = await client.containers(namespace).list(labels={"kukeon.io/cell": "cell"})
     assert [c.id for c in by_cell] == [ours]
+
+
+async def test_stopping_a_task_that_already_exited_returns_its_status(runner: Runner) -> None:
+    container_id, _log = await runner.create(
+        {"command": "sh", "args": ["-c", "exit 5"]}, name="gone"
+    )
+    tasks = runner.client.tasks(runner.namespace)
+    waiting = asyncio.ensure_future(tasks.wait(container_id))
+    await tasks.start(container_id)
+    assert (await asyncio.wait_for(waiting, 30)).code == 5
+    status = await asyncio.wait_for(tasks.stop(container_id, grace_period=5.0), 10)
+    assert status.code == 5
+    assert (await tasks.get(container_id)).status is TaskStatus.STOPPED

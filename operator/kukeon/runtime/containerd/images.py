@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
 import platform
 import posixpath
@@ -41,6 +42,7 @@ from kukeon.runtime.containerd.content import (
 )
 from kukeon.runtime.containerd.errors import (
     AlreadyExistsError,
+    ContainerdError,
     ImageNotFoundError,
     InvalidImageArchiveError,
     InvalidImageError,
@@ -413,7 +415,8 @@ class ImageService:
                 # Another unpack of an image sharing this layer got there first.
                 await snapshots.remove(key)
         except BaseException:
-            await asyncio.shield(snapshots.remove(key))
+            with contextlib.suppress(ContainerdError):
+                await asyncio.shield(snapshots.remove(key))
             raise
 
     # --- importing --------------------------------------------------------------------

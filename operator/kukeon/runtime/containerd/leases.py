@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 from kukeon.runtime.containerd._gen.services.leases.v1 import leases_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.client import Subject
-from kukeon.runtime.containerd.errors import LeaseNotFoundError
+from kukeon.runtime.containerd.errors import ContainerdError, LeaseNotFoundError
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
@@ -99,7 +99,9 @@ class LeaseService:
         try:
             yield created.id
         finally:
-            await self.delete(created.id)
+            # A lease that cannot be released now (containerd restarting) still expires.
+            with contextlib.suppress(ContainerdError):
+                await self.delete(created.id)
 
 
 def _lease(message: leases_pb2.Lease) -> Lease:

@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
-import grpc
 from google.protobuf import any_pb2
 
 from kukeon.runtime.containerd._gen.services.tasks.v1 import tasks_pb2
 from kukeon.runtime.containerd._gen.types.task import task_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.client import Subject
-from kukeon.runtime.containerd.errors import ContainerdCallError, TaskNotFoundError
+from kukeon.runtime.containerd.errors import TaskNotFoundError
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
@@ -304,12 +303,9 @@ class TaskService:
         """
         waiting = asyncio.ensure_future(self.wait(container_id))
         try:
-            try:
+            with contextlib.suppress(TaskNotFoundError):
+                # Already stopped ("process already finished"): wait answers at once.
                 await self.kill(container_id, signal)
-            except ContainerdCallError as error:
-                # Already stopped: the kill is refused but wait answers at once.
-                if error.code != grpc.StatusCode.NOT_FOUND:
-                    raise
             try:
                 return await asyncio.wait_for(asyncio.shield(waiting), grace_period)
             except TimeoutError:
