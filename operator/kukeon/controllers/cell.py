@@ -23,10 +23,11 @@ containers, detaches the cell from its network, and removes its cgroup and files
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,10 @@ from .space import conflist_file
 
 LABEL_SPEC_DIGEST = "kukeon.io/spec-digest"
 LABEL_NODE = "kukeon.io/node"
+LABEL_RESTARTED_AT = "kukeon.io/restarted-at"
+"""The cell's `kukeon.io/restartedAt` annotation when the container was created."""
+ANNOTATION_RESTARTED_AT = "kukeon.io/restartedAt"
+"""Changing it (`kukectl restart` writes the time) restarts every container of the cell."""
 
 CellKey = tuple[str, str, str, str]
 
@@ -349,10 +354,15 @@ class CellController:
             existing = await containers.get(cid)
         except ContainerNotFoundError:
             existing = None
+        restarted_at = cell.metadata.annotations.get(ANNOTATION_RESTARTED_AT, "")
         if existing is not None and existing.labels.get(LABEL_SPEC_DIGEST) != digest:
             await self.remove_container(namespace, cid)
             existing = None
             previous = ContainerStatus(id=container.id)  # a new spec starts its own history
+        elif existing is not None and existing.labels.get(LABEL_RESTARTED_AT, "") != restarted_at:
+            # A restart asked for by the user: a fresh container, the same history.
+            await self.remove_container(namespace, cid)
+            existing = None
         if existing is None:
             labels = kukeon_labels(
                 realm=realm_name,
@@ -363,6 +373,7 @@ class CellController:
             )
             labels[LABEL_SPEC_DIGEST] = digest
             labels[LABEL_NODE] = self.host.settings.node_name
+            labels[LABEL_RESTARTED_AT] = restarted_at
             # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
             with contextlib.suppress(AlreadyExistsError):
                 await containers.create(cid, image=image_name, spec=spec, labels=labels)
@@ -476,12 +487,15 @@ class CellController:
         await self.host.containerd.containers(namespace).delete(cid)
 
     async def _stop(self, cell: Cell, namespace: str) -> None:
+        """Stop every task of the cell at once (each may take the whole grace period)."""
         _, space, stack, name = cell_key(cell)
-        for container in reversed(ordered_containers(cell)):
-            cid = containerd_container_id(
-                space=space, stack=stack, cell=name, container=container.id
+        await _all(
+            self._stop_task(
+                namespace,
+                containerd_container_id(space=space, stack=stack, cell=name, container=c.id),
             )
-            await self._stop_task(namespace, cid)
+            for c in ordered_containers(cell)
+        )
 
     @staticmethod
     def _stopped_statuses(cell: Cell) -> list[ContainerStatus]:
@@ -522,6 +536,13 @@ class CellController:
             "kukeon.io/stack": stack,
             "kukeon.io/cell": name,
         }
-        for container in await self.host.containerd.containers(namespace).list(labels=labels):
-            if container.id not in keep:
-                await self.remove_container(namespace, container.id)
+        found = await self.host.containerd.containers(namespace).list(labels=labels)
+        await _all(self.remove_container(namespace, c.id) for c in found if c.id not in keep)
+
+
+async def _all(steps: Iterable[Awaitable[None]]) -> None:
+    """Run the steps concurrently; every one runs to its end, then the first error is raised."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -2,8 +2,8 @@
 
 Reconcile creates (or re-labels) the namespace `spec.namespace` and the realm's cgroup,
 then reports Ready with the cgroup path and what was delegated. Finalize waits for the
-realm's spaces to be gone, removes the images kukeon imported into the namespace, the
-namespace itself, and the cgroup.
+realm's spaces to be gone, empties the namespace (images, snapshots, content, leases),
+deletes it, and removes the cgroup.
 """
 
 from __future__ import annotations
@@ -56,8 +56,6 @@ class RealmController:
         if realm.status.state != RealmState.DELETING:
             realm = await report(ctx, realm, state=RealmState.DELETING, observe=False)
         namespace = realm.spec.namespace or f"{name}.kukeon.io"
-        images = self.host.containerd.images(namespace)
-        for image in await images.list():
-            await images.delete(image.name, sync=True)
-        await self.host.containerd.namespaces.delete(namespace)
+        # Images, their unpacked snapshots, blobs and leases all block the namespace's removal.
+        await self.host.containerd.namespaces.purge(namespace)
         await self.host.cgroups.remove(CgroupPath((name,)))

@@ -6,16 +6,21 @@ namespace is the first thing a realm needs and the last thing that goes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import grpc
 
+from kukeon.runtime.containerd._gen.services.content.v1 import content_pb2
 from kukeon.runtime.containerd._gen.services.namespaces.v1 import namespace_pb2
 from kukeon.runtime.containerd.client import Subject
 from kukeon.runtime.containerd.errors import (
     ContainerdCallError,
+    ContainerdError,
     NamespaceNotEmptyError,
     NamespaceNotFoundError,
 )
@@ -132,3 +137,68 @@ class NamespaceService:
                 raise NamespaceNotEmptyError(name, detail=error.detail) from error
             raise
         return True
+
+    async def purge(self, name: str, *, rounds: int = 5) -> bool:
+        """Empty the namespace of everything containerd keeps in it, then delete it.
+
+        containerd refuses to delete a namespace while tasks, containers, images, leases,
+        snapshots or content remain, and a realm's namespace holds all of them (unpacked
+        layers, blobs of imported and pulled images, leases of interrupted imports). They
+        go in dependency order: tasks, containers (with their snapshots), images, leases,
+        snapshots children first, content. False when the namespace did not exist.
+        Raises :class:`NamespaceNotEmptyError` if something keeps coming back.
+        """
+        if name not in {namespace.name for namespace in await self.list()}:
+            return False
+        last: NamespaceNotEmptyError | None = None
+        for _ in range(rounds):
+            await self._empty(name)
+            try:
+                return await self.delete(name)
+            except NamespaceNotEmptyError as error:
+                last = error  # something appeared meanwhile (a late import): go again
+                await asyncio.sleep(0.1)
+        assert last is not None
+        raise last
+
+    async def _empty(self, name: str) -> None:
+        client = self._client
+        tasks = client.tasks(name)
+        for task in await tasks.list():
+            with contextlib.suppress(ContainerdError):
+                await tasks.kill(task.container_id, signal.SIGKILL, all=True)
+            with contextlib.suppress(ContainerdError, TimeoutError):
+                await asyncio.wait_for(tasks.wait(task.container_id), 10)
+            with contextlib.suppress(ContainerdError):
+                await tasks.delete(task.container_id)
+        containers = client.containers(name)
+        for container in await containers.list():
+            with contextlib.suppress(ContainerdError):
+                await containers.delete(container.id)
+        images = client.images(name)
+        for image in await images.list():
+            with contextlib.suppress(ContainerdError):
+                await images.delete(image.name)
+        leases = client.leases(name)
+        for lease in await leases.list():
+            with contextlib.suppress(ContainerdError):
+                await leases.delete(lease.id)
+        snapshots = client.snapshots(name)
+        # A parent cannot go before its children: sweep until nothing (more) goes.
+        while remaining := await snapshots.list():
+            removed = 0
+            for snapshot in remaining:
+                with contextlib.suppress(ContainerdError):
+                    removed += await snapshots.remove(snapshot.name)
+            if not removed:
+                break
+        batches = await client.collect(
+            "list content",
+            lambda s, md: s.content.List(content_pb2.ListContentRequest(), metadata=md),
+            namespace=name,
+        )
+        content = client.content(name)
+        for batch in batches:
+            for blob in batch.info:
+                with contextlib.suppress(ContainerdError):
+                    await content.delete(blob.digest)

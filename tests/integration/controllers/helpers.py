@@ -1,0 +1,115 @@
+"""Shared pieces of the controller tests: cell documents, exec in a task, host listings."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+from kukeon.api import AnyResource, Cell, Kind
+from kukeon.runtime.containerd.tasks import TaskIO
+from kukeon.store import Conflict
+from tests.fixtures.kukeond import Kukeond
+
+# `sh` as PID 1 ignores SIGTERM unless it traps it; this one stops within a second.
+SLEEPER = ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+_exec_ids = itertools.count()
+
+
+def container(k: Kukeond, cid: str, *, script: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A busybox container running `script` (a SIGTERM-friendly sleeper by default)."""
+    args = SLEEPER if script is None else ["-c", script]
+    return {"id": cid, "image": k.image.name, "command": "sh", "args": args, **fields}
+
+
+def cell_doc(
+    k: Kukeond,
+    name: str,
+    containers: list[dict[str, Any]],
+    *,
+    space: str = "s1",
+    stack: str = "st1",
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if annotations:
+        metadata["annotations"] = annotations
+    return {
+        "kind": "Cell",
+        "metadata": metadata,
+        "spec": {
+            "realmId": k.realm,
+            "spaceId": space,
+            "stackId": stack,
+            "containers": containers,
+            **spec,
+        },
+    }
+
+
+def cell_key(k: Kukeond, name: str, *, space: str = "s1", stack: str = "st1") -> tuple[str, ...]:
+    return (k.realm, space, stack, name)
+
+
+async def get_cell(k: Kukeond, key: tuple[str, ...]) -> Cell:
+    found = await k.registry.get(Kind.CELL, key)
+    assert isinstance(found, Cell)
+    return found
+
+
+async def update_cell(k: Kukeond, key: tuple[str, ...], **changes: Any) -> AnyResource:
+    """Rewrite the cell's spec (and metadata) from the latest version, as `kukectl apply` does."""
+    for _attempt in range(20):
+        cell = await get_cell(k, key)
+        spec = cell.spec.model_copy(update=changes.get("spec", {}))
+        metadata = cell.metadata.model_copy(update=changes.get("metadata", {}))
+        try:
+            return await k.registry.update(
+                cell.model_copy(update={"spec": spec, "metadata": metadata})
+            )
+        except Conflict:  # a status write raced us: read again
+            continue
+    raise AssertionError(f"could not update {key}")
+
+
+async def exec_in(k: Kukeond, cid: str, *argv: str, within: float = 20.0) -> tuple[int, str]:
+    """Run a process in a running container's task; returns its exit code and output."""
+    tasks = k.containerd.tasks(k.namespace)
+    found = await k.containerd.containers(k.namespace).get(cid)
+    process = dict(found.spec["process"])
+    process["args"] = list(argv)
+    process["terminal"] = False
+    number = next(_exec_ids)
+    log = k.config.state_dir / f"exec-{cid}-{number}.log"
+    exec_id = f"x{number}"
+    await tasks.exec(cid, exec_id, process=process, io=TaskIO.log_file(log))
+    waiting = asyncio.ensure_future(tasks.wait(cid, exec_id=exec_id))
+    await tasks.start(cid, exec_id=exec_id)
+    status = await asyncio.wait_for(waiting, within)
+    await tasks.delete_process(cid, exec_id)
+    return status.code, log.read_text() if log.exists() else ""
+
+
+def cgroup_dirs(k: Kukeond, *parts: str) -> list[Path]:
+    """The cgroup directory of `parts` below the daemon's root, in every mounted hierarchy."""
+    relative = "/".join((k.config.cgroup_root.strip("/"), *parts))
+    return [
+        hierarchy / relative
+        for hierarchy in Path("/sys/fs/cgroup").iterdir()
+        if (hierarchy / relative).exists()
+    ]
+
+
+async def container_ids(k: Kukeond) -> set[str]:
+    return {c.id for c in await k.containerd.containers(k.namespace).list()}
+
+
+async def task_ids(k: Kukeond) -> set[str]:
+    return {t.container_id for t in await k.containerd.tasks(k.namespace).list()}
+
+
+def netns_names(k: Kukeond) -> set[str]:
+    directory = k.config.netns_dir
+    return {p.name for p in directory.iterdir()} if directory.is_dir() else set()

@@ -1,0 +1,61 @@
+"""autoDelete: a finished cell goes with everything it had on the host; a never-Ready one stays."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kukeon.api import Cell, Kind
+from tests.fixtures.kukeond import Kukeond
+
+from .helpers import (
+    cell_doc,
+    cell_key,
+    cgroup_dirs,
+    container,
+    container_ids,
+    get_cell,
+    netns_names,
+    task_ids,
+)
+
+pytestmark = pytest.mark.integration
+
+UNREACHABLE_IMAGE = "127.0.0.1:1/kukeon-test/absent:latest"
+
+
+async def test_auto_delete_removes_document_and_host_resources(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "once")
+    await k.apply(
+        cell_doc(k, "once", [container(k, "job", script="sleep 1; exit 0")], autoDelete=True)
+    )
+    await k.wait_for(Kind.CELL, key, until=lambda c: bool(c.status.ready_observed))  # type: ignore[attr-defined]
+    await k.wait_gone(Kind.CELL, key, within=30)
+
+    assert "s1_st1_once_job" not in await container_ids(k)
+    assert "s1_st1_once_job" not in await task_ids(k)
+    assert not [name for name in netns_names(k) if name.endswith("_once")]
+    assert cgroup_dirs(k, *key) == []
+    assert not (k.config.state_dir / "cells" / "/".join(key)).exists()
+    attachments = k.config.state_dir / "network" / "attachments"
+    assert not list(attachments.glob("*_once.json"))
+    # the stack stays
+    assert cgroup_dirs(k, *key[:3])
+
+
+async def test_auto_delete_spares_a_cell_that_was_never_ready(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "broken")
+    await k.apply(
+        cell_doc(k, "broken", [{"id": "job", "image": UNREACHABLE_IMAGE}], autoDelete=True)
+    )
+    await k.wait_for(Kind.CELL, key, state="Failed", within=30)
+    await asyncio.sleep(2)
+    cell = await get_cell(k, key)
+    assert isinstance(cell, Cell)
+    assert str(cell.status.state) == "Failed"
+    assert not cell.status.ready_observed
