@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"services/events/v1/container.proto\x12\x11\x63ontainerd.events\"\x82\x01\n\x0f\x43ontainerCreate\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12;\n\x07runtime\x18\x03 \x01(\x0b\x32*.containerd.events.ContainerCreate.Runtime\x1a\x17\n\x07Runtime\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xb1\x01\n\x0f\x43ontainerUpdate\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12>\n\x06labels\x18\x03 \x03(\x0b\x32..containerd.events.ContainerUpdate.LabelsEntry\x12\x14\n\x0csnapshot_key\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1d\n\x0f\x43ontainerDelete\x12\n\n\x02id\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"services/events/v1/container.proto\x12\x11\x63ontainerd.events\x1a\x19google/protobuf/any.proto\"\xa9\x01\n\x0f\x43ontainerCreate\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12;\n\x07runtime\x18\x03 \x01(\x0b\x32*.containerd.events.ContainerCreate.Runtime\x1a>\n\x07Runtime\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07options\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"\xb1\x01\n\x0f\x43ontainerUpdate\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12>\n\x06labels\x18\x03 \x03(\x0b\x32..containerd.events.ContainerUpdate.LabelsEntry\x12\x14\n\x0csnapshot_key\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1d\n\x0f\x43ontainerDelete\x12\n\n\x02id\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,14 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONTAINERUPDATE_LABELSENTRY']._loaded_options = None
   _globals['_CONTAINERUPDATE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_CONTAINERCREATE']._serialized_start=58
-  _globals['_CONTAINERCREATE']._serialized_end=188
-  _globals['_CONTAINERCREATE_RUNTIME']._serialized_start=165
-  _globals['_CONTAINERCREATE_RUNTIME']._serialized_end=188
-  _globals['_CONTAINERUPDATE']._serialized_start=191
-  _globals['_CONTAINERUPDATE']._serialized_end=368
-  _globals['_CONTAINERUPDATE_LABELSENTRY']._serialized_start=323
-  _globals['_CONTAINERUPDATE_LABELSENTRY']._serialized_end=368
-  _globals['_CONTAINERDELETE']._serialized_start=370
-  _globals['_CONTAINERDELETE']._serialized_end=399
+  _globals['_CONTAINERCREATE']._serialized_start=85
+  _globals['_CONTAINERCREATE']._serialized_end=254
+  _globals['_CONTAINERCREATE_RUNTIME']._serialized_start=192
+  _globals['_CONTAINERCREATE_RUNTIME']._serialized_end=254
+  _globals['_CONTAINERUPDATE']._serialized_start=257
+  _globals['_CONTAINERUPDATE']._serialized_end=434
+  _globals['_CONTAINERUPDATE_LABELSENTRY']._serialized_start=389
+  _globals['_CONTAINERUPDATE_LABELSENTRY']._serialized_end=434
+  _globals['_CONTAINERDELETE']._serialized_start=436
+  _globals['_CONTAINERDELETE']._serialized_end=465
 # @@protoc_insertion_point(module_scope)

@@ -24,33 +24,34 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from kukeon.runtime.containerd._gen.types import mount_pb2 as types_dot_mount__pb2
+from kukeon.runtime.containerd._gen.types.task import task_pb2 as types_dot_task_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dservices/events/v1/task.proto\x12\x11\x63ontainerd.events\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11types/mount.proto\"\xa3\x01\n\nTaskCreate\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06\x62undle\x18\x02 \x01(\t\x12\'\n\x06rootfs\x18\x03 \x03(\x0b\x32\x17.containerd.types.Mount\x12%\n\x02io\x18\x04 \x01(\x0b\x32\x19.containerd.events.TaskIO\x12\x12\n\ncheckpoint\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\r\".\n\tTaskStart\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\"\x7f\n\nTaskDelete\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x03 \x01(\r\x12-\n\texited_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02id\x18\x05 \x01(\t\"I\n\x06TaskIO\x12\r\n\x05stdin\x18\x01 \x01(\t\x12\x0e\n\x06stdout\x18\x02 \x01(\t\x12\x0e\n\x06stderr\x18\x03 \x01(\t\x12\x10\n\x08terminal\x18\x04 \x01(\x08\"}\n\x08TaskExit\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x04 \x01(\r\x12-\n\texited_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\x07TaskOOM\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"6\n\rTaskExecAdded\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"E\n\x0fTaskExecStarted\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\"\"\n\nTaskPaused\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"#\n\x0bTaskResumed\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dservices/events/v1/task.proto\x12\x11\x63ontainerd.events\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11types/mount.proto\x1a\x15types/task/task.proto\"\xa3\x01\n\nTaskCreate\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06\x62undle\x18\x02 \x01(\t\x12\'\n\x06rootfs\x18\x03 \x03(\x0b\x32\x17.containerd.types.Mount\x12%\n\x02io\x18\x04 \x01(\x0b\x32\x19.containerd.events.TaskIO\x12\x12\n\ncheckpoint\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\r\".\n\tTaskStart\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\"\x7f\n\nTaskDelete\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x03 \x01(\r\x12-\n\texited_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02id\x18\x05 \x01(\t\"I\n\x06TaskIO\x12\r\n\x05stdin\x18\x01 \x01(\t\x12\x0e\n\x06stdout\x18\x02 \x01(\t\x12\x0e\n\x06stderr\x18\x03 \x01(\t\x12\x10\n\x08terminal\x18\x04 \x01(\x08\"\xb3\x01\n\x08TaskExit\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x04 \x01(\r\x12-\n\texited_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x0b\x65xit_reason\x18\x06 \x01(\x0e\x32\x1f.containerd.v1.types.ExitReason\"\x1f\n\x07TaskOOM\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"6\n\rTaskExecAdded\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"E\n\x0fTaskExecStarted\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\"\"\n\nTaskPaused\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"#\n\x0bTaskResumed\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.events.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKCREATE']._serialized_start=105
-  _globals['_TASKCREATE']._serialized_end=268
-  _globals['_TASKSTART']._serialized_start=270
-  _globals['_TASKSTART']._serialized_end=316
-  _globals['_TASKDELETE']._serialized_start=318
-  _globals['_TASKDELETE']._serialized_end=445
-  _globals['_TASKIO']._serialized_start=447
-  _globals['_TASKIO']._serialized_end=520
-  _globals['_TASKEXIT']._serialized_start=522
-  _globals['_TASKEXIT']._serialized_end=647
-  _globals['_TASKOOM']._serialized_start=649
-  _globals['_TASKOOM']._serialized_end=680
-  _globals['_TASKEXECADDED']._serialized_start=682
-  _globals['_TASKEXECADDED']._serialized_end=736
-  _globals['_TASKEXECSTARTED']._serialized_start=738
-  _globals['_TASKEXECSTARTED']._serialized_end=807
-  _globals['_TASKPAUSED']._serialized_start=809
-  _globals['_TASKPAUSED']._serialized_end=843
-  _globals['_TASKRESUMED']._serialized_start=845
-  _globals['_TASKRESUMED']._serialized_end=880
+  _globals['_TASKCREATE']._serialized_start=128
+  _globals['_TASKCREATE']._serialized_end=291
+  _globals['_TASKSTART']._serialized_start=293
+  _globals['_TASKSTART']._serialized_end=339
+  _globals['_TASKDELETE']._serialized_start=341
+  _globals['_TASKDELETE']._serialized_end=468
+  _globals['_TASKIO']._serialized_start=470
+  _globals['_TASKIO']._serialized_end=543
+  _globals['_TASKEXIT']._serialized_start=546
+  _globals['_TASKEXIT']._serialized_end=725
+  _globals['_TASKOOM']._serialized_start=727
+  _globals['_TASKOOM']._serialized_end=758
+  _globals['_TASKEXECADDED']._serialized_start=760
+  _globals['_TASKEXECADDED']._serialized_end=814
+  _globals['_TASKEXECSTARTED']._serialized_start=816
+  _globals['_TASKEXECSTARTED']._serialized_end=885
+  _globals['_TASKPAUSED']._serialized_start=887
+  _globals['_TASKPAUSED']._serialized_end=921
+  _globals['_TASKRESUMED']._serialized_start=923
+  _globals['_TASKRESUMED']._serialized_end=958
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from kukeon.runtime.containerd._gen.types import mount_pb2 as _mount_pb2
+from kukeon.runtime.containerd._gen.types.task import task_pb2 as _task_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -148,11 +149,14 @@ class TaskExit(_message.Message):
     PID_FIELD_NUMBER: _builtins.int
     EXIT_STATUS_FIELD_NUMBER: _builtins.int
     EXITED_AT_FIELD_NUMBER: _builtins.int
+    EXIT_REASON_FIELD_NUMBER: _builtins.int
     container_id: _builtins.str
     id: _builtins.str
     """The init process's id equals container_id; an exec'd process has its exec id."""
     pid: _builtins.int
     exit_status: _builtins.int
+    exit_reason: _task_pb2.ExitReason.ValueType
+    """containerd 2.x only."""
     @_builtins.property
     def exited_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -163,10 +167,11 @@ class TaskExit(_message.Message):
         pid: _builtins.int = ...,
         exit_status: _builtins.int = ...,
         exited_at: _timestamp_pb2.Timestamp | None = ...,
+        exit_reason: _task_pb2.ExitReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exited_at", b"exited_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "exit_status", b"exit_status", "exited_at", b"exited_at", "id", b"id", "pid", b"pid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "exit_reason", b"exit_reason", "exit_status", b"exit_status", "exited_at", b"exited_at", "id", b"id", "pid", b"pid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
