@@ -51,6 +51,18 @@ class Samples:
     create_to_exit: list[float] = field(default_factory=list)
     cycle: list[float] = field(default_factory=list)
     ctr: list[float] = field(default_factory=list)
+    # Steps of create_to_exit.
+    container_create: list[float] = field(default_factory=list)
+    task_create: list[float] = field(default_factory=list)
+    start_to_exit: list[float] = field(default_factory=list)
+
+
+@dataclass
+class KukeonSample:
+    container_create: float
+    task_create: float
+    start_to_exit: float
+    cleanup: float
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -67,7 +79,7 @@ async def kukeon_run(
     context_base: SpecContext,
     cgroup_parent: str,
     log_dir: Path,
-) -> tuple[float, float]:
+) -> KukeonSample:
     container_id = f"kb-{number}-{secrets.token_hex(2)}"
     context = SpecContext(
         image_config=context_base.image_config,
@@ -81,7 +93,9 @@ async def kukeon_run(
     containers, tasks = client.containers(NAMESPACE), client.tasks(NAMESPACE)
     started = time.perf_counter()
     await containers.create(container_id, image=IMAGE, spec=spec)
+    created = time.perf_counter()
     await tasks.create(container_id, io=TaskIO.log_file(log_dir / f"{container_id}.log"))
+    task_created = time.perf_counter()
     waiting = asyncio.ensure_future(tasks.wait(container_id))
     await tasks.start(container_id)
     status = await waiting
@@ -91,7 +105,12 @@ async def kukeon_run(
     done = time.perf_counter()
     if status.code != 0:
         raise RuntimeError(f"{container_id} exited with {status.code}")
-    return exited - started, done - started
+    return KukeonSample(
+        container_create=created - started,
+        task_create=task_created - created,
+        start_to_exit=exited - task_created,
+        cleanup=done - exited,
+    )
 
 
 async def ctr_run(ctr: str, address: str, *, number: int) -> float:
@@ -159,7 +178,7 @@ async def bench(runs: int, warmup: int) -> tuple[Samples, str]:
             )
             log_dir = base / "logs"
             for number in range(warmup + runs):
-                create_to_exit, cycle = await kukeon_run(
+                sample = await kukeon_run(
                     client,
                     number=number,
                     spec_base=spec_base,
@@ -169,8 +188,12 @@ async def bench(runs: int, warmup: int) -> tuple[Samples, str]:
                 )
                 ctr_elapsed = await ctr_run(ctr, daemon.address, number=number)
                 if number >= warmup:
-                    samples.create_to_exit.append(create_to_exit)
-                    samples.cycle.append(cycle)
+                    to_exit = sample.container_create + sample.task_create + sample.start_to_exit
+                    samples.create_to_exit.append(to_exit)
+                    samples.cycle.append(to_exit + sample.cleanup)
+                    samples.container_create.append(sample.container_create)
+                    samples.task_create.append(sample.task_create)
+                    samples.start_to_exit.append(sample.start_to_exit)
                     samples.ctr.append(ctr_elapsed)
         return samples, version
     finally:
@@ -202,6 +225,18 @@ def report(samples: Samples, *, runs: int, version: str, command: str) -> str:
             f"| {label} | {p50 * 1000:.1f} ms | {p95 * 1000:.1f} ms | "
             f"{p50 / ctr_p50:.2f} | {p95 / ctr_p95:.2f} |"
         )
+    steps = [
+        f"| {label} | {percentile(values, 0.5) * 1000:.1f} ms | "
+        f"{percentile(values, 0.95) * 1000:.1f} ms |"
+        for label, values in (
+            (
+                "Containers.Create (+ image check, snapshot Prepare, lease)",
+                samples.container_create,
+            ),
+            ("Tasks.Create (shim + runc create)", samples.task_create),
+            ("Tasks.Start → exit status", samples.start_to_exit),
+        )
+    ]
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return "\n".join(
         [
@@ -228,6 +263,12 @@ def report(samples: Samples, *, runs: int, version: str, command: str) -> str:
             "| measure | p50 | p95 | p50 / ctr p50 | p95 / ctr p95 |",
             "|---|---|---|---|---|",
             *rows,
+            "",
+            "Where kukeon's create→exit time goes:",
+            "",
+            "| step | p50 | p95 |",
+            "|---|---|---|",
+            *steps,
             "",
         ]
     )
