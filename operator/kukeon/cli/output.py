@@ -198,8 +198,18 @@ def _when(value: datetime | None, now: datetime) -> str:
     return f"{value.isoformat()} ({human_duration((now - value).total_seconds())} ago)"
 
 
+def _pruned(value: Any) -> Any:
+    """Drop empty lists and maps: describe shows what is set, not every default."""
+    if isinstance(value, dict):
+        pruned = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in ({}, [])}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
 def _yaml_block(value: Any, indent: int) -> list[str]:
-    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False).rstrip()
+    text = yaml.safe_dump(_pruned(value), sort_keys=False, default_flow_style=False).rstrip()
     if text in ("{}", "[]"):
         return [" " * indent + NONE]
     return [" " * indent + line for line in text.splitlines()]

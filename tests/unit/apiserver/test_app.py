@@ -1,0 +1,226 @@
+"""The HTTP layer over a fake registry: what reaches the registry, and how failures look.
+
+aiohttp's TestServer listens on loopback TCP, so these requests take the token path of the
+authentication middleware (the unix socket path is covered by the integration tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from kukeon.api import AnyResource, Kind, parse_resource
+from kukeon.apiserver import ApiSettings, TokenBook, create_app
+from kukeon.store import NotFound, ResourceList, WatchEvent
+
+ADMIN = "admin-token-0123456789"
+VIEWER = "viewer-token-0123456789"
+V = "/apis/kukeon.io/v1beta1"
+
+
+def _realm(name: str) -> AnyResource:
+    return parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Realm",
+            "metadata": {"name": name, "resourceVersion": "7"},
+        }
+    )
+
+
+class FakeRegistry:
+    """Records calls; behaviour switched per test."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail_with: BaseException | None = None
+        self.delay = 0.0
+
+    async def _step(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    async def create(self, res: AnyResource) -> AnyResource:
+        await self._step("create", res)
+        return res
+
+    async def get(self, kind: Kind, key: tuple[str, ...]) -> AnyResource:
+        await self._step("get", kind, key)
+        return _realm(key[-1])
+
+    async def list(
+        self, kind: Kind, scope: tuple[str, ...] = (), *, label_selector: str | None = None
+    ) -> ResourceList:
+        await self._step("list", kind, scope, label_selector)
+        return ResourceList([_realm("a")], 42)
+
+    async def update(self, res: AnyResource) -> AnyResource:
+        await self._step("update", res)
+        return res
+
+    async def update_status(self, res: AnyResource) -> AnyResource:
+        await self._step("update_status", res)
+        return res
+
+    async def delete(
+        self, kind: Kind, key: tuple[str, ...], *, cascade: bool = False
+    ) -> AnyResource | None:
+        await self._step("delete", kind, key, cascade)
+        return None
+
+    async def watch(
+        self, kind: Kind, scope: tuple[str, ...] = (), *, resource_version: int
+    ) -> AsyncIterator[WatchEvent]:
+        await self._step("watch", kind, scope, resource_version)
+        yield WatchEvent("ADDED", _realm("w"), resource_version + 1)
+
+    async def current_revision(self) -> int:
+        await self._step("current_revision")
+        return 50
+
+
+@pytest.fixture
+def fake() -> FakeRegistry:
+    return FakeRegistry()
+
+
+@pytest.fixture
+async def client(fake: FakeRegistry) -> AsyncIterator[TestClient[Any, Any]]:
+    book = TokenBook.from_document(
+        {
+            "tokens": [
+                {"token": ADMIN, "user": "alice", "role": "admin"},
+                {"token": VIEWER, "user": "victor", "role": "viewer"},
+            ]
+        }
+    )
+    settings = ApiSettings(socket_path=None, request_timeout=0.5, max_body_bytes=2048)
+    app = create_app(
+        registry=fake,
+        settings=settings,
+        tokens=book,
+        readiness_checks={"controllers": lambda: False},
+    )
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+def _auth(token: str = ADMIN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_label_selector_and_scope_pass_through(
+    client: TestClient[Any, Any], fake: FakeRegistry
+) -> None:
+    response = await client.get(
+        f"{V}/realms/r/spaces/s/stacks", params={"labelSelector": "a=b,c"}, headers=_auth()
+    )
+    assert response.status == 200
+    assert fake.calls == [("list", (Kind.STACK, ("r", "s"), "a=b,c"))]
+    body = await response.json()
+    assert body["metadata"]["resourceVersion"] == "42"
+
+
+async def test_bad_selector_never_reaches_the_registry(
+    client: TestClient[Any, Any], fake: FakeRegistry
+) -> None:
+    response = await client.get(f"{V}/cells", params={"labelSelector": "a=b,,"}, headers=_auth())
+    assert response.status == 400
+    assert fake.calls == []
+
+
+async def test_unexpected_failure_is_a_500_status_without_traceback(
+    client: TestClient[Any, Any], fake: FakeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail_with = RuntimeError("secret internal detail")
+    with caplog.at_level(logging.ERROR):
+        response = await client.get(f"{V}/realms/r", headers=_auth())
+    body = await response.json()
+    assert response.status == 500
+    assert body["kind"] == "Status"
+    assert body["reason"] == "InternalError"
+    assert "secret" not in await response.text()
+    assert "Traceback" not in await response.text()
+    assert "secret internal detail" in caplog.text  # logged for the operator
+
+
+async def test_slow_request_is_a_504(client: TestClient[Any, Any], fake: FakeRegistry) -> None:
+    fake.delay = 2.0
+    response = await client.get(f"{V}/realms/r", headers=_auth())
+    assert response.status == 504
+    assert (await response.json())["reason"] == "Timeout"
+
+
+async def test_store_errors_are_mapped(client: TestClient[Any, Any], fake: FakeRegistry) -> None:
+    fake.fail_with = NotFound("Realm 'r' not found")
+    response = await client.get(f"{V}/realms/r", headers=_auth())
+    assert response.status == 404
+    body = await response.json()
+    assert body["details"] == {"name": "r", "kind": "Realm"}
+
+
+async def test_tokens_on_tcp(client: TestClient[Any, Any], fake: FakeRegistry) -> None:
+    assert (await client.get(f"{V}/realms")).status == 401
+    assert (await client.get(f"{V}/realms", headers=_auth("nope" * 5))).status == 401
+    forbidden = await client.post(
+        f"{V}/realms", json={"metadata": {"name": "x"}}, headers=_auth(VIEWER)
+    )
+    assert forbidden.status == 403
+    assert fake.calls == []  # refused before anything was read or written
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_body_limit_is_a_413_status(client: TestClient[Any, Any], fake: FakeRegistry) -> None:
+    response = await client.post(
+        f"{V}/realms",
+        data=b'{"metadata": {"name": "' + b"x" * 4096 + b'"}}',
+        headers={**_auth(), "Content-Type": "application/json"},
+    )
+    assert response.status == 413
+    assert (await response.json())["kind"] == "Status"
+    assert fake.calls == []
+
+
+async def test_delete_options(client: TestClient[Any, Any], fake: FakeRegistry) -> None:
+    plain = await client.delete(f"{V}/realms/r", headers=_auth())
+    assert plain.status == 200
+    assert (await plain.json())["status"] == "Success"
+    await client.delete(
+        f"{V}/realms/r", params={"propagationPolicy": "Foreground"}, headers=_auth()
+    )
+    await client.delete(f"{V}/realms/r", json={"propagationPolicy": "Background"}, headers=_auth())
+    cascades = [args[2] for name, args in fake.calls if name == "delete"]
+    assert cascades == [False, True, True]
+
+
+async def test_readyz_reports_each_check(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/readyz")
+    assert response.status == 503
+    text = await response.text()
+    assert "[+]etcd ok" in text
+    assert "[-]controllers failed: not running" in text
+
+
+async def test_watch_with_resource_version(
+    client: TestClient[Any, Any], fake: FakeRegistry
+) -> None:
+    response = await client.get(
+        f"{V}/realms", params={"watch": "true", "resourceVersion": "9"}, headers=_auth(VIEWER)
+    )
+    assert response.status == 200
+    lines = (await response.read()).decode().splitlines()
+    assert '"type":"ADDED"' in lines[0]
+    assert '"name":"w"' in lines[0]
+    assert ("watch", (Kind.REALM, (), 9)) in fake.calls
+
+
+async def test_metrics_disabled_is_404(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/metrics", headers=_auth())).status == 404

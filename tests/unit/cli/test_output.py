@@ -1,0 +1,168 @@
+"""Golden output of kukectl's tables and describe pages (fixed clock)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from kukeon.api import AnyResource, Kind, parse_resource
+from kukeon.cli.output import describe, human_duration, render, render_table
+
+NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
+
+
+def _cell(
+    name: str, *, age: timedelta, containers: list[dict[str, Any]], **status: Any
+) -> AnyResource:
+    return parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Cell",
+            "metadata": {
+                "name": name,
+                "creationTimestamp": (NOW - age).isoformat(),
+                "resourceVersion": "12",
+                "uid": "u-1",
+                "labels": {"app": name},
+            },
+            "spec": {
+                "realmId": "prod",
+                "spaceId": "edge",
+                "stackId": "web",
+                "containers": [{"id": c["id"], "image": "busybox"} for c in containers],
+            },
+            "status": {"containers": containers, **status},
+        }
+    )
+
+
+CELLS = [
+    _cell(
+        "api",
+        age=timedelta(minutes=3, seconds=12),
+        containers=[
+            {"id": "main", "state": "Ready", "restartCount": 2, "pid": 4242},
+            {"id": "side", "state": "Ready", "restartCount": 1},
+        ],
+        state="Ready",
+        network={"ip": "10.88.0.5"},
+        nodeName="node-a",
+        cgroupPath="/kukeon/prod/edge/web/api",
+    ),
+    _cell(
+        "batch-job",
+        age=timedelta(days=3, hours=4),
+        containers=[{"id": "run", "state": "Stopped", "exitCode": 137, "exitSignal": "SIGKILL"}],
+        state="Exited",
+    ),
+]
+
+
+def test_cells_table() -> None:
+    assert render_table(Kind.CELL, CELLS, now=NOW) == (
+        "NAME        STATE    READY   RESTARTS   AGE\n"
+        "api         Ready    2/2     3          3m12s\n"
+        "batch-job   Exited   0/1     0          3d4h"
+    )
+
+
+WIDE = """\
+REALM   SPACE   STACK   NAME        STATE    READY   RESTARTS   AGE     IP          NODE     CGROUP
+prod    edge    web     api         Ready    2/2     3          3m12s   10.88.0.5   node-a   /kukeon/prod/edge/web/api
+prod    edge    web     batch-job   Exited   0/1     0          3d4h    <none>      <none>   <none>"""  # noqa: E501
+
+
+def test_cells_table_across_parents_and_wide() -> None:
+    assert render_table(Kind.CELL, CELLS, now=NOW, with_parents=True, wide=True) == WIDE
+
+
+def test_realms_spaces_stacks_tables() -> None:
+    realm = parse_resource(
+        {
+            "apiVersion": "v1beta1",
+            "kind": "Realm",
+            "metadata": {
+                "name": "prod",
+                "creationTimestamp": (NOW - timedelta(hours=30)).isoformat(),
+            },
+        }
+    )
+    space = parse_resource(
+        {
+            "apiVersion": "v1beta1",
+            "kind": "Space",
+            "metadata": {"name": "edge", "deletionTimestamp": NOW.isoformat()},
+            "spec": {"realmId": "prod"},
+        }
+    )
+    assert (
+        render_table(Kind.REALM, [realm], now=NOW) == "NAME   STATE     AGE\nprod   Pending   30h"
+    )
+    assert render_table(Kind.SPACE, [space], now=NOW, with_parents=True) == (
+        "REALM   NAME   STATE      AGE\nprod    edge   Deleting   <none>"
+    )
+    assert render(Kind.SPACE, [space], "name") == "space/edge"
+
+
+def test_yaml_and_json() -> None:
+    one = render(Kind.CELL, CELLS[:1], "yaml")
+    assert yaml.safe_load(one)["metadata"]["name"] == "api"
+    many = render(Kind.CELL, CELLS, "yaml")
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(many)] == ["api", "batch-job"]
+    assert '"kind": "List"' in render(Kind.CELL, CELLS, "json")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (-5, "0s"),
+        (119, "119s"),
+        (120, "2m"),
+        (192, "3m12s"),
+        (600, "10m"),
+        (179 * 60, "179m"),
+        (3 * 3600 + 5 * 60, "3h5m"),
+        (30 * 3600, "30h"),
+        (76 * 3600, "3d4h"),
+        (40 * 86400, "40d"),
+        (800 * 86400, "2y"),
+    ],
+)
+def test_human_duration(seconds: float, text: str) -> None:
+    assert human_duration(seconds) == text
+
+
+def test_describe_cell() -> None:
+    page = describe(CELLS[1], now=NOW)
+    lines = page.splitlines()
+    assert lines[0] == "Name:             batch-job"
+    assert "Realm:            prod" in lines
+    assert "Labels:           app=batch-job" in lines
+    assert "Spec:" in lines
+    assert "  Containers:" in lines
+    assert "    run:" in lines
+    assert "      image: busybox" in lines
+    assert "      args: []" not in lines  # empty defaults are left out
+    assert "  State:               Exited" in lines
+    container_header = lines.index("Containers:")
+    assert lines[container_header + 1].split() == [
+        "ID",
+        "STATE",
+        "PID",
+        "EXIT",
+        "CODE",
+        "RESTARTS",
+        "REASON",
+        "MESSAGE",
+    ]
+    assert lines[container_header + 2].split()[:5] == [
+        "run",
+        "Stopped",
+        "<none>",
+        "137",
+        "(SIGKILL)",
+    ]
