@@ -13,24 +13,11 @@ from tests.integration.containerd.helpers import Runner, new_test_cgroup
 
 
 @pytest.fixture
-async def imported_image(
-    containerd_client: ContainerdClient,
-    containerd_namespace: str,
-    containerd_test_image: BusyboxImage,
-) -> str:
-    """The test image, imported and unpacked into the test's namespace."""
-    images = await containerd_client.images(containerd_namespace).import_archive(
-        containerd_test_image.archive
-    )
-    return images[0].name
-
-
-@pytest.fixture
 async def runner(
     containerd_client: ContainerdClient,
     containerd_namespace: str,
     containerd_test_image: BusyboxImage,
-    imported_image: str,
+    containerd_image: str,
     tmp_path: Path,
 ) -> AsyncIterator[Runner]:
     cgroup = new_test_cgroup()
@@ -38,7 +25,7 @@ async def runner(
         yield Runner(
             client=containerd_client,
             namespace=containerd_namespace,
-            image=imported_image,
+            image=containerd_image,
             archive=containerd_test_image.archive,
             cgroup=cgroup,
             log_dir=tmp_path / "logs",
