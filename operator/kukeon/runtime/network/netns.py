@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 from pyroute2 import netns as pyroute2_netns
@@ -64,7 +67,7 @@ class NetnsManager:
             path.unlink()
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            pyroute2_netns.create(str(path))
+            _create_bound(path)
         except PermissionError as error:
             raise HostPrerequisiteError(
                 piece="permission to create network namespaces (root or CAP_SYS_ADMIN)",
@@ -98,6 +101,47 @@ class NetnsManager:
         except OSError as error:
             raise NetnsError(f"cannot remove network namespace {path}: {error}") from error
         return True
+
+
+def _create_bound(path: Path) -> None:
+    """Create a network namespace bound at `path`, without forking this process.
+
+    pyroute2's `netns.create` forks a Python child to unshare; forking a process that runs
+    gRPC threads (the containerd and etcd clients) is unsafe, and the child can die in
+    gRPC's fork handlers. Instead a throwaway `unshare --net sleep` (fork+exec, which is
+    safe) holds a fresh namespace for the moment this process bind-mounts it at `path`
+    (`netns.attach`, which is what `ip netns add` does in its own process).
+    """
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise HostPrerequisiteError(piece="the unshare command", package="util-linux")
+    own = os.readlink("/proc/self/ns/net")
+    holder = subprocess.Popen(
+        [unshare, "--net", "--", "sleep", "30"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                if os.readlink(f"/proc/{holder.pid}/ns/net") != own:
+                    break
+            except FileNotFoundError:
+                pass
+            if holder.poll() is not None:
+                detail = holder.stderr.read().decode(errors="replace") if holder.stderr else ""
+                raise PermissionError(errno.EPERM, f"unshare --net failed: {detail.strip()}")
+            if time.monotonic() > deadline:
+                raise NetnsError(f"timed out creating network namespace {path}")
+            time.sleep(0.001)
+        pyroute2_netns.attach(str(path), holder.pid)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stderr is not None:
+            holder.stderr.close()
 
 
 def _is_mounted_netns(path: Path) -> bool:

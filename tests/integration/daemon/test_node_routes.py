@@ -1,0 +1,92 @@
+"""The node routes of kukeond's API (logs, kill, images) through its real unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from kukeon.api import Kind
+from tests.fixtures.kukeond import Kukeond
+
+pytestmark = pytest.mark.integration
+
+API = "http://kukeond/apis/kukeon.io/v1beta1"
+TICKER = "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.2; done"
+
+
+def session(k: Kukeond) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(k.config.api_socket)))
+
+
+async def test_image_import_then_logs_and_kill(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.apply({"kind": "Realm", "metadata": {"name": k.realm}, "spec": {}})
+    await k.apply({"kind": "Space", "metadata": {"name": "s1"}, "spec": {"realmId": k.realm}})
+    await k.apply(
+        {
+            "kind": "Stack",
+            "metadata": {"name": "st1"},
+            "spec": {"realmId": k.realm, "spaceId": "s1"},
+        }
+    )
+    await k.wait_for(Kind.REALM, (k.realm,), state="Ready")
+    async with session(k) as http:
+        # import the test image through the API, as `kukectl image import` does
+        async with http.post(
+            f"{API}/realms/{k.realm}/images", data=k.image.archive.read_bytes()
+        ) as response:
+            assert response.status == 201, await response.text()
+            assert k.image.name in (await response.json())["images"]
+        async with http.get(f"{API}/realms/{k.realm}/images") as response:
+            names = [item["name"] for item in (await response.json())["items"]]
+            assert k.image.name in names
+
+        await k.apply(
+            {
+                "kind": "Cell",
+                "metadata": {"name": "ticker"},
+                "spec": {
+                    "realmId": k.realm,
+                    "spaceId": "s1",
+                    "stackId": "st1",
+                    "containers": [
+                        {"id": "t", "image": k.image.name, "command": "sh", "args": ["-c", TICKER]}
+                    ],
+                },
+            }
+        )
+        key = (k.realm, "s1", "st1", "ticker")
+        await k.wait_for(Kind.CELL, key, state="Ready")
+        cell_url = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/ticker"
+        await asyncio.sleep(1.0)
+
+        async with http.get(f"{cell_url}/log", params={"tailLines": "2"}) as response:
+            lines = (await response.text()).splitlines()
+            assert len(lines) == 2
+            assert all(line.startswith("line") for line in lines)
+
+        # follow: lines written after the request started arrive on the open stream
+        async with http.get(
+            f"{cell_url}/log", params={"follow": "true", "tailLines": "0"}
+        ) as response:
+            first = await asyncio.wait_for(response.content.readline(), 5)
+            second = await asyncio.wait_for(response.content.readline(), 5)
+        numbers = [int(line.decode().strip().removeprefix("line")) for line in (first, second)]
+        assert numbers[1] == numbers[0] + 1
+
+        async with http.get(f"{cell_url}/log", params={"container": "nope"}) as response:
+            assert response.status == 404
+            assert "nope" in (await response.json())["message"]
+
+        async with http.post(f"{cell_url}/kill", params={"signal": "KILL"}) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["containers"] == ["t"]
+    cell = await k.wait_for(
+        Kind.CELL,
+        key,
+        until=lambda c: bool(c.status.containers) and c.status.containers[0].exit_code == 137,
+    )
+    assert cell.status.containers[0].exit_signal == "SIGKILL"
+    assert str(cell.status.state) == "Error"
