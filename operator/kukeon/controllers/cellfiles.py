@@ -54,6 +54,15 @@ class CellFiles:
         await asyncio.to_thread(shutil.rmtree, self.directory, True)
 
 
+async def remove_scope_files(state_dir: Path, scope: tuple[str, ...]) -> None:
+    """Remove the cell-file directory of a realm, space or stack (its cells are gone).
+
+    Called by the parent's finalizer, so the empty `cells/<realm>/<space>/<stack>` levels do
+    not outlive the resources they were made for.
+    """
+    await asyncio.to_thread(shutil.rmtree, state_dir.joinpath("cells", *scope), True)
+
+
 @dataclass(frozen=True)
 class StagedSecrets:
     files: Mapping[str, str]

@@ -13,6 +13,7 @@ from kukeon.framework import HandlerContext
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 
+from .cellfiles import remove_scope_files
 from .hierarchy import require_no_children
 from .host import Host
 from .reporting import report
@@ -59,3 +60,4 @@ class RealmController:
         # Images, their unpacked snapshots, blobs and leases all block the namespace's removal.
         await self.host.containerd.namespaces.purge(namespace)
         await self.host.cgroups.remove(CgroupPath((name,)))
+        await remove_scope_files(self.host.settings.state_dir, (name,))

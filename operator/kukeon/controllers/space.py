@@ -17,6 +17,7 @@ from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.network import EgressPolicy, EgressRule
 from kukeon.runtime.network.space import space_conflist_path
 
+from .cellfiles import remove_scope_files
 from .hierarchy import ready_parent, require_no_children
 from .host import Host
 from .reporting import report
@@ -94,3 +95,4 @@ class SpaceController:
             cni_config_path=conflist_file(space, default_dir=self.host.settings.cni_conf_dir),
         )
         await self.host.cgroups.remove(CgroupPath((realm, name)))
+        await remove_scope_files(self.host.settings.state_dir, (realm, name))

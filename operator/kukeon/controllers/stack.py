@@ -6,6 +6,7 @@ from kukeon.api import Kind, Stack, StackState
 from kukeon.framework import HandlerContext
 from kukeon.runtime.cgroups import CgroupPath
 
+from .cellfiles import remove_scope_files
 from .hierarchy import ready_parent, require_no_children
 from .host import Host
 from .reporting import report
@@ -36,3 +37,4 @@ class StackController:
             ctx, child_kind=Kind.CELL, scope=path, delay=self.host.settings.parent_wait_seconds
         )
         await self.host.cgroups.remove(CgroupPath(path))
+        await remove_scope_files(self.host.settings.state_dir, path)

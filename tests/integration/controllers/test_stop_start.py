@@ -1,0 +1,75 @@
+"""desiredState Stopped/Running, and the kukeon.io/restartedAt annotation."""
+
+from __future__ import annotations
+
+import pytest
+
+from kukeon.api import Cell, DesiredCellState, Kind
+from tests.fixtures.kukeond import Kukeond
+
+from .helpers import cell_doc, cell_key, container, container_ids, get_cell, task_ids, update_cell
+
+pytestmark = pytest.mark.integration
+
+IDS = {"s1_st1_pair_a", "s1_st1_pair_b"}
+
+
+def pids(cell: Cell) -> dict[str, int | None]:
+    return {status.id: status.pid for status in cell.status.containers}
+
+
+async def test_stop_then_start_a_cell(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "pair")
+    await k.apply(cell_doc(k, "pair", [container(k, "a"), container(k, "b")]))
+    ready = await k.wait_for(Kind.CELL, key, state="Ready")
+    assert isinstance(ready, Cell)
+    ip = ready.status.network.ip
+
+    await update_cell(k, key, spec={"desired_state": DesiredCellState.STOPPED})
+    stopped = await k.wait_for(Kind.CELL, key, state="Stopped", within=30)
+    assert isinstance(stopped, Cell)
+    assert not IDS & await task_ids(k)
+    assert await container_ids(k) >= IDS  # stopped, not deleted
+    assert all(str(c.state) == "Stopped" for c in stopped.status.containers)
+
+    await update_cell(k, key, spec={"desired_state": DesiredCellState.RUNNING})
+    running = await k.wait_for(Kind.CELL, key, state="Ready", within=30)
+    assert isinstance(running, Cell)
+    assert await task_ids(k) >= IDS
+    assert running.status.network.ip == ip  # the netns outlived the tasks
+    assert set(pids(running).values()).isdisjoint(pids(ready).values())
+
+
+async def test_restarted_at_annotation_restarts_every_container(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "pair")
+    await k.apply(cell_doc(k, "pair", [container(k, "a"), container(k, "b")]))
+    before = await k.wait_for(Kind.CELL, key, state="Ready")
+    assert isinstance(before, Cell)
+    old = pids(before)
+
+    await update_cell(
+        k, key, metadata={"annotations": {"kukeon.io/restartedAt": "2026-11-29T06:00:00Z"}}
+    )
+
+    def restarted(obj: object) -> bool:
+        assert isinstance(obj, Cell)
+        new = pids(obj)
+        return str(obj.status.state) == "Ready" and all(
+            new[name] is not None and new[name] != old[name] for name in old
+        )
+
+    after = await k.wait_for(Kind.CELL, key, until=restarted, within=30)
+    assert isinstance(after, Cell)
+    assert after.metadata.generation == before.metadata.generation  # not a spec change
+    assert [c.restart_count for c in after.status.containers] == [0, 0]
+
+    # The same annotation again changes nothing.
+    await update_cell(
+        k, key, metadata={"annotations": {"kukeon.io/restartedAt": "2026-11-29T06:00:00Z"}}
+    )
+    latest = await get_cell(k, key)
+    assert pids(latest) == pids(after)
