@@ -119,3 +119,29 @@ async def test_stopping_a_task_that_already_exited_returns_its_status(runner: Ru
     status = await asyncio.wait_for(tasks.stop(container_id, grace_period=5.0), 10)
     assert status.code == 5
     assert (await tasks.get(container_id)).status is TaskStatus.STOPPED
+
+
+async def test_fifo_stdio_without_a_tty_keeps_the_streams_apart(runner: Runner) -> None:
+    client, namespace = runner.client, runner.namespace
+    container_id = "fifo-plain"
+    spec = await runner.spec(
+        {"command": "sh", "args": ["-c", "echo to-out; echo to-err >&2"]},
+        container_id=container_id,
+    )
+    await client.containers(namespace).create(container_id, image=runner.image, spec=spec)
+    fifos = FifoIO(runner.log_dir / "fifos" / container_id, terminal=False, stdin=False)
+    try:
+        io = await fifos.open()
+        assert io.stdin == ""
+        tasks = client.tasks(namespace)
+        await tasks.create(container_id, io=io)
+        waiting = asyncio.ensure_future(tasks.wait(container_id))
+        await tasks.start(container_id)
+        assert fifos.stdout_fd is not None
+        assert fifos.stderr_fd is not None
+        assert b"to-out" in await _read_until(fifos.stdout_fd, b"to-out\n", within=20)
+        assert b"to-err" in await _read_until(fifos.stderr_fd, b"to-err\n", within=20)
+        assert (await asyncio.wait_for(waiting, 20)).code == 0
+        await tasks.delete(container_id)
+    finally:
+        fifos.close()
