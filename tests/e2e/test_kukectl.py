@@ -391,3 +391,23 @@ def test_contexts_from_config(server: ThreadedApi, tmp_path: Path) -> None:
     unknown = runner.invoke(cli, ["--config", str(config), "--context", "nope", "get", "realms"])
     assert unknown.exit_code == 2
     assert "context 'nope' not found" in unknown.output
+
+
+def test_sync_client(server: ThreadedApi) -> None:
+    from kukeon.api import parse_resource
+    from kukeon.apiserver.client import ApiRequestError, SyncApiClient
+
+    with SyncApiClient(server=f"unix://{server.socket}") as client:
+        realm = parse_resource(
+            {"apiVersion": "v1beta1", "kind": "Realm", "metadata": {"name": "s"}}
+        )
+        created = client.create(realm)
+        assert created.metadata.uid
+        patched = client.patch(Kind.REALM, ("s",), {"metadata": {"labels": {"a": "b"}}})
+        assert patched.metadata.labels == {"a": "b"}
+        assert [r.metadata.name for r in client.list(Kind.REALM).items] == ["s"]
+        assert client.version()["gitVersion"]
+        assert client.delete(Kind.REALM, ("s",)) is None
+        with pytest.raises(ApiRequestError) as missing:
+            client.get(Kind.REALM, ("s",))
+        assert missing.value.code == 404

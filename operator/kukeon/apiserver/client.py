@@ -11,12 +11,13 @@ Servers are written ``unix:///run/kukeon/kukeond.sock`` (or a bare absolute path
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, TypeVar
 
 import aiohttp
 
@@ -26,6 +27,8 @@ from kukeon.apiserver.paths import collection_path, object_path
 from kukeon.apiserver.settings import DEFAULT_SOCKET
 
 DEFAULT_SERVER = f"unix://{DEFAULT_SOCKET}"
+
+T = TypeVar("T")
 
 
 class ServerAddressError(ValueError):
@@ -383,3 +386,69 @@ class ApiClient:
             return str(await self.request("GET", "/readyz"))
         except ApiRequestError as exc:
             return exc.message
+
+
+class SyncApiClient:
+    """A blocking facade over ``ApiClient`` for scripts and tests without an event loop.
+
+    It owns a private event loop, so it must not be used from inside a running loop (use
+    ``ApiClient`` there). Watches are async-only.
+    """
+
+    def __init__(
+        self,
+        *,
+        server: str = DEFAULT_SERVER,
+        token: str | None = None,
+        ca_file: Path | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = ApiClient(server=server, token=token, ca_file=ca_file, timeout=timeout)
+
+    def _run(self, call: Awaitable[T]) -> T:
+        return self._loop.run_until_complete(call)
+
+    def get(self, kind: Kind, key: Sequence[str]) -> AnyResource:
+        return self._run(self._client.get(kind, key))
+
+    def list(
+        self, kind: Kind, scope: Sequence[str] = (), *, label_selector: str | None = None
+    ) -> ObjectList:
+        return self._run(self._client.list(kind, scope, label_selector=label_selector))
+
+    def create(self, res: AnyResource, *, dry_run: bool = False) -> AnyResource:
+        return self._run(self._client.create(res, dry_run=dry_run))
+
+    def update(self, res: AnyResource, *, dry_run: bool = False) -> AnyResource:
+        return self._run(self._client.update(res, dry_run=dry_run))
+
+    def patch(
+        self,
+        kind: Kind,
+        key: Sequence[str],
+        patch: Mapping[str, Any],
+        *,
+        status: bool = False,
+        dry_run: bool = False,
+    ) -> AnyResource:
+        return self._run(self._client.patch(kind, key, patch, status=status, dry_run=dry_run))
+
+    def delete(
+        self, kind: Kind, key: Sequence[str], *, cascade: bool = False, dry_run: bool = False
+    ) -> AnyResource | None:
+        return self._run(self._client.delete(kind, key, cascade=cascade, dry_run=dry_run))
+
+    def version(self) -> dict[str, Any]:
+        return self._run(self._client.version())
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._run(self._client.close())
+            self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -29,7 +29,7 @@ from kukeon.api import (
     parse_resource,
     to_document,
 )
-from kukeon.apiserver.auth import Principal, Verb, denial
+from kukeon.apiserver.auth import Principal, Role, Verb, denial
 from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
 from kukeon.apiserver.paths import API_ROOT, KINDS, display_key
 from kukeon.apiserver.protocols import RegistryApi
@@ -511,7 +511,11 @@ class ResourceHandlers:
     # --- write ---------------------------------------------------------------------------
 
     async def create(self, request: web.Request, target: Target) -> web.StreamResponse:
-        self._authorize(request, "create", target)
+        # An editor may create a realm it is scoped to; which realm that is, only the body
+        # says. Everyone else is authorized before the body is even read.
+        realm_from_body = target.kind == Kind.REALM and principal_of(request).role == Role.EDITOR
+        if not realm_from_body:
+            self._authorize(request, "create", target)
         dry_run = _dry_run(request)
         body = await _read_body(request)
         document = self._prepare(body, target, name_from_url=False)
@@ -521,6 +525,8 @@ class ResourceHandlers:
             metadata.pop(managed, None)
         res = self._parse(document)
         created_target = target._replace(name=res.metadata.name)
+        if realm_from_body:
+            self._authorize(request, "create", created_target)
         if dry_run:
             await self._check_absent(created_target)
             return _json(to_document(res), status=201)

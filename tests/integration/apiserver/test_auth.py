@@ -188,3 +188,18 @@ async def test_unix_socket_mode_group_and_stale_file(registry: Registry, tmp_pat
         await asyncio.to_thread(
             subprocess.run, ["groupdel", group], check=False, capture_output=True
         )
+
+
+async def test_client_over_https_with_token(api: Api) -> None:
+    from kukeon.api import Kind, parse_resource
+    from kukeon.apiserver.client import ApiClient, ApiRequestError
+
+    realm = parse_resource(realm_doc("via-tls"))
+    async with ApiClient(server=api.https, token=ADMIN_TOKEN, ca_file=api.ca) as client:
+        await client.create(realm)
+        assert [r.metadata.name for r in (await client.list(Kind.REALM)).items] == ["via-tls"]
+    async with ApiClient(server=api.https, token=VIEWER_TOKEN, ca_file=api.ca) as viewer:
+        with pytest.raises(ApiRequestError) as refused:
+            await viewer.delete(Kind.REALM, ("via-tls",))
+        assert refused.value.code == 403
+        assert refused.value.reason == "Forbidden"

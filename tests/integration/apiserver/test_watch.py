@@ -119,6 +119,14 @@ async def test_compacted_resource_version_is_410(
             await private_registry.client.compact(
                 await private_registry.current_revision(), physical=True
             )
+            from kukeon.api import Kind
+            from kukeon.apiserver.client import ApiClient, ApiRequestError
+
+            async with ApiClient(server=f"unix://{api.socket}") as client:
+                with pytest.raises(ApiRequestError) as gone:
+                    async for _ in client.watch(Kind.REALM, resource_version=int(old)):
+                        pass
+                assert gone.value.code == 410
             response = await http.get(
                 f"{V}/realms", params={"watch": "true", "resourceVersion": old}
             )

@@ -20,6 +20,7 @@ from kukeon.store import NotFound, ResourceList, WatchEvent
 
 ADMIN = "admin-token-0123456789"
 VIEWER = "viewer-token-0123456789"
+EDITOR = "editor-token-0123456789"
 V = "/apis/kukeon.io/v1beta1"
 
 
@@ -99,6 +100,7 @@ async def client(fake: FakeRegistry) -> AsyncIterator[TestClient[Any, Any]]:
             "tokens": [
                 {"token": ADMIN, "user": "alice", "role": "admin"},
                 {"token": VIEWER, "user": "victor", "role": "viewer"},
+                {"token": EDITOR, "user": "eddie", "role": "editor", "realms": ["team"]},
             ]
         }
     )
@@ -224,3 +226,16 @@ async def test_watch_with_resource_version(
 
 async def test_metrics_disabled_is_404(client: TestClient[Any, Any]) -> None:
     assert (await client.get("/metrics", headers=_auth())).status == 404
+
+
+async def test_editor_may_create_only_its_own_realms(
+    client: TestClient[Any, Any], fake: FakeRegistry
+) -> None:
+    def realm(name: str) -> dict[str, Any]:
+        return {"apiVersion": "v1beta1", "kind": "Realm", "metadata": {"name": name}}
+
+    own = await client.post(f"{V}/realms", json=realm("team"), headers=_auth(EDITOR))
+    assert own.status == 201
+    other = await client.post(f"{V}/realms", json=realm("other"), headers=_auth(EDITOR))
+    assert other.status == 403
+    assert [name for name, _ in fake.calls] == ["create"]
