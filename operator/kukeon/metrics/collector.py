@@ -13,6 +13,7 @@ a state nobody is in still returns zeros instead of nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,6 +21,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from kukeon.api import (
     CellState,
@@ -34,6 +36,8 @@ from kukeon.api import (
 from .cache import DocumentCache
 
 AnyResource = Resource[Any, Any]
+_ONE = 1.0
+_ZERO = 0.0
 
 CELL_LABELS = ("realm", "space", "stack", "cell", "node")
 CONTAINER_LABELS = (*CELL_LABELS, "container")
@@ -181,8 +185,22 @@ class HierarchyCollector(Collector):
 def _add_one_hot(
     family: GaugeMetricFamily, labels: Sequence[str], states: type[StrEnum], current: StrEnum
 ) -> None:
-    for state in states:
-        family.add_metric([*labels, state.value], 1.0 if state == current else 0.0)
+    # The bulk of every scrape (one sample per state per object): Samples are built
+    # directly from one shared base, without add_metric's per-sample zip.
+    names = family._labelnames
+    base = dict(zip(names[:-1], labels, strict=True))
+    state_label = names[-1]
+    current_value = current.value
+    append = family.samples.append
+    name = family.name
+    for value in _state_values(states):
+        one_hot = _ONE if value == current_value else _ZERO
+        append(Sample(name, {**base, state_label: value}, one_hot))
+
+
+@functools.cache
+def _state_values(states: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(state.value for state in states)
 
 
 def _add_delegation(

@@ -2,8 +2,8 @@
 
 Rendering a registry runs every collector: the hierarchy collector walks the document
 cache and the process collector reads ``/proc``. That is CPU and file I/O, so it runs in
-a worker thread, never on the event loop. The format follows the scraper's ``Accept``
-header (OpenMetrics for Prometheus, the classic text format otherwise).
+a worker thread, never on the event loop. The answer is always the classic text format
+(``exposition.render_text``), which every Prometheus accepts.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+
+from .exposition import CONTENT_TYPE, render_text
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9464"
 
@@ -23,13 +24,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def metrics_handler(registry: CollectorRegistry) -> Handler:
     """An aiohttp handler serving ``registry``; add it to any app (``GET /metrics``)."""
 
-    async def serve(request: web.Request) -> web.StreamResponse:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = await asyncio.to_thread(encoder, registry)
-        response = web.Response(body=body)
+    async def serve(_: web.Request) -> web.StreamResponse:
+        body = await asyncio.to_thread(render_text, registry)
         # aiohttp's content_type setter refuses parameters; the header takes the full value.
-        response.headers["Content-Type"] = content_type
-        return response
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     return serve
 

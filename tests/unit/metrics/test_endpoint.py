@@ -31,16 +31,16 @@ async def test_serve_metrics_on_a_free_port_and_stop() -> None:
             await session.get(server.url)
 
 
-async def test_openmetrics_when_the_scraper_asks_for_it() -> None:
+async def test_text_format_even_when_openmetrics_is_preferred() -> None:
     server = await serve_metrics("127.0.0.1:0", registry=_registry())
     try:
-        headers = {"Accept": "application/openmetrics-text; version=1.0.0"}
+        headers = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"}
         async with (
             aiohttp.ClientSession() as session,
             session.get(server.url, headers=headers) as reply,
         ):
-            assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
-            assert (await reply.text()).rstrip().endswith("# EOF")
+            assert reply.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+            assert "kukeon_test_events_total 3.0" in await reply.text()
     finally:
         await server.stop()
 
