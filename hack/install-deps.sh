@@ -8,7 +8,8 @@ usage() {
 Usage: hack/install-deps.sh [--with-test-tools] [--no-venv]
 
 Installs with apt (only what is missing): etcd-server, etcd-client, containerd, runc,
-containernetworking-plugins, nftables, iptables, busybox-static, iproute2, python3-venv.
+containernetworking-plugins, nftables, iptables, busybox-static, iproute2, util-linux,
+curl, openssl, python3-venv.
   --with-test-tools  also docker-registry, skopeo, prometheus, shellcheck (used by tests)
   --no-venv          skip creating ./.venv and installing the project into it
 Must run as root. Running it twice is harmless.
@@ -29,7 +30,8 @@ done
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(etcd-server etcd-client containerd runc containernetworking-plugins nftables
-          iptables busybox-static iproute2 python3-venv python3-pip ca-certificates)
+          iptables busybox-static iproute2 util-linux curl openssl python3-venv python3-pip
+          ca-certificates)
 if [[ $with_test_tools -eq 1 ]]; then
     packages+=(docker-registry skopeo prometheus shellcheck)
 fi
