@@ -236,6 +236,46 @@ class ApiClient:
                 f"the kukeon API at {self.address} did not answer within {self._timeout:g}s"
             ) from exc
 
+    async def stream(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The answer's body chunk by chunk, as the server sends it (logs, follow mode).
+
+        No total timeout: a followed stream lasts as long as the caller reads it.
+        """
+        session = self._open()
+        try:
+            async with session.request(method, path, params=params) as response:
+                if response.status >= 400:
+                    self._decode(response, await response.read())
+                async for chunk in response.content.iter_any():
+                    yield chunk
+        except aiohttp.ClientConnectionError as exc:
+            raise ServerUnreachable(f"stream from {self.address} broke: {exc}") from exc
+
+    async def upload(
+        self,
+        path: str,
+        file: Path,
+        *,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> Any:
+        """POST a file as the request body, streamed from disk; the decoded JSON answer."""
+        session = self._open()
+        handle = await asyncio.to_thread(file.open, "rb")  # OSError: the caller's file problem
+        try:
+            async with session.post(
+                path, params=params, data=handle, headers={"Content-Type": content_type}
+            ) as response:
+                return self._decode(response, await response.read())
+        except aiohttp.ClientConnectionError as exc:
+            raise ServerUnreachable(
+                f"cannot reach the kukeon API at {self.address}: {exc}"
+            ) from exc
+        finally:
+            await asyncio.to_thread(handle.close)
+
     @staticmethod
     def _decode(response: aiohttp.ClientResponse, raw: bytes) -> Any:
         document: Any

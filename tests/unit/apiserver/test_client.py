@@ -1,0 +1,87 @@
+"""The client's raw transports (stream, upload) and Status decoding, against a tiny app."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from kukeon.apiserver.client import ApiClient, ApiRequestError, ServerUnreachable
+
+
+async def _chunks(_: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(_)
+    for index in range(3):
+        await response.write(f"line {index}\n".encode())
+    return response
+
+
+async def _echo_size(request: web.Request) -> web.StreamResponse:
+    total = 0
+    async for chunk in request.content.iter_any():
+        total += len(chunk)
+    return web.json_response({"bytes": total, "type": request.content_type})
+
+
+async def _refuse(_: web.Request) -> web.StreamResponse:
+    status = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": 422,
+        "reason": "Invalid",
+        "message": "bad",
+        "details": {"causes": [{"field": "spec.x", "message": "unknown field"}]},
+    }
+    return web.json_response(status, status=422)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/chunks", _chunks)
+    app.router.add_post("/upload", _echo_size)
+    app.router.add_get("/refuse", _refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    directory = Path(tempfile.mkdtemp(prefix="kukeon-client-"))
+    path = directory / "s.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    await web.SockSite(runner, sock).start()
+    try:
+        yield f"unix://{path}"
+    finally:
+        await runner.cleanup()
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+
+
+async def test_stream_and_upload(server: str, tmp_path: Path) -> None:
+    archive = tmp_path / "image.tar"
+    archive.write_bytes(b"x" * 300_000)
+    async with ApiClient(server=server) as client:
+        body = b"".join([chunk async for chunk in client.stream("GET", "/chunks")])
+        assert body == b"line 0\nline 1\nline 2\n"
+        answer = await client.upload("/upload", archive)
+        assert answer == {"bytes": 300_000, "type": "application/octet-stream"}
+        with pytest.raises(ApiRequestError) as refused:
+            await client.request("GET", "/refuse")
+        assert refused.value.code == 422
+        assert refused.value.causes[0].field == "spec.x"
+        with pytest.raises(ApiRequestError) as streamed:
+            async for _ in client.stream("GET", "/refuse"):
+                pass
+        assert streamed.value.reason == "Invalid"
+
+
+async def test_unreachable(tmp_path: Path) -> None:
+    async with ApiClient(server=f"unix://{tmp_path}/none.sock") as client:
+        with pytest.raises(ServerUnreachable, match=r"none\.sock"):
+            await client.version()
