@@ -1,0 +1,297 @@
+"""kill -9 kukeond while it brings up 10 cells; the next kukeond finishes the job, cleanly.
+
+kukeond runs as a real subprocess here (a SIGKILL cannot be delivered to an in-process
+daemon). It works on private host resources as the in-process fixture does; the test
+imports the test image into the realm's namespace itself, then creates the cells, kills the
+daemon as soon as some containers exist, starts a new one and checks that every cell is
+Ready with exactly one container, task, network namespace, cgroup and IPAM lease each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from kukeon.api import Cell, Kind, Space, parse_resource
+from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.containerd.tasks import TaskStatus
+from kukeon.store import EtcdConfig, NotFound, Registry
+from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
+from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.kukeond import kukeond_config, sweep_host
+from tests.fixtures.services import require_binary, require_root
+
+from .helpers import SLEEPER
+
+pytestmark = pytest.mark.integration
+
+KUKEOND = Path(sys.executable).parent / "kukeond"
+CELLS = [f"c{i}" for i in range(10)]
+
+
+@dataclass
+class DaemonProcess:
+    """A kukeond subprocess and what it was started with."""
+
+    argv: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.starts.append(self.process.pid)
+
+    def kill(self) -> None:
+        """SIGKILL the daemon process only, as a crash would (workloads live on)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def tail(self) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Setup:
+    daemon: DaemonProcess
+    registry: Registry
+    containerd: ContainerdClient
+    realm: str
+    image: BusyboxImage
+    state_dir: Path
+    netns_dir: Path
+    cgroup_root: str
+
+    @property
+    def namespace(self) -> str:
+        return f"{self.realm}.kukeon.io"
+
+    async def wait(self, kind: Kind, key: tuple[str, ...], state: str, within: float) -> None:
+        deadline = asyncio.get_running_loop().time() + within
+        last = None
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(NotFound):
+                found = await self.registry.get(kind, key)
+                last = found.status.state
+                if str(last) == state:
+                    return
+            await asyncio.sleep(0.2)
+        raise AssertionError(
+            f"{kind.value} {'/'.join(key)} is {last}, not {state}\n{self.daemon.tail()}"
+        )
+
+
+def _argv(config: object, tmp: Path) -> list[str]:
+    from kukeon.daemon.config import DaemonConfig
+
+    assert isinstance(config, DaemonConfig)
+    return [
+        str(KUKEOND),
+        "--etcd-endpoints", ",".join(config.etcd_endpoints),
+        "--etcd-prefix", config.etcd_prefix,
+        "--containerd-address", str(config.containerd_address),
+        "--state-dir", str(config.state_dir),
+        "--run-dir", str(config.run_dir),
+        "--node-name", config.node_name,
+        "--cgroup-root", config.cgroup_root,
+        "--cni-conf-dir", str(config.cni_conf_dir),
+        "--netns-dir", str(config.netns_dir),
+        "--nft-table", config.nft_table,
+        "--subnet-pool", str(config.subnet_pool),
+        "--metrics-address", "127.0.0.1:0",
+        "--stop-grace-seconds", "1",
+        "--parent-wait-seconds", "0.2",
+        "--no-bootstrap",
+    ]  # fmt: skip
+
+
+@pytest.fixture
+async def crashable(
+    tmp_path: Path,
+    etcd_server: EtcdServer,
+    etcd_key_prefix: str,
+    containerd_daemon: PrivateContainerd,
+    containerd_test_image: BusyboxImage,
+) -> AsyncIterator[Setup]:
+    require_root()
+    require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
+    require_binary("nft", "nftables")
+    config = kukeond_config(
+        tmp_path, containerd=containerd_daemon, etcd=etcd_server, prefix=etcd_key_prefix
+    )
+    daemon = DaemonProcess(argv=_argv(config, tmp_path), log=tmp_path / "kukeond.log")
+    registry = await Registry.connect(
+        EtcdConfig(endpoints=(etcd_server.endpoint,), key_prefix=etcd_key_prefix)
+    )
+    containerd = ContainerdClient(containerd_daemon.address)
+    setup = Setup(
+        daemon=daemon,
+        registry=registry,
+        containerd=containerd,
+        realm=f"r{secrets.token_hex(3)}",
+        image=containerd_test_image,
+        state_dir=config.state_dir,
+        netns_dir=config.netns_dir,
+        cgroup_root=config.cgroup_root,
+    )
+    spaces: list[str] = []
+    try:
+        daemon.start()
+        yield setup
+    finally:
+        with contextlib.suppress(Exception):
+            listed = await registry.list(Kind.SPACE, (setup.realm,))
+            spaces = [space.metadata.name for space in listed.items]
+        if daemon.process is None or daemon.process.poll() is not None:
+            daemon.start()  # the realm's teardown goes through its finalizers
+        with contextlib.suppress(Exception):
+            await registry.delete(Kind.REALM, (setup.realm,), cascade=True)
+            with contextlib.suppress(AssertionError):
+                await _wait_gone(registry, (setup.realm,), within=60)
+        daemon.stop()
+        with contextlib.suppress(Exception):
+            await clean_namespace(containerd, setup.namespace)
+        await containerd.close()
+        await sweep_host(config, realm=setup.realm, spaces=spaces)
+        with contextlib.suppress(Exception):
+            await registry.client.delete_prefix(etcd_key_prefix.encode() + b"/")
+        await registry.close()
+        shutil.rmtree(config.state_dir, ignore_errors=True)
+
+
+async def _wait_gone(registry: Registry, key: tuple[str, ...], *, within: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            await registry.get(Kind.REALM, key)
+        except NotFound:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"realm {key} is still there")
+
+
+def _doc(**document: object) -> object:
+    return parse_resource({"apiVersion": "kukeon.io/v1beta1", **document})
+
+
+def _cgroup_children(setup: Setup, *parts: str) -> Iterator[tuple[Path, set[str]]]:
+    """Per mounted hierarchy holding the path: the names of its child cgroups."""
+    relative = "/".join((setup.cgroup_root.strip("/"), *parts))
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        path = hierarchy / relative
+        if path.is_dir():
+            yield path, {child.name for child in path.iterdir() if child.is_dir()}
+
+
+async def test_kill_9_mid_bringup_then_restart_converges(crashable: Setup) -> None:
+    s = crashable
+    realm = s.realm
+    await s.registry.create(_doc(kind="Realm", metadata={"name": realm}, spec={}))  # type: ignore[arg-type]
+    await s.registry.create(
+        _doc(kind="Space", metadata={"name": "s1"}, spec={"realmId": realm})  # type: ignore[arg-type]
+    )
+    await s.registry.create(
+        _doc(  # type: ignore[arg-type]
+            kind="Stack", metadata={"name": "st1"}, spec={"realmId": realm, "spaceId": "s1"}
+        )
+    )
+    await s.wait(Kind.STACK, (realm, "s1", "st1"), "Ready", within=60)
+    await s.containerd.images(s.namespace).import_archive(s.image.archive)
+
+    await asyncio.gather(
+        *(
+            s.registry.create(
+                _doc(  # type: ignore[arg-type]
+                    kind="Cell",
+                    metadata={"name": name},
+                    spec={
+                        "realmId": realm,
+                        "spaceId": "s1",
+                        "stackId": "st1",
+                        "containers": [
+                            {"id": "main", "image": s.image.name, "command": "sh", "args": SLEEPER}
+                        ],
+                    },
+                )
+            )
+            for name in CELLS
+        )
+    )
+    # Kill as soon as the daemon is part-way: some containers made, not all cells Ready.
+    containers = s.containerd.containers(s.namespace)
+    deadline = asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
+        if len(await containers.list()) >= 3:
+            break
+        await asyncio.sleep(0.02)
+    s.daemon.kill()
+    ready_at_kill = [
+        c.metadata.name
+        for c in (await s.registry.list(Kind.CELL, (realm,))).items
+        if str(c.status.state) == "Ready"
+    ]
+    assert len(ready_at_kill) < len(CELLS), "the daemon was not killed mid-bringup"
+
+    s.daemon.start()
+    for name in CELLS:
+        await s.wait(Kind.CELL, (realm, "s1", "st1", name), "Ready", within=90)
+
+    expected = {f"s1_st1_{name}_main" for name in CELLS}
+    assert {c.id for c in await containers.list()} == expected
+    tasks = await s.containerd.tasks(s.namespace).list()
+    assert sorted(t.container_id for t in tasks) == sorted(expected)
+    assert all(t.status == TaskStatus.RUNNING for t in tasks)
+
+    cells = [c for c in (await s.registry.list(Kind.CELL, (realm,))).items if isinstance(c, Cell)]
+    assert {c.metadata.name for c in cells} == set(CELLS)
+    assert all(len(c.status.containers) == 1 for c in cells)
+    ips = {c.status.network.ip for c in cells}
+    assert len(ips) == len(CELLS)
+
+    network_ids = {f"kukeon_{realm}_s1_st1_{name}" for name in CELLS}
+    assert {p.name for p in s.netns_dir.iterdir()} == network_ids
+    attachments = s.state_dir / "network" / "attachments"
+    assert {p.stem for p in attachments.glob("*.json")} == network_ids
+
+    for path, children in _cgroup_children(s, realm, "s1", "st1"):
+        assert children == set(CELLS), path
+
+    space = await s.registry.get(Kind.SPACE, (realm, "s1"))
+    assert isinstance(space, Space)
+    bridge = space.status.network.bridge_name
+    assert bridge
+    leases = s.state_dir / "network" / "ipam" / bridge
+    leased: dict[str, str] = {}
+    for entry in leases.iterdir():
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(entry.name)
+            leased[entry.name] = entry.read_text().splitlines()[0].strip()
+    assert set(leased) == ips, leased
+    assert set(leased.values()) == network_ids
