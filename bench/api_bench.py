@@ -1,0 +1,301 @@
+"""Benchmark of the API server against the raw registry, in the same run on the same etcd.
+
+Measured, each through three paths -- the ``Registry`` directly (in-process, no HTTP),
+the API over the unix socket, and the API over TCP+TLS with a bearer token:
+
+- GET of one cell: requests/s with ``--concurrency`` requests in flight;
+- LIST of ``--cells`` cells (default 1,000) in one stack: lists/s, one at a time;
+- create of a cell: requests/s with ``--concurrency`` in flight;
+- watch fan-out: ``--watchers`` watchers (default 100) on the cells collection, one
+  labelled update written at a time through the registry; latency from just before the
+  write to each watcher's receipt of the event (p50/p99 over every watcher and write).
+
+The API clients are ``kukeon.apiserver.client.ApiClient`` (what kukectl uses), so the API
+numbers include JSON encoding, HTTP, authentication and pydantic validation on both sides.
+Client and server share one process and this 2-core machine: absolute numbers are a floor.
+
+Runs its own etcd (data under /dev/shm) and API server, and removes them at the end:
+
+    .venv/bin/python bench/api_bench.py [--cells 1000] [--watchers 100] \
+        [--output docs/benchmarks/api.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "operator"))
+sys.path.insert(0, str(REPO_ROOT))
+
+import yaml  # noqa: E402
+
+from kukeon.api import AnyResource, Kind, parse_resource  # noqa: E402
+from kukeon.apiserver import ApiSettings, serve_api  # noqa: E402
+from kukeon.apiserver.client import ApiClient  # noqa: E402
+from kukeon.store import EmbeddedEtcd, Registry  # noqa: E402
+from tests.fixtures.services import free_tcp_port  # noqa: E402
+
+SCOPE = ("bench", "default", "default")
+
+
+def cell(name: str, **labels: str) -> AnyResource:
+    return parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Cell",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "realmId": SCOPE[0],
+                "spaceId": SCOPE[1],
+                "stackId": SCOPE[2],
+                "containers": [{"id": "main", "image": "busybox:latest", "root": True}],
+            },
+        }
+    )
+
+
+def parent(kind: Kind, key: tuple[str, ...]) -> AnyResource:
+    fields = {Kind.SPACE: ["realmId"], Kind.STACK: ["realmId", "spaceId"]}.get(kind, [])
+    return parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": kind.value,
+            "metadata": {"name": key[-1]},
+            "spec": dict(zip(fields, key[:-1], strict=True)),
+        }
+    )
+
+
+async def rate(count: int, concurrency: int, call: Callable[[int], Awaitable[Any]]) -> float:
+    """Calls per second of ``call(0..count-1)`` with ``concurrency`` in flight."""
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        for index in queue:
+            await call(index)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - started)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def watch_latency(
+    *,
+    registry: Registry,
+    open_watch: Callable[[], Any],
+    watchers: int,
+    writes: int,
+) -> tuple[float, float, int]:
+    """p50/p99 (ms) from write to receipt, over every watcher and write; and the samples."""
+    target = "watched"
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    ready = asyncio.Event()
+    started_streams = 0
+    done = asyncio.Event()
+    expected = watchers * writes
+
+    async def watcher() -> None:
+        nonlocal started_streams
+        stream = open_watch()
+        started_streams += 1
+        if started_streams == watchers:
+            ready.set()
+        async for event in stream:
+            res = getattr(event, "object", None)
+            if res is None or res.metadata.name != target:
+                continue
+            mark = res.metadata.labels.get("seq")
+            if mark in sent:
+                latencies.append(time.perf_counter() - sent[mark])
+                if len(latencies) >= expected:
+                    done.set()
+
+    tasks = [asyncio.create_task(watcher()) for _ in range(watchers)]
+    await ready.wait()
+    await asyncio.sleep(1.0)  # let every stream reach the server and start
+    current = await registry.get(Kind.CELL, (*SCOPE, target))
+    for seq in range(writes):
+        current.metadata.labels = {"seq": str(seq)}
+        sent[str(seq)] = time.perf_counter()
+        current = await registry.update(current)
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), 30)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    ms = [value * 1000 for value in latencies]
+    return percentile(ms, 0.5), percentile(ms, 0.99), len(ms)
+
+
+async def main(args: argparse.Namespace) -> str:
+    root = Path(tempfile.mkdtemp(prefix="kukeon-api-bench-", dir="/dev/shm"))
+    rows: list[tuple[str, str, str]] = []
+    try:
+        certs = root / "pki"
+        await asyncio.to_thread(
+            subprocess.run,
+            ["bash", str(REPO_ROOT / "hack/make-ca.sh"), "--out", str(certs), "--quiet"],
+            check=True,
+        )
+        token = uuid.uuid4().hex * 2
+        tokens = root / "tokens.yaml"
+        tokens.write_text(
+            yaml.safe_dump({"tokens": [{"token": token, "user": "bench", "role": "admin"}]})
+        )
+        async with (
+            EmbeddedEtcd(data_dir=root / "etcd") as etcd,
+            await Registry.connect(etcd.config()) as registry,
+        ):
+            settings = ApiSettings(
+                socket_path=root / "api.sock",
+                socket_group=None,
+                tcp_address=f"127.0.0.1:{free_tcp_port()}",
+                tls_cert_file=certs / "server.crt",
+                tls_key_file=certs / "server.key",
+                tokens_file=tokens,
+            )
+            runner = await serve_api(settings, registry)
+            try:
+                unix = ApiClient(server=f"unix://{settings.socket_path}")
+                tls = ApiClient(
+                    server=f"https://127.0.0.1:{runner.tcp_port}",
+                    token=token,
+                    ca_file=certs / "ca.crt",
+                )
+                async with unix, tls:
+                    rows = await measure(args, registry, {"unix socket": unix, "TCP+TLS": tls})
+            finally:
+                await runner.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return report(args, rows)
+
+
+async def measure(
+    args: argparse.Namespace, registry: Registry, clients: dict[str, ApiClient]
+) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    for kind, key in ((Kind.REALM, SCOPE[:1]), (Kind.SPACE, SCOPE[:2]), (Kind.STACK, SCOPE)):
+        await registry.create(parent(kind, key))
+    print(f"creating {args.cells} cells ...", file=sys.stderr)
+    await rate(args.cells, 64, lambda i: registry.create(cell(f"c{i:05d}")))
+    await registry.create(cell("watched"))
+
+    c = args.concurrency
+    n = args.requests
+
+    async def raw_get(i: int) -> Any:
+        return await registry.get(Kind.CELL, (*SCOPE, f"c{i % args.cells:05d}"))
+
+    rows.append(
+        (f"GET one cell ({c} in flight)", "registry", f"{await rate(n, c, raw_get):,.0f}/s")
+    )
+    for label, client in clients.items():
+
+        async def api_get(i: int, client: ApiClient = client) -> Any:
+            return await client.get(Kind.CELL, (*SCOPE, f"c{i % args.cells:05d}"))
+
+        rows.append((f"GET one cell ({c} in flight)", label, f"{await rate(n, c, api_get):,.0f}/s"))
+
+    lists = args.lists
+    raw_list = await rate(lists, 1, lambda _: registry.list(Kind.CELL, SCOPE))
+    rows.append((f"LIST {args.cells + 1} cells", "registry", f"{raw_list:,.1f}/s"))
+    for label, client in clients.items():
+        value = await rate(lists, 1, lambda _, client=client: client.list(Kind.CELL, SCOPE))
+        rows.append((f"LIST {args.cells + 1} cells", label, f"{value:,.1f}/s"))
+
+    creates = args.creates
+    value = await rate(creates, c, lambda i: registry.create(cell(f"raw{i:05d}")))
+    rows.append((f"create a cell ({c} in flight)", "registry", f"{value:,.0f}/s"))
+    for index, (label, client) in enumerate(clients.items()):
+        value = await rate(
+            creates,
+            c,
+            lambda i, client=client, index=index: client.create(cell(f"api{index}-{i:05d}")),
+        )
+        rows.append((f"create a cell ({c} in flight)", label, f"{value:,.0f}/s"))
+
+    w = args.watchers
+    start = await registry.current_revision()
+    p50, p99, samples = await watch_latency(
+        registry=registry,
+        open_watch=lambda: registry.watch(Kind.CELL, SCOPE, resource_version=start),
+        watchers=w,
+        writes=args.watch_writes,
+    )
+    result = f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({samples} deliveries)"
+    rows.append((f"watch fan-out, {w} watchers", "registry", result))
+    for label, client in clients.items():
+        start = await registry.current_revision()
+        p50, p99, samples = await watch_latency(
+            registry=registry,
+            open_watch=lambda client=client, start=start: client.watch(
+                Kind.CELL, SCOPE, resource_version=start
+            ),
+            watchers=w,
+            writes=args.watch_writes,
+        )
+        result = f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({samples} deliveries)"
+        rows.append((f"watch fan-out, {w} watchers", label, result))
+    return rows
+
+
+def report(args: argparse.Namespace, rows: list[tuple[str, str, str]]) -> str:
+    lines = [
+        "## API server (bench/api_bench.py)",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
+        f"({platform.machine()}, Python {platform.python_version()}): one private etcd "
+        "(data on /dev/shm), API server and clients in one process. Options: "
+        f"`--cells {args.cells} --requests {args.requests} --concurrency {args.concurrency} "
+        f"--lists {args.lists} --creates {args.creates} --watchers {args.watchers} "
+        f"--watch-writes {args.watch_writes}`.",
+        "",
+        "| measurement | path | result |",
+        "|---|---|---|",
+        *[f"| {what} | {path} | {value} |" for what, path, value in rows],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=2000, help="GETs per path")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--lists", type=int, default=20, help="LISTs per path")
+    parser.add_argument("--creates", type=int, default=500, help="creates per path")
+    parser.add_argument("--watchers", type=int, default=100)
+    parser.add_argument("--watch-writes", type=int, default=20)
+    parser.add_argument("--output", type=Path, help="also write the markdown here")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    text = asyncio.run(main(arguments))
+    print(text)
+    if arguments.output is not None:
+        arguments.output.write_text(text)
