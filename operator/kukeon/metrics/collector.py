@@ -4,7 +4,13 @@ Nothing here is a long-lived ``Gauge`` with ``.labels(...).set()``: such series 
 the object they describe (a deleted cell would report ``Ready`` forever). Every scrape
 builds fresh metric families from the ``DocumentCache``, so a series exists exactly as
 long as its document does. The cost is one pass over the cached documents per scrape,
-no I/O: O(documents + containers), a few milliseconds for hundreds of cells.
+no I/O: O(documents + containers).
+
+A document's samples depend only on the document (and the node name), and a stored
+document never changes without a new ``resourceVersion``. So each document's samples and
+their rendered text are kept from one scrape to the next, keyed by that version, and a
+scrape only rebuilds what changed since the last one; documents that are gone drop out of
+the memo at the next scrape.
 
 State gauges are one-hot over every value of the kind's state enum (``state="Ready"`` is
 1, every other state 0), so ``sum by (state)`` counts objects per state and a query for
@@ -15,11 +21,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
@@ -34,6 +39,7 @@ from kukeon.api import (
 )
 
 from .cache import DocumentCache
+from .exposition import PrerenderedCounterFamily, PrerenderedGaugeFamily, render_samples
 
 AnyResource = Resource[Any, Any]
 _ONE = 1.0
@@ -55,76 +61,171 @@ def cell_node(cell: AnyResource, default: str) -> str:
     return str(cell.spec.node_name or cell.status.node_name or default)
 
 
-@dataclass(slots=True)
-class _Families:
-    """The families of one scrape, filled in one pass over the documents."""
-
-    synced: GaugeMetricFamily
-    ready_observed: GaugeMetricFamily
-    cell_state: GaugeMetricFamily
-    layer_state: dict[Kind, GaugeMetricFamily]
-    delegated: GaugeMetricFamily
-    restarts: CounterMetricFamily
-    exit_code: GaugeMetricFamily
-
-    @classmethod
-    def empty(cls) -> _Families:
-        layer_state: dict[Kind, GaugeMetricFamily] = {}
-        for kind, (name, _, own_label) in _LAYER_STATE_METRICS.items():
-            scope = _LAYER_LABELS[: _LAYER_LABELS.index(own_label) + 1]
-            layer_state[kind] = GaugeMetricFamily(
-                name,
-                f"The {kind.value.lower()}'s status.state, one-hot: 1 for its current state, "
-                "0 for the others.",
-                labels=[*scope, "state"],
-            )
-        return cls(
-            synced=GaugeMetricFamily(
-                "kukeon_metrics_cache_synced",
-                "1 once this daemon's document cache has listed the kind; 0 while its "
-                "series are not loaded yet.",
-                labels=["kind"],
-            ),
-            ready_observed=GaugeMetricFamily(
-                "kukeon_cell_ready_observed",
-                "1 once the cell has been seen Ready (status.readyObserved latch), else 0.",
-                labels=list(CELL_LABELS),
-            ),
-            cell_state=GaugeMetricFamily(
-                "kukeon_cell_state",
-                "The cell's status.state, one-hot: 1 for its current state, 0 for the others.",
-                labels=[*CELL_LABELS, "state"],
-            ),
-            layer_state=layer_state,
-            delegated=GaugeMetricFamily(
-                "kukeon_subtree_controller_delegated",
-                "1 for each cgroup controller the object's cgroup delegates to its children "
-                "(status.subtreeControllers); labels of deeper levels are empty.",
-                labels=list(DELEGATION_LABELS),
-            ),
-            restarts=CounterMetricFamily(
-                "kukeon_container_restarts",
-                "Times the container was restarted (status.containers[].restartCount).",
-                labels=list(CONTAINER_LABELS),
-            ),
-            exit_code=GaugeMetricFamily(
-                "kukeon_container_last_exit_code",
-                "Exit code of the container's last exit (status.containers[].exitCode); "
-                "absent while it never exited.",
-                labels=list(CONTAINER_LABELS),
-            ),
+# Families in exposition order: (id, name, help, labels, is a counter).
+_FAMILIES: tuple[tuple[str, str, str, tuple[str, ...], bool], ...] = (
+    (
+        "ready_observed",
+        "kukeon_cell_ready_observed",
+        "1 once the cell has been seen Ready (status.readyObserved latch), else 0.",
+        CELL_LABELS,
+        False,
+    ),
+    (
+        "cell_state",
+        "kukeon_cell_state",
+        "The cell's status.state, one-hot: 1 for its current state, 0 for the others.",
+        (*CELL_LABELS, "state"),
+        False,
+    ),
+    *(
+        (
+            name,
+            name,
+            f"The {kind.value.lower()}'s status.state, one-hot: 1 for its current state, "
+            "0 for the others.",
+            (*_LAYER_LABELS[: _LAYER_LABELS.index(own_label) + 1], "state"),
+            False,
         )
+        for kind, (name, _, own_label) in _LAYER_STATE_METRICS.items()
+    ),
+    (
+        "delegated",
+        "kukeon_subtree_controller_delegated",
+        "1 for each cgroup controller the object's cgroup delegates to its children "
+        "(status.subtreeControllers); labels of deeper levels are empty.",
+        DELEGATION_LABELS,
+        False,
+    ),
+    (
+        "restarts",
+        "kukeon_container_restarts",
+        "Times the container was restarted (status.containers[].restartCount).",
+        CONTAINER_LABELS,
+        True,
+    ),
+    (
+        "exit_code",
+        "kukeon_container_last_exit_code",
+        "Exit code of the container's last exit (status.containers[].exitCode); "
+        "absent while it never exited.",
+        CONTAINER_LABELS,
+        False,
+    ),
+)
 
-    def all(self) -> list[Metric]:
-        return [
-            self.synced,
-            self.ready_observed,
-            self.cell_state,
-            *self.layer_state.values(),
-            self.delegated,
-            self.restarts,
-            self.exit_code,
-        ]
+_Family = PrerenderedGaugeFamily | PrerenderedCounterFamily
+
+
+def _empty_families() -> dict[str, _Family]:
+    families: dict[str, _Family] = {}
+    for family_id, name, documentation, labels, counter in _FAMILIES:
+        family_type = PrerenderedCounterFamily if counter else PrerenderedGaugeFamily
+        families[family_id] = family_type(name, documentation, labels=labels)
+    return families
+
+
+def _synced_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "kukeon_metrics_cache_synced",
+        "1 once this daemon's document cache has listed the kind; 0 while its "
+        "series are not loaded yet.",
+        labels=["kind"],
+    )
+
+
+class _Chunk(NamedTuple):
+    samples: tuple[Sample, ...]
+    text: str
+
+
+class _Memo(NamedTuple):
+    """One document's chunks per family, valid while its version is unchanged."""
+
+    version: tuple[str, str]
+    chunks: dict[str, _Chunk]
+
+
+_MemoKey = tuple[Kind, tuple[str, ...]]
+
+
+def _chunks(series: dict[str, list[Sample]]) -> dict[str, _Chunk]:
+    return {
+        family_id: _Chunk(tuple(samples), render_samples(samples))
+        for family_id, samples in series.items()
+        if samples
+    }
+
+
+def _one_hot(
+    name: str, base: dict[str, str], states: type[StrEnum], current: StrEnum
+) -> list[Sample]:
+    current_value = current.value
+    return [
+        Sample(name, {**base, "state": value}, _ONE if value == current_value else _ZERO)
+        for value in _state_values(states)
+    ]
+
+
+@functools.cache
+def _state_values(states: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(state.value for state in states)
+
+
+def _delegation(kind: Kind, key: Sequence[str], document: AnyResource) -> list[Sample]:
+    layers = dict(
+        zip(_LAYER_LABELS, [*key, *([""] * (len(_LAYER_LABELS) - len(key)))], strict=True)
+    )
+    # dict.fromkeys: a controller listed twice must not yield a duplicate series.
+    return [
+        Sample(
+            "kukeon_subtree_controller_delegated",
+            {"kind": kind.value, **layers, "controller": controller},
+            _ONE,
+        )
+        for controller in dict.fromkeys(document.status.subtree_controllers)
+    ]
+
+
+def layer_series(kind: Kind, document: AnyResource) -> dict[str, list[Sample]]:
+    """The samples of one realm, space or stack, by family id."""
+    key = key_of(document)
+    name, states, _ = _LAYER_STATE_METRICS[kind]
+    base = dict(zip(_LAYER_LABELS, key, strict=False))
+    return {
+        name: _one_hot(name, base, states, document.status.state),
+        "delegated": _delegation(kind, key, document),
+    }
+
+
+def cell_series(cell: AnyResource, node: str) -> dict[str, list[Sample]]:
+    """The samples of one cell and its containers, by family id."""
+    key = key_of(cell)
+    base = dict(zip(CELL_LABELS, (*key, node), strict=True))
+    status = cell.status
+    restarts: list[Sample] = []
+    exit_codes: list[Sample] = []
+    seen: set[str] = set()
+    for container in status.containers:
+        if container.id in seen:  # a duplicate would make the whole scrape invalid
+            continue
+        seen.add(container.id)
+        labels = {**base, "container": container.id}
+        restarts.append(
+            Sample("kukeon_container_restarts_total", labels, float(container.restart_count))
+        )
+        if container.exit_code is not None:
+            exit_codes.append(
+                Sample("kukeon_container_last_exit_code", labels, float(container.exit_code))
+            )
+    return {
+        "ready_observed": [
+            Sample("kukeon_cell_ready_observed", base, _ONE if status.ready_observed else _ZERO)
+        ],
+        "cell_state": _one_hot("kukeon_cell_state", base, CellState, status.state),
+        "delegated": _delegation(Kind.CELL, key, cell),
+        "restarts": restarts,
+        "exit_code": exit_codes,
+    }
 
 
 class HierarchyCollector(Collector):
@@ -142,71 +243,54 @@ class HierarchyCollector(Collector):
         self._cache = cache
         self._node_name = node_name
         self._only_node = only_node
+        self._memo: dict[_MemoKey, _Memo] = {}
 
     def describe(self) -> Iterable[Metric]:
         # Names only: lets the registry refuse a duplicate without running a scrape.
-        return _Families.empty().all()
+        return [_synced_family(), *_empty_families().values()]
 
     def collect(self) -> Iterable[Metric]:
-        families = _Families.empty()
+        synced = _synced_family()
         for kind in Kind:
-            families.synced.add_metric([kind.value], 1.0 if self._cache.synced(kind) else 0.0)
-        for kind, (_, states, _) in _LAYER_STATE_METRICS.items():
-            state_family = families.layer_state[kind]
+            synced.add_metric([kind.value], _ONE if self._cache.synced(kind) else _ZERO)
+        families = _empty_families()
+        previous = self._memo
+        memo: dict[_MemoKey, _Memo] = {}
+        for kind in _LAYER_STATE_METRICS:
             for document in self._cache.documents(kind):
-                key = key_of(document)
-                _add_one_hot(state_family, key, states, document.status.state)
-                _add_delegation(families.delegated, kind, key, document)
+                entry = self._remembered(previous, kind, document, "")
+                if entry is None:
+                    entry = _Memo(_version(document, ""), _chunks(layer_series(kind, document)))
+                memo[(kind, key_of(document))] = entry
+                _add(families, entry)
         for cell in self._cache.documents(Kind.CELL):
-            self._add_cell(families, cell)
-        return families.all()
-
-    def _add_cell(self, families: _Families, cell: AnyResource) -> None:
-        node = cell_node(cell, self._node_name)
-        if self._only_node is not None and node != self._only_node:
-            return
-        key = key_of(cell)
-        labels = [*key, node]
-        status = cell.status
-        families.ready_observed.add_metric(labels, 1.0 if status.ready_observed else 0.0)
-        _add_one_hot(families.cell_state, labels, CellState, status.state)
-        _add_delegation(families.delegated, Kind.CELL, key, cell)
-        seen: set[str] = set()
-        for container in status.containers:
-            if container.id in seen:  # a duplicate would make the whole scrape invalid
+            node = cell_node(cell, self._node_name)
+            if self._only_node is not None and node != self._only_node:
                 continue
-            seen.add(container.id)
-            container_labels = [*labels, container.id]
-            families.restarts.add_metric(container_labels, float(container.restart_count))
-            if container.exit_code is not None:
-                families.exit_code.add_metric(container_labels, float(container.exit_code))
+            entry = self._remembered(previous, Kind.CELL, cell, node)
+            if entry is None:
+                entry = _Memo(_version(cell, node), _chunks(cell_series(cell, node)))
+            memo[(Kind.CELL, key_of(cell))] = entry
+            _add(families, entry)
+        self._memo = memo  # one assignment: concurrent scrapes each see a whole memo
+        return [synced, *families.values()]
+
+    @staticmethod
+    def _remembered(
+        previous: dict[_MemoKey, _Memo], kind: Kind, document: AnyResource, node: str
+    ) -> _Memo | None:
+        if not document.metadata.resource_version:
+            return None  # not from the store: nothing says it is unchanged
+        entry = previous.get((kind, key_of(document)))
+        if entry is None or entry.version != _version(document, node):
+            return None
+        return entry
 
 
-def _add_one_hot(
-    family: GaugeMetricFamily, labels: Sequence[str], states: type[StrEnum], current: StrEnum
-) -> None:
-    # The bulk of every scrape (one sample per state per object): Samples are built
-    # directly from one shared base, without add_metric's per-sample zip.
-    names = family._labelnames
-    base = dict(zip(names[:-1], labels, strict=True))
-    state_label = names[-1]
-    current_value = current.value
-    append = family.samples.append
-    name = family.name
-    for value in _state_values(states):
-        one_hot = _ONE if value == current_value else _ZERO
-        append(Sample(name, {**base, state_label: value}, one_hot))
+def _version(document: AnyResource, node: str) -> tuple[str, str]:
+    return (document.metadata.resource_version or "", node)
 
 
-@functools.cache
-def _state_values(states: type[StrEnum]) -> tuple[str, ...]:
-    return tuple(state.value for state in states)
-
-
-def _add_delegation(
-    family: GaugeMetricFamily, kind: Kind, key: Sequence[str], document: AnyResource
-) -> None:
-    layers = [*key, *([""] * (len(_LAYER_LABELS) - len(key)))]
-    # dict.fromkeys: a controller listed twice must not yield a duplicate series.
-    for controller in dict.fromkeys(document.status.subtree_controllers):
-        family.add_metric([kind.value, *layers, controller], 1.0)
+def _add(families: dict[str, _Family], entry: _Memo) -> None:
+    for family_id, chunk in entry.chunks.items():
+        families[family_id].add_chunk(chunk.samples, chunk.text)

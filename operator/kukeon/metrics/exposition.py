@@ -15,12 +15,14 @@ exposes needs OpenMetrics (no exemplars).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 from prometheus_client import utils
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 # Go's float formatting, as Prometheus parses it (untyped in prometheus-client).
 _go_float = cast(Callable[[float], str], utils.floatToGoString)
@@ -63,6 +65,60 @@ def _number(value: float) -> str:
     return known if known is not None else _go_float(value)
 
 
+def _sample_line(sample: Sample) -> str:
+    if sample.labels:
+        labels = ",".join([_label_pair(key, value) for key, value in sample.labels.items()])
+        line = f"{_metric_name(sample.name)}{{{labels}}} {_number(sample.value)}"
+    else:
+        line = f"{_metric_name(sample.name)} {_number(sample.value)}"
+    if sample.timestamp is not None:
+        line += f" {int(float(sample.timestamp) * 1000):d}"
+    return line + "\n"
+
+
+def render_samples(samples: Iterable[Sample]) -> str:
+    """The exposition lines of ``samples`` (plain samples: no ``_created``-style suffixes)."""
+    return "".join([_sample_line(sample) for sample in samples])
+
+
+class _Prerendered:
+    """A family whose samples arrive in chunks with their lines already rendered.
+
+    The hierarchy collector keeps each document's chunk until the document changes, so a
+    scrape re-renders only what changed. ``render_text`` uses the lines while they still
+    match the samples one for one (someone calling ``add_metric`` falls back to rendering).
+    """
+
+    samples: list[Sample]
+
+    def _init_chunks(self) -> None:
+        self.rendered: list[str] = []
+        self.rendered_count = 0
+
+    def add_chunk(self, samples: Sequence[Sample], text: str) -> None:
+        self.samples.extend(samples)
+        self.rendered.append(text)
+        self.rendered_count += len(samples)
+
+
+class PrerenderedGaugeFamily(GaugeMetricFamily, _Prerendered):
+    def __init__(self, name: str, documentation: str, *, labels: Sequence[str]) -> None:
+        super().__init__(name, documentation, labels=labels)
+        self._init_chunks()
+
+
+class PrerenderedCounterFamily(CounterMetricFamily, _Prerendered):
+    def __init__(self, name: str, documentation: str, *, labels: Sequence[str]) -> None:
+        super().__init__(name, documentation, labels=labels)
+        self._init_chunks()
+
+
+def _prerendered_lines(metric: Metric) -> list[str] | None:
+    if isinstance(metric, _Prerendered) and metric.rendered_count == len(metric.samples):
+        return metric.rendered
+    return None
+
+
 def render_text(registry: Collector) -> bytes:
     """Every metric of ``registry`` in the Prometheus text format, UTF-8 encoded."""
     output: list[str] = []
@@ -79,20 +135,18 @@ def render_text(registry: Collector) -> bytes:
         help_text = _help(metric.documentation)
         append(f"# HELP {_metric_name(exposed)} {help_text}\n")
         append(f"# TYPE {_metric_name(exposed)} {kind}\n")
+        prerendered = _prerendered_lines(metric)
+        if prerendered is not None:
+            output.extend(prerendered)
+            continue
         moved: dict[str, list[str]] = {}
         for sample in metric.samples:
-            if sample.labels:
-                labels = ",".join([_label_pair(key, value) for key, value in sample.labels.items()])
-                line = f"{_metric_name(sample.name)}{{{labels}}} {_number(sample.value)}"
-            else:
-                line = f"{_metric_name(sample.name)} {_number(sample.value)}"
-            if sample.timestamp is not None:
-                line += f" {int(float(sample.timestamp) * 1000):d}"
+            line = _sample_line(sample)
             suffix = sample.name[len(name) :] if sample.name.startswith(name) else ""
             if suffix in _OPENMETRICS_SUFFIXES:
-                moved.setdefault(suffix, []).append(line + "\n")
+                moved.setdefault(suffix, []).append(line)
             else:
-                append(line + "\n")
+                append(line)
         for suffix, lines in sorted(moved.items()):
             append(f"# HELP {_metric_name(name + suffix)} {help_text}\n")
             append(f"# TYPE {_metric_name(name + suffix)} gauge\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -172,3 +174,24 @@ def test_registering_twice_is_refused() -> None:
     registry = _registry(DocumentCache())
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         registry.register(HierarchyCollector(cache=DocumentCache(), node_name="x"))
+
+
+def test_unchanged_documents_are_not_rebuilt_changed_ones_are() -> None:
+    cache = _filled_cache()
+    collector = HierarchyCollector(cache=cache, node_name="node-a")
+
+    def ready_sample(families: list[Any], cell: str) -> Any:
+        (family,) = [f for f in families if f.name == "kukeon_cell_ready_observed"]
+        return next(s for s in family.samples if s.labels["cell"] == cell)
+
+    first = list(collector.collect())
+    second = list(collector.collect())
+    assert ready_sample(second, "web") is ready_sample(first, "web")
+
+    changed = docs.cell(
+        "r1", "s1", "k1", "web", ready_observed=False, spec_node="node-b", revision=7
+    )
+    cache.apply(WatchEvent("MODIFIED", changed, 7))
+    third = list(collector.collect())
+    assert ready_sample(third, "web").value == 0
+    assert ready_sample(third, "job") is ready_sample(first, "job")
