@@ -17,7 +17,8 @@ Build the kukeon image (Dockerfile at the repository root) with buildah.
   --base-image REF      base image for both stages (default: the Dockerfile's python:slim,
                         or localhost/kukeon-base with --offline)
   --oci-archive PATH    also write the image to PATH as an OCI archive (for `ctr images import`)
-  --storage-dir DIR     private buildah storage (DIR/root, DIR/runroot) instead of the host's
+  --storage-dir DIR     private buildah storage (DIR/root, DIR/runroot; driver overlay, or
+                        $BUILDAH_STORAGE_DRIVER) instead of the host's
   --cache-dir DIR       where the debootstrap rootfs and the wheelhouse (DIR/wheelhouse) are
                         kept between runs
                         (default: ${XDG_CACHE_HOME:-~/.cache}/kukeon/image)
@@ -71,7 +72,7 @@ command -v buildah >/dev/null || { echo "build-image: buildah not found (Debian 
 buildah_cmd=(buildah)
 if [[ -n $storage_dir ]]; then
     mkdir -p "$storage_dir/root" "$storage_dir/runroot"
-    buildah_cmd+=(--root "$storage_dir/root" --runroot "$storage_dir/runroot" --storage-driver vfs)
+    buildah_cmd+=(--root "$storage_dir/root" --runroot "$storage_dir/runroot" --storage-driver "${BUILDAH_STORAGE_DRIVER:-overlay}")
 fi
 
 work=$(mktemp -d)
@@ -142,9 +143,17 @@ with open(sys.argv[1], "rb") as handle:
 print("\n".join(project["project"]["dependencies"]))
 print("\n".join(project["build-system"]["requires"]))
 PY
+    # Asking the index again is only needed when the requirements changed.
+    local stamp="$wheelhouse/.requirements.sha256" wanted
+    wanted=$(sha256sum <"$work/requirements.txt" | cut -d' ' -f1)
+    if [[ -f $stamp && $(cat "$stamp") == "$wanted" ]]; then
+        echo "build-image: wheelhouse $wheelhouse is up to date"
+        return
+    fi
     python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
         --implementation cp --python-version 3.11 "${platform_args[@]}" \
         --dest "$wheelhouse" -r "$work/requirements.txt"
+    echo "$wanted" >"$stamp"
 }
 
 if [[ $offline -eq 1 ]]; then
