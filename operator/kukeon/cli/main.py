@@ -676,17 +676,17 @@ def wait(
 def version(ctx: click.Context, client_only: bool, output: str) -> None:
     """Show the client's and the server's versions."""
     info: dict[str, Any] = {"clientVersion": {"gitVersion": kukeon.__version__}}
+    if output == "text":
+        # The client's version is printed even when the server cannot be reached.
+        click.echo(f"Client Version: {kukeon.__version__}")
     if not client_only:
         info["serverVersion"] = run(ctx, lambda client: client.version())
     if output == "json":
         click.echo(json.dumps(info, indent=2))
     elif output == "yaml":
         click.echo(yaml.safe_dump(info, sort_keys=False).rstrip())
-    else:
-        click.echo(f"Client Version: {kukeon.__version__}")
-        if not client_only:
-            server = info["serverVersion"]
-            click.echo(f"Server Version: {server.get('gitVersion', 'unknown')}")
+    elif not client_only:
+        click.echo(f"Server Version: {info['serverVersion'].get('gitVersion', 'unknown')}")
 
 
 @cli.command()
