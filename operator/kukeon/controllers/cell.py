@@ -318,15 +318,18 @@ class CellController:
         cid = containerd_container_id(
             space=space_name, stack=stack_name, cell=cell_name, container=container.id
         )
-        image_name, image_config = await self.images.ensure(
+        image = await self.images.ensure(
             namespace=namespace, image=effective.image, credentials=credentials
         )
+        image_name = image.name
         secrets = await stage_secrets(effective, files=files, environ=self.facts.environ)
         devices = {
             path: found for path in effective.devices if (found := inspect_host_device(path))
         }
         context = SpecContext(
-            image_config=image_config,
+            image_config=image.config,
+            passwd=image.passwd,
+            group=image.group,
             container_id=cid,
             hostname=cell_name,
             cgroups_path=f"{cgroup_parent}/{container.id}",

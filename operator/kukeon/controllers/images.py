@@ -15,11 +15,14 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.errors import ImageNotFoundError
+from kukeon.runtime.containerd.images import Manifest
 from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
+from kukeon.runtime.containerd.spec import ImageLayer, read_image_user_database
 from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
 
 
@@ -104,6 +107,19 @@ class ImageArchives:
         return await asyncio.to_thread(self._read_index)
 
 
+class ReadyImage(NamedTuple):
+    """An image present in a namespace, with what building a container's spec needs of it."""
+
+    name: str
+    config: ImageConfig
+    passwd: str | None
+    """The image's /etc/passwd (None when it has none): resolves `user` names, gid, HOME."""
+    group: str | None
+
+
+USER_DATABASE_CACHE_SIZE = 256
+
+
 class ImageProvider:
     def __init__(
         self,
@@ -115,6 +131,8 @@ class ImageProvider:
         self.containerd = containerd
         self.archives = archives
         self.insecure_registries = tuple(insecure_registries)
+        # Reading /etc/passwd means reading layers: once per image config, not per pass.
+        self._user_databases: dict[str, tuple[str | None, str | None]] = {}
 
     async def import_archive(self, *, namespace: str, path: Path) -> list[str]:
         """Import an archive into `namespace` and keep it for the other realms."""
@@ -136,8 +154,9 @@ class ImageProvider:
 
     async def ensure(
         self, *, namespace: str, image: str, credentials: Sequence[RegistryCredential]
-    ) -> tuple[str, ImageConfig]:
-        """The image's name in `namespace` and its config, importing or pulling it if needed."""
+    ) -> ReadyImage:
+        """The image's name in `namespace`, its config and user database, importing or
+        pulling it if needed."""
         name = await self._present(namespace, image)
         if name is None:
             archive = await self.archives.find(image)
@@ -164,5 +183,25 @@ class ImageProvider:
                     f"pulling failed: {error}",
                 ) from error
             name = result.name
-        config = await self.containerd.images(namespace).config(name)
-        return name, config
+        images = self.containerd.images(namespace)
+        manifest = await images.manifest(name)
+        config = await images.config(name)
+        passwd, group = await self._user_database(namespace, manifest)
+        return ReadyImage(name=name, config=config, passwd=passwd, group=group)
+
+    async def _user_database(
+        self, namespace: str, manifest: Manifest
+    ) -> tuple[str | None, str | None]:
+        key = manifest.config.digest
+        cached = self._user_databases.get(key)
+        if cached is not None:
+            return cached
+        layers = [ImageLayer(layer.media_type, layer.digest) for layer in manifest.layers]
+        try:
+            found = await read_image_user_database(self.containerd.content(namespace), layers)
+        except ValueError:
+            found = (None, None)  # an unreadable layer format: numeric users still work
+        if len(self._user_databases) >= USER_DATABASE_CACHE_SIZE:
+            self._user_databases.pop(next(iter(self._user_databases)))
+        self._user_databases[key] = found
+        return found

@@ -12,9 +12,9 @@ from .helpers import cell_doc, cell_key, container, exec_in
 pytestmark = pytest.mark.integration
 
 
-def uid_of_pid_1(status: str) -> str:
-    """The real uid of the container's init process, from /proc/1/status."""
-    line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+def uid_of_pid_1(status: str, field: str = "Uid") -> str:
+    """The real uid (or gid) of the container's init process, from /proc/1/status."""
+    line = next(line for line in status.splitlines() if line.startswith(f"{field}:"))
     return line.split()[1]
 
 
@@ -22,7 +22,15 @@ async def test_space_defaults_read_only_root_and_user(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy(defaults={"container": {"readOnlyRootFilesystem": True, "user": "1000:1000"}})
     await k.apply(
-        cell_doc(k, "envelope", [container(k, "plain"), container(k, "admin", user="0:0")])
+        cell_doc(
+            k,
+            "envelope",
+            [
+                container(k, "plain"),
+                container(k, "admin", user="0:0"),
+                container(k, "named", user="user"),
+            ],
+        )
     )
     await k.wait_for(Kind.CELL, cell_key(k, "envelope"), state="Ready")
 
@@ -43,3 +51,8 @@ async def test_space_defaults_read_only_root_and_user(kukeond: Kukeond) -> None:
     code, output = await exec_in(k, "s1_st1_envelope_admin", "touch", "/probe")
     assert code != 0
     assert "Read-only file system" in output
+
+    # A user name resolves through the image's /etc/passwd ("user" is 1000:1000 there).
+    code, output = await exec_in(k, "s1_st1_envelope_named", "cat", "/proc/1/status")
+    assert code == 0, output
+    assert (uid_of_pid_1(output), uid_of_pid_1(output, "Gid")) == ("1000", "1000")
