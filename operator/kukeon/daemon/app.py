@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from prometheus_client import CollectorRegistry
 
 from kukeon.controllers import (
@@ -33,6 +34,7 @@ from kukeon.controllers import (
     register_controllers,
 )
 from kukeon.framework import Operator, Settings
+from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
 from kukeon.runtime.cgroups import open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.network import NetworkSettings, SpaceNetworks
@@ -46,8 +48,14 @@ log = logging.getLogger("kukeon.daemon")
 Stopper = Callable[[], Awaitable[Any]]
 
 
-def etcd_config(config: DaemonConfig, *, endpoints: tuple[str, ...]) -> EtcdConfig:
+def etcd_config(
+    config: DaemonConfig,
+    *,
+    endpoints: tuple[str, ...],
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> EtcdConfig:
     return EtcdConfig(
+        interceptors=tuple(interceptors),
         endpoints=endpoints,
         ca_file=config.etcd_ca_file,
         cert_file=config.etcd_cert_file,
@@ -71,6 +79,11 @@ class Daemon:
     metrics_url: str | None = None
     _stoppers: list[tuple[str, Stopper]] = field(default_factory=list)
 
+    @property
+    def latency(self) -> RequestLatencyMetrics:
+        """etcd and containerd request histograms (one shared set per metrics registry)."""
+        return request_latency_for(self.metrics_registry)
+
     def _on_stop(self, what: str, stopper: Stopper) -> None:
         self._stoppers.append((what, stopper))
 
@@ -93,7 +106,9 @@ class Daemon:
             self._on_stop("embedded etcd", embedded.stop)
             endpoints = (embedded.endpoint,)
             log.info("embedded etcd started at %s", embedded.endpoint)
-        registry = await Registry.connect(etcd_config(config, endpoints=endpoints))
+        registry = await Registry.connect(
+            etcd_config(config, endpoints=endpoints, interceptors=self.latency.etcd_interceptors())
+        )
         self.registry = registry
         self._on_stop("etcd connection", registry.close)
 
@@ -108,7 +123,9 @@ class Daemon:
 
     async def _start_controllers(self, registry: Registry) -> None:
         config = self.config
-        containerd = ContainerdClient(str(config.containerd_address))
+        containerd = ContainerdClient(
+            str(config.containerd_address), interceptors=self.latency.containerd_interceptors()
+        )
         self.containerd = containerd
         self._on_stop("containerd connection", containerd.close)
         version = await containerd.wait_ready(within=30.0)

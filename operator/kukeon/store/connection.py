@@ -73,6 +73,8 @@ class EtcdConfig:
     key_prefix: str = "/kukeon"
     """Root of every key the registry writes (tests use a unique one per case)."""
     channel_options: Sequence[tuple[str, Any]] = field(default=())
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = field(default=())
+    """gRPC client interceptors (kukeond's request-latency histogram)."""
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -162,7 +164,9 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
     async def _open_channel(self) -> grpc.aio.Channel:
         target = await grpc_target(self.config.endpoints)
         if not self.config.uses_tls:
-            return grpc.aio.insecure_channel(target, options=self._channel_options())
+            return grpc.aio.insecure_channel(
+                target, options=self._channel_options(), interceptors=list(self.config.interceptors)
+            )
         ca, cert, key = await asyncio.to_thread(
             lambda: (
                 _read_optional(self.config.ca_file),
@@ -173,7 +177,12 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         credentials = grpc.ssl_channel_credentials(
             root_certificates=ca, private_key=key, certificate_chain=cert
         )
-        return grpc.aio.secure_channel(target, credentials, options=self._channel_options())
+        return grpc.aio.secure_channel(
+            target,
+            credentials,
+            options=self._channel_options(),
+            interceptors=list(self.config.interceptors),
+        )
 
     async def connect(self) -> None:
         if self._connected.is_set():

@@ -16,7 +16,7 @@ hands them out bound to a containerd namespace (``client.tasks("realm.kukeon.io"
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -126,8 +126,10 @@ class ContainerdClient:
         *,
         retry_timeout: float = 30.0,
         call_timeout: float | None = 120.0,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
         self.address = address.removeprefix("unix://")
+        self._interceptors = list(interceptors)
         self.retry_timeout = retry_timeout
         self.call_timeout = call_timeout
         self._channel: grpc.aio.Channel | None = None
@@ -168,7 +170,9 @@ class ContainerdClient:
         return self._generation
 
     def _dial(self) -> None:
-        channel = grpc.aio.insecure_channel(f"unix://{self.address}", options=_CHANNEL_OPTIONS)
+        channel = grpc.aio.insecure_channel(
+            f"unix://{self.address}", options=_CHANNEL_OPTIONS, interceptors=self._interceptors
+        )
         self._channel = channel
         self._stubs = Stubs.for_channel(channel)
         self._generation += 1
