@@ -10,6 +10,7 @@ and is exported as an OCI archive that tests import into the session's private c
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from tests.fixtures.services import require_binary, require_root
 REPO = Path(__file__).resolve().parents[3]
 BUILD_IMAGE = REPO / "hack" / "build-image.sh"
 BUILD_TIMEOUT = 900.0
+# The script's own default, named here so tests can use the wheelhouse it keeps.
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kukeon" / "image"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class BuiltImage:
     archive: Path
     config: dict[str, Any]
     """`buildah inspect` of the image (Docker format: it keeps the HEALTHCHECK)."""
+    wheelhouse: Path
+    """Every wheel kukeon depends on (CPython 3.11, glibc x86_64), plus setuptools and wheel."""
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +66,8 @@ def kukeon_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImag
                 "bash",
                 str(BUILD_IMAGE),
                 "--offline",
+                "--cache-dir",
+                str(CACHE_DIR),
                 "--storage-dir",
                 str(storage),
                 "--tag",
@@ -92,6 +99,7 @@ def kukeon_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImag
             version=package_version,
             archive=archive,
             config=json.loads(inspected.stdout),
+            wheelhouse=CACHE_DIR / "wheelhouse",
         )
     finally:
         subprocess.run(
