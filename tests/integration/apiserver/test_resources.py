@@ -292,3 +292,54 @@ async def test_health_version_metrics(http: aiohttp.ClientSession, api: Api) -> 
     assert "kukeon_apiserver_requests_total" in await metrics.text()
     discovery = await _ok(await http.get(V))
     assert {r["name"] for r in discovery["resources"]} == {"realms", "spaces", "stacks", "cells"}
+
+
+LEVELS = [
+    ("realm", f"{V}/realms", realm_doc("lvl")),
+    ("space", f"{V}/realms/default/spaces", space_doc("lvl")),
+    ("stack", f"{V}/realms/default/spaces/default/stacks", stack_doc("lvl")),
+    ("cell", CELLS, cell_doc("lvl")),
+]
+
+
+@pytest.mark.parametrize(("level", "collection", "doc"), LEVELS, ids=[lv[0] for lv in LEVELS])
+async def test_every_verb_at_every_level(
+    http: aiohttp.ClientSession, level: str, collection: str, doc: dict[str, Any]
+) -> None:
+    await _defaults(http)
+    path = f"{collection}/lvl"
+    created = await _ok(await http.post(collection, json=doc), 201)
+    assert (await _ok(await http.get(path)))["metadata"]["uid"] == created["metadata"]["uid"]
+    assert (await _ok(await http.get(f"{path}/status")))["kind"] == created["kind"]
+
+    replaced = await _ok(
+        await http.put(
+            path, json={**created, "metadata": {**created["metadata"], "labels": {"v": "1"}}}
+        )
+    )
+    assert replaced["metadata"]["labels"] == {"v": "1"}
+    merge = {"Content-Type": "application/merge-patch+json"}
+    patched = await _ok(
+        await http.patch(path, data=b'{"metadata":{"annotations":{"note":"x"}}}', headers=merge)
+    )
+    assert patched["metadata"]["annotations"] == {"note": "x"}
+    assert patched["metadata"]["labels"] == {"v": "1"}
+    status = await _ok(
+        await http.patch(f"{path}/status", data=b'{"status":{"message":"observed"}}', headers=merge)
+    )
+    assert status["status"]["message"] == "observed"
+    full = await _ok(await http.get(path))
+    full["status"]["reason"] = "Because"
+    assert (await _ok(await http.put(f"{path}/status", json=full)))["status"]["reason"] == "Because"
+
+    plural = collection.rsplit("/", 1)[-1]
+    across = await _ok(await http.get(f"{V}/{plural}"))
+    assert "lvl" in [item["metadata"]["name"] for item in across["items"]]
+
+    deleted = await http.delete(path)
+    assert deleted.status in (200, 202), await deleted.text()
+    for _ in range(50):
+        if (await http.get(path)).status == 404:
+            break
+    else:
+        pytest.fail(f"{level} was not deleted")
