@@ -17,12 +17,12 @@ A source must have, in ``realm``: at least one cell that is not Ready, cells wit
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -42,10 +42,9 @@ from kukeon.api import (
 from kukeon.framework import Operator, OperatorRunner, Settings, TemporaryError
 from kukeon.metrics import DaemonMetrics, request_latency_for, serve_metrics
 from kukeon.runtime.containerd import ContainerdClient
-from kukeon.runtime.containerd.client import _CHANNEL_OPTIONS, Stubs
-from kukeon.store import EtcdClient, EtcdConfig, Registry
-from kukeon.store.connection import grpc_target
+from kukeon.store import Registry
 from tests.fixtures.containerd import PrivateContainerd
+from tests.fixtures.kukeond import Kukeond
 from tests.fixtures.services import require_binary
 from tests.integration.metrics.prometheus import PrometheusServer
 
@@ -68,39 +67,6 @@ class MetricsSource:
     @property
     def url(self) -> str:
         return f"http://{self.target}/metrics"
-
-
-class _TimedEtcdClient(EtcdClient):
-    """EtcdClient whose channel carries the latency interceptors.
-
-    Stands in for the ``interceptors=`` parameter the store does not take yet.
-    """
-
-    def __init__(self, config: EtcdConfig, *, interceptors: Sequence[Any]) -> None:
-        super().__init__(config)
-        self._interceptors = list(interceptors)
-
-    async def _open_channel(self) -> grpc.aio.Channel:
-        target = await grpc_target(self.config.endpoints)
-        return grpc.aio.insecure_channel(
-            target, options=self._channel_options(), interceptors=self._interceptors
-        )
-
-
-class _TimedContainerdClient(ContainerdClient):
-    """ContainerdClient whose channel carries the latency interceptors (same reason)."""
-
-    def __init__(self, address: str, *, interceptors: Sequence[Any]) -> None:
-        super().__init__(address, retry_timeout=10.0)
-        self._interceptors = list(interceptors)
-
-    def _dial(self) -> None:
-        channel = grpc.aio.insecure_channel(
-            f"unix://{self.address}", options=_CHANNEL_OPTIONS, interceptors=self._interceptors
-        )
-        self._channel = channel
-        self._stubs = Stubs.for_channel(channel)
-        self._generation += 1
 
 
 def _cell_document(realm: str, space: str, stack: str, name: str) -> Cell:
@@ -184,8 +150,56 @@ async def write_documents(store: Registry, realm: str, node: str) -> None:
         )
 
 
+@pytest.fixture(params=["assembled", "kukeond"])
+def metrics_source(request: pytest.FixtureRequest) -> MetricsSource:
+    """Every scrape test runs against both sources (see the module doc)."""
+    source = request.getfixturevalue(f"{request.param}_metrics_source")
+    assert isinstance(source, MetricsSource)
+    return source
+
+
 @pytest.fixture
-async def metrics_source(
+async def kukeond_metrics_source(kukeond: Kukeond) -> MetricsSource:
+    """A real kukeond (in-process) with real cells: Ready, exited with an error, Failed."""
+    k = kukeond
+    await k.hierarchy()
+
+    def cell(name: str, containers: list[dict[str, Any]]) -> dict[str, Any]:
+        spec = {"realmId": k.realm, "spaceId": "s1", "stackId": "st1", "containers": containers}
+        return {"kind": "Cell", "metadata": {"name": name}, "spec": spec}
+
+    sleeper = {"image": k.image.name, "command": "sleep", "args": ["3600"]}
+    await k.apply(cell("up-1", [{"id": "main", **sleeper}, {"id": "side", **sleeper}]))
+    await k.apply(cell("up-2", [{"id": "main", **sleeper}]))
+    await k.apply(
+        cell(
+            "done",
+            [{"id": "main", "image": k.image.name, "command": "sh", "args": ["-c", "exit 3"]}],
+        )
+    )
+    # A registry on a closed loopback port: the pull fails at once, the cell is Failed.
+    await k.apply(cell("broken", [{"id": "main", "image": "127.0.0.1:1/nothing:v1"}]))
+    for name, state in (
+        ("up-1", "Ready"),
+        ("up-2", "Ready"),
+        ("done", "Error"),
+        ("broken", "Failed"),
+    ):
+        await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", name), state=state)
+
+    async def poke() -> None:
+        found = await k.registry.get(Kind.CELL, (k.realm, "s1", "st1", "up-1"))
+        labels = {**found.metadata.labels, "poked": secrets.token_hex(3)}
+        metadata = found.metadata.model_copy(update={"labels": labels})
+        await k.registry.update(found.model_copy(update={"metadata": metadata}))
+
+    assert k.daemon.metrics_url is not None
+    target = k.daemon.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    return MetricsSource(target=target, store=k.registry, realm=k.realm, poke=poke)
+
+
+@pytest.fixture
+async def assembled_metrics_source(
     registry: Registry, containerd_daemon: PrivateContainerd
 ) -> AsyncIterator[MetricsSource]:
     """kukeond's metrics stack in-process over real etcd and containerd (see the module doc)."""
@@ -195,12 +209,13 @@ async def metrics_source(
 
     collectors = CollectorRegistry()
     latency = request_latency_for(collectors)
-    daemon_store = Registry(
-        client=_TimedEtcdClient(registry.config, interceptors=latency.etcd_interceptors()),
-        config=registry.config,
+    daemon_store = await Registry.connect(
+        dataclasses.replace(registry.config, interceptors=tuple(latency.etcd_interceptors()))
     )
-    containerd = _TimedContainerdClient(
-        containerd_daemon.address, interceptors=latency.containerd_interceptors()
+    containerd = ContainerdClient(
+        containerd_daemon.address,
+        retry_timeout=10.0,
+        interceptors=latency.containerd_interceptors(),
     )
     operator = Operator(
         daemon_store,
