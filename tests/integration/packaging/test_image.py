@@ -3,10 +3,9 @@
 The image is imported once into a containerd namespace of this module's own on the
 session's private containerd, and every check runs a container from it with `ctr run`.
 
-Still to come: running the image as a kukeon *cell* (applied through the API, placed and
-started by kukeond's cell controller) once the daemon's controllers have landed, and
-`kukectl version` reporting the server's version from inside the image, which needs a
-kukeond whose API the container's unprivileged user may reach.
+Running it as a kukeon cell, through kukeond's cell controller, is test_image_as_cell.py.
+Still to come: `kukectl version` reporting the server's version from inside the image,
+which needs a kukeond API that the container's unprivileged user may reach.
 """
 
 from __future__ import annotations

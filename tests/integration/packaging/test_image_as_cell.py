@@ -1,0 +1,64 @@
+"""The kukeon image run the way kukeon runs anything: as a cell, by a real kukeond.
+
+The image built offline is imported into the test realm's containerd namespace, a Cell
+naming it is written to the registry, and kukeond's cell controller creates and starts
+the container (its own cgroup, netns on the space's bridge, log file). The container runs
+`kukectl version --client`; the test reads the exit code from the cell's status and the
+output from the log file the controller writes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kukeon.api import AnyResource, Cell, Kind
+from tests.fixtures.kukeond import Kukeond
+
+from .conftest import BuiltImage
+
+pytestmark = pytest.mark.integration
+
+
+def _exited(cell: AnyResource) -> bool:
+    assert isinstance(cell, Cell)
+    return any(status.exit_code is not None for status in cell.status.containers)
+
+
+async def test_kukectl_version_runs_as_a_kukeon_cell(
+    kukeond: Kukeond, kukeon_image: BuiltImage
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    await controllers.images.import_archive(namespace=k.namespace, path=kukeon_image.archive)
+
+    await k.apply(
+        {
+            "kind": "Cell",
+            "metadata": {"name": "kukectl"},
+            "spec": {
+                "realmId": k.realm,
+                "spaceId": "s1",
+                "stackId": "st1",
+                "containers": [
+                    {
+                        "id": "version",
+                        "image": kukeon_image.name,
+                        "command": "kukectl",
+                        "args": ["version", "--client"],
+                        "restartPolicy": "never",
+                    }
+                ],
+            },
+        }
+    )
+    key = (k.realm, "s1", "st1", "kukectl")
+    cell = await k.wait_for(Kind.CELL, key, until=_exited, within=120)
+
+    assert isinstance(cell, Cell)
+    [container] = cell.status.containers
+    log = k.config.state_dir.joinpath("cells", *key, "logs", "version.log")
+    output = log.read_text() if log.exists() else "(no log file)"
+    assert container.exit_code == 0, f"{container.model_dump(exclude_none=True)}\n{output}"
+    assert f"Client Version: {kukeon_image.version}" in output
