@@ -36,6 +36,7 @@ from kukeon.apiserver.paths import API_ROOT, KINDS
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, status_response
+from kukeon.apiserver.watchhub import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,13 @@ def create_app(
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/apis", groups)
     app.router.add_get(API_ROOT, discovery)
-    ResourceHandlers(registry=registry, settings=settings, closing=closing).add_routes(app)
+    hub = WatchHub(registry=registry)
+
+    async def on_cleanup(_: web.Application) -> None:
+        await hub.close()
+
+    app.on_cleanup.append(on_cleanup)
+    ResourceHandlers(registry=registry, settings=settings, closing=closing, hub=hub).add_routes(app)
     return app
 
 

@@ -35,7 +35,8 @@ from kukeon.apiserver.paths import API_ROOT, KINDS, display_key
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
-from kukeon.store import Conflict, Invalid, LabelSelector, StoreError, WatchEvent, parse_selector
+from kukeon.apiserver.watchhub import EncodedEvent, Item, WatchHub
+from kukeon.store import Conflict, Invalid, LabelSelector, StoreError, parse_selector
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,10 @@ class ResourceHandlers:
         registry: RegistryApi,
         settings: ApiSettings,
         closing: asyncio.Event,
+        hub: WatchHub,
     ) -> None:
         self._registry = registry
+        self._hub = hub
         self._settings = settings
         self._closing = closing
 
@@ -384,10 +387,10 @@ class ResourceHandlers:
                     causes=[Cause("resourceVersion", "must be an integer")],
                 ) from None
 
-        queue: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue(maxsize=1024)
-        pump = asyncio.create_task(self._pump(target, start, queue))
+        subscription = self._hub.subscribe(target.kind, target.scope, start)
+        queue = subscription.queue
         try:
-            first: WatchEvent | BaseException | bool | None = False
+            first: Item | bool = False
             if not initial and self._settings.watch_start_grace > 0:
                 # A compacted revision is refused as soon as etcd sees the watch: give it a
                 # moment so that answer can be a plain HTTP 410 rather than an ERROR event.
@@ -409,41 +412,22 @@ class ResourceHandlers:
                 request=request,
                 stream=stream,
                 queue=queue,
-                first=first if isinstance(first, WatchEvent) or first is None else False,
+                first=first,
                 start=start,
                 visible=visible,
                 stream_for=timeout,
             )
             return response
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
-
-    async def _pump(
-        self,
-        target: Target,
-        start: int,
-        queue: asyncio.Queue[WatchEvent | BaseException | None],
-    ) -> None:
-        try:
-            async for event in self._registry.watch(
-                target.kind, target.scope, resource_version=start
-            ):
-                await queue.put(event)
-            await queue.put(None)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # handed to the handler, which reports it
-            await queue.put(exc)
+            subscription.close()
 
     async def _follow(
         self,
         *,
         request: web.Request,
         stream: _EventWriter,
-        queue: asyncio.Queue[WatchEvent | BaseException | None],
-        first: WatchEvent | bool | None,
+        queue: asyncio.Queue[Item],
+        first: Item | bool,
         start: int,
         visible: Callable[[AnyResource], bool],
         stream_for: float | None,
@@ -453,7 +437,7 @@ class ResourceHandlers:
         interval = self._settings.bookmark_interval
         next_bookmark = loop.time() + interval
         last_rv = start
-        pending: WatchEvent | BaseException | bool | None = first
+        pending: Item | bool = first
         while True:
             if pending is False:
                 now = loop.time()
@@ -487,14 +471,12 @@ class ResourceHandlers:
                     log.error("watch %s failed", stream.kind.value, exc_info=item)
                 await stream.event("ERROR", error.to_status())
                 return
-            assert isinstance(item, WatchEvent)
+            assert isinstance(item, EncodedEvent)
             last_rv = max(last_rv, item.revision)
             if visible(item.object):
-                await stream.event(item.type, to_document(item.object))
+                await stream.raw(item.line)
 
-    async def _bookmark_revision(
-        self, queue: asyncio.Queue[WatchEvent | BaseException | None], last_rv: int
-    ) -> int:
+    async def _bookmark_revision(self, queue: asyncio.Queue[Item], last_rv: int) -> int:
         """A revision an idle watcher can safely resume from.
 
         The store's current revision may be ahead of an event etcd has not yet delivered
@@ -706,6 +688,9 @@ class _EventWriter:
     def __init__(self, response: web.StreamResponse, *, kind: Kind) -> None:
         self._response = response
         self.kind = kind
+
+    async def raw(self, line: bytes) -> None:
+        await self._response.write(line)
 
     async def event(self, event_type: str, obj: Mapping[str, Any]) -> None:
         line = json.dumps({"type": event_type, "object": obj}, separators=(",", ":"))
