@@ -306,3 +306,41 @@ async def test_handler_failures_are_logged_with_the_key(caplog: pytest.LogCaptur
     assert "Realm logged" in records[0].getMessage()
     assert records[0].reason == "UnexpectedError"  # type: ignore[attr-defined]
     assert records[0].retry == 0  # type: ignore[attr-defined]
+
+
+async def test_run_serves_until_a_stop_is_requested() -> None:
+    store = FakeStore()
+    op = operator(store)
+    lifecycle: list[str] = []
+
+    @op.on_startup
+    async def hello(ctx: object) -> None:
+        lifecycle.append("startup")
+
+    @op.on_shutdown
+    async def bye(ctx: object) -> None:
+        lifecycle.append("shutdown")
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        lifecycle.append(obj.metadata.name)
+
+    await store.create(realm("r"))
+    serving = asyncio.create_task(op.run())
+    await OperatorRunner.wait_for(lambda: "r" in lifecycle)
+    op.request_stop()
+    await asyncio.wait_for(serving, 5)
+    assert lifecycle == ["startup", "r", "shutdown"]
+
+
+async def test_a_failing_startup_handler_fails_the_start() -> None:
+    store = FakeStore()
+    op = operator(store)
+
+    @op.on_startup
+    async def broken(ctx: object) -> None:
+        raise RuntimeError("no cgroup mount")
+
+    with pytest.raises(RuntimeError, match="no cgroup mount"):
+        async with OperatorRunner(op):
+            pass
