@@ -5,9 +5,16 @@ naming it is written to the registry, and kukeond's cell controller creates and 
 the container (its own cgroup, netns on the space's bridge, log file). The container runs
 `kukectl version --client`; the test reads the exit code from the cell's status and the
 output from the log file the controller writes.
+
+The same kukeond also answers the image's HEALTHCHECK command (taken from the built
+image's configuration and run here with the host's python) on its API socket.
 """
 
 from __future__ import annotations
+
+import asyncio
+import os
+import sys
 
 import pytest
 
@@ -62,3 +69,19 @@ async def test_kukectl_version_runs_as_a_kukeon_cell(
     output = log.read_text() if log.exists() else "(no log file)"
     assert container.exit_code == 0, f"{container.model_dump(exclude_none=True)}\n{output}"
     assert f"Client Version: {kukeon_image.version}" in output
+
+
+async def test_image_healthcheck_passes_against_a_running_kukeond(
+    kukeond: Kukeond, kukeon_image: BuiltImage
+) -> None:
+    test = kukeon_image.config["Docker"]["config"]["Healthcheck"]["Test"]
+    assert test[:2] == ["CMD", "/opt/kukeon/bin/python"]
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *test[2:],
+        env={**os.environ, "KUKEON_RUN_DIR": str(kukeond.config.run_dir)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(probe.communicate(), 30)
+    assert probe.returncode == 0, (stdout + stderr).decode()
