@@ -1,74 +1,189 @@
-"""Removing what no document owns: containers and cell network attachments of this node.
+"""Removing what no document owns: this node's containers, netns, CNI leases, cgroups, files.
 
 Finalizers make orphans rare (a cell's document stays until its host resources are gone),
 but a document can still disappear behind the daemon's back (removed by hand in etcd, a
-cell reassigned to another node), and a crash can interrupt a teardown. At start and
-periodically the node compares what it runs with what etcd says it should run and removes
-the difference. Only objects this node made are considered: containers carry the node's
-label, attachments are records in this node's state directory.
+cell reassigned to another node), and a crash can interrupt a build or a teardown half way
+(a network namespace made but no CNI attachment recorded yet, an IPAM lease taken but its
+record not written). At start and periodically the node compares what it has on the host
+with what etcd says it should run and removes the difference:
+
+- containers carrying this node's label;
+- cells known from this node's state directory (their files, their attachment record):
+  their cgroup, network attachment and files;
+- network namespaces named `kukeon_<realm>_<space>_<stack>_<cell>` in this node's netns
+  directory that no cell document (of any node) names;
+- host-local IPAM leases held by such an id without a cell (CNI DEL through the space's
+  conflist when it still exists, so the bridge plugin's NAT rules go too).
+
+The host is listed before etcd is read: whatever was made for a document created after that
+read is not in the listing, so a cell being built right now is never taken for an orphan.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import shutil
 from pathlib import Path
 
-from kukeon.api import Cell, Kind
+from kukeon.api import Cell, Kind, Space
+from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.containers import (
     LABEL_CELL,
     LABEL_REALM,
     LABEL_SPACE,
     LABEL_STACK,
     MANAGED_FILTER,
+    Container,
     label_filter,
 )
+from kukeon.runtime.network import bridge_name
 from kukeon.store import Registry
 
 from .cell import LABEL_NODE, CellController, cell_key, network_id
 from .host import Host
+from .space import conflist_file
 
 log = logging.getLogger("kukeon.controllers.gc")
 
+NETWORK_ID_PREFIX = "kukeon_"
 
-async def owned_cells(registry: Registry, *, node_name: str) -> set[tuple[str, ...]]:
-    cells = await registry.list(Kind.CELL)
-    return {
-        cell_key(cell)
-        for cell in cells.items
-        if isinstance(cell, Cell) and cell.spec.node_name in (None, node_name)
+
+class HostInventory:
+    """What this node has on the host, listed before etcd is read."""
+
+    def __init__(self) -> None:
+        self.containers: list[tuple[str, Container]] = []
+        self.cell_dirs: set[tuple[str, ...]] = set()
+        self.attachment_records: set[str] = set()
+        self.netns: set[str] = set()
+        self.leases: dict[str, dict[str, str]] = {}
+        """network name -> lease file name (the address) -> owner id."""
+
+
+async def list_host(host: Host) -> HostInventory:
+    found = HostInventory()
+    node_filter = f"{MANAGED_FILTER},{label_filter({LABEL_NODE: host.settings.node_name})}"
+    for namespace in await host.containerd.namespaces.list():
+        for container in await host.containerd.containers(namespace.name).list(node_filter):
+            found.containers.append((namespace.name, container))
+    settings = host.networks.settings
+    found.cell_dirs = await asyncio.to_thread(_cell_dirs, host.settings.state_dir / "cells")
+    found.attachment_records = await asyncio.to_thread(_record_ids, settings.attachments_dir)
+    found.netns = {
+        name for name in await host.networks.netns.list() if name.startswith(NETWORK_ID_PREFIX)
     }
+    found.leases = await asyncio.to_thread(_lease_owners, settings.ipam_dir)
+    return found
 
 
 async def collect_orphans(*, host: Host, registry: Registry, cells: CellController) -> list[str]:
-    """Remove orphaned containers and attachments; returns what was removed, for the log."""
-    wanted = await owned_cells(registry, node_name=host.settings.node_name)
-    removed: list[str] = []
-    node_filter = f"{MANAGED_FILTER},{label_filter({LABEL_NODE: host.settings.node_name})}"
-    for namespace in await host.containerd.namespaces.list():
-        containers = host.containerd.containers(namespace.name)
-        for container in await containers.list(node_filter):
-            labels = container.labels
-            key = tuple(
-                labels.get(n, "") for n in (LABEL_REALM, LABEL_SPACE, LABEL_STACK, LABEL_CELL)
-            )
-            if key in wanted:
-                continue
-            log.info("removing orphaned container %s/%s", namespace.name, container.id)
-            await cells.remove_container(namespace.name, container.id)
-            removed.append(f"container {namespace.name}/{container.id}")
-
+    """Remove this node's orphans; returns what was removed, for the log."""
+    found = await list_host(host)
+    all_cells = [c for c in (await registry.list(Kind.CELL)).items if isinstance(c, Cell)]
+    node = host.settings.node_name
+    wanted = {cell_key(c) for c in all_cells if c.spec.node_name in (None, node)}
+    named_anywhere = {network_id(cell_key(c)) for c in all_cells}
     wanted_networks = {network_id(key) for key in wanted}
-    records = host.networks.settings.attachments_dir
-    attached = await asyncio.to_thread(_record_ids, records)
-    for cell_id in attached - wanted_networks:
+    removed: list[str] = []
+
+    for namespace, container in found.containers:
+        labels = container.labels
+        key = tuple(labels.get(n, "") for n in (LABEL_REALM, LABEL_SPACE, LABEL_STACK, LABEL_CELL))
+        if key in wanted:
+            continue
+        log.info("removing orphaned container %s/%s", namespace, container.id)
+        await cells.remove_container(namespace, container.id)
+        removed.append(f"container {namespace}/{container.id}")
+
+    conflists = await _conflists(host, registry)
+    for key in sorted(found.cell_dirs - wanted):
+        log.info("removing the cgroup, network and files of orphaned cell %s", "/".join(key))
+        await host.networks.detach_cell(
+            cell_id=network_id(key), cni_config_path=conflists.get(bridge_name(*key[:2]))
+        )
+        await host.cgroups.remove(CgroupPath(key))
+        await asyncio.to_thread(
+            shutil.rmtree, host.settings.state_dir.joinpath("cells", *key), True
+        )
+        removed.append(f"cell {'/'.join(key)}")
+
+    detached = {network_id(key) for key in found.cell_dirs - wanted}
+    stray = (found.attachment_records | (found.netns - named_anywhere)) - wanted_networks
+    for cell_id in sorted(stray - detached):
         log.info("removing orphaned network attachment %s", cell_id)
-        await host.networks.detach_cell(cell_id=cell_id)
+        await host.networks.detach_cell(
+            cell_id=cell_id, cni_config_path=conflists.get(_network_of(cell_id))
+        )
+        detached.add(cell_id)
         removed.append(f"attachment {cell_id}")
+
+    for network, leases in found.leases.items():
+        for address, owner in leases.items():
+            if owner in wanted_networks or not owner.startswith(NETWORK_ID_PREFIX):
+                continue
+            if owner not in detached:
+                with contextlib.suppress(Exception):
+                    await host.networks.detach_cell(
+                        cell_id=owner, cni_config_path=conflists.get(network)
+                    )
+                detached.add(owner)
+            # CNI DEL released it, unless the space's conflist is gone: then it goes by hand.
+            lease = host.networks.settings.ipam_dir / network / address
+            if await asyncio.to_thread(lease.exists):
+                log.info("releasing orphaned IPAM lease %s of %s on %s", address, owner, network)
+                await asyncio.to_thread(lease.unlink, True)
+                removed.append(f"lease {network}/{address}")
     return removed
+
+
+async def _conflists(host: Host, registry: Registry) -> dict[str, Path]:
+    """Bridge (= CNI network name) -> the conflist of its space, for CNI DEL."""
+    spaces = await registry.list(Kind.SPACE)
+    return {
+        bridge_name(space.spec.realm_id, space.metadata.name): conflist_file(
+            space, default_dir=host.settings.cni_conf_dir
+        )
+        for space in spaces.items
+        if isinstance(space, Space)
+    }
+
+
+def _network_of(cell_id: str) -> str:
+    """The bridge of a cell's network id `kukeon_<realm>_<space>_<stack>_<cell>`."""
+    parts = cell_id.removeprefix(NETWORK_ID_PREFIX).split("_")
+    return bridge_name(parts[0], parts[1]) if len(parts) == 4 else ""
 
 
 def _record_ids(directory: Path) -> set[str]:
     if not directory.is_dir():
         return set()
-    return {path.stem for path in directory.glob("kukeon_*.json")}
+    return {path.stem for path in directory.glob(f"{NETWORK_ID_PREFIX}*.json")}
+
+
+def _cell_dirs(root: Path) -> set[tuple[str, ...]]:
+    """Keys of the cells that have a directory under `<state-dir>/cells`."""
+    if not root.is_dir():
+        return set()
+    return {tuple(path.relative_to(root).parts) for path in root.glob("*/*/*/*") if path.is_dir()}
+
+
+def _lease_owners(ipam_dir: Path) -> dict[str, dict[str, str]]:
+    """host-local's lease files: one per address, holding the owner id on its first line."""
+    owners: dict[str, dict[str, str]] = {}
+    if not ipam_dir.is_dir():
+        return owners
+    for network in ipam_dir.iterdir():
+        if not network.is_dir():
+            continue
+        for lease in network.iterdir():
+            if lease.name.startswith("last_reserved_ip") or lease.name == "lock":
+                continue
+            try:
+                first = lease.read_text().splitlines()[:1]
+            except OSError:
+                continue
+            if first:
+                owners.setdefault(network.name, {})[lease.name] = first[0].strip()
+    return owners
