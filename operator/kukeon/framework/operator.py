@@ -100,6 +100,7 @@ class Operator:
         self._elections: dict[str, LeaderElection] = {}
         self._heartbeat: Heartbeat | None = None
         self._started = False
+        self._stopping = False
         self._stopped = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self.logger = KeyedLogger(log, {"node": self.settings.node_name})
@@ -398,6 +399,11 @@ class Operator:
         """Graceful shutdown; ``release_leases=False`` leaves leases to expire (a crash)."""
         if not self._started or self._stopped.is_set():
             return
+        if self._stopping:
+            # A second caller (a signal during shutdown) waits for the first one.
+            await self._stopped.wait()
+            return
+        self._stopping = True
         try:
             await self._cancel(self._tasks)
             if self._queues is not None:
