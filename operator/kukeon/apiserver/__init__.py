@@ -11,7 +11,7 @@ This package may import ``kukeon.api`` and ``kukeon.store``; nothing else of the
 Logs, exec and attach (which need the runtime) are not served yet.
 """
 
-from kukeon.apiserver.app import ReadinessCheck, create_app
+from kukeon.apiserver.app import ReadinessCheck, create_app, long_running
 from kukeon.apiserver.auth import LOCAL_ADMIN, Principal, Role, TokenBook, TokensFileError
 from kukeon.apiserver.runner import ApiServerError, ApiServerRunner, build_runner, serve_api
 from kukeon.apiserver.settings import DEFAULT_SOCKET, ApiSettings
@@ -31,5 +31,6 @@ __all__ = [
     "TokensFileError",
     "build_runner",
     "create_app",
+    "long_running",
     "serve_api",
 ]

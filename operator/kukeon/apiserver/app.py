@@ -22,7 +22,7 @@ import socket
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -79,6 +79,30 @@ def _metrics_for(registry: CollectorRegistry) -> _RequestMetrics:
     return metrics
 
 
+_LONG_RUNNING_ATTR = "kukeon_long_running"
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+def long_running(handler: H) -> H:
+    """Mark a route handler as streaming: the per-request timeout does not apply to it.
+
+    Watches, ``follow=true`` streams and WebSocket upgrades are recognised without it; use
+    it for anything else that legitimately outlives the timeout (e.g. an image upload).
+    """
+    setattr(handler, _LONG_RUNNING_ATTR, True)
+    return handler
+
+
+def is_long_running(request: web.Request) -> bool:
+    if is_watch(request) or request.query.get("follow", "").lower() in {"1", "true", "yes"}:
+        return True
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return True
+    handler = getattr(request.match_info, "handler", None)
+    return bool(getattr(handler, _LONG_RUNNING_ATTR, False))
+
+
 def _on_unix_socket(request: web.Request) -> bool:
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
@@ -128,7 +152,7 @@ def create_app(
         finally:
             if metrics is not None:
                 metrics.requests.labels(request.method, str(code)).inc()
-                if not is_watch(request):
+                if not is_long_running(request):
                     metrics.latency.labels(request.method).observe(time.perf_counter() - started)
 
     @web.middleware
@@ -148,7 +172,7 @@ def create_app(
 
     @web.middleware
     async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if is_watch(request):
+        if is_long_running(request):
             return await handler(request)
         try:
             async with asyncio.timeout(settings.request_timeout):

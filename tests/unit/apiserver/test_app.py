@@ -239,3 +239,25 @@ async def test_editor_may_create_only_its_own_realms(
     other = await client.post(f"{V}/realms", json=realm("other"), headers=_auth(EDITOR))
     assert other.status == 403
     assert [name for name, _ in fake.calls] == ["create"]
+
+
+async def test_long_running_routes_escape_the_request_timeout(fake: FakeRegistry) -> None:
+    from aiohttp import web
+
+    from kukeon.apiserver import long_running
+
+    settings = ApiSettings(socket_path=None, request_timeout=0.2)
+    book = TokenBook.from_document({"tokens": [{"token": ADMIN, "user": "a", "role": "admin"}]})
+    app = create_app(registry=fake, settings=settings, tokens=book)
+
+    async def slow(_: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.5)
+        return web.Response(text="done")
+
+    app.router.add_post("/upload", long_running(slow))
+    app.router.add_get("/stream", slow)
+    async with TestClient(TestServer(app)) as test_client:
+        assert (await test_client.post("/upload", headers=_auth())).status == 200
+        assert (await test_client.get("/stream", headers=_auth())).status == 504
+        followed = await test_client.get("/stream", params={"follow": "true"}, headers=_auth())
+        assert followed.status == 200
