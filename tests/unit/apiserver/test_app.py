@@ -254,7 +254,10 @@ async def test_long_running_routes_escape_the_request_timeout(fake: FakeRegistry
         await asyncio.sleep(0.5)
         return web.Response(text="done")
 
-    app.router.add_post("/upload", long_running(slow))
+    async def upload(request: web.Request) -> web.StreamResponse:
+        return await slow(request)
+
+    app.router.add_post("/upload", long_running(upload))
     app.router.add_get("/stream", slow)
     async with TestClient(TestServer(app)) as test_client:
         assert (await test_client.post("/upload", headers=_auth())).status == 200
