@@ -24,7 +24,8 @@ from tests.fixtures.services import require_binary
 
 from .conftest import BuiltImage
 
-pytestmark = pytest.mark.integration
+# The first test to ask for the image pays for building it (debootstrap on a new machine).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 RUN_TIMEOUT = 120.0
 

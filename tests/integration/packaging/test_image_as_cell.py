@@ -23,7 +23,8 @@ from tests.fixtures.kukeond import Kukeond
 
 from .conftest import BuiltImage
 
-pytestmark = pytest.mark.integration
+# The first test to ask for the image pays for building it (debootstrap on a new machine).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 
 def _exited(cell: AnyResource) -> bool:

@@ -17,7 +17,8 @@ from kukeon.daemon.config import load_config
 
 from .conftest import REPO, BuiltImage
 
-pytestmark = pytest.mark.integration
+# The first test to ask for the image pays for building it (debootstrap on a new machine).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 INSTALL = REPO / "hack" / "install.sh"
 
