@@ -90,6 +90,17 @@ def load_config(path: Path) -> KukectlConfig:
         raise ConfigError(f"{path}: {problems}") from exc
 
 
+def save_config(path: Path, config: KukectlConfig) -> None:
+    """Write the config file (mode 0600: it may hold tokens), creating its directory."""
+    document = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        yaml.safe_dump(document, handle, sort_keys=False)
+    os.replace(temporary, path)
+
+
 def resolve_connection(
     *,
     config: KukectlConfig,

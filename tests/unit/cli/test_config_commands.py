@@ -1,0 +1,61 @@
+"""kukectl config: set-context, use-context, get-contexts, view (no server needed)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from kukeon.cli.main import cli
+
+
+def test_context_lifecycle(tmp_path: Path) -> None:
+    path = tmp_path / "kukeon" / "config.yaml"
+    runner = CliRunner()
+
+    def kukectl(*args: str) -> tuple[int, str]:
+        result = runner.invoke(cli, ["--config", str(path), *args])
+        return result.exit_code, result.output
+
+    assert kukectl("config", "set-context", "local", "--server", "unix:///run/k.sock") == (
+        0,
+        "context 'local' created\n",
+    )
+    code, _ = kukectl(
+        "config", "set-context", "prod", "--server", "https://10.0.0.5:6443", "--token", "s3cret"
+    )
+    assert code == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds tokens
+    stored = yaml.safe_load(path.read_text())
+    assert stored["currentContext"] == "local"  # the first context became current
+    assert stored["contexts"][1] == {
+        "name": "prod",
+        "server": "https://10.0.0.5:6443",
+        "token": "s3cret",
+    }
+
+    assert kukectl("config", "use-context", "prod") == (0, "switched to context 'prod'\n")
+    code, listing = kukectl("config", "get-contexts")
+    assert listing.splitlines() == [
+        "CURRENT   NAME    SERVER",
+        "          local   unix:///run/k.sock",
+        "*         prod    https://10.0.0.5:6443",
+    ]
+    code, view = kukectl("config", "view")
+    assert "s3cret" not in view
+    assert "REDACTED" in view
+
+    code, _ = kukectl("config", "set-context", "prod", "--certificate-authority", "ca.crt")
+    assert code == 0
+    prod = yaml.safe_load(path.read_text())["contexts"][1]
+    assert prod["token"] == "s3cret"  # kept
+    assert prod["certificateAuthority"].endswith("/ca.crt")
+
+    code, output = kukectl("config", "use-context", "nope")
+    assert code == 2
+    assert "context 'nope' not found" in output
+    code, output = kukectl("config", "set-context", "bad", "--server", "http://x:1")
+    assert code == 2
+    assert "https" in output
