@@ -371,7 +371,6 @@ def test_external_etcd_secrets_of_the_operator_are_referenced_not_created(
             "etcd.external.tls.existingSecret",
         ),
         ({"api": {"tls": {"cert": FAKE_CERT}}}, "api.tls.cert and api.tls.key"),
-        ({"etcd": {"replicas": 0}}, "etcd.replicas must be at least 1"),
     ],
 )
 def test_incomplete_values_are_refused_with_the_key_to_fix(
@@ -466,3 +465,40 @@ def test_chart_app_version_is_the_package_version() -> None:
     pyproject = (CHART.parents[1] / "pyproject.toml").read_text()
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert f'version = "{chart["appVersion"]}"' in pyproject
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"etcd": {"extrnal": {"enabled": True}}}, "/etcd': additional properties 'extrnal'"),
+        ({"etcd": {"replicas": 0}}, "/etcd/replicas': minimum"),
+        (
+            {"api": {"tokens": {"items": [{"token": "short", "user": "a", "role": "root"}]}}},
+            "/api/tokens/items/0/role",
+        ),
+        ({"kukeond": {"hostPaths": {"stateDir": "var/lib/kukeon"}}}, "/kukeond/hostPaths/stateDir"),
+        ({"etcd": {"external": {"endpoints": ["etcd:2379"]}}}, "/etcd/external/endpoints/0"),
+    ],
+)
+def test_values_schema_names_a_mistyped_or_malformed_value(
+    helm: Any, values: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(helm.HelmValuesError) as raised:
+        render(helm, values)
+    assert where in str(raised.value)
+
+
+def test_values_schema_knows_every_default_value() -> None:
+    """values.yaml and values.schema.json describe the same keys."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(value: Any, node: dict[str, Any], where: str) -> None:
+        if not isinstance(value, dict) or node.get("additionalProperties") is not False:
+            return
+        properties = node["properties"]
+        assert set(value) <= set(properties), f"{where}: {set(value) - set(properties)}"
+        for key, child in value.items():
+            walk(child, properties[key], f"{where}.{key}")
+
+    walk(values, schema, "values")
