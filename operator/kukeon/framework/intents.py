@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -91,9 +91,6 @@ class HandlerRegistry:
         """Every kind something was registered for, in hierarchy order."""
         wanted = {*self.reconcilers, *self.finalizers, *(t.kind for t in self.timers)}
         return [kind for kind in Kind if kind in wanted]
-
-    def timers_of(self, kind: Kind) -> Iterator[TimerIntent]:
-        return (timer for timer in self.timers if timer.kind == kind)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -344,3 +344,26 @@ async def test_a_failing_startup_handler_fails_the_start() -> None:
     with pytest.raises(RuntimeError, match="no cgroup mount"):
         async with OperatorRunner(op):
             pass
+
+
+async def test_trigger_runs_an_unchanged_known_object_again() -> None:
+    store = FakeStore()
+    op = operator(store)
+    causes: list[str] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        causes.append(ctx.cause)
+
+    await store.create(realm("r"))
+    assert not op.running
+    assert not op.trigger(Kind.REALM, ("r",))
+    async with OperatorRunner(op) as runner:
+        assert op.running
+        await runner.wait_for(lambda: causes == ["change"])
+        assert op.trigger(Kind.REALM, ("r",))
+        assert not op.trigger(Kind.REALM, ("unknown",))
+        await runner.wait_for(lambda: len(causes) == 2)
+        await runner.wait_idle()
+    assert not op.running
+    assert len(causes) == 2
