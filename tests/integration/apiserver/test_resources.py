@@ -291,7 +291,8 @@ async def test_health_version_metrics(http: aiohttp.ClientSession, api: Api) -> 
     assert metrics.status == 200
     assert "kukeon_apiserver_requests_total" in await metrics.text()
     discovery = await _ok(await http.get(V))
-    assert {r["name"] for r in discovery["resources"]} == {"realms", "spaces", "stacks", "cells"}
+    served = {r["name"] for r in discovery["resources"]}
+    assert {"realms", "spaces", "stacks", "cells"} <= served
 
 
 LEVELS = [
