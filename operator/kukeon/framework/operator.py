@@ -311,6 +311,8 @@ class Operator:
             metrics=self.metrics,
         )
         for kind in self.handlers.kinds():
+            # Present from the start, so a dashboard sees 0 rather than no series.
+            self.metrics.queue_depth.labels(kind.value).set(0)
             watcher = KindWatcher(
                 kind=kind,
                 store=self.store,
