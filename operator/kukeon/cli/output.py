@@ -78,6 +78,20 @@ def _cell_restarts(res: AnyResource) -> str:
     return str(sum(c.restart_count for c in res.status.containers))
 
 
+_WIDE_COLUMNS: dict[Kind, list[str]] = {
+    Kind.REALM: ["NAMESPACE", "CGROUP"],
+    Kind.SPACE: ["BRIDGE", "SUBNET", "CGROUP"],
+    Kind.STACK: ["CGROUP"],
+    Kind.CELL: ["IP", "NODE", "CGROUP"],
+}
+
+
+def _text(obj: Any, field: str) -> str:
+    """A status field as table text; kinds without it show <none>."""
+    value = getattr(obj, field, None)
+    return NONE if value in (None, "") else str(value)
+
+
 def _columns(kind: Kind, *, wide: bool, with_parents: bool) -> list[str]:
     parents = [KINDS[p].kind.value.upper() for p in KINDS[kind].parents] if with_parents else []
     columns = [*parents, "NAME", "STATE"]
@@ -85,12 +99,7 @@ def _columns(kind: Kind, *, wide: bool, with_parents: bool) -> list[str]:
         columns += ["READY", "RESTARTS"]
     columns.append("AGE")
     if wide:
-        columns += {
-            Kind.REALM: ["NAMESPACE", "CGROUP"],
-            Kind.SPACE: ["BRIDGE", "SUBNET", "CGROUP"],
-            Kind.STACK: ["CGROUP"],
-            Kind.CELL: ["IP", "NODE", "CGROUP"],
-        }[kind]
+        columns += _WIDE_COLUMNS.get(kind, [])
     return columns
 
 
@@ -101,9 +110,9 @@ def _row(res: AnyResource, now: datetime, *, wide: bool, with_parents: bool) -> 
     if kind == Kind.CELL:
         row += [_cell_ready(res), _cell_restarts(res)]
     row.append(age(res, now))
-    if wide:
+    if wide and kind in _WIDE_COLUMNS:
         status = res.status
-        cgroup = status.cgroup_path or NONE
+        cgroup = _text(status, "cgroup_path")
         if kind == Kind.REALM:
             row += [getattr(res.spec, "namespace", None) or NONE, cgroup]
         elif kind == Kind.SPACE:
@@ -253,13 +262,13 @@ def describe(res: AnyResource, *, now: datetime | None = None) -> str:
     status = res.status
     status_pairs: list[tuple[str, Sequence[str] | str]] = [
         ("State", _state(res)),
-        ("Reason", status.reason or NONE),
-        ("Message", status.message or NONE),
-        ("Observed Generation", str(status.observed_generation)),
-        ("Node", status.node_name or NONE),
-        ("Cgroup", status.cgroup_path or NONE),
-        ("Updated", _when(status.updated_at, when)),
-        ("Ready Since", _when(status.ready_at, when)),
+        ("Reason", _text(status, "reason")),
+        ("Message", _text(status, "message")),
+        ("Observed Generation", _text(status, "observed_generation")),
+        ("Node", _text(status, "node_name")),
+        ("Cgroup", _text(status, "cgroup_path")),
+        ("Updated", _when(getattr(status, "updated_at", None), when)),
+        ("Ready Since", _when(getattr(status, "ready_at", None), when)),
     ]
     if kind == Kind.CELL:
         status_pairs.append(("IP", status.network.ip or NONE))
