@@ -89,7 +89,18 @@ async def exec_in(k: Kukeond, cid: str, *argv: str, within: float = 20.0) -> tup
     await tasks.start(cid, exec_id=exec_id)
     status = await asyncio.wait_for(waiting, within)
     await tasks.delete_process(cid, exec_id)
-    return status.code, log.read_text() if log.exists() else ""
+    # The shim may report the exit before it has copied the last output to the file.
+    output = ""
+    for _attempt in range(10):
+        output = await asyncio.to_thread(_read_if_present, log)
+        if output:
+            break
+        await asyncio.sleep(0.1)
+    return status.code, output
+
+
+def _read_if_present(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def cgroup_dirs(k: Kukeond, *parts: str) -> list[Path]:

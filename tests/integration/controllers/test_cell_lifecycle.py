@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from kukeon.api import Cell, Kind
-from kukeon.runtime.containerd.tasks import TaskIO
 from tests.fixtures.kukeond import Kukeond
+
+from .helpers import exec_in
 
 pytestmark = pytest.mark.integration
 
@@ -29,23 +28,6 @@ def cell_doc(
             **spec,
         },
     }
-
-
-async def exec_in(k: Kukeond, cid: str, *argv: str, within: float = 20.0) -> tuple[int, str]:
-    """Run a process in a running container's task; returns its exit code and output."""
-    tasks = k.containerd.tasks(k.namespace)
-    container = await k.containerd.containers(k.namespace).get(cid)
-    process = dict(container.spec["process"])
-    process["args"] = list(argv)
-    process["terminal"] = False
-    log = k.config.state_dir / f"exec-{cid}-{asyncio.get_running_loop().time()}.log"
-    exec_id = f"t{int(asyncio.get_running_loop().time() * 1000)}"
-    await tasks.exec(cid, exec_id, process=process, io=TaskIO.log_file(log))
-    waiting = asyncio.ensure_future(tasks.wait(cid, exec_id=exec_id))
-    await tasks.start(cid, exec_id=exec_id)
-    status = await asyncio.wait_for(waiting, within)
-    await tasks.delete_process(cid, exec_id)
-    return status.code, log.read_text() if log.exists() else ""
 
 
 async def test_two_container_cell_becomes_ready(kukeond: Kukeond) -> None:
