@@ -34,7 +34,8 @@ pytestmark = pytest.mark.e2e
 class ThreadedApi:
     """An API server (and its registry) living on an event loop in a background thread."""
 
-    def __init__(self, etcd: EtcdServer, prefix: str) -> None:
+    def __init__(self, etcd: EtcdServer, prefix: str, **settings: Any) -> None:
+        self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.directory = Path(tempfile.mkdtemp(prefix="kukectl-e2e-"))
@@ -54,7 +55,8 @@ class ThreadedApi:
         async def up() -> None:
             self.registry = await Registry.connect(self.etcd.config(key_prefix=self.prefix))
             self.runner = await serve_api(
-                ApiSettings(socket_path=self.socket, socket_group=None), self.registry
+                ApiSettings(socket_path=self.socket, socket_group=None, **self.settings),
+                self.registry,
             )
 
         self.call(up())
@@ -411,3 +413,82 @@ def test_sync_client(server: ThreadedApi) -> None:
         with pytest.raises(ApiRequestError) as missing:
             client.get(Kind.REALM, ("s",))
         assert missing.value.code == 404
+
+
+def test_kukectl_over_https_with_token(etcd_server: EtcdServer, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.fixtures.services import free_tcp_port, require_binary
+
+    require_binary("openssl", "openssl")
+    pki = tmp_path / "pki"
+    subprocess.run(
+        [
+            "bash",
+            str(Path(__file__).resolve().parents[2] / "hack/make-ca.sh"),
+            "--out",
+            str(pki),
+            "--quiet",
+            "--hosts",
+            "127.0.0.1,localhost",
+        ],
+        check=True,
+    )
+    token = uuid.uuid4().hex
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(f"tokens:\n  - token: {token}\n    user: ops\n    role: admin\n")
+    port = free_tcp_port()
+    api = ThreadedApi(
+        etcd_server,
+        f"/kukectl-tls-{uuid.uuid4().hex[:12]}",
+        tcp_address=f"127.0.0.1:{port}",
+        tls_cert_file=pki / "server.crt",
+        tls_key_file=pki / "server.key",
+        tokens_file=tokens,
+    )
+    api.start()
+    try:
+        config = tmp_path / "config.yaml"
+        runner = CliRunner()
+
+        def kukectl(*args: str, stdin: str | None = None) -> Result:
+            return runner.invoke(cli, ["--config", str(config), *args], input=stdin)
+
+        assert (
+            kukectl(
+                "config",
+                "set-context",
+                "remote",
+                "--server",
+                f"https://127.0.0.1:{port}",
+                "--token",
+                token,
+                "--certificate-authority",
+                str(pki / "ca.crt"),
+            ).exit_code
+            == 0
+        )
+        applied = kukectl("apply", "-f", "-", stdin=REALM_R)
+        assert applied.exit_code == 0, applied.output
+        assert applied.output == "realm/r created\n"
+        assert kukectl("get", "realms", "-o", "name").output == "realm/r\n"
+        wrong = kukectl("--token", "not-the-token", "get", "realms")
+        assert wrong.exit_code == 1
+        assert "Unauthorized" in wrong.output
+        untrusted = runner.invoke(
+            cli,
+            [
+                "--server",
+                f"https://127.0.0.1:{port}",
+                "--token",
+                token,
+                "--config",
+                str(tmp_path / "none.yaml"),
+                "get",
+                "realms",
+            ],
+        )
+        assert untrusted.exit_code == 1
+        assert "certificate" in untrusted.output.lower()
+    finally:
+        api.stop()
