@@ -373,6 +373,13 @@ async def bench(sizes: list[int], rounds: list[int]) -> tuple[list[SizeResult], 
             await client.close()
         if config is not None:
             await sweep_host(config, realm=REALM, spaces=[SPACE])
+            for _ in range(3):  # kukeond bind-mounts the netns directory on itself
+                await asyncio.to_thread(
+                    subprocess.run,
+                    ["umount", "-l", str(config.netns_dir)],
+                    check=False,
+                    capture_output=True,
+                )
         await asyncio.to_thread(containerd_daemon.teardown)
         with contextlib.suppress(Exception):
             await etcd.stop()
