@@ -30,6 +30,15 @@ from kukeon.api.kinds import (
 )
 from kukeon.api.manifests import ManifestError, dump_manifests, load_manifests
 from kukeon.api.meta import API_VERSION, DEFAULT_PARENT, GROUP, VERSION, Kind, ObjectMeta, Resource
+from kukeon.api.node import (
+    Node,
+    NodeAddress,
+    NodeCondition,
+    NodeResources,
+    NodeSpec,
+    NodeState,
+    NodeStatus,
+)
 from kukeon.api.realm import Realm, RealmSpec, RealmStatus, RegistryCredentials
 from kukeon.api.space import (
     EgressAllowRule,
@@ -81,6 +90,13 @@ __all__ = [
     "InvalidResource",
     "Kind",
     "ManifestError",
+    "Node",
+    "NodeAddress",
+    "NodeCondition",
+    "NodeResources",
+    "NodeSpec",
+    "NodeState",
+    "NodeStatus",
     "ObjectMeta",
     "Realm",
     "RealmSpec",

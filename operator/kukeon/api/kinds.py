@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from kukeon.api.cell import Cell
 from kukeon.api.meta import API_VERSION, LEGACY_API_VERSION, Kind, Resource
+from kukeon.api.node import Node
 from kukeon.api.realm import Realm
 from kukeon.api.space import Space
 from kukeon.api.stack import Stack
@@ -31,6 +32,7 @@ KIND_MODELS: dict[Kind, type[Resource[Any, Any]]] = {
     Kind.SPACE: Space,
     Kind.STACK: Stack,
     Kind.CELL: Cell,
+    Kind.NODE: Node,
 }
 
 # A resource of any kind, for code that handles all kinds alike (`Resource` is generic).
@@ -83,7 +85,7 @@ def to_document(res: AnyResource) -> dict[str, Any]:
 def scope_of(res: AnyResource) -> tuple[str, ...]:
     """The names of the resource's parents, outermost first."""
     spec = res.spec
-    if isinstance(res, Realm):
+    if isinstance(res, Realm | Node):
         return ()
     if isinstance(res, Space):
         return (spec.realm_id,)

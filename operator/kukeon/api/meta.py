@@ -44,6 +44,7 @@ class Kind(StrEnum):
     SPACE = "Space"
     STACK = "Stack"
     CELL = "Cell"
+    NODE = "Node"
 
 
 class KukeonModel(BaseModel):

@@ -31,7 +31,7 @@ from kukeon.api import (
 )
 from kukeon.apiserver.auth import Principal, Role, Verb, denial
 from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
-from kukeon.apiserver.paths import API_ROOT, KINDS, display_key
+from kukeon.apiserver.paths import API_ROOT, HIERARCHY, KINDS, display_key
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
@@ -49,6 +49,7 @@ _LEVEL_PARAMS: Mapping[Kind, str] = {
     Kind.SPACE: "space",
     Kind.STACK: "stack",
     Kind.CELL: "cell",
+    Kind.NODE: "node",
 }
 _PATCH_RETRIES = 5
 
@@ -660,11 +661,10 @@ class ResourceHandlers:
         return _is_true(request.query.get("cascade"))
 
     async def _check_childless(self, target: Target) -> None:
-        kinds = list(KINDS)
-        position = kinds.index(target.kind)
-        if position + 1 >= len(kinds):
+        kinds = list(HIERARCHY)
+        if target.kind not in kinds or kinds.index(target.kind) + 1 >= len(kinds):
             return
-        child = kinds[position + 1]
+        child = kinds[kinds.index(target.kind) + 1]
         children = await self._store(target, self._registry.list(child, target.key))
         if children.items:
             names = ", ".join(res.metadata.name for res in children.items[:10])

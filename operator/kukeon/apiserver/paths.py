@@ -7,6 +7,7 @@ object, and each kind is also listed across all parents at the group-version roo
     /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}
     /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}/stacks/{stack}
     /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}/stacks/{stack}/cells/{cell}
+    /apis/kukeon.io/v1beta1/nodes/{node}                   (fleet-wide, no parent)
     /apis/kukeon.io/v1beta1/{spaces|stacks|cells}          (every parent)
 
 Each object path has a ``/status`` subresource.
@@ -52,6 +53,7 @@ KINDS: Mapping[Kind, KindInfo] = {
         ("realmId", "spaceId", "stackId"),
         ("cell", "cells", "ce"),
     ),
+    Kind.NODE: KindInfo(Kind.NODE, "nodes", (), (), ("node", "nodes", "no")),
 }
 
 HIERARCHY: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL)

@@ -5,6 +5,7 @@
 <prefix>/registry/spaces/<realm>/<space>
 <prefix>/registry/stacks/<realm>/<space>/<stack>
 <prefix>/registry/cells/<realm>/<space>/<stack>/<cell>
+<prefix>/registry/nodes/<node>
 ```
 
 One prefix per kind lets a kind be listed and watched across all parents with one range.
@@ -37,6 +38,7 @@ KINDS: Mapping[Kind, KindInfo] = {
         KindInfo(Kind.SPACE, "spaces", Kind.REALM),
         KindInfo(Kind.STACK, "stacks", Kind.SPACE),
         KindInfo(Kind.CELL, "cells", Kind.STACK),
+        KindInfo(Kind.NODE, "nodes", None),
     )
 }
 

@@ -321,6 +321,7 @@ def test_kind_models() -> None:
         Kind.SPACE: "Space",
         Kind.STACK: "Stack",
         Kind.CELL: "Cell",
+        Kind.NODE: "Node",
     }
 
 

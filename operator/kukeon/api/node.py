@@ -1,0 +1,76 @@
+"""The node: one kukeond host of the fleet, registered by that kukeond itself.
+
+A node is a top-level kind (no parent). Its labels (`metadata.labels`) are what a cell's
+`nodeSelector` matches; `spec.unschedulable` is the cordon. The status is written by the
+node's own kukeond (capacity, addresses, heartbeat) and by the scheduler leader, which
+marks a node `NotReady` when its heartbeat lease is gone.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from kukeon.api.meta import Kind, KukeonModel, NullableList, OptionalString, Resource, Timestamp
+
+
+class NodeState(StrEnum):
+    READY = "Ready"
+    NOT_READY = "NotReady"
+    UNKNOWN = "Unknown"
+
+
+class NodeSpec(KukeonModel):
+    unschedulable: bool = False
+    """Cordoned: the scheduler places no new cell here (running cells stay)."""
+
+
+class NodeAddress(KukeonModel):
+    type: str
+    """`InternalIP`, `Hostname`, ..."""
+    address: str
+
+
+class NodeResources(KukeonModel):
+    cpus: int = Field(default=0, ge=0)
+    memory_bytes: int = Field(default=0, ge=0)
+    cgroup_mode: OptionalString = None
+    """`v2`, `v1` or `hybrid`, as detected on the host."""
+    containerd_version: OptionalString = None
+    runc_version: OptionalString = None
+    cni_plugins: NullableList[str] = Field(default_factory=list)
+
+
+class NodeCondition(KukeonModel):
+    type: str
+    """`Ready`, `MemoryPressure`, ..."""
+    status: Literal["True", "False", "Unknown"] = "Unknown"
+    reason: OptionalString = None
+    message: OptionalString = None
+    last_transition_time: Timestamp = None
+
+
+class NodeStatus(KukeonModel):
+    state: NodeState = NodeState.UNKNOWN
+    reason: OptionalString = None
+    message: OptionalString = None
+    addresses: NullableList[NodeAddress] = Field(default_factory=list)
+    capacity: NodeResources = Field(default_factory=NodeResources)
+    allocatable: NodeResources = Field(default_factory=NodeResources)
+    """What cells may use: capacity minus what the host keeps for itself."""
+    conditions: NullableList[NodeCondition] = Field(default_factory=list)
+    last_heartbeat_time: Timestamp = None
+    observed_generation: int = Field(default=0, ge=0)
+    node_name: OptionalString = None
+    """The kukeond that wrote this status last (the node itself, or the scheduler leader)."""
+    updated_at: Timestamp = None
+
+
+class Node(Resource[NodeSpec, NodeStatus]):
+    """A kukeond host; its name is the daemon's `nodeName`."""
+
+    kind: Literal[Kind.NODE] = Kind.NODE
+    spec: NodeSpec = Field(default_factory=NodeSpec)
+    status: NodeStatus = Field(default_factory=NodeStatus)
