@@ -13,6 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ import yaml
 from kukeon.apiserver.auth import TokenBook
 from kukeon.daemon.config import DaemonConfig, load_config
 from tests.fixtures.services import unavailable
+from tests.unit.packaging.healthz import HealthzServer
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "kukeon"
 DASHBOARD = CHART / "dashboards" / "kukeon.json"
@@ -62,7 +66,7 @@ def helm() -> Any:
 @pytest.fixture(scope="module")
 def kubernetes_validate() -> Any:
     try:
-        import kubernetes_validate
+        import kubernetes_validate  # type: ignore[import-untyped]
     except ImportError:
         unavailable("kubernetes-validate is not installed (pip install kubernetes-validate)")
     return kubernetes_validate
@@ -227,6 +231,16 @@ def test_default_values_run_kukeond_everywhere_with_a_three_member_etcd(
     )
     assert config.api_tokens_file == Path("/etc/kukeon/api-tokens/tokens.yaml")
     assert config.etcd_ca_file is None
+    # What kukeond uses is what the DaemonSet mounts from the host.
+    mounted = set(mounts_by_path(daemonset_pod(documents)))
+    assert {
+        str(config.containerd_address),
+        str(config.state_dir),
+        str(config.run_dir),
+        str(config.netns_dir),
+        str(config.cni_conf_dir),
+        *map(str, config.cni_bin_dirs),
+    } <= mounted
 
 
 def test_kukeond_runs_privileged_with_the_host_mounts(helm: Any) -> None:
@@ -502,3 +516,26 @@ def test_values_schema_knows_every_default_value() -> None:
             walk(child, properties[key], f"{where}.{key}")
 
     walk(values, schema, "values")
+
+
+def test_liveness_probe_asks_healthz_on_the_api_socket(helm: Any) -> None:
+    """The DaemonSet's probe, run here against a server on a socket in a scratch runDir."""
+    with tempfile.TemporaryDirectory(prefix="kk-probe-") as directory:
+        run_dir = Path(directory)
+        values = {"kukeond": {"hostPaths": {"runDir": str(run_dir)}}}
+        probe = daemonset_pod(manifests(helm, values))["containers"][0]["livenessProbe"]
+        command = probe["exec"]["command"]
+        assert command[0] == "/opt/kukeon/bin/python"
+
+        def run() -> int:
+            return subprocess.run(
+                [sys.executable, *command[1:]], capture_output=True, timeout=20, check=False
+            ).returncode
+
+        assert run() != 0  # nothing listens yet
+        server = HealthzServer(run_dir / "kukeond.sock", 200)
+        try:
+            assert run() == 0
+            assert server.requests[0].startswith(b"GET /healthz HTTP/1.0\r\n")
+        finally:
+            server.close()

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.unit.packaging.healthz import HealthzServer
 
 REPO = Path(__file__).resolve().parents[3]
 DOCKERFILE = REPO / "Dockerfile"
@@ -85,35 +85,6 @@ def test_documents_what_kukeond_needs_from_the_host() -> None:
         assert needed in text, needed
 
 
-class _Healthz:
-    """An HTTP/1.0 server on a unix socket answering every request with one status."""
-
-    def __init__(self, path: Path, status: int) -> None:
-        self.status = status
-        self.requests: list[bytes] = []
-        self.listener = socket.socket(socket.AF_UNIX)
-        self.listener.bind(str(path))
-        self.listener.listen()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            with connection:
-                self.requests.append(connection.recv(4096))
-                reason = "OK" if self.status == 200 else "Service Unavailable"
-                connection.sendall(
-                    f"HTTP/1.1 {self.status} {reason}\r\nContent-Length: 2\r\n\r\nok".encode()
-                )
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.fixture
 def run_dir() -> Iterator[Path]:
     # A short path: unix socket paths are limited to 107 bytes.
@@ -135,7 +106,7 @@ def probe(run_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_healthcheck_passes_when_healthz_answers_200(run_dir: Path) -> None:
-    server = _Healthz(run_dir / "kukeond.sock", 200)
+    server = HealthzServer(run_dir / "kukeond.sock", 200)
     try:
         result = probe(run_dir)
     finally:
@@ -145,7 +116,7 @@ def test_healthcheck_passes_when_healthz_answers_200(run_dir: Path) -> None:
 
 
 def test_healthcheck_fails_when_healthz_answers_an_error(run_dir: Path) -> None:
-    server = _Healthz(run_dir / "kukeond.sock", 503)
+    server = HealthzServer(run_dir / "kukeond.sock", 503)
     try:
         result = probe(run_dir)
     finally:
