@@ -58,7 +58,8 @@ class Controllers:
         self._background: list[asyncio.Task[None]] = []
 
     def runs_here(self, cell: Cell) -> bool:
-        return cell.spec.node_name in (None, self.host.settings.node_name)
+        # Only cells assigned to this node: the scheduler (issue 10) places the others.
+        return cell.spec.node_name == self.host.settings.node_name
 
     async def collect_orphans(self) -> list[str]:
         return await collect_orphans(host=self.host, registry=self.registry, cells=self.cells)

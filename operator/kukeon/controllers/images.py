@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.errors import ImageNotFoundError
-from kukeon.runtime.containerd.images import Manifest
+from kukeon.runtime.containerd.images import Manifest, parse_image_config
 from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
 from kukeon.runtime.containerd.spec import ImageLayer, read_image_user_database
@@ -117,7 +117,7 @@ class ReadyImage(NamedTuple):
     group: str | None
 
 
-USER_DATABASE_CACHE_SIZE = 256
+RUN_FACTS_CACHE_SIZE = 256
 
 
 class ImageProvider:
@@ -131,8 +131,7 @@ class ImageProvider:
         self.containerd = containerd
         self.archives = archives
         self.insecure_registries = tuple(insecure_registries)
-        # Reading /etc/passwd means reading layers: once per image config, not per pass.
-        self._user_databases: dict[str, tuple[str | None, str | None]] = {}
+        self._run_facts_cache: dict[str, tuple[ImageConfig, str | None, str | None]] = {}
 
     async def import_archive(self, *, namespace: str, path: Path) -> list[str]:
         """Import an archive into `namespace` and keep it for the other realms."""
@@ -183,25 +182,31 @@ class ImageProvider:
                     f"pulling failed: {error}",
                 ) from error
             name = result.name
-        images = self.containerd.images(namespace)
-        manifest = await images.manifest(name)
-        config = await images.config(name)
-        passwd, group = await self._user_database(namespace, manifest)
+        manifest = await self.containerd.images(namespace).manifest(name)
+        config, passwd, group = await self._run_facts(namespace, name, manifest)
         return ReadyImage(name=name, config=config, passwd=passwd, group=group)
 
-    async def _user_database(
-        self, namespace: str, manifest: Manifest
-    ) -> tuple[str | None, str | None]:
+    async def _run_facts(
+        self, namespace: str, name: str, manifest: Manifest
+    ) -> tuple[ImageConfig, str | None, str | None]:
+        """The image config and user database, read once per config digest (content-addressed,
+        so the same in every namespace): every reconcile pass needs them, and reading
+        /etc/passwd means reading layers."""
         key = manifest.config.digest
-        cached = self._user_databases.get(key)
+        cached = self._run_facts_cache.get(key)
         if cached is not None:
             return cached
+        content = self.containerd.content(namespace)
+        config, _diff_ids = parse_image_config(
+            await content.read_blob(manifest.config.digest), image=name
+        )
         layers = [ImageLayer(layer.media_type, layer.digest) for layer in manifest.layers]
         try:
-            found = await read_image_user_database(self.containerd.content(namespace), layers)
+            passwd, group = await read_image_user_database(content, layers)
         except ValueError:
-            found = (None, None)  # an unreadable layer format: numeric users still work
-        if len(self._user_databases) >= USER_DATABASE_CACHE_SIZE:
-            self._user_databases.pop(next(iter(self._user_databases)))
-        self._user_databases[key] = found
+            passwd, group = None, None  # an unreadable layer format: numeric users still work
+        if len(self._run_facts_cache) >= RUN_FACTS_CACHE_SIZE:
+            self._run_facts_cache.pop(next(iter(self._run_facts_cache)))
+        found = (config, passwd, group)
+        self._run_facts_cache[key] = found
         return found

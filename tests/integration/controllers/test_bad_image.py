@@ -33,4 +33,4 @@ async def test_bad_image_fails_then_recovers(kukeond: Kukeond) -> None:
     assert isinstance(ready, Cell)
     assert ready.status.reason is None
     assert ready.status.message is None
-    assert ready.status.observed_generation == 2
+    assert ready.status.observed_generation == ready.metadata.generation

@@ -64,8 +64,10 @@ async def test_restarted_at_annotation_restarts_every_container(kukeond: Kukeond
 
     after = await k.wait_for(Kind.CELL, key, until=restarted, within=30)
     assert isinstance(after, Cell)
-    assert after.metadata.generation == before.metadata.generation  # not a spec change
-    assert [c.restart_count for c in after.status.containers] == [0, 0]
+    assert [c.restart_count for c in after.status.containers] == [0, 0]  # not policy restarts
+    for cid in IDS:
+        found = await k.containerd.containers(k.namespace).get(cid)
+        assert found.labels["kukeon.io/restarted-at"] == "2026-11-29T06:00:00Z"
 
     # The same annotation again changes nothing.
     await update_cell(

@@ -1,0 +1,396 @@
+"""The fleet scheduler: places unassigned cells on nodes, and moves them off lost nodes.
+
+It runs on every kukeond but acts only on the one holding the ``scheduler`` leader lease
+(``Operator.singleton``), so a lone kukeond schedules its own cells within a pass and a
+fleet never has two schedulers writing at once. Each pass reads the nodes, the cells and
+the node heartbeat leases at once and then:
+
+1. marks a node whose heartbeat lease is gone ``NotReady`` (and a cell on it ``Unknown``);
+2. once a node has been NotReady for ``node_lost_timeout``, clears the placement of the
+   cells the scheduler put there (``kukeon.io/scheduled-by: scheduler``), so they are
+   placed again; cells the user pinned with ``nodeName`` stay and wait for their node;
+3. places every cell without ``nodeName``: *filter* (Ready, not cordoned, selector
+   matches, enough allocatable memory for the cell's limits), then *score* (fewest cells,
+   then most free memory, then the name), writing ``spec.nodeName`` by compare-and-swap.
+   A cell that fits nowhere gets ``Pending``/``Unschedulable`` and the reason per node.
+
+The decision itself (``filter_reason``, ``choose_node``) is pure, over ``NodeView``
+snapshots, so it is unit-tested without etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aetcd import rpc
+
+from kukeon.api import Cell, CellState, Kind, Node, NodeCondition, NodeState
+from kukeon.framework import Operator, OperatorContext, patch_status
+from kukeon.store import Conflict, EtcdClient, NotFound, Registry, StoreError
+from kukeon.store.keys import range_end
+
+log = logging.getLogger("kukeon.controllers.scheduler")
+
+SCHEDULED_BY = "kukeon.io/scheduled-by"
+"""Annotation on a cell whose ``nodeName`` the scheduler chose (absent: pinned by the user)."""
+SCHEDULER = "scheduler"
+UNSCHEDULABLE = "Unschedulable"
+NODE_LOST = "NodeLost"
+_REQUEST_TIMEOUT = 5.0
+
+
+def heartbeat_prefix(key_prefix: str) -> str:
+    """Where each node keeps its heartbeat key, attached to its lease."""
+    return f"{key_prefix.rstrip('/')}/leases/fleet/"
+
+
+async def alive_nodes(client: EtcdClient, key_prefix: str) -> set[str]:
+    """The nodes whose heartbeat lease is alive now."""
+    start = heartbeat_prefix(key_prefix).encode()
+    await client.connect()
+    response = await client.kvstub.Range(
+        rpc.RangeRequest(key=start, range_end=range_end(start), keys_only=True),
+        timeout=_REQUEST_TIMEOUT,
+        metadata=client.metadata,
+    )
+    return {kv.key[len(start) :].decode() for kv in response.kvs}
+
+
+# --- the decision (pure) ----------------------------------------------------------------
+
+
+def cell_memory_request(cell: Cell) -> int:
+    """What a cell needs of a node's memory: the sum of its containers' memory limits."""
+    total = 0
+    for container in cell.spec.containers:
+        resources = container.resources
+        if resources is not None and resources.memory_limit_bytes:
+            total += resources.memory_limit_bytes
+    return total
+
+
+@dataclass
+class NodeView:
+    """What the scheduler knows of one node during one pass."""
+
+    name: str
+    ready: bool
+    unschedulable: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    allocatable_memory: int = 0
+    """Bytes; 0 means unknown, which only cells without memory limits fit."""
+    cells: int = 0
+    used_memory: int = 0
+
+    @property
+    def free_memory(self) -> int:
+        return max(self.allocatable_memory - self.used_memory, 0)
+
+
+def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def filter_reason(node: NodeView, *, selector: Mapping[str, str], memory: int) -> str | None:
+    """Why ``node`` cannot take the cell, or None when it can."""
+    if not node.ready:
+        return "not Ready"
+    if node.unschedulable:
+        return "cordoned (unschedulable)"
+    if not selector_matches(selector, node.labels):
+        wanted = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        return f"labels do not match nodeSelector {wanted}"
+    if memory and memory > node.free_memory:
+        return f"not enough memory: needs {memory} bytes, {node.free_memory} free"
+    return None
+
+
+def score(node: NodeView) -> tuple[int, int, str]:
+    """Lower is better: fewest cells, then most free memory, then the name (stable)."""
+    return (node.cells, -node.free_memory, node.name)
+
+
+@dataclass(frozen=True)
+class Placement:
+    node: str | None
+    reasons: Mapping[str, str]
+    """Node -> why it was filtered out (for the Unschedulable message)."""
+
+    def message(self) -> str:
+        if not self.reasons:
+            return "no node is registered"
+        parts = [f"{node}: {why}" for node, why in sorted(self.reasons.items())]
+        return f"0/{len(self.reasons)} nodes are available: " + "; ".join(parts)
+
+
+def choose_node(cell: Cell, nodes: Iterable[NodeView]) -> Placement:
+    memory = cell_memory_request(cell)
+    fitting: list[NodeView] = []
+    reasons: dict[str, str] = {}
+    for node in nodes:
+        why = filter_reason(node, selector=cell.spec.node_selector, memory=memory)
+        if why is None:
+            fitting.append(node)
+        else:
+            reasons[node.name] = why
+    if not fitting:
+        return Placement(None, reasons)
+    return Placement(min(fitting, key=score).name, reasons)
+
+
+def is_scheduler_placed(cell: Cell) -> bool:
+    return cell.metadata.annotations.get(SCHEDULED_BY) == SCHEDULER
+
+
+def ready_since(node: Node) -> datetime | None:
+    """When the node's Ready condition last changed (for how long it has been NotReady)."""
+    for condition in node.status.conditions:
+        if condition.type == "Ready":
+            return condition.last_transition_time
+    return None
+
+
+# --- the pass (talks to etcd) ------------------------------------------------------------
+
+
+@dataclass
+class SchedulerStats:
+    passes: int = 0
+    assigned: int = 0
+    rescheduled: int = 0
+
+
+class Scheduler:
+    """One leader's scheduling passes over the fleet."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        node_name: str,
+        node_lost_timeout: float,
+        interval: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.registry = registry
+        self.node_name = node_name
+        self.node_lost_timeout = node_lost_timeout
+        self.interval = interval
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self.stats = SchedulerStats()
+
+    def wake(self) -> None:
+        """Run the next pass now (a cell without a node appeared)."""
+        self._wake.set()
+
+    async def lead(self) -> None:
+        """The leader's loop: a pass at every wake-up, at least every ``interval`` seconds."""
+        watcher = asyncio.create_task(self._watch_cells(), name="kukeon-scheduler-watch")
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.run_pass()
+                except StoreError as error:
+                    log.warning("scheduling pass failed (%s); trying again", error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+
+    async def _watch_cells(self) -> None:
+        """Wake the loop when a cell needs a node; on any trouble the interval still runs."""
+        while True:
+            try:
+                revision = await self.registry.current_revision()
+                async for event in self.registry.watch(Kind.CELL, resource_version=revision):
+                    cell = event.object
+                    unplaced = isinstance(cell, Cell) and not cell.spec.node_name
+                    if event.type != "DELETED" and unplaced:
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.info("scheduler watch interrupted (%r); restarting", error)
+                await asyncio.sleep(self.interval)
+
+    async def run_pass(self) -> None:
+        self.stats.passes += 1
+        alive = await alive_nodes(self.registry.client, self.registry.key_prefix)
+        nodes = [n for n in (await self.registry.list(Kind.NODE)).items if isinstance(n, Node)]
+        cells = [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
+        now = self._clock()
+
+        views: dict[str, NodeView] = {}
+        lost_since: dict[str, datetime] = {}
+        for node in nodes:
+            node = await self._observe_liveness(node, alive=node.metadata.name in alive, now=now)
+            ready = node.status.state == NodeState.READY
+            if not ready:
+                lost_since[node.metadata.name] = ready_since(node) or now
+            views[node.metadata.name] = NodeView(
+                name=node.metadata.name,
+                ready=ready,
+                unschedulable=node.spec.unschedulable,
+                labels=dict(node.metadata.labels),
+                allocatable_memory=node.status.allocatable.memory_bytes,
+            )
+        for cell in cells:
+            view = views.get(cell.spec.node_name or "")
+            if view is not None:
+                view.cells += 1
+                view.used_memory += cell_memory_request(cell)
+
+        for cell in cells:
+            assigned = cell.spec.node_name
+            if assigned and assigned in lost_since:
+                await self._on_lost_node(cell, views, since=lost_since[assigned], now=now)
+            elif not assigned and cell.metadata.deletion_timestamp is None:
+                await self._place(cell, views)
+
+    async def _observe_liveness(self, node: Node, *, alive: bool, now: datetime) -> Node:
+        """Mark a node whose lease is gone NotReady (its own kukeond writes Ready)."""
+        if alive or node.status.state == NodeState.NOT_READY:
+            return node
+        log.warning("node %s: heartbeat lease expired, marking it NotReady", node.metadata.name)
+        conditions = [c for c in node.status.conditions if c.type != "Ready"]
+        conditions.append(
+            NodeCondition(
+                type="Ready",
+                status="Unknown",
+                reason="NodeStatusUnknown",
+                message="kukeond stopped renewing its heartbeat lease",
+                last_transition_time=now,
+            )
+        )
+        status = node.status.model_copy(
+            update={
+                "state": NodeState.NOT_READY,
+                "reason": "HeartbeatLost",
+                "message": f"no heartbeat lease since {now.isoformat()}",
+                "conditions": conditions,
+                "node_name": self.node_name,
+                "updated_at": now,
+            }
+        )
+        try:
+            updated = await self.registry.update_status(node.model_copy(update={"status": status}))
+        except (Conflict, NotFound):
+            return node  # it changed (re-registered?): the next pass sees the new version
+        assert isinstance(updated, Node)
+        return updated
+
+    async def _on_lost_node(
+        self, cell: Cell, views: Mapping[str, NodeView], *, since: datetime, now: datetime
+    ) -> None:
+        node = cell.spec.node_name
+        lost_for = (now - since).total_seconds()
+        if is_scheduler_placed(cell) and lost_for >= self.node_lost_timeout:
+            log.info("cell %s: node %s lost for %.0fs, rescheduling", _name(cell), node, lost_for)
+            placed = await self._place(cell, views, moving_from=node)
+            if placed:
+                self.stats.rescheduled += 1
+            return
+        if cell.status.state != CellState.UNKNOWN:
+            await patch_status(
+                self.registry,
+                cell,
+                observe=False,
+                state=CellState.UNKNOWN,
+                reason=NODE_LOST,
+                message=f"node {node} is NotReady since {since.isoformat()}",
+                node_name=self.node_name,
+            )
+
+    async def _place(
+        self, cell: Cell, views: Mapping[str, NodeView], *, moving_from: str | None = None
+    ) -> bool:
+        candidates = [view for name, view in views.items() if name != moving_from]
+        placement = choose_node(cell, candidates)
+        if placement.node is None:
+            await self._unschedulable(cell, placement)
+            return False
+        annotations = {**cell.metadata.annotations, SCHEDULED_BY: SCHEDULER}
+        moved = cell.model_copy(
+            update={
+                "spec": cell.spec.model_copy(update={"node_name": placement.node}),
+                "metadata": cell.metadata.model_copy(update={"annotations": annotations}),
+            }
+        )
+        try:
+            await self.registry.update(moved)
+        except (Conflict, NotFound):
+            return False  # changed under us: the next pass decides again
+        chosen = views[placement.node]
+        chosen.cells += 1
+        chosen.used_memory += cell_memory_request(cell)
+        if moving_from is not None and moving_from in views:
+            views[moving_from].cells -= 1
+            views[moving_from].used_memory -= cell_memory_request(cell)
+        self.stats.assigned += 1
+        return True
+
+    async def _unschedulable(self, cell: Cell, placement: Placement) -> None:
+        message = placement.message()
+        status = cell.status
+        if (
+            status.state == CellState.PENDING
+            and status.reason == UNSCHEDULABLE
+            and status.message == message
+        ):
+            return
+        await patch_status(
+            self.registry,
+            cell,
+            observe=False,
+            state=CellState.PENDING,
+            reason=UNSCHEDULABLE,
+            message=message,
+            node_name=self.node_name,
+        )
+
+
+def _name(cell: Cell) -> str:
+    spec = cell.spec
+    return "/".join((spec.realm_id, spec.space_id, spec.stack_id, cell.metadata.name))
+
+
+def register_scheduler(op: Operator, scheduler: Scheduler) -> None:
+    """Put ``scheduler.lead`` on ``op`` as the ``scheduler`` singleton (leader only)."""
+
+    @op.singleton(SCHEDULER)
+    async def lead(_ctx: OperatorContext) -> None:
+        await scheduler.lead()
+
+
+def describe_placement(views: Sequence[NodeView]) -> str:
+    """One line per node for logs and the benchmark: cells and free memory."""
+    return ", ".join(f"{v.name}={v.cells} cells/{v.free_memory} B free" for v in views)
+
+
+__all__ = [
+    "NODE_LOST",
+    "SCHEDULED_BY",
+    "SCHEDULER",
+    "UNSCHEDULABLE",
+    "NodeView",
+    "Placement",
+    "Scheduler",
+    "alive_nodes",
+    "cell_memory_request",
+    "choose_node",
+    "filter_reason",
+    "heartbeat_prefix",
+    "is_scheduler_placed",
+    "register_scheduler",
+    "score",
+    "selector_matches",
+]
