@@ -3,9 +3,8 @@
 The image is imported once into a containerd namespace of this module's own on the
 session's private containerd, and every check runs a container from it with `ctr run`.
 
-Running it as a kukeon cell, through kukeond's cell controller, is test_image_as_cell.py.
-Still to come: `kukectl version` reporting the server's version from inside the image,
-which needs a kukeond API that the container's unprivileged user may reach.
+Running it as a kukeon cell through kukeond's cell controller, and `kukectl version`
+reaching the server from inside it, are in test_image_as_cell.py.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The image built offline is imported into the test realm's containerd namespace, a Cell
 naming it is written to the registry, and kukeond's cell controller creates and starts
 the container (its own cgroup, netns on the space's bridge, log file). The container runs
-`kukectl version --client`; the test reads the exit code from the cell's status and the
-output from the log file the controller writes.
+`kukectl version`, once for the client alone and once against that kukeond's API socket
+bound into the cell; the test reads the exit code from the cell's status and the output
+from the log file the controller writes.
 
 The same kukeond also answers the image's HEALTHCHECK command (taken from the built
 image's configuration and run here with the host's python) on its API socket.
@@ -15,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import Any
 
 import pytest
 
 from kukeon.api import AnyResource, Cell, Kind
+from kukeon.api.container import ContainerStatus
 from tests.fixtures.kukeond import Kukeond
 
 from .conftest import BuiltImage
@@ -32,44 +35,77 @@ def _exited(cell: AnyResource) -> bool:
     return any(status.exit_code is not None for status in cell.status.containers)
 
 
-async def test_kukectl_version_runs_as_a_kukeon_cell(
-    kukeond: Kukeond, kukeon_image: BuiltImage
-) -> None:
-    k = kukeond
-    await k.hierarchy()
-    controllers = k.daemon.controllers
-    assert controllers is not None
-    await controllers.images.import_archive(namespace=k.namespace, path=kukeon_image.archive)
-
+async def run_as_cell(
+    k: Kukeond, image: BuiltImage, name: str, container: dict[str, Any]
+) -> tuple[ContainerStatus, str]:
+    """Run one container of the image as a cell until it exits: its status and its log."""
     await k.apply(
         {
             "kind": "Cell",
-            "metadata": {"name": "kukectl"},
+            "metadata": {"name": name},
             "spec": {
                 "realmId": k.realm,
                 "spaceId": "s1",
                 "stackId": "st1",
                 "containers": [
-                    {
-                        "id": "version",
-                        "image": kukeon_image.name,
-                        "command": "kukectl",
-                        "args": ["version", "--client"],
-                        "restartPolicy": "never",
-                    }
+                    {"id": "main", "image": image.name, "restartPolicy": "never", **container}
                 ],
             },
         }
     )
-    key = (k.realm, "s1", "st1", "kukectl")
+    key = (k.realm, "s1", "st1", name)
     cell = await k.wait_for(Kind.CELL, key, until=_exited, within=120)
-
     assert isinstance(cell, Cell)
-    [container] = cell.status.containers
-    log = k.config.state_dir.joinpath("cells", *key, "logs", "version.log")
-    output = log.read_text() if log.exists() else "(no log file)"
-    assert container.exit_code == 0, f"{container.model_dump(exclude_none=True)}\n{output}"
+    [status] = cell.status.containers
+    log = k.config.state_dir.joinpath("cells", *key, "logs", "main.log")
+    return status, log.read_text() if log.exists() else "(no log file)"
+
+
+@pytest.fixture
+async def realm_with_image(kukeond: Kukeond, kukeon_image: BuiltImage) -> Kukeond:
+    await kukeond.hierarchy()
+    controllers = kukeond.daemon.controllers
+    assert controllers is not None
+    await controllers.images.import_archive(namespace=kukeond.namespace, path=kukeon_image.archive)
+    return kukeond
+
+
+async def test_kukectl_version_runs_as_a_kukeon_cell(
+    realm_with_image: Kukeond, kukeon_image: BuiltImage
+) -> None:
+    status, output = await run_as_cell(
+        realm_with_image,
+        kukeon_image,
+        "kukectl-client",
+        {"command": "kukectl", "args": ["version", "--client"]},
+    )
+    assert status.exit_code == 0, f"{status.model_dump(exclude_none=True)}\n{output}"
     assert f"Client Version: {kukeon_image.version}" in output
+
+
+async def test_kukectl_in_a_cell_reports_the_servers_version_too(
+    realm_with_image: Kukeond, kukeon_image: BuiltImage
+) -> None:
+    """kukectl in a cell reaches the running kukeond through its socket, bound in.
+
+    The socket admits root and the host's `kukeon` group only, so this container runs as
+    root (of the container) instead of the image's unprivileged user.
+    """
+    k = realm_with_image
+    status, output = await run_as_cell(
+        k,
+        kukeon_image,
+        "kukectl-server",
+        {
+            "command": "kukectl",
+            "args": ["--server", "unix:///run/kukeon/kukeond.sock", "version"],
+            "user": "0",
+            "volumes": [{"source": str(k.config.run_dir), "target": "/run/kukeon"}],
+        },
+    )
+    assert status.exit_code == 0, f"{status.model_dump(exclude_none=True)}\n{output}"
+    assert f"Client Version: {kukeon_image.version}" in output
+    assert f"Server Version: {kukeon_image.version}" in output
 
 
 async def test_image_healthcheck_passes_against_a_running_kukeond(
