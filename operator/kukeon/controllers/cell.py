@@ -50,6 +50,7 @@ from kukeon.runtime.cgroups import CgroupError, CgroupPath, Delegation
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
 from kukeon.runtime.containerd.errors import (
     AlreadyExistsError,
+    ContainerdUnavailableError,
     ContainerNotFoundError,
     TaskNotFoundError,
 )
@@ -218,6 +219,12 @@ class CellController:
                 ctx, cell, state=CellState.FAILED, reason="CgroupFailed", message=str(error)
             )
             raise TemporaryError(str(error), reason="CgroupFailed") from error
+        except ContainerdUnavailableError as error:
+            # Whatever was last reported may no longer be true: say so rather than keep it.
+            await report(
+                ctx, cell, state=CellState.UNKNOWN, reason="HostUnobservable", message=str(error)
+            )
+            raise TemporaryError(str(error), reason="HostUnobservable") from error
 
     async def _converge(
         self, cell: Cell, ctx: HandlerContext, *, realm: Realm, space: Space, namespace: str

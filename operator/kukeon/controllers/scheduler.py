@@ -29,16 +29,24 @@ from datetime import UTC, datetime
 
 from aetcd import rpc
 
-from kukeon.api import Cell, CellState, Kind, Node, NodeCondition, NodeState
+from kukeon.api import (
+    SCHEDULED_BY_ANNOTATION,
+    SCHEDULED_BY_SCHEDULER,
+    Cell,
+    CellState,
+    Kind,
+    Node,
+    NodeCondition,
+    NodeState,
+)
 from kukeon.framework import Operator, OperatorContext, patch_status
 from kukeon.store import Conflict, EtcdClient, NotFound, Registry, StoreError
 from kukeon.store.keys import range_end
 
 log = logging.getLogger("kukeon.controllers.scheduler")
 
-SCHEDULED_BY = "kukeon.io/scheduled-by"
-"""Annotation on a cell whose ``nodeName`` the scheduler chose (absent: pinned by the user)."""
-SCHEDULER = "scheduler"
+SCHEDULED_BY = SCHEDULED_BY_ANNOTATION
+SCHEDULER = SCHEDULED_BY_SCHEDULER
 UNSCHEDULABLE = "Unschedulable"
 NODE_LOST = "NodeLost"
 _REQUEST_TIMEOUT = 5.0
