@@ -31,6 +31,8 @@ from kukeon.api.kinds import (
 from kukeon.api.manifests import ManifestError, dump_manifests, load_manifests
 from kukeon.api.meta import API_VERSION, DEFAULT_PARENT, GROUP, VERSION, Kind, ObjectMeta, Resource
 from kukeon.api.node import (
+    SCHEDULED_BY_ANNOTATION,
+    SCHEDULED_BY_SCHEDULER,
     Node,
     NodeAddress,
     NodeCondition,
@@ -68,6 +70,8 @@ __all__ = [
     "DEFAULT_PARENT",
     "GROUP",
     "KIND_MODELS",
+    "SCHEDULED_BY_ANNOTATION",
+    "SCHEDULED_BY_SCHEDULER",
     "VERSION",
     "AnyResource",
     "Capabilities",

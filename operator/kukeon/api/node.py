@@ -15,6 +15,10 @@ from pydantic import Field
 
 from kukeon.api.meta import Kind, KukeonModel, NullableList, OptionalString, Resource, Timestamp
 
+SCHEDULED_BY_ANNOTATION = "kukeon.io/scheduled-by"
+"""On a cell whose `nodeName` the scheduler chose (value `scheduler`); absent: user-pinned."""
+SCHEDULED_BY_SCHEDULER = "scheduler"
+
 
 class NodeState(StrEnum):
     READY = "Ready"

@@ -42,6 +42,7 @@ from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
+from .node import Fleet, start_fleet
 
 log = logging.getLogger("kukeon.daemon")
 
@@ -76,6 +77,7 @@ class Daemon:
     operator: Operator | None = None
     controllers: Controllers | None = None
     containerd: ContainerdClient | None = None
+    fleet: Fleet | None = None
     metrics_url: str | None = None
     _stoppers: list[tuple[str, Stopper]] = field(default_factory=list)
 
@@ -165,6 +167,11 @@ class Daemon:
         self.controllers = register_controllers(
             operator, host=host, registry=registry, images=images
         )
+        # Fleet membership (issue 10): Node document, heartbeat lease, scheduler singleton.
+        self.fleet = await start_fleet(
+            operator, registry=registry, config=config, containerd=containerd
+        )
+        self._on_stop("node heartbeat", self.fleet.stop)
         await operator.start()
         self.operator = operator
         self._on_stop("controllers", operator.stop)

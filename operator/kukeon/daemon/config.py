@@ -63,6 +63,15 @@ class DaemonConfig(BaseModel):
     parent_wait_seconds: float = Field(default=1.0, gt=0)
     """How soon a child whose parent is not Ready yet (or a parent with children) looks again."""
 
+    node_lease_ttl: int = Field(default=40, ge=2)
+    """Seconds after the last heartbeat before the node's lease (and so the node) is lost."""
+    node_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    """How often the node renews its lease and writes `lastHeartbeatTime`."""
+    node_lost_timeout: float = Field(default=300.0, ge=0)
+    """How long a node may be NotReady before its scheduler-placed cells move elsewhere."""
+    scheduler_interval: float = Field(default=1.0, gt=0)
+    """The scheduler's full pass period (new cells wake it sooner)."""
+
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None
     """Optional TCP listener (`host:port`); TLS and tokens are then required."""
@@ -86,6 +95,22 @@ class DaemonConfig(BaseModel):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("node_labels", mode="before")
+    @classmethod
+    def _parse_labels(cls, value: Any) -> Any:
+        """`zone=a,disk=ssd` (env) or repeated `--node-label zone=a` (flags) -> a mapping."""
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            labels: dict[str, str] = {}
+            for item in value:
+                name, sep, label_value = str(item).partition("=")
+                if not sep or not name.strip():
+                    raise ValueError(f"node label {item!r} must be written key=value")
+                labels[name.strip()] = label_value.strip()
+            return labels
         return value
 
     @property

@@ -61,6 +61,17 @@ from .config import ConfigError, load_config
     type=float,
     help="How soon a child waiting for its parent looks again (default 1).",
 )
+@click.option(
+    "--node-label",
+    "node_labels",
+    multiple=True,
+    help="A label of this node, key=value (repeatable); cells select nodes by label.",
+)
+@click.option(
+    "--node-lost-timeout",
+    type=float,
+    help="Seconds a node may be NotReady before its unpinned cells are rescheduled (default 300).",
+)
 @click.option("--metrics-address", help="host:port of /metrics (default 127.0.0.1:9464).")
 @click.option("--api-address", help="Optional TCP listener host:port (TLS and tokens required).")
 @click.option("--api-tls-cert-file", type=click.Path(path_type=Path))
@@ -90,6 +101,8 @@ def command(config_file: Path | None, no_bootstrap: bool, **flags: Any) -> None:
     """kukeond: converge kukeon's resources on this host."""
     if no_bootstrap:
         flags["bootstrap"] = False
+    if not flags.get("node_labels"):
+        flags["node_labels"] = None  # not given: keep the file's or the environment's labels
     try:
         config = load_config(config_file=config_file, overrides=flags)
     except ConfigError as error:

@@ -1,0 +1,330 @@
+"""This kukeond as a member of the fleet: its Node document, heartbeat lease and scheduler.
+
+At start the daemon registers (creates or updates) ``Node/<node-name>`` with its labels
+and what the host offers (CPUs, memory, cgroup mode, containerd and runc versions, CNI
+plugins), then keeps an etcd lease alive with the key
+``<prefix>/leases/fleet/<node>`` attached and writes ``lastHeartbeatTime`` at every
+renewal. The scheduler leader reads those keys: a node whose key is gone is NotReady.
+
+`start_fleet` is the one call ``daemon.app`` makes: it also puts the scheduler on the
+operator as a singleton, so every kukeond can schedule and exactly one does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aetcd import rpc
+
+from kukeon.api import (
+    Kind,
+    Node,
+    NodeAddress,
+    NodeCondition,
+    NodeResources,
+    NodeSpec,
+    NodeState,
+    NodeStatus,
+    ObjectMeta,
+)
+from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
+from kukeon.framework import LeaseSession, Operator
+from kukeon.runtime.cgroups import detect_cgroup_mode
+from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.store import AlreadyExists, Conflict, NotFound, Registry
+
+from .config import DaemonConfig
+
+log = logging.getLogger("kukeon.daemon.node")
+
+_REQUEST_TIMEOUT = 5.0
+MEMORY_PRESSURE_FRACTION = 0.05
+"""MemoryPressure when less than this share of the host's memory is available."""
+
+
+# --- host facts ----------------------------------------------------------------------------
+
+
+def read_meminfo(path: Path = Path("/proc/meminfo")) -> dict[str, int]:
+    """``/proc/meminfo`` in bytes (``MemTotal``, ``MemAvailable``...)."""
+    values: dict[str, int] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return values
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            factor = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
+            values[name.strip()] = int(parts[0]) * factor
+    return values
+
+
+def cni_plugins(dirs: tuple[Path, ...]) -> list[str]:
+    found: set[str] = set()
+    for directory in dirs:
+        with contextlib.suppress(OSError):
+            for entry in directory.iterdir():
+                if entry.is_file() and os.access(entry, os.X_OK):
+                    found.add(entry.name)
+    return sorted(found)
+
+
+async def runc_version() -> str | None:
+    """The first line's version of ``runc --version`` (None when runc is not found)."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "runc",
+            "--version",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), _REQUEST_TIMEOUT)
+    except (OSError, TimeoutError):
+        return None
+    first = out.decode(errors="replace").splitlines()[:1]
+    if not first:
+        return None
+    words = first[0].split()
+    return words[-1] if words else None
+
+
+def _addresses(config: DaemonConfig) -> list[NodeAddress]:
+    addresses = [NodeAddress(type="Hostname", address=socket.gethostname())]
+    host = (config.api_address or "").rpartition(":")[0].strip("[]")
+    if host and host not in ("0.0.0.0", "::"):
+        addresses.append(NodeAddress(type="InternalIP", address=host))
+        return addresses
+    # The address the host would use to reach the outside; no packet is sent.
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        addresses.append(NodeAddress(type="InternalIP", address=probe.getsockname()[0]))
+    return addresses
+
+
+async def read_capacity(config: DaemonConfig, containerd: ContainerdClient | None) -> NodeResources:
+    meminfo = await asyncio.to_thread(read_meminfo)
+    try:
+        cgroup_mode: str | None = str(await asyncio.to_thread(detect_cgroup_mode))
+    except Exception:  # a host without cgroups still registers; the mode stays unknown
+        cgroup_mode = None
+    containerd_version = None
+    if containerd is not None:
+        with contextlib.suppress(Exception):
+            containerd_version = (await containerd.version()).version
+    return NodeResources(
+        cpus=os.cpu_count() or 0,
+        memory_bytes=meminfo.get("MemTotal", 0),
+        cgroup_mode=cgroup_mode,
+        containerd_version=containerd_version,
+        runc_version=await runc_version(),
+        cni_plugins=await asyncio.to_thread(cni_plugins, config.cni_bin_dirs),
+    )
+
+
+def _memory_condition(now: datetime) -> NodeCondition:
+    meminfo = read_meminfo()
+    total, available = meminfo.get("MemTotal", 0), meminfo.get("MemAvailable", 0)
+    pressure = bool(total) and available < total * MEMORY_PRESSURE_FRACTION
+    return NodeCondition(
+        type="MemoryPressure",
+        status="True" if pressure else "False",
+        reason="LowMemory" if pressure else "SufficientMemory",
+        message=f"{available} of {total} bytes available",
+        last_transition_time=now,
+    )
+
+
+# --- the agent ---------------------------------------------------------------------------
+
+
+def _merge_condition(conditions: list[NodeCondition], fresh: NodeCondition) -> list[NodeCondition]:
+    """Replace the condition of ``fresh.type``; keep its transition time if unchanged."""
+    kept = [c for c in conditions if c.type != fresh.type]
+    for old in conditions:
+        if old.type == fresh.type and old.status == fresh.status:
+            fresh = fresh.model_copy(update={"last_transition_time": old.last_transition_time})
+    return [*kept, fresh]
+
+
+class NodeAgent:
+    """Registers this node and keeps its heartbeat (lease + ``lastHeartbeatTime``)."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        config: DaemonConfig,
+        containerd: ContainerdClient | None,
+    ) -> None:
+        self.registry = registry
+        self.config = config
+        self.containerd = containerd
+        self.node_name = config.node_name
+        self.heartbeat_key = (heartbeat_prefix(registry.key_prefix) + self.node_name).encode()
+        self.release_on_exit = True
+        """False leaves the lease to expire on stop, as a crash does (tests use it)."""
+        self.beats = 0
+        self._capacity = NodeResources()
+        self._session: LeaseSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._capacity = await read_capacity(self.config, self.containerd)
+        await self._register()
+        await self._new_lease()
+        await self.beat()
+        self._task = asyncio.create_task(self._run(), name="kukeon-node-heartbeat")
+
+    async def _register(self) -> None:
+        """Create the Node, or bring an existing one's labels up to date with the config."""
+        labels = dict(self.config.node_labels)
+        try:
+            await self.registry.create(
+                Node(metadata=ObjectMeta(name=self.node_name, labels=labels), spec=NodeSpec())
+            )
+            log.info("registered node %s", self.node_name)
+            return
+        except AlreadyExists:
+            pass
+        for _ in range(10):
+            current = await self.registry.get(*_node_key(self.node_name))
+            merged = {**current.metadata.labels, **labels}
+            if merged == current.metadata.labels:
+                return
+            try:
+                metadata = current.metadata.model_copy(update={"labels": merged})
+                await self.registry.update(current.model_copy(update={"metadata": metadata}))
+                return
+            except Conflict:
+                continue
+
+    async def _new_lease(self) -> None:
+        session = LeaseSession(
+            client=self.registry.client,
+            ttl=self.config.node_lease_ttl,
+            refresh_interval=self.config.node_heartbeat_seconds,
+            name=f"fleet/{self.node_name}",
+        )
+        await session.start()
+        client = self.registry.client
+        await client.kvstub.Put(
+            rpc.PutRequest(key=self.heartbeat_key, value=b"{}", lease=session.lease_id),
+            timeout=_REQUEST_TIMEOUT,
+            metadata=client.metadata,
+        )
+        self._session = session
+
+    async def beat(self) -> None:
+        """Write Ready, the conditions and ``lastHeartbeatTime`` to this node's status."""
+        now = datetime.now(UTC)
+        for _ in range(10):
+            try:
+                node = await self.registry.get(*_node_key(self.node_name))
+            except NotFound:
+                await self._register()
+                continue
+            assert isinstance(node, Node)
+            conditions = _merge_condition(
+                list(node.status.conditions),
+                NodeCondition(
+                    type="Ready",
+                    status="True",
+                    reason="KukeondReady",
+                    message="kukeond is renewing its heartbeat lease",
+                    last_transition_time=now,
+                ),
+            )
+            conditions = _merge_condition(
+                conditions, await asyncio.to_thread(_memory_condition, now)
+            )
+            status = NodeStatus(
+                state=NodeState.READY,
+                addresses=await asyncio.to_thread(_addresses, self.config),
+                capacity=self._capacity,
+                allocatable=self._capacity,
+                conditions=conditions,
+                last_heartbeat_time=now,
+                observed_generation=node.metadata.generation,
+                node_name=self.node_name,
+                updated_at=now,
+            )
+            try:
+                await self.registry.update_status(node.model_copy(update={"status": status}))
+            except Conflict:
+                continue
+            self.beats += 1
+            return
+
+    async def _run(self) -> None:
+        while True:
+            session = self._session
+            assert session is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.lost.wait(), self.config.node_heartbeat_seconds)
+            try:
+                if session.lost.is_set():
+                    log.warning("node %s: heartbeat lease lost, taking a new one", self.node_name)
+                    await session.close(revoke=True)
+                    await self._new_lease()
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("node %s: heartbeat failed (%r); trying again", self.node_name, error)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._session is not None:
+            await self._session.close(revoke=self.release_on_exit)
+            self._session = None
+
+
+def _node_key(name: str) -> tuple[Kind, tuple[str]]:
+    return Kind.NODE, (name,)
+
+
+@dataclass
+class Fleet:
+    """What `start_fleet` started: the node agent and this daemon's scheduler."""
+
+    agent: NodeAgent
+    scheduler: Scheduler
+
+    async def stop(self) -> None:
+        await self.agent.stop()
+
+
+async def start_fleet(
+    op: Operator,
+    *,
+    registry: Registry,
+    config: DaemonConfig,
+    containerd: ContainerdClient | None,
+) -> Fleet:
+    """Register this node, start its heartbeat and put the scheduler on ``op``.
+
+    Called before ``op.start()`` (singletons must be registered before the start).
+    """
+    scheduler = Scheduler(
+        registry=registry,
+        node_name=config.node_name,
+        node_lost_timeout=config.node_lost_timeout,
+        interval=config.scheduler_interval,
+    )
+    register_scheduler(op, scheduler)
+    agent = NodeAgent(registry=registry, config=config, containerd=containerd)
+    await agent.start()
+    return Fleet(agent=agent, scheduler=scheduler)

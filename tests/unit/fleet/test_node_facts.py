@@ -1,0 +1,60 @@
+"""What a node reads of its host and its configuration, without etcd."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kukeon.api import Kind, Node, parse_resource, to_document
+from kukeon.daemon.config import ConfigError, load_config
+from kukeon.daemon.node import cni_plugins, read_meminfo
+from kukeon.store import KeyLayout
+
+
+def test_meminfo_is_read_in_bytes(tmp_path: Path) -> None:
+    sample = tmp_path / "meminfo"
+    sample.write_text("MemTotal:       2048 kB\nMemAvailable:    1024 kB\nHugePages_Total: 0\n")
+    assert read_meminfo(sample) == {
+        "MemTotal": 2048 * 1024,
+        "MemAvailable": 1024 * 1024,
+        "HugePages_Total": 0,
+    }
+    assert read_meminfo(tmp_path / "missing") == {}
+
+
+def test_cni_plugins_are_the_executables_found(tmp_path: Path) -> None:
+    (tmp_path / "bridge").write_text("")
+    (tmp_path / "bridge").chmod(0o755)
+    (tmp_path / "README").write_text("")
+    assert cni_plugins((tmp_path, tmp_path / "missing")) == ["bridge"]
+
+
+def test_node_labels_from_env_and_flags() -> None:
+    config = load_config(environ={"KUKEON_NODE_LABELS": "zone=a, disk=ssd"})
+    assert config.node_labels == {"zone": "a", "disk": "ssd"}
+    config = load_config(environ={}, overrides={"node_labels": ("zone=b",)})
+    assert config.node_labels == {"zone": "b"}
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(environ={}, overrides={"node_labels": ("zone",)})
+
+
+def test_fleet_timings_have_production_defaults() -> None:
+    config = load_config(environ={})
+    assert (config.node_lease_ttl, config.node_heartbeat_seconds) == (40, 10.0)
+    assert config.node_lost_timeout == 300.0
+
+
+def test_node_is_a_top_level_kind() -> None:
+    parsed = parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Node",
+            "metadata": {"name": "n1", "labels": {"zone": "a"}},
+            "spec": {"unschedulable": True},
+        }
+    )
+    assert isinstance(parsed, Node)
+    assert KeyLayout().key(Kind.NODE, ("n1",)) == "/kukeon/registry/nodes/n1"
+    assert to_document(parsed)["spec"] == {"unschedulable": True}
+    assert to_document(parsed)["status"]["state"] == "Unknown"
