@@ -7,7 +7,7 @@ pointed at private roots: a private containerd, a unique cgroup root, a unique n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from kukeon.runtime.cgroups import CgroupDriver
@@ -35,5 +35,3 @@ class Host:
     containerd: ContainerdClient
     cgroups: CgroupDriver
     networks: SpaceNetworks
-    image_archives: Path = field(default=Path("/var/lib/kukeon/images"))
-    """Where `kukectl image import` keeps OCI archives, imported into a realm on demand."""
