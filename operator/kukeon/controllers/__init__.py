@@ -84,7 +84,12 @@ class Controllers:
 
         @op.on_startup
         async def start_background(ctx: OperatorContext) -> None:
-            removed = await self.collect_orphans()
+            try:
+                removed = await self.collect_orphans()
+            except Exception:
+                # One orphan that cannot go (a CNI DEL failing) must not keep the node down.
+                log.exception("orphan collection at start failed; it runs again periodically")
+                removed = []
             if removed:
                 log.info("removed %d orphan(s) at start: %s", len(removed), ", ".join(removed))
             self._background = [
