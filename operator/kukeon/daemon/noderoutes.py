@@ -10,20 +10,31 @@ GET  .../cells/{cell}/log?container=&tailLines=N&follow=true   text/plain stream
 POST .../cells/{cell}/kill?signal=TERM&container=              signal running tasks
 GET  .../realms/{realm}/images                                 images in the realm
 POST .../realms/{realm}/images                                 body: an OCI image archive
+GET  .../cells/{cell}/exec?container=&command=..&command=..&tty=&stdin=   WebSocket
 ```
+
+The exec stream frames every binary message with a channel byte, as Kubernetes' channel
+protocol does: client -> server `0` stdin (an empty payload closes stdin), `4` a JSON
+`{"width": W, "height": H}` terminal resize; server ->
+client `1` stdout, `2` stderr, `3` a JSON `{"exitCode": N}` sent once before the close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import secrets
+import select
+import shutil
 import signal
 import tempfile
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.auth import Verb, denial
@@ -34,7 +45,7 @@ from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellfiles import CellFiles
 from kukeon.controllers.cellstate import containerd_container_id
 from kukeon.runtime.containerd.errors import ContainerdError, TaskNotFoundError
-from kukeon.runtime.containerd.tasks import TaskStatus
+from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
 from kukeon.store import NotFound, Registry
 
 FOLLOW_POLL_SECONDS = 0.2
@@ -80,6 +91,90 @@ def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
         return data, stream.tell()
 
 
+async def _pump(
+    socket: web.WebSocketResponse,
+    fifos: FifoIO,
+    waiting: asyncio.Future[ExitStatus],
+    *,
+    close_stdin: Callable[[], Awaitable[None]],
+    resize: Callable[[int, int], Awaitable[None]],
+) -> ExitStatus:
+    """Copy the process's output to the socket (in order) and the socket's stdin to it."""
+    loop = asyncio.get_running_loop()
+    outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
+    outputs = [
+        (fd, channel)
+        for fd, channel in ((fifos.stdout_fd, b"\x01"), (fifos.stderr_fd, b"\x02"))
+        if fd is not None
+    ]
+
+    def read_into_queue(fd: int, channel: bytes) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            outgoing.put_nowait(channel + data)
+        else:
+            loop.remove_reader(fd)  # every writer closed: the process exited
+
+    for fd, channel in outputs:
+        loop.add_reader(fd, read_into_queue, fd, channel)
+
+    async def to_client() -> None:
+        while (item := await outgoing.get()) is not None:
+            await socket.send_bytes(item)
+
+    async def from_client() -> None:
+        async for message in socket:
+            if message.type != WSMsgType.BINARY or not message.data:
+                continue
+            channel, payload = message.data[:1], message.data[1:]
+            if channel == b"\x00" and fifos.stdin_fd is not None:
+                if payload:
+                    await asyncio.to_thread(_write_all, fifos.stdin_fd, payload)
+                else:
+                    os.close(fifos.stdin_fd)
+                    fifos.stdin_fd = None
+                    await close_stdin()  # EOF for the process
+            elif channel == b"\x04":
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    size = json.loads(payload)
+                    await resize(int(size["width"]), int(size["height"]))
+
+    sender = asyncio.ensure_future(to_client())
+    receiver = asyncio.ensure_future(from_client())
+    try:
+        status = await waiting
+        await asyncio.sleep(0.05)  # the shim copies the last output after the exit
+        for fd, channel in outputs:
+            loop.remove_reader(fd)
+            with contextlib.suppress(OSError):
+                while data := os.read(fd, 65536):
+                    outgoing.put_nowait(channel + data)
+        outgoing.put_nowait(None)
+        await sender
+        return status
+    finally:
+        for task in (sender, receiver):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+            continue
+        view = view[written:]
+
+
 class NodeRoutes:
     def __init__(self, *, controllers: Controllers, registry: Registry) -> None:
         self.controllers = controllers
@@ -90,6 +185,7 @@ class NodeRoutes:
         _, realm_path = route_patterns(Kind.REALM)
         app.router.add_get(f"{cell_path}/log", self.log)
         app.router.add_post(f"{cell_path}/kill", self.kill)
+        app.router.add_get(f"{cell_path}/exec", self.exec)
         app.router.add_get(f"{realm_path}/images", self.list_images)
         app.router.add_post(f"{realm_path}/images", self.import_image)
 
@@ -201,6 +297,69 @@ class NodeRoutes:
                 raise ApiError(503, f"signalling {container.id}: {error}") from error
             signalled.append(container.id)
         return web.json_response({"signal": signum.name, "containers": signalled})
+
+    # --- exec -----------------------------------------------------------------------------
+
+    async def exec(self, request: web.Request) -> web.StreamResponse:
+        cell = await self._cell(request)
+        _authorize(request, verb="create", realm=cell.spec.realm_id, subresource="exec")
+        container = self._container_of(cell, request)
+        command = request.query.getall("command", [])
+        if not command:
+            raise ApiError(400, "command: at least one command= parameter is required")
+        tty = request.query.get("tty", "").lower() in {"1", "true", "yes"}
+        with_stdin = request.query.get("stdin", "").lower() in {"1", "true", "yes"}
+        realm = await self._realm(cell.spec.realm_id)
+        namespace = realm.spec.namespace or f"{realm.metadata.name}.kukeon.io"
+        _, space, stack, name = cell_key(cell)
+        cid = containerd_container_id(space=space, stack=stack, cell=name, container=container)
+        containerd = self.controllers.host.containerd
+        tasks = containerd.tasks(namespace)
+        try:
+            task = await tasks.get(cid)
+            spec = (await containerd.containers(namespace).get(cid)).spec
+        except ContainerdError:
+            raise ApiError(409, f"container {container} of cell {name} is not running") from None
+        if task.status != TaskStatus.RUNNING:
+            raise ApiError(409, f"container {container} of cell {name} is not running")
+
+        process = dict(spec.get("process", {}))
+        process.update(args=list(command), terminal=tty)
+        process.pop("consoleSize", None)
+        exec_id = f"exec-{secrets.token_hex(6)}"
+        fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
+        fifos = FifoIO(fifo_dir, terminal=tty, stdin=with_stdin)
+        socket = web.WebSocketResponse(max_msg_size=1 << 20)
+        await socket.prepare(request)
+        try:
+            io = await fifos.open()
+            waiting: asyncio.Future[ExitStatus] | None = None
+            try:
+                await tasks.exec(cid, exec_id, process=process, io=io)
+                waiting = asyncio.ensure_future(tasks.wait(cid, exec_id=exec_id))
+                await tasks.start(cid, exec_id=exec_id)
+                status = await _pump(
+                    socket,
+                    fifos,
+                    waiting,
+                    close_stdin=lambda: tasks.close_stdin(cid, exec_id=exec_id),
+                    resize=lambda w, h: tasks.resize(cid, exec_id=exec_id, width=w, height=h),
+                )
+                await socket.send_bytes(b"\x03" + json.dumps({"exitCode": status.code}).encode())
+            except ContainerdError as error:
+                await socket.send_bytes(b"\x03" + json.dumps({"error": str(error)}).encode())
+            finally:
+                if waiting is not None and not waiting.done():
+                    with contextlib.suppress(ContainerdError):
+                        await tasks.kill(cid, signal.SIGKILL, exec_id=exec_id)
+                    waiting.cancel()
+                with contextlib.suppress(ContainerdError):
+                    await tasks.delete_process(cid, exec_id)
+        finally:
+            fifos.close()
+            await asyncio.to_thread(shutil.rmtree, fifo_dir, True)
+            await socket.close()
+        return socket
 
     # --- images ---------------------------------------------------------------------------
 

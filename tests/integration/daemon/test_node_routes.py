@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -90,3 +91,61 @@ async def test_image_import_then_logs_and_kill(kukeond: Kukeond) -> None:
     )
     assert cell.status.containers[0].exit_signal == "SIGKILL"
     assert str(cell.status.state) == "Error"
+
+
+async def _exec(
+    http: aiohttp.ClientSession, url: str, command: list[str], stdin: bytes | None = None
+) -> tuple[bytes, bytes, dict[str, object]]:
+    params = [("command", part) for part in command]
+    if stdin is not None:
+        params.append(("stdin", "true"))
+    out, err = b"", b""
+    status: dict[str, object] = {}
+    async with http.ws_connect(f"{url}/exec", params=params) as socket:
+        if stdin is not None:
+            await socket.send_bytes(b"\x00" + stdin)
+            await socket.send_bytes(b"\x00")
+        async for message in socket:
+            if message.type != aiohttp.WSMsgType.BINARY:
+                break
+            channel, payload = message.data[:1], message.data[1:]
+            if channel == b"\x01":
+                out += payload
+            elif channel == b"\x02":
+                err += payload
+            elif channel == b"\x03":
+                status = json.loads(payload)
+    return out, err, status
+
+
+async def test_exec_streams_output_stdin_and_exit_code(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(
+        {
+            "kind": "Cell",
+            "metadata": {"name": "box"},
+            "spec": {
+                "realmId": k.realm,
+                "spaceId": "s1",
+                "stackId": "st1",
+                "containers": [
+                    {"id": "main", "image": k.image.name, "command": "sleep", "args": ["3600"]}
+                ],
+            },
+        }
+    )
+    await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "box"), state="Ready")
+    url = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/box"
+    async with session(k) as http:
+        out, err, status = await _exec(http, url, ["sh", "-c", "echo out; echo err >&2; exit 7"])
+        assert out == b"out\n"
+        assert err == b"err\n"
+        assert status == {"exitCode": 7}
+        out, _, status = await _exec(http, url, ["cat"], stdin=b"through stdin\n")
+        assert out == b"through stdin\n"
+        assert status == {"exitCode": 0}
+        async with http.get(
+            f"{url}/exec", params={"command": "true", "container": "x"}
+        ) as response:
+            assert response.status == 404

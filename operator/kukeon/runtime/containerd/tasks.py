@@ -346,6 +346,39 @@ class TaskService:
             subject=Subject("task", _process_name(container_id, exec_id)),
         )
 
+    async def close_stdin(self, container_id: str, *, exec_id: str = "") -> None:
+        """Signal end of input: the shim closes the process's stdin (as `ctr` does on EOF).
+
+        Closing our end of the stdin FIFO is not enough: the shim holds the FIFO open too.
+        """
+        await self._client.call(
+            "close io",
+            lambda s, md: s.tasks.CloseIO(
+                tasks_pb2.CloseIORequest(container_id=container_id, exec_id=exec_id, stdin=True),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+            subject=Subject("task", _process_name(container_id, exec_id)),
+        )
+
+    async def resize(
+        self, container_id: str, *, exec_id: str = "", width: int, height: int
+    ) -> None:
+        """Resize the process's terminal (TTY processes only)."""
+        await self._client.call(
+            "resize pty",
+            lambda s, md: s.tasks.ResizePty(
+                tasks_pb2.ResizePtyRequest(
+                    container_id=container_id, exec_id=exec_id, width=width, height=height
+                ),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+            subject=Subject("task", _process_name(container_id, exec_id)),
+        )
+
     async def delete_process(self, container_id: str, exec_id: str) -> ExitStatus | None:
         try:
             response = await self._client.call(
