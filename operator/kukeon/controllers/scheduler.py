@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aetcd import rpc
 
@@ -50,6 +51,8 @@ SCHEDULER = SCHEDULED_BY_SCHEDULER
 UNSCHEDULABLE = "Unschedulable"
 NODE_LOST = "NodeLost"
 _REQUEST_TIMEOUT = 5.0
+WRITES_IN_FLIGHT = 32
+"""Placement and status writes of one pass sent to etcd at the same time."""
 
 
 def heartbeat_prefix(key_prefix: str) -> str:
@@ -257,12 +260,22 @@ class Scheduler:
                 view.cells += 1
                 view.used_memory += cell_memory_request(cell)
 
+        # Decisions are taken one cell at a time (each one counts in the next one's score);
+        # the writes they lead to go to etcd concurrently.
+        writes: list[Coroutine[Any, Any, None]] = []
         for cell in cells:
             assigned = cell.spec.node_name
             if assigned and assigned in lost_since:
-                await self._on_lost_node(cell, views, since=lost_since[assigned], now=now)
+                writes.append(self._on_lost_node(cell, views, since=lost_since[assigned], now=now))
             elif not assigned and cell.metadata.deletion_timestamp is None:
-                await self._place(cell, views)
+                writes.append(self._place(cell, views))
+        gate = asyncio.Semaphore(WRITES_IN_FLIGHT)
+
+        async def bounded(write: Coroutine[Any, Any, None]) -> None:
+            async with gate:
+                await write
+
+        await asyncio.gather(*(bounded(write) for write in writes))
 
     async def _observe_liveness(self, node: Node, *, alive: bool, now: datetime) -> Node:
         """Mark a node whose lease is gone NotReady (its own kukeond writes Ready)."""
@@ -296,17 +309,18 @@ class Scheduler:
         assert isinstance(updated, Node)
         return updated
 
-    async def _on_lost_node(
+    def _on_lost_node(
         self, cell: Cell, views: Mapping[str, NodeView], *, since: datetime, now: datetime
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
+        """Decide now (reschedule, or mark Unknown); the returned coroutine writes it."""
         node = cell.spec.node_name
         lost_for = (now - since).total_seconds()
         if is_scheduler_placed(cell) and lost_for >= self.node_lost_timeout:
             log.info("cell %s: node %s lost for %.0fs, rescheduling", _name(cell), node, lost_for)
-            placed = await self._place(cell, views, moving_from=node)
-            if placed:
-                self.stats.rescheduled += 1
-            return
+            return self._place(cell, views, moving_from=node)
+        return self._mark_unknown(cell, node=node, since=since)
+
+    async def _mark_unknown(self, cell: Cell, *, node: str | None, since: datetime) -> None:
         if cell.status.state != CellState.UNKNOWN:
             await patch_status(
                 self.registry,
@@ -318,33 +332,39 @@ class Scheduler:
                 node_name=self.node_name,
             )
 
-    async def _place(
+    def _place(
         self, cell: Cell, views: Mapping[str, NodeView], *, moving_from: str | None = None
-    ) -> bool:
+    ) -> Coroutine[Any, Any, None]:
+        """Choose the node now and count the cell there; the returned coroutine binds it."""
         candidates = [view for name, view in views.items() if name != moving_from]
         placement = choose_node(cell, candidates)
         if placement.node is None:
-            await self._unschedulable(cell, placement)
-            return False
+            return self._unschedulable(cell, placement)
+        memory = cell_memory_request(cell)
+        chosen = views[placement.node]
+        chosen.cells += 1
+        chosen.used_memory += memory
+        previous = views.get(moving_from or "")
+        if previous is not None:
+            previous.cells -= 1
+            previous.used_memory -= memory
+        return self._bind(cell, placement.node, moving=moving_from is not None)
+
+    async def _bind(self, cell: Cell, node: str, *, moving: bool) -> None:
         annotations = {**cell.metadata.annotations, SCHEDULED_BY: SCHEDULER}
         moved = cell.model_copy(
             update={
-                "spec": cell.spec.model_copy(update={"node_name": placement.node}),
+                "spec": cell.spec.model_copy(update={"node_name": node}),
                 "metadata": cell.metadata.model_copy(update={"annotations": annotations}),
             }
         )
         try:
             await self.registry.update(moved)
         except (Conflict, NotFound):
-            return False  # changed under us: the next pass decides again
-        chosen = views[placement.node]
-        chosen.cells += 1
-        chosen.used_memory += cell_memory_request(cell)
-        if moving_from is not None and moving_from in views:
-            views[moving_from].cells -= 1
-            views[moving_from].used_memory -= cell_memory_request(cell)
+            return  # changed under us: the next pass decides again (and counts again)
         self.stats.assigned += 1
-        return True
+        if moving:
+            self.stats.rescheduled += 1
 
     async def _unschedulable(self, cell: Cell, placement: Placement) -> None:
         message = placement.message()
