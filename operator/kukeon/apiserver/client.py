@@ -276,6 +276,10 @@ class ApiClient:
         finally:
             await asyncio.to_thread(handle.close)
 
+    def websocket(self, path: str, *, params: Sequence[tuple[str, str]] = ()) -> Any:
+        """Open a WebSocket on ``path`` (exec); use as ``async with client.websocket(...)``."""
+        return self._open().ws_connect(path, params=list(params), max_msg_size=1 << 20)
+
     @staticmethod
     def _decode(response: aiohttp.ClientResponse, raw: bytes) -> Any:
         document: Any

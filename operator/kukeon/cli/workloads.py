@@ -1,0 +1,400 @@
+"""kukectl's workload commands: run, logs, start/stop/restart/kill, image import/ls.
+
+`get`/`apply`/`delete` speak about documents; these speak about what runs. Starting and
+stopping are spec changes (`desiredState`, the `kukeon.io/restartedAt` annotation) so they
+survive a daemon restart and show in `get`; `kill`, `logs` and `image` use the node routes
+that kukeond serves beside the resource API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+
+from kukeon.api import Kind, parse_resource
+from kukeon.apiserver.client import ApiClient
+from kukeon.apiserver.paths import collection_path, object_path
+
+from .main import DURATION, EXIT_SERVER, EXIT_USAGE, cli, fail, run, scope_options
+
+RESTARTED_AT = "kukeon.io/restartedAt"
+
+
+def _cell_key(realm: str, space: str, stack: str, name: str) -> tuple[str, str, str, str]:
+    return (realm, space, stack, name)
+
+
+async def _wait_state(
+    client: ApiClient, key: tuple[str, ...], wanted: set[str], *, within: float, show: bool
+) -> str:
+    """Poll the cell until its state is one of `wanted`; prints transitions when `show`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last = ""
+    while True:
+        cell = await client.get(Kind.CELL, key)
+        state = str(cell.status.state)
+        if show and state != last:
+            reason = f" ({cell.status.reason}: {cell.status.message})" if cell.status.reason else ""
+            click.echo(f"cell/{key[-1]} {state}{reason}", err=True)
+        last = state
+        if state in wanted:
+            return state
+        if state == "Failed" and "Failed" not in wanted:
+            return state
+        if loop.time() >= deadline:
+            fail(f"timed out after {within:g}s waiting for cell/{key[-1]} (it is {state})")
+        await asyncio.sleep(0.25)
+
+
+# --- run --------------------------------------------------------------------------------
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.option("--image", required=True, help="Image of the cell's single container.")
+@click.option("--rm", "auto_delete", is_flag=True, help="Delete the cell once it has exited.")
+@click.option("--wait", "wait_ready", is_flag=True, help="Show progress until the cell is Ready.")
+@click.option("--timeout", type=DURATION, default="120s", show_default=True)
+@click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable.")
+@click.option(
+    "--restart",
+    type=click.Choice(["always", "on-failure", "never"]),
+    default="never",
+    show_default=True,
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@scope_options
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    name: str,
+    image: str,
+    auto_delete: bool,
+    wait_ready: bool,
+    timeout: float,
+    env: tuple[str, ...],
+    restart: str,
+    command: tuple[str, ...],
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Create a cell with one container running IMAGE [-- COMMAND ARGS...]."""
+    container: dict[str, Any] = {"id": name, "image": image, "env": list(env)}
+    if command:
+        container["command"] = command[0]
+        container["args"] = list(command[1:])
+    if restart != "never":
+        container["restartPolicy"] = restart
+    document = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Cell",
+        "metadata": {"name": name},
+        "spec": {
+            "realmId": realm,
+            "spaceId": space,
+            "stackId": stack,
+            "autoDelete": auto_delete,
+            "containers": [container],
+        },
+    }
+    try:
+        cell = parse_resource(document)
+    except ValueError as error:
+        fail(str(error), EXIT_USAGE)
+
+    async def work(client: ApiClient) -> None:
+        await client.create(cell)
+        click.echo(f"cell/{name} created")
+        if wait_ready:
+            state = await _wait_state(
+                client,
+                _cell_key(realm, space, stack, name),
+                {"Ready", "Exited"},
+                within=timeout,
+                show=True,
+            )
+            if state == "Failed":
+                raise click.exceptions.Exit(EXIT_SERVER)
+
+    run(ctx, work)
+
+
+# --- start / stop / restart / kill -------------------------------------------------------
+
+
+def _patch_cell(ctx: click.Context, key: tuple[str, ...], patch: dict[str, Any], verb: str) -> None:
+    async def work(client: ApiClient) -> None:
+        await client.patch(Kind.CELL, key, patch)
+        click.echo(f"cell/{key[-1]} {verb}")
+
+    run(ctx, work)
+
+
+@cli.command()
+@click.argument("name")
+@scope_options
+@click.pass_context
+def start(ctx: click.Context, name: str, realm: str, space: str, stack: str) -> None:
+    """Start a stopped cell (desiredState: Running)."""
+    _patch_cell(
+        ctx, _cell_key(realm, space, stack, name), {"spec": {"desiredState": "Running"}}, "started"
+    )
+
+
+@cli.command()
+@click.argument("name")
+@scope_options
+@click.pass_context
+def stop(ctx: click.Context, name: str, realm: str, space: str, stack: str) -> None:
+    """Stop a cell's containers and keep the cell (desiredState: Stopped)."""
+    _patch_cell(
+        ctx, _cell_key(realm, space, stack, name), {"spec": {"desiredState": "Stopped"}}, "stopped"
+    )
+
+
+@cli.command()
+@click.argument("name")
+@scope_options
+@click.pass_context
+def restart(ctx: click.Context, name: str, realm: str, space: str, stack: str) -> None:
+    """Restart every container of a cell (as `kubectl rollout restart` does, by annotation)."""
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    patch = {
+        "metadata": {"annotations": {RESTARTED_AT: stamp}},
+        "spec": {"desiredState": "Running"},
+    }
+    _patch_cell(ctx, _cell_key(realm, space, stack, name), patch, "restarted")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--signal", "-s", "signal_name", default="TERM", show_default=True)
+@click.option("--container", "-c", help="Only this container.")
+@scope_options
+@click.pass_context
+def kill(
+    ctx: click.Context,
+    name: str,
+    signal_name: str,
+    container: str | None,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Send a signal to a cell's running containers (the restart policy then applies)."""
+    path = object_path(Kind.CELL, _cell_key(realm, space, stack, name), "kill")
+    params = {"signal": signal_name}
+    if container:
+        params["container"] = container
+
+    async def work(client: ApiClient) -> None:
+        answer = await client.request("POST", path, params=params)
+        signalled = answer.get("containers", []) if isinstance(answer, dict) else []
+        if not signalled:
+            click.echo(f"cell/{name}: no running container to signal")
+        for cid in signalled:
+            click.echo(f"cell/{name} container {cid}: sent {answer['signal']}")
+
+    run(ctx, work)
+
+
+# --- logs --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--container", "-c", help="Container (default: the cell's root container).")
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming new lines.")
+@click.option("--tail", type=int, default=None, help="Only the last N lines.")
+@scope_options
+@click.pass_context
+def logs(
+    ctx: click.Context,
+    name: str,
+    container: str | None,
+    follow: bool,
+    tail: int | None,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Print a container's output (stdout and stderr)."""
+    path = object_path(Kind.CELL, _cell_key(realm, space, stack, name), "log")
+    params: dict[str, str] = {}
+    if container:
+        params["container"] = container
+    if follow:
+        params["follow"] = "true"
+    if tail is not None:
+        params["tailLines"] = str(tail)
+
+    async def work(client: ApiClient) -> None:
+        async for chunk in client.stream("GET", path, params=params):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+
+    run(ctx, work)
+
+
+# --- image -------------------------------------------------------------------------------
+
+
+@cli.group()
+def image() -> None:
+    """Images available to a realm's cells."""
+
+
+@image.command("import")
+@click.argument("archive", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--realm", default="default", show_default=True)
+@click.pass_context
+def image_import(ctx: click.Context, archive: Path, realm: str) -> None:
+    """Import an OCI image archive (e.g. from `skopeo copy ... oci-archive:`)."""
+
+    async def work(client: ApiClient) -> None:
+        answer = await client.upload(collection_path(Kind.REALM, ()) + f"/{realm}/images", archive)
+        for name in answer.get("images", []):
+            click.echo(f"image/{name} imported into realm {realm}")
+
+    run(ctx, work)
+
+
+@image.command("ls")
+@click.option("--realm", default="default", show_default=True)
+@click.pass_context
+def image_ls(ctx: click.Context, realm: str) -> None:
+    """List the images of a realm."""
+
+    async def work(client: ApiClient) -> None:
+        answer = await client.request("GET", collection_path(Kind.REALM, ()) + f"/{realm}/images")
+        items = answer.get("items", []) if isinstance(answer, dict) else []
+        width = max([len("NAME"), *(len(i["name"]) for i in items)])
+        click.echo(f"{'NAME':<{width}}  DIGEST                   SIZE")
+        for item in items:
+            digest = item["digest"].removeprefix("sha256:")[:20]
+            click.echo(f"{item['name']:<{width}}  sha256:{digest}  {item['size']}")
+
+    run(ctx, work)
+
+
+# --- exec --------------------------------------------------------------------------------
+
+
+@cli.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--container", "-c", help="Container (default: the cell's root container).")
+@click.option("--stdin", "-i", "interactive", is_flag=True, help="Pass stdin to the process.")
+@click.option("--tty", "-t", is_flag=True, help="Allocate a terminal.")
+@scope_options
+@click.pass_context
+def exec_command(
+    ctx: click.Context,
+    name: str,
+    command: tuple[str, ...],
+    container: str | None,
+    interactive: bool,
+    tty: bool,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Run COMMAND in a running container of a cell; its exit code becomes kukectl's."""
+    path = object_path(Kind.CELL, _cell_key(realm, space, stack, name), "exec")
+    params = [("command", part) for part in command]
+    if container:
+        params.append(("container", container))
+    if interactive:
+        params.append(("stdin", "true"))
+    if tty:
+        params.append(("tty", "true"))
+
+    async def work(client: ApiClient) -> int:
+        return await _exec_session(client, path, params, interactive=interactive, tty=tty)
+
+    code = run(ctx, work)
+    raise click.exceptions.Exit(code)
+
+
+async def _exec_session(
+    client: ApiClient,
+    path: str,
+    params: list[tuple[str, str]],
+    *,
+    interactive: bool,
+    tty: bool,
+) -> int:
+    loop = asyncio.get_running_loop()
+    restore: Any = None
+    if tty and sys.stdin.isatty():
+        import termios
+        import tty as tty_module
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+        tty_module.setraw(fd)
+
+        def restore() -> None:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    try:
+        async with client.websocket(path, params=params) as socket:
+            if tty and sys.stdout.isatty():
+                size = os.get_terminal_size()
+                await socket.send_bytes(
+                    b"\x04" + json.dumps({"width": size.columns, "height": size.lines}).encode()
+                )
+            pump: asyncio.Future[None] | None = None
+            if interactive:
+
+                def read_stdin() -> bytes:
+                    return os.read(sys.stdin.fileno(), 65536)
+
+                async def forward_stdin() -> None:
+                    while data := await loop.run_in_executor(None, read_stdin):
+                        await socket.send_bytes(b"\x00" + data)
+                    await socket.send_bytes(b"\x00")
+
+                pump = asyncio.ensure_future(forward_stdin())
+            code = 1
+            try:
+                async for message in socket:
+                    if message.type is not aiohttp.WSMsgType.BINARY:
+                        if message.type is aiohttp.WSMsgType.ERROR:
+                            fail(f"exec stream broke: {socket.exception()}")
+                        continue
+                    channel, payload = message.data[:1], message.data[1:]
+                    if channel == b"\x01":
+                        sys.stdout.buffer.write(payload)
+                        sys.stdout.buffer.flush()
+                    elif channel == b"\x02":
+                        sys.stderr.buffer.write(payload)
+                        sys.stderr.buffer.flush()
+                    elif channel == b"\x03":
+                        status = json.loads(payload)
+                        if "error" in status:
+                            fail(f"exec failed: {status['error']}")
+                        code = int(status.get("exitCode", 1))
+            finally:
+                if pump is not None:
+                    pump.cancel()
+            return code
+    except aiohttp.WSServerHandshakeError as error:
+        if error.status == 404:
+            fail(f"cell or container not found (HTTP 404): {error.message}")
+        if error.status == 409:
+            fail("the container is not running")
+        fail(f"exec refused by the server: HTTP {error.status} {error.message}")
+    finally:
+        if restore is not None:
+            restore()
