@@ -10,7 +10,8 @@ Usage: hack/install-deps.sh [--with-test-tools] [--no-venv]
 Installs with apt (only what is missing): etcd-server, etcd-client, containerd, runc,
 containernetworking-plugins, nftables, iptables, busybox-static, iproute2, util-linux,
 curl, openssl, python3-venv.
-  --with-test-tools  also docker-registry, skopeo, prometheus, shellcheck (used by tests)
+  --with-test-tools  also docker-registry, skopeo, prometheus, shellcheck, buildah,
+                     debootstrap (used by tests)
   --no-venv          skip creating ./.venv and installing the project into it
 Must run as root. Running it twice is harmless.
 USAGE
@@ -33,7 +34,7 @@ packages=(etcd-server etcd-client containerd runc containernetworking-plugins nf
           iptables busybox-static iproute2 util-linux curl openssl python3-venv python3-pip
           ca-certificates)
 if [[ $with_test_tools -eq 1 ]]; then
-    packages+=(docker-registry skopeo prometheus shellcheck)
+    packages+=(docker-registry skopeo prometheus shellcheck buildah debootstrap)
 fi
 
 missing=()
