@@ -1,0 +1,150 @@
+"""kukectl as a user runs it (a subprocess) against a real kukeond with real cells."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.kukeond import Kukeond
+
+pytestmark = pytest.mark.e2e
+
+KUKECTL = str(Path(sys.executable).with_name("kukectl"))
+
+
+async def kukectl(k: Kukeond, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
+    process = await asyncio.create_subprocess_exec(
+        KUKECTL,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def manifests(k: Kukeond) -> str:
+    return f"""
+apiVersion: v1beta1
+kind: Realm
+metadata: {{name: {k.realm}}}
+spec: {{}}
+---
+apiVersion: v1beta1
+kind: Space
+metadata: {{name: web}}
+spec: {{realmId: {k.realm}}}
+---
+apiVersion: v1beta1
+kind: Stack
+metadata: {{name: site}}
+spec: {{realmId: {k.realm}, spaceId: web}}
+"""
+
+
+def ticker_cell(k: Kukeond) -> str:
+    return f"""
+apiVersion: v1beta1
+kind: Cell
+metadata: {{name: ticker}}
+spec:
+  realmId: {k.realm}
+  spaceId: web
+  stackId: site
+  containers:
+    - id: t
+      image: {k.image.name}
+      command: sh
+      args: ["-c", "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.3; done"]
+"""
+
+
+async def test_apply_logs_exec_stop_start_delete(kukeond: Kukeond, tmp_path: Path) -> None:
+    k = kukeond
+    scope = ["--realm", k.realm, "--space", "web", "--stack", "site"]
+    (tmp_path / "parents.yaml").write_text(manifests(k))
+    code, out, err = await kukectl(k, "apply", "-f", str(tmp_path / "parents.yaml"))
+    assert code == 0, err
+    assert f"realm/{k.realm} created" in out
+
+    code, out, err = await kukectl(k, "image", "import", str(k.image.archive), "--realm", k.realm)
+    assert code == 0, err
+    assert k.image.name in out
+
+    code, out, err = await kukectl(k, "apply", "-f", "-", stdin=ticker_cell(k).encode())
+    assert code == 0, err
+    assert "cell/ticker created" in out
+    code, _, err = await kukectl(
+        k, "wait", "cell/ticker", "--for=state=Ready", "--timeout=60s", *scope
+    )
+    assert code == 0, err
+
+    code, out, _ = await kukectl(k, "get", "cells", *scope)
+    assert "ticker" in out
+    assert "Ready" in out
+
+    # logs -f streams lines written after it started
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
+    follower = await asyncio.create_subprocess_exec(
+        KUKECTL, "logs", "ticker", "-f", "--tail", "0", *scope, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert follower.stdout is not None
+        lines = [await asyncio.wait_for(follower.stdout.readline(), 10) for _ in range(3)]
+    finally:
+        follower.terminate()
+        await follower.wait()
+    numbers = [int(line.decode().strip().removeprefix("tick")) for line in lines]
+    assert numbers == [numbers[0], numbers[0] + 1, numbers[0] + 2]
+
+    code, out, _ = await kukectl(
+        k, "exec", "ticker", *scope, "--", "sh", "-c", "echo inside; exit 4"
+    )
+    assert code == 4
+    assert out == "inside\n"
+    code, out, _ = await kukectl(k, "exec", "-i", "ticker", *scope, "--", "cat", stdin=b"piped\n")
+    assert code == 0
+    assert out == "piped\n"
+
+    code, out, err = await kukectl(k, "stop", "ticker", *scope)
+    assert code == 0, err
+    code, _, err = await kukectl(
+        k, "wait", "cell/ticker", "--for=state=Stopped", "--timeout=60s", *scope
+    )
+    assert code == 0, err
+    code, _, err = await kukectl(k, "start", "ticker", *scope)
+    assert code == 0, err
+    code, _, err = await kukectl(
+        k, "wait", "cell/ticker", "--for=state=Ready", "--timeout=60s", *scope
+    )
+    assert code == 0, err
+
+    # a bad manifest: every invalid field listed, nothing written, exit code 2
+    bad = (
+        ticker_cell(k)
+        .replace("ticker", "Bad_Name")
+        .replace("id: t", "id: t\n      env: [NOEQUALS]")
+    )
+    code, out, err = await kukectl(k, "apply", "-f", "-", stdin=bad.encode())
+    assert code == 2
+    assert "metadata.name" in err
+    assert "env[0]" in err
+
+    code, out, err = await kukectl(k, "delete", "realm", k.realm)
+    assert code == 1
+    assert "cascad" in err
+    code, out, err = await kukectl(
+        k, "delete", "realm", k.realm, "--cascade", "--wait", "--timeout=90s"
+    )
+    assert code == 0, err
+    code, out, _ = await kukectl(k, "get", "realms")
+    assert k.realm not in out
