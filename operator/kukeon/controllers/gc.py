@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+from collections.abc import Awaitable
 from pathlib import Path
 
 from kukeon.api import Cell, Kind, Space
@@ -79,45 +80,53 @@ async def list_host(host: Host) -> HostInventory:
 
 
 async def collect_orphans(*, host: Host, registry: Registry, cells: CellController) -> list[str]:
-    """Remove this node's orphans; returns what was removed, for the log."""
+    """Remove this node's orphans; returns what was removed, for the log.
+
+    One orphan that cannot go (a CNI DEL failing on a half-torn-down network) is logged
+    and left for the next pass; it never stops the others from going.
+    """
     found = await list_host(host)
     all_cells = [c for c in (await registry.list(Kind.CELL)).items if isinstance(c, Cell)]
     node = host.settings.node_name
     wanted = {cell_key(c) for c in all_cells if c.spec.node_name in (None, node)}
     named_anywhere = {network_id(cell_key(c)) for c in all_cells}
     wanted_networks = {network_id(key) for key in wanted}
+    conflists = await _conflists(host, registry)
     removed: list[str] = []
+
+    async def attempt(what: str, step: Awaitable[object]) -> bool:
+        try:
+            await step
+        except Exception as error:
+            log.warning("could not remove orphaned %s (next pass tries again): %s", what, error)
+            return False
+        log.info("removed orphaned %s", what)
+        removed.append(what)
+        return True
 
     for namespace, container in found.containers:
         labels = container.labels
         key = tuple(labels.get(n, "") for n in (LABEL_REALM, LABEL_SPACE, LABEL_STACK, LABEL_CELL))
-        if key in wanted:
-            continue
-        log.info("removing orphaned container %s/%s", namespace, container.id)
-        await cells.remove_container(namespace, container.id)
-        removed.append(f"container {namespace}/{container.id}")
+        if key not in wanted:
+            await attempt(
+                f"container {namespace}/{container.id}",
+                cells.remove_container(namespace, container.id),
+            )
 
-    conflists = await _conflists(host, registry)
+    detached: set[str] = set()
     for key in sorted(found.cell_dirs - wanted):
-        log.info("removing the cgroup, network and files of orphaned cell %s", "/".join(key))
-        await host.networks.detach_cell(
-            cell_id=network_id(key), cni_config_path=conflists.get(bridge_name(*key[:2]))
-        )
-        await host.cgroups.remove(CgroupPath(key))
-        await asyncio.to_thread(
-            shutil.rmtree, host.settings.state_dir.joinpath("cells", *key), True
-        )
-        removed.append(f"cell {'/'.join(key)}")
+        conflist = conflists.get(bridge_name(*key[:2]))
+        if await attempt(f"cell {'/'.join(key)}", _remove_cell(host, key, conflist=conflist)):
+            detached.add(network_id(key))
 
-    detached = {network_id(key) for key in found.cell_dirs - wanted}
     stray = (found.attachment_records | (found.netns - named_anywhere)) - wanted_networks
     for cell_id in sorted(stray - detached):
-        log.info("removing orphaned network attachment %s", cell_id)
-        await host.networks.detach_cell(
-            cell_id=cell_id, cni_config_path=conflists.get(_network_of(cell_id))
-        )
-        detached.add(cell_id)
-        removed.append(f"attachment {cell_id}")
+        conflist = conflists.get(_network_of(cell_id))
+        if await attempt(
+            f"attachment {cell_id}",
+            host.networks.detach_cell(cell_id=cell_id, cni_config_path=conflist),
+        ):
+            detached.add(cell_id)
 
     for network, leases in found.leases.items():
         for address, owner in leases.items():
@@ -132,10 +141,18 @@ async def collect_orphans(*, host: Host, registry: Registry, cells: CellControll
             # CNI DEL released it, unless the space's conflist is gone: then it goes by hand.
             lease = host.networks.settings.ipam_dir / network / address
             if await asyncio.to_thread(lease.exists):
-                log.info("releasing orphaned IPAM lease %s of %s on %s", address, owner, network)
-                await asyncio.to_thread(lease.unlink, True)
-                removed.append(f"lease {network}/{address}")
+                await attempt(
+                    f"lease {network}/{address} of {owner}",
+                    asyncio.to_thread(lease.unlink, True),
+                )
     return removed
+
+
+async def _remove_cell(host: Host, key: tuple[str, ...], *, conflist: Path | None) -> None:
+    """A cell's host resources outside containerd: network, cgroup, files."""
+    await host.networks.detach_cell(cell_id=network_id(key), cni_config_path=conflist)
+    await host.cgroups.remove(CgroupPath(key))
+    await asyncio.to_thread(shutil.rmtree, host.settings.state_dir.joinpath("cells", *key), True)
 
 
 async def _conflists(host: Host, registry: Registry) -> dict[str, Path]:
