@@ -40,6 +40,10 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 # Spec fields the system fills in after creation; an apply that leaves them out keeps them.
 SERVER_OWNED_SPEC_FIELDS: dict[Kind, frozenset[str]] = {Kind.CELL: frozenset({"nodeName"})}
+# Annotations under this prefix are written by kukeon itself (the scheduler's
+# `kukeon.io/scheduled-by`, `kukectl restart`'s `kukeon.io/restartedAt`): an apply that does
+# not mention one keeps it, as kubectl keeps what other managers own.
+SYSTEM_ANNOTATION_PREFIX = "kukeon.io/"
 
 
 class ManifestProblems(Exception):  # noqa: N818 - a list of problems, not one error
@@ -161,17 +165,22 @@ def updated_object(desired: AnyResource, current: AnyResource) -> AnyResource | 
     for field in SERVER_OWNED_SPEC_FIELDS.get(kind, frozenset()):
         if field not in desired_spec and field in current_spec:
             desired_spec[field] = current_spec[field]
+    annotations = {
+        key: value
+        for key, value in current.metadata.annotations.items()
+        if key.startswith(SYSTEM_ANNOTATION_PREFIX)
+    } | dict(desired.metadata.annotations)
     same = (
         desired_spec == current_spec
         and desired.metadata.labels == current.metadata.labels
-        and desired.metadata.annotations == current.metadata.annotations
+        and annotations == current.metadata.annotations
     )
     if same:
         return None
     document = to_document(current)
     document["spec"] = desired_spec
     document["metadata"]["labels"] = dict(desired.metadata.labels)
-    document["metadata"]["annotations"] = dict(desired.metadata.annotations)
+    document["metadata"]["annotations"] = annotations
     return parse_resource(document)
 
 

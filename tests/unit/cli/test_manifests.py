@@ -166,3 +166,25 @@ def test_server_owned_node_name_is_kept() -> None:
     scheduled = {**CELL, "spec": {**CELL["spec"], "nodeName": "node-a"}}  # type: ignore[dict-item]
     current = _stored(scheduled)
     assert updated_object(parse_resource(CELL), current) is None  # type: ignore[arg-type]
+
+
+def test_kukeon_annotations_set_by_the_system_are_kept() -> None:
+    annotated = {
+        **CELL,
+        "metadata": {
+            **CELL["metadata"],  # type: ignore[dict-item]
+            "annotations": {"kukeon.io/scheduled-by": "scheduler", "team": "old"},
+        },
+    }
+    current = _stored(annotated)
+    # the manifest says nothing of kukeon.io/scheduled-by: kept; its own annotation wins
+    desired = parse_resource(
+        {**CELL, "metadata": {**CELL["metadata"], "annotations": {"team": "new"}}}  # type: ignore[dict-item]
+    )
+    update = updated_object(desired, current)  # type: ignore[arg-type]
+    assert update is not None
+    assert update.metadata.annotations == {"kukeon.io/scheduled-by": "scheduler", "team": "new"}
+    same = parse_resource(
+        {**CELL, "metadata": {**CELL["metadata"], "annotations": {"team": "old"}}}
+    )  # type: ignore[dict-item]
+    assert updated_object(same, current) is None  # type: ignore[arg-type]
