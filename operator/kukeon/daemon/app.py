@@ -161,7 +161,8 @@ class Daemon:
         )
         operator = Operator(
             registry,
-            settings=Settings(node_name=config.node_name),
+            # Leader leases (the scheduler's) expire no later than a node's heartbeat lease.
+            settings=Settings(node_name=config.node_name, lease_ttl=min(15, config.node_lease_ttl)),
             collector_registry=self.metrics_registry,
         )
         self.controllers = register_controllers(

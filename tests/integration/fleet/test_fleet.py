@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import datetime
 
 import pytest
 
-from kukeon.api import SCHEDULED_BY_ANNOTATION, Cell, Kind, Node
+from kukeon.api import SCHEDULED_BY_ANNOTATION, AnyResource, Cell, Kind, Node
 from kukeon.store import Conflict
 
 from .conftest import LEASE_TTL, Fleet
@@ -31,12 +32,11 @@ async def test_nodes_register_with_capacity_and_heartbeat(fleet: Fleet) -> None:
         assert {c.type for c in node.status.conditions} >= {"Ready", "MemoryPressure"}
         first_beat = node.status.last_heartbeat_time
         assert first_beat is not None
-        later = await fleet.wait_for(
-            Kind.NODE,
-            (name,),
-            until=lambda n, first=first_beat: (n.status.last_heartbeat_time or first) > first,
-            within=10,
-        )
+
+        def beat_again(node: AnyResource, first: datetime = first_beat) -> bool:
+            return bool((node.status.last_heartbeat_time or first) > first)
+
+        later = await fleet.wait_for(Kind.NODE, (name,), until=beat_again, within=10)
         assert later.status.state == "Ready"
 
 

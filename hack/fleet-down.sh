@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Removes a fleet started by hack/fleet-up.sh DIR: kukeonds, their workloads, containerds,
+# etcd members, network namespaces, the bridge, cgroup roots, nft tables and DIR itself.
+# Safe to run twice and after a half-failed fleet-up.
+set -uo pipefail
+
+[[ $# -eq 1 ]] || { echo "usage: hack/fleet-down.sh DIR" >&2; exit 1; }
+DIR=$1
+[[ -f $DIR/id ]] || { echo "fleet-down: $DIR holds no fleet" >&2; exit 0; }
+ID=$(<"$DIR/id")
+NODES=$(<"$DIR/nodes")
+
+stop_pid() {  # pidfile: SIGTERM, then SIGKILL after 10 s
+    local pidfile=$1 pid
+    [[ -f $pidfile ]] || return 0
+    pid=$(<"$pidfile")
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill "$pid" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+}
+
+for i in $(seq 1 "$NODES"); do stop_pid "$DIR/n$i/kukeond.pid"; done
+# Tasks are deleted through their containerd, so runc's shared state root
+# (/run/containerd/runc/<namespace>) keeps nothing of this fleet.
+for i in $(seq 1 "$NODES"); do
+    socket=$DIR/n$i/containerd/containerd.sock
+    [[ -S $socket ]] || continue
+    for namespace in $(ctr --address "$socket" namespaces ls -q 2>/dev/null); do
+        for task in $(ctr --address "$socket" -n "$namespace" tasks ls -q 2>/dev/null); do
+            ctr --address "$socket" -n "$namespace" tasks kill -a -s SIGKILL "$task" 2>/dev/null
+        done
+        for task in $(ctr --address "$socket" -n "$namespace" tasks ls -q 2>/dev/null); do
+            for _ in $(seq 50); do
+                ctr --address "$socket" -n "$namespace" tasks delete "$task" 2>/dev/null && break
+                sleep 0.1
+            done
+        done
+        for container in $(ctr --address "$socket" -n "$namespace" containers ls -q 2>/dev/null); do
+            ctr --address "$socket" -n "$namespace" containers delete "$container" 2>/dev/null
+        done
+    done
+done
+for i in $(seq 1 "$NODES"); do
+    host=$DIR/n$i
+    # The workloads: every process left in the node's cgroup root (shims are outside it).
+    cgroup=/sys/fs/cgroup/kukeon-fleet-$ID-n$i
+    if [[ -d $cgroup ]]; then
+        find "$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null \
+            | while read -r pid; do kill -9 "$pid" 2>/dev/null; done
+    fi
+    stop_pid "$host/containerd/pid"
+    # Shims of this containerd (they name its socket on their command line).
+    for pid in $(pgrep -f "containerd-shim.*-address $host/containerd/containerd.sock" || true); do
+        kill -9 "$pid" 2>/dev/null
+    done
+    if [[ -d $cgroup ]]; then
+        find "$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null
+    fi
+    # The egress table lives in the host's own namespace and goes with it.
+    ip netns delete "kf-$ID-$i" 2>/dev/null
+done
+for m in 0 1 2; do stop_pid "$DIR/etcd/m$m/pid"; done
+ip link delete "kf-$ID" 2>/dev/null
+# Rootfs and netns bind mounts left below DIR, deepest first.
+awk -v dir="$DIR" '$2 ~ "^"dir {print $2}' /proc/self/mounts | sort -r | while read -r target; do
+    umount -l "$target" 2>/dev/null
+done
+rm -rf "$DIR"
+echo "fleet $ID down"
