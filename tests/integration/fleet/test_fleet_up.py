@@ -1,5 +1,6 @@
 """The fleet as hack/fleet-up.sh makes it: three hosts in their own network namespaces,
-each with its own containerd, on a 3-member etcd; kill -9 one kukeond and bring it back.
+each with its own containerd, on a 3-member etcd; stop an etcd member, kill -9 one
+kukeond and bring it back.
 
 Here the hosts really are apart (own bridge per space, own iptables, own runc state), so
 this is where a returning node's orphan collection is checked end to end.
@@ -151,6 +152,8 @@ async def test_kill_9_a_host_then_it_returns_clean(
     moving = {name for name, c in before.items() if c.spec.node_name == "n3"} - {"pinned"}
     assert moving
 
+    # One etcd member goes away for the rest of the test: nothing may be lost.
+    os.kill(int((fleet_dir / "etcd" / "m1" / "pid").read_text()), 15)
     pid = int((fleet_dir / "n3" / "kukeond.pid").read_text())
     os.kill(pid, 9)
     killed = time.monotonic()
