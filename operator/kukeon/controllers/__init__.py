@@ -62,7 +62,9 @@ class Controllers:
         return cell.spec.node_name == self.host.settings.node_name
 
     async def collect_orphans(self) -> list[str]:
-        return await collect_orphans(host=self.host, registry=self.registry, cells=self.cells)
+        return await collect_orphans(
+            host=self.host, registry=self.registry, cells=self.cells, runs_here=self.runs_here
+        )
 
     async def _collect_periodically(self) -> None:
         while True:

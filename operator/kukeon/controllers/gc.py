@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from kukeon.api import Cell, Kind, Space
@@ -79,16 +79,29 @@ async def list_host(host: Host) -> HostInventory:
     return found
 
 
-async def collect_orphans(*, host: Host, registry: Registry, cells: CellController) -> list[str]:
+async def collect_orphans(
+    *,
+    host: Host,
+    registry: Registry,
+    cells: CellController,
+    runs_here: Callable[[Cell], bool] | None = None,
+) -> list[str]:
     """Remove this node's orphans; returns what was removed, for the log.
 
-    One orphan that cannot go (a CNI DEL failing on a half-torn-down network) is logged
+    `runs_here` says which cells this node runs (the cell controller's filter: by default
+    the cells assigned to it); everything of any other cell is an orphan here. One orphan
+    that cannot go (a CNI DEL failing on a half-torn-down network) is logged
     and left for the next pass; it never stops the others from going.
     """
     found = await list_host(host)
     all_cells = [c for c in (await registry.list(Kind.CELL)).items if isinstance(c, Cell)]
     node = host.settings.node_name
-    wanted = {cell_key(c) for c in all_cells if c.spec.node_name in (None, node)}
+
+    def assigned_here(cell: Cell) -> bool:
+        return cell.spec.node_name == node
+
+    here = runs_here or assigned_here
+    wanted = {cell_key(c) for c in all_cells if here(c)}
     named_anywhere = {network_id(cell_key(c)) for c in all_cells}
     wanted_networks = {network_id(key) for key in wanted}
     conflists = await _conflists(host, registry)
