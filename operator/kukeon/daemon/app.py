@@ -149,6 +149,8 @@ class Daemon:
                 state_dir=config.state_dir,
                 cni_conf_dir=config.cni_conf_dir,
                 insecure_registries=config.insecure_registries,
+                stop_grace_seconds=config.stop_grace_seconds,
+                parent_wait_seconds=config.parent_wait_seconds,
             ),
             containerd=containerd,
             cgroups=cgroups,
