@@ -2,9 +2,11 @@
 # Removes a fleet started by hack/fleet-up.sh DIR: kukeonds, their workloads, containerds,
 # etcd members, network namespaces, the bridge, cgroup roots, nft tables and DIR itself.
 # Safe to run twice and after a half-failed fleet-up.
-set -uo pipefail
+set -euo pipefail
 
-[[ $# -eq 1 ]] || { echo "usage: hack/fleet-down.sh DIR" >&2; exit 1; }
+usage() { echo "usage: hack/fleet-down.sh DIR   (DIR as given to hack/fleet-up.sh)"; }
+[[ ${1:-} == -h || ${1:-} == --help ]] && { usage; exit 0; }
+[[ $# -eq 1 ]] || { usage >&2; exit 1; }
 DIR=$1
 [[ -f $DIR/id ]] || { echo "fleet-down: $DIR holds no fleet" >&2; exit 0; }
 ID=$(<"$DIR/id")
@@ -15,9 +17,9 @@ stop_pid() {  # pidfile: SIGTERM, then SIGKILL after 10 s
     [[ -f $pidfile ]] || return 0
     pid=$(<"$pidfile")
     kill -0 "$pid" 2>/dev/null || return 0
-    kill "$pid" 2>/dev/null
+    kill "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null
+    kill -9 "$pid" 2>/dev/null || true
 }
 
 for i in $(seq 1 "$NODES"); do stop_pid "$DIR/n$i/kukeond.pid"; done
@@ -28,7 +30,8 @@ for i in $(seq 1 "$NODES"); do
     [[ -S $socket ]] || continue
     for namespace in $(ctr --address "$socket" namespaces ls -q 2>/dev/null); do
         for task in $(ctr --address "$socket" -n "$namespace" tasks ls -q 2>/dev/null); do
-            ctr --address "$socket" -n "$namespace" tasks kill -a -s SIGKILL "$task" 2>/dev/null
+            ctr --address "$socket" -n "$namespace" tasks kill -a -s SIGKILL "$task" 2>/dev/null \
+                || true
         done
         for task in $(ctr --address "$socket" -n "$namespace" tasks ls -q 2>/dev/null); do
             for _ in $(seq 50); do
@@ -37,7 +40,8 @@ for i in $(seq 1 "$NODES"); do
             done
         done
         for container in $(ctr --address "$socket" -n "$namespace" containers ls -q 2>/dev/null); do
-            ctr --address "$socket" -n "$namespace" containers delete "$container" 2>/dev/null
+            ctr --address "$socket" -n "$namespace" containers delete "$container" 2>/dev/null \
+                || true
         done
     done
 done
@@ -47,24 +51,24 @@ for i in $(seq 1 "$NODES"); do
     cgroup=/sys/fs/cgroup/kukeon-fleet-$ID-n$i
     if [[ -d $cgroup ]]; then
         find "$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null \
-            | while read -r pid; do kill -9 "$pid" 2>/dev/null; done
+            | while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done
     fi
     stop_pid "$host/containerd/pid"
     # Shims of this containerd (they name its socket on their command line).
     for pid in $(pgrep -f "containerd-shim.*-address $host/containerd/containerd.sock" || true); do
-        kill -9 "$pid" 2>/dev/null
+        kill -9 "$pid" 2>/dev/null || true
     done
     if [[ -d $cgroup ]]; then
-        find "$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null
+        find "$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     fi
     # The egress table lives in the host's own namespace and goes with it.
-    ip netns delete "kf-$ID-$i" 2>/dev/null
+    ip netns delete "kf-$ID-$i" 2>/dev/null || true
 done
 for m in 0 1 2; do stop_pid "$DIR/etcd/m$m/pid"; done
-ip link delete "kf-$ID" 2>/dev/null
+ip link delete "kf-$ID" 2>/dev/null || true
 # Rootfs and netns bind mounts left below DIR, deepest first.
 awk -v dir="$DIR" '$2 ~ "^"dir {print $2}' /proc/self/mounts | sort -r | while read -r target; do
-    umount -l "$target" 2>/dev/null
+    umount -l "$target" 2>/dev/null || true
 done
 rm -rf "$DIR"
 echo "fleet $ID down"

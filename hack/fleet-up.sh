@@ -18,7 +18,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "fleet-up: $*" >&2; exit 1; }
 
-[[ $# -ge 1 ]] || die "usage: hack/fleet-up.sh DIR [--nodes N]"
+usage() { echo "usage: hack/fleet-up.sh DIR [--nodes N]   (remove with hack/fleet-down.sh DIR)"; }
+[[ ${1:-} == -h || ${1:-} == --help ]] && { usage; exit 0; }
+[[ $# -ge 1 ]] || { usage >&2; exit 1; }
 DIR=$1; shift
 NODES=3
 while [[ $# -gt 0 ]]; do
