@@ -45,7 +45,7 @@ from kukeon.api import (
     Space,
     apply_space_defaults_to_container,
 )
-from kukeon.framework import HandlerContext, PermanentError, TemporaryError
+from kukeon.framework import HandlerContext, HandlerError, PermanentError, TemporaryError
 from kukeon.runtime.cgroups import CgroupError, CgroupPath, Delegation
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
 from kukeon.runtime.containerd.errors import (
@@ -148,6 +148,28 @@ class HostFacts:
         return cls(hard_rlimits=current_hard_rlimits(), environ=dict(os.environ))
 
 
+# Why a cell could not be built, most specific first: the state and reason written to its
+# status, and whether retrying can help (a spec the runtime refuses waits for a new spec;
+# everything else is a host or registry condition that may clear by itself).
+_FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]], ...] = (
+    (RuntimeSpecError, CellState.FAILED, "InvalidSpec", PermanentError),
+    (SecretUnavailableError, CellState.FAILED, "SecretUnavailable", TemporaryError),
+    (ImageUnavailableError, CellState.FAILED, "ImageUnavailable", TemporaryError),
+    (NetworkError, CellState.FAILED, "NetworkFailed", TemporaryError),
+    (CgroupError, CellState.FAILED, "CgroupFailed", TemporaryError),
+    # containerd does not answer: whatever was last reported may no longer be true.
+    (ContainerdUnavailableError, CellState.UNKNOWN, "HostUnobservable", TemporaryError),
+)
+BUILD_FAILURES = tuple(entry[0] for entry in _FAILURE_TABLE)
+
+
+def classify_build_failure(error: Exception) -> tuple[CellState, str, type[HandlerError]]:
+    for kind, state, reason, retry in _FAILURE_TABLE:
+        if isinstance(error, kind):
+            return state, reason, retry
+    raise TypeError(f"not a build failure: {error!r}")
+
+
 class _Pass:
     """The observations of one reconcile pass, turned into status at its end."""
 
@@ -194,37 +216,10 @@ class CellController:
 
         try:
             cell = await self._converge(cell, ctx, realm=realm, space=space, namespace=namespace)
-        except RuntimeSpecError as error:
-            await report(
-                ctx, cell, state=CellState.FAILED, reason="InvalidSpec", message=str(error)
-            )
-            raise PermanentError(str(error), reason="InvalidSpec") from error
-        except SecretUnavailableError as error:
-            await report(
-                ctx, cell, state=CellState.FAILED, reason="SecretUnavailable", message=str(error)
-            )
-            raise TemporaryError(str(error), reason="SecretUnavailable") from error
-        except ImageUnavailableError as error:
-            await report(
-                ctx, cell, state=CellState.FAILED, reason="ImageUnavailable", message=str(error)
-            )
-            raise TemporaryError(str(error), reason="ImageUnavailable") from error
-        except NetworkError as error:
-            await report(
-                ctx, cell, state=CellState.FAILED, reason="NetworkFailed", message=str(error)
-            )
-            raise TemporaryError(str(error), reason="NetworkFailed") from error
-        except CgroupError as error:
-            await report(
-                ctx, cell, state=CellState.FAILED, reason="CgroupFailed", message=str(error)
-            )
-            raise TemporaryError(str(error), reason="CgroupFailed") from error
-        except ContainerdUnavailableError as error:
-            # Whatever was last reported may no longer be true: say so rather than keep it.
-            await report(
-                ctx, cell, state=CellState.UNKNOWN, reason="HostUnobservable", message=str(error)
-            )
-            raise TemporaryError(str(error), reason="HostUnobservable") from error
+        except BUILD_FAILURES as error:
+            state, reason, retry = classify_build_failure(error)
+            await report(ctx, cell, state=state, reason=reason, message=str(error))
+            raise retry(str(error), reason=reason) from error
 
     async def _converge(
         self, cell: Cell, ctx: HandlerContext, *, realm: Realm, space: Space, namespace: str
