@@ -822,8 +822,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(EXIT_SERVER)
 
 
-# The workload commands (run, logs, exec, start/stop/restart/kill, image) live in their own
-# module and register themselves on `cli`; importing it here makes them part of kukectl.
+# The workload commands (run, logs, exec, start/stop/restart/kill, image) and the node
+# commands (cordon, uncordon, drain) live in their own modules and register themselves on
+# `cli`; importing them here makes them part of kukectl.
+from kukeon.cli import nodes as _nodes  # noqa: E402, F401
 from kukeon.cli import workloads as _workloads  # noqa: E402, F401
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ _WIDE_COLUMNS: dict[Kind, list[str]] = {
     Kind.SPACE: ["BRIDGE", "SUBNET", "CGROUP"],
     Kind.STACK: ["CGROUP"],
     Kind.CELL: ["IP", "NODE", "CGROUP"],
+    Kind.NODE: ["ADDRESS", "CPUS", "MEMORY", "CGROUPS", "CONTAINERD"],
 }
 
 
@@ -120,6 +121,16 @@ def _row(res: AnyResource, now: datetime, *, wide: bool, with_parents: bool) -> 
             row += [network.bridge_name or NONE, network.subnet or NONE, cgroup]
         elif kind == Kind.STACK:
             row.append(cgroup)
+        elif kind == Kind.NODE:
+            capacity = status.capacity
+            address = status.addresses[0].address if status.addresses else NONE
+            row += [
+                address,
+                str(capacity.cpus),
+                f"{capacity.memory_bytes // (1 << 20)}Mi",
+                capacity.cgroup_mode or NONE,
+                capacity.containerd_version or NONE,
+            ]
         else:
             row += [
                 status.network.ip or NONE,

@@ -166,3 +166,28 @@ def test_describe_cell() -> None:
         "137",
         "(SIGKILL)",
     ]
+
+
+def test_nodes_table_wide() -> None:
+    node = parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Node",
+            "metadata": {"name": "node-a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {
+                "state": "Ready",
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
+                "capacity": {
+                    "cpus": 2,
+                    "memoryBytes": 24 * 1024**3,
+                    "cgroupMode": "hybrid",
+                    "containerdVersion": "1.6.20",
+                },
+            },
+        }
+    )
+    table = render_table(Kind.NODE, [node], now=NOW, wide=True).splitlines()
+    assert table[0].split() == [
+        "NAME", "STATE", "AGE", "ADDRESS", "CPUS", "MEMORY", "CGROUPS", "CONTAINERD"
+    ]  # fmt: skip
+    assert table[1].split()[3:] == ["10.0.0.5", "2", "24576Mi", "hybrid", "1.6.20"]
