@@ -88,14 +88,15 @@ async def exec_in(k: Kukeond, cid: str, *argv: str, within: float = 20.0) -> tup
     waiting = asyncio.ensure_future(tasks.wait(cid, exec_id=exec_id))
     await tasks.start(cid, exec_id=exec_id)
     status = await asyncio.wait_for(waiting, within)
-    await tasks.delete_process(cid, exec_id)
-    # The shim may report the exit before it has copied the last output to the file.
+    # The shim may report the exit before it has copied the last output to the file,
+    # and on a loaded 2-core machine that copy can lag by more than a second.
     output = ""
-    for _attempt in range(10):
+    for _attempt in range(50):
         output = await asyncio.to_thread(_read_if_present, log)
         if output:
             break
         await asyncio.sleep(0.1)
+    await tasks.delete_process(cid, exec_id)
     return status.code, output
 
 
