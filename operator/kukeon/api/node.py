@@ -61,6 +61,9 @@ class NodeStatus(KukeonModel):
     reason: OptionalString = None
     message: OptionalString = None
     addresses: NullableList[NodeAddress] = Field(default_factory=list)
+    api_endpoint: OptionalString = None
+    """`https://<InternalIP>:<port>` of the node's TCP API, where the other nodes forward
+    requests for its cells (logs, exec, kill); None when it serves no TCP listener."""
     capacity: NodeResources = Field(default_factory=NodeResources)
     allocatable: NodeResources = Field(default_factory=NodeResources)
     """What cells may use: capacity minus what the host keeps for itself."""

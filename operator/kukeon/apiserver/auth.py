@@ -5,7 +5,11 @@ token that the tokens file maps to a user and a role:
 
 - ``admin``: every verb on every resource, status subresources included;
 - ``viewer``: read only (get, list, watch);
-- ``editor``: every verb on spec, but only inside the realms it names.
+- ``editor``: every verb on spec, but only inside the realms it names;
+- ``node``: the fleet token a kukeond forwards node-local requests with (a cell's logs,
+  exec, kill, attach, a realm's images on another node): those subresources and nothing
+  else, so a leaked fleet token cannot rewrite the registry. The node that forwards has
+  already authorised the original caller.
 
 The unix socket is the local administrator's path: whoever can open it (root and members
 of the socket's group, mode 0660) is trusted as ``admin``, the same trust model as the
@@ -43,6 +47,11 @@ class Role(StrEnum):
     ADMIN = "admin"
     VIEWER = "viewer"
     EDITOR = "editor"
+    NODE = "node"
+
+
+NODE_SUBRESOURCES: frozenset[str] = frozenset({"log", "exec", "kill", "attach", "images"})
+"""What the ``node`` role may reach: the routes a kukeond serves for its own host."""
 
 
 class TokensFileError(Exception):
@@ -163,6 +172,13 @@ def denial(
         if verb in READ_VERBS:
             return None
         return f"user {principal.user!r} (viewer) may not {verb}"
+    if principal.role == Role.NODE:
+        if subresource in NODE_SUBRESOURCES:
+            return None
+        return (
+            f"user {principal.user!r} (node) may only reach node-local routes "
+            f"({', '.join(sorted(NODE_SUBRESOURCES))}), not {verb} " + (subresource or "resources")
+        )
     # editor
     if subresource == "status" and verb not in READ_VERBS:
         return f"user {principal.user!r} (editor) may not {verb} status; controllers write status"

@@ -78,6 +78,12 @@ class DaemonConfig(BaseModel):
     api_tls_cert_file: Path | None = None
     api_tls_key_file: Path | None = None
     api_tokens_file: Path | None = None
+    fleet_token_file: Path | None = None
+    """The bearer token (first line of the file) this node sends when it forwards a request
+    for a cell of another node to that node's API; the other nodes' tokens files map it to
+    role `node`. Without it, such requests are answered 503."""
+    fleet_ca_file: Path | None = None
+    """The CA that signs the other nodes' API certificates (default: the system's CAs)."""
 
     log_level: LogLevel = "info"
     bootstrap: bool = True

@@ -13,6 +13,7 @@ from kukeon.apiserver import ApiSettings, build_runner
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
 
+from .forwarding import Forwarder
 from .noderoutes import NodeRoutes
 
 if TYPE_CHECKING:
@@ -62,6 +63,18 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
     )
     if daemon.controllers is not None:
         NodeRoutes(controllers=daemon.controllers, registry=daemon.registry).add_routes(runner.app)
+    # Requests for cells of other nodes go to those nodes (daemon/forwarding.py).
+    forwarder = Forwarder(
+        registry=daemon.registry,
+        node_name=config.node_name,
+        token_file=config.fleet_token_file,
+        ca_file=config.fleet_ca_file,
+    )
+    await forwarder.start()
+    stoppers.append(("fleet forwarding", forwarder.close))
+    forwarder.install(runner.app, serves_cells=daemon.controllers is not None)
     await runner.start()
     stoppers.append(("API server", runner.stop))
+    if daemon.fleet is not None:  # other nodes find this API in Node.status.apiEndpoint
+        await daemon.fleet.agent.set_api_port(runner.tcp_port)
     return stoppers

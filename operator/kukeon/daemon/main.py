@@ -78,6 +78,16 @@ from .config import ConfigError, load_config
 @click.option("--api-tls-key-file", type=click.Path(path_type=Path))
 @click.option("--api-tokens-file", type=click.Path(path_type=Path))
 @click.option(
+    "--fleet-token-file",
+    type=click.Path(path_type=Path),
+    help="Token this node forwards other nodes' cell requests (logs, exec, kill) with.",
+)
+@click.option(
+    "--fleet-ca-file",
+    type=click.Path(path_type=Path),
+    help="CA that signs the other nodes' API certificates.",
+)
+@click.option(
     "--insecure-registry",
     "insecure_registries",
     help="Comma-separated registries reached over plain HTTP.",

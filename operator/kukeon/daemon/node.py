@@ -110,6 +110,22 @@ def _addresses(config: DaemonConfig) -> list[NodeAddress]:
     return addresses
 
 
+def _configured_api_port(config: DaemonConfig) -> int | None:
+    port = (config.api_address or "").rpartition(":")[2]
+    return int(port) if port.isdigit() and int(port) > 0 else None
+
+
+def api_endpoint(addresses: list[NodeAddress], port: int | None) -> str | None:
+    """``https://<InternalIP>:<port>`` of the node's TCP API (None without a listener)."""
+    if port is None:
+        return None
+    for address in addresses:
+        if address.type == "InternalIP":
+            host = f"[{address.address}]" if ":" in address.address else address.address
+            return f"https://{host}:{port}"
+    return None
+
+
 async def read_capacity(config: DaemonConfig, containerd: ContainerdClient | None) -> NodeResources:
     meminfo = await asyncio.to_thread(read_meminfo)
     try:
@@ -173,6 +189,8 @@ class NodeAgent:
         self.release_on_exit = True
         """False leaves the lease to expire on stop, as a crash does (tests use it)."""
         self.beats = 0
+        self.api_port = _configured_api_port(config)
+        """The bound port of the TCP API (set by the endpoints once they listen)."""
         self._capacity = NodeResources()
         self._session: LeaseSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -246,9 +264,11 @@ class NodeAgent:
             conditions = _merge_condition(
                 conditions, await asyncio.to_thread(_memory_condition, now)
             )
+            addresses = await asyncio.to_thread(_addresses, self.config)
             status = NodeStatus(
                 state=NodeState.READY,
-                addresses=await asyncio.to_thread(_addresses, self.config),
+                addresses=addresses,
+                api_endpoint=api_endpoint(addresses, self.api_port),
                 capacity=self._capacity,
                 allocatable=self._capacity,
                 conditions=conditions,
@@ -263,6 +283,12 @@ class NodeAgent:
                 continue
             self.beats += 1
             return
+
+    async def set_api_port(self, port: int | None) -> None:
+        """Record the TCP API's bound port in the Node's ``status.apiEndpoint`` now."""
+        if port != self.api_port:
+            self.api_port = port
+            await self.beat()
 
     async def _run(self) -> None:
         while True:

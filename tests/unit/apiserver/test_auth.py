@@ -97,6 +97,7 @@ def test_bearer_token(header: str | None, token: str | None) -> None:
 
 VIEWER_P = Principal(user="v", role=Role.VIEWER)
 EDITOR_P = Principal(user="e", role=Role.EDITOR, realms=frozenset({"team"}))
+NODE_P = Principal(user="fleet", role=Role.NODE)
 
 
 @pytest.mark.parametrize(
@@ -114,6 +115,13 @@ EDITOR_P = Principal(user="e", role=Role.EDITOR, realms=frozenset({"team"}))
         (EDITOR_P, "create", "other", None, False),
         (EDITOR_P, "list", None, None, True),
         (EDITOR_P, "update", "team", "status", False),
+        (NODE_P, "get", "any", "log", True),
+        (NODE_P, "create", "any", "exec", True),
+        (NODE_P, "update", "any", "kill", True),
+        (NODE_P, "create", "any", "images", True),
+        (NODE_P, "get", "any", None, False),
+        (NODE_P, "list", None, None, False),
+        (NODE_P, "update", "any", "status", False),
     ],
 )
 def test_role_table(

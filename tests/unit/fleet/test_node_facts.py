@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.api import Kind, Node, parse_resource, to_document
+from kukeon.api import Kind, Node, NodeAddress, parse_resource, to_document
 from kukeon.daemon.config import ConfigError, load_config
-from kukeon.daemon.node import cni_plugins, read_meminfo
+from kukeon.daemon.node import api_endpoint, cni_plugins, read_meminfo
 from kukeon.store import KeyLayout
 
 
@@ -58,3 +58,26 @@ def test_node_is_a_top_level_kind() -> None:
     assert KeyLayout().key(Kind.NODE, ("n1",)) == "/kukeon/registry/nodes/n1"
     assert to_document(parsed)["spec"] == {"unschedulable": True}
     assert to_document(parsed)["status"]["state"] == "Unknown"
+
+
+def test_api_endpoint_is_the_internal_ip_and_the_bound_port() -> None:
+    addresses = [
+        NodeAddress(type="Hostname", address="h1"),
+        NodeAddress(type="InternalIP", address="10.0.0.5"),
+    ]
+    assert api_endpoint(addresses, 6443) == "https://10.0.0.5:6443"
+    assert api_endpoint(addresses, None) is None
+    assert api_endpoint(addresses[:1], 6443) is None
+    assert (
+        api_endpoint([NodeAddress(type="InternalIP", address="fd00::5")], 1)
+        == "https://[fd00::5]:1"
+    )
+
+
+def test_fleet_forwarding_settings(tmp_path: Path) -> None:
+    config = load_config(
+        environ={"KUKEON_FLEET_TOKEN_FILE": "/etc/kukeon/fleet.token"},
+        overrides={"fleet_ca_file": tmp_path / "ca.crt"},
+    )
+    assert config.fleet_token_file == Path("/etc/kukeon/fleet.token")
+    assert config.fleet_ca_file == tmp_path / "ca.crt"

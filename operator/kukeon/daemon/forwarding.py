@@ -1,0 +1,378 @@
+"""Forwarding node-local requests to the kukeond that runs the cell.
+
+Logs, exec, kill (and attach) of a cell are served by the kukeond of the cell's node
+(``spec.nodeName``), because only that host has its containerd and state directory. Any
+node's API accepts them: this module's middleware sits inside the API's authentication,
+looks up the cell, and when the cell runs elsewhere it
+
+1. authorises the *original* caller here, for the verb and realm of the route, exactly
+   as the node-local handler would;
+2. finds the other node's API in ``Node/<node>.status.apiEndpoint`` (the node must be
+   ``Ready``);
+3. sends the same request there over HTTPS, verified against ``fleetCaFile``, with the
+   fleet token (``fleetTokenFile``, role ``node`` on the other side) and the header
+   ``X-Kukeon-Forwarded-By: <this node>``;
+4. streams the answer back as it arrives (``follow=true`` logs stay a live stream), or
+   relays the WebSocket (exec, attach) frame by frame in both directions.
+
+A request that already carries ``X-Kukeon-Forwarded-By`` is never forwarded again: if the
+receiving node does not run the cell either (it moved meanwhile), the answer is ``508``.
+The realm image routes (``.../realms/{realm}/images``) are per node too; they are forwarded
+when the query names another node (``?node=n2``).
+
+Failures are Status objects naming the cell and the node: the cell has no node yet
+(``409``), the node is unknown, not Ready or has no API endpoint, this node has no fleet
+token, or the node cannot be reached (``503``), the node refused the fleet token (``502``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from http import HTTPStatus
+from pathlib import Path
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from kukeon.api import Cell, Kind, Node, NodeState
+from kukeon.apiserver.app import Handler
+from kukeon.apiserver.auth import Verb, denial
+from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.status import ApiError, Cause
+from kukeon.store import NotFound, Registry
+
+log = logging.getLogger("kukeon.daemon.forwarding")
+
+FORWARDED_BY_HEADER = "X-Kukeon-Forwarded-By"
+"""Set on a forwarded request to the name of the node that forwarded it."""
+FORWARDED_USER_HEADER = "X-Kukeon-Forwarded-User"
+"""The original caller's user name, for the receiving node's logs (never trusted)."""
+
+CELL_SUBRESOURCES: Mapping[str, Verb] = {
+    "log": "get",
+    "exec": "create",
+    "kill": "update",
+    "attach": "create",
+}
+"""The node-local routes of a cell and the verb each needs (as ``noderoutes`` checks)."""
+IMAGE_VERBS: Mapping[str, Verb] = {"GET": "list", "POST": "create"}
+
+CONNECT_TIMEOUT = 5.0
+MAX_MESSAGE_BYTES = 1 << 20
+_COPIED_HEADERS = ("Content-Type", "Accept")
+
+
+class ForwardingError(Exception):
+    """The forwarding settings cannot be used (unreadable token or CA file)."""
+
+
+def read_token(path: Path) -> str:
+    """The first non-empty line of ``path`` (blocking: call via asyncio.to_thread)."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ForwardingError(f"cannot read the fleet token file {path}: {error}") from error
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    raise ForwardingError(f"the fleet token file {path} is empty")
+
+
+def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as error:
+        raise ForwardingError(f"cannot load the fleet CA file {ca_file}: {error}") from error
+
+
+class Forwarder:
+    """The forwarding middleware of one kukeond's API, and its HTTPS client session."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        node_name: str,
+        token_file: Path | None,
+        ca_file: Path | None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.registry = registry
+        self.node_name = node_name
+        self.token_file = token_file
+        self.ca_file = ca_file
+        self.connect_timeout = connect_timeout
+        self._token: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+        _, cell_path = route_patterns(Kind.CELL)
+        _, realm_path = route_patterns(Kind.REALM)
+        self._cell_routes = {f"{cell_path}/{sub}": sub for sub in CELL_SUBRESOURCES}
+        self._image_route = f"{realm_path}/images"
+
+    async def start(self) -> None:
+        """Read the token and the CA now, so a wrong path stops kukeond at start."""
+        if self.token_file is not None:
+            self._token = await asyncio.to_thread(read_token, self.token_file)
+        context = await asyncio.to_thread(_tls_context, self.ca_file)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def install(self, app: web.Application, *, serves_cells: bool) -> None:
+        """Put the middleware on ``app`` (before it starts).
+
+        ``serves_cells`` False (``--api-only``): this API has no node routes of its own, so
+        it gets routes that answer for the cells no node could be found for.
+        """
+        app.middlewares.append(self.middleware)
+        if not serves_cells:
+            for pattern in self._cell_routes:
+                app.router.add_route("*", pattern, self._no_local_node)
+            app.router.add_route("*", self._image_route, self._no_local_node)
+
+    @staticmethod
+    async def _no_local_node(request: web.Request) -> web.StreamResponse:
+        raise ApiError(
+            400 if request.path.endswith("/images") else 503,
+            "this kukeond serves the API only and runs no cells; "
+            + (
+                "name the node whose images you mean with ?node=NAME"
+                if request.path.endswith("/images")
+                else "the cell's node could not be found"
+            ),
+        )
+
+    # --- the middleware ------------------------------------------------------------------
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = getattr(request.match_info, "route", None)
+        resource = getattr(route, "resource", None)
+        pattern = getattr(resource, "canonical", None)
+        if pattern in self._cell_routes:
+            return await self._cell_request(request, handler, self._cell_routes[pattern])
+        if pattern == self._image_route:
+            return await self._image_request(request, handler)
+        return await handler(request)
+
+    async def _cell_request(
+        self, request: web.Request, handler: Handler, subresource: str
+    ) -> web.StreamResponse:
+        m = request.match_info
+        key = (m["realm"], m["space"], m["stack"], m["cell"])
+        try:
+            found = await self.registry.get(Kind.CELL, key)
+        except NotFound:
+            return await handler(request)  # the node-local handler answers 404
+        assert isinstance(found, Cell)
+        node = found.spec.node_name
+        if node == self.node_name:
+            return await handler(request)
+        why = denial(
+            principal_of(request),
+            verb=CELL_SUBRESOURCES[subresource],
+            realm=found.spec.realm_id,
+            subresource=subresource,
+        )
+        if why is not None:
+            raise ApiError(403, f"Forbidden: {why}")
+        name = "/".join(key)
+        if not node:
+            status = found.status
+            why_pending = f": {status.message}" if status.message else ""
+            raise ApiError(
+                409,
+                f"cell {name} is not placed on a node yet (state {status.state}"
+                f"{why_pending}); it has no {subresource} to serve",
+                name=name,
+                kind="Cell",
+                causes=[Cause("spec.nodeName", "not set")],
+            )
+        return await self._forward(request, node, f"cell {name}", subresource)
+
+    async def _image_request(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        node = request.query.get("node")
+        if not node or node == self.node_name:
+            return await handler(request)
+        realm = request.match_info["realm"]
+        verb = IMAGE_VERBS.get(request.method)
+        if verb is None:
+            return await handler(request)  # 405 from the router's own answer
+        why = denial(principal_of(request), verb=verb, realm=realm, subresource="images")
+        if why is not None:
+            raise ApiError(403, f"Forbidden: {why}")
+        return await self._forward(request, node, f"the images of realm {realm}", "images")
+
+    # --- forwarding ----------------------------------------------------------------------
+
+    def _refuse(self, what: str, node: str, problem: str, *, code: int = 503) -> ApiError:
+        return ApiError(
+            code,
+            f"{what} is on node {node}, but {problem}",
+            name=node,
+            kind="Node",
+            causes=[Cause("spec.nodeName", node)],
+        )
+
+    async def _endpoint(self, what: str, node: str) -> str:
+        try:
+            found = await self.registry.get(Kind.NODE, (node,))
+        except NotFound:
+            raise self._refuse(what, node, "no node of that name is registered") from None
+        assert isinstance(found, Node)
+        status = found.status
+        if status.state != NodeState.READY:
+            reason = f" ({status.reason})" if status.reason else ""
+            raise self._refuse(what, node, f"that node is {status.state}{reason}")
+        if not status.api_endpoint:
+            raise self._refuse(
+                what,
+                node,
+                "that node publishes no API endpoint (status.apiEndpoint: its kukeond "
+                "serves no TCP listener, apiAddress)",
+            )
+        return status.api_endpoint.rstrip("/")
+
+    async def _forward(
+        self, request: web.Request, node: str, what: str, subresource: str
+    ) -> web.StreamResponse:
+        if request.headers.get(FORWARDED_BY_HEADER):
+            raise self._refuse(
+                what,
+                node,
+                f"this request was already forwarded by node "
+                f"{request.headers[FORWARDED_BY_HEADER]} to {self.node_name}; "
+                "a request is forwarded at most once (the cell may just have moved: retry)",
+                code=508,
+            )
+        endpoint = await self._endpoint(what, node)
+        if self._token is None or self._session is None:
+            raise self._refuse(
+                what,
+                node,
+                f"this node ({self.node_name}) has no fleet token to forward with "
+                "(fleetTokenFile); ask that node's API instead",
+            )
+        url = endpoint + str(request.rel_url)
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            FORWARDED_BY_HEADER: self.node_name,
+            FORWARDED_USER_HEADER: principal_of(request).user,
+        }
+        for name in _COPIED_HEADERS:
+            if name in request.headers:
+                headers[name] = request.headers[name]
+        log.debug("forwarding %s %s to node %s", request.method, request.rel_url, node)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._relay_websocket(request, url, headers, node, what, subresource)
+        return await self._relay_http(request, url, headers, node, what)
+
+    async def _relay_http(
+        self, request: web.Request, url: str, headers: dict[str, str], node: str, what: str
+    ) -> web.StreamResponse:
+        assert self._session is not None
+        body: AsyncIterator[bytes] | None = (
+            request.content.iter_chunked(1 << 16) if request.body_exists else None
+        )
+        try:
+            async with self._session.request(
+                request.method, url, headers=headers, data=body, allow_redirects=False
+            ) as upstream:
+                if upstream.status in (401, 403):
+                    text = (await upstream.text(errors="replace")).strip()
+                    raise self._refuse(
+                        what,
+                        node,
+                        f"node {node} refused this node's fleet token (HTTP {upstream.status}): "
+                        f"{text[:300]}; its tokens file must map the fleet token to role node",
+                        code=502,
+                    )
+                response = web.StreamResponse(status=upstream.status)
+                if "Content-Type" in upstream.headers:
+                    response.headers["Content-Type"] = upstream.headers["Content-Type"]
+                await response.prepare(request)
+                try:
+                    async for chunk in upstream.content.iter_any():
+                        await response.write(chunk)
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    # Mid-stream the status is sent already: end the stream, say why here.
+                    log.warning("stream from node %s broke: %r", node, error)
+                await response.write_eof()
+                return response
+        except aiohttp.ClientConnectionError as error:
+            raise self._refuse(what, node, f"{url} cannot be reached: {error}") from error
+
+    async def _relay_websocket(
+        self,
+        request: web.Request,
+        url: str,
+        headers: dict[str, str],
+        node: str,
+        what: str,
+        subresource: str,
+    ) -> web.StreamResponse:
+        assert self._session is not None
+        try:
+            upstream = await self._session.ws_connect(
+                url, headers=headers, max_msg_size=MAX_MESSAGE_BYTES, autoping=True
+            )
+        except aiohttp.WSServerHandshakeError as error:
+            code = error.status
+            try:
+                phrase = HTTPStatus(code).phrase
+            except ValueError:
+                phrase = ""
+            if code in (401, 403):
+                problem = f"node {node} refused this node's fleet token (HTTP {code})"
+                raise self._refuse(what, node, problem, code=502) from error
+            raise ApiError(
+                code if code >= 400 else 502,
+                f"node {node} answered the {subresource} of {what} with HTTP {code} {phrase}",
+            ) from error
+        except aiohttp.ClientError as error:
+            raise self._refuse(what, node, f"{url} cannot be reached: {error}") from error
+        socket = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
+        try:
+            await socket.prepare(request)
+            await _relay(socket, upstream)
+        finally:
+            await upstream.close()
+            await socket.close()
+        return socket
+
+
+async def _relay(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Copy frames both ways until either side closes; then close the other."""
+
+    async def to_upstream() -> None:
+        async for message in client:
+            if message.type == WSMsgType.BINARY:
+                await upstream.send_bytes(message.data)
+            elif message.type == WSMsgType.TEXT:
+                await upstream.send_str(message.data)
+
+    async def to_client() -> None:
+        async for message in upstream:
+            if message.type == WSMsgType.BINARY:
+                await client.send_bytes(message.data)
+            elif message.type == WSMsgType.TEXT:
+                await client.send_str(message.data)
+
+    tasks = [asyncio.ensure_future(to_upstream()), asyncio.ensure_future(to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, aiohttp.ClientError):
+                await task

@@ -1,0 +1,311 @@
+"""Forwarding node-local requests between two API servers on one etcd, over TLS.
+
+Each "node" is a real API server (TCP+TLS, tokens) with the forwarding middleware and
+stand-in node routes that say which node answered and who called; the Node documents
+publish their `status.apiEndpoint`. What is checked: a cell of node B is served through
+node A (plain, followed stream, kill, WebSocket), the caller is authorised by A and B sees
+the fleet token, and every refusal names the cell or the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import WSMsgType, web
+
+from kukeon.api import Kind, Node, NodeState, parse_resource
+from kukeon.apiserver import ApiServerRunner, ApiSettings, build_runner
+from kukeon.apiserver.auth import denial
+from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.status import ApiError
+from kukeon.daemon.forwarding import FORWARDED_BY_HEADER, Forwarder
+from kukeon.store import Registry
+from tests.fixtures.services import free_tcp_port
+from tests.integration.apiserver.conftest import Certs, certs  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.integration
+
+ADMIN = "admin-" + uuid.uuid4().hex
+VIEWER = "viewer-" + uuid.uuid4().hex
+FLEET = "fleet-" + uuid.uuid4().hex
+CELLS = "/apis/kukeon.io/v1beta1/realms/default/spaces/default/stacks/default/cells"
+IMAGES = "/apis/kukeon.io/v1beta1/realms/default/images"
+
+
+class StandIn:
+    """Node routes that answer with the node's name and the caller they saw."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def seen(self, request: web.Request) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "user": principal_of(request).user,
+            "forwardedBy": request.headers.get(FORWARDED_BY_HEADER),
+        }
+
+    def add_routes(self, app: web.Application) -> None:
+        _, cell_path = route_patterns(Kind.CELL)
+        _, realm_path = route_patterns(Kind.REALM)
+        app.router.add_get(f"{cell_path}/log", self.log)
+        app.router.add_post(f"{cell_path}/kill", self.kill)
+        app.router.add_get(f"{cell_path}/exec", self.exec)
+        app.router.add_get(f"{realm_path}/images", self.images)
+
+    async def log(self, request: web.Request) -> web.StreamResponse:
+        why = denial(principal_of(request), verb="get", realm="default", subresource="log")
+        if why:
+            raise ApiError(403, why)
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await response.prepare(request)
+        await response.write((json.dumps(self.seen(request)) + "\n").encode())
+        if request.query.get("follow") == "true":
+            for tick in range(1000):
+                await asyncio.sleep(0.05)
+                await response.write(f"tick{tick}\n".encode())
+        await response.write_eof()
+        return response
+
+    async def kill(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.seen(request))
+
+    async def images(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.seen(request))
+
+    async def exec(self, request: web.Request) -> web.StreamResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        await socket.send_bytes(b"\x01" + json.dumps(self.seen(request)).encode())
+        async for message in socket:
+            if message.type != WSMsgType.BINARY:
+                continue
+            if message.data == b"\x00":
+                break
+            await socket.send_bytes(b"\x01" + message.data[1:].upper())
+        await socket.send_bytes(b'\x03{"exitCode": 7}')
+        await socket.close()
+        return socket
+
+
+class Fleet(NamedTuple):
+    registry: Registry
+    runners: dict[str, ApiServerRunner]
+    certs: Certs
+
+    def url(self, node: str) -> str:
+        return f"https://127.0.0.1:{self.runners[node].tcp_port}"
+
+    def session(self, node: str, token: str) -> aiohttp.ClientSession:
+        context = ssl.create_default_context(cafile=str(self.certs.ca))
+        return aiohttp.ClientSession(
+            base_url=self.url(node),
+            connector=aiohttp.TCPConnector(ssl=context),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    async def set_node(self, name: str, state: NodeState, endpoint: str | None) -> None:
+        try:
+            node = await self.registry.get(Kind.NODE, (name,))
+        except Exception:
+            node = await self.registry.create(Node.model_validate({"metadata": {"name": name}}))
+        assert isinstance(node, Node)
+        status = node.status.model_copy(update={"state": state, "api_endpoint": endpoint})
+        await self.registry.update_status(node.model_copy(update={"status": status}))
+
+
+async def _create(registry: Registry, document: dict[str, Any]) -> None:
+    await registry.create(parse_resource({"apiVersion": "kukeon.io/v1beta1", **document}))
+
+
+@pytest.fixture
+async def fleet(
+    registry: Registry,
+    certs: Certs,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> AsyncIterator[Fleet]:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        yaml.safe_dump(
+            {
+                "tokens": [
+                    {"token": ADMIN, "user": "alice", "role": "admin"},
+                    {"token": VIEWER, "user": "victor", "role": "viewer"},
+                    {"token": FLEET, "user": "fleet", "role": "node"},
+                ]
+            }
+        )
+    )
+    fleet_token = tmp_path / "fleet.token"
+    fleet_token.write_text(FLEET + "\n")
+    runners: dict[str, ApiServerRunner] = {}
+    forwarders: list[Forwarder] = []
+    try:
+        for name in ("na", "nb"):
+            settings = ApiSettings(
+                socket_path=None,
+                tcp_address=f"127.0.0.1:{free_tcp_port()}",
+                tls_cert_file=certs.cert,
+                tls_key_file=certs.key,
+                tokens_file=tokens,
+                request_timeout=10,
+            )
+            runner = await build_runner(settings=settings, registry=registry)
+            StandIn(name).add_routes(runner.app)
+            forwarder = Forwarder(
+                registry=registry, node_name=name, token_file=fleet_token, ca_file=certs.ca
+            )
+            await forwarder.start()
+            forwarders.append(forwarder)
+            forwarder.install(runner.app, serves_cells=True)
+            await runner.start()
+            runners[name] = runner
+        running = Fleet(registry, runners, certs)
+        for name in runners:
+            await running.set_node(name, NodeState.READY, running.url(name))
+        await _create(registry, {"kind": "Realm", "metadata": {"name": "default"}})
+        await _create(
+            registry,
+            {"kind": "Space", "metadata": {"name": "default"}, "spec": {"realmId": "default"}},
+        )
+        await _create(
+            registry,
+            {
+                "kind": "Stack",
+                "metadata": {"name": "default"},
+                "spec": {"realmId": "default", "spaceId": "default"},
+            },
+        )
+        for cell, node in (("on-a", "na"), ("on-b", "nb"), ("nowhere", None), ("lost", "nc")):
+            spec: dict[str, Any] = {
+                "realmId": "default",
+                "spaceId": "default",
+                "stackId": "default",
+                "containers": [{"id": "main", "image": "busybox:latest"}],
+            }
+            if node:
+                spec["nodeName"] = node
+            await _create(registry, {"kind": "Cell", "metadata": {"name": cell}, "spec": spec})
+        yield running
+    finally:
+        for runner in runners.values():
+            await runner.stop()
+        for forwarder in forwarders:
+            await forwarder.close()
+
+
+async def test_logs_kill_and_images_of_another_node_come_from_it(fleet: Fleet) -> None:
+    async with fleet.session("na", ADMIN) as client:
+        local = await client.get(f"{CELLS}/on-a/log")
+        assert json.loads(await local.text()) == {
+            "node": "na",
+            "user": "alice",
+            "forwardedBy": None,
+        }
+        remote = await client.get(f"{CELLS}/on-b/log")
+        assert remote.status == 200
+        assert remote.headers["Content-Type"].startswith("text/plain")
+        assert json.loads(await remote.text()) == {
+            "node": "nb",
+            "user": "fleet",
+            "forwardedBy": "na",
+        }
+        killed = await client.post(f"{CELLS}/on-b/kill", params={"signal": "TERM"})
+        assert (await killed.json())["node"] == "nb"
+        images = await client.get(IMAGES, params={"node": "nb"})
+        assert (await images.json())["node"] == "nb"
+        assert (await (await client.get(IMAGES)).json())["node"] == "na"
+
+
+async def test_followed_logs_stream_through_the_forwarding_node(fleet: Fleet) -> None:
+    async with (
+        fleet.session("na", ADMIN) as client,
+        client.get(f"{CELLS}/on-b/log", params={"follow": "true"}) as response,
+    ):
+        assert response.status == 200
+        first = json.loads(await asyncio.wait_for(response.content.readline(), 5))
+        assert first["node"] == "nb"
+        ticks = [await asyncio.wait_for(response.content.readline(), 5) for _ in range(3)]
+        assert ticks == [b"tick0\n", b"tick1\n", b"tick2\n"]
+
+
+async def test_exec_websocket_is_relayed_both_ways(fleet: Fleet) -> None:
+    async with (
+        fleet.session("na", ADMIN) as client,
+        client.ws_connect(f"{CELLS}/on-b/exec", params={"command": "cat"}) as socket,
+    ):
+        hello = await asyncio.wait_for(socket.receive_bytes(), 5)
+        assert json.loads(hello[1:])["node"] == "nb"
+        await socket.send_bytes(b"\x00piped")
+        assert await asyncio.wait_for(socket.receive_bytes(), 5) == b"\x01PIPED"
+        await socket.send_bytes(b"\x00")
+        assert await asyncio.wait_for(socket.receive_bytes(), 5) == b'\x03{"exitCode": 7}'
+        closing = await asyncio.wait_for(socket.receive(), 5)
+        assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+
+
+async def _status(response: aiohttp.ClientResponse) -> tuple[int, dict[str, Any]]:
+    return response.status, await response.json()
+
+
+async def test_refusals_name_the_cell_and_the_node(fleet: Fleet) -> None:
+    async with fleet.session("na", ADMIN) as client:
+        code, body = await _status(await client.get(f"{CELLS}/nowhere/log"))
+        assert code == 409
+        assert "default/default/default/nowhere is not placed on a node" in body["message"]
+
+        code, body = await _status(await client.get(f"{CELLS}/lost/log"))
+        assert code == 503
+        assert "cell default/default/default/lost is on node nc" in body["message"]
+        assert "no node of that name is registered" in body["message"]
+        assert body["details"]["name"] == "nc"
+
+        await fleet.set_node("nb", NodeState.NOT_READY, fleet.url("nb"))
+        code, body = await _status(await client.get(f"{CELLS}/on-b/log"))
+        assert code == 503
+        assert "on node nb, but that node is NotReady" in body["message"]
+        with contextlib.suppress(aiohttp.WSServerHandshakeError):
+            await client.ws_connect(f"{CELLS}/on-b/exec", params={"command": "sh"})
+            raise AssertionError("the exec upgrade should have been refused")
+
+        await fleet.set_node("nb", NodeState.READY, None)
+        code, body = await _status(await client.get(f"{CELLS}/on-b/log"))
+        assert code == 503
+        assert "publishes no API endpoint" in body["message"]
+
+        await fleet.set_node("nb", NodeState.READY, f"https://127.0.0.1:{free_tcp_port()}")
+        code, body = await _status(await client.get(f"{CELLS}/on-b/log"))
+        assert code == 503
+        assert "cannot be reached" in body["message"]
+
+    # Already forwarded once: never again (a cell on na asked of nb as if forwarded).
+    async with fleet.session("nb", FLEET) as client:
+        code, body = await _status(
+            await client.get(f"{CELLS}/on-a/log", headers={FORWARDED_BY_HEADER: "nc"})
+        )
+        assert code == 508
+        assert "already forwarded by node nc to nb" in body["message"]
+
+
+async def test_the_caller_is_authorised_by_the_first_node(fleet: Fleet) -> None:
+    async with fleet.session("na", VIEWER) as client:
+        assert json.loads(await (await client.get(f"{CELLS}/on-b/log")).text())["node"] == "nb"
+        code, body = await _status(await client.post(f"{CELLS}/on-b/kill"))
+        assert code == 403
+        assert "viewer" in body["message"]
+    # The fleet token reaches node routes only: never the registry.
+    async with fleet.session("nb", FLEET) as client:
+        code, body = await _status(await client.get(CELLS))
+        assert code == 403
+        assert "(node) may only reach node-local routes" in body["message"]
+        assert (await client.get(f"{CELLS}/on-b/log")).status == 200
