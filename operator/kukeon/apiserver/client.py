@@ -406,7 +406,10 @@ class ApiClient:
                 async for line in response.content:
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    try:
+                        event = json.loads(line)
+                    except ValueError as exc:  # a line cut short by a dropped connection
+                        raise ServerUnreachable(f"watch on {self.address} broke: {exc}") from exc
                     event_type = str(event.get("type"))
                     obj = event.get("object") or {}
                     if event_type == "ERROR":
@@ -416,7 +419,7 @@ class ApiClient:
                         yield ClientWatchEvent(event_type, None, revision)
                     else:
                         yield ClientWatchEvent(event_type, _parse(obj), revision)
-        except aiohttp.ClientConnectionError as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ServerUnreachable(f"watch on {self.address} broke: {exc}") from exc
 
     # --- server --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from kukeon.apiserver.client import (
     parse_server,
 )
 from kukeon.apiserver.paths import KINDS, kind_for_alias
+from kukeon.apiserver.reflector import follow
 from kukeon.cli.config import (
     ConfigError,
     Connection,
@@ -369,8 +370,13 @@ async def _watch(
     stop_after: float | None,
 ) -> None:
     header_printed = False
-    async for event in client.watch(
-        kind, scope, label_selector=selector, name=name, timeout_seconds=stop_after
+
+    def note(line: str) -> None:
+        _stderr.print(f"watch: {line}", markup=False, style="dim")
+
+    # Reconnects from the last revision seen when the stream drops, relists on 410 Gone.
+    async for event in follow(
+        client, kind, scope, label_selector=selector, name=name, stop_after=stop_after, notify=note
     ):
         if event.object is None:
             continue
