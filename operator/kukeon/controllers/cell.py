@@ -29,7 +29,6 @@ import os
 import signal
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kukeon.api import (
@@ -63,6 +62,7 @@ from kukeon.runtime.containerd.spec import (
     list_host_devices,
 )
 from kukeon.runtime.containerd.tasks import TaskInfo, TaskIO, TaskStatus
+from kukeon.runtime.containerd.ttyio import create_attachable_task
 from kukeon.runtime.containerd.types import RegistryCredential
 from kukeon.runtime.network import (
     CellAttachment,
@@ -348,6 +348,7 @@ class CellController:
             host_hard_rlimits=self.facts.hard_rlimits,
             devices=devices,
             host_devices=list_host_devices() if effective.privileged else (),
+            terminal=effective.attachable,
         )
         spec = build_runtime_spec(effective, context=context)
         digest = spec_digest(spec, image=image_name)
@@ -392,7 +393,7 @@ class CellController:
         if task is None or task.status == TaskStatus.CREATED:
             if task is not None:
                 await tasks.delete(cid)
-            pid = await self._start(namespace, cid, files.log(container.id))
+            pid = await self._start(namespace, cid, files, container.id, effective.attachable)
             status = status.model_copy(
                 update={
                     "state": ContainerState.READY,
@@ -433,7 +434,9 @@ class CellController:
                 remaining = (due - now()).total_seconds()
                 if remaining <= 0:
                     await tasks.delete(cid)
-                    pid = await self._start(namespace, cid, files.log(container.id))
+                    pid = await self._start(
+                        namespace, cid, files, container.id, effective.attachable
+                    )
                     moment = now()
                     status = status.model_copy(
                         update={
@@ -473,9 +476,17 @@ class CellController:
             return None
         return task
 
-    async def _start(self, namespace: str, cid: str, log: Path) -> int:
+    async def _start(
+        self, namespace: str, cid: str, files: CellFiles, container: str, attachable: bool
+    ) -> int:
         tasks = self.host.containerd.tasks(namespace)
-        await tasks.create(cid, io=TaskIO.log_file(log))
+        log = files.log(container)
+        if attachable:
+            # A TTY whose stdin FIFO and output the shim's logger holds (see ttyio): the
+            # container keeps its terminal while kukeond is down; its output goes to the log.
+            await create_attachable_task(tasks, cid, stdin=files.tty_stdin(container), log=log)
+        else:
+            await tasks.create(cid, io=TaskIO.log_file(log))
         return await tasks.start(cid)
 
     async def _stop_task(self, namespace: str, cid: str) -> None:

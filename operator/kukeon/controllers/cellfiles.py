@@ -3,7 +3,9 @@
 ```
 <state-dir>/cells/<realm>/<space>/<stack>/<cell>/
     hosts, hostname            rendered, bind-mounted into every container
-    logs/<container>.log       stdout and stderr of the container's task
+    logs/<container>.log       stdout and stderr of the container's task (its TTY's output
+                               for an attachable container)
+    tty/<container>/stdin      the FIFO an attachable container's terminal reads
     secrets/<container>/<n>    secret files (0400), bind-mounted read-only
 ```
 
@@ -46,6 +48,9 @@ class CellFiles:
 
     def log(self, container: str) -> Path:
         return self.directory / "logs" / f"{container}.log"
+
+    def tty_stdin(self, container: str) -> Path:
+        return self.directory / "tty" / container / "stdin"
 
     def secrets_dir(self, container: str) -> Path:
         return self.directory / "secrets" / container

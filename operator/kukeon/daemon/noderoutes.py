@@ -11,6 +11,7 @@ POST .../cells/{cell}/kill?signal=TERM&container=              signal running ta
 GET  .../realms/{realm}/images                                 images in the realm
 POST .../realms/{realm}/images                                 body: an OCI image archive
 GET  .../cells/{cell}/exec?container=&command=..&command=..&tty=&stdin=   WebSocket
+GET  .../cells/{cell}/attach?container=                        WebSocket (see attach.py)
 ```
 
 The exec stream frames every binary message with a channel byte, as Kubernetes' channel
@@ -47,6 +48,8 @@ from kukeon.controllers.cellstate import containerd_container_id
 from kukeon.runtime.containerd.errors import ContainerdError, TaskNotFoundError
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
 from kukeon.store import NotFound, Registry
+
+from .attach import attach_target, serve_attach
 
 FOLLOW_POLL_SECONDS = 0.2
 MAX_TAIL_LINES = 100_000
@@ -186,6 +189,7 @@ class NodeRoutes:
         app.router.add_get(f"{cell_path}/log", self.log)
         app.router.add_post(f"{cell_path}/kill", self.kill)
         app.router.add_get(f"{cell_path}/exec", self.exec)
+        app.router.add_get(f"{cell_path}/attach", self.attach)
         app.router.add_get(f"{realm_path}/images", self.list_images)
         app.router.add_post(f"{realm_path}/images", self.import_image)
 
@@ -360,6 +364,43 @@ class NodeRoutes:
             await asyncio.to_thread(shutil.rmtree, fifo_dir, True)
             await socket.close()
         return socket
+
+    # --- attach ---------------------------------------------------------------------------
+
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        cell = await self._cell(request)
+        _authorize(request, verb="create", realm=cell.spec.realm_id, subresource="attach")
+        container = attach_target(cell, request.query.get("container"))
+        realm = await self._realm(cell.spec.realm_id)
+        namespace = realm.spec.namespace or f"{realm.metadata.name}.kukeon.io"
+        key = cell_key(cell)
+        cid = containerd_container_id(
+            space=key[1], stack=key[2], cell=key[3], container=container.id
+        )
+        tasks = self.controllers.host.containerd.tasks(namespace)
+        not_running = f"container {container.id} of cell {key[3]} is not running"
+        try:
+            task = await tasks.get(cid)
+        except ContainerdError:
+            raise ApiError(409, not_running) from None
+        if task.status != TaskStatus.RUNNING:
+            raise ApiError(409, not_running)
+        if not task.terminal:
+            raise ApiError(
+                409,
+                f"container {container.id} of cell {key[3]} was started without a terminal; "
+                "it gets one when it is next created (kukectl restart)",
+            )
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            raise ApiError(400, "attach is a WebSocket: send an Upgrade request")
+        files = CellFiles(self.controllers.host.settings.state_dir, key)
+        return await serve_attach(
+            request,
+            tasks=tasks,
+            containerd_id=cid,
+            log=files.log(container.id),
+            stdin=files.tty_stdin(container.id),
+        )
 
     # --- images ---------------------------------------------------------------------------
 

@@ -1,0 +1,192 @@
+"""Attach sessions: a WebSocket onto an attachable container's terminal.
+
+The container's terminal I/O is owned by the containerd shim and its logger, never by
+kukeond (see :mod:`kukeon.runtime.containerd.ttyio`): the terminal's output is appended to
+the container's log file, its input is a FIFO. A session therefore
+
+- follows the log file from where it ended when the session began (output produced
+  before, or while nobody was attached, is in ``kukectl logs``), sending it as channel 1;
+- writes channel 0 payloads into the stdin FIFO. Every attached client may type (input is
+  multiplexed, as ``docker attach`` does); an empty payload is ignored: detaching must
+  never close the container's stdin;
+- resizes the terminal on channel 4 (``{"width": W, "height": H}``), via containerd;
+- ends when the client goes (a detach: the container runs on), or when the task exits:
+  the last output, then channel 3 ``{"exitCode": N}``, then the close.
+
+Same framing as exec (``noderoutes``). Nothing is kept between sessions, so sessions
+work the same before and after a kukeond restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import select
+import time
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+from kukeon.api import Cell, ContainerSpec
+from kukeon.apiserver.status import ApiError
+from kukeon.controllers.cell import ordered_containers
+from kukeon.runtime.containerd.errors import ContainerdError
+from kukeon.runtime.containerd.tasks import ExitStatus, TaskService
+
+POLL_MIN_SECONDS = 0.02
+POLL_MAX_SECONDS = 0.2
+CHUNK = 256 * 1024
+STDIN_WRITE_SECONDS = 10.0
+
+
+def attach_target(cell: Cell, wanted: str | None) -> ContainerSpec:
+    """The container to attach to: ``wanted``, else ``spec.tty.default``, else the only
+    attachable one. ApiError 404/400 names the cell and the container."""
+    name = cell.metadata.name
+    containers = ordered_containers(cell)
+    attachable = [c for c in containers if c.attachable]
+    if wanted:
+        found = next((c for c in containers if c.id == wanted), None)
+        if found is None:
+            ids = ", ".join(c.id for c in containers)
+            raise ApiError(404, f"cell {name} has no container {wanted!r} (containers: {ids})")
+        if not found.attachable:
+            raise ApiError(
+                400,
+                f"container {wanted!r} of cell {name} is not attachable "
+                "(set attachable: true in its spec)",
+            )
+        return found
+    default = cell.spec.tty.default if cell.spec.tty is not None else None
+    if default:
+        found = next((c for c in attachable if c.id == default), None)
+        if found is not None:
+            return found
+    if len(attachable) == 1:
+        return attachable[0]
+    if not attachable:
+        raise ApiError(400, f"cell {name} has no attachable container")
+    ids = ", ".join(c.id for c in attachable)
+    raise ApiError(
+        400,
+        f"cell {name} has several attachable containers ({ids}) and no spec.tty.default: "
+        "choose one with container=",
+    )
+
+
+def _read_new(path: Path, offset: int) -> tuple[bytes, int]:
+    """What the file gained since ``offset`` (at most CHUNK); a shorter file restarts at 0."""
+    try:
+        with path.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size < offset:
+                offset = 0
+            stream.seek(offset)
+            data = stream.read(CHUNK)
+            return data, offset + len(data)
+    except FileNotFoundError:
+        return b"", 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _open_stdin(path: Path) -> int | None:
+    """A writer of the stdin FIFO; None when no terminal reads it (no running task)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno in (errno.ENXIO, errno.ENOENT):
+            return None
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write everything, waiting while the terminal's input is full, for a while at most."""
+    view = memoryview(data)
+    deadline = time.monotonic() + STDIN_WRITE_SECONDS
+    while view and time.monotonic() < deadline:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 0.5)
+            continue
+        view = view[written:]
+
+
+async def serve_attach(
+    request: web.Request,
+    *,
+    tasks: TaskService,
+    containerd_id: str,
+    log: Path,
+    stdin: Path,
+) -> web.WebSocketResponse:
+    """Run one attach session on an upgraded WebSocket until detach or exit."""
+    socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
+    await socket.prepare(request)
+    offset = await asyncio.to_thread(_size, log)
+    stdin_fd = await asyncio.to_thread(_open_stdin, stdin)
+    exited: asyncio.Future[ExitStatus] = asyncio.ensure_future(tasks.wait(containerd_id))
+
+    async def to_client() -> None:
+        nonlocal offset
+        pause = POLL_MIN_SECONDS
+        while True:
+            data, offset = await asyncio.to_thread(_read_new, log, offset)
+            if data:
+                await socket.send_bytes(b"\x01" + data)
+                pause = POLL_MIN_SECONDS
+                continue
+            if exited.done():
+                break
+            await asyncio.wait([exited], timeout=pause)
+            pause = min(pause * 2, POLL_MAX_SECONDS)
+        # The logger appends the last output just after the exit.
+        await asyncio.sleep(0.1)
+        while True:
+            data, offset = await asyncio.to_thread(_read_new, log, offset)
+            if not data:
+                break
+            await socket.send_bytes(b"\x01" + data)
+        try:
+            status: dict[str, object] = {"exitCode": exited.result().code}
+        except ContainerdError as error:
+            status = {"error": str(error)}
+        await socket.send_bytes(b"\x03" + json.dumps(status).encode())
+
+    async def from_client() -> None:
+        async for message in socket:
+            if message.type != WSMsgType.BINARY or not message.data:
+                continue
+            channel, payload = message.data[:1], message.data[1:]
+            if channel == b"\x00" and payload and stdin_fd is not None:
+                await asyncio.to_thread(_write_all, stdin_fd, payload)
+            elif channel == b"\x04":
+                with contextlib.suppress(ValueError, KeyError, TypeError, ContainerdError):
+                    size = json.loads(payload)
+                    await tasks.resize(
+                        containerd_id, width=int(size["width"]), height=int(size["height"])
+                    )
+
+    sender = asyncio.ensure_future(to_client())
+    receiver = asyncio.ensure_future(from_client())
+    try:
+        await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, receiver, exited):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if stdin_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(stdin_fd)
+        await socket.close()
+    return socket

@@ -1,0 +1,89 @@
+"""TTY stdio for attachable containers, owned by the containerd shim so it outlives kukeond.
+
+How containerd's runc shim (1.6) serves a task created with ``terminal: true`` decides
+the design (``CopyConsole`` in ``runtime/v2/runc/platform.go``):
+
+- it reads the stdin FIFO and copies it into the console; when that copy ends — every
+  writer of the FIFO has closed it — it shuts the console down and stops copying output.
+  So whoever holds the last writer of stdin holds the container's terminal: were it
+  kukeond, a kukeond exit (SIGTERM or kill -9) would cut the container off its TTY;
+- a FIFO stdout is opened by the shim for writing *and* reading, so writes never fail
+  for want of a reader but block once the pipe's 64 KiB are full and nobody drains them:
+  with kukeond down for a while, the container would hang on its next write;
+- a ``binary://`` stdout instead starts a logging program as the shim's child, with the
+  console's output on its fd 3, and waits until it closes fd 5 (ready). It lives exactly
+  as long as the task's console.
+
+So the task's stdout is ``binary:///bin/sh?-c=<script>``: a host ``sh`` that opens the
+stdin FIFO read-write (the writer that keeps the console alive, for the task's lifetime,
+whatever happens to kukeond), signals ready, and becomes ``cat`` appending the terminal's
+output to the container's log file. Nothing of the container's I/O passes through
+kukeond: output produced while kukeond is down is in the log file, never lost, and never
+blocks the container. An attach session follows the log file from its end (the output)
+and opens the stdin FIFO for writing (the input), so a restarted kukeond has nothing to
+re-open or adopt: its first attach just works. The FIFO's path is stable per container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from kukeon.runtime.containerd.tasks import TaskIO
+
+if TYPE_CHECKING:
+    from kukeon.runtime.containerd.tasks import TaskService
+
+LOGGER_SHELL = "/bin/sh"
+
+
+def logger_uri(*, stdin: Path, log: Path) -> str:
+    """The ``binary://`` stdout: hold a writer of ``stdin``, then append fd 3 to ``log``."""
+    script = f"exec 6<>{shlex.quote(str(stdin))}; exec 5>&-; exec cat <&3 >>{shlex.quote(str(log))}"
+    # One query key, so the shim's (unordered) map of arguments gives `sh -c SCRIPT`.
+    return f"binary://{LOGGER_SHELL}?" + urlencode({"-c": script})
+
+
+def attachable_io(*, stdin: Path, log: Path) -> TaskIO:
+    return TaskIO(stdin=str(stdin), stdout=logger_uri(stdin=stdin, log=log), terminal=True)
+
+
+def ensure_fifo(path: Path) -> None:
+    """Create the FIFO (and its directory); a non-FIFO in its place is replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if stat.S_ISFIFO(path.lstat().st_mode):
+            return
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    os.mkfifo(path, 0o600)
+
+
+def _prepare(stdin: Path, log: Path) -> int:
+    ensure_fifo(stdin)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    # A writer while the shim opens its reader: without one its first read is EOF.
+    return os.open(stdin, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+async def create_attachable_task(
+    tasks: TaskService, container_id: str, *, stdin: Path, log: Path
+) -> int:
+    """Create the task with a TTY whose I/O the shim's logger owns; returns the init pid.
+
+    kukeond holds a writer of the stdin FIFO only while the task is created; by then the
+    logger holds its own (the shim waits for it to be ready before answering).
+    """
+    holder = await asyncio.to_thread(_prepare, stdin, log)
+    try:
+        return await tasks.create(container_id, io=attachable_io(stdin=stdin, log=log))
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(holder)
