@@ -29,7 +29,17 @@ from kukeon.api.kinds import (
     to_document,
 )
 from kukeon.api.manifests import ManifestError, dump_manifests, load_manifests
-from kukeon.api.meta import API_VERSION, DEFAULT_PARENT, GROUP, VERSION, Kind, ObjectMeta, Resource
+from kukeon.api.meta import (
+    API_VERSION,
+    DEFAULT_PARENT,
+    GROUP,
+    VERSION,
+    Kind,
+    NodeLayerState,
+    NodeLayerStatus,
+    ObjectMeta,
+    Resource,
+)
 from kukeon.api.node import (
     SCHEDULED_BY_ANNOTATION,
     SCHEDULED_BY_SCHEDULER,
@@ -51,6 +61,7 @@ from kukeon.api.space import (
     SpaceDefaults,
     SpaceNetwork,
     SpaceNetworkStatus,
+    SpaceNodeStatus,
     SpaceSpec,
     SpaceStatus,
 )
@@ -97,6 +108,8 @@ __all__ = [
     "Node",
     "NodeAddress",
     "NodeCondition",
+    "NodeLayerState",
+    "NodeLayerStatus",
     "NodeResources",
     "NodeSpec",
     "NodeState",
@@ -115,6 +128,7 @@ __all__ = [
     "SpaceDefaults",
     "SpaceNetwork",
     "SpaceNetworkStatus",
+    "SpaceNodeStatus",
     "SpaceSpec",
     "SpaceState",
     "SpaceStatus",

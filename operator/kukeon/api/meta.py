@@ -168,6 +168,28 @@ class StatusBase(KukeonModel):
     ready_at: Timestamp = None
 
 
+class NodeLayerState(StrEnum):
+    """What one node did with a realm, space or stack (its entry in `status.nodes`)."""
+
+    CREATING = "Creating"
+    READY = "Ready"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+
+
+class NodeLayerStatus(KukeonModel):
+    """One node's materialisation of a realm, space or stack, written only by that node."""
+
+    state: NodeLayerState = NodeLayerState.CREATING
+    reason: OptionalString = None
+    message: OptionalString = None
+    cgroup_path: OptionalString = None
+    subtree_controllers: NullableList[str] = Field(default_factory=list)
+    observed_generation: int = Field(default=0, ge=0)
+    updated_at: Timestamp = None
+    ready_at: Timestamp = None
+
+
 SpecT = TypeVar("SpecT", bound=KukeonModel)
 StatusT = TypeVar("StatusT", bound=KukeonModel)
 

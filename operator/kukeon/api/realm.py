@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from kukeon.api.container import NonEmptyString
-from kukeon.api.meta import GROUP, Kind, KukeonModel, NullableList, OptionalString, Resource
+from kukeon.api.meta import (
+    GROUP,
+    Kind,
+    KukeonModel,
+    NodeLayerStatus,
+    NullableList,
+    OptionalString,
+    Resource,
+)
 from kukeon.api.meta import StatusBase as _StatusBase
 from kukeon.api.states import RealmState, RealmStateField
 
@@ -34,6 +42,8 @@ class RealmSpec(KukeonModel):
 class RealmStatus(_StatusBase):
     state: RealmStateField = RealmState.PENDING
     containerd_namespace_ready: bool = False
+    nodes: dict[str, NodeLayerStatus] = Field(default_factory=dict)
+    """Per node: what that node materialised (only nodes with cells in the realm)."""
 
 
 class Realm(Resource[RealmSpec, RealmStatus]):

@@ -20,6 +20,7 @@ from kukeon.api.meta import (
     DnsLabel,
     Kind,
     KukeonModel,
+    NodeLayerStatus,
     NullableList,
     OptionalString,
     Resource,
@@ -135,9 +136,21 @@ class SpaceNetworkStatus(KukeonModel):
     cni_config_file: OptionalString = None
 
 
+class SpaceNodeStatus(NodeLayerStatus):
+    """One node's materialisation of a space: its cgroup and its network on that host."""
+
+    bridge_name: OptionalString = None
+    subnet: OptionalString = None
+    """Allocated by the node from its own subnet pool: unique among the node's spaces."""
+    gateway: OptionalString = None
+    cni_config_file: OptionalString = None
+
+
 class SpaceStatus(StatusBase):
     state: SpaceStateField = SpaceState.PENDING
     network: SpaceNetworkStatus = Field(default_factory=SpaceNetworkStatus)
+    nodes: dict[str, SpaceNodeStatus] = Field(default_factory=dict)
+    """Per node: what that node materialised (only nodes with cells in the space)."""
 
 
 class Space(Resource[SpaceSpec, SpaceStatus]):

@@ -7,7 +7,15 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from kukeon.api.container import OptionalDnsLabel
-from kukeon.api.meta import DEFAULT_PARENT, DnsLabel, Kind, KukeonModel, Resource, StatusBase
+from kukeon.api.meta import (
+    DEFAULT_PARENT,
+    DnsLabel,
+    Kind,
+    KukeonModel,
+    NodeLayerStatus,
+    Resource,
+    StatusBase,
+)
 from kukeon.api.states import StackState, StackStateField
 
 
@@ -21,6 +29,8 @@ class StackSpec(KukeonModel):
 
 class StackStatus(StatusBase):
     state: StackStateField = StackState.PENDING
+    nodes: dict[str, NodeLayerStatus] = Field(default_factory=dict)
+    """Per node: what that node materialised (only nodes with cells in the stack)."""
 
 
 class Stack(Resource[StackSpec, StackStatus]):

@@ -2,9 +2,11 @@
 
 Controllers are written with ``kukeon.framework`` and act on the host only through
 ``kukeon.runtime``. `register_controllers` puts them on an ``Operator``: reconcile and
-finalize handlers per kind (cells filtered to the ones this node runs), the containerd
-event follower that requeues a cell when one of its tasks exits, and the orphan
-collector run at start and then periodically.
+finalize handlers per kind (cells filtered to the ones this node runs; realms, spaces
+and stacks materialised only where cells of them run, see ``layers``, each node holding
+its own finalizer), the cell-membership follower that requeues a cell's parents when it
+arrives on or leaves this node, the containerd event follower that requeues a cell when
+one of its tasks exits, and the orphan collector run at start and then periodically.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .events import follow_task_events
 from .gc import collect_orphans
 from .host import Host, HostSettings
 from .images import ImageArchives, ImageProvider
+from .layers import CellMembership, migrate_legacy_finalizers, node_finalizer
 from .realm import RealmController
 from .space import SpaceController
 from .stack import StackController
@@ -75,17 +78,28 @@ class Controllers:
                 log.exception("orphan collection failed; trying again later")
 
     def register(self, op: Operator) -> None:
-        op.reconcile(Kind.REALM)(self.realms.reconcile)
-        op.finalize(Kind.REALM)(self.realms.finalize)
-        op.reconcile(Kind.SPACE)(self.spaces.reconcile)
-        op.finalize(Kind.SPACE)(self.spaces.finalize)
-        op.reconcile(Kind.STACK)(self.stacks.reconcile)
-        op.finalize(Kind.STACK)(self.stacks.finalize)
+        node = self.host.settings.node_name
+        for layer in (self.realms, self.spaces, self.stacks):
+            layer.trigger = op.trigger
+            op.reconcile(layer.kind)(layer.reconcile)
+            # The node's own finalizer is added by the reconcile when it materialises the
+            # object here (never by the framework), and released when it tears it down.
+            op.finalize(layer.kind, when=_never, finalizer=node_finalizer(layer.kind, node))(
+                layer.finalize
+            )
         op.reconcile(Kind.CELL, when=self.runs_here)(self.cells.reconcile)
         op.finalize(Kind.CELL, when=self.runs_here)(self.cells.finalize)
+        membership = CellMembership(registry=self.registry, node=node, trigger=op.trigger)
 
         @op.on_startup
         async def start_background(ctx: OperatorContext) -> None:
+            try:
+                migrated = await migrate_legacy_finalizers(self.registry, node=node)
+            except Exception:
+                log.exception("migrating the shared layer finalizers failed; next start again")
+                migrated = []
+            if migrated:
+                log.info("took over the shared finalizer of %s", ", ".join(migrated))
             try:
                 removed = await self.collect_orphans()
             except Exception:
@@ -104,6 +118,7 @@ class Controllers:
                     name="kukeon-containerd-events",
                 ),
                 asyncio.create_task(self._collect_periodically(), name="kukeon-gc"),
+                asyncio.create_task(membership.follow(), name="kukeon-cell-membership"),
             ]
 
         @op.on_shutdown
@@ -114,6 +129,10 @@ class Controllers:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._background = []
+
+
+def _never(_: object) -> bool:
+    return False
 
 
 def register_controllers(

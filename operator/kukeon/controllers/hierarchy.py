@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from kukeon.api import AnyResource, Kind, parent_of
+from kukeon.api import AnyResource, Kind, NodeLayerState, NodeLayerStatus, parent_of
 from kukeon.framework import HandlerContext, TemporaryError
 from kukeon.store import NotFound
 
@@ -29,8 +29,21 @@ def describe(kind: Kind, key: tuple[str, ...]) -> str:
     return f"{kind.value} {'/'.join(key)}"
 
 
+def ready_here(obj: AnyResource, node: str) -> bool:
+    """Whether ``obj`` (a realm, space or stack) is materialised and Ready on ``node``."""
+    nodes = getattr(obj.status, "nodes", None)
+    if not isinstance(nodes, dict):
+        return False
+    entry = nodes.get(node)
+    return isinstance(entry, NodeLayerStatus) and entry.state == NodeLayerState.READY
+
+
 async def ready_parent(ctx: HandlerContext, obj: AnyResource, *, delay: float) -> AnyResource:
-    """The object's parent, once it exists, is not being deleted and is Ready on this host."""
+    """The object's parent, once it exists, is not being deleted and is Ready.
+
+    For a realm, space or stack that is the parent's fleet-level state; a cell runs on one
+    node, so its stack must be materialised and Ready on that node (``status.nodes``).
+    """
     parent = parent_of(obj)
     if parent is None:
         raise ValueError(f"{obj.kind} has no parent")
@@ -47,7 +60,14 @@ async def ready_parent(ctx: HandlerContext, obj: AnyResource, *, delay: float) -
         raise TemporaryError(
             f"its {describe(kind, key)} is being deleted", delay=delay, reason="ParentDeleting"
         )
-    if str(found.status.state) != "Ready":
+    if obj.kind == Kind.CELL:
+        if not ready_here(found, ctx.node_name):
+            raise TemporaryError(
+                f"waiting for its {describe(kind, key)} to be Ready on node {ctx.node_name}",
+                delay=delay,
+                reason="ParentNotReady",
+            )
+    elif str(found.status.state) != "Ready":
         raise TemporaryError(
             f"waiting for its {describe(kind, key)} to be Ready (it is {found.status.state})",
             delay=delay,

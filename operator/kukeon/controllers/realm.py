@@ -1,63 +1,64 @@
-"""The realm controller: a containerd namespace and a cgroup subtree per realm.
+"""The realm controller: a containerd namespace and a cgroup subtree per realm, per node.
 
-Reconcile creates (or re-labels) the namespace `spec.namespace` and the realm's cgroup,
-then reports Ready with the cgroup path and what was delegated. Finalize waits for the
-realm's spaces to be gone, empties the namespace (images, snapshots, content, leases),
-deletes it, and removes the cgroup.
+A node materialises a realm while it runs cells in it (``layers.LayerController``): the
+namespace `spec.namespace` (created or re-labelled) and the realm's cgroup, reported in
+its own entry of ``status.nodes``. When its last cell there is gone it removes the cgroup
+and the realm's files, and empties and deletes the namespace unless containers are still
+in it (other nodes' cells, where several nodes share one containerd). Deletion (the
+node's finalizer) waits for the realm's spaces to be gone, then purges the namespace
+(images, snapshots, content, leases), deletes it and removes the cgroup.
 """
 
 from __future__ import annotations
 
-from kukeon.api import Kind, Realm, RealmState
+from typing import ClassVar
+
+from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Realm
 from kukeon.framework import HandlerContext
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 
 from .cellfiles import remove_scope_files
-from .hierarchy import require_no_children
-from .host import Host
-from .reporting import report
+from .layers import LayerController
 
 
-class RealmController:
-    def __init__(self, *, host: Host) -> None:
-        self.host = host
+def namespace_of(realm: Realm) -> str:
+    return realm.spec.namespace or f"{realm.metadata.name}.kukeon.io"
 
-    async def reconcile(self, realm: Realm, ctx: HandlerContext) -> None:
-        name = realm.metadata.name
-        namespace = realm.spec.namespace or f"{name}.kukeon.io"
-        if realm.status.state in (RealmState.PENDING, RealmState.FAILED, RealmState.UNKNOWN):
-            realm = await report(
-                ctx, realm, observe=False, state=RealmState.CREATING, reason=None, message=None
-            )
+
+class RealmController(LayerController[Realm]):
+    kind: ClassVar[Kind] = Kind.REALM
+
+    async def accept(self, obj: Realm, ctx: HandlerContext) -> None:
+        return None  # a realm has no parent: accepted as soon as it exists
+
+    async def materialise(self, obj: Realm, ctx: HandlerContext) -> NodeLayerStatus:
+        name = obj.metadata.name
         await self.host.containerd.namespaces.ensure(
-            namespace, labels={LABEL_MANAGED: "true", LABEL_REALM: name}
+            namespace_of(obj), labels={LABEL_MANAGED: "true", LABEL_REALM: name}
         )
         cgroup = await self.host.cgroups.ensure(CgroupPath((name,)))
-        await report(
-            ctx,
-            realm,
-            state=RealmState.READY,
-            reason=None,
-            message=None,
-            containerd_namespace_ready=True,
-            cgroup_ready=True,
+        return NodeLayerStatus(
+            state=NodeLayerState.READY,
             cgroup_path=cgroup.path,
             subtree_controllers=list(cgroup.subtree_controllers),
         )
 
-    async def finalize(self, realm: Realm, ctx: HandlerContext) -> None:
-        name = realm.metadata.name
-        await require_no_children(
-            ctx,
-            child_kind=Kind.SPACE,
-            scope=(name,),
-            delay=self.host.settings.parent_wait_seconds,
-        )
-        if realm.status.state != RealmState.DELETING:
-            realm = await report(ctx, realm, state=RealmState.DELETING, observe=False)
-        namespace = realm.spec.namespace or f"{name}.kukeon.io"
-        # Images, their unpacked snapshots, blobs and leases all block the namespace's removal.
-        await self.host.containerd.namespaces.purge(namespace)
+    async def dematerialise(self, obj: Realm, ctx: HandlerContext, *, deleting: bool) -> None:
+        name = obj.metadata.name
+        namespace = namespace_of(obj)
+        containerd = self.host.containerd
+        if deleting:
+            # Images, their unpacked snapshots, blobs and leases all block the removal.
+            await containerd.namespaces.purge(namespace)
+        elif await self._unused(namespace):
+            await containerd.namespaces.purge(namespace)
         await self.host.cgroups.remove(CgroupPath((name,)))
         await remove_scope_files(self.host.settings.state_dir, (name,))
+
+    async def _unused(self, namespace: str) -> bool:
+        """Present and without containers (several nodes may share one containerd)."""
+        containerd = self.host.containerd
+        if namespace not in {ns.name for ns in await containerd.namespaces.list()}:
+            return False
+        return not await containerd.containers(namespace).list()

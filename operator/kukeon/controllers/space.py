@@ -1,26 +1,28 @@
 """The space controller: a cgroup subtree, a CNI bridge network and an egress policy per space.
 
-The conflist goes to the space's `cniConfigPath` directory (the daemon's CNI conf dir when
-unset); the bridge itself appears with the first cell (the CNI bridge plugin creates it).
-Egress rules are re-applied on every reconcile, so a spec change, or a rule removed by
-hand, converges on the next pass. Finalize waits for the space's stacks to be gone.
+A node materialises a space while it runs cells in it (``layers.LayerController``); its
+subnet comes from the node's own pool, so no two spaces of one node collide, and is
+reported in the node's entry of ``status.nodes``. The conflist goes to the space's
+`cniConfigPath` directory (the daemon's CNI conf dir when unset); the bridge itself
+appears with the first cell (the CNI bridge plugin creates it). Egress rules are
+re-applied on every reconcile, so a spec change, or a rule removed by hand, converges on
+the next pass. Deletion waits for the space's stacks to be gone.
 """
 
 from __future__ import annotations
 
 from ipaddress import ip_network
 from pathlib import Path
+from typing import ClassVar
 
-from kukeon.api import Kind, Space, SpaceNetworkStatus, SpaceSpec, SpaceState
+from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Space, SpaceNodeStatus, SpaceSpec
 from kukeon.framework import HandlerContext
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.network import EgressPolicy, EgressRule
 from kukeon.runtime.network.space import space_conflist_path
 
 from .cellfiles import remove_scope_files
-from .hierarchy import ready_parent, require_no_children
-from .host import Host
-from .reporting import report
+from .layers import LayerController
 
 
 def egress_policy(spec: SpaceSpec) -> EgressPolicy:
@@ -46,53 +48,34 @@ def conflist_file(space: Space, *, default_dir: Path) -> Path:
     )
 
 
-class SpaceController:
-    def __init__(self, *, host: Host) -> None:
-        self.host = host
+class SpaceController(LayerController[Space]):
+    kind: ClassVar[Kind] = Kind.SPACE
 
-    async def reconcile(self, space: Space, ctx: HandlerContext) -> None:
-        await ready_parent(ctx, space, delay=self.host.settings.parent_wait_seconds)
-        realm, name = space.spec.realm_id, space.metadata.name
-        if space.status.state in (SpaceState.PENDING, SpaceState.FAILED, SpaceState.UNKNOWN):
-            space = await report(ctx, space, observe=False, state=SpaceState.CREATING)
+    async def materialise(self, obj: Space, ctx: HandlerContext) -> NodeLayerStatus:
+        realm, name = obj.spec.realm_id, obj.metadata.name
         cgroup = await self.host.cgroups.ensure(CgroupPath((realm, name)))
         network = await self.host.networks.ensure_space_network(
             realm=realm,
             space=name,
-            cni_config_path=conflist_file(space, default_dir=self.host.settings.cni_conf_dir),
-            egress=egress_policy(space.spec),
+            cni_config_path=conflist_file(obj, default_dir=self.host.settings.cni_conf_dir),
+            egress=egress_policy(obj.spec),
         )
-        await report(
-            ctx,
-            space,
-            state=SpaceState.READY,
-            reason=None,
-            message=None,
-            cgroup_ready=True,
+        return SpaceNodeStatus(
+            state=NodeLayerState.READY,
             cgroup_path=cgroup.path,
             subtree_controllers=list(cgroup.subtree_controllers),
-            network=SpaceNetworkStatus(
-                bridge_name=network.bridge_name,
-                subnet=str(network.subnet),
-                gateway=str(network.gateway),
-                cni_config_file=str(network.cni_config_path),
-            ),
+            bridge_name=network.bridge_name,
+            subnet=str(network.subnet),
+            gateway=str(network.gateway),
+            cni_config_file=str(network.cni_config_path),
         )
 
-    async def finalize(self, space: Space, ctx: HandlerContext) -> None:
-        realm, name = space.spec.realm_id, space.metadata.name
-        await require_no_children(
-            ctx,
-            child_kind=Kind.STACK,
-            scope=(realm, name),
-            delay=self.host.settings.parent_wait_seconds,
-        )
-        if space.status.state != SpaceState.DELETING:
-            space = await report(ctx, space, observe=False, state=SpaceState.DELETING)
+    async def dematerialise(self, obj: Space, ctx: HandlerContext, *, deleting: bool) -> None:
+        realm, name = obj.spec.realm_id, obj.metadata.name
         await self.host.networks.remove_space_network(
             realm=realm,
             space=name,
-            cni_config_path=conflist_file(space, default_dir=self.host.settings.cni_conf_dir),
+            cni_config_path=conflist_file(obj, default_dir=self.host.settings.cni_conf_dir),
         )
         await self.host.cgroups.remove(CgroupPath((realm, name)))
         await remove_scope_files(self.host.settings.state_dir, (realm, name))

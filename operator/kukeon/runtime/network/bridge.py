@@ -79,6 +79,24 @@ async def delete_link(name: str) -> bool:
     return await asyncio.to_thread(_delete_link, name)
 
 
+async def bridge_ports(name: str) -> list[str]:
+    """The interfaces enslaved to bridge ``name`` (none when it does not exist)."""
+    return await asyncio.to_thread(_bridge_ports, name)
+
+
+def _bridge_ports(name: str) -> list[str]:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return []
+        index = found[0]
+        return [
+            str(link.get_attr("IFLA_IFNAME"))
+            for link in ipr.get_links()
+            if link.get_attr("IFLA_MASTER") == index
+        ]
+
+
 def _link_index(name: str) -> int | None:
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kukeon.runtime.network._files import read_text_or_none, unlink_if_present, write_atomically
-from kukeon.runtime.network.bridge import bridge_name, delete_link, link_exists
+from kukeon.runtime.network.bridge import bridge_name, bridge_ports, delete_link, link_exists
 from kukeon.runtime.network.cni.config import (
     NetworkConfigList,
     gateway_of,
@@ -223,7 +223,11 @@ class SpaceNetworks:
         bridge = bridge_name(realm, space)
         egress_removed = await self.egress.remove(bridge=bridge)
         conflist_removed = await asyncio.to_thread(unlink_if_present, cni_config_path)
-        bridge_removed = await delete_link(bridge)
+        # A bridge with ports is still in use: by a cell not detached yet, or, where several
+        # nodes share one network namespace (a test fleet), by another node's cells.
+        bridge_removed = False
+        if not await bridge_ports(bridge):
+            bridge_removed = await delete_link(bridge)
         ipam_dir = self.settings.ipam_dir / bridge
         ipam_removed = await asyncio.to_thread(_remove_tree, ipam_dir)
         firewall_removed = False

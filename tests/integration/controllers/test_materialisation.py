@@ -1,0 +1,113 @@
+"""A node materialises a realm, space and stack only while it runs a cell in them.
+
+One kukeond: the hierarchy is Ready (accepted) before any cell exists, yet nothing of it is
+on the host; the first cell brings the cgroups, the containerd namespace, the space's
+conflist, bridge and egress chain, and one `status.nodes` entry per level; when the last
+cell goes, all of it goes again and the documents stay Ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from kukeon.api import AnyResource, Kind, Realm, Space, Stack
+from kukeon.controllers.layers import node_finalizer
+from kukeon.runtime.network import NftEgress, bridge_name, link_exists
+from kukeon.runtime.network.egress import chain_name
+from kukeon.runtime.network.space import space_conflist_path
+from tests.fixtures.kukeond import Kukeond
+
+from .helpers import cell_doc, cell_key, cgroup_dirs, container
+
+pytestmark = pytest.mark.integration
+
+
+async def _namespaces(k: Kukeond) -> set[str]:
+    return {ns.name for ns in await k.containerd.namespaces.list()}
+
+
+async def _host_has_nothing(k: Kukeond) -> None:
+    bridge = bridge_name(k.realm, "s1")
+    conflist = space_conflist_path(conf_dir=k.config.cni_conf_dir, realm=k.realm, space="s1")
+    assert cgroup_dirs(k, k.realm) == []
+    assert not await asyncio.to_thread(Path(conflist).exists)
+    assert not await link_exists(bridge)
+    assert chain_name(bridge) not in (await NftEgress(table=k.config.nft_table).state()).chains
+
+
+def _no_node_entries(obj: AnyResource) -> bool:
+    return not getattr(obj.status, "nodes", {})
+
+
+async def test_layers_follow_the_cells_of_this_node(kukeond: Kukeond) -> None:
+    k = kukeond
+    node = k.config.node_name
+    await k.hierarchy()
+    keys = {Kind.REALM: (k.realm,), Kind.SPACE: (k.realm, "s1"), Kind.STACK: (k.realm, "s1", "st1")}
+
+    # Accepted, not materialised: Ready at fleet level, no per-node entry, nothing on the host.
+    for kind, key in keys.items():
+        found = await k.registry.get(kind, key)
+        assert str(found.status.state) == "Ready", (kind, found.status)
+        assert found.status.nodes == {}  # type: ignore[union-attr]
+        assert node_finalizer(kind, node) not in found.metadata.finalizers
+    await _host_has_nothing(k)
+
+    # The first cell brings every level onto this node.
+    await k.apply(cell_doc(k, "one", [container(k, "a")]))
+    await k.wait_for(Kind.CELL, cell_key(k, "one"), state="Ready")
+    realm = await k.registry.get(Kind.REALM, keys[Kind.REALM])
+    space = await k.registry.get(Kind.SPACE, keys[Kind.SPACE])
+    stack = await k.registry.get(Kind.STACK, keys[Kind.STACK])
+    assert isinstance(realm, Realm)
+    assert isinstance(space, Space)
+    assert isinstance(stack, Stack)
+    for obj in (realm, space, stack):
+        assert set(obj.status.nodes) == {node}
+        entry = obj.status.nodes[node]
+        assert str(entry.state) == "Ready"
+        assert entry.cgroup_path
+        assert entry.cgroup_path == obj.status.cgroup_path  # aggregated for back-compat
+        assert node_finalizer(Kind(obj.kind), node) in obj.metadata.finalizers
+        assert str(obj.status.state) == "Ready"
+    here = space.status.nodes[node]
+    assert here.subnet
+    assert here.subnet == space.status.network.subnet
+    assert here.bridge_name == bridge_name(k.realm, "s1") == space.status.network.bridge_name
+    assert realm.status.containerd_namespace_ready
+    assert cgroup_dirs(k, k.realm, "s1", "st1")
+    assert await asyncio.to_thread(Path(here.cni_config_file or "").exists)
+    assert await link_exists(here.bridge_name)
+    egress = NftEgress(table=k.config.nft_table)
+    assert chain_name(here.bridge_name) in (await egress.state()).chains
+    assert k.namespace in await _namespaces(k)
+
+    # The last cell leaves: every level goes from the host, the documents stay Ready.
+    await k.registry.delete(Kind.CELL, cell_key(k, "one"))
+    await k.wait_gone(Kind.CELL, cell_key(k, "one"))
+    for kind, key in keys.items():
+        left = await k.wait_for(kind, key, until=_no_node_entries, within=30)
+        assert str(left.status.state) == "Ready"
+        assert node_finalizer(kind, node) not in left.metadata.finalizers
+        assert left.status.cgroup_path is None
+    await _host_has_nothing(k)
+    assert k.namespace not in await _namespaces(k)
+
+    # And a new cell brings it all back (the image comes again from the node's archives).
+    await k.apply(cell_doc(k, "two", [container(k, "a")]))
+    await k.wait_for(Kind.CELL, cell_key(k, "two"), state="Ready")
+    space = await k.registry.get(Kind.SPACE, keys[Kind.SPACE])
+    assert isinstance(space, Space)
+    assert str(space.status.nodes[node].state) == "Ready"
+    assert await link_exists(bridge_name(k.realm, "s1"))
+
+
+async def test_deleting_a_hierarchy_nobody_hosts_is_immediate(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    await k.registry.delete(Kind.REALM, (k.realm,), cascade=True)
+    await k.wait_gone(Kind.REALM, (k.realm,), within=15)
+    await _host_has_nothing(k)
