@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -398,3 +399,240 @@ async def _exec_session(
     finally:
         if restore is not None:
             restore()
+
+
+# --- attach ------------------------------------------------------------------------------
+
+DETACH_KEYS = b"\x1d\x1d"  # Ctrl-] Ctrl-]
+QUIET_AFTER_EOF_SECONDS = 1.0
+# How an attach session ended, when it is not the container's exit code.
+_DETACHED, _SERVER_FAILED, _STREAM_ENDED = -1, -2, -3
+
+
+class _DetachScanner:
+    """Finds the detach sequence in typed input, holding back a partial match."""
+
+    def __init__(self, keys: bytes = DETACH_KEYS) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """The bytes to send, and whether the sequence was typed (nothing after it is sent)."""
+        out = bytearray()
+        for byte in data:
+            self.held += bytes([byte])
+            if self.keys.startswith(self.held):
+                if self.held == self.keys:
+                    self.held = b""
+                    return bytes(out), True
+                continue
+            # No longer a prefix: release what was held, keep the longest prefix still open.
+            while self.held and not self.keys.startswith(self.held):
+                out += self.held[:1]
+                self.held = self.held[1:]
+        return bytes(out), False
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--container",
+    "-c",
+    help="Container (default: the cell's spec.tty.default, else its only attachable one).",
+)
+@scope_options
+@click.pass_context
+def attach(
+    ctx: click.Context,
+    name: str,
+    container: str | None,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Attach to an attachable container's terminal; detach with Ctrl-] Ctrl-].
+
+    Detaching leaves the cell running. If the container exits while attached, kukectl
+    exits with its exit code. Piped (non-terminal) stdin is sent as is; at its end kukectl
+    detaches once the output has been quiet for a second.
+    """
+    path = object_path(Kind.CELL, _cell_key(realm, space, stack, name), "attach")
+    params = [("container", container)] if container else []
+
+    async def work(client: ApiClient) -> int:
+        return await _attach_session(client, path, params, cell=name)
+
+    code = run(ctx, work)
+    raise click.exceptions.Exit(code)
+
+
+async def _attach_refusal(client: ApiClient, path: str, params: list[tuple[str, str]]) -> None:
+    """The server's own reason for refusing the upgrade (a plain GET answers it as Status)."""
+    await client.request("GET", path, params=dict(params))
+
+
+async def _attach_session(
+    client: ApiClient, path: str, params: list[tuple[str, str]], *, cell: str
+) -> int:
+    loop = asyncio.get_running_loop()
+    stdin_fd = sys.stdin.fileno()
+    interactive = os.isatty(stdin_fd)
+    try:
+        socket: aiohttp.ClientWebSocketResponse = await client.websocket(path, params=params)
+    except aiohttp.WSServerHandshakeError as error:
+        await _attach_refusal(client, path, params)  # raises ApiRequestError with the reason
+        fail(f"attach refused by the server: HTTP {error.status} {error.message}")
+
+    restore: Any = None
+    done: asyncio.Future[int] = loop.create_future()
+    last_output = loop.time()
+    stdin_ended = False
+    installed: list[signal.Signals] = []
+    reader_added = False
+    try:
+        if interactive:
+            import termios
+            import tty as tty_module
+
+            saved = termios.tcgetattr(stdin_fd)
+            tty_module.setraw(stdin_fd)
+
+            def restore() -> None:
+                termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
+
+            click.echo(
+                f"attached to cell/{cell}; detach with Ctrl-] Ctrl-] (the cell keeps running)\r",
+                err=True,
+            )
+
+        async def send_size() -> None:
+            if not interactive:
+                return
+            try:
+                size = os.get_terminal_size(stdin_fd)
+            except OSError:
+                return
+            await socket.send_bytes(
+                b"\x04" + json.dumps({"width": size.columns, "height": size.lines}).encode()
+            )
+
+        await send_size()
+        pending: set[asyncio.Future[Any]] = set()
+
+        def spawn(coro: Any) -> None:
+            task = asyncio.ensure_future(coro)
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        for signum in (signal.SIGWINCH,):
+            loop.add_signal_handler(signum, lambda: spawn(send_size()))
+            installed.append(signum)
+
+        def on_signal(signum: int) -> None:
+            if not done.done():
+                done.set_result(128 + signum)
+
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, on_signal, int(signum))
+            installed.append(signum)
+
+        scanner = _DetachScanner()
+        outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        def on_input(data: bytes) -> None:
+            nonlocal stdin_ended
+            if not data:
+                stdin_ended = True
+                return
+            if interactive:
+                data, detach = scanner.feed(data)
+                if data:
+                    outgoing.put_nowait(data)
+                if detach and not done.done():
+                    done.set_result(_DETACHED)
+            else:
+                outgoing.put_nowait(data)
+
+        def readable() -> None:
+            try:
+                data = os.read(stdin_fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(stdin_fd)
+            on_input(data)
+
+        async def read_blocking() -> None:  # stdin that epoll refuses (a regular file)
+            while True:
+                data = await asyncio.to_thread(os.read, stdin_fd, 65536)
+                on_input(data)
+                if not data:
+                    return
+
+        try:
+            loop.add_reader(stdin_fd, readable)
+            reader_added = True
+        except (PermissionError, OSError):
+            spawn(read_blocking())
+
+        async def send_input() -> None:
+            while (data := await outgoing.get()) is not None:
+                await socket.send_bytes(b"\x00" + data)
+
+        async def receive() -> None:
+            nonlocal last_output
+            async for message in socket:
+                if message.type is not aiohttp.WSMsgType.BINARY:
+                    continue
+                channel, payload = message.data[:1], message.data[1:]
+                if channel == b"\x01":
+                    last_output = loop.time()
+                    sys.stdout.buffer.write(payload)
+                    sys.stdout.buffer.flush()
+                elif channel == b"\x03":
+                    status = json.loads(payload)
+                    if not done.done():
+                        done.set_result(
+                            int(status.get("exitCode", 1))
+                            if "error" not in status
+                            else _SERVER_FAILED
+                        )
+            if not done.done():
+                done.set_result(_STREAM_ENDED)  # the server went away
+
+        async def quiet_after_eof() -> None:
+            while True:
+                await asyncio.sleep(0.1)
+                if stdin_ended and loop.time() - last_output >= QUIET_AFTER_EOF_SECONDS:
+                    if not interactive and not done.done():
+                        done.set_result(_DETACHED)
+                    return
+
+        spawn(send_input())
+        spawn(receive())
+        if not interactive:
+            spawn(quiet_after_eof())
+        code = await done
+        for task in list(pending):
+            task.cancel()
+        if code == _DETACHED:
+            if restore is not None:
+                restore()
+                restore = None
+            click.echo(f"\r\ndetached from cell/{cell} (it keeps running)", err=True)
+            return 0
+        if code == _SERVER_FAILED:
+            fail("attach failed: the server could not follow the container")
+        if code == _STREAM_ENDED:
+            fail("the attach stream ended: the server went away")
+        return code
+    finally:
+        if reader_added:
+            loop.remove_reader(stdin_fd)
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        if restore is not None:
+            restore()
+        await socket.close()
