@@ -47,20 +47,29 @@ for i in $(seq 1 "$NODES"); do
 done
 for i in $(seq 1 "$NODES"); do
     host=$DIR/n$i
+    # The node's cgroup root: one directory on cgroup v2, one per mounted controller
+    # hierarchy (cpu, memory, pids, name=systemd ...) on v1 and hybrid hosts.
+    cgroups=()
+    for cgroup in /sys/fs/cgroup/kukeon-fleet-"$ID"-n"$i" /sys/fs/cgroup/*/kukeon-fleet-"$ID"-n"$i"; do
+        [[ -d $cgroup ]] && cgroups+=("$cgroup")
+    done
     # The workloads: every process left in the node's cgroup root (shims are outside it).
-    cgroup=/sys/fs/cgroup/kukeon-fleet-$ID-n$i
-    if [[ -d $cgroup ]]; then
+    for cgroup in "${cgroups[@]}"; do
         find "$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null \
             | while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done
-    fi
+    done
     stop_pid "$host/containerd/pid"
     # Shims of this containerd (they name its socket on their command line).
     for pid in $(pgrep -f "containerd-shim.*-address $host/containerd/containerd.sock" || true); do
         kill -9 "$pid" 2>/dev/null || true
     done
-    if [[ -d $cgroup ]]; then
-        find "$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-    fi
+    for cgroup in "${cgroups[@]}"; do
+        for _ in $(seq 20); do  # killed tasks leave their cgroups a moment later
+            find "$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+            [[ -d $cgroup ]] || break
+            sleep 0.1
+        done
+    done
     # The egress table lives in the host's own namespace and goes with it.
     ip netns delete "kf-$ID-$i" 2>/dev/null || true
 done

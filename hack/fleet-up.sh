@@ -6,11 +6,16 @@
 #
 #   hack/fleet-up.sh DIR [--nodes N]
 #   kukectl --server unix://DIR/n1/run/kukeond.sock get nodes
+#   kukectl --server https://<host address>:6443 --token "$(<DIR/admin.token)" \
+#       --certificate-authority DIR/pki/ca.crt get nodes
 #   hack/fleet-down.sh DIR
 #
 # Layout: bridge kf-<id> (10.213.<x>.1/24) in the host namespace; etcd members m0..m2
 # listen on 10.213.<x>.1:<port>; host i is netns kf-<id>-<i>, address 10.213.<x>.(10+i),
-# default route via the bridge. Processes are entered with `nsenter --net` (not `ip netns
+# default route via the bridge. Every kukeond serves its API on <address>:6443 over TLS
+# (DIR/pki, made by hack/make-ca.sh for every host address) with the tokens of
+# DIR/tokens.yaml: DIR/admin.token (role admin, for kukectl) and DIR/fleet.token (role node,
+# which the kukeonds forward each other's cells' logs, exec and kill with). Processes are entered with `nsenter --net` (not `ip netns
 # exec`, which would remount /sys and hide the cgroup tree). Nothing outside DIR, the
 # bridge, the namespaces, the cgroup roots and the nft tables named after the id is made.
 set -euo pipefail
@@ -30,7 +35,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ $EUID -eq 0 ]] || die "must run as root (network namespaces, cgroups, containerd)"
-for binary in etcd containerd runc nsenter ip nft; do
+for binary in etcd containerd runc nsenter ip nft openssl; do
     command -v "$binary" >/dev/null || die "$binary is not installed"
 done
 [[ -x $ROOT/.venv/bin/kukeond ]] || die "$ROOT/.venv/bin/kukeond is missing (make the venv)"
@@ -46,6 +51,27 @@ echo "$ID" >"$DIR/id"
 echo "$NODES" >"$DIR/nodes"
 echo "$NET" >"$DIR/net"
 
+# --- the API's TLS material and tokens ----------------------------------------------------
+API_PORT=6443
+hosts=127.0.0.1
+for i in $(seq 1 "$NODES"); do hosts+=",$NET.$((10 + i))"; done
+"$ROOT/hack/make-ca.sh" --out "$DIR/pki" --hosts "$hosts" --quiet
+new_token() { head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+(
+    umask 077
+    new_token >"$DIR/admin.token"
+    new_token >"$DIR/fleet.token"
+    cat >"$DIR/tokens.yaml" <<EOF
+tokens:
+  - token: $(<"$DIR/admin.token")
+    user: admin
+    role: admin
+  - token: $(<"$DIR/fleet.token")
+    user: fleet
+    role: node
+EOF
+)
+
 # --- the wire between the hosts ----------------------------------------------------------
 ip link add "$BRIDGE" type bridge
 ip addr add "$GATEWAY/24" dev "$BRIDGE"
@@ -59,16 +85,26 @@ for m in 0 1 2; do
     cluster+="${cluster:+,}m$m=http://$GATEWAY:$((BASE + 2 * m + 1))"
     endpoints+="${endpoints:+,}http://$GATEWAY:$((BASE + 2 * m))"
 done
+# DIR/etcd/m<m>/start-etcd (re)starts member m in the background (after it was stopped).
 for m in 0 1 2; do
-    mkdir -p "$DIR/etcd/m$m"
-    etcd --name "m$m" --data-dir "$DIR/etcd/m$m/data" \
-        --listen-client-urls "http://$GATEWAY:$((BASE + 2 * m))" \
-        --advertise-client-urls "http://$GATEWAY:$((BASE + 2 * m))" \
-        --listen-peer-urls "http://$GATEWAY:$((BASE + 2 * m + 1))" \
-        --initial-advertise-peer-urls "http://$GATEWAY:$((BASE + 2 * m + 1))" \
-        --initial-cluster "$cluster" --initial-cluster-token "kukeon-fleet-$ID" \
-        --initial-cluster-state new >"$DIR/etcd/m$m/log" 2>&1 &
-    echo $! >"$DIR/etcd/m$m/pid"
+    member=$DIR/etcd/m$m
+    mkdir -p "$member"
+    {
+        echo '#!/usr/bin/env bash'
+        echo "# Starts etcd member m$m of fleet $ID (its data survives a stop)."
+        printf 'etcd'
+        printf ' %q' --name "m$m" --data-dir "$member/data" \
+            --listen-client-urls "http://$GATEWAY:$((BASE + 2 * m))" \
+            --advertise-client-urls "http://$GATEWAY:$((BASE + 2 * m))" \
+            --listen-peer-urls "http://$GATEWAY:$((BASE + 2 * m + 1))" \
+            --initial-advertise-peer-urls "http://$GATEWAY:$((BASE + 2 * m + 1))" \
+            --initial-cluster "$cluster" --initial-cluster-token "kukeon-fleet-$ID" \
+            --initial-cluster-state new
+        printf ' >>%q 2>&1 &\n' "$member/log"
+        printf 'echo $! >%q\n' "$member/pid"
+    } >"$member/start-etcd"
+    chmod +x "$member/start-etcd"
+    "$member/start-etcd"
 done
 echo "$endpoints" >"$DIR/endpoints"
 for _ in $(seq 100); do
@@ -147,7 +183,12 @@ for i in $(seq 1 "$NODES"); do
             --state-dir "$host/state" --run-dir "$host/run" \
             --cgroup-root "/kukeon-fleet-$ID-n$i" --nft-table "kukeon_fleet_${ID}_$i" \
             --netns-dir "$host/netns" --cni-conf-dir "$host/cni" \
-            --metrics-address "$(cat "$host/address"):9464" "${extra_args[@]}"
+            --metrics-address "$(cat "$host/address"):9464" \
+            --api-address "$(cat "$host/address"):$API_PORT" \
+            --api-tls-cert-file "$DIR/pki/server.crt" --api-tls-key-file "$DIR/pki/server.key" \
+            --api-tokens-file "$DIR/tokens.yaml" \
+            --fleet-token-file "$DIR/fleet.token" --fleet-ca-file "$DIR/pki/ca.crt" \
+            "${extra_args[@]}"
         printf '    >>%q 2>&1 &\n' "$host/kukeond.log"
         printf 'echo $! >%q\n' "$host/kukeond.pid"
     } >"$host/start-kukeond"
@@ -165,5 +206,6 @@ for i in $(seq 1 "$NODES"); do
 done
 echo "fleet $ID up in $DIR: etcd $endpoints"
 for i in $(seq 1 "$NODES"); do
-    echo "  n$i  $(cat "$DIR/n$i/address")  unix://$DIR/n$i/run/kukeond.sock"
+    echo "  n$i  https://$(cat "$DIR/n$i/address"):$API_PORT  unix://$DIR/n$i/run/kukeond.sock"
 done
+echo "kukectl --server https://$(cat "$DIR/n1/address"):$API_PORT --token \"\$(<$DIR/admin.token)\" --certificate-authority $DIR/pki/ca.crt ..."
