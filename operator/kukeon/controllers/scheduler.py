@@ -12,7 +12,11 @@ the node heartbeat leases at once and then:
 3. places every cell without ``nodeName``: *filter* (Ready, not cordoned, selector
    matches, enough allocatable memory for the cell's limits), then *score* (fewest cells,
    then most free memory, then the name), writing ``spec.nodeName`` by compare-and-swap.
-   A cell that fits nowhere gets ``Pending``/``Unschedulable`` and the reason per node.
+   A cell that fits nowhere gets ``Pending``/``Unschedulable`` and the reason per node;
+4. at most every ``release_interval`` seconds, releases what realms, spaces and stacks
+   hold for nodes that are gone (NotReady for ``node_lost_timeout``, or whose Node
+   document was deleted): their per-node finalizer and their ``status.nodes`` entry, so
+   a deletion never waits for a dead node (``layers.release_node``).
 
 The decision itself (``filter_reason``, ``choose_node``) is pure, over ``NodeView``
 snapshots, so it is unit-tested without etcd.
@@ -39,10 +43,15 @@ from kukeon.api import (
     Node,
     NodeCondition,
     NodeState,
+    Realm,
+    Space,
+    Stack,
 )
 from kukeon.framework import Operator, OperatorContext, patch_status
-from kukeon.store import Conflict, EtcdClient, NotFound, Registry, StoreError
+from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, StoreError
 from kukeon.store.keys import range_end
+
+from .layers import LAYER_KINDS, nodes_named, release_node
 
 log = logging.getLogger("kukeon.controllers.scheduler")
 
@@ -51,6 +60,8 @@ SCHEDULER = SCHEDULED_BY_SCHEDULER
 UNSCHEDULABLE = "Unschedulable"
 NODE_LOST = "NodeLost"
 _REQUEST_TIMEOUT = 5.0
+RELEASE_INTERVAL = 5.0
+"""Seconds between two passes over realms, spaces and stacks for nodes that are gone."""
 WRITES_IN_FLIGHT = 32
 """Placement and status writes of one pass sent to etcd at the same time."""
 
@@ -174,6 +185,8 @@ class SchedulerStats:
     passes: int = 0
     assigned: int = 0
     rescheduled: int = 0
+    released: int = 0
+    """Per-node finalizers or status entries of gone nodes released."""
 
 
 class Scheduler:
@@ -186,12 +199,15 @@ class Scheduler:
         node_name: str,
         node_lost_timeout: float,
         interval: float = 1.0,
+        release_interval: float = RELEASE_INTERVAL,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.registry = registry
         self.node_name = node_name
         self.node_lost_timeout = node_lost_timeout
         self.interval = interval
+        self.release_interval = release_interval
+        self._released_at: datetime | None = None
         self._clock = clock
         self._wake = asyncio.Event()
         self.stats = SchedulerStats()
@@ -276,6 +292,44 @@ class Scheduler:
                 await write
 
         await asyncio.gather(*(bounded(write) for write in writes))
+
+        due = self._released_at is None or (
+            (now - self._released_at).total_seconds() >= self.release_interval
+        )
+        if due:
+            self._released_at = now
+            gone = {
+                name
+                for name, since in lost_since.items()
+                if (now - since).total_seconds() >= self.node_lost_timeout
+            }
+            await self.release_gone_nodes(registered={n.metadata.name for n in nodes}, gone=gone)
+
+    async def release_gone_nodes(self, *, registered: set[str], gone: set[str]) -> int:
+        """Release the per-node finalizers and entries of nodes in ``gone`` or unregistered."""
+        released = 0
+        for kind in LAYER_KINDS:
+            for obj in (await self.registry.list(kind)).items:
+                if not isinstance(obj, Realm | Space | Stack):
+                    continue
+                for node in sorted(nodes_named(obj)):
+                    if node in registered and node not in gone:
+                        continue
+                    log.info(
+                        "%s %s: releasing node %s (%s)",
+                        kind.value,
+                        obj.metadata.name,
+                        node,
+                        "lost" if node in registered else "no longer registered",
+                    )
+                    try:
+                        await release_node(self.registry, obj, node, by=self.node_name)
+                    except (Conflict, Invalid) as error:
+                        log.warning("could not release node %s: %s", node, error)
+                        continue
+                    released += 1
+        self.stats.released += released
+        return released
 
     async def _observe_liveness(self, node: Node, *, alive: bool, now: datetime) -> Node:
         """Mark a node whose lease is gone NotReady (its own kukeond writes Ready)."""
