@@ -64,6 +64,7 @@ IMAGE_VERBS: Mapping[str, Verb] = {"GET": "list", "POST": "create"}
 CONNECT_TIMEOUT = 5.0
 MAX_MESSAGE_BYTES = 1 << 20
 _COPIED_HEADERS = ("Content-Type", "Accept")
+_REASONS = {502: "BadGateway", 508: "LoopDetected"}
 
 
 class ForwardingError(Exception):
@@ -219,6 +220,7 @@ class Forwarder:
         return ApiError(
             code,
             f"{what} is on node {node}, but {problem}",
+            reason=_REASONS.get(code),
             name=node,
             kind="Node",
             causes=[Cause("spec.nodeName", node)],

@@ -294,6 +294,7 @@ async def test_refusals_name_the_cell_and_the_node(fleet: Fleet) -> None:
             await client.get(f"{CELLS}/on-a/log", headers={FORWARDED_BY_HEADER: "nc"})
         )
         assert code == 508
+        assert body["reason"] == "LoopDetected"
         assert "already forwarded by node nc to nb" in body["message"]
 
 
@@ -309,3 +310,37 @@ async def test_the_caller_is_authorised_by_the_first_node(fleet: Fleet) -> None:
         assert code == 403
         assert "(node) may only reach node-local routes" in body["message"]
         assert (await client.get(f"{CELLS}/on-b/log")).status == 200
+
+
+async def test_an_api_only_server_forwards_every_cell(fleet: Fleet, tmp_path: Path) -> None:
+    settings = ApiSettings(
+        socket_path=None,
+        tcp_address=f"127.0.0.1:{free_tcp_port()}",
+        tls_cert_file=fleet.certs.cert,
+        tls_key_file=fleet.certs.key,
+        tokens_file=tmp_path / "tokens.yaml",
+    )
+    runner = await build_runner(settings=settings, registry=fleet.registry)
+    forwarder = Forwarder(
+        registry=fleet.registry,
+        node_name="api-only",
+        token_file=tmp_path / "fleet.token",
+        ca_file=fleet.certs.ca,
+    )
+    await forwarder.start()
+    forwarder.install(runner.app, serves_cells=False)
+    await runner.start()
+    try:
+        fleet.runners["api"] = runner
+        async with fleet.session("api", ADMIN) as client:
+            for cell, node in (("on-a", "na"), ("on-b", "nb")):
+                answer = await client.get(f"{CELLS}/{cell}/log")
+                assert json.loads(await answer.text())["node"] == node
+            code, body = await _status(await client.get(IMAGES))
+            assert code == 400
+            assert "?node=NAME" in body["message"]
+            assert (await (await client.get(IMAGES, params={"node": "nb"})).json())["node"] == "nb"
+    finally:
+        del fleet.runners["api"]
+        await runner.stop()
+        await forwarder.close()
