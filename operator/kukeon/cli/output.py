@@ -235,6 +235,23 @@ def _yaml_block(value: Any, indent: int) -> list[str]:
     return [" " * indent + line for line in text.splitlines()]
 
 
+def _node_lines(kind: Kind, nodes: Any) -> list[str]:
+    """The per-node materialisation of a realm, space or stack (``status.nodes``)."""
+    lines = ["Nodes:"]
+    if not nodes:
+        return [*lines, f"  {NONE}"]
+    header = ["NODE", "STATE", "CGROUP"]
+    if kind == Kind.SPACE:
+        header += ["BRIDGE", "SUBNET"]
+    rows = [[*header, "REASON"]]
+    for name, entry in sorted(nodes.items()):
+        row = [name, str(entry.state), entry.cgroup_path or NONE]
+        if kind == Kind.SPACE:
+            row += [entry.bridge_name or NONE, entry.subnet or NONE]
+        rows.append([*row, entry.reason or NONE])
+    return lines + ["  " + line for line in format_rows(rows)]
+
+
 def describe(res: AnyResource, *, now: datetime | None = None) -> str:
     """A human page about one object: identity, spec, status, containers, reasons."""
     when = now or datetime.now(UTC)
@@ -289,6 +306,9 @@ def describe(res: AnyResource, *, now: datetime | None = None) -> str:
         status_pairs.append(("Subnet", status.network.subnet or NONE))
     lines.append("Status:")
     lines += _field_lines(status_pairs, indent=2)
+
+    if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
+        lines += _node_lines(kind, status.nodes)
 
     if kind == Kind.CELL:
         lines.append("Containers:")

@@ -191,3 +191,40 @@ def test_nodes_table_wide() -> None:
         "NAME", "STATE", "AGE", "ADDRESS", "CPUS", "MEMORY", "CGROUPS", "CONTAINERD"
     ]  # fmt: skip
     assert table[1].split()[3:] == ["10.0.0.5", "2", "24576Mi", "hybrid", "1.6.20"]
+
+
+def test_describe_lists_what_each_node_materialised() -> None:
+    from kukeon.api import Space, Stack
+
+    space = Space.model_validate(
+        {
+            "metadata": {"name": "s1"},
+            "spec": {"realmId": "r"},
+            "status": {
+                "state": "Ready",
+                "nodes": {
+                    "n2": {"state": "Creating", "reason": "ParentNotReadyOnNode"},
+                    "n1": {
+                        "state": "Ready",
+                        "cgroupPath": "/kukeon/r/s1",
+                        "bridgeName": "k-abc",
+                        "subnet": "10.88.0.0/24",
+                    },
+                },
+            },
+        }
+    )
+    text = describe(space)
+    nodes = text.split("Nodes:\n", 1)[1].splitlines()
+    assert nodes[0].split() == ["NODE", "STATE", "CGROUP", "BRIDGE", "SUBNET", "REASON"]
+    assert nodes[1].split() == ["n1", "Ready", "/kukeon/r/s1", "k-abc", "10.88.0.0/24", "<none>"]
+    assert nodes[2].split() == [
+        "n2",
+        "Creating",
+        "<none>",
+        "<none>",
+        "<none>",
+        "ParentNotReadyOnNode",
+    ]
+    empty = describe(Stack.model_validate({"metadata": {"name": "st"}}))
+    assert empty.rstrip().endswith("Nodes:\n  <none>")
