@@ -9,6 +9,7 @@ cell goes, all of it goes again and the documents stay Ready.
 from __future__ import annotations
 
 import asyncio
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ async def test_layers_follow_the_cells_of_this_node(kukeond: Kukeond) -> None:
     for kind, key in keys.items():
         found = await k.registry.get(kind, key)
         assert str(found.status.state) == "Ready", (kind, found.status)
-        assert found.status.nodes == {}  # type: ignore[union-attr]
+        assert getattr(found.status, "nodes", None) == {}
         assert node_finalizer(kind, node) not in found.metadata.finalizers
     await _host_has_nothing(k)
 
@@ -111,3 +112,30 @@ async def test_deleting_a_hierarchy_nobody_hosts_is_immediate(kukeond: Kukeond) 
     await k.registry.delete(Kind.REALM, (k.realm,), cascade=True)
     await k.wait_gone(Kind.REALM, (k.realm,), within=15)
     await _host_has_nothing(k)
+
+
+async def test_spaces_of_one_node_get_distinct_subnets_recorded_per_node(kukeond: Kukeond) -> None:
+    k = kukeond
+    node = k.config.node_name
+    await k.hierarchy()
+    await k.apply({"kind": "Space", "metadata": {"name": "s2"}, "spec": {"realmId": k.realm}})
+    await k.apply(
+        {
+            "kind": "Stack",
+            "metadata": {"name": "st1"},
+            "spec": {"realmId": k.realm, "spaceId": "s2"},
+        }
+    )
+    await k.apply(cell_doc(k, "one", [container(k, "a")]))
+    await k.apply(cell_doc(k, "two", [container(k, "a")], space="s2"))
+    await k.wait_for(Kind.CELL, cell_key(k, "one"), state="Ready")
+    await k.wait_for(Kind.CELL, cell_key(k, "two", space="s2"), state="Ready")
+    subnets = []
+    for name in ("s1", "s2"):
+        space = await k.registry.get(Kind.SPACE, (k.realm, name))
+        assert isinstance(space, Space)
+        entry = space.status.nodes[node]
+        assert entry.subnet
+        assert IPv4Network(entry.subnet).subnet_of(k.config.subnet_pool)  # the node's own pool
+        subnets.append(IPv4Network(entry.subnet))
+    assert not subnets[0].overlaps(subnets[1])
