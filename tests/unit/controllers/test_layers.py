@@ -199,7 +199,7 @@ def test_only_a_change_of_presence_on_this_node_queues_the_parents() -> None:
 @pytest.mark.parametrize("kind", [Kind.REALM, Kind.SPACE, Kind.STACK])
 def test_key_of_layers(kind: Kind) -> None:
     # The parents queued above are the documents' own keys.
-    docs = {
+    docs: dict[Kind, Realm | Space | Stack] = {
         Kind.REALM: Realm(metadata=ObjectMeta(name="r")),
         Kind.SPACE: Space.model_validate({"metadata": {"name": "s"}, "spec": {"realmId": "r"}}),
         Kind.STACK: Stack.model_validate(
