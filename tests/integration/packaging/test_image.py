@@ -27,6 +27,7 @@ from .conftest import BuiltImage
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 RUN_TIMEOUT = 120.0
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 class Ctr:
@@ -69,6 +70,15 @@ def ctr(kukeon_image: BuiltImage, containerd_daemon: PrivateContainerd) -> Itera
         yield tool
     finally:
         asyncio.run(_clean(containerd_daemon, tool.namespace))
+        _remove_namespace_cgroups(tool.namespace)
+
+
+def _remove_namespace_cgroups(namespace: str) -> None:
+    """`ctr run` puts each container under /<namespace>/<id> in every hierarchy; --rm
+    removes the container's directory but leaves the namespace's."""
+    for hierarchy in CGROUP_ROOT.iterdir():
+        if (hierarchy / namespace).is_dir():
+            (hierarchy / namespace).rmdir()
 
 
 def test_import_names_the_image(ctr: Ctr, kukeon_image: BuiltImage) -> None:
