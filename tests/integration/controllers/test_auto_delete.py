@@ -42,8 +42,12 @@ async def test_auto_delete_removes_document_and_host_resources(kukeond: Kukeond)
     assert not (k.config.state_dir / "cells" / "/".join(key)).exists()
     attachments = k.config.state_dir / "network" / "attachments"
     assert not list(attachments.glob("*_once.json"))
-    # the stack stays
-    assert cgroup_dirs(k, *key[:3])
+    # The stack's document stays Ready; its cgroup went with the node's last cell in it.
+    stack = await k.wait_for(
+        Kind.STACK, key[:3], until=lambda s: not getattr(s.status, "nodes", {}), within=30
+    )
+    assert str(stack.status.state) == "Ready"
+    assert cgroup_dirs(k, *key[:3]) == []
 
 
 async def test_auto_delete_spares_a_cell_that_was_never_ready(kukeond: Kukeond) -> None:
