@@ -258,26 +258,33 @@ def image() -> None:
 @image.command("import")
 @click.argument("archive", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--realm", default="default", show_default=True)
+@click.option("--node", help="The node whose store gets it (default: the server's own node).")
 @click.pass_context
-def image_import(ctx: click.Context, archive: Path, realm: str) -> None:
+def image_import(ctx: click.Context, archive: Path, realm: str, node: str | None) -> None:
     """Import an OCI image archive (e.g. from `skopeo copy ... oci-archive:`)."""
+    params = {"node": node} if node else None
 
     async def work(client: ApiClient) -> None:
-        answer = await client.upload(collection_path(Kind.REALM, ()) + f"/{realm}/images", archive)
+        path = collection_path(Kind.REALM, ()) + f"/{realm}/images"
+        answer = await client.upload(path, archive, params=params)
+        where = f" on node {node}" if node else ""
         for name in answer.get("images", []):
-            click.echo(f"image/{name} imported into realm {realm}")
+            click.echo(f"image/{name} imported into realm {realm}{where}")
 
     run(ctx, work)
 
 
 @image.command("ls")
 @click.option("--realm", default="default", show_default=True)
+@click.option("--node", help="The node whose images to list (default: the server's own node).")
 @click.pass_context
-def image_ls(ctx: click.Context, realm: str) -> None:
+def image_ls(ctx: click.Context, realm: str, node: str | None) -> None:
     """List the images of a realm."""
+    params = {"node": node} if node else None
 
     async def work(client: ApiClient) -> None:
-        answer = await client.request("GET", collection_path(Kind.REALM, ()) + f"/{realm}/images")
+        path = collection_path(Kind.REALM, ()) + f"/{realm}/images"
+        answer = await client.request("GET", path, params=params)
         items = answer.get("items", []) if isinstance(answer, dict) else []
         width = max([len("NAME"), *(len(i["name"]) for i in items)])
         click.echo(f"{'NAME':<{width}}  DIGEST                   SIZE")

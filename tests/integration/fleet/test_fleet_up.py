@@ -23,7 +23,6 @@ import pytest
 
 from kukeon.api import Cell, Kind, Node, parse_resource
 from kukeon.apiserver.client import ApiClient
-from kukeon.apiserver.paths import collection_path
 from tests.fixtures.containerd import BusyboxImage
 from tests.fixtures.services import require_binary, require_root
 
@@ -209,9 +208,11 @@ async def test_kill_9_a_host_then_it_returns_clean(
     fleet_dir: Path, clients: dict[str, ApiClient], containerd_test_image: BusyboxImage
 ) -> None:
     api = clients["n1"]
-    images = collection_path(Kind.REALM, ()) + "/default/images"
     for node in clients:  # images are node-local: n1's API forwards each import to its node
-        await api.upload(images, containerd_test_image.archive, params={"node": node})
+        archive = str(containerd_test_image.archive)
+        code, out, err = await kukectl(fleet_dir, "n1", "image", "import", archive, "--node", node)
+        assert code == 0, err
+        assert f"imported into realm default on node {node}" in out
     image = containerd_test_image.name
     for index in range(6):
         await api.create(cell(f"w{index}", image))
