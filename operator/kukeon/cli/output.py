@@ -83,7 +83,7 @@ _WIDE_COLUMNS: dict[Kind, list[str]] = {
     Kind.SPACE: ["BRIDGE", "SUBNET", "CGROUP"],
     Kind.STACK: ["CGROUP"],
     Kind.CELL: ["IP", "NODE", "CGROUP"],
-    Kind.NODE: ["ADDRESS", "CPUS", "MEMORY", "CGROUPS", "CONTAINERD"],
+    Kind.NODE: ["INTERNAL-IP", "CPUS", "MEMORY", "CGROUPS", "CONTAINERD"],
 }
 
 
@@ -123,7 +123,8 @@ def _row(res: AnyResource, now: datetime, *, wide: bool, with_parents: bool) -> 
             row.append(cgroup)
         elif kind == Kind.NODE:
             capacity = status.capacity
-            address = status.addresses[0].address if status.addresses else NONE
+            internal = [a.address for a in status.addresses if a.type == "InternalIP"]
+            address = internal[0] if internal else NONE
             row += [
                 address,
                 str(capacity.cpus),

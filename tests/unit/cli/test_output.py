@@ -176,7 +176,10 @@ def test_nodes_table_wide() -> None:
             "metadata": {"name": "node-a", "creationTimestamp": "2026-01-01T00:00:00Z"},
             "status": {
                 "state": "Ready",
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
+                "addresses": [
+                    {"type": "Hostname", "address": "node-a.example.org"},
+                    {"type": "InternalIP", "address": "10.0.0.5"},
+                ],
                 "capacity": {
                     "cpus": 2,
                     "memoryBytes": 24 * 1024**3,
@@ -188,7 +191,7 @@ def test_nodes_table_wide() -> None:
     )
     table = render_table(Kind.NODE, [node], now=NOW, wide=True).splitlines()
     assert table[0].split() == [
-        "NAME", "STATE", "AGE", "ADDRESS", "CPUS", "MEMORY", "CGROUPS", "CONTAINERD"
+        "NAME", "STATE", "AGE", "INTERNAL-IP", "CPUS", "MEMORY", "CGROUPS", "CONTAINERD"
     ]  # fmt: skip
     assert table[1].split()[3:] == ["10.0.0.5", "2", "24576Mi", "hybrid", "1.6.20"]
 
