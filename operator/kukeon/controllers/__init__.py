@@ -79,8 +79,10 @@ class Controllers:
 
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
+        membership = CellMembership(registry=self.registry, node=node, trigger=op.trigger)
         for layer in (self.realms, self.spaces, self.stacks):
             layer.trigger = op.trigger
+            layer.membership = membership
             op.reconcile(layer.kind)(layer.reconcile)
             # The node's own finalizer is added by the reconcile when it materialises the
             # object here (never by the framework), and released when it tears it down.
@@ -89,7 +91,6 @@ class Controllers:
             )
         op.reconcile(Kind.CELL, when=self.runs_here)(self.cells.reconcile)
         op.finalize(Kind.CELL, when=self.runs_here)(self.cells.finalize)
-        membership = CellMembership(registry=self.registry, node=node, trigger=op.trigger)
 
         @op.on_startup
         async def start_background(ctx: OperatorContext) -> None:

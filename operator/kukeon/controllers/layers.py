@@ -271,6 +271,8 @@ class LayerController(ABC, Generic[L]):
         self.host = host
         self.trigger: Trigger | None = None
         """Set by ``Controllers.register``: queue another object's reconcile now."""
+        self.membership: CellMembership | None = None
+        """Set by ``Controllers.register``: which cells of this node it knows of."""
 
     # --- what each kind does on the host ---
 
@@ -299,10 +301,22 @@ class LayerController(ABC, Generic[L]):
         """Whether this host has the object's cgroup (a leftover, a migrated store)."""
         return await self.host.cgroups.inspect(CgroupPath(key_of(obj))) is not None
 
-    async def local_cells(self, obj: L, ctx: HandlerContext) -> list[Cell]:
-        listed = await ctx.store.list(Kind.CELL, key_of(obj))
+    async def local_cells(self, obj: L, ctx: HandlerContext) -> list[tuple[str, ...]]:
+        """Keys of the cells of this node below ``obj``.
+
+        The cell-membership follower's count answers first (no etcd read per reconcile,
+        which matters for a realm with thousands of cells); "none" is always confirmed by
+        listing the cells from etcd, so a follower lagging behind never tears anything
+        down that a new cell needs.
+        """
+        scope = key_of(obj)
+        if self.membership is not None:
+            known = self.membership.keys_below(scope)
+            if known:
+                return known
+        listed = await ctx.store.list(Kind.CELL, scope)
         return [
-            cell
+            key_of(cell)
             for cell in listed.items
             if isinstance(cell, Cell) and cell.spec.node_name == ctx.node_name
         ]
@@ -373,7 +387,9 @@ class LayerController(ABC, Generic[L]):
                 reason="ParentNotReadyOnNode",
             )
 
-    async def _materialise_here(self, obj: L, ctx: HandlerContext, cells: list[Cell]) -> None:
+    async def _materialise_here(
+        self, obj: L, ctx: HandlerContext, cells: list[tuple[str, ...]]
+    ) -> None:
         node = ctx.node_name
         previous = entry_here(obj, node)
         was_ready = previous is not None and previous.state == NodeLayerState.READY
@@ -426,10 +442,10 @@ class LayerController(ABC, Generic[L]):
         if not was_ready:
             self._wake_below(obj, cells)
 
-    def _wake_below(self, obj: L, cells: list[Cell]) -> None:
+    def _wake_below(self, obj: L, cells: list[tuple[str, ...]]) -> None:
         """This level just became Ready here: its waiting children here can go on."""
         depth = len(key_of(obj)) + 1
-        below = {key_of(cell)[:depth] for cell in cells}
+        below = {key[:depth] for key in cells}
         child = _child_kind(self.kind)
         for key in sorted(below):
             self._wake(child, key)
@@ -498,6 +514,23 @@ class CellMembership:
         self.node = node
         self.trigger = trigger
         self.here: set[tuple[str, ...]] = set()
+        self._below: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+        """Realm, space and stack keys -> keys of this node's cells below them."""
+
+    def keys_below(self, scope: tuple[str, ...]) -> list[tuple[str, ...]]:
+        return sorted(self._below.get(scope, ()))
+
+    def _index(self, key: tuple[str, ...], *, add: bool) -> None:
+        for depth in (1, 2, 3):
+            prefix = key[:depth]
+            if add:
+                self._below.setdefault(prefix, set()).add(key)
+            else:
+                keys = self._below.get(prefix)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._below[prefix]
 
     def _parents(self, key: tuple[str, ...]) -> None:
         for depth, kind in ((3, Kind.STACK), (2, Kind.SPACE), (1, Kind.REALM)):
@@ -512,6 +545,7 @@ class CellMembership:
             self.here.add(key)
         else:
             self.here.discard(key)
+        self._index(key, add=present)
         self._parents(key)
 
     async def follow(self, *, retry: float = 1.0) -> None:

@@ -192,8 +192,12 @@ def test_only_a_change_of_presence_on_this_node_queues_the_parents() -> None:
     membership.observe(key, "other", deleted=False)  # moved away
     assert queued == parents * 2
     membership.observe(key, "me", deleted=False)
+    assert membership.keys_below(("r",)) == [key]
+    assert membership.keys_below(("r", "s", "st")) == [key]
+    assert membership.keys_below(("r", "other")) == []
     membership.observe(key, "me", deleted=True)
     assert queued == parents * 4
+    assert membership.keys_below(("r",)) == []
 
 
 @pytest.mark.parametrize("kind", [Kind.REALM, Kind.SPACE, Kind.STACK])
