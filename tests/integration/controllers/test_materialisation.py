@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import AnyResource, Kind, Realm, Space, Stack
-from kukeon.controllers.layers import node_finalizer
+from kukeon.controllers.layers import legacy_finalizer, migrate_legacy_finalizers, node_finalizer
 from kukeon.runtime.network import NftEgress, bridge_name, link_exists
 from kukeon.runtime.network.egress import chain_name
 from kukeon.runtime.network.space import space_conflist_path
@@ -139,3 +139,28 @@ async def test_spaces_of_one_node_get_distinct_subnets_recorded_per_node(kukeond
         assert IPv4Network(entry.subnet).subnet_of(k.config.subnet_pool)  # the node's own pool
         subnets.append(IPv4Network(entry.subnet))
     assert not subnets[0].overlaps(subnets[1])
+
+
+async def test_the_shared_finalizer_of_an_older_store_is_migrated(kukeond: Kukeond) -> None:
+    k = kukeond
+    node = k.config.node_name
+    legacy = legacy_finalizer(Kind.REALM)
+    await k.apply({"kind": "Realm", "metadata": {"name": k.realm, "finalizers": [legacy]}})
+    await k.wait_for(Kind.REALM, (k.realm,), state="Ready")
+
+    migrated = await migrate_legacy_finalizers(k.registry, node=node)
+    assert f"Realm {k.realm}" in migrated
+    realm = await k.registry.get(Kind.REALM, (k.realm,))
+    assert legacy not in realm.metadata.finalizers
+    assert node_finalizer(Kind.REALM, node) in realm.metadata.finalizers
+
+    # No cell of this node in it: its next reconcile releases what it took over.
+    operator = k.daemon.operator
+    assert operator is not None
+    assert operator.trigger(Kind.REALM, (k.realm,))
+    await k.wait_for(
+        Kind.REALM,
+        (k.realm,),
+        until=lambda r: node_finalizer(Kind.REALM, node) not in r.metadata.finalizers,
+        within=15,
+    )
