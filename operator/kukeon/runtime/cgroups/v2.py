@@ -54,7 +54,7 @@ from kukeon.runtime.cgroups.records import (
 DEFAULT_FS_ROOT = Path("/sys/fs/cgroup")
 LIMIT_FILES_V2 = ("memory.max", "cpu.weight", "cpu.max", "pids.max")
 # a parent vanishing under a concurrent prune makes mkdir fail; the walk is retried this often
-_ENSURE_ATTEMPTS = 3
+_ENSURE_ATTEMPTS = 5
 
 
 def _same_bytes_limit(current: str, desired: str, *, page: int) -> bool:
@@ -195,11 +195,16 @@ class CgroupV2Driver:
         except FileNotFoundError as error:
             if not self._files.exists(cgroup):
                 raise  # the cgroup vanished (concurrent removal): the caller retries
-            # the kernel's ENOENT here means "not in this cgroup's cgroup.controllers"
+            # The kernel's ENOENT here means "not in this cgroup's cgroup.controllers",
+            # unless the cgroup was removed and made again meanwhile (a concurrent prune
+            # and ensure); then the controllers are there now and the caller retries.
+            available_now = self._files.read_words(cgroup / "cgroup.controllers")
+            if missing <= available_now:
+                raise
             raise ControllerUnavailableError(
                 path=cgroup,
                 controllers=missing,
-                available=self._files.read_words(cgroup / "cgroup.controllers"),
+                available=available_now,
                 detail=f"the kernel refused {value!r} (ENOENT)",
             ) from error
         except CgroupWriteError as error:
@@ -231,7 +236,11 @@ class CgroupV2Driver:
         for attempt in range(_ENSURE_ATTEMPTS):
             try:
                 changed |= self._build_chain(path, delegation, wanted, ancestors_wanted)
-                break
+                if self._delegated_along(path, delegation, wanted, ancestors_wanted):
+                    break
+                # A level was removed and made again by someone else while this chain was
+                # built: what it had enabled is gone, and the levels below got less.
+                # Building again enables it anew; the last attempt reports what it got.
             except FileNotFoundError as error:
                 if attempt == _ENSURE_ATTEMPTS - 1:
                     raise CgroupIOError(
@@ -268,6 +277,24 @@ class CgroupV2Driver:
             elif delegation is not Delegation.NONE:
                 changed |= self._enable(cgroup, wanted)
         return changed
+
+    def _delegated_along(
+        self,
+        path: CgroupPath,
+        delegation: Delegation,
+        wanted: frozenset[str],
+        ancestors_wanted: frozenset[str],
+    ) -> bool:
+        """Whether every level of the chain enables what this ensure asked of it."""
+        chain = self._chain(path)
+        for depth, cgroup in enumerate(chain):
+            if depth == len(chain) - 1:
+                asked = wanted if delegation is not Delegation.NONE else frozenset()
+            else:
+                asked = ancestors_wanted
+            if not asked <= self._files.read_words(cgroup / "cgroup.subtree_control"):
+                return False
+        return True
 
     # -- limits ----------------------------------------------------------------------------
 
