@@ -232,11 +232,15 @@ class CgroupV2Driver:
         ancestors_wanted = (
             self._wanted(Delegation.RESOURCES) if delegation is Delegation.NONE else wanted
         )
+        chain = self._chain(path)
+        # each level with the controllers it must enable for its children
+        levels = [(cgroup, ancestors_wanted) for cgroup in chain[:-1]]
+        levels.append((chain[-1], frozenset() if delegation is Delegation.NONE else wanted))
         changed = False
         for attempt in range(_ENSURE_ATTEMPTS):
             try:
-                changed |= self._build_chain(path, delegation, wanted, ancestors_wanted)
-                if self._delegated_along(path, delegation, wanted, ancestors_wanted):
+                changed |= self._build_chain(levels)
+                if self._delegated_along(levels):
                     break
                 # A level was removed and made again by someone else while this chain was
                 # built: what it had enabled is gone, and the levels below got less.
@@ -259,42 +263,21 @@ class CgroupV2Driver:
             changed=changed,
         )
 
-    def _build_chain(
-        self,
-        path: CgroupPath,
-        delegation: Delegation,
-        wanted: frozenset[str],
-        ancestors_wanted: frozenset[str],
-    ) -> bool:
+    def _build_chain(self, levels: list[tuple[Path, frozenset[str]]]) -> bool:
         changed = False
-        chain = self._chain(path)
-        for depth, cgroup in enumerate(chain):
+        for depth, (cgroup, asked) in enumerate(levels):
             if depth > 0:
                 changed |= self._files.make_dir(cgroup)
-            is_target = depth == len(chain) - 1
-            if not is_target:
-                changed |= self._enable(cgroup, ancestors_wanted)
-            elif delegation is not Delegation.NONE:
-                changed |= self._enable(cgroup, wanted)
+            if asked:
+                changed |= self._enable(cgroup, asked)
         return changed
 
-    def _delegated_along(
-        self,
-        path: CgroupPath,
-        delegation: Delegation,
-        wanted: frozenset[str],
-        ancestors_wanted: frozenset[str],
-    ) -> bool:
+    def _delegated_along(self, levels: list[tuple[Path, frozenset[str]]]) -> bool:
         """Whether every level of the chain enables what this ensure asked of it."""
-        chain = self._chain(path)
-        for depth, cgroup in enumerate(chain):
-            if depth == len(chain) - 1:
-                asked = wanted if delegation is not Delegation.NONE else frozenset()
-            else:
-                asked = ancestors_wanted
-            if not asked <= self._files.read_words(cgroup / "cgroup.subtree_control"):
-                return False
-        return True
+        return all(
+            asked <= self._files.read_words(cgroup / "cgroup.subtree_control")
+            for cgroup, asked in levels
+        )
 
     # -- limits ----------------------------------------------------------------------------
 
