@@ -9,6 +9,7 @@ instead of being silently ignored.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from ipaddress import IPv4Network
@@ -22,6 +23,10 @@ from pydantic.alias_generators import to_camel
 ENV_PREFIX = "KUKEON_"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+MAX_SERVER_DOMAIN = 253 - 64
+"""Room for `<node>.` (a node name is a DNS label, at most 63 characters) in a DNS name."""
 
 
 class ConfigError(Exception):
@@ -84,6 +89,11 @@ class DaemonConfig(BaseModel):
     role `node`. Without it, such requests are answered 503."""
     fleet_ca_file: Path | None = None
     """The CA that signs the other nodes' API certificates (default: the system's CAs)."""
+    fleet_tls_server_domain: str | None = None
+    """When set, another node's API certificate is checked for the DNS name
+    `<node>.<domain>` (`n2.nodes.kukeon`) instead of the address of its apiEndpoint, so one
+    certificate for `*.<domain>` (or one per node, for its name) serves every node whatever
+    its address. Unset: the certificate must name the node's InternalIP."""
 
     log_level: LogLevel = "info"
     bootstrap: bool = True
@@ -95,6 +105,23 @@ class DaemonConfig(BaseModel):
         if not value.startswith("/") or value.rstrip("/") == "":
             raise ValueError("must be an absolute path below the cgroup mount, e.g. /kukeon")
         return value.rstrip("/")
+
+    @field_validator("fleet_tls_server_domain")
+    @classmethod
+    def _server_domain_is_a_dns_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        domain = value.strip().strip(".").lower()
+        if not domain:
+            return None
+        if len(domain) > MAX_SERVER_DOMAIN or not all(
+            _DNS_LABEL.fullmatch(label) for label in domain.split(".")
+        ):
+            raise ValueError(
+                f"{value!r} is not a DNS domain (labels of lowercase letters, digits and '-' "
+                f"joined by dots, at most {MAX_SERVER_DOMAIN} characters), e.g. nodes.kukeon"
+            )
+        return domain
 
     @field_validator("etcd_endpoints", "insecure_registries", "cni_bin_dirs", mode="before")
     @classmethod

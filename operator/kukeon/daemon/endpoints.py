@@ -69,6 +69,7 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
         node_name=config.node_name,
         token_file=config.fleet_token_file,
         ca_file=config.fleet_ca_file,
+        server_domain=config.fleet_tls_server_domain,
     )
     await forwarder.start()
     stoppers.append(("fleet forwarding", forwarder.close))

@@ -9,9 +9,10 @@ looks up the cell, and when the cell runs elsewhere it
    as the node-local handler would;
 2. finds the other node's API in ``Node/<node>.status.apiEndpoint`` (the node must be
    ``Ready``);
-3. sends the same request there over HTTPS, verified against ``fleetCaFile``, with the
-   fleet token (``fleetTokenFile``, role ``node`` on the other side) and the header
-   ``X-Kukeon-Forwarded-By: <this node>``;
+3. sends the same request there over HTTPS, verified against ``fleetCaFile`` (for the
+   address of the endpoint, or with ``fleetTlsServerDomain`` for the DNS name
+   ``<node>.<domain>``), with the fleet token (``fleetTokenFile``, role ``node`` on the
+   other side) and the header ``X-Kukeon-Forwarded-By: <this node>``;
 4. streams the answer back as it arrives (``follow=true`` logs stay a live stream), or
    relays the WebSocket (exec, attach) frame by frame in both directions.
 
@@ -22,27 +23,34 @@ when the query names another node (``?node=n2``).
 
 Failures are Status objects naming the cell and the node: the cell has no node yet
 (``409``), the node is unknown, not Ready or has no API endpoint, this node has no fleet
-token, or the node cannot be reached (``503``), the node refused the fleet token (``502``).
+token, the node cannot be reached or its certificate is not valid (``503``), the node
+refused the fleet token (``502``). When the other node refuses a WebSocket upgrade with a
+Status (the container is not running, ...), that Status comes back with its code, its
+message saying which node answered and which forwarded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from aiohttp.connector import Connection
 
 from kukeon.api import Cell, Kind, Node, NodeState
 from kukeon.apiserver.app import Handler
 from kukeon.apiserver.auth import Verb, denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
-from kukeon.apiserver.status import ApiError, Cause
+from kukeon.apiserver.status import REASONS, ApiError, Cause
 from kukeon.store import NotFound, Registry
 
 log = logging.getLogger("kukeon.daemon.forwarding")
@@ -65,6 +73,9 @@ CONNECT_TIMEOUT = 5.0
 MAX_MESSAGE_BYTES = 1 << 20
 _COPIED_HEADERS = ("Content-Type", "Accept")
 _REASONS = {502: "BadGateway", 508: "LoopDetected"}
+MAX_REFUSAL_BYTES = 64 << 10
+"""How much of the body of a refused WebSocket upgrade is kept (a Status is far smaller)."""
+REFUSAL_READ_TIMEOUT = 5.0
 
 
 class ForwardingError(Exception):
@@ -90,6 +101,55 @@ def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
         raise ForwardingError(f"cannot load the fleet CA file {ca_file}: {error}") from error
 
 
+def server_hostname(node: str, domain: str | None) -> str | None:
+    """The DNS name another node's API certificate is checked for: ``<node>.<domain>``.
+
+    None without a domain: the certificate is then checked for the endpoint's own host
+    (the node's InternalIP). A node's name is a DNS label, so one certificate for
+    ``*.<domain>`` covers every node, and a certificate for ``<node>.<domain>`` one node.
+    """
+    return f"{node}.{domain}" if domain else None
+
+
+class _Refusal:
+    """The body of a refused WebSocket upgrade, for the forwarding that asked for it."""
+
+    __slots__ = ("body",)
+
+    def __init__(self) -> None:
+        self.body = b""
+
+
+_REFUSAL: contextvars.ContextVar[_Refusal | None] = contextvars.ContextVar(
+    "kukeon_forwarded_upgrade_refusal", default=None
+)
+
+
+class _KeepsRefusals(aiohttp.ClientResponse):
+    """A client response that keeps the body of a refused WebSocket upgrade.
+
+    aiohttp's ``ws_connect`` raises ``WSServerHandshakeError`` with the status and headers
+    only and closes the response, so the Status the other node explained itself with would
+    be lost. While a forwarding waits for an upgrade (``_REFUSAL`` is set), an error answer
+    is read here, before ``ws_connect`` sees it, into that forwarding's ``_Refusal``.
+    """
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        response = await super().start(connection)
+        refusal = _REFUSAL.get()
+        if refusal is not None and self.status >= 400:
+            body = bytearray()
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with asyncio.timeout(REFUSAL_READ_TIMEOUT):
+                    while len(body) < MAX_REFUSAL_BYTES:
+                        chunk = await self.content.read(MAX_REFUSAL_BYTES - len(body))
+                        if not chunk:
+                            break
+                        body += chunk
+            refusal.body = bytes(body)
+        return response
+
+
 class Forwarder:
     """The forwarding middleware of one kukeond's API, and its HTTPS client session."""
 
@@ -100,12 +160,14 @@ class Forwarder:
         node_name: str,
         token_file: Path | None,
         ca_file: Path | None,
+        server_domain: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self.registry = registry
         self.node_name = node_name
         self.token_file = token_file
         self.ca_file = ca_file
+        self.server_domain = server_domain
         self.connect_timeout = connect_timeout
         self._token: str | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -122,6 +184,7 @@ class Forwarder:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
+            response_class=_KeepsRefusals,
         )
 
     async def close(self) -> None:
@@ -288,10 +351,17 @@ class Forwarder:
         )
         try:
             async with self._session.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False
+                request.method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                server_hostname=server_hostname(node, self.server_domain),
             ) as upstream:
                 if upstream.status in (401, 403):
-                    text = (await upstream.text(errors="replace")).strip()
+                    raw = await upstream.read()
+                    refused = _status_of(raw)
+                    text = refused["message"] if refused else raw.decode(errors="replace").strip()
                     raise self._refuse(
                         what,
                         node,
@@ -311,8 +381,23 @@ class Forwarder:
                     log.warning("stream from node %s broke: %r", node, error)
                 await response.write_eof()
                 return response
+        except aiohttp.ClientConnectorCertificateError as error:
+            raise self._untrusted(what, node, url, error) from error
         except aiohttp.ClientConnectionError as error:
             raise self._refuse(what, node, f"{url} cannot be reached: {error}") from error
+
+    def _untrusted(
+        self, what: str, node: str, url: str, error: aiohttp.ClientConnectorCertificateError
+    ) -> ApiError:
+        name = server_hostname(node, self.server_domain)
+        expected = f"the name {name}" if name else "its address (or set fleetTlsServerDomain)"
+        return self._refuse(
+            what,
+            node,
+            f"the certificate of {url} is not one this node trusts: it must be signed by "
+            f"the fleet CA ({self.ca_file or 'the system CAs'}) and valid for {expected}: "
+            f"{error.certificate_error}",
+        )
 
     async def _relay_websocket(
         self,
@@ -324,25 +409,24 @@ class Forwarder:
         subresource: str,
     ) -> web.StreamResponse:
         assert self._session is not None
+        refusal = _Refusal()
+        waiting = _REFUSAL.set(refusal)
         try:
             upstream = await self._session.ws_connect(
-                url, headers=headers, max_msg_size=MAX_MESSAGE_BYTES, autoping=True
+                url,
+                headers=headers,
+                max_msg_size=MAX_MESSAGE_BYTES,
+                autoping=True,
+                server_hostname=server_hostname(node, self.server_domain),
             )
         except aiohttp.WSServerHandshakeError as error:
-            code = error.status
-            try:
-                phrase = HTTPStatus(code).phrase
-            except ValueError:
-                phrase = ""
-            if code in (401, 403):
-                problem = f"node {node} refused this node's fleet token (HTTP {code})"
-                raise self._refuse(what, node, problem, code=502) from error
-            raise ApiError(
-                code if code >= 400 else 502,
-                f"node {node} answered the {subresource} of {what} with HTTP {code} {phrase}",
-            ) from error
+            return self._upgrade_refused(error.status, refusal.body, node, what, subresource)
+        except aiohttp.ClientConnectorCertificateError as error:
+            raise self._untrusted(what, node, url, error) from error
         except aiohttp.ClientError as error:
             raise self._refuse(what, node, f"{url} cannot be reached: {error}") from error
+        finally:
+            _REFUSAL.reset(waiting)
         socket = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
         try:
             await socket.prepare(request)
@@ -351,6 +435,62 @@ class Forwarder:
             await upstream.close()
             await socket.close()
         return socket
+
+    def _upgrade_refused(
+        self, code: int, body: bytes, node: str, what: str, subresource: str
+    ) -> web.Response:
+        """The answer to a WebSocket upgrade the other node refused with HTTP ``code``.
+
+        Its own Status comes back as it was sent (code, reason, details), the message saying
+        which node answered and which forwarded; a refused fleet token is a ``502`` here.
+        """
+        status = _status_of(body)
+        text = status["message"] if status else body.decode(errors="replace").strip()[:300]
+        if code in (401, 403):
+            problem = (
+                f"node {node} refused this node's fleet token (HTTP {code})"
+                + (f": {text}" if text else "")
+                + "; its tokens file must map the fleet token to role node"
+            )
+            raise self._refuse(what, node, problem, code=502)
+        through = (
+            f"(answered by node {node} for the {subresource} of {what}, "
+            f"forwarded by node {self.node_name})"
+        )
+        if status is not None and code >= 400:
+            return web.json_response(
+                {**status, "code": code, "message": f"{status['message']} {through}"},
+                status=code,
+            )
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = ""
+        answer = f"HTTP {code} {phrase}".strip() + (f": {text}" if text else "")
+        final = code if code >= 400 else 502
+        raise ApiError(
+            final,
+            f"node {node} answered the {subresource} of {what} with {answer} "
+            f"(forwarded by node {self.node_name})",
+            reason=_REASONS.get(final, REASONS.get(final)),
+            name=node,
+            kind="Node",
+        )
+
+
+def _status_of(body: bytes) -> dict[str, Any] | None:
+    """``body`` as a Status document with a message, or None."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    if (
+        isinstance(document, dict)
+        and document.get("kind") == "Status"
+        and isinstance(document.get("message"), str)
+    ):
+        return document
+    return None
 
 
 async def _relay(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:

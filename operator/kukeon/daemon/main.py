@@ -88,6 +88,11 @@ from .config import ConfigError, load_config
     help="CA that signs the other nodes' API certificates.",
 )
 @click.option(
+    "--fleet-tls-server-domain",
+    help="Check another node's API certificate for <node>.DOMAIN (e.g. nodes.kukeon) "
+    "instead of its address.",
+)
+@click.option(
     "--insecure-registry",
     "insecure_registries",
     help="Comma-separated registries reached over plain HTTP.",

@@ -4,7 +4,9 @@ Each "node" is a real API server (TCP+TLS, tokens) with the forwarding middlewar
 stand-in node routes that say which node answered and who called; the Node documents
 publish their `status.apiEndpoint`. What is checked: a cell of node B is served through
 node A (plain, followed stream, kill, WebSocket), the caller is authorised by A and B sees
-the fleet token, and every refusal names the cell or the node.
+the fleet token, every refusal names the cell or the node, a refused WebSocket upgrade
+comes back with B's own Status, a fleet token B refuses is a 502, and a certificate that
+names the nodes by `<node>.<fleetTlsServerDomain>` instead of their addresses is accepted.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import asyncio
 import contextlib
 import json
 import ssl
+import subprocess
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,11 +31,15 @@ from kukeon.api import Kind, Node, NodeState, parse_resource
 from kukeon.apiserver import ApiServerRunner, ApiSettings, build_runner
 from kukeon.apiserver.auth import denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
-from kukeon.apiserver.status import ApiError
+from kukeon.apiserver.status import ApiError, Cause
 from kukeon.daemon.forwarding import FORWARDED_BY_HEADER, Forwarder
 from kukeon.store import Registry
-from tests.fixtures.services import free_tcp_port
-from tests.integration.apiserver.conftest import Certs, certs  # noqa: F401 - the fixture
+from tests.fixtures.services import free_tcp_port, require_binary
+from tests.integration.apiserver.conftest import (  # noqa: F401 - the certs fixture
+    REPO,
+    Certs,
+    certs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +48,14 @@ VIEWER = "viewer-" + uuid.uuid4().hex
 FLEET = "fleet-" + uuid.uuid4().hex
 CELLS = "/apis/kukeon.io/v1beta1/realms/default/spaces/default/stacks/default/cells"
 IMAGES = "/apis/kukeon.io/v1beta1/realms/default/images"
+SERVER_DOMAIN = "nodes.kukeon"
+# A WebSocket upgrade asked as a plain GET, so that the answer's body can be read.
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 class StandIn:
@@ -78,12 +94,24 @@ class StandIn:
         return response
 
     async def kill(self, request: web.Request) -> web.StreamResponse:
+        why = denial(principal_of(request), verb="update", realm="default", subresource="kill")
+        if why:
+            raise ApiError(403, why)
         return web.json_response(self.seen(request))
 
     async def images(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.seen(request))
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("command") == "refuse":  # as when the container is not running
+            raise ApiError(
+                409,
+                f"container main of cell {request.match_info['cell']} on {self.node} "
+                "is not running",
+                name="main",
+                kind="Container",
+                causes=[Cause("status.containers[main].state", "Stopped")],
+            )
         socket = web.WebSocketResponse()
         await socket.prepare(request)
         await socket.send_bytes(b"\x01" + json.dumps(self.seen(request)).encode())
@@ -126,6 +154,107 @@ class Fleet(NamedTuple):
 
 async def _create(registry: Registry, document: dict[str, Any]) -> None:
     await registry.create(parse_resource({"apiVersion": "kukeon.io/v1beta1", **document}))
+
+
+def _cell(name: str, node: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "realmId": "default",
+        "spaceId": "default",
+        "stackId": "default",
+        "containers": [{"id": "main", "image": "busybox:latest"}],
+    }
+    if node:
+        spec["nodeName"] = node
+    return {"kind": "Cell", "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.fixture(scope="module")
+def named_certs() -> Iterator[Certs]:
+    """A CA of its own and a server certificate for *.nodes.kukeon only: no address."""
+    require_binary("openssl", "openssl")
+    with tempfile.TemporaryDirectory(prefix="kukeon-named-ca-") as directory:
+        out = Path(directory)
+        subprocess.run(
+            [
+                "bash",
+                str(REPO / "hack" / "make-ca.sh"),
+                "--out",
+                str(out),
+                "--hosts",
+                f"*.{SERVER_DOMAIN}",
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield Certs(out / "ca.crt", out / "server.crt", out / "server.key")
+
+
+@contextlib.asynccontextmanager
+async def serving_node(
+    fleet: Fleet, name: str, served: Certs, tmp_path: Path
+) -> AsyncIterator[None]:
+    """One more node with its stand-in routes, serving ``served``, registered Ready."""
+    settings = ApiSettings(
+        socket_path=None,
+        tcp_address=f"127.0.0.1:{free_tcp_port()}",
+        tls_cert_file=served.cert,
+        tls_key_file=served.key,
+        tokens_file=tmp_path / "tokens.yaml",
+        request_timeout=10,
+    )
+    runner = await build_runner(settings=settings, registry=fleet.registry)
+    StandIn(name).add_routes(runner.app)
+    try:
+        await runner.start()
+        fleet.runners[name] = runner
+        await fleet.set_node(name, NodeState.READY, fleet.url(name))
+        yield
+    finally:
+        fleet.runners.pop(name, None)
+        await runner.stop()
+
+
+@contextlib.asynccontextmanager
+async def forwarding_node(
+    fleet: Fleet,
+    name: str,
+    tmp_path: Path,
+    *,
+    token: str = FLEET,
+    ca: Path | None = None,
+    server_domain: str | None = None,
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """An API-only node that forwards with ``token``, trusting ``ca``; an admin session to it."""
+    token_file = tmp_path / f"{name}.token"
+    token_file.write_text(token + "\n")
+    settings = ApiSettings(
+        socket_path=None,
+        tcp_address=f"127.0.0.1:{free_tcp_port()}",
+        tls_cert_file=fleet.certs.cert,
+        tls_key_file=fleet.certs.key,
+        tokens_file=tmp_path / "tokens.yaml",
+        request_timeout=10,
+    )
+    runner = await build_runner(settings=settings, registry=fleet.registry)
+    forwarder = Forwarder(
+        registry=fleet.registry,
+        node_name=name,
+        token_file=token_file,
+        ca_file=ca or fleet.certs.ca,
+        server_domain=server_domain,
+    )
+    try:
+        await forwarder.start()
+        forwarder.install(runner.app, serves_cells=False)
+        await runner.start()
+        fleet.runners[name] = runner
+        async with fleet.session(name, ADMIN) as client:
+            yield client
+    finally:
+        fleet.runners.pop(name, None)
+        await runner.stop()
+        await forwarder.close()
 
 
 @pytest.fixture
@@ -187,15 +316,7 @@ async def fleet(
             },
         )
         for cell, node in (("on-a", "na"), ("on-b", "nb"), ("nowhere", None), ("lost", "nc")):
-            spec: dict[str, Any] = {
-                "realmId": "default",
-                "spaceId": "default",
-                "stackId": "default",
-                "containers": [{"id": "main", "image": "busybox:latest"}],
-            }
-            if node:
-                spec["nodeName"] = node
-            await _create(registry, {"kind": "Cell", "metadata": {"name": cell}, "spec": spec})
+            await _create(registry, _cell(cell, node))
         yield running
     finally:
         for runner in runners.values():
@@ -344,3 +465,97 @@ async def test_an_api_only_server_forwards_every_cell(fleet: Fleet, tmp_path: Pa
         del fleet.runners["api"]
         await runner.stop()
         await forwarder.close()
+
+
+async def test_a_refused_exec_upgrade_comes_back_with_the_nodes_own_status(fleet: Fleet) -> None:
+    refuse = {"command": "refuse"}
+    async with fleet.session("nb", ADMIN) as client:
+        code, direct = await _status(
+            await client.get(f"{CELLS}/on-b/exec", params=refuse, headers=UPGRADE)
+        )
+    assert code == 409
+    assert direct["message"] == "container main of cell on-b on nb is not running"
+    async with fleet.session("na", ADMIN) as client:
+        code, forwarded = await _status(
+            await client.get(f"{CELLS}/on-b/exec", params=refuse, headers=UPGRADE)
+        )
+        assert code == 409
+        assert forwarded == {
+            **direct,
+            "message": "container main of cell on-b on nb is not running (answered by node "
+            "nb for the exec of cell default/default/default/on-b, forwarded by node na)",
+        }
+        assert forwarded["details"] == {
+            "name": "main",
+            "kind": "Container",
+            "causes": [{"field": "status.containers[main].state", "message": "Stopped"}],
+        }
+        # A WebSocket client (kukectl) sees the same code.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect(f"{CELLS}/on-b/exec", params=refuse)
+        assert refused.value.status == 409
+
+
+async def test_a_node_that_refuses_the_fleet_token_is_a_bad_gateway(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    # nx forwards with a token nb does not know (401 there).
+    async with forwarding_node(
+        fleet, "nx", tmp_path, token="stranger-" + uuid.uuid4().hex
+    ) as client:
+        for method, path, headers in (
+            ("GET", f"{CELLS}/on-b/log", {}),
+            ("GET", f"{CELLS}/on-b/exec", UPGRADE),
+        ):
+            code, body = await _status(await client.request(method, path, headers=headers))
+            assert code == 502, path
+            assert body["reason"] == "BadGateway"
+            assert body["details"]["name"] == "nb"
+            assert "cell default/default/default/on-b is on node nb" in body["message"]
+            assert "node nb refused this node's fleet token (HTTP 401)" in body["message"]
+            assert "must map the fleet token to role node" in body["message"]
+    # ny forwards with a token nb maps to viewer: it may read logs, but not kill (403 there).
+    async with forwarding_node(fleet, "ny", tmp_path, token=VIEWER) as client:
+        code, body = await _status(await client.post(f"{CELLS}/on-b/kill"))
+        assert code == 502
+        assert "refused this node's fleet token (HTTP 403)" in body["message"]
+        assert "viewer" in body["message"]  # nb's own reason comes along
+
+
+async def test_certificates_by_node_name_under_the_server_domain(
+    fleet: Fleet,
+    named_certs: Certs,
+    tmp_path: Path,
+) -> None:
+    """nd serves a certificate for *.nodes.kukeon only; it is reached at 127.0.0.1."""
+    await _create(fleet.registry, _cell("on-d", "nd"))
+    async with serving_node(fleet, "nd", named_certs, tmp_path):
+        async with forwarding_node(
+            fleet, "nx", tmp_path, ca=named_certs.ca, server_domain=SERVER_DOMAIN
+        ) as client:
+            answer = await client.get(f"{CELLS}/on-d/log")
+            assert answer.status == 200
+            assert json.loads(await answer.text())["node"] == "nd"
+            async with client.ws_connect(f"{CELLS}/on-d/exec", params={"command": "cat"}) as ws:
+                hello = await asyncio.wait_for(ws.receive_bytes(), 5)
+                assert json.loads(hello[1:])["node"] == "nd"
+            # The fleet's other nodes serve a certificate for their address only.
+            code, body = await _status(await client.get(f"{CELLS}/on-b/log"))
+            assert code == 503
+            assert "valid for the name nb.nodes.kukeon" in body["message"]
+
+        # Checked for the address (no domain), or for another domain: refused, and said so.
+        for domain, expected in (
+            (None, "valid for its address"),
+            ("other.kukeon", "nd.other.kukeon"),
+        ):
+            async with forwarding_node(
+                fleet, "ny", tmp_path, ca=named_certs.ca, server_domain=domain
+            ) as client:
+                for headers in ({}, UPGRADE):
+                    path = f"{CELLS}/on-d/" + ("exec" if headers else "log")
+                    code, body = await _status(await client.get(path, headers=headers))
+                    assert code == 503, (domain, path)
+                    assert "is not one this node trusts" in body["message"]
+                    assert expected in body["message"]
+                    assert body["details"]["name"] == "nd"

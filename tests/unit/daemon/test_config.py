@@ -49,3 +49,27 @@ def test_relative_cgroup_root_is_refused() -> None:
 def test_unrelated_kukeon_env_is_ignored() -> None:
     config = load_config(environ={"KUKEON_SERVER": "unix:///x.sock"})
     assert config.uses_embedded_etcd
+
+
+@pytest.mark.parametrize(
+    ("given", "domain"),
+    [("nodes.kukeon", "nodes.kukeon"), (" Fleet.Example.Internal. ", "fleet.example.internal")],
+)
+def test_fleet_tls_server_domain_from_the_file_and_env(
+    tmp_path: Path, given: str, domain: str
+) -> None:
+    config_file = tmp_path / "kukeond.yaml"
+    config_file.write_text(f"fleetTlsServerDomain: {given!r}\n")
+    assert load_config(config_file=config_file, environ={}).fleet_tls_server_domain == domain
+    from_env = load_config(environ={"KUKEON_FLEET_TLS_SERVER_DOMAIN": given})
+    assert from_env.fleet_tls_server_domain == domain
+    assert load_config(environ={}).fleet_tls_server_domain is None
+    assert (
+        load_config(environ={"KUKEON_FLEET_TLS_SERVER_DOMAIN": ""}).fleet_tls_server_domain is None
+    )
+
+
+@pytest.mark.parametrize("domain", ["*.nodes.kukeon", "nodes..kukeon", "-nodes.kukeon", "a" * 190])
+def test_a_fleet_tls_server_domain_that_is_no_dns_name_is_refused(domain: str) -> None:
+    with pytest.raises(ConfigError, match="fleet_tls_server_domain"):
+        load_config(environ={}, overrides={"fleet_tls_server_domain": domain})
