@@ -96,3 +96,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kukeon.api.tokensSecret" -}}
 {{- default (printf "%s-api-tokens" (include "kukeon.fullname" .)) .Values.api.tokens.existingSecret -}}
 {{- end -}}
+
+{{/* "true" when the nodes forward requests for each other's cells (needs the TCP API). */}}
+{{- define "kukeon.fleet.enabled" -}}
+{{- if and .Values.api.enabled .Values.fleet.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "kukeon.fleet.tokenSecret" -}}
+{{- default (printf "%s-fleet-token" (include "kukeon.fullname" .)) .Values.fleet.token.existingSecret -}}
+{{- end -}}
+
+{{/* The key of the fleet token in its Secret: the operator's key, or "token" in the chart's. */}}
+{{- define "kukeon.fleet.tokenKey" -}}
+{{- if .Values.fleet.token.existingSecret -}}{{ .Values.fleet.token.key }}{{- else -}}token{{- end -}}
+{{- end -}}

@@ -6,6 +6,8 @@ and the newest Kubernetes the chart supports. The ServiceMonitor (a Prometheus O
 CRD that kubernetes-validate has no schema for) is checked by its shape and its wiring to
 the Service. The kukeond configuration file and tokens file the chart writes are parsed by
 kukeon's own loaders, so a renamed config field breaks this test, not a node at start.
+The certificate the chart generates is put through a TLS handshake (in memory) with the
+verification kukeond's fleet forwarding uses.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kukeon.apiserver.auth import TokenBook
+from kukeon.apiserver.auth import Role, TokenBook
 from kukeon.daemon.config import DaemonConfig, load_config
+from kukeon.daemon.forwarding import read_token, server_hostname
 from tests.fixtures.services import unavailable
 from tests.unit.packaging.healthz import HealthzServer
 
@@ -51,6 +54,20 @@ EXTERNAL_ETCD_TLS: dict[str, Any] = {
             "tls": {"enabled": True, "ca": FAKE_CA, "cert": FAKE_CERT, "key": FAKE_KEY},
         }
     }
+}
+
+
+FLEET_TOKEN = "fleet-0123456789abcdef"
+FLEET_OWN_CERTIFICATE: dict[str, Any] = {
+    "api": {"tls": {"cert": FAKE_CERT, "key": FAKE_KEY, "ca": FAKE_CA}},
+    "fleet": {"tlsServerDomain": "", "token": {"value": FLEET_TOKEN}},
+}
+FLEET_OPERATOR_SECRETS: dict[str, Any] = {
+    "api": {"tls": {"existingSecret": "my-api-tls"}, "tokens": {"existingSecret": "my-tokens"}},
+    "fleet": {
+        "tlsServerDomain": "kukeon.example.internal",
+        "token": {"existingSecret": "my-fleet", "key": "fleet-token"},
+    },
 }
 
 
@@ -112,6 +129,62 @@ def kukeond_config(documents: list[Manifest], tmp_path: Path) -> DaemonConfig:
     return load_config(config_file=path, environ={})
 
 
+def kukeond_config_with_env(documents: list[Manifest], tmp_path: Path) -> DaemonConfig:
+    """The configuration kukeond reads: the ConfigMap's file and the DaemonSet's plain env."""
+    configmap = one(documents, "ConfigMap", f"{RELEASE}-kukeon-config")
+    path = tmp_path / "kukeond.yaml"
+    path.write_text(configmap["data"]["kukeond.yaml"])
+    container = daemonset_pod(documents)["containers"][0]
+    environ = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    return load_config(config_file=path, environ=environ)
+
+
+def secret_volumes(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {vol["name"]: vol["secret"] for vol in pod["volumes"] if "secret" in vol}
+
+
+def mounted_from(pod: dict[str, Any], file: Path) -> tuple[str, str]:
+    """(Secret name, key) of the Secret file ``file`` in the kukeond container."""
+    for mount in pod["containers"][0]["volumeMounts"]:
+        if file.parent == Path(mount["mountPath"]):
+            secret = secret_volumes(pod)[mount["name"]]
+            for item in secret.get("items", []):
+                if item["path"] == file.name:
+                    return secret["secretName"], item["key"]
+            return secret["secretName"], file.name
+    raise AssertionError(f"{file} is not in a mounted Secret")
+
+
+def tls_handshake(cert: str, key: str, ca: str, hostname: str | None, tmp_path: Path) -> None:
+    """A TLS handshake in memory: a server with ``cert``, a client trusting ``ca`` and
+    checking ``hostname`` as the fleet forwarding does; raises ssl.SSLCertVerificationError."""
+    (tmp_path / "tls.crt").write_text(cert)
+    (tmp_path / "tls.key").write_text(key)
+    (tmp_path / "ca.crt").write_text(ca)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    client_context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    client_context.verify_flags |= ssl.VERIFY_X509_STRICT  # the default from Python 3.13 on
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    from_server, from_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_context.wrap_bio(to_client, from_client, server_hostname=hostname)
+    server = server_context.wrap_bio(to_server, from_server, server_side=True)
+    done = {"client": False, "server": False}
+    for _ in range(20):
+        for name, side in (("client", client), ("server", server)):
+            if not done[name]:
+                try:
+                    side.do_handshake()
+                    done[name] = True
+                except ssl.SSLWantReadError:
+                    pass
+        to_server.write(from_client.read())
+        to_client.write(from_server.read())
+        if all(done.values()):
+            return
+    raise AssertionError("the TLS handshake did not finish")
+
+
 def daemonset_pod(documents: list[Manifest]) -> dict[str, Any]:
     pod: dict[str, Any] = one(documents, "DaemonSet")["spec"]["template"]["spec"]
     return pod
@@ -157,6 +230,9 @@ def all_value_sets() -> Iterator[tuple[str, dict[str, Any]]]:
             },
         },
     )
+    yield "fleet-own-certificate", FLEET_OWN_CERTIFICATE
+    yield "fleet-operator-secrets", FLEET_OPERATOR_SECRETS
+    yield "no-fleet", {"fleet": {"enabled": False}}
 
 
 @pytest.mark.parametrize(
@@ -197,6 +273,7 @@ def test_default_values_run_kukeond_everywhere_with_a_three_member_etcd(
             "ConfigMap",
             "DaemonSet",
             "PodDisruptionBudget",
+            "Secret",
             "Secret",
             "Secret",
             "Service",
@@ -290,12 +367,21 @@ def test_generated_api_credentials_are_usable(helm: Any) -> None:
     ssl.PEM_cert_to_DER_cert(pair["tls.crt"])  # raises on anything but one PEM certificate
     assert "PRIVATE KEY-----" in pair["tls.key"]
 
+    assert "-----BEGIN CERTIFICATE-----" in pair["ca.crt"]
+    assert pair["ca.crt"] != pair["tls.crt"]
+
     tokens = secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-api-tokens"))["tokens.yaml"]
     book = TokenBook.from_document(yaml.safe_load(tokens), source="chart tokens")
-    assert len(book) == 1
-    (entry,) = yaml.safe_load(tokens)["tokens"]
-    assert entry["role"] == "admin"
-    assert book.authenticate(entry["token"]) is not None
+    assert len(book) == 2
+    admin, fleet = yaml.safe_load(tokens)["tokens"]
+    assert admin["role"] == "admin"
+    assert book.authenticate(admin["token"]) is not None
+    assert fleet == {
+        "token": secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-fleet-token"))["token"],
+        "user": "fleet",
+        "role": "node",
+    }
+    assert len(fleet["token"]) == 40
 
 
 def test_given_tokens_are_written_as_kukeonds_tokens_file(helm: Any) -> None:
@@ -307,6 +393,108 @@ def test_given_tokens_are_written_as_kukeonds_tokens_file(helm: Any) -> None:
     assert principal is not None
     assert principal.user == "ci"
     assert principal.realms == frozenset({"dev"})
+    # The generated fleet token is added to the given entries, with role node.
+    fleet_token = secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-fleet-token"))["token"]
+    assert len(book) == 3
+    fleet = book.authenticate(fleet_token)
+    assert fleet is not None
+    assert fleet.role == Role.NODE
+
+
+def test_every_node_forwards_with_the_fleet_token_and_checks_the_ca(
+    helm: Any, tmp_path: Path
+) -> None:
+    """Default values: what kukeond reads as fleetTokenFile/fleetCaFile comes from the
+    chart's Secrets, the token is role node in the tokens file, and the generated
+    certificate passes the check of every node's name under the server domain."""
+    documents = manifests(helm)
+    config = kukeond_config_with_env(documents, tmp_path)
+    assert config.fleet_tls_server_domain == "nodes.kukeon"
+    assert config.fleet_token_file is not None
+    assert config.fleet_ca_file is not None
+    pod = daemonset_pod(documents)
+    for file in (config.fleet_token_file, config.fleet_ca_file):
+        assert mounts_by_path(pod)[str(file.parent)]["readOnly"] is True
+
+    token_secret, token_key = mounted_from(pod, config.fleet_token_file)
+    assert (token_secret, token_key) == (f"{RELEASE}-kukeon-fleet-token", "token")
+    token_file = tmp_path / "token"
+    token_file.write_text(secret_data(one(documents, "Secret", token_secret))[token_key])
+    fleet_token = read_token(token_file)
+    tokens = secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-api-tokens"))["tokens.yaml"]
+    principal = TokenBook.from_document(yaml.safe_load(tokens)).authenticate(fleet_token)
+    assert principal is not None
+    assert principal.role == Role.NODE
+
+    tls_secret, ca_key = mounted_from(pod, config.fleet_ca_file)
+    assert (tls_secret, ca_key) == (f"{RELEASE}-kukeon-api-tls", "ca.crt")
+    pair = secret_data(one(documents, "Secret", tls_secret))
+    for node in ("n1", "worker-2", "a" * 63):
+        name = server_hostname(node, config.fleet_tls_server_domain)
+        tls_handshake(pair["tls.crt"], pair["tls.key"], pair[ca_key], name, tmp_path)
+    # Not valid for another domain, nor for a node's address.
+    for name in ("n1.nodes.example", "n1.sub.nodes.kukeon", "10.0.0.5"):
+        with pytest.raises(ssl.SSLCertVerificationError):
+            tls_handshake(pair["tls.crt"], pair["tls.key"], pair[ca_key], name, tmp_path)
+    # kukectl inside the cluster still reaches the Service by name.
+    service = f"{RELEASE}-kukeon.{NAMESPACE}.svc"
+    tls_handshake(pair["tls.crt"], pair["tls.key"], pair[ca_key], service, tmp_path)
+
+
+def test_fleet_with_the_operators_certificate_and_token(helm: Any, tmp_path: Path) -> None:
+    documents = manifests(helm, FLEET_OWN_CERTIFICATE)
+    pair = secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-api-tls"))
+    assert pair == {"tls.crt": FAKE_CERT, "tls.key": FAKE_KEY, "ca.crt": FAKE_CA}
+    assert secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-fleet-token")) == {
+        "token": FLEET_TOKEN
+    }
+    tokens = secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-api-tokens"))["tokens.yaml"]
+    entries = yaml.safe_load(tokens)["tokens"]
+    assert [entry["role"] for entry in entries] == ["admin", "node"]
+    assert entries[1]["token"] == FLEET_TOKEN
+    config = kukeond_config_with_env(documents, tmp_path)
+    assert config.fleet_tls_server_domain is None  # checked for the node's address
+    assert config.fleet_ca_file == Path("/etc/kukeon/api-tls/ca.crt")
+
+    # A fleet token the operator also lists in the items is not listed twice.
+    listed = {
+        **FLEET_OWN_CERTIFICATE,
+        "api": {
+            **FLEET_OWN_CERTIFICATE["api"],
+            "tokens": {"items": [{"token": FLEET_TOKEN, "user": "fleet", "role": "node"}]},
+        },
+    }
+    tokens = secret_data(one(manifests(helm, listed), "Secret", f"{RELEASE}-kukeon-api-tokens"))
+    assert yaml.safe_load(tokens["tokens.yaml"])["tokens"] == [
+        {"token": FLEET_TOKEN, "user": "fleet", "role": "node"}
+    ]
+
+
+def test_fleet_token_of_the_operator_is_mounted_by_its_key(helm: Any, tmp_path: Path) -> None:
+    documents = manifests(helm, FLEET_OPERATOR_SECRETS)
+    assert by_kind(documents, "Secret") == []
+    config = kukeond_config_with_env(documents, tmp_path)
+    assert config.fleet_tls_server_domain == "kukeon.example.internal"
+    pod = daemonset_pod(documents)
+    assert config.fleet_token_file is not None
+    assert config.fleet_ca_file is not None
+    assert mounted_from(pod, config.fleet_token_file) == ("my-fleet", "fleet-token")
+    assert mounted_from(pod, config.fleet_ca_file) == ("my-api-tls", "ca.crt")
+
+
+def test_without_the_fleet_nothing_is_forwarded(helm: Any, tmp_path: Path) -> None:
+    documents = manifests(helm, {"fleet": {"enabled": False}})
+    assert [doc["metadata"]["name"] for doc in by_kind(documents, "Secret")] == [
+        f"{RELEASE}-kukeon-api-tls",
+        f"{RELEASE}-kukeon-api-tokens",
+    ]
+    tokens = secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-api-tokens"))["tokens.yaml"]
+    assert [entry["role"] for entry in yaml.safe_load(tokens)["tokens"]] == ["admin"]
+    config = kukeond_config_with_env(documents, tmp_path)
+    assert config.fleet_token_file is None
+    assert config.fleet_ca_file is None
+    assert config.fleet_tls_server_domain is None
+    assert "fleet-token" not in secret_volumes(daemonset_pod(documents))
 
 
 def test_external_etcd_with_tls_replaces_the_statefulset(helm: Any, tmp_path: Path) -> None:
@@ -347,7 +535,7 @@ def test_external_etcd_secrets_of_the_operator_are_referenced_not_created(
                 "auth": {"username": "kukeon", "existingSecret": "my-etcd-password"},
             }
         },
-        "api": {"tls": {"existingSecret": "my-api-tls"}, "tokens": {"existingSecret": "my-tokens"}},
+        **FLEET_OPERATOR_SECRETS,
     }
     documents = manifests(helm, values)
     assert by_kind(documents, "Secret") == []
@@ -359,6 +547,7 @@ def test_external_etcd_secrets_of_the_operator_are_referenced_not_created(
         "etcd-tls": "my-etcd-client",
         "api-tls": "my-api-tls",
         "api-tokens": "my-tokens",
+        "fleet-token": "my-fleet",
     }
     env = {item["name"]: item for item in pod["containers"][0]["env"]}
     assert env["KUKEON_ETCD_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
@@ -385,6 +574,18 @@ def test_external_etcd_secrets_of_the_operator_are_referenced_not_created(
             "etcd.external.tls.existingSecret",
         ),
         ({"api": {"tls": {"cert": FAKE_CERT}}}, "api.tls.cert and api.tls.key"),
+        (
+            {"api": {"tls": {"cert": FAKE_CERT, "key": FAKE_KEY}}},
+            "api.tls.cert with fleet.enabled needs api.tls.ca",
+        ),
+        (
+            {"fleet": {"token": {"existingSecret": "my-fleet"}}},
+            "fleet.token.existingSecret needs api.tokens.existingSecret",
+        ),
+        (
+            {"api": {"tokens": {"existingSecret": "my-tokens"}}},
+            "api.tokens.existingSecret with fleet.enabled needs fleet.token.existingSecret",
+        ),
     ],
 )
 def test_incomplete_values_are_refused_with_the_key_to_fix(
@@ -399,9 +600,10 @@ def test_without_the_api_no_credentials_are_rendered(helm: Any, tmp_path: Path) 
     assert by_kind(documents, "Secret") == []
     service = one(documents, "Service", f"{RELEASE}-kukeon")
     assert [port["name"] for port in service["spec"]["ports"]] == ["metrics"]
-    config = kukeond_config(documents, tmp_path)
+    config = kukeond_config_with_env(documents, tmp_path)
     assert config.api_tokens_file is None
     assert config.api_tls_cert_file is None
+    assert config.fleet_token_file is None  # no node has an API to forward to
 
 
 def test_service_selects_kukeond_and_names_its_ports(helm: Any) -> None:
@@ -492,6 +694,8 @@ def test_chart_app_version_is_the_package_version() -> None:
         ),
         ({"kukeond": {"hostPaths": {"stateDir": "var/lib/kukeon"}}}, "/kukeond/hostPaths/stateDir"),
         ({"etcd": {"external": {"endpoints": ["etcd:2379"]}}}, "/etcd/external/endpoints/0"),
+        ({"fleet": {"tlsServerDomain": "Nodes.Kukeon"}}, "/fleet/tlsServerDomain"),
+        ({"fleet": {"token": {"value": "short"}}}, "/fleet/token/value"),
     ],
 )
 def test_values_schema_names_a_mistyped_or_malformed_value(
