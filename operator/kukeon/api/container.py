@@ -159,21 +159,56 @@ class ContainerSecret(KukeonModel):
 
 
 class TtyStage(KukeonModel):
-    """One script run when an attachable container's shell starts (or once, at create)."""
+    """One script of an attachable container's `tty.onInit`, run in its TTY before the command.
+
+    `runOn: start` (the default) runs it at every start of the container's task, restarts
+    included; `runOn: create` only at the first start after the container was created with
+    this spec. A stage without a script does nothing.
+    """
 
     script: OptionalString = None
     run_on: Annotated[Literal["start", "create"] | None, BeforeValidator(_empty_as_none)] = None
 
 
 class ContainerTty(KukeonModel):
-    """Shell niceties of an attachable container (prompt, init scripts, wrapper log)."""
+    """Shell niceties of an attachable container (prompt, init scripts, wrapper log).
+
+    kukeond implements them without adding anything to the image: `prompt` becomes `PS1`;
+    `onInit` and `logFile` run the container's command under a small `/bin/sh` wrapper
+    (see `kukeon.runtime.containerd.ttyinit`), so they need a POSIX shell at `/bin/sh`.
+    """
 
     prompt: OptionalString = None
+    """The TTY's shell prompt (`PS1`)."""
     on_init: NullableList[TtyStage] = Field(default_factory=list)
+    """Scripts run in the TTY, in order, before the command starts; the first that fails
+    stops the start (the command does not run, the container exits with its status)."""
     log_file: OptionalAbsolutePath = None
+    """Where, inside the container, the wrapper logs what it ran, exit codes and timings."""
     log_level: Annotated[
         Literal["debug", "info", "warn", "error"] | None, BeforeValidator(_empty_as_none)
     ] = None
+    """The least level written to `logFile` (default info); requires `logFile`."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _level_needs_a_file(cls, level: str | None, info: ValidationInfo) -> str | None:
+        if level is not None and "log_file" in info.data and info.data["log_file"] is None:
+            raise ValueError("requires tty.logFile (it filters that file)")
+        return level
+
+    def set_fields(self) -> list[str]:
+        """The options this block sets, in manifest spelling (empty: as if it were absent)."""
+        found: list[str] = []
+        if self.prompt:
+            found.append("tty.prompt")
+        if any(stage.script for stage in self.on_init):
+            found.append("tty.onInit")
+        if self.log_file is not None:
+            found.append("tty.logFile")
+        if self.log_level is not None:
+            found.append("tty.logLevel")
+        return found
 
 
 class ContainerSpec(KukeonModel):
@@ -272,8 +307,16 @@ class ContainerSpec(KukeonModel):
     def _tty_needs_attachable(
         cls, tty: ContainerTty | None, info: ValidationInfo
     ) -> ContainerTty | None:
+        # As in kukeon: an empty block is as good as none; any option needs a TTY.
         if tty is not None and info.data.get("attachable") is False:
-            raise ValueError("requires attachable: true")
+            used = tty.set_fields()
+            if used:
+                name = info.data.get("id")
+                who = f"container {name!r}" if name else "the container"
+                raise ValueError(
+                    f"{', '.join(used)} of {who} requires attachable: true "
+                    "(only an attachable container has a TTY)"
+                )
         return tty
 
 

@@ -420,11 +420,34 @@ def test_a_secret_sets_exactly_one_source() -> None:
 
 def test_container_tty_needs_attachable() -> None:
     doc = cell_doc(containers=[container(tty={"prompt": "$ "})])
-    assert one_cause(doc) == FieldError("spec.containers[0].tty", "requires attachable: true")
+    assert one_cause(doc) == FieldError(
+        "spec.containers[0].tty",
+        "tty.prompt of container 'app' requires attachable: true "
+        "(only an attachable container has a TTY)",
+    )
+    options = {"onInit": [{"script": "x"}], "logFile": "/l", "logLevel": "warn"}
+    both = cell_doc(containers=[container(tty=options)])
+    assert "tty.onInit, tty.logFile, tty.logLevel of container 'app'" in one_cause(both).message
+    # as in kukeon, an empty block is as good as none
+    empty = cell_doc(containers=[container(tty={"onInit": [{"runOn": "create"}], "prompt": ""})])
+    assert parse_resource(empty).spec.containers[0].tty is not None
     ok = cell_doc(
         containers=[container(attachable=True, tty={"prompt": "$ ", "onInit": [{"script": "x"}]})]
     )
     assert parse_resource(ok).spec.containers[0].tty.on_init[0].script == "x"
+
+
+def test_tty_log_level_needs_a_log_file() -> None:
+    doc = cell_doc(containers=[container(attachable=True, tty={"logLevel": "debug"})])
+    assert one_cause(doc) == FieldError(
+        "spec.containers[0].tty.logLevel", "requires tty.logFile (it filters that file)"
+    )
+    bad_level = cell_doc(containers=[container(attachable=True, tty={"logLevel": "loud"})])
+    assert one_cause(bad_level).field == "spec.containers[0].tty.logLevel"
+    bad_run_on = cell_doc(
+        containers=[container(attachable=True, tty={"onInit": [{"script": "x", "runOn": "x"}]})]
+    )
+    assert one_cause(bad_run_on).field == "spec.containers[0].tty.onInit[0].runOn"
 
 
 def test_cell_tty_default_names_an_attachable_container() -> None:
