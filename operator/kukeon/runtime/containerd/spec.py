@@ -31,7 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from kukeon.api import ContainerSpec, TmpfsMount, VolumeKind
+from kukeon.api import ContainerSpec, ContainerTty, TmpfsMount, VolumeKind
+from kukeon.runtime.containerd import ttyinit
 from kukeon.runtime.containerd.types import BlobStore, ImageConfig
 
 OCI_VERSION: Final = "1.0.2-dev"
@@ -238,11 +239,13 @@ RLIMIT_NAMES: Final = (
 class RuntimeSpecError(ValueError):
     """The container cannot be turned into a runtime spec: a user mistake, field named."""
 
-    def __init__(self, *, container: str, field: str, reason: str) -> None:
+    def __init__(self, *, container: str, field: str, reason: str, cell: str = "") -> None:
         self.container = container
         self.field = field
         self.reason = reason
-        super().__init__(f"container {container!r}: {field}: {reason}")
+        self.cell = cell
+        where = f"cell {cell!r} container {container!r}" if cell else f"container {container!r}"
+        super().__init__(f"{where}: {field}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +314,12 @@ class SpecContext:
     """Every device of the host, given to a privileged container."""
     terminal: bool = False
     """Allocate a TTY (attachable containers)."""
+    tty_state_dir: str | None = None
+    """Host directory bind-mounted at ``/run/kukeon/tty`` when the container's command runs
+    under the tty wrapper (``tty.onInit``/``tty.logFile``): where its create marker lives."""
+    image_has_shell: bool | None = None
+    """Whether the image has ``/bin/sh``, which the tty wrapper runs on (``None``: unknown,
+    assumed present)."""
     available_capabilities: frozenset[str] | None = field(
         default_factory=lambda: read_bounding_capabilities()
     )
@@ -331,18 +340,23 @@ def build_runtime_spec(container: ContainerSpec, *, context: SpecContext) -> dic
     Raises :class:`RuntimeSpecError` naming the field when the container asks for something
     that cannot be honoured (a user missing from the image, an unknown capability, ...).
     """
-    problem = _Problems(container.id)
+    problem = _Problems(container.id, context.cell)
     privileged = container.privileged
     security = _security_options(container, problem)
     uid, gid, additional_gids, home = _resolve_user(container, context, problem)
     capabilities = _capabilities(container, context, problem)
     env = _environment(container, context, home=home)
     read_only = bool(container.read_only_root_filesystem)
+    args = _process_args(container, context.image_config, problem)
+    wrapper = _tty_wrapper(container, context)
+    if wrapper is not None:
+        _check_tty_wrapper(container, wrapper, context, problem)
+        args = ttyinit.wrapped_args(args, wrapper)
 
     process: dict[str, Any] = {
         "terminal": context.terminal,
         "user": {"uid": uid, "gid": gid},
-        "args": _process_args(container, context.image_config, problem),
+        "args": args,
         "env": env,
         "cwd": _working_dir(container, context.image_config),
         "capabilities": {
@@ -377,7 +391,7 @@ def build_runtime_spec(container: ContainerSpec, *, context: SpecContext) -> dic
         "process": process,
         "root": {"path": "rootfs", "readonly": read_only},
         "hostname": context.hostname,
-        "mounts": _mounts(container, context, problem),
+        "mounts": _mounts(container, context, problem, tty_state=wrapper is not None),
         "annotations": {**context.annotations, **container_annotations(container, context)},
         "linux": linux,
     }
@@ -408,13 +422,16 @@ def container_annotations(container: ContainerSpec, context: SpecContext) -> dic
 
 
 class _Problems:
-    """Raises errors that name the container; one place for the message shape."""
+    """Raises errors that name the cell and the container; one place for the message shape."""
 
-    def __init__(self, container: str) -> None:
+    def __init__(self, container: str, cell: str = "") -> None:
         self.container = container
+        self.cell = cell
 
     def __call__(self, field: str, reason: str) -> RuntimeSpecError:
-        return RuntimeSpecError(container=self.container, field=field, reason=reason)
+        return RuntimeSpecError(
+            container=self.container, field=field, reason=reason, cell=self.cell
+        )
 
 
 # --- process ------------------------------------------------------------------------------
@@ -435,6 +452,49 @@ def _process_args(container: ContainerSpec, image: ImageConfig, problem: _Proble
             "nothing to run: the image has no entrypoint or cmd, set command or args",
         )
     return args
+
+
+def _tty_wrapper(container: ContainerSpec, context: SpecContext) -> ContainerTty | None:
+    """The tty options when the command runs under the tty wrapper, else ``None``."""
+    tty = container.tty if context.terminal else None
+    return tty if ttyinit.wrapper_needed(tty) else None
+
+
+def _check_tty_wrapper(
+    container: ContainerSpec, tty: ContainerTty, context: SpecContext, problem: _Problems
+) -> None:
+    field = ttyinit.wrapper_field(tty)
+    if context.image_has_shell is False:
+        raise problem(
+            field,
+            f"runs the command under a {ttyinit.SHELL} wrapper, and the image has no "
+            f"{ttyinit.SHELL} (tty.prompt alone needs no shell)",
+        )
+    size = len(ttyinit.wrapper_script(tty).encode())
+    if size > ttyinit.MAX_WRAPPER_BYTES:
+        raise problem(
+            field,
+            f"the scripts make a {size}-byte wrapper, more than the "
+            f"{ttyinit.MAX_WRAPPER_BYTES} bytes one argument may have; move them into the "
+            "image or a volume and call them from onInit",
+        )
+    if tty.log_file is not None and container.read_only_root_filesystem:
+        writable = [ttyinit.STATE_MOUNT, "/dev/shm"]
+        writable += [
+            v.target for v in container.volumes if v.kind == VolumeKind.TMPFS or not v.read_only
+        ]
+        writable += [t.path for t in container.tmpfs]
+        if not any(_is_under(tty.log_file, directory) for directory in writable):
+            raise problem(
+                "tty.logFile",
+                f"{tty.log_file} is on the read-only root filesystem; put it on a volume, "
+                f"a tmpfs or under {ttyinit.STATE_MOUNT}",
+            )
+
+
+def _is_under(path: str, directory: str) -> bool:
+    path, directory = posixpath.normpath(path), posixpath.normpath(directory)
+    return directory == "/" or path.startswith(directory.rstrip("/") + "/")
 
 
 def _working_dir(container: ContainerSpec, image: ImageConfig) -> str:
@@ -466,6 +526,9 @@ def _environment(container: ContainerSpec, context: SpecContext, *, home: str) -
         key, _, value = entry.partition("=")
         merged[key] = value
     merged.update(context.secret_env)
+    if context.terminal and container.tty is not None and container.tty.prompt:
+        # tty.prompt is the more specific setting: it wins over a PS1 in env.
+        merged["PS1"] = ttyinit.prompt_value(container.tty.prompt)
     merged.setdefault("PATH", DEFAULT_PATH)
     merged.setdefault("HOME", home)
     if context.terminal:
@@ -810,7 +873,7 @@ def _resources(container: ContainerSpec) -> dict[str, Any]:
 
 
 def _mounts(
-    container: ContainerSpec, context: SpecContext, problem: _Problems
+    container: ContainerSpec, context: SpecContext, problem: _Problems, *, tty_state: bool = False
 ) -> list[dict[str, Any]]:
     """The standard kernel filesystems, then the container's own mounts, parents first.
 
@@ -863,6 +926,11 @@ def _mounts(
     for target, source in sorted(context.secret_files.items()):
         options = ["rbind", "ro", "nosuid", "nodev", "noexec"]
         own.append(("secrets", _mount(target, "bind", source, options)))
+    if tty_state and context.tty_state_dir is not None:
+        # The tty wrapper's state (the onInit create marker): kept on the host, writable
+        # even on a read-only root filesystem, surviving task restarts.
+        options = ["rbind", "rw", "nosuid", "nodev"]
+        own.append(("tty", _mount(ttyinit.STATE_MOUNT, "bind", context.tty_state_dir, options)))
     rendered = (
         ("/etc/hosts", context.hosts_file),
         ("/etc/hostname", context.hostname_file),

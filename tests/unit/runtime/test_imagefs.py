@@ -1,0 +1,83 @@
+"""image_has_file: /bin/sh found (or not) in layer blobs, as an overlay mount would show it."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+
+import pytest
+
+from kukeon.runtime.containerd.imagefs import image_has_file
+from kukeon.runtime.containerd.spec import ImageLayer
+from tests.unit.runtime.test_spec_user_database import GZIP, ReadOnlyStore, add_layer
+
+
+def hardlink_layer(store: ReadOnlyStore) -> ImageLayer:
+    """busybox's own image: /bin/sh is a hard link to /bin/busybox."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        busybox = tarfile.TarInfo("bin/busybox")
+        busybox.size = 4
+        tar.addfile(busybox, io.BytesIO(b"\x7fELF"))
+        link = tarfile.TarInfo("bin/sh")
+        link.type = tarfile.LNKTYPE
+        link.linkname = "bin/busybox"
+        tar.addfile(link)
+    return ImageLayer(GZIP, store.add(gzip.compress(buffer.getvalue())))
+
+
+async def has_sh(store: ReadOnlyStore, layers: list[ImageLayer]) -> bool:
+    return await image_has_file(store, layers, "/bin/sh")
+
+
+async def test_a_plain_file_and_a_hard_link() -> None:
+    store = ReadOnlyStore()
+    assert await has_sh(store, [add_layer(store, {"bin": None, "bin/sh": b"x"})])
+    assert await has_sh(store, [hardlink_layer(store)])
+
+
+async def test_directories_implied_by_entries() -> None:
+    store = ReadOnlyStore()
+    assert await has_sh(store, [add_layer(store, {"./bin/sh": b"x"})])
+
+
+async def test_symlinks_relative_absolute_and_merged_usr() -> None:
+    store = ReadOnlyStore()
+    # alpine: /bin/sh -> /bin/busybox
+    alpine = add_layer(store, {"bin/busybox": b"x", "bin/sh": "->/bin/busybox"})
+    assert await has_sh(store, [alpine])
+    # debian: /bin -> usr/bin (in the base layer), /usr/bin/sh -> dash (in a later one)
+    base = add_layer(store, {"bin": "->usr/bin", "usr/bin/dash": b"x"})
+    top = add_layer(store, {"usr/bin/sh": "->dash"})
+    assert await has_sh(store, [base, top])
+    dangling = add_layer(store, {"bin/sh": "->../nowhere/sh"})
+    assert not await has_sh(store, [dangling])
+    loop = add_layer(store, {"bin/sh": "->/bin/sh2", "bin/sh2": "->/bin/sh"})
+    assert not await has_sh(store, [loop])
+    upward = add_layer(store, {"bin/sh": "->../../../../usr/bin/dash", "usr/bin/dash": b"x"})
+    assert await has_sh(store, [upward])
+
+
+async def test_missing_a_directory_or_whited_out() -> None:
+    store = ReadOnlyStore()
+    assert not await has_sh(store, [add_layer(store, {"app/server": b"x"})])
+    assert not await has_sh(store, [add_layer(store, {"bin/sh": None})])
+    assert not await has_sh(store, [])
+    base = add_layer(store, {"bin/sh": b"x"})
+    assert not await has_sh(store, [base, add_layer(store, {"bin/.wh.sh": b""})])
+    assert not await has_sh(store, [base, add_layer(store, {".wh.bin": b""})])
+    opaque = add_layer(store, {"bin/.wh..wh..opq": b"", "bin/x": b""})
+    assert not await has_sh(store, [base, opaque])
+    # whited out, then added back above
+    again = add_layer(store, {"bin/sh": b"y"})
+    assert await has_sh(store, [base, add_layer(store, {"bin/.wh.sh": b""}), again])
+    # a directory replaced by a file in an upper layer
+    assert not await has_sh(store, [base, add_layer(store, {"bin": b"not a directory"})])
+
+
+async def test_an_unreadable_layer_raises() -> None:
+    store = ReadOnlyStore()
+    layer = ImageLayer("application/vnd.oci.image.layer.v1.tar+zstd", store.add(b"(\xb5/\xfd"))
+    with pytest.raises(ValueError, match="zstd"):
+        await has_sh(store, [layer])
