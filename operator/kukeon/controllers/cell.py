@@ -62,6 +62,7 @@ from kukeon.runtime.containerd.spec import (
     list_host_devices,
 )
 from kukeon.runtime.containerd.tasks import TaskInfo, TaskIO, TaskStatus
+from kukeon.runtime.containerd.ttyinit import SHELL, wrapper_needed
 from kukeon.runtime.containerd.ttyio import create_attachable_task
 from kukeon.runtime.containerd.types import RegistryCredential
 from kukeon.runtime.network import (
@@ -73,7 +74,7 @@ from kukeon.runtime.network import (
 )
 from kukeon.store import Registry
 
-from .cellfiles import CellFiles, SecretUnavailableError, stage_secrets
+from .cellfiles import CellFiles, SecretUnavailableError, prepare_tty_state, stage_secrets
 from .cellstate import (
     ContainerObservation,
     containerd_container_id,
@@ -328,6 +329,13 @@ class CellController:
         devices = {
             path: found for path in effective.devices if (found := inspect_host_device(path))
         }
+        # tty.onInit/logFile: the command runs under a /bin/sh wrapper the image must have.
+        wrapped = effective.attachable and wrapper_needed(effective.tty)
+        has_shell = (
+            await self.images.has_file(namespace=namespace, image=image_name, path=SHELL)
+            if wrapped
+            else None
+        )
         context = SpecContext(
             image_config=image.config,
             passwd=image.passwd,
@@ -349,6 +357,8 @@ class CellController:
             devices=devices,
             host_devices=list_host_devices() if effective.privileged else (),
             terminal=effective.attachable,
+            tty_state_dir=str(files.tty_state(container.id)) if wrapped else None,
+            image_has_shell=has_shell,
         )
         spec = build_runtime_spec(effective, context=context)
         digest = spec_digest(spec, image=image_name)
@@ -383,6 +393,12 @@ class CellController:
             # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
             with contextlib.suppress(AlreadyExistsError):
                 await containers.create(cid, image=image_name, spec=spec, labels=labels)
+
+        if wrapped:
+            user = spec["process"]["user"]
+            await prepare_tty_state(
+                files, container.id, digest=digest, uid=user["uid"], gid=user["gid"]
+            )
 
         work.containerd_ids |= {cid}
         task = await self._task(tasks, cid)

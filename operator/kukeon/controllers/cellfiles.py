@@ -6,6 +6,9 @@
     logs/<container>.log       stdout and stderr of the container's task (its TTY's output
                                for an attachable container)
     tty/<container>/stdin      the FIFO an attachable container's terminal reads
+    tty/<container>/run/       the tty wrapper's state, bind-mounted at /run/kukeon/tty
+                               (the onInit create marker), owned by the container's user
+    tty/<container>/spec-digest  the spec the marker in run/ belongs to
     secrets/<container>/<n>    secret files (0400), bind-mounted read-only
 ```
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kukeon.api import ContainerSpec
+from kukeon.runtime.containerd.ttyinit import CREATE_MARKER
 
 
 class SecretUnavailableError(Exception):
@@ -52,11 +56,48 @@ class CellFiles:
     def tty_stdin(self, container: str) -> Path:
         return self.directory / "tty" / container / "stdin"
 
+    def tty_state(self, container: str) -> Path:
+        return self.directory / "tty" / container / "run"
+
+    def tty_state_digest(self, container: str) -> Path:
+        return self.directory / "tty" / container / "spec-digest"
+
     def secrets_dir(self, container: str) -> Path:
         return self.directory / "secrets" / container
 
     async def remove(self) -> None:
         await asyncio.to_thread(shutil.rmtree, self.directory, True)
+
+
+def _prepare_tty_state(files: CellFiles, container: str, digest: str, uid: int, gid: int) -> None:
+    state = files.tty_state(container)
+    state.mkdir(parents=True, exist_ok=True, mode=0o755)
+    recorded = files.tty_state_digest(container)
+    try:
+        current = recorded.read_text().strip()
+    except FileNotFoundError:
+        current = None
+    if current != digest:
+        # A container created from another spec: its create stages have not run yet.
+        (state / CREATE_MARKER).unlink(missing_ok=True)
+        temporary = recorded.with_suffix(".tmp")
+        temporary.write_text(digest + "\n")
+        temporary.replace(recorded)
+    info = state.stat()
+    if (info.st_uid, info.st_gid) != (uid, gid):
+        os.chown(state, uid, gid)
+
+
+async def prepare_tty_state(
+    files: CellFiles, container: str, *, digest: str, uid: int, gid: int
+) -> None:
+    """The tty wrapper's state directory, ready before the container's task starts.
+
+    Owned by the container's user (the wrapper writes its create marker there). The marker
+    belongs to one spec: when the container is (re)created from a spec with another digest,
+    it is removed, so `runOn: create` stages run again exactly then.
+    """
+    await asyncio.to_thread(_prepare_tty_state, files, container, digest, uid, gid)
 
 
 async def remove_scope_files(state_dir: Path, scope: tuple[str, ...]) -> None:

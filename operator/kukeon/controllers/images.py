@@ -13,12 +13,15 @@ import asyncio
 import hashlib
 import json
 import shutil
+import tarfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.errors import ImageNotFoundError
+from kukeon.runtime.containerd.imagefs import image_has_file
 from kukeon.runtime.containerd.images import Manifest, parse_image_config
 from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
@@ -132,6 +135,7 @@ class ImageProvider:
         self.archives = archives
         self.insecure_registries = tuple(insecure_registries)
         self._run_facts_cache: dict[str, tuple[ImageConfig, str | None, str | None]] = {}
+        self._file_cache: dict[tuple[str, str], bool | None] = {}
 
     async def import_archive(self, *, namespace: str, path: Path) -> list[str]:
         """Import an archive into `namespace` and keep it for the other realms."""
@@ -209,4 +213,26 @@ class ImageProvider:
             self._run_facts_cache.pop(next(iter(self._run_facts_cache)))
         found = (config, passwd, group)
         self._run_facts_cache[key] = found
+        return found
+
+    async def has_file(self, *, namespace: str, image: str, path: str) -> bool | None:
+        """Whether the image (a name present in `namespace`, as `ensure` returns it) has a
+        regular file at `path`, symlinks followed; `None` when its layers cannot be read.
+
+        Read from the layers once per config digest and path: only containers that need a
+        program the image may lack (the tty wrapper's /bin/sh) ask.
+        """
+        manifest = await self.containerd.images(namespace).manifest(image)
+        key = (manifest.config.digest, path)
+        if key in self._file_cache:
+            return self._file_cache[key]
+        layers = [ImageLayer(layer.media_type, layer.digest) for layer in manifest.layers]
+        found: bool | None
+        try:
+            found = await image_has_file(self.containerd.content(namespace), layers, path)
+        except (ValueError, tarfile.TarError, EOFError, zlib.error):
+            found = None  # an unreadable layer: let the runtime tell
+        if len(self._file_cache) >= RUN_FACTS_CACHE_SIZE:
+            self._file_cache.pop(next(iter(self._file_cache)))
+        self._file_cache[key] = found
         return found
