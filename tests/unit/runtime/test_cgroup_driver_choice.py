@@ -71,3 +71,22 @@ async def test_v1_limit_without_its_hierarchy_names_the_controller(tmp_path: Pat
     assert caught.value.controllers == ("memory",)
     assert "/k/r/s/st/c" in str(caught.value)
     assert "no cgroup v1 hierarchy with memory is mounted" in str(caught.value)
+
+
+async def test_v1_children_are_the_union_over_every_hierarchy(tmp_path: Path) -> None:
+    cpu, memory, named = tmp_path / "cpu", tmp_path / "memory", tmp_path / "systemd"
+    driver = CgroupV1Driver(
+        hierarchies=[
+            V1Hierarchy(cpu, frozenset({"cpu"})),
+            V1Hierarchy(memory, frozenset({"memory"})),
+        ],
+        root="/k",
+        sweep=(named,),
+    )
+    assert await driver.children() == ()
+    (cpu / "k" / "a" / "s").mkdir(parents=True)
+    (memory / "k" / "b").mkdir(parents=True)
+    (named / "k" / "c").mkdir(parents=True)  # runc makes the path in every hierarchy
+    (cpu / "k" / "tasks").write_text("")
+    assert await driver.children() == ("a", "b", "c")
+    assert await driver.children(CgroupPath.of("a")) == ("s",)

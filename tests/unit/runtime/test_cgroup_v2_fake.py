@@ -335,3 +335,14 @@ async def test_kernel_enoent_on_subtree_control_names_the_controller(tmp_path: P
     assert caught.value.path == fake.root
     assert "memory" in caught.value.controllers
     assert caught.value.available == ("cpu", "io", "pids")
+
+
+async def test_children_list_the_levels_below_the_root_or_a_path(tmp_path: Path) -> None:
+    _fake, driver = make(tmp_path)
+    assert await driver.children() == ()  # no kukeon root yet
+    await driver.ensure(CELL)
+    await driver.ensure(CgroupPath.of("other"))
+    assert await driver.children() == ("other", "realm")
+    assert await driver.children(CgroupPath.of("realm", "space")) == ("stack",)
+    assert await driver.children(CgroupPath.of("realm", "space", "stack", "cell")) == ()
+    assert await driver.children(CgroupPath.of("absent")) == ()

@@ -109,6 +109,15 @@ class CgroupFiles:
             raise io_error(error, path=path, action="create cgroup") from error
         return True
 
+    def children(self, directory: Path) -> tuple[str, ...]:
+        """Names of the child cgroups of ``directory``, sorted; none when it does not exist."""
+        try:
+            return tuple(sorted(self.fs.subdirectories(directory)))
+        except FileNotFoundError:
+            return ()
+        except OSError as error:
+            raise io_error(error, path=directory, action="list") from error
+
     def subtree_deepest_first(self, top: Path) -> list[Path]:
         """``top`` and every cgroup below it, children before their parent; empty if absent."""
         found: list[Path] = []

@@ -65,6 +65,9 @@ class CgroupDriver(Protocol):
 
     async def remove_root(self) -> CgroupRemoval: ...
 
+    async def children(self, path: CgroupPath | None = None) -> tuple[str, ...]:
+        """Names of the child cgroups of ``path`` (of the kukeon root when None), sorted."""
+
     async def add_process(self, path: CgroupPath, pid: int) -> None: ...
 
     async def list_processes(

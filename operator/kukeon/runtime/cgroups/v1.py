@@ -168,6 +168,11 @@ class CgroupV1Driver:
     async def remove_root(self) -> CgroupRemoval:
         return await asyncio.to_thread(self._remove_root)
 
+    async def children(self, path: CgroupPath | None = None) -> tuple[str, ...]:
+        """Names of the child cgroups of ``path`` (of the kukeon root when None) in any
+        hierarchy, swept ones included (runc makes the path in every mounted hierarchy)."""
+        return await asyncio.to_thread(self._children, path)
+
     async def add_process(self, path: CgroupPath, pid: int) -> None:
         await asyncio.to_thread(self._add_process, path, pid)
 
@@ -365,6 +370,12 @@ class CgroupV1Driver:
             cpu_usage_ns=read_int("cpuacct", "cpuacct.usage"),
             pids=read_int("pids", "pids.current"),
         )
+
+    def _children(self, path: CgroupPath | None) -> tuple[str, ...]:
+        names: set[str] = set()
+        for mount in self._all_mounts():
+            names.update(self._files.children(mount.joinpath(*self._relative(path))))
+        return tuple(sorted(names))
 
     # -- removal -------------------------------------------------------------------------------
 

@@ -155,6 +155,11 @@ class CgroupV2Driver:
         """Remove the whole kukeon root (everything under it, then the root itself)."""
         return await asyncio.to_thread(self._remove_root)
 
+    async def children(self, path: CgroupPath | None = None) -> tuple[str, ...]:
+        """Names of the child cgroups of ``path`` (of the kukeon root when None); none if absent."""
+        directory = self.root_dir if path is None else self.directory(path)
+        return await asyncio.to_thread(self._files.children, directory)
+
     async def add_process(self, path: CgroupPath, pid: int) -> None:
         await asyncio.to_thread(self._add_process, path, pid)
 

@@ -217,12 +217,18 @@ class SpaceNetworks:
         )
 
     async def remove_space_network(
-        self, *, realm: str, space: str, cni_config_path: Path
+        self, *, realm: str, space: str, cni_config_path: Path | None
     ) -> SpaceNetworkRemoval:
-        """Tear the space's network down; its cells must have been detached first."""
+        """Tear the space's network down; its cells must have been detached first.
+
+        ``cni_config_path`` None leaves every conflist alone (the orphan collector passes
+        it when the file there is not this host's own).
+        """
         bridge = bridge_name(realm, space)
         egress_removed = await self.egress.remove(bridge=bridge)
-        conflist_removed = await asyncio.to_thread(unlink_if_present, cni_config_path)
+        conflist_removed = False
+        if cni_config_path is not None:
+            conflist_removed = await asyncio.to_thread(unlink_if_present, cni_config_path)
         # A bridge with ports is still in use: by a cell not detached yet, or, where several
         # nodes share one network namespace (a test fleet), by another node's cells.
         bridge_removed = False
