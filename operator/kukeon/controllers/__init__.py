@@ -6,7 +6,8 @@ finalize handlers per kind (cells filtered to the ones this node runs; realms, s
 and stacks materialised only where cells of them run, see ``layers``, each node holding
 its own finalizer), the cell-membership follower that requeues a cell's parents when it
 arrives on or leaves this node, the containerd event follower that requeues a cell when
-one of its tasks exits, and the orphan collector run at start and then periodically.
+one of its tasks exits, and the orphan collector (cells, then the realms, spaces and
+stacks this node does not materialise) run at start and then periodically.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .events import follow_task_events
 from .gc import collect_orphans
 from .host import Host, HostSettings
 from .images import ImageArchives, ImageProvider
-from .layers import CellMembership, migrate_legacy_finalizers, node_finalizer
+from .layers import CellMembership, HostLocks, migrate_legacy_finalizers, node_finalizer
 from .realm import RealmController
 from .space import SpaceController
 from .stack import StackController
@@ -55,6 +56,11 @@ class Controllers:
         self.realms = RealmController(host=host)
         self.spaces = SpaceController(host=host)
         self.stacks = StackController(host=host)
+        self.layer_locks = HostLocks()
+        """Held by a layer controller building or removing a level, and by the orphan
+        collector removing a leftover of it: never both at once."""
+        for layer in (self.realms, self.spaces, self.stacks):
+            layer.locks = self.layer_locks
         self.cells = CellController(
             host=host, registry=registry, images=images, facts=HostFacts.read()
         )
@@ -66,7 +72,11 @@ class Controllers:
 
     async def collect_orphans(self) -> list[str]:
         return await collect_orphans(
-            host=self.host, registry=self.registry, cells=self.cells, runs_here=self.runs_here
+            host=self.host,
+            registry=self.registry,
+            cells=self.cells,
+            runs_here=self.runs_here,
+            locks=self.layer_locks,
         )
 
     async def _collect_periodically(self) -> None:

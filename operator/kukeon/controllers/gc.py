@@ -13,10 +13,15 @@ with what etcd says it should run and removes the difference:
 - network namespaces named `kukeon_<realm>_<space>_<stack>_<cell>` in this node's netns
   directory that no cell document (of any node) names;
 - host-local IPAM leases held by such an id without a cell (CNI DEL through the space's
-  conflist when it still exists, so the bridge plugin's NAT rules go too).
+  conflist when it still exists, so the bridge plugin's NAT rules go too);
+- then the host side of realms, spaces and stacks this node does not materialise (their
+  cgroups, a space's network, a realm's namespace labelled for this node; ``layergc``),
+  e.g. of a realm deleted while this node was down.
 
 The host is listed before etcd is read: whatever was made for a document created after that
 read is not in the listing, so a cell being built right now is never taken for an orphan.
+Realms, spaces and stacks are checked again against a fresh read under the lock the layer
+controller builds them under, before anything of them goes.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from kukeon.store import Registry
 
 from .cell import LABEL_NODE, CellController, cell_key, network_id
 from .host import Host
+from .layergc import collect_layer_orphans
+from .layers import HostLocks
 from .space import conflist_file
 
 log = logging.getLogger("kukeon.controllers.gc")
@@ -85,13 +92,16 @@ async def collect_orphans(
     registry: Registry,
     cells: CellController,
     runs_here: Callable[[Cell], bool] | None = None,
+    locks: HostLocks | None = None,
 ) -> list[str]:
     """Remove this node's orphans; returns what was removed, for the log.
 
     `runs_here` says which cells this node runs (the cell controller's filter: by default
     the cells assigned to it); everything of any other cell is an orphan here. One orphan
     that cannot go (a CNI DEL failing on a half-torn-down network) is logged
-    and left for the next pass; it never stops the others from going.
+    and left for the next pass; it never stops the others from going. `locks` are the
+    layer controllers' (``Controllers`` shares them), so a realm, space or stack is never
+    removed while its controller builds it.
     """
     found = await list_host(host)
     all_cells = [c for c in (await registry.list(Kind.CELL)).items if isinstance(c, Cell)]
@@ -158,6 +168,13 @@ async def collect_orphans(
                     f"lease {network}/{address} of {owner}",
                     asyncio.to_thread(lease.unlink, True),
                 )
+
+    try:
+        removed += await collect_layer_orphans(
+            host=host, registry=registry, locks=locks or HostLocks(), runs_here=here
+        )
+    except Exception as error:
+        log.warning("realm/space/stack orphan collection failed (next pass again): %s", error)
     return removed
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -258,6 +259,27 @@ def entry_here(obj: Layer, node: str) -> NodeLayerStatus | None:
 # --- the controller ----------------------------------------------------------------------
 
 
+class HostLocks:
+    """One lock per realm/space/stack key, over its host side on this node.
+
+    The layer controller holds it while it builds or removes a level, the orphan collector
+    while it checks the registry again and removes a leftover: the two never act on the
+    same level at once (``layergc``).
+    """
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[tuple[str, ...], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def __call__(self, key: tuple[str, ...]) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+
 def _child_kind(kind: Kind) -> Kind:
     return {Kind.REALM: Kind.SPACE, Kind.SPACE: Kind.STACK, Kind.STACK: Kind.CELL}[kind]
 
@@ -273,6 +295,8 @@ class LayerController(ABC, Generic[L]):
         """Set by ``Controllers.register``: queue another object's reconcile now."""
         self.membership: CellMembership | None = None
         """Set by ``Controllers.register``: which cells of this node it knows of."""
+        self.locks = HostLocks()
+        """Shared with the orphan collector by ``Controllers``."""
 
     # --- what each kind does on the host ---
 
@@ -420,7 +444,8 @@ class LayerController(ABC, Generic[L]):
                 obj, ctx, entry=self._progress(NodeLayerState.CREATING), observe=False
             )
         try:
-            entry = await self.materialise(obj, ctx)
+            async with self.locks(key_of(obj)):
+                entry = await self.materialise(obj, ctx)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -475,7 +500,8 @@ class LayerController(ABC, Generic[L]):
             obj = await self._write(
                 obj, ctx, entry=self._progress(NodeLayerState.DELETING), observe=False
             )
-        await self.dematerialise(obj, ctx, deleting=False)
+        async with self.locks(key_of(obj)):
+            await self.dematerialise(obj, ctx, deleting=False)
         obj = await self._write(obj, ctx, drop=True)
         if self.finalizer(node) in obj.metadata.finalizers:
             await ctx.store.remove_finalizer(self.kind, key_of(obj), self.finalizer(node))
@@ -498,7 +524,8 @@ class LayerController(ABC, Generic[L]):
         obj = await self._write(
             obj, ctx, entry=self._progress(NodeLayerState.DELETING), observe=False
         )
-        await self.dematerialise(obj, ctx, deleting=True)
+        async with self.locks(key_of(obj)):
+            await self.dematerialise(obj, ctx, deleting=True)
         await self._write(obj, ctx, drop=True, observe=False)
         ctx.logger.info("%s finalized on node %s", describe(self.kind, key_of(obj)), node)
 
@@ -628,6 +655,7 @@ def nodes_named(obj: Layer) -> set[str]:
 __all__ = [
     "LAYER_KINDS",
     "CellMembership",
+    "HostLocks",
     "LayerController",
     "aggregate",
     "finalizer_node",

@@ -7,10 +7,16 @@ and the realm's files, and empties and deletes the namespace unless containers a
 in it (other nodes' cells, where several nodes share one containerd). Deletion (the
 node's finalizer) waits for the realm's spaces to be gone, then purges the namespace
 (images, snapshots, content, leases), deletes it and removes the cgroup.
+
+Each node that materialises the realm labels the namespace ``kukeon.io/node.<node>=true``
+(besides ``kukeon.io/managed`` and ``kukeon.io/realm``): that is how its orphan collector
+knows a namespace whose realm is gone is one it made (``gc``), and, where nodes share a
+containerd, which other nodes made it too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Realm
@@ -18,12 +24,31 @@ from kukeon.framework import HandlerContext
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 
+from .cell import LABEL_NODE
 from .cellfiles import remove_scope_files
 from .layers import LayerController
+
+NAMESPACE_NODE_LABEL_PREFIX = f"{LABEL_NODE}."
 
 
 def namespace_of(realm: Realm) -> str:
     return realm.spec.namespace or f"{realm.metadata.name}.kukeon.io"
+
+
+def namespace_node_label(node: str) -> str:
+    """``kukeon.io/node.<node>``: on a realm's namespace made (or used) by ``node``."""
+    return f"{NAMESPACE_NODE_LABEL_PREFIX}{node}"
+
+
+def namespace_nodes(labels: Mapping[str, str]) -> set[str]:
+    """The nodes a namespace's labels say made or used it."""
+    return {
+        key[len(NAMESPACE_NODE_LABEL_PREFIX) :]
+        for key, value in labels.items()
+        if key.startswith(NAMESPACE_NODE_LABEL_PREFIX)
+        and len(key) > len(NAMESPACE_NODE_LABEL_PREFIX)
+        and value == "true"
+    }
 
 
 class RealmController(LayerController[Realm]):
@@ -35,7 +60,12 @@ class RealmController(LayerController[Realm]):
     async def materialise(self, obj: Realm, ctx: HandlerContext) -> NodeLayerStatus:
         name = obj.metadata.name
         await self.host.containerd.namespaces.ensure(
-            namespace_of(obj), labels={LABEL_MANAGED: "true", LABEL_REALM: name}
+            namespace_of(obj),
+            labels={
+                LABEL_MANAGED: "true",
+                LABEL_REALM: name,
+                namespace_node_label(self.host.settings.node_name): "true",
+            },
         )
         cgroup = await self.host.cgroups.ensure(CgroupPath((name,)))
         return NodeLayerStatus(
