@@ -15,8 +15,9 @@ the node heartbeat leases at once and then:
    A cell that fits nowhere gets ``Pending``/``Unschedulable`` and the reason per node;
 4. at most every ``release_interval`` seconds, releases what realms, spaces and stacks
    hold for nodes that are gone (NotReady for ``node_lost_timeout``, or whose Node
-   document was deleted): their per-node finalizer and their ``status.nodes`` entry, so
-   a deletion never waits for a dead node (``layers.release_node``).
+   document was deleted) and whose heartbeat lease is not alive: their per-node
+   finalizer and their ``status.nodes`` entry, so a deletion never waits for a dead node
+   (``layers.release_node``), and a running node whose Node was deleted keeps its own.
 
 The decision itself (``filter_reason``, ``choose_node``) is pure, over ``NodeView``
 snapshots, so it is unit-tested without etcd.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -303,17 +304,26 @@ class Scheduler:
                 for name, since in lost_since.items()
                 if (now - since).total_seconds() >= self.node_lost_timeout
             }
-            await self.release_gone_nodes(registered={n.metadata.name for n in nodes}, gone=gone)
+            await self.release_gone_nodes(
+                registered={n.metadata.name for n in nodes}, gone=gone, alive=alive
+            )
 
-    async def release_gone_nodes(self, *, registered: set[str], gone: set[str]) -> int:
-        """Release the per-node finalizers and entries of nodes in ``gone`` or unregistered."""
+    async def release_gone_nodes(
+        self, *, registered: set[str], gone: set[str], alive: Collection[str] = ()
+    ) -> int:
+        """Release the per-node finalizers and entries of nodes in ``gone`` or unregistered.
+
+        A node whose heartbeat lease is ``alive`` is never released, even if its Node
+        document was deleted: its kukeond runs (and registers again at its next heartbeat),
+        so what it holds is still on its host and it tears that down itself.
+        """
         released = 0
         for kind in LAYER_KINDS:
             for obj in (await self.registry.list(kind)).items:
                 if not isinstance(obj, Realm | Space | Stack):
                     continue
                 for node in sorted(nodes_named(obj)):
-                    if node in registered and node not in gone:
+                    if node in alive or (node in registered and node not in gone):
                         continue
                     log.info(
                         "%s %s: releasing node %s (%s)",

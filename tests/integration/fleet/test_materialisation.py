@@ -15,9 +15,11 @@ import pytest
 
 from kukeon.api import AnyResource, Cell, Kind, Space
 from kukeon.controllers.layers import node_finalizer
-from kukeon.runtime.network import NftEgress, bridge_name, link_exists
+from kukeon.controllers.scheduler import RELEASE_INTERVAL
+from kukeon.runtime.network import JsonFileSubnetStore, NftEgress, bridge_name, link_exists
 from kukeon.runtime.network.egress import chain_name
 from kukeon.runtime.network.space import space_conflist_path
+from kukeon.store import NotFound
 
 from .conftest import Fleet, FleetNode
 
@@ -181,3 +183,62 @@ async def test_deletion_does_not_wait_for_a_lost_node(fleet: Fleet) -> None:
     assert leader is not None
     assert leader.fleet is not None
     assert leader.fleet.scheduler.stats.released >= 1  # the lost node's finalizers
+
+    # The lost node kept its part of the realm on its host (its finalizers were released
+    # for it); when it comes back, its start-up orphan collection removes it, and the
+    # bridge goes once its cells' ports are gone.
+    returning = fleet.nodes[lost]
+    before = await host_has(fleet, returning)
+    assert before["realm cgroup"], before
+    assert before["conflist"], before
+    assert before["egress chain"], before
+    await fleet.start(lost)
+    assert await host_has(fleet, returning) == dict.fromkeys(before, False)
+    assert not await link_exists(bridge_name(fleet.realm, "s1"))
+    subnets = JsonFileSubnetStore(path=returning.config.state_dir / "network" / "subnets.json")
+    assert not any(key.startswith(f"{fleet.realm}/") for key in await subnets.assignments())
+    assert fleet.namespace not in {ns.name for ns in await fleet.containerd.namespaces.list()}
+    assert not (returning.config.state_dir / "cells" / fleet.realm).exists()
+
+
+async def test_a_running_node_whose_node_document_is_deleted_keeps_its_finalizers(
+    fleet: Fleet,
+) -> None:
+    await fleet.add_node(0)
+    # A slow heartbeat: n1 registers again only at its next beat, long after the leader's
+    # release passes (every RELEASE_INTERVAL seconds) have seen it unregistered.
+    config = fleet.make_config(1).model_copy(
+        update={"node_lease_ttl": 60, "node_heartbeat_seconds": 4 * RELEASE_INTERVAL}
+    )
+    n1 = FleetNode(name=config.node_name, config=config)
+    fleet.nodes[n1.name] = n1
+    await fleet.start(n1.name)
+    await fleet.hierarchy()
+    await fleet.apply(fleet.cell_doc("a", nodeName=n1.name))
+    await fleet.wait_for(Kind.CELL, fleet.cell_key("a"), state="Ready")
+    await wait_entries(fleet, {n1.name})
+
+    await fleet.registry.delete(Kind.NODE, (n1.name,))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 6 * RELEASE_INTERVAL
+    registered_again = False
+    while loop.time() < deadline and not registered_again:
+        for kind, key in layer_keys(fleet).items():
+            found = await fleet.registry.get(kind, key)
+            assert node_finalizer(kind, n1.name) in found.metadata.finalizers, kind
+            assert n1.name in entries(found), kind
+        try:
+            node = await fleet.node(n1.name)
+        except NotFound:
+            await asyncio.sleep(0.3)
+            continue
+        registered_again = str(node.status.state) == "Ready"
+    assert registered_again, "the node did not register again at its heartbeat"
+    leader = next(n.daemon for n in fleet.nodes.values() if fleet.is_leader(n.name))
+    assert leader is not None
+    assert leader.fleet is not None
+    assert leader.fleet.scheduler.stats.released == 0
+    await fleet.wait_for(Kind.CELL, fleet.cell_key("a"), state="Ready")
+    assert await host_has(fleet, n1) == dict.fromkeys(
+        ("realm cgroup", "stack cgroup", "conflist", "egress chain"), True
+    )

@@ -264,3 +264,26 @@ async def test_the_leader_releases_lost_and_unregistered_nodes_only() -> None:
     left = registry.store.obj
     assert set(left.status.nodes) == {"alive"}
     assert left.metadata.finalizers == [node_finalizer(Kind.STACK, "alive")]
+
+
+async def test_a_node_whose_lease_is_alive_is_never_released() -> None:
+    from kukeon.controllers.scheduler import Scheduler
+
+    # "deleted" lost its Node document but its kukeond still heartbeats; "lost" is NotReady
+    # for long but its lease came back before the Node said Ready again.
+    names = ["deleted", "lost", "dead"]
+    stack = Stack(
+        metadata=ObjectMeta(
+            name="st", finalizers=[node_finalizer(Kind.STACK, name) for name in names]
+        )
+    )
+    for name in names:
+        stack.status.nodes[name] = ready(f"/{name}")
+    registry = FakeRegistry(stack)
+    scheduler = Scheduler(registry=registry, node_name="leader", node_lost_timeout=1)  # type: ignore[arg-type]
+    released = await scheduler.release_gone_nodes(
+        registered={"lost"}, gone={"lost"}, alive={"deleted", "lost", "leader"}
+    )
+    assert released == 1
+    assert registry.removed == [node_finalizer(Kind.STACK, "dead")]
+    assert set(registry.store.obj.status.nodes) == {"deleted", "lost"}
