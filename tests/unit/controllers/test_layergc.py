@@ -6,6 +6,7 @@ import asyncio
 import json
 from ipaddress import IPv4Network
 from pathlib import Path
+from types import SimpleNamespace
 
 from kukeon.api import (
     Kind,
@@ -17,6 +18,7 @@ from kukeon.api import (
     Stack,
 )
 from kukeon.controllers.layergc import (
+    LayerCollector,
     LayerInventory,
     _scope_dirs,
     namespace_in_use_elsewhere,
@@ -26,8 +28,10 @@ from kukeon.controllers.layergc import (
 )
 from kukeon.controllers.layers import HostLocks, legacy_finalizer, node_finalizer
 from kukeon.controllers.realm import namespace_node_label, namespace_nodes
+from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.namespaces import Namespace
 from kukeon.runtime.network import render_space_conflist
+from kukeon.store import NotFound
 
 ME = "n1"
 
@@ -156,3 +160,55 @@ async def test_host_locks_are_one_per_key() -> None:
         assert not waiter.done()
     await waiter
     first.release()
+
+
+class FakeLayerRegistry:
+    """Documents by key; cells none (enough for one level's fresh check)."""
+
+    def __init__(self) -> None:
+        self.docs: dict[tuple[str, ...], Realm] = {}
+
+    async def get(self, kind: Kind, key: tuple[str, ...]) -> Realm:
+        if key not in self.docs:
+            raise NotFound("gone")
+        return self.docs[key]
+
+    async def list(self, kind: Kind, scope: tuple[str, ...] = ()) -> SimpleNamespace:
+        return SimpleNamespace(items=[], resource_version=1)
+
+
+class RecordingCgroups:
+    def __init__(self) -> None:
+        self.removed: list[CgroupPath] = []
+
+    async def remove(self, path: CgroupPath) -> None:
+        self.removed.append(path)
+
+
+async def test_a_level_is_checked_again_under_the_controllers_lock() -> None:
+    locks = HostLocks()
+    registry = FakeLayerRegistry()
+    cgroups = RecordingCgroups()
+    host = SimpleNamespace(settings=SimpleNamespace(node_name=ME), cgroups=cgroups)
+    collector = LayerCollector(
+        host=host,  # type: ignore[arg-type]
+        registry=registry,  # type: ignore[arg-type]
+        locks=locks,
+        runs_here=lambda cell: cell.spec.node_name == ME,
+    )
+    inventory = LayerInventory(cgroups={("r",)})
+    # Planned as an orphan, but the realm controller holds the level: a cell arrived and
+    # the realm is being materialised here (its finalizer is on the document by now).
+    async with locks(("r",)):
+        pending = asyncio.ensure_future(collector._collect(("r",), inventory))
+        await asyncio.sleep(0.01)
+        assert not pending.done()
+        registry.docs[("r",)] = realm(finalizers=[node_finalizer(Kind.REALM, ME)])
+    await pending
+    assert cgroups.removed == []
+    assert collector.removed == []
+    # Its document gone for good: the leftover goes.
+    del registry.docs[("r",)]
+    await collector._collect(("r",), inventory)
+    assert cgroups.removed == [CgroupPath(("r",))]
+    assert collector.removed == ["cgroup of realm r"]
