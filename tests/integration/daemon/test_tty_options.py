@@ -276,3 +276,61 @@ async def test_an_image_without_bin_sh_is_refused(kukeond: Kukeond, tmp_path: Pa
     assert message.startswith("cell 'no-sh' container 'app': tty.onInit: "), message
     assert "no /bin/sh" in message
     assert not [c for c in await k.containerd.containers(k.namespace).list() if "no-sh" in c.id]
+
+
+async def test_read_only_root_and_another_user(kukeond: Kukeond) -> None:
+    """The marker and a log under /run/kukeon/tty work for uid 1000 on a read-only root."""
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "ro")
+    container = {
+        "id": "sh",
+        "image": k.image.name,
+        "command": "sh",
+        "attachable": True,
+        "user": "1000:1000",
+        "readOnlyRootFilesystem": True,
+        "restartPolicy": "always",
+        "restartBackoffSeconds": 0,
+        "tty": {
+            "onInit": [
+                {"script": "echo created-as-$(id -u)", "runOn": "create"},
+                {"script": "echo started"},
+            ],
+            "logFile": "/run/kukeon/tty/wrapper.log",
+        },
+    }
+    await k.apply(cell_doc(k, "ro", [container]))
+    await k.wait_for(Kind.CELL, key, state="Ready")
+    state = k.config.state_dir.joinpath("cells", *key, "tty", "sh", "run")
+
+    async def host_log() -> str:
+        path = state / "wrapper.log"
+        return path.read_text() if path.exists() else ""
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while "exec: sh" not in await host_log():
+        assert asyncio.get_running_loop().time() < deadline, await host_log()
+        await asyncio.sleep(0.2)
+    assert (state / "onInit-create.done").exists()
+    assert state.stat().st_uid == 1000
+
+    async with session(k) as http, http.ws_connect(f"{cell_url(k, 'ro')}/attach") as socket:
+        await Attached(socket).send("exit 0\n")
+    await k.wait_for(
+        Kind.CELL,
+        key,
+        until=lambda c: (
+            isinstance(c, Cell)
+            and str(c.status.state) == "Ready"
+            and c.status.containers[0].restart_count == 1
+        ),
+    )
+    deadline = asyncio.get_running_loop().time() + 20
+    while "(runOn: create) skipped" not in await host_log():
+        assert asyncio.get_running_loop().time() < deadline, await host_log()
+        await asyncio.sleep(0.2)
+    async with session(k) as http, http.get(f"{cell_url(k, 'ro')}/log") as response:
+        output = await response.text()
+    assert output.count("created-as-1000") == 1
+    assert output.count("started") == 2
