@@ -28,6 +28,7 @@ from kukeon.runtime.containerd.ttyinit import (
     wrapper_needed,
     wrapper_script,
 )
+from tests.fixtures.services import require_binary
 
 
 def _shells() -> list[Any]:
@@ -434,6 +435,20 @@ def test_a_log_file_alone_wraps_and_logs_the_exec(shell: list[str], state: Path)
 )
 def test_prompt_value(written: str, ps1: str) -> None:
     assert prompt_value(written) == ps1
+
+
+def test_shellcheck_finds_nothing_in_the_wrapper(tmp_path: Path) -> None:
+    shellcheck = require_binary("shellcheck", "shellcheck")
+    options = tty(
+        onInit=[{"script": "echo a", "runOn": "create"}, {"script": "cd /tmp"}],
+        logFile="/var/log/w.log",
+    )
+    script = tmp_path / "wrapper.sh"
+    script.write_text(wrapper_script(options))
+    result = subprocess.run(
+        [shellcheck, "--shell=sh", str(script)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
 
 
 def test_the_wrapper_fits_in_one_argument() -> None:

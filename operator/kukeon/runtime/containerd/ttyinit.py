@@ -147,7 +147,7 @@ _kk_since() {
 		_kk_d=$(( _kk_cs - $1 ))
 		_kk_took=$(( _kk_d / 100 )).$(( _kk_d / 10 % 10 ))$(( _kk_d % 10 ))s
 	else
-		_kk_took=?
+		_kk_took='?'
 	fi
 }
 _kk_eval() {
