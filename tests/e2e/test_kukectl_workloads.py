@@ -114,6 +114,10 @@ async def test_apply_logs_exec_stop_start_delete(kukeond: Kukeond, tmp_path: Pat
     code, out, _ = await kukectl(k, "exec", "-i", "ticker", *scope, "--", "cat", stdin=b"piped\n")
     assert code == 0
     assert out == "piped\n"
+    # a refused exec says why, in the server's words
+    code, _, err = await kukectl(k, "exec", "ticker", "-c", "nope", *scope, "--", "true")
+    assert code == 1
+    assert "nope" in err, err
 
     code, out, err = await kukectl(k, "stop", "ticker", *scope)
     assert code == 0, err
@@ -121,6 +125,10 @@ async def test_apply_logs_exec_stop_start_delete(kukeond: Kukeond, tmp_path: Pat
         k, "wait", "cell/ticker", "--for=state=Stopped", "--timeout=60s", *scope
     )
     assert code == 0, err
+    code, _, err = await kukectl(k, "exec", "ticker", *scope, "--", "true")
+    assert code == 1
+    assert "not running" in err, err
+    assert "ticker" in err, err
     code, _, err = await kukectl(k, "start", "ticker", *scope)
     assert code == 0, err
     code, _, err = await kukectl(

@@ -398,10 +398,7 @@ async def _exec_session(
                     pump.cancel()
             return code
     except aiohttp.WSServerHandshakeError as error:
-        if error.status == 404:
-            fail(f"cell or container not found (HTTP 404): {error.message}")
-        if error.status == 409:
-            fail("the container is not running")
+        await _upgrade_refusal(client, path, params)  # raises ApiRequestError with the reason
         fail(f"exec refused by the server: HTTP {error.status} {error.message}")
     finally:
         if restore is not None:
@@ -473,8 +470,13 @@ def attach(
     raise click.exceptions.Exit(code)
 
 
-async def _attach_refusal(client: ApiClient, path: str, params: list[tuple[str, str]]) -> None:
-    """The server's own reason for refusing the upgrade (a plain GET answers it as Status)."""
+async def _upgrade_refusal(client: ApiClient, path: str, params: list[tuple[str, str]]) -> None:
+    """The server's own reason for refusing a WebSocket upgrade.
+
+    aiohttp's client drops the body of a refused upgrade; the same request as a plain GET
+    is refused for the same reason, answered as a Status. It never starts anything: the
+    routes check everything before the upgrade, and the upgrade itself fails without one.
+    """
     await client.request("GET", path, params=dict(params))
 
 
@@ -487,7 +489,7 @@ async def _attach_session(
     try:
         socket: aiohttp.ClientWebSocketResponse = await client.websocket(path, params=params)
     except aiohttp.WSServerHandshakeError as error:
-        await _attach_refusal(client, path, params)  # raises ApiRequestError with the reason
+        await _upgrade_refusal(client, path, params)  # raises ApiRequestError with the reason
         fail(f"attach refused by the server: HTTP {error.status} {error.message}")
 
     restore: Any = None
