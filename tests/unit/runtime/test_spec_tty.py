@@ -41,6 +41,7 @@ def test_the_prompt_is_ps1_and_needs_no_wrapper() -> None:
         image_has_shell=False,  # no shell needed for a prompt alone
     )
     assert env_of(spec)["PS1"] == "[dev] \\w $ "
+    assert env_of(spec)["PROMPT_COMMAND"] == "PS1='[dev] \\w $ '; unset PROMPT_COMMAND"
     assert spec["process"]["args"] == ["sh", "-l"]
     assert STATE_MOUNT not in mounts_by_destination(spec)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from kukeon.runtime.containerd.ttyinit import (
     CREATE_MARKER,
     SHELL,
     WRAPPER_NAME,
+    prompt_environment,
     prompt_value,
     wrapped_args,
     wrapper_needed,
@@ -435,6 +438,53 @@ def test_a_log_file_alone_wraps_and_logs_the_exec(shell: list[str], state: Path)
 )
 def test_prompt_value(written: str, ps1: str) -> None:
     assert prompt_value(written) == ps1
+
+
+def first_prompt(argv: list[str], env: dict[str, str], expected: str) -> str:
+    """What an interactive shell on a pseudo-terminal prints until ``expected`` (or 10 s)."""
+    master, slave = os.openpty()
+    process = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd="/", start_new_session=True
+    )
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + 10
+    try:
+        while expected.encode() not in output and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        process.kill()
+        process.wait()
+        os.close(master)
+    return output.decode(errors="replace")
+
+
+def test_busybox_sh_shows_the_prompt() -> None:
+    busybox = require_binary("busybox", "busybox-static", "/bin")
+    env = {"PATH": "/usr/bin:/bin", "TERM": "dumb", **prompt_environment("kk-test:\\w> ", {})}
+    assert "kk-test:/> " in first_prompt([busybox, "sh", "-i"], env, "kk-test:/> ")
+
+
+def test_bash_shows_the_prompt_over_its_startup_files(tmp_path: Path) -> None:
+    bash = require_binary("bash", "bash")
+    rc = tmp_path / "bashrc"
+    rc.write_text("PS1='from-startup-file$ '\n")  # as Debian's /etc/bash.bashrc does
+    argv = [bash, "--noprofile", "--rcfile", str(rc), "-i"]
+    env = {"PATH": "/usr/bin:/bin", "TERM": "dumb", **prompt_environment("kk-bash> ", {})}
+    output = first_prompt(argv, env, "kk-bash> ")
+    assert "kk-bash> " in output
+    assert "from-startup-file" not in output
+    # a PROMPT_COMMAND of the container's own is left alone
+    assert prompt_environment("p> ", {"PROMPT_COMMAND": "history -a"}) == {"PS1": "p> "}
 
 
 def test_shellcheck_finds_nothing_in_the_wrapper(tmp_path: Path) -> None:

@@ -528,7 +528,7 @@ def _environment(container: ContainerSpec, context: SpecContext, *, home: str) -
     merged.update(context.secret_env)
     if context.terminal and container.tty is not None and container.tty.prompt:
         # tty.prompt is the more specific setting: it wins over a PS1 in env.
-        merged["PS1"] = ttyinit.prompt_value(container.tty.prompt)
+        merged.update(ttyinit.prompt_environment(container.tty.prompt, merged))
     merged.setdefault("PATH", DEFAULT_PATH)
     merged.setdefault("HOME", home)
     if context.terminal:

@@ -5,7 +5,8 @@ images are arbitrary and nothing is added to them, so the options are built from
 container already has:
 
 - ``prompt`` is the TTY shell's ``PS1``, set in the process environment (busybox ``sh``,
-  dash and bash all take an exported ``PS1`` for an interactive shell). The upstream
+  dash and bash all take an exported ``PS1`` for an interactive shell), with a one-shot
+  ``PROMPT_COMMAND`` for bash, whose startup files may set their own. The upstream
   spelling, one shell-quoted word such as ``'"[dev] \\w $ "'``, has its quotes removed as
   ``sh`` would.
 - ``onInit`` and ``logFile`` need something to run before the command: the process becomes
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from kukeon.api import ContainerTty, TtyStage
@@ -98,6 +99,21 @@ def prompt_value(prompt: str) -> str:
         if re.search(r'(?<!\\)(?:\\\\)*"', inner) is None:
             return _DOUBLE_QUOTED_ESCAPES.sub(lambda m: "" if m[1] == "\n" else m[1], inner)
     return prompt
+
+
+def prompt_environment(prompt: str, environment: Mapping[str, str]) -> dict[str, str]:
+    """The variables that make ``prompt`` the TTY shell's prompt.
+
+    ``PS1``, which busybox ``sh`` and dash show as it is. bash reads its startup files
+    after the environment, and Debian's ``/etc/bash.bashrc`` sets its own ``PS1``; so,
+    unless the container sets one itself, a one-shot ``PROMPT_COMMAND`` (run by bash
+    before its first prompt, ignored by other shells) sets ``PS1`` again and unsets itself.
+    """
+    ps1 = prompt_value(prompt)
+    found = {"PS1": ps1}
+    if "PROMPT_COMMAND" not in environment:
+        found["PROMPT_COMMAND"] = f"PS1={_quote(ps1)}; unset PROMPT_COMMAND"
+    return found
 
 
 def _quote(text: str) -> str:
