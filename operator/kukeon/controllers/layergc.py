@@ -31,8 +31,8 @@ What is removed is what the controller's teardown removes, with the same guards 
 several nodes share one host (test fleets): a bridge goes only without ports, a namespace
 only when no container is left in it and no other node whose label it carries still
 materialises the realm; a conflist only when it is this node's (its IPAM ``dataDir`` is
-this node's). A space's conflist in a custom ``cniConfigPath`` is found only while the
-space's document exists.
+this node's), looked for where the document says, where this node noted it wrote it
+(``space.conflist_note``) and in the default directory.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from .cellfiles import remove_scope_files
 from .host import Host
 from .layers import LAYER_KINDS, HostLocks, legacy_finalizer, nodes_named
 from .realm import namespace_node_label, namespace_nodes
-from .space import conflist_file
+from .space import conflist_file, conflist_note
 
 log = logging.getLogger("kukeon.controllers.gc")
 
@@ -301,17 +301,29 @@ class LayerCollector:
 
     async def _remove_network(self, key: Key, doc: Layer | None) -> None:
         realm, space = key
-        default_dir = self.host.settings.cni_conf_dir
+        settings = self.host.settings
+        # Where the conflist may be: the document's directory, the one this node noted
+        # when it wrote it, the default directory. Only this node's own files go.
+        places: list[Path] = []
         if isinstance(doc, Space):
-            path = conflist_file(doc, default_dir=default_dir)
-        else:
-            path = space_conflist_path(conf_dir=default_dir, realm=realm, space=space)
-        text = await asyncio.to_thread(_read_or_none, path)
-        ipam_dir = self.host.networks.settings.ipam_dir
-        mine = own_conflist(text, ipam_dir=ipam_dir)
-        await self.host.networks.remove_space_network(
-            realm=realm, space=space, cni_config_path=path if mine else None
+            places.append(conflist_file(doc, default_dir=settings.cni_conf_dir))
+        noted = await asyncio.to_thread(
+            _read_or_none, conflist_note(settings.state_dir, realm, space)
         )
+        if noted and Path(noted.strip()).is_absolute():
+            places.append(Path(noted.strip()))
+        places.append(space_conflist_path(conf_dir=settings.cni_conf_dir, realm=realm, space=space))
+        ipam_dir = self.host.networks.settings.ipam_dir
+        mine: list[Path] = []
+        for place in dict.fromkeys(places):
+            text = await asyncio.to_thread(_read_or_none, place)
+            if own_conflist(text, ipam_dir=ipam_dir):
+                mine.append(place)
+        await self.host.networks.remove_space_network(
+            realm=realm, space=space, cni_config_path=mine[0] if mine else None
+        )
+        for extra in mine[1:]:
+            await asyncio.to_thread(extra.unlink, True)
 
     async def _remove_namespace(self, namespace: Namespace, doc: Layer | None) -> bool:
         """Purge the namespace unless a container is in it or another node still uses it."""

@@ -6,11 +6,14 @@ reported in the node's entry of ``status.nodes``. The conflist goes to the space
 `cniConfigPath` directory (the daemon's CNI conf dir when unset); the bridge itself
 appears with the first cell (the CNI bridge plugin creates it). Egress rules are
 re-applied on every reconcile, so a spec change, or a rule removed by hand, converges on
-the next pass. Deletion waits for the space's stacks to be gone.
+the next pass. Deletion waits for the space's stacks to be gone. The node notes the
+conflist's path in the space's state directory (``conflist_note``), so its orphan
+collector finds it even in a custom ``cniConfigPath`` after the document is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 from ipaddress import ip_network
 from pathlib import Path
 from typing import ClassVar
@@ -41,6 +44,29 @@ def egress_policy(spec: SpaceSpec) -> EgressPolicy:
     return EgressPolicy(default="deny" if egress.default == "deny" else "allow", rules=rules)
 
 
+CONFLIST_NOTE = ".cni-config-path"
+
+
+def conflist_note(state_dir: Path, realm: str, space: str) -> Path:
+    """Where this node notes the conflist it wrote for a space.
+
+    The note sits in the space's directory under ``<state-dir>/cells``, which goes with the
+    space's files at its teardown: the orphan collector reads it to find a conflist in a
+    custom ``cniConfigPath`` once the space's document is gone.
+    """
+    return state_dir.joinpath("cells", realm, space, CONFLIST_NOTE)
+
+
+def _write_note(path: Path, text: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
 def conflist_file(space: Space, *, default_dir: Path) -> Path:
     directory = Path(space.spec.cni_config_path) if space.spec.cni_config_path else default_dir
     return space_conflist_path(
@@ -60,6 +86,8 @@ class SpaceController(LayerController[Space]):
             cni_config_path=conflist_file(obj, default_dir=self.host.settings.cni_conf_dir),
             egress=egress_policy(obj.spec),
         )
+        note = conflist_note(self.host.settings.state_dir, realm, name)
+        await asyncio.to_thread(_write_note, note, str(network.cni_config_path))
         return SpaceNodeStatus(
             state=NodeLayerState.READY,
             cgroup_path=cgroup.path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -38,10 +39,11 @@ from .helpers import cell_doc, cell_key, cgroup_dirs, container, container_ids, 
 pytestmark = pytest.mark.integration
 
 
-async def host_of_space(k: Kukeond, space: str) -> dict[str, bool]:
+async def host_of_space(k: Kukeond, space: str, conf_dir: Path | None = None) -> dict[str, bool]:
     """What of space `space` (and its stack `st-<space>`) this node has on the host."""
     bridge = bridge_name(k.realm, space)
-    conflist = space_conflist_path(conf_dir=k.config.cni_conf_dir, realm=k.realm, space=space)
+    directory = conf_dir or k.config.cni_conf_dir
+    conflist = space_conflist_path(conf_dir=directory, realm=k.realm, space=space)
     chains = (await NftEgress(table=k.config.nft_table).state()).chains
     subnets = JsonFileSubnetStore(path=k.config.state_dir / "network" / "subnets.json")
     return {
@@ -88,9 +90,13 @@ async def erase(registry: Registry, prefix: str, scope: tuple[str, ...]) -> None
                 await registry.client.delete(layout.key(kind, key).encode())
 
 
-async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(kukeond: Kukeond) -> None:
+async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
     k = kukeond
-    await k.hierarchy(space="s1", stack="st-s1")
+    # s1 keeps its conflist in a directory of its own: found through the node's note.
+    custom = tmp_path / "cni-custom"
+    await k.hierarchy(space="s1", stack="st-s1", cniConfigPath=str(custom))
     await k.apply({"kind": "Space", "metadata": {"name": "s2"}, "spec": {"realmId": k.realm}})
     await k.apply(
         {
@@ -111,7 +117,7 @@ async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(kukeond: Ku
         True,
     )
     nothing = dict.fromkeys(everything, False)
-    assert await host_of_space(k, "s1") == everything
+    assert await host_of_space(k, "s1", custom) == everything
     assert await host_of_space(k, "s2") == everything
     assert k.namespace in await namespaces(k)
     labels = (await k.containerd.namespaces.get(k.namespace)).labels
@@ -130,7 +136,8 @@ async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(kukeond: Ku
         async with stopped(k) as registry:
             await erase(registry, k.config.etcd_prefix, (k.realm, "s1"))
 
-        assert await host_of_space(k, "s1") == nothing
+        assert await host_of_space(k, "s1", custom) == nothing
+        assert list(custom.iterdir()) == []
         assert not cgroup_dirs(k, *key_a)
         assert "s1_st-s1_a_a" not in await container_ids(k)
         # Nothing else was touched: s2 and its cell run on, untouched.
