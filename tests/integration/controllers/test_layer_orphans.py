@@ -150,9 +150,15 @@ async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(
         assert controllers is not None
         assert await controllers.collect_orphans() == []
 
-        # Down again: the whole realm goes.
+        # Down again: the whole realm goes, and s2's teardown had been cut short after its
+        # egress chain and conflist went (bridge, subnet record, cgroups still there).
         async with stopped(k) as registry:
             await erase(registry, k.config.etcd_prefix, (k.realm,))
+            await NftEgress(table=k.config.nft_table).remove(bridge=bridge_name(k.realm, "s2"))
+            s2_conflist = space_conflist_path(
+                conf_dir=k.config.cni_conf_dir, realm=k.realm, space="s2"
+            )
+            await asyncio.to_thread(s2_conflist.unlink)
 
         assert await host_of_space(k, "s2") == nothing
         assert not cgroup_dirs(k, k.realm)
