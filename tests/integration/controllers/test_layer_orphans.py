@@ -20,6 +20,7 @@ import pytest
 from kukeon.api import Kind, key_of
 from kukeon.controllers.realm import namespace_node_label
 from kukeon.daemon.app import Daemon
+from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 from kukeon.runtime.network import (
     JsonFileSubnetStore,
@@ -39,8 +40,10 @@ from .helpers import cell_doc, cell_key, cgroup_dirs, container, container_ids, 
 pytestmark = pytest.mark.integration
 
 
-async def host_of_space(k: Kukeond, space: str, conf_dir: Path | None = None) -> dict[str, bool]:
-    """What of space `space` (and its stack `st-<space>`) this node has on the host."""
+async def host_of_space(
+    k: Kukeond, space: str, conf_dir: Path | None = None, *, stack: str | None = None
+) -> dict[str, bool]:
+    """What of space `space` (and its stack, `st-<space>` by default) this node has."""
     bridge = bridge_name(k.realm, space)
     directory = conf_dir or k.config.cni_conf_dir
     conflist = space_conflist_path(conf_dir=directory, realm=k.realm, space=space)
@@ -48,7 +51,7 @@ async def host_of_space(k: Kukeond, space: str, conf_dir: Path | None = None) ->
     subnets = JsonFileSubnetStore(path=k.config.state_dir / "network" / "subnets.json")
     return {
         "space cgroup": bool(cgroup_dirs(k, k.realm, space)),
-        "stack cgroup": bool(cgroup_dirs(k, k.realm, space, f"st-{space}")),
+        "stack cgroup": bool(cgroup_dirs(k, k.realm, space, stack or f"st-{space}")),
         "conflist": await asyncio.to_thread(conflist.exists),
         "egress chain": chain_name(bridge) in chains,
         "bridge": await link_exists(bridge),
@@ -178,3 +181,47 @@ async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(
             await NftEgress(table=k.config.nft_table).remove(bridge=bridge_name(k.realm, "s1"))
         with contextlib.suppress(Exception):
             await delete_link(bridge_name(k.realm, "s1"))
+
+
+async def test_a_running_node_collects_leftovers_and_keeps_what_its_cells_need(
+    kukeond: Kukeond,
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    await k.apply({"kind": "Space", "metadata": {"name": "idle"}, "spec": {"realmId": k.realm}})
+    await k.wait_for(Kind.SPACE, (k.realm, "idle"), state="Ready")
+    key = cell_key(k, "c")
+    await k.apply(cell_doc(k, "c", [container(k, "a")]))
+    await k.wait_for(Kind.CELL, key, state="Ready")
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    cgroups = controllers.host.cgroups
+    # Leftovers: a realm without a document, a space of the live realm without one, and
+    # the cgroup of a space whose document exists but has no cell (nor entry) here.
+    ghost = f"{k.realm}-ghost"
+    for parts in ((ghost, "s", "st"), (k.realm, "gone", "st"), (k.realm, "idle")):
+        await cgroups.ensure(CgroupPath(parts))
+    try:
+        removed = await controllers.collect_orphans()
+        assert sorted(removed) == sorted(
+            [
+                f"cgroup of stack {ghost}/s/st",
+                f"cgroup of space {ghost}/s",
+                f"cgroup of realm {ghost}",
+                f"cgroup of stack {k.realm}/gone/st",
+                f"cgroup of space {k.realm}/gone",
+                f"cgroup of space {k.realm}/idle",
+            ]
+        ), removed
+        assert not cgroup_dirs(k, ghost)
+        assert not cgroup_dirs(k, k.realm, "gone")
+        assert not cgroup_dirs(k, k.realm, "idle")
+        assert cgroup_dirs(k, *key)
+        kept = await host_of_space(k, "s1", stack="st1")
+        assert all(kept.values()), kept
+        assert "s1_st1_c_a" in await task_ids(k)
+        assert await controllers.collect_orphans() == []
+        await k.wait_for(Kind.CELL, key, state="Ready")
+    finally:
+        with contextlib.suppress(Exception):
+            await cgroups.remove(CgroupPath((ghost,)))
