@@ -3,8 +3,8 @@
 A node tears its part of a realm, space or stack down when its last cell there goes, or
 when the document is deleted (``layers``). Two cases escape that: the node was down while
 the document was deleted (the scheduler leader released its finalizer, so the document is
-gone when the node returns), and a kukeond killed halfway through a teardown after its
-finalizer was released. Their host side stays: cgroups under the node's cgroup root, a
+gone when the node returns), and a kukeond killed halfway through a teardown whose
+finalizer the leader then released. Their host side stays: cgroups under the node's cgroup root, a
 space's conflist, egress chain, bridge, IPAM directory and subnet record, a realm's
 containerd namespace, the scope directories under ``<state-dir>/cells``.
 
