@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import select
+import shutil
 from pathlib import Path
 from typing import Any
 
 from kukeon.api import AnyResource, Cell, Kind
-from kukeon.runtime.containerd.tasks import TaskIO
+from kukeon.runtime.containerd.tasks import FifoIO
 from kukeon.store import Conflict
 from tests.fixtures.kukeond import Kukeond
 
@@ -75,33 +78,52 @@ async def update_cell(k: Kukeond, key: tuple[str, ...], **changes: Any) -> AnyRe
 
 
 async def exec_in(k: Kukeond, cid: str, *argv: str, within: float = 20.0) -> tuple[int, str]:
-    """Run a process in a running container's task; returns its exit code and output."""
+    """Run a process in a running container's task; returns its exit code and output.
+
+    The output is read from FIFOs until the shim closes them, as kukeond's exec route does:
+    a log file (``file://``) may be written after the exit is reported, or not at all when
+    the process is deleted first.
+    """
     tasks = k.containerd.tasks(k.namespace)
     found = await k.containerd.containers(k.namespace).get(cid)
     process = dict(found.spec["process"])
     process["args"] = list(argv)
     process["terminal"] = False
     number = next(_exec_ids)
-    log = k.config.state_dir / f"exec-{cid}-{number}.log"
     exec_id = f"x{number}"
-    await tasks.exec(cid, exec_id, process=process, io=TaskIO.log_file(log))
-    waiting = asyncio.ensure_future(tasks.wait(cid, exec_id=exec_id))
-    await tasks.start(cid, exec_id=exec_id)
-    status = await asyncio.wait_for(waiting, within)
-    # The shim may report the exit before it has copied the last output to the file,
-    # and on a loaded 2-core machine that copy can lag by more than a second.
-    output = ""
-    for _attempt in range(50):
-        output = await asyncio.to_thread(_read_if_present, log)
-        if output:
-            break
-        await asyncio.sleep(0.1)
-    await tasks.delete_process(cid, exec_id)
+    fifos = FifoIO(k.config.state_dir / f"exec-{cid}-{number}", terminal=False, stdin=False)
+    try:
+        io = await fifos.open()
+        await tasks.exec(cid, exec_id, process=process, io=io)
+        try:
+            waiting = asyncio.ensure_future(tasks.wait(cid, exec_id=exec_id))
+            await tasks.start(cid, exec_id=exec_id)
+            output = await asyncio.wait_for(asyncio.to_thread(_read_to_end, fifos), within)
+            status = await asyncio.wait_for(waiting, within)
+        finally:
+            await tasks.delete_process(cid, exec_id)
+    finally:
+        fifos.close()
+        await asyncio.to_thread(shutil.rmtree, fifos.directory, True)
     return status.code, output
 
 
-def _read_if_present(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
+def _read_to_end(fifos: FifoIO) -> str:
+    """stdout and stderr, interleaved as they came, until both writers are gone."""
+    open_fds = [fd for fd in (fifos.stdout_fd, fifos.stderr_fd) if fd is not None]
+    chunks: list[bytes] = []
+    while open_fds:
+        ready, _, _ = select.select(open_fds, [], [], 1.0)
+        for fd in ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if chunk:
+                chunks.append(chunk)
+            else:
+                open_fds.remove(fd)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def cgroup_dirs(k: Kukeond, *parts: str) -> list[Path]:
