@@ -2,8 +2,8 @@
 
 A space cannot get a bridge before its realm has a containerd namespace and a cgroup; a
 realm cannot drop its namespace while a space still uses it. Both waits are expressed as
-TemporaryError so the framework retries with backoff, and the status tells the user
-what the object is waiting for.
+WaitingError (a TemporaryError logged at info) so the framework retries with backoff, and
+the status tells the user what the object is waiting for.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from kukeon.api import AnyResource, Kind, NodeLayerState, NodeLayerStatus, parent_of
-from kukeon.framework import HandlerContext, TemporaryError
+from kukeon.framework import HandlerContext, WaitingError
 from kukeon.store import NotFound
 
 R = TypeVar("R", bound=AnyResource)
@@ -51,24 +51,24 @@ async def ready_parent(ctx: HandlerContext, obj: AnyResource, *, delay: float) -
     try:
         found: AnyResource = await ctx.store.get(kind, key)
     except NotFound:
-        raise TemporaryError(
+        raise WaitingError(
             f"waiting for its {describe(kind, key)} to be created",
             delay=delay,
             reason="ParentMissing",
         ) from None
     if found.metadata.deletion_timestamp is not None:
-        raise TemporaryError(
+        raise WaitingError(
             f"its {describe(kind, key)} is being deleted", delay=delay, reason="ParentDeleting"
         )
     if obj.kind == Kind.CELL:
         if not ready_here(found, ctx.node_name):
-            raise TemporaryError(
+            raise WaitingError(
                 f"waiting for its {describe(kind, key)} to be Ready on node {ctx.node_name}",
                 delay=delay,
                 reason="ParentNotReady",
             )
     elif str(found.status.state) != "Ready":
-        raise TemporaryError(
+        raise WaitingError(
             f"waiting for its {describe(kind, key)} to be Ready (it is {found.status.state})",
             delay=delay,
             reason="ParentNotReady",
@@ -84,7 +84,7 @@ async def require_no_children(
     if children.items:
         names = ", ".join(child.metadata.name for child in children.items[:5])
         what = f"{len(children.items)} {child_kind.value.lower()}(s)"
-        raise TemporaryError(
+        raise WaitingError(
             f"waiting for {what} to be deleted: {names}",
             delay=delay,
             reason="ChildrenRemaining",

@@ -53,7 +53,7 @@ from kukeon.api import (
     key_of,
     parent_of,
 )
-from kukeon.framework import HandlerContext, TemporaryError
+from kukeon.framework import HandlerContext, TemporaryError, WaitingError
 from kukeon.framework.intents import default_finalizer
 from kukeon.framework.status import finish_even_if_cancelled, merged_status
 from kukeon.runtime.cgroups import CgroupPath
@@ -309,7 +309,7 @@ class LayerController(ABC, Generic[L]):
         """Remove the host side (idempotent)."""
 
     async def accept(self, obj: L, ctx: HandlerContext) -> None:
-        """Raise TemporaryError while the document cannot be Ready at fleet level."""
+        """Raise WaitingError while the document cannot be Ready at fleet level."""
         await ready_parent(ctx, obj, delay=self.wait)
 
     # --- helpers ---
@@ -399,13 +399,13 @@ class LayerController(ABC, Generic[L]):
         try:
             found = await ctx.store.get(kind, key)
         except NotFound:
-            raise TemporaryError(
+            raise WaitingError(
                 f"waiting for its {describe(kind, key)} to be created",
                 delay=self.wait,
                 reason="ParentMissing",
             ) from None
         if not ready_here(found, ctx.node_name):
-            raise TemporaryError(
+            raise WaitingError(
                 f"waiting for its {describe(kind, key)} to be Ready on node {ctx.node_name}",
                 delay=self.wait,
                 reason="ParentNotReadyOnNode",
@@ -486,7 +486,7 @@ class LayerController(ABC, Generic[L]):
             names = ", ".join(c.metadata.name for c in here[:5])
             for c in here:
                 self._wake(child, key_of(c))
-            raise TemporaryError(
+            raise WaitingError(
                 f"waiting for {len(here)} {child.value.lower()}(s) to be removed from node "
                 f"{ctx.node_name}: {names}",
                 delay=self.wait,

@@ -13,7 +13,7 @@ This package may import ``kukeon.api`` and ``kukeon.store``, nothing else of the
 """
 
 from kukeon.framework.backoff import base_delay, retry_delay
-from kukeon.framework.errors import HandlerError, PermanentError, TemporaryError
+from kukeon.framework.errors import HandlerError, PermanentError, TemporaryError, WaitingError
 from kukeon.framework.intents import (
     Cause,
     HandlerContext,
@@ -44,6 +44,7 @@ __all__ = [
     "Settings",
     "Store",
     "TemporaryError",
+    "WaitingError",
     "alive_peers",
     "base_delay",
     "default_finalizer",

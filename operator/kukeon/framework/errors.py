@@ -35,6 +35,17 @@ class TemporaryError(HandlerError):
         self.delay = delay
 
 
+class WaitingError(TemporaryError):
+    """Not a failure: the object waits for another one (its parent, its children).
+
+    Retried like any :class:`TemporaryError` and recorded in the status the same way, but
+    logged at info level: the order of a hierarchy's creation and deletion makes these
+    waits routine, and warnings are for what an operator should look at.
+    """
+
+    default_reason = "Waiting"
+
+
 class PermanentError(HandlerError):
     """Retrying cannot help: wait until the object's spec or metadata changes."""
 

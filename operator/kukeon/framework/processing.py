@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from kukeon.api import Kind, key_of
 from kukeon.store import Invalid, StoreError
 
-from .errors import HandlerError, PermanentError, TemporaryError
+from .errors import HandlerError, PermanentError, TemporaryError, WaitingError
 from .intents import Cause, HandlerContext, HandlerRegistry, ObjectHandler, TimerIntent
 from .metrics import (
     RESULT_CANCELLED,
@@ -164,9 +164,12 @@ class Processor:
             return Outcome(Result.PERMANENT, obj)
         except TemporaryError as error:
             self._metrics.reconcile_total.labels(kind, RESULT_TEMPORARY).inc()
-            ctx.logger.warning(
-                "%s failed (%s): %s; will retry",
+            waiting = isinstance(error, WaitingError)
+            ctx.logger.log(
+                logging.INFO if waiting else logging.WARNING,
+                "%s %s (%s): %s; will retry",
                 what,
+                "not done yet" if waiting else "failed",
                 error.reason,
                 error,
                 extra={"reason": error.reason, "retry": ctx.retry},

@@ -18,6 +18,7 @@ from kukeon.framework import (
     PermanentError,
     Settings,
     TemporaryError,
+    WaitingError,
     default_finalizer,
     metrics_for,
 )
@@ -144,6 +145,37 @@ async def test_temporary_errors_back_off_and_a_success_resets_the_count() -> Non
     assert sample(op, "kukeon_reconcile_retries_total", kind="Realm") == 3
     stored = await store.get(Kind.REALM, ("r",))
     assert stored.status.reason == "TemporaryFailure"
+
+
+async def test_a_wait_is_retried_and_recorded_like_a_temporary_error_but_logged_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FakeStore()
+    op = operator(store)
+    retries: list[int] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        retries.append(ctx.retry)
+        if ctx.retry == 0:
+            raise WaitingError("waiting for its parent", reason="ParentNotReady")
+        if ctx.retry == 1:
+            raise TemporaryError("the host refused", reason="HostBusy")
+
+    await store.create(realm("r"))
+    with caplog.at_level(logging.INFO, logger="kukeon.framework"):
+        async with OperatorRunner(op) as runner:
+            await runner.wait_for(lambda: retries == [0, 1, 2])
+            await runner.wait_idle()
+    levels = {
+        record.levelno for record in caplog.records if "ParentNotReady" in record.getMessage()
+    }
+    assert levels == {logging.INFO}
+    assert any(
+        record.levelno == logging.WARNING and "HostBusy" in record.getMessage()
+        for record in caplog.records
+    )
+    assert sample(op, "kukeon_reconcile_retries_total", kind="Realm") == 2
 
 
 async def test_permanent_errors_wait_for_a_spec_or_metadata_change() -> None:
