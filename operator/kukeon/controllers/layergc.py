@@ -326,7 +326,13 @@ class LayerCollector:
             await asyncio.to_thread(extra.unlink, True)
 
     async def _remove_namespace(self, namespace: Namespace, doc: Layer | None) -> bool:
-        """Purge the namespace unless a container is in it or another node still uses it."""
+        """Purge the namespace unless a container is in it or another node still uses it.
+
+        A realm that lives keeps its namespace on a node without its cells: its images
+        are the node's cache for the next one (``realm.RealmController.dematerialise``).
+        """
+        if doc is not None and doc.metadata.deletion_timestamp is None:
+            return False
         if namespace_in_use_elsewhere(namespace, doc=doc, node=self.node):
             return False
         containerd = self.host.containerd

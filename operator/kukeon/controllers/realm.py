@@ -3,10 +3,11 @@
 A node materialises a realm while it runs cells in it (``layers.LayerController``): the
 namespace `spec.namespace` (created or re-labelled) and the realm's cgroup, reported in
 its own entry of ``status.nodes``. When its last cell there is gone it removes the cgroup
-and the realm's files, and empties and deletes the namespace unless containers are still
-in it (other nodes' cells, where several nodes share one containerd). Deletion (the
-node's finalizer) waits for the realm's spaces to be gone, then purges the namespace
-(images, snapshots, content, leases), deletes it and removes the cgroup.
+and the realm's files but keeps the namespace: with no container left it holds only the
+realm's images, which the node's next cell there starts from instead of importing or
+pulling them again (kubelet keeps images when pods go, too). Deletion (the node's
+finalizer) waits for the realm's spaces to be gone, then purges the namespace (images,
+snapshots, content, leases), deletes it and removes the cgroup.
 
 Each node that materialises the realm labels the namespace ``kukeon.io/node.<node>=true``
 (besides ``kukeon.io/managed`` and ``kukeon.io/realm``): that is how its orphan collector
@@ -76,19 +77,8 @@ class RealmController(LayerController[Realm]):
 
     async def dematerialise(self, obj: Realm, ctx: HandlerContext, *, deleting: bool) -> None:
         name = obj.metadata.name
-        namespace = namespace_of(obj)
-        containerd = self.host.containerd
         if deleting:
             # Images, their unpacked snapshots, blobs and leases all block the removal.
-            await containerd.namespaces.purge(namespace)
-        elif await self._unused(namespace):
-            await containerd.namespaces.purge(namespace)
+            await self.host.containerd.namespaces.purge(namespace_of(obj))
         await self.host.cgroups.remove(CgroupPath((name,)))
         await remove_scope_files(self.host.settings.state_dir, (name,))
-
-    async def _unused(self, namespace: str) -> bool:
-        """Present and without containers (several nodes may share one containerd)."""
-        containerd = self.host.containerd
-        if namespace not in {ns.name for ns in await containerd.namespaces.list()}:
-            return False
-        return not await containerd.containers(namespace).list()

@@ -95,9 +95,12 @@ async def test_layers_follow_the_cells_of_this_node(kukeond: Kukeond) -> None:
         assert node_finalizer(kind, node) not in left.metadata.finalizers
         assert left.status.cgroup_path is None
     await _host_has_nothing(k)
-    assert k.namespace not in await _namespaces(k)
+    # The namespace stays, with no container, as the node's cache of the realm's images.
+    assert k.namespace in await _namespaces(k)
+    assert not await k.containerd.containers(k.namespace).list()
+    assert await k.containerd.images(k.namespace).list()
 
-    # And a new cell brings it all back (the image comes again from the node's archives).
+    # And a new cell brings it all back.
     await k.apply(cell_doc(k, "two", [container(k, "a")]))
     await k.wait_for(Kind.CELL, cell_key(k, "two"), state="Ready")
     space = await k.registry.get(Kind.SPACE, keys[Kind.SPACE])
