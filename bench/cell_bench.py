@@ -7,8 +7,8 @@ table, netns dir and subnet pool), then:
 - creates a realm, a space and a stack, imports the busybox test image
   (hack/make-test-image.sh) into the realm's namespace, starts one `keeper` cell there
   (a node materialises a realm/space/stack only while it runs a cell in it, so without
-  it every round would also rebuild the namespace, cgroups and bridge, and the image
-  would go with the namespace), and reads kukeond's RSS once idle;
+  it every round would also rebuild the cgroups, bridge and egress rules), and reads
+  kukeond's RSS once idle;
 - for each size N (1, 10, 50 by default) and round: creates N cells of one busybox
   container at once (concurrent etcd writes) and times, per cell, the moment its create
   was acknowledged by etcd to the moment a watch on the registry sees `state: Ready`;
