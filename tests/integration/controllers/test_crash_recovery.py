@@ -179,24 +179,11 @@ async def crashable(
         with contextlib.suppress(Exception):
             await clean_namespace(containerd, setup.namespace)
         await containerd.close()
-        await sweep_host(config, realm=setup.realm, spaces=spaces)
-        # Each kukeond start bind-mounts the netns directory on itself once more.
-        await asyncio.to_thread(_unmount_all, config.netns_dir)
+        await sweep_host(config, realm=setup.realm, spaces=spaces)  # netns dir unmounted too
         with contextlib.suppress(Exception):
             await registry.client.delete_prefix(etcd_key_prefix.encode() + b"/")
         await registry.close()
         shutil.rmtree(config.state_dir, ignore_errors=True)
-
-
-def _unmount_all(path: Path) -> None:
-    for _ in range(10):
-        mounted = any(
-            line.split()[4] == str(path)
-            for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        )
-        if not mounted:
-            return
-        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 async def _wait_gone(registry: Registry, key: tuple[str, ...], *, within: float) -> None:

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import secrets
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
@@ -307,17 +306,8 @@ async def fleet(
             await clean_namespace(containerd, running.namespace)
         await containerd.close()
         for node in running.nodes.values():
+            # (unmounts the netns directory as often as restarts bound it)
             await sweep_host(node.config, realm=realm, spaces=["s1"])
-            # A restarted node bind-mounted its netns directory once per start.
-            for _ in range(5):
-                unmounted = await asyncio.to_thread(
-                    subprocess.run,
-                    ["umount", "-l", str(node.config.netns_dir)],
-                    capture_output=True,
-                    check=False,
-                )
-                if unmounted.returncode != 0:
-                    break
             shutil.rmtree(node.config.state_dir, ignore_errors=True)
         for node in running.nodes.values():
             with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from pyroute2 import netns as pyroute2_netns
 from kukeon.runtime.network.errors import HostPrerequisiteError, NetnsError
 
 DEFAULT_NETNS_DIR = Path("/var/run/netns")
+_DIRECTORY_SETUP = threading.Lock()
 
 
 class NetnsManager:
@@ -67,7 +69,11 @@ class NetnsManager:
             path.unlink()
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            _create_bound(path)
+            # Binding the first namespace also makes the directory a shared mount point,
+            # bind-mounting it on itself when it is not one yet; two first creations at
+            # once would both find it missing and stack two mounts.
+            with _DIRECTORY_SETUP:
+                _create_bound(path)
         except PermissionError as error:
             raise HostPrerequisiteError(
                 piece="permission to create network namespaces (root or CAP_SYS_ADMIN)",
