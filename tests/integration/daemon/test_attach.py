@@ -51,6 +51,20 @@ class Attached:
             b"\x04" + json.dumps({"width": width, "height": height}).encode()
         )
 
+    async def wait_exit(self, within: float = 15.0) -> dict[str, object]:
+        """Read until the session reports the container's exit; its status."""
+        async with asyncio.timeout(within):
+            while self.status is None:
+                message = await self.socket.receive()
+                if message.type != aiohttp.WSMsgType.BINARY:
+                    raise AssertionError(f"socket ended ({message.type}); got {self.output!r}")
+                channel, payload = message.data[:1], message.data[1:]
+                if channel == b"\x01":
+                    self.output += payload
+                elif channel == b"\x03":
+                    self.status = json.loads(payload)
+        return self.status
+
     async def expect(self, text: str, within: float = 15.0) -> None:
         async with asyncio.timeout(within):
             while text.encode() not in self.output:
@@ -148,13 +162,7 @@ async def test_attach_default_not_running_and_exit(kukeond: Kukeond) -> None:
             term = Attached(socket)
             await term.send("echo I am $HOSTNAME-b; exit 3\n")
             await term.expect("-b")
-            async with asyncio.timeout(15):
-                while term.status is None:
-                    message = await socket.receive()
-                    assert message.type == aiohttp.WSMsgType.BINARY, message
-                    if message.data[:1] == b"\x03":
-                        term.status = json.loads(message.data[1:])
-            assert term.status == {"exitCode": 3}
+            assert await term.wait_exit() == {"exitCode": 3}
         async with http.get(f"{cell_url(k, 'two')}/attach") as response:
             assert response.status == 400
             assert "several attachable containers" in (await response.json())["message"]

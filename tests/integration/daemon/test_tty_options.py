@@ -104,7 +104,9 @@ async def test_prompt_on_init_stages_and_log_file(kukeond: Kukeond, tmp_path: Pa
 
     # the task exits; the restart policy starts it again: start stages only
     async with session(k) as http, http.ws_connect(f"{url}/attach") as socket:
-        await Attached(socket).send("exit 0\n")
+        term = Attached(socket)
+        await term.send("exit 0\n")
+        assert await term.wait_exit() == {"exitCode": 0}
     await k.wait_for(
         Kind.CELL,
         key,
@@ -316,7 +318,9 @@ async def test_read_only_root_and_another_user(kukeond: Kukeond) -> None:
     assert state.stat().st_uid == 1000
 
     async with session(k) as http, http.ws_connect(f"{cell_url(k, 'ro')}/attach") as socket:
-        await Attached(socket).send("exit 0\n")
+        term = Attached(socket)
+        await term.send("exit 0\n")
+        assert await term.wait_exit() == {"exitCode": 0}
     await k.wait_for(
         Kind.CELL,
         key,
