@@ -30,7 +30,18 @@ case "${1:-}" in
     -h|--help) usage; exit 0 ;;
     --stop)
         if [[ -f $pid_file ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-            kill -TERM "$(cat "$pid_file")"
+            pid=$(cat "$pid_file")
+            kill -TERM "$pid"
+            # kukeond bounds each shutdown step; past a minute something is wrong.
+            for _ in $(seq 600); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            if kill -0 "$pid" 2>/dev/null; then
+                echo "quickstart: kukeond (pid $pid) did not stop within 60s; killing it" >&2
+                pkill -KILL -P "$pid" 2>/dev/null || true  # its embedded etcd
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
             echo "quickstart: kukeond stopped (workloads keep running)"
         else
             echo "quickstart: kukeond is not running"

@@ -47,6 +47,7 @@ from .node import Fleet, start_fleet
 log = logging.getLogger("kukeon.daemon")
 
 Stopper = Callable[[], Awaitable[Any]]
+STOP_STEP_SECONDS = 20.0
 
 
 def etcd_config(
@@ -188,11 +189,18 @@ class Daemon:
             self._on_stop(what, stopper)
 
     async def stop(self) -> None:
-        """Undo `start` in reverse; every step runs even if an earlier one fails."""
+        """Undo `start` in reverse; every step runs even if an earlier one fails or hangs.
+
+        Each step gets at most ``STOP_STEP_SECONDS``: a daemon that never exits is worse
+        than one that leaves a step undone, since everything kukeond holds is rebuilt from
+        etcd and the host at the next start (as after a kill -9).
+        """
         while self._stoppers:
             what, stopper = self._stoppers.pop()
             try:
-                await stopper()
+                await asyncio.wait_for(stopper(), STOP_STEP_SECONDS)
+            except TimeoutError:
+                log.error("stopping %s took over %gs; going on without it", what, STOP_STEP_SECONDS)
             except Exception:
                 log.exception("stopping %s failed", what)
             else:
