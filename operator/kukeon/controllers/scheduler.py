@@ -49,6 +49,7 @@ from kukeon.api import (
     Stack,
 )
 from kukeon.framework import Operator, OperatorContext, patch_status
+from kukeon.framework.waits import wait_event
 from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, StoreError
 from kukeon.store.keys import range_end
 
@@ -227,8 +228,7 @@ class Scheduler:
                     await self.run_pass()
                 except StoreError as error:
                     log.warning("scheduling pass failed (%s); trying again", error)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                await wait_event(self._wake, self.interval)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -36,6 +36,7 @@ from kukeon.api import (
 )
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
 from kukeon.framework import LeaseSession, Operator
+from kukeon.framework.waits import wait_event
 from kukeon.runtime.cgroups import detect_cgroup_mode
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.store import AlreadyExists, Conflict, NotFound, Registry
@@ -294,8 +295,7 @@ class NodeAgent:
         while True:
             session = self._session
             assert session is not None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(session.lost.wait(), self.config.node_heartbeat_seconds)
+            await wait_event(session.lost, self.config.node_heartbeat_seconds)
             try:
                 if session.lost.is_set():
                     log.warning("node %s: heartbeat lease lost, taking a new one", self.node_name)

@@ -32,6 +32,8 @@ from aetcd import rpc
 
 from kukeon.store import EtcdClient
 
+from .waits import wait_event
+
 log = logging.getLogger("kukeon.framework.leases")
 
 _REQUEST_TIMEOUT = 5.0
@@ -119,9 +121,8 @@ class LeaseSession:
                 await asyncio.sleep(min(self._refresh_interval, budget / 2))
                 sent = time.monotonic()
                 try:
-                    ttl = await asyncio.wait_for(
-                        self._refresh_once(), max(0.05, self.trusted_until - sent)
-                    )
+                    async with asyncio.timeout(max(0.05, self.trusted_until - sent)):
+                        ttl = await self._refresh_once()
                 except Exception as error:
                     log.info("lease %s: keepalive failed: %r", self.name, error)
                     continue
@@ -276,8 +277,7 @@ class LeaderElection:
             if won:
                 await self._lead(session, lead)
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(session.lost.wait(), self._poll_interval)
+            await wait_event(session.lost, self._poll_interval)
 
     async def _lead(self, session: LeaseSession, lead: Callable[[], Awaitable[None]]) -> None:
         self.is_leader = True
@@ -286,12 +286,12 @@ class LeaderElection:
         task = asyncio.ensure_future(lead())
         try:
             while not session.lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(session.lost.wait(), self._poll_interval)
-                if session.lost.is_set():
+                if await wait_event(session.lost, self._poll_interval):
                     break
                 with contextlib.suppress(Exception):
-                    if not await asyncio.wait_for(self._holds(session), self._poll_interval):
+                    async with asyncio.timeout(self._poll_interval):
+                        holds = await self._holds(session)
+                    if not holds:
                         log.warning("election %s: the leader key is no longer ours", self.name)
                         break
             log.warning("election %s: %s lost the leadership", self.name, self.identity)

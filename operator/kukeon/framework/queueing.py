@@ -26,7 +26,6 @@ task exits after ``queue_idle_timeout`` without work, so 10,000 quiet objects co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -40,6 +39,7 @@ from .metrics import FrameworkMetrics
 from .processing import Outcome, Processor, Result, describe
 from .protocols import AnyResource, ObjectKey
 from .settings import Settings
+from .waits import wait_event
 
 log = logging.getLogger("kukeon.framework")
 
@@ -266,10 +266,7 @@ class ObjectQueues:
                     if state.latest is None:
                         break
                     state.wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            state.wakeup.wait(), self._settings.queue_idle_timeout
-                        )
+                    await wait_event(state.wakeup, self._settings.queue_idle_timeout)
                     if not state.dirty and not state.timers_due:
                         break
                     continue
