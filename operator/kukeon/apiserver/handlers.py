@@ -395,8 +395,10 @@ class ResourceHandlers:
             if not initial and self._settings.watch_start_grace > 0:
                 # A compacted revision is refused as soon as etcd sees the watch: give it a
                 # moment so that answer can be a plain HTTP 410 rather than an ERROR event.
+                # (asyncio.timeout, not wait_for: on Python 3.11 that loses cancellations)
                 with contextlib.suppress(TimeoutError):
-                    first = await asyncio.wait_for(queue.get(), self._settings.watch_start_grace)
+                    async with asyncio.timeout(self._settings.watch_start_grace):
+                        first = await queue.get()
             if isinstance(first, StoreError):
                 raise from_store_error(first, kind=target.kind.value)
             if isinstance(first, BaseException):
@@ -456,7 +458,8 @@ class ResourceHandlers:
                 if deadline is not None:
                     wait = min(wait, max(deadline - now, 0.0))
                 try:
-                    pending = await asyncio.wait_for(queue.get(), wait)
+                    async with asyncio.timeout(wait):
+                        pending = await queue.get()
                 except TimeoutError:
                     continue
             item, pending = pending, False
