@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -53,21 +54,16 @@ class Attached:
 
     async def wait_exit(self, within: float = 15.0) -> dict[str, object]:
         """Read until the session reports the container's exit; its status."""
-        async with asyncio.timeout(within):
-            while self.status is None:
-                message = await self.socket.receive()
-                if message.type != aiohttp.WSMsgType.BINARY:
-                    raise AssertionError(f"socket ended ({message.type}); got {self.output!r}")
-                channel, payload = message.data[:1], message.data[1:]
-                if channel == b"\x01":
-                    self.output += payload
-                elif channel == b"\x03":
-                    self.status = json.loads(payload)
+        await self._receive_until(lambda: self.status is not None, within)
+        assert self.status is not None
         return self.status
 
     async def expect(self, text: str, within: float = 15.0) -> None:
+        await self._receive_until(lambda: text.encode() in self.output, within)
+
+    async def _receive_until(self, done: Callable[[], bool], within: float) -> None:
         async with asyncio.timeout(within):
-            while text.encode() not in self.output:
+            while not done():
                 message = await self.socket.receive()
                 if message.type != aiohttp.WSMsgType.BINARY:
                     raise AssertionError(f"socket ended ({message.type}); got {self.output!r}")

@@ -75,6 +75,23 @@ async def wrapper_log(k: Kukeond, cid: str) -> str:
     return output
 
 
+async def exit_shell_and_wait_restart(k: Kukeond, cell: str) -> None:
+    """Type `exit 0` in the cell's shell; its restart policy starts it again (once)."""
+    async with session(k) as http, http.ws_connect(f"{cell_url(k, cell)}/attach") as socket:
+        term = Attached(socket)
+        await term.send("exit 0\n")
+        assert await term.wait_exit() == {"exitCode": 0}
+    await k.wait_for(
+        Kind.CELL,
+        cell_key(k, cell),
+        until=lambda c: (
+            isinstance(c, Cell)
+            and str(c.status.state) == "Ready"
+            and c.status.containers[0].restart_count == 1
+        ),
+    )
+
+
 async def test_prompt_on_init_stages_and_log_file(kukeond: Kukeond, tmp_path: Path) -> None:
     k = kukeond
     data = tmp_path / "data"
@@ -103,19 +120,7 @@ async def test_prompt_on_init_stages_and_log_file(kukeond: Kukeond, tmp_path: Pa
     assert "exec: sh" in log
 
     # the task exits; the restart policy starts it again: start stages only
-    async with session(k) as http, http.ws_connect(f"{url}/attach") as socket:
-        term = Attached(socket)
-        await term.send("exit 0\n")
-        assert await term.wait_exit() == {"exitCode": 0}
-    await k.wait_for(
-        Kind.CELL,
-        key,
-        until=lambda c: (
-            isinstance(c, Cell)
-            and str(c.status.state) == "Ready"
-            and c.status.containers[0].restart_count == 1
-        ),
-    )
+    await exit_shell_and_wait_restart(k, "tty")
     await wait_trace(data, ["create", "start", "start"])
     log = await wrapper_log(k, cid)
     assert "onInit[0] (runOn: create) skipped" in log
@@ -317,19 +322,7 @@ async def test_read_only_root_and_another_user(kukeond: Kukeond) -> None:
     assert (state / "onInit-create.done").exists()
     assert state.stat().st_uid == 1000
 
-    async with session(k) as http, http.ws_connect(f"{cell_url(k, 'ro')}/attach") as socket:
-        term = Attached(socket)
-        await term.send("exit 0\n")
-        assert await term.wait_exit() == {"exitCode": 0}
-    await k.wait_for(
-        Kind.CELL,
-        key,
-        until=lambda c: (
-            isinstance(c, Cell)
-            and str(c.status.state) == "Ready"
-            and c.status.containers[0].restart_count == 1
-        ),
-    )
+    await exit_shell_and_wait_restart(k, "ro")
     deadline = asyncio.get_running_loop().time() + 20
     while "(runOn: create) skipped" not in await host_log():
         assert asyncio.get_running_loop().time() < deadline, await host_log()
