@@ -15,7 +15,7 @@ import pytest
 
 from kukeon.api import Cell, Kind
 
-from .test_crash_recovery import Setup, _doc
+from .test_crash_recovery import Setup, _doc, make_hierarchy
 from .test_crash_recovery import crashable as crashable  # the fixture, re-exported
 
 pytestmark = pytest.mark.integration
@@ -38,19 +38,9 @@ async def test_kill_9_under_an_attached_terminal(crashable: Setup) -> None:
     s = crashable
     realm = s.realm
     socket_path = s.state_dir.parent / "run" / "kukeond.sock"
-    await s.registry.create(_doc(kind="Realm", metadata={"name": realm}, spec={}))  # type: ignore[arg-type]
+    await make_hierarchy(s)
     await s.registry.create(
-        _doc(kind="Space", metadata={"name": "s1"}, spec={"realmId": realm})  # type: ignore[arg-type]
-    )
-    await s.registry.create(
-        _doc(  # type: ignore[arg-type]
-            kind="Stack", metadata={"name": "st1"}, spec={"realmId": realm, "spaceId": "s1"}
-        )
-    )
-    await s.wait(Kind.STACK, (realm, "s1", "st1"), "Ready", within=60)
-    await s.containerd.images(s.namespace).import_archive(s.image.archive)
-    await s.registry.create(
-        _doc(  # type: ignore[arg-type]
+        _doc(
             kind="Cell",
             metadata={"name": "term"},
             spec={

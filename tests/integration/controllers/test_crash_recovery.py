@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.api import Cell, Kind, Space, parse_resource
+from kukeon.api import AnyResource, Cell, Kind, Space, parse_resource
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.tasks import TaskStatus
 from kukeon.store import EtcdConfig, NotFound, Registry
@@ -197,8 +197,20 @@ async def _wait_gone(registry: Registry, key: tuple[str, ...], *, within: float)
     raise AssertionError(f"realm {key} is still there")
 
 
-def _doc(**document: object) -> object:
+def _doc(**document: object) -> AnyResource:
     return parse_resource({"apiVersion": "kukeon.io/v1beta1", **document})
+
+
+async def make_hierarchy(s: Setup) -> None:
+    """Realm, space s1 and stack st1 Ready, the test image in the realm's namespace."""
+    realm = s.realm
+    await s.registry.create(_doc(kind="Realm", metadata={"name": realm}, spec={}))
+    await s.registry.create(_doc(kind="Space", metadata={"name": "s1"}, spec={"realmId": realm}))
+    await s.registry.create(
+        _doc(kind="Stack", metadata={"name": "st1"}, spec={"realmId": realm, "spaceId": "s1"})
+    )
+    await s.wait(Kind.STACK, (realm, "s1", "st1"), "Ready", within=60)
+    await s.containerd.images(s.namespace).import_archive(s.image.archive)
 
 
 def _cgroup_children(setup: Setup, *parts: str) -> Iterator[tuple[Path, set[str]]]:
@@ -213,22 +225,12 @@ def _cgroup_children(setup: Setup, *parts: str) -> Iterator[tuple[Path, set[str]
 async def test_kill_9_mid_bringup_then_restart_converges(crashable: Setup) -> None:
     s = crashable
     realm = s.realm
-    await s.registry.create(_doc(kind="Realm", metadata={"name": realm}, spec={}))  # type: ignore[arg-type]
-    await s.registry.create(
-        _doc(kind="Space", metadata={"name": "s1"}, spec={"realmId": realm})  # type: ignore[arg-type]
-    )
-    await s.registry.create(
-        _doc(  # type: ignore[arg-type]
-            kind="Stack", metadata={"name": "st1"}, spec={"realmId": realm, "spaceId": "s1"}
-        )
-    )
-    await s.wait(Kind.STACK, (realm, "s1", "st1"), "Ready", within=60)
-    await s.containerd.images(s.namespace).import_archive(s.image.archive)
+    await make_hierarchy(s)
 
     await asyncio.gather(
         *(
             s.registry.create(
-                _doc(  # type: ignore[arg-type]
+                _doc(
                     kind="Cell",
                     metadata={"name": name},
                     spec={
