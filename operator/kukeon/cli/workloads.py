@@ -391,7 +391,7 @@ async def _exec_session(
                     elif channel == b"\x03":
                         status = json.loads(payload)
                         if "error" in status:
-                            fail(f"exec failed: {status['error']}")
+                            fail(f"exec failed: {status['error']}", int(status.get("exitCode", 1)))
                         code = int(status.get("exitCode", 1))
             finally:
                 if pump is not None:

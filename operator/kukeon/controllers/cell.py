@@ -51,6 +51,7 @@ from kukeon.runtime.containerd.errors import (
     AlreadyExistsError,
     ContainerdUnavailableError,
     ContainerNotFoundError,
+    ProcessNotStartableError,
     TaskNotFoundError,
 )
 from kukeon.runtime.containerd.spec import (
@@ -85,7 +86,7 @@ from .cellstate import (
 )
 from .hierarchy import get_as, ready_parent
 from .host import Host
-from .images import ImageProvider, ImageUnavailableError
+from .images import ImageProvider, ImageUnavailableError, InvalidImageReferenceError
 from .reporting import now, report
 from .space import conflist_file
 
@@ -149,11 +150,28 @@ class HostFacts:
         return cls(hard_rlimits=current_hard_rlimits(), environ=dict(os.environ))
 
 
+class CommandUnusableError(Exception):
+    """A container's command that runc cannot run; ``reason`` says why (not found or not
+    executable). Only a new spec can fix it, so the cell fails instead of retrying."""
+
+    def __init__(self, container: ContainerSpec, error: ProcessNotStartableError) -> None:
+        self.reason = error.reason
+        command = (container.command or "the image's entrypoint")[:200]
+        what = "not found" if error.reason == "CommandNotFound" else "not executable"
+        super().__init__(
+            f"container {container.id!r}: command {command!r} {what} in the image "
+            f"(runc: {error.detail[:300]})"
+        )
+
+
 # Why a cell could not be built, most specific first: the state and reason written to its
 # status, and whether retrying can help (a spec the runtime refuses waits for a new spec;
 # everything else is a host or registry condition that may clear by itself).
 _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]], ...] = (
     (RuntimeSpecError, CellState.FAILED, "InvalidSpec", PermanentError),
+    # CommandNotFound / CommandNotExecutable: the reason is the error's own.
+    (CommandUnusableError, CellState.FAILED, "RunContainerError", PermanentError),
+    (InvalidImageReferenceError, CellState.FAILED, "InvalidImageReference", PermanentError),
     (SecretUnavailableError, CellState.FAILED, "SecretUnavailable", TemporaryError),
     (ImageUnavailableError, CellState.FAILED, "ImageUnavailable", TemporaryError),
     (NetworkError, CellState.FAILED, "NetworkFailed", TemporaryError),
@@ -167,7 +185,7 @@ BUILD_FAILURES = tuple(entry[0] for entry in _FAILURE_TABLE)
 def classify_build_failure(error: Exception) -> tuple[CellState, str, type[HandlerError]]:
     for kind, state, reason, retry in _FAILURE_TABLE:
         if isinstance(error, kind):
-            return state, reason, retry
+            return state, getattr(error, "reason", None) or reason, retry
     raise TypeError(f"not a build failure: {error!r}")
 
 
@@ -409,7 +427,7 @@ class CellController:
         if task is None or task.status == TaskStatus.CREATED:
             if task is not None:
                 await tasks.delete(cid)
-            pid = await self._start(namespace, cid, files, container.id, effective.attachable)
+            pid = await self._start(namespace, cid, files, effective)
             status = status.model_copy(
                 update={
                     "state": ContainerState.READY,
@@ -450,9 +468,7 @@ class CellController:
                 remaining = (due - now()).total_seconds()
                 if remaining <= 0:
                     await tasks.delete(cid)
-                    pid = await self._start(
-                        namespace, cid, files, container.id, effective.attachable
-                    )
+                    pid = await self._start(namespace, cid, files, effective)
                     moment = now()
                     status = status.model_copy(
                         update={
@@ -493,17 +509,23 @@ class CellController:
         return task
 
     async def _start(
-        self, namespace: str, cid: str, files: CellFiles, container: str, attachable: bool
+        self, namespace: str, cid: str, files: CellFiles, container: ContainerSpec
     ) -> int:
         tasks = self.host.containerd.tasks(namespace)
-        log = files.log(container)
-        if attachable:
-            # A TTY whose stdin FIFO and output the shim's logger holds (see ttyio): the
-            # container keeps its terminal while kukeond is down; its output goes to the log.
-            await create_attachable_task(tasks, cid, stdin=files.tty_stdin(container), log=log)
-        else:
-            await tasks.create(cid, io=TaskIO.log_file(log))
-        return await tasks.start(cid)
+        log = files.log(container.id)
+        try:
+            if container.attachable:
+                # A TTY whose stdin FIFO and output the shim's logger holds (see ttyio): the
+                # container keeps its terminal while kukeond is down; its output goes to the
+                # log.
+                await create_attachable_task(
+                    tasks, cid, stdin=files.tty_stdin(container.id), log=log
+                )
+            else:
+                await tasks.create(cid, io=TaskIO.log_file(log))
+            return await tasks.start(cid)
+        except ProcessNotStartableError as error:
+            raise CommandUnusableError(container, error) from error
 
     async def _stop_task(self, namespace: str, cid: str) -> None:
         tasks = self.host.containerd.tasks(namespace)

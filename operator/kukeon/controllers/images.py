@@ -37,6 +37,10 @@ class ImageUnavailableError(Exception):
         self.image = image
 
 
+class InvalidImageReferenceError(ImageUnavailableError):
+    """The image name is not a reference any registry could serve: only a new spec helps."""
+
+
 def name_candidates(image: str) -> list[str]:
     """The names an image may be recorded under: as written, and normalised."""
     names = [image]
@@ -170,7 +174,9 @@ class ImageProvider:
             try:
                 reference = parse_reference(image)
             except InvalidReferenceError as error:
-                raise ImageUnavailableError(image, f"not a valid reference: {error}") from error
+                raise InvalidImageReferenceError(
+                    image, f"not a valid image reference: {error}"
+                ) from error
             try:
                 result = await pull_image(
                     self.containerd,

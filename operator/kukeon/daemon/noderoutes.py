@@ -45,7 +45,11 @@ from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellfiles import CellFiles
 from kukeon.controllers.cellstate import containerd_container_id
-from kukeon.runtime.containerd.errors import ContainerdError, TaskNotFoundError
+from kukeon.runtime.containerd.errors import (
+    ContainerdError,
+    ProcessNotStartableError,
+    TaskNotFoundError,
+)
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
 from kukeon.store import NotFound, Registry
 
@@ -350,6 +354,13 @@ class NodeRoutes:
                     resize=lambda w, h: tasks.resize(cid, exec_id=exec_id, width=w, height=h),
                 )
                 await socket.send_bytes(b"\x03" + json.dumps({"exitCode": status.code}).encode())
+            except ProcessNotStartableError as error:
+                # docker's and kubectl's exit codes: 127 not found, 126 not executable.
+                code = 127 if error.reason == "CommandNotFound" else 126
+                message = f"{error.reason}: {command[0][:200]!r}: {error.detail}"
+                await socket.send_bytes(
+                    b"\x03" + json.dumps({"error": message, "exitCode": code}).encode()
+                )
             except ContainerdError as error:
                 await socket.send_bytes(b"\x03" + json.dumps({"error": str(error)}).encode())
             finally:

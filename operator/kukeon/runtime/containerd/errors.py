@@ -7,6 +7,8 @@ every message names the object, its containerd namespace and the operation, so a
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 
@@ -121,6 +123,39 @@ class ContainerdCallError(ContainerdError):
         self.code = code
         self.detail = detail
         super().__init__(f"containerd {operation} failed ({code.name}): {detail}")
+
+
+class ProcessNotStartableError(ContainerdError):
+    """runc refused to start a task's process for a reason only a new spec can fix.
+
+    ``reason`` is ``CommandNotFound`` (no such file, not on ``$PATH``) or
+    ``CommandNotExecutable`` (a directory, no execute permission, a binary for another
+    architecture): docker's exit codes 127 and 126, Kubernetes' ``RunContainerError``.
+    """
+
+    def __init__(self, *, container_id: str, reason: str, detail: str) -> None:
+        self.container_id = container_id
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"cannot start the process of container {container_id!r}: {detail}")
+
+
+# runc's words (libcontainer's LookPath and execve errors, wrapped by containerd), most
+# specific first. A missing working directory is created by runc, so it never shows here.
+_NOT_STARTABLE: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"executable file not found in \$PATH"), "CommandNotFound"),
+    (re.compile(r'exec: "[^"]*": stat [^\n]*: no such file or directory'), "CommandNotFound"),
+    (re.compile(r'exec: "[^"]*": (?:permission denied|is a directory)'), "CommandNotExecutable"),
+    (re.compile(r"exec format error"), "CommandNotExecutable"),
+)
+
+
+def not_startable_reason(detail: str) -> str | None:
+    """The reason a task create/start failure can only be fixed by a new spec, if it is one."""
+    for pattern, reason in _NOT_STARTABLE:
+        if pattern.search(detail):
+            return reason
+    return None
 
 
 def is_not_found(error: BaseException) -> bool:

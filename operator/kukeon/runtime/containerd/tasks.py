@@ -17,7 +17,7 @@ import json
 import os
 import signal as signal_module
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -31,7 +31,12 @@ from kukeon.runtime.containerd._gen.services.tasks.v1 import tasks_pb2
 from kukeon.runtime.containerd._gen.types.task import task_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.client import Subject
-from kukeon.runtime.containerd.errors import TaskNotFoundError
+from kukeon.runtime.containerd.errors import (
+    ContainerdCallError,
+    ProcessNotStartableError,
+    TaskNotFoundError,
+    not_startable_reason,
+)
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
@@ -148,6 +153,20 @@ class TaskInfo:
     terminal: bool
 
 
+@contextlib.contextmanager
+def _refusal_as_not_startable(name: str) -> Iterator[None]:
+    """containerd's refusal of a process runc cannot exec, as its typed error."""
+    try:
+        yield
+    except ContainerdCallError as error:
+        reason = not_startable_reason(error.detail)
+        if reason is None:
+            raise
+        raise ProcessNotStartableError(
+            container_id=name, reason=reason, detail=error.detail
+        ) from error
+
+
 class TaskService:
     def __init__(self, *, client: ContainerdClient, namespace: str) -> None:
         self._client = client
@@ -179,25 +198,31 @@ class TaskService:
             stderr=io.stderr,
             terminal=io.terminal,
         )
-        response = await self._client.call(
-            "create",
-            lambda s, md: s.tasks.Create(request, metadata=md, timeout=self._client.call_timeout),
-            namespace=self.namespace,
-            subject=Subject("task", container_id),
-        )
+        with _refusal_as_not_startable(container_id):
+            response = await self._client.call(
+                "create",
+                lambda s, md: s.tasks.Create(
+                    request, metadata=md, timeout=self._client.call_timeout
+                ),
+                namespace=self.namespace,
+                subject=Subject("task", container_id),
+            )
         return response.pid
 
     async def start(self, container_id: str, *, exec_id: str = "") -> int:
-        response = await self._client.call(
-            "start",
-            lambda s, md: s.tasks.Start(
-                tasks_pb2.StartRequest(container_id=container_id, exec_id=exec_id),
-                metadata=md,
-                timeout=self._client.call_timeout,
-            ),
-            namespace=self.namespace,
-            subject=Subject("task", _process_name(container_id, exec_id)),
-        )
+        """Start the task's (or an exec's) process; a command runc cannot run is a
+        :class:`ProcessNotStartableError`."""
+        with _refusal_as_not_startable(_process_name(container_id, exec_id)):
+            response = await self._client.call(
+                "start",
+                lambda s, md: s.tasks.Start(
+                    tasks_pb2.StartRequest(container_id=container_id, exec_id=exec_id),
+                    metadata=md,
+                    timeout=self._client.call_timeout,
+                ),
+                namespace=self.namespace,
+                subject=Subject("task", _process_name(container_id, exec_id)),
+            )
         return response.pid
 
     async def get(self, container_id: str, *, exec_id: str = "") -> TaskInfo:

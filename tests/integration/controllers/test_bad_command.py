@@ -1,0 +1,68 @@
+"""A command runc cannot run, or an image name no registry could serve, fails the cell with a
+specific reason and is not retried until the spec changes; fixing the spec recovers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from kukeon.api import Cell, Kind
+from tests.fixtures.kukeond import Kukeond
+
+from .helpers import cell_doc, cell_key, get_cell, update_cell
+
+pytestmark = pytest.mark.integration
+
+
+async def _fails_for_good(k: Kukeond, name: str, app: dict[str, Any], reason: str) -> Cell:
+    key = cell_key(k, name)
+    await k.apply(cell_doc(k, name, [{"id": "app", **app}]))
+    failed = await k.wait_for(Kind.CELL, key, state="Failed", within=30)
+    assert isinstance(failed, Cell)
+    assert failed.status.reason == reason, failed.status.message
+    # Permanent: no retry loop rewriting the status while the spec stays the same.
+    await asyncio.sleep(3)
+    again = await get_cell(k, key)
+    assert again.metadata.resource_version == failed.metadata.resource_version
+    return failed
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("/nonexistent-binary", "CommandNotFound"),
+        ("no-such-program-on-path", "CommandNotFound"),
+        ("/etc", "CommandNotExecutable"),
+        ("/etc/passwd", "CommandNotExecutable"),
+    ],
+)
+async def test_unusable_command_fails_then_recovers(
+    kukeond: Kukeond, command: str, reason: str
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    failed = await _fails_for_good(k, "cmd", {"image": k.image.name, "command": command}, reason)
+    message = failed.status.message or ""
+    assert "'app'" in message
+    assert command in message
+
+    key = cell_key(k, "cmd")
+    cell = await get_cell(k, key)
+    fixed = [
+        c.model_copy(update={"command": "sleep", "args": ["60"]}) for c in cell.spec.containers
+    ]
+    await update_cell(k, key, spec={"containers": fixed})
+    ready = await k.wait_for(Kind.CELL, key, state="Ready", within=30)
+    assert isinstance(ready, Cell)
+    assert ready.status.reason is None
+
+
+async def test_invalid_image_reference_is_not_retried(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    failed = await _fails_for_good(
+        k, "ref", {"image": "../../../:@@@", "command": "true"}, "InvalidImageReference"
+    )
+    assert "../../../:@@@" in (failed.status.message or "")
