@@ -2,7 +2,8 @@
 
 Callers branch on the class, never on message text: ``NotFound`` 404, ``AlreadyExists``
 409, ``Conflict`` 409 (stale resourceVersion, or a parent that still has children),
-``Invalid`` 422, ``Gone`` 410 (a watch resumed from a compacted revision: relist),
+``Invalid`` 422 (``InvalidStoredDocument`` too: what etcd holds under the key is not a
+valid resource), ``Gone`` 410 (a watch resumed from a compacted revision: relist),
 ``Unavailable`` 503 (etcd could not be reached, or a write's outcome is unknown).
 """
 
@@ -60,6 +61,23 @@ class Invalid(StoreError):  # noqa: N818 (the API's names)
         invalid = cls(str(error), causes=error.causes, kind=error.kind, name=error.name)
         invalid.__cause__ = error
         return invalid
+
+
+class InvalidStoredDocument(Invalid):
+    """The document stored under a key is not a valid resource of the key's kind.
+
+    Only something other than the registry can have written it (``etcdctl``, an old backup).
+    Lists and watches skip such a document; reading it by name raises this (the API answers
+    422), and deleting it removes the key.
+    """
+
+    def __init__(
+        self, message: str, *, kind: str, name: str, key: str, revision: int, reason: str
+    ) -> None:
+        super().__init__(message, kind=kind, name=name)
+        self.key = key
+        self.revision = revision
+        self.reason = reason
 
 
 class Gone(StoreError):  # noqa: N818 (the API's names)

@@ -21,6 +21,11 @@ Why each rule is the way it is:
 - list reads every page at the revision of the first page: one consistent snapshot.
 - watch resumes from the last delivered revision after any stream failure (member killed,
   leader lost) and turns compaction into ``Gone`` so the caller relists.
+- what etcd holds is untrusted (``decoding``): a document that does not decode as a valid
+  resource of its key is skipped by list and watch (logged once per version, counted in
+  ``invalid_documents``), raises ``InvalidStoredDocument`` when read by name, and is
+  removed by ``delete``. To a watcher, an object whose new version is invalid is DELETED,
+  and one whose invalid version is replaced by a valid one is ADDED.
 """
 
 from __future__ import annotations
@@ -52,18 +57,20 @@ from kukeon.api import (
 )
 
 from .connection import EtcdClient, EtcdConfig, Retrier, is_transient
+from .decoding import InvalidDocuments, load_document, parse_document
 from .errors import (
     AlreadyExists,
     ChildrenExist,
     Conflict,
     Gone,
     Invalid,
+    InvalidStoredDocument,
     NotFound,
     StoreError,
     Unavailable,
 )
 from .keys import KeyLayout, child_kinds, display_name, parent_key, range_end
-from .selectors import parse_selector
+from .selectors import LabelSelector, parse_selector
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +149,10 @@ class _Stored(NamedTuple):
     mod_revision: int
 
     @property
-    def document(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(self.value)
-        return loaded
+    def metadata(self) -> dict[str, Any]:
+        """The stored metadata, empty when the document does not even load."""
+        loaded = load_document(self.value)
+        return {} if isinstance(loaded, str) else dict(loaded["metadata"])
 
 
 _Compares = list[Any]
@@ -212,6 +220,7 @@ class Registry:
         # compares against it directly (one round trip); a stale entry only costs a retry.
         self._parent_revisions: dict[bytes, int] = {}
         self._documents = _DocumentCache(_DOCUMENT_CACHE_BYTES)
+        self._invalid = InvalidDocuments()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -263,6 +272,14 @@ class Registry:
 
     def key_for(self, kind: Kind, key: Sequence[str]) -> str:
         return self._layout.key(kind, key)
+
+    def invalid_documents(self) -> dict[Kind, int]:
+        """Keys whose document did not decode when last read, by kind (safe from any thread).
+
+        Reads by this process keep it current: lists and watches (kukeond watches every
+        kind), reads by name, deletes.
+        """
+        return self._invalid.counts()
 
     # --- raw etcd calls ------------------------------------------------------------------
 
@@ -346,14 +363,69 @@ class Registry:
             )
         return data
 
-    def _decode(self, value: bytes, revision: int) -> AnyResource:
-        document: dict[str, Any] = json.loads(value)
-        document["metadata"]["resourceVersion"] = str(revision)
-        try:
-            return parse_resource(document)
-        except InvalidResource as error:
-            # Only written through this class, so this means someone wrote etcd by hand.
-            raise StoreError(f"stored document is not a valid resource: {error}") from error
+    def _parsed(
+        self, kind: Kind, raw_key: bytes, document: dict[str, Any], revision: int
+    ) -> AnyResource | str:
+        """``document`` (loaded from ``raw_key``) as a resource, or why not (then recorded)."""
+        key = self._layout.split(kind, raw_key)
+        parsed = parse_document(document, kind=kind, key=key, revision=revision)
+        if isinstance(parsed, str):
+            self._invalid.seen(kind, raw_key, revision, parsed)
+        else:
+            self._invalid.valid(raw_key, revision)
+        return parsed
+
+    def _decoded(
+        self, kind: Kind, raw_key: bytes, value: bytes, revision: int
+    ) -> AnyResource | str:
+        """The resource stored as ``value`` under ``raw_key``, or why it is not one."""
+        loaded = load_document(value)
+        if isinstance(loaded, str):
+            # Only the registry writes, after validating: someone wrote etcd by hand.
+            self._invalid.seen(kind, raw_key, revision, loaded)
+            return loaded
+        return self._parsed(kind, raw_key, loaded, revision)
+
+    def _decode(self, kind: Kind, raw_key: bytes, value: bytes, revision: int) -> AnyResource:
+        decoded = self._decoded(kind, raw_key, value, revision)
+        if isinstance(decoded, str):
+            raise self._unreadable(kind, raw_key, revision, decoded)
+        return decoded
+
+    def _last_version(self, kind: Kind, kv: Any, revision: int) -> AnyResource | None:
+        """A watch event's previous version, for a DELETED event; None when not valid.
+
+        Nothing is recorded: that version was either delivered (valid) or skipped already.
+        """
+        loaded = load_document(kv.value)
+        if isinstance(loaded, str):
+            return None
+        key = self._layout.split(kind, kv.key)
+        parsed = parse_document(loaded, kind=kind, key=key, revision=revision)
+        return None if isinstance(parsed, str) else parsed
+
+    def _unreadable(
+        self, kind: Kind, raw_key: bytes, revision: int, reason: str
+    ) -> InvalidStoredDocument:
+        key = self._layout.split(kind, raw_key)
+        where = raw_key.decode(errors="replace")
+        return InvalidStoredDocument(
+            f"{_label(kind, key)}: the document stored at {where} (revision {revision}) is "
+            f"invalid: {reason}; lists and watches skip it; delete it or write a valid one",
+            kind=kind.value,
+            name=key[-1],
+            key=where,
+            revision=revision,
+            reason=reason,
+        )
+
+    def _stored_document(self, kind: Kind, raw_key: bytes, stored: _Stored) -> dict[str, Any]:
+        """The stored JSON object to merge a write into (InvalidStoredDocument if none)."""
+        loaded = load_document(stored.value)
+        if isinstance(loaded, str):
+            self._invalid.seen(kind, raw_key, stored.mod_revision, loaded)
+            raise self._unreadable(kind, raw_key, stored.mod_revision, loaded)
+        return loaded
 
     # --- create --------------------------------------------------------------------------
 
@@ -406,8 +478,8 @@ class Registry:
             existing = response.responses[0].response_range.kvs
             if existing:
                 stored = existing[0]
-                if json.loads(stored.value)["metadata"].get("uid") == uid:
-                    return self._decode(stored.value, stored.mod_revision)
+                if _Stored(stored.value, stored.mod_revision).metadata.get("uid") == uid:
+                    return self._decode(kind, raw_key, stored.value, stored.mod_revision)
                 raise AlreadyExists(f"{label} already exists")
             if parent is None or parent_raw is None:
                 continue
@@ -416,7 +488,15 @@ class Registry:
             parent_label = _label(*parent)
             if not parent_kvs:
                 raise NotFound(f"cannot create {label}: its {parent_label} does not exist")
-            if json.loads(parent_kvs[0].value)["metadata"].get("deletionTimestamp"):
+            found = self._decoded(
+                parent[0], parent_raw, parent_kvs[0].value, parent_kvs[0].mod_revision
+            )
+            if isinstance(found, str):
+                raise NotFound(
+                    f"cannot create {label}: the stored document of its {parent_label} is "
+                    f"invalid ({found})"
+                )
+            if found.metadata.deletion_timestamp is not None:
                 raise NotFound(f"cannot create {label}: its {parent_label} is being deleted")
             if len(self._parent_revisions) >= _PARENT_CACHE_SIZE:
                 self._parent_revisions.clear()
@@ -434,10 +514,11 @@ class Registry:
 
     async def get(self, kind: Kind, key: tuple[str, ...]) -> AnyResource:
         label = _label(kind, key)
-        stored = await self._read_one(self._layout.key(kind, key).encode(), f"get {label}")
+        raw_key = self._layout.key(kind, key).encode()
+        stored = await self._read_one(raw_key, f"get {label}")
         if stored is None:
             raise NotFound(f"{label} not found")
-        return self._decode(stored.value, stored.mod_revision)
+        return self._decode(kind, raw_key, stored.value, stored.mod_revision)
 
     async def list(
         self,
@@ -453,6 +534,7 @@ class Registry:
 
         async def attempt() -> ResourceList:
             items: list[AnyResource] = []
+            invalid: set[bytes] = set()
             revision = 0
             start = prefix
             while True:
@@ -463,27 +545,41 @@ class Registry:
                 except grpc.aio.AioRpcError as error:
                     if error.code() == grpc.StatusCode.OUT_OF_RANGE and revision:
                         # Compacted between two pages: start over at a new snapshot.
-                        items, revision, start = [], 0, prefix
+                        items, invalid, revision, start = [], set(), 0, prefix
                         continue
                     raise
                 if not revision:
                     revision = response.header.revision
                 for kv in response.kvs:
-                    document = json.loads(kv.value)
-                    if not selector.matches(document["metadata"].get("labels")):
-                        continue
-                    self._documents.remember(kv.key, _Stored(kv.value, kv.mod_revision))
-                    document["metadata"]["resourceVersion"] = str(kv.mod_revision)
-                    try:
-                        items.append(parse_resource(document))
-                    except InvalidResource as error:
-                        log.warning("skipping invalid document at %s: %s", kv.key, error)
+                    item = self._listed(kind, kv, selector)
+                    if isinstance(item, str):
+                        invalid.add(kv.key)
+                    elif item is not None:
+                        items.append(item)
                 if not response.more or not response.kvs:
+                    if label_selector is None:
+                        self._invalid.listed(prefix, end, invalid, revision)
                     return ResourceList(items, revision)
                 start = response.kvs[-1].key + b"\0"
 
         what = f"list {kind.value} under {display_name(scope) or 'all parents'}"
         return await self._retrier.run(attempt, what=what, repeatable=True)
+
+    def _listed(self, kind: Kind, kv: Any, selector: LabelSelector) -> AnyResource | str | None:
+        """One listed document: the resource, None when the selector leaves it out, or why
+        it is invalid (then it is skipped: one bad document must not fail the whole list)."""
+        loaded = load_document(kv.value)
+        if isinstance(loaded, str):
+            self._invalid.seen(kind, kv.key, kv.mod_revision, loaded)
+            return loaded
+        labels = loaded["metadata"].get("labels")
+        # Labels of the wrong type are left to the parse, which says what is wrong.
+        if (labels is None or isinstance(labels, dict)) and not selector.matches(labels):
+            return None
+        parsed = self._parsed(kind, kv.key, loaded, kv.mod_revision)
+        if not isinstance(parsed, str):
+            self._documents.remember(kv.key, _Stored(kv.value, kv.mod_revision))
+        return parsed
 
     # --- update --------------------------------------------------------------------------
 
@@ -528,8 +624,9 @@ class Registry:
         key = key_of(res)
         label = _label(kind, key)
         expected = self._expected_revision(res, label)
+        raw_key = self._layout.key(kind, key).encode()
         stored = await self._current(kind, key, expected, "update")
-        stored_document = stored.document
+        stored_document = self._stored_document(kind, raw_key, stored)
         stored_metadata: dict[str, Any] = stored_document["metadata"]
         stored_finalizers: list[str] = stored_metadata.get("finalizers") or []
         finalizers = [f for f in res.metadata.finalizers if f != CHILDREN_FINALIZER]
@@ -553,7 +650,7 @@ class Registry:
             document["metadata"]["generation"] = generation
         data = self._encode(document, label=label)
         if data == stored.value:
-            return self._decode(stored.value, stored.mod_revision)
+            return self._decode(kind, raw_key, stored.value, stored.mod_revision)
         revision = await self._compare_and_write(
             kind, key, stored, data, remove=deleting and not finalizers, op="update"
         )
@@ -565,13 +662,14 @@ class Registry:
         key = key_of(res)
         label = _label(kind, key)
         expected = self._expected_revision(res, label)
+        raw_key = self._layout.key(kind, key).encode()
         stored = await self._current(kind, key, expected, "update status of")
-        stored_document = stored.document
+        stored_document = self._stored_document(kind, raw_key, stored)
         status = res.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         document, model = self._validate({**stored_document, "status": status})
         data = self._encode(document, label=label)
         if data == stored.value:
-            return self._decode(stored.value, stored.mod_revision)
+            return self._decode(kind, raw_key, stored.value, stored.mod_revision)
         revision = await self._compare_and_write(
             kind, key, stored, data, remove=False, op="update status of"
         )
@@ -713,8 +811,17 @@ class Registry:
         """
         label = _label(kind, key)
         raw_key = self._layout.key(kind, key).encode()
-        if await self._read_one(raw_key, f"delete {label}") is None:
+        stored = await self._read_one(raw_key, f"delete {label}")
+        if stored is None:
             raise NotFound(f"{label} not found")
+        for _ in range(_MAX_CAS_ROUNDS):
+            if stored is None:
+                return None
+            if not isinstance(self._decoded(kind, raw_key, stored.value, stored.mod_revision), str):
+                break
+            if await self._remove_invalid(kind, key, stored, cascade=cascade):
+                return None
+            stored = await self._read_one(raw_key, f"delete {label}")
 
         if not cascade:
             return await self._delete_childless(kind, key)
@@ -739,6 +846,60 @@ class Registry:
             )
         return await self._release_children(kind, key)
 
+    async def _remove_invalid(
+        self, kind: Kind, key: tuple[str, ...], stored: _Stored, *, cascade: bool
+    ) -> bool:
+        """Remove a key whose document does not decode (no finalizer in it can be read).
+
+        Children are deleted first with ``cascade``, else refused as for any object. False
+        when the key changed meanwhile (the caller reads it again and decides again).
+        """
+        label = _label(kind, key)
+        raw_key = self._layout.key(kind, key).encode()
+        if cascade:
+            children = await self._children(kind, key)
+            for start in range(0, len(children), _CASCADE_BATCH):
+                await asyncio.gather(
+                    *(
+                        self._delete_quietly(child_kind, child_key)
+                        for child_kind, child_key in children[start : start + _CASCADE_BATCH]
+                    )
+                )
+        children = await self._children(kind, key)
+        if children:
+            raise self._children_exist(label, children)
+        no_children = self._no_children_compares(kind, key)
+
+        async def attempt() -> Any:
+            compare = [_compare_modified(raw_key, stored.mod_revision), *no_children]
+            return await self._txn(compare, [_delete(raw_key)], [])
+
+        # Repeatable: after an in-flight failure the compare fails and the caller re-reads.
+        response = await self._retrier.run(attempt, what=f"delete {label}", repeatable=True)
+        if not response.succeeded:
+            return False
+        log.warning(
+            "removed the invalid %s document at %s (revision %d)",
+            kind.value,
+            raw_key.decode(errors="replace"),
+            stored.mod_revision,
+        )
+        self._documents.forget(raw_key)
+        self._invalid.valid(raw_key, response.header.revision)
+        await self._after_removal(kind, key)
+        return True
+
+    @staticmethod
+    def _children_exist(label: str, children: _Children) -> ChildrenExist:
+        names = [_label(k, n) for k, n in children[:_CHILDREN_NAMED_IN_ERRORS]]
+        more = len(children) - len(names)
+        listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+        return ChildrenExist(
+            f"cannot delete {label}: it still has {len(children)} child object(s): "
+            f"{listed}; delete them first or ask for a cascading delete",
+            children=[display_name(n) for _, n in children],
+        )
+
     async def _delete_quietly(self, kind: Kind, key: tuple[str, ...]) -> None:
         with contextlib.suppress(NotFound):
             await self.delete(kind, key, cascade=True)
@@ -750,21 +911,15 @@ class Registry:
         for _ in range(_MAX_CAS_ROUNDS):
             children = await self._children(kind, key)
             if children:
-                stored = await self._read_one(self._layout.key(kind, key).encode(), label)
+                raw_key = self._layout.key(kind, key).encode()
+                stored = await self._read_one(raw_key, label)
                 if stored is None:
                     return None
-                current = self._decode(stored.value, stored.mod_revision)
+                current = self._decode(kind, raw_key, stored.value, stored.mod_revision)
                 if current.metadata.deletion_timestamp is not None:
                     # Already being deleted (a cascade in progress): nothing to refuse.
                     return current
-                names = [_label(k, n) for k, n in children[:_CHILDREN_NAMED_IN_ERRORS]]
-                more = len(children) - len(names)
-                listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
-                raise ChildrenExist(
-                    f"cannot delete {label}: it still has {len(children)} child object(s): "
-                    f"{listed}; delete them first or ask for a cascading delete",
-                    children=[display_name(n) for _, n in children],
-                )
+                raise self._children_exist(label, children)
 
             def decide(current: AnyResource, stored: _Stored) -> tuple[Any, list[Any]]:
                 remaining = [f for f in current.metadata.finalizers if f != CHILDREN_FINALIZER]
@@ -793,7 +948,7 @@ class Registry:
         stored = await self._read_one(raw_key, f"{op} {label}")
         if stored is None:
             return None
-        current = self._decode(stored.value, stored.mod_revision)
+        current = self._decode(kind, raw_key, stored.value, stored.mod_revision)
         outcome, extra_compare = decide(current, stored)
         if outcome == "keep":
             return current
@@ -814,15 +969,18 @@ class Registry:
             await self._after_removal(kind, key)
             return None
         self._documents.remember(raw_key, _Stored(data, response.header.revision))
-        return self._decode(data, response.header.revision)
+        return self._decode(kind, raw_key, data, response.header.revision)
 
     async def _release_children(self, kind: Kind, key: Sequence[str]) -> AnyResource | None:
         """Drop ``kukeon.io/children`` from a deleting parent whose children are all gone."""
         no_children = self._no_children_compares(kind, key)
         for _ in range(_MAX_CAS_ROUNDS):
             if await self._children(kind, key):
-                stored = await self._read_one(self._layout.key(kind, key).encode(), "read")
-                return None if stored is None else self._decode(stored.value, stored.mod_revision)
+                raw_key = self._layout.key(kind, key).encode()
+                stored = await self._read_one(raw_key, "read")
+                if stored is None:
+                    return None
+                return self._decode(kind, raw_key, stored.value, stored.mod_revision)
 
             def decide(current: AnyResource, stored: _Stored) -> tuple[Any, list[Any]]:
                 if current.metadata.deletion_timestamp is None:
@@ -850,7 +1008,7 @@ class Registry:
         stored = await self._read_one(
             self._layout.key(parent_kind, parent_names).encode(), "read parent"
         )
-        if stored is None or not json.loads(stored.value)["metadata"].get("deletionTimestamp"):
+        if stored is None or not stored.metadata.get("deletionTimestamp"):
             return
         await self._release_children(parent_kind, parent_names)
 
@@ -877,7 +1035,7 @@ class Registry:
         deadline = loop.time() + self._config.retry_timeout
         delay = 0.05
         while True:
-            stream = self._watch_stream(prefix, end, next_revision)
+            stream = self._watch_stream(kind, prefix, end, next_revision)
             try:
                 async for batch in stream:
                     deadline = loop.time() + self._config.retry_timeout
@@ -907,7 +1065,7 @@ class Registry:
             delay = min(delay * 2, 1.0)
 
     async def _watch_stream(
-        self, prefix: bytes, end: bytes, start_revision: int
+        self, kind: Kind, prefix: bytes, end: bytes, start_revision: int
     ) -> AsyncGenerator[_Batch, None]:
         """One gRPC watch stream; yields the decoded events of each response."""
         await self._client.connect()
@@ -936,8 +1094,10 @@ class Registry:
                     )
                 if response.canceled:
                     raise _WatchStreamEndedError(f"cancelled by etcd: {response.cancel_reason}")
-                if response.events:
-                    yield [self._watch_event(event) for event in response.events]
+                decoded = [self._watch_event(kind, event) for event in response.events]
+                batch = [event for event in decoded if event is not None]
+                if batch:
+                    yield batch
         finally:
             stop.set()
             call.cancel()
@@ -955,21 +1115,45 @@ class Registry:
             # grpc.aio cancels the call when the channel closes or is reset.
             raise _WatchStreamEndedError("the watch call was cancelled") from None
 
-    def _watch_event(self, event: Any) -> WatchEvent:
+    def _watch_event(self, kind: Kind, event: Any) -> WatchEvent | None:
+        """The event as a watcher sees it; None for a change it must not see.
+
+        Invalid documents do not exist for a watcher (as for a list): an object whose new
+        version is invalid is DELETED (with its last valid version), one whose invalid
+        version becomes valid is ADDED, and changes between invalid versions are skipped.
+        """
         kv = event.kv
+        previous = event.prev_kv if event.HasField("prev_kv") else None
         if event.type == rpc.Event.EventType.DELETE:
-            if not event.HasField("prev_kv"):
+            if previous is None:
                 raise Gone(
                     f"the last state of deleted {kv.key.decode()!r} is compacted; list again",
                     compacted_revision=kv.mod_revision,
                 )
             self._documents.forget(kv.key)
-            return WatchEvent(
-                "DELETED", self._decode(event.prev_kv.value, kv.mod_revision), kv.mod_revision
-            )
-        kind: Literal["ADDED", "MODIFIED"] = (
-            "ADDED" if kv.create_revision == kv.mod_revision else "MODIFIED"
+            was_invalid = self._invalid.was_invalid(kv.key, previous.mod_revision)
+            last = None if was_invalid else self._last_version(kind, previous, kv.mod_revision)
+            self._invalid.valid(kv.key, kv.mod_revision)
+            if last is None:
+                return None  # never delivered: nothing to delete for the watcher
+            return WatchEvent("DELETED", last, kv.mod_revision)
+        created = kv.create_revision == kv.mod_revision
+        was_invalid = previous is not None and self._invalid.was_invalid(
+            kv.key, previous.mod_revision
         )
+        current = self._decoded(kind, kv.key, kv.value, kv.mod_revision)
+        if isinstance(current, str):
+            self._documents.forget(kv.key)
+            if created or previous is None or was_invalid:
+                return None
+            # The watcher holds the previous version: to it the object is gone now.
+            last = self._last_version(kind, previous, kv.mod_revision)
+            if last is None:
+                return None
+            return WatchEvent("DELETED", last, kv.mod_revision)
         # Controllers update what they were just told about: spare them the read.
         self._documents.remember(kv.key, _Stored(kv.value, kv.mod_revision))
-        return WatchEvent(kind, self._decode(kv.value, kv.mod_revision), kv.mod_revision)
+        kind_of_change: Literal["ADDED", "MODIFIED"] = (
+            "ADDED" if created or was_invalid else "MODIFIED"
+        )
+        return WatchEvent(kind_of_change, current, kv.mod_revision)
