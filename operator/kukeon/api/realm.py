@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from kukeon.api.container import NonEmptyString
 from kukeon.api.meta import (
@@ -18,6 +19,23 @@ from kukeon.api.meta import (
 )
 from kukeon.api.meta import StatusBase as _StatusBase
 from kukeon.api.states import RealmState, RealmStateField
+
+
+class SecurityLevel(StrEnum):
+    """How much of the host a realm's non-admin writers may ask for (see docs/kukectl.md).
+
+    Modelled on Kubernetes' Pod Security Standards; enforced by the API server's admission
+    (`kukeon.apiserver.admission`) on every write by a role other than admin. Only an admin
+    sets or changes it.
+    """
+
+    RESTRICTED = "restricted"
+    BASELINE = "baseline"
+    PRIVILEGED = "privileged"
+
+
+def _empty_level_as_none(value: Any) -> Any:
+    return None if value == "" else value
 
 
 def default_namespace(realm: str) -> str:
@@ -37,6 +55,14 @@ class RealmSpec(KukeonModel):
     namespace: OptionalString = None
     """containerd namespace of the realm; `<name>.kukeon.io` when unset."""
     registry_credentials: NullableList[RegistryCredentials] = Field(default_factory=list)
+    security_level: Annotated[SecurityLevel | None, BeforeValidator(_empty_level_as_none)] = None
+    """restricted (when unset), baseline or privileged: what editors may ask of the host in
+    this realm. Only an admin may set or change it."""
+
+    @property
+    def level(self) -> SecurityLevel:
+        """The effective security level: unset means restricted."""
+        return self.security_level or SecurityLevel.RESTRICTED
 
 
 class RealmStatus(_StatusBase):

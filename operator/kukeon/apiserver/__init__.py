@@ -2,7 +2,8 @@
 
 Modules: ``paths`` (URL layout, shared with the client), ``status`` (errors as Kubernetes
 Status objects), ``auth`` (tokens, roles, the trusted unix socket), ``mergepatch``
-(RFC 7386), ``handlers`` (the resource routes and watch streaming), ``watchhub`` (one
+(RFC 7386), ``admission`` (what non-admins may ask of the host, by realm security
+level), ``handlers`` (the resource routes and watch streaming), ``watchhub`` (one
 registry watch shared by every watcher of a collection), ``app`` (middlewares,
 health, version, metrics; ``create_app``), ``runner`` (listeners and lifecycle;
 ``serve_api``) and ``client`` (the typed async client).

@@ -4,8 +4,10 @@ One ``ResourceHandlers`` serves all four kinds: the URL tells the kind, its pare
 names and the subresource (``Target``); the handler checks the caller's rights first
 (nothing is read from the body or written before that), makes the body agree with the URL
 (parent ids are filled from the URL when absent and refused when they disagree), validates
-it with ``kukeon.api.parse_resource`` so every invalid field is reported at once, and only
-then talks to the registry. ``?dryRun=All`` runs every check and stops before the write.
+it with ``kukeon.api.parse_resource`` so every invalid field is reported at once, checks
+what a non-admin's write asks of the host against its realm's security level (``admission``;
+for a patch, on the patched object), and only then writes to the registry. ``?dryRun=All``
+runs every check and stops before the write.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kukeon.api import (
     parse_resource,
     to_document,
 )
+from kukeon.apiserver.admission import Admission
 from kukeon.apiserver.auth import Principal, Role, Verb, denial
 from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
 from kukeon.apiserver.paths import API_ROOT, HIERARCHY, KINDS, display_key
@@ -184,6 +187,7 @@ class ResourceHandlers:
         self._hub = hub
         self._settings = settings
         self._closing = closing
+        self._admission = Admission(registry=registry, allowances=settings.host_allowances)
 
     # --- routing -------------------------------------------------------------------------
 
@@ -229,6 +233,17 @@ class ResourceHandlers:
                 name=target.name,
             )
         return principal
+
+    async def _admit(
+        self, request: web.Request, target: Target, res: AnyResource, current: AnyResource | None
+    ) -> None:
+        """Admission (``admission``): what a non-admin's spec write may ask of the host.
+
+        Runs on the object as it would be stored, after any patch, before any write.
+        """
+        if target.subresource is not None:
+            return  # status: only admins (the controllers) write it
+        await self._store(target, self._admission.admit(principal_of(request), res, current))
 
     async def _store(self, target: Target, call: Any) -> Any:
         """Await a registry call, translating its errors into API errors."""
@@ -513,6 +528,7 @@ class ResourceHandlers:
         created_target = target._replace(name=res.metadata.name)
         if realm_from_body:
             self._authorize(request, "create", created_target)
+        await self._admit(request, created_target, res, None)
         if dry_run:
             await self._check_absent(created_target)
             return _json(to_document(res), status=201)
@@ -546,6 +562,7 @@ class ResourceHandlers:
             res.metadata.resource_version = current.metadata.resource_version
         elif res.metadata.resource_version != current.metadata.resource_version:
             raise self._stale(target, res.metadata.resource_version, current)
+        await self._admit(request, target, res, current)
         if dry_run:
             return _json(to_document(self._merged(current, res, target.subresource)))
         write = self._registry.update_status if target.subresource else self._registry.update
@@ -599,6 +616,7 @@ class ResourceHandlers:
                 res.metadata.resource_version = current.metadata.resource_version
             elif str(precondition) != current.metadata.resource_version:
                 raise self._stale(target, str(precondition), current)
+            await self._admit(request, target, res, current)
             if dry_run:
                 return _json(to_document(self._merged(current, res, target.subresource)))
             write = self._registry.update_status if target.subresource else self._registry.update

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kukeon.apiserver.admission import HostAllowances, normalize_directory
 
 DEFAULT_SOCKET = Path("/run/kukeon/kukeond.sock")
 MAX_BODY_BYTES = 1024 * 1024
@@ -40,3 +43,35 @@ class ApiSettings(BaseModel):
     """How long a watch waits for the store to refuse a compacted revision (-> HTTP 410)
     before committing to a 200 stream (after which it becomes an ERROR event)."""
     shutdown_timeout: float = Field(default=5.0, gt=0)
+
+    # Admission (apiserver/admission.py): what non-admins may reach on the host below the
+    # privileged level. Empty by default: no bind volumes, no fromFile, no fromEnv secrets.
+    allowed_host_paths: tuple[str, ...] = ()
+    """Host directories a bind volume's source (or a space's cniConfigPath) may be under."""
+    secret_dirs: tuple[str, ...] = ()
+    """Host directories a secret's fromFile may be under."""
+    allowed_secret_env: tuple[str, ...] = ()
+    """Names of kukeond's environment variables a secret's fromEnv may read."""
+
+    @field_validator("allowed_host_paths", "secret_dirs", mode="before")
+    @classmethod
+    def _normalized_directories(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple(normalize_directory(str(item)) for item in value)
+        return value
+
+    @field_validator("allowed_secret_env")
+    @classmethod
+    def _env_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not name or "=" in name or any(ch.isspace() for ch in name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @property
+    def host_allowances(self) -> HostAllowances:
+        return HostAllowances(
+            host_paths=self.allowed_host_paths,
+            secret_dirs=self.secret_dirs,
+            secret_env=frozenset(self.allowed_secret_env),
+        )

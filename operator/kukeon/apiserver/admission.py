@@ -1,0 +1,528 @@
+"""Admission: what a caller other than an admin may ask of the host, by realm security level.
+
+kukeond runs as root and turns documents into root-owned host state, so a token that can
+write a cell could otherwise act as root (a privileged container, a bind of ``/``, a host
+file read as a "secret"). Authorization (``auth``) decides who may write in which realm;
+admission decides *what* that write may ask for. It runs in the handlers after the body is
+parsed (and, for a merge patch, applied to the stored object) and before anything is
+written, on every spec write of a Realm, Space or Cell by a role other than ``admin``.
+Admins, and with them the unix socket, are never checked.
+
+Each realm carries ``spec.securityLevel`` (unset means ``restricted``), modelled on the
+Kubernetes Pod Security Standards; docs/kukectl.md has the table and says where it
+differs. In short:
+
+- ``restricted``: no privileged, no host network/PID namespace, no host cgroup namespace,
+  no devices, no capability beyond the runtime's default set, no ``securityOpts`` but
+  ``no-new-privileges``, no ``nestedCgroupRuntime``; host paths only under kukeond's
+  ``allowedHostPaths``, ``fromFile`` secrets only under ``secretDirs``, ``fromEnv`` only of
+  names in ``allowedSecretEnv`` (all three empty by default, so: none).
+- ``baseline``: the same, plus ``hostCgroup`` and the capabilities ``SYS_PTRACE`` and
+  ``IPC_LOCK``.
+- ``privileged``: everything (the host-path, secret-dir and env lists no longer apply).
+
+A cell is checked as it will run: each container with its space's defaults merged in
+(``kukeon.api.defaults``), so a space default the realm's level refuses is refused in the
+cells that would inherit it, not only in the space. Paths are compared as written after
+normalisation (repeated and ``.`` components removed); a ``..`` component is refused
+outright, because the node resolves it after following symlinks, which the API server
+(possibly on another host) cannot see. For the same reason a symlink inside an allowed
+directory is followed by the node: allow only directories whose content tenants cannot
+replace with symlinks.
+
+This module imports only ``kukeon.api`` and the API server's own modules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, NamedTuple
+
+from kukeon.api import AnyResource, Cell, ContainerSpec, Realm, Space, VolumeKind, key_of
+from kukeon.api.defaults import DEFAULTABLE_FIELDS, apply_space_defaults_to_container
+from kukeon.api.meta import Kind
+from kukeon.api.realm import SecurityLevel, default_namespace
+from kukeon.api.space import SpaceContainerDefaults
+from kukeon.apiserver.auth import Principal, Role
+from kukeon.apiserver.paths import display_key
+from kukeon.apiserver.protocols import RegistryApi
+from kukeon.apiserver.status import ApiError, Cause
+from kukeon.store import NotFound
+
+log = logging.getLogger(__name__)
+
+RUNTIME_DEFAULT_CAPABILITIES: Final = frozenset(
+    {
+        "CAP_AUDIT_WRITE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_MKNOD",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_RAW",
+        "CAP_SETFCAP",
+        "CAP_SETGID",
+        "CAP_SETPCAP",
+        "CAP_SETUID",
+        "CAP_SYS_CHROOT",
+    }
+)
+"""What every non-privileged container gets (containerd's and Docker's default set). The
+runtime's own copy is ``kukeon.runtime.containerd.spec.DEFAULT_CAPABILITIES``; the API
+server may not import the runtime, so a unit test keeps the two equal."""
+
+BASELINE_CAPABILITIES: Final = frozenset({"CAP_SYS_PTRACE", "CAP_IPC_LOCK"})
+"""Added capabilities ``baseline`` allows beyond the default set. ``SYS_PTRACE`` reaches
+only the container's own PID namespace (host PID stays refused) and kernels since 4.8 no
+longer let it bypass seccomp; ``IPC_LOCK`` locks memory the cell's cgroup still limits.
+Others that are often asked for stay ``privileged``: ``NET_ADMIN`` opens the whole netfilter
+and routing code of the kernel to the container (the source of many container escapes),
+``SYS_NICE`` lets realtime threads starve the host's CPUs, ``SYS_ADMIN`` is nearly root."""
+
+_LEVEL_ORDER: Final = (SecurityLevel.RESTRICTED, SecurityLevel.BASELINE, SecurityLevel.PRIVILEGED)
+
+
+def _allows(level: SecurityLevel, needed: SecurityLevel) -> bool:
+    return _LEVEL_ORDER.index(level) >= _LEVEL_ORDER.index(needed)
+
+
+class Violation(NamedTuple):
+    """One thing a write asks for that the realm's level refuses, at a field path."""
+
+    field: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostAllowances:
+    """What kukeond's configuration lets non-admins reach on the host below ``privileged``.
+
+    Directories are normalised absolute paths (see ``normalize_directory``).
+    """
+
+    host_paths: tuple[str, ...] = ()
+    """``allowedHostPaths``: bind-volume sources (and a space's ``cniConfigPath``) must be
+    one of these directories or under one."""
+    secret_dirs: tuple[str, ...] = ()
+    """``secretDirs``: a ``fromFile`` secret must be a file under one of these."""
+    secret_env: frozenset[str] = frozenset()
+    """``allowedSecretEnv``: the names of kukeond's environment a ``fromEnv`` secret may read."""
+
+
+# --- paths ----------------------------------------------------------------------------------
+
+
+def normalize_host_path(path: str) -> str:
+    """``path`` with repeated slashes and ``.`` components removed.
+
+    Raises ValueError for a relative path or one with a ``..`` component: the node resolves
+    ``..`` after following symlinks, so its meaning cannot be decided here.
+    """
+    if not path.startswith("/"):
+        raise ValueError(f"{path!r} is not an absolute path")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{path!r} has a '..' component")
+    return "/" + "/".join(parts)
+
+
+def normalize_directory(path: str) -> str:
+    """A configured directory (``allowedHostPaths``, ``secretDirs``), normalised.
+
+    The configuration is refused, rather than guessed at, when a directory is relative or
+    has a ``..`` component.
+    """
+    try:
+        return normalize_host_path(path)
+    except ValueError as exc:
+        raise ValueError(f"{exc}: give an absolute path without '..'") from None
+
+
+def is_under(path: str, directory: str) -> bool:
+    """Whether normalised ``path`` is ``directory`` or inside it (both normalised)."""
+    return directory == "/" or path == directory or path.startswith(directory + "/")
+
+
+def _path_problem(path: str, allowed: Sequence[str], what: str) -> str | None:
+    """Why ``path`` may not be used for ``what``, or None when it is under ``allowed``."""
+    try:
+        normalized = normalize_host_path(path)
+    except ValueError as exc:
+        return f"{exc}; the node would resolve it past symlinks, so it is refused"
+    if any(is_under(normalized, directory) for directory in allowed):
+        return None
+    if not allowed:
+        return f"{what} {normalized} is not allowed: kukeond allows no such host path"
+    return f"{what} {normalized} is not under one of {', '.join(allowed)}"
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def _needs(needed: SecurityLevel, what: str) -> str:
+    return f"{what} needs security level {needed.value}"
+
+
+def normalize_capability(name: str) -> str:
+    """``sys_admin``, ``SYS_ADMIN`` and ``CAP_SYS_ADMIN`` are one capability (as the runtime)."""
+    upper = name.strip().upper()
+    if upper == "ALL" or upper.startswith("CAP_"):
+        return upper
+    return f"CAP_{upper}"
+
+
+def _capability_level(name: str) -> SecurityLevel:
+    full = normalize_capability(name)
+    if full in RUNTIME_DEFAULT_CAPABILITIES:
+        return SecurityLevel.RESTRICTED
+    if full in BASELINE_CAPABILITIES:
+        return SecurityLevel.BASELINE
+    return SecurityLevel.PRIVILEGED
+
+
+def _security_option_allowed(option: str) -> bool:
+    """Only ``no-new-privileges`` (Docker's spellings) below privileged: it only takes away."""
+    text = option.strip()
+    positions = [p for p in (text.find(":"), text.find("=")) if p >= 0]
+    key = text[: min(positions)] if positions else text
+    return key == "no-new-privileges"
+
+
+def _capability_violations(
+    adds: Iterable[str], *, field: str, level: SecurityLevel
+) -> list[Violation]:
+    found: list[Violation] = []
+    for position, name in enumerate(adds):
+        needed = _capability_level(name)
+        if _allows(level, needed):
+            continue
+        full = normalize_capability(name)
+        if full == "ALL":
+            why = "adding ALL capabilities"
+        elif needed == SecurityLevel.BASELINE:
+            why = f"adding {full} (beyond the runtime's default set)"
+        else:
+            why = f"adding {full} (beyond the runtime's default set and baseline's)"
+        found.append(Violation(f"{field}[{position}]", _needs(needed, why)))
+    return found
+
+
+def _security_opt_violations(
+    options: Iterable[str], *, field: str, level: SecurityLevel
+) -> list[Violation]:
+    if _allows(level, SecurityLevel.PRIVILEGED):
+        return []
+    found: list[Violation] = []
+    for position, option in enumerate(options):
+        if not _security_option_allowed(option):
+            found.append(
+                Violation(
+                    f"{field}[{position}]",
+                    _needs(
+                        SecurityLevel.PRIVILEGED,
+                        f"security option {option!r} (only no-new-privileges is allowed below "
+                        "privileged; seccomp=unconfined turns the syscall filter off)",
+                    ),
+                )
+            )
+    return found
+
+
+def check_container(
+    container: ContainerSpec,
+    *,
+    field: str,
+    level: SecurityLevel,
+    allowances: HostAllowances,
+    inherited: str = "",
+) -> list[Violation]:
+    """Every host power ``container`` asks for beyond ``level``, at paths under ``field``.
+
+    ``inherited`` is appended to the message of a violation whose value came from the
+    space's defaults (computed by ``check_cell``), so the caller knows where to look.
+    """
+    if _allows(level, SecurityLevel.PRIVILEGED):
+        return []
+    found: list[Violation] = []
+    flags = (
+        (container.privileged, "privileged", SecurityLevel.PRIVILEGED, "a privileged container"),
+        (container.host_network, "hostNetwork", SecurityLevel.PRIVILEGED, "the host's network"),
+        (container.host_pid, "hostPID", SecurityLevel.PRIVILEGED, "the host's PID namespace"),
+        (
+            container.host_cgroup,
+            "hostCgroup",
+            SecurityLevel.BASELINE,
+            "the host's cgroup namespace",
+        ),
+    )
+    for value, name, needed, what in flags:
+        if value and not _allows(level, needed):
+            found.append(Violation(f"{field}.{name}", _needs(needed, what)))
+    for position, device in enumerate(container.devices):
+        found.append(
+            Violation(
+                f"{field}.devices[{position}]",
+                _needs(SecurityLevel.PRIVILEGED, f"the host device {device.split(':')[0]}"),
+            )
+        )
+    if container.capabilities is not None:
+        found += _capability_violations(
+            container.capabilities.add, field=f"{field}.capabilities.add", level=level
+        )
+    found += _security_opt_violations(
+        container.security_opts, field=f"{field}.securityOpts", level=level
+    )
+    for position, volume in enumerate(container.volumes):
+        if volume.kind != VolumeKind.BIND or volume.source is None:
+            continue
+        where = f"{field}.volumes[{position}].source"
+        problem = _path_problem(volume.source, allowances.host_paths, "the host path")
+        if problem is None:
+            problem = _secret_dir_overlap(volume.source, allowances.secret_dirs)
+        if problem is not None:
+            found.append(Violation(where, f"{problem} (allowedHostPaths, below privileged)"))
+    for position, secret in enumerate(container.secrets):
+        where = f"{field}.secrets[{position}]"
+        if secret.from_file is not None:
+            problem = _path_problem(secret.from_file, allowances.secret_dirs, "the host file")
+            if problem is not None:
+                found.append(Violation(f"{where}.fromFile", f"{problem} (secretDirs)"))
+        if secret.from_env is not None and secret.from_env not in allowances.secret_env:
+            allowed = ", ".join(sorted(allowances.secret_env)) or "none"
+            found.append(
+                Violation(
+                    f"{where}.fromEnv",
+                    f"kukeond's environment variable {secret.from_env!r} is not one of "
+                    f"allowedSecretEnv ({allowed})",
+                )
+            )
+    if inherited:
+        found = [v._replace(message=v.message + inherited) for v in found]
+    return found
+
+
+def _secret_dir_overlap(source: str, secret_dirs: Sequence[str]) -> str | None:
+    """A bind of a secret directory (or of a directory holding one) would hand every realm's
+    host-file secrets to the container, and let a writer plant files there."""
+    normalized = normalize_host_path(source)
+    for directory in secret_dirs:
+        if is_under(normalized, directory) or is_under(directory, normalized):
+            return f"the host path {normalized} overlaps the secret directory {directory}"
+    return None
+
+
+def check_cell(
+    cell: Cell, *, level: SecurityLevel, allowances: HostAllowances, space: Space | None
+) -> list[Violation]:
+    """Everything ``cell`` asks of the host beyond ``level``, as it will run.
+
+    Each container is checked with ``space``'s defaults merged in, because that is what the
+    node runs; a violation whose value the container inherits says so.
+    """
+    if _allows(level, SecurityLevel.PRIVILEGED):
+        return []
+    found: list[Violation] = []
+    if cell.spec.nested_cgroup_runtime:
+        found.append(
+            Violation(
+                "spec.nestedCgroupRuntime",
+                _needs(SecurityLevel.PRIVILEGED, "delegating every cgroup controller"),
+            )
+        )
+    for position, container in enumerate(cell.spec.containers):
+        effective = container
+        inherited = ""
+        if space is not None:
+            effective = apply_space_defaults_to_container(space, container)
+            taken = [
+                name
+                for name in DEFAULTABLE_FIELDS
+                if getattr(effective, name) != getattr(container, name)
+            ]
+            if taken:
+                space_name = display_key(key_of(space))
+                inherited = (
+                    f" (inherited from the defaults of space {space_name!r}: "
+                    + ", ".join(f"spec.defaults.container.{_camel(n)}" for n in taken)
+                    + ")"
+                )
+        found += check_container(
+            effective,
+            field=f"spec.containers[{position}]",
+            level=level,
+            allowances=allowances,
+            inherited=inherited,
+        )
+    return found
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def check_space(
+    space: Space, *, level: SecurityLevel, allowances: HostAllowances
+) -> list[Violation]:
+    """What ``space`` asks of the host beyond ``level``: its container defaults (which
+    flow into every cell of the space) and the host directory of its CNI conflist."""
+    if _allows(level, SecurityLevel.PRIVILEGED):
+        return []
+    found: list[Violation] = []
+    if space.spec.cni_config_path is not None:
+        problem = _path_problem(space.spec.cni_config_path, allowances.host_paths, "the directory")
+        if problem is not None:
+            found.append(
+                Violation(
+                    "spec.cniConfigPath",
+                    f"kukeond writes the space's CNI conflist there as root: {problem} "
+                    "(allowedHostPaths, below privileged)",
+                )
+            )
+    defaults: SpaceContainerDefaults | None = (
+        space.spec.defaults.container if space.spec.defaults is not None else None
+    )
+    if defaults is not None:
+        field = "spec.defaults.container"
+        if defaults.capabilities is not None:
+            found += _capability_violations(
+                defaults.capabilities.add, field=f"{field}.capabilities.add", level=level
+            )
+        found += _security_opt_violations(
+            defaults.security_opts, field=f"{field}.securityOpts", level=level
+        )
+    return found
+
+
+def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
+    """What a non-admin may not do to a realm itself, whatever its level.
+
+    The level is the admin's decision, so it may not be set (on create) or changed (on
+    update). Nor may the containerd namespace: naming another realm's (or another program's,
+    such as ``k8s.io``) would put the realm's containers, images and teardown there.
+    """
+    found: list[Violation] = []
+    if current is None:
+        if new.spec.level != SecurityLevel.RESTRICTED:
+            found.append(
+                Violation(
+                    "spec.securityLevel",
+                    f"only an admin may set a realm's security level; a realm created by "
+                    f"another role is restricted, not {new.spec.level.value}",
+                )
+            )
+        expected = default_namespace(new.metadata.name)
+        if new.spec.namespace != expected:
+            found.append(
+                Violation(
+                    "spec.namespace",
+                    f"only an admin may choose a realm's containerd namespace; leave it unset "
+                    f"(it is then {expected!r})",
+                )
+            )
+        return found
+    if new.spec.level != current.spec.level:
+        found.append(
+            Violation(
+                "spec.securityLevel",
+                f"only an admin may change a realm's security level: it is "
+                f"{current.spec.level.value}, the request asks for {new.spec.level.value}",
+            )
+        )
+    if new.spec.namespace != current.spec.namespace:
+        found.append(
+            Violation(
+                "spec.namespace",
+                f"only an admin may change a realm's containerd namespace (it is "
+                f"{current.spec.namespace!r})",
+            )
+        )
+    return found
+
+
+def forbidden(
+    res: AnyResource, *, realm: str, level: SecurityLevel, violations: Sequence[Violation]
+) -> ApiError:
+    """The 403 Status: the realm, its level, and every violation with its field path."""
+    name = display_key(key_of(res))
+    message = (
+        f'{res.kind} "{name}" is forbidden by the {level.value} security level of realm '
+        f'"{realm}": ' + "; ".join(f"{v.field}: {v.message}" for v in violations)
+    )
+    return ApiError(
+        403,
+        message,
+        reason="Forbidden",
+        kind=str(res.kind),
+        name=name,
+        causes=[Cause(v.field, v.message) for v in violations],
+    )
+
+
+class Admission:
+    """Checks the writes of non-admins against their realm's security level.
+
+    ``admit`` reads what the check needs (the realm for its level, a cell's space for its
+    defaults) from the registry; a missing one counts as the most restrictive answer (a
+    missing realm is ``restricted``, a missing space has no defaults), and the write then
+    fails in the store for its missing parent anyway.
+    """
+
+    def __init__(self, *, registry: RegistryApi, allowances: HostAllowances) -> None:
+        self._registry = registry
+        self.allowances = allowances
+
+    async def admit(
+        self, principal: Principal, res: AnyResource, current: AnyResource | None
+    ) -> None:
+        """Return when ``principal`` may write ``res`` (replacing ``current``, None on create);
+        raise a 403 ApiError naming every violation otherwise. Store errors propagate."""
+        if principal.role == Role.ADMIN:
+            return  # admins, the unix socket included, keep full power
+        violations: list[Violation] = []
+        if isinstance(res, Realm):
+            previous = current if isinstance(current, Realm) else None
+            violations = check_realm(res, previous)
+            level = (previous or res).spec.level
+            realm = res.metadata.name
+        elif isinstance(res, Cell | Space):
+            if current is not None and current.spec == res.spec:
+                return  # metadata only: nothing new is asked of the host
+            realm = key_of(res)[0]
+            level = await self._level(realm)
+            if isinstance(res, Space):
+                violations = check_space(res, level=level, allowances=self.allowances)
+            else:
+                space = await self._space(realm, res.spec.space_id)
+                violations = check_cell(res, level=level, allowances=self.allowances, space=space)
+        else:
+            return  # stacks and nodes ask nothing of the host
+        if violations:
+            log.info(
+                "admission refused %s %s of user %r (%s) at level %s: %s",
+                res.kind,
+                display_key(key_of(res)),
+                principal.user,
+                principal.role.value,
+                level.value,
+                "; ".join(v.field for v in violations),
+            )
+            raise forbidden(res, realm=realm, level=level, violations=violations)
+
+    async def _level(self, realm: str) -> SecurityLevel:
+        try:
+            stored = await self._registry.get(Kind.REALM, (realm,))
+        except NotFound:
+            return SecurityLevel.RESTRICTED
+        return stored.spec.level if isinstance(stored, Realm) else SecurityLevel.RESTRICTED
+
+    async def _space(self, realm: str, space: str) -> Space | None:
+        try:
+            stored = await self._registry.get(Kind.SPACE, (realm, space))
+        except NotFound:
+            return None
+        return stored if isinstance(stored, Space) else None
