@@ -20,6 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from kukeon.apiserver.admission import normalize_directory
+
 ENV_PREFIX = "KUKEON_"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -83,6 +85,14 @@ class DaemonConfig(BaseModel):
     api_tls_cert_file: Path | None = None
     api_tls_key_file: Path | None = None
     api_tokens_file: Path | None = None
+    allowed_host_paths: tuple[Path, ...] = ()
+    """Host directories a non-admin's bind volumes (and a space's cniConfigPath) may be
+    under in realms below the privileged security level; empty: none (see docs/kukectl.md)."""
+    secret_dirs: tuple[Path, ...] = ()
+    """Host directories a non-admin's `fromFile` secrets may be under below privileged."""
+    allowed_secret_env: tuple[str, ...] = ()
+    """Names of kukeond's environment variables a non-admin's `fromEnv` secrets may read
+    below privileged."""
     fleet_token_file: Path | None = None
     """The bearer token (first line of the file) this node sends when it forwards a request
     for a cell of another node to that node's API; the other nodes' tokens files map it to
@@ -123,12 +133,26 @@ class DaemonConfig(BaseModel):
             )
         return domain
 
-    @field_validator("etcd_endpoints", "insecure_registries", "cni_bin_dirs", mode="before")
+    @field_validator(
+        "etcd_endpoints",
+        "insecure_registries",
+        "cni_bin_dirs",
+        "allowed_host_paths",
+        "secret_dirs",
+        "allowed_secret_env",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("allowed_host_paths", "secret_dirs")
+    @classmethod
+    def _admission_directories(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        # Admission compares paths as written: a relative or `..` entry would be guessed at.
+        return tuple(Path(normalize_directory(str(path))) for path in value)
 
     @field_validator("node_labels", mode="before")
     @classmethod

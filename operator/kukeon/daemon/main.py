@@ -78,6 +78,24 @@ from .config import ConfigError, load_config
 @click.option("--api-tls-key-file", type=click.Path(path_type=Path))
 @click.option("--api-tokens-file", type=click.Path(path_type=Path))
 @click.option(
+    "--allowed-host-path",
+    "allowed_host_paths",
+    help="Comma-separated host directories non-admins' bind volumes may be under "
+    "(realms below privileged; default none).",
+)
+@click.option(
+    "--secret-dir",
+    "secret_dirs",
+    help="Comma-separated host directories non-admins' fromFile secrets may be under "
+    "(realms below privileged; default none).",
+)
+@click.option(
+    "--allowed-secret-env",
+    "allowed_secret_env",
+    help="Comma-separated names of kukeond's environment non-admins' fromEnv secrets may "
+    "read (realms below privileged; default none).",
+)
+@click.option(
     "--fleet-token-file",
     type=click.Path(path_type=Path),
     help="Token this node forwards other nodes' cell requests (logs, exec, kill) with.",
