@@ -5,13 +5,14 @@ Controllers register async handlers on an ``Operator`` (``operator``); the frame
 lists and watches each kind (``watching``), keeps one serialized, coalescing slot per
 object (``queueing``), runs the handlers and keeps the finalizer bookkeeping
 (``processing``), retries failures with backoff (``backoff``), writes status by CAS
-(``status``), elects leaders and keeps node heartbeats with etcd leases (``leases``),
-and reports Prometheus metrics (``metrics``). ``testing.OperatorRunner`` runs an
-operator in-process for tests.
+(``status``), supervises every long-lived task (``aiotasks``), elects leaders and keeps
+node heartbeats with etcd leases (``leases``), and reports Prometheus metrics
+(``metrics``). ``testing.OperatorRunner`` runs an operator in-process for tests.
 
 This package may import ``kukeon.api`` and ``kukeon.store``, nothing else of the project.
 """
 
+from kukeon.framework.aiotasks import SupervisedTask, Supervisor, TasksDown
 from kukeon.framework.backoff import base_delay, retry_delay
 from kukeon.framework.errors import HandlerError, PermanentError, TemporaryError, WaitingError
 from kukeon.framework.intents import (
@@ -43,6 +44,9 @@ __all__ = [
     "PermanentError",
     "Settings",
     "Store",
+    "SupervisedTask",
+    "Supervisor",
+    "TasksDown",
     "TemporaryError",
     "WaitingError",
     "alive_peers",

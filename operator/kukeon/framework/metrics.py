@@ -23,7 +23,7 @@ _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 
 
 class FrameworkMetrics:
-    """kukeon_reconcile_* and kukeon_watch_* collectors bound to one registry."""
+    """kukeon_reconcile_*, kukeon_watch_* and kukeon_task_* collectors bound to one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -57,6 +57,12 @@ class FrameworkMetrics:
             "kukeon_watch_restarts_total",
             "Restarts of a kind's list+watch, by kind and reason (gone, unavailable, error).",
             ["kind", "reason"],
+            registry=registry,
+        )
+        self.task_restarts_total = Counter(
+            "kukeon_task_restarts_total",
+            "Restarts of a supervised background task after it crashed, by task.",
+            ["task"],
             registry=registry,
         )
 

@@ -22,12 +22,15 @@ singleton, and returns once every kind has been listed. ``stop`` is the graceful
 shutdown: watchers first (no new events), then running handlers get
 ``Settings.shutdown_grace`` seconds before they are cancelled, then singletons and
 leases (revoked, so another instance takes over at once), then the shutdown handlers.
+
+Every long-lived task (watchers, timers, resync, heartbeat, elections) runs under the
+operator's ``Supervisor`` (``tasks``, shared with the daemon when it passes one): a
+crash is logged, counted and restarted with backoff, and ``ready()`` is False meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -37,6 +40,7 @@ from prometheus_client import CollectorRegistry
 from kukeon.api import Kind
 from kukeon.store import EtcdClient
 
+from .aiotasks import SupervisedTask, Supervisor
 from .backoff import retry_delay
 from .intents import (
     Filter,
@@ -56,10 +60,16 @@ from .processing import KeyedLogger, Processor
 from .protocols import AnyResource, Store
 from .queueing import ObjectQueues
 from .settings import Settings
-from .status import patch_status
+from .status import finish_even_if_cancelled, patch_status
 from .watching import KindWatcher
 
 log = logging.getLogger("kukeon.framework")
+
+STOP_EXTRA_SECONDS = 30.0
+"""What ``run``'s shutdown may take beyond ``Settings.shutdown_grace`` once cancelled."""
+
+CONTROLLERS = "controllers"
+"""The readiness component of the operator's tasks (and the controllers' own)."""
 
 H = TypeVar("H", bound=Callable[..., Coroutine[Any, Any, None]])
 
@@ -79,13 +89,17 @@ class Operator:
         collector_registry: CollectorRegistry | None = None,
         etcd: EtcdClient | None = None,
         peering: bool = True,
+        supervisor: Supervisor | None = None,
     ) -> None:
         """``registry``: the store. ``collector_registry``: where the metrics go (the
         global prometheus registry by default). ``etcd``: the client for leases,
-        ``registry.client`` when omitted. ``peering``: keep a node heartbeat."""
+        ``registry.client`` when omitted. ``peering``: keep a node heartbeat.
+        ``supervisor``: runs the long-lived tasks (one of its own when omitted)."""
         self.store = registry
         self.settings = settings or Settings()
         self.metrics: FrameworkMetrics = metrics_for(collector_registry)
+        self.tasks = supervisor if supervisor is not None else Supervisor(metrics=self.metrics)
+        """Starts every long-lived task; controllers start theirs here too."""
         client = etcd if etcd is not None else getattr(registry, "client", None)
         self._etcd: EtcdClient | None = client
         self._peering = peering
@@ -95,8 +109,8 @@ class Operator:
         )
         self._queues: ObjectQueues | None = None
         self._watchers: dict[Kind, KindWatcher] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._lease_tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[SupervisedTask] = []
+        self._lease_tasks: list[SupervisedTask] = []
         self._elections: dict[str, LeaderElection] = {}
         self._heartbeat: Heartbeat | None = None
         self._started = False
@@ -213,8 +227,15 @@ class Operator:
 
     @property
     def running(self) -> bool:
-        """Started and not stopped: what a readiness check asks."""
+        """Started and not stopped."""
         return self._started and not self._stopped.is_set()
+
+    def ready(self) -> bool:
+        """Running, and every task of the "controllers" component up: what /readyz asks.
+
+        Raises ``TasksDown`` naming the tasks that crashed and are not back yet.
+        """
+        return self.running and self.tasks.readiness(CONTROLLERS)()
 
     def trigger(self, kind: Kind, key: tuple[str, ...]) -> bool:
         """Run the reconcile handler of one known object soon, even if it did not change.
@@ -280,19 +301,8 @@ class Operator:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._report_crash)
-        return task
-
-    def _report_crash(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            self.logger.error(
-                "background task %s crashed: %r", task.get_name(), error, exc_info=error
-            )
+    def _spawn(self, factory: Callable[[], Coroutine[Any, Any, None]], name: str) -> SupervisedTask:
+        return self.tasks.start(name, factory, component=CONTROLLERS)
 
     async def start(self) -> None:
         """Run startup handlers, start watching, return once every kind is listed."""
@@ -321,11 +331,15 @@ class Operator:
                 metrics=self.metrics,
             )
             self._watchers[kind] = watcher
-            self._tasks.append(self._spawn(watcher.run(), f"kukeon-watch {kind.value}"))
+            self._tasks.append(self._spawn(watcher.run, f"kukeon-watch {kind.value}"))
         for timer in self.handlers.timers:
-            self._tasks.append(self._spawn(self._run_timer(timer), f"kukeon-timer {timer.name}"))
+
+            async def tick(timer: TimerIntent = timer) -> None:
+                await self._run_timer(timer)
+
+            self._tasks.append(self._spawn(tick, f"kukeon-timer {timer.name}"))
         if self.settings.resync_interval:
-            self._tasks.append(self._spawn(self._resync_forever(), "kukeon-resync"))
+            self._tasks.append(self._spawn(self._resync_forever, "kukeon-resync"))
         self._start_leases()
         listed = [asyncio.ensure_future(w.listed.wait()) for w in self._watchers.values()]
         if listed:
@@ -341,7 +355,7 @@ class Operator:
                 ttl=settings.lease_ttl,
                 refresh_interval=settings.refresh_interval,
             )
-            self._lease_tasks.append(self._spawn(self._heartbeat.run(), "kukeon-heartbeat"))
+            self._lease_tasks.append(self._spawn(self._heartbeat.run, "kukeon-heartbeat"))
         for intent in self.handlers.singletons.values():
             election = LeaderElection(
                 client=self._require_etcd("singleton handlers"),
@@ -357,9 +371,12 @@ class Operator:
             async def lead(intent: SingletonIntent = intent) -> None:
                 await self._run_singleton(intent)
 
-            self._lease_tasks.append(
-                self._spawn(election.run(lead), f"kukeon-election {intent.name}")
-            )
+            async def campaign(
+                election: LeaderElection = election, lead: Callable[[], Any] = lead
+            ) -> None:
+                await election.run(lead)
+
+            self._lease_tasks.append(self._spawn(campaign, f"kukeon-election {intent.name}"))
 
     async def _run_timer(self, timer: TimerIntent) -> None:
         assert self._queues is not None
@@ -426,13 +443,8 @@ class Operator:
             self._stopped.set()
             self._stop_requested.set()
 
-    @staticmethod
-    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def _cancel(self, tasks: list[SupervisedTask]) -> None:
+        await self.tasks.stop(tasks)
         tasks.clear()
 
     def request_stop(self) -> None:
@@ -445,7 +457,11 @@ class Operator:
         try:
             await self._stop_requested.wait()
         finally:
-            await asyncio.shield(self.stop())
+            # A second cancellation (another signal) must not cut the shutdown's writes
+            # short: bounded by the handlers' grace plus time for the leases and handlers.
+            await finish_even_if_cancelled(
+                self.stop(), within=self.settings.shutdown_grace + STOP_EXTRA_SECONDS
+            )
 
 
 def _always(_: Any) -> bool:

@@ -7,13 +7,16 @@ again and apply the same fields to it. ``observedGeneration`` becomes the genera
 the object the handler was given, not of the re-read one: the handler acted on that spec.
 
 The write is shielded from cancellation: a handler cancelled at shutdown either wrote
-its status or did not, and the in-flight etcd request is allowed to finish.
+its status or did not, and the in-flight etcd request is allowed to finish -- even when
+the cancellation comes twice (a second SIGTERM, a timeout around the stop), since a
+plain ``await`` of the shielded task would pass the second one on to the write itself.
+The wait is bounded (``WRITE_GRACE``): a write that hangs is cancelled after it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -22,19 +25,46 @@ from kukeon.store import Conflict, NotFound
 
 from .protocols import AnyResource, Store
 
+log = logging.getLogger("kukeon.framework")
+
 T = TypeVar("T")
 
+WRITE_GRACE = 30.0
+"""How long a cancelled caller still waits for a promised write (etcd's deadlines are shorter)."""
 
-async def finish_even_if_cancelled(awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable`` to its end; a cancellation is delivered only afterwards."""
+
+async def finish_even_if_cancelled(awaitable: Awaitable[T], *, within: float = WRITE_GRACE) -> T:
+    """Await ``awaitable`` to its end; a cancellation is delivered only afterwards.
+
+    However often the caller is cancelled meanwhile, ``awaitable`` runs on for up to
+    ``within`` seconds after the first cancellation (then it is cancelled itself), and the
+    caller gets its ``CancelledError`` once it is done.
+    """
     task = asyncio.ensure_future(awaitable)
     try:
         return await asyncio.shield(task)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as cancelled:
         # Let the write land (or fail) so the object is never left in an unknown state.
-        with contextlib.suppress(Exception):
-            await task
-        raise
+        await _wait_through_cancellations(task, within)
+        raise cancelled
+
+
+async def _wait_through_cancellations(task: asyncio.Future[Any], within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            log.warning("a write promised to finish took over %gs; cancelling it", within)
+            task.cancel()
+            break
+        try:
+            # asyncio.wait never cancels what it waits for, unlike awaiting the task.
+            await asyncio.wait({task}, timeout=remaining)
+        except asyncio.CancelledError:
+            continue  # cancelled again: the write still finishes
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: its failure is the caller's no longer (it was cancelled)
 
 
 def merged_status(obj: AnyResource, fields: dict[str, Any], *, observed: int | None) -> Any:

@@ -7,6 +7,10 @@ cached set, treating objects missing from the list as deleted; ``Unavailable`` (
 was away longer than the budget) waits with backoff and resumes the watch from the last
 revision seen, so no change is lost either way. Every restart is counted in
 ``kukeon_watch_restarts_total{kind,reason}``.
+
+A document the registry cannot decode never reaches this loop (the registry skips it and
+counts it). Anything else unexpected ends ``run``: the operator's supervisor logs it and
+starts it again, and the next run relists rather than trusting the last revision.
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ class KindWatcher:
             except StoreError as error:
                 reason = "error"
                 log.error("watch %s failed: %s; retrying in %.1fs", self.kind.value, error, delay)
+            except Exception:
+                # A bug, not etcd: start from a fresh list when the supervisor restarts us.
+                self.revision = None
+                raise
             self._restarted(reason)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._settings.watch_retry_max)

@@ -78,3 +78,61 @@ async def test_a_cancelled_write_still_lands() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert landed.is_set()
+
+
+async def test_a_second_cancellation_does_not_abort_the_write() -> None:
+    landed = asyncio.Event()
+    write_cancelled = False
+
+    async def slow_write() -> str:
+        nonlocal write_cancelled
+        try:
+            await asyncio.sleep(0.1)
+        except asyncio.CancelledError:
+            write_cancelled = True
+            raise
+        landed.set()
+        return "written"
+
+    task = asyncio.create_task(finish_even_if_cancelled(slow_write()))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()  # a second signal during shutdown
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert landed.is_set()
+    assert not write_cancelled
+
+
+async def test_a_hanging_write_is_cancelled_after_the_grace() -> None:
+    write_cancelled = asyncio.Event()
+
+    async def hanging_write() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            write_cancelled.set()
+            raise
+
+    task = asyncio.create_task(finish_even_if_cancelled(hanging_write(), within=0.1))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    async with asyncio.timeout(5):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert write_cancelled.is_set()
+
+
+async def test_a_failed_write_after_cancellation_still_ends_in_cancelled() -> None:
+    async def failing_write() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("etcd said no")
+
+    task = asyncio.create_task(finish_even_if_cancelled(failing_write()))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
