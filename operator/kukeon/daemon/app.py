@@ -102,16 +102,23 @@ class Daemon:
         await asyncio.to_thread(config.state_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(config.run_dir.mkdir, parents=True, exist_ok=True)
 
-        endpoints = config.etcd_endpoints
+        interceptors = self.latency.etcd_interceptors()
         if config.uses_embedded_etcd:
-            embedded = EmbeddedEtcd(data_dir=config.state_dir / "etcd")
+            # Mutual TLS with its own certificates; dies with kukeond, restarted if it dies alone.
+            embedded = EmbeddedEtcd(data_dir=config.state_dir / "etcd", restart_on_exit=True)
             await embedded.start()
             self._on_stop("embedded etcd", embedded.stop)
-            endpoints = (embedded.endpoint,)
             log.info("embedded etcd started at %s", embedded.endpoint)
-        registry = await Registry.connect(
-            etcd_config(config, endpoints=endpoints, interceptors=self.latency.etcd_interceptors())
-        )
+            store = embedded.config(interceptors=tuple(interceptors), key_prefix=config.etcd_prefix)
+        else:
+            for endpoint in config.plaintext_remote_etcd_endpoints:
+                log.warning(
+                    "etcd endpoint %s is plaintext and not on loopback (etcdAllowInsecure): "
+                    "whoever reaches it reads and writes every document",
+                    endpoint,
+                )
+            store = etcd_config(config, endpoints=config.etcd_endpoints, interceptors=interceptors)
+        registry = await Registry.connect(store)
         self.registry = registry
         self._on_stop("etcd connection", registry.close)
 

@@ -12,17 +12,29 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, ip_address
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from kukeon.apiserver.admission import normalize_directory
 
 ENV_PREFIX = "KUKEON_"
+_PARTIAL = "partial"
+"""Validation context key: the file alone is validated field by field, not across fields."""
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -51,6 +63,11 @@ class DaemonConfig(BaseModel):
     etcd_password: str | None = None
     etcd_prefix: str = "/kukeon"
     """Root of kukeon's keys, so several installations can share one etcd."""
+    etcd_allow_insecure: bool = False
+    """Accept plaintext (`http://` or scheme-less, no CA or client certificate) endpoints
+    that are not on loopback; refused otherwise, and warned about at every start when
+    accepted: whoever reaches such an etcd reads and writes every document, so is root
+    on every node."""
 
     containerd_address: Path = Path("/run/containerd/containerd.sock")
     state_dir: Path = Path("/var/lib/kukeon")
@@ -178,6 +195,44 @@ class DaemonConfig(BaseModel):
     def uses_embedded_etcd(self) -> bool:
         return not self.etcd_endpoints
 
+    @property
+    def plaintext_remote_etcd_endpoints(self) -> tuple[str, ...]:
+        """The endpoints reached without TLS that are not on loopback.
+
+        As in ``EtcdConfig``, any `https://` endpoint or any CA/client certificate file puts
+        every endpoint on TLS; otherwise `http://` and scheme-less ones are plaintext.
+        """
+        tls = self.etcd_ca_file is not None or self.etcd_cert_file is not None
+        if tls or any(e.strip().lower().startswith("https://") for e in self.etcd_endpoints):
+            return ()
+        return tuple(e for e in self.etcd_endpoints if not _is_loopback_endpoint(e))
+
+    @model_validator(mode="after")
+    def _plaintext_etcd_only_on_loopback(self, info: ValidationInfo) -> DaemonConfig:
+        if info.context and info.context.get(_PARTIAL):
+            return self  # one source of several: the merged configuration is checked
+        insecure = self.plaintext_remote_etcd_endpoints
+        if insecure and not self.etcd_allow_insecure:
+            raise PydanticCustomError(
+                "insecure_etcd",
+                "etcd endpoint {endpoint} is plaintext and not on loopback (anyone who reaches "
+                "it reads and writes every document): use https:// with etcdCaFile, "
+                "etcdCertFile and etcdKeyFile, or accept the risk with --etcd-allow-insecure",
+                {"endpoint": insecure[0]},
+            )
+        return self
+
+
+def _is_loopback_endpoint(endpoint: str) -> bool:
+    text = endpoint.strip()
+    host = urlsplit(text if "://" in text else "http://" + text).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 def _field_for_env(name: str) -> str | None:
     """`KUKEON_ETCD_ENDPOINTS` -> `etcd_endpoints` when that is a config field."""
@@ -190,7 +245,10 @@ def _field_for_env(name: str) -> str | None:
 def _describe(error: ValidationError, source: str) -> str:
     problems = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if not item["loc"]:  # a check across fields (model validator): the message says it
+            problems.append(item["msg"])
+            continue
+        where = ".".join(str(part) for part in item["loc"])
         problems.append(f"{where}: {item['msg']}")
     return f"kukeond configuration ({source}): " + "; ".join(problems)
 
@@ -213,7 +271,8 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"kukeond configuration: {config_file} must hold a mapping")
         try:
-            merged.update(DaemonConfig.model_validate(loaded).model_dump(exclude_unset=True))
+            validated = DaemonConfig.model_validate(loaded, context={_PARTIAL: True})
+            merged.update(validated.model_dump(exclude_unset=True))
         except ValidationError as exc:
             raise ConfigError(_describe(exc, str(config_file))) from exc
 

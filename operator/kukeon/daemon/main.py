@@ -25,6 +25,13 @@ from .config import ConfigError, load_config
 @click.option("--etcd-cert-file", type=click.Path(path_type=Path))
 @click.option("--etcd-key-file", type=click.Path(path_type=Path))
 @click.option(
+    "--etcd-allow-insecure",
+    "etcd_allow_insecure",
+    is_flag=True,
+    default=None,
+    help="Accept plaintext etcd endpoints that are not on loopback (warned at every start).",
+)
+@click.option(
     "--containerd-address",
     type=click.Path(path_type=Path),
     help="containerd socket (default /run/containerd/containerd.sock).",

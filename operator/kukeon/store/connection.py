@@ -158,6 +158,11 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         }
         if self.config.server_name:
             options["grpc.ssl_target_name_override"] = self.config.server_name
+        elif self.config.uses_tls and len(self.config.endpoints) > 1:
+            # The target is then an address list ("ipv4:a:1,b:2"), not a name gRPC can
+            # verify a certificate against: check the first endpoint's host instead (etcd
+            # members' certificates usually name every member; else set server_name).
+            options["grpc.ssl_target_name_override"] = _split_endpoint(self.config.endpoints[0])[1]
         options.update(dict(self.config.channel_options))
         return list(options.items())
 
@@ -230,6 +235,10 @@ _NOT_APPLIED_HINTS = (
 
 
 def is_transient(error: grpc.aio.AioRpcError) -> bool:
+    if error.code() == grpc.StatusCode.INTERNAL:
+        # Over TLS, a server going away ends open streams with RST_STREAM, which gRPC
+        # reports as INTERNAL "Stream removed" instead of UNAVAILABLE.
+        return "stream removed" in (error.details() or "").lower()
     return error.code() in {
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,

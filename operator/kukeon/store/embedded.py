@@ -5,6 +5,14 @@ data directory; a set of them forms a cluster. ``EmbeddedEtcd`` is the single-me
 kukeond uses: it remembers its ports next to its data, so a restart serves the same data
 on the same address. Everything is asyncio: the process is an asyncio subprocess and
 readiness is polled over ``/health`` without blocking the loop.
+
+The embedded etcd speaks mutual TLS only, on both listeners, with the certificates of
+``pki`` kept in its data directory: a local user who can reach the loopback ports but not
+read the keys gets nothing. It is kukeond's child in earnest: it gets SIGKILL when the
+thread that started it exits (a parent-death signal, set by util-linux ``setpriv``), a
+pidfile lets the next start stop an etcd an earlier run left behind on the same data
+directory, and with ``restart_on_exit`` an etcd that dies alone is started again, with
+backoff, on the same ports.
 """
 
 from __future__ import annotations
@@ -12,19 +20,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from .connection import EtcdConfig
+from .pki import EtcdPki, ensure_pki
+
+log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+STALE_GRACE_SECONDS = 5.0
+"""How long a stale etcd gets after SIGTERM before SIGKILL."""
+RESTART_INITIAL_SECONDS = 0.5
+RESTART_MAX_SECONDS = 30.0
+RESTART_RESET_SECONDS = 60.0
+"""An etcd that ran this long before dying is restarted without the accumulated backoff."""
 
 
 class EtcdStartError(RuntimeError):
@@ -58,26 +77,41 @@ def find_etcd_binary() -> str:
     return found
 
 
+def parent_death_prefix() -> list[str]:
+    """``setpriv --pdeathsig KILL`` when util-linux's setpriv is there, else nothing.
+
+    The kernel sends the signal when the *thread* that forked the child exits; kukeond
+    starts etcd from its event loop's thread, which lives as long as kukeond.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL"] if setpriv else []
+
+
 async def http_health(
     host: str, port: int, *, wait_seconds: float = 2.0, tls: ssl.SSLContext | None = None
 ) -> bool:
-    """True when etcd's ``/health`` says the member has a leader and serves."""
+    """True when etcd's ``/health`` says the member has a leader and serves.
+
+    ``tls``: the context to dial an https listener with (it carries the client certificate
+    when etcd demands one).
+    """
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=tls), wait_seconds
-        )
+        async with asyncio.timeout(wait_seconds):
+            reader, writer = await asyncio.open_connection(host, port, ssl=tls)
     except (OSError, TimeoutError):
         return False
     try:
         writer.write(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), wait_seconds)
+        async with asyncio.timeout(wait_seconds):
+            await writer.drain()
+            raw = await reader.read()
     except (OSError, TimeoutError):
         return False
     finally:
         writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(wait_seconds):
+                await writer.wait_closed()
     _, _, body = raw.partition(b"\r\n\r\n")
     try:
         health: Any = json.loads(body)
@@ -103,10 +137,18 @@ class EtcdProcess:
         host: str = LOOPBACK,
         extra_args: Sequence[str] = (),
         client_tls: ssl.SSLContext | None = None,
+        pki: EtcdPki | None = None,
+        parent_death_signal: bool = False,
     ) -> None:
-        """``client_tls``: serve clients over https (``extra_args`` carry etcd's cert flags);
-        the context is what the health check dials with."""
+        """``pki``: mutual TLS on the client and the peer listener with these certificates
+        (the files must exist: ``ensure_pki``). ``client_tls``: serve clients over https
+        with certificates passed in ``extra_args``; the context is what the health check
+        dials with (derived from ``pki`` when that is given). ``parent_death_signal``: the
+        member gets SIGKILL when the thread that spawned it exits."""
         self.name = name
+        self.pki = pki
+        if client_tls is None and pki is not None:
+            client_tls = pki.client_context()
         self.client_tls = client_tls
         self.data_dir = data_dir
         self.host = host
@@ -117,6 +159,7 @@ class EtcdProcess:
         self.binary = binary
         self.log_path = log_path or data_dir.with_name(data_dir.name + ".log")
         self.extra_args = list(extra_args)
+        self.parent_death_signal = parent_death_signal
         self._process: asyncio.subprocess.Process | None = None
 
     @property
@@ -126,7 +169,8 @@ class EtcdProcess:
 
     @property
     def peer_url(self) -> str:
-        return f"http://{self.host}:{self.peer_port}"
+        scheme = "https" if self.pki is not None else "http"
+        return f"{scheme}://{self.host}:{self.peer_port}"
 
     @property
     def endpoint(self) -> str:
@@ -142,6 +186,7 @@ class EtcdProcess:
 
     def command(self) -> list[str]:
         binary = self.binary or find_etcd_binary()
+        tls = self.pki.etcd_args() if self.pki is not None else []
         return [
             binary,
             "--name", self.name,
@@ -155,6 +200,7 @@ class EtcdProcess:
             "--initial-cluster-state", "new",
             "--logger", "zap",
             "--log-level", "warn",
+            *tls,
             *self.extra_args,
         ]  # fmt: skip
 
@@ -163,6 +209,8 @@ class EtcdProcess:
         if self.running:
             return
         command = self.command()
+        if self.parent_death_signal:
+            command = parent_death_prefix() + command
 
         def open_log() -> Any:
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +227,12 @@ class EtcdProcess:
             )
         finally:
             log_file.close()
+
+    async def wait(self) -> int | None:
+        """Until the process exits; its status (None when it was never started)."""
+        if self._process is None:
+            return None
+        return await self._process.wait()
 
     async def wait_healthy(self, *, within: float = 30.0) -> None:
         loop = asyncio.get_running_loop()
@@ -216,7 +270,8 @@ class EtcdProcess:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(sig)
         try:
-            await asyncio.wait_for(process.wait(), grace)
+            async with asyncio.timeout(grace):
+                await process.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
@@ -233,13 +288,76 @@ class EtcdProcess:
         return await asyncio.to_thread(read)
 
 
+def _uses_data_dir(pid: int, data_dir: Path) -> bool:
+    """True when process ``pid`` is alive and was started with ``--data-dir data_dir``."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False  # gone (a zombie's cmdline is empty, so it never matches either)
+    wanted = os.fsencode(str(data_dir))
+    for index, argument in enumerate(argv):
+        if argument == b"--data-dir" and index + 1 < len(argv) and argv[index + 1] == wanted:
+            return True
+        if argument == b"--data-dir=" + wanted:
+            return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the command name in parentheses; Z (zombie) and X are gone.
+    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
+
+
+def stop_stale_members(
+    data_dir: Path, pid_file: Path, *, grace: float = STALE_GRACE_SECONDS
+) -> list[int]:
+    """Stop every etcd still serving ``data_dir`` (an earlier kukeond's, after a kill -9).
+
+    The pidfile names the last one started; processes are also looked for by their
+    ``--data-dir`` argument, in case the pidfile was lost. SIGTERM, then SIGKILL after
+    ``grace`` seconds. Blocking: run it in a thread. Returns the pids stopped.
+    """
+    candidates: set[int] = set()
+    with contextlib.suppress(OSError, ValueError):
+        candidates.add(int(pid_file.read_text().strip()))
+    with contextlib.suppress(OSError):
+        candidates.update(int(entry) for entry in os.listdir("/proc") if entry.isdigit())
+    candidates.discard(os.getpid())
+    stale = sorted(pid for pid in candidates if _uses_data_dir(pid, data_dir))
+    for pid in stale:
+        log.warning("stopping etcd pid %d, left serving %s by an earlier run", pid, data_dir)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(_alive(pid) for pid in stale) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in stale:
+        if _alive(pid) and _uses_data_dir(pid, data_dir):
+            log.warning("etcd pid %d ignored SIGTERM for %gs; SIGKILL", pid, grace)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10.0
+    while any(_alive(pid) for pid in stale) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return stale
+
+
 class EmbeddedEtcd:
     """kukeond's private single-member etcd, kept in ``data_dir``.
 
-    ``data_dir/etcd`` holds etcd's data, ``data_dir/ports.json`` the ports chosen on the
-    first start (reused while they are free), ``data_dir/etcd.log`` its log. By default
-    history older than ``auto_compaction_retention`` is compacted so a long-running node
-    does not grow without bound (watchers then relist, as they must with any etcd).
+    ``data_dir`` (``0700``) holds ``etcd/`` (etcd's data), ``pki/`` (the CA, member and
+    client certificates, see ``pki``), ``ports.json`` (the ports chosen on the first start,
+    reused while they are free), ``etcd.pid`` and ``etcd.log``. By default history older
+    than ``auto_compaction_retention`` is compacted so a long-running node does not grow
+    without bound (watchers then relist, as they must with any etcd).
+
+    ``restart_on_exit``: an etcd that exits while it should run is started again on the
+    same ports, after a backoff doubling from 0.5 s up to 30 s (reset once it has run for a
+    minute); ``restarts`` counts them.
     """
 
     def __init__(
@@ -251,6 +369,7 @@ class EmbeddedEtcd:
         auto_compaction_retention: str | None = "1h",
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
+        restart_on_exit: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.binary = binary
@@ -258,11 +377,29 @@ class EmbeddedEtcd:
         self.auto_compaction_retention = auto_compaction_retention
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
+        self.restart_on_exit = restart_on_exit
+        self.restarts = 0
         self._member: EtcdProcess | None = None
+        self._pki: EtcdPki | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def ports_file(self) -> Path:
         return self.data_dir / "ports.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "etcd.pid"
+
+    @property
+    def etcd_data_dir(self) -> Path:
+        return self.data_dir / "etcd"
+
+    @property
+    def pki(self) -> EtcdPki:
+        """The certificates (made by the first ``start``)."""
+        return self._pki or EtcdPki(self.data_dir / "pki")
 
     @property
     def member(self) -> EtcdProcess:
@@ -272,7 +409,7 @@ class EmbeddedEtcd:
 
     @property
     def endpoint(self) -> str:
-        """``http://127.0.0.1:<port>``: what an ``EtcdConfig`` needs."""
+        """``https://127.0.0.1:<port>``: what an ``EtcdConfig`` needs (with ``pki``'s files)."""
         return self.member.client_url
 
     @property
@@ -280,9 +417,29 @@ class EmbeddedEtcd:
         return self._member is not None and self._member.running
 
     def config(self, **overrides: Any) -> EtcdConfig:
-        return EtcdConfig(endpoints=[self.endpoint], **overrides)
+        """How to reach this etcd: its https endpoint, the CA and the client certificate."""
+        pki = self.pki
+        settings: dict[str, Any] = {
+            "endpoints": [self.endpoint],
+            "ca_file": pki.ca_file,
+            "cert_file": pki.client_cert_file,
+            "key_file": pki.client_key_file,
+        }
+        settings.update(overrides)
+        return EtcdConfig(**settings)
 
-    def _choose_ports(self, *, fresh: bool) -> tuple[int, int]:
+    def _hosts(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.host, "localhost")))
+
+    def _prepare(self) -> EtcdPki:
+        """The data directory (0700), the certificates, and no stale etcd on the data."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        pki = ensure_pki(self.data_dir / "pki", hosts=self._hosts())
+        stop_stale_members(self.etcd_data_dir, self.pid_file)
+        return pki
+
+    def _choose_ports(self, *, fresh: bool, keep: bool = False) -> tuple[int, int]:
         if not fresh and self.ports_file.exists():
             try:
                 saved = json.loads(self.ports_file.read_text())
@@ -292,6 +449,11 @@ class EmbeddedEtcd:
             else:
                 if port_is_free(client, self.host) and port_is_free(peer, self.host):
                     return client, peer
+                if keep:
+                    # Clients hold this address: a new one would strand them.
+                    raise EtcdStartError(
+                        f"etcd's ports {client}/{peer} on {self.host} are in use by another process"
+                    )
         client, peer = free_port(self.host), free_port(self.host)
         while peer == client:
             peer = free_port(self.host)
@@ -299,7 +461,7 @@ class EmbeddedEtcd:
         self.ports_file.write_text(json.dumps({"client": client, "peer": peer}))
         return client, peer
 
-    def _new_member(self, client_port: int, peer_port: int) -> EtcdProcess:
+    def _new_member(self, client_port: int, peer_port: int, pki: EtcdPki) -> EtcdProcess:
         extra = list(self.extra_args)
         if self.auto_compaction_retention:
             extra += [
@@ -308,41 +470,111 @@ class EmbeddedEtcd:
             ]  # fmt: skip
         return EtcdProcess(
             name="kukeon",
-            data_dir=self.data_dir / "etcd",
+            data_dir=self.etcd_data_dir,
             client_port=client_port,
             peer_port=peer_port,
             binary=self.binary,
             log_path=self.data_dir / "etcd.log",
             host=self.host,
             extra_args=extra,
+            pki=pki,
+            parent_death_signal=True,
         )
 
-    async def start(self) -> None:
-        """Start (or start again) on the remembered ports; waits until etcd is healthy."""
-        if self.running:
-            return
+    def _write_pid_file(self, pid: int) -> None:
+        temporary = self.pid_file.with_name(f".{self.pid_file.name}.tmp")
+        temporary.write_text(f"{pid}\n")
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, self.pid_file)
+
+    async def _launch(self, *, keep_ports: bool) -> None:
+        pki = await asyncio.to_thread(self._prepare)
+        self._pki = pki
         last_error: EtcdStartError | None = None
-        for attempt in range(3):
+        for attempt in range(1 if keep_ports else 3):
             # A port picked as free can be taken by someone else before etcd binds it.
-            ports = await asyncio.to_thread(self._choose_ports, fresh=attempt > 0)
-            self._member = self._new_member(*ports)
+            ports = await asyncio.to_thread(self._choose_ports, fresh=attempt > 0, keep=keep_ports)
+            member = await asyncio.to_thread(self._new_member, *ports, pki)
+            self._member = member
+            await member.spawn()
+            if member.pid is not None:
+                await asyncio.to_thread(self._write_pid_file, member.pid)
             try:
-                await self._member.start(within=self.startup_timeout)
+                await member.wait_healthy(within=self.startup_timeout)
                 return
             except EtcdStartError as error:
-                await self._member.kill()
+                await member.kill()
                 last_error = error
                 if "address already in use" not in str(error):
                     raise
         assert last_error is not None
         raise last_error
 
+    async def start(self) -> None:
+        """Start (or start again) on the remembered ports; waits until etcd is healthy.
+
+        An etcd an earlier run left on this data directory is stopped first.
+        """
+        if self.running:
+            return
+        self._stopping = False
+        await self._launch(keep_ports=False)
+        if self.restart_on_exit and (self._supervisor is None or self._supervisor.done()):
+            self._supervisor = asyncio.create_task(
+                self._supervise(), name="kukeon-embedded-etcd-supervisor"
+            )
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            member = self.member
+            started = loop.time()
+            status = await member.wait()
+            if self._stopping:
+                return
+            if loop.time() - started > RESTART_RESET_SECONDS:
+                failures = 0
+            log.warning(
+                "embedded etcd (%s) exited with status %s; starting it again",
+                member.client_url,
+                status,
+            )
+            while True:
+                delay = min(RESTART_MAX_SECONDS, RESTART_INITIAL_SECONDS * 2 ** min(failures, 16))
+                failures += 1
+                await asyncio.sleep(delay)
+                try:
+                    await self._launch(keep_ports=True)
+                except (EtcdStartError, OSError) as error:
+                    summary = str(error).splitlines()[0]
+                    log.error("embedded etcd did not start again: %s", summary)
+                    continue
+                self.restarts += 1
+                log.info("embedded etcd is serving again at %s", self.endpoint)
+                break
+
+    async def _stop_supervisor(self) -> None:
+        self._stopping = True
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def stop(self, *, grace: float = 10.0) -> None:
+        await self._stop_supervisor()
         if self._member is not None:
             await self._member.stop(grace=grace)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self.pid_file.unlink)
 
     async def kill(self) -> None:
-        """SIGKILL, as a crash would: etcd's WAL must bring the data back on restart."""
+        """SIGKILL, as a crash would: etcd's WAL must bring the data back on restart.
+
+        A supervised etcd is killed for good (the supervisor is stopped first).
+        """
+        await self._stop_supervisor()
         if self._member is not None:
             await self._member.kill()
 

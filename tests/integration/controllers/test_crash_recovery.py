@@ -26,7 +26,7 @@ import pytest
 from kukeon.api import AnyResource, Cell, Kind, Space, parse_resource
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.tasks import TaskStatus
-from kukeon.store import EtcdConfig, NotFound, Registry
+from kukeon.store import NotFound, Registry
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukeond import kukeond_config, sweep_host
@@ -115,6 +115,9 @@ def _argv(config: object, tmp: Path) -> list[str]:
     return [
         str(KUKEOND),
         "--etcd-endpoints", ",".join(config.etcd_endpoints),
+        "--etcd-ca-file", str(config.etcd_ca_file),
+        "--etcd-cert-file", str(config.etcd_cert_file),
+        "--etcd-key-file", str(config.etcd_key_file),
         "--etcd-prefix", config.etcd_prefix,
         "--containerd-address", str(config.containerd_address),
         "--state-dir", str(config.state_dir),
@@ -147,9 +150,7 @@ async def crashable(
         tmp_path, containerd=containerd_daemon, etcd=etcd_server, prefix=etcd_key_prefix
     )
     daemon = DaemonProcess(argv=_argv(config, tmp_path), log=tmp_path / "kukeond.log")
-    registry = await Registry.connect(
-        EtcdConfig(endpoints=(etcd_server.endpoint,), key_prefix=etcd_key_prefix)
-    )
+    registry = await Registry.connect(etcd_server.config(key_prefix=etcd_key_prefix))
     containerd = ContainerdClient(containerd_daemon.address)
     setup = Setup(
         daemon=daemon,

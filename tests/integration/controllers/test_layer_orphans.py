@@ -19,7 +19,7 @@ import pytest
 
 from kukeon.api import Kind, key_of
 from kukeon.controllers.realm import namespace_node_label
-from kukeon.daemon.app import Daemon
+from kukeon.daemon.app import Daemon, etcd_config
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 from kukeon.runtime.network import (
@@ -31,7 +31,7 @@ from kukeon.runtime.network import (
 )
 from kukeon.runtime.network.egress import chain_name
 from kukeon.runtime.network.space import space_conflist_path
-from kukeon.store import EtcdConfig, KeyLayout, Registry
+from kukeon.store import KeyLayout, Registry
 from tests.fixtures.kukeond import Kukeond
 
 from .conftest import speed_up
@@ -68,9 +68,7 @@ async def namespaces(k: Kukeond) -> set[str]:
 async def stopped(k: Kukeond) -> AsyncIterator[Registry]:
     """kukeond stopped (its workloads run on); a registry of its own meanwhile; started again."""
     await k.daemon.stop()
-    registry = await Registry.connect(
-        EtcdConfig(endpoints=k.config.etcd_endpoints, key_prefix=k.config.etcd_prefix)
-    )
+    registry = await Registry.connect(etcd_config(k.config, endpoints=k.config.etcd_endpoints))
     try:
         yield registry
     finally:

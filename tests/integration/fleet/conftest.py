@@ -32,7 +32,7 @@ from kukeon.daemon.app import Daemon
 from kukeon.daemon.config import DaemonConfig
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.containers import MANAGED_FILTER, label_filter
-from kukeon.store import EtcdConfig, NotFound, Registry
+from kukeon.store import NotFound, Registry
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukeond import kukeond_config, sweep_host
@@ -274,9 +274,7 @@ async def fleet(
             }
         )
 
-    registry = await Registry.connect(
-        EtcdConfig(endpoints=(etcd_server.endpoint,), key_prefix=etcd_key_prefix)
-    )
+    registry = await Registry.connect(etcd_server.config(key_prefix=etcd_key_prefix))
     containerd = ContainerdClient(containerd_daemon.address)
     running = Fleet(
         registry=registry,

@@ -8,7 +8,7 @@ import collections
 import pytest
 
 from kukeon.api import Kind
-from kukeon.store import EtcdConfig, Registry, Unavailable, WatchEvent
+from kukeon.store import Registry, Unavailable, WatchEvent
 from tests.fixtures.etcd import EtcdCluster
 
 from .objects import realm
@@ -22,7 +22,7 @@ async def test_leader_killed_under_writer_and_watcher(etcd_cluster: EtcdCluster)
     leader = await etcd_cluster.leader()
     endpoints = etcd_cluster.endpoints
     endpoints.insert(0, endpoints.pop(leader))
-    config = EtcdConfig(endpoints=endpoints, request_timeout=2.0, retry_timeout=30.0)
+    config = etcd_cluster.config(endpoints=endpoints, request_timeout=2.0, retry_timeout=30.0)
     async with await Registry.connect(config) as registry:
         start = await registry.current_revision()
         acknowledged: list[str] = []
@@ -77,7 +77,7 @@ async def test_leader_killed_under_writer_and_watcher(etcd_cluster: EtcdCluster)
 
     # The killed member comes back, catches up, and serves everything on its own.
     await etcd_cluster.restart(leader)
-    alone = EtcdConfig(endpoints=[etcd_cluster.members[leader].endpoint])
+    alone = etcd_cluster.config(endpoints=[etcd_cluster.endpoints[leader]])
     async with await Registry.connect(alone) as registry:
         again = await registry.list(Kind.REALM)
     assert {item.metadata.name for item in again.items} == present

@@ -14,6 +14,7 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.store import EmbeddedEtcd, EtcdConfig, EtcdProcess, Registry, StoreError, Unavailable
+from tests.fixtures.etcd import etcdctl_tls_args
 from tests.fixtures.services import free_tcp_port, require_binary
 
 from .objects import realm
@@ -113,7 +114,7 @@ async def test_username_and_password(scratch: Path) -> None:
                 ["auth", "enable"],
             ):
                 subprocess.run(
-                    [etcdctl, "--endpoints", etcd.endpoint, *command],
+                    [etcdctl, "--endpoints", etcd.endpoint, *etcdctl_tls_args(etcd.pki), *command],
                     check=True,
                     capture_output=True,
                     env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},

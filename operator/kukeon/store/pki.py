@@ -1,0 +1,365 @@
+"""The certificates etcd is run with: a private CA, a member certificate and a client one.
+
+An etcd that kukeon starts (the embedded one, the tests', ``hack/etcd-cluster.sh``'s)
+accepts only clients that show a certificate of its own CA: a local user who can reach
+the loopback port but cannot read the key (``0600`` in a ``0700`` directory) gets nothing.
+``ensure_pki`` makes the files on first use and keeps them afterwards; it makes again only
+what is missing, unparseable, not signed by the current CA, not matching its key, short of
+a requested name, or within ``RENEW_BEFORE`` of expiry (a new CA brings new leaves).
+
+- ``ca.crt``/``ca.key``: the CA (EC P-256, ``CA_DAYS``).
+- ``member.crt``/``member.key``: etcd's own certificate, for the client listener and the
+  peer listener alike (serverAuth and clientAuth, common name ``MEMBER_NAME``); etcd is
+  told to accept only that name on its peer port, so a client certificate cannot join.
+- ``client.crt``/``client.key``: what kukeond, the tests and the tools present.
+
+Files are written atomically (temporary file, fsync, rename), keys ``0600``, everything in
+a directory kept ``0700``. ``python -m kukeon.store.pki DIR [--host H]...`` does the same
+for shell scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import ipaddress
+import os
+import ssl
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+DEFAULT_HOSTS = ("127.0.0.1", "localhost")
+"""The names the embedded etcd is dialed by (it listens on 127.0.0.1 only)."""
+MEMBER_NAME = "kukeon-etcd-member"
+CLIENT_NAME = "kukeon-etcd-client"
+CA_DAYS = 3650
+LEAF_DAYS = 1825
+RENEW_BEFORE = datetime.timedelta(days=30)
+"""A certificate this close to its end is replaced at the next ``ensure_pki``."""
+
+_KEY_MODE = 0o600
+_CERT_MODE = 0o600  # nothing here needs to be read by anyone but root
+
+
+@dataclass(frozen=True)
+class EtcdPki:
+    """Where the files of one PKI directory are."""
+
+    directory: Path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def ca_key_file(self) -> Path:
+        return self.directory / "ca.key"
+
+    @property
+    def member_cert_file(self) -> Path:
+        return self.directory / "member.crt"
+
+    @property
+    def member_key_file(self) -> Path:
+        return self.directory / "member.key"
+
+    @property
+    def client_cert_file(self) -> Path:
+        return self.directory / "client.crt"
+
+    @property
+    def client_key_file(self) -> Path:
+        return self.directory / "client.key"
+
+    def etcd_args(self) -> list[str]:
+        """etcd's flags for mutual TLS on both listeners (file paths only, no secrets)."""
+        return [
+            "--client-cert-auth",
+            "--trusted-ca-file", str(self.ca_file),
+            "--cert-file", str(self.member_cert_file),
+            "--key-file", str(self.member_key_file),
+            "--peer-client-cert-auth",
+            "--peer-trusted-ca-file", str(self.ca_file),
+            "--peer-cert-file", str(self.member_cert_file),
+            "--peer-key-file", str(self.member_key_file),
+            "--peer-cert-allowed-cn", MEMBER_NAME,
+        ]  # fmt: skip
+
+    def client_context(self) -> ssl.SSLContext:
+        """An ``ssl`` context that verifies etcd by this CA and presents the client cert."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_file))
+        context.load_cert_chain(str(self.client_cert_file), str(self.client_key_file))
+        return context
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kukeon"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _subject_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return names
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)  # the umask may have narrowed O_CREAT's mode; never widened
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _save(
+    key: ec.EllipticCurvePrivateKey, cert: x509.Certificate, key_file: Path, cert_file: Path
+) -> None:
+    # The key first: a crash in between leaves a certificate that does not match its key,
+    # which the next run replaces.
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_atomically(key_file, key_pem, _KEY_MODE)
+    _write_atomically(cert_file, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+
+
+def _load(
+    key_file: Path, cert_file: Path
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None:
+    """The pair when both parse and belong together, else None."""
+    try:
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError, TypeError):
+        return None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        return None
+    public = cert.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        return None
+    if public.public_numbers() != key.public_key().public_numbers():
+        return None
+    return key, cert
+
+
+def _fresh(cert: x509.Certificate, now: datetime.datetime) -> bool:
+    return cert.not_valid_before_utc <= now and cert.not_valid_after_utc - RENEW_BEFORE > now
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, days: int
+) -> x509.CertificateBuilder:
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        # An hour of slack for a clock that is slightly behind on another member.
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+
+
+def _make_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = _new_key()
+    name = _name("kukeon etcd CA")
+    cert = (
+        _builder(name, name, key, CA_DAYS)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _make_leaf(
+    ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+    common_name: str,
+    usages: Sequence[x509.ObjectIdentifier],
+    hosts: Sequence[str],
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    ca_key, ca_cert = ca
+    key = _new_key()
+    builder = (
+        _builder(_name(common_name), ca_cert.subject, key, LEAF_DAYS)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+    )
+    if hosts:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(_subject_names(hosts)), critical=False
+        )
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+def _leaf_ok(
+    cert: x509.Certificate,
+    ca_cert: x509.Certificate,
+    hosts: Sequence[str],
+    now: datetime.datetime,
+) -> bool:
+    if not _fresh(cert, now) or cert.issuer != ca_cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    if not hosts:
+        return True
+    try:
+        present = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return all(name in present for name in _subject_names(hosts))
+
+
+def ensure_pki(directory: Path, *, hosts: Sequence[str] = DEFAULT_HOSTS) -> EtcdPki:
+    """Make (or keep) the CA, member and client certificates in ``directory``.
+
+    ``hosts``: the IP addresses and DNS names the member certificate must name (every
+    address clients and peers dial). Blocking (file I/O, key generation): call it from a
+    thread in async code.
+    """
+    pki = EtcdPki(Path(directory))
+    pki.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(pki.directory, 0o700)
+    now = _now()
+
+    ca = _load(pki.ca_key_file, pki.ca_file)
+    new_ca = ca is None or not _fresh(ca[1], now)
+    if ca is None or new_ca:
+        ca = _make_ca()
+        _save(*ca, pki.ca_key_file, pki.ca_file)
+
+    leaves = (
+        (
+            pki.member_key_file,
+            pki.member_cert_file,
+            MEMBER_NAME,
+            (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+            tuple(hosts),
+        ),
+        (
+            pki.client_key_file,
+            pki.client_cert_file,
+            CLIENT_NAME,
+            (ExtendedKeyUsageOID.CLIENT_AUTH,),
+            (),
+        ),
+    )
+    for key_file, cert_file, common_name, usages, names in leaves:
+        current = None if new_ca else _load(key_file, cert_file)
+        if current is not None and _leaf_ok(current[1], ca[1], names, now):
+            # Keys written by an older version may be wider than 0600.
+            for path in (key_file, cert_file):
+                if path.stat().st_mode & 0o077:
+                    os.chmod(path, _KEY_MODE)
+            continue
+        _save(*_make_leaf(ca, common_name, usages, names), key_file, cert_file)
+    for path in (pki.ca_key_file, pki.ca_file):
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, _KEY_MODE)
+    return pki
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m kukeon.store.pki",
+        description="Make (or keep) etcd's CA, member and client certificates in DIR.",
+    )
+    parser.add_argument("directory", type=Path, metavar="DIR")
+    parser.add_argument(
+        "--host",
+        action="append",
+        dest="hosts",
+        metavar="HOST",
+        help="an IP address or DNS name etcd is dialed by (repeatable; "
+        f"default {', '.join(DEFAULT_HOSTS)})",
+    )
+    arguments = parser.parse_args(argv)
+    try:
+        ensure_pki(arguments.directory, hosts=tuple(arguments.hosts or DEFAULT_HOSTS))
+    except OSError as error:
+        print(f"kukeon.store.pki: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
