@@ -36,6 +36,7 @@ This module imports only ``kukeon.api`` and the API server's own modules.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
@@ -238,13 +239,8 @@ def check_container(
     field: str,
     level: SecurityLevel,
     allowances: HostAllowances,
-    inherited: str = "",
 ) -> list[Violation]:
-    """Every host power ``container`` asks for beyond ``level``, at paths under ``field``.
-
-    ``inherited`` is appended to the message of a violation whose value came from the
-    space's defaults (computed by ``check_cell``), so the caller knows where to look.
-    """
+    """Every host power ``container`` asks for beyond ``level``, at paths under ``field``."""
     if _allows(level, SecurityLevel.PRIVILEGED):
         return []
     found: list[Violation] = []
@@ -300,8 +296,6 @@ def check_container(
                     f"allowedSecretEnv ({allowed})",
                 )
             )
-    if inherited:
-        found = [v._replace(message=v.message + inherited) for v in found]
     return found
 
 
@@ -334,29 +328,28 @@ def check_cell(
             )
         )
     for position, container in enumerate(cell.spec.containers):
+        field = f"spec.containers[{position}]"
         effective = container
-        inherited = ""
+        taken: set[str] = set()
         if space is not None:
             effective = apply_space_defaults_to_container(space, container)
-            taken = [
-                name
+            taken = {
+                _camel(name)
                 for name in DEFAULTABLE_FIELDS
                 if getattr(effective, name) != getattr(container, name)
-            ]
-            if taken:
-                space_name = display_key(key_of(space))
-                inherited = (
-                    f" (inherited from the defaults of space {space_name!r}: "
-                    + ", ".join(f"spec.defaults.container.{_camel(n)}" for n in taken)
-                    + ")"
+            }
+        for violation in check_container(
+            effective, field=field, level=level, allowances=allowances
+        ):
+            # Say where a value the container does not set itself comes from.
+            own_field = re.split(r"[.\[]", violation.field[len(field) + 1 :], maxsplit=1)[0]
+            if own_field in taken and space is not None:
+                violation = violation._replace(
+                    message=f"{violation.message} (inherited from "
+                    f"spec.defaults.container.{own_field} of space "
+                    f"{display_key(key_of(space))!r})"
                 )
-        found += check_container(
-            effective,
-            field=f"spec.containers[{position}]",
-            level=level,
-            allowances=allowances,
-            inherited=inherited,
-        )
+            found.append(violation)
     return found
 
 

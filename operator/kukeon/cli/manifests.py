@@ -38,8 +38,13 @@ from kukeon.cli.output import kind_slug
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
-# Spec fields the system fills in after creation; an apply that leaves them out keeps them.
-SERVER_OWNED_SPEC_FIELDS: dict[Kind, frozenset[str]] = {Kind.CELL: frozenset({"nodeName"})}
+# Spec fields the system (or an admin) fills in after creation; an apply that leaves them
+# out keeps them. A realm's securityLevel is the admin's: an editor re-applying the realm's
+# manifest must not be refused for "changing" it back to the default.
+SERVER_OWNED_SPEC_FIELDS: dict[Kind, frozenset[str]] = {
+    Kind.CELL: frozenset({"nodeName"}),
+    Kind.REALM: frozenset({"securityLevel"}),
+}
 # Annotations under this prefix are written by kukeon itself (the scheduler's
 # `kukeon.io/scheduled-by`, `kukectl restart`'s `kukeon.io/restartedAt`): an apply that does
 # not mention one keeps it, as kubectl keeps what other managers own.
