@@ -7,17 +7,18 @@ and stacks materialised only where cells of them run, see ``layers``, each node 
 its own finalizer), the cell-membership follower that requeues a cell's parents when it
 arrives on or leaves this node, the containerd event follower that requeues a cell when
 one of its tasks exits, and the orphan collector (cells, then the realms, spaces and
-stacks this node does not materialise) run at start and then periodically.
+stacks this node does not materialise) run at start and then periodically. The three
+background loops run under the operator's supervisor (``Operator.tasks``): a crash is
+logged, counted, restarted with backoff and shown on /readyz.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from kukeon.api import Cell, Kind
-from kukeon.framework import Operator, OperatorContext
+from kukeon.framework import Operator, OperatorContext, SupervisedTask
 from kukeon.store import Registry
 
 from .cell import CellController, HostFacts
@@ -64,7 +65,7 @@ class Controllers:
         self.cells = CellController(
             host=host, registry=registry, images=images, facts=HostFacts.read()
         )
-        self._background: list[asyncio.Task[None]] = []
+        self._background: list[SupervisedTask] = []
 
     def runs_here(self, cell: Cell) -> bool:
         # Only cells assigned to this node: the scheduler (issue 10) places the others.
@@ -119,26 +120,26 @@ class Controllers:
                 removed = []
             if removed:
                 log.info("removed %d orphan(s) at start: %s", len(removed), ", ".join(removed))
+            followed = False
+
+            async def follow_events() -> None:
+                nonlocal followed
+                if followed:
+                    op.resync()  # restarted after a crash: exits may have been missed meanwhile
+                followed = True
+                await follow_task_events(
+                    containerd=self.host.containerd, trigger=op.trigger, resync=op.resync
+                )
+
             self._background = [
-                asyncio.create_task(
-                    follow_task_events(
-                        containerd=self.host.containerd,
-                        trigger=op.trigger,
-                        resync=op.resync,
-                    ),
-                    name="kukeon-containerd-events",
-                ),
-                asyncio.create_task(self._collect_periodically(), name="kukeon-gc"),
-                asyncio.create_task(membership.follow(), name="kukeon-cell-membership"),
+                op.tasks.start("kukeon-containerd-events", follow_events),
+                op.tasks.start("kukeon-gc", self._collect_periodically),
+                op.tasks.start("kukeon-cell-membership", membership.follow),
             ]
 
         @op.on_shutdown
         async def stop_background(ctx: OperatorContext) -> None:
-            for task in self._background:
-                task.cancel()
-            for task in self._background:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await op.tasks.stop(self._background)
             self._background = []
 
 

@@ -6,14 +6,18 @@ API server runs without the node routes (it has no containerd) and without contr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from kukeon.apiserver import ApiSettings, build_runner
+from kukeon.apiserver.app import ReadinessCheck
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
 
 from .forwarding import Forwarder
+from .hostdirs import share_run_dir
+from .node import FLEET
 from .noderoutes import NodeRoutes
 
 if TYPE_CHECKING:
@@ -46,6 +50,7 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
         registry=daemon.metrics_registry,
         store=daemon.registry,
         node_name=config.node_name,
+        invalid_documents=daemon.registry.invalid_documents,
     )
     await metrics.start()
     stoppers.append(("metrics informer", metrics.stop))
@@ -54,15 +59,23 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
     stoppers.append(("metrics endpoint", server.stop))
 
     operator = daemon.operator
+    checks: dict[str, ReadinessCheck] = {}
+    if not config.api_only:
 
-    def controllers_running() -> bool:
-        return operator is not None and operator.running
+        def controllers_ready() -> bool:
+            # Not ready while any supervised loop (a kind's watch, the event follower...)
+            # is down after a crash: the failure names it.
+            return operator is not None and operator.ready()
+
+        checks["controllers"] = controllers_ready
+        if operator is not None and daemon.fleet is not None:
+            checks["fleet"] = operator.tasks.readiness(FLEET)
 
     runner = await build_runner(
         settings=api_settings(daemon),
         registry=daemon.registry,
         metrics_registry=daemon.metrics_registry,
-        readiness_checks={} if config.api_only else {"controllers": controllers_running},
+        readiness_checks=checks,
     )
     if daemon.controllers is not None:
         NodeRoutes(controllers=daemon.controllers, registry=daemon.registry).add_routes(runner.app)
@@ -79,6 +92,8 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
     forwarder.install(runner.app, serves_cells=daemon.controllers is not None)
     await runner.start()
     stoppers.append(("API server", runner.stop))
+    # The socket's group exists now (the runner creates it): it may reach the socket.
+    await asyncio.to_thread(share_run_dir, config.run_dir, api_settings(daemon).socket_group)
     if daemon.fleet is not None:  # other nodes find this API in Node.status.apiEndpoint
         await daemon.fleet.agent.set_api_port(runner.tcp_port)
     return stoppers

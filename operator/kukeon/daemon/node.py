@@ -5,6 +5,7 @@ and what the host offers (CPUs, memory, cgroup mode, containerd and runc version
 plugins), then keeps an etcd lease alive with the key
 ``<prefix>/leases/fleet/<node>`` attached and writes ``lastHeartbeatTime`` at every
 renewal. The scheduler leader reads those keys: a node whose key is gone is NotReady.
+The heartbeat loop runs under the daemon's supervisor (component "fleet" on /readyz).
 
 `start_fleet` is the one call ``daemon.app`` makes: it also puts the scheduler on the
 operator as a singleton, so every kukeond can schedule and exactly one does.
@@ -35,7 +36,7 @@ from kukeon.api import (
     ObjectMeta,
 )
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
-from kukeon.framework import LeaseSession, Operator
+from kukeon.framework import LeaseSession, Operator, SupervisedTask, Supervisor
 from kukeon.framework.waits import wait_event
 from kukeon.runtime.cgroups import detect_cgroup_mode
 from kukeon.runtime.containerd.client import ContainerdClient
@@ -46,6 +47,18 @@ from .config import DaemonConfig
 log = logging.getLogger("kukeon.daemon.node")
 
 _REQUEST_TIMEOUT = 5.0
+HEARTBEAT_LOG_INTERVAL = 60.0
+"""A heartbeat that keeps failing is reported at most this often (with a count)."""
+HEARTBEAT_BACKOFF_MAX = 10.0
+
+
+def heartbeat_retry_delay(failures: int) -> float:
+    """Seconds before the next attempt after ``failures`` failed ones in a row."""
+    return min(HEARTBEAT_BACKOFF_MAX, 0.5 * 2.0 ** min(failures - 1, 16))
+
+
+FLEET = "fleet"
+"""The readiness component of the node's own loops."""
 MEMORY_PRESSURE_FRACTION = 0.05
 """MemoryPressure when less than this share of the host's memory is available."""
 
@@ -181,6 +194,7 @@ class NodeAgent:
         registry: Registry,
         config: DaemonConfig,
         containerd: ContainerdClient | None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.registry = registry
         self.config = config
@@ -194,14 +208,15 @@ class NodeAgent:
         """The bound port of the TCP API (set by the endpoints once they listen)."""
         self._capacity = NodeResources()
         self._session: LeaseSession | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
+        self._task: SupervisedTask | None = None
 
     async def start(self) -> None:
         self._capacity = await read_capacity(self.config, self.containerd)
         await self._register()
         await self._new_lease()
         await self.beat()
-        self._task = asyncio.create_task(self._run(), name="kukeon-node-heartbeat")
+        self._task = self._supervisor.start("kukeon-node-heartbeat", self._run, component=FLEET)
 
     async def _register(self) -> None:
         """Create the Node, or bring an existing one's labels up to date with the config."""
@@ -292,26 +307,53 @@ class NodeAgent:
             await self.beat()
 
     async def _run(self) -> None:
+        # While etcd is down every attempt fails at once (the lost lease does not wait for
+        # the interval): back off, and say so once per HEARTBEAT_LOG_INTERVAL with a count.
+        loop = asyncio.get_running_loop()
+        failures = unreported = 0
+        reported_at = -HEARTBEAT_LOG_INTERVAL
         while True:
             session = self._session
             assert session is not None
-            await wait_event(session.lost, self.config.node_heartbeat_seconds)
+            if failures:
+                await asyncio.sleep(heartbeat_retry_delay(failures))
+            else:
+                await wait_event(session.lost, self.config.node_heartbeat_seconds)
             try:
                 if session.lost.is_set():
-                    log.warning("node %s: heartbeat lease lost, taking a new one", self.node_name)
+                    if not failures:
+                        log.warning(
+                            "node %s: heartbeat lease lost, taking a new one", self.node_name
+                        )
                     await session.close(revoke=True)
                     await self._new_lease()
                 await self.beat()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                log.warning("node %s: heartbeat failed (%r); trying again", self.node_name, error)
+                failures += 1
+                unreported += 1
+                if loop.time() - reported_at >= HEARTBEAT_LOG_INTERVAL:
+                    log.warning(
+                        "node %s: heartbeat failed %d time(s) since the last report (%r); "
+                        "retrying in %gs",
+                        self.node_name,
+                        unreported,
+                        error,
+                        heartbeat_retry_delay(failures),
+                    )
+                    reported_at, unreported = loop.time(), 0
+                continue
+            if failures:
+                log.info(
+                    "node %s: heartbeat works again after %d failure(s)", self.node_name, failures
+                )
+                failures = unreported = 0
+                reported_at = -HEARTBEAT_LOG_INTERVAL
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await self._task.stop()
             self._task = None
         if self._session is not None:
             await self._session.close(revoke=self.release_on_exit)
@@ -351,6 +393,6 @@ async def start_fleet(
         interval=config.scheduler_interval,
     )
     register_scheduler(op, scheduler)
-    agent = NodeAgent(registry=registry, config=config, containerd=containerd)
+    agent = NodeAgent(registry=registry, config=config, containerd=containerd, supervisor=op.tasks)
     await agent.start()
     return Fleet(agent=agent, scheduler=scheduler)

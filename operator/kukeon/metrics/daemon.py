@@ -2,9 +2,9 @@
 
 The daemon builds one ``DaemonMetrics``: it registers the hierarchy collector (fed by an
 informer over the registry), the request-latency histograms whose interceptors the
-etcd and containerd channels take, build info and process metrics. The framework
-registers its own ``kukeon_reconcile_*`` series on the same registry when an ``Operator``
-is given it. ``start()``/``stop()`` run the informer; the listener is separate
+etcd and containerd channels take, the registry's invalid-document count, build info
+and process metrics. The framework registers its own ``kukeon_reconcile_*`` series on the
+same registry when an ``Operator`` is given it. ``start()``/``stop()`` run the informer; the listener is separate
 (``serve_metrics`` or ``metrics_handler`` on the API server) so it can live on either.
 """
 
@@ -19,6 +19,7 @@ from .cache import DocumentCache, DocumentInformer, DocumentSource
 from .collector import HierarchyCollector
 from .latency import RequestLatencyMetrics, request_latency_for
 from .process import register_build_info, register_process_metrics
+from .store import InvalidCounts, InvalidDocumentsCollector
 
 
 class DaemonMetrics:
@@ -32,7 +33,10 @@ class DaemonMetrics:
         node_name: str,
         only_node: str | None = None,
         process_metrics: bool = True,
+        invalid_documents: InvalidCounts | None = None,
     ) -> None:
+        """``invalid_documents``: the registry's count of undecodable documents by kind
+        (``Registry.invalid_documents``), exported as ``kukeon_registry_invalid_documents``."""
         self.registry = registry
         self.cache = DocumentCache()
         self.informer = DocumentInformer(store=store, cache=self.cache)
@@ -40,6 +44,8 @@ class DaemonMetrics:
             cache=self.cache, node_name=node_name, only_node=only_node
         )
         registry.register(self.collector)
+        if invalid_documents is not None:
+            registry.register(InvalidDocumentsCollector(invalid_documents))
         self.latency: RequestLatencyMetrics = request_latency_for(registry)
         register_build_info(registry)
         if process_metrics:
