@@ -26,7 +26,6 @@ snapshots, so it is unit-tested without etcd.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from kukeon.api import (
     Space,
     Stack,
 )
-from kukeon.framework import Operator, OperatorContext, patch_status
+from kukeon.framework import Operator, OperatorContext, Supervisor, patch_status
 from kukeon.framework.waits import wait_event
 from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, StoreError
 from kukeon.store.keys import range_end
@@ -213,6 +212,8 @@ class Scheduler:
         self._clock = clock
         self._wake = asyncio.Event()
         self.stats = SchedulerStats()
+        self.tasks: Supervisor | None = None
+        """Runs the cell watch while leader (the operator's, once registered on one)."""
 
     def wake(self) -> None:
         """Run the next pass now (a cell without a node appeared)."""
@@ -220,7 +221,8 @@ class Scheduler:
 
     async def lead(self) -> None:
         """The leader's loop: a pass at every wake-up, at least every ``interval`` seconds."""
-        watcher = asyncio.create_task(self._watch_cells(), name="kukeon-scheduler-watch")
+        tasks = self.tasks if self.tasks is not None else Supervisor()
+        watcher = tasks.start("kukeon-scheduler-watch", self._watch_cells)
         try:
             while True:
                 self._wake.clear()
@@ -230,9 +232,7 @@ class Scheduler:
                     log.warning("scheduling pass failed (%s); trying again", error)
                 await wait_event(self._wake, self.interval)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            await watcher.stop()
 
     async def _watch_cells(self) -> None:
         """Wake the loop when a cell needs a node; on any trouble the interval still runs."""
@@ -244,9 +244,7 @@ class Scheduler:
                     unplaced = isinstance(cell, Cell) and not cell.spec.node_name
                     if event.type != "DELETED" and unplaced:
                         self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
+            except StoreError as error:  # anything else is a bug: the supervisor reports it
                 log.info("scheduler watch interrupted (%r); restarting", error)
                 await asyncio.sleep(self.interval)
 
@@ -457,6 +455,7 @@ def _name(cell: Cell) -> str:
 
 def register_scheduler(op: Operator, scheduler: Scheduler) -> None:
     """Put ``scheduler.lead`` on ``op`` as the ``scheduler`` singleton (leader only)."""
+    scheduler.tasks = op.tasks
 
     @op.singleton(SCHEDULER)
     async def lead(_ctx: OperatorContext) -> None:
