@@ -66,6 +66,7 @@ from kukeon.runtime.containerd.tasks import TaskInfo, TaskIO, TaskStatus
 from kukeon.runtime.containerd.ttyinit import SHELL, wrapper_needed
 from kukeon.runtime.containerd.ttyio import create_attachable_task
 from kukeon.runtime.containerd.types import RegistryCredential
+from kukeon.runtime.hostfiles import create_log_file
 from kukeon.runtime.network import (
     CellAttachment,
     NetworkError,
@@ -522,6 +523,8 @@ class CellController:
                     tasks, cid, stdin=files.tty_stdin(container.id), log=log
                 )
             else:
+                # 0640 and root's, whatever the umask of the shim's logger that appends to it.
+                await asyncio.to_thread(create_log_file, log)
                 await tasks.create(cid, io=TaskIO.log_file(log))
             return await tasks.start(cid)
         except ProcessNotStartableError as error:

@@ -13,7 +13,10 @@
 ```
 
 One directory per cell, so deleting a cell removes exactly its files, and the API server
-finds a container's log without asking the daemon.
+finds a container's log without asking the daemon. Directories are ``0750`` and log files
+``0640``, root's (see :mod:`kukeon.runtime.hostfiles`); ``hosts`` and ``hostname`` are
+``0644`` and ``tty/<container>/run`` belongs to the container's user, because the
+container's user reads them through their bind mounts.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from kukeon.api import ContainerSpec
 from kukeon.runtime.containerd.ttyinit import CREATE_MARKER
+from kukeon.runtime.hostfiles import PRIVATE_DIR_MODE, make_dirs, write_private_text
 
 
 class SecretUnavailableError(Exception):
@@ -71,7 +75,8 @@ class CellFiles:
 
 def _prepare_tty_state(files: CellFiles, container: str, digest: str, uid: int, gid: int) -> None:
     state = files.tty_state(container)
-    state.mkdir(parents=True, exist_ok=True, mode=0o755)
+    make_dirs(state.parent)
+    make_dirs(state, PRIVATE_DIR_MODE)  # then given to the container's user, its only reader
     recorded = files.tty_state_digest(container)
     try:
         current = recorded.read_text().strip()
@@ -80,9 +85,7 @@ def _prepare_tty_state(files: CellFiles, container: str, digest: str, uid: int, 
     if current != digest:
         # A container created from another spec: its create stages have not run yet.
         (state / CREATE_MARKER).unlink(missing_ok=True)
-        temporary = recorded.with_suffix(".tmp")
-        temporary.write_text(digest + "\n")
-        temporary.replace(recorded)
+        write_private_text(recorded, digest + "\n")
     info = state.stat()
     if (info.st_uid, info.st_gid) != (uid, gid):
         os.chown(state, uid, gid)
@@ -107,6 +110,21 @@ async def remove_scope_files(state_dir: Path, scope: tuple[str, ...]) -> None:
     not outlive the resources they were made for.
     """
     await asyncio.to_thread(shutil.rmtree, state_dir.joinpath("cells", *scope), True)
+
+
+def container_readable(relative: Path) -> bool:
+    """Whether a path under the state directory is read by a container's user (bind-mounted).
+
+    ``relative`` is relative to the state directory: a cell's ``hosts`` and ``hostname``
+    (``0644``) and what the tty wrapper keeps in its state directory (the container's own
+    files). Start-up narrowing of modes leaves these as they are.
+    """
+    parts = relative.parts
+    if len(parts) < 6 or parts[0] != "cells":
+        return False
+    if len(parts) == 6:
+        return parts[5] in ("hosts", "hostname")
+    return len(parts) >= 9 and parts[5] == "tty" and parts[7] == "run"
 
 
 @dataclass(frozen=True)

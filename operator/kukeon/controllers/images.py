@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import tarfile
 import zlib
@@ -27,6 +28,7 @@ from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
 from kukeon.runtime.containerd.spec import ImageLayer, read_image_user_database
 from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
+from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs, write_private_text
 
 
 class ImageUnavailableError(Exception):
@@ -71,12 +73,10 @@ class ImageArchives:
         return {str(k): str(v) for k, v in data.items()}
 
     def _write_index(self, index: dict[str, str]) -> None:
-        temporary = self._index_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(index, indent=2, sort_keys=True))
-        temporary.replace(self._index_file)
+        write_private_text(self._index_file, json.dumps(index, indent=2, sort_keys=True))
 
     def _store(self, source: Path) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.directory)
         digest = hashlib.sha256()
         with source.open("rb") as stream:
             for chunk in iter(lambda: stream.read(1 << 20), b""):
@@ -85,6 +85,7 @@ class ImageArchives:
         if not target.exists():
             partial = target.with_suffix(".partial")
             shutil.copyfile(source, partial)
+            os.chmod(partial, PRIVATE_FILE_MODE)  # a realm's private image, maybe
             partial.replace(target)
         return target
 

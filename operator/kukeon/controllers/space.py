@@ -21,6 +21,7 @@ from typing import ClassVar
 from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Space, SpaceNodeStatus, SpaceSpec
 from kukeon.framework import HandlerContext
 from kukeon.runtime.cgroups import CgroupPath
+from kukeon.runtime.hostfiles import write_private_text
 from kukeon.runtime.network import EgressPolicy, EgressRule
 from kukeon.runtime.network.space import space_conflist_path
 
@@ -63,8 +64,7 @@ def _write_note(path: Path, text: str) -> None:
             return
     except OSError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_private_text(path, text)
 
 
 def conflist_file(space: Space, *, default_dir: Path) -> Path:

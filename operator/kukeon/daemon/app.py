@@ -42,6 +42,8 @@ from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
+from .endpoints import api_settings
+from .hostdirs import prepare_host_directories
 from .node import Fleet, start_fleet
 
 log = logging.getLogger("kukeon.daemon")
@@ -99,8 +101,11 @@ class Daemon:
 
     async def _start(self) -> None:
         config = self.config
-        await asyncio.to_thread(config.state_dir.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(config.run_dir.mkdir, parents=True, exist_ok=True)
+        # 0750 and root's (the run directory the API socket's group's too); whatever an
+        # older version left wider (0644 logs) is narrowed.
+        await asyncio.to_thread(
+            prepare_host_directories, config, socket_group=api_settings(self).socket_group
+        )
 
         interceptors = self.latency.etcd_interceptors()
         if config.uses_embedded_etcd:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,14 @@ def command(config_file: Path | None, no_bootstrap: bool, **flags: Any) -> None:
         click.echo(f"kukeond: {error}", err=True)
         sys.exit(2)
 
+    from kukeon.runtime.hostfiles import PROCESS_UMASK
+
     from .app import run_daemon
     from .logs import configure_logging
 
+    # Defense in depth beside the explicit modes: nothing kukeond or the programs it starts
+    # (etcd, CNI plugins) create is for other users. Containers' files are runc's.
+    os.umask(PROCESS_UMASK)
     configure_logging(config.log_level)
     with contextlib.suppress(KeyboardInterrupt):  # a second ^C during shutdown
         asyncio.run(run_daemon(config))

@@ -51,6 +51,7 @@ from kukeon.runtime.containerd.errors import (
     TaskNotFoundError,
 )
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
+from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import NotFound, Registry
 
 from .attach import attach_target, serve_attach
@@ -336,6 +337,7 @@ class NodeRoutes:
         process.pop("consoleSize", None)
         exec_id = f"exec-{secrets.token_hex(6)}"
         fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
+        await asyncio.to_thread(make_dirs, fifo_dir)
         fifos = FifoIO(fifo_dir, terminal=tty, stdin=with_stdin)
         socket = web.WebSocketResponse(max_msg_size=1 << 20)
         await socket.prepare(request)
@@ -441,7 +443,7 @@ class NodeRoutes:
         realm = await self._realm(name)
         namespace = realm.spec.namespace or f"{name}.kukeon.io"
         staging = Path(self.controllers.host.settings.state_dir) / "images" / "incoming"
-        await asyncio.to_thread(staging.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(make_dirs, staging)
         handle, temporary = await asyncio.to_thread(tempfile.mkstemp, suffix=".tar", dir=staging)
         path = Path(temporary)
         try:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from kukeon.runtime.containerd.tasks import TaskIO
+from kukeon.runtime.hostfiles import create_log_file, make_dirs
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.tasks import TaskService
@@ -55,8 +56,8 @@ def attachable_io(*, stdin: Path, log: Path) -> TaskIO:
 
 
 def ensure_fifo(path: Path) -> None:
-    """Create the FIFO (and its directory); a non-FIFO in its place is replaced."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create the FIFO (0600; directories 0750); a non-FIFO in its place is replaced."""
+    make_dirs(path.parent)
     try:
         if stat.S_ISFIFO(path.lstat().st_mode):
             return
@@ -68,7 +69,8 @@ def ensure_fifo(path: Path) -> None:
 
 def _prepare(stdin: Path, log: Path) -> int:
     ensure_fifo(stdin)
-    log.parent.mkdir(parents=True, exist_ok=True)
+    # 0640 before the logger's `cat >>` would create it with the shim's umask.
+    create_log_file(log)
     # A writer while the shim opens its reader: without one its first read is EOF.
     return os.open(stdin, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 

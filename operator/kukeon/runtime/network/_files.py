@@ -12,10 +12,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from kukeon.runtime.hostfiles import DIR_MODE, make_dirs
 
-def write_atomically(path: Path, data: str, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+def write_atomically(
+    path: Path, data: str, *, mode: int = 0o644, directory_mode: int = DIR_MODE
+) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new content, never a mix.
+
+    Missing directories are created with ``directory_mode``.
+    """
+    make_dirs(path.parent, directory_mode)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

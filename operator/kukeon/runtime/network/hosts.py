@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
+from kukeon.runtime.hostfiles import CONTAINER_READABLE_FILE_MODE, make_dirs
 from kukeon.runtime.network._files import write_keeping_inode
 
 HOSTNAME_MAX = 64
@@ -90,9 +91,11 @@ async def write_cell_host_files(
     files = CellHostFiles(hosts=directory / "hosts", hostname=directory / "hostname")
 
     def write() -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        write_keeping_inode(files.hosts, hosts_text)
-        write_keeping_inode(files.hostname, hostname_text)
+        make_dirs(directory)
+        # 0644 in a 0750 directory: the container's user (anyone) reads them through their
+        # bind mounts; on the host, only root reaches them.
+        write_keeping_inode(files.hosts, hosts_text, mode=CONTAINER_READABLE_FILE_MODE)
+        write_keeping_inode(files.hostname, hostname_text, mode=CONTAINER_READABLE_FILE_MODE)
 
     await asyncio.to_thread(write)
     return files

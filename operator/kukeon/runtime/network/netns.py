@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pyroute2 import netns as pyroute2_netns
 
+from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.network.errors import HostPrerequisiteError, NetnsError
 
 DEFAULT_NETNS_DIR = Path("/var/run/netns")
@@ -67,7 +68,7 @@ class NetnsManager:
         if path.exists():
             # Left by a crash between creating the mount point and binding it.
             path.unlink()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.directory)  # its files are mode-0 mount points; nobody else needs it
         try:
             # Binding the first namespace also makes the directory a shared mount point,
             # bind-mounting it on itself when it is not one yet; two first creations at

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, Literal
 
+from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.network._files import read_text_or_none, unlink_if_present, write_atomically
 from kukeon.runtime.network.bridge import bridge_name, bridge_ports, delete_link, link_exists
 from kukeon.runtime.network.cni.config import (
@@ -285,6 +286,8 @@ class SpaceNetworks:
         )
         loopback = render_loopback_config()
         lo_conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname="lo")
+        # host-local would make its data directory with its own modes (0755).
+        await asyncio.to_thread(make_dirs, self.settings.ipam_dir)
         try:
             await self.cni.add(loopback, lo_conf)
             result = await self.cni.add(conflist, conf)

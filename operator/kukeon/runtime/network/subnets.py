@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any, Protocol
 
+from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs
 from kukeon.runtime.network._files import read_text_or_none, write_atomically
 from kukeon.runtime.network.errors import NetworkError, SubnetPoolExhaustedError
 
@@ -118,13 +120,16 @@ class JsonFileSubnetStore:
     def _locked(self) -> Iterator[None]:
         # flock is per open file description, so threads of one process exclude each
         # other as well as other processes.
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a", encoding="utf-8") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        make_dirs(self._lock_path.parent)
+        lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        finally:
+            os.close(lock)
 
     def _read(self) -> dict[str, IPv4Network]:
         text = read_text_or_none(self.path)

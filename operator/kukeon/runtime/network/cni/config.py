@@ -18,6 +18,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from kukeon.runtime.hostfiles import SHARED_CONFIG_DIR_MODE
 from kukeon.runtime.network._files import read_text_or_none, write_atomically
 from kukeon.runtime.network.errors import CniConfigError
 
@@ -125,7 +126,8 @@ async def write_conflist(path: Path, conflist: NetworkConfigList) -> bool:
     def write() -> bool:
         if read_text_or_none(path) == text:
             return False
-        write_atomically(path, text)
+        # Host configuration other CNI users read too, with nothing secret in it.
+        write_atomically(path, text, directory_mode=SHARED_CONFIG_DIR_MODE)
         return True
 
     return await asyncio.to_thread(write)

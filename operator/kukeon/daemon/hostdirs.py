@@ -1,0 +1,63 @@
+"""kukeond's own directories on the host: created with their modes, narrowed at every start.
+
+The state directory (``0750``, root's) holds cells' files, logs, staged secrets, network
+leases, image archives and the embedded etcd; the run directory (``0750``, group
+``kukeon``) holds the API socket, which that group may use. Both are narrowed at start
+together with everything under them: an older kukeon made logs ``0644`` in ``0755``
+directories, readable by every local user. The files a container's user must read
+through a bind mount keep their modes (:func:`kukeon.controllers.cellfiles.container_readable`).
+"""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+from pathlib import Path
+
+from kukeon.controllers.cellfiles import container_readable
+from kukeon.runtime.hostfiles import DIR_MODE, make_dirs, narrow_tree
+
+from .config import DaemonConfig
+
+log = logging.getLogger(__name__)
+
+
+def _group_id(name: str | None) -> int | None:
+    if name is None:
+        return None
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+def share_run_dir(run_dir: Path, group: str | None) -> None:
+    """``run_dir`` is ``0750`` and belongs to ``group`` (the API socket's), or root's only.
+
+    The socket itself is ``0660`` with that group; its directory must let the group through
+    and nobody else. Blocking.
+    """
+    gid = _group_id(group)
+    info = run_dir.stat()
+    wanted_gid = 0 if gid is None else gid
+    if info.st_gid != wanted_gid:
+        os.chown(run_dir, -1, wanted_gid)
+    if info.st_mode & 0o7777 != DIR_MODE:
+        os.chmod(run_dir, DIR_MODE)
+
+
+def prepare_host_directories(config: DaemonConfig, *, socket_group: str | None) -> None:
+    """Create the state and run directories (``0750``) and narrow what is in them. Blocking."""
+    make_dirs(config.state_dir)
+    make_dirs(config.run_dir)
+    share_run_dir(config.run_dir, socket_group)
+    changed = narrow_tree(config.state_dir, keep=container_readable)
+    changed += narrow_tree(config.run_dir)
+    if changed:
+        log.info(
+            "narrowed the modes of %d files and directories under %s and %s",
+            changed,
+            config.state_dir,
+            config.run_dir,
+        )
