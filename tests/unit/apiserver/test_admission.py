@@ -511,3 +511,22 @@ def test_daemon_config_reads_the_allowances_from_file_env_and_flags(tmp_path: Pa
     assert config.allowed_secret_env == ("API_TOKEN", "DB_URL")
     with pytest.raises(ConfigError, match="allowed_host_paths"):
         load_config(environ={}, overrides={"allowed_host_paths": "relative/dir"})
+
+
+def test_kukeond_hands_the_allowances_to_its_api_server_api_only_too() -> None:
+    from kukeon.daemon.app import Daemon
+    from kukeon.daemon.endpoints import api_settings
+
+    config = load_config(
+        environ={},
+        overrides={
+            "api_only": True,
+            "allowed_host_paths": "/srv/a",
+            "secret_dirs": "/etc/s",
+            "allowed_secret_env": "API_TOKEN",
+        },
+    )
+    settings = api_settings(Daemon(config))
+    assert settings.host_allowances == HostAllowances(
+        host_paths=("/srv/a",), secret_dirs=("/etc/s",), secret_env=frozenset({"API_TOKEN"})
+    )
