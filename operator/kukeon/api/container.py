@@ -24,6 +24,7 @@ from kukeon.api.meta import (
     Timestamp,
     check_absolute_path,
 )
+from kukeon.api.secret import SecretKeyRef
 from kukeon.api.states import ContainerState, ContainerStateField
 
 
@@ -135,26 +136,39 @@ class ContainerSecret(KukeonModel):
     """A credential the daemon resolves when the container starts.
 
     Without `mountPath` it becomes the environment variable `name`; with it, a read-only
-    file. Only the reference is stored, never the value.
+    file (0400, owned by the container's user). Only the reference is stored, never the
+    value. The value comes from exactly one of `secretRef` (a Secret, looked up in the
+    cell's stack, then its space, then its realm), `fromFile` or `fromEnv`.
     """
 
-    name: NonEmptyString
+    name: FileName
+    """The variable's or file's name: letters, digits, '-', '_' and '.'; not '.' or '..'."""
     from_file: OptionalAbsolutePath = None
     """Host file the daemon reads the value from."""
+    secret_ref: SecretKeyRef | None = None
+    """A key of a Secret; the cell waits (reason SecretUnavailable) until it exists."""
     from_env: OptionalString = Field(default=None, validate_default=True)
-    mount_path: OptionalAbsolutePath = None
+    mount_path: OptionalMountPath = None
     """Mount the value read-only at this path instead of setting an env variable."""
 
     @field_validator("from_env")
     @classmethod
     def _exactly_one_source(cls, from_env: str | None, info: ValidationInfo) -> str | None:
-        if "from_file" not in info.data:
-            return from_env  # fromFile itself is invalid; that error is reported already
-        from_file = info.data["from_file"]
-        if from_file is None and from_env is None:
-            raise ValueError("exactly one of fromFile or fromEnv is required")
-        if from_file is not None and from_env is not None:
-            raise ValueError("exactly one of fromFile or fromEnv may be set, not both")
+        if "from_file" not in info.data or "secret_ref" not in info.data:
+            return from_env  # fromFile/secretRef is invalid; that error is reported already
+        given = [
+            source
+            for source, value in (
+                ("fromFile", info.data["from_file"]),
+                ("secretRef", info.data["secret_ref"]),
+                ("fromEnv", from_env),
+            )
+            if value is not None
+        ]
+        if not given:
+            raise ValueError("exactly one of secretRef, fromFile or fromEnv is required")
+        if len(given) > 1:
+            raise ValueError(f"exactly one of secretRef, fromFile or fromEnv, got {given}")
         return from_env
 
 

@@ -45,6 +45,7 @@ class Kind(StrEnum):
     STACK = "Stack"
     CELL = "Cell"
     NODE = "Node"
+    SECRET = "Secret"
 
 
 class KukeonModel(BaseModel):

@@ -402,15 +402,31 @@ def test_env_values_may_be_empty_or_contain_equals() -> None:
 def test_a_secret_sets_exactly_one_source() -> None:
     neither = cell_doc(containers=[container(secrets=[{"name": "TOKEN"}])])
     assert one_cause(neither) == FieldError(
-        "spec.containers[0].secrets[0].fromEnv", "exactly one of fromFile or fromEnv is required"
+        "spec.containers[0].secrets[0].fromEnv",
+        "exactly one of secretRef, fromFile or fromEnv is required",
     )
     both = cell_doc(
         containers=[container(secrets=[{"name": "T", "fromFile": "/t", "fromEnv": "T"}])]
     )
     assert one_cause(both) == FieldError(
         "spec.containers[0].secrets[0].fromEnv",
-        "exactly one of fromFile or fromEnv may be set, not both",
+        "exactly one of secretRef, fromFile or fromEnv, got ['fromFile', 'fromEnv']",
     )
+    ref_and_env = cell_doc(
+        containers=[
+            container(
+                secrets=[{"name": "T", "secretRef": {"name": "api", "key": "t"}, "fromEnv": "T"}]
+            )
+        ]
+    )
+    assert one_cause(ref_and_env) == FieldError(
+        "spec.containers[0].secrets[0].fromEnv",
+        "exactly one of secretRef, fromFile or fromEnv, got ['secretRef', 'fromEnv']",
+    )
+    ref = cell_doc(
+        containers=[container(secrets=[{"name": "T", "secretRef": {"name": "api", "key": "t"}}])]
+    )
+    assert parse_resource(ref).spec.containers[0].secrets[0].secret_ref is not None
     ok = cell_doc(containers=[container(secrets=[{"name": "T", "fromEnv": "GITHUB_TOKEN"}])])
     assert parse_resource(ok).spec.containers[0].secrets[0].from_env == "GITHUB_TOKEN"
 
