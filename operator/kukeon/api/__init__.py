@@ -26,6 +26,7 @@ from kukeon.api.kinds import (
     parent_of,
     parse_resource,
     scope_of,
+    secret_parent,
     to_document,
 )
 from kukeon.api.manifests import ManifestError, dump_manifests, load_manifests
@@ -51,7 +52,25 @@ from kukeon.api.node import (
     NodeState,
     NodeStatus,
 )
-from kukeon.api.realm import Realm, RealmSpec, RealmStatus, RegistryCredentials
+from kukeon.api.realm import (
+    REDACTED_PASSWORD,
+    Realm,
+    RealmSpec,
+    RealmStatus,
+    RegistryCredentials,
+)
+from kukeon.api.secret import (
+    MAX_SECRET_BYTES,
+    SCOPE_PLACEHOLDER,
+    Secret,
+    SecretKeyRef,
+    SecretKeyStatus,
+    SecretMeta,
+    SecretStatus,
+    key_status,
+    lookup_scopes,
+    secret_scope,
+)
 from kukeon.api.space import (
     EgressAllowRule,
     EgressDefault,
@@ -81,8 +100,11 @@ __all__ = [
     "DEFAULT_PARENT",
     "GROUP",
     "KIND_MODELS",
+    "MAX_SECRET_BYTES",
+    "REDACTED_PASSWORD",
     "SCHEDULED_BY_ANNOTATION",
     "SCHEDULED_BY_SCHEDULER",
+    "SCOPE_PLACEHOLDER",
     "VERSION",
     "AnyResource",
     "Capabilities",
@@ -123,6 +145,11 @@ __all__ = [
     "Resource",
     "Resources",
     "RestartPolicy",
+    "Secret",
+    "SecretKeyRef",
+    "SecretKeyStatus",
+    "SecretMeta",
+    "SecretStatus",
     "Space",
     "SpaceContainerDefaults",
     "SpaceDefaults",
@@ -143,9 +170,13 @@ __all__ = [
     "apply_space_defaults_to_container",
     "dump_manifests",
     "key_of",
+    "key_status",
     "load_manifests",
+    "lookup_scopes",
     "parent_of",
     "parse_resource",
     "scope_of",
+    "secret_parent",
+    "secret_scope",
     "to_document",
 ]

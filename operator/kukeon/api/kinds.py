@@ -16,6 +16,7 @@ from kukeon.api.cell import Cell
 from kukeon.api.meta import API_VERSION, LEGACY_API_VERSION, Kind, Resource
 from kukeon.api.node import Node
 from kukeon.api.realm import Realm
+from kukeon.api.secret import SCOPE_PLACEHOLDER, Secret
 from kukeon.api.space import Space
 from kukeon.api.stack import Stack
 from kukeon.api.validation import (
@@ -33,6 +34,7 @@ KIND_MODELS: dict[Kind, type[Resource[Any, Any]]] = {
     Kind.STACK: Stack,
     Kind.CELL: Cell,
     Kind.NODE: Node,
+    Kind.SECRET: Secret,
 }
 
 # A resource of any kind, for code that handles all kinds alike (`Resource` is generic).
@@ -93,6 +95,9 @@ def scope_of(res: AnyResource) -> tuple[str, ...]:
         return (spec.realm_id, spec.space_id)
     if isinstance(res, Cell):
         return (spec.realm_id, spec.space_id, spec.stack_id)
+    if isinstance(res, Secret):
+        # Always three parts: "-" stands for "no space" / "no stack" (see api.secret).
+        return res.metadata.scope()
     raise TypeError(f"not a kukeon resource: {type(res).__name__}")
 
 
@@ -101,10 +106,18 @@ _PARENT_KIND = {Kind.SPACE: Kind.REALM, Kind.STACK: Kind.SPACE, Kind.CELL: Kind.
 
 def parent_of(res: AnyResource) -> tuple[Kind, tuple[str, ...]] | None:
     """The parent's kind and full key, or None for a realm."""
+    if isinstance(res, Secret):
+        return secret_parent(scope_of(res))
     parent_kind = _PARENT_KIND.get(Kind(res.kind))
     if parent_kind is None:
         return None
     return parent_kind, scope_of(res)
+
+
+def secret_parent(scope: tuple[str, ...]) -> tuple[Kind, tuple[str, ...]]:
+    """The realm, space or stack a Secret of ``scope`` (realm, space|"-", stack|"-") is in."""
+    named = tuple(part for part in scope if part != SCOPE_PLACEHOLDER)
+    return (Kind.REALM, Kind.SPACE, Kind.STACK)[len(named) - 1], named
 
 
 def key_of(res: AnyResource) -> tuple[str, ...]:

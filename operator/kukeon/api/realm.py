@@ -5,7 +5,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from kukeon.api.container import NonEmptyString
 from kukeon.api.meta import (
@@ -18,6 +25,7 @@ from kukeon.api.meta import (
     Resource,
 )
 from kukeon.api.meta import StatusBase as _StatusBase
+from kukeon.api.secret import SecretKeyRef
 from kukeon.api.states import RealmState, RealmStateField
 
 
@@ -43,12 +51,36 @@ def default_namespace(realm: str) -> str:
     return f"{realm}.{GROUP}"
 
 
+REDACTED_PASSWORD = "***"
+"""What every serialisation shows of an inline registry password (see `RegistryCredentials`)."""
+
+
 class RegistryCredentials(KukeonModel):
-    """Credentials for one registry; without `serverAddress` they match any image's registry."""
+    """Credentials for one registry; without `serverAddress` they match any image's registry.
+
+    The password is `passwordSecretRef` (a key of a Secret of the realm) or, for kukeon
+    compatibility, inline `password`: stored encrypted and always serialised as `"***"`;
+    an update that sends `"***"` back keeps the stored password.
+    """
 
     username: NonEmptyString
-    password: str
+    password: OptionalString = None
+    password_secret_ref: SecretKeyRef | None = Field(default=None, validate_default=True)
+    """A key of a realm-scoped Secret holding the password."""
     server_address: OptionalString = None
+
+    @field_validator("password_secret_ref")
+    @classmethod
+    def _one_password(cls, ref: SecretKeyRef | None, info: ValidationInfo) -> SecretKeyRef | None:
+        if "password" not in info.data:
+            return ref
+        if (info.data["password"] is None) == (ref is None):
+            raise ValueError("exactly one of password or passwordSecretRef is required")
+        return ref
+
+    @field_serializer("password")
+    def _redacted(self, password: str | None) -> str | None:
+        return None if password is None else REDACTED_PASSWORD
 
 
 class RealmSpec(KukeonModel):

@@ -85,9 +85,11 @@ def structural_schema(kind: Kind) -> dict[str, Any]:
 
 
 def _printer_columns(kind: Kind) -> list[dict[str, Any]]:
-    columns: list[dict[str, Any]] = [
-        {"name": "State", "type": "string", "jsonPath": ".status.state"},
-    ]
+    columns: list[dict[str, Any]] = (
+        [{"name": "State", "type": "string", "jsonPath": ".status.state"}]
+        if kind is not Kind.SECRET
+        else []  # a Secret has no state; its keys are in status.keys
+    )
     if kind is Kind.CELL:
         columns += [
             {"name": "Desired", "type": "string", "jsonPath": ".spec.desiredState"},

@@ -62,8 +62,12 @@ class InvalidResource(ValueError):  # noqa: N818 - the name is the public contra
 def format_path(loc: Iterable[int | str]) -> str:
     """`("spec", "containers", 1, "image")` -> `spec.containers[1].image`."""
     path = ""
-    for part in loc:
-        if isinstance(part, int):
+    parts = list(loc)
+    for index, part in enumerate(parts):
+        if part == "[key]":
+            continue  # pydantic's marker after a mapping key that failed: shown as [key]
+        mapping_key = index + 1 < len(parts) and parts[index + 1] == "[key]"
+        if mapping_key or isinstance(part, int):
             path += f"[{part}]"
         else:
             name = _external_name(part)
@@ -125,6 +129,10 @@ def display_name(kind: Kind | str, doc: Mapping[str, Any]) -> str:
     """The resource's parents and name joined by `/`, from a possibly invalid document."""
     spec = _mapping(doc.get("spec"))
     name = _text(_mapping(doc.get("metadata")).get("name")) or _text(spec.get("id")) or "<unnamed>"
+    if str(kind) == Kind.SECRET:
+        metadata = _mapping(doc.get("metadata"))
+        scope = [_text(metadata.get(level)) for level in ("realm", "space", "stack")]
+        return "/".join([*(part for part in scope if part), name])
     parents = _PARENT_FIELDS.get(str(kind), ())
     return "/".join([*(str(_text(spec.get(p)) or DEFAULT_PARENT) for p in parents), name])
 

@@ -6,7 +6,13 @@
 <prefix>/registry/stacks/<realm>/<space>/<stack>
 <prefix>/registry/cells/<realm>/<space>/<stack>/<cell>
 <prefix>/registry/nodes/<node>
+<prefix>/registry/secrets/<realm>/<space or ->/<stack or ->/<secret>
 ```
+
+A Secret belongs to a realm, a space or a stack, so its key always has three scope parts
+and `-` (never a DNS label, so never a real name) stands for "no space" / "no stack"; the
+range of a realm, space or stack (`secrets/<realm>/`, `secrets/<realm>/<space>/`, ...)
+then holds every Secret within it, which is what a cascading delete removes.
 
 One prefix per kind lets a kind be listed and watched across all parents with one range.
 The kind table is the only place that knows the hierarchy: adding a kind (Node, issue 10)
@@ -18,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from kukeon.api import Kind
+from kukeon.api import Kind, secret_parent
 
 from .errors import Invalid
 
@@ -39,8 +45,13 @@ KINDS: Mapping[Kind, KindInfo] = {
         KindInfo(Kind.STACK, "stacks", Kind.SPACE),
         KindInfo(Kind.CELL, "cells", Kind.STACK),
         KindInfo(Kind.NODE, "nodes", None),
+        # A Secret's parent is its realm, space or stack: see `parent_key`, `child_kinds`.
+        KindInfo(Kind.SECRET, "secrets", None),
     )
 }
+
+_SECRET_SCOPE_DEPTH = 3
+_SECRET_HOLDERS = (Kind.REALM, Kind.SPACE, Kind.STACK)
 
 
 def kind_info(kind: Kind) -> KindInfo:
@@ -52,6 +63,8 @@ def kind_info(kind: Kind) -> KindInfo:
 
 def scope_depth(kind: Kind) -> int:
     """How many parent names a key of ``kind`` carries before its own name."""
+    if kind == Kind.SECRET:
+        return _SECRET_SCOPE_DEPTH
     depth = 0
     parent = kind_info(kind).parent
     while parent is not None:
@@ -61,10 +74,15 @@ def scope_depth(kind: Kind) -> int:
 
 
 def child_kinds(kind: Kind) -> list[Kind]:
-    return [info.kind for info in KINDS.values() if info.parent == kind]
+    children = [info.kind for info in KINDS.values() if info.parent == kind]
+    if kind in _SECRET_HOLDERS:
+        children.append(Kind.SECRET)
+    return children
 
 
 def parent_key(kind: Kind, key: Sequence[str]) -> tuple[Kind, tuple[str, ...]] | None:
+    if kind == Kind.SECRET:
+        return secret_parent(tuple(key[:-1]))
     parent = kind_info(kind).parent
     if parent is None:
         return None
@@ -79,6 +97,8 @@ def _check_parts(kind: Kind, parts: Sequence[str]) -> None:
     for part in parts:
         if not part or "/" in part or part in {".", ".."}:
             raise Invalid(f"{kind.value} key {'/'.join(parts)!r}: name {part!r} is not valid")
+    if kind == Kind.SECRET and len(parts) > 2 and parts[1] == "-" and parts[2] != "-":
+        raise Invalid(f"Secret key {'/'.join(parts)!r}: a stack needs its space")
 
 
 class KeyLayout:

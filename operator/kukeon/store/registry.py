@@ -50,7 +50,9 @@ from kukeon.api import (
     FieldError,
     InvalidResource,
     Kind,
+    Realm,
     Resource,
+    Secret,
     key_of,
     parse_resource,
     to_document,
@@ -58,6 +60,18 @@ from kukeon.api import (
 
 from .connection import EtcdClient, EtcdConfig, Retrier, is_transient
 from .decoding import InvalidDocuments, load_document, parse_document
+from .encryption import (
+    EncryptionError,
+    Keyring,
+    SealingError,
+    key_ids_in,
+    reseal_document,
+    restore_sealed,
+    seal_passwords,
+    seal_secret,
+    unseal_document,
+    validation_copy,
+)
 from .errors import (
     AlreadyExists,
     ChildrenExist,
@@ -79,6 +93,11 @@ AnyResource = Resource[Any, Any]
 MAX_DOCUMENT_BYTES = 1024 * 1024
 CHILDREN_FINALIZER = "kukeon.io/children"
 """Held by every parent kind; released by the registry once it has no children left."""
+
+_SEALED_KINDS = (Kind.SECRET, Kind.REALM)
+"""Kinds whose stored documents carry sealed values (see ``encryption``)."""
+_SealedKeys = list[tuple[Kind, bytes]]
+_Failures = list[str]
 
 LIST_PAGE_SIZE = 500
 _MAX_CAS_ROUNDS = 1000
@@ -210,9 +229,15 @@ class _WatchStreamEndedError(Exception):
 class Registry:
     """Async CRUD + watch of kukeon resources in etcd. Build it with ``await Registry.connect``."""
 
-    def __init__(self, *, client: EtcdClient, config: EtcdConfig) -> None:
+    def __init__(
+        self, *, client: EtcdClient, config: EtcdConfig, keyring: Keyring | None = None
+    ) -> None:
         self._client = client
         self._config = config
+        # Seals Secret values and inline registry passwords on write and opens them on
+        # read (only kukeond holds one); without it they cannot be written and read as
+        # absent (Secret data) or "***" (passwords).
+        self._keyring = keyring
         self._layout = KeyLayout(config.key_prefix)
         self._retrier = Retrier(client=client, retry_timeout=config.retry_timeout)
         self._closed = False
@@ -225,10 +250,10 @@ class Registry:
     # --- lifecycle -----------------------------------------------------------------------
 
     @classmethod
-    async def connect(cls, config: EtcdConfig) -> Registry:
+    async def connect(cls, config: EtcdConfig, *, keyring: Keyring | None = None) -> Registry:
         """Open the channel and prove etcd answers (``Unavailable`` after the retry budget)."""
         client = EtcdClient(config)
-        registry = cls(client=client, config=config)
+        registry = cls(client=client, config=config, keyring=keyring)
         try:
             await registry.current_revision()
         except BaseException:
@@ -368,7 +393,9 @@ class Registry:
     ) -> AnyResource | str:
         """``document`` (loaded from ``raw_key``) as a resource, or why not (then recorded)."""
         key = self._layout.split(kind, raw_key)
-        parsed = parse_document(document, kind=kind, key=key, revision=revision)
+        parsed = self._unsealed(kind, raw_key, document) or parse_document(
+            document, kind=kind, key=key, revision=revision
+        )
         if isinstance(parsed, str):
             self._invalid.seen(kind, raw_key, revision, parsed)
         else:
@@ -401,8 +428,56 @@ class Registry:
         if isinstance(loaded, str):
             return None
         key = self._layout.split(kind, kv.key)
-        parsed = parse_document(loaded, kind=kind, key=key, revision=revision)
+        parsed = self._unsealed(kind, kv.key, loaded) or parse_document(
+            loaded, kind=kind, key=key, revision=revision
+        )
         return None if isinstance(parsed, str) else parsed
+
+    def _unsealed(self, kind: Kind, raw_key: bytes, document: dict[str, Any]) -> str | None:
+        """Open the sealed values of ``document`` in place; why not, when one does not open."""
+        if kind not in _SEALED_KINDS:
+            return None
+        try:
+            unseal_document(kind.value, raw_key, document, self._keyring)
+        except (EncryptionError, ValueError, UnicodeDecodeError) as error:
+            return f"a sealed value does not open: {error}"
+        return None
+
+    def _seal(
+        self,
+        kind: Kind,
+        raw_key: bytes,
+        canonical: dict[str, Any],
+        res: AnyResource,
+        stored: dict[str, Any] | None,
+        label: str,
+    ) -> None:
+        """Seal the values ``res`` carries into ``canonical``, the document to write."""
+        try:
+            if isinstance(res, Secret):
+                seal_secret(raw_key, canonical, res.values(), stored, self._keyring)
+            elif isinstance(res, Realm):
+                passwords = [entry.password for entry in res.spec.registry_credentials]
+                seal_passwords(raw_key, canonical, passwords, stored, self._keyring)
+        except SealingError as error:
+            raise Invalid(
+                f"{label}: {error.field}: {error}", causes=[FieldError(error.field, str(error))]
+            ) from None
+
+    def _written(
+        self,
+        kind: Kind,
+        raw_key: bytes,
+        model: AnyResource,
+        data: bytes,
+        revision: int,
+        **meta: Any,
+    ) -> AnyResource:
+        """What a write returns: the validated model, or, for a kind with sealed values,
+        the stored bytes read back (so the caller holds the values, not "***")."""
+        if kind in _SEALED_KINDS:
+            return self._decode(kind, raw_key, data, revision)
+        return self._as_written(model, revision, **meta)
 
     def _unreadable(
         self, kind: Kind, raw_key: bytes, revision: int, reason: str
@@ -449,6 +524,7 @@ class Registry:
         # The status of a new object is the controllers' to write, starting from Pending.
         document.pop("status", None)
         document, model = self._validate(document)
+        self._seal(kind, raw_key, document, res, None, label)
         data = self._encode(document, label=label)
         uid = fresh_metadata.uid
         parent = parent_key(kind, key)
@@ -474,7 +550,7 @@ class Registry:
             )
             if response.succeeded:
                 self._documents.remember(raw_key, _Stored(data, response.header.revision))
-                return self._as_written(model, response.header.revision)
+                return self._written(kind, raw_key, model, data, response.header.revision)
             existing = response.responses[0].response_range.kvs
             if existing:
                 stored = existing[0]
@@ -643,9 +719,17 @@ class Registry:
         metadata["annotations"] = given["metadata"].get("annotations", {})
         metadata["finalizers"] = finalizers
         document = {**stored_document, "metadata": metadata, "spec": given.get("spec")}
+        if kind == Kind.SECRET:
+            # A Secret has no spec; its body is its type and (sealed below) its values.
+            document = {**validation_copy(kind.value, stored_document), "metadata": metadata}
+            document.pop("spec", None)
+            document["type"] = given.get("type", "Opaque")
         document, model = self._validate(document)
+        self._seal(kind, raw_key, document, res, stored_document, label)
         generation: int = stored_metadata.get("generation", 1)
-        if document["spec"] != stored_document["spec"]:
+        if document.get("spec") != stored_document.get("spec") or (
+            kind == Kind.SECRET and document.get("status") != stored_document.get("status")
+        ):
             generation += 1
             document["metadata"]["generation"] = generation
         data = self._encode(document, label=label)
@@ -654,7 +738,9 @@ class Registry:
         revision = await self._compare_and_write(
             kind, key, stored, data, remove=deleting and not finalizers, op="update"
         )
-        return self._as_written(model, revision, generation=generation)
+        if deleting and not finalizers:
+            return self._as_written(model, revision, generation=generation)
+        return self._written(kind, raw_key, model, data, revision, generation=generation)
 
     async def update_status(self, res: AnyResource) -> AnyResource:
         """Write status only (CAS on resourceVersion); spec, metadata and generation stay."""
@@ -665,15 +751,22 @@ class Registry:
         raw_key = self._layout.key(kind, key).encode()
         stored = await self._current(kind, key, expected, "update status of")
         stored_document = self._stored_document(kind, raw_key, stored)
+        if kind == Kind.SECRET:
+            why = "a Secret's status (its keys, sizes and digests) is written by the registry"
+            raise Invalid(f"{label}: {why}", causes=[FieldError("status", why)])
         status = res.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        document, model = self._validate({**stored_document, "status": status})
+        document, model = self._validate(
+            {**validation_copy(kind.value, stored_document), "status": status}
+        )
+        if kind in _SEALED_KINDS:
+            restore_sealed(kind.value, document, stored_document)
         data = self._encode(document, label=label)
         if data == stored.value:
             return self._decode(kind, raw_key, stored.value, stored.mod_revision)
         revision = await self._compare_and_write(
             kind, key, stored, data, remove=False, op="update status of"
         )
-        return self._as_written(model, revision)
+        return self._written(kind, raw_key, model, data, revision)
 
     async def _compare_and_write(
         self,
@@ -1011,6 +1104,85 @@ class Registry:
         if stored is None or not stored.metadata.get("deletionTimestamp"):
             return
         await self._release_children(parent_kind, parent_names)
+
+    # --- encryption keys ------------------------------------------------------------------
+
+    @property
+    def keyring(self) -> Keyring | None:
+        return self._keyring
+
+    async def _sealed_keys(self) -> _SealedKeys:
+        found: _SealedKeys = []
+        for kind in _SEALED_KINDS:
+            prefix = self._layout.kind_prefix(kind).encode()
+
+            async def attempt(prefix: bytes = prefix) -> Any:
+                return await self._range(prefix, range_end(prefix), keys_only=True)
+
+            response = await self._retrier.run(
+                attempt, what=f"list {kind.value} keys", repeatable=True
+            )
+            found.extend((kind, kv.key) for kv in response.kvs)
+        return found
+
+    async def reseal(self) -> tuple[int, _Failures]:
+        """Seal every stored value again under the keyring's current key (a key rotation).
+
+        Each document is rewritten by compare-and-swap (a concurrent write makes it read
+        and seal again), and only its envelopes change: no spec, status, generation or
+        value does, so no controller sees a change to act on. Readers keep working
+        throughout, as they open any key of the file. Returns how many documents were
+        rewritten and the keys whose values could not be opened (left as they were).
+        """
+        keyring = self._keyring
+        if keyring is None:
+            raise Invalid("this registry has no encryption key: nothing can be sealed again")
+        rewritten = 0
+        failed: _Failures = []
+        for kind, raw_key in await self._sealed_keys():
+            for _ in range(_MAX_CAS_ROUNDS):
+                stored = await self._read_one(raw_key, f"read {raw_key.decode()}")
+                if stored is None:
+                    break
+                document = load_document(stored.value)
+                if isinstance(document, str):
+                    failed.append(f"{raw_key.decode()}: {document}")
+                    break
+                try:
+                    changed = reseal_document(kind.value, raw_key, document, keyring)
+                except EncryptionError as error:
+                    failed.append(f"{raw_key.decode()}: {error}")
+                    break
+                if not changed:
+                    break
+                data = self._encode(document, label=raw_key.decode())
+
+                async def attempt(
+                    stored: _Stored = stored, data: bytes = data, raw_key: bytes = raw_key
+                ) -> Any:
+                    compare = [_compare_modified(raw_key, stored.mod_revision)]
+                    return await self._txn(compare, [_put(raw_key, data)], [])
+
+                response = await self._retrier.run(
+                    attempt, what=f"seal {raw_key.decode()} again", repeatable=True
+                )
+                if response.succeeded:
+                    self._documents.remember(raw_key, _Stored(data, response.header.revision))
+                    rewritten += 1
+                    break
+        return rewritten, failed
+
+    async def key_ids_in_use(self) -> dict[str, int]:
+        """How many stored documents carry values sealed under each key id."""
+        counts: dict[str, int] = {}
+        for kind, raw_key in await self._sealed_keys():
+            stored = await self._read_one(raw_key, f"read {raw_key.decode()}")
+            document = load_document(stored.value) if stored is not None else "gone"
+            if isinstance(document, str):
+                continue
+            for key_id in key_ids_in(kind.value, raw_key, document):
+                counts[key_id] = counts.get(key_id, 0) + 1
+        return counts
 
     # --- watch ---------------------------------------------------------------------------
 

@@ -24,8 +24,9 @@ def test_hierarchy_comes_from_the_table() -> None:
         2,
         3,
     ]
-    assert child_kinds(Kind.REALM) == [Kind.SPACE]
+    assert child_kinds(Kind.REALM) == [Kind.SPACE, Kind.SECRET]
     assert child_kinds(Kind.CELL) == []
+    assert child_kinds(Kind.SECRET) == []
     assert parent_key(Kind.CELL, ("r", "s", "st", "c")) == (Kind.STACK, ("r", "s", "st"))
     assert parent_key(Kind.REALM, ("r",)) is None
 
@@ -36,7 +37,8 @@ def test_scope_prefixes_end_with_a_slash() -> None:
     # "r" must not match realm "rx": the prefix ends at the separator.
     assert layout.scope_prefix(Kind.CELL, ("r",)) == "/t/registry/cells/r/"
     assert layout.children_prefixes(Kind.SPACE, ("r", "s")) == [
-        (Kind.STACK, "/t/registry/stacks/r/s/")
+        (Kind.STACK, "/t/registry/stacks/r/s/"),
+        (Kind.SECRET, "/t/registry/secrets/r/s/"),
     ]
     assert layout.split(Kind.CELL, b"/t/registry/cells/r/s/st/c") == ("r", "s", "st", "c")
 
@@ -59,3 +61,16 @@ def test_range_end_of_a_prefix() -> None:
     assert range_end(b"/a/") == b"/a0"
     assert range_end(b"a\xff") == b"b"
     assert range_end(b"\xff\xff") == b"\0"
+
+
+def test_a_secret_key_has_three_scope_parts_with_placeholders() -> None:
+    assert key_for(Kind.SECRET, ("r", "-", "-", "a")) == "/kukeon/registry/secrets/r/-/-/a"
+    assert key_for(Kind.SECRET, ("r", "s", "t", "a")) == "/kukeon/registry/secrets/r/s/t/a"
+    assert parent_key(Kind.SECRET, ("r", "-", "-", "a")) == (Kind.REALM, ("r",))
+    assert parent_key(Kind.SECRET, ("r", "s", "-", "a")) == (Kind.SPACE, ("r", "s"))
+    assert parent_key(Kind.SECRET, ("r", "s", "t", "a")) == (Kind.STACK, ("r", "s", "t"))
+    # The realm's range holds every Secret within the realm, the space's only its own.
+    layout = KeyLayout("/t")
+    assert (Kind.SECRET, "/t/registry/secrets/r/") in layout.children_prefixes(Kind.REALM, ("r",))
+    with pytest.raises(Invalid, match="a stack needs its space"):
+        key_for(Kind.SECRET, ("r", "-", "t", "a"))
