@@ -1,0 +1,69 @@
+"""kukeond refuses plaintext etcd off loopback unless told to accept the risk."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kukeon.daemon.config import ConfigError, load_config
+from kukeon.daemon.main import command
+
+
+@pytest.mark.parametrize(
+    "endpoints",
+    ["http://10.0.0.5:2379", "10.0.0.5:2379", "127.0.0.1:2379,etcd.example.internal:2379"],
+)
+def test_plaintext_endpoint_off_loopback_is_refused(endpoints: str) -> None:
+    with pytest.raises(ConfigError, match="plaintext and not on loopback") as refused:
+        load_config(environ={"KUKEON_ETCD_ENDPOINTS": endpoints})
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "--etcd-allow-insecure" in message
+
+
+@pytest.mark.parametrize(
+    "endpoints",
+    ["127.0.0.1:2379", "http://localhost:2379", "http://[::1]:2379", "127.0.0.2:2379"],
+)
+def test_plaintext_on_loopback_is_accepted(endpoints: str) -> None:
+    config = load_config(environ={"KUKEON_ETCD_ENDPOINTS": endpoints})
+    assert config.plaintext_remote_etcd_endpoints == ()
+
+
+def test_tls_endpoints_are_accepted(tmp_path: Path) -> None:
+    assert load_config(environ={"KUKEON_ETCD_ENDPOINTS": "https://10.0.0.5:2379"})
+    # A CA file puts every endpoint on TLS, whatever its scheme (as EtcdConfig does).
+    config = load_config(
+        environ={"KUKEON_ETCD_ENDPOINTS": "10.0.0.5:2379"},
+        overrides={"etcd_ca_file": tmp_path / "ca.crt"},
+    )
+    assert config.plaintext_remote_etcd_endpoints == ()
+
+
+def test_allow_insecure_from_env_flag_or_file(tmp_path: Path) -> None:
+    env = {"KUKEON_ETCD_ENDPOINTS": "http://10.0.0.5:2379"}
+    by_env = load_config(environ={**env, "KUKEON_ETCD_ALLOW_INSECURE": "true"})
+    assert by_env.plaintext_remote_etcd_endpoints == ("http://10.0.0.5:2379",)
+    assert load_config(environ=env, overrides={"etcd_allow_insecure": True}).etcd_allow_insecure
+    config_file = tmp_path / "kukeond.yaml"
+    config_file.write_text("etcdEndpoints: [http://10.0.0.5:2379]\netcdAllowInsecure: true\n")
+    assert load_config(config_file=config_file, environ={}).etcd_allow_insecure
+
+
+def test_file_endpoints_with_the_allowance_in_the_environment(tmp_path: Path) -> None:
+    """Each source alone is not checked across fields: the merged configuration is."""
+    config_file = tmp_path / "kukeond.yaml"
+    config_file.write_text("etcdEndpoints: [http://10.0.0.5:2379]\n")
+    with pytest.raises(ConfigError, match="plaintext"):
+        load_config(config_file=config_file, environ={})
+    config = load_config(config_file=config_file, environ={"KUKEON_ETCD_ALLOW_INSECURE": "1"})
+    assert config.etcd_allow_insecure
+
+
+def test_kukeond_exits_with_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        command, ["--etcd-endpoints", "http://10.0.0.5:2379"], env={}, catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1
+    assert "http://10.0.0.5:2379 is plaintext and not on loopback" in result.output
