@@ -7,14 +7,15 @@ node that runs it) and `nodeSelector` (labels a node must carry to be chosen).
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from kukeon.api.container import ContainerSpec, ContainerStatus, OptionalDnsLabel
 from kukeon.api.meta import (
     DEFAULT_PARENT,
     DnsLabel,
+    DnsSubdomain,
     Kind,
     KukeonModel,
     NullableList,
@@ -24,6 +25,13 @@ from kukeon.api.meta import (
     StringMap,
 )
 from kukeon.api.states import CellState, CellStateField, DesiredCellState
+
+
+def _empty_as_none(value: object) -> object:
+    return None if value == "" else value
+
+
+OptionalDnsSubdomain = Annotated[DnsSubdomain | None, BeforeValidator(_empty_as_none)]
 
 
 class CellTty(KukeonModel):
@@ -48,8 +56,8 @@ class CellSpec(KukeonModel):
     """Delegate every cgroup controller the host offers, for a runtime nested inside."""
     desired_state: DesiredCellState = DesiredCellState.RUNNING
     """Running, or Stopped: containers stopped but the cell kept."""
-    node_name: OptionalString = None
-    """The node that runs the cell; set by the user or the scheduler."""
+    node_name: OptionalDnsSubdomain = None
+    """The node that runs the cell, a DNS-1123 name; set by the user or the scheduler."""
     node_selector: StringMap = Field(default_factory=dict)
     """Labels a node must carry to be chosen for the cell."""
 

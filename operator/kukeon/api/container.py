@@ -10,19 +10,25 @@ rules across containers (unique ids, the root container) live in `validation`.
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
 from kukeon.api.meta import (
+    INT64_MAX,
+    INT64_MIN,
     AbsolutePath,
     DnsLabel,
+    FileName,
     KukeonModel,
+    MountPath,
     NullableList,
     OptionalString,
     Timestamp,
     check_absolute_path,
+    quote,
 )
 from kukeon.api.secret import SecretKeyRef
 from kukeon.api.states import ContainerState, ContainerStateField
@@ -34,6 +40,108 @@ def _empty_as_none(value: Any) -> Any:
 
 OptionalDnsLabel = Annotated[DnsLabel | None, BeforeValidator(_empty_as_none)]
 OptionalAbsolutePath = Annotated[AbsolutePath | None, BeforeValidator(_empty_as_none)]
+OptionalMountPath = Annotated[MountPath | None, BeforeValidator(_empty_as_none)]
+
+# --- numeric bounds, each what the kernel or runc accepts -------------------------------------
+
+MEMORY_LIMIT_MIN = 1024 * 1024
+"""memory.max below 1 MiB leaves no room for runc's init: the container is OOM-killed at once."""
+MEMORY_LIMIT_MAX = INT64_MAX
+"""memory.max is a page count the kernel caps at LONG_MAX bytes; the OCI field is an int64."""
+CPU_SHARES_MIN = 2
+CPU_SHARES_MAX = 262144
+"""cgroup v1 ``cpu.shares`` accepts [2, 262144]; v2 ``cpu.weight`` [1, 10000] is mapped from it."""
+PIDS_LIMIT_MAX = 4 * 1024 * 1024
+"""``pids.max`` refuses anything above PID_MAX_LIMIT (4,194,304 on 64-bit kernels)."""
+RESTART_BACKOFF_MIN = 1
+"""The least pause between two restarts: below it a crashing container is a hot loop."""
+RESTART_BACKOFF_MAX = 300
+"""The longest pause between two restarts, Kubernetes' CrashLoopBackOff cap (5 minutes)."""
+RESTART_MAX_RETRIES_MAX = 1000
+"""At most this many restarts under on-failure (at the floor, over a quarter of an hour)."""
+
+
+def _unset_or_within(value: int | None, low: int, high: int, unit: str = "") -> int | None:
+    # Zero means "not set" for these limits, as in kukeon (a zero limit is never meant).
+    if value is None or value == 0:
+        return value
+    if not low <= value <= high:
+        raise ValueError(f"must be 0 (unset) or between {low}{unit} and {high}{unit}, got {value}")
+    return value
+
+
+# --- ports ---------------------------------------------------------------------------------
+
+
+class PortMapping(NamedTuple):
+    """One parsed entry of ``ports``, docker's ``[hostIP:][hostPort:]containerPort[/proto]``."""
+
+    host_ip: str | None
+    host_port: int | None
+    """None when not given or empty (``127.0.0.1::80``: any free port)."""
+    container_port: int
+    protocol: str
+
+
+def _port_number(text: str, value: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
+        raise ValueError(f"{quote(text)} in {quote(value)} is not a port number")
+    number = int(text)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"port {number} of {quote(value)} is not between 1 and 65535")
+    return number
+
+
+def parse_port(value: str) -> PortMapping:
+    """Parse docker's ``[hostIP:][hostPort:]containerPort[/tcp|udp]``; ValueError says why.
+
+    An IPv6 host address is written in brackets (``[::1]:53:53/udp``); an empty host port
+    after an address (``127.0.0.1::80``) means any free port, as in docker.
+    """
+    body, slash, protocol = value.partition("/")
+    if slash and protocol not in ("tcp", "udp"):
+        raise ValueError(f"the protocol of {quote(value)} must be tcp or udp")
+    host_ip: str | None = None
+    if body.startswith("["):
+        address, bracket, rest = body[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise ValueError(f"{quote(value)} has an unclosed or unterminated [IPv6] address")
+        host_ip, parts = address, rest[1:].split(":")
+        if len(parts) != 2:
+            raise ValueError(f"{quote(value)}: an address is followed by hostPort:containerPort")
+    else:
+        parts = body.split(":")
+        if len(parts) == 3:
+            host_ip, parts = parts[0], parts[1:]
+        elif len(parts) > 3:
+            raise ValueError(
+                f"{quote(value)} is not [hostIP:][hostPort:]containerPort[/tcp|udp] "
+                "(write an IPv6 address in brackets)"
+            )
+    if host_ip is not None:
+        try:
+            address_ = ipaddress.ip_address(host_ip)
+        except ValueError:
+            raise ValueError(f"{quote(host_ip)} in {quote(value)} is not an IP address") from None
+        if address_.version == 6 and not body.startswith("["):
+            raise ValueError(f"write the IPv6 address of {quote(value)} in brackets")
+    host_port: int | None = None
+    if len(parts) == 2 and (parts[0] or host_ip is None):
+        host_port = _port_number(parts[0], value)
+    container_port = _port_number(parts[-1], value)
+    return PortMapping(host_ip, host_port, container_port, protocol or "tcp")
+
+
+def _check_port(value: str) -> str:
+    parse_port(value)
+    return value
+
+
+PortSpec = Annotated[
+    str,
+    AfterValidator(_check_port),
+    Field(json_schema_extra={"pattern": r"^(.+:)?[0-9]{1,5}(/(tcp|udp))?$"}),
+]
 
 
 def check_env_entry(value: str) -> str:
@@ -90,10 +198,12 @@ class VolumeMount(KukeonModel):
     """bind (a host path) or tmpfs (in memory); empty means bind."""
     source: OptionalString = Field(default=None, validate_default=True)
     """Absolute host path of a bind volume; must be empty for tmpfs."""
-    target: AbsolutePath
+    target: MountPath
+    """Absolute path in the container; no '..' component."""
     read_only: bool = False
-    size_bytes: int | None = Field(default=None, ge=0)
-    mode: int | None = Field(default=None, ge=0, le=0o7777)
+    size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    """Size of a tmpfs volume in bytes (0 to 2^63-1)."""
+    mode: int | None = Field(default=None, ge=0, le=0o7777, strict=True)
     """Permissions of a tmpfs root, e.g. 0755 (ignored for bind)."""
 
     @field_validator("source")
@@ -112,8 +222,10 @@ class VolumeMount(KukeonModel):
 class TmpfsMount(KukeonModel):
     """A tmpfs mounted at `path` (the short form of a tmpfs volume)."""
 
-    path: AbsolutePath
-    size_bytes: int | None = Field(default=None, ge=0)
+    path: MountPath
+    """Absolute path in the container; no '..' component."""
+    size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    """Size in bytes (0 to 2^63-1)."""
     options: NullableList[str] = Field(default_factory=list)
 
 
@@ -127,9 +239,22 @@ class Capabilities(KukeonModel):
 class Resources(KukeonModel):
     """The cgroup limits of one container; unset means unlimited."""
 
-    memory_limit_bytes: int | None = Field(default=None, ge=0)
-    cpu_shares: int | None = Field(default=None, ge=0)
-    pids_limit: int | None = Field(default=None, ge=0)
+    memory_limit_bytes: int | None = Field(default=None, ge=0, le=MEMORY_LIMIT_MAX, strict=True)
+    """memory.max in bytes: 0 (unset) or 1 MiB (1048576) to 2^63-1."""
+    cpu_shares: int | None = Field(default=None, ge=0, le=CPU_SHARES_MAX, strict=True)
+    """cgroup v1 cpu.shares: 0 (unset) or 2 to 262144 (mapped onto cgroup v2 cpu.weight)."""
+    pids_limit: int | None = Field(default=None, ge=0, le=PIDS_LIMIT_MAX, strict=True)
+    """pids.max: 0 (unset) or 1 to 4194304 (the kernel's PID_MAX_LIMIT)."""
+
+    @field_validator("memory_limit_bytes")
+    @classmethod
+    def _memory_floor(cls, value: int | None) -> int | None:
+        return _unset_or_within(value, MEMORY_LIMIT_MIN, MEMORY_LIMIT_MAX, " bytes")
+
+    @field_validator("cpu_shares")
+    @classmethod
+    def _shares_range(cls, value: int | None) -> int | None:
+        return _unset_or_within(value, CPU_SHARES_MIN, CPU_SHARES_MAX)
 
 
 class ContainerSecret(KukeonModel):
@@ -253,8 +378,9 @@ class ContainerSpec(KukeonModel):
     """The process's working directory; the image's when unset."""
     env: NullableList[EnvEntry] = Field(default_factory=list)
     """Environment entries, `KEY=VALUE`."""
-    ports: NullableList[str] = Field(default_factory=list)
-    """Reserved by kukeon; kept as written."""
+    ports: NullableList[PortSpec] = Field(default_factory=list)
+    """Docker's `[hostIP:][hostPort:]containerPort[/tcp|udp]`, ports 1-65535. Validated and
+    kept as written; kukeond does not publish them yet (nothing is forwarded)."""
     volumes: NullableList[VolumeMount] = Field(default_factory=list)
     networks: NullableList[str] = Field(default_factory=list)
     networks_aliases: NullableList[str] = Field(default_factory=list)
@@ -282,10 +408,10 @@ class ContainerSpec(KukeonModel):
         RestartPolicy.NEVER
     )
     """always, on-failure or never; empty means never."""
-    restart_backoff_seconds: int | None = None
-    """Least seconds between two restarts (default 30); needs always or on-failure."""
-    restart_max_retries: int | None = None
-    """Restarts before giving up under on-failure (default 5)."""
+    restart_backoff_seconds: int | None = Field(default=None, strict=True)
+    """Least seconds between two restarts (default 30), 1 to 300; needs always or on-failure."""
+    restart_max_retries: int | None = Field(default=None, strict=True)
+    """Restarts before giving up under on-failure (default 5), 1 to 1000."""
     attachable: bool = False
     """Run the process under a terminal wrapper that `attach` can connect to."""
     tty: ContainerTty | None = None
@@ -297,8 +423,11 @@ class ContainerSpec(KukeonModel):
     ) -> int | None:
         if value is None:
             return value
-        if value < 0:
-            raise ValueError(f"must be >= 0, got {value}")
+        if not RESTART_BACKOFF_MIN <= value <= RESTART_BACKOFF_MAX:
+            raise ValueError(
+                f"must be between {RESTART_BACKOFF_MIN} and {RESTART_BACKOFF_MAX} seconds, "
+                f"got {value}"
+            )
         policy = info.data.get("restart_policy")
         if policy is not None and policy not in (RestartPolicy.ALWAYS, RestartPolicy.ON_FAILURE):
             raise ValueError("requires restartPolicy always or on-failure")
@@ -309,8 +438,8 @@ class ContainerSpec(KukeonModel):
     def _retries_need_on_failure(cls, value: int | None, info: ValidationInfo) -> int | None:
         if value is None:
             return value
-        if value < 1:
-            raise ValueError(f"must be >= 1, got {value}")
+        if not 1 <= value <= RESTART_MAX_RETRIES_MAX:
+            raise ValueError(f"must be between 1 and {RESTART_MAX_RETRIES_MAX}, got {value}")
         policy = info.data.get("restart_policy")
         if policy is not None and policy != RestartPolicy.ON_FAILURE:
             raise ValueError("requires restartPolicy on-failure")
@@ -340,11 +469,11 @@ class ContainerStatus(KukeonModel):
     id: str
     name: OptionalString = None
     state: ContainerStateField = ContainerState.PENDING
-    pid: int | None = None
+    pid: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
     """Host PID of the running task."""
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX, strict=True)
     exit_signal: OptionalString = None
-    restart_count: int = Field(default=0, ge=0)
+    restart_count: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
     image: OptionalString = None
     reason: OptionalString = None
     message: OptionalString = None

@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -48,8 +49,65 @@ class Kind(StrEnum):
     SECRET = "Secret"
 
 
+# --- bounds every field shares -----------------------------------------------------------
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+"""Every integer of a document fits a signed 64-bit integer (etcd, Go and the OCI spec use it)."""
+
+QUOTE_LIMIT = 200
+"""At most this many characters of a user's value are quoted back in an error message."""
+
+# NUL cannot cross a C string (argv, env, paths); a lone surrogate cannot be encoded as
+# UTF-8, so it could never be written to etcd. Both are refused wherever text is accepted.
+_UNENCODABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr`` of a user's value, cut to ``limit`` characters (a 1 MB name is not echoed)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"<an integer of {value.bit_length()} bits>"
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    cut = repr(text[:limit]) if isinstance(value, str) else text[:limit]
+    return f"{cut}... ({len(text)} characters)"
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text, or None."""
+    match = _UNENCODABLE.search(value)
+    if match is None:
+        return None
+    if match.group() == "\x00":
+        return f"must not contain a NUL character (at offset {match.start()})"
+    return f"must not contain a lone surrogate (at offset {match.start()}): it is not UTF-8"
+
+
+def _check_text(value: Any) -> Any:
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if isinstance(item, str) and (problem := text_problem(item)) is not None:
+                raise ValueError(f"item {index}: {problem}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and (problem := text_problem(key)) is not None:
+                raise ValueError(f"key {quote(key)}: {problem}")
+            if isinstance(item, str) and (problem := text_problem(item)) is not None:
+                raise ValueError(f"value of {quote(key)}: {problem}")
+    return value
+
+
 class KukeonModel(BaseModel):
-    """Base of every model: camelCase aliases, Python names accepted too, unknown fields refused."""
+    """Base of every model: camelCase aliases, Python names accepted too, unknown fields refused.
+
+    Every text field, list of texts and map of texts refuses NUL and lone surrogates, so
+    such a value is a 422 naming its field instead of a crash when it is encoded or exec'd.
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -58,6 +116,11 @@ class KukeonModel(BaseModel):
         # Field docstrings become descriptions in the generated CRD schemas.
         use_attribute_docstrings=True,
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _encodable_text(cls, value: Any) -> Any:
+        return _check_text(value)
 
 
 # --- reusable field types ---------------------------------------------------------------
@@ -75,8 +138,49 @@ def check_dns_label(value: str) -> str:
         raise ValueError(f"must be at most {DNS_LABEL_MAX} characters, got {len(value)}")
     if not _DNS_LABEL.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a DNS-1123 label (lowercase letters, digits and '-', "
+            f"{quote(value)} is not a DNS-1123 label (lowercase letters, digits and '-', "
             "starting and ending with a letter or digit)"
+        )
+    return value
+
+
+DNS_SUBDOMAIN_MAX = 253
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN[1:-1])
+
+
+def check_dns_subdomain(value: str) -> str:
+    """A DNS-1123 subdomain: dot-separated labels, at most 253 characters (a host's name)."""
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > DNS_SUBDOMAIN_MAX:
+        raise ValueError(f"must be at most {DNS_SUBDOMAIN_MAX} characters, got {len(value)}")
+    if not _DNS_SUBDOMAIN.fullmatch(value):
+        raise ValueError(
+            f"{quote(value)} is not a DNS-1123 subdomain (lowercase letters, digits, '-' and "
+            "'.', each dot-separated part starting and ending with a letter or digit)"
+        )
+    return value
+
+
+FILE_NAME_MAX = 253
+FILE_NAME_PATTERN = r"^[-._a-zA-Z0-9]+$"
+_FILE_NAME = re.compile(FILE_NAME_PATTERN[1:-1])
+
+
+def check_file_name(value: str) -> str:
+    """A name that becomes one file name on the host: letters, digits, '-', '_' and '.',
+    never '.' or '..', at most 253 characters (Kubernetes' rule for Secret keys)."""
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > FILE_NAME_MAX:
+        raise ValueError(f"must be at most {FILE_NAME_MAX} characters, got {len(value)}")
+    if value in (".", ".."):
+        raise ValueError(f"must not be {value!r}")
+    if not _FILE_NAME.fullmatch(value):
+        raise ValueError(
+            f"{quote(value)} may contain only letters, digits, '-', '_' and '.' "
+            "(it becomes a file name)"
         )
     return value
 
@@ -84,7 +188,15 @@ def check_dns_label(value: str) -> str:
 def check_absolute_path(value: str) -> str:
     """Mount points and host paths are resolved against nothing, so they must be absolute."""
     if not value.startswith("/"):
-        raise ValueError(f"must be an absolute path, got {value!r}")
+        raise ValueError(f"must be an absolute path, got {quote(value)}")
+    return value
+
+
+def check_mount_path(value: str) -> str:
+    """A mount point: absolute, with no '..' component (as Kubernetes requires)."""
+    check_absolute_path(value)
+    if ".." in value.split("/"):
+        raise ValueError(f"must not contain a '..' component, got {quote(value)}")
     return value
 
 
@@ -124,6 +236,19 @@ DnsLabel = Annotated[str, AfterValidator(check_dns_label), Field(json_schema_ext
 AbsolutePath = Annotated[
     str, AfterValidator(check_absolute_path), Field(json_schema_extra={"pattern": "^/"})
 ]
+DnsSubdomain = Annotated[
+    str,
+    AfterValidator(check_dns_subdomain),
+    Field(json_schema_extra={"pattern": DNS_SUBDOMAIN_PATTERN, "maxLength": DNS_SUBDOMAIN_MAX}),
+]
+FileName = Annotated[
+    str,
+    AfterValidator(check_file_name),
+    Field(json_schema_extra={"pattern": FILE_NAME_PATTERN, "maxLength": FILE_NAME_MAX}),
+]
+MountPath = Annotated[
+    str, AfterValidator(check_mount_path), Field(json_schema_extra={"pattern": "^/"})
+]
 T = TypeVar("T")
 NullableList = Annotated[list[T], BeforeValidator(_none_as_empty_list)]
 StringMap = Annotated[dict[str, str], BeforeValidator(_none_as_empty_dict)]
@@ -145,7 +270,7 @@ class ObjectMeta(KukeonModel):
     labels: StringMap = Field(default_factory=dict)
     annotations: StringMap = Field(default_factory=dict)
     uid: OptionalString = None
-    generation: int = Field(default=0, ge=0)
+    generation: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
     resource_version: OptionalString = None
     """The etcd mod_revision of the stored document; writes compare-and-swap on it."""
     creation_timestamp: Timestamp = None
@@ -161,7 +286,7 @@ class StatusBase(KukeonModel):
     cgroup_path: OptionalString = None
     subtree_controllers: NullableList[str] = Field(default_factory=list)
     cgroup_ready: bool = False
-    observed_generation: int = Field(default=0, ge=0)
+    observed_generation: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
     node_name: OptionalString = None
     """The node whose kukeond observed and wrote this status."""
     created_at: Timestamp = None
@@ -186,7 +311,7 @@ class NodeLayerStatus(KukeonModel):
     message: OptionalString = None
     cgroup_path: OptionalString = None
     subtree_controllers: NullableList[str] = Field(default_factory=list)
-    observed_generation: int = Field(default=0, ge=0)
+    observed_generation: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
     updated_at: Timestamp = None
     ready_at: Timestamp = None
 

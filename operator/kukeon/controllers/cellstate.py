@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kukeon.api import CellState
+from kukeon.api.container import RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN
 
 DEFAULT_RESTART_MAX_RETRIES = 5
 DEFAULT_RESTART_BACKOFF_SECONDS = 30
@@ -45,8 +46,13 @@ def restart_owed(
 
 
 def restart_due_at(*, finished_at: datetime, backoff_seconds: int | None) -> datetime:
-    """The earliest time the next restart may happen."""
+    """The earliest time the next restart may happen.
+
+    The pause is kept within the model's bounds (1 to 300 s) even for a document stored
+    before they were enforced: never a hot loop, never a timer that overflows.
+    """
     backoff = DEFAULT_RESTART_BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds
+    backoff = min(max(backoff, RESTART_BACKOFF_MIN), RESTART_BACKOFF_MAX)
     return finished_at + timedelta(seconds=backoff)
 
 

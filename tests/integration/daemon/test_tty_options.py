@@ -41,7 +41,7 @@ def tty_container(k: Kukeond, data: Path, **fields: Any) -> dict[str, Any]:
         "command": "sh",
         "attachable": True,
         "restartPolicy": "always",
-        "restartBackoffSeconds": 0,
+        "restartBackoffSeconds": 1,
         "volumes": [{"source": str(data), "target": "/data"}],
         "tty": {
             # kukeon's upstream spelling, one quoted shell word
@@ -298,7 +298,7 @@ async def test_read_only_root_and_another_user(kukeond: Kukeond) -> None:
         "user": "1000:1000",
         "readOnlyRootFilesystem": True,
         "restartPolicy": "always",
-        "restartBackoffSeconds": 0,
+        "restartBackoffSeconds": 1,
         "tty": {
             "onInit": [
                 {"script": "echo created-as-$(id -u)", "runOn": "create"},

@@ -39,8 +39,8 @@ tmpfs = st.lists(
 )
 resources = st.builds(
     Resources,
-    memory_limit_bytes=st.none() | st.integers(0, 2**34),
-    cpu_shares=st.none() | st.integers(0, 1024),
+    memory_limit_bytes=st.none() | st.just(0) | st.integers(1 << 20, 2**34),
+    cpu_shares=st.none() | st.just(0) | st.integers(2, 1024),
     pids_limit=st.none() | st.integers(0, 4096),
 )
 security_opts = st.lists(st.sampled_from(["no-new-privileges", "seccomp=unconfined"]), min_size=1)

@@ -346,14 +346,16 @@ def test_restart_backoff_needs_a_restarting_policy(policy: str | None) -> None:
     )
 
 
-def test_restart_backoff_is_not_negative() -> None:
-    doc = cell_doc(containers=[container(restartPolicy="always", restartBackoffSeconds=-1)])
+@pytest.mark.parametrize("backoff", [-1, 0, 301])
+def test_restart_backoff_has_a_floor_and_a_cap(backoff: int) -> None:
+    doc = cell_doc(containers=[container(restartPolicy="always", restartBackoffSeconds=backoff)])
     assert one_cause(doc) == FieldError(
-        "spec.containers[0].restartBackoffSeconds", "must be >= 0, got -1"
+        "spec.containers[0].restartBackoffSeconds",
+        f"must be between 1 and 300 seconds, got {backoff}",
     )
 
 
-@pytest.mark.parametrize(("policy", "backoff"), [("always", 0), ("on-failure", 30)])
+@pytest.mark.parametrize(("policy", "backoff"), [("always", 1), ("on-failure", 30), ("always", 300)])
 def test_restart_backoff_with_restarting_policy_is_accepted(policy: str, backoff: int) -> None:
     doc = cell_doc(containers=[container(restartPolicy=policy, restartBackoffSeconds=backoff)])
     assert parse_resource(doc).spec.containers[0].restart_backoff_seconds == backoff
@@ -370,7 +372,7 @@ def test_restart_max_retries_needs_on_failure(policy: str) -> None:
 def test_restart_max_retries_is_at_least_one() -> None:
     doc = cell_doc(containers=[container(restartPolicy="on-failure", restartMaxRetries=0)])
     assert one_cause(doc) == FieldError(
-        "spec.containers[0].restartMaxRetries", "must be >= 1, got 0"
+        "spec.containers[0].restartMaxRetries", "must be between 1 and 1000, got 0"
     )
     ok = cell_doc(containers=[container(restartPolicy="on-failure", restartMaxRetries=1)])
     assert parse_resource(ok).spec.containers[0].restart_max_retries == 1
