@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import yaml
 from aiohttp import web
 
 from kukeon.api import (
@@ -28,18 +27,29 @@ from kukeon.api import (
     InvalidResource,
     Kind,
     key_of,
+    parent_of,
     parse_resource,
     to_document,
 )
+from kukeon.api.meta import quote
+from kukeon.apiserver import queryparams
 from kukeon.apiserver.admission import Admission
 from kukeon.apiserver.auth import Principal, Role, Verb, denial
+from kukeon.apiserver.bodies import THREAD_THRESHOLD, BodyError, decode_body
 from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
 from kukeon.apiserver.paths import API_ROOT, HIERARCHY, KINDS, display_key
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
 from kukeon.apiserver.watchhub import EncodedEvent, Item, WatchHub
-from kukeon.store import Conflict, Invalid, LabelSelector, StoreError, parse_selector
+from kukeon.store import (
+    MAX_DOCUMENT_BYTES,
+    Conflict,
+    Invalid,
+    LabelSelector,
+    StoreError,
+    parse_selector,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +122,12 @@ def _is_true(value: str | None) -> bool:
 
 
 def is_watch(request: web.Request) -> bool:
+    """Lenient, for the middlewares (which must not fail); the handler parses it strictly."""
     return _is_true(request.query.get("watch"))
 
 
 def _dry_run(request: web.Request) -> bool:
-    values = request.query.getall("dryRun", [])
-    for value in values:
-        if value != "All":
-            raise ApiError(400, f"dryRun must be 'All', got {value!r}")
-    return bool(values)
+    return queryparams.dry_run(request)
 
 
 def _json(document: Any, status: int = 200) -> web.Response:
@@ -132,22 +139,36 @@ def _json(document: Any, status: int = 200) -> web.Response:
 
 
 async def _read_body(request: web.Request) -> Any:
-    """The request body as a document (JSON, or YAML when the content type says so)."""
-    raw = await request.read()  # aiohttp enforces the body limit (413) here
+    """The request body as a document (JSON, or YAML when the content type says so).
+
+    The size was checked against the Content-Length before the handler ran, aiohttp
+    enforces it again while reading (413); ``kukeon.apiserver.bodies`` bounds the nesting
+    depth and refuses repeated keys. A large body is decoded in a worker thread.
+    """
+    raw = await request.read()
     if not raw.strip():
         raise ApiError(400, "the request needs a body")
     content_type = request.content_type
     try:
-        if "yaml" in content_type:
-            return yaml.safe_load(raw)
-        return json.loads(raw)
-    except (ValueError, yaml.YAMLError) as exc:
-        what = "YAML" if "yaml" in content_type else "JSON"
-        raise ApiError(400, f"the request body is not valid {what}: {exc}") from None
+        if len(raw) > THREAD_THRESHOLD:
+            return await asyncio.to_thread(decode_body, raw, content_type)
+        return decode_body(raw, content_type)
+    except BodyError as exc:
+        causes = [Cause(exc.field, exc.message)] if exc.field else []
+        raise ApiError(exc.code, exc.message, causes=causes) from None
+
+
+_SELECTOR_MAX = 4096
 
 
 def _selector(request: web.Request) -> tuple[str | None, LabelSelector]:
-    text = request.query.get("labelSelector")
+    text = queryparams.single(request, "labelSelector")
+    if text is not None and len(text) > _SELECTOR_MAX:
+        raise ApiError(
+            400,
+            f"labelSelector is {len(text)} characters long, over the limit of {_SELECTOR_MAX}",
+            causes=[Cause("labelSelector", f"at most {_SELECTOR_MAX} characters")],
+        )
     try:
         return text, parse_selector(text)
     except Invalid as exc:
@@ -158,12 +179,16 @@ def _selector(request: web.Request) -> tuple[str | None, LabelSelector]:
 
 def _name_filter(request: web.Request) -> str | None:
     """``fieldSelector=metadata.name=NAME``, the only field selector supported."""
-    text = request.query.get("fieldSelector")
+    text = queryparams.single(request, "fieldSelector")
     if not text:
         return None
     field, sep, value = text.partition("=")
     if field.strip() != "metadata.name" or not sep or not value.lstrip("="):
-        raise ApiError(400, f"unsupported fieldSelector {text!r}: only metadata.name=NAME")
+        raise ApiError(
+            400,
+            f"unsupported fieldSelector {quote(text)}: only metadata.name=NAME",
+            causes=[Cause("fieldSelector", "only metadata.name=NAME is supported")],
+        )
     return value.lstrip("=").strip()
 
 
@@ -262,7 +287,9 @@ class ResourceHandlers:
         if kind is None:
             document["kind"] = target.kind.value
         elif kind != target.kind.value:
-            causes.append(Cause("kind", f"must be {target.kind.value} on this URL, got {kind!r}"))
+            causes.append(
+                Cause("kind", f"must be {target.kind.value} on this URL, got {quote(kind)}")
+            )
         document.setdefault("apiVersion", API_VERSION)
         metadata = document.get("metadata")
         if metadata is None:
@@ -280,7 +307,7 @@ class ResourceHandlers:
                 causes.append(
                     Cause(
                         "metadata.name",
-                        f"must be {target.name!r} (the name in the URL), got {name!r}",
+                        f"must be {quote(target.name)} (the name in the URL), got {quote(name)}",
                     )
                 )
         document["metadata"] = metadata
@@ -297,7 +324,7 @@ class ResourceHandlers:
                     causes.append(
                         Cause(
                             f"spec.{field}",
-                            f"must be {parent!r} (the parent in the URL), got {given!r}",
+                            f"must be {parent!r} (the parent in the URL), got {quote(given)}",
                         )
                     )
             document["spec"] = spec
@@ -336,7 +363,7 @@ class ResourceHandlers:
         return _json(to_document(res))
 
     async def list_or_watch(self, request: web.Request, target: Target) -> web.StreamResponse:
-        if is_watch(request):
+        if queryparams.flag(request, "watch"):
             return await self.watch(request, target)
         principal = self._authorize(request, "list", target)
         text, _ = _selector(request)
@@ -372,12 +399,8 @@ class ResourceHandlers:
         principal = self._authorize(request, "watch", target)
         text, selector = _selector(request)
         name = _name_filter(request)
-        raw_rv = request.query.get("resourceVersion", "")
-        timeout_param = request.query.get("timeoutSeconds")
-        try:
-            timeout = float(timeout_param) if timeout_param else None
-        except ValueError:
-            raise ApiError(400, f"timeoutSeconds must be a number, got {timeout_param!r}") from None
+        requested_rv = queryparams.resource_version(request)
+        timeout = queryparams.timeout_seconds(request)
 
         def visible(res: AnyResource) -> bool:
             return (
@@ -387,21 +410,14 @@ class ResourceHandlers:
             )
 
         initial: list[AnyResource] = []
-        if raw_rv in ("", "0"):
+        if not requested_rv:  # absent or "0": list first, then follow
             listed = await self._store(
                 target, self._registry.list(target.kind, target.scope, label_selector=text)
             )
             initial = [res for res in listed.items if visible(res)]
             start = int(listed.resource_version)
         else:
-            try:
-                start = int(raw_rv)
-            except ValueError:
-                raise ApiError(
-                    400,
-                    f"resourceVersion must be an integer, got {raw_rv!r}",
-                    causes=[Cause("resourceVersion", "must be an integer")],
-                ) from None
+            start = requested_rv
 
         subscription = self._hub.subscribe(target.kind, target.scope, start)
         queue = subscription.queue
@@ -530,10 +546,49 @@ class ResourceHandlers:
             self._authorize(request, "create", created_target)
         await self._admit(request, created_target, res, None)
         if dry_run:
+            # Everything a real create checks, short of writing: the size, the key still
+            # free, the parent present and not being deleted.
+            self._check_size(res, created_target)
             await self._check_absent(created_target)
+            await self._check_parent(res, created_target)
             return _json(to_document(res), status=201)
         created = await self._store(created_target, self._registry.create(res))
         return _json(to_document(created), status=201)
+
+    @staticmethod
+    def _check_size(res: AnyResource, target: Target) -> None:
+        size = len(json.dumps(to_document(res), separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_DOCUMENT_BYTES:
+            why = f"the document is {size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit"
+            raise ApiError(
+                422,
+                f"{target.label()}: {why}",
+                kind=target.kind.value,
+                name=target.name,
+                causes=[Cause("", why)],
+            )
+
+    async def _check_parent(self, res: AnyResource, target: Target) -> None:
+        parent = parent_of(res)
+        if parent is None:
+            return
+        kind, key = parent
+        parent_target = Target(kind, key[:-1], key[-1], None)
+        try:
+            found = await self._registry.get(kind, key)
+        except StoreError as exc:
+            error = from_store_error(exc, kind=target.kind.value, name=target.name)
+            if error.code != 404:
+                raise error from None
+            found = None
+        why = "does not exist" if found is None else "is being deleted"
+        if found is None or found.metadata.deletion_timestamp is not None:
+            raise ApiError(
+                404,
+                f"cannot create {target.label()}: its {parent_target.label()} {why}",
+                kind=target.kind.value,
+                name=target.name,
+            )
 
     async def _check_absent(self, target: Target) -> None:
         try:
@@ -663,7 +718,7 @@ class ResourceHandlers:
         )
 
     async def _cascade(self, request: web.Request) -> bool:
-        policy = request.query.get("propagationPolicy")
+        policy = queryparams.single(request, "propagationPolicy")
         if request.can_read_body:
             body = await _read_body(request)
             if isinstance(body, dict):
@@ -675,11 +730,11 @@ class ResourceHandlers:
                 return True
             raise ApiError(
                 400,
-                f"propagationPolicy {policy!r} is not supported: use Foreground or Background "
+                f"propagationPolicy {quote(policy)} is not supported: use Foreground or Background "
                 "(children are deleted) or leave it out (refused while children exist)",
                 causes=[Cause("propagationPolicy", "must be Foreground or Background")],
             )
-        return _is_true(request.query.get("cascade"))
+        return queryparams.flag(request, "cascade")
 
     async def _check_childless(self, target: Target) -> None:
         kinds = list(HIERARCHY)

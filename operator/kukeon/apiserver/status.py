@@ -42,18 +42,37 @@ REASONS: Mapping[int, str] = {
     409: "Conflict",
     410: "Gone",
     413: "RequestEntityTooLarge",
+    414: "RequestURITooLong",
     415: "UnsupportedMediaType",
     422: "Invalid",
+    431: "RequestHeaderFieldsTooLarge",
     500: "InternalError",
     503: "ServiceUnavailable",
     504: "Timeout",
 }
 
 
+# A last bound on what a Status carries, whatever built it: the code that quotes user input
+# cuts it to ~200 characters (``kukeon.api.meta.quote``); this catches the rest (a message
+# from a library, a store error that repeats a selector) so no error echoes a megabyte.
+MESSAGE_MAX = 4096
+CAUSE_MESSAGE_MAX = 1024
+FIELD_MAX = 256
+CAUSES_MAX = 100
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 class ApiError(Exception):
     """A request failed for a reason the client should be told about.
 
     Raised anywhere below the handlers; the error middleware renders it as a Status.
+    Messages, fields and causes are bounded (``MESSAGE_MAX`` and friends).
     """
 
     def __init__(
@@ -66,13 +85,17 @@ class ApiError(Exception):
         kind: str | None = None,
         causes: Iterable[Cause] = (),
     ) -> None:
+        message = clip(message, MESSAGE_MAX)
         super().__init__(message)
         self.code = code
         self.message = message
         self.reason = reason or REASONS.get(code, "Unknown")
-        self.name = name
+        self.name = clip(name, FIELD_MAX) if name is not None else None
         self.kind = kind
-        self.causes = list(causes)
+        self.causes = [
+            Cause(clip(cause.field, FIELD_MAX), clip(cause.message, CAUSE_MESSAGE_MAX))
+            for cause in list(causes)[:CAUSES_MAX]
+        ]
 
     def to_status(self) -> dict[str, Any]:
         return status_document(

@@ -1,0 +1,127 @@
+"""Status objects for the errors aiohttp answers itself, before any middleware runs.
+
+A request aiohttp's HTTP parser cannot read (a request line or header over its limits, a
+malformed Content-Length, garbage instead of HTTP) never reaches the application: the
+connection's ``RequestHandler.handle_error`` answers it with a plain-text body and logs a
+traceback at ERROR. Here that one method is replaced, through the documented constructor
+chain (``AppRunner`` -> ``Server`` -> ``RequestHandler``), so such a request gets a
+Kubernetes ``Status`` like any other error -- 414 for a URL over the limit, 431 for headers
+-- and a client's malformed request is logged at debug level without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
+
+from kukeon.apiserver.status import ApiError
+
+log = logging.getLogger(__name__)
+
+MAX_LINE_SIZE = 8190
+"""Longest request line (method, URL, version) in bytes; a longer URL is a 414."""
+MAX_FIELD_SIZE = 8190
+"""Longest header line in bytes; a longer one is a 431."""
+MAX_HEADERS = 128
+"""Most headers a request may carry; more is a 431."""
+
+PARSER_LIMITS: dict[str, Any] = {
+    "max_line_size": MAX_LINE_SIZE,
+    "max_field_size": MAX_FIELD_SIZE,
+    "max_headers": MAX_HEADERS,
+}
+
+
+def parse_error(status: int, exc: BaseException | None) -> ApiError:
+    """The Status for a request aiohttp could not parse or answer itself."""
+    if isinstance(exc, LineTooLong):
+        line = exc.args[0] if exc.args else b""
+        if isinstance(line, bytes | bytearray) and line[:1] in (b"/", b"h", b"H", b"*"):
+            return ApiError(
+                414,
+                f"the request URL is longer than the limit of {MAX_LINE_SIZE} bytes",
+                reason="RequestURITooLong",
+            )
+        return ApiError(
+            431,
+            f"a request header is longer than the limit of {MAX_FIELD_SIZE} bytes",
+            reason="RequestHeaderFieldsTooLarge",
+        )
+    if isinstance(exc, BadHttpMessage):
+        message = str(getattr(exc, "message", "") or "malformed HTTP request")
+        if "Too many headers" in message:
+            return ApiError(
+                431,
+                f"the request has more than {MAX_HEADERS} headers",
+                reason="RequestHeaderFieldsTooLarge",
+            )
+        first_line = message.strip().splitlines()[0] if message.strip() else message
+        return ApiError(400, f"malformed HTTP request: {first_line[:200]}")
+    if status == 504:
+        return ApiError(504, "the request did not complete in time")
+    if status >= 500:
+        return ApiError(500, "internal error answering the request; see the kukeond log")
+    return ApiError(status, "the request could not be processed")
+
+
+class StatusRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering its own errors with a Status object."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            log.error("error handling a request from %s", request.remote, exc_info=exc)
+        else:
+            log.debug("malformed request from %s: %s", request.remote, message or exc)
+        if request.writer.output_size > 0:
+            # Part of a response went out already: the connection is beyond repair.
+            raise ConnectionError("response already started, cannot send an error Status")
+        error = parse_error(status, exc)
+        response = web.json_response(error.to_status(), status=error.code)
+        response.force_close()
+        return response
+
+
+class StatusServer(Server):
+    """aiohttp's low-level server, with ``StatusRequestHandler`` for every connection."""
+
+    def __call__(self) -> RequestHandler:
+        return StatusRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class StatusAppRunner(web.AppRunner):
+    """``web.AppRunner`` whose server answers parse errors with Status objects."""
+
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        status_server = StatusServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
+        return status_server
+
+
+__all__ = [
+    "MAX_FIELD_SIZE",
+    "MAX_HEADERS",
+    "MAX_LINE_SIZE",
+    "PARSER_LIMITS",
+    "StatusAppRunner",
+    "parse_error",
+]

@@ -1,0 +1,87 @@
+"""Query parameters, parsed strictly: a value the server cannot honour is a 400, never a 500.
+
+``int("9" * 40)`` goes through Python fine and then overflows etcd's int64 revision;
+``float("nan")`` becomes a watch deadline that never compares; ``watch=maybe`` used to
+mean "no". Each parameter is read once here, checked against what it can mean, and the
+error quotes at most ``QUOTE_LIMIT`` characters of what was sent.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from kukeon.api.meta import INT64_MAX, quote
+from kukeon.apiserver.status import ApiError, Cause
+
+TIMEOUT_SECONDS_MAX = 7 * 24 * 3600
+"""The longest watch a client may ask for (a week); 0 or no value means no limit."""
+
+_TRUE = frozenset({"1", "true", "yes"})
+_FALSE = frozenset({"", "0", "false", "no"})
+
+
+def _bad(name: str, message: str) -> ApiError:
+    return ApiError(400, f"query parameter {name}: {message}", causes=[Cause(name, message)])
+
+
+def single(request: web.Request, name: str) -> str | None:
+    """The one value of ``name``, or None when absent; 400 when it is given twice."""
+    values = request.query.getall(name, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _bad(name, f"given {len(values)} times, expected once")
+    return values[0]
+
+
+def flag(request: web.Request, name: str) -> bool:
+    """A boolean parameter: true/false, 1/0, yes/no (any case); absent is false."""
+    value = single(request, name)
+    if value is None:
+        return False
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _bad(name, f"must be true or false, got {quote(value)}")
+
+
+def resource_version(request: web.Request, name: str = "resourceVersion") -> int | None:
+    """A revision: a non-negative decimal int64, or None when absent or empty."""
+    value = single(request, name)
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        raise _bad(name, f"must be a non-negative decimal integer, got {quote(value)}")
+    number = int(value)
+    if number > INT64_MAX:
+        raise _bad(name, f"must be at most {INT64_MAX}, got {quote(value)}")
+    return number
+
+
+def timeout_seconds(request: web.Request, name: str = "timeoutSeconds") -> float | None:
+    """A finite number of seconds in [0, a week]; None (no limit) when absent, empty or 0."""
+    value = single(request, name)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value) if len(value) <= 32 else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or not 0 <= number <= TIMEOUT_SECONDS_MAX:
+        raise _bad(
+            name, f"must be a number of seconds from 0 to {TIMEOUT_SECONDS_MAX}, got {quote(value)}"
+        )
+    return number or None
+
+
+def dry_run(request: web.Request) -> bool:
+    """``dryRun=All`` (the only value Kubernetes defines); absent means a real write."""
+    values = request.query.getall("dryRun", [])
+    for value in values:
+        if value != "All":
+            raise _bad("dryRun", f"must be 'All', got {quote(value)}")
+    return bool(values)
