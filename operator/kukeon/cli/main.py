@@ -51,6 +51,7 @@ from kukeon.cli.manifests import (
     delete_order,
     load_documents,
     read_sources,
+    server_refusals,
 )
 from kukeon.cli.output import (
     OutputFormat,
@@ -449,6 +450,14 @@ def _write(ctx: click.Context, files: Sequence[str], dry_run: str, *, create_onl
         return
 
     async def work(client: ApiClient) -> bool:
+        if dry_run != "server":
+            # The server validates everything first; one refusal and nothing is written.
+            refusals = await server_refusals(client, documents, create_only=create_only)
+            if refusals:
+                for line in refusals:
+                    _error_line(line)
+                _error_line("nothing was written: the server refused the documents above")
+                return False
         applier = Applier(client=client, reporter=_reporter(), dry_run=dry_run == "server")
         return await applier.apply(documents, create_only=create_only)
 
