@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Starts or stops a 3-member etcd cluster on loopback ports, for failover work by hand.
-# Everything (data, logs, pids, the endpoint list) lives in the directory you name, so
-# several clusters can run side by side and `stop` + `start` keeps the data.
+# Everything (data, logs, pids, the endpoint list, the certificates) lives in the directory
+# you name, so several clusters can run side by side and `stop` + `start` keeps the data.
+# The members speak mutual TLS only, clients and peers alike, with the certificates
+# kukeond's embedded etcd uses (made by `python -m kukeon.store.pki` in DIR/pki).
 set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 usage() {
     cat <<'USAGE'
@@ -14,10 +18,16 @@ start   Start members m0, m1, m2 (idempotent: running members are left alone) an
         until the cluster is healthy. Member i listens for clients on 127.0.0.1:N+2i and
         for peers on 127.0.0.1:N+2i+1 (N defaults to 32379, or to the port the directory
         was first started with). Prints the client endpoints, also kept in DIR/endpoints.
+        Clients must show DIR/pki/client.crt (key DIR/pki/client.key) and trust
+        DIR/pki/ca.crt; plaintext and certificate-less clients are refused.
 stop    Stop the members (SIGTERM, then SIGKILL after 10 s); data stays in DIR.
 status  Print each member's pid and health.
 
-Use with kukeon:  kukeond --etcd-endpoints "$(cat DIR/endpoints)"
+Use with kukeon:  kukeond --etcd-endpoints "$(cat DIR/endpoints)" \
+                      --etcd-ca-file DIR/pki/ca.crt \
+                      --etcd-cert-file DIR/pki/client.crt --etcd-key-file DIR/pki/client.key
+With etcdctl:     etcdctl --endpoints "$(cat DIR/endpoints)" --cacert DIR/pki/ca.crt \
+                      --cert DIR/pki/client.crt --key DIR/pki/client.key endpoint health
 USAGE
 }
 
@@ -37,8 +47,19 @@ pid_of() {
 client_port() { echo $(( $1 + 2 * $2 )); }
 peer_port() { echo $(( $1 + 2 * $2 + 1 )); }
 
+# The PKI of DIR (made or kept): the venv's python when there is one.
+make_pki() {
+    local python=$ROOT/.venv/bin/python
+    [[ -x $python ]] || python=python3
+    PYTHONPATH="$ROOT/operator${PYTHONPATH:+:$PYTHONPATH}" "$python" -m kukeon.store.pki "$1/pki" \
+        || die "cannot make the certificates in $1/pki (python with kukeon's dependencies needed)"
+}
+
 healthy() {
-    curl -fsS --max-time 2 "http://127.0.0.1:$1/health" 2>/dev/null | grep -q '"health":"true"'
+    local pki=$1/pki
+    curl -fsS --max-time 2 --cacert "$pki/ca.crt" --cert "$pki/client.crt" \
+        --key "$pki/client.key" "https://127.0.0.1:$2/health" 2>/dev/null \
+        | grep -q '"health":"true"'
 }
 
 cmd_start() {
@@ -53,21 +74,28 @@ cmd_start() {
     fi
     [[ $base =~ ^[0-9]+$ ]] || die "--base-port must be a number, got '$base'"
     echo "$base" >"$dir/base-port"
+    make_pki "$dir"
+    local pki=$dir/pki
 
     for i in "${!members[@]}"; do
-        initial+="${initial:+,}${members[$i]}=http://127.0.0.1:$(peer_port "$base" "$i")"
-        endpoints+="${endpoints:+,}127.0.0.1:$(client_port "$base" "$i")"
+        initial+="${initial:+,}${members[$i]}=https://127.0.0.1:$(peer_port "$base" "$i")"
+        endpoints+="${endpoints:+,}https://127.0.0.1:$(client_port "$base" "$i")"
     done
     for i in "${!members[@]}"; do
         name=${members[$i]}
         if pid_of "$dir" "$name" >/dev/null; then continue; fi
-        client="http://127.0.0.1:$(client_port "$base" "$i")"
-        peer="http://127.0.0.1:$(peer_port "$base" "$i")"
+        client="https://127.0.0.1:$(client_port "$base" "$i")"
+        peer="https://127.0.0.1:$(peer_port "$base" "$i")"
         setsid "$etcd" --name "$name" --data-dir "$dir/$name.data" \
             --listen-client-urls "$client" --advertise-client-urls "$client" \
             --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
             --initial-cluster "$initial" --initial-cluster-token "kukeon-$base" \
             --initial-cluster-state new --logger zap --log-level warn \
+            --client-cert-auth --trusted-ca-file "$pki/ca.crt" \
+            --cert-file "$pki/member.crt" --key-file "$pki/member.key" \
+            --peer-client-cert-auth --peer-trusted-ca-file "$pki/ca.crt" \
+            --peer-cert-file "$pki/member.crt" --peer-key-file "$pki/member.key" \
+            --peer-cert-allowed-cn kukeon-etcd-member \
             </dev/null >>"$dir/$name.log" 2>&1 &
         echo $! >"$dir/$name.pid"
     done
@@ -79,7 +107,7 @@ cmd_start() {
         for i in "${!members[@]}"; do
             pid_of "$dir" "${members[$i]}" >/dev/null \
                 || die "member ${members[$i]} exited; see $dir/${members[$i]}.log"
-            if healthy "$(client_port "$base" "$i")"; then ok=$((ok + 1)); fi
+            if healthy "$dir" "$(client_port "$base" "$i")"; then ok=$((ok + 1)); fi
         done
         (( ok == ${#members[@]} )) && break
         (( SECONDS < deadline )) || die "cluster not healthy after 30 s; see $dir/*.log"
@@ -117,8 +145,8 @@ cmd_status() {
     for i in "${!members[@]}"; do
         name=${members[$i]}
         if pid=$(pid_of "$dir" "$name"); then
-            if healthy "$(client_port "$base" "$i")"; then state=healthy; else state=unhealthy; fi
-            echo "$name pid $pid 127.0.0.1:$(client_port "$base" "$i") $state"
+            if healthy "$dir" "$(client_port "$base" "$i")"; then state=healthy; else state=unhealthy; fi
+            echo "$name pid $pid https://127.0.0.1:$(client_port "$base" "$i") $state"
         else
             echo "$name stopped"
         fi

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import Kind
-from kukeon.store import EtcdConfig, Registry
+from kukeon.store import EtcdConfig, Registry, StoreError
+from kukeon.store.pki import EtcdPki
 from tests.fixtures.services import require_binary
 
 from .objects import realm
@@ -61,6 +62,11 @@ def _pids(root: Path) -> list[str]:
     return sorted(_read(path) for path in root.glob("*.pid"))
 
 
+async def _read_one(config: EtcdConfig) -> None:
+    async with await Registry.connect(config) as registry:
+        await registry.get(Kind.REALM, ("kept",))
+
+
 @pytest.fixture
 def cluster_dir() -> Iterator[Path]:
     require_binary("etcd", "etcd-server")
@@ -84,16 +90,29 @@ async def test_script_starts_stops_and_keeps_data(cluster_dir: Path) -> None:
     endpoints = (
         await asyncio.to_thread(_run, "start", str(cluster_dir), "--base-port", str(base))
     ).strip()
-    assert endpoints == ",".join(f"127.0.0.1:{base + 2 * i}" for i in range(3))
+    assert endpoints == ",".join(f"https://127.0.0.1:{base + 2 * i}" for i in range(3))
     assert await asyncio.to_thread(_read, cluster_dir / "endpoints") == endpoints
     # Idempotent: a second start leaves the running members alone.
     pids = await asyncio.to_thread(_pids, cluster_dir)
     await asyncio.to_thread(_run, "start", str(cluster_dir))
     assert await asyncio.to_thread(_pids, cluster_dir) == pids
 
-    config = EtcdConfig(endpoints=endpoints.split(","))
+    pki = EtcdPki(cluster_dir / "pki")
+    config = EtcdConfig(
+        endpoints=endpoints.split(","),
+        ca_file=pki.ca_file,
+        cert_file=pki.client_cert_file,
+        key_file=pki.client_key_file,
+    )
     async with await Registry.connect(config) as registry:
         created = await registry.create(realm("kept"))
+    # Without the client certificate (or in plaintext) the cluster answers nobody.
+    for refused in (
+        EtcdConfig(endpoints=endpoints.split(","), ca_file=pki.ca_file, retry_timeout=1.0),
+        EtcdConfig(endpoints=[f"127.0.0.1:{base}"], retry_timeout=1.0),
+    ):
+        with pytest.raises(StoreError):
+            await _read_one(refused)
     await asyncio.to_thread(_run, "stop", str(cluster_dir))
     await asyncio.to_thread(_run, "stop", str(cluster_dir))
     assert "m0 stopped" in await asyncio.to_thread(_run, "status", str(cluster_dir))
