@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
-from kukeon.api.meta import DEFAULT_PARENT, Kind
+from kukeon.api.meta import DEFAULT_PARENT, QUOTE_LIMIT, Kind, quote
 
 
 class FieldError(NamedTuple):
@@ -39,7 +39,8 @@ class InvalidResource(ValueError):  # noqa: N818 - the name is the public contra
 
     def __init__(self, kind: str, name: str, causes: Sequence[FieldError]) -> None:
         self.kind = kind
-        self.name = name
+        # A name is user input: a megabyte of it is not repeated in every message.
+        self.name = name if len(name) <= QUOTE_LIMIT else f"{name[:QUOTE_LIMIT]}..."
         self.causes = list(causes)
         super().__init__(str(self))
 
@@ -98,7 +99,7 @@ def _message(error: ErrorDetails) -> str:
         message = "must be" + message[len("Input should be") :]
     value = error.get("input")
     if isinstance(value, str | int | float | bool) and not isinstance(value, Mapping):
-        message += f", got {value!r}"
+        message += f", got {quote(value)}"  # at most QUOTE_LIMIT characters of it
     return message
 
 
