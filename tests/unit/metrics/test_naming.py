@@ -23,6 +23,7 @@ from kukeon.metrics import (
     register_process_metrics,
     request_latency_for,
 )
+from kukeon.metrics.store import InvalidDocumentsCollector
 from tests.unit.metrics import documents as docs
 
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
@@ -55,6 +56,8 @@ def _families() -> list[Metric]:
     framework.queue_depth.labels("Cell").set(1)
     framework.retries_total.labels("Cell").inc()
     framework.watch_restarts_total.labels("Cell", "gone").inc()
+    framework.task_restarts_total.labels("kukeon-watch Cell").inc()
+    registry.register(InvalidDocumentsCollector(lambda: {Kind.CELL: 1, Kind.REALM: 0}))
     return list(registry.collect())
 
 
@@ -82,6 +85,8 @@ def test_every_expected_family_is_exposed() -> None:
         "kukeon_queue_depth",
         "kukeon_reconcile_retries",
         "kukeon_watch_restarts",
+        "kukeon_task_restarts",
+        "kukeon_registry_invalid_documents",
         "process_cpu_seconds",
         "python_info",
     }
