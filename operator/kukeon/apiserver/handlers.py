@@ -13,6 +13,7 @@ runs every check and stops before the write.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -23,9 +24,11 @@ from aiohttp import web
 
 from kukeon.api import (
     API_VERSION,
+    SCOPE_PLACEHOLDER,
     AnyResource,
     InvalidResource,
     Kind,
+    Secret,
     key_of,
     parent_of,
     parse_resource,
@@ -63,6 +66,7 @@ _LEVEL_PARAMS: Mapping[Kind, str] = {
     Kind.STACK: "stack",
     Kind.CELL: "cell",
     Kind.NODE: "node",
+    Kind.SECRET: "secret",
 }
 _PATCH_RETRIES = 5
 
@@ -192,6 +196,29 @@ def _name_filter(request: web.Request) -> str | None:
     return value.lstrip("=").strip()
 
 
+def _secret_scope_from_url(metadata: dict[str, Any], scope: tuple[str, ...]) -> list[Cause]:
+    """Fill a Secret's metadata.realm/space/stack from its URL (`-`: none), or say why not."""
+    causes: list[Cause] = []
+    for level, from_url in zip(("realm", "space", "stack"), scope, strict=False):
+        wanted = None if from_url == SCOPE_PLACEHOLDER else from_url
+        given = metadata.get(level) or None
+        if given is None and wanted is not None:
+            metadata[level] = wanted
+        elif given != wanted:
+            shown = (
+                repr(wanted) if wanted is not None else f"unset ({SCOPE_PLACEHOLDER} in the URL)"
+            )
+            causes.append(
+                Cause(f"metadata.{level}", f"must be {shown} (the URL), got {quote(given)}")
+            )
+    return causes
+
+
+def _base64_values(secret: Secret) -> dict[str, str]:
+    values = secret.values() or {}
+    return {key: base64.b64encode(value).decode() for key, value in values.items()}
+
+
 def _realm_of(res: AnyResource) -> str:
     key = key_of(res)
     return key[0]
@@ -311,6 +338,8 @@ class ResourceHandlers:
                     )
                 )
         document["metadata"] = metadata
+        if target.kind == Kind.SECRET:
+            causes.extend(_secret_scope_from_url(metadata, target.scope))
         spec = document.get("spec")
         if spec is None:
             spec = {}
@@ -658,6 +687,10 @@ class ResourceHandlers:
         for _ in range(_PATCH_RETRIES):
             current = await self._store(target, self._registry.get(target.kind, target.key))
             before = to_document(current)
+            if isinstance(current, Secret) and ("data" in patch or "stringData" in patch):
+                # A patch of values merges into the stored ones, which no document shows:
+                # they are added here, in memory only, never to a response.
+                before = {**before, "data": _base64_values(current)}
             after = apply_merge_patch(before, patch)
             if not isinstance(after, dict):
                 raise ApiError(400, "a merge patch must be a JSON object")

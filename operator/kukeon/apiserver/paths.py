@@ -8,7 +8,11 @@ object, and each kind is also listed across all parents at the group-version roo
     /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}/stacks/{stack}
     /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}/stacks/{stack}/cells/{cell}
     /apis/kukeon.io/v1beta1/nodes/{node}                   (fleet-wide, no parent)
-    /apis/kukeon.io/v1beta1/{spaces|stacks|cells}          (every parent)
+    /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space|-}/stacks/{stack|-}/secrets/{secret}
+    /apis/kukeon.io/v1beta1/{spaces|stacks|cells|secrets}  (every parent)
+
+A Secret is scoped to a realm, a space or a stack; `-` stands for "no space" / "no stack"
+in its URL, as in its etcd key (`/realms/r/spaces/-/stacks/-/secrets/api` is realm r's).
 
 Each object path has a ``/status`` subresource.
 """
@@ -54,6 +58,10 @@ KINDS: Mapping[Kind, KindInfo] = {
         ("cell", "cells", "ce"),
     ),
     Kind.NODE: KindInfo(Kind.NODE, "nodes", (), (), ("node", "nodes", "no")),
+    # A Secret's parents are in its metadata (realm, space, stack), not its spec.
+    Kind.SECRET: KindInfo(
+        Kind.SECRET, "secrets", (Kind.REALM, Kind.SPACE, Kind.STACK), (), ("secret", "secrets")
+    ),
 }
 
 HIERARCHY: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL)

@@ -39,6 +39,7 @@ from kukeon.runtime.cgroups import open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.network import NetworkSettings, SpaceNetworks
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
+from kukeon.store.encryption import Keyring
 
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
@@ -123,7 +124,8 @@ class Daemon:
                     endpoint,
                 )
             store = etcd_config(config, endpoints=config.etcd_endpoints, interceptors=interceptors)
-        registry = await Registry.connect(store)
+        keyring = await asyncio.to_thread(self._keyring)
+        registry = await Registry.connect(store, keyring=keyring)
         self.registry = registry
         self._on_stop("etcd connection", registry.close)
 
@@ -135,6 +137,24 @@ class Daemon:
         if not config.api_only:
             await self._start_controllers(registry)
         await self._start_endpoints(registry)
+
+    def _keyring(self) -> Keyring:
+        """The encryption keys, generated at the first start when the file is missing."""
+        config = self.config
+        path = config.encryption_keys_path
+        # An unusable file (malformed, readable by others) stops the start: EncryptionError.
+        keyring, created = Keyring.load_or_create(path)
+        if created:
+            log.info("generated the encryption key file %s (key %s)", path, keyring.current)
+            if not config.uses_embedded_etcd:
+                log.warning(
+                    "generated a new encryption key file %s while using a shared etcd: every "
+                    "node of a fleet needs the same file (copy it to the others, or give "
+                    "--encryption-key-file), or Secrets sealed on one node will not open on "
+                    "another; see docs/fleet.md",
+                    path,
+                )
+        return keyring
 
     async def _start_controllers(self, registry: Registry) -> None:
         config = self.config

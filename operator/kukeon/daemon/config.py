@@ -110,6 +110,10 @@ class DaemonConfig(BaseModel):
     allowed_secret_env: tuple[str, ...] = ()
     """Names of kukeond's environment variables a non-admin's `fromEnv` secrets may read
     below privileged."""
+    encryption_key_file: Path | None = None
+    """The keys Secrets and inline registry passwords are sealed with in etcd (AES-256-GCM,
+    see `kukeon.store.encryption`); default `<state-dir>/encryption-keys.yaml`, generated
+    (0600) at the first start when missing. Every node of a fleet needs the same file."""
     fleet_token_file: Path | None = None
     """The bearer token (first line of the file) this node sends when it forwards a request
     for a cell of another node to that node's API; the other nodes' tokens files map it to
@@ -190,6 +194,10 @@ class DaemonConfig(BaseModel):
     @property
     def api_socket(self) -> Path:
         return self.run_dir / "kukeond.sock"
+
+    @property
+    def encryption_keys_path(self) -> Path:
+        return self.encryption_key_file or self.state_dir / "encryption-keys.yaml"
 
     @property
     def uses_embedded_etcd(self) -> bool:

@@ -17,6 +17,7 @@ from kukeon.metrics.endpoint import serve_metrics
 
 from .forwarding import Forwarder
 from .hostdirs import share_run_dir
+from .keyroutes import KeyRotationRoutes
 from .node import FLEET
 from .noderoutes import NodeRoutes
 
@@ -79,6 +80,10 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
     )
     if daemon.controllers is not None:
         NodeRoutes(controllers=daemon.controllers, registry=daemon.registry).add_routes(runner.app)
+    if daemon.registry.keyring is not None:
+        KeyRotationRoutes(registry=daemon.registry, keyring=daemon.registry.keyring).add_routes(
+            runner.app
+        )
     # Requests for cells of other nodes go to those nodes (daemon/forwarding.py).
     forwarder = Forwarder(
         registry=daemon.registry,

@@ -104,6 +104,12 @@ from .config import ConfigError, load_config
     "read (realms below privileged; default none).",
 )
 @click.option(
+    "--encryption-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Keys Secrets and registry passwords are sealed with in etcd "
+    "(default <state-dir>/encryption-keys.yaml, generated when missing).",
+)
+@click.option(
     "--fleet-token-file",
     type=click.Path(path_type=Path),
     help="Token this node forwards other nodes' cell requests (logs, exec, kill) with.",

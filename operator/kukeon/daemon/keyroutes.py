@@ -1,0 +1,122 @@
+"""The admin route that rotates the encryption key of Secrets and registry passwords.
+
+```
+POST /apis/kukeon.io/v1beta1/encryption/rotate-key   body: {"keyId": ID?, "prune": bool?}
+```
+
+Rotation, without downtime (readers open values sealed under any key of the file):
+
+1. the key file is read again (an operator may have added a key to it, as every node of a
+   fleet needs the key before any value is sealed with it), then ``keyId`` (a key of the
+   file) or a freshly generated key becomes the current one, and the file is rewritten;
+2. every Secret and every Realm with an inline password is sealed again under it,
+   document by document, by compare-and-swap (``Registry.reseal``);
+3. with ``prune``, once no stored value names another key, the other keys are removed
+   from this node's file.
+
+Only ``admin`` may call it (the unix socket is admin); the answer names the old and new
+key ids and the counts, never a key or a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from kukeon.apiserver.auth import Role
+from kukeon.apiserver.handlers import principal_of
+from kukeon.apiserver.paths import API_ROOT
+from kukeon.apiserver.status import ApiError
+from kukeon.store import Registry
+from kukeon.store.encryption import EncryptionError, Keyring, write_key_file
+
+log = logging.getLogger(__name__)
+
+ROTATE_PATH = f"{API_ROOT}/encryption/rotate-key"
+
+
+class KeyRotationRoutes:
+    def __init__(self, *, registry: Registry, keyring: Keyring) -> None:
+        self.registry = registry
+        self.keyring = keyring
+        self._lock = asyncio.Lock()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(ROTATE_PATH, self.rotate)
+
+    async def rotate(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        if principal.role != Role.ADMIN:
+            raise ApiError(
+                403,
+                f"Forbidden: user {principal.user!r} ({principal.role.value}) may not rotate "
+                "the encryption key; only admin may",
+            )
+        options: Any = await request.json() if request.can_read_body else {}
+        if not isinstance(options, dict):
+            raise ApiError(400, "the body must be a JSON object: {keyId?, prune?}")
+        key_id = options.get("keyId")
+        prune = options.get("prune", False)
+        if key_id is not None and not isinstance(key_id, str):
+            raise ApiError(400, "keyId must be a string")
+        if not isinstance(prune, bool):
+            raise ApiError(400, "prune must be true or false")
+        if self._lock.locked():
+            raise ApiError(409, "a key rotation is already running on this node")
+        async with self._lock:
+            return web.json_response(await self._rotate(key_id, prune))
+
+    async def _rotate(self, key_id: str | None, prune: bool) -> dict[str, Any]:
+        keyring = self.keyring
+        path = keyring.path
+        if path is None:
+            raise ApiError(500, "this kukeond's keys come from no file: nothing to rotate")
+        await asyncio.to_thread(keyring.reload)
+        previous = keyring.current
+        try:
+            rotated = keyring.rotated(key_id)
+        except EncryptionError as error:
+            raise ApiError(400, f"{error} ({path})") from None
+        await asyncio.to_thread(write_key_file, path, rotated)
+        keyring.replace(rotated)
+        log.info(
+            "encryption key %s is now current (was %s); sealing again", rotated.current, previous
+        )
+        rewritten, failed = await self.registry.reseal()
+        for failure in failed:
+            log.error("could not seal again: %s", failure)
+        in_use = await self.registry.key_ids_in_use()
+        removed: list[str] = []
+        if prune:
+            others = sorted(set(in_use) - {rotated.current})
+            if others or failed:
+                raise ApiError(
+                    409,
+                    "the key is rotated but the old keys stay: "
+                    + (
+                        f"{len(failed)} document(s) could not be sealed again"
+                        if failed
+                        else f"values are still sealed with {', '.join(others)}"
+                    ),
+                )
+            pruned = keyring.pruned(set())
+            removed = sorted(set(keyring.key_ids) - set(pruned.keys))
+            await asyncio.to_thread(write_key_file, path, pruned)
+            keyring.replace(pruned)
+        log.info(
+            "key rotation: %d document(s) sealed again, %d failed, keys removed: %s",
+            rewritten,
+            len(failed),
+            ", ".join(removed) or "none",
+        )
+        return {
+            "previousKeyId": previous,
+            "currentKeyId": rotated.current,
+            "documentsResealed": rewritten,
+            "failed": failed,
+            "keysInUse": in_use,
+            "removedKeyIds": removed,
+        }
