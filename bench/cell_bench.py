@@ -231,10 +231,13 @@ async def wait_ready(
     raise RuntimeError(f"{kind.value} {'/'.join(object_key)} did not become Ready")
 
 
-def daemon_config(base: Path, *, etcd: str, prefix: str, containerd: str) -> DaemonConfig:
+def daemon_config(base: Path, *, etcd: EtcdConfig, prefix: str, containerd: str) -> DaemonConfig:
     token = secrets.token_hex(3)
     return DaemonConfig(
-        etcd_endpoints=(etcd,),
+        etcd_endpoints=tuple(etcd.endpoints),
+        etcd_ca_file=etcd.ca_file,
+        etcd_cert_file=etcd.cert_file,
+        etcd_key_file=etcd.key_file,
         etcd_prefix=prefix,
         containerd_address=Path(containerd),
         state_dir=base / "state",
@@ -252,9 +255,19 @@ def daemon_config(base: Path, *, etcd: str, prefix: str, containerd: str) -> Dae
 
 
 def daemon_argv(config: DaemonConfig) -> list[str]:
+    tls = [
+        (flag, str(path))
+        for flag, path in (
+            ("--etcd-ca-file", config.etcd_ca_file),
+            ("--etcd-cert-file", config.etcd_cert_file),
+            ("--etcd-key-file", config.etcd_key_file),
+        )
+        if path is not None
+    ]
     return [
         str(KUKEOND),
         "--etcd-endpoints", ",".join(config.etcd_endpoints),
+        *(part for pair in tls for part in pair),
         "--etcd-prefix", config.etcd_prefix,
         "--containerd-address", str(config.containerd_address),
         "--state-dir", str(config.state_dir),
@@ -323,10 +336,10 @@ async def bench(sizes: list[int], rounds: list[int]) -> tuple[list[SizeResult], 
             capture_output=True,
         )
         config = daemon_config(
-            base, etcd=etcd.endpoint, prefix=prefix, containerd=containerd_daemon.address
+            base, etcd=etcd.config(), prefix=prefix, containerd=containerd_daemon.address
         )
         process = start_daemon(config, log=base / "kukeond.log")
-        registry = await Registry.connect(EtcdConfig(endpoints=(etcd.endpoint,), key_prefix=prefix))
+        registry = await Registry.connect(etcd.config(key_prefix=prefix))
         client = ContainerdClient(containerd_daemon.address)
         version = (await client.wait_ready(within=30)).version
         await create_hierarchy(registry)

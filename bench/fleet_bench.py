@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import sys
@@ -62,13 +63,16 @@ async def _wait(predicate: object, *, poll: float = 0.05, within: float = 300.0)
     return time.perf_counter()
 
 
-async def bench(endpoint: str, cells: int) -> None:
+async def bench(etcd: EtcdConfig, cells: int) -> None:
     prefix = f"/kukeon-bench-{uuid.uuid4().hex[:8]}"
-    registry = await Registry.connect(EtcdConfig(endpoints=(endpoint,), key_prefix=prefix))
+    registry = await Registry.connect(dataclasses.replace(etcd, key_prefix=prefix))
     agents = []
     for index in range(3):
         config = DaemonConfig(
-            etcd_endpoints=(endpoint,),
+            etcd_endpoints=tuple(etcd.endpoints),
+            etcd_ca_file=etcd.ca_file,
+            etcd_cert_file=etcd.cert_file,
+            etcd_key_file=etcd.key_file,
             etcd_prefix=prefix,
             node_name=f"bench-n{index}",
             node_lease_ttl=5,
@@ -167,13 +171,13 @@ async def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.endpoint:
-        await bench(args.endpoint, args.cells)
+        await bench(EtcdConfig(endpoints=(args.endpoint,)), args.cells)
         return
     data = Path(tempfile.mkdtemp(prefix="kukeon-fleet-bench-", dir="/dev/shm"))
     etcd = EmbeddedEtcd(data_dir=data / "etcd")
     await etcd.start()
     try:
-        await bench(etcd.endpoint, args.cells)
+        await bench(etcd.config(), args.cells)
     finally:
         await etcd.stop()
         shutil.rmtree(data, ignore_errors=True)

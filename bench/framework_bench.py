@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import shutil
 import statistics
@@ -93,6 +94,7 @@ async def _write_in_subprocess(
         "--write-only",
         "--endpoint",
         config.endpoints[0],
+        *_tls_args(config),
         "--prefix",
         prefix,
         "--objects",
@@ -106,8 +108,17 @@ async def _write_in_subprocess(
     return float(first), float(last)
 
 
-async def write_only(endpoint: str, prefix: str, objects: int) -> None:
-    config = EtcdConfig(endpoints=[endpoint], key_prefix=prefix)
+def _tls_args(config: EtcdConfig) -> list[str]:
+    """The writer process's flags for the CA and client certificate of ``config``."""
+    files = (
+        ("--ca-file", config.ca_file),
+        ("--cert-file", config.cert_file),
+        ("--key-file", config.key_file),
+    )
+    return [part for flag, path in files if path is not None for part in (flag, str(path))]
+
+
+async def write_only(config: EtcdConfig, objects: int) -> None:
     async with await Registry.connect(config) as registry:
         names = [f"w{index:05d}" for index in range(objects)]
         started = time.time()
@@ -203,16 +214,16 @@ async def main(arguments: argparse.Namespace) -> None:
     etcd: EmbeddedEtcd | None = None
     root: Path | None = None
     if arguments.endpoint:
-        endpoints = [arguments.endpoint]
+        base = EtcdConfig(endpoints=[arguments.endpoint])
     else:
         root = Path(tempfile.mkdtemp(prefix="kukeon-bench-", dir="/dev/shm"))
         etcd = EmbeddedEtcd(data_dir=root, auto_compaction_retention=None)
         await etcd.start()
-        endpoints = [etcd.endpoint]
+        base = etcd.config()
     try:
 
         def config() -> EtcdConfig:
-            return EtcdConfig(endpoints=endpoints, key_prefix=f"/bench-{uuid.uuid4().hex[:8]}")
+            return dataclasses.replace(base, key_prefix=f"/bench-{uuid.uuid4().hex[:8]}")
 
         results: dict[str, dict[str, Any]] = {}
         results["startup"] = await bench_startup(config(), arguments.objects)
@@ -260,9 +271,18 @@ if __name__ == "__main__":
     parser.add_argument("--endpoint", help="an etcd endpoint to use instead of a private etcd")
     parser.add_argument("--write-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    for flag in ("--ca-file", "--cert-file", "--key-file"):
+        parser.add_argument(flag, type=Path, help=argparse.SUPPRESS)
     logging.basicConfig(level=logging.WARNING)
     parsed = parser.parse_args()
     if parsed.write_only:
-        asyncio.run(write_only(parsed.endpoint, parsed.prefix, parsed.objects))
+        writer = EtcdConfig(
+            endpoints=[parsed.endpoint],
+            key_prefix=parsed.prefix,
+            ca_file=parsed.ca_file,
+            cert_file=parsed.cert_file,
+            key_file=parsed.key_file,
+        )
+        asyncio.run(write_only(writer, parsed.objects))
     else:
         asyncio.run(main(parsed))

@@ -11,7 +11,9 @@
 #   hack/fleet-down.sh DIR
 #
 # Layout: bridge kf-<id> (10.213.<x>.1/24) in the host namespace; etcd members m0..m2
-# listen on 10.213.<x>.1:<port>; host i is netns kf-<id>-<i>, address 10.213.<x>.(10+i),
+# listen on 10.213.<x>.1:<port> with mutual TLS only (clients and peers; CA, member and
+# client certificates in DIR/etcd/pki, made by `python -m kukeon.store.pki`, which every
+# kukeond is given); host i is netns kf-<id>-<i>, address 10.213.<x>.(10+i),
 # default route via the bridge. Every kukeond serves its API on <address>:6443 over TLS
 # (DIR/pki, made by hack/make-ca.sh for every host address) with the tokens of
 # DIR/tokens.yaml: DIR/admin.token (role admin, for kukectl) and DIR/fleet.token (role node,
@@ -77,13 +79,16 @@ ip link add "$BRIDGE" type bridge
 ip addr add "$GATEWAY/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 
-# --- etcd: three members on the bridge address -------------------------------------------
+# --- etcd: three members on the bridge address, mutual TLS -------------------------------
+ETCD_PKI=$DIR/etcd/pki
+"$ROOT/.venv/bin/python" -m kukeon.store.pki "$ETCD_PKI" --host "$GATEWAY" --host 127.0.0.1
+etcdctl_tls=(--cacert "$ETCD_PKI/ca.crt" --cert "$ETCD_PKI/client.crt" --key "$ETCD_PKI/client.key")
 BASE=$((23000 + (RANDOM % 2000) * 8))
 cluster=""
 endpoints=""
 for m in 0 1 2; do
-    cluster+="${cluster:+,}m$m=http://$GATEWAY:$((BASE + 2 * m + 1))"
-    endpoints+="${endpoints:+,}http://$GATEWAY:$((BASE + 2 * m))"
+    cluster+="${cluster:+,}m$m=https://$GATEWAY:$((BASE + 2 * m + 1))"
+    endpoints+="${endpoints:+,}https://$GATEWAY:$((BASE + 2 * m))"
 done
 # DIR/etcd/m<m>/start-etcd (re)starts member m in the background (after it was stopped).
 for m in 0 1 2; do
@@ -94,12 +99,17 @@ for m in 0 1 2; do
         echo "# Starts etcd member m$m of fleet $ID (its data survives a stop)."
         printf 'etcd'
         printf ' %q' --name "m$m" --data-dir "$member/data" \
-            --listen-client-urls "http://$GATEWAY:$((BASE + 2 * m))" \
-            --advertise-client-urls "http://$GATEWAY:$((BASE + 2 * m))" \
-            --listen-peer-urls "http://$GATEWAY:$((BASE + 2 * m + 1))" \
-            --initial-advertise-peer-urls "http://$GATEWAY:$((BASE + 2 * m + 1))" \
+            --listen-client-urls "https://$GATEWAY:$((BASE + 2 * m))" \
+            --advertise-client-urls "https://$GATEWAY:$((BASE + 2 * m))" \
+            --listen-peer-urls "https://$GATEWAY:$((BASE + 2 * m + 1))" \
+            --initial-advertise-peer-urls "https://$GATEWAY:$((BASE + 2 * m + 1))" \
             --initial-cluster "$cluster" --initial-cluster-token "kukeon-fleet-$ID" \
-            --initial-cluster-state new
+            --initial-cluster-state new \
+            --client-cert-auth --trusted-ca-file "$ETCD_PKI/ca.crt" \
+            --cert-file "$ETCD_PKI/member.crt" --key-file "$ETCD_PKI/member.key" \
+            --peer-client-cert-auth --peer-trusted-ca-file "$ETCD_PKI/ca.crt" \
+            --peer-cert-file "$ETCD_PKI/member.crt" --peer-key-file "$ETCD_PKI/member.key" \
+            --peer-cert-allowed-cn kukeon-etcd-member
         printf ' >>%q 2>&1 &\n' "$member/log"
         printf 'echo $! >%q\n' "$member/pid"
     } >"$member/start-etcd"
@@ -108,10 +118,11 @@ for m in 0 1 2; do
 done
 echo "$endpoints" >"$DIR/endpoints"
 for _ in $(seq 100); do
-    ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1 && break
+    ETCDCTL_API=3 etcdctl --endpoints "$endpoints" "${etcdctl_tls[@]}" endpoint health \
+        >/dev/null 2>&1 && break
     sleep 0.2
 done
-ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1 \
+ETCDCTL_API=3 etcdctl --endpoints "$endpoints" "${etcdctl_tls[@]}" endpoint health >/dev/null 2>&1 \
     || die "etcd did not become healthy (logs in $DIR/etcd/m*/log)"
 
 # --- the hosts -----------------------------------------------------------------------------
@@ -177,7 +188,9 @@ for i in $(seq 1 "$NODES"); do
         # shellcheck disable=SC2016  # expanded when start-kukeond runs
         printf 'nsenter --net=%q --mount=/proc/"$(<%q)"/ns/mnt %q \\\n' \
             "/run/netns/kf-$ID-$i" "$host/containerd/pid" "$ROOT/.venv/bin/kukeond"
-        printf '    %q \\\n' --etcd-endpoints "$endpoints" --node-name "n$i" \
+        printf '    %q \\\n' --etcd-endpoints "$endpoints" --etcd-ca-file "$ETCD_PKI/ca.crt" \
+            --etcd-cert-file "$ETCD_PKI/client.crt" --etcd-key-file "$ETCD_PKI/client.key" \
+            --node-name "n$i" \
             --node-label "fleet-index=$i" \
             --containerd-address "$host/containerd/containerd.sock" \
             --state-dir "$host/state" --run-dir "$host/run" \

@@ -23,7 +23,9 @@ import pytest
 
 from kukeon.api import Cell, Kind, Node, parse_resource
 from kukeon.apiserver.client import ApiClient
+from kukeon.store.pki import EtcdPki
 from tests.fixtures.containerd import BusyboxImage
+from tests.fixtures.etcd import etcdctl_tls_args
 from tests.fixtures.services import require_binary, require_root
 
 pytestmark = pytest.mark.integration
@@ -185,9 +187,10 @@ async def check_logs_and_exec_through_other_nodes(fleet_dir: Path, talker: Cell)
 def etcd_keys(fleet_dir: Path, member: str, prefix: str) -> list[str]:
     """The keys under ``prefix`` as ``member`` alone has them (a serializable local read)."""
     endpoint = (fleet_dir / "endpoints").read_text().strip().split(",")[int(member[1:])]
+    pki = EtcdPki(fleet_dir / "etcd" / "pki")
     listed = subprocess.run(
-        ["etcdctl", "--endpoints", endpoint, "get", prefix, "--prefix", "--keys-only",
-         "--consistency=s"],
+        ["etcdctl", "--endpoints", endpoint, *etcdctl_tls_args(pki), "get", prefix, "--prefix",
+         "--keys-only", "--consistency=s"],
         env={**os.environ, "ETCDCTL_API": "3"}, capture_output=True, text=True, check=True,
     )  # fmt: skip
     return [line for line in listed.stdout.splitlines() if line]
