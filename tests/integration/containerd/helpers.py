@@ -25,6 +25,7 @@ from kukeon.runtime.containerd import (
     TaskIO,
     kukeon_labels,
 )
+from kukeon.runtime.containerd.crilog import plain_text
 from kukeon.runtime.containerd.spec import SpecContext, build_runtime_spec
 from kukeon.runtime.containerd.types import ImageConfig
 
@@ -176,4 +177,4 @@ class Runner:
         status = await asyncio.wait_for(waiting, within)
         await tasks.delete(container_id)
         await self.client.containers(self.namespace).delete(container_id)
-        return status, await asyncio.to_thread(log.read_text)
+        return status, plain_text(await asyncio.to_thread(log.read_bytes))

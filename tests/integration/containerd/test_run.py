@@ -15,6 +15,7 @@ from kukeon.runtime.containerd import (
     TaskOOM,
     task_lifecycle_filters,
 )
+from kukeon.runtime.containerd.crilog import LogRecord, parse_lines, plain_text
 from tests.integration.containerd.helpers import Runner
 
 pytestmark = pytest.mark.integration
@@ -28,6 +29,33 @@ async def test_exit_status_and_both_streams_in_the_log(runner: Runner) -> None:
     assert status.exited_at is not None
     assert "out" in log.splitlines()
     assert "err" in log.splitlines()
+
+
+async def test_every_line_of_both_streams_of_200_short_lived_containers(runner: Runner) -> None:
+    """The shim's logger loses nothing: each container writes one line to each stream and
+    exits at once, the worst case for output still in a pipe at exit."""
+    gate = asyncio.Semaphore(6)
+
+    async def one(n: int) -> tuple[int, list[LogRecord]]:
+        async with gate:
+            script = f"echo out-{n}; echo err-{n} >&2; exit {n % 7}"
+            status, _text = await runner.run_to_exit(
+                {"command": "sh", "args": ["-c", script]}, name=f"short{n}"
+            )
+        logs = sorted(runner.log_dir.glob(f"short{n}-*.log"))
+        assert len(logs) == 1
+        return status.code, list(parse_lines(logs[0].read_bytes().splitlines()))
+
+    results = await asyncio.gather(*(one(n) for n in range(200)))
+    for n, (code, records) in enumerate(results):
+        assert code == n % 7
+        assert [(r.stream, r.text) for r in records if r.stream == "stdout"] == [
+            ("stdout", f"out-{n}".encode())
+        ]
+        assert [(r.stream, r.text) for r in records if r.stream == "stderr"] == [
+            ("stderr", f"err-{n}".encode())
+        ]
+        assert all(r.time is not None and not r.partial for r in records)
 
 
 async def test_second_container_joins_the_first_ones_network_namespace(runner: Runner) -> None:
@@ -50,7 +78,7 @@ async def test_second_container_joins_the_first_ones_network_namespace(runner: R
     await tasks.start(first, exec_id="ipaddr")
     assert (await asyncio.wait_for(exec_exit, 30)).code == 0
     await tasks.delete_process(first, "ipaddr")
-    seen_by_first = exec_log.read_text()
+    seen_by_first = plain_text(exec_log.read_bytes())
 
     status, seen_by_second = await runner.run_to_exit(
         {"command": "ip", "args": ["addr"]},

@@ -22,6 +22,7 @@ import pytest
 
 from kukeon.api import AnyResource, Cell, Kind
 from kukeon.api.container import ContainerStatus
+from kukeon.runtime.containerd.crilog import plain_text
 from tests.fixtures.kukeond import Kukeond
 
 from .conftest import BuiltImage
@@ -58,7 +59,7 @@ async def run_as_cell(
     assert isinstance(cell, Cell)
     [status] = cell.status.containers
     log = k.config.state_dir.joinpath("cells", *key, "logs", "main.log")
-    return status, log.read_text() if log.exists() else "(no log file)"
+    return status, plain_text(log.read_bytes()) if log.exists() else "(no log file)"
 
 
 @pytest.fixture

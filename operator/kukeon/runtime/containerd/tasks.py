@@ -31,6 +31,7 @@ from kukeon.runtime.containerd._gen.services.tasks.v1 import tasks_pb2
 from kukeon.runtime.containerd._gen.types.task import task_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.client import Subject
+from kukeon.runtime.containerd.crilog import logger_uri
 from kukeon.runtime.containerd.errors import (
     ContainerdCallError,
     ProcessNotStartableError,
@@ -62,12 +63,16 @@ class TaskIO:
     stdout: str = ""
     stderr: str = ""
     terminal: bool = False
+    log_directory: str = ""
+    """A directory the task's output is written into, created before the task."""
 
     @classmethod
     def log_file(cls, path: str | Path) -> TaskIO:
-        """Append stdout and stderr to one log file (created, with its directory, if missing)."""
-        uri = f"file://{Path(path).absolute()}"
-        return cls(stdout=uri, stderr=uri)
+        """Log stdout and stderr line by line in the CRI format (see :mod:`crilog`) to one
+        file, created with its directory if missing, by a logger the shim owns."""
+        absolute = Path(path).absolute()
+        uri = logger_uri(absolute)
+        return cls(stdout=uri, stderr=uri, log_directory=str(absolute.parent))
 
     @classmethod
     def discard(cls) -> TaskIO:
@@ -430,9 +435,13 @@ def _json_bytes(document: Mapping[str, Any]) -> bytes:
 
 
 def _make_log_directories(io: TaskIO) -> None:
-    for uri in (io.stdout, io.stderr):
-        if uri.startswith("file://"):
-            Path(urlparse(uri).path).parent.mkdir(parents=True, exist_ok=True)
+    directories = {
+        Path(urlparse(u).path).parent for u in (io.stdout, io.stderr) if u[:7] == "file://"
+    }
+    if io.log_directory:
+        directories.add(Path(io.log_directory))
+    for directory in directories:
+        directory.mkdir(mode=0o750, parents=True, exist_ok=True)
 
 
 def _task_info(process: task_pb2.Process, *, container_id: str) -> TaskInfo:

@@ -1,0 +1,186 @@
+"""Container logs in the CRI format, written by a logger the containerd shim owns.
+
+A line of the log is ``<RFC 3339 time, nanoseconds, UTC> <stdout|stderr> <F|P> <text>``, as
+the kubelet's CRI logs (``F``: a full line, ``P``: a part of a longer line that the next
+record of the same stream continues). Why a logger of our own and not containerd's
+``file://`` URI: containerd 1.6's shim copies stdout and stderr into one ``file://`` log
+with two goroutines and closes the file when the *stdout* copy ends, so a stderr line still
+in its pipe is lost (``copyPipes`` hands stdout the raw file, not its counting closer). The
+streams also become indistinguishable and carry no time.
+
+The logger is containerd's ``binary://`` logging: the shim starts it as its own child with
+the container's stdout on fd 3, stderr on fd 4, and waits until it closes fd 5. It is a
+small stdlib-only Python program (``LOGGER_SCRIPT``) run by kukeond's interpreter in
+isolated mode, so it lives exactly as long as the task, whatever happens to kukeond: output
+written while kukeond is down is in the log, and nothing of it passes through kukeond. It
+never exits before both streams end (SIGTERM, which the shim sends right after closing its
+pipe ends at task deletion, is ignored so the pipes are drained), and a failed write (disk
+full) drops that record instead of killing the logger, which would break the container's
+pipes. Each read's records go to the file in one ``write`` on an ``O_APPEND`` descriptor.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+MAX_RECORD_BYTES = 16 * 1024
+"""A longer line is split into ``P`` records of this size (the kubelet's limit)."""
+
+LOG_FILE_MODE = 0o640
+
+# Kept free of anything but the standard library: it runs with `-I -S` (no site-packages).
+LOGGER_SCRIPT = r"""
+import os, select, signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+log = os.open(PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, MODE)
+os.close(5)
+names = {3: b" stdout ", 4: b" stderr "}
+rest = {3: b"", 4: b""}
+poller = select.poll()
+for fd in names:
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+def stamp():
+    seconds, nanos = divmod(time.time_ns(), 1000000000)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return ("%s.%09dZ" % (text, nanos)).encode()
+def write(records):
+    if records:
+        try:
+            os.write(log, b"".join(records))
+        except OSError:
+            pass
+while rest:
+    for fd, _event in poller.poll():
+        if fd not in rest:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        now = stamp()
+        records = []
+        if not data:
+            if rest[fd]:
+                records.append(now + names[fd] + b"F " + rest[fd] + b"\n")
+            poller.unregister(fd)
+            del rest[fd]
+            write(records)
+            continue
+        lines = (rest[fd] + data).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            while len(line) > MAX:
+                records.append(now + names[fd] + b"P " + line[:MAX] + b"\n")
+                line = line[MAX:]
+            records.append(now + names[fd] + b"F " + line + b"\n")
+        while len(tail) >= MAX:
+            records.append(now + names[fd] + b"P " + tail[:MAX] + b"\n")
+            tail = tail[MAX:]
+        rest[fd] = tail
+        write(records)
+"""
+
+
+def logger_command(path: Path, *, python: str | None = None) -> list[str]:
+    """The logger's argv: kukeond's interpreter, isolated, running ``LOGGER_SCRIPT``."""
+    prelude = f"PATH = {str(path)!r}\nMODE = {LOG_FILE_MODE:#o}\nMAX = {MAX_RECORD_BYTES}\n"
+    return [python or sys.executable, "-ISc", prelude + LOGGER_SCRIPT]
+
+
+def logger_uri(path: Path, *, python: str | None = None) -> str:
+    """The ``binary://`` URI of a task's stdout and stderr that logs them to ``path``."""
+    binary, flags, script = logger_command(path.absolute(), python=python)
+    # One query key, so the shim's (unordered) map of arguments gives `python -ISc SCRIPT`.
+    return f"binary://{binary}?" + urlencode({flags: script})
+
+
+_RECORD = re.compile(
+    rb"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) "
+    rb"(?P<stream>stdout|stderr) (?P<tag>[FP]) (?P<text>.*)$"
+)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One record of a log file; ``time`` and ``stream`` are None for raw lines (a TTY's
+    output, which its own logger appends as is, or a log written before this format)."""
+
+    time: str | None
+    stream: str | None
+    partial: bool
+    text: bytes
+
+    def at(self) -> datetime | None:
+        return parse_time(self.time) if self.time is not None else None
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 UTC time with up to nanoseconds (microseconds kept)."""
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    micros = int((fraction + "000000")[:6]) if fraction else 0
+    return datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(microsecond=micros, tzinfo=UTC)
+
+
+def parse_record(line: bytes) -> LogRecord:
+    """A line of the file without its newline."""
+    match = _RECORD.match(line)
+    if match is None:
+        return LogRecord(time=None, stream=None, partial=False, text=line)
+    return LogRecord(
+        time=match["time"].decode(),
+        stream=match["stream"].decode(),
+        partial=match["tag"] == b"P",
+        text=match["text"],
+    )
+
+
+def parse_lines(lines: Iterable[bytes]) -> Iterator[LogRecord]:
+    for line in lines:
+        yield parse_record(line.rstrip(b"\n"))
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    timestamps: bool = False
+    since: datetime | None = None
+
+
+def render(records: Iterable[LogRecord], options: RenderOptions, *, open_line: bool) -> bytes:
+    """The text a user reads: the records' text, a ``P`` record joined to what continues it,
+    each line prefixed by its time with ``timestamps``; records before ``since`` skipped.
+
+    ``open_line`` says whether the previous chunk ended inside a line (after a ``P``
+    record), so the prefix is not repeated mid-line when following.
+    """
+    out: list[bytes] = []
+    for record in records:
+        if options.since is not None:
+            when = record.at()
+            if when is not None and when < options.since:
+                continue
+        if options.timestamps and not open_line:
+            out.append((record.time or "-").encode() + b" ")
+        out.append(record.text)
+        if record.partial:
+            open_line = True
+        else:
+            out.append(b"\n")
+            open_line = False
+    return b"".join(out)
+
+
+def ends_open(records: list[LogRecord]) -> bool:
+    return bool(records) and records[-1].partial
+
+
+def plain_text(data: bytes) -> str:
+    """A whole log file's content as a user reads it (no times, no stream tags)."""
+    return render(parse_lines(data.splitlines()), RenderOptions(), open_line=False).decode(
+        errors="replace"
+    )

@@ -1,0 +1,124 @@
+"""The CRI-format container logger, run as containerd's shim runs it (fds 3, 4 and 5)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kukeon.runtime.containerd.crilog import (
+    MAX_RECORD_BYTES,
+    LogRecord,
+    RenderOptions,
+    logger_command,
+    parse_lines,
+    parse_record,
+    render,
+)
+
+
+class Logger:
+    """The logger with pipes on fds 3 (stdout) and 4 (stderr) and its ready pipe on 5."""
+
+    def __init__(self, path: Path) -> None:
+        out_r, self.stdout = os.pipe()
+        err_r, self.stderr = os.pipe()
+        ready_r, ready_w = os.pipe()
+        self.process = subprocess.Popen(
+            [
+                "bash",
+                "-c",
+                f'exec "$@" 3<&{out_r} 4<&{err_r} 5>&{ready_w} {out_r}<&- {err_r}<&- {ready_w}>&-',
+                "bash",
+                *logger_command(path),
+            ],
+            pass_fds=(out_r, err_r, ready_w),
+        )
+        for fd in (out_r, err_r, ready_w):
+            os.close(fd)
+        assert os.read(ready_r, 1) == b""  # ready: the logger closed fd 5
+        os.close(ready_r)
+
+    def close(self) -> int:
+        os.close(self.stdout)
+        os.close(self.stderr)
+        return self.process.wait(timeout=10)
+
+
+def test_both_streams_line_by_line_with_time(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "c.log"
+    log.parent.mkdir()
+    logger = Logger(log)
+    os.write(logger.stdout, b"out 1\nout 2\n")
+    os.write(logger.stderr, b"err 1\n")
+    os.write(logger.stdout, b"no newline at the end")
+    # The shim signals the logger right after closing its pipe ends: it must drain them.
+    logger.process.send_signal(signal.SIGTERM)
+    assert logger.close() == 0
+    assert (log.stat().st_mode & 0o777) == 0o640
+    records = list(parse_lines(log.read_bytes().splitlines()))
+    assert [(r.stream, r.text) for r in records if r.stream == "stdout"] == [
+        ("stdout", b"out 1"),
+        ("stdout", b"out 2"),
+        ("stdout", b"no newline at the end"),
+    ]
+    assert [(r.stream, r.text) for r in records if r.stream == "stderr"] == [("stderr", b"err 1")]
+    for record in records:
+        when = record.at()
+        assert when is not None
+        assert abs((datetime.now(UTC) - when).total_seconds()) < 60
+
+
+def test_a_long_line_is_split_into_partial_records(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+    logger = Logger(log)
+    line = b"x" * (MAX_RECORD_BYTES * 2 + 10)
+    os.write(logger.stdout, line + b"\n")
+    assert logger.close() == 0
+    records = list(parse_lines(log.read_bytes().splitlines()))
+    assert [r.partial for r in records] == [True, True, False]
+    assert render(records, RenderOptions(), open_line=False) == line + b"\n"
+
+
+def test_appends_to_an_existing_log(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+    for round_ in range(2):
+        logger = Logger(log)
+        os.write(logger.stderr, f"round {round_}\n".encode())
+        assert logger.close() == 0
+    texts = [r.text for r in parse_lines(log.read_bytes().splitlines())]
+    assert texts == [b"round 0", b"round 1"]
+
+
+def test_raw_lines_are_shown_as_they_are() -> None:
+    record = parse_record(b"plain tty output")
+    assert record == LogRecord(time=None, stream=None, partial=False, text=b"plain tty output")
+
+
+def test_render_timestamps_and_since() -> None:
+    records = [
+        parse_record(b"2026-12-03T02:10:00.123456789Z stdout F first"),
+        parse_record(b"2026-12-03T02:10:05.000000001Z stderr P sec"),
+        parse_record(b"2026-12-03T02:10:05.000000002Z stderr F ond"),
+    ]
+    assert render(records, RenderOptions(), open_line=False) == b"first\nsecond\n"
+    stamped = render(records, RenderOptions(timestamps=True), open_line=False)
+    assert stamped == (
+        b"2026-12-03T02:10:00.123456789Z first\n2026-12-03T02:10:05.000000001Z second\n"
+    )
+    since = datetime(2026, 12, 3, 2, 10, 1, tzinfo=UTC)
+    assert render(records, RenderOptions(since=since), open_line=False) == b"second\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40).filter(lambda b: b"\n" not in b), max_size=20))
+def test_render_gives_back_every_line(lines: list[bytes]) -> None:
+    records = [parse_record(b"2026-12-03T02:10:00Z stdout F " + line) for line in lines]
+    assert render(records, RenderOptions(), open_line=False) == b"".join(
+        line + b"\n" for line in lines
+    )
