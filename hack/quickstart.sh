@@ -85,7 +85,10 @@ ready() { curl -fsS --unix-socket "$socket" http://kukeond/readyz >/dev/null 2>&
 if ready; then
     echo "kukeond is running"
 else
+    # Its log and pid file are for root (and kukeond narrows its directories at start).
+    umask 027
     mkdir -p "$run_dir" "$state_dir"
+    touch /var/log/kukeond.log && chmod 0640 /var/log/kukeond.log
     nohup kukeond --state-dir "$state_dir" --run-dir "$run_dir" >>/var/log/kukeond.log 2>&1 &
     echo $! > "$pid_file"
     echo "kukeond started (pid $(cat "$pid_file"), log /var/log/kukeond.log)"
