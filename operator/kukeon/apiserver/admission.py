@@ -43,7 +43,7 @@ from typing import Final, NamedTuple
 
 from kukeon.api import AnyResource, Cell, ContainerSpec, Realm, Space, VolumeKind, key_of
 from kukeon.api.defaults import DEFAULTABLE_FIELDS, apply_space_defaults_to_container
-from kukeon.api.meta import Kind
+from kukeon.api.meta import Kind, quote
 from kukeon.api.realm import SecurityLevel, default_namespace
 from kukeon.api.space import SpaceContainerDefaults
 from kukeon.apiserver.auth import Principal, Role
@@ -124,10 +124,10 @@ def normalize_host_path(path: str) -> str:
     ``..`` after following symlinks, so its meaning cannot be decided here.
     """
     if not path.startswith("/"):
-        raise ValueError(f"{path!r} is not an absolute path")
+        raise ValueError(f"{quote(path)} is not an absolute path")
     parts = [part for part in path.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise ValueError(f"{path!r} has a '..' component")
+        raise ValueError(f"{quote(path)} has a '..' component")
     return "/" + "/".join(parts)
 
 
@@ -157,8 +157,8 @@ def _path_problem(path: str, allowed: Sequence[str], what: str) -> str | None:
     if any(is_under(normalized, directory) for directory in allowed):
         return None
     if not allowed:
-        return f"{what} {normalized} is not allowed: kukeond allows no such host path"
-    return f"{what} {normalized} is not under one of {', '.join(allowed)}"
+        return f"{what} {quote(normalized)} is not allowed: kukeond allows no such host path"
+    return f"{what} {quote(normalized)} is not under one of {', '.join(allowed)}"
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def _capability_violations(
         elif needed == SecurityLevel.BASELINE:
             why = f"adding {full} (beyond the runtime's default set)"
         else:
-            why = f"adding {full} (beyond the runtime's default set and baseline's)"
+            why = f"adding {quote(full)} (beyond the runtime's default set and baseline's)"
         found.append(Violation(f"{field}[{position}]", _needs(needed, why)))
     return found
 
@@ -225,7 +225,7 @@ def _security_opt_violations(
                     f"{field}[{position}]",
                     _needs(
                         SecurityLevel.PRIVILEGED,
-                        f"security option {option!r} (only no-new-privileges is allowed below "
+                        f"security option {quote(option)} (only no-new-privileges is allowed below "
                         "privileged; seccomp=unconfined turns the syscall filter off)",
                     ),
                 )
@@ -262,7 +262,7 @@ def check_container(
         found.append(
             Violation(
                 f"{field}.devices[{position}]",
-                _needs(SecurityLevel.PRIVILEGED, f"the host device {device.split(':')[0]}"),
+                _needs(SecurityLevel.PRIVILEGED, f"the host device {quote(device.split(':')[0])}"),
             )
         )
     if container.capabilities is not None:
@@ -292,7 +292,7 @@ def check_container(
             found.append(
                 Violation(
                     f"{where}.fromEnv",
-                    f"kukeond's environment variable {secret.from_env!r} is not one of "
+                    f"kukeond's environment variable {quote(secret.from_env)} is not one of "
                     f"allowedSecretEnv ({allowed})",
                 )
             )
@@ -305,7 +305,7 @@ def _secret_dir_overlap(source: str, secret_dirs: Sequence[str]) -> str | None:
     normalized = normalize_host_path(source)
     for directory in secret_dirs:
         if is_under(normalized, directory) or is_under(directory, normalized):
-            return f"the host path {normalized} overlaps the secret directory {directory}"
+            return f"the host path {quote(normalized)} overlaps the secret directory {directory}"
     return None
 
 
