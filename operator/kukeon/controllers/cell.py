@@ -514,6 +514,7 @@ class CellController:
     ) -> int:
         tasks = self.host.containerd.tasks(namespace)
         log = files.log(container.id)
+        await files.start_new_log(container.id)
         try:
             if container.attachable:
                 # A TTY whose stdin FIFO and output the shim's logger holds (see ttyio): the

@@ -57,6 +57,27 @@ class CellFiles:
     def log(self, container: str) -> Path:
         return self.directory / "logs" / f"{container}.log"
 
+    def previous_log(self, container: str) -> Path:
+        """The log of the container's instance before the current one (``logs --previous``)."""
+        return self.directory / "logs" / f"{container}.previous.log"
+
+    async def start_new_log(self, container: str) -> None:
+        """Keep the ending instance's log as the previous one; the next task logs afresh.
+
+        Called before a task is created, when no task of the container exists: its logger
+        (the shim's child) has exited, so nothing writes the file any more.
+        """
+
+        def rotate() -> None:
+            current = self.log(container)
+            try:
+                if current.stat().st_size > 0:  # an instance that wrote nothing keeps none
+                    current.replace(self.previous_log(container))
+            except FileNotFoundError:
+                pass
+
+        await asyncio.to_thread(rotate)
+
     def tty_stdin(self, container: str) -> Path:
         return self.directory / "tty" / container / "stdin"
 

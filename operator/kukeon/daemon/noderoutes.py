@@ -6,7 +6,8 @@ those, onto the same aiohttp application, so the same authentication and authori
 middleware guards them:
 
 ```
-GET  .../cells/{cell}/log?container=&tailLines=N&follow=true   text/plain stream
+GET  .../cells/{cell}/log?container=&tailLines=N&follow=&timestamps=&sinceSeconds=|sinceTime=
+     &previous=                                                 text/plain stream
 POST .../cells/{cell}/kill?signal=TERM&container=              signal running tasks
 GET  .../realms/{realm}/images                                 images in the realm
 POST .../realms/{realm}/images                                 body: an OCI image archive
@@ -32,10 +33,12 @@ import shutil
 import signal
 import tempfile
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiohttp import WSMsgType, web
+from aiohttp import ClientConnectionResetError, WSMsgType, web
 
 from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.auth import Verb, denial
@@ -45,6 +48,13 @@ from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellfiles import CellFiles
 from kukeon.controllers.cellstate import containerd_container_id
+from kukeon.runtime.containerd.crilog import (
+    LogRecord,
+    RenderOptions,
+    ends_open,
+    parse_lines,
+    render,
+)
 from kukeon.runtime.containerd.errors import (
     ContainerdError,
     ProcessNotStartableError,
@@ -58,6 +68,7 @@ from .attach import attach_target, serve_attach
 
 FOLLOW_POLL_SECONDS = 0.2
 MAX_TAIL_LINES = 100_000
+MAX_SINCE_SECONDS = 10 * 365 * 24 * 3600
 
 
 def _authorize(request: web.Request, *, verb: Verb, realm: str, subresource: str) -> None:
@@ -81,22 +92,78 @@ def _parse_signal(text: str) -> signal.Signals:
         raise ApiError(400, f"signal: unknown signal {text!r}") from None
 
 
-def _tail(path: Path, lines: int | None) -> tuple[bytes, int]:
-    """The last `lines` lines of the file (all when None), and the offset read to."""
+@dataclass(frozen=True)
+class LogQuery:
+    """The log route's parameters, as ``kubectl logs`` names them, each checked (400)."""
+
+    tail: int | None
+    follow: bool
+    previous: bool
+    render: RenderOptions
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str]) -> LogQuery:
+        tail: int | None = None
+        if (text := query.get("tailLines")) is not None:
+            if not text.isdigit() or len(text) > 12:
+                raise ApiError(400, f"tailLines: {text[:40]!r} is not a whole number >= 0")
+            tail = min(int(text), MAX_TAIL_LINES)
+        since: datetime | None = None
+        if (text := query.get("sinceSeconds")) is not None:
+            if not text.isdigit() or not 0 < int(text) <= MAX_SINCE_SECONDS:
+                raise ApiError(
+                    400, f"sinceSeconds: {text[:40]!r} is not a whole number of seconds > 0"
+                )
+            since = datetime.now(UTC) - timedelta(seconds=int(text))
+        if (text := query.get("sinceTime")) is not None:
+            if since is not None:
+                raise ApiError(400, "sinceSeconds and sinceTime: give at most one")
+            try:
+                since = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                raise ApiError(400, f"sinceTime: {text[:40]!r} is not an RFC 3339 time") from None
+            if since.tzinfo is None:
+                raise ApiError(400, f"sinceTime: {text[:40]!r} has no time zone")
+        return cls(
+            tail=tail,
+            follow=_flag(query, "follow"),
+            previous=_flag(query, "previous"),
+            render=RenderOptions(timestamps=_flag(query, "timestamps"), since=since),
+        )
+
+
+def _flag(query: Mapping[str, str], name: str) -> bool:
+    text = query.get(name, "false").lower()
+    if text in {"1", "true", "yes"}:
+        return True
+    if text in {"", "0", "false", "no"}:
+        return False
+    raise ApiError(400, f"{name}: {text[:40]!r} is not true or false")
+
+
+def _tail_records(path: Path, lines: int | None) -> tuple[list[LogRecord], int]:
+    """The last `lines` records of the file (all when None), and the offset read to (the
+    end of its last complete line: the logger writes whole records, so a partial one is
+    being written)."""
     with path.open("rb") as stream:
         if lines is None:
             data = stream.read()
+            kept = data.splitlines(keepends=True)
         else:
-            kept: deque[bytes] = deque(stream, maxlen=lines) if lines > 0 else deque()
-            data = b"".join(kept)
-        return data, stream.tell()
+            kept = list(deque(stream, maxlen=lines)) if lines > 0 else []
+            stream.seek(0, os.SEEK_END)
+        offset = stream.tell()
+    if kept and not kept[-1].endswith(b"\n"):
+        offset -= len(kept.pop())
+    return list(parse_lines(kept)), offset
 
 
-def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
+def _records_from(path: Path, offset: int) -> tuple[list[LogRecord], int]:
     with path.open("rb") as stream:
         stream.seek(offset)
         data = stream.read()
-        return data, stream.tell()
+    complete = data[: data.rfind(b"\n") + 1]
+    return list(parse_lines(complete.splitlines())), offset + len(complete)
 
 
 async def _pump(
@@ -240,41 +307,45 @@ class NodeRoutes:
         cell = await self._cell(request)
         _authorize(request, verb="get", realm=cell.spec.realm_id, subresource="log")
         container = self._container_of(cell, request)
-        tail_text = request.query.get("tailLines")
-        tail: int | None = None
-        if tail_text is not None:
-            try:
-                tail = max(0, min(int(tail_text), MAX_TAIL_LINES))
-            except ValueError:
-                raise ApiError(400, f"tailLines: {tail_text!r} is not a number") from None
-        follow = request.query.get("follow", "").lower() in {"1", "true", "yes"}
-        path = CellFiles(self.controllers.host.settings.state_dir, cell_key(cell)).log(container)
-        if not await asyncio.to_thread(path.exists):
-            if not follow:
-                return web.Response(text="", content_type="text/plain")
-            data, offset = b"", 0
+        query = LogQuery.parse(request.query)
+        files = CellFiles(self.controllers.host.settings.state_dir, cell_key(cell))
+        path = files.previous_log(container) if query.previous else files.log(container)
+        if query.previous and not await asyncio.to_thread(path.exists):
+            raise ApiError(
+                404,
+                f"container {container} of cell {cell.metadata.name} has no previous "
+                "instance (it has not been restarted or re-created on this node)",
+            )
+        follow = query.follow and not query.previous
+        if await asyncio.to_thread(path.exists):
+            records, offset = await asyncio.to_thread(_tail_records, path, query.tail)
         else:
-            data, offset = await asyncio.to_thread(_tail, path, tail)
+            records, offset = [], 0
 
         response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await response.prepare(request)
-        await response.write(data)
-        if follow:
-            key = cell_key(cell)
-            while True:
-                await asyncio.sleep(FOLLOW_POLL_SECONDS)
-                if await asyncio.to_thread(path.exists):
-                    size = (await asyncio.to_thread(path.stat)).st_size
-                    if size < offset:
-                        offset = 0  # the file was recreated
-                    if size > offset:
-                        data, offset = await asyncio.to_thread(_read_from, path, offset)
-                        await response.write(data)
-                try:
-                    await self.registry.get(Kind.CELL, key)
-                except NotFound:
-                    break  # the cell is gone: the stream ends as kubectl's does
-        await response.write_eof()
+        try:
+            await response.write(render(records, query.render, open_line=False))
+            open_line = ends_open(records)
+            if follow:
+                key = cell_key(cell)
+                while True:
+                    await asyncio.sleep(FOLLOW_POLL_SECONDS)
+                    if await asyncio.to_thread(path.exists):
+                        size = (await asyncio.to_thread(path.stat)).st_size
+                        if size < offset:
+                            offset = 0  # the file was recreated (a new instance's log)
+                        if size > offset:
+                            records, offset = await asyncio.to_thread(_records_from, path, offset)
+                            await response.write(render(records, query.render, open_line=open_line))
+                            open_line = ends_open(records) if records else open_line
+                    try:
+                        await self.registry.get(Kind.CELL, key)
+                    except NotFound:
+                        break  # the cell is gone: the stream ends as kubectl's does
+            await response.write_eof()
+        except (ConnectionResetError, ClientConnectionResetError):
+            pass  # the client went away (Ctrl-C on `logs -f`): a normal end of a stream
         return response
 
     # --- kill -----------------------------------------------------------------------------
