@@ -156,6 +156,8 @@ def cross_field_errors(kind: Kind, doc: Mapping[str, Any]) -> list[FieldError]:
 
 def _cell_errors(spec: Mapping[str, Any], cell_name: str | None) -> list[FieldError]:
     containers = spec.get("containers")
+    if containers is None and "containers" in spec:  # `containers: null` is no container
+        return [FieldError("spec.containers", "at least one container is required")]
     if not isinstance(containers, list):
         return []  # missing or of the wrong type: the field's own error says so
     errors: list[FieldError] = []

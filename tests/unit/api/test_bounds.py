@@ -67,7 +67,7 @@ def test_resource_limits_out_of_range_are_refused(resources: dict[str, Any], fie
 )
 def test_resource_limits_in_range_are_kept(resources: dict[str, Any]) -> None:
     parsed = parse_resource(cell({"resources": resources}))
-    limits = parsed.spec.containers[0].resources  # type: ignore[attr-defined]
+    limits = parsed.spec.containers[0].resources
     assert limits.model_dump(by_alias=True) == resources
 
 
@@ -154,7 +154,7 @@ def test_node_name_is_a_dns_name(node: str) -> None:
 
 @pytest.mark.parametrize("node", ["node-1", "host.example.com"])
 def test_dns_node_names_are_accepted(node: str) -> None:
-    assert parse_resource(cell(nodeName=node)).spec.node_name == node  # type: ignore[attr-defined]
+    assert parse_resource(cell(nodeName=node)).spec.node_name == node
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,357 @@
+"""Hostile requests against a real API server on etcd: each a 4xx Status, nothing written.
+
+Every input of issue 15's "API answers 500" list is sent as raw HTTP on the server's unix
+socket. Each answer must be a Kubernetes Status with a 4xx code (naming the field when
+there is one), etcd must hold no new key under the test's prefix, and the server must not
+log a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aetcd import rpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kukeon.store import Registry
+from kukeon.store.keys import range_end
+from tests.integration.apiserver.conftest import Api, cell_doc, realm_doc, space_doc, stack_doc
+
+pytestmark = pytest.mark.integration
+
+V = "/apis/kukeon.io/v1beta1"
+CELLS = f"{V}/realms/default/spaces/default/stacks/default/cells"
+
+
+async def _keys(registry: Registry) -> list[bytes]:
+    prefix = registry.key_prefix.encode() + b"/"
+    request = rpc.RangeRequest(key=prefix, range_end=range_end(prefix), keys_only=True)
+    reply = await registry.client.kvstub.Range(request, metadata=registry.client.metadata)
+    return sorted(kv.key for kv in reply.kvs)
+
+
+def _status(body: bytes, code: int) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(body)
+    assert document["kind"] == "Status", document
+    assert document["apiVersion"] == "v1"
+    assert document["status"] == "Failure"
+    assert document["code"] == code, document
+    assert len(document["message"]) < 1000, document["message"][:300]
+    return document
+
+
+@pytest.fixture
+async def hierarchy(http: aiohttp.ClientSession) -> None:
+    for path, doc in (
+        (f"{V}/realms", realm_doc("default")),
+        (f"{V}/realms/default/spaces", space_doc("default")),
+        (f"{V}/realms/default/spaces/default/stacks", stack_doc("default")),
+    ):
+        async with http.post(path, json=doc) as response:
+            assert response.status == 201, await response.text()
+
+
+@pytest.fixture
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    caplog.set_level(logging.DEBUG)
+    yield
+    for record in caplog.records:
+        assert record.exc_info is None or record.levelno < logging.ERROR, record.getMessage()
+        assert "Traceback" not in record.getMessage()
+
+
+async def _raw(api: Api, request: bytes) -> tuple[int, bytes]:
+    """One raw HTTP/1.1 exchange on the unix socket: (status, body)."""
+    reader, writer = await asyncio.open_unix_connection(str(api.socket))
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            body = await reader.readexactly(length)
+        return int(head.split(b" ", 2)[1]), body
+    finally:
+        writer.close()
+
+
+def _cell_with(**container: Any) -> dict[str, Any]:
+    doc = cell_doc("hostile")
+    doc["spec"]["containers"][0].update(container)
+    return doc
+
+
+BODIES: list[tuple[str, bytes, str, int, str | None]] = [
+    ("json nested 10,000 deep", b"[" * 10_000 + b"]" * 10_000, "application/json", 400, None),
+    (
+        "deep inside a cell",
+        json.dumps(_cell_with(args=["x"])).replace('["x"]', "[" * 5000 + "1" + "]" * 5000).encode(),
+        "application/json",
+        400,
+        None,
+    ),
+    ("yaml flow list 20,000 deep", b"[" * 20_000 + b"]" * 20_000, "application/yaml", 400, None),
+    (
+        "lone surrogate in command",
+        json.dumps(_cell_with(command="/bin/\ud800")).encode(),
+        "application/json",
+        422,
+        "spec.containers[0].command",
+    ),
+    (
+        "NUL in args",
+        json.dumps(_cell_with(args=["a\x00b"])).encode(),
+        "application/json",
+        422,
+        "spec.containers[0].args",
+    ),
+    (
+        "duplicate key in JSON",
+        b'{"kind":"Cell","metadata":{"name":"a","name":"b"},"spec":{}}',
+        "application/json",
+        422,
+        "metadata.name",
+    ),
+    (
+        "duplicate key in YAML",
+        b"kind: Cell\nmetadata:\n  name: a\n  name: b\n",
+        "application/yaml",
+        422,
+        "metadata.name",
+    ),
+    (
+        "YAML alias bomb",
+        b"a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n",
+        "application/yaml",
+        400,
+        "b[0]",
+    ),
+    (
+        "a megabyte name",
+        json.dumps({"kind": "Cell", "metadata": {"name": "A" * 1_000_000}}).encode(),
+        "application/json",
+        422,
+        "metadata.name",
+    ),
+    (
+        "restartBackoffSeconds 1e20",
+        json.dumps(_cell_with(restartPolicy="always", restartBackoffSeconds=1e20)).encode(),
+        "application/json",
+        422,
+        "spec.containers[0].restartBackoffSeconds",
+    ),
+    (
+        "secret named ..",
+        json.dumps(
+            _cell_with(secrets=[{"name": "..", "fromEnv": "X", "mountPath": "/s"}])
+        ).encode(),
+        "application/json",
+        422,
+        "spec.containers[0].secrets[0].name",
+    ),
+    (
+        "nodeName /",
+        json.dumps(
+            {**cell_doc("hostile"), "spec": {**cell_doc("x")["spec"], "nodeName": "/"}}
+        ).encode(),
+        "application/json",
+        422,
+        "spec.nodeName",
+    ),
+    (
+        "ports 99999:-1/xyz",
+        json.dumps(_cell_with(ports=["99999:-1/xyz"])).encode(),
+        "application/json",
+        422,
+        "spec.containers[0].ports[0]",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "code", "field"),
+    [case[1:] for case in BODIES],
+    ids=[case[0] for case in BODIES],
+)
+@pytest.mark.usefixtures("hierarchy", "no_tracebacks")
+async def test_hostile_bodies_are_refused(
+    api: Api,
+    http: aiohttp.ClientSession,
+    body: bytes,
+    content_type: str,
+    code: int,
+    field: str | None,
+) -> None:
+    before = await _keys(api.registry)
+    for dry_run in ("?dryRun=All", ""):
+        async with http.post(
+            CELLS + dry_run, data=body, headers={"Content-Type": content_type}
+        ) as response:
+            status = _status(await response.read(), code)
+        if field is not None:
+            causes = [cause["field"] for cause in status["details"]["causes"]]
+            assert field in causes, status
+        assert "A" * 300 not in status["message"]
+    assert await _keys(api.registry) == before
+
+
+@pytest.mark.usefixtures("hierarchy", "no_tracebacks")
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("watch=true&resourceVersion=" + "9" * 40, "resourceVersion"),
+        ("watch=true&resourceVersion=-1", "resourceVersion"),
+        ("watch=true&timeoutSeconds=nan", "timeoutSeconds"),
+        ("watch=true&timeoutSeconds=1e308", "timeoutSeconds"),
+        ("watch=true&timeoutSeconds=-5", "timeoutSeconds"),
+        ("watch=maybe", "watch"),
+        ("labelSelector=" + "a" * 5000, "labelSelector"),
+    ],
+)
+async def test_bad_query_parameters_are_400(
+    http: aiohttp.ClientSession, query: str, name: str
+) -> None:
+    async with http.get(f"{CELLS}?{query}") as response:
+        status = _status(await response.read(), 400)
+    assert [cause["field"] for cause in status["details"]["causes"]] == [name]
+
+
+@pytest.mark.usefixtures("no_tracebacks")
+async def test_an_oversized_content_length_is_refused_at_once(api: Api) -> None:
+    started = time.monotonic()
+    code, body = await _raw(
+        api,
+        b"POST " + V.encode() + b"/realms HTTP/1.1\r\nHost: kukeond\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n{}",
+    )
+    assert code == 413
+    _status(body, 413)
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.usefixtures("no_tracebacks")
+@pytest.mark.parametrize(
+    ("request_bytes", "code"),
+    [
+        (b"GET " + V.encode() + b"/realms?x=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: k\r\n\r\n", 414),
+        (b"GET /healthz HTTP/1.1\r\nHost: k\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"POST /x HTTP/1.1\r\nHost: k\r\nContent-Length: abc\r\n\r\n", 400),
+    ],
+    ids=["url over 8 KiB", "header over 8 KiB", "malformed content-length"],
+)
+async def test_what_the_http_parser_refuses_is_a_status(
+    api: Api, request_bytes: bytes, code: int
+) -> None:
+    status, body = await _raw(api, request_bytes)
+    assert status == code
+    _status(body, code)
+
+
+@pytest.mark.usefixtures("hierarchy")
+async def test_dry_run_create_checks_the_parent_and_writes_nothing(
+    api: Api, http: aiohttp.ClientSession
+) -> None:
+    before = await _keys(api.registry)
+    orphan = f"{V}/realms/default/spaces/default/stacks/missing/cells"
+    async with http.post(orphan + "?dryRun=All", json=cell_doc("web")) as response:
+        status = _status(await response.read(), 404)
+    assert "does not exist" in status["message"]
+    async with http.post(CELLS + "?dryRun=All", json=cell_doc("web")) as response:
+        assert response.status == 201, await response.text()
+    assert await _keys(api.registry) == before
+
+
+# --- random mutations of a valid cell: never a 5xx -------------------------------------------
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(["", "..", "/", "\x00", "\ud800", "a" * 300, "99999:-1/xyz"]),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+_PATHS = [
+    ("metadata", "name"),
+    ("metadata", "labels"),
+    ("spec", "nodeName"),
+    ("spec", "containers"),
+    ("spec", "containers", 0, "command"),
+    ("spec", "containers", 0, "args"),
+    ("spec", "containers", 0, "env"),
+    ("spec", "containers", 0, "ports"),
+    ("spec", "containers", 0, "resources"),
+    ("spec", "containers", 0, "restartBackoffSeconds"),
+    ("spec", "containers", 0, "secrets"),
+    ("spec", "containers", 0, "volumes"),
+    ("spec", "containers", 0, "image"),
+    ("spec", "containers", 0, "unknownField"),
+    ("spec", "rootContainerId"),
+]
+
+
+def _mutate(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    mutated = copy.deepcopy(doc)
+    node: Any = mutated
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return mutated
+
+
+@pytest.mark.usefixtures("hierarchy")
+async def test_random_mutations_of_a_cell_never_get_a_5xx(
+    api: Api, http: aiohttp.ClientSession
+) -> None:
+    base = cell_doc("mutant")
+    base["spec"]["containers"][0]["restartPolicy"] = "always"
+    answers: list[int] = []
+
+    async def post(doc: dict[str, Any]) -> None:
+        # ensure_ascii keeps lone surrogates as \\ud800 escapes, as a hostile client would
+        body = json.dumps(doc).encode()
+        async with http.post(
+            CELLS + "?dryRun=All", data=body, headers={"Content-Type": "application/json"}
+        ) as response:
+            payload = await response.read()
+            answers.append(response.status)
+            assert response.status < 500, payload[:500]
+            if response.status >= 400:
+                _status(payload, response.status)
+
+    @settings(
+        max_examples=500,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(path=st.sampled_from(_PATHS), value=_VALUES)
+    def run(path: tuple[Any, ...], value: Any) -> None:
+        future = asyncio.run_coroutine_threadsafe(post(_mutate(base, path, value)), loop)
+        future.result(timeout=30)
+
+    loop = asyncio.get_running_loop()
+    before = await _keys(api.registry)
+    await asyncio.to_thread(run)
+    assert any(code == 201 for code in answers)
+    assert any(400 <= code < 500 for code in answers)
+    assert await _keys(api.registry) == before
