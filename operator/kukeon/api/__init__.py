@@ -28,6 +28,7 @@ from kukeon.api.kinds import (
     scope_of,
     secret_parent,
     to_document,
+    to_request_document,
 )
 from kukeon.api.manifests import ManifestError, dump_manifests, load_manifests
 from kukeon.api.meta import (
@@ -179,4 +180,5 @@ __all__ = [
     "secret_parent",
     "secret_scope",
     "to_document",
+    "to_request_document",
 ]

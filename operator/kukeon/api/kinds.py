@@ -7,6 +7,7 @@ and `key_of` give the place of a resource in the hierarchy, which is also its et
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from kukeon.api.cell import Cell
 from kukeon.api.meta import API_VERSION, LEGACY_API_VERSION, Kind, Resource
 from kukeon.api.node import Node
-from kukeon.api.realm import Realm
+from kukeon.api.realm import REVEAL_CONTEXT, Realm
 from kukeon.api.secret import SCOPE_PLACEHOLDER, Secret
 from kukeon.api.space import Space
 from kukeon.api.stack import Stack
@@ -82,6 +83,24 @@ def parse_resource(doc: Mapping[str, Any]) -> AnyResource:
 def to_document(res: AnyResource) -> dict[str, Any]:
     """The JSON-able camelCase document of a resource, with the full apiVersion."""
     return res.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def to_request_document(res: AnyResource) -> dict[str, Any]:
+    """The document a client sends to create or update ``res``: as `to_document`, plus the
+    values no response carries (a Secret's `data`, inline registry passwords).
+
+    Only for a client's own manifests on their way to the API; never for a response.
+    """
+    document: dict[str, Any] = res.model_dump(
+        mode="json", by_alias=True, exclude_none=True, context={REVEAL_CONTEXT: True}
+    )
+    if isinstance(res, Secret):
+        values = res.values()
+        if values is not None:
+            document["data"] = {
+                key: base64.b64encode(value).decode() for key, value in values.items()
+            }
+    return document
 
 
 def scope_of(res: AnyResource) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BeforeValidator,
     Field,
+    SerializationInfo,
     ValidationInfo,
     field_serializer,
     field_validator,
@@ -51,6 +52,8 @@ def default_namespace(realm: str) -> str:
     return f"{realm}.{GROUP}"
 
 
+REVEAL_CONTEXT = "kukeon.reveal"
+"""Serialisation context key under which a password is written as itself (client side)."""
 REDACTED_PASSWORD = "***"
 """What every serialisation shows of an inline registry password (see `RegistryCredentials`)."""
 
@@ -79,8 +82,12 @@ class RegistryCredentials(KukeonModel):
         return ref
 
     @field_serializer("password")
-    def _redacted(self, password: str | None) -> str | None:
-        return None if password is None else REDACTED_PASSWORD
+    def _redacted(self, password: str | None, info: SerializationInfo) -> str | None:
+        if password is None:
+            return None
+        # Only a client sending its own manifest asks for the value (`to_request_document`).
+        reveal = isinstance(info.context, dict) and info.context.get(REVEAL_CONTEXT) is True
+        return password if reveal else REDACTED_PASSWORD
 
 
 class RealmSpec(KukeonModel):

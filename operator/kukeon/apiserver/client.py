@@ -21,7 +21,15 @@ from typing import Any, NamedTuple, Self, TypeVar
 
 import aiohttp
 
-from kukeon.api import AnyResource, InvalidResource, Kind, key_of, parse_resource, to_document
+from kukeon.api import (
+    AnyResource,
+    InvalidResource,
+    Kind,
+    key_of,
+    parse_resource,
+    to_document,
+    to_request_document,
+)
 from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE
 from kukeon.apiserver.paths import collection_path, object_path
 from kukeon.apiserver.settings import DEFAULT_SOCKET
@@ -326,7 +334,10 @@ class ApiClient:
         kind = Kind(res.kind)
         scope = key_of(res)[:-1]
         document = await self.request(
-            "POST", collection_path(kind, scope), params=self._dry(dry_run), body=to_document(res)
+            "POST",
+            collection_path(kind, scope),
+            params=self._dry(dry_run),
+            body=to_request_document(res),
         )
         return _parse(document)
 
@@ -335,7 +346,7 @@ class ApiClient:
             "PUT",
             object_path(Kind(res.kind), key_of(res)),
             params=self._dry(dry_run),
-            body=to_document(res),
+            body=to_request_document(res),
         )
         return _parse(document)
 

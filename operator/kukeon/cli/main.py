@@ -9,6 +9,7 @@ readable line on stderr and an exit code: 0 success, 1 the server (or reaching i
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import sys
@@ -23,7 +24,14 @@ from click.shell_completion import CompletionItem, get_completion_class
 from rich.console import Console
 
 import kukeon
-from kukeon.api import Kind, key_of
+from kukeon.api import (
+    API_VERSION,
+    SCOPE_PLACEHOLDER,
+    InvalidResource,
+    Kind,
+    key_of,
+    parse_resource,
+)
 from kukeon.apiserver.client import (
     ApiClient,
     ApiRequestError,
@@ -31,7 +39,7 @@ from kukeon.apiserver.client import (
     ServerUnreachable,
     parse_server,
 )
-from kukeon.apiserver.paths import KINDS, kind_for_alias
+from kukeon.apiserver.paths import API_ROOT, KINDS, kind_for_alias
 from kukeon.apiserver.reflector import follow
 from kukeon.cli.config import (
     ConfigError,
@@ -231,6 +239,21 @@ def scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def scope_for(kind: Kind, realm: str, space: str, stack: str) -> tuple[str, ...]:
+    if kind == Kind.SECRET:
+        # A Secret belongs to its realm unless --space (and --stack) narrow it: here the
+        # options' "default" defaults mean "none" ("-" in its key).
+        ctx = click.get_current_context(silent=True)
+
+        def given(name: str) -> bool:
+            if ctx is None:
+                return True
+            return ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+
+        space_part = space if given("space") else SCOPE_PLACEHOLDER
+        stack_part = stack if given("stack") else SCOPE_PLACEHOLDER
+        if space_part == SCOPE_PLACEHOLDER:
+            stack_part = SCOPE_PLACEHOLDER
+        return (realm, space_part, stack_part)
     return (realm, space, stack)[: len(KINDS[kind].parents)]
 
 
@@ -487,13 +510,148 @@ def apply(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
     _write(ctx, files, dry_run, create_only=False)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @_FILE_OPTION
 @dry_run_option
 @click.pass_context
 def create(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
-    """Create objects from manifests; an object that already exists is an error."""
-    _write(ctx, files, dry_run, create_only=True)
+    """Create objects from manifests; an object that already exists is an error.
+
+    `kukectl create secret generic NAME ...` creates a Secret from literals and files.
+    """
+    if ctx.invoked_subcommand is None:
+        _write(ctx, files, dry_run, create_only=True)
+
+
+@create.group("secret")
+def create_secret() -> None:
+    """Create a Secret (values are sent once and never shown again)."""
+
+
+def _secret_values(literals: Sequence[str], sources: Sequence[str]) -> dict[str, bytes]:
+    values: dict[str, bytes] = {}
+
+    def add(key: str, value: bytes, origin: str) -> None:
+        if key in values:
+            fail(f"key {key!r} is given twice ({origin})", EXIT_USAGE)
+        values[key] = value
+
+    for literal in literals:
+        key, sep, value = literal.partition("=")
+        if not sep or not key:
+            fail(f"--from-literal {literal.split('=')[0]!r}...: must be KEY=VALUE", EXIT_USAGE)
+        add(key, value.encode(), "--from-literal")
+    for source in sources:
+        key, sep, path = source.partition("=")
+        if not sep:
+            key, path = Path(source).name, source
+        try:
+            add(key, Path(path).read_bytes(), f"--from-file {path}")
+        except OSError as exc:
+            fail(f"--from-file {path}: {exc.strerror or exc}", EXIT_USAGE)
+    return values
+
+
+@create_secret.command("generic")
+@click.argument("name")
+@click.option(
+    "--from-literal",
+    "literals",
+    multiple=True,
+    help="KEY=VALUE (repeatable). The value ends up in your shell history: prefer files.",
+)
+@click.option(
+    "--from-file",
+    "sources",
+    multiple=True,
+    help="KEY=PATH or PATH (the key is the file's name); repeatable.",
+)
+@click.option("--realm", required=True, help="Realm of the Secret.")
+@click.option("--space", help="Narrow the Secret to a space of the realm.")
+@click.option("--stack", help="Narrow the Secret to a stack of the space (needs --space).")
+@click.option("-l", "--label", "labels", multiple=True, help="A label, key=value (repeatable).")
+@dry_run_option
+@click.pass_context
+def create_secret_generic(
+    ctx: click.Context,
+    name: str,
+    literals: tuple[str, ...],
+    sources: tuple[str, ...],
+    realm: str,
+    space: str | None,
+    stack: str | None,
+    labels: tuple[str, ...],
+    dry_run: str,
+) -> None:
+    """Create a Secret NAME from --from-literal and --from-file values, as kubectl does."""
+    values = _secret_values(literals, sources)
+    metadata: dict[str, Any] = {"name": name, "realm": realm}
+    if space:
+        metadata["space"] = space
+    if stack:
+        metadata["stack"] = stack
+    if labels:
+        metadata["labels"] = dict(label.partition("=")[::2] for label in labels)
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": Kind.SECRET.value,
+        "metadata": metadata,
+        "data": {key: base64.b64encode(value).decode() for key, value in values.items()},
+    }
+    try:
+        secret = parse_resource(document)
+    except InvalidResource as exc:
+        for line in exc.lines():
+            _error_line(line)
+        raise click.exceptions.Exit(EXIT_USAGE) from None
+    if dry_run == "client":
+        click.echo(f"secret/{name} created (client dry run)")
+        return
+
+    async def work(client: ApiClient) -> None:
+        await client.create(secret, dry_run=dry_run == "server")
+        click.echo(f"secret/{name} created" + (" (server dry run)" if dry_run == "server" else ""))
+
+    run(ctx, work)
+
+
+@cli.group("secret")
+def secret_group() -> None:
+    """Secrets' encryption at rest."""
+
+
+@secret_group.command("rotate-key")
+@click.option(
+    "--key-id",
+    help="Make this key of kukeond's key file current (a fleet: add it to every node's "
+    "file first); default: generate a new key.",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Afterwards remove the keys no stored value uses from the key file.",
+)
+@click.pass_context
+def rotate_key(ctx: click.Context, key_id: str | None, prune: bool) -> None:
+    """Seal every Secret and registry password again under a new key (admin only)."""
+    body: dict[str, Any] = {"prune": prune}
+    if key_id:
+        body["keyId"] = key_id
+
+    async def work(client: ApiClient) -> Any:
+        return await client.request("POST", f"{API_ROOT}/encryption/rotate-key", body=body)
+
+    answer = run(ctx, work)
+    click.echo(
+        f"encryption key {answer['currentKeyId']} is current (was {answer['previousKeyId']}); "
+        f"{answer['documentsResealed']} document(s) sealed again"
+    )
+    for failure in answer.get("failed") or []:
+        _error_line(f"not sealed again: {failure}")
+    if answer.get("removedKeyIds"):
+        click.echo(f"removed key(s): {', '.join(answer['removedKeyIds'])}")
+    if answer.get("failed"):
+        raise click.exceptions.Exit(EXIT_SERVER)
 
 
 # --- delete -----------------------------------------------------------------------------

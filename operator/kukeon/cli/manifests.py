@@ -27,14 +27,18 @@ from typing import Any, NamedTuple, TextIO
 
 from kukeon.api import (
     API_VERSION,
+    SCOPE_PLACEHOLDER,
     AnyResource,
     InvalidResource,
     Kind,
     ManifestError,
+    Secret,
     key_of,
+    key_status,
     load_manifests,
     parse_resource,
     to_document,
+    to_request_document,
 )
 from kukeon.apiserver.client import ApiClient, ApiRequestError
 from kukeon.apiserver.paths import HIERARCHY, KINDS
@@ -134,7 +138,9 @@ def load_documents(sources: Iterable[Source]) -> list[Document]:
 
 
 def _depth(res: AnyResource) -> int:
-    return HIERARCHY.index(Kind(res.kind))
+    kind = Kind(res.kind)
+    # A Secret goes after its realm, space and stack, beside (before) the cells using it.
+    return HIERARCHY.index(Kind.STACK) + 1 if kind == Kind.SECRET else HIERARCHY.index(kind)
 
 
 def apply_order(documents: Sequence[Document]) -> list[Document]:
@@ -150,6 +156,9 @@ def delete_order(documents: Sequence[Document]) -> list[Document]:
 def parent_chain(res: AnyResource) -> list[tuple[Kind, tuple[str, ...]]]:
     """The ancestors of ``res``, outermost first: a cell's realm, space and stack."""
     key = key_of(res)
+    if isinstance(res, Secret):
+        named = [part for part in key[:-1] if part != SCOPE_PLACEHOLDER]
+        return [(parent, tuple(named[: i + 1])) for i, parent in enumerate(HIERARCHY[: len(named)])]
     return [(parent, key[: i + 1]) for i, parent in enumerate(KINDS[Kind(res.kind)].parents)]
 
 
@@ -162,8 +171,25 @@ def default_object(kind: Kind, key: tuple[str, ...]) -> AnyResource:
 
 
 def _spec_document(res: AnyResource) -> dict[str, Any]:
-    spec = to_document(res).get("spec", {})
+    # With the values a manifest carries (inline registry passwords): a changed one is sent.
+    spec = to_request_document(res).get("spec", {})
     return spec if isinstance(spec, dict) else {}
+
+
+def _updated_secret(desired: Secret, current: AnyResource) -> AnyResource | None:
+    """A Secret is unchanged when its labels, annotations and values (by digest) are."""
+    values = desired.values()
+    same_values = values is None or key_status(values) == current.status
+    if (
+        same_values
+        and desired.metadata.labels == current.metadata.labels
+        and desired.metadata.annotations == current.metadata.annotations
+    ):
+        return None
+    metadata = desired.metadata.model_copy(
+        update={"resource_version": current.metadata.resource_version}
+    )
+    return desired.model_copy(update={"metadata": metadata})
 
 
 def updated_object(desired: AnyResource, current: AnyResource) -> AnyResource | None:
@@ -173,6 +199,8 @@ def updated_object(desired: AnyResource, current: AnyResource) -> AnyResource | 
     finalizers and identity stay as stored; the resourceVersion read is the CAS guard.
     """
     kind = Kind(desired.kind)
+    if isinstance(desired, Secret):
+        return _updated_secret(desired, current)
     desired_spec = _spec_document(desired)
     current_spec = _spec_document(current)
     for field in SERVER_OWNED_SPEC_FIELDS.get(kind, frozenset()):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from kukeon.api import AnyResource, Kind, key_of, to_document
+from kukeon.api import AnyResource, Kind, Secret, key_of, to_document
 from kukeon.apiserver.paths import KINDS
 
 OutputFormat = Literal["table", "wide", "yaml", "json", "name"]
@@ -95,6 +95,8 @@ def _text(obj: Any, field: str) -> str:
 
 def _columns(kind: Kind, *, wide: bool, with_parents: bool) -> list[str]:
     parents = [KINDS[p].kind.value.upper() for p in KINDS[kind].parents] if with_parents else []
+    if kind == Kind.SECRET:
+        return [*parents, "NAME", "TYPE", "KEYS", "AGE"]
     columns = [*parents, "NAME", "STATE"]
     if kind == Kind.CELL:
         columns += ["READY", "RESTARTS"]
@@ -107,6 +109,8 @@ def _columns(kind: Kind, *, wide: bool, with_parents: bool) -> list[str]:
 def _row(res: AnyResource, now: datetime, *, wide: bool, with_parents: bool) -> list[str]:
     kind = Kind(res.kind)
     row = list(key_of(res)[:-1]) if with_parents else []
+    if isinstance(res, Secret):
+        return [*row, res.metadata.name, res.type, str(len(res.status.keys)), age(res, now)]
     row += [res.metadata.name, _state(res)]
     if kind == Kind.CELL:
         row += [_cell_ready(res), _cell_restarts(res)]
@@ -253,6 +257,16 @@ def _node_lines(kind: Kind, nodes: Any) -> list[str]:
     return lines + ["  " + line for line in format_rows(rows)]
 
 
+def _secret_lines(res: Secret) -> list[str]:
+    """What describe shows of a Secret: its type and, per key, size and digest (no value)."""
+    lines = [f"Type: {res.type}", "Data:"]
+    if not res.status.keys:
+        return [*lines, f"  {NONE}"]
+    rows = [["KEY", "BYTES", "SHA256"]]
+    rows += [[k.name, str(k.size), k.sha256] for k in res.status.keys]
+    return lines + ["  " + line for line in format_rows(rows)]
+
+
 def describe(res: AnyResource, *, now: datetime | None = None) -> str:
     """A human page about one object: identity, spec, status, containers, reasons."""
     when = now or datetime.now(UTC)
@@ -277,6 +291,8 @@ def describe(res: AnyResource, *, now: datetime | None = None) -> str:
         pairs.append(("Deleting Since", _when(meta.deletion_timestamp, when)))
     pairs.append(("Finalizers", meta.finalizers or [NONE]))
     lines = _field_lines(pairs)
+    if isinstance(res, Secret):
+        return "\n".join([*lines, *_secret_lines(res)]) + "\n"
 
     spec = to_document(res).get("spec", {})
     containers = spec.pop("containers", None) if kind == Kind.CELL else None
