@@ -65,7 +65,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $endpoints := list -}}
 {{- range $index := until (int .Values.etcd.replicas) -}}
 {{- $host := include "kukeon.etcd.memberHost" (dict "root" $ "index" $index) -}}
-{{- $endpoints = append $endpoints (printf "http://%s:%d" $host (int $.Values.etcd.clientPort)) -}}
+{{- $endpoints = append $endpoints (printf "https://%s:%d" $host (int $.Values.etcd.clientPort)) -}}
 {{- end -}}
 {{- toYaml $endpoints -}}
 {{- end -}}
@@ -76,17 +76,28 @@ app.kubernetes.io/component: {{ .component }}
 {{- $members := list -}}
 {{- range $index := until (int .Values.etcd.replicas) -}}
 {{- $host := include "kukeon.etcd.memberHost" (dict "root" $ "index" $index) -}}
-{{- $members = append $members (printf "%s-%d=http://%s:%d" (include "kukeon.etcd.fullname" $) $index $host (int $.Values.etcd.peerPort)) -}}
+{{- $members = append $members (printf "%s-%d=https://%s:%d" (include "kukeon.etcd.fullname" $) $index $host (int $.Values.etcd.peerPort)) -}}
 {{- end -}}
 {{- join "," $members -}}
 {{- end -}}
 
+{{/* kukeond shows a client certificate: always to the chart's etcd, to an external one when configured. */}}
 {{- define "kukeon.etcd.tlsEnabled" -}}
-{{- if and .Values.etcd.external.enabled .Values.etcd.external.tls.enabled -}}true{{- end -}}
+{{- if or (not .Values.etcd.external.enabled) .Values.etcd.external.tls.enabled -}}true{{- end -}}
 {{- end -}}
 
+{{/* The Secret with ca.crt, tls.crt and tls.key kukeond connects to etcd with. */}}
 {{- define "kukeon.etcd.tlsSecret" -}}
+{{- if .Values.etcd.external.enabled -}}
 {{- default (printf "%s-etcd-client-tls" (include "kukeon.fullname" .)) .Values.etcd.external.tls.existingSecret -}}
+{{- else -}}
+{{- printf "%s-etcd-client-tls" (include "kukeon.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The chart's etcd members' own certificate (client and peer listeners). */}}
+{{- define "kukeon.etcd.memberTlsSecret" -}}
+{{- printf "%s-etcd-member-tls" (include "kukeon.fullname" .) -}}
 {{- end -}}
 
 {{- define "kukeon.api.tlsSecret" -}}

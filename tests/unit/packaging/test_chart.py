@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from kukeon.apiserver.auth import Role, TokenBook
-from kukeon.daemon.config import DaemonConfig, load_config
+from kukeon.daemon.config import ConfigError, DaemonConfig, load_config
 from kukeon.daemon.forwarding import read_token, server_hostname
 from tests.fixtures.services import unavailable
 from tests.unit.packaging.healthz import HealthzServer
@@ -116,6 +117,20 @@ def one(documents: list[Manifest], kind: str, name: str | None = None) -> Manife
     ]
     assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
     return found[0]
+
+
+CHART_ETCD_SECRETS = {f"{RELEASE}-kukeon-etcd-member-tls", f"{RELEASE}-kukeon-etcd-client-tls"}
+"""The certificates of the chart's own etcd, rendered whenever it is (not credentials of
+the API or the fleet)."""
+
+
+def api_secrets(documents: list[Manifest]) -> list[Manifest]:
+    """The Secrets of the chart other than its own etcd's certificates."""
+    return [
+        doc
+        for doc in by_kind(documents, "Secret")
+        if doc["metadata"]["name"] not in CHART_ETCD_SECRETS
+    ]
 
 
 def secret_data(secret: Manifest) -> dict[str, str]:
@@ -276,6 +291,8 @@ def test_default_values_run_kukeond_everywhere_with_a_three_member_etcd(
             "Secret",
             "Secret",
             "Secret",
+            "Secret",
+            "Secret",
             "Service",
             "Service",
             "Service",
@@ -303,11 +320,12 @@ def test_default_values_run_kukeond_everywhere_with_a_three_member_etcd(
 
     config = kukeond_config(documents, tmp_path)
     assert config.etcd_endpoints == tuple(
-        f"http://{RELEASE}-kukeon-etcd-{i}.{RELEASE}-kukeon-etcd-headless.{NAMESPACE}.svc:2379"
+        f"https://{RELEASE}-kukeon-etcd-{i}.{RELEASE}-kukeon-etcd-headless.{NAMESPACE}.svc:2379"
         for i in range(3)
     )
     assert config.api_tokens_file == Path("/etc/kukeon/api-tokens/tokens.yaml")
-    assert config.etcd_ca_file is None
+    assert config.etcd_ca_file == Path("/etc/kukeon/etcd-tls/ca.crt")
+    assert config.plaintext_remote_etcd_endpoints == ()
     # What kukeond uses is what the DaemonSet mounts from the host.
     mounted = set(mounts_by_path(daemonset_pod(documents)))
     assert {
@@ -472,7 +490,7 @@ def test_fleet_with_the_operators_certificate_and_token(helm: Any, tmp_path: Pat
 
 def test_fleet_token_of_the_operator_is_mounted_by_its_key(helm: Any, tmp_path: Path) -> None:
     documents = manifests(helm, FLEET_OPERATOR_SECRETS)
-    assert by_kind(documents, "Secret") == []
+    assert api_secrets(documents) == []
     config = kukeond_config_with_env(documents, tmp_path)
     assert config.fleet_tls_server_domain == "kukeon.example.internal"
     pod = daemonset_pod(documents)
@@ -484,7 +502,7 @@ def test_fleet_token_of_the_operator_is_mounted_by_its_key(helm: Any, tmp_path: 
 
 def test_without_the_fleet_nothing_is_forwarded(helm: Any, tmp_path: Path) -> None:
     documents = manifests(helm, {"fleet": {"enabled": False}})
-    assert [doc["metadata"]["name"] for doc in by_kind(documents, "Secret")] == [
+    assert [doc["metadata"]["name"] for doc in api_secrets(documents)] == [
         f"{RELEASE}-kukeon-api-tls",
         f"{RELEASE}-kukeon-api-tokens",
     ]
@@ -495,6 +513,45 @@ def test_without_the_fleet_nothing_is_forwarded(helm: Any, tmp_path: Path) -> No
     assert config.fleet_ca_file is None
     assert config.fleet_tls_server_domain is None
     assert "fleet-token" not in secret_volumes(daemonset_pod(documents))
+
+
+def test_the_charts_etcd_speaks_mutual_tls_only(helm: Any, tmp_path: Path) -> None:
+    documents = manifests(helm)
+    command = one(documents, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["command"]
+    flags = dict(arg.split("=", 1) if "=" in arg else (arg, "") for arg in command[1:])
+    for url in ("--listen-client-urls", "--advertise-client-urls", "--listen-peer-urls"):
+        assert flags[url].startswith("https://"), url
+    members = flags["--initial-cluster"].split(",")
+    assert all(member.split("=", 1)[1].startswith("https://") for member in members)
+    assert "--client-cert-auth" in flags
+    assert "--peer-client-cert-auth" in flags
+    assert flags["--peer-cert-allowed-cn"] == "kukeon-etcd-member"
+    assert flags["--listen-metrics-urls"].startswith("http://")  # /health for the probes
+
+    member = secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-etcd-member-tls"))
+    client = secret_data(one(documents, "Secret", f"{RELEASE}-kukeon-etcd-client-tls"))
+    assert member["ca.crt"] == client["ca.crt"]
+    member_host = f"{RELEASE}-kukeon-etcd-2.{RELEASE}-kukeon-etcd-headless.{NAMESPACE}.svc"
+    tls_handshake(member["tls.crt"], member["tls.key"], member["ca.crt"], member_host, tmp_path)
+    ca = x509.load_pem_x509_certificate(client["ca.crt"].encode())
+    client_cert = x509.load_pem_x509_certificate(client["tls.crt"].encode())
+    client_cert.verify_directly_issued_by(ca)
+    names = client_cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    assert names[0].value == "kukeon-etcd-client"  # not the name the peer listener takes
+
+    pod = daemonset_pod(documents)
+    assert secret_volumes(pod)["etcd-tls"]["secretName"] == f"{RELEASE}-kukeon-etcd-client-tls"
+    etcd_pod = one(documents, "StatefulSet")["spec"]["template"]["spec"]
+    assert secret_volumes(etcd_pod)["tls"]["secretName"] == f"{RELEASE}-kukeon-etcd-member-tls"
+
+
+def test_plaintext_external_etcd_needs_allow_insecure(helm: Any, tmp_path: Path) -> None:
+    plain = {"etcd": {"external": {"enabled": True, "endpoints": ["http://etcd.example:2379"]}}}
+    with pytest.raises(ConfigError, match="plaintext"):
+        kukeond_config(manifests(helm, plain), tmp_path)
+    plain["etcd"]["external"]["allowInsecure"] = True
+    config = kukeond_config(manifests(helm, plain), tmp_path)
+    assert config.etcd_allow_insecure
 
 
 def test_external_etcd_with_tls_replaces_the_statefulset(helm: Any, tmp_path: Path) -> None:
@@ -597,7 +654,7 @@ def test_incomplete_values_are_refused_with_the_key_to_fix(
 
 def test_without_the_api_no_credentials_are_rendered(helm: Any, tmp_path: Path) -> None:
     documents = manifests(helm, {"api": {"enabled": False}})
-    assert by_kind(documents, "Secret") == []
+    assert api_secrets(documents) == []
     service = one(documents, "Service", f"{RELEASE}-kukeon")
     assert [port["name"] for port in service["spec"]["ports"]] == ["metrics"]
     config = kukeond_config_with_env(documents, tmp_path)
