@@ -6,8 +6,9 @@ finalize handlers per kind (cells filtered to the ones this node runs; realms, s
 and stacks materialised only where cells of them run, see ``layers``, each node holding
 its own finalizer), the cell-membership follower that requeues a cell's parents when it
 arrives on or leaves this node, the containerd event follower that requeues a cell when
-one of its tasks exits, and the orphan collector (cells, then the realms, spaces and
-stacks this node does not materialise) run at start and then periodically. The three
+one of its tasks exits, the Secret follower that requeues the cells within a Secret's
+scope when it changes (``secrets``), and the orphan collector (cells, then the realms, spaces and
+stacks this node does not materialise) run at start and then periodically. The four
 background loops run under the operator's supervisor (``Operator.tasks``): a crash is
 logged, counted, restarted with backoff and shown on /readyz.
 """
@@ -28,6 +29,7 @@ from .host import Host, HostSettings
 from .images import ImageArchives, ImageProvider
 from .layers import CellMembership, HostLocks, migrate_legacy_finalizers, node_finalizer
 from .realm import RealmController
+from .secrets import SecretFollower
 from .space import SpaceController
 from .stack import StackController
 
@@ -91,6 +93,7 @@ class Controllers:
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
         membership = CellMembership(registry=self.registry, node=node, trigger=op.trigger)
+        secrets = SecretFollower(registry=self.registry, membership=membership, trigger=op.trigger)
         for layer in (self.realms, self.spaces, self.stacks):
             layer.trigger = op.trigger
             layer.membership = membership
@@ -135,6 +138,7 @@ class Controllers:
                 op.tasks.start("kukeon-containerd-events", follow_events),
                 op.tasks.start("kukeon-gc", self._collect_periodically),
                 op.tasks.start("kukeon-cell-membership", membership.follow),
+                op.tasks.start("kukeon-secrets", secrets.follow),
             ]
 
         @op.on_shutdown

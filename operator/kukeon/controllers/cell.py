@@ -43,6 +43,7 @@ from kukeon.api import (
     Realm,
     Space,
     apply_space_defaults_to_container,
+    secret_scope,
 )
 from kukeon.framework import HandlerContext, HandlerError, PermanentError, TemporaryError
 from kukeon.runtime.cgroups import CgroupError, CgroupPath, Delegation
@@ -76,7 +77,15 @@ from kukeon.runtime.network import (
 )
 from kukeon.store import Registry
 
-from .cellfiles import CellFiles, SecretUnavailableError, prepare_tty_state, stage_secrets
+from .cellfiles import (
+    CellFiles,
+    SecretUnavailableError,
+    own_secret_files,
+    prepare_tty_state,
+    read_secret_value,
+    resolve_secret_refs,
+    stage_secrets,
+)
 from .cellstate import (
     ContainerObservation,
     containerd_container_id,
@@ -118,15 +127,31 @@ def ordered_containers(cell: Cell) -> list[ContainerSpec]:
     return [root, *(c for c in cell.spec.containers if c.id != root.id)]
 
 
-def registry_credentials(realm: Realm) -> list[RegistryCredential]:
-    return [
-        RegistryCredential(
-            server_address=entry.server_address or "",
-            username=entry.username or "",
-            password=entry.password or "",
+async def registry_credentials(registry: Registry, realm: Realm) -> list[RegistryCredential]:
+    """The realm's pull credentials, `passwordSecretRef` read from the realm's Secrets."""
+    credentials: list[RegistryCredential] = []
+    for index, entry in enumerate(realm.spec.registry_credentials):
+        password = entry.password or ""
+        if entry.password_secret_ref is not None:
+            where = (
+                f"realm {realm.metadata.name!r} registryCredentials[{index}] "
+                f"({entry.username}@{entry.server_address or 'any registry'})"
+            )
+            value = await read_secret_value(
+                registry,
+                [secret_scope(realm.metadata.name)],
+                entry.password_secret_ref,
+                where=where,
+            )
+            password = value.decode(errors="replace")
+        credentials.append(
+            RegistryCredential(
+                server_address=entry.server_address or "",
+                username=entry.username or "",
+                password=password,
+            )
         )
-        for entry in realm.spec.registry_credentials
-    ]
+    return credentials
 
 
 def exit_signal_name(code: int) -> str | None:
@@ -267,6 +292,7 @@ class CellController:
         )
 
         work = _Pass(cell)
+        credentials = await registry_credentials(self.registry, realm)
         for container in ordered_containers(cell):
             await self._converge_container(
                 cell,
@@ -274,7 +300,7 @@ class CellController:
                 work=work,
                 space=space,
                 namespace=namespace,
-                credentials=registry_credentials(realm),
+                credentials=credentials,
                 files=files,
                 cgroup_parent=cgroup.path,
                 netns_path=str(attachment.netns_path) if attachment is not None else None,
@@ -344,7 +370,10 @@ class CellController:
             namespace=namespace, image=effective.image, credentials=credentials
         )
         image_name = image.name
-        secrets = await stage_secrets(effective, files=files, environ=self.facts.environ)
+        resolved = await resolve_secret_refs(self.registry, cell_key(cell), effective)
+        secrets = await stage_secrets(
+            effective, files=files, environ=self.facts.environ, resolved=resolved
+        )
         devices = {
             path: found for path in effective.devices if (found := inspect_host_device(path))
         }
@@ -380,7 +409,13 @@ class CellController:
             image_has_shell=has_shell,
         )
         spec = build_runtime_spec(effective, context=context)
-        digest = spec_digest(spec, image=image_name)
+        digest = spec_digest(
+            spec if secrets.digest is None else {**spec, "kukeonSecretFiles": secrets.digest},
+            image=image_name,
+        )
+        if secrets.files:
+            user = spec["process"]["user"]
+            await own_secret_files(secrets, uid=user["uid"], gid=user["gid"])
 
         previous = work.previous.get(container.id) or ContainerStatus(id=container.id)
         containers = self.host.containerd.containers(namespace)

@@ -9,7 +9,8 @@
     tty/<container>/run/       the tty wrapper's state, bind-mounted at /run/kukeon/tty
                                (the onInit create marker), owned by the container's user
     tty/<container>/spec-digest  the spec the marker in run/ belongs to
-    secrets/<container>/<n>    secret files (0400), bind-mounted read-only
+    secrets/<container>/<n>    secret files (0400, the container user's; the directories
+                               0700), bind-mounted read-only
 ```
 
 One directory per cell, so deleting a cell removes exactly its files, and the API server
@@ -22,15 +23,18 @@ container's user reads them through their bind mounts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kukeon.api import ContainerSpec
+from kukeon.api import ContainerSpec, Kind, Secret, SecretKeyRef, lookup_scopes
 from kukeon.runtime.containerd.ttyinit import CREATE_MARKER
 from kukeon.runtime.hostfiles import PRIVATE_DIR_MODE, make_dirs, write_private_text
+from kukeon.store import InvalidStoredDocument, NotFound, Registry
 
 
 class SecretUnavailableError(Exception):
@@ -153,14 +157,46 @@ class StagedSecrets:
     files: Mapping[str, str]
     """Container path -> host path."""
     env: Mapping[str, str]
+    digest: str | None = None
+    """sha256 over the file secrets' contents (None without any): part of the container's
+    spec digest, so a changed value recreates the container, as a changed env value does
+    (a bind-mounted file keeps showing the inode it was mounted with)."""
 
 
-def _stage(container: ContainerSpec, directory: Path, environ: Mapping[str, str]) -> StagedSecrets:
+def _write_if_changed(path: Path, value: bytes) -> None:
+    """``path`` holds ``value`` (0400) afterwards; rewritten atomically, only if it differs."""
+    try:
+        if path.read_bytes() == value:
+            return
+    except FileNotFoundError:
+        pass
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(descriptor, 0o400)
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(value)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _stage(
+    container: ContainerSpec,
+    directory: Path,
+    environ: Mapping[str, str],
+    resolved: Mapping[str, bytes],
+) -> StagedSecrets:
     files: dict[str, str] = {}
     env: dict[str, str] = {}
+    digest = hashlib.sha256()
     for secret in container.secrets:
         where = f"container {container.id!r} secret {secret.name!r}"
-        if secret.from_file is not None:
+        if secret.secret_ref is not None:
+            value = resolved[secret.name]
+        elif secret.from_file is not None:
             try:
                 value = Path(secret.from_file).read_bytes()
             except OSError as error:
@@ -178,22 +214,95 @@ def _stage(container: ContainerSpec, directory: Path, environ: Mapping[str, str]
             env[secret.name] = value.decode(errors="replace")
             continue
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for level in (directory.parent, directory):  # also when an older kukeond made them
+            os.chmod(level, 0o700)
         staged = directory / secret.name.replace("/", "_")
-        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
-        try:
-            os.write(descriptor, value)
-        finally:
-            os.close(descriptor)
+        _write_if_changed(staged, value)
         files[secret.mount_path] = str(staged)
-    return StagedSecrets(files=files, env=env)
+        digest.update(f"{secret.mount_path}\0{len(value)}\0".encode() + value)
+    return StagedSecrets(files=files, env=env, digest=digest.hexdigest() if files else None)
 
 
 async def stage_secrets(
-    container: ContainerSpec, *, files: CellFiles, environ: Mapping[str, str]
+    container: ContainerSpec,
+    *,
+    files: CellFiles,
+    environ: Mapping[str, str],
+    resolved: Mapping[str, bytes] | None = None,
 ) -> StagedSecrets:
     """Resolve a container's secrets; file secrets are written under the cell's directory.
 
-    The values never leave this host's state directory and the container's spec: they are
-    not written to etcd, to status, or to logs.
+    ``resolved`` holds the values of the `secretRef` secrets (by secret name), read from
+    their Secrets by the caller. The values never leave this host's state directory and
+    the container's spec: they are not written to etcd, to status, or to logs.
     """
-    return await asyncio.to_thread(_stage, container, files.secrets_dir(container.id), environ)
+    return await asyncio.to_thread(
+        _stage, container, files.secrets_dir(container.id), environ, resolved or {}
+    )
+
+
+def _own_secret_files(staged: StagedSecrets, uid: int, gid: int) -> None:
+    for host_path in staged.files.values():
+        info = os.stat(host_path)
+        if (info.st_uid, info.st_gid) != (uid, gid):
+            os.chown(host_path, uid, gid)
+
+
+async def own_secret_files(staged: StagedSecrets, *, uid: int, gid: int) -> None:
+    """Give the staged secret files to the container's user (they stay 0400, in a 0700
+    directory of root's: only that user, through the bind mount, can read them)."""
+    await asyncio.to_thread(_own_secret_files, staged, uid, gid)
+
+
+# --- secretRef: values from Secrets ------------------------------------------------------
+
+
+async def read_secret_value(
+    registry: Registry, scopes: Sequence[tuple[str, ...]], ref: SecretKeyRef, *, where: str
+) -> bytes:
+    """The value of ``ref`` from the first of ``scopes`` holding a Secret of that name.
+
+    `SecretUnavailableError` names ``where``, the Secret and the key when there is no such
+    Secret, it lacks the key, or its stored values cannot be opened.
+    """
+    for scope in scopes:
+        try:
+            found = await registry.get(Kind.SECRET, (*scope, ref.name))
+        except NotFound:
+            continue
+        except InvalidStoredDocument as error:
+            raise SecretUnavailableError(
+                f"{where}: Secret {ref.name!r} ({'/'.join(scope)}) cannot be read: {error.reason}"
+            ) from None
+        if not isinstance(found, Secret) or found.metadata.deletion_timestamp is not None:
+            continue
+        value = found.value(ref.key)
+        if value is None:
+            keys = ", ".join(entry.name for entry in found.status.keys) or "none"
+            raise SecretUnavailableError(
+                f"{where}: Secret {ref.name!r} ({'/'.join(scope)}) has no key {ref.key!r} "
+                f"(its keys: {keys})"
+            )
+        return value
+    looked = ", ".join("/".join(part for part in scope if part != "-") for scope in scopes)
+    raise SecretUnavailableError(
+        f"{where}: Secret {ref.name!r} (key {ref.key!r}) not found (looked in {looked}); "
+        "the cell starts once it exists"
+    )
+
+
+async def resolve_secret_refs(
+    registry: Registry, key: tuple[str, str, str, str], container: ContainerSpec
+) -> dict[str, bytes]:
+    """The values of a container's `secretRef` secrets, by secret name: each looked up in
+    the cell's stack, then its space, then its realm."""
+    scopes = lookup_scopes(*key[:3])
+    values: dict[str, bytes] = {}
+    for secret in container.secrets:
+        if secret.secret_ref is None:
+            continue
+        where = f"container {container.id!r} secret {secret.name!r}"
+        values[secret.name] = await read_secret_value(
+            registry, scopes, secret.secret_ref, where=where
+        )
+    return values
