@@ -3,8 +3,8 @@
 Python's JSON decoder and PyYAML's composer both recurse once per level of nesting, so a
 body nested 10,000 deep used to end in a ``RecursionError`` (a 500 and a traceback). Here
 the depth is measured first without recursing -- for JSON by counting brackets outside
-strings, for YAML by a composer that refuses to descend past the limit -- and the decoders
-only ever see documents shallower than ``MAX_DEPTH``. A key given twice in one object is
+strings, for YAML by walking the parser's event stream with an explicit stack -- and the
+decoders only ever see documents shallower than ``MAX_DEPTH``. A key given twice in one object is
 refused (the last one silently winning hides mistakes and smuggles values past reviews),
 and so are YAML aliases, which let a few hundred bytes expand into gigabytes once the
 document is encoded as JSON for etcd.
@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from itertools import accumulate
 from typing import Any
 
 import yaml
-from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
-from yaml.nodes import MappingNode, Node, ScalarNode
 
 from kukeon.api.meta import quote
 
@@ -136,92 +133,107 @@ def decode_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _DROPPED_TAGS = {_BOOL_TAG, "tag:yaml.org,2002:timestamp"}
+# libyaml when PyYAML was built with it (10x faster to scan), the pure-Python parser otherwise.
+_YAML_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Refused(yaml.YAMLError):
-    def __init__(self, code: int, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
+class _Loader(_YAML_BASE):  # type: ignore[valid-type,misc]
+    """Safe loading with YAML 1.2 scalars, as kukectl reads manifests (`yes` stays a string)."""
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 scalars (as kukectl reads manifests), bounded composition.
-
-    The composer descends once per nested collection; ``compose_node`` counts the levels
-    and refuses to go past the limit *before* descending, so the recursion stays shallow.
-    The path of the node being composed is kept alongside, for the error messages.
-    """
-
-    def __init__(self, stream: str, *, max_depth: int = MAX_DEPTH) -> None:
-        super().__init__(stream)
-        self.max_depth = max_depth
-        self._depth = 0
-        self._path: list[str] = []
-
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        segment = None
-        if isinstance(parent, MappingNode) and isinstance(index, ScalarNode):
-            segment = f".{index.value}"
-        elif parent is not None and isinstance(index, int):
-            segment = f"[{index}]"
-        if segment is not None:
-            self._path.append(segment)
-        try:
-            if self.check_event(AliasEvent):
-                where = quote(self._where()) if self._path else "the top level"
-                raise _Refused(400, f"YAML aliases are not accepted (at {where})", self._where())
-            nested = self.check_event(SequenceStartEvent, MappingStartEvent)
-            if nested:
-                self._depth += 1
-                if self._depth > self.max_depth:
-                    raise _Refused(
-                        400, f"the request body is nested more than {self.max_depth} levels deep"
-                    )
-            try:
-                node: Node | None = super().compose_node(parent, index)
-            finally:
-                if nested:
-                    self._depth -= 1
-            if isinstance(node, MappingNode):
-                self._check_duplicates(node)
-            return node
-        finally:
-            if segment is not None:
-                self._path.pop()
-
-    def _where(self) -> str:
-        return "".join(self._path).lstrip(".")
-
-    def _check_duplicates(self, node: MappingNode) -> None:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, ScalarNode):
-                continue
-            marker = (key_node.tag, key_node.value)
-            if marker in seen:
-                path = _join(self._where(), key_node.value)
-                raise _Refused(422, f"duplicate key {quote(key_node.value)} at {quote(path)}", path)
-            seen.add(marker)
-
-
-_BoundedLoader.yaml_implicit_resolvers = {
+_Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_BoundedLoader.add_implicit_resolver(
+_Loader.add_implicit_resolver(
     _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
 
-def _yaml_documents(text: str, max_depth: int) -> Iterator[Any]:
-    loader = _BoundedLoader(text, max_depth=max_depth)
+class _Frame:
+    """One open collection while scanning: its path, and where the next node goes in it."""
+
+    __slots__ = ("expecting_key", "index", "key", "mapping", "path", "seen")
+
+    def __init__(self, path: str, *, mapping: bool) -> None:
+        self.path = path
+        self.mapping = mapping
+        self.index = 0  # sequences: the next item's index
+        self.expecting_key = mapping  # mappings: whether the next node is a key
+        self.key: str | None = None  # mappings: the key of the value that comes next
+        self.seen: set[tuple[bool, str]] = set()
+
+    def node_done(self) -> None:
+        """A key, value or item of this collection is complete."""
+        if self.mapping:
+            self.expecting_key = not self.expecting_key
+        else:
+            self.index += 1
+
+
+def _scan_yaml(text: str, max_depth: int) -> None:
+    """Check the YAML event stream, iteratively: depth, aliases, repeated keys, one document.
+
+    The composer and constructor recurse once per level, so they only ever see a stream
+    that passed here. Raises BodyError with the path of what is refused.
+    """
+    scanner = _Loader(text)
+    stack: list[_Frame] = []
+    documents = 0
     try:
-        while loader.check_data():  # type: ignore[no-untyped-call]
-            yield loader.get_data()
+        while True:
+            event = scanner.get_event()
+            if isinstance(event, yaml.StreamEndEvent):
+                break
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise BodyError(400, "the request body must hold one YAML document")
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                stack.pop()
+                if stack:
+                    stack[-1].node_done()
+                continue
+            if not isinstance(event, yaml.NodeEvent):
+                continue
+            frame = stack[-1] if stack else None
+            if frame is None:
+                path = ""
+            elif frame.mapping and frame.expecting_key:
+                path = frame.path  # a key: errors point at its mapping
+                if isinstance(event, yaml.ScalarEvent):
+                    key = str(event.value)
+                    marker = (event.style is None, key)
+                    if marker in frame.seen:
+                        where = _join(frame.path, key)
+                        raise BodyError(
+                            422, f"duplicate key {quote(key)} at {quote(where)}", field=where
+                        )
+                    frame.seen.add(marker)
+                    frame.key = key
+                else:
+                    frame.key = "<complex key>"
+            elif frame.mapping:
+                path = _join(frame.path, frame.key or "")
+            else:
+                path = f"{frame.path}[{frame.index}]"
+            if isinstance(event, yaml.AliasEvent):
+                where = quote(path) if path else "the top level"
+                raise BodyError(400, f"YAML aliases are not accepted (at {where})", field=path)
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(stack) >= max_depth:
+                    raise BodyError(
+                        400, f"the request body is nested more than {max_depth} levels deep"
+                    )
+                stack.append(_Frame(path, mapping=isinstance(event, yaml.MappingStartEvent)))
+                continue
+            if frame is not None:  # a scalar
+                frame.node_done()
     finally:
-        loader.dispose()
+        scanner.dispose()
+    if documents != 1:
+        raise BodyError(400, f"the request body must hold one YAML document, got {documents}")
 
 
 def decode_yaml(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
@@ -231,24 +243,14 @@ def decode_yaml(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"the request body is not UTF-8: {exc.reason}") from None
     try:
-        documents = list(_at_most_two(_yaml_documents(text, max_depth)))
-    except _Refused as exc:
-        raise BodyError(exc.code, exc.message, field=exc.field) from None
+        _scan_yaml(text, max_depth)
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects
+    except BodyError:
+        raise
     except yaml.YAMLError as exc:
         raise BodyError(400, f"the request body is not valid YAML: {quote(str(exc))}") from None
     except (ValueError, RecursionError) as exc:
         raise BodyError(400, f"the request body is not valid YAML: {quote(str(exc))}") from None
-    if len(documents) != 1:
-        raise BodyError(400, f"the request body must hold one YAML document, got {len(documents)}")
-    return documents[0]
-
-
-def _at_most_two(documents: Iterator[Any]) -> Iterator[Any]:
-    # Two documents are enough to know there are too many; do not build the rest.
-    for count, document in enumerate(documents):
-        yield document
-        if count >= 1:
-            return
 
 
 def is_yaml(content_type: str) -> bool:
