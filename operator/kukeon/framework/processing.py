@@ -18,7 +18,7 @@ from collections.abc import MutableMapping
 from typing import Any, NamedTuple
 
 from kukeon.api import Kind, key_of
-from kukeon.store import Invalid, StoreError
+from kukeon.store import Invalid, InvalidStoredDocument, StoreError
 
 from .errors import HandlerError, PermanentError, TemporaryError, WaitingError
 from .intents import Cause, HandlerContext, HandlerRegistry, ObjectHandler, TimerIntent
@@ -176,6 +176,18 @@ class Processor:
             )
             await self._record_failure(obj, ctx, error.reason, str(error))
             return Outcome(Result.TEMPORARY, obj, error.delay)
+        except InvalidStoredDocument as error:
+            # Another object's document in etcd is broken (the store logged it once, with
+            # its key): retried with backoff until someone fixes it, without a traceback.
+            self._metrics.reconcile_total.labels(kind, RESULT_TEMPORARY).inc()
+            ctx.logger.warning(
+                "%s failed (InvalidStoredDocument): %s; will retry",
+                what,
+                error,
+                extra={"reason": "InvalidStoredDocument", "retry": ctx.retry},
+            )
+            await self._record_failure(obj, ctx, "InvalidStoredDocument", str(error))
+            return Outcome(Result.TEMPORARY, obj)
         except Exception as error:
             self._metrics.reconcile_total.labels(kind, RESULT_ERROR).inc()
             reason = error.reason if isinstance(error, HandlerError) else "UnexpectedError"

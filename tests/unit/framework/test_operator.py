@@ -22,7 +22,7 @@ from kukeon.framework import (
     default_finalizer,
     metrics_for,
 )
-from kukeon.store import Gone, Unavailable
+from kukeon.store import Gone, InvalidStoredDocument, Unavailable
 
 from .fakes import FakeStore, realm, relabel
 
@@ -399,3 +399,36 @@ async def test_trigger_runs_an_unchanged_known_object_again() -> None:
         await runner.wait_idle()
     assert not op.running
     assert len(causes) == 2
+
+
+async def test_a_broken_stored_document_is_retried_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FakeStore()
+    op = operator(store)
+    retries: list[int] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        retries.append(ctx.retry)
+        if ctx.retry == 0:  # e.g. the parent read by the handler was written by hand
+            raise InvalidStoredDocument(
+                "Realm 'p': the document stored at /k/realms/p is invalid: no metadata object",
+                kind="Realm",
+                name="p",
+                key="/k/realms/p",
+                revision=3,
+                reason="no metadata object",
+            )
+
+    await store.create(realm("r"))
+    with caplog.at_level(logging.WARNING, logger="kukeon.framework"):
+        async with OperatorRunner(op) as runner:
+            await runner.wait_for(lambda: retries == [0, 1])
+            await runner.wait_idle()
+    records = [r for r in caplog.records if "InvalidStoredDocument" in r.getMessage()]
+    assert len(records) == 1
+    assert records[0].levelno == logging.WARNING
+    assert records[0].exc_info is None
+    assert records[0].reason == "InvalidStoredDocument"  # type: ignore[attr-defined]
+    assert sample(op, "kukeon_reconcile_total", kind="Realm", result="temporary_error") == 1
