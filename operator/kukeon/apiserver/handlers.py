@@ -648,7 +648,9 @@ class ResourceHandlers:
             raise self._stale(target, res.metadata.resource_version, current)
         await self._admit(request, target, res, current)
         if dry_run:
-            return _json(to_document(self._merged(current, res, target.subresource)))
+            merged = self._merged(current, res, target.subresource)
+            self._check_size(merged, target)
+            return _json(to_document(merged))
         write = self._registry.update_status if target.subresource else self._registry.update
         updated = await self._store(target, write(res))
         return _json(to_document(updated))
@@ -706,7 +708,9 @@ class ResourceHandlers:
                 raise self._stale(target, str(precondition), current)
             await self._admit(request, target, res, current)
             if dry_run:
-                return _json(to_document(self._merged(current, res, target.subresource)))
+                merged = self._merged(current, res, target.subresource)
+                self._check_size(merged, target)
+                return _json(to_document(merged))
             write = self._registry.update_status if target.subresource else self._registry.update
             try:
                 updated = await write(res)

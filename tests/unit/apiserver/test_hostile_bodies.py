@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.test_utils import make_mocked_request
 from hypothesis import given, settings
@@ -44,6 +45,30 @@ def test_depth_scanner_matches_the_nesting_of_any_json(value: Any) -> None:
     raw = json.dumps(value).encode()
     assert json_depth(raw) == _depth(value)
     assert decode_json(raw) == value
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet="[]{}:-#&*!|>'\" ab\n,?"),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(alphabet="[]{}:-#&*!'\" ak?", max_size=4), children, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300)
+@given(yaml_values, st.sampled_from([None, True, False]))
+def test_yaml_event_scan_reads_what_pyyaml_wrote(value: Any, flow: bool | None) -> None:
+    # Block and flow style, every kind of quoting: the scan's state machine (key or value,
+    # item index, depth) must accept all of it and the result must be what was dumped.
+    raw = yaml.safe_dump(value, default_flow_style=flow).encode()
+    assert decode_body(raw, "application/yaml") == value
+    if _depth(value) <= MAX_DEPTH:
+        assert decode_body(raw, "application/yaml", max_depth=_depth(value)) == value
+    if _depth(value) >= 1:
+        with pytest.raises(BodyError, match="nested more than"):
+            decode_body(raw, "application/yaml", max_depth=_depth(value) - 1)
 
 
 @settings(max_examples=100)
