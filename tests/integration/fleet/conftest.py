@@ -33,6 +33,7 @@ from kukeon.daemon.config import DaemonConfig
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.containers import MANAGED_FILTER, label_filter
 from kukeon.store import NotFound, Registry
+from kukeon.store.encryption import Keyring
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukeond import kukeond_config, sweep_host
@@ -249,6 +250,9 @@ async def fleet(
     require_binary("nft", "nftables")
     realm = f"r{secrets.token_hex(3)}"
     shared_pool: list[IPv4Network] = []
+    # Every node of a fleet seals and opens Secrets with the same keys (docs/fleet.md).
+    key_file = tmp_path / "encryption-keys.yaml"
+    keyring, _ = Keyring.load_or_create(key_file)
 
     def make_config(index: int) -> DaemonConfig:
         base = kukeond_config(
@@ -271,10 +275,13 @@ async def fleet(
                 "node_heartbeat_seconds": HEARTBEAT_SECONDS,
                 "node_lost_timeout": LOST_TIMEOUT,
                 "scheduler_interval": 0.5,
+                "encryption_key_file": key_file,
             }
         )
 
-    registry = await Registry.connect(etcd_server.config(key_prefix=etcd_key_prefix))
+    registry = await Registry.connect(
+        etcd_server.config(key_prefix=etcd_key_prefix), keyring=keyring
+    )
     containerd = ContainerdClient(containerd_daemon.address)
     running = Fleet(
         registry=registry,
