@@ -463,6 +463,18 @@ class ContainerSpec(KukeonModel):
         return tty
 
 
+class ContainerTerminated(KukeonModel):
+    """How a container's previous instance ended (``lastState``, as Kubernetes'
+    ``lastState.terminated``): kept when it is restarted."""
+
+    exit_code: int = Field(ge=INT64_MIN, le=INT64_MAX, strict=True)
+    signal: OptionalString = None
+    reason: OptionalString = None
+    """``Completed``, ``Error``, ``OOMKilled`` or ``TaskLost`` (its shim died)."""
+    started_at: Timestamp = None
+    finished_at: Timestamp = None
+
+
 class ContainerStatus(KukeonModel):
     """What the cell controller last observed of one container (in the cell's status)."""
 
@@ -481,3 +493,5 @@ class ContainerStatus(KukeonModel):
     start_time: Timestamp = None
     finish_time: Timestamp = None
     restart_time: Timestamp = None
+    last_state: ContainerTerminated | None = None
+    """The end of the instance before the current one."""

@@ -29,6 +29,7 @@ import os
 import signal
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from kukeon.api import (
@@ -38,6 +39,7 @@ from kukeon.api import (
     ContainerSpec,
     ContainerState,
     ContainerStatus,
+    ContainerTerminated,
     DesiredCellState,
     Kind,
     Realm,
@@ -174,6 +176,15 @@ class HostFacts:
     @classmethod
     def read(cls) -> HostFacts:
         return cls(hard_rlimits=current_hard_rlimits(), environ=dict(os.environ))
+
+
+@dataclass(frozen=True)
+class Exit:
+    """A container's process that ended: its code, when, and why (status ``reason``)."""
+
+    code: int
+    finished: datetime
+    reason: str | None
 
 
 class CommandUnusableError(Exception):
@@ -433,6 +444,7 @@ class CellController:
             # A restart asked for by the user: a fresh container, the same history.
             await self.remove_container(namespace, cid)
             existing = None
+        kept = existing is not None
         if existing is None:
             labels = kukeon_labels(
                 realm=realm_name,
@@ -460,7 +472,18 @@ class CellController:
             update={"name": cid, "image": effective.image, "reason": None, "message": None}
         )
         owed = False
-        if task is None or task.status == TaskStatus.CREATED:
+        exited: Exit | None = None
+        if task is None and kept and previous.state == ContainerState.READY and previous.pid:
+            # It ran and its task is gone without an exit we saw: its shim died (containerd
+            # then kills and removes the task) or the host restarted. An exit like any other.
+            exited = Exit(code=137, finished=now(), reason="TaskLost")
+        elif task is None and kept and previous.exit_code is not None and previous.finish_time:
+            # An exit already recorded whose task has gone since (its shim died after it):
+            # the restart policy and backoff decide as they did, and a start is a restart.
+            exited = Exit(
+                code=previous.exit_code, finished=previous.finish_time, reason=previous.reason
+            )
+        elif task is None or task.status == TaskStatus.CREATED:
             if task is not None:
                 await tasks.delete(cid)
             pid = await self._start(namespace, cid, files, effective)
@@ -480,8 +503,16 @@ class CellController:
             )
             status = status.model_copy(update={"state": state, "pid": task.pid})
         else:  # STOPPED (or UNKNOWN, which containerd reports for a task whose shim is gone)
-            code = task.exit_status
-            finished = task.exited_at or now()
+            # A task whose shim died has no exit time: the one recorded when the exit was
+            # first seen keeps the backoff from restarting at every pass.
+            recorded = previous.finish_time if previous.pid is None else None
+            exited = Exit(
+                code=task.exit_status,
+                finished=task.exited_at or recorded or now(),
+                reason=await self._exit_reason(cell_key(cell), container.id, task.exit_status),
+            )
+        if exited is not None:
+            code = exited.code
             owed = restart_owed(
                 policy=str(effective.restart_policy),
                 exit_code=code,
@@ -494,16 +525,26 @@ class CellController:
                     "pid": None,
                     "exit_code": code,
                     "exit_signal": exit_signal_name(code),
-                    "finish_time": finished,
+                    "finish_time": exited.finished,
+                    "reason": exited.reason,
                 }
             )
             if owed:
                 due = restart_due_at(
-                    finished_at=finished, backoff_seconds=effective.restart_backoff_seconds
+                    finished_at=exited.finished,
+                    backoff_seconds=effective.restart_backoff_seconds,
                 )
                 remaining = (due - now()).total_seconds()
                 if remaining <= 0:
-                    await tasks.delete(cid)
+                    if task is not None:
+                        await tasks.delete(cid)
+                    last = ContainerTerminated(
+                        exit_code=code,
+                        signal=exit_signal_name(code),
+                        reason=exited.reason,
+                        started_at=status.start_time,
+                        finished_at=exited.finished,
+                    )
                     pid = await self._start(namespace, cid, files, effective)
                     moment = now()
                     status = status.model_copy(
@@ -513,15 +554,15 @@ class CellController:
                             "restart_count": status.restart_count + 1,
                             "restart_time": moment,
                             "start_time": moment,
+                            "reason": None,
+                            "last_state": last,
                         }
                     )
                     owed = False
                 else:
+                    # `reason` keeps why it ended (OOMKilled...); the wait is in the message.
                     status = status.model_copy(
-                        update={
-                            "reason": "RestartBackoff",
-                            "message": f"exited with {code}; restarting in {remaining:.1f}s",
-                        }
+                        update={"message": f"exited with {code}; restarting in {remaining:.1f}s"}
                     )
                     work.wake_after(remaining)
         running = status.state == ContainerState.READY
@@ -535,6 +576,19 @@ class CellController:
                 restart_owed=owed,
             )
         )
+
+    async def _exit_reason(self, key: CellKey, container: str, code: int) -> str:
+        """``OOMKilled`` when an OOM killer killed a process of the container's cgroup (still
+        there: runc removes it when the task is deleted), ``Error`` for another failure."""
+        if code == 0:
+            return "Completed"
+        try:
+            stats = await self.host.cgroups.read_stats(CgroupPath((*key, container)))
+        except (CgroupError, ValueError):
+            stats = None
+        if stats is not None and stats.oom_kills:
+            return "OOMKilled"
+        return "Error"
 
     @staticmethod
     async def _task(tasks: Any, cid: str) -> TaskInfo | None:

@@ -57,6 +57,17 @@ class CgroupFiles:
         except OSError as error:
             raise io_error(error, path=path, action="read") from error
 
+    def read_keyed(self, path: Path, key: str) -> int | None:
+        """The value of ``key`` in a flat-keyed file (``memory.events``, ``cpu.stat``...)."""
+        text = self.read(path)
+        if text is None:
+            return None
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+        return None
+
     def read_words(self, path: Path) -> frozenset[str]:
         return frozenset((self.read(path) or "").split())
 

@@ -139,3 +139,6 @@ class CgroupStats:
     memory_bytes: int | None = None
     cpu_usage_ns: int | None = None
     pids: int | None = None
+    oom_kills: int | None = None
+    """Processes of this cgroup killed by an OOM killer (``oom_kill`` of ``memory.events`` on
+    v2, of ``memory.oom_control`` on v1)."""

@@ -365,10 +365,18 @@ class CgroupV1Driver:
             value = self._files.read(self.directory(hierarchy, path) / name)
             return int(value) if value is not None else None
 
+        memory = self._hierarchy_for("memory")
         return CgroupStats(
             memory_bytes=read_int("memory", "memory.usage_in_bytes"),
             cpu_usage_ns=read_int("cpuacct", "cpuacct.usage"),
             pids=read_int("pids", "pids.current"),
+            oom_kills=(
+                self._files.read_keyed(
+                    self.directory(memory, path) / "memory.oom_control", "oom_kill"
+                )
+                if memory is not None
+                else None
+            ),
         )
 
     def _children(self, path: CgroupPath | None) -> tuple[str, ...]:

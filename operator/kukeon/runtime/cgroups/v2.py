@@ -401,17 +401,12 @@ class CgroupV2Driver:
         cgroup = self.directory(path)
         memory = self._files.read(cgroup / "memory.current")
         pids = self._files.read(cgroup / "pids.current")
-        usage_ns: int | None = None
-        cpu_stat = self._files.read(cgroup / "cpu.stat")
-        if cpu_stat is not None:
-            for line in cpu_stat.splitlines():
-                key, _, value = line.partition(" ")
-                if key == "usage_usec":
-                    usage_ns = int(value) * 1000
+        usage_us = self._files.read_keyed(cgroup / "cpu.stat", "usage_usec")
         return CgroupStats(
             memory_bytes=int(memory) if memory is not None else None,
-            cpu_usage_ns=usage_ns,
+            cpu_usage_ns=usage_us * 1000 if usage_us is not None else None,
             pids=int(pids) if pids is not None else None,
+            oom_kills=self._files.read_keyed(cgroup / "memory.events", "oom_kill"),
         )
 
     # -- removal -------------------------------------------------------------------------------
