@@ -92,6 +92,7 @@ class SupervisedTask:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.task
+        self._supervisor._forget(self)  # now: its done callback may not have run yet
 
     async def _run(self) -> None:
         supervisor = self._supervisor

@@ -14,7 +14,8 @@ series vanish), ``latency`` (histograms, a grpc.aio interceptor and hooks that f
 them), ``process`` (build info, process metrics), ``endpoint`` (aiohttp ``/metrics``) and
 ``daemon`` (all of it on one registry, for kukeond).
 
-This package may import ``kukeon.api`` and ``kukeon.store``; ``kukeon.store`` and
+This package may import ``kukeon.api``, ``kukeon.store`` and the framework's task
+supervisor and metrics (``kukeon.framework.aiotasks``, ``.metrics``); ``kukeon.store`` and
 ``kukeon.runtime`` never import it: they are fed through interceptors and observer hooks.
 """
 

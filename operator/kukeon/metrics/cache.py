@@ -10,8 +10,11 @@ Recovery follows the registry's contract: ``Gone`` (the history the watch needed
 compacted) relists and replaces the kind wholesale, so objects deleted meanwhile vanish;
 any other store failure (etcd away longer than the registry's retry budget) waits with
 jittered backoff and resumes the watch from the last revision applied, so nothing is
-missed or applied twice. Until a kind's first list completes, ``synced(kind)`` is False
-and the collector reports it, so "no series" can be told apart from "not loaded yet".
+missed or applied twice. Each kind's loop runs under a ``Supervisor`` (the daemon's, so a
+crash is counted in ``kukeon_task_restarts_total``): anything else that goes wrong (a
+bug) is logged with its traceback, and the loop is started again from a fresh list.
+Until a kind's first list completes, ``synced(kind)`` is False and the collector reports
+it, so "no series" can be told apart from "not loaded yet".
 
 The cache is written on the event loop and read from the scrape thread: a lock guards
 each mutation and each snapshot (both O(documents of one kind), nothing slower inside).
@@ -20,7 +23,7 @@ each mutation and each snapshot (both O(documents of one kind), nothing slower i
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import random
 import threading
@@ -29,11 +32,14 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from kukeon.api import Kind, Resource, key_of
+from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.store import Gone, ResourceList, StoreError, WatchEvent
 
 log = logging.getLogger("kukeon.metrics")
 
 AnyResource = Resource[Any, Any]
+METRICS = "metrics"
+"""The supervisor component of the informer's loops."""
 ObjectKey = tuple[str, ...]
 
 
@@ -116,24 +122,30 @@ class DocumentInformer:
         kinds: Sequence[Kind] = tuple(Kind),
         retry_initial: float = 0.2,
         retry_max: float = 10.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._store = store
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
         self.cache = cache
         self._kinds = tuple(kinds)
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[SupervisedTask] = []
         self._synced = {kind: asyncio.Event() for kind in self._kinds}
 
     @property
     def running(self) -> bool:
-        return any(not task.done() for task in self._tasks)
+        return any(not task.task.done() for task in self._tasks)
 
     async def start(self) -> None:
         if self._tasks:
             return
         self._tasks = [
-            asyncio.create_task(self._follow(kind), name=f"kukeon-metrics-informer-{kind.value}")
+            self._supervisor.start(
+                f"kukeon-metrics-informer {kind.value}",
+                functools.partial(self._follow, kind),
+                component=METRICS,
+            )
             for kind in self._kinds
         ]
 
@@ -144,11 +156,7 @@ class DocumentInformer:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._supervisor.stop(tasks)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -188,9 +196,5 @@ class DocumentInformer:
                     error,
                     delay,
                 )
-            except Exception:
-                # A bug must not freeze the cache for good: log it and start over.
-                log.exception("metrics cache: following %s failed; relisting", kind.value)
-                revision = None
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self._retry_max)

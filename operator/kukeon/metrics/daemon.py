@@ -4,8 +4,9 @@ The daemon builds one ``DaemonMetrics``: it registers the hierarchy collector (f
 informer over the registry), the request-latency histograms whose interceptors the
 etcd and containerd channels take, the registry's invalid-document count, build info
 and process metrics. The framework registers its own ``kukeon_reconcile_*`` series on the
-same registry when an ``Operator`` is given it. ``start()``/``stop()`` run the informer; the listener is separate
-(``serve_metrics`` or ``metrics_handler`` on the API server) so it can live on either.
+same registry when an ``Operator`` is given it. ``start()``/``stop()`` run the informer;
+the listener is separate (``serve_metrics`` or ``metrics_handler`` on the API server) so
+it can live on either.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from types import TracebackType
 from typing import Self
 
 from prometheus_client import CollectorRegistry
+
+from kukeon.framework.aiotasks import Supervisor
+from kukeon.framework.metrics import metrics_for
 
 from .cache import DocumentCache, DocumentInformer, DocumentSource
 from .collector import HierarchyCollector
@@ -39,7 +43,9 @@ class DaemonMetrics:
         (``Registry.invalid_documents``), exported as ``kukeon_registry_invalid_documents``."""
         self.registry = registry
         self.cache = DocumentCache()
-        self.informer = DocumentInformer(store=store, cache=self.cache)
+        # Its loops' crashes are counted on this registry (kukeon_task_restarts_total).
+        supervisor = Supervisor(metrics=metrics_for(registry))
+        self.informer = DocumentInformer(store=store, cache=self.cache, supervisor=supervisor)
         self.collector = HierarchyCollector(
             cache=self.cache, node_name=node_name, only_node=only_node
         )

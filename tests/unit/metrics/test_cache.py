@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from prometheus_client import CollectorRegistry
+
 from kukeon.api import Kind
+from kukeon.framework import Supervisor, metrics_for
 from kukeon.metrics import DocumentCache, DocumentInformer
 from kukeon.store import Gone, ResourceList, Unavailable, WatchEvent
 from kukeon.store.registry import AnyResource
@@ -143,3 +146,21 @@ def test_an_older_event_never_replaces_a_newer_document() -> None:
     cache.apply(WatchEvent("MODIFIED", stale, 19))
     assert cache.documents(Kind.CELL)[0].status.state == "Failed"
     assert len(cache) == 1
+
+
+async def test_a_bug_in_the_loop_is_restarted_by_the_supervisor_and_relists() -> None:
+    store = FakeStore()
+    store.listings[Kind.CELL] = [
+        ResourceList([docs.cell("r", "s", "k", "a")], 10),
+        ResourceList([docs.cell("r", "s", "k", "b", revision=20)], 20),
+    ]
+    store.scripts[Kind.CELL] = [[RuntimeError("a bug while applying an event")]]
+    registry = CollectorRegistry()
+    supervisor = Supervisor(metrics=metrics_for(registry), backoff_initial=0.01)
+    cache = DocumentCache()
+    async with DocumentInformer(store=store, cache=cache, supervisor=supervisor):
+        await _until(lambda: store.list_calls[Kind.CELL] == 2 and _cells(cache) == {"b"})
+        await _until(lambda: store.watched_from[Kind.CELL] == [10, 20])
+    task = "kukeon-metrics-informer Cell"
+    assert registry.get_sample_value("kukeon_task_restarts_total", {"task": task}) == 1
+    assert supervisor.tasks == []  # stopped with the informer, never restarted after
