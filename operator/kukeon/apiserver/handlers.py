@@ -397,6 +397,10 @@ class ResourceHandlers:
         principal = self._authorize(request, "list", target)
         text, _ = _selector(request)
         name = _name_filter(request)
+        # Not used by a list (it always reads the latest revision), but never ignored when
+        # malformed: a client that sent nonsense learns it.
+        queryparams.resource_version(request)
+        queryparams.timeout_seconds(request)
         listed = await self._store(
             target, self._registry.list(target.kind, target.scope, label_selector=text)
         )

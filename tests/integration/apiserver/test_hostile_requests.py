@@ -218,6 +218,8 @@ async def test_hostile_bodies_are_refused(
         ("watch=true&timeoutSeconds=1e308", "timeoutSeconds"),
         ("watch=true&timeoutSeconds=-5", "timeoutSeconds"),
         ("watch=maybe", "watch"),
+        ("resourceVersion=abc", "resourceVersion"),
+        ("fieldSelector=spec.x=1", "fieldSelector"),
         ("labelSelector=" + "a" * 5000, "labelSelector"),
     ],
 )
