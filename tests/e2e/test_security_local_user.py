@@ -13,7 +13,8 @@ a realm with an inline registry password. Then, as ``nobody`` (``runuser``), it 
 - the API socket refuses the connection; the TCP API answers 401 without a token;
 - no file under the state and run directories can be read, a container log included;
   no directory there grants others anything and no file does either, except the
-  documented ``hosts``/``hostname`` a container's user reads through its bind mount;
+  documented ``hosts``/``hostname`` a container's user reads through its bind mount; what
+  an older version left wider (made so before kukeond starts) was narrowed;
 - no process's command line holds the admin token, the fleet token, the secrets' values,
   the registry password or etcd key material.
 
@@ -177,6 +178,12 @@ def local_kukeond(
         metrics_address=f"127.0.0.1:{free_tcp_port()}",
         bootstrap=False,
     )
+    # What an older kukeon left: a 0755 state directory, a 0644 archive in a 0755 directory.
+    older = config.state_dir / "images" / "older.tar"
+    older.parent.mkdir(parents=True)
+    older.write_bytes(b"an image")
+    for path, wide in ((config.state_dir, 0o755), (older.parent, 0o755), (older, 0o644)):
+        path.chmod(wide)
     private = base / "private"
     private.mkdir(mode=0o700)
     cert, key = _make_api_certificate(private / "ca")
@@ -614,6 +621,9 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
     # Files: modes, then what nobody can really open.
     assert stat.S_IMODE(state.stat().st_mode) == 0o750
     assert state.stat().st_uid == 0
+    older = state / "images" / "older.tar"  # narrowed at start
+    assert stat.S_IMODE(older.stat().st_mode) == 0o640
+    assert stat.S_IMODE(older.parent.stat().st_mode) == 0o750
     logs = sorted(state.glob(f"cells/{kukeond.realm}/{SPACE}/{STACK}/*/logs/*.log"))
     assert {path.parent.parent.name for path in logs} == {"talker", "console"}, logs
     state_files = _assert_modes(state, exceptions=True)
