@@ -113,6 +113,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.api.enabled .Values.fleet.enabled -}}true{{- end -}}
 {{- end -}}
 
+{{/* The Secret holding the encryption key file: the operator's, or the chart's generated one. */}}
+{{- define "kukeon.encryption.secret" -}}
+{{- default (printf "%s-encryption" (include "kukeon.fullname" .)) .Values.encryption.existingSecret -}}
+{{- end -}}
+
 {{- define "kukeon.fleet.tokenSecret" -}}
 {{- default (printf "%s-fleet-token" (include "kukeon.fullname" .)) .Values.fleet.token.existingSecret -}}
 {{- end -}}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +32,7 @@ from kukeon.apiserver.handlers import principal_of
 from kukeon.apiserver.paths import API_ROOT
 from kukeon.apiserver.status import ApiError
 from kukeon.store import Registry
-from kukeon.store.encryption import EncryptionError, Keyring, write_key_file
+from kukeon.store.encryption import EncryptionError, Keyring, KeySet, write_key_file
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,18 @@ class KeyRotationRoutes:
         async with self._lock:
             return web.json_response(await self._rotate(key_id, prune))
 
+    @staticmethod
+    async def _write(path: Path, key_set: KeySet, what: str) -> None:
+        try:
+            await asyncio.to_thread(write_key_file, path, key_set)
+        except OSError as error:
+            raise ApiError(
+                409,
+                f"cannot {what} in the key file {path}: {error.strerror or error}; when the "
+                "file is managed outside kukeond (a mounted Secret), edit it there (every "
+                "node), then run rotate-key --key-id with its current key",
+            ) from None
+
     async def _rotate(self, key_id: str | None, prune: bool) -> dict[str, Any]:
         keyring = self.keyring
         path = keyring.path
@@ -80,7 +93,10 @@ class KeyRotationRoutes:
             rotated = keyring.rotated(key_id)
         except EncryptionError as error:
             raise ApiError(400, f"{error} ({path})") from None
-        await asyncio.to_thread(write_key_file, path, rotated)
+        if key_id is None or key_id != previous:
+            # A file kukeond does not own (a mounted Kubernetes Secret) is read-only: there
+            # the operator makes the key current in the file and rotates with --key-id.
+            await self._write(path, rotated, f"make {rotated.current} current")
         keyring.replace(rotated)
         log.info(
             "encryption key %s is now current (was %s); sealing again", rotated.current, previous
@@ -104,7 +120,8 @@ class KeyRotationRoutes:
                 )
             pruned = keyring.pruned(set())
             removed = sorted(set(keyring.key_ids) - set(pruned.keys))
-            await asyncio.to_thread(write_key_file, path, pruned)
+            if removed:
+                await self._write(path, pruned, f"remove {', '.join(removed)}")
             keyring.replace(pruned)
         log.info(
             "key rotation: %d document(s) sealed again, %d failed, keys removed: %s",

@@ -125,11 +125,12 @@ the API or the fleet)."""
 
 
 def api_secrets(documents: list[Manifest]) -> list[Manifest]:
-    """The Secrets of the chart other than its own etcd's certificates."""
+    """The Secrets of the chart other than its own etcd's certificates and encryption keys."""
     return [
         doc
         for doc in by_kind(documents, "Secret")
         if doc["metadata"]["name"] not in CHART_ETCD_SECRETS
+        and not doc["metadata"]["name"].endswith("-encryption")
     ]
 
 
@@ -288,6 +289,7 @@ def test_default_values_run_kukeond_everywhere_with_a_three_member_etcd(
             "ConfigMap",
             "DaemonSet",
             "PodDisruptionBudget",
+            "Secret",
             "Secret",
             "Secret",
             "Secret",
@@ -593,6 +595,7 @@ def test_external_etcd_secrets_of_the_operator_are_referenced_not_created(
             }
         },
         **FLEET_OPERATOR_SECRETS,
+        "encryption": {"existingSecret": "my-encryption-keys"},
     }
     documents = manifests(helm, values)
     assert by_kind(documents, "Secret") == []
@@ -605,6 +608,7 @@ def test_external_etcd_secrets_of_the_operator_are_referenced_not_created(
         "api-tls": "my-api-tls",
         "api-tokens": "my-tokens",
         "fleet-token": "my-fleet",
+        "encryption-keys": "my-encryption-keys",
     }
     env = {item["name"]: item for item in pod["containers"][0]["env"]}
     assert env["KUKEON_ETCD_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
@@ -800,3 +804,51 @@ def test_liveness_probe_asks_healthz_on_the_api_socket(helm: Any) -> None:
             assert server.requests[0].startswith(b"GET /healthz HTTP/1.0\r\n")
         finally:
             server.close()
+
+
+def test_every_node_mounts_one_encryption_key_file_kukeond_can_load(
+    helm: Any, tmp_path: Path
+) -> None:
+    from kukeon.store.encryption import Keyring, parse_key_file
+
+    documents = manifests(helm)
+    (secret,) = [
+        doc
+        for doc in documents
+        if doc["kind"] == "Secret" and doc["metadata"]["name"].endswith("-encryption")
+    ]
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    text = base64.b64decode(secret["data"]["encryption-keys.yaml"]).decode()
+    key_set = parse_key_file(text, source="chart")
+    assert len(key_set.keys[key_set.current]) == 32
+    path = tmp_path / "encryption-keys.yaml"
+    path.write_text(text)
+    path.chmod(0o400)
+    assert Keyring.load_or_create(path)[0].current == key_set.current
+    (daemonset,) = [doc for doc in documents if doc["kind"] == "DaemonSet"]
+    pod = daemonset["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "encryption-keys"]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volume["secret"]["defaultMode"] == 0o400
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {
+        "name": "encryption-keys",
+        "mountPath": "/etc/kukeon/encryption",
+        "readOnly": True,
+    } in mounts
+    (configmap,) = [
+        doc for doc in documents if doc["kind"] == "ConfigMap" and "kukeond.yaml" in doc["data"]
+    ]
+    config = yaml.safe_load(configmap["data"]["kukeond.yaml"])
+    assert config["encryptionKeyFile"] == "/etc/kukeon/encryption/encryption-keys.yaml"
+    # An operator's Secret replaces the generated one.
+    own = manifests(helm, {"encryption": {"existingSecret": "my-keys", "key": "keys.yaml"}})
+    assert not [d for d in own if d["metadata"]["name"].endswith("-encryption")]
+    (daemonset,) = [doc for doc in own if doc["kind"] == "DaemonSet"]
+    (volume,) = [
+        v
+        for v in daemonset["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "encryption-keys"
+    ]
+    assert volume["secret"]["secretName"] == "my-keys"
+    assert volume["secret"]["items"] == [{"key": "keys.yaml", "path": "encryption-keys.yaml"}]
