@@ -175,6 +175,10 @@ done
 # KUKEON_* settings in the environment (KUKEON_NODE_LEASE_TTL=5) reach every kukeond too.
 # DIR/n<i>/start-kukeond (re)starts host i's kukeond in the background, e.g. after kill -9.
 read -r -a extra_args <<<"${KUKEON_FLEET_KUKEOND_ARGS:-}"
+# One encryption key file for every node (docs/fleet.md), made before any of them starts.
+"$ROOT/.venv/bin/python" -c 'import sys; from pathlib import Path
+from kukeon.store.encryption import Keyring; Keyring.load_or_create(Path(sys.argv[1]))' \
+    "$DIR/encryption-keys.yaml"
 for i in $(seq 1 "$NODES"); do
     host=$DIR/n$i
     {
@@ -201,6 +205,7 @@ for i in $(seq 1 "$NODES"); do
             --api-tls-cert-file "$DIR/pki/server.crt" --api-tls-key-file "$DIR/pki/server.key" \
             --api-tokens-file "$DIR/tokens.yaml" \
             --fleet-token-file "$DIR/fleet.token" --fleet-ca-file "$DIR/pki/ca.crt" \
+            --encryption-key-file "$DIR/encryption-keys.yaml" \
             "${extra_args[@]}"
         printf '    >>%q 2>&1 &\n' "$host/kukeond.log"
         printf 'echo $! >%q\n' "$host/kukeond.pid"
