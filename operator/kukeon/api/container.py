@@ -85,7 +85,8 @@ class PortMapping(NamedTuple):
 
 def _port_number(text: str, value: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 5:
-        raise ValueError(f"{quote(text)} in {quote(value)} is not a port number")
+        where = "" if text == value else f" in {quote(value, 40)}"
+        raise ValueError(f"{quote(text)}{where} is not a port number")
     number = int(text)
     if not 1 <= number <= 65535:
         raise ValueError(f"port {number} of {quote(value)} is not between 1 and 65535")
@@ -148,9 +149,9 @@ def check_env_entry(value: str) -> str:
     """An environment entry is `KEY=VALUE` with a non-empty key (the value may be empty)."""
     key, sep, _ = value.partition("=")
     if not sep or not key:
-        raise ValueError(f"must be KEY=VALUE, got {value!r}")
+        raise ValueError(f"must be KEY=VALUE, got {quote(value)}")
     if any(ch.isspace() for ch in key):
-        raise ValueError(f"the key of {value!r} must not contain whitespace")
+        raise ValueError(f"the key of {quote(value)} must not contain whitespace")
     return value
 
 

@@ -322,7 +322,7 @@ StatusT = TypeVar("StatusT", bound=KukeonModel)
 
 def _normalise_api_version(value: str) -> str:
     if value not in (API_VERSION, LEGACY_API_VERSION):
-        raise ValueError(f"unsupported apiVersion {value!r}, expected {API_VERSION}")
+        raise ValueError(f"unsupported apiVersion {quote(value)}, expected {API_VERSION}")
     return API_VERSION
 
 

@@ -25,6 +25,7 @@ from kukeon.api.meta import (
     OptionalString,
     Resource,
     StatusBase,
+    quote,
 )
 from kukeon.api.states import SpaceState, SpaceStateField
 
@@ -53,7 +54,7 @@ def check_host(value: str) -> str:
         ipaddress.ip_address(value)
     except ValueError:
         if not _HOSTNAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a host name or an IP address") from None
+            raise ValueError(f"{quote(value)} is not a host name or an IP address") from None
     return value
 
 
@@ -87,11 +88,11 @@ class EgressAllowRule(KukeonModel):
             raise ValueError("exactly one of host or cidr may be set, not both")
         if cidr is not None:
             if "/" not in cidr:
-                raise ValueError(f"{cidr!r} is not a CIDR (address/prefix-length)")
+                raise ValueError(f"{quote(cidr)} is not a CIDR (address/prefix-length)")
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not a valid CIDR: {exc}") from None
+                raise ValueError(f"{quote(cidr)} is not a valid CIDR: {quote(str(exc))}") from None
         return cidr
 
 

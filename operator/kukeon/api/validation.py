@@ -147,7 +147,9 @@ def cross_field_errors(kind: Kind, doc: Mapping[str, Any]) -> list[FieldError]:
         spec_id = _text(spec.get("id"))
         if name and spec_id and name != spec_id:
             errors.append(
-                FieldError("spec.id", f"must equal metadata.name {name!r}, got {spec_id!r}")
+                FieldError(
+                    "spec.id", f"must equal metadata.name {quote(name)}, got {quote(spec_id)}"
+                )
             )
     if kind == Kind.CELL:
         errors.extend(_cell_errors(spec, name or _text(spec.get("id"))))
@@ -181,7 +183,7 @@ def _cell_errors(spec: Mapping[str, Any], cell_name: str | None) -> list[FieldEr
                 errors.append(
                     FieldError(
                         f"{path}.id",
-                        f"duplicate container id {container_id!r} "
+                        f"duplicate container id {quote(container_id)} "
                         f"(also spec.containers[{ids[container_id]}])",
                     )
                 )
@@ -194,7 +196,8 @@ def _cell_errors(spec: Mapping[str, Any], cell_name: str | None) -> list[FieldEr
             if given is not None and expected is not None and given != expected:
                 errors.append(
                     FieldError(
-                        f"{path}.{field}", f"must match the cell's {expected!r}, got {given!r}"
+                        f"{path}.{field}",
+                        f"must match the cell's {quote(expected)}, got {quote(given)}",
                     )
                 )
     for index in roots[1:]:
@@ -207,23 +210,27 @@ def _cell_errors(spec: Mapping[str, Any], cell_name: str | None) -> list[FieldEr
     root_id = _text(spec.get("rootContainerId"))
     if root_id is not None:
         if root_id not in ids:
-            errors.append(FieldError("spec.rootContainerId", f"no container with id {root_id!r}"))
+            errors.append(
+                FieldError("spec.rootContainerId", f"no container with id {quote(root_id)}")
+            )
         else:
             for index in roots:
                 if _text(containers[index].get("id")) != root_id:
                     errors.append(
                         FieldError(
                             f"spec.containers[{index}].root",
-                            f"conflicts with spec.rootContainerId {root_id!r}",
+                            f"conflicts with spec.rootContainerId {quote(root_id)}",
                         )
                     )
     tty_default = _text(_mapping(spec.get("tty")).get("default"))
     if tty_default is not None:
         if tty_default not in ids:
-            errors.append(FieldError("spec.tty.default", f"no container with id {tty_default!r}"))
+            errors.append(
+                FieldError("spec.tty.default", f"no container with id {quote(tty_default)}")
+            )
         elif containers[ids[tty_default]].get("attachable") is not True:
             errors.append(
-                FieldError("spec.tty.default", f"container {tty_default!r} is not attachable")
+                FieldError("spec.tty.default", f"container {quote(tty_default)} is not attachable")
             )
     return errors
 
