@@ -1,0 +1,63 @@
+"""The node heartbeat backs off while etcd is away and says so once, with a count.
+
+Before, a lost lease that could not be replaced (etcd down) was retried at once, forever:
+thousands of log lines a second. The loop runs here against stand-ins that always fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from kukeon.daemon import node
+from kukeon.daemon.config import DaemonConfig
+from kukeon.framework import LeaseSession
+from kukeon.store import Registry, Unavailable
+
+
+def test_the_retry_delay_doubles_up_to_a_cap() -> None:
+    delays = [node.heartbeat_retry_delay(failures) for failures in range(1, 10)]
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert max(delays) == node.HEARTBEAT_BACKOFF_MAX
+    assert delays == sorted(delays)
+    assert node.heartbeat_retry_delay(10_000) == node.HEARTBEAT_BACKOFF_MAX
+
+
+async def test_a_heartbeat_that_keeps_failing_backs_off_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="kukeon.daemon.node")
+    registry = cast(Registry, SimpleNamespace(key_prefix="/kukeon-test"))
+    agent = node.NodeAgent(
+        registry=registry, config=DaemonConfig(node_name="n-backoff"), containerd=None
+    )
+    attempts = 0
+
+    async def new_lease() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise Unavailable("etcd is unavailable after 0s of retries")
+
+    async def close(**_: Any) -> None:
+        return None
+
+    lost = asyncio.Event()
+    lost.set()  # the lease is gone and etcd with it
+    agent._session = cast(LeaseSession, SimpleNamespace(lost=lost, close=close))
+    agent._new_lease = new_lease  # type: ignore[method-assign]
+    running = asyncio.create_task(agent._run())
+    await asyncio.sleep(1.7)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    # Attempts at 0, 0.5 and 1.5 s: no hot loop.
+    assert 2 <= attempts <= 4, attempts
+    failures = [r for r in caplog.records if "heartbeat failed" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in caplog.records]
+    assert "1 time(s)" in failures[0].getMessage()
+    lost_lines = [r for r in caplog.records if "lease lost" in r.getMessage()]
+    assert len(lost_lines) == 1
