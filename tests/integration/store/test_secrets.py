@@ -185,3 +185,33 @@ async def test_without_a_keyring_secrets_cannot_be_written_and_read_without_valu
     await registry.create(realm("r"))
     with pytest.raises(Invalid, match="no encryption key"):
         await registry.create(secret("r", "api", stringData={"token": MARKER}))
+
+
+async def test_password_secret_refs_are_read_from_the_realms_secrets(sealed: Registry) -> None:
+    from kukeon.controllers.cell import registry_credentials
+    from kukeon.controllers.cellfiles import SecretUnavailableError
+
+    doc = to_document(realm("r"))
+    doc["spec"]["registryCredentials"] = [
+        {
+            "username": "bot",
+            "serverAddress": "reg.example",
+            "passwordSecretRef": {"name": "reg", "key": "pw"},
+        },
+        {"username": "old", "password": "inline"},
+    ]
+    created = await sealed.create(parse_resource(doc))
+    assert isinstance(created, Realm)
+    with pytest.raises(SecretUnavailableError, match=r"registryCredentials\[0\].*'reg'.*'pw'"):
+        await registry_credentials(sealed, created)
+    # A space's Secret of that name is not the realm's: registry credentials are realm-wide.
+    await sealed.create(space("r", "s"))
+    await sealed.create(secret("r", "reg", "s", stringData={"pw": "wrong"}))
+    with pytest.raises(SecretUnavailableError):
+        await registry_credentials(sealed, created)
+    await sealed.create(secret("r", "reg", stringData={"pw": MARKER}))
+    credentials = await registry_credentials(sealed, created)
+    assert [(c.server_address, c.username, c.password) for c in credentials] == [
+        ("reg.example", "bot", MARKER),
+        ("", "old", "inline"),
+    ]
