@@ -10,7 +10,8 @@ On a Debian 12 host, as root:
   1. installs the host packages and kukeon (hack/install-deps.sh), and links kukectl and
      kukeond into /usr/local/bin;
   2. starts containerd if it is not answering on /run/containerd/containerd.sock;
-  3. starts kukeond with its embedded etcd if it is not running (log /var/log/kukeond.log);
+  3. starts kukeond with its embedded etcd if it is not running (log /var/log/kukeond.log;
+     etcd takes mutual TLS only, certificates in /var/lib/kukeon/etcd/pki);
   4. builds the busybox test image (hack/make-test-image.sh) and imports it;
   5. applies examples/hello.yaml, waits until the cell is Ready, prints `kukectl get cells`
      and the page served from the cell's IP.
@@ -39,7 +40,9 @@ case "${1:-}" in
             done
             if kill -0 "$pid" 2>/dev/null; then
                 echo "quickstart: kukeond (pid $pid) did not stop within 60s; killing it" >&2
-                pkill -KILL -P "$pid" 2>/dev/null || true  # its embedded etcd
+                # Its embedded etcd also dies with it (parent-death signal); this is for
+                # an etcd started by an older kukeond.
+                pkill -KILL -P "$pid" 2>/dev/null || true
                 kill -KILL "$pid" 2>/dev/null || true
             fi
             echo "quickstart: kukeond stopped (workloads keep running)"
