@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aetcd import rpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -331,11 +332,12 @@ async def test_random_mutations_of_a_cell_never_get_a_5xx(
     base["spec"]["containers"][0]["restartPolicy"] = "always"
     answers: list[int] = []
 
-    async def post(doc: dict[str, Any]) -> None:
+    async def post(doc: dict[str, Any], as_yaml: bool) -> None:
         # ensure_ascii keeps lone surrogates as \\ud800 escapes, as a hostile client would
-        body = json.dumps(doc).encode()
+        body = yaml.safe_dump(doc).encode() if as_yaml else json.dumps(doc).encode()
+        content_type = "application/yaml" if as_yaml else "application/json"
         async with http.post(
-            CELLS + "?dryRun=All", data=body, headers={"Content-Type": "application/json"}
+            CELLS + "?dryRun=All", data=body, headers={"Content-Type": content_type}
         ) as response:
             payload = await response.read()
             answers.append(response.status)
@@ -348,9 +350,9 @@ async def test_random_mutations_of_a_cell_never_get_a_5xx(
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
-    @given(path=st.sampled_from(_PATHS), value=_VALUES)
-    def run(path: tuple[Any, ...], value: Any) -> None:
-        future = asyncio.run_coroutine_threadsafe(post(_mutate(base, path, value)), loop)
+    @given(path=st.sampled_from(_PATHS), value=_VALUES, as_yaml=st.booleans())
+    def run(path: tuple[Any, ...], value: Any, as_yaml: bool) -> None:
+        future = asyncio.run_coroutine_threadsafe(post(_mutate(base, path, value), as_yaml), loop)
         future.result(timeout=30)
 
     loop = asyncio.get_running_loop()
