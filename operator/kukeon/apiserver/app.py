@@ -2,8 +2,9 @@
 
 Middlewares run outermost first:
 
-1. ``_errors``: every failure becomes a Status object. A Content-Length over the body
-   limit is a 413 at once, before the body is read. ``ApiError`` is rendered as is,
+1. ``_errors``: every failure becomes a Status object (a 413 closes the connection, as
+   the body was not read: the handlers refuse a Content-Length over the limit before
+   reading). ``ApiError`` is rendered as is,
    aiohttp's own HTTP errors (404 for an unknown path, 405, 413 for a body over the limit)
    are wrapped, anything else is logged with its traceback and answered with a 500 Status
    that says nothing about the server's internals. (Requests aiohttp's parser refuses
@@ -133,18 +134,15 @@ def create_app(
         started = time.perf_counter()
         code = 500
         try:
-            too_large = _oversized(request, settings.max_body_bytes)
-            if too_large is not None:
-                code = too_large.code
-                refused = status_response(too_large)
-                refused.force_close()  # the announced body is never read
-                return refused
             response = await handler(request)
             code = response.status
             return response
         except ApiError as exc:
             code = exc.code
-            return status_response(exc)
+            refused = status_response(exc)
+            if exc.code == 413:
+                refused.force_close()  # the announced body is never read
+            return refused
         except web.HTTPException as exc:
             code = exc.status
             if exc.status < 400:
@@ -292,21 +290,6 @@ def create_app(
     app.on_cleanup.append(on_cleanup)
     ResourceHandlers(registry=registry, settings=settings, closing=closing, hub=hub).add_routes(app)
     return app
-
-
-def _oversized(request: web.Request, max_body_bytes: int) -> ApiError | None:
-    """A 413 for a body announced larger than the limit, refused before reading a byte.
-
-    aiohttp would only notice after reading ``max_body_bytes`` of it, and a client that
-    announces a gigabyte and sends ten bytes would hold the request until its timeout.
-    """
-    length = request.content_length
-    if length is None or length <= max_body_bytes:
-        return None
-    return ApiError(
-        413,
-        f"the request body of {length} bytes is larger than the limit of {max_body_bytes} bytes",
-    )
 
 
 def _from_http_exception(

@@ -142,13 +142,19 @@ def _json(document: Any, status: int = 200) -> web.Response:
     )
 
 
-async def _read_body(request: web.Request) -> Any:
+async def _read_body(request: web.Request, limit: int) -> Any:
     """The request body as a document (JSON, or YAML when the content type says so).
 
-    The size was checked against the Content-Length before the handler ran, aiohttp
-    enforces it again while reading (413); ``kukeon.apiserver.bodies`` bounds the nesting
-    depth and refuses repeated keys. A large body is decoded in a worker thread.
+    A Content-Length over ``limit`` is a 413 before a byte is read (aiohttp would read
+    ``limit`` bytes first, and wait for a body a client only announced); aiohttp enforces
+    the limit again while reading a chunked body. ``kukeon.apiserver.bodies`` bounds the
+    nesting depth and refuses repeated keys. A large body is decoded in a worker thread.
     """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiError(
+            413, f"the request body of {length} bytes is larger than the limit of {limit} bytes"
+        )
     raw = await request.read()
     if not raw.strip():
         raise ApiError(400, "the request needs a body")
@@ -567,7 +573,7 @@ class ResourceHandlers:
         if not realm_from_body:
             self._authorize(request, "create", target)
         dry_run = _dry_run(request)
-        body = await _read_body(request)
+        body = await _read_body(request, self._settings.max_body_bytes)
         document = self._prepare(body, target, name_from_url=False)
         document.pop("status", None)  # controllers own status
         metadata = document["metadata"]
@@ -641,7 +647,7 @@ class ResourceHandlers:
     async def replace(self, request: web.Request, target: Target) -> web.StreamResponse:
         self._authorize(request, "update", target)
         dry_run = _dry_run(request)
-        body = await _read_body(request)
+        body = await _read_body(request, self._settings.max_body_bytes)
         document = self._prepare(body, target, name_from_url=True)
         res = self._parse(document)
         current = await self._store(target, self._registry.get(target.kind, target.key))
@@ -686,7 +692,7 @@ class ResourceHandlers:
                 f"PATCH needs Content-Type {MERGE_PATCH_CONTENT_TYPE} (JSON merge patch, "
                 f"RFC 7386), got {request.content_type!r}",
             )
-        patch = await _read_body(request)
+        patch = await _read_body(request, self._settings.max_body_bytes)
         if not isinstance(patch, dict):
             raise ApiError(400, "a merge patch must be a JSON object")
         precondition = (patch.get("metadata") or {}).get("resourceVersion")
@@ -761,7 +767,7 @@ class ResourceHandlers:
     async def _cascade(self, request: web.Request) -> bool:
         policy = queryparams.single(request, "propagationPolicy")
         if request.can_read_body:
-            body = await _read_body(request)
+            body = await _read_body(request, self._settings.max_body_bytes)
             if isinstance(body, dict):
                 policy = policy or body.get("propagationPolicy")
                 if "dryRun" in body and body["dryRun"] not in ([], ["All"]):
