@@ -222,7 +222,9 @@ BUILD_FAILURES = tuple(entry[0] for entry in _FAILURE_TABLE)
 def classify_build_failure(error: Exception) -> tuple[CellState, str, type[HandlerError]]:
     for kind, state, reason, retry in _FAILURE_TABLE:
         if isinstance(error, kind):
-            return state, getattr(error, "reason", None) or reason, retry
+            if isinstance(error, CommandUnusableError):
+                reason = error.reason
+            return state, reason, retry
     raise TypeError(f"not a build failure: {error!r}")
 
 
