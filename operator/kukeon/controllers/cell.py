@@ -73,6 +73,7 @@ from kukeon.runtime.hostfiles import create_log_file
 from kukeon.runtime.network import (
     CellAttachment,
     NetworkError,
+    cell_network_id,
     render_hostname,
     render_hosts,
     write_cell_host_files,
@@ -116,9 +117,9 @@ def cell_key(cell: Cell) -> CellKey:
     return (cell.spec.realm_id, cell.spec.space_id, cell.spec.stack_id, cell.metadata.name)
 
 
-def network_id(key: tuple[str, ...]) -> str:
+def network_id(key: tuple[str, ...], instance: str) -> str:
     """The cell's netns name and CNI container id (`_` cannot occur in resource names)."""
-    return "kukeon_" + "_".join(key)
+    return cell_network_id(key, instance)
 
 
 def ordered_containers(cell: Cell) -> list[ContainerSpec]:
@@ -290,8 +291,12 @@ class CellController:
         attachment: CellAttachment | None = None
         if not all(c.host_network for c in cell.spec.containers):
             attachment = await self.host.networks.attach_cell(
-                cell_id=network_id(key),
-                cni_config_path=conflist_file(space, default_dir=self.host.settings.cni_conf_dir),
+                cell_id=network_id(key, self.host.networks.settings.instance),
+                cni_config_path=conflist_file(
+                    space,
+                    default_dir=self.host.settings.cni_conf_dir,
+                    instance=self.host.networks.settings.instance,
+                ),
             )
         aliases = sorted({alias for c in cell.spec.containers for alias in c.networks_aliases})
         await write_cell_host_files(
@@ -665,7 +670,9 @@ class CellController:
         key = cell_key(cell)
         namespace = await self._namespace(ctx, key[0])
         await self._remove_all_containers(namespace, key)
-        await self.host.networks.detach_cell(cell_id=network_id(key))
+        await self.host.networks.detach_cell(
+            cell_id=network_id(key, self.host.networks.settings.instance)
+        )
         await self.host.cgroups.remove(CgroupPath(key))
         await CellFiles(self.host.settings.state_dir, key).remove()
 

@@ -10,8 +10,9 @@ with what etcd says it should run and removes the difference:
 - containers carrying this node's label;
 - cells known from this node's state directory (their files, their attachment record):
   their cgroup, network attachment and files;
-- network namespaces named `kukeon_<realm>_<space>_<stack>_<cell>` in this node's netns
-  directory that no cell document (of any node) names;
+- network namespaces this node made (its own record says so: the netns directory may be
+  shared with another control plane, whose namespaces are never touched) that no cell
+  document (of any node) names;
 - host-local IPAM leases held by such an id without a cell (CNI DEL through the space's
   conflist when it still exists, so the bridge plugin's NAT rules go too);
 - then the host side of realms, spaces and stacks this node does not materialise (their
@@ -44,7 +45,7 @@ from kukeon.runtime.containerd.containers import (
     Container,
     label_filter,
 )
-from kukeon.runtime.network import bridge_name
+from kukeon.runtime.network import bridge_name, network_id_prefix
 from kukeon.store import Registry
 
 from .cell import LABEL_NODE, CellController, cell_key, network_id
@@ -55,8 +56,6 @@ from .space import conflist_file
 
 log = logging.getLogger("kukeon.controllers.gc")
 
-NETWORK_ID_PREFIX = "kukeon_"
-
 
 class HostInventory:
     """What this node has on the host, listed before etcd is read."""
@@ -66,6 +65,8 @@ class HostInventory:
         self.cell_dirs: set[tuple[str, ...]] = set()
         self.attachment_records: set[str] = set()
         self.netns: set[str] = set()
+        self.stale_marks: set[str] = set()
+        """Ownership records of namespaces that are gone (a crash between the two)."""
         self.leases: dict[str, dict[str, str]] = {}
         """network name -> lease file name (the address) -> owner id."""
 
@@ -78,10 +79,14 @@ async def list_host(host: Host) -> HostInventory:
             found.containers.append((namespace.name, container))
     settings = host.networks.settings
     found.cell_dirs = await asyncio.to_thread(_cell_dirs, host.settings.state_dir / "cells")
-    found.attachment_records = await asyncio.to_thread(_record_ids, settings.attachments_dir)
-    found.netns = {
-        name for name in await host.networks.netns.list() if name.startswith(NETWORK_ID_PREFIX)
-    }
+    prefix = network_id_prefix(settings.instance)
+    found.attachment_records = await asyncio.to_thread(
+        _record_ids, settings.attachments_dir, prefix
+    )
+    # Only namespaces this node recorded as its own: another control plane's are not.
+    owned = await host.networks.owned_netns()
+    found.netns = {name for name in await host.networks.netns.list() if name in owned}
+    found.stale_marks = owned - found.netns
     found.leases = await asyncio.to_thread(_lease_owners, settings.ipam_dir)
     return found
 
@@ -112,8 +117,10 @@ async def collect_orphans(
 
     here = runs_here or assigned_here
     wanted = {cell_key(c) for c in all_cells if here(c)}
-    named_anywhere = {network_id(cell_key(c)) for c in all_cells}
-    wanted_networks = {network_id(key) for key in wanted}
+    instance = host.networks.settings.instance
+    prefix = network_id_prefix(instance)
+    named_anywhere = {network_id(cell_key(c), instance) for c in all_cells}
+    wanted_networks = {network_id(key, instance) for key in wanted}
     conflists = await _conflists(host, registry)
     removed: list[str] = []
 
@@ -138,13 +145,13 @@ async def collect_orphans(
 
     detached: set[str] = set()
     for key in sorted(found.cell_dirs - wanted):
-        conflist = conflists.get(bridge_name(*key[:2]))
+        conflist = conflists.get(bridge_name(key[0], key[1], instance))
         if await attempt(f"cell {'/'.join(key)}", _remove_cell(host, key, conflist=conflist)):
-            detached.add(network_id(key))
+            detached.add(network_id(key, instance))
 
     stray = (found.attachment_records | (found.netns - named_anywhere)) - wanted_networks
     for cell_id in sorted(stray - detached):
-        conflist = conflists.get(_network_of(cell_id))
+        conflist = conflists.get(_network_of(cell_id, instance))
         if await attempt(
             f"attachment {cell_id}",
             host.networks.detach_cell(cell_id=cell_id, cni_config_path=conflist),
@@ -153,7 +160,7 @@ async def collect_orphans(
 
     for network, leases in found.leases.items():
         for address, owner in leases.items():
-            if owner in wanted_networks or not owner.startswith(NETWORK_ID_PREFIX):
+            if owner in wanted_networks or not owner.startswith(prefix):
                 continue
             if owner not in detached:
                 with contextlib.suppress(Exception):
@@ -169,6 +176,10 @@ async def collect_orphans(
                     asyncio.to_thread(lease.unlink, True),
                 )
 
+    for name in found.stale_marks - wanted_networks:
+        mark = host.networks.settings.owned_netns_dir / name
+        await asyncio.to_thread(mark.unlink, True)
+
     try:
         removed += await collect_layer_orphans(
             host=host, registry=registry, locks=locks or HostLocks(), runs_here=here
@@ -180,7 +191,8 @@ async def collect_orphans(
 
 async def _remove_cell(host: Host, key: tuple[str, ...], *, conflist: Path | None) -> None:
     """A cell's host resources outside containerd: network, cgroup, files."""
-    await host.networks.detach_cell(cell_id=network_id(key), cni_config_path=conflist)
+    instance = host.networks.settings.instance
+    await host.networks.detach_cell(cell_id=network_id(key, instance), cni_config_path=conflist)
     await host.cgroups.remove(CgroupPath(key))
     await asyncio.to_thread(shutil.rmtree, host.settings.state_dir.joinpath("cells", *key), True)
 
@@ -188,25 +200,29 @@ async def _remove_cell(host: Host, key: tuple[str, ...], *, conflist: Path | Non
 async def _conflists(host: Host, registry: Registry) -> dict[str, Path]:
     """Bridge (= CNI network name) -> the conflist of its space, for CNI DEL."""
     spaces = await registry.list(Kind.SPACE)
+    instance = host.networks.settings.instance
     return {
-        bridge_name(space.spec.realm_id, space.metadata.name): conflist_file(
-            space, default_dir=host.settings.cni_conf_dir
+        bridge_name(space.spec.realm_id, space.metadata.name, instance): conflist_file(
+            space, default_dir=host.settings.cni_conf_dir, instance=instance
         )
         for space in spaces.items
         if isinstance(space, Space)
     }
 
 
-def _network_of(cell_id: str) -> str:
+def _network_of(cell_id: str, instance: str) -> str:
     """The bridge of a cell's network id `kukeon_<realm>_<space>_<stack>_<cell>`."""
-    parts = cell_id.removeprefix(NETWORK_ID_PREFIX).split("_")
-    return bridge_name(parts[0], parts[1]) if len(parts) == 4 else ""
+    prefix = network_id_prefix(instance)
+    if not cell_id.startswith(prefix):
+        return ""
+    parts = cell_id.removeprefix(prefix).split("_")
+    return bridge_name(parts[0], parts[1], instance) if len(parts) == 4 else ""
 
 
-def _record_ids(directory: Path) -> set[str]:
+def _record_ids(directory: Path, prefix: str) -> set[str]:
     if not directory.is_dir():
         return set()
-    return {path.stem for path in directory.glob(f"{NETWORK_ID_PREFIX}*.json")}
+    return {path.stem for path in directory.glob(f"{prefix}*.json")}
 
 
 def _cell_dirs(root: Path) -> set[tuple[str, ...]]:

@@ -302,17 +302,22 @@ class LayerCollector:
     async def _remove_network(self, key: Key, doc: Layer | None) -> None:
         realm, space = key
         settings = self.host.settings
+        instance = self.host.networks.settings.instance
         # Where the conflist may be: the document's directory, the one this node noted
         # when it wrote it, the default directory. Only this node's own files go.
         places: list[Path] = []
         if isinstance(doc, Space):
-            places.append(conflist_file(doc, default_dir=settings.cni_conf_dir))
+            places.append(conflist_file(doc, default_dir=settings.cni_conf_dir, instance=instance))
         noted = await asyncio.to_thread(
             _read_or_none, conflist_note(settings.state_dir, realm, space)
         )
         if noted and Path(noted.strip()).is_absolute():
             places.append(Path(noted.strip()))
-        places.append(space_conflist_path(conf_dir=settings.cni_conf_dir, realm=realm, space=space))
+        places.append(
+            space_conflist_path(
+                conf_dir=settings.cni_conf_dir, realm=realm, space=space, instance=instance
+            )
+        )
         ipam_dir = self.host.networks.settings.ipam_dir
         mine: list[Path] = []
         for place in dict.fromkeys(places):

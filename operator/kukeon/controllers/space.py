@@ -67,10 +67,10 @@ def _write_note(path: Path, text: str) -> None:
     write_private_text(path, text)
 
 
-def conflist_file(space: Space, *, default_dir: Path) -> Path:
+def conflist_file(space: Space, *, default_dir: Path, instance: str) -> Path:
     directory = Path(space.spec.cni_config_path) if space.spec.cni_config_path else default_dir
     return space_conflist_path(
-        conf_dir=directory, realm=space.spec.realm_id, space=space.metadata.name
+        conf_dir=directory, realm=space.spec.realm_id, space=space.metadata.name, instance=instance
     )
 
 
@@ -83,7 +83,11 @@ class SpaceController(LayerController[Space]):
         network = await self.host.networks.ensure_space_network(
             realm=realm,
             space=name,
-            cni_config_path=conflist_file(obj, default_dir=self.host.settings.cni_conf_dir),
+            cni_config_path=conflist_file(
+                obj,
+                default_dir=self.host.settings.cni_conf_dir,
+                instance=self.host.networks.settings.instance,
+            ),
             egress=egress_policy(obj.spec),
         )
         note = conflist_note(self.host.settings.state_dir, realm, name)
@@ -103,7 +107,11 @@ class SpaceController(LayerController[Space]):
         await self.host.networks.remove_space_network(
             realm=realm,
             space=name,
-            cni_config_path=conflist_file(obj, default_dir=self.host.settings.cni_conf_dir),
+            cni_config_path=conflist_file(
+                obj,
+                default_dir=self.host.settings.cni_conf_dir,
+                instance=self.host.networks.settings.instance,
+            ),
         )
         await self.host.cgroups.remove(CgroupPath((realm, name)))
         await remove_scope_files(self.host.settings.state_dir, (realm, name))

@@ -26,6 +26,7 @@ import pytest
 from kukeon.api import AnyResource, Cell, Kind, Space, parse_resource
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.tasks import TaskStatus
+from kukeon.runtime.network import instance_tag, network_id_prefix
 from kukeon.store import NotFound, Registry
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
@@ -278,7 +279,8 @@ async def test_kill_9_mid_bringup_then_restart_converges(crashable: Setup) -> No
     ips = {c.status.network.ip for c in cells}
     assert len(ips) == len(CELLS)
 
-    network_ids = {f"kukeon_{realm}_s1_st1_{name}" for name in CELLS}
+    prefix = network_id_prefix(instance_tag(s.state_dir))
+    network_ids = {f"{prefix}{realm}_s1_st1_{name}" for name in CELLS}
     assert {p.name for p in s.netns_dir.iterdir()} == network_ids
     attachments = s.state_dir / "network" / "attachments"
     assert {p.stem for p in attachments.glob("*.json")} == network_ids

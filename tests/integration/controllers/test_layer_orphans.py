@@ -27,6 +27,7 @@ from kukeon.runtime.network import (
     NftEgress,
     bridge_name,
     delete_link,
+    instance_tag,
     link_exists,
 )
 from kukeon.runtime.network.egress import chain_name
@@ -44,9 +45,11 @@ async def host_of_space(
     k: Kukeond, space: str, conf_dir: Path | None = None, *, stack: str | None = None
 ) -> dict[str, bool]:
     """What of space `space` (and its stack, `st-<space>` by default) this node has."""
-    bridge = bridge_name(k.realm, space)
+    bridge = bridge_name(k.realm, space, instance_tag(k.config.state_dir))
     directory = conf_dir or k.config.cni_conf_dir
-    conflist = space_conflist_path(conf_dir=directory, realm=k.realm, space=space)
+    conflist = space_conflist_path(
+        conf_dir=directory, realm=k.realm, space=space, instance=instance_tag(k.config.state_dir)
+    )
     chains = (await NftEgress(table=k.config.nft_table).state()).chains
     subnets = JsonFileSubnetStore(path=k.config.state_dir / "network" / "subnets.json")
     return {
@@ -155,9 +158,14 @@ async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(
         # egress chain and conflist went (bridge, subnet record, cgroups still there).
         async with stopped(k) as registry:
             await erase(registry, k.config.etcd_prefix, (k.realm,))
-            await NftEgress(table=k.config.nft_table).remove(bridge=bridge_name(k.realm, "s2"))
+            await NftEgress(table=k.config.nft_table).remove(
+                bridge=bridge_name(k.realm, "s2", instance_tag(k.config.state_dir))
+            )
             s2_conflist = space_conflist_path(
-                conf_dir=k.config.cni_conf_dir, realm=k.realm, space="s2"
+                conf_dir=k.config.cni_conf_dir,
+                realm=k.realm,
+                space="s2",
+                instance=instance_tag(k.config.state_dir),
             )
             await asyncio.to_thread(s2_conflist.unlink)
 
@@ -176,9 +184,11 @@ async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(
                 await k.containerd.namespaces.delete(name)
         # The fixture sweeps the spaces still in the registry: s1 left it early.
         with contextlib.suppress(Exception):
-            await NftEgress(table=k.config.nft_table).remove(bridge=bridge_name(k.realm, "s1"))
+            await NftEgress(table=k.config.nft_table).remove(
+                bridge=bridge_name(k.realm, "s1", instance_tag(k.config.state_dir))
+            )
         with contextlib.suppress(Exception):
-            await delete_link(bridge_name(k.realm, "s1"))
+            await delete_link(bridge_name(k.realm, "s1", instance_tag(k.config.state_dir)))
 
 
 async def test_a_running_node_collects_leftovers_and_keeps_what_its_cells_need(

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from kukeon.api import Cell, Kind, Space
+from kukeon.runtime.network import network_id_prefix
 from kukeon.store import KeyLayout
 from tests.fixtures.kukeond import Kukeond
 
@@ -43,18 +44,27 @@ async def test_orphans_are_collected_and_owned_cells_kept(kukeond: Kukeond) -> N
     # ...and a crash left a network namespace and an IPAM lease of a cell never recorded.
     controllers = k.daemon.controllers
     assert controllers is not None
-    ghost = f"kukeon_{k.realm}_s1_st1_ghost"
-    await controllers.host.networks.netns.create(ghost)
+    networks = controllers.host.networks
+    prefix = network_id_prefix(networks.settings.instance)
+    ghost = f"{prefix}{k.realm}_s1_st1_ghost"
+    await asyncio.to_thread(networks.mark_owned, ghost)  # as attach_cell does, first
+    await networks.netns.create(ghost)
     ghost_lease = k.config.state_dir / "network" / "ipam" / bridge / "10.255.255.250"
     await asyncio.to_thread(ghost_lease.write_text, f"{ghost}\r\neth0")
+    # Another control plane's namespace in the same directory, named as kukeon names its
+    # own: no record of this node says it is ours, so it stays.
+    foreign = f"kukeon_{k.realm}_s1_st1_foreign"
+    await networks.netns.create(foreign)
+    try:
+        removed = await controllers.collect_orphans()
+        assert removed, removed
 
-    removed = await controllers.collect_orphans()
-    assert removed, removed
-
-    kept_net = f"kukeon_{k.realm}_s1_st1_kept"
-    assert "s1_st1_lost_a" not in await container_ids(k)
-    assert "s1_st1_kept_a" in await container_ids(k)
-    assert netns_names(k) == {kept_net}
+        kept_net = f"{prefix}{k.realm}_s1_st1_kept"
+        assert "s1_st1_lost_a" not in await container_ids(k)
+        assert "s1_st1_kept_a" in await container_ids(k)
+        assert netns_names(k) == {kept_net, foreign}
+    finally:
+        await networks.netns.remove(foreign)
     assert cgroup_dirs(k, *cell_key(k, "lost")) == []
     assert cgroup_dirs(k, *cell_key(k, "kept"))
     assert not (k.config.state_dir / "cells" / k.realm / "s1" / "st1" / "lost").exists()

@@ -16,7 +16,13 @@ import pytest
 from kukeon.api import AnyResource, Cell, Kind, Space
 from kukeon.controllers.layers import node_finalizer
 from kukeon.controllers.scheduler import RELEASE_INTERVAL
-from kukeon.runtime.network import JsonFileSubnetStore, NftEgress, bridge_name, link_exists
+from kukeon.runtime.network import (
+    JsonFileSubnetStore,
+    NftEgress,
+    bridge_name,
+    instance_tag,
+    link_exists,
+)
 from kukeon.runtime.network.egress import chain_name
 from kukeon.runtime.network.space import space_conflist_path
 from kukeon.store import NotFound
@@ -41,10 +47,18 @@ def cgroups_of(node: FleetNode, *parts: str) -> list[Path]:
     return [h / relative for h in Path("/sys/fs/cgroup").iterdir() if (h / relative).exists()]
 
 
+def bridge_of(fleet: Fleet, node: FleetNode) -> str:
+    """The node's bridge of s1: each node of a test fleet is an installation of its own."""
+    return bridge_name(fleet.realm, "s1", instance_tag(node.config.state_dir))
+
+
 async def host_has(fleet: Fleet, node: FleetNode) -> dict[str, bool]:
     """What of realm/s1/st1 this node has on the host."""
-    bridge = bridge_name(fleet.realm, "s1")
-    conflist = space_conflist_path(conf_dir=node.config.cni_conf_dir, realm=fleet.realm, space="s1")
+    instance = instance_tag(node.config.state_dir)
+    bridge = bridge_name(fleet.realm, "s1", instance)
+    conflist = space_conflist_path(
+        conf_dir=node.config.cni_conf_dir, realm=fleet.realm, space="s1", instance=instance
+    )
     chains = (await NftEgress(table=node.config.nft_table).state()).chains
     return {
         "realm cgroup": bool(cgroups_of(node, fleet.realm)),
@@ -103,7 +117,7 @@ async def test_a_node_materialises_only_what_its_cells_need(fleet: Fleet) -> Non
     for name in (n0.name, n1.name):
         entry = space.status.nodes[name]
         assert entry.subnet
-        assert entry.bridge_name == bridge_name(fleet.realm, "s1")
+        assert entry.bridge_name == bridge_of(fleet, fleet.nodes[name])
         assert entry.cni_config_file
         assert entry.cni_config_file.startswith(str(fleet.nodes[name].config.cni_conf_dir))
 
@@ -112,7 +126,7 @@ async def test_a_node_materialises_only_what_its_cells_need(fleet: Fleet) -> Non
     await wait_entries(fleet, {n1.name})
     assert await host_has(fleet, n0) == nothing
     assert await host_has(fleet, n1) == everything
-    assert await link_exists(bridge_name(fleet.realm, "s1"))
+    assert await link_exists(bridge_of(fleet, n1))
     for kind, key in layer_keys(fleet).items():
         found = await fleet.registry.get(kind, key)
         assert str(found.status.state) == "Ready"
@@ -136,7 +150,7 @@ async def test_a_node_materialises_only_what_its_cells_need(fleet: Fleet) -> Non
         assert not has["stack cgroup"], node.name
         assert not has["conflist"], node.name
         assert not has["egress chain"], node.name
-    assert not await link_exists(bridge_name(fleet.realm, "s1"))
+        assert not await link_exists(bridge_of(fleet, node))
     # The realm has no cell left anywhere: both nodes remove it too.
     await fleet.wait_for(Kind.REALM, (fleet.realm,), until=lambda r: not entries(r))
     for node in (n0, n1):
@@ -194,7 +208,7 @@ async def test_deletion_does_not_wait_for_a_lost_node(fleet: Fleet) -> None:
     assert before["egress chain"], before
     await fleet.start(lost)
     assert await host_has(fleet, returning) == dict.fromkeys(before, False)
-    assert not await link_exists(bridge_name(fleet.realm, "s1"))
+    assert not await link_exists(bridge_of(fleet, returning))
     subnets = JsonFileSubnetStore(path=returning.config.state_dir / "network" / "subnets.json")
     assert not any(key.startswith(f"{fleet.realm}/") for key in await subnets.assignments())
     assert fleet.namespace not in {ns.name for ns in await fleet.containerd.namespaces.list()}

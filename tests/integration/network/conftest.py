@@ -111,7 +111,11 @@ class NetworkHarness:
         return f"kkt-{self.suffix}-{secrets.token_hex(3)}"
 
     def conflist_path(self, realm: str, space: str) -> Path:
-        return self.settings.state_dir / "cni" / f"{bridge_name(realm, space)}.conflist"
+        return (
+            self.settings.state_dir
+            / "cni"
+            / f"{bridge_name(realm, space, self.settings.instance)}.conflist"
+        )
 
     async def space(
         self, realm: str, space: str, egress: EgressPolicy | None = None
@@ -140,7 +144,7 @@ class NetworkHarness:
                 await self.networks.remove_space_network(
                     realm=realm, space=space, cni_config_path=path
                 )
-            run("ip", "link", "del", bridge_name(realm, space))
+            run("ip", "link", "del", bridge_name(realm, space, self.settings.instance))
         run("nft", "delete", "table", "inet", self.settings.nft_table)
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 async def test_two_cells_ping_each_other_and_the_gateway(harness: NetworkHarness) -> None:
     realm, space = harness.new_names()
     status = await harness.space(realm, space)
-    assert status.bridge_name == bridge_name(realm, space)
+    assert status.bridge_name == bridge_name(realm, space, harness.settings.instance)
     assert status.subnet.subnet_of(harness.settings.subnet_pool)
     assert status.gateway == status.subnet.network_address + 1
     conflist = json.loads(status.cni_config_path.read_text())

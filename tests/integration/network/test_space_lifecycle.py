@@ -46,7 +46,7 @@ async def test_twenty_spaces_created_and_removed_leave_nothing(harness: NetworkH
     nat = run("iptables", "-t", "nat", "-S").stdout
     filter_rules = run("iptables", "-S").stdout
     for realm, space, cell_id, subnet in seen:
-        bridge = bridge_name(realm, space)
+        bridge = bridge_name(realm, space, harness.settings.instance)
         assert f" {bridge}:" not in links, f"bridge {bridge} left behind"
         assert cell_id not in netns, f"netns {cell_id} left behind"
         assert masquerade_chain_name(bridge, cell_id) not in nat

@@ -33,6 +33,12 @@ def test_lease_owners_skip_bookkeeping_files(tmp_path: Path) -> None:
 def test_record_ids_and_network_of(tmp_path: Path) -> None:
     (tmp_path / "kukeon_r_s_st_c.json").write_text("{}")
     (tmp_path / "other.json").write_text("{}")
-    assert _record_ids(tmp_path) == {"kukeon_r_s_st_c"}
-    assert _network_of("kukeon_realm_space_stack_cell") == bridge_name("realm", "space")
-    assert _network_of("kukeon_not_a_cell") == ""
+    (tmp_path / "kukeon-ab12cd_r_s_st_c.json").write_text("{}")
+    assert _record_ids(tmp_path, "kukeon_") == {"kukeon_r_s_st_c"}
+    assert _record_ids(tmp_path, "kukeon-ab12cd_") == {"kukeon-ab12cd_r_s_st_c"}
+    assert _network_of("kukeon_realm_space_stack_cell", "") == bridge_name("realm", "space")
+    assert _network_of("kukeon-ab12cd_realm_space_stack_cell", "ab12cd") == bridge_name(
+        "realm", "space", "ab12cd"
+    )
+    assert _network_of("kukeon_realm_space_stack_cell", "ab12cd") == ""
+    assert _network_of("kukeon_not_a_cell", "") == ""

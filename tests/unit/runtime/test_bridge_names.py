@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kukeon.runtime.network import bridge_name, is_valid_ifname
+from kukeon.runtime.network import bridge_name, instance_tag, is_valid_ifname
 
 dns_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", fullmatch=True)
 any_name = st.text(min_size=0, max_size=80)
@@ -75,3 +77,19 @@ def test_no_collisions_in_a_fleet(pairs: set[tuple[str, str]]) -> None:
 )  # fmt: skip
 def test_ifname_rules(name: str, valid: bool) -> None:
     assert is_valid_ifname(name) is valid
+
+
+def test_another_installation_never_shares_a_bridge_name() -> None:
+    assert instance_tag(Path("/var/lib/kukeon")) == ""
+    assert instance_tag(Path("/var/lib/kukeon/")) == ""
+    second = instance_tag(Path("/var/lib/kukeon-b"))
+    assert len(second) == 6
+    assert second != instance_tag(Path("/var/lib/kukeon-c"))
+    for realm, space in [("default", "default"), ("r", "s"), ("a", "bc")]:
+        first = bridge_name(realm, space)
+        other = bridge_name(realm, space, second)
+        assert other != first
+        assert len(other.encode()) <= 15
+        assert other == bridge_name(realm, space, second)  # stable
+    # The default installation keeps its names: an upgrade re-creates no bridge.
+    assert bridge_name("r", "s", "") == "kk-r-s"

@@ -12,7 +12,13 @@ and its store), ``cni`` (conflist rendering, plugin execution, results), ``netns
 (firewall plugin leftovers), ``space`` (the facade the controllers call), ``errors``.
 """
 
-from kukeon.runtime.network.bridge import bridge_name, delete_link, is_valid_ifname, link_exists
+from kukeon.runtime.network.bridge import (
+    bridge_name,
+    delete_link,
+    instance_tag,
+    is_valid_ifname,
+    link_exists,
+)
 from kukeon.runtime.network.cni import (
     CniDns,
     CniInterface,
@@ -57,6 +63,8 @@ from kukeon.runtime.network.space import (
     SpaceNetworkRemoval,
     SpaceNetworks,
     SpaceNetworkStatus,
+    cell_network_id,
+    network_id_prefix,
     space_conflist_path,
 )
 from kukeon.runtime.network.subnets import JsonFileSubnetStore, SubnetStore, allocate_subnet
@@ -96,9 +104,12 @@ __all__ = [
     "SubnetStore",
     "allocate_subnet",
     "bridge_name",
+    "cell_network_id",
     "delete_link",
+    "instance_tag",
     "is_valid_ifname",
     "link_exists",
+    "network_id_prefix",
     "render_hostname",
     "render_hosts",
     "render_loopback_config",

@@ -9,6 +9,9 @@ same way without coordination:
 * otherwise ``k-<prefix>-<hash>``: a 4-character readable prefix (2 from the realm,
   then the space) and 8 base32 characters (40 bits) of a SHA-256 of the pair.
 
+A second control plane on the same host (another state directory) always gets hashed names
+whose hash covers its instance tag, so its spaces never share a bridge with the first's.
+
 Readable names start with ``kk-`` and hashed ones with ``k-`` followed by a letter or
 digit, so the two forms never collide; two hashed names collide only if 40 bits of SHA-256
 do. The CNI bridge plugin creates the bridge on the first ADD; the space's teardown
@@ -20,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import re
+from pathlib import Path
 
 from pyroute2 import IPRoute
 
@@ -32,16 +37,42 @@ _HASH_CHARS = 8
 _PREFIX_CHARS = 4
 
 
-def bridge_name(realm: str, space: str) -> str:
-    """The bridge interface name of ``space`` in ``realm`` (pure, stable, ≤ 15 bytes)."""
+def bridge_name(realm: str, space: str, instance: str = "") -> str:
+    """The bridge interface name of ``space`` in ``realm`` (pure, stable, ≤ 15 bytes).
+
+    ``instance`` tells control planes sharing one host apart (see :func:`instance_tag`):
+    the default one keeps the names above, any other always gets a hashed name whose hash
+    covers the instance too.
+    """
     readable = f"kk-{realm}-{space}"
     if (
-        len(readable) <= IFNAMSIZ_MAX
+        not instance
+        and len(readable) <= IFNAMSIZ_MAX
         and _READABLE_REALM.match(realm)
         and _READABLE_PART.match(space)
     ):
         return readable
-    return f"k-{_short_prefix(realm, space)}-{_pair_hash(realm, space)}"
+    return f"k-{_short_prefix(realm, space)}-{_pair_hash(realm, space, instance)}"
+
+
+DEFAULT_STATE_DIR = Path("/var/lib/kukeon")
+
+
+def instance_tag(state_dir: Path) -> str:
+    """What sets this control plane's host objects apart from another's on the same host.
+
+    Bridges, CNI network ids (network namespaces, IPAM leases, NAT chains) and conflist
+    files live in host-wide namespaces (the kernel's interfaces, ``/var/run/netns``, the
+    CNI configuration directory), so a second kukeon installed beside the first (its own
+    state directory, etcd, cgroup root and nft table) would otherwise name its realm
+    ``default``'s bridge exactly as the first does. The default installation's tag is
+    empty (its names do not change); any other state directory gives 6 hex characters of
+    its path's SHA-256.
+    """
+    resolved = Path(os.path.abspath(state_dir))
+    if resolved == DEFAULT_STATE_DIR:
+        return ""
+    return hashlib.sha256(str(resolved).encode()).hexdigest()[:6]
 
 
 def is_valid_ifname(name: str) -> bool:
@@ -59,12 +90,14 @@ def _short_prefix(realm: str, space: str) -> str:
     return prefix or "x"
 
 
-def _pair_hash(realm: str, space: str) -> str:
+def _pair_hash(realm: str, space: str, instance: str = "") -> str:
     # Length-prefixing the realm keeps ("a", "bc") and ("ab", "c") apart.
     encoded_realm = realm.encode("utf-8", errors="surrogatepass")
     encoded_space = space.encode("utf-8", errors="surrogatepass")
+    # A space's own instance only extends the input, so default names keep their hash.
+    suffix = b"@" + instance.encode() if instance else b""
     digest = hashlib.sha256(
-        str(len(encoded_realm)).encode() + b":" + encoded_realm + encoded_space
+        str(len(encoded_realm)).encode() + b":" + encoded_realm + encoded_space + suffix
     ).digest()
     return base64.b32encode(digest).decode("ascii").lower()[:_HASH_CHARS]
 

@@ -25,7 +25,13 @@ from typing import Any, Literal
 
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.network._files import read_text_or_none, unlink_if_present, write_atomically
-from kukeon.runtime.network.bridge import bridge_name, bridge_ports, delete_link, link_exists
+from kukeon.runtime.network.bridge import (
+    bridge_name,
+    bridge_ports,
+    delete_link,
+    instance_tag,
+    link_exists,
+)
 from kukeon.runtime.network.cni.config import (
     NetworkConfigList,
     gateway_of,
@@ -69,8 +75,19 @@ class NetworkSettings:
     include_firewall: bool = True
 
     @property
+    def instance(self) -> str:
+        """This control plane's tag in host-wide names (see ``bridge.instance_tag``)."""
+        return instance_tag(self.state_dir)
+
+    @property
     def network_dir(self) -> Path:
         return self.state_dir / "network"
+
+    @property
+    def owned_netns_dir(self) -> Path:
+        """One empty file per network namespace this node made: what its orphan collector
+        may remove in a netns directory other control planes share."""
+        return self.network_dir / "netns-owned"
 
     @property
     def ipam_dir(self) -> Path:
@@ -155,10 +172,20 @@ class CellAttachment:
         return self.address.network
 
 
-def space_conflist_path(*, conf_dir: Path, realm: str, space: str) -> Path:
+def space_conflist_path(*, conf_dir: Path, realm: str, space: str, instance: str = "") -> Path:
     """Where a space's conflist goes in a CNI configuration directory (the space's
     ``spec.cniConfigPath`` or the daemon's ``cniConfDir``)."""
-    return conf_dir / f"kukeon-{bridge_name(realm, space)}.conflist"
+    return conf_dir / f"kukeon-{bridge_name(realm, space, instance)}.conflist"
+
+
+def network_id_prefix(instance: str = "") -> str:
+    """How this control plane's cell network ids (netns names, CNI container ids) begin."""
+    return f"kukeon-{instance}_" if instance else "kukeon_"
+
+
+def cell_network_id(key: Sequence[str], instance: str = "") -> str:
+    """The cell's netns name and CNI container id (`_` cannot occur in resource names)."""
+    return network_id_prefix(instance) + "_".join(key)
 
 
 class SpaceNetworks:
@@ -192,7 +219,7 @@ class SpaceNetworks:
     async def ensure_space_network(
         self, *, realm: str, space: str, cni_config_path: Path, egress: EgressPolicy
     ) -> SpaceNetworkStatus:
-        bridge = bridge_name(realm, space)
+        bridge = bridge_name(realm, space, self.settings.instance)
         # Fail on a missing plugin now, with its name, rather than at the first cell.
         probe = self.conflist_for(bridge=bridge, subnet=self.settings.subnet_pool)
         self.cni.require_plugins(probe)
@@ -225,7 +252,7 @@ class SpaceNetworks:
         ``cni_config_path`` None leaves every conflist alone (the orphan collector passes
         it when the file there is not this host's own).
         """
-        bridge = bridge_name(realm, space)
+        bridge = bridge_name(realm, space, self.settings.instance)
         egress_removed = await self.egress.remove(bridge=bridge)
         conflist_removed = False
         if cni_config_path is not None:
@@ -261,6 +288,8 @@ class SpaceNetworks:
         port_mappings: Sequence[PortMapping] = (),
     ) -> CellAttachment:
         """Give the cell its namespace and address; a second call returns the same attachment."""
+        # Marked before it exists: a crash right after creating it still leaves it ours.
+        await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
         netns_path = await self.netns.create(netns_name or cell_id)
         existing = await self._load_record(cell_id)
         if existing is not None:
@@ -339,7 +368,24 @@ class SpaceNetworks:
         await self.cni.delete(render_loopback_config(), lo_conf, None)
         await self._drop_record(cell_id)
         removed_netns = await self.netns.remove(netns_name or cell_id)
+        await asyncio.to_thread(
+            unlink_if_present, self.settings.owned_netns_dir / (netns_name or cell_id)
+        )
         return found or removed_netns
+
+    def mark_owned(self, name: str) -> None:
+        RuntimeConf(container_id=name, netns=Path("/"))  # validates the name as a file name
+        make_dirs(self.settings.owned_netns_dir)
+        (self.settings.owned_netns_dir / name).touch(mode=0o600, exist_ok=True)
+
+    async def owned_netns(self) -> set[str]:
+        """The network namespaces this node made and has not removed yet."""
+
+        def names() -> set[str]:
+            directory = self.settings.owned_netns_dir
+            return {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+
+        return await asyncio.to_thread(names)
 
     async def _delete_quietly(
         self, conflist: NetworkConfigList, conf: RuntimeConf, result: CniResult | None
