@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kukeon.runtime.network import JsonFileSubnetStore, SubnetPoolExhaustedError, allocate_subnet
-from kukeon.runtime.network.subnets import SubnetStoreCorruptError, space_key
+from kukeon.runtime.network.subnets import SubnetStoreCorruptError, host_networks, space_key
 
 POOL = IPv4Network("10.88.0.0/16")
 
@@ -59,13 +59,13 @@ def test_never_overlaps_what_is_taken(indexes: set[int]) -> None:
 
 async def test_store_keeps_assignments_across_restarts(tmp_path: Path) -> None:
     path = tmp_path / "subnets.json"
-    store = JsonFileSubnetStore(path=path)
+    store = JsonFileSubnetStore(path=path, in_use=None)
     first = await store.assign(space_key("r", "a"), pool=POOL, prefix=24)
     second = await store.assign(space_key("r", "b"), pool=POOL, prefix=24)
     assert first != second
     assert await store.assign(space_key("r", "a"), pool=POOL, prefix=24) == first
 
-    restarted = JsonFileSubnetStore(path=path)
+    restarted = JsonFileSubnetStore(path=path, in_use=None)
     assert await restarted.lookup("r/a") == first
     assert await restarted.assignments() == {"r/a": first, "r/b": second}
     # A new pool in the configuration does not move existing spaces.
@@ -76,7 +76,7 @@ async def test_store_keeps_assignments_across_restarts(tmp_path: Path) -> None:
 
 
 async def test_release_frees_the_subnet_for_reuse(tmp_path: Path) -> None:
-    store = JsonFileSubnetStore(path=tmp_path / "s.json")
+    store = JsonFileSubnetStore(path=tmp_path / "s.json", in_use=None)
     first = await store.assign("r/a", pool=POOL, prefix=24)
     assert await store.release("r/a")
     assert not await store.release("r/a")
@@ -87,7 +87,7 @@ async def test_release_frees_the_subnet_for_reuse(tmp_path: Path) -> None:
 async def test_concurrent_assignments_never_share(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     # Separate store objects stand in for separate processes sharing the file.
-    stores = [JsonFileSubnetStore(path=path) for _ in range(4)]
+    stores = [JsonFileSubnetStore(path=path, in_use=None) for _ in range(4)]
     subnets = await asyncio.gather(
         *(stores[i % 4].assign(f"r/s{i}", pool=POOL, prefix=24) for i in range(40))
     )
@@ -99,4 +99,20 @@ async def test_corrupt_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     path.write_text("{not json")
     with pytest.raises(SubnetStoreCorruptError, match=str(path)):
-        await JsonFileSubnetStore(path=path).assign("r/a", pool=POOL, prefix=24)
+        await JsonFileSubnetStore(path=path, in_use=None).assign("r/a", pool=POOL, prefix=24)
+
+
+async def test_a_new_subnet_avoids_what_the_host_routes(tmp_path: Path) -> None:
+    routed = [IPv4Network("10.88.0.0/23"), IPv4Network("10.88.3.7/32")]
+    store = JsonFileSubnetStore(path=tmp_path / "s.json", in_use=lambda: routed)
+    assert await store.assign("r/a", pool=POOL, prefix=24) == IPv4Network("10.88.2.0/24")
+    assert await store.assign("r/b", pool=POOL, prefix=24) == IPv4Network("10.88.4.0/24")
+    # A space keeps its subnet though its own bridge now routes it.
+    routed.append(IPv4Network("10.88.2.0/24"))
+    assert await store.assign("r/a", pool=POOL, prefix=24) == IPv4Network("10.88.2.0/24")
+
+
+def test_host_networks_lists_this_hosts_routes_and_addresses() -> None:
+    found = host_networks()
+    assert IPv4Network("127.0.0.0/8") in found
+    assert all(net.prefixlen >= 8 for net in found)

@@ -13,11 +13,14 @@ import asyncio
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any, Protocol
+
+from pyroute2 import IPRoute
 
 from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs
 from kukeon.runtime.network._files import read_text_or_none, write_atomically
@@ -73,11 +76,42 @@ class SubnetStoreCorruptError(NetworkError):
     """The subnet file exists but is not what this module writes."""
 
 
-class JsonFileSubnetStore:
-    """A :class:`SubnetStore` kept in one JSON file (``{"version": 1, "subnets": {...}}``)."""
+def host_networks() -> list[IPv4Network]:
+    """The IPv4 networks this host already uses: its routes (all tables) and the networks of
+    its interfaces' addresses. A new space's subnet must overlap none of them, or its cells
+    would shadow (or be shadowed by) a LAN, a VPN, another container runtime's bridge or
+    another kukeon's spaces. Routes broader than a /8 (the default route, a catch-all VPN)
+    say where traffic goes, not which addresses are taken, and are left out.
+    """
+    found: set[IPv4Network] = set()
+    with IPRoute() as ipr:
+        for route in ipr.get_routes(family=socket.AF_INET):
+            destination = route.get_attr("RTA_DST")
+            length = int(route["dst_len"])
+            if destination and length >= _HOST_ROUTE_MIN_PREFIX:
+                found.add(IPv4Network(f"{destination}/{length}", strict=False))
+        for address in ipr.get_addr(family=socket.AF_INET):
+            local = address.get_attr("IFA_ADDRESS")
+            if local and not local.startswith("127."):
+                found.add(IPv4Network(f"{local}/{address['prefixlen']}", strict=False))
+    return sorted(found, key=lambda net: (net.network_address, net.prefixlen))
 
-    def __init__(self, *, path: Path) -> None:
+
+_HOST_ROUTE_MIN_PREFIX = 8
+
+
+class JsonFileSubnetStore:
+    """A :class:`SubnetStore` kept in one JSON file (``{"version": 1, "subnets": {...}}``).
+
+    A new subnet also avoids what the host already routes or has addresses in
+    (``in_use``, by default :func:`host_networks`).
+    """
+
+    def __init__(
+        self, *, path: Path, in_use: Callable[[], Iterable[IPv4Network]] | None = host_networks
+    ) -> None:
         self.path = path
+        self.in_use = in_use
         self._lock_path = path.with_name(path.name + ".lock")
 
     async def assign(self, key: str, *, pool: IPv4Network, prefix: int) -> IPv4Network:
@@ -99,7 +133,8 @@ class JsonFileSubnetStore:
             if existing is not None:
                 # A pool change in the configuration never moves an existing space.
                 return existing
-            subnet = allocate_subnet(pool, prefix, current.values())
+            taken = [*current.values(), *(self.in_use() if self.in_use is not None else ())]
+            subnet = allocate_subnet(pool, prefix, taken)
             current[key] = subnet
             self._write(current)
             return subnet
