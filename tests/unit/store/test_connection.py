@@ -9,7 +9,13 @@ import grpc
 import pytest
 
 from kukeon.store import EtcdConfig, OutcomeUnknown, Registry, StoreError, Unavailable
-from kukeon.store.connection import Retrier, grpc_target, surely_not_applied
+from kukeon.store.connection import (
+    EtcdClient,
+    Retrier,
+    grpc_target,
+    is_transient,
+    surely_not_applied,
+)
 from tests.fixtures.services import free_tcp_port
 
 
@@ -119,3 +125,25 @@ async def test_connect_to_nothing_is_unavailable_after_the_budget() -> None:
     config = EtcdConfig(endpoints=[f"127.0.0.1:{free_tcp_port()}"], retry_timeout=0.5)
     with pytest.raises(Unavailable, match="etcd is unavailable"):
         await Registry.connect(config)
+
+
+def test_several_tls_endpoints_are_verified_by_the_first_ones_name() -> None:
+    """The gRPC target of several endpoints is an address list, not a name to verify."""
+    endpoints = ["https://etcd-0.example:2379", "https://etcd-1.example:2379"]
+    options = dict(EtcdClient(EtcdConfig(endpoints=endpoints))._channel_options())
+    assert options["grpc.ssl_target_name_override"] == "etcd-0.example"
+    named = EtcdConfig(endpoints=endpoints, server_name="etcd.example")
+    assert dict(EtcdClient(named)._channel_options())["grpc.ssl_target_name_override"] == (
+        "etcd.example"
+    )
+    one = dict(EtcdClient(EtcdConfig(endpoints=endpoints[:1]))._channel_options())
+    assert "grpc.ssl_target_name_override" not in one
+    plain = EtcdConfig(endpoints=["127.0.0.1:1", "127.0.0.1:2"])
+    assert "grpc.ssl_target_name_override" not in dict(EtcdClient(plain)._channel_options())
+
+
+def test_a_stream_removed_by_a_departing_tls_server_is_transient() -> None:
+    removed = _rpc_error(grpc.StatusCode.INTERNAL, "Stream removed (RST_STREAM)")
+    assert is_transient(removed)
+    assert not surely_not_applied(removed)
+    assert not is_transient(_rpc_error(grpc.StatusCode.INTERNAL, "some other failure"))
