@@ -5,7 +5,8 @@ etcd is the only source of truth. Every resource is one compact JSON document un
 creates, reads, lists, updates (spec and status separately), deletes (finalizers, children
 first) and watches them, always by compare-and-swap on the etcd revision. ``connection``
 knows how to reach etcd (endpoints, TLS, auth, deadlines, retries) and ``embedded`` runs
-a private etcd process when no endpoints are configured.
+a private etcd process when no endpoints are configured, with mutual TLS on the
+certificates ``pki`` makes.
 
 This package may import ``kukeon.api`` and nothing else of the project.
 """
