@@ -355,7 +355,9 @@ def test_restart_backoff_has_a_floor_and_a_cap(backoff: int) -> None:
     )
 
 
-@pytest.mark.parametrize(("policy", "backoff"), [("always", 1), ("on-failure", 30), ("always", 300)])
+@pytest.mark.parametrize(
+    ("policy", "backoff"), [("always", 1), ("on-failure", 30), ("always", 300)]
+)
 def test_restart_backoff_with_restarting_policy_is_accepted(policy: str, backoff: int) -> None:
     doc = cell_doc(containers=[container(restartPolicy=policy, restartBackoffSeconds=backoff)])
     assert parse_resource(doc).spec.containers[0].restart_backoff_seconds == backoff
