@@ -322,7 +322,7 @@ def test_kind_models() -> None:
         Kind.STACK: "Stack",
         Kind.CELL: "Cell",
         Kind.NODE: "Node",
-            Kind.SECRET: "Secret",
+        Kind.SECRET: "Secret",
     }
 
 
