@@ -1,0 +1,140 @@
+"""The rotate-key route: admin only, the key file rewritten, old keys pruned only when unused."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from kukeon.apiserver import ApiSettings, TokenBook, create_app
+from kukeon.daemon import keyroutes
+from kukeon.daemon.config import DaemonConfig
+from kukeon.daemon.keyroutes import ROTATE_PATH, KeyRotationRoutes
+from kukeon.store.encryption import Keyring
+
+ADMIN = "admin-token-0123456789"
+VIEWER = "viewer-token-0123456789"
+EDITOR = "editor-token-0123456789"
+
+
+class FakeSealedRegistry:
+    """What rotation asks of the registry: reseal, then which keys are still in use."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+        self.stale: dict[str, int] = {}
+
+    async def reseal(self) -> tuple[int, list[str]]:
+        return 3, []
+
+    async def key_ids_in_use(self) -> dict[str, int]:
+        return {self.keyring.current: 3, **self.stale}
+
+
+@pytest.fixture
+def keyring(tmp_path: Path) -> Keyring:
+    return Keyring.load_or_create(tmp_path / "encryption-keys.yaml")[0]
+
+
+@pytest.fixture
+async def client(keyring: Keyring) -> AsyncIterator[tuple[TestClient[Any, Any], Any]]:
+    book = TokenBook.from_document(
+        {
+            "tokens": [
+                {"token": ADMIN, "user": "alice", "role": "admin"},
+                {"token": VIEWER, "user": "victor", "role": "viewer"},
+                {"token": EDITOR, "user": "eddie", "role": "editor", "realms": ["team"]},
+            ]
+        }
+    )
+    registry = FakeSealedRegistry(keyring)
+    app = create_app(registry=None, settings=ApiSettings(socket_path=None), tokens=book)  # type: ignore[arg-type]
+    KeyRotationRoutes(registry=registry, keyring=keyring).add_routes(app)  # type: ignore[arg-type]
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client, registry
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_only_admin_may_rotate(
+    client: tuple[TestClient[Any, Any], Any], keyring: Keyring
+) -> None:
+    http, _ = client
+    before = keyring.current
+    for token in (VIEWER, EDITOR):
+        response = await http.post(ROTATE_PATH, json={}, headers=_auth(token))
+        assert response.status == 403
+        assert "only admin" in (await response.json())["message"]
+    assert keyring.current == before
+
+
+async def test_rotation_writes_a_new_current_key_and_prunes_the_old(
+    client: tuple[TestClient[Any, Any], Any], keyring: Keyring
+) -> None:
+    http, registry = client
+    old = keyring.current
+    response = await http.post(ROTATE_PATH, json={"prune": False}, headers=_auth(ADMIN))
+    answer = await response.json()
+    assert response.status == 200, answer
+    assert answer["previousKeyId"] == old
+    assert answer["documentsResealed"] == 3
+    assert keyring.path is not None
+    on_disk = Keyring.load(keyring.path)
+    assert on_disk.current == answer["currentKeyId"] != old
+    assert set(on_disk.key_ids) == {old, answer["currentKeyId"]}
+    # A value still sealed with an old key keeps that key in the file.
+    registry.stale = {old: 1}
+    response = await http.post(ROTATE_PATH, json={"prune": True}, headers=_auth(ADMIN))
+    assert response.status == 409
+    assert old in Keyring.load(keyring.path).key_ids
+    registry.stale = {}
+    response = await http.post(
+        ROTATE_PATH, json={"keyId": keyring.current, "prune": True}, headers=_auth(ADMIN)
+    )
+    answer = await response.json()
+    assert response.status == 200, answer
+    assert old in answer["removedKeyIds"]
+    assert Keyring.load(keyring.path).key_ids == (keyring.current,)
+
+
+async def test_a_read_only_key_file_needs_the_key_made_current_in_it(
+    client: tuple[TestClient[Any, Any], Any], keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http, _ = client
+
+    def read_only(path: Path, key_set: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    # A mounted Kubernetes Secret (root may write anywhere else, so the failure is made).
+    monkeypatch.setattr(keyroutes, "write_key_file", read_only)
+    before = keyring.current
+    response = await http.post(ROTATE_PATH, json={}, headers=_auth(ADMIN))
+    assert response.status == 409
+    assert "edit it there" in (await response.json())["message"]
+    assert keyring.current == before
+    # The key that is already current in the file: sealed again, nothing written.
+    response = await http.post(ROTATE_PATH, json={"keyId": before}, headers=_auth(ADMIN))
+    answer = await response.json()
+    assert response.status == 200, answer
+    assert answer["documentsResealed"] == 3
+
+
+async def test_an_unknown_key_id_is_refused(client: tuple[TestClient[Any, Any], Any]) -> None:
+    http, _ = client
+    response = await http.post(ROTATE_PATH, json={"keyId": "k-nope"}, headers=_auth(ADMIN))
+    assert response.status == 400
+    assert "k-nope" in (await response.json())["message"]
+
+
+def test_the_key_file_defaults_to_the_state_directory(tmp_path: Path) -> None:
+    config = DaemonConfig(state_dir=tmp_path)
+    assert config.encryption_keys_path == tmp_path / "encryption-keys.yaml"
+    given = DaemonConfig(state_dir=tmp_path, encryption_key_file=tmp_path / "k.yaml")
+    assert given.encryption_keys_path == tmp_path / "k.yaml"
