@@ -57,6 +57,7 @@ from kukeon.runtime.containerd.errors import (
     ProcessNotStartableError,
     TaskNotFoundError,
 )
+from kukeon.runtime.containerd.namespaces import instance_labels
 from kukeon.runtime.containerd.spec import (
     RuntimeSpecError,
     SpecContext,
@@ -259,7 +260,7 @@ class CellController:
         key = cell_key(cell)
         realm = await get_as(ctx, Realm, key[:1])
         space = await get_as(ctx, Space, key[:2])
-        namespace = realm.spec.namespace or f"{key[0]}.kukeon.io"
+        namespace = self.host.namespace_of(realm)
 
         if cell.spec.desired_state == DesiredCellState.STOPPED:
             await self._stop(cell, namespace)
@@ -463,6 +464,7 @@ class CellController:
             labels[LABEL_SPEC_DIGEST] = digest
             labels[LABEL_NODE] = self.host.settings.node_name
             labels[LABEL_RESTARTED_AT] = restarted_at
+            labels.update(instance_labels(self.host.instance))
             # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
             with contextlib.suppress(AlreadyExistsError):
                 await containers.create(cid, image=image_name, spec=spec, labels=labels)
@@ -678,7 +680,7 @@ class CellController:
 
     async def _namespace(self, ctx: HandlerContext, realm: str) -> str:
         found = await get_as(ctx, Realm, (realm,))
-        return found.spec.namespace or f"{realm}.kukeon.io"
+        return self.host.namespace_of(found)
 
     async def _remove_all_containers(
         self, namespace: str, key: CellKey, *, keep: frozenset[str] = frozenset()

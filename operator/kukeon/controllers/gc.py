@@ -45,6 +45,7 @@ from kukeon.runtime.containerd.containers import (
     Container,
     label_filter,
 )
+from kukeon.runtime.containerd.namespaces import is_own
 from kukeon.runtime.network import bridge_name, network_id_prefix
 from kukeon.store import Registry
 
@@ -76,7 +77,9 @@ async def list_host(host: Host) -> HostInventory:
     node_filter = f"{MANAGED_FILTER},{label_filter({LABEL_NODE: host.settings.node_name})}"
     for namespace in await host.containerd.namespaces.list():
         for container in await host.containerd.containers(namespace.name).list(node_filter):
-            found.containers.append((namespace.name, container))
+            # The same node name may be another control plane's on this host.
+            if is_own(container.labels, host.instance):
+                found.containers.append((namespace.name, container))
     settings = host.networks.settings
     found.cell_dirs = await asyncio.to_thread(_cell_dirs, host.settings.state_dir / "cells")
     prefix = network_id_prefix(settings.instance)

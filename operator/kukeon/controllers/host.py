@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kukeon.api import Realm
 from kukeon.runtime.cgroups import CgroupDriver
 from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.runtime.containerd.namespaces import realm_namespace
 from kukeon.runtime.network import SpaceNetworks
 
 
@@ -35,3 +37,18 @@ class Host:
     containerd: ContainerdClient
     cgroups: CgroupDriver
     networks: SpaceNetworks
+
+    @property
+    def instance(self) -> str:
+        """This control plane's tag in host-wide names (``runtime.network.instance_tag``)."""
+        return self.networks.settings.instance
+
+    def namespace_of(self, realm: Realm) -> str:
+        """The realm's containerd namespace on this host: ``spec.namespace``, except that a
+        second control plane on the host puts its tag into the default name, so two
+        installations' realms of the same name never share a namespace, container ids and
+        images in one containerd."""
+        name = realm.metadata.name
+        if not realm.spec.namespace or realm.spec.namespace == realm_namespace(name):
+            return realm_namespace(name, self.instance)
+        return realm.spec.namespace

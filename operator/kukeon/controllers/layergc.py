@@ -47,7 +47,7 @@ from pathlib import Path
 from kukeon.api import Cell, Kind, Realm, Space, Stack, key_of
 from kukeon.runtime.cgroups import CgroupError, CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
-from kukeon.runtime.containerd.namespaces import Namespace
+from kukeon.runtime.containerd.namespaces import Namespace, is_own
 from kukeon.runtime.network.space import space_conflist_path
 from kukeon.runtime.network.subnets import SubnetStoreCorruptError
 from kukeon.store import NotFound, Registry
@@ -184,7 +184,12 @@ async def list_layers(host: Host) -> LayerInventory:
     for namespace in await host.containerd.namespaces.list():
         labels = namespace.labels
         realm = labels.get(LABEL_REALM, "")
-        if labels.get(LABEL_MANAGED) == "true" and labels.get(mine) == "true" and realm:
+        if (
+            labels.get(LABEL_MANAGED) == "true"
+            and labels.get(mine) == "true"
+            and realm
+            and is_own(labels, host.instance)
+        ):
             found.namespaces[realm] = namespace
     return found
 

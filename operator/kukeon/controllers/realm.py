@@ -24,16 +24,13 @@ from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Realm
 from kukeon.framework import HandlerContext
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
+from kukeon.runtime.containerd.namespaces import instance_labels
 
 from .cell import LABEL_NODE
 from .cellfiles import remove_scope_files
 from .layers import LayerController
 
 NAMESPACE_NODE_LABEL_PREFIX = f"{LABEL_NODE}."
-
-
-def namespace_of(realm: Realm) -> str:
-    return realm.spec.namespace or f"{realm.metadata.name}.kukeon.io"
 
 
 def namespace_node_label(node: str) -> str:
@@ -61,11 +58,12 @@ class RealmController(LayerController[Realm]):
     async def materialise(self, obj: Realm, ctx: HandlerContext) -> NodeLayerStatus:
         name = obj.metadata.name
         await self.host.containerd.namespaces.ensure(
-            namespace_of(obj),
+            self.host.namespace_of(obj),
             labels={
                 LABEL_MANAGED: "true",
                 LABEL_REALM: name,
                 namespace_node_label(self.host.settings.node_name): "true",
+                **instance_labels(self.host.instance),
             },
         )
         cgroup = await self.host.cgroups.ensure(CgroupPath((name,)))
@@ -79,6 +77,6 @@ class RealmController(LayerController[Realm]):
         name = obj.metadata.name
         if deleting:
             # Images, their unpacked snapshots, blobs and leases all block the removal.
-            await self.host.containerd.namespaces.purge(namespace_of(obj))
+            await self.host.containerd.namespaces.purge(self.host.namespace_of(obj))
         await self.host.cgroups.remove(CgroupPath((name,)))
         await remove_scope_files(self.host.settings.state_dir, (name,))

@@ -174,6 +174,7 @@ class Daemon:
                 subnet_pool=config.subnet_pool,
                 netns_dir=config.netns_dir,
                 nft_table=config.nft_table,
+                instance=config.instance,
             )
         )
         host = Host(

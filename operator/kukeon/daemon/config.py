@@ -31,6 +31,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from kukeon.apiserver.admission import normalize_directory
+from kukeon.runtime.network.bridge import instance_tag
 
 ENV_PREFIX = "KUKEON_"
 _PARTIAL = "partial"
@@ -202,6 +203,15 @@ class DaemonConfig(BaseModel):
     @property
     def uses_embedded_etcd(self) -> bool:
         return not self.etcd_endpoints
+
+    @property
+    def instance(self) -> str:
+        """This control plane's tag in host-wide names (``runtime.network.instance_tag``)."""
+        if self.uses_embedded_etcd:
+            registry = f"embedded:{os.path.abspath(self.state_dir)}"
+        else:
+            registry = ",".join(sorted(self.etcd_endpoints))
+        return instance_tag(state_dir=self.state_dir, registry=f"{registry}|{self.etcd_prefix}")
 
     @property
     def plaintext_remote_etcd_endpoints(self) -> tuple[str, ...]:

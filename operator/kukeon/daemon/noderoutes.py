@@ -356,7 +356,7 @@ class NodeRoutes:
         signum = _parse_signal(request.query.get("signal", "SIGTERM"))
         wanted = request.query.get("container")
         realm = await self._realm(cell.spec.realm_id)
-        namespace = realm.spec.namespace or f"{realm.metadata.name}.kukeon.io"
+        namespace = self.controllers.host.namespace_of(realm)
         tasks = self.controllers.host.containerd.tasks(namespace)
         _, space, stack, name = cell_key(cell)
         signalled: list[str] = []
@@ -390,7 +390,7 @@ class NodeRoutes:
         tty = request.query.get("tty", "").lower() in {"1", "true", "yes"}
         with_stdin = request.query.get("stdin", "").lower() in {"1", "true", "yes"}
         realm = await self._realm(cell.spec.realm_id)
-        namespace = realm.spec.namespace or f"{realm.metadata.name}.kukeon.io"
+        namespace = self.controllers.host.namespace_of(realm)
         _, space, stack, name = cell_key(cell)
         cid = containerd_container_id(space=space, stack=stack, cell=name, container=container)
         containerd = self.controllers.host.containerd
@@ -456,7 +456,7 @@ class NodeRoutes:
         _authorize(request, verb="create", realm=cell.spec.realm_id, subresource="attach")
         container = attach_target(cell, request.query.get("container"))
         realm = await self._realm(cell.spec.realm_id)
-        namespace = realm.spec.namespace or f"{realm.metadata.name}.kukeon.io"
+        namespace = self.controllers.host.namespace_of(realm)
         key = cell_key(cell)
         cid = containerd_container_id(
             space=key[1], stack=key[2], cell=key[3], container=container.id
@@ -492,7 +492,7 @@ class NodeRoutes:
         name = request.match_info["realm"]
         _authorize(request, verb="list", realm=name, subresource="images")
         realm = await self._realm(name)
-        namespace = realm.spec.namespace or f"{name}.kukeon.io"
+        namespace = self.controllers.host.namespace_of(realm)
         try:
             images = await self.controllers.host.containerd.images(namespace).list()
         except ContainerdError as error:
@@ -512,7 +512,7 @@ class NodeRoutes:
         name = request.match_info["realm"]
         _authorize(request, verb="create", realm=name, subresource="images")
         realm = await self._realm(name)
-        namespace = realm.spec.namespace or f"{name}.kukeon.io"
+        namespace = self.controllers.host.namespace_of(realm)
         staging = Path(self.controllers.host.settings.state_dir) / "images" / "incoming"
         await asyncio.to_thread(make_dirs, staging)
         handle, temporary = await asyncio.to_thread(tempfile.mkstemp, suffix=".tar", dir=staging)

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import AnyResource, Cell, Kind, Space, parse_resource
-from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.containerd import ContainerdClient, realm_namespace
 from kukeon.runtime.containerd.tasks import TaskStatus
-from kukeon.runtime.network import instance_tag, network_id_prefix
+from kukeon.runtime.network import network_id_prefix
 from kukeon.store import NotFound, Registry
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
@@ -89,10 +89,11 @@ class Setup:
     state_dir: Path
     netns_dir: Path
     cgroup_root: str
+    instance: str
 
     @property
     def namespace(self) -> str:
-        return f"{self.realm}.kukeon.io"
+        return realm_namespace(self.realm, self.instance)
 
     async def wait(self, kind: Kind, key: tuple[str, ...], state: str, within: float) -> None:
         deadline = asyncio.get_running_loop().time() + within
@@ -162,6 +163,7 @@ async def crashable(
         state_dir=config.state_dir,
         netns_dir=config.netns_dir,
         cgroup_root=config.cgroup_root,
+        instance=config.instance,
     )
     spaces: list[str] = []
     try:
@@ -279,7 +281,7 @@ async def test_kill_9_mid_bringup_then_restart_converges(crashable: Setup) -> No
     ips = {c.status.network.ip for c in cells}
     assert len(ips) == len(CELLS)
 
-    prefix = network_id_prefix(instance_tag(s.state_dir))
+    prefix = network_id_prefix(s.instance)
     network_ids = {f"{prefix}{realm}_s1_st1_{name}" for name in CELLS}
     assert {p.name for p in s.netns_dir.iterdir()} == network_ids
     attachments = s.state_dir / "network" / "attachments"

@@ -27,7 +27,6 @@ from kukeon.runtime.network import (
     NftEgress,
     bridge_name,
     delete_link,
-    instance_tag,
     link_exists,
 )
 from kukeon.runtime.network.egress import chain_name
@@ -45,10 +44,10 @@ async def host_of_space(
     k: Kukeond, space: str, conf_dir: Path | None = None, *, stack: str | None = None
 ) -> dict[str, bool]:
     """What of space `space` (and its stack, `st-<space>` by default) this node has."""
-    bridge = bridge_name(k.realm, space, instance_tag(k.config.state_dir))
+    bridge = bridge_name(k.realm, space, k.config.instance)
     directory = conf_dir or k.config.cni_conf_dir
     conflist = space_conflist_path(
-        conf_dir=directory, realm=k.realm, space=space, instance=instance_tag(k.config.state_dir)
+        conf_dir=directory, realm=k.realm, space=space, instance=k.config.instance
     )
     chains = (await NftEgress(table=k.config.nft_table).state()).chains
     subnets = JsonFileSubnetStore(path=k.config.state_dir / "network" / "subnets.json")
@@ -159,13 +158,13 @@ async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(
         async with stopped(k) as registry:
             await erase(registry, k.config.etcd_prefix, (k.realm,))
             await NftEgress(table=k.config.nft_table).remove(
-                bridge=bridge_name(k.realm, "s2", instance_tag(k.config.state_dir))
+                bridge=bridge_name(k.realm, "s2", k.config.instance)
             )
             s2_conflist = space_conflist_path(
                 conf_dir=k.config.cni_conf_dir,
                 realm=k.realm,
                 space="s2",
-                instance=instance_tag(k.config.state_dir),
+                instance=k.config.instance,
             )
             await asyncio.to_thread(s2_conflist.unlink)
 
@@ -185,10 +184,10 @@ async def test_a_space_then_a_realm_deleted_while_down_leave_nothing(
         # The fixture sweeps the spaces still in the registry: s1 left it early.
         with contextlib.suppress(Exception):
             await NftEgress(table=k.config.nft_table).remove(
-                bridge=bridge_name(k.realm, "s1", instance_tag(k.config.state_dir))
+                bridge=bridge_name(k.realm, "s1", k.config.instance)
             )
         with contextlib.suppress(Exception):
-            await delete_link(bridge_name(k.realm, "s1", instance_tag(k.config.state_dir)))
+            await delete_link(bridge_name(k.realm, "s1", k.config.instance))
 
 
 async def test_a_running_node_collects_leftovers_and_keeps_what_its_cells_need(

@@ -16,7 +16,7 @@ import pytest
 
 from kukeon.api import AnyResource, Kind, Realm, Space, Stack
 from kukeon.controllers.layers import legacy_finalizer, migrate_legacy_finalizers, node_finalizer
-from kukeon.runtime.network import NftEgress, bridge_name, instance_tag, link_exists
+from kukeon.runtime.network import NftEgress, bridge_name, link_exists
 from kukeon.runtime.network.egress import chain_name
 from kukeon.runtime.network.space import space_conflist_path
 from tests.fixtures.kukeond import Kukeond
@@ -31,12 +31,12 @@ async def _namespaces(k: Kukeond) -> set[str]:
 
 
 async def _host_has_nothing(k: Kukeond) -> None:
-    bridge = bridge_name(k.realm, "s1", instance_tag(k.config.state_dir))
+    bridge = bridge_name(k.realm, "s1", k.config.instance)
     conflist = space_conflist_path(
         conf_dir=k.config.cni_conf_dir,
         realm=k.realm,
         space="s1",
-        instance=instance_tag(k.config.state_dir),
+        instance=k.config.instance,
     )
     assert cgroup_dirs(k, k.realm) == []
     assert not await asyncio.to_thread(Path(conflist).exists)
@@ -84,7 +84,7 @@ async def test_layers_follow_the_cells_of_this_node(kukeond: Kukeond) -> None:
     assert here.subnet == space.status.network.subnet
     assert (
         here.bridge_name
-        == bridge_name(k.realm, "s1", instance_tag(k.config.state_dir))
+        == bridge_name(k.realm, "s1", k.config.instance)
         == space.status.network.bridge_name
     )
     assert realm.status.containerd_namespace_ready
@@ -115,7 +115,7 @@ async def test_layers_follow_the_cells_of_this_node(kukeond: Kukeond) -> None:
     space = await k.registry.get(Kind.SPACE, keys[Kind.SPACE])
     assert isinstance(space, Space)
     assert str(space.status.nodes[node].state) == "Ready"
-    assert await link_exists(bridge_name(k.realm, "s1", instance_tag(k.config.state_dir)))
+    assert await link_exists(bridge_name(k.realm, "s1", k.config.instance))
 
 
 async def test_deleting_a_hierarchy_nobody_hosts_is_immediate(kukeond: Kukeond) -> None:

@@ -30,7 +30,7 @@ import pytest
 from kukeon.api import AnyResource, Cell, Kind, Node, parse_resource
 from kukeon.daemon.app import Daemon
 from kukeon.daemon.config import DaemonConfig
-from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.containerd import ContainerdClient, realm_namespace
 from kukeon.runtime.containerd.containers import MANAGED_FILTER, label_filter
 from kukeon.store import NotFound, Registry
 from kukeon.store.encryption import Keyring
@@ -64,7 +64,8 @@ class Fleet:
 
     @property
     def namespace(self) -> str:
-        return f"{self.realm}.kukeon.io"
+        # The nodes serve one etcd prefix: one installation, one namespace per realm.
+        return realm_namespace(self.realm, self.make_config(0).instance)
 
     @property
     def names(self) -> list[str]:

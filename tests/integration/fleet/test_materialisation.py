@@ -20,7 +20,6 @@ from kukeon.runtime.network import (
     JsonFileSubnetStore,
     NftEgress,
     bridge_name,
-    instance_tag,
     link_exists,
 )
 from kukeon.runtime.network.egress import chain_name
@@ -49,12 +48,12 @@ def cgroups_of(node: FleetNode, *parts: str) -> list[Path]:
 
 def bridge_of(fleet: Fleet, node: FleetNode) -> str:
     """The node's bridge of s1: each node of a test fleet is an installation of its own."""
-    return bridge_name(fleet.realm, "s1", instance_tag(node.config.state_dir))
+    return bridge_name(fleet.realm, "s1", node.config.instance)
 
 
 async def host_has(fleet: Fleet, node: FleetNode) -> dict[str, bool]:
     """What of realm/s1/st1 this node has on the host."""
-    instance = instance_tag(node.config.state_dir)
+    instance = node.config.instance
     bridge = bridge_name(fleet.realm, "s1", instance)
     conflist = space_conflist_path(
         conf_dir=node.config.cni_conf_dir, realm=fleet.realm, space="s1", instance=instance

@@ -80,11 +80,16 @@ def test_ifname_rules(name: str, valid: bool) -> None:
 
 
 def test_another_installation_never_shares_a_bridge_name() -> None:
-    assert instance_tag(Path("/var/lib/kukeon")) == ""
-    assert instance_tag(Path("/var/lib/kukeon/")) == ""
-    second = instance_tag(Path("/var/lib/kukeon-b"))
+    default = Path("/var/lib/kukeon")
+    assert instance_tag(state_dir=default, registry="anything") == ""
+    assert instance_tag(state_dir=Path("/var/lib/kukeon/"), registry="x") == ""
+    second = instance_tag(state_dir=Path("/var/lib/kukeon-b"), registry="embedded:b|/kukeon")
     assert len(second) == 6
-    assert second != instance_tag(Path("/var/lib/kukeon-c"))
+    assert second != instance_tag(state_dir=Path("/srv/k"), registry="embedded:c|/kukeon")
+    # Nodes of one fleet on one host (one etcd prefix) agree, whatever their directories.
+    assert instance_tag(state_dir=Path("/a"), registry="e:2379|/p") == instance_tag(
+        state_dir=Path("/b"), registry="e:2379|/p"
+    )
     for realm, space in [("default", "default"), ("r", "s"), ("a", "bc")]:
         first = bridge_name(realm, space)
         other = bridge_name(realm, space, second)

@@ -31,9 +31,26 @@ if TYPE_CHECKING:
 REALM_NAMESPACE_SUFFIX: Final = ".kukeon.io"
 
 
-def realm_namespace(realm: str) -> str:
-    """The containerd namespace of a realm."""
-    return f"{realm}{REALM_NAMESPACE_SUFFIX}"
+LABEL_INSTANCE: Final = "kukeon.io/instance"
+"""On the namespaces and containers of a control plane that is not the host's default one
+(``runtime.network.instance_tag``): what its orphan collectors recognise as their own."""
+
+
+def realm_namespace(realm: str, instance: str = "") -> str:
+    """The containerd namespace of a realm (another control plane's realm of the same name
+    on the same containerd gets its own: ``<realm>.<instance>.kukeon.io``)."""
+    middle = f".{instance}" if instance else ""
+    return f"{realm}{middle}{REALM_NAMESPACE_SUFFIX}"
+
+
+def instance_labels(instance: str) -> dict[str, str]:
+    """The label marking an object as this control plane's (none for the default one)."""
+    return {LABEL_INSTANCE: instance} if instance else {}
+
+
+def is_own(labels: Mapping[str, str], instance: str) -> bool:
+    """Whether an object with these labels belongs to the control plane ``instance``."""
+    return labels.get(LABEL_INSTANCE, "") == instance
 
 
 @dataclass(frozen=True, slots=True)

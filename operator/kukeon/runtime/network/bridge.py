@@ -58,21 +58,21 @@ def bridge_name(realm: str, space: str, instance: str = "") -> str:
 DEFAULT_STATE_DIR = Path("/var/lib/kukeon")
 
 
-def instance_tag(state_dir: Path) -> str:
+def instance_tag(*, state_dir: Path, registry: str) -> str:
     """What sets this control plane's host objects apart from another's on the same host.
 
-    Bridges, CNI network ids (network namespaces, IPAM leases, NAT chains) and conflist
-    files live in host-wide namespaces (the kernel's interfaces, ``/var/run/netns``, the
-    CNI configuration directory), so a second kukeon installed beside the first (its own
-    state directory, etcd, cgroup root and nft table) would otherwise name its realm
-    ``default``'s bridge exactly as the first does. The default installation's tag is
-    empty (its names do not change); any other state directory gives 6 hex characters of
-    its path's SHA-256.
+    Bridges, CNI network ids (network namespaces, IPAM leases, NAT chains), conflist files
+    and containerd namespaces live in host-wide namespaces, so a second kukeon installed
+    beside the first (its own state directory, etcd, cgroup root and nft table) would
+    otherwise name its realm ``default``'s objects exactly as the first does. The default
+    installation (state directory ``/var/lib/kukeon``) has the empty tag: its names do not
+    change. Any other gets 6 hex characters of a SHA-256 of ``registry``, which names the
+    etcd data it serves (the embedded etcd's directory, or the endpoints and key prefix),
+    so kukeonds of one fleet sharing a host (a test fleet) still agree on names.
     """
-    resolved = Path(os.path.abspath(state_dir))
-    if resolved == DEFAULT_STATE_DIR:
+    if Path(os.path.abspath(state_dir)) == DEFAULT_STATE_DIR:
         return ""
-    return hashlib.sha256(str(resolved).encode()).hexdigest()[:6]
+    return hashlib.sha256(registry.encode()).hexdigest()[:6]
 
 
 def is_valid_ifname(name: str) -> bool:

@@ -29,7 +29,6 @@ from kukeon.runtime.network.bridge import (
     bridge_name,
     bridge_ports,
     delete_link,
-    instance_tag,
     link_exists,
 )
 from kukeon.runtime.network.cni.config import (
@@ -73,11 +72,8 @@ class NetworkSettings:
     subnet_prefix: int = DEFAULT_PREFIX
     include_portmap: bool = True
     include_firewall: bool = True
-
-    @property
-    def instance(self) -> str:
-        """This control plane's tag in host-wide names (see ``bridge.instance_tag``)."""
-        return instance_tag(self.state_dir)
+    instance: str = ""
+    """This control plane's tag in host-wide names (see ``bridge.instance_tag``)."""
 
     @property
     def network_dir(self) -> Path:
