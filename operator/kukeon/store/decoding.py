@@ -92,13 +92,25 @@ class InvalidDocuments:
         """(key, revision) of every invalid version seen, newest last, bounded: each one
         is logged once, and a watch tells from it whether a key's previous version was
         ever delivered."""
+        self._settled: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+        """Key -> the revision at which a key that was invalid was found valid again or
+        deleted, bounded: a read that started earlier and sees the older, invalid version
+        (a list racing the delete) must not count it again."""
         self._history_size = history
+
+    def _settle(self, raw_key: bytes, revision: int) -> None:
+        if self._settled.get(raw_key, -1) < revision:
+            self._settled[raw_key] = revision
+            self._settled.move_to_end(raw_key)
+            while len(self._settled) > self._history_size:
+                self._settled.popitem(last=False)
 
     def seen(self, kind: Kind, raw_key: bytes, revision: int, reason: str) -> None:
         """Remember an invalid document; log it unless this version was already logged."""
         with self._lock:
             current = self._keys.get(raw_key)
-            if current is None or current[1] <= revision:
+            stale = self._settled.get(raw_key, -1) >= revision
+            if not stale and (current is None or current[1] <= revision):
                 self._keys[raw_key] = (kind, revision)
             first = (raw_key, revision) not in self._history
             if first:
@@ -129,6 +141,7 @@ class InvalidDocuments:
             current = self._keys.get(raw_key)
             if current is not None and current[1] <= revision:
                 del self._keys[raw_key]
+                self._settle(raw_key, revision)
 
     def listed(self, start: bytes, end: bytes, invalid: set[bytes], revision: int) -> None:
         """A full list of ``[start, end)`` at ``revision`` found exactly ``invalid`` invalid."""
@@ -136,6 +149,7 @@ class InvalidDocuments:
             for raw_key, (_, seen_at) in list(self._keys.items()):
                 if start <= raw_key < end and raw_key not in invalid and seen_at <= revision:
                     del self._keys[raw_key]
+                    self._settle(raw_key, revision)
 
     def counts(self) -> dict[Kind, int]:
         """Invalid keys by kind now (every kind present, 0 when none)."""

@@ -131,8 +131,6 @@ async def test_malformed_documents_of_every_kind_leave_kukeond_converging(
             await controllers.collect_orphans()
         operator = k.daemon.operator
         assert operator is not None
-        operator.resync()
-        await operator.wait_idle(within=60)
 
         for kind in (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL):
             assert sample(k, "kukeon_registry_invalid_documents", kind=kind.value) == 1, kind

@@ -106,3 +106,14 @@ def test_counts_can_be_read_from_another_thread_while_it_changes(
         stop.set()
         thread.join()
     assert failures == []
+
+
+def test_a_stale_read_does_not_count_a_fixed_key_again() -> None:
+    invalid = InvalidDocuments()
+    invalid.seen(Kind.REALM, b"/k/realms/x", 5, "no metadata object")
+    invalid.valid(b"/k/realms/x", 8)  # deleted (or rewritten valid) at revision 8
+    # A list that read at revision 6, finishing after the delete, sees the old version.
+    invalid.seen(Kind.REALM, b"/k/realms/x", 5, "no metadata object")
+    assert invalid.counts()[Kind.REALM] == 0
+    invalid.seen(Kind.REALM, b"/k/realms/x", 9, "not JSON")  # broken again, later
+    assert invalid.counts()[Kind.REALM] == 1
