@@ -284,11 +284,14 @@ def create_app(
     app.router.add_get(API_ROOT, discovery)
     hub = WatchHub(registry=registry)
 
+    handlers = ResourceHandlers(registry=registry, settings=settings, closing=closing, hub=hub)
+
     async def on_cleanup(_: web.Application) -> None:
         await hub.close()
+        await handlers.close()
 
     app.on_cleanup.append(on_cleanup)
-    ResourceHandlers(registry=registry, settings=settings, closing=closing, hub=hub).add_routes(app)
+    handlers.add_routes(app)
     return app
 
 

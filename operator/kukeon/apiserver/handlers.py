@@ -50,6 +50,7 @@ from kukeon.store import (
     Conflict,
     Invalid,
     LabelSelector,
+    NotFound,
     StoreError,
     parse_selector,
 )
@@ -246,6 +247,36 @@ class ResourceHandlers:
         self._settings = settings
         self._closing = closing
         self._admission = Admission(registry=registry, allowances=settings.host_allowances)
+        self._cascades: dict[tuple[Kind, tuple[str, ...]], asyncio.Task[None]] = {}
+
+    async def close(self) -> None:
+        """Stop the cascades this server started (kukeond's leader finishes them)."""
+        for task in self._cascades.values():
+            task.cancel()
+        await asyncio.gather(*self._cascades.values(), return_exceptions=True)
+
+    def _start_cascade(self, target: Target) -> None:
+        """Delete a marked object's children now, outside the request.
+
+        Only a head start: kukeond's cascade leader does the same from the marks, so a
+        cascade cut by a restart (of this server or of any kukeond) is finished anyway,
+        and an API server running without controllers still completes one.
+        """
+        key = (target.kind, target.key)
+        if key in self._cascades:
+            return
+
+        async def run() -> None:
+            try:
+                await self._registry.delete(target.kind, target.key, cascade=True)
+            except NotFound:
+                pass
+            except Exception as error:  # logged: kukeond's cascade leader carries on
+                log.warning("cascade of %s interrupted: %s", target.label(), error)
+            finally:
+                self._cascades.pop(key, None)
+
+        self._cascades[key] = asyncio.create_task(run(), name=f"cascade {target.label()}")
 
     # --- routing -------------------------------------------------------------------------
 
@@ -747,9 +778,14 @@ class ResourceHandlers:
             if not cascade:
                 await self._check_childless(target)
             return _json(to_document(current))
+        # A cascade is only marked here; the children go after the answer (any number,
+        # across restarts: see _start_cascade) and the object after them.
         remaining = await self._store(
-            target, self._registry.delete(target.kind, target.key, cascade=cascade)
+            target,
+            self._registry.delete(target.kind, target.key, cascade=cascade, background=cascade),
         )
+        if cascade and remaining is not None:
+            self._start_cascade(target)
         if remaining is not None:
             # Still held by finalizers: the object, now carrying its deletionTimestamp.
             return _json(to_document(remaining), status=202)

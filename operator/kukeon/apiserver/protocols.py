@@ -28,7 +28,12 @@ class RegistryApi(Protocol):
     async def update_status(self, res: AnyResource) -> AnyResource: ...
 
     async def delete(
-        self, kind: Kind, key: tuple[str, ...], *, cascade: bool = False
+        self,
+        kind: Kind,
+        key: tuple[str, ...],
+        *,
+        cascade: bool = False,
+        background: bool = False,
     ) -> AnyResource | None: ...
 
     def watch(

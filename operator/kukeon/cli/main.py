@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import sys
@@ -657,6 +658,16 @@ def rotate_key(ctx: click.Context, key_id: str | None, prune: bool) -> None:
 # --- delete -----------------------------------------------------------------------------
 
 
+async def _cells_left(client: ApiClient, targets: Sequence[tuple[Kind, tuple[str, ...]]]) -> int:
+    """The cells still stored under the realms, spaces and stacks being deleted."""
+    left = 0
+    for kind, key in targets:
+        if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
+            with contextlib.suppress(ApiRequestError):
+                left += len((await client.list(Kind.CELL, key)).items)
+    return left
+
+
 async def _wait_gone(
     client: ApiClient, targets: Sequence[tuple[Kind, tuple[str, ...]]], within: float
 ) -> list[str]:
@@ -683,8 +694,10 @@ async def _wait_gone(
                 break
             if status is not None:
                 names = ", ".join(f"{kind_slug(k)}/{key[-1]}" for k, key in remaining)
-                status.update(f"waiting for {names} to be deleted")
-            await asyncio.sleep(0.25)
+                cells = await _cells_left(client, remaining)
+                left = f" ({cells} cells left)" if cells else ""
+                status.update(f"waiting for {names} to be deleted{left}")
+            await asyncio.sleep(0.25 if status is None else 1.0)
     finally:
         if status is not None:
             status.stop()

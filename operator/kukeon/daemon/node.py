@@ -35,6 +35,7 @@ from kukeon.api import (
     NodeStatus,
     ObjectMeta,
 )
+from kukeon.controllers.cascade import CascadeDeleter, register_cascade
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
 from kukeon.framework import LeaseSession, Operator, SupervisedTask, Supervisor
 from kukeon.framework.waits import wait_event
@@ -393,6 +394,7 @@ async def start_fleet(
         interval=config.scheduler_interval,
     )
     register_scheduler(op, scheduler)
+    register_cascade(op, CascadeDeleter(registry=registry))
     agent = NodeAgent(registry=registry, config=config, containerd=containerd, supervisor=op.tasks)
     await agent.start()
     return Fleet(agent=agent, scheduler=scheduler)

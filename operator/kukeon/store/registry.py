@@ -885,6 +885,22 @@ class Registry:
             )
         return children
 
+    async def _has_children(self, kind: Kind, key: Sequence[str]) -> bool:
+        """Whether any direct child exists: one key read per child kind, never the list (a
+        release after each of 5,000 removals must not read 5,000 keys each time)."""
+        for _, prefix in self._layout.children_prefixes(kind, key):
+            raw = prefix.encode()
+
+            async def attempt(raw: bytes = raw) -> Any:
+                return await self._range(raw, range_end(raw), keys_only=True, limit=1)
+
+            response = await self._retrier.run(
+                attempt, what=f"look for children of {_label(kind, key)}", repeatable=True
+            )
+            if response.kvs:
+                return True
+        return False
+
     def _no_children_compares(self, kind: Kind, key: Sequence[str]) -> _Compares:
         compares: _Compares = []
         for _, prefix in self._layout.children_prefixes(kind, key):
@@ -893,7 +909,12 @@ class Registry:
         return compares
 
     async def delete(
-        self, kind: Kind, key: tuple[str, ...], *, cascade: bool = False
+        self,
+        kind: Kind,
+        key: tuple[str, ...],
+        *,
+        cascade: bool = False,
+        background: bool = False,
     ) -> AnyResource | None:
         """Mark the object deleted; it goes when its finalizers are empty (then None).
 
@@ -901,6 +922,10 @@ class Registry:
         object first (no new child can be created under it), deletes the children depth
         first, and releases ``kukeon.io/children`` once none remain. Children still held by
         their own finalizers keep the parent pending; the last one to go releases it.
+
+        ``background`` (with ``cascade``) only marks the object and returns: kukeond's
+        cascade (:meth:`continue_cascade`, run by its leader) deletes the children, however
+        many, and survives restarts, since the mark is all it needs to know.
         """
         label = _label(kind, key)
         raw_key = self._layout.key(kind, key).encode()
@@ -928,6 +953,8 @@ class Registry:
 
         if await self._cas_loop(kind, key, "mark for deletion", mark) is None:
             return None
+        if background:
+            return await self._release_children(kind, key)  # gone now if nothing holds it
         children = await self._children(kind, key)
         for start in range(0, len(children), _CASCADE_BATCH):
             # Siblings go in parallel; each subtree is finished before its parent is released.
@@ -938,6 +965,31 @@ class Registry:
                 )
             )
         return await self._release_children(kind, key)
+
+    async def continue_cascade(self, kind: Kind, key: tuple[str, ...]) -> int:
+        """One step of a server-side cascade under a parent marked for deletion: each
+        direct child not marked yet is deleted (a realm's spaces and a space's stacks are
+        marked in the background in turn, cells are deleted as by a user), and the parent
+        is released once none remain. Returns how many children were there.
+        """
+        left = 0
+        for child_kind, _prefix in self._layout.children_prefixes(kind, key):
+            listed = await self.list(child_kind, tuple(key))
+            left += len(listed.items)
+            pending = [c for c in listed.items if c.metadata.deletion_timestamp is None]
+            for start in range(0, len(pending), _CASCADE_BATCH):
+                await asyncio.gather(
+                    *(
+                        self._cascade_child(child_kind, key_of(child))
+                        for child in pending[start : start + _CASCADE_BATCH]
+                    )
+                )
+        await self._release_children(kind, key)
+        return left
+
+    async def _cascade_child(self, kind: Kind, key: tuple[str, ...]) -> None:
+        with contextlib.suppress(NotFound):
+            await self.delete(kind, key, cascade=kind != Kind.CELL, background=True)
 
     async def _remove_invalid(
         self, kind: Kind, key: tuple[str, ...], stored: _Stored, *, cascade: bool
@@ -1002,7 +1054,9 @@ class Registry:
         no_children = self._no_children_compares(kind, key)
 
         for _ in range(_MAX_CAS_ROUNDS):
-            children = await self._children(kind, key)
+            children = (
+                await self._children(kind, key) if await self._has_children(kind, key) else []
+            )
             if children:
                 raw_key = self._layout.key(kind, key).encode()
                 stored = await self._read_one(raw_key, label)
@@ -1068,7 +1122,7 @@ class Registry:
         """Drop ``kukeon.io/children`` from a deleting parent whose children are all gone."""
         no_children = self._no_children_compares(kind, key)
         for _ in range(_MAX_CAS_ROUNDS):
-            if await self._children(kind, key):
+            if await self._has_children(kind, key):
                 raw_key = self._layout.key(kind, key).encode()
                 stored = await self._read_one(raw_key, "read")
                 if stored is None:

@@ -72,7 +72,12 @@ class FakeRegistry:
         return res
 
     async def delete(
-        self, kind: Kind, key: tuple[str, ...], *, cascade: bool = False
+        self,
+        kind: Kind,
+        key: tuple[str, ...],
+        *,
+        cascade: bool = False,
+        background: bool = False,
     ) -> AnyResource | None:
         await self._step("delete", kind, key, cascade)
         return None

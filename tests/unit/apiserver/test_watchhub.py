@@ -71,7 +71,12 @@ class FeedRegistry:
         raise NotImplementedError
 
     async def delete(
-        self, kind: Kind, key: tuple[str, ...], *, cascade: bool = False
+        self,
+        kind: Kind,
+        key: tuple[str, ...],
+        *,
+        cascade: bool = False,
+        background: bool = False,
     ) -> AnyResource | None:
         raise NotImplementedError
 

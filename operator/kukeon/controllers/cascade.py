@@ -1,0 +1,101 @@
+"""Server-side cascading deletion: the children of a realm, space or stack marked for deletion.
+
+``DELETE`` with a propagation policy (or ``cascade=true``) only marks the object
+(``deletionTimestamp``, ``kukeon.io/children`` kept): the request returns at once, whatever
+the number of children, as Kubernetes' garbage collector does the rest behind a deletion.
+This loop, run by the leader of the ``cascade`` election (one kukeond of the fleet), finds
+the marked parents and deletes their direct children: a space or stack is marked in turn,
+a cell is deleted as a user would (its node's cell controller tears it down and releases
+it); the parent goes when its last child has (``Registry.continue_cascade``). Nothing is
+kept in memory: after a restart, or on another leader, the marks say what is left to do.
+
+Children go before their parent (Kubernetes' foreground order) for both policies: a cell's
+teardown needs its realm (the containerd namespace) and its space (the network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+from kukeon.api import Kind, key_of
+from kukeon.framework import Operator, OperatorContext, Supervisor
+from kukeon.framework.waits import wait_event
+from kukeon.store import Registry, StoreError
+
+log = logging.getLogger(__name__)
+
+CASCADE = "cascade"
+PARENT_KINDS = (Kind.REALM, Kind.SPACE, Kind.STACK)
+
+
+class CascadeDeleter:
+    """Deletes the children of marked parents, a pass at every wake-up or ``interval``."""
+
+    def __init__(self, *, registry: Registry, interval: float = 2.0) -> None:
+        self.registry = registry
+        self.interval = interval
+        self.tasks: Supervisor | None = None
+        """The operator's, so the watches are supervised (and counted) like every loop."""
+        self._wake = asyncio.Event()
+        self.passes = 0
+
+    async def lead(self) -> None:
+        tasks = self.tasks if self.tasks is not None else Supervisor()
+        watchers = [
+            tasks.start(f"kukeon-cascade-watch {kind.value}", functools.partial(self._watch, kind))
+            for kind in PARENT_KINDS
+        ]
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.run_pass()
+                except StoreError as error:
+                    log.warning("cascade pass failed (%s); trying again", error)
+                await wait_event(self._wake, self.interval)
+        finally:
+            await tasks.stop(watchers)
+
+    async def run_pass(self) -> int:
+        """One step under every marked parent; returns how many children were left."""
+        self.passes += 1
+        left = 0
+        for kind in PARENT_KINDS:
+            for parent in (await self.registry.list(kind)).items:
+                if parent.metadata.deletion_timestamp is None:
+                    continue
+                key = key_of(parent)
+                remaining = await self.registry.continue_cascade(kind, key)
+                if remaining:
+                    log.info(
+                        "deleting %s %s: %d children left", kind.value, "/".join(key), remaining
+                    )
+                left += remaining
+        return left
+
+    async def _watch(self, kind: Kind) -> None:
+        """Wake the loop when a parent is marked or its children change."""
+        while True:
+            try:
+                revision = await self.registry.current_revision()
+                async for event in self.registry.watch(kind, resource_version=revision):
+                    if event.object.metadata.deletion_timestamp is not None:
+                        self._wake.set()
+            except StoreError as error:
+                log.info("cascade watch of %s interrupted (%r); restarting", kind.value, error)
+                await asyncio.sleep(self.interval)
+
+
+def register_cascade(op: Operator, deleter: CascadeDeleter) -> None:
+    """Put ``deleter.lead`` on ``op`` as the ``cascade`` singleton (leader only)."""
+
+    deleter.tasks = op.tasks
+
+    @op.singleton(CASCADE)
+    async def lead(_ctx: OperatorContext) -> None:
+        await deleter.lead()
+
+
+__all__ = ["CASCADE", "CascadeDeleter", "register_cascade"]
