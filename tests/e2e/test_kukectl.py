@@ -235,9 +235,10 @@ metadata: {name: s}
     assert "fine" not in listed.output  # nothing was written, not even the valid document
 
 
-def test_server_failure_does_not_stop_other_documents(kukectl: Any, server: ThreadedApi) -> None:
+def test_a_refused_document_stops_the_whole_create(kukectl: Any, server: ThreadedApi) -> None:
     assert kukectl("apply", "-f", "-", input=REALM_R).exit_code == 0
-    # a cell that exists is created again with create -f: that document fails, the other works
+    # create -f of a realm that exists: the server's dry run refuses it, so nothing is
+    # written, not even the other document (every document is checked before any write)
     manifests = """\
 apiVersion: v1beta1
 kind: Realm
@@ -249,8 +250,10 @@ metadata: {name: r2}
 """
     result = kukectl("create", "-f", "-", input=manifests)
     assert result.exit_code == 1
-    assert "realm/r2 created" in result.output
+    assert "realm/r2 created" not in result.output
     assert re.search(r"error: realm/r: .*already exists", result.output)
+    assert "nothing was written" in result.output
+    assert "r2" not in kukectl("get", "realms").output
 
 
 def test_dry_run_server_writes_nothing(kukectl: Any, tmp_path: Path) -> None:
