@@ -104,7 +104,7 @@ async def test_corrupt_file_is_reported(tmp_path: Path) -> None:
 
 async def test_a_new_subnet_avoids_what_the_host_routes(tmp_path: Path) -> None:
     routed = [IPv4Network("10.88.0.0/23"), IPv4Network("10.88.3.7/32")]
-    store = JsonFileSubnetStore(path=tmp_path / "s.json", in_use=lambda: routed)
+    store = JsonFileSubnetStore(path=tmp_path / "s.json", in_use=lambda _key: routed)
     assert await store.assign("r/a", pool=POOL, prefix=24) == IPv4Network("10.88.2.0/24")
     assert await store.assign("r/b", pool=POOL, prefix=24) == IPv4Network("10.88.4.0/24")
     # A space keeps its subnet though its own bridge now routes it.

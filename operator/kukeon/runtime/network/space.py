@@ -54,6 +54,7 @@ from kukeon.runtime.network.subnets import (
     DEFAULT_PREFIX,
     JsonFileSubnetStore,
     SubnetStore,
+    host_networks,
     space_key,
 )
 
@@ -197,10 +198,18 @@ class SpaceNetworks:
         egress: NftEgress | None = None,
     ) -> None:
         self.settings = settings
-        self.subnets: SubnetStore = subnets or JsonFileSubnetStore(path=settings.subnets_file)
+        self.subnets: SubnetStore = subnets or JsonFileSubnetStore(
+            path=settings.subnets_file, in_use=self._in_use
+        )
         self.cni = cni or CniRuntime(plugin_dirs=settings.cni_plugin_dirs)
         self.netns = netns or NetnsManager(directory=settings.netns_dir)
         self.egress = egress or NftEgress(table=settings.nft_table)
+
+    def _in_use(self, key: str) -> list[IPv4Network]:
+        """What a new subnet of the space ``key`` must avoid: the host's networks, except its
+        own bridge's (nodes of a test fleet share one host and so one bridge per space)."""
+        realm, _, space = key.partition("/")
+        return host_networks(except_link=bridge_name(realm, space, self.settings.instance))
 
     def conflist_for(self, *, bridge: str, subnet: IPv4Network) -> NetworkConfigList:
         return render_space_conflist(

@@ -76,22 +76,28 @@ class SubnetStoreCorruptError(NetworkError):
     """The subnet file exists but is not what this module writes."""
 
 
-def host_networks() -> list[IPv4Network]:
+def host_networks(*, except_link: str | None = None) -> list[IPv4Network]:
     """The IPv4 networks this host already uses: its routes (all tables) and the networks of
     its interfaces' addresses. A new space's subnet must overlap none of them, or its cells
     would shadow (or be shadowed by) a LAN, a VPN, another container runtime's bridge or
     another kukeon's spaces. Routes broader than a /8 (the default route, a catch-all VPN)
-    say where traffic goes, not which addresses are taken, and are left out.
+    say where traffic goes, not which addresses are taken, and are left out, and so is what
+    is on ``except_link`` (the space's own bridge, which nodes sharing one host share).
     """
     found: set[IPv4Network] = set()
     with IPRoute() as ipr:
+        skipped = set(ipr.link_lookup(ifname=except_link)) if except_link else set()
         for route in ipr.get_routes(family=socket.AF_INET):
             destination = route.get_attr("RTA_DST")
             length = int(route["dst_len"])
+            if route.get_attr("RTA_OIF") in skipped:
+                continue
             if destination and length >= _HOST_ROUTE_MIN_PREFIX:
                 found.add(IPv4Network(f"{destination}/{length}", strict=False))
         for address in ipr.get_addr(family=socket.AF_INET):
             local = address.get_attr("IFA_ADDRESS")
+            if address["index"] in skipped:
+                continue
             if local and not local.startswith("127."):
                 found.add(IPv4Network(f"{local}/{address['prefixlen']}", strict=False))
     return sorted(found, key=lambda net: (net.network_address, net.prefixlen))
@@ -104,11 +110,14 @@ class JsonFileSubnetStore:
     """A :class:`SubnetStore` kept in one JSON file (``{"version": 1, "subnets": {...}}``).
 
     A new subnet also avoids what the host already routes or has addresses in
-    (``in_use``, by default :func:`host_networks`).
+    (``in_use(key)``, by default :func:`host_networks`).
     """
 
     def __init__(
-        self, *, path: Path, in_use: Callable[[], Iterable[IPv4Network]] | None = host_networks
+        self,
+        *,
+        path: Path,
+        in_use: Callable[[str], Iterable[IPv4Network]] | None = lambda _key: host_networks(),
     ) -> None:
         self.path = path
         self.in_use = in_use
@@ -133,7 +142,7 @@ class JsonFileSubnetStore:
             if existing is not None:
                 # A pool change in the configuration never moves an existing space.
                 return existing
-            taken = [*current.values(), *(self.in_use() if self.in_use is not None else ())]
+            taken = [*current.values(), *(self.in_use(key) if self.in_use is not None else ())]
             subnet = allocate_subnet(pool, prefix, taken)
             current[key] = subnet
             self._write(current)
