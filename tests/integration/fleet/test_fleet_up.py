@@ -197,14 +197,25 @@ def etcd_keys(fleet_dir: Path, member: str, prefix: str) -> list[str]:
 
 
 def host_containers(fleet_dir: Path, node: str) -> set[str]:
+    """The containers of realm `default` in the node's containerd: its namespace is
+    `default.kukeon.io`, with the installation's tag in the middle (`default.<tag>.kukeon.io`)
+    since the fleet's state directories are not /var/lib/kukeon."""
     socket = fleet_dir / node / "containerd" / "containerd.sock"
-    listed = subprocess.run(
-        ["ctr", "--address", str(socket), "-n", "default.kukeon.io", "containers", "ls", "-q"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return set(listed.stdout.split())
+
+    def ctr(*args: str) -> list[str]:
+        listed = subprocess.run(
+            ["ctr", "--address", str(socket), *args], capture_output=True, text=True, check=True
+        )
+        return listed.stdout.split()
+
+    namespaces = [
+        name
+        for name in ctr("namespaces", "ls", "-q")
+        if name.startswith("default.") and name.endswith(".kukeon.io")
+    ]
+    return {
+        cid for namespace in namespaces for cid in ctr("-n", namespace, "containers", "ls", "-q")
+    }
 
 
 async def test_kill_9_a_host_then_it_returns_clean(
