@@ -231,6 +231,28 @@ def _realm_of(res: AnyResource) -> str:
     return key[0]
 
 
+def _check_finalizers(target: Target, res: AnyResource, current: AnyResource | None) -> None:
+    """A client may remove a finalizer (to free an object whose owner is gone for good), never
+    add one: each is a promise that a kukeond will release it, and one nobody keeps would
+    hold a deletion (and `kukectl delete --wait`) for ever. kukeond sets its own through the
+    registry, not through this API."""
+    kept = set(current.metadata.finalizers) if current is not None else set()
+    added = sorted(set(res.metadata.finalizers) - kept)
+    if added:
+        why = (
+            f"cannot add {', '.join(quote(name) for name in added)}: only kukeond adds "
+            "finalizers (and releases them); a client may only remove one"
+        )
+        raise ApiError(
+            422,
+            f"{target.label()}: metadata.finalizers: {why}",
+            reason="Invalid",
+            kind=target.kind.value,
+            name=target.name,
+            causes=[Cause("metadata.finalizers", why)],
+        )
+
+
 class ResourceHandlers:
     """aiohttp handlers for every kind, bound to one registry."""
 
@@ -332,6 +354,7 @@ class ResourceHandlers:
         """
         if target.subresource is not None:
             return  # status: only admins (the controllers) write it
+        _check_finalizers(target, res, current)
         await self._store(target, self._admission.admit(principal_of(request), res, current))
 
     async def _store(self, target: Target, call: Any) -> Any:

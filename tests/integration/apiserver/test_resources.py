@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -348,3 +349,30 @@ async def test_every_verb_at_every_level(
             break
     else:
         pytest.fail(f"{level} was not deleted")
+
+
+async def test_clients_cannot_add_finalizers(http: aiohttp.ClientSession) -> None:
+    doc = realm_doc("fin")
+    doc["metadata"]["finalizers"] = ["example.com/never-released"]
+    refused = await _status(await http.post(f"{V}/realms", json=doc), 422)
+    assert "metadata.finalizers" in refused["message"]
+    assert refused["details"]["causes"][0]["field"] == "metadata.finalizers"
+    await _status(await http.get(f"{V}/realms/fin"), 404)
+
+    await _ok(await http.post(f"{V}/realms", json=realm_doc("fin")), 201)
+    before = await _ok(await http.get(f"{V}/realms/fin"))
+    patch = {"metadata": {"finalizers": [*before["metadata"]["finalizers"], "example.com/x"]}}
+    refused = await _status(
+        await http.patch(
+            f"{V}/realms/fin",
+            data=json.dumps(patch),
+            headers={"Content-Type": "application/merge-patch+json"},
+        ),
+        422,
+    )
+    assert "example.com/x" in refused["message"]
+    after = await _ok(await http.get(f"{V}/realms/fin"))
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    # A deletion is never held by a client's promise.
+    gone = await http.delete(f"{V}/realms/fin")
+    assert gone.status == 200
