@@ -26,12 +26,12 @@ import asyncio
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kukeon.api import ContainerSpec, Kind, Secret, SecretKeyRef, lookup_scopes
+from kukeon.fileio import write_atomically
 from kukeon.runtime.containerd.ttyinit import CREATE_MARKER
 from kukeon.runtime.hostfiles import PRIVATE_DIR_MODE, make_dirs, write_private_text
 from kukeon.store import InvalidStoredDocument, NotFound, Registry
@@ -170,17 +170,7 @@ def _write_if_changed(path: Path, value: bytes) -> None:
             return
     except FileNotFoundError:
         pass
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(descriptor, 0o400)
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(value)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, value, mode=0o400)
 
 
 def _stage(

@@ -32,6 +32,8 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from kukeon.fileio import write_atomically
+
 log = logging.getLogger(__name__)
 
 DIR_MODE = 0o750
@@ -88,16 +90,7 @@ def create_log_file(path: Path) -> None:
 def write_private_text(path: Path, text: str, *, mode: int = PRIVATE_FILE_MODE) -> None:
     """Write ``text`` to ``path`` through a temporary file renamed over it, with ``mode``."""
     make_dirs(path.parent)
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(
-        temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode
-    )
-    try:
-        os.fchmod(descriptor, mode)
-        os.write(descriptor, text.encode())
-    finally:
-        os.close(descriptor)
-    os.replace(temporary, path)
+    write_atomically(path, text, mode=mode)
 
 
 def narrow(path: Path, *, bits: int = NARROWED_BITS) -> bool:

@@ -27,7 +27,6 @@ import copy
 import json
 import os
 import secrets
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kukeon.api import REDACTED_PASSWORD, key_status
+from kukeon.fileio import write_atomically
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -113,17 +113,7 @@ def parse_key_file(text: str, *, source: str) -> KeySet:
 def write_key_file(path: Path, key_set: KeySet) -> None:
     """Replace ``path`` atomically with ``key_set`` (mode 0600, directory created 0700)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w") as stream:
-            stream.write(key_set.to_yaml())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, key_set.to_yaml(), mode=0o600)
 
 
 def _b64(data: bytes) -> str:

@@ -21,7 +21,6 @@ for shell scripts.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import ipaddress
 import os
@@ -36,6 +35,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kukeon.fileio import write_atomically
 
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
 """The names the embedded etcd is dialed by (it listens on 127.0.0.1 only)."""
@@ -128,29 +129,6 @@ def _subject_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
     return names
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)  # the umask may have narrowed O_CREAT's mode; never widened
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def _save(
     key: ec.EllipticCurvePrivateKey, cert: x509.Certificate, key_file: Path, cert_file: Path
 ) -> None:
@@ -161,8 +139,8 @@ def _save(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_atomically(key_file, key_pem, _KEY_MODE)
-    _write_atomically(cert_file, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    write_atomically(key_file, key_pem, mode=_KEY_MODE)
+    write_atomically(cert_file, cert.public_bytes(serialization.Encoding.PEM), mode=_CERT_MODE)
 
 
 def _load(

@@ -7,11 +7,10 @@ half written, hence write-to-temp-then-rename. Files bind-mounted into running c
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
+from kukeon import fileio
 from kukeon.runtime.hostfiles import DIR_MODE, make_dirs
 
 
@@ -23,18 +22,7 @@ def write_atomically(
     Missing directories are created with ``directory_mode``.
     """
     make_dirs(path.parent, directory_mode)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    fileio.write_atomically(path, data, mode=mode)
 
 
 def write_keeping_inode(path: Path, data: str, *, mode: int = 0o644) -> None:

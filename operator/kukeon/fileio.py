@@ -1,0 +1,41 @@
+"""Replacing a file so that a reader (or a crash) sees the old content or the new, never a mix.
+
+One helper for every layer that writes state files (the store's certificates and key file,
+the runtime's conflists, records and staged secrets): it imports nothing of kukeon, so the
+store and the runtime may both use it without depending on each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomically(path: Path, data: bytes | str, *, mode: int) -> None:
+    """Write ``data`` to a temporary file beside ``path`` (given ``mode`` before any byte, so a
+    secret is never readable by others, even for a moment), flush it to disk, rename it over
+    ``path`` and flush the directory. The parent directory must exist; on any failure the
+    temporary file is removed and ``path`` is untouched.
+    """
+    payload = data.encode() if isinstance(data, str) else data
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        os.fchmod(descriptor, mode)  # exact whatever the umask
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
