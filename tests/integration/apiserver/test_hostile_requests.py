@@ -346,7 +346,7 @@ async def test_random_mutations_of_a_cell_never_get_a_5xx(
                 _status(payload, response.status)
 
     @settings(
-        max_examples=500,
+        max_examples=2000,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
