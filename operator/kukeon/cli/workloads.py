@@ -392,12 +392,53 @@ def exec_command(
         params.append(("stdin", "true"))
     if tty:
         params.append(("tty", "true"))
+        if sys.stdout.isatty():  # the process starts with the terminal's size
+            size = os.get_terminal_size()
+            params += [("width", str(size.columns)), ("height", str(size.lines))]
 
     async def work(client: ApiClient) -> int:
         return await _exec_session(client, path, params, interactive=interactive, tty=tty)
 
     code = run(ctx, work)
     raise click.exceptions.Exit(code)
+
+
+async def _forward_stdin(socket: aiohttp.ClientWebSocketResponse) -> None:
+    """Copy stdin to the exec's stdin channel, then an empty frame for EOF.
+
+    Read when the event loop says stdin is readable, never in a blocking thread: a thread
+    stuck in ``read`` would keep kukectl alive after the process has exited (asyncio waits
+    for its executor at exit). A regular file, which epoll refuses, is read directly: it
+    never blocks.
+    """
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+        chunks.put_nowait(data)
+
+    try:
+        loop.add_reader(fd, readable)
+    except (PermissionError, OSError):
+        while data := os.read(fd, 65536):
+            await socket.send_bytes(b"\x00" + data)
+        await socket.send_bytes(b"\x00")
+        return
+    try:
+        while data := await chunks.get():
+            await socket.send_bytes(b"\x00" + data)
+        await socket.send_bytes(b"\x00")
+    finally:
+        loop.remove_reader(fd)
 
 
 async def _exec_session(
@@ -408,7 +449,6 @@ async def _exec_session(
     interactive: bool,
     tty: bool,
 ) -> int:
-    loop = asyncio.get_running_loop()
     restore: Any = None
     if tty and sys.stdin.isatty():
         import termios
@@ -430,16 +470,7 @@ async def _exec_session(
                 )
             pump: asyncio.Future[None] | None = None
             if interactive:
-
-                def read_stdin() -> bytes:
-                    return os.read(sys.stdin.fileno(), 65536)
-
-                async def forward_stdin() -> None:
-                    while data := await loop.run_in_executor(None, read_stdin):
-                        await socket.send_bytes(b"\x00" + data)
-                    await socket.send_bytes(b"\x00")
-
-                pump = asyncio.ensure_future(forward_stdin())
+                pump = asyncio.ensure_future(_forward_stdin(socket))
             code = 1
             try:
                 async for message in socket:

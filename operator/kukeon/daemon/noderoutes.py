@@ -132,6 +132,20 @@ class LogQuery:
         )
 
 
+def _console_size(query: Mapping[str, str]) -> dict[str, int] | None:
+    """``width``/``height`` of an exec's terminal (both or neither, 1..10000), or None."""
+    width, height = query.get("width"), query.get("height")
+    if width is None and height is None:
+        return None
+    try:
+        size = {"width": int(width or ""), "height": int(height or "")}
+    except ValueError:
+        raise ApiError(400, "width and height: whole numbers, both or neither") from None
+    if not all(1 <= value <= 10_000 for value in size.values()):
+        raise ApiError(400, "width and height: between 1 and 10000")
+    return size
+
+
 def _flag(query: Mapping[str, str], name: str) -> bool:
     text = query.get(name, "false").lower()
     if text in {"1", "true", "yes"}:
@@ -207,15 +221,19 @@ async def _pump(
             if message.type != WSMsgType.BINARY or not message.data:
                 continue
             channel, payload = message.data[:1], message.data[1:]
+            # Input or a resize racing the process's exit is not an error: the exit code
+            # is the answer the client waits for.
             if channel == b"\x00" and fifos.stdin_fd is not None:
                 if payload:
-                    await asyncio.to_thread(_write_all, fifos.stdin_fd, payload)
+                    with contextlib.suppress(OSError):
+                        await asyncio.to_thread(_write_all, fifos.stdin_fd, payload)
                 else:
                     os.close(fifos.stdin_fd)
                     fifos.stdin_fd = None
-                    await close_stdin()  # EOF for the process
+                    with contextlib.suppress(ContainerdError):
+                        await close_stdin()  # EOF for the process
             elif channel == b"\x04":
-                with contextlib.suppress(ValueError, KeyError, TypeError):
+                with contextlib.suppress(ValueError, KeyError, TypeError, ContainerdError):
                     size = json.loads(payload)
                     await resize(int(size["width"]), int(size["height"]))
 
@@ -406,6 +424,8 @@ class NodeRoutes:
         process = dict(spec.get("process", {}))
         process.update(args=list(command), terminal=tty)
         process.pop("consoleSize", None)
+        if tty and (size := _console_size(request.query)) is not None:
+            process["consoleSize"] = size  # the terminal's size before the first byte
         exec_id = f"exec-{secrets.token_hex(6)}"
         fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
         await asyncio.to_thread(make_dirs, fifo_dir)
@@ -436,6 +456,8 @@ class NodeRoutes:
                 )
             except ContainerdError as error:
                 await socket.send_bytes(b"\x03" + json.dumps({"error": str(error)}).encode())
+            except (ConnectionResetError, ClientConnectionResetError):
+                pass  # the client left first (its terminal closed): the process is killed below
             finally:
                 if waiting is not None and not waiting.done():
                     with contextlib.suppress(ContainerdError):

@@ -1,0 +1,83 @@
+"""`kukectl exec` in a terminal (a pseudo-terminal) and piped, as docker and kubectl users
+run it: it returns as soon as the process exits, with its code, and the process starts with
+the terminal's size."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import time
+
+import pytest
+
+from kukeon.api import Kind
+from tests.e2e.test_kukectl_attach import KUKECTL, Terminal, set_window
+from tests.fixtures.kukeond import Kukeond
+from tests.integration.controllers.helpers import SLEEPER, cell_doc, cell_key
+
+pytestmark = pytest.mark.e2e
+
+
+async def _running_cell(k: Kukeond) -> list[str]:
+    await k.hierarchy()
+    await k.apply(
+        cell_doc(k, "box", [{"id": "c", "image": k.image.name, "command": "sh", "args": SLEEPER}])
+    )
+    await k.wait_for(Kind.CELL, cell_key(k, "box"), state="Ready")
+    return ["exec", "box", "--realm", k.realm, "--space", "s1", "--stack", "st1"]
+
+
+async def test_exec_it_returns_the_shells_exit_code_at_once(kukeond: Kukeond) -> None:
+    k = kukeond
+    argv = [KUKECTL, *await _running_cell(k), "-it", "--", "sh"]
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    set_window(slave, 33, 101)
+    process = await asyncio.create_subprocess_exec(
+        "setsid", "--ctty", *argv, stdin=slave, stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    terminal = Terminal(master)
+    try:
+        await terminal.expect("# ")  # the shell is up (and reads the terminal)
+        if b"\x1b[6n" in terminal.seen:  # busybox asks where the cursor is: answer it
+            terminal.type(b"\x1b[1;1R")
+        terminal.type(b"stty size\n")
+        await terminal.expect("33 101")
+        terminal.type(b"exit 3\n")
+        started = time.monotonic()
+        code = await asyncio.wait_for(process.wait(), 10)
+        assert code == 3
+        assert time.monotonic() - started < 2.0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+
+
+async def test_exec_i_returns_when_the_process_exits_not_when_stdin_closes(
+    kukeond: Kukeond,
+) -> None:
+    k = kukeond
+    argv = [KUKECTL, *await _running_cell(k), "-i", "--", "sh"]
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
+    reader, writer = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdin=reader, stdout=asyncio.subprocess.PIPE, env=env
+    )
+    os.close(reader)
+    try:
+        os.write(writer, b"echo bye; exit 6\n")  # and stdin stays open
+        started = time.monotonic()
+        out, _ = await asyncio.wait_for(process.communicate(), 15)
+        assert process.returncode == 6
+        assert out == b"bye\n"
+        assert time.monotonic() - started < 5.0
+    finally:
+        os.close(writer)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
