@@ -118,6 +118,16 @@ async def test_apply_logs_exec_stop_start_delete(kukeond: Kukeond, tmp_path: Pat
     code, _, err = await kukectl(k, "exec", "ticker", "-c", "nope", *scope, "--", "true")
     assert code == 1
     assert "nope" in err, err
+    # a missing binary is 127, as with docker and kubectl; an unknown flag is a usage error
+    code, _, err = await kukectl(k, "exec", "ticker", *scope, "--", "/no/such/binary")
+    assert code == 127, err
+    code, _, err = await kukectl(k, "exec", "ticker", "--bogus", *scope, "--", "true")
+    assert code == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    # kill of a container the cell does not have is a not-found error
+    code, _, err = await kukectl(k, "kill", "ticker", "-c", "nosuch", *scope)
+    assert code == 1
+    assert "nosuch" in err, err
 
     code, out, err = await kukectl(k, "stop", "ticker", *scope)
     assert code == 0, err

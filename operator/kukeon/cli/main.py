@@ -998,14 +998,27 @@ def completion(shell: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point of ``kukectl``."""
+    """Console-script entry point of ``kukectl``: every failure is one ``error:`` line (Click's
+    usage errors included) and the documented exit code (1 server, 2 usage)."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="kukectl")
-    except KeyboardInterrupt:
+        code = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="kukectl",
+            standalone_mode=False,
+        )
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "kukectl"
+        _error_line(f"{exc.format_message()} (see '{where} --help')")
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        _error_line(exc.format_message())
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
         sys.exit(130)
     except Exception as exc:  # never a traceback
         _error_line(f"unexpected failure: {type(exc).__name__}: {exc}")
         sys.exit(EXIT_SERVER)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # The workload commands (run, logs, exec, start/stop/restart/kill, image) and the node

@@ -59,12 +59,18 @@ async def _wait_state(
 # --- run --------------------------------------------------------------------------------
 
 
-@cli.command("run", context_settings={"ignore_unknown_options": True})
+@cli.command("run")
 @click.argument("name")
 @click.option("--image", required=True, help="Image of the cell's single container.")
 @click.option("--rm", "auto_delete", is_flag=True, help="Delete the cell once it has exited.")
 @click.option("--wait", "wait_ready", is_flag=True, help="Show progress until the cell is Ready.")
-@click.option("--timeout", type=DURATION, default="120s", show_default=True)
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default="120s",
+    show_default=True,
+    help="With --wait: how long to wait for Ready (e.g. 90s, 5m).",
+)
 @click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option(
     "--restart",
@@ -179,7 +185,14 @@ def restart(ctx: click.Context, name: str, realm: str, space: str, stack: str) -
 
 @cli.command()
 @click.argument("name")
-@click.option("--signal", "-s", "signal_name", default="TERM", show_default=True)
+@click.option(
+    "--signal",
+    "-s",
+    "signal_name",
+    default="TERM",
+    show_default=True,
+    help="Signal name (TERM, SIGKILL, hup...) or number.",
+)
 @click.option("--container", "-c", help="Only this container.")
 @scope_options
 @click.pass_context
@@ -364,7 +377,7 @@ def image_ls(ctx: click.Context, realm: str, node: str | None) -> None:
 # --- exec --------------------------------------------------------------------------------
 
 
-@cli.command("exec", context_settings={"ignore_unknown_options": True})
+@cli.command("exec")
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--container", "-c", help="Container (default: the cell's root container).")

@@ -373,6 +373,8 @@ class NodeRoutes:
         _authorize(request, verb="update", realm=cell.spec.realm_id, subresource="kill")
         signum = _parse_signal(request.query.get("signal", "SIGTERM"))
         wanted = request.query.get("container")
+        if wanted is not None:
+            self._container_of(cell, request)  # a container the cell does not have: 404
         realm = await self._realm(cell.spec.realm_id)
         namespace = self.controllers.host.namespace_of(realm)
         tasks = self.controllers.host.containerd.tasks(namespace)
