@@ -9,6 +9,7 @@ that kukeond serves beside the resource API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -62,7 +63,13 @@ async def _wait_state(
 @cli.command("run")
 @click.argument("name")
 @click.option("--image", required=True, help="Image of the cell's single container.")
-@click.option("--rm", "auto_delete", is_flag=True, help="Delete the cell once it has exited.")
+@click.option(
+    "--rm",
+    "remove",
+    is_flag=True,
+    help="As docker run --rm: follow the output, exit with the container's code and delete "
+    "the cell once it has exited (or failed to start).",
+)
 @click.option("--wait", "wait_ready", is_flag=True, help="Show progress until the cell is Ready.")
 @click.option(
     "--timeout",
@@ -85,7 +92,7 @@ def run_command(
     ctx: click.Context,
     name: str,
     image: str,
-    auto_delete: bool,
+    remove: bool,
     wait_ready: bool,
     timeout: float,
     env: tuple[str, ...],
@@ -110,7 +117,6 @@ def run_command(
             "realmId": realm,
             "spaceId": space,
             "stackId": stack,
-            "autoDelete": auto_delete,
             "containers": [container],
         },
     }
@@ -119,21 +125,64 @@ def run_command(
     except ValueError as error:
         fail(str(error), EXIT_USAGE)
 
-    async def work(client: ApiClient) -> None:
-        await client.create(cell)
-        click.echo(f"cell/{name} created")
-        if wait_ready:
-            state = await _wait_state(
-                client,
-                _cell_key(realm, space, stack, name),
-                {"Ready", "Exited"},
-                within=timeout,
-                show=True,
-            )
-            if state == "Failed":
-                raise click.exceptions.Exit(EXIT_SERVER)
+    key = _cell_key(realm, space, stack, name)
 
-    run(ctx, work)
+    async def work(client: ApiClient) -> int:
+        await client.create(cell)
+        click.echo(f"cell/{name} created", err=remove)
+        if remove:
+            return await _run_to_exit(client, key, within=timeout)
+        if wait_ready:
+            state = await _wait_state(client, key, {"Ready", "Exited"}, within=timeout, show=True)
+            if state == "Failed":
+                return EXIT_SERVER
+        return 0
+
+    raise click.exceptions.Exit(run(ctx, work))
+
+
+async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float) -> int:
+    """Follow the cell's output until its container has exited, delete the cell, and return
+    the container's exit code (1 when it never ran, with the reason on stderr)."""
+    path = object_path(Kind.CELL, key, "log")
+    try:
+        state = await _wait_state(
+            client, key, {"Ready", "Exited", "Error"}, within=within, show=False
+        )
+        if state == "Failed":
+            cell = await client.get(Kind.CELL, key)
+            why = f"{cell.status.reason}: {cell.status.message}"
+            click.echo(f"error: cell/{key[-1]} failed: {why}", err=True)
+            return 127 if cell.status.reason == "CommandNotFound" else EXIT_SERVER
+
+        async def follow() -> None:
+            async for chunk in client.stream("GET", path, params={"follow": "true"}):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+
+        streaming = asyncio.ensure_future(follow())
+        try:
+            code = await _exit_code(client, key)
+            await asyncio.sleep(0.6)  # the last lines: the log route reads every 0.2 s
+        finally:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await streaming
+        return code
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(client.delete(Kind.CELL, key))
+
+
+async def _exit_code(client: ApiClient, key: tuple[str, ...]) -> int:
+    """Wait until the cell's container has exited with no restart to come; its exit code."""
+    while True:
+        cell = await client.get(Kind.CELL, key)
+        containers = getattr(cell.status, "containers", None) or []
+        state = str(cell.status.state)
+        if containers and containers[0].exit_code is not None and state in {"Exited", "Error"}:
+            return int(containers[0].exit_code)
+        await asyncio.sleep(0.25)
 
 
 # --- start / stop / restart / kill -------------------------------------------------------
