@@ -123,7 +123,8 @@ async def test_apply_logs_exec_stop_start_delete(kukeond: Kukeond, tmp_path: Pat
     assert code == 127, err
     code, _, err = await kukectl(k, "exec", "ticker", "--bogus", *scope, "--", "true")
     assert code == 2
-    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: "), err
+    assert len(err.strip().splitlines()) == 1, err
     # kill of a container the cell does not have is a not-found error
     code, _, err = await kukectl(k, "kill", "ticker", "-c", "nosuch", *scope)
     assert code == 1
