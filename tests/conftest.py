@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.etcd",
     "tests.fixtures.containerd",
     "tests.fixtures.kukeond",
+    "tests.fixtures.soak",
 ]

@@ -26,6 +26,7 @@ from kukeon.runtime.network import cell_network_id
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukeond import Kukeond, kukeond_config, sweep_host
+from tests.fixtures.soak import SOAK_SECONDS, BackgroundSoak
 
 from .helpers import cell_doc, cell_key, container, container_ids
 
@@ -122,3 +123,16 @@ async def test_side_by_side_without_touching_each_other(kukeond: Kukeond, second
         for k in (first, second):
             await _check(k, netns_of(k))
         await asyncio.sleep(0.5)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(SOAK_SECONDS + 900)
+def test_ten_minutes_side_by_side(side_by_side_soak: BackgroundSoak) -> None:
+    """The same promise over ten minutes with separate etcds, the host's default netns and
+    CNI directories, cells of the same names created and deleted in both planes, and the
+    rest of the suite running beside it (see tests/soak/side_by_side.py)."""
+    verdict = side_by_side_soak.verdict(grace=600)
+    assert verdict["ok"], f"{verdict['failure']}\n{side_by_side_soak.log_tail()}"
+    assert verdict["soakSeconds"] >= 600, f"a shortened soak ({verdict['soakSeconds']} s)"
+    assert verdict["collections"] >= 120  # both planes, every round
+    assert verdict["jobs"] >= 20
