@@ -17,7 +17,7 @@ from .helpers import cell_doc, container
 
 pytestmark = pytest.mark.integration
 
-CELLS = 2000
+CELLS = 5000
 GHOST = "no-such-node"
 """Cells pinned to a node that never runs them: etcd work only, no containers."""
 
@@ -37,7 +37,7 @@ async def _stored_under_realm(k: Kukeond) -> int:
     return len(await k.registry.client.get_prefix(prefix, keys_only=True))
 
 
-async def test_a_realm_of_2000_cells_goes_across_a_restart(kukeond: Kukeond) -> None:
+async def test_a_realm_of_5000_cells_goes_across_a_restart(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
     await _create_cells(k)

@@ -22,7 +22,7 @@ from tests.integration.apiserver.test_hostile_requests import _PATHS, _VALUES, _
 pytestmark = pytest.mark.integration
 
 API = "http://kukeond/apis/kukeon.io/v1beta1"
-EXAMPLES = 300
+EXAMPLES = 2000
 
 
 async def test_accepted_mutants_never_crash_a_controller(
