@@ -206,3 +206,24 @@ def test_etcd_killed_alone_comes_back_and_the_log_stays_quiet(node: Node) -> Non
     node.process.wait(timeout=30)
     assert time.monotonic() - started < 25
     _wait_dead(second, within=5.0)
+
+
+def test_sigterm_stops_kukeond_in_time_while_its_etcd_hangs(node: Node) -> None:
+    """A frozen etcd (SIGSTOP: alive, answering nothing) is the worst case for a shutdown
+    whose steps talk to etcd; kukeond still ends within systemd's TimeoutStopSec (30 s)."""
+    node.start()
+    node.wait_ready(within=60)
+    etcd = node.etcd_pid()
+    os.kill(etcd, signal.SIGSTOP)
+    try:
+        time.sleep(2)  # watches and the heartbeat are now waiting on it
+        assert node.process is not None
+        started = time.monotonic()
+        node.process.send_signal(signal.SIGTERM)
+        node.process.wait(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(etcd, signal.SIGCONT)
+    assert took < 25, f"SIGTERM took {took:.1f}s: {node.log_tail()}"
+    _wait_dead(etcd, within=10.0)

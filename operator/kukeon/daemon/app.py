@@ -51,6 +51,10 @@ log = logging.getLogger("kukeon.daemon")
 
 Stopper = Callable[[], Awaitable[Any]]
 STOP_STEP_SECONDS = 20.0
+STOP_BUDGET_SECONDS = 25.0
+"""The whole stop, within systemd's TimeoutStopSec (30 s in hack/kukeond.service)."""
+STOP_LAST_CHANCE_SECONDS = 1.0
+"""What each step left once the budget is spent still gets (the etcd child must go)."""
 
 
 def etcd_config(
@@ -224,16 +228,22 @@ class Daemon:
     async def stop(self) -> None:
         """Undo `start` in reverse; every step runs even if an earlier one fails or hangs.
 
-        Each step gets at most ``STOP_STEP_SECONDS``: a daemon that never exits is worse
-        than one that leaves a step undone, since everything kukeond holds is rebuilt from
-        etcd and the host at the next start (as after a kill -9).
+        Each step gets at most ``STOP_STEP_SECONDS`` and all of them ``STOP_BUDGET_SECONDS``
+        (a step after the budget is spent still gets ``STOP_LAST_CHANCE_SECONDS``): a daemon
+        that never exits is worse than one that leaves a step undone, since everything
+        kukeond holds is rebuilt from etcd and the host at the next start (as after a kill -9).
         """
+        loop = asyncio.get_running_loop()
+        budget_ends = loop.time() + STOP_BUDGET_SECONDS
         while self._stoppers:
             what, stopper = self._stoppers.pop()
+            allowed = max(
+                min(STOP_STEP_SECONDS, budget_ends - loop.time()), STOP_LAST_CHANCE_SECONDS
+            )
             try:
-                await asyncio.wait_for(stopper(), STOP_STEP_SECONDS)
+                await asyncio.wait_for(stopper(), allowed)
             except TimeoutError:
-                log.error("stopping %s took over %gs; going on without it", what, STOP_STEP_SECONDS)
+                log.error("stopping %s took over %.3gs; going on without it", what, allowed)
             except Exception:
                 log.exception("stopping %s failed", what)
             else:

@@ -19,7 +19,8 @@ looks up the cell, and when the cell runs elsewhere it
 A request that already carries ``X-Kukeon-Forwarded-By`` is never forwarded again: if the
 receiving node does not run the cell either (it moved meanwhile), the answer is ``508``.
 The realm image routes (``.../realms/{realm}/images``) are per node too; they are forwarded
-when the query names another node (``?node=n2``).
+when the query names another node (``?node=n2``). A cell's ``stats`` (``kukectl top``) go to
+the cell's node like its logs, and a node's (``.../nodes/{node}/stats``) to that node.
 
 Failures are Status objects naming the cell and the node: the cell has no node yet
 (``409``), the node is unknown, not Ready or has no API endpoint, this node has no fleet
@@ -53,6 +54,9 @@ from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import REASONS, ApiError, Cause
 from kukeon.store import NotFound, Registry
 
+from .statsroutes import SUBRESOURCE as STATS
+from .statsroutes import authorize_node_stats
+
 log = logging.getLogger("kukeon.daemon.forwarding")
 
 FORWARDED_BY_HEADER = "X-Kukeon-Forwarded-By"
@@ -65,6 +69,7 @@ CELL_SUBRESOURCES: Mapping[str, Verb] = {
     "exec": "create",
     "kill": "update",
     "attach": "create",
+    "stats": "get",
 }
 """The node-local routes of a cell and the verb each needs (as ``noderoutes`` checks)."""
 IMAGE_VERBS: Mapping[str, Verb] = {"GET": "list", "POST": "create"}
@@ -174,6 +179,8 @@ class Forwarder:
         _, cell_path = route_patterns(Kind.CELL)
         _, realm_path = route_patterns(Kind.REALM)
         self._cell_routes = {f"{cell_path}/{sub}": sub for sub in CELL_SUBRESOURCES}
+        _, node_path = route_patterns(Kind.NODE)
+        self._node_stats_route = f"{node_path}/{STATS}"
         self._image_route = f"{realm_path}/images"
 
     async def start(self) -> None:
@@ -200,9 +207,18 @@ class Forwarder:
         """
         app.middlewares.append(self.middleware)
         if not serves_cells:
+            app.router.add_get(self._node_stats_route, self._not_a_node)
             for pattern in self._cell_routes:
                 app.router.add_route("*", pattern, self._no_local_node)
             app.router.add_route("*", self._image_route, self._no_local_node)
+
+    @staticmethod
+    async def _not_a_node(request: web.Request) -> web.StreamResponse:
+        raise ApiError(
+            404,
+            "this kukeond serves the API only and runs no cells: it is not node "
+            f"{request.match_info['node']}",
+        )
 
     @staticmethod
     async def _no_local_node(request: web.Request) -> web.StreamResponse:
@@ -225,6 +241,8 @@ class Forwarder:
         pattern = getattr(resource, "canonical", None)
         if pattern in self._cell_routes:
             return await self._cell_request(request, handler, self._cell_routes[pattern])
+        if pattern == self._node_stats_route:
+            return await self._node_stats_request(request, handler)
         if pattern == self._image_route:
             return await self._image_request(request, handler)
         return await handler(request)
@@ -276,6 +294,15 @@ class Forwarder:
         if why is not None:
             raise ApiError(403, f"Forbidden: {why}")
         return await self._forward(request, node, f"the images of realm {realm}", "images")
+
+    async def _node_stats_request(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        node = request.match_info["node"]
+        if node == self.node_name:
+            return await handler(request)
+        authorize_node_stats(request)
+        return await self._forward(request, node, f"the figures of node {node}", STATS)
 
     # --- forwarding ----------------------------------------------------------------------
 

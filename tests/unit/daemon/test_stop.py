@@ -40,3 +40,35 @@ async def test_a_hanging_step_is_given_up_and_the_others_still_run(
     messages = [record.getMessage() for record in caplog.records]
     assert any("stopping controllers took over" in m for m in messages)
     assert any("stopping metrics failed" in m for m in messages)
+
+
+async def test_hanging_steps_share_one_budget(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three hanging steps of 0.2 s each under a 0.3 s budget: the whole stop stays near
+    the budget, and the last step, with nothing left of it, still gets its last chance."""
+    monkeypatch.setattr(app, "STOP_STEP_SECONDS", 0.2)
+    monkeypatch.setattr(app, "STOP_BUDGET_SECONDS", 0.3)
+    monkeypatch.setattr(app, "STOP_LAST_CHANCE_SECONDS", 0.05)
+    daemon = Daemon(config=DaemonConfig())
+    done: list[str] = []
+
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    async def slow_but_done() -> None:
+        await asyncio.sleep(0.01)
+        done.append("etcd")
+
+    daemon._on_stop("etcd", slow_but_done)
+    for what in ("watches", "controllers", "api"):
+        daemon._on_stop(what, hang)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.INFO, logger="kukeon.daemon"):
+        await daemon.stop()
+    took = loop.time() - started
+
+    assert done == ["etcd"]
+    assert took < 0.3 + 2 * 0.05 + 0.1  # the budget, two last chances, scheduling slack
