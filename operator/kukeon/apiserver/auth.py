@@ -7,9 +7,9 @@ token that the tokens file maps to a user and a role:
 - ``viewer``: read only (get, list, watch);
 - ``editor``: every verb on spec, but only inside the realms it names;
 - ``node``: the fleet token a kukeond forwards node-local requests with (a cell's logs,
-  exec, kill, attach, a realm's images on another node): those subresources and nothing
-  else, so a leaked fleet token cannot rewrite the registry. The node that forwards has
-  already authorised the original caller.
+  exec, kill, attach, stats, a realm's images or a node's stats on another node): those
+  subresources and nothing else, so a leaked fleet token cannot rewrite the registry. The
+  node that forwards has already authorised the original caller.
 
 The unix socket is the local administrator's path: whoever can open it (root and members
 of the socket's group, mode 0660) is trusted as ``admin``, the same trust model as the
@@ -50,7 +50,7 @@ class Role(StrEnum):
     NODE = "node"
 
 
-NODE_SUBRESOURCES: frozenset[str] = frozenset({"log", "exec", "kill", "attach", "images"})
+NODE_SUBRESOURCES: frozenset[str] = frozenset({"log", "exec", "kill", "attach", "images", "stats"})
 """What the ``node`` role may reach: the routes a kukeond serves for its own host."""
 
 

@@ -14,12 +14,15 @@ from kukeon.apiserver import ApiSettings, build_runner
 from kukeon.apiserver.app import ReadinessCheck
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
+from kukeon.metrics.usage import CellUsageCollector
 
 from .forwarding import Forwarder
 from .hostdirs import share_run_dir
 from .keyroutes import KeyRotationRoutes
 from .node import FLEET
 from .noderoutes import NodeRoutes
+from .statsroutes import StatsRoutes
+from .usage import ScrapeSampler, UsageReader
 
 if TYPE_CHECKING:
     from .app import Daemon
@@ -80,6 +83,11 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
     )
     if daemon.controllers is not None:
         NodeRoutes(controllers=daemon.controllers, registry=daemon.registry).add_routes(runner.app)
+        # kukectl top and the kukeon_cell_* usage series: the cells' cgroups, read when asked.
+        usage = UsageReader(cgroups=daemon.controllers.host.cgroups, node_name=config.node_name)
+        StatsRoutes(registry=daemon.registry, reader=usage).add_routes(runner.app)
+        sampler = ScrapeSampler(reader=usage, cache=metrics.cache, loop=asyncio.get_running_loop())
+        daemon.metrics_registry.register(CellUsageCollector(sampler))
     if daemon.registry.keyring is not None:
         KeyRotationRoutes(registry=daemon.registry, keyring=daemon.registry.keyring).add_routes(
             runner.app

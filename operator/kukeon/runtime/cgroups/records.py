@@ -137,8 +137,29 @@ class CgroupStats:
     """Usage counters of one cgroup (``None`` when its controller is not present there)."""
 
     memory_bytes: int | None = None
+    """Memory charged to the cgroup and its descendants (``memory.current`` on v2,
+    ``memory.usage_in_bytes`` on v1), page cache included."""
     cpu_usage_ns: int | None = None
+    """CPU time used by the cgroup and its descendants since it was made (``usage_usec`` of
+    ``cpu.stat`` on v2, ``cpuacct.usage`` on v1)."""
     pids: int | None = None
+    """Tasks (threads) in the cgroup and its descendants (``pids.current``)."""
     oom_kills: int | None = None
     """Processes of this cgroup killed by an OOM killer (``oom_kill`` of ``memory.events`` on
     v2, of ``memory.oom_control`` on v1)."""
+    memory_working_set_bytes: int | None = None
+    """``memory_bytes`` less the inactive file cache (``inactive_file`` of ``memory.stat`` on
+    v2, ``total_inactive_file`` on v1), never below 0: what the kubelet and ``kubectl top``
+    call the working set, the memory the kernel cannot simply drop under pressure."""
+    memory_limit_bytes: int | None = None
+    """The cgroup's own memory limit (``memory.max``, ``memory.limit_in_bytes``); ``None``
+    when unlimited or without a memory controller there."""
+
+
+def working_set(usage: int | None, inactive_file: int | None) -> int | None:
+    """``usage`` less the inactive file cache, as the kubelet computes it (never below 0)."""
+    if usage is None:
+        return None
+    if inactive_file is None:
+        return usage
+    return max(0, usage - inactive_file)

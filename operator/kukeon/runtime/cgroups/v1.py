@@ -50,6 +50,7 @@ from kukeon.runtime.cgroups.records import (
     CgroupStats,
     Delegation,
     clamp_cpu_shares,
+    working_set,
 )
 
 MANAGED_V1_CONTROLLERS = frozenset(
@@ -366,17 +367,27 @@ class CgroupV1Driver:
             return int(value) if value is not None else None
 
         memory = self._hierarchy_for("memory")
+        usage = read_int("memory", "memory.usage_in_bytes")
+        inactive_file: int | None = None
+        limit: int | None = None
+        oom_kills: int | None = None
+        if memory is not None:
+            memory_dir = self.directory(memory, path)
+            oom_kills = self._files.read_keyed(memory_dir / "memory.oom_control", "oom_kill")
+            # total_: this cgroup and its descendants, as memory.usage_in_bytes counts them
+            inactive_file = self._files.read_keyed(
+                memory_dir / "memory.stat", "total_inactive_file"
+            )
+            limit = read_int("memory", "memory.limit_in_bytes")
+            if limit is not None and limit >= _V1_UNLIMITED_THRESHOLD:
+                limit = None
         return CgroupStats(
-            memory_bytes=read_int("memory", "memory.usage_in_bytes"),
+            memory_bytes=usage,
             cpu_usage_ns=read_int("cpuacct", "cpuacct.usage"),
             pids=read_int("pids", "pids.current"),
-            oom_kills=(
-                self._files.read_keyed(
-                    self.directory(memory, path) / "memory.oom_control", "oom_kill"
-                )
-                if memory is not None
-                else None
-            ),
+            oom_kills=oom_kills,
+            memory_working_set_bytes=working_set(usage, inactive_file),
+            memory_limit_bytes=limit,
         )
 
     def _children(self, path: CgroupPath | None) -> tuple[str, ...]:

@@ -49,6 +49,7 @@ from kukeon.runtime.cgroups.records import (
     CgroupStats,
     Delegation,
     cpu_shares_to_weight,
+    working_set,
 )
 
 DEFAULT_FS_ROOT = Path("/sys/fs/cgroup")
@@ -402,11 +403,16 @@ class CgroupV2Driver:
         memory = self._files.read(cgroup / "memory.current")
         pids = self._files.read(cgroup / "pids.current")
         usage_us = self._files.read_keyed(cgroup / "cpu.stat", "usage_usec")
+        usage = int(memory) if memory is not None else None
+        inactive_file = self._files.read_keyed(cgroup / "memory.stat", "inactive_file")
+        limit = self._files.read(cgroup / "memory.max")
         return CgroupStats(
-            memory_bytes=int(memory) if memory is not None else None,
+            memory_bytes=usage,
             cpu_usage_ns=usage_us * 1000 if usage_us is not None else None,
             pids=int(pids) if pids is not None else None,
             oom_kills=self._files.read_keyed(cgroup / "memory.events", "oom_kill"),
+            memory_working_set_bytes=working_set(usage, inactive_file),
+            memory_limit_bytes=int(limit) if limit is not None and limit != "max" else None,
         )
 
     # -- removal -------------------------------------------------------------------------------
