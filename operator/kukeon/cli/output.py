@@ -65,6 +65,8 @@ def _state(res: AnyResource) -> str:
     text = "" if state is None else str(state)
     if res.metadata.deletion_timestamp is not None:
         return "Deleting" if text in ("", "Ready", "Pending") else text
+    if text == "Pending" and getattr(res.status, "reason", None) == "Pulling":
+        return "Pulling"  # a cell whose image is being pulled (kubectl's ContainerCreating)
     return text or "Unknown"
 
 

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -312,11 +312,21 @@ class CellController:
 
         work = _Pass(cell)
         credentials = await registry_credentials(self.registry, realm)
+
+        async def pulling(image: str) -> None:
+            # A pull may take minutes: say so (run --wait and get show it); the pass's
+            # own report replaces the note.
+            nonlocal cell
+            cell = await report(
+                ctx, cell, observe=False, reason="Pulling", message=f"pulling image {image}"
+            )
+
         for container in ordered_containers(cell):
             await self._converge_container(
                 cell,
                 container,
                 work=work,
+                on_pull=pulling,
                 space=space,
                 namespace=namespace,
                 credentials=credentials,
@@ -346,7 +356,7 @@ class CellController:
                 ip=str(attachment.ip) if attachment is not None else None,
             ),
         }
-        if work.wake_in is None:
+        if work.wake_in is None or cell.status.reason == "Pulling":
             fields.update(reason=None, message=None)
         cell = await report(ctx, cell, **fields)
 
@@ -379,6 +389,7 @@ class CellController:
         files: CellFiles,
         cgroup_parent: str,
         netns_path: str | None,
+        on_pull: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         realm_name, space_name, stack_name, cell_name = cell_key(cell)
         effective = apply_space_defaults_to_container(space, container)
@@ -386,7 +397,7 @@ class CellController:
             space=space_name, stack=stack_name, cell=cell_name, container=container.id
         )
         image = await self.images.ensure(
-            namespace=namespace, image=effective.image, credentials=credentials
+            namespace=namespace, image=effective.image, credentials=credentials, on_pull=on_pull
         )
         image_name = image.name
         resolved = await resolve_secret_refs(self.registry, cell_key(cell), effective)

@@ -16,7 +16,7 @@ import os
 import shutil
 import tarfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -93,6 +93,14 @@ class ImageArchives:
         """Keep a copy of `source` (by content digest); returns the stored path."""
         return await asyncio.to_thread(self._store, source)
 
+    def _discard(self, archive: Path) -> None:
+        if archive.name not in self._read_index().values():
+            archive.unlink(missing_ok=True)
+
+    async def discard(self, archive: Path) -> None:
+        """Remove a stored archive that no image name points at (an import that failed)."""
+        await asyncio.to_thread(self._discard, archive)
+
     async def record(self, archive: Path, names: Sequence[str]) -> None:
         def update() -> None:
             index = self._read_index()
@@ -145,7 +153,12 @@ class ImageProvider:
     async def import_archive(self, *, namespace: str, path: Path) -> list[str]:
         """Import an archive into `namespace` and keep it for the other realms."""
         stored = await self.archives.store(path)
-        images = await self.containerd.images(namespace).import_archive(stored)
+        try:
+            images = await self.containerd.images(namespace).import_archive(stored)
+        except BaseException:
+            # Not an image after all (or containerd refused it): keep nothing of it.
+            await asyncio.shield(self.archives.discard(stored))
+            raise
         names = [image.name for image in images]
         await self.archives.record(stored, names)
         return names
@@ -160,11 +173,40 @@ class ImageProvider:
             return name
         return None
 
-    async def ensure(
+    async def pull(
         self, *, namespace: str, image: str, credentials: Sequence[RegistryCredential]
+    ) -> str:
+        """Pull `image` from its registry into `namespace` (again, if it is there: a tag may
+        have moved), as `kukectl image pull` asks; returns the name it is recorded under."""
+        try:
+            reference = parse_reference(image)
+        except InvalidReferenceError as error:
+            raise InvalidImageReferenceError(
+                image, f"not a valid image reference: {error}"
+            ) from error
+        try:
+            result = await pull_image(
+                self.containerd,
+                namespace,
+                reference,
+                credentials=credentials,
+                insecure_registries=self.insecure_registries,
+            )
+        except Exception as error:  # every registry or containerd failure, named
+            raise ImageUnavailableError(image, f"pulling failed: {error}") from error
+        return result.name
+
+    async def ensure(
+        self,
+        *,
+        namespace: str,
+        image: str,
+        credentials: Sequence[RegistryCredential],
+        on_pull: Callable[[str], Awaitable[None]] | None = None,
     ) -> ReadyImage:
         """The image's name in `namespace`, its config and user database, importing or
-        pulling it if needed."""
+        pulling it if needed; `on_pull(image)` is awaited before a pull starts (the cell
+        says it is pulling: a large image takes a while)."""
         name = await self._present(namespace, image)
         if name is None:
             archive = await self.archives.find(image)
@@ -178,6 +220,8 @@ class ImageProvider:
                 raise InvalidImageReferenceError(
                     image, f"not a valid image reference: {error}"
                 ) from error
+            if on_pull is not None:
+                await on_pull(image)
             try:
                 result = await pull_image(
                     self.containerd,

@@ -26,6 +26,7 @@ import tarfile
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -139,6 +140,44 @@ class Manifest:
     descriptor: Descriptor
     config: Descriptor
     layers: tuple[Descriptor, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDetails:
+    """What ``kukectl image ls``/``inspect`` show of an image: its record, the manifest for
+    this host, and the config's creation time, platform and run defaults."""
+
+    name: str
+    target: Descriptor
+    manifest: Manifest
+    config: ImageConfig
+    created: datetime | None
+    os: str
+    architecture: str
+    variant: str
+
+    @property
+    def size(self) -> int:
+        """The image's content as stored: every layer (compressed, as fetched) and the
+        config, what ``docker image ls`` and ``crictl images`` call its size."""
+        return self.manifest.config.size + sum(layer.size for layer in self.manifest.layers)
+
+    @property
+    def platform(self) -> str:
+        parts = [self.os or "unknown", self.architecture or "unknown"]
+        return "/".join([*parts, self.variant] if self.variant else parts)
+
+
+def parse_created(value: Any) -> datetime | None:
+    """An image config's ``created`` (RFC 3339, maybe with nanoseconds); None if absent or
+    unreadable: it is informative, never a reason to refuse an image."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        created = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return created if created.tzinfo is not None else None
 
 
 def parse_manifest(data: bytes, *, descriptor: Descriptor, image: str) -> Manifest:
@@ -326,6 +365,24 @@ class ImageService:
             await self.content.read_blob(manifest.config.digest), image=name
         )
         return config
+
+    async def details(self, name: str) -> ImageDetails:
+        """The image's record, manifest for this host, config, creation time and platform."""
+        image = await self.get(name)
+        manifest = await self._resolve(image.target, image=name, content=self.content)
+        data = await self.content.read_blob(manifest.config.digest)
+        config, _diff_ids = parse_image_config(data, image=name)
+        document = _json_object(data, what="config", image=name)
+        return ImageDetails(
+            name=name,
+            target=image.target,
+            manifest=manifest,
+            config=config,
+            created=parse_created(document.get("created")),
+            os=str(document.get("os") or ""),
+            architecture=str(document.get("architecture") or ""),
+            variant=str(document.get("variant") or ""),
+        )
 
     async def _resolve(self, target: Descriptor, *, image: str, content: ContentStore) -> Manifest:
         descriptor = target
@@ -534,8 +591,15 @@ class _OciArchive:
             raise InvalidImageArchiveError(str(path), "no such file")
         try:
             tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by close()
-        except (tarfile.TarError, OSError) as error:
-            raise InvalidImageArchiveError(str(path), f"not a tar archive: {error}") from None
+        except tarfile.TarError:
+            # tarfile's own message lists every compression it tried, one per line.
+            raise InvalidImageArchiveError(
+                str(path), "not a tar archive (plain, gzip, bzip2 or xz)"
+            ) from None
+        except OSError as error:
+            raise InvalidImageArchiveError(
+                str(path), f"cannot be read: {error.strerror or type(error).__name__}"
+            ) from None
         return cls(path, tar)
 
     def close(self) -> None:
@@ -558,7 +622,10 @@ class _OciArchive:
             raise InvalidImageArchiveError(
                 self.path, "no oci-layout file: not an OCI image layout archive"
             )
-        document = json.loads(self._read_member("index.json", limit=_MAX_JSON_BYTES))
+        try:
+            document = json.loads(self._read_member("index.json", limit=_MAX_JSON_BYTES))
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidImageArchiveError(self.path, "index.json is not valid JSON") from None
         entries = document.get("manifests") if isinstance(document, dict) else None
         if not isinstance(entries, list) or not entries:
             raise InvalidImageArchiveError(self.path, "index.json lists no manifests")
@@ -614,9 +681,11 @@ async def unpack_image(
 __all__: Sequence[str] = (
     "Descriptor",
     "Image",
+    "ImageDetails",
     "ImageService",
     "Manifest",
     "host_architecture",
+    "parse_created",
     "parse_image_config",
     "parse_manifest",
     "select_platform_manifest",
