@@ -72,7 +72,11 @@ CELL_SUBRESOURCES: Mapping[str, Verb] = {
     "stats": "get",
 }
 """The node-local routes of a cell and the verb each needs (as ``noderoutes`` checks)."""
-IMAGE_VERBS: Mapping[str, Verb] = {"GET": "list", "POST": "create"}
+IMAGE_VERBS: Mapping[str, Verb] = {"GET": "list", "POST": "create", "DELETE": "delete"}
+"""The verb each method of the realm image routes needs (as ``imageroutes`` checks: a
+read for viewers, any write for editors of the realm)."""
+IMAGE_SUBPATHS = ("", "/pull", "/prune", "/{image}")
+"""The realm image routes (``imageroutes``), after ``.../realms/{realm}/images``."""
 
 CONNECT_TIMEOUT = 5.0
 MAX_MESSAGE_BYTES = 1 << 20
@@ -181,7 +185,7 @@ class Forwarder:
         self._cell_routes = {f"{cell_path}/{sub}": sub for sub in CELL_SUBRESOURCES}
         _, node_path = route_patterns(Kind.NODE)
         self._node_stats_route = f"{node_path}/{STATS}"
-        self._image_route = f"{realm_path}/images"
+        self._image_routes = frozenset(f"{realm_path}/images{sub}" for sub in IMAGE_SUBPATHS)
 
     async def start(self) -> None:
         """Read the token and the CA now, so a wrong path stops kukeond at start."""
@@ -210,7 +214,9 @@ class Forwarder:
             app.router.add_get(self._node_stats_route, self._not_a_node)
             for pattern in self._cell_routes:
                 app.router.add_route("*", pattern, self._no_local_node)
-            app.router.add_route("*", self._image_route, self._no_local_node)
+            for pattern in sorted(self._image_routes, key=lambda p: p.endswith("}")):
+                route = pattern.replace("{image}", "{image:.+}")
+                app.router.add_route("*", route, self._no_local_node)
 
     @staticmethod
     async def _not_a_node(request: web.Request) -> web.StreamResponse:
@@ -222,12 +228,13 @@ class Forwarder:
 
     @staticmethod
     async def _no_local_node(request: web.Request) -> web.StreamResponse:
+        images = "cell" not in request.match_info  # the realm image routes
         raise ApiError(
-            400 if request.path.endswith("/images") else 503,
+            400 if images else 503,
             "this kukeond serves the API only and runs no cells; "
             + (
                 "name the node whose images you mean with ?node=NAME"
-                if request.path.endswith("/images")
+                if images
                 else "the cell's node could not be found"
             ),
         )
@@ -243,7 +250,7 @@ class Forwarder:
             return await self._cell_request(request, handler, self._cell_routes[pattern])
         if pattern == self._node_stats_route:
             return await self._node_stats_request(request, handler)
-        if pattern == self._image_route:
+        if pattern in self._image_routes:
             return await self._image_request(request, handler)
         return await handler(request)
 

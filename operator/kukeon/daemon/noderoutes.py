@@ -1,4 +1,4 @@
-"""API routes that need this node's host: container logs, signals, image import and listing.
+"""API routes that need this node's host: container logs, signals, exec, attach, images.
 
 The API server itself only knows the registry (`kukeon.apiserver` imports api and store);
 what touches containerd or the state directory is added here, by the daemon that owns
@@ -9,8 +9,7 @@ middleware guards them:
 GET  .../cells/{cell}/log?container=&tailLines=N&follow=&timestamps=&sinceSeconds=|sinceTime=
      &previous=                                                 text/plain stream
 POST .../cells/{cell}/kill?signal=TERM&container=              signal running tasks
-GET  .../realms/{realm}/images                                 images in the realm
-POST .../realms/{realm}/images                                 body: an OCI image archive
+GET|POST|DELETE .../realms/{realm}/images[/...]                 a realm's images (imageroutes)
 GET  .../cells/{cell}/exec?container=&command=..&command=..&tty=&stdin=   WebSocket
 GET  .../cells/{cell}/attach?container=                        WebSocket (see attach.py)
 ```
@@ -31,7 +30,6 @@ import secrets
 import select
 import shutil
 import signal
-import tempfile
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -65,6 +63,7 @@ from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import NotFound, Registry
 
 from .attach import attach_target, serve_attach
+from .imageroutes import ImageRoutes
 
 FOLLOW_POLL_SECONDS = 0.2
 MAX_TAIL_LINES = 100_000
@@ -275,13 +274,11 @@ class NodeRoutes:
 
     def add_routes(self, app: web.Application) -> None:
         _, cell_path = route_patterns(Kind.CELL)
-        _, realm_path = route_patterns(Kind.REALM)
         app.router.add_get(f"{cell_path}/log", self.log)
         app.router.add_post(f"{cell_path}/kill", self.kill)
         app.router.add_get(f"{cell_path}/exec", self.exec)
         app.router.add_get(f"{cell_path}/attach", self.attach)
-        app.router.add_get(f"{realm_path}/images", self.list_images)
-        app.router.add_post(f"{realm_path}/images", self.import_image)
+        ImageRoutes(controllers=self.controllers, registry=self.registry).add_routes(app)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -508,54 +505,4 @@ class NodeRoutes:
             containerd_id=cid,
             log=files.log(container.id),
             stdin=files.tty_stdin(container.id),
-        )
-
-    # --- images ---------------------------------------------------------------------------
-
-    async def list_images(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["realm"]
-        _authorize(request, verb="list", realm=name, subresource="images")
-        realm = await self._realm(name)
-        namespace = self.controllers.host.namespace_of(realm)
-        try:
-            images = await self.controllers.host.containerd.images(namespace).list()
-        except ContainerdError as error:
-            raise ApiError(503, f"listing images of realm {name}: {error}") from error
-        return web.json_response(
-            {
-                "realm": name,
-                "namespace": namespace,
-                "items": [
-                    {"name": image.name, "digest": image.target.digest, "size": image.target.size}
-                    for image in images
-                ],
-            }
-        )
-
-    async def import_image(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["realm"]
-        _authorize(request, verb="create", realm=name, subresource="images")
-        realm = await self._realm(name)
-        namespace = self.controllers.host.namespace_of(realm)
-        staging = Path(self.controllers.host.settings.state_dir) / "images" / "incoming"
-        await asyncio.to_thread(make_dirs, staging)
-        handle, temporary = await asyncio.to_thread(tempfile.mkstemp, suffix=".tar", dir=staging)
-        path = Path(temporary)
-        try:
-            stream = await asyncio.to_thread(os.fdopen, handle, "wb")
-            try:
-                async for chunk in request.content.iter_chunked(1 << 20):
-                    await asyncio.to_thread(stream.write, chunk)
-            finally:
-                await asyncio.to_thread(stream.close)
-            try:
-                await self.controllers.host.containerd.namespaces.ensure(namespace)
-                names = await self.controllers.images.import_archive(namespace=namespace, path=path)
-            except ContainerdError as error:
-                raise ApiError(422, f"importing the image archive: {error}") from error
-        finally:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(path.unlink)
-        return web.json_response(
-            {"realm": name, "namespace": namespace, "images": names}, status=201
         )

@@ -78,6 +78,10 @@ class StandIn:
         app.router.add_post(f"{cell_path}/kill", self.kill)
         app.router.add_get(f"{cell_path}/exec", self.exec)
         app.router.add_get(f"{realm_path}/images", self.images)
+        app.router.add_post(f"{realm_path}/images/pull", self.images)
+        app.router.add_post(f"{realm_path}/images/prune", self.images)
+        app.router.add_get(f"{realm_path}/images/{{image:.+}}", self.images)
+        app.router.add_delete(f"{realm_path}/images/{{image:.+}}", self.images)
 
     async def log(self, request: web.Request) -> web.StreamResponse:
         why = denial(principal_of(request), verb="get", realm="default", subresource="log")
@@ -348,6 +352,31 @@ async def test_logs_kill_and_images_of_another_node_come_from_it(fleet: Fleet) -
         assert (await (await client.get(IMAGES)).json())["node"] == "na"
 
 
+async def test_every_image_route_is_forwarded_to_the_named_node(fleet: Fleet) -> None:
+    image = f"{IMAGES}/docker.io/library/busybox:latest"
+    on_b = {"node": "nb"}
+    async with fleet.session("na", ADMIN) as client:
+        for answer in (
+            await client.get(image, params=on_b),
+            await client.delete(image, params={**on_b, "force": "true"}),
+            await client.post(f"{IMAGES}/pull", params={**on_b, "image": "busybox"}),
+            await client.post(f"{IMAGES}/prune", params=on_b),
+        ):
+            assert answer.status == 200, await answer.text()
+            assert (await answer.json())["node"] == "nb"
+        assert (await (await client.delete(image)).json())["node"] == "na"
+    async with fleet.session("na", VIEWER) as client:
+        assert (await (await client.get(image, params=on_b)).json())["node"] == "nb"
+        for refused in (
+            await client.delete(image, params=on_b),
+            await client.post(f"{IMAGES}/pull", params={**on_b, "image": "busybox"}),
+            await client.post(f"{IMAGES}/prune", params=on_b),
+        ):
+            code, body = await _status(refused)
+            assert code == 403
+            assert "viewer" in body["message"]
+
+
 async def test_followed_logs_stream_through_the_forwarding_node(fleet: Fleet) -> None:
     async with (
         fleet.session("na", ADMIN) as client,
@@ -461,6 +490,15 @@ async def test_an_api_only_server_forwards_every_cell(fleet: Fleet, tmp_path: Pa
             assert code == 400
             assert "?node=NAME" in body["message"]
             assert (await (await client.get(IMAGES, params={"node": "nb"})).json())["node"] == "nb"
+            for refused in (
+                await client.delete(f"{IMAGES}/busybox"),
+                await client.post(f"{IMAGES}/prune"),
+            ):
+                code, body = await _status(refused)
+                assert code == 400
+                assert "?node=NAME" in body["message"]
+            pulled = await client.post(f"{IMAGES}/pull", params={"node": "nb", "image": "b"})
+            assert (await pulled.json())["node"] == "nb"
     finally:
         del fleet.runners["api"]
         await runner.stop()

@@ -1,0 +1,376 @@
+"""The realm image routes: a realm's images in this node's containerd (``kukectl image``).
+
+Images live per node (each kukeond has its own containerd) and per realm (one containerd
+namespace each). Like the other node routes these are added by the daemon onto the API's
+aiohttp application, behind the same authentication; ``?node=NAME`` sends any of them to
+another node's kukeond (``forwarding``).
+
+```
+GET    .../realms/{realm}/images                     list               viewer and up
+GET    .../realms/{realm}/images/{image}             inspect            viewer and up
+POST   .../realms/{realm}/images                     import (body: OCI image archive)
+POST   .../realms/{realm}/images/pull?image=REF      pull, with the realm's registry credentials
+DELETE .../realms/{realm}/images/{image}[?force=true] remove the image's record
+POST   .../realms/{realm}/images/prune               remove every image no cell of the realm names
+```
+
+Writing routes need an editor of the realm (or admin). ``{image}`` is the name as given to
+a cell (``busybox``, ``docker.io/library/busybox:latest``): what it normalises to is
+tried too. Removing deletes the image's record with a synchronous garbage collection, so
+containerd frees its content and snapshots (what no other image or container still uses)
+before the answer. An image a cell of the realm names is not removed (``409`` naming the
+cells) unless ``force=true``: the cell's controller then fetches it again (from the node's
+archive store or the registry) when it next needs it.
+
+Every answer about an image carries ``name``, ``digest`` (of the record's target),
+``size`` (the config and every layer as stored, i.e. compressed), ``created`` (the
+config's, RFC 3339, or null) and ``platform``; inspect adds the manifest's digest, the
+layers and the config's run defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kukeon.api import Cell, Kind, Realm
+from kukeon.apiserver.app import long_running
+from kukeon.apiserver.auth import Verb, denial
+from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.status import ApiError, Cause
+from kukeon.controllers import Controllers
+from kukeon.controllers.cell import registry_credentials
+from kukeon.controllers.cellfiles import SecretUnavailableError
+from kukeon.controllers.images import (
+    ImageUnavailableError,
+    InvalidImageReferenceError,
+    name_candidates,
+)
+from kukeon.runtime.containerd.errors import (
+    ContainerdError,
+    ContainerdUnavailableError,
+    ImageNotFoundError,
+    InvalidImageArchiveError,
+    InvalidImageError,
+    NotFoundError,
+)
+from kukeon.runtime.containerd.images import ImageDetails, ImageService
+from kukeon.runtime.hostfiles import make_dirs
+from kukeon.store import NotFound, Registry
+
+MAX_CELLS_NAMED = 10
+"""A refusal names at most this many cells (and says how many more)."""
+
+
+def _authorize(request: web.Request, *, verb: Verb, realm: str) -> None:
+    why = denial(principal_of(request), verb=verb, realm=realm, subresource="images")
+    if why is not None:
+        raise ApiError(403, f"Forbidden: {why}")
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    text = request.query.get(name, "false").lower()
+    if text in {"1", "true", "yes"}:
+        return True
+    if text in {"", "0", "false", "no"}:
+        return False
+    raise ApiError(400, f"{name}: {text[:40]!r} is not true or false")
+
+
+def image_summary(details: ImageDetails) -> dict[str, Any]:
+    """What ``image ls`` shows of an image."""
+    return {
+        "name": details.name,
+        "digest": details.target.digest,
+        "mediaType": details.target.media_type,
+        "size": details.size,
+        "created": details.created.isoformat().replace("+00:00", "Z")
+        if details.created is not None
+        else None,
+        "platform": details.platform,
+    }
+
+
+def image_document(details: ImageDetails) -> dict[str, Any]:
+    """What ``image inspect`` shows: the summary, the manifest, its layers and run defaults."""
+    config = details.config
+    return {
+        **image_summary(details),
+        "manifest": {
+            "digest": details.manifest.descriptor.digest,
+            "mediaType": details.manifest.descriptor.media_type,
+            "size": details.manifest.descriptor.size,
+        },
+        "configDigest": details.manifest.config.digest,
+        "layers": [
+            {"digest": layer.digest, "mediaType": layer.media_type, "size": layer.size}
+            for layer in details.manifest.layers
+        ],
+        "config": {
+            "entrypoint": list(config.entrypoint),
+            "cmd": list(config.cmd),
+            "env": list(config.env),
+            "workingDir": config.working_dir,
+            "user": config.user,
+            "labels": dict(config.labels),
+        },
+    }
+
+
+def cells_naming(cells: Iterable[Cell], image: str) -> list[str]:
+    """The ``space/stack/cell`` of every cell with a container whose image is ``image``
+    (by the name it is recorded under: as written or normalised)."""
+    users: list[str] = []
+    for cell in cells:
+        if any(image in name_candidates(c.image) for c in cell.spec.containers if c.image):
+            users.append(f"{cell.spec.space_id}/{cell.spec.stack_id}/{cell.metadata.name}")
+    return sorted(users)
+
+
+def _named(cells: list[str]) -> str:
+    shown = ", ".join(cells[:MAX_CELLS_NAMED])
+    more = len(cells) - MAX_CELLS_NAMED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+class ImageRoutes:
+    def __init__(self, *, controllers: Controllers, registry: Registry) -> None:
+        self.controllers = controllers
+        self.registry = registry
+
+    def add_routes(self, app: web.Application) -> None:
+        _, realm_path = route_patterns(Kind.REALM)
+        images = f"{realm_path}/images"
+        app.router.add_get(images, self.list_images)
+        app.router.add_post(images, self.import_image)
+        app.router.add_post(f"{images}/pull", self.pull_image)
+        app.router.add_post(f"{images}/prune", self.prune_images)
+        app.router.add_get(f"{images}/{{image:.+}}", self.inspect_image)
+        app.router.add_delete(f"{images}/{{image:.+}}", self.remove_image)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def _namespace(self, realm: str) -> str:
+        try:
+            found = await self.registry.get(Kind.REALM, (realm,))
+        except NotFound:
+            raise ApiError(404, f"realm {realm} not found") from None
+        assert isinstance(found, Realm)
+        return self.controllers.host.namespace_of(found)
+
+    def _images(self, namespace: str) -> ImageService:
+        return self.controllers.host.containerd.images(namespace)
+
+    async def _record_name(self, realm: str, namespace: str, image: str) -> str:
+        """The name ``image`` is recorded under in the namespace (404 when none)."""
+        service = self._images(namespace)
+        for name in name_candidates(image):
+            try:
+                await service.get(name)
+            except ImageNotFoundError:
+                continue
+            except ContainerdError as error:
+                raise _unavailable(realm, error) from error
+            return name
+        raise ApiError(
+            404, f"image {image[:200]!r} not found in realm {realm}", name=image, kind="Image"
+        )
+
+    async def _realm_cells(self, realm: str) -> list[Cell]:
+        listed = await self.registry.list(Kind.CELL, (realm,))
+        return [cell for cell in listed.items if isinstance(cell, Cell)]
+
+    async def _details(self, realm: str, namespace: str, name: str) -> ImageDetails | None:
+        """The image's details; None when its manifest or config cannot be read here (an
+        image for another platform, a half-deleted one): it is listed without them."""
+        try:
+            return await self._images(namespace).details(name)
+        except ContainerdUnavailableError as error:
+            raise _unavailable(realm, error) from error
+        except (InvalidImageError, NotFoundError):
+            return None
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def list_images(self, request: web.Request) -> web.StreamResponse:
+        realm = request.match_info["realm"]
+        _authorize(request, verb="list", realm=realm)
+        namespace = await self._namespace(realm)
+        try:
+            images = await self._images(namespace).list()
+        except ContainerdError as error:
+            raise _unavailable(realm, error) from error
+        items: list[dict[str, Any]] = []
+        for image in sorted(images, key=lambda i: i.name):
+            details = await self._details(realm, namespace, image.name)
+            if details is not None:
+                items.append(image_summary(details))
+            else:
+                items.append(
+                    {
+                        "name": image.name,
+                        "digest": image.target.digest,
+                        "mediaType": image.target.media_type,
+                        "size": None,
+                        "created": None,
+                        "platform": None,
+                    }
+                )
+        return web.json_response({"realm": realm, "namespace": namespace, "items": items})
+
+    async def inspect_image(self, request: web.Request) -> web.StreamResponse:
+        realm = request.match_info["realm"]
+        _authorize(request, verb="get", realm=realm)
+        namespace = await self._namespace(realm)
+        name = await self._record_name(realm, namespace, request.match_info["image"])
+        try:
+            details = await self._images(namespace).details(name)
+        except ImageNotFoundError:
+            raise ApiError(404, f"image {name!r} not found in realm {realm}") from None
+        except (InvalidImageError, NotFoundError) as error:
+            raise ApiError(
+                422, f"image {name!r} in realm {realm} cannot be read here: {error}"
+            ) from error
+        except ContainerdError as error:
+            raise _unavailable(realm, error) from error
+        return web.json_response({"realm": realm, **image_document(details)})
+
+    # --- writing --------------------------------------------------------------------------
+
+    @long_running
+    async def import_image(self, request: web.Request) -> web.StreamResponse:
+        realm = request.match_info["realm"]
+        _authorize(request, verb="create", realm=realm)
+        namespace = await self._namespace(realm)
+        staging = Path(self.controllers.host.settings.state_dir) / "images" / "incoming"
+        await asyncio.to_thread(make_dirs, staging)
+        handle, temporary = await asyncio.to_thread(tempfile.mkstemp, suffix=".tar", dir=staging)
+        path = Path(temporary)
+        try:
+            stream = await asyncio.to_thread(os.fdopen, handle, "wb")
+            try:
+                async for chunk in request.content.iter_chunked(1 << 20):
+                    await asyncio.to_thread(stream.write, chunk)
+            finally:
+                await asyncio.to_thread(stream.close)
+            try:
+                await self.controllers.host.containerd.namespaces.ensure(namespace)
+                names = await self.controllers.images.import_archive(namespace=namespace, path=path)
+            except InvalidImageArchiveError as error:
+                raise _not_an_archive(error.reason) from None
+            except InvalidImageError as error:
+                raise _not_an_archive(f"image {error.name!r}: {error.reason}") from None
+            except (tarfile.TarError, EOFError, zlib.error, ValueError) as error:
+                # A tar that ends early or a compressed stream that breaks mid-way.
+                raise _not_an_archive(f"cannot be read ({type(error).__name__})") from None
+            except ContainerdUnavailableError as error:
+                raise _unavailable(realm, error) from error
+            except ContainerdError as error:
+                raise ApiError(422, f"importing the image archive: {error}") from error
+        finally:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(path.unlink)
+        return web.json_response(
+            {"realm": realm, "namespace": namespace, "images": names}, status=201
+        )
+
+    @long_running
+    async def pull_image(self, request: web.Request) -> web.StreamResponse:
+        realm_name = request.match_info["realm"]
+        _authorize(request, verb="create", realm=realm_name)
+        image = request.query.get("image", "")
+        if not image:
+            raise ApiError(400, "image: the image to pull is required (?image=REF)")
+        try:
+            found = await self.registry.get(Kind.REALM, (realm_name,))
+        except NotFound:
+            raise ApiError(404, f"realm {realm_name} not found") from None
+        assert isinstance(found, Realm)
+        namespace = self.controllers.host.namespace_of(found)
+        try:
+            credentials = await registry_credentials(self.registry, found)
+        except SecretUnavailableError as error:
+            raise ApiError(422, f"realm {realm_name} registry credentials: {error}") from error
+        try:
+            await self.controllers.host.containerd.namespaces.ensure(namespace)
+            name = await self.controllers.images.pull(
+                namespace=namespace, image=image, credentials=credentials
+            )
+        except InvalidImageReferenceError as error:
+            raise ApiError(
+                400, str(error), causes=[Cause("image", "not a valid image reference")]
+            ) from error
+        except ImageUnavailableError as error:
+            if isinstance(error.__cause__, ContainerdUnavailableError):
+                raise _unavailable(realm_name, error.__cause__) from error
+            raise ApiError(422, str(error), reason="ErrImagePull") from error
+        except ContainerdError as error:
+            raise _unavailable(realm_name, error) from error
+        details = await self._details(realm_name, namespace, name)
+        answer: dict[str, Any] = {"realm": realm_name, "namespace": namespace, "name": name}
+        if details is not None:
+            answer.update(image_summary(details))
+        return web.json_response(answer, status=201)
+
+    async def remove_image(self, request: web.Request) -> web.StreamResponse:
+        realm = request.match_info["realm"]
+        _authorize(request, verb="delete", realm=realm)
+        force = _flag(request, "force")
+        namespace = await self._namespace(realm)
+        name = await self._record_name(realm, namespace, request.match_info["image"])
+        users = cells_naming(await self._realm_cells(realm), name)
+        if users and not force:
+            raise ApiError(
+                409,
+                f"image {name!r} is used by {len(users)} cell(s) of realm {realm}: "
+                f"{_named(users)}; delete them first or remove it anyway with force=true",
+                name=name,
+                kind="Image",
+            )
+        try:
+            removed = await self._images(namespace).delete(name, sync=True)
+        except ContainerdError as error:
+            raise _unavailable(realm, error) from error
+        if not removed:
+            raise ApiError(404, f"image {name!r} not found in realm {realm}")
+        return web.json_response({"realm": realm, "removed": [name], "usedBy": users})
+
+    async def prune_images(self, request: web.Request) -> web.StreamResponse:
+        realm = request.match_info["realm"]
+        _authorize(request, verb="delete", realm=realm)
+        namespace = await self._namespace(realm)
+        cells = await self._realm_cells(realm)
+        service = self._images(namespace)
+        try:
+            images = await service.list()
+        except ContainerdError as error:
+            raise _unavailable(realm, error) from error
+        unused = sorted(image.name for image in images if not cells_naming(cells, image.name))
+        removed: list[str] = []
+        try:
+            for number, name in enumerate(unused, start=1):
+                # One synchronous collection, with the last removal, frees what every
+                # removed image held.
+                if await service.delete(name, sync=number == len(unused)):
+                    removed.append(name)
+        except ContainerdError as error:
+            raise _unavailable(realm, error) from error
+        return web.json_response({"realm": realm, "removed": removed})
+
+
+def _not_an_archive(why: str) -> ApiError:
+    first = why.strip().splitlines()[0] if why.strip() else "unreadable"
+    return ApiError(422, f"the upload is not a valid OCI image archive: {first}")
+
+
+def _unavailable(realm: str, error: ContainerdError) -> ApiError:
+    return ApiError(503, f"the images of realm {realm}: {error}")
