@@ -1025,6 +1025,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 # commands (cordon, uncordon, drain) live in their own modules and register themselves on
 # `cli`; importing them here makes them part of kukectl.
 from kukeon.cli import nodes as _nodes  # noqa: E402, F401
+from kukeon.cli import top as _top  # noqa: E402, F401
 from kukeon.cli import workloads as _workloads  # noqa: E402, F401
 
 if __name__ == "__main__":
