@@ -61,15 +61,20 @@ async def follow(
     stop_after: float | None = None,
     backoff: Backoff = Backoff(),
     notify: Callable[[str], None] | None = None,
+    initial: Sequence[AnyResource] = (),
+    initial_revision: int | None = None,
 ) -> AsyncIterator[ClientWatchEvent]:
     """Existing objects as ADDED, then every change, until ``stop_after`` seconds have passed
-    (forever without one). ``notify`` hears one line per interruption."""
+    (forever without one). ``notify`` hears one line per interruption.
+
+    A caller that has listed already passes its list (``initial``, at ``initial_revision``):
+    those objects are not delivered again and the watch starts after that revision."""
     loop = asyncio.get_running_loop()
     deadline = None if stop_after is None else loop.time() + stop_after
-    known: dict[tuple[str, ...], AnyResource] = {}
-    revision: int | None = None
+    known: dict[tuple[str, ...], AnyResource] = {key_of(item): item for item in initial}
+    revision: int | None = initial_revision
     relist = False
-    started = False
+    started = initial_revision is not None  # the caller reached the server already
     delay = 0.0
     outage_reported = False
 

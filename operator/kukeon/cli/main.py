@@ -28,6 +28,7 @@ import kukeon
 from kukeon.api import (
     API_VERSION,
     SCOPE_PLACEHOLDER,
+    AnyResource,
     InvalidResource,
     Kind,
     key_of,
@@ -64,13 +65,13 @@ from kukeon.cli.manifests import (
 )
 from kukeon.cli.output import (
     OutputFormat,
+    WatchTable,
     describe,
     format_rows,
     kind_slug,
     object_name,
     render,
     render_documents,
-    render_table,
 )
 
 T = TypeVar("T")
@@ -394,35 +395,43 @@ async def _watch(
     with_parents: bool,
     stop_after: float | None,
 ) -> None:
-    header_printed = False
+    table = WatchTable(kind, wide=output == "wide", with_parents=with_parents)
 
     def note(line: str) -> None:
         _stderr.print(f"watch: {line}", markup=False, style="dim")
 
-    # Reconnects from the last revision seen when the stream drops, relists on 410 Gone.
-    async for event in follow(
-        client, kind, scope, label_selector=selector, name=name, stop_after=stop_after, notify=note
-    ):
-        if event.object is None:
-            continue
+    def show(res: AnyResource) -> None:
         if output in ("yaml", "json"):
-            text = render_documents([event.object], output)
+            text = render_documents([res], output)
             _print(("---\n" + text) if output == "yaml" else text)
         elif output == "name":
-            _print(object_name(event.object))
+            _print(object_name(res))
         else:
-            _print(
-                render_table(
-                    kind,
-                    [event.object],
-                    now=datetime.now(UTC),
-                    wide=output == "wide",
-                    with_parents=with_parents,
-                    headers=not header_printed,
-                )
-            )
-            header_printed = True
-        sys.stdout.flush()
+            _print(table.row(res, datetime.now(UTC)))
+
+    # The current objects first, as one aligned table; then the changes since that list.
+    listing = await client.list(kind, scope, label_selector=selector, name=name)
+    if output in ("table", "wide"):
+        table.fit(listing.items, datetime.now(UTC))
+        _print(table.header())
+    for res in listing.items:
+        show(res)
+    sys.stdout.flush()
+    # Reconnects from the last revision seen when the stream drops, relists on 410 Gone.
+    async for event in follow(
+        client,
+        kind,
+        scope,
+        label_selector=selector,
+        name=name,
+        stop_after=stop_after,
+        notify=note,
+        initial=listing.items,
+        initial_revision=listing.resource_version,
+    ):
+        if event.object is not None:
+            show(event.object)
+            sys.stdout.flush()
 
 
 # --- describe ---------------------------------------------------------------------------
@@ -1021,9 +1030,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-# The workload commands (run, logs, exec, start/stop/restart/kill, image) and the node
+# The workload commands (run, logs, exec, start/stop/restart/kill), image and the node
 # commands (cordon, uncordon, drain) live in their own modules and register themselves on
 # `cli`; importing them here makes them part of kukectl.
+from kukeon.cli import images as _images  # noqa: E402, F401
 from kukeon.cli import nodes as _nodes  # noqa: E402, F401
 from kukeon.cli import top as _top  # noqa: E402, F401
 from kukeon.cli import workloads as _workloads  # noqa: E402, F401

@@ -174,6 +174,38 @@ def render_table(
     return "\n".join(format_rows(rows))
 
 
+_WATCH_MIN_WIDTHS = {"NAME": 20, "STATE": 10, "AGE": 5}
+"""Room `get -w` leaves from the start, so later rows rarely push a column."""
+
+
+class WatchTable:
+    """The rows of `get -w`, one event at a time, under one header: each column keeps the
+    widest width seen so far (starting with room for typical values), so rows stay aligned
+    with the header and with each other as long as their values fit."""
+
+    def __init__(self, kind: Kind, *, wide: bool, with_parents: bool) -> None:
+        self.kind = kind
+        self.wide = wide
+        self.with_parents = with_parents
+        self.columns = _columns(kind, wide=wide, with_parents=with_parents)
+        self.widths = [max(len(c), _WATCH_MIN_WIDTHS.get(c, 0)) for c in self.columns]
+
+    def _line(self, cells: Sequence[str]) -> str:
+        self.widths = [max(w, len(c)) for w, c in zip(self.widths, cells, strict=True)]
+        return "   ".join(c.ljust(w) for c, w in zip(cells, self.widths, strict=True)).rstrip()
+
+    def fit(self, items: Iterable[AnyResource], now: datetime) -> None:
+        """Widen the columns for rows about to be printed (the initial list)."""
+        for res in items:
+            self.row(res, now)
+
+    def header(self) -> str:
+        return self._line(self.columns)
+
+    def row(self, res: AnyResource, now: datetime) -> str:
+        return self._line(_row(res, now, wide=self.wide, with_parents=self.with_parents))
+
+
 def render_documents(items: Sequence[AnyResource], fmt: Literal["yaml", "json"]) -> str:
     """One object as one document; several as a multi-document YAML stream / JSON List."""
     docs = [to_document(res) for res in items]

@@ -151,3 +151,13 @@ async def test_stop_after_ends_even_while_the_server_is_away() -> None:
     seen = [e async for e in follow(script, Kind.REALM, stop_after=0.5)]  # type: ignore[arg-type]
     assert [e.type for e in seen] == ["ADDED"]
     assert loop.time() - started < 2.0
+
+
+async def test_an_initial_list_is_not_delivered_again_and_the_watch_starts_after_it() -> None:
+    script = Script(
+        [([ev("ADDED", "a", 5), ev("MODIFIED", "a", 7), ev("ADDED", "b", 8)], None)],
+        listing=None,
+    )
+    seen = await collect(script, 2, initial=[realm("a", 5)], initial_revision=6)
+    assert seen == [("MODIFIED", "a"), ("ADDED", "b")]
+    assert script.watched_from == [6]

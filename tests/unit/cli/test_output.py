@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from kukeon.api import AnyResource, Kind, parse_resource
-from kukeon.cli.output import describe, human_duration, render, render_table
+from kukeon.cli.output import WatchTable, describe, human_duration, render, render_table
 
 NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
 
@@ -231,3 +232,15 @@ def test_describe_lists_what_each_node_materialised() -> None:
     ]
     empty = describe(Stack.model_validate({"metadata": {"name": "st"}}))
     assert empty.rstrip().endswith("Nodes:\n  <none>")
+
+
+def test_watch_rows_stay_under_their_header() -> None:
+    table = WatchTable(Kind.CELL, wide=False, with_parents=False)
+    table.fit(CELLS, NOW)
+    lines = [table.header(), *(table.row(cell, NOW) for cell in CELLS)]
+    later = _cell(
+        "a-later-cell", age=timedelta(seconds=1), containers=[{"id": "m"}], state="Pending"
+    )
+    lines.append(table.row(later, NOW))
+    starts = [[m.start() for m in re.finditer(r"\S+", line)] for line in lines]
+    assert all(columns == starts[0] for columns in starts), "\n".join(lines)
