@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from kukeon.api import AnyResource, Kind, Secret, key_of, to_document
+from kukeon.api import AnyResource, Kind, Node, Secret, key_of, to_document
 from kukeon.apiserver.paths import KINDS
 
 OutputFormat = Literal["table", "wide", "yaml", "json", "name"]
@@ -67,6 +67,8 @@ def _state(res: AnyResource) -> str:
         return "Deleting" if text in ("", "Ready", "Pending") else text
     if text == "Pending" and getattr(res.status, "reason", None) == "Pulling":
         return "Pulling"  # a cell whose image is being pulled (kubectl's ContainerCreating)
+    if isinstance(res, Node) and res.spec.unschedulable:
+        return f"{text or 'Unknown'},SchedulingDisabled"  # cordoned, as kubectl shows it
     return text or "Unknown"
 
 
@@ -291,6 +293,61 @@ def _node_lines(kind: Kind, nodes: Any) -> list[str]:
     return lines + ["  " + line for line in format_rows(rows)]
 
 
+def _mebibytes(count: int) -> str:
+    return f"{count // (1 << 20)}Mi"
+
+
+def _node_detail_lines(res: Node, now: datetime) -> list[str]:
+    """What `describe node` adds: addresses, capacity, system info, conditions, heartbeat
+    (kubectl's page, with kukeon's figures)."""
+    status = res.status
+    lines = ["Addresses:"]
+    if status.addresses:
+        lines += _field_lines([(a.type, a.address) for a in status.addresses], indent=2)
+    else:
+        lines.append(f"  {NONE}")
+    lines += _field_lines(
+        [
+            ("API Endpoint", status.api_endpoint or NONE),
+            ("Last Heartbeat", _when(status.last_heartbeat_time, now)),
+            ("Unschedulable", str(res.spec.unschedulable).lower()),
+        ]
+    )
+    for title, resources in (("Capacity", status.capacity), ("Allocatable", status.allocatable)):
+        lines.append(f"{title}:")
+        lines += _field_lines(
+            [("cpu", str(resources.cpus)), ("memory", _mebibytes(resources.memory_bytes))],
+            indent=2,
+        )
+    capacity = status.capacity
+    lines.append("System Info:")
+    lines += _field_lines(
+        [
+            ("Cgroup Mode", capacity.cgroup_mode or NONE),
+            ("containerd Version", capacity.containerd_version or NONE),
+            ("runc Version", capacity.runc_version or NONE),
+            ("CNI Plugins", ", ".join(capacity.cni_plugins) or NONE),
+        ],
+        indent=2,
+    )
+    lines.append("Conditions:")
+    if not status.conditions:
+        return [*lines, f"  {NONE}"]
+    rows = [["TYPE", "STATUS", "LAST TRANSITION", "REASON", "MESSAGE"]]
+    for condition in status.conditions:
+        since = condition.last_transition_time
+        rows.append(
+            [
+                condition.type,
+                condition.status,
+                NONE if since is None else f"{human_duration((now - since).total_seconds())} ago",
+                condition.reason or NONE,
+                condition.message or NONE,
+            ]
+        )
+    return lines + ["  " + line for line in format_rows(rows)]
+
+
 def _secret_lines(res: Secret) -> list[str]:
     """What describe shows of a Secret: its type and, per key, size and digest (no value)."""
     lines = [f"Type: {res.type}", "Data:"]
@@ -360,6 +417,8 @@ def describe(res: AnyResource, *, now: datetime | None = None) -> str:
 
     if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
         lines += _node_lines(kind, status.nodes)
+    if isinstance(res, Node):
+        lines += _node_detail_lines(res, when)
 
     if kind == Kind.CELL:
         lines.append("Containers:")

@@ -244,3 +244,44 @@ def test_watch_rows_stay_under_their_header() -> None:
     lines.append(table.row(later, NOW))
     starts = [[m.start() for m in re.finditer(r"\S+", line)] for line in lines]
     assert all(columns == starts[0] for columns in starts), "\n".join(lines)
+
+
+def _node(*, unschedulable: bool) -> AnyResource:
+    return parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Node",
+            "metadata": {"name": "n1", "creationTimestamp": (NOW - timedelta(hours=2)).isoformat()},
+            "spec": {"unschedulable": unschedulable},
+            "status": {
+                "state": "Ready",
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.7"}],
+                "capacity": {"cpus": 4, "memoryBytes": 8 << 30, "cgroupMode": "v2"},
+                "allocatable": {"cpus": 4, "memoryBytes": 7 << 30},
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KukeondReady",
+                        "lastTransitionTime": (NOW - timedelta(minutes=5)).isoformat(),
+                    }
+                ],
+                "lastHeartbeatTime": (NOW - timedelta(seconds=4)).isoformat(),
+            },
+        }
+    )
+
+
+def test_describe_node_shows_addresses_capacity_conditions_and_heartbeat() -> None:
+    page = describe(_node(unschedulable=False), now=NOW)
+    assert "  InternalIP: 10.0.0.7" in page
+    assert "Last Heartbeat: 2026-01-02T11:59:56+00:00 (4s ago)" in page
+    assert "Capacity:\n  cpu:    4\n  memory: 8192Mi" in page
+    assert "Allocatable:\n  cpu:    4\n  memory: 7168Mi" in page
+    assert "  Cgroup Mode:        v2" in page
+    assert "  Ready   True     5m ago            KukeondReady   <none>" in page
+
+
+def test_a_cordoned_node_shows_scheduling_disabled() -> None:
+    table = render(Kind.NODE, [_node(unschedulable=True)], "table", now=NOW)
+    assert table.splitlines()[1].split()[:2] == ["n1", "Ready,SchedulingDisabled"]
