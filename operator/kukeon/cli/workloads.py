@@ -1,9 +1,9 @@
-"""kukectl's workload commands: run, logs, start/stop/restart/kill, image import/ls.
+"""kukectl's workload commands: run, logs, exec, attach, start/stop/restart/kill.
 
 `get`/`apply`/`delete` speak about documents; these speak about what runs. Starting and
 stopping are spec changes (`desiredState`, the `kukeon.io/restartedAt` annotation) so they
-survive a daemon restart and show in `get`; `kill`, `logs` and `image` use the node routes
-that kukeond serves beside the resource API.
+survive a daemon restart and show in `get`; `kill` and `logs` use the node routes that
+kukeond serves beside the resource API (the image commands are in `images`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,7 +22,7 @@ import click
 
 from kukeon.api import Kind, parse_resource
 from kukeon.apiserver.client import ApiClient
-from kukeon.apiserver.paths import collection_path, object_path
+from kukeon.apiserver.paths import object_path
 
 from .main import DURATION, EXIT_SERVER, EXIT_USAGE, cli, fail, run, scope_options
 
@@ -44,10 +43,10 @@ async def _wait_state(
     while True:
         cell = await client.get(Kind.CELL, key)
         state = str(cell.status.state)
-        if show and state != last:
-            reason = f" ({cell.status.reason}: {cell.status.message})" if cell.status.reason else ""
+        reason = f" ({cell.status.reason}: {cell.status.message})" if cell.status.reason else ""
+        if show and state + reason != last:  # a new reason too (Pulling an image)
             click.echo(f"cell/{key[-1]} {state}{reason}", err=True)
-        last = state
+        last = state + reason
         if state in wanted:
             return state
         if state == "Failed" and "Failed" not in wanted:
@@ -373,54 +372,6 @@ def _prefixed(chunk: bytes, label: bytes, at_line_start: bool) -> tuple[bytes, b
         out.append(piece)
         at_line_start = piece.endswith(b"\n")
     return b"".join(out), at_line_start
-
-
-# --- image -------------------------------------------------------------------------------
-
-
-@cli.group()
-def image() -> None:
-    """Images available to a realm's cells."""
-
-
-@image.command("import")
-@click.argument("archive", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--realm", default="default", show_default=True)
-@click.option("--node", help="The node whose store gets it (default: the server's own node).")
-@click.pass_context
-def image_import(ctx: click.Context, archive: Path, realm: str, node: str | None) -> None:
-    """Import an OCI image archive (e.g. from `skopeo copy ... oci-archive:`)."""
-    params = {"node": node} if node else None
-
-    async def work(client: ApiClient) -> None:
-        path = collection_path(Kind.REALM, ()) + f"/{realm}/images"
-        answer = await client.upload(path, archive, params=params)
-        where = f" on node {node}" if node else ""
-        for name in answer.get("images", []):
-            click.echo(f"image/{name} imported into realm {realm}{where}")
-
-    run(ctx, work)
-
-
-@image.command("ls")
-@click.option("--realm", default="default", show_default=True)
-@click.option("--node", help="The node whose images to list (default: the server's own node).")
-@click.pass_context
-def image_ls(ctx: click.Context, realm: str, node: str | None) -> None:
-    """List the images of a realm."""
-    params = {"node": node} if node else None
-
-    async def work(client: ApiClient) -> None:
-        path = collection_path(Kind.REALM, ()) + f"/{realm}/images"
-        answer = await client.request("GET", path, params=params)
-        items = answer.get("items", []) if isinstance(answer, dict) else []
-        width = max([len("NAME"), *(len(i["name"]) for i in items)])
-        click.echo(f"{'NAME':<{width}}  DIGEST                   SIZE")
-        for item in items:
-            digest = item["digest"].removeprefix("sha256:")[:20]
-            click.echo(f"{item['name']:<{width}}  sha256:{digest}  {item['size']}")
-
-    run(ctx, work)
 
 
 # --- exec --------------------------------------------------------------------------------

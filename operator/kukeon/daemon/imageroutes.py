@@ -332,7 +332,8 @@ class ImageRoutes:
             raise ApiError(
                 409,
                 f"image {name!r} is used by {len(users)} cell(s) of realm {realm}: "
-                f"{_named(users)}; delete them first or remove it anyway with force=true",
+                f"{_named(users)}; delete them first, or remove it anyway (force=true, "
+                "kukectl image rm --force)",
                 name=name,
                 kind="Image",
             )
