@@ -4,6 +4,7 @@ credentials."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import subprocess
@@ -165,25 +166,37 @@ async def test_rm_force_removes_an_image_a_cell_names(kukeond: Kukeond) -> None:
     assert answer["usedBy"] == ["s1/st1/user"]
 
 
-@pytest.mark.parametrize(
-    ("body", "why"),
-    [
-        (b"this is not a tar archive at all", "not a tar archive"),
-        (None, "no oci-layout file"),
-    ],
-)
-async def test_a_bad_archive_is_refused_in_one_line_and_leaves_nothing(
-    kukeond: Kukeond, body: bytes | None, why: str
-) -> None:
-    k = kukeond
-    await k.apply({"kind": "Realm", "metadata": {"name": k.realm}, "spec": {}})
-    if body is None:  # a tar, but not an OCI layout
+def not_an_archive(kind: str, valid: Path) -> bytes:
+    if kind == "junk":
+        return b"this is not a tar archive at all"
+    if kind == "no-layout":  # a tar, but not an OCI layout
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             info = tarfile.TarInfo("hello.txt")
             info.size = 2
             tar.addfile(info, io.BytesIO(b"hi"))
-        body = buffer.getvalue()
+        return buffer.getvalue()
+    data = valid.read_bytes()
+    if kind == "truncated-gzip":
+        return gzip.compress(data, mtime=0)[: len(data) // 3]
+    return data[: len(data) // 2]  # a tar cut in the middle of a layer
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("junk", "not a tar archive"),
+        ("no-layout", "no oci-layout file"),
+        ("truncated-gzip", "cannot be read"),
+        ("truncated-tar", "cannot be read"),
+    ],
+)
+async def test_a_bad_archive_is_refused_in_one_line_and_leaves_nothing(
+    kukeond: Kukeond, kind: str, why: str
+) -> None:
+    k = kukeond
+    await k.apply({"kind": "Realm", "metadata": {"name": k.realm}, "spec": {}})
+    body = not_an_archive(kind, k.image.archive)
     before = stored_archives(k)
     async with (
         session(k) as http,
