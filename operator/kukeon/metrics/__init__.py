@@ -11,8 +11,9 @@ listed in ``docs/metrics.md``.
 Modules: ``cache`` (the informer: list + watch into an in-memory ``DocumentCache``),
 ``collector`` (series computed at scrape time from that cache, so a deleted object's
 series vanish), ``latency`` (histograms, a grpc.aio interceptor and hooks that feed
-them), ``process`` (build info, process metrics), ``endpoint`` (aiohttp ``/metrics``) and
-``daemon`` (all of it on one registry, for kukeond).
+them), ``process`` (build info, process metrics), ``usage`` (each running cell's CPU, memory and
+tasks, from a source the daemon gives it, which reads the cgroups), ``endpoint`` (aiohttp
+``/metrics``) and ``daemon`` (all of it on one registry, for kukeond).
 
 This package may import ``kukeon.api``, ``kukeon.store`` and the framework's task
 supervisor and metrics (``kukeon.framework.aiotasks``, ``.metrics``); ``kukeon.store`` and

@@ -10,7 +10,8 @@ Every assertion reads the expected values back from ``MetricsSource.store``; not
 hard-coded to this fixture's documents except what ``MetricsSource`` says.
 
 A source must have, in ``realm``: at least one cell that is not Ready, cells with
-``readyObserved`` both true and false, ``subtreeControllers`` on several layers, and
+``readyObserved`` both true and false, ``subtreeControllers`` on several layers, the usage
+series (``kukeon_cell_*``) of running cells, one of them with a memory limit, and
 ``poke()`` must cause reconciles and etcd and containerd calls.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,7 @@ from kukeon.api import (
 )
 from kukeon.framework import Operator, OperatorRunner, Settings, TemporaryError
 from kukeon.metrics import DaemonMetrics, request_latency_for, serve_metrics
+from kukeon.metrics.usage import CellUsageCollector, CellUsageSample
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.store import Registry
 from tests.fixtures.containerd import PrivateContainerd
@@ -170,7 +173,9 @@ async def kukeond_metrics_source(kukeond: Kukeond) -> MetricsSource:
 
     sleeper = {"image": k.image.name, "command": "sleep", "args": ["3600"]}
     await k.apply(cell("up-1", [{"id": "main", **sleeper}, {"id": "side", **sleeper}]))
-    await k.apply(cell("up-2", [{"id": "main", **sleeper}]))
+    # with a memory limit: kukeon_cell_memory_limit_bytes
+    limited = {**sleeper, "resources": {"memoryLimitBytes": 64 * 1024 * 1024}}
+    await k.apply(cell("up-2", [{"id": "main", **limited}]))
     await k.apply(
         cell(
             "done",
@@ -249,6 +254,28 @@ async def assembled_metrics_source(
         await containerd.namespaces.list()
 
     daemon = DaemonMetrics(registry=collectors, store=daemon_store, node_name=node)
+    # Nothing runs here, so the cells' usage (kukeond reads it from their cgroups) is made
+    # up from the documents: CPU time that grows, the working set, a limit on one cell.
+    started = time.monotonic()
+
+    def usage() -> list[CellUsageSample]:
+        cells = daemon.cache.documents(Kind.CELL)
+        return [
+            CellUsageSample(
+                cell.spec.realm_id,
+                cell.spec.space_id,
+                cell.spec.stack_id,
+                cell.metadata.name,
+                node,
+                cpu_seconds=(time.monotonic() - started) * 0.25 * (index + 1),
+                memory_bytes=(index + 1) * 8 * 1024 * 1024,
+                memory_limit_bytes=64 * 1024 * 1024 if index == 0 else None,
+                pids=index + 1,
+            )
+            for index, cell in enumerate(sorted(cells, key=key_of))
+        ]
+
+    collectors.register(CellUsageCollector(usage))
     server = None
     try:
         async with daemon, OperatorRunner(operator):

@@ -78,6 +78,10 @@ def test_the_asked_for_panels_exist() -> None:
         "Queue depth",
         "etcd request latency",
         "containerd call latency",
+        "CPU per cell",
+        "Memory per cell",
+        "Memory against limit",
+        "Tasks per cell",
     ):
         assert wanted in titles
 

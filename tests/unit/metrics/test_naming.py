@@ -24,6 +24,7 @@ from kukeon.metrics import (
     request_latency_for,
 )
 from kukeon.metrics.store import InvalidDocumentsCollector
+from kukeon.metrics.usage import CellUsageCollector, CellUsageSample
 from tests.unit.metrics import documents as docs
 
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
@@ -58,6 +59,8 @@ def _families() -> list[Metric]:
     framework.watch_restarts_total.labels("Cell", "gone").inc()
     framework.task_restarts_total.labels("kukeon-watch Cell").inc()
     registry.register(InvalidDocumentsCollector(lambda: {Kind.CELL: 1, Kind.REALM: 0}))
+    usage = CellUsageSample("r", "s", "k", "c", "n", 1.5, 1024, 4096, 3)
+    registry.register(CellUsageCollector(lambda: [usage]))
     return list(registry.collect())
 
 
@@ -87,6 +90,10 @@ def test_every_expected_family_is_exposed() -> None:
         "kukeon_watch_restarts",
         "kukeon_task_restarts",
         "kukeon_registry_invalid_documents",
+        "kukeon_cell_cpu_seconds",  # exposed as kukeon_cell_cpu_seconds_total
+        "kukeon_cell_memory_bytes",
+        "kukeon_cell_memory_limit_bytes",
+        "kukeon_cell_pids",
         "process_cpu_seconds",
         "python_info",
     }
