@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.kukeond import Kukeond
+from tests.integration.controllers.helpers import get_cell
 
 pytestmark = pytest.mark.e2e
 
@@ -130,21 +131,29 @@ async def test_apply_logs_exec_stop_start_delete(kukeond: Kukeond, tmp_path: Pat
     assert code == 1
     assert "nosuch" in err, err
 
+    # stop, start and restart wait until the cell has done it (as docker's do)
+    ticker_key = (k.realm, "web", "site", "ticker")
     code, out, err = await kukectl(k, "stop", "ticker", *scope)
     assert code == 0, err
-    code, _, err = await kukectl(
-        k, "wait", "cell/ticker", "--for=state=Stopped", "--timeout=60s", *scope
-    )
-    assert code == 0, err
+    assert out.strip() == "cell/ticker stopped"
+    assert str((await get_cell(k, ticker_key)).status.state) == "Stopped"
     code, _, err = await kukectl(k, "exec", "ticker", *scope, "--", "true")
     assert code == 1
     assert "not running" in err, err
     assert "ticker" in err, err
     code, _, err = await kukectl(k, "start", "ticker", *scope)
     assert code == 0, err
-    code, _, err = await kukectl(
-        k, "wait", "cell/ticker", "--for=state=Ready", "--timeout=60s", *scope
-    )
+    started = await get_cell(k, ticker_key)
+    assert str(started.status.state) == "Ready"
+    code, _, err = await kukectl(k, "restart", "ticker", *scope)
+    assert code == 0, err
+    restarted = await get_cell(k, ticker_key)
+    assert str(restarted.status.state) == "Ready"
+    assert restarted.status.containers[0].pid != started.status.containers[0].pid
+    code, out, err = await kukectl(k, "stop", "ticker", "--no-wait", *scope)
+    assert code == 0, err
+    assert out.strip() == "cell/ticker stopped"
+    code, _, err = await kukectl(k, "start", "ticker", "--timeout=30s", *scope)
     assert code == 0, err
 
     # a bad manifest: every invalid field listed, nothing written, exit code 2

@@ -720,7 +720,13 @@ async def _wait_gone(
 @click.option(
     "--cascade", is_flag=True, help="Also delete the children (else refused while they exist)."
 )
-@click.option("--wait", "wait_", is_flag=True, help="Wait until the objects are gone.")
+@click.option(
+    "--wait/--no-wait",
+    "wait_",
+    default=True,
+    show_default=True,
+    help="Wait until the objects are gone (as kubectl does).",
+)
 @click.option(
     "--timeout", type=DURATION, default="60s", show_default=True, help="How long --wait waits."
 )

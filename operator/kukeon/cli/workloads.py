@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from kukeon.api import Kind, parse_resource
 from kukeon.apiserver.client import ApiClient
 from kukeon.apiserver.paths import object_path
 
-from .main import DURATION, EXIT_SERVER, EXIT_USAGE, cli, fail, run, scope_options
+from .main import DURATION, EXIT_SERVER, EXIT_USAGE, _stderr, cli, fail, run, scope_options
 
 RESTARTED_AT = "kukeon.io/restartedAt"
 
@@ -187,48 +188,147 @@ async def _exit_code(client: ApiClient, key: tuple[str, ...]) -> int:
 # --- start / stop / restart / kill -------------------------------------------------------
 
 
-def _patch_cell(ctx: click.Context, key: tuple[str, ...], patch: dict[str, Any], verb: str) -> None:
-    async def work(client: ApiClient) -> None:
-        await client.patch(Kind.CELL, key, patch)
-        click.echo(f"cell/{key[-1]} {verb}")
-
-    run(ctx, work)
+_SETTLED_OK = {"start": {"Ready", "Exited"}, "stop": {"Stopped", "Exited"}}
+_SETTLED_BAD = {"Failed", "Error"}
 
 
-@cli.command()
-@click.argument("name")
-@scope_options
-@click.pass_context
-def start(ctx: click.Context, name: str, realm: str, space: str, stack: str) -> None:
-    """Start a stopped cell (desiredState: Running)."""
-    _patch_cell(
-        ctx, _cell_key(realm, space, stack, name), {"spec": {"desiredState": "Running"}}, "started"
+def _wait_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--timeout",
+        type=DURATION,
+        default="60s",
+        show_default=True,
+        help="How long to wait before giving up (exit 1; the change stays).",
+    )(func)
+    return click.option(
+        "--wait/--no-wait",
+        default=True,
+        show_default=True,
+        help="Wait until the cell has done it (as docker start/stop/restart).",
+    )(func)
+
+
+def _pids(cell: Any) -> dict[str, int | None]:
+    return {c.id: c.pid for c in getattr(cell.status, "containers", None) or []}
+
+
+def _settled(verb: str, cell: Any, before: Any) -> bool:
+    state = str(cell.status.state)
+    if verb != "restart":
+        return state in _SETTLED_OK[verb]
+    # Restarted: Ready again, every container that ran then runs as a new process now.
+    old, new = _pids(before), _pids(cell)
+    return state == "Ready" and all(
+        new.get(cid) not in (None, pid) for cid, pid in old.items() if pid is not None
     )
 
 
-@cli.command()
-@click.argument("name")
-@scope_options
-@click.pass_context
-def stop(ctx: click.Context, name: str, realm: str, space: str, stack: str) -> None:
-    """Stop a cell's containers and keep the cell (desiredState: Stopped)."""
-    _patch_cell(
-        ctx, _cell_key(realm, space, stack, name), {"spec": {"desiredState": "Stopped"}}, "stopped"
-    )
+async def _change_cell(
+    client: ApiClient,
+    key: tuple[str, ...],
+    patch: dict[str, Any],
+    *,
+    verb: str,
+    wait: bool,
+    within: float,
+) -> None:
+    """Patch the cell; with `wait`, poll until it has done `verb` (progress on a terminal)."""
+    label = f"cell/{key[-1]}"
+    done = {"start": "started", "stop": "stopped", "restart": "restarted"}[verb]
+    before = await client.get(Kind.CELL, key)
+    patched = await client.patch(Kind.CELL, key, patch)
+    if not wait:
+        click.echo(f"{label} {done}")
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    progress = _stderr.status(f"waiting for {label} to {verb}") if sys.stderr.isatty() else None
+    if progress is not None:
+        progress.start()
+    try:
+        while True:
+            cell = await client.get(Kind.CELL, key)
+            status = cell.status
+            state = str(status.state)
+            current = status.observed_generation >= patched.metadata.generation
+            if current and _settled(verb, cell, before):
+                break
+            if current and verb != "stop" and state in _SETTLED_BAD:
+                fail(f"{label} did not {verb}: {state} ({status.reason}: {status.message})")
+            if loop.time() >= deadline:
+                fail(f"timed out after {within:g}s waiting for {label} to {verb} (it is {state})")
+            if progress is not None:
+                progress.update(f"waiting for {label} to {verb} (it is {state})")
+            await asyncio.sleep(0.25)
+    finally:
+        if progress is not None:
+            progress.stop()
+    click.echo(f"{label} {done}")
 
 
 @cli.command()
 @click.argument("name")
+@_wait_options
 @scope_options
 @click.pass_context
-def restart(ctx: click.Context, name: str, realm: str, space: str, stack: str) -> None:
-    """Restart every container of a cell (as `kubectl rollout restart` does, by annotation)."""
+def start(
+    ctx: click.Context, name: str, wait: bool, timeout: float, realm: str, space: str, stack: str
+) -> None:
+    """Start a stopped cell (desiredState: Running); waits until it is Ready.
+
+    \b
+    Examples:
+      kukectl start web
+      kukectl start web --no-wait      # return once the change is stored
+    """
+    key = _cell_key(realm, space, stack, name)
+    patch = {"spec": {"desiredState": "Running"}}
+    run(ctx, lambda c: _change_cell(c, key, patch, verb="start", wait=wait, within=timeout))
+
+
+@cli.command()
+@click.argument("name")
+@_wait_options
+@scope_options
+@click.pass_context
+def stop(
+    ctx: click.Context, name: str, wait: bool, timeout: float, realm: str, space: str, stack: str
+) -> None:
+    """Stop a cell's containers and keep the cell (desiredState: Stopped); waits until they
+    have stopped (SIGTERM, then SIGKILL after kukeond's stop grace, 10 s by default).
+
+    \b
+    Examples:
+      kukectl stop web
+      kukectl stop web --no-wait
+    """
+    key = _cell_key(realm, space, stack, name)
+    patch = {"spec": {"desiredState": "Stopped"}}
+    run(ctx, lambda c: _change_cell(c, key, patch, verb="stop", wait=wait, within=timeout))
+
+
+@cli.command()
+@click.argument("name")
+@_wait_options
+@scope_options
+@click.pass_context
+def restart(
+    ctx: click.Context, name: str, wait: bool, timeout: float, realm: str, space: str, stack: str
+) -> None:
+    """Restart every container of a cell (as `kubectl rollout restart` does, by annotation);
+    waits until each runs as a new process and the cell is Ready.
+
+    \b
+    Examples:
+      kukectl restart web
+    """
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     patch = {
         "metadata": {"annotations": {RESTARTED_AT: stamp}},
         "spec": {"desiredState": "Running"},
     }
-    _patch_cell(ctx, _cell_key(realm, space, stack, name), patch, "restarted")
+    key = _cell_key(realm, space, stack, name)
+    run(ctx, lambda c: _change_cell(c, key, patch, verb="restart", wait=wait, within=timeout))
 
 
 @cli.command()
