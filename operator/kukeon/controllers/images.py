@@ -101,6 +101,19 @@ class ImageArchives:
         """Remove a stored archive that no image name points at (an import that failed)."""
         await asyncio.to_thread(self._discard, archive)
 
+    def _forget(self, names: Sequence[str]) -> None:
+        index = self._read_index()
+        dropped = {name: index.pop(name) for name in names if name in index}
+        if not dropped:
+            return
+        self._write_index(index)
+        for file in set(dropped.values()) - set(index.values()):
+            (self.directory / file).unlink(missing_ok=True)
+
+    async def forget(self, names: Sequence[str]) -> None:
+        """Drop these names from the index; an archive no name points at any more goes."""
+        await asyncio.to_thread(self._forget, names)
+
     async def record(self, archive: Path, names: Sequence[str]) -> None:
         def update() -> None:
             index = self._read_index()
@@ -162,6 +175,31 @@ class ImageProvider:
         names = [image.name for image in images]
         await self.archives.record(stored, names)
         return names
+
+    async def release_archives(self, names: Sequence[str]) -> list[str]:
+        """After `kukectl image rm`/`prune`: forget the archives kept for these names (the
+        disk they take) when no containerd namespace holds an image of that name any more,
+        so no realm of this node has it. Returns the names forgotten."""
+        kept = await self.archives.names()
+        candidates = [name for name in names if name in kept]
+        if not candidates:
+            return []
+        namespaces = [namespace.name for namespace in await self.containerd.namespaces.list()]
+        unheld: list[str] = []
+        for name in candidates:
+            if not await self._held_anywhere(namespaces, name):
+                unheld.append(name)
+        await self.archives.forget(unheld)
+        return unheld
+
+    async def _held_anywhere(self, namespaces: Sequence[str], name: str) -> bool:
+        for namespace in namespaces:
+            try:
+                await self.containerd.images(namespace).get(name)
+            except ImageNotFoundError:
+                continue
+            return True
+        return False
 
     async def _present(self, namespace: str, image: str) -> str | None:
         images = self.containerd.images(namespace)

@@ -18,9 +18,11 @@ Writing routes need an editor of the realm (or admin). ``{image}`` is the name a
 a cell (``busybox``, ``docker.io/library/busybox:latest``): what it normalises to is
 tried too. Removing deletes the image's record with a synchronous garbage collection, so
 containerd frees its content and snapshots (what no other image or container still uses)
-before the answer. An image a cell of the realm names is not removed (``409`` naming the
-cells) unless ``force=true``: the cell's controller then fetches it again (from the node's
-archive store or the registry) when it next needs it.
+before the answer; the archive an import kept in the node's archive store goes once no
+namespace holds an image of its name and no cell of any realm names it. An image a cell of
+the realm names is not removed (``409`` naming the cells) unless ``force=true``: the cell's
+controller then fetches it again (from the node's archive store or the registry) when it
+next needs it.
 
 Every answer about an image carries ``name``, ``digest`` (of the record's target),
 ``size`` (the config and every layer as stored, i.e. compressed), ``created`` (the
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import tarfile
 import tempfile
@@ -66,6 +69,8 @@ from kukeon.runtime.containerd.errors import (
 from kukeon.runtime.containerd.images import ImageDetails, ImageService
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import NotFound, Registry
+
+log = logging.getLogger("kukeon.daemon.imageroutes")
 
 MAX_CELLS_NAMED = 10
 """A refusal names at most this many cells (and says how many more)."""
@@ -136,6 +141,17 @@ def cells_naming(cells: Iterable[Cell], image: str) -> list[str]:
     return sorted(users)
 
 
+def named_images(cells: Iterable[Cell]) -> set[str]:
+    """Every name an image of these cells may be recorded under."""
+    return {
+        name
+        for cell in cells
+        for c in cell.spec.containers
+        if c.image
+        for name in name_candidates(c.image)
+    }
+
+
 def _named(cells: list[str]) -> str:
     shown = ", ".join(cells[:MAX_CELLS_NAMED])
     more = len(cells) - MAX_CELLS_NAMED
@@ -198,6 +214,22 @@ class ImageRoutes:
             raise _unavailable(realm, error) from error
         except (InvalidImageError, NotFoundError):
             return None
+
+    async def _release_archives(self, removed: list[str]) -> list[str]:
+        """Free the node's archive store of the removed images that no realm's namespace
+        holds and no cell (of any realm: one may be waiting to import it) names."""
+        if not removed:
+            return []
+        wanted = named_images(
+            cell for cell in (await self.registry.list(Kind.CELL)).items if isinstance(cell, Cell)
+        )
+        unnamed = [name for name in removed if name not in wanted]
+        try:
+            return await self.controllers.images.release_archives(unnamed)
+        except (ContainerdError, OSError) as error:
+            # The images are removed; their archives stay until the next removal.
+            log.warning("keeping the archives of %s: %s", ", ".join(unnamed), error)
+            return []
 
     # --- reading --------------------------------------------------------------------------
 
@@ -343,7 +375,10 @@ class ImageRoutes:
             raise _unavailable(realm, error) from error
         if not removed:
             raise ApiError(404, f"image {name!r} not found in realm {realm}")
-        return web.json_response({"realm": realm, "removed": [name], "usedBy": users})
+        released = await self._release_archives([name])
+        return web.json_response(
+            {"realm": realm, "removed": [name], "usedBy": users, "archivesReleased": released}
+        )
 
     async def prune_images(self, request: web.Request) -> web.StreamResponse:
         realm = request.match_info["realm"]
@@ -365,7 +400,8 @@ class ImageRoutes:
                     removed.append(name)
         except ContainerdError as error:
             raise _unavailable(realm, error) from error
-        return web.json_response({"realm": realm, "removed": removed})
+        released = await self._release_archives(removed)
+        return web.json_response({"realm": realm, "removed": removed, "archivesReleased": released})
 
 
 def _not_an_archive(why: str) -> ApiError:

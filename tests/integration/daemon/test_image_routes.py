@@ -5,6 +5,7 @@ credentials."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import subprocess
@@ -132,9 +133,15 @@ async def test_list_inspect_rm_and_prune(kukeond: Kukeond, other_image: Path) ->
         assert "s1/st1/user" in message
         assert "force" in message
 
+        other_archive = f"{hashlib.sha256(other.read_bytes()).hexdigest()}.tar"
+        assert other_archive in stored_archives(k)  # kept for the node's other realms
         async with http.post(f"{images_url}/prune") as response:
             assert response.status == 200, await response.text()
-            assert (await response.json())["removed"] == [OTHER_NAME]
+            pruned = await response.json()
+        assert pruned["removed"] == [OTHER_NAME]
+        # No realm holds it any more and no cell names it: the kept archive goes too.
+        assert pruned["archivesReleased"] == [OTHER_NAME]
+        assert other_archive not in stored_archives(k)
         async with http.get(images_url) as response:
             names = [item["name"] for item in (await response.json())["items"]]
         assert names == [k.image.name]
@@ -164,6 +171,7 @@ async def test_rm_force_removes_an_image_a_cell_names(kukeond: Kukeond) -> None:
             answer = await response.json()
     assert answer["removed"] == [k.image.name]
     assert answer["usedBy"] == ["s1/st1/user"]
+    assert answer["archivesReleased"] == []  # the cell still names it: it may need it again
 
 
 def not_an_archive(kind: str, valid: Path) -> bytes:
