@@ -207,12 +207,13 @@ class ImageRoutes:
 
     async def _details(self, realm: str, namespace: str, name: str) -> ImageDetails | None:
         """The image's details; None when its manifest or config cannot be read here (an
-        image for another platform, a half-deleted one): it is listed without them."""
+        image for another platform, a half-deleted one, a blob containerd refuses): it is
+        listed without them."""
         try:
             return await self._images(namespace).details(name)
         except ContainerdUnavailableError as error:
             raise _unavailable(realm, error) from error
-        except (InvalidImageError, NotFoundError):
+        except ContainerdError:
             return None
 
     async def _release_archives(self, removed: list[str]) -> list[str]:
