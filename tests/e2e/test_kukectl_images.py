@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from kukeon.api import Kind
-from tests.e2e.test_kukectl_workloads import kukectl
+from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.containerd.test_pull_registry import (  # noqa: F401 - fixtures
     USERNAME,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import Cell, Kind
-from tests.e2e.test_kukectl_workloads import kukectl, manifests
+from tests.e2e.test_kukectl_workloads import manifests
+from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
 
 pytestmark = pytest.mark.e2e

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from kukeon.api import Kind
+from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
 
 pytestmark = pytest.mark.e2e
 
-KUKECTL = str(Path(sys.executable).with_name("kukectl"))
 FILL_MIB = 32
-
-
-async def kukectl(k: Kukeond, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
-    process = await asyncio.create_subprocess_exec(
-        KUKECTL,
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 def manifests(k: Kukeond) -> str:

@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.kukectl import KUKECTL, kukectl
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import get_cell
 
 pytestmark = pytest.mark.e2e
-
-KUKECTL = str(Path(sys.executable).with_name("kukectl"))
-
-
-async def kukectl(k: Kukeond, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
-    process = await asyncio.create_subprocess_exec(
-        KUKECTL,
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(stdin), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 def manifests(k: Kukeond) -> str:

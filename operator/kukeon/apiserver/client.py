@@ -140,6 +140,14 @@ class ObjectList(NamedTuple):
     resource_version: int
 
 
+def _fields(name: str | None, field_selector: str | None) -> str:
+    """One ``fieldSelector``: the object's name (a watch of one object) and the caller's."""
+    terms = [f"metadata.name={name}"] if name else []
+    if field_selector:
+        terms.append(field_selector)
+    return ",".join(terms)
+
+
 def _parse(document: Any) -> AnyResource:
     try:
         return parse_resource(document)
@@ -316,12 +324,13 @@ class ApiClient:
         *,
         label_selector: str | None = None,
         name: str | None = None,
+        field_selector: str | None = None,
     ) -> ObjectList:
         params: dict[str, str] = {}
         if label_selector:
             params["labelSelector"] = label_selector
-        if name:
-            params["fieldSelector"] = f"metadata.name={name}"
+        if fields := _fields(name, field_selector):
+            params["fieldSelector"] = fields
         document = await self.request("GET", collection_path(kind, scope), params=params)
         items = [_parse(item) for item in document.get("items") or []]
         return ObjectList(items, int(document["metadata"]["resourceVersion"]))
@@ -395,6 +404,7 @@ class ApiClient:
         resource_version: int | None = None,
         label_selector: str | None = None,
         name: str | None = None,
+        field_selector: str | None = None,
         timeout_seconds: float | None = None,
     ) -> AsyncIterator[ClientWatchEvent]:
         """Events of ``kind`` under ``scope``; without a resource_version, existing objects
@@ -405,8 +415,8 @@ class ApiClient:
             params["resourceVersion"] = str(resource_version)
         if label_selector:
             params["labelSelector"] = label_selector
-        if name:
-            params["fieldSelector"] = f"metadata.name={name}"
+        if fields := _fields(name, field_selector):
+            params["fieldSelector"] = fields
         if timeout_seconds is not None:
             params["timeoutSeconds"] = f"{timeout_seconds:g}"
         session = self._open()

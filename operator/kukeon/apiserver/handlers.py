@@ -39,6 +39,7 @@ from kukeon.apiserver import queryparams
 from kukeon.apiserver.admission import Admission
 from kukeon.apiserver.auth import Principal, Role, Verb, denial
 from kukeon.apiserver.bodies import THREAD_THRESHOLD, BodyError, decode_body
+from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_field_selector
 from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
 from kukeon.apiserver.paths import API_ROOT, HIERARCHY, KINDS, display_key
 from kukeon.apiserver.protocols import RegistryApi
@@ -188,19 +189,15 @@ def _selector(request: web.Request) -> tuple[str | None, LabelSelector]:
         ) from None
 
 
-def _name_filter(request: web.Request) -> str | None:
-    """``fieldSelector=metadata.name=NAME``, the only field selector supported."""
+def _field_filter(request: web.Request, kind: Kind) -> FieldSelector:
+    """``fieldSelector``: the fields each kind supports (``apiserver/fieldselector.py``)."""
     text = queryparams.single(request, "fieldSelector")
-    if not text:
-        return None
-    field, sep, value = text.partition("=")
-    if field.strip() != "metadata.name" or not sep or not value.lstrip("="):
+    try:
+        return parse_field_selector(kind, text)
+    except FieldSelectorError as exc:
         raise ApiError(
-            400,
-            f"unsupported fieldSelector {quote(text)}: only metadata.name=NAME",
-            causes=[Cause("fieldSelector", "only metadata.name=NAME is supported")],
-        )
-    return value.lstrip("=").strip()
+            400, f"fieldSelector: {exc}", causes=[Cause("fieldSelector", str(exc))]
+        ) from None
 
 
 def _secret_scope_from_url(metadata: dict[str, Any], scope: tuple[str, ...]) -> list[Cause]:
@@ -456,7 +453,7 @@ class ResourceHandlers:
             return await self.watch(request, target)
         principal = self._authorize(request, "list", target)
         text, _ = _selector(request)
-        name = _name_filter(request)
+        fields = _field_filter(request, target.kind)
         # Not used by a list (it always reads the latest revision), but never ignored when
         # malformed: a client that sent nonsense learns it.
         queryparams.resource_version(request)
@@ -467,8 +464,7 @@ class ResourceHandlers:
         items = [
             to_document(res)
             for res in listed.items
-            if principal.may_see_realm(_realm_of(res))
-            and (name is None or res.metadata.name == name)
+            if principal.may_see_realm(_realm_of(res)) and fields.matches(res)
         ]
         return _json(
             {
@@ -491,14 +487,14 @@ class ResourceHandlers:
         """
         principal = self._authorize(request, "watch", target)
         text, selector = _selector(request)
-        name = _name_filter(request)
+        fields = _field_filter(request, target.kind)
         requested_rv = queryparams.resource_version(request)
         timeout = queryparams.timeout_seconds(request)
 
         def visible(res: AnyResource) -> bool:
             return (
                 principal.may_see_realm(_realm_of(res))
-                and (name is None or res.metadata.name == name)
+                and fields.matches(res)
                 and selector.matches(res.metadata.labels)
             )
 

@@ -58,6 +58,7 @@ async def follow(
     *,
     label_selector: str | None = None,
     name: str | None = None,
+    field_selector: str | None = None,
     stop_after: float | None = None,
     backoff: Backoff = Backoff(),
     notify: Callable[[str], None] | None = None,
@@ -103,7 +104,13 @@ async def follow(
         problem: str
         try:
             if relist:
-                listing = await client.list(kind, scope, label_selector=label_selector, name=name)
+                listing = await client.list(
+                    kind,
+                    scope,
+                    label_selector=label_selector,
+                    name=name,
+                    field_selector=field_selector,
+                )
                 listed = {key_of(item): item for item in listing.items}
                 for key, item in listed.items():
                     seen = known.get(key)
@@ -123,6 +130,7 @@ async def follow(
                 resource_version=revision,
                 label_selector=label_selector,
                 name=name,
+                field_selector=field_selector,
                 timeout_seconds=None if left is None else max(left, 0.001),
             )
             async for event in stream:

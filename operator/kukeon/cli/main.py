@@ -15,7 +15,6 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, TypeVar
 
@@ -28,7 +27,6 @@ import kukeon
 from kukeon.api import (
     API_VERSION,
     SCOPE_PLACEHOLDER,
-    AnyResource,
     InvalidResource,
     Kind,
     key_of,
@@ -42,7 +40,6 @@ from kukeon.apiserver.client import (
     parse_server,
 )
 from kukeon.apiserver.paths import API_ROOT, KINDS, kind_for_alias
-from kukeon.apiserver.reflector import follow
 from kukeon.cli.config import (
     ConfigError,
     Connection,
@@ -64,14 +61,9 @@ from kukeon.cli.manifests import (
     server_refusals,
 )
 from kukeon.cli.output import (
-    OutputFormat,
-    WatchTable,
     describe,
     format_rows,
     kind_slug,
-    object_name,
-    render,
-    render_documents,
 )
 
 T = TypeVar("T")
@@ -317,121 +309,6 @@ def cli(
 ) -> None:
     """kukectl controls kukeon: realms, spaces, stacks and cells on your hosts."""
     ctx.obj = Options(context, server, token, ca_file, config_path, request_timeout)
-
-
-# --- get --------------------------------------------------------------------------------
-
-
-@cli.command()
-@click.argument("kind", type=KIND)
-@click.argument("names", nargs=-1)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "wide", "yaml", "json", "name"]),
-    default="table",
-    help="Output format.",
-)
-@click.option("-l", "--selector", help="Label selector, e.g. tier=web,env!=prod.")
-@click.option("-A", "--all", "all_parents", is_flag=True, help="List across every parent.")
-@click.option("-w", "--watch", is_flag=True, help="After listing, keep printing changes.")
-@click.option("--watch-timeout", type=DURATION, help="Stop watching after this long.")
-@scope_options
-@click.pass_context
-def get(
-    ctx: click.Context,
-    kind: Kind,
-    names: tuple[str, ...],
-    output: OutputFormat,
-    selector: str | None,
-    all_parents: bool,
-    watch: bool,
-    watch_timeout: float | None,
-    realm: str,
-    space: str,
-    stack: str,
-) -> None:
-    """Show objects of a kind: a table, or -o yaml|json|wide|name."""
-    scope = () if all_parents else scope_for(kind, realm, space, stack)
-    with_parents = all_parents and bool(KINDS[kind].parents)
-    if watch and len(names) > 1:
-        fail("--watch takes at most one name", EXIT_USAGE)
-    if all_parents and names:
-        fail("a name needs its parents: use --realm/--space/--stack instead of -A", EXIT_USAGE)
-
-    async def work(client: ApiClient) -> None:
-        if watch:
-            await _watch(
-                client,
-                kind,
-                scope,
-                names[0] if names else None,
-                selector,
-                output,
-                with_parents,
-                watch_timeout,
-            )
-            return
-        if names:
-            items = [await client.get(kind, (*scope, name)) for name in names]
-        else:
-            items = (await client.list(kind, scope, label_selector=selector)).items
-        if not items and output in ("table", "wide"):
-            where = "anywhere" if all_parents or not scope else f"in {'/'.join(scope)}"
-            _stderr.print(f"No {KINDS[kind].plural} found {where}.", markup=False)
-            return
-        _print(render(kind, items, output, with_parents=with_parents))
-
-    run(ctx, work)
-
-
-async def _watch(
-    client: ApiClient,
-    kind: Kind,
-    scope: tuple[str, ...],
-    name: str | None,
-    selector: str | None,
-    output: OutputFormat,
-    with_parents: bool,
-    stop_after: float | None,
-) -> None:
-    table = WatchTable(kind, wide=output == "wide", with_parents=with_parents)
-
-    def note(line: str) -> None:
-        _stderr.print(f"watch: {line}", markup=False, style="dim")
-
-    def show(res: AnyResource) -> None:
-        if output in ("yaml", "json"):
-            text = render_documents([res], output)
-            _print(("---\n" + text) if output == "yaml" else text)
-        elif output == "name":
-            _print(object_name(res))
-        else:
-            _print(table.row(res, datetime.now(UTC)))
-
-    # The current objects first, as one aligned table; then the changes since that list.
-    listing = await client.list(kind, scope, label_selector=selector, name=name)
-    if output in ("table", "wide"):
-        table.fit(listing.items, datetime.now(UTC))
-        _print(table.header())
-    for res in listing.items:
-        show(res)
-    sys.stdout.flush()
-    # Reconnects from the last revision seen when the stream drops, relists on 410 Gone.
-    async for event in follow(
-        client,
-        kind,
-        scope,
-        label_selector=selector,
-        name=name,
-        stop_after=stop_after,
-        notify=note,
-        initial=listing.items,
-        initial_revision=listing.resource_version,
-    ):
-        if event.object is not None:
-            show(event.object)
-            sys.stdout.flush()
 
 
 # --- describe ---------------------------------------------------------------------------
@@ -1039,6 +916,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 # The workload commands (run, logs, exec, start/stop/restart/kill), image and the node
 # commands (cordon, uncordon, drain) live in their own modules and register themselves on
 # `cli`; importing them here makes them part of kukectl.
+from kukeon.cli import get as _get  # noqa: E402, F401
 from kukeon.cli import images as _images  # noqa: E402, F401
 from kukeon.cli import nodes as _nodes  # noqa: E402, F401
 from kukeon.cli import top as _top  # noqa: E402, F401

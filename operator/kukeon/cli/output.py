@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -16,6 +17,8 @@ import yaml
 
 from kukeon.api import AnyResource, Kind, Node, Secret, key_of, to_document
 from kukeon.apiserver.paths import KINDS
+
+from .jsonpath import text_of, values
 
 OutputFormat = Literal["table", "wide", "yaml", "json", "name"]
 NONE = "<none>"
@@ -86,7 +89,7 @@ _WIDE_COLUMNS: dict[Kind, list[str]] = {
     Kind.REALM: ["NAMESPACE", "CGROUP"],
     Kind.SPACE: ["BRIDGE", "SUBNET", "CGROUP"],
     Kind.STACK: ["CGROUP"],
-    Kind.CELL: ["IP", "NODE", "CGROUP"],
+    Kind.CELL: ["IP", "NODE", "REASON", "CGROUP"],
     Kind.NODE: ["INTERNAL-IP", "CPUS", "MEMORY", "CGROUPS", "CONTAINERD"],
 }
 
@@ -144,9 +147,17 @@ def _row(res: AnyResource, now: datetime, *, wide: bool, with_parents: bool) -> 
             row += [
                 status.network.ip or NONE,
                 res.spec.node_name or status.node_name or NONE,
+                _cell_reason(res),
                 cgroup,
             ]
     return row
+
+
+def _cell_reason(res: AnyResource) -> str:
+    """Why a cell is not simply running: its own reason, else its first container's."""
+    reasons = [getattr(res.status, "reason", None)]
+    reasons += [c.reason for c in getattr(res.status, "containers", None) or []]
+    return next((r for r in reasons if r), NONE)
 
 
 def format_rows(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -160,6 +171,42 @@ def format_rows(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class TableLayout:
+    """The columns of a `get` table: the kind's own (or `-o custom-columns`), then the
+    label columns of `-L` and `--show-labels`."""
+
+    kind: Kind
+    wide: bool = False
+    with_parents: bool = False
+    label_columns: tuple[str, ...] = ()
+    show_labels: bool = False
+    custom: tuple[tuple[str, str], ...] = ()
+
+    def columns(self) -> list[str]:
+        if self.custom:
+            columns = [header for header, _ in self.custom]
+        else:
+            columns = _columns(self.kind, wide=self.wide, with_parents=self.with_parents)
+        columns += [key.rsplit("/", 1)[-1].upper() for key in self.label_columns]
+        return columns + (["LABELS"] if self.show_labels else [])
+
+    def row(self, res: AnyResource, now: datetime) -> list[str]:
+        if self.custom:
+            document = to_document(res)
+            row = [
+                ",".join(text_of(v) for v in values(document, path)) or NONE
+                for _, path in self.custom
+            ]
+        else:
+            row = _row(res, now, wide=self.wide, with_parents=self.with_parents)
+        labels = res.metadata.labels
+        row += [labels.get(key, "") for key in self.label_columns]
+        if self.show_labels:
+            row.append(",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE)
+        return row
+
+
 def render_table(
     kind: Kind,
     items: Iterable[AnyResource],
@@ -168,11 +215,11 @@ def render_table(
     wide: bool = False,
     with_parents: bool = False,
     headers: bool = True,
+    layout: TableLayout | None = None,
 ) -> str:
-    rows: list[list[str]] = (
-        [_columns(kind, wide=wide, with_parents=with_parents)] if headers else []
-    )
-    rows += [_row(res, now, wide=wide, with_parents=with_parents) for res in items]
+    shape = layout or TableLayout(kind, wide=wide, with_parents=with_parents)
+    rows: list[list[str]] = [shape.columns()] if headers else []
+    rows += [shape.row(res, now) for res in items]
     return "\n".join(format_rows(rows))
 
 
@@ -185,11 +232,9 @@ class WatchTable:
     widest width seen so far (starting with room for typical values), so rows stay aligned
     with the header and with each other as long as their values fit."""
 
-    def __init__(self, kind: Kind, *, wide: bool, with_parents: bool) -> None:
-        self.kind = kind
-        self.wide = wide
-        self.with_parents = with_parents
-        self.columns = _columns(kind, wide=wide, with_parents=with_parents)
+    def __init__(self, layout: TableLayout) -> None:
+        self.layout = layout
+        self.columns = layout.columns()
         self.widths = [max(len(c), _WATCH_MIN_WIDTHS.get(c, 0)) for c in self.columns]
 
     def _line(self, cells: Sequence[str]) -> str:
@@ -205,7 +250,7 @@ class WatchTable:
         return self._line(self.columns)
 
     def row(self, res: AnyResource, now: datetime) -> str:
-        return self._line(_row(res, now, wide=self.wide, with_parents=self.with_parents))
+        return self._line(self.layout.row(res, now))
 
 
 def render_documents(items: Sequence[AnyResource], fmt: Literal["yaml", "json"]) -> str:

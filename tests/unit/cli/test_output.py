@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from kukeon.api import AnyResource, Kind, parse_resource
-from kukeon.cli.output import WatchTable, describe, human_duration, render, render_table
+from kukeon.cli.output import (
+    TableLayout,
+    WatchTable,
+    describe,
+    human_duration,
+    render,
+    render_table,
+)
 
 NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
 
@@ -71,9 +78,9 @@ def test_cells_table() -> None:
 
 
 WIDE = """\
-REALM   SPACE   STACK   NAME        STATE    READY   RESTARTS   AGE     IP          NODE     CGROUP
-prod    edge    web     api         Ready    2/2     3          3m12s   10.88.0.5   node-a   /kukeon/prod/edge/web/api
-prod    edge    web     batch-job   Exited   0/1     0          3d4h    <none>      <none>   <none>"""  # noqa: E501
+REALM   SPACE   STACK   NAME        STATE    READY   RESTARTS   AGE     IP          NODE     REASON   CGROUP
+prod    edge    web     api         Ready    2/2     3          3m12s   10.88.0.5   node-a   <none>   /kukeon/prod/edge/web/api
+prod    edge    web     batch-job   Exited   0/1     0          3d4h    <none>      <none>   <none>   <none>"""  # noqa: E501
 
 
 def test_cells_table_across_parents_and_wide() -> None:
@@ -235,7 +242,7 @@ def test_describe_lists_what_each_node_materialised() -> None:
 
 
 def test_watch_rows_stay_under_their_header() -> None:
-    table = WatchTable(Kind.CELL, wide=False, with_parents=False)
+    table = WatchTable(TableLayout(Kind.CELL))
     table.fit(CELLS, NOW)
     lines = [table.header(), *(table.row(cell, NOW) for cell in CELLS)]
     later = _cell(

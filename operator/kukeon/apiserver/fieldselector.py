@@ -1,0 +1,98 @@
+"""Field selectors, Kubernetes syntax: ``status.state=Ready,spec.nodeName!=n2``.
+
+As in Kubernetes, each kind supports a few fields, not every one: those a user filters by
+(its name, state and reason, a cell's node, a node's cordon). An unsupported field is a
+400 naming it, never a filter silently ignored. Matched in Python after the range read,
+like label selectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from kukeon.api import AnyResource, Kind
+
+Getter = Callable[[AnyResource], str]
+
+
+def _status_text(field: str) -> Getter:
+    def get(res: AnyResource) -> str:
+        value = getattr(res.status, field, None)
+        return "" if value is None else str(value)
+
+    return get
+
+
+def _spec_text(field: str) -> Getter:
+    def get(res: AnyResource) -> str:
+        value = getattr(res.spec, field, None)
+        if isinstance(value, bool):
+            return str(value).lower()
+        return "" if value is None else str(value)
+
+    return get
+
+
+_COMMON: dict[str, Getter] = {
+    "metadata.name": lambda res: res.metadata.name,
+    "status.state": _status_text("state"),
+    "status.reason": _status_text("reason"),
+}
+FIELDS: dict[Kind, dict[str, Getter]] = {
+    Kind.REALM: _COMMON,
+    Kind.SPACE: _COMMON,
+    Kind.STACK: _COMMON,
+    Kind.CELL: {**_COMMON, "spec.nodeName": _spec_text("node_name")},
+    Kind.NODE: {**_COMMON, "spec.unschedulable": _spec_text("unschedulable")},
+    Kind.SECRET: {"metadata.name": _COMMON["metadata.name"]},
+}
+
+
+class FieldSelectorError(ValueError):
+    """A selector that cannot be applied; the message names the term."""
+
+
+class Term(NamedTuple):
+    field: str
+    equal: bool
+    value: str
+    get: Getter
+
+    def matches(self, res: AnyResource) -> bool:
+        return (self.get(res) == self.value) == self.equal
+
+
+class FieldSelector(NamedTuple):
+    terms: tuple[Term, ...]
+
+    def matches(self, res: AnyResource) -> bool:
+        return all(term.matches(res) for term in self.terms)
+
+
+def parse_field_selector(kind: Kind, text: str | None) -> FieldSelector:
+    """``f=v``, ``f==v``, ``f!=v``, comma-separated; empty or None selects everything."""
+    if text is None or not text.strip():
+        return FieldSelector(())
+    supported = FIELDS[kind]
+    terms: list[Term] = []
+    for raw in text.split(","):
+        term = raw.strip()
+        if "!=" in term:
+            field, _, value = term.partition("!=")
+            equal = False
+        elif "=" in term:
+            field, _, value = term.partition("=")
+            value = value.removeprefix("=")
+            equal = True
+        else:
+            raise FieldSelectorError(f"{term[:100]!r} is not FIELD=VALUE or FIELD!=VALUE")
+        field, value = field.strip(), value.strip()
+        get = supported.get(field)
+        if get is None:
+            known = ", ".join(sorted(supported))
+            raise FieldSelectorError(
+                f"field {field[:100]!r} is not supported for {kind.value}; use one of {known}"
+            )
+        terms.append(Term(field, equal, value, get))
+    return FieldSelector(tuple(terms))

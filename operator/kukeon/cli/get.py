@@ -1,0 +1,370 @@
+"""`kukectl get`: tables, documents, templates and watches of objects, as kubectl prints them.
+
+`get KIND [NAME...]` or `get KIND/NAME...` (kinds may differ); `-l` and `--field-selector`
+filter on the server; `-A` lists across parents (narrowed by an explicit `--realm` or
+`--space`); `-o` is table, wide, yaml, json, name, `jsonpath=TEMPLATE` or
+`custom-columns=SPEC`; `-L`, `--show-labels`, `--no-headers` and `--sort-by` shape the table.
+Names that do not exist are reported one line each after what exists (exit 1), as kubectl does.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import click
+
+from kukeon.api import AnyResource, Kind, key_of, to_document
+from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.apiserver.paths import KINDS
+from kukeon.apiserver.reflector import follow
+
+from .jsonpath import JsonPathError, parse_columns, render_template, sort_key
+from .main import (
+    DURATION,
+    EXIT_SERVER,
+    EXIT_USAGE,
+    KIND,
+    _api_error_text,
+    _error_line,
+    _print,
+    _stderr,
+    cli,
+    fail,
+    run,
+    scope_for,
+    scope_options,
+)
+from .output import (
+    TableLayout,
+    WatchTable,
+    object_name,
+    render_documents,
+    render_table,
+)
+
+_PLAIN_FORMATS = ("table", "wide", "yaml", "json", "name")
+_TEMPLATE_FORMATS = ("jsonpath=", "custom-columns=")
+
+
+class OutputType(click.ParamType[str]):
+    """`-o`: a plain format, `jsonpath=TEMPLATE` or `custom-columns=HEADER:PATH,...`."""
+
+    name = "format"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if text in _PLAIN_FORMATS:
+            return text
+        if text.startswith(_TEMPLATE_FORMATS) and text.partition("=")[2]:
+            try:
+                if text.startswith("custom-columns="):
+                    parse_columns(text.partition("=")[2])
+                else:
+                    render_template(text.partition("=")[2], {})
+            except JsonPathError as exc:
+                self.fail(str(exc), param, ctx)
+            return text
+        self.fail(
+            f"unknown output format {text!r}; expected one of {', '.join(_PLAIN_FORMATS)}, "
+            "jsonpath=TEMPLATE or custom-columns=HEADER:PATH,...",
+            param,
+            ctx,
+        )
+
+
+def _groups(first: str, rest: Sequence[str]) -> list[tuple[Kind, list[str]]]:
+    """`KIND NAME...` or `KIND/NAME...` as (kind, names) groups in the order given."""
+    if "/" not in first:
+        return [(KIND.convert(first, None, None), list(rest))]
+    groups: list[tuple[Kind, list[str]]] = []
+    for word in (first, *rest):
+        kind_text, sep, name = word.partition("/")
+        if not sep or not name:
+            fail(f"{word!r}: with KIND/NAME every argument is KIND/NAME", EXIT_USAGE)
+        try:
+            kind = KIND.convert(kind_text, None, None)
+        except click.BadParameter as exc:
+            fail(exc.format_message(), EXIT_USAGE)
+        if groups and groups[-1][0] == kind:
+            groups[-1][1].append(name)
+        else:
+            groups.append((kind, [name]))
+    return groups
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+
+
+def _scope(
+    ctx: click.Context, kind: Kind, all_parents: bool, realm: str, space: str, stack: str
+) -> tuple[str, ...]:
+    if not all_parents:
+        return scope_for(kind, realm, space, stack)
+    # -A: every parent, unless --realm (and --space) narrow it explicitly.
+    narrowed: list[str] = []
+    for level, value in (("realm", realm), ("space", space), ("stack", stack)):
+        if not _given(ctx, level) or len(narrowed) >= len(KINDS[kind].parents):
+            break
+        narrowed.append(value)
+    return tuple(narrowed)
+
+
+def _layout(
+    kind: Kind, output: str, with_parents: bool, label_columns: Sequence[str], show_labels: bool
+) -> TableLayout:
+    custom: tuple[tuple[str, str], ...] = ()
+    if output.startswith("custom-columns="):
+        custom = tuple(parse_columns(output.partition("=")[2]))
+    return TableLayout(
+        kind,
+        wide=output == "wide",
+        with_parents=with_parents,
+        label_columns=tuple(label_columns),
+        show_labels=show_labels,
+        custom=custom,
+    )
+
+
+def _documents_root(items: Sequence[AnyResource], single: bool) -> Any:
+    """What a JSONPath template sees: the object of `get KIND NAME`, else a List."""
+    if single and len(items) == 1:
+        return to_document(items[0])
+    return {"apiVersion": "v1", "kind": "List", "items": [to_document(i) for i in items]}
+
+
+@cli.command()
+@click.argument("kind_or_object", metavar="KIND[/NAME]")
+@click.argument("names", nargs=-1)
+@click.option(
+    "-o",
+    "--output",
+    type=OutputType(),
+    default="table",
+    help="table, wide, yaml, json, name, jsonpath=TEMPLATE or custom-columns=HEADER:PATH,...",
+)
+@click.option("-l", "--selector", help="Label selector, e.g. tier=web,env!=prod.")
+@click.option(
+    "--field-selector",
+    help="Field selector, e.g. status.state=Ready,spec.nodeName!=n2 "
+    "(metadata.name, status.state, status.reason; spec.nodeName of cells; "
+    "spec.unschedulable of nodes).",
+)
+@click.option(
+    "-A",
+    "--all",
+    "all_parents",
+    is_flag=True,
+    help="List across every parent (an explicit --realm/--space narrows it).",
+)
+@click.option("-w", "--watch", is_flag=True, help="After listing, keep printing changes.")
+@click.option("--watch-timeout", type=DURATION, help="Stop watching after this long.")
+@click.option("--no-headers", is_flag=True, help="Tables without their header line.")
+@click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
+@click.option(
+    "-L",
+    "--label-columns",
+    multiple=True,
+    help="Add a column with this label's value (repeatable, or comma-separated).",
+)
+@click.option("--sort-by", help="Sort by a JSONPath, e.g. .metadata.creationTimestamp.")
+@scope_options
+@click.pass_context
+def get(
+    ctx: click.Context,
+    kind_or_object: str,
+    names: tuple[str, ...],
+    output: str,
+    selector: str | None,
+    field_selector: str | None,
+    all_parents: bool,
+    watch: bool,
+    watch_timeout: float | None,
+    no_headers: bool,
+    show_labels: bool,
+    label_columns: tuple[str, ...],
+    sort_by: str | None,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Show objects: a table, or -o yaml|json|wide|name|jsonpath=...|custom-columns=...
+
+    \b
+    Examples:
+      kukectl get cells                          # the default stack's cells
+      kukectl get cells -A --realm prod          # every cell of realm prod
+      kukectl get cell web -o yaml
+      kukectl get cell/web cell/api
+      kukectl get cells -l tier=web -L tier --show-labels
+      kukectl get cells --field-selector status.state!=Ready
+      kukectl get cells --sort-by .metadata.creationTimestamp
+      kukectl get cells -o custom-columns=NAME:.metadata.name,IP:.status.network.ip
+      kukectl get cells -o jsonpath='{range .items[*]}{.metadata.name}{"\\n"}{end}'
+      kukectl get cells -w
+    """
+    groups = _groups(kind_or_object, names)
+    labels = [key.strip() for text in label_columns for key in text.split(",") if key.strip()]
+    named = any(group_names for _, group_names in groups)
+    if watch and (len(groups) > 1 or len(groups[0][1]) > 1):
+        fail("--watch takes one kind and at most one name", EXIT_USAGE)
+    if watch and sort_by:
+        fail("--sort-by cannot be used with --watch", EXIT_USAGE)
+    if all_parents and named:
+        fail("a name needs its parents: use --realm/--space/--stack instead of -A", EXIT_USAGE)
+    if named and (selector or field_selector):
+        fail("-l/--field-selector select among all objects: give no names", EXIT_USAGE)
+    try:
+        ordering = sort_key(sort_by) if sort_by else None
+    except JsonPathError as exc:
+        fail(f"--sort-by: {exc}", EXIT_USAGE)
+
+    async def fetch(
+        client: ApiClient, kind: Kind, scope: tuple[str, ...], wanted: list[str]
+    ) -> tuple[list[AnyResource], bool]:
+        if not wanted:
+            # The API lists one full scope or everything: a partial one (-A --realm R) is
+            # everything, narrowed here.
+            full = len(scope) == len(KINDS[kind].parents)
+            listing = await client.list(
+                kind,
+                scope if full else (),
+                label_selector=selector,
+                field_selector=field_selector,
+            )
+            items = [r for r in listing.items if key_of(r)[: len(scope)] == scope]
+            return items, True
+        found: list[AnyResource] = []
+        ok = True
+        for name in wanted:
+            try:
+                found.append(await client.get(kind, (*scope, name)))
+            except ApiRequestError as exc:
+                if exc.code >= 500 or exc.code in (401, 403):
+                    raise
+                _error_line(_api_error_text(exc))
+                ok = False
+        return found, ok
+
+    async def work(client: ApiClient) -> bool:
+        kind, wanted = groups[0]
+        if watch:
+            scope = _scope(ctx, kind, all_parents, realm, space, stack)
+            with_parents = all_parents and bool(KINDS[kind].parents)
+            await _watch(
+                client,
+                kind,
+                scope,
+                wanted[0] if wanted else None,
+                selector,
+                field_selector,
+                output,
+                _layout(kind, output, with_parents, labels, show_labels),
+                no_headers,
+                watch_timeout,
+            )
+            return True
+        ok = True
+        everything: list[AnyResource] = []
+        tables: list[str] = []
+        for kind, wanted in groups:
+            scope = _scope(ctx, kind, all_parents, realm, space, stack)
+            with_parents = all_parents and bool(KINDS[kind].parents)
+            items, fetched = await fetch(client, kind, scope, wanted)
+            ok = ok and fetched
+            if ordering is not None:
+                items = sorted(items, key=lambda res: ordering(to_document(res)))
+            everything += items
+            if output in ("table", "wide") or output.startswith("custom-columns="):
+                if not items:
+                    if not wanted:
+                        where = "anywhere" if not scope else f"in {'/'.join(scope)}"
+                        _stderr.print(f"No {KINDS[kind].plural} found {where}.", markup=False)
+                    continue
+                layout = _layout(kind, output, with_parents, labels, show_labels)
+                tables.append(
+                    render_table(
+                        kind, items, now=datetime.now(UTC), headers=not no_headers, layout=layout
+                    )
+                )
+        if tables:
+            _print("\n\n".join(tables))
+        elif output in ("yaml", "json") and everything:
+            _print(render_documents(everything, cast(Literal["yaml", "json"], output)))
+        elif output == "name":
+            _print("\n".join(object_name(res) for res in everything))
+        elif output.startswith("jsonpath="):
+            root = _documents_root(everything, single=named and len(groups) == 1)
+            try:
+                click.echo(render_template(output.partition("=")[2], root), nl=False)
+            except JsonPathError as exc:
+                fail(f"-o jsonpath: {exc}", EXIT_USAGE)
+            if sys.stdout.isatty():
+                click.echo()
+        return ok
+
+    if not run(ctx, work):
+        raise click.exceptions.Exit(EXIT_SERVER)
+
+
+async def _watch(
+    client: ApiClient,
+    kind: Kind,
+    scope: tuple[str, ...],
+    name: str | None,
+    selector: str | None,
+    field_selector: str | None,
+    output: str,
+    layout: TableLayout,
+    no_headers: bool,
+    stop_after: float | None,
+) -> None:
+    table = WatchTable(layout)
+
+    def note(line: str) -> None:
+        _stderr.print(f"watch: {line}", markup=False, style="dim")
+
+    def show(res: AnyResource) -> None:
+        if output in ("yaml", "json"):
+            text = render_documents([res], cast(Literal["yaml", "json"], output))
+            _print(("---\n" + text) if output == "yaml" else text)
+        elif output == "name":
+            _print(object_name(res))
+        elif output.startswith("jsonpath="):
+            click.echo(render_template(output.partition("=")[2], to_document(res)))
+        else:
+            _print(table.row(res, datetime.now(UTC)))
+
+    if len(scope) != len(KINDS[kind].parents) and scope:
+        fail("-w lists one full scope or everything: give --space/--stack too, or no --realm")
+    # The current objects first, as one aligned table; then the changes since that list.
+    listing = await client.list(
+        kind, scope, label_selector=selector, name=name, field_selector=field_selector
+    )
+    tabular = output in ("table", "wide") or output.startswith("custom-columns=")
+    if tabular:
+        table.fit(listing.items, datetime.now(UTC))
+        if not no_headers:
+            _print(table.header())
+    for res in listing.items:
+        show(res)
+    sys.stdout.flush()
+    # Reconnects from the last revision seen when the stream drops, relists on 410 Gone.
+    async for event in follow(
+        client,
+        kind,
+        scope,
+        label_selector=selector,
+        name=name,
+        field_selector=field_selector,
+        stop_after=stop_after,
+        notify=note,
+        initial=listing.items,
+        initial_revision=listing.resource_version,
+    ):
+        if event.object is not None:
+            show(event.object)
+            sys.stdout.flush()

@@ -1,0 +1,64 @@
+"""kubectl's JSONPath subset: paths, templates with range, custom columns and sort keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kukeon.cli.jsonpath import (
+    JsonPathError,
+    parse_columns,
+    render_template,
+    sort_key,
+    values,
+)
+
+LIST: dict[str, Any] = {
+    "kind": "List",
+    "items": [
+        {
+            "metadata": {"name": "web", "labels": {"app.kubernetes.io/name": "w"}},
+            "status": {"state": "Ready", "containers": [{"pid": 12}, {"pid": 13}]},
+        },
+        {"metadata": {"name": "job"}, "status": {"state": "Exited", "containers": []}},
+    ],
+}
+
+
+def test_paths_reach_fields_indexes_and_every_element() -> None:
+    assert values(LIST, ".items[*].metadata.name") == ["web", "job"]
+    assert values(LIST, "$.items[0].status.containers[-1].pid") == [13]
+    assert values(LIST, ".items[0].metadata.labels.app\\.kubernetes\\.io/name") == ["w"]
+    assert values(LIST, ".items[1].status.containers[0].pid") == []
+    assert values(LIST, ".items[5]") == []
+
+
+def test_templates_as_kubectl_prints_them() -> None:
+    assert render_template("{.items[*].metadata.name}", LIST) == "web job"
+    ranged = '{range .items[*]}{.metadata.name}{"\\t"}{.status.state}{"\\n"}{end}'
+    assert render_template(ranged, LIST) == "web\tReady\njob\tExited\n"
+    assert render_template("pids: {.items[0].status.containers[*].pid}", LIST) == "pids: 12 13"
+    assert render_template("{.items[0].status}", LIST).startswith('{"state":"Ready"')
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{.items[?(@.x==1)]}", "{range .items[*]}{.a}", "{.a}{end}", "{.items[1:2]}"],
+)
+def test_what_is_not_supported_is_an_error_not_silence(template: str) -> None:
+    with pytest.raises(JsonPathError):
+        render_template(template, LIST)
+
+
+def test_custom_columns_and_sort_keys() -> None:
+    assert parse_columns("NAME:.metadata.name,PIDS:{.status.containers[*].pid}") == [
+        ("NAME", ".metadata.name"),
+        ("PIDS", ".status.containers[*].pid"),
+    ]
+    with pytest.raises(JsonPathError):
+        parse_columns("NAME")
+    by_name = sorted(LIST["items"], key=sort_key(".metadata.name"))
+    assert [i["metadata"]["name"] for i in by_name] == ["job", "web"]
+    by_pid = sorted(LIST["items"], key=sort_key("{.status.containers[0].pid}"))
+    assert [i["metadata"]["name"] for i in by_pid] == ["web", "job"]  # absent sorts last
