@@ -51,11 +51,13 @@ from kukeon.cli.config import (
     save_config,
 )
 from kukeon.cli.manifests import (
+    IMPLICIT_PARENT_ANNOTATION,
     Applier,
     Document,
     ManifestProblems,
     Reporter,
     delete_order,
+    implicit_parents,
     load_documents,
     read_sources,
     server_refusals,
@@ -610,6 +612,8 @@ async def _wait_gone(
 @click.option(
     "--ignore-not-found", is_flag=True, help="An object that does not exist is not an error."
 )
+@click.option("-l", "--selector", help="Every object of KIND in scope matching this selector.")
+@click.option("--all", "every", is_flag=True, help="Every object of KIND in scope.")
 @dry_run_option
 @scope_options
 @click.pass_context
@@ -622,23 +626,39 @@ def delete(
     wait_: bool,
     timeout: float,
     ignore_not_found: bool,
+    selector: str | None,
+    every: bool,
     dry_run: str,
     realm: str,
     space: str,
     stack: str,
 ) -> None:
-    """Delete objects by kind and name, or those of manifests (-f), children first."""
+    """Delete objects by kind and name, by selector, or those of manifests (-f), children
+    first; waits until they are gone.
+
+    \b
+    Examples:
+      kukectl delete cell web
+      kukectl delete cells -l tier=web
+      kukectl delete cells --all --realm prod --space edge --stack web
+      kukectl delete realm prod --cascade        # everything in it
+      kukectl delete -f app/                     # what apply -f app/ created, parents too
+    """
     targets: list[tuple[Kind, tuple[str, ...]]]
+    implicit: list[tuple[Kind, tuple[str, ...]]] = []
     if files:
-        if kind is not None or names:
-            fail("give either KIND NAME... or -f FILE, not both", EXIT_USAGE)
+        if kind is not None or names or selector or every:
+            fail("give either KIND NAME... (or -l/--all) or -f FILE, not both", EXIT_USAGE)
         documents = delete_order(_load(files))
         targets = [(Kind(d.resource.kind), key_of(d.resource)) for d in documents]
+        implicit = implicit_parents(documents)
     else:
-        if kind is None or not names:
-            fail("give KIND NAME... or -f FILE", EXIT_USAGE)
+        if kind is None or bool(names) + bool(selector) + every != 1:
+            fail("give KIND NAME..., KIND -l SELECTOR, KIND --all or -f FILE", EXIT_USAGE)
         scope = scope_for(kind, realm, space, stack)
         targets = [(kind, (*scope, name)) for name in names]
+    if (selector or every) and dry_run == "client":
+        fail("-l/--all need the server: use --dry-run=server", EXIT_USAGE)
     if dry_run == "client":
         for target_kind, key in targets:
             click.echo(f"{kind_slug(target_kind)}/{key[-1]} deleted (client dry run)")
@@ -649,6 +669,12 @@ def delete(
     async def work(client: ApiClient) -> bool:
         ok = True
         deleted: list[tuple[Kind, tuple[str, ...]]] = []
+        if kind is not None and (selector or every):
+            scope = scope_for(kind, realm, space, stack)
+            listing = await client.list(kind, scope, label_selector=selector)
+            targets.extend((kind, key_of(res)) for res in listing.items)
+            if not targets:
+                _stderr.print(f"No {KINDS[kind].plural} matched.", markup=False)
         for target_kind, key in targets:
             label = f"{kind_slug(target_kind)}/{key[-1]}"
             try:
@@ -666,10 +692,45 @@ def delete(
             if left:
                 _error_line(f"timed out after {timeout:g}s waiting for {', '.join(left)} to go")
                 ok = False
+            elif implicit:
+                ok = await _delete_implicit_parents(client, implicit, timeout) and ok
         return ok
 
     if not run(ctx, work):
         raise click.exceptions.Exit(EXIT_SERVER)
+
+
+async def _delete_implicit_parents(
+    client: ApiClient, parents: Sequence[tuple[Kind, tuple[str, ...]]], within: float
+) -> bool:
+    """The parents `apply` created for the manifests (marked so), innermost first, each only
+    once it has no children left: what other manifests put there stays, with its parents."""
+    ok = True
+    for kind, key in parents:
+        label = f"{kind_slug(kind)}/{key[-1]}"
+        try:
+            found = await client.get(kind, key)
+        except ApiRequestError as exc:
+            if exc.code != 404:
+                ok = False
+                _error_line(f"{label}: {_api_error_text(exc)}")
+            continue
+        if found.metadata.annotations.get(IMPLICIT_PARENT_ANNOTATION) != "true":
+            continue  # made by someone, not by apply on the way: theirs to delete
+        try:
+            await client.delete(kind, key)
+        except ApiRequestError as exc:
+            if exc.code == 409:
+                click.echo(f"{label} kept (it has other children)")
+                continue
+            ok = False
+            _error_line(f"{label}: {_api_error_text(exc)}")
+            continue
+        click.echo(f"{label} deleted (apply had created it)")
+        if await _wait_gone(client, [(kind, key)], within):
+            _error_line(f"timed out after {within:g}s waiting for {label} to go")
+            return False
+    return ok
 
 
 # --- wait -------------------------------------------------------------------------------
@@ -678,15 +739,22 @@ def delete(
 def _parse_condition(text: str) -> tuple[str, str | None]:
     if text == "delete":
         return "delete", None
+    if text.lower() == "condition=ready":  # kubectl's spelling: Ready is kukeon's state
+        return "state", "Ready"
     field, sep, value = text.partition("=")
     if field != "state" or not sep or not value:
-        fail(f"--for must be state=STATE or delete, got {text!r}", EXIT_USAGE)
+        fail(f"--for must be state=STATE, condition=Ready or delete, got {text!r}", EXIT_USAGE)
     return "state", value
 
 
 @cli.command()
 @click.argument("targets", nargs=-1, required=True)
-@click.option("--for", "condition", required=True, help="state=Ready (any state name) or delete.")
+@click.option(
+    "--for",
+    "condition",
+    required=True,
+    help="state=STATE (any state name), condition=Ready (= state=Ready) or delete.",
+)
 @click.option("--timeout", type=DURATION, default="30s", show_default=True)
 @scope_options
 @click.pass_context
@@ -699,7 +767,14 @@ def wait(
     space: str,
     stack: str,
 ) -> None:
-    """Wait for objects (KIND/NAME) to reach a state or to be deleted."""
+    """Wait for objects (KIND/NAME) to reach a state or to be deleted.
+
+    \b
+    Examples:
+      kukectl wait cell/web --for=state=Ready --timeout=60s
+      kukectl wait cell/web --for=condition=Ready
+      kukectl wait cell/job --for=delete
+    """
     what, expected = _parse_condition(condition)
     parsed: list[tuple[Kind, tuple[str, ...]]] = []
     for target in targets:
@@ -734,7 +809,9 @@ def wait(
                 except ApiRequestError as exc:
                     if exc.code != 404:
                         raise
-                    last = "not found"
+                    _error_line(_api_error_text(exc))  # as kubectl: no waiting for nothing
+                    ok = False
+                    break
                 if loop.time() >= deadline:
                     _error_line(
                         f"timed out after {timeout:g}s waiting for {label} to be "
@@ -791,6 +868,16 @@ def config_get_contexts(ctx: click.Context) -> None:
         current = "*" if context.name == config.current_context else ""
         rows.append([current, context.name, context.server])
     click.echo("\n".join(format_rows(rows)))
+
+
+@config_group.command("current-context")
+@click.pass_context
+def config_current_context(ctx: click.Context) -> None:
+    """Print the current context's name (exit 1 when none is set)."""
+    config = _load_or_fail(_config_path(ctx))
+    if not config.current_context:
+        fail("current-context is not set")
+    click.echo(config.current_context)
 
 
 @config_group.command("use-context")
@@ -918,6 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 # `cli`; importing them here makes them part of kukectl.
 from kukeon.cli import get as _get  # noqa: E402, F401
 from kukeon.cli import images as _images  # noqa: E402, F401
+from kukeon.cli import metadata as _metadata  # noqa: E402, F401
 from kukeon.cli import nodes as _nodes  # noqa: E402, F401
 from kukeon.cli import top as _top  # noqa: E402, F401
 from kukeon.cli import workloads as _workloads  # noqa: E402, F401

@@ -162,12 +162,29 @@ def parent_chain(res: AnyResource) -> list[tuple[Kind, tuple[str, ...]]]:
     return [(parent, key[: i + 1]) for i, parent in enumerate(KINDS[Kind(res.kind)].parents)]
 
 
+IMPLICIT_PARENT_ANNOTATION = "kukeon.io/created-by-apply"
+"""On a parent `apply` created because no manifest declared it; `delete -f` removes it."""
+
+
 def default_object(kind: Kind, key: tuple[str, ...]) -> AnyResource:
     """A parent with its default spec, as apply creates it when it is missing."""
     spec = dict(zip(KINDS[kind].parent_fields, key[:-1], strict=True))
+    metadata = {"name": key[-1], "annotations": {IMPLICIT_PARENT_ANNOTATION: "true"}}
     return parse_resource(
-        {"apiVersion": API_VERSION, "kind": kind.value, "metadata": {"name": key[-1]}, "spec": spec}
+        {"apiVersion": API_VERSION, "kind": kind.value, "metadata": metadata, "spec": spec}
     )
+
+
+def implicit_parents(documents: Sequence[Document]) -> list[tuple[Kind, tuple[str, ...]]]:
+    """The parents of the documents that no document declares, innermost first (what
+    `apply` may have created on the way)."""
+    declared = {(Kind(d.resource.kind), key_of(d.resource)) for d in documents}
+    found: list[tuple[Kind, tuple[str, ...]]] = []
+    for doc in documents:
+        for parent in parent_chain(doc.resource):
+            if parent not in declared and parent not in found:
+                found.append(parent)
+    return sorted(found, key=lambda parent: -len(parent[1]))
 
 
 def _spec_document(res: AnyResource) -> dict[str, Any]:

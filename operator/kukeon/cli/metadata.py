@@ -1,0 +1,225 @@
+"""`kukectl label`, `annotate` and `patch`: change an object in place, as kubectl does.
+
+All three send a JSON merge patch (RFC 7386), so a concurrent status write by kukeond never
+conflicts with them. `label`/`annotate` take `key=value` to set and `key-` to remove; a key
+that already holds another value needs `--overwrite` (kubectl's rule, so a typo does not
+silently replace a value). `-l` or `--all` apply the change to every matching object of the
+kind in scope.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import yaml
+
+from kukeon.api import AnyResource, Kind, to_document
+from kukeon.apiserver.client import ApiClient, ApiRequestError
+
+from .main import (
+    EXIT_SERVER,
+    EXIT_USAGE,
+    KIND,
+    _api_error_text,
+    _error_line,
+    cli,
+    dry_run_option,
+    fail,
+    run,
+    scope_for,
+    scope_options,
+)
+from .output import kind_slug
+
+
+def _split_changes(words: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:
+    """Names, then `key=value` (set) and `key-` (remove) in kubectl's order."""
+    names: list[str] = []
+    changes: dict[str, str | None] = {}
+    for word in words:
+        if "=" in word:
+            key, _, value = word.partition("=")
+            changes[key] = value
+        elif word.endswith("-") and len(word) > 1:
+            changes[word[:-1]] = None
+        elif changes:
+            fail(f"{word!r}: names come before KEY=VALUE and KEY- arguments", EXIT_USAGE)
+        else:
+            names.append(word)
+    if not changes:
+        fail("give at least one KEY=VALUE or KEY-", EXIT_USAGE)
+    return names, changes
+
+
+async def _targets(
+    client: ApiClient,
+    kind: Kind,
+    scope: tuple[str, ...],
+    names: Sequence[str],
+    selector: str | None,
+    every: bool,
+) -> list[AnyResource]:
+    if names:
+        return [await client.get(kind, (*scope, name)) for name in names]
+    listing = await client.list(kind, scope, label_selector=selector if not every else None)
+    return listing.items
+
+
+def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
+    @click.command(name=verb)
+    @click.argument("kind", type=KIND)
+    @click.argument("words", nargs=-1, required=True)
+    @click.option("--overwrite", is_flag=True, help=f"Replace an {noun} that has another value.")
+    @click.option("-l", "--selector", help="Every object of KIND matching this label selector.")
+    @click.option("--all", "every", is_flag=True, help="Every object of KIND in scope.")
+    @dry_run_option
+    @scope_options
+    @click.pass_context
+    def command(
+        ctx: click.Context,
+        kind: Kind,
+        words: tuple[str, ...],
+        overwrite: bool,
+        selector: str | None,
+        every: bool,
+        dry_run: str,
+        realm: str,
+        space: str,
+        stack: str,
+    ) -> None:
+        names, changes = _split_changes(words)
+        if bool(names) + bool(selector) + every != 1:
+            fail("give NAME..., -l SELECTOR or --all (one of them)", EXIT_USAGE)
+        if dry_run == "client":
+            fail("--dry-run=client is not supported here; use --dry-run=server", EXIT_USAGE)
+        scope = scope_for(kind, realm, space, stack)
+
+        async def work(client: ApiClient) -> bool:
+            ok = True
+            chosen = await _targets(client, kind, scope, names, selector, every)
+            if not chosen:
+                click.echo(f"No {kind_slug(kind)} matched.", err=True)
+            for res in chosen:
+                label = f"{kind_slug(kind)}/{res.metadata.name}"
+                current: dict[str, str] = getattr(res.metadata, field)
+                clashes = [
+                    key
+                    for key, value in changes.items()
+                    if value is not None and key in current and current[key] != value
+                ]
+                if clashes and not overwrite:
+                    _error_line(
+                        f"{label}: {noun} {', '.join(clashes)} already set to another value "
+                        "(--overwrite replaces it)"
+                    )
+                    ok = False
+                    continue
+                patch = {"metadata": {field: changes}}
+                try:
+                    await client.patch(
+                        kind, (*scope, res.metadata.name), patch, dry_run=dry_run == "server"
+                    )
+                except ApiRequestError as exc:
+                    _error_line(f"{label}: {_api_error_text(exc)}")
+                    ok = False
+                    continue
+                suffix = " (server dry run)" if dry_run == "server" else ""
+                click.echo(f"{label} {verb.removesuffix('e')}ed{suffix}")
+            return ok
+
+        if not run(ctx, work):
+            raise click.exceptions.Exit(EXIT_SERVER)
+
+    command.help = (
+        f"Set (KEY=VALUE) or remove (KEY-) {noun}s of objects.\n\n"
+        "\b\nExamples:\n"
+        f"  kukectl {verb} cell web tier=frontend\n"
+        f"  kukectl {verb} cell web tier=backend --overwrite\n"
+        f"  kukectl {verb} cell web tier-\n"
+        f"  kukectl {verb} cells --all owner=team-a\n"
+    )
+    return command
+
+
+cli.add_command(_metadata_command("labels", "label", "label"))
+cli.add_command(_metadata_command("annotations", "annotation", "annotate"))
+
+
+def _patch_document(text: str) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        fail(f"the patch is neither JSON nor YAML: {str(exc).splitlines()[0]}", EXIT_USAGE)
+    if not isinstance(document, dict):
+        fail("the patch must be an object, e.g. '{\"spec\": {...}}'", EXIT_USAGE)
+    return document
+
+
+@cli.command()
+@click.argument("kind", type=KIND)
+@click.argument("name")
+@click.option("-p", "--patch", "patch_text", help="The patch, JSON or YAML.")
+@click.option("--patch-file", type=click.File("r"), help="A file holding the patch (- for stdin).")
+@click.option(
+    "--type",
+    "patch_type",
+    type=click.Choice(["merge", "json", "strategic"]),
+    default="merge",
+    show_default=True,
+    help="Only merge (RFC 7386) is supported; the others are refused.",
+)
+@click.option("--subresource", type=click.Choice(["status"]), help="Patch the status (admins).")
+@click.option("-o", "--output", type=click.Choice(["name", "yaml", "json"]), default="name")
+@dry_run_option
+@scope_options
+@click.pass_context
+def patch(
+    ctx: click.Context,
+    kind: Kind,
+    name: str,
+    patch_text: str | None,
+    patch_file: Any,
+    patch_type: str,
+    subresource: str | None,
+    output: str,
+    dry_run: str,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Change fields of an object with a JSON merge patch (null removes a field).
+
+    \b
+    Examples:
+      kukectl patch cell web -p '{"spec": {"desiredState": "Stopped"}}'
+      kukectl patch cell web -p 'metadata: {labels: {tier: web}}'
+      kukectl patch cell web --patch-file change.yaml --dry-run=server
+    """
+    if patch_type != "merge":
+        fail(f"--type {patch_type} is not supported: kukeon takes merge patches", EXIT_USAGE)
+    if (patch_text is None) == (patch_file is None):
+        fail("give the patch with -p or --patch-file (one of them)", EXIT_USAGE)
+    if dry_run == "client":
+        fail("--dry-run=client is not supported here; use --dry-run=server", EXIT_USAGE)
+    document = _patch_document(patch_text if patch_text is not None else patch_file.read())
+    key = (*scope_for(kind, realm, space, stack), name)
+
+    async def work(client: ApiClient) -> None:
+        result = await client.patch(
+            kind, key, document, status=subresource == "status", dry_run=dry_run == "server"
+        )
+        if output == "name":
+            suffix = " (server dry run)" if dry_run == "server" else ""
+            click.echo(f"{kind_slug(kind)}/{name} patched{suffix}")
+        else:
+            shown = to_document(result)
+            click.echo(
+                json.dumps(shown, indent=2)
+                if output == "json"
+                else yaml.safe_dump(shown, sort_keys=False).rstrip()
+            )
+
+    run(ctx, work)
