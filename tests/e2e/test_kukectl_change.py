@@ -10,7 +10,7 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.store import NotFound
-from tests.fixtures.kukectl import kukectl
+from tests.fixtures.kukectl import kukectl, kukectl_env
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import cell_doc, cell_key, container, get_cell
 
@@ -126,3 +126,61 @@ async def test_config_current_context(kukeond: Kukeond, tmp_path: Path) -> None:
     code, out, err = await kukectl(kukeond, "--config", str(config), "config", "current-context")
     assert code == 0, err
     assert out.strip() == "dev"
+
+
+async def test_diff_and_edit(kukeond: Kukeond, tmp_path: Path) -> None:
+    k = kukeond
+    await k.hierarchy()
+    manifest = tmp_path / "cell.yaml"
+
+    def write(state: str) -> None:
+        manifest.write_text(
+            f"""
+apiVersion: kukeon.io/v1beta1
+kind: Cell
+metadata: {{name: d, labels: {{tier: web}}}}
+spec:
+  realmId: {k.realm}
+  spaceId: s1
+  stackId: st1
+  nodeName: no-such-node
+  desiredState: {state}
+  containers: [{{id: a, image: {k.image.name}}}]
+"""
+        )
+
+    write("Running")
+    code, out, err = await kukectl(k, "diff", "-f", str(manifest))
+    assert code == 1, err  # a new object is a difference
+    assert "+++ merged/cell/d" in out
+    code, out, err = await kukectl(k, "apply", "-f", str(manifest))
+    assert code == 0, err
+    code, out, err = await kukectl(k, "diff", "-f", str(manifest))
+    assert (code, out) == (0, ""), err
+    write("Stopped")
+    code, out, err = await kukectl(k, "diff", "-f", str(manifest))
+    assert code == 1, err
+    assert "-  desiredState: Running\n+  desiredState: Stopped\n" in out
+    assert str((await get_cell(k, cell_key(k, "d"))).spec.desired_state) == "Running"  # untouched
+
+    scope = ["--realm", k.realm, "--space", "s1", "--stack", "st1"]
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/^    tier: web/    tier: db/' \"$1\"\n")
+    editor.chmod(0o755)
+    code, out, err = await kukectl_env(k, {"KUKE_EDITOR": str(editor)}, "edit", "cell", "d", *scope)
+    assert code == 0, err
+    assert out.strip() == "cell/d edited"
+    assert (await get_cell(k, cell_key(k, "d"))).metadata.labels == {"tier": "db"}
+    code, out, err = await kukectl_env(k, {"KUKE_EDITOR": "true"}, "edit", "cell", "d", *scope)
+    assert (code, out.strip()) == (0, "Edit cancelled, no changes made.")
+    # refused by the server: reopened with the reason; saved unchanged again, it gives up
+    bad = tmp_path / "bad.sh"
+    bad.write_text(
+        "#!/bin/sh\ngrep -q '^# error: .*restartPolicy' \"$1\" && echo seen >> "
+        f"{tmp_path}/seen\nsed -i 's/^    restartPolicy: .*/    restartPolicy: sometimes/' \"$1\"\n"
+    )
+    bad.chmod(0o755)
+    code, _, err = await kukectl_env(k, {"KUKE_EDITOR": str(bad)}, "edit", "cell", "d", *scope)
+    assert code == 1
+    assert "refused" in err
+    assert (tmp_path / "seen").read_text() == "seen\n"  # the second round showed the reason

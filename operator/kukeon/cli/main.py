@@ -1003,6 +1003,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 # The workload commands (run, logs, exec, start/stop/restart/kill), image and the node
 # commands (cordon, uncordon, drain) live in their own modules and register themselves on
 # `cli`; importing them here makes them part of kukectl.
+from kukeon.cli import diff as _diff  # noqa: E402, F401
+from kukeon.cli import edit as _edit  # noqa: E402, F401
 from kukeon.cli import get as _get  # noqa: E402, F401
 from kukeon.cli import images as _images  # noqa: E402, F401
 from kukeon.cli import metadata as _metadata  # noqa: E402, F401

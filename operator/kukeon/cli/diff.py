@@ -1,0 +1,115 @@
+"""`kukectl diff -f`: what `apply -f` would change, as the server would store it.
+
+Each document is sent as a server-side dry run (validated, admitted and defaulted exactly as
+the write would be) and the result is compared with what is stored, over what a manifest
+owns: labels, annotations and spec. Exit codes as kubectl's: 0 no difference, 1 some, 2 a
+manifest that does not load, 3 the server refused something.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import yaml
+
+from kukeon.api import AnyResource, Kind, key_of, to_document
+from kukeon.apiserver.client import ApiClient, ApiRequestError
+
+from .main import _FILE_OPTION, _api_error_text, _error_line, _load, cli, run
+from .manifests import apply_order, updated_object
+from .output import kind_slug
+
+EXIT_DIFFERENT = 1
+EXIT_REFUSED = 3
+
+
+def owned_view(res: AnyResource | None) -> str:
+    """The part of an object a manifest owns, as YAML (empty for an absent object)."""
+    if res is None:
+        return ""
+    document = to_document(res)
+    metadata = document.get("metadata", {})
+    view: dict[str, Any] = {
+        "apiVersion": document.get("apiVersion"),
+        "kind": document.get("kind"),
+        "metadata": {
+            key: metadata[key] for key in ("name", "labels", "annotations") if metadata.get(key)
+        },
+    }
+    if "spec" in document:
+        view["spec"] = document["spec"]
+    return yaml.safe_dump(view, sort_keys=False)
+
+
+def unified(label: str, live: str, merged: str) -> list[str]:
+    return list(
+        difflib.unified_diff(
+            live.splitlines(keepends=True),
+            merged.splitlines(keepends=True),
+            fromfile=f"live/{label}",
+            tofile=f"merged/{label}",
+        )
+    )
+
+
+async def _merged(client: ApiClient, res: AnyResource) -> tuple[AnyResource | None, AnyResource]:
+    """(stored object or None, what the server would store after apply)."""
+    try:
+        current = await client.get(Kind(res.kind), key_of(res))
+    except ApiRequestError as exc:
+        if exc.code != 404:
+            raise
+        try:
+            return None, await client.create(res, dry_run=True)
+        except ApiRequestError as create_error:
+            if create_error.code != 404:
+                raise
+            # Its parent does not exist yet (apply creates it first): the document as
+            # validated locally is what would be written.
+            return None, res
+    update = updated_object(res, current)
+    if update is None:
+        return current, current
+    return current, await client.update(update, dry_run=True)
+
+
+@cli.command()
+@_FILE_OPTION
+@click.pass_context
+def diff(ctx: click.Context, files: Sequence[str]) -> None:
+    """Show what `apply -f` would change (server-side dry run), as a unified diff.
+
+    Exit 0: no difference; 1: differences; 2: a manifest does not load; 3: refused.
+
+    \b
+    Examples:
+      kukectl diff -f app.yaml
+      kukectl diff -f app/ && echo "nothing to apply"
+    """
+    documents = apply_order(_load(files))
+
+    async def work(client: ApiClient) -> int:
+        different = False
+        refused = False
+        for doc in documents:
+            label = f"{kind_slug(doc.resource.kind)}/{doc.resource.metadata.name}"
+            try:
+                current, merged = await _merged(client, doc.resource)
+            except ApiRequestError as exc:
+                _error_line(f"{doc.name}: {_api_error_text(exc)}")
+                refused = True
+                continue
+            lines = unified(label, owned_view(current), owned_view(merged))
+            if lines:
+                different = True
+                click.echo("".join(lines), nl=False)
+        if refused:
+            return EXIT_REFUSED
+        return EXIT_DIFFERENT if different else 0
+
+    code = run(ctx, work)
+    if code:
+        raise click.exceptions.Exit(code)

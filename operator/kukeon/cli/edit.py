@@ -1,0 +1,141 @@
+"""`kukectl edit KIND NAME`: the object in an editor, written back when it changed.
+
+As kubectl's: the editor is `KUKE_EDITOR`, else `EDITOR`, else `vi`; an unchanged file
+cancels; a change the server refuses reopens the editor with the reasons as comments at the
+top, and saving it unchanged then gives up (exit 1). The write is a PUT guarded by the
+resourceVersion that was read, so a concurrent change is a conflict, never overwritten.
+Only labels, annotations and spec are taken from the file (what a manifest owns); status
+and identity stay as stored.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import click
+import yaml
+
+from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_document
+from kukeon.apiserver.client import ApiClient, ApiRequestError
+
+from .main import (
+    EXIT_SERVER,
+    EXIT_USAGE,
+    KIND,
+    _api_error_text,
+    cli,
+    fail,
+    run,
+    scope_for,
+    scope_options,
+)
+from .manifests import updated_object
+from .output import kind_slug
+
+_HEADER = (
+    "# Edit the object below; lines starting with '#' are ignored. Labels, annotations and\n"
+    "# spec are written back when you save and quit; an unchanged file cancels the edit.\n"
+)
+
+
+def _editor() -> list[str]:
+    command = os.environ.get("KUKE_EDITOR") or os.environ.get("EDITOR") or "vi"
+    return shlex.split(command)
+
+
+def _open_in_editor(text: str, suffix: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="kukectl-edit-") as directory:
+        path = Path(directory) / f"edit{suffix}"
+        path.write_text(text)
+        try:
+            result = subprocess.run([*_editor(), str(path)], check=False)
+        except OSError as exc:
+            fail(f"cannot run the editor {_editor()[0]!r}: {exc.strerror}", EXIT_USAGE)
+        if result.returncode != 0:
+            fail(f"the editor exited with {result.returncode}; nothing was changed")
+        return path.read_text()
+
+
+def _without_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+async def _write_back(
+    client: ApiClient, key: tuple[str, ...], desired: AnyResource, read_version: str
+) -> str | None:
+    """Write what the manifest owns; None when written, "" when nothing differed, else why
+    not (a refusal to show in the editor)."""
+    current = await client.get(Kind(desired.kind), key)
+    if str(current.metadata.resource_version) != read_version:
+        return "changed on the server since it was opened (edit it again)"
+    update = updated_object(desired, current)
+    if update is None:
+        return ""
+    try:
+        await client.update(update)
+    except ApiRequestError as exc:
+        if exc.code >= 500:
+            raise
+        return _api_error_text(exc)
+    return None
+
+
+@cli.command()
+@click.argument("kind", type=KIND)
+@click.argument("name")
+@scope_options
+@click.pass_context
+def edit(ctx: click.Context, kind: Kind, name: str, realm: str, space: str, stack: str) -> None:
+    """Edit an object in $KUKE_EDITOR / $EDITOR and write back what changed.
+
+    \b
+    Examples:
+      kukectl edit cell web
+      KUKE_EDITOR="code --wait" kukectl edit space edge --realm prod
+    """
+    key = (*scope_for(kind, realm, space, stack), name)
+    label = f"{kind_slug(kind)}/{name}"
+
+    async def fetch(client: ApiClient) -> str:
+        return yaml.safe_dump(to_document(await client.get(kind, key)), sort_keys=False)
+
+    original = run(ctx, fetch)
+    shown = _HEADER + original
+    refused: str | None = None  # the body the server (or the parser) last refused
+    while True:
+        body = _without_comments(_open_in_editor(shown, ".yaml"))
+        if refused is None and body.strip() == _without_comments(original).strip():
+            click.echo("Edit cancelled, no changes made.")
+            return
+        if refused is not None and body.strip() == refused.strip():
+            fail(f"{label}: the edit was refused and not changed since; nothing was written")
+        problem = None
+        try:
+            document = yaml.safe_load(body)
+            if not isinstance(document, dict):
+                raise ValueError("the file must hold one object")
+            desired = parse_resource(document)
+            if (Kind(desired.kind), desired.metadata.name) != (kind, name):
+                raise ValueError(f"the kind and name must stay {kind.value} {name}")
+        except (yaml.YAMLError, ValueError, InvalidResource) as exc:
+            problem = str(exc)
+        if problem is None:
+            read_version = str(yaml.safe_load(original)["metadata"].get("resourceVersion"))
+            writing = partial(_write_back, key=key, desired=desired, read_version=read_version)
+            problem = run(ctx, writing)
+            if problem == "":
+                click.echo(f"{label} unchanged (only fields kukectl does not write changed)")
+                return
+            if problem is None:
+                click.echo(f"{label} edited")
+                return
+            if problem.startswith("changed on the server"):
+                fail(f"{label}: {problem}", EXIT_SERVER)
+        refused = body
+        reasons = "".join(f"# error: {line}\n" for line in problem.splitlines())
+        shown = _HEADER + "#\n" + reasons + "#\n" + body + "\n"
