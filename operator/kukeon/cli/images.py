@@ -124,7 +124,16 @@ node_option = click.option(
 
 @cli.group()
 def image() -> None:
-    """Images available to a realm's cells (per node: each has its own containerd)."""
+    """Images available to a realm's cells (per node: each has its own containerd).
+
+    \b
+    Examples:
+      kukectl image ls --realm prod
+      kukectl image pull docker.io/library/nginx:1.27 --realm prod
+      kukectl image import app.tar --realm prod
+      kukectl image rm nginx:1.27 --realm prod
+      kukectl image prune --realm prod
+    """
 
 
 @image.command("import")

@@ -324,7 +324,14 @@ def cli(
 def describe_command(
     ctx: click.Context, kind: Kind, names: tuple[str, ...], realm: str, space: str, stack: str
 ) -> None:
-    """Show one object in detail: spec, status, containers and reasons."""
+    """Show one object in detail: spec, status, containers and reasons.
+
+    \b
+    Examples:
+      kukectl describe cell web
+      kukectl describe node n1
+      kukectl describe space edge --realm prod
+    """
     scope = scope_for(kind, realm, space, stack)
 
     async def work(client: ApiClient) -> None:
@@ -395,6 +402,13 @@ def apply(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
 
     Every document is validated before anything is written; one invalid document aborts
     the whole apply. Missing parent realms, spaces and stacks are created with defaults.
+
+    \b
+    Examples:
+      kukectl apply -f app.yaml
+      kukectl apply -f app/                    # every *.yaml, *.yml, *.json in it
+      kukectl apply -f - < app.yaml
+      kukectl apply -f app.yaml --dry-run=server
     """
     _write(ctx, files, dry_run, create_only=False)
 
@@ -407,6 +421,11 @@ def create(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
     """Create objects from manifests; an object that already exists is an error.
 
     `kukectl create secret generic NAME ...` creates a Secret from literals and files.
+
+    \b
+    Examples:
+      kukectl create -f app.yaml
+      kukectl create secret generic api --realm prod --from-literal token=s3cr3t
     """
     if ctx.invoked_subcommand is None:
         _write(ctx, files, dry_run, create_only=True)
@@ -506,7 +525,13 @@ def create_secret_generic(
 
 @cli.group("secret")
 def secret_group() -> None:
-    """Secrets' encryption at rest."""
+    """Secrets' encryption at rest.
+
+    \b
+    Examples:
+      kukectl secret rotate-key                # seal every Secret with a new key
+      kukectl secret rotate-key --prune        # and drop the keys no Secret uses
+    """
 
 
 @secret_group.command("rotate-key")
@@ -843,7 +868,15 @@ def _load_or_fail(path: Path) -> KukectlConfig:
 
 @cli.group("config")
 def config_group() -> None:
-    """Contexts of ~/.config/kukeon/config.yaml: which server, token and CA to use."""
+    """Contexts of ~/.config/kukeon/config.yaml: which server, token and CA to use.
+
+    \b
+    Examples:
+      kukectl config set-context prod --server https://n1:9443 --token-file t --current
+      kukectl config get-contexts
+      kukectl config use-context prod
+      kukectl config current-context
+    """
 
 
 @config_group.command("view")
@@ -947,7 +980,13 @@ def config_set_context(
 @click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text")
 @click.pass_context
 def version(ctx: click.Context, client_only: bool, output: str) -> None:
-    """Show the client's and the server's versions."""
+    """Show the client's and the server's versions.
+
+    \b
+    Examples:
+      kukectl version
+      kukectl version --client -o json
+    """
     info: dict[str, Any] = {"clientVersion": {"gitVersion": kukeon.__version__}}
     if output == "text":
         # The client's version is printed even when the server cannot be reached.
@@ -965,7 +1004,14 @@ def version(ctx: click.Context, client_only: bool, output: str) -> None:
 @cli.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
-    """Print the shell completion script, e.g. source <(kukectl completion bash)."""
+    """Print the shell completion script.
+
+    \b
+    Examples:
+      source <(kukectl completion bash)
+      kukectl completion zsh > "${fpath[1]}/_kukectl"
+      kukectl completion fish > ~/.config/fish/completions/kukectl.fish
+    """
     completion_class = get_completion_class(shell)
     if completion_class is None:  # pragma: no cover - the three shells are built into click
         fail(f"no completion support for {shell}", EXIT_USAGE)

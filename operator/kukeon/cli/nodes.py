@@ -26,7 +26,12 @@ async def set_unschedulable(client: ApiClient, node: str, unschedulable: bool) -
 @click.argument("node")
 @click.pass_context
 def cordon(ctx: click.Context, node: str) -> None:
-    """Mark NODE unschedulable: no new cell is placed there; running cells stay."""
+    """Mark NODE unschedulable: no new cell is placed there; running cells stay.
+
+    \b
+    Examples:
+      kukectl cordon n2
+    """
 
     async def work(client: ApiClient) -> None:
         await set_unschedulable(client, node, True)
@@ -39,7 +44,12 @@ def cordon(ctx: click.Context, node: str) -> None:
 @click.argument("node")
 @click.pass_context
 def uncordon(ctx: click.Context, node: str) -> None:
-    """Mark NODE schedulable again."""
+    """Mark NODE schedulable again.
+
+    \b
+    Examples:
+      kukectl uncordon n2
+    """
 
     async def work(client: ApiClient) -> None:
         await set_unschedulable(client, node, False)
@@ -76,7 +86,12 @@ async def drain_node(client: ApiClient, node: str) -> tuple[list[str], list[str]
 @click.argument("node")
 @click.pass_context
 def drain(ctx: click.Context, node: str) -> None:
-    """Cordon NODE and hand its scheduler-placed cells back to the scheduler."""
+    """Cordon NODE and hand its scheduler-placed cells back to the scheduler.
+
+    \b
+    Examples:
+      kukectl drain n2
+    """
 
     async def work(client: ApiClient) -> None:
         moved, pinned = await drain_node(client, node)

@@ -291,7 +291,14 @@ async def _named_cells(
 
 @cli.group("top")
 def top() -> None:
-    """CPU, memory and tasks of running cells or of nodes, read from their cgroups."""
+    """CPU, memory and tasks of running cells or of nodes, read from their cgroups.
+
+    \b
+    Examples:
+      kukectl top cells
+      kukectl top cells -A --sort-by memory
+      kukectl top nodes
+    """
 
 
 @top.command("cells")

@@ -102,7 +102,14 @@ def run_command(
     space: str,
     stack: str,
 ) -> None:
-    """Create a cell with one container running IMAGE [-- COMMAND ARGS...]."""
+    """Create a cell with one container running IMAGE [-- COMMAND ARGS...].
+
+    \b
+    Examples:
+      kukectl run web --image nginx:1.27
+      kukectl run demo --image busybox --rm -- sh -c 'echo hi; exit 4'
+      kukectl run job --image busybox --restart never --wait -- date
+    """
     container: dict[str, Any] = {"id": name, "image": image, "env": list(env)}
     if command:
         container["command"] = command[0]
@@ -353,7 +360,13 @@ def kill(
     space: str,
     stack: str,
 ) -> None:
-    """Send a signal to a cell's running containers (the restart policy then applies)."""
+    """Send a signal to a cell's running containers (the restart policy then applies).
+
+    \b
+    Examples:
+      kukectl kill web                         # SIGTERM
+      kukectl kill web -s HUP -c app
+    """
     path = object_path(Kind.CELL, _cell_key(realm, space, stack, name), "kill")
     params = {"signal": signal_name}
     if container:
@@ -496,7 +509,14 @@ def exec_command(
     space: str,
     stack: str,
 ) -> None:
-    """Run COMMAND in a running container of a cell; its exit code becomes kukectl's."""
+    """Run COMMAND in a running container of a cell; its exit code becomes kukectl's.
+
+    \b
+    Examples:
+      kukectl exec web -- ls /
+      kukectl exec -it web -- sh
+      kukectl exec web -c sidecar -- cat /etc/hostname
+    """
     path = object_path(Kind.CELL, _cell_key(realm, space, stack, name), "exec")
     params = [("command", part) for part in command]
     if container:
@@ -669,6 +689,11 @@ def attach(
     Detaching leaves the cell running. If the container exits while attached, kukectl
     exits with its exit code. Piped (non-terminal) stdin is sent as is; at its end kukectl
     detaches once the output has been quiet for a second.
+
+    \b
+    Examples:
+      kukectl attach shell
+      kukectl attach web -c console
     """
     path = object_path(Kind.CELL, _cell_key(realm, space, stack, name), "attach")
     params = [("container", container)] if container else []
