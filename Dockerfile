@@ -49,7 +49,7 @@ RUN set -eu; \
     /opt/kukeon/bin/pip wheel --no-cache-dir --disable-pip-version-check $pip_source \
         --no-deps --wheel-dir /dist /src; \
     /opt/kukeon/bin/pip install --no-cache-dir --disable-pip-version-check $pip_source \
-        /dist/kukeon-*.whl; \
+        -c /src/constraints.txt /dist/kukeon-*.whl; \
     test -x /opt/kukeon/bin/kukectl; \
     test -x /opt/kukeon/bin/kukeond
 

@@ -143,16 +143,16 @@ with open(sys.argv[1], "rb") as handle:
 print("\n".join(project["project"]["dependencies"]))
 print("\n".join(project["build-system"]["requires"]))
 PY
-    # Asking the index again is only needed when the requirements changed.
+    # Asking the index again is only needed when the requirements or their pins changed.
     local stamp="$wheelhouse/.requirements.sha256" wanted
-    wanted=$(sha256sum <"$work/requirements.txt" | cut -d' ' -f1)
+    wanted=$(cat "$work/requirements.txt" "$repo_root/constraints.txt" | sha256sum | cut -d' ' -f1)
     if [[ -f $stamp && $(cat "$stamp") == "$wanted" ]]; then
         echo "build-image: wheelhouse $wheelhouse is up to date"
         return
     fi
     python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
         --implementation cp --python-version 3.11 "${platform_args[@]}" \
-        --dest "$wheelhouse" -r "$work/requirements.txt"
+        --dest "$wheelhouse" -r "$work/requirements.txt" -c "$repo_root/constraints.txt"
     echo "$wanted" >"$stamp"
 }
 
@@ -165,7 +165,7 @@ fi
 # A minimal context: what the wheel is built from, and the wheelhouse when offline.
 context="$work/context"
 mkdir -p "$context"
-cp "$repo_root/pyproject.toml" "$repo_root/README.md" "$context/"
+cp "$repo_root/pyproject.toml" "$repo_root/README.md" "$repo_root/constraints.txt" "$context/"
 cp -r "$repo_root/operator" "$context/operator"
 find "$context/operator" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
 build_args=(--build-arg "VERSION=$version")

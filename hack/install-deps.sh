@@ -71,6 +71,7 @@ if [[ $with_venv -eq 1 ]]; then
         python3 -m venv "$venv"
     fi
     "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q -e "${repo_root}[dev]"
+    # The exact versions CI tests (constraints.txt); pyproject.toml says the ranges.
+    "$venv/bin/python" -m pip install -q -c "$repo_root/constraints.txt" -e "${repo_root}[dev]"
 fi
 echo "install-deps: done"

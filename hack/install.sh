@@ -92,6 +92,10 @@ pip_args=(--quiet --disable-pip-version-check --upgrade)
 if [[ -n $wheelhouse ]]; then
     pip_args+=(--no-index --find-links "$wheelhouse")
 fi
+# The dependency versions kukeon is tested with, when installing from this repository.
+if [[ -f $repo_root/constraints.txt ]]; then
+    pip_args+=(-c "$repo_root/constraints.txt")
+fi
 "$venv/bin/python" -m pip install "${pip_args[@]}" "$source_spec"
 version=$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("kukeon"))')
 echo "install: kukeon $version installed"
