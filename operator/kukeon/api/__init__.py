@@ -20,6 +20,16 @@ from kukeon.api.container import (
     VolumeMount,
 )
 from kukeon.api.defaults import apply_space_defaults_to_container
+from kukeon.api.event import (
+    EVENT_KIND,
+    EVENT_LIST_KIND,
+    Event,
+    EventReason,
+    EventSource,
+    EventType,
+    InvolvedObject,
+    new_event,
+)
 from kukeon.api.kinds import (
     KIND_MODELS,
     AnyResource,
@@ -100,6 +110,8 @@ from kukeon.api.validation import FieldError, InvalidResource
 __all__ = [
     "API_VERSION",
     "DEFAULT_PARENT",
+    "EVENT_KIND",
+    "EVENT_LIST_KIND",
     "GROUP",
     "KIND_MODELS",
     "MAX_SECRET_BYTES",
@@ -126,8 +138,13 @@ __all__ = [
     "EgressAllowRule",
     "EgressDefault",
     "EgressPolicy",
+    "Event",
+    "EventReason",
+    "EventSource",
+    "EventType",
     "FieldError",
     "InvalidResource",
+    "InvolvedObject",
     "Kind",
     "ManifestError",
     "Node",
@@ -176,6 +193,7 @@ __all__ = [
     "key_status",
     "load_manifests",
     "lookup_scopes",
+    "new_event",
     "parent_of",
     "parse_resource",
     "scope_of",

@@ -6,7 +6,8 @@ lists and watches each kind (``watching``), keeps one serialized, coalescing slo
 object (``queueing``), runs the handlers and keeps the finalizer bookkeeping
 (``processing``), retries failures with backoff (``backoff``), writes status by CAS
 (``status``), supervises every long-lived task (``aiotasks``), elects leaders and keeps
-node heartbeats with etcd leases (``leases``), and reports Prometheus metrics
+node heartbeats with etcd leases (``leases``), writes Events without blocking a handler
+(``recorder``), and reports Prometheus metrics
 (``metrics``). ``testing.OperatorRunner`` runs an operator in-process for tests.
 
 This package may import ``kukeon.api`` and ``kukeon.store``, nothing else of the project.
@@ -25,12 +26,15 @@ from kukeon.framework.leases import LeaderInfo, LeaseSession, Peer, alive_peers
 from kukeon.framework.metrics import FrameworkMetrics, metrics_for
 from kukeon.framework.operator import Operator, OperatorError
 from kukeon.framework.protocols import Store
+from kukeon.framework.recorder import EventRecorder, EventSink
 from kukeon.framework.settings import Settings
 from kukeon.framework.status import patch_status
 from kukeon.framework.testing import OperatorRunner
 
 __all__ = [
     "Cause",
+    "EventRecorder",
+    "EventSink",
     "FrameworkMetrics",
     "HandlerContext",
     "HandlerError",

@@ -23,7 +23,8 @@ _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 
 
 class FrameworkMetrics:
-    """kukeon_reconcile_*, kukeon_watch_* and kukeon_task_* collectors bound to one registry."""
+    """kukeon_reconcile_*, kukeon_watch_*, kukeon_task_* and kukeon_events_* collectors bound to
+    one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -63,6 +64,18 @@ class FrameworkMetrics:
             "kukeon_task_restarts_total",
             "Restarts of a supervised background task after it crashed, by task.",
             ["task"],
+            registry=registry,
+        )
+        self.events_dropped_total = Counter(
+            "kukeon_events_dropped_total",
+            "Events not written, by reason (queue_full: the recorder's queue was full; "
+            "write_failed: etcd refused or could not be reached).",
+            ["reason"],
+            registry=registry,
+        )
+        self.events_written_total = Counter(
+            "kukeon_events_written_total",
+            "Event writes, new Events and repeats (a repeat bumps the count of its Event).",
             registry=registry,
         )
 
