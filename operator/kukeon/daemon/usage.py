@@ -215,25 +215,35 @@ class ScrapeSampler:
 
     def __call__(self) -> Sequence[CellUsageSample]:
         with self._lock:
-            if time.monotonic() - self._read_at < self._max_age:
-                return self._last
-            if _in_loop_thread(self._loop) or self._loop.is_closed():
-                return self._last
-            future = asyncio.run_coroutine_threadsafe(self._sample(), self._loop)
-            try:
-                self._last = future.result(self._timeout)
-            except TimeoutError:
-                future.cancel()
-                log.warning(
-                    "reading the cells' cgroups took over %gs; /metrics shows the last reading",
-                    self._timeout,
-                )
-                return self._last
-            except Exception:
-                log.exception("reading the cells' cgroups failed; /metrics shows the last reading")
-                return self._last
-            self._read_at = time.monotonic()
+            return self._still_here(self._read())
+
+    def _read(self) -> list[CellUsageSample]:
+        if time.monotonic() - self._read_at < self._max_age:
             return self._last
+        if _in_loop_thread(self._loop) or self._loop.is_closed():
+            return self._last
+        future = asyncio.run_coroutine_threadsafe(self._sample(), self._loop)
+        try:
+            self._last = future.result(self._timeout)
+        except TimeoutError:
+            future.cancel()
+            log.warning(
+                "reading the cells' cgroups took over %gs; /metrics shows the last reading",
+                self._timeout,
+            )
+            return self._last
+        except Exception:
+            log.exception("reading the cells' cgroups failed; /metrics shows the last reading")
+            return self._last
+        self._read_at = time.monotonic()
+        return self._last
+
+    def _still_here(self, samples: list[CellUsageSample]) -> list[CellUsageSample]:
+        """A reading kept from before (the shared second, a failed read) never shows a cell
+        deleted since: its series end at the next scrape, as the other cell series do."""
+        here = local_cells(self._cache.documents(Kind.CELL), self._reader.node_name)
+        keys = {_cell_key(cell) for cell in here}
+        return [s for s in samples if (s.realm, s.space, s.stack, s.cell) in keys]
 
 
 def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
