@@ -6,20 +6,23 @@ finalize handlers per kind (cells filtered to the ones this node runs; realms, s
 and stacks materialised only where cells of them run, see ``layers``, each node holding
 its own finalizer), the cell-membership follower that requeues a cell's parents when it
 arrives on or leaves this node, the containerd event follower that requeues a cell when
-one of its tasks exits, the Secret follower that requeues the cells within a Secret's
-scope when it changes (``secrets``), and the orphan collector (cells, then the realms, spaces and
-stacks this node does not materialise) run at start and then periodically. The four
-background loops run under the operator's supervisor (``Operator.tasks``): a crash is
-logged, counted, restarted with backoff and shown on /readyz.
+one of its tasks exits, the Event recorder (what happened to each object, written to
+etcd without blocking a handler: ``kukeon.framework.recorder``), the Secret follower
+that requeues the cells within a Secret's scope when it changes (``secrets``), and the
+orphan collector (cells, then the realms, spaces and stacks this node does not
+materialise) run at start and then periodically. The background loops run under the
+operator's supervisor (``Operator.tasks``): a crash is logged, counted, restarted with
+backoff and shown on /readyz.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from kukeon.api import Cell, Kind
-from kukeon.framework import Operator, OperatorContext, SupervisedTask
+from kukeon.framework import EventRecorder, Operator, OperatorContext, SupervisedTask
 from kukeon.store import Registry
 
 from .cell import CellController, HostFacts
@@ -52,10 +55,19 @@ GC_INTERVAL_SECONDS = 300.0
 class Controllers:
     """The controllers of one node, registered on one operator."""
 
-    def __init__(self, *, host: Host, registry: Registry, images: ImageProvider) -> None:
+    def __init__(
+        self,
+        *,
+        host: Host,
+        registry: Registry,
+        images: ImageProvider,
+        recorder: EventRecorder | None = None,
+    ) -> None:
         self.host = host
         self.registry = registry
         self.images = images
+        self.recorder = recorder
+        """Writes the Events the controllers note (started with the background loops)."""
         self.realms = RealmController(host=host)
         self.spaces = SpaceController(host=host)
         self.stacks = StackController(host=host)
@@ -64,8 +76,9 @@ class Controllers:
         collector removing a leftover of it: never both at once."""
         for layer in (self.realms, self.spaces, self.stacks):
             layer.locks = self.layer_locks
+            layer.recorder = recorder
         self.cells = CellController(
-            host=host, registry=registry, images=images, facts=HostFacts.read()
+            host=host, registry=registry, images=images, facts=HostFacts.read(), recorder=recorder
         )
         self._background: list[SupervisedTask] = []
 
@@ -135,6 +148,7 @@ class Controllers:
                 )
 
             self._background = [
+                *([self.recorder.start(op.tasks)] if self.recorder is not None else []),
                 op.tasks.start("kukeon-containerd-events", follow_events),
                 op.tasks.start("kukeon-gc", self._collect_periodically),
                 op.tasks.start("kukeon-cell-membership", membership.follow),
@@ -145,6 +159,11 @@ class Controllers:
         async def stop_background(ctx: OperatorContext) -> None:
             await op.tasks.stop(self._background)
             self._background = []
+            if self.recorder is not None:
+                # The last Events (a cell deleted just before the stop): a second at most.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self.recorder.flush()
 
 
 def _never(_: object) -> bool:
@@ -152,8 +171,13 @@ def _never(_: object) -> bool:
 
 
 def register_controllers(
-    op: Operator, *, host: Host, registry: Registry, images: ImageProvider
+    op: Operator,
+    *,
+    host: Host,
+    registry: Registry,
+    images: ImageProvider,
+    recorder: EventRecorder | None = None,
 ) -> Controllers:
-    controllers = Controllers(host=host, registry=registry, images=images)
+    controllers = Controllers(host=host, registry=registry, images=images, recorder=recorder)
     controllers.register(op)
     return controllers

@@ -41,13 +41,21 @@ from kukeon.api import (
     ContainerStatus,
     ContainerTerminated,
     DesiredCellState,
+    EventReason,
+    EventType,
     Kind,
     Realm,
     Space,
     apply_space_defaults_to_container,
     secret_scope,
 )
-from kukeon.framework import HandlerContext, HandlerError, PermanentError, TemporaryError
+from kukeon.framework import (
+    EventRecorder,
+    HandlerContext,
+    HandlerError,
+    PermanentError,
+    TemporaryError,
+)
 from kukeon.runtime.cgroups import CgroupError, CgroupPath, Delegation
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
 from kukeon.runtime.containerd.errors import (
@@ -246,12 +254,28 @@ class _Pass:
 
 class CellController:
     def __init__(
-        self, *, host: Host, registry: Registry, images: ImageProvider, facts: HostFacts
+        self,
+        *,
+        host: Host,
+        registry: Registry,
+        images: ImageProvider,
+        facts: HostFacts,
+        recorder: EventRecorder | None = None,
     ) -> None:
         self.host = host
         self.registry = registry
         self.images = images
         self.facts = facts
+        self.recorder = recorder
+        """Where the cell's Events go (none in tests that do not look at them)."""
+
+    def _event(
+        self, cell: Cell, reason: EventReason, message: str, *, warning: bool = False
+    ) -> None:
+        """Note what happened to the cell: queued, never awaited (see framework.recorder)."""
+        if self.recorder is not None:
+            kind = EventType.WARNING if warning else EventType.NORMAL
+            self.recorder.event(cell, reason, message, type=kind)
 
     # --- reconcile ----------------------------------------------------------------------
 
@@ -263,7 +287,16 @@ class CellController:
         namespace = self.host.namespace_of(realm)
 
         if cell.spec.desired_state == DesiredCellState.STOPPED:
+            running = [
+                c.id
+                for c in cell.status.containers
+                if c.state in (ContainerState.READY, ContainerState.PAUSED)
+            ]
+            for container_id in running:
+                self._event(cell, EventReason.KILLING, f"stopping container {container_id}")
             await self._stop(cell, namespace)
+            if cell.status.state != CellState.STOPPED:
+                self._event(cell, EventReason.STOPPED, "stopped (desiredState is Stopped)")
             await report(
                 ctx,
                 cell,
@@ -278,6 +311,7 @@ class CellController:
             cell = await self._converge(cell, ctx, realm=realm, space=space, namespace=namespace)
         except BUILD_FAILURES as error:
             state, reason, retry = classify_build_failure(error)
+            self._event(cell, EventReason.FAILED, f"{reason}: {error}", warning=True)
             await report(ctx, cell, state=state, reason=reason, message=str(error))
             raise retry(str(error), reason=reason) from error
 
@@ -396,10 +430,21 @@ class CellController:
         cid = containerd_container_id(
             space=space_name, stack=stack_name, cell=cell_name, container=container.id
         )
+        pulled = False
+
+        async def pulling(image: str) -> None:
+            nonlocal pulled
+            pulled = True
+            self._event(cell, EventReason.PULLING, f"pulling image {image}")
+            if on_pull is not None:
+                await on_pull(image)
+
         image = await self.images.ensure(
-            namespace=namespace, image=effective.image, credentials=credentials, on_pull=on_pull
+            namespace=namespace, image=effective.image, credentials=credentials, on_pull=pulling
         )
         image_name = image.name
+        if pulled:
+            self._event(cell, EventReason.PULLED, f"pulled image {effective.image}")
         resolved = await resolve_secret_refs(self.registry, cell_key(cell), effective)
         secrets = await stage_secrets(
             effective, files=files, environ=self.facts.environ, resolved=resolved
@@ -479,6 +524,7 @@ class CellController:
             # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
             with contextlib.suppress(AlreadyExistsError):
                 await containers.create(cid, image=image_name, spec=spec, labels=labels)
+                self._event(cell, EventReason.CREATED, f"created container {container.id}")
 
         if wrapped:
             user = spec["process"]["user"]
@@ -507,6 +553,7 @@ class CellController:
             if task is not None:
                 await tasks.delete(cid)
             pid = await self._start(namespace, cid, files, effective)
+            self._event(cell, EventReason.STARTED, f"started container {container.id}")
             status = status.model_copy(
                 update={
                     "state": ContainerState.READY,
@@ -533,6 +580,8 @@ class CellController:
             )
         if exited is not None:
             code = exited.code
+            if _new_exit(previous, exited):
+                self._exit_event(cell, container.id, exited)
             owed = restart_owed(
                 policy=str(effective.restart_policy),
                 exit_code=code,
@@ -566,6 +615,7 @@ class CellController:
                         finished_at=exited.finished,
                     )
                     pid = await self._start(namespace, cid, files, effective)
+                    self._event(cell, EventReason.RESTARTED, f"restarted container {container.id}")
                     moment = now()
                     status = status.model_copy(
                         update={
@@ -584,6 +634,12 @@ class CellController:
                     status = status.model_copy(
                         update={"message": f"exited with {code}; restarting in {remaining:.1f}s"}
                     )
+                    self._event(
+                        cell,
+                        EventReason.BACK_OFF,
+                        f"back-off restarting container {container.id}",
+                        warning=True,
+                    )
                     work.wake_after(remaining)
         running = status.state == ContainerState.READY
         work.statuses.append(status)
@@ -595,6 +651,23 @@ class CellController:
                 exit_code=None if running else status.exit_code,
                 restart_owed=owed,
             )
+        )
+
+    def _exit_event(self, cell: Cell, container: str, exited: Exit) -> None:
+        if exited.reason == "OOMKilled":
+            self._event(
+                cell,
+                EventReason.OOM_KILLED,
+                f"container {container} was killed by the OOM killer (exit code {exited.code})",
+                warning=True,
+            )
+            return
+        why = f" ({exited.reason})" if exited.reason else ""
+        self._event(
+            cell,
+            EventReason.EXITED,
+            f"container {container} exited with code {exited.code}{why}",
+            warning=exited.code != 0,
         )
 
     async def _exit_reason(self, key: CellKey, container: str, code: int) -> str:
@@ -688,6 +761,12 @@ class CellController:
         )
         await self.host.cgroups.remove(CgroupPath(key))
         await CellFiles(self.host.settings.state_dir, key).remove()
+        self._event(
+            cell,
+            EventReason.DELETED,
+            f"deleted from node {self.host.settings.node_name}: containers, network and "
+            "cgroup removed",
+        )
 
     async def _namespace(self, ctx: HandlerContext, realm: str) -> str:
         found = await get_as(ctx, Realm, (realm,))
@@ -707,6 +786,16 @@ class CellController:
         }
         found = await self.host.containerd.containers(namespace).list(labels=labels)
         await _all(self.remove_container(namespace, c.id) for c in found if c.id not in keep)
+
+
+def _new_exit(previous: ContainerStatus, exited: Exit) -> bool:
+    """Whether this exit is news: the container ran when last reported, or the exit
+    differs from the one recorded (a pass that only waits for the backoff sees it again)."""
+    if previous.state in (ContainerState.READY, ContainerState.PAUSED):
+        return True
+    if previous.finish_time is None:
+        return True
+    return abs((previous.finish_time - exited.finished).total_seconds()) > 0.001
 
 
 async def _all(steps: Iterable[Awaitable[None]]) -> None:

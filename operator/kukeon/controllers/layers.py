@@ -39,6 +39,8 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from kukeon.api import (
     Cell,
+    EventReason,
+    EventType,
     Kind,
     NodeLayerState,
     NodeLayerStatus,
@@ -53,7 +55,7 @@ from kukeon.api import (
     key_of,
     parent_of,
 )
-from kukeon.framework import HandlerContext, TemporaryError, WaitingError
+from kukeon.framework import EventRecorder, HandlerContext, TemporaryError, WaitingError
 from kukeon.framework.intents import default_finalizer
 from kukeon.framework.status import finish_even_if_cancelled, merged_status
 from kukeon.runtime.cgroups import CgroupPath
@@ -297,6 +299,13 @@ class LayerController(ABC, Generic[L]):
         """Set by ``Controllers.register``: which cells of this node it knows of."""
         self.locks = HostLocks()
         """Shared with the orphan collector by ``Controllers``."""
+        self.recorder: EventRecorder | None = None
+        """Set by ``Controllers``: where this node's Events about the level go."""
+
+    def _event(self, obj: L, reason: EventReason, message: str, *, warning: bool = False) -> None:
+        if self.recorder is not None:
+            kind = EventType.WARNING if warning else EventType.NORMAL
+            self.recorder.event(obj, reason, message, type=kind)
 
     # --- what each kind does on the host ---
 
@@ -452,6 +461,7 @@ class LayerController(ABC, Generic[L]):
             temporary = isinstance(error, TemporaryError)
             reason = getattr(error, "reason", None) or type(error).__name__
             state = NodeLayerState.CREATING if temporary else NodeLayerState.FAILED
+            self._event(obj, EventReason.FAILED, f"{reason} on node {node}: {error}", warning=True)
             with contextlib.suppress(StoreError):
                 await self._write(
                     obj,
@@ -465,6 +475,7 @@ class LayerController(ABC, Generic[L]):
         )
         await self._write(obj, ctx, entry=entry)
         if not was_ready:
+            self._event(obj, EventReason.READY, f"ready on node {node}")
             self._wake_below(obj, cells)
 
     def _wake_below(self, obj: L, cells: list[tuple[str, ...]]) -> None:
@@ -508,6 +519,7 @@ class LayerController(ABC, Generic[L]):
         ctx.logger.info(
             "%s removed from node %s (no cell of it here)", describe(self.kind, key_of(obj)), node
         )
+        self._event(obj, EventReason.REMOVED, f"removed from node {node} (no cell of it there)")
         self._wake_parent(obj)
 
     def _wake_parent(self, obj: L) -> None:
@@ -528,6 +540,7 @@ class LayerController(ABC, Generic[L]):
             await self.dematerialise(obj, ctx, deleting=True)
         await self._write(obj, ctx, drop=True, observe=False)
         ctx.logger.info("%s finalized on node %s", describe(self.kind, key_of(obj)), node)
+        self._event(obj, EventReason.DELETED, f"deleted from node {node}")
 
 
 # --- what the rest of the daemon calls ----------------------------------------------------

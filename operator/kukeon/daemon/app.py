@@ -33,13 +33,14 @@ from kukeon.controllers import (
     ImageProvider,
     register_controllers,
 )
-from kukeon.framework import Operator, Settings
+from kukeon.framework import EventRecorder, Operator, Settings
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
 from kukeon.runtime.cgroups import open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.network import NetworkSettings, SpaceNetworks
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
+from kukeon.store.events import EventStore
 
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
@@ -86,6 +87,8 @@ class Daemon:
     controllers: Controllers | None = None
     containerd: ContainerdClient | None = None
     fleet: Fleet | None = None
+    events: EventStore | None = None
+    """The Events in etcd: the controllers write them, the API lists and watches them."""
     metrics_url: str | None = None
     _stoppers: list[tuple[str, Stopper]] = field(default_factory=list)
 
@@ -132,6 +135,9 @@ class Daemon:
         registry = await Registry.connect(store, keyring=keyring)
         self.registry = registry
         self._on_stop("etcd connection", registry.close)
+        self.events = EventStore(
+            client=registry.client, config=registry.config, ttl=config.event_ttl_seconds
+        )
 
         if config.bootstrap:
             created = await ensure_defaults(registry)
@@ -205,8 +211,13 @@ class Daemon:
             settings=Settings(node_name=config.node_name, lease_ttl=min(15, config.node_lease_ttl)),
             collector_registry=self.metrics_registry,
         )
+        assert self.events is not None
+        # What happened to each object, written beside the handlers, never awaited by them.
+        recorder = EventRecorder(
+            sink=self.events, node_name=config.node_name, metrics=operator.metrics
+        )
         self.controllers = register_controllers(
-            operator, host=host, registry=registry, images=images
+            operator, host=host, registry=registry, images=images, recorder=recorder
         )
         # Fleet membership (issue 10): Node document, heartbeat lease, scheduler singleton.
         self.fleet = await start_fleet(

@@ -96,6 +96,9 @@ class DaemonConfig(BaseModel):
     """How long a node may be NotReady before its scheduler-placed cells move elsewhere."""
     scheduler_interval: float = Field(default=1.0, gt=0)
     """The scheduler's full pass period (new cells wake it sooner)."""
+    event_ttl_seconds: int = Field(default=3600, ge=2)
+    """How long an Event lives after its last occurrence (etcd removes it by itself: it is
+    attached to a lease of this TTL, up to 5 % longer)."""
 
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None

@@ -80,6 +80,11 @@ from .config import ConfigError, load_config
     type=float,
     help="Seconds a node may be NotReady before its unpinned cells are rescheduled (default 300).",
 )
+@click.option(
+    "--event-ttl-seconds",
+    type=int,
+    help="How long an Event lives after its last occurrence (default 3600).",
+)
 @click.option("--metrics-address", help="host:port of /metrics (default 127.0.0.1:9464).")
 @click.option("--api-address", help="Optional TCP listener host:port (TLS and tokens required).")
 @click.option("--api-tls-cert-file", type=click.Path(path_type=Path))
