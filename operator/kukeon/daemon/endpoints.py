@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from kukeon.apiserver import ApiSettings, build_runner
 from kukeon.apiserver.app import ReadinessCheck
+from kukeon.apiserver.events import EventRoutes
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
 from kukeon.metrics.usage import CellUsageCollector
@@ -88,6 +89,13 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
         StatsRoutes(registry=daemon.registry, reader=usage).add_routes(runner.app)
         sampler = ScrapeSampler(reader=usage, cache=metrics.cache, loop=asyncio.get_running_loop())
         daemon.metrics_registry.register(CellUsageCollector(sampler))
+    if daemon.events is not None:  # list and watch, --api-only too
+        settings = api_settings(daemon)
+        EventRoutes(
+            store=daemon.events,
+            bookmark_interval=settings.bookmark_interval,
+            watch_start_grace=settings.watch_start_grace,
+        ).add_routes(runner.app)
     if daemon.registry.keyring is not None:
         KeyRotationRoutes(registry=daemon.registry, keyring=daemon.registry.keyring).add_routes(
             runner.app
