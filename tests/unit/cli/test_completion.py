@@ -1,0 +1,347 @@
+"""Shell completion on the skeleton tree, against a fake server on a unix socket.
+
+The e2e test (tests/e2e/test_kukectl_completion.py) runs the real kukectl against a real
+kukeond; these cover every completer, the connection rules, budgets and the cache.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kukeon.cli import completion
+from kukeon.cli.completion import (
+    COMPLETE_VAR,
+    Connection,
+    cache_path,
+    describe,
+    load_description,
+    skeleton,
+)
+from kukeon.cli.config import KukectlConfig, resolve_connection
+from kukeon.cli.main import cli
+
+ROOT = "/apis/kukeon.io/v1beta1"
+
+
+def listing(*names: str) -> dict[str, Any]:
+    return {"items": [{"metadata": {"name": n}} for n in names], "metadata": {}}
+
+
+ANSWERS: dict[str, Any] = {
+    f"{ROOT}/realms": listing("default", "prod"),
+    f"{ROOT}/realms/default/spaces": listing("default", "web"),
+    f"{ROOT}/realms/prod/spaces": listing("shop"),
+    f"{ROOT}/realms/prod/spaces/shop/stacks": listing("front", "back"),
+    f"{ROOT}/realms/default/spaces/default/stacks/default/cells": listing("web", "api"),
+    f"{ROOT}/realms/prod/spaces/shop/stacks/front/cells": listing("cart"),
+    f"{ROOT}/cells": listing("web", "api", "cart", "web"),
+    f"{ROOT}/realms/default/spaces/default/stacks/default/cells/web": {
+        "spec": {"containers": [{"id": "main"}, {"id": "sidecar"}]}
+    },
+    f"{ROOT}/nodes": listing("n1", "n2"),
+    f"{ROOT}/realms/prod/spaces/-/stacks/-/secrets": listing("db-password"),
+}
+
+
+class FakeServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+        self.delay = 0.0
+        super().__init__(path, Handler)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server: FakeServer
+
+    def address_string(self) -> str:  # a unix socket has no peer address
+        return "local"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        if self.server.delay:
+            time.sleep(self.server.delay)
+        answer = ANSWERS.get(self.path)
+        body = json.dumps(answer if answer is not None else {"kind": "Status"}).encode()
+        try:
+            self.send_response(200 if answer is not None else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except BrokenPipeError:  # the client gave up: its budget was spent
+            pass
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[FakeServer]:
+    fake = FakeServer(str(tmp_path / "k.sock"))
+    thread = threading.Thread(target=fake.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        fake.shutdown()
+        fake.server_close()
+
+
+@pytest.fixture(autouse=True)
+def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FakeServer) -> None:
+    for name in ("KUKEON_TOKEN", "KUKEON_CA", "KUKEON_CONTEXT", COMPLETE_VAR):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KUKEON_SERVER", f"unix://{tmp_path / 'k.sock'}")
+    monkeypatch.setenv("KUKEON_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def complete(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    shell: str = "bash",
+) -> list[str]:
+    """What `kukectl` answers for a TAB at the end of ``line`` (values only)."""
+    words = line.split()
+    current = len(words) if line.endswith(" ") else len(words) - 1
+    monkeypatch.setenv("COMP_WORDS", line)
+    monkeypatch.setenv("COMP_CWORD", str(current))
+    code = completion.complete(f"{shell}_complete")
+    assert code == 0
+    out = capsys.readouterr().out
+    return [entry.partition(",")[2] for entry in out.splitlines() if entry]
+
+
+Complete = Any
+
+
+@pytest.fixture
+def tab(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Complete:
+    return lambda line: complete(monkeypatch, capsys, line)
+
+
+def test_verbs_and_flags_still_complete(tab: Complete) -> None:
+    assert "describe" in tab("kukectl des")
+    assert tab("kukectl get --re") == ["--realm"]
+    assert "--container" in tab("kukectl logs web --con")
+
+
+def test_kinds_and_names(tab: Complete, server: FakeServer) -> None:
+    assert tab("kukectl get ") == ["realms", "spaces", "stacks", "cells", "nodes", "secrets"]
+    assert tab("kukectl get cells ") == ["api", "web"]
+    assert tab("kukectl get ce w") == ["web"]
+    assert tab("kukectl get cells web ") == ["api"]  # a name given is not offered again
+    assert tab("kukectl describe cell ") == ["api", "web"]
+    assert tab("kukectl delete cells a") == ["api"]
+    assert tab("kukectl get cell/") == ["cell/api", "cell/web"]
+    assert tab("kukectl get cell/w") == ["cell/web"]
+    assert tab("kukectl get nodes ") == ["n1", "n2"]
+    assert tab("kukectl get realms ") == ["default", "prod"]
+    assert tab("kukectl get bogus ") == []
+
+
+def test_names_respect_the_scope_typed(tab: Complete) -> None:
+    assert tab("kukectl get cells --realm prod --space shop --stack front ") == ["cart"]
+    assert tab("kukectl get stacks --realm prod --space shop ") == ["back", "front"]
+    assert tab("kukectl get cells -A ") == ["api", "cart", "web"]
+    # A Secret belongs to its realm unless --space narrows it.
+    assert tab("kukectl get secrets --realm prod ") == ["db-password"]
+
+
+def test_scope_option_values(tab: Complete) -> None:
+    assert tab("kukectl get cells --realm ") == ["default", "prod"]
+    assert tab("kukectl get cells --realm p") == ["prod"]
+    assert tab("kukectl get cells --realm=p") == ["prod"]
+    assert tab("kukectl get cells --realm prod --space ") == ["shop"]
+    assert tab("kukectl get cells --space ") == ["default", "web"]
+    assert tab("kukectl get cells --realm prod --space shop --stack ") == ["back", "front"]
+
+
+def test_cell_commands_and_containers(tab: Complete) -> None:
+    for verb in ("logs", "exec", "attach", "start", "stop", "restart", "kill"):
+        assert tab(f"kukectl {verb} ") == ["api", "web"], verb
+    assert tab("kukectl top cells ") == ["api", "web"]
+    assert tab("kukectl logs web -c ") == ["main", "sidecar"]
+    assert tab("kukectl exec web --container s") == ["sidecar"]
+    assert tab("kukectl kill web -c ") == ["main", "sidecar"]
+    assert tab("kukectl logs missing -c ") == []
+    assert tab("kukectl wait ") == ["cell/api", "cell/web"]
+    assert tab("kukectl wait realm/") == ["realm/default", "realm/prod"]
+
+
+def test_nodes_and_contexts(tab: Complete, tmp_path: Path) -> None:
+    for verb in ("cordon", "uncordon", "drain"):
+        assert tab(f"kukectl {verb} ") == ["n1", "n2"], verb
+    assert tab("kukectl top nodes ") == ["n1", "n2"]
+    (tmp_path / "config.yaml").write_text(
+        "contexts:\n  - {name: local, server: unix:///x.sock}\n  - {name: lab}\n"
+    )
+    assert tab("kukectl --context ") == ["local", "lab"]
+    assert tab("kukectl config use-context l") == ["local", "lab"]
+
+
+def test_connection_comes_from_the_command_line_and_the_context(
+    tab: Complete, server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = f"unix://{tmp_path / 'k.sock'}"
+    monkeypatch.setenv("KUKEON_SERVER", f"unix://{tmp_path / 'nothing.sock'}")
+    assert tab("kukectl get cells ") == []
+    assert tab(f"kukectl --server {good} get cells ") == ["api", "web"]
+    monkeypatch.delenv("KUKEON_SERVER")
+    (tmp_path / "token").write_text("s3cret\n")
+    (tmp_path / "other.yaml").write_text(
+        f"currentContext: lab\ncontexts:\n  - name: lab\n    server: {good}\n"
+        f"    tokenFile: {tmp_path / 'token'}\n"
+    )
+    server.seen.clear()
+    assert tab(f"kukectl --config {tmp_path / 'other.yaml'} cordon ") == ["n1", "n2"]
+    assert server.seen == [(f"{ROOT}/nodes", "Bearer s3cret")]
+    assert tab(f"kukectl --config {tmp_path / 'other.yaml'} --context nope cordon ") == []
+
+
+def test_unreachable_or_slow_server_completes_nothing_quickly(
+    tab: Complete, server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUKEON_SERVER", "unix:///nonexistent/kukeond.sock")
+    started = time.monotonic()
+    assert tab("kukectl get cells ") == []
+    assert time.monotonic() - started < 1.0
+    monkeypatch.setenv("KUKEON_SERVER", "https://127.0.0.1:1")
+    assert tab("kukectl logs ") == []
+    monkeypatch.setenv("KUKEON_SERVER", f"unix://{tmp_path / 'k.sock'}")
+    monkeypatch.setenv(completion.TIMEOUT_VAR, "0.3")
+    server.delay = 2.0
+    started = time.monotonic()
+    assert tab("kukectl get cells ") == []
+    assert time.monotonic() - started < 1.5
+
+
+def test_other_shells(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COMP_WORDS", "kukectl logs web -c ")
+    monkeypatch.setenv("COMP_CWORD", "4")
+    assert completion.complete("zsh_complete") == 0
+    answer = capsys.readouterr().out.splitlines()
+    assert answer == ["plain", "main", "_", "plain", "sidecar", "_"]
+    monkeypatch.setenv("COMP_WORDS", "kukectl get cells w")
+    monkeypatch.setenv("COMP_CWORD", "w")
+    assert completion.complete("fish_complete") == 0
+    assert capsys.readouterr().out.strip() == "plain,web"
+
+
+def strip_completers(node: dict[str, Any]) -> dict[str, Any]:
+    for spec in node["params"]:
+        spec.pop("completer")
+        spec.pop("type")
+    for sub in node.get("commands", {}).values():
+        strip_completers(sub)
+    return node
+
+
+def test_the_skeleton_parses_like_the_real_tree() -> None:
+    description = load_description()
+    completers = completion.Completers(description, 1.0)
+    rebuilt = skeleton(description["tree"], completers, "kukectl")
+    assert strip_completers(describe(rebuilt)) == strip_completers(describe(cli))
+
+
+def test_the_cache_is_written_reused_and_refreshed(tmp_path: Path) -> None:
+    path = cache_path()
+    assert path == tmp_path / "cache" / "kukeon" / "kukectl-completion.json"
+    first = load_description()
+    assert json.loads(path.read_text()) == first
+    marked = {**first, "defaultServer": "unix:///marked.sock"}
+    path.write_text(json.dumps(marked))
+    assert load_description()["defaultServer"] == "unix:///marked.sock"  # reused
+    path.write_text(json.dumps({**marked, "key": "stale"}))
+    assert load_description()["defaultServer"] == first["defaultServer"]  # rebuilt
+    path.write_text("not json")
+    assert load_description() == first
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ"),
+    [
+        ({}, {}),
+        ({}, {"KUKEON_CONTEXT": "local"}),
+        ({"context": "local"}, {"KUKEON_SERVER": "unix:///env.sock"}),
+        ({"server": "unix:///flag.sock", "token": "t"}, {"KUKEON_TOKEN": "env"}),
+        ({}, {"KUKEON_CA": "/env/ca.crt", "KUKEON_TOKEN": "env"}),
+        ({"ca_file": Path("/flag/ca.crt")}, {"KUKEON_CA": "/env/ca.crt"}),
+    ],
+)
+def test_connection_agrees_with_kukectl(
+    tmp_path: Path, flags: dict[str, Any], environ: dict[str, str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    (tmp_path / "token").write_text("file-token\n")
+    config.write_text(
+        "currentContext: prod\ncontexts:\n"
+        "  - {name: local, server: 'unix:///tmp/k.sock', tokenFile: '%s'}\n"
+        "  - {name: prod, server: 'https://10.0.0.5:6443', token: ctx,"
+        " certificateAuthority: /etc/ca.crt}\n" % (tmp_path / "token")
+    )
+    import yaml
+
+    expected = resolve_connection(
+        config=KukectlConfig.model_validate(yaml.safe_load(config.read_text())),
+        environ=environ,
+        **flags,
+    )
+    light = Connection({**flags, "config_path": config}, "unix:///default.sock", environ)
+    assert light.server == expected.server
+    assert light.token == expected.token
+    assert light.ca_file == (str(expected.ca_file) if expected.ca_file else None)
+
+
+def test_entry_point_keeps_completion_off_the_heavy_imports(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.argv = ['kukectl']\n"
+        "from kukeon.cli.entry import main\n"
+        "try:\n    main()\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pydantic', 'aiohttp', 'rich', 'kukeon.cli.main') "
+        "if m in sys.modules]\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    env = {
+        **os.environ,
+        COMPLETE_VAR: "bash_complete",
+        "COMP_WORDS": "kukectl get cells ",
+        "COMP_CWORD": "3",
+    }
+    # The first run builds the cache; a later one must not import the commands. (One more
+    # run only when a source file changed in between, as in a busy worktree.)
+    runs: list[subprocess.CompletedProcess[str]] = []
+    for _ in range(3):
+        key = completion.cache_key()
+        runs.append(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+            )
+        )
+        if len(runs) > 1 and completion.cache_key() == key:
+            break
+    second = runs[-1]
+    assert "plain,api\nplain,web" in second.stdout
+    assert "HEAVY []" in second.stderr
+
+
+def test_broken_instruction_is_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    assert completion.complete("nosuchshell_complete") == 1
+    assert capsys.readouterr().out == ""
