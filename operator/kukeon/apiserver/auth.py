@@ -50,7 +50,9 @@ class Role(StrEnum):
     NODE = "node"
 
 
-NODE_SUBRESOURCES: frozenset[str] = frozenset({"log", "exec", "kill", "attach", "images", "stats"})
+NODE_SUBRESOURCES: frozenset[str] = frozenset(
+    {"log", "exec", "kill", "attach", "images", "stats", "cp", "portforward"}
+)
 """What the ``node`` role may reach: the routes a kukeond serves for its own host."""
 
 

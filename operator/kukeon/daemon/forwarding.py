@@ -70,6 +70,8 @@ CELL_SUBRESOURCES: Mapping[str, Verb] = {
     "kill": "update",
     "attach": "create",
     "stats": "get",
+    "cp": "create",
+    "portforward": "create",
 }
 """The node-local routes of a cell and the verb each needs (as ``noderoutes`` checks)."""
 IMAGE_VERBS: Mapping[str, Verb] = {"GET": "list", "POST": "create", "DELETE": "delete"}

@@ -12,6 +12,7 @@ POST .../cells/{cell}/kill?signal=TERM&container=              signal running ta
 GET|POST|DELETE .../realms/{realm}/images[/...]                 a realm's images (imageroutes)
 GET  .../cells/{cell}/exec?container=&command=..&command=..&tty=&stdin=   WebSocket
 GET  .../cells/{cell}/attach?container=                        WebSocket (see attach.py)
+GET  .../cells/{cell}/cp?path=&mode=read|write, /portforward?port=   WebSocket (transfer.py)
 ```
 
 The exec stream frames every binary message with a channel byte, as Kubernetes' channel
@@ -64,6 +65,7 @@ from kukeon.store import NotFound, Registry
 
 from .attach import attach_target, serve_attach
 from .imageroutes import ImageRoutes
+from .transfer import TransferRoutes
 
 FOLLOW_POLL_SECONDS = 0.2
 MAX_TAIL_LINES = 100_000
@@ -279,6 +281,7 @@ class NodeRoutes:
         app.router.add_get(f"{cell_path}/exec", self.exec)
         app.router.add_get(f"{cell_path}/attach", self.attach)
         ImageRoutes(controllers=self.controllers, registry=self.registry).add_routes(app)
+        TransferRoutes(controllers=self.controllers, registry=self.registry).add_routes(app)
 
     # --- helpers --------------------------------------------------------------------------
 

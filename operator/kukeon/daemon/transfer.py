@@ -1,0 +1,455 @@
+"""Copying files in and out of a container, and forwarding a TCP port of a cell.
+
+Both are WebSockets on the cell, served by the kukeond of the cell's node (any other node
+forwards them there, as exec); both need what exec needs, ``create`` in the cell's realm:
+
+```
+GET .../cells/{cell}/cp?container=&path=P&mode=read     the container's P as a tar stream
+GET .../cells/{cell}/cp?container=&path=P&mode=write    a tar stream unpacked beside P
+GET .../cells/{cell}/portforward?port=N                 one TCP connection to port N
+```
+
+**cp** runs ``tar`` in the container, as an exec (the container's user, environment and
+working directory), the way ``kubectl cp`` does: ``tar -c -f - -C DIR -- NAME`` to read
+(``DIR``/``NAME`` are P's parent and last component) and ``tar -x -o -f - -C DIR`` to
+write (``-o``: what is written belongs to the container's user). kukeond only carries the
+bytes between the client and the process: nothing of the container is written on the host,
+so a hostile container can make kukeond write nothing anywhere; the client that unpacks a
+stream it read (``kukectl cp``) checks every member itself. Frames as exec's: client ->
+server ``0`` the tar stream to write (an empty payload ends it); server -> client ``1`` the
+tar stream read, ``2`` tar's stderr, ``3`` ``{"exitCode": N}`` once before the close, or
+``{"error": ..., "exitCode": N}`` when tar could not run (the image has no ``tar``: 127).
+Output is read from the process only as fast as the client takes it.
+
+**portforward** connects, from the node, to port N of the cell's own address: its IP on
+its space's bridge (``status.network.ip``), or ``127.0.0.1`` for a cell whose containers
+all use the host's network. The caller names a port and nothing else, so the route
+reaches no address but the cell's. Client -> server ``0`` bytes for the connection (an
+empty payload: the client's side ended, the connection's writing half is shut); server ->
+client ``1`` bytes from the connection (empty: the other side ended), ``3``
+``{"error": ...}`` when the connection cannot be made or breaks, before the close. The
+socket closes when both sides have ended, or either fails or goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import posixpath
+import secrets
+import shutil
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientConnectionResetError, WSMsgType, web
+
+from kukeon.api import Cell, Kind, Realm
+from kukeon.apiserver.auth import denial
+from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.status import ApiError
+from kukeon.controllers import Controllers
+from kukeon.controllers.cell import cell_key, ordered_containers
+from kukeon.controllers.cellstate import containerd_container_id
+from kukeon.runtime.containerd.errors import ContainerdError, ProcessNotStartableError
+from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
+from kukeon.runtime.hostfiles import make_dirs
+from kukeon.store import NotFound, Registry
+
+log = logging.getLogger("kukeon.daemon.transfer")
+
+CP = "cp"
+PORTFORWARD = "portforward"
+CHUNK = 64 * 1024
+MAX_PATH = 4096
+MAX_STDERR = 64 * 1024
+"""How much of tar's stderr is passed on (its complaints; the rest is dropped)."""
+AFTER_EXIT_SECONDS = 0.5
+"""After the process exited, how long its output may still take to arrive (the shim copies
+it) before the stream is taken as ended."""
+CONNECT_SECONDS = 10.0
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+def _authorize(request: web.Request, *, realm: str, subresource: str) -> None:
+    why = denial(principal_of(request), verb="create", realm=realm, subresource=subresource)
+    if why is not None:
+        raise ApiError(403, f"Forbidden: {why}")
+
+
+def container_path(text: str | None) -> tuple[str, str]:
+    """``(parent, name)`` of a path in the container; ApiError 400 when it names nothing.
+
+    Relative paths are the container's working directory's, as ``kubectl cp`` has them.
+    ``..`` is resolved as written: the path is the container's, read and written by a
+    process in the container, never by kukeond on the host.
+    """
+    if not text:
+        raise ApiError(400, "path: required (the file or directory in the container)")
+    if "\x00" in text or len(text) > MAX_PATH:
+        raise ApiError(400, f"path: {text[:200]!r} is not a usable path")
+    normal = posixpath.normpath(text)
+    parent, name = posixpath.split(normal)
+    if name in {"", ".", ".."}:
+        raise ApiError(400, f"path: {text[:200]!r} names no file or directory below a directory")
+    return parent or ".", name
+
+
+def forward_address(cell: Cell) -> str:
+    """The cell's own address, the only one ``portforward`` connects to (409 without)."""
+    ip = cell.status.network.ip
+    if ip:
+        return ip
+    if cell.spec.containers and all(c.host_network for c in cell.spec.containers):
+        return "127.0.0.1"
+    raise ApiError(
+        409,
+        f"cell {cell.metadata.name} has no address yet (state {cell.status.state}): "
+        "it is not attached to its space's network",
+    )
+
+
+def _port(text: str | None) -> int:
+    if text is None or not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= 65535:
+        raise ApiError(400, f"port: {str(text)[:40]!r} is not a port number (1-65535)")
+    return int(text)
+
+
+async def _read(fd: int, exited: asyncio.Future[ExitStatus]) -> bytes:
+    """The next bytes of a FIFO the shim writes; b"" at its end.
+
+    The end is the writers' close, or (the shim may hold the FIFO after the process)
+    nothing more for AFTER_EXIT_SECONDS once the process has exited.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            data = os.read(fd, CHUNK)
+        except BlockingIOError:
+            data = None
+        except OSError:
+            return b""
+        if data:
+            return data
+        if exited.done() and data == b"":
+            return b""
+        if data == b"":  # no writer yet: poll (epoll would report the hang-up at once)
+            await asyncio.wait([exited], timeout=0.05)
+            continue
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _wake, ready)
+        try:
+            if exited.done():
+                done, _ = await asyncio.wait([ready], timeout=AFTER_EXIT_SECONDS)
+                if not done:
+                    return b""
+            else:
+                waits: list[asyncio.Future[Any]] = [ready, exited]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(fd)
+            ready.cancel()
+
+
+async def _write(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to a non-blocking FIFO, waiting while it is full."""
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+            continue
+        except BlockingIOError:
+            pass
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_writer(fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_writer(fd)
+
+
+class TransferRoutes:
+    """The ``cp`` and ``portforward`` routes of a cell (see the module's text)."""
+
+    def __init__(self, *, controllers: Controllers, registry: Registry) -> None:
+        self.controllers = controllers
+        self.registry = registry
+
+    def add_routes(self, app: web.Application) -> None:
+        _, cell_path = route_patterns(Kind.CELL)
+        app.router.add_get(f"{cell_path}/{CP}", self.cp)
+        app.router.add_get(f"{cell_path}/{PORTFORWARD}", self.portforward)
+
+    async def _cell(self, request: web.Request) -> Cell:
+        m = request.match_info
+        key = (m["realm"], m["space"], m["stack"], m["cell"])
+        try:
+            found = await self.registry.get(Kind.CELL, key)
+        except NotFound:
+            raise ApiError(404, f"cell {'/'.join(key)} not found") from None
+        assert isinstance(found, Cell)
+        return found
+
+    async def _realm(self, name: str) -> Realm:
+        try:
+            found = await self.registry.get(Kind.REALM, (name,))
+        except NotFound:
+            raise ApiError(404, f"realm {name} not found") from None
+        assert isinstance(found, Realm)
+        return found
+
+    @staticmethod
+    def _require_upgrade(request: web.Request, what: str) -> None:
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            raise ApiError(400, f"{what} is a WebSocket: send an Upgrade request")
+
+    # --- cp -------------------------------------------------------------------------------
+
+    async def cp(self, request: web.Request) -> web.StreamResponse:
+        cell = await self._cell(request)
+        _authorize(request, realm=cell.spec.realm_id, subresource=CP)
+        name = cell.metadata.name
+        ids = [c.id for c in ordered_containers(cell)]
+        container = request.query.get("container") or (ids[0] if ids else "")
+        if container not in ids:
+            raise ApiError(
+                404 if ids else 400,
+                f"cell {name} has no container {container!r} (containers: {', '.join(ids)})",
+            )
+        mode = request.query.get("mode", "")
+        if mode not in {"read", "write"}:
+            raise ApiError(400, f"mode: {mode[:40]!r} is not read or write")
+        parent, base = container_path(request.query.get("path"))
+        if mode == "read":
+            command = ["tar", "-c", "-f", "-", "-C", parent, "--", base]
+        else:
+            command = ["tar", "-x", "-o", "-f", "-", "-C", parent]
+
+        realm = await self._realm(cell.spec.realm_id)
+        namespace = self.controllers.host.namespace_of(realm)
+        _, space, stack, _ = cell_key(cell)
+        cid = containerd_container_id(space=space, stack=stack, cell=name, container=container)
+        containerd = self.controllers.host.containerd
+        tasks = containerd.tasks(namespace)
+        not_running = f"container {container} of cell {name} is not running"
+        try:
+            task = await tasks.get(cid)
+            spec = (await containerd.containers(namespace).get(cid)).spec
+        except ContainerdError:
+            raise ApiError(409, not_running) from None
+        if task.status != TaskStatus.RUNNING:
+            raise ApiError(409, not_running)
+        self._require_upgrade(request, "cp")
+
+        process = dict(spec.get("process", {}))
+        process.update(args=command, terminal=False)
+        process.pop("consoleSize", None)
+        exec_id = f"cp-{secrets.token_hex(6)}"
+        fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
+        await asyncio.to_thread(make_dirs, fifo_dir)
+        fifos = FifoIO(fifo_dir, terminal=False, stdin=mode == "write")
+        socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
+        await socket.prepare(request)
+        waiting: asyncio.Future[ExitStatus] | None = None
+        try:
+            io = await fifos.open()
+            await tasks.exec(cid, exec_id, process=process, io=io)
+            waiting = asyncio.ensure_future(tasks.wait(cid, exec_id=exec_id))
+            await tasks.start(cid, exec_id=exec_id)
+            status = await _carry(
+                socket,
+                fifos,
+                waiting,
+                close_stdin=lambda: tasks.close_stdin(cid, exec_id=exec_id),
+            )
+            if status is not None:
+                await socket.send_bytes(b"\x03" + json.dumps({"exitCode": status.code}).encode())
+        except ProcessNotStartableError as error:
+            code = 127 if error.reason == "CommandNotFound" else 126
+            message = (
+                f"container {container} of cell {name} has no tar: copying runs tar in the "
+                "container, so the image needs one (on its PATH)"
+                if code == 127
+                else f"tar cannot run in container {container} of cell {name}: {error.detail}"
+            )
+            await _send_last(socket, {"error": message, "exitCode": code})
+        except ContainerdError as error:
+            await _send_last(socket, {"error": f"copying in {container}: {error}"})
+        except (ConnectionResetError, ClientConnectionResetError):
+            pass  # the client went away: the process is killed below
+        finally:
+            if waiting is not None and not waiting.done():
+                with contextlib.suppress(ContainerdError):
+                    await tasks.kill(cid, signal.SIGKILL, exec_id=exec_id)
+                waiting.cancel()
+            with contextlib.suppress(ContainerdError):
+                await tasks.delete_process(cid, exec_id)
+            fifos.close()
+            await asyncio.to_thread(shutil.rmtree, fifo_dir, True)
+            await socket.close()
+        return socket
+
+    # --- portforward ----------------------------------------------------------------------
+
+    async def portforward(self, request: web.Request) -> web.StreamResponse:
+        cell = await self._cell(request)
+        _authorize(request, realm=cell.spec.realm_id, subresource=PORTFORWARD)
+        port = _port(request.query.get("port"))
+        host = forward_address(cell)
+        self._require_upgrade(request, "portforward")
+        socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
+        await socket.prepare(request)
+        where = f"port {port} of cell {cell.metadata.name} ({host})"
+        try:
+            try:
+                async with asyncio.timeout(CONNECT_SECONDS):
+                    reader, writer = await asyncio.open_connection(host, port, limit=CHUNK)
+            except (OSError, TimeoutError) as error:
+                why = (
+                    os.strerror(error.errno)
+                    if isinstance(error, OSError) and error.errno
+                    else str(error) or "timed out"
+                )
+                await _send_last(socket, {"error": f"cannot connect to {where}: {why}"})
+                return socket
+            try:
+                problem = await _splice(socket, reader, writer)
+                if problem:
+                    broke = f"the connection to {where} broke: {problem}"
+                    await _send_last(socket, {"error": broke})
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        except (ConnectionResetError, ClientConnectionResetError):
+            pass
+        finally:
+            await socket.close()
+        return socket
+
+
+async def _send_last(socket: web.WebSocketResponse, status: dict[str, object]) -> None:
+    with contextlib.suppress(ConnectionResetError, ClientConnectionResetError):
+        await socket.send_bytes(b"\x03" + json.dumps(status).encode())
+
+
+async def _carry(
+    socket: web.WebSocketResponse,
+    fifos: FifoIO,
+    waiting: asyncio.Future[ExitStatus],
+    *,
+    close_stdin: Callable[[], Awaitable[None]],
+) -> ExitStatus | None:
+    """Carry tar's streams until it exits; its exit status (None: the client went away)."""
+
+    async def output(fd: int, channel: bytes, limit: int | None) -> None:
+        sent = 0
+        while data := await _read(fd, waiting):
+            if limit is not None:
+                if sent >= limit:
+                    continue  # keep reading (tar must not block), pass nothing on
+                data = data[: limit - sent]
+            sent += len(data)
+            await socket.send_bytes(channel + data)  # waits while the client is behind
+
+    async def from_client() -> None:
+        async for message in socket:
+            if message.type != WSMsgType.BINARY or not message.data:
+                continue
+            channel, payload = message.data[:1], message.data[1:]
+            if channel != b"\x00" or fifos.stdin_fd is None:
+                continue
+            if payload:
+                with contextlib.suppress(OSError):  # tar stopped reading: its status says why
+                    await _write(fifos.stdin_fd, payload)
+            else:
+                os.close(fifos.stdin_fd)
+                fifos.stdin_fd = None
+                with contextlib.suppress(ContainerdError):
+                    await close_stdin()
+
+    readers = [
+        asyncio.ensure_future(output(fd, channel, limit))
+        for fd, channel, limit in (
+            (fifos.stdout_fd, b"\x01", None),
+            (fifos.stderr_fd, b"\x02", MAX_STDERR),
+        )
+        if fd is not None
+    ]
+    receiver: asyncio.Future[Any] = asyncio.ensure_future(from_client())
+    try:
+        finished: asyncio.Future[Any] = asyncio.gather(*readers, asyncio.shield(waiting))
+        done, _ = await asyncio.wait(
+            [finished, receiver],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if finished not in done:
+            finished.cancel()
+            return None  # the client closed the socket before tar was done
+        await finished
+        return waiting.result()
+    finally:
+        for task in (*readers, receiver):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, Exception):
+                await task
+
+
+async def _splice(
+    socket: web.WebSocketResponse, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> str | None:
+    """Copy both ways until both sides ended; what broke, if anything did."""
+    problem: list[str] = []
+
+    async def to_client() -> None:
+        try:
+            while data := await reader.read(CHUNK):
+                await socket.send_bytes(b"\x01" + data)  # waits while the client is behind
+        except OSError as error:
+            problem.append(error.strerror or type(error).__name__)
+            return
+        await socket.send_bytes(b"\x01")  # the other side ended
+
+    async def to_target() -> None:
+        async for message in socket:
+            if message.type != WSMsgType.BINARY or not message.data:
+                continue
+            channel, payload = message.data[:1], message.data[1:]
+            if channel != b"\x00":
+                continue
+            try:
+                if not payload:
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return
+                writer.write(payload)
+                await writer.drain()  # the client's next frame waits for the target
+            except OSError as error:
+                problem.append(error.strerror or type(error).__name__)
+                return
+        raise ConnectionResetError  # the client closed the socket: end everything
+
+    sending = asyncio.ensure_future(to_client())
+    receiving = asyncio.ensure_future(to_target())
+    pending: set[asyncio.Future[None]] = {sending, receiving}
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is not None or problem:
+                    return problem[0] if problem else None
+        return None
+    finally:
+        for task in (sending, receiving):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
