@@ -1,0 +1,263 @@
+"""Unpacking a tar stream that a container sent, without trusting it (``kukectl cp``).
+
+The stream comes from ``tar`` run inside a container whose owner may be hostile, so every
+member is checked before anything is written, as kubectl learnt to do (CVE-2018-1002100,
+CVE-2019-1002101, CVE-2019-11246, CVE-2019-11249 and CVE-2019-11251):
+
+- a member's name must be relative, without ``..``, and lie under the one name asked for
+  (``tar -c NAME`` produces nothing else): anything else stops the copy (UnsafeArchiveError);
+- nothing is written through a symbolic link: every directory on the way is opened with
+  ``O_NOFOLLOW`` from the destination's parent down (``openat``), so a link the archive
+  planted (``d -> /etc``, then ``d/passwd``), or one already in the destination, stops
+  the copy instead of being followed; a file in the way of a member is replaced, never
+  opened through;
+- a symbolic link member is created only when its target, read from where it sits, stays
+  inside the destination; an absolute target or one that leaves it is skipped with a
+  warning (kubectl skips every link);
+- a hard link member must name a regular file this copy wrote; otherwise it is skipped;
+- devices, FIFOs and anything but files, directories and links are skipped with a warning;
+- modes are kept without the setuid, setgid and sticky bits; owners are not (what is
+  written belongs to whoever runs kukectl); modification times are kept.
+
+Directories get their modes at the end, deepest first, so a read-only directory in the
+archive does not stop its own contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import posixpath
+import stat
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+MODE_BITS = 0o777
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class UnsafeArchiveError(Exception):
+    """The stream holds a member that would be written outside the destination."""
+
+
+@dataclass
+class Report:
+    """What an extraction did: members written, members skipped (with why)."""
+
+    written: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def member_parts(name: str, top: str) -> list[str]:
+    """The components of ``name`` below ``top`` (``[]`` for ``top`` itself).
+
+    UnsafeArchiveError for an absolute name, a ``..`` component, a NUL, or a name outside
+    ``top``. ``.`` and empty components (``a//b``, ``./a``, a directory's trailing ``/``)
+    are dropped, as tar itself reads them.
+    """
+    if "\x00" in name:
+        raise UnsafeArchiveError(f"member {name[:200]!r}: a NUL in its name")
+    if name.startswith("/"):
+        raise UnsafeArchiveError(f"member {name[:200]!r}: an absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchiveError(f"member {name[:200]!r}: a '..' component")
+    if not parts or parts[0] != top:
+        raise UnsafeArchiveError(f"member {name[:200]!r}: not under {top!r}, the path asked for")
+    return parts[1:]
+
+
+def _link_stays_inside(parts: list[str], target: str) -> bool:
+    """Whether a symbolic link at ``parts`` (below the destination) pointing to ``target``
+    resolves, as written, inside the destination."""
+    if not target or target.startswith("/") or "\x00" in target:
+        return False
+    depth = len(parts) - 1  # the directories between the destination and the link
+    for piece in target.split("/"):
+        if piece in ("", "."):
+            continue
+        depth += -1 if piece == ".." else 1
+        if depth < 0:
+            return False
+    return True
+
+
+class _Tree:
+    """Directories below the destination's parent, opened without following links."""
+
+    def __init__(self, parent: Path) -> None:
+        self.root_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        os.close(self.root_fd)
+
+    @contextlib.contextmanager
+    def directory(self, parts: list[str], *, create: bool) -> Iterator[int]:
+        """A descriptor of the directory ``parts`` (below the parent), each component
+        opened with O_NOFOLLOW; missing ones made (0700, their mode comes later) when
+        ``create``. UnsafeArchiveError when one is a link or not a directory."""
+        fds: list[int] = []
+        current = self.root_fd
+        try:
+            for part in parts:
+                try:
+                    current = os.open(part, _DIR_FLAGS, dir_fd=current)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(part, 0o700, dir_fd=current)
+                    current = os.open(part, _DIR_FLAGS, dir_fd=current)
+                except OSError as error:
+                    if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise UnsafeArchiveError(
+                            f"{'/'.join(parts)}: {part!r} on the way is a symbolic link or "
+                            "not a directory; nothing is written through it"
+                        ) from None
+                    raise
+                fds.append(current)
+            yield current
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    @staticmethod
+    def clear(dir_fd: int, name: str, *, keep_directory: bool) -> bool:
+        """Remove what is at ``name`` unless it is a directory; whether a directory is
+        there (kept when ``keep_directory``, else an error)."""
+        try:
+            found = os.lstat(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(found.st_mode):
+            if keep_directory:
+                return True
+            raise IsADirectoryError(errno.EISDIR, "a directory is in the way", name)
+        os.unlink(name, dir_fd=dir_fd)
+        return False
+
+
+def extract(
+    stream: IO[bytes],
+    *,
+    top: str,
+    dest: Path,
+    warn: Callable[[str], None],
+) -> Report:
+    """Unpack ``stream`` so that its member ``top`` becomes ``dest`` (and ``top/x``
+    becomes ``dest/x``). ``dest``'s parent must exist; it is the one path followed as
+    given (the user's own choice)."""
+    report = Report()
+    tree = _Tree(dest.parent)
+    base = [dest.name]
+    files: set[tuple[str, ...]] = set()
+    directories: list[tuple[list[str], int, float]] = []
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for member in archive:
+                parts = member_parts(member.name, top)
+                shown = "/".join([top, *parts])
+                path = base + parts
+                if member.isdir():
+                    if not parts and dest.exists() and not dest.is_dir():
+                        raise NotADirectoryError(
+                            errno.ENOTDIR, f"{top} is a directory and this is not", str(dest)
+                        )
+                    with tree.directory(path[:-1], create=True) as parent_fd:
+                        if not _Tree.clear(parent_fd, path[-1], keep_directory=True):
+                            os.mkdir(path[-1], 0o700, dir_fd=parent_fd)
+                    directories.append((path, member.mode & MODE_BITS, member.mtime))
+                    files.discard(tuple(parts))
+                elif member.isreg():
+                    source = archive.extractfile(member)
+                    assert source is not None
+                    with tree.directory(path[:-1], create=True) as parent_fd:
+                        _Tree.clear(parent_fd, path[-1], keep_directory=False)
+                        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                        fd = os.open(path[-1], flags, 0o600, dir_fd=parent_fd)
+                        with os.fdopen(fd, "wb") as out:
+                            while chunk := source.read(1 << 16):
+                                out.write(chunk)
+                            out.flush()
+                            os.fchmod(out.fileno(), member.mode & MODE_BITS)
+                            os.utime(out.fileno(), (member.mtime, member.mtime))
+                    files.add(tuple(parts))
+                elif member.issym():
+                    if not parts:
+                        raise UnsafeArchiveError(
+                            f"{top} is a symbolic link (to {member.linkname[:200]!r}) in the "
+                            "container: copy the path it points to"
+                        )
+                    if not _link_stays_inside(parts, member.linkname):
+                        why = f"skipping symbolic link {shown} -> {member.linkname[:200]}"
+                        report.skipped.append(why)
+                        warn(f"{why}: it points outside the destination")
+                        continue
+                    with tree.directory(path[:-1], create=True) as parent_fd:
+                        _Tree.clear(parent_fd, path[-1], keep_directory=False)
+                        os.symlink(member.linkname, path[-1], dir_fd=parent_fd)
+                    files.discard(tuple(parts))
+                elif member.islnk():
+                    try:
+                        target = member_parts(member.linkname, top)
+                    except UnsafeArchiveError:
+                        target = None
+                    if target is None or tuple(target) not in files:
+                        why = f"skipping hard link {shown} -> {member.linkname[:200]}"
+                        report.skipped.append(why)
+                        warn(f"{why}: not a file this copy wrote")
+                        continue
+                    source_path = base + target
+                    with (
+                        tree.directory(source_path[:-1], create=False) as source_fd,
+                        tree.directory(path[:-1], create=True) as parent_fd,
+                    ):
+                        _Tree.clear(parent_fd, path[-1], keep_directory=False)
+                        os.link(
+                            source_path[-1],
+                            path[-1],
+                            src_dir_fd=source_fd,
+                            dst_dir_fd=parent_fd,
+                            follow_symlinks=False,
+                        )
+                    files.add(tuple(parts))
+                else:
+                    why = f"skipping {shown}: {_kind(member)}"
+                    report.skipped.append(why)
+                    warn(why)
+                    continue
+                report.written += 1
+        for path, mode, mtime in sorted(directories, key=lambda d: -len(d[0])):
+            with tree.directory(path, create=False) as fd:
+                os.fchmod(fd, mode)
+                os.utime(fd, (mtime, mtime))
+    finally:
+        tree.close()
+    return report
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.ischr() or member.isblk():
+        return "a device is not copied"
+    if member.isfifo():
+        return "a FIFO is not copied"
+    return f"unsupported member type {member.type!r}"
+
+
+def local_target(dest: Path, source_name: str) -> Path:
+    """Where ``kukectl cp CELL:SRC DEST`` writes: inside DEST when it is a directory (as
+    cp(1) and docker cp do), else DEST itself."""
+    if dest.is_dir():
+        return dest / source_name
+    return dest
+
+
+def container_target(dest: str, source_name: str) -> str:
+    """Where ``kukectl cp SRC CELL:DEST`` writes: inside DEST when it ends in ``/``, else
+    DEST itself (the container's side is not looked at before the copy)."""
+    if dest.endswith("/"):
+        return posixpath.join(dest, source_name)
+    return dest
