@@ -305,8 +305,18 @@ class EventStore:
             await stop.wait()
 
         call = self._client.watchstub.Watch(requests(), metadata=self._client.metadata)
+        responses = call.__aiter__()
         try:
-            async for response in call:
+            while True:
+                try:
+                    response = await anext(responses)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # our caller is being cancelled
+                    return  # grpc.aio cancelled the call (channel closed): resume
                 if response.compact_revision:
                     raise Gone(
                         f"watch Events from revision {start_revision}: etcd compacted its "
