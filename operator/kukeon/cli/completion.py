@@ -19,7 +19,8 @@ nothing is printed but the (empty) answer.
 Which parameter completes what is decided from the real tree when the description is
 built: a KIND argument completes kinds, the NAME arguments after it names of that kind,
 ``get``'s ``KIND/NAME`` names after the slash, ``wait``'s targets ``cell/NAME``; the NAME
-of start, stop, restart, kill, logs, exec, attach and ``top cells`` completes cells;
+of start, stop, restart, kill, logs, exec, attach, port-forward and ``top cells`` completes
+cells;
 ``cordon``, ``uncordon``, ``drain`` and ``top nodes`` complete nodes; the options
 ``--realm``, ``--space``, ``--stack`` (within the realm and space given), ``-c/--container``
 (the containers of the cell given), ``--node`` and ``--context`` complete their values.
@@ -69,6 +70,7 @@ _CELL_COMMANDS = {
     ("exec",),
     ("attach",),
     ("top", "cells"),
+    ("port-forward",),
 }
 _NODE_COMMANDS = {("top", "nodes"), ("cordon",), ("uncordon",), ("drain",)}
 _CONTEXT_COMMANDS = {("config", "use-context"), ("config", "set-context")}
@@ -113,7 +115,7 @@ def completer_for(
         return "wait-targets"
     if param.name == "node" or (param.name in ("name", "names") and path in _NODE_COMMANDS):
         return "nodes"
-    if param.name not in ("name", "names"):
+    if param.name not in ("name", "names", "words"):  # words: label's NAME... KEY=VALUE...
         return None
     if path in _CELL_COMMANDS:
         return "cells"

@@ -146,6 +146,9 @@ def test_kinds_and_names(tab: Complete, server: FakeServer) -> None:
     assert tab("kukectl get cells web ") == ["api"]  # a name given is not offered again
     assert tab("kukectl describe cell ") == ["api", "web"]
     assert tab("kukectl delete cells a") == ["api"]
+    assert tab("kukectl label cells ") == ["api", "web"]
+    assert tab("kukectl edit cell ") == ["api", "web"]
+    assert tab("kukectl patch cell w") == ["web"]
     assert tab("kukectl get cell/") == ["cell/api", "cell/web"]
     assert tab("kukectl get cell/w") == ["cell/web"]
     assert tab("kukectl get nodes ") == ["n1", "n2"]
