@@ -5,9 +5,9 @@ must start fast. Importing the real command tree (``kukeon.cli.main`` and its mo
 in pydantic, aiohttp and rich and costs about a second, so completion runs on a *skeleton*:
 the same commands, options and arguments rebuilt as plain click objects from a description
 of the real tree. The description (plus the kinds' URL layout and the default server) is
-kept in ``$XDG_CACHE_HOME/kukeon/kukectl-completion.json`` and rebuilt from the real tree
-whenever kukectl's source files, kukeon's version or Python change; without a writable
-cache it is built in memory each time (correct, but slow).
+kept in ``$XDG_CACHE_HOME/kukeon/kukectl-completion-*.json`` (one per installation) and
+rebuilt from the real tree whenever kukectl's source files, kukeon's version or Python
+change; without a writable cache it is built in memory each time (correct, but slow).
 
 Names come from the server over plain ``http.client`` (a unix socket, or https with the
 context's CA and token), resolved from ``--server``/``--token``/``--context``/``--config``
@@ -45,7 +45,7 @@ from click.shell_completion import CompletionItem, get_completion_class, shell_c
 COMPLETE_VAR = "_KUKECTL_COMPLETE"
 TIMEOUT_VAR = "KUKEON_COMPLETION_TIMEOUT"
 DEFAULT_TIMEOUT = 1.0
-CACHE_NAME = "kukectl-completion.json"
+CACHE_NAME = "kukectl-completion"
 CACHE_FORMAT = 1
 
 # Placeholders that survive URL quoting, replaced by the (quoted) names at completion time.
@@ -206,9 +206,11 @@ def build_description() -> dict[str, Any]:
 
 
 def cache_path(environ: Mapping[str, str] | None = None) -> Path:
+    """One file per installation (two venvs do not keep rebuilding each other's)."""
     env = os.environ if environ is None else environ
     base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "kukeon" / CACHE_NAME
+    package = str(Path(__file__).resolve().parent.parent).encode()
+    return base / "kukeon" / f"{CACHE_NAME}-{hashlib.sha256(package).hexdigest()[:12]}.json"
 
 
 def cache_key() -> str:
