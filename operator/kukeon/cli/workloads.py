@@ -57,6 +57,18 @@ async def _wait_state(
         await asyncio.sleep(0.25)
 
 
+def _terminal_size(fd: int) -> tuple[int, int] | None:
+    """(columns, lines) of the terminal on `fd`; None when unknown (a pseudo-terminal
+    nobody sized reports 0 x 0, which no container terminal takes)."""
+    try:
+        size = os.get_terminal_size(fd)
+    except OSError:
+        return None
+    if size.columns <= 0 or size.lines <= 0:
+        return None
+    return size.columns, size.lines
+
+
 # --- run --------------------------------------------------------------------------------
 
 
@@ -525,9 +537,9 @@ def exec_command(
         params.append(("stdin", "true"))
     if tty:
         params.append(("tty", "true"))
-        if sys.stdout.isatty():  # the process starts with the terminal's size
-            size = os.get_terminal_size()
-            params += [("width", str(size.columns)), ("height", str(size.lines))]
+        size = _terminal_size(sys.stdout.fileno()) if sys.stdout.isatty() else None
+        if size is not None:  # the process starts with the terminal's size
+            params += [("width", str(size[0])), ("height", str(size[1]))]
 
     async def work(client: ApiClient) -> int:
         return await _exec_session(client, path, params, interactive=interactive, tty=tty)
@@ -596,10 +608,10 @@ async def _exec_session(
 
     try:
         async with client.websocket(path, params=params) as socket:
-            if tty and sys.stdout.isatty():
-                size = os.get_terminal_size()
+            size = _terminal_size(sys.stdout.fileno()) if tty and sys.stdout.isatty() else None
+            if size is not None:
                 await socket.send_bytes(
-                    b"\x04" + json.dumps({"width": size.columns, "height": size.lines}).encode()
+                    b"\x04" + json.dumps({"width": size[0], "height": size[1]}).encode()
                 )
             pump: asyncio.Future[None] | None = None
             if interactive:
@@ -752,12 +764,11 @@ async def _attach_session(
         async def send_size() -> None:
             if not interactive:
                 return
-            try:
-                size = os.get_terminal_size(stdin_fd)
-            except OSError:
+            size = _terminal_size(stdin_fd)
+            if size is None:
                 return
             await socket.send_bytes(
-                b"\x04" + json.dumps({"width": size.columns, "height": size.lines}).encode()
+                b"\x04" + json.dumps({"width": size[0], "height": size[1]}).encode()
             )
 
         await send_size()
