@@ -156,6 +156,14 @@ def test_credential_matching_by_host() -> None:
     assert credential_for("ghcr.io", creds) is None
 
 
+def test_a_credential_without_a_server_applies_to_every_other_registry() -> None:
+    anywhere = RegistryCredential("", "robot", "p0")
+    local = RegistryCredential("127.0.0.1:5000", "localuser", "p2")
+    assert credential_for("ghcr.io", [anywhere, local]) is anywhere
+    assert credential_for("127.0.0.1:5000", [anywhere, local]) is local  # named wins
+    assert credential_for("docker.io", [local]) is None
+
+
 # --- platforms ------------------------------------------------------------------------------
 
 

@@ -327,12 +327,16 @@ def normalize_registry_host(server_address: str) -> str:
 def credential_for(
     registry: str, credentials: Sequence[RegistryCredential]
 ) -> RegistryCredential | None:
-    """The first credential whose server address names ``registry``."""
+    """The credential for ``registry``: the first whose server address names it, else the
+    first without a server address (it applies to every registry of the realm's images)."""
     wanted = normalize_registry_host(registry)
     for credential in credentials:
-        if normalize_registry_host(credential.server_address) == wanted:
+        if (
+            credential.server_address
+            and normalize_registry_host(credential.server_address) == wanted
+        ):
             return credential
-    return None
+    return next((c for c in credentials if not c.server_address.strip()), None)
 
 
 def is_loopback_registry(registry: str) -> bool:
