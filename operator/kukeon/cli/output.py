@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from kukeon.api import AnyResource, Kind, Node, Secret, key_of, to_document
+from kukeon.api import AnyResource, Event, Kind, Node, Secret, key_of, to_document
 from kukeon.apiserver.paths import KINDS
 
 from .jsonpath import text_of, values
@@ -403,8 +403,51 @@ def _secret_lines(res: Secret) -> list[str]:
     return lines + ["  " + line for line in format_rows(rows)]
 
 
-def describe(res: AnyResource, *, now: datetime | None = None) -> str:
-    """A human page about one object: identity, spec, status, containers, reasons."""
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+DESCRIBE_EVENTS_MAX = 20
+"""describe shows at most this many of the object's most recent Events."""
+
+
+def sort_events(events: Iterable[Event]) -> list[Event]:
+    """Oldest first by last occurrence, as kubectl events prints them."""
+    return sorted(
+        events,
+        key=lambda e: (e.last_timestamp or _EPOCH, e.first_timestamp or _EPOCH, e.metadata.name),
+    )
+
+
+def last_seen(event: Event, now: datetime) -> str:
+    """``45s``, or ``45s (x3 over 5m)`` for an Event that happened several times."""
+    last = event.last_timestamp or event.first_timestamp
+    if last is None:
+        return NONE
+    text = human_duration((now - last).total_seconds())
+    if event.count > 1 and event.first_timestamp is not None:
+        over = human_duration((now - event.first_timestamp).total_seconds())
+        text += f" (x{event.count} over {over})"
+    return text
+
+
+def _event_lines(events: Sequence[Event], now: datetime) -> list[str]:
+    """The ``Events:`` section of a describe page: the most recent ones, oldest first."""
+    lines = ["Events:"]
+    recent = sort_events(events)[-DESCRIBE_EVENTS_MAX:]
+    if not recent:
+        return [*lines, f"  {NONE}"]
+    rows = [["TYPE", "REASON", "AGE", "FROM", "MESSAGE"]]
+    for event in recent:
+        source = event.source.node or event.source.component
+        rows.append(
+            [str(event.type), event.reason, last_seen(event, now), source, event.message or NONE]
+        )
+    return lines + ["  " + line for line in format_rows(rows)]
+
+
+def describe(
+    res: AnyResource, *, now: datetime | None = None, events: Sequence[Event] | None = None
+) -> str:
+    """A human page about one object: identity, spec, status, containers, reasons, and
+    its recent ``events`` when given (an empty list shows ``Events: <none>``)."""
     when = now or datetime.now(UTC)
     kind = Kind(res.kind)
     meta = res.metadata
@@ -487,4 +530,6 @@ def describe(res: AnyResource, *, now: datetime | None = None) -> str:
                     ]
                 )
             lines += ["  " + line for line in format_rows(rows)]
+    if events is not None:
+        lines += _event_lines(events, when)
     return "\n".join(lines) + "\n"
