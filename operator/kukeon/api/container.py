@@ -34,6 +34,14 @@ from kukeon.api.secret import SecretKeyRef
 from kukeon.api.states import ContainerState, ContainerStateField
 
 
+def containerd_container_id(*, space: str, stack: str, cell: str, container: str) -> str:
+    """containerd's id of a cell's container, `<space>_<stack>_<cell>_<container>` as in kukeon.
+
+    The realm is the containerd namespace, so it is not repeated in the id.
+    """
+    return f"{space}_{stack}_{cell}_{container}"
+
+
 def _empty_as_none(value: Any) -> Any:
     return None if value == "" else value
 
@@ -363,7 +371,7 @@ class ContainerSpec(KukeonModel):
     id: DnsLabel
     """The container's name, unique in its cell."""
     containerd_id: OptionalString = None
-    """containerd's id of the container; written by kukeon, not by users."""
+    """containerd's id of the container, `<space>_<stack>_<cell>_<id>`, set by kukeon."""
     realm_id: OptionalDnsLabel = None
     space_id: OptionalDnsLabel = None
     stack_id: OptionalDnsLabel = None

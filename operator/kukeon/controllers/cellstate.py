@@ -16,17 +16,10 @@ from typing import Any
 
 from kukeon.api import CellState
 from kukeon.api.container import RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN
+from kukeon.api.container import containerd_container_id as containerd_container_id
 
 DEFAULT_RESTART_MAX_RETRIES = 5
 DEFAULT_RESTART_BACKOFF_SECONDS = 30
-
-
-def containerd_container_id(*, space: str, stack: str, cell: str, container: str) -> str:
-    """containerd's id of a cell's container, `<space>_<stack>_<cell>_<container>` as in kukeon.
-
-    The realm is the containerd namespace, so it is not repeated in the id.
-    """
-    return f"{space}_{stack}_{cell}_{container}"
 
 
 def restart_owed(
