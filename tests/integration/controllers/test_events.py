@@ -63,8 +63,10 @@ async def test_a_restarting_and_an_oom_killed_cell_say_so(kukeond: Kukeond) -> N
         restartPolicy="never",
         resources={"memoryLimitBytes": 16 * 1024 * 1024},
     )
+    missing = {"id": "app", "image": k.image.name, "command": "/nonexistent-binary"}
     await k.apply(cell_doc(k, "crash", [crash]))
     await k.apply(cell_doc(k, "hog", [hog]))
+    await k.apply(cell_doc(k, "missing", [missing]))
 
     def gave_up(cell: AnyResource) -> bool:
         assert isinstance(cell, Cell)
@@ -81,6 +83,7 @@ async def test_a_restarting_and_an_oom_killed_cell_say_so(kukeond: Kukeond) -> N
             and crashed.get("Exited") is not None
             and crashed["Exited"].count == 3
             and "OOMKilled" in hogged
+            and "Failed" in _of(events, "missing")
         )
 
     events = await _events_until(k, complete)
@@ -106,6 +109,11 @@ async def test_a_restarting_and_an_oom_killed_cell_say_so(kukeond: Kukeond) -> N
     assert oom.count == 1
     assert oom.message == "container app was killed by the OOM killer (exit code 137)"
     assert "Exited" not in _of(events, "hog")  # the OOM kill says why it ended
+    failed = _of(events, "missing")["Failed"]
+    assert failed.type == EventType.WARNING
+    assert failed.message.startswith(
+        "CommandNotFound: container 'app': command '/nonexistent-binary'"
+    )
     # The layers note that they were built on this node.
     layers = {(e.involved_object.kind, e.reason) for e in events}
     assert {("Realm", "Ready"), ("Space", "Ready"), ("Stack", "Ready")} <= layers
