@@ -67,8 +67,9 @@ def _inline(node: Any, defs: dict[str, Any], path: str) -> Any:
     return out
 
 
-def structural_schema(kind: Kind) -> dict[str, Any]:
-    """The openAPIV3Schema of one kind."""
+def structural_schema(kind: Kind, *, with_metadata: bool = False) -> dict[str, Any]:
+    """The openAPIV3Schema of one kind; `with_metadata` keeps the fields of `metadata`
+    (`kukectl explain`) where a CRD must have the bare `type: object`."""
     raw = KIND_MODELS[kind].model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
     schema: dict[str, Any] = _inline(raw, defs, kind.value)
@@ -77,7 +78,8 @@ def structural_schema(kind: Kind) -> dict[str, Any]:
         "type": "string",
         "description": f"{GROUP}/{VERSION} (kukeon's manifests may also say {VERSION}).",
     }
-    properties["metadata"] = {"type": "object"}
+    if not with_metadata:
+        properties["metadata"] = {"type": "object"}
     schema["required"] = [name for name in schema.get("required", []) if name != "metadata"]
     if not schema["required"]:
         del schema["required"]

@@ -20,8 +20,8 @@ Which parameter completes what is decided from the real tree when the descriptio
 built: a KIND argument completes kinds, the NAME arguments after it names of that kind,
 ``get``'s ``KIND/NAME`` names after the slash, ``wait``'s targets ``cell/NAME``; the NAME
 of start, stop, restart, kill, logs, exec, attach, port-forward and ``top cells`` completes
-cells;
-``cordon``, ``uncordon``, ``drain`` and ``top nodes`` complete nodes; the options
+cells; ``cordon``, ``uncordon``, ``drain`` and ``top nodes`` complete nodes; ``explain``
+completes ``KIND.field.path`` from the schema (kept in the description: no server); the options
 ``--realm``, ``--space``, ``--stack`` (within the realm and space given), ``-c/--container``
 (the containers of the cell given), ``--node`` and ``--context`` complete their values.
 """
@@ -113,6 +113,8 @@ def completer_for(
         return "kind-or-object"
     if path == ("wait",) and param.name == "targets":
         return "wait-targets"
+    if path == ("explain",) and param.name == "resource":
+        return "explain"
     if param.name == "node" or (param.name in ("name", "names") and path in _NODE_COMMANDS):
         return "nodes"
     if param.name not in ("name", "names", "words"):  # words: label's NAME... KEY=VALUE...
@@ -174,6 +176,7 @@ def describe(command: click.Command, path: tuple[str, ...] = ()) -> dict[str, An
 def _kinds() -> dict[str, Any]:
     from kukeon.api import SCOPE_PLACEHOLDER
     from kukeon.apiserver.paths import KINDS, collection_path, object_path
+    from kukeon.cli.explain import field_tree
 
     kinds: dict[str, Any] = {}
     for kind, info in KINDS.items():
@@ -186,6 +189,7 @@ def _kinds() -> dict[str, Any]:
             "everywhere": collection_path(kind),
             "object": object_path(kind, (*_SCOPE_MARKS[:parents], _NAME_MARK)),
             "placeholder": SCOPE_PLACEHOLDER,
+            "fields": field_tree(kind),
         }
     return kinds
 
@@ -214,7 +218,8 @@ def cache_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def cache_key() -> str:
-    """Changes whenever the description could: kukectl's sources, kukeon, click, Python."""
+    """Changes whenever the description could: kukectl's sources, the models, kukeon's
+    version, click, Python."""
     import kukeon
 
     package = Path(__file__).resolve().parent.parent
@@ -224,8 +229,7 @@ def cache_key() -> str:
         package / "apiserver" / "paths.py",
         package / "apiserver" / "settings.py",
         package / "apiserver" / "client.py",
-        package / "api" / "meta.py",
-        package / "api" / "secret.py",
+        *sorted((package / "api").glob("*.py")),  # the models: explain's field paths
         Path(click.__file__).resolve().parent / "core.py",
     ]
     digest = hashlib.sha256(f"{CACHE_FORMAT}\0{sys.version}\0{kukeon.__version__}".encode())
@@ -409,6 +413,7 @@ class Completers:
             "spaces": lambda ctx, param, incomplete: self._scoped("spaces", ctx, param),
             "stacks": lambda ctx, param, incomplete: self._scoped("stacks", ctx, param),
             "containers": self._containers,
+            "explain": self._explain,
             "contexts": self._contexts,
         }
         if name is None or name not in table:
@@ -526,6 +531,22 @@ class Completers:
         document = self._fetch(ctx, path.replace(_NAME_MARK, quote(cell, safe="")))
         containers = (document.get("spec") or {}).get("containers") or []
         return [c["id"] for c in containers if isinstance(c, dict) and isinstance(c.get("id"), str)]
+
+    def _explain(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        """``cell.spec.con`` -> ``cell.spec.containers`` (and its siblings), from the schema."""
+        if "." not in incomplete:
+            return list(self.kinds)
+        kind_text, *steps = incomplete.split(".")
+        plural = self.aliases.get(kind_text.lower())
+        if plural is None:
+            return []
+        fields: Mapping[str, Any] = self.kinds[plural]["fields"]
+        for step in steps[:-1]:
+            if step not in fields:
+                return []
+            fields = fields[step]
+        prefix = ".".join([kind_text, *steps[:-1]])
+        return [f"{prefix}.{name}" for name in fields]
 
     def _contexts(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
         document = read_config(config_file(ctx.find_root().params))
