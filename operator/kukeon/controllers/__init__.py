@@ -32,9 +32,9 @@ from .host import Host, HostSettings
 from .images import ImageArchives, ImageProvider
 from .layers import CellMembership, HostLocks, migrate_legacy_finalizers, node_finalizer
 from .realm import RealmController
-from .secrets import SecretFollower
 from .space import SpaceController
 from .stack import StackController
+from .wakers import CellWaker, secret_scope
 
 __all__ = [
     "CellController",
@@ -106,7 +106,20 @@ class Controllers:
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
         membership = CellMembership(registry=self.registry, node=node, trigger=op.trigger)
-        secrets = SecretFollower(registry=self.registry, membership=membership, trigger=op.trigger)
+        secrets = CellWaker(
+            kind=Kind.SECRET,
+            registry=self.registry,
+            membership=membership,
+            trigger=op.trigger,
+            scope_of=secret_scope,
+        )
+        spaces = CellWaker(
+            kind=Kind.SPACE,
+            registry=self.registry,
+            membership=membership,
+            trigger=op.trigger,
+            on_spec_change_only=True,
+        )
         for layer in (self.realms, self.spaces, self.stacks):
             layer.trigger = op.trigger
             layer.membership = membership
@@ -153,6 +166,7 @@ class Controllers:
                 op.tasks.start("kukeon-gc", self._collect_periodically),
                 op.tasks.start("kukeon-cell-membership", membership.follow),
                 op.tasks.start("kukeon-secrets", secrets.follow),
+                op.tasks.start("kukeon-space-defaults", spaces.follow),
             ]
 
         @op.on_shutdown

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from kukeon.api import Kind
+from kukeon.api import AnyResource, Cell, Kind, parse_resource, to_document
 from tests.fixtures.kukeond import Kukeond
 
 from .helpers import cell_doc, cell_key, container, exec_in
@@ -56,3 +58,38 @@ async def test_space_defaults_read_only_root_and_user(kukeond: Kukeond) -> None:
     code, output = await exec_in(k, "s1_st1_envelope_named", "cat", "/proc/1/status")
     assert code == 0, output
     assert (uid_of_pid_1(output), uid_of_pid_1(output, "Gid")) == ("1000", "1000")
+
+
+async def test_a_changed_default_reaches_running_cells_at_once(kukeond: Kukeond) -> None:
+    """Not at the next periodic resync: the space's change requeues its cells, and only the
+    containers whose effective spec changed are recreated."""
+    k = kukeond
+    await k.hierarchy(defaults={"container": {"readOnlyRootFilesystem": True}})
+    await k.apply(
+        cell_doc(
+            k,
+            "follower",
+            [container(k, "inherits"), container(k, "pinned", readOnlyRootFilesystem=True)],
+        )
+    )
+    ready = await k.wait_for(Kind.CELL, cell_key(k, "follower"), state="Ready")
+    assert isinstance(ready, Cell)
+    pids = {c.id: c.pid for c in ready.status.containers}
+    code, output = await exec_in(k, "s1_st1_follower_inherits", "touch", "/probe")
+    assert code != 0, output
+    await asyncio.sleep(3)  # settled: no reconcile of the cell is pending any more
+
+    space = to_document(await k.registry.get(Kind.SPACE, (k.realm, "s1")))
+    space["spec"]["defaults"] = {"container": {"readOnlyRootFilesystem": False}}
+    await k.registry.update(parse_resource(space))
+
+    def recreated(cell: AnyResource) -> bool:
+        assert isinstance(cell, Cell)
+        now = {c.id: c.pid for c in cell.status.containers}
+        return str(cell.status.state) == "Ready" and now["inherits"] not in (None, pids["inherits"])
+
+    cell = await k.wait_for(Kind.CELL, cell_key(k, "follower"), until=recreated, within=30)
+    assert isinstance(cell, Cell)
+    assert {c.id: c.pid for c in cell.status.containers}["pinned"] == pids["pinned"]
+    code, output = await exec_in(k, "s1_st1_follower_inherits", "touch", "/probe")
+    assert code == 0, output
