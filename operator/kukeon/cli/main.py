@@ -1056,6 +1056,7 @@ from kukeon.cli import images as _images  # noqa: E402, F401
 from kukeon.cli import metadata as _metadata  # noqa: E402, F401
 from kukeon.cli import nodes as _nodes  # noqa: E402, F401
 from kukeon.cli import top as _top  # noqa: E402, F401
+from kukeon.cli import transfer as _transfer  # noqa: E402, F401
 from kukeon.cli import workloads as _workloads  # noqa: E402, F401
 
 if __name__ == "__main__":

@@ -1,0 +1,555 @@
+"""kukectl cp and kukectl port-forward, as kubectl has them.
+
+``cp`` runs ``tar`` in the container through the cell's ``cp`` route (a WebSocket,
+``kukeon.daemon.transfer``) and packs or unpacks on this side; what comes back from a
+container is unpacked by :mod:`kukeon.cli.untar`, which checks every member.
+``port-forward`` listens here and opens one ``portforward`` WebSocket per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import posixpath
+import signal
+import tarfile
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import aiohttp
+import click
+
+from kukeon.api import Kind
+from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.apiserver.paths import object_path
+
+from .main import EXIT_USAGE, cli, fail, run, scope_options
+from .untar import UnsafeArchiveError, container_target, extract, local_target
+
+CHUNK = 64 * 1024
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _later(loop: asyncio.AbstractEventLoop, message: str) -> None:
+    """A warning from the unpacking thread, printed by the event loop."""
+    loop.call_soon_threadsafe(_warn, message)
+
+
+def _remote(arg: str) -> tuple[str, str] | None:
+    """``(cell, path)`` of ``CELL:PATH``, or None for a local path (``./a:b`` is local)."""
+    cell, sep, path = arg.partition(":")
+    if not sep or not cell or "/" in cell:
+        return None
+    return cell, path
+
+
+async def _refusal(client: ApiClient, path: str, params: list[tuple[str, str]]) -> None:
+    """The server's own reason for refusing an upgrade: the same request as a plain GET is
+    refused for it (the routes check everything before the upgrade and start nothing
+    without one), as a Status that ``request`` raises."""
+    await client.request("GET", path, params=dict(params))
+
+
+# --- cp -------------------------------------------------------------------------------------
+
+
+@cli.command("cp")
+@click.argument("source")
+@click.argument("destination")
+@click.option("--container", "-c", help="Container (default: the cell's root container).")
+@scope_options
+@click.pass_context
+def cp_command(
+    ctx: click.Context,
+    source: str,
+    destination: str,
+    container: str | None,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Copy files and directories between a container and this machine.
+
+    \b
+    Examples:
+      kukectl cp web:/etc/nginx/nginx.conf ./nginx.conf
+      kukectl cp web:/var/log ./logs            # a directory, modes kept
+      kukectl cp ./site web:/usr/share/html/ -c nginx   # into the directory: .../html/site
+
+    Runs tar in the container (the image needs one). From a container: into DESTINATION
+    when it is a directory here, else as DESTINATION. Into a container: into DESTINATION
+    when it ends in '/', else as DESTINATION (its parent must exist).
+    """
+    remote_source, remote_dest = _remote(source), _remote(destination)
+    if (remote_source is None) == (remote_dest is None):
+        fail(
+            "exactly one of SOURCE and DESTINATION must be in a cell (CELL:PATH); "
+            "write a local path with ':' as ./a:b",
+            EXIT_USAGE,
+        )
+    params: list[tuple[str, str]] = [("container", container)] if container else []
+    if remote_source is not None:
+        cell, path = remote_source
+        top = posixpath.basename(posixpath.normpath(path)) if path else ""
+        if top in ("", ".", "..", "/"):
+            fail(f"{source!r}: name a file or directory in the container", EXIT_USAGE)
+        target = local_target(Path(destination), top)
+        if destination.endswith("/") and not Path(destination).is_dir():
+            fail(f"{destination}: no such directory")
+        if not target.parent.is_dir():
+            fail(f"{target.parent}: no such directory (the copy's parent must exist)")
+        route = object_path(Kind.CELL, (realm, space, stack, cell), "cp")
+        params += [("path", path), ("mode", "read")]
+
+        async def download(client: ApiClient) -> None:
+            await _download(client, route, params, top=top, target=target, what=source)
+
+        run(ctx, download)
+        return
+    assert remote_dest is not None
+    cell, path = remote_dest
+    local = Path(source)
+    if not local.exists() and not local.is_symlink():
+        fail(f"{source}: no such file or directory")
+    name = Path(os.path.abspath(source)).name
+    if not path or not name:
+        fail(f"{source!r} -> {destination!r}: name a file or directory on both sides", EXIT_USAGE)
+    target_path = container_target(path, name)
+    base = posixpath.basename(posixpath.normpath(target_path))
+    if base in ("", ".", "..", "/"):
+        fail(f"{destination!r}: name a file or directory in the container", EXIT_USAGE)
+    route = object_path(Kind.CELL, (realm, space, stack, cell), "cp")
+    params += [("path", target_path), ("mode", "write")]
+
+    async def upload(client: ApiClient) -> None:
+        await _upload(client, route, params, local=local, base=base, what=destination)
+
+    run(ctx, upload)
+
+
+class _Outcome(NamedTuple):
+    status: dict[str, Any] | None
+    stderr: bytes
+
+
+def _tar_failure(what: str, outcome: _Outcome) -> str | None:
+    """Why the copy failed on the container's side, or None when tar succeeded."""
+    status = outcome.status
+    said = outcome.stderr.decode(errors="replace").strip().replace("\n", "; ")
+    if status is None:
+        return f"copying {what}: the stream ended before tar in the container finished"
+    if "error" in status:
+        return f"copying {what}: {status['error']}"
+    code = int(status.get("exitCode", 1))
+    if code != 0:
+        return f"copying {what}: tar in the container failed (exit {code})" + (
+            f": {said}" if said else ""
+        )
+    return None
+
+
+async def _session(
+    client: ApiClient,
+    route: str,
+    params: list[tuple[str, str]],
+    on_data: Callable[[bytes], Awaitable[bool]] | None,
+    sender: Callable[[aiohttp.ClientWebSocketResponse], Any] | None,
+) -> _Outcome:
+    """One cp stream: data (channel 1) to ``on_data`` (which returns False to stop: the
+    stream is then closed, tar is killed), ``sender`` writing channel 0, tar's stderr and
+    status collected."""
+    stderr = bytearray()
+    status: dict[str, Any] | None = None
+    try:
+        socket = await client.websocket(route, params=params)
+    except aiohttp.WSServerHandshakeError as error:
+        await _refusal(client, route, params)
+        fail(f"cp refused by the server: HTTP {error.status} {error.message}")
+    sending: asyncio.Future[Any] | None = None
+    try:
+        if sender is not None:
+            sending = asyncio.ensure_future(sender(socket))
+        async for message in socket:
+            if message.type is not aiohttp.WSMsgType.BINARY:
+                if message.type is aiohttp.WSMsgType.ERROR:
+                    break
+                continue
+            channel, payload = message.data[:1], message.data[1:]
+            if channel == b"\x01" and on_data is not None:
+                if not await on_data(payload):
+                    break
+            elif channel == b"\x02":
+                stderr += payload
+            elif channel == b"\x03":
+                status = json.loads(payload)
+                break
+    finally:
+        if sending is not None:
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sending
+        await socket.close()
+    return _Outcome(status, bytes(stderr))
+
+
+async def _write_fd(fd: int, data: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+            continue
+        except BlockingIOError:
+            pass
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_writer(fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_writer(fd)
+
+
+async def _download(
+    client: ApiClient,
+    route: str,
+    params: list[tuple[str, str]],
+    *,
+    top: str,
+    target: Path,
+    what: str,
+) -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    loop = asyncio.get_running_loop()
+    unpacked: asyncio.Future[Any] = loop.create_future()
+
+    def unpack() -> None:
+        try:
+            with os.fdopen(read_fd, "rb") as stream:
+                result: Any = extract(stream, top=top, dest=target, warn=lambda m: _later(loop, m))
+        except BaseException as error:  # handed to the event loop, which decides
+            result = error
+        loop.call_soon_threadsafe(unpacked.set_result, result)
+
+    stopped = False
+
+    async def on_data(data: bytes) -> bool:
+        nonlocal stopped
+        try:
+            await _write_fd(write_fd, data)
+        except BrokenPipeError:
+            stopped = True  # the unpacking stopped: it says why
+        return not stopped
+
+    threading.Thread(target=unpack, name="kukectl-cp-unpack", daemon=True).start()
+    try:
+        outcome = await _session(client, route, params, on_data, None)
+    finally:
+        os.close(write_fd)
+    result = await unpacked
+    failure = _tar_failure(what, outcome)
+    if isinstance(result, UnsafeArchiveError):
+        fail(f"refusing what the cell sent for {what}: {result} (stopped; what came before stays)")
+    if stopped and isinstance(result, BaseException):
+        failure = None  # the unpacking ended the stream: its own error says why
+    if failure is not None:
+        fail(failure)
+    if isinstance(result, tarfile.ReadError):
+        fail(f"copying {what}: the container sent no usable tar stream: {result}")
+    if isinstance(result, OSError):
+        fail(f"copying {what} to {target}: {result}")
+    if isinstance(result, BaseException):
+        fail(f"copying {what}: {type(result).__name__}: {result}")
+    if result.written == 0:
+        fail(f"copying {what}: nothing was copied")
+
+
+async def _upload(
+    client: ApiClient,
+    route: str,
+    params: list[tuple[str, str]],
+    *,
+    local: Path,
+    base: str,
+    what: str,
+) -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    loop = asyncio.get_running_loop()
+    packed: asyncio.Future[BaseException | None] = loop.create_future()
+
+    def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if not (info.isreg() or info.isdir() or info.issym() or info.islnk()):
+            loop.call_soon_threadsafe(
+                _warn, f"skipping {info.name}: only files, directories and links are copied"
+            )
+            return None
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    def pack() -> None:
+        error: BaseException | None = None
+        try:
+            with (
+                os.fdopen(write_fd, "wb") as stream,
+                tarfile.open(fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT) as archive,
+            ):
+                archive.add(str(local), arcname=base, filter=owned_by_root)
+        except BaseException as caught:  # handed to the event loop
+            error = caught
+        loop.call_soon_threadsafe(packed.set_result, error)
+
+    async def send(socket: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            try:
+                data = os.read(read_fd, CHUNK)
+            except BlockingIOError:
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(read_fd, _wake, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(read_fd)
+                continue
+            await socket.send_bytes(b"\x00" + data)  # empty at the end: end of input
+            if not data:
+                return
+
+    threading.Thread(target=pack, name="kukectl-cp-pack", daemon=True).start()
+    try:
+        outcome = await _session(client, route, params, None, send)
+    finally:
+        os.close(read_fd)  # a packing still going gets EPIPE and stops
+    error = await packed
+    failure = _tar_failure(what, outcome)
+    if failure is not None:
+        fail(failure)
+    if error is not None:
+        fail(f"reading {local}: {error}")
+
+
+# --- port-forward ---------------------------------------------------------------------------
+
+
+class PortPair(NamedTuple):
+    local: int  # 0: any free port
+    remote: int
+
+
+def parse_ports(specs: tuple[str, ...]) -> list[PortPair]:
+    """``[LOCAL:]REMOTE`` each, as kubectl reads them (``:80`` or ``0:80``: a free port)."""
+    pairs: list[PortPair] = []
+    for spec in specs:
+        local_text, sep, remote_text = spec.rpartition(":")
+        if not sep:
+            local_text = remote_text
+        local_text = local_text or "0"
+        if not (local_text.isdigit() and remote_text.isdigit()):
+            raise click.BadParameter(f"{spec!r}: expected [LOCAL:]REMOTE, e.g. 8080:80")
+        local, remote = int(local_text), int(remote_text)
+        if not 0 <= local <= 65535 or not 1 <= remote <= 65535:
+            raise click.BadParameter(f"{spec!r}: ports are 1-65535 (0 or none: any local port)")
+        pairs.append(PortPair(local, remote))
+    return pairs
+
+
+def _shown(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+@cli.command("port-forward")
+@click.argument("name", metavar="CELL")
+@click.argument("ports", nargs=-1, required=True, metavar="[LOCAL:]REMOTE...")
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Local addresses to listen on, comma-separated (localhost is 127.0.0.1).",
+)
+@scope_options
+@click.pass_context
+def port_forward(
+    ctx: click.Context,
+    name: str,
+    ports: tuple[str, ...],
+    address: str,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Forward local ports to ports of a cell, until interrupted.
+
+    \b
+    Examples:
+      kukectl port-forward web 8080:80     # localhost:8080 -> port 80 of the cell
+      kukectl port-forward web 5432 :9090  # 5432 -> 5432, a free local port -> 9090
+      kukectl port-forward web 8080:80 --address 0.0.0.0
+
+    Each connection is a stream through the API to the node that runs the cell, which
+    connects to the cell's own address.
+    """
+    try:
+        pairs = parse_ports(ports)
+    except click.BadParameter as error:
+        fail(error.format_message(), EXIT_USAGE)
+    addresses = [
+        "127.0.0.1" if a.strip() == "localhost" else a.strip()
+        for a in address.split(",")
+        if a.strip()
+    ]
+    if not addresses:
+        fail("--address: give at least one address", EXIT_USAGE)
+    key = (realm, space, stack, name)
+    route = object_path(Kind.CELL, key, "portforward")
+
+    async def work(client: ApiClient) -> None:
+        cell = await client.get(Kind.CELL, key)
+        state = str(cell.status.state)
+        if state != "Ready":
+            fail(f"cell/{name} is not running (it is {state}): nothing to forward to")
+        for remote in sorted({pair.remote for pair in pairs}):
+            await _preflight(client, route, remote)
+        await _forward(client, route, pairs, addresses)
+
+    run(ctx, work)
+
+
+async def _preflight(client: ApiClient, route: str, remote: int) -> None:
+    """Ask the route once without an upgrade, before listening: it checks everything (the
+    caller's rights, the port, the cell's address) and then refuses for the missing
+    upgrade alone; any other refusal is the command's error (ApiRequestError)."""
+    try:
+        await client.request("GET", route, params={"port": str(remote)})
+    except ApiRequestError as error:
+        if error.code == 400 and "WebSocket" in error.message:
+            return
+        raise
+
+
+async def _forward(
+    client: ApiClient, route: str, pairs: list[PortPair], addresses: list[str]
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+    connections: set[asyncio.Task[None]] = set()
+    servers: list[asyncio.Server] = []
+
+    def serve(pair: PortPair, chosen: list[int]) -> Any:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            connections.add(task)
+            click.echo(f"Handling connection for {chosen[0]}")
+            try:
+                await _connection(client, route, pair.remote, reader, writer, chosen[0])
+            finally:
+                connections.discard(task)
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+
+        return handle
+
+    try:
+        for pair in pairs:
+            chosen = [pair.local]  # a free port (0) is the one the first address got
+            for host in addresses:
+                try:
+                    server = await asyncio.start_server(
+                        serve(pair, chosen), host, chosen[0], limit=CHUNK
+                    )
+                except OSError as error:
+                    where = _shown(host, chosen[0])
+                    fail(f"unable to listen on {where}: {error.strerror or error}")
+                servers.append(server)
+                chosen[0] = server.sockets[0].getsockname()[1]
+                click.echo(f"Forwarding from {_shown(host, chosen[0])} -> {pair.remote}")
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, _wake, stop)
+        await stop
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        for server in servers:
+            server.close()
+        for task in list(connections):
+            task.cancel()
+        for task in list(connections):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _connection(
+    client: ApiClient,
+    route: str,
+    remote: int,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    local: int,
+) -> None:
+    """Carry one accepted connection through a portforward stream until both ends end."""
+    params = [("port", str(remote))]
+    what = f"forwarding {local} -> {remote}"
+    try:
+        socket = await client.websocket(route, params=params)
+    except aiohttp.WSServerHandshakeError as error:
+        try:
+            await _refusal(client, route, params)
+            why = f"HTTP {error.status} {error.message}"
+        except ApiRequestError as refused:
+            why = refused.message
+        click.echo(f"error: {what}: {why}", err=True)
+        return
+    except aiohttp.ClientError as error:
+        click.echo(f"error: {what}: {error}", err=True)
+        return
+
+    async def upstream() -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(CHUNK):
+                await socket.send_bytes(b"\x00" + data)
+        await socket.send_bytes(b"\x00")  # this side ended
+
+    async def downstream() -> None:
+        async for message in socket:
+            if message.type is not aiohttp.WSMsgType.BINARY or not message.data:
+                continue
+            channel, payload = message.data[:1], message.data[1:]
+            if channel == b"\x01":
+                if not payload:
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return
+                writer.write(payload)
+                await writer.drain()  # the next frame waits for the local reader
+            elif channel == b"\x03":
+                click.echo(f"error: {what}: {json.loads(payload).get('error')}", err=True)
+                raise ConnectionResetError
+        raise ConnectionResetError  # the stream closed: end the connection
+
+    tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(t.exception() is not None for t in done):
+                break
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await socket.close()

@@ -1,0 +1,232 @@
+"""`kukectl cp` and `kukectl port-forward` as a user runs them, against a real kukeond and
+busybox cells: a directory into a cell and back with its modes, a file into a local
+directory, a link in the container that points out skipped, the errors (no such path, an
+image without tar), and an httpd in a cell reached through a local port."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import signal
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kukeon.api import Kind
+from tests.fixtures.kukectl import KUKECTL, kukectl
+from tests.fixtures.kukeond import Kukeond
+from tests.integration.controllers.helpers import SLEEPER, cell_doc, cell_key
+
+pytestmark = pytest.mark.e2e
+
+HTTPD = (
+    "mkdir -p /www && echo hello-through-kukectl > /www/index.html && exec httpd -f -p 8080 -h /www"
+)
+
+
+async def _cell(k: Kukeond, name: str, args: list[str]) -> list[str]:
+    await k.apply(
+        cell_doc(k, name, [{"id": "main", "image": k.image.name, "command": "sh", "args": args}])
+    )
+    await k.wait_for(Kind.CELL, cell_key(k, name), state="Ready")
+    return ["--realm", k.realm, "--space", "s1", "--stack", "st1"]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+async def test_cp_both_ways_keeps_contents_and_modes(kukeond: Kukeond, tmp_path: Path) -> None:
+    k = kukeond
+    await k.hierarchy()
+    scope = await _cell(k, "box", SLEEPER)
+    site = tmp_path / "site"
+    (site / "sub").mkdir(parents=True)
+    (site / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (site / "secret").write_bytes(os.urandom(200_000))
+    (site / "sub" / "page.html").write_text("<h1>hi</h1>\n")
+    (site / "run.sh").chmod(0o755)
+    (site / "secret").chmod(0o600)
+    (site / "sub").chmod(0o750)
+
+    code, out, err = await kukectl(k, "cp", str(site), "box:/tmp/", *scope)  # into /tmp
+    assert (code, out, err) == (0, "", "")
+    code, out, _ = await kukectl(
+        k, "exec", "box", *scope, "--", "sh", "-c", "stat -c '%a %u %n' /tmp/site/* | sort"
+    )
+    assert code == 0
+    assert sorted(out.splitlines()) == [
+        "600 0 /tmp/site/secret",
+        "750 0 /tmp/site/sub",
+        "755 0 /tmp/site/run.sh",
+    ]
+
+    back = tmp_path / "back"  # does not exist: becomes the copy
+    code, out, err = await kukectl(k, "cp", "box:/tmp/site", str(back), *scope)
+    assert (code, err) == (0, "")
+    for name in ("run.sh", "secret", "sub/page.html"):
+        assert (back / name).read_bytes() == (site / name).read_bytes()
+        assert _mode(back / name) == _mode(site / name)
+    assert _mode(back / "sub") == 0o750
+
+    # A file into an existing local directory lands inside it, as cp(1) and docker cp.
+    code, _, err = await kukectl(k, "cp", "box:/etc/passwd", str(tmp_path), *scope)
+    assert (code, err) == (0, "")
+    assert (tmp_path / "passwd").read_text().startswith("root:x:0:0:")
+    # ... and a file given a new name in the container.
+    code, _, err = await kukectl(k, "cp", str(site / "run.sh"), "box:/tmp/renamed.sh", *scope)
+    assert (code, err) == (0, "")
+    code, out, _ = await kukectl(k, "exec", "box", *scope, "--", "/tmp/renamed.sh")
+    assert (code, out) == (0, "run\n")
+
+
+async def test_cp_skips_links_that_leave_the_destination(kukeond: Kukeond, tmp_path: Path) -> None:
+    k = kukeond
+    await k.hierarchy()
+    scope = await _cell(k, "box", SLEEPER)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    script = (
+        f"mkdir -p /tmp/d && echo ok > /tmp/d/file && ln -s {victim} /tmp/d/escape "
+        "&& ln -s ../../../../../../etc /tmp/d/up && ln -s file /tmp/d/inside"
+    )
+    code, _, _ = await kukectl(k, "exec", "box", *scope, "--", "sh", "-c", script)
+    assert code == 0
+    code, _, err = await kukectl(k, "cp", "box:/tmp/d", str(tmp_path / "out"), *scope)
+    assert code == 0, err
+    assert "warning: skipping symbolic link d/escape" in err
+    assert "warning: skipping symbolic link d/up" in err
+    assert not (tmp_path / "out" / "escape").exists()
+    assert not (tmp_path / "out" / "up").is_symlink()
+    assert os.readlink(tmp_path / "out" / "inside") == "file"
+    assert victim.read_text() == "precious"
+
+
+async def test_cp_errors_are_one_line_and_exit_1(kukeond: Kukeond, tmp_path: Path) -> None:
+    k = kukeond
+    await k.hierarchy()
+    scope = await _cell(k, "box", SLEEPER)
+    code, _, err = await kukectl(k, "cp", "box:/nope", str(tmp_path / "x"), *scope)
+    assert code == 1
+    assert "No such file or directory" in err
+    assert not (tmp_path / "x").exists()
+
+    code, _, err = await kukectl(k, "cp", str(tmp_path / "missing"), "box:/tmp/x", *scope)
+    assert code == 1
+    assert "no such file or directory" in err
+
+    code, _, err = await kukectl(k, "cp", "a", "b", *scope)  # neither side in a cell
+    assert code == 2
+
+    code, _, err = await kukectl(k, "cp", "ghost:/etc/hosts", str(tmp_path), *scope)
+    assert code == 1
+    assert "ghost not found" in err
+
+    code, _, _ = await kukectl(k, "exec", "box", *scope, "--", "rm", "/bin/tar")
+    assert code == 0
+    code, _, err = await kukectl(k, "cp", "box:/etc/passwd", str(tmp_path / "p"), *scope)
+    assert code == 1
+    assert "has no tar" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+async def test_port_forward_reaches_an_httpd_in_the_cell(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    scope = await _cell(k, "web", ["-c", HTTPD])
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
+    process = await asyncio.create_subprocess_exec(
+        KUKECTL,
+        "port-forward",
+        "web",
+        ":8080",
+        *scope,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        match = re.fullmatch(r"Forwarding from 127\.0\.0\.1:(\d+) -> 8080\n", line)
+        assert match, line
+        port = int(match.group(1))
+        await asyncio.sleep(0.5)  # httpd is up by now (the cell is Ready)
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /index.html HTTP/1.0\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 15)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.")
+            assert answer.endswith(b"hello-through-kukectl\n")
+            handled = await asyncio.wait_for(process.stdout.readline(), 5)
+            assert handled == f"Handling connection for {port}\n".encode()
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    code, _, err = await kukectl(k, "port-forward", "web", "99999", *scope)
+    assert code == 2
+    assert "1-65535" in err
+    code, _, err = await kukectl(k, "port-forward", "ghost", "80", *scope)
+    assert code == 1
+    assert "ghost' not found" in err
+
+
+def _evil_tar(outside: Path) -> bytes:
+    """What a hostile container's tar might send for `x`: a link to a host directory, a
+    file through it, a name climbing out, an absolute name."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        directory = tarfile.TarInfo("x")
+        directory.type = tarfile.DIRTYPE
+        archive.addfile(directory)
+        link = tarfile.TarInfo("x/link")
+        link.type = tarfile.SYMTYPE
+        link.linkname = str(outside)
+        archive.addfile(link)
+        for name in ("x/link/through-link", "x/../../climbed", str(outside / "absolute")):
+            info = tarfile.TarInfo(name)
+            info.size = 5
+            archive.addfile(info, io.BytesIO(b"pwned"))
+    return buffer.getvalue()
+
+
+async def test_a_hostile_containers_tar_writes_nothing_outside(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    scope = await _cell(k, "box", SLEEPER)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(_evil_tar(outside))
+    code, _, err = await kukectl(k, "cp", str(evil), "box:/evil.tar", *scope)
+    assert code == 0, err
+    # The container's owner replaces tar with something that sends that stream.
+    script = "rm /bin/tar && printf '#!/bin/sh\\ncat /evil.tar\\n' > /bin/tar && chmod +x /bin/tar"
+    code, _, err = await kukectl(k, "exec", "box", *scope, "--", "sh", "-c", script)
+    assert code == 0, err
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    code, _, err = await kukectl(k, "cp", "box:/x", str(workdir / "copy"), *scope)
+    assert code == 1
+    assert "warning: skipping symbolic link x/link" in err
+    assert "refusing what the cell sent for box:/x" in err
+    assert "'..' component" in err
+    assert list(outside.iterdir()) == []
+    for above in (tmp_path, tmp_path.parent, workdir, workdir / "copy"):
+        assert not (above / "climbed").exists()
+    # The link was not made; the file meant to go through it stayed inside, as a file.
+    assert (workdir / "copy" / "link" / "through-link").read_bytes() == b"pwned"
+    assert sorted(p.name for p in workdir.iterdir()) == ["copy"]
