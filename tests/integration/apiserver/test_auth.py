@@ -136,7 +136,7 @@ async def test_tcp_listener_refuses_to_start_without_tls_or_tokens(
         }
         options[missing] = None
         with pytest.raises(ApiServerError, match="requires TLS and tokens"):
-            await serve_api(ApiSettings(**options), registry)  # type: ignore[arg-type]
+            await serve_api(ApiSettings(**options), registry)
     broken = tmp_path / "tokens.yaml"
     broken.write_text("tokens:\n  - token: short\n    user: x\n    role: boss\n")
     with pytest.raises(ApiServerError, match="tokens"):

@@ -32,7 +32,7 @@ async def test_auto_delete_removes_document_and_host_resources(kukeond: Kukeond)
     await k.apply(
         cell_doc(k, "once", [container(k, "job", script="sleep 1; exit 0")], autoDelete=True)
     )
-    await k.wait_for(Kind.CELL, key, until=lambda c: bool(c.status.ready_observed))  # type: ignore[attr-defined]
+    await k.wait_for(Kind.CELL, key, until=lambda c: bool(c.status.ready_observed))
     await k.wait_gone(Kind.CELL, key, within=30)
 
     assert "s1_st1_once_job" not in await container_ids(k)

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from kukeon.api import AnyResource, Kind
+from kukeon.api import AnyResource, Cell, Kind
 from kukeon.controllers.cellfiles import CellFiles
 from tests.fixtures.kukeond import Kukeond
 
@@ -125,7 +125,7 @@ async def test_a_cell_waits_for_its_secret_and_starts_when_it_appears(kukeond: K
     await k.apply(cell_doc(k, "waits", [container(k, "app", secrets=_ref_secrets())]))
 
     def waiting(cell: AnyResource) -> bool:
-        return cell.status.reason == "SecretUnavailable"
+        return isinstance(cell, Cell) and cell.status.reason == "SecretUnavailable"
 
     failed = await k.wait_for(Kind.CELL, key, until=waiting)
     message = failed.status.message or ""

@@ -82,6 +82,7 @@ async def test_a_failing_finalize_keeps_the_document_until_it_succeeds(
 
         async def failure_recorded() -> bool:
             stored = await registry.get(Kind.REALM, ("sticky",))
+            assert isinstance(stored, Realm)
             return stored.status.reason == "UnexpectedError"
 
         await runner.wait_for(failure_recorded, within=10)

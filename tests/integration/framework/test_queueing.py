@@ -118,6 +118,7 @@ async def test_a_failure_is_recorded_in_status(registry: Registry) -> None:
 
         async def recorded() -> bool:
             stored = await registry.get(Kind.REALM, ("failing",))
+            assert isinstance(stored, Realm)
             return stored.status.reason == "RuntimeUnavailable"
 
         await runner.wait_for(recorded, within=10)

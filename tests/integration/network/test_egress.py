@@ -66,7 +66,7 @@ async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHar
             tcp_connects(client.netns_path, gateway, host_allowed),
             tcp_connects(client.netns_path, gateway, host_blocked),
         )
-        assert results == [True, False, True, False]
+        assert list(results) == [True, False, True, False]
         # Cells of one space still talk to each other under a deny policy.
         code, output = await ping(client.netns_path, neighbour.ip)
         assert code == 0, output
@@ -87,7 +87,7 @@ async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHar
             tcp_connects(client.netns_path, gateway, host_allowed),
             tcp_connects(client.netns_path, gateway, host_blocked),
         )
-        assert results == [True, True, True, True]
+        assert list(results) == [True, True, True, True]
         counters_after = await harness.networks.egress.counters(bridge=client_status.bridge_name)
         assert [c.name for c in counters_after] == ["established", "default"]
 

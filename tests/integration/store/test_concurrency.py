@@ -73,7 +73,7 @@ async def test_delete_of_parent_with_children_is_refused_and_changes_nothing(
 async def test_cascading_delete_removes_every_document_children_first(registry: Registry) -> None:
     # The issue says "37 documents"; 1 realm + 3 spaces + 6 stacks + 30 cells is 40.
     await registry.create(realm("r"))
-    expected = {("Realm", ("r",))}
+    expected: set[tuple[str, tuple[str, ...]]] = {("Realm", ("r",))}
     for s in range(3):
         await registry.create(space("r", f"s{s}"))
         expected.add(("Space", ("r", f"s{s}")))
@@ -98,8 +98,8 @@ async def test_cascading_delete_removes_every_document_children_first(registry: 
     async for event in watch:
         if event.kind == "DELETE":
             plural, *names = event.kv.key.decode()[len(root) + 1 :].split("/")
-            kind = {"realms": "Realm", "spaces": "Space", "stacks": "Stack", "cells": "Cell"}
-            removed_at[(kind[plural], tuple(names))] = event.kv.mod_revision
+            kind_of = {"realms": "Realm", "spaces": "Space", "stacks": "Stack", "cells": "Cell"}
+            removed_at[(kind_of[plural], tuple(names))] = event.kv.mod_revision
         if event.kv.mod_revision >= end:
             break
     await watch.cancel()
@@ -137,7 +137,7 @@ async def test_child_create_racing_parent_delete_never_orphans(
                 return "delete refused"
             return "parent deleted" if gone is None else "parent pending"
 
-        results: list[str] = await asyncio.gather(delete_parent(), create_child())
+        results = list(await asyncio.gather(delete_parent(), create_child()))
         outcomes.update(results)
         # Whatever the interleaving, a cell exists only while its stack does.
         cells = (await registry.list(Kind.CELL, (name,))).items

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pytest
 
-from kukeon.api import CellState, Kind
+from kukeon.api import AnyResource, CellState, Kind
 from kukeon.store import (
     CHILDREN_FINALIZER,
     AlreadyExists,
@@ -111,8 +112,8 @@ async def test_list_scopes_and_label_selectors(registry: Registry) -> None:
     await registry.create(space("r1", "b", labels={"tier": "db"}))
     await registry.create(space("r2", "c", labels={"tier": "web", "env": "dev"}))
 
-    def names(items: list[object]) -> list[str]:
-        return sorted(item.metadata.name for item in items)  # type: ignore[attr-defined]
+    def names(items: Sequence[AnyResource]) -> list[str]:
+        return sorted(item.metadata.name for item in items)
 
     everything = await registry.list(Kind.SPACE)
     assert names(everything.items) == ["a", "b", "c"]
@@ -152,6 +153,8 @@ async def test_update_bumps_generation_only_on_spec_change(registry: Registry) -
     relabelled = await registry.update(with_labels(created, {"a": "b"}))
     assert relabelled.metadata.generation == 1
     assert relabelled.metadata.labels == {"a": "b"}
+    assert created.metadata.resource_version is not None
+    assert relabelled.metadata.resource_version is not None
     assert int(relabelled.metadata.resource_version) > int(created.metadata.resource_version)
 
     containers = [relabelled.spec.containers[0].model_copy(update={"image": "alpine"})]

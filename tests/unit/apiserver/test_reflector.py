@@ -40,7 +40,9 @@ class Script:
     """Each watch call plays the next script entry: events, then an end or an exception."""
 
     def __init__(
-        self, streams: Sequence[tuple[list[ClientWatchEvent], Exception | None]], listing: Any
+        self,
+        streams: Sequence[tuple[list[ClientWatchEvent], Exception | None]],
+        listing: ObjectList | None,
     ) -> None:
         self.streams = list(streams)
         self.listing = listing
@@ -66,6 +68,7 @@ class Script:
 
     async def list(self, kind: Kind, scope: Sequence[str] = (), **_: Any) -> ObjectList:
         self.lists += 1
+        assert self.listing is not None, "this script has no listing"
         return self.listing
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kukeon.api import Kind, key_of, parse_resource, to_document
+from kukeon.api import AnyResource, Kind, key_of, parse_resource, to_document
 from kukeon.cli.manifests import (
     ManifestProblems,
     Source,
@@ -127,14 +129,14 @@ def test_parent_chain_and_default_parents() -> None:
     assert parent_chain(default_object(Kind.REALM, ("r",))) == []
 
 
-def _stored(document: dict[str, object]) -> object:
+def _stored(document: Mapping[str, Any]) -> AnyResource:
     stored = dict(document)
-    stored["metadata"] = {**document["metadata"], "resourceVersion": "5", "uid": "u"}  # type: ignore[dict-item]
+    stored["metadata"] = {**document["metadata"], "resourceVersion": "5", "uid": "u"}
     stored["status"] = {"state": "Ready"}
     return parse_resource(stored)
 
 
-CELL = {
+CELL: dict[str, Any] = {
     "apiVersion": "kukeon.io/v1beta1",
     "kind": "Cell",
     "metadata": {"name": "web", "labels": {"a": "1"}},
@@ -145,16 +147,16 @@ CELL = {
 def test_unchanged_when_spec_labels_annotations_match() -> None:
     desired = parse_resource(CELL)
     current = _stored(CELL)
-    assert updated_object(desired, current) is None  # type: ignore[arg-type]
+    assert updated_object(desired, current) is None
     # a document read back from the server (status, uid, resourceVersion) is unchanged too
-    round_trip = parse_resource(to_document(current))  # type: ignore[arg-type]
-    assert updated_object(round_trip, current) is None  # type: ignore[arg-type]
+    round_trip = parse_resource(to_document(current))
+    assert updated_object(round_trip, current) is None
 
 
 def test_changes_keep_identity_and_status() -> None:
     changed = parse_resource({**CELL, "metadata": {"name": "web", "labels": {"a": "2"}}})
     current = _stored(CELL)
-    update = updated_object(changed, current)  # type: ignore[arg-type]
+    update = updated_object(changed, current)
     assert update is not None
     assert update.metadata.labels == {"a": "2"}
     assert update.metadata.resource_version == "5"
@@ -163,28 +165,28 @@ def test_changes_keep_identity_and_status() -> None:
 
 
 def test_server_owned_node_name_is_kept() -> None:
-    scheduled = {**CELL, "spec": {**CELL["spec"], "nodeName": "node-a"}}  # type: ignore[dict-item]
+    scheduled = {**CELL, "spec": {**CELL["spec"], "nodeName": "node-a"}}
     current = _stored(scheduled)
-    assert updated_object(parse_resource(CELL), current) is None  # type: ignore[arg-type]
+    assert updated_object(parse_resource(CELL), current) is None
 
 
 def test_kukeon_annotations_set_by_the_system_are_kept() -> None:
     annotated = {
         **CELL,
         "metadata": {
-            **CELL["metadata"],  # type: ignore[dict-item]
+            **CELL["metadata"],
             "annotations": {"kukeon.io/scheduled-by": "scheduler", "team": "old"},
         },
     }
     current = _stored(annotated)
     # the manifest says nothing of kukeon.io/scheduled-by: kept; its own annotation wins
     desired = parse_resource(
-        {**CELL, "metadata": {**CELL["metadata"], "annotations": {"team": "new"}}}  # type: ignore[dict-item]
+        {**CELL, "metadata": {**CELL["metadata"], "annotations": {"team": "new"}}}
     )
-    update = updated_object(desired, current)  # type: ignore[arg-type]
+    update = updated_object(desired, current)
     assert update is not None
     assert update.metadata.annotations == {"kukeon.io/scheduled-by": "scheduler", "team": "new"}
     same = parse_resource(
         {**CELL, "metadata": {**CELL["metadata"], "annotations": {"team": "old"}}}
-    )  # type: ignore[dict-item]
-    assert updated_object(same, current) is None  # type: ignore[arg-type]
+    )
+    assert updated_object(same, current) is None

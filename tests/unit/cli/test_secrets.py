@@ -37,7 +37,7 @@ def test_the_request_document_carries_values_the_output_never_does() -> None:
     assert sent["data"] == {"token": base64.b64encode(MARKER.encode()).decode()}
     stored = secret.model_copy(update={"status": key_status(secret.values() or {})})
     for fmt in ("table", "wide", "yaml", "json", "name"):
-        assert MARKER not in render(stored.kind, [stored], fmt)  # type: ignore[arg-type]
+        assert MARKER not in render(stored.kind, [stored], fmt)
     page = describe(stored, now=datetime.now(UTC))
     assert MARKER not in page
     assert hashlib.sha256(MARKER.encode()).hexdigest() in page

@@ -15,6 +15,7 @@ from kukeon.api import (
     ObjectMeta,
     Realm,
     Space,
+    SpaceNodeStatus,
     Stack,
 )
 from kukeon.controllers.layergc import (
@@ -72,7 +73,7 @@ def test_a_document_keeps_it_only_with_this_nodes_entry_or_finalizer() -> None:
     other.status.nodes["n2"] = entry()
     assert not needed_here(("r",), doc=other, local_cells=[], node=ME)
     with_entry = space()
-    with_entry.status.nodes[ME] = entry()
+    with_entry.status.nodes[ME] = SpaceNodeStatus(state=NodeLayerState.READY, cgroup_path="/x")
     assert needed_here(("r", "s"), doc=with_entry, local_cells=[], node=ME)
     # An older store's shared finalizer: not taken over yet, so kept.
     legacy = stack()

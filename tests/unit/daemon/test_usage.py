@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping
 
 from kukeon.api import Kind
 from kukeon.daemon.usage import ScrapeSampler, UsageReader
@@ -18,7 +19,7 @@ MiB = 1024 * 1024
 class FakeDriver:
     """``read_stats`` from a table by path; an absent path reads as nothing."""
 
-    def __init__(self, stats: dict[tuple[str, ...], CgroupStats]) -> None:
+    def __init__(self, stats: Mapping[tuple[str, ...], CgroupStats]) -> None:
         self.stats = stats
         self.reads: list[tuple[str, ...]] = []
         self.threads: set[int] = set()
@@ -45,7 +46,7 @@ def _stats(memory: int, limit: int | None = None) -> CgroupStats:
 CELL = ("r", "s", "k", "c")
 
 
-def _reader(stats: dict[tuple[str, ...], CgroupStats]) -> tuple[FakeDriver, UsageReader]:
+def _reader(stats: Mapping[tuple[str, ...], CgroupStats]) -> tuple[FakeDriver, UsageReader]:
     driver = FakeDriver(stats)
     return driver, UsageReader(cgroups=driver, node_name="n1")  # type: ignore[arg-type]
 
@@ -104,7 +105,7 @@ def _cache() -> DocumentCache:
 
 
 async def test_sampler_reads_this_nodes_cells_on_the_loop_from_the_scrape_thread() -> None:
-    stats = {
+    stats: dict[tuple[str, ...], CgroupStats] = {
         CELL: _stats(10 * MiB),
         ("r", "s", "k", "elsewhere"): _stats(MiB),
         ("r", "s", "k", "unplaced"): _stats(MiB),

@@ -91,7 +91,7 @@ def test_layer_states_are_one_hot() -> None:
 
 def test_delegated_controllers_per_layer_with_empty_deeper_labels() -> None:
     samples = _scrape(_registry(_filled_cache()))
-    delegated = {
+    delegated: dict[str, set[tuple[str, str, str, str, str]]] = {
         dict(labels)["kind"]: set()
         for name, labels in samples
         if name == "kukeon_subtree_controller_delegated"

@@ -484,8 +484,9 @@ def test_fleet_with_the_operators_certificate_and_token(helm: Any, tmp_path: Pat
             "tokens": {"items": [{"token": FLEET_TOKEN, "user": "fleet", "role": "node"}]},
         },
     }
-    tokens = secret_data(one(manifests(helm, listed), "Secret", f"{RELEASE}-kukeon-api-tokens"))
-    assert yaml.safe_load(tokens["tokens.yaml"])["tokens"] == [
+    secret = one(manifests(helm, listed), "Secret", f"{RELEASE}-kukeon-api-tokens")
+    tokens = secret_data(secret)["tokens.yaml"]
+    assert yaml.safe_load(tokens)["tokens"] == [
         {"token": FLEET_TOKEN, "user": "fleet", "role": "node"}
     ]
 

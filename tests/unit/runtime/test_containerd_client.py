@@ -183,7 +183,9 @@ def test_log_files_set_both_streams(tmp_path: Path) -> None:
 
 class _FakeRpcError(grpc.aio.AioRpcError):
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+        super().__init__(
+            code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details, debug_error_string=None
+        )
 
 
 def test_grpc_errors_become_typed_errors_naming_the_object() -> None:

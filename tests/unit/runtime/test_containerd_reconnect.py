@@ -23,7 +23,9 @@ class _Version(version_pb2_grpc.VersionServicer):
         self.namespaces: list[str] = []
 
     async def Version(  # noqa: N802 - the gRPC method name
-        self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
+        self,
+        request: empty_pb2.Empty,
+        context: grpc.aio.ServicerContext[empty_pb2.Empty, version_pb2.VersionResponse],
     ) -> version_pb2.VersionResponse:
         metadata = dict(context.invocation_metadata() or ())
         self.namespaces.append(str(metadata.get("containerd-namespace")))
@@ -32,7 +34,11 @@ class _Version(version_pb2_grpc.VersionServicer):
 
 class _Namespaces(namespace_pb2_grpc.NamespacesServicer):
     async def Get(  # noqa: N802 - the gRPC method name
-        self, request: namespace_pb2.GetNamespaceRequest, context: grpc.aio.ServicerContext
+        self,
+        request: namespace_pb2.GetNamespaceRequest,
+        context: grpc.aio.ServicerContext[
+            namespace_pb2.GetNamespaceRequest, namespace_pb2.GetNamespaceResponse
+        ],
     ) -> namespace_pb2.GetNamespaceResponse:
         await context.abort(grpc.StatusCode.NOT_FOUND, f"namespace {request.name}: not found")
         raise AssertionError("unreachable")
@@ -41,7 +47,10 @@ class _Namespaces(namespace_pb2_grpc.NamespacesServicer):
 async def _serve(socket: Path, servicer: _Version) -> grpc.aio.Server:
     server = grpc.aio.server()
     version_pb2_grpc.add_VersionServicer_to_server(servicer, server)
-    namespace_pb2_grpc.add_NamespacesServicer_to_server(_Namespaces(), server)
+    # The generated stub marks every RPC of NamespacesServicer abstract; at runtime the base
+    # class answers UNIMPLEMENTED for those a servicer does not define (all but Get here).
+    namespaces = _Namespaces()  # type: ignore[abstract]
+    namespace_pb2_grpc.add_NamespacesServicer_to_server(namespaces, server)
     server.add_insecure_port(f"unix://{socket}")
     await server.start()
     return server

@@ -21,7 +21,14 @@ def attachable(**fields: Any) -> Any:
 def test_containers_without_tty_options_get_the_same_spec_as_before() -> None:
     # What an attachable container without options got before tty options existed.
     bare = build(attachable(), terminal=True)
-    for tty in (None, {}, {"onInit": []}, {"onInit": [{"runOn": "create"}]}, {"prompt": ""}):
+    options: list[dict[str, object] | None] = [
+        None,
+        {},
+        {"onInit": []},
+        {"onInit": [{"runOn": "create"}]},
+        {"prompt": ""},
+    ]
+    for tty in options:
         fields = {} if tty is None else {"tty": tty}
         spec = build(
             attachable(**fields), terminal=True, tty_state_dir=STATE, image_has_shell=False

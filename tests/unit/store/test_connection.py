@@ -20,7 +20,9 @@ from tests.fixtures.services import free_tcp_port
 
 
 def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+    return grpc.aio.AioRpcError(
+        code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, debug_error_string=None
+    )
 
 
 async def test_targets_list_every_endpoint_for_failover() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
@@ -230,7 +230,7 @@ class EventService:
 
     async def subscribe(
         self, *filters: str, max_backoff: float = 2.0
-    ) -> AsyncIterator[Event | Subscribed]:
+    ) -> AsyncGenerator[Event | Subscribed]:
         """Events matching any of ``filters`` (all events without any), forever.
 
         Within one filter a comma means AND. The first item is always
