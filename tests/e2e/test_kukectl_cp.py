@@ -230,3 +230,35 @@ async def test_a_hostile_containers_tar_writes_nothing_outside(
     # The link was not made; the file meant to go through it stayed inside, as a file.
     assert (workdir / "copy" / "link" / "through-link").read_bytes() == b"pwned"
     assert sorted(p.name for p in workdir.iterdir()) == ["copy"]
+
+
+async def test_port_forward_ends_when_the_cell_is_deleted(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    scope = await _cell(k, "web", ["-c", HTTPD])
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
+    process = await asyncio.create_subprocess_exec(
+        KUKECTL,
+        "port-forward",
+        "web",
+        ":8080",
+        "--address",
+        "localhost",
+        *scope,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert line.startswith("Forwarding from 127.0.0.1:"), line
+        await k.registry.delete(Kind.CELL, cell_key(k, "web"))
+        assert await asyncio.wait_for(process.wait(), 60) == 1
+        assert process.stderr is not None
+        err = (await process.stderr.read()).decode()
+        assert "cell/web was deleted" in err
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -24,13 +24,14 @@ import aiohttp
 import click
 
 from kukeon.api import Kind
-from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.apiserver.client import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.apiserver.paths import object_path
 
 from .main import EXIT_USAGE, cli, fail, run, scope_options
 from .untar import UnsafeArchiveError, container_target, extract, local_target
 
 CHUNK = 64 * 1024
+CELL_POLL_SECONDS = 2.0
 
 
 def _wake(ready: asyncio.Future[None]) -> None:
@@ -377,7 +378,7 @@ def _shown(address: str, port: int) -> str:
     "--address",
     default="127.0.0.1",
     show_default=True,
-    help="Local addresses to listen on, comma-separated (localhost is 127.0.0.1).",
+    help="Local addresses to listen on, comma-separated (localhost: 127.0.0.1 and ::1).",
 )
 @scope_options
 @click.pass_context
@@ -405,11 +406,12 @@ def port_forward(
         pairs = parse_ports(ports)
     except click.BadParameter as error:
         fail(error.format_message(), EXIT_USAGE)
-    addresses = [
-        "127.0.0.1" if a.strip() == "localhost" else a.strip()
-        for a in address.split(",")
-        if a.strip()
-    ]
+    addresses: list[str] = []
+    for text in (a.strip() for a in address.split(",")):
+        if text == "localhost":  # as kubectl: both loopbacks (::1 only where there is one)
+            addresses += ["127.0.0.1", "::1?"]
+        elif text:
+            addresses.append(text)
     if not addresses:
         fail("--address: give at least one address", EXIT_USAGE)
     key = (realm, space, stack, name)
@@ -422,7 +424,7 @@ def port_forward(
             fail(f"cell/{name} is not running (it is {state}): nothing to forward to")
         for remote in sorted({pair.remote for pair in pairs}):
             await _preflight(client, route, remote)
-        await _forward(client, route, pairs, addresses)
+        await _forward(client, route, pairs, addresses, cell=key)
 
     run(ctx, work)
 
@@ -440,10 +442,18 @@ async def _preflight(client: ApiClient, route: str, remote: int) -> None:
 
 
 async def _forward(
-    client: ApiClient, route: str, pairs: list[PortPair], addresses: list[str]
+    client: ApiClient,
+    route: str,
+    pairs: list[PortPair],
+    addresses: list[str],
+    *,
+    cell: tuple[str, str, str, str],
 ) -> None:
+    """Listen until a signal (return) or the cell is deleted (exit 1). An address ending in
+    ``?`` is skipped when this host cannot listen there."""
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
+    gone: asyncio.Future[None] = loop.create_future()
     connections: set[asyncio.Task[None]] = set()
     servers: list[asyncio.Server] = []
 
@@ -466,12 +476,15 @@ async def _forward(
     try:
         for pair in pairs:
             chosen = [pair.local]  # a free port (0) is the one the first address got
-            for host in addresses:
+            for wanted in addresses:
+                host = wanted.removesuffix("?")
                 try:
                     server = await asyncio.start_server(
                         serve(pair, chosen), host, chosen[0], limit=CHUNK
                     )
                 except OSError as error:
+                    if wanted.endswith("?"):
+                        continue
                     where = _shown(host, chosen[0])
                     fail(f"unable to listen on {where}: {error.strerror or error}")
                 servers.append(server)
@@ -479,7 +492,11 @@ async def _forward(
                 click.echo(f"Forwarding from {_shown(host, chosen[0])} -> {pair.remote}")
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, _wake, stop)
-        await stop
+        watching = asyncio.ensure_future(_watch_gone(client, cell, gone))
+        await asyncio.wait([stop, gone], return_when=asyncio.FIRST_COMPLETED)
+        watching.cancel()
+        if gone.done() and not stop.done():
+            fail(f"cell/{cell[-1]} was deleted: lost the cell, nothing left to forward to")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -490,6 +507,22 @@ async def _forward(
         for task in list(connections):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+async def _watch_gone(
+    client: ApiClient, cell: tuple[str, str, str, str], gone: asyncio.Future[None]
+) -> None:
+    """Wake ``gone`` once the cell is deleted (as kubectl ends when its pod goes)."""
+    while True:
+        await asyncio.sleep(CELL_POLL_SECONDS)
+        try:
+            await client.get(Kind.CELL, cell)
+        except ApiRequestError as error:
+            if error.code == 404:
+                _wake(gone)
+                return
+        except ServerUnreachable:
+            continue  # for a while, maybe: the cell is not known to be gone
 
 
 async def _connection(
