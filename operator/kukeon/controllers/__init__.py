@@ -47,7 +47,7 @@ __all__ = [
     "register_controllers",
 ]
 
-log = logging.getLogger("kukeon.controllers")
+log = logging.getLogger(__name__)
 
 GC_INTERVAL_SECONDS = 300.0
 

@@ -29,7 +29,7 @@ from kukeon.runtime.containerd.events import (
     topic_filter,
 )
 
-log = logging.getLogger("kukeon.controllers.events")
+log = logging.getLogger(__name__)
 
 Trigger = Callable[[Kind, tuple[str, ...]], object]
 Resync = Callable[[], object]

@@ -55,7 +55,7 @@ from .layergc import collect_layer_orphans
 from .layers import HostLocks
 from .space import conflist_file
 
-log = logging.getLogger("kukeon.controllers.gc")
+log = logging.getLogger(__name__)
 
 
 class HostInventory:

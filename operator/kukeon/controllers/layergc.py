@@ -58,7 +58,7 @@ from .layers import LAYER_KINDS, HostLocks, legacy_finalizer, nodes_named
 from .realm import namespace_node_label, namespace_nodes
 from .space import conflist_file, conflist_note
 
-log = logging.getLogger("kukeon.controllers.gc")
+log = logging.getLogger(__name__)
 
 Layer = Realm | Space | Stack
 Key = tuple[str, ...]

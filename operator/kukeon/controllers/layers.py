@@ -64,7 +64,7 @@ from kukeon.store import Conflict, Invalid, NotFound, Registry, StoreError
 from .hierarchy import describe, ready_here, ready_parent, require_no_children
 from .host import Host
 
-log = logging.getLogger("kukeon.controllers.layers")
+log = logging.getLogger(__name__)
 
 L = TypeVar("L", bound="Realm | Space | Stack")
 Layer = Realm | Space | Stack

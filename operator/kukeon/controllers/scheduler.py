@@ -54,7 +54,7 @@ from kukeon.store.keys import range_end
 
 from .layers import LAYER_KINDS, nodes_named, release_node
 
-log = logging.getLogger("kukeon.controllers.scheduler")
+log = logging.getLogger(__name__)
 
 SCHEDULED_BY = SCHEDULED_BY_ANNOTATION
 SCHEDULER = SCHEDULED_BY_SCHEDULER

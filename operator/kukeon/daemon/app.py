@@ -48,7 +48,7 @@ from .endpoints import api_settings
 from .hostdirs import prepare_host_directories
 from .node import Fleet, start_fleet
 
-log = logging.getLogger("kukeon.daemon")
+log = logging.getLogger(__name__)
 
 Stopper = Callable[[], Awaitable[Any]]
 STOP_STEP_SECONDS = 20.0

@@ -57,7 +57,7 @@ from kukeon.store import NotFound, Registry
 from .statsroutes import SUBRESOURCE as STATS
 from .statsroutes import authorize_node_stats
 
-log = logging.getLogger("kukeon.daemon.forwarding")
+log = logging.getLogger(__name__)
 
 FORWARDED_BY_HEADER = "X-Kukeon-Forwarded-By"
 """Set on a forwarded request to the name of the node that forwarded it."""

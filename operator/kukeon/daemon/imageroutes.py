@@ -70,7 +70,7 @@ from kukeon.runtime.containerd.images import ImageDetails, ImageService
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import NotFound, Registry
 
-log = logging.getLogger("kukeon.daemon.imageroutes")
+log = logging.getLogger(__name__)
 
 MAX_CELLS_NAMED = 10
 """A refusal names at most this many cells (and says how many more)."""

@@ -45,7 +45,7 @@ from kukeon.store import AlreadyExists, Conflict, NotFound, Registry
 
 from .config import DaemonConfig
 
-log = logging.getLogger("kukeon.daemon.node")
+log = logging.getLogger(__name__)
 
 _REQUEST_TIMEOUT = 5.0
 HEARTBEAT_LOG_INTERVAL = 60.0

@@ -60,7 +60,7 @@ from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import NotFound, Registry
 
-log = logging.getLogger("kukeon.daemon.transfer")
+log = logging.getLogger(__name__)
 
 CP = "cp"
 PORTFORWARD = "portforward"

@@ -31,7 +31,7 @@ from kukeon.metrics.cache import DocumentCache
 from kukeon.metrics.usage import CellUsageSample
 from kukeon.runtime.cgroups import CgroupDriver, CgroupError, CgroupPath, CgroupStats
 
-log = logging.getLogger("kukeon.daemon.usage")
+log = logging.getLogger(__name__)
 
 CellKey = tuple[str, str, str, str]
 DEFAULT_CONCURRENCY = 4

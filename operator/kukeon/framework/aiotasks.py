@@ -31,7 +31,7 @@ from typing import Any
 
 from .metrics import FrameworkMetrics
 
-log = logging.getLogger("kukeon.framework.tasks")
+log = logging.getLogger(__name__)
 
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 """Makes a fresh coroutine of the loop; called again for every restart."""

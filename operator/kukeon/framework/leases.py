@@ -34,7 +34,7 @@ from kukeon.store import EtcdClient
 
 from .waits import wait_event
 
-log = logging.getLogger("kukeon.framework.leases")
+log = logging.getLogger(__name__)
 
 _REQUEST_TIMEOUT = 5.0
 

@@ -63,7 +63,7 @@ from .settings import Settings
 from .status import finish_even_if_cancelled, patch_status
 from .watching import KindWatcher
 
-log = logging.getLogger("kukeon.framework")
+log = logging.getLogger(__name__)
 
 STOP_EXTRA_SECONDS = 30.0
 """What ``run``'s shutdown may take beyond ``Settings.shutdown_grace`` once cancelled."""

@@ -34,7 +34,7 @@ from .protocols import AnyResource, Store
 from .settings import Settings
 from .status import patch_status
 
-log = logging.getLogger("kukeon.framework")
+log = logging.getLogger(__name__)
 
 
 class Result(enum.Enum):

@@ -41,7 +41,7 @@ from .protocols import AnyResource, ObjectKey
 from .settings import Settings
 from .waits import wait_event
 
-log = logging.getLogger("kukeon.framework")
+log = logging.getLogger(__name__)
 
 _Run = Callable[[], Awaitable[Outcome]]
 

@@ -35,7 +35,7 @@ from kukeon.api import (
 from .aiotasks import SupervisedTask, Supervisor
 from .metrics import FrameworkMetrics
 
-log = logging.getLogger("kukeon.framework.events")
+log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 1024
 DEFAULT_CACHE_SIZE = 4096

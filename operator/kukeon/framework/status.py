@@ -25,7 +25,7 @@ from kukeon.store import Conflict, NotFound
 
 from .protocols import AnyResource, Store
 
-log = logging.getLogger("kukeon.framework")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -17,6 +17,10 @@ from typing import Self
 
 from .operator import Operator
 
+# The framework's package logger: each of its modules logs to a child of it
+# (``logging.getLogger(__name__)``), so a handler here sees them all.
+_FRAMEWORK_LOG = logging.getLogger("kukeon.framework")
+
 
 class _CrashCatcher(logging.Handler):
     def __init__(self) -> None:
@@ -45,13 +49,13 @@ class OperatorRunner:
         self._catcher = _CrashCatcher()
 
     async def __aenter__(self) -> Self:
-        logging.getLogger("kukeon.framework").addHandler(self._catcher)
+        _FRAMEWORK_LOG.addHandler(self._catcher)
         try:
             async with asyncio.timeout(self._start_timeout):
                 await self.operator.start()
         except BaseException:
             await self.operator.stop()
-            logging.getLogger("kukeon.framework").removeHandler(self._catcher)
+            _FRAMEWORK_LOG.removeHandler(self._catcher)
             raise
         return self
 
@@ -64,7 +68,7 @@ class OperatorRunner:
         try:
             await self.operator.stop(release_leases=self.release_leases)
         finally:
-            logging.getLogger("kukeon.framework").removeHandler(self._catcher)
+            _FRAMEWORK_LOG.removeHandler(self._catcher)
         if exc is None and self._catcher.crashes:
             raise AssertionError(
                 "operator background task(s) crashed: " + "; ".join(self._catcher.crashes)

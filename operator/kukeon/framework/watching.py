@@ -26,7 +26,7 @@ from .protocols import Store
 from .queueing import ObjectQueues
 from .settings import Settings
 
-log = logging.getLogger("kukeon.framework")
+log = logging.getLogger(__name__)
 
 
 class KindWatcher:

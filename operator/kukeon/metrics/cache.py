@@ -35,7 +35,7 @@ from kukeon.api import Kind, Resource, key_of
 from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.store import Gone, ResourceList, StoreError, WatchEvent
 
-log = logging.getLogger("kukeon.metrics")
+log = logging.getLogger(__name__)
 
 AnyResource = Resource[Any, Any]
 METRICS = "metrics"

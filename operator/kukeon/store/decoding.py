@@ -31,7 +31,7 @@ from kukeon.api import Kind, Resource, key_of, parse_resource
 
 from .keys import display_name
 
-log = logging.getLogger("kukeon.store.registry")
+log = logging.getLogger(__name__)
 
 AnyResource = Resource[Any, Any]
 

@@ -101,7 +101,7 @@ async def test_malformed_documents_of_every_kind_leave_kukeond_converging(
 ) -> None:
     k = kukeond
     bad = _bad_documents(k)
-    caplog.set_level(logging.WARNING, logger="kukeon.store.registry")
+    caplog.set_level(logging.WARNING, logger="kukeon.store.decoding")
     try:
         for key, (_, value) in bad.items():
             await put_raw(k.registry, key, value)
@@ -190,7 +190,7 @@ async def test_a_crashed_watch_is_restarted_and_readyz_follows(
             raise RuntimeError("injected: a bug in the realm watch loop")
         real_offer(obj, **kwargs)
 
-    caplog.set_level(logging.ERROR, logger="kukeon.framework.tasks")
+    caplog.set_level(logging.ERROR, logger="kukeon.framework.aiotasks")
     seen: list[int] = []
     queues.offer = offer  # type: ignore[method-assign]
     try:

@@ -117,7 +117,7 @@ async def test_a_crashing_watch_is_restarted_and_readiness_follows(
             await registry.create(new_realm("later"))
             await _until(lambda: "later" in handled)
 
-    caplog.set_level(logging.ERROR, logger="kukeon.framework.tasks")
+    caplog.set_level(logging.ERROR, logger="kukeon.framework.aiotasks")
     with pytest.raises(AssertionError, match=expected):
         await scenario()
     assert sample(metrics, "kukeon_task_restarts_total", task="kukeon-watch Realm") == 1

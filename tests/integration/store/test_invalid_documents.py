@@ -20,7 +20,7 @@ from .objects import cell, realm, space, stack, with_labels
 
 pytestmark = pytest.mark.integration
 
-_LOGGER = "kukeon.store.registry"
+_LOGGER = "kukeon.store.decoding"
 
 
 async def put_raw(registry: Registry, key: str, value: bytes) -> int:

@@ -33,7 +33,7 @@ async def test_a_hanging_step_is_given_up_and_the_others_still_run(
     daemon._on_stop("metrics", fail)
     daemon._on_stop("API server", lambda: record("api"))
 
-    with caplog.at_level(logging.INFO, logger="kukeon.daemon"):
+    with caplog.at_level(logging.INFO, logger="kukeon.daemon.app"):
         await asyncio.wait_for(daemon.stop(), 5)
 
     assert done == ["api", "etcd"]
@@ -66,7 +66,7 @@ async def test_hanging_steps_share_one_budget(
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with caplog.at_level(logging.INFO, logger="kukeon.daemon"):
+    with caplog.at_level(logging.INFO, logger="kukeon.daemon.app"):
         await daemon.stop()
     took = loop.time() - started
 

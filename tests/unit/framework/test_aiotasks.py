@@ -58,7 +58,7 @@ async def test_a_crash_is_restarted_counted_and_reported_until_it_recovers(
         await asyncio.Event().wait()
 
     check = supervisor.readiness("controllers")
-    with caplog.at_level(logging.ERROR, logger="kukeon.framework.tasks"):
+    with caplog.at_level(logging.ERROR, logger="kukeon.framework.aiotasks"):
         task = supervisor.start("kukeon-watch Realm", loop)
         await _until(lambda: task.restarts == 1)
         assert not task.up
@@ -88,7 +88,7 @@ async def test_the_same_crash_in_a_row_is_one_line_without_traceback_and_backs_o
         starts.append(asyncio.get_running_loop().time())
         raise RuntimeError("always")
 
-    with caplog.at_level(logging.ERROR, logger="kukeon.framework.tasks"):
+    with caplog.at_level(logging.ERROR, logger="kukeon.framework.aiotasks"):
         task = supervisor.start("kukeon-crasher", loop)
         await _until(lambda: len(starts) >= 6)
         await supervisor.stop([task])

@@ -83,7 +83,7 @@ def test_each_invalid_version_is_logged_once_and_counted_until_fixed(
 def test_counts_can_be_read_from_another_thread_while_it_changes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="kukeon.store.registry")  # 10,000 warnings otherwise
+    caplog.set_level(logging.ERROR, logger="kukeon.store.decoding")  # 10,000 warnings otherwise
     invalid = InvalidDocuments()
     stop = threading.Event()
     failures: list[BaseException] = []

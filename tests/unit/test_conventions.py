@@ -1,0 +1,43 @@
+"""Conventions of the code that a reader relies on, checked over every module of kukeon."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "kukeon"
+
+
+def _modules() -> list[tuple[str, ast.Module]]:
+    return [
+        (str(path.relative_to(PACKAGE)), ast.parse(path.read_text()))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "_gen" not in path.relative_to(PACKAGE).parts
+    ]
+
+
+def _is_get_logger(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "getLogger"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "logging"
+    )
+
+
+def test_module_loggers_are_named_after_their_module() -> None:
+    """``log = logging.getLogger(__name__)``: a record's logger says which module wrote it,
+    and a handler or level set on a package (``kukeon.framework``) covers its modules."""
+    wrong = []
+    for name, tree in _modules():
+        for node in tree.body:
+            if not isinstance(node, ast.Assign) or not _is_get_logger(node.value):
+                continue
+            if not any(isinstance(t, ast.Name) and t.id in ("log", "logger") for t in node.targets):
+                continue
+            assert isinstance(node.value, ast.Call)
+            args = node.value.args
+            if not (len(args) == 1 and isinstance(args[0], ast.Name) and args[0].id == "__name__"):
+                wrong.append(f"{name}:{node.lineno}")
+    assert wrong == []
