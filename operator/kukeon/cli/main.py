@@ -50,6 +50,7 @@ from kukeon.cli.config import (
     resolve_connection,
     save_config,
 )
+from kukeon.cli.eventview import events_of
 from kukeon.cli.manifests import (
     IMPLICIT_PARENT_ANNOTATION,
     Applier,
@@ -335,7 +336,10 @@ def describe_command(
     scope = scope_for(kind, realm, space, stack)
 
     async def work(client: ApiClient) -> None:
-        pages = [describe(await client.get(kind, (*scope, name))) for name in names]
+        pages = []
+        for name in names:
+            res = await client.get(kind, (*scope, name))
+            pages.append(describe(res, events=await events_of(client, res)))
         _print("\n".join(pages))
 
     run(ctx, work)
@@ -1051,6 +1055,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 # `cli`; importing them here makes them part of kukectl.
 from kukeon.cli import diff as _diff  # noqa: E402, F401
 from kukeon.cli import edit as _edit  # noqa: E402, F401
+from kukeon.cli import events as _events  # noqa: E402, F401
 from kukeon.cli import get as _get  # noqa: E402, F401
 from kukeon.cli import images as _images  # noqa: E402, F401
 from kukeon.cli import metadata as _metadata  # noqa: E402, F401
