@@ -1056,6 +1056,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 from kukeon.cli import diff as _diff  # noqa: E402, F401
 from kukeon.cli import edit as _edit  # noqa: E402, F401
 from kukeon.cli import events as _events  # noqa: E402, F401
+from kukeon.cli import explain as _explain  # noqa: E402, F401
 from kukeon.cli import get as _get  # noqa: E402, F401
 from kukeon.cli import images as _images  # noqa: E402, F401
 from kukeon.cli import metadata as _metadata  # noqa: E402, F401

@@ -196,6 +196,16 @@ def test_nodes_and_contexts(tab: Complete, tmp_path: Path) -> None:
     assert tab("kukectl config use-context l") == ["local", "lab"]
 
 
+def test_explain_paths_come_from_the_schema(tab: Complete, server: FakeServer) -> None:
+    assert tab("kukectl explain ") == ["realms", "spaces", "stacks", "cells", "nodes", "secrets"]
+    assert tab("kukectl explain cell.sp") == ["cell.spec"]
+    assert "cells.spec.containers" in tab("kukectl explain cells.spec.")
+    assert "ce.spec.containers.restartPolicy" in tab("kukectl explain ce.spec.containers.re")
+    assert tab("kukectl explain cell.metadata.la") == ["cell.metadata.labels"]
+    assert tab("kukectl explain cell.nope.") == []
+    assert server.seen == []  # no server needed
+
+
 def test_connection_comes_from_the_command_line_and_the_context(
     tab: Complete, server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
