@@ -41,3 +41,26 @@ def test_module_loggers_are_named_after_their_module() -> None:
             if not (len(args) == 1 and isinstance(args[0], ast.Name) and args[0].id == "__name__"):
                 wrong.append(f"{name}:{node.lineno}")
     assert wrong == []
+
+
+def test_no_asyncio_wait_for() -> None:
+    """``async with asyncio.timeout(...)`` instead: on Python 3.11 ``asyncio.wait_for`` loses
+    a cancellation that arrives as the awaited thing finishes (see framework/waits.py)."""
+    found = [
+        f"{name}:{node.lineno}"
+        for name, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "wait_for"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "asyncio"
+    ]
+    found += [
+        f"{name}:{node.lineno}"
+        for name, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        and node.module == "asyncio"
+        and any(alias.name == "wait_for" for alias in node.names)
+    ]
+    assert found == []

@@ -252,7 +252,8 @@ class Daemon:
                 min(STOP_STEP_SECONDS, budget_ends - loop.time()), STOP_LAST_CHANCE_SECONDS
             )
             try:
-                await asyncio.wait_for(stopper(), allowed)
+                async with asyncio.timeout(allowed):
+                    await stopper()
             except TimeoutError:
                 log.error("stopping %s took over %.3gs; going on without it", what, allowed)
             except Exception:

@@ -102,7 +102,8 @@ async def runc_version() -> str | None:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        out, _ = await asyncio.wait_for(process.communicate(), _REQUEST_TIMEOUT)
+        async with asyncio.timeout(_REQUEST_TIMEOUT):
+            out, _ = await process.communicate()
     except (OSError, TimeoutError):
         return None
     first = out.decode(errors="replace").splitlines()[:1]

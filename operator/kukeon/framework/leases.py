@@ -142,14 +142,12 @@ class LeaseSession:
         self.lost.set()
         if revoke and self.lease_id:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self._client.leasestub.LeaseRevoke(
+                async with asyncio.timeout(_REQUEST_TIMEOUT):
+                    await self._client.leasestub.LeaseRevoke(
                         rpc.LeaseRevokeRequest(ID=self.lease_id),
                         timeout=_REQUEST_TIMEOUT,
                         metadata=self._client.metadata,
-                    ),
-                    _REQUEST_TIMEOUT,
-                )
+                    )
 
 
 async def _get(client: EtcdClient, key: bytes) -> Any | None:

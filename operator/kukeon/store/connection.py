@@ -193,7 +193,8 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         if self._connected.is_set():
             return
         if self._is_connecting:  # type: ignore[has-type]
-            await asyncio.wait_for(self._connected.wait(), self.config.dial_timeout)
+            async with asyncio.timeout(self.config.dial_timeout):
+                await self._connected.wait()
             return
         self._is_connecting = True
         try:

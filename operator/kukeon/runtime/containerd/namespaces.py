@@ -185,7 +185,8 @@ class NamespaceService:
             with contextlib.suppress(ContainerdError):
                 await tasks.kill(task.container_id, signal.SIGKILL, all=True)
             with contextlib.suppress(ContainerdError, TimeoutError):
-                await asyncio.wait_for(tasks.wait(task.container_id), 10)
+                async with asyncio.timeout(10):
+                    await tasks.wait(task.container_id)
             with contextlib.suppress(ContainerdError):
                 await tasks.delete(task.container_id)
         containers = client.containers(name)

@@ -337,7 +337,8 @@ class TaskService:
                 # Already stopped ("process already finished"): wait answers at once.
                 await self.kill(container_id, signal)
             try:
-                return await asyncio.wait_for(asyncio.shield(waiting), grace_period)
+                async with asyncio.timeout(grace_period):
+                    return await asyncio.shield(waiting)
             except TimeoutError:
                 await self.kill(container_id, signal_module.SIGKILL, all=True)
                 return await waiting

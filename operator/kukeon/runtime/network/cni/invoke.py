@@ -160,7 +160,8 @@ class CniRuntime:
             env=env,
         )
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(stdin), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                stdout, stderr = await process.communicate(stdin)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
