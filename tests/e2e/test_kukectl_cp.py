@@ -124,7 +124,7 @@ async def test_cp_errors_are_one_line_and_exit_1(kukeond: Kukeond, tmp_path: Pat
 
     code, _, err = await kukectl(k, "cp", "ghost:/etc/hosts", str(tmp_path), *scope)
     assert code == 1
-    assert "ghost not found" in err
+    assert "ghost' not found" in err
 
     code, _, _ = await kukectl(k, "exec", "box", *scope, "--", "rm", "/bin/tar")
     assert code == 0

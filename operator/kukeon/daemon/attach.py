@@ -33,6 +33,7 @@ from aiohttp import WSMsgType, web
 from kukeon.api import Cell, ContainerSpec
 from kukeon.apiserver.status import ApiError
 from kukeon.controllers.cell import ordered_containers
+from kukeon.daemon.lookups import no_such_container
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.tasks import ExitStatus, TaskService
 
@@ -51,8 +52,7 @@ def attach_target(cell: Cell, wanted: str | None) -> ContainerSpec:
     if wanted:
         found = next((c for c in containers if c.id == wanted), None)
         if found is None:
-            ids = ", ".join(c.id for c in containers)
-            raise ApiError(404, f"cell {name} has no container {wanted!r} (containers: {ids})")
+            raise no_such_container(cell, wanted, [c.id for c in containers])
         if not found.attachable:
             raise ApiError(
                 400,

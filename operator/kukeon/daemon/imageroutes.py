@@ -45,7 +45,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kukeon.api import Cell, Kind, Realm
+from kukeon.api import Cell, Kind
 from kukeon.apiserver.app import long_running
 from kukeon.apiserver.auth import Verb, denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
@@ -58,6 +58,7 @@ from kukeon.controllers.images import (
     InvalidImageReferenceError,
     name_candidates,
 )
+from kukeon.daemon.lookups import realm_of
 from kukeon.runtime.containerd.errors import (
     ContainerdError,
     ContainerdUnavailableError,
@@ -68,7 +69,7 @@ from kukeon.runtime.containerd.errors import (
 )
 from kukeon.runtime.containerd.images import ImageDetails, ImageService
 from kukeon.runtime.hostfiles import make_dirs
-from kukeon.store import NotFound, Registry
+from kukeon.store import Registry
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +177,7 @@ class ImageRoutes:
     # --- helpers --------------------------------------------------------------------------
 
     async def _namespace(self, realm: str) -> str:
-        try:
-            found = await self.registry.get(Kind.REALM, (realm,))
-        except NotFound:
-            raise ApiError(404, f"realm {realm} not found") from None
-        assert isinstance(found, Realm)
-        return self.controllers.host.namespace_of(found)
+        return self.controllers.host.namespace_of(await realm_of(self.registry, realm))
 
     def _images(self, namespace: str) -> ImageService:
         return self.controllers.host.containerd.images(namespace)
@@ -323,11 +319,7 @@ class ImageRoutes:
         image = request.query.get("image", "")
         if not image:
             raise ApiError(400, "image: the image to pull is required (?image=REF)")
-        try:
-            found = await self.registry.get(Kind.REALM, (realm_name,))
-        except NotFound:
-            raise ApiError(404, f"realm {realm_name} not found") from None
-        assert isinstance(found, Realm)
+        found = await realm_of(self.registry, realm_name)
         namespace = self.controllers.host.namespace_of(found)
         try:
             credentials = await registry_credentials(self.registry, found)

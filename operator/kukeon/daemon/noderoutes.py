@@ -47,6 +47,7 @@ from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellfiles import CellFiles
 from kukeon.controllers.cellstate import containerd_container_id
+from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
 from kukeon.runtime.containerd.crilog import (
     LogRecord,
     RenderOptions,
@@ -286,22 +287,10 @@ class NodeRoutes:
     # --- helpers --------------------------------------------------------------------------
 
     async def _cell(self, request: web.Request) -> Cell:
-        m = request.match_info
-        key = (m["realm"], m["space"], m["stack"], m["cell"])
-        try:
-            found = await self.registry.get(Kind.CELL, key)
-        except NotFound:
-            raise ApiError(404, f"cell {'/'.join(key)} not found") from None
-        assert isinstance(found, Cell)
-        return found
+        return await cell_of(self.registry, request)
 
     async def _realm(self, name: str) -> Realm:
-        try:
-            found = await self.registry.get(Kind.REALM, (name,))
-        except NotFound:
-            raise ApiError(404, f"realm {name} not found") from None
-        assert isinstance(found, Realm)
-        return found
+        return await realm_of(self.registry, name)
 
     @staticmethod
     def _container_of(cell: Cell, request: web.Request) -> str:
@@ -309,11 +298,7 @@ class NodeRoutes:
         ids = [c.id for c in ordered_containers(cell)]
         if wanted:
             if wanted not in ids:
-                raise ApiError(
-                    404,
-                    f"cell {cell.metadata.name} has no container {wanted!r} "
-                    f"(containers: {', '.join(ids)})",
-                )
+                raise no_such_container(cell, wanted, ids)
             return wanted
         if not ids:
             raise ApiError(400, f"cell {cell.metadata.name} has no containers")

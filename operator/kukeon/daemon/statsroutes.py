@@ -29,12 +29,13 @@ from typing import Any
 
 from aiohttp import web
 
-from kukeon.api import API_VERSION, Cell, Kind
+from kukeon.api import API_VERSION, Kind
 from kukeon.apiserver.auth import Role, Verb, denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import ApiError
+from kukeon.daemon.lookups import cell_key_of, cell_of
 from kukeon.runtime.hostusage import HostUsage, read_host_usage
-from kukeon.store import Invalid, NotFound, Registry
+from kukeon.store import Invalid, Registry
 
 from .usage import CellUsage, Usage, UsageReader, local_cells
 
@@ -155,14 +156,9 @@ class StatsRoutes:
         app.router.add_get(f"{node_path}/{SUBRESOURCE}", self.node_stats)
 
     async def cell_stats(self, request: web.Request) -> web.StreamResponse:
-        m = request.match_info
-        key = (m["realm"], m["space"], m["stack"], m["cell"])
+        key = cell_key_of(request)
         name = "/".join(key)
-        try:
-            found = await self.registry.get(Kind.CELL, key)
-        except NotFound:
-            raise ApiError(404, f"cell {name} not found") from None
-        assert isinstance(found, Cell)
+        found = await cell_of(self.registry, request)
         _authorize(request, verb="get", realm=found.spec.realm_id)
         containers = _flag(request.query, "containers", False)
         usage = await self.reader.cell(key, [container.id for container in found.spec.containers])

@@ -55,10 +55,11 @@ from kukeon.apiserver.status import ApiError
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellstate import containerd_container_id
+from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
 from kukeon.runtime.containerd.errors import ContainerdError, ProcessNotStartableError
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
 from kukeon.runtime.hostfiles import make_dirs
-from kukeon.store import NotFound, Registry
+from kukeon.store import Registry
 
 log = logging.getLogger(__name__)
 
@@ -190,22 +191,10 @@ class TransferRoutes:
         app.router.add_get(f"{cell_path}/{PORTFORWARD}", self.portforward)
 
     async def _cell(self, request: web.Request) -> Cell:
-        m = request.match_info
-        key = (m["realm"], m["space"], m["stack"], m["cell"])
-        try:
-            found = await self.registry.get(Kind.CELL, key)
-        except NotFound:
-            raise ApiError(404, f"cell {'/'.join(key)} not found") from None
-        assert isinstance(found, Cell)
-        return found
+        return await cell_of(self.registry, request)
 
     async def _realm(self, name: str) -> Realm:
-        try:
-            found = await self.registry.get(Kind.REALM, (name,))
-        except NotFound:
-            raise ApiError(404, f"realm {name} not found") from None
-        assert isinstance(found, Realm)
-        return found
+        return await realm_of(self.registry, name)
 
     @staticmethod
     def _require_upgrade(request: web.Request, what: str) -> None:
@@ -220,11 +209,10 @@ class TransferRoutes:
         name = cell.metadata.name
         ids = [c.id for c in ordered_containers(cell)]
         container = request.query.get("container") or (ids[0] if ids else "")
+        if not ids:
+            raise ApiError(400, f"cell {name} has no containers")
         if container not in ids:
-            raise ApiError(
-                404 if ids else 400,
-                f"cell {name} has no container {container!r} (containers: {', '.join(ids)})",
-            )
+            raise no_such_container(cell, container, ids)
         mode = request.query.get("mode", "")
         if mode not in {"read", "write"}:
             raise ApiError(400, f"mode: {mode[:40]!r} is not read or write")
