@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiohttp import web
 
@@ -33,6 +33,7 @@ from kukeon.api import API_VERSION, EVENT_KIND, EVENT_LIST_KIND, Event
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.app import CLOSING_KEY
 from kukeon.apiserver.auth import Principal, Verb, denial
+from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_terms
 from kukeon.apiserver.handlers import principal_of
 from kukeon.apiserver.paths import API_ROOT
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
@@ -62,44 +63,11 @@ FIELDS: dict[str, _Getter] = {
     "source.node": lambda e: e.source.node or "",
     "metadata.name": lambda e: e.metadata.name,
 }
-_SELECTOR_MAX = 4096
 
 
-class _Term(NamedTuple):
-    get: _Getter
-    equal: bool
-    value: str
-
-    def matches(self, event: Event) -> bool:
-        return (self.get(event) == self.value) == self.equal
-
-
-def parse_event_selector(text: str | None) -> list[_Term]:
-    """``involvedObject.name=web,type!=Normal`` -> terms; ValueError naming a bad term."""
-    if text is None or not text.strip():
-        return []
-    if len(text) > _SELECTOR_MAX:
-        raise ValueError(f"at most {_SELECTOR_MAX} characters")
-    terms: list[_Term] = []
-    for raw in text.split(","):
-        term = raw.strip()
-        if "!=" in term:
-            field, _, value = term.partition("!=")
-            equal = False
-        elif "=" in term:
-            field, _, value = term.partition("=")
-            value = value.removeprefix("=")
-            equal = True
-        else:
-            raise ValueError(f"{term[:100]!r} is not FIELD=VALUE or FIELD!=VALUE")
-        get = FIELDS.get(field.strip())
-        if get is None:
-            known = ", ".join(sorted(FIELDS))
-            raise ValueError(
-                f"field {field.strip()[:100]!r} is not supported for Event; use {known}"
-            )
-        terms.append(_Term(get, equal, value.strip()))
-    return terms
+def parse_event_selector(text: str | None) -> FieldSelector[Event]:
+    """``involvedObject.name=web,type!=Normal``; FieldSelectorError naming a bad term."""
+    return parse_terms(text, FIELDS, "Event")
 
 
 def _list_document(items: list[Event], revision: int) -> dict[str, Any]:
@@ -148,8 +116,8 @@ class EventRoutes:
         if why is not None:
             raise ApiError(403, f"{why}: {verb} {where} is forbidden", kind=EVENT_KIND)
         try:
-            terms = parse_event_selector(queryparams.single(request, "fieldSelector"))
-        except ValueError as exc:
+            chosen = parse_event_selector(queryparams.single(request, "fieldSelector"))
+        except FieldSelectorError as exc:
             raise ApiError(
                 400, f"fieldSelector: {exc}", causes=[Cause("fieldSelector", str(exc))]
             ) from None
@@ -157,7 +125,7 @@ class EventRoutes:
         timeout = queryparams.timeout_seconds(request)
 
         def visible(event: Event) -> bool:
-            return _may_see(principal, event) and all(term.matches(event) for term in terms)
+            return _may_see(principal, event) and chosen.matches(event)
 
         if not watching:
             listed = await self._store(self.store.list(realm))

@@ -8,12 +8,13 @@ like label selectors.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Generic, NamedTuple, TypeVar
 
 from kukeon.api import AnyResource, Kind
 
 Getter = Callable[[AnyResource], str]
+T = TypeVar("T")
 
 
 def _status_text(field: str) -> Getter:
@@ -53,29 +54,36 @@ class FieldSelectorError(ValueError):
     """A selector that cannot be applied; the message names the term."""
 
 
-class Term(NamedTuple):
+SELECTOR_MAX = 4096
+
+
+class Term(NamedTuple, Generic[T]):
     field: str
     equal: bool
     value: str
-    get: Getter
+    get: Callable[[T], str]
 
-    def matches(self, res: AnyResource) -> bool:
-        return (self.get(res) == self.value) == self.equal
-
-
-class FieldSelector(NamedTuple):
-    terms: tuple[Term, ...]
-
-    def matches(self, res: AnyResource) -> bool:
-        return all(term.matches(res) for term in self.terms)
+    def matches(self, obj: T) -> bool:
+        return (self.get(obj) == self.value) == self.equal
 
 
-def parse_field_selector(kind: Kind, text: str | None) -> FieldSelector:
-    """``f=v``, ``f==v``, ``f!=v``, comma-separated; empty or None selects everything."""
+class FieldSelector(NamedTuple, Generic[T]):
+    terms: tuple[Term[T], ...]
+
+    def matches(self, obj: T) -> bool:
+        return all(term.matches(obj) for term in self.terms)
+
+
+def parse_terms(
+    text: str | None, supported: Mapping[str, Callable[[T], str]], what: str
+) -> FieldSelector[T]:
+    """``f=v``, ``f==v``, ``f!=v``, comma-separated, over the fields `supported` of `what`
+    (a kind's name, for the messages); empty or None selects everything."""
     if text is None or not text.strip():
         return FieldSelector(())
-    supported = FIELDS[kind]
-    terms: list[Term] = []
+    if len(text) > SELECTOR_MAX:
+        raise FieldSelectorError(f"at most {SELECTOR_MAX} characters")
+    terms: list[Term[T]] = []
     for raw in text.split(","):
         term = raw.strip()
         if "!=" in term:
@@ -92,7 +100,12 @@ def parse_field_selector(kind: Kind, text: str | None) -> FieldSelector:
         if get is None:
             known = ", ".join(sorted(supported))
             raise FieldSelectorError(
-                f"field {field[:100]!r} is not supported for {kind.value}; use one of {known}"
+                f"field {field[:100]!r} is not supported for {what}; use one of {known}"
             )
         terms.append(Term(field, equal, value, get))
     return FieldSelector(tuple(terms))
+
+
+def parse_field_selector(kind: Kind, text: str | None) -> FieldSelector[AnyResource]:
+    """A resource kind's selector (the fields of `FIELDS`)."""
+    return parse_terms(text, FIELDS[kind], kind.value)

@@ -189,7 +189,7 @@ def _selector(request: web.Request) -> tuple[str | None, LabelSelector]:
         ) from None
 
 
-def _field_filter(request: web.Request, kind: Kind) -> FieldSelector:
+def _field_filter(request: web.Request, kind: Kind) -> FieldSelector[AnyResource]:
     """``fieldSelector``: the fields each kind supports (``apiserver/fieldselector.py``)."""
     text = queryparams.single(request, "fieldSelector")
     try:
