@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "kukeon"
@@ -64,3 +66,17 @@ def test_no_asyncio_wait_for() -> None:
         and any(alias.name == "wait_for" for alias in node.names)
     ]
     assert found == []
+
+
+def test_kukectl_does_not_import_the_server() -> None:
+    """kukectl runs on every command: the server, the store (aetcd, gRPC) and the metrics
+    are not its to load."""
+    code = (
+        "import sys, kukeon.cli.main; "
+        "print(sorted(m for m in ('aetcd', 'grpc', 'prometheus_client', 'kukeon.store', "
+        "'kukeon.apiserver.app', 'kukeon.daemon') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"

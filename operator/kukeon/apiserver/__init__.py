@@ -12,11 +12,57 @@ This package may import ``kukeon.api`` and ``kukeon.store``; nothing else of the
 Logs, exec and attach (which need the runtime) are not served yet.
 """
 
-from kukeon.apiserver.app import ReadinessCheck, create_app, long_running
-from kukeon.apiserver.auth import LOCAL_ADMIN, Principal, Role, TokenBook, TokensFileError
-from kukeon.apiserver.runner import ApiServerError, ApiServerRunner, build_runner, serve_api
-from kukeon.apiserver.settings import DEFAULT_SOCKET, ApiSettings
-from kukeon.apiserver.status import ApiError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kukeon.apiserver.app import ReadinessCheck, create_app, long_running
+    from kukeon.apiserver.auth import (
+        LOCAL_ADMIN,
+        Principal,
+        Role,
+        TokenBook,
+        TokensFileError,
+    )
+    from kukeon.apiserver.runner import (
+        ApiServerError,
+        ApiServerRunner,
+        build_runner,
+        serve_api,
+    )
+    from kukeon.apiserver.paths import DEFAULT_SOCKET
+    from kukeon.apiserver.settings import ApiSettings
+    from kukeon.apiserver.status import ApiError
+
+# The server's names load on first use: kukectl imports `kukeon.apiserver.client` (and
+# `paths`, `reflector`) and must not pay for the server, the store and aetcd on every run.
+_HOMES = {
+    "ReadinessCheck": "app",
+    "create_app": "app",
+    "long_running": "app",
+    "LOCAL_ADMIN": "auth",
+    "Principal": "auth",
+    "Role": "auth",
+    "TokenBook": "auth",
+    "TokensFileError": "auth",
+    "ApiServerError": "runner",
+    "ApiServerRunner": "runner",
+    "build_runner": "runner",
+    "serve_api": "runner",
+    "DEFAULT_SOCKET": "paths",
+    "ApiSettings": "settings",
+    "ApiError": "status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "DEFAULT_SOCKET",

@@ -31,8 +31,7 @@ from kukeon.api import (
     to_request_document,
 )
 from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE
-from kukeon.apiserver.paths import collection_path, object_path
-from kukeon.apiserver.settings import DEFAULT_SOCKET
+from kukeon.apiserver.paths import DEFAULT_SOCKET, collection_path, object_path
 
 DEFAULT_SERVER = f"unix://{DEFAULT_SOCKET}"
 

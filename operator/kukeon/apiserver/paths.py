@@ -20,10 +20,14 @@ Each object path has a ``/status`` subresource.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
 from kukeon.api import GROUP, VERSION, Kind
+
+DEFAULT_SOCKET = Path("/run/kukeon/kukeond.sock")
+"""The API's unix socket when kukeond's run directory is the default."""
 
 API_ROOT = f"/apis/{GROUP}/{VERSION}"
 

@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kukeon.apiserver.admission import HostAllowances, normalize_directory
+from kukeon.apiserver.paths import DEFAULT_SOCKET
 
-DEFAULT_SOCKET = Path("/run/kukeon/kukeond.sock")
 MAX_BODY_BYTES = 1024 * 1024
 
 
