@@ -1,0 +1,517 @@
+"""What every field of every kind does: the registry `test_field_effects` holds the models to.
+
+A field the models accept must have its effect or be refused. Each path a user writes
+(`Cell.spec.containers[].restartPolicy`, camelCase as in a manifest; `[]` is an item of a
+list, `{}` a value of a map) is listed here with one verdict:
+
+- `Effect(test)`: the field does something, and ``test`` (``path::function``) proves it;
+- `Refused(test)`: the models refuse every value but the one kukeon derives itself, and
+  ``test`` proves the refusal;
+- `StoredOnly(why)`: kept as written and acted on by nobody, on purpose (``why``);
+- `Unverified(missing)`: accepted, but no test proves an effect; ``missing`` says what is
+  missing. Every such path is also in `KNOWN_GAPS`, so a gap is a visible decision.
+
+A field whose type is a model (or a list or map of models) is not listed itself: its own
+fields are. Status fields are written by kukeond, never by users: they are listed by path
+in `STATUS_FIELDS` under one verdict, so a new status field must be added here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Effect:
+    """The field has its effect; ``test`` (``tests/...py::test_name``) proves it."""
+
+    test: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Any value but the derived one is refused; ``test`` proves the refusal."""
+
+    test: str
+
+
+@dataclass(frozen=True)
+class StoredOnly:
+    """Kept as written, acted on by nobody, for the reason given."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Unverified:
+    """Accepted, but no test proves an effect: ``missing`` says what is missing."""
+
+    missing: str
+
+
+Verdict = Effect | Refused | StoredOnly | Unverified
+
+# --- the tests cited more than once --------------------------------------------------------
+
+_VALIDATION = "tests/unit/api/test_validation.py"
+_SPEC = "tests/unit/runtime/test_spec.py"
+_SPACE_DEFAULTS = "tests/unit/api/test_defaults.py::test_container_beats_space_beats_built_in"
+_SPACE_DEFAULTS_LIVE = (
+    "tests/integration/controllers/test_space_defaults.py::"
+    "test_space_defaults_read_only_root_and_user"
+)
+_HIERARCHY = (
+    "tests/integration/controllers/test_layer_orphans.py::"
+    "test_a_space_then_a_realm_deleted_while_down_leave_nothing"
+)
+_LABEL_SELECTORS = (
+    "tests/integration/store/test_registry_crud.py::test_list_scopes_and_label_selectors"
+)
+_BY_NAME = "tests/integration/apiserver/test_resources.py::test_create_get_list_every_level"
+_RESOURCE_VERSION = (
+    "tests/integration/apiserver/test_resources.py::test_not_found_already_exists_conflict"
+)
+_NO_CLIENT_FINALIZERS = (
+    "tests/integration/apiserver/test_resources.py::test_clients_cannot_add_finalizers"
+)
+_FILE_SECRETS = (
+    "tests/integration/controllers/test_secrets.py::"
+    "test_secrets_reach_the_container_and_stay_out_of_etcd"
+)
+_REF_SECRETS = (
+    "tests/integration/controllers/test_secrets.py::"
+    "test_secret_refs_reach_the_container_as_env_and_a_0400_file_of_its_user"
+)
+_TTY_OPTIONS = (
+    "tests/integration/daemon/test_tty_options.py::test_prompt_on_init_stages_and_log_file"
+)
+_FLEET = (
+    "tests/integration/fleet/test_fleet.py::test_cells_spread_pin_by_selector_and_unschedulable"
+)
+_PULL_CREDENTIALS = (
+    "tests/integration/daemon/test_image_routes.py::test_pull_uses_the_realms_registry_credentials"
+)
+_SPEC_ID = f"{_VALIDATION}::test_spec_id_must_equal_metadata_name"
+_CONTAINER_PARENTS = f"{_VALIDATION}::test_container_parent_ids_must_match_the_cell"
+
+_STORE_WRITTEN = (
+    "written by the store: the API server drops a client's value on create and the "
+    "registry keeps the stored one on update"
+)
+_NO_ANNOTATIONS_READ = "free-form notes: kukeon reads no annotation of this kind"
+_API_VERSION = "envelope: v1beta1 or kukeon.io/v1beta1, written back as kukeon.io/v1beta1"
+_KIND = "envelope: names the model; each kind accepts only its own name"
+
+_EGRESS_GAP = (
+    "the nftables adapter is tested with runtime EgressRule values "
+    "(tests/integration/network/test_egress.py), but no test applies a Space's "
+    "spec.network.egress and checks the chain: controllers/space.py egress_policy(), "
+    "the mapping of this field, is untested"
+)
+
+
+def _metadata(
+    kind: str,
+    *,
+    name: Verdict,
+    labels: Verdict = Effect(_LABEL_SELECTORS),
+    annotations: Verdict = StoredOnly(_NO_ANNOTATIONS_READ),
+) -> dict[str, Verdict]:
+    """The metadata every kind shares; ``name``, ``labels``, ``annotations`` vary by kind."""
+    return {
+        f"{kind}.apiVersion": StoredOnly(_API_VERSION),
+        f"{kind}.kind": StoredOnly(_KIND),
+        f"{kind}.metadata.name": name,
+        f"{kind}.metadata.labels": labels,
+        f"{kind}.metadata.annotations": annotations,
+        f"{kind}.metadata.uid": StoredOnly(_STORE_WRITTEN),
+        f"{kind}.metadata.generation": StoredOnly(
+            f"{_STORE_WRITTEN}; 1 on create, one more at each change of the spec"
+        ),
+        f"{kind}.metadata.resourceVersion": Effect(_RESOURCE_VERSION),
+        f"{kind}.metadata.creationTimestamp": StoredOnly(_STORE_WRITTEN),
+        f"{kind}.metadata.deletionTimestamp": StoredOnly(
+            f"{_STORE_WRITTEN}; set when a delete waits for finalizers"
+        ),
+        f"{kind}.metadata.finalizers": Refused(_NO_CLIENT_FINALIZERS),
+    }
+
+
+FIELDS: dict[str, Verdict] = {
+    # --- Realm ------------------------------------------------------------------------------
+    **_metadata("Realm", name=Effect(_BY_NAME)),
+    "Realm.spec.namespace": Unverified(
+        "no test creates a realm with its own spec.namespace and finds its containers in "
+        "that containerd namespace (controllers/host.py namespace_of is untested)"
+    ),
+    "Realm.spec.registryCredentials[].username": Effect(_PULL_CREDENTIALS),
+    "Realm.spec.registryCredentials[].password": Effect(_PULL_CREDENTIALS),
+    "Realm.spec.registryCredentials[].passwordSecretRef.name": Effect(
+        "tests/integration/store/test_secrets.py::test_password_secret_refs_are_read_from_the_realms_secrets"
+    ),
+    "Realm.spec.registryCredentials[].passwordSecretRef.key": Effect(
+        "tests/integration/store/test_secrets.py::test_password_secret_refs_are_read_from_the_realms_secrets"
+    ),
+    "Realm.spec.registryCredentials[].serverAddress": Effect(_PULL_CREDENTIALS),
+    "Realm.spec.securityLevel": Effect(
+        "tests/integration/apiserver/test_admission_matrix.py::test_levels_relax_in_steps"
+    ),
+    # --- Space ------------------------------------------------------------------------------
+    **_metadata("Space", name=Effect(_HIERARCHY)),
+    "Space.spec.realmId": Effect(_HIERARCHY),
+    "Space.spec.cniConfigPath": Effect(_HIERARCHY),
+    "Space.spec.network.egress.default": Unverified(_EGRESS_GAP),
+    "Space.spec.network.egress.allow[].host": Unverified(_EGRESS_GAP),
+    "Space.spec.network.egress.allow[].cidr": Unverified(_EGRESS_GAP),
+    "Space.spec.network.egress.allow[].ports": Unverified(_EGRESS_GAP),
+    "Space.spec.defaults.container.user": Effect(_SPACE_DEFAULTS_LIVE),
+    "Space.spec.defaults.container.readOnlyRootFilesystem": Effect(_SPACE_DEFAULTS_LIVE),
+    "Space.spec.defaults.container.capabilities.drop": Effect(_SPACE_DEFAULTS),
+    "Space.spec.defaults.container.capabilities.add": Effect(_SPACE_DEFAULTS),
+    "Space.spec.defaults.container.securityOpts": Effect(_SPACE_DEFAULTS),
+    "Space.spec.defaults.container.tmpfs[].path": Effect(_SPACE_DEFAULTS),
+    "Space.spec.defaults.container.tmpfs[].sizeBytes": Effect(_SPACE_DEFAULTS),
+    "Space.spec.defaults.container.tmpfs[].options": Effect(_SPACE_DEFAULTS),
+    "Space.spec.defaults.container.resources.memoryLimitBytes": Effect(_SPACE_DEFAULTS),
+    "Space.spec.defaults.container.resources.cpuShares": Effect(_SPACE_DEFAULTS),
+    "Space.spec.defaults.container.resources.pidsLimit": Effect(_SPACE_DEFAULTS),
+    # --- Stack ------------------------------------------------------------------------------
+    **_metadata("Stack", name=Effect(_HIERARCHY)),
+    "Stack.spec.id": Refused(_SPEC_ID),
+    "Stack.spec.realmId": Effect(_HIERARCHY),
+    "Stack.spec.spaceId": Effect(_HIERARCHY),
+    # --- Cell -------------------------------------------------------------------------------
+    **_metadata(
+        "Cell",
+        name=Effect(_BY_NAME),
+        annotations=Effect(
+            "tests/integration/controllers/test_stop_start.py::"
+            "test_restarted_at_annotation_restarts_every_container"
+        ),
+    ),
+    "Cell.spec.id": Refused(_SPEC_ID),
+    "Cell.spec.realmId": Effect(_HIERARCHY),
+    "Cell.spec.spaceId": Effect(_HIERARCHY),
+    "Cell.spec.stackId": Effect(_HIERARCHY),
+    "Cell.spec.rootContainerId": Effect(f"{_VALIDATION}::test_root_container_id_wins"),
+    "Cell.spec.tty.default": Effect(
+        "tests/integration/daemon/test_attach.py::test_attach_default_not_running_and_exit"
+    ),
+    "Cell.spec.autoDelete": Effect(
+        "tests/integration/controllers/test_auto_delete.py::"
+        "test_auto_delete_removes_document_and_host_resources"
+    ),
+    "Cell.spec.nestedCgroupRuntime": Unverified(
+        "the cgroup driver's Delegation.ALL is tested (tests/integration/cgroups/"
+        "test_cgroups_v2_unified.py::test_nested_cell_delegates_everything_offered), but no "
+        "test runs a cell with nestedCgroupRuntime: true and reads its cgroup's "
+        "subtree_control (the mapping in controllers/cell.py is untested)"
+    ),
+    "Cell.spec.desiredState": Effect(
+        "tests/integration/controllers/test_stop_start.py::test_stop_then_start_a_cell"
+    ),
+    "Cell.spec.nodeName": Effect(_FLEET),
+    "Cell.spec.nodeSelector": Effect(_FLEET),
+    # --- Cell: containers -------------------------------------------------------------------
+    "Cell.spec.containers[].id": Effect(
+        "tests/integration/controllers/test_cell_lifecycle.py::test_two_container_cell_becomes_ready"
+    ),
+    "Cell.spec.containers[].containerdId": Refused(
+        f"{_VALIDATION}::test_containerd_id_is_derived_and_nothing_else_is_taken"
+    ),
+    "Cell.spec.containers[].realmId": Refused(_CONTAINER_PARENTS),
+    "Cell.spec.containers[].spaceId": Refused(_CONTAINER_PARENTS),
+    "Cell.spec.containers[].stackId": Refused(_CONTAINER_PARENTS),
+    "Cell.spec.containers[].cellId": Refused(_CONTAINER_PARENTS),
+    "Cell.spec.containers[].root": Effect(
+        f"{_VALIDATION}::test_root_container_is_the_one_marked_root"
+    ),
+    "Cell.spec.containers[].image": Effect(
+        "tests/integration/controllers/test_cell_lifecycle.py::test_two_container_cell_becomes_ready"
+    ),
+    "Cell.spec.containers[].command": Effect(f"{_SPEC}::test_process_args_docker_semantics"),
+    "Cell.spec.containers[].args": Effect(f"{_SPEC}::test_process_args_docker_semantics"),
+    "Cell.spec.containers[].workingDir": Effect(f"{_SPEC}::test_working_dir"),
+    "Cell.spec.containers[].env": Effect(f"{_SPEC}::test_env_merge_order_and_kukeon_identity"),
+    "Cell.spec.containers[].ports": Unverified(
+        "ignored: validated and kept, but kukeond publishes no port (nothing reads the field; "
+        "its docstring says so): implement publishing or refuse a non-empty list"
+    ),
+    "Cell.spec.containers[].volumes[].kind": Effect(
+        f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
+    ),
+    "Cell.spec.containers[].volumes[].source": Effect(
+        f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
+    ),
+    "Cell.spec.containers[].volumes[].target": Effect(
+        f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
+    ),
+    "Cell.spec.containers[].volumes[].readOnly": Effect(
+        f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
+    ),
+    "Cell.spec.containers[].volumes[].sizeBytes": Effect(
+        f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
+    ),
+    "Cell.spec.containers[].volumes[].mode": Effect(
+        f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
+    ),
+    "Cell.spec.containers[].networks": Unverified(
+        "ignored: accepted and stored, but nothing outside kukeon.api reads it (a cell "
+        "joins its space's one network): implement it or refuse a non-empty list"
+    ),
+    "Cell.spec.containers[].networksAliases": Unverified(
+        "render_hosts(aliases=...) is tested (tests/unit/runtime/test_hosts_files.py::"
+        "test_hosts_with_address_aliases_and_extra_hosts), but no test gives a container "
+        "networksAliases and reads the cell's /etc/hosts (controllers/cell.py collects them)"
+    ),
+    "Cell.spec.containers[].privileged": Effect(f"{_SPEC}::test_privileged"),
+    "Cell.spec.containers[].hostNetwork": Effect(
+        f"{_SPEC}::test_host_network_pid_and_cgroup_omit_namespaces"
+    ),
+    "Cell.spec.containers[].hostPID": Effect(
+        f"{_SPEC}::test_host_network_pid_and_cgroup_omit_namespaces"
+    ),
+    "Cell.spec.containers[].hostCgroup": Effect(
+        f"{_SPEC}::test_host_network_pid_and_cgroup_omit_namespaces"
+    ),
+    "Cell.spec.containers[].user": Effect(f"{_SPEC}::test_user_resolution"),
+    "Cell.spec.containers[].readOnlyRootFilesystem": Effect(f"{_SPEC}::test_read_only_root"),
+    "Cell.spec.containers[].capabilities.drop": Effect(
+        f"{_SPEC}::test_add_and_drop_with_or_without_prefix_any_case"
+    ),
+    "Cell.spec.containers[].capabilities.add": Effect(
+        f"{_SPEC}::test_add_and_drop_with_or_without_prefix_any_case"
+    ),
+    "Cell.spec.containers[].securityOpts": Effect(f"{_SPEC}::test_no_new_privileges"),
+    "Cell.spec.containers[].devices": Effect(
+        f"{_SPEC}::test_devices_become_nodes_and_cgroup_rules"
+    ),
+    "Cell.spec.containers[].tmpfs[].path": Effect(
+        f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
+    ),
+    "Cell.spec.containers[].tmpfs[].sizeBytes": Effect(
+        f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
+    ),
+    "Cell.spec.containers[].tmpfs[].options": Effect(
+        f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
+    ),
+    "Cell.spec.containers[].resources.memoryLimitBytes": Effect(f"{_SPEC}::test_resources"),
+    "Cell.spec.containers[].resources.cpuShares": Effect(f"{_SPEC}::test_resources"),
+    "Cell.spec.containers[].resources.pidsLimit": Effect(f"{_SPEC}::test_resources"),
+    "Cell.spec.containers[].secrets[].name": Effect(_FILE_SECRETS),
+    "Cell.spec.containers[].secrets[].fromFile": Effect(_FILE_SECRETS),
+    "Cell.spec.containers[].secrets[].secretRef.name": Effect(_REF_SECRETS),
+    "Cell.spec.containers[].secrets[].secretRef.key": Effect(_REF_SECRETS),
+    "Cell.spec.containers[].secrets[].fromEnv": Effect(_FILE_SECRETS),
+    "Cell.spec.containers[].secrets[].mountPath": Effect(_REF_SECRETS),
+    "Cell.spec.containers[].cniConfigPath": Unverified(
+        "ignored: accepted and stored, but the cell is attached with its space's conflist "
+        "(controllers/cell.py never reads it): implement it or refuse it"
+    ),
+    "Cell.spec.containers[].restartPolicy": Effect(
+        "tests/integration/controllers/test_restart.py::test_always_restarts_after_a_clean_exit"
+    ),
+    "Cell.spec.containers[].restartBackoffSeconds": Effect(
+        # three restarts within 30 s: the default backoff of 30 s would allow one at most
+        "tests/integration/controllers/test_restart.py::test_always_restarts_after_a_clean_exit"
+    ),
+    "Cell.spec.containers[].restartMaxRetries": Effect(
+        "tests/integration/controllers/test_restart.py::test_on_failure_gives_up_after_max_retries"
+    ),
+    "Cell.spec.containers[].attachable": Effect(
+        "tests/integration/daemon/test_attach.py::test_attach_type_resize_detach_restart_and_logs"
+    ),
+    "Cell.spec.containers[].tty.prompt": Effect(_TTY_OPTIONS),
+    "Cell.spec.containers[].tty.onInit[].script": Effect(_TTY_OPTIONS),
+    "Cell.spec.containers[].tty.onInit[].runOn": Effect(_TTY_OPTIONS),
+    "Cell.spec.containers[].tty.logFile": Effect(_TTY_OPTIONS),
+    "Cell.spec.containers[].tty.logLevel": Effect(
+        "tests/unit/runtime/test_ttyinit.py::test_log_levels_filter"
+    ),
+    # --- Node -------------------------------------------------------------------------------
+    **_metadata(
+        "Node",
+        name=Effect(
+            "tests/integration/fleet/test_fleet.py::test_nodes_register_with_capacity_and_heartbeat"
+        ),
+        labels=Effect(_FLEET),
+    ),
+    "Node.spec.unschedulable": Effect(_FLEET),
+    # --- Secret -----------------------------------------------------------------------------
+    **_metadata("Secret", name=Effect(_REF_SECRETS)),
+    "Secret.metadata.realm": Effect(_REF_SECRETS),
+    "Secret.metadata.space": Effect(_REF_SECRETS),
+    "Secret.metadata.stack": Effect(_REF_SECRETS),
+    "Secret.spec": StoredOnly(
+        "an empty model kept for the envelope's sake (a Secret's body is data/stringData); "
+        "never serialised"
+    ),
+    "Secret.type": StoredOnly(
+        "the model accepts only Opaque (Kubernetes' shape), so the value never varies"
+    ),
+    "Secret.data": Effect(
+        "tests/e2e/test_kukectl_secrets.py::"
+        "test_a_secret_created_with_kukectl_reaches_the_container_and_nothing_else"
+    ),
+    "Secret.stringData": Effect(_REF_SECRETS),
+}
+
+KUKEOND_STATUS = StoredOnly("status: written by kukeond (controllers, registry), never by users")
+
+STATUS_FIELDS: tuple[str, ...] = (
+    # Realm: RealmStatus
+    "Realm.status.reason",
+    "Realm.status.message",
+    "Realm.status.cgroupPath",
+    "Realm.status.subtreeControllers",
+    "Realm.status.cgroupReady",
+    "Realm.status.observedGeneration",
+    "Realm.status.nodeName",
+    "Realm.status.createdAt",
+    "Realm.status.updatedAt",
+    "Realm.status.readyAt",
+    "Realm.status.state",
+    "Realm.status.containerdNamespaceReady",
+    "Realm.status.nodes{}.state",
+    "Realm.status.nodes{}.reason",
+    "Realm.status.nodes{}.message",
+    "Realm.status.nodes{}.cgroupPath",
+    "Realm.status.nodes{}.subtreeControllers",
+    "Realm.status.nodes{}.observedGeneration",
+    "Realm.status.nodes{}.updatedAt",
+    "Realm.status.nodes{}.readyAt",
+    # Space: SpaceStatus
+    "Space.status.reason",
+    "Space.status.message",
+    "Space.status.cgroupPath",
+    "Space.status.subtreeControllers",
+    "Space.status.cgroupReady",
+    "Space.status.observedGeneration",
+    "Space.status.nodeName",
+    "Space.status.createdAt",
+    "Space.status.updatedAt",
+    "Space.status.readyAt",
+    "Space.status.state",
+    "Space.status.network.bridgeName",
+    "Space.status.network.subnet",
+    "Space.status.network.gateway",
+    "Space.status.network.cniConfigFile",
+    "Space.status.nodes{}.state",
+    "Space.status.nodes{}.reason",
+    "Space.status.nodes{}.message",
+    "Space.status.nodes{}.cgroupPath",
+    "Space.status.nodes{}.subtreeControllers",
+    "Space.status.nodes{}.observedGeneration",
+    "Space.status.nodes{}.updatedAt",
+    "Space.status.nodes{}.readyAt",
+    "Space.status.nodes{}.bridgeName",
+    "Space.status.nodes{}.subnet",
+    "Space.status.nodes{}.gateway",
+    "Space.status.nodes{}.cniConfigFile",
+    # Stack: StackStatus
+    "Stack.status.reason",
+    "Stack.status.message",
+    "Stack.status.cgroupPath",
+    "Stack.status.subtreeControllers",
+    "Stack.status.cgroupReady",
+    "Stack.status.observedGeneration",
+    "Stack.status.nodeName",
+    "Stack.status.createdAt",
+    "Stack.status.updatedAt",
+    "Stack.status.readyAt",
+    "Stack.status.state",
+    "Stack.status.nodes{}.state",
+    "Stack.status.nodes{}.reason",
+    "Stack.status.nodes{}.message",
+    "Stack.status.nodes{}.cgroupPath",
+    "Stack.status.nodes{}.subtreeControllers",
+    "Stack.status.nodes{}.observedGeneration",
+    "Stack.status.nodes{}.updatedAt",
+    "Stack.status.nodes{}.readyAt",
+    # Cell: CellStatus
+    "Cell.status.reason",
+    "Cell.status.message",
+    "Cell.status.cgroupPath",
+    "Cell.status.subtreeControllers",
+    "Cell.status.cgroupReady",
+    "Cell.status.observedGeneration",
+    "Cell.status.nodeName",
+    "Cell.status.createdAt",
+    "Cell.status.updatedAt",
+    "Cell.status.readyAt",
+    "Cell.status.state",
+    "Cell.status.readyObserved",
+    "Cell.status.network.bridgeName",
+    "Cell.status.network.ip",
+    "Cell.status.containers[].id",
+    "Cell.status.containers[].name",
+    "Cell.status.containers[].state",
+    "Cell.status.containers[].pid",
+    "Cell.status.containers[].exitCode",
+    "Cell.status.containers[].exitSignal",
+    "Cell.status.containers[].restartCount",
+    "Cell.status.containers[].image",
+    "Cell.status.containers[].reason",
+    "Cell.status.containers[].message",
+    "Cell.status.containers[].createdAt",
+    "Cell.status.containers[].startTime",
+    "Cell.status.containers[].finishTime",
+    "Cell.status.containers[].restartTime",
+    "Cell.status.containers[].lastState.exitCode",
+    "Cell.status.containers[].lastState.signal",
+    "Cell.status.containers[].lastState.reason",
+    "Cell.status.containers[].lastState.startedAt",
+    "Cell.status.containers[].lastState.finishedAt",
+    # Node: NodeStatus
+    "Node.status.state",
+    "Node.status.reason",
+    "Node.status.message",
+    "Node.status.addresses[].type",
+    "Node.status.addresses[].address",
+    "Node.status.apiEndpoint",
+    "Node.status.capacity.cpus",
+    "Node.status.capacity.memoryBytes",
+    "Node.status.capacity.cgroupMode",
+    "Node.status.capacity.containerdVersion",
+    "Node.status.capacity.runcVersion",
+    "Node.status.capacity.cniPlugins",
+    "Node.status.allocatable.cpus",
+    "Node.status.allocatable.memoryBytes",
+    "Node.status.allocatable.cgroupMode",
+    "Node.status.allocatable.containerdVersion",
+    "Node.status.allocatable.runcVersion",
+    "Node.status.allocatable.cniPlugins",
+    "Node.status.conditions[].type",
+    "Node.status.conditions[].status",
+    "Node.status.conditions[].reason",
+    "Node.status.conditions[].message",
+    "Node.status.conditions[].lastTransitionTime",
+    "Node.status.lastHeartbeatTime",
+    "Node.status.observedGeneration",
+    "Node.status.nodeName",
+    "Node.status.updatedAt",
+    # Secret: SecretStatus
+    "Secret.status.keys[].name",
+    "Secret.status.keys[].size",
+    "Secret.status.keys[].sha256",
+)
+
+REGISTRY: dict[str, Verdict] = {**FIELDS, **dict.fromkeys(STATUS_FIELDS, KUKEOND_STATUS)}
+"""Every path the walker finds, with its verdict."""
+
+KNOWN_GAPS: frozenset[str] = frozenset(
+    {
+        "Realm.spec.namespace",
+        "Space.spec.network.egress.default",
+        "Space.spec.network.egress.allow[].host",
+        "Space.spec.network.egress.allow[].cidr",
+        "Space.spec.network.egress.allow[].ports",
+        "Cell.spec.nestedCgroupRuntime",
+        "Cell.spec.containers[].ports",
+        "Cell.spec.containers[].networks",
+        "Cell.spec.containers[].networksAliases",
+        "Cell.spec.containers[].cniConfigPath",
+    }
+)
+"""The fields marked `Unverified`: accepted, with no test proving their effect. Closing a
+gap (a test, an implementation, or a refusal) removes its path from here."""
