@@ -26,13 +26,13 @@ if TYPE_CHECKING:
         TokenBook,
         TokensFileError,
     )
+    from kukeon.apiserver.paths import DEFAULT_SOCKET
     from kukeon.apiserver.runner import (
         ApiServerError,
         ApiServerRunner,
         build_runner,
         serve_api,
     )
-    from kukeon.apiserver.paths import DEFAULT_SOCKET
     from kukeon.apiserver.settings import ApiSettings
     from kukeon.apiserver.status import ApiError
 
