@@ -388,10 +388,13 @@ class ContainerSpec(KukeonModel):
     env: NullableList[EnvEntry] = Field(default_factory=list)
     """Environment entries, `KEY=VALUE`."""
     ports: NullableList[PortSpec] = Field(default_factory=list)
-    """Docker's `[hostIP:][hostPort:]containerPort[/tcp|udp]`, ports 1-65535. Validated and
-    kept as written; kukeond does not publish them yet (nothing is forwarded)."""
+    """Docker's `[hostIP:][hostPort:]containerPort[/tcp|udp]`, ports 1-65535. Publishing is
+    not implemented yet: the API refuses a write that sets them (documents stored before
+    keep theirs)."""
     volumes: NullableList[VolumeMount] = Field(default_factory=list)
     networks: NullableList[str] = Field(default_factory=list)
+    """Other spaces' networks to join: not implemented yet, the API refuses a write that
+    sets them."""
     networks_aliases: NullableList[str] = Field(default_factory=list)
     """DNS aliases of the container within its networks."""
     privileged: bool = False
@@ -412,7 +415,8 @@ class ContainerSpec(KukeonModel):
     resources: Resources | None = None
     secrets: NullableList[ContainerSecret] = Field(default_factory=list)
     cni_config_path: OptionalAbsolutePath = None
-    """Directory of the CNI configuration to use instead of the space's."""
+    """A CNI configuration instead of the space's: not implemented yet, the API refuses a
+    write that sets it (a space's `cniConfigPath` is implemented)."""
     restart_policy: Annotated[RestartPolicy, BeforeValidator(_restart_policy_default)] = (
         RestartPolicy.NEVER
     )

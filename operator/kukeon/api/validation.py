@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
-from kukeon.api.container import containerd_container_id
 from kukeon.api.meta import DEFAULT_PARENT, QUOTE_LIMIT, Kind, quote
 
 
@@ -192,22 +191,6 @@ def _cell_errors(spec: Mapping[str, Any], cell_name: str | None) -> list[FieldEr
                 ids[container_id] = index
         if container.get("root") is True:
             roots.append(index)
-        given_cid = _text(container.get("containerdId"))
-        if given_cid is not None and container_id is not None and cell_name is not None:
-            derived = containerd_container_id(
-                space=parents["spaceId"] or DEFAULT_PARENT,
-                stack=parents["stackId"] or DEFAULT_PARENT,
-                cell=cell_name,
-                container=container_id,
-            )
-            if given_cid != derived:
-                errors.append(
-                    FieldError(
-                        f"{path}.containerdId",
-                        f"is derived by kukeon ({quote(derived)}): leave it out, got "
-                        f"{quote(given_cid)}",
-                    )
-                )
         for field, expected in parents.items():
             given = _text(container.get(field))
             if given is not None and expected is not None and given != expected:

@@ -26,6 +26,7 @@ from kukeon.api import (
     API_VERSION,
     SCOPE_PLACEHOLDER,
     AnyResource,
+    Cell,
     InvalidResource,
     Kind,
     Secret,
@@ -34,6 +35,7 @@ from kukeon.api import (
     parse_resource,
     to_document,
 )
+from kukeon.api.container import containerd_container_id
 from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.admission import Admission
@@ -250,6 +252,53 @@ def _check_finalizers(target: Target, res: AnyResource, current: AnyResource | N
         )
 
 
+_NOT_ACTED_ON = {
+    "ports": "publishing ports is not implemented yet",
+    "networks": "joining other spaces' networks is not implemented yet",
+    "cniConfigPath": "a container's own CNI configuration is not implemented yet (a space's "
+    "spec.cniConfigPath is)",
+}
+"""Container fields the model loads (kukeon manifests carry them) but kukeond does not act
+on: a write that sets or changes one is refused, so nobody believes it works."""
+
+
+def _check_acted_on(target: Target, res: AnyResource, current: AnyResource | None) -> None:
+    """Refuse what a write asks that kukeond would ignore, or that only kukeon decides: the
+    fields of `_NOT_ACTED_ON`, and a `containerdId` other than the derived one. Compared with
+    the stored object, so a document written before these rules stays writable as long as
+    the write leaves those values as they were."""
+    if not isinstance(res, Cell):
+        return
+    before = {c.id: c for c in current.spec.containers} if isinstance(current, Cell) else {}
+    causes: list[Cause] = []
+    for index, container in enumerate(res.spec.containers):
+        path = f"spec.containers[{index}]"
+        old = before.get(container.id)
+        fields = {"ports", "networks", "cni_config_path"}
+        written = container.model_dump(by_alias=True, include=fields)
+        kept = old.model_dump(by_alias=True, include=fields) if old else {}
+        for field, why in _NOT_ACTED_ON.items():
+            if written.get(field) and written.get(field) != kept.get(field):
+                causes.append(Cause(f"{path}.{field}", why))
+        derived = containerd_container_id(
+            space=res.spec.space_id, stack=res.spec.stack_id, cell=res.metadata.name,
+            container=container.id,
+        )  # fmt: skip
+        given = container.containerd_id
+        if given and given != derived and given != (old.containerd_id if old else None):
+            why = f"is derived by kukeon ({quote(derived)}): leave it out"
+            causes.append(Cause(f"{path}.containerdId", why))
+    if causes:
+        raise ApiError(
+            422,
+            f"{target.label()}: " + "; ".join(f"{c.field}: {c.message}" for c in causes),
+            reason="Invalid",
+            kind=target.kind.value,
+            name=target.name or res.metadata.name,
+            causes=causes,
+        )
+
+
 class ResourceHandlers:
     """aiohttp handlers for every kind, bound to one registry."""
 
@@ -352,6 +401,7 @@ class ResourceHandlers:
         if target.subresource is not None:
             return  # status: only admins (the controllers) write it
         _check_finalizers(target, res, current)
+        _check_acted_on(target, res, current)
         await self._store(target, self._admission.admit(principal_of(request), res, current))
 
     async def _store(self, target: Target, call: Any) -> Any:

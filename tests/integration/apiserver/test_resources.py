@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kukeon.api import parse_resource
 from tests.integration.apiserver.conftest import Api, cell_doc, realm_doc, space_doc, stack_doc
 
 pytestmark = pytest.mark.integration
@@ -376,3 +377,37 @@ async def test_clients_cannot_add_finalizers(http: aiohttp.ClientSession) -> Non
     # A deletion is never held by a client's promise.
     gone = await http.delete(f"{V}/realms/fin")
     assert gone.status == 200
+
+
+async def test_fields_kukeond_would_ignore_are_refused(
+    http: aiohttp.ClientSession, api: Api
+) -> None:
+    """ports, networks and a container's cniConfigPath are loaded but not acted on, and a
+    containerdId is kukeon's: a write that sets one is a 422 naming it, while a document
+    stored before the rule stays writable as long as the write leaves the value as it was."""
+    await _defaults(http)
+    for field, value in (
+        ("ports", ["8080:80"]),
+        ("networks", ["other"]),
+        ("cniConfigPath", "/etc/cni/net.d/x.conflist"),
+        ("containerdId", "mine"),
+    ):
+        doc = cell_doc(f"c-{field.lower()}")
+        doc["spec"]["containers"][0][field] = value
+        refused = await _status(await http.post(CELLS, json=doc), 422)
+        assert refused["details"]["causes"][0]["field"] == f"spec.containers[0].{field}"
+    derived = cell_doc("derived")
+    derived["spec"]["containers"][0]["containerdId"] = "default_default_derived_main"
+    await _ok(await http.post(CELLS, json=derived), 201)
+
+    # Stored before the rule (written through the registry, as an older kukeond did).
+    old = cell_doc("old")
+    old["spec"]["containers"][0]["ports"] = ["8080:80"]
+    old["spec"]["realmId"] = old["spec"]["spaceId"] = old["spec"]["stackId"] = "default"
+    await api.registry.create(parse_resource(old))
+    merge = {"Content-Type": "application/merge-patch+json"}
+    stop = {"spec": {"desiredState": "Stopped"}}
+    await _ok(await http.patch(f"{CELLS}/old", data=json.dumps(stop), headers=merge))
+    change = {"spec": {"containers": [{"id": "main", "image": "busybox:latest", "root": True,
+                                        "ports": ["9090:90"]}]}}  # fmt: skip
+    await _status(await http.patch(f"{CELLS}/old", data=json.dumps(change), headers=merge), 422)

@@ -53,6 +53,9 @@ Verdict = Effect | Refused | StoredOnly | Unverified
 
 # --- the tests cited more than once --------------------------------------------------------
 
+_NOT_ACTED_ON = (
+    "tests/integration/apiserver/test_resources.py::test_fields_kukeond_would_ignore_are_refused"
+)
 _VALIDATION = "tests/unit/api/test_validation.py"
 _SPEC = "tests/unit/runtime/test_spec.py"
 _SPACE_DEFAULTS = "tests/unit/api/test_defaults.py::test_container_beats_space_beats_built_in"
@@ -216,9 +219,7 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].id": Effect(
         "tests/integration/controllers/test_cell_lifecycle.py::test_two_container_cell_becomes_ready"
     ),
-    "Cell.spec.containers[].containerdId": Refused(
-        f"{_VALIDATION}::test_containerd_id_is_derived_and_nothing_else_is_taken"
-    ),
+    "Cell.spec.containers[].containerdId": Refused(_NOT_ACTED_ON),
     "Cell.spec.containers[].realmId": Refused(_CONTAINER_PARENTS),
     "Cell.spec.containers[].spaceId": Refused(_CONTAINER_PARENTS),
     "Cell.spec.containers[].stackId": Refused(_CONTAINER_PARENTS),
@@ -233,10 +234,7 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].args": Effect(f"{_SPEC}::test_process_args_docker_semantics"),
     "Cell.spec.containers[].workingDir": Effect(f"{_SPEC}::test_working_dir"),
     "Cell.spec.containers[].env": Effect(f"{_SPEC}::test_env_merge_order_and_kukeon_identity"),
-    "Cell.spec.containers[].ports": Unverified(
-        "ignored: validated and kept, but kukeond publishes no port (nothing reads the field; "
-        "its docstring says so): implement publishing or refuse a non-empty list"
-    ),
+    "Cell.spec.containers[].ports": Refused(_NOT_ACTED_ON),
     "Cell.spec.containers[].volumes[].kind": Effect(
         f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
     ),
@@ -255,10 +253,7 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].volumes[].mode": Effect(
         f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
     ),
-    "Cell.spec.containers[].networks": Unverified(
-        "ignored: accepted and stored, but nothing outside kukeon.api reads it (a cell "
-        "joins its space's one network): implement it or refuse a non-empty list"
-    ),
+    "Cell.spec.containers[].networks": Refused(_NOT_ACTED_ON),
     "Cell.spec.containers[].networksAliases": Unverified(
         "render_hosts(aliases=...) is tested (tests/unit/runtime/test_hosts_files.py::"
         "test_hosts_with_address_aliases_and_extra_hosts), but no test gives a container "
@@ -304,10 +299,7 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].secrets[].secretRef.key": Effect(_REF_SECRETS),
     "Cell.spec.containers[].secrets[].fromEnv": Effect(_FILE_SECRETS),
     "Cell.spec.containers[].secrets[].mountPath": Effect(_REF_SECRETS),
-    "Cell.spec.containers[].cniConfigPath": Unverified(
-        "ignored: accepted and stored, but the cell is attached with its space's conflist "
-        "(controllers/cell.py never reads it): implement it or refuse it"
-    ),
+    "Cell.spec.containers[].cniConfigPath": Refused(_NOT_ACTED_ON),
     "Cell.spec.containers[].restartPolicy": Effect(
         "tests/integration/controllers/test_restart.py::test_always_restarts_after_a_clean_exit"
     ),
@@ -507,10 +499,7 @@ KNOWN_GAPS: frozenset[str] = frozenset(
         "Space.spec.network.egress.allow[].cidr",
         "Space.spec.network.egress.allow[].ports",
         "Cell.spec.nestedCgroupRuntime",
-        "Cell.spec.containers[].ports",
-        "Cell.spec.containers[].networks",
         "Cell.spec.containers[].networksAliases",
-        "Cell.spec.containers[].cniConfigPath",
     }
 )
 """The fields marked `Unverified`: accepted, with no test proving their effect. Closing a

@@ -162,16 +162,6 @@ def test_container_parent_ids_must_match_the_cell() -> None:
     assert parse_resource(cell_doc(containers=[container(realmId="default", cellId="web")]))
 
 
-def test_containerd_id_is_derived_and_nothing_else_is_taken() -> None:
-    derived = container("a", containerdId="default_default_web_a")
-    assert parse_resource(cell_doc(containers=[derived]))
-    doc = cell_doc(containers=[container("a", containerdId="mine")])
-    assert one_cause(doc) == FieldError(
-        "spec.containers[0].containerdId",
-        "is derived by kukeon ('default_default_web_a'): leave it out, got 'mine'",
-    )
-
-
 # --- the root container ------------------------------------------------------------------
 
 
