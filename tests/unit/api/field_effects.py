@@ -105,12 +105,7 @@ _NO_ANNOTATIONS_READ = "free-form notes: kukeon reads no annotation of this kind
 _API_VERSION = "envelope: v1beta1 or kukeon.io/v1beta1, written back as kukeon.io/v1beta1"
 _KIND = "envelope: names the model; each kind accepts only its own name"
 
-_EGRESS_GAP = (
-    "the nftables adapter is tested with runtime EgressRule values "
-    "(tests/integration/network/test_egress.py), but no test applies a Space's "
-    "spec.network.egress and checks the chain: controllers/space.py egress_policy(), "
-    "the mapping of this field, is untested"
-)
+_EGRESS = "tests/unit/controllers/test_egress_policy.py::test_the_translation_keeps_each_rule"
 
 
 def _metadata(
@@ -163,10 +158,10 @@ FIELDS: dict[str, Verdict] = {
     **_metadata("Space", name=Effect(_HIERARCHY)),
     "Space.spec.realmId": Effect(_HIERARCHY),
     "Space.spec.cniConfigPath": Effect(_HIERARCHY),
-    "Space.spec.network.egress.default": Unverified(_EGRESS_GAP),
-    "Space.spec.network.egress.allow[].host": Unverified(_EGRESS_GAP),
-    "Space.spec.network.egress.allow[].cidr": Unverified(_EGRESS_GAP),
-    "Space.spec.network.egress.allow[].ports": Unverified(_EGRESS_GAP),
+    "Space.spec.network.egress.default": Effect(_EGRESS),
+    "Space.spec.network.egress.allow[].host": Effect(_EGRESS),
+    "Space.spec.network.egress.allow[].cidr": Effect(_EGRESS),
+    "Space.spec.network.egress.allow[].ports": Effect(_EGRESS),
     "Space.spec.defaults.container.user": Effect(_SPACE_DEFAULTS_LIVE),
     "Space.spec.defaults.container.readOnlyRootFilesystem": Effect(_SPACE_DEFAULTS_LIVE),
     "Space.spec.defaults.container.capabilities.drop": Effect(_SPACE_DEFAULTS),
@@ -494,10 +489,6 @@ REGISTRY: dict[str, Verdict] = {**FIELDS, **dict.fromkeys(STATUS_FIELDS, KUKEOND
 KNOWN_GAPS: frozenset[str] = frozenset(
     {
         "Realm.spec.namespace",
-        "Space.spec.network.egress.default",
-        "Space.spec.network.egress.allow[].host",
-        "Space.spec.network.egress.allow[].cidr",
-        "Space.spec.network.egress.allow[].ports",
         "Cell.spec.nestedCgroupRuntime",
         "Cell.spec.containers[].networksAliases",
     }
