@@ -138,9 +138,8 @@ def _metadata(
 FIELDS: dict[str, Verdict] = {
     # --- Realm ------------------------------------------------------------------------------
     **_metadata("Realm", name=Effect(_BY_NAME)),
-    "Realm.spec.namespace": Unverified(
-        "no test creates a realm with its own spec.namespace and finds its containers in "
-        "that containerd namespace (controllers/host.py namespace_of is untested)"
+    "Realm.spec.namespace": Effect(
+        "tests/integration/controllers/test_naming_fields.py::test_a_realm_namespace_is_where_its_containers_live"
     ),
     "Realm.spec.registryCredentials[].username": Effect(_PULL_CREDENTIALS),
     "Realm.spec.registryCredentials[].password": Effect(_PULL_CREDENTIALS),
@@ -249,10 +248,8 @@ FIELDS: dict[str, Verdict] = {
         f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
     ),
     "Cell.spec.containers[].networks": Refused(_NOT_ACTED_ON),
-    "Cell.spec.containers[].networksAliases": Unverified(
-        "render_hosts(aliases=...) is tested (tests/unit/runtime/test_hosts_files.py::"
-        "test_hosts_with_address_aliases_and_extra_hosts), but no test gives a container "
-        "networksAliases and reads the cell's /etc/hosts (controllers/cell.py collects them)"
+    "Cell.spec.containers[].networksAliases": Effect(
+        "tests/integration/controllers/test_naming_fields.py::test_network_aliases_resolve_to_the_cell_inside_it"
     ),
     "Cell.spec.containers[].privileged": Effect(f"{_SPEC}::test_privileged"),
     "Cell.spec.containers[].hostNetwork": Effect(
@@ -488,9 +485,7 @@ REGISTRY: dict[str, Verdict] = {**FIELDS, **dict.fromkeys(STATUS_FIELDS, KUKEOND
 
 KNOWN_GAPS: frozenset[str] = frozenset(
     {
-        "Realm.spec.namespace",
         "Cell.spec.nestedCgroupRuntime",
-        "Cell.spec.containers[].networksAliases",
     }
 )
 """The fields marked `Unverified`: accepted, with no test proving their effect. Closing a
