@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import Cell, Kind
-from tests.e2e.test_kukectl_workloads import manifests
-from tests.fixtures.kukectl import kukectl
+from tests.fixtures.kukectl import kukectl, parent_manifests
 from tests.fixtures.kukeond import Kukeond
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +50,7 @@ async def test_a_secret_created_with_kukectl_reaches_the_container_and_nothing_e
     cert = f"cert-{secrets.token_hex(10)}"
     markers = (token, cert)
     scope = ["--realm", k.realm, "--space", "web", "--stack", "site"]
-    (tmp_path / "parents.yaml").write_text(manifests(k))
+    (tmp_path / "parents.yaml").write_text(parent_manifests(k))
     code, _, err = await kukectl(k, "apply", "-f", str(tmp_path / "parents.yaml"))
     assert code == 0, err
     code, _, err = await kukectl(k, "image", "import", str(k.image.archive), "--realm", k.realm)

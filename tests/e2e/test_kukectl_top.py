@@ -7,31 +7,12 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import Kind
-from tests.fixtures.kukectl import kukectl
+from tests.fixtures.kukectl import kukectl, parent_manifests
 from tests.fixtures.kukeond import Kukeond
 
 pytestmark = pytest.mark.e2e
 
 FILL_MIB = 32
-
-
-def manifests(k: Kukeond) -> str:
-    return f"""
-apiVersion: v1beta1
-kind: Realm
-metadata: {{name: {k.realm}}}
-spec: {{}}
----
-apiVersion: v1beta1
-kind: Space
-metadata: {{name: web}}
-spec: {{realmId: {k.realm}}}
----
-apiVersion: v1beta1
-kind: Stack
-metadata: {{name: site}}
-spec: {{realmId: {k.realm}, spaceId: web}}
-"""
 
 
 def cells(k: Kukeond) -> str:
@@ -75,7 +56,7 @@ def millicores(text: str) -> int:
 async def test_top_cells_and_nodes(kukeond: Kukeond, tmp_path: Path) -> None:
     k = kukeond
     scope = ["--realm", k.realm, "--space", "web", "--stack", "site"]
-    (tmp_path / "parents.yaml").write_text(manifests(k))
+    (tmp_path / "parents.yaml").write_text(parent_manifests(k))
     (tmp_path / "cells.yaml").write_text(cells(k))
     code, _, err = await kukectl(k, "apply", "-f", str(tmp_path / "parents.yaml"))
     assert code == 0, err

@@ -8,30 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.kukectl import KUKECTL, kukectl
+from tests.fixtures.kukectl import KUKECTL, kukectl, parent_manifests
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import get_cell
 
 pytestmark = pytest.mark.e2e
-
-
-def manifests(k: Kukeond) -> str:
-    return f"""
-apiVersion: v1beta1
-kind: Realm
-metadata: {{name: {k.realm}}}
-spec: {{}}
----
-apiVersion: v1beta1
-kind: Space
-metadata: {{name: web}}
-spec: {{realmId: {k.realm}}}
----
-apiVersion: v1beta1
-kind: Stack
-metadata: {{name: site}}
-spec: {{realmId: {k.realm}, spaceId: web}}
-"""
 
 
 def ticker_cell(k: Kukeond) -> str:
@@ -54,7 +35,7 @@ spec:
 async def test_apply_logs_exec_stop_start_delete(kukeond: Kukeond, tmp_path: Path) -> None:
     k = kukeond
     scope = ["--realm", k.realm, "--space", "web", "--stack", "site"]
-    (tmp_path / "parents.yaml").write_text(manifests(k))
+    (tmp_path / "parents.yaml").write_text(parent_manifests(k))
     code, out, err = await kukectl(k, "apply", "-f", str(tmp_path / "parents.yaml"))
     assert code == 0, err
     assert f"realm/{k.realm} created" in out
