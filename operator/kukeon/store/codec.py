@@ -1,0 +1,204 @@
+"""Resources to stored bytes and back: validation, size limit, sealing, decoding.
+
+No I/O here. A write is validated through ``kukeon.api`` (the canonical document and its
+model), its sealed values are sealed (``encryption``) and it is refused over
+``MAX_DOCUMENT_BYTES``; a read is decoded as untrusted data (``decoding``): a document that
+is not a valid resource of its key is recorded in ``InvalidDocuments`` and is either
+skipped by the caller (lists, watches) or ``InvalidStoredDocument`` (reads by name).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from kukeon.api import (
+    AnyResource,
+    FieldError,
+    InvalidResource,
+    Kind,
+    Realm,
+    Secret,
+    parse_resource,
+    to_document,
+)
+
+from .decoding import InvalidDocuments, load_document, parse_document
+from .encryption import (
+    EncryptionError,
+    Keyring,
+    SealingError,
+    seal_passwords,
+    seal_secret,
+    unseal_document,
+)
+from .errors import Invalid, InvalidStoredDocument
+from .keys import KeyLayout, display_name
+from .txn import Stored
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+
+SEALED_KINDS = (Kind.SECRET, Kind.REALM)
+"""Kinds whose stored documents carry sealed values (see ``encryption``)."""
+
+
+def label_of(kind: Kind, key: Sequence[str]) -> str:
+    """How messages name an object: ``Cell 'r/s/st/c'``."""
+    return f"{kind.value} {display_name(key)!r}"
+
+
+class DocumentCodec:
+    """The documents of one key layout, sealed and opened with one keyring (or none)."""
+
+    def __init__(
+        self, *, layout: KeyLayout, keyring: Keyring | None, invalid: InvalidDocuments
+    ) -> None:
+        self._layout = layout
+        # Seals Secret values and inline registry passwords on write and opens them on
+        # read (only kukeond holds one); without it they cannot be written and read as
+        # absent (Secret data) or "***" (passwords).
+        self._keyring = keyring
+        self.invalid = invalid
+        """Keys whose document did not decode when last read."""
+
+    @staticmethod
+    def validate(document: dict[str, Any]) -> tuple[dict[str, Any], AnyResource]:
+        """Validate through kukeon.api; the canonical document to store and its model."""
+        try:
+            parsed = parse_resource(document)
+        except InvalidResource as error:
+            raise Invalid.from_invalid_resource(error) from error
+        canonical = to_document(parsed)
+        canonical["metadata"].pop("resourceVersion", None)
+        return canonical, parsed
+
+    @staticmethod
+    def as_written(model: AnyResource, revision: int, **metadata: Any) -> AnyResource:
+        """The validated model as stored at ``revision`` (no second parse of our own bytes)."""
+        update = {"resource_version": str(revision), **metadata}
+        return model.model_copy(update={"metadata": model.metadata.model_copy(update=update)})
+
+    def encode(self, document: dict[str, Any], *, label: str) -> bytes:
+        data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(data) > MAX_DOCUMENT_BYTES:
+            why = f"the document is {len(data)} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit"
+            raise Invalid(
+                f"{label}: {why}",
+                causes=[FieldError("", why)],
+                kind=document.get("kind"),
+                name=document.get("metadata", {}).get("name"),
+            )
+        return data
+
+    def parsed(
+        self, kind: Kind, raw_key: bytes, document: dict[str, Any], revision: int
+    ) -> AnyResource | str:
+        """``document`` (loaded from ``raw_key``) as a resource, or why not (then recorded)."""
+        key = self._layout.split(kind, raw_key)
+        parsed = self.unsealed(kind, raw_key, document) or parse_document(
+            document, kind=kind, key=key, revision=revision
+        )
+        if isinstance(parsed, str):
+            self.invalid.seen(kind, raw_key, revision, parsed)
+        else:
+            self.invalid.valid(raw_key, revision)
+        return parsed
+
+    def decoded(self, kind: Kind, raw_key: bytes, value: bytes, revision: int) -> AnyResource | str:
+        """The resource stored as ``value`` under ``raw_key``, or why it is not one."""
+        loaded = load_document(value)
+        if isinstance(loaded, str):
+            # Only the registry writes, after validating: someone wrote etcd by hand.
+            self.invalid.seen(kind, raw_key, revision, loaded)
+            return loaded
+        return self.parsed(kind, raw_key, loaded, revision)
+
+    def decode(self, kind: Kind, raw_key: bytes, value: bytes, revision: int) -> AnyResource:
+        decoded = self.decoded(kind, raw_key, value, revision)
+        if isinstance(decoded, str):
+            raise self.unreadable(kind, raw_key, revision, decoded)
+        return decoded
+
+    def last_version(self, kind: Kind, kv: Any, revision: int) -> AnyResource | None:
+        """A watch event's previous version, for a DELETED event; None when not valid.
+
+        Nothing is recorded: that version was either delivered (valid) or skipped already.
+        """
+        loaded = load_document(kv.value)
+        if isinstance(loaded, str):
+            return None
+        key = self._layout.split(kind, kv.key)
+        parsed = self.unsealed(kind, kv.key, loaded) or parse_document(
+            loaded, kind=kind, key=key, revision=revision
+        )
+        return None if isinstance(parsed, str) else parsed
+
+    def unsealed(self, kind: Kind, raw_key: bytes, document: dict[str, Any]) -> str | None:
+        """Open the sealed values of ``document`` in place; why not, when one does not open."""
+        if kind not in SEALED_KINDS:
+            return None
+        try:
+            unseal_document(kind.value, raw_key, document, self._keyring)
+        except (EncryptionError, ValueError, UnicodeDecodeError) as error:
+            return f"a sealed value does not open: {error}"
+        return None
+
+    def seal(
+        self,
+        kind: Kind,
+        raw_key: bytes,
+        canonical: dict[str, Any],
+        res: AnyResource,
+        stored: dict[str, Any] | None,
+        label: str,
+    ) -> None:
+        """Seal the values ``res`` carries into ``canonical``, the document to write."""
+        try:
+            if isinstance(res, Secret):
+                seal_secret(raw_key, canonical, res.values(), stored, self._keyring)
+            elif isinstance(res, Realm):
+                passwords = [entry.password for entry in res.spec.registry_credentials]
+                seal_passwords(raw_key, canonical, passwords, stored, self._keyring)
+        except SealingError as error:
+            raise Invalid(
+                f"{label}: {error.field}: {error}", causes=[FieldError(error.field, str(error))]
+            ) from None
+
+    def written(
+        self,
+        kind: Kind,
+        raw_key: bytes,
+        model: AnyResource,
+        data: bytes,
+        revision: int,
+        **meta: Any,
+    ) -> AnyResource:
+        """What a write returns: the validated model, or, for a kind with sealed values,
+        the stored bytes read back (so the caller holds the values, not "***")."""
+        if kind in SEALED_KINDS:
+            return self.decode(kind, raw_key, data, revision)
+        return self.as_written(model, revision, **meta)
+
+    def unreadable(
+        self, kind: Kind, raw_key: bytes, revision: int, reason: str
+    ) -> InvalidStoredDocument:
+        key = self._layout.split(kind, raw_key)
+        where = raw_key.decode(errors="replace")
+        return InvalidStoredDocument(
+            f"{label_of(kind, key)}: the document stored at {where} (revision {revision}) is "
+            f"invalid: {reason}; lists and watches skip it; delete it or write a valid one",
+            kind=kind.value,
+            name=key[-1],
+            key=where,
+            revision=revision,
+            reason=reason,
+        )
+
+    def stored_document(self, kind: Kind, raw_key: bytes, stored: Stored) -> dict[str, Any]:
+        """The stored JSON object to merge a write into (InvalidStoredDocument if none)."""
+        loaded = load_document(stored.value)
+        if isinstance(loaded, str):
+            self.invalid.seen(kind, raw_key, stored.mod_revision, loaded)
+            raise self.unreadable(kind, raw_key, stored.mod_revision, loaded)
+        return loaded

@@ -1,0 +1,276 @@
+"""Writes of the registry: create, update (spec and metadata) and update_status.
+
+A create compares the key as absent and its parent as alive at the revision last seen so
+(``_parent_revisions``); an update compares the caller's ``resourceVersion`` and merges
+into the stored document (status kept, or only status written), from the document cache
+when it holds that exact revision. A write that leaves the stored bytes as they are is no
+write at all (no new revision, no watch event).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from kukeon.api import AnyResource, FieldError, Kind, key_of, to_document
+
+from .codec import SEALED_KINDS, label_of
+from .deletion import CHILDREN_FINALIZER, RegistryDeletion
+from .encryption import restore_sealed, validation_copy
+from .errors import AlreadyExists, Conflict, Invalid, NotFound, Unavailable
+from .keys import child_kinds, parent_key
+from .registrybase import MAX_CAS_ROUNDS, utc_now
+from .txn import (
+    Stored,
+    compare_created,
+    compare_modified,
+    delete_op,
+    put_op,
+    read_op,
+)
+
+_PARENT_CACHE_SIZE = 4096
+
+
+def _kind_of(res: AnyResource) -> Kind:
+    return Kind(res.kind)
+
+
+class RegistryWrites(RegistryDeletion):
+    """create, update and update_status, each one compare-and-swap transaction."""
+
+    async def create(self, res: AnyResource) -> AnyResource:
+        """Store a new object: AlreadyExists if the key is taken, NotFound without a live parent."""
+        kind = _kind_of(res)
+        key = key_of(res)
+        label = label_of(kind, key)
+        raw_key = self._layout.key(kind, key).encode()
+        fresh_metadata = res.metadata.model_copy(
+            update={
+                "uid": str(uuid.uuid4()),
+                "creation_timestamp": utc_now(),
+                "deletion_timestamp": None,
+                "generation": 1,
+                "resource_version": None,
+                "finalizers": self._initial_finalizers(kind, res.metadata.finalizers),
+            }
+        )
+        document = to_document(res.model_copy(update={"metadata": fresh_metadata}))
+        # The status of a new object is the controllers' to write, starting from Pending.
+        document.pop("status", None)
+        document, model = self._codec.validate(document)
+        self._codec.seal(kind, raw_key, document, res, None, label)
+        data = self._codec.encode(document, label=label)
+        uid = fresh_metadata.uid
+        parent = parent_key(kind, key)
+
+        parent_raw = self._layout.key(*parent).encode() if parent is not None else None
+
+        async def attempt(parent_revision: int) -> Any:
+            compare = [compare_created(raw_key, 0)]
+            failure = [read_op(raw_key)]
+            if parent_raw is not None:
+                # -1 never matches: without a known revision the failure branch reads it.
+                compare.append(compare_modified(parent_raw, parent_revision))
+                failure.append(read_op(parent_raw))
+            return await self._txn(compare, [put_op(raw_key, data)], failure)
+
+        for _ in range(MAX_CAS_ROUNDS):
+            parent_revision = self._parent_revisions.get(parent_raw or b"", -1)
+            # Repeatable: after an in-flight failure the next round recognises its own uid.
+            response = await self._retrier.run(
+                functools.partial(attempt, parent_revision),
+                what=f"create {label}",
+                repeatable=True,
+            )
+            if response.succeeded:
+                self._documents.remember(raw_key, Stored(data, response.header.revision))
+                return self._codec.written(kind, raw_key, model, data, response.header.revision)
+            existing = response.responses[0].response_range.kvs
+            if existing:
+                stored = existing[0]
+                if Stored(stored.value, stored.mod_revision).metadata.get("uid") == uid:
+                    return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
+                raise AlreadyExists(f"{label} already exists")
+            if parent is None or parent_raw is None:
+                continue
+            self._parent_revisions.pop(parent_raw, None)
+            parent_kvs = response.responses[1].response_range.kvs
+            parent_label = label_of(*parent)
+            if not parent_kvs:
+                raise NotFound(f"cannot create {label}: its {parent_label} does not exist")
+            found = self._codec.decoded(
+                parent[0], parent_raw, parent_kvs[0].value, parent_kvs[0].mod_revision
+            )
+            if isinstance(found, str):
+                raise NotFound(
+                    f"cannot create {label}: the stored document of its {parent_label} is "
+                    f"invalid ({found})"
+                )
+            if found.metadata.deletion_timestamp is not None:
+                raise NotFound(f"cannot create {label}: its {parent_label} is being deleted")
+            if len(self._parent_revisions) >= _PARENT_CACHE_SIZE:
+                self._parent_revisions.clear()
+            self._parent_revisions[parent_raw] = parent_kvs[0].mod_revision
+        raise Unavailable(f"create {label}: the parent kept changing, gave up")
+
+    @staticmethod
+    def _initial_finalizers(kind: Kind, requested: Sequence[str]) -> list[str]:
+        finalizers = [name for name in requested if name != CHILDREN_FINALIZER]
+        if child_kinds(kind):
+            finalizers.append(CHILDREN_FINALIZER)
+        return finalizers
+
+    # --- update --------------------------------------------------------------------------
+
+    def _expected_revision(self, res: AnyResource, label: str) -> int:
+        raw = res.metadata.resource_version
+        if not raw:
+            raise Invalid(
+                f"{label}: metadata.resourceVersion is required to update",
+                causes=[FieldError("metadata.resourceVersion", "required for an update")],
+            )
+        try:
+            return int(raw)
+        except ValueError:
+            raise Invalid(
+                f"{label}: metadata.resourceVersion {raw!r} is not a revision",
+                causes=[FieldError("metadata.resourceVersion", "must be an integer")],
+            ) from None
+
+    async def _current(self, kind: Kind, key: Sequence[str], expected: int, op: str) -> Stored:
+        label = label_of(kind, key)
+        raw_key = self._layout.key(kind, key).encode()
+        cached = self._documents.at(raw_key, expected)
+        if cached is not None:
+            return cached
+        stored = await self._read_one(raw_key, f"{op} {label}")
+        if stored is None:
+            raise NotFound(f"{label} not found")
+        if stored.mod_revision != expected:
+            raise Conflict(
+                f"{label} was modified: resourceVersion {expected} is stale, "
+                f"the current one is {stored.mod_revision}; read it again and retry"
+            )
+        return stored
+
+    async def update(self, res: AnyResource) -> AnyResource:
+        """Write spec and metadata (labels, annotations, finalizers); keep the stored status.
+
+        ``generation`` goes up only when the spec changed. An object being deleted whose
+        last finalizer this update drops is removed; the returned object is its last state.
+        """
+        kind = _kind_of(res)
+        key = key_of(res)
+        label = label_of(kind, key)
+        expected = self._expected_revision(res, label)
+        raw_key = self._layout.key(kind, key).encode()
+        stored = await self._current(kind, key, expected, "update")
+        stored_document = self._codec.stored_document(kind, raw_key, stored)
+        stored_metadata: dict[str, Any] = stored_document["metadata"]
+        stored_finalizers: list[str] = stored_metadata.get("finalizers") or []
+        finalizers = [f for f in res.metadata.finalizers if f != CHILDREN_FINALIZER]
+        if CHILDREN_FINALIZER in stored_finalizers:
+            finalizers.append(CHILDREN_FINALIZER)
+        deleting = bool(stored_metadata.get("deletionTimestamp"))
+        if deleting:
+            added = set(finalizers) - set(stored_finalizers)
+            if added:
+                raise self._no_new_finalizers(label, sorted(added))
+        given = to_document(res)
+        metadata = dict(stored_metadata)
+        metadata["labels"] = given["metadata"].get("labels", {})
+        metadata["annotations"] = given["metadata"].get("annotations", {})
+        metadata["finalizers"] = finalizers
+        document = {**stored_document, "metadata": metadata, "spec": given.get("spec")}
+        if kind == Kind.SECRET:
+            # A Secret has no spec; its body is its type and (sealed below) its values.
+            document = {**validation_copy(kind.value, stored_document), "metadata": metadata}
+            document.pop("spec", None)
+            document["type"] = given.get("type", "Opaque")
+        document, model = self._codec.validate(document)
+        self._codec.seal(kind, raw_key, document, res, stored_document, label)
+        generation: int = stored_metadata.get("generation", 1)
+        if document.get("spec") != stored_document.get("spec") or (
+            kind == Kind.SECRET and document.get("status") != stored_document.get("status")
+        ):
+            generation += 1
+            document["metadata"]["generation"] = generation
+        data = self._codec.encode(document, label=label)
+        if data == stored.value:
+            return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
+        revision = await self._compare_and_write(
+            kind, key, stored, data, remove=deleting and not finalizers, op="update"
+        )
+        if deleting and not finalizers:
+            return self._codec.as_written(model, revision, generation=generation)
+        return self._codec.written(kind, raw_key, model, data, revision, generation=generation)
+
+    async def update_status(self, res: AnyResource) -> AnyResource:
+        """Write status only (CAS on resourceVersion); spec, metadata and generation stay."""
+        kind = _kind_of(res)
+        key = key_of(res)
+        label = label_of(kind, key)
+        expected = self._expected_revision(res, label)
+        raw_key = self._layout.key(kind, key).encode()
+        stored = await self._current(kind, key, expected, "update status of")
+        stored_document = self._codec.stored_document(kind, raw_key, stored)
+        if kind == Kind.SECRET:
+            why = "a Secret's status (its keys, sizes and digests) is written by the registry"
+            raise Invalid(f"{label}: {why}", causes=[FieldError("status", why)])
+        status = res.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        document, model = self._codec.validate(
+            {**validation_copy(kind.value, stored_document), "status": status}
+        )
+        if kind in SEALED_KINDS:
+            restore_sealed(kind.value, document, stored_document)
+        data = self._codec.encode(document, label=label)
+        if data == stored.value:
+            return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
+        revision = await self._compare_and_write(
+            kind, key, stored, data, remove=False, op="update status of"
+        )
+        return self._codec.written(kind, raw_key, model, data, revision)
+
+    async def _compare_and_write(
+        self,
+        kind: Kind,
+        key: Sequence[str],
+        stored: Stored,
+        data: bytes,
+        *,
+        remove: bool,
+        op: str,
+    ) -> int:
+        """Put ``data`` (or delete the key) if it is still at ``stored.mod_revision``.
+
+        Not repeatable after an in-flight failure: the caller's resourceVersion is the
+        compare, and only the caller can decide again (``OutcomeUnknown``).
+        """
+        label = label_of(kind, key)
+        raw_key = self._layout.key(kind, key).encode()
+
+        async def attempt() -> Any:
+            compare = [compare_modified(raw_key, stored.mod_revision)]
+            write = delete_op(raw_key) if remove else put_op(raw_key, data)
+            return await self._txn(compare, [write], [read_op(raw_key)])
+
+        response = await self._retrier.run(attempt, what=f"{op} {label}", repeatable=False)
+        if not response.succeeded:
+            self._documents.forget(raw_key)
+            current = response.responses[0].response_range.kvs
+            if not current:
+                raise NotFound(f"{label} not found")
+            raise Conflict(
+                f"{label} was modified: resourceVersion {stored.mod_revision} is stale, "
+                f"the current one is {current[0].mod_revision}; read it again and retry"
+            )
+        revision: int = response.header.revision
+        if remove:
+            self._documents.forget(raw_key)
+            await self._after_removal(kind, key)
+        else:
+            self._documents.remember(raw_key, Stored(data, revision))
+        return revision
