@@ -2,9 +2,10 @@
 
 The daemon builds one ``DaemonMetrics``: it registers the hierarchy collector (fed by an
 informer over the registry), the request-latency histograms whose interceptors the
-etcd and containerd channels take, the registry's invalid-document count, build info
-and process metrics. The framework registers its own ``kukeon_reconcile_*`` series on the
-same registry when an ``Operator`` is given it. ``start()``/``stop()`` run the informer;
+etcd and containerd channels take, the registry's invalid-document count, build info,
+process metrics and the event loop's lag. The framework registers its own
+``kukeon_reconcile_*`` series on the same registry when an ``Operator`` is given it.
+``start()``/``stop()`` run the informer and the lag monitor;
 the listener is separate (``serve_metrics`` or ``metrics_handler`` on the API server) so
 it can live on either.
 """
@@ -16,12 +17,13 @@ from typing import Self
 
 from prometheus_client import CollectorRegistry
 
-from kukeon.framework.aiotasks import Supervisor
+from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.framework.metrics import metrics_for
 
-from .cache import DocumentCache, DocumentInformer, DocumentSource
+from .cache import METRICS, DocumentCache, DocumentInformer, DocumentSource
 from .collector import HierarchyCollector
 from .latency import RequestLatencyMetrics, request_latency_for
+from .looplag import LoopLagMonitor
 from .process import register_build_info, register_process_metrics
 from .store import InvalidCounts, InvalidDocumentsCollector
 
@@ -44,8 +46,8 @@ class DaemonMetrics:
         self.registry = registry
         self.cache = DocumentCache()
         # Its loops' crashes are counted on this registry (kukeon_task_restarts_total).
-        supervisor = Supervisor(metrics=metrics_for(registry))
-        self.informer = DocumentInformer(store=store, cache=self.cache, supervisor=supervisor)
+        self._supervisor = Supervisor(metrics=metrics_for(registry))
+        self.informer = DocumentInformer(store=store, cache=self.cache, supervisor=self._supervisor)
         self.collector = HierarchyCollector(
             cache=self.cache, node_name=node_name, only_node=only_node
         )
@@ -54,14 +56,25 @@ class DaemonMetrics:
             registry.register(InvalidDocumentsCollector(invalid_documents))
         self.latency: RequestLatencyMetrics = request_latency_for(registry)
         register_build_info(registry)
+        self.loop_lag: LoopLagMonitor | None = None
         if process_metrics:
             register_process_metrics(registry)
+            # A property of the process, like the series above: one per daemon.
+            self.loop_lag = LoopLagMonitor(registry)
+        self._loop_lag_task: SupervisedTask | None = None
 
     async def start(self) -> None:
         await self.informer.start()
+        if self.loop_lag is not None and self._loop_lag_task is None:
+            self._loop_lag_task = self._supervisor.start(
+                "kukeon-loop-lag", self.loop_lag.run, component=METRICS
+            )
 
     async def stop(self) -> None:
         await self.informer.stop()
+        if self._loop_lag_task is not None:
+            task, self._loop_lag_task = self._loop_lag_task, None
+            await self._supervisor.stop([task])
 
     async def __aenter__(self) -> Self:
         await self.start()

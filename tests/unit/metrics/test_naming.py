@@ -23,6 +23,7 @@ from kukeon.metrics import (
     register_process_metrics,
     request_latency_for,
 )
+from kukeon.metrics.looplag import LoopLagMonitor
 from kukeon.metrics.store import InvalidDocumentsCollector
 from kukeon.metrics.usage import CellUsageCollector, CellUsageSample
 from tests.unit.metrics import documents as docs
@@ -61,6 +62,7 @@ def _families() -> list[Metric]:
     registry.register(InvalidDocumentsCollector(lambda: {Kind.CELL: 1, Kind.REALM: 0}))
     usage = CellUsageSample("r", "s", "k", "c", "n", 1.5, 1024, 4096, 3)
     registry.register(CellUsageCollector(lambda: [usage]))
+    LoopLagMonitor(registry).observe(0.002)
     return list(registry.collect())
 
 
@@ -73,6 +75,8 @@ def test_every_expected_family_is_exposed() -> None:
     expected = {
         "kukeon_cell_ready_observed",
         "kukeon_cell_state",
+        "kukeon_event_loop_lag_seconds",
+        "kukeon_event_loop_lag_max_seconds",
         "kukeon_realm_state",
         "kukeon_space_state",
         "kukeon_stack_state",
