@@ -21,8 +21,14 @@ table, netns dir and subnet pool), then:
   what kukeon's control plane (etcd, watch, queues, status writes) and the cell's network
   (netns, CNI bridge ADD, hosts files) add.
 
+kukeond's event-loop lag (``kukeon_event_loop_lag_seconds`` on its /metrics) is read before
+and after the rounds: how often, and for how long, one callback held the loop while the
+cells were created and deleted. With ``--asyncio-debug`` kukeond runs in asyncio's debug
+mode (slower), which logs every callback that held the loop over 50 ms by name; the
+report lists the slowest.
+
     .venv/bin/python bench/cell_bench.py [--sizes 1,10,50] [--rounds 5,3,1] \
-        [--output docs/benchmarks/cells.md]
+        [--asyncio-debug] [--output docs/benchmarks/cells.md]
 """
 
 from __future__ import annotations
@@ -32,19 +38,24 @@ import asyncio
 import contextlib
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "operator"))
@@ -78,6 +89,55 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
+@dataclass(frozen=True)
+class LoopLag:
+    """kukeond's ``kukeon_event_loop_lag_seconds`` histogram at one moment."""
+
+    buckets: dict[float, float]  # upper bound → cumulative count
+    count: float
+    max_since_start: float
+
+    def over(self, bound: float, *, since: LoopLag) -> float:
+        """How many lag samples exceeded ``bound`` between ``since`` and now."""
+        within = self.buckets.get(bound, 0.0) - since.buckets.get(bound, 0.0)
+        return (self.count - since.count) - within
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def read_loop_lag(metrics_address: str) -> LoopLag:
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    buckets: dict[float, float] = {}
+    count = maximum = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "kukeon_event_loop_lag_seconds_bucket":
+                buckets[float(sample.labels["le"])] = sample.value
+            elif sample.name == "kukeon_event_loop_lag_seconds_count":
+                count = sample.value
+            elif sample.name == "kukeon_event_loop_lag_max_seconds":
+                maximum = sample.value
+    return LoopLag(buckets=buckets, count=count, max_since_start=maximum)
+
+
+# asyncio debug mode: "Executing <Handle ...> took 0.123 seconds"
+SLOW_CALLBACK = re.compile(r"Executing (?P<what>.*) took (?P<seconds>[0-9.]+) seconds")
+
+
+def slow_callbacks(log: Path, *, limit: int = 5) -> list[tuple[float, str]]:
+    found = [
+        (float(match["seconds"]), match["what"][:160])
+        for match in SLOW_CALLBACK.finditer(log.read_text(errors="replace"))
+    ]
+    return sorted(found, reverse=True)[:limit]
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -106,6 +166,10 @@ class Bench:
     rss_idle: float = 0.0
     rss_loaded: float = 0.0
     rss_loaded_size: int = 0
+    lag_before: LoopLag | None = None
+    lag_after: LoopLag | None = None
+    slow_callbacks: list[tuple[float, str]] = field(default_factory=list)
+    asyncio_debug: bool = False
 
     # --- kukeond ------------------------------------------------------------------------
 
@@ -248,7 +312,7 @@ def daemon_config(base: Path, *, etcd: EtcdConfig, prefix: str, containerd: str)
         netns_dir=base / "netns",
         nft_table=f"kukeon_bench_{token}",
         subnet_pool=IPv4Network(f"10.{176 + secrets.randbelow(16)}.0.0/20"),
-        metrics_address="127.0.0.1:0",
+        metrics_address=f"127.0.0.1:{free_port()}",
         bootstrap=False,
         stop_grace_seconds=1.0,
     )
@@ -285,10 +349,19 @@ def daemon_argv(config: DaemonConfig) -> list[str]:
     ]  # fmt: skip
 
 
-def start_daemon(config: DaemonConfig, *, log: Path) -> subprocess.Popen[bytes]:
+def start_daemon(
+    config: DaemonConfig, *, log: Path, asyncio_debug: bool = False
+) -> subprocess.Popen[bytes]:
+    environment = dict(os.environ)
+    if asyncio_debug:
+        environment["PYTHONASYNCIODEBUG"] = "1"
     with log.open("ab") as output:
         return subprocess.Popen(
-            daemon_argv(config), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            daemon_argv(config),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=environment,
         )
 
 
@@ -313,7 +386,9 @@ def rounds_for(sizes: list[int], rounds: list[int]) -> Iterator[tuple[int, int]]
             yield size, number
 
 
-async def bench(sizes: list[int], rounds: list[int]) -> tuple[list[SizeResult], Bench, str]:
+async def bench(
+    sizes: list[int], rounds: list[int], *, asyncio_debug: bool = False
+) -> tuple[list[SizeResult], Bench, str]:
     binary = shutil.which("containerd")
     if binary is None:
         raise SystemExit("containerd is needed (Debian package containerd)")
@@ -338,7 +413,7 @@ async def bench(sizes: list[int], rounds: list[int]) -> tuple[list[SizeResult], 
         config = daemon_config(
             base, etcd=etcd.config(), prefix=prefix, containerd=containerd_daemon.address
         )
-        process = start_daemon(config, log=base / "kukeond.log")
+        process = start_daemon(config, log=base / "kukeond.log", asyncio_debug=asyncio_debug)
         registry = await Registry.connect(etcd.config(key_prefix=prefix))
         client = ContainerdClient(containerd_daemon.address)
         version = (await client.wait_ready(within=30)).version
@@ -362,16 +437,20 @@ async def bench(sizes: list[int], rounds: list[int]) -> tuple[list[SizeResult], 
                 cgroups_path=f"{config.cgroup_root}/direct/direct",
                 host_hard_rlimits=current_hard_rlimits(),
             ),
+            asyncio_debug=asyncio_debug,
         )
         await registry.create(state.cell(KEEPER))
         await wait_ready(registry, Kind.CELL, key(KEEPER))
         await asyncio.sleep(3)
         state.rss_idle = rss_mib(process.pid)
+        state.lag_before = await asyncio.to_thread(read_loop_lag, config.metrics_address)
         results = {size: SizeResult(size) for size in sizes}
         for size, number in rounds_for(sizes, rounds):
             print(f"size {size} round {number}", file=sys.stderr)
             await state.kukeon_round(size, number, results[size])
             await state.direct_round(size, number, results[size])
+        state.lag_after = await asyncio.to_thread(read_loop_lag, config.metrics_address)
+        state.slow_callbacks = slow_callbacks(base / "kukeond.log")
         return list(results.values()), state, version
     finally:
         if registry is not None:
@@ -416,6 +495,7 @@ def report(results: list[SizeResult], state: Bench, *, version: str, command: st
             f"| {max(result.kukeon_all_ready):.2f} s | {max(result.direct_all_started):.2f} s |"
         )
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    mode = " (kukeond in asyncio debug mode: slower, not comparable)" if state.asyncio_debug else ""
     return "\n".join(
         [
             "## Cells: create to Ready (`bench/cell_bench.py`)",
@@ -435,7 +515,7 @@ def report(results: list[SizeResult], state: Bench, *, version: str, command: st
             "Tasks.Create, Tasks.Start; the same OCI spec builder; no netns, no CNI), timed from",
             "the batch's start to each Tasks.Start answer. Rounds alternate kukeon and direct.",
             "",
-            f"Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, containerd {version}, "
+            f"Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{mode}, containerd {version}, "
             f"{platform.machine()}, {os.cpu_count()} cores, load average {load} at the end:",
             "",
             "| cells | samples | kukeon p50 | kukeon p95 | direct p50 | direct p95 "
@@ -447,8 +527,32 @@ def report(results: list[SizeResult], state: Bench, *, version: str, command: st
             f"cell Ready), {state.rss_loaded:.1f} MiB with {state.rss_loaded_size} more "
             "cells Ready.",
             "",
+            *loop_lag_report(state),
         ]
     )
+
+
+def loop_lag_report(state: Bench) -> list[str]:
+    before, after = state.lag_before, state.lag_after
+    if before is None or after is None:
+        return []
+    samples = after.count - before.count
+    lines = [
+        f"kukeond's event loop during the rounds (`kukeon_event_loop_lag_seconds`, a 100 ms "
+        f"timer): {samples:.0f} samples, {after.over(0.05, since=before):.0f} late by more "
+        f"than 50 ms, {after.over(0.1, since=before):.0f} by more than 100 ms; the longest "
+        f"lag since kukeond started: {after.max_since_start * 1000:.0f} ms.",
+        "",
+    ]
+    if state.asyncio_debug:
+        lines += [
+            "Slowest callbacks logged by asyncio's debug mode (over 50 ms):",
+            "",
+            *(f"- {seconds * 1000:.0f} ms: `{what}`" for seconds, what in state.slow_callbacks),
+            *([] if state.slow_callbacks else ["- none"]),
+            "",
+        ]
+    return lines
 
 
 def main() -> None:
@@ -456,12 +560,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,10,50")
     parser.add_argument("--rounds", default="5,3,1", help="rounds per size")
     parser.add_argument("--output", type=Path, help="also write the markdown report here")
+    parser.add_argument(
+        "--asyncio-debug",
+        action="store_true",
+        help="run kukeond in asyncio debug mode and list the callbacks that held its loop",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: containerd, runc, CNI and cgroups need it")
     sizes = [int(part) for part in args.sizes.split(",")]
     rounds = [int(part) for part in args.rounds.split(",")]
-    results, state, version = asyncio.run(bench(sizes, rounds))
+    results, state, version = asyncio.run(bench(sizes, rounds, asyncio_debug=args.asyncio_debug))
     command = ".venv/bin/python bench/cell_bench.py " + " ".join(sys.argv[1:])
     text = report(results, state, version=version, command=command.strip())
     print(text)
