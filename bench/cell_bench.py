@@ -64,6 +64,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from kukeon.api import ContainerSpec, Kind, parse_resource  # noqa: E402
 from kukeon.daemon.config import DaemonConfig  # noqa: E402
 from kukeon.runtime.containerd import ContainerdClient, TaskIO  # noqa: E402
+from kukeon.runtime.containerd.namespaces import realm_namespace  # noqa: E402
 from kukeon.runtime.containerd.spec import (  # noqa: E402
     SpecContext,
     build_runtime_spec,
@@ -76,7 +77,6 @@ from tests.fixtures.kukeond import sweep_host  # noqa: E402
 IMAGE = "kukeon.io/test/busybox:latest"
 REALM, SPACE, STACK = "bench", "s1", "st1"
 KEEPER = "keeper"  # the cell that keeps the hierarchy materialised between rounds
-NAMESPACE = f"{REALM}.kukeon.io"
 DIRECT_NAMESPACE = "kukeon-cell-bench-direct"
 # `sh` as PID 1 ignores SIGTERM unless it traps it: this one stops within a second.
 SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
@@ -130,10 +130,13 @@ def read_loop_lag(metrics_address: str) -> LoopLag:
 SLOW_CALLBACK = re.compile(r"Executing (?P<what>.*) took (?P<seconds>[0-9.]+) seconds")
 
 
-def slow_callbacks(log: Path, *, limit: int = 5) -> list[tuple[float, str]]:
+def slow_callbacks(log: Path, *, offset: int, limit: int = 5) -> list[tuple[float, str]]:
+    """The slowest callbacks asyncio logged after byte ``offset`` of kukeond's log."""
+    with log.open("rb") as text:
+        text.seek(offset)
+        logged = text.read().decode(errors="replace")
     found = [
-        (float(match["seconds"]), match["what"][:160])
-        for match in SLOW_CALLBACK.finditer(log.read_text(errors="replace"))
+        (float(match["seconds"]), match["what"][:160]) for match in SLOW_CALLBACK.finditer(logged)
     ]
     return sorted(found, reverse=True)[:limit]
 
@@ -418,7 +421,11 @@ async def bench(
         client = ContainerdClient(containerd_daemon.address)
         version = (await client.wait_ready(within=30)).version
         await create_hierarchy(registry)
-        await client.images(NAMESPACE).import_archive(archive)
+        # This kukeond is not the host's default installation: its realm's namespace
+        # carries its instance tag.
+        namespace = realm_namespace(REALM, config.instance)
+        await client.namespaces.ensure(namespace)
+        await client.images(namespace).import_archive(archive)
         await client.namespaces.ensure(DIRECT_NAMESPACE)
         await client.images(DIRECT_NAMESPACE).import_archive(archive)
         state = Bench(
@@ -444,13 +451,14 @@ async def bench(
         await asyncio.sleep(3)
         state.rss_idle = rss_mib(process.pid)
         state.lag_before = await asyncio.to_thread(read_loop_lag, config.metrics_address)
+        log_offset = (base / "kukeond.log").stat().st_size
         results = {size: SizeResult(size) for size in sizes}
         for size, number in rounds_for(sizes, rounds):
             print(f"size {size} round {number}", file=sys.stderr)
             await state.kukeon_round(size, number, results[size])
             await state.direct_round(size, number, results[size])
         state.lag_after = await asyncio.to_thread(read_loop_lag, config.metrics_address)
-        state.slow_callbacks = slow_callbacks(base / "kukeond.log")
+        state.slow_callbacks = slow_callbacks(base / "kukeond.log", offset=log_offset)
         return list(results.values()), state, version
     finally:
         if registry is not None:
@@ -465,7 +473,10 @@ async def bench(
             if process.poll() is None:
                 process.kill()
         if client is not None:
-            for namespace in (NAMESPACE, DIRECT_NAMESPACE):
+            realm_ns = realm_namespace(REALM, config.instance) if config else ""
+            for namespace in (realm_ns, DIRECT_NAMESPACE):
+                if not namespace:
+                    continue
                 with contextlib.suppress(Exception):
                     await clean_namespace(client, namespace)
             await client.close()
@@ -546,7 +557,7 @@ def loop_lag_report(state: Bench) -> list[str]:
     ]
     if state.asyncio_debug:
         lines += [
-            "Slowest callbacks logged by asyncio's debug mode (over 50 ms):",
+            "Slowest callbacks during the rounds, logged by asyncio's debug mode (over 50 ms):",
             "",
             *(f"- {seconds * 1000:.0f} ms: `{what}`" for seconds, what in state.slow_callbacks),
             *([] if state.slow_callbacks else ["- none"]),
