@@ -26,8 +26,8 @@ from kukeon.runtime.containerd.imagefs import image_has_file
 from kukeon.runtime.containerd.images import Manifest, parse_image_config
 from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
-from kukeon.runtime.containerd.spec import ImageLayer, read_image_user_database
 from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
+from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs, write_private_text
 
 

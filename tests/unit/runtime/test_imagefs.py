@@ -9,8 +9,8 @@ import tarfile
 import pytest
 
 from kukeon.runtime.containerd.imagefs import image_has_file
-from kukeon.runtime.containerd.spec import ImageLayer
-from tests.unit.runtime.test_spec_user_database import GZIP, ReadOnlyStore, add_layer
+from kukeon.runtime.containerd.userdb import ImageLayer
+from tests.unit.runtime.test_userdb import GZIP, ReadOnlyStore, add_layer
 
 
 def hardlink_layer(store: ReadOnlyStore) -> ImageLayer:

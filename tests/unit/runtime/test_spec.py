@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import re
 from typing import Any
@@ -10,9 +11,13 @@ from typing import Any
 import pytest
 
 from kukeon.api import ContainerSpec
+from kukeon.runtime.containerd.capabilities import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES
+from kukeon.runtime.containerd.hostlookup import (
+    RLIM_INFINITY,
+    HostDevice,
+    read_bounding_capabilities,
+)
 from kukeon.runtime.containerd.spec import (
-    CAPABILITY_NUMBERS,
-    DEFAULT_CAPABILITIES,
     DEFAULT_MASKED_PATHS,
     DEFAULT_PATH,
     DEFAULT_READONLY_PATHS,
@@ -20,15 +25,12 @@ from kukeon.runtime.containerd.spec import (
     LABEL_CONTAINER,
     LABEL_MANAGED,
     LABEL_REALM,
-    RLIM_INFINITY,
-    HostDevice,
     Rlimit,
     RuntimeSpecError,
     SpecContext,
     build_runtime_spec,
     container_labels,
     parse_device,
-    read_bounding_capabilities,
 )
 from kukeon.runtime.containerd.types import ImageConfig
 
@@ -749,3 +751,27 @@ def test_available_capabilities_default_to_this_process_bounding_set() -> None:
         image_config=ImageConfig(cmd=("sh",)), container_id="c", hostname="h", cgroups_path="/c"
     )
     assert context.available_capabilities == read_bounding_capabilities()
+
+
+@pytest.mark.parametrize(
+    ("name", "home"),
+    [
+        ("RuntimeSpecError", "specerrors"),
+        ("HostDevice", "hostlookup"),
+        ("RLIM_INFINITY", "hostlookup"),
+        ("current_hard_rlimits", "hostlookup"),
+        ("inspect_host_device", "hostlookup"),
+        ("list_host_devices", "hostlookup"),
+        ("read_bounding_capabilities", "hostlookup"),
+        ("DEFAULT_CAPABILITIES", "capabilities"),
+        ("ImageLayer", "userdb"),
+        ("read_image_user_database", "userdb"),
+    ],
+)
+def test_spec_still_exports_what_its_callers_import(name: str, home: str) -> None:
+    """The controllers (cell, cellbuild), the admission docs, bench and integration tests
+    import these from ``spec``: they are the very objects of the module that owns them."""
+    spec_module = importlib.import_module("kukeon.runtime.containerd.spec")
+    owner = importlib.import_module(f"kukeon.runtime.containerd.{home}")
+    assert name in spec_module.__all__
+    assert getattr(spec_module, name) is getattr(owner, name)

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from kukeon.runtime.containerd.spec import ImageLayer
 from kukeon.runtime.containerd.types import BlobStore
+from kukeon.runtime.containerd.userdb import ImageLayer
 
 _MAX_SYMLINKS: Final = 40  # the kernel's limit when resolving a path
 

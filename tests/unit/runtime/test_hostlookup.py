@@ -1,4 +1,4 @@
-"""The host look-ups that feed SpecContext: device nodes, hard rlimits, capability sets."""
+"""hostlookup: what feeds SpecContext from the host (device nodes, hard rlimits, capabilities)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import os
 import resource
 from pathlib import Path
 
-from kukeon.runtime.containerd.spec import (
-    CAPABILITY_NUMBERS,
+import pytest
+
+from kukeon.runtime.containerd import hostlookup, spec
+from kukeon.runtime.containerd.capabilities import CAPABILITY_NUMBERS
+from kukeon.runtime.containerd.hostlookup import (
     RLIM_INFINITY,
     current_hard_rlimits,
     inspect_host_device,
     list_host_devices,
+    own_bounding_capabilities,
     read_bounding_capabilities,
 )
+from kukeon.runtime.containerd.types import ImageConfig
 
 
 def test_inspect_dev_null() -> None:
@@ -85,3 +90,27 @@ def test_read_own_bounding_set() -> None:
     available = read_bounding_capabilities()
     assert available is not None
     assert available <= frozenset(CAPABILITY_NUMBERS)
+
+
+def test_own_bounding_set_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SpecContext built without available_capabilities (every reconcile's) reads no file."""
+    reads: list[str] = []
+
+    def counting(status_path: str = "/proc/self/status") -> frozenset[str] | None:
+        reads.append(status_path)
+        return frozenset({"CAP_CHOWN"})
+
+    monkeypatch.setattr(hostlookup, "read_bounding_capabilities", counting)
+    own_bounding_capabilities.cache_clear()
+    try:
+        for _ in range(3):
+            context = spec.SpecContext(
+                image_config=ImageConfig(cmd=("sh",)),
+                container_id="c",
+                hostname="h",
+                cgroups_path="/c",
+            )
+            assert context.available_capabilities == frozenset({"CAP_CHOWN"})
+        assert reads == ["/proc/self/status"]
+    finally:
+        own_bounding_capabilities.cache_clear()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import pytest
 
-from kukeon.runtime.containerd.spec import ImageLayer, read_image_user_database
+from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 TAR = "application/vnd.oci.image.layer.v1.tar"

@@ -1,0 +1,179 @@
+"""The filesystems a container sees: the kernel's standard ones, then its own mounts.
+
+Every container gets /proc, a /dev tmpfs with devpts, shm and mqueue, and /sys with its
+cgroup filesystem (read-only unless privileged). Then come the container's volumes (bind
+or tmpfs), its ``tmpfs`` entries (Docker's ``--tmpfs`` defaults), the staged secret files
+(read-only binds), the tty wrapper's state directory, and the cell's rendered /etc/hosts,
+/etc/hostname and /etc/resolv.conf, shared by the cell's containers and so read-only. A
+mount of the container's own at a standard destination replaces the standard one; one
+destination used twice is a :class:`~.specerrors.FieldError` naming both fields. Pure:
+the runtime spec builder (:mod:`.spec`) hands over what it got from its caller.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from kukeon.api import ContainerSpec, TmpfsMount, VolumeKind
+from kukeon.runtime.containerd import ttyinit
+from kukeon.runtime.containerd.specerrors import FieldError
+
+CELL_FILES: Final = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+"""Where the cell's rendered files are mounted, in this order."""
+
+
+def container_mounts(
+    container: ContainerSpec,
+    *,
+    secret_files: Mapping[str, str],
+    tty_state_dir: str | None,
+    cell_files: Mapping[str, str | None],
+) -> list[dict[str, Any]]:
+    """The standard kernel filesystems, then the container's own mounts, parents first.
+
+    ``secret_files`` maps each staged secret's container path to its host file;
+    ``tty_state_dir`` is the host directory of the tty wrapper's state (``None`` when the
+    command runs without the wrapper); ``cell_files`` maps each of :data:`CELL_FILES` to
+    the cell's rendered file (``None``: not mounted, the image's own is kept).
+
+    A mount the container asks for at a standard destination (a bigger /dev/shm, say)
+    replaces the standard one.
+    """
+    own = _own_mounts(container, secret_files=secret_files, tty_state_dir=tty_state_dir)
+    own += _cell_file_mounts(cell_files, own)
+    overridden = _destinations(own)
+    mounts = [
+        m for m in _standard_mounts(container.privileged) if m["destination"] not in overridden
+    ]
+    # A stable sort by depth puts /data before /data/cache whatever the declaration order.
+    mounts.extend(sorted((m for _, m in own), key=lambda m: _depth(m["destination"])))
+    return mounts
+
+
+def _standard_mounts(privileged: bool) -> list[dict[str, Any]]:
+    """The kernel filesystems every container gets (/sys and cgroupfs writable if privileged)."""
+    return [
+        _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
+        _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        _mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        ),
+        _mount(
+            "/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]
+        ),
+        _mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
+        _mount(
+            "/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "rw" if privileged else "ro"]
+        ),
+        _mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            ["nosuid", "noexec", "nodev", "relatime", "rw" if privileged else "ro"],
+        ),
+    ]
+
+
+def _own_mounts(
+    container: ContainerSpec, *, secret_files: Mapping[str, str], tty_state_dir: str | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The container's volumes, tmpfs, secrets and tty state, each with its field."""
+    own: list[tuple[str, dict[str, Any]]] = []
+    for position, volume in enumerate(container.volumes):
+        field = f"volumes[{position}]"
+        if volume.kind == VolumeKind.TMPFS:
+            options = ["nosuid", "nodev"]
+            if volume.size_bytes:
+                options.append(f"size={volume.size_bytes}")
+            if volume.mode is not None:
+                options.append(f"mode={volume.mode:o}")
+            own.append((field, _mount(volume.target, "tmpfs", "tmpfs", options)))
+        else:
+            assert volume.source is not None  # the api requires it for bind volumes
+            options = ["rbind", "ro" if volume.read_only else "rw"]
+            own.append((field, _mount(volume.target, "bind", volume.source, options)))
+    for position, tmpfs in enumerate(container.tmpfs):
+        own.append(
+            (f"tmpfs[{position}]", _mount(tmpfs.path, "tmpfs", "tmpfs", _tmpfs_options(tmpfs)))
+        )
+    for target, source in sorted(secret_files.items()):
+        options = ["rbind", "ro", "nosuid", "nodev", "noexec"]
+        own.append(("secrets", _mount(target, "bind", source, options)))
+    if tty_state_dir is not None:
+        # The tty wrapper's state (the onInit create marker): kept on the host, writable
+        # even on a read-only root filesystem, surviving task restarts.
+        options = ["rbind", "rw", "nosuid", "nodev"]
+        own.append(("tty", _mount(ttyinit.STATE_MOUNT, "bind", tty_state_dir, options)))
+    return own
+
+
+def _cell_file_mounts(
+    cell_files: Mapping[str, str | None], own: Sequence[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The cell's rendered files, each where no mount of the container's own is."""
+    mounts: list[tuple[str, dict[str, Any]]] = []
+    for target in CELL_FILES:
+        rendered_file = cell_files.get(target)
+        # The cell's files are shared by its containers: read-only, so one cannot rewrite
+        # its siblings' view. A volume the user mounts there wins.
+        if rendered_file is not None and not any(m["destination"] == target for _, m in own):
+            mounts.append(("", _mount(target, "bind", rendered_file, ["rbind", "ro"])))
+    return mounts
+
+
+def _destinations(own: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
+    """The destinations of the container's own mounts; one used twice is a FieldError."""
+    seen: dict[str, str] = {}
+    for origin, mount in own:
+        destination = mount["destination"]
+        if destination in seen:
+            raise FieldError(
+                origin or seen[destination],
+                f"mount point {destination} is used twice (also by {seen[destination]})",
+            )
+        seen[destination] = origin or destination
+    return set(seen)
+
+
+def _mount(destination: str, type_: str, source: str, options: list[str]) -> dict[str, Any]:
+    return {
+        "destination": posixpath.normpath(destination),
+        "type": type_,
+        "source": source,
+        "options": options,
+    }
+
+
+def _depth(path: str) -> int:
+    return len([part for part in posixpath.normpath(path).split("/") if part])
+
+
+_OPPOSITE_FLAGS: Final = {
+    "exec": "noexec",
+    "noexec": "exec",
+    "suid": "nosuid",
+    "nosuid": "suid",
+    "dev": "nodev",
+    "nodev": "dev",
+}
+
+
+def _tmpfs_options(tmpfs: TmpfsMount) -> list[str]:
+    """Docker's ``--tmpfs`` defaults (noexec, nosuid, nodev) with the user's overrides."""
+    options = ["nosuid", "nodev", "noexec"]
+    for option in tmpfs.options:
+        key, has_value, _ = option.partition("=")
+        opposite = _OPPOSITE_FLAGS.get(option)
+        options = [
+            o for o in options if o != opposite and not (has_value and o.partition("=")[0] == key)
+        ]
+        if option not in options:
+            options.append(option)
+    if tmpfs.size_bytes and not any(o.startswith("size=") for o in options):
+        options.append(f"size={tmpfs.size_bytes}")
+    return options

@@ -1,0 +1,214 @@
+"""The image's user database: /etc/passwd and /etc/group, read from its layers and resolved.
+
+A container's ``user`` (or the image config's ``User``) may name a user and a group; runc
+wants numbers. :func:`read_image_user_database` reads the two files out of the image's
+layer blobs in the content store (top layer first, whiteouts and opaque directories
+honoured) without mounting the image, and :func:`resolve_user` turns the ``user`` text into
+the uid, gid, supplementary gids and home directory, as Docker does. The parsing and the
+resolution are pure; only the layer reading touches the content store (decompression runs
+off the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import posixpath
+import tarfile
+from collections.abc import Sequence
+from typing import Final, NamedTuple
+
+from kukeon.runtime.containerd.specerrors import FieldError
+from kukeon.runtime.containerd.types import BlobStore
+
+USER_DATABASE_FILES: Final = ("etc/passwd", "etc/group")
+_MAX_USER_DATABASE_BYTES: Final = 4 * 1024 * 1024
+_MAX_ID: Final = 2**32 - 2
+
+
+# --- parsing and resolving ----------------------------------------------------------------
+
+
+class PasswdEntry(NamedTuple):
+    """One line of /etc/passwd, as much as the spec needs."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+class GroupEntry(NamedTuple):
+    """One line of /etc/group."""
+
+    name: str
+    gid: int
+    members: frozenset[str]
+
+
+class ResolvedUser(NamedTuple):
+    """Who the container's process runs as."""
+
+    uid: int
+    gid: int
+    additional_gids: list[int]
+    home: str
+
+
+def parse_passwd(text: str) -> list[PasswdEntry]:
+    """The entries of an /etc/passwd; comments and malformed lines are skipped."""
+    entries = []
+    for line in text.splitlines():
+        parts = line.strip().split(":")
+        if len(parts) < 4 or line.startswith("#"):
+            continue
+        try:
+            uid, gid = int(parts[2]), int(parts[3])
+        except ValueError:
+            continue
+        home = parts[5] if len(parts) > 5 and parts[5] else "/"
+        entries.append(PasswdEntry(parts[0], uid, gid, home))
+    return entries
+
+
+def parse_group(text: str) -> list[GroupEntry]:
+    """The entries of an /etc/group; comments and malformed lines are skipped."""
+    entries = []
+    for line in text.splitlines():
+        parts = line.strip().split(":")
+        if len(parts) < 3 or line.startswith("#"):
+            continue
+        try:
+            gid = int(parts[2])
+        except ValueError:
+            continue
+        members = frozenset(m for m in (parts[3].split(",") if len(parts) > 3 else []) if m)
+        entries.append(GroupEntry(parts[0], gid, members))
+    return entries
+
+
+def resolve_user(
+    container_user: str | None, image_user: str, *, passwd: str | None, group: str | None
+) -> ResolvedUser:
+    """uid, gid, supplementary gids and home of the container's (or else the image's) user.
+
+    ``container_user``/``image_user`` are ``user``, ``uid``, ``user:group`` or ``uid:gid``
+    (root when both are empty); ``passwd``/``group`` are the image's files (``None`` when it
+    has none). A name the files do not hold is a :class:`FieldError` on ``user`` (or on
+    ``image config User`` when the image's user is the one used).
+    """
+    text = container_user or image_user or "0"
+    field = "user" if container_user else "image config User"
+    user_part, colon, group_part = text.partition(":")
+    if not user_part or (colon and not group_part):
+        raise FieldError(field, f"{text!r} must be user, uid, user:group or uid:gid")
+    users = parse_passwd(passwd) if passwd is not None else []
+    groups = parse_group(group) if group is not None else []
+
+    uid, entry = _resolve_uid(user_part, field, users, has_passwd=passwd is not None)
+    if group_part:
+        gid = _resolve_gid(group_part, field, groups, has_group=group is not None)
+    else:
+        gid = entry.gid if entry is not None else 0
+
+    additional: list[int] = []
+    if entry is not None:
+        additional = sorted({g.gid for g in groups if entry.name in g.members} - {gid})
+    home = entry.home if entry is not None else ("/root" if uid == 0 else "/")
+    return ResolvedUser(uid, gid, additional, home)
+
+
+def _resolve_uid(
+    user: str, field: str, users: Sequence[PasswdEntry], *, has_passwd: bool
+) -> tuple[int, PasswdEntry | None]:
+    """The uid of ``user`` and its passwd entry (``None`` for a uid the image does not list)."""
+    if user.isdigit():
+        uid = _check_id(int(user), field)
+        return uid, next((e for e in users if e.uid == uid), None)
+    if not has_passwd:
+        raise FieldError(field, f"user {user!r} cannot be resolved: the image has no /etc/passwd")
+    entry = next((e for e in users if e.name == user), None)
+    if entry is None:
+        raise FieldError(field, f"user {user!r} not found in the image's /etc/passwd")
+    return entry.uid, entry
+
+
+def _resolve_gid(group: str, field: str, groups: Sequence[GroupEntry], *, has_group: bool) -> int:
+    if group.isdigit():
+        return _check_id(int(group), field)
+    if not has_group:
+        raise FieldError(field, f"group {group!r} cannot be resolved: the image has no /etc/group")
+    entry = next((g for g in groups if g.name == group), None)
+    if entry is None:
+        raise FieldError(field, f"group {group!r} not found in the image's /etc/group")
+    return entry.gid
+
+
+def _check_id(value: int, field: str) -> int:
+    if value > _MAX_ID:
+        raise FieldError(field, f"id {value} is out of range (at most {_MAX_ID})")
+    return value
+
+
+# --- reading the files out of the image's layers ------------------------------------------
+
+
+class ImageLayer(NamedTuple):
+    """A layer blob as the manifest lists it."""
+
+    media_type: str
+    digest: str
+
+
+async def read_image_user_database(
+    store: BlobStore, layers: Sequence[ImageLayer]
+) -> tuple[str | None, str | None]:
+    """The image's /etc/passwd and /etc/group text (``None`` for one it does not have).
+
+    Layers are read from the top down, honouring whiteouts, and reading stops once both
+    files are settled, so a user name in ``user`` can be resolved without mounting the
+    image. Layers are decompressed off the event loop. A zstd layer (not readable with the
+    standard library) on the way raises ``ValueError`` naming it.
+    """
+    found: dict[str, str | None] = {}
+    for layer in reversed(layers):
+        blob = await store.read_blob(layer.digest)
+        settled = await asyncio.to_thread(
+            _user_files_in_layer, blob, layer, [f for f in USER_DATABASE_FILES if f not in found]
+        )
+        found.update(settled)
+        if len(found) == len(USER_DATABASE_FILES):
+            break
+    return found.get("etc/passwd"), found.get("etc/group")
+
+
+def _user_files_in_layer(
+    blob: bytes, layer: ImageLayer, wanted: Sequence[str]
+) -> dict[str, str | None]:
+    """The wanted files this layer settles: their text, or ``None`` when it deletes them."""
+    media_type = layer.media_type
+    if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
+        raise ValueError(f"layer {layer.digest} is zstd-compressed ({media_type}): unsupported")
+    raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+    settled: dict[str, str | None] = {}
+    opaque_dirs: set[str] = set()
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        members = {posixpath.normpath(m.name.lstrip("/")).removeprefix("./"): m for m in tar}
+        for name in members:
+            directory, base = posixpath.split(name)
+            if base == ".wh..wh..opq":
+                opaque_dirs.add(directory)
+            elif base.startswith(".wh."):
+                deleted = posixpath.join(directory, base[len(".wh.") :])
+                if deleted in wanted:
+                    settled[deleted] = None
+        for path in wanted:
+            entry = members.get(path)
+            if entry is not None and (entry.isfile() or entry.islnk()):
+                handle = tar.extractfile(entry)
+                data = handle.read(_MAX_USER_DATABASE_BYTES) if handle is not None else b""
+                settled[path] = data.decode("utf-8", errors="replace")
+            elif entry is not None or posixpath.dirname(path) in opaque_dirs:
+                settled.setdefault(path, None)  # replaced by a non-file, or hidden below
+    return settled
