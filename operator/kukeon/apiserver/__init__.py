@@ -3,10 +3,13 @@
 Modules: ``paths`` (URL layout, shared with the client), ``status`` (errors as Kubernetes
 Status objects), ``auth`` (tokens, roles, the trusted unix socket), ``mergepatch``
 (RFC 7386), ``admission`` (what non-admins may ask of the host, by realm security
-level), ``handlers`` (the resource routes and watch streaming), ``watchhub`` (one
-registry watch shared by every watcher of a collection), ``app`` (middlewares,
-health, version, metrics; ``create_app``), ``runner`` (listeners and lifecycle;
-``serve_api``) and ``client`` (the typed async client).
+level), ``handlers`` (the resource routes, put together from ``target``, ``request``,
+``handlerbase``, ``resourcereads``, ``writerules`` and ``resourcewrites``), ``watchhub``
+(one registry watch shared by every watcher of a collection), ``watchstream`` (the watch
+protocol of the resource and Event watches), ``events`` (the Event routes), ``app``
+(middlewares, health, version, metrics; ``create_app``), ``runner`` (listeners and
+lifecycle; ``serve_api``), ``client`` (the typed async client) and ``reflector`` (a watch
+that resumes and relists).
 
 This package may import ``kukeon.api`` and ``kukeon.store``; nothing else of the project.
 Logs, exec and attach (which need the runtime) are not served yet.

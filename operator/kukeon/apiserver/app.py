@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -40,6 +41,7 @@ from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, status_response
 from kukeon.apiserver.watchhub import WatchHub
+from kukeon.apiserver.watchstream import CLOSING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,6 @@ ReadinessCheck = Callable[[], Awaitable[bool] | bool]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CLOSING_KEY = web.AppKey("kukeon_closing", asyncio.Event)
 _UNGUARDED = frozenset({"/healthz", "/readyz", "/livez", "/version"})
 
 
@@ -127,7 +128,45 @@ def create_app(
     """
     closing = asyncio.Event()
     metrics = _metrics_for(metrics_registry) if metrics_registry is not None else None
-    checks = dict(readiness_checks or {})
+    app = web.Application(
+        middlewares=[
+            _errors_middleware(settings, metrics),
+            _authentication_middleware(tokens),
+            _deadline_middleware(settings),
+        ],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[CLOSING_KEY] = closing
+
+    async def on_shutdown(_: web.Application) -> None:
+        closing.set()  # open watches end their streams
+
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/livez", _healthz)
+    app.router.add_get("/readyz", _readyz_handler(registry, settings, dict(readiness_checks or {})))
+    app.router.add_get("/version", _version)
+    app.router.add_get("/metrics", _metrics_handler(metrics_registry))
+    app.router.add_get("/apis", _groups)
+    app.router.add_get(API_ROOT, _discovery)
+    hub = WatchHub(registry=registry)
+
+    handlers = ResourceHandlers(registry=registry, settings=settings, closing=closing, hub=hub)
+
+    async def on_cleanup(_: web.Application) -> None:
+        await hub.close()
+        await handlers.close()
+
+    app.on_cleanup.append(on_cleanup)
+    handlers.add_routes(app)
+    return app
+
+
+# --- middlewares ---------------------------------------------------------------------------
+
+
+def _errors_middleware(settings: ApiSettings, metrics: _RequestMetrics | None) -> Middleware:
+    """Every failure as a Status object; requests counted and timed."""
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -164,6 +203,12 @@ def create_app(
                 if not is_long_running(request):
                     metrics.latency.labels(request.method).observe(time.perf_counter() - started)
 
+    return errors
+
+
+def _authentication_middleware(tokens: TokenBook | None) -> Middleware:
+    """The local admin on the unix socket; a bearer token of ``tokens`` on TCP."""
+
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if _on_unix_socket(request):
@@ -179,6 +224,12 @@ def create_app(
         request[PRINCIPAL_KEY] = principal
         return await handler(request)
 
+    return authenticate
+
+
+def _deadline_middleware(settings: ApiSettings) -> Middleware:
+    """A 504 for a non-streaming request that outlives ``settings.request_timeout``."""
+
     @web.middleware
     async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_long_running(request):
@@ -192,19 +243,20 @@ def create_app(
                 f"the request did not complete within {settings.request_timeout:g}s",
             ) from None
 
-    app = web.Application(
-        middlewares=[errors, authenticate, deadline],
-        client_max_size=settings.max_body_bytes,
-    )
-    app[CLOSING_KEY] = closing
+    return deadline
 
-    async def on_shutdown(_: web.Application) -> None:
-        closing.set()  # open watches end their streams
 
-    app.on_shutdown.append(on_shutdown)
+# --- health, version, metrics and discovery ------------------------------------------------
 
-    async def healthz(_: web.Request) -> web.StreamResponse:
-        return web.Response(text="ok\n")
+
+async def _healthz(_: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok\n")
+
+
+def _readyz_handler(
+    registry: RegistryApi, settings: ApiSettings, checks: dict[str, ReadinessCheck]
+) -> Handler:
+    """/readyz: etcd answers and every named check is ok (503 naming the failures if not)."""
 
     async def readyz(request: web.Request) -> web.StreamResponse:
         results: dict[str, str] = {}
@@ -226,15 +278,22 @@ def create_app(
         body = "\n".join([*lines, "readyz check passed" if ok else "readyz check failed"]) + "\n"
         return web.Response(text=body, status=200 if ok else 503)
 
-    async def version(_: web.Request) -> web.StreamResponse:
-        return web.json_response(
-            {
-                "gitVersion": kukeon.__version__,
-                "apiVersion": API_VERSION,
-                "pythonVersion": platform.python_version(),
-                "platform": f"{platform.system().lower()}/{platform.machine()}",
-            }
-        )
+    return readyz
+
+
+async def _version(_: web.Request) -> web.StreamResponse:
+    return web.json_response(
+        {
+            "gitVersion": kukeon.__version__,
+            "apiVersion": API_VERSION,
+            "pythonVersion": platform.python_version(),
+            "platform": f"{platform.system().lower()}/{platform.machine()}",
+        }
+    )
+
+
+def _metrics_handler(metrics_registry: CollectorRegistry | None) -> Handler:
+    """/metrics: the Prometheus exposition of ``metrics_registry`` (404 without one)."""
 
     async def metrics_endpoint(_: web.Request) -> web.StreamResponse:
         if metrics_registry is None:
@@ -244,55 +303,40 @@ def create_app(
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response
 
-    async def discovery(_: web.Request) -> web.StreamResponse:
-        return web.json_response(
-            {
-                "kind": "APIResourceList",
-                "apiVersion": "v1",
-                "groupVersion": API_VERSION,
-                "resources": [
-                    {
-                        "name": info.plural,
-                        "singularName": info.kind.value.lower(),
-                        "kind": info.kind.value,
-                        "shortNames": [a for a in info.aliases if len(a) <= 3],
-                        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-                    }
-                    for info in KINDS.values()
-                ],
-            }
-        )
+    return metrics_endpoint
 
-    async def groups(_: web.Request) -> web.StreamResponse:
-        version_entry = {"groupVersion": API_VERSION, "version": VERSION}
-        return web.json_response(
-            {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [
-                    {"name": GROUP, "versions": [version_entry], "preferredVersion": version_entry}
-                ],
-            }
-        )
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/livez", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/version", version)
-    app.router.add_get("/metrics", metrics_endpoint)
-    app.router.add_get("/apis", groups)
-    app.router.add_get(API_ROOT, discovery)
-    hub = WatchHub(registry=registry)
+async def _discovery(_: web.Request) -> web.StreamResponse:
+    return web.json_response(
+        {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": API_VERSION,
+            "resources": [
+                {
+                    "name": info.plural,
+                    "singularName": info.kind.value.lower(),
+                    "kind": info.kind.value,
+                    "shortNames": [a for a in info.aliases if len(a) <= 3],
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                }
+                for info in KINDS.values()
+            ],
+        }
+    )
 
-    handlers = ResourceHandlers(registry=registry, settings=settings, closing=closing, hub=hub)
 
-    async def on_cleanup(_: web.Application) -> None:
-        await hub.close()
-        await handlers.close()
-
-    app.on_cleanup.append(on_cleanup)
-    handlers.add_routes(app)
-    return app
+async def _groups(_: web.Request) -> web.StreamResponse:
+    version_entry = {"groupVersion": API_VERSION, "version": VERSION}
+    return web.json_response(
+        {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {"name": GROUP, "versions": [version_entry], "preferredVersion": version_entry}
+            ],
+        }
+    )
 
 
 def _from_http_exception(

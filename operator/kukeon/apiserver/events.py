@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,12 +30,12 @@ from aiohttp import web
 
 from kukeon.api import API_VERSION, EVENT_KIND, EVENT_LIST_KIND, Event
 from kukeon.apiserver import queryparams
-from kukeon.apiserver.app import CLOSING_KEY
 from kukeon.apiserver.auth import Principal, Verb, denial
 from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_terms
-from kukeon.apiserver.handlers import principal_of
 from kukeon.apiserver.paths import API_ROOT
+from kukeon.apiserver.request import principal_of
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
+from kukeon.apiserver.watchstream import CLOSING_KEY, WatchResponder, event_line
 from kukeon.store import StoreError
 from kukeon.store.events import EventChange, EventStore
 
@@ -77,12 +76,6 @@ def _list_document(items: list[Event], revision: int) -> dict[str, Any]:
         "metadata": {"resourceVersion": str(revision)},
         "items": [event.document() for event in items],
     }
-
-
-def _line(event_type: str, document: dict[str, Any]) -> bytes:
-    return (
-        json.dumps({"type": event_type, "object": document}, separators=(",", ":")).encode() + b"\n"
-    )
 
 
 _Item = EventChange | BaseException | None
@@ -169,86 +162,31 @@ class EventRoutes:
                 final = exc
             await queue.put(final)
 
+        def encode(change: EventChange) -> tuple[int, bytes | None]:
+            if not visible(change.event):
+                return change.revision, None
+            return change.revision, event_line(change.type, change.event.document())
+
+        responder = WatchResponder(
+            kind=EVENT_KIND,
+            encode=encode,
+            bookmark_interval=self.bookmark_interval,
+            start_grace=self.watch_start_grace,
+            closing=request.app.get(CLOSING_KEY),
+        )
         task = asyncio.create_task(pump(), name="watch-events")
         try:
-            first: _Item | bool = False
-            if not initial and self.watch_start_grace > 0:
-                # A compacted revision is refused at once: answer it as a plain 410.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.watch_start_grace):
-                        first = await queue.get()
-            if isinstance(first, StoreError):
-                raise from_store_error(first, kind=EVENT_KIND)
-            response = web.StreamResponse(
-                headers={"Content-Type": "application/json", "Cache-Control": "no-store"}
+            return await responder.respond(
+                request,
+                queue,
+                initial=[event.document() for event in initial],
+                start=start,
+                stream_for=stream_for,
             )
-            response.enable_chunked_encoding()
-            await response.prepare(request)
-            for event in initial:
-                await response.write(_line("ADDED", event.document()))
-            await self._follow(request, response, queue, first, start, visible, stream_for)
-            return response
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-    async def _follow(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        queue: asyncio.Queue[_Item],
-        first: _Item | bool,
-        start: int,
-        visible: Callable[[Event], bool],
-        stream_for: float | None,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        closing = request.app.get(CLOSING_KEY)
-        deadline = loop.time() + stream_for if stream_for else None
-        next_bookmark = loop.time() + self.bookmark_interval
-        last = start
-        pending: _Item | bool = first
-        while True:
-            if pending is False:
-                now = loop.time()
-                gone = request.transport is None or request.transport.is_closing()
-                if gone or (closing is not None and closing.is_set()):
-                    return
-                if deadline is not None and now >= deadline:
-                    return
-                if now >= next_bookmark:
-                    bookmark = {
-                        "apiVersion": API_VERSION,
-                        "kind": EVENT_KIND,
-                        "metadata": {"resourceVersion": str(last)},
-                    }
-                    await response.write(_line("BOOKMARK", bookmark))
-                    next_bookmark = now + self.bookmark_interval
-                    continue
-                wait = min(next_bookmark - now, 1.0)
-                if deadline is not None:
-                    wait = min(wait, max(deadline - now, 0.0))
-                try:
-                    async with asyncio.timeout(wait):
-                        pending = await queue.get()
-                except TimeoutError:
-                    continue
-            item, pending = pending, False
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                if isinstance(item, StoreError):
-                    error = from_store_error(item, kind=EVENT_KIND)
-                else:
-                    log.error("watch of Events failed", exc_info=item)
-                    error = ApiError(500, "the watch stream failed; see the server log")
-                await response.write(_line("ERROR", error.to_status()))
-                return
-            assert isinstance(item, EventChange)
-            last = max(last, item.revision)
-            if visible(item.event):
-                await response.write(_line(item.type, item.event.document()))
 
 
 def _may_see(principal: Principal, event: Event) -> bool:

@@ -1,0 +1,107 @@
+"""What a request to the resource routes carries: its caller, its body and its selectors.
+
+The authentication middleware (``app``) leaves the caller on the request under
+``PRINCIPAL_KEY``; the handlers read the body through ``read_body`` (size first, then
+``bodies``' bounded decoding) and the selectors through ``label_selector`` and
+``field_filter``, which turn a malformed one into a 400 naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from kukeon.api import AnyResource, Kind
+from kukeon.apiserver import queryparams
+from kukeon.apiserver.auth import Principal
+from kukeon.apiserver.bodies import THREAD_THRESHOLD, BodyError, decode_body
+from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_field_selector
+from kukeon.apiserver.status import ApiError, Cause
+from kukeon.store import Invalid, LabelSelector, parse_selector
+
+PRINCIPAL_KEY = web.RequestKey("kukeon_principal", Principal)
+"""Where the auth middleware leaves the authenticated caller on the request."""
+
+_SELECTOR_MAX = 4096
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal = request.get(PRINCIPAL_KEY)
+    if not isinstance(principal, Principal):
+        # Only reachable if the app was built without its auth middleware: refuse.
+        raise ApiError(401, "Unauthorized: the request was not authenticated")
+    return principal
+
+
+def _is_true(value: str | None) -> bool:
+    return value is not None and value.lower() in {"1", "true", "yes"}
+
+
+def is_watch(request: web.Request) -> bool:
+    """Lenient, for the middlewares (which must not fail); the handler parses it strictly."""
+    return _is_true(request.query.get("watch"))
+
+
+def json_answer(document: Any, status: int = 200) -> web.Response:
+    """``document`` as compact JSON."""
+    return web.Response(
+        body=json.dumps(document, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def read_body(request: web.Request, limit: int) -> Any:
+    """The request body as a document (JSON, or YAML when the content type says so).
+
+    A Content-Length over ``limit`` is a 413 before a byte is read (aiohttp would read
+    ``limit`` bytes first, and wait for a body a client only announced); aiohttp enforces
+    the limit again while reading a chunked body. ``kukeon.apiserver.bodies`` bounds the
+    nesting depth and refuses repeated keys. A large body is decoded in a worker thread.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiError(
+            413, f"the request body of {length} bytes is larger than the limit of {limit} bytes"
+        )
+    raw = await request.read()
+    if not raw.strip():
+        raise ApiError(400, "the request needs a body")
+    content_type = request.content_type
+    try:
+        if len(raw) > THREAD_THRESHOLD:
+            return await asyncio.to_thread(decode_body, raw, content_type)
+        return decode_body(raw, content_type)
+    except BodyError as exc:
+        causes = [Cause(exc.field, exc.message)] if exc.field else []
+        raise ApiError(exc.code, exc.message, causes=causes) from None
+
+
+def label_selector(request: web.Request) -> tuple[str | None, LabelSelector]:
+    text = queryparams.single(request, "labelSelector")
+    if text is not None and len(text) > _SELECTOR_MAX:
+        raise ApiError(
+            400,
+            f"labelSelector is {len(text)} characters long, over the limit of {_SELECTOR_MAX}",
+            causes=[Cause("labelSelector", f"at most {_SELECTOR_MAX} characters")],
+        )
+    try:
+        return text, parse_selector(text)
+    except Invalid as exc:
+        raise ApiError(
+            400, str(exc), causes=[Cause(c[0], c[1]) for c in exc.causes] or ()
+        ) from None
+
+
+def field_filter(request: web.Request, kind: Kind) -> FieldSelector[AnyResource]:
+    """``fieldSelector``: the fields each kind supports (``apiserver/fieldselector.py``)."""
+    text = queryparams.single(request, "fieldSelector")
+    try:
+        return parse_field_selector(kind, text)
+    except FieldSelectorError as exc:
+        raise ApiError(
+            400, f"fieldSelector: {exc}", causes=[Cause("fieldSelector", str(exc))]
+        ) from None

@@ -1,0 +1,113 @@
+"""The reads of the resource routes: get, list and watch.
+
+A watch (``?watch=true``) is served from the API server's shared feeds (``watchhub``) in
+the watch protocol of ``watchstream``: newline-delimited ``{type, object}`` events, with
+BOOKMARKs while idle. Every read shows only what the caller may see: the realms of its
+role, and the objects its label and field selectors choose.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from kukeon.api import API_VERSION, AnyResource, key_of, to_document
+from kukeon.apiserver import queryparams
+from kukeon.apiserver.handlerbase import HandlerBase
+from kukeon.apiserver.request import field_filter, json_answer, label_selector
+from kukeon.apiserver.target import Target
+from kukeon.apiserver.watchhub import EncodedEvent
+from kukeon.apiserver.watchstream import WatchResponder
+
+
+def _realm_of(res: AnyResource) -> str:
+    key = key_of(res)
+    return key[0]
+
+
+class ResourceReads(HandlerBase):
+    """get, list and watch of every kind."""
+
+    async def get(self, request: web.Request, target: Target) -> web.StreamResponse:
+        self._authorize(request, "get", target)
+        res = await self._store(target, self._registry.get(target.kind, target.key))
+        return json_answer(to_document(res))
+
+    async def list_or_watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        if queryparams.flag(request, "watch"):
+            return await self.watch(request, target)
+        principal = self._authorize(request, "list", target)
+        text, _ = label_selector(request)
+        fields = field_filter(request, target.kind)
+        # Not used by a list (it always reads the latest revision), but never ignored when
+        # malformed: a client that sent nonsense learns it.
+        queryparams.resource_version(request)
+        queryparams.timeout_seconds(request)
+        listed = await self._store(
+            target, self._registry.list(target.kind, target.scope, label_selector=text)
+        )
+        items = [
+            to_document(res)
+            for res in listed.items
+            if principal.may_see_realm(_realm_of(res)) and fields.matches(res)
+        ]
+        return json_answer(
+            {
+                "apiVersion": API_VERSION,
+                "kind": f"{target.kind.value}List",
+                "metadata": {"resourceVersion": str(listed.resource_version)},
+                "items": items,
+            }
+        )
+
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """Newline-delimited ``{type, object}`` events, with BOOKMARKs while idle.
+
+        Without ``resourceVersion`` (or with "0") the stream starts with an ADDED event per
+        existing object, read at one revision, then follows changes after it. With one, it
+        follows changes after that revision; if etcd has compacted it away the answer is a
+        410 Status (or, once streaming, an ERROR event carrying it) and the client relists.
+        """
+        principal = self._authorize(request, "watch", target)
+        text, selector = label_selector(request)
+        fields = field_filter(request, target.kind)
+        requested_rv = queryparams.resource_version(request)
+        timeout = queryparams.timeout_seconds(request)
+
+        def visible(res: AnyResource) -> bool:
+            return (
+                principal.may_see_realm(_realm_of(res))
+                and fields.matches(res)
+                and selector.matches(res.metadata.labels)
+            )
+
+        def encode(event: EncodedEvent) -> tuple[int, bytes | None]:
+            return event.revision, event.line if visible(event.object) else None
+
+        initial: list[AnyResource] = []
+        if not requested_rv:  # absent or "0": list first, then follow
+            listed = await self._store(
+                target, self._registry.list(target.kind, target.scope, label_selector=text)
+            )
+            initial = [res for res in listed.items if visible(res)]
+            start = int(listed.resource_version)
+        else:
+            start = requested_rv
+        responder = WatchResponder(
+            kind=target.kind.value,
+            encode=encode,
+            bookmark_interval=self._settings.bookmark_interval,
+            start_grace=self._settings.watch_start_grace,
+            closing=self._closing,
+            current_revision=self._registry.current_revision,
+        )
+        subscription = self._hub.subscribe(target.kind, target.scope, start)
+        try:
+            return await responder.respond(
+                request,
+                subscription.queue,
+                initial=[to_document(res) for res in initial],
+                start=start,
+                stream_for=timeout,
+            )
+        finally:
+            subscription.close()

@@ -1,0 +1,291 @@
+"""The writes of the resource routes: create, replace, patch and delete.
+
+Each write is authorized before its body is read, made to agree with its URL and
+validated (``writerules``), admitted (``handlerbase``) and only then written; with
+``?dryRun=All`` every check runs and the write does not. A replace or patch without a
+``resourceVersion`` is an unconditional write against the stored object (a patch retries
+a lost compare on the newer version); with one, a stale version is a 409. A cascading
+delete only marks the object: its children go after the answer (``_start_cascade``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from kukeon.api import AnyResource, Kind, Secret, parent_of, to_document
+from kukeon.api.meta import quote
+from kukeon.apiserver import queryparams
+from kukeon.apiserver.auth import Role
+from kukeon.apiserver.handlerbase import HandlerBase
+from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
+from kukeon.apiserver.paths import HIERARCHY, KINDS
+from kukeon.apiserver.request import json_answer, principal_of, read_body
+from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
+from kukeon.apiserver.target import Target
+from kukeon.apiserver.writerules import base64_values, check_size, parse, prepare
+from kukeon.store import Conflict, NotFound, StoreError
+
+log = logging.getLogger(__name__)
+
+_PATCH_RETRIES = 5
+
+
+class ResourceWrites(HandlerBase):
+    """create, replace (spec or status), patch (spec or status) and delete of every kind."""
+
+    async def close(self) -> None:
+        """Stop the cascades this server started (kukeond's leader finishes them)."""
+        for task in self._cascades.values():
+            task.cancel()
+        await asyncio.gather(*self._cascades.values(), return_exceptions=True)
+
+    def _start_cascade(self, target: Target) -> None:
+        """Delete a marked object's children now, outside the request.
+
+        Only a head start: kukeond's cascade leader does the same from the marks, so a
+        cascade cut by a restart (of this server or of any kukeond) is finished anyway,
+        and an API server running without controllers still completes one.
+        """
+        key = (target.kind, target.key)
+        if key in self._cascades:
+            return
+
+        async def run() -> None:
+            try:
+                await self._registry.delete(target.kind, target.key, cascade=True)
+            except NotFound:
+                pass
+            except Exception as error:  # logged: kukeond's cascade leader carries on
+                log.warning("cascade of %s interrupted: %s", target.label(), error)
+            finally:
+                self._cascades.pop(key, None)
+
+        self._cascades[key] = asyncio.create_task(run(), name=f"cascade {target.label()}")
+
+    async def create(self, request: web.Request, target: Target) -> web.StreamResponse:
+        # An editor may create a realm it is scoped to; which realm that is, only the body
+        # says. Everyone else is authorized before the body is even read.
+        realm_from_body = target.kind == Kind.REALM and principal_of(request).role == Role.EDITOR
+        if not realm_from_body:
+            self._authorize(request, "create", target)
+        dry_run = queryparams.dry_run(request)
+        body = await read_body(request, self._settings.max_body_bytes)
+        document = prepare(body, target, name_from_url=False)
+        document.pop("status", None)  # controllers own status
+        metadata = document["metadata"]
+        for managed in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp"):
+            metadata.pop(managed, None)
+        res = parse(document)
+        created_target = target._replace(name=res.metadata.name)
+        if realm_from_body:
+            self._authorize(request, "create", created_target)
+        await self._admit(request, created_target, res, None)
+        if dry_run:
+            # Everything a real create checks, short of writing: the size, the key still
+            # free, the parent present and not being deleted.
+            check_size(res, created_target)
+            await self._check_absent(created_target)
+            await self._check_parent(res, created_target)
+            return json_answer(to_document(res), status=201)
+        created = await self._store(created_target, self._registry.create(res))
+        return json_answer(to_document(created), status=201)
+
+    async def _check_parent(self, res: AnyResource, target: Target) -> None:
+        parent = parent_of(res)
+        if parent is None:
+            return
+        kind, key = parent
+        parent_target = Target(kind, key[:-1], key[-1], None)
+        try:
+            found = await self._registry.get(kind, key)
+        except StoreError as exc:
+            error = from_store_error(exc, kind=target.kind.value, name=target.name)
+            if error.code != 404:
+                raise error from None
+            found = None
+        why = "does not exist" if found is None else "is being deleted"
+        if found is None or found.metadata.deletion_timestamp is not None:
+            raise ApiError(
+                404,
+                f"cannot create {target.label()}: its {parent_target.label()} {why}",
+                kind=target.kind.value,
+                name=target.name,
+            )
+
+    async def _check_absent(self, target: Target) -> None:
+        try:
+            await self._registry.get(target.kind, target.key)
+        except StoreError as exc:
+            if from_store_error(exc).code == 404:
+                return
+            raise from_store_error(exc, kind=target.kind.value, name=target.name) from None
+        raise ApiError(
+            409,
+            f"{target.label()} already exists",
+            reason="AlreadyExists",
+            kind=target.kind.value,
+            name=target.name,
+        )
+
+    async def replace(self, request: web.Request, target: Target) -> web.StreamResponse:
+        self._authorize(request, "update", target)
+        dry_run = queryparams.dry_run(request)
+        body = await read_body(request, self._settings.max_body_bytes)
+        document = prepare(body, target, name_from_url=True)
+        res = parse(document)
+        current = await self._store(target, self._registry.get(target.kind, target.key))
+        if not res.metadata.resource_version:
+            # No precondition given: an unconditional update, against what is stored now.
+            res.metadata.resource_version = current.metadata.resource_version
+        elif res.metadata.resource_version != current.metadata.resource_version:
+            raise self._stale(target, res.metadata.resource_version, current)
+        await self._admit(request, target, res, current)
+        if dry_run:
+            merged = self._merged(current, res, target.subresource)
+            check_size(merged, target)
+            return json_answer(to_document(merged))
+        write = self._registry.update_status if target.subresource else self._registry.update
+        updated = await self._store(target, write(res))
+        return json_answer(to_document(updated))
+
+    @staticmethod
+    def _stale(target: Target, given: str | None, current: AnyResource) -> ApiError:
+        return ApiError(
+            409,
+            f"{target.label()} has been modified: resourceVersion {given} is not the current "
+            f"{current.metadata.resource_version}; read it again and retry",
+            reason="Conflict",
+            kind=target.kind.value,
+            name=target.name,
+        )
+
+    @staticmethod
+    def _merged(current: AnyResource, res: AnyResource, subresource: str | None) -> AnyResource:
+        """What a write of ``res`` would store: spec+metadata or status, not both."""
+        if subresource == "status":
+            return current.model_copy(update={"status": res.status}, deep=True)
+        return res.model_copy(update={"status": current.status}, deep=True)
+
+    async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        self._authorize(request, "patch", target)
+        dry_run = queryparams.dry_run(request)
+        if request.content_type != MERGE_PATCH_CONTENT_TYPE:
+            raise ApiError(
+                415,
+                f"PATCH needs Content-Type {MERGE_PATCH_CONTENT_TYPE} (JSON merge patch, "
+                f"RFC 7386), got {request.content_type!r}",
+            )
+        patch = await read_body(request, self._settings.max_body_bytes)
+        if not isinstance(patch, dict):
+            raise ApiError(400, "a merge patch must be a JSON object")
+        precondition = (patch.get("metadata") or {}).get("resourceVersion")
+        for _ in range(_PATCH_RETRIES):
+            current = await self._store(target, self._registry.get(target.kind, target.key))
+            before = to_document(current)
+            if isinstance(current, Secret) and ("data" in patch or "stringData" in patch):
+                # A patch of values merges into the stored ones, which no document shows:
+                # they are added here, in memory only, never to a response.
+                before = {**before, "data": base64_values(current)}
+            after = apply_merge_patch(before, patch)
+            if not isinstance(after, dict):
+                raise ApiError(400, "a merge patch must be a JSON object")
+            if target.subresource == "status":
+                after = {**before, "status": after.get("status", {})}
+            else:
+                after["status"] = before.get("status", {})
+            document = prepare(after, target, name_from_url=True)
+            res = parse(document)
+            if precondition is None:
+                res.metadata.resource_version = current.metadata.resource_version
+            elif str(precondition) != current.metadata.resource_version:
+                raise self._stale(target, str(precondition), current)
+            await self._admit(request, target, res, current)
+            if dry_run:
+                merged = self._merged(current, res, target.subresource)
+                check_size(merged, target)
+                return json_answer(to_document(merged))
+            write = self._registry.update_status if target.subresource else self._registry.update
+            try:
+                updated = await write(res)
+            except Conflict:
+                if precondition is not None:
+                    raise
+                continue  # someone wrote in between: patch the newer version
+            except StoreError as exc:
+                raise from_store_error(exc, kind=target.kind.value, name=target.name) from None
+            return json_answer(to_document(updated))
+        raise ApiError(
+            409,
+            f"{target.label()} kept changing while being patched; retry",
+            kind=target.kind.value,
+            name=target.name,
+        )
+
+    async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
+        self._authorize(request, "delete", target)
+        dry_run = queryparams.dry_run(request)
+        cascade = await self._cascade(request)
+        if dry_run:
+            current = await self._store(target, self._registry.get(target.kind, target.key))
+            if not cascade:
+                await self._check_childless(target)
+            return json_answer(to_document(current))
+        # A cascade is only marked here; the children go after the answer (any number,
+        # across restarts: see _start_cascade) and the object after them.
+        remaining = await self._store(
+            target,
+            self._registry.delete(target.kind, target.key, cascade=cascade, background=cascade),
+        )
+        if cascade and remaining is not None:
+            self._start_cascade(target)
+        if remaining is not None:
+            # Still held by finalizers: the object, now carrying its deletionTimestamp.
+            return json_answer(to_document(remaining), status=202)
+        return json_answer(
+            status_document(
+                code=200,
+                reason="Deleted",
+                message=f"{target.label()} deleted",
+                name=target.name,
+                kind=target.kind.value,
+                success=True,
+            )
+        )
+
+    async def _cascade(self, request: web.Request) -> bool:
+        policy = queryparams.single(request, "propagationPolicy")
+        if request.can_read_body:
+            body = await read_body(request, self._settings.max_body_bytes)
+            if isinstance(body, dict):
+                policy = policy or body.get("propagationPolicy")
+                if "dryRun" in body and body["dryRun"] not in ([], ["All"]):
+                    raise ApiError(400, "DeleteOptions.dryRun must be ['All']")
+        if policy is not None:
+            if policy in ("Foreground", "Background"):
+                return True
+            raise ApiError(
+                400,
+                f"propagationPolicy {quote(policy)} is not supported: use Foreground or Background "
+                "(children are deleted) or leave it out (refused while children exist)",
+                causes=[Cause("propagationPolicy", "must be Foreground or Background")],
+            )
+        return queryparams.flag(request, "cascade")
+
+    async def _check_childless(self, target: Target) -> None:
+        kinds = list(HIERARCHY)
+        if target.kind not in kinds or kinds.index(target.kind) + 1 >= len(kinds):
+            return
+        child = kinds[kinds.index(target.kind) + 1]
+        children = await self._store(target, self._registry.list(child, target.key))
+        if children.items:
+            names = ", ".join(res.metadata.name for res in children.items[:10])
+            raise ApiError(
+                409,
+                f"{target.label()} still has {KINDS[child].plural} ({names}); "
+                "delete them first or use cascade",
+                kind=target.kind.value,
+                name=target.name,
+            )
