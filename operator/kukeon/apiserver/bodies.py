@@ -171,6 +171,28 @@ class _Frame:
             self.index += 1
 
 
+def _node_path(frame: _Frame | None, event: yaml.NodeEvent) -> str:
+    """Where ``event`` stands in its collection (a key: its mapping); a repeated key is
+    refused here, and a key is recorded as the one whose value comes next."""
+    if frame is None:
+        return ""
+    if frame.mapping and frame.expecting_key:
+        if isinstance(event, yaml.ScalarEvent):
+            key = str(event.value)
+            marker = (event.style is None, key)
+            if marker in frame.seen:
+                where = _join(frame.path, key)
+                raise BodyError(422, f"duplicate key {quote(key)} at {quote(where)}", field=where)
+            frame.seen.add(marker)
+            frame.key = key
+        else:
+            frame.key = "<complex key>"
+        return frame.path  # a key: errors point at its mapping
+    if frame.mapping:
+        return _join(frame.path, frame.key or "")
+    return f"{frame.path}[{frame.index}]"
+
+
 def _scan_yaml(text: str, max_depth: int) -> None:
     """Check the YAML event stream, iteratively: depth, aliases, repeated keys, one document.
 
@@ -198,26 +220,7 @@ def _scan_yaml(text: str, max_depth: int) -> None:
             if not isinstance(event, yaml.NodeEvent):
                 continue
             frame = stack[-1] if stack else None
-            if frame is None:
-                path = ""
-            elif frame.mapping and frame.expecting_key:
-                path = frame.path  # a key: errors point at its mapping
-                if isinstance(event, yaml.ScalarEvent):
-                    key = str(event.value)
-                    marker = (event.style is None, key)
-                    if marker in frame.seen:
-                        where = _join(frame.path, key)
-                        raise BodyError(
-                            422, f"duplicate key {quote(key)} at {quote(where)}", field=where
-                        )
-                    frame.seen.add(marker)
-                    frame.key = key
-                else:
-                    frame.key = "<complex key>"
-            elif frame.mapping:
-                path = _join(frame.path, frame.key or "")
-            else:
-                path = f"{frame.path}[{frame.index}]"
+            path = _node_path(frame, event)
             if isinstance(event, yaml.AliasEvent):
                 where = quote(path) if path else "the top level"
                 raise BodyError(400, f"YAML aliases are not accepted (at {where})", field=path)

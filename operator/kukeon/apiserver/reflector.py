@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from kukeon.api import AnyResource, Kind, key_of
 
-from .client import ApiClient, ApiRequestError, ClientWatchEvent, ServerUnreachable
+from .client import ApiClient, ApiRequestError, ClientWatchEvent, ObjectList, ServerUnreachable
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,81 @@ def _retryable(error: ApiRequestError) -> bool:
     return error.code == 429 or error.code >= 500
 
 
+class _Reflection:
+    """What ``follow`` knows between streams: the objects delivered, where to resume from,
+    whether the next stream must list first, and the state of an outage."""
+
+    def __init__(self, initial: Sequence[AnyResource], initial_revision: int | None) -> None:
+        self.known: dict[tuple[str, ...], AnyResource] = {key_of(item): item for item in initial}
+        self.revision = initial_revision
+        self.relist = False
+        self.started = initial_revision is not None  # the caller reached the server already
+        self.delay = 0.0
+        self.outage_reported = False
+
+    def fresh(self, event: ClientWatchEvent) -> bool:
+        """Record the event; False when it repeats something already delivered."""
+        assert event.object is not None
+        key = key_of(event.object)
+        seen = self.known.get(key)
+        if event.type == "DELETED":
+            if seen is None:
+                return False
+            del self.known[key]
+            return True
+        if seen is not None and _revision(seen) >= _revision(event.object):
+            return False
+        self.known[key] = event.object
+        return True
+
+    def relisted(self, listing: ObjectList) -> list[ClientWatchEvent]:
+        """What changed between the objects delivered and a new list, which becomes known;
+        the watch goes on from the list's revision."""
+        changes: list[ClientWatchEvent] = []
+        listed = {key_of(item): item for item in listing.items}
+        for key, item in listed.items():
+            seen = self.known.get(key)
+            if seen is None or _revision(seen) != _revision(item):
+                self.known[key] = item
+                kind_of_change = "ADDED" if seen is None else "MODIFIED"
+                changes.append(ClientWatchEvent(kind_of_change, item, _revision(item)))
+        for key in [key for key in self.known if key not in listed]:
+            gone = self.known.pop(key)
+            changes.append(ClientWatchEvent("DELETED", gone, listing.resource_version))
+        self.revision = listing.resource_version
+        self.relist = False
+        return changes
+
+    def delivered(self, event: ClientWatchEvent) -> bool:
+        """Note an event of the stream (the server is reachable); whether to pass it on."""
+        self.started = True
+        self.delay = 0.0
+        self.outage_reported = False
+        if event.resource_version:
+            self.revision = max(self.revision or 0, event.resource_version)
+        return event.object is not None and self.fresh(event)
+
+    def refused(self, error: ApiRequestError) -> str:
+        """Why the stream stopped, for an answer worth waiting out; raises the others."""
+        if error.code == 410 and self.started:
+            self.relist = True
+            self.delay = 0.0
+            return "the watch's revision was compacted; listing again"
+        if self.started and _retryable(error):
+            return f"the server answered {error.code}: {error.message}"
+        raise error
+
+    def unreachable(self, error: ServerUnreachable, notify: Callable[[str], None] | None) -> str:
+        """Why the stream stopped when the server is away (the first connection raises)."""
+        if not self.started:
+            raise error
+        problem = str(error)
+        if notify is not None and not self.outage_reported:
+            notify(f"{problem}; reconnecting")
+            self.outage_reported = True
+        return problem
+
+
 async def follow(
     client: ApiClient,
     kind: Kind,
@@ -72,30 +147,11 @@ async def follow(
     those objects are not delivered again and the watch starts after that revision."""
     loop = asyncio.get_running_loop()
     deadline = None if stop_after is None else loop.time() + stop_after
-    known: dict[tuple[str, ...], AnyResource] = {key_of(item): item for item in initial}
-    revision: int | None = initial_revision
-    relist = False
-    started = initial_revision is not None  # the caller reached the server already
-    delay = 0.0
-    outage_reported = False
+    state = _Reflection(initial, initial_revision)
+    selection = {"label_selector": label_selector, "name": name, "field_selector": field_selector}
 
     def remaining() -> float | None:
         return None if deadline is None else deadline - loop.time()
-
-    def fresh(event: ClientWatchEvent) -> bool:
-        """Record the event; False when it repeats something already delivered."""
-        assert event.object is not None
-        key = key_of(event.object)
-        seen = known.get(key)
-        if event.type == "DELETED":
-            if seen is None:
-                return False
-            del known[key]
-            return True
-        if seen is not None and _revision(seen) >= _revision(event.object):
-            return False
-        known[key] = event.object
-        return True
 
     while True:
         left = remaining()
@@ -103,69 +159,31 @@ async def follow(
             return
         problem: str
         try:
-            if relist:
-                listing = await client.list(
-                    kind,
-                    scope,
-                    label_selector=label_selector,
-                    name=name,
-                    field_selector=field_selector,
-                )
-                listed = {key_of(item): item for item in listing.items}
-                for key, item in listed.items():
-                    seen = known.get(key)
-                    if seen is None or _revision(seen) != _revision(item):
-                        known[key] = item
-                        yield ClientWatchEvent(
-                            "ADDED" if seen is None else "MODIFIED", item, _revision(item)
-                        )
-                for key in [key for key in known if key not in listed]:
-                    gone = known.pop(key)
-                    yield ClientWatchEvent("DELETED", gone, listing.resource_version)
-                revision = listing.resource_version
-                relist = False
+            if state.relist:
+                for change in state.relisted(await client.list(kind, scope, **selection)):
+                    yield change
             stream = client.watch(
                 kind,
                 scope,
-                resource_version=revision,
-                label_selector=label_selector,
-                name=name,
-                field_selector=field_selector,
+                resource_version=state.revision,
                 timeout_seconds=None if left is None else max(left, 0.001),
+                **selection,
             )
             async for event in stream:
-                started = True
-                delay = 0.0
-                outage_reported = False
-                if event.resource_version:
-                    revision = max(revision or 0, event.resource_version)
-                if event.object is None or not fresh(event):
-                    continue
-                yield event
+                if state.delivered(event):
+                    yield event
             problem = "the watch stream ended"
         except ApiRequestError as error:
-            if error.code == 410 and started:
-                relist = True
-                problem = "the watch's revision was compacted; listing again"
-                delay = 0.0
-            elif started and _retryable(error):
-                problem = f"the server answered {error.code}: {error.message}"
-            else:
-                raise
+            problem = state.refused(error)
         except ServerUnreachable as error:
-            if not started:
-                raise
-            problem = str(error)
-            if notify is not None and not outage_reported:
-                notify(f"{problem}; reconnecting")
-                outage_reported = True
-        if relist and notify is not None:
+            problem = state.unreachable(error, notify)
+        if state.relist and notify is not None:
             notify(problem)
-        if revision is None:
+        if state.revision is None:
             # Nothing was seen to resume from: only a list tells what happened meanwhile.
-            relist = True
+            state.relist = True
         left = remaining()
-        wait = delay if left is None else min(delay, max(left, 0.0))
+        wait = state.delay if left is None else min(state.delay, max(left, 0.0))
         if wait > 0:
             await asyncio.sleep(wait)
-        delay = backoff.next(delay)
+        state.delay = backoff.next(state.delay)
