@@ -20,19 +20,20 @@ at 1, as in Kubernetes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any, Literal, NamedTuple
 
-import grpc
 from aetcd import rpc
 from pydantic import ValidationError
 
 from kukeon.api import Event
 
-from .connection import EtcdClient, EtcdConfig, Retrier, is_transient
-from .errors import Gone, StoreError, Unavailable
+from .connection import EtcdClient, EtcdConfig, Retrier
+from .errors import StoreError
+from .etcdwatch import resumable_watch
 from .keys import range_end
 
 log = logging.getLogger(__name__)
@@ -262,76 +263,23 @@ class EventStore:
         etcd compacted that history (list again), ``Unavailable`` when etcd stays away
         for the retry budget.
         """
-        prefix = self.scope_prefix(realm)
-        end = range_end(prefix)
-        next_revision = resource_version + 1
-        loop = asyncio.get_running_loop()
-        budget = self._config.retry_timeout
-        deadline = loop.time() + budget
-        delay = 0.05
-        while True:
-            stream = self._stream(prefix, end, next_revision)
-            try:
-                async for change in stream:
-                    deadline = loop.time() + budget
-                    delay = 0.05
-                    next_revision = change.revision + 1
-                    yield change
-                reason = "etcd closed the watch stream"
-            except grpc.aio.AioRpcError as error:
-                if not is_transient(error) and error.code() != grpc.StatusCode.CANCELLED:
-                    raise StoreError(f"watch Events: etcd refused ({error.details()})") from error
-                reason = f"{error.code().name}: {error.details()}"
-            finally:
-                await stream.aclose()
-            if loop.time() + delay > deadline:
-                raise Unavailable(f"watch Events: etcd unreachable for {budget:g}s ({reason})")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    async def _stream(
-        self, prefix: bytes, end: bytes, start_revision: int
-    ) -> AsyncGenerator[EventChange, None]:
-        await self._client.connect()
-        create = rpc.WatchRequest(
-            create_request=rpc.WatchCreateRequest(
-                key=prefix, range_end=end, start_revision=start_revision, prev_kv=True
-            )
+        changes = resumable_watch(
+            self._client,
+            self._config,
+            self.scope_prefix(realm),
+            after=resource_version,
+            what="Events",
+            decode=_changes,
+            revision_of=lambda change: change.revision,
         )
-        stop = asyncio.Event()
+        async with contextlib.aclosing(changes):  # the stream ends with its reader
+            async for change in changes:
+                yield change
 
-        async def requests() -> AsyncIterator[Any]:
-            yield create
-            await stop.wait()
 
-        call = self._client.watchstub.Watch(requests(), metadata=self._client.metadata)
-        responses = call.__aiter__()
-        try:
-            while True:
-                try:
-                    response = await anext(responses)
-                except StopAsyncIteration:
-                    return
-                except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise  # our caller is being cancelled
-                    return  # grpc.aio cancelled the call (channel closed): resume
-                if response.compact_revision:
-                    raise Gone(
-                        f"watch Events from revision {start_revision}: etcd compacted its "
-                        f"history up to revision {response.compact_revision}; list again",
-                        compacted_revision=response.compact_revision,
-                    )
-                if response.canceled:
-                    return
-                for change in response.events:
-                    decoded = _change(change)
-                    if decoded is not None:
-                        yield decoded
-        finally:
-            stop.set()
-            call.cancel()
+def _changes(response: Any) -> list[EventChange]:
+    decoded = [_change(change) for change in response.events]
+    return [change for change in decoded if change is not None]
 
 
 def _change(change: Any) -> EventChange | None:

@@ -1,26 +1,23 @@
 """Watches of the registry: every change of a kind under a scope, resumed across failures.
 
-A watch is one etcd watch stream at a time; when it breaks (member killed, leader lost,
-stream cancelled) it is opened again from the revision after the last one delivered, so
-nothing is lost or repeated. Compaction is ``Gone`` (the caller relists). Invalid
-documents do not exist for a watcher, as for a list (``_watch_event``).
+The stream and its resumption are ``etcdwatch``'s (shared with the Events); here each
+etcd event becomes what a watcher of the registry sees. Invalid documents do not exist
+for a watcher, as for a list (``_watch_event``).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any, Literal, NamedTuple
 
-import grpc
 from aetcd import rpc
 
 from kukeon.api import AnyResource, Kind
 
-from .connection import is_transient
-from .errors import Gone, StoreError, Unavailable
-from .keys import range_end
+from .errors import Gone
+from .etcdwatch import resumable_watch
 from .registrybase import RegistryBase
 from .txn import Stored
 
@@ -31,13 +28,6 @@ class WatchEvent(NamedTuple):
     type: Literal["ADDED", "MODIFIED", "DELETED"]
     object: AnyResource
     revision: int
-
-
-_Batch = list[WatchEvent]
-
-
-class _WatchStreamEndedError(Exception):
-    """The server closed or cancelled a watch stream without compaction: resume it."""
 
 
 class RegistryWatch(RegistryBase):
@@ -57,92 +47,24 @@ class RegistryWatch(RegistryBase):
         ``Gone`` when etcd no longer has that history (relist, then watch from the list's
         resourceVersion) and ``Unavailable`` when etcd stays unreachable for the retry budget.
         """
-        prefix = self._layout.scope_prefix(kind, scope).encode()
-        end = range_end(prefix)
-        next_revision = resource_version + 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._config.retry_timeout
-        delay = 0.05
-        while True:
-            stream = self._watch_stream(kind, prefix, end, next_revision)
-            try:
-                async for batch in stream:
-                    deadline = loop.time() + self._config.retry_timeout
-                    delay = 0.05
-                    for event in batch:
-                        yield event
-                    next_revision = batch[-1].revision + 1
-            except grpc.aio.AioRpcError as error:
-                if not is_transient(error) and error.code() != grpc.StatusCode.CANCELLED:
-                    raise StoreError(
-                        f"watch {kind.value}: etcd refused the stream ({error.details()})"
-                    ) from error
-                reason = f"{error.code().name}: {error.details()}"
-            except (_WatchStreamEndedError, TimeoutError) as error:
-                reason = str(error) or repr(error)
-            finally:
-                await stream.aclose()
-            if self._closed:
-                raise Unavailable(f"watch {kind.value}: the registry was closed")
-            if loop.time() + delay > deadline:
-                raise Unavailable(
-                    f"watch {kind.value}: etcd unreachable for {self._config.retry_timeout:g}s "
-                    f"({reason})"
-                )
-            log.info("watch %s resumes from revision %d (%s)", kind.value, next_revision, reason)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
 
-    async def _watch_stream(
-        self, kind: Kind, prefix: bytes, end: bytes, start_revision: int
-    ) -> AsyncGenerator[_Batch, None]:
-        """One gRPC watch stream; yields the decoded events of each response."""
-        await self._client.connect()
-        create = rpc.WatchRequest(
-            create_request=rpc.WatchCreateRequest(
-                key=prefix, range_end=end, start_revision=start_revision, prev_kv=True
-            )
+        def decode(response: Any) -> list[WatchEvent]:
+            decoded = [self._watch_event(kind, event) for event in response.events]
+            return [event for event in decoded if event is not None]
+
+        events = resumable_watch(
+            self._client,
+            self._config,
+            self._layout.scope_prefix(kind, scope).encode(),
+            after=resource_version,
+            what=kind.value,
+            decode=decode,
+            revision_of=lambda event: event.revision,
+            closed=lambda: self._closed,
         )
-        stop = asyncio.Event()
-
-        async def requests() -> AsyncIterator[Any]:
-            yield create
-            await stop.wait()
-
-        call = self._client.watchstub.Watch(requests(), metadata=self._client.metadata)
-        responses = call.__aiter__()
-        try:
-            while True:
-                response = await self._next_response(responses)
-                if response.compact_revision:
-                    raise Gone(
-                        f"watch from revision {start_revision}: etcd compacted its history up "
-                        f"to revision {response.compact_revision}; list again and watch from "
-                        "the list's resourceVersion",
-                        compacted_revision=response.compact_revision,
-                    )
-                if response.canceled:
-                    raise _WatchStreamEndedError(f"cancelled by etcd: {response.cancel_reason}")
-                decoded = [self._watch_event(kind, event) for event in response.events]
-                batch = [event for event in decoded if event is not None]
-                if batch:
-                    yield batch
-        finally:
-            stop.set()
-            call.cancel()
-
-    @staticmethod
-    async def _next_response(responses: AsyncIterator[Any]) -> Any:
-        try:
-            return await anext(responses)
-        except StopAsyncIteration:
-            raise _WatchStreamEndedError("etcd closed the watch stream") from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # our caller is being cancelled, not just the gRPC call
-            # grpc.aio cancels the call when the channel closes or is reset.
-            raise _WatchStreamEndedError("the watch call was cancelled") from None
+        async with contextlib.aclosing(events):  # the stream ends with its reader
+            async for event in events:
+                yield event
 
     def _watch_event(self, kind: Kind, event: Any) -> WatchEvent | None:
         """The event as a watcher sees it; None for a change it must not see.
