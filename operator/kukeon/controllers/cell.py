@@ -8,9 +8,11 @@ One reconcile pass, always from scratch (nothing is remembered between passes):
 3. the cell's cgroup, its network namespace attached to the space's bridge by CNI, and the
    rendered /etc/hosts and /etc/hostname;
 4. per container, root first: space defaults applied, image made available, OCI runtime
-   spec built; a container created from a different spec (digest label) is recreated,
-   only that one; a missing task is created and started; an exited task is restarted when
-   its policy owes a restart and the backoff has passed;
+   spec built (`cellbuild`); what containerd holds of it observed, the actions planned
+   (`cellplan`, pure: a container created from a different spec (digest label) is
+   recreated, only that one; a missing task is created and started; an exited task is
+   restarted when its policy owes a restart and the backoff has passed) and performed
+   (`cellexec`);
 5. per-container status and the derived cell state are written (only when changed); the
    `readyObserved` latch is set the first time the cell is Ready; an `autoDelete` cell
    whose workloads all exited with no restart owed is deleted, if it was ever Ready.
@@ -23,13 +25,7 @@ containers, detaches the cell from its network, and removes its cgroup and files
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+import logging
 from typing import Any
 
 from kukeon.api import (
@@ -37,16 +33,13 @@ from kukeon.api import (
     CellNetworkStatus,
     CellState,
     ContainerSpec,
-    ContainerState,
     ContainerStatus,
-    ContainerTerminated,
     DesiredCellState,
     EventReason,
     EventType,
     Kind,
     Realm,
     Space,
-    apply_space_defaults_to_container,
     secret_scope,
 )
 from kukeon.framework import (
@@ -56,29 +49,10 @@ from kukeon.framework import (
     PermanentError,
     TemporaryError,
 )
-from kukeon.runtime.cgroups import CgroupError, CgroupPath, Delegation
-from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
-from kukeon.runtime.containerd.errors import (
-    AlreadyExistsError,
-    ContainerdUnavailableError,
-    ContainerNotFoundError,
-    ProcessNotStartableError,
-    TaskNotFoundError,
-)
-from kukeon.runtime.containerd.namespaces import instance_labels
-from kukeon.runtime.containerd.spec import (
-    RuntimeSpecError,
-    SpecContext,
-    build_runtime_spec,
-    current_hard_rlimits,
-    inspect_host_device,
-    list_host_devices,
-)
-from kukeon.runtime.containerd.tasks import TaskInfo, TaskIO, TaskStatus
-from kukeon.runtime.containerd.ttyinit import SHELL, wrapper_needed
-from kukeon.runtime.containerd.ttyio import create_attachable_task
+from kukeon.runtime.cgroups import CgroupError, CgroupPath, CgroupState, Delegation
+from kukeon.runtime.containerd.errors import ContainerdUnavailableError
+from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.containerd.types import RegistryCredential
-from kukeon.runtime.hostfiles import create_log_file
 from kukeon.runtime.network import (
     CellAttachment,
     NetworkError,
@@ -89,35 +63,47 @@ from kukeon.runtime.network import (
 )
 from kukeon.store import Registry
 
-from .cellfiles import (
-    CellFiles,
-    SecretUnavailableError,
-    own_secret_files,
-    prepare_tty_state,
-    read_secret_value,
-    resolve_secret_refs,
-    stage_secrets,
+from .cellbuild import BuiltContainer, CellPlace, ContainerBuilder, HostFacts
+from .cellexec import (
+    ANNOTATION_RESTARTED_AT,
+    LABEL_NODE,
+    LABEL_RESTARTED_AT,
+    LABEL_SPEC_DIGEST,
+    CellExecutor,
+    CommandUnusableError,
 )
-from .cellstate import (
-    ContainerObservation,
-    containerd_container_id,
-    derive_cell_state,
-    restart_due_at,
-    restart_owed,
-    spec_digest,
+from .cellfiles import CellFiles, SecretUnavailableError, read_secret_value
+from .cellplan import (
+    ContainerInputs,
+    ContainerPlan,
+    Note,
+    plan_cell,
+    plan_container,
+    plan_stop,
+    stopped_statuses,
 )
+from .cellstate import containerd_container_id
 from .hierarchy import get_as, ready_parent
 from .host import Host
 from .images import ImageProvider, ImageUnavailableError, InvalidImageReferenceError
 from .reporting import now, report
 from .space import conflist_file
 
-LABEL_SPEC_DIGEST = "kukeon.io/spec-digest"
-LABEL_NODE = "kukeon.io/node"
-LABEL_RESTARTED_AT = "kukeon.io/restarted-at"
-"""The cell's `kukeon.io/restartedAt` annotation when the container was created."""
-ANNOTATION_RESTARTED_AT = "kukeon.io/restartedAt"
-"""Changing it (`kukectl restart` writes the time) restarts every container of the cell."""
+__all__ = [
+    "ANNOTATION_RESTARTED_AT",
+    "LABEL_NODE",
+    "LABEL_RESTARTED_AT",
+    "LABEL_SPEC_DIGEST",
+    "CellController",
+    "CommandUnusableError",
+    "HostFacts",
+    "cell_key",
+    "network_id",
+    "ordered_containers",
+    "registry_credentials",
+]
+
+logger = logging.getLogger(__name__)
 
 CellKey = tuple[str, str, str, str]
 
@@ -166,51 +152,6 @@ async def registry_credentials(registry: Registry, realm: Realm) -> list[Registr
     return credentials
 
 
-def exit_signal_name(code: int) -> str | None:
-    """`SIGKILL` for 137: a task killed by a signal exits with 128 + the signal's number."""
-    if 128 < code < 128 + 65:
-        try:
-            return signal.Signals(code - 128).name
-        except ValueError:
-            return None
-    return None
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """What the spec needs to know about this host, read once at start."""
-
-    hard_rlimits: Mapping[str, int]
-    environ: Mapping[str, str]
-
-    @classmethod
-    def read(cls) -> HostFacts:
-        return cls(hard_rlimits=current_hard_rlimits(), environ=dict(os.environ))
-
-
-@dataclass(frozen=True)
-class Exit:
-    """A container's process that ended: its code, when, and why (status ``reason``)."""
-
-    code: int
-    finished: datetime
-    reason: str | None
-
-
-class CommandUnusableError(Exception):
-    """A container's command that runc cannot run; ``reason`` says why (not found or not
-    executable). Only a new spec can fix it, so the cell fails instead of retrying."""
-
-    def __init__(self, container: ContainerSpec, error: ProcessNotStartableError) -> None:
-        self.reason = error.reason
-        command = (container.command or "the image's entrypoint")[:200]
-        what = "not found" if error.reason == "CommandNotFound" else "not executable"
-        super().__init__(
-            f"container {container.id!r}: command {command!r} {what} in the image "
-            f"(runc: {error.detail[:300]})"
-        )
-
-
 # Why a cell could not be built, most specific first: the state and reason written to its
 # status, and whether retrying can help (a spec the runtime refuses waits for a new spec;
 # everything else is a host or registry condition that may clear by itself).
@@ -238,18 +179,30 @@ def classify_build_failure(error: Exception) -> tuple[CellState, str, type[Handl
     raise TypeError(f"not a build failure: {error!r}")
 
 
-class _Pass:
-    """The observations of one reconcile pass, turned into status at its end."""
+class _Progress:
+    """The cell as last written during a pass: a pull's note, an exit recorded at once."""
 
-    def __init__(self, cell: Cell) -> None:
+    def __init__(self, ctx: HandlerContext, cell: Cell) -> None:
+        self.ctx = ctx
+        self.cell = cell
         self.previous = {status.id: status for status in cell.status.containers}
-        self.statuses: list[ContainerStatus] = []
-        self.observations: list[ContainerObservation] = []
-        self.wake_in: float | None = None
-        self.containerd_ids: frozenset[str] = frozenset()
+        """The containers' statuses when the pass began."""
 
-    def wake_after(self, seconds: float) -> None:
-        self.wake_in = seconds if self.wake_in is None else min(self.wake_in, seconds)
+    async def pulling(self, image: str) -> None:
+        # A pull may take minutes: say so (run --wait and get show it); the pass's own
+        # report replaces the note.
+        self.cell = await report(
+            self.ctx, self.cell, observe=False, reason="Pulling", message=f"pulling image {image}"
+        )
+
+    async def record(self, status: ContainerStatus) -> None:
+        """Write one container's status now (an exit time containerd does not know, that
+        later passes must find to keep the restart's timer where it started)."""
+        containers = [c for c in self.cell.status.containers if c.id != status.id]
+        containers.append(status)
+        order = {c.id: index for index, c in enumerate(ordered_containers(self.cell))}
+        containers.sort(key=lambda c: order.get(c.id, len(order)))
+        self.cell = await report(self.ctx, self.cell, observe=False, containers=containers)
 
 
 class CellController:
@@ -277,6 +230,15 @@ class CellController:
             kind = EventType.WARNING if warning else EventType.NORMAL
             self.recorder.event(cell, reason, message, type=kind)
 
+    def _note(self, cell: Cell, note: Note) -> None:
+        self._event(cell, note.reason, note.message, warning=note.warning)
+
+    def _executor(self, cell: Cell | None = None) -> CellExecutor:
+        """Built per use: `host` may be replaced on a running controller (tests do)."""
+        if cell is None:
+            return CellExecutor(self.host)
+        return CellExecutor(self.host, note=lambda note: self._note(cell, note))
+
     # --- reconcile ----------------------------------------------------------------------
 
     async def reconcile(self, cell: Cell, ctx: HandlerContext) -> None:
@@ -287,26 +249,8 @@ class CellController:
         namespace = self.host.namespace_of(realm)
 
         if cell.spec.desired_state == DesiredCellState.STOPPED:
-            running = [
-                c.id
-                for c in cell.status.containers
-                if c.state in (ContainerState.READY, ContainerState.PAUSED)
-            ]
-            for container_id in running:
-                self._event(cell, EventReason.KILLING, f"stopping container {container_id}")
-            await self._stop(cell, namespace)
-            if cell.status.state != CellState.STOPPED:
-                self._event(cell, EventReason.STOPPED, "stopped (desiredState is Stopped)")
-            await report(
-                ctx,
-                cell,
-                state=CellState.STOPPED,
-                reason="StoppedByUser",
-                message="desiredState is Stopped",
-                containers=self._stopped_statuses(cell),
-            )
+            await self._stop(cell, ctx, namespace)
             return
-
         try:
             cell = await self._converge(cell, ctx, realm=realm, space=space, namespace=namespace)
         except BUILD_FAILURES as error:
@@ -315,22 +259,78 @@ class CellController:
             await report(ctx, cell, state=state, reason=reason, message=str(error))
             raise retry(str(error), reason=reason) from error
 
+    async def _stop(self, cell: Cell, ctx: HandlerContext, namespace: str) -> None:
+        """`desiredState: Stopped`: every task stopped at once, the rest kept."""
+        plan = plan_stop(cell)
+        for note in plan.killing:
+            self._note(cell, note)
+        _, space, stack, name = cell_key(cell)
+        containers = ordered_containers(cell)
+        await self._executor(cell).stop_all(
+            namespace,
+            (
+                containerd_container_id(space=space, stack=stack, cell=name, container=c.id)
+                for c in containers
+            ),
+        )
+        for note in plan.stopped:
+            self._note(cell, note)
+        await report(
+            ctx,
+            cell,
+            state=CellState.STOPPED,
+            reason="StoppedByUser",
+            message="desiredState is Stopped",
+            containers=stopped_statuses(cell, containers, at=now()),
+        )
+
     async def _converge(
         self, cell: Cell, ctx: HandlerContext, *, realm: Realm, space: Space, namespace: str
     ) -> Cell:
         key = cell_key(cell)
         files = CellFiles(self.host.settings.state_dir, key)
+        cgroup, attachment = await self._cell_host(cell, space, files)
+        place = CellPlace(
+            key=key,
+            namespace=namespace,
+            files=files,
+            cgroup_parent=cgroup.path,
+            netns_path=str(attachment.netns_path) if attachment is not None else None,
+            credentials=await registry_credentials(self.registry, realm),
+        )
+        progress = _Progress(ctx, cell)
+        executor = self._executor(cell)
+        builder = ContainerBuilder(
+            registry=self.registry,
+            images=self.images,
+            facts=self.facts,
+            note=lambda note: self._note(cell, note),
+        )
+        converged: list[tuple[ContainerPlan, ContainerStatus]] = []
+        for container in ordered_containers(cell):
+            built = await builder.build(place, container, space, on_pull=progress.pulling)
+            converged.append(await self._converge_container(progress, built, place, executor))
+
+        # Containers dropped from the spec go; the others were just converged.
+        names = frozenset(status.name for _, status in converged if status.name)
+        await executor.remove_all(namespace, key, keep=names)
+        return await self._finish(progress.cell, ctx, converged, cgroup, attachment)
+
+    async def _cell_host(
+        self, cell: Cell, space: Space, files: CellFiles
+    ) -> tuple[CgroupState, CellAttachment | None]:
+        """The cell's cgroup, its network namespace on the space's bridge, and its
+        /etc/hosts and /etc/hostname."""
+        key = cell_key(cell)
         delegation = Delegation.ALL if cell.spec.nested_cgroup_runtime else Delegation.RESOURCES
         cgroup = await self.host.cgroups.ensure(CgroupPath(key), delegation=delegation)
-
         attachment: CellAttachment | None = None
         if not all(c.host_network for c in cell.spec.containers):
+            instance = self.host.networks.settings.instance
             attachment = await self.host.networks.attach_cell(
-                cell_id=network_id(key, self.host.networks.settings.instance),
+                cell_id=network_id(key, instance),
                 cni_config_path=conflist_file(
-                    space,
-                    default_dir=self.host.settings.cni_conf_dir,
-                    instance=self.host.networks.settings.instance,
+                    space, default_dir=self.host.settings.cni_conf_dir, instance=instance
                 ),
             )
         aliases = sorted({alias for c in cell.spec.containers for alias in c.networks_aliases})
@@ -343,45 +343,52 @@ class CellController:
             ),
             hostname_text=render_hostname(cell.metadata.name),
         )
+        return cgroup, attachment
 
-        work = _Pass(cell)
-        credentials = await registry_credentials(self.registry, realm)
-
-        async def pulling(image: str) -> None:
-            # A pull may take minutes: say so (run --wait and get show it); the pass's
-            # own report replaces the note.
-            nonlocal cell
-            cell = await report(
-                ctx, cell, observe=False, reason="Pulling", message=f"pulling image {image}"
-            )
-
-        for container in ordered_containers(cell):
-            await self._converge_container(
-                cell,
-                container,
-                work=work,
-                on_pull=pulling,
-                space=space,
-                namespace=namespace,
-                credentials=credentials,
-                files=files,
-                cgroup_parent=cgroup.path,
-                netns_path=str(attachment.netns_path) if attachment is not None else None,
-            )
-
-        # Containers dropped from the spec go; the others were just converged.
-        await self._remove_all_containers(namespace, key, keep=work.containerd_ids)
-        state = derive_cell_state(
-            containers=work.observations,
-            desired_stopped=False,
-            build_error=False,
-            host_unobservable=False,
+    async def _converge_container(
+        self, progress: _Progress, built: BuiltContainer, place: CellPlace, executor: CellExecutor
+    ) -> tuple[ContainerPlan, ContainerStatus]:
+        """Observe one container, plan, act; its status (already written when its exit
+        time is the clock's)."""
+        cell = progress.cell
+        container = built.effective
+        observed, task = await executor.observe(
+            place.namespace, place.key, built.name, container.id
         )
-        ready_observed = cell.status.ready_observed or state == CellState.READY
+        restarted_at = cell.metadata.annotations.get(ANNOTATION_RESTARTED_AT, "")
+        plan = plan_container(
+            ContainerInputs(
+                spec=container,
+                name=built.name,
+                root=container.id == cell.spec.root_container().id,
+                digest=built.digest,
+                restarted_at=restarted_at,
+                previous=progress.previous.get(container.id),
+                container=observed,
+                task=task,
+                now=now(),
+            )
+        )
+        pid = await executor.execute(plan, built, place, restarted_at=restarted_at)
+        status = plan.status if pid is None else plan.started(pid, at=now())
+        if plan.record_exit:
+            await progress.record(status)
+        return plan, status
+
+    async def _finish(
+        self,
+        cell: Cell,
+        ctx: HandlerContext,
+        converged: list[tuple[ContainerPlan, ContainerStatus]],
+        cgroup: CgroupState,
+        attachment: CellAttachment | None,
+    ) -> Cell:
+        """The cell's status from its containers'; autoDelete; the wait for a restart."""
+        plan = plan_cell(cell, [container_plan for container_plan, _ in converged])
         fields: dict[str, Any] = {
-            "state": state,
-            "ready_observed": ready_observed,
-            "containers": work.statuses,
+            "state": plan.state,
+            "ready_observed": plan.ready_observed,
+            "containers": [status for _, status in converged],
             "cgroup_ready": True,
             "cgroup_path": cgroup.path,
             "subtree_controllers": list(cgroup.subtree_controllers),
@@ -390,372 +397,31 @@ class CellController:
                 ip=str(attachment.ip) if attachment is not None else None,
             ),
         }
-        if work.wake_in is None or cell.status.reason == "Pulling":
+        if plan.clear_reason:
             fields.update(reason=None, message=None)
         cell = await report(ctx, cell, **fields)
-
-        if (
-            cell.spec.auto_delete
-            and ready_observed
-            and work.observations
-            and all(not o.running and not o.restart_owed for o in work.observations)
-        ):
+        if plan.delete:
             ctx.logger.info("autoDelete: every workload of the cell has exited; deleting it")
-            await self.registry.delete(Kind.CELL, key)
+            await self.registry.delete(Kind.CELL, cell_key(cell))
             return cell
-        if work.wake_in is not None:
+        if plan.wake_in is not None:
             raise TemporaryError(
-                f"a restart is owed in {work.wake_in:.1f}s",
-                delay=work.wake_in,
+                f"a restart is owed in {plan.wake_in:.1f}s",
+                delay=plan.wake_in,
                 reason="RestartBackoff",
             )
         return cell
 
-    async def _converge_container(
-        self,
-        cell: Cell,
-        container: ContainerSpec,
-        *,
-        work: _Pass,
-        space: Space,
-        namespace: str,
-        credentials: list[RegistryCredential],
-        files: CellFiles,
-        cgroup_parent: str,
-        netns_path: str | None,
-        on_pull: Callable[[str], Awaitable[None]] | None = None,
-    ) -> None:
-        realm_name, space_name, stack_name, cell_name = cell_key(cell)
-        effective = apply_space_defaults_to_container(space, container)
-        cid = containerd_container_id(
-            space=space_name, stack=stack_name, cell=cell_name, container=container.id
-        )
-        pulled = False
-
-        async def pulling(image: str) -> None:
-            nonlocal pulled
-            pulled = True
-            self._event(cell, EventReason.PULLING, f"pulling image {image}")
-            if on_pull is not None:
-                await on_pull(image)
-
-        image = await self.images.ensure(
-            namespace=namespace, image=effective.image, credentials=credentials, on_pull=pulling
-        )
-        image_name = image.name
-        if pulled:
-            self._event(cell, EventReason.PULLED, f"pulled image {effective.image}")
-        resolved = await resolve_secret_refs(self.registry, cell_key(cell), effective)
-        secrets = await stage_secrets(
-            effective, files=files, environ=self.facts.environ, resolved=resolved
-        )
-        devices = {
-            path: found for path in effective.devices if (found := inspect_host_device(path))
-        }
-        # tty.onInit/logFile: the command runs under a /bin/sh wrapper the image must have.
-        wrapped = effective.attachable and wrapper_needed(effective.tty)
-        has_shell = (
-            await self.images.has_file(namespace=namespace, image=image_name, path=SHELL)
-            if wrapped
-            else None
-        )
-        context = SpecContext(
-            image_config=image.config,
-            passwd=image.passwd,
-            group=image.group,
-            container_id=cid,
-            hostname=cell_name,
-            cgroups_path=f"{cgroup_parent}/{container.id}",
-            realm=realm_name,
-            space=space_name,
-            stack=stack_name,
-            cell=cell_name,
-            cell_cgroup_path=cgroup_parent,
-            netns_path=None if effective.host_network else netns_path,
-            hosts_file=None if effective.host_network else str(files.hosts),
-            hostname_file=None if effective.host_network else str(files.hostname),
-            secret_files=secrets.files,
-            secret_env=secrets.env,
-            host_hard_rlimits=self.facts.hard_rlimits,
-            devices=devices,
-            host_devices=list_host_devices() if effective.privileged else (),
-            terminal=effective.attachable,
-            tty_state_dir=str(files.tty_state(container.id)) if wrapped else None,
-            image_has_shell=has_shell,
-        )
-        spec = build_runtime_spec(effective, context=context)
-        digest = spec_digest(
-            spec if secrets.digest is None else {**spec, "kukeonSecretFiles": secrets.digest},
-            image=image_name,
-        )
-        if secrets.files:
-            user = spec["process"]["user"]
-            await own_secret_files(secrets, uid=user["uid"], gid=user["gid"])
-
-        previous = work.previous.get(container.id) or ContainerStatus(id=container.id)
-        containers = self.host.containerd.containers(namespace)
-        tasks = self.host.containerd.tasks(namespace)
-        try:
-            existing = await containers.get(cid)
-        except ContainerNotFoundError:
-            existing = None
-        restarted_at = cell.metadata.annotations.get(ANNOTATION_RESTARTED_AT, "")
-        if existing is not None and existing.labels.get(LABEL_SPEC_DIGEST) != digest:
-            await self.remove_container(namespace, cid)
-            existing = None
-            previous = ContainerStatus(id=container.id)  # a new spec starts its own history
-        elif existing is not None and existing.labels.get(LABEL_RESTARTED_AT, "") != restarted_at:
-            # A restart asked for by the user: a fresh container, the same history.
-            await self.remove_container(namespace, cid)
-            existing = None
-        kept = existing is not None
-        if existing is None:
-            labels = kukeon_labels(
-                realm=realm_name,
-                space=space_name,
-                stack=stack_name,
-                cell=cell_name,
-                container=container.id,
-            )
-            labels[LABEL_SPEC_DIGEST] = digest
-            labels[LABEL_NODE] = self.host.settings.node_name
-            labels[LABEL_RESTARTED_AT] = restarted_at
-            labels.update(instance_labels(self.host.instance))
-            # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
-            with contextlib.suppress(AlreadyExistsError):
-                await containers.create(cid, image=image_name, spec=spec, labels=labels)
-                self._event(cell, EventReason.CREATED, f"created container {container.id}")
-
-        if wrapped:
-            user = spec["process"]["user"]
-            await prepare_tty_state(
-                files, container.id, digest=digest, uid=user["uid"], gid=user["gid"]
-            )
-
-        work.containerd_ids |= {cid}
-        task = await self._task(tasks, cid)
-        status = previous.model_copy(
-            update={"name": cid, "image": effective.image, "reason": None, "message": None}
-        )
-        owed = False
-        exited: Exit | None = None
-        if task is None and kept and previous.state == ContainerState.READY and previous.pid:
-            # It ran and its task is gone without an exit we saw: its shim died (containerd
-            # then kills and removes the task) or the host restarted. An exit like any other.
-            exited = Exit(code=137, finished=now(), reason="TaskLost")
-        elif task is None and kept and previous.exit_code is not None and previous.finish_time:
-            # An exit already recorded whose task has gone since (its shim died after it):
-            # the restart policy and backoff decide as they did, and a start is a restart.
-            exited = Exit(
-                code=previous.exit_code, finished=previous.finish_time, reason=previous.reason
-            )
-        elif task is None or task.status == TaskStatus.CREATED:
-            if task is not None:
-                await tasks.delete(cid)
-            pid = await self._start(namespace, cid, files, effective)
-            self._event(cell, EventReason.STARTED, f"started container {container.id}")
-            status = status.model_copy(
-                update={
-                    "state": ContainerState.READY,
-                    "pid": pid,
-                    "start_time": now(),
-                    "exit_code": None,
-                    "exit_signal": None,
-                    "finish_time": None,
-                }
-            )
-        elif task.status in (TaskStatus.RUNNING, TaskStatus.PAUSING, TaskStatus.PAUSED):
-            state = (
-                ContainerState.READY if task.status == TaskStatus.RUNNING else ContainerState.PAUSED
-            )
-            status = status.model_copy(update={"state": state, "pid": task.pid})
-        else:  # STOPPED (or UNKNOWN, which containerd reports for a task whose shim is gone)
-            # A task whose shim died has no exit time: the one recorded when the exit was
-            # first seen keeps the backoff from restarting at every pass.
-            recorded = previous.finish_time if previous.pid is None else None
-            exited = Exit(
-                code=task.exit_status,
-                finished=task.exited_at or recorded or now(),
-                reason=await self._exit_reason(cell_key(cell), container.id, task.exit_status),
-            )
-        if exited is not None:
-            code = exited.code
-            if _new_exit(previous, exited):
-                self._exit_event(cell, container.id, exited)
-            owed = restart_owed(
-                policy=str(effective.restart_policy),
-                exit_code=code,
-                restart_count=status.restart_count,
-                max_retries=effective.restart_max_retries,
-            )
-            status = status.model_copy(
-                update={
-                    "state": ContainerState.STOPPED if code == 0 else ContainerState.FAILED,
-                    "pid": None,
-                    "exit_code": code,
-                    "exit_signal": exit_signal_name(code),
-                    "finish_time": exited.finished,
-                    "reason": exited.reason,
-                }
-            )
-            if owed:
-                due = restart_due_at(
-                    finished_at=exited.finished,
-                    backoff_seconds=effective.restart_backoff_seconds,
-                )
-                remaining = (due - now()).total_seconds()
-                if remaining <= 0:
-                    if task is not None:
-                        await tasks.delete(cid)
-                    last = ContainerTerminated(
-                        exit_code=code,
-                        signal=exit_signal_name(code),
-                        reason=exited.reason,
-                        started_at=status.start_time,
-                        finished_at=exited.finished,
-                    )
-                    pid = await self._start(namespace, cid, files, effective)
-                    self._event(cell, EventReason.RESTARTED, f"restarted container {container.id}")
-                    moment = now()
-                    status = status.model_copy(
-                        update={
-                            "state": ContainerState.READY,
-                            "pid": pid,
-                            "restart_count": status.restart_count + 1,
-                            "restart_time": moment,
-                            "start_time": moment,
-                            "reason": None,
-                            "last_state": last,
-                        }
-                    )
-                    owed = False
-                else:
-                    # `reason` keeps why it ended (OOMKilled...); the wait is in the message.
-                    status = status.model_copy(
-                        update={"message": f"exited with {code}; restarting in {remaining:.1f}s"}
-                    )
-                    self._event(
-                        cell,
-                        EventReason.BACK_OFF,
-                        f"back-off restarting container {container.id}",
-                        warning=True,
-                    )
-                    work.wake_after(remaining)
-        running = status.state == ContainerState.READY
-        work.statuses.append(status)
-        work.observations.append(
-            ContainerObservation(
-                container.id,
-                root=container.id == cell.spec.root_container().id,
-                running=running,
-                exit_code=None if running else status.exit_code,
-                restart_owed=owed,
-            )
-        )
-
-    def _exit_event(self, cell: Cell, container: str, exited: Exit) -> None:
-        if exited.reason == "OOMKilled":
-            self._event(
-                cell,
-                EventReason.OOM_KILLED,
-                f"container {container} was killed by the OOM killer (exit code {exited.code})",
-                warning=True,
-            )
-            return
-        why = f" ({exited.reason})" if exited.reason else ""
-        self._event(
-            cell,
-            EventReason.EXITED,
-            f"container {container} exited with code {exited.code}{why}",
-            warning=exited.code != 0,
-        )
-
-    async def _exit_reason(self, key: CellKey, container: str, code: int) -> str:
-        """``OOMKilled`` when an OOM killer killed a process of the container's cgroup (still
-        there: runc removes it when the task is deleted), ``Error`` for another failure."""
-        if code == 0:
-            return "Completed"
-        try:
-            stats = await self.host.cgroups.read_stats(CgroupPath((*key, container)))
-        except (CgroupError, ValueError):
-            stats = None
-        if stats is not None and stats.oom_kills:
-            return "OOMKilled"
-        return "Error"
-
-    @staticmethod
-    async def _task(tasks: Any, cid: str) -> TaskInfo | None:
-        try:
-            task: TaskInfo = await tasks.get(cid)
-        except TaskNotFoundError:
-            return None
-        return task
-
-    async def _start(
-        self, namespace: str, cid: str, files: CellFiles, container: ContainerSpec
-    ) -> int:
-        tasks = self.host.containerd.tasks(namespace)
-        log = files.log(container.id)
-        await files.start_new_log(container.id)
-        try:
-            if container.attachable:
-                # A TTY whose stdin FIFO and output the shim's logger holds (see ttyio): the
-                # container keeps its terminal while kukeond is down; its output goes to the
-                # log.
-                await create_attachable_task(
-                    tasks, cid, stdin=files.tty_stdin(container.id), log=log
-                )
-            else:
-                # 0640 and root's, whatever the umask of the shim's logger that appends to it.
-                await asyncio.to_thread(create_log_file, log)
-                await tasks.create(cid, io=TaskIO.log_file(log))
-            return await tasks.start(cid)
-        except ProcessNotStartableError as error:
-            raise CommandUnusableError(container, error) from error
-
-    async def _stop_task(self, namespace: str, cid: str) -> None:
-        tasks = self.host.containerd.tasks(namespace)
-        task = await self._task(tasks, cid)
-        if task is None:
-            return
-        if task.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.PAUSING):
-            await tasks.stop(cid, grace_period=self.host.settings.stop_grace_seconds)
-        await tasks.delete(cid)
-
     async def remove_container(self, namespace: str, cid: str) -> None:
-        await self._stop_task(namespace, cid)
-        await self.host.containerd.containers(namespace).delete(cid)
-
-    async def _stop(self, cell: Cell, namespace: str) -> None:
-        """Stop every task of the cell at once (each may take the whole grace period)."""
-        _, space, stack, name = cell_key(cell)
-        await _all(
-            self._stop_task(
-                namespace,
-                containerd_container_id(space=space, stack=stack, cell=name, container=c.id),
-            )
-            for c in ordered_containers(cell)
-        )
-
-    @staticmethod
-    def _stopped_statuses(cell: Cell) -> list[ContainerStatus]:
-        previous = {status.id: status for status in cell.status.containers}
-        stopped: list[ContainerStatus] = []
-        for container in ordered_containers(cell):
-            status = previous.get(container.id) or ContainerStatus(id=container.id)
-            if status.state in (ContainerState.READY, ContainerState.PAUSED):
-                status = status.model_copy(
-                    update={"state": ContainerState.STOPPED, "pid": None, "finish_time": now()}
-                )
-            stopped.append(status)
-        return stopped
+        """Stop the container's task and delete it (the orphan collector's removal too)."""
+        await self._executor().remove_container(namespace, cid)
 
     # --- finalize -----------------------------------------------------------------------
 
     async def finalize(self, cell: Cell, ctx: HandlerContext) -> None:
         key = cell_key(cell)
         namespace = await self._namespace(ctx, key[0])
-        await self._remove_all_containers(namespace, key)
+        await self._executor().remove_all(namespace, key)
         await self.host.networks.detach_cell(
             cell_id=network_id(key, self.host.networks.settings.instance)
         )
@@ -771,36 +437,3 @@ class CellController:
     async def _namespace(self, ctx: HandlerContext, realm: str) -> str:
         found = await get_as(ctx, Realm, (realm,))
         return self.host.namespace_of(found)
-
-    async def _remove_all_containers(
-        self, namespace: str, key: CellKey, *, keep: frozenset[str] = frozenset()
-    ) -> None:
-        """Every container labelled as this cell's but those in `keep` (containerd ids)."""
-        realm, space, stack, name = key
-        labels = {
-            LABEL_MANAGED: "true",
-            "kukeon.io/realm": realm,
-            "kukeon.io/space": space,
-            "kukeon.io/stack": stack,
-            "kukeon.io/cell": name,
-        }
-        found = await self.host.containerd.containers(namespace).list(labels=labels)
-        await _all(self.remove_container(namespace, c.id) for c in found if c.id not in keep)
-
-
-def _new_exit(previous: ContainerStatus, exited: Exit) -> bool:
-    """Whether this exit is news: the container ran when last reported, or the exit
-    differs from the one recorded (a pass that only waits for the backoff sees it again)."""
-    if previous.state in (ContainerState.READY, ContainerState.PAUSED):
-        return True
-    if previous.finish_time is None:
-        return True
-    return abs((previous.finish_time - exited.finished).total_seconds()) > 0.001
-
-
-async def _all(steps: Iterable[Awaitable[None]]) -> None:
-    """Run the steps concurrently; every one runs to its end, then the first error is raised."""
-    results = await asyncio.gather(*steps, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result

@@ -1,0 +1,228 @@
+"""What a container of a cell is created from: its image, its secrets, its OCI spec and digest.
+
+Before the cell controller can decide anything about a container it needs the spec the
+container would be created from now: the space's defaults applied, the image present in
+the realm's namespace (imported or pulled), the container's secrets resolved and staged,
+the host's device nodes it asks for looked up (off the event loop: `/dev` is walked for a
+privileged container), and the OCI runtime spec built and digested. The digest is what
+the planner compares with the one the existing container was created from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kukeon.api import ContainerSpec, EventReason, Space, apply_space_defaults_to_container
+from kukeon.runtime.containerd.spec import (
+    HostDevice,
+    SpecContext,
+    build_runtime_spec,
+    current_hard_rlimits,
+    inspect_host_device,
+    list_host_devices,
+)
+from kukeon.runtime.containerd.ttyinit import SHELL, wrapper_needed
+from kukeon.runtime.containerd.types import RegistryCredential
+from kukeon.store import Registry
+
+from .cellfiles import (
+    CellFiles,
+    StagedSecrets,
+    own_secret_files,
+    resolve_secret_refs,
+    stage_secrets,
+)
+from .cellplan import Note
+from .cellstate import containerd_container_id, spec_digest
+from .images import ImageProvider, ReadyImage
+
+logger = logging.getLogger(__name__)
+
+CellKey = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the spec needs to know about this host, read once at start."""
+
+    hard_rlimits: Mapping[str, int]
+    environ: Mapping[str, str]
+
+    @classmethod
+    def read(cls) -> HostFacts:
+        return cls(hard_rlimits=current_hard_rlimits(), environ=dict(os.environ))
+
+
+@dataclass(frozen=True)
+class CellPlace:
+    """Where the cell's containers live on this host (the same for all of them)."""
+
+    key: CellKey
+    namespace: str
+    files: CellFiles
+    cgroup_parent: str
+    netns_path: str | None
+    credentials: Sequence[RegistryCredential]
+
+
+@dataclass(frozen=True)
+class BuiltContainer:
+    """A container's effective spec and the OCI spec it is created from."""
+
+    effective: ContainerSpec
+    name: str
+    """Its containerd container id."""
+    image: str
+    """The image's name in the realm's namespace."""
+    spec: dict[str, Any]
+    digest: str
+    wrapped: bool
+    """It runs under the tty wrapper (its state directory is prepared after creation)."""
+
+    @property
+    def user(self) -> tuple[int, int]:
+        user = self.spec["process"]["user"]
+        return int(user["uid"]), int(user["gid"])
+
+
+def host_devices(
+    paths: Sequence[str], *, privileged: bool
+) -> tuple[dict[str, HostDevice], list[HostDevice]]:
+    """The device nodes a container names, and every one of /dev for a privileged one
+    (blocking: `os.stat`, `os.walk`; run it in a thread)."""
+    devices = {path: found for path in paths if (found := inspect_host_device(path))}
+    return devices, (list_host_devices() if privileged else [])
+
+
+class ContainerBuilder:
+    """Builds each container's runtime spec for the cell controller."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        images: ImageProvider,
+        facts: HostFacts,
+        note: Callable[[Note], None],
+    ) -> None:
+        self.registry = registry
+        self.images = images
+        self.facts = facts
+        self.note = note
+
+    async def build(
+        self,
+        place: CellPlace,
+        container: ContainerSpec,
+        space: Space,
+        *,
+        on_pull: Callable[[str], Awaitable[None]] | None = None,
+    ) -> BuiltContainer:
+        _realm, space_name, stack_name, cell_name = place.key
+        effective = apply_space_defaults_to_container(space, container)
+        name = containerd_container_id(
+            space=space_name, stack=stack_name, cell=cell_name, container=container.id
+        )
+        pulled = False
+
+        async def pulling(image: str) -> None:
+            nonlocal pulled
+            pulled = True
+            self.note(Note(EventReason.PULLING, f"pulling image {image}"))
+            if on_pull is not None:
+                await on_pull(image)
+
+        image = await self.images.ensure(
+            namespace=place.namespace,
+            image=effective.image,
+            credentials=place.credentials,
+            on_pull=pulling,
+        )
+        if pulled:
+            self.note(Note(EventReason.PULLED, f"pulled image {effective.image}"))
+        resolved = await resolve_secret_refs(self.registry, place.key, effective)
+        secrets = await stage_secrets(
+            effective, files=place.files, environ=self.facts.environ, resolved=resolved
+        )
+        # tty.onInit/logFile: the command runs under a /bin/sh wrapper the image must have.
+        wrapped = effective.attachable and wrapper_needed(effective.tty)
+        has_shell = (
+            await self.images.has_file(namespace=place.namespace, image=image.name, path=SHELL)
+            if wrapped
+            else None
+        )
+        devices, every_device = await asyncio.to_thread(
+            host_devices, effective.devices, privileged=effective.privileged
+        )
+        context = self._context(
+            place,
+            effective,
+            name,
+            image,
+            secrets,
+            wrapped=wrapped,
+            devices=(devices, every_device),
+            has_shell=has_shell,
+        )
+        spec = build_runtime_spec(effective, context=context)
+        digest = spec_digest(
+            spec if secrets.digest is None else {**spec, "kukeonSecretFiles": secrets.digest},
+            image=image.name,
+        )
+        built = BuiltContainer(
+            effective=effective,
+            name=name,
+            image=image.name,
+            spec=spec,
+            digest=digest,
+            wrapped=wrapped,
+        )
+        if secrets.files:
+            uid, gid = built.user
+            await own_secret_files(secrets, uid=uid, gid=gid)
+        return built
+
+    def _context(
+        self,
+        place: CellPlace,
+        effective: ContainerSpec,
+        name: str,
+        image: ReadyImage,
+        secrets: StagedSecrets,
+        *,
+        wrapped: bool,
+        devices: tuple[dict[str, HostDevice], list[HostDevice]],
+        has_shell: bool | None,
+    ) -> SpecContext:
+        """What the OCI spec is built from."""
+        _realm, space_name, stack_name, cell_name = place.key
+        host_network = effective.host_network
+        return SpecContext(
+            image_config=image.config,
+            passwd=image.passwd,
+            group=image.group,
+            container_id=name,
+            hostname=cell_name,
+            cgroups_path=f"{place.cgroup_parent}/{effective.id}",
+            realm=place.key[0],
+            space=space_name,
+            stack=stack_name,
+            cell=cell_name,
+            cell_cgroup_path=place.cgroup_parent,
+            netns_path=None if host_network else place.netns_path,
+            hosts_file=None if host_network else str(place.files.hosts),
+            hostname_file=None if host_network else str(place.files.hostname),
+            secret_files=secrets.files,
+            secret_env=secrets.env,
+            host_hard_rlimits=self.facts.hard_rlimits,
+            devices=devices[0],
+            host_devices=devices[1],
+            terminal=effective.attachable,
+            tty_state_dir=str(place.files.tty_state(effective.id)) if wrapped else None,
+            image_has_shell=has_shell,
+        )

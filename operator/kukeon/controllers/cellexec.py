@@ -1,0 +1,241 @@
+"""The cell controller's hands: observing a cell's containers and tasks, and acting on them.
+
+`CellExecutor` reads what containerd holds of a container (its labels, its task, and for a
+failed task whether its cgroup counted an OOM kill) into the planner's observations, and
+performs a `ContainerPlan`'s actions through `Host` in order: remove, create (labelled with
+its spec digest, node, restart request and installation), the tty state directory, the
+plan's Events, then the task's deletion and start. It also stops and removes the tasks and
+containers of a cell for `desiredState: Stopped`, the containers dropped from a spec, the
+orphan collector and finalize.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from kukeon.api import ContainerSpec, EventReason
+from kukeon.runtime.cgroups import CgroupError, CgroupPath
+from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
+from kukeon.runtime.containerd.errors import (
+    AlreadyExistsError,
+    ContainerNotFoundError,
+    ProcessNotStartableError,
+    TaskNotFoundError,
+)
+from kukeon.runtime.containerd.namespaces import instance_labels
+from kukeon.runtime.containerd.tasks import TaskInfo, TaskIO, TaskStatus
+from kukeon.runtime.containerd.ttyio import create_attachable_task
+from kukeon.runtime.hostfiles import create_log_file
+
+from .cellbuild import BuiltContainer, CellPlace
+from .cellfiles import CellFiles, prepare_tty_state
+from .cellplan import (
+    LIVE_TASK,
+    ContainerPlan,
+    CreateContainer,
+    DeleteTask,
+    Note,
+    ObservedContainer,
+    ObservedTask,
+    RemoveContainer,
+    StartTask,
+)
+from .host import Host
+
+logger = logging.getLogger(__name__)
+
+LABEL_SPEC_DIGEST = "kukeon.io/spec-digest"
+LABEL_NODE = "kukeon.io/node"
+LABEL_RESTARTED_AT = "kukeon.io/restarted-at"
+"""The cell's `kukeon.io/restartedAt` annotation when the container was created."""
+ANNOTATION_RESTARTED_AT = "kukeon.io/restartedAt"
+"""Changing it (`kukectl restart` writes the time) restarts every container of the cell."""
+
+CellKey = tuple[str, str, str, str]
+
+
+class CommandUnusableError(Exception):
+    """A container's command that runc cannot run; ``reason`` says why (not found or not
+    executable). Only a new spec can fix it, so the cell fails instead of retrying."""
+
+    def __init__(self, container: ContainerSpec, error: ProcessNotStartableError) -> None:
+        self.reason = error.reason
+        command = (container.command or "the image's entrypoint")[:200]
+        what = "not found" if error.reason == "CommandNotFound" else "not executable"
+        super().__init__(
+            f"container {container.id!r}: command {command!r} {what} in the image "
+            f"(runc: {error.detail[:300]})"
+        )
+
+
+class CellExecutor:
+    """Observes and acts on a cell's containerd containers and tasks."""
+
+    def __init__(self, host: Host, *, note: Callable[[Note], None] | None = None) -> None:
+        self.host = host
+        self.note = note
+
+    def _note(self, reason: EventReason, message: str) -> None:
+        if self.note is not None:
+            self.note(Note(reason, message))
+
+    # --- observe ----------------------------------------------------------------------
+
+    async def observe(
+        self, namespace: str, key: CellKey, name: str, container: str
+    ) -> tuple[ObservedContainer | None, ObservedTask | None]:
+        """What containerd holds of the container `name` (kukeon id `container`)."""
+        try:
+            found = await self.host.containerd.containers(namespace).get(name)
+        except ContainerNotFoundError:
+            return None, None
+        observed = ObservedContainer(
+            spec_digest=found.labels.get(LABEL_SPEC_DIGEST),
+            restarted_at=found.labels.get(LABEL_RESTARTED_AT, ""),
+        )
+        task = await self.task(namespace, name)
+        if task is None:
+            return observed, None
+        failed = task.status not in LIVE_TASK and task.status != TaskStatus.CREATED
+        oom = failed and task.exit_status != 0 and await self._oom_killed(key, container)
+        return observed, ObservedTask(
+            status=task.status,
+            pid=task.pid,
+            exit_status=task.exit_status,
+            exited_at=task.exited_at,
+            oom_killed=oom,
+        )
+
+    async def _oom_killed(self, key: CellKey, container: str) -> bool:
+        """Whether an OOM killer killed a process of the container's cgroup (still there:
+        runc removes it when the task is deleted)."""
+        try:
+            stats = await self.host.cgroups.read_stats(CgroupPath((*key, container)))
+        except (CgroupError, ValueError):
+            return False
+        return bool(stats is not None and stats.oom_kills)
+
+    async def task(self, namespace: str, name: str) -> TaskInfo | None:
+        try:
+            return await self.host.containerd.tasks(namespace).get(name)
+        except TaskNotFoundError:
+            return None
+
+    # --- act --------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        plan: ContainerPlan,
+        built: BuiltContainer,
+        place: CellPlace,
+        *,
+        restarted_at: str,
+    ) -> int | None:
+        """Perform the plan's actions; the new task's pid when one was started."""
+        namespace, name = place.namespace, built.name
+        for action in plan.actions:
+            if isinstance(action, RemoveContainer):
+                await self.remove_container(namespace, name)
+            elif isinstance(action, CreateContainer):
+                await self._create(place, built, restarted_at=restarted_at)
+        if built.wrapped:
+            uid, gid = built.user
+            await prepare_tty_state(
+                place.files, built.effective.id, digest=built.digest, uid=uid, gid=gid
+            )
+        if self.note is not None:
+            for note in plan.notes:
+                self.note(note)
+        pid: int | None = None
+        for action in plan.actions:
+            if isinstance(action, DeleteTask):
+                await self.host.containerd.tasks(namespace).delete(name)
+            elif isinstance(action, StartTask):
+                pid = await self.start(namespace, name, place.files, built.effective)
+                started = EventReason.RESTARTED if action.restart else EventReason.STARTED
+                what = "restarted" if action.restart else "started"
+                self._note(started, f"{what} container {built.effective.id}")
+        return pid
+
+    async def _create(self, place: CellPlace, built: BuiltContainer, *, restarted_at: str) -> None:
+        realm, space, stack, cell = place.key
+        labels = kukeon_labels(
+            realm=realm, space=space, stack=stack, cell=cell, container=built.effective.id
+        )
+        labels[LABEL_SPEC_DIGEST] = built.digest
+        labels[LABEL_NODE] = self.host.settings.node_name
+        labels[LABEL_RESTARTED_AT] = restarted_at
+        labels.update(instance_labels(self.host.instance))
+        containers = self.host.containerd.containers(place.namespace)
+        # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
+        with contextlib.suppress(AlreadyExistsError):
+            await containers.create(built.name, image=built.image, spec=built.spec, labels=labels)
+            self._note(EventReason.CREATED, f"created container {built.effective.id}")
+
+    async def start(
+        self, namespace: str, name: str, files: CellFiles, container: ContainerSpec
+    ) -> int:
+        """A new task of the container, started; its pid."""
+        tasks = self.host.containerd.tasks(namespace)
+        log = files.log(container.id)
+        await files.start_new_log(container.id)
+        try:
+            if container.attachable:
+                # A TTY whose stdin FIFO and output the shim's logger holds (see ttyio): the
+                # container keeps its terminal while kukeond is down; its output goes to the
+                # log.
+                await create_attachable_task(
+                    tasks, name, stdin=files.tty_stdin(container.id), log=log
+                )
+            else:
+                # 0640 and root's, whatever the umask of the shim's logger that appends to it.
+                await asyncio.to_thread(create_log_file, log)
+                await tasks.create(name, io=TaskIO.log_file(log))
+            return await tasks.start(name)
+        except ProcessNotStartableError as error:
+            raise CommandUnusableError(container, error) from error
+
+    # --- stop and remove ----------------------------------------------------------------
+
+    async def stop_task(self, namespace: str, name: str) -> None:
+        task = await self.task(namespace, name)
+        if task is None:
+            return
+        tasks = self.host.containerd.tasks(namespace)
+        if task.status in LIVE_TASK:
+            await tasks.stop(name, grace_period=self.host.settings.stop_grace_seconds)
+        await tasks.delete(name)
+
+    async def remove_container(self, namespace: str, name: str) -> None:
+        await self.stop_task(namespace, name)
+        await self.host.containerd.containers(namespace).delete(name)
+
+    async def stop_all(self, namespace: str, names: Iterable[str]) -> None:
+        """Stop the tasks at once (each may take the whole grace period)."""
+        await run_all(self.stop_task(namespace, name) for name in names)
+
+    async def remove_all(
+        self, namespace: str, key: CellKey, *, keep: frozenset[str] = frozenset()
+    ) -> None:
+        """Every container labelled as this cell's but those in `keep` (containerd ids)."""
+        realm, space, stack, cell = key
+        labels = {
+            LABEL_MANAGED: "true",
+            "kukeon.io/realm": realm,
+            "kukeon.io/space": space,
+            "kukeon.io/stack": stack,
+            "kukeon.io/cell": cell,
+        }
+        found = await self.host.containerd.containers(namespace).list(labels=labels)
+        await run_all(self.remove_container(namespace, c.id) for c in found if c.id not in keep)
+
+
+async def run_all(steps: Iterable[Awaitable[None]]) -> None:
+    """Run the steps concurrently; every one runs to its end, then the first error is raised."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -1,0 +1,492 @@
+"""The cell controller's decisions as plain data: what to do with each container and the cell.
+
+`plan_container` gets one container's effective spec (space defaults applied) and the
+digest of the OCI spec built from it, what containerd holds of it (the container's labels,
+its task), the status last reported and the clock, and returns a `ContainerPlan`: the host
+actions in order (remove, create, delete a task, start), the Events to note, the status to
+report, and when a restart that is owed but not yet due is to happen. `plan_cell` turns the
+containers' plans into the cell's state, its `readyObserved` latch, its autoDelete and its
+wake-up; `plan_stop` is `desiredState: Stopped`. Nothing here does I/O: the executor
+(`cellexec`) performs the actions, and every rule is unit-tested without a host.
+
+A restart's timer starts at the task's exit time. A task whose shim died has none: the
+first pass that sees the exit takes the clock's time and marks the plan `record_exit`, so
+the executor writes it to the status at once; later passes read it back from there, so the
+timer never moves forward and the restart happens when the backoff has passed.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kukeon.api import (
+    Cell,
+    CellState,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    ContainerTerminated,
+    EventReason,
+)
+from kukeon.runtime.containerd.tasks import TaskStatus
+
+from .cellstate import ContainerObservation, derive_cell_state, restart_due_at, restart_owed
+
+TASK_LOST_EXIT_CODE = 137
+"""What a task whose shim died is reported as: killed (SIGKILL), reason ``TaskLost``."""
+
+
+# --- what was observed ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedContainer:
+    """The containerd container of a kukeon container: what it was created from."""
+
+    spec_digest: str | None
+    restarted_at: str
+    """The cell's ``kukeon.io/restartedAt`` annotation when it was created."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedTask:
+    """A container's task as containerd reports it."""
+
+    status: TaskStatus
+    pid: int = 0
+    exit_status: int = 0
+    exited_at: datetime | None = None
+    """None for a task whose shim died (containerd never learnt when it ended)."""
+    oom_killed: bool = False
+    """The container's memory cgroup counted an OOM kill (read only for a failed exit)."""
+
+
+LIVE_TASK = (TaskStatus.RUNNING, TaskStatus.PAUSING, TaskStatus.PAUSED)
+
+
+# --- what to do ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveContainer:
+    """Stop the container's task (grace, then SIGKILL), delete it and the container."""
+
+    reason: str
+    """``SpecChanged`` (a new history starts) or ``RestartRequested`` (kukectl restart)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreateContainer:
+    """Create the containerd container from the built spec, labelled with its digest."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTask:
+    """Delete a task that is not running (created but never started, or exited)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartTask:
+    """Create and start a new task; its pid goes into the plan's status."""
+
+    restart: bool
+    """A restart under the restart policy (Event ``Restarted``) or a first start."""
+
+
+Action = RemoveContainer | CreateContainer | DeleteTask | StartTask
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """An Event to record about the cell."""
+
+    reason: EventReason
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPlan:
+    """What to do with one container and what to report of it."""
+
+    container_id: str
+    actions: tuple[Action, ...]
+    notes: tuple[Note, ...]
+    status: ContainerStatus
+    """The status once the actions are done (``pid`` is filled in by a ``StartTask``)."""
+    observation: ContainerObservation
+    restart_at: datetime | None = None
+    """When an owed restart is due (set only while it is not yet)."""
+    wake_in: float | None = None
+    """Seconds from the planning clock to ``restart_at``."""
+    record_exit: bool = False
+    """The exit's time is the clock's (containerd has none): write the status at once."""
+
+    @property
+    def start(self) -> StartTask | None:
+        found = [action for action in self.actions if isinstance(action, StartTask)]
+        return found[0] if found else None
+
+    def started(self, pid: int, *, at: datetime) -> ContainerStatus:
+        """The status once the planned start gave ``pid`` at ``at`` (the plan's clock may
+        be a grace period earlier when a container was removed first)."""
+        times = {"start_time": at}
+        if self.start is not None and self.start.restart:
+            times["restart_time"] = at
+        return self.status.model_copy(update={"pid": pid, **times})
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """A container's process that ended: its code, when, and why (status ``reason``)."""
+
+    code: int
+    finished: datetime
+    reason: str | None
+    clock: bool = False
+    """``finished`` is the planning clock: the first time this exit was seen."""
+
+
+def exit_signal_name(code: int) -> str | None:
+    """`SIGKILL` for 137: a task killed by a signal exits with 128 + the signal's number."""
+    if 128 < code < 128 + 65:
+        try:
+            return signal.Signals(code - 128).name
+        except ValueError:
+            return None
+    return None
+
+
+def exit_reason(code: int, *, oom_killed: bool) -> str:
+    """``Completed`` for 0, ``OOMKilled`` when the OOM killer killed a process of the
+    container's cgroup, ``Error`` for another failure."""
+    if code == 0:
+        return "Completed"
+    return "OOMKilled" if oom_killed else "Error"
+
+
+def recorded_exit_time(previous: ContainerStatus) -> datetime | None:
+    """The exit time already reported for the task that is no longer running: the one
+    to keep for a task without an exit time of its own (its shim died)."""
+    if previous.pid is None and previous.state not in (ContainerState.READY, ContainerState.PAUSED):
+        return previous.finish_time
+    return None
+
+
+def new_exit(previous: ContainerStatus, exited: Exit) -> bool:
+    """Whether this exit is news: the container ran when last reported, or the exit
+    differs from the one recorded (a pass that only waits for the backoff sees it again)."""
+    if previous.state in (ContainerState.READY, ContainerState.PAUSED):
+        return True
+    if previous.finish_time is None:
+        return True
+    return abs((previous.finish_time - exited.finished).total_seconds()) > 0.001
+
+
+def observed_exit(
+    previous: ContainerStatus, task: ObservedTask | None, *, kept: bool, now: datetime
+) -> Exit | None:
+    """The exit the container's observation amounts to, or None when it runs or is to
+    be started."""
+    if task is None:
+        if kept and previous.state == ContainerState.READY and previous.pid:
+            # It ran and its task is gone without an exit we saw: its shim died
+            # (containerd then kills and removes the task) or the host restarted.
+            return Exit(code=TASK_LOST_EXIT_CODE, finished=now, reason="TaskLost", clock=True)
+        if kept and previous.exit_code is not None and previous.finish_time:
+            # An exit already recorded whose task has gone since (its shim died after
+            # it): the restart policy and backoff decide as they did.
+            return Exit(
+                code=previous.exit_code, finished=previous.finish_time, reason=previous.reason
+            )
+        return None
+    if task.status == TaskStatus.CREATED or task.status in LIVE_TASK:
+        return None
+    # STOPPED, or UNKNOWN (containerd's word for a task whose shim is gone).
+    finished = task.exited_at or recorded_exit_time(previous)
+    return Exit(
+        code=task.exit_status,
+        finished=finished or now,
+        reason=exit_reason(task.exit_status, oom_killed=task.oom_killed),
+        clock=finished is None,
+    )
+
+
+def exit_note(container: str, exited: Exit) -> Note:
+    if exited.reason == "OOMKilled":
+        return Note(
+            EventReason.OOM_KILLED,
+            f"container {container} was killed by the OOM killer (exit code {exited.code})",
+            warning=True,
+        )
+    why = f" ({exited.reason})" if exited.reason else ""
+    return Note(
+        EventReason.EXITED,
+        f"container {container} exited with code {exited.code}{why}",
+        warning=exited.code != 0,
+    )
+
+
+# --- one container ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInputs:
+    """Everything `plan_container` decides from."""
+
+    spec: ContainerSpec
+    """The effective spec: space defaults applied."""
+    name: str
+    """Its containerd container id."""
+    root: bool
+    digest: str
+    """Of the OCI spec built now (``kukeon.io/spec-digest``)."""
+    restarted_at: str
+    """The cell's ``kukeon.io/restartedAt`` annotation now."""
+    previous: ContainerStatus | None
+    container: ObservedContainer | None
+    task: ObservedTask | None
+    now: datetime
+
+
+@dataclass
+class _Draft:
+    actions: list[Action] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+
+def plan_container(inputs: ContainerInputs) -> ContainerPlan:
+    """The actions that bring one container where its spec and restart policy want it."""
+    spec = inputs.spec
+    previous = inputs.previous or ContainerStatus(id=spec.id)
+    draft = _Draft()
+    container, task = inputs.container, inputs.task
+    if container is not None and container.spec_digest != inputs.digest:
+        draft.actions.append(RemoveContainer("SpecChanged"))
+        container, task = None, None
+        previous = ContainerStatus(id=spec.id)  # a new spec starts its own history
+    elif container is not None and container.restarted_at != inputs.restarted_at:
+        # A restart asked for by the user: a fresh container, the same history.
+        draft.actions.append(RemoveContainer("RestartRequested"))
+        container, task = None, None
+    kept = container is not None
+    if not kept:
+        draft.actions.append(CreateContainer())
+    status = previous.model_copy(
+        update={"name": inputs.name, "image": spec.image, "reason": None, "message": None}
+    )
+    exited = observed_exit(previous, task, kept=kept, now=inputs.now)
+    if exited is None:
+        status = _live(status, task, draft, now=inputs.now)
+        return _plan(inputs, draft, status, owed=False)
+    if new_exit(previous, exited):
+        draft.notes.append(exit_note(spec.id, exited))
+    return _after_exit(inputs, draft, status, exited, task_present=task is not None)
+
+
+def _live(
+    status: ContainerStatus, task: ObservedTask | None, draft: _Draft, *, now: datetime
+) -> ContainerStatus:
+    """A container without an exit: start its task, or report the one that runs."""
+    if task is not None and task.status in LIVE_TASK:
+        state = ContainerState.READY if task.status == TaskStatus.RUNNING else ContainerState.PAUSED
+        return status.model_copy(update={"state": state, "pid": task.pid})
+    if task is not None:  # created but never started
+        draft.actions.append(DeleteTask())
+    draft.actions.append(StartTask(restart=False))
+    return status.model_copy(
+        update={
+            "state": ContainerState.READY,
+            "pid": None,
+            "start_time": now,
+            "exit_code": None,
+            "exit_signal": None,
+            "finish_time": None,
+        }
+    )
+
+
+def _after_exit(
+    inputs: ContainerInputs,
+    draft: _Draft,
+    status: ContainerStatus,
+    exited: Exit,
+    *,
+    task_present: bool,
+) -> ContainerPlan:
+    """An exited container: reported as ended, restarted when owed and due."""
+    spec, code = inputs.spec, exited.code
+    owed = restart_owed(
+        policy=str(spec.restart_policy),
+        exit_code=code,
+        restart_count=status.restart_count,
+        max_retries=spec.restart_max_retries,
+    )
+    status = status.model_copy(
+        update={
+            "state": ContainerState.STOPPED if code == 0 else ContainerState.FAILED,
+            "pid": None,
+            "exit_code": code,
+            "exit_signal": exit_signal_name(code),
+            "finish_time": exited.finished,
+            "reason": exited.reason,
+        }
+    )
+    if not owed:
+        return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
+    due = restart_due_at(finished_at=exited.finished, backoff_seconds=spec.restart_backoff_seconds)
+    remaining = (due - inputs.now).total_seconds()
+    if remaining > 0:
+        # `reason` keeps why it ended (OOMKilled...); the wait is in the message.
+        status = status.model_copy(
+            update={"message": f"exited with {code}; restarting in {remaining:.1f}s"}
+        )
+        draft.notes.append(
+            Note(EventReason.BACK_OFF, f"back-off restarting container {spec.id}", warning=True)
+        )
+        return _plan(
+            inputs,
+            draft,
+            status,
+            owed=True,
+            restart_at=due,
+            wake_in=remaining,
+            record_exit=exited.clock,
+        )
+    if task_present:
+        draft.actions.append(DeleteTask())
+    draft.actions.append(StartTask(restart=True))
+    last = ContainerTerminated(
+        exit_code=code,
+        signal=exit_signal_name(code),
+        reason=exited.reason,
+        started_at=status.start_time,
+        finished_at=exited.finished,
+    )
+    status = status.model_copy(
+        update={
+            "state": ContainerState.READY,
+            "pid": None,
+            "restart_count": status.restart_count + 1,
+            "restart_time": inputs.now,
+            "start_time": inputs.now,
+            "reason": None,
+            "last_state": last,
+        }
+    )
+    return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
+
+
+def _plan(
+    inputs: ContainerInputs,
+    draft: _Draft,
+    status: ContainerStatus,
+    *,
+    owed: bool,
+    restart_at: datetime | None = None,
+    wake_in: float | None = None,
+    record_exit: bool = False,
+) -> ContainerPlan:
+    running = status.state == ContainerState.READY
+    return ContainerPlan(
+        container_id=inputs.spec.id,
+        actions=tuple(draft.actions),
+        notes=tuple(draft.notes),
+        status=status,
+        observation=ContainerObservation(
+            inputs.spec.id,
+            root=inputs.root,
+            running=running,
+            exit_code=None if running else status.exit_code,
+            restart_owed=owed,
+        ),
+        restart_at=restart_at,
+        wake_in=wake_in,
+        record_exit=record_exit,
+    )
+
+
+# --- the cell -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CellPlan:
+    """What the cell's status says after its containers' plans, and what follows."""
+
+    state: CellState
+    ready_observed: bool
+    clear_reason: bool
+    """The cell's ``reason`` and ``message`` are cleared (no wait, or a pull note to drop)."""
+    delete: bool
+    """autoDelete: every workload exited with no restart owed, and the cell was once Ready."""
+    wake_in: float | None
+    """The soonest owed restart: the pass ends asking to come back then."""
+
+
+def plan_cell(cell: Cell, containers: Sequence[ContainerPlan]) -> CellPlan:
+    observations = [plan.observation for plan in containers]
+    state = derive_cell_state(
+        containers=observations,
+        desired_stopped=False,
+        build_error=False,
+        host_unobservable=False,
+    )
+    ready_observed = cell.status.ready_observed or state == CellState.READY
+    waits = [plan.wake_in for plan in containers if plan.wake_in is not None]
+    wake_in = min(waits) if waits else None
+    delete = (
+        cell.spec.auto_delete
+        and ready_observed
+        and bool(observations)
+        and all(not o.running and not o.restart_owed for o in observations)
+    )
+    return CellPlan(
+        state=state,
+        ready_observed=ready_observed,
+        clear_reason=wake_in is None or cell.status.reason == "Pulling",
+        delete=delete,
+        wake_in=wake_in,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlan:
+    """``desiredState: Stopped``: every task stopped, the containers kept."""
+
+    killing: tuple[Note, ...]
+    """Before the stop: one per container that runs."""
+    stopped: tuple[Note, ...]
+    """After it: the cell's ``Stopped`` unless it already was."""
+
+
+def plan_stop(cell: Cell) -> StopPlan:
+    killing = tuple(
+        Note(EventReason.KILLING, f"stopping container {c.id}")
+        for c in cell.status.containers
+        if c.state in (ContainerState.READY, ContainerState.PAUSED)
+    )
+    stopped = (
+        (Note(EventReason.STOPPED, "stopped (desiredState is Stopped)"),)
+        if cell.status.state != CellState.STOPPED
+        else ()
+    )
+    return StopPlan(killing=killing, stopped=stopped)
+
+
+def stopped_statuses(
+    cell: Cell, containers: Sequence[ContainerSpec], *, at: datetime
+) -> list[ContainerStatus]:
+    """The containers' statuses once their tasks were stopped at `at` (root first)."""
+    previous = {status.id: status for status in cell.status.containers}
+    statuses: list[ContainerStatus] = []
+    for container in containers:
+        status = previous.get(container.id) or ContainerStatus(id=container.id)
+        if status.state in (ContainerState.READY, ContainerState.PAUSED):
+            status = status.model_copy(
+                update={"state": ContainerState.STOPPED, "pid": None, "finish_time": at}
+            )
+        statuses.append(status)
+    return statuses

@@ -1,0 +1,653 @@
+"""CellController against a fake host: reconcile, stop, restart, autoDelete, failures, finalize.
+
+containerd, the cgroup driver, the networks, the image provider, the registry and the
+handler context are in-memory fakes; the clock is the controller's `now`, moved by the
+tests. What runs for real: the controller, the planner, the executor, the spec builder and
+the cell's files in a temporary state directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from kukeon.api import (
+    AnyResource,
+    Cell,
+    ContainerState,
+    Kind,
+    Realm,
+    Space,
+    Stack,
+)
+from kukeon.controllers import cell as cell_module
+from kukeon.controllers.cell import (
+    CellController,
+    HostFacts,
+    classify_build_failure,
+    registry_credentials,
+)
+from kukeon.controllers.host import Host, HostSettings
+from kukeon.controllers.images import ImageUnavailableError, ReadyImage
+from kukeon.framework import HandlerContext, PermanentError, TemporaryError
+from kukeon.runtime.cgroups import CgroupStats
+from kukeon.runtime.containerd.errors import (
+    AlreadyExistsError,
+    ContainerNotFoundError,
+    ProcessNotStartableError,
+    TaskNotFoundError,
+)
+from kukeon.runtime.containerd.tasks import TaskInfo, TaskStatus
+from kukeon.runtime.containerd.types import ImageConfig
+from kukeon.store import NotFound
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+NODE = "n1"
+NAMESPACE = "r.kukeon.io"
+
+
+# --- fakes -----------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeContainer:
+    id: str
+    labels: dict[str, str]
+    spec: dict[str, Any]
+
+
+@dataclass
+class Containerd:
+    """The containers and tasks of one namespace, and what was done to them."""
+
+    containers: dict[str, FakeContainer] = field(default_factory=dict)
+    tasks: dict[str, TaskInfo] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    next_pid: int = 1000
+    refuse_start: str | None = None
+    create_exists: bool = False
+
+    def running(self, cid: str, pid: int) -> TaskInfo:
+        return TaskInfo(cid, cid, pid, TaskStatus.RUNNING, 0, None, "", "", False)
+
+    def exit(self, cid: str, code: int, *, at: datetime | None, status: TaskStatus) -> None:
+        task = self.tasks[cid]
+        self.tasks[cid] = TaskInfo(cid, cid, task.pid, status, code, at, "", "", False)
+
+
+class FakeContainers:
+    def __init__(self, world: Containerd) -> None:
+        self.world = world
+
+    async def get(self, cid: str) -> FakeContainer:
+        if cid not in self.world.containers:
+            raise ContainerNotFoundError(cid, namespace=NAMESPACE)
+        return self.world.containers[cid]
+
+    async def create(
+        self, cid: str, *, image: str, spec: dict[str, Any], labels: dict[str, str]
+    ) -> None:
+        self.world.calls.append(("create", cid))
+        if self.world.create_exists:
+            raise AlreadyExistsError("container", cid, namespace=NAMESPACE)
+        self.world.containers[cid] = FakeContainer(cid, labels, spec)
+
+    async def delete(self, cid: str) -> None:
+        self.world.calls.append(("delete", cid))
+        self.world.containers.pop(cid, None)
+
+    async def list(self, *, labels: dict[str, str]) -> list[FakeContainer]:
+        return [
+            c
+            for c in self.world.containers.values()
+            if all(c.labels.get(k) == v for k, v in labels.items())
+        ]
+
+
+class FakeTasks:
+    def __init__(self, world: Containerd) -> None:
+        self.world = world
+
+    async def get(self, cid: str) -> TaskInfo:
+        if cid not in self.world.tasks:
+            raise TaskNotFoundError(cid, namespace=NAMESPACE)
+        return self.world.tasks[cid]
+
+    async def create(self, cid: str, **_: Any) -> None:
+        self.world.calls.append(("create-task", cid))
+        self.world.tasks[cid] = TaskInfo(cid, cid, 0, TaskStatus.CREATED, 0, None, "", "", False)
+
+    async def start(self, cid: str) -> int:
+        if self.world.refuse_start is not None:
+            raise ProcessNotStartableError(
+                container_id=cid, reason=self.world.refuse_start, detail="exec: no such file"
+            )
+        self.world.calls.append(("start", cid))
+        self.world.next_pid += 1
+        self.world.tasks[cid] = self.world.running(cid, self.world.next_pid)
+        return self.world.next_pid
+
+    async def stop(self, cid: str, *, grace_period: float) -> None:
+        self.world.calls.append(("stop", cid))
+        self.world.exit(cid, 143, at=T0, status=TaskStatus.STOPPED)
+
+    async def delete(self, cid: str) -> None:
+        self.world.calls.append(("delete-task", cid))
+        self.world.tasks.pop(cid, None)
+
+
+class FakeContainerd:
+    def __init__(self, world: Containerd) -> None:
+        self.world = world
+
+    def containers(self, namespace: str) -> FakeContainers:
+        assert namespace == NAMESPACE
+        return FakeContainers(self.world)
+
+    def tasks(self, namespace: str) -> FakeTasks:
+        assert namespace == NAMESPACE
+        return FakeTasks(self.world)
+
+
+@dataclass
+class FakeCgroupState:
+    path: str
+    subtree_controllers: tuple[str, ...] = ("cpu", "memory")
+
+
+class FakeCgroups:
+    def __init__(self) -> None:
+        self.oom_kills = 0
+        self.removed: list[tuple[str, ...]] = []
+
+    async def ensure(self, path: Any, *, delegation: Any) -> FakeCgroupState:
+        return FakeCgroupState("/kukeon/" + "/".join(path.parts))
+
+    async def read_stats(self, path: Any) -> CgroupStats:
+        return CgroupStats(oom_kills=self.oom_kills)
+
+    async def remove(self, path: Any) -> None:
+        self.removed.append(tuple(path.parts))
+
+
+@dataclass
+class FakeAttachment:
+    netns_path: Path
+    bridge_name: str = "kk-r-s"
+
+    @property
+    def ip(self) -> IPv4Address:
+        return IPv4Interface("10.88.0.2/24").ip
+
+
+@dataclass
+class NetworkSettings:
+    instance: str = ""
+
+
+class FakeNetworks:
+    def __init__(self, root: Path) -> None:
+        self.settings = NetworkSettings()
+        self.root = root
+        self.attached: list[str] = []
+        self.detached: list[str] = []
+
+    async def attach_cell(self, *, cell_id: str, cni_config_path: Path) -> FakeAttachment:
+        self.attached.append(cell_id)
+        return FakeAttachment(self.root / cell_id)
+
+    async def detach_cell(self, *, cell_id: str) -> None:
+        self.detached.append(cell_id)
+
+
+class FakeImages:
+    def __init__(self) -> None:
+        self.missing: str | None = None
+        self.pull = False
+
+    async def ensure(
+        self,
+        *,
+        namespace: str,
+        image: str,
+        credentials: Any,
+        on_pull: Callable[[str], Awaitable[None]] | None = None,
+    ) -> ReadyImage:
+        if image == self.missing:
+            raise ImageUnavailableError(image, "not found anywhere")
+        if self.pull and on_pull is not None:
+            self.pull = False
+            await on_pull(image)
+        return ReadyImage(
+            name=f"docker.io/library/{image}:latest",
+            config=ImageConfig(cmd=("sh",)),
+            passwd=None,
+            group=None,
+        )
+
+    async def has_file(self, *, namespace: str, image: str, path: str) -> bool:
+        return True
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.deleted: list[tuple[str, ...]] = []
+
+    async def delete(self, kind: Kind, key: tuple[str, ...]) -> None:
+        self.deleted.append(key)
+
+    async def get(self, kind: Kind, key: tuple[str, ...]) -> AnyResource:
+        raise NotFound(f"{kind} {key}")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def event(self, obj: AnyResource, reason: str, message: str, *, type: Any) -> None:
+        self.events.append((str(reason), message))
+
+    def reasons(self) -> list[str]:
+        return [reason for reason, _ in self.events]
+
+
+class Store:
+    def __init__(self, objects: dict[tuple[Kind, tuple[str, ...]], AnyResource]) -> None:
+        self.objects = objects
+
+    async def get(self, kind: Kind, key: tuple[str, ...]) -> AnyResource:
+        try:
+            return self.objects[(kind, key)]
+        except KeyError:
+            raise NotFound(f"{kind} {key}") from None
+
+
+class Context:
+    """What the controller uses of a HandlerContext; keeps every status write."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.node_name = NODE
+        self.logger = logging.LoggerAdapter(logging.getLogger("test"))
+        self.writes: list[dict[str, Any]] = []
+
+    async def patch_status(
+        self, obj: AnyResource, /, *, observe: bool = True, **fields: Any
+    ) -> Cell:
+        assert isinstance(obj, Cell)
+        self.writes.append(fields)
+        return obj.model_copy(update={"status": obj.status.model_copy(update=fields)})
+
+
+@dataclass
+class Rig:
+    controller: CellController
+    world: Containerd
+    cgroups: FakeCgroups
+    networks: FakeNetworks
+    images: FakeImages
+    registry: FakeRegistry
+    recorder: Recorder
+    ctx: Context
+    clock: list[datetime]
+
+    def at(self, seconds: float) -> None:
+        self.clock[0] = T0 + timedelta(seconds=seconds)
+
+    async def reconcile(self, cell: Cell) -> Cell:
+        """One pass; the cell as written (its last status write applied)."""
+        await self.controller.reconcile(cell, cast(HandlerContext, self.ctx))
+        return self.latest(cell)
+
+    def latest(self, cell: Cell) -> Cell:
+        status = cell.status
+        for fields in self.ctx.writes:
+            status = status.model_copy(update=fields)
+        self.ctx.writes.clear()
+        return cell.model_copy(update={"status": status})
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rig:
+    clock = [T0]
+    monkeypatch.setattr(cell_module, "now", lambda: clock[0])
+    world = Containerd()
+    cgroups = FakeCgroups()
+    networks = FakeNetworks(tmp_path / "netns")
+    host = Host(
+        settings=HostSettings(
+            node_name=NODE, state_dir=tmp_path / "state", cni_conf_dir=tmp_path / "cni"
+        ),
+        containerd=cast(Any, FakeContainerd(world)),
+        cgroups=cast(Any, cgroups),
+        networks=cast(Any, networks),
+    )
+    images, registry, recorder = FakeImages(), FakeRegistry(), Recorder()
+    controller = CellController(
+        host=host,
+        registry=cast(Any, registry),
+        images=cast(Any, images),
+        facts=HostFacts(hard_rlimits={}, environ={"TOKEN": "t0k3n"}),
+        recorder=cast(Any, recorder),
+    )
+    stack = Stack.model_validate(
+        {
+            "metadata": {"name": "st"},
+            "spec": {"realmId": "r", "spaceId": "s"},
+            "status": {"state": "Ready", "nodes": {NODE: {"state": "Ready"}}},
+        }
+    )
+    objects: dict[tuple[Kind, tuple[str, ...]], AnyResource] = {
+        (Kind.REALM, ("r",)): Realm.model_validate({"metadata": {"name": "r"}}),
+        (Kind.SPACE, ("r", "s")): Space.model_validate(
+            {"metadata": {"name": "s"}, "spec": {"realmId": "r"}}
+        ),
+        (Kind.STACK, ("r", "s", "st")): stack,
+    }
+    return Rig(
+        controller, world, cgroups, networks, images, registry, recorder, Context(Store(objects)),
+        clock,
+    )  # fmt: skip
+
+
+def make_cell(*containers: dict[str, Any], **spec: Any) -> Cell:
+    return Cell.model_validate(
+        {
+            "metadata": {"name": "c"},
+            "spec": {
+                "realmId": "r",
+                "spaceId": "s",
+                "stackId": "st",
+                "nodeName": NODE,
+                "containers": list(containers) or [{"id": "app", "image": "busybox"}],
+                **spec,
+            },
+        }
+    )
+
+
+def app(**fields: Any) -> dict[str, Any]:
+    return {"id": "app", "image": "busybox", "command": "sh", **fields}
+
+
+CID = "s_st_c_app"
+
+
+# --- reconcile -------------------------------------------------------------------------------
+
+
+async def test_a_new_cell_is_built_and_runs(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app(), {"id": "side", "image": "busybox"}))
+    assert str(cell.status.state) == "Ready"
+    assert cell.status.ready_observed
+    assert cell.status.network.ip == "10.88.0.2"
+    assert [c.state for c in cell.status.containers] == [ContainerState.READY] * 2
+    assert cell.status.containers[0].pid == 1001
+    assert cell.status.containers[0].start_time == T0
+    assert set(rig.world.containers) == {CID, "s_st_c_side"}
+    assert rig.recorder.reasons() == ["Created", "Started", "Created", "Started"]
+    assert rig.networks.attached
+    assert (
+        "10.88.0.2" in (rig.controller.host.settings.state_dir / "cells/r/s/st/c/hosts").read_text()
+    )
+    # Again: nothing to do, nothing to write.
+    rig.world.calls.clear()
+    rig.recorder.events.clear()
+    again = await rig.reconcile(cell)
+    assert rig.world.calls == []
+    assert rig.recorder.events == []
+    assert again.status == cell.status
+
+
+async def test_host_network_cells_get_no_attachment(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app(hostNetwork=True)))
+    assert rig.networks.attached == []
+    assert cell.status.network.ip is None
+
+
+async def test_an_exit_waits_for_the_backoff_then_restarts(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app(restartPolicy="always", restartBackoffSeconds=5)))
+    rig.world.exit(CID, 1, at=T0 + timedelta(seconds=10), status=TaskStatus.STOPPED)
+    rig.at(12)
+    with pytest.raises(TemporaryError) as waiting:
+        await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+    assert waiting.value.delay == pytest.approx(3)
+    cell = rig.latest(cell)
+    [status] = cell.status.containers
+    assert status.state == ContainerState.FAILED
+    assert status.message == "exited with 1; restarting in 3.0s"
+    assert str(cell.status.state) == "Degraded"
+    assert rig.recorder.reasons()[-2:] == ["Exited", "BackOff"]
+    rig.at(15)
+    cell = await rig.reconcile(cell)
+    [status] = cell.status.containers
+    assert status.state == ContainerState.READY
+    assert status.restart_count == 1
+    assert status.restart_time == T0 + timedelta(seconds=15)
+    assert status.last_state is not None
+    assert status.last_state.exit_code == 1
+    assert rig.recorder.reasons()[-1] == "Restarted"
+    assert str(cell.status.state) == "Ready"
+    assert cell.status.reason is None
+
+
+async def test_an_oom_kill_is_read_from_the_cgroup(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app()))
+    rig.world.exit(CID, 137, at=T0, status=TaskStatus.STOPPED)
+    rig.cgroups.oom_kills = 1
+    cell = await rig.reconcile(cell)
+    [status] = cell.status.containers
+    assert status.reason == "OOMKilled"
+    assert status.exit_signal == "SIGKILL"
+    assert "OOMKilled" in rig.recorder.reasons()
+    assert str(cell.status.state) == "Error"
+
+
+async def test_a_lost_task_keeps_its_first_exit_time_across_failed_passes(rig: Rig) -> None:
+    """Item 2: the shim died (no exit time). The exit time is written as soon as it is
+    seen, so a pass that fails later (another container's image) does not lose it, and
+    the restart happens once the backoff after that first sight has passed."""
+    cell = await rig.reconcile(
+        make_cell(
+            app(restartPolicy="always", restartBackoffSeconds=5),
+            {"id": "side", "image": "other"},
+        )
+    )
+    rig.world.exit(CID, 0, at=None, status=TaskStatus.UNKNOWN)
+    rig.images.missing = "other"
+    for seconds in (1, 3, 5):
+        rig.at(seconds)
+        with pytest.raises(TemporaryError):
+            await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+        cell = rig.latest(cell)
+        assert cell.status.containers[0].finish_time == T0 + timedelta(seconds=1)
+        assert str(cell.status.reason) == "ImageUnavailable"
+    rig.images.missing = None
+    rig.at(6)
+    cell = await rig.reconcile(cell)
+    first = cell.status.containers[0]
+    assert first.restart_count == 1
+    assert first.state == ContainerState.READY
+    assert first.last_state is not None
+    assert first.last_state.finished_at == T0 + timedelta(seconds=1)
+
+
+async def test_a_task_gone_with_its_shim_is_task_lost(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app(restartPolicy="on-failure", restartBackoffSeconds=2)))
+    del rig.world.tasks[CID]
+    rig.at(1)
+    with pytest.raises(TemporaryError):
+        await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+    cell = rig.latest(cell)
+    [status] = cell.status.containers
+    assert status.reason == "TaskLost"
+    assert status.exit_code == 137
+    rig.at(3)
+    cell = await rig.reconcile(cell)
+    assert cell.status.containers[0].restart_count == 1
+
+
+async def test_a_changed_spec_recreates_and_a_dropped_container_goes(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app(), {"id": "side", "image": "busybox"}))
+    changed = make_cell(app(env=["A=1"])).model_copy(update={"status": cell.status})
+    rig.world.calls.clear()
+    await rig.reconcile(changed)
+    assert ("stop", CID) in rig.world.calls
+    assert ("delete", "s_st_c_side") in rig.world.calls
+    assert set(rig.world.containers) == {CID}
+
+
+async def test_a_restart_request_recreates_the_containers(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app()))
+    asked = cell.model_copy(
+        update={
+            "metadata": cell.metadata.model_copy(
+                update={"annotations": {"kukeon.io/restartedAt": "now"}}
+            )
+        }
+    )
+    await rig.reconcile(asked)
+    assert rig.world.containers[CID].labels["kukeon.io/restarted-at"] == "now"
+    assert rig.recorder.reasons()[-2:] == ["Created", "Started"]
+
+
+async def test_a_created_task_is_started_afresh(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app()))
+    rig.world.tasks[CID] = TaskInfo(CID, CID, 0, TaskStatus.CREATED, 0, None, "", "", False)
+    cell = await rig.reconcile(cell)
+    assert ("delete-task", CID) in rig.world.calls
+    assert cell.status.containers[0].state == ContainerState.READY
+
+
+async def test_a_concurrent_create_is_left_to_the_next_pass(rig: Rig) -> None:
+    rig.world.create_exists = True
+    await rig.reconcile(make_cell(app()))
+    assert "Created" not in rig.recorder.reasons()
+
+
+async def test_a_pull_is_announced_then_cleared(rig: Rig) -> None:
+    rig.images.pull = True
+    cell = await rig.reconcile(make_cell(app()))
+    assert cell.status.reason is None
+    assert rig.recorder.reasons()[:2] == ["Pulling", "Pulled"]
+
+
+async def test_stopping_a_cell(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app()))
+    stopped = make_cell(app(), desiredState="Stopped").model_copy(update={"status": cell.status})
+    rig.at(4)
+    cell = await rig.reconcile(stopped)
+    assert str(cell.status.state) == "Stopped"
+    assert cell.status.reason == "StoppedByUser"
+    [status] = cell.status.containers
+    assert status.state == ContainerState.STOPPED
+    assert status.finish_time == T0 + timedelta(seconds=4)
+    assert ("stop", CID) in rig.world.calls
+    assert CID in rig.world.containers  # kept
+    assert rig.recorder.reasons()[-2:] == ["Killing", "Stopped"]
+
+
+async def test_auto_delete_after_every_workload_exited(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app(), autoDelete=True))
+    rig.world.exit(CID, 0, at=T0, status=TaskStatus.STOPPED)
+    cell = await rig.reconcile(cell)
+    assert str(cell.status.state) == "Exited"
+    assert rig.registry.deleted == [("r", "s", "st", "c")]
+
+
+async def test_a_missing_image_fails_the_cell_for_now(rig: Rig) -> None:
+    rig.images.missing = "busybox"
+    with pytest.raises(TemporaryError) as failed:
+        await rig.reconcile(make_cell(app()))
+    assert failed.value.reason == "ImageUnavailable"
+    assert rig.recorder.reasons() == ["Failed"]
+
+
+async def test_a_command_runc_cannot_run_fails_for_good(rig: Rig) -> None:
+    rig.world.refuse_start = "CommandNotFound"
+    with pytest.raises(PermanentError) as failed:
+        await rig.reconcile(make_cell(app()))
+    assert failed.value.reason == "CommandNotFound"
+    assert "not found in the image" in str(failed.value)
+
+
+def test_classify_refuses_other_errors() -> None:
+    with pytest.raises(TypeError):
+        classify_build_failure(RuntimeError("x"))
+
+
+async def test_env_secrets_and_privileged_devices(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kukeon.controllers import cellbuild
+
+    monkeypatch.setattr(cellbuild, "list_host_devices", lambda: [])
+    secret = {"name": "TOKEN", "fromEnv": "TOKEN"}
+    await rig.reconcile(make_cell(app(secrets=[secret], privileged=True)))
+    env = rig.world.containers[CID].spec["process"]["env"]
+    assert "TOKEN=t0k3n" in env
+
+
+async def test_an_attachable_container_gets_a_terminal(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kukeon.controllers import cellexec
+
+    made: list[str] = []
+
+    async def attachable(tasks: FakeTasks, cid: str, **_: Any) -> None:
+        made.append(cid)
+        await tasks.create(cid)
+
+    monkeypatch.setattr(cellexec, "create_attachable_task", attachable)
+    cell = await rig.reconcile(
+        make_cell(app(attachable=True, tty={"onInit": [{"script": "echo hi"}]}))
+    )
+    assert made == [CID]
+    assert cell.status.containers[0].state == ContainerState.READY
+
+
+# --- finalize, removal, credentials --------------------------------------------------------
+
+
+async def test_finalize_removes_everything(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app()))
+    await rig.controller.finalize(cell, cast(HandlerContext, rig.ctx))
+    assert rig.world.containers == {}
+    assert rig.world.tasks == {}
+    assert rig.networks.detached
+    assert rig.cgroups.removed == [("r", "s", "st", "c")]
+    assert rig.recorder.reasons()[-1] == "Deleted"
+
+
+async def test_remove_container_of_the_orphan_collector(rig: Rig) -> None:
+    await rig.reconcile(make_cell(app()))
+    await rig.controller.remove_container(NAMESPACE, CID)
+    assert CID not in rig.world.containers
+    await rig.controller.remove_container(NAMESPACE, "absent")
+
+
+async def test_registry_credentials_with_inline_passwords() -> None:
+    realm = Realm.model_validate(
+        {
+            "metadata": {"name": "r"},
+            "spec": {
+                "registryCredentials": [
+                    {"username": "u", "password": "p", "serverAddress": "reg.example"}
+                ]
+            },
+        }
+    )
+    [credential] = await registry_credentials(cast(Any, FakeRegistry()), realm)
+    assert (credential.server_address, credential.username, credential.password) == (
+        "reg.example",
+        "u",
+        "p",
+    )

@@ -1,0 +1,615 @@
+"""The cell controller's planner: every decision about a container and a cell, without a host.
+
+Restart policy x exit code x retries x backoff for an exited task; the containers created,
+recreated and started; a task whose shim died (no exit time: the timer starts when the exit
+is first seen and never moves); desiredState, autoDelete and readyObserved for the cell;
+and a property: applying a plan to the observed state and planning again asks for nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kukeon.api import (
+    Cell,
+    CellState,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    EventReason,
+)
+from kukeon.controllers.cellplan import (
+    ContainerInputs,
+    ContainerPlan,
+    CreateContainer,
+    DeleteTask,
+    ObservedContainer,
+    ObservedTask,
+    RemoveContainer,
+    StartTask,
+    exit_signal_name,
+    plan_cell,
+    plan_container,
+    plan_stop,
+    stopped_statuses,
+)
+from kukeon.runtime.containerd.tasks import TaskStatus
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+DIGEST = "d1"
+NAME = "s_st_c_app"
+
+
+def spec(
+    policy: str = "never", *, retries: int | None = None, backoff: int | None = None
+) -> ContainerSpec:
+    fields: dict[str, Any] = {"id": "app", "image": "busybox", "restartPolicy": policy}
+    if retries is not None:
+        fields["restartMaxRetries"] = retries
+    if backoff is not None:
+        fields["restartBackoffSeconds"] = backoff
+    return ContainerSpec.model_validate(fields)
+
+
+def ran(**fields: Any) -> ContainerStatus:
+    """The status of a container reported running since T0 - 1 h."""
+    base: dict[str, Any] = {
+        "id": "app",
+        "name": NAME,
+        "image": "busybox",
+        "state": ContainerState.READY,
+        "pid": 100,
+        "start_time": T0 - timedelta(hours=1),
+    }
+    return ContainerStatus(**{**base, **fields})
+
+
+def kept() -> ObservedContainer:
+    return ObservedContainer(spec_digest=DIGEST, restarted_at="")
+
+
+def stopped_task(code: int, *, at: datetime | None, oom: bool = False) -> ObservedTask:
+    return ObservedTask(TaskStatus.STOPPED, pid=100, exit_status=code, exited_at=at, oom_killed=oom)
+
+
+def plan(
+    container_spec: ContainerSpec,
+    *,
+    previous: ContainerStatus | None,
+    container: ObservedContainer | None,
+    task: ObservedTask | None,
+    now: datetime = T0,
+    digest: str = DIGEST,
+    restarted_at: str = "",
+) -> ContainerPlan:
+    return plan_container(
+        ContainerInputs(
+            spec=container_spec,
+            name=NAME,
+            root=True,
+            digest=digest,
+            restarted_at=restarted_at,
+            previous=previous,
+            container=container,
+            task=task,
+            now=now,
+        )
+    )
+
+
+# --- restart policy x exit code x retries x backoff ----------------------------------------
+
+POLICIES = ["never", "on-failure", "always"]
+CODES = [0, 1, 137]
+
+
+def owed_by_rule(policy: str, code: int, count: int, retries: int | None) -> bool:
+    if policy == "always":
+        return True
+    limit = 5 if retries is None else retries
+    return policy == "on-failure" and code != 0 and count < limit
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("code", CODES)
+@pytest.mark.parametrize(("count", "retries"), [(0, None), (4, None), (5, None), (1, 2), (2, 2)])
+@pytest.mark.parametrize(
+    ("backoff", "elapsed"), [(None, 29), (None, 30), (5, 4.5), (5, 5), (5, 60)]
+)
+def test_an_exited_task(
+    policy: str, code: int, count: int, retries: int | None, backoff: int | None, elapsed: float
+) -> None:
+    if policy != "on-failure":
+        retries = None
+    if policy == "never":
+        backoff = None
+    finished = T0 - timedelta(seconds=elapsed)
+    previous = ran(restart_count=count)
+    result = plan(
+        spec(policy, retries=retries, backoff=backoff),
+        previous=previous,
+        container=kept(),
+        task=stopped_task(code, at=finished),
+    )
+    owed = owed_by_rule(policy, code, count, retries)
+    due = elapsed >= (30 if backoff is None else backoff)
+    exited = result.notes[0]
+    assert exited.reason == EventReason.EXITED
+    assert exited.warning == (code != 0)
+    assert f"exited with code {code}" in exited.message
+    assert not result.record_exit
+    status = result.status
+    assert status.exit_code == code
+    assert status.exit_signal == exit_signal_name(code)
+    assert status.finish_time == finished
+    if owed and due:
+        assert result.actions == (DeleteTask(), StartTask(restart=True))
+        assert status.state == ContainerState.READY
+        assert status.restart_count == count + 1
+        assert status.restart_time == T0
+        assert status.reason is None
+        assert status.last_state is not None
+        assert status.last_state.exit_code == code
+        assert status.last_state.started_at == previous.start_time
+        assert status.last_state.finished_at == finished
+        assert result.wake_in is None
+        assert result.observation.running
+        assert not result.observation.restart_owed
+        assert result.started(4242, at=T0 + timedelta(seconds=1)).pid == 4242
+    elif owed:
+        assert result.actions == ()
+        assert [n.reason for n in result.notes[1:]] == [EventReason.BACK_OFF]
+        assert result.wake_in == pytest.approx((30 if backoff is None else backoff) - elapsed)
+        assert result.restart_at == finished + timedelta(seconds=30 if backoff is None else backoff)
+        assert status.message is not None
+        assert status.message.startswith(f"exited with {code}")
+        assert status.state == (ContainerState.STOPPED if code == 0 else ContainerState.FAILED)
+        assert status.restart_count == count
+        assert result.observation.restart_owed
+        assert not result.observation.running
+    else:
+        assert result.actions == ()
+        assert len(result.notes) == 1
+        assert result.wake_in is None
+        assert status.state == (ContainerState.STOPPED if code == 0 else ContainerState.FAILED)
+        assert status.reason == ("Completed" if code == 0 else "Error")
+        assert status.pid is None
+        assert result.observation.exit_code == code
+        assert not result.observation.restart_owed
+
+
+def test_an_oom_kill_is_its_own_reason_and_event() -> None:
+    result = plan(
+        spec("never"),
+        previous=ran(),
+        container=kept(),
+        task=stopped_task(137, at=T0, oom=True),
+    )
+    assert result.status.reason == "OOMKilled"
+    assert result.status.exit_signal == "SIGKILL"
+    [note] = result.notes
+    assert note.reason == EventReason.OOM_KILLED
+    assert note.warning
+
+
+def test_an_exit_seen_again_is_no_news() -> None:
+    finished = T0 - timedelta(seconds=2)
+    first = plan(
+        spec("always", backoff=10),
+        previous=ran(),
+        container=kept(),
+        task=stopped_task(1, at=finished),
+    )
+    again = plan(
+        spec("always", backoff=10),
+        previous=first.status,
+        container=kept(),
+        task=stopped_task(1, at=finished),
+        now=T0 + timedelta(seconds=1),
+    )
+    assert [n.reason for n in again.notes] == [EventReason.BACK_OFF]
+    assert again.wake_in == pytest.approx(7)
+
+
+def test_signal_names() -> None:
+    assert exit_signal_name(137) == "SIGKILL"
+    assert exit_signal_name(143) == "SIGTERM"
+    assert exit_signal_name(1) is None
+    assert exit_signal_name(128 + 32) is None  # no such signal
+    assert exit_signal_name(128 + 65) is None
+
+
+# --- creating, recreating, starting --------------------------------------------------------
+
+
+def test_a_new_container_is_created_and_started() -> None:
+    result = plan(spec(), previous=None, container=None, task=None)
+    assert result.actions == (CreateContainer(), StartTask(restart=False))
+    assert result.notes == ()
+    assert result.status.state == ContainerState.READY
+    assert result.status.name == NAME
+    assert result.status.start_time == T0
+    started = result.started(7, at=T0 + timedelta(seconds=3))
+    assert started.pid == 7
+    assert started.start_time == T0 + timedelta(seconds=3)
+    assert started.restart_time is None
+
+
+def test_a_changed_spec_recreates_the_container_with_a_new_history() -> None:
+    previous = ran(restart_count=3, exit_code=1, finish_time=T0)
+    result = plan(
+        spec(),
+        previous=previous,
+        container=ObservedContainer(spec_digest="old", restarted_at=""),
+        task=ObservedTask(TaskStatus.RUNNING, pid=100),
+    )
+    assert result.actions == (
+        RemoveContainer("SpecChanged"),
+        CreateContainer(),
+        StartTask(restart=False),
+    )
+    assert result.status.restart_count == 0
+    assert result.status.exit_code is None
+    assert result.status.finish_time is None
+
+
+def test_a_restart_request_recreates_the_container_keeping_its_history() -> None:
+    result = plan(
+        spec(),
+        previous=ran(restart_count=3),
+        container=kept(),
+        task=ObservedTask(TaskStatus.RUNNING, pid=100),
+        restarted_at="2026-01-01T12:00:00Z",
+    )
+    assert result.actions == (
+        RemoveContainer("RestartRequested"),
+        CreateContainer(),
+        StartTask(restart=False),
+    )
+    assert result.status.restart_count == 3
+
+
+@pytest.mark.parametrize(
+    ("task_status", "state"),
+    [
+        (TaskStatus.RUNNING, ContainerState.READY),
+        (TaskStatus.PAUSED, ContainerState.PAUSED),
+        (TaskStatus.PAUSING, ContainerState.PAUSED),
+    ],
+)
+def test_a_live_task_is_reported(task_status: TaskStatus, state: ContainerState) -> None:
+    result = plan(
+        spec(),
+        previous=ran(reason="Pulling", message="x"),
+        container=kept(),
+        task=ObservedTask(task_status, pid=321),
+    )
+    assert result.actions == ()
+    assert result.status.state == state
+    assert result.status.pid == 321
+    assert result.status.reason is None
+    assert result.status.message is None
+    assert result.observation.running == (state == ContainerState.READY)
+
+
+def test_a_created_task_is_replaced_and_started() -> None:
+    result = plan(
+        spec(),
+        previous=None,
+        container=kept(),
+        task=ObservedTask(TaskStatus.CREATED, pid=5),
+    )
+    assert result.actions == (DeleteTask(), StartTask(restart=False))
+
+
+def test_a_kept_container_that_never_ran_is_started() -> None:
+    result = plan(spec(), previous=None, container=kept(), task=None)
+    assert result.actions == (StartTask(restart=False),)
+
+
+def test_an_exit_recorded_before_its_task_went_decides_as_before() -> None:
+    finished = T0 - timedelta(seconds=40)
+    previous = ran(
+        state=ContainerState.FAILED, pid=None, exit_code=2, finish_time=finished, reason="Error"
+    )
+    result = plan(spec("always"), previous=previous, container=kept(), task=None)
+    assert result.actions == (StartTask(restart=True),)
+    assert result.status.last_state is not None
+    assert result.status.last_state.reason == "Error"
+    assert result.notes == ()  # already reported
+
+
+# --- a task whose shim died (issue 17, item 2) -----------------------------------------------
+
+
+@pytest.mark.parametrize("task", [None, ObservedTask(TaskStatus.UNKNOWN, exit_status=137)])
+def test_a_lost_task_restarts_once_the_backoff_after_its_first_sight_has_passed(
+    task: ObservedTask | None,
+) -> None:
+    container_spec = spec("always", backoff=10)
+    first = plan(container_spec, previous=ran(), container=kept(), task=task)
+    assert first.record_exit  # the executor writes it at once
+    assert first.status.finish_time == T0
+    assert first.status.exit_code == 137
+    assert first.status.reason == ("TaskLost" if task is None else "Error")
+    assert first.wake_in == pytest.approx(10)
+    status = first.status
+    for seconds in (1, 4, 9.5):
+        later = plan(
+            container_spec,
+            previous=status,
+            container=kept(),
+            task=task,
+            now=T0 + timedelta(seconds=seconds),
+        )
+        assert later.actions == ()
+        assert not later.record_exit
+        assert later.status.finish_time == T0  # the timer never moves forward
+        assert later.wake_in == pytest.approx(10 - seconds)
+        assert [n.reason for n in later.notes] == [EventReason.BACK_OFF]
+        status = later.status
+    due = plan(
+        container_spec,
+        previous=status,
+        container=kept(),
+        task=task,
+        now=T0 + timedelta(seconds=10),
+    )
+    assert StartTask(restart=True) in due.actions
+    assert due.status.restart_count == 1
+    assert due.status.last_state is not None
+    assert due.status.last_state.finished_at == T0
+
+
+def test_an_exit_time_of_an_earlier_instance_is_not_reused() -> None:
+    """After a restart the status still holds the previous exit's time; a new instance
+    that is lost starts its own timer."""
+    previous = ran(pid=200, exit_code=1, finish_time=T0 - timedelta(hours=2), restart_count=1)
+    result = plan(
+        spec("always", backoff=10),
+        previous=previous,
+        container=kept(),
+        task=ObservedTask(TaskStatus.UNKNOWN, exit_status=137),
+    )
+    assert result.status.finish_time == T0
+    assert result.record_exit
+    assert result.actions == ()
+
+
+# --- the cell ------------------------------------------------------------------------------
+
+
+def cell(
+    *,
+    auto_delete: bool = False,
+    ready_observed: bool = False,
+    reason: str | None = None,
+    state: str = "Pending",
+    containers: list[ContainerStatus] | None = None,
+    desired: str = "Running",
+) -> Cell:
+    return Cell.model_validate(
+        {
+            "metadata": {"name": "c"},
+            "spec": {
+                "realmId": "r",
+                "spaceId": "s",
+                "stackId": "st",
+                "autoDelete": auto_delete,
+                "desiredState": desired,
+                "containers": [
+                    {"id": "app", "image": "busybox"},
+                    {"id": "side", "image": "busybox"},
+                ],
+            },
+            "status": {
+                "state": state,
+                "readyObserved": ready_observed,
+                "reason": reason,
+                "containers": [c.model_dump(by_alias=True) for c in containers or []],
+            },
+        }
+    )
+
+
+def container_plan(*, running: bool, code: int | None = None, owed: bool = False) -> ContainerPlan:
+    if running:
+        return plan(spec(), previous=ran(), container=kept(), task=ObservedTask(TaskStatus.RUNNING))
+    policy = "always" if owed else "never"
+    return plan(
+        spec(policy, backoff=10 if owed else None),
+        previous=ran(),
+        container=kept(),
+        task=stopped_task(code or 0, at=T0),
+    )
+
+
+@pytest.mark.parametrize("auto_delete", [False, True])
+@pytest.mark.parametrize("ready_observed", [False, True])
+@pytest.mark.parametrize(
+    ("workloads", "state"),
+    [
+        ("running", CellState.READY),
+        ("exited", CellState.EXITED),
+        ("failed", CellState.ERROR),
+        ("owed", CellState.DEGRADED),
+        ("mixed", CellState.DEGRADED),
+    ],
+)
+def test_the_cell_plan(
+    auto_delete: bool, ready_observed: bool, workloads: str, state: CellState
+) -> None:
+    plans = {
+        "running": [container_plan(running=True), container_plan(running=True)],
+        "exited": [container_plan(running=False, code=0), container_plan(running=False, code=0)],
+        "failed": [container_plan(running=False, code=1), container_plan(running=True)],
+        "owed": [container_plan(running=False, code=1, owed=True), container_plan(running=True)],
+        "mixed": [container_plan(running=True), container_plan(running=False, code=0)],
+    }[workloads]
+    result = plan_cell(cell(auto_delete=auto_delete, ready_observed=ready_observed), plans)
+    assert result.state == state
+    latched = ready_observed or state == CellState.READY
+    assert result.ready_observed == latched
+    assert result.delete == (auto_delete and latched and workloads == "exited")
+    assert (result.wake_in is not None) == (workloads == "owed")
+    assert result.clear_reason == (workloads != "owed")
+
+
+def test_a_pull_note_is_cleared_even_while_waiting() -> None:
+    plans = [container_plan(running=False, code=1, owed=True)]
+    assert plan_cell(cell(reason="Pulling"), plans).clear_reason
+    assert not plan_cell(cell(reason="Other"), plans).clear_reason
+    assert plan_cell(cell(), []).state == CellState.PENDING
+    assert not plan_cell(cell(auto_delete=True, ready_observed=True), []).delete
+
+
+@pytest.mark.parametrize("already", [False, True])
+def test_stopping_a_cell(already: bool) -> None:
+    statuses = [ran(), ran(id="side", state=ContainerState.FAILED, pid=None, exit_code=1)]
+    subject = cell(desired="Stopped", state="Stopped" if already else "Ready", containers=statuses)
+    result = plan_stop(subject)
+    assert [n.message for n in result.killing] == ["stopping container app"]
+    assert [n.reason for n in result.stopped] == ([] if already else [EventReason.STOPPED])
+    after = stopped_statuses(subject, subject.spec.containers, at=T0)
+    assert after[0].state == ContainerState.STOPPED
+    assert after[0].pid is None
+    assert after[0].finish_time == T0
+    assert after[1] == statuses[1]
+    extra = stopped_statuses(
+        subject, [*subject.spec.containers, spec().model_copy(update={"id": "new"})], at=T0
+    )
+    assert extra[2] == ContainerStatus(id="new")
+
+
+# --- idempotence ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class World:
+    container: ObservedContainer | None
+    task: ObservedTask | None
+
+
+def apply(
+    result: ContainerPlan, world: World, *, digest: str, restarted_at: str
+) -> tuple[World, ContainerStatus]:
+    """What the executor does to containerd, simulated."""
+    container, task = world.container, world.task
+    status = result.status
+    for action in result.actions:
+        if isinstance(action, RemoveContainer):
+            container, task = None, None
+        elif isinstance(action, CreateContainer):
+            container = ObservedContainer(spec_digest=digest, restarted_at=restarted_at)
+        elif isinstance(action, DeleteTask):
+            task = None
+        elif isinstance(action, StartTask):
+            task = ObservedTask(TaskStatus.RUNNING, pid=9999)
+            status = result.started(9999, at=T0)
+    return World(container, task), status
+
+
+times = st.one_of(st.none(), st.integers(-4000, 60).map(lambda s: T0 + timedelta(seconds=s)))
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> ContainerSpec:
+    policy = draw(st.sampled_from(POLICIES))
+    retries = draw(st.one_of(st.none(), st.integers(1, 6))) if policy == "on-failure" else None
+    backoff = draw(st.one_of(st.none(), st.integers(1, 300))) if policy != "never" else None
+    return spec(policy, retries=retries, backoff=backoff)
+
+
+@st.composite
+def statuses(draw: st.DrawFn) -> ContainerStatus | None:
+    if draw(st.booleans()):
+        return None
+    return ContainerStatus(
+        id="app",
+        state=draw(st.sampled_from(list(ContainerState))),
+        pid=draw(st.one_of(st.none(), st.integers(0, 5000))),
+        exit_code=draw(st.one_of(st.none(), st.sampled_from(CODES))),
+        finish_time=draw(times),
+        start_time=draw(times),
+        restart_count=draw(st.integers(0, 7)),
+        reason=draw(st.one_of(st.none(), st.sampled_from(["Error", "TaskLost", "Completed"]))),
+    )
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> World:
+    container = draw(
+        st.one_of(
+            st.none(),
+            st.builds(
+                ObservedContainer,
+                spec_digest=st.sampled_from([DIGEST, "old", None]),
+                restarted_at=st.sampled_from(["", "then"]),
+            ),
+        )
+    )
+    task = draw(
+        st.one_of(
+            st.none(),
+            st.builds(
+                ObservedTask,
+                status=st.sampled_from(list(TaskStatus)),
+                pid=st.integers(1, 5000),
+                exit_status=st.sampled_from(CODES),
+                exited_at=times,
+                oom_killed=st.booleans(),
+            ),
+        )
+    )
+    return World(container, task if container is not None else None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    container_spec=specs(),
+    previous=statuses(),
+    world=worlds(),
+    restarted_at=st.sampled_from(["", "then"]),
+    later=st.floats(0, 0.5),
+)
+def test_a_plan_applied_then_planned_again_asks_for_nothing(
+    container_spec: ContainerSpec,
+    previous: ContainerStatus | None,
+    world: World,
+    restarted_at: str,
+    later: float,
+) -> None:
+    first = plan(
+        container_spec,
+        previous=previous,
+        container=world.container,
+        task=world.task,
+        restarted_at=restarted_at,
+    )
+    after, status = apply(first, world, digest=DIGEST, restarted_at=restarted_at)
+    again = plan(
+        container_spec,
+        previous=status,
+        container=after.container,
+        task=after.task,
+        restarted_at=restarted_at,
+        now=T0 + timedelta(seconds=later),
+    )
+    assert again.actions == ()
+    assert not again.record_exit
+    assert {n.reason for n in again.notes} <= {EventReason.BACK_OFF}
+    assert again.status.finish_time == status.finish_time
+    expected = status if later == 0 else replace_message(status, again.status)
+    assert again.status == expected
+    assert again.observation == first.observation
+
+
+def replace_message(before: ContainerStatus, after: ContainerStatus) -> ContainerStatus:
+    """A wait's message counts the seconds left: the only field that may move."""
+    return before.model_copy(update={"message": after.message})
