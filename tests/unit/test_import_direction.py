@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "operator" / "kukeon"
 ORDER = [
     "api", "store", "framework", "controllers", "runtime", "apiserver", "metrics", "cli",
-    "daemon", "fileio",
+    "daemon", "fileio", "processes", "retrying",
 ]  # fmt: skip
-EVERYWHERE = {"fileio"}  # "for every layer"
+EVERYWHERE = {"fileio", "processes", "retrying"}  # "for every layer"
 
 
 def _documented() -> dict[str, set[str]]:

@@ -1,8 +1,10 @@
 """Retry delays: exponential, capped, jittered, reset by a success.
 
 Jitter keeps hundreds of objects that failed together (etcd restarted, containerd
-slow) from retrying in lockstep. Pure functions of the attempt number so the schedule
-is unit-testable; the randomness source can be injected.
+slow) from retrying in lockstep. ``base_delay``/``retry_delay`` are pure functions of the
+attempt number (the per-object retries of the work queues); ``kukeon.retrying.Backoff``
+is the schedule of one long-lived retry loop (a watch, a lease, a stream that
+reconnects). The randomness source can be injected.
 """
 
 from __future__ import annotations

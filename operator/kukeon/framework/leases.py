@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from aetcd import rpc
 
+from kukeon.retrying import Backoff
 from kukeon.store import EtcdClient
 
 from .waits import wait_event
@@ -235,7 +236,7 @@ class LeaderElection:
         return kv is not None and kv.lease == session.lease_id
 
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
-        delay = self._poll_interval
+        backoff = Backoff(self._poll_interval, max(self._ttl, 1))
         while True:
             session = LeaseSession(
                 client=self._client,
@@ -248,10 +249,9 @@ class LeaderElection:
                 await session.start()
             except Exception as error:
                 log.info("election %s: cannot get a lease (%r); retrying", self.name, error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max(self._ttl, 1))
+                await backoff.sleep()
                 continue
-            delay = self._poll_interval
+            backoff.reset()
             try:
                 await self._campaign_and_lead(session, lead)
             finally:
@@ -330,7 +330,7 @@ class Heartbeat:
         self.release_on_exit = True
 
     async def run(self) -> None:
-        delay = self._refresh_interval
+        backoff = Backoff(self._refresh_interval, max(self._ttl, 1))
         value = json.dumps(
             {
                 "node": self.node_name,
@@ -352,10 +352,9 @@ class Heartbeat:
             except Exception as error:
                 log.info("heartbeat %s: cannot register (%r); retrying", self.node_name, error)
                 await asyncio.shield(session.close(revoke=True))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max(self._ttl, 1))
+                await backoff.sleep()
                 continue
-            delay = self._refresh_interval
+            backoff.reset()
             self.alive.set()
             try:
                 await session.lost.wait()

@@ -19,6 +19,7 @@ import asyncio
 import logging
 
 from kukeon.api import Kind, key_of
+from kukeon.retrying import Backoff
 from kukeon.store import Gone, StoreError, Unavailable
 
 from .metrics import FrameworkMetrics
@@ -73,7 +74,7 @@ class KindWatcher:
         return listing.resource_version
 
     async def run(self) -> None:
-        delay = self._settings.watch_retry_initial
+        backoff = Backoff(self._settings.watch_retry_initial, self._settings.watch_retry_max)
         while True:
             try:
                 if self.revision is None:
@@ -86,7 +87,7 @@ class KindWatcher:
                     else:
                         self._queues.offer(event.object)
                     self.revision = event.revision
-                    delay = self._settings.watch_retry_initial
+                    backoff.reset()
                 reason = "ended"
             except Gone as error:
                 log.warning("watch %s: %s; relisting", self.kind.value, error)
@@ -95,14 +96,20 @@ class KindWatcher:
                 continue
             except Unavailable as error:
                 reason = "unavailable"
-                log.warning("watch %s: %s; retrying in %.1fs", self.kind.value, error, delay)
+                log.warning(
+                    "watch %s: %s; retrying in %.1fs", self.kind.value, error, backoff.current
+                )
             except StoreError as error:
                 reason = "error"
-                log.error("watch %s failed: %s; retrying in %.1fs", self.kind.value, error, delay)
+                log.error(
+                    "watch %s failed: %s; retrying in %.1fs",
+                    self.kind.value,
+                    error,
+                    backoff.current,
+                )
             except Exception:
                 # A bug, not etcd: start from a fresh list when the supervisor restarts us.
                 self.revision = None
                 raise
             self._restarted(reason)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._settings.watch_retry_max)
+            await backoff.sleep()

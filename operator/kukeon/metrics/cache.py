@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
@@ -33,6 +32,7 @@ from typing import Any, Protocol, Self
 
 from kukeon.api import Kind, Resource, key_of
 from kukeon.framework.aiotasks import SupervisedTask, Supervisor
+from kukeon.retrying import Backoff
 from kukeon.store import Gone, ResourceList, StoreError, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class DocumentInformer:
 
     async def _follow(self, kind: Kind) -> None:
         revision: int | None = None
-        delay = self._retry_initial
+        backoff = Backoff(self._retry_initial, self._retry_max, jitter=0.5)
         while True:
             try:
                 if revision is None:
@@ -183,7 +183,7 @@ class DocumentInformer:
                 async for event in self._store.watch(kind, resource_version=revision):
                     self.cache.apply(event)
                     revision = event.revision
-                    delay = self._retry_initial
+                    backoff.reset()
                 log.debug("metrics cache: watch of %s ended; resuming", kind.value)
             except Gone as error:
                 log.info("metrics cache: %s %s; relisting", kind.value, error)
@@ -194,7 +194,6 @@ class DocumentInformer:
                     "metrics cache: list/watch of %s failed: %s; retrying in %.1fs",
                     kind.value,
                     error,
-                    delay,
+                    backoff.current,
                 )
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._retry_max)
+            await backoff.sleep()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
+from kukeon.retrying import Backoff
 from kukeon.runtime.containerd._gen.services.containers.v1 import containers_pb2_grpc
 from kukeon.runtime.containerd._gen.services.content.v1 import content_pb2_grpc
 from kukeon.runtime.containerd._gen.services.diff.v1 import diff_pb2_grpc
@@ -221,7 +222,7 @@ class ContainerdClient:
         metadata = self.metadata(namespace, lease=lease)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_timeout
-        delay = 0.05
+        backoff = Backoff(0.05, 1.0)
         failures = 0
         while True:
             generation = self._generation
@@ -244,7 +245,7 @@ class ContainerdClient:
                         namespace=namespace,
                     ) from error
                 failures += 1
-                if loop.time() + delay > deadline:
+                if loop.time() + backoff.current > deadline:
                     raise ContainerdUnavailableError(
                         address=self.address,
                         operation=operation,
@@ -252,8 +253,7 @@ class ContainerdClient:
                     ) from error
                 if failures % _REDIAL_AFTER_FAILURES == 0:
                     self.redial(generation=generation)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                await backoff.sleep()
 
     async def collect(
         self,

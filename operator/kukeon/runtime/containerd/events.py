@@ -25,6 +25,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
+from kukeon.retrying import Backoff
 from kukeon.runtime.containerd._gen.services.events.v1 import events_pb2, task_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.errors import (
@@ -238,7 +239,7 @@ class EventService:
         an action taken after it cannot be missed); another one follows every reconnection.
         Cancel the consuming task (or ``aclose()`` the iterator) to stop.
         """
-        delay = 0.05
+        backoff = Backoff(0.05, max_backoff)
         failures = 0
         reconnected = False
         while True:
@@ -257,7 +258,7 @@ class EventService:
                             announced = True
                             announcing.cancel()
                             failures = 0
-                            delay = 0.05
+                            backoff.reset()
                             yield Subscribed(reconnected=reconnected)
                         continue
                     yield decode_envelope(envelope)
@@ -275,8 +276,7 @@ class EventService:
             failures += 1
             if failures % 3 == 0:
                 self._client.redial(generation=generation)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_backoff)
+            await backoff.sleep()
             await self._wait_for_daemon()
             reconnected = True
 
