@@ -22,18 +22,18 @@ from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Space, SpaceNodeSt
 from kukeon.framework import HandlerContext
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.hostfiles import write_private_text
-from kukeon.runtime.network import EgressPolicy, EgressRule
+from kukeon.runtime.network import EgressRule, EgressRuleset
 from kukeon.runtime.network.space import space_conflist_path
 
 from .cellfiles import remove_scope_files
 from .layers import LayerController
 
 
-def egress_policy(spec: SpaceSpec) -> EgressPolicy:
+def egress_policy(spec: SpaceSpec) -> EgressRuleset:
     """The space's egress as the nftables adapter takes it (no policy: allow everything)."""
     egress = spec.network.egress if spec.network is not None else None
     if egress is None:
-        return EgressPolicy(default="allow")
+        return EgressRuleset(default="allow")
     rules = tuple(
         EgressRule(
             cidr=ip_network(rule.cidr, strict=False) if rule.cidr is not None else None,
@@ -42,7 +42,7 @@ def egress_policy(spec: SpaceSpec) -> EgressPolicy:
         )
         for rule in egress.allow
     )
-    return EgressPolicy(default="deny" if egress.default == "deny" else "allow", rules=rules)
+    return EgressRuleset(default="deny" if egress.default == "deny" else "allow", rules=rules)
 
 
 CONFLIST_NOTE = ".cni-config-path"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from kukeon.runtime.network import (
-    EgressPolicy,
+    EgressRuleset,
     NetworkSettings,
     SpaceNetworks,
     SpaceNetworkStatus,
@@ -118,13 +118,13 @@ class NetworkHarness:
         )
 
     async def space(
-        self, realm: str, space: str, egress: EgressPolicy | None = None
+        self, realm: str, space: str, egress: EgressRuleset | None = None
     ) -> SpaceNetworkStatus:
         path = self.conflist_path(realm, space)
         if (realm, space, path) not in self.spaces:
             self.spaces.append((realm, space, path))
         return await self.networks.ensure_space_network(
-            realm=realm, space=space, cni_config_path=path, egress=egress or EgressPolicy()
+            realm=realm, space=space, cni_config_path=path, egress=egress or EgressRuleset()
         )
 
     async def cell(self, realm: str, space: str, cell_id: str | None = None) -> object:

@@ -13,7 +13,7 @@ import secrets
 
 import pytest
 
-from kukeon.runtime.network import CellAttachment, EgressPolicy, EgressRule
+from kukeon.runtime.network import CellAttachment, EgressRule, EgressRuleset
 from kukeon.runtime.network.egress import chain_name
 from tests.integration.network.conftest import (
     NetworkHarness,
@@ -42,7 +42,7 @@ async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHar
     # Apply the policy before the cells exist, as the space controller does.
     client_status = await harness.space(client_realm, client_space)
     gateway = client_status.gateway
-    deny = EgressPolicy(
+    deny = EgressRuleset(
         default="deny",
         rules=(
             EgressRule(cidr=server_status.subnet, ports=(allowed,)),
@@ -80,7 +80,7 @@ async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHar
         assert counters["established"].packets >= 1
 
         # Replacing the policy with "allow everything" takes effect at once.
-        await harness.space(client_realm, client_space, EgressPolicy(default="allow"))
+        await harness.space(client_realm, client_space, EgressRuleset(default="allow"))
         results = await asyncio.gather(
             tcp_connects(client.netns_path, server.ip, allowed),
             tcp_connects(client.netns_path, server.ip, blocked),
@@ -94,7 +94,7 @@ async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHar
 
 async def test_default_allow_without_rules_connects_everywhere(harness: NetworkHarness) -> None:
     realm, space = harness.new_names()
-    status = await harness.space(realm, space, EgressPolicy(default="allow"))
+    status = await harness.space(realm, space, EgressRuleset(default="allow"))
     cell = await harness.cell(realm, space)
     assert isinstance(cell, CellAttachment)
     ports = four_ports()
@@ -108,9 +108,9 @@ async def test_default_allow_without_rules_connects_everywhere(harness: NetworkH
 async def test_replacing_and_removing_chains_keeps_other_spaces(harness: NetworkHarness) -> None:
     egress = harness.networks.egress
     table = harness.settings.nft_table
-    policy = EgressPolicy(default="deny", rules=(EgressRule(host="localhost", ports=(80,)),))
+    policy = EgressRuleset(default="deny", rules=(EgressRule(host="localhost", ports=(80,)),))
     await egress.apply(bridge="kk-x-one", policy=policy)
-    await egress.apply(bridge="kk-x-two", policy=EgressPolicy(default="deny"))
+    await egress.apply(bridge="kk-x-two", policy=EgressRuleset(default="deny"))
     await egress.apply(bridge="kk-x-one", policy=policy)  # re-applying does not duplicate
     listing = json.loads(run("nft", "-j", "list", "table", "inet", table, check=True).stdout)
     rules = [i["rule"] for i in listing["nftables"] if "rule" in i]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from kukeon.runtime.network import CellAttachment, EgressPolicy, EgressRule, bridge_name
+from kukeon.runtime.network import CellAttachment, EgressRule, EgressRuleset, bridge_name
 from kukeon.runtime.network.cni_leftovers import masquerade_chain_name
 from tests.integration.network.conftest import NetworkHarness, run
 
@@ -21,9 +21,9 @@ async def test_twenty_spaces_created_and_removed_leave_nothing(harness: NetworkH
     for round_index in range(ROUNDS):
         realm, space = harness.new_names()
         policy = (
-            EgressPolicy(default="deny", rules=(EgressRule(host="localhost", ports=(53,)),))
+            EgressRuleset(default="deny", rules=(EgressRule(host="localhost", ports=(53,)),))
             if round_index % 2
-            else EgressPolicy(default="allow")
+            else EgressRuleset(default="allow")
         )
         status = await harness.space(realm, space, policy)
         cell_id = harness.new_cell_id()
@@ -66,7 +66,7 @@ async def test_twenty_spaces_created_and_removed_leave_nothing(harness: NetworkH
 async def test_concurrent_spaces_and_cells_get_distinct_addresses(harness: NetworkHarness) -> None:
     names = [harness.new_names() for _ in range(3)]
     statuses = await asyncio.gather(
-        *(harness.space(realm, space, EgressPolicy(default="deny")) for realm, space in names)
+        *(harness.space(realm, space, EgressRuleset(default="deny")) for realm, space in names)
     )
     assert len({s.subnet for s in statuses}) == 3
     assert len({s.bridge_name for s in statuses}) == 3

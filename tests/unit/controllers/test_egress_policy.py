@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from kukeon.api import Space, parse_resource
 from kukeon.controllers.space import egress_policy
-from kukeon.runtime.network.egress import EgressPolicy, EgressRule
+from kukeon.runtime.network.egress import EgressRule, EgressRuleset
 from tests.unit.api.samples import space_doc
 
 
@@ -23,8 +23,8 @@ def _space(**spec: Any) -> Space:
 
 
 def test_no_egress_section_allows_everything() -> None:
-    assert egress_policy(_space().spec) == EgressPolicy(default="allow")
-    assert egress_policy(_space(network={}).spec) == EgressPolicy(default="allow")
+    assert egress_policy(_space().spec) == EgressRuleset(default="allow")
+    assert egress_policy(_space(network={}).spec) == EgressRuleset(default="allow")
 
 
 def test_every_rule_and_the_default_are_carried() -> None:
@@ -40,7 +40,7 @@ def test_every_rule_and_the_default_are_carried() -> None:
             }
         }
     ).spec
-    assert egress_policy(spec) == EgressPolicy(
+    assert egress_policy(spec) == EgressRuleset(
         default="deny",
         rules=(
             EgressRule(host="api.example.com", ports=(443,)),

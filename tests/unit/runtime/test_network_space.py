@@ -8,7 +8,7 @@ import pytest
 
 from kukeon.runtime.network import (
     CniPluginNotFoundError,
-    EgressPolicy,
+    EgressRuleset,
     NetnsError,
     NetnsManager,
     NetworkSettings,
@@ -27,7 +27,7 @@ async def test_missing_cni_plugins_fail_before_anything_is_allocated(tmp_path: P
             realm="r",
             space="s",
             cni_config_path=tmp_path / "s.conflist",
-            egress=EgressPolicy(),
+            egress=EgressRuleset(),
         )
     message = str(raised.value)
     assert "`bridge`" in message

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from kukeon.runtime.network import (
-    EgressPolicy,
     EgressResolutionError,
     EgressRule,
+    EgressRuleset,
     HostPrerequisiteError,
     NftEgress,
 )
@@ -192,7 +192,7 @@ async def test_host_names_resolve_at_apply_time() -> None:
     async def resolver(host: str) -> Sequence[IPv4Address]:
         return {"api.example": [IPv4Address("192.0.2.1"), IPv4Address("192.0.2.2")]}.get(host, [])
 
-    policy = EgressPolicy(
+    policy = EgressRuleset(
         default="deny",
         rules=(
             EgressRule(host="api.example", ports=(443, 443, 80)),
@@ -208,7 +208,7 @@ async def test_host_names_resolve_at_apply_time() -> None:
     assert resolved[1].destinations == (IPv4Network("10.0.0.0/8"),)
     with pytest.raises(EgressResolutionError, match=r"`nowhere\.example`"):
         await resolve_policy(
-            EgressPolicy(rules=(EgressRule(host="nowhere.example"),)), resolver=resolver
+            EgressRuleset(rules=(EgressRule(host="nowhere.example"),)), resolver=resolver
         )
 
 
@@ -229,7 +229,7 @@ async def test_missing_nft_names_the_package(
     monkeypatch.setenv("PATH", str(tmp_path))
     egress = NftEgress(table="t")
     with pytest.raises(HostPrerequisiteError, match=r"`nft`.*nftables"):
-        await egress.apply(bridge="b", policy=EgressPolicy())
+        await egress.apply(bridge="b", policy=EgressRuleset())
 
 
 def test_ipv6_cidr_rules_match_ip6_daddr() -> None:

@@ -33,8 +33,8 @@ from kukeon.runtime.network.cni import (
 )
 from kukeon.runtime.network.egress import (
     AppliedEgress,
-    EgressPolicy,
     EgressRule,
+    EgressRuleset,
     NftEgress,
     RuleCounter,
 )
@@ -82,9 +82,9 @@ __all__ = [
     "CniResult",
     "CniRoute",
     "CniRuntime",
-    "EgressPolicy",
     "EgressResolutionError",
     "EgressRule",
+    "EgressRuleset",
     "HostPrerequisiteError",
     "JsonFileSubnetStore",
     "NetnsError",

@@ -78,7 +78,7 @@ class EgressRule:
 
 
 @dataclass(frozen=True)
-class EgressPolicy:
+class EgressRuleset:
     """What a space's cells may reach: the allow rules, then the default verdict."""
 
     default: Literal["allow", "deny"] = "allow"
@@ -137,7 +137,7 @@ async def resolve_ipv4(host: str) -> Sequence[IPv4Address]:
 
 
 async def resolve_policy(
-    policy: EgressPolicy, *, resolver: Resolver = resolve_ipv4
+    policy: EgressRuleset, *, resolver: Resolver = resolve_ipv4
 ) -> tuple[ResolvedRule, ...]:
     resolved = []
     for rule in policy.rules:
@@ -196,6 +196,82 @@ def _rule_exprs(rule: ResolvedRule) -> list[dict[str, Any]]:
     return exprs
 
 
+def _dispatch_commands(table: str) -> list[dict[str, Any]]:
+    """The table, the bridge map and the base chains that send each bridge to its chain."""
+    commands: list[dict[str, Any]] = [
+        {"add": {"table": _ref(name=table)}},
+        {"add": {"map": _ref(table=table, name=BRIDGE_MAP, type="ifname", map="verdict")}},
+    ]
+    dispatch = [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": f"@{BRIDGE_MAP}"}}]
+    for hook in BASE_CHAINS:
+        base = _ref(table=table, name=hook, type="filter", hook=hook, prio=0, policy="accept")
+        commands += [
+            {"add": {"chain": base}},
+            # Flushing and re-adding keeps exactly one dispatch rule, whatever was there.
+            {"flush": {"chain": _ref(table=table, name=hook)}},
+            {"add": {"rule": _ref(table=table, chain=hook, expr=dispatch)}},
+        ]
+    return commands
+
+
+def _space_chain_head(table: str, bridge: str) -> list[dict[str, Any]]:
+    """The space chain emptied, then what passes before any rule of the space's policy.
+
+    Traffic back into the same bridge returns untouched (cell to cell), and replies of
+    established or related connections are accepted.
+    """
+    chain = chain_name(bridge)
+    same_bridge = {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": bridge}}
+    established = {
+        "match": {
+            "op": "in",
+            "left": {"ct": {"key": "state"}},
+            "right": ["established", "related"],
+        }
+    }
+    return [
+        {"add": {"chain": _ref(table=table, name=chain)}},
+        {"flush": {"chain": _ref(table=table, name=chain)}},
+        {"add": {"rule": _ref(table=table, chain=chain, expr=[same_bridge, {"return": None}])}},
+        {
+            "add": {
+                "rule": _ref(
+                    table=table,
+                    chain=chain,
+                    comment=ESTABLISHED_COMMENT,
+                    expr=[established, {"counter": {"packets": 0, "bytes": 0}}, {"accept": None}],
+                )
+            }
+        },
+    ]
+
+
+def _policy_rules(
+    table: str, chain: str, default: Literal["allow", "deny"], rules: Sequence[ResolvedRule]
+) -> list[dict[str, Any]]:
+    """One counted accept per allow rule, in order, then the counted default verdict."""
+    commands: list[dict[str, Any]] = [
+        {
+            "add": {
+                "rule": _ref(
+                    table=table, chain=chain, comment=rule_comment(index), expr=_rule_exprs(rule)
+                )
+            }
+        }
+        for index, rule in enumerate(rules)
+    ]
+    verdict = "accept" if default == "allow" else "drop"
+    default_expr = [{"counter": {"packets": 0, "bytes": 0}}, {verdict: None}]
+    commands.append(
+        {
+            "add": {
+                "rule": _ref(table=table, chain=chain, comment=DEFAULT_COMMENT, expr=default_expr)
+            }
+        }
+    )
+    return commands
+
+
 def render_apply(
     *,
     table: str,
@@ -203,116 +279,23 @@ def render_apply(
     default: Literal["allow", "deny"],
     rules: Sequence[ResolvedRule],
 ) -> dict[str, Any]:
-    """The one nft transaction that installs (or replaces) ``bridge``'s space chain (pure)."""
+    """The one nft transaction that installs (or replaces) ``bridge``'s space chain (pure).
+
+    The bridge joins the dispatch map last, once its chain holds the whole policy.
+    """
     chain = chain_name(bridge)
-    commands: list[dict[str, Any]] = [
-        {"add": {"table": _ref(name=table)}},
-        {"add": {"map": _ref(table=table, name=BRIDGE_MAP, type="ifname", map="verdict")}},
-    ]
-    for hook in BASE_CHAINS:
-        commands += [
-            {
-                "add": {
-                    "chain": _ref(
-                        table=table, name=hook, type="filter", hook=hook, prio=0, policy="accept"
-                    )
-                }
-            },
-            # Flushing and re-adding keeps exactly one dispatch rule, whatever was there.
-            {"flush": {"chain": _ref(table=table, name=hook)}},
-            {
-                "add": {
-                    "rule": _ref(
-                        table=table,
-                        chain=hook,
-                        expr=[
-                            {
-                                "vmap": {
-                                    "key": {"meta": {"key": "iifname"}},
-                                    "data": f"@{BRIDGE_MAP}",
-                                }
-                            }
-                        ],
-                    )
-                }
-            },
-        ]
-    commands += [
-        {"add": {"chain": _ref(table=table, name=chain)}},
-        {"flush": {"chain": _ref(table=table, name=chain)}},
-        {
-            "add": {
-                "rule": _ref(
-                    table=table,
-                    chain=chain,
-                    expr=[
-                        {
-                            "match": {
-                                "op": "==",
-                                "left": {"meta": {"key": "oifname"}},
-                                "right": bridge,
-                            }
-                        },
-                        {"return": None},
-                    ],
-                )
-            }
-        },
-        {
-            "add": {
-                "rule": _ref(
-                    table=table,
-                    chain=chain,
-                    comment=ESTABLISHED_COMMENT,
-                    expr=[
-                        {
-                            "match": {
-                                "op": "in",
-                                "left": {"ct": {"key": "state"}},
-                                "right": ["established", "related"],
-                            }
-                        },
-                        {"counter": {"packets": 0, "bytes": 0}},
-                        {"accept": None},
-                    ],
-                )
-            }
-        },
-    ]
-    for index, rule in enumerate(rules):
-        commands.append(
-            {
-                "add": {
-                    "rule": _ref(
-                        table=table,
-                        chain=chain,
-                        comment=rule_comment(index),
-                        expr=_rule_exprs(rule),
-                    )
-                }
-            }
-        )
-    commands += [
-        {
-            "add": {
-                "rule": _ref(
-                    table=table,
-                    chain=chain,
-                    comment=DEFAULT_COMMENT,
-                    expr=[
-                        {"counter": {"packets": 0, "bytes": 0}},
-                        {"accept" if default == "allow" else "drop": None},
-                    ],
-                )
-            }
-        },
-        {
-            "add": {
-                "element": _ref(
-                    table=table, name=BRIDGE_MAP, elem=[[bridge, {"jump": {"target": chain}}]]
-                )
-            }
-        },
+    joins_map = {
+        "add": {
+            "element": _ref(
+                table=table, name=BRIDGE_MAP, elem=[[bridge, {"jump": {"target": chain}}]]
+            )
+        }
+    }
+    commands = [
+        *_dispatch_commands(table),
+        *_space_chain_head(table, bridge),
+        *_policy_rules(table, chain, default, rules),
+        joins_map,
     ]
     return {"nftables": commands}
 
@@ -414,7 +397,7 @@ class NftEgress:
             self._nft_binary = found
         return self._nft_binary
 
-    async def apply(self, *, bridge: str, policy: EgressPolicy) -> AppliedEgress:
+    async def apply(self, *, bridge: str, policy: EgressRuleset) -> AppliedEgress:
         rules = await resolve_policy(policy, resolver=self._resolver)
         batch = render_apply(table=self.table, bridge=bridge, default=policy.default, rules=rules)
         async with self._lock:

@@ -46,7 +46,7 @@ from kukeon.runtime.network.cni_leftovers import (
     remove_idle_firewall_chains,
     remove_masquerade_leftovers,
 )
-from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressPolicy, NftEgress
+from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressRuleset, NftEgress
 from kukeon.runtime.network.errors import CniConfigError, CniError, NetworkError
 from kukeon.runtime.network.netns import DEFAULT_NETNS_DIR, NetnsManager
 from kukeon.runtime.network.subnets import (
@@ -222,7 +222,7 @@ class SpaceNetworks:
         )
 
     async def ensure_space_network(
-        self, *, realm: str, space: str, cni_config_path: Path, egress: EgressPolicy
+        self, *, realm: str, space: str, cni_config_path: Path, egress: EgressRuleset
     ) -> SpaceNetworkStatus:
         bridge = bridge_name(realm, space, self.settings.instance)
         # Fail on a missing plugin now, with its name, rather than at the first cell.
