@@ -94,6 +94,15 @@ async def list_host(host: Host) -> HostInventory:
     return found
 
 
+def _assigned_to(node: str) -> Callable[[Cell], bool]:
+    """The default `runs_here`: the cells whose spec names this node."""
+
+    def assigned_here(cell: Cell) -> bool:
+        return cell.spec.node_name == node
+
+    return assigned_here
+
+
 async def collect_orphans(
     *,
     host: Host,
@@ -113,83 +122,120 @@ async def collect_orphans(
     """
     found = await list_host(host)
     all_cells = [c for c in (await registry.list(Kind.CELL)).items if isinstance(c, Cell)]
-    node = host.settings.node_name
-
-    def assigned_here(cell: Cell) -> bool:
-        return cell.spec.node_name == node
-
-    here = runs_here or assigned_here
-    wanted = {cell_key(c) for c in all_cells if here(c)}
+    here = runs_here or _assigned_to(host.settings.node_name)
     instance = host.networks.settings.instance
-    prefix = network_id_prefix(instance)
-    named_anywhere = {network_id(cell_key(c), instance) for c in all_cells}
-    wanted_networks = {network_id(key, instance) for key in wanted}
-    conflists = await _conflists(host, registry)
-    removed: list[str] = []
+    sweep = _Sweep(
+        host,
+        found,
+        wanted={cell_key(c) for c in all_cells if here(c)},
+        named_anywhere={network_id(cell_key(c), instance) for c in all_cells},
+        conflists=await _conflists(host, registry),
+    )
+    await sweep.containers(cells)
+    await sweep.cell_dirs()
+    await sweep.attachments()
+    await sweep.leases()
+    await sweep.stale_marks()
+    try:
+        sweep.removed += await collect_layer_orphans(
+            host=host, registry=registry, locks=locks or HostLocks(), runs_here=here
+        )
+    except Exception as error:
+        log.warning("realm/space/stack orphan collection failed (next pass again): %s", error)
+    return sweep.removed
 
-    async def attempt(what: str, step: Awaitable[object]) -> bool:
+
+class _Sweep:
+    """One pass over a host inventory: what etcd wants kept, and what went so far.
+
+    Each step removes one kind of orphan; an attachment detached by an earlier step (a
+    cell's directory, then its record, then its leases) is not detached twice.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        found: HostInventory,
+        *,
+        wanted: set[tuple[str, ...]],
+        named_anywhere: set[str],
+        conflists: dict[str, Path],
+    ) -> None:
+        self.host = host
+        self.found = found
+        self.wanted = wanted
+        """Keys of the cells this node runs."""
+        self.instance = host.networks.settings.instance
+        self.wanted_networks = {network_id(key, self.instance) for key in wanted}
+        self.named_anywhere = named_anywhere
+        """Network ids of every cell document, of any node."""
+        self.conflists = conflists
+        self.removed: list[str] = []
+        self.detached: set[str] = set()
+
+    async def attempt(self, what: str, step: Awaitable[object]) -> bool:
         try:
             await step
         except Exception as error:
             log.warning("could not remove orphaned %s (next pass tries again): %s", what, error)
             return False
         log.info("removed orphaned %s", what)
-        removed.append(what)
+        self.removed.append(what)
         return True
 
-    for namespace, container in found.containers:
-        labels = container.labels
-        key = tuple(labels.get(n, "") for n in (LABEL_REALM, LABEL_SPACE, LABEL_STACK, LABEL_CELL))
-        if key not in wanted:
-            await attempt(
-                f"container {namespace}/{container.id}",
-                cells.remove_container(namespace, container.id),
-            )
-
-    detached: set[str] = set()
-    for key in sorted(found.cell_dirs - wanted):
-        conflist = conflists.get(bridge_name(key[0], key[1], instance))
-        if await attempt(f"cell {'/'.join(key)}", _remove_cell(host, key, conflist=conflist)):
-            detached.add(network_id(key, instance))
-
-    stray = (found.attachment_records | (found.netns - named_anywhere)) - wanted_networks
-    for cell_id in sorted(stray - detached):
-        conflist = conflists.get(_network_of(cell_id, instance))
-        if await attempt(
-            f"attachment {cell_id}",
-            host.networks.detach_cell(cell_id=cell_id, cni_config_path=conflist),
-        ):
-            detached.add(cell_id)
-
-    for network, leases in found.leases.items():
-        for address, owner in leases.items():
-            if owner in wanted_networks or not owner.startswith(prefix):
-                continue
-            if owner not in detached:
-                with contextlib.suppress(Exception):
-                    await host.networks.detach_cell(
-                        cell_id=owner, cni_config_path=conflists.get(network)
-                    )
-                detached.add(owner)
-            # CNI DEL released it, unless the space's conflist is gone: then it goes by hand.
-            lease = host.networks.settings.ipam_dir / network / address
-            if await asyncio.to_thread(lease.exists):
-                await attempt(
-                    f"lease {network}/{address} of {owner}",
-                    asyncio.to_thread(lease.unlink, True),
+    async def containers(self, cells: CellController) -> None:
+        for namespace, container in self.found.containers:
+            labels = container.labels
+            names = (LABEL_REALM, LABEL_SPACE, LABEL_STACK, LABEL_CELL)
+            if tuple(labels.get(n, "") for n in names) not in self.wanted:
+                await self.attempt(
+                    f"container {namespace}/{container.id}",
+                    cells.remove_container(namespace, container.id),
                 )
 
-    for name in found.stale_marks - wanted_networks:
-        mark = host.networks.settings.owned_netns_dir / name
-        await asyncio.to_thread(mark.unlink, True)
+    async def cell_dirs(self) -> None:
+        for key in sorted(self.found.cell_dirs - self.wanted):
+            conflist = self.conflists.get(bridge_name(key[0], key[1], self.instance))
+            removal = _remove_cell(self.host, key, conflist=conflist)
+            if await self.attempt(f"cell {'/'.join(key)}", removal):
+                self.detached.add(network_id(key, self.instance))
 
-    try:
-        removed += await collect_layer_orphans(
-            host=host, registry=registry, locks=locks or HostLocks(), runs_here=here
+    async def attachments(self) -> None:
+        found = self.found
+        stray = (found.attachment_records | (found.netns - self.named_anywhere)) - (
+            self.wanted_networks
         )
-    except Exception as error:
-        log.warning("realm/space/stack orphan collection failed (next pass again): %s", error)
-    return removed
+        for cell_id in sorted(stray - self.detached):
+            conflist = self.conflists.get(_network_of(cell_id, self.instance))
+            detach = self.host.networks.detach_cell(cell_id=cell_id, cni_config_path=conflist)
+            if await self.attempt(f"attachment {cell_id}", detach):
+                self.detached.add(cell_id)
+
+    async def leases(self) -> None:
+        networks = self.host.networks
+        prefix = network_id_prefix(self.instance)
+        for network, leases in self.found.leases.items():
+            for address, owner in leases.items():
+                if owner in self.wanted_networks or not owner.startswith(prefix):
+                    continue
+                if owner not in self.detached:
+                    with contextlib.suppress(Exception):
+                        await networks.detach_cell(
+                            cell_id=owner, cni_config_path=self.conflists.get(network)
+                        )
+                    self.detached.add(owner)
+                # CNI DEL released it, unless the space's conflist is gone: then by hand.
+                lease = networks.settings.ipam_dir / network / address
+                if await asyncio.to_thread(lease.exists):
+                    await self.attempt(
+                        f"lease {network}/{address} of {owner}",
+                        asyncio.to_thread(lease.unlink, True),
+                    )
+
+    async def stale_marks(self) -> None:
+        for name in self.found.stale_marks - self.wanted_networks:
+            mark = self.host.networks.settings.owned_netns_dir / name
+            await asyncio.to_thread(mark.unlink, True)
 
 
 async def _remove_cell(host: Host, key: tuple[str, ...], *, conflist: Path | None) -> None:
