@@ -27,14 +27,12 @@ import pytest
 
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.pull import pull_image
-from kukeon.runtime.containerd.registry import (
-    MEDIA_TYPE_OCI_INDEX,
+from kukeon.runtime.containerd.oci import MEDIA_TYPE_OCI_INDEX, Platform, host_platform
+from kukeon.runtime.containerd.reference import parse_reference
+from kukeon.runtime.containerd.registry import RegistryClient
+from kukeon.runtime.containerd.registryerrors import (
     ManifestUnknownError,
-    Platform,
-    RegistryClient,
     RegistryUnauthorizedError,
-    host_platform,
-    parse_reference,
 )
 from kukeon.runtime.containerd.spec import ImageLayer, read_image_user_database
 from kukeon.runtime.containerd.types import RegistryCredential

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from kukeon.api import Cell, Kind
-from kukeon.runtime.containerd.images import host_architecture
+from kukeon.runtime.containerd.oci import host_architecture
 from tests.fixtures.containerd import MAKE_TEST_IMAGE
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.containerd.test_pull_registry import (  # noqa: F401 - fixtures

@@ -33,12 +33,15 @@ from kukeon.runtime.containerd import (
 from kukeon.runtime.containerd._gen.services.events.v1 import events_pb2, task_pb2
 from kukeon.runtime.containerd.errors import AlreadyExistsError, ContainerdCallError, translate
 from kukeon.runtime.containerd.events import decode_envelope
-from kukeon.runtime.containerd.images import (
+from kukeon.runtime.containerd.imagearchive import OciArchive
+from kukeon.runtime.containerd.images import parse_image_config, select_platform_manifest
+from kukeon.runtime.containerd.oci import (
+    MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST,
     Descriptor,
-    _OciArchive,
-    parse_image_config,
+    OciFormatError,
+    Platform,
     parse_manifest,
-    select_platform_manifest,
 )
 
 DIFF_A = "sha256:" + "a" * 64
@@ -94,31 +97,48 @@ def test_bad_image_configs_name_the_image_and_the_field(blob: bytes, reason: str
 
 
 def test_manifest_parsing_checks_descriptors() -> None:
-    descriptor = Descriptor(media_type="m", digest=DIFF_A, size=1)
+    descriptor = Descriptor(media_type=MEDIA_TYPE_OCI_MANIFEST, digest=DIFF_A, size=1)
     good = {
         "config": {"mediaType": "c", "digest": DIFF_B, "size": 10},
         "layers": [{"mediaType": "l", "digest": DIFF_A, "size": 20}],
     }
-    manifest = parse_manifest(json.dumps(good).encode(), descriptor=descriptor, image="i")
+    manifest = parse_manifest(json.dumps(good).encode(), descriptor)
     assert manifest.config.digest == DIFF_B
     assert [layer.size for layer in manifest.layers] == [20]
-    bad = {**good, "layers": [{"digest": "sha256:short", "size": 1}]}
-    with pytest.raises(InvalidImageError, match=r"layers\[0\]"):
-        parse_manifest(json.dumps(bad).encode(), descriptor=descriptor, image="i")
+    bad = {**good, "layers": [{"mediaType": "l", "digest": "sha256:short", "size": 1}]}
+    with pytest.raises(OciFormatError, match=r"layers\[0\]: sha256 digest must be"):
+        parse_manifest(json.dumps(bad).encode(), descriptor)
 
 
 def test_index_resolves_to_the_hosts_platform() -> None:
+    manifest = MEDIA_TYPE_OCI_MANIFEST
     index = {
         "manifests": [
-            {"digest": DIFF_A, "size": 1, "platform": {"os": "linux", "architecture": "arm64"}},
-            {"digest": DIFF_B, "size": 2, "platform": {"os": "linux", "architecture": "amd64"}},
+            {
+                "mediaType": manifest,
+                "digest": DIFF_A,
+                "size": 1,
+                "platform": {"os": "linux", "architecture": "arm64"},
+            },
+            {
+                "mediaType": manifest,
+                "digest": DIFF_B,
+                "size": 2,
+                "platform": {"os": "linux", "architecture": "amd64"},
+            },
         ]
     }
     data = json.dumps(index).encode()
-    assert select_platform_manifest(data, image="i", architecture="amd64").digest == DIFF_B
-    assert select_platform_manifest(data, image="i", architecture="arm64").digest == DIFF_A
+    root = Descriptor(media_type=MEDIA_TYPE_OCI_INDEX, digest=DIFF_A, size=len(data))
+
+    def choose(architecture: str) -> str:
+        platform = Platform("linux", architecture)
+        return select_platform_manifest(data, image="i", platform=platform, descriptor=root).digest
+
+    assert choose("amd64") == DIFF_B
+    assert choose("arm64") == DIFF_A
     with pytest.raises(InvalidImageError, match="linux/s390x"):
-        select_platform_manifest(data, image="i", architecture="s390x")
+        choose("s390x")
 
 
 def _envelope(type_url: str, message: bytes, topic: str) -> events_pb2.Envelope:
@@ -247,15 +267,15 @@ def _tar_with(tmp_path: Path, files: dict[str, bytes]) -> Path:
 
 
 def test_archives_without_oci_layout_or_manifests_are_refused(tmp_path: Path) -> None:
-    archive = _OciArchive.open(_tar_with(tmp_path, {"index.json": b"{}"}))
+    archive = OciArchive.open(_tar_with(tmp_path, {"index.json": b"{}"}))
     with pytest.raises(InvalidImageArchiveError, match="oci-layout"):
         archive.index_entries()
     archive.close()
-    archive = _OciArchive.open(
+    archive = OciArchive.open(
         _tar_with(tmp_path, {"oci-layout": b"{}", "index.json": b'{"manifests": []}'})
     )
     with pytest.raises(InvalidImageArchiveError, match="lists no manifests"):
         archive.index_entries()
     archive.close()
     with pytest.raises(InvalidImageArchiveError, match="no such file"):
-        _OciArchive.open(tmp_path / "missing.tar")
+        OciArchive.open(tmp_path / "missing.tar")

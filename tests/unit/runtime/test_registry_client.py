@@ -20,26 +20,31 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from kukeon.runtime.containerd.registry import (
-    LABEL_DISTRIBUTION_SOURCE,
-    LABEL_UNCOMPRESSED,
+from kukeon.runtime.containerd.oci import (
     MEDIA_TYPE_DOCKER_LIST,
     MEDIA_TYPE_DOCKER_MANIFEST,
     MEDIA_TYPE_OCI_CONFIG,
     MEDIA_TYPE_OCI_INDEX,
     MEDIA_TYPE_OCI_MANIFEST,
+    Platform,
+)
+from kukeon.runtime.containerd.registry import (
+    LABEL_DISTRIBUTION_SOURCE,
+    LABEL_UNCOMPRESSED,
+    RegistryClient,
+)
+from kukeon.runtime.containerd.registryerrors import (
     BlobUnknownError,
     DigestMismatchError,
     ManifestUnknownError,
     NoMatchingPlatformError,
-    Platform,
-    RegistryClient,
     RegistryUnauthorizedError,
     RegistryUnreachableError,
     UnsupportedManifestError,
 )
 from kukeon.runtime.containerd.types import RegistryCredential
 from tests.fixtures.services import free_tcp_port
+from tests.unit.runtime.platform_cases import PLATFORM_CASES, PlatformCase
 
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64", "v8")
@@ -373,6 +378,40 @@ async def test_index_picks_the_host_platform(registry: tuple[FakeRegistry, str])
     assert amd.config_digest not in store.blobs
 
 
+@pytest.mark.parametrize("case", PLATFORM_CASES.values(), ids=PLATFORM_CASES.keys())
+async def test_pull_chooses_as_archive_import_does(
+    registry: tuple[FakeRegistry, str], case: PlatformCase
+) -> None:
+    """The table tests/unit/runtime/test_oci.py runs through the archive import's choice."""
+    fake, host = registry
+    images = [make_image(layer_count=1, cmd=[str(n)]) for n in range(len(case.offered))]
+    entries: list[dict[str, Any]] = []
+    for image, platform in zip(images, case.offered, strict=True):
+        fake.add_image("multi", image.manifest_digest, image)
+        entry: dict[str, Any] = {
+            "mediaType": image.media_type,
+            "digest": image.manifest_digest,
+            "size": len(image.manifest),
+        }
+        if platform is not None:
+            entry["platform"] = {"os": platform.os, "architecture": platform.architecture}
+            if platform.variant:
+                entry["platform"]["variant"] = platform.variant
+        entries.append(entry)
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_INDEX, "manifests": entries}
+    )
+    fake.add_index("multi", "latest", index.encode(), MEDIA_TYPE_OCI_INDEX)
+
+    if case.chosen is None:
+        with pytest.raises(NoMatchingPlatformError, match=f"no image for platform {case.wanted}"):
+            await pull(host, "multi", MemoryBlobStore(), platform=case.wanted)
+        return
+    pulled = await pull(host, "multi", MemoryBlobStore(), platform=case.wanted)
+    assert pulled.manifest.digest == images[case.chosen].manifest_digest
+    assert pulled.manifest.platform == case.offered[case.chosen]
+
+
 async def test_docker_manifest_list(registry: tuple[FakeRegistry, str]) -> None:
     fake, host = registry
     image = make_image(docker=True)
@@ -524,7 +563,10 @@ async def test_malformed_descriptor(registry: tuple[FakeRegistry, str]) -> None:
             }
         ).encode(),
     )
-    with pytest.raises(UnsupportedManifestError, match="manifest config: sha256 digest must be"):
+    with pytest.raises(
+        UnsupportedManifestError,
+        match=r"manifest sha256:[0-9a-f]{64}: config: sha256 digest must be",
+    ):
         await pull(host, "bad", MemoryBlobStore())
 
 

@@ -1,26 +1,21 @@
-"""Pure parts of the registry client: references, platforms, challenges, hosts, configs."""
+"""Pure parts of the registry client: references, hosts, credentials, challenges.
+
+Platforms and image configs are the OCI model's: tests/unit/runtime/test_oci.py."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from kukeon.runtime.containerd.registry import (
-    Challenge,
+from kukeon.runtime.containerd.reference import (
     ImageReference,
     InvalidReferenceError,
-    Platform,
     credential_for,
-    host_platform,
     is_loopback_registry,
     normalize_registry_host,
-    parse_image_config,
     parse_reference,
-    parse_www_authenticate,
-    platform_rank,
     registry_scheme,
 )
+from kukeon.runtime.containerd.registryauth import Challenge, parse_www_authenticate
 from kukeon.runtime.containerd.types import RegistryCredential
 
 DIGEST = "sha256:" + "ab" * 32
@@ -164,60 +159,6 @@ def test_a_credential_without_a_server_applies_to_every_other_registry() -> None
     assert credential_for("docker.io", [local]) is None
 
 
-# --- platforms ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("machine", "expected"),
-    [
-        ("x86_64", Platform("linux", "amd64")),
-        ("aarch64", Platform("linux", "arm64", "v8")),
-        ("armv7l", Platform("linux", "arm", "v7")),
-        ("armv6l", Platform("linux", "arm", "v6")),
-        ("i686", Platform("linux", "386")),
-        ("ppc64le", Platform("linux", "ppc64le")),
-        ("s390x", Platform("linux", "s390x")),
-        ("weird9000", Platform("linux", "weird9000")),
-    ],
-)
-def test_host_platform(machine: str, expected: Platform) -> None:
-    assert host_platform(machine) == expected
-
-
-def test_host_platform_of_this_machine_is_linux() -> None:
-    assert host_platform().os == "linux"
-
-
-@pytest.mark.parametrize(
-    ("wanted", "candidate", "rank"),
-    [
-        (Platform("linux", "amd64"), Platform("linux", "amd64"), 0),
-        (Platform("linux", "amd64"), Platform("linux", "amd64", "v1"), 0),
-        (Platform("linux", "amd64"), Platform("linux", "amd64", "v3"), None),
-        (Platform("linux", "amd64"), Platform("linux", "arm64"), None),
-        (Platform("linux", "amd64"), Platform("windows", "amd64"), None),
-        (Platform("linux", "amd64"), Platform("unknown", "unknown"), None),
-        (Platform("linux", "arm64", "v8"), Platform("linux", "arm64"), 0),
-        (Platform("linux", "arm64", "v8"), Platform("linux", "arm64", "8"), 0),
-        (Platform("linux", "arm", "v7"), Platform("linux", "arm", "v7"), 0),
-        (Platform("linux", "arm", "v7"), Platform("linux", "arm", "v6"), 1),
-        (Platform("linux", "arm", "v7"), Platform("linux", "arm", "v5"), 2),
-        (Platform("linux", "arm", "v6"), Platform("linux", "arm", "v7"), None),
-        (Platform("linux", "arm", "v7"), Platform("linux", "arm"), 50),
-        (Platform("linux", "arm", ""), Platform("linux", "arm", "v6"), None),
-        (Platform("linux", "s390x"), Platform("linux", "s390x", "z15"), None),
-        (Platform("Linux", "AMD64"), Platform("linux", "amd64"), 0),
-    ],
-)
-def test_platform_rank(wanted: Platform, candidate: Platform, rank: int | None) -> None:
-    assert platform_rank(wanted, candidate) == rank
-
-
-def test_platform_string() -> None:
-    assert str(Platform("linux", "arm", "v7")) == "linux/arm/v7"
-    assert str(Platform("linux", "amd64")) == "linux/amd64"
-
-
 # --- WWW-Authenticate -----------------------------------------------------------------------
 
 
@@ -268,55 +209,3 @@ def test_empty_quoted_value() -> None:
     assert parse_www_authenticate(['Bearer realm="",service=""']) == [
         Challenge("bearer", {"realm": "", "service": ""})
     ]
-
-
-# --- image config ---------------------------------------------------------------------------
-
-
-def test_parse_image_config() -> None:
-    raw = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {
-                "Entrypoint": ["/bin/sh", "-c"],
-                "Cmd": ["echo hi"],
-                "Env": ["PATH=/bin"],
-                "WorkingDir": "/srv",
-                "User": "1000:1000",
-                "Labels": {"a": "b"},
-            },
-            "rootfs": {"type": "layers", "diff_ids": [DIGEST]},
-        }
-    ).encode()
-    config, diff_ids = parse_image_config(raw)
-    assert config.entrypoint == ("/bin/sh", "-c")
-    assert config.cmd == ("echo hi",)
-    assert config.env == ("PATH=/bin",)
-    assert config.working_dir == "/srv"
-    assert config.user == "1000:1000"
-    assert dict(config.labels) == {"a": "b"}
-    assert diff_ids == (DIGEST,)
-
-
-def test_parse_image_config_with_nulls() -> None:
-    raw = b'{"config": {"Entrypoint": null, "Cmd": null, "Labels": null}, "rootfs": {}}'
-    config, diff_ids = parse_image_config(raw)
-    assert config.entrypoint == ()
-    assert config.cmd == ()
-    assert dict(config.labels) == {}
-    assert diff_ids == ()
-
-
-@pytest.mark.parametrize(
-    ("raw", "message"),
-    [
-        (b"[]", "not a JSON object"),
-        (b'{"config": "x"}', "malformed"),
-        (b'{"config": {"Cmd": "echo"}}', "config.Cmd"),
-        (b'{"rootfs": {"diff_ids": [1]}}', "diff_ids"),
-    ],
-)
-def test_parse_image_config_rejects(raw: bytes, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_image_config(raw)

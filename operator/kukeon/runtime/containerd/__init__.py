@@ -8,13 +8,18 @@ kukeon talks to containerd's own v1 gRPC services (stubs generated from the proj
   and re-dialling across containerd restarts;
 - :mod:`.namespaces` — one namespace per realm (``<realm>.kukeon.io``);
 - :mod:`.content` — the content store (implements :class:`.types.BlobStore`);
-- :mod:`.images` — image records, OCI archive import, unpacking into snapshots;
+- :mod:`.oci` — the OCI image model: media types, descriptors, indexes, manifests,
+  configs, platform matching and digest checks, for archive import and pull alike;
+- :mod:`.images` — image records and unpacking into snapshots; :mod:`.imagearchive` the
+  import of OCI archives; :mod:`.pull` pulls from a registry (:mod:`.registry`, the
+  distribution client, with :mod:`.reference` and :mod:`.registryauth`);
 - :mod:`.snapshots`, :mod:`.leases` — rootfs snapshots and GC protection;
 - :mod:`.containers`, :mod:`.tasks` — container records and their running processes;
 - :mod:`.events` — the event stream (exits, OOM kills) as a reconnecting iterator;
 - :mod:`.garbage` — kukeon-labelled leftovers for orphan removal.
 
-Pure pieces (the OCI runtime spec builder ``spec.py``, the registry client ``registry.py``)
+Pure pieces (the OCI runtime spec builder ``spec.py``, the image model ``oci.py``, the
+registry client ``registry.py``)
 need no connection. This package imports nothing from ``kukeon.store`` or the controllers.
 """
 
@@ -63,15 +68,10 @@ from kukeon.runtime.containerd.events import (
     topic_filter,
 )
 from kukeon.runtime.containerd.garbage import KukeonObjects, list_kukeon_objects
-from kukeon.runtime.containerd.images import (
-    Descriptor,
-    Image,
-    ImageService,
-    Manifest,
-    unpack_image,
-)
+from kukeon.runtime.containerd.images import Image, ImageService, unpack_image
 from kukeon.runtime.containerd.leases import Lease, LeaseService
 from kukeon.runtime.containerd.namespaces import Namespace, NamespaceService, realm_namespace
+from kukeon.runtime.containerd.oci import Descriptor, Manifest
 from kukeon.runtime.containerd.snapshots import Mount, SnapshotInfo, SnapshotService, chain_ids
 from kukeon.runtime.containerd.tasks import (
     ExitStatus,

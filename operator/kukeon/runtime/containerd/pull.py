@@ -16,15 +16,10 @@ from dataclasses import dataclass
 
 from kukeon.runtime.containerd.client import DEFAULT_SNAPSHOTTER, ContainerdClient
 from kukeon.runtime.containerd.errors import InvalidImageError
-from kukeon.runtime.containerd.images import Descriptor, Image, select_platform_manifest
-from kukeon.runtime.containerd.registry import (
-    INDEX_MEDIA_TYPES,
-    ImageReference,
-    Platform,
-    PulledImage,
-    RegistryClient,
-    parse_reference,
-)
+from kukeon.runtime.containerd.images import Image, ImageService, select_platform_manifest
+from kukeon.runtime.containerd.oci import INDEX_MEDIA_TYPES, Descriptor, Platform
+from kukeon.runtime.containerd.reference import ImageReference, parse_reference
+from kukeon.runtime.containerd.registry import PulledImage, RegistryClient
 from kukeon.runtime.containerd.types import RegistryCredential
 
 
@@ -72,9 +67,9 @@ async def pull_image(
                 pulled = await own_registry.pull(ref, store=store)
         else:
             pulled = await registry.pull(ref, store=store)
-        if pulled.target.media_type in INDEX_MEDIA_TYPES:
-            await _check_unpacker_agrees(
-                store_bytes=await store.read_blob(pulled.target.digest), pulled=pulled
+        if unpack and pulled.target.media_type in INDEX_MEDIA_TYPES:
+            _check_unpacker_agrees(
+                index=await store.read_blob(pulled.target.digest), pulled=pulled, images=images
             )
         target = Descriptor(
             media_type=pulled.target.media_type,
@@ -86,11 +81,12 @@ async def pull_image(
     return PullResult(image=image, pulled=pulled, chain_id=chain_id)
 
 
-async def _check_unpacker_agrees(*, store_bytes: bytes, pulled: PulledImage) -> None:
-    # The unpacker resolves the index again by itself; if it would pick another platform
-    # entry than the one fetched, say so now instead of failing on a missing blob later.
+def _check_unpacker_agrees(*, index: bytes, pulled: PulledImage, images: ImageService) -> None:
+    # The unpacker resolves the index again by itself, with the same platform matching; it
+    # picks another entry only when the pull was for another platform than the host's: say
+    # so now instead of failing on a missing blob later.
     chosen = select_platform_manifest(
-        store_bytes, image=pulled.name, architecture=_architecture(pulled)
+        index, image=pulled.name, platform=images.platform, descriptor=pulled.target
     )
     if chosen.digest != pulled.manifest.digest:
         raise InvalidImageError(
@@ -98,7 +94,3 @@ async def _check_unpacker_agrees(*, store_bytes: bytes, pulled: PulledImage) -> 
             f"the index resolves to {chosen.digest} for unpacking but {pulled.manifest.digest} "
             "was pulled for this platform",
         )
-
-
-def _architecture(pulled: PulledImage) -> str | None:
-    return pulled.manifest.platform.architecture if pulled.manifest.platform else None

@@ -1,0 +1,107 @@
+"""The failures of talking to a registry, and the registry's own error document.
+
+Every error names the registry and the reference (``registry ghcr.io: ghcr.io/org/app:1:
+...``); :func:`error_suffix` adds what the registry said (``{"errors": [...]}``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Self
+
+import aiohttp
+
+if TYPE_CHECKING:
+    from kukeon.runtime.containerd.reference import ImageReference
+
+
+class RegistryError(Exception):
+    """Base of every failure talking to a registry; names the registry and the reference."""
+
+    def __init__(self, *, registry: str, reference: str, message: str) -> None:
+        self.registry = registry
+        self.reference = reference
+        self.detail = message
+        super().__init__(f"registry {registry}: {reference}: {message}")
+
+    @classmethod
+    def about(cls, ref: ImageReference, message: str) -> Self:
+        return cls(registry=ref.registry, reference=str(ref), message=message)
+
+
+class RegistryUnauthorizedError(RegistryError):
+    """The registry refused the credentials (or asked for some and none were configured)."""
+
+
+class ManifestUnknownError(RegistryError):
+    """The repository or the tag/digest does not exist in the registry."""
+
+
+class BlobUnknownError(RegistryError):
+    """A blob the manifest refers to is missing from the registry."""
+
+
+class DigestMismatchError(RegistryError):
+    """What the registry sent does not hash to the digest (or size) it was asked for."""
+
+    def __init__(
+        self, *, registry: str, reference: str, expected: str, actual: str, what: str
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            registry=registry,
+            reference=reference,
+            message=f"{what} digest mismatch: expected {expected}, got {actual}",
+        )
+
+
+class UnsupportedManifestError(RegistryError):
+    """A manifest kind kukeon does not pull (Docker schema 1, malformed JSON, ...)."""
+
+
+class NoMatchingPlatformError(RegistryError):
+    """The manifest list has no entry for the host's platform."""
+
+
+class RegistryUnreachableError(RegistryError):
+    """The registry could not be reached, or kept answering with server errors."""
+
+
+class RegistryResponseError(RegistryError):
+    """The registry answered with an unexpected HTTP status."""
+
+    def __init__(self, *, registry: str, reference: str, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(registry=registry, reference=reference, message=message)
+
+
+async def error_suffix(response: aiohttp.ClientResponse) -> str:
+    """The registry's error codes and messages (``{"errors": [...]}``) as a message suffix."""
+    try:
+        raw = await read_at_most(response, 64 * 1024)
+        document = json.loads(raw) if raw is not None else None
+    except (ValueError, aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+        return ""
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if not isinstance(errors, list):
+        return ""
+    parts = []
+    for error in errors:
+        if isinstance(error, dict):
+            code, message = error.get("code", ""), error.get("message", "")
+            parts.append(f"{code}: {message}" if message else str(code))
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or ``None`` as soon as it exceeds ``limit`` bytes."""
+    parts: list[bytes] = []
+    total = 0
+    # read(n) may return fewer bytes than are coming: read to the end, chunk by chunk.
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
