@@ -174,65 +174,90 @@ def _cell_errors(spec: Mapping[str, Any], cell_name: str | None) -> list[FieldEr
         "cellId": cell_name,
     }
     for index, container in enumerate(containers):
-        if not isinstance(container, Mapping):
-            continue
-        path = f"spec.containers[{index}]"
-        container_id = _text(container.get("id"))
-        if container_id is not None:
-            if container_id in ids:
-                errors.append(
-                    FieldError(
-                        f"{path}.id",
-                        f"duplicate container id {quote(container_id)} "
-                        f"(also spec.containers[{ids[container_id]}])",
-                    )
-                )
-            else:
-                ids[container_id] = index
-        if container.get("root") is True:
-            roots.append(index)
-        for field, expected in parents.items():
-            given = _text(container.get(field))
-            if given is not None and expected is not None and given != expected:
-                errors.append(
-                    FieldError(
-                        f"{path}.{field}",
-                        f"must match the cell's {quote(expected)}, got {quote(given)}",
-                    )
-                )
-    for index in roots[1:]:
-        errors.append(
-            FieldError(
-                f"spec.containers[{index}].root",
-                f"only one container may set root: true (spec.containers[{roots[0]}] does)",
-            )
-        )
-    root_id = _text(spec.get("rootContainerId"))
-    if root_id is not None:
-        if root_id not in ids:
+        if isinstance(container, Mapping):
+            errors.extend(_container_errors(index, container, parents, ids))
+            if container.get("root") is True:
+                roots.append(index)
+    errors.extend(_root_errors(spec, containers, roots, ids))
+    errors.extend(_tty_default_errors(spec, containers, ids))
+    return errors
+
+
+def _container_errors(
+    index: int,
+    container: Mapping[str, Any],
+    parents: Mapping[str, str | None],
+    ids: dict[str, int],
+) -> list[FieldError]:
+    """A container's duplicate id (recorded in ``ids``) and parents that differ from the cell's."""
+    errors: list[FieldError] = []
+    path = f"spec.containers[{index}]"
+    container_id = _text(container.get("id"))
+    if container_id is not None:
+        if container_id in ids:
             errors.append(
-                FieldError("spec.rootContainerId", f"no container with id {quote(root_id)}")
+                FieldError(
+                    f"{path}.id",
+                    f"duplicate container id {quote(container_id)} "
+                    f"(also spec.containers[{ids[container_id]}])",
+                )
             )
         else:
-            for index in roots:
-                if _text(containers[index].get("id")) != root_id:
-                    errors.append(
-                        FieldError(
-                            f"spec.containers[{index}].root",
-                            f"conflicts with spec.rootContainerId {quote(root_id)}",
-                        )
-                    )
-    tty_default = _text(_mapping(spec.get("tty")).get("default"))
-    if tty_default is not None:
-        if tty_default not in ids:
+            ids[container_id] = index
+    for field, expected in parents.items():
+        given = _text(container.get(field))
+        if given is not None and expected is not None and given != expected:
             errors.append(
-                FieldError("spec.tty.default", f"no container with id {quote(tty_default)}")
-            )
-        elif containers[ids[tty_default]].get("attachable") is not True:
-            errors.append(
-                FieldError("spec.tty.default", f"container {quote(tty_default)} is not attachable")
+                FieldError(
+                    f"{path}.{field}",
+                    f"must match the cell's {quote(expected)}, got {quote(given)}",
+                )
             )
     return errors
+
+
+def _root_errors(
+    spec: Mapping[str, Any],
+    containers: list[Any],
+    roots: list[int],
+    ids: Mapping[str, int],
+) -> list[FieldError]:
+    """One root at most, and it agrees with ``rootContainerId``."""
+    errors = [
+        FieldError(
+            f"spec.containers[{index}].root",
+            f"only one container may set root: true (spec.containers[{roots[0]}] does)",
+        )
+        for index in roots[1:]
+    ]
+    root_id = _text(spec.get("rootContainerId"))
+    if root_id is None:
+        return errors
+    if root_id not in ids:
+        errors.append(FieldError("spec.rootContainerId", f"no container with id {quote(root_id)}"))
+        return errors
+    errors.extend(
+        FieldError(
+            f"spec.containers[{index}].root",
+            f"conflicts with spec.rootContainerId {quote(root_id)}",
+        )
+        for index in roots
+        if _text(containers[index].get("id")) != root_id
+    )
+    return errors
+
+
+def _tty_default_errors(
+    spec: Mapping[str, Any], containers: list[Any], ids: Mapping[str, int]
+) -> list[FieldError]:
+    tty_default = _text(_mapping(spec.get("tty")).get("default"))
+    if tty_default is None:
+        return []
+    if tty_default not in ids:
+        return [FieldError("spec.tty.default", f"no container with id {quote(tty_default)}")]
+    if containers[ids[tty_default]].get("attachable") is not True:
+        return [FieldError("spec.tty.default", f"container {quote(tty_default)} is not attachable")]
+    return []
 
 
 def dedupe(errors: Iterable[FieldError]) -> list[FieldError]:
