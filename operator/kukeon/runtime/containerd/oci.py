@@ -1,8 +1,8 @@
 """The OCI image model: media types, descriptors, platforms, indexes, manifests, configs.
 
-Archive import (``images.py``) and registry pulls (``registry.py``) both read these JSON
-documents, and both read them here, with the same validation and the same choice of
-platform:
+Archive import (``imagearchive.py``), the unpacker (``images.py``) and registry pulls
+(``registry.py``) all read these JSON documents here, with the same validation and the
+same choice of platform:
 
 - a document that is not a JSON object, a descriptor without media type, digest or a
   non-negative size, a digest that is not ``<algorithm>:<hex>`` of the right length are
