@@ -195,11 +195,15 @@ class _Progress:
             self.ctx, self.cell, observe=False, reason="Pulling", message=f"pulling image {image}"
         )
 
-    async def record(self, status: ContainerStatus) -> None:
-        """Write one container's status now (an exit time containerd does not know, that
-        later passes must find to keep the restart's timer where it started)."""
-        containers = [c for c in self.cell.status.containers if c.id != status.id]
-        containers.append(status)
+    async def record(self, *statuses: ContainerStatus) -> None:
+        """Write these containers' statuses now: an exit time containerd does not know,
+        that later passes must find to keep the restart's timer where it started, or a
+        restart made by a pass that fails after it."""
+        if not statuses:
+            return
+        written = {status.id for status in statuses}
+        containers = [c for c in self.cell.status.containers if c.id not in written]
+        containers.extend(statuses)
         order = {c.id: index for index, c in enumerate(ordered_containers(self.cell))}
         containers.sort(key=lambda c: order.get(c.id, len(order)))
         self.cell = await report(self.ctx, self.cell, observe=False, containers=containers)
@@ -307,9 +311,17 @@ class CellController:
             note=lambda note: self._note(cell, note),
         )
         converged: list[tuple[ContainerPlan, ContainerStatus]] = []
-        for container in ordered_containers(cell):
-            built = await builder.build(place, container, space, on_pull=progress.pulling)
-            converged.append(await self._converge_container(progress, built, place, executor))
+        try:
+            for container in ordered_containers(cell):
+                built = await builder.build(place, container, space, on_pull=progress.pulling)
+                converged.append(await self._converge_container(progress, built, place, executor))
+        except Exception:
+            # The pass ends without its report: a restart made before the failure keeps
+            # its history (restartCount, lastState) all the same.
+            await progress.record(
+                *(s for plan, s in converged if plan.start and plan.start.restart)
+            )
+            raise
 
         # Containers dropped from the spec go; the others were just converged.
         names = frozenset(status.name for _, status in converged if status.name)

@@ -469,14 +469,20 @@ async def test_a_lost_task_keeps_its_first_exit_time_across_failed_passes(rig: R
         cell = rig.latest(cell)
         assert cell.status.containers[0].finish_time == T0 + timedelta(seconds=1)
         assert str(cell.status.reason) == "ImageUnavailable"
-    rig.images.missing = None
     rig.at(6)
-    cell = await rig.reconcile(cell)
+    with pytest.raises(TemporaryError):  # the side container still fails, after the restart
+        await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+    cell = rig.latest(cell)
     first = cell.status.containers[0]
     assert first.restart_count == 1
     assert first.state == ContainerState.READY
     assert first.last_state is not None
     assert first.last_state.finished_at == T0 + timedelta(seconds=1)
+    rig.images.missing = None
+    rig.at(7)
+    cell = await rig.reconcile(cell)
+    assert cell.status.containers[0].restart_count == 1
+    assert str(cell.status.state) == "Ready"
 
 
 async def test_a_task_gone_with_its_shim_is_task_lost(rig: Rig) -> None:

@@ -1,0 +1,177 @@
+"""A `restartPolicy: always` container whose containerd shim is SIGKILLed is restarted once
+its backoff has passed, timed from the first time its exit was seen (issue 17, item 2).
+
+The task of a dead shim has no exit time. The controller records the time it first saw the
+exit in the container's status at once and keeps it on later passes, so the backoff ends
+and the container restarts; before, the timer restarted from "now" at every pass that did
+not write the status. Every status the cell passes through is read from a watch, so a
+moving timer (two exit times for one exit) fails the test. The `kukeond` fixture deletes
+the realm and sweeps the host after the test, passed or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+
+from kukeon.api import AnyResource, Cell, ContainerSecret, ContainerState, Kind
+from tests.fixtures.kukeond import Kukeond
+
+from .helpers import cell_doc, cell_key, container, get_cell, update_cell
+
+pytestmark = pytest.mark.integration
+
+BACKOFF_SECONDS = 4
+SLACK_SECONDS = 8.0
+"""A pass, a task start and the status write on a loaded test machine."""
+
+
+def _shim_of(pid: int) -> int:
+    """The containerd-shim-runc-v2 process whose child is the container's init."""
+    with open(f"/proc/{pid}/stat") as stat:
+        parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{parent}/cmdline", "rb") as cmdline:
+        assert b"containerd-shim" in cmdline.read()
+    return parent
+
+
+@contextlib.asynccontextmanager
+async def exit_times(
+    k: Kukeond, key: tuple[str, ...], *, since: int
+) -> AsyncIterator[list[datetime]]:
+    """Each distinct `finishTime` the cell's first container is reported with while it is
+    not running, in order, from a watch of the cell's stack."""
+    seen: list[datetime] = []
+
+    async def follow() -> None:
+        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
+            obj = event.object
+            if obj.metadata.name != key[3] or not isinstance(obj, Cell):
+                continue
+            first = obj.status.containers[0] if obj.status.containers else None
+            if first is None or first.state == ContainerState.READY:
+                continue
+            if first.finish_time is not None and first.finish_time not in seen:
+                seen.append(first.finish_time)
+
+    task = asyncio.create_task(follow())
+    try:
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def test_a_killed_shim_restarts_within_the_backoff(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "shim")
+    app = container(k, "app", restartPolicy="always", restartBackoffSeconds=BACKOFF_SECONDS)
+    await k.apply(cell_doc(k, "shim", [app]))
+    ready = await k.wait_for(Kind.CELL, key, state="Ready", within=60)
+    assert isinstance(ready, Cell)
+    [before] = ready.status.containers
+    assert before.pid is not None
+    shim = _shim_of(before.pid)
+
+    since = await k.registry.current_revision()
+    async with exit_times(k, key, since=since) as seen:
+        killed = time.monotonic()
+        os.kill(shim, signal.SIGKILL)
+
+        def restarted(cell: AnyResource) -> bool:
+            assert isinstance(cell, Cell)
+            first = cell.status.containers[0] if cell.status.containers else None
+            return (
+                first is not None
+                and first.restart_count > before.restart_count
+                and first.state == ContainerState.READY
+                and first.pid not in (None, before.pid)
+            )
+
+        cell = await k.wait_for(
+            Kind.CELL, key, until=restarted, within=BACKOFF_SECONDS + SLACK_SECONDS
+        )
+        took = time.monotonic() - killed
+        await asyncio.sleep(0.5)  # the watch catches up with the last writes
+    assert isinstance(cell, Cell)
+    [after] = cell.status.containers
+    assert after.restart_count == before.restart_count + 1
+    assert after.last_state is not None
+    assert after.last_state.reason in {"TaskLost", "Error"}
+    assert after.last_state.finished_at is not None
+    # One exit, one exit time: the timer never moved forward.
+    assert seen == [after.last_state.finished_at], seen
+    # The restart waited for the backoff after the exit was first seen, not longer.
+    assert after.restart_time is not None
+    waited = (after.restart_time - after.last_state.finished_at).total_seconds()
+    assert waited >= BACKOFF_SECONDS - 0.1, waited
+    assert took <= BACKOFF_SECONDS + SLACK_SECONDS
+    # And it stays up.
+    await k.wait_for(Kind.CELL, key, state="Ready", within=30)
+
+
+async def test_a_killed_shim_restarts_while_a_later_container_fails(kukeond: Kukeond) -> None:
+    """Every pass fails after the root container (its sidecar's Secret is missing), so no
+    pass ends with its report: the root's exit time and its restart are written all the
+    same, and the restart happens within the backoff."""
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "shim2")
+    app = container(k, "app", restartPolicy="always", restartBackoffSeconds=BACKOFF_SECONDS)
+    await k.apply(cell_doc(k, "shim2", [app, container(k, "side")]))
+    ready = await k.wait_for(Kind.CELL, key, state="Ready", within=60)
+    assert isinstance(ready, Cell)
+    before = ready.status.containers[0]
+    assert before.id == "app"
+    assert before.pid is not None
+
+    cell = await get_cell(k, key)
+    missing = {"name": "TOKEN", "secretRef": {"name": "absent", "key": "token"}}
+    edited = [
+        c.model_copy(update={"secrets": [ContainerSecret.model_validate(missing)]})
+        if c.id == "side"
+        else c
+        for c in cell.spec.containers
+    ]
+    await update_cell(k, key, spec={"containers": edited})
+
+    def secret_missing(obj: AnyResource) -> bool:
+        return bool(obj.status.reason == "SecretUnavailable")
+
+    await k.wait_for(Kind.CELL, key, until=secret_missing, within=30)
+    shim = _shim_of(before.pid)
+    killed = time.monotonic()
+    os.kill(shim, signal.SIGKILL)
+
+    def restarted(obj: AnyResource) -> bool:
+        assert isinstance(obj, Cell)
+        first = obj.status.containers[0] if obj.status.containers else None
+        return (
+            first is not None
+            and first.restart_count > before.restart_count
+            and first.pid not in (None, before.pid)
+        )
+
+    found = await k.wait_for(
+        Kind.CELL, key, until=restarted, within=BACKOFF_SECONDS + SLACK_SECONDS
+    )
+    took = time.monotonic() - killed
+    assert isinstance(found, Cell)
+    after = found.status.containers[0]
+    assert after.restart_count == before.restart_count + 1
+    assert after.last_state is not None
+    assert after.last_state.finished_at is not None
+    assert after.restart_time is not None
+    waited = (after.restart_time - after.last_state.finished_at).total_seconds()
+    assert waited >= BACKOFF_SECONDS - 0.1, waited
+    assert took <= BACKOFF_SECONDS + SLACK_SECONDS
+    assert found.status.reason == "SecretUnavailable"
