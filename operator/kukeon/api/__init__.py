@@ -1,10 +1,12 @@
 """The v1beta1 resource model: pydantic models of every kind, validation, defaults, manifests.
 
 This package is the vocabulary of the whole project and imports nothing else from it:
-the store, the controllers, the API server and kukectl all speak these types.
+the store, the controllers, the API server and kukectl all speak these types. The names
+below are what the rest of kukeon uses; the models of nested fields (a realm's registry
+credentials, a container's volume mounts...) are imported from their own modules.
 """
 
-from kukeon.api.cell import Cell, CellNetworkStatus, CellSpec, CellStatus, CellTty
+from kukeon.api.cell import Cell, CellNetworkStatus, CellSpec, CellStatus
 from kukeon.api.container import (
     Capabilities,
     ContainerSecret,
@@ -13,11 +15,9 @@ from kukeon.api.container import (
     ContainerTerminated,
     ContainerTty,
     Resources,
-    RestartPolicy,
     TmpfsMount,
     TtyStage,
     VolumeKind,
-    VolumeMount,
 )
 from kukeon.api.defaults import apply_space_defaults_to_container
 from kukeon.api.event import (
@@ -25,7 +25,6 @@ from kukeon.api.event import (
     EVENT_LIST_KIND,
     Event,
     EventReason,
-    EventSource,
     EventType,
     InvolvedObject,
     new_event,
@@ -67,36 +66,26 @@ from kukeon.api.node import (
 from kukeon.api.realm import (
     REDACTED_PASSWORD,
     Realm,
-    RealmSpec,
     RealmStatus,
-    RegistryCredentials,
 )
 from kukeon.api.secret import (
-    MAX_SECRET_BYTES,
     SCOPE_PLACEHOLDER,
     Secret,
     SecretKeyRef,
-    SecretKeyStatus,
-    SecretMeta,
-    SecretStatus,
     key_status,
     lookup_scopes,
     secret_scope,
 )
 from kukeon.api.space import (
-    EgressAllowRule,
-    EgressDefault,
-    EgressPolicy,
     Space,
     SpaceContainerDefaults,
     SpaceDefaults,
-    SpaceNetwork,
     SpaceNetworkStatus,
     SpaceNodeStatus,
     SpaceSpec,
     SpaceStatus,
 )
-from kukeon.api.stack import Stack, StackSpec, StackStatus
+from kukeon.api.stack import Stack, StackStatus
 from kukeon.api.states import (
     CellState,
     ContainerState,
@@ -114,7 +103,6 @@ __all__ = [
     "EVENT_LIST_KIND",
     "GROUP",
     "KIND_MODELS",
-    "MAX_SECRET_BYTES",
     "REDACTED_PASSWORD",
     "SCHEDULED_BY_ANNOTATION",
     "SCHEDULED_BY_SCHEDULER",
@@ -127,7 +115,6 @@ __all__ = [
     "CellSpec",
     "CellState",
     "CellStatus",
-    "CellTty",
     "ContainerSecret",
     "ContainerSpec",
     "ContainerState",
@@ -135,12 +122,8 @@ __all__ = [
     "ContainerTerminated",
     "ContainerTty",
     "DesiredCellState",
-    "EgressAllowRule",
-    "EgressDefault",
-    "EgressPolicy",
     "Event",
     "EventReason",
-    "EventSource",
     "EventType",
     "FieldError",
     "InvalidResource",
@@ -158,35 +141,26 @@ __all__ = [
     "NodeStatus",
     "ObjectMeta",
     "Realm",
-    "RealmSpec",
     "RealmState",
     "RealmStatus",
-    "RegistryCredentials",
     "Resource",
     "Resources",
-    "RestartPolicy",
     "Secret",
     "SecretKeyRef",
-    "SecretKeyStatus",
-    "SecretMeta",
-    "SecretStatus",
     "Space",
     "SpaceContainerDefaults",
     "SpaceDefaults",
-    "SpaceNetwork",
     "SpaceNetworkStatus",
     "SpaceNodeStatus",
     "SpaceSpec",
     "SpaceState",
     "SpaceStatus",
     "Stack",
-    "StackSpec",
     "StackState",
     "StackStatus",
     "TmpfsMount",
     "TtyStage",
     "VolumeKind",
-    "VolumeMount",
     "apply_space_defaults_to_container",
     "dump_manifests",
     "key_of",
