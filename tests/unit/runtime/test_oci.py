@@ -449,7 +449,7 @@ def stream(verifier: DigestVerifier, chunks: list[bytes]) -> str | None:
 
 def test_digest_verifier_accepts_the_right_blob_in_chunks() -> None:
     data = b"a" * 1000
-    verifier = DigestVerifier(Descriptor(LAYER_TYPE, digest_of(data), len(data)))
+    verifier = DigestVerifier(digest_of(data), len(data))
     assert stream(verifier, [data[:300], data[300:999], data[999:]]) is None
 
 
@@ -462,13 +462,13 @@ def test_digest_verifier_accepts_the_right_blob_in_chunks() -> None:
     ],
 )
 def test_digest_verifier_refuses(chunks: list[bytes], problem: str) -> None:
-    verifier = DigestVerifier(Descriptor(LAYER_TYPE, digest_of(b"hello"), 5))
+    verifier = DigestVerifier(digest_of(b"hello"), 5)
     assert stream(verifier, chunks) == problem
 
 
 def test_digest_verifier_checks_an_empty_blob() -> None:
-    assert stream(DigestVerifier(Descriptor(LAYER_TYPE, digest_of(b""), 0)), []) is None
-    assert stream(DigestVerifier(Descriptor(LAYER_TYPE, DIGEST, 0)), []) == digest_of(b"")
+    assert stream(DigestVerifier(digest_of(b""), 0), []) is None
+    assert stream(DigestVerifier(DIGEST, 0), []) == digest_of(b"")
 
 
 def archive_with(tmp_path: Path, blobs: dict[str, bytes]) -> Path:

@@ -11,7 +11,6 @@ the image that references them exists.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from kukeon.runtime.containerd.errors import (
     ContainerdCallError,
     ContentNotFoundError,
 )
+from kukeon.runtime.containerd.oci import DigestVerifier, digest_of
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
@@ -110,15 +110,16 @@ class ContentStore:
             return
         ref = f"kukeon-{digest.replace(':', '-')}-{uuid.uuid4().hex[:12]}"
         mismatch: list[BlobDigestMismatchError] = []
-        algorithm = digest.partition(":")[0]
 
         async def requests() -> AsyncIterator[content_pb2.WriteContentRequest]:
-            hasher = hashlib.new(algorithm)
+            # Every chunk goes to containerd; what is wrong is reported at the end, before
+            # the commit, with the digest and size of everything that came.
+            verifier = DigestVerifier(digest, size)
             offset = 0
             async for chunk in chunks:
                 if not chunk:
                     continue
-                hasher.update(chunk)
+                verifier.update(chunk)
                 yield content_pb2.WriteContentRequest(
                     action=content_pb2.WRITE,
                     ref=ref,
@@ -128,7 +129,7 @@ class ContentStore:
                     data=chunk,
                 )
                 offset += len(chunk)
-            actual = f"{algorithm}:{hasher.hexdigest()}"
+            actual = verifier.actual()
             if actual != digest or offset != size:
                 mismatch.append(
                     BlobDigestMismatchError(
@@ -167,7 +168,7 @@ class ContentStore:
         self, data: bytes, *, digest: str | None = None, labels: Mapping[str, str] | None = None
     ) -> str:
         """Store an in-memory blob (manifests, configs); returns its digest."""
-        digest = digest or f"sha256:{hashlib.sha256(data).hexdigest()}"
+        digest = digest or digest_of(data)
 
         async def one_chunk() -> AsyncIterator[bytes]:
             for start in range(0, len(data), _CHUNK_BYTES):

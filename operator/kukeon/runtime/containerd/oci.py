@@ -112,38 +112,41 @@ def content_mismatch(data: bytes, descriptor: Descriptor) -> str | None:
 
 
 class DigestVerifier:
-    """Checks a blob streamed in chunks against its descriptor.
+    """Checks a blob streamed in chunks against the digest and size it should have.
 
     :meth:`update` reports a mismatch as soon as it is known, at the latest on the chunk
     that completes the announced size, so a caller can refuse that chunk before handing
     it on; :meth:`finish` reports a blob that ended short.
     """
 
-    def __init__(self, descriptor: Descriptor) -> None:
-        self.descriptor = descriptor
-        self._algorithm = descriptor.digest.partition(":")[0]
+    def __init__(self, digest: str, size: int) -> None:
+        self.digest = digest
+        self.size = size
+        self._algorithm = digest.partition(":")[0]
         self._hasher = hashlib.new(self._algorithm)
         self.received = 0
 
+    def actual(self) -> str:
+        """The digest of what was received so far."""
+        return f"{self._algorithm}:{self._hasher.hexdigest()}"
+
     def _digest_mismatch(self) -> str | None:
-        actual = f"{self._algorithm}:{self._hasher.hexdigest()}"
-        return None if actual == self.descriptor.digest else actual
+        actual = self.actual()
+        return None if actual == self.digest else actual
 
     def update(self, chunk: bytes) -> str | None:
         """Add a chunk; what is wrong so far (too many bytes, a wrong digest), or None."""
-        size = self.descriptor.size
         self.received += len(chunk)
-        if self.received > size:
-            return f"more than the {size} bytes announced"
         self._hasher.update(chunk)
-        return self._digest_mismatch() if self.received == size else None
+        if self.received > self.size:
+            return f"more than the {self.size} bytes announced"
+        return self._digest_mismatch() if self.received == self.size else None
 
     def finish(self) -> str | None:
         """At the end of the stream: what is wrong (too few bytes), or None."""
-        size = self.descriptor.size
-        if self.received < size:
-            return f"only {self.received} of {size} bytes"
-        return self._digest_mismatch() if size == 0 else None
+        if self.received < self.size:
+            return f"only {self.received} of {self.size} bytes"
+        return self._digest_mismatch() if self.size == 0 else None
 
 
 # --- platforms --------------------------------------------------------------------------

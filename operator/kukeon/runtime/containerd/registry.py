@@ -502,7 +502,7 @@ async def _verified_chunks(
     The check runs before the final chunk is handed over, so a store that stops reading at
     ``size`` bytes still never commits unverified content.
     """
-    verifier = DigestVerifier(descriptor)
+    verifier = DigestVerifier(descriptor.digest, descriptor.size)
 
     def mismatch(actual: str) -> DigestMismatchError:
         return DigestMismatchError(
