@@ -1,0 +1,230 @@
+"""Where a container's image comes from, in order: the realm's namespace, the node's archive
+store (imported on demand), the registry; and what the archive store keeps and forgets."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from kukeon.controllers import images as provider_module
+from kukeon.controllers.images import (
+    ImageArchives,
+    ImageProvider,
+    ImageUnavailableError,
+    InvalidImageReferenceError,
+    name_candidates,
+)
+from kukeon.runtime.containerd.errors import ImageNotFoundError
+
+BUSYBOX = "docker.io/library/busybox:latest"
+
+
+def manifest(config: str = "sha256:c0") -> SimpleNamespace:
+    layer = SimpleNamespace(media_type="application/vnd.oci.image.layer.v1.tar+gzip", digest="l1")
+    return SimpleNamespace(config=SimpleNamespace(digest=config), layers=[layer])
+
+
+class Images:
+    def __init__(self, store: FakeImages, namespace: str) -> None:
+        self.store, self.namespace = store, namespace
+
+    async def get(self, name: str) -> object:
+        if name not in self.store.present.get(self.namespace, set()):
+            raise ImageNotFoundError(name, namespace=self.namespace)
+        return name
+
+    async def import_archive(self, path: Path) -> list[SimpleNamespace]:
+        if await asyncio.to_thread(path.read_bytes) == b"not an image":
+            raise ValueError("not an OCI archive")
+        self.store.imported.append((self.namespace, path.name))
+        self.store.present.setdefault(self.namespace, set()).add(BUSYBOX)
+        return [SimpleNamespace(name=BUSYBOX)]
+
+    async def manifest(self, name: str) -> SimpleNamespace:
+        return manifest()
+
+
+class FakeImages:
+    def __init__(self) -> None:
+        self.present: dict[str, set[str]] = {}
+        self.imported: list[tuple[str, str]] = []
+        self.blob_reads = 0
+        self.namespaces = SimpleNamespace(list=self._namespaces)
+
+    async def _namespaces(self) -> list[SimpleNamespace]:
+        return [SimpleNamespace(name=name) for name in sorted(self.present)]
+
+    def images(self, namespace: str) -> Images:
+        return Images(self, namespace)
+
+    def content(self, namespace: str) -> SimpleNamespace:
+        async def read_blob(digest: str) -> bytes:
+            self.blob_reads += 1
+            return b"{}"
+
+        return SimpleNamespace(read_blob=read_blob)
+
+
+@pytest.fixture
+def pulls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    pulled: list[tuple[str, str]] = []
+
+    async def pull_image(
+        containerd: FakeImages, namespace: str, reference: Any, **kwargs: Any
+    ) -> SimpleNamespace:
+        if "unreachable" in str(reference):
+            raise OSError("connection refused")
+        pulled.append((namespace, str(reference)))
+        containerd.present.setdefault(namespace, set()).add(str(reference))
+        return SimpleNamespace(name=str(reference))
+
+    async def user_database(content: Any, layers: Any) -> tuple[str | None, str | None]:
+        if layers[0].digest == "unreadable":
+            raise ValueError("unknown layer format")
+        return "root:x:0:0::/root:/bin/sh\n", "root:x:0:\n"
+
+    def parse_config(data: bytes, *, image: str) -> tuple[str, list[str]]:
+        return f"config of {image}", []
+
+    monkeypatch.setattr(provider_module, "pull_image", pull_image)
+    monkeypatch.setattr(provider_module, "read_image_user_database", user_database)
+    monkeypatch.setattr(provider_module, "parse_image_config", parse_config)
+    return pulled
+
+
+def provider(tmp_path: Path) -> tuple[ImageProvider, FakeImages]:
+    containerd = FakeImages()
+    images = ImageProvider(
+        containerd=cast(Any, containerd), archives=ImageArchives(tmp_path / "images")
+    )
+    return images, containerd
+
+
+def test_an_image_is_known_by_its_written_and_normalised_names() -> None:
+    assert name_candidates("busybox") == ["busybox", BUSYBOX]
+    assert name_candidates(BUSYBOX) == [BUSYBOX]
+    assert name_candidates("Not A Reference") == ["Not A Reference"]
+
+
+async def test_present_in_the_namespace_nothing_is_imported_or_pulled(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    images, containerd = provider(tmp_path)
+    containerd.present["ns"] = {BUSYBOX}
+    ready = await images.ensure(namespace="ns", image="busybox", credentials=())
+    assert ready.name == BUSYBOX
+    assert ready.passwd is not None
+    assert ready.passwd.startswith("root:")
+    assert pulls == []
+    assert containerd.imported == []
+    await images.ensure(namespace="ns", image="busybox", credentials=())
+    assert containerd.blob_reads == 1, "config and users are read once per config digest"
+
+
+async def test_an_imported_archive_serves_every_realm(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    images, containerd = provider(tmp_path)
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(b"oci archive")
+    assert await images.import_archive(namespace="realm-a", path=archive) == [BUSYBOX]
+    ready = await images.ensure(namespace="realm-b", image="busybox", credentials=())
+    assert ready.name == BUSYBOX
+    assert [ns for ns, _ in containerd.imported] == ["realm-a", "realm-b"]
+    assert pulls == []
+    stored = tmp_path / "images"
+    assert (stored / "index.json").exists()
+    assert oct(next(stored.glob("*.tar")).stat().st_mode & 0o777) == "0o600"
+
+
+async def test_a_refused_archive_is_not_kept(tmp_path: Path) -> None:
+    images, _ = provider(tmp_path)
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="not an OCI archive"):
+        await images.import_archive(namespace="ns", path=bad)
+    assert list((tmp_path / "images").glob("*.tar")) == []
+
+
+async def test_archives_go_when_no_namespace_holds_their_image(tmp_path: Path) -> None:
+    images, containerd = provider(tmp_path)
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(b"oci archive")
+    await images.import_archive(namespace="a", path=archive)
+    await images.import_archive(namespace="b", path=archive)
+    assert await images.release_archives([BUSYBOX, "unknown"]) == []
+    containerd.present = {"a": set(), "b": set()}
+    assert await images.release_archives([BUSYBOX]) == [BUSYBOX]
+    assert await images.archives.names() == {}
+    assert list((tmp_path / "images").glob("*.tar")) == []
+    assert await images.release_archives([BUSYBOX]) == []
+
+
+async def test_otherwise_it_is_pulled_saying_so_first(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    images, _ = provider(tmp_path)
+    said: list[str] = []
+
+    async def on_pull(image: str) -> None:
+        said.append(image)
+
+    ready = await images.ensure(namespace="ns", image="busybox", credentials=(), on_pull=on_pull)
+    assert said == ["busybox"]
+    assert pulls == [("ns", BUSYBOX)]
+    assert cast(object, ready.config) == f"config of {BUSYBOX}"
+    assert await images.pull(namespace="ns", image="busybox", credentials=()) == BUSYBOX
+
+
+async def test_failures_name_the_image_and_why(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    images, _ = provider(tmp_path)
+    with pytest.raises(InvalidImageReferenceError, match="not a valid image reference"):
+        await images.ensure(namespace="ns", image="Not A Reference", credentials=())
+    with pytest.raises(InvalidImageReferenceError):
+        await images.pull(namespace="ns", image="Not A Reference", credentials=())
+    with pytest.raises(ImageUnavailableError, match=r"not in realm namespace ns.*refused"):
+        await images.ensure(namespace="ns", image="unreachable.example/app", credentials=())
+    with pytest.raises(ImageUnavailableError, match="pulling failed: connection refused"):
+        await images.pull(namespace="ns", image="unreachable.example/app", credentials=())
+
+
+async def test_an_unreadable_layer_leaves_numeric_users_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pulls: list[tuple[str, str]]
+) -> None:
+    images, containerd = provider(tmp_path)
+    containerd.present["ns"] = {BUSYBOX}
+    unreadable = manifest("sha256:other")
+    unreadable.layers[0].digest = "unreadable"
+
+    async def other_manifest(self: Images, name: str) -> SimpleNamespace:
+        return unreadable
+
+    monkeypatch.setattr(Images, "manifest", other_manifest)
+    ready = await images.ensure(namespace="ns", image=BUSYBOX, credentials=())
+    assert (ready.passwd, ready.group) == (None, None)
+
+
+async def test_has_file_is_asked_once_per_config_and_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, _ = provider(tmp_path)
+    asked: list[str] = []
+
+    async def image_has_file(content: Any, layers: Any, path: str) -> bool:
+        asked.append(path)
+        if path == "/broken":
+            raise EOFError("truncated layer")
+        return path == "/bin/sh"
+
+    monkeypatch.setattr(provider_module, "image_has_file", image_has_file)
+    assert await images.has_file(namespace="ns", image=BUSYBOX, path="/bin/sh") is True
+    assert await images.has_file(namespace="ns", image=BUSYBOX, path="/bin/sh") is True
+    assert await images.has_file(namespace="ns", image=BUSYBOX, path="/nope") is False
+    assert await images.has_file(namespace="ns", image=BUSYBOX, path="/broken") is None
+    assert asked == ["/bin/sh", "/nope", "/broken"]

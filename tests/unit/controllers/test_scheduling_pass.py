@@ -1,0 +1,206 @@
+"""The scheduler's pass over an in-memory store: placement by compare-and-swap, an
+Unschedulable reason per node, lost nodes marked NotReady, their scheduler-placed cells
+moved after the timeout (pinned ones wait, Unknown), gone nodes released."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+
+from kukeon.api import (
+    SCHEDULED_BY_ANNOTATION,
+    Cell,
+    CellState,
+    Kind,
+    Node,
+    NodeState,
+    parse_resource,
+)
+from kukeon.controllers import scheduler as scheduling
+from kukeon.controllers.layers import node_finalizer
+from kukeon.controllers.scheduler import (
+    NODE_LOST,
+    SCHEDULER,
+    UNSCHEDULABLE,
+    NodeView,
+    Scheduler,
+    describe_placement,
+    heartbeat_prefix,
+)
+from kukeon.store import StoreError
+from tests.unit.api.samples import container, realm_doc
+
+from .hostfakes import ScopedStore, cell
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+MIB = 1 << 20
+
+
+class Fleet(ScopedStore):
+    key_prefix = "/kukeon"
+    client: Any = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alive: set[str] = set()
+
+    async def current_revision(self) -> int:
+        return self.revision
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def fleet(monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    store = Fleet()
+
+    async def alive_nodes(client: Any, key_prefix: str) -> set[str]:
+        return set(store.alive)
+
+    monkeypatch.setattr(scheduling, "alive_nodes", alive_nodes)
+    return store
+
+
+async def add_node(
+    fleet: Fleet, name: str, *, memory: int = 0, labels: dict[str, str] | None = None
+) -> None:
+    node = Node.model_validate(
+        {"metadata": {"name": name, "labels": labels or {}}, "status": {"state": "Ready"}}
+    )
+    node.status.allocatable.memory_bytes = memory
+    await fleet.create(node)
+    fleet.alive.add(name)
+
+
+def scheduler(fleet: Fleet, clock: Clock, **kwargs: Any) -> Scheduler:
+    return Scheduler(
+        registry=cast(Any, fleet),
+        node_name="leader",
+        node_lost_timeout=60,
+        clock=clock,
+        **kwargs,
+    )
+
+
+async def get_cell(fleet: Fleet, name: str) -> Cell:
+    found = await fleet.get(Kind.CELL, ("r", "s", "st", name))
+    assert isinstance(found, Cell)
+    return found
+
+
+def with_memory(name: str, mib: int, **spec: Any) -> Cell:
+    return cell(
+        name,
+        node=None,
+        containers=[container(resources={"memoryLimitBytes": mib * MIB})],
+        **spec,
+    )
+
+
+async def test_unplaced_cells_spread_by_count_then_memory(fleet: Fleet) -> None:
+    await add_node(fleet, "a", memory=1024 * MIB)
+    await add_node(fleet, "b", memory=512 * MIB)
+    for name in ("c1", "c2", "c3"):
+        await fleet.create(with_memory(name, 100))
+    pass_ = scheduler(fleet, Clock())
+    await pass_.run_pass()
+    placed = [(await get_cell(fleet, n)).spec.node_name for n in ("c1", "c2", "c3")]
+    assert placed == ["a", "b", "a"]
+    first = await get_cell(fleet, "c1")
+    assert first.metadata.annotations[SCHEDULED_BY_ANNOTATION] == SCHEDULER
+    assert pass_.stats.assigned == 3
+    assert "a=2 cells" in describe_placement([NodeView("a", True, cells=2)])
+
+
+async def test_a_cell_that_fits_nowhere_says_why_per_node_once(fleet: Fleet) -> None:
+    await add_node(fleet, "small", memory=64 * MIB)
+    await add_node(fleet, "gpu", memory=4096 * MIB, labels={"gpu": "yes"})
+    await fleet.create(with_memory("big", 128, nodeSelector={"disk": "ssd"}))
+    pass_ = scheduler(fleet, Clock())
+    await pass_.run_pass()
+    big = await get_cell(fleet, "big")
+    assert big.spec.node_name is None
+    assert big.status.state == CellState.PENDING
+    assert big.status.reason == UNSCHEDULABLE
+    assert big.status.message is not None
+    assert "gpu: labels do not match nodeSelector disk=ssd" in big.status.message
+    assert "0/2 nodes are available" in big.status.message
+    writes = fleet.status_writes
+    await pass_.run_pass()
+    assert fleet.status_writes == writes, "the same reason is not written again"
+
+
+async def test_a_lost_node_goes_not_ready_and_its_cells_move_after_the_timeout(
+    fleet: Fleet,
+) -> None:
+    await add_node(fleet, "a")
+    await add_node(fleet, "b")
+    await fleet.create(cell("pinned", node="a"))
+    await fleet.create(cell("placed", node=None))
+    clock = Clock()
+    pass_ = scheduler(fleet, clock)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "placed")).spec.node_name == "b"  # fewer cells than a
+    await add_node(fleet, "c")
+    fleet.alive -= {"a", "b"}
+    clock.now = T0 + timedelta(seconds=10)
+    await pass_.run_pass()
+    node = await fleet.get(Kind.NODE, ("a",))
+    assert isinstance(node, Node)
+    assert node.status.state == NodeState.NOT_READY
+    assert node.status.reason == "HeartbeatLost"
+    for name in ("pinned", "placed"):
+        lost = await get_cell(fleet, name)
+        assert lost.status.state == CellState.UNKNOWN
+        assert lost.status.reason == NODE_LOST
+    clock.now = T0 + timedelta(seconds=120)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "placed")).spec.node_name == "c"
+    assert (await get_cell(fleet, "pinned")).spec.node_name == "a", "a pinned cell waits"
+    assert pass_.stats.rescheduled == 1
+
+
+async def test_what_gone_nodes_hold_is_released(fleet: Fleet) -> None:
+    await add_node(fleet, "a")
+    realm = await fleet.create(parse_resource(realm_doc("r")))
+    for node in ("a", "gone", "running-unregistered"):
+        await fleet.add_finalizer(Kind.REALM, ("r",), node_finalizer(Kind.REALM, node))
+    fleet.alive.add("running-unregistered")
+    pass_ = scheduler(fleet, Clock(), release_interval=5.0)
+    await pass_.run_pass()
+    realm = await fleet.get(Kind.REALM, ("r",))
+    assert realm.metadata.finalizers == [
+        node_finalizer(Kind.REALM, "a"),
+        node_finalizer(Kind.REALM, "running-unregistered"),
+    ]
+    assert pass_.stats.released == 1
+
+
+async def test_the_leader_loop_wakes_for_unplaced_cells(fleet: Fleet) -> None:
+    await add_node(fleet, "a")
+    pass_ = scheduler(fleet, Clock(), interval=30.0)
+    lead = asyncio.create_task(pass_.lead())
+    await asyncio.sleep(0.02)
+    assert pass_.stats.passes == 1
+    await fleet.create(cell("new", node=None))
+    await asyncio.sleep(0.02)
+    assert pass_.stats.passes == 2
+    assert (await get_cell(fleet, "new")).spec.node_name == "a"
+    fleet.break_watches(StoreError("watch cut"))
+    await asyncio.sleep(0.02)
+    lead.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await lead
+
+
+def test_heartbeats_live_under_the_key_prefix() -> None:
+    assert heartbeat_prefix("/kukeon/") == "/kukeon/leases/fleet/"
