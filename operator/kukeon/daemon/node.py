@@ -39,6 +39,7 @@ from kukeon.controllers.cascade import CascadeDeleter, register_cascade
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
 from kukeon.framework import LeaseSession, Operator, SupervisedTask, Supervisor
 from kukeon.framework.waits import wait_event
+from kukeon.processes import run_program
 from kukeon.runtime.cgroups import detect_cgroup_mode
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.store import AlreadyExists, Conflict, NotFound, Registry
@@ -96,17 +97,11 @@ def cni_plugins(dirs: tuple[Path, ...]) -> list[str]:
 async def runc_version() -> str | None:
     """The first line's version of ``runc --version`` (None when runc is not found)."""
     try:
-        process = await asyncio.create_subprocess_exec(
-            "runc",
-            "--version",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
         async with asyncio.timeout(_REQUEST_TIMEOUT):
-            out, _ = await process.communicate()
+            finished = await run_program(["runc", "--version"])
     except (OSError, TimeoutError):
         return None
-    first = out.decode(errors="replace").splitlines()[:1]
+    first = finished.stdout.decode(errors="replace").splitlines()[:1]
     if not first:
         return None
     words = first[0].split()

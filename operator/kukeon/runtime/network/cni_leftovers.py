@@ -16,11 +16,11 @@ Two kinds of leftovers are known with the reference plugins (1.1.x):
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import shlex
 import shutil
 
+from kukeon.processes import run_program
 from kukeon.runtime.network.errors import HostPrerequisiteError, NetworkError
 
 FORWARD_CHAIN = "CNI-FORWARD"
@@ -100,13 +100,6 @@ async def _checked(binary: str, *args: str) -> None:
 
 
 async def _iptables(binary: str, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        "-w",
-        "5",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    return process.returncode or 0, stdout.decode(), stderr.decode()
+    # `-w 5`: waits at most 5 s for the xtables lock; killed if its caller is cancelled.
+    finished = await run_program([binary, "-w", "5", *args])
+    return finished.returncode, finished.stdout.decode(), finished.stderr.decode()

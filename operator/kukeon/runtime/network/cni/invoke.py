@@ -5,7 +5,8 @@ previous plugin's result as ``prevResult``; CHECK runs them in order with the ca
 result; DEL runs them in reverse with the cached result when there is one. Each plugin gets
 its own object from the list on stdin with the list's ``name`` and ``cniVersion`` injected,
 ``runtimeConfig`` for the capabilities it declares, and the ``CNI_*`` variables in its
-environment. Plugins run as asyncio subprocesses so the event loop never waits on them.
+environment. Plugins run as asyncio subprocesses so the event loop never waits on them, and
+are killed when their caller is cancelled or times out (:func:`kukeon.processes.run_program`).
 
 DEL is made idempotent and thorough: every plugin is asked to clean up even if an earlier
 one failed, and the first failure is raised afterwards.
@@ -14,7 +15,6 @@ one failed, and the first failure is raised afterwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from kukeon.processes import run_program
 from kukeon.runtime.network.cni.config import NetworkConfigList
 from kukeon.runtime.network.cni.result import CniResult, parse_error, parse_result
 from kukeon.runtime.network.errors import CniConfigError, CniError, CniPluginNotFoundError
@@ -152,20 +153,11 @@ class CniRuntime:
             "CNI_ARGS": ";".join(f"{k}={v}" for k, v in conf.args.items()),
             "CNI_PATH": os.pathsep.join(str(d) for d in self.plugin_dirs),
         }
-        process = await asyncio.create_subprocess_exec(
-            str(binary),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
         try:
+            # Killed (with what it started) when the caller is cancelled or it times out.
             async with asyncio.timeout(self.timeout):
-                stdout, stderr = await process.communicate(stdin)
+                finished = await run_program([str(binary)], stdin=stdin, env=env)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
             raise CniError(
                 plugin=plugin_type,
                 network=conflist.name,
@@ -173,16 +165,16 @@ class CniRuntime:
                 code=None,
                 msg=f"timed out after {self.timeout:g}s",
             ) from None
-        if process.returncode != 0:
+        if finished.returncode != 0:
             raise parse_error(
-                stdout=stdout,
-                stderr=stderr,
+                stdout=finished.stdout,
+                stderr=finished.stderr,
                 plugin=plugin_type,
                 network=conflist.name,
                 command=command,
-                returncode=process.returncode or 0,
+                returncode=finished.returncode,
             )
-        return stdout
+        return finished.stdout
 
 
 def plugin_stdin(
