@@ -37,6 +37,7 @@ from kukeon.framework import EventRecorder, Operator, Settings
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
 from kukeon.runtime.cgroups import open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.runtime.hostthreads import close_host_threads, open_host_threads
 from kukeon.runtime.network import NetworkSettings, SpaceNetworks
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
@@ -168,6 +169,10 @@ class Daemon:
 
     async def _start_controllers(self, registry: Registry) -> None:
         config = self.config
+        # Slow host operations (cgroup and netns removal...) get threads of their own,
+        # stopped after everything that uses them (runtime.hostthreads).
+        open_host_threads()
+        self._on_stop("host threads", close_host_threads)
         containerd = ContainerdClient(
             str(config.containerd_address), interceptors=self.latency.containerd_interceptors()
         )

@@ -52,6 +52,7 @@ from kukeon.runtime.cgroups.records import (
     clamp_cpu_shares,
     working_set,
 )
+from kukeon.runtime.hostthreads import run_on_host_thread
 
 MANAGED_V1_CONTROLLERS = frozenset(
     {"cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio"}
@@ -150,10 +151,10 @@ class CgroupV1Driver:
         accepted so callers do not care which driver they hold.
         """
         del delegation
-        return await asyncio.to_thread(self._ensure, path, limits)
+        return await run_on_host_thread(self._ensure, path, limits)
 
     async def set_limits(self, path: CgroupPath, limits: CgroupLimits) -> CgroupState:
-        return await asyncio.to_thread(self._set_limits, path, limits)
+        return await run_on_host_thread(self._set_limits, path, limits)
 
     async def inspect(self, path: CgroupPath) -> CgroupState | None:
         return await asyncio.to_thread(self._inspect, path)
@@ -164,10 +165,10 @@ class CgroupV1Driver:
         With ``prune_empty_parents`` the now-empty ancestors go too, up to (not including)
         the kukeon root. Removing an absent path is a no-op.
         """
-        return await asyncio.to_thread(self._remove, path, prune_empty_parents)
+        return await run_on_host_thread(self._remove, path, prune_empty_parents)
 
     async def remove_root(self) -> CgroupRemoval:
-        return await asyncio.to_thread(self._remove_root)
+        return await run_on_host_thread(self._remove_root)
 
     async def children(self, path: CgroupPath | None = None) -> tuple[str, ...]:
         """Names of the child cgroups of ``path`` (of the kukeon root when None) in any
@@ -175,7 +176,7 @@ class CgroupV1Driver:
         return await asyncio.to_thread(self._children, path)
 
     async def add_process(self, path: CgroupPath, pid: int) -> None:
-        await asyncio.to_thread(self._add_process, path, pid)
+        await run_on_host_thread(self._add_process, path, pid)
 
     async def list_processes(self, path: CgroupPath, *, recursive: bool = True) -> tuple[int, ...]:
         return await asyncio.to_thread(self._list_processes, path, recursive)

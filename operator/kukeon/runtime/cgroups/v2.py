@@ -51,6 +51,7 @@ from kukeon.runtime.cgroups.records import (
     cpu_shares_to_weight,
     working_set,
 )
+from kukeon.runtime.hostthreads import run_on_host_thread
 
 DEFAULT_FS_ROOT = Path("/sys/fs/cgroup")
 LIMIT_FILES_V2 = ("memory.max", "cpu.weight", "cpu.max", "pids.max")
@@ -134,10 +135,10 @@ class CgroupV2Driver:
         ``limits=None`` leaves the limit files alone; a :class:`CgroupLimits` sets all of them.
         Idempotent: a second identical call writes nothing and reports ``changed=False``.
         """
-        return await asyncio.to_thread(self._ensure, path, delegation, limits)
+        return await run_on_host_thread(self._ensure, path, delegation, limits)
 
     async def set_limits(self, path: CgroupPath, limits: CgroupLimits) -> CgroupState:
-        return await asyncio.to_thread(self._set_limits, path, limits)
+        return await run_on_host_thread(self._set_limits, path, limits)
 
     async def inspect(self, path: CgroupPath) -> CgroupState | None:
         """The current state of ``path``, or ``None`` when it does not exist."""
@@ -150,11 +151,11 @@ class CgroupV2Driver:
         the kukeon root, stopping at the first one that still has children or processes.
         Removing an absent path is a no-op.
         """
-        return await asyncio.to_thread(self._remove, path, prune_empty_parents)
+        return await run_on_host_thread(self._remove, path, prune_empty_parents)
 
     async def remove_root(self) -> CgroupRemoval:
         """Remove the whole kukeon root (everything under it, then the root itself)."""
-        return await asyncio.to_thread(self._remove_root)
+        return await run_on_host_thread(self._remove_root)
 
     async def children(self, path: CgroupPath | None = None) -> tuple[str, ...]:
         """Names of the child cgroups of ``path`` (of the kukeon root when None); none if absent."""
@@ -162,7 +163,7 @@ class CgroupV2Driver:
         return await asyncio.to_thread(self._files.children, directory)
 
     async def add_process(self, path: CgroupPath, pid: int) -> None:
-        await asyncio.to_thread(self._add_process, path, pid)
+        await run_on_host_thread(self._add_process, path, pid)
 
     async def list_processes(self, path: CgroupPath, *, recursive: bool = True) -> tuple[int, ...]:
         return await asyncio.to_thread(self._list_processes, path, recursive)

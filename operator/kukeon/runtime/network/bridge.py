@@ -29,6 +29,8 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
+from kukeon.runtime.hostthreads import run_on_host_thread
+
 IFNAMSIZ_MAX = 15
 _READABLE_PART = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 _READABLE_REALM = re.compile(r"[a-z0-9]+\Z")
@@ -109,7 +111,7 @@ async def link_exists(name: str) -> bool:
 
 async def delete_link(name: str) -> bool:
     """Delete interface ``name`` if present; return whether it was there."""
-    return await asyncio.to_thread(_delete_link, name)
+    return await run_on_host_thread(_delete_link, name)
 
 
 async def bridge_ports(name: str) -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from pyroute2 import netns as pyroute2_netns
 
 from kukeon.runtime.hostfiles import make_dirs
+from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.network.errors import HostPrerequisiteError, NetnsError
 
 DEFAULT_NETNS_DIR = Path("/var/run/netns")
@@ -43,13 +44,13 @@ class NetnsManager:
     async def create(self, name: str) -> Path:
         """Create the namespace (a no-op when it already exists); return its path."""
         path = self.path(name)
-        await asyncio.to_thread(self._create, path)
+        await run_on_host_thread(self._create, path)
         return path
 
     async def remove(self, name: str) -> bool:
         """Unmount and delete the namespace file; return whether one was there."""
         path = self.path(name)
-        return await asyncio.to_thread(self._remove, path)
+        return await run_on_host_thread(self._remove, path)
 
     async def list(self) -> list[str]:
         def names() -> list[str]:

@@ -9,7 +9,6 @@ atomically, so two processes (or two tasks) never hand out the same subnet.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 from pyroute2 import IPRoute
 
 from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs
+from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.network._files import read_text_or_none, write_atomically
 from kukeon.runtime.network.errors import NetworkError, SubnetPoolExhaustedError
 
@@ -124,16 +124,16 @@ class JsonFileSubnetStore:
         self._lock_path = path.with_name(path.name + ".lock")
 
     async def assign(self, key: str, *, pool: IPv4Network, prefix: int) -> IPv4Network:
-        return await asyncio.to_thread(self._assign, key, pool, prefix)
+        return await run_on_host_thread(self._assign, key, pool, prefix)
 
     async def lookup(self, key: str) -> IPv4Network | None:
         return (await self.assignments()).get(key)
 
     async def release(self, key: str) -> bool:
-        return await asyncio.to_thread(self._release, key)
+        return await run_on_host_thread(self._release, key)
 
     async def assignments(self) -> Mapping[str, IPv4Network]:
-        return await asyncio.to_thread(self._read_locked)
+        return await run_on_host_thread(self._read_locked)
 
     def _assign(self, key: str, pool: IPv4Network, prefix: int) -> IPv4Network:
         with self._locked():
