@@ -24,8 +24,6 @@ import contextlib
 import errno
 import json
 import os
-import select
-import time
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -34,6 +32,7 @@ from kukeon.api import Cell, ContainerSpec
 from kukeon.apiserver.status import ApiError
 from kukeon.controllers.cell import ordered_containers
 from kukeon.daemon.lookups import no_such_container
+from kukeon.daemon.pipes import InputStalledError, write_all
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.tasks import ExitStatus, TaskService
 
@@ -41,6 +40,8 @@ POLL_MIN_SECONDS = 0.02
 POLL_MAX_SECONDS = 0.2
 CHUNK = 256 * 1024
 STDIN_WRITE_SECONDS = 10.0
+AFTER_EXIT_QUIET_SECONDS = 0.3
+AFTER_EXIT_MAX_SECONDS = 5.0
 
 
 def attach_target(cell: Cell, wanted: str | None) -> ContainerSpec:
@@ -108,17 +109,24 @@ def _open_stdin(path: Path) -> int | None:
         raise
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """Write everything, waiting while the terminal's input is full, for a while at most."""
-    view = memoryview(data)
-    deadline = time.monotonic() + STDIN_WRITE_SECONDS
-    while view and time.monotonic() < deadline:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [], 0.5)
-            continue
-        view = view[written:]
+async def _send_until_quiet(socket: web.WebSocketResponse, log: Path, offset: int) -> int:
+    """Send what the log gains until it gained nothing for AFTER_EXIT_QUIET_SECONDS (at
+    most AFTER_EXIT_MAX_SECONDS); the offset read to.
+
+    After the task's exit the shim's logger still copies the terminal's last output, and
+    a log file has no end of file to wait for: its silence is the end.
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + AFTER_EXIT_MAX_SECONDS
+    quiet_since = loop.time()
+    while loop.time() - quiet_since < AFTER_EXIT_QUIET_SECONDS and loop.time() < give_up:
+        data, offset = await asyncio.to_thread(_read_new, log, offset)
+        if data:
+            await socket.send_bytes(b"\x01" + data)
+            quiet_since = loop.time()
+        else:
+            await asyncio.sleep(POLL_MIN_SECONDS)
+    return offset
 
 
 async def serve_attach(
@@ -149,13 +157,8 @@ async def serve_attach(
                 break
             await asyncio.wait([exited], timeout=pause)
             pause = min(pause * 2, POLL_MAX_SECONDS)
-        # The logger appends the last output just after the exit.
-        await asyncio.sleep(0.1)
-        while True:
-            data, offset = await asyncio.to_thread(_read_new, log, offset)
-            if not data:
-                break
-            await socket.send_bytes(b"\x01" + data)
+        # The logger appends the last output just after the exit: read until it is quiet.
+        offset = await _send_until_quiet(socket, log, offset)
         try:
             status: dict[str, object] = {"exitCode": exited.result().code}
         except ContainerdError as error:
@@ -168,7 +171,9 @@ async def serve_attach(
                 continue
             channel, payload = message.data[:1], message.data[1:]
             if channel == b"\x00" and payload and stdin_fd is not None:
-                await asyncio.to_thread(_write_all, stdin_fd, payload)
+                # A terminal that takes nothing for a while loses the rest of this input.
+                with contextlib.suppress(InputStalledError):
+                    await write_all(stdin_fd, payload, within=STDIN_WRITE_SECONDS)
             elif channel == b"\x04":
                 with contextlib.suppress(ValueError, KeyError, TypeError, ContainerdError):
                     size = json.loads(payload)

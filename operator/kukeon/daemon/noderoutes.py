@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import secrets
-import select
 import shutil
 import signal
 from collections import deque
@@ -66,9 +65,14 @@ from kukeon.store import NotFound, Registry
 
 from .attach import attach_target, serve_attach
 from .imageroutes import ImageRoutes
+from .pipes import InputStalledError, read_output, write_all
 from .transfer import TransferRoutes
 
 FOLLOW_POLL_SECONDS = 0.2
+STDIN_STALL_SECONDS = 60.0
+"""How long an exec'd process may leave a client's input unread before the session ends."""
+OUTPUT_QUEUE_FRAMES = 16
+"""Output frames (of at most 64 KiB) read ahead of a client that takes them slowly."""
 MAX_TAIL_LINES = 100_000
 MAX_SINCE_SECONDS = 10 * 365 * 24 * 3600
 
@@ -182,6 +186,69 @@ def _records_from(path: Path, offset: int) -> tuple[list[LogRecord], int]:
     return list(parse_lines(complete.splitlines())), offset + len(complete)
 
 
+async def _carry_input(
+    socket: web.WebSocketResponse,
+    fifos: FifoIO,
+    *,
+    close_stdin: Callable[[], Awaitable[None]],
+    resize: Callable[[int, int], Awaitable[None]],
+) -> None:
+    """Write the socket's stdin frames to the process and pass its resizes on."""
+    async for message in socket:
+        if message.type != WSMsgType.BINARY or not message.data:
+            continue
+        channel, payload = message.data[:1], message.data[1:]
+        # Input or a resize racing the process's exit is not an error: the exit code is
+        # the answer the client waits for.
+        if channel == b"\x00" and fifos.stdin_fd is not None:
+            if payload:
+                with contextlib.suppress(OSError):  # InputStalledError ends the session
+                    await write_all(fifos.stdin_fd, payload, within=STDIN_STALL_SECONDS)
+            else:
+                os.close(fifos.stdin_fd)
+                fifos.stdin_fd = None
+                with contextlib.suppress(ContainerdError):
+                    await close_stdin()  # EOF for the process
+        elif channel == b"\x04":
+            with contextlib.suppress(ValueError, KeyError, TypeError, ContainerdError):
+                size = json.loads(payload)
+                await resize(int(size["width"]), int(size["height"]))
+
+
+async def _carry_output(
+    socket: web.WebSocketResponse, fifos: FifoIO, exited: asyncio.Future[ExitStatus]
+) -> None:
+    """Send the process's output, in the order it is read, until every stream has ended.
+
+    Through a bounded queue: a client that takes the output slowly stops the reading (the
+    process then waits on its pipe), so nothing piles up in kukeond; and every stream is
+    read to its end of file, so the last bytes written before the exit are sent.
+    """
+    frames: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=OUTPUT_QUEUE_FRAMES)
+    streams = [
+        (fd, channel)
+        for fd, channel in ((fifos.stdout_fd, b"\x01"), (fifos.stderr_fd, b"\x02"))
+        if fd is not None
+    ]
+
+    async def read(fd: int, channel: bytes) -> None:
+        while data := await read_output(fd, exited):
+            await frames.put(channel + data)  # waits while the queue is full
+
+    async def read_all() -> None:
+        await asyncio.gather(*(read(fd, channel) for fd, channel in streams))
+        await frames.put(None)
+
+    reading = asyncio.ensure_future(read_all())
+    try:
+        while (frame := await frames.get()) is not None:
+            await socket.send_bytes(frame)  # waits while the client is behind
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+
+
 async def _pump(
     socket: web.WebSocketResponse,
     fifos: FifoIO,
@@ -190,84 +257,24 @@ async def _pump(
     close_stdin: Callable[[], Awaitable[None]],
     resize: Callable[[int, int], Awaitable[None]],
 ) -> ExitStatus:
-    """Copy the process's output to the socket (in order) and the socket's stdin to it."""
-    loop = asyncio.get_running_loop()
-    outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
-    outputs = [
-        (fd, channel)
-        for fd, channel in ((fifos.stdout_fd, b"\x01"), (fifos.stderr_fd, b"\x02"))
-        if fd is not None
-    ]
-
-    def read_into_queue(fd: int, channel: bytes) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            outgoing.put_nowait(channel + data)
-        else:
-            loop.remove_reader(fd)  # every writer closed: the process exited
-
-    for fd, channel in outputs:
-        loop.add_reader(fd, read_into_queue, fd, channel)
-
-    async def to_client() -> None:
-        while (item := await outgoing.get()) is not None:
-            await socket.send_bytes(item)
-
-    async def from_client() -> None:
-        async for message in socket:
-            if message.type != WSMsgType.BINARY or not message.data:
-                continue
-            channel, payload = message.data[:1], message.data[1:]
-            # Input or a resize racing the process's exit is not an error: the exit code
-            # is the answer the client waits for.
-            if channel == b"\x00" and fifos.stdin_fd is not None:
-                if payload:
-                    with contextlib.suppress(OSError):
-                        await asyncio.to_thread(_write_all, fifos.stdin_fd, payload)
-                else:
-                    os.close(fifos.stdin_fd)
-                    fifos.stdin_fd = None
-                    with contextlib.suppress(ContainerdError):
-                        await close_stdin()  # EOF for the process
-            elif channel == b"\x04":
-                with contextlib.suppress(ValueError, KeyError, TypeError, ContainerdError):
-                    size = json.loads(payload)
-                    await resize(int(size["width"]), int(size["height"]))
-
-    sender = asyncio.ensure_future(to_client())
-    receiver = asyncio.ensure_future(from_client())
+    """Carry the process's output to the socket and the socket's stdin to it, until the
+    process has exited and its output ended; its exit status. InputStalledError when it left
+    the client's input unread too long."""
+    sender = asyncio.ensure_future(_carry_output(socket, fifos, waiting))
+    receiver = asyncio.ensure_future(
+        _carry_input(socket, fifos, close_stdin=close_stdin, resize=resize)
+    )
     try:
-        status = await waiting
-        await asyncio.sleep(0.05)  # the shim copies the last output after the exit
-        for fd, channel in outputs:
-            loop.remove_reader(fd)
-            with contextlib.suppress(OSError):
-                while data := os.read(fd, 65536):
-                    outgoing.put_nowait(channel + data)
-        outgoing.put_nowait(None)
+        await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
+        if receiver.done() and (error := receiver.exception()) is not None:
+            raise error
         await sender
-        return status
+        return await waiting
     finally:
         for task in (sender, receiver):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, InputStalledError):
                 await task
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [], 1.0)
-            continue
-        view = view[written:]
 
 
 class NodeRoutes:
@@ -441,7 +448,7 @@ class NodeRoutes:
                 await socket.send_bytes(
                     b"\x03" + json.dumps({"error": message, "exitCode": code}).encode()
                 )
-            except ContainerdError as error:
+            except (ContainerdError, InputStalledError) as error:
                 await socket.send_bytes(b"\x03" + json.dumps({"error": str(error)}).encode())
             except (ConnectionResetError, ClientConnectionResetError):
                 pass  # the client left first (its terminal closed): the process is killed below

@@ -56,8 +56,9 @@ from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellstate import containerd_container_id
 from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
+from kukeon.daemon.pipes import InputStalledError, read_output, write_all
 from kukeon.runtime.containerd.errors import ContainerdError, ProcessNotStartableError
-from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
+from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskService, TaskStatus
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import Registry
 
@@ -69,15 +70,9 @@ CHUNK = 64 * 1024
 MAX_PATH = 4096
 MAX_STDERR = 64 * 1024
 """How much of tar's stderr is passed on (its complaints; the rest is dropped)."""
-AFTER_EXIT_SECONDS = 0.5
-"""After the process exited, how long its output may still take to arrive (the shim copies
-it) before the stream is taken as ended."""
+STDIN_STALL_SECONDS = 60.0
+"""How long tar may leave the stream to write unread before the copy fails."""
 CONNECT_SECONDS = 10.0
-
-
-def _wake(ready: asyncio.Future[None]) -> None:
-    if not ready.done():
-        ready.set_result(None)
 
 
 def _authorize(request: web.Request, *, realm: str, subresource: str) -> None:
@@ -124,58 +119,15 @@ def _port(text: str | None) -> int:
     return int(text)
 
 
-async def _read(fd: int, exited: asyncio.Future[ExitStatus]) -> bytes:
-    """The next bytes of a FIFO the shim writes; b"" at its end.
-
-    The end is the writers' close, or (the shim may hold the FIFO after the process)
-    nothing more for AFTER_EXIT_SECONDS once the process has exited.
-    """
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            data = os.read(fd, CHUNK)
-        except BlockingIOError:
-            data = None
-        except OSError:
-            return b""
-        if data:
-            return data
-        if exited.done() and data == b"":
-            return b""
-        if data == b"":  # no writer yet: poll (epoll would report the hang-up at once)
-            await asyncio.wait([exited], timeout=0.05)
-            continue
-        ready: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(fd, _wake, ready)
-        try:
-            if exited.done():
-                done, _ = await asyncio.wait([ready], timeout=AFTER_EXIT_SECONDS)
-                if not done:
-                    return b""
-            else:
-                waits: list[asyncio.Future[Any]] = [ready, exited]
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            loop.remove_reader(fd)
-            ready.cancel()
-
-
-async def _write(fd: int, data: bytes) -> None:
-    """Write all of ``data`` to a non-blocking FIFO, waiting while it is full."""
-    loop = asyncio.get_running_loop()
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-            continue
-        except BlockingIOError:
-            pass
-        ready: asyncio.Future[None] = loop.create_future()
-        loop.add_writer(fd, _wake, ready)
-        try:
-            await ready
-        finally:
-            loop.remove_writer(fd)
+def _cp_container(cell: Cell, wanted: str | None) -> str:
+    """The container to copy in: ``wanted``, else the cell's first (400/404 otherwise)."""
+    ids = [c.id for c in ordered_containers(cell)]
+    if not ids:
+        raise ApiError(400, f"cell {cell.metadata.name} has no containers")
+    container = wanted or ids[0]
+    if container not in ids:
+        raise no_such_container(cell, container, ids)
+    return container
 
 
 class TransferRoutes:
@@ -206,13 +158,7 @@ class TransferRoutes:
     async def cp(self, request: web.Request) -> web.StreamResponse:
         cell = await self._cell(request)
         _authorize(request, realm=cell.spec.realm_id, subresource=CP)
-        name = cell.metadata.name
-        ids = [c.id for c in ordered_containers(cell)]
-        container = request.query.get("container") or (ids[0] if ids else "")
-        if not ids:
-            raise ApiError(400, f"cell {name} has no containers")
-        if container not in ids:
-            raise no_such_container(cell, container, ids)
+        container = _cp_container(cell, request.query.get("container"))
         mode = request.query.get("mode", "")
         if mode not in {"read", "write"}:
             raise ApiError(400, f"mode: {mode[:40]!r} is not read or write")
@@ -222,6 +168,7 @@ class TransferRoutes:
         else:
             command = ["tar", "-x", "-o", "-f", "-", "-C", parent]
 
+        name = cell.metadata.name
         realm = await self._realm(cell.spec.realm_id)
         namespace = self.controllers.host.namespace_of(realm)
         _, space, stack, _ = cell_key(cell)
@@ -241,12 +188,33 @@ class TransferRoutes:
         process = dict(spec.get("process", {}))
         process.update(args=command, terminal=False)
         process.pop("consoleSize", None)
+        socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
+        await socket.prepare(request)
+        try:
+            await self._run_tar(
+                socket, tasks, cid, process, stdin=mode == "write", where=(container, name)
+            )
+        finally:
+            await socket.close()
+        return socket
+
+    async def _run_tar(
+        self,
+        socket: web.WebSocketResponse,
+        tasks: TaskService,
+        cid: str,
+        process: dict[str, Any],
+        *,
+        stdin: bool,
+        where: tuple[str, str],
+    ) -> None:
+        """Exec tar (``process``) in container ``cid`` and carry its streams over ``socket``
+        until it exits; the exit status, or what went wrong, as the last frame."""
+        container, name = where
         exec_id = f"cp-{secrets.token_hex(6)}"
         fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
         await asyncio.to_thread(make_dirs, fifo_dir)
-        fifos = FifoIO(fifo_dir, terminal=False, stdin=mode == "write")
-        socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
-        await socket.prepare(request)
+        fifos = FifoIO(fifo_dir, terminal=False, stdin=stdin)
         waiting: asyncio.Future[ExitStatus] | None = None
         try:
             io = await fifos.open()
@@ -270,7 +238,7 @@ class TransferRoutes:
                 else f"tar cannot run in container {container} of cell {name}: {error.detail}"
             )
             await _send_last(socket, {"error": message, "exitCode": code})
-        except ContainerdError as error:
+        except (ContainerdError, InputStalledError) as error:
             await _send_last(socket, {"error": f"copying in {container}: {error}"})
         except (ConnectionResetError, ClientConnectionResetError):
             pass  # the client went away: the process is killed below
@@ -283,8 +251,6 @@ class TransferRoutes:
                 await tasks.delete_process(cid, exec_id)
             fifos.close()
             await asyncio.to_thread(shutil.rmtree, fifo_dir, True)
-            await socket.close()
-        return socket
 
     # --- portforward ----------------------------------------------------------------------
 
@@ -341,7 +307,7 @@ async def _carry(
 
     async def output(fd: int, channel: bytes, limit: int | None) -> None:
         sent = 0
-        while data := await _read(fd, waiting):
+        while data := await read_output(fd, waiting):
             if limit is not None:
                 if sent >= limit:
                     continue  # keep reading (tar must not block), pass nothing on
@@ -358,7 +324,7 @@ async def _carry(
                 continue
             if payload:
                 with contextlib.suppress(OSError):  # tar stopped reading: its status says why
-                    await _write(fifos.stdin_fd, payload)
+                    await write_all(fifos.stdin_fd, payload, within=STDIN_STALL_SECONDS)
             else:
                 os.close(fifos.stdin_fd)
                 fifos.stdin_fd = None
@@ -382,6 +348,8 @@ async def _carry(
         )
         if finished not in done:
             finished.cancel()
+            if (error := receiver.exception()) is not None:
+                raise error  # tar took none of the stream for too long
             return None  # the client closed the socket before tar was done
         await finished
         return waiting.result()
