@@ -48,6 +48,11 @@ class FakeCgroups:
         self.present.add(path.parts)
         return FakeCgroup("/kukeon/" + "/".join(path.parts))
 
+    async def children(self, path: CgroupPath | None) -> list[str]:
+        parent = path.parts if path is not None else ()
+        depth = len(parent) + 1
+        return sorted({p[-1] for p in self.present if len(p) == depth and p[:-1] == parent})
+
     async def remove(self, path: CgroupPath) -> None:
         if path.parts in self.failing:
             raise OSError(f"cgroup {'/'.join(path.parts)} is busy")
@@ -66,9 +71,9 @@ class FakeNamespaces:
     async def ensure(self, name: str, *, labels: Mapping[str, str]) -> None:
         self.items.setdefault(name, {}).update(labels)
 
-    async def purge(self, name: str) -> None:
+    async def purge(self, name: str) -> bool:
         self.purged.append(name)
-        self.items.pop(name, None)
+        return self.items.pop(name, None) is not None
 
 
 class FakeContainers:
@@ -128,9 +133,21 @@ class FakeNetns:
         return sorted(self.names)
 
 
+class FakeSubnets:
+    def __init__(self) -> None:
+        self.assigned: dict[str, IPv4Network] = {}
+        self.error: Exception | None = None
+
+    async def assignments(self) -> dict[str, IPv4Network]:
+        if self.error is not None:
+            raise self.error
+        return dict(self.assigned)
+
+
 class FakeNetworks:
     def __init__(self, state_dir: Path, instance: str = "") -> None:
         self.settings = NetworkSettings(state_dir=state_dir, instance=instance)
+        self.subnets = FakeSubnets()
         self.netns = FakeNetns()
         self.owned: set[str] = set()
         self.detached: list[tuple[str, Path | None]] = []
