@@ -1,0 +1,171 @@
+"""What `register_controllers` puts on an operator: a reconcile and a node finalizer per
+level, the cell handlers filtered to this node's cells, and background loops started at
+startup (after migrating finalizers and a first orphan collection) and stopped at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+import kukeon.controllers as controllers_module
+from kukeon.api import Kind
+from kukeon.controllers import register_controllers
+from kukeon.controllers.layers import node_finalizer
+
+from .hostfakes import cell, make_host
+
+
+class FakeTasks:
+    def __init__(self) -> None:
+        self.started: dict[str, Callable[[], Awaitable[None]]] = {}
+        self.stopped: list[str] = []
+
+    def start(self, name: str, factory: Callable[[], Awaitable[None]]) -> SimpleNamespace:
+        self.started[name] = factory
+        return SimpleNamespace(name=name)
+
+    async def stop(self, tasks: list[SimpleNamespace]) -> None:
+        self.stopped.extend(task.name for task in tasks)
+
+
+class FakeOperator:
+    def __init__(self) -> None:
+        self.reconcilers: dict[Kind, Any] = {}
+        self.finalizers: dict[Kind, tuple[Any, str | None]] = {}
+        self.startup: list[Callable[[Any], Awaitable[None]]] = []
+        self.shutdown: list[Callable[[Any], Awaitable[None]]] = []
+        self.tasks = FakeTasks()
+        self.resyncs = 0
+
+    def trigger(self, kind: Kind, key: tuple[str, ...]) -> bool:
+        return True
+
+    def resync(self) -> None:
+        self.resyncs += 1
+
+    def reconcile(self, kind: Kind, *, when: Any = None) -> Callable[[Any], Any]:
+        def add(handler: Any) -> Any:
+            self.reconcilers[kind] = when
+            return handler
+
+        return add
+
+    def finalize(
+        self, kind: Kind, *, when: Any = None, finalizer: str | None = None
+    ) -> Callable[[Any], Any]:
+        def add(handler: Any) -> Any:
+            self.finalizers[kind] = (when, finalizer)
+            return handler
+
+        return add
+
+    def on_startup(self, handler: Callable[[Any], Awaitable[None]]) -> Any:
+        self.startup.append(handler)
+        return handler
+
+    def on_shutdown(self, handler: Callable[[Any], Awaitable[None]]) -> Any:
+        self.shutdown.append(handler)
+        return handler
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.flushed = False
+
+    def start(self, tasks: FakeTasks) -> SimpleNamespace:
+        return tasks.start("kukeon-events", self.flush)
+
+    async def flush(self) -> None:
+        self.flushed = True
+
+
+@pytest.fixture
+def background(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls = {"migrate": 0, "collect": 0, "follow": 0}
+
+    async def migrate(registry: Any, *, node: str) -> list[str]:
+        calls["migrate"] += 1
+        if calls["migrate"] == 1:
+            return ["Realm r"]
+        raise RuntimeError("etcd down")
+
+    async def collect(**kwargs: Any) -> list[str]:
+        calls["collect"] += 1
+        if calls["collect"] == 1:
+            return ["cell r/s/st/old"]
+        raise RuntimeError("CNI DEL failed")
+
+    async def follow(**kwargs: Any) -> None:
+        calls["follow"] += 1
+
+    monkeypatch.setattr(controllers_module, "migrate_legacy_finalizers", migrate)
+    monkeypatch.setattr(controllers_module, "collect_orphans", collect)
+    monkeypatch.setattr(controllers_module, "follow_task_events", follow)
+    return calls
+
+
+async def test_handlers_and_background_loops(tmp_path: Path, background: dict[str, int]) -> None:
+    op = FakeOperator()
+    recorder = FakeRecorder()
+    fake = make_host(tmp_path)
+    registered = register_controllers(
+        cast(Any, op),
+        host=fake.host,
+        registry=cast(Any, None),
+        images=cast(Any, None),
+        recorder=cast(Any, recorder),
+    )
+    assert set(op.reconcilers) == {Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL}
+    when, finalizer = op.finalizers[Kind.SPACE]
+    assert finalizer == node_finalizer(Kind.SPACE, "n1")
+    assert when(object()) is False, "the level's reconcile adds its node finalizer itself"
+    runs_here = op.reconcilers[Kind.CELL]
+    assert runs_here(cell("c", node="n1"))
+    assert not runs_here(cell("c", node="n2"))
+    assert registered.realms.locks is registered.layer_locks is registered.spaces.locks
+
+    for _attempt in range(2):  # the second start: migration and collection fail, logged only
+        (start,) = op.startup
+        await start(SimpleNamespace())
+    assert background == {"migrate": 2, "collect": 2, "follow": 0}
+    assert set(op.tasks.started) == {
+        "kukeon-events",
+        "kukeon-containerd-events",
+        "kukeon-gc",
+        "kukeon-cell-membership",
+        "kukeon-secrets",
+        "kukeon-space-defaults",
+    }
+    follow_events = op.tasks.started["kukeon-containerd-events"]
+    await follow_events()
+    await follow_events()  # restarted after a crash: exits may have been missed
+    assert background["follow"] == 2
+    assert op.resyncs == 1
+
+    (stop,) = op.shutdown
+    await stop(SimpleNamespace())
+    assert "kukeon-gc" in op.tasks.stopped
+    assert recorder.flushed
+
+
+async def test_orphans_are_collected_periodically_despite_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background: dict[str, int]
+) -> None:
+    monkeypatch.setattr(controllers_module, "GC_INTERVAL_SECONDS", 0.001)
+    registered = register_controllers(
+        cast(Any, FakeOperator()),
+        host=make_host(tmp_path).host,
+        registry=cast(Any, None),
+        images=cast(Any, None),
+    )
+    loop = asyncio.create_task(registered._collect_periodically())
+    await asyncio.sleep(0.05)
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    assert background["collect"] >= 2, "a failed pass is logged, the next one runs"
