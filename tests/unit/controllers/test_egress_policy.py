@@ -4,7 +4,8 @@ a translation that always said "allow" would pass every test of the adapter."""
 
 from __future__ import annotations
 
-from ipaddress import ip_network
+import asyncio
+from ipaddress import IPv4Address, ip_network
 from typing import Any
 
 from hypothesis import given
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from kukeon.api import Space, parse_resource
 from kukeon.controllers.space import egress_policy
-from kukeon.runtime.network.egress import EgressRule, EgressRuleset
+from kukeon.runtime.network.egress import EgressRule, EgressRuleset, render_apply, resolve_policy
 from tests.unit.api.samples import space_doc
 
 
@@ -89,3 +90,53 @@ def test_the_translation_keeps_each_rule(default: str, rules: list[dict[str, Any
         else:
             assert rule.host == written["host"]
             assert rule.cidr is None
+
+
+def _space_chain(spec: Any) -> list[dict[str, Any]]:
+    """The rules of the space's chain as nft would receive them, from its spec."""
+    policy = egress_policy(spec)
+    resolved = asyncio.run(resolve_policy(policy, resolver=_resolver))
+    batch = render_apply(table="kukeon", bridge="kk-r-s", default=policy.default, rules=resolved)
+    return [
+        command["add"]["rule"]
+        for command in batch["nftables"]
+        if "rule" in command.get("add", {}) and command["add"]["rule"]["chain"] == "egress-kk-r-s"
+    ]
+
+
+async def _resolver(host: str) -> list[IPv4Address]:
+    return [IPv4Address("192.0.2.10")]
+
+
+def test_a_deny_space_ends_its_chain_in_a_drop_after_each_allowed_destination() -> None:
+    spec = _space(
+        network={
+            "egress": {
+                "default": "deny",
+                "allow": [
+                    {"host": "api.example.com", "ports": [443]},
+                    {"cidr": "10.1.0.0/16"},
+                ],
+            }
+        }
+    ).spec
+    rules = _space_chain(spec)
+    assert [rule.get("comment") for rule in rules] == [
+        None,
+        "established",
+        "rule-0",
+        "rule-1",
+        "default",
+    ]
+    host_rule, cidr_rule, default = rules[2:]
+    assert host_rule["expr"][0]["match"]["right"] == "192.0.2.10"
+    assert host_rule["expr"][1]["match"]["right"] == 443
+    assert host_rule["expr"][-1] == {"accept": None}
+    assert cidr_rule["expr"][0]["match"]["right"] == {"prefix": {"addr": "10.1.0.0", "len": 16}}
+    assert default["expr"][-1] == {"drop": None}
+
+
+def test_a_space_without_egress_accepts_by_default() -> None:
+    rules = _space_chain(_space().spec)
+    assert [rule.get("comment") for rule in rules] == [None, "established", "default"]
+    assert rules[-1]["expr"][-1] == {"accept": None}
