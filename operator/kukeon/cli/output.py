@@ -443,13 +443,8 @@ def _event_lines(events: Sequence[Event], now: datetime) -> list[str]:
     return lines + ["  " + line for line in format_rows(rows)]
 
 
-def describe(
-    res: AnyResource, *, now: datetime | None = None, events: Sequence[Event] | None = None
-) -> str:
-    """A human page about one object: identity, spec, status, containers, reasons, and
-    its recent ``events`` when given (an empty list shows ``Events: <none>``)."""
-    when = now or datetime.now(UTC)
-    kind = Kind(res.kind)
+def _identity_lines(res: AnyResource, kind: Kind, when: datetime) -> list[str]:
+    """Name, kind, parents and metadata: the head of every describe page."""
     meta = res.metadata
     parents = [
         (KINDS[parent].kind.value, name)
@@ -469,20 +464,24 @@ def describe(
     if meta.deletion_timestamp is not None:
         pairs.append(("Deleting Since", _when(meta.deletion_timestamp, when)))
     pairs.append(("Finalizers", meta.finalizers or [NONE]))
-    lines = _field_lines(pairs)
-    if isinstance(res, Secret):
-        return "\n".join([*lines, *_secret_lines(res)]) + "\n"
+    return _field_lines(pairs)
 
+
+def _spec_lines(res: AnyResource, kind: Kind) -> list[str]:
+    """The spec as YAML; a cell's containers one block each, under their id."""
     spec = to_document(res).get("spec", {})
     containers = spec.pop("containers", None) if kind == Kind.CELL else None
-    lines.append("Spec:")
-    lines += _yaml_block(spec, 2)
+    lines = ["Spec:", *_yaml_block(spec, 2)]
     if containers is not None:
         lines.append("  Containers:")
         for container in containers:
             lines.append(f"    {container.get('id', '?')}:")
             lines += _yaml_block({k: v for k, v in container.items() if k != "id"}, 6)
+    return lines
 
+
+def _status_lines(res: AnyResource, kind: Kind, when: datetime) -> list[str]:
+    """The status fields every kind has, and a cell's or space's network."""
     status = res.status
     status_pairs: list[tuple[str, Sequence[str] | str]] = [
         ("State", _state(res)),
@@ -500,36 +499,50 @@ def describe(
     elif kind == Kind.SPACE:
         status_pairs.append(("Bridge", status.network.bridge_name or NONE))
         status_pairs.append(("Subnet", status.network.subnet or NONE))
-    lines.append("Status:")
-    lines += _field_lines(status_pairs, indent=2)
+    return ["Status:", *_field_lines(status_pairs, indent=2)]
 
+
+def _container_status_lines(containers: Sequence[Any]) -> list[str]:
+    """The ``Containers:`` table of a cell's describe page."""
+    if not containers:
+        return ["Containers:", f"  {NONE}"]
+    rows = [["ID", "STATE", "PID", "EXIT CODE", "RESTARTS", "REASON", "MESSAGE"]]
+    for c in containers:
+        exit_code = NONE if c.exit_code is None else str(c.exit_code)
+        if c.exit_signal:
+            exit_code += f" ({c.exit_signal})"
+        rows.append(
+            [
+                c.id,
+                str(c.state),
+                NONE if c.pid is None else str(c.pid),
+                exit_code,
+                str(c.restart_count),
+                c.reason or NONE,
+                c.message or NONE,
+            ]
+        )
+    return ["Containers:", *("  " + line for line in format_rows(rows))]
+
+
+def describe(
+    res: AnyResource, *, now: datetime | None = None, events: Sequence[Event] | None = None
+) -> str:
+    """A human page about one object: identity, spec, status, containers, reasons, and
+    its recent ``events`` when given (an empty list shows ``Events: <none>``)."""
+    when = now or datetime.now(UTC)
+    kind = Kind(res.kind)
+    lines = _identity_lines(res, kind, when)
+    if isinstance(res, Secret):
+        return "\n".join([*lines, *_secret_lines(res)]) + "\n"
+    lines += _spec_lines(res, kind)
+    lines += _status_lines(res, kind, when)
     if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
-        lines += _node_lines(kind, status.nodes)
+        lines += _node_lines(kind, res.status.nodes)
     if isinstance(res, Node):
         lines += _node_detail_lines(res, when)
-
     if kind == Kind.CELL:
-        lines.append("Containers:")
-        if not status.containers:
-            lines.append(f"  {NONE}")
-        else:
-            rows = [["ID", "STATE", "PID", "EXIT CODE", "RESTARTS", "REASON", "MESSAGE"]]
-            for c in status.containers:
-                exit_code = NONE if c.exit_code is None else str(c.exit_code)
-                if c.exit_signal:
-                    exit_code += f" ({c.exit_signal})"
-                rows.append(
-                    [
-                        c.id,
-                        str(c.state),
-                        NONE if c.pid is None else str(c.pid),
-                        exit_code,
-                        str(c.restart_count),
-                        c.reason or NONE,
-                        c.message or NONE,
-                    ]
-                )
-            lines += ["  " + line for line in format_rows(rows)]
+        lines += _container_status_lines(res.status.containers)
     if events is not None:
         lines += _event_lines(events, when)
     return "\n".join(lines) + "\n"

@@ -140,6 +140,128 @@ class _Tree:
         return False
 
 
+class _Extraction:
+    """One extraction: what it has written so far (a hard link may only name a file this
+    copy wrote), the directories whose modes come last, and its report."""
+
+    def __init__(self, *, top: str, dest: Path, warn: Callable[[str], None]) -> None:
+        self.top = top
+        self.dest = dest
+        self.warn = warn
+        self.report = Report()
+        self.tree = _Tree(dest.parent)
+        self.base = [dest.name]
+        self.files: set[tuple[str, ...]] = set()
+        self.directories: list[tuple[list[str], int, float]] = []
+
+    def unpack(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        """Write ``member`` (or skip it, with a warning); UnsafeArchiveError stops the copy."""
+        parts = member_parts(member.name, self.top)
+        path = self.base + parts
+        if member.isdir():
+            self._directory(member, parts, path)
+        elif member.isreg():
+            self._regular(archive, member, parts, path)
+        elif member.issym():
+            if not self._symlink(member, parts, path):
+                return
+        elif member.islnk():
+            if not self._hard_link(member, parts, path):
+                return
+        else:
+            self._skip(f"skipping {self._shown(parts)}: {_kind(member)}", "")
+            return
+        self.report.written += 1
+
+    def _shown(self, parts: list[str]) -> str:
+        return "/".join([self.top, *parts])
+
+    def _skip(self, why: str, because: str) -> None:
+        self.report.skipped.append(why)
+        self.warn(f"{why}: {because}" if because else why)
+
+    def _directory(self, member: tarfile.TarInfo, parts: list[str], path: list[str]) -> None:
+        if not parts and self.dest.exists() and not self.dest.is_dir():
+            raise NotADirectoryError(
+                errno.ENOTDIR, f"{self.top} is a directory and this is not", str(self.dest)
+            )
+        with self.tree.directory(path[:-1], create=True) as parent_fd:
+            if not _Tree.clear(parent_fd, path[-1], keep_directory=True):
+                os.mkdir(path[-1], 0o700, dir_fd=parent_fd)
+        self.directories.append((path, member.mode & MODE_BITS, member.mtime))
+        self.files.discard(tuple(parts))
+
+    def _regular(
+        self,
+        archive: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        parts: list[str],
+        path: list[str],
+    ) -> None:
+        source = archive.extractfile(member)
+        assert source is not None
+        with self.tree.directory(path[:-1], create=True) as parent_fd:
+            _Tree.clear(parent_fd, path[-1], keep_directory=False)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(path[-1], flags, 0o600, dir_fd=parent_fd)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := source.read(1 << 16):
+                    out.write(chunk)
+                out.flush()
+                os.fchmod(out.fileno(), member.mode & MODE_BITS)
+                os.utime(out.fileno(), (member.mtime, member.mtime))
+        self.files.add(tuple(parts))
+
+    def _symlink(self, member: tarfile.TarInfo, parts: list[str], path: list[str]) -> bool:
+        if not parts:
+            raise UnsafeArchiveError(
+                f"{self.top} is a symbolic link (to {member.linkname[:200]!r}) in the "
+                "container: copy the path it points to"
+            )
+        if not _link_stays_inside(parts, member.linkname):
+            why = f"skipping symbolic link {self._shown(parts)} -> {member.linkname[:200]}"
+            self._skip(why, "it points outside the destination")
+            return False
+        with self.tree.directory(path[:-1], create=True) as parent_fd:
+            _Tree.clear(parent_fd, path[-1], keep_directory=False)
+            os.symlink(member.linkname, path[-1], dir_fd=parent_fd)
+        self.files.discard(tuple(parts))
+        return True
+
+    def _hard_link(self, member: tarfile.TarInfo, parts: list[str], path: list[str]) -> bool:
+        try:
+            target = member_parts(member.linkname, self.top)
+        except UnsafeArchiveError:
+            target = None
+        if target is None or tuple(target) not in self.files:
+            why = f"skipping hard link {self._shown(parts)} -> {member.linkname[:200]}"
+            self._skip(why, "not a file this copy wrote")
+            return False
+        source_path = self.base + target
+        with (
+            self.tree.directory(source_path[:-1], create=False) as source_fd,
+            self.tree.directory(path[:-1], create=True) as parent_fd,
+        ):
+            _Tree.clear(parent_fd, path[-1], keep_directory=False)
+            os.link(
+                source_path[-1],
+                path[-1],
+                src_dir_fd=source_fd,
+                dst_dir_fd=parent_fd,
+                follow_symlinks=False,
+            )
+        self.files.add(tuple(parts))
+        return True
+
+    def set_directory_modes(self) -> None:
+        """The directories' modes and times, deepest first (a read-only directory of the
+        archive did not stop its own contents)."""
+        for path, mode, mtime in sorted(self.directories, key=lambda d: -len(d[0])):
+            with self.tree.directory(path, create=False) as fd:
+                os.fchmod(fd, mode)
+                os.utime(fd, (mtime, mtime))
+
+
 def extract(
     stream: IO[bytes],
     *,
@@ -150,93 +272,15 @@ def extract(
     """Unpack ``stream`` so that its member ``top`` becomes ``dest`` (and ``top/x``
     becomes ``dest/x``). ``dest``'s parent must exist; it is the one path followed as
     given (the user's own choice)."""
-    report = Report()
-    tree = _Tree(dest.parent)
-    base = [dest.name]
-    files: set[tuple[str, ...]] = set()
-    directories: list[tuple[list[str], int, float]] = []
+    extraction = _Extraction(top=top, dest=dest, warn=warn)
     try:
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
-                parts = member_parts(member.name, top)
-                shown = "/".join([top, *parts])
-                path = base + parts
-                if member.isdir():
-                    if not parts and dest.exists() and not dest.is_dir():
-                        raise NotADirectoryError(
-                            errno.ENOTDIR, f"{top} is a directory and this is not", str(dest)
-                        )
-                    with tree.directory(path[:-1], create=True) as parent_fd:
-                        if not _Tree.clear(parent_fd, path[-1], keep_directory=True):
-                            os.mkdir(path[-1], 0o700, dir_fd=parent_fd)
-                    directories.append((path, member.mode & MODE_BITS, member.mtime))
-                    files.discard(tuple(parts))
-                elif member.isreg():
-                    source = archive.extractfile(member)
-                    assert source is not None
-                    with tree.directory(path[:-1], create=True) as parent_fd:
-                        _Tree.clear(parent_fd, path[-1], keep_directory=False)
-                        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                        fd = os.open(path[-1], flags, 0o600, dir_fd=parent_fd)
-                        with os.fdopen(fd, "wb") as out:
-                            while chunk := source.read(1 << 16):
-                                out.write(chunk)
-                            out.flush()
-                            os.fchmod(out.fileno(), member.mode & MODE_BITS)
-                            os.utime(out.fileno(), (member.mtime, member.mtime))
-                    files.add(tuple(parts))
-                elif member.issym():
-                    if not parts:
-                        raise UnsafeArchiveError(
-                            f"{top} is a symbolic link (to {member.linkname[:200]!r}) in the "
-                            "container: copy the path it points to"
-                        )
-                    if not _link_stays_inside(parts, member.linkname):
-                        why = f"skipping symbolic link {shown} -> {member.linkname[:200]}"
-                        report.skipped.append(why)
-                        warn(f"{why}: it points outside the destination")
-                        continue
-                    with tree.directory(path[:-1], create=True) as parent_fd:
-                        _Tree.clear(parent_fd, path[-1], keep_directory=False)
-                        os.symlink(member.linkname, path[-1], dir_fd=parent_fd)
-                    files.discard(tuple(parts))
-                elif member.islnk():
-                    try:
-                        target = member_parts(member.linkname, top)
-                    except UnsafeArchiveError:
-                        target = None
-                    if target is None or tuple(target) not in files:
-                        why = f"skipping hard link {shown} -> {member.linkname[:200]}"
-                        report.skipped.append(why)
-                        warn(f"{why}: not a file this copy wrote")
-                        continue
-                    source_path = base + target
-                    with (
-                        tree.directory(source_path[:-1], create=False) as source_fd,
-                        tree.directory(path[:-1], create=True) as parent_fd,
-                    ):
-                        _Tree.clear(parent_fd, path[-1], keep_directory=False)
-                        os.link(
-                            source_path[-1],
-                            path[-1],
-                            src_dir_fd=source_fd,
-                            dst_dir_fd=parent_fd,
-                            follow_symlinks=False,
-                        )
-                    files.add(tuple(parts))
-                else:
-                    why = f"skipping {shown}: {_kind(member)}"
-                    report.skipped.append(why)
-                    warn(why)
-                    continue
-                report.written += 1
-        for path, mode, mtime in sorted(directories, key=lambda d: -len(d[0])):
-            with tree.directory(path, create=False) as fd:
-                os.fchmod(fd, mode)
-                os.utime(fd, (mtime, mtime))
+                extraction.unpack(archive, member)
+        extraction.set_directory_modes()
     finally:
-        tree.close()
-    return report
+        extraction.tree.close()
+    return extraction.report
 
 
 def _kind(member: tarfile.TarInfo) -> str:
