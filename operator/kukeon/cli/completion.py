@@ -103,7 +103,7 @@ def completer_for(
     path: tuple[str, ...], command: click.Command, param: click.Parameter
 ) -> str | None:
     """The name of the completer of ``param`` of the command at ``path`` (None: click's own)."""
-    from kukeon.cli.main import KindType
+    from kukeon.cli.params import KindType
 
     if isinstance(param, click.Option):
         return _OPTION_COMPLETERS.get(param.name or "")

@@ -18,9 +18,10 @@ import yaml
 from kukeon.api import AnyResource, Kind, key_of, to_document
 from kukeon.apiserver.client import ApiClient, ApiRequestError
 
-from .main import _FILE_OPTION, _api_error_text, _error_line, _load, cli, run
 from .manifests import apply_order, updated_object
 from .output import kind_slug
+from .params import FILE_OPTION, load_manifest_files
+from .runner import api_error_text, error_line, run
 
 EXIT_DIFFERENT = 1
 EXIT_REFUSED = 3
@@ -76,8 +77,8 @@ async def _merged(client: ApiClient, res: AnyResource) -> tuple[AnyResource | No
     return current, await client.update(update, dry_run=True)
 
 
-@cli.command()
-@_FILE_OPTION
+@click.command()
+@FILE_OPTION
 @click.pass_context
 def diff(ctx: click.Context, files: Sequence[str]) -> None:
     """Show what `apply -f` would change (server-side dry run), as a unified diff.
@@ -89,7 +90,7 @@ def diff(ctx: click.Context, files: Sequence[str]) -> None:
       kukectl diff -f app.yaml
       kukectl diff -f app/ && echo "nothing to apply"
     """
-    documents = apply_order(_load(files))
+    documents = apply_order(load_manifest_files(files))
 
     async def work(client: ApiClient) -> int:
         different = False
@@ -99,7 +100,7 @@ def diff(ctx: click.Context, files: Sequence[str]) -> None:
             try:
                 current, merged = await _merged(client, doc.resource)
             except ApiRequestError as exc:
-                _error_line(f"{doc.name}: {_api_error_text(exc)}")
+                error_line(f"{doc.name}: {api_error_text(exc)}")
                 refused = True
                 continue
             lines = unified(label, owned_view(current), owned_view(merged))

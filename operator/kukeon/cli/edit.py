@@ -23,19 +23,10 @@ import yaml
 from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_document
 from kukeon.apiserver.client import ApiClient, ApiRequestError
 
-from .main import (
-    EXIT_SERVER,
-    EXIT_USAGE,
-    KIND,
-    _api_error_text,
-    cli,
-    fail,
-    run,
-    scope_for,
-    scope_options,
-)
 from .manifests import updated_object
 from .output import kind_slug
+from .params import KIND, scope_for, scope_options
+from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, fail, run
 
 _HEADER = (
     "# Edit the object below; lines starting with '#' are ignored. Labels, annotations and\n"
@@ -81,11 +72,11 @@ async def _write_back(
     except ApiRequestError as exc:
         if exc.code >= 500:
             raise
-        return _api_error_text(exc)
+        return api_error_text(exc)
     return None
 
 
-@cli.command()
+@click.command()
 @click.argument("kind", type=KIND)
 @click.argument("name")
 @scope_options

@@ -35,18 +35,9 @@ from .eventview import (
     selector_for,
     watch_events,
 )
-from .main import (
-    DURATION,
-    EXIT_USAGE,
-    _print,
-    _stderr,
-    cli,
-    fail,
-    run,
-    scope_for,
-    scope_options,
-)
 from .output import sort_events
+from .params import DURATION, scope_for, scope_options
+from .runner import EXIT_USAGE, fail, print_text, run, stderr
 
 _EVENT_KINDS = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL)
 _RETRY_MAX_SECONDS = 10.0
@@ -93,9 +84,9 @@ class _Printer:
             for row in rows:
                 self._line(row)  # the first table is aligned as a whole
             if self.headers:
-                _print(self._line(event_columns(with_realm=self.with_realm)))
+                print_text(self._line(event_columns(with_realm=self.with_realm)))
             for row in rows:
-                _print(self._line(row))
+                print_text(self._line(row))
         else:
             for event in events:
                 self.show(event)
@@ -103,15 +94,15 @@ class _Printer:
 
     def show(self, event: Event) -> None:
         if self.output == "json":
-            _print(json.dumps(event.document()))
+            print_text(json.dumps(event.document()))
         elif self.output == "yaml":
-            _print("---\n" + yaml.safe_dump(event.document(), sort_keys=False))
+            print_text("---\n" + yaml.safe_dump(event.document(), sort_keys=False))
         else:
-            _print(self._line(event_row(event, datetime.now(UTC), with_realm=self.with_realm)))
+            print_text(self._line(event_row(event, datetime.now(UTC), with_realm=self.with_realm)))
         sys.stdout.flush()
 
 
-@cli.command("events")
+@click.command("events")
 @click.option(
     "--for",
     "target",
@@ -181,13 +172,15 @@ def events_command(
         if not watch:
             if not items:
                 where = "in any realm" if scope is None else f"in realm {scope}"
-                _stderr.print(f"No events found {where}.", markup=False)
+                stderr.print(f"No events found {where}.", markup=False)
                 return
             if output == "table":
                 now = datetime.now(UTC)
-                _print(render_events(items, now=now, with_realm=with_realm, headers=not no_headers))
+                print_text(
+                    render_events(items, now=now, with_realm=with_realm, headers=not no_headers)
+                )
             else:
-                _print(_documents(items, output))
+                print_text(_documents(items, output))
             return
         printer = _Printer(with_realm=with_realm, output=output, headers=not no_headers)
         printer.start(items)
@@ -236,6 +229,6 @@ async def _follow(
                     printer.show(event)
             revision = listing.resource_version
             continue
-        _stderr.print(f"watch: {why}; watching again", markup=False, style="dim")
+        stderr.print(f"watch: {why}; watching again", markup=False, style="dim")
         await asyncio.sleep(delay)
         delay = min(delay * 2, _RETRY_MAX_SECONDS)

@@ -18,7 +18,7 @@ from kukeon.api import GROUP, VERSION, Kind
 from kukeon.api.schema import structural_schema
 from kukeon.apiserver.paths import KINDS, kind_for_alias
 
-from .main import EXIT_SERVER, EXIT_USAGE, _print, cli, fail
+from .runner import EXIT_SERVER, EXIT_USAGE, fail, print_text
 
 Schema = Mapping[str, Any]
 
@@ -140,7 +140,7 @@ def render(kind: Kind, path: list[str], *, recursive: bool = False) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-@cli.command("explain")
+@click.command("explain")
 @click.argument("resource", metavar="KIND[.FIELD.PATH]")
 @click.option("--recursive", is_flag=True, help="Print every field below, as a tree of types.")
 def explain(resource: str, recursive: bool) -> None:
@@ -162,6 +162,6 @@ def explain(resource: str, recursive: bool) -> None:
     if any(not step for step in path):
         fail(f"{resource!r}: a field path is KIND.field.field, without empty steps", EXIT_USAGE)
     try:
-        _print(render(kind, path, recursive=recursive))
+        print_text(render(kind, path, recursive=recursive))
     except ExplainError as exc:
         fail(f"{resource}: {exc}", EXIT_SERVER)

@@ -10,9 +10,9 @@ Names that do not exist are reported one line each after what exists (exit 1), a
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import click
 
@@ -21,28 +21,26 @@ from kukeon.apiserver.client import ApiClient, ApiRequestError
 from kukeon.apiserver.paths import KINDS
 from kukeon.apiserver.reflector import follow
 
+from .eventview import events_of
 from .jsonpath import JsonPathError, parse_columns, render_template, sort_key
-from .main import (
-    DURATION,
-    EXIT_SERVER,
-    EXIT_USAGE,
-    KIND,
-    _api_error_text,
-    _error_line,
-    _print,
-    _stderr,
-    cli,
-    fail,
-    run,
-    scope_for,
-    scope_options,
-)
 from .output import (
     TableLayout,
     WatchTable,
+    describe,
     object_name,
     render_documents,
     render_table,
+)
+from .params import DURATION, KIND, scope_for, scope_options
+from .runner import (
+    EXIT_SERVER,
+    EXIT_USAGE,
+    api_error_text,
+    error_line,
+    fail,
+    print_text,
+    run,
+    stderr,
 )
 
 _PLAIN_FORMATS = ("table", "wide", "yaml", "json", "name")
@@ -136,7 +134,146 @@ def _documents_root(items: Sequence[AnyResource], single: bool) -> Any:
     return {"apiVersion": "v1", "kind": "List", "items": [to_document(i) for i in items]}
 
 
-@cli.command()
+class _Query(NamedTuple):
+    """Where ``get`` looks and what the server filters."""
+
+    ctx: click.Context
+    selector: str | None
+    field_selector: str | None
+    all_parents: bool
+    given_scope: tuple[str, str, str]  # --realm, --space, --stack
+
+    def scope_of(self, kind: Kind) -> tuple[str, ...]:
+        return _scope(self.ctx, kind, self.all_parents, *self.given_scope)
+
+    def with_parents(self, kind: Kind) -> bool:
+        """Whether a table shows each object's parents (-A across them)."""
+        return self.all_parents and bool(KINDS[kind].parents)
+
+
+class _Shape(NamedTuple):
+    """How ``get`` prints: the -o format and the table's options."""
+
+    output: str
+    no_headers: bool
+    label_columns: tuple[str, ...]
+    show_labels: bool
+
+    @property
+    def tabular(self) -> bool:
+        return self.output in ("table", "wide") or self.output.startswith("custom-columns=")
+
+    def layout(self, kind: Kind, *, with_parents: bool) -> TableLayout:
+        return _layout(kind, self.output, with_parents, self.label_columns, self.show_labels)
+
+
+def _refuse_conflicts(
+    groups: Sequence[tuple[Kind, list[str]]],
+    *,
+    watch: bool,
+    sort_by: str | None,
+    all_parents: bool,
+    filtered: bool,
+) -> None:
+    """Exit 2 on options that do not go together."""
+    named = any(group_names for _, group_names in groups)
+    if watch and (len(groups) > 1 or len(groups[0][1]) > 1):
+        fail("--watch takes one kind and at most one name", EXIT_USAGE)
+    if watch and sort_by:
+        fail("--sort-by cannot be used with --watch", EXIT_USAGE)
+    if all_parents and named:
+        fail("a name needs its parents: use --realm/--space/--stack instead of -A", EXIT_USAGE)
+    if named and filtered:
+        fail("-l/--field-selector select among all objects: give no names", EXIT_USAGE)
+
+
+async def _fetch(
+    client: ApiClient, kind: Kind, scope: tuple[str, ...], wanted: list[str], query: _Query
+) -> tuple[list[AnyResource], bool]:
+    """The objects asked for, and whether every name asked for was found (each missing one
+    is reported)."""
+    if not wanted:
+        # The API lists one full scope or everything: a partial one (-A --realm R) is
+        # everything, narrowed here.
+        full = len(scope) == len(KINDS[kind].parents)
+        listing = await client.list(
+            kind,
+            scope if full else (),
+            label_selector=query.selector,
+            field_selector=query.field_selector,
+        )
+        items = [r for r in listing.items if key_of(r)[: len(scope)] == scope]
+        return items, True
+    found: list[AnyResource] = []
+    ok = True
+    for name in wanted:
+        try:
+            found.append(await client.get(kind, (*scope, name)))
+        except ApiRequestError as exc:
+            if exc.code >= 500 or exc.code in (401, 403):
+                raise
+            error_line(api_error_text(exc))
+            ok = False
+    return found, ok
+
+
+async def _get_groups(
+    client: ApiClient,
+    groups: Sequence[tuple[Kind, list[str]]],
+    query: _Query,
+    shape: _Shape,
+    ordering: Callable[[Any], Any] | None,
+) -> bool:
+    """Fetch and print each (kind, names) group: one table per kind, or one document of
+    them all; whether every name asked for was found."""
+    ok = True
+    everything: list[AnyResource] = []
+    tables: list[str] = []
+    for kind, wanted in groups:
+        scope = query.scope_of(kind)
+        items, fetched = await _fetch(client, kind, scope, wanted, query)
+        ok = ok and fetched
+        if ordering is not None:
+            items = sorted(items, key=lambda res: ordering(to_document(res)))
+        everything += items
+        if not shape.tabular:
+            continue
+        if not items:
+            if not wanted:
+                where = "anywhere" if not scope else f"in {'/'.join(scope)}"
+                stderr.print(f"No {KINDS[kind].plural} found {where}.", markup=False)
+            continue
+        layout = shape.layout(kind, with_parents=query.with_parents(kind))
+        tables.append(
+            render_table(
+                kind, items, now=datetime.now(UTC), headers=not shape.no_headers, layout=layout
+            )
+        )
+    named = any(group_names for _, group_names in groups)
+    _print_found(shape.output, tables, everything, single=named and len(groups) == 1)
+    return ok
+
+
+def _print_found(
+    output: str, tables: Sequence[str], everything: Sequence[AnyResource], *, single: bool
+) -> None:
+    if tables:
+        print_text("\n\n".join(tables))
+    elif output in ("yaml", "json") and everything:
+        print_text(render_documents(everything, cast(Literal["yaml", "json"], output)))
+    elif output == "name":
+        print_text("\n".join(object_name(res) for res in everything))
+    elif output.startswith("jsonpath="):
+        root = _documents_root(everything, single=single)
+        try:
+            click.echo(render_template(output.partition("=")[2], root), nl=False)
+        except JsonPathError as exc:
+            fail(f"-o jsonpath: {exc}", EXIT_USAGE)
+        if sys.stdout.isatty():
+            click.echo()
+
+
+@click.command()
 @click.argument("kind_or_object", metavar="KIND[/NAME]")
 @click.argument("names", nargs=-1)
 @click.option(
@@ -207,104 +344,38 @@ def get(
       kukectl get cells -w
     """
     groups = _groups(kind_or_object, names)
-    labels = [key.strip() for text in label_columns for key in text.split(",") if key.strip()]
-    named = any(group_names for _, group_names in groups)
-    if watch and (len(groups) > 1 or len(groups[0][1]) > 1):
-        fail("--watch takes one kind and at most one name", EXIT_USAGE)
-    if watch and sort_by:
-        fail("--sort-by cannot be used with --watch", EXIT_USAGE)
-    if all_parents and named:
-        fail("a name needs its parents: use --realm/--space/--stack instead of -A", EXIT_USAGE)
-    if named and (selector or field_selector):
-        fail("-l/--field-selector select among all objects: give no names", EXIT_USAGE)
+    _refuse_conflicts(
+        groups,
+        watch=watch,
+        sort_by=sort_by,
+        all_parents=all_parents,
+        filtered=bool(selector or field_selector),
+    )
     try:
         ordering = sort_key(sort_by) if sort_by else None
     except JsonPathError as exc:
         fail(f"--sort-by: {exc}", EXIT_USAGE)
-
-    async def fetch(
-        client: ApiClient, kind: Kind, scope: tuple[str, ...], wanted: list[str]
-    ) -> tuple[list[AnyResource], bool]:
-        if not wanted:
-            # The API lists one full scope or everything: a partial one (-A --realm R) is
-            # everything, narrowed here.
-            full = len(scope) == len(KINDS[kind].parents)
-            listing = await client.list(
-                kind,
-                scope if full else (),
-                label_selector=selector,
-                field_selector=field_selector,
-            )
-            items = [r for r in listing.items if key_of(r)[: len(scope)] == scope]
-            return items, True
-        found: list[AnyResource] = []
-        ok = True
-        for name in wanted:
-            try:
-                found.append(await client.get(kind, (*scope, name)))
-            except ApiRequestError as exc:
-                if exc.code >= 500 or exc.code in (401, 403):
-                    raise
-                _error_line(_api_error_text(exc))
-                ok = False
-        return found, ok
+    labels = [key.strip() for text in label_columns for key in text.split(",") if key.strip()]
+    shape = _Shape(output, no_headers, tuple(labels), show_labels)
+    query = _Query(ctx, selector, field_selector, all_parents, (realm, space, stack))
 
     async def work(client: ApiClient) -> bool:
+        if not watch:
+            return await _get_groups(client, groups, query, shape, ordering)
         kind, wanted = groups[0]
-        if watch:
-            scope = _scope(ctx, kind, all_parents, realm, space, stack)
-            with_parents = all_parents and bool(KINDS[kind].parents)
-            await _watch(
-                client,
-                kind,
-                scope,
-                wanted[0] if wanted else None,
-                selector,
-                field_selector,
-                output,
-                _layout(kind, output, with_parents, labels, show_labels),
-                no_headers,
-                watch_timeout,
-            )
-            return True
-        ok = True
-        everything: list[AnyResource] = []
-        tables: list[str] = []
-        for kind, wanted in groups:
-            scope = _scope(ctx, kind, all_parents, realm, space, stack)
-            with_parents = all_parents and bool(KINDS[kind].parents)
-            items, fetched = await fetch(client, kind, scope, wanted)
-            ok = ok and fetched
-            if ordering is not None:
-                items = sorted(items, key=lambda res: ordering(to_document(res)))
-            everything += items
-            if output in ("table", "wide") or output.startswith("custom-columns="):
-                if not items:
-                    if not wanted:
-                        where = "anywhere" if not scope else f"in {'/'.join(scope)}"
-                        _stderr.print(f"No {KINDS[kind].plural} found {where}.", markup=False)
-                    continue
-                layout = _layout(kind, output, with_parents, labels, show_labels)
-                tables.append(
-                    render_table(
-                        kind, items, now=datetime.now(UTC), headers=not no_headers, layout=layout
-                    )
-                )
-        if tables:
-            _print("\n\n".join(tables))
-        elif output in ("yaml", "json") and everything:
-            _print(render_documents(everything, cast(Literal["yaml", "json"], output)))
-        elif output == "name":
-            _print("\n".join(object_name(res) for res in everything))
-        elif output.startswith("jsonpath="):
-            root = _documents_root(everything, single=named and len(groups) == 1)
-            try:
-                click.echo(render_template(output.partition("=")[2], root), nl=False)
-            except JsonPathError as exc:
-                fail(f"-o jsonpath: {exc}", EXIT_USAGE)
-            if sys.stdout.isatty():
-                click.echo()
-        return ok
+        await _watch(
+            client,
+            kind,
+            query.scope_of(kind),
+            wanted[0] if wanted else None,
+            selector,
+            field_selector,
+            output,
+            shape.layout(kind, with_parents=query.with_parents(kind)),
+            no_headers,
+            watch_timeout,
+        )
+        return True
 
     if not run(ctx, work):
         raise click.exceptions.Exit(EXIT_SERVER)
@@ -325,18 +396,18 @@ async def _watch(
     table = WatchTable(layout)
 
     def note(line: str) -> None:
-        _stderr.print(f"watch: {line}", markup=False, style="dim")
+        stderr.print(f"watch: {line}", markup=False, style="dim")
 
     def show(res: AnyResource) -> None:
         if output in ("yaml", "json"):
             text = render_documents([res], cast(Literal["yaml", "json"], output))
-            _print(("---\n" + text) if output == "yaml" else text)
+            print_text(("---\n" + text) if output == "yaml" else text)
         elif output == "name":
-            _print(object_name(res))
+            print_text(object_name(res))
         elif output.startswith("jsonpath="):
             click.echo(render_template(output.partition("=")[2], to_document(res)))
         else:
-            _print(table.row(res, datetime.now(UTC)))
+            print_text(table.row(res, datetime.now(UTC)))
 
     if len(scope) != len(KINDS[kind].parents) and scope:
         fail("-w lists one full scope or everything: give --space/--stack too, or no --realm")
@@ -348,7 +419,7 @@ async def _watch(
     if tabular:
         table.fit(listing.items, datetime.now(UTC))
         if not no_headers:
-            _print(table.header())
+            print_text(table.header())
     for res in listing.items:
         show(res)
     sys.stdout.flush()
@@ -368,3 +439,31 @@ async def _watch(
         if event.object is not None:
             show(event.object)
             sys.stdout.flush()
+
+
+@click.command("describe")
+@click.argument("kind", type=KIND)
+@click.argument("names", nargs=-1, required=True)
+@scope_options
+@click.pass_context
+def describe_command(
+    ctx: click.Context, kind: Kind, names: tuple[str, ...], realm: str, space: str, stack: str
+) -> None:
+    """Show one object in detail: spec, status, containers and reasons.
+
+    \b
+    Examples:
+      kukectl describe cell web
+      kukectl describe node n1
+      kukectl describe space edge --realm prod
+    """
+    scope = scope_for(kind, realm, space, stack)
+
+    async def work(client: ApiClient) -> None:
+        pages = []
+        for name in names:
+            res = await client.get(kind, (*scope, name))
+            pages.append(describe(res, events=await events_of(client, res)))
+        print_text("\n".join(pages))
+
+    run(ctx, work)

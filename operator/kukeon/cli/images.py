@@ -22,8 +22,8 @@ from kukeon.api import Kind
 from kukeon.apiserver.client import ApiClient, ApiRequestError
 from kukeon.apiserver.paths import collection_path
 
-from .main import EXIT_SERVER, cli, run
 from .output import NONE, format_rows, human_duration
+from .runner import EXIT_SERVER, run
 
 ListFormat = Literal["table", "wide", "json", "yaml"]
 SHORT_DIGEST_HEX = 12
@@ -122,7 +122,7 @@ node_option = click.option(
 )
 
 
-@cli.group()
+@click.group()
 def image() -> None:
     """Images available to a realm's cells (per node: each has its own containerd).
 

@@ -19,20 +19,9 @@ import yaml
 from kukeon.api import AnyResource, Kind, to_document
 from kukeon.apiserver.client import ApiClient, ApiRequestError
 
-from .main import (
-    EXIT_SERVER,
-    EXIT_USAGE,
-    KIND,
-    _api_error_text,
-    _error_line,
-    cli,
-    dry_run_option,
-    fail,
-    run,
-    scope_for,
-    scope_options,
-)
 from .output import kind_slug
+from .params import KIND, dry_run_option, scope_for, scope_options
+from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run
 
 
 def _split_changes(words: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:
@@ -111,7 +100,7 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
                     if value is not None and key in current and current[key] != value
                 ]
                 if clashes and not overwrite:
-                    _error_line(
+                    error_line(
                         f"{label}: {noun} {', '.join(clashes)} already set to another value "
                         "(--overwrite replaces it)"
                     )
@@ -123,7 +112,7 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
                         kind, (*scope, res.metadata.name), patch, dry_run=dry_run == "server"
                     )
                 except ApiRequestError as exc:
-                    _error_line(f"{label}: {_api_error_text(exc)}")
+                    error_line(f"{label}: {api_error_text(exc)}")
                     ok = False
                     continue
                 suffix = " (server dry run)" if dry_run == "server" else ""
@@ -144,8 +133,8 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
     return command
 
 
-cli.add_command(_metadata_command("labels", "label", "label"))
-cli.add_command(_metadata_command("annotations", "annotation", "annotate"))
+label = _metadata_command("labels", "label", "label")
+annotate = _metadata_command("annotations", "annotation", "annotate")
 
 
 def _patch_document(text: str) -> dict[str, Any]:
@@ -158,7 +147,7 @@ def _patch_document(text: str) -> dict[str, Any]:
     return document
 
 
-@cli.command()
+@click.command()
 @click.argument("kind", type=KIND)
 @click.argument("name")
 @click.option("-p", "--patch", "patch_text", help="The patch, JSON or YAML.")

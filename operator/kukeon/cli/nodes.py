@@ -15,14 +15,14 @@ import click
 from kukeon.api import SCHEDULED_BY_ANNOTATION, SCHEDULED_BY_SCHEDULER, Cell, Kind, key_of
 from kukeon.apiserver.client import ApiClient
 
-from .main import cli, run
+from .runner import run
 
 
 async def set_unschedulable(client: ApiClient, node: str, unschedulable: bool) -> None:
     await client.patch(Kind.NODE, (node,), {"spec": {"unschedulable": unschedulable}})
 
 
-@cli.command("cordon")
+@click.command("cordon")
 @click.argument("node")
 @click.pass_context
 def cordon(ctx: click.Context, node: str) -> None:
@@ -40,7 +40,7 @@ def cordon(ctx: click.Context, node: str) -> None:
     run(ctx, work)
 
 
-@cli.command("uncordon")
+@click.command("uncordon")
 @click.argument("node")
 @click.pass_context
 def uncordon(ctx: click.Context, node: str) -> None:
@@ -82,7 +82,7 @@ async def drain_node(client: ApiClient, node: str) -> tuple[list[str], list[str]
     return moved, pinned
 
 
-@cli.command("drain")
+@click.command("drain")
 @click.argument("node")
 @click.pass_context
 def drain(ctx: click.Context, node: str) -> None:

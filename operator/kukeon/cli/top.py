@@ -22,8 +22,9 @@ from kukeon.api import Cell, Kind, Node, NodeState
 from kukeon.apiserver.client import ApiClient, ApiRequestError
 from kukeon.apiserver.paths import object_path
 
-from .main import EXIT_SERVER, EXIT_USAGE, cli, fail, run, scope_options
 from .output import format_rows
+from .params import scope_options
+from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
 
 SAMPLE_SECONDS = 1.0
 MiB = 1024 * 1024
@@ -289,7 +290,7 @@ async def _named_cells(
 # --- the commands -------------------------------------------------------------------------
 
 
-@cli.group("top")
+@click.group("top")
 def top() -> None:
     """CPU, memory and tasks of running cells or of nodes, read from their cgroups.
 

@@ -27,7 +27,8 @@ from kukeon.api import Kind
 from kukeon.apiserver.client import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.apiserver.paths import object_path
 
-from .main import EXIT_USAGE, cli, fail, run, scope_options
+from .params import scope_options
+from .runner import EXIT_USAGE, fail, run
 from .untar import UnsafeArchiveError, container_target, extract, local_target
 
 CHUNK = 64 * 1024
@@ -66,7 +67,7 @@ async def _refusal(client: ApiClient, path: str, params: list[tuple[str, str]]) 
 # --- cp -------------------------------------------------------------------------------------
 
 
-@cli.command("cp")
+@click.command("cp")
 @click.argument("source")
 @click.argument("destination")
 @click.option("--container", "-c", help="Container (default: the cell's root container).")
@@ -371,7 +372,7 @@ def _shown(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-@cli.command("port-forward")
+@click.command("port-forward")
 @click.argument("name", metavar="CELL")
 @click.argument("ports", nargs=-1, required=True, metavar="[LOCAL:]REMOTE...")
 @click.option(
@@ -525,6 +526,26 @@ async def _watch_gone(
             continue  # for a while, maybe: the cell is not known to be gone
 
 
+async def _open_stream(
+    client: ApiClient, route: str, remote: int, what: str
+) -> aiohttp.ClientWebSocketResponse | None:
+    """The portforward stream to ``remote``; None (the reason on stderr) when refused."""
+    params = [("port", str(remote))]
+    try:
+        socket: aiohttp.ClientWebSocketResponse = await client.websocket(route, params=params)
+        return socket
+    except aiohttp.WSServerHandshakeError as error:
+        try:
+            await _refusal(client, route, params)
+            why = f"HTTP {error.status} {error.message}"
+        except ApiRequestError as refused:
+            why = refused.message
+        click.echo(f"error: {what}: {why}", err=True)
+    except aiohttp.ClientError as error:
+        click.echo(f"error: {what}: {error}", err=True)
+    return None
+
+
 async def _connection(
     client: ApiClient,
     route: str,
@@ -534,20 +555,9 @@ async def _connection(
     local: int,
 ) -> None:
     """Carry one accepted connection through a portforward stream until both ends end."""
-    params = [("port", str(remote))]
     what = f"forwarding {local} -> {remote}"
-    try:
-        socket = await client.websocket(route, params=params)
-    except aiohttp.WSServerHandshakeError as error:
-        try:
-            await _refusal(client, route, params)
-            why = f"HTTP {error.status} {error.message}"
-        except ApiRequestError as refused:
-            why = refused.message
-        click.echo(f"error: {what}: {why}", err=True)
-        return
-    except aiohttp.ClientError as error:
-        click.echo(f"error: {what}: {error}", err=True)
+    socket = await _open_stream(client, route, remote, what)
+    if socket is None:
         return
 
     async def upstream() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kukeon.cli.workloads import _DetachScanner
+from kukeon.cli.sessions import _DetachScanner
 
 
 def test_two_ctrl_brackets_detach_and_nothing_after_is_sent() -> None:

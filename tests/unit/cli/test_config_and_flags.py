@@ -14,7 +14,7 @@ from kukeon.cli.config import (
     load_config,
     resolve_connection,
 )
-from kukeon.cli.main import parse_duration
+from kukeon.cli.params import parse_duration
 
 CONFIG = KukectlConfig.model_validate(
     {

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from kukeon.api import Realm, Secret, key_status, parse_resource, to_request_document
-from kukeon.cli.main import _secret_values, cli
+from kukeon.cli.main import cli
 from kukeon.cli.manifests import Document, apply_order, parent_chain, updated_object
 from kukeon.cli.output import describe, render
+from kukeon.cli.secret import secret_values
 
 MARKER = "cli-marker-55aa"
 
@@ -61,7 +62,7 @@ def test_a_realm_request_carries_the_inline_password() -> None:
 def test_secret_values_from_literals_and_files(tmp_path: Path) -> None:
     source = tmp_path / "ca.crt"
     source.write_bytes(b"\x00cert")
-    values = _secret_values(["a=1=2"], [str(source), f"renamed={source}"])
+    values = secret_values(["a=1=2"], [str(source), f"renamed={source}"])
     assert values == {"a": b"1=2", "ca.crt": b"\x00cert", "renamed": b"\x00cert"}
 
 

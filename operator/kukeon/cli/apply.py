@@ -1,0 +1,83 @@
+"""``kukectl apply`` and ``kukectl create -f``: write manifests, parents first.
+
+Everything is validated before anything is sent; the server then validates every document
+(one refusal and nothing is written) before :class:`~kukeon.cli.manifests.Applier` creates
+or updates them in order. ``create secret`` is in :mod:`kukeon.cli.secret`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from kukeon.apiserver.client import ApiClient
+
+from .manifests import Applier, Reporter, server_refusals
+from .params import FILE_OPTION, dry_run_option, load_manifest_files
+from .runner import EXIT_SERVER, error_line, run
+
+
+def _reporter() -> Reporter:
+    return Reporter(ok=lambda line: click.echo(line), error=error_line)
+
+
+def _write(ctx: click.Context, files: Sequence[str], dry_run: str, *, create_only: bool) -> None:
+    documents = load_manifest_files(files)  # everything is validated before anything is sent
+    if dry_run == "client":
+        for doc in documents:
+            click.echo(f"{doc.name} valid (client dry run)")
+        return
+
+    async def work(client: ApiClient) -> bool:
+        if dry_run != "server":
+            # The server validates everything first; one refusal and nothing is written.
+            refusals = await server_refusals(client, documents, create_only=create_only)
+            if refusals:
+                for line in refusals:
+                    error_line(line)
+                error_line("nothing was written: the server refused the documents above")
+                return False
+        applier = Applier(client=client, reporter=_reporter(), dry_run=dry_run == "server")
+        return await applier.apply(documents, create_only=create_only)
+
+    if not run(ctx, work):
+        raise click.exceptions.Exit(EXIT_SERVER)
+
+
+@click.command()
+@FILE_OPTION
+@dry_run_option
+@click.pass_context
+def apply(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
+    """Create or update objects from manifests, parents first.
+
+    Every document is validated before anything is written; one invalid document aborts
+    the whole apply. Missing parent realms, spaces and stacks are created with defaults.
+
+    \b
+    Examples:
+      kukectl apply -f app.yaml
+      kukectl apply -f app/                    # every *.yaml, *.yml, *.json in it
+      kukectl apply -f - < app.yaml
+      kukectl apply -f app.yaml --dry-run=server
+    """
+    _write(ctx, files, dry_run, create_only=False)
+
+
+@click.group(invoke_without_command=True)
+@FILE_OPTION
+@dry_run_option
+@click.pass_context
+def create(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
+    """Create objects from manifests; an object that already exists is an error.
+
+    `kukectl create secret generic NAME ...` creates a Secret from literals and files.
+
+    \b
+    Examples:
+      kukectl create -f app.yaml
+      kukectl create secret generic api --realm prod --from-literal token=s3cr3t
+    """
+    if ctx.invoked_subcommand is None:
+        _write(ctx, files, dry_run, create_only=True)

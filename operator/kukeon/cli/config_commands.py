@@ -1,0 +1,141 @@
+"""``kukectl config``: the contexts of ~/.config/kukeon/config.yaml (which server, token and
+CA to use); the file's model and how a connection is chosen are in :mod:`kukeon.cli.config`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from kukeon.apiserver.client import ServerAddressError, parse_server
+
+from .config import (
+    ConfigError,
+    Context,
+    KukectlConfig,
+    default_config_path,
+    load_config,
+    save_config,
+)
+from .output import format_rows
+from .runner import EXIT_USAGE, Options, fail
+
+
+def _config_path(ctx: click.Context) -> Path:
+    options: Options = ctx.find_root().obj
+    return options.config_path or default_config_path()
+
+
+def _load_or_fail(path: Path) -> KukectlConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+@click.group("config")
+def config_group() -> None:
+    """Contexts of ~/.config/kukeon/config.yaml: which server, token and CA to use.
+
+    \b
+    Examples:
+      kukectl config set-context prod --server https://n1:9443 --token-file t --current
+      kukectl config get-contexts
+      kukectl config use-context prod
+      kukectl config current-context
+    """
+
+
+@config_group.command("view")
+@click.pass_context
+def config_view(ctx: click.Context) -> None:
+    """Print the config file (tokens masked)."""
+    config = _load_or_fail(_config_path(ctx))
+    document = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for context in document.get("contexts", []):
+        if "token" in context:
+            context["token"] = "REDACTED"
+    click.echo(yaml.safe_dump(document, sort_keys=False).rstrip())
+
+
+@config_group.command("get-contexts")
+@click.pass_context
+def config_get_contexts(ctx: click.Context) -> None:
+    """List the contexts; * marks the current one."""
+    config = _load_or_fail(_config_path(ctx))
+    rows = [["CURRENT", "NAME", "SERVER"]]
+    for context in config.contexts:
+        current = "*" if context.name == config.current_context else ""
+        rows.append([current, context.name, context.server])
+    click.echo("\n".join(format_rows(rows)))
+
+
+@config_group.command("current-context")
+@click.pass_context
+def config_current_context(ctx: click.Context) -> None:
+    """Print the current context's name (exit 1 when none is set)."""
+    config = _load_or_fail(_config_path(ctx))
+    if not config.current_context:
+        fail("current-context is not set")
+    click.echo(config.current_context)
+
+
+@config_group.command("use-context")
+@click.argument("name")
+@click.pass_context
+def config_use_context(ctx: click.Context, name: str) -> None:
+    """Make NAME the current context."""
+    path = _config_path(ctx)
+    config = _load_or_fail(path)
+    if config.context(name) is None:
+        known = ", ".join(c.name for c in config.contexts) or "none"
+        fail(f"context {name!r} not found in {path} (known: {known})", EXIT_USAGE)
+    config.current_context = name
+    save_config(path, config)
+    click.echo(f"switched to context {name!r}")
+
+
+@config_group.command("set-context")
+@click.argument("name")
+@click.option("--server", "context_server", help="unix:///path or https://host:port.")
+@click.option("--token", "context_token", help="Bearer token.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--certificate-authority", "context_ca", type=click.Path(path_type=Path, dir_okay=False)
+)
+@click.option("--current", is_flag=True, help="Also make it the current context.")
+@click.pass_context
+def config_set_context(
+    ctx: click.Context,
+    name: str,
+    context_server: str | None,
+    context_token: str | None,
+    token_file: Path | None,
+    context_ca: Path | None,
+    current: bool,
+) -> None:
+    """Create or change a context; options not given keep their value."""
+    if context_server is not None:
+        try:
+            parse_server(context_server)
+        except ServerAddressError as exc:
+            fail(str(exc), EXIT_USAGE)
+    path = _config_path(ctx)
+    config = _load_or_fail(path)
+    existing = config.context(name)
+    fields: dict[str, Any] = existing.model_dump() if existing else {"name": name}
+    updates = {
+        "server": context_server,
+        "token": context_token,
+        "token_file": token_file.resolve() if token_file else None,
+        "certificate_authority": context_ca.resolve() if context_ca else None,
+    }
+    fields.update({key: value for key, value in updates.items() if value is not None})
+    context = Context.model_validate(fields)
+    config.contexts = [c for c in config.contexts if c.name != name] + [context]
+    if current or config.current_context is None:
+        config.current_context = name
+    save_config(path, config)
+    click.echo(f"context {name!r} {'modified' if existing else 'created'}")

@@ -1,0 +1,198 @@
+"""``kukectl delete``: by kind and name, by selector, or the objects of manifests (``-f``),
+children first; waits until they are gone, then removes the parents ``apply`` created on
+the way once nothing else lives in them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import click
+
+from kukeon.api import Kind, key_of
+from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.apiserver.paths import KINDS
+
+from .manifests import IMPLICIT_PARENT_ANNOTATION, delete_order, implicit_parents
+from .output import kind_slug
+from .params import (
+    DURATION,
+    FILE_OPTION,
+    KIND,
+    dry_run_option,
+    load_manifest_files,
+    scope_for,
+    scope_options,
+)
+from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run, stderr
+from .wait import Target, wait_gone
+
+
+class _Deletion(NamedTuple):
+    """What one ``kukectl delete`` does once its targets are known."""
+
+    cascade: bool
+    wait: bool
+    timeout: float
+    ignore_not_found: bool
+    server_dry: bool
+
+
+async def _delete_implicit_parents(
+    client: ApiClient, parents: Sequence[Target], within: float
+) -> bool:
+    """The parents `apply` created for the manifests (marked so), innermost first, each only
+    once it has no children left: what other manifests put there stays, with its parents."""
+    ok = True
+    for kind, key in parents:
+        label = f"{kind_slug(kind)}/{key[-1]}"
+        try:
+            found = await client.get(kind, key)
+        except ApiRequestError as exc:
+            if exc.code != 404:
+                ok = False
+                error_line(f"{label}: {api_error_text(exc)}")
+            continue
+        if found.metadata.annotations.get(IMPLICIT_PARENT_ANNOTATION) != "true":
+            continue  # made by someone, not by apply on the way: theirs to delete
+        try:
+            await client.delete(kind, key)
+        except ApiRequestError as exc:
+            if exc.code == 409:
+                click.echo(f"{label} kept (it has other children)")
+                continue
+            ok = False
+            error_line(f"{label}: {api_error_text(exc)}")
+            continue
+        click.echo(f"{label} deleted (apply had created it)")
+        if await wait_gone(client, [(kind, key)], within):
+            error_line(f"timed out after {within:g}s waiting for {label} to go")
+            return False
+    return ok
+
+
+async def _delete_targets(
+    client: ApiClient, targets: Sequence[Target], implicit: Sequence[Target], how: _Deletion
+) -> bool:
+    """Delete each target (an error does not stop the others), then wait for them."""
+    ok = True
+    deleted: list[Target] = []
+    suffix = " (server dry run)" if how.server_dry else ""
+    for target_kind, key in targets:
+        label = f"{kind_slug(target_kind)}/{key[-1]}"
+        try:
+            await client.delete(target_kind, key, cascade=how.cascade, dry_run=how.server_dry)
+        except ApiRequestError as exc:
+            if exc.code == 404 and how.ignore_not_found:
+                continue
+            ok = False
+            error_line(f"{label}: {api_error_text(exc)}")
+            continue
+        deleted.append((target_kind, key))
+        click.echo(f"{label} deleted{suffix}")
+    if how.wait and not how.server_dry and deleted:
+        left = await wait_gone(client, deleted, how.timeout)
+        if left:
+            error_line(f"timed out after {how.timeout:g}s waiting for {', '.join(left)} to go")
+            ok = False
+        elif implicit:
+            ok = await _delete_implicit_parents(client, implicit, how.timeout) and ok
+    return ok
+
+
+def _named_targets(
+    kind: Kind | None,
+    names: Sequence[str],
+    files: Sequence[str],
+    selections: int,
+    scope: tuple[str, str, str],
+) -> tuple[list[Target], list[Target]]:
+    """The targets named on the command line or by manifests, and the parents ``apply``
+    may have created for those manifests (exit 2 when the arguments do not add up);
+    ``selections`` counts -l and --all, whose targets the server lists."""
+    if files:
+        if kind is not None or names or selections:
+            fail("give either KIND NAME... (or -l/--all) or -f FILE, not both", EXIT_USAGE)
+        documents = delete_order(load_manifest_files(files))
+        targets = [(Kind(d.resource.kind), key_of(d.resource)) for d in documents]
+        return targets, implicit_parents(documents)
+    if kind is None or bool(names) + selections != 1:
+        fail("give KIND NAME..., KIND -l SELECTOR, KIND --all or -f FILE", EXIT_USAGE)
+    parents = scope_for(kind, *scope)
+    return [(kind, (*parents, name)) for name in names], []
+
+
+@click.command()
+@click.argument("kind", type=KIND, required=False)
+@click.argument("names", nargs=-1)
+@FILE_OPTION
+@click.option(
+    "--cascade", is_flag=True, help="Also delete the children (else refused while they exist)."
+)
+@click.option(
+    "--wait/--no-wait",
+    "wait_",
+    default=True,
+    show_default=True,
+    help="Wait until the objects are gone (as kubectl does).",
+)
+@click.option(
+    "--timeout", type=DURATION, default="60s", show_default=True, help="How long --wait waits."
+)
+@click.option(
+    "--ignore-not-found", is_flag=True, help="An object that does not exist is not an error."
+)
+@click.option("-l", "--selector", help="Every object of KIND in scope matching this selector.")
+@click.option("--all", "every", is_flag=True, help="Every object of KIND in scope.")
+@dry_run_option
+@scope_options
+@click.pass_context
+def delete(
+    ctx: click.Context,
+    kind: Kind | None,
+    names: tuple[str, ...],
+    files: tuple[str, ...],
+    cascade: bool,
+    wait_: bool,
+    timeout: float,
+    ignore_not_found: bool,
+    selector: str | None,
+    every: bool,
+    dry_run: str,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Delete objects by kind and name, by selector, or those of manifests (-f), children
+    first; waits until they are gone.
+
+    \b
+    Examples:
+      kukectl delete cell web
+      kukectl delete cells -l tier=web
+      kukectl delete cells --all --realm prod --space edge --stack web
+      kukectl delete realm prod --cascade        # everything in it
+      kukectl delete -f app/                     # what apply -f app/ created, parents too
+    """
+    selections = bool(selector) + every  # -l and --all
+    targets, implicit = _named_targets(kind, names, files, selections, (realm, space, stack))
+    selecting = selections > 0
+    if selecting and dry_run == "client":
+        fail("-l/--all need the server: use --dry-run=server", EXIT_USAGE)
+    if dry_run == "client":
+        for target_kind, key in targets:
+            click.echo(f"{kind_slug(target_kind)}/{key[-1]} deleted (client dry run)")
+        return
+    how = _Deletion(cascade, wait_, timeout, ignore_not_found, server_dry=dry_run == "server")
+
+    async def work(client: ApiClient) -> bool:
+        if kind is not None and selecting:
+            scope = scope_for(kind, realm, space, stack)
+            listing = await client.list(kind, scope, label_selector=selector)
+            targets.extend((kind, key_of(res)) for res in listing.items)
+            if not targets:
+                stderr.print(f"No {KINDS[kind].plural} matched.", markup=False)
+        return await _delete_targets(client, targets, implicit, how)
+
+    if not run(ctx, work):
+        raise click.exceptions.Exit(EXIT_SERVER)

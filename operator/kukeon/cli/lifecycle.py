@@ -1,0 +1,214 @@
+"""``kukectl start``, ``stop``, ``restart`` and ``kill``: what a cell's containers do.
+
+Starting and stopping are spec changes (``desiredState``; a restart is the
+``kukeon.io/restartedAt`` annotation, as ``kubectl rollout restart``), so they survive a
+daemon restart and show in ``get``; by default the command waits until the cell has done
+it. ``kill`` signals the running containers through the node route kukeond serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from kukeon.api import Kind
+from kukeon.apiserver.client import ApiClient
+from kukeon.apiserver.paths import object_path
+
+from .params import DURATION, cell_key, scope_options
+from .runner import fail, run, stderr
+
+RESTARTED_AT = "kukeon.io/restartedAt"
+
+
+_SETTLED_OK = {"start": {"Ready", "Exited"}, "stop": {"Stopped", "Exited"}}
+_SETTLED_BAD = {"Failed", "Error"}
+
+
+def _wait_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--timeout",
+        type=DURATION,
+        default="60s",
+        show_default=True,
+        help="How long to wait before giving up (exit 1; the change stays).",
+    )(func)
+    return click.option(
+        "--wait/--no-wait",
+        default=True,
+        show_default=True,
+        help="Wait until the cell has done it (as docker start/stop/restart).",
+    )(func)
+
+
+def _pids(cell: Any) -> dict[str, int | None]:
+    return {c.id: c.pid for c in getattr(cell.status, "containers", None) or []}
+
+
+def _settled(verb: str, cell: Any, before: Any) -> bool:
+    state = str(cell.status.state)
+    if verb != "restart":
+        return state in _SETTLED_OK[verb]
+    # Restarted: Ready again, every container that ran then runs as a new process now.
+    old, new = _pids(before), _pids(cell)
+    return state == "Ready" and all(
+        new.get(cid) not in (None, pid) for cid, pid in old.items() if pid is not None
+    )
+
+
+async def _change_cell(
+    client: ApiClient,
+    key: tuple[str, ...],
+    patch: dict[str, Any],
+    *,
+    verb: str,
+    wait: bool,
+    within: float,
+) -> None:
+    """Patch the cell; with `wait`, poll until it has done `verb` (progress on a terminal)."""
+    label = f"cell/{key[-1]}"
+    done = {"start": "started", "stop": "stopped", "restart": "restarted"}[verb]
+    before = await client.get(Kind.CELL, key)
+    patched = await client.patch(Kind.CELL, key, patch)
+    if not wait:
+        click.echo(f"{label} {done}")
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    progress = stderr.status(f"waiting for {label} to {verb}") if sys.stderr.isatty() else None
+    if progress is not None:
+        progress.start()
+    try:
+        while True:
+            cell = await client.get(Kind.CELL, key)
+            status = cell.status
+            state = str(status.state)
+            current = status.observed_generation >= patched.metadata.generation
+            if current and _settled(verb, cell, before):
+                break
+            if current and verb != "stop" and state in _SETTLED_BAD:
+                fail(f"{label} did not {verb}: {state} ({status.reason}: {status.message})")
+            if loop.time() >= deadline:
+                fail(f"timed out after {within:g}s waiting for {label} to {verb} (it is {state})")
+            if progress is not None:
+                progress.update(f"waiting for {label} to {verb} (it is {state})")
+            await asyncio.sleep(0.25)
+    finally:
+        if progress is not None:
+            progress.stop()
+    click.echo(f"{label} {done}")
+
+
+@click.command()
+@click.argument("name")
+@_wait_options
+@scope_options
+@click.pass_context
+def start(
+    ctx: click.Context, name: str, wait: bool, timeout: float, realm: str, space: str, stack: str
+) -> None:
+    """Start a stopped cell (desiredState: Running); waits until it is Ready.
+
+    \b
+    Examples:
+      kukectl start web
+      kukectl start web --no-wait      # return once the change is stored
+    """
+    key = cell_key(realm, space, stack, name)
+    patch = {"spec": {"desiredState": "Running"}}
+    run(ctx, lambda c: _change_cell(c, key, patch, verb="start", wait=wait, within=timeout))
+
+
+@click.command()
+@click.argument("name")
+@_wait_options
+@scope_options
+@click.pass_context
+def stop(
+    ctx: click.Context, name: str, wait: bool, timeout: float, realm: str, space: str, stack: str
+) -> None:
+    """Stop a cell's containers and keep the cell (desiredState: Stopped); waits until they
+    have stopped (SIGTERM, then SIGKILL after kukeond's stop grace, 10 s by default).
+
+    \b
+    Examples:
+      kukectl stop web
+      kukectl stop web --no-wait
+    """
+    key = cell_key(realm, space, stack, name)
+    patch = {"spec": {"desiredState": "Stopped"}}
+    run(ctx, lambda c: _change_cell(c, key, patch, verb="stop", wait=wait, within=timeout))
+
+
+@click.command()
+@click.argument("name")
+@_wait_options
+@scope_options
+@click.pass_context
+def restart(
+    ctx: click.Context, name: str, wait: bool, timeout: float, realm: str, space: str, stack: str
+) -> None:
+    """Restart every container of a cell (as `kubectl rollout restart` does, by annotation);
+    waits until each runs as a new process and the cell is Ready.
+
+    \b
+    Examples:
+      kukectl restart web
+    """
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    patch = {
+        "metadata": {"annotations": {RESTARTED_AT: stamp}},
+        "spec": {"desiredState": "Running"},
+    }
+    key = cell_key(realm, space, stack, name)
+    run(ctx, lambda c: _change_cell(c, key, patch, verb="restart", wait=wait, within=timeout))
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--signal",
+    "-s",
+    "signal_name",
+    default="TERM",
+    show_default=True,
+    help="Signal name (TERM, SIGKILL, hup...) or number.",
+)
+@click.option("--container", "-c", help="Only this container.")
+@scope_options
+@click.pass_context
+def kill(
+    ctx: click.Context,
+    name: str,
+    signal_name: str,
+    container: str | None,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Send a signal to a cell's running containers (the restart policy then applies).
+
+    \b
+    Examples:
+      kukectl kill web                         # SIGTERM
+      kukectl kill web -s HUP -c app
+    """
+    path = object_path(Kind.CELL, cell_key(realm, space, stack, name), "kill")
+    params = {"signal": signal_name}
+    if container:
+        params["container"] = container
+
+    async def work(client: ApiClient) -> None:
+        answer = await client.request("POST", path, params=params)
+        signalled = answer.get("containers", []) if isinstance(answer, dict) else []
+        if not signalled:
+            click.echo(f"cell/{name}: no running container to signal")
+        for cid in signalled:
+            click.echo(f"cell/{name} container {cid}: sent {answer['signal']}")
+
+    run(ctx, work)

@@ -1,0 +1,156 @@
+"""The parameters kukectl's commands share: kinds, durations, the scope of an object, the
+``--dry-run`` choice and manifests given with ``-f``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+from click.shell_completion import CompletionItem
+
+from kukeon.api import SCOPE_PLACEHOLDER, Kind
+from kukeon.apiserver.paths import KINDS, kind_for_alias
+
+from .manifests import Document, ManifestProblems, load_documents, read_sources
+from .runner import EXIT_USAGE, error_line, fail
+
+
+class KindType(click.ParamType[Kind]):
+    """A kind name or alias: ``cells``, ``cell``, ``ce``, ``Cell``."""
+
+    name = "kind"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Kind:
+        if isinstance(value, Kind):
+            return value
+        kind = kind_for_alias(str(value))
+        if kind is None:
+            names = ", ".join(info.plural for info in KINDS.values())
+            self.fail(f"unknown kind {value!r}; expected one of {names}", param, ctx)
+        return kind
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return [
+            CompletionItem(info.plural)
+            for info in KINDS.values()
+            if info.plural.startswith(incomplete)
+        ]
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """``60s``, ``1m30s``, ``500ms``, ``2h`` or a plain number of seconds."""
+    value = text.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    position, total = 0, 0.0
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for match in _DURATION_PART.finditer(value):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * scale[match.group(2)]
+        position = match.end()
+    if position != len(value) or not value:
+        raise ValueError(f"invalid duration {text!r} (examples: 30s, 1m30s, 500ms, 2h)")
+    return total
+
+
+class DurationType(click.ParamType[float]):
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float | int):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+KIND = KindType()
+DURATION = DurationType()
+
+
+def scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--realm", default="default", show_default=True, help="Realm of the objects."
+            ),
+            click.option(
+                "--space", default="default", show_default=True, help="Space of the objects."
+            ),
+            click.option(
+                "--stack", default="default", show_default=True, help="Stack of the objects."
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def scope_for(kind: Kind, realm: str, space: str, stack: str) -> tuple[str, ...]:
+    if kind == Kind.SECRET:
+        # A Secret belongs to its realm unless --space (and --stack) narrow it: here the
+        # options' "default" defaults mean "none" ("-" in its key).
+        ctx = click.get_current_context(silent=True)
+
+        def given(name: str) -> bool:
+            if ctx is None:
+                return True
+            return ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+
+        space_part = space if given("space") else SCOPE_PLACEHOLDER
+        stack_part = stack if given("stack") else SCOPE_PLACEHOLDER
+        if space_part == SCOPE_PLACEHOLDER:
+            stack_part = SCOPE_PLACEHOLDER
+        return (realm, space_part, stack_part)
+    return (realm, space, stack)[: len(KINDS[kind].parents)]
+
+
+def dry_run_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--dry-run",
+        type=click.Choice(["none", "server", "client"]),
+        default="none",
+        show_default=True,
+        help="server: the server validates without writing; client: validate locally only.",
+    )(func)
+
+
+FILE_OPTION = click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    help="Manifest file, directory of manifests, or - for stdin (repeatable).",
+)
+
+
+def load_manifest_files(files: Sequence[str]) -> list[Document]:
+    """The documents of ``-f`` sources, every one validated (exit 2 naming each problem)."""
+    if not files:
+        fail("-f/--filename is required (a file, a directory or - for stdin)", EXIT_USAGE)
+    try:
+        return load_documents(read_sources(files))
+    except ManifestProblems as exc:
+        for line in exc.lines:
+            error_line(line)
+        raise click.exceptions.Exit(EXIT_USAGE) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read manifests: {exc}", EXIT_USAGE)
+
+
+def cell_key(realm: str, space: str, stack: str, name: str) -> tuple[str, str, str, str]:
+    """The key of cell ``name`` in the stack the scope options name."""
+    return (realm, space, stack, name)

@@ -1,0 +1,173 @@
+"""``kukectl run``: a cell with one container, as ``docker run`` makes one; ``--rm`` follows
+its output, deletes it once the container has exited and exits with the container's code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import Any
+
+import click
+
+from kukeon.api import Kind, parse_resource
+from kukeon.apiserver.client import ApiClient
+from kukeon.apiserver.paths import object_path
+
+from .params import DURATION, cell_key, scope_options
+from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
+
+
+async def _wait_state(
+    client: ApiClient, key: tuple[str, ...], wanted: set[str], *, within: float, show: bool
+) -> str:
+    """Poll the cell until its state is one of `wanted`; prints transitions when `show`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last = ""
+    while True:
+        cell = await client.get(Kind.CELL, key)
+        state = str(cell.status.state)
+        reason = f" ({cell.status.reason}: {cell.status.message})" if cell.status.reason else ""
+        if show and state + reason != last:  # a new reason too (Pulling an image)
+            click.echo(f"cell/{key[-1]} {state}{reason}", err=True)
+        last = state + reason
+        if state in wanted:
+            return state
+        if state == "Failed" and "Failed" not in wanted:
+            return state
+        if loop.time() >= deadline:
+            fail(f"timed out after {within:g}s waiting for cell/{key[-1]} (it is {state})")
+        await asyncio.sleep(0.25)
+
+
+@click.command("run")
+@click.argument("name")
+@click.option("--image", required=True, help="Image of the cell's single container.")
+@click.option(
+    "--rm",
+    "remove",
+    is_flag=True,
+    help="As docker run --rm: follow the output, exit with the container's code and delete "
+    "the cell once it has exited (or failed to start).",
+)
+@click.option("--wait", "wait_ready", is_flag=True, help="Show progress until the cell is Ready.")
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default="120s",
+    show_default=True,
+    help="With --wait: how long to wait for Ready (e.g. 90s, 5m).",
+)
+@click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable.")
+@click.option(
+    "--restart",
+    type=click.Choice(["always", "on-failure", "never"]),
+    default="never",
+    show_default=True,
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@scope_options
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    name: str,
+    image: str,
+    remove: bool,
+    wait_ready: bool,
+    timeout: float,
+    env: tuple[str, ...],
+    restart: str,
+    command: tuple[str, ...],
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Create a cell with one container running IMAGE [-- COMMAND ARGS...].
+
+    \b
+    Examples:
+      kukectl run web --image nginx:1.27
+      kukectl run demo --image busybox --rm -- sh -c 'echo hi; exit 4'
+      kukectl run job --image busybox --restart never --wait -- date
+    """
+    container: dict[str, Any] = {"id": name, "image": image, "env": list(env)}
+    if command:
+        container["command"] = command[0]
+        container["args"] = list(command[1:])
+    if restart != "never":
+        container["restartPolicy"] = restart
+    document = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Cell",
+        "metadata": {"name": name},
+        "spec": {
+            "realmId": realm,
+            "spaceId": space,
+            "stackId": stack,
+            "containers": [container],
+        },
+    }
+    try:
+        cell = parse_resource(document)
+    except ValueError as error:
+        fail(str(error), EXIT_USAGE)
+
+    key = cell_key(realm, space, stack, name)
+
+    async def work(client: ApiClient) -> int:
+        await client.create(cell)
+        click.echo(f"cell/{name} created", err=remove)
+        if remove:
+            return await _run_to_exit(client, key, within=timeout)
+        if wait_ready:
+            state = await _wait_state(client, key, {"Ready", "Exited"}, within=timeout, show=True)
+            if state == "Failed":
+                return EXIT_SERVER
+        return 0
+
+    raise click.exceptions.Exit(run(ctx, work))
+
+
+async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float) -> int:
+    """Follow the cell's output until its container has exited, delete the cell, and return
+    the container's exit code (1 when it never ran, with the reason on stderr)."""
+    path = object_path(Kind.CELL, key, "log")
+    try:
+        state = await _wait_state(
+            client, key, {"Ready", "Exited", "Error"}, within=within, show=False
+        )
+        if state == "Failed":
+            cell = await client.get(Kind.CELL, key)
+            why = f"{cell.status.reason}: {cell.status.message}"
+            click.echo(f"error: cell/{key[-1]} failed: {why}", err=True)
+            return 127 if cell.status.reason == "CommandNotFound" else EXIT_SERVER
+
+        async def follow() -> None:
+            async for chunk in client.stream("GET", path, params={"follow": "true"}):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+
+        streaming = asyncio.ensure_future(follow())
+        try:
+            code = await _exit_code(client, key)
+            await asyncio.sleep(0.6)  # the last lines: the log route reads every 0.2 s
+        finally:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await streaming
+        return code
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(client.delete(Kind.CELL, key))
+
+
+async def _exit_code(client: ApiClient, key: tuple[str, ...]) -> int:
+    """Wait until the cell's container has exited with no restart to come; its exit code."""
+    while True:
+        cell = await client.get(Kind.CELL, key)
+        containers = getattr(cell.status, "containers", None) or []
+        state = str(cell.status.state)
+        if containers and containers[0].exit_code is not None and state in {"Exited", "Error"}:
+            return int(containers[0].exit_code)
+        await asyncio.sleep(0.25)

@@ -1,0 +1,115 @@
+"""How a kukectl command runs: the root options, the exit codes and one line per failure.
+
+Every command resolves its connection lazily (``completion`` and ``version --client``
+need no server), runs one coroutine against ``ApiClient`` and maps every failure to one
+readable line on stderr and an exit code: 0 success, 1 the server (or reaching it) failed,
+2 the command line or the manifests are wrong. A traceback is never shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NamedTuple, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+
+from kukeon.apiserver.client import (
+    ApiClient,
+    ApiRequestError,
+    ServerAddressError,
+    ServerUnreachable,
+)
+
+from .config import ConfigError, Connection, default_config_path, load_config, resolve_connection
+from .manifests import ManifestProblems
+
+T = TypeVar("T")
+
+EXIT_SERVER = 1
+EXIT_USAGE = 2
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Options(NamedTuple):
+    """kukectl's own options (before the command), kept as the root context's ``obj``."""
+
+    context: str | None
+    server: str | None
+    token: str | None
+    ca_file: Path | None
+    config_path: Path | None
+    request_timeout: float
+
+
+def error_line(message: str) -> None:
+    stderr.print(f"error: {message}", markup=False, style="red")
+
+
+def fail(message: str, code: int = EXIT_SERVER) -> NoReturn:
+    error_line(message)
+    raise click.exceptions.Exit(code)
+
+
+def print_text(text: str) -> None:
+    """``text`` on stdout without its trailing newlines; nothing at all when empty."""
+    if text:
+        click.echo(text.rstrip("\n"))
+
+
+def _connection(options: Options) -> Connection:
+    config = load_config(options.config_path or default_config_path())
+    return resolve_connection(
+        config=config,
+        context=options.context,
+        server=options.server,
+        token=options.token,
+        ca_file=options.ca_file,
+    )
+
+
+def api_error_text(exc: ApiRequestError) -> str:
+    text = exc.message
+    missing = [
+        f"{c.field}: {c.message}" if c.field else c.message
+        for c in exc.causes
+        if (c.field and c.field not in text) or c.message not in text
+    ]
+    return text + ("; " + "; ".join(missing) if missing else "")
+
+
+def run(ctx: click.Context, work: Callable[[ApiClient], Awaitable[T]]) -> T:
+    """Run ``work`` with a connected client; turn every failure into a line and an exit code."""
+    options: Options = ctx.find_root().obj
+
+    async def main() -> T:
+        connection = _connection(options)
+        async with ApiClient(
+            server=connection.server,
+            token=connection.token,
+            ca_file=connection.ca_file,
+            timeout=options.request_timeout,
+        ) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except click.exceptions.Exit:
+        raise
+    except ApiRequestError as exc:
+        fail(api_error_text(exc))
+    except ServerUnreachable as exc:
+        fail(str(exc))
+    except (ConfigError, ServerAddressError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    except ManifestProblems as exc:
+        for line in exc.lines:
+            error_line(line)
+        raise click.exceptions.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(130) from None
+    except Exception as exc:  # the promise: never a traceback
+        fail(f"unexpected failure: {type(exc).__name__}: {exc}")

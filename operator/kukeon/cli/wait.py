@@ -1,0 +1,174 @@
+"""``kukectl wait``: until objects reach a state or are gone; and the wait for deletion
+that ``kukectl delete`` shares."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Sequence
+
+import click
+
+from kukeon.api import Kind
+from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.apiserver.paths import kind_for_alias
+
+from .output import kind_slug
+from .params import DURATION, scope_for, scope_options
+from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run, stderr
+
+Target = tuple[Kind, tuple[str, ...]]
+
+
+async def _cells_left(client: ApiClient, targets: Sequence[Target]) -> int:
+    """The cells still stored under the realms, spaces and stacks being deleted."""
+    left = 0
+    for kind, key in targets:
+        if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
+            with contextlib.suppress(ApiRequestError):
+                left += len((await client.list(Kind.CELL, key)).items)
+    return left
+
+
+async def wait_gone(client: ApiClient, targets: Sequence[Target], within: float) -> list[str]:
+    """Wait until every target is gone; the names still present at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    remaining = list(targets)
+    show = sys.stderr.isatty()
+    status = stderr.status("") if show else None
+    if status is not None:
+        status.start()
+    try:
+        while remaining:
+            still: list[Target] = []
+            for kind, key in remaining:
+                try:
+                    await client.get(kind, key)
+                    still.append((kind, key))
+                except ApiRequestError as exc:
+                    if exc.code != 404:
+                        raise
+            remaining = still
+            if not remaining or loop.time() >= deadline:
+                break
+            if status is not None:
+                names = ", ".join(f"{kind_slug(k)}/{key[-1]}" for k, key in remaining)
+                cells = await _cells_left(client, remaining)
+                left = f" ({cells} cells left)" if cells else ""
+                status.update(f"waiting for {names} to be deleted{left}")
+            await asyncio.sleep(0.25 if status is None else 1.0)
+    finally:
+        if status is not None:
+            status.stop()
+    return [f"{kind_slug(k)}/{key[-1]}" for k, key in remaining]
+
+
+def _parse_condition(text: str) -> tuple[str, str | None]:
+    if text == "delete":
+        return "delete", None
+    if text.lower() == "condition=ready":  # kubectl's spelling: Ready is kukeon's state
+        return "state", "Ready"
+    field, sep, value = text.partition("=")
+    if field != "state" or not sep or not value:
+        fail(f"--for must be state=STATE, condition=Ready or delete, got {text!r}", EXIT_USAGE)
+    return "state", value
+
+
+async def _wait_deleted(client: ApiClient, targets: Sequence[Target], within: float) -> bool:
+    left = await wait_gone(client, targets, within)
+    for label in left:
+        error_line(f"timed out after {within:g}s waiting for {label} to be deleted")
+    for kind, key in targets:
+        if f"{kind_slug(kind)}/{key[-1]}" not in left:
+            click.echo(f"{kind_slug(kind)}/{key[-1]} condition met")
+    return not left
+
+
+async def _wait_state(
+    client: ApiClient,
+    kind: Kind,
+    key: tuple[str, ...],
+    expected: str,
+    *,
+    within: float,
+    deadline: float,
+) -> bool:
+    """Poll one object until its state is ``expected`` (any case) or the loop's clock
+    passes ``deadline`` (``within`` seconds after the wait began); a missing object fails at once,
+    as kubectl does."""
+    loop = asyncio.get_running_loop()
+    label = f"{kind_slug(kind)}/{key[-1]}"
+    last = "unknown"
+    while True:
+        try:
+            res = await client.get(kind, key)
+            last = str(getattr(res.status, "state", "unknown"))
+            if last.lower() == expected.lower():
+                click.echo(f"{label} condition met")
+                return True
+        except ApiRequestError as exc:
+            if exc.code != 404:
+                raise
+            error_line(api_error_text(exc))  # as kubectl: no waiting for nothing
+            return False
+        if loop.time() >= deadline:
+            error_line(
+                f"timed out after {within:g}s waiting for {label} to be {expected} (it is {last})"
+            )
+            return False
+        await asyncio.sleep(0.25)
+
+
+@click.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option(
+    "--for",
+    "condition",
+    required=True,
+    help="state=STATE (any state name), condition=Ready (= state=Ready) or delete.",
+)
+@click.option("--timeout", type=DURATION, default="30s", show_default=True)
+@scope_options
+@click.pass_context
+def wait(
+    ctx: click.Context,
+    targets: tuple[str, ...],
+    condition: str,
+    timeout: float,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Wait for objects (KIND/NAME) to reach a state or to be deleted.
+
+    \b
+    Examples:
+      kukectl wait cell/web --for=state=Ready --timeout=60s
+      kukectl wait cell/web --for=condition=Ready
+      kukectl wait cell/job --for=delete
+    """
+    what, expected = _parse_condition(condition)
+    parsed: list[Target] = []
+    for target in targets:
+        kind_text, sep, name = target.partition("/")
+        kind = kind_for_alias(kind_text)
+        if not sep or not name or kind is None:
+            fail(f"{target!r}: expected KIND/NAME, e.g. cell/web", EXIT_USAGE)
+        parsed.append((kind, (*scope_for(kind, realm, space, stack), name)))
+
+    async def work(client: ApiClient) -> bool:
+        if what == "delete":
+            return await _wait_deleted(client, parsed, timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
+        ok = True
+        for kind, key in parsed:
+            reached = await _wait_state(
+                client, kind, key, str(expected), within=timeout, deadline=deadline
+            )
+            ok = ok and reached
+        return ok
+
+    if not run(ctx, work):
+        raise click.exceptions.Exit(EXIT_SERVER)
