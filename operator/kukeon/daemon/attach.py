@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 from kukeon.api import Cell, ContainerSpec
 from kukeon.apiserver.status import ApiError
 from kukeon.controllers.cell import ordered_containers
+from kukeon.daemon.logclose import WriterClosed
 from kukeon.daemon.lookups import no_such_container
 from kukeon.daemon.pipes import InputStalledError, write_all
 from kukeon.runtime.containerd.errors import ContainerdError
@@ -109,14 +110,24 @@ def _open_stdin(path: Path) -> int | None:
         raise
 
 
-async def _send_until_quiet(socket: web.WebSocketResponse, log: Path, offset: int) -> int:
-    """Send what the log gains until it gained nothing for AFTER_EXIT_QUIET_SECONDS (at
-    most AFTER_EXIT_MAX_SECONDS); the offset read to.
+async def _send_tail(
+    socket: web.WebSocketResponse, log: Path, offset: int, closing: WriterClosed | None
+) -> int:
+    """Send the log's last output after the task's exit; the offset read to.
 
-    After the task's exit the shim's logger still copies the terminal's last output, and
-    a log file has no end of file to wait for: its silence is the end.
+    The shim's logger copies the terminal's last output after the exit, then closes the
+    log: once it has (``closing``, at most AFTER_EXIT_MAX_SECONDS), all of it is sent.
+    Without inotify, what the log gains is sent until it gained nothing for
+    AFTER_EXIT_QUIET_SECONDS (at most AFTER_EXIT_MAX_SECONDS too).
     """
     loop = asyncio.get_running_loop()
+    if closing is not None:
+        await closing.wait(within=AFTER_EXIT_MAX_SECONDS)
+        while True:
+            data, offset = await asyncio.to_thread(_read_new, log, offset)
+            if not data:
+                return offset
+            await socket.send_bytes(b"\x01" + data)
     give_up = loop.time() + AFTER_EXIT_MAX_SECONDS
     quiet_since = loop.time()
     while loop.time() - quiet_since < AFTER_EXIT_QUIET_SECONDS and loop.time() < give_up:
@@ -127,6 +138,13 @@ async def _send_until_quiet(socket: web.WebSocketResponse, log: Path, offset: in
         else:
             await asyncio.sleep(POLL_MIN_SECONDS)
     return offset
+
+
+def _watch_close(log: Path) -> WriterClosed | None:
+    try:
+        return WriterClosed(log)
+    except OSError:
+        return None  # no inotify (or no log yet): the tail is read until it is quiet
 
 
 async def serve_attach(
@@ -140,8 +158,14 @@ async def serve_attach(
     """Run one attach session on an upgraded WebSocket until detach or exit."""
     socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
     await socket.prepare(request)
-    offset = await asyncio.to_thread(_size, log)
-    stdin_fd = await asyncio.to_thread(_open_stdin, stdin)
+    closing = _watch_close(log)  # before the size: a close from now on is the logger's
+    try:
+        offset = await asyncio.to_thread(_size, log)
+        stdin_fd = await asyncio.to_thread(_open_stdin, stdin)
+    except BaseException:
+        if closing is not None:
+            closing.close()
+        raise
     exited: asyncio.Future[ExitStatus] = asyncio.ensure_future(tasks.wait(containerd_id))
 
     async def to_client() -> None:
@@ -157,8 +181,8 @@ async def serve_attach(
                 break
             await asyncio.wait([exited], timeout=pause)
             pause = min(pause * 2, POLL_MAX_SECONDS)
-        # The logger appends the last output just after the exit: read until it is quiet.
-        offset = await _send_until_quiet(socket, log, offset)
+        # The logger appends the last output just after the exit, then closes the log.
+        offset = await _send_tail(socket, log, offset, closing)
         try:
             status: dict[str, object] = {"exitCode": exited.result().code}
         except ContainerdError as error:
@@ -193,5 +217,7 @@ async def serve_attach(
         if stdin_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(stdin_fd)
+        if closing is not None:
+            closing.close()
         await socket.close()
     return socket
