@@ -424,7 +424,8 @@ class NodeRoutes:
         fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
         await asyncio.to_thread(make_dirs, fifo_dir)
         fifos = FifoIO(fifo_dir, terminal=tty, stdin=with_stdin)
-        socket = web.WebSocketResponse(max_msg_size=1 << 20)
+        # The heartbeat ends a session whose client vanished (no pong), as attach's and cp's.
+        socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
         await socket.prepare(request)
         try:
             io = await fifos.open()

@@ -1,8 +1,10 @@
 """Plumbing both drivers share: errno translation, subtree walks, emptying a cgroup.
 
-Everything here is synchronous on purpose: the drivers run it in a worker thread
-(``asyncio.to_thread``), one thread per public call, so a whole ensure or removal reads
-and writes its files in order without hopping back to the event loop between syscalls.
+Everything here is synchronous on purpose: the drivers run it in a worker thread, one
+thread per public call (a host thread of ``runtime.hostthreads`` for what writes, as a
+removal may wait long for the kernel; ``asyncio.to_thread`` for reads), so a whole ensure
+or removal reads and writes its files in order without hopping back to the event loop
+between syscalls.
 """
 
 from __future__ import annotations
