@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -24,7 +25,8 @@ import json, os, sys, time
 conf = json.load(sys.stdin)
 with open(conf["log"], "a") as log:
     env = {k: v for k, v in os.environ.items() if k.startswith("CNI_")}
-    log.write(json.dumps({"plugin": conf["type"], "env": env, "stdin": conf}) + "\\n")
+    record = {"plugin": conf["type"], "env": env, "stdin": conf, "pid": os.getpid()}
+    log.write(json.dumps(record) + "\\n")
 behaviour = conf.get("behave", {}).get(os.environ["CNI_COMMAND"], "ok")
 if behaviour == "fail":
     print(json.dumps({"cniVersion": "1.0.0", "code": 11, "msg": "try later", "details": "busy"}))
@@ -64,6 +66,11 @@ def conflist(log: Path, *plugins: dict[str, Any]) -> NetworkConfigList:
 
 def calls(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def _plugin_gone(log: Path) -> bool:
+    """The first plugin that ran was killed and reaped (not even a zombie is left)."""
+    return not Path(f"/proc/{calls(log)[0]['pid']}").exists()
 
 
 CONF = RuntimeConf(
@@ -150,6 +157,25 @@ async def test_missing_plugin_names_it_and_the_package_before_running_anything(
 
 
 async def test_a_hanging_plugin_times_out(plugin_dir: Path, tmp_path: Path) -> None:
-    network = conflist(tmp_path / "log", {"type": "first", "behave": {"ADD": "sleep"}})
+    log = tmp_path / "log"
+    network = conflist(log, {"type": "first", "behave": {"ADD": "sleep"}})
     with pytest.raises(CniError, match="timed out"):
         await CniRuntime(plugin_dirs=[plugin_dir], timeout=0.5).add(network, CONF)
+    assert _plugin_gone(log)
+
+
+async def test_cancelling_the_caller_kills_the_running_plugin(
+    plugin_dir: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    network = conflist(log, {"type": "first", "behave": {"ADD": "sleep"}})
+    adding = asyncio.ensure_future(CniRuntime(plugin_dirs=[plugin_dir]).add(network, CONF))
+    async with asyncio.timeout(10):
+        while True:  # until the plugin has started (and logged its pid)
+            if log.exists() and log.read_text().endswith("\n"):
+                break
+            await asyncio.sleep(0.01)
+    adding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await adding
+    assert _plugin_gone(log)
