@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from kukeon.runtime.containerd.client import ContainerdClient
-from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.oci import MEDIA_TYPE_OCI_INDEX, Platform, host_platform
+from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.reference import parse_reference
 from kukeon.runtime.containerd.registry import RegistryClient
 from kukeon.runtime.containerd.registryerrors import (
