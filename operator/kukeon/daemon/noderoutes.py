@@ -266,8 +266,8 @@ async def _pump(
     )
     try:
         await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
-        if receiver.done() and (error := receiver.exception()) is not None:
-            raise error
+        if receiver.done() and isinstance(stalled := receiver.exception(), InputStalledError):
+            raise stalled
         await sender
         return await waiting
     finally:

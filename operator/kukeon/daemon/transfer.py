@@ -348,8 +348,8 @@ async def _carry(
         )
         if finished not in done:
             finished.cancel()
-            if (error := receiver.exception()) is not None:
-                raise error  # tar took none of the stream for too long
+            if isinstance(stalled := receiver.exception(), InputStalledError):
+                raise stalled  # tar left the stream unread too long
             return None  # the client closed the socket before tar was done
         await finished
         return waiting.result()
