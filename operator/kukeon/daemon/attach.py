@@ -147,6 +147,26 @@ def _watch_close(log: Path) -> WriterClosed | None:
         return None  # no inotify (or no log yet): the tail is read until it is quiet
 
 
+async def _from_client(
+    socket: web.WebSocketResponse, tasks: TaskService, containerd_id: str, stdin_fd: int | None
+) -> None:
+    """Type the client's input into the terminal and pass its resizes on, until it goes."""
+    async for message in socket:
+        if message.type != WSMsgType.BINARY or not message.data:
+            continue
+        channel, payload = message.data[:1], message.data[1:]
+        if channel == b"\x00" and payload and stdin_fd is not None:
+            # A terminal that takes nothing for a while loses the rest of this input.
+            with contextlib.suppress(InputStalledError):
+                await write_all(stdin_fd, payload, within=STDIN_WRITE_SECONDS)
+        elif channel == b"\x04":
+            with contextlib.suppress(ValueError, KeyError, TypeError, ContainerdError):
+                size = json.loads(payload)
+                await tasks.resize(
+                    containerd_id, width=int(size["width"]), height=int(size["height"])
+                )
+
+
 async def serve_attach(
     request: web.Request,
     *,
@@ -189,24 +209,8 @@ async def serve_attach(
             status = {"error": str(error)}
         await socket.send_bytes(b"\x03" + json.dumps(status).encode())
 
-    async def from_client() -> None:
-        async for message in socket:
-            if message.type != WSMsgType.BINARY or not message.data:
-                continue
-            channel, payload = message.data[:1], message.data[1:]
-            if channel == b"\x00" and payload and stdin_fd is not None:
-                # A terminal that takes nothing for a while loses the rest of this input.
-                with contextlib.suppress(InputStalledError):
-                    await write_all(stdin_fd, payload, within=STDIN_WRITE_SECONDS)
-            elif channel == b"\x04":
-                with contextlib.suppress(ValueError, KeyError, TypeError, ContainerdError):
-                    size = json.loads(payload)
-                    await tasks.resize(
-                        containerd_id, width=int(size["width"]), height=int(size["height"])
-                    )
-
     sender = asyncio.ensure_future(to_client())
-    receiver = asyncio.ensure_future(from_client())
+    receiver = asyncio.ensure_future(_from_client(socket, tasks, containerd_id, stdin_fd))
     try:
         await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
     finally:
