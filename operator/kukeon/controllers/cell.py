@@ -227,15 +227,23 @@ class CellController:
         """Where the cell's Events go (none in tests that do not look at them)."""
 
     def _event(
-        self, cell: Cell, reason: EventReason, message: str, *, warning: bool = False
+        self,
+        cell: Cell,
+        reason: EventReason,
+        message: str,
+        *,
+        warning: bool = False,
+        occurrence: str | None = None,
     ) -> None:
         """Note what happened to the cell: queued, never awaited (see framework.recorder)."""
         if self.recorder is not None:
             kind = EventType.WARNING if warning else EventType.NORMAL
-            self.recorder.event(cell, reason, message, type=kind)
+            self.recorder.event(cell, reason, message, type=kind, occurrence=occurrence)
 
     def _note(self, cell: Cell, note: Note) -> None:
-        self._event(cell, note.reason, note.message, warning=note.warning)
+        self._event(
+            cell, note.reason, note.message, warning=note.warning, occurrence=note.occurrence
+        )
 
     def _executor(self, cell: Cell | None = None) -> CellExecutor:
         """Built per use: `host` may be replaced on a running controller (tests do)."""

@@ -106,6 +106,9 @@ class Note:
     reason: EventReason
     message: str
     warning: bool = False
+    occurrence: str | None = None
+    """What happened, when one thing can be seen by more than one pass (an exit): the
+    recorder counts a repeat of the same occurrence once (see `exit_note`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,10 @@ class Exit:
     reason: str | None
     clock: bool = False
     """``finished`` is the planning clock: the first time this exit was seen."""
+    identity: str = ""
+    """Which exit this is, the same for every pass that sees it: the task's pid and
+    containerd's exit time, or the pid alone when containerd has no exit time (each
+    pass that sees such an exit has its own clock)."""
 
 
 def exit_signal_name(code: int) -> str | None:
@@ -195,12 +202,21 @@ def observed_exit(
         if kept and previous.state == ContainerState.READY and previous.pid:
             # It ran and its task is gone without an exit we saw: its shim died
             # (containerd then kills and removes the task) or the host restarted.
-            return Exit(code=TASK_LOST_EXIT_CODE, finished=now, reason="TaskLost", clock=True)
+            return Exit(
+                code=TASK_LOST_EXIT_CODE,
+                finished=now,
+                reason="TaskLost",
+                clock=True,
+                identity=f"pid {previous.pid}",
+            )
         if kept and previous.exit_code is not None and previous.finish_time:
             # An exit already recorded whose task has gone since (its shim died after
             # it): the restart policy and backoff decide as they did.
             return Exit(
-                code=previous.exit_code, finished=previous.finish_time, reason=previous.reason
+                code=previous.exit_code,
+                finished=previous.finish_time,
+                reason=previous.reason,
+                identity=f"exited {previous.finish_time.isoformat()}",
             )
         return None
     if task.status == TaskStatus.CREATED or task.status in LIVE_TASK:
@@ -212,21 +228,35 @@ def observed_exit(
         finished=finished or now,
         reason=exit_reason(task.exit_status, oom_killed=task.oom_killed),
         clock=finished is None,
+        identity=f"pid {task.pid}"
+        + (f" exited {task.exited_at.isoformat()}" if task.exited_at else ""),
     )
 
 
 def exit_note(container: str, exited: Exit) -> Note:
+    """The Event of an exit, named by the exit's identity.
+
+    Whether an exit is news is decided against the status last reported, as the pass was
+    handed it; a second pass can see the same exit as news too (the task's /tasks/oom
+    and /tasks/exit both wake the cell, and the second pass may get the cached cell
+    before the first one's status write came back through the watch; or a pass fails
+    after its Events and before its status write, and is retried). The occurrence lets
+    the recorder count that exit once.
+    """
+    occurrence = f"{container} {exited.identity}" if exited.identity else None
     if exited.reason == "OOMKilled":
         return Note(
             EventReason.OOM_KILLED,
             f"container {container} was killed by the OOM killer (exit code {exited.code})",
             warning=True,
+            occurrence=occurrence,
         )
     why = f" ({exited.reason})" if exited.reason else ""
     return Note(
         EventReason.EXITED,
         f"container {container} exited with code {exited.code}{why}",
         warning=exited.code != 0,
+        occurrence=occurrence,
     )
 
 

@@ -8,6 +8,11 @@ supervised task (``run``, started with ``start``) writes the queue to the store:
   compare-and-swap that bumps its ``count`` (the last stored version is kept in a small
   LRU cache, as client-go's EventCorrelator does); after a restart, or when the cache
   forgot it, the store reads and bumps it;
+- an occurrence that names itself (``occurrence=``: which exit of which task) is counted
+  once, however many times it is reported: two reconcile passes can both see one thing
+  happen (the second on a cached object that does not show the first one's status write
+  yet, or a retry of a pass that failed after reporting it). The occurrences queued are
+  remembered in a bounded LRU (``cache_size``) for the life of the recorder;
 - when the queue is full the occurrence is dropped, and so is one etcd will not take
   (unreachable beyond a few seconds of retries): both are counted in
   ``kukeon_events_dropped_total{reason}`` and logged at most once a minute.
@@ -76,6 +81,12 @@ class EventRecorder:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=queue_size)
         self._cache: collections.OrderedDict[tuple[str, str], Event] = collections.OrderedDict()
         self._cache_size = cache_size
+        self._occurrences: collections.OrderedDict[tuple[str, str, str], None] = (
+            collections.OrderedDict()
+        )
+        """(realm, Event name, occurrence) of the occurrences already queued."""
+        self.repeats = 0
+        """Occurrences not counted again (see ``occurrence``)."""
         self._clock = clock
         self.dropped: collections.Counter[str] = collections.Counter()
         self.written = 0
@@ -93,13 +104,18 @@ class EventRecorder:
         message: str,
         *,
         type: EventType = EventType.NORMAL,
+        occurrence: str | None = None,
     ) -> None:
-        """Record that ``reason`` happened to ``obj``; returns at once, never raises."""
+        """Record that ``reason`` happened to ``obj``; returns at once, never raises.
+
+        ``occurrence`` names what happened when more than one pass may report it (an
+        exit: the task and its exit time): reported again, it is not counted again.
+        """
         kind = Kind(obj.kind)
         if kind not in _EVENT_KINDS:
             return
         involved = InvolvedObject.of(kind.value, key_of(obj), obj.metadata.uid)
-        self.record(involved, reason, message, type=type)
+        self.record(involved, reason, message, type=type, occurrence=occurrence)
 
     def record(
         self,
@@ -108,8 +124,9 @@ class EventRecorder:
         message: str,
         *,
         type: EventType = EventType.NORMAL,
+        occurrence: str | None = None,
     ) -> None:
-        occurrence = new_event(
+        event = new_event(
             involved=involved,
             reason=reason,
             message=message,
@@ -117,10 +134,23 @@ class EventRecorder:
             at=self._clock(),
             node=self.node_name,
         )
+        seen = None
+        if occurrence is not None:
+            seen = (event.metadata.realm, event.metadata.name, occurrence)
+            if seen in self._occurrences:
+                self._occurrences.move_to_end(seen)
+                self.repeats += 1
+                log.debug("Event %s of %s: %s already recorded", reason, involved.path, occurrence)
+                return
         try:
-            self._queue.put_nowait(occurrence)
+            self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            self._drop(DROPPED_QUEUE_FULL, occurrence, "the recorder's queue is full")
+            self._drop(DROPPED_QUEUE_FULL, event, "the recorder's queue is full")
+            return
+        if seen is not None:
+            self._occurrences[seen] = None
+            while len(self._occurrences) > self._cache_size:
+                self._occurrences.popitem(last=False)
 
     # --- the writer ----------------------------------------------------------------------
 

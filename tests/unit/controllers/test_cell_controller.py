@@ -251,7 +251,9 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
 
-    def event(self, obj: AnyResource, reason: str, message: str, *, type: Any) -> None:
+    def event(
+        self, obj: AnyResource, reason: str, message: str, *, type: Any, occurrence: Any = None
+    ) -> None:
         self.events.append((str(reason), message))
 
     def reasons(self) -> list[str]:
