@@ -80,3 +80,32 @@ def test_kukectl_does_not_import_the_server() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "[]"
+
+
+MAX_MODULE_LINES = 700
+MAX_FUNCTION_LINES = 80
+
+
+def test_modules_stay_readable_in_one_sitting() -> None:
+    """A module over 700 lines holds more than one concept: split it (aiohttp's habit of
+    one concept per module). Complexity (mccabe ≤ 15) is ruff's C901, in pyproject.toml."""
+    long = [
+        f"{path.relative_to(PACKAGE)}: {lines} lines"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "_gen" not in path.relative_to(PACKAGE).parts
+        and (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
+    assert long == []
+
+
+def test_functions_fit_on_a_screen() -> None:
+    """No function over 80 lines, from ``def`` to its last line, docstring included."""
+    long = [
+        f"{name}:{node.lineno} {node.name}: {lines} lines"
+        for name, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and (lines := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES
+    ]
+    assert long == []
