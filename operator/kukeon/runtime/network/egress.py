@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any, Literal
 
+from kukeon.processes import run_program
 from kukeon.runtime.network.errors import (
     EgressResolutionError,
     HostPrerequisiteError,
@@ -455,21 +456,19 @@ class NftEgress:
             raise NftError(action=action, stderr=stderr)
 
     async def _exec(self, args: list[str], stdin: str | None) -> tuple[int, str, str]:
+        # A cancelled apply (its space's reconcile was, kukeond is stopping) kills nft and
+        # reaps it; nft applies a batch atomically, so nothing is left half-done.
         try:
-            process = await asyncio.create_subprocess_exec(
-                self.nft_binary,
-                *args,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            finished = await run_program(
+                [self.nft_binary, *args],
+                stdin=stdin.encode() if stdin is not None else None,
             )
         except FileNotFoundError as error:
             raise HostPrerequisiteError(
                 piece="the `nft` command", package="nftables", detail=str(error)
             ) from error
-        stdout, stderr = await process.communicate(stdin.encode() if stdin is not None else None)
         return (
-            process.returncode or 0,
-            stdout.decode("utf-8", errors="replace"),
-            stderr.decode("utf-8", errors="replace"),
+            finished.returncode,
+            finished.stdout.decode("utf-8", errors="replace"),
+            finished.stderr.decode("utf-8", errors="replace"),
         )
