@@ -115,6 +115,10 @@ class KukeonModel(BaseModel):
         extra="forbid",
         # Field docstrings become descriptions in the generated CRD schemas.
         use_attribute_docstrings=True,
+        # Validators and serializers are built on a model's first use, not at import: a
+        # kukectl run pays only for the models it touches (most pay for none), kukeond the
+        # same cost once, at its first document.
+        defer_build=True,
     )
 
     @field_validator("*", mode="after")

@@ -191,7 +191,7 @@ def delete(
             listing = await client.list(kind, scope, label_selector=selector)
             targets.extend((kind, key_of(res)) for res in listing.items)
             if not targets:
-                stderr.print(f"No {KINDS[kind].plural} matched.", markup=False)
+                stderr.print(f"No {KINDS[kind].plural} matched.")
         return await _delete_targets(client, targets, implicit, how)
 
     if not run(ctx, work):

@@ -172,7 +172,7 @@ def events_command(
         if not watch:
             if not items:
                 where = "in any realm" if scope is None else f"in realm {scope}"
-                stderr.print(f"No events found {where}.", markup=False)
+                stderr.print(f"No events found {where}.")
                 return
             if output == "table":
                 now = datetime.now(UTC)
@@ -229,6 +229,6 @@ async def _follow(
                     printer.show(event)
             revision = listing.resource_version
             continue
-        stderr.print(f"watch: {why}; watching again", markup=False, style="dim")
+        stderr.print(f"watch: {why}; watching again", style="dim")
         await asyncio.sleep(delay)
         delay = min(delay * 2, _RETRY_MAX_SECONDS)

@@ -241,7 +241,7 @@ async def _get_groups(
         if not items:
             if not wanted:
                 where = "anywhere" if not scope else f"in {'/'.join(scope)}"
-                stderr.print(f"No {KINDS[kind].plural} found {where}.", markup=False)
+                stderr.print(f"No {KINDS[kind].plural} found {where}.")
             continue
         layout = shape.layout(kind, with_parents=query.with_parents(kind))
         tables.append(
@@ -396,7 +396,7 @@ async def _watch(
     table = WatchTable(layout)
 
     def note(line: str) -> None:
-        stderr.print(f"watch: {line}", markup=False, style="dim")
+        stderr.print(f"watch: {line}", style="dim")
 
     def show(res: AnyResource) -> None:
         if output in ("yaml", "json"):

@@ -44,6 +44,13 @@ from .runner import EXIT_SERVER, EXIT_USAGE, Options, error_line
 from .version import version
 
 
+def _show_version(ctx: click.Context, wanted: bool) -> None:
+    """``--version``: click's own line, with the version looked up only when asked."""
+    if wanted and not ctx.resilient_parsing:
+        click.echo(f"kukectl, version {kukeon.__version__}")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--context", help="Context of the config file to use.")
 @click.option(
@@ -71,7 +78,14 @@ from .version import version
     show_default=True,
     help="How long one request may take.",
 )
-@click.version_option(kukeon.__version__, "--version", prog_name="kukectl")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _show_version(ctx, value),
+    help="Show the version and exit.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,

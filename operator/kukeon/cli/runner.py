@@ -9,12 +9,12 @@ readable line on stderr and an exit code: 0 success, 1 the server (or reaching i
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NamedTuple, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Literal, NamedTuple, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 
 from kukeon.apiserver.client import (
     ApiClient,
@@ -31,7 +31,41 @@ T = TypeVar("T")
 EXIT_SERVER = 1
 EXIT_USAGE = 2
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.status import Status
+
+
+class StderrLines:
+    """kukectl's stderr: whole lines, coloured only on a terminal and never with ``NO_COLOR``
+    (``FORCE_COLOR`` colours a pipe too); the spinner of a wait, drawn by rich, is loaded
+    only by the commands that show one (rich costs every other run a tenth of a second)."""
+
+    @staticmethod
+    def _color() -> bool | None:
+        if os.environ.get("NO_COLOR"):
+            return False
+        if os.environ.get("FORCE_COLOR"):
+            return True
+        if os.environ.get("TERM", "").lower() in ("dumb", "unknown"):
+            return False
+        return None  # click's choice: colour on a terminal only
+
+    def print(self, text: str, *, style: Literal["red", "dim"] | None = None) -> None:
+        """``text`` and a newline on stderr, ``style`` ``"red"`` or ``"dim"`` on a terminal."""
+        shown = text
+        if style is not None:
+            shown = click.style(text, fg="red") if style == "red" else click.style(text, dim=True)
+        click.echo(shown, err=True, color=self._color())
+
+    def status(self, text: str) -> Status:
+        """A spinner with ``text`` on stderr, to ``start()``, ``update()`` and ``stop()``."""
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        return console.status(text)
+
+
+stderr = StderrLines()
 
 
 class Options(NamedTuple):
@@ -46,7 +80,7 @@ class Options(NamedTuple):
 
 
 def error_line(message: str) -> None:
-    stderr.print(f"error: {message}", markup=False, style="red")
+    stderr.print(f"error: {message}", style="red")
 
 
 def fail(message: str, code: int = EXIT_SERVER) -> NoReturn:
