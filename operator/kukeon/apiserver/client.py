@@ -17,9 +17,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 
 from kukeon.api import (
     AnyResource,
@@ -32,6 +30,9 @@ from kukeon.api import (
 )
 from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE
 from kukeon.apiserver.paths import DEFAULT_SOCKET, collection_path, object_path
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_SERVER = f"unix://{DEFAULT_SOCKET}"
 
@@ -176,6 +177,8 @@ class ApiClient:
     # --- session -------------------------------------------------------------------------
 
     def _connector(self) -> aiohttp.BaseConnector:
+        import aiohttp  # on first use: kukectl's commands without a server never load it
+
         if self.address.scheme == "unix":
             return aiohttp.UnixConnector(path=self.address.location)
         try:
@@ -187,6 +190,8 @@ class ApiClient:
         return aiohttp.TCPConnector(ssl=context)
 
     def _open(self) -> aiohttp.ClientSession:
+        import aiohttp  # on first use: kukectl's commands without a server never load it
+
         if self._session is None:
             headers = {"Accept": "application/json"}
             if self._token:
@@ -228,6 +233,8 @@ class ApiClient:
         content_type: str = "application/json",
     ) -> Any:
         """One request; the decoded JSON answer, or ApiRequestError/ServerUnreachable."""
+        import aiohttp  # on first use: kukectl's commands without a server never load it
+
         session = self._open()
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
@@ -258,6 +265,8 @@ class ApiClient:
 
         No total timeout: a followed stream lasts as long as the caller reads it.
         """
+        import aiohttp  # on first use: kukectl's commands without a server never load it
+
         session = self._open()
         try:
             async with session.request(method, path, params=params) as response:
@@ -277,6 +286,8 @@ class ApiClient:
         content_type: str = "application/octet-stream",
     ) -> Any:
         """POST a file as the request body, streamed from disk; the decoded JSON answer."""
+        import aiohttp  # on first use: kukectl's commands without a server never load it
+
         session = self._open()
         handle = await asyncio.to_thread(file.open, "rb")  # OSError: the caller's file problem
         try:
@@ -409,6 +420,8 @@ class ApiClient:
         """Events of ``kind`` under ``scope``; without a resource_version, existing objects
         come first as ADDED. An ERROR event (e.g. 410 after compaction) raises
         ApiRequestError."""
+        import aiohttp  # on first use: kukectl's commands without a server never load it
+
         params: dict[str, str] = {"watch": "true"}
         if resource_version is not None:
             params["resourceVersion"] = str(resource_version)

@@ -14,9 +14,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import click
 
 from kukeon.api import Kind
@@ -25,6 +24,9 @@ from kukeon.apiserver.paths import object_path
 
 from .params import cell_key, scope_options
 from .runner import fail, run
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 def _terminal_size(fd: int) -> tuple[int, int] | None:
@@ -134,6 +136,8 @@ async def _exec_session(
     interactive: bool,
     tty: bool,
 ) -> int:
+    import aiohttp  # only the commands that open a WebSocket load it
+
     restore: Any = None
     if tty and sys.stdin.isatty():
         import termios
@@ -387,6 +391,8 @@ class _AttachSession:
     # --- the container's output ---
 
     async def receive(self) -> None:
+        import aiohttp  # only the commands that open a WebSocket load it
+
         async for message in self.socket:
             if message.type is not aiohttp.WSMsgType.BINARY:
                 continue
@@ -453,6 +459,8 @@ class _AttachSession:
 async def _attach_session(
     client: ApiClient, path: str, params: list[tuple[str, str]], *, cell: str
 ) -> int:
+    import aiohttp  # only the commands that open a WebSocket load it
+
     stdin_fd = sys.stdin.fileno()
     try:
         socket: aiohttp.ClientWebSocketResponse = await client.websocket(path, params=params)

@@ -18,9 +18,8 @@ import tarfile
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import aiohttp
 import click
 
 from kukeon.api import Kind
@@ -30,6 +29,9 @@ from kukeon.apiserver.paths import object_path
 from .params import scope_options
 from .runner import EXIT_USAGE, fail, run
 from .untar import UnsafeArchiveError, container_target, extract, local_target
+
+if TYPE_CHECKING:
+    import aiohttp
 
 CHUNK = 64 * 1024
 CELL_POLL_SECONDS = 2.0
@@ -172,6 +174,8 @@ async def _session(
     """One cp stream: data (channel 1) to ``on_data`` (which returns False to stop: the
     stream is then closed, tar is killed), ``sender`` writing channel 0, tar's stderr and
     status collected."""
+    import aiohttp  # only the commands that open a WebSocket load it
+
     stderr = bytearray()
     status: dict[str, Any] | None = None
     try:
@@ -530,6 +534,8 @@ async def _open_stream(
     client: ApiClient, route: str, remote: int, what: str
 ) -> aiohttp.ClientWebSocketResponse | None:
     """The portforward stream to ``remote``; None (the reason on stderr) when refused."""
+    import aiohttp  # only the commands that open a WebSocket load it
+
     params = [("port", str(remote))]
     try:
         socket: aiohttp.ClientWebSocketResponse = await client.websocket(route, params=params)
@@ -555,6 +561,8 @@ async def _connection(
     local: int,
 ) -> None:
     """Carry one accepted connection through a portforward stream until both ends end."""
+    import aiohttp  # only the commands that open a WebSocket load it
+
     what = f"forwarding {local} -> {remote}"
     socket = await _open_stream(client, route, remote, what)
     if socket is None:

@@ -1,0 +1,55 @@
+"""What a kukectl run pays before its command starts (issue 18: a whole `get` in 0.25 s).
+
+Each case runs in a fresh interpreter: the test process has imported everything already.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _after(code: str) -> object:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import json, sys\n{code}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_importing_kukectl_loads_neither_rich_nor_aiohttp() -> None:
+    """rich draws only a wait's spinner and aiohttp only speaks to a server: `--help`,
+    `version --client`, `explain` and a usage error load neither. (The server's modules,
+    aetcd, gRPC and prometheus-client are tests/unit/test_conventions.py's.)"""
+    loaded = _after(
+        "import kukeon.cli.main\n"
+        "print(json.dumps(sorted(m for m in ('rich', 'aiohttp') if m in sys.modules)))"
+    )
+    assert loaded == []
+
+
+def test_models_are_built_on_first_use() -> None:
+    """pydantic builds a model's validator when it first validates (``defer_build``), so
+    importing kukectl builds none; validating a Cell builds what a Cell needs."""
+    built = _after(
+        "import kukeon.cli.main\n"
+        "from kukeon.api import KIND_MODELS, Kind, parse_resource\n"
+        "before = [k.value for k, m in KIND_MODELS.items() if m.__pydantic_complete__]\n"
+        "parse_resource({'apiVersion': 'kukeon.io/v1beta1', 'kind': 'Cell',\n"
+        "    'metadata': {'name': 'c'}, 'spec': {'realmId': 'r', 'spaceId': 's',\n"
+        "    'stackId': 't', 'containers': [{'id': 'main', 'image': 'busybox'}]}})\n"
+        "print(json.dumps([before, KIND_MODELS[Kind.CELL].__pydantic_complete__]))"
+    )
+    assert built == [[], True]
+
+
+def test_version_is_read_only_when_asked() -> None:
+    loaded = _after(
+        "import kukeon\n"
+        "before = 'importlib.metadata' in sys.modules\n"
+        "print(json.dumps([before, kukeon.__version__ != '']))"
+    )
+    assert loaded == [False, True]
