@@ -40,6 +40,7 @@ from kukeon.apiserver.paths import API_ROOT, KINDS
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, status_response
+from kukeon.apiserver.watchcache import StateSource, WatchCache
 from kukeon.apiserver.watchhub import WatchHub
 from kukeon.apiserver.watchstream import CLOSING_KEY
 
@@ -150,16 +151,33 @@ def create_app(
     app.router.add_get("/apis", _groups)
     app.router.add_get(API_ROOT, _discovery)
     hub = WatchHub(registry=registry)
+    cache = _watch_cache(registry, settings)
+    handlers = ResourceHandlers(
+        registry=registry, settings=settings, closing=closing, hub=hub, cache=cache
+    )
 
-    handlers = ResourceHandlers(registry=registry, settings=settings, closing=closing, hub=hub)
+    async def on_startup(_: web.Application) -> None:
+        if cache is not None:
+            await cache.start()  # lists in the background; reads go to etcd until then
 
     async def on_cleanup(_: web.Application) -> None:
+        if cache is not None:
+            await cache.stop()
         await hub.close()
         await handlers.close()
+
+    app.on_startup.append(on_startup)
 
     app.on_cleanup.append(on_cleanup)
     handlers.add_routes(app)
     return app
+
+
+def _watch_cache(registry: RegistryApi, settings: ApiSettings) -> WatchCache | None:
+    """The watch cache, unless disabled or the registry cannot tell a kind's state (a fake)."""
+    if not settings.watch_cache or not isinstance(registry, StateSource):
+        return None
+    return WatchCache(registry=registry, cache_wait=settings.cache_wait)
 
 
 # --- middlewares ---------------------------------------------------------------------------

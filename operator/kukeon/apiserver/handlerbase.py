@@ -20,6 +20,7 @@ from kukeon.apiserver.request import principal_of
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, from_store_error
 from kukeon.apiserver.target import Target
+from kukeon.apiserver.watchcache import WatchCache
 from kukeon.apiserver.watchhub import WatchHub
 from kukeon.apiserver.writerules import check_acted_on, check_finalizers
 from kukeon.store import StoreError
@@ -35,9 +36,11 @@ class HandlerBase:
         settings: ApiSettings,
         closing: asyncio.Event,
         hub: WatchHub,
+        cache: WatchCache | None = None,
     ) -> None:
         self._registry = registry
         self._hub = hub
+        self._cache = cache
         self._settings = settings
         self._closing = closing
         self._admission = Admission(registry=registry, allowances=settings.host_allowances)

@@ -8,15 +8,20 @@ role, and the objects its label and field selectors choose.
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from kukeon.api import API_VERSION, AnyResource, key_of, to_document
 from kukeon.apiserver import queryparams
+from kukeon.apiserver.auth import Principal
+from kukeon.apiserver.fieldselector import FieldSelector
 from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import field_filter, json_answer, label_selector
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.watchhub import EncodedEvent
 from kukeon.apiserver.watchstream import WatchResponder
+from kukeon.store import LabelSelector
 
 
 def _realm_of(res: AnyResource) -> str:
@@ -24,24 +29,43 @@ def _realm_of(res: AnyResource) -> str:
     return key[0]
 
 
+def _json_bytes(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
 class ResourceReads(HandlerBase):
     """get, list and watch of every kind."""
 
     async def get(self, request: web.Request, target: Target) -> web.StreamResponse:
         self._authorize(request, "get", target)
+        if await self._cache_fresh(target):
+            assert self._cache is not None
+            cached = self._cache.lookup(target.kind, target.key)
+            if cached is not None:
+                return _json_bytes(cached.body)
+            # Absent: etcd says how (not found, or a document that does not decode).
         res = await self._store(target, self._registry.get(target.kind, target.key))
         return json_answer(to_document(res))
+
+    async def _cache_fresh(self, target: Target) -> bool:
+        """Whether this read may be answered from the watch cache (``watchcache``)."""
+        if self._cache is None or not self._cache.cached(target.kind):
+            return False
+        fresh: bool = await self._store(target, self._cache.fresh(target.kind))
+        return fresh
 
     async def list_or_watch(self, request: web.Request, target: Target) -> web.StreamResponse:
         if queryparams.flag(request, "watch"):
             return await self.watch(request, target)
         principal = self._authorize(request, "list", target)
-        text, _ = label_selector(request)
+        text, selector = label_selector(request)
         fields = field_filter(request, target.kind)
         # Not used by a list (it always reads the latest revision), but never ignored when
         # malformed: a client that sent nonsense learns it.
         queryparams.resource_version(request)
         queryparams.timeout_seconds(request)
+        if await self._cache_fresh(target):
+            return self._list_from_cache(target, principal, selector, fields)
         listed = await self._store(
             target, self._registry.list(target.kind, target.scope, label_selector=text)
         )
@@ -58,6 +82,33 @@ class ResourceReads(HandlerBase):
                 "items": items,
             }
         )
+
+    def _list_from_cache(
+        self,
+        target: Target,
+        principal: Principal,
+        selector: LabelSelector,
+        fields: FieldSelector[AnyResource],
+    ) -> web.Response:
+        """The list as ``json_answer`` would encode it, from the cached bodies."""
+        assert self._cache is not None
+        revision = self._cache.revision(target.kind)
+        bodies = [
+            cached.body
+            for cached in self._cache.under(target.kind, target.scope)
+            if selector.matches(cached.resource.metadata.labels)
+            and principal.may_see_realm(_realm_of(cached.resource))
+            and fields.matches(cached.resource)
+        ]
+        head = json.dumps(
+            {
+                "apiVersion": API_VERSION,
+                "kind": f"{target.kind.value}List",
+                "metadata": {"resourceVersion": str(revision)},
+            },
+            separators=(",", ":"),
+        )
+        return _json_bytes(b"".join((head[:-1].encode(), b',"items":[', b",".join(bodies), b"]}")))
 
     async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
         """Newline-delimited ``{type, object}`` events, with BOOKMARKs while idle.

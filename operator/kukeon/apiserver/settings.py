@@ -43,6 +43,10 @@ class ApiSettings(BaseModel):
     """How long a watch waits for the store to refuse a compacted revision (-> HTTP 410)
     before committing to a 200 stream (after which it becomes an ERROR event)."""
     shutdown_timeout: float = Field(default=5.0, gt=0)
+    watch_cache: bool = True
+    """Answer GET and LIST from the watch cache (``watchcache``) rather than from etcd."""
+    cache_wait: float = Field(default=1.0, gt=0)
+    """How long a read waits for the watch cache to catch up with etcd before reading etcd."""
 
     # Admission (apiserver/admission.py): what non-admins may reach on the host below the
     # privileged level. Empty by default: no bind volumes, no fromFile, no fromEnv secrets.

@@ -63,8 +63,11 @@ class DocumentCache:
         self._documents: dict[Kind, dict[ObjectKey, AnyResource]] = {kind: {} for kind in Kind}
         self._synced: dict[Kind, bool] = dict.fromkeys(Kind, False)
 
-    def replace(self, kind: Kind, documents: Iterable[AnyResource]) -> None:
-        """Make ``documents`` the whole content of ``kind`` (after a list) and mark it synced."""
+    def replace(self, kind: Kind, documents: Iterable[AnyResource], revision: int = 0) -> None:
+        """Make ``documents`` the whole content of ``kind`` (after a list) and mark it synced.
+
+        ``revision`` is the list's (a subclass, the API server's watch cache, keeps it).
+        """
         fresh = {key_of(document): document for document in documents}
         with self._lock:
             self._documents[kind] = fresh
@@ -177,7 +180,7 @@ class DocumentInformer:
             try:
                 if revision is None:
                     listing = await self._store.list(kind)
-                    self.cache.replace(kind, listing.items)
+                    self.cache.replace(kind, listing.items, listing.resource_version)
                     self._synced[kind].set()
                     revision = listing.resource_version
                 async for event in self._store.watch(kind, resource_version=revision):

@@ -24,6 +24,17 @@ class ResourceList(NamedTuple):
     resource_version: int
 
 
+class KindState(NamedTuple):
+    """What etcd holds of one kind now, told cheaply (``RegistryReads.kind_state``)."""
+
+    revision: int
+    """etcd's current revision."""
+    keys: int
+    """How many keys of the kind exist (invalid documents included)."""
+    changed_since: bool
+    """Whether one of them was written after the revision asked about."""
+
+
 class RegistryReads(RegistryBase):
     """get and list: what etcd holds now, decoded as untrusted data."""
 
@@ -34,6 +45,26 @@ class RegistryReads(RegistryBase):
         if stored is None:
             raise NotFound(f"{label} not found")
         return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
+
+    async def kind_state(self, kind: Kind, since: int) -> KindState:
+        """etcd's revision, the kind's key count, and whether a key of it changed after ``since``.
+
+        One range of the kind's keys (keys only, nothing decoded): etcd counts the range
+        before the ``min_mod_revision`` filter prunes it, so the count is every key's. A
+        cache holding the kind as of ``since`` holds it as of ``revision`` too when no key
+        was written after ``since`` and the count is the cache's (no key was deleted).
+        """
+        prefix = self._layout.kind_prefix(kind).encode()
+
+        async def attempt() -> KindState:
+            response = await self._range(
+                prefix, range_end(prefix), keys_only=True, min_mod_revision=since + 1
+            )
+            return KindState(response.header.revision, response.count, bool(response.kvs))
+
+        return await self._retrier.run(
+            attempt, what=f"read the state of {kind.value}", repeatable=True
+        )
 
     async def list(
         self,

@@ -127,6 +127,7 @@ class RegistryBase:
         limit: int = 0,
         keys_only: bool = False,
         count_only: bool = False,
+        min_mod_revision: int = 0,
     ) -> Any:
         request = rpc.RangeRequest(
             key=key,
@@ -135,6 +136,7 @@ class RegistryBase:
             limit=limit,
             keys_only=keys_only,
             count_only=count_only,
+            min_mod_revision=min_mod_revision,
         )
         return await self._client.kvstub.Range(
             request, timeout=self._config.request_timeout, metadata=self._client.metadata

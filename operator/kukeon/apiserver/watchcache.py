@@ -1,0 +1,279 @@
+"""The API server's watch cache: GET and LIST answered from memory, never older than etcd.
+
+One list + watch per kind (the metrics' ``DocumentInformer`` loop, with this cache in
+place of its ``DocumentCache``) keeps every object of the cached kinds and, beside each,
+its answer already encoded: the compact JSON of ``to_document`` -- what the handler sent
+when it read etcd, so a Realm's registry passwords are redacted exactly as before. Secrets
+are not cached: their values stay where they were (read from etcd and opened per request).
+
+Consistency (as kube-apiserver's consistent reads from its watch cache, Kubernetes 1.31):
+a read is served at a revision at least as new as etcd's at the moment the request
+arrived, so a client never reads older than its own previous write (nor than anything
+any client had been answered before it asked). ``fresh(kind)`` reads etcd's current
+revision R (a count-only range, shared by the reads that arrived before it was sent:
+``RevisionReads``); when the kind's cache has applied R, the read is
+answered from memory. When it has not (the last writes were of other kinds, or this
+kind's events are still on their way), etcd is asked once whether any key of the kind
+was written after the cache's revision, and how many keys the kind has
+(``Registry.kind_state``): no key written since and as many keys as the cache holds means
+the cache already holds the kind as of R; a key written since, or fewer keys (a delete),
+means the watch has events to deliver, and the read waits for them and asks again; more
+keys with none written since are documents the watch never delivers (invalid ones,
+written to etcd by hand), and the read goes to etcd. (An invalid document and an
+undelivered delete at once would cancel out in the count: only possible after a hand
+edit of etcd, and only until the delete's event arrives, milliseconds later.)
+etcd 3.4's watch progress notifications may overtake events, so they are not used. A
+cache that is not listed yet or cannot catch up within ``cache_wait`` seconds is bypassed:
+the read goes to etcd as before. Concurrent reads of a kind share one such check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from kukeon.api import AnyResource, Kind, key_of, to_document
+from kukeon.framework.aiotasks import Supervisor
+from kukeon.metrics.cache import DocumentCache, DocumentInformer, DocumentSource
+from kukeon.store import WatchEvent
+from kukeon.store.reads import KindState
+
+log = logging.getLogger(__name__)
+
+CACHED_KINDS: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL, Kind.NODE)
+"""Every kind but Secret, whose values are only opened for the request that reads them."""
+
+ObjectKey = tuple[str, ...]
+
+
+class CachedObject(NamedTuple):
+    resource: AnyResource
+    body: bytes
+    """The GET answer: ``to_document(resource)`` as compact JSON."""
+    revision: int
+
+
+@runtime_checkable
+class StateSource(DocumentSource, Protocol):
+    """The registry as the watch cache uses it: list, watch, and the cheap freshness reads."""
+
+    async def current_revision(self) -> int: ...
+
+    async def kind_state(self, kind: Kind, since: int) -> KindState: ...
+
+
+def encode_body(res: AnyResource) -> bytes:
+    return json.dumps(to_document(res), separators=(",", ":")).encode()
+
+
+class _KindContent:
+    """One kind's objects, the revision they are current at, and who waits for it to move."""
+
+    def __init__(self) -> None:
+        self.objects: dict[ObjectKey, CachedObject] = {}
+        self.revision = 0
+        self.synced = False
+        self.advanced = asyncio.Event()
+        self.checking = asyncio.Lock()
+        self._order: list[ObjectKey] | None = None
+
+    def moved(self, revision: int) -> None:
+        if revision > self.revision:
+            self.revision = revision
+        self.advanced.set()
+        self.advanced = asyncio.Event()
+
+    def in_order(self) -> list[ObjectKey]:
+        """The keys in etcd's order (their layout key: the names joined by '/')."""
+        if self._order is None:
+            self._order = sorted(self.objects, key="/".join)
+        return self._order
+
+    def changed_keys(self) -> None:
+        self._order = None
+
+
+class RevisionReads:
+    """etcd's current revision, one read shared by every caller that arrived before it was sent.
+
+    A caller that arrives while a read is in flight waits for the next one, sent after the
+    first returns: a revision read sent before a request arrived could be older than a
+    write acknowledged before it. 16 readers at once cost one or two round trips, not 16.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[int]]) -> None:
+        self._read = read
+        self._next: asyncio.Future[int] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def current(self) -> int:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            self._next.add_done_callback(_consume)
+        waiting = self._next
+        if self._task is None:
+            self._task = asyncio.create_task(self._serve(), name="watch-cache-revision")
+        return await asyncio.shield(waiting)
+
+    async def _serve(self) -> None:
+        try:
+            while self._next is not None:
+                waiting, self._next = self._next, None
+                try:
+                    waiting.set_result(await self._read())
+                except asyncio.CancelledError:
+                    waiting.cancel()
+                    raise
+                except Exception as error:  # every waiter gets it (as a registry read's)
+                    waiting.set_exception(error)
+        finally:
+            self._task = None
+            if self._next is not None:
+                self._next.cancel()
+                self._next = None
+
+    async def close(self) -> None:
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _consume(future: asyncio.Future[int]) -> None:
+    """Mark a shared read's failure as retrieved, even when every caller has gone."""
+    if not future.cancelled():
+        future.exception()
+
+
+class WatchCache(DocumentCache):
+    """The cached kinds' objects with their encoded answers, fed by a ``DocumentInformer``."""
+
+    def __init__(self, *, registry: StateSource, cache_wait: float) -> None:
+        super().__init__()
+        self._registry = registry
+        self._cache_wait = cache_wait
+        self._kinds = {kind: _KindContent() for kind in CACHED_KINDS}
+        self._informer: DocumentInformer | None = None
+        self._revisions = RevisionReads(registry.current_revision)
+
+    # --- feeding (called by the informer's loops) --------------------------------------
+
+    def replace(self, kind: Kind, documents: Iterable[AnyResource], revision: int = 0) -> None:
+        content = self._kinds.get(kind)
+        if content is None:
+            return
+        content.objects = {
+            key_of(res): CachedObject(res, encode_body(res), _revision_of(res)) for res in documents
+        }
+        content.changed_keys()
+        content.revision = 0  # a relist may go back in no way but this
+        content.synced = True
+        content.moved(revision)
+
+    def apply(self, event: WatchEvent) -> None:
+        res = event.object
+        content = self._kinds.get(Kind(res.kind))
+        if content is None:
+            return
+        key = key_of(res)
+        if event.type == "DELETED":
+            if content.objects.pop(key, None) is not None:
+                content.changed_keys()
+        else:
+            current = content.objects.get(key)
+            if current is None or current.revision <= event.revision:
+                content.objects[key] = CachedObject(res, encode_body(res), event.revision)
+                if current is None:
+                    content.changed_keys()
+        content.moved(event.revision)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._informer is None:
+            self._informer = DocumentInformer(
+                store=self._registry, cache=self, kinds=CACHED_KINDS, supervisor=Supervisor()
+            )
+            await self._informer.start()
+
+    async def stop(self) -> None:
+        informer, self._informer = self._informer, None
+        if informer is not None:
+            await informer.stop()
+        await self._revisions.close()
+        for content in self._kinds.values():
+            content.synced = False
+
+    # --- reading -----------------------------------------------------------------------
+
+    def cached(self, kind: Kind) -> bool:
+        return kind in self._kinds
+
+    def revision(self, kind: Kind) -> int:
+        return self._kinds[kind].revision
+
+    def lookup(self, kind: Kind, key: ObjectKey) -> CachedObject | None:
+        return self._kinds[kind].objects.get(key)
+
+    def under(self, kind: Kind, scope: ObjectKey) -> Iterator[CachedObject]:
+        """The objects of ``kind`` under ``scope``, in etcd's key order."""
+        content = self._kinds[kind]
+        depth = len(scope)
+        objects = content.objects
+        for key in content.in_order():
+            if key[:depth] == scope:
+                yield objects[key]
+
+    async def fresh(self, kind: Kind) -> bool:
+        """Whether ``kind``'s cache holds what etcd holds now (waiting for it a little).
+
+        False (read etcd instead) when the kind is not cached or not listed yet, or when
+        the cache did not catch up within ``cache_wait``.
+        """
+        content = self._kinds.get(kind)
+        if content is None or not content.synced:
+            return False
+        wanted = await self._revisions.current()
+        if content.revision >= wanted:
+            return True
+        try:
+            async with asyncio.timeout(self._cache_wait):
+                return await self._catch_up(kind, content, wanted)
+        except TimeoutError:
+            log.info(
+                "watch cache of %s is behind revision %d (at %d): reading etcd",
+                kind.value,
+                wanted,
+                content.revision,
+            )
+            return False
+
+    async def _catch_up(self, kind: Kind, content: _KindContent, wanted: int) -> bool:
+        while content.revision < wanted:
+            advanced = content.advanced
+            async with content.checking:  # one check at a time; the others reuse its answer
+                if content.revision >= wanted:
+                    return content.synced
+                since, count = content.revision, len(content.objects)
+                state = await self._registry.kind_state(kind, since)
+                if content.revision == since and not state.changed_since:
+                    if state.keys > count:
+                        return False  # keys the watch never delivers: invalid documents
+                    if state.keys == count and content.synced:
+                        content.moved(state.revision)  # nothing of the kind changed since
+                        return True
+            if content.revision == since:
+                await advanced.wait()  # the watch has this kind's change(s) on their way
+        return content.synced
+
+
+def _revision_of(res: AnyResource) -> int:
+    try:
+        return int(res.metadata.resource_version or 0)
+    except ValueError:
+        return 0

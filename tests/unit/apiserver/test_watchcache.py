@@ -1,0 +1,216 @@
+"""The API server's watch cache on a scripted registry: when it answers, when it defers to etcd."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from kukeon.api import AnyResource, Kind, key_of, parse_resource, to_document
+from kukeon.apiserver.watchcache import RevisionReads, WatchCache
+from kukeon.store import Gone, ResourceList, WatchEvent
+from kukeon.store.reads import KindState
+
+
+def realm(name: str, revision: int) -> AnyResource:
+    return parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Realm",
+            "metadata": {"name": name, "resourceVersion": str(revision)},
+        }
+    )
+
+
+class ScriptedRegistry:
+    """Realms in memory; the watch delivers only what a test pushes to it."""
+
+    def __init__(self) -> None:
+        self.revision = 1
+        self.realms: dict[str, AnyResource] = {}
+        self.invalid = 0
+        self.pushed: asyncio.Queue[WatchEvent | BaseException] = asyncio.Queue()
+        self.listed = asyncio.Event()
+        self.state_reads = 0
+
+    def write(self, name: str) -> WatchEvent:
+        """Store a realm at a new revision; return the event the watch would deliver."""
+        self.revision += 1
+        self.realms[name] = realm(name, self.revision)
+        return WatchEvent("ADDED", self.realms[name], self.revision)
+
+    def delete(self, name: str) -> WatchEvent:
+        self.revision += 1
+        return WatchEvent("DELETED", self.realms.pop(name), self.revision)
+
+    async def list(
+        self, kind: Kind, scope: tuple[str, ...] = (), *, label_selector: str | None = None
+    ) -> ResourceList:
+        items = list(self.realms.values()) if kind is Kind.REALM else []
+        if kind is Kind.REALM:
+            self.listed.set()
+        return ResourceList(items, self.revision)
+
+    async def watch(
+        self, kind: Kind, scope: tuple[str, ...] = (), *, resource_version: int
+    ) -> AsyncIterator[WatchEvent]:
+        if kind is not Kind.REALM:
+            await asyncio.Event().wait()
+        while True:
+            item = await self.pushed.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def current_revision(self) -> int:
+        return self.revision
+
+    async def kind_state(self, kind: Kind, since: int) -> KindState:
+        self.state_reads += 1
+        await asyncio.sleep(0.01)
+        changed = any(int(r.metadata.resource_version or 0) > since for r in self.realms.values())
+        return KindState(self.revision, len(self.realms) + self.invalid, changed)
+
+
+async def started(registry: ScriptedRegistry, wait: float = 0.3) -> WatchCache:
+    cache = WatchCache(registry=registry, cache_wait=wait)
+    await cache.start()
+    async with asyncio.timeout(5):
+        await registry.listed.wait()
+    assert await cache.fresh(Kind.REALM)
+    return cache
+
+
+async def test_answers_the_handler_bytes_of_the_listed_objects() -> None:
+    registry = ScriptedRegistry()
+    registry.write("a")
+    cache = await started(registry)
+    try:
+        cached = cache.lookup(Kind.REALM, ("a",))
+        assert cached is not None
+        assert (
+            cached.body
+            == json.dumps(to_document(registry.realms["a"]), separators=(",", ":")).encode()
+        )
+        assert cache.revision(Kind.REALM) == registry.revision
+        assert not cache.cached(Kind.SECRET)  # secrets are read from etcd, as before
+    finally:
+        await cache.stop()
+
+
+async def test_writes_of_other_kinds_cost_one_shared_check() -> None:
+    registry = ScriptedRegistry()
+    registry.write("a")
+    cache = await started(registry)
+    try:
+        registry.revision += 5  # another kind was written: nothing of the realms changed
+        before = registry.state_reads
+        answers = await asyncio.gather(*(cache.fresh(Kind.REALM) for _ in range(20)))
+        assert all(answers)
+        assert registry.state_reads - before == 1
+        assert cache.revision(Kind.REALM) == registry.revision
+    finally:
+        await cache.stop()
+
+
+async def test_a_read_waits_for_the_change_on_its_way() -> None:
+    registry = ScriptedRegistry()
+    cache = await started(registry)
+    try:
+        event = registry.write("late")
+
+        async def deliver() -> None:
+            await asyncio.sleep(0.05)
+            registry.pushed.put_nowait(event)
+
+        delivery = asyncio.create_task(deliver())
+        assert await cache.fresh(Kind.REALM)
+        assert cache.lookup(Kind.REALM, ("late",)) is not None
+        await delivery
+
+        gone = registry.delete("late")
+        registry.pushed.put_nowait(gone)
+        assert await cache.fresh(Kind.REALM)
+        assert cache.lookup(Kind.REALM, ("late",)) is None
+    finally:
+        await cache.stop()
+
+
+async def test_a_stalled_watch_sends_the_read_to_etcd() -> None:
+    registry = ScriptedRegistry()
+    cache = await started(registry, wait=0.2)
+    try:
+        registry.write("never-delivered")
+        assert not await cache.fresh(Kind.REALM)
+        registry.realms.clear()  # deleted again before anyone read it
+        registry.revision += 1
+        assert await cache.fresh(Kind.REALM)  # nothing of the kind differs from the cache
+    finally:
+        await cache.stop()
+
+
+async def test_documents_the_watch_never_delivers_send_reads_to_etcd() -> None:
+    registry = ScriptedRegistry()
+    cache = await started(registry)
+    try:
+        registry.invalid = 1  # an invalid document, written to etcd by hand
+        registry.revision += 1
+        async with asyncio.timeout(0.1):  # no wait: the watch will never bring it
+            assert not await cache.fresh(Kind.REALM)
+    finally:
+        await cache.stop()
+
+
+async def test_a_compacted_watch_relists_and_drops_what_was_deleted_meanwhile() -> None:
+    registry = ScriptedRegistry()
+    registry.write("kept")
+    registry.write("deleted-meanwhile")
+    cache = await started(registry)
+    try:
+        registry.listed.clear()
+        del registry.realms["deleted-meanwhile"]
+        registry.write("added-meanwhile")
+        registry.pushed.put_nowait(Gone("compacted", compacted_revision=registry.revision))
+        async with asyncio.timeout(5):
+            await registry.listed.wait()
+        assert await cache.fresh(Kind.REALM)
+        names = [cached.resource.metadata.name for cached in cache.under(Kind.REALM, ())]
+        assert names == ["added-meanwhile", "kept"]
+    finally:
+        await cache.stop()
+
+
+async def test_objects_under_a_scope_come_in_etcd_key_order() -> None:
+    registry = ScriptedRegistry()
+    for name in ("b", "a-b", "a"):
+        registry.write(name)
+    cache = await started(registry)
+    try:
+        keys = [key_of(cached.resource) for cached in cache.under(Kind.REALM, ())]
+        assert keys == sorted(keys, key="/".join) == [("a",), ("a-b",), ("b",)]
+    finally:
+        await cache.stop()
+
+
+async def test_revision_reads_are_shared_only_by_callers_that_arrived_before_the_send() -> None:
+    sent: list[asyncio.Future[int]] = []
+
+    async def read() -> int:
+        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        sent.append(answer)
+        return await answer
+
+    reads = RevisionReads(read)
+    first = [asyncio.create_task(reads.current()) for _ in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(sent) == 1
+    later = [asyncio.create_task(reads.current()) for _ in range(3)]  # arrived after the send
+    await asyncio.sleep(0)
+    sent[0].set_result(7)
+    assert await asyncio.gather(*first) == [7, 7, 7]
+    await asyncio.sleep(0)
+    assert len(sent) == 2  # a second read, sent after the later callers arrived
+    sent[1].set_result(9)
+    assert await asyncio.gather(*later) == [9, 9, 9]
+    await reads.close()
