@@ -113,8 +113,8 @@ class KukeonModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
-        # Field docstrings become descriptions in the generated CRD schemas.
-        use_attribute_docstrings=True,
+        # Field docstrings become descriptions in the generated CRD schemas, read from the
+        # source only when a schema is made (kukeon.api.schema), not at every import.
         # Validators and serializers are built on a model's first use, not at import: a
         # kukectl run pays only for the models it touches (most pay for none), kukeond the
         # same cost once, at its first document.

@@ -11,9 +11,17 @@ anyway), titles go, and `metadata` is the bare `type: object` Kubernetes require
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
+import itertools
+import textwrap
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
 from kukeon.api.kinds import KIND_MODELS
 from kukeon.api.meta import GROUP, VERSION, Kind
@@ -25,6 +33,60 @@ _DROPPED_KEYS = {"title", "$defs"}
 
 class SchemaError(ValueError):
     """The model produced a schema construct that has no structural equivalent."""
+
+
+@functools.cache
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    """The docstrings under the annotated attributes of ``cls``'s own body, as pydantic's
+    ``use_attribute_docstrings`` reads them (a string right after ``name: type [= ...]``)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # a class made at run time (a generic's parametrization)
+        return {}
+    body = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)).body
+    docs: dict[str, str] = {}
+    for first, second in itertools.pairwise(body):
+        if (
+            isinstance(first, ast.AnnAssign)
+            and isinstance(first.target, ast.Name)
+            and isinstance(second, ast.Expr)
+            and isinstance(second.value, ast.Constant)
+            and isinstance(second.value.value, str)
+        ):
+            docs[first.target.id] = inspect.cleandoc(second.value.value)
+    return docs
+
+
+def _field_docstring(model: type[BaseModel], field: str) -> str | None:
+    """The docstring of ``field``: its own class's, else the nearest base's that has one
+    (a field redeclared without a docstring keeps its base's description, as in pydantic)."""
+    for cls in model.__mro__:
+        if issubclass(cls, BaseModel) and (doc := _attribute_docstrings(cls).get(field)):
+            return doc
+    return None
+
+
+class _DocumentedFields(GenerateJsonSchema):
+    """pydantic's JSON Schema with every field's docstring as its description.
+
+    The models do not read their docstrings when they are defined: pydantic's
+    ``use_attribute_docstrings`` reads every class's source then, which every kukectl run
+    would pay for. A schema is made rarely (`hack/gen-crds.py`, `kukectl explain`), so the
+    docstrings are read here, and placed where pydantic puts a field's description."""
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        json_schema = super().model_schema(schema)
+        model = schema["cls"]
+        properties = json_schema.get("properties")
+        if not isinstance(properties, dict) or not issubclass(model, BaseModel):
+            return json_schema
+        for name, info in model.model_fields.items():
+            key = (info.alias or name) if self.by_alias else name
+            if info.description is None and key in properties:
+                doc = _field_docstring(model, name)
+                if doc is not None and "description" not in properties[key]:
+                    properties[key] = {**properties[key], "description": doc}
+        return json_schema
 
 
 def _inline(node: Any, defs: dict[str, Any], path: str) -> Any:
@@ -70,7 +132,9 @@ def _inline(node: Any, defs: dict[str, Any], path: str) -> Any:
 def structural_schema(kind: Kind, *, with_metadata: bool = False) -> dict[str, Any]:
     """The openAPIV3Schema of one kind; `with_metadata` keeps the fields of `metadata`
     (`kukectl explain`) where a CRD must have the bare `type: object`."""
-    raw = KIND_MODELS[kind].model_json_schema(by_alias=True, mode="validation")
+    raw = KIND_MODELS[kind].model_json_schema(
+        by_alias=True, mode="validation", schema_generator=_DocumentedFields
+    )
     defs = raw.get("$defs", {})
     schema: dict[str, Any] = _inline(raw, defs, kind.value)
     properties = schema["properties"]
