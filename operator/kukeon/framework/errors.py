@@ -10,6 +10,10 @@ with exponential backoff) or to wait for the user to change the object
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from kukeon.api import Kind
+
 
 class HandlerError(Exception):
     """Base of the errors a handler raises on purpose."""
@@ -35,15 +39,42 @@ class TemporaryError(HandlerError):
         self.delay = delay
 
 
+@dataclass(frozen=True, slots=True)
+class Awaited:
+    """The one object a waiting handler waits for, as the handler saw it.
+
+    ``revision`` is the resourceVersion it read (0: the object was absent). The framework
+    runs the waiting object again as soon as a newer version of ``kind``/``key`` (or its
+    deletion) reaches the operator's watch, and at once if that already happened while
+    the handler ran; the retry ``delay`` stays as a safety net.
+    """
+
+    kind: Kind
+    key: tuple[str, ...]
+    revision: int = 0
+
+
 class WaitingError(TemporaryError):
     """Not a failure: the object waits for another one (its parent, its children).
 
     Retried like any :class:`TemporaryError` and recorded in the status the same way, but
     logged at info level: the order of a hierarchy's creation and deletion makes these
-    waits routine, and warnings are for what an operator should look at.
+    waits routine, and warnings are for what an operator should look at. ``on`` names
+    the object waited for, when there is one: its change wakes this one (``Awaited``).
     """
 
     default_reason = "Waiting"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        delay: float | None = None,
+        reason: str | None = None,
+        on: Awaited | None = None,
+    ) -> None:
+        super().__init__(message, delay=delay, reason=reason)
+        self.on = on
 
 
 class PermanentError(HandlerError):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kukeon.api import Kind
 
+from .cache import WatchedObjects
 from .protocols import AnyResource, ObjectKey, Store
 from .status import patch_status
 
@@ -106,6 +107,8 @@ class HandlerContext:
     store: Store
     logger: logging.LoggerAdapter[logging.Logger]
     max_conflicts: int = 50
+    cache: WatchedObjects | None = None
+    """The operator's watched objects (``framework.cache``); None outside an operator."""
 
     async def patch_status(
         self, obj: AnyResource, /, *, observe: bool = True, **fields: Any

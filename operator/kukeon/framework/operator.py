@@ -42,6 +42,7 @@ from kukeon.store import EtcdClient
 
 from .aiotasks import SupervisedTask, Supervisor
 from .backoff import retry_delay
+from .cache import WatchedObjects
 from .intents import (
     Filter,
     FinalizeIntent,
@@ -58,7 +59,7 @@ from .leases import Heartbeat, LeaderElection, LeaderInfo, Peer, alive_peers
 from .metrics import FrameworkMetrics, metrics_for
 from .processing import KeyedLogger, Processor
 from .protocols import AnyResource, Store
-from .queueing import ObjectQueues
+from .queueing import ChangeListener, ObjectQueues
 from .settings import Settings
 from .status import finish_even_if_cancelled, patch_status
 from .watching import KindWatcher
@@ -108,6 +109,9 @@ class Operator:
             store=registry, handlers=self.handlers, settings=self.settings, metrics=self.metrics
         )
         self._queues: ObjectQueues | None = None
+        self.cache: WatchedObjects | None = None
+        """The newest version of every watched object (``framework.cache``), once started."""
+        self._listeners: list[tuple[Kind, ChangeListener]] = []
         self._watchers: dict[Kind, KindWatcher] = {}
         self._tasks: list[SupervisedTask] = []
         self._lease_tasks: list[SupervisedTask] = []
@@ -189,6 +193,14 @@ class Operator:
             return fn
 
         return register
+
+    def on_change(self, kind: Kind, listener: ChangeListener) -> None:
+        """Call ``listener(obj, deleted)`` with every newer version of a watched object of
+        ``kind`` (and its last version once deleted), right after the operator's own watch
+        delivered it: a way to requeue dependants without a second watch. ``kind`` must
+        have handlers (only those kinds are watched)."""
+        self._before_start()
+        self._listeners.append((kind, listener))
 
     def on_startup(self, fn: H) -> H:
         self._before_start()
@@ -319,6 +331,14 @@ class Operator:
             handlers=self.handlers,
             settings=self.settings,
             metrics=self.metrics,
+        )
+        watched = self.handlers.kinds()
+        for kind, listener in self._listeners:
+            if kind not in watched:
+                raise OperatorError(f"on_change({kind.value}): no handler watches that kind")
+            self._queues.listen(kind, listener)
+        self._processor.cache = self.cache = WatchedObjects(
+            lookup=self._queues.latest, listed=self._queues.is_listed
         )
         for kind in self.handlers.kinds():
             # Present from the start, so a dashboard sees 0 rather than no series.

@@ -20,7 +20,8 @@ from typing import Any, NamedTuple
 from kukeon.api import Kind, key_of
 from kukeon.store import Invalid, InvalidStoredDocument, StoreError
 
-from .errors import HandlerError, PermanentError, TemporaryError, WaitingError
+from .cache import WatchedObjects
+from .errors import Awaited, HandlerError, PermanentError, TemporaryError, WaitingError
 from .intents import Cause, HandlerContext, HandlerRegistry, ObjectHandler, TimerIntent
 from .metrics import (
     RESULT_CANCELLED,
@@ -51,6 +52,8 @@ class Outcome(NamedTuple):
     """The version the handler saw (after the framework's own finalizer write)."""
     delay: float | None = None
     """A retry delay the handler asked for (``TemporaryError(delay=...)``)."""
+    waiting_on: Awaited | None = None
+    """The object a waiting handler waits for (``WaitingError(on=...)``): its change wakes it."""
 
 
 def describe(kind: Kind, key: tuple[str, ...]) -> str:
@@ -83,6 +86,8 @@ class Processor:
         self._handlers = handlers
         self._settings = settings
         self._metrics = metrics
+        self.cache: WatchedObjects | None = None
+        """Set by the operator once it watches: handed to every handler's context."""
 
     def logger(self, kind: Kind, key: tuple[str, ...]) -> logging.LoggerAdapter[logging.Logger]:
         extra = {"kind": kind.value, "key": "/".join(key), "node": self._settings.node_name}
@@ -100,6 +105,7 @@ class Processor:
             store=self._store,
             logger=self.logger(kind, key),
             max_conflicts=self._settings.status_conflict_retries,
+            cache=self.cache,
         )
 
     async def process(self, obj: AnyResource, *, cause: Cause, retry: int) -> Outcome:
@@ -175,7 +181,8 @@ class Processor:
                 extra={"reason": error.reason, "retry": ctx.retry},
             )
             await self._record_failure(obj, ctx, error.reason, str(error))
-            return Outcome(Result.TEMPORARY, obj, error.delay)
+            on = error.on if isinstance(error, WaitingError) else None
+            return Outcome(Result.TEMPORARY, obj, error.delay, on)
         except InvalidStoredDocument as error:
             # Another object's document in etcd is broken (the store logged it once, with
             # its key): retried with backoff until someone fixes it, without a traceback.

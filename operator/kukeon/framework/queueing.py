@@ -16,6 +16,17 @@ backoff delay of the object's consecutive-failure count (reset by a success);
 ``PermanentError`` parks the object until its spec or metadata change. A change that
 arrives while a retry is pending runs at once with the new version.
 
+Waiting on another object: a handler that raises ``WaitingError(on=Awaited(...))`` is
+retried after its delay as any ``TemporaryError``, and also as soon as a newer version of
+the awaited object (or its deletion) is offered here -- at once if one arrived while the
+handler ran. A parent's change therefore wakes the children waiting on it; the delay
+is only a safety net. The same objects are what ``WatchedObjects`` (``cache``) shows, so
+the woken child reads a parent at least as new as the change that woke it.
+
+Change listeners (``listen``) are called with every newer version of an object of their
+kind and with its last version when it is deleted, after the queues hold it: controllers
+requeue what depends on it without a watch of their own.
+
 Memory: the state of an object is dropped when the object is deleted, and its worker
 task exits after ``queue_idle_timeout`` without work, so 10,000 quiet objects cost
 10,000 small records and no tasks. A global semaphore bounds how many handlers run.
@@ -34,6 +45,8 @@ from dataclasses import dataclass, field
 from kukeon.api import Kind, key_of
 
 from .backoff import retry_delay
+from .cache import revision_of
+from .errors import Awaited
 from .intents import Cause, HandlerRegistry, TimerIntent
 from .metrics import FrameworkMetrics
 from .processing import Outcome, Processor, Result, describe
@@ -44,6 +57,8 @@ from .waits import wait_event
 log = logging.getLogger(__name__)
 
 _Run = Callable[[], Awaitable[Outcome]]
+ChangeListener = Callable[[AnyResource, bool], None]
+"""Called with an object's newer version (False) or its last one when deleted (True)."""
 
 
 def change_digest(obj: AnyResource) -> bytes:
@@ -102,6 +117,21 @@ class ObjectQueues:
         self._running = 0
         self._slots = asyncio.Semaphore(settings.max_workers)
         self._accepting = True
+        self._waiters: dict[tuple[Kind, ObjectKey], set[tuple[Kind, ObjectKey]]] = {}
+        """Awaited object -> the objects whose handler waits for its next change."""
+        self._listeners: dict[Kind, list[ChangeListener]] = {}
+        self._listed: set[Kind] = set()
+
+    def mark_listed(self, kind: Kind) -> None:
+        """Every object of ``kind`` has been offered once (its watcher's first list)."""
+        self._listed.add(kind)
+
+    def is_listed(self, kind: Kind) -> bool:
+        return kind in self._listed
+
+    def listen(self, kind: Kind, listener: ChangeListener) -> None:
+        """Call ``listener`` with every change of an object of ``kind`` (see the module)."""
+        self._listeners.setdefault(kind, []).append(listener)
 
     # --- introspection (metrics, tests, the runner) --------------------------------------
 
@@ -147,14 +177,16 @@ class ObjectQueues:
         key = key_of(obj)
         revision = _revision(obj)
         state = self._states.get((kind, key))
+        newer = True
         if state is None:
             state = _ObjectState(kind=kind, key=key, latest=obj, revision=revision)
             state.latest_digest = change_digest(obj)
             self._states[(kind, key)] = state
-        elif state.latest is not None and revision < state.revision:
-            # An older copy (a list racing the watch): keep the newer one we have.
-            pass
-        elif state.latest is None or revision > state.revision:
+        elif state.latest is not None and revision <= state.revision:
+            # The same version again (a resync, a trigger) or an older copy (a list racing
+            # the watch): keep the one we have.
+            newer = False
+        else:
             if state.latest is None:
                 # Re-created under the same key: nothing carries over from the old one.
                 state.handled_digest = state.parked_digest = None
@@ -162,6 +194,8 @@ class ObjectQueues:
             state.latest = obj
             state.latest_digest = change_digest(obj)
             state.revision = revision
+        if newer:
+            self._changed(kind, key, obj, deleted=False)
         digest = state.latest_digest
         if digest == state.parked_digest:
             return
@@ -179,6 +213,7 @@ class ObjectQueues:
         if revision is not None and revision < state.revision:
             return
         self._cancel_retry(state)
+        last = state.latest
         state.latest = None
         state.timers_due.clear()
         if state.worker is None:
@@ -187,6 +222,37 @@ class ObjectQueues:
             state.dirty = True
             state.wakeup.set()
             self._track(state)
+        if last is not None:
+            self._changed(kind, key, last, deleted=True)
+
+    # --- objects waiting on others, and change listeners ---------------------------------
+
+    def _changed(self, kind: Kind, key: ObjectKey, obj: AnyResource, *, deleted: bool) -> None:
+        for waiter in self._waiters.pop((kind, key), ()):
+            state = self._states.get(waiter)
+            # A waiter running right now re-checks the revision when it settles.
+            if state is not None and state.retry_handle is not None:
+                self._cancel_retry(state)
+                self._retry_due(state)
+        for listener in self._listeners.get(kind, ()):
+            try:
+                listener(obj, deleted)
+            except Exception:
+                log.exception("a change listener of %s failed", describe(kind, key))
+
+    def _await(self, state: _ObjectState, awaited: Awaited) -> None:
+        """``state``'s handler waits for ``awaited``: wake it on its change (or now)."""
+        if awaited.kind not in self._listed:
+            return  # not watched here (or not listed yet): only the retry's delay wakes it
+        target = (awaited.kind, awaited.key)
+        current = self._states.get(target)
+        latest = None if current is None else current.latest
+        if revision_of(latest) > awaited.revision or (latest is None and awaited.revision):
+            # It changed (or went) while the handler ran: no need to wait for the delay.
+            self._cancel_retry(state)
+            self._retry_due(state)
+            return
+        self._waiters.setdefault(target, set()).add((state.kind, state.key))
 
     def resync(self, kinds: Iterable[Kind] | None = None) -> None:
         """Queue every known object again, even if unchanged (unless parked)."""
@@ -346,6 +412,8 @@ class ObjectQueues:
         elif state.latest is not None and self._accepting:
             state.handled_digest = digest
             self._schedule_retry(state, outcome.delay)
+            if outcome.waiting_on is not None:
+                self._await(state, outcome.waiting_on)
         self._track(state)
 
     # --- shutdown ------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class KindWatcher:
         for key in self._queues.known(self.kind):
             if key not in present:
                 self._queues.forget(self.kind, key, revision=listing.resource_version)
+        self._queues.mark_listed(self.kind)
         self.listed.set()
         log.info(
             "listed %d %s object(s) at revision %d",
