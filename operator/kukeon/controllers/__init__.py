@@ -8,7 +8,8 @@ its own finalizer), the cell-membership follower that requeues a cell's parents 
 arrives on or leaves this node, the containerd event follower that requeues a cell when
 one of its tasks exits, the Event recorder (what happened to each object, written to
 etcd without blocking a handler: ``kukeon.framework.recorder``), the Secret follower
-that requeues the cells within a Secret's scope when it changes (``secrets``), and the
+that requeues the cells within a Secret's scope when it changes and the Space listener
+that requeues a space's cells when its spec changes (``wakers``), and the
 orphan collector (cells, then the realms, spaces and stacks this node does not
 materialise) run at start and then periodically. The background loops run under the
 operator's supervisor (``Operator.tasks``): a crash is logged, counted, restarted with
@@ -129,6 +130,7 @@ class Controllers:
             op.finalize(layer.kind, when=_never, finalizer=node_finalizer(layer.kind, node))(
                 layer.finalize
             )
+        op.on_change(Kind.SPACE, spaces.changed)
         op.reconcile(Kind.CELL, when=self.runs_here)(self.cells.reconcile)
         op.finalize(Kind.CELL, when=self.runs_here)(self.cells.finalize)
 
@@ -166,7 +168,6 @@ class Controllers:
                 op.tasks.start("kukeon-gc", self._collect_periodically),
                 op.tasks.start("kukeon-cell-membership", membership.follow),
                 op.tasks.start("kukeon-secrets", secrets.follow),
-                op.tasks.start("kukeon-space-defaults", spaces.follow),
             ]
 
         @op.on_shutdown

@@ -4,6 +4,12 @@ A space cannot get a bridge before its realm has a containerd namespace and a cg
 realm cannot drop its namespace while a space still uses it. Both waits are expressed as
 WaitingError (a TemporaryError logged at info) so the framework retries with backoff, and
 the status tells the user what the object is waiting for.
+
+Parents are read from the operator's watched objects (``HandlerContext.cache``), not etcd:
+no round trip per pass. A parent absent there is absent. A child waiting on its parent
+names it (``WaitingError(on=Awaited(...))``), so the parent's next version -- Ready, or
+deleted -- runs the child again at once; the retry delay is only a safety net. Without
+a cache (a handler called outside an operator) the store is read as before.
 """
 
 from __future__ import annotations
@@ -12,14 +18,30 @@ from typing import TypeVar
 
 from kukeon.api import AnyResource, Kind, NodeLayerState, NodeLayerStatus, parent_of
 from kukeon.framework import HandlerContext, WaitingError
+from kukeon.framework.cache import WatchedObjects, revision_of
+from kukeon.framework.errors import Awaited
 from kukeon.store import NotFound
 
 R = TypeVar("R", bound=AnyResource)
 
 
+async def read(ctx: HandlerContext, kind: Kind, key: tuple[str, ...]) -> AnyResource:
+    """The newest watched version of an object (the store's when its kind is not watched).
+
+    Raises ``NotFound`` when it is absent, as the store would.
+    """
+    cache: WatchedObjects | None = getattr(ctx, "cache", None)  # test doubles may lack it
+    if cache is None or not cache.covers(kind):
+        return await ctx.store.get(kind, key)
+    found = cache.get(kind, key)
+    if found is None:
+        raise NotFound(f"{describe(kind, key)} not found")
+    return found
+
+
 async def get_as(ctx: HandlerContext, model: type[R], key: tuple[str, ...]) -> R:
     """Read an object of a known kind, typed as its model."""
-    found = await ctx.store.get(Kind(model.model_fields["kind"].default), key)
+    found = await read(ctx, Kind(model.model_fields["kind"].default), key)
     if not isinstance(found, model):
         raise TypeError(f"expected a {model.__name__} at {'/'.join(key)}, got {found.kind}")
     return found
@@ -38,27 +60,39 @@ def ready_here(obj: AnyResource, node: str) -> bool:
     return isinstance(entry, NodeLayerStatus) and entry.state == NodeLayerState.READY
 
 
+async def _parent(
+    ctx: HandlerContext, obj: AnyResource, *, delay: float
+) -> tuple[Kind, tuple[str, ...], AnyResource]:
+    """The object's parent, which must exist (else the child waits for it to be created)."""
+    parent = parent_of(obj)
+    if parent is None:
+        raise ValueError(f"{obj.kind} has no parent")
+    kind, key = parent
+    try:
+        return kind, key, await read(ctx, kind, key)
+    except NotFound:
+        raise WaitingError(
+            f"waiting for its {describe(kind, key)} to be created",
+            delay=delay,
+            reason="ParentMissing",
+            on=Awaited(kind, key),
+        ) from None
+
+
 async def ready_parent(ctx: HandlerContext, obj: AnyResource, *, delay: float) -> AnyResource:
     """The object's parent, once it exists, is not being deleted and is Ready.
 
     For a realm, space or stack that is the parent's fleet-level state; a cell runs on one
     node, so its stack must be materialised and Ready on that node (``status.nodes``).
     """
-    parent = parent_of(obj)
-    if parent is None:
-        raise ValueError(f"{obj.kind} has no parent")
-    kind, key = parent
-    try:
-        found: AnyResource = await ctx.store.get(kind, key)
-    except NotFound:
-        raise WaitingError(
-            f"waiting for its {describe(kind, key)} to be created",
-            delay=delay,
-            reason="ParentMissing",
-        ) from None
+    kind, key, found = await _parent(ctx, obj, delay=delay)
+    awaited = Awaited(kind, key, revision_of(found))
     if found.metadata.deletion_timestamp is not None:
         raise WaitingError(
-            f"its {describe(kind, key)} is being deleted", delay=delay, reason="ParentDeleting"
+            f"its {describe(kind, key)} is being deleted",
+            delay=delay,
+            reason="ParentDeleting",
+            on=awaited,
         )
     if obj.kind == Kind.CELL:
         if not ready_here(found, ctx.node_name):
@@ -66,14 +100,30 @@ async def ready_parent(ctx: HandlerContext, obj: AnyResource, *, delay: float) -
                 f"waiting for its {describe(kind, key)} to be Ready on node {ctx.node_name}",
                 delay=delay,
                 reason="ParentNotReady",
+                on=awaited,
             )
     elif str(found.status.state) != "Ready":
         raise WaitingError(
             f"waiting for its {describe(kind, key)} to be Ready (it is {found.status.state})",
             delay=delay,
             reason="ParentNotReady",
+            on=awaited,
         )
     return found
+
+
+async def parent_ready_here(ctx: HandlerContext, obj: AnyResource, *, delay: float) -> None:
+    """A realm, space or stack's parent must be materialised on this node before it is."""
+    if parent_of(obj) is None:
+        return
+    kind, key, found = await _parent(ctx, obj, delay=delay)
+    if not ready_here(found, ctx.node_name):
+        raise WaitingError(
+            f"waiting for its {describe(kind, key)} to be Ready on node {ctx.node_name}",
+            delay=delay,
+            reason="ParentNotReadyOnNode",
+            on=Awaited(kind, key, revision_of(found)),
+        )
 
 
 async def require_no_children(

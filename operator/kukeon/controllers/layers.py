@@ -53,7 +53,6 @@ from kukeon.api import (
     Stack,
     StackState,
     key_of,
-    parent_of,
 )
 from kukeon.framework import EventRecorder, HandlerContext, TemporaryError, WaitingError
 from kukeon.framework.intents import default_finalizer
@@ -61,7 +60,13 @@ from kukeon.framework.status import finish_even_if_cancelled, merged_status
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.store import Conflict, Invalid, NotFound, Registry, StoreError
 
-from .hierarchy import describe, ready_here, ready_parent, require_no_children
+from .hierarchy import (
+    describe,
+    parent_ready_here,
+    ready_here,
+    ready_parent,
+    require_no_children,
+)
 from .host import Host
 
 log = logging.getLogger(__name__)
@@ -401,24 +406,7 @@ class LayerController(ABC, Generic[L]):
 
     async def _wait_for_parent_here(self, obj: L, ctx: HandlerContext) -> None:
         """The parent must be materialised on this node before this level is."""
-        parent = parent_of(obj)
-        if parent is None:
-            return
-        kind, key = parent
-        try:
-            found = await ctx.store.get(kind, key)
-        except NotFound:
-            raise WaitingError(
-                f"waiting for its {describe(kind, key)} to be created",
-                delay=self.wait,
-                reason="ParentMissing",
-            ) from None
-        if not ready_here(found, ctx.node_name):
-            raise WaitingError(
-                f"waiting for its {describe(kind, key)} to be Ready on node {ctx.node_name}",
-                delay=self.wait,
-                reason="ParentNotReadyOnNode",
-            )
+        await parent_ready_here(ctx, obj, delay=self.wait)
 
     async def _materialise_here(
         self, obj: L, ctx: HandlerContext, cells: list[tuple[str, ...]]

@@ -11,7 +11,10 @@ spec (values and defaults are part of its digest) changed.
 - A Secret wakes its cells on every event: a missing one that appears lets a cell failed
   with `SecretUnavailable` start at once, a changed value is staged again.
 - A Space wakes its cells when its spec changes (its `generation`), not on the status
-  writes every node makes to it.
+  writes every node makes to it. Spaces are watched by the operator already: their waker
+  is a change listener of that watch (`Operator.on_change`), not a second watch, and it
+  is called once the operator's cache holds the new version, so a woken cell reads the
+  new defaults. Secrets have no handler, so their waker `follow`s a watch of its own.
 """
 
 from __future__ import annotations
@@ -74,6 +77,14 @@ class CellWaker:
         seen = self._generations.get(key)
         self._generations[key] = res.metadata.generation
         return seen is not None and seen != res.metadata.generation
+
+    def changed(self, res: AnyResource, deleted: bool) -> None:
+        """An `Operator.on_change` listener: the same decision as `follow`'s events."""
+        if self._changed(res, deleted=deleted):
+            woken = self.wake(res)
+            log.debug(
+                "%s %s changed: requeued %d cell(s)", self.kind.value, "/".join(key_of(res)), woken
+            )
 
     async def follow(self, *, retry: float = 1.0) -> None:
         """Watch for good; a relist after any trouble wakes every object's cells (what

@@ -10,6 +10,7 @@ import pytest
 from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Realm, Space, Stack, parse_resource
 from kukeon.controllers.hierarchy import get_as, ready_here, ready_parent, require_no_children
 from kukeon.framework import WaitingError
+from kukeon.store import NotFound
 from tests.unit.api.samples import realm_doc, space_doc, stack_doc
 
 from .hostfakes import ScopedStore, cell, handler_context
@@ -73,3 +74,53 @@ async def test_a_parent_waits_for_its_children_naming_them() -> None:
     await store.create(doc(space_doc("c", realmId="other")))
     with pytest.raises(WaitingError, match=r"2 space\(s\) to be deleted: a, b"):
         await require_no_children(ctx, child_kind=Kind.SPACE, scope=("r",), delay=1.0)
+
+
+async def test_parents_are_read_from_the_watched_objects_and_named_in_the_wait() -> None:
+    from dataclasses import replace
+
+    from kukeon.framework.cache import WatchedObjects
+    from kukeon.framework.errors import Awaited
+
+    store = ScopedStore()  # empty: every read must come from the cache
+    watched: dict[tuple[Kind, tuple[str, ...]], Any] = {}
+    cache = WatchedObjects(
+        lookup=lambda kind, key: watched.get((kind, key)), listed=lambda kind: kind != Kind.SECRET
+    )
+    ctx = replace(handler_context(store), cache=cache)
+    space = doc(space_doc("s", realmId="r"))
+    with pytest.raises(WaitingError, match="to be created") as missing:
+        await ready_parent(ctx, space, delay=1.0)
+    assert missing.value.on == Awaited(Kind.REALM, ("r",), 0)
+    realm = doc(realm_doc("r"))
+    realm.metadata.resource_version = "7"
+    watched[(Kind.REALM, ("r",))] = realm
+    with pytest.raises(WaitingError, match="to be Ready") as pending:
+        await ready_parent(ctx, space, delay=1.0)
+    assert pending.value.on == Awaited(Kind.REALM, ("r",), 7)
+    realm.status.state = "Ready"
+    assert await ready_parent(ctx, space, delay=1.0) is realm
+    assert await get_as(ctx, Realm, ("r",)) is realm
+    with pytest.raises(NotFound):
+        await get_as(ctx, Space, ("r", "s"))
+
+
+async def test_a_level_waits_for_its_parent_on_this_node_from_the_cache() -> None:
+    from dataclasses import replace
+
+    from kukeon.controllers.hierarchy import parent_ready_here
+    from kukeon.framework.cache import WatchedObjects
+
+    stack = doc(stack_doc("st", realmId="r", spaceId="s"))
+    space = doc(space_doc("s", realmId="r"))
+    space.metadata.resource_version = "3"
+    cache = WatchedObjects(lookup=lambda kind, key: space, listed=lambda kind: True)
+    ctx = replace(handler_context(ScopedStore(), node="n1"), cache=cache)
+    with pytest.raises(WaitingError, match="Ready on node n1") as waiting:
+        await parent_ready_here(ctx, stack, delay=1.0)
+    assert waiting.value.reason == "ParentNotReadyOnNode"
+    assert waiting.value.on is not None
+    assert waiting.value.on.revision == 3
+    space.status.nodes["n1"] = NodeLayerStatus(state=NodeLayerState.READY)
+    await parent_ready_here(ctx, stack, delay=1.0)
+    await parent_ready_here(ctx, doc(realm_doc("r")), delay=1.0)  # a realm has no parent

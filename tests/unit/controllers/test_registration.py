@@ -41,6 +41,7 @@ class FakeOperator:
         self.shutdown: list[Callable[[Any], Awaitable[None]]] = []
         self.tasks = FakeTasks()
         self.resyncs = 0
+        self.listeners: dict[Kind, list[Any]] = {}
 
     def trigger(self, kind: Kind, key: tuple[str, ...]) -> bool:
         return True
@@ -63,6 +64,9 @@ class FakeOperator:
             return handler
 
         return add
+
+    def on_change(self, kind: Kind, listener: Any) -> None:
+        self.listeners.setdefault(kind, []).append(listener)
 
     def on_startup(self, handler: Callable[[Any], Awaitable[None]]) -> Any:
         self.startup.append(handler)
@@ -128,6 +132,7 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     assert runs_here(cell("c", node="n1"))
     assert not runs_here(cell("c", node="n2"))
     assert registered.realms.locks is registered.layer_locks is registered.spaces.locks
+    assert list(op.listeners) == [Kind.SPACE], "a space's cells follow the operator's own watch"
 
     for _attempt in range(2):  # the second start: migration and collection fail, logged only
         (start,) = op.startup
@@ -139,7 +144,6 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
         "kukeon-gc",
         "kukeon-cell-membership",
         "kukeon-secrets",
-        "kukeon-space-defaults",
     }
     follow_events = op.tasks.started["kukeon-containerd-events"]
     await follow_events()
