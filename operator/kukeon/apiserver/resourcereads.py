@@ -95,9 +95,8 @@ class ResourceReads(HandlerBase):
         revision = self._cache.revision(target.kind)
         bodies = [
             cached.body
-            for cached in self._cache.under(target.kind, target.scope)
-            if selector.matches(cached.resource.metadata.labels)
-            and principal.may_see_realm(_realm_of(cached.resource))
+            for cached in self._cache.under(target.kind, target.scope, selector)
+            if principal.may_see_realm(_realm_of(cached.resource))
             and fields.matches(cached.resource)
         ]
         head = json.dumps(

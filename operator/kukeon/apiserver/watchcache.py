@@ -39,8 +39,9 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from kukeon.api import AnyResource, Kind, key_of, to_document
 from kukeon.framework.aiotasks import Supervisor
 from kukeon.metrics.cache import DocumentCache, DocumentInformer, DocumentSource
-from kukeon.store import WatchEvent
+from kukeon.store import LabelSelector, WatchEvent
 from kukeon.store.reads import KindState
+from kukeon.store.selectors import Operator
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ CACHED_KINDS: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL,
 """Every kind but Secret, whose values are only opened for the request that reads them."""
 
 ObjectKey = tuple[str, ...]
+ANY = LabelSelector(())
 
 
 class CachedObject(NamedTuple):
@@ -71,10 +73,15 @@ def encode_body(res: AnyResource) -> bytes:
 
 
 class _KindContent:
-    """One kind's objects, the revision they are current at, and who waits for it to move."""
+    """One kind's objects, the revision they are current at, and who waits for it to move.
+
+    ``labelled`` indexes the objects by each (label, value) they carry, so a LIST with an
+    equality selector (``app=web``) reads only the objects it names, not the whole kind.
+    """
 
     def __init__(self) -> None:
         self.objects: dict[ObjectKey, CachedObject] = {}
+        self.labelled: dict[tuple[str, str], set[ObjectKey]] = {}
         self.revision = 0
         self.synced = False
         self.advanced = asyncio.Event()
@@ -93,8 +100,44 @@ class _KindContent:
             self._order = sorted(self.objects, key="/".join)
         return self._order
 
-    def changed_keys(self) -> None:
-        self._order = None
+    def put(self, key: ObjectKey, cached: CachedObject) -> None:
+        previous = self.objects.get(key)
+        if previous is None:
+            self._order = None
+        else:
+            self._unindex(key, previous)
+        self.objects[key] = cached
+        for label in (cached.resource.metadata.labels or {}).items():
+            self.labelled.setdefault(label, set()).add(key)
+
+    def pop(self, key: ObjectKey) -> None:
+        previous = self.objects.pop(key, None)
+        if previous is not None:
+            self._order = None
+            self._unindex(key, previous)
+
+    def clear(self) -> None:
+        self.objects, self.labelled, self._order = {}, {}, None
+
+    def _unindex(self, key: ObjectKey, cached: CachedObject) -> None:
+        for label in (cached.resource.metadata.labels or {}).items():
+            keys = self.labelled.get(label)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.labelled[label]
+
+    def candidates(self, selector: LabelSelector) -> list[ObjectKey]:
+        """The keys a selector may choose, in etcd's order: its smallest equality's, or all."""
+        named: list[set[ObjectKey]] = [
+            self.labelled.get((term.key, term.value), set())
+            for term in selector.requirements
+            if term.operator is Operator.EQUALS
+        ]
+        if not named:
+            return self.in_order()
+        fewest = min(named, key=len)
+        return sorted(fewest, key="/".join)
 
 
 class RevisionReads:
@@ -167,11 +210,9 @@ class WatchCache(DocumentCache):
         content = self._kinds.get(kind)
         if content is None:
             return
-        content.objects = {
-            key_of(res): CachedObject(res, encode_body(res), _revision_of(res)) for res in documents
-        }
-        content.changed_keys()
-        content.revision = 0  # a relist may go back in no way but this
+        content.clear()
+        for res in documents:
+            content.put(key_of(res), CachedObject(res, encode_body(res), _revision_of(res)))
         content.synced = True
         content.moved(revision)
 
@@ -182,14 +223,11 @@ class WatchCache(DocumentCache):
             return
         key = key_of(res)
         if event.type == "DELETED":
-            if content.objects.pop(key, None) is not None:
-                content.changed_keys()
+            content.pop(key)
         else:
             current = content.objects.get(key)
             if current is None or current.revision <= event.revision:
-                content.objects[key] = CachedObject(res, encode_body(res), event.revision)
-                if current is None:
-                    content.changed_keys()
+                content.put(key, CachedObject(res, encode_body(res), event.revision))
         content.moved(event.revision)
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -220,14 +258,18 @@ class WatchCache(DocumentCache):
     def lookup(self, kind: Kind, key: ObjectKey) -> CachedObject | None:
         return self._kinds[kind].objects.get(key)
 
-    def under(self, kind: Kind, scope: ObjectKey) -> Iterator[CachedObject]:
-        """The objects of ``kind`` under ``scope``, in etcd's key order."""
+    def under(
+        self, kind: Kind, scope: ObjectKey, selector: LabelSelector = ANY
+    ) -> Iterator[CachedObject]:
+        """The objects of ``kind`` under ``scope`` that ``selector`` chooses, in etcd's order."""
         content = self._kinds[kind]
         depth = len(scope)
         objects = content.objects
-        for key in content.in_order():
+        for key in content.candidates(selector):
             if key[:depth] == scope:
-                yield objects[key]
+                cached = objects[key]
+                if selector.matches(cached.resource.metadata.labels):
+                    yield cached
 
     async def fresh(self, kind: Kind) -> bool:
         """Whether ``kind``'s cache holds what etcd holds now (waiting for it a little).

@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from kukeon.api import AnyResource, Kind, key_of, parse_resource, to_document
 from kukeon.apiserver.watchcache import RevisionReads, WatchCache
-from kukeon.store import Gone, ResourceList, WatchEvent
+from kukeon.store import Gone, ResourceList, WatchEvent, parse_selector
 from kukeon.store.reads import KindState
 
 
-def realm(name: str, revision: int) -> AnyResource:
+def realm(name: str, revision: int, **labels: str) -> AnyResource:
     return parse_resource(
         {
             "apiVersion": "kukeon.io/v1beta1",
             "kind": "Realm",
-            "metadata": {"name": name, "resourceVersion": str(revision)},
+            "metadata": {"name": name, "resourceVersion": str(revision), "labels": labels},
         }
     )
 
@@ -33,11 +34,12 @@ class ScriptedRegistry:
         self.listed = asyncio.Event()
         self.state_reads = 0
 
-    def write(self, name: str) -> WatchEvent:
+    def write(self, name: str, **labels: str) -> WatchEvent:
         """Store a realm at a new revision; return the event the watch would deliver."""
         self.revision += 1
-        self.realms[name] = realm(name, self.revision)
-        return WatchEvent("ADDED", self.realms[name], self.revision)
+        kind: Literal["ADDED", "MODIFIED"] = "MODIFIED" if name in self.realms else "ADDED"
+        self.realms[name] = realm(name, self.revision, **labels)
+        return WatchEvent(kind, self.realms[name], self.revision)
 
     def delete(self, name: str) -> WatchEvent:
         self.revision += 1
@@ -214,3 +216,28 @@ async def test_revision_reads_are_shared_only_by_callers_that_arrived_before_the
     sent[1].set_result(9)
     assert await asyncio.gather(*later) == [9, 9, 9]
     await reads.close()
+
+
+async def test_equality_selectors_read_the_label_index_and_follow_relabels() -> None:
+    registry = ScriptedRegistry()
+    for name, tier in (("c", "web"), ("a", "web"), ("b", "db")):
+        registry.write(name, tier=tier, team="x")
+    cache = await started(registry)
+
+    def chosen(selector: str) -> list[str]:
+        picked = cache.under(Kind.REALM, (), parse_selector(selector))
+        return [cached.resource.metadata.name for cached in picked]
+
+    try:
+        assert chosen("tier=web") == ["a", "c"]
+        assert chosen("tier=web,team=x") == ["a", "c"]
+        assert chosen("tier!=web") == ["b"]
+        assert chosen("tier=none") == []
+        for event in (registry.write("c", tier="db"), registry.delete("a")):
+            registry.pushed.put_nowait(event)
+        assert await cache.fresh(Kind.REALM)
+        assert chosen("tier=web") == []
+        assert chosen("tier==db") == ["b", "c"]
+        assert chosen("") == ["b", "c"]
+    finally:
+        await cache.stop()
