@@ -8,7 +8,15 @@ the API over the unix socket, and the API over TCP+TLS with a bearer token:
 - create of a cell: requests/s with ``--concurrency`` in flight;
 - watch fan-out: ``--watchers`` watchers (default 100) on the cells collection, one
   labelled update written at a time through the registry; latency from just before the
-  write to each watcher's receipt of the event (p50/p99 over every watcher and write).
+  write to each watcher's receipt of the event (p50/p99 over every watcher and write);
+- ``--clients`` concurrent clients (default 200, each its own ``ApiClient`` and
+  connection) for ``--clients-seconds`` (default 30), each alternating a GET of a random
+  cell and a LIST of the ten cells of one label (``group=N``): requests/s and p50/p99.
+
+The GET and concurrent-clients rows are measured twice in the same run, alternating: on
+the API server as configured (GET and LIST from the watch cache) and on a second one over
+the same registry with ``watch_cache=False`` (every read from etcd, the path before the
+cache), so the two can be compared on one machine under one load.
 
 The API clients are ``kukeon.apiserver.client.ApiClient`` (what kukectl uses), so the API
 numbers include JSON encoding, HTTP, authentication and pydantic validation on both sides.
@@ -16,8 +24,8 @@ Client and server share one process and this 2-core machine: absolute numbers ar
 
 Runs its own etcd (data under /dev/shm) and API server, and removes them at the end:
 
-    .venv/bin/python bench/api_bench.py [--cells 1000] [--watchers 100] \
-        [--output docs/benchmarks/api.md]
+    .venv/bin/python bench/api_bench.py [--cells 1000] [--watchers 100] [--clients 200] \
+        [--clients-seconds 30] [--output docs/benchmarks/api.md]
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -53,6 +63,7 @@ SCOPE = ("bench", "default", "default")
 
 
 def cell(name: str, **labels: str) -> AnyResource:
+    """A cell of the bench's stack."""
     return parse_resource(
         {
             "apiVersion": "kukeon.io/v1beta1",
@@ -176,6 +187,11 @@ async def main(args: argparse.Namespace) -> str:
                 tokens_file=tokens,
             )
             runner = await serve_api(settings, registry)
+            uncached_socket = root / "uncached.sock"
+            uncached_runner = await serve_api(
+                ApiSettings(socket_path=uncached_socket, socket_group=None, watch_cache=False),
+                registry,
+            )
             try:
                 unix = ApiClient(server=f"unix://{settings.socket_path}")
                 tls = ApiClient(
@@ -183,23 +199,66 @@ async def main(args: argparse.Namespace) -> str:
                     token=token,
                     ca_file=certs / "ca.crt",
                 )
-                async with unix, tls:
-                    rows = await measure(args, registry, {"unix socket": unix, "TCP+TLS": tls})
+                uncached = ApiClient(server=f"unix://{uncached_socket}")
+                async with unix, tls, uncached:
+                    rows = await measure(
+                        args,
+                        registry,
+                        {"unix socket": unix, "TCP+TLS": tls},
+                        {
+                            "unix socket": f"unix://{settings.socket_path}",
+                            "unix socket, watch cache off": f"unix://{uncached_socket}",
+                        },
+                        uncached,
+                    )
             finally:
                 await runner.stop()
+                await uncached_runner.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return report(args, rows)
 
 
+async def many_clients(
+    server: str, *, clients: int, seconds: float, cells: int
+) -> tuple[float, float, float]:
+    """``clients`` clients alternating GET and LIST for ``seconds``: req/s, p50 and p99 (ms)."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    groups = max(1, cells // 10)
+
+    async def one(seed: int) -> None:
+        chooser = random.Random(seed)
+        async with ApiClient(server=server) as client:
+            turn = seed
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                if turn % 2:
+                    selector = f"group={chooser.randrange(groups)}"
+                    await client.list(Kind.CELL, SCOPE, label_selector=selector)
+                else:
+                    await client.get(Kind.CELL, (*SCOPE, f"c{chooser.randrange(cells):05d}"))
+                latencies.append((time.perf_counter() - started) * 1000)
+                turn += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(seed) for seed in range(clients)))
+    elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, percentile(latencies, 0.5), percentile(latencies, 0.99)
+
+
 async def measure(
-    args: argparse.Namespace, registry: Registry, clients: dict[str, ApiClient]
+    args: argparse.Namespace,
+    registry: Registry,
+    clients: dict[str, ApiClient],
+    servers: dict[str, str],
+    uncached: ApiClient,
 ) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for kind, key in ((Kind.REALM, SCOPE[:1]), (Kind.SPACE, SCOPE[:2]), (Kind.STACK, SCOPE)):
         await registry.create(parent(kind, key))
     print(f"creating {args.cells} cells ...", file=sys.stderr)
-    await rate(args.cells, 64, lambda i: registry.create(cell(f"c{i:05d}")))
+    await rate(args.cells, 64, lambda i: registry.create(cell(f"c{i:05d}", group=str(i // 10))))
     await registry.create(cell("watched"))
 
     c = args.concurrency
@@ -211,12 +270,20 @@ async def measure(
     rows.append(
         (f"GET one cell ({c} in flight)", "registry", f"{await rate(n, c, raw_get):,.0f}/s")
     )
-    for label, client in clients.items():
+    for label, client in {**clients, "unix socket, watch cache off": uncached}.items():
 
         async def api_get(i: int, client: ApiClient = client) -> Any:
             return await client.get(Kind.CELL, (*SCOPE, f"c{i % args.cells:05d}"))
 
         rows.append((f"GET one cell ({c} in flight)", label, f"{await rate(n, c, api_get):,.0f}/s"))
+
+    what = f"{args.clients} clients, GET and LIST alternating, {args.clients_seconds:g} s"
+    for label, server in servers.items():
+        print(f"{what}: {label} ...", file=sys.stderr)
+        per_second, p50, p99 = await many_clients(
+            server, clients=args.clients, seconds=args.clients_seconds, cells=args.cells
+        )
+        rows.append((what, label, f"{per_second:,.0f} req/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms"))
 
     lists = args.lists
     raw_list = await rate(lists, 1, lambda _: registry.list(Kind.CELL, SCOPE))
@@ -270,7 +337,9 @@ def report(args: argparse.Namespace, rows: list[tuple[str, str, str]]) -> str:
         "(data on /dev/shm), API server and clients in one process. Options: "
         f"`--cells {args.cells} --requests {args.requests} --concurrency {args.concurrency} "
         f"--lists {args.lists} --creates {args.creates} --watchers {args.watchers} "
-        f"--watch-writes {args.watch_writes}`.",
+        f"--watch-writes {args.watch_writes} --clients {args.clients} "
+        f"--clients-seconds {args.clients_seconds:g}`. Load average before the run: "
+        f"{args.load_before}.",
         "",
         "| measurement | path | result |",
         "|---|---|---|",
@@ -289,12 +358,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--creates", type=int, default=500, help="creates per path")
     parser.add_argument("--watchers", type=int, default=100)
     parser.add_argument("--watch-writes", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=200, help="concurrent GET/LIST clients")
+    parser.add_argument("--clients-seconds", type=float, default=30.0)
     parser.add_argument("--output", type=Path, help="also write the markdown here")
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     arguments = parse_args()
+    arguments.load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
     text = asyncio.run(main(arguments))
     print(text)
     if arguments.output is not None:
