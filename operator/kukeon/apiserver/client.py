@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
+from urllib.parse import quote, urlencode
 
 from kukeon.api import (
     AnyResource,
@@ -28,6 +29,7 @@ from kukeon.api import (
     to_document,
     to_request_document,
 )
+from kukeon.apiserver.httpexchange import encode_request, exchange
 from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE
 from kukeon.apiserver.paths import DEFAULT_SOCKET, collection_path, object_path
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 DEFAULT_SERVER = f"unix://{DEFAULT_SOCKET}"
+CONNECT_TIMEOUT = 10.0  # seconds to connect (and for TLS to be set up), pooled or not
 
 T = TypeVar("T")
 
@@ -158,7 +161,15 @@ def _parse(document: Any) -> AnyResource:
 
 
 class ApiClient:
-    """Async client; use as ``async with ApiClient(server=...) as client``."""
+    """Async client; use as ``async with ApiClient(server=...) as client``.
+
+    ``pooled`` (the default) sends every request through one aiohttp session, its
+    connections kept open and shared by concurrent requests. With ``pooled=False`` a plain
+    request (``request`` and everything built on it: get, list, create, ...) has a
+    connection of its own (:mod:`~kukeon.apiserver.httpexchange`), so a short-lived
+    caller such as kukectl never loads aiohttp unless it streams, uploads, watches or opens
+    a WebSocket; the address, token, TLS and timeout mean the same either way.
+    """
 
     def __init__(
         self,
@@ -167,11 +178,13 @@ class ApiClient:
         token: str | None = None,
         ca_file: Path | None = None,
         timeout: float = 30.0,
+        pooled: bool = True,
     ) -> None:
         self.address = parse_server(server)
         self._token = token
         self._ca_file = ca_file
         self._timeout = timeout
+        self._pooled = pooled
         self._session: aiohttp.ClientSession | None = None
 
     # --- session -------------------------------------------------------------------------
@@ -181,26 +194,29 @@ class ApiClient:
 
         if self.address.scheme == "unix":
             return aiohttp.UnixConnector(path=self.address.location)
+        return aiohttp.TCPConnector(ssl=self._tls_context())
+
+    def _tls_context(self) -> ssl.SSLContext:
         try:
-            context = ssl.create_default_context(
-                cafile=str(self._ca_file) if self._ca_file else None
-            )
+            return ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
         except (OSError, ssl.SSLError) as exc:
             raise ServerUnreachable(f"cannot load CA file {self._ca_file}: {exc}") from exc
-        return aiohttp.TCPConnector(ssl=context)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
 
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp  # on first use: kukectl's commands without a server never load it
 
         if self._session is None:
-            headers = {"Accept": "application/json"}
-            if self._token:
-                headers["Authorization"] = f"Bearer {self._token}"
             self._session = aiohttp.ClientSession(
                 base_url=self.address.base_url,
                 connector=self._connector(),
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
             )
         return self._session
 
@@ -210,7 +226,8 @@ class ApiClient:
             self._session = None
 
     async def __aenter__(self) -> Self:
-        self._open()
+        if self._pooled:
+            self._open()
         return self
 
     async def __aexit__(
@@ -233,11 +250,13 @@ class ApiClient:
         content_type: str = "application/json",
     ) -> Any:
         """One request; the decoded JSON answer, or ApiRequestError/ServerUnreachable."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": content_type} if data is not None else {}
+        if not self._pooled:
+            return await self._request_alone(method, path, params, data, headers)
         import aiohttp  # on first use: kukectl's commands without a server never load it
 
         session = self._open()
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": content_type} if data is not None else {}
         try:
             async with session.request(
                 method,
@@ -245,10 +264,10 @@ class ApiClient:
                 params=params,
                 data=data,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=10),
+                timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=CONNECT_TIMEOUT),
             ) as response:
                 raw = await response.read()
-                return self._decode(response, raw)
+                return self._decode(response.status, response.reason, raw)
         except aiohttp.ClientConnectionError as exc:
             raise ServerUnreachable(
                 f"cannot reach the kukeon API at {self.address}: {exc}"
@@ -257,6 +276,47 @@ class ApiClient:
             raise ServerUnreachable(
                 f"the kukeon API at {self.address} did not answer within {self._timeout:g}s"
             ) from exc
+
+    async def _request_alone(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+    ) -> Any:
+        """``request`` on a connection of its own (``pooled=False``)."""
+        unix = self.address.scheme == "unix"
+        host, _, port = self.address.location.rpartition(":")
+        if unix or not port.isdigit():
+            host, port = self.address.location, "443"
+        message = encode_request(
+            method,
+            path + (f"?{urlencode(params, quote_via=quote)}" if params else ""),
+            host="kukeond" if unix else self.address.location,
+            headers={**self._headers(), **headers},
+            body=data,
+        )
+        tls = None if unix else self._tls_context()
+        try:
+            async with asyncio.timeout(self._timeout):
+                answer = await exchange(
+                    unix_path=self.address.location if unix else None,
+                    host=host.strip("[]"),
+                    port=int(port),
+                    tls=tls,
+                    connect_timeout=CONNECT_TIMEOUT,
+                    request=message,
+                )
+        except TimeoutError as exc:
+            raise ServerUnreachable(
+                f"the kukeon API at {self.address} did not answer within {self._timeout:g}s"
+            ) from exc
+        except OSError as exc:
+            raise ServerUnreachable(
+                f"cannot reach the kukeon API at {self.address}: {exc}"
+            ) from exc
+        return self._decode(answer.status, answer.reason, answer.body)
 
     async def stream(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None
@@ -271,7 +331,7 @@ class ApiClient:
         try:
             async with session.request(method, path, params=params) as response:
                 if response.status >= 400:
-                    self._decode(response, await response.read())
+                    self._decode(response.status, response.reason, await response.read())
                 async for chunk in response.content.iter_any():
                     yield chunk
         except aiohttp.ClientConnectionError as exc:
@@ -294,7 +354,7 @@ class ApiClient:
             async with session.post(
                 path, params=params, data=handle, headers={"Content-Type": content_type}
             ) as response:
-                return self._decode(response, await response.read())
+                return self._decode(response.status, response.reason, await response.read())
         except aiohttp.ClientConnectionError as exc:
             raise ServerUnreachable(
                 f"cannot reach the kukeon API at {self.address}: {exc}"
@@ -307,17 +367,17 @@ class ApiClient:
         return self._open().ws_connect(path, params=list(params), max_msg_size=1 << 20)
 
     @staticmethod
-    def _decode(response: aiohttp.ClientResponse, raw: bytes) -> Any:
+    def _decode(status: int, reason: str | None, raw: bytes) -> Any:
         document: Any
         try:
             document = json.loads(raw) if raw else None
         except ValueError:
             document = None
-        if response.status >= 400:
+        if status >= 400:
             if isinstance(document, Mapping) and document.get("kind") == "Status":
-                raise ApiRequestError.from_status(document, response.status)
-            text = raw.decode(errors="replace").strip() or response.reason or ""
-            raise ApiRequestError(response.status, response.reason or "Error", text)
+                raise ApiRequestError.from_status(document, status)
+            text = raw.decode(errors="replace").strip() or reason or ""
+            raise ApiRequestError(status, reason or "Error", text)
         if document is None and raw:
             return raw.decode(errors="replace")
         return document
@@ -435,7 +495,7 @@ class ApiClient:
         try:
             async with session.get(collection_path(kind, scope), params=params) as response:
                 if response.status >= 400:
-                    self._decode(response, await response.read())
+                    self._decode(response.status, response.reason, await response.read())
                 async for line in response.content:
                     if not line.strip():
                         continue

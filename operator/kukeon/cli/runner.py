@@ -126,6 +126,7 @@ def run(ctx: click.Context, work: Callable[[ApiClient], Awaitable[T]]) -> T:
             token=connection.token,
             ca_file=connection.ca_file,
             timeout=options.request_timeout,
+            pooled=False,  # a connection per request: aiohttp only for streams and watches
         ) as client:
             return await work(client)
 

@@ -1,0 +1,128 @@
+"""One HTTP/1.1 request and its answer on a connection of its own, over asyncio streams.
+
+What a short-lived caller (a kukectl command: a few requests one after the other) needs
+from the API, without aiohttp: loading aiohttp (its connector builds TLS contexts with
+the system's CA store at import) is most of the time and memory such a process would
+spend. The connection is a unix socket, or TCP with the caller's TLS context; it is closed
+after the answer (``Connection: close``), so nothing is pooled or left open. Answers with
+a ``Content-Length``, chunked or read until the server closes are all understood.
+Streams, uploads, watches and WebSockets stay with ``aiohttp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Mapping
+from typing import NamedTuple
+
+MAX_HEADER_LINES = 100
+
+
+class Answer(NamedTuple):
+    status: int
+    reason: str
+    body: bytes
+
+
+class MalformedAnswerError(ConnectionError):
+    """The server's answer is not HTTP/1.x as this client reads it."""
+
+
+async def exchange(
+    *,
+    unix_path: str | None,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    connect_timeout: float,
+    request: bytes,
+) -> Answer:
+    """Send ``request`` (a whole HTTP/1.1 request) and read the answer. ``OSError`` (which
+    includes ``ssl.SSLError`` and :class:`MalformedAnswerError`) when the exchange fails;
+    the caller bounds the whole with its own timeout."""
+    try:
+        async with asyncio.timeout(connect_timeout):
+            if unix_path is not None:
+                reader, writer = await asyncio.open_unix_connection(unix_path)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=host if tls else None
+                )
+    except TimeoutError as exc:  # this timeout's own; the caller's arrives as a cancel
+        raise ConnectionError(f"no connection within {connect_timeout:g}s") from exc
+    try:
+        writer.write(request)
+        await writer.drain()
+        status, reason, headers = await _head(reader)
+        return Answer(status, reason, await _body(reader, headers))
+    finally:
+        writer.close()
+        # The answer is read: a connection reset while closing is not news.
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def encode_request(
+    method: str,
+    target: str,
+    *,
+    host: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+) -> bytes:
+    """The bytes of one request; ``target`` is the path and its encoded query."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+async def _head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str]]:
+    status_line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
+    version, _, rest = status_line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise MalformedAnswerError(f"not an HTTP/1.x answer: {status_line[:80]!r}")
+    headers: dict[str, str] = {}
+    for _ in range(MAX_HEADER_LINES):
+        line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
+        if not line:
+            return int(code), reason, headers
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise MalformedAnswerError(f"malformed header line {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip()
+    raise MalformedAnswerError(f"more than {MAX_HEADER_LINES} header lines")
+
+
+async def _body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
+    try:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return await _chunked(reader)
+        if (length := headers.get("content-length")) is not None:
+            if not length.isdigit():
+                raise MalformedAnswerError(f"bad Content-Length {length[:20]!r}")
+            return await reader.readexactly(int(length))
+        return await reader.read()
+    except asyncio.IncompleteReadError as exc:
+        raise MalformedAnswerError("the connection closed before the whole answer came") from exc
+
+
+async def _chunked(reader: asyncio.StreamReader) -> bytes:
+    body = bytearray()
+    while True:
+        size_line = (await reader.readline()).decode("latin-1").strip()
+        size_text = size_line.partition(";")[0]
+        try:
+            size = int(size_text, 16)
+        except ValueError as exc:
+            raise MalformedAnswerError(f"bad chunk size {size_line[:20]!r}") from exc
+        if size == 0:
+            while (await reader.readline()).strip():  # trailers, then the blank line
+                pass
+            return bytes(body)
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)  # the chunk's CRLF
