@@ -9,6 +9,8 @@ the API over the unix socket, and the API over TCP+TLS with a bearer token:
 - watch fan-out: ``--watchers`` watchers (default 100) on the cells collection, one
   labelled update written at a time through the registry; latency from just before the
   write to each watcher's receipt of the event (p50/p99 over every watcher and write);
+- GET of one cell again with a bare aiohttp client (the body read, not parsed): the
+  server's own rate, without ``ApiClient``'s pydantic validation in the same process;
 - ``--clients`` concurrent clients (default 200, each its own ``ApiClient`` and
   connection) for ``--clients-seconds`` (default 30), each alternating a GET of a random
   cell and a LIST of the ten cells of one label (``group=N``): requests/s and p50/p99.
@@ -51,6 +53,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "operator"))
 sys.path.insert(0, str(REPO_ROOT))
 
+import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 
 from kukeon.api import AnyResource, Kind, parse_resource  # noqa: E402
@@ -60,6 +63,7 @@ from kukeon.store import EmbeddedEtcd, Registry  # noqa: E402
 from tests.fixtures.services import free_tcp_port  # noqa: E402
 
 SCOPE = ("bench", "default", "default")
+CELLS_PATH = "/apis/kukeon.io/v1beta1/realms/bench/spaces/default/stacks/default/cells"
 
 
 def cell(name: str, **labels: str) -> AnyResource:
@@ -276,6 +280,19 @@ async def measure(
             return await client.get(Kind.CELL, (*SCOPE, f"c{i % args.cells:05d}"))
 
         rows.append((f"GET one cell ({c} in flight)", label, f"{await rate(n, c, api_get):,.0f}/s"))
+
+    for label, server in servers.items():
+        socket_path = server.removeprefix("unix://")
+        async with aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=socket_path), base_url="http://kukeond"
+        ) as session:
+
+            async def raw_http_get(i: int, session: aiohttp.ClientSession = session) -> Any:
+                async with session.get(f"{CELLS_PATH}/c{i % args.cells:05d}") as response:
+                    return await response.read()
+
+            value = await rate(n, c, raw_http_get)
+        rows.append((f"GET one cell ({c} in flight), bare HTTP client", label, f"{value:,.0f}/s"))
 
     what = f"{args.clients} clients, GET and LIST alternating, {args.clients_seconds:g} s"
     for label, server in servers.items():
