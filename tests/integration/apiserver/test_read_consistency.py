@@ -130,3 +130,36 @@ def _cell_spec() -> dict[str, Any]:
         "stackId": "default",
         "containers": [{"id": "main", "image": "busybox:latest", "root": True}],
     }
+
+
+async def test_reads_racing_writes_never_go_back(
+    api: Api, http: aiohttp.ClientSession, reader: aiohttp.ClientSession
+) -> None:
+    """Readers polling while a writer bumps a counter: each sees it only grow, and the last."""
+    await _hierarchy(http)
+    await _json(await http.post(CELLS, json=cell_doc("counter", n="0")), 201)
+    key = ("default", "default", "default", "counter")
+    done = asyncio.Event()
+    writes = 40
+
+    async def write() -> None:
+        current = await api.registry.get(Kind.CELL, key)
+        for n in range(1, writes + 1):
+            current.metadata.labels = {"n": str(n)}
+            current = await api.registry.update(current)
+        done.set()
+
+    async def read(session: aiohttp.ClientSession) -> None:
+        seen = 0
+        while True:
+            finished = done.is_set()
+            got = await _json(await session.get(f"{CELLS}/counter"), 200)
+            value = int(got["metadata"]["labels"]["n"])
+            assert value >= seen, (value, seen)
+            seen = value
+            if finished:
+                assert value == writes  # read after the last write was acknowledged
+                return
+
+    async with asyncio.timeout(60):
+        await asyncio.gather(write(), read(reader), read(http), read(reader))
