@@ -49,16 +49,17 @@ class RegistryReads(RegistryBase):
     async def kind_state(self, kind: Kind, since: int) -> KindState:
         """etcd's revision, the kind's key count, and whether a key of it changed after ``since``.
 
-        One range of the kind's keys (keys only, nothing decoded): etcd counts the range
-        before the ``min_mod_revision`` filter prunes it, so the count is every key's. A
-        cache holding the kind as of ``since`` holds it as of ``revision`` too when no key
-        was written after ``since`` and the count is the cache's (no key was deleted).
+        One range of the kind's keys (keys only, at most one returned, nothing decoded): etcd
+        counts the range before the ``min_mod_revision`` filter prunes it and the limit cuts
+        it, so the count is every key's. A cache holding the kind as of ``since`` holds it
+        as of ``revision`` too when no key was written after ``since`` and the count is the
+        cache's (no key was deleted).
         """
         prefix = self._layout.kind_prefix(kind).encode()
 
         async def attempt() -> KindState:
             response = await self._range(
-                prefix, range_end(prefix), keys_only=True, min_mod_revision=since + 1
+                prefix, range_end(prefix), limit=1, keys_only=True, min_mod_revision=since + 1
             )
             return KindState(response.header.revision, response.count, bool(response.kvs))
 

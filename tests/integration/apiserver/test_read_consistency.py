@@ -163,3 +163,30 @@ async def test_reads_racing_writes_never_go_back(
 
     async with asyncio.timeout(60):
         await asyncio.gather(write(), read(reader), read(http), read(reader))
+
+
+async def test_kind_state_counts_every_key_and_sees_writes_after_a_revision(
+    api: Api, http: aiohttp.ClientSession
+) -> None:
+    """What the watch cache relies on from etcd: the count is not cut by filter or limit."""
+    await _hierarchy(http)
+    for name in ("s1", "s2", "s3"):
+        await _json(await http.post(CELLS, json=cell_doc(name)), 201)
+    registry: Registry = api.registry
+    before = await registry.current_revision()
+    state = await registry.kind_state(Kind.CELL, before)
+    assert (state.keys, state.changed_since) == (3, False)
+    assert state.revision == before
+
+    got = await registry.get(Kind.CELL, ("default", "default", "default", "s2"))
+    got.metadata.labels = {"touched": "yes"}
+    await registry.update(got)
+    await _json(await http.post(f"{V}/realms", json=realm_doc("elsewhere")), 201)
+    state = await registry.kind_state(Kind.CELL, before)
+    assert (state.keys, state.changed_since) == (3, True)
+    assert state.revision > before
+
+    after = state.revision
+    await registry.delete(Kind.CELL, ("default", "default", "default", "s3"))
+    state = await registry.kind_state(Kind.CELL, after)
+    assert (state.keys, state.changed_since) == (2, False)  # a delete shows in the count
