@@ -70,11 +70,12 @@ def test_no_asyncio_wait_for() -> None:
 
 def test_kukectl_does_not_import_the_server() -> None:
     """kukectl runs on every command: the server, the store (aetcd, gRPC) and the metrics
-    are not its to load."""
+    are not its to load; nor are rich (a wait's spinner) and aiohttp (streams, watches and
+    WebSockets: a plain request has its own connection), which load when used."""
     code = (
         "import sys, kukeon.cli.main; "
         "print(sorted(m for m in ('aetcd', 'grpc', 'prometheus_client', 'kukeon.store', "
-        "'kukeon.apiserver.app', 'kukeon.daemon') if m in sys.modules))"
+        "'kukeon.apiserver.app', 'kukeon.daemon', 'rich', 'aiohttp') if m in sys.modules))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -1,13 +1,18 @@
 """What a kukectl run pays before its command starts (issue 18: a whole `get` in 0.25 s).
 
 Each case runs in a fresh interpreter: the test process has imported everything already.
+What importing kukectl loads (not the server, rich or aiohttp) is tests/unit/test_conventions.py's.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
+import socketserver
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 
 def _after(code: str) -> object:
@@ -18,17 +23,6 @@ def _after(code: str) -> object:
         check=True,
     )
     return json.loads(done.stdout)
-
-
-def test_importing_kukectl_loads_neither_rich_nor_aiohttp() -> None:
-    """rich draws only a wait's spinner and aiohttp only speaks to a server: `--help`,
-    `version --client`, `explain` and a usage error load neither. (The server's modules,
-    aetcd, gRPC and prometheus-client are tests/unit/test_conventions.py's.)"""
-    loaded = _after(
-        "import kukeon.cli.main\n"
-        "print(json.dumps(sorted(m for m in ('rich', 'aiohttp') if m in sys.modules)))"
-    )
-    assert loaded == []
 
 
 def test_models_are_built_on_first_use() -> None:
@@ -53,3 +47,40 @@ def test_version_is_read_only_when_asked() -> None:
         "print(json.dumps([before, kukeon.__version__ != '']))"
     )
     assert loaded == [False, True]
+
+
+class _EmptyLists(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"items": [], "metadata": {"resourceVersion": "1"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self) -> str:
+        return "local"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def test_a_get_loads_no_aiohttp(tmp_path: Path) -> None:
+    """A plain request has a connection of its own (``ApiClient(pooled=False)``)."""
+    socket = tmp_path / "api.sock"
+    with _UnixServer(str(socket), _EmptyLists) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            loaded = _after(
+                "from kukeon.cli.main import main\n"
+                f"try:\n    main(['--server', 'unix://{socket}', 'get', 'cells', '-A'])\n"
+                "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+                "print(json.dumps('aiohttp' in sys.modules))"
+            )
+        finally:
+            server.shutdown()
+    assert loaded is False
