@@ -8,8 +8,9 @@ level), ``handlers`` (the resource routes, put together from ``target``, ``reque
 (one registry watch shared by every watcher of a collection), ``watchstream`` (the watch
 protocol of the resource and Event watches), ``events`` (the Event routes), ``app``
 (middlewares, health, version, metrics; ``create_app``), ``runner`` (listeners and
-lifecycle; ``serve_api``), ``client`` (the typed async client) and ``reflector`` (a watch
-that resumes and relists).
+lifecycle; ``serve_api``), ``client`` (the typed async client), ``httpexchange`` (one
+request on a connection of its own, for a short-lived client without aiohttp) and
+``reflector`` (a watch that resumes and relists).
 
 This package may import ``kukeon.api`` and ``kukeon.store``; nothing else of the project.
 Logs, exec and attach (which need the runtime) are not served yet.
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
     from kukeon.apiserver.status import ApiError
 
 # The server's names load on first use: kukectl imports `kukeon.apiserver.client` (and
-# `paths`, `reflector`) and must not pay for the server, the store and aetcd on every run.
+# `paths`, `httpexchange`, `reflector`) and must not pay for the server, the store and
+# aetcd on every run.
 _HOMES = {
     "ReadinessCheck": "app",
     "create_app": "app",
