@@ -87,7 +87,7 @@ async def test_a_change_while_the_waiter_ran_wakes_it_when_it_settles() -> None:
             lambda: revision_of(cache.get(Kind.REALM, ("a",))) == revision_of(ready)
         )
         gate.set()  # b now fails with the revision it read, older than the cache's
-        await runner.wait_for(lambda: runs[-1] == "ready")
+        await runner.wait_for(lambda: runs[-1] == "ready", within=LONG / 6)
         await runner.wait_idle()
 
 
@@ -145,3 +145,17 @@ async def test_a_listener_on_an_unwatched_kind_is_refused_at_start() -> None:
     op.on_change(Kind.SECRET, lambda obj, deleted: None)
     with pytest.raises(OperatorError, match="no handler watches"):
         await op.start()
+
+
+async def test_the_awaited_objects_deletion_wakes_the_waiter() -> None:
+    store = FakeStore()
+    op = operator(store)
+    runs: list[str] = []
+    waiting_on_a(op, runs)
+    await store.create(realm("a"))
+    await store.create(realm("b"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: runs == ["waiting"])
+        await store.delete(Kind.REALM, ("a",))
+        # Woken (it now waits for a's creation), long before its retry delay.
+        await runner.wait_for(lambda: len(runs) == 2, within=LONG / 6)
