@@ -325,8 +325,9 @@ class SpaceNetworks:
         try:
             await self.cni.add(loopback, lo_conf)
             result = await self.cni.add(conflist, conf)
+            # No CHECK right after a successful ADD (it ran every plugin again for nothing);
+            # a later attach of the same cell CHECKs and rebuilds a drifted attachment.
             await self._save_record(cell_id, conflist, conf, result)
-            await self.cni.check(conflist, conf, result)
         except BaseException:
             # Leave nothing half-configured: CNI's answer to a failed ADD is a DEL.
             with contextlib.suppress(Exception):
