@@ -139,8 +139,12 @@ def load_documents(sources: Iterable[Source]) -> list[Document]:
 
 def _depth(res: AnyResource) -> int:
     kind = Kind(res.kind)
-    # A Secret goes after its realm, space and stack, beside (before) the cells using it.
-    return HIERARCHY.index(Kind.STACK) + 1 if kind == Kind.SECRET else HIERARCHY.index(kind)
+    if kind == Kind.SECRET:
+        # After its realm, space and stack, beside (before) the cells using it.
+        return HIERARCHY.index(Kind.STACK) + 1
+    if kind in HIERARCHY:
+        return HIERARCHY.index(kind)
+    return -1  # a kind outside the hierarchy (Node) has no parents: first in, last out
 
 
 def apply_order(documents: Sequence[Document]) -> list[Document]:

@@ -190,3 +190,15 @@ def test_kukeon_annotations_set_by_the_system_are_kept() -> None:
         {**CELL, "metadata": {**CELL["metadata"], "annotations": {"team": "old"}}}
     )
     assert updated_object(same, current) is None
+
+
+def test_a_node_document_sorts_first_to_apply_and_last_to_delete() -> None:
+    node = """\
+apiVersion: kukeon.io/v1beta1
+kind: Node
+metadata: {name: n1, labels: {zone: a}}
+spec: {}
+"""
+    documents = load_documents([Source("m.yaml", MIXED), Source("node.yaml", node)])
+    assert apply_order(documents)[0].name == "node/n1"
+    assert delete_order(documents)[-1].name == "node/n1"
