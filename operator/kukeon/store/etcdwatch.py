@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import grpc
 from aetcd import rpc
 
+from kukeon.retrying import Backoff
+
 from .connection import EtcdClient, EtcdConfig, is_transient
 from .errors import Gone, StoreError, Unavailable
 from .keys import range_end
@@ -32,6 +34,11 @@ Decode = Callable[[Any], list[T]]
 
 class _WatchStreamEndedError(Exception):
     """The server closed or cancelled a watch stream without compaction: resume it."""
+
+
+HEALTHY_STREAM_SECONDS = 1.0
+"""A stream that stayed open this long before it broke was working (the longest backoff
+wait is 1 s): its failure starts a new retry budget."""
 
 
 def _never() -> bool:
@@ -57,14 +64,15 @@ async def resumable_watch(
     end = range_end(prefix)
     next_revision = after + 1
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + config.retry_timeout
-    delay = 0.05
+    backoff = Backoff(0.05, 1.0)
+    failing_since: float | None = None  # when the current run of failures began
     while True:
         stream = _watch_stream(client, prefix, end, next_revision, what, decode)
+        opened = loop.time()
+        delivered = False
         try:
             async for batch in stream:
-                deadline = loop.time() + config.retry_timeout
-                delay = 0.05
+                delivered = True
                 for item in batch:
                     yield item
                 next_revision = revision_of(batch[-1]) + 1
@@ -80,13 +88,20 @@ async def resumable_watch(
             await stream.aclose()
         if closed():
             raise Unavailable(f"watch {what}: the registry was closed")
-        if loop.time() + delay > deadline:
+        now = loop.time()
+        if delivered or now - opened >= HEALTHY_STREAM_SECONDS:
+            # That stream worked (however long it was idle): the budget starts at this
+            # failure, not at the last event the watch happened to see.
+            failing_since = None
+            backoff.reset()
+        if failing_since is None:
+            failing_since = now
+        if now + backoff.current - failing_since > config.retry_timeout:
             raise Unavailable(
                 f"watch {what}: etcd unreachable for {config.retry_timeout:g}s ({reason})"
             )
         log.info("watch %s resumes from revision %d (%s)", what, next_revision, reason)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
+        await backoff.sleep()
 
 
 async def _watch_stream(

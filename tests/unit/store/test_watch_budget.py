@@ -1,0 +1,75 @@
+"""A watch's retry budget starts at the failure, not at the last event it saw (issue 21):
+an idle watch whose etcd member dies resumes on another instead of giving up at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, cast
+
+import grpc
+import pytest
+
+from kukeon.store import Unavailable, etcdwatch
+from kukeon.store.connection import EtcdClient, EtcdConfig
+
+Stream = Callable[..., AsyncGenerator[list[int], None]]
+
+
+def _unavailable() -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details="member went away",
+        debug_error_string="",
+    )
+
+
+def _streams(plan: list[tuple[float, list[int] | None]]) -> Stream:
+    """Each opened stream waits, then yields its batch or (None) fails as etcd down."""
+    attempts = iter(plan)
+
+    async def stream(*_: Any) -> AsyncGenerator[list[int], None]:
+        wait, batch = next(attempts, (0.0, None))
+        await asyncio.sleep(wait)
+        if batch is None:
+            raise _unavailable()
+        yield batch
+        await asyncio.sleep(3600)
+
+    return stream
+
+
+async def _first(monkeypatch: pytest.MonkeyPatch, stream: Stream) -> int:
+    monkeypatch.setattr(etcdwatch, "_watch_stream", stream)
+    watch = etcdwatch.resumable_watch(
+        cast(EtcdClient, None),
+        EtcdConfig(retry_timeout=0.5),
+        b"/k/",
+        after=0,
+        what="test",
+        decode=lambda response: cast(list[int], response),
+        revision_of=lambda item: item,
+    )
+    try:
+        async with asyncio.timeout(10):
+            return await anext(watch)
+    finally:
+        await watch.aclose()
+
+
+async def test_an_idle_watch_survives_a_failure_after_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Idle (no event) for longer than the whole budget, then the member dies; etcd answers
+    # again at the third attempt, within the budget counted from that failure.
+    plan: list[tuple[float, list[int] | None]] = [(1.2, None), (0.0, None), (0.0, [7])]
+    assert await _first(monkeypatch, _streams(plan)) == 7
+
+
+async def test_etcd_down_for_the_whole_budget_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(Unavailable, match=r"unreachable for 0\.5s"):
+        await _first(monkeypatch, _streams([(0.0, None)] * 100))
