@@ -9,6 +9,7 @@ cell goes, all of it goes again and the documents stay Ready.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -44,8 +45,21 @@ async def _host_has_nothing(k: Kukeond) -> None:
     assert chain_name(bridge) not in (await NftEgress(table=k.config.nft_table).state()).chains
 
 
-def _no_node_entries(obj: AnyResource) -> bool:
-    return not getattr(obj.status, "nodes", {})
+def _released_by(node: str) -> Callable[[AnyResource], bool]:
+    """Whether ``node`` is done with a level: its entry dropped and its finalizer released.
+
+    The teardown makes two writes, the entry first (status) and the finalizer after it
+    (metadata): a version without the entry may still hold the finalizer, so waiting for
+    the entry alone returns one write too early.
+    """
+
+    def released(obj: AnyResource) -> bool:
+        return (
+            node not in getattr(obj.status, "nodes", {})
+            and node_finalizer(Kind(obj.kind), node) not in obj.metadata.finalizers
+        )
+
+    return released
 
 
 async def test_layers_follow_the_cells_of_this_node(kukeond: Kukeond) -> None:
@@ -99,10 +113,10 @@ async def test_layers_follow_the_cells_of_this_node(kukeond: Kukeond) -> None:
     await k.registry.delete(Kind.CELL, cell_key(k, "one"))
     await k.wait_gone(Kind.CELL, cell_key(k, "one"))
     for kind, key in keys.items():
-        left = await k.wait_for(kind, key, until=_no_node_entries, within=30)
+        left = await k.wait_for(kind, key, until=_released_by(node), within=30)
         assert str(left.status.state) == "Ready"
-        assert node_finalizer(kind, node) not in left.metadata.finalizers
-        assert left.status.cgroup_path is None
+        assert left.status.nodes == {}
+        assert left.status.cgroup_path is None, left.status
     await _host_has_nothing(k)
     # The namespace stays, with no container, as the node's cache of the realm's images.
     assert k.namespace in await _namespaces(k)
