@@ -26,11 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
 import signal
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,10 +48,8 @@ from kukeon.controllers.cellfiles import CellFiles
 from kukeon.controllers.cellstate import containerd_container_id
 from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
 from kukeon.runtime.containerd.crilog import (
-    LogRecord,
     RenderOptions,
     ends_open,
-    parse_lines,
     render,
 )
 from kukeon.runtime.containerd.errors import (
@@ -65,10 +63,19 @@ from kukeon.store import NotFound, Registry
 
 from .attach import attach_target, serve_attach
 from .imageroutes import ImageRoutes
+from .logfollow import LogFollower
 from .pipes import InputStalledError, read_output, write_all
 from .transfer import TransferRoutes
 
+log = logging.getLogger(__name__)
+
 FOLLOW_POLL_SECONDS = 0.2
+"""How often a followed log is read for new lines."""
+CELL_CHECK_SECONDS = 1.0
+"""How often a followed log's route asks the registry whether its cell still exists."""
+WRITE_DEADLINE_SECONDS = 30.0
+"""How long one write of a log stream may wait on a client that reads nothing; then the
+stream ends (a client that stopped reading does not hold kukeond's task for ever)."""
 STDIN_STALL_SECONDS = 60.0
 """How long an exec'd process may leave a client's input unread before the session ends."""
 OUTPUT_QUEUE_FRAMES = 16
@@ -152,6 +159,19 @@ def _console_size(query: Mapping[str, str]) -> dict[str, int] | None:
     return size
 
 
+class ClientStalledError(Exception):
+    """A log stream's client took nothing for `WRITE_DEADLINE_SECONDS`."""
+
+
+async def _write_within(response: web.StreamResponse, data: bytes) -> None:
+    """Write `data`; ClientStalledError when the client has not taken it within the deadline."""
+    try:
+        async with asyncio.timeout(WRITE_DEADLINE_SECONDS):
+            await response.write(data)
+    except TimeoutError:
+        raise ClientStalledError from None
+
+
 def _flag(query: Mapping[str, str], name: str) -> bool:
     text = query.get(name, "false").lower()
     if text in {"1", "true", "yes"}:
@@ -159,31 +179,6 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
     if text in {"", "0", "false", "no"}:
         return False
     raise ApiError(400, f"{name}: {text[:40]!r} is not true or false")
-
-
-def _tail_records(path: Path, lines: int | None) -> tuple[list[LogRecord], int]:
-    """The last `lines` records of the file (all when None), and the offset read to (the
-    end of its last complete line: the logger writes whole records, so a partial one is
-    being written)."""
-    with path.open("rb") as stream:
-        if lines is None:
-            data = stream.read()
-            kept = data.splitlines(keepends=True)
-        else:
-            kept = list(deque(stream, maxlen=lines)) if lines > 0 else []
-            stream.seek(0, os.SEEK_END)
-        offset = stream.tell()
-    if kept and not kept[-1].endswith(b"\n"):
-        offset -= len(kept.pop())
-    return list(parse_lines(kept)), offset
-
-
-def _records_from(path: Path, offset: int) -> tuple[list[LogRecord], int]:
-    with path.open("rb") as stream:
-        stream.seek(offset)
-        data = stream.read()
-    complete = data[: data.rfind(b"\n") + 1]
-    return list(parse_lines(complete.splitlines())), offset + len(complete)
 
 
 async def _carry_input(
@@ -326,37 +321,66 @@ class NodeRoutes:
                 f"container {container} of cell {cell.metadata.name} has no previous "
                 "instance (it has not been restarted or re-created on this node)",
             )
-        follow = query.follow and not query.previous
-        if await asyncio.to_thread(path.exists):
-            records, offset = await asyncio.to_thread(_tail_records, path, query.tail)
-        else:
-            records, offset = [], 0
-
-        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-        await response.prepare(request)
+        follower = await asyncio.to_thread(LogFollower, path)
         try:
-            await response.write(render(records, query.render, open_line=False))
-            open_line = ends_open(records)
-            if follow:
-                key = cell_key(cell)
-                while True:
-                    await asyncio.sleep(FOLLOW_POLL_SECONDS)
-                    if await asyncio.to_thread(path.exists):
-                        size = (await asyncio.to_thread(path.stat)).st_size
-                        if size < offset:
-                            offset = 0  # the file was recreated (a new instance's log)
-                        if size > offset:
-                            records, offset = await asyncio.to_thread(_records_from, path, offset)
-                            await response.write(render(records, query.render, open_line=open_line))
-                            open_line = ends_open(records) if records else open_line
-                    try:
-                        await self.registry.get(Kind.CELL, key)
-                    except NotFound:
-                        break  # the cell is gone: the stream ends as kubectl's does
-            await response.write_eof()
-        except (ConnectionResetError, ClientConnectionResetError):
-            pass  # the client went away (Ctrl-C on `logs -f`): a normal end of a stream
-        return response
+            records = await asyncio.to_thread(follower.tail, query.tail)
+            response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+            await response.prepare(request)
+            try:
+                await _write_within(response, render(records, query.render, open_line=False))
+                if query.follow and not query.previous:
+                    await self._follow(response, follower, cell, query.render, ends_open(records))
+                await response.write_eof()
+            except (ConnectionResetError, ClientConnectionResetError):
+                pass  # the client went away (Ctrl-C on `logs -f`): a normal end of a stream
+            except ClientStalledError:
+                log.info(
+                    "log stream of cell %s ended: its client read nothing for %gs",
+                    cell.metadata.name,
+                    WRITE_DEADLINE_SECONDS,
+                )
+                if request.transport is not None:
+                    request.transport.abort()
+            return response
+        finally:
+            follower.close()  # a close of a regular file does not wait
+
+    async def _follow(
+        self,
+        response: web.StreamResponse,
+        follower: LogFollower,
+        cell: Cell,
+        options: RenderOptions,
+        open_line: bool,
+    ) -> None:
+        """Write what the log gets until the cell is gone, then what it got before that.
+
+        The registry is asked whether the cell still exists every `CELL_CHECK_SECONDS`, not
+        at each poll of the file; the file is read after that question, so every line
+        written before the cell went is sent (the follower holds the file open).
+        """
+        key = cell_key(cell)
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + CELL_CHECK_SECONDS
+        while True:
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+            gone = False
+            if loop.time() >= next_check:
+                next_check = loop.time() + CELL_CHECK_SECONDS
+                gone = not await self._exists(key)
+            records = await asyncio.to_thread(follower.read)
+            if records:
+                await _write_within(response, render(records, options, open_line=open_line))
+                open_line = ends_open(records)
+            if gone:
+                return  # the stream ends as kubectl's does
+
+    async def _exists(self, key: tuple[str, ...]) -> bool:
+        try:
+            await self.registry.get(Kind.CELL, key)
+        except NotFound:
+            return False
+        return True
 
     # --- kill -----------------------------------------------------------------------------
 
