@@ -64,3 +64,16 @@ async def test_run_rm_of_a_missing_command_is_127_and_leaves_nothing(kukeond: Ku
     assert "CommandNotFound" in err
     await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", "nocmd"), within=30)
     assert await _gone(k, "nocmd")
+
+
+async def test_run_rm_prints_every_line_of_a_container_that_exits_at_once(
+    kukeond: Kukeond,
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    code, out, err = await _kukectl(
+        k, "run", "counter", "--image", k.image.name, "--rm", "--", "seq", "1", "20000"
+    )
+    assert code == 0, err
+    assert out.splitlines() == [str(n) for n in range(1, 20001)]
+    await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", "counter"), within=30)

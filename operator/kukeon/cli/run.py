@@ -17,6 +17,9 @@ from kukeon.apiserver.paths import object_path
 from .params import DURATION, cell_key, scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
 
+LOG_END_SECONDS = 60.0
+"""How long ``run --rm`` waits, once the cell is deleted, for its output's end."""
+
 
 async def _wait_state(
     client: ApiClient, key: tuple[str, ...], wanted: set[str], *, within: float, show: bool
@@ -151,7 +154,19 @@ async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float
         streaming = asyncio.ensure_future(follow())
         try:
             code = await _exit_code(client, key)
-            await asyncio.sleep(0.6)  # the last lines: the log route reads every 0.2 s
+            # The followed log ends once the cell is gone, after its last line: delete it,
+            # then read the stream to its end.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(client.delete(Kind.CELL, key))
+            try:
+                async with asyncio.timeout(LOG_END_SECONDS):
+                    await asyncio.wait([streaming])  # its failure is the finally's to take
+            except TimeoutError:
+                click.echo(
+                    f"warning: cell/{key[-1]}'s output did not end within {LOG_END_SECONDS:g}s;"
+                    " it may be incomplete",
+                    err=True,
+                )
         finally:
             streaming.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
