@@ -523,6 +523,8 @@ class Completers:
 
     def _containers(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
         cell = ctx.params.get("name")
+        if isinstance(cell, tuple | list):  # [cell] NAME | cell/NAME: the name comes last
+            cell = cell[-1].rpartition("/")[2] if cell else None
         if not isinstance(cell, str) or not cell:
             return []
         path = self.kinds["cells"]["object"]

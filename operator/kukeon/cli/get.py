@@ -31,7 +31,7 @@ from .output import (
     render_documents,
     render_table,
 )
-from .params import DURATION, KIND, scope_for, scope_options
+from .params import DURATION, kind_name_groups, scope_for, scope_options
 from .runner import (
     EXIT_SERVER,
     EXIT_USAGE,
@@ -71,26 +71,6 @@ class OutputType(click.ParamType[str]):
             param,
             ctx,
         )
-
-
-def _groups(first: str, rest: Sequence[str]) -> list[tuple[Kind, list[str]]]:
-    """`KIND NAME...` or `KIND/NAME...` as (kind, names) groups in the order given."""
-    if "/" not in first:
-        return [(KIND.convert(first, None, None), list(rest))]
-    groups: list[tuple[Kind, list[str]]] = []
-    for word in (first, *rest):
-        kind_text, sep, name = word.partition("/")
-        if not sep or not name:
-            fail(f"{word!r}: with KIND/NAME every argument is KIND/NAME", EXIT_USAGE)
-        try:
-            kind = KIND.convert(kind_text, None, None)
-        except click.BadParameter as exc:
-            fail(exc.format_message(), EXIT_USAGE)
-        if groups and groups[-1][0] == kind:
-            groups[-1][1].append(name)
-        else:
-            groups.append((kind, [name]))
-    return groups
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -343,7 +323,7 @@ def get(
       kukectl get cells -o jsonpath='{range .items[*]}{.metadata.name}{"\\n"}{end}'
       kukectl get cells -w
     """
-    groups = _groups(kind_or_object, names)
+    groups = kind_name_groups(kind_or_object, names)
     _refuse_conflicts(
         groups,
         watch=watch,
@@ -442,27 +422,40 @@ async def _watch(
 
 
 @click.command("describe")
-@click.argument("kind", type=KIND)
-@click.argument("names", nargs=-1, required=True)
+@click.argument("kind_or_object", metavar="KIND|KIND/NAME")
+@click.argument("names", nargs=-1)
 @scope_options
 @click.pass_context
 def describe_command(
-    ctx: click.Context, kind: Kind, names: tuple[str, ...], realm: str, space: str, stack: str
+    ctx: click.Context,
+    kind_or_object: str,
+    names: tuple[str, ...],
+    realm: str,
+    space: str,
+    stack: str,
 ) -> None:
-    """Show one object in detail: spec, status, containers and reasons.
+    """Show objects in detail: spec, status, containers and reasons.
 
     \b
     Examples:
       kukectl describe cell web
+      kukectl describe cell/web
       kukectl describe node n1
       kukectl describe space edge --realm prod
     """
-    scope = scope_for(kind, realm, space, stack)
+    groups = kind_name_groups(kind_or_object, names)
+    if not any(group_names for _, group_names in groups):
+        fail("give KIND NAME... or KIND/NAME...", EXIT_USAGE)
+    keys = [
+        (kind, (*scope_for(kind, realm, space, stack), name))
+        for kind, group_names in groups
+        for name in group_names
+    ]
 
     async def work(client: ApiClient) -> None:
         pages = []
-        for name in names:
-            res = await client.get(kind, (*scope, name))
+        for kind, key in keys:
+            res = await client.get(kind, key)
             pages.append(describe(res, events=await events_of(client, res)))
         print_text("\n".join(pages))
 

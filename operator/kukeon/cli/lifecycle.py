@@ -20,7 +20,7 @@ from kukeon.api import Kind
 from kukeon.apiserver.client import ApiClient
 from kukeon.apiserver.paths import object_path
 
-from .params import DURATION, cell_key, scope_options
+from .params import DURATION, cell_argument, cell_key, cell_named, scope_options
 from .runner import fail, run, stderr
 
 RESTARTED_AT = "kukeon.io/restartedAt"
@@ -105,32 +105,44 @@ async def _change_cell(
 
 
 @click.command()
-@click.argument("name")
+@cell_argument
 @_wait_options
 @scope_options
 @click.pass_context
 def start(
-    ctx: click.Context, name: str, wait: bool, timeout: float, realm: str, space: str, stack: str
+    ctx: click.Context,
+    name: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    realm: str,
+    space: str,
+    stack: str,
 ) -> None:
     """Start a stopped cell (desiredState: Running); waits until it is Ready.
 
     \b
     Examples:
       kukectl start web
-      kukectl start web --no-wait      # return once the change is stored
+      kukectl start cell/web --no-wait      # return once the change is stored
     """
-    key = cell_key(realm, space, stack, name)
+    key = cell_key(realm, space, stack, cell_named(name))
     patch = {"spec": {"desiredState": "Running"}}
     run(ctx, lambda c: _change_cell(c, key, patch, verb="start", wait=wait, within=timeout))
 
 
 @click.command()
-@click.argument("name")
+@cell_argument
 @_wait_options
 @scope_options
 @click.pass_context
 def stop(
-    ctx: click.Context, name: str, wait: bool, timeout: float, realm: str, space: str, stack: str
+    ctx: click.Context,
+    name: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    realm: str,
+    space: str,
+    stack: str,
 ) -> None:
     """Stop a cell's containers and keep the cell (desiredState: Stopped); waits until they
     have stopped (SIGTERM, then SIGKILL after kukeond's stop grace, 10 s by default).
@@ -138,20 +150,26 @@ def stop(
     \b
     Examples:
       kukectl stop web
-      kukectl stop web --no-wait
+      kukectl stop cell web --no-wait
     """
-    key = cell_key(realm, space, stack, name)
+    key = cell_key(realm, space, stack, cell_named(name))
     patch = {"spec": {"desiredState": "Stopped"}}
     run(ctx, lambda c: _change_cell(c, key, patch, verb="stop", wait=wait, within=timeout))
 
 
 @click.command()
-@click.argument("name")
+@cell_argument
 @_wait_options
 @scope_options
 @click.pass_context
 def restart(
-    ctx: click.Context, name: str, wait: bool, timeout: float, realm: str, space: str, stack: str
+    ctx: click.Context,
+    name: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    realm: str,
+    space: str,
+    stack: str,
 ) -> None:
     """Restart every container of a cell (as `kubectl rollout restart` does, by annotation);
     waits until each runs as a new process and the cell is Ready.
@@ -159,18 +177,20 @@ def restart(
     \b
     Examples:
       kukectl restart web
+      kukectl restart cell/web            # as kubectl names it
+      kukectl restart cell web --realm prod --space edge --stack app
     """
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     patch = {
         "metadata": {"annotations": {RESTARTED_AT: stamp}},
         "spec": {"desiredState": "Running"},
     }
-    key = cell_key(realm, space, stack, name)
+    key = cell_key(realm, space, stack, cell_named(name))
     run(ctx, lambda c: _change_cell(c, key, patch, verb="restart", wait=wait, within=timeout))
 
 
 @click.command()
-@click.argument("name")
+@cell_argument
 @click.option(
     "--signal",
     "-s",
@@ -184,7 +204,7 @@ def restart(
 @click.pass_context
 def kill(
     ctx: click.Context,
-    name: str,
+    name: tuple[str, ...],
     signal_name: str,
     container: str | None,
     realm: str,
@@ -196,9 +216,10 @@ def kill(
     \b
     Examples:
       kukectl kill web                         # SIGTERM
-      kukectl kill web -s HUP -c app
+      kukectl kill cell/web -s HUP -c app
     """
-    path = object_path(Kind.CELL, cell_key(realm, space, stack, name), "kill")
+    cell = cell_named(name)
+    path = object_path(Kind.CELL, cell_key(realm, space, stack, cell), "kill")
     params = {"signal": signal_name}
     if container:
         params["container"] = container
@@ -207,8 +228,8 @@ def kill(
         answer = await client.request("POST", path, params=params)
         signalled = answer.get("containers", []) if isinstance(answer, dict) else []
         if not signalled:
-            click.echo(f"cell/{name}: no running container to signal")
+            click.echo(f"cell/{cell}: no running container to signal")
         for cid in signalled:
-            click.echo(f"cell/{name} container {cid}: sent {answer['signal']}")
+            click.echo(f"cell/{cell} container {cid}: sent {answer['signal']}")
 
     run(ctx, work)

@@ -12,12 +12,12 @@ from kukeon.api import Kind
 from kukeon.apiserver.client import ApiClient
 from kukeon.apiserver.paths import object_path
 
-from .params import DURATION, cell_key, scope_options
+from .params import DURATION, cell_argument, cell_key, cell_named, scope_options
 from .runner import EXIT_USAGE, fail, run
 
 
 @click.command()
-@click.argument("name")
+@cell_argument
 @click.option("--container", "-c", help="Container (default: the cell's root container).")
 @click.option("--all-containers", is_flag=True, help="Every container of the cell.")
 @click.option(
@@ -39,7 +39,7 @@ from .runner import EXIT_USAGE, fail, run
 @click.pass_context
 def logs(
     ctx: click.Context,
-    name: str,
+    name: tuple[str, ...],
     container: str | None,
     all_containers: bool,
     prefix: bool,
@@ -59,6 +59,7 @@ def logs(
     Examples:
       kukectl logs web                      # the root container's output
       kukectl logs web -c sidecar -f        # follow another container
+      kukectl logs cell/web -f              # as kubectl names it
       kukectl logs web --since 10m --timestamps
       kukectl logs web --previous           # before the last restart
       kukectl logs web --all-containers -f  # every container, lines prefixed
@@ -67,7 +68,8 @@ def logs(
         fail("--container and --all-containers: give at most one", EXIT_USAGE)
     if since is not None and since_time is not None:
         fail("--since and --since-time: give at most one", EXIT_USAGE)
-    key = cell_key(realm, space, stack, name)
+    cell = cell_named(name)
+    key = cell_key(realm, space, stack, cell)
     path = object_path(Kind.CELL, key, "log")
     params: dict[str, str] = {}
     if follow:
@@ -94,14 +96,14 @@ def logs(
 
     async def work(client: ApiClient) -> None:
         if not all_containers:
-            label = f"[{name}/{container}] " if prefix and container else None
+            label = f"[{cell}/{container}] " if prefix and container else None
             if prefix and not container:
-                label = f"[{name}] "
+                label = f"[{cell}] "
             await one(client, container, label)
             return
-        cell = await client.get(Kind.CELL, key)
-        ids = [c.id for c in getattr(cell.spec, "containers", None) or []]
-        await asyncio.gather(*(one(client, cid, f"[{name}/{cid}] ") for cid in ids))
+        found = await client.get(Kind.CELL, key)
+        ids = [c.id for c in getattr(found.spec, "containers", None) or []]
+        await asyncio.gather(*(one(client, cid, f"[{cell}/{cid}] ") for cid in ids))
 
     run(ctx, work)
 

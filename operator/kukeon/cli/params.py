@@ -154,3 +154,56 @@ def load_manifest_files(files: Sequence[str]) -> list[Document]:
 def cell_key(realm: str, space: str, stack: str, name: str) -> tuple[str, str, str, str]:
     """The key of cell ``name`` in the stack the scope options name."""
     return (realm, space, stack, name)
+
+
+def kind_name_groups(first: str, rest: Sequence[str]) -> list[tuple[Kind, list[str]]]:
+    """`KIND NAME...` or `KIND/NAME...` as (kind, names) groups in the order given (exit 2
+    for an unknown kind or a mix of the two forms)."""
+    if "/" not in first:
+        return [(_kind_named(first), list(rest))]
+    groups: list[tuple[Kind, list[str]]] = []
+    for word in (first, *rest):
+        kind_text, sep, name = word.partition("/")
+        if not sep or not name:
+            fail(f"{word!r}: with KIND/NAME every argument is KIND/NAME", EXIT_USAGE)
+        kind = _kind_named(kind_text)
+        if groups and groups[-1][0] == kind:
+            groups[-1][1].append(name)
+        else:
+            groups.append((kind, [name]))
+    return groups
+
+
+def _kind_named(text: str) -> Kind:
+    try:
+        return KIND.convert(text, None, None)
+    except click.BadParameter as exc:
+        fail(exc.format_message(), EXIT_USAGE)
+
+
+CELL_FORMS = "NAME, cell NAME or cell/NAME"
+"""How the commands that act on one cell accept it, as kubectl and docker users type it."""
+
+
+def cell_argument(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The cell a command acts on, in any of the `CELL_FORMS` (see :func:`cell_named`)."""
+    return click.argument("name", nargs=-1, required=True, metavar="[cell] NAME|cell/NAME")(func)
+
+
+def cell_named(words: Sequence[str]) -> str:
+    """The name of the cell `words` name: ``NAME``, ``cell NAME`` or ``cell/NAME`` (any
+    alias of the kind: ``cells``, ``ce``...); exit 2 for another kind or shape."""
+    if len(words) == 1 and "/" not in words[0]:
+        return words[0]
+    usage = f"expected {CELL_FORMS} (this command acts on cells only; kind: cell or cells)"
+    if len(words) not in (1, 2):
+        fail(f"{' '.join(words)!r}: {usage}", EXIT_USAGE)
+    if "/" not in words[0] and kind_for_alias(words[0]) is None:
+        fail(f"{words[0]!r} is not a kind: {usage}", EXIT_USAGE)
+    groups = kind_name_groups(words[0], words[1:])
+    kind, names = groups[0]
+    if kind != Kind.CELL:
+        fail(f"{KINDS[kind].plural} are not accepted: {usage}", EXIT_USAGE)
+    if len(groups) != 1 or len(names) != 1:
+        fail(f"{' '.join(words)!r}: {usage}", EXIT_USAGE)
+    return names[0]

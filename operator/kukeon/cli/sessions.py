@@ -22,7 +22,7 @@ from kukeon.api import Kind
 from kukeon.apiserver.client import ApiClient
 from kukeon.apiserver.paths import object_path
 
-from .params import cell_key, scope_options
+from .params import cell_argument, cell_key, cell_named, scope_options
 from .runner import fail, run
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def _terminal_size(fd: int) -> tuple[int, int] | None:
 
 
 @click.command("exec")
-@click.argument("name")
+@click.argument("name", metavar="NAME|cell/NAME")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--container", "-c", help="Container (default: the cell's root container).")
 @click.option("--stdin", "-i", "interactive", is_flag=True, help="Pass stdin to the process.")
@@ -68,9 +68,12 @@ def exec_command(
     \b
     Examples:
       kukectl exec web -- ls /
+      kukectl exec cell/web -- ls /
       kukectl exec -it web -- sh
       kukectl exec web -c sidecar -- cat /etc/hostname
     """
+    # Not `cell NAME`: the word after `cell` could as well be the command's.
+    name = cell_named((name,))
     path = object_path(Kind.CELL, cell_key(realm, space, stack, name), "exec")
     params = [("command", part) for part in command]
     if container:
@@ -224,7 +227,7 @@ class _DetachScanner:
 
 
 @click.command()
-@click.argument("name")
+@cell_argument
 @click.option(
     "--container",
     "-c",
@@ -234,7 +237,7 @@ class _DetachScanner:
 @click.pass_context
 def attach(
     ctx: click.Context,
-    name: str,
+    name: tuple[str, ...],
     container: str | None,
     realm: str,
     space: str,
@@ -249,13 +252,15 @@ def attach(
     \b
     Examples:
       kukectl attach shell
+      kukectl attach cell/shell
       kukectl attach web -c console
     """
-    path = object_path(Kind.CELL, cell_key(realm, space, stack, name), "attach")
+    cell = cell_named(name)
+    path = object_path(Kind.CELL, cell_key(realm, space, stack, cell), "attach")
     params = [("container", container)] if container else []
 
     async def work(client: ApiClient) -> int:
-        return await _attach_session(client, path, params, cell=name)
+        return await _attach_session(client, path, params, cell=cell)
 
     code = run(ctx, work)
     raise click.exceptions.Exit(code)

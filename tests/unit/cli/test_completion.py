@@ -180,6 +180,8 @@ def test_cell_commands_and_containers(tab: Complete) -> None:
     assert tab("kukectl logs web -c ") == ["main", "sidecar"]
     assert tab("kukectl exec web --container s") == ["sidecar"]
     assert tab("kukectl kill web -c ") == ["main", "sidecar"]
+    assert tab("kukectl logs cell/web -c ") == ["main", "sidecar"]
+    assert tab("kukectl kill cell web -c ") == ["main", "sidecar"]
     assert tab("kukectl logs missing -c ") == []
     assert tab("kukectl wait ") == ["cell/api", "cell/web"]
     assert tab("kukectl wait realm/") == ["realm/default", "realm/prod"]

@@ -1,0 +1,91 @@
+"""The commands that act on one cell take it as `NAME`, `cell NAME` or `cell/NAME`, and
+refuse another kind with a usage error (exit 2) naming the accepted forms."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from kukeon.api import Kind
+from kukeon.cli.main import cli
+from kukeon.cli.params import cell_named, kind_name_groups
+from kukeon.cli.runner import EXIT_USAGE
+
+CELL_VERBS = ("start", "stop", "restart", "kill", "logs", "attach")
+
+
+@pytest.mark.parametrize(
+    "words",
+    [("hello",), ("cell", "hello"), ("cells", "hello"), ("cell/hello",), ("ce/hello",)],
+)
+def test_the_three_forms_name_the_same_cell(words: tuple[str, ...]) -> None:
+    assert cell_named(words) == "hello"
+
+
+def test_a_cell_named_like_the_kind_is_a_name() -> None:
+    assert cell_named(("cell",)) == "cell"
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (("realm", "hello"), "realms are not accepted"),
+        (("space/hello",), "spaces are not accepted"),
+        (("hello", "extra"), "'hello' is not a kind"),
+        (("cell", "a", "b"), "'cell a b'"),
+        (("cell/",), "with KIND/NAME every argument is KIND/NAME"),
+        (("cell/a", "cell/b"), "'cell/a cell/b'"),
+    ],
+)
+def test_other_shapes_are_usage_errors(
+    words: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(click.exceptions.Exit) as exit_info:
+        cell_named(words)
+    assert exit_info.value.exit_code == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_kind_name_groups_reads_both_forms() -> None:
+    assert kind_name_groups("cell", ["a", "b"]) == [(Kind.CELL, ["a", "b"])]
+    assert kind_name_groups("cell/a", ["cell/b", "realm/r"]) == [
+        (Kind.CELL, ["a", "b"]),
+        (Kind.REALM, ["r"]),
+    ]
+
+
+@pytest.mark.parametrize("verb", CELL_VERBS)
+def test_a_cell_command_refuses_another_kind_before_any_request(verb: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["--server", "unix:///nonexistent.sock", verb, "realm", "hello"]
+    )
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "realms are not accepted: expected NAME, cell NAME or cell/NAME" in result.output
+
+
+@pytest.mark.parametrize("verb", CELL_VERBS)
+@pytest.mark.parametrize("words", [["cell", "hello"], ["cell/hello"], ["hello"]])
+def test_a_cell_command_takes_each_form(verb: str, words: list[str]) -> None:
+    # Parsed, then the (absent) server is tried: not a usage error.
+    result = CliRunner().invoke(cli, ["--server", "unix:///nonexistent.sock", verb, *words])
+    assert result.exit_code not in (0, EXIT_USAGE), result.output
+    assert "unexpected extra argument" not in result.output
+
+
+def test_exec_takes_cell_slash_name_and_refuses_another_kind() -> None:
+    args = ["--server", "unix:///nonexistent.sock", "exec"]
+    result = CliRunner().invoke(cli, [*args, "realm/r", "--", "ls"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    result = CliRunner().invoke(cli, [*args, "cell/web", "--", "ls"])
+    assert result.exit_code not in (0, EXIT_USAGE), result.output
+
+
+def test_describe_takes_kind_slash_name() -> None:
+    args = ["--server", "unix:///nonexistent.sock", "describe"]
+    result = CliRunner().invoke(cli, [*args, "cell"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    result = CliRunner().invoke(cli, [*args, "nothing/x"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    result = CliRunner().invoke(cli, [*args, "cell/web"])
+    assert result.exit_code not in (0, EXIT_USAGE), result.output
