@@ -9,14 +9,20 @@ Parents are read from the operator's watched objects (``HandlerContext.cache``),
 no round trip per pass. A parent absent there is absent. A child waiting on its parent
 names it (``WaitingError(on=Awaited(...))``), so the parent's next version -- Ready, or
 deleted -- runs the child again at once; the retry delay is only a safety net. Without
-a cache (a handler called outside an operator) the store is read as before.
+a cache (a handler called outside an operator) the store is read as before. The one
+exception is the moment a child enters its entry on this node (``parent_kept_here``): a
+watched parent may not show its teardown yet, so the stored one decides, under the
+parent's host lock.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar, cast
 
-from kukeon.api import AnyResource, Kind, NodeLayerState, NodeLayerStatus, parent_of
+from kukeon.api import AnyResource, Kind, NodeLayerState, NodeLayerStatus, key_of, parent_of
 from kukeon.framework import HandlerContext, WaitingError
 from kukeon.framework.cache import WatchedObjects, revision_of
 from kukeon.framework.errors import Awaited
@@ -124,6 +130,42 @@ async def parent_ready_here(ctx: HandlerContext, obj: AnyResource, *, delay: flo
             reason="ParentNotReadyOnNode",
             on=Awaited(kind, key, revision_of(found)),
         )
+
+
+@contextlib.asynccontextmanager
+async def parent_kept_here(
+    ctx: HandlerContext, obj: R, *, locks: Callable[[tuple[str, ...]], asyncio.Lock], delay: float
+) -> AsyncIterator[R]:
+    """Hold the parent's host lock while ``obj`` writes its entry on this node.
+
+    A parent's teardown checks that no child is on this node and removes its host side
+    under its own host lock (``locks(parent key)``). A child's build takes that lock too,
+    checks the parent's stored entry (the watched one, and the child's own, may lag a
+    teardown by a watch event) and writes its own entry before letting go: either the
+    teardown sees the entry and waits for the child, or the child sees the parent leaving
+    and waits for it to come back. Yields the stored version of ``obj`` (its entry here as
+    this node last wrote it); a realm, which has no parent, as given.
+    """
+    parent = parent_of(obj)
+    if parent is None:
+        yield obj
+        return
+    kind, key = parent
+    async with locks(key):
+        found: AnyResource | None = None
+        with contextlib.suppress(NotFound):
+            found = await ctx.store.get(kind, key)
+        stored = obj  # when gone, the caller's next write says so
+        with contextlib.suppress(NotFound):
+            stored = cast(R, await ctx.store.get(Kind(obj.kind), key_of(obj)))
+        if found is None or not ready_here(found, ctx.node_name):
+            raise WaitingError(
+                f"waiting for its {describe(kind, key)} to be Ready on node {ctx.node_name}",
+                delay=delay,
+                reason="ParentNotReadyOnNode",
+                on=Awaited(kind, key, revision_of(found)),
+            )
+        yield stored
 
 
 async def require_no_children(

@@ -62,6 +62,7 @@ from kukeon.store import Conflict, Invalid, NotFound, Registry, StoreError
 
 from .hierarchy import (
     describe,
+    parent_kept_here,
     parent_ready_here,
     ready_here,
     ready_parent,
@@ -427,19 +428,22 @@ class LayerController(ABC, Generic[L]):
                     observe=False,
                 )
             raise
-        finalizer = self.finalizer(node)
-        if finalizer not in obj.metadata.finalizers:
-            try:
-                added = await ctx.store.add_finalizer(self.kind, key_of(obj), finalizer)
-            except Invalid:
-                return  # deletion was requested meanwhile: the finalizer path takes over
-            if added is None:
-                return
-            obj = cast(L, added)
-        if not was_ready:
-            obj = await self._write(
-                obj, ctx, entry=self._progress(NodeLayerState.CREATING), observe=False
-            )
+        async with parent_kept_here(ctx, obj, locks=self.locks, delay=self.wait) as obj:
+            previous = entry_here(obj, node)
+            was_ready = previous is not None and previous.state == NodeLayerState.READY
+            finalizer = self.finalizer(node)
+            if finalizer not in obj.metadata.finalizers:
+                try:
+                    added = await ctx.store.add_finalizer(self.kind, key_of(obj), finalizer)
+                except Invalid:
+                    return  # deletion was requested meanwhile: the finalizer path takes over
+                if added is None:
+                    return
+                obj = cast(L, added)
+            if not was_ready:
+                obj = await self._write(
+                    obj, ctx, entry=self._progress(NodeLayerState.CREATING), observe=False
+                )
         try:
             async with self.locks(key_of(obj)):
                 entry = await self.materialise(obj, ctx)
@@ -494,12 +498,12 @@ class LayerController(ABC, Generic[L]):
 
     async def _tear_down_here(self, obj: L, ctx: HandlerContext) -> None:
         node = ctx.node_name
-        await self._children_here(obj, ctx)
-        if node in obj.status.nodes:
-            obj = await self._write(
-                obj, ctx, entry=self._progress(NodeLayerState.DELETING), observe=False
-            )
-        async with self.locks(key_of(obj)):
+        async with self.locks(key_of(obj)):  # no child claims this level meanwhile
+            await self._children_here(obj, ctx)
+            if node in obj.status.nodes:
+                obj = await self._write(
+                    obj, ctx, entry=self._progress(NodeLayerState.DELETING), observe=False
+                )
             await self.dematerialise(obj, ctx, deleting=False)
         obj = await self._write(obj, ctx, drop=True)
         if self.finalizer(node) in obj.metadata.finalizers:
