@@ -12,10 +12,9 @@ import click
 
 from kukeon.api import Kind
 from kukeon.apiserver.client import ApiClient, ApiRequestError
-from kukeon.apiserver.paths import kind_for_alias
 
 from .output import kind_slug
-from .params import DURATION, scope_for, scope_options
+from .params import DURATION, kind_name_groups, scope_for, scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run, stderr
 
 Target = tuple[Kind, tuple[str, ...]]
@@ -141,7 +140,7 @@ def wait(
     space: str,
     stack: str,
 ) -> None:
-    """Wait for objects (KIND/NAME) to reach a state or to be deleted.
+    """Wait for objects (KIND/NAME... or KIND NAME...) to reach a state or to be deleted.
 
     \b
     Examples:
@@ -150,13 +149,13 @@ def wait(
       kukectl wait cell/job --for=delete
     """
     what, expected = _parse_condition(condition)
-    parsed: list[Target] = []
-    for target in targets:
-        kind_text, sep, name = target.partition("/")
-        kind = kind_for_alias(kind_text)
-        if not sep or not name or kind is None:
-            fail(f"{target!r}: expected KIND/NAME, e.g. cell/web", EXIT_USAGE)
-        parsed.append((kind, (*scope_for(kind, realm, space, stack), name)))
+    parsed: list[Target] = [
+        (kind, (*scope_for(kind, realm, space, stack), name))
+        for kind, names in kind_name_groups(targets[0], targets[1:])
+        for name in names
+    ]
+    if not parsed:
+        fail("give KIND/NAME... or KIND NAME..., e.g. cell/web", EXIT_USAGE)
 
     async def work(client: ApiClient) -> bool:
         if what == "delete":

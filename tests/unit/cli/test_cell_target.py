@@ -89,3 +89,13 @@ def test_describe_takes_kind_slash_name() -> None:
     assert result.exit_code == EXIT_USAGE, result.output
     result = CliRunner().invoke(cli, [*args, "cell/web"])
     assert result.exit_code not in (0, EXIT_USAGE), result.output
+
+
+def test_wait_takes_kind_slash_name_and_kind_name() -> None:
+    args = ["--server", "unix:///nonexistent.sock", "wait"]
+    for words in (["cell/web"], ["cell", "web"], ["cell/web", "realm/r"]):
+        result = CliRunner().invoke(cli, [*args, *words, "--for=delete"])
+        assert result.exit_code not in (0, EXIT_USAGE), result.output
+    for words in (["cell"], ["web"]):
+        result = CliRunner().invoke(cli, [*args, *words, "--for=delete"])
+        assert result.exit_code == EXIT_USAGE, result.output
