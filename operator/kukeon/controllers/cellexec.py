@@ -182,7 +182,8 @@ class CellExecutor:
         tasks = self.host.containerd.tasks(namespace)
         log = files.log(container.id)
         await files.start_new_log(container.id)
-        try:
+
+        async def create() -> None:
             if container.attachable:
                 # A TTY whose stdin FIFO and output the shim's logger holds (see ttyio): the
                 # container keeps its terminal while kukeond is down; its output goes to the
@@ -194,6 +195,18 @@ class CellExecutor:
                 # 0640 and root's, whatever the umask of the shim's logger that appends to it.
                 await asyncio.to_thread(create_log_file, log)
                 await tasks.create(name, io=TaskIO.log_file(log))
+
+        try:
+            try:
+                await create()
+            except AlreadyExistsError:
+                # The pass saw no task, yet containerd holds one: a create interrupted by
+                # kukeond's death (containerd shows such a task as not found). Delete it and
+                # create again, or every later pass would fail the same way.
+                logger.warning("task %s exists but could not be seen: deleting it", name)
+                with contextlib.suppress(TaskNotFoundError):
+                    await tasks.delete(name)
+                await create()
             return await tasks.start(name)
         except ProcessNotStartableError as error:
             raise CommandUnusableError(container, error) from error

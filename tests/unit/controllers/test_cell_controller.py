@@ -73,6 +73,8 @@ class Containerd:
     next_pid: int = 1000
     refuse_start: str | None = None
     create_exists: bool = False
+    # Tasks containerd holds but shows as not found (a create interrupted by kukeond's death).
+    hidden_tasks: set[str] = field(default_factory=set)
 
     def running(self, cid: str, pid: int) -> TaskInfo:
         return TaskInfo(cid, cid, pid, TaskStatus.RUNNING, 0, None, "", "", False)
@@ -121,6 +123,8 @@ class FakeTasks:
         return self.world.tasks[cid]
 
     async def create(self, cid: str, **_: Any) -> None:
+        if cid in self.world.hidden_tasks:
+            raise AlreadyExistsError("task", cid, namespace=NAMESPACE)
         self.world.calls.append(("create-task", cid))
         self.world.tasks[cid] = TaskInfo(cid, cid, 0, TaskStatus.CREATED, 0, None, "", "", False)
 
@@ -140,6 +144,7 @@ class FakeTasks:
 
     async def delete(self, cid: str) -> None:
         self.world.calls.append(("delete-task", cid))
+        self.world.hidden_tasks.discard(cid)
         self.world.tasks.pop(cid, None)
 
 
@@ -406,6 +411,17 @@ async def test_a_new_cell_is_built_and_runs(rig: Rig) -> None:
     assert rig.world.calls == []
     assert rig.recorder.events == []
     assert again.status == cell.status
+
+
+async def test_a_task_left_half_created_by_a_crash_is_deleted_and_created_again(
+    rig: Rig,
+) -> None:
+    # kukeond killed during Tasks.Create: containerd shows no task, yet refuses a new one.
+    rig.world.hidden_tasks.add(CID)
+    cell = await rig.reconcile(make_cell(app()))
+    assert str(cell.status.state) == "Ready"
+    assert ("delete-task", CID) in rig.world.calls
+    assert rig.world.calls.index(("delete-task", CID)) < rig.world.calls.index(("start", CID))
 
 
 async def test_host_network_cells_get_no_attachment(rig: Rig) -> None:
