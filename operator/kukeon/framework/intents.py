@@ -102,7 +102,8 @@ class HandlerContext:
     key: ObjectKey
     cause: Cause
     retry: int
-    """How many runs for this object failed in a row before this one (0: first try)."""
+    """How many runs for this object failed (or, counted apart, waited) in a row before this
+    one (0: first try)."""
     node_name: str
     store: Store
     logger: logging.LoggerAdapter[logging.Logger]

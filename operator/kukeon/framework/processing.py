@@ -54,6 +54,8 @@ class Outcome(NamedTuple):
     """A retry delay the handler asked for (``TemporaryError(delay=...)``)."""
     waiting_on: Awaited | None = None
     """The object a waiting handler waits for (``WaitingError(on=...)``): its change wakes it."""
+    waiting: bool = False
+    """A ``WaitingError``: not a failure, so it does not grow the failure backoff."""
 
 
 def describe(kind: Kind, key: tuple[str, ...]) -> str:
@@ -182,7 +184,7 @@ class Processor:
             )
             await self._record_failure(obj, ctx, error.reason, str(error))
             on = error.on if isinstance(error, WaitingError) else None
-            return Outcome(Result.TEMPORARY, obj, error.delay, on)
+            return Outcome(Result.TEMPORARY, obj, error.delay, on, waiting=waiting)
         except InvalidStoredDocument as error:
             # Another object's document in etcd is broken (the store logged it once, with
             # its key): retried with backoff until someone fixes it, without a traceback.

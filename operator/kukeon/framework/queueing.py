@@ -12,16 +12,19 @@ handled (a status write, usually the handler's own) updates the cached object bu
 queues nothing; otherwise every status write would trigger its own reconcile.
 
 Failures: ``TemporaryError`` and unexpected exceptions schedule a retry after the
-backoff delay of the object's consecutive-failure count (reset by a success);
+backoff delay of the object's consecutive-failure count (reset by a success or a wait:
+minutes of waiting for a parent must not turn the first real failure after it into a
+five-minute backoff);
 ``PermanentError`` parks the object until its spec or metadata change. A change that
 arrives while a retry is pending runs at once with the new version.
 
 Waiting on another object: a handler that raises ``WaitingError(on=Awaited(...))`` is
-retried after its delay as any ``TemporaryError``, and also as soon as a newer version of
-the awaited object (or its deletion) is offered here -- at once if one arrived while the
-handler ran. A parent's change therefore wakes the children waiting on it; the delay
-is only a safety net. The same objects are what ``WatchedObjects`` (``cache``) shows, so
-the woken child reads a parent at least as new as the change that woke it.
+retried after its delay (or a backoff counted over consecutive waits), and also as soon
+as a newer version of the awaited object (or its deletion) is offered here -- at once if
+one arrived while the handler ran. A parent's change therefore wakes the children waiting
+on it; the delay is only a safety net. The same objects are what ``WatchedObjects``
+(``cache``) shows, so the woken child reads a parent at least as new as the change that
+woke it.
 
 Change listeners (``listen``) are called with every newer version of an object of their
 kind and with its last version when it is deleted, after the queues hold it: controllers
@@ -87,6 +90,7 @@ class _ObjectState:
     handled_digest: bytes | None = None
     parked_digest: bytes | None = None
     failures: int = 0
+    waits: int = 0
     retry_handle: asyncio.TimerHandle | None = None
     worker: asyncio.Task[None] | None = None
     running: bool = False
@@ -190,7 +194,7 @@ class ObjectQueues:
             if state.latest is None:
                 # Re-created under the same key: nothing carries over from the old one.
                 state.handled_digest = state.parked_digest = None
-                state.failures = 0
+                state.failures = state.waits = 0
             state.latest = obj
             state.latest_digest = change_digest(obj)
             state.revision = revision
@@ -296,17 +300,25 @@ class ObjectQueues:
             state.retry_handle.cancel()
             state.retry_handle = None
 
-    def _schedule_retry(self, state: _ObjectState, requested: float | None) -> None:
+    def _schedule_retry(
+        self, state: _ObjectState, requested: float | None, *, waiting: bool = False
+    ) -> None:
         self._cancel_retry(state)
-        state.failures += 1
+        if waiting:
+            state.failures, state.waits = 0, state.waits + 1
+            attempt = state.waits
+        else:
+            state.failures, state.waits = state.failures + 1, 0
+            attempt = state.failures
         delay = requested
         if delay is None:
-            delay = retry_delay(state.failures, settings=self._settings)
+            delay = retry_delay(attempt, settings=self._settings)
         self._metrics.retries_total.labels(state.kind.value).inc()
         log.info(
-            "%s: retry %d in %.2fs",
+            "%s: %s %d in %.2fs",
             describe(state.kind, state.key),
-            state.failures,
+            "wait" if waiting else "retry",
+            attempt,
             delay,
             extra={"kind": state.kind.value, "key": "/".join(state.key), "delay": delay},
         )
@@ -359,7 +371,7 @@ class ObjectQueues:
             digest = state.latest_digest
             if digest == state.parked_digest or (not forced and digest == state.handled_digest):
                 return
-            retry = state.failures
+            retry = state.failures or state.waits
             current: AnyResource = obj
             outcome = await self._guarded(
                 state, lambda: self._processor.process(current, cause=cause, retry=retry)
@@ -401,17 +413,17 @@ class ObjectQueues:
             return
         if outcome.result in (Result.SUCCESS, Result.SKIPPED):
             self._cancel_retry(state)
-            state.failures = 0
+            state.failures = state.waits = 0
             state.handled_digest = digest
             state.parked_digest = None
         elif outcome.result is Result.PERMANENT:
             self._cancel_retry(state)
-            state.failures = 0
+            state.failures = state.waits = 0
             state.handled_digest = digest
             state.parked_digest = digest
         elif state.latest is not None and self._accepting:
             state.handled_digest = digest
-            self._schedule_retry(state, outcome.delay)
+            self._schedule_retry(state, outcome.delay, waiting=outcome.waiting)
             if outcome.waiting_on is not None:
                 self._await(state, outcome.waiting_on)
         self._track(state)

@@ -15,6 +15,7 @@ from kukeon.framework import (
     Operator,
     OperatorError,
     OperatorRunner,
+    TemporaryError,
     WaitingError,
 )
 from kukeon.framework.cache import revision_of
@@ -159,3 +160,31 @@ async def test_the_awaited_objects_deletion_wakes_the_waiter() -> None:
         await store.delete(Kind.REALM, ("a",))
         # Woken (it now waits for a's creation), long before its retry delay.
         await runner.wait_for(lambda: len(runs) == 2, within=LONG / 6)
+
+
+async def test_waits_do_not_grow_the_backoff_of_the_failure_after_them() -> None:
+    """Twenty waits for a parent, then one real failure: retried after the first backoff
+    step, not after the cap (CI saw a cell wait 5 minutes after a brief containerd outage)."""
+    store = FakeStore()
+    op = Operator(
+        store,
+        settings=settings(backoff_initial=0.01, backoff_max=LONG),
+        collector_registry=CollectorRegistry(),
+        peering=False,
+    )
+    runs: list[str] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        runs.append("run")
+        if len(runs) <= 20:
+            raise WaitingError("the parent", delay=0.001)
+        if len(runs) == 21:
+            raise TemporaryError("containerd is unavailable")
+
+    await store.create(realm("r"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: len(runs) == 22, within=LONG / 6)
+        await runner.wait_idle()
+        assert op._queues is not None
+        assert op._queues.failures(Kind.REALM, ("r",)) == 0
