@@ -33,8 +33,8 @@ from kukeon.apiserver.status import ApiError
 from kukeon.controllers.cell import ordered_containers
 from kukeon.daemon.logclose import WriterClosed
 from kukeon.daemon.lookups import no_such_container
-from kukeon.daemon.pipes import InputStalledError, write_all
 from kukeon.runtime.containerd.errors import ContainerdError
+from kukeon.runtime.containerd.pipes import InputStalledError, write_all
 from kukeon.runtime.containerd.tasks import ExitStatus, TaskService
 
 POLL_MIN_SECONDS = 0.02

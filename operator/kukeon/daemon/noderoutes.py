@@ -57,6 +57,7 @@ from kukeon.runtime.containerd.errors import (
     ProcessNotStartableError,
     TaskNotFoundError,
 )
+from kukeon.runtime.containerd.pipes import InputStalledError, read_output, write_all
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import NotFound, Registry
@@ -64,7 +65,6 @@ from kukeon.store import NotFound, Registry
 from .attach import attach_target, serve_attach
 from .imageroutes import ImageRoutes
 from .logfollow import LogFollower
-from .pipes import InputStalledError, read_output, write_all
 from .transfer import TransferRoutes
 
 log = logging.getLogger(__name__)

@@ -56,8 +56,8 @@ from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellstate import containerd_container_id
 from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
-from kukeon.daemon.pipes import InputStalledError, read_output, write_all
 from kukeon.runtime.containerd.errors import ContainerdError, ProcessNotStartableError
+from kukeon.runtime.containerd.pipes import InputStalledError, read_output, write_all
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskService, TaskStatus
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import Registry

@@ -1,4 +1,4 @@
-"""kukeon.daemon.pipes: FIFO writes and reads on the event loop, each with an end."""
+"""kukeon.runtime.containerd.pipes: FIFO writes and reads on the event loop, each with an end."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.daemon.pipes import InputStalledError, read_output, write_all
+from kukeon.runtime.containerd.pipes import InputStalledError, read_output, write_all
 
 
 @pytest.fixture
