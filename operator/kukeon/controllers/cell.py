@@ -309,6 +309,7 @@ class CellController:
             cgroup_parent=cgroup.path,
             netns_path=str(attachment.netns_path) if attachment is not None else None,
             credentials=await registry_credentials(self.registry, realm),
+            cgroup_nesting=self.host.cgroups.nesting() if cell.spec.nested_cgroup_runtime else None,
         )
         progress = _Progress(ctx, cell)
         executor = self._executor(cell)

@@ -19,6 +19,7 @@ from typing import Any
 
 from kukeon.api import ContainerSpec, EventReason, Space, apply_space_defaults_to_container
 from kukeon.runtime.containerd.spec import (
+    CgroupNesting,
     HostDevice,
     SpecContext,
     build_runtime_spec,
@@ -68,6 +69,8 @@ class CellPlace:
     cgroup_parent: str
     netns_path: str | None
     credentials: Sequence[RegistryCredential]
+    cgroup_nesting: CgroupNesting | None = None
+    """Set for a nestedCgroupRuntime cell: each container's cgroup is delegated to it."""
 
 
 @dataclass(frozen=True)
@@ -225,4 +228,5 @@ class ContainerBuilder:
             terminal=effective.attachable,
             tty_state_dir=str(place.files.tty_state(effective.id)) if wrapped else None,
             image_has_shell=has_shell,
+            cgroup_nesting=place.cgroup_nesting,
         )

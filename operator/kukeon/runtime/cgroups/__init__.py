@@ -42,6 +42,7 @@ from kukeon.runtime.cgroups.paths import DEFAULT_ROOT, CgroupPath
 from kukeon.runtime.cgroups.records import (
     RESOURCE_CONTROLLERS,
     CgroupLimits,
+    CgroupNesting,
     CgroupRemoval,
     CgroupState,
     CgroupStats,
@@ -63,6 +64,7 @@ __all__ = [
     "CgroupLimits",
     "CgroupMode",
     "CgroupMounts",
+    "CgroupNesting",
     "CgroupNotWritableError",
     "CgroupPath",
     "CgroupRemoval",

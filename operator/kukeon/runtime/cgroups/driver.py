@@ -19,10 +19,12 @@ from kukeon.runtime.cgroups.mode import (
     CgroupMode,
     CgroupMounts,
     read_cgroup_mounts,
+    unified_nsdelegate,
 )
 from kukeon.runtime.cgroups.paths import DEFAULT_ROOT, CgroupPath
 from kukeon.runtime.cgroups.records import (
     CgroupLimits,
+    CgroupNesting,
     CgroupRemoval,
     CgroupState,
     CgroupStats,
@@ -44,6 +46,10 @@ class CgroupDriver(Protocol):
 
     def cgroup_path(self, path: CgroupPath) -> str:
         """``/kukeon/realm/space/...``: for ``status.cgroupPath`` and OCI ``linux.cgroupsPath``."""
+
+    def nesting(self) -> CgroupNesting:
+        """Whether the kernel keeps a container from rewriting its own cgroup's limits when
+        that cgroup is handed to it writable (``nestedCgroupRuntime``)."""
 
     async def offered_controllers(self) -> frozenset[str]: ...
 
@@ -95,7 +101,13 @@ def open_driver(
     hierarchies come from ``mounts`` or from mountinfo.
     """
     if mode is CgroupMode.UNIFIED:
-        return CgroupV2Driver(fs_root=fs_root, root=root, fs=fs, kill_timeout=kill_timeout)
+        return CgroupV2Driver(
+            fs_root=fs_root,
+            root=root,
+            fs=fs,
+            kill_timeout=kill_timeout,
+            nsdelegate=unified_nsdelegate(fs_root, mountinfo_path=mountinfo_path),
+        )
     if mounts is None:
         mounts = read_cgroup_mounts(mountinfo_path=mountinfo_path)
     mounts = mounts.under(fs_root)
@@ -104,7 +116,13 @@ def open_driver(
     if chosen is CgroupMode.UNIFIED:
         if mounts.unified is None:
             raise CgroupUnavailableError(detail=f"no cgroup2 mount at or below {fs_root}")
-        return CgroupV2Driver(fs_root=mounts.unified, root=root, fs=fs, kill_timeout=kill_timeout)
+        return CgroupV2Driver(
+            fs_root=mounts.unified,
+            root=root,
+            fs=fs,
+            kill_timeout=kill_timeout,
+            nsdelegate=mounts.unified_nsdelegate,
+        )
     sweep = (mounts.unified,) if mounts.unified is not None else ()
     return CgroupV1Driver(
         hierarchies=mounts.v1, root=root, sweep=sweep, fs=fs, kill_timeout=kill_timeout

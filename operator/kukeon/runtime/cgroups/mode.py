@@ -69,6 +69,9 @@ class CgroupMounts:
 
     unified: Path | None
     v1: tuple[V1Hierarchy, ...]
+    unified_nsdelegate: bool = False
+    """The cgroup2 mount's superblock carries ``nsdelegate`` (cgroup namespaces are
+    delegation boundaries: see :class:`~.records.CgroupNesting`)."""
 
     @property
     def mode(self) -> CgroupMode:
@@ -85,7 +88,11 @@ class CgroupMounts:
             return path == fs_root or fs_root in path.parents
 
         unified = self.unified if self.unified is not None and inside(self.unified) else None
-        return CgroupMounts(unified=unified, v1=tuple(h for h in self.v1 if inside(h.mount_point)))
+        return CgroupMounts(
+            unified=unified,
+            v1=tuple(h for h in self.v1 if inside(h.mount_point)),
+            unified_nsdelegate=self.unified_nsdelegate and unified is not None,
+        )
 
 
 def _unescape(field: str) -> str:
@@ -107,6 +114,7 @@ def _unescape(field: str) -> str:
 def parse_mountinfo(text: str) -> CgroupMounts:
     """Extract the cgroup and cgroup2 mounts from a mountinfo text (first mount of each wins)."""
     unified: Path | None = None
+    nsdelegate = False
     hierarchies: list[V1Hierarchy] = []
     seen: set[tuple[frozenset[str], str | None]] = set()
     for line in text.splitlines():
@@ -122,6 +130,7 @@ def parse_mountinfo(text: str) -> CgroupMounts:
         if fstype == "cgroup2":
             if unified is None:
                 unified = mount_point
+                nsdelegate = "nsdelegate" in super_options
         elif fstype == "cgroup":
             controllers = frozenset(opt for opt in super_options if opt in V1_CONTROLLERS)
             names = [opt.removeprefix("name=") for opt in super_options if opt.startswith("name=")]
@@ -130,7 +139,7 @@ def parse_mountinfo(text: str) -> CgroupMounts:
             if key not in seen:
                 seen.add(key)
                 hierarchies.append(V1Hierarchy(mount_point, controllers, name))
-    return CgroupMounts(unified=unified, v1=tuple(hierarchies))
+    return CgroupMounts(unified=unified, v1=tuple(hierarchies), unified_nsdelegate=nsdelegate)
 
 
 def read_cgroup_mounts(*, mountinfo_path: Path = MOUNTINFO_PATH) -> CgroupMounts:
@@ -139,6 +148,16 @@ def read_cgroup_mounts(*, mountinfo_path: Path = MOUNTINFO_PATH) -> CgroupMounts
     except OSError as error:
         raise CgroupUnavailableError(detail=f"cannot read {mountinfo_path}: {error}") from error
     return parse_mountinfo(text)
+
+
+def unified_nsdelegate(fs_root: Path, *, mountinfo_path: Path = MOUNTINFO_PATH) -> bool:
+    """Whether the cgroup2 mount at ``fs_root`` carries ``nsdelegate`` (False when mountinfo
+    cannot be read or does not list it: a fake tree in a test)."""
+    try:
+        mounts = read_cgroup_mounts(mountinfo_path=mountinfo_path)
+    except CgroupUnavailableError:
+        return False
+    return mounts.unified == fs_root and mounts.unified_nsdelegate
 
 
 def detect_cgroup_mode(

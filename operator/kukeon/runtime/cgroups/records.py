@@ -42,6 +42,36 @@ class Delegation(enum.StrEnum):
     NONE = "none"
 
 
+V1_NESTING_RISK = (
+    "cgroup v1 has no namespace delegation: through a writable hierarchy a container "
+    "could rewrite its own memory, cpu and pids limits and lift its device allow-list"
+)
+V2_NESTING_RISK = (
+    "the cgroup2 hierarchy is mounted without nsdelegate: a container could rewrite its "
+    "own memory, cpu and pids limits through a writable mount"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupNesting:
+    """How a container's own cgroup can be handed to it, writable, on this host.
+
+    A ``nestedCgroupRuntime`` cell's containers each get a private cgroup namespace rooted
+    at their own cgroup (``<cell>/<container>``) and a writable cgroup mount, so a runtime
+    inside (runc, containerd, systemd) can create cgroups below. The container's limits are
+    set on that same cgroup, the root of its namespace: only the kernel can keep the
+    container from rewriting them. cgroup2 mounted with ``nsdelegate`` does (from inside a
+    non-initial cgroup namespace, the files of its root are read-only, except
+    ``cgroup.procs``, ``cgroup.threads`` and ``cgroup.subtree_control``); cgroup v1, or
+    cgroup2 without ``nsdelegate``, does not. ``guarded`` says which; ``risk`` says what an
+    unguarded delegation would let a container do (empty when guarded).
+    """
+
+    version: int
+    guarded: bool
+    risk: str = ""
+
+
 def clamp_cpu_shares(shares: int) -> int:
     return max(CPU_SHARES_MIN, min(CPU_SHARES_MAX, shares))
 

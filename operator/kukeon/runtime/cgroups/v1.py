@@ -44,7 +44,9 @@ from kukeon.runtime.cgroups.paths import DEFAULT_ROOT, CgroupPath, normalize_roo
 from kukeon.runtime.cgroups.records import (
     CPU_PERIOD_DEFAULT_US,
     CPU_SHARES_DEFAULT,
+    V1_NESTING_RISK,
     CgroupLimits,
+    CgroupNesting,
     CgroupRemoval,
     CgroupState,
     CgroupStats,
@@ -132,6 +134,10 @@ class CgroupV1Driver:
             if controller in hierarchy.controllers:
                 return hierarchy
         return None
+
+    def nesting(self) -> CgroupNesting:
+        """Never guarded: v1 has no namespace delegation (see :class:`CgroupNesting`)."""
+        return CgroupNesting(version=self.version, guarded=False, risk=V1_NESTING_RISK)
 
     # -- public async API ------------------------------------------------------------------
 

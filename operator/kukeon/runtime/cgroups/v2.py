@@ -43,7 +43,9 @@ from kukeon.runtime.cgroups.records import (
     CPU_PERIOD_DEFAULT_US,
     CPU_WEIGHT_DEFAULT,
     RESOURCE_CONTROLLERS,
+    V2_NESTING_RISK,
     CgroupLimits,
+    CgroupNesting,
     CgroupRemoval,
     CgroupState,
     CgroupStats,
@@ -88,8 +90,10 @@ class CgroupV2Driver:
         root: str = DEFAULT_ROOT,
         fs: CgroupFs | None = None,
         kill_timeout: float = 5.0,
+        nsdelegate: bool = False,
     ) -> None:
         self.fs_root = fs_root
+        self.nsdelegate = nsdelegate
         self._root_parts = normalize_root(root)
         self._files = CgroupFiles(fs if fs is not None else RealCgroupFs())
         self.kill_timeout = kill_timeout
@@ -117,6 +121,12 @@ class CgroupV2Driver:
         for part in (*self._root_parts, *path.parts):
             chain.append(chain[-1] / part)
         return chain
+
+    def nesting(self) -> CgroupNesting:
+        """Guarded when the cgroup2 mount carries ``nsdelegate`` (see :class:`CgroupNesting`)."""
+        if self.nsdelegate:
+            return CgroupNesting(version=self.version, guarded=True)
+        return CgroupNesting(version=self.version, guarded=False, risk=V2_NESTING_RISK)
 
     # -- public async API ----------------------------------------------------------------
 

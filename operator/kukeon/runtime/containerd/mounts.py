@@ -1,7 +1,9 @@
 """The filesystems a container sees: the kernel's standard ones, then its own mounts.
 
 Every container gets /proc, a /dev tmpfs with devpts, shm and mqueue, and /sys with its
-cgroup filesystem (read-only unless privileged). Then come the container's volumes (bind
+cgroup filesystem (read-only unless privileged or the container's cgroup is delegated to it:
+a ``nestedCgroupRuntime`` cell; with its cgroup namespace, runc mounts the hierarchies
+rooted at the container's own cgroup). Then come the container's volumes (bind
 or tmpfs), its ``tmpfs`` entries (Docker's ``--tmpfs`` defaults), the staged secret files
 (read-only binds), the tty wrapper's state directory, and the cell's rendered /etc/hosts,
 /etc/hostname and /etc/resolv.conf, shared by the cell's containers and so read-only. A
@@ -30,13 +32,16 @@ def container_mounts(
     secret_files: Mapping[str, str],
     tty_state_dir: str | None,
     cell_files: Mapping[str, str | None],
+    cgroup_writable: bool = False,
 ) -> list[dict[str, Any]]:
     """The standard kernel filesystems, then the container's own mounts, parents first.
 
     ``secret_files`` maps each staged secret's container path to its host file;
     ``tty_state_dir`` is the host directory of the tty wrapper's state (``None`` when the
     command runs without the wrapper); ``cell_files`` maps each of :data:`CELL_FILES` to
-    the cell's rendered file (``None``: not mounted, the image's own is kept).
+    the cell's rendered file (``None``: not mounted, the image's own is kept);
+    ``cgroup_writable`` mounts /sys/fs/cgroup writable for a container that is not
+    privileged (its cgroup is delegated to it).
 
     A mount the container asks for at a standard destination (a bigger /dev/shm, say)
     replaces the standard one.
@@ -45,15 +50,24 @@ def container_mounts(
     own += _cell_file_mounts(cell_files, own)
     overridden = _destinations(own)
     mounts = [
-        m for m in _standard_mounts(container.privileged) if m["destination"] not in overridden
+        m
+        for m in _standard_mounts(container.privileged, cgroup_writable=cgroup_writable)
+        if m["destination"] not in overridden
     ]
     # A stable sort by depth puts /data before /data/cache whatever the declaration order.
     mounts.extend(sorted((m for _, m in own), key=lambda m: _depth(m["destination"])))
     return mounts
 
 
-def _standard_mounts(privileged: bool) -> list[dict[str, Any]]:
-    """The kernel filesystems every container gets (/sys and cgroupfs writable if privileged)."""
+def _standard_mounts(privileged: bool, *, cgroup_writable: bool) -> list[dict[str, Any]]:
+    """The kernel filesystems every container gets (/sys and cgroupfs writable if privileged,
+    cgroupfs also when ``cgroup_writable``).
+
+    runc turns the ``cgroup`` mount into the host's layout: on cgroup2 one cgroup2 mount,
+    on v1 a tmpfs holding one mount per hierarchy (with symlinks for co-mounted ones such
+    as ``cpu,cpuacct``). In a cgroup namespace each is a fresh mount rooted at the
+    namespace's root, the container's own cgroup; ``rw``/``ro`` applies to all of them.
+    """
     return [
         _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
         _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
@@ -74,7 +88,13 @@ def _standard_mounts(privileged: bool) -> list[dict[str, Any]]:
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            ["nosuid", "noexec", "nodev", "relatime", "rw" if privileged else "ro"],
+            [
+                "nosuid",
+                "noexec",
+                "nodev",
+                "relatime",
+                "rw" if privileged or cgroup_writable else "ro",
+            ],
         ),
     ]
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kukeon.api import ContainerSpec, ContainerTty, VolumeKind
+from kukeon.runtime.cgroups.records import CgroupNesting
 from kukeon.runtime.containerd import ttyinit
 from kukeon.runtime.containerd.capabilities import (
     DEFAULT_CAPABILITIES,
@@ -74,6 +75,7 @@ __all__ = [
     "LABEL_STACK",
     "OCI_VERSION",
     "RLIM_INFINITY",
+    "CgroupNesting",
     "HostDevice",
     "ImageLayer",
     "Rlimit",
@@ -197,6 +199,10 @@ class SpecContext:
     pass it explicitly."""
     machine: str = field(default_factory=platform.machine)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    cgroup_nesting: CgroupNesting | None = None
+    """Set for a ``nestedCgroupRuntime`` cell: the container's own cgroup is delegated to it
+    (a private cgroup namespace, /sys/fs/cgroup writable), and this says whether the host's
+    kernel keeps it from rewriting its own limits (the cgroup driver's ``nesting()``)."""
 
 
 # --- the builder --------------------------------------------------------------------------
@@ -221,6 +227,7 @@ def _build(container: ContainerSpec, context: SpecContext) -> dict[str, Any]:
         container.user, context.image_config.user, passwd=context.passwd, group=context.group
     )
     capabilities = capability_set(container, context.available_capabilities)
+    _check_cgroup_nesting(container, context.cgroup_nesting)
     env = _environment(container, context, home=user.home)
     args = _process_args(container, context.image_config)
     wrapper = _tty_wrapper(container, context)
@@ -262,6 +269,7 @@ def _build(container: ContainerSpec, context: SpecContext) -> dict[str, Any]:
                 "/etc/hostname": context.hostname_file,
                 "/etc/resolv.conf": context.resolv_conf_file,
             },
+            cgroup_writable=context.cgroup_nesting is not None,
         ),
         "annotations": {**context.annotations, **container_annotations(container, context)},
         "linux": linux,
@@ -310,6 +318,28 @@ def container_annotations(container: ContainerSpec, context: SpecContext) -> dic
         cell=context.cell,
         container=container.id,
     )
+
+
+def _check_cgroup_nesting(container: ContainerSpec, nesting: CgroupNesting | None) -> None:
+    """A delegated cgroup needs a cgroup namespace, and a kernel guard or a privileged
+    container: never a silent hand-over of the host's tree or of the container's limits."""
+    if nesting is None:
+        return
+    if container.host_cgroup:
+        raise FieldError(
+            "hostCgroup",
+            "a nestedCgroupRuntime cell's containers get a private cgroup namespace rooted "
+            "at their own cgroup; hostCgroup would hand them the host's whole cgroup tree "
+            "writable",
+        )
+    if not nesting.guarded and not container.privileged:
+        raise FieldError(
+            "privileged",
+            f"nestedCgroupRuntime cannot delegate this container's cgroup safely on this "
+            f"host (cgroup v{nesting.version}): {nesting.risk}. Make the container "
+            "privileged, or run the cell on a cgroup v2 host whose cgroup2 is mounted with "
+            "nsdelegate",
+        )
 
 
 # --- process ------------------------------------------------------------------------------
