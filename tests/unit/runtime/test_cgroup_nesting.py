@@ -19,7 +19,8 @@ GUARDED_V2 = CgroupNesting(version=2, guarded=True)
 
 
 def _cgroup_mount(spec: dict[str, Any]) -> dict[str, Any]:
-    [mount] = [m for m in spec["mounts"] if m["destination"] == "/sys/fs/cgroup"]
+    mounts: list[dict[str, Any]] = spec["mounts"]
+    [mount] = [m for m in mounts if m["destination"] == "/sys/fs/cgroup"]
     return mount
 
 
