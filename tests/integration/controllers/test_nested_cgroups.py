@@ -5,7 +5,7 @@ safely is refused, saying why.
 The inner runtime is the host's own ``runc``, bind-mounted read-only with the libraries
 ``ldd`` lists, running a busybox bundle the test writes into a host directory the cell
 mounts at ``/nest``. What the inner side does is what any runtime in a nested cell must do
-(see docs/cgroups.md): on cgroup v2 move its own processes out of the namespace root into a
+(see docs/nested-cgroups.md): on cgroup v2 move its own processes out of the namespace root into a
 leaf, then enable the controllers in the root's ``cgroup.subtree_control``; on v1 nothing.
 """
 
