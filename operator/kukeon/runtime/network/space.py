@@ -6,25 +6,28 @@ network (and ``lo`` by the loopback plugin). Each call is idempotent and returns
 observed, which the controllers copy into ``status``. Removal undoes everything, including
 what CNI DEL never removes (the bridge, the IPAM directory, idle firewall chains).
 
-Each cell's ADD result and the exact configuration it was made with are kept as an
-attachment record under the state directory: CNI requires them for CHECK and DEL, and they
-must survive a daemon restart.
+A cell has one interface per network: ``eth0`` on its space's network (or on the root
+container's own ``cniConfigPath``), and ``eth1``, ``eth2``... on the spaces its containers'
+``networks`` join (``join_network``, with ``joined_conflist``: no default route through
+them, so what leaves through a joined interface is bound for that space's subnet and
+crosses that space's bridge, where its egress chain applies). Each interface's ADD result
+and the exact configuration it was made with are kept as an attachment record
+(``records``): CNI requires them for CHECK and DEL, and they must survive a daemon restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, Literal
 
 from kukeon.runtime.hostfiles import make_dirs
-from kukeon.runtime.network._files import read_text_or_none, unlink_if_present, write_atomically
+from kukeon.runtime.network._files import unlink_if_present
 from kukeon.runtime.network.bridge import (
     bridge_name,
     bridge_ports,
@@ -34,8 +37,8 @@ from kukeon.runtime.network.bridge import (
 from kukeon.runtime.network.cni.config import (
     NetworkConfigList,
     gateway_of,
+    joined_conflist,
     load_conflist,
-    parse_conflist,
     render_loopback_config,
     render_space_conflist,
     write_conflist,
@@ -49,6 +52,7 @@ from kukeon.runtime.network.cni_leftovers import (
 from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressRuleset, NftEgress
 from kukeon.runtime.network.errors import CniConfigError, CniError, NetworkError
 from kukeon.runtime.network.netns import DEFAULT_NETNS_DIR, NetnsManager
+from kukeon.runtime.network.records import PRIMARY_IFNAME, AttachmentRecord, AttachmentRecords
 from kukeon.runtime.network.subnets import (
     DEFAULT_POOL,
     DEFAULT_PREFIX,
@@ -57,8 +61,6 @@ from kukeon.runtime.network.subnets import (
     host_networks,
     space_key,
 )
-
-_RECORD_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ class SpaceNetworks:
         self.cni = cni or CniRuntime(plugin_dirs=settings.cni_plugin_dirs)
         self.netns = netns or NetnsManager(directory=settings.netns_dir)
         self.egress = egress or NftEgress(table=settings.nft_table)
+        self.records = AttachmentRecords(settings.attachments_dir)
 
     def _in_use(self, key: str) -> list[IPv4Network]:
         """What a new subnet of the space ``key`` must avoid: the host's networks, except its
@@ -289,65 +292,146 @@ class SpaceNetworks:
         cell_id: str,
         cni_config_path: Path,
         netns_name: str | None = None,
-        ifname: str = "eth0",
+        ifname: str = PRIMARY_IFNAME,
         port_mappings: Sequence[PortMapping] = (),
     ) -> CellAttachment:
-        """Give the cell its namespace and address; a second call returns the same attachment."""
+        """Give the cell its namespace and address; a second call returns the same attachment.
+
+        A recorded attachment made from another configuration than the one now at
+        ``cni_config_path`` (the root container's ``cniConfigPath`` set, changed or
+        removed) is deleted and made again; a file that cannot be read keeps it.
+        """
         # Marked before it exists: a crash right after creating it still leaves it ours.
         await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
         netns_path = await self.netns.create(netns_name or cell_id)
-        existing = await self._load_record(cell_id)
-        if existing is not None:
-            conflist, conf, result = existing
-            if conf.netns == netns_path:
-                try:
-                    await self.cni.check(conflist, conf, result)
-                except CniError:
-                    # Drifted (veth gone, address removed): rebuild from scratch.
-                    await self._delete_quietly(conflist, conf, result)
-                else:
-                    return _attachment(cell_id, conf, conflist, result)
-            else:
-                await self._delete_quietly(conflist, conf, result)
-        conflist = await load_conflist(cni_config_path)
-        conf = RuntimeConf(
-            container_id=cell_id,
-            netns=netns_path,
-            ifname=ifname,
-            capability_args=(
-                {"portMappings": [m.to_cni() for m in port_mappings]} if port_mappings else {}
-            ),
+        wanted = await _load_conflist_or_none(cni_config_path)
+        kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted)
+        if kept is not None:
+            return kept
+        conflist = wanted if wanted is not None else await load_conflist(cni_config_path)
+        capability_args = (
+            {"portMappings": [m.to_cni() for m in port_mappings]} if port_mappings else {}
         )
         loopback = render_loopback_config()
         lo_conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname="lo")
+        try:
+            await self.cni.add(loopback, lo_conf)
+            return await self._add(cell_id, netns_path, conflist, ifname, capability_args)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._delete_quietly(loopback, lo_conf, None)
+            raise
+
+    async def join_network(
+        self, *, cell_id: str, cni_config_path: Path, ifname: str, netns_name: str | None = None
+    ) -> CellAttachment:
+        """One more interface of the cell, on another space's network (``joined_conflist``:
+        no default route through it); a second call returns the same attachment."""
+        if ifname == PRIMARY_IFNAME:
+            raise NetworkError(f"{ifname} is the cell's first interface, not a joined one")
+        await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
+        netns_path = await self.netns.create(netns_name or cell_id)
+        loaded = await _load_conflist_or_none(cni_config_path)
+        wanted = joined_conflist(loaded) if loaded is not None else None
+        kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted)
+        if kept is not None:
+            return kept
+        if wanted is None:
+            wanted = joined_conflist(await load_conflist(cni_config_path))
+        return await self._add(cell_id, netns_path, wanted, ifname, {})
+
+    async def leave_network(self, *, cell_id: str, ifname: str) -> bool:
+        """DEL one joined interface of the cell; whether it had one."""
+        if ifname == PRIMARY_IFNAME:
+            raise NetworkError(f"{ifname} is the cell's first interface, not a joined one")
+        record = await self.records.load(cell_id, ifname)
+        if record is None:
+            return False
+        await self._delete(record.conflist, record.conf, record.result)
+        await self.records.drop(cell_id, ifname)
+        return True
+
+    async def leave_networks(self, *, cell_id: str, keep: Collection[str] = ()) -> list[str]:
+        """DEL the cell's joined interfaces but ``keep``; the interfaces left."""
+        left = []
+        for ifname in await self.records.extra_ifnames(cell_id):
+            if ifname not in keep and await self.leave_network(cell_id=cell_id, ifname=ifname):
+                left.append(ifname)
+        return left
+
+    async def joined_interfaces(self, cell_id: str) -> list[CellAttachment]:
+        """The cell's recorded interfaces beyond the first, by interface name."""
+        found = []
+        for ifname in await self.records.extra_ifnames(cell_id):
+            record = await self.records.load(cell_id, ifname)
+            if record is not None:
+                found.append(_attachment(cell_id, record.conf, record.conflist, record.result))
+        return found
+
+    async def joined_cells(self, network: str) -> list[str]:
+        """The cells of this node with a joined interface on the CNI network ``network``."""
+        return sorted({cell_id for cell_id, _ in await self.records.joined(network)})
+
+    async def _keep_recorded(
+        self,
+        cell_id: str,
+        ifname: str,
+        netns_path: Path,
+        wanted: NetworkConfigList | None,
+    ) -> CellAttachment | None:
+        """The recorded attachment when it still stands as wanted (CHECKed); else it is
+        deleted and None returned."""
+        existing = await self.records.load(cell_id, ifname)
+        if existing is None:
+            return None
+        conflist, conf, result = existing.conflist, existing.conf, existing.result
+        if conf.netns == netns_path and (wanted is None or _same_network(conflist, wanted)):
+            try:
+                await self.cni.check(conflist, conf, result)
+            except CniError:
+                pass  # drifted (veth gone, address removed): rebuilt from scratch
+            else:
+                return _attachment(cell_id, conf, conflist, result)
+        await self._delete_quietly(conflist, conf, result)
+        await self.records.drop(cell_id, ifname)
+        return None
+
+    async def _add(
+        self,
+        cell_id: str,
+        netns_path: Path,
+        conflist: NetworkConfigList,
+        ifname: str,
+        capability_args: dict[str, Any],
+    ) -> CellAttachment:
+        """CNI ADD of one interface, recorded; nothing left half-configured on failure."""
+        conf = RuntimeConf(
+            container_id=cell_id, netns=netns_path, ifname=ifname, capability_args=capability_args
+        )
         # host-local would make its data directory with its own modes (0755).
         await asyncio.to_thread(make_dirs, self.settings.ipam_dir)
         try:
-            await self.cni.add(loopback, lo_conf)
             result = await self.cni.add(conflist, conf)
             # No CHECK right after a successful ADD (it ran every plugin again for nothing);
             # a later attach of the same cell CHECKs and rebuilds a drifted attachment.
-            await self._save_record(cell_id, conflist, conf, result)
+            await self.records.save(AttachmentRecord(conflist=conflist, conf=conf, result=result))
         except BaseException:
-            # Leave nothing half-configured: CNI's answer to a failed ADD is a DEL.
+            # CNI's answer to a failed ADD is a DEL.
             with contextlib.suppress(Exception):
                 partial = await _result_from_leases(conflist, conf)
                 await self._delete_quietly(conflist, conf, partial)
             with contextlib.suppress(Exception):
-                await self._delete_quietly(loopback, lo_conf, None)
-            with contextlib.suppress(Exception):
-                await self._drop_record(cell_id)
+                await self.records.drop(cell_id, ifname)
             raise
         return _attachment(cell_id, conf, conflist, result)
 
     async def check_cell(self, *, cell_id: str) -> CellAttachment | None:
         """CHECK the cell's attachment; ``None`` when the cell has none (raises on drift)."""
-        existing = await self._load_record(cell_id)
+        existing = await self.records.load(cell_id)
         if existing is None:
             return None
-        conflist, conf, result = existing
-        await self.cni.check(conflist, conf, result)
-        return _attachment(cell_id, conf, conflist, result)
+        await self.cni.check(existing.conflist, existing.conf, existing.result)
+        return _attachment(cell_id, existing.conf, existing.conflist, existing.result)
 
     async def detach_cell(
         self,
@@ -355,15 +439,16 @@ class SpaceNetworks:
         cell_id: str,
         cni_config_path: Path | None = None,
         netns_name: str | None = None,
-        ifname: str = "eth0",
+        ifname: str = PRIMARY_IFNAME,
     ) -> bool:
-        """DEL the cell from its network and remove its namespace; whether anything was there."""
+        """DEL the cell from every network it is on and remove its namespace; whether
+        anything was there."""
         netns_path = self.netns.path(netns_name or cell_id)
-        existing = await self._load_record(cell_id)
-        found = existing is not None
+        found = bool(await self.leave_networks(cell_id=cell_id))
+        existing = await self.records.load(cell_id)
         if existing is not None:
-            conflist, conf, result = existing
-            await self._delete(conflist, conf, result)
+            found = True
+            await self._delete(existing.conflist, existing.conf, existing.result)
         elif cni_config_path is not None and await asyncio.to_thread(cni_config_path.exists):
             conflist = await load_conflist(cni_config_path)
             conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname=ifname)
@@ -372,7 +457,7 @@ class SpaceNetworks:
             await self._delete(conflist, conf, await _result_from_leases(conflist, conf))
         lo_conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname="lo")
         await self.cni.delete(render_loopback_config(), lo_conf, None)
-        await self._drop_record(cell_id)
+        await self.records.drop(cell_id)
         removed_netns = await self.netns.remove(netns_name or cell_id)
         await asyncio.to_thread(
             unlink_if_present, self.settings.owned_netns_dir / (netns_name or cell_id)
@@ -407,50 +492,21 @@ class SpaceNetworks:
         if any(p.get("type") == "bridge" and p.get("ipMasq") for p in conflist.plugins):
             await remove_masquerade_leftovers(network=conflist.name, container_id=conf.container_id)
 
-    def _record_path(self, cell_id: str) -> Path:
-        RuntimeConf(container_id=cell_id, netns=Path("/"))  # validates the id as a file name
-        return self.settings.attachments_dir / f"{cell_id}.json"
 
-    async def _save_record(
-        self, cell_id: str, conflist: NetworkConfigList, conf: RuntimeConf, result: CniResult
-    ) -> None:
-        record = {
-            "version": _RECORD_VERSION,
-            "conflist": json.loads(conflist.to_json()),
-            "netns": str(conf.netns),
-            "ifname": conf.ifname,
-            "args": dict(conf.args),
-            "capabilityArgs": dict(conf.capability_args),
-            "result": dict(result.raw),
-        }
-        await asyncio.to_thread(
-            write_atomically, self._record_path(cell_id), json.dumps(record, indent=2), mode=0o600
-        )
+def _same_network(recorded: NetworkConfigList, wanted: NetworkConfigList) -> bool:
+    """Whether an attachment was made on the network wanted now. Its name says so: a change
+    of a network's other settings reaches its cells when they are attached again (a
+    recreated cell), never by taking their addresses away."""
+    return recorded.name == wanted.name
 
-    async def _load_record(
-        self, cell_id: str
-    ) -> tuple[NetworkConfigList, RuntimeConf, CniResult] | None:
-        path = self._record_path(cell_id)
-        text = await asyncio.to_thread(read_text_or_none, path)
-        if text is None:
-            return None
-        try:
-            record = json.loads(text)
-            conflist = parse_conflist(json.dumps(record["conflist"]), source=str(path))
-            conf = RuntimeConf(
-                container_id=cell_id,
-                netns=Path(record["netns"]),
-                ifname=str(record["ifname"]),
-                args={str(k): str(v) for k, v in record.get("args", {}).items()},
-                capability_args=dict(record.get("capabilityArgs", {})),
-            )
-            result = parse_result(record["result"], plugin=str(path))
-        except (ValueError, KeyError, TypeError, CniConfigError) as error:
-            raise NetworkError(f"attachment record {path} is unreadable: {error}") from error
-        return conflist, conf, result
 
-    async def _drop_record(self, cell_id: str) -> None:
-        await asyncio.to_thread(unlink_if_present, self._record_path(cell_id))
+async def _load_conflist_or_none(path: Path) -> NetworkConfigList | None:
+    """The configuration at ``path``, or None when it cannot be read (a recorded attachment
+    is then kept as it is)."""
+    try:
+        return await load_conflist(path)
+    except (CniConfigError, OSError):
+        return None
 
 
 def _attachment(

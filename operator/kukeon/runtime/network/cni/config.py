@@ -138,3 +138,35 @@ async def load_conflist(path: Path) -> NetworkConfigList:
     if text is None:
         raise CniConfigError(f"CNI network configuration {path} does not exist")
     return parse_conflist(text, source=str(path))
+
+
+def joined_conflist(conflist: NetworkConfigList) -> NetworkConfigList:
+    """A space's conflist as a further interface of a cell on another space uses it (pure).
+
+    The cell's default route stays on its first interface (its own space's network, whose
+    egress policy governs what leaves through it): the bridge plugin is no default gateway
+    here and the IPAM's default routes are dropped, so only the joined space's subnet is
+    reached through this interface, under that space's egress policy.
+    """
+    plugins: list[Mapping[str, Any]] = []
+    for plugin in conflist.plugins:
+        if plugin.get("type") != "bridge":
+            plugins.append(plugin)
+            continue
+        changed = dict(plugin)
+        changed["isDefaultGateway"] = False
+        ipam = changed.get("ipam")
+        if isinstance(ipam, Mapping) and isinstance(ipam.get("routes"), list):
+            routes = [
+                route
+                for route in ipam["routes"]
+                if not (isinstance(route, Mapping) and route.get("dst") in _DEFAULT_ROUTES)
+            ]
+            changed["ipam"] = {**ipam, "routes": routes}
+        plugins.append(changed)
+    return NetworkConfigList(
+        name=conflist.name, cni_version=conflist.cni_version, plugins=tuple(plugins)
+    )
+
+
+_DEFAULT_ROUTES = frozenset({"0.0.0.0/0", "::/0"})

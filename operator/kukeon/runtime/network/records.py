@@ -1,0 +1,130 @@
+"""Attachment records: what each CNI attachment of a cell was made with, kept on disk.
+
+CNI requires a network's exact configuration and its ADD result for CHECK and DEL, and
+both must survive a daemon restart (a restart keeps every address). A cell has one record
+per interface: its first one (``eth0``, the space's network or the root container's own
+``cniConfigPath``) at ``<dir>/<cell id>.json``, as always; each further one (``eth1``...,
+the spaces its containers' ``networks`` join) at ``<dir>/<cell id>.d/<ifname>.json``. The
+orphan collector lists ``<dir>/*.json`` as the cells with an attachment, so the further
+records, one directory down, never count as cells of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from kukeon.runtime.network._files import read_text_or_none, unlink_if_present, write_atomically
+from kukeon.runtime.network.bridge import is_valid_ifname
+from kukeon.runtime.network.cni.config import NetworkConfigList, parse_conflist
+from kukeon.runtime.network.cni.invoke import RuntimeConf
+from kukeon.runtime.network.cni.result import CniResult, parse_result
+from kukeon.runtime.network.errors import CniConfigError, NetworkError
+
+RECORD_VERSION = 1
+PRIMARY_IFNAME = "eth0"
+
+
+@dataclass(frozen=True)
+class AttachmentRecord:
+    """One interface of a cell: the conflist and runtime configuration of its ADD, its result."""
+
+    conflist: NetworkConfigList
+    conf: RuntimeConf
+    result: CniResult
+
+
+class AttachmentRecords:
+    """The records of every attachment of this node's cells, under one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, cell_id: str, ifname: str = PRIMARY_IFNAME) -> Path:
+        RuntimeConf(container_id=cell_id, netns=Path("/"))  # validates the id as a file name
+        if ifname == PRIMARY_IFNAME:
+            return self.directory / f"{cell_id}.json"
+        if not is_valid_ifname(ifname):
+            raise NetworkError(f"{ifname!r} is not a valid interface name")
+        return self._extra_dir(cell_id) / f"{ifname}.json"
+
+    def _extra_dir(self, cell_id: str) -> Path:
+        return self.directory / f"{cell_id}.d"
+
+    async def save(self, record: AttachmentRecord) -> None:
+        conf = record.conf
+        document = {
+            "version": RECORD_VERSION,
+            "conflist": json.loads(record.conflist.to_json()),
+            "netns": str(conf.netns),
+            "ifname": conf.ifname,
+            "args": dict(conf.args),
+            "capabilityArgs": dict(conf.capability_args),
+            "result": dict(record.result.raw),
+        }
+        path = self.path(conf.container_id, conf.ifname)
+        await asyncio.to_thread(write_atomically, path, json.dumps(document, indent=2), mode=0o600)
+
+    async def load(self, cell_id: str, ifname: str = PRIMARY_IFNAME) -> AttachmentRecord | None:
+        path = self.path(cell_id, ifname)
+        text = await asyncio.to_thread(read_text_or_none, path)
+        if text is None:
+            return None
+        try:
+            document = json.loads(text)
+            conflist = parse_conflist(json.dumps(document["conflist"]), source=str(path))
+            conf = RuntimeConf(
+                container_id=cell_id,
+                netns=Path(document["netns"]),
+                ifname=str(document["ifname"]),
+                args={str(k): str(v) for k, v in document.get("args", {}).items()},
+                capability_args=dict(document.get("capabilityArgs", {})),
+            )
+            result = parse_result(document["result"], plugin=str(path))
+        except (ValueError, KeyError, TypeError, CniConfigError) as error:
+            raise NetworkError(f"attachment record {path} is unreadable: {error}") from error
+        return AttachmentRecord(conflist=conflist, conf=conf, result=result)
+
+    async def drop(self, cell_id: str, ifname: str = PRIMARY_IFNAME) -> None:
+        await asyncio.to_thread(unlink_if_present, self.path(cell_id, ifname))
+        if ifname == PRIMARY_IFNAME:
+            await asyncio.to_thread(_remove_empty_dir, self._extra_dir(cell_id))
+
+    async def extra_ifnames(self, cell_id: str) -> list[str]:
+        """The interfaces beyond the first that the cell has a record of, sorted."""
+        directory = self._extra_dir(cell_id)
+
+        def names() -> list[str]:
+            if not directory.is_dir():
+                return []
+            return sorted(p.stem for p in directory.glob("*.json") if is_valid_ifname(p.stem))
+
+        return await asyncio.to_thread(names)
+
+    async def joined(self, network: str) -> list[tuple[str, str]]:
+        """(cell id, ifname) of every further attachment to the CNI network ``network``."""
+
+        def scan() -> list[tuple[str, str]]:
+            found: list[tuple[str, str]] = []
+            if not self.directory.is_dir():
+                return found
+            for path in sorted(self.directory.glob("*.d/*.json")):
+                try:
+                    document = json.loads(path.read_text(encoding="utf-8"))
+                    name = document["conflist"]["name"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                if name == network:
+                    found.append((path.parent.name.removesuffix(".d"), path.stem))
+            return found
+
+        return await asyncio.to_thread(scan)
+
+
+def _remove_empty_dir(path: Path) -> None:
+    """The directory of a cell's further records, once they are all gone."""
+    if path.is_dir() and not any(path.iterdir()):
+        shutil.rmtree(path, ignore_errors=True)
