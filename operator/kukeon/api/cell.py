@@ -80,11 +80,43 @@ class CellSpec(KukeonModel):
             raise LookupError("the cell has no containers")
         return self.containers[0]
 
+    def joined_spaces(self) -> list[str]:
+        """The spaces whose networks the cell joins: every container's `networks` (they all
+        share the root container's network namespace), root container first, each once."""
+        if not self.containers:
+            return []
+        root = self.root_container()
+        seen: dict[str, None] = {}
+        for container in [root, *(c for c in self.containers if c.id != root.id)]:
+            for name in container.networks:
+                seen.setdefault(name, None)
+        return list(seen)
+
+    def joined_space_keys(self) -> frozenset[tuple[str, str]]:
+        """(realm, space) of each space the cell joins beyond its own."""
+        return frozenset(
+            (self.realm_id, name) for name in self.joined_spaces() if name != self.space_id
+        )
+
+
+class CellInterfaceStatus(KukeonModel):
+    """One interface of the cell's network namespace."""
+
+    interface: str
+    """`eth0` (the space's network, or the root container's `cniConfigPath`), `eth1`..."""
+    space: OptionalString = None
+    """The space whose network it is on; unset for the root container's own `cniConfigPath`."""
+    network: OptionalString = None
+    """The CNI network's name."""
+    ip: OptionalString = None
+
 
 class CellNetworkStatus(KukeonModel):
     bridge_name: OptionalString = None
     ip: OptionalString = None
-    """The cell's address on its space's bridge (shared by all its containers)."""
+    """The cell's address on its first interface (shared by all its containers)."""
+    interfaces: NullableList[CellInterfaceStatus] = Field(default_factory=list)
+    """Every interface: the first one, then one per space its containers' `networks` join."""
 
 
 class CellStatus(StatusBase):

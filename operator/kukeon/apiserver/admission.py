@@ -13,10 +13,12 @@ Kubernetes Pod Security Standards; docs/kukectl.md has the table and says where 
 differs. In short:
 
 - ``restricted``: no privileged, no host network/PID namespace, no host cgroup namespace,
-  no devices, no capability beyond the runtime's default set, no ``securityOpts`` but
-  ``no-new-privileges``, no ``nestedCgroupRuntime``; host paths only under kukeond's
-  ``allowedHostPaths``, ``fromFile`` secrets only under ``secretDirs``, ``fromEnv`` only of
-  names in ``allowedSecretEnv`` (all three empty by default, so: none).
+  no container ``cniConfigPath`` (a conflist of the cell's own: its plugins run as root
+  and it picks any bridge or host interface), no devices, no capability beyond the
+  runtime's default set, no ``securityOpts`` but ``no-new-privileges``, no
+  ``nestedCgroupRuntime``; host paths only under kukeond's ``allowedHostPaths``,
+  ``fromFile`` secrets only under ``secretDirs``, ``fromEnv`` only of names in
+  ``allowedSecretEnv`` (all three empty by default, so: none).
 - ``baseline``: the same, plus ``hostCgroup`` and the capabilities ``SYS_PTRACE`` and
   ``IPC_LOCK``.
 - ``privileged``: everything (the host-path, secret-dir and env lists no longer apply).
@@ -233,6 +235,13 @@ def _security_opt_violations(
     return found
 
 
+_OWN_CNI: Final = (
+    "a CNI configuration of the cell's own (kukeond runs its plugins as root, and the file "
+    "chooses what the cell is attached to: another realm's bridge, the host's interfaces; "
+    "a file under allowedHostPaths is no safer, since a bind volume may write there)"
+)
+
+
 def check_container(
     container: ContainerSpec,
     *,
@@ -258,6 +267,10 @@ def check_container(
     for value, name, needed, what in flags:
         if value and not _allows(level, needed):
             found.append(Violation(f"{field}.{name}", _needs(needed, what)))
+    if container.cni_config_path is not None:
+        found.append(
+            Violation(f"{field}.cniConfigPath", _needs(SecurityLevel.PRIVILEGED, _OWN_CNI))
+        )
     for position, device in enumerate(container.devices):
         found.append(
             Violation(

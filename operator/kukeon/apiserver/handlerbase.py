@@ -22,7 +22,7 @@ from kukeon.apiserver.status import ApiError, from_store_error
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.watchcache import WatchCache
 from kukeon.apiserver.watchhub import WatchHub
-from kukeon.apiserver.writerules import check_acted_on, check_finalizers
+from kukeon.apiserver.writerules import check_acted_on, check_finalizers, check_networks
 from kukeon.store import StoreError
 
 
@@ -69,6 +69,7 @@ class HandlerBase:
             return  # status: only admins (the controllers) write it
         check_finalizers(target, res, current)
         check_acted_on(target, res, current)
+        await self._store(target, check_networks(self._registry, target, res, current))
         await self._store(target, self._admission.admit(principal_of(request), res, current))
 
     async def _store(self, target: Target, call: Any) -> Any:

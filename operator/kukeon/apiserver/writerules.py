@@ -28,11 +28,12 @@ from kukeon.api import (
     to_document,
 )
 from kukeon.api.container import containerd_container_id
-from kukeon.api.meta import quote
+from kukeon.api.meta import check_dns_label, quote
 from kukeon.apiserver.paths import KINDS
+from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.apiserver.target import Target
-from kukeon.store import MAX_DOCUMENT_BYTES
+from kukeon.store import MAX_DOCUMENT_BYTES, NotFound
 
 
 def prepare(body: Any, target: Target, *, name_from_url: bool) -> dict[str, Any]:
@@ -168,19 +169,19 @@ def check_finalizers(target: Target, res: AnyResource, current: AnyResource | No
 
 _NOT_ACTED_ON = {
     "ports": "publishing ports is not implemented yet",
-    "networks": "joining other spaces' networks is not implemented yet",
-    "cniConfigPath": "a container's own CNI configuration is not implemented yet (a space's "
-    "spec.cniConfigPath is)",
 }
 """Container fields the model loads (kukeon manifests carry them) but kukeond does not act
 on: a write that sets or changes one is refused, so nobody believes it works."""
 
+_ACTED_ON_FIELDS = {"ports", "networks", "cni_config_path"}
+
 
 def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None) -> None:
     """Refuse what a write asks that kukeond would ignore, or that only kukeon decides: the
-    fields of `_NOT_ACTED_ON`, and a `containerdId` other than the derived one. Compared with
-    the stored object, so a document written before these rules stays writable as long as
-    the write leaves those values as they were."""
+    fields of `_NOT_ACTED_ON`, a `containerdId` other than the derived one, and networks
+    the cell cannot have (`_network_causes`). Compared with the stored object, so a
+    document written before these rules stays writable as long as the write leaves those
+    values as they were."""
     if not isinstance(res, Cell):
         return
     before = {c.id: c for c in current.spec.containers} if isinstance(current, Cell) else {}
@@ -188,12 +189,12 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
     for index, container in enumerate(res.spec.containers):
         path = f"spec.containers[{index}]"
         old = before.get(container.id)
-        fields = {"ports", "networks", "cni_config_path"}
-        written = container.model_dump(by_alias=True, include=fields)
-        kept = old.model_dump(by_alias=True, include=fields) if old else {}
+        written = container.model_dump(by_alias=True, include=_ACTED_ON_FIELDS)
+        kept = old.model_dump(by_alias=True, include=_ACTED_ON_FIELDS) if old else {}
         for field, why in _NOT_ACTED_ON.items():
             if written.get(field) and written.get(field) != kept.get(field):
                 causes.append(Cause(f"{path}.{field}", why))
+        causes += _network_causes(res, index)
         derived = containerd_container_id(
             space=res.spec.space_id, stack=res.spec.stack_id, cell=res.metadata.name,
             container=container.id,
@@ -202,6 +203,82 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
         if given and given != derived and given != (old.containerd_id if old else None):
             why = f"is derived by kukeon ({quote(derived)}): leave it out"
             causes.append(Cause(f"{path}.containerdId", why))
+    _refuse(target, res, causes)
+
+
+def _network_causes(cell: Cell, index: int) -> list[Cause]:
+    """What container ``index`` of ``cell`` asks of the network that the cell cannot have.
+
+    Every container shares the root container's network namespace: the root container's
+    `cniConfigPath` replaces the space's network for the cell and is refused on the others;
+    `networks` of every container are merged (the cell joins each space once). A cell whose
+    containers all use the host's network has no namespace to attach.
+    """
+    container = cell.spec.containers[index]
+    path = f"spec.containers[{index}]"
+    causes: list[Cause] = []
+    no_netns = all(c.host_network for c in cell.spec.containers)
+    is_root = container.id == cell.spec.root_container().id
+    if container.cni_config_path is not None:
+        if not is_root:
+            why = (
+                "only the root container's cniConfigPath is used: every container shares its "
+                f"network namespace (set it on {quote(cell.spec.root_container().id)})"
+            )
+            causes.append(Cause(f"{path}.cniConfigPath", why))
+        elif no_netns:
+            why = "the cell has no network namespace: every container uses the host's network"
+            causes.append(Cause(f"{path}.cniConfigPath", why))
+    for position, name in enumerate(container.networks):
+        where = f"{path}.networks[{position}]"
+        if not _is_dns_label(name):
+            causes.append(Cause(where, f"{quote(name)} is not a space name (a DNS label)"))
+        elif name == cell.spec.space_id:
+            why = f"{quote(name)} is the cell's own space (its first interface is on it)"
+            causes.append(Cause(where, why))
+        elif no_netns:
+            why = "the cell has no network namespace: every container uses the host's network"
+            causes.append(Cause(where, why))
+    return causes
+
+
+async def check_networks(
+    registry: RegistryApi, target: Target, res: AnyResource, current: AnyResource | None
+) -> None:
+    """Every space a cell's containers newly name in `networks` must exist in the cell's
+    realm and not be being deleted (404-free: a 422 naming the field). Names the stored
+    cell already had are not read again: a space deleted later is the node's to report."""
+    if not isinstance(res, Cell):
+        return
+    before = {c.id: c for c in current.spec.containers} if isinstance(current, Cell) else {}
+    realm = res.spec.realm_id
+    causes: list[Cause] = []
+    for index, container in enumerate(res.spec.containers):
+        old = before.get(container.id)
+        for position, name in enumerate(container.networks):
+            if (old is not None and name in old.networks) or not _is_dns_label(name):
+                continue
+            where = f"spec.containers[{index}].networks[{position}]"
+            try:
+                space = await registry.get(Kind.SPACE, (realm, name))
+            except NotFound:
+                causes.append(Cause(where, f"realm {quote(realm)} has no space {quote(name)}"))
+                continue
+            if space.metadata.deletion_timestamp is not None:
+                why = f"space {quote(name)} of realm {quote(realm)} is being deleted"
+                causes.append(Cause(where, why))
+    _refuse(target, res, causes)
+
+
+def _is_dns_label(name: str) -> bool:
+    try:
+        check_dns_label(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse(target: Target, res: AnyResource, causes: list[Cause]) -> None:
     if causes:
         raise ApiError(
             422,

@@ -382,14 +382,12 @@ async def test_clients_cannot_add_finalizers(http: aiohttp.ClientSession) -> Non
 async def test_fields_kukeond_would_ignore_are_refused(
     http: aiohttp.ClientSession, api: Api
 ) -> None:
-    """ports, networks and a container's cniConfigPath are loaded but not acted on, and a
-    containerdId is kukeon's: a write that sets one is a 422 naming it, while a document
-    stored before the rule stays writable as long as the write leaves the value as it was."""
+    """ports are loaded but not acted on, and a containerdId is kukeon's: a write that sets
+    one is a 422 naming it, while a document stored before the rule stays writable as long
+    as the write leaves the value as it was."""
     await _defaults(http)
     for field, value in (
         ("ports", ["8080:80"]),
-        ("networks", ["other"]),
-        ("cniConfigPath", "/etc/cni/net.d/x.conflist"),
         ("containerdId", "mine"),
     ):
         doc = cell_doc(f"c-{field.lower()}")

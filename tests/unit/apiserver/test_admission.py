@@ -98,6 +98,10 @@ RULES: list[tuple[dict[str, Any], str, SecurityLevel]] = [
     ({"hostNetwork": True}, f"{F}.hostNetwork", PRIVILEGED),
     ({"hostPID": True}, f"{F}.hostPID", PRIVILEGED),
     ({"hostCgroup": True}, f"{F}.hostCgroup", BASELINE),
+    # A conflist of the cell's own: its plugins run as root and it picks any bridge or host
+    # interface, even under an allowed host path (a bind volume may write there).
+    ({"cniConfigPath": "/srv/kukeon/x.conflist"}, f"{F}.cniConfigPath", PRIVILEGED),
+    ({"cniConfigPath": "/etc/cni/net.d/x.conflist"}, f"{F}.cniConfigPath", PRIVILEGED),
     ({"devices": ["/dev/kvm"]}, f"{F}.devices[0]", PRIVILEGED),
     ({"devices": ["/dev/fuse:/dev/fuse:rw"]}, f"{F}.devices[0]", PRIVILEGED),
     ({"capabilities": {"add": ["SYS_ADMIN"]}}, f"{F}.capabilities.add[0]", PRIVILEGED),
