@@ -5,15 +5,16 @@ Controllers are written with ``kukeon.framework`` and act on the host only throu
 finalize handlers per kind (cells filtered to the ones this node runs; realms, spaces
 and stacks materialised only where cells of them run, see ``layers``, each node holding
 its own finalizer), the cell-membership follower that requeues a cell's parents when it
-arrives on or leaves this node, the containerd event follower that requeues a cell when
-one of its tasks exits, the Event recorder (what happened to each object, written to
-etcd without blocking a handler: ``kukeon.framework.recorder``), the Secret follower
-that requeues the cells within a Secret's scope when it changes and the Space listener
-that requeues a space's cells when its spec changes (``wakers``), and the
-orphan collector (cells, then the realms, spaces and stacks this node does not
-materialise) run at start and then periodically. The background loops run under the
-operator's supervisor (``Operator.tasks``): a crash is logged, counted, restarted with
-backoff and shown on /readyz.
+arrives on or leaves this node, the departures follower that stops this node's copy of a
+cell the moment the cell leaves it (``departures``: moved, drained, fenced), the
+containerd event follower that requeues a cell when one of its tasks exits, the Event
+recorder (what happened to each object, written to etcd without blocking a handler:
+``kukeon.framework.recorder``), the Secret follower that requeues the cells within a
+Secret's scope when it changes and the Space listener that requeues a space's cells when
+its spec changes (``wakers``), and the orphan collector (cells, then the realms, spaces
+and stacks this node does not materialise) run at start and then periodically. The
+background loops run under the operator's supervisor (``Operator.tasks``): a crash is
+logged, counted, restarted with backoff and shown on /readyz.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kukeon.framework import EventRecorder, Operator, OperatorContext, Supervise
 from kukeon.store import Registry
 
 from .cell import CellController, HostFacts
+from .departures import Departures
 from .events import follow_task_events
 from .gc import collect_orphans
 from .host import Host, HostSettings
@@ -40,6 +42,7 @@ from .wakers import CellWaker, secret_scope
 __all__ = [
     "CellController",
     "Controllers",
+    "Departures",
     "Host",
     "HostFacts",
     "HostSettings",
@@ -81,11 +84,13 @@ class Controllers:
         self.cells = CellController(
             host=host, registry=registry, images=images, facts=HostFacts.read(), recorder=recorder
         )
+        self.departures = Departures(host=host, registry=registry, cells=self.cells)
+        """Stops this node's copy of a cell as soon as the cell leaves it (issue 21)."""
         self._background: list[SupervisedTask] = []
 
     def runs_here(self, cell: Cell) -> bool:
-        # Only cells assigned to this node: the scheduler (issue 10) places the others.
-        return cell.spec.node_name == self.host.settings.node_name
+        # Assigned to this node, not being handed back by a drain, not fenced away.
+        return self.departures.runs_here(cell)
 
     async def collect_orphans(self) -> list[str]:
         return await collect_orphans(
@@ -104,6 +109,19 @@ class Controllers:
             except Exception:
                 log.exception("orphan collection failed; trying again later")
 
+    def _register_layers(self, op: Operator, membership: CellMembership) -> None:
+        """The realm, space and stack handlers: materialised where cells of them run."""
+        node = self.host.settings.node_name
+        for layer in (self.realms, self.spaces, self.stacks):
+            layer.trigger = op.trigger
+            layer.membership = membership
+            op.reconcile(layer.kind)(layer.reconcile)
+            # The node's own finalizer is added by the reconcile when it materialises the
+            # object here (never by the framework), and released when it tears it down.
+            op.finalize(layer.kind, when=_never, finalizer=node_finalizer(layer.kind, node))(
+                layer.finalize
+            )
+
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
         membership = CellMembership(registry=self.registry, node=node, trigger=op.trigger)
@@ -121,18 +139,11 @@ class Controllers:
             trigger=op.trigger,
             on_spec_change_only=True,
         )
-        for layer in (self.realms, self.spaces, self.stacks):
-            layer.trigger = op.trigger
-            layer.membership = membership
-            op.reconcile(layer.kind)(layer.reconcile)
-            # The node's own finalizer is added by the reconcile when it materialises the
-            # object here (never by the framework), and released when it tears it down.
-            op.finalize(layer.kind, when=_never, finalizer=node_finalizer(layer.kind, node))(
-                layer.finalize
-            )
+        self._register_layers(op, membership)
         op.on_change(Kind.SPACE, spaces.changed)
+        self.departures.trigger = op.trigger
         op.reconcile(Kind.CELL, when=self.runs_here)(self.cells.reconcile)
-        op.finalize(Kind.CELL, when=self.runs_here)(self.cells.finalize)
+        op.finalize(Kind.CELL, when=self.departures.assigned_here)(self.cells.finalize)
 
         @op.on_startup
         async def start_background(ctx: OperatorContext) -> None:
@@ -167,6 +178,7 @@ class Controllers:
                 op.tasks.start("kukeon-containerd-events", follow_events),
                 op.tasks.start("kukeon-gc", self._collect_periodically),
                 op.tasks.start("kukeon-cell-membership", membership.follow),
+                op.tasks.start("kukeon-cell-departures", self.departures.follow),
                 op.tasks.start("kukeon-secrets", secrets.follow),
             ]
 

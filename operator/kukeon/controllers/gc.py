@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from kukeon.api import Cell, Kind, Space
@@ -57,6 +57,48 @@ from .space import conflist_file
 
 log = logging.getLogger(__name__)
 
+STOPS_IN_FLIGHT = 32
+"""Containers stopped at the same time: each may take its whole stop grace period."""
+
+
+def container_cell_key(container: Container) -> tuple[str, ...]:
+    """The key of the cell a kukeon container belongs to (from its labels)."""
+    labels = container.labels
+    return tuple(labels.get(n, "") for n in (LABEL_REALM, LABEL_SPACE, LABEL_STACK, LABEL_CELL))
+
+
+async def list_node_containers(host: Host) -> list[tuple[str, Container]]:
+    """(namespace, container) of every container this node made, in every namespace."""
+    found: list[tuple[str, Container]] = []
+    node_filter = f"{MANAGED_FILTER},{label_filter({LABEL_NODE: host.settings.node_name})}"
+    for namespace in await host.containerd.namespaces.list():
+        for container in await host.containerd.containers(namespace.name).list(node_filter):
+            # The same node name may be another control plane's on this host.
+            if is_own(container.labels, host.instance):
+                found.append((namespace.name, container))
+    return found
+
+
+async def remove_containers(
+    cells: CellController, containers: Sequence[tuple[str, Container]]
+) -> list[tuple[str, BaseException | None]]:
+    """Stop and delete ``containers`` concurrently (bounded): (what, error or None) each.
+
+    One at a time, N containers that ignore SIGTERM would take N stop grace periods.
+    """
+    gate = asyncio.Semaphore(STOPS_IN_FLIGHT)
+
+    async def remove(namespace: str, container: Container) -> tuple[str, BaseException | None]:
+        what = f"container {namespace}/{container.id}"
+        async with gate:
+            try:
+                await cells.remove_container(namespace, container.id)
+            except Exception as error:
+                return what, error
+        return what, None
+
+    return list(await asyncio.gather(*(remove(ns, c) for ns, c in containers)))
+
 
 class HostInventory:
     """What this node has on the host, listed before etcd is read."""
@@ -74,12 +116,7 @@ class HostInventory:
 
 async def list_host(host: Host) -> HostInventory:
     found = HostInventory()
-    node_filter = f"{MANAGED_FILTER},{label_filter({LABEL_NODE: host.settings.node_name})}"
-    for namespace in await host.containerd.namespaces.list():
-        for container in await host.containerd.containers(namespace.name).list(node_filter):
-            # The same node name may be another control plane's on this host.
-            if is_own(container.labels, host.instance):
-                found.containers.append((namespace.name, container))
+    found.containers = await list_node_containers(host)
     settings = host.networks.settings
     found.cell_dirs = await asyncio.to_thread(_cell_dirs, host.settings.state_dir / "cells")
     prefix = network_id_prefix(settings.instance)
@@ -129,7 +166,7 @@ async def collect_orphans(
         found,
         wanted={cell_key(c) for c in all_cells if here(c)},
         named_anywhere={network_id(cell_key(c), instance) for c in all_cells},
-        conflists=await _conflists(host, registry),
+        conflists=await space_conflists(host, registry),
     )
     await sweep.containers(cells)
     await sweep.cell_dirs()
@@ -184,19 +221,22 @@ class _Sweep:
         return True
 
     async def containers(self, cells: CellController) -> None:
-        for namespace, container in self.found.containers:
-            labels = container.labels
-            names = (LABEL_REALM, LABEL_SPACE, LABEL_STACK, LABEL_CELL)
-            if tuple(labels.get(n, "") for n in names) not in self.wanted:
-                await self.attempt(
-                    f"container {namespace}/{container.id}",
-                    cells.remove_container(namespace, container.id),
-                )
+        orphans = [
+            (namespace, container)
+            for namespace, container in self.found.containers
+            if container_cell_key(container) not in self.wanted
+        ]
+        for what, error in await remove_containers(cells, orphans):
+            if error is None:
+                log.info("removed orphaned %s", what)
+                self.removed.append(what)
+            else:
+                log.warning("could not remove orphaned %s (next pass tries again): %s", what, error)
 
     async def cell_dirs(self) -> None:
         for key in sorted(self.found.cell_dirs - self.wanted):
             conflist = self.conflists.get(bridge_name(key[0], key[1], self.instance))
-            removal = _remove_cell(self.host, key, conflist=conflist)
+            removal = remove_cell_host_side(self.host, key, conflist=conflist)
             if await self.attempt(f"cell {'/'.join(key)}", removal):
                 self.detached.add(network_id(key, self.instance))
 
@@ -238,7 +278,7 @@ class _Sweep:
             await asyncio.to_thread(mark.unlink, True)
 
 
-async def _remove_cell(host: Host, key: tuple[str, ...], *, conflist: Path | None) -> None:
+async def remove_cell_host_side(host: Host, key: tuple[str, ...], *, conflist: Path | None) -> None:
     """A cell's host resources outside containerd: network, cgroup, files."""
     instance = host.networks.settings.instance
     await host.networks.detach_cell(cell_id=network_id(key, instance), cni_config_path=conflist)
@@ -246,7 +286,7 @@ async def _remove_cell(host: Host, key: tuple[str, ...], *, conflist: Path | Non
     await asyncio.to_thread(shutil.rmtree, host.settings.state_dir.joinpath("cells", *key), True)
 
 
-async def _conflists(host: Host, registry: Registry) -> dict[str, Path]:
+async def space_conflists(host: Host, registry: Registry) -> dict[str, Path]:
     """Bridge (= CNI network name) -> the conflist of its space, for CNI DEL."""
     spaces = await registry.list(Kind.SPACE)
     instance = host.networks.settings.instance

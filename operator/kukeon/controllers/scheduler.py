@@ -19,16 +19,18 @@ the node heartbeat leases at once and then:
    finalizer and their ``status.nodes`` entry, so a deletion never waits for a dead node
    (``layers.release_node``), and a running node whose Node was deleted keeps its own.
 
-The decision itself (``filter_reason``, ``choose_node``) is pure, over ``NodeView``
-snapshots, so it is unit-tested without etcd.
+The decision itself (``api.placement``: ``filter_reason``, ``choose_node``) is pure,
+over ``NodeView`` snapshots, so it is unit-tested without etcd; ``kukectl drain`` asks it
+too. A drained cell is handed back by its old node only once its copy there is stopped
+(``controllers.departures``), so the scheduler never places a cell that still runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +48,19 @@ from kukeon.api import (
     Realm,
     Space,
     Stack,
+)
+from kukeon.api.placement import (
+    EVICT_ANNOTATION,
+    NodeView,
+    Placement,
+    cell_memory_request,
+    choose_node,
+    count_cells,
+    filter_reason,
+    is_scheduler_placed,
+    node_view,
+    score,
+    selector_matches,
 )
 from kukeon.framework import Operator, OperatorContext, Supervisor, patch_status
 from kukeon.framework.waits import wait_event
@@ -82,92 +97,6 @@ async def alive_nodes(client: EtcdClient, key_prefix: str) -> set[str]:
         metadata=client.metadata,
     )
     return {kv.key[len(start) :].decode() for kv in response.kvs}
-
-
-# --- the decision (pure) ----------------------------------------------------------------
-
-
-def cell_memory_request(cell: Cell) -> int:
-    """What a cell needs of a node's memory: the sum of its containers' memory limits."""
-    total = 0
-    for container in cell.spec.containers:
-        resources = container.resources
-        if resources is not None and resources.memory_limit_bytes:
-            total += resources.memory_limit_bytes
-    return total
-
-
-@dataclass
-class NodeView:
-    """What the scheduler knows of one node during one pass."""
-
-    name: str
-    ready: bool
-    unschedulable: bool = False
-    labels: Mapping[str, str] = field(default_factory=dict)
-    allocatable_memory: int = 0
-    """Bytes; 0 means unknown, which only cells without memory limits fit."""
-    cells: int = 0
-    used_memory: int = 0
-
-    @property
-    def free_memory(self) -> int:
-        return max(self.allocatable_memory - self.used_memory, 0)
-
-
-def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
-def filter_reason(node: NodeView, *, selector: Mapping[str, str], memory: int) -> str | None:
-    """Why ``node`` cannot take the cell, or None when it can."""
-    if not node.ready:
-        return "not Ready"
-    if node.unschedulable:
-        return "cordoned (unschedulable)"
-    if not selector_matches(selector, node.labels):
-        wanted = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
-        return f"labels do not match nodeSelector {wanted}"
-    if memory and memory > node.free_memory:
-        return f"not enough memory: needs {memory} bytes, {node.free_memory} free"
-    return None
-
-
-def score(node: NodeView) -> tuple[int, int, str]:
-    """Lower is better: fewest cells, then most free memory, then the name (stable)."""
-    return (node.cells, -node.free_memory, node.name)
-
-
-@dataclass(frozen=True)
-class Placement:
-    node: str | None
-    reasons: Mapping[str, str]
-    """Node -> why it was filtered out (for the Unschedulable message)."""
-
-    def message(self) -> str:
-        if not self.reasons:
-            return "no node is registered"
-        parts = [f"{node}: {why}" for node, why in sorted(self.reasons.items())]
-        return f"0/{len(self.reasons)} nodes are available: " + "; ".join(parts)
-
-
-def choose_node(cell: Cell, nodes: Iterable[NodeView]) -> Placement:
-    memory = cell_memory_request(cell)
-    fitting: list[NodeView] = []
-    reasons: dict[str, str] = {}
-    for node in nodes:
-        why = filter_reason(node, selector=cell.spec.node_selector, memory=memory)
-        if why is None:
-            fitting.append(node)
-        else:
-            reasons[node.name] = why
-    if not fitting:
-        return Placement(None, reasons)
-    return Placement(min(fitting, key=score).name, reasons)
-
-
-def is_scheduler_placed(cell: Cell) -> bool:
-    return cell.metadata.annotations.get(SCHEDULED_BY) == SCHEDULER
 
 
 def ready_since(node: Node) -> datetime | None:
@@ -259,21 +188,10 @@ class Scheduler:
         lost_since: dict[str, datetime] = {}
         for node in nodes:
             node = await self._observe_liveness(node, alive=node.metadata.name in alive, now=now)
-            ready = node.status.state == NodeState.READY
-            if not ready:
+            views[node.metadata.name] = node_view(node)
+            if not views[node.metadata.name].ready:
                 lost_since[node.metadata.name] = ready_since(node) or now
-            views[node.metadata.name] = NodeView(
-                name=node.metadata.name,
-                ready=ready,
-                unschedulable=node.spec.unschedulable,
-                labels=dict(node.metadata.labels),
-                allocatable_memory=node.status.allocatable.memory_bytes,
-            )
-        for cell in cells:
-            view = views.get(cell.spec.node_name or "")
-            if view is not None:
-                view.cells += 1
-                view.used_memory += cell_memory_request(cell)
+        count_cells(views, cells)
 
         # Decisions are taken one cell at a time (each one counts in the next one's score);
         # the writes they lead to go to etcd concurrently.
@@ -413,7 +331,11 @@ class Scheduler:
         return self._bind(cell, placement.node, moving=moving_from is not None)
 
     async def _bind(self, cell: Cell, node: str, *, moving: bool) -> None:
-        annotations = {**cell.metadata.annotations, SCHEDULED_BY: SCHEDULER}
+        # A drain's request to the old node is answered by the move (a lost node's cells).
+        annotations = {
+            **{k: v for k, v in cell.metadata.annotations.items() if k != EVICT_ANNOTATION},
+            SCHEDULED_BY: SCHEDULER,
+        }
         moved = cell.model_copy(
             update={
                 "spec": cell.spec.model_copy(update={"node_name": node}),

@@ -227,7 +227,11 @@ class Daemon:
         )
         # Fleet membership (issue 10): Node document, heartbeat lease, scheduler singleton.
         self.fleet = await start_fleet(
-            operator, registry=registry, config=config, containerd=containerd
+            operator,
+            registry=registry,
+            config=config,
+            containerd=containerd,
+            cells=self.controllers.departures,
         )
         self._on_stop("node heartbeat", self.fleet.stop)
         await operator.start()

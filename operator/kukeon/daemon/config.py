@@ -94,6 +94,11 @@ class DaemonConfig(BaseModel):
     """How often the node renews its lease and writes `lastHeartbeatTime`."""
     node_lost_timeout: float = Field(default=300.0, ge=0)
     """How long a node may be NotReady before its scheduler-placed cells move elsewhere."""
+    fence_after_seconds: float | None = Field(default=None, gt=0)
+    """Seconds without a renewed heartbeat lease after which the node stops its
+    scheduler-placed cells by itself (fencing; pinned cells go on). None: `nodeLeaseTtl`.
+    Must stay below `nodeLeaseTtl + nodeLostTimeout`, so a node is fenced before its cells
+    are placed elsewhere (docs/fleet.md)."""
     scheduler_interval: float = Field(default=1.0, gt=0)
     """The scheduler's full pass period (new cells wake it sooner)."""
     event_ttl_seconds: int = Field(default=3600, ge=2)
@@ -227,6 +232,27 @@ class DaemonConfig(BaseModel):
         if tls or any(e.strip().lower().startswith("https://") for e in self.etcd_endpoints):
             return ()
         return tuple(e for e in self.etcd_endpoints if not _is_loopback_endpoint(e))
+
+    @property
+    def fence_after(self) -> float:
+        """The fencing delay in effect (``fenceAfterSeconds``, else the lease TTL)."""
+        if self.fence_after_seconds is not None:
+            return self.fence_after_seconds
+        return float(self.node_lease_ttl)
+
+    @model_validator(mode="after")
+    def _fencing_before_replacement(self, info: ValidationInfo) -> DaemonConfig:
+        if info.context and info.context.get(_PARTIAL):
+            return self
+        limit = self.node_lease_ttl + self.node_lost_timeout
+        if self.fence_after_seconds is not None and self.fence_after_seconds >= limit:
+            raise PydanticCustomError(
+                "fence_after",
+                "fenceAfterSeconds ({fence}) must be below nodeLeaseTtl + nodeLostTimeout "
+                "({limit}): a node must be fenced before its cells are placed elsewhere",
+                {"fence": self.fence_after_seconds, "limit": limit},
+            )
+        return self
 
     @model_validator(mode="after")
     def _plaintext_etcd_only_on_loopback(self, info: ValidationInfo) -> DaemonConfig:

@@ -81,6 +81,12 @@ from .config import ConfigError, load_config
     help="Seconds a node may be NotReady before its unpinned cells are rescheduled (default 300).",
 )
 @click.option(
+    "--fence-after-seconds",
+    type=float,
+    help="Seconds without a renewed heartbeat lease before the node stops its unpinned "
+    "cells by itself (default: the lease TTL).",
+)
+@click.option(
     "--event-ttl-seconds",
     type=int,
     help="How long an Event lives after its last occurrence (default 3600).",

@@ -7,6 +7,13 @@ plugins), then keeps an etcd lease alive with the key
 renewal. The scheduler leader reads those keys: a node whose key is gone is NotReady.
 The heartbeat loop runs under the daemon's supervisor (component "fleet" on /readyz).
 
+Before it takes its lease and reports Ready, a node stops the copies of the cells it no
+longer runs (moved elsewhere while it was down), all at once: whoever sees it Ready again
+never sees one of its stale copies. While it runs, a fencing watch compares the time since
+the lease was last renewed with ``fenceAfterSeconds`` (default: the lease TTL): past it the
+node stops its scheduler-placed cells by itself, before the scheduler can place them
+elsewhere (``nodeLeaseTtl + nodeLostTimeout``); pinned cells go on. A renewal unfences it.
+
 `start_fleet` is the one call ``daemon.app`` makes: it also puts the scheduler on the
 operator as a singleton, so every kukeond can schedule and exactly one does.
 """
@@ -18,9 +25,12 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from aetcd import rpc
 
@@ -57,6 +67,34 @@ HEARTBEAT_BACKOFF_MAX = 10.0
 def heartbeat_retry_delay(failures: int) -> float:
     """Seconds before the next attempt after ``failures`` failed ones in a row."""
     return min(HEARTBEAT_BACKOFF_MAX, 0.5 * 2.0 ** min(failures - 1, 16))
+
+
+FENCE_CHECKS_PER_PERIOD = 10
+"""The fencing watch looks this many times per ``fenceAfterSeconds`` (at most once a second)."""
+
+
+class NodeCells(Protocol):
+    """What the node agent asks of this node's cells (``controllers.Departures``)."""
+
+    async def stop_stale(self) -> int: ...
+
+    async def fence(self) -> int: ...
+
+    async def unfence(self) -> None: ...
+
+
+class FenceStep(StrEnum):
+    FENCE = "fence"
+    UNFENCE = "unfence"
+
+
+def fence_step(*, silent_for: float, fence_after: float, fenced: bool) -> FenceStep | None:
+    """What the fencing watch does, ``silent_for`` seconds after the last renewal."""
+    if not fenced and silent_for >= fence_after:
+        return FenceStep.FENCE
+    if fenced and silent_for < fence_after:
+        return FenceStep.UNFENCE
+    return None
 
 
 FLEET = "fleet"
@@ -192,8 +230,13 @@ class NodeAgent:
         config: DaemonConfig,
         containerd: ContainerdClient | None,
         supervisor: Supervisor | None = None,
+        cells: NodeCells | None = None,
     ) -> None:
         self.registry = registry
+        self.cells = cells
+        """Stopped when stale (at start) or fenced; None: the node runs no cells."""
+        self.fence_after = config.fence_after
+        self.fenced = False
         self.config = config
         self.containerd = containerd
         self.node_name = config.node_name
@@ -207,13 +250,57 @@ class NodeAgent:
         self._session: LeaseSession | None = None
         self._supervisor = supervisor if supervisor is not None else Supervisor()
         self._task: SupervisedTask | None = None
+        self._fencing: SupervisedTask | None = None
 
     async def start(self) -> None:
         self._capacity = await read_capacity(self.config, self.containerd)
         await self._register()
+        if self.cells is not None:
+            # Before the lease and Ready: nobody sees this node Ready with a stale copy.
+            try:
+                await self.cells.stop_stale()
+            except Exception:  # the orphan collection at the controllers' start tries again
+                log.exception("node %s: stopping stale copies failed", self.node_name)
         await self._new_lease()
         await self.beat()
         self._task = self._supervisor.start("kukeon-node-heartbeat", self._run, component=FLEET)
+        if self.cells is not None:
+            self._fencing = self._supervisor.start(
+                "kukeon-node-fencing", self._watch_fencing, component=FLEET
+            )
+
+    def silent_for(self) -> float:
+        """Seconds since the last request etcd confirmed for this node's lease was sent."""
+        session = self._session
+        return 0.0 if session is None else time.monotonic() - session.confirmed_at
+
+    async def _watch_fencing(self) -> None:
+        cells = self.cells
+        assert cells is not None
+        period = min(1.0, self.fence_after / FENCE_CHECKS_PER_PERIOD)
+        while True:
+            await asyncio.sleep(period)
+            step = fence_step(
+                silent_for=self.silent_for(), fence_after=self.fence_after, fenced=self.fenced
+            )
+            if step is FenceStep.FENCE:
+                log.warning(
+                    "node %s: heartbeat lease not renewed for %.1fs (fenceAfterSeconds %g): "
+                    "fencing",
+                    self.node_name,
+                    self.silent_for(),
+                    self.fence_after,
+                )
+                self.fenced = True
+                await cells.fence()
+            elif step is FenceStep.UNFENCE:
+                try:
+                    await cells.unfence()
+                except Exception as error:  # etcd not answering yet: next look
+                    log.info("node %s: unfencing postponed (%r)", self.node_name, error)
+                    continue
+                self.fenced = False
+                log.info("node %s: heartbeat lease renewed again, unfenced", self.node_name)
 
     async def _register(self) -> None:
         """Create the Node, or bring an existing one's labels up to date with the config."""
@@ -349,6 +436,9 @@ class NodeAgent:
                 reported_at = -HEARTBEAT_LOG_INTERVAL
 
     async def stop(self) -> None:
+        if self._fencing is not None:
+            await self._fencing.stop()
+            self._fencing = None
         if self._task is not None:
             await self._task.stop()
             self._task = None
@@ -378,10 +468,13 @@ async def start_fleet(
     registry: Registry,
     config: DaemonConfig,
     containerd: ContainerdClient | None,
+    cells: NodeCells | None = None,
 ) -> Fleet:
     """Register this node, start its heartbeat and put the scheduler on ``op``.
 
     Called before ``op.start()`` (singletons must be registered before the start).
+    ``cells`` (the controllers' ``departures``) have their stale copies stopped before the
+    node reports Ready, and are fenced when the lease cannot be renewed.
     """
     scheduler = Scheduler(
         registry=registry,
@@ -391,6 +484,8 @@ async def start_fleet(
     )
     register_scheduler(op, scheduler)
     register_cascade(op, CascadeDeleter(registry=registry))
-    agent = NodeAgent(registry=registry, config=config, containerd=containerd, supervisor=op.tasks)
+    agent = NodeAgent(
+        registry=registry, config=config, containerd=containerd, supervisor=op.tasks, cells=cells
+    )
     await agent.start()
     return Fleet(agent=agent, scheduler=scheduler)

@@ -78,6 +78,11 @@ class LeaseSession:
         self._task: asyncio.Task[None] | None = None
 
     @property
+    def confirmed_at(self) -> float:
+        """Monotonic time of the last request etcd confirmed (grant or keepalive) was sent."""
+        return self._confirmed_at
+
+    @property
     def trusted_until(self) -> float:
         """Monotonic time after which we must assume the lease may be gone."""
         return self._confirmed_at + self.ttl - self._margin

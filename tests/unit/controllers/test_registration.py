@@ -143,6 +143,7 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
         "kukeon-containerd-events",
         "kukeon-gc",
         "kukeon-cell-membership",
+        "kukeon-cell-departures",
         "kukeon-secrets",
     }
     follow_events = op.tasks.started["kukeon-containerd-events"]

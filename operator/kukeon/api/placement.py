@@ -1,0 +1,150 @@
+"""Where a cell may run: the scheduler's decision, pure, over snapshots of the nodes.
+
+The scheduler leader (``controllers.scheduler``) and ``kukectl drain`` (which asks, before
+it hands a cell back, whether another node could take it) decide the same way:
+*filter* (Ready, not cordoned, selector matches, enough allocatable memory for the cell's
+limits), then *score* (fewest cells, then most free memory, then the name). Nothing here
+talks to etcd, so it is unit-tested as it is and cheap to import from the CLI.
+
+It also names the annotations placement is written with: ``kukeon.io/scheduled-by``
+(the scheduler placed the cell: it may move it; without it the cell is *pinned*) and
+``kukeon.io/evict-from: <node>`` (``kukectl drain`` asks that node to stop the cell and
+hand it back: the node stops its copy first, then clears ``nodeName``, so the scheduler
+never places a cell whose old copy still runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .cell import Cell
+from .node import SCHEDULED_BY_ANNOTATION, SCHEDULED_BY_SCHEDULER, Node, NodeState
+
+EVICT_ANNOTATION = "kukeon.io/evict-from"
+"""Set by ``kukectl drain`` to the drained node's name on the cells it moves."""
+
+
+def is_scheduler_placed(cell: Cell) -> bool:
+    """The scheduler placed it (may move it); otherwise the user pinned it with nodeName."""
+    return cell.metadata.annotations.get(SCHEDULED_BY_ANNOTATION) == SCHEDULED_BY_SCHEDULER
+
+
+def evicted_from(cell: Cell) -> str | None:
+    """The node asked to stop the cell and hand it back (``kukectl drain``), if any."""
+    return cell.metadata.annotations.get(EVICT_ANNOTATION) or None
+
+
+def cell_memory_request(cell: Cell) -> int:
+    """What a cell needs of a node's memory: the sum of its containers' memory limits."""
+    total = 0
+    for container in cell.spec.containers:
+        resources = container.resources
+        if resources is not None and resources.memory_limit_bytes:
+            total += resources.memory_limit_bytes
+    return total
+
+
+@dataclass
+class NodeView:
+    """What the scheduler knows of one node during one pass."""
+
+    name: str
+    ready: bool
+    unschedulable: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    allocatable_memory: int = 0
+    """Bytes; 0 means unknown, which only cells without memory limits fit."""
+    cells: int = 0
+    used_memory: int = 0
+
+    @property
+    def free_memory(self) -> int:
+        return max(self.allocatable_memory - self.used_memory, 0)
+
+
+def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def filter_reason(node: NodeView, *, selector: Mapping[str, str], memory: int) -> str | None:
+    """Why ``node`` cannot take the cell, or None when it can."""
+    if not node.ready:
+        return "not Ready"
+    if node.unschedulable:
+        return "cordoned (unschedulable)"
+    if not selector_matches(selector, node.labels):
+        wanted = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        return f"labels do not match nodeSelector {wanted}"
+    if memory and memory > node.free_memory:
+        return f"not enough memory: needs {memory} bytes, {node.free_memory} free"
+    return None
+
+
+def score(node: NodeView) -> tuple[int, int, str]:
+    """Lower is better: fewest cells, then most free memory, then the name (stable)."""
+    return (node.cells, -node.free_memory, node.name)
+
+
+@dataclass(frozen=True)
+class Placement:
+    node: str | None
+    reasons: Mapping[str, str]
+    """Node -> why it was filtered out (for the Unschedulable message)."""
+
+    def message(self) -> str:
+        if not self.reasons:
+            return "no node is registered"
+        parts = [f"{node}: {why}" for node, why in sorted(self.reasons.items())]
+        return f"0/{len(self.reasons)} nodes are available: " + "; ".join(parts)
+
+
+def choose_node(cell: Cell, nodes: Iterable[NodeView]) -> Placement:
+    memory = cell_memory_request(cell)
+    fitting: list[NodeView] = []
+    reasons: dict[str, str] = {}
+    for node in nodes:
+        why = filter_reason(node, selector=cell.spec.node_selector, memory=memory)
+        if why is None:
+            fitting.append(node)
+        else:
+            reasons[node.name] = why
+    if not fitting:
+        return Placement(None, reasons)
+    return Placement(min(fitting, key=score).name, reasons)
+
+
+def node_view(node: Node) -> NodeView:
+    """A Node document as the decision sees it (no cells counted yet)."""
+    return NodeView(
+        name=node.metadata.name,
+        ready=node.status.state == NodeState.READY,
+        unschedulable=node.spec.unschedulable,
+        labels=dict(node.metadata.labels),
+        allocatable_memory=node.status.allocatable.memory_bytes,
+    )
+
+
+def count_cells(views: Mapping[str, NodeView], cells: Iterable[Cell]) -> None:
+    """Count every cell (and its memory) on the node it is assigned to."""
+    for cell in cells:
+        view = views.get(cell.spec.node_name or "")
+        if view is not None:
+            view.cells += 1
+            view.used_memory += cell_memory_request(cell)
+
+
+__all__ = [
+    "EVICT_ANNOTATION",
+    "NodeView",
+    "Placement",
+    "cell_memory_request",
+    "choose_node",
+    "count_cells",
+    "evicted_from",
+    "filter_reason",
+    "is_scheduler_placed",
+    "node_view",
+    "score",
+    "selector_matches",
+]

@@ -1,0 +1,326 @@
+"""Cells leaving this node: their copies here stop at once, so no cell ever runs twice.
+
+The cell controller handles the cells this node *runs* (:func:`should_run`): assigned
+here (``spec.nodeName``), not being handed back by a drain (``kukeon.io/evict-from`` naming
+this node) and, while the node is fenced, pinned. Everything else that still has a
+container here is a copy to stop, and :class:`Departures` stops it as soon as it sees why:
+
+- **moved**: the cell's ``nodeName`` left this node (a user's edit, the scheduler moving it
+  off this node while it was lost): its containers stop at once, all of them in parallel;
+- **evicted** (``kukectl drain``): its containers stop first, *then* this node clears
+  ``nodeName`` (and the annotations) by compare-and-swap, so the scheduler places the
+  cell elsewhere only once its old copy is gone;
+- **fenced**: the node could not renew its heartbeat lease for ``fenceAfterSeconds``
+  (``daemon.node``): the scheduler-placed cells stop, with no etcd to ask (what is
+  assigned here is remembered from the watch); pinned cells go on. When the lease is
+  renewed again the node unfences and its controllers bring back what etcd still assigns
+  to it;
+- **stale** (:meth:`Departures.stop_stale`): at start, before the node takes its lease and
+  reports Ready, every container of a cell it does not run (moved away while it was down).
+
+Stopping a copy is the orphan collector's removal (``gc``): the task gets its stop grace,
+then the container is deleted; the cell's network, cgroup and files here follow once the
+cell is no longer assigned here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from kukeon.api import SCHEDULED_BY_ANNOTATION, Cell, Kind
+from kukeon.api.placement import EVICT_ANNOTATION, evicted_from, is_scheduler_placed
+from kukeon.runtime.network import bridge_name
+from kukeon.store import Conflict, NotFound, Registry
+
+from .cell import CellController, cell_key
+from .gc import (
+    container_cell_key,
+    list_node_containers,
+    remove_cell_host_side,
+    remove_containers,
+    space_conflists,
+)
+from .host import Host
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, ...]
+
+STOP_ROUNDS = 3
+"""A reconcile already under way may create a container after the listing: list again."""
+ROUND_PAUSE = 0.5
+
+
+def should_run(cell: Cell, *, node: str, fenced: bool) -> bool:
+    """Whether ``node`` runs ``cell`` (the cell controller's filter)."""
+    if cell.spec.node_name != node or evicted_from(cell) == node:
+        return False
+    return not (fenced and is_scheduler_placed(cell))
+
+
+@dataclass
+class Departure:
+    """What one cell version means for this node's copy of it."""
+
+    stop: bool
+    """Its copy here must stop now."""
+    hand_back: bool = False
+    """Then clear its ``nodeName`` (drain): only after the copy is stopped."""
+
+
+def departure(*, node: str, was_here: bool, cell: Cell | None) -> Departure:
+    """Decide from the last known presence and the new version (None: deleted)."""
+    if cell is None:
+        return Departure(stop=False)  # deleted: the cell's finalizer tears it down
+    if cell.spec.node_name == node:
+        evicted = evicted_from(cell) == node
+        return Departure(stop=evicted, hand_back=evicted)
+    return Departure(stop=was_here)
+
+
+@dataclass
+class DepartureStats:
+    stopped: int = 0
+    handed_back: int = 0
+    fenced: int = 0
+    stale: int = 0
+    failures: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Departures:
+    """Follows the cells assigned to this node and stops the copies of those that leave."""
+
+    def __init__(
+        self,
+        *,
+        host: Host,
+        registry: Registry,
+        cells: CellController,
+        retry: float = 1.0,
+    ) -> None:
+        self.host = host
+        self.registry = registry
+        self.cells = cells
+        self.node = host.settings.node_name
+        self.retry = retry
+        self.fenced = False
+        self.assigned: dict[Key, bool] = {}
+        """Cells assigned here (as last seen) -> pinned (not placed by the scheduler)."""
+        self.trigger: Callable[[Kind, Key], object] = lambda kind, key: None
+        self.stats = DepartureStats()
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        self._again: set[Key] = set()
+
+    def runs_here(self, cell: Cell) -> bool:
+        return should_run(cell, node=self.node, fenced=self.fenced)
+
+    def assigned_here(self, cell: Cell) -> bool:
+        return cell.spec.node_name == self.node
+
+    # --- following the cells -------------------------------------------------------------
+
+    def observe(self, key: Key, cell: Cell | None) -> None:
+        """One cell version (None: deleted): remember it, start its departure if due."""
+        decision = departure(node=self.node, was_here=key in self.assigned, cell=cell)
+        if cell is not None and cell.spec.node_name == self.node:
+            self.assigned[key] = not is_scheduler_placed(cell)
+        else:
+            self.assigned.pop(key, None)
+        if decision.stop:
+            self._start(key)
+
+    async def follow(self) -> None:
+        """List, then watch cells for good (relisting after any trouble)."""
+        try:
+            while True:
+                try:
+                    await self._follow_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    log.info("cell departure watch interrupted (%r); relisting", error)
+                    await asyncio.sleep(self.retry)
+        finally:
+            await self.stop()
+
+    async def _follow_once(self) -> None:
+        listing = await self.registry.list(Kind.CELL)
+        seen: set[Key] = set()
+        for cell in listing.items:
+            if isinstance(cell, Cell):
+                seen.add(cell_key(cell))
+                self.observe(cell_key(cell), cell)
+        for key in set(self.assigned) - seen:
+            self.observe(key, None)
+        async for event in self.registry.watch(
+            Kind.CELL, resource_version=listing.resource_version
+        ):
+            cell = event.object
+            if isinstance(cell, Cell):
+                self.observe(cell_key(cell), None if event.type == "DELETED" else cell)
+
+    def _start(self, key: Key) -> None:
+        if key in self._running:
+            self._again.add(key)  # decided again once the current round ends
+            return
+        task = asyncio.create_task(self._depart(key), name=f"kukeon-departure {'/'.join(key)}")
+        self._running[key] = task
+
+    async def stop(self) -> None:
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._running.clear()
+
+    async def _depart(self, key: Key) -> None:
+        try:
+            while True:
+                self._again.discard(key)
+                try:
+                    await self._depart_once(key)
+                except Exception as error:
+                    self.stats.failures += 1
+                    log.warning("cell %s: stopping its copy here failed: %r", "/".join(key), error)
+                    await asyncio.sleep(self.retry)
+                    self._again.add(key)
+                if key not in self._again:
+                    return
+        finally:
+            self._running.pop(key, None)
+
+    async def _depart_once(self, key: Key) -> None:
+        stopped = await self.stop_copies({key})
+        cell = await self._fresh(key)
+        if cell is None:
+            return
+        decision = departure(node=self.node, was_here=True, cell=cell)
+        if stopped:
+            log.info("cell %s: stopped its copy on node %s", "/".join(key), self.node)
+        if decision.hand_back:
+            if not await self._hand_back(cell):
+                return
+        elif self.assigned_here(cell):
+            self.trigger(Kind.CELL, key)  # no longer leaving (the eviction was withdrawn)
+            return
+        await self._remove_host_side(key)
+
+    async def _fresh(self, key: Key) -> Cell | None:
+        try:
+            cell = await self.registry.get(Kind.CELL, key)
+        except NotFound:
+            return None
+        return cell if isinstance(cell, Cell) else None
+
+    async def _hand_back(self, cell: Cell) -> bool:
+        """Clear ``nodeName`` (the copy here is stopped): the scheduler places it again."""
+        annotations = {
+            k: v
+            for k, v in cell.metadata.annotations.items()
+            if k not in (EVICT_ANNOTATION, SCHEDULED_BY_ANNOTATION)
+        }
+        released = cell.model_copy(
+            update={
+                "spec": cell.spec.model_copy(update={"node_name": None}),
+                "metadata": cell.metadata.model_copy(update={"annotations": annotations}),
+            }
+        )
+        try:
+            await self.registry.update(released)
+        except Conflict:
+            self._again.add(cell_key(cell))  # changed meanwhile: decide on the new version
+            return False
+        except NotFound:
+            return False
+        self.stats.handed_back += 1
+        log.info("cell %s: copy stopped, handed back to the scheduler", "/".join(cell_key(cell)))
+        return True
+
+    async def _remove_host_side(self, key: Key) -> None:
+        """The cell's network, cgroup and files here (it is not assigned here any more)."""
+        conflists = await space_conflists(self.host, self.registry)
+        conflist = conflists.get(bridge_name(key[0], key[1], self.host.networks.settings.instance))
+        await remove_cell_host_side(self.host, key, conflist=conflist)
+
+    # --- stopping copies -----------------------------------------------------------------
+
+    async def stop_copies(self, keys: Collection[Key]) -> int:
+        """Stop every container here of the cells ``keys``, all at once; how many went."""
+        return await self._stop_where(lambda key: key in keys)
+
+    async def _stop_where(self, doomed: Callable[[Key], bool]) -> int:
+        stopped = 0
+        for round_ in range(STOP_ROUNDS):
+            found = [
+                (namespace, container)
+                for namespace, container in await list_node_containers(self.host)
+                if doomed(container_cell_key(container))
+            ]
+            if not found:
+                break
+            if round_:
+                await asyncio.sleep(ROUND_PAUSE)
+            for what, error in await remove_containers(self.cells, found):
+                if error is None:
+                    stopped += 1
+                else:
+                    log.warning("could not stop %s: %s", what, error)
+        self.stats.stopped += stopped
+        return stopped
+
+    async def stop_stale(self) -> int:
+        """At start, before the node reports Ready: stop the copies of cells not run here."""
+        cells = [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
+        wanted = {cell_key(c) for c in cells if self.runs_here(c)}
+        stopped = await self._stop_where(lambda key: key not in wanted)
+        self.stats.stale += stopped
+        if stopped:
+            log.info("stopped %d stale container(s) before reporting Ready", stopped)
+        for cell in cells:
+            self.observe(cell_key(cell), cell)  # evicted ones are handed back now
+        return stopped
+
+    # --- fencing ---------------------------------------------------------------------------
+
+    def unpinned(self) -> list[Key]:
+        return sorted(key for key, pinned in self.assigned.items() if not pinned)
+
+    async def fence(self) -> int:
+        """The lease could not be renewed: stop the scheduler-placed cells (no etcd needed)."""
+        self.fenced = True
+        keys = set(self.unpinned())
+        log.warning(
+            "node %s fenced: stopping its %d scheduler-placed cell(s); pinned cells go on",
+            self.node,
+            len(keys),
+        )
+        stopped = await self.stop_copies(keys)
+        self.stats.fenced += stopped
+        return stopped
+
+    async def unfence(self) -> None:
+        """The lease is renewed again: the cells still assigned here (read now) come back.
+
+        Read from etcd, not from what was known before the partition: a cell the
+        scheduler moved meanwhile must not start here again.
+        """
+        if not self.fenced:
+            return
+        cells = [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
+        self.fenced = False
+        back = [cell_key(c) for c in cells if self.runs_here(c)]
+        log.info("node %s unfenced: bringing back %d cell(s)", self.node, len(back))
+        for cell in cells:
+            self.observe(cell_key(cell), cell)
+        for key in back:
+            self.trigger(Kind.CELL, key)
+
+
+__all__ = ["Departure", "Departures", "departure", "should_run"]
