@@ -161,14 +161,28 @@ EOF
     # runc keeps its state under /run/containerd/runc/<namespace>/<id> whoever calls it,
     # so each host gets its own copy of that directory in a mount namespace of its own;
     # kukeond joins that mount namespace too, so the cell netns it bind-mounts are the
-    # ones runc sees. The host's mounts are untouched.
+    # ones runc sees. The host's mounts are untouched. DIR/n<i>/start-containerd (re)starts
+    # it in the background (after a kill -9: the shims, and so the cells, live on), waiting
+    # for its socket; start-kukeond after it, so that kukeond joins the new mount namespace.
     mkdir -p "$host/runc" /run/containerd/runc
-    # shellcheck disable=SC2016  # $1 and $2 are the inner shell's arguments
-    nsenter --net="/run/netns/$ns" unshare --mount --propagation private sh -c \
-        'mount --bind "$1" /run/containerd/runc && exec containerd --config "$2"' \
-        fleet-containerd "$host/runc" "$host/containerd/config.toml" \
-        >"$host/containerd/log" 2>&1 &
-    echo $! >"$host/containerd/pid"
+    {
+        echo '#!/usr/bin/env bash'
+        echo "# Starts containerd of fleet host n$i in its network namespace and a mount namespace of its own."
+        echo 'set -euo pipefail'
+        printf 'rm -f %q\n' "$host/containerd/containerd.sock"
+        # shellcheck disable=SC2016  # $1 and $2 are the inner shell's arguments
+        printf 'nsenter --net=%q unshare --mount --propagation private sh -c %q \\\n' \
+            "/run/netns/$ns" 'mount --bind "$1" /run/containerd/runc && exec containerd --config "$2"'
+        printf '    fleet-containerd %q %q >>%q 2>&1 &\n' \
+            "$host/runc" "$host/containerd/config.toml" "$host/containerd/log"
+        printf 'echo $! >%q\n' "$host/containerd/pid"
+        # shellcheck disable=SC2016  # expanded when start-containerd runs
+        printf 'for _ in $(seq 100); do [[ -S %q ]] && exit 0; sleep 0.1; done\n' \
+            "$host/containerd/containerd.sock"
+        echo 'echo "containerd did not start" >&2; exit 1'
+    } >"$host/start-containerd"
+    chmod +x "$host/start-containerd"
+    "$host/start-containerd"
 done
 
 # Extra kukeond flags for every host, e.g. KUKEON_FLEET_KUKEOND_ARGS="--node-lost-timeout 10";

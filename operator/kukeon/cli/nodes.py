@@ -2,20 +2,39 @@
 
 `get nodes` and `describe node` are the generic `get`/`describe` (Node is a kind like the
 others). Cordoning is a spec change (`spec.unschedulable`), so the scheduler leader sees
-it on its next pass wherever it runs. Draining cordons the node and then clears the
-placement of every cell the scheduler put there (annotation `kukeon.io/scheduled-by`), so
-the scheduler places them elsewhere and the node's orphan collector removes the old
-containers; cells pinned by the user with `nodeName` are listed and left in place.
+it on its next pass wherever it runs. Draining cordons the node, then asks it
+(annotation `kukeon.io/evict-from: <node>`) to stop every cell the scheduler put there
+(annotation `kukeon.io/scheduled-by`) and another node can take (``api.placement``, the
+scheduler's own decision); the node stops its copy, *then* clears `nodeName`, so the
+scheduler places the cell elsewhere only once the old copy is gone. drain waits for that
+(`--timeout`), printing each cell as it leaves. Cells pinned by the user with `nodeName`,
+and cells no other node can take, are listed and left running in place.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
 import click
 
-from kukeon.api import SCHEDULED_BY_ANNOTATION, SCHEDULED_BY_SCHEDULER, Cell, Kind, key_of
+from kukeon.api import Cell, Kind, Node, key_of
+from kukeon.api.placement import (
+    EVICT_ANNOTATION,
+    cell_memory_request,
+    choose_node,
+    count_cells,
+    is_scheduler_placed,
+    node_view,
+)
 from kukeon.apiserver.client import ApiClient
 
-from .runner import run
+from .params import DURATION
+from .runner import EXIT_SERVER, run
+
+POLL_EVERY = 0.5
+PROGRESS_EVERY = 5.0
 
 
 async def set_unschedulable(client: ApiClient, node: str, unschedulable: bool) -> None:
@@ -58,47 +77,125 @@ def uncordon(ctx: click.Context, node: str) -> None:
     run(ctx, work)
 
 
-async def drain_node(client: ApiClient, node: str) -> tuple[list[str], list[str]]:
-    """Cordon ``node`` and release its scheduler-placed cells: (moved, pinned) cell keys."""
-    await set_unschedulable(client, node, True)
-    moved: list[str] = []
-    pinned: list[str] = []
-    for cell in (await client.list(Kind.CELL)).items:
-        if not isinstance(cell, Cell) or cell.spec.node_name != node:
+@dataclass
+class DrainPlan:
+    """What ``kukectl drain`` does with each cell of the node (decided before any write)."""
+
+    evict: list[Cell] = field(default_factory=list)
+    """Scheduler-placed cells another node can take: the node stops them, then hands them
+    back to the scheduler."""
+    pinned: list[str] = field(default_factory=list)
+    stuck: list[tuple[str, str]] = field(default_factory=list)
+    """(cell, why no other node can take it): left running where they are."""
+
+
+def plan_drain(node: str, nodes: Iterable[Node], cells: Iterable[Cell]) -> DrainPlan:
+    """Decide per cell of ``node``, as the scheduler would place it among the other nodes.
+
+    Each cell planned to move counts on the node it would go to, so several big cells
+    are not all promised the same free memory.
+    """
+    cells = list(cells)
+    views = {n.metadata.name: node_view(n) for n in nodes if n.metadata.name != node}
+    count_cells(views, cells)
+    plan = DrainPlan()
+    for cell in sorted(cells, key=key_of):
+        if cell.spec.node_name != node or cell.metadata.deletion_timestamp is not None:
             continue
         name = "/".join(key_of(cell))
-        if cell.metadata.annotations.get(SCHEDULED_BY_ANNOTATION) != SCHEDULED_BY_SCHEDULER:
-            pinned.append(name)
+        if not is_scheduler_placed(cell):
+            plan.pinned.append(name)
             continue
+        placement = choose_node(cell, views.values())
+        if placement.node is None:
+            plan.stuck.append((name, placement.message()))
+            continue
+        chosen = views[placement.node]
+        chosen.cells += 1
+        chosen.used_memory += cell_memory_request(cell)
+        plan.evict.append(cell)
+    return plan
+
+
+async def drain_node(client: ApiClient, node: str) -> DrainPlan:
+    """Cordon ``node`` and ask it to stop and hand back the cells another node can take."""
+    await set_unschedulable(client, node, True)
+    nodes = [n for n in (await client.list(Kind.NODE)).items if isinstance(n, Node)]
+    cells = [c for c in (await client.list(Kind.CELL)).items if isinstance(c, Cell)]
+    plan = plan_drain(node, nodes, cells)
+    for cell in plan.evict:
         await client.patch(
-            Kind.CELL,
-            key_of(cell),
-            {
-                "spec": {"nodeName": None},
-                "metadata": {"annotations": {SCHEDULED_BY_ANNOTATION: None}},
-            },
+            Kind.CELL, key_of(cell), {"metadata": {"annotations": {EVICT_ANNOTATION: node}}}
         )
-        moved.append(name)
-    return moved, pinned
+    return plan
+
+
+async def wait_drained(
+    client: ApiClient, node: str, names: Iterable[str], *, within: float
+) -> list[str]:
+    """Wait until each cell left ``node`` (its copy there stopped); the ones that did not."""
+    waiting = set(names)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    reported = loop.time()
+    while waiting:
+        cells = {
+            "/".join(key_of(c)): c
+            for c in (await client.list(Kind.CELL)).items
+            if isinstance(c, Cell)
+        }
+        for name in sorted(waiting):
+            cell = cells.get(name)
+            if cell is None or cell.spec.node_name != node:
+                waiting.discard(name)
+                click.echo(f"cell/{name} stopped on node/{node}, handed back to the scheduler")
+        now = loop.time()
+        if not waiting or now >= deadline:
+            break
+        if now - reported >= PROGRESS_EVERY:
+            reported = now
+            click.echo(f"waiting for {len(waiting)} cell(s) to stop on node/{node}...")
+        await asyncio.sleep(min(POLL_EVERY, deadline - now))
+    return sorted(waiting)
 
 
 @click.command("drain")
 @click.argument("node")
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default="300s",
+    show_default=True,
+    help="How long to wait for the node to stop the moved cells (exit 1; they still move).",
+)
 @click.pass_context
-def drain(ctx: click.Context, node: str) -> None:
-    """Cordon NODE and hand its scheduler-placed cells back to the scheduler.
+def drain(ctx: click.Context, node: str, timeout: float) -> None:
+    """Cordon NODE and move its scheduler-placed cells to other nodes.
+
+    NODE stops each cell first, then hands it back to the scheduler: no cell runs on two
+    nodes at once. drain returns once NODE has stopped them all. Pinned cells (nodeName set
+    by the user) and cells no other node can take stay running on NODE, and are listed.
 
     \b
     Examples:
       kukectl drain n2
+      kukectl drain n2 --timeout 10m
     """
 
-    async def work(client: ApiClient) -> None:
-        moved, pinned = await drain_node(client, node)
+    async def work(client: ApiClient) -> bool:
+        plan = await drain_node(client, node)
         click.echo(f"node/{node} cordoned")
-        for name in moved:
-            click.echo(f"cell/{name} released for rescheduling")
-        for name in pinned:
+        for name in plan.pinned:
             click.echo(f"cell/{name} is pinned to node/{node} (spec.nodeName): left in place")
+        for name, why in plan.stuck:
+            click.echo(f"cell/{name}: no other node can take it ({why}): left running on {node}")
+        names = ["/".join(key_of(cell)) for cell in plan.evict]
+        for name in names:
+            click.echo(f"cell/{name} evicting: node/{node} stops it, then the scheduler moves it")
+        left = await wait_drained(client, node, names, within=timeout)
+        for name in left:
+            click.echo(f"cell/{name} still on node/{node} after {timeout:g}s", err=True)
+        return not left
 
-    run(ctx, work)
+    if not run(ctx, work):
+        raise click.exceptions.Exit(EXIT_SERVER)

@@ -1,0 +1,248 @@
+"""Never two copies of a cell (issue 21), the decisions without etcd or containerd:
+which cells a node runs, what a cell's new version means for the node's copy, when the node
+fences itself, what `kukectl drain` moves, and the order of a drain's hand-back (the copy
+stops before `nodeName` is cleared)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from kukeon.api import SCHEDULED_BY_ANNOTATION, SCHEDULED_BY_SCHEDULER, Cell, Node, parse_resource
+from kukeon.api.placement import EVICT_ANNOTATION
+from kukeon.cli.nodes import plan_drain
+from kukeon.controllers.departures import Departures, departure, should_run
+from kukeon.daemon.config import DaemonConfig
+from kukeon.daemon.node import FenceStep, fence_step
+from kukeon.store import Conflict, NotFound
+
+MIB = 1024 * 1024
+Key = tuple[str, ...]
+
+
+def cell(
+    name: str,
+    *,
+    node: str | None = None,
+    placed: bool = True,
+    evict: str | None = None,
+    memory: int | None = None,
+    **spec: Any,
+) -> Cell:
+    annotations = {SCHEDULED_BY_ANNOTATION: SCHEDULED_BY_SCHEDULER} if placed else {}
+    if evict:
+        annotations[EVICT_ANNOTATION] = evict
+    container: dict[str, Any] = {"id": "main", "image": "busybox"}
+    if memory is not None:
+        container["resources"] = {"memoryLimitBytes": memory}
+    parsed = parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Cell",
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {"containers": [container], "nodeName": node, **spec},
+        }
+    )
+    assert isinstance(parsed, Cell)
+    return parsed
+
+
+def node(name: str, *, ready: bool = True, memory: int = 1024 * MIB, **labels: str) -> Node:
+    parsed = parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {},
+            "status": {
+                "state": "Ready" if ready else "NotReady",
+                "allocatable": {"memoryBytes": memory},
+            },
+        }
+    )
+    assert isinstance(parsed, Node)
+    return parsed
+
+
+# --- which cells a node runs ------------------------------------------------------------------
+
+
+def test_a_node_runs_its_assigned_cells_unless_evicted_or_fenced_away() -> None:
+    assert should_run(cell("a", node="n1"), node="n1", fenced=False)
+    assert not should_run(cell("a", node="n2"), node="n1", fenced=False)
+    assert not should_run(cell("a"), node="n1", fenced=False)
+    assert not should_run(cell("a", node="n1", evict="n1"), node="n1", fenced=False)
+    # An eviction naming another node (left over from an older drain) changes nothing here.
+    assert should_run(cell("a", node="n1", evict="n2"), node="n1", fenced=False)
+    # Fenced: only pinned cells go on.
+    assert not should_run(cell("a", node="n1"), node="n1", fenced=True)
+    assert should_run(cell("a", node="n1", placed=False), node="n1", fenced=True)
+
+
+def test_what_a_new_version_means_for_the_copy_here() -> None:
+    moved = departure(node="n1", was_here=True, cell=cell("a", node="n2"))
+    assert (moved.stop, moved.hand_back) == (True, False)
+    unplaced = departure(node="n1", was_here=True, cell=cell("a"))
+    assert (unplaced.stop, unplaced.hand_back) == (True, False)
+    evicted = departure(node="n1", was_here=True, cell=cell("a", node="n1", evict="n1"))
+    assert (evicted.stop, evicted.hand_back) == (True, True)
+    staying = departure(node="n1", was_here=True, cell=cell("a", node="n1"))
+    assert not staying.stop
+    elsewhere = departure(node="n1", was_here=False, cell=cell("a", node="n2"))
+    assert not elsewhere.stop, "never here: nothing to stop"
+    assert not departure(node="n1", was_here=True, cell=None).stop, "deleted: the finalizer"
+
+
+# --- fencing ----------------------------------------------------------------------------------
+
+
+def test_fencing_starts_after_fence_after_and_ends_with_a_renewal() -> None:
+    assert fence_step(silent_for=3.9, fence_after=4.0, fenced=False) is None
+    assert fence_step(silent_for=4.0, fence_after=4.0, fenced=False) is FenceStep.FENCE
+    assert fence_step(silent_for=9.0, fence_after=4.0, fenced=True) is None
+    assert fence_step(silent_for=0.5, fence_after=4.0, fenced=True) is FenceStep.UNFENCE
+    assert fence_step(silent_for=0.5, fence_after=4.0, fenced=False) is None
+
+
+def test_fencing_happens_before_replacement() -> None:
+    assert DaemonConfig().fence_after == 40.0  # the lease TTL: at the lease's expiry
+    assert DaemonConfig(fence_after_seconds=20).fence_after == 20
+    with pytest.raises(ValueError, match="fenceAfterSeconds"):
+        DaemonConfig(fence_after_seconds=340)  # nodeLeaseTtl + nodeLostTimeout: too late
+
+
+# --- kukectl drain ----------------------------------------------------------------------------
+
+
+def test_drain_moves_what_another_node_can_take_and_leaves_the_rest_running() -> None:
+    nodes = [node("n1", gpu="yes"), node("n2", memory=100 * MIB), node("n3", ready=False)]
+    cells = [
+        cell("web", node="n1"),
+        cell("pinned", node="n1", placed=False),
+        cell("gpu", node="n1", nodeSelector={"gpu": "yes"}),
+        cell("big1", node="n1", memory=60 * MIB),
+        cell("big2", node="n1", memory=60 * MIB),  # n2 has room for one of the two
+        cell("other", node="n2"),
+    ]
+    plan = plan_drain("n1", nodes, cells)
+    assert [c.metadata.name for c in plan.evict] == ["big1", "web"]
+    assert [name.rsplit("/", 1)[1] for name in plan.pinned] == ["pinned"]
+    stuck = {name.rsplit("/", 1)[1]: why for name, why in plan.stuck}
+    assert set(stuck) == {"big2", "gpu"}
+    assert "n2: labels do not match nodeSelector gpu=yes" in stuck["gpu"]
+    assert "n3: not Ready" in stuck["gpu"]
+    assert "not enough memory" in stuck["big2"]
+
+
+# --- the hand-back ----------------------------------------------------------------------------
+
+
+class FakeRegistry:
+    def __init__(self, cells: list[Cell]) -> None:
+        self.cells = {("default", "default", "default", c.metadata.name): c for c in cells}
+        self.updates: list[Cell] = []
+        self.conflicts = 0
+
+    async def get(self, kind: object, key: Key) -> Cell:
+        if key not in self.cells:
+            raise NotFound(str(key))
+        return self.cells[key]
+
+    async def update(self, cell: Cell) -> Cell:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise Conflict("changed")
+        self.updates.append(cell)
+        key = ("default", "default", "default", cell.metadata.name)
+        self.cells[key] = cell
+        return cell
+
+
+class Recorded(Departures):
+    """Departures whose copies and host sides are only written down."""
+
+    def __init__(self, registry: FakeRegistry, log: list[str]) -> None:
+        host = SimpleNamespace(settings=SimpleNamespace(node_name="n1"))
+        super().__init__(
+            host=cast(Any, host), registry=cast(Any, registry), cells=cast(Any, None), retry=0
+        )
+        self.log = log
+
+    async def stop_copies(self, keys: Collection[Key]) -> int:
+        self.log.extend(f"stop {k[-1]}" for k in sorted(keys))
+        return len(keys)
+
+    async def _remove_host_side(self, key: Key) -> None:
+        self.log.append(f"host side {key[-1]}")
+
+
+async def settle(departures: Departures) -> None:
+    for _ in range(50):
+        if not departures._running:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("departures still running")
+
+
+async def test_a_drained_cell_is_stopped_then_handed_back() -> None:
+    log: list[str] = []
+    registry = FakeRegistry([cell("web", node="n1", evict="n1")])
+    registry.conflicts = 1  # a status write landed meanwhile: decided again on the new one
+    departures = Recorded(registry, log)
+    key = ("default", "default", "default", "web")
+    departures.observe(key, cell("web", node="n1"))
+    assert departures.assigned == {key: False}
+    departures.observe(key, registry.cells[key])
+    await settle(departures)
+    assert log == ["stop web", "stop web", "host side web"]
+    (released,) = registry.updates
+    assert released.spec.node_name is None
+    assert EVICT_ANNOTATION not in released.metadata.annotations
+    assert SCHEDULED_BY_ANNOTATION not in released.metadata.annotations
+    assert departures.stats.handed_back == 1
+
+
+async def test_a_cell_moved_away_is_stopped_and_not_written() -> None:
+    log: list[str] = []
+    registry = FakeRegistry([cell("web", node="n2")])
+    departures = Recorded(registry, log)
+    key = ("default", "default", "default", "web")
+    departures.observe(key, cell("web", node="n1"))
+    departures.observe(key, cell("web", node="n2"))
+    await settle(departures)
+    assert log == ["stop web", "host side web"]
+    assert registry.updates == []
+    assert departures.assigned == {}
+
+
+async def test_fencing_stops_the_unpinned_cells_and_unfencing_brings_back_what_etcd_says() -> None:
+    log: list[str] = []
+    triggered: list[Key] = []
+    registry = FakeRegistry([cell("b", node="n2")])
+    departures = Recorded(registry, log)
+    departures.trigger = lambda kind, key: triggered.append(key)
+    keys = {name: ("default", "default", "default", name) for name in ("a", "b", "pinned")}
+    departures.observe(keys["a"], cell("a", node="n1"))
+    departures.observe(keys["b"], cell("b", node="n1"))
+    departures.observe(keys["pinned"], cell("pinned", node="n1", placed=False))
+    await departures.fence()
+    assert log == ["stop a", "stop b"]
+    assert not departures.runs_here(cell("a", node="n1"))
+    assert departures.runs_here(cell("pinned", node="n1", placed=False))
+
+    # Meanwhile the scheduler moved b: only a comes back.
+    async def listing(kind: object) -> SimpleNamespace:
+        return SimpleNamespace(
+            items=[cell("a", node="n1"), cell("b", node="n2"), cell("pinned", node="n1")]
+        )
+
+    cast(Any, registry).list = listing
+    await departures.unfence()
+    assert not departures.fenced
+    assert sorted(triggered) == [keys["a"], keys["pinned"]]
+    await settle(departures)
+    assert log == ["stop a", "stop b", "stop b", "host side b"]
