@@ -30,6 +30,7 @@ from kukeon.api.meta import (
     check_absolute_path,
     quote,
 )
+from kukeon.api.probes import Probe, ProbeKind, ProbeStatus
 from kukeon.api.secret import SecretKeyRef
 from kukeon.api.states import ContainerState, ContainerStateField
 
@@ -428,6 +429,41 @@ class ContainerSpec(KukeonModel):
     attachable: bool = False
     """Run the process under a terminal wrapper that `attach` can connect to."""
     tty: ContainerTty | None = None
+    startup_probe: Probe | None = None
+    """Until it succeeds, liveness and readiness wait; failing it stops the container."""
+    readiness_probe: Probe | None = None
+    """While it fails the container, and the cell, are not Ready (nothing is restarted)."""
+    liveness_probe: Probe | None = None
+    """Failing it stops the container; the restart policy decides what follows."""
+
+    @field_validator("startup_probe", "liveness_probe")
+    @classmethod
+    def _stops_on_one_result(cls, probe: Probe | None, info: ValidationInfo) -> Probe | None:
+        if probe is not None and probe.success_threshold != 1:
+            kind = "startup" if info.field_name == "startup_probe" else "liveness"
+            raise ValueError(
+                f"successThreshold must be 1 for a {kind} probe, got {probe.success_threshold}"
+            )
+        return probe
+
+    @field_validator("readiness_probe")
+    @classmethod
+    def _readiness_stops_nothing(cls, probe: Probe | None) -> Probe | None:
+        if probe is not None and probe.termination_grace_period_seconds is not None:
+            raise ValueError(
+                "terminationGracePeriodSeconds is for liveness and startup probes: a "
+                "readiness probe never stops the container"
+            )
+        return probe
+
+    def probes(self) -> dict[ProbeKind, Probe]:
+        """The probes this container has, startup first."""
+        given = {
+            ProbeKind.STARTUP: self.startup_probe,
+            ProbeKind.READINESS: self.readiness_probe,
+            ProbeKind.LIVENESS: self.liveness_probe,
+        }
+        return {kind: probe for kind, probe in given.items() if probe is not None}
 
     @field_validator("restart_backoff_seconds")
     @classmethod
@@ -508,3 +544,12 @@ class ContainerStatus(KukeonModel):
     restart_time: Timestamp = None
     last_state: ContainerTerminated | None = None
     """The end of the instance before the current one."""
+    ports: NullableList[PublishedPort] = Field(default_factory=list)
+    """Its `ports` published on the node, all to the cell's address (the cell shares one
+    network namespace): empty until they are."""
+    started: bool = False
+    """It runs and its startup probe, if any, has succeeded."""
+    ready: bool = False
+    """It runs, has started, and its readiness probe, if any, passes."""
+    probes: NullableList[ProbeStatus] = Field(default_factory=list)
+    """The last result of each of its probes."""

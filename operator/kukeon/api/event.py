@@ -71,6 +71,8 @@ class EventReason(StrEnum):
     KILLING = "Killing"
     STOPPED = "Stopped"
     DELETED = "Deleted"
+    UNHEALTHY = "Unhealthy"
+    """A probe failed (Kubernetes' reason); a liveness or startup failure also ``Killing``."""
     # realms, spaces and stacks, per node
     READY = "Ready"
     REMOVED = "Removed"

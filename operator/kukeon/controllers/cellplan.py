@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from kukeon.api import (
@@ -31,6 +31,7 @@ from kukeon.api import (
     ContainerTerminated,
     EventReason,
 )
+from kukeon.api.probes import ProbeKind, ProbeResult, ProbeStatus
 from kukeon.runtime.containerd.tasks import TaskStatus
 
 from .cellstate import ContainerObservation, derive_cell_state, restart_due_at, restart_owed
@@ -65,6 +66,47 @@ class ObservedTask:
 
 
 LIVE_TASK = (TaskStatus.RUNNING, TaskStatus.PAUSING, TaskStatus.PAUSED)
+PROBE_FAILURES = frozenset({"LivenessProbeFailed", "StartupProbeFailed"})
+"""Exit reasons of a task a probe stopped: a failure whatever its code (a process that
+handles SIGTERM and exits 0 was still stopped for failing), as Kubernetes counts it."""
+
+
+def failure_code(code: int, reason: str | None) -> int:
+    """The exit code the restart policy and the cell's state decide from."""
+    return 1 if code == 0 and reason in PROBE_FAILURES else code
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeKill:
+    """A task a failed liveness or startup probe stopped: its exit gets the probe's reason."""
+
+    pid: int
+    reason: str
+    """``LivenessProbeFailed`` or ``StartupProbeFailed``."""
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeView:
+    """What the probes of a running task say (``probing``): started, ready, each result."""
+
+    pid: int
+    started: bool
+    ready: bool
+    probes: tuple[ProbeStatus, ...]
+
+    @classmethod
+    def fresh(cls, spec: ContainerSpec, pid: int = 0) -> ProbeView:
+        """A task not probed yet: started without a startup probe, ready without a
+        readiness probe too."""
+        kinds = spec.probes()
+        started = ProbeKind.STARTUP not in kinds
+        return cls(
+            pid=pid,
+            started=started,
+            ready=started and ProbeKind.READINESS not in kinds,
+            probes=tuple(ProbeStatus(probe=kind) for kind in kinds),
+        )
 
 
 # --- what to do ---------------------------------------------------------------------------
@@ -280,6 +322,10 @@ class ContainerInputs:
     container: ObservedContainer | None
     task: ObservedTask | None
     now: datetime
+    probes: ProbeView | None = None
+    """The probes' view of the task that runs (None: not probed yet)."""
+    probe_kill: ProbeKill | None = None
+    """The task a probe stopped, if one did."""
 
 
 @dataclass
@@ -309,6 +355,9 @@ def plan_container(inputs: ContainerInputs) -> ContainerPlan:
         update={"name": inputs.name, "image": spec.image, "reason": None, "message": None}
     )
     exited = observed_exit(previous, task, kept=kept, now=inputs.now)
+    kill = inputs.probe_kill
+    if exited is not None and kill is not None and kill.pid in (previous.pid, task and task.pid):
+        exited = replace(exited, reason=kill.reason)
     if exited is None:
         status = _live(status, task, draft, now=inputs.now)
         return _plan(inputs, draft, status, owed=False)
@@ -351,13 +400,15 @@ def _after_exit(
     spec, code = inputs.spec, exited.code
     owed = restart_owed(
         policy=str(spec.restart_policy),
-        exit_code=code,
+        exit_code=failure_code(code, exited.reason),
         restart_count=status.restart_count,
         max_retries=spec.restart_max_retries,
     )
     status = status.model_copy(
         update={
-            "state": ContainerState.STOPPED if code == 0 else ContainerState.FAILED,
+            "state": ContainerState.STOPPED
+            if failure_code(code, exited.reason) == 0
+            else ContainerState.FAILED,
             "pid": None,
             "exit_code": code,
             "exit_signal": exit_signal_name(code),
@@ -421,6 +472,7 @@ def _plan(
     record_exit: bool = False,
 ) -> ContainerPlan:
     running = status.state == ContainerState.READY
+    status = _with_probes(inputs, draft, status, running=running)
     return ContainerPlan(
         container_id=inputs.spec.id,
         actions=tuple(draft.actions),
@@ -430,12 +482,35 @@ def _plan(
             inputs.spec.id,
             root=inputs.root,
             running=running,
-            exit_code=None if running else status.exit_code,
+            exit_code=None
+            if running or status.exit_code is None
+            else failure_code(status.exit_code, status.reason),
             restart_owed=owed,
+            ready=status.ready,
         ),
         restart_at=restart_at,
         wake_in=wake_in,
         record_exit=record_exit,
+    )
+
+
+def _with_probes(
+    inputs: ContainerInputs, draft: _Draft, status: ContainerStatus, *, running: bool
+) -> ContainerStatus:
+    """``started``, ``ready`` and the probes' results: the probes' view of the task that
+    runs on, a fresh one for a task started now, the last results of one that ended."""
+    if not running:
+        kill = inputs.probe_kill
+        message = status.message
+        if kill is not None and status.reason == kill.reason and message is None:
+            message = kill.message
+        return status.model_copy(update={"started": False, "ready": False, "message": message})
+    view = inputs.probes
+    starting = any(isinstance(action, StartTask) for action in draft.actions)
+    if starting or view is None or view.pid != status.pid:
+        view = ProbeView.fresh(inputs.spec)
+    return status.model_copy(
+        update={"started": view.started, "ready": view.ready, "probes": list(view.probes)}
     )
 
 
@@ -454,6 +529,29 @@ class CellPlan:
     """autoDelete: every workload exited with no restart owed, and the cell was once Ready."""
     wake_in: float | None
     """The soonest owed restart: the pass ends asking to come back then."""
+    not_ready: str | None = None
+    """Every task runs but a probe does not pass: which containers and why (the message
+    of reason ``ContainersNotReady``)."""
+
+
+def not_ready_message(statuses: Sequence[ContainerStatus]) -> str | None:
+    """``container web: readiness probe failed: GET ...`` for each running container that
+    is not ready, or None when none is."""
+    parts: list[str] = []
+    for status in statuses:
+        if status.state != ContainerState.READY or status.ready:
+            continue
+        failing = [p for p in status.probes if p.result == ProbeResult.FAILURE]
+        if failing:
+            why = "; ".join(
+                f"{p.probe} probe failed: {p.message or ''}".rstrip(": ") for p in failing
+            )
+        elif not status.started:
+            why = "startup probe has not succeeded yet"
+        else:
+            why = "readiness probe has not succeeded yet"
+        parts.append(f"container {status.id}: {why}")
+    return "; ".join(parts) or None
 
 
 def plan_cell(cell: Cell, containers: Sequence[ContainerPlan]) -> CellPlan:
@@ -463,6 +561,7 @@ def plan_cell(cell: Cell, containers: Sequence[ContainerPlan]) -> CellPlan:
         desired_stopped=False,
         build_error=False,
         host_unobservable=False,
+        ready_observed=cell.status.ready_observed,
     )
     ready_observed = cell.status.ready_observed or state == CellState.READY
     waits = [plan.wake_in for plan in containers if plan.wake_in is not None]
@@ -473,12 +572,16 @@ def plan_cell(cell: Cell, containers: Sequence[ContainerPlan]) -> CellPlan:
         and bool(observations)
         and all(not o.running and not o.restart_owed for o in observations)
     )
+    not_ready = None
+    if observations and all(o.running for o in observations):
+        not_ready = not_ready_message([plan.status for plan in containers])
     return CellPlan(
         state=state,
         ready_observed=ready_observed,
         clear_reason=wake_in is None or cell.status.reason == "Pulling",
         delete=delete,
         wake_in=wake_in,
+        not_ready=not_ready,
     )
 
 

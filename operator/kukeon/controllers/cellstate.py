@@ -59,6 +59,8 @@ class ContainerObservation:
     exit_code: int | None
     """Set when the container's task has exited and was not started again."""
     restart_owed: bool
+    ready: bool = True
+    """Its readiness (and startup) probes pass, or it has none; meaningful while running."""
 
 
 def derive_cell_state(
@@ -67,6 +69,7 @@ def derive_cell_state(
     desired_stopped: bool,
     build_error: bool,
     host_unobservable: bool,
+    ready_observed: bool = False,
 ) -> CellState:
     """The cell's state from what was observed of its containers (see docs/cells.md)."""
     if host_unobservable:
@@ -76,7 +79,11 @@ def derive_cell_state(
     if desired_stopped:
         return CellState.STOPPED
     if containers and all(c.running for c in containers):
-        return CellState.READY
+        if all(c.ready for c in containers):
+            return CellState.READY
+        # Every task runs, a probe does not pass yet (or no longer): not Ready, nothing to
+        # restart. Pending until the cell was first Ready, then Degraded.
+        return CellState.DEGRADED if ready_observed else CellState.PENDING
     exited = [c for c in containers if not c.running and c.exit_code is not None]
     if any(c.exit_code != 0 and not c.restart_owed for c in exited):
         return CellState.ERROR

@@ -104,6 +104,14 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...], bool], ...] = (
         True,
     ),
     (
+        "container_ready",
+        "kukeon_container_ready",
+        "1 while the container runs and its readiness (and startup) probes pass, or it has "
+        "none (status.containers[].ready); 0 otherwise.",
+        CONTAINER_LABELS,
+        False,
+    ),
+    (
         "exit_code",
         "kukeon_container_last_exit_code",
         "Exit code of the container's last exit (status.containers[].exitCode); "
@@ -203,6 +211,7 @@ def cell_series(cell: AnyResource, node: str) -> dict[str, list[Sample]]:
     base = dict(zip(CELL_LABELS, (*key, node), strict=True))
     status = cell.status
     restarts: list[Sample] = []
+    ready: list[Sample] = []
     exit_codes: list[Sample] = []
     seen: set[str] = set()
     for container in status.containers:
@@ -213,6 +222,7 @@ def cell_series(cell: AnyResource, node: str) -> dict[str, list[Sample]]:
         restarts.append(
             Sample("kukeon_container_restarts_total", labels, float(container.restart_count))
         )
+        ready.append(Sample("kukeon_container_ready", labels, _ONE if container.ready else _ZERO))
         if container.exit_code is not None:
             exit_codes.append(
                 Sample("kukeon_container_last_exit_code", labels, float(container.exit_code))
@@ -224,6 +234,7 @@ def cell_series(cell: AnyResource, node: str) -> dict[str, list[Sample]]:
         "cell_state": _one_hot("kukeon_cell_state", base, CellState, status.state),
         "delegated": _delegation(Kind.CELL, key, cell),
         "restarts": restarts,
+        "container_ready": ready,
         "exit_code": exit_codes,
     }
 

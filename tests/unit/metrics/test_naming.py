@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from kukeon.api import Kind
+from kukeon.controllers.probing import probe_counter
 from kukeon.framework.metrics import metrics_for
 from kukeon.metrics import (
     DocumentCache,
@@ -63,6 +64,7 @@ def _families() -> list[Metric]:
     usage = CellUsageSample("r", "s", "k", "c", "n", 1.5, 1024, 4096, 3)
     registry.register(CellUsageCollector(lambda: [usage]))
     LoopLagMonitor(registry).observe(0.002)
+    probe_counter(registry).labels("r", "s", "k", "c", "main", "readiness", "success").inc()
     return list(registry.collect())
 
 
@@ -75,6 +77,8 @@ def test_every_expected_family_is_exposed() -> None:
     expected = {
         "kukeon_cell_ready_observed",
         "kukeon_cell_state",
+        "kukeon_container_ready",
+        "kukeon_probe",
         "kukeon_event_loop_lag_seconds",
         "kukeon_event_loop_lag_max_seconds",
         "kukeon_realm_state",

@@ -1,0 +1,155 @@
+"""Health probes of a container: startup, readiness and liveness, shaped as Kubernetes'.
+
+A user copies a probe from a pod spec and it loads here unchanged, as long as it uses what
+kukeond implements: exactly one of ``exec``, ``httpGet`` or ``tcpSocket``, and the timing
+fields. Named ports (``port: http``), ``httpGet.host``, ``grpc`` and probe-level
+``terminationGracePeriodSeconds`` on a readiness probe are refused by name rather than
+accepted and ignored: kukeond probes the cell's own address, never another host.
+
+What the results do (see ``controllers.probing``): liveness and readiness wait until the
+startup probe has succeeded; a failed startup or liveness probe stops the container (the
+restart policy decides what follows); readiness takes the container, and the cell, out of
+Ready without restarting anything.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from kukeon.api.meta import KukeonModel, NullableList, OptionalString, Timestamp
+
+NonEmptyString = Annotated[str, Field(min_length=1)]
+
+PROBE_PERIOD_DEFAULT = 10
+PROBE_TIMEOUT_DEFAULT = 1
+PROBE_FAILURE_THRESHOLD_DEFAULT = 3
+PROBE_SECONDS_MAX = 3600
+"""The longest delay, period, timeout or grace a probe may ask for (one hour)."""
+PROBE_THRESHOLD_MAX = 1000
+PROBE_OUTPUT_MAX = 1024
+"""How much of a probe's output or reply its status message keeps."""
+
+
+class ProbeKind(StrEnum):
+    STARTUP = "startup"
+    READINESS = "readiness"
+    LIVENESS = "liveness"
+
+
+class ProbeResult(StrEnum):
+    SUCCESS = "Success"
+    FAILURE = "Failure"
+    UNKNOWN = "Unknown"
+    """Not probed yet (its initial delay, or waiting for the startup probe)."""
+
+
+def _port_number(value: Any) -> Any:
+    if isinstance(value, str) and not value.isdigit():
+        raise ValueError(
+            f"named ports are not supported ({value!r}): give the container's port number"
+        )
+    if isinstance(value, str):
+        return int(value)
+    return value
+
+
+ProbePort = Annotated[int, BeforeValidator(_port_number), Field(ge=1, le=65535, strict=True)]
+
+
+class ExecAction(KukeonModel):
+    """Run a command inside the container (as its own process user); exit 0 is success."""
+
+    command: list[NonEmptyString] = Field(min_length=1)
+
+
+class HTTPHeader(KukeonModel):
+    name: NonEmptyString
+    value: str = ""
+
+
+class HTTPGetAction(KukeonModel):
+    """GET ``scheme://<cell address>:port/path``; a status in [200, 400) is success.
+
+    The cell's address is its bridge IP, or 127.0.0.1 for a hostNetwork cell. Redirects are
+    not followed (a 3xx is a success, as in Kubernetes). ``https`` does not verify the
+    certificate (Kubernetes does not either).
+    """
+
+    path: str = "/"
+    port: ProbePort
+    scheme: Literal["HTTP", "HTTPS"] = "HTTP"
+    http_headers: NullableList[HTTPHeader] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _path_is_absolute(self) -> HTTPGetAction:
+        if not self.path.startswith("/"):
+            self.path = "/" + self.path
+        if any(c in self.path for c in "\r\n "):
+            raise ValueError("path must not contain spaces or line breaks")
+        return self
+
+
+class TCPSocketAction(KukeonModel):
+    """Open a TCP connection to the cell's address on ``port``; connecting is success."""
+
+    port: ProbePort
+
+
+def _seconds(low: int) -> Any:
+    return Field(ge=low, le=PROBE_SECONDS_MAX, strict=True)
+
+
+class Probe(KukeonModel):
+    """One probe: what to check and how often."""
+
+    exec: ExecAction | None = None
+    http_get: HTTPGetAction | None = None
+    tcp_socket: TCPSocketAction | None = None
+    initial_delay_seconds: Annotated[int, _seconds(0)] = 0
+    """Seconds after the container started before the first probe."""
+    period_seconds: Annotated[int, _seconds(1)] = PROBE_PERIOD_DEFAULT
+    timeout_seconds: Annotated[int, _seconds(1)] = PROBE_TIMEOUT_DEFAULT
+    success_threshold: Annotated[int, Field(ge=1, le=PROBE_THRESHOLD_MAX, strict=True)] = 1
+    """Consecutive successes after a failure to count as passing (1 for liveness/startup)."""
+    failure_threshold: Annotated[int, Field(ge=1, le=PROBE_THRESHOLD_MAX, strict=True)] = (
+        PROBE_FAILURE_THRESHOLD_DEFAULT
+    )
+    termination_grace_period_seconds: Annotated[int | None, _seconds(1)] = None
+    """The grace between SIGTERM and SIGKILL when this probe stops the container (liveness
+    and startup only); 10 seconds when unset."""
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> Probe:
+        given = [
+            name
+            for name, value in (
+                ("exec", self.exec),
+                ("httpGet", self.http_get),
+                ("tcpSocket", self.tcp_socket),
+            )
+            if value is not None
+        ]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ValueError(f"exactly one of exec, httpGet or tcpSocket is required (got {found})")
+        return self
+
+    def action(self) -> str:
+        """What kind of check this is, in manifest spelling."""
+        if self.exec is not None:
+            return "exec"
+        return "httpGet" if self.http_get is not None else "tcpSocket"
+
+
+class ProbeStatus(KukeonModel):
+    """The last result of one probe of a container, as kukeond last reported it."""
+
+    probe: ProbeKind
+    result: ProbeResult = ProbeResult.UNKNOWN
+    message: OptionalString = None
+    """Why it failed (truncated output, the HTTP status, the connection error)."""
+    consecutive_failures: int = Field(default=0, ge=0, strict=True)
+    last_transition_time: Timestamp = None

@@ -1,0 +1,215 @@
+"""One probe check: exec in the container, HTTP GET or TCP connect to the cell's address.
+
+Each check ends within the probe's ``timeoutSeconds`` and answers success or failure with a
+short message (the output, the HTTP status, the connection error), never raises for what
+the workload does: a check that cannot run at all (no address, exec refused by containerd)
+is a failure with its reason, as in Kubernetes.
+
+- ``exec`` runs the command through containerd's exec with the container's own process
+  spec (user, environment, working directory) and the command replaced; its output is
+  read from FIFOs and capped (the rest is drained and dropped, never stored); on timeout
+  the process is SIGKILLed and always deleted, so no process is left behind.
+- ``httpGet`` connects from the host to the cell's address with aiohttp, a new connection
+  per check, redirects not followed; a status in [200, 400) is success.
+- ``tcpSocket`` opens and closes a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kukeon.api.probes import PROBE_OUTPUT_MAX, ExecAction, HTTPGetAction, Probe, TCPSocketAction
+from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.containerd.errors import ContainerdError
+from kukeon.runtime.containerd.pipes import read_output
+from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    success: bool
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """Where a container's probes go."""
+
+    namespace: str
+    container_id: str
+    """containerd's id of the container (exec)."""
+    address: str | None
+    """The cell's IP (127.0.0.1 for hostNetwork); None while it has none."""
+    fifo_root: Path
+    """Where exec probes' FIFOs are made (kukeond's state directory)."""
+
+
+def truncate(text: str, limit: int = PROBE_OUTPUT_MAX) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Prober:
+    """Runs checks; one per kukeond (its HTTP session is shared by every check)."""
+
+    def __init__(self, containerd: ContainerdClient) -> None:
+        self.containerd = containerd
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def check(self, probe: Probe, target: ProbeTarget) -> CheckResult:
+        seconds = float(probe.timeout_seconds)
+        try:
+            if probe.exec is not None:
+                return await self._exec(probe.exec, target, seconds)
+            if target.address is None:
+                return CheckResult(False, "the cell has no address yet")
+            if probe.http_get is not None:
+                return await self._http(probe.http_get, target.address, seconds)
+            assert probe.tcp_socket is not None
+            return await self._tcp(probe.tcp_socket, target.address, seconds)
+        except ContainerdError as error:
+            return CheckResult(False, truncate(f"probe could not run: {error}"))
+
+    # --- tcpSocket ----------------------------------------------------------------------
+
+    async def _tcp(self, action: TCPSocketAction, address: str, seconds: float) -> CheckResult:
+        try:
+            async with asyncio.timeout(seconds):
+                _, writer = await asyncio.open_connection(address, action.port)
+        except TimeoutError:
+            return CheckResult(
+                False, f"dial tcp {address}:{action.port}: timed out after {seconds:g}s"
+            )
+        except OSError as error:
+            why = os.strerror(error.errno) if error.errno else str(error)
+            return CheckResult(False, f"dial tcp {address}:{action.port}: {why}")
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return CheckResult(True)
+
+    # --- httpGet ------------------------------------------------------------------------
+
+    def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is None:
+            # A new connection per check (force_close), as Kubernetes does: a server that
+            # stops accepting connections must fail its probe.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True, limit=0, ssl=False),
+                headers={"User-Agent": "kukeon-probe/1.0"},
+                skip_auto_headers=("Accept-Encoding",),
+            )
+        return self._session
+
+    async def _http(self, action: HTTPGetAction, address: str, seconds: float) -> CheckResult:
+        import aiohttp
+
+        host = f"[{address}]" if ":" in address else address
+        url = f"{action.scheme.lower()}://{host}:{action.port}{action.path}"
+        headers = {header.name: header.value for header in action.http_headers}
+        try:
+            async with asyncio.timeout(seconds):
+                async with self._client().get(
+                    url, headers=headers, allow_redirects=False
+                ) as response:
+                    status = response.status
+                    body = await response.content.read(PROBE_OUTPUT_MAX)
+        except TimeoutError:
+            return CheckResult(False, f"GET {url}: timed out after {seconds:g}s")
+        except (aiohttp.ClientError, OSError, ValueError) as error:
+            return CheckResult(False, truncate(f"GET {url}: {error}"))
+        if 200 <= status < 400:
+            return CheckResult(True)
+        text = body.decode(errors="replace")
+        return CheckResult(False, truncate(f"GET {url}: HTTP {status}: {text}"))
+
+    # --- exec ---------------------------------------------------------------------------
+
+    async def _exec(self, action: ExecAction, target: ProbeTarget, seconds: float) -> CheckResult:
+        tasks = self.containerd.tasks(target.namespace)
+        container = await self.containerd.containers(target.namespace).get(target.container_id)
+        process: dict[str, Any] = dict(container.spec.get("process", {}))
+        process.update(args=list(action.command), terminal=False)
+        process.pop("consoleSize", None)
+        exec_id = f"probe-{secrets.token_hex(6)}"
+        fifo_dir = target.fifo_root / exec_id
+        fifos = FifoIO(fifo_dir, terminal=False, stdin=False)
+        try:
+            io = await fifos.open()
+            return await self._run_exec(
+                tasks, target.container_id, exec_id, process, io, fifos, seconds
+            )
+        finally:
+            fifos.close()
+            await asyncio.to_thread(shutil.rmtree, fifo_dir, True)
+
+    async def _run_exec(
+        self,
+        tasks: Any,
+        cid: str,
+        exec_id: str,
+        process: Mapping[str, Any],
+        io: Any,
+        fifos: FifoIO,
+        seconds: float,
+    ) -> CheckResult:
+        waiting: asyncio.Future[ExitStatus] | None = None
+        output = bytearray()
+        try:
+            await tasks.exec(cid, exec_id, process=process, io=io)
+            waiting = asyncio.ensure_future(tasks.wait(cid, exec_id=exec_id))
+            await tasks.start(cid, exec_id=exec_id)
+            try:
+                async with asyncio.timeout(seconds):
+                    await _drain(fifos, waiting, output)
+                    status = await waiting
+            except TimeoutError:
+                return CheckResult(
+                    False, truncate(f"command timed out after {seconds:g}s: {_text(output)}")
+                )
+        finally:
+            if waiting is not None and not waiting.done():
+                with contextlib.suppress(ContainerdError):
+                    await tasks.kill(cid, signal.SIGKILL, exec_id=exec_id)
+                waiting.cancel()
+            with contextlib.suppress(ContainerdError):
+                await tasks.delete_process(cid, exec_id)
+        if status.code == 0:
+            return CheckResult(True)
+        return CheckResult(False, truncate(f"command exited with {status.code}: {_text(output)}"))
+
+
+def _text(output: bytearray) -> str:
+    return output[:PROBE_OUTPUT_MAX].decode(errors="replace")
+
+
+async def _drain(fifos: FifoIO, exited: asyncio.Future[ExitStatus], output: bytearray) -> None:
+    """Read stdout and stderr to their ends, keeping the first bytes only."""
+
+    async def one(fd: int | None) -> None:
+        if fd is None:
+            return
+        while chunk := await read_output(fd, exited, quiet=0.2):
+            if len(output) < PROBE_OUTPUT_MAX:
+                output.extend(chunk[: PROBE_OUTPUT_MAX - len(output)])
+
+    await asyncio.gather(one(fifos.stdout_fd), one(fifos.stderr_fd))
