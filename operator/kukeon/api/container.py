@@ -524,6 +524,16 @@ class ContainerTerminated(KukeonModel):
     finished_at: Timestamp = None
 
 
+class PublishedPort(KukeonModel):
+    """One entry of a container's `ports` as published on the node (in its status)."""
+
+    host_ip: str = Field(default="0.0.0.0", alias="hostIP")
+    """The host address it is published on; 0.0.0.0 is every IPv4 address of the node."""
+    host_port: int = Field(ge=1, le=65535, strict=True)
+    container_port: int = Field(ge=1, le=65535, strict=True)
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
 class ContainerStatus(KukeonModel):
     """What the cell controller last observed of one container (in the cell's status)."""
 
