@@ -30,7 +30,6 @@ from typing import Any
 
 from kukeon.api import (
     Cell,
-    CellNetworkStatus,
     CellState,
     ContainerSpec,
     ContainerStatus,
@@ -54,7 +53,6 @@ from kukeon.runtime.containerd.errors import ContainerdUnavailableError
 from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.containerd.types import RegistryCredential
 from kukeon.runtime.network import (
-    CellAttachment,
     NetworkError,
     cell_network_id,
     render_hostname,
@@ -73,6 +71,7 @@ from .cellexec import (
     CommandUnusableError,
 )
 from .cellfiles import CellFiles, SecretUnavailableError, read_secret_value
+from .cellnetwork import CellInterfaces, CellNetworking
 from .cellplan import (
     ContainerInputs,
     ContainerPlan,
@@ -87,7 +86,6 @@ from .hierarchy import get_as, ready_parent
 from .host import Host
 from .images import ImageProvider, ImageUnavailableError, InvalidImageReferenceError
 from .reporting import now, report
-from .space import conflist_file
 
 __all__ = [
     "ANNOTATION_RESTARTED_AT",
@@ -301,7 +299,8 @@ class CellController:
     ) -> Cell:
         key = cell_key(cell)
         files = CellFiles(self.host.settings.state_dir, key)
-        cgroup, attachment = await self._cell_host(cell, space, files)
+        cgroup, interfaces = await self._cell_host(cell, ctx, space, files)
+        attachment = interfaces.primary
         place = CellPlace(
             key=key,
             namespace=namespace,
@@ -335,25 +334,18 @@ class CellController:
         # Containers dropped from the spec go; the others were just converged.
         names = frozenset(status.name for _, status in converged if status.name)
         await executor.remove_all(namespace, key, keep=names)
-        return await self._finish(progress.cell, ctx, converged, cgroup, attachment)
+        return await self._finish(progress.cell, ctx, converged, cgroup, interfaces)
 
     async def _cell_host(
-        self, cell: Cell, space: Space, files: CellFiles
-    ) -> tuple[CgroupState, CellAttachment | None]:
-        """The cell's cgroup, its network namespace on the space's bridge, and its
-        /etc/hosts and /etc/hostname."""
+        self, cell: Cell, ctx: HandlerContext, space: Space, files: CellFiles
+    ) -> tuple[CgroupState, CellInterfaces]:
+        """The cell's cgroup, its network namespace on its networks (`cellnetwork`), and
+        its /etc/hosts and /etc/hostname."""
         key = cell_key(cell)
         delegation = Delegation.ALL if cell.spec.nested_cgroup_runtime else Delegation.RESOURCES
         cgroup = await self.host.cgroups.ensure(CgroupPath(key), delegation=delegation)
-        attachment: CellAttachment | None = None
-        if not all(c.host_network for c in cell.spec.containers):
-            instance = self.host.networks.settings.instance
-            attachment = await self.host.networks.attach_cell(
-                cell_id=network_id(key, instance),
-                cni_config_path=conflist_file(
-                    space, default_dir=self.host.settings.cni_conf_dir, instance=instance
-                ),
-            )
+        interfaces = await CellNetworking(self.host).attach(ctx, cell, space, key)
+        attachment = interfaces.primary
         aliases = sorted({alias for c in cell.spec.containers for alias in c.networks_aliases})
         await write_cell_host_files(
             directory=files.directory,
@@ -364,7 +356,7 @@ class CellController:
             ),
             hostname_text=render_hostname(cell.metadata.name),
         )
-        return cgroup, attachment
+        return cgroup, interfaces
 
     async def _converge_container(
         self, progress: _Progress, built: BuiltContainer, place: CellPlace, executor: CellExecutor
@@ -402,7 +394,7 @@ class CellController:
         ctx: HandlerContext,
         converged: list[tuple[ContainerPlan, ContainerStatus]],
         cgroup: CgroupState,
-        attachment: CellAttachment | None,
+        interfaces: CellInterfaces,
     ) -> Cell:
         """The cell's status from its containers'; autoDelete; the wait for a restart."""
         plan = plan_cell(cell, [container_plan for container_plan, _ in converged])
@@ -413,10 +405,7 @@ class CellController:
             "cgroup_ready": True,
             "cgroup_path": cgroup.path,
             "subtree_controllers": list(cgroup.subtree_controllers),
-            "network": CellNetworkStatus(
-                bridge_name=attachment.bridge_name if attachment is not None else None,
-                ip=str(attachment.ip) if attachment is not None else None,
-            ),
+            "network": interfaces.status(),
         }
         if plan.clear_reason:
             fields.update(reason=None, message=None)

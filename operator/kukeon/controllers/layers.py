@@ -76,6 +76,7 @@ L = TypeVar("L", bound="Realm | Space | Stack")
 Layer = Realm | Space | Stack
 LAYER_KINDS: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK)
 Trigger = Callable[[Kind, tuple[str, ...]], bool]
+Joins = frozenset[tuple[str, ...]]
 
 
 def now() -> datetime:
@@ -547,7 +548,9 @@ class CellMembership:
         self.trigger = trigger
         self.here: set[tuple[str, ...]] = set()
         self._below: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
-        """Realm, space and stack keys -> keys of this node's cells below them."""
+        """Realm, space and stack keys -> keys of this node's cells below them (a space's:
+        and of those that join its network, ``CellSpec.joined_spaces``)."""
+        self._joins: dict[tuple[str, ...], Joins] = {}
 
     def keys_below(self, scope: tuple[str, ...]) -> list[tuple[str, ...]]:
         return sorted(self._below.get(scope, ()))
@@ -568,9 +571,22 @@ class CellMembership:
         for depth, kind in ((3, Kind.STACK), (2, Kind.SPACE), (1, Kind.REALM)):
             self.trigger(kind, key[:depth])
 
-    def observe(self, key: tuple[str, ...], node: str | None, *, deleted: bool) -> None:
-        """One cell version: queue its parents when its presence on this node changed."""
+    def observe(
+        self, key: tuple[str, ...], node: str | None, *, deleted: bool, joins: Joins = frozenset()
+    ) -> None:
+        """One cell version: queue its parents when its presence on this node changed, and
+        the spaces whose networks it joins (``joins``) when they changed."""
         present = not deleted and node == self.node
+        joined = joins if present else frozenset()
+        before = self._joins.pop(key, frozenset())
+        if joined:
+            self._joins[key] = joined
+        for scope in sorted(before ^ joined):
+            below = self._below.setdefault(scope, set())
+            below.symmetric_difference_update({key})  # added or removed, as the set changed
+            if not below:
+                del self._below[scope]
+            self.trigger(Kind.SPACE, scope)
         if present == (key in self.here):
             return
         if present:
@@ -589,7 +605,12 @@ class CellMembership:
                 for cell in listing.items:
                     if isinstance(cell, Cell):
                         seen.add(key_of(cell))
-                        self.observe(key_of(cell), cell.spec.node_name, deleted=False)
+                        self.observe(
+                            key_of(cell),
+                            cell.spec.node_name,
+                            deleted=False,
+                            joins=cell.spec.joined_space_keys(),
+                        )
                 for key in list(self.here - seen):
                     self.observe(key, None, deleted=True)
                 async for event in self.registry.watch(
@@ -598,7 +619,10 @@ class CellMembership:
                     cell = event.object
                     if isinstance(cell, Cell):
                         self.observe(
-                            key_of(cell), cell.spec.node_name, deleted=event.type == "DELETED"
+                            key_of(cell),
+                            cell.spec.node_name,
+                            deleted=event.type == "DELETED",
+                            joins=cell.spec.joined_space_keys(),
                         )
             except asyncio.CancelledError:
                 raise

@@ -18,11 +18,20 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import ClassVar
 
-from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Space, SpaceNodeStatus, SpaceSpec
-from kukeon.framework import HandlerContext
+from kukeon.api import (
+    Cell,
+    Kind,
+    NodeLayerState,
+    NodeLayerStatus,
+    Space,
+    SpaceNodeStatus,
+    SpaceSpec,
+    key_of,
+)
+from kukeon.framework import HandlerContext, WaitingError
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.hostfiles import write_private_text
-from kukeon.runtime.network import EgressRule, EgressRuleset
+from kukeon.runtime.network import EgressRule, EgressRuleset, bridge_name, network_id_prefix
 from kukeon.runtime.network.space import space_conflist_path
 
 from .cellfiles import remove_scope_files
@@ -102,8 +111,47 @@ class SpaceController(LayerController[Space]):
             cni_config_file=str(network.cni_config_path),
         )
 
+    async def local_cells(self, obj: Space, ctx: HandlerContext) -> list[tuple[str, ...]]:
+        """The space's cells here, and the cells here of other spaces that join its network
+        (the membership follower counts those too; "none" is confirmed from etcd)."""
+        found = await super().local_cells(obj, ctx)
+        if found:
+            return found
+        realm, name = obj.spec.realm_id, obj.metadata.name
+        listed = await ctx.store.list(Kind.CELL, (realm,))
+        return [
+            key_of(cell)
+            for cell in listed.items
+            if isinstance(cell, Cell)
+            and cell.spec.node_name == ctx.node_name
+            and (realm, name) in cell.spec.joined_space_keys()
+        ]
+
+    async def _require_no_joined_cells(self, obj: Space) -> None:
+        """A cell of another space still on this space's network leaves it first (its
+        reconcile deletes the interface and says why), so no interface outlives the
+        space's egress chain."""
+        networks = self.host.networks
+        instance = networks.settings.instance
+        bridge = bridge_name(obj.spec.realm_id, obj.metadata.name, instance)
+        joined = await networks.joined_cells(bridge)
+        if not joined:
+            return
+        prefix = network_id_prefix(instance)
+        for cell_id in joined:
+            key = tuple(cell_id.removeprefix(prefix).split("_"))
+            if cell_id.startswith(prefix) and len(key) == 4:
+                self._wake(Kind.CELL, key)
+        raise WaitingError(
+            f"waiting for {len(joined)} cell(s) of other spaces to leave its network on this "
+            f"node: {', '.join(joined[:5])}",
+            delay=self.wait,
+            reason="CellsOnNetwork",
+        )
+
     async def dematerialise(self, obj: Space, ctx: HandlerContext, *, deleting: bool) -> None:
         realm, name = obj.spec.realm_id, obj.metadata.name
+        await self._require_no_joined_cells(obj)
         await self.host.networks.remove_space_network(
             realm=realm,
             space=name,

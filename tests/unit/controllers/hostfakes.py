@@ -178,6 +178,10 @@ class FakeNetworks:
     async def remove_space_network(self, **args: Any) -> None:
         self.removed.append(args)
 
+    async def joined_cells(self, network: str) -> list[str]:
+        """Cells of other spaces on ``network`` (none here)."""
+        return []
+
 
 @dataclass
 class FakeHost:

@@ -9,7 +9,7 @@ the cell's files in a temporary state directory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address, IPv4Interface
@@ -186,6 +186,8 @@ class FakeCgroups:
 class FakeAttachment:
     netns_path: Path
     bridge_name: str = "kk-r-s"
+    network_name: str = "kk-r-s"
+    ifname: str = "eth0"
 
     @property
     def ip(self) -> IPv4Address:
@@ -210,6 +212,9 @@ class FakeNetworks:
 
     async def detach_cell(self, *, cell_id: str) -> None:
         self.detached.append(cell_id)
+
+    async def leave_networks(self, *, cell_id: str, keep: Collection[str] = ()) -> list[str]:
+        return []
 
 
 class FakeImages:
