@@ -75,9 +75,17 @@ def _state(res: AnyResource) -> str:
     return text or "Unknown"
 
 
+def container_ready(status: Any) -> bool:
+    """Whether a container counts as ready: its ``ready`` field, or for a status written
+    before that field existed, that it ran."""
+    if "ready" in status.model_fields_set:
+        return bool(status.ready)
+    return str(status.state) == "Ready"
+
+
 def _cell_ready(res: AnyResource) -> str:
     total = len(res.spec.containers)
-    ready = sum(1 for c in res.status.containers if str(c.state) == "Ready")
+    ready = sum(1 for c in res.status.containers if container_ready(c))
     return f"{ready}/{total}"
 
 
@@ -506,7 +514,8 @@ def _container_status_lines(containers: Sequence[Any]) -> list[str]:
     """The ``Containers:`` table of a cell's describe page."""
     if not containers:
         return ["Containers:", f"  {NONE}"]
-    rows = [["ID", "STATE", "PID", "EXIT CODE", "RESTARTS", "REASON", "MESSAGE"]]
+    rows = [["ID", "STATE", "READY", "PID", "EXIT CODE", "RESTARTS", "REASON", "MESSAGE"]]
+    probes: list[list[str]] = [["CONTAINER", "PROBE", "RESULT", "FAILURES", "SINCE", "MESSAGE"]]
     for c in containers:
         exit_code = NONE if c.exit_code is None else str(c.exit_code)
         if c.exit_signal:
@@ -515,6 +524,7 @@ def _container_status_lines(containers: Sequence[Any]) -> list[str]:
             [
                 c.id,
                 str(c.state),
+                "true" if container_ready(c) else "false",
                 NONE if c.pid is None else str(c.pid),
                 exit_code,
                 str(c.restart_count),
@@ -522,7 +532,22 @@ def _container_status_lines(containers: Sequence[Any]) -> list[str]:
                 c.message or NONE,
             ]
         )
-    return ["Containers:", *("  " + line for line in format_rows(rows))]
+        for p in c.probes:
+            since = p.last_transition_time.isoformat() if p.last_transition_time else NONE
+            probes.append(
+                [
+                    c.id,
+                    str(p.probe),
+                    str(p.result),
+                    str(p.consecutive_failures),
+                    since,
+                    p.message or NONE,
+                ]
+            )
+    lines = ["Containers:", *("  " + line for line in format_rows(rows))]
+    if len(probes) > 1:
+        lines += ["Probes:", *("  " + line for line in format_rows(probes))]
+    return lines
 
 
 def describe(

@@ -22,6 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
 
 from kukeon.api import Cell, Kind
 from kukeon.framework import EventRecorder, Operator, OperatorContext, SupervisedTask
@@ -34,6 +37,7 @@ from .gc import collect_orphans
 from .host import Host, HostSettings
 from .images import ImageArchives, ImageProvider
 from .layers import CellMembership, HostLocks, migrate_legacy_finalizers, node_finalizer
+from .probing import ProbeManager
 from .realm import RealmController
 from .space import SpaceController
 from .stack import StackController
@@ -66,8 +70,10 @@ class Controllers:
         registry: Registry,
         images: ImageProvider,
         recorder: EventRecorder | None = None,
+        collector_registry: CollectorRegistry | None = None,
     ) -> None:
         self.host = host
+        self.collector_registry = collector_registry
         self.registry = registry
         self.images = images
         self.recorder = recorder
@@ -142,6 +148,14 @@ class Controllers:
         self._register_layers(op, membership)
         op.on_change(Kind.SPACE, spaces.changed)
         self.departures.trigger = op.trigger
+        self.cells.probes = ProbeManager(
+            containerd=lambda: self.cells.host.containerd,
+            trigger=op.trigger,
+            fifo_root=Path(self.host.settings.state_dir) / "probes",
+            stop_grace_seconds=self.host.settings.stop_grace_seconds,
+            recorder=self.recorder,
+            collector_registry=self.collector_registry,
+        )
         op.reconcile(Kind.CELL, when=self.runs_here)(self.cells.reconcile)
         op.finalize(Kind.CELL, when=self.departures.assigned_here)(self.cells.finalize)
 
@@ -186,6 +200,8 @@ class Controllers:
         async def stop_background(ctx: OperatorContext) -> None:
             await op.tasks.stop(self._background)
             self._background = []
+            if self.cells.probes is not None:
+                await self.cells.probes.close()
             if self.recorder is not None:
                 # The last Events (a cell deleted just before the stop): a second at most.
                 with contextlib.suppress(TimeoutError):
@@ -204,7 +220,14 @@ def register_controllers(
     registry: Registry,
     images: ImageProvider,
     recorder: EventRecorder | None = None,
+    collector_registry: CollectorRegistry | None = None,
 ) -> Controllers:
-    controllers = Controllers(host=host, registry=registry, images=images, recorder=recorder)
+    controllers = Controllers(
+        host=host,
+        registry=registry,
+        images=images,
+        recorder=recorder,
+        collector_registry=collector_registry,
+    )
     controllers.register(op)
     return controllers

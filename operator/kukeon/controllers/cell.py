@@ -32,6 +32,7 @@ from kukeon.api import (
     Cell,
     CellState,
     ContainerSpec,
+    ContainerState,
     ContainerStatus,
     DesiredCellState,
     EventReason,
@@ -85,6 +86,7 @@ from .cellstate import containerd_container_id
 from .hierarchy import get_as, ready_parent
 from .host import Host
 from .images import ImageProvider, ImageUnavailableError, InvalidImageReferenceError
+from .probing import ProbeManager, RunningContainer
 from .reporting import now, report
 
 __all__ = [
@@ -223,6 +225,8 @@ class CellController:
         self.facts = facts
         self.recorder = recorder
         """Where the cell's Events go (none in tests that do not look at them)."""
+        self.probes: ProbeManager | None = None
+        """Set by ``Controllers.register``: the probes of the containers that run here."""
 
     def _event(
         self,
@@ -259,6 +263,8 @@ class CellController:
         namespace = self.host.namespace_of(realm)
 
         if cell.spec.desired_state == DesiredCellState.STOPPED:
+            if self.probes is not None:
+                self.probes.forget(key)
             await self._stop(cell, ctx, namespace)
             return
         try:
@@ -334,6 +340,7 @@ class CellController:
         # Containers dropped from the spec go; the others were just converged.
         names = frozenset(status.name for _, status in converged if status.name)
         await executor.remove_all(namespace, key, keep=names)
+        self._probe(progress.cell, namespace, converged, interfaces)
         return await self._finish(progress.cell, ctx, converged, cgroup, interfaces)
 
     async def _cell_host(
@@ -380,6 +387,8 @@ class CellController:
                 container=observed,
                 task=task,
                 now=now(),
+                probes=self.probes.view(place.key, container.id) if self.probes else None,
+                probe_kill=self.probes.kill(place.key, container.id) if self.probes else None,
             )
         )
         pid = await executor.execute(plan, built, place, restarted_at=restarted_at)
@@ -407,7 +416,9 @@ class CellController:
             "subtree_controllers": list(cgroup.subtree_controllers),
             "network": interfaces.status(),
         }
-        if plan.clear_reason:
+        if plan.not_ready is not None:
+            fields.update(reason="ContainersNotReady", message=plan.not_ready)
+        elif plan.clear_reason:
             fields.update(reason=None, message=None)
         cell = await report(ctx, cell, **fields)
         if plan.delete:
@@ -422,6 +433,34 @@ class CellController:
             )
         return cell
 
+    def _probe(
+        self,
+        cell: Cell,
+        namespace: str,
+        converged: list[tuple[ContainerPlan, ContainerStatus]],
+        interfaces: CellInterfaces,
+    ) -> None:
+        """Hand the tasks that run now to the probes (a probe of a task gone stops)."""
+        if self.probes is None:
+            return
+        specs = {container.id: container for container in cell.spec.containers}
+        running = [
+            RunningContainer(spec=specs[status.id], pid=status.pid, containerd_id=status.name)
+            for _, status in converged
+            if status.state == ContainerState.READY
+            and status.pid
+            and status.name
+            and status.id in specs
+        ]
+        primary = interfaces.primary
+        self.probes.sync(
+            cell,
+            cell_key(cell),
+            namespace=namespace,
+            address=str(primary.ip) if primary is not None else "127.0.0.1",
+            running=running,
+        )
+
     async def remove_container(self, namespace: str, cid: str) -> None:
         """Stop the container's task and delete it (the orphan collector's removal too)."""
         await self._executor().remove_container(namespace, cid)
@@ -430,6 +469,8 @@ class CellController:
 
     async def finalize(self, cell: Cell, ctx: HandlerContext) -> None:
         key = cell_key(cell)
+        if self.probes is not None:
+            self.probes.forget(key)
         namespace = await self._namespace(ctx, key[0])
         await self._executor().remove_all(namespace, key)
         await self.host.networks.detach_cell(

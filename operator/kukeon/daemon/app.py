@@ -223,7 +223,12 @@ class Daemon:
             sink=self.events, node_name=config.node_name, metrics=operator.metrics
         )
         self.controllers = register_controllers(
-            operator, host=host, registry=registry, images=images, recorder=recorder
+            operator,
+            host=host,
+            registry=registry,
+            images=images,
+            recorder=recorder,
+            collector_registry=self.metrics_registry,
         )
         # Fleet membership (issue 10): Node document, heartbeat lease, scheduler singleton.
         self.fleet = await start_fleet(

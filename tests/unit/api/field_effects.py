@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .probe_effects import PROBE_EFFECTS, PROBE_STATUS_FIELDS
+
 
 @dataclass(frozen=True)
 class Effect:
@@ -341,6 +343,24 @@ FIELDS: dict[str, Verdict] = {
     "Secret.stringData": Effect(_REF_SECRETS),
 }
 
+FIELDS.update({path: Effect(test) for path, test in PROBE_EFFECTS.items()})
+
+# A profile's template holds a cell's spec: each field has the effect it has in a cell (it is
+# copied into the cell a run makes, proven by _PROFILE_RUN), and the cell's identity is refused.
+_TEMPLATE_FIELDS: dict[str, Verdict] = {
+    "CellProfile.spec.cell." + path.removeprefix("Cell.spec."): verdict
+    for path, verdict in FIELDS.items()
+    if path.startswith("Cell.spec.")
+    and path not in ("Cell.spec.id", "Cell.spec.realmId", "Cell.spec.spaceId", "Cell.spec.stackId")
+}
+_TEMPLATE_FIELDS.update(
+    {
+        f"CellProfile.spec.cell.containers[].{field}": Refused(_PROFILE_IDENTITY)
+        for field in ("realmId", "spaceId", "stackId", "cellId", "containerdId")
+    }
+)
+FIELDS.update(_TEMPLATE_FIELDS)
+
 KUKEOND_STATUS = StoredOnly("status: written by kukeond (controllers, registry), never by users")
 
 STATUS_FIELDS: tuple[str, ...] = (
@@ -480,6 +500,8 @@ STATUS_FIELDS: tuple[str, ...] = (
     "Secret.status.keys[].size",
     "Secret.status.keys[].sha256",
 )
+
+STATUS_FIELDS = (*STATUS_FIELDS, *PROBE_STATUS_FIELDS)
 
 REGISTRY: dict[str, Verdict] = {**FIELDS, **dict.fromkeys(STATUS_FIELDS, KUKEOND_STATUS)}
 """Every path the walker finds, with its verdict."""

@@ -160,6 +160,7 @@ def test_describe_cell() -> None:
     assert lines[container_header + 1].split() == [
         "ID",
         "STATE",
+        "READY",
         "PID",
         "EXIT",
         "CODE",
@@ -167,9 +168,10 @@ def test_describe_cell() -> None:
         "REASON",
         "MESSAGE",
     ]
-    assert lines[container_header + 2].split()[:5] == [
+    assert lines[container_header + 2].split()[:6] == [
         "run",
         "Stopped",
+        "false",
         "<none>",
         "137",
         "(SIGKILL)",
