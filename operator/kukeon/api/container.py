@@ -394,8 +394,9 @@ class ContainerSpec(KukeonModel):
     keep theirs)."""
     volumes: NullableList[VolumeMount] = Field(default_factory=list)
     networks: NullableList[str] = Field(default_factory=list)
-    """Other spaces' networks to join: not implemented yet, the API refuses a write that
-    sets them."""
+    """Other spaces of the cell's realm whose networks the cell joins: one more interface
+    each (`eth1`, `eth2`...), under that space's egress policy. Merged over the containers
+    (they share the root container's network namespace)."""
     networks_aliases: NullableList[str] = Field(default_factory=list)
     """DNS aliases of the container within its networks."""
     privileged: bool = False
@@ -416,8 +417,9 @@ class ContainerSpec(KukeonModel):
     resources: Resources | None = None
     secrets: NullableList[ContainerSecret] = Field(default_factory=list)
     cni_config_path: OptionalAbsolutePath = None
-    """A CNI configuration instead of the space's: not implemented yet, the API refuses a
-    write that sets it (a space's `cniConfigPath` is implemented)."""
+    """A CNI conflist file the cell's first interface is attached with instead of its
+    space's network: the root container's only (refused on the others); needs the realm's
+    privileged level for non-admins."""
     restart_policy: Annotated[RestartPolicy, BeforeValidator(_restart_policy_default)] = (
         RestartPolicy.NEVER
     )
