@@ -345,22 +345,6 @@ FIELDS: dict[str, Verdict] = {
 
 FIELDS.update({path: Effect(test) for path, test in PROBE_EFFECTS.items()})
 
-# A profile's template holds a cell's spec: each field has the effect it has in a cell (it is
-# copied into the cell a run makes, proven by _PROFILE_RUN), and the cell's identity is refused.
-_TEMPLATE_FIELDS: dict[str, Verdict] = {
-    "CellProfile.spec.cell." + path.removeprefix("Cell.spec."): verdict
-    for path, verdict in FIELDS.items()
-    if path.startswith("Cell.spec.")
-    and path not in ("Cell.spec.id", "Cell.spec.realmId", "Cell.spec.spaceId", "Cell.spec.stackId")
-}
-_TEMPLATE_FIELDS.update(
-    {
-        f"CellProfile.spec.cell.containers[].{field}": Refused(_PROFILE_IDENTITY)
-        for field in ("realmId", "spaceId", "stackId", "cellId", "containerdId")
-    }
-)
-FIELDS.update(_TEMPLATE_FIELDS)
-
 KUKEOND_STATUS = StoredOnly("status: written by kukeond (controllers, registry), never by users")
 
 STATUS_FIELDS: tuple[str, ...] = (
