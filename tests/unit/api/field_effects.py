@@ -250,7 +250,9 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].volumes[].mode": Effect(
         f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
     ),
-    "Cell.spec.containers[].networks": Refused(_NOT_ACTED_ON),
+    "Cell.spec.containers[].networks": Effect(
+        "tests/integration/controllers/test_cell_networks.py::test_a_cell_joins_another_spaces_network"
+    ),
     "Cell.spec.containers[].networksAliases": Effect(
         "tests/integration/controllers/test_naming_fields.py::test_network_aliases_resolve_to_the_cell_inside_it"
     ),
@@ -294,7 +296,9 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].secrets[].secretRef.key": Effect(_REF_SECRETS),
     "Cell.spec.containers[].secrets[].fromEnv": Effect(_FILE_SECRETS),
     "Cell.spec.containers[].secrets[].mountPath": Effect(_REF_SECRETS),
-    "Cell.spec.containers[].cniConfigPath": Refused(_NOT_ACTED_ON),
+    "Cell.spec.containers[].cniConfigPath": Effect(
+        "tests/integration/controllers/test_cell_networks.py::test_the_root_containers_cni_config_replaces_the_spaces"
+    ),
     "Cell.spec.containers[].restartPolicy": Effect(
         "tests/integration/controllers/test_restart.py::test_always_restarts_after_a_clean_exit"
     ),
@@ -432,6 +436,10 @@ STATUS_FIELDS: tuple[str, ...] = (
     "Cell.status.readyObserved",
     "Cell.status.network.bridgeName",
     "Cell.status.network.ip",
+    "Cell.status.network.interfaces[].interface",
+    "Cell.status.network.interfaces[].space",
+    "Cell.status.network.interfaces[].network",
+    "Cell.status.network.interfaces[].ip",
     "Cell.status.containers[].id",
     "Cell.status.containers[].name",
     "Cell.status.containers[].state",
