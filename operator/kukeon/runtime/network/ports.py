@@ -1,0 +1,472 @@
+"""Host ports published to cells, as nftables DNAT in the table kukeon owns (``inet kukeon``).
+
+Layout, next to the egress chains of ``egress`` in the same table::
+
+    set ports_bridges { type ifname }                  # bridges of cells with publications
+    chain ports-prerouting { type nat hook prerouting priority dstnat;
+        fib daddr type local jump ports-dnat }         # from other hosts (and other cells)
+    chain ports-output { type nat hook output priority dstnat;
+        fib daddr type local jump ports-dnat }         # from the host itself, 127.0.0.1 included
+    chain ports-postrouting { type nat hook postrouting priority srcnat;
+        ct status dnat oifname @ports_bridges ip saddr 127.0.0.0/8 masquerade
+        ct status dnat iifname @ports_bridges oifname @ports_bridges masquerade }
+    chain ports-guard { type filter hook prerouting priority raw;
+        iifname @ports_bridges ip saddr 127.0.0.0/8 drop
+        iifname @ports_bridges ip daddr 127.0.0.0/8 drop }
+    chain ports-dnat { jump ports-<cell> comment "<owner>" ... }    # one jump per cell
+    chain ports-<cell> {                                            # the cell's publications
+        [meta nfproto ipv4 | ip daddr <hostIP>] tcp|udp dport <hostPort>
+            counter dnat ip to <cell IP>:<containerPort> comment "<proto> <hostIP|*>:<hostPort>" }
+
+Why this shape:
+
+* Only destinations that are the host's own addresses are translated (``fib daddr type
+  local``): a publication never captures traffic the host forwards elsewhere, and one on an
+  address the host does not have does nothing until the address appears.
+* A cell's publications are one chain, replaced in one nft transaction (flush and re-add),
+  so a changed ``ports`` list never leaves a moment with half of it; the cell's jump and
+  chain go together at release, and the shared chains and set go with the last cell.
+* Loopback: a connection to ``127.0.0.1:<hostPort>`` is translated in the output hook and
+  leaves through the cell's bridge with a loopback source, which the kernel routes only
+  with ``route_localnet=1`` on that bridge (as Docker does on ``docker0``); the postrouting
+  masquerade rewrites the source to the bridge's address, so the cell can answer. Since
+  ``route_localnet`` would also let a cell send packets from, or to, ``127.0.0.0/8`` into the
+  host (CVE-2020-8558 against kube-proxy), ``ports-guard`` drops both on the bridges kukeon
+  publishes through, before conntrack sees them.
+* A connection from a cell to a published port of the host's address is translated too
+  (``ports-prerouting``); when it comes back out of a kukeon bridge it is masqueraded, so a
+  cell of the same bridge gets its answers through the host (hairpin). Inbound traffic is
+  not filtered here: the egress chains act on what *enters from* a space's bridge only, so
+  replies pass as ``established``, and a cell reaching another space's published port is
+  that first space's egress, decided by its policy as for any destination.
+* Each DNAT rule's comment is the publication's key, so the node can tell which cell holds
+  a host port before it publishes another (the check behind the API server's admission,
+  which two concurrent writes can both pass).
+
+Only IPv4 is published: cells have IPv4 addresses only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any, Literal
+
+from kukeon.processes import run_program
+from kukeon.runtime.network.errors import HostPrerequisiteError, NetworkError, NftError
+
+logger = logging.getLogger(__name__)
+
+_FAMILY = "inet"
+BRIDGE_SET = "ports_bridges"
+DNAT_CHAIN = "ports-dnat"
+CELL_CHAIN_PREFIX = "ports-c-"
+PREROUTING_CHAIN = "ports-prerouting"
+OUTPUT_CHAIN = "ports-output"
+POSTROUTING_CHAIN = "ports-postrouting"
+GUARD_CHAIN = "ports-guard"
+BASE_CHAINS = (PREROUTING_CHAIN, OUTPUT_CHAIN, POSTROUTING_CHAIN, GUARD_CHAIN)
+"""The hooked chains, in the order they are removed (before what they reference)."""
+_COMMENT_MAX = 128
+"""nftables' limit on a rule comment."""
+_CHAIN_NAME_MAX = 250
+_LOOPBACK = IPv4Network("127.0.0.0/8")
+_SYSCTL_DIR = Path("/proc/sys/net/ipv4/conf")
+
+Protocol = Literal["tcp", "udp"]
+
+
+class PortConflictError(NetworkError):
+    """The host port is already published on this node by another cell."""
+
+    def __init__(self, publication: Publication, owner: str) -> None:
+        self.publication = publication
+        self.owner = owner
+        super().__init__(
+            f"host port {publication.describe()} is already published on this node by "
+            f"{owner}; the cell's ports are published once it is free"
+        )
+
+
+@dataclass(frozen=True, order=True)
+class Publication:
+    """One host port forwarded to a port of a cell (``host_ip`` None: every IPv4 address)."""
+
+    protocol: Protocol
+    host_port: int
+    container_port: int
+    host_ip: IPv4Address | None = None
+
+    def __post_init__(self) -> None:
+        for port in (self.host_port, self.container_port):
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1-65535")
+
+    @property
+    def key(self) -> str:
+        """What the host port is: ``tcp *:8080`` or ``udp 127.0.0.1:53`` (its rule's comment)."""
+        return f"{self.protocol} {self.host_ip or '*'}:{self.host_port}"
+
+    def describe(self) -> str:
+        return f"{self.host_port}/{self.protocol} on {self.host_ip or 'every address'}"
+
+    def overlaps(self, other: HostPort) -> bool:
+        """Whether both claim one host port: same protocol and port, same address or either
+        of them every address."""
+        return (
+            self.protocol == other.protocol
+            and self.host_port == other.host_port
+            and (self.host_ip is None or other.host_ip is None or self.host_ip == other.host_ip)
+        )
+
+    @property
+    def reaches_loopback(self) -> bool:
+        return self.host_ip is None or self.host_ip in _LOOPBACK
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A host port as a rule's comment names it (what another cell holds)."""
+
+    protocol: str
+    host_port: int
+    host_ip: IPv4Address | None
+
+
+def parse_key(text: str) -> HostPort | None:
+    """The host port of a rule comment written by :attr:`Publication.key`; None if it is not one."""
+    protocol, _, rest = text.partition(" ")
+    address, _, port = rest.rpartition(":")
+    if protocol not in ("tcp", "udp") or not port.isdigit() or not address:
+        return None
+    try:
+        host_ip = None if address == "*" else IPv4Address(address)
+    except ValueError:
+        return None
+    return HostPort(protocol, int(port), host_ip)
+
+
+@dataclass(frozen=True)
+class CellPorts:
+    """What one cell publishes: its address on its bridge and its publications."""
+
+    cell_id: str
+    """The cell's network id (its CNI container id): names its chain."""
+    owner: str
+    """How a conflict names the cell (``realm/space/stack/cell``)."""
+    address: IPv4Address
+    bridge: str
+    publications: tuple[Publication, ...]
+
+
+def cell_chain(cell_id: str) -> str:
+    """The chain of a cell's publications: its id, or a hash of a long one."""
+    name = CELL_CHAIN_PREFIX + cell_id
+    if len(name) <= _CHAIN_NAME_MAX:
+        return name
+    return CELL_CHAIN_PREFIX + hashlib.sha256(cell_id.encode()).hexdigest()[:32]
+
+
+def _ref(**extra: Any) -> dict[str, Any]:
+    return {"family": _FAMILY, **extra}
+
+
+def _equals(left: dict[str, Any], right: Any) -> dict[str, Any]:
+    return {"match": {"op": "==", "left": left, "right": right}}
+
+
+def _ip(field_name: str) -> dict[str, Any]:
+    return {"payload": {"protocol": "ip", "field": field_name}}
+
+
+def _loopback() -> dict[str, Any]:
+    return {"prefix": {"addr": str(_LOOPBACK.network_address), "len": _LOOPBACK.prefixlen}}
+
+
+_DNAT_STATUS = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
+_IIF_KUKEON = _equals({"meta": {"key": "iifname"}}, f"@{BRIDGE_SET}")
+_OIF_KUKEON = _equals({"meta": {"key": "oifname"}}, f"@{BRIDGE_SET}")
+_TO_LOCAL = _equals({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
+
+_BASE_CHAINS: tuple[tuple[str, str, str, int, tuple[list[dict[str, Any]], ...]], ...] = (
+    (PREROUTING_CHAIN, "nat", "prerouting", -100, ([_TO_LOCAL, {"jump": {"target": DNAT_CHAIN}}],)),
+    (OUTPUT_CHAIN, "nat", "output", -100, ([_TO_LOCAL, {"jump": {"target": DNAT_CHAIN}}],)),
+    (
+        POSTROUTING_CHAIN,
+        "nat",
+        "postrouting",
+        100,
+        (
+            [_DNAT_STATUS, _OIF_KUKEON, _equals(_ip("saddr"), _loopback()), {"masquerade": None}],
+            [_DNAT_STATUS, _IIF_KUKEON, _OIF_KUKEON, {"masquerade": None}],
+        ),
+    ),
+    (
+        GUARD_CHAIN,
+        "filter",
+        "prerouting",
+        -300,
+        (
+            [_IIF_KUKEON, _equals(_ip("saddr"), _loopback()), {"drop": None}],
+            [_IIF_KUKEON, _equals(_ip("daddr"), _loopback()), {"drop": None}],
+        ),
+    ),
+)
+"""name, type, hook, priority and rules of each hooked chain."""
+
+
+def _shared_commands(table: str) -> list[dict[str, Any]]:
+    """The set, ``ports-dnat`` and the hooked chains, each hooked chain rewritten whole."""
+    commands: list[dict[str, Any]] = [
+        {"add": {"table": _ref(name=table)}},
+        {"add": {"set": _ref(table=table, name=BRIDGE_SET, type="ifname")}},
+        {"add": {"chain": _ref(table=table, name=DNAT_CHAIN)}},
+    ]
+    for name, kind, hook, prio, rules in _BASE_CHAINS:
+        base = _ref(table=table, name=name, type=kind, hook=hook, prio=prio, policy="accept")
+        commands += [
+            {"add": {"chain": base}},
+            {"flush": {"chain": _ref(table=table, name=name)}},
+            *({"add": {"rule": _ref(table=table, chain=name, expr=expr)}} for expr in rules),
+        ]
+    return commands
+
+
+def dnat_rule(publication: Publication, address: IPv4Address) -> list[dict[str, Any]]:
+    """The expressions that forward ``publication`` to ``address`` (pure)."""
+    exprs: list[dict[str, Any]] = [
+        _equals({"meta": {"key": "nfproto"}}, "ipv4")
+        if publication.host_ip is None
+        else _equals(_ip("daddr"), str(publication.host_ip)),
+        _equals(
+            {"payload": {"protocol": publication.protocol, "field": "dport"}}, publication.host_port
+        ),
+        {"counter": {"packets": 0, "bytes": 0}},
+        {"dnat": {"family": "ip", "addr": str(address), "port": publication.container_port}},
+    ]
+    return exprs
+
+
+@dataclass(frozen=True)
+class PortsTable:
+    """What a listing of the table says about publications."""
+
+    exists: bool
+    chains: frozenset[str] = frozenset()
+    jumps: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Cell chain -> handles of the ``ports-dnat`` rules that jump to it."""
+    owners: Mapping[str, str] = field(default_factory=dict)
+    """Cell chain -> the owner written as its jump's comment."""
+    held: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Cell chain -> the keys (comments) of its DNAT rules."""
+
+    def cell_chains(self) -> frozenset[str]:
+        return frozenset(c for c in self.chains if c.startswith(CELL_CHAIN_PREFIX))
+
+
+def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
+    """The publications of an ``nft -j list table`` answer (None: no table)."""
+    if listing is None:
+        return PortsTable(exists=False)
+    chains: set[str] = set()
+    jumps: dict[str, list[int]] = {}
+    owners: dict[str, str] = {}
+    held: dict[str, list[str]] = {}
+    for item in listing.get("nftables", ()):
+        if "chain" in item:
+            chains.add(str(item["chain"]["name"]))
+        rule = item.get("rule")
+        if not rule:
+            continue
+        chain = str(rule.get("chain", ""))
+        if chain == DNAT_CHAIN:
+            for expr in rule.get("expr", ()):
+                target = expr.get("jump", {}).get("target") if isinstance(expr, dict) else None
+                if isinstance(target, str):
+                    jumps.setdefault(target, []).append(int(rule["handle"]))
+                    owners[target] = str(rule.get("comment", target))
+        elif chain.startswith(CELL_CHAIN_PREFIX) and "comment" in rule:
+            held.setdefault(chain, []).append(str(rule["comment"]))
+    return PortsTable(
+        exists=True,
+        chains=frozenset(chains),
+        jumps={k: tuple(v) for k, v in jumps.items()},
+        owners=owners,
+        held={k: tuple(v) for k, v in held.items()},
+    )
+
+
+def find_conflict(state: PortsTable, cell: CellPorts) -> PortConflictError | None:
+    """The first publication of ``cell`` another cell's chain already holds (pure)."""
+    own = cell_chain(cell.cell_id)
+    for chain, keys in sorted(state.held.items()):
+        if chain == own:
+            continue
+        for key in keys:
+            held = parse_key(key)
+            if held is None:
+                continue
+            for publication in cell.publications:
+                if publication.overlaps(held):
+                    return PortConflictError(publication, state.owners.get(chain, chain))
+    return None
+
+
+def render_publish(*, table: str, cell: CellPorts, state: PortsTable) -> dict[str, Any]:
+    """The one nft transaction that installs or replaces ``cell``'s publications (pure).
+
+    Its chain is filled before the jump to it is added, so no packet sees a partial list.
+    """
+    chain = cell_chain(cell.cell_id)
+    commands = [
+        *_shared_commands(table),
+        {"add": {"chain": _ref(table=table, name=chain)}},
+        {"flush": {"chain": _ref(table=table, name=chain)}},
+    ]
+    for publication in sorted(set(cell.publications)):
+        expr = dnat_rule(publication, cell.address)
+        commands.append(
+            {"add": {"rule": _ref(table=table, chain=chain, comment=publication.key, expr=expr)}}
+        )
+    if chain not in state.jumps:
+        comment = cell.owner[:_COMMENT_MAX]
+        jump = [{"jump": {"target": chain}}]
+        commands.append(
+            {"add": {"rule": _ref(table=table, chain=DNAT_CHAIN, comment=comment, expr=jump)}}
+        )
+    commands.append({"add": {"element": _ref(table=table, name=BRIDGE_SET, elem=[cell.bridge])}})
+    return {"nftables": commands}
+
+
+def render_release(*, table: str, cell_id: str, state: PortsTable) -> dict[str, Any] | None:
+    """The transaction that removes a cell's publications, and the shared chains and set
+    with the last cell's; None when the cell has nothing published (pure)."""
+    chain = cell_chain(cell_id)
+    if chain not in state.chains and chain not in state.jumps:
+        return None
+    commands: list[dict[str, Any]] = [
+        {"delete": {"rule": _ref(table=table, chain=DNAT_CHAIN, handle=handle)}}
+        for handle in state.jumps.get(chain, ())
+    ]
+    if chain in state.chains:
+        commands += [
+            {"flush": {"chain": _ref(table=table, name=chain)}},
+            {"delete": {"chain": _ref(table=table, name=chain)}},
+        ]
+    if not state.cell_chains() - {chain}:
+        for name in (*BASE_CHAINS, DNAT_CHAIN):
+            if name in state.chains:
+                commands += [
+                    {"flush": {"chain": _ref(table=table, name=name)}},
+                    {"delete": {"chain": _ref(table=table, name=name)}},
+                ]
+        commands.append({"delete": {"set": _ref(table=table, name=BRIDGE_SET)}})
+    return {"nftables": commands}
+
+
+def _enable_route_localnet(bridge: str) -> None:
+    path = _SYSCTL_DIR / bridge / "route_localnet"
+    try:
+        if path.read_text(encoding="ascii").strip() == "1":
+            return
+        path.write_text("1\n", encoding="ascii")
+    except OSError as error:
+        raise NetworkError(
+            f"cannot set {path} (loopback access to published ports): {error}"
+        ) from error
+
+
+class NftPorts:
+    """Publishes and releases cells' ports in one nft table (one transaction per change)."""
+
+    def __init__(self, *, table: str, nft_binary: str | None = None) -> None:
+        self.table = table
+        self._nft_binary = nft_binary
+        # Listing, checking for a conflict and changing the table must not interleave.
+        self._lock = asyncio.Lock()
+
+    @property
+    def nft_binary(self) -> str:
+        if self._nft_binary is None:
+            found = shutil.which("nft")
+            if found is None:
+                raise HostPrerequisiteError(
+                    piece="the `nft` command", package="nftables", detail="not found on PATH"
+                )
+            self._nft_binary = found
+        return self._nft_binary
+
+    async def publish(self, cell: CellPorts) -> None:
+        """Install ``cell``'s publications (replacing what it had); with none, release it.
+
+        Raises PortConflictError, changing nothing, when another cell holds one of them.
+        """
+        if not cell.publications:
+            await self.release(cell.cell_id)
+            return
+        async with self._lock:
+            state = parse_ports_table(await self._list())
+            conflict = find_conflict(state, cell)
+            if conflict is not None:
+                raise conflict
+            batch = render_publish(table=self.table, cell=cell, state=state)
+            await self._apply(batch, action=f"publish the ports of {cell.owner}")
+            if any(p.reaches_loopback for p in cell.publications):
+                # After the guard chain exists: never a moment without it.
+                await asyncio.to_thread(_enable_route_localnet, cell.bridge)
+
+    async def release(self, cell_id: str) -> bool:
+        """Remove the cell's publications; whether it had any."""
+        async with self._lock:
+            state = parse_ports_table(await self._list())
+            batch = render_release(table=self.table, cell_id=cell_id, state=state)
+            if batch is None:
+                return False
+            await self._apply(batch, action=f"release the ports of {cell_id}")
+            return True
+
+    async def published(self) -> PortsTable:
+        return parse_ports_table(await self._list())
+
+    async def _list(self) -> Mapping[str, Any] | None:
+        returncode, stdout, stderr = await self._exec(
+            ["-j", "list", "table", _FAMILY, self.table], None
+        )
+        if returncode != 0:
+            if "No such file or directory" in stderr:
+                return None
+            raise NftError(action=f"list table {_FAMILY} {self.table}", stderr=stderr)
+        try:
+            listing: Mapping[str, Any] = json.loads(stdout)
+        except ValueError as error:
+            raise NetworkError(
+                f"nft printed invalid JSON for table {self.table}: {error}"
+            ) from error
+        return listing
+
+    async def _apply(self, batch: Mapping[str, Any], *, action: str) -> None:
+        returncode, _, stderr = await self._exec(["-j", "-f", "-"], json.dumps(batch))
+        if returncode != 0:
+            raise NftError(action=action, stderr=stderr)
+
+    async def _exec(self, args: Sequence[str], stdin: str | None) -> tuple[int, str, str]:
+        try:
+            finished = await run_program(
+                [self.nft_binary, *args], stdin=stdin.encode() if stdin is not None else None
+            )
+        except FileNotFoundError as error:
+            raise HostPrerequisiteError(
+                piece="the `nft` command", package="nftables", detail=str(error)
+            ) from error
+        return (
+            finished.returncode,
+            finished.stdout.decode("utf-8", errors="replace"),
+            finished.stderr.decode("utf-8", errors="replace"),
+        )

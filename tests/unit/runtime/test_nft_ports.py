@@ -1,0 +1,268 @@
+"""Published ports: the nftables transactions kukeon writes, how it reads them back, and
+(as root, in a private network namespace) that the kernel takes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from ipaddress import IPv4Address
+from typing import Any
+
+import pytest
+
+from kukeon.runtime.network.ports import (
+    BASE_CHAINS,
+    BRIDGE_SET,
+    DNAT_CHAIN,
+    CellPorts,
+    PortConflictError,
+    PortsTable,
+    Publication,
+    cell_chain,
+    find_conflict,
+    parse_key,
+    parse_ports_table,
+    render_publish,
+    render_release,
+)
+
+CELL_IP = IPv4Address("10.88.0.5")
+
+
+def cell(
+    cell_id: str = "kukeon_r_s_st_web", *publications: Publication, bridge: str = "kk-r-s"
+) -> CellPorts:
+    return CellPorts(
+        cell_id=cell_id,
+        owner="cell " + "/".join(cell_id.split("_")[1:]),
+        address=CELL_IP,
+        bridge=bridge,
+        publications=publications or (Publication("tcp", 8080, 80),),
+    )
+
+
+def commands(batch: dict[str, Any], verb: str, kind: str) -> list[dict[str, Any]]:
+    return [c[verb][kind] for c in batch["nftables"] if verb in c and kind in c[verb]]
+
+
+def test_a_wildcard_publication_is_ipv4_dnat_to_the_cell() -> None:
+    batch = render_publish(table="t", cell=cell(), state=PortsTable(exists=False))
+    chain = cell_chain("kukeon_r_s_st_web")
+    rules = [r for r in commands(batch, "add", "rule") if r["chain"] == chain]
+    assert len(rules) == 1
+    assert rules[0]["comment"] == "tcp *:8080"
+    assert rules[0]["expr"] == [
+        {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                   "right": 8080}},
+        {"counter": {"packets": 0, "bytes": 0}},
+        {"dnat": {"family": "ip", "addr": "10.88.0.5", "port": 80}},
+    ]  # fmt: skip
+    jumps = [r for r in commands(batch, "add", "rule") if r["chain"] == DNAT_CHAIN]
+    assert jumps == [
+        {"family": "inet", "table": "t", "chain": DNAT_CHAIN, "comment": "cell r/s/st/web",
+         "expr": [{"jump": {"target": chain}}]}
+    ]  # fmt: skip
+    assert commands(batch, "add", "element") == [
+        {"family": "inet", "table": "t", "name": BRIDGE_SET, "elem": ["kk-r-s"]}
+    ]
+    # The chain is emptied and refilled in the same transaction, before the jump to it.
+    verbs = [next(iter(c)) for c in batch["nftables"]]
+    flush_at = next(
+        i for i, c in enumerate(batch["nftables"])
+        if c.get("flush", {}).get("chain", {}).get("name") == chain
+    )  # fmt: skip
+    jump_at = next(
+        i for i, c in enumerate(batch["nftables"])
+        if c.get("add", {}).get("rule", {}).get("chain") == DNAT_CHAIN
+    )  # fmt: skip
+    assert flush_at < jump_at
+    assert "delete" not in verbs
+
+
+def test_an_address_and_udp_match_that_address() -> None:
+    udp = Publication("udp", 53, 5353, IPv4Address("127.0.0.1"))
+    batch = render_publish(table="t", cell=cell("kukeon_r_s_st_dns", udp), state=PortsTable(True))
+    rule = next(r for r in commands(batch, "add", "rule") if r.get("comment") == "udp 127.0.0.1:53")
+    assert rule["expr"][0] == {
+        "match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                  "right": "127.0.0.1"}
+    }  # fmt: skip
+    assert rule["expr"][-1] == {"dnat": {"family": "ip", "addr": "10.88.0.5", "port": 5353}}
+
+
+def test_hooked_chains_translate_only_local_destinations_and_guard_loopback() -> None:
+    batch = render_publish(table="t", cell=cell(), state=PortsTable(False))
+    hooked = {c["name"]: c for c in commands(batch, "add", "chain") if "hook" in c}
+    assert {(c["hook"], c["type"], c["prio"]) for c in hooked.values()} == {
+        ("prerouting", "nat", -100),
+        ("output", "nat", -100),
+        ("postrouting", "nat", 100),
+        ("prerouting", "filter", -300),
+    }
+    rules = commands(batch, "add", "rule")
+    pre = [r for r in rules if r["chain"] == "ports-prerouting"]
+    assert pre[0]["expr"][0]["match"]["left"] == {"fib": {"result": "type", "flags": ["daddr"]}}
+    guard = [r for r in rules if r["chain"] == "ports-guard"]
+    assert all(r["expr"][-1] == {"drop": None} for r in guard)
+    assert len(guard) == 2
+    # Every hooked chain is flushed before its rules are added again: one copy each.
+    flushed = {c["name"] for c in commands(batch, "flush", "chain")}
+    assert set(BASE_CHAINS) <= flushed
+
+
+def test_an_existing_jump_is_kept() -> None:
+    chain = cell_chain("kukeon_r_s_st_web")
+    state = PortsTable(True, frozenset({chain}), jumps={chain: (7,)})
+    batch = render_publish(table="t", cell=cell(), state=state)
+    assert not [r for r in commands(batch, "add", "rule") if r["chain"] == DNAT_CHAIN]
+
+
+def test_release_removes_the_cell_and_the_shared_chains_with_the_last() -> None:
+    web, other = cell_chain("kukeon_r_s_st_web"), cell_chain("kukeon_r_s_st_db")
+    shared = {*BASE_CHAINS, DNAT_CHAIN}
+    state = PortsTable(True, frozenset({web, other, *shared}), jumps={web: (7,), other: (9,)})
+    batch = render_release(table="t", cell_id="kukeon_r_s_st_web", state=state)
+    assert batch is not None
+    assert commands(batch, "delete", "rule") == [
+        {"family": "inet", "table": "t", "chain": DNAT_CHAIN, "handle": 7}
+    ]
+    assert [c["name"] for c in commands(batch, "delete", "chain")] == [web]
+    last = PortsTable(True, frozenset({web, *shared}), jumps={web: (7,)})
+    batch = render_release(table="t", cell_id="kukeon_r_s_st_web", state=last)
+    assert batch is not None
+    assert {c["name"] for c in commands(batch, "delete", "chain")} == {web, *shared}
+    assert commands(batch, "delete", "set") == [
+        {"family": "inet", "table": "t", "name": BRIDGE_SET}
+    ]
+    assert render_release(table="t", cell_id="kukeon_r_s_st_x", state=last) is None
+    assert render_release(table="t", cell_id="x", state=PortsTable(False)) is None
+
+
+def test_a_long_cell_id_is_hashed_into_a_chain_name() -> None:
+    long_id = "kukeon_" + "_".join(["a" * 63] * 4)
+    assert len(cell_chain(long_id)) < 64
+    assert cell_chain(long_id) == cell_chain(long_id)
+    assert cell_chain("kukeon_r") == "ports-c-kukeon_r"
+
+
+@pytest.mark.parametrize(
+    ("mine", "held", "conflict"),
+    [
+        (Publication("tcp", 8080, 80), "tcp *:8080", True),
+        (Publication("tcp", 8080, 80), "udp *:8080", False),
+        (Publication("tcp", 8080, 80), "tcp *:8081", False),
+        (Publication("tcp", 8080, 80), "tcp 127.0.0.1:8080", True),
+        (Publication("tcp", 8080, 80, IPv4Address("127.0.0.1")), "tcp *:8080", True),
+        (Publication("tcp", 8080, 80, IPv4Address("127.0.0.1")), "tcp 10.0.0.1:8080", False),
+        (Publication("tcp", 8080, 80, IPv4Address("10.0.0.1")), "tcp 10.0.0.1:8080", True),
+    ],
+)
+def test_overlap(mine: Publication, held: str, conflict: bool) -> None:
+    parsed = parse_key(held)
+    assert parsed is not None
+    assert mine.overlaps(parsed) is conflict
+
+
+def test_parse_key_ignores_foreign_comments() -> None:
+    assert parse_key("established") is None
+    assert parse_key("tcp nowhere:80") is None
+    assert parse_key("sctp *:80") is None
+
+
+def test_the_table_listing_names_the_holder() -> None:
+    db = cell_chain("kukeon_r_s_st_db")
+    listing = {
+        "nftables": [
+            {"metainfo": {}},
+            {"table": {"family": "inet", "name": "t"}},
+            {"chain": {"family": "inet", "table": "t", "name": DNAT_CHAIN}},
+            {"chain": {"family": "inet", "table": "t", "name": db}},
+            {"rule": {"chain": DNAT_CHAIN, "handle": 4, "comment": "cell r/s/st/db",
+                      "expr": [{"jump": {"target": db}}]}},
+            {"rule": {"chain": db, "handle": 5, "comment": "tcp *:8080", "expr": []}},
+            {"rule": {"chain": "egress-x", "handle": 6, "comment": "tcp *:9", "expr": []}},
+        ]
+    }  # fmt: skip
+    state = parse_ports_table(listing)
+    assert state.jumps == {db: (4,)}
+    assert state.held == {db: ("tcp *:8080",)}
+    conflict = find_conflict(state, cell())
+    assert isinstance(conflict, PortConflictError)
+    assert "cell r/s/st/db" in str(conflict)
+    assert "8080/tcp" in str(conflict)
+    # Its own chain is never a conflict: a republish replaces it.
+    assert find_conflict(state, cell("kukeon_r_s_st_db")) is None
+    assert parse_ports_table(None) == PortsTable(exists=False)
+
+
+# --- the kernel takes the transactions (root, a private network namespace) ------------------
+
+needs_root_nft = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("nft") is None or shutil.which("unshare") is None,
+    reason="needs root, nft and unshare",
+)
+
+
+def _nft_in(netns_pid: int, *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        ["nsenter", f"--net=/proc/{netns_pid}/ns/net", "nft", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@needs_root_nft
+def test_publish_conflict_and_release_in_a_private_netns() -> None:
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        pid = holder.pid
+        for _ in range(100):
+            if os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+                break
+            subprocess.run(["sleep", "0.02"], check=True)
+
+        def state() -> PortsTable:
+            done = subprocess.run(
+                ["nsenter", f"--net=/proc/{pid}/ns/net", "nft", "-j", "list", "table", "inet", "t"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            return parse_ports_table(json.loads(done.stdout) if done.returncode == 0 else None)
+
+        web = cell("kukeon_r_s_st_web", Publication("tcp", 8080, 80), Publication("udp", 53, 53))
+        _nft_in(
+            pid,
+            "-j",
+            "-f",
+            "-",
+            stdin=json.dumps(render_publish(table="t", cell=web, state=state())),
+        )
+        # Again, as every pass does: one jump, the chain replaced.
+        _nft_in(
+            pid,
+            "-j",
+            "-f",
+            "-",
+            stdin=json.dumps(render_publish(table="t", cell=web, state=state())),
+        )
+        now = state()
+        chain = cell_chain("kukeon_r_s_st_web")
+        assert len(now.jumps[chain]) == 1
+        assert sorted(now.held[chain]) == ["tcp *:8080", "udp *:53"]
+        db = cell("kukeon_r_s_st_db", Publication("tcp", 8080, 80, IPv4Address("127.0.0.1")))
+        assert find_conflict(now, db) is not None
+        release = render_release(table="t", cell_id="kukeon_r_s_st_web", state=now)
+        _nft_in(pid, "-j", "-f", "-", stdin=json.dumps(release))
+        after = state()
+        assert after.exists
+        assert not after.cell_chains()
+        assert not {*BASE_CHAINS, DNAT_CHAIN} & after.chains
+    finally:
+        holder.kill()
+        holder.wait()
