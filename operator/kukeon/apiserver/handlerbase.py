@@ -69,8 +69,10 @@ class HandlerBase:
             return  # status: only admins (the controllers) write it
         check_finalizers(target, res, current)
         check_acted_on(target, res, current)
-        await self._store(target, check_networks(self._registry, target, res, current))
         await self._store(target, self._admission.admit(principal_of(request), res, current))
+        # Last: a dry run refused only here passed every other check (`kukectl apply` takes
+        # that for a pass when it creates the spaces named in the same run).
+        await self._store(target, check_networks(self._registry, target, res, current))
 
     async def _store(self, target: Target, call: Any) -> Any:
         """Await a registry call, translating its errors into API errors."""

@@ -20,6 +20,7 @@ The order of work matters more than anything else here:
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from kukeon.api import (
     API_VERSION,
     SCOPE_PLACEHOLDER,
     AnyResource,
+    Cell,
     InvalidResource,
     Kind,
     ManifestError,
@@ -45,6 +47,7 @@ from kukeon.apiserver.paths import HIERARCHY, KINDS
 from kukeon.cli.output import kind_slug
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+_NETWORK_FIELD = re.compile(r"spec\.containers\[(\d+)\]\.networks\[(\d+)\]")
 
 # Spec fields the system (or an admin) fills in after creation; an apply that leaves them
 # out keeps them. A realm's securityLevel is the admin's: an editor re-applying the realm's
@@ -331,11 +334,31 @@ class Applier:
         except ApiRequestError as exc:
             # The server checks the parent last: a 404 means all else was accepted.
             simulated_parent = any(parent in self._simulated for parent in parent_chain(res))
-            if not (self._dry_run and exc.code == 404 and simulated_parent):
+            if not self._dry_run:
+                raise
+            if not (exc.code == 404 and simulated_parent) and not self._joins_simulated(res, exc):
                 raise
         if self._dry_run:
             self._simulated.add((kind, key))
         return "created"
+
+    def _joins_simulated(self, res: AnyResource, exc: ApiRequestError) -> bool:
+        """Whether a dry run refused a cell only for the spaces its `networks` join, each
+        one this apply creates (the server checks them last, after admission)."""
+        if not isinstance(res, Cell) or exc.code != 422 or not exc.causes:
+            return False
+        for cause in exc.causes:
+            found = _NETWORK_FIELD.fullmatch(cause.field or "")
+            if found is None:
+                return False
+            containers = res.spec.containers
+            index, position = int(found[1]), int(found[2])
+            if index >= len(containers) or position >= len(containers[index].networks):
+                return False
+            space = (Kind.SPACE, (res.spec.realm_id, containers[index].networks[position]))
+            if space not in self._simulated:
+                return False
+        return True
 
     async def _apply_one(self, res: AnyResource) -> str:
         kind, key = Kind(res.kind), key_of(res)
