@@ -136,6 +136,9 @@ async def test_join_leave_and_detach_every_interface(tmp_path: Path) -> None:
     # Leaving what is no longer wanted, then detaching the cell: every interface goes.
     await networks.join_network(cell_id=CELL, cni_config_path=other, ifname="eth2")
     assert await networks.leave_networks(cell_id=CELL, keep={"eth1"}) == ["eth2"]
+    assert await networks.leave_networks(cell_id=CELL) == ["eth1"]
+    assert not (records / f"{CELL}.d").exists()  # no directory left empty
+    await networks.join_network(cell_id=CELL, cni_config_path=third, ifname="eth1")
     cni.calls.clear()
     assert await networks.detach_cell(cell_id=CELL)
     assert ("DEL", "kk-r-c", "eth1") in cni.calls

@@ -90,8 +90,7 @@ class AttachmentRecords:
 
     async def drop(self, cell_id: str, ifname: str = PRIMARY_IFNAME) -> None:
         await asyncio.to_thread(unlink_if_present, self.path(cell_id, ifname))
-        if ifname == PRIMARY_IFNAME:
-            await asyncio.to_thread(_remove_empty_dir, self._extra_dir(cell_id))
+        await asyncio.to_thread(_remove_empty_dir, self._extra_dir(cell_id))
 
     async def extra_ifnames(self, cell_id: str) -> list[str]:
         """The interfaces beyond the first that the cell has a record of, sorted."""
