@@ -21,7 +21,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +55,11 @@ class ProbeTarget:
     """Where exec probes' FIFOs are made (kukeond's state directory)."""
 
 
+EXEC_SLOTS = 8
+"""Exec checks in flight at once: each is a runc exec (a process started in the
+container), the costly kind; the others wait for a slot."""
+
+
 def truncate(text: str, limit: int = PROBE_OUTPUT_MAX) -> str:
     text = text.strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -64,9 +68,10 @@ def truncate(text: str, limit: int = PROBE_OUTPUT_MAX) -> str:
 class Prober:
     """Runs checks; one per kukeond (its HTTP session is shared by every check)."""
 
-    def __init__(self, containerd: ContainerdClient) -> None:
+    def __init__(self, containerd: ContainerdClient, *, exec_slots: int = EXEC_SLOTS) -> None:
         self.containerd = containerd
         self._session: aiohttp.ClientSession | None = None
+        self._exec_slots = asyncio.Semaphore(exec_slots)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -77,7 +82,8 @@ class Prober:
         seconds = float(probe.timeout_seconds)
         try:
             if probe.exec is not None:
-                return await self._exec(probe.exec, target, seconds)
+                async with self._exec_slots:  # the wait for a slot is not the check's time
+                    return await self._exec(probe.exec, target, seconds)
             if target.address is None:
                 return CheckResult(False, "the cell has no address yet")
             if probe.http_get is not None:
@@ -135,6 +141,10 @@ class Prober:
                     body = await response.content.read(PROBE_OUTPUT_MAX)
         except TimeoutError:
             return CheckResult(False, f"GET {url}: timed out after {seconds:g}s")
+        except aiohttp.ClientConnectorError as error:
+            cause = error.os_error
+            why = os.strerror(cause.errno) if cause.errno else str(cause)
+            return CheckResult(False, f"GET {url}: connect: {why}")
         except (aiohttp.ClientError, OSError, ValueError) as error:
             return CheckResult(False, truncate(f"GET {url}: {error}"))
         if 200 <= status < 400:
@@ -181,21 +191,25 @@ class Prober:
             try:
                 async with asyncio.timeout(seconds):
                     await _drain(fifos, waiting, output)
-                    status = await waiting
+                    # Shielded: the timeout must not cancel the wait itself, or the
+                    # process would look finished and never be killed.
+                    status = await asyncio.shield(waiting)
             except TimeoutError:
+                said = _text(output).strip()
                 return CheckResult(
-                    False, truncate(f"command timed out after {seconds:g}s: {_text(output)}")
+                    False,
+                    truncate(
+                        f"command timed out after {seconds:g}s" + (f": {said}" if said else "")
+                    ),
                 )
         finally:
-            if waiting is not None and not waiting.done():
-                with contextlib.suppress(ContainerdError):
-                    await tasks.kill(cid, signal.SIGKILL, exec_id=exec_id)
-                waiting.cancel()
-            with contextlib.suppress(ContainerdError):
-                await tasks.delete_process(cid, exec_id)
+            await tasks.end_process(cid, exec_id, waiting)
         if status.code == 0:
             return CheckResult(True)
-        return CheckResult(False, truncate(f"command exited with {status.code}: {_text(output)}"))
+        said = _text(output).strip()
+        return CheckResult(
+            False, truncate(f"command exited with {status.code}" + (f": {said}" if said else ""))
+        )
 
 
 def _text(output: bytearray) -> str:
@@ -208,8 +222,11 @@ async def _drain(fifos: FifoIO, exited: asyncio.Future[ExitStatus], output: byte
     async def one(fd: int | None) -> None:
         if fd is None:
             return
-        while chunk := await read_output(fd, exited, quiet=0.2):
-            if len(output) < PROBE_OUTPUT_MAX:
-                output.extend(chunk[: PROBE_OUTPUT_MAX - len(output)])
+        # Past the cap the FIFO is no longer read: a command that floods its output blocks
+        # on a full pipe until its timeout instead of keeping kukeond busy reading.
+        while len(output) < PROBE_OUTPUT_MAX and (
+            chunk := await read_output(fd, exited, quiet=0.2)
+        ):
+            output.extend(chunk[: PROBE_OUTPUT_MAX - len(output)])
 
     await asyncio.gather(one(fifos.stdout_fd), one(fifos.stderr_fd))

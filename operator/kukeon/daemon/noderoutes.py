@@ -478,12 +478,7 @@ class NodeRoutes:
             except (ConnectionResetError, ClientConnectionResetError):
                 pass  # the client left first (its terminal closed): the process is killed below
             finally:
-                if waiting is not None and not waiting.done():
-                    with contextlib.suppress(ContainerdError):
-                        await tasks.kill(cid, signal.SIGKILL, exec_id=exec_id)
-                    waiting.cancel()
-                with contextlib.suppress(ContainerdError):
-                    await tasks.delete_process(cid, exec_id)
+                await tasks.end_process(cid, exec_id, waiting)
         finally:
             fifos.close()
             await asyncio.to_thread(shutil.rmtree, fifo_dir, True)

@@ -230,3 +230,40 @@ async def test_deleting_a_cell_stops_its_probes(kukeond: Kukeond) -> None:
     assert checks() is None
     await asyncio.sleep(2)
     assert checks() is None  # no check ran after the deletion
+
+
+async def test_a_flooding_or_missing_exec_command_fails_capped_and_leaves_no_process(
+    kukeond: Kukeond,
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    # Checked every 4 s after the last check ended: between two, no probe process is due.
+    flood = {
+        "exec": {"command": ["yes"]},
+        "timeoutSeconds": 1,
+        "periodSeconds": 4,
+        "failureThreshold": 1,
+    }
+    missing = {"exec": {"command": ["/no/such/probe"]}, "periodSeconds": 1, "failureThreshold": 1}
+    await k.apply(cell_doc(k, "flood", [container(k, "a", readinessProbe=flood)]))
+    await k.apply(cell_doc(k, "missing", [container(k, "a", readinessProbe=missing)]))
+
+    def failed(c: Any) -> bool:
+        return bool(
+            c.status.containers
+            and first(c).probes
+            and first(c).probes[0].result == ProbeResult.FAILURE
+        )
+
+    flooded = await k.wait_for(Kind.CELL, cell_key(k, "flood"), until=failed, within=30)
+    message = first(flooded).probes[0].message or ""
+    assert message.startswith("command timed out after 1s: y")
+    assert len(message) <= 1024
+    lost = await k.wait_for(Kind.CELL, cell_key(k, "missing"), until=failed, within=30)
+    assert "/no/such/probe" in (first(lost).probes[0].message or "")
+    assert lost.status.state == CellState.PENDING
+    # Every exec a probe started was killed and deleted: no `yes` left in the container.
+    await asyncio.sleep(1.0)
+    code, listing = await exec_in(k, first(flooded).name, "ps", "-o", "pid,args")
+    assert code == 0
+    assert " yes" not in listing, listing

@@ -34,6 +34,7 @@ from kukeon.runtime.containerd.client import Subject
 from kukeon.runtime.containerd.crilog import logger_uri
 from kukeon.runtime.containerd.errors import (
     ContainerdCallError,
+    ContainerdError,
     ProcessNotStartableError,
     TaskNotFoundError,
     not_startable_reason,
@@ -409,6 +410,32 @@ class TaskService:
             namespace=self.namespace,
             subject=Subject("task", _process_name(container_id, exec_id)),
         )
+
+    async def end_process(
+        self,
+        container_id: str,
+        exec_id: str,
+        waiting: asyncio.Future[ExitStatus] | None,
+        *,
+        within: float = 5.0,
+    ) -> None:
+        """Kill an exec'd process unless ``waiting`` (its wait, None if it never started)
+        saw it exit, wait for its end, and delete it.
+
+        containerd refuses to delete a process that still runs ("cannot delete a running
+        process"), so deleting right after the kill would leave it running for ever; and
+        a ``waiting`` cancelled by its caller's timeout says nothing about the process.
+        """
+        if waiting is not None and (not waiting.done() or waiting.cancelled()):
+            with contextlib.suppress(ContainerdError):
+                await self.kill(container_id, signal_module.SIGKILL, exec_id=exec_id)
+            with contextlib.suppress(ContainerdError, TimeoutError):
+                async with asyncio.timeout(within):
+                    await self.wait(container_id, exec_id=exec_id)
+        if waiting is not None and not waiting.done():
+            waiting.cancel()
+        with contextlib.suppress(ContainerdError):
+            await self.delete_process(container_id, exec_id)
 
     async def delete_process(self, container_id: str, exec_id: str) -> ExitStatus | None:
         try:
