@@ -389,9 +389,10 @@ class ContainerSpec(KukeonModel):
     env: NullableList[EnvEntry] = Field(default_factory=list)
     """Environment entries, `KEY=VALUE`."""
     ports: NullableList[PortSpec] = Field(default_factory=list)
-    """Docker's `[hostIP:][hostPort:]containerPort[/tcp|udp]`, ports 1-65535. Publishing is
-    not implemented yet: the API refuses a write that sets them (documents stored before
-    keep theirs)."""
+    """Host ports published on the cell's node, docker's
+    `[hostIP:]hostPort:containerPort[/tcp|udp]` (ports 1-65535): DNAT from the node's IPv4
+    addresses (or `hostIP` only), 127.0.0.1 included, to the cell's address. Refused: no host
+    port, an IPv6 `hostIP`, a `hostNetwork` container, a host port another cell holds."""
     volumes: NullableList[VolumeMount] = Field(default_factory=list)
     networks: NullableList[str] = Field(default_factory=list)
     """Other spaces of the cell's realm whose networks the cell joins: one more interface

@@ -82,6 +82,7 @@ from .cellplan import (
     plan_stop,
     stopped_statuses,
 )
+from .cellports import publish_ports, release_ports
 from .cellstate import containerd_container_id
 from .hierarchy import get_as, ready_parent
 from .host import Host
@@ -410,7 +411,9 @@ class CellController:
         fields: dict[str, Any] = {
             "state": plan.state,
             "ready_observed": plan.ready_observed,
-            "containers": [status for _, status in converged],
+            "containers": await publish_ports(
+                self.host, cell, interfaces.primary, [status for _, status in converged]
+            ),
             "cgroup_ready": True,
             "cgroup_path": cgroup.path,
             "subtree_controllers": list(cgroup.subtree_controllers),
@@ -473,6 +476,7 @@ class CellController:
             self.probes.forget(key)
         namespace = await self._namespace(ctx, key[0])
         await self._executor().remove_all(namespace, key)
+        await release_ports(self.host, key)
         await self.host.networks.detach_cell(
             cell_id=network_id(key, self.host.networks.settings.instance)
         )

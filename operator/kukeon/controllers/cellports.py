@@ -1,0 +1,141 @@
+"""A cell's published ports: its containers' ``ports`` as DNAT to the cell's address.
+
+Every container of a cell shares the root container's network namespace, so each entry of
+any container's ``ports`` forwards a host port to the cell's one address. The cell
+controller calls :func:`publish_ports` once the containers are converged (it returns their
+statuses with ``ports`` filled in) and :func:`release_ports` when the cell goes. A marker
+file per publishing cell (``<state-dir>/network/published/<cell id>``), written before its
+rules and removed after them, tells a pass whether anything may be left to release, so a
+cell that never had ports costs no ``nft`` call.
+
+The API server refuses a host port another cell holds; two writes racing past that check
+meet here: the node's nft table says which cell holds the port, and the later cell fails
+with ``NetworkFailed`` naming the holder (and is retried) until the port is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Sequence
+from ipaddress import IPv4Address, ip_address
+from pathlib import Path
+
+from kukeon.api import Cell, ContainerStatus
+from kukeon.api.container import PublishedPort, parse_port
+from kukeon.runtime.containerd.specerrors import RuntimeSpecError
+from kukeon.runtime.hostfiles import make_dirs
+from kukeon.runtime.network import CellAttachment, cell_network_id
+from kukeon.runtime.network.ports import CellPorts, NftPorts, Protocol, Publication
+
+from .host import Host
+
+_ADAPTERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, NftPorts]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def ports_adapter(table: str) -> NftPorts:
+    """The one adapter of ``table`` on the running loop (its lock orders every change)."""
+    per_loop = _ADAPTERS.setdefault(asyncio.get_running_loop(), {})
+    if table not in per_loop:
+        per_loop[table] = NftPorts(table=table)
+    return per_loop[table]
+
+
+def container_publications(cell: Cell) -> dict[str, tuple[Publication, ...]]:
+    """Each container's ``ports`` as publications (container id -> its own, deduplicated).
+
+    Raises RuntimeSpecError naming the entry kukeond cannot publish (the API refuses them;
+    a document written to etcd by hand may still hold one).
+    """
+    found: dict[str, tuple[Publication, ...]] = {}
+    for container in cell.spec.containers:
+        own: list[Publication] = []
+        for index, entry in enumerate(container.ports):
+            where = f"ports[{index}]"
+            try:
+                mapping = parse_port(entry)
+                address = ip_address(mapping.host_ip) if mapping.host_ip else None
+            except ValueError as error:
+                raise RuntimeSpecError(
+                    container=container.id, field=where, reason=str(error)
+                ) from None
+            if mapping.host_port is None:
+                raise RuntimeSpecError(
+                    container=container.id, field=where, reason="the host port must be given"
+                )
+            if address is not None and not isinstance(address, IPv4Address):
+                raise RuntimeSpecError(
+                    container=container.id, field=where, reason="only IPv4 host addresses"
+                )
+            host_ip = None if address is None or address.is_unspecified else address
+            protocol: Protocol = "udp" if mapping.protocol == "udp" else "tcp"
+            own.append(Publication(protocol, mapping.host_port, mapping.container_port, host_ip))
+        found[container.id] = tuple(sorted(set(own)))
+    return found
+
+
+def published_status(publication: Publication) -> PublishedPort:
+    return PublishedPort(
+        host_ip=str(publication.host_ip or "0.0.0.0"),
+        host_port=publication.host_port,
+        container_port=publication.container_port,
+        protocol=publication.protocol,
+    )
+
+
+def _marker(host: Host, cell_id: str) -> Path:
+    return host.settings.state_dir / "network" / "published" / cell_id
+
+
+def _mark(path: Path) -> None:
+    make_dirs(path.parent)
+    path.touch(mode=0o600, exist_ok=True)
+
+
+async def publish_ports(
+    host: Host,
+    cell: Cell,
+    attachment: CellAttachment | None,
+    statuses: Sequence[ContainerStatus],
+) -> list[ContainerStatus]:
+    """Publish the cell's ports (replacing what it published before; none: release them)
+    and return ``statuses`` with each container's ``ports`` as published."""
+    key = (cell.spec.realm_id, cell.spec.space_id, cell.spec.stack_id, cell.metadata.name)
+    cell_id = cell_network_id(key, host.networks.settings.instance)
+    per_container = container_publications(cell)
+    publications = tuple(sorted({p for own in per_container.values() for p in own}))
+    if not publications or attachment is None:
+        # A cell in the host's network has no address to forward to; the API refuses ports
+        # there, so only a spec that dropped them (or a hand-written document) gets here.
+        await release_ports(host, key)
+        return [status.model_copy(update={"ports": []}) for status in statuses]
+    marker = _marker(host, cell_id)
+    await asyncio.to_thread(_mark, marker)
+    await ports_adapter(host.networks.settings.nft_table).publish(
+        CellPorts(
+            cell_id=cell_id,
+            owner="cell " + "/".join(key),
+            address=attachment.ip,
+            bridge=attachment.bridge_name,
+            publications=publications,
+        )
+    )
+    return [
+        status.model_copy(
+            update={"ports": [published_status(p) for p in per_container.get(status.id, ())]}
+        )
+        for status in statuses
+    ]
+
+
+async def release_ports(host: Host, key: tuple[str, str, str, str]) -> bool:
+    """Remove what the cell published on this node; whether it had published anything."""
+    cell_id = cell_network_id(key, host.networks.settings.instance)
+    marker = _marker(host, cell_id)
+    if not await asyncio.to_thread(marker.exists):
+        return False
+    released = await ports_adapter(host.networks.settings.nft_table).release(cell_id)
+    await asyncio.to_thread(marker.unlink, missing_ok=True)
+    return released
