@@ -62,6 +62,8 @@ _REQUEST_TIMEOUT = 5.0
 HEARTBEAT_LOG_INTERVAL = 60.0
 """A heartbeat that keeps failing is reported at most this often (with a count)."""
 HEARTBEAT_BACKOFF_MAX = 10.0
+HEARTBEAT_ATTEMPT_TIMEOUT = 10.0
+"""Seconds one heartbeat attempt (new lease, status write) may take before it counts as failed."""
 
 
 def heartbeat_retry_delay(failures: int) -> float:
@@ -404,14 +406,17 @@ class NodeAgent:
             else:
                 await wait_event(session.lost, self.config.node_heartbeat_seconds)
             try:
-                if session.lost.is_set():
-                    if not failures:
-                        log.warning(
-                            "node %s: heartbeat lease lost, taking a new one", self.node_name
-                        )
-                    await session.close(revoke=True)
-                    await self._new_lease()
-                await self.beat()
+                # One attempt never hangs: after a partition a call may sit on a connection
+                # whose packets were dropped until TCP retransmits, long after etcd is back.
+                async with asyncio.timeout(HEARTBEAT_ATTEMPT_TIMEOUT):
+                    if session.lost.is_set():
+                        if not failures:
+                            log.warning(
+                                "node %s: heartbeat lease lost, taking a new one", self.node_name
+                            )
+                        await session.close(revoke=True)
+                        await self._new_lease()
+                    await self.beat()
             except asyncio.CancelledError:
                 raise
             except Exception as error:

@@ -10,6 +10,7 @@ real `kukectl` reads a cell's logs (and execs in it) through another node's TCP 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -37,8 +38,9 @@ TICKER = ["-c", "trap 'exit 0' TERM; i=0; while :; do echo tick$i; i=$((i+1)); s
 KUKECTL = str(REPO / ".venv" / "bin" / "kukectl")
 
 
-@pytest.fixture
-def fleet_dir() -> Iterator[Path]:
+@contextlib.contextmanager
+def started_fleet(**settings: str) -> Iterator[Path]:
+    """hack/fleet-up.sh with three nodes and these environment settings; fleet-down after."""
     require_root()
     for binary, package in (
         ("etcd", "etcd-server"),
@@ -53,12 +55,7 @@ def fleet_dir() -> Iterator[Path]:
     require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
     # Short: unix socket paths below it must stay under 108 bytes.
     directory = Path(tempfile.mkdtemp(prefix="kf-", dir="/tmp")) / "fleet"
-    env = {
-        **os.environ,
-        "KUKEON_NODE_LEASE_TTL": str(LEASE_TTL),
-        "KUKEON_NODE_HEARTBEAT_SECONDS": "1",
-        "KUKEON_FLEET_KUKEOND_ARGS": "--node-lost-timeout 3",
-    }
+    env = {**os.environ, **settings}
     try:
         result = subprocess.run(
             [str(REPO / "hack" / "fleet-up.sh"), str(directory), "--nodes", "3"],
@@ -78,6 +75,16 @@ def fleet_dir() -> Iterator[Path]:
             check=False,
         )
         shutil.rmtree(directory.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def fleet_dir() -> Iterator[Path]:
+    with started_fleet(
+        KUKEON_NODE_LEASE_TTL=str(LEASE_TTL),
+        KUKEON_NODE_HEARTBEAT_SECONDS="1",
+        KUKEON_FLEET_KUKEOND_ARGS="--node-lost-timeout 3",
+    ) as directory:
+        yield directory
 
 
 @pytest.fixture
