@@ -15,6 +15,7 @@ from aiohttp import web
 from kukeon.api import AnyResource, Kind
 from kukeon.apiserver.admission import Admission
 from kukeon.apiserver.auth import Principal, Verb, denial
+from kukeon.apiserver.portclaims import check_port_claims
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.request import principal_of
 from kukeon.apiserver.settings import ApiSettings
@@ -69,6 +70,7 @@ class HandlerBase:
             return  # status: only admins (the controllers) write it
         check_finalizers(target, res, current)
         check_acted_on(target, res, current)
+        await self._store(target, check_port_claims(self._registry, res, current))
         await self._store(target, self._admission.admit(principal_of(request), res, current))
         # Last: a dry run refused only here passed every other check (`kukectl apply` takes
         # that for a pass when it creates the spaces named in the same run).

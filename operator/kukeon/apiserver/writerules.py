@@ -30,6 +30,7 @@ from kukeon.api import (
 from kukeon.api.container import containerd_container_id
 from kukeon.api.meta import check_dns_label, quote
 from kukeon.apiserver.paths import KINDS
+from kukeon.apiserver.portclaims import port_causes
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.apiserver.target import Target
@@ -167,9 +168,7 @@ def check_finalizers(target: Target, res: AnyResource, current: AnyResource | No
         )
 
 
-_NOT_ACTED_ON = {
-    "ports": "publishing ports is not implemented yet",
-}
+_NOT_ACTED_ON: dict[str, str] = {}
 """Container fields the model loads (kukeon manifests carry them) but kukeond does not act
 on: a write that sets or changes one is refused, so nobody believes it works."""
 
@@ -203,6 +202,7 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
         if given and given != derived and given != (old.containerd_id if old else None):
             why = f"is derived by kukeon ({quote(derived)}): leave it out"
             causes.append(Cause(f"{path}.containerdId", why))
+    causes += port_causes(res, current)
     _refuse(target, res, causes)
 
 

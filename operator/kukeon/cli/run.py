@@ -64,6 +64,14 @@ async def _wait_state(
 )
 @click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option(
+    "--publish",
+    "-p",
+    "ports",
+    multiple=True,
+    metavar="[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]",
+    help="Publish a port of the cell on its node (DNAT to the cell's address); repeatable.",
+)
+@click.option(
     "--restart",
     type=click.Choice(["always", "on-failure", "never"]),
     default="never",
@@ -80,6 +88,7 @@ def run_command(
     wait_ready: bool,
     timeout: float,
     env: tuple[str, ...],
+    ports: tuple[str, ...],
     restart: str,
     command: tuple[str, ...],
     realm: str,
@@ -90,7 +99,7 @@ def run_command(
 
     \b
     Examples:
-      kukectl run web --image nginx:1.27
+      kukectl run web --image nginx:1.27 -p 8080:80
       kukectl run demo --image busybox --rm -- sh -c 'echo hi; exit 4'
       kukectl run job --image busybox --restart never --wait -- date
     """
@@ -98,6 +107,8 @@ def run_command(
     if command:
         container["command"] = command[0]
         container["args"] = list(command[1:])
+    if ports:
+        container["ports"] = list(ports)
     if restart != "never":
         container["restartPolicy"] = restart
     document = {

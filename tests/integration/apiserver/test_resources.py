@@ -382,30 +382,30 @@ async def test_clients_cannot_add_finalizers(http: aiohttp.ClientSession) -> Non
 async def test_fields_kukeond_would_ignore_are_refused(
     http: aiohttp.ClientSession, api: Api
 ) -> None:
-    """ports are loaded but not acted on, and a containerdId is kukeon's: a write that sets
-    one is a 422 naming it, while a document stored before the rule stays writable as long
-    as the write leaves the value as it was."""
+    """A containerdId is kukeon's, and a port entry kukeond cannot publish (no host port) is
+    refused: a write that sets one is a 422 naming it, while a document stored before the
+    rule stays writable as long as the write leaves the value as it was."""
     await _defaults(http)
-    for field, value in (
-        ("ports", ["8080:80"]),
-        ("containerdId", "mine"),
+    for field, value, where in (
+        ("ports", ["80"], "spec.containers[0].ports[0]"),
+        ("containerdId", "mine", "spec.containers[0].containerdId"),
     ):
         doc = cell_doc(f"c-{field.lower()}")
         doc["spec"]["containers"][0][field] = value
         refused = await _status(await http.post(CELLS, json=doc), 422)
-        assert refused["details"]["causes"][0]["field"] == f"spec.containers[0].{field}"
+        assert refused["details"]["causes"][0]["field"] == where
     derived = cell_doc("derived")
     derived["spec"]["containers"][0]["containerdId"] = "default_default_derived_main"
     await _ok(await http.post(CELLS, json=derived), 201)
 
     # Stored before the rule (written through the registry, as an older kukeond did).
     old = cell_doc("old")
-    old["spec"]["containers"][0]["ports"] = ["8080:80"]
+    old["spec"]["containers"][0]["ports"] = ["80"]
     old["spec"]["realmId"] = old["spec"]["spaceId"] = old["spec"]["stackId"] = "default"
     await api.registry.create(parse_resource(old))
     merge = {"Content-Type": "application/merge-patch+json"}
     stop = {"spec": {"desiredState": "Stopped"}}
     await _ok(await http.patch(f"{CELLS}/old", data=json.dumps(stop), headers=merge))
     change = {"spec": {"containers": [{"id": "main", "image": "busybox:latest", "root": True,
-                                        "ports": ["9090:90"]}]}}  # fmt: skip
+                                        "ports": ["90"]}]}}  # fmt: skip
     await _status(await http.patch(f"{CELLS}/old", data=json.dumps(change), headers=merge), 422)

@@ -231,7 +231,10 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].args": Effect(f"{_SPEC}::test_process_args_docker_semantics"),
     "Cell.spec.containers[].workingDir": Effect(f"{_SPEC}::test_working_dir"),
     "Cell.spec.containers[].env": Effect(f"{_SPEC}::test_env_merge_order_and_kukeon_identity"),
-    "Cell.spec.containers[].ports": Refused(_NOT_ACTED_ON),
+    "Cell.spec.containers[].ports": Effect(
+        "tests/integration/controllers/test_ports.py::"
+        "test_published_port_reached_refused_to_others_and_released"
+    ),
     "Cell.spec.containers[].volumes[].kind": Effect(
         f"{_SPEC}::test_volumes_tmpfs_secrets_and_rendered_files"
     ),
@@ -459,6 +462,10 @@ STATUS_FIELDS: tuple[str, ...] = (
     "Cell.status.containers[].lastState.reason",
     "Cell.status.containers[].lastState.startedAt",
     "Cell.status.containers[].lastState.finishedAt",
+    "Cell.status.containers[].ports[].hostIP",
+    "Cell.status.containers[].ports[].hostPort",
+    "Cell.status.containers[].ports[].containerPort",
+    "Cell.status.containers[].ports[].protocol",
     # Node: NodeStatus
     "Node.status.state",
     "Node.status.reason",
