@@ -253,14 +253,16 @@ class Departures:
 
     async def stop_copies(self, keys: Collection[Key]) -> int:
         """Stop every container here of the cells ``keys``, all at once; how many went."""
-        return await self._stop_where(lambda key: key in keys)
+        only = next(iter(keys)) if len(keys) == 1 else None
+        return await self._stop_where(lambda key: key in keys, only=only)
 
-    async def _stop_where(self, doomed: Callable[[Key], bool]) -> int:
+    async def _stop_where(self, doomed: Callable[[Key], bool], *, only: Key | None = None) -> int:
+        """Stop the containers whose cell is ``doomed`` (listing ``only`` that cell's)."""
         stopped = 0
         for round_ in range(STOP_ROUNDS):
             found = [
                 (namespace, container)
-                for namespace, container in await list_node_containers(self.host)
+                for namespace, container in await list_node_containers(self.host, cell=only)
                 if doomed(container_cell_key(container))
             ]
             if not found:

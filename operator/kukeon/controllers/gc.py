@@ -67,10 +67,16 @@ def container_cell_key(container: Container) -> tuple[str, ...]:
     return tuple(labels.get(n, "") for n in (LABEL_REALM, LABEL_SPACE, LABEL_STACK, LABEL_CELL))
 
 
-async def list_node_containers(host: Host) -> list[tuple[str, Container]]:
-    """(namespace, container) of every container this node made, in every namespace."""
+async def list_node_containers(
+    host: Host, *, cell: tuple[str, ...] | None = None
+) -> list[tuple[str, Container]]:
+    """(namespace, container) of every container this node made (of ``cell`` only, if
+    given), in every namespace."""
     found: list[tuple[str, Container]] = []
-    node_filter = f"{MANAGED_FILTER},{label_filter({LABEL_NODE: host.settings.node_name})}"
+    labels = {LABEL_NODE: host.settings.node_name}
+    if cell is not None:
+        labels.update(zip((LABEL_REALM, LABEL_SPACE, LABEL_STACK, LABEL_CELL), cell, strict=True))
+    node_filter = f"{MANAGED_FILTER},{label_filter(labels)}"
     for namespace in await host.containerd.namespaces.list():
         for container in await host.containerd.containers(namespace.name).list(node_filter):
             # The same node name may be another control plane's on this host.
