@@ -130,8 +130,11 @@ async def publish_ports(
     ]
 
 
-async def release_ports(host: Host, key: tuple[str, str, str, str]) -> bool:
-    """Remove what the cell published on this node; whether it had published anything."""
+async def release_ports(host: Host, key: tuple[str, ...]) -> bool:
+    """Remove what the cell published on this node; whether it had published anything.
+
+    The cell controller's finalize and the orphan collector (a cell whose document went
+    while this node was away) call it."""
     cell_id = cell_network_id(key, host.networks.settings.instance)
     marker = _marker(host, cell_id)
     if not await asyncio.to_thread(marker.exists):

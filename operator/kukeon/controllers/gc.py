@@ -50,6 +50,7 @@ from kukeon.runtime.network import bridge_name, network_id_prefix
 from kukeon.store import Registry
 
 from .cell import LABEL_NODE, CellController, cell_key, network_id
+from .cellports import release_ports
 from .host import Host
 from .layergc import collect_layer_orphans
 from .layers import HostLocks
@@ -287,6 +288,7 @@ class _Sweep:
 async def remove_cell_host_side(host: Host, key: tuple[str, ...], *, conflist: Path | None) -> None:
     """A cell's host resources outside containerd: network, cgroup, files."""
     instance = host.networks.settings.instance
+    await release_ports(host, key)
     await host.networks.detach_cell(cell_id=network_id(key, instance), cni_config_path=conflist)
     await host.cgroups.remove(CgroupPath(key))
     await asyncio.to_thread(shutil.rmtree, host.settings.state_dir.joinpath("cells", *key), True)

@@ -11,6 +11,7 @@ import pytest
 from kukeon.api import Cell, ContainerStatus, parse_resource
 from kukeon.controllers import cellports
 from kukeon.controllers.cellports import container_publications, publish_ports, release_ports
+from kukeon.controllers.gc import remove_cell_host_side
 from kukeon.runtime.containerd.specerrors import RuntimeSpecError
 from kukeon.runtime.network import CellAttachment
 from kukeon.runtime.network.ports import CellPorts, Publication
@@ -123,3 +124,13 @@ async def test_ports_dropped_from_the_spec_are_released(
     reported = await publish_ports(host, without, ATTACHMENT, [ContainerStatus(id="a")])
     assert reported[0].ports == []
     assert len(fake_ports.released) == 1
+
+
+async def test_the_orphan_collector_releases_a_gone_cells_ports(
+    tmp_path: Path, fake_ports: FakePorts
+) -> None:
+    host = make_host(tmp_path).host
+    web = cell({"id": "a", "image": "busybox", "ports": ["8080:80"]})
+    await publish_ports(host, web, ATTACHMENT, [ContainerStatus(id="a")])
+    await remove_cell_host_side(host, ("default", "default", "default", "web"), conflist=None)
+    assert fake_ports.released == [fake_ports.published[0].cell_id]
