@@ -216,3 +216,42 @@ async def test_dropping_ports_from_the_spec_releases_them(kukeond: Kukeond) -> N
         assert await refused("127.0.0.1", port)
     finally:
         await asyncio.to_thread(drop_leftovers, table)
+
+
+async def test_two_cells_that_raced_past_the_api_the_node_publishes_one(
+    kukeond: Kukeond,
+) -> None:
+    """Two writes at one moment can both pass the API's check (stored here through the
+    registry, as such a race leaves them): the node publishes the first, fails the second
+    naming the holder, and publishes it once the holder is gone."""
+    k = kukeond
+    table = k.config.nft_table
+    port = free_port()
+    try:
+        await k.hierarchy()
+        first, second = cell_key(k, "first"), cell_key(k, "second")
+        await k.apply(
+            cell_doc(k, "first", [container(k, "srv", script=HTTPD, ports=[f"{port}:80"])])
+        )
+        await k.wait_for(Kind.CELL, first, until=ready)
+        await k.apply(
+            cell_doc(k, "second", [container(k, "srv", script=HTTPD, ports=[f"{port}:80"])])
+        )
+
+        def refused_naming_first(obj: AnyResource) -> bool:
+            return str(obj.status.reason) == "NetworkFailed" and (
+                f"cell {k.realm}/s1/st1/first" in str(obj.status.message)
+            )
+
+        await k.wait_for(Kind.CELL, second, until=refused_naming_first)
+        assert ports_state(table)[1] == {f"tcp *:{port}"}
+        await k.registry.delete(Kind.CELL, first)
+        await k.wait_gone(Kind.CELL, first)
+
+        def published(obj: AnyResource) -> bool:
+            return isinstance(obj, Cell) and ready(obj) and bool(obj.status.containers[0].ports)
+
+        await k.wait_for(Kind.CELL, second, until=published, within=90)
+        assert PAGE in await http_get("127.0.0.1", port)
+    finally:
+        await asyncio.to_thread(drop_leftovers, table)
