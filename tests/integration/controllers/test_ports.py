@@ -255,3 +255,35 @@ async def test_two_cells_that_raced_past_the_api_the_node_publishes_one(
         assert PAGE in await http_get("127.0.0.1", port)
     finally:
         await asyncio.to_thread(drop_leftovers, table)
+
+
+async def test_a_port_a_host_process_listens_on_is_not_taken_from_it(kukeond: Kukeond) -> None:
+    """A DNAT would take the connections of a host service on that port (sshd, etcd on
+    127.0.0.1): the node refuses it, naming the listener, until the port is free."""
+    k = kukeond
+    table = k.config.nft_table
+    service = socket.socket()
+    try:
+        service.bind(("127.0.0.1", 0))
+        service.listen()
+        port = int(service.getsockname()[1])
+        await k.hierarchy()
+        key = cell_key(k, "web")
+        await k.apply(cell_doc(k, "web", [container(k, "srv", script=HTTPD, ports=[f"{port}:80"])]))
+
+        def refused_in_use(obj: AnyResource) -> bool:
+            message = str(obj.status.message)
+            return "in use" in message and f"127.0.0.1:{port}" in message
+
+        await k.wait_for(Kind.CELL, key, until=refused_in_use)
+        assert ports_state(table) == (set(), set())
+        service.close()
+
+        def published(obj: AnyResource) -> bool:
+            return isinstance(obj, Cell) and ready(obj) and bool(obj.status.containers[0].ports)
+
+        await k.wait_for(Kind.CELL, key, until=published, within=90)
+        assert PAGE in await http_get("127.0.0.1", port)
+    finally:
+        service.close()
+        await asyncio.to_thread(drop_leftovers, table)

@@ -17,11 +17,14 @@ from kukeon.runtime.network.ports import (
     BRIDGE_SET,
     DNAT_CHAIN,
     CellPorts,
+    HostPort,
     PortConflictError,
     PortsTable,
     Publication,
     cell_chain,
     find_conflict,
+    find_host_listener,
+    parse_host_sockets,
     parse_key,
     parse_ports_table,
     render_publish,
@@ -196,6 +199,45 @@ def test_the_table_listing_names_the_holder() -> None:
     # Its own chain is never a conflict: a republish replaces it.
     assert find_conflict(state, cell("kukeon_r_s_st_db")) is None
     assert parse_ports_table(None) == PortsTable(exists=False)
+
+
+TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
+   0: 0100007F:094B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   2: 0100007F:EC5E 0100007F:A1B1 01 00000000:00000000 00:00000000 00000000     0
+"""
+TCP6 = """  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A
+   1: 0000000000000000FFFF00000100007F:1F91 00000000000000000000000000000000:0000 0A
+   2: 000080FE00000000FF005452DB0E0A0C:1F92 00000000000000000000000000000000:0000 0A
+"""
+
+
+def test_host_sockets_from_proc_net() -> None:
+    assert parse_host_sockets("tcp", TCP) == [
+        HostPort("tcp", 2379, IPv4Address("127.0.0.1")),  # etcd's, on loopback
+        HostPort("tcp", 22, None),  # sshd on every address; the connected socket is not
+    ]
+    assert parse_host_sockets("tcp", TCP6) == [
+        HostPort("tcp", 8080, None),  # dual-stack [::]
+        HostPort("tcp", 8081, IPv4Address("127.0.0.1")),  # ::ffff:127.0.0.1
+    ]  # an IPv6-only address is no IPv4 listener
+
+
+def test_a_port_a_process_of_the_node_listens_on_is_not_taken() -> None:
+    sockets = parse_host_sockets("tcp", TCP)
+    etcd = cell("kukeon_r_s_st_web", Publication("tcp", 2379, 2379))
+    conflict = find_host_listener(sockets, etcd, PortsTable(True))
+    assert conflict is not None
+    assert "in use" in str(conflict)
+    assert "127.0.0.1:2379" in str(conflict)
+    elsewhere = cell("kukeon_r_s_st_web", Publication("tcp", 2379, 80, IPv4Address("10.0.0.1")))
+    assert find_host_listener(sockets, elsewhere, PortsTable(True)) is None
+    assert find_host_listener(sockets, cell(), PortsTable(True)) is None
+    # Already published by the cell (a process came later): kept, not failed again.
+    chain = cell_chain("kukeon_r_s_st_web")
+    mine = PortsTable(True, frozenset({chain}), held={chain: ("tcp *:2379",)})
+    assert find_host_listener(sockets, etcd, mine) is None
 
 
 # --- the kernel takes the transactions (root, a private network namespace) ------------------

@@ -55,7 +55,7 @@ import logging
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,18 +79,23 @@ _COMMENT_MAX = 128
 _CHAIN_NAME_MAX = 250
 _LOOPBACK = IPv4Network("127.0.0.0/8")
 _SYSCTL_DIR = Path("/proc/sys/net/ipv4/conf")
+_PROC_NET = Path("/proc/net")
+_BOUND_STATES = {"tcp": "0A", "udp": "07"}
+"""A socket's state in /proc/net/{tcp,udp}[6] when it holds its port: TCP LISTEN, UDP bound
+and unconnected."""
 
 Protocol = Literal["tcp", "udp"]
 
 
 class PortConflictError(NetworkError):
-    """The host port is already published on this node by another cell."""
+    """The host port is already published on this node by another cell, or a process of
+    the node listens on it (a DNAT would take its connections)."""
 
-    def __init__(self, publication: Publication, owner: str) -> None:
+    def __init__(self, publication: Publication, owner: str, *, held_by: str = "published") -> None:
         self.publication = publication
         self.owner = owner
         super().__init__(
-            f"host port {publication.describe()} is already published on this node by "
+            f"host port {publication.describe()} is already {held_by} on this node by "
             f"{owner}; the cell's ports are published once it is free"
         )
 
@@ -303,6 +308,69 @@ def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
     )
 
 
+def _socket_address(text: str) -> tuple[bool, IPv4Address | None]:
+    """A /proc/net address (hex, each 32-bit word in host order): whether IPv4 reaches it,
+    and its IPv4 address (None: every address, IPv4's or dual-stack IPv6's unspecified)."""
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(words) == 4:
+        v4 = IPv4Address(words)
+        return True, None if v4.is_unspecified else v4
+    v6 = IPv6Address(words)
+    if v6.is_unspecified:
+        return True, None
+    return v6.ipv4_mapped is not None, v6.ipv4_mapped
+
+
+def parse_host_sockets(protocol: str, listing: str) -> list[HostPort]:
+    """The ports a /proc/net/{tcp,udp}[6] listing shows held over IPv4 (pure)."""
+    held = []
+    for line in listing.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != _BOUND_STATES[protocol]:
+            continue
+        address, _, port = fields[1].partition(":")
+        try:
+            reachable, host_ip = _socket_address(address)
+            number = int(port, 16)
+        except ValueError:
+            continue
+        if reachable:
+            held.append(HostPort(protocol, number, host_ip))
+    return held
+
+
+def read_host_sockets() -> list[HostPort]:
+    """The TCP and UDP ports processes of this network namespace hold (blocking)."""
+    held: list[HostPort] = []
+    for protocol in _BOUND_STATES:
+        for name in (protocol, f"{protocol}6"):
+            try:
+                listing = (_PROC_NET / name).read_text(encoding="ascii")
+            except OSError:
+                continue
+            held += parse_host_sockets(protocol, listing)
+    return held
+
+
+def find_host_listener(
+    sockets: Sequence[HostPort], cell: CellPorts, state: PortsTable
+) -> PortConflictError | None:
+    """The first publication, not published by the cell yet, whose port a process of the
+    node holds: its DNAT would take that process's connections (pure)."""
+    own = set(state.held.get(cell_chain(cell.cell_id), ()))
+    for publication in cell.publications:
+        if publication.key in own:
+            continue
+        for held in sockets:
+            if publication.overlaps(held):
+                where = f"{held.host_ip or 'every address'}:{held.host_port}"
+                return PortConflictError(
+                    publication, f"a process listening on {where}", held_by="in use"
+                )
+    return None
+
+
 def find_conflict(state: PortsTable, cell: CellPorts) -> PortConflictError | None:
     """The first publication of ``cell`` another cell's chain already holds (pure)."""
     own = cell_chain(cell.cell_id)
@@ -406,14 +474,18 @@ class NftPorts:
     async def publish(self, cell: CellPorts) -> None:
         """Install ``cell``'s publications (replacing what it had); with none, release it.
 
-        Raises PortConflictError, changing nothing, when another cell holds one of them.
+        Raises PortConflictError, changing nothing, when another cell holds one of them, or
+        a process of the node listens on one it does not publish yet (the DNAT would take
+        that process's connections: sshd's, etcd's on 127.0.0.1).
         """
         if not cell.publications:
             await self.release(cell.cell_id)
             return
         async with self._lock:
             state = parse_ports_table(await self._list())
-            conflict = find_conflict(state, cell)
+            conflict = find_conflict(state, cell) or find_host_listener(
+                await asyncio.to_thread(read_host_sockets), cell, state
+            )
             if conflict is not None:
                 raise conflict
             batch = render_publish(table=self.table, cell=cell, state=state)
