@@ -41,7 +41,9 @@ Why this shape:
   that first space's egress, decided by its policy as for any destination.
 * Each DNAT rule's comment is the publication's key, so the node can tell which cell holds
   a host port before it publishes another (the check behind the API server's admission,
-  which two concurrent writes can both pass).
+  which two concurrent writes can both pass). Nor does it take a port a process of the
+  node listens on (``/proc/net``): the output and prerouting DNAT would take its
+  connections, an sshd's or a loopback etcd's.
 
 Only IPv4 is published: cells have IPv4 addresses only.
 """
