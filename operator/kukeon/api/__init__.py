@@ -7,6 +7,7 @@ credentials, a container's volume mounts...) are imported from their own modules
 """
 
 from kukeon.api.cell import Cell, CellNetworkStatus, CellSpec, CellStatus
+from kukeon.api.cellprofile import PROFILE_ENV, PROFILE_LABEL, CellProfile, CellProfileSpec
 from kukeon.api.container import (
     Capabilities,
     ContainerSecret,
@@ -45,6 +46,7 @@ from kukeon.api.meta import (
     API_VERSION,
     DEFAULT_PARENT,
     GROUP,
+    SCOPED_KINDS,
     VERSION,
     Kind,
     NodeLayerState,
@@ -103,15 +105,20 @@ __all__ = [
     "EVENT_LIST_KIND",
     "GROUP",
     "KIND_MODELS",
+    "PROFILE_ENV",
+    "PROFILE_LABEL",
     "REDACTED_PASSWORD",
     "SCHEDULED_BY_ANNOTATION",
     "SCHEDULED_BY_SCHEDULER",
+    "SCOPED_KINDS",
     "SCOPE_PLACEHOLDER",
     "VERSION",
     "AnyResource",
     "Capabilities",
     "Cell",
     "CellNetworkStatus",
+    "CellProfile",
+    "CellProfileSpec",
     "CellSpec",
     "CellState",
     "CellStatus",

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kukeon.api.cell import Cell
+from kukeon.api.cellprofile import CellProfile, template_errors
 from kukeon.api.meta import API_VERSION, LEGACY_API_VERSION, Kind, Resource
 from kukeon.api.node import Node
 from kukeon.api.realm import REVEAL_CONTEXT, Realm
@@ -36,6 +37,7 @@ KIND_MODELS: dict[Kind, type[Resource[Any, Any]]] = {
     Kind.CELL: Cell,
     Kind.NODE: Node,
     Kind.SECRET: Secret,
+    Kind.CELL_PROFILE: CellProfile,
 }
 
 # A resource of any kind, for code that handles all kinds alike (`Resource` is generic).
@@ -71,10 +73,14 @@ def parse_resource(doc: Mapping[str, Any]) -> AnyResource:
     if "apiVersion" not in doc:
         errors.append(FieldError("apiVersion", f"required ({API_VERSION} or {LEGACY_API_VERSION})"))
     errors.extend(cross_field_errors(kind, doc))
+    if kind == Kind.CELL_PROFILE:
+        errors.extend(template_errors(doc))
     try:
         resource = KIND_MODELS[kind].model_validate(dict(doc))
     except ValidationError as exc:
-        errors = field_errors_from_pydantic(exc) + errors
+        # A field a rule above explains (a template's identity) is not also "unknown".
+        explained = {error.field for error in errors}
+        errors = [e for e in field_errors_from_pydantic(exc) if e.field not in explained] + errors
     if errors:
         raise InvalidResource(kind.value, display_name(kind, doc), dedupe(errors))
     return resource
@@ -114,7 +120,7 @@ def scope_of(res: AnyResource) -> tuple[str, ...]:
         return (spec.realm_id, spec.space_id)
     if isinstance(res, Cell):
         return (spec.realm_id, spec.space_id, spec.stack_id)
-    if isinstance(res, Secret):
+    if isinstance(res, Secret | CellProfile):
         # Always three parts: "-" stands for "no space" / "no stack" (see api.secret).
         return res.metadata.scope()
     raise TypeError(f"not a kukeon resource: {type(res).__name__}")
@@ -125,7 +131,7 @@ _PARENT_KIND = {Kind.SPACE: Kind.REALM, Kind.STACK: Kind.SPACE, Kind.CELL: Kind.
 
 def parent_of(res: AnyResource) -> tuple[Kind, tuple[str, ...]] | None:
     """The parent's kind and full key, or None for a realm."""
-    if isinstance(res, Secret):
+    if isinstance(res, Secret | CellProfile):
         return secret_parent(scope_of(res))
     parent_kind = _PARENT_KIND.get(Kind(res.kind))
     if parent_kind is None:
@@ -134,7 +140,8 @@ def parent_of(res: AnyResource) -> tuple[Kind, tuple[str, ...]] | None:
 
 
 def secret_parent(scope: tuple[str, ...]) -> tuple[Kind, tuple[str, ...]]:
-    """The realm, space or stack a Secret of ``scope`` (realm, space|"-", stack|"-") is in."""
+    """The realm, space or stack a Secret or CellProfile of ``scope`` (realm, space|"-",
+    stack|"-") is in."""
     named = tuple(part for part in scope if part != SCOPE_PLACEHOLDER)
     return (Kind.REALM, Kind.SPACE, Kind.STACK)[len(named) - 1], named
 

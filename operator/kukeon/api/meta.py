@@ -47,6 +47,12 @@ class Kind(StrEnum):
     CELL = "Cell"
     NODE = "Node"
     SECRET = "Secret"
+    CELL_PROFILE = "CellProfile"
+
+
+SCOPED_KINDS: frozenset[Kind] = frozenset({Kind.SECRET, Kind.CELL_PROFILE})
+"""Kinds whose parents are in their metadata (`realm`, optionally `space`, `stack`): a
+realm's, a space's or a stack's, with `-` for "no space" / "no stack" in key and URL."""
 
 
 # --- bounds every field shares -----------------------------------------------------------

@@ -153,8 +153,8 @@ def structural_schema(kind: Kind, *, with_metadata: bool = False) -> dict[str, A
 def _printer_columns(kind: Kind) -> list[dict[str, Any]]:
     columns: list[dict[str, Any]] = (
         [{"name": "State", "type": "string", "jsonPath": ".status.state"}]
-        if kind is not Kind.SECRET
-        else []  # a Secret has no state; its keys are in status.keys
+        if kind not in (Kind.SECRET, Kind.CELL_PROFILE)
+        else []  # a Secret has no state (its keys are in status.keys), nor has a profile
     )
     if kind is Kind.CELL:
         columns += [

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
-from kukeon.api.meta import DEFAULT_PARENT, QUOTE_LIMIT, Kind, quote
+from kukeon.api.meta import DEFAULT_PARENT, QUOTE_LIMIT, SCOPED_KINDS, Kind, quote
 
 
 class FieldError(NamedTuple):
@@ -130,7 +130,7 @@ def display_name(kind: Kind | str, doc: Mapping[str, Any]) -> str:
     """The resource's parents and name joined by `/`, from a possibly invalid document."""
     spec = _mapping(doc.get("spec"))
     name = _text(_mapping(doc.get("metadata")).get("name")) or _text(spec.get("id")) or "<unnamed>"
-    if str(kind) == Kind.SECRET:
+    if str(kind) in SCOPED_KINDS:
         metadata = _mapping(doc.get("metadata"))
         scope = [_text(metadata.get(level)) for level in ("realm", "space", "stack")]
         return "/".join([*(part for part in scope if part), name])

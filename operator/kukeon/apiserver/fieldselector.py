@@ -47,6 +47,7 @@ FIELDS: dict[Kind, dict[str, Getter]] = {
     Kind.CELL: {**_COMMON, "spec.nodeName": _spec_text("node_name")},
     Kind.NODE: {**_COMMON, "spec.unschedulable": _spec_text("unschedulable")},
     Kind.SECRET: {"metadata.name": _COMMON["metadata.name"]},
+    Kind.CELL_PROFILE: {"metadata.name": _COMMON["metadata.name"]},
 }
 
 

@@ -1,6 +1,6 @@
 """The resource routes: get, list, watch, create, replace, patch and delete of every kind.
 
-One ``ResourceHandlers`` serves all four kinds: the URL tells the kind, its parents'
+One ``ResourceHandlers`` serves every kind: the URL tells the kind, its parents'
 names and the subresource (``Target``); the handler checks the caller's rights first
 (nothing is read from the body or written before that), makes the body agree with the URL
 (parent ids are filled from the URL when absent and refused when they disagree), validates
@@ -13,7 +13,8 @@ The handlers are put together from one module per concern: ``target`` (what a UR
 at), ``request`` (the caller, the body, the selectors), ``handlerbase`` (authorization,
 admission, store errors), ``resourcereads`` (get, list, watch; the watch protocol is
 ``watchstream``'s), ``writerules`` (the body against its URL, validation, the rules
-beyond admission) and ``resourcewrites`` (create, replace, patch, delete, cascades).
+beyond admission), ``resourcewrites`` (create, replace, patch, delete, cascades) and
+``profileruns`` (a cell made from a CellProfile, written as any cell).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from aiohttp import web
 
 from kukeon.api import Kind
 from kukeon.apiserver.paths import API_ROOT, KINDS
+from kukeon.apiserver.profileruns import ProfileRuns
 from kukeon.apiserver.request import PRINCIPAL_KEY, is_watch, principal_of
 from kukeon.apiserver.resourcereads import ResourceReads
-from kukeon.apiserver.resourcewrites import ResourceWrites
 from kukeon.apiserver.target import Target, route_patterns, target_of
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-class ResourceHandlers(ResourceReads, ResourceWrites):
+class ResourceHandlers(ResourceReads, ProfileRuns):
     """aiohttp handlers for every kind, bound to one registry."""
 
     def add_routes(self, app: web.Application) -> None:
@@ -59,6 +60,7 @@ class ResourceHandlers(ResourceReads, ResourceWrites):
             if KINDS[kind].parents:
                 cross = f"{API_ROOT}/{KINDS[kind].plural}"
                 router.add_get(cross, self._bind(self.list_or_watch, kind))
+        self.add_profile_routes(app)
 
     @staticmethod
     def _bind(

@@ -9,10 +9,14 @@ object, and each kind is also listed across all parents at the group-version roo
     /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}/stacks/{stack}/cells/{cell}
     /apis/kukeon.io/v1beta1/nodes/{node}                   (fleet-wide, no parent)
     /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space|-}/stacks/{stack|-}/secrets/{secret}
-    /apis/kukeon.io/v1beta1/{spaces|stacks|cells|secrets}  (every parent)
+    /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space|-}/stacks/{stack|-}/cellprofiles/{profile}
+    /apis/kukeon.io/v1beta1/{spaces|stacks|cells|secrets|cellprofiles}  (every parent)
+    /apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}/stacks/{stack}/profileruns
+        (POST: a cell made from a CellProfile, see ``apiserver.profileruns``)
 
-A Secret is scoped to a realm, a space or a stack; `-` stands for "no space" / "no stack"
-in its URL, as in its etcd key (`/realms/r/spaces/-/stacks/-/secrets/api` is realm r's).
+A Secret (as a CellProfile) is scoped to a realm, a space or a stack; `-` stands for "no
+space" / "no stack" in its URL, as in its etcd key (`/realms/r/spaces/-/stacks/-/secrets/api`
+is realm r's).
 
 Each object path has a ``/status`` subresource.
 """
@@ -66,6 +70,13 @@ KINDS: Mapping[Kind, KindInfo] = {
     Kind.SECRET: KindInfo(
         Kind.SECRET, "secrets", (Kind.REALM, Kind.SPACE, Kind.STACK), (), ("secret", "secrets")
     ),
+    Kind.CELL_PROFILE: KindInfo(
+        Kind.CELL_PROFILE,
+        "cellprofiles",
+        (Kind.REALM, Kind.SPACE, Kind.STACK),
+        (),
+        ("cellprofile", "cellprofiles", "profile", "profiles", "cp"),
+    ),
 }
 
 HIERARCHY: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL)
@@ -109,6 +120,14 @@ def object_path(kind: Kind, key: Sequence[str], subresource: str | None = None) 
         raise ValueError(f"{kind.value} key needs {len(info.parents) + 1} names, got {tuple(key)}")
     path = f"{API_ROOT}{_segments(kind, key)}"
     return f"{path}/{subresource}" if subresource else path
+
+
+PROFILE_RUNS = "profileruns"
+
+
+def profile_runs_path(realm: str, space: str, stack: str) -> str:
+    """Where a run of a CellProfile is POSTed: under the stack its cell goes to."""
+    return f"{API_ROOT}{_segments(Kind.STACK, (realm, space, stack))}/{PROFILE_RUNS}"
 
 
 def display_key(key: Sequence[str]) -> str:

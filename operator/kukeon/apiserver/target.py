@@ -23,6 +23,7 @@ _LEVEL_PARAMS: Mapping[Kind, str] = {
     Kind.CELL: "cell",
     Kind.NODE: "node",
     Kind.SECRET: "secret",
+    Kind.CELL_PROFILE: "cellprofile",
 }
 
 

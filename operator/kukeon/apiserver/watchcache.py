@@ -45,7 +45,14 @@ from kukeon.store.selectors import Operator
 
 log = logging.getLogger(__name__)
 
-CACHED_KINDS: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL, Kind.NODE)
+CACHED_KINDS: tuple[Kind, ...] = (
+    Kind.REALM,
+    Kind.SPACE,
+    Kind.STACK,
+    Kind.CELL,
+    Kind.NODE,
+    Kind.CELL_PROFILE,
+)
 """Every kind but Secret, whose values are only opened for the request that reads them."""
 
 ObjectKey = tuple[str, ...]

@@ -19,6 +19,7 @@ from typing import Any
 from kukeon.api import (
     API_VERSION,
     SCOPE_PLACEHOLDER,
+    SCOPED_KINDS,
     AnyResource,
     Cell,
     InvalidResource,
@@ -55,7 +56,7 @@ def prepare(body: Any, target: Target, *, name_from_url: bool) -> dict[str, Any]
     if name_from_url and target.name is not None:
         causes.extend(_agree_name(metadata, target.name))
     document["metadata"] = metadata
-    if target.kind == Kind.SECRET:
+    if target.kind in SCOPED_KINDS:
         causes.extend(_secret_scope_from_url(metadata, target.scope))
     spec = document.get("spec")
     if spec is None:
@@ -108,7 +109,8 @@ def _agree_parents(spec: dict[str, Any], target: Target) -> list[Cause]:
 
 
 def _secret_scope_from_url(metadata: dict[str, Any], scope: tuple[str, ...]) -> list[Cause]:
-    """Fill a Secret's metadata.realm/space/stack from its URL (`-`: none), or say why not."""
+    """Fill a Secret's (a CellProfile's) metadata.realm/space/stack from its URL (`-`:
+    none), or say why not."""
     causes: list[Cause] = []
     for level, from_url in zip(("realm", "space", "stack"), scope, strict=False):
         wanted = None if from_url == SCOPE_PLACEHOLDER else from_url

@@ -7,12 +7,14 @@
 <prefix>/registry/cells/<realm>/<space>/<stack>/<cell>
 <prefix>/registry/nodes/<node>
 <prefix>/registry/secrets/<realm>/<space or ->/<stack or ->/<secret>
+<prefix>/registry/cellprofiles/<realm>/<space or ->/<stack or ->/<profile>
 ```
 
-A Secret belongs to a realm, a space or a stack, so its key always has three scope parts
-and `-` (never a DNS label, so never a real name) stands for "no space" / "no stack"; the
-range of a realm, space or stack (`secrets/<realm>/`, `secrets/<realm>/<space>/`, ...)
-then holds every Secret within it, which is what a cascading delete removes.
+A Secret (as a CellProfile) belongs to a realm, a space or a stack, so its key always has
+three scope parts and `-` (never a DNS label, so never a real name) stands for "no space" /
+"no stack"; the range of a realm, space or stack (`secrets/<realm>/`,
+`secrets/<realm>/<space>/`, ...) then holds every Secret within it, which is what a
+cascading delete removes.
 
 One prefix per kind lets a kind be listed and watched across all parents with one range.
 The kind table is the only place that knows the hierarchy: adding a kind (Node, issue 10)
@@ -24,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from kukeon.api import Kind, secret_parent
+from kukeon.api import SCOPED_KINDS, Kind, secret_parent
 
 from .errors import Invalid
 
@@ -47,6 +49,7 @@ KINDS: Mapping[Kind, KindInfo] = {
         KindInfo(Kind.NODE, "nodes", None),
         # A Secret's parent is its realm, space or stack: see `parent_key`, `child_kinds`.
         KindInfo(Kind.SECRET, "secrets", None),
+        KindInfo(Kind.CELL_PROFILE, "cellprofiles", None),
     )
 }
 
@@ -63,7 +66,7 @@ def kind_info(kind: Kind) -> KindInfo:
 
 def scope_depth(kind: Kind) -> int:
     """How many parent names a key of ``kind`` carries before its own name."""
-    if kind == Kind.SECRET:
+    if kind in SCOPED_KINDS:
         return _SECRET_SCOPE_DEPTH
     depth = 0
     parent = kind_info(kind).parent
@@ -76,12 +79,12 @@ def scope_depth(kind: Kind) -> int:
 def child_kinds(kind: Kind) -> list[Kind]:
     children = [info.kind for info in KINDS.values() if info.parent == kind]
     if kind in _SECRET_HOLDERS:
-        children.append(Kind.SECRET)
+        children += [scoped for scoped in Kind if scoped in SCOPED_KINDS]
     return children
 
 
 def parent_key(kind: Kind, key: Sequence[str]) -> tuple[Kind, tuple[str, ...]] | None:
-    if kind == Kind.SECRET:
+    if kind in SCOPED_KINDS:
         return secret_parent(tuple(key[:-1]))
     parent = kind_info(kind).parent
     if parent is None:
@@ -97,8 +100,8 @@ def _check_parts(kind: Kind, parts: Sequence[str]) -> None:
     for part in parts:
         if not part or "/" in part or part in {".", ".."}:
             raise Invalid(f"{kind.value} key {'/'.join(parts)!r}: name {part!r} is not valid")
-    if kind == Kind.SECRET and len(parts) > 2 and parts[1] == "-" and parts[2] != "-":
-        raise Invalid(f"Secret key {'/'.join(parts)!r}: a stack needs its space")
+    if kind in SCOPED_KINDS and len(parts) > 2 and parts[1] == "-" and parts[2] != "-":
+        raise Invalid(f"{kind.value} key {'/'.join(parts)!r}: a stack needs its space")
 
 
 class KeyLayout:

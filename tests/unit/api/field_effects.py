@@ -108,6 +108,17 @@ _API_VERSION = "envelope: v1beta1 or kukeon.io/v1beta1, written back as kukeon.i
 _KIND = "envelope: names the model; each kind accepts only its own name"
 
 _EGRESS = "tests/unit/controllers/test_egress_policy.py::test_the_translation_keeps_each_rule"
+_PROFILE_UNIT = "tests/unit/api/test_cellprofile.py"
+_PROFILE_VALUES = f"{_PROFILE_UNIT}::test_parameter_values_defaults_required_and_unknown"
+_PROFILE_IDENTITY = f"{_PROFILE_UNIT}::test_the_template_is_a_cell_spec_without_its_identity"
+_PROFILE_RUN = (
+    "tests/integration/apiserver/test_cellprofiles.py::"
+    "test_a_run_makes_a_labelled_cell_whose_container_sees_the_profile"
+)
+_PROFILE_LOOKUP = (
+    "tests/integration/apiserver/test_cellprofiles.py::"
+    "test_a_run_looks_in_the_stack_then_the_space_then_the_realm"
+)
 
 
 def _metadata(
@@ -348,6 +359,16 @@ FIELDS: dict[str, Verdict] = {
         "test_a_secret_created_with_kukectl_reaches_the_container_and_nothing_else"
     ),
     "Secret.stringData": Effect(_REF_SECRETS),
+    # --- CellProfile (its template's fields: see _TEMPLATE_FIELDS below) ---------------------
+    **_metadata("CellProfile", name=Effect(_PROFILE_RUN)),
+    "CellProfile.metadata.realm": Effect(_PROFILE_LOOKUP),
+    "CellProfile.metadata.space": Effect(_PROFILE_LOOKUP),
+    "CellProfile.metadata.stack": Effect(_PROFILE_LOOKUP),
+    "CellProfile.spec.prefix": Effect(f"{_PROFILE_UNIT}::test_generated_names"),
+    "CellProfile.spec.parameters[].name": Effect(_PROFILE_RUN),
+    "CellProfile.spec.parameters[].default": Effect(_PROFILE_VALUES),
+    "CellProfile.spec.parameters[].required": Effect(_PROFILE_VALUES),
+    "CellProfile.spec.parameters[].description": Effect(_PROFILE_VALUES),
 }
 
 FIELDS.update({path: Effect(test) for path, test in PROBE_EFFECTS.items()})
@@ -498,9 +519,27 @@ STATUS_FIELDS: tuple[str, ...] = (
     "Secret.status.keys[].name",
     "Secret.status.keys[].size",
     "Secret.status.keys[].sha256",
+    # CellProfile: an empty status (a template runs nowhere)
+    "CellProfile.status",
 )
 
 STATUS_FIELDS = (*STATUS_FIELDS, *PROBE_STATUS_FIELDS)
+
+# A profile's template holds a cell's spec: each field has the effect it has in a cell (it is
+# copied into the cell a run makes, proven by _PROFILE_RUN), and the cell's identity is refused.
+_TEMPLATE_FIELDS: dict[str, Verdict] = {
+    "CellProfile.spec.cell." + path.removeprefix("Cell.spec."): verdict
+    for path, verdict in FIELDS.items()
+    if path.startswith("Cell.spec.")
+    and path not in ("Cell.spec.id", "Cell.spec.realmId", "Cell.spec.spaceId", "Cell.spec.stackId")
+}
+_TEMPLATE_FIELDS.update(
+    {
+        f"CellProfile.spec.cell.containers[].{field}": Refused(_PROFILE_IDENTITY)
+        for field in ("realmId", "spaceId", "stackId", "cellId", "containerdId")
+    }
+)
+FIELDS.update(_TEMPLATE_FIELDS)
 
 REGISTRY: dict[str, Verdict] = {**FIELDS, **dict.fromkeys(STATUS_FIELDS, KUKEOND_STATUS)}
 """Every path the walker finds, with its verdict."""
@@ -508,3 +547,9 @@ REGISTRY: dict[str, Verdict] = {**FIELDS, **dict.fromkeys(STATUS_FIELDS, KUKEOND
 KNOWN_GAPS: frozenset[str] = frozenset()
 """The fields marked `Unverified`: accepted, with no test proving their effect. Closing a
 gap (a test, an implementation, or a refusal) removes its path from here."""
+KNOWN_GAPS |= {
+    "CellProfile.spec.cell." + path.removeprefix("Cell.spec.")
+    for path in KNOWN_GAPS
+    if "CellProfile.spec.cell." + path.removeprefix("Cell.spec.") in _TEMPLATE_FIELDS
+}
+"""A gap of a cell's field is a gap of the same field in a profile's template."""

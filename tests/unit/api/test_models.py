@@ -323,6 +323,7 @@ def test_kind_models() -> None:
         Kind.CELL: "Cell",
         Kind.NODE: "Node",
         Kind.SECRET: "Secret",
+        Kind.CELL_PROFILE: "CellProfile",
     }
 
 

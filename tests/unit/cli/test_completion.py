@@ -140,7 +140,15 @@ def test_verbs_and_flags_still_complete(tab: Complete) -> None:
 
 
 def test_kinds_and_names(tab: Complete, server: FakeServer) -> None:
-    assert tab("kukectl get ") == ["realms", "spaces", "stacks", "cells", "nodes", "secrets"]
+    assert tab("kukectl get ") == [
+        "realms",
+        "spaces",
+        "stacks",
+        "cells",
+        "nodes",
+        "secrets",
+        "cellprofiles",
+    ]
     assert tab("kukectl get cells ") == ["api", "web"]
     assert tab("kukectl get ce w") == ["web"]
     assert tab("kukectl get cells web ") == ["api"]  # a name given is not offered again
@@ -199,7 +207,15 @@ def test_nodes_and_contexts(tab: Complete, tmp_path: Path) -> None:
 
 
 def test_explain_paths_come_from_the_schema(tab: Complete, server: FakeServer) -> None:
-    assert tab("kukectl explain ") == ["realms", "spaces", "stacks", "cells", "nodes", "secrets"]
+    assert tab("kukectl explain ") == [
+        "realms",
+        "spaces",
+        "stacks",
+        "cells",
+        "nodes",
+        "secrets",
+        "cellprofiles",
+    ]
     assert tab("kukectl explain cell.sp") == ["cell.spec"]
     assert "cells.spec.containers" in tab("kukectl explain cells.spec.")
     assert "ce.spec.containers.restartPolicy" in tab("kukectl explain ce.spec.containers.re")

@@ -24,7 +24,7 @@ def test_hierarchy_comes_from_the_table() -> None:
         2,
         3,
     ]
-    assert child_kinds(Kind.REALM) == [Kind.SPACE, Kind.SECRET]
+    assert child_kinds(Kind.REALM) == [Kind.SPACE, Kind.SECRET, Kind.CELL_PROFILE]
     assert child_kinds(Kind.CELL) == []
     assert child_kinds(Kind.SECRET) == []
     assert parent_key(Kind.CELL, ("r", "s", "st", "c")) == (Kind.STACK, ("r", "s", "st"))
@@ -39,6 +39,7 @@ def test_scope_prefixes_end_with_a_slash() -> None:
     assert layout.children_prefixes(Kind.SPACE, ("r", "s")) == [
         (Kind.STACK, "/t/registry/stacks/r/s/"),
         (Kind.SECRET, "/t/registry/secrets/r/s/"),
+        (Kind.CELL_PROFILE, "/t/registry/cellprofiles/r/s/"),
     ]
     assert layout.split(Kind.CELL, b"/t/registry/cells/r/s/st/c") == ("r", "s", "st", "c")
 
