@@ -462,7 +462,7 @@ class Completers:
             source = ctx.get_parameter_source(level)
             return source is not None and source != click.core.ParameterSource.DEFAULT
 
-        if plural == "secrets":
+        if plural in ("secrets", "cellprofiles"):
             space = value("space") if given("space") else info["placeholder"]
             stack = value("stack") if given("stack") and given("space") else info["placeholder"]
             return [value("realm"), space, stack]

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, TextIO
 from kukeon.api import (
     API_VERSION,
     SCOPE_PLACEHOLDER,
+    SCOPED_KINDS,
     AnyResource,
     Cell,
     InvalidResource,
@@ -142,7 +143,7 @@ def load_documents(sources: Iterable[Source]) -> list[Document]:
 
 def _depth(res: AnyResource) -> int:
     kind = Kind(res.kind)
-    if kind == Kind.SECRET:
+    if kind in SCOPED_KINDS:
         # After its realm, space and stack, beside (before) the cells using it.
         return HIERARCHY.index(Kind.STACK) + 1
     if kind in HIERARCHY:
@@ -163,7 +164,7 @@ def delete_order(documents: Sequence[Document]) -> list[Document]:
 def parent_chain(res: AnyResource) -> list[tuple[Kind, tuple[str, ...]]]:
     """The ancestors of ``res``, outermost first: a cell's realm, space and stack."""
     key = key_of(res)
-    if isinstance(res, Secret):
+    if Kind(res.kind) in SCOPED_KINDS:
         named = [part for part in key[:-1] if part != SCOPE_PLACEHOLDER]
         return [(parent, tuple(named[: i + 1])) for i, parent in enumerate(HIERARCHY[: len(named)])]
     return [(parent, key[: i + 1]) for i, parent in enumerate(KINDS[Kind(res.kind)].parents)]

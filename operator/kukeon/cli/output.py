@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from kukeon.api import AnyResource, Event, Kind, Node, Secret, key_of, to_document
+from kukeon.api import AnyResource, CellProfile, Event, Kind, Node, Secret, key_of, to_document
 from kukeon.apiserver.paths import KINDS
 
 from .jsonpath import text_of, values
@@ -112,6 +112,8 @@ def _columns(kind: Kind, *, wide: bool, with_parents: bool) -> list[str]:
     parents = [KINDS[p].kind.value.upper() for p in KINDS[kind].parents] if with_parents else []
     if kind == Kind.SECRET:
         return [*parents, "NAME", "TYPE", "KEYS", "AGE"]
+    if kind == Kind.CELL_PROFILE:
+        return [*parents, "NAME", "PREFIX", "PARAMETERS", "AGE"]
     columns = [*parents, "NAME", "STATE"]
     if kind == Kind.CELL:
         columns += ["READY", "RESTARTS"]
@@ -126,6 +128,9 @@ def _row(res: AnyResource, now: datetime, *, wide: bool, with_parents: bool) -> 
     row = list(key_of(res)[:-1]) if with_parents else []
     if isinstance(res, Secret):
         return [*row, res.metadata.name, res.type, str(len(res.status.keys)), age(res, now)]
+    if isinstance(res, CellProfile):
+        names = ",".join(p.name for p in res.spec.parameters) or NONE
+        return [*row, res.metadata.name, res.prefix(), names, age(res, now)]
     row += [res.metadata.name, _state(res)]
     if kind == Kind.CELL:
         row += [_cell_ready(res), _cell_restarts(res)]
@@ -561,6 +566,9 @@ def describe(
     if isinstance(res, Secret):
         return "\n".join([*lines, *_secret_lines(res)]) + "\n"
     lines += _spec_lines(res, kind)
+    if isinstance(res, CellProfile):  # a template: no status
+        return "\n".join(lines) + "\n"
+
     lines += _status_lines(res, kind, when)
     if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
         lines += _node_lines(kind, res.status.nodes)

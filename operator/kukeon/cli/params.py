@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from kukeon.api import SCOPE_PLACEHOLDER, Kind
+from kukeon.api import SCOPE_PLACEHOLDER, SCOPED_KINDS, Kind
 from kukeon.apiserver.paths import KINDS, kind_for_alias
 
 from .manifests import Document, ManifestProblems, load_documents, read_sources
@@ -100,9 +100,9 @@ def scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def scope_for(kind: Kind, realm: str, space: str, stack: str) -> tuple[str, ...]:
-    if kind == Kind.SECRET:
-        # A Secret belongs to its realm unless --space (and --stack) narrow it: here the
-        # options' "default" defaults mean "none" ("-" in its key).
+    if kind in SCOPED_KINDS:
+        # A Secret (a CellProfile) belongs to its realm unless --space (and --stack) narrow
+        # it: here the options' "default" defaults mean "none" ("-" in its key).
         ctx = click.get_current_context(silent=True)
 
         def given(name: str) -> bool:

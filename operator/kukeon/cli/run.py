@@ -1,5 +1,6 @@
-"""``kukectl run``: a cell with one container, as ``docker run`` makes one; ``--rm`` follows
-its output, deletes it once the container has exited and exits with the container's code."""
+"""``kukectl run``: a cell with one container, as ``docker run`` makes one, or a cell made
+from a CellProfile (``--profile``, see ``profilerun``); ``--rm`` follows its output,
+deletes it once the container has exited and exits with the container's code."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from kukeon.apiserver.client import ApiClient
 from kukeon.apiserver.paths import object_path
 
 from .params import DURATION, cell_key, scope_options
+from .profilerun import CellCreator, profile_creator, refuse_by_hand_options
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
 
 LOG_END_SECONDS = 60.0
@@ -45,8 +47,21 @@ async def _wait_state(
 
 
 @click.command("run")
-@click.argument("name")
-@click.option("--image", required=True, help="Image of the cell's single container.")
+@click.argument("name", required=False)
+@click.option("--image", help="Image of the cell's single container (required without --profile).")
+@click.option(
+    "--profile",
+    help="Make the cell from this CellProfile (looked up in the target stack, then space, "
+    "then realm).",
+)
+@click.option(
+    "--param", "params", multiple=True, help="With --profile: a parameter, NAME=VALUE; repeatable."
+)
+@click.option(
+    "--name",
+    "cell_name",
+    help="With --profile: the cell's name (default: the profile's prefix and 6 hex digits).",
+)
 @click.option(
     "--rm",
     "remove",
@@ -82,8 +97,11 @@ async def _wait_state(
 @click.pass_context
 def run_command(
     ctx: click.Context,
-    name: str,
-    image: str,
+    name: str | None,
+    image: str | None,
+    profile: str | None,
+    params: tuple[str, ...],
+    cell_name: str | None,
     remove: bool,
     wait_ready: bool,
     timeout: float,
@@ -102,7 +120,46 @@ def run_command(
       kukectl run web --image nginx:1.27 -p 8080:80
       kukectl run demo --image busybox --rm -- sh -c 'echo hi; exit 4'
       kukectl run job --image busybox --restart never --wait -- date
+      kukectl run --profile worker --param QUEUE=jobs --space team
     """
+    if profile is not None:
+        refuse_by_hand_options(ctx)
+        if name and cell_name and name != cell_name:
+            fail(f"the cell is named twice: {name} and --name {cell_name}", EXIT_USAGE)
+        creator = profile_creator(profile, params, name or cell_name, (realm, space, stack))
+    elif params or cell_name:
+        fail("--param and --name go with --profile (the cell's name is NAME)", EXIT_USAGE)
+    elif not name or not image:
+        fail("NAME and --image are required (or --profile)", EXIT_USAGE)
+    else:
+        creator = _by_hand(name, image, env, ports, restart, command, (realm, space, stack))
+
+    async def work(client: ApiClient) -> int:
+        created = await creator(client)
+        key = cell_key(realm, space, stack, created)
+        click.echo(f"cell/{created} created", err=remove)
+        if remove:
+            return await _run_to_exit(client, key, within=timeout)
+        if wait_ready:
+            state = await _wait_state(client, key, {"Ready", "Exited"}, within=timeout, show=True)
+            if state == "Failed":
+                return EXIT_SERVER
+        return 0
+
+    raise click.exceptions.Exit(run(ctx, work))
+
+
+def _by_hand(
+    name: str,
+    image: str,
+    env: tuple[str, ...],
+    ports: tuple[str, ...],
+    restart: str,
+    command: tuple[str, ...],
+    scope: tuple[str, str, str],
+) -> CellCreator:
+    """What creates the one-container cell the options describe (validated here first)."""
+    realm, space, stack = scope
     container: dict[str, Any] = {"id": name, "image": image, "env": list(env)}
     if command:
         container["command"] = command[0]
@@ -127,20 +184,11 @@ def run_command(
     except ValueError as error:
         fail(str(error), EXIT_USAGE)
 
-    key = cell_key(realm, space, stack, name)
-
-    async def work(client: ApiClient) -> int:
+    async def create(client: ApiClient) -> str:
         await client.create(cell)
-        click.echo(f"cell/{name} created", err=remove)
-        if remove:
-            return await _run_to_exit(client, key, within=timeout)
-        if wait_ready:
-            state = await _wait_state(client, key, {"Ready", "Exited"}, within=timeout, show=True)
-            if state == "Failed":
-                return EXIT_SERVER
-        return 0
+        return name
 
-    raise click.exceptions.Exit(run(ctx, work))
+    return create
 
 
 async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float) -> int:
