@@ -44,6 +44,7 @@ from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
 from kukeon.store.events import EventStore
 
+from . import memdebug
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
 from .endpoints import api_settings
@@ -295,6 +296,7 @@ async def run_daemon(config: DaemonConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
+    uninstall_heap_reports = memdebug.install(loop, config.state_dir)
     daemon = Daemon(config)
     try:
         await daemon.start()
@@ -307,3 +309,4 @@ async def run_daemon(config: DaemonConfig) -> None:
             await daemon.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        uninstall_heap_reports()
