@@ -92,10 +92,13 @@ class HeapReports:
 
 
 def _frames(traceback: tracemalloc.Traceback, grouping: str) -> list[str]:
+    """File and line of each frame, the allocation's first; no source text (reading it
+    would fill linecache, and the next report would show that as growth)."""
+    frames = list(reversed(traceback))  # tracemalloc keeps the oldest frame first
     if grouping == "lineno":
-        frame = traceback[0]
-        return [f"    {frame.filename}:{frame.lineno}"]
-    return ["    " + line.strip() for line in traceback.format(most_recent_first=True)] + [""]
+        frames = frames[:1]
+    lines = [f"    {frame.filename}:{frame.lineno}" for frame in frames]
+    return lines if grouping == "lineno" else [*lines, ""]
 
 
 def install(loop: asyncio.AbstractEventLoop, state_dir: Path) -> Callable[[], None]:

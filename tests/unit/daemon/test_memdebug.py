@@ -59,6 +59,7 @@ def test_reports_are_numbered_private_and_name_what_grew(tmp_path: Path, tracing
     by_line = text.split("== top 5 by traceback ==")[0]
     assert f"{Path(__file__).name}:" in by_line  # grow()'s line is among the top five
     assert "+2" in by_line  # ...with its 2 MiB (+2048 KiB or more)
+    assert "bytes(4096)" not in text  # places, not source text (linecache stays empty)
 
 
 async def test_sigusr2_writes_a_report_and_is_uninstalled(tmp_path: Path, tracing: None) -> None:
