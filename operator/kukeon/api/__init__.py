@@ -8,6 +8,7 @@ credentials, a container's volume mounts...) are imported from their own modules
 
 from kukeon.api.cell import Cell, CellNetworkStatus, CellSpec, CellStatus
 from kukeon.api.cellprofile import PROFILE_ENV, PROFILE_LABEL, CellProfile, CellProfileSpec
+from kukeon.api.cellset import CELLSET_LABEL, TEMPLATE_HASH_LABEL, CellSet, CellSetSpec
 from kukeon.api.container import (
     Capabilities,
     ContainerSecret,
@@ -100,6 +101,7 @@ from kukeon.api.validation import FieldError, InvalidResource
 
 __all__ = [
     "API_VERSION",
+    "CELLSET_LABEL",
     "DEFAULT_PARENT",
     "EVENT_KIND",
     "EVENT_LIST_KIND",
@@ -112,6 +114,7 @@ __all__ = [
     "SCHEDULED_BY_SCHEDULER",
     "SCOPED_KINDS",
     "SCOPE_PLACEHOLDER",
+    "TEMPLATE_HASH_LABEL",
     "VERSION",
     "AnyResource",
     "Capabilities",
@@ -119,6 +122,8 @@ __all__ = [
     "CellNetworkStatus",
     "CellProfile",
     "CellProfileSpec",
+    "CellSet",
+    "CellSetSpec",
     "CellSpec",
     "CellState",
     "CellStatus",

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from kukeon.api.cell import Cell
 from kukeon.api.cellprofile import CellProfile, template_errors
+from kukeon.api.cellset import CellSet, cellset_errors
 from kukeon.api.meta import API_VERSION, LEGACY_API_VERSION, Kind, Resource
 from kukeon.api.node import Node
 from kukeon.api.realm import REVEAL_CONTEXT, Realm
@@ -38,6 +39,7 @@ KIND_MODELS: dict[Kind, type[Resource[Any, Any]]] = {
     Kind.NODE: Node,
     Kind.SECRET: Secret,
     Kind.CELL_PROFILE: CellProfile,
+    Kind.CELL_SET: CellSet,
 }
 
 # A resource of any kind, for code that handles all kinds alike (`Resource` is generic).
@@ -75,6 +77,8 @@ def parse_resource(doc: Mapping[str, Any]) -> AnyResource:
     errors.extend(cross_field_errors(kind, doc))
     if kind == Kind.CELL_PROFILE:
         errors.extend(template_errors(doc))
+    if kind == Kind.CELL_SET:
+        errors.extend(cellset_errors(doc))
     try:
         resource = KIND_MODELS[kind].model_validate(dict(doc))
     except ValidationError as exc:
@@ -118,7 +122,7 @@ def scope_of(res: AnyResource) -> tuple[str, ...]:
         return (spec.realm_id,)
     if isinstance(res, Stack):
         return (spec.realm_id, spec.space_id)
-    if isinstance(res, Cell):
+    if isinstance(res, Cell | CellSet):
         return (spec.realm_id, spec.space_id, spec.stack_id)
     if isinstance(res, Secret | CellProfile):
         # Always three parts: "-" stands for "no space" / "no stack" (see api.secret).
@@ -126,7 +130,12 @@ def scope_of(res: AnyResource) -> tuple[str, ...]:
     raise TypeError(f"not a kukeon resource: {type(res).__name__}")
 
 
-_PARENT_KIND = {Kind.SPACE: Kind.REALM, Kind.STACK: Kind.SPACE, Kind.CELL: Kind.STACK}
+_PARENT_KIND = {
+    Kind.SPACE: Kind.REALM,
+    Kind.STACK: Kind.SPACE,
+    Kind.CELL: Kind.STACK,
+    Kind.CELL_SET: Kind.STACK,
+}
 
 
 def parent_of(res: AnyResource) -> tuple[Kind, tuple[str, ...]] | None:

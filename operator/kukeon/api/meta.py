@@ -48,6 +48,7 @@ class Kind(StrEnum):
     NODE = "Node"
     SECRET = "Secret"
     CELL_PROFILE = "CellProfile"
+    CELL_SET = "CellSet"
 
 
 SCOPED_KINDS: frozenset[Kind] = frozenset({Kind.SECRET, Kind.CELL_PROFILE})

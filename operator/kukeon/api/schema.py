@@ -89,6 +89,10 @@ class _DocumentedFields(GenerateJsonSchema):
         return json_schema
 
 
+INT_OR_STRING = "x-kubernetes-int-or-string"
+"""Marks a count-or-percentage field (`maxSurge`): the one node a structural schema types so."""
+
+
 def _inline(node: Any, defs: dict[str, Any], path: str) -> Any:
     if isinstance(node, list):
         return [_inline(item, defs, path) for item in node]
@@ -124,7 +128,7 @@ def _inline(node: Any, defs: dict[str, Any], path: str) -> Any:
             out[key] = _inline(value, defs, f"{path}[]")
         else:
             out[key] = value
-    if "type" not in out:
+    if "type" not in out and not out.get(INT_OR_STRING):  # Kubernetes' one typeless node
         raise SchemaError(f"{path}: no type (a structural schema needs one on every node)")
     return out
 
@@ -153,9 +157,14 @@ def structural_schema(kind: Kind, *, with_metadata: bool = False) -> dict[str, A
 def _printer_columns(kind: Kind) -> list[dict[str, Any]]:
     columns: list[dict[str, Any]] = (
         [{"name": "State", "type": "string", "jsonPath": ".status.state"}]
-        if kind not in (Kind.SECRET, Kind.CELL_PROFILE)
+        if kind not in (Kind.SECRET, Kind.CELL_PROFILE, Kind.CELL_SET)
         else []  # a Secret has no state (its keys are in status.keys), nor has a profile
     )
+    if kind is Kind.CELL_SET:
+        columns = [
+            {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+            {"name": "Up-to-date", "type": "integer", "jsonPath": ".status.updatedReplicas"},
+        ]
     if kind is Kind.CELL:
         columns += [
             {"name": "Desired", "type": "string", "jsonPath": ".spec.desiredState"},

@@ -5,7 +5,8 @@ write a cell could otherwise act as root (a privileged container, a bind of ``/`
 file read as a "secret"). Authorization (``auth``) decides who may write in which realm;
 admission decides *what* that write may ask for. It runs in the handlers after the body is
 parsed (and, for a merge patch, applied to the stored object) and before anything is
-written, on every spec write of a Realm, Space or Cell by a role other than ``admin``.
+written, on every spec write of a Realm, Space, Cell or CellSet (its template, checked as one
+of its cells) by a role other than ``admin``.
 Admins, and with them the unix socket, are never checked.
 
 Each realm carries ``spec.securityLevel`` (unset means ``restricted``), modelled on the
@@ -43,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from kukeon.api import AnyResource, Cell, ContainerSpec, Realm, Space, VolumeKind, key_of
+from kukeon.api import AnyResource, Cell, CellSet, ContainerSpec, Realm, Space, VolumeKind, key_of
 from kukeon.api.defaults import DEFAULTABLE_FIELDS, apply_space_defaults_to_container
 from kukeon.api.meta import Kind, quote
 from kukeon.api.realm import SecurityLevel, default_namespace
@@ -505,6 +506,12 @@ class Admission:
             else:
                 space = await self._space(realm, res.spec.space_id)
                 violations = check_cell(res, level=level, allowances=self.allowances, space=space)
+        elif isinstance(res, CellSet):
+            if current is not None and current.spec == res.spec:
+                return  # metadata only: nothing new is asked of the host
+            realm = key_of(res)[0]
+            level = await self._level(realm)
+            violations = await self._template_violations(res, level)
         else:
             return  # stacks and nodes ask nothing of the host
         if violations:
@@ -518,6 +525,13 @@ class Admission:
                 "; ".join(v.field for v in violations),
             )
             raise forbidden(res, realm=realm, level=level, violations=violations)
+
+    async def _template_violations(self, res: CellSet, level: SecurityLevel) -> list[Violation]:
+        """A set's template checked exactly as one of its cells would be."""
+        cell = Cell.model_validate(res.cell_document(res.metadata.name, res.template_hash()))
+        space = await self._space(res.spec.realm_id, res.spec.space_id)
+        found = check_cell(cell, level=level, allowances=self.allowances, space=space)
+        return [v._replace(field="spec.template." + v.field) for v in found]
 
     async def _level(self, realm: str) -> SecurityLevel:
         try:

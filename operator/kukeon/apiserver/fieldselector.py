@@ -48,6 +48,7 @@ FIELDS: dict[Kind, dict[str, Getter]] = {
     Kind.NODE: {**_COMMON, "spec.unschedulable": _spec_text("unschedulable")},
     Kind.SECRET: {"metadata.name": _COMMON["metadata.name"]},
     Kind.CELL_PROFILE: {"metadata.name": _COMMON["metadata.name"]},
+    Kind.CELL_SET: {"metadata.name": _COMMON["metadata.name"]},
 }
 
 

@@ -77,6 +77,13 @@ KINDS: Mapping[Kind, KindInfo] = {
         (),
         ("cellprofile", "cellprofiles", "profile", "profiles", "cp"),
     ),
+    Kind.CELL_SET: KindInfo(
+        Kind.CELL_SET,
+        "cellsets",
+        (Kind.REALM, Kind.SPACE, Kind.STACK),
+        ("realmId", "spaceId", "stackId"),
+        ("cellset", "cellsets", "cs"),
+    ),
 }
 
 HIERARCHY: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL)

@@ -24,6 +24,7 @@ _LEVEL_PARAMS: Mapping[Kind, str] = {
     Kind.NODE: "node",
     Kind.SECRET: "secret",
     Kind.CELL_PROFILE: "cellprofile",
+    Kind.CELL_SET: "cellset",
 }
 
 

@@ -46,6 +46,7 @@ from kukeon.api import (
     ObjectMeta,
 )
 from kukeon.controllers.cascade import CascadeDeleter, register_cascade
+from kukeon.controllers.cellsets import CellSetController, register_cellsets
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
 from kukeon.framework import LeaseSession, Operator, SupervisedTask, Supervisor
 from kukeon.framework.waits import wait_event
@@ -489,6 +490,7 @@ async def start_fleet(
     )
     register_scheduler(op, scheduler)
     register_cascade(op, CascadeDeleter(registry=registry))
+    register_cellsets(op, CellSetController(registry=registry, interval=config.scheduler_interval))
     agent = NodeAgent(
         registry=registry, config=config, containerd=containerd, supervisor=op.tasks, cells=cells
     )

@@ -50,6 +50,7 @@ KINDS: Mapping[Kind, KindInfo] = {
         # A Secret's parent is its realm, space or stack: see `parent_key`, `child_kinds`.
         KindInfo(Kind.SECRET, "secrets", None),
         KindInfo(Kind.CELL_PROFILE, "cellprofiles", None),
+        KindInfo(Kind.CELL_SET, "cellsets", Kind.STACK),
     )
 }
 

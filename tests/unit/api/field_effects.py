@@ -553,3 +553,74 @@ KNOWN_GAPS |= {
     if "CellProfile.spec.cell." + path.removeprefix("Cell.spec.") in _TEMPLATE_FIELDS
 }
 """A gap of a cell's field is a gap of the same field in a profile's template."""
+
+# --- CellSet --------------------------------------------------------------------------------
+_SET_UNIT = "tests/unit/api/test_cellset.py"
+_SET_PLAN = "tests/unit/controllers/test_cellsetplan.py"
+_SET_RUN = (
+    "tests/integration/controllers/test_cellsets.py::test_a_set_comes_up_scales_rolls_and_cascades"
+)
+_SET_FIELDS: dict[str, Verdict] = {
+    **_metadata("CellSet", name=Effect(f"{_SET_UNIT}::test_cells_are_named_and_labelled")),
+    "CellSet.spec.realmId": Effect(f"{_SET_UNIT}::test_cells_are_named_and_labelled"),
+    "CellSet.spec.spaceId": Effect(f"{_SET_UNIT}::test_cells_are_named_and_labelled"),
+    "CellSet.spec.stackId": Effect(f"{_SET_UNIT}::test_cells_are_named_and_labelled"),
+    "CellSet.spec.replicas": Effect(_SET_RUN),
+    "CellSet.spec.selector.matchLabels": Refused(
+        f"{_SET_UNIT}::test_the_selector_must_match_the_template_labels"
+    ),
+    "CellSet.spec.template.metadata.labels": Effect(
+        f"{_SET_UNIT}::test_cells_are_named_and_labelled"
+    ),
+    "CellSet.spec.strategy.type": Effect(f"{_SET_PLAN}::test_recreate_removes_the_old_first"),
+    "CellSet.spec.strategy.rollingUpdate.maxSurge": Effect(
+        f"{_SET_PLAN}::test_a_rollout_keeps_within_surge_and_unavailability"
+    ),
+    "CellSet.spec.strategy.rollingUpdate.maxUnavailable": Effect(
+        f"{_SET_PLAN}::test_a_rollout_keeps_within_surge_and_unavailability"
+    ),
+    "CellSet.spec.minReadySeconds": Effect(
+        f"{_SET_PLAN}::test_min_ready_seconds_gates_the_removal_of_old_cells"
+    ),
+}
+# A set's template holds a cell's spec: each field has the effect it has in a cell (it is
+# copied into every cell of the set, proven by _SET_RUN), and the cell's identity is refused.
+_SET_FIELDS.update(
+    {
+        "CellSet.spec.template.spec." + path.removeprefix("CellProfile.spec.cell."): verdict
+        for path, verdict in _TEMPLATE_FIELDS.items()
+    }
+)
+_SET_FIELDS.update(
+    {
+        f"CellSet.spec.template.spec.containers[].{field}": Refused(
+            f"{_SET_UNIT}::test_the_template_has_no_identity"
+        )
+        for field in ("realmId", "spaceId", "stackId", "cellId", "containerdId")
+    }
+)
+FIELDS.update(_SET_FIELDS)
+_SET_STATUS = tuple(
+    f"CellSet.status.{field}"
+    for field in (
+        "replicas",
+        "readyReplicas",
+        "updatedReplicas",
+        "availableReplicas",
+        "observedGeneration",
+        "templateHash",
+        "conditions[].type",
+        "conditions[].status",
+        "conditions[].reason",
+        "conditions[].message",
+        "conditions[].lastTransitionTime",
+    )
+)
+STATUS_FIELDS = (*STATUS_FIELDS, *_SET_STATUS)
+REGISTRY.update(_SET_FIELDS)
+REGISTRY.update(dict.fromkeys(_SET_STATUS, KUKEOND_STATUS))
+KNOWN_GAPS |= {
+    "CellSet.spec.template.spec." + path.removeprefix("CellProfile.spec.cell.")
+    for path in KNOWN_GAPS
+    if path.startswith("CellProfile.spec.cell.")
+}

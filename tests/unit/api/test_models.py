@@ -324,6 +324,7 @@ def test_kind_models() -> None:
         Kind.NODE: "Node",
         Kind.SECRET: "Secret",
         Kind.CELL_PROFILE: "CellProfile",
+        Kind.CELL_SET: "CellSet",
     }
 
 

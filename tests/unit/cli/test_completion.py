@@ -148,6 +148,7 @@ def test_kinds_and_names(tab: Complete, server: FakeServer) -> None:
         "nodes",
         "secrets",
         "cellprofiles",
+        "cellsets",
     ]
     assert tab("kukectl get cells ") == ["api", "web"]
     assert tab("kukectl get ce w") == ["web"]
@@ -215,6 +216,7 @@ def test_explain_paths_come_from_the_schema(tab: Complete, server: FakeServer) -
         "nodes",
         "secrets",
         "cellprofiles",
+        "cellsets",
     ]
     assert tab("kukectl explain cell.sp") == ["cell.spec"]
     assert "cells.spec.containers" in tab("kukectl explain cells.spec.")

@@ -1,0 +1,247 @@
+"""The CellSet: `replicas` copies of one cell template in a stack, rolled on change.
+
+A set lives in a stack as a cell does (`spec.realmId`, `spaceId`, `stackId`). Its
+`spec.template` is a cell's spec without its identity (`CellTemplate`, as a CellProfile's)
+plus the labels every cell of the set carries; `spec.selector.matchLabels` must match
+those labels. The set controller (`kukeon.controllers.cellsets`) owns cells named
+`<set>-<template hash>-<5 chars>`, labelled `kukeon.io/cellset=<set>` and
+`kukeon.io/template-hash=<hash>`; `template_hash` is the one definition of that hash.
+
+`spec.strategy` is `RollingUpdate` (`maxSurge`, `maxUnavailable`: a count or a percentage
+of `replicas`, as Kubernetes resolves them: surge rounded up, unavailability down) or
+`Recreate` (every old cell removed before a new one is made).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, WithJsonSchema
+
+from kukeon.api.cellprofile import CELL_IDENTITY_FIELDS, CONTAINER_IDENTITY_FIELDS, CellTemplate
+from kukeon.api.meta import (
+    API_VERSION,
+    DEFAULT_PARENT,
+    DNS_LABEL_MAX,
+    DnsLabel,
+    Kind,
+    KukeonModel,
+    NullableList,
+    OptionalString,
+    Resource,
+    StringMap,
+    Timestamp,
+)
+from kukeon.api.validation import FieldError, cross_field_errors
+
+CELLSET_LABEL = "kukeon.io/cellset"
+"""The label of every cell a set owns: the set's name."""
+TEMPLATE_HASH_LABEL = "kukeon.io/template-hash"
+"""The label of every cell a set owns: the hash of the template it was made from."""
+HASH_LENGTH = 8
+SUFFIX_LENGTH = 5
+NAME_MAX = DNS_LABEL_MAX - HASH_LENGTH - SUFFIX_LENGTH - 2
+"""A set's name leaves room for `-<hash>-<suffix>` in its cells' names."""
+REPLICAS_MAX = 10_000
+
+IntOrPercent = Annotated[
+    Annotated[int, Field(ge=0, le=REPLICAS_MAX, strict=True)]
+    | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$")],
+    WithJsonSchema({"x-kubernetes-int-or-string": True}),
+]
+"""A count, or a percentage of `replicas` (`"25%"`)."""
+
+
+class StrategyType(StrEnum):
+    ROLLING_UPDATE = "RollingUpdate"
+    RECREATE = "Recreate"
+
+
+class RollingUpdate(KukeonModel):
+    max_surge: IntOrPercent = "25%"
+    """How many cells beyond `replicas` may exist during a rollout (rounded up)."""
+    max_unavailable: IntOrPercent = "25%"
+    """How many of `replicas` may be unavailable during a rollout (rounded down)."""
+
+
+class CellSetStrategy(KukeonModel):
+    type: StrategyType = StrategyType.ROLLING_UPDATE
+    rolling_update: RollingUpdate | None = None
+    """Only with `RollingUpdate` (unset: 25% and 25%)."""
+
+
+class LabelSelector(KukeonModel):
+    match_labels: StringMap = Field(default_factory=dict)
+
+
+class TemplateMeta(KukeonModel):
+    labels: StringMap = Field(default_factory=dict)
+    """Every cell of the set carries them (and the set's own two labels)."""
+
+
+class CellSetTemplate(KukeonModel):
+    metadata: TemplateMeta = Field(default_factory=TemplateMeta)
+    spec: CellTemplate
+
+
+class CellSetSpec(KukeonModel):
+    realm_id: DnsLabel = DEFAULT_PARENT
+    space_id: DnsLabel = DEFAULT_PARENT
+    stack_id: DnsLabel = DEFAULT_PARENT
+    replicas: int = Field(default=1, ge=0, le=REPLICAS_MAX, strict=True)
+    selector: LabelSelector
+    template: CellSetTemplate
+    strategy: CellSetStrategy = Field(default_factory=CellSetStrategy)
+    min_ready_seconds: int = Field(default=0, ge=0, le=86_400, strict=True)
+    """How long a new cell must have been Ready before it counts as available."""
+
+    def surge_and_unavailable(self) -> tuple[int, int]:
+        """`maxSurge` and `maxUnavailable` as counts (at least one of them positive)."""
+        rolling = self.strategy.rolling_update or RollingUpdate()
+        surge = resolve(rolling.max_surge, self.replicas, round_up=True)
+        unavailable = resolve(rolling.max_unavailable, self.replicas, round_up=False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        return surge, unavailable
+
+
+class CellSetCondition(KukeonModel):
+    type: Literal["Available", "Progressing"]
+    status: Literal["True", "False"]
+    reason: OptionalString = None
+    message: OptionalString = None
+    last_transition_time: Timestamp = None
+
+
+class CellSetStatus(KukeonModel):
+    replicas: int = 0
+    """Cells of the set (not being deleted)."""
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    """Cells made from the current template."""
+    available_replicas: int = 0
+    """Ready cells, the new ones Ready for `minReadySeconds`."""
+    observed_generation: int = 0
+    template_hash: OptionalString = None
+    conditions: NullableList[CellSetCondition] = Field(default_factory=list)
+
+
+class CellSet(Resource[CellSetSpec, CellSetStatus]):
+    kind: Literal[Kind.CELL_SET] = Kind.CELL_SET
+    spec: CellSetSpec
+    status: CellSetStatus = Field(default_factory=CellSetStatus)
+
+    def template_hash(self) -> str:
+        return template_hash(self.spec.template)
+
+    def cell_document(self, name: str, hash_: str) -> dict[str, Any]:
+        """The Cell document of the set's cell ``name``: the template with the set's
+        identity and labels (parsed by the caller as any cell document)."""
+        spec = self.spec.template.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        spec.update(realmId=self.spec.realm_id, spaceId=self.spec.space_id)
+        spec["stackId"] = self.spec.stack_id
+        return {
+            "apiVersion": API_VERSION,
+            "kind": Kind.CELL.value,
+            "metadata": {"name": name, "labels": self.cell_labels(hash_)},
+            "spec": spec,
+        }
+
+    def cell_labels(self, hash_: str) -> dict[str, str]:
+        return {
+            **self.spec.template.metadata.labels,
+            CELLSET_LABEL: self.metadata.name,
+            TEMPLATE_HASH_LABEL: hash_,
+        }
+
+
+def resolve(value: int | str, replicas: int, *, round_up: bool) -> int:
+    """A count or a percentage of ``replicas`` as a count."""
+    if isinstance(value, int):
+        return value
+    share = int(value.removesuffix("%")) * replicas / 100
+    return math.ceil(share) if round_up else math.floor(share)
+
+
+def template_hash(template: CellSetTemplate) -> str:
+    """The first 8 hex digits of the SHA-256 of the template's canonical JSON."""
+    document = template.model_dump(mode="json", by_alias=True, exclude_none=True)
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
+
+
+# --- the rules of a set document beyond its fields' own ---------------------------------
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _identity_errors(cell: Mapping[str, Any]) -> list[FieldError]:
+    errors = [
+        FieldError(f"spec.template.spec.{field}", "is given by the set: leave it out")
+        for field in CELL_IDENTITY_FIELDS
+        if cell.get(field) not in (None, "")
+    ]
+    containers = cell.get("containers")
+    for index, container in enumerate(containers if isinstance(containers, list) else []):
+        errors.extend(
+            FieldError(
+                f"spec.template.spec.containers[{index}].{field}", "is derived from the cell's"
+            )
+            for field in CONTAINER_IDENTITY_FIELDS
+            if _mapping(container).get(field) not in (None, "")
+        )
+    return errors
+
+
+def _selector_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    selector = _mapping(_mapping(spec.get("selector")).get("matchLabels"))
+    labels = _mapping(_mapping(_mapping(spec.get("template")).get("metadata")).get("labels"))
+    if "selector" in spec and not selector:
+        return [FieldError("spec.selector.matchLabels", "at least one label is required")]
+    for key, value in selector.items():
+        if labels.get(key) != value:
+            why = f"does not match spec.template.metadata.labels (needs {key}={value})"
+            return [FieldError("spec.selector.matchLabels", why)]
+    return []
+
+
+def _strategy_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    strategy = _mapping(spec.get("strategy"))
+    rolling = strategy.get("rollingUpdate")
+    if strategy.get("type") == StrategyType.RECREATE and rolling is not None:
+        return [FieldError("spec.strategy.rollingUpdate", "only with type RollingUpdate")]
+    rolling = _mapping(rolling)
+    if rolling.get("maxSurge") in (0, "0%") and rolling.get("maxUnavailable") in (0, "0%"):
+        why = "may not be 0 when maxSurge is 0 (the rollout could never progress)"
+        return [FieldError("spec.strategy.rollingUpdate.maxUnavailable", why)]
+    return []
+
+
+def cellset_errors(doc: Mapping[str, Any]) -> list[FieldError]:
+    """A set's name length, selector, strategy, template identity and the cell's own rules."""
+    errors: list[FieldError] = []
+    name = _mapping(doc.get("metadata")).get("name")
+    if isinstance(name, str) and len(name) > NAME_MAX:
+        why = f"at most {NAME_MAX} characters (its cells are named <set>-<hash>-<5 chars>)"
+        errors.append(FieldError("metadata.name", why))
+    spec = _mapping(doc.get("spec"))
+    errors += _selector_errors(spec) + _strategy_errors(spec)
+    cell = _mapping(spec.get("template")).get("spec")
+    if not isinstance(cell, Mapping):
+        return errors
+    errors += _identity_errors(cell)
+    parents = {field: spec[field] for field in ("realmId", "spaceId", "stackId") if field in spec}
+    as_cell = {"metadata": {"name": "x"}, "spec": {**cell, **parents}}
+    explained = {error.field for error in errors}
+    for error in cross_field_errors(Kind.CELL, as_cell):
+        field = "spec.template.spec" + error.field.removeprefix("spec")
+        if error.field.startswith("spec.") and field not in explained:
+            errors.append(FieldError(field, error.message))
+    return errors

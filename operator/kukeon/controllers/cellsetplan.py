@@ -1,0 +1,122 @@
+"""The decisions of the set controller, pure: given a set and its cells, what to do.
+
+`plan_set` takes the set's spec (as `SetShape`), the hash of its current template, a
+`Member` per cell the set owns and the clock, and returns a `SetPlan`: how many cells of
+the current template to create, which cells to delete, and the status to report.
+
+- A cell that ended `Failed` is deleted (and so replaced, in the same plan).
+- Scaling (no old cells): a surplus goes not-Ready cells first, then the newest.
+- `RollingUpdate`: new cells are created while the total stays within `replicas +
+  maxSurge`; old cells go while at least `replicas - maxUnavailable` cells stay available
+  (Ready, and for a new cell Ready for `minReadySeconds`), unavailable old cells first.
+- `Recreate`: every old cell is deleted, and new ones are made only once none is left.
+- A cell being deleted counts against `maxSurge` until it is gone, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from kukeon.api.cellset import StrategyType
+
+
+@dataclass(frozen=True)
+class SetShape:
+    replicas: int
+    strategy: StrategyType
+    max_surge: int
+    max_unavailable: int
+    min_ready_seconds: int
+
+
+@dataclass(frozen=True)
+class Member:
+    """One cell of the set, as the planner needs it."""
+
+    name: str
+    template_hash: str
+    created: datetime
+    ready: bool
+    ready_since: datetime | None
+    failed: bool
+    deleting: bool = False
+    """Being deleted: still counts against `maxSurge` until it is gone."""
+
+
+@dataclass(frozen=True)
+class SetCounts:
+    replicas: int
+    ready: int
+    updated: int
+    available: int
+
+
+@dataclass(frozen=True)
+class SetPlan:
+    create: int
+    delete: tuple[str, ...]
+    counts: SetCounts
+    rolling: bool
+    """Old cells remain: a rollout is under way."""
+    notes: tuple[str, ...] = field(default=())
+
+
+def is_available(member: Member, min_ready_seconds: int, now: datetime) -> bool:
+    if not member.ready:
+        return False
+    if min_ready_seconds == 0:
+        return True
+    since = member.ready_since or now
+    return now - since >= timedelta(seconds=min_ready_seconds)
+
+
+def removal_order(members: Sequence[Member]) -> list[Member]:
+    """The order in which a surplus goes: not-Ready cells first, then the newest."""
+    return sorted(members, key=lambda m: (m.ready, -m.created.timestamp(), m.name))
+
+
+def plan_set(
+    shape: SetShape, current_hash: str, members: Sequence[Member], now: datetime
+) -> SetPlan:
+    leaving = sum(1 for m in members if m.deleting)
+    failed = [m for m in members if m.failed and not m.deleting]
+    alive = [m for m in members if not m.failed and not m.deleting]
+    new = [m for m in alive if m.template_hash == current_hash]
+    old = [m for m in alive if m.template_hash != current_hash]
+    available = [m for m in alive if is_available(m, shape.min_ready_seconds, now)]
+    counts = SetCounts(
+        replicas=len(alive),
+        ready=sum(1 for m in alive if m.ready),
+        updated=len(new),
+        available=len(available),
+    )
+    delete = [m.name for m in failed]
+    old_leaving = any(m.deleting and m.template_hash != current_hash for m in members)
+    if not old:
+        create, surplus = _scale(shape.replicas, new)
+        if shape.strategy == StrategyType.RECREATE and old_leaving:
+            create = 0  # the old copies are not gone yet
+        return SetPlan(create, (*delete, *surplus), counts, rolling=False)
+    if shape.strategy == StrategyType.RECREATE:
+        # Every old cell first; new ones once the old are gone (a later plan).
+        return SetPlan(0, (*delete, *(m.name for m in old)), counts, rolling=True)
+    room = shape.replicas + shape.max_surge - len(alive) - leaving
+    create = max(0, min(room, shape.replicas - len(new)))
+    surplus_new = [m.name for m in removal_order(new)[: max(0, len(new) - shape.replicas)]]
+    removable = len(available) - (shape.replicas - shape.max_unavailable)
+    gone: list[str] = []
+    for member in removal_order(old):
+        if not is_available(member, shape.min_ready_seconds, now):
+            gone.append(member.name)  # losing it costs no availability
+        elif removable > 0:
+            gone.append(member.name)
+            removable -= 1
+    return SetPlan(create, (*delete, *surplus_new, *gone), counts, rolling=True)
+
+
+def _scale(replicas: int, new: Sequence[Member]) -> tuple[int, list[str]]:
+    if len(new) < replicas:
+        return replicas - len(new), []
+    return 0, [m.name for m in removal_order(new)[: len(new) - replicas]]

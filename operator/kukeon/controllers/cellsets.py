@@ -1,0 +1,263 @@
+"""The set controller: keeps each CellSet's cells as its spec says.
+
+It runs on every kukeond but acts only on the one holding the ``cellsets`` leader lease
+(``Operator.singleton``, as the scheduler). Each pass lists the sets and the cells and,
+for each set, asks `cellsetplan.plan_set` what to create and delete, does it, and writes
+the set's status. Cells it makes are named ``<set>-<template hash>-<5 chars>`` and
+labelled ``kukeon.io/cellset`` and ``kukeon.io/template-hash``; the scheduler places
+them like any cell without ``nodeName``. A cell whose label names a set that does not
+exist in its stack (or is being deleted) is deleted: that is the set's cascade.
+
+A cell is Ready when its state is ``Ready`` (its readiness probes pass, see
+docs/probes.md); it has been Ready since ``status.readyAt``, the first time it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import string
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from kukeon.api import (
+    CELLSET_LABEL,
+    TEMPLATE_HASH_LABEL,
+    Cell,
+    CellSet,
+    CellState,
+    Kind,
+    key_of,
+    parse_resource,
+)
+from kukeon.api.cellset import CellSetCondition, CellSetStatus
+from kukeon.framework import Operator, OperatorContext, Supervisor
+from kukeon.framework.waits import wait_event
+from kukeon.store import AlreadyExists, Conflict, NotFound, Registry, StoreError
+
+from .cellsetplan import Member, SetPlan, SetShape, plan_set
+
+log = logging.getLogger(__name__)
+
+CELLSETS = "cellsets"
+"""The leader lease's name."""
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+_SUFFIX_LENGTH = 5
+
+StackKey = tuple[str, ...]
+"""(realm, space, stack, set): a set's key."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def owner_key(cell: Cell) -> StackKey | None:
+    """(realm, space, stack, set) of the set that owns ``cell``, or None."""
+    owner = cell.metadata.labels.get(CELLSET_LABEL)
+    if not owner:
+        return None
+    spec = cell.spec
+    return (spec.realm_id, spec.space_id, spec.stack_id, owner)
+
+
+def member_of(cell: Cell) -> Member:
+    status = cell.status
+    return Member(
+        name=cell.metadata.name,
+        template_hash=cell.metadata.labels.get(TEMPLATE_HASH_LABEL, ""),
+        created=cell.metadata.creation_timestamp or datetime.fromtimestamp(0, UTC),
+        ready=status.state == CellState.READY,
+        ready_since=status.ready_at,
+        failed=status.state == CellState.FAILED,
+        deleting=cell.metadata.deletion_timestamp is not None,
+    )
+
+
+def shape_of(cellset: CellSet) -> SetShape:
+    surge, unavailable = cellset.spec.surge_and_unavailable()
+    return SetShape(
+        replicas=cellset.spec.replicas,
+        strategy=cellset.spec.strategy.type,
+        max_surge=surge,
+        max_unavailable=unavailable,
+        min_ready_seconds=cellset.spec.min_ready_seconds,
+    )
+
+
+def status_of(cellset: CellSet, hash_: str, plan: SetPlan, now: datetime) -> CellSetStatus:
+    """The set's status after ``plan``: counts, conditions (times kept when unchanged)."""
+    counts = plan.counts
+    replicas = cellset.spec.replicas
+    _, unavailable = cellset.spec.surge_and_unavailable()
+    available = counts.available >= replicas - unavailable
+    done = not plan.rolling and counts.updated == replicas == counts.available
+    if done:
+        progressing = ("True", "CellSetAvailable", "every cell is up to date and available")
+    elif plan.rolling:
+        why = f"{counts.updated} of {replicas} cells updated, {counts.available} available"
+        progressing = ("True", "RollingUpdate", why)
+    else:
+        why = f"{counts.replicas} cells for {replicas} replicas, {counts.available} available"
+        progressing = ("True", "Scaling", why)
+    wanted = [
+        CellSetCondition(
+            type="Available",
+            status="True" if available else "False",
+            reason="MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+            message=f"{counts.available} available, at least {replicas - unavailable} needed",
+        ),
+        CellSetCondition(
+            type="Progressing", status=progressing[0], reason=progressing[1], message=progressing[2]
+        ),
+    ]
+    previous = {c.type: c for c in cellset.status.conditions}
+    conditions = []
+    for condition in wanted:
+        before = previous.get(condition.type)
+        same = before is not None and before.status == condition.status
+        at = before.last_transition_time if same and before is not None else now
+        conditions.append(condition.model_copy(update={"last_transition_time": at}))
+    return CellSetStatus(
+        replicas=counts.replicas,
+        ready_replicas=counts.ready,
+        updated_replicas=counts.updated,
+        available_replicas=counts.available,
+        observed_generation=cellset.metadata.generation,
+        template_hash=hash_,
+        conditions=conditions,
+    )
+
+
+def _same_status(a: CellSetStatus, b: CellSetStatus) -> bool:
+    """Equal but for the conditions' messages' times (a time alone is no news)."""
+    return a.model_dump(exclude={"conditions"}) == b.model_dump(exclude={"conditions"}) and [
+        (c.type, c.status, c.reason, c.message) for c in a.conditions
+    ] == [(c.type, c.status, c.reason, c.message) for c in b.conditions]
+
+
+class CellSetController:
+    """One leader's passes over every CellSet."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        interval: float = 1.0,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.registry = registry
+        self.interval = interval
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self.passes = 0
+        self.tasks: Supervisor | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def lead(self) -> None:
+        """A pass at every wake-up (a set or a cell changed), at least every ``interval``."""
+        tasks = self.tasks if self.tasks is not None else Supervisor()
+        watchers = [
+            tasks.start(f"kukeon-cellsets-watch {kind.value}", functools.partial(self._watch, kind))
+            for kind in (Kind.CELL_SET, Kind.CELL)
+        ]
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.run_pass()
+                except StoreError as error:
+                    log.warning("cell set pass failed (%s); trying again", error)
+                await wait_event(self._wake, self.interval)
+        finally:
+            await tasks.stop(watchers)
+
+    async def _watch(self, kind: Kind) -> None:
+        while True:
+            try:
+                revision = await self.registry.current_revision()
+                async for event in self.registry.watch(kind, resource_version=revision):
+                    obj = event.object
+                    if not isinstance(obj, Cell) or CELLSET_LABEL in obj.metadata.labels:
+                        self._wake.set()
+            except StoreError as error:
+                log.info("cell set watch of %s interrupted (%r); restarting", kind.value, error)
+                await asyncio.sleep(self.interval)
+
+    async def run_pass(self) -> None:
+        self.passes += 1
+        sets = [
+            s for s in (await self.registry.list(Kind.CELL_SET)).items if isinstance(s, CellSet)
+        ]
+        owned: dict[StackKey, list[Cell]] = {}
+        for cell in (await self.registry.list(Kind.CELL)).items:
+            if isinstance(cell, Cell) and (owner := owner_key(cell)) is not None:
+                owned.setdefault(owner, []).append(cell)
+        for cellset in sets:
+            cells = owned.pop(key_of(cellset), [])
+            if cellset.metadata.deletion_timestamp is not None:
+                owned[key_of(cellset)] = cells
+                continue
+            try:
+                await self.reconcile(cellset, cells)
+            except (Conflict, NotFound, AlreadyExists) as error:
+                log.info("cell set %s changed under us (%s)", _label(cellset), error)
+        for orphans in owned.values():
+            await self._delete([c for c in orphans if c.metadata.deletion_timestamp is None])
+
+    async def reconcile(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
+        now = self._clock()
+        hash_ = cellset.template_hash()
+        plan = plan_set(shape_of(cellset), hash_, [member_of(c) for c in cells], now)
+        by_name = {c.metadata.name: c for c in cells}
+        if plan.create or plan.delete:
+            log.info(
+                "cell set %s: creating %d, deleting %s",
+                _label(cellset),
+                plan.create,
+                ", ".join(plan.delete) or "none",
+            )
+        for _ in range(plan.create):
+            await self._create(cellset, hash_)
+        await self._delete([by_name[name] for name in plan.delete])
+        status = status_of(cellset, hash_, plan, now)
+        if not _same_status(status, cellset.status):
+            await self.registry.update_status(cellset.model_copy(update={"status": status}))
+
+    async def _create(self, cellset: CellSet, hash_: str) -> None:
+        for _ in range(5):
+            suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(_SUFFIX_LENGTH))
+            name = f"{cellset.metadata.name}-{hash_}-{suffix}"
+            cell = parse_resource(cellset.cell_document(name, hash_))
+            try:
+                await self.registry.create(cell)
+                return
+            except AlreadyExists:
+                continue
+
+    async def _delete(self, cells: Sequence[Cell]) -> None:
+        for cell in cells:
+            try:
+                await self.registry.delete(Kind.CELL, key_of(cell))
+            except NotFound:
+                continue
+
+
+def _label(cellset: CellSet) -> str:
+    return "/".join(key_of(cellset))
+
+
+def register_cellsets(op: Operator, controller: CellSetController) -> None:
+    """Put ``controller.lead`` on ``op`` as the ``cellsets`` singleton (leader only)."""
+    controller.tasks = op.tasks
+
+    @op.singleton(CELLSETS)
+    async def lead(_ctx: OperatorContext) -> None:
+        await controller.lead()
+
+
+__all__ = ["CELLSETS", "CellSetController", "member_of", "owner_key", "register_cellsets"]

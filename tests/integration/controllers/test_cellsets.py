@@ -1,0 +1,130 @@
+"""CellSets on one real kukeond: replicas come up Ready, scale up and down (the newest go
+first), a template change rolls without the Ready count dropping, deletion cascades."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from kukeon.api import CELLSET_LABEL, TEMPLATE_HASH_LABEL, Cell, CellSet, CellState, Kind
+from kukeon.store import Conflict
+from tests.fixtures.kukeond import Kukeond
+
+from .helpers import container
+
+pytestmark = pytest.mark.integration
+
+READY_FILE = {
+    "exec": {"command": ["test", "-f", "/tmp/ready"]},
+    "periodSeconds": 1,
+    "failureThreshold": 1,
+}
+SCRIPT = "trap 'exit 0' TERM; sleep 1; touch /tmp/ready; while :; do sleep 1; done"
+
+
+def set_doc(k: Kukeond, replicas: int, *, version: str = "1") -> dict[str, Any]:
+    probe = container(k, "a", script=SCRIPT, readinessProbe=READY_FILE, env=[f"V={version}"])
+    return {
+        "kind": "CellSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "realmId": k.realm,
+            "spaceId": "s1",
+            "stackId": "st1",
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [probe]}},
+            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        },
+    }
+
+
+async def cells_of(k: Kukeond) -> list[Cell]:
+    listed = await k.registry.list(
+        Kind.CELL, (k.realm, "s1", "st1"), label_selector=f"{CELLSET_LABEL}=web"
+    )
+    return [c for c in listed.items if isinstance(c, Cell)]
+
+
+def live(cells: list[Cell]) -> list[Cell]:
+    return [c for c in cells if c.metadata.deletion_timestamp is None]
+
+
+def ready(cells: list[Cell]) -> list[Cell]:
+    return [c for c in cells if c.status.state == CellState.READY]
+
+
+async def settle(k: Kukeond, replicas: int, *, within: float = 90.0) -> list[Cell]:
+    """Wait until the set has exactly ``replicas`` cells, all Ready and up to date."""
+    deadline = time.monotonic() + within
+    while True:
+        cells = await cells_of(k)
+        found = await k.registry.get(Kind.CELL_SET, (k.realm, "s1", "st1", "web"))
+        assert isinstance(found, CellSet)
+        hash_ = found.template_hash()
+        fresh = [c for c in cells if c.metadata.labels.get(TEMPLATE_HASH_LABEL) == hash_]
+        status = found.status
+        if (
+            len(cells) == len(live(cells)) == len(ready(fresh)) == replicas
+            and status.ready_replicas == status.updated_replicas == replicas
+        ):
+            return cells
+        assert time.monotonic() < deadline, [(c.metadata.name, c.status.state) for c in cells]
+        await asyncio.sleep(0.3)
+
+
+async def update_set(k: Kukeond, document: dict[str, Any]) -> None:
+    key = (k.realm, "s1", "st1", "web")
+    for _ in range(20):
+        current = await k.registry.get(Kind.CELL_SET, key)
+        assert isinstance(current, CellSet)
+        wanted = CellSet.model_validate({"apiVersion": "kukeon.io/v1beta1", **document})
+        try:
+            await k.registry.update(current.model_copy(update={"spec": wanted.spec}))
+            return
+        except Conflict:
+            continue
+    raise AssertionError("could not update the set")
+
+
+async def test_a_set_comes_up_scales_rolls_and_cascades(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(set_doc(k, 3))
+    first = await settle(k, 3)
+    assert all(c.metadata.name.startswith("web-") for c in first)
+    assert all(c.metadata.labels["app"] == "web" for c in first)
+
+    await update_set(k, set_doc(k, 5))
+    five = await settle(k, 5)
+    await update_set(k, set_doc(k, 2))
+    two = await settle(k, 2)
+    oldest = sorted(five, key=lambda c: (c.metadata.creation_timestamp, c.metadata.name))[:2]
+    assert {c.metadata.name for c in two} == {c.metadata.name for c in oldest}
+
+    # A template change rolls: one new cell at a time, never fewer than 2 Ready.
+    await update_set(k, set_doc(k, 2, version="2"))
+    lowest = 2
+    deadline = time.monotonic() + 120
+    while True:
+        cells = await cells_of(k)
+        lowest = min(lowest, len(ready(live(cells))))
+        assert len(live(cells)) <= 3  # replicas + maxSurge
+        names = {c.metadata.name for c in cells}
+        if not names & {c.metadata.name for c in two} and len(ready(cells)) == 2:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    assert lowest >= 2
+    rolled = await settle(k, 2)
+    assert all(c.spec.containers[0].env == ["V=2"] for c in rolled)
+
+    # Deleting the set deletes its cells.
+    await k.registry.delete(Kind.CELL_SET, (k.realm, "s1", "st1", "web"))
+    deadline = time.monotonic() + 60
+    while await cells_of(k):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.3)

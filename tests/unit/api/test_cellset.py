@@ -1,0 +1,145 @@
+"""The CellSet model: selector, strategy, template identity, the cells it describes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kukeon.api import (
+    CELLSET_LABEL,
+    TEMPLATE_HASH_LABEL,
+    Cell,
+    CellSet,
+    InvalidResource,
+    key_of,
+    parent_of,
+    parse_resource,
+)
+from kukeon.api.cellset import NAME_MAX, resolve
+from kukeon.api.meta import Kind
+
+
+def set_doc(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "CellSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "realmId": "r",
+            "spaceId": "s",
+            "stackId": "st",
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web", "tier": "front"}},
+                "spec": {"containers": [{"id": "main", "image": "busybox"}]},
+            },
+            **spec,
+        },
+    }
+
+
+def errors_of(doc: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(InvalidResource) as caught:
+        parse_resource(doc)
+    return {error.field: error.message for error in caught.value.causes}
+
+
+def test_a_set_lives_in_its_stack() -> None:
+    cellset = parse_resource(set_doc())
+    assert isinstance(cellset, CellSet)
+    assert key_of(cellset) == ("r", "s", "st", "web")
+    assert parent_of(cellset) == (Kind.STACK, ("r", "s", "st"))
+
+
+def test_cells_are_named_and_labelled() -> None:
+    cellset = parse_resource(set_doc())
+    assert isinstance(cellset, CellSet)
+    hash_ = cellset.template_hash()
+    assert len(hash_) == 8
+    cell = parse_resource(cellset.cell_document(f"web-{hash_}-abcde", hash_))
+    assert isinstance(cell, Cell)
+    assert key_of(cell) == ("r", "s", "st", f"web-{hash_}-abcde")
+    assert cell.metadata.labels == {
+        "app": "web",
+        "tier": "front",
+        CELLSET_LABEL: "web",
+        TEMPLATE_HASH_LABEL: hash_,
+    }
+    assert cell.spec.containers[0].image == "busybox"
+
+
+def test_the_hash_follows_the_template_only() -> None:
+    one = parse_resource(set_doc())
+    scaled = parse_resource(set_doc(replicas=7))
+    doc = set_doc()
+    doc["spec"]["template"]["spec"]["containers"][0]["image"] = "httpd"
+    changed = parse_resource(doc)
+    assert isinstance(one, CellSet)
+    assert isinstance(scaled, CellSet)
+    assert isinstance(changed, CellSet)
+    assert one.template_hash() == scaled.template_hash() != changed.template_hash()
+
+
+def test_the_selector_must_match_the_template_labels() -> None:
+    doc = set_doc(selector={"matchLabels": {"app": "api"}})
+    assert "needs app=api" in errors_of(doc)["spec.selector.matchLabels"]
+    doc = set_doc(selector={"matchLabels": {}})
+    assert "spec.selector.matchLabels" in errors_of(doc)
+    doc = set_doc()
+    del doc["spec"]["selector"]
+    assert "spec.selector" in errors_of(doc)
+
+
+def test_the_template_has_no_identity() -> None:
+    doc = set_doc()
+    template = doc["spec"]["template"]["spec"]
+    template["id"] = "x"
+    template["containers"][0]["cellId"] = "x"
+    template["containers"][0]["realmId"] = "r"
+    errors = errors_of(doc)
+    assert "spec.template.spec.id" in errors
+    assert "spec.template.spec.containers[0].cellId" in errors
+    assert "spec.template.spec.containers[0].realmId" in errors
+
+
+def test_the_template_follows_the_cells_rules() -> None:
+    doc = set_doc()
+    doc["spec"]["template"]["spec"]["containers"] = []
+    assert "spec.template.spec.containers" in errors_of(doc)
+
+
+def test_unknown_fields_are_refused() -> None:
+    for field in ("spread", "lostNode", "profile", "progressDeadlineSeconds", "nodeSelector"):
+        assert f"spec.{field}" in errors_of(set_doc(**{field: 1}))
+
+
+def test_the_strategy() -> None:
+    cellset = parse_resource(set_doc(replicas=10))
+    assert isinstance(cellset, CellSet)
+    assert cellset.spec.surge_and_unavailable() == (3, 2)  # 25%: surge up, unavailable down
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "0%"}}
+    cellset = parse_resource(set_doc(strategy=rolling))
+    assert isinstance(cellset, CellSet)
+    assert cellset.spec.surge_and_unavailable() == (1, 0)
+    small = parse_resource(set_doc(replicas=1, strategy={"rollingUpdate": {"maxSurge": "0%"}}))
+    assert isinstance(small, CellSet)
+    assert small.spec.surge_and_unavailable() == (0, 1)  # never both zero
+    both_zero = {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}
+    assert "spec.strategy.rollingUpdate.maxUnavailable" in errors_of(set_doc(strategy=both_zero))
+    recreate = {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}
+    assert "spec.strategy.rollingUpdate" in errors_of(set_doc(strategy=recreate))
+    bad = {"rollingUpdate": {"maxSurge": "1.5%"}}
+    assert any(
+        f.startswith("spec.strategy.rollingUpdate.maxSurge")
+        for f in errors_of(set_doc(strategy=bad))
+    )
+    assert resolve("50%", 3, round_up=True) == 2
+    assert resolve("50%", 3, round_up=False) == 1
+
+
+def test_a_long_name_is_refused() -> None:
+    doc = set_doc()
+    doc["metadata"]["name"] = "a" * (NAME_MAX + 1)
+    assert "metadata.name" in errors_of(doc)
