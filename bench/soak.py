@@ -1,0 +1,447 @@
+"""Soak of kukeond's memory: its RSS over a long create/delete churn, and the slope.
+
+The script starts everything on private resources, as bench/cell_bench.py does (its own
+containerd, etcd and kukeond with its own state dir, cgroup root, nft table, netns dir and
+subnet pool), creates a realm, space and stack, a Secret, and one `keeper` cell that keeps
+the hierarchy materialised, then churns for ``--duration`` seconds. Each round:
+
+- creates 10 cells at once: 3 plain sleepers, 2 serving HTTP behind an httpGet readiness
+  probe, 2 behind an exec readiness probe, 2 whose command crashes under
+  ``restartPolicy: always``, and 1 that reads the Secret into its environment;
+- waits until each reaches what it should (Ready; for the crashing ones, one restart);
+- deletes them all and waits until they are gone.
+
+kukeond's RSS (VmRSS of /proc/<pid>/status) is sampled every ``--sample-interval`` seconds.
+The report lists the samples, the first and last RSS and a least-squares slope in MiB per
+hour over the second half of the run (the first half is warm-up: caches and pools filling).
+
+With ``--tracemalloc`` kukeond runs with ``PYTHONTRACEMALLOC=25`` (much slower, and the
+traces take memory of their own, so its RSS is not comparable to a run without) and is sent
+SIGUSR2 when the churn starts, every ``--snapshot-interval`` seconds and at the end: each
+signal writes ``tracemalloc-<n>.txt`` in its state dir (kukeon.daemon.memdebug), the
+allocations that grew since the previous one; they are copied to ``--reports``.
+
+SIGINT or SIGTERM ends the churn after the current round; the report covers what ran.
+
+    .venv/bin/python bench/soak.py [--duration 3600] [--sample-interval 60] \
+        [--tracemalloc] [--snapshot-interval 0] [--reports /tmp/kukeon-soak] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "operator"))
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+from cell_bench import (  # noqa: E402
+    IMAGE,
+    KEEPER,
+    REALM,
+    SLEEPER,
+    SPACE,
+    STACK,
+    daemon_argv,
+    daemon_config,
+    key,
+    rss_mib,
+    wait_gone,
+    wait_ready,
+)
+
+from kukeon.api import Kind, parse_resource  # noqa: E402
+from kukeon.daemon.config import DaemonConfig  # noqa: E402
+from kukeon.runtime.containerd import ContainerdClient  # noqa: E402
+from kukeon.runtime.containerd.namespaces import realm_namespace  # noqa: E402
+from kukeon.store import EmbeddedEtcd, NotFound, Registry  # noqa: E402
+from kukeon.store.encryption import Keyring  # noqa: E402
+from tests.fixtures.containerd import PrivateContainerd, clean_namespace  # noqa: E402
+from tests.fixtures.kukeond import sweep_host  # noqa: E402
+
+SECRET = "soak"
+TRACE_FRAMES = 25
+ROUND_WITHIN = 180.0  # seconds for a round's cells to reach their state
+HTTP_PORT = 8080
+RESTART: dict[str, Any] = {"restartPolicy": "always", "restartBackoffSeconds": 1}
+PROBE_TIMING: dict[str, Any] = {"periodSeconds": 1, "timeoutSeconds": 2}
+
+
+def container(**body: Any) -> dict[str, Any]:
+    return {"id": "main", "image": IMAGE, **body}
+
+
+def sleeper(**extra: Any) -> dict[str, Any]:
+    return container(command=SLEEPER[0], args=SLEEPER[1:], **extra)
+
+
+def round_cells(number: int) -> dict[str, dict[str, Any]]:
+    """The containers of one round's 10 cells, by cell name."""
+    http = container(
+        command="sh",
+        args=["-c", f"echo ok > /tmp/index.html; exec httpd -f -p {HTTP_PORT} -h /tmp"],
+        readinessProbe={"httpGet": {"path": "/", "port": HTTP_PORT}, **PROBE_TIMING},
+    )
+    exec_probe = container(
+        command="sh",
+        args=["-c", "touch /tmp/ready; trap 'exit 0' TERM; while :; do sleep 1; done"],
+        readinessProbe={"exec": {"command": ["cat", "/tmp/ready"]}, **PROBE_TIMING},
+    )
+    crashing = container(command="sh", args=["-c", "sleep 1; exit 3"], **RESTART)
+    with_secret = sleeper(secrets=[{"name": "TOKEN", "secretRef": {"name": SECRET, "key": "t"}}])
+    kinds = [
+        *(("plain", sleeper()) for _ in range(3)),
+        *(("http", http) for _ in range(2)),
+        *(("exec", exec_probe) for _ in range(2)),
+        *(("crash", crashing) for _ in range(2)),
+        ("secret", with_secret),
+    ]
+    return {f"r{number}-{kind}{index}": body for index, (kind, body) in enumerate(kinds)}
+
+
+def cell(name: str, body: dict[str, Any]) -> Any:
+    return parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Cell",
+            "metadata": {"name": name},
+            "spec": {"realmId": REALM, "spaceId": SPACE, "stackId": STACK, "containers": [body]},
+        }
+    )
+
+
+def reached(current: Any, name: str) -> bool:
+    """Whether a cell is where its round expects it: Ready, or restarted once if it crashes."""
+    if "-crash" in name:
+        return any(status.restart_count >= 1 for status in current.status.containers)
+    return str(current.status.state) == "Ready"
+
+
+def slope_per_hour(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB) samples, in MiB per hour."""
+    if len(samples) < 2:
+        return float("nan")
+    mean_t = sum(t for t, _ in samples) / len(samples)
+    mean_r = sum(r for _, r in samples) / len(samples)
+    spread = sum((t - mean_t) ** 2 for t, _ in samples)
+    if spread == 0:
+        return float("nan")
+    covariance = sum((t - mean_t) * (r - mean_r) for t, r in samples)
+    return covariance / spread * 3600
+
+
+@dataclass
+class Soak:
+    registry: Registry
+    daemon: subprocess.Popen[bytes]
+    state_dir: Path
+    reports: Path
+    stop: asyncio.Event
+    tracing: bool
+    started: float = field(default_factory=time.monotonic)
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    rounds: int = 0
+    cells: int = 0
+    missed: list[str] = field(default_factory=list)
+    snapshots: list[Path] = field(default_factory=list)
+
+    def sample(self) -> None:
+        elapsed, rss = time.monotonic() - self.started, rss_mib(self.daemon.pid)
+        self.samples.append((elapsed, rss))
+        print(f"sample {elapsed:7.0f} s  {rss:7.1f} MiB  round {self.rounds}", file=sys.stderr)
+
+    async def sampler(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self.daemon.poll() is not None:
+                self.stop.set()
+                return
+            self.sample()
+
+    async def snapshot(self, within: float = 600) -> None:
+        """Ask kukeond for a tracemalloc report and copy it out of its state dir."""
+        if not self.tracing:
+            return
+        path = self.state_dir / f"tracemalloc-{len(self.snapshots) + 1}.txt"
+        self.daemon.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + within
+        size = -1
+        while time.monotonic() < deadline:  # written once, then closed: a stable size
+            await asyncio.sleep(2)
+            if path.exists() and path.stat().st_size == size > 0:
+                break
+            size = path.stat().st_size if path.exists() else -1
+        else:
+            print(f"no {path.name} within {within:.0f}s", file=sys.stderr)
+            return
+        copy = self.reports / path.name
+        shutil.copyfile(path, copy)
+        self.snapshots.append(copy)
+        print(f"tracemalloc report: {copy}", file=sys.stderr)
+
+    async def churn_round(self) -> None:
+        bodies = round_cells(self.rounds)
+        await asyncio.gather(
+            *(self.registry.create(cell(name, body)) for name, body in bodies.items())
+        )
+        pending = set(bodies)
+        deadline = time.monotonic() + ROUND_WITHIN
+        while pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            for name in list(pending):
+                with contextlib.suppress(NotFound):
+                    if reached(await self.registry.get(Kind.CELL, key(name)), name):
+                        pending.discard(name)
+        self.missed += sorted(pending)
+        await asyncio.gather(*(self.registry.delete(Kind.CELL, key(name)) for name in bodies))
+        for name in bodies:
+            await wait_gone(self.registry, Kind.CELL, key(name), within=180)
+        self.rounds += 1
+        self.cells += len(bodies)
+
+    async def churn(self, duration: float, *, sample_interval: float, snapshots: float) -> None:
+        self.started = time.monotonic()
+        self.sample()
+        await self.snapshot()
+        sampler = asyncio.create_task(self.sampler(sample_interval))
+        next_snapshot = time.monotonic() + snapshots if snapshots else float("inf")
+        try:
+            while time.monotonic() - self.started < duration and not self.stop.is_set():
+                await self.churn_round()
+                if time.monotonic() >= next_snapshot:
+                    await self.snapshot()
+                    next_snapshot = time.monotonic() + snapshots
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+        if self.daemon.poll() is None:
+            await asyncio.sleep(5)  # the last deletions' status writes and collections
+            self.sample()
+            await self.snapshot()
+
+
+def start_daemon(config: DaemonConfig, *, log: Path, tracing: bool) -> subprocess.Popen[bytes]:
+    environment = dict(os.environ)
+    if tracing:
+        environment["PYTHONTRACEMALLOC"] = str(TRACE_FRAMES)
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [*daemon_argv(config)[:-3], "--log-level", "info", "--no-bootstrap"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=environment,
+        )
+
+
+async def prepare(registry: Registry, client: ContainerdClient, config: DaemonConfig) -> None:
+    """The hierarchy, the image, the Secret and the keeper cell."""
+    documents: list[dict[str, Any]] = [
+        {"kind": "Realm", "metadata": {"name": REALM}, "spec": {}},
+        {"kind": "Space", "metadata": {"name": SPACE}, "spec": {"realmId": REALM}},
+        {
+            "kind": "Stack",
+            "metadata": {"name": STACK},
+            "spec": {"realmId": REALM, "spaceId": SPACE},
+        },
+    ]
+    for document in documents:  # a traced kukeond starts slowly: waits of minutes
+        await registry.create(parse_resource({"apiVersion": "kukeon.io/v1beta1", **document}))
+    await wait_ready(registry, Kind.STACK, (REALM, SPACE, STACK), within=600)
+    namespace = realm_namespace(REALM, config.instance)
+    await client.namespaces.ensure(namespace)
+    archive = config.state_dir.parent / "busybox.tar"
+    await asyncio.to_thread(
+        subprocess.run,
+        [str(REPO_ROOT / "hack" / "make-test-image.sh"), str(archive), IMAGE],
+        check=True,
+        capture_output=True,
+    )
+    await client.images(namespace).import_archive(archive)
+    document = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET, "realm": REALM},
+        "stringData": {"t": secrets.token_hex(8)},
+    }
+    await registry.create(parse_resource(document))
+    await registry.create(cell(KEEPER, sleeper()))
+    await wait_ready(registry, Kind.CELL, key(KEEPER), within=600)
+
+
+async def soak(args: argparse.Namespace) -> tuple[Soak, str]:
+    binary = shutil.which("containerd")
+    if binary is None:
+        raise SystemExit("containerd is needed (Debian package containerd)")
+    base = Path(tempfile.mkdtemp(prefix="kukeon-soak-"))
+    args.reports.mkdir(parents=True, exist_ok=True)
+    containerd_daemon = PrivateContainerd(base / "containerd", binary=binary)
+    etcd = EmbeddedEtcd(data_dir=base / "etcd")
+    prefix = f"/kukeon-soak-{secrets.token_hex(3)}"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    config: DaemonConfig | None = None
+    process: subprocess.Popen[bytes] | None = None
+    registry: Registry | None = None
+    client: ContainerdClient | None = None
+    try:
+        await asyncio.to_thread(containerd_daemon.start)
+        await etcd.start()
+        config = daemon_config(
+            base, etcd=etcd.config(), prefix=prefix, containerd=containerd_daemon.address
+        )
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        keyring, _ = Keyring.load_or_create(config.encryption_keys_path)
+        process = start_daemon(config, log=base / "kukeond.log", tracing=args.tracemalloc)
+        print(f"kukeond pid {process.pid}, state {config.state_dir}", file=sys.stderr)
+        registry = await Registry.connect(etcd.config(key_prefix=prefix), keyring=keyring)
+        client = ContainerdClient(containerd_daemon.address)
+        version = (await client.wait_ready(within=30)).version
+        await prepare(registry, client, config)
+        await asyncio.sleep(3)
+        state = Soak(
+            registry=registry,
+            daemon=process,
+            state_dir=config.state_dir,
+            reports=args.reports,
+            stop=stop,
+            tracing=args.tracemalloc,
+        )
+        await state.churn(
+            args.duration,
+            sample_interval=args.sample_interval,
+            snapshots=args.snapshot_interval,
+        )
+        return state, version
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.copyfile(base / "kukeond.log", args.reports / "kukeond.log")
+        await teardown(base, registry, process, client, config, containerd_daemon, etcd)
+
+
+async def teardown(
+    base: Path,
+    registry: Registry | None,
+    process: subprocess.Popen[bytes] | None,
+    client: ContainerdClient | None,
+    config: DaemonConfig | None,
+    containerd_daemon: PrivateContainerd,
+    etcd: EmbeddedEtcd,
+) -> None:
+    """Remove everything the soak made: cells, kukeond, containerd, etcd, host state."""
+    if registry is not None:
+        with contextlib.suppress(Exception):
+            await registry.delete(Kind.REALM, (REALM,), cascade=True)
+            await wait_gone(registry, Kind.REALM, (REALM,))
+        await registry.close()
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(process.wait, 30)
+        if process.poll() is None:
+            process.kill()
+    if client is not None:
+        if config is not None:
+            with contextlib.suppress(Exception):
+                await clean_namespace(client, realm_namespace(REALM, config.instance))
+        await client.close()
+    if config is not None:
+        await sweep_host(config, realm=REALM, spaces=[SPACE])
+        await asyncio.to_thread(
+            subprocess.run,
+            ["nft", "delete", "table", "inet", config.nft_table],
+            check=False,
+            capture_output=True,
+        )
+    await asyncio.to_thread(containerd_daemon.teardown)
+    with contextlib.suppress(Exception):
+        await etcd.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def report(state: Soak, *, version: str, command: str, duration: float) -> str:
+    samples = state.samples
+    elapsed = samples[-1][0] if samples else 0.0
+    second_half = [sample for sample in samples if sample[0] >= elapsed / 2]
+    rows = [f"| {t / 60:.1f} | {rss:.1f} |" for t, rss in samples]
+    ended = "" if elapsed >= duration else f" (stopped early, of {duration / 60:.0f} planned)"
+    tracing = (
+        f" kukeond traced by tracemalloc ({TRACE_FRAMES} frames): slower, and its RSS "
+        "includes the traces, so it is not comparable to an untraced run."
+        if state.tracing
+        else ""
+    )
+    return "\n".join(
+        [
+            "Command (from the repository root, as root):",
+            "",
+            "```",
+            command,
+            "```",
+            "",
+            f"Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, containerd {version}, "
+            f"{platform.machine()}, {os.cpu_count()} cores: {elapsed / 60:.1f} minutes of "
+            f"churn{ended}, {state.rounds} rounds, {state.cells} cells created and deleted, "
+            f"{len(state.missed)} that did not reach their state within {ROUND_WITHIN:.0f} s."
+            + tracing,
+            "",
+            f"kukeond RSS: first {samples[0][1]:.1f} MiB, last {samples[-1][1]:.1f} MiB, "
+            f"min {min(r for _, r in samples):.1f}, max {max(r for _, r in samples):.1f}; "
+            f"slope over the second half ({len(second_half)} samples): "
+            f"{slope_per_hour(second_half):+.1f} MiB/hour (whole run: "
+            f"{slope_per_hour(samples):+.1f} MiB/hour).",
+            "",
+            "| minute | RSS MiB |",
+            "|---|---|",
+            *rows,
+            "",
+            *(f"tracemalloc report: `{path}`" for path in state.snapshots),
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--duration", type=float, default=3600.0, help="seconds of churn")
+    parser.add_argument("--sample-interval", type=float, default=60.0, help="seconds")
+    parser.add_argument("--tracemalloc", action="store_true", help="trace kukeond's heap")
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=0.0,
+        help="with --tracemalloc: also a report every this many seconds (0: start and end)",
+    )
+    parser.add_argument("--reports", type=Path, default=Path("/tmp/kukeon-soak"))
+    parser.add_argument("--output", type=Path, help="also write the markdown report here")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: containerd, runc, CNI and cgroups need it")
+    state, version = asyncio.run(soak(args))
+    command = ".venv/bin/python bench/soak.py " + " ".join(sys.argv[1:])
+    text = report(state, version=version, command=command.strip(), duration=args.duration)
+    print(text)
+    if args.output is not None:
+        args.output.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
