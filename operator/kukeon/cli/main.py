@@ -19,6 +19,7 @@ import kukeon
 
 from . import (
     apply,
+    cellsets,
     config_commands,
     delete,
     diff,
@@ -133,6 +134,8 @@ for command in (
     nodes.cordon,
     nodes.uncordon,
     nodes.drain,
+    cellsets.scale,
+    cellsets.rollout,
     # kukectl itself
     config_commands.config_group,
     version,

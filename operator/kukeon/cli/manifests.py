@@ -143,8 +143,9 @@ def load_documents(sources: Iterable[Source]) -> list[Document]:
 
 def _depth(res: AnyResource) -> int:
     kind = Kind(res.kind)
-    if kind in SCOPED_KINDS:
-        # After its realm, space and stack, beside (before) the cells using it.
+    if kind in SCOPED_KINDS or kind == Kind.CELL_SET:
+        # After its realm, space and stack, beside (before) the cells using it (a set's
+        # cells are its controller's).
         return HIERARCHY.index(Kind.STACK) + 1
     if kind in HIERARCHY:
         return HIERARCHY.index(kind)

@@ -15,9 +15,20 @@ from typing import Any, Literal
 
 import yaml
 
-from kukeon.api import AnyResource, CellProfile, Event, Kind, Node, Secret, key_of, to_document
+from kukeon.api import (
+    AnyResource,
+    CellProfile,
+    CellSet,
+    Event,
+    Kind,
+    Node,
+    Secret,
+    key_of,
+    to_document,
+)
 from kukeon.apiserver.paths import KINDS
 
+from . import cellsetview
 from .jsonpath import text_of, values
 
 OutputFormat = Literal["table", "wide", "yaml", "json", "name"]
@@ -114,6 +125,8 @@ def _columns(kind: Kind, *, wide: bool, with_parents: bool) -> list[str]:
         return [*parents, "NAME", "TYPE", "KEYS", "AGE"]
     if kind == Kind.CELL_PROFILE:
         return [*parents, "NAME", "PREFIX", "PARAMETERS", "AGE"]
+    if kind == Kind.CELL_SET:
+        return [*parents, *cellsetview.set_columns(), "AGE"]
     columns = [*parents, "NAME", "STATE"]
     if kind == Kind.CELL:
         columns += ["READY", "RESTARTS"]
@@ -131,6 +144,8 @@ def _row(res: AnyResource, now: datetime, *, wide: bool, with_parents: bool) -> 
     if isinstance(res, CellProfile):
         names = ",".join(p.name for p in res.spec.parameters) or NONE
         return [*row, res.metadata.name, res.prefix(), names, age(res, now)]
+    if isinstance(res, CellSet):
+        return [*row, *cellsetview.set_row(res), age(res, now)]
     row += [res.metadata.name, _state(res)]
     if kind == Kind.CELL:
         row += [_cell_ready(res), _cell_restarts(res)]
@@ -568,6 +583,8 @@ def describe(
     lines += _spec_lines(res, kind)
     if isinstance(res, CellProfile):  # a template: no status
         return "\n".join(lines) + "\n"
+    if isinstance(res, CellSet):
+        return "\n".join([*lines, *cellsetview.set_status_lines(res)]) + "\n"
 
     lines += _status_lines(res, kind, when)
     if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):

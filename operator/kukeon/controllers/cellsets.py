@@ -9,7 +9,10 @@ them like any cell without ``nodeName``. A cell whose label names a set that doe
 exist in its stack (or is being deleted) is deleted: that is the set's cascade.
 
 A cell is Ready when its state is ``Ready`` (its readiness probes pass, see
-docs/probes.md); it has been Ready since ``status.readyAt``, the first time it was.
+docs/probes.md); it has been Ready since ``status.readyAt``, the first time it was. A
+cell that ends ``Failed`` after it was Ready is replaced; one that failed before it ever
+was (its image or command is wrong) is kept, as a copy would fail the same way, and shows
+in the set's status (not Ready, so a rollout to that template does not go on).
 """
 
 from __future__ import annotations
@@ -71,7 +74,9 @@ def member_of(cell: Cell) -> Member:
         created=cell.metadata.creation_timestamp or datetime.fromtimestamp(0, UTC),
         ready=status.state == CellState.READY,
         ready_since=status.ready_at,
-        failed=status.state == CellState.FAILED,
+        # Replaced only after it ran: a cell that never got Ready failed by its template
+        # (an image, a command), which a new copy would fail again.
+        failed=status.state == CellState.FAILED and status.ready_at is not None,
         deleting=cell.metadata.deletion_timestamp is not None,
     )
 

@@ -1,0 +1,89 @@
+"""CellSets through kukectl, as a user drives them: apply, rollout status, get, scale,
+describe, delete (the cells go with the set)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from kukeon.api import CELLSET_LABEL, Kind
+from tests.fixtures.kukectl import kukectl, parent_manifests
+from tests.fixtures.kukeond import Kukeond
+
+pytestmark = pytest.mark.e2e
+
+
+def set_manifest(k: Kukeond) -> str:
+    return f"""
+---
+apiVersion: kukeon.io/v1beta1
+kind: CellSet
+metadata: {{name: web}}
+spec:
+  realmId: {k.realm}
+  spaceId: web
+  stackId: site
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  strategy: {{rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - id: main
+          image: {k.image.name}
+          command: sh
+          args: ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+"""
+
+
+async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
+    k = kukeond
+    scope = ["--realm", k.realm, "--space", "web", "--stack", "site"]
+    code, out, err = await kukectl(k, "apply", "-f", "-", stdin=parent_manifests(k).encode())
+    assert code == 0, err
+    code, out, err = await kukectl(k, "image", "import", str(k.image.archive), "--realm", k.realm)
+    assert code == 0, err
+    code, out, err = await kukectl(k, "apply", "-f", "-", stdin=set_manifest(k).encode())
+    assert code == 0, err
+    assert "cellset/web created" in out
+
+    code, out, err = await kukectl(
+        k, "rollout", "status", "cellset/web", "--timeout", "90s", *scope
+    )
+    assert code == 0, err
+    assert "successfully rolled out" in out
+
+    code, out, err = await kukectl(k, "get", "cellsets", *scope)
+    assert code == 0, err
+    header, row = out.splitlines()[:2]
+    assert header.split()[:4] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]
+    assert row.split()[:4] == ["web", "2/2", "2", "2"]
+
+    code, out, err = await kukectl(k, "scale", "cellset/web", "--replicas", "3", *scope)
+    assert code == 0, err
+    code, out, err = await kukectl(k, "rollout", "status", "cellset/web", *scope)
+    assert code == 0, err
+    assert "3 of 3 updated, 3 ready" in out
+
+    code, out, err = await kukectl(k, "describe", "cellset", "web", *scope)
+    assert code == 0, err
+    assert "Ready:               3" in out
+    assert "Available" in out
+
+    code, out, err = await kukectl(k, "delete", "cellset", "web", *scope)
+    assert code == 0, err
+    deadline = time.monotonic() + 60
+    while True:
+        listed = await k.registry.list(
+            Kind.CELL, (k.realm, "web", "site"), label_selector=f"{CELLSET_LABEL}=web"
+        )
+        if not listed.items:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.3)
+
+    code, out, err = await kukectl(k, "scale", "pod/web", "--replicas", "1", *scope)
+    assert code == 2
