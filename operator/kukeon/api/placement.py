@@ -3,7 +3,8 @@
 The scheduler leader (``controllers.scheduler``) and ``kukectl drain`` (which asks, before
 it hands a cell back, whether another node could take it) decide the same way:
 *filter* (Ready, not cordoned, selector matches, enough allocatable memory for the cell's
-limits), then *score* (fewest cells, then most free memory, then the name). Nothing here
+limits), then *score* (fewest cells of the same CellSet, then fewest cells, then most free
+memory, then the name: a set's cells spread over the nodes that fit). Nothing here
 talks to etcd, so it is unit-tested as it is and cheap to import from the CLI.
 
 It also names the annotations placement is written with: ``kukeon.io/scheduled-by``
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .cell import Cell
+from .cellset import CELLSET_LABEL
 from .node import SCHEDULED_BY_ANNOTATION, SCHEDULED_BY_SCHEDULER, Node, NodeState
 
 EVICT_ANNOTATION = "kukeon.io/evict-from"
@@ -33,6 +35,15 @@ def is_scheduler_placed(cell: Cell) -> bool:
 def evicted_from(cell: Cell) -> str | None:
     """The node asked to stop the cell and hand it back (``kukectl drain``), if any."""
     return cell.metadata.annotations.get(EVICT_ANNOTATION) or None
+
+
+def spread_key(cell: Cell) -> str | None:
+    """The CellSet a cell belongs to (realm/space/stack/set), or None."""
+    owner = cell.metadata.labels.get(CELLSET_LABEL)
+    if not owner:
+        return None
+    spec = cell.spec
+    return f"{spec.realm_id}/{spec.space_id}/{spec.stack_id}/{owner}"
 
 
 def cell_memory_request(cell: Cell) -> int:
@@ -57,10 +68,20 @@ class NodeView:
     """Bytes; 0 means unknown, which only cells without memory limits fit."""
     cells: int = 0
     used_memory: int = 0
+    sets: dict[str, int] = field(default_factory=dict)
+    """Per CellSet (`spread_key`): how many of its cells the node has."""
 
     @property
     def free_memory(self) -> int:
         return max(self.allocatable_memory - self.used_memory, 0)
+
+    def count(self, cell: Cell, times: int = 1) -> None:
+        """Count ``cell`` on this node (``times=-1``: no longer)."""
+        self.cells += times
+        self.used_memory += times * cell_memory_request(cell)
+        key = spread_key(cell)
+        if key is not None:
+            self.sets[key] = self.sets.get(key, 0) + times
 
 
 def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -81,9 +102,11 @@ def filter_reason(node: NodeView, *, selector: Mapping[str, str], memory: int) -
     return None
 
 
-def score(node: NodeView) -> tuple[int, int, str]:
-    """Lower is better: fewest cells, then most free memory, then the name (stable)."""
-    return (node.cells, -node.free_memory, node.name)
+def score(node: NodeView, spread: str | None = None) -> tuple[int, int, int, str]:
+    """Lower is better: fewest cells of the set ``spread`` (a `spread_key`), then fewest
+    cells, then most free memory, then the name (stable)."""
+    same_set = node.sets.get(spread, 0) if spread is not None else 0
+    return (same_set, node.cells, -node.free_memory, node.name)
 
 
 @dataclass(frozen=True)
@@ -111,7 +134,8 @@ def choose_node(cell: Cell, nodes: Iterable[NodeView]) -> Placement:
             reasons[node.name] = why
     if not fitting:
         return Placement(None, reasons)
-    return Placement(min(fitting, key=score).name, reasons)
+    spread = spread_key(cell)
+    return Placement(min(fitting, key=lambda node: score(node, spread)).name, reasons)
 
 
 def node_view(node: Node) -> NodeView:
@@ -130,8 +154,7 @@ def count_cells(views: Mapping[str, NodeView], cells: Iterable[Cell]) -> None:
     for cell in cells:
         view = views.get(cell.spec.node_name or "")
         if view is not None:
-            view.cells += 1
-            view.used_memory += cell_memory_request(cell)
+            view.count(cell)
 
 
 __all__ = [
@@ -147,4 +170,5 @@ __all__ = [
     "node_view",
     "score",
     "selector_matches",
+    "spread_key",
 ]

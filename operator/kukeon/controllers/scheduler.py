@@ -10,8 +10,9 @@ the node heartbeat leases at once and then:
    cells the scheduler put there (``kukeon.io/scheduled-by: scheduler``), so they are
    placed again; cells the user pinned with ``nodeName`` stay and wait for their node;
 3. places every cell without ``nodeName``: *filter* (Ready, not cordoned, selector
-   matches, enough allocatable memory for the cell's limits), then *score* (fewest cells,
-   then most free memory, then the name), writing ``spec.nodeName`` by compare-and-swap.
+   matches, enough allocatable memory for the cell's limits), then *score* (fewest cells
+   of the same CellSet, then fewest cells, then most free memory, then the name), writing
+   ``spec.nodeName`` by compare-and-swap.
    A cell that fits nowhere gets ``Pending``/``Unschedulable`` and the reason per node;
 4. at most every ``release_interval`` seconds, releases what realms, spaces and stacks
    hold for nodes that are gone (NotReady for ``node_lost_timeout``, or whose Node
@@ -320,14 +321,10 @@ class Scheduler:
         placement = choose_node(cell, candidates)
         if placement.node is None:
             return self._unschedulable(cell, placement)
-        memory = cell_memory_request(cell)
-        chosen = views[placement.node]
-        chosen.cells += 1
-        chosen.used_memory += memory
+        views[placement.node].count(cell)
         previous = views.get(moving_from or "")
         if previous is not None:
-            previous.cells -= 1
-            previous.used_memory -= memory
+            previous.count(cell, -1)
         return self._bind(cell, placement.node, moving=moving_from is not None)
 
     async def _bind(self, cell: Cell, node: str, *, moving: bool) -> None:
