@@ -48,7 +48,8 @@ def test_v2_without_nsdelegate_is_not_guarded_and_says_why() -> None:
 def test_v1_is_never_guarded(layout: str) -> None:
     nesting = open_driver(mounts=parse_mountinfo(layout)).nesting()
     assert (nesting.version, nesting.guarded) == (1, False)
-    assert "cgroup v1" in nesting.risk and "device" in nesting.risk
+    assert "cgroup v1" in nesting.risk
+    assert "device" in nesting.risk
 
 
 def test_a_hybrid_hosts_unified_mount_is_not_taken_for_nsdelegate() -> None:
@@ -81,7 +82,8 @@ def test_v2_nested_container_gets_a_writable_cgroup2_in_its_own_namespace() -> N
     mount = _cgroup_mount(spec)
     # runc mounts a fresh cgroup2 there, rooted at the namespace root: the task's own leaf
     assert mount["type"] == "cgroup"
-    assert "rw" in mount["options"] and "ro" not in mount["options"]
+    assert "rw" in mount["options"]
+    assert "ro" not in mount["options"]
     assert "cgroup" in _namespaces(spec)
     assert spec["linux"]["cgroupsPath"] == "/kukeon/r1/s1/st1/cell1/web"
     # the rest of the sandbox is unchanged: /sys itself stays read-only, limits still apply
