@@ -467,9 +467,9 @@ async def run_phase(plane: Plane, phase: Phase, settings: Settings) -> None:
     print(f"{phase.name}: kukeond {phase.core_percent:.1f} % of a core", file=sys.stderr)
     if settings.profile_seconds > 0 and settings.py_spy is not None:
         raw = Path(tempfile.gettempdir()) / f"probe-bench-{phase.name}-{plane.daemon.pid}.pyspy"
-        print(f"{phase.name}: profiling kukeond for {settings.profile_seconds:g}s", file=sys.stderr)
+        print(f"{phase.name}: profiling kukeond into {raw}", file=sys.stderr)
         phase.profile = [
-            f"Profile of the {phase.name} phase, after its window ({raw}):",
+            f"Profile of the {phase.name} phase, {settings.profile_seconds:g} s after its window:",
             "",
             *await profile(
                 plane.daemon.pid,
