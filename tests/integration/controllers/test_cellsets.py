@@ -128,3 +128,13 @@ async def test_a_set_comes_up_scales_rolls_and_cascades(kukeond: Kukeond) -> Non
     while await cells_of(k):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.3)
+
+
+async def test_deleting_the_realm_takes_a_running_set_and_its_cells(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(set_doc(k, 2))
+    await settle(k, 2)
+    await k.registry.delete(Kind.REALM, (k.realm,), cascade=True, background=True)
+    await k.wait_gone(Kind.REALM, (k.realm,), within=90)
+    assert not await cells_of(k)
