@@ -1,0 +1,102 @@
+"""CellSets over the real HTTP API: the routes under a stack, a 422 naming the field for a
+selector that misses the template or an unknown field, and admission of the template as a
+cell (an editor's privileged template is a 403 naming spec.template.spec...)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from kukeon.store import Registry
+from tests.integration.apiserver.conftest import (
+    ADMIN_TOKEN,
+    Api,
+    Certs,
+    realm_doc,
+    running_api,
+    space_doc,
+    stack_doc,
+    tls_session,
+)
+from tests.integration.apiserver.test_cellprofiles import EDITOR, V, fields_of, post, write_tokens
+
+pytestmark = pytest.mark.integration
+
+SETS = f"{V}/realms/team/spaces/s/stacks/st/cellsets"
+
+
+def set_doc(**container: Any) -> dict[str, Any]:
+    return {
+        "kind": "CellSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"id": "main", "image": "busybox", **container}]},
+            },
+        },
+    }
+
+
+@pytest.fixture
+async def sessions(
+    registry: Registry, certs: Certs, tmp_path: Path
+) -> AsyncIterator[tuple[Api, aiohttp.ClientSession, aiohttp.ClientSession]]:
+    async with (
+        running_api(registry, certs, write_tokens(tmp_path, "team")) as api,
+        tls_session(api, ADMIN_TOKEN) as admin,
+        tls_session(api, EDITOR) as editor,
+    ):
+        for path, doc in (
+            (f"{V}/realms", realm_doc("team")),
+            (f"{V}/realms/team/spaces", space_doc("s")),
+            (f"{V}/realms/team/spaces/s/stacks", stack_doc("st")),
+        ):
+            status, body = await post(admin, path, doc)
+            assert status == 201, body
+        yield api, admin, editor
+
+
+async def test_cellsets_over_http(
+    sessions: tuple[Api, aiohttp.ClientSession, aiohttp.ClientSession],
+) -> None:
+    _, admin, editor = sessions
+    status, body = await post(editor, SETS, set_doc(privileged=True))
+    assert status == 403, body
+    assert fields_of(body) == ["spec.template.spec.containers[0].privileged"]
+    status, body = await post(admin, SETS, set_doc(privileged=True), dry_run=True)
+    assert status == 201, body  # an admin may
+
+    missing = set_doc()
+    missing["spec"]["selector"]["matchLabels"] = {"app": "api"}
+    status, body = await post(editor, SETS, missing)
+    assert status == 422, body
+    assert "spec.selector.matchLabels" in fields_of(body)
+
+    unknown = set_doc()
+    unknown["spec"]["spread"] = {"topologyKey": "zone"}
+    status, body = await post(editor, SETS, unknown)
+    assert status == 422, body
+    assert "spec.spread" in fields_of(body)
+
+    status, body = await post(editor, SETS, set_doc())
+    assert status == 201, body
+    assert body["spec"]["realmId"] == "team"
+    assert body["spec"]["stackId"] == "st"
+    async with editor.get(f"{V}/cellsets") as response:
+        listed = await response.json()
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["web"]
+    async with editor.patch(
+        f"{SETS}/web",
+        json={"spec": {"replicas": 4}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    ) as response:
+        assert response.status == 200, await response.text()
+    async with editor.delete(f"{SETS}/web") as response:
+        assert response.status == 200, await response.text()
