@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry
 
+from kukeon.api import Kind
 from kukeon.controllers import (
     Controllers,
     Host,
@@ -223,6 +224,8 @@ class Daemon:
         recorder = EventRecorder(
             sink=self.events, node_name=config.node_name, metrics=operator.metrics
         )
+        for kind in (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL):
+            operator.on_change(kind, recorder.object_changed)  # a deleted object's Events go
         self.controllers = register_controllers(
             operator,
             host=host,

@@ -152,6 +152,17 @@ class EventRecorder:
             while len(self._occurrences) > self._cache_size:
                 self._occurrences.popitem(last=False)
 
+    def object_changed(self, obj: AnyResource, deleted: bool) -> None:
+        """A change listener (``Operator.on_change``): once ``obj`` is deleted, its Events
+        leave the cache. Nothing will bump them again (a new object has another uid), and
+        kept, they filled the LRU to its bound under churn: ~3 KiB per Event, 12 MiB."""
+        if not deleted:
+            return
+        key, uid = key_of(obj), obj.metadata.uid
+        for name, stored in list(self._cache.items()):
+            if stored.involved_object.key == key and stored.involved_object.uid == uid:
+                del self._cache[name]
+
     # --- the writer ----------------------------------------------------------------------
 
     @property
