@@ -71,6 +71,10 @@ async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
     code, out, err = await kukectl(k, "describe", "cellset", "web", *scope)
     assert code == 0, err
     assert "Ready:               3" in out
+    cells_table = out[out.index("Cells:") :].splitlines()
+    assert cells_table[1].split() == ["NAME", "STATE", "NODE", "TEMPLATE"]
+    assert len([line for line in cells_table if "(current)" in line]) == 3
+    assert all(k.config.node_name in line for line in cells_table if "(current)" in line)
     assert "Available" in out
 
     code, out, err = await kukectl(k, "delete", "cellset", "web", *scope)

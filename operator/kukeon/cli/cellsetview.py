@@ -1,8 +1,11 @@
-"""How `get` and `describe` show a CellSet: its table columns and its status lines."""
+"""How `get` and `describe` show a CellSet: its table columns, its status and its cells."""
 
 from __future__ import annotations
 
-from kukeon.api import CellSet
+from collections.abc import Sequence
+
+from kukeon.api import CELLSET_LABEL, TEMPLATE_HASH_LABEL, AnyResource, Cell, CellSet, Kind, key_of
+from kukeon.apiserver.client import ApiClient
 
 
 def set_columns() -> list[str]:
@@ -37,3 +40,31 @@ def set_status_lines(res: CellSet) -> list[str]:
     if not status.conditions:
         lines.append("  <none>")
     return lines
+
+
+def set_cell_lines(res: CellSet, cells: Sequence[Cell]) -> list[str]:
+    """The ``Cells:`` table of a set's describe page: each cell's state, node and template."""
+    if not cells:
+        return ["Cells:", "  <none>"]
+    current = res.template_hash()
+    rows = [("NAME", "STATE", "NODE", "TEMPLATE")]
+    for cell in sorted(cells, key=lambda c: c.metadata.name):
+        hash_ = cell.metadata.labels.get(TEMPLATE_HASH_LABEL, "")
+        state = "Deleting" if cell.metadata.deletion_timestamp else str(cell.status.state)
+        template = f"{hash_} (current)" if hash_ == current else f"{hash_} (old)"
+        rows.append((cell.metadata.name, state, cell.spec.node_name or "<none>", template))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return ["Cells:"] + [
+        "  " + "  ".join([*(row[i].ljust(widths[i]) for i in range(3)), row[3]]) for row in rows
+    ]
+
+
+async def set_members(client: ApiClient, res: AnyResource) -> list[Cell]:
+    """The cells of ``res`` when it is a CellSet (labelled with its name in its stack)."""
+    if not isinstance(res, CellSet):
+        return []
+    scope = key_of(res)[:-1]
+    listed = await client.list(
+        Kind.CELL, scope, label_selector=f"{CELLSET_LABEL}={res.metadata.name}"
+    )
+    return [cell for cell in listed.items if isinstance(cell, Cell)]

@@ -21,6 +21,7 @@ from kukeon.apiserver.client import ApiClient, ApiRequestError
 from kukeon.apiserver.paths import KINDS
 from kukeon.apiserver.reflector import follow
 
+from .cellsetview import set_members
 from .eventview import events_of
 from .jsonpath import JsonPathError, parse_columns, render_template, sort_key
 from .output import (
@@ -456,7 +457,8 @@ def describe_command(
         pages = []
         for kind, key in keys:
             res = await client.get(kind, key)
-            pages.append(describe(res, events=await events_of(client, res)))
+            members = await set_members(client, res)
+            pages.append(describe(res, events=await events_of(client, res), members=members))
         print_text("\n".join(pages))
 
     run(ctx, work)

@@ -17,6 +17,7 @@ import yaml
 
 from kukeon.api import (
     AnyResource,
+    Cell,
     CellProfile,
     CellSet,
     Event,
@@ -571,10 +572,15 @@ def _container_status_lines(containers: Sequence[Any]) -> list[str]:
 
 
 def describe(
-    res: AnyResource, *, now: datetime | None = None, events: Sequence[Event] | None = None
+    res: AnyResource,
+    *,
+    now: datetime | None = None,
+    events: Sequence[Event] | None = None,
+    members: Sequence[Cell] = (),
 ) -> str:
-    """A human page about one object: identity, spec, status, containers, reasons, and
-    its recent ``events`` when given (an empty list shows ``Events: <none>``)."""
+    """A human page about one object: identity, spec, status, containers, reasons, a
+    CellSet's ``members`` (its cells), and its recent ``events`` when given (an empty list
+    shows ``Events: <none>``)."""
     when = now or datetime.now(UTC)
     kind = Kind(res.kind)
     lines = _identity_lines(res, kind, when)
@@ -584,9 +590,9 @@ def describe(
     if isinstance(res, CellProfile):  # a template: no status
         return "\n".join(lines) + "\n"
     if isinstance(res, CellSet):
-        return "\n".join([*lines, *cellsetview.set_status_lines(res)]) + "\n"
-
-    lines += _status_lines(res, kind, when)
+        lines += cellsetview.set_status_lines(res) + cellsetview.set_cell_lines(res, members)
+    else:
+        lines += _status_lines(res, kind, when)
     if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
         lines += _node_lines(kind, res.status.nodes)
     if isinstance(res, Node):

@@ -10,9 +10,9 @@ exist in its stack (or is being deleted) is deleted: that is the set's cascade.
 
 A cell is Ready when its state is ``Ready`` (its readiness probes pass, see
 docs/probes.md); it has been Ready since ``status.readyAt``, the first time it was. A
-cell that ends ``Failed`` after it was Ready is replaced; one that failed before it ever
-was (its image or command is wrong) is kept, as a copy would fail the same way, and shows
-in the set's status (not Ready, so a rollout to that template does not go on).
+cell that ends (``Failed``, ``Error``, ``Exited``) after it was Ready is replaced; one that failed
+before it ever was (its image or command is wrong) is kept, as a copy would fail the same
+way, and shows in the set's status (not Ready, so a rollout to that template stops).
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ CELLSETS = "cellsets"
 """The leader lease's name."""
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SUFFIX_LENGTH = 5
+_ENDED = frozenset({CellState.FAILED, CellState.ERROR, CellState.EXITED})
+"""States a cell does not leave by itself (no restart left): it is replaced."""
 
 StackKey = tuple[str, ...]
 """(realm, space, stack, set): a set's key."""
@@ -76,7 +78,7 @@ def member_of(cell: Cell) -> Member:
         ready_since=status.ready_at,
         # Replaced only after it ran: a cell that never got Ready failed by its template
         # (an image, a command), which a new copy would fail again.
-        failed=status.state == CellState.FAILED and status.ready_at is not None,
+        failed=status.state in _ENDED and status.ready_at is not None,
         deleting=cell.metadata.deletion_timestamp is not None,
     )
 

@@ -138,3 +138,25 @@ async def test_deleting_the_realm_takes_a_running_set_and_its_cells(kukeond: Kuk
     await k.registry.delete(Kind.REALM, (k.realm,), cascade=True, background=True)
     await k.wait_gone(Kind.REALM, (k.realm,), within=90)
     assert not await cells_of(k)
+
+
+async def test_a_cell_that_ends_after_it_ran_is_replaced(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    document = set_doc(k, 1)
+    document["spec"]["template"]["spec"]["containers"] = [
+        container(k, "a", script="sleep 2; exit 3")
+    ]
+    await k.apply(document)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    while True:
+        cells = await cells_of(k)
+        names = {c.metadata.name for c in cells}
+        seen |= names
+        assert len(live(cells)) <= 1
+        if len(seen) >= 3:
+            break
+        assert time.monotonic() < deadline, seen
+        await asyncio.sleep(0.3)
+    await k.registry.delete(Kind.CELL_SET, (k.realm, "s1", "st1", "web"))
