@@ -1,11 +1,12 @@
-"""CPU of one HTTP probe check in the prober's process: kukeond's aiohttp check vs a bare GET.
+"""CPU of one HTTP probe check in the prober's process: kukeond's check vs a bare GET.
 
 `bench/probe_bench.py` finds kukeond's HTTP checks the largest part of what 200 probed
 cells cost. This isolates the client side: a busybox ``httpd`` on loopback, and in this
 process ``--checks`` checks, ``--concurrency`` at a time, made by
 
-- **kukeond**: ``kukeon.controllers.probers.Prober.check`` (aiohttp's ``ClientSession``, a
-  new connection per check, as kukeond probes);
+- **kukeond**: ``kukeon.controllers.probers.Prober.check`` (``controllers.httpcheck``: a
+  new connection per check, status line, headers and the body's first KiB read, as kukeond
+  probes; it used aiohttp's ``ClientSession`` until 2026-12-03, at about twice the CPU);
 - **bare**: ``asyncio.open_connection``, one ``GET`` written, the status line read, the
   connection closed, under the same ``asyncio.timeout``: the least a check can do over a
   new connection.
@@ -88,7 +89,7 @@ async def measure(check: Check, *, checks: int, concurrency: int) -> tuple[float
 
 async def bench(port: int, *, checks: int, concurrency: int, rounds: int) -> list[str]:
     prober = Prober(None)  # type: ignore[arg-type]  # HTTP checks never reach containerd
-    candidates = {"kukeond (aiohttp)": kukeond_check(prober, port), "bare": bare_check(port, 1.0)}
+    candidates = {"kukeond": kukeond_check(prober, port), "bare": bare_check(port, 1.0)}
     rows = []
     try:
         for number in range(rounds):

@@ -14,10 +14,11 @@ Ready without restarting anything.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from kukeon.api.meta import KukeonModel, NullableList, OptionalString, Timestamp
 
@@ -65,9 +66,27 @@ class ExecAction(KukeonModel):
     command: list[NonEmptyString] = Field(min_length=1)
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
 class HTTPHeader(KukeonModel):
     name: NonEmptyString
+    """An HTTP field name (a token: letters, digits and ``!#$%&'*+.^_`|~-``)."""
     value: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _a_token(cls, name: str) -> str:
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"{name!r} is not an HTTP header name")
+        return name
+
+    @field_validator("value")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError("must not contain line breaks or NUL")
+        return value
 
 
 class HTTPGetAction(KukeonModel):

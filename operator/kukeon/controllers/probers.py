@@ -9,7 +9,7 @@ is a failure with its reason, as in Kubernetes.
   spec (user, environment, working directory) and the command replaced; its output is
   read from FIFOs and capped (the rest is drained and dropped, never stored); on timeout
   the process is SIGKILLed and always deleted, so no process is left behind.
-- ``httpGet`` connects from the host to the cell's address with aiohttp, a new connection
+- ``httpGet`` connects from the host to the cell's address (``httpcheck``), a new connection
   per check, redirects not followed; a status in [200, 400) is success.
 - ``tcpSocket`` opens and closes a connection.
 """
@@ -21,10 +21,11 @@ import contextlib
 import os
 import secrets
 import shutil
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kukeon.api.probes import PROBE_OUTPUT_MAX, ExecAction, HTTPGetAction, Probe, TCPSocketAction
 from kukeon.runtime.containerd import ContainerdClient
@@ -32,8 +33,7 @@ from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.pipes import read_output
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO
 
-if TYPE_CHECKING:
-    import aiohttp
+from .httpcheck import HttpReplyError, http_get
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +70,10 @@ class Prober:
 
     def __init__(self, containerd: ContainerdClient, *, exec_slots: int = EXEC_SLOTS) -> None:
         self.containerd = containerd
-        self._session: aiohttp.ClientSession | None = None
         self._exec_slots = asyncio.Semaphore(exec_slots)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Nothing is held between checks (each opens its own connection)."""
 
     async def check(self, probe: Probe, target: ProbeTarget) -> CheckResult:
         seconds = float(probe.timeout_seconds)
@@ -113,39 +110,28 @@ class Prober:
 
     # --- httpGet ------------------------------------------------------------------------
 
-    def _client(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        if self._session is None:
-            # A new connection per check (force_close), as Kubernetes does: a server that
-            # stops accepting connections must fail its probe.
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True, limit=0, ssl=False),
-                headers={"User-Agent": "kukeon-probe/1.0"},
-                skip_auto_headers=("Accept-Encoding",),
-            )
-        return self._session
-
     async def _http(self, action: HTTPGetAction, address: str, seconds: float) -> CheckResult:
-        import aiohttp
-
         host = f"[{address}]" if ":" in address else address
         url = f"{action.scheme.lower()}://{host}:{action.port}{action.path}"
-        headers = {header.name: header.value for header in action.http_headers}
+        headers = [(header.name, header.value) for header in action.http_headers]
         try:
             async with asyncio.timeout(seconds):
-                async with self._client().get(
-                    url, headers=headers, allow_redirects=False
-                ) as response:
-                    status = response.status
-                    body = await response.content.read(PROBE_OUTPUT_MAX)
+                status, body = await http_get(
+                    address,
+                    action.port,
+                    action.path,
+                    headers,
+                    tls=action.scheme == "HTTPS",
+                    limit=PROBE_OUTPUT_MAX,
+                )
         except TimeoutError:
             return CheckResult(False, f"GET {url}: timed out after {seconds:g}s")
-        except aiohttp.ClientConnectorError as error:
-            cause = error.os_error
-            why = os.strerror(cause.errno) if cause.errno else str(cause)
-            return CheckResult(False, f"GET {url}: connect: {why}")
-        except (aiohttp.ClientError, OSError, ValueError) as error:
+        except ssl.SSLError as error:
+            return CheckResult(False, truncate(f"GET {url}: TLS: {error}"))
+        except OSError as error:
+            why = os.strerror(error.errno) if error.errno else str(error)
+            return CheckResult(False, truncate(f"GET {url}: {why}"))
+        except HttpReplyError as error:
             return CheckResult(False, truncate(f"GET {url}: {error}"))
         if 200 <= status < 400:
             return CheckResult(True)

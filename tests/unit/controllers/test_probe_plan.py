@@ -165,6 +165,16 @@ def test_an_exit_a_liveness_probe_caused_has_its_reason() -> None:
         ("livenessProbe", {"tcpSocket": {"port": 70000}}, "port"),
         ("livenessProbe", {**HTTP, "periodSeconds": 0}, "periodSeconds"),
         ("livenessProbe", {"grpc": {"port": 1}}, "grpc"),
+        (
+            "readinessProbe",
+            {"httpGet": {"port": 1, "httpHeaders": [{"name": "Bad Name", "value": "x"}]}},
+            "not an HTTP header name",
+        ),
+        (
+            "readinessProbe",
+            {"httpGet": {"port": 1, "httpHeaders": [{"name": "X", "value": "a\r\nB: c"}]}},
+            "line breaks",
+        ),
     ],
 )
 def test_probe_validation_names_the_field(field: str, probe: dict[str, Any], words: str) -> None:
