@@ -173,13 +173,16 @@ class CellSetController:
             for kind in (Kind.CELL_SET, Kind.CELL)
         ]
         try:
+            woken = True
             while True:
                 self._wake.clear()
+                failed = False
                 try:
-                    await self.run_pass()
+                    await self.run_pass(woken=woken)
                 except StoreError as error:
                     log.warning("cell set pass failed (%s); trying again", error)
-                await wait_event(self._wake, self.interval)
+                    failed = True  # the next pass does the whole work again
+                woken = await wait_event(self._wake, self.interval) or failed
         finally:
             await tasks.stop(watchers)
 
@@ -195,11 +198,17 @@ class CellSetController:
                 log.info("cell set watch of %s interrupted (%r); restarting", kind.value, error)
                 await asyncio.sleep(self.interval)
 
-    async def run_pass(self) -> None:
+    async def run_pass(self, *, woken: bool = True) -> None:
+        """One pass over every set and the cells they own. A pass the interval brought
+        (``woken`` False) with no set stored does not list the cells: an orphan (a cell of
+        a deleted set) is found by the pass its set's deletion wakes, and listing and
+        parsing every cell of the fleet each second is most of an idle leader's CPU."""
         self.passes += 1
         sets = [
             s for s in (await self.registry.list(Kind.CELL_SET)).items if isinstance(s, CellSet)
         ]
+        if not sets and not woken:
+            return
         owned: dict[StackKey, list[Cell]] = {}
         for cell in (await self.registry.list(Kind.CELL)).items:
             if isinstance(cell, Cell) and (owner := owner_key(cell)) is not None:
