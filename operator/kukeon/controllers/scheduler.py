@@ -139,6 +139,8 @@ class Scheduler:
         self.interval = interval
         self.release_interval = release_interval
         self._released_at: datetime | None = None
+        self._unplaced = True
+        """The last pass saw a cell without a node (or none ran yet): idle passes list cells."""
         self._clock = clock
         self._wake = asyncio.Event()
         self.stats = SchedulerStats()
@@ -154,13 +156,16 @@ class Scheduler:
         tasks = self.tasks if self.tasks is not None else Supervisor()
         watcher = tasks.start("kukeon-scheduler-watch", self._watch_cells)
         try:
+            woken = True
             while True:
                 self._wake.clear()
+                failed = False
                 try:
-                    await self.run_pass()
+                    await self.run_pass(woken=woken)
                 except StoreError as error:
                     log.warning("scheduling pass failed (%s); trying again", error)
-                await wait_event(self._wake, self.interval)
+                    failed = True  # the next pass does the whole work again
+                woken = await wait_event(self._wake, self.interval) or failed
         finally:
             await watcher.stop()
 
@@ -178,11 +183,15 @@ class Scheduler:
                 log.info("scheduler watch interrupted (%r); restarting", error)
                 await asyncio.sleep(self.interval)
 
-    async def run_pass(self) -> None:
+    async def run_pass(self, *, woken: bool = True) -> None:
+        """One pass: node liveness, cells placed and moved off lost nodes, gone nodes
+        released. A pass the interval brought (``woken`` False) while every node is Ready
+        and the last pass left no cell without a node has no cell to decide about: it does
+        not list them (listing and parsing every cell of the fleet each second was most of
+        an idle leader's CPU); a cell that needs a node wakes the loop through the watch."""
         self.stats.passes += 1
         alive = await alive_nodes(self.registry.client, self.registry.key_prefix)
         nodes = [n for n in (await self.registry.list(Kind.NODE)).items if isinstance(n, Node)]
-        cells = [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
         now = self._clock()
 
         views: dict[str, NodeView] = {}
@@ -192,6 +201,10 @@ class Scheduler:
             views[node.metadata.name] = node_view(node)
             if not views[node.metadata.name].ready:
                 lost_since[node.metadata.name] = ready_since(node) or now
+        cells: list[Cell] = []
+        if woken or lost_since or self._unplaced:
+            cells = [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
+            self._unplaced = any(not c.spec.node_name for c in cells)
         count_cells(views, cells)
 
         # Decisions are taken one cell at a time (each one counts in the next one's score);

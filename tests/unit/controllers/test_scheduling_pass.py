@@ -204,3 +204,34 @@ async def test_the_leader_loop_wakes_for_unplaced_cells(fleet: Fleet) -> None:
 
 def test_heartbeats_live_under_the_key_prefix() -> None:
     assert heartbeat_prefix("/kukeon/") == "/kukeon/leases/fleet/"
+
+
+async def test_an_idle_pass_lists_no_cell_until_one_needs_deciding(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_node(fleet, "a", memory=1024 * MIB)
+    await fleet.create(with_memory("c1", 100))
+    listed: list[Kind] = []
+    original = fleet.list
+
+    async def counting(kind: Kind, *args: Any, **kwargs: Any) -> Any:
+        listed.append(kind)
+        return await original(kind, *args, **kwargs)
+
+    monkeypatch.setattr(fleet, "list", counting)
+    clock = Clock()
+    pass_ = scheduler(fleet, clock)
+    await pass_.run_pass(woken=False)  # the first pass decides whatever it finds
+    assert (await get_cell(fleet, "c1")).spec.node_name == "a"
+    listed.clear()
+    await pass_.run_pass(woken=False)  # c1 had no node in the last pass: look again
+    assert Kind.CELL in listed
+    listed.clear()
+    await pass_.run_pass(woken=False)  # every cell placed, every node Ready: nothing to list
+    assert Kind.CELL not in listed
+    # A node that stops renewing its lease makes its cells a question again.
+    fleet.alive.discard("a")
+    clock.now += timedelta(seconds=120)
+    listed.clear()
+    await pass_.run_pass(woken=False)
+    assert Kind.CELL in listed
