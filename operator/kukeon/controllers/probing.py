@@ -117,6 +117,18 @@ class _Container:
         readiness = self.probes.get(ProbeKind.READINESS)
         return readiness is None or readiness.result == ProbeResult.SUCCESS
 
+    def shown(self) -> tuple[object, ...]:
+        """What the status would show, cheaply: compared around every check, where building
+        two ``ProbeView`` models and comparing them cost ~35 µs (a check is ~250 µs)."""
+        return (
+            self.started,
+            self.ready,
+            tuple(
+                (p.result, min(p.failures, p.spec.failure_threshold), p.message, p.transition)
+                for p in self.probes.values()
+            ),
+        )
+
     def view(self) -> ProbeView:
         return ProbeView(
             pid=self.pid,
@@ -288,10 +300,10 @@ class ProbeManager:
         if entry.stopping:
             return
         self._count(entry, probe, result)
-        before = entry.view()
+        before = entry.shown()
         self._record(entry, probe, result)
         self._follow_up(entry, probe, result)
-        if entry.view() != before:
+        if entry.shown() != before:
             self.trigger(Kind.CELL, entry.key)
 
     def _count(self, entry: _Container, probe: _Probe, result: CheckResult) -> None:
