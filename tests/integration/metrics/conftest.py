@@ -41,6 +41,7 @@ from kukeon.api import (
     key_of,
     parse_resource,
 )
+from kukeon.controllers.probing import probe_counter
 from kukeon.framework import Operator, OperatorRunner, Settings, TemporaryError
 from kukeon.metrics import DaemonMetrics, request_latency_for, serve_metrics
 from kukeon.metrics.usage import CellUsageCollector, CellUsageSample
@@ -184,6 +185,9 @@ async def kukeond_metrics_source(kukeond: Kukeond) -> MetricsSource:
     )
     # A registry on a closed loopback port: the pull fails at once, the cell is Failed.
     await k.apply(cell("broken", [{"id": "main", "image": "127.0.0.1:1/nothing:v1"}]))
+    # A readiness probe nobody answers (port 9): failed checks every second, never Ready.
+    unready = {**sleeper, "readinessProbe": {"tcpSocket": {"port": 9}, "periodSeconds": 1}}
+    await k.apply(cell("unready", [{"id": "main", **unready}]))
     for name, state in (
         ("up-1", "Ready"),
         ("up-2", "Ready"),
@@ -191,6 +195,14 @@ async def kukeond_metrics_source(kukeond: Kukeond) -> MetricsSource:
         ("broken", "Failed"),
     ):
         await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", name), state=state)
+    await k.wait_for(
+        Kind.CELL,
+        (k.realm, "s1", "st1", "unready"),
+        until=lambda c: (
+            bool(c.status.containers and c.status.containers[0].probes)
+            and c.status.containers[0].probes[0].result == "Failure"
+        ),
+    )
 
     async def poke() -> None:
         found = await k.registry.get(Kind.CELL, (k.realm, "s1", "st1", "up-1"))
@@ -246,7 +258,13 @@ async def assembled_metrics_source(
         operator.reconcile(kind)(observe_layer)
     operator.reconcile(Kind.CELL)(observe_cell)
 
+    # Probe checks, as kukeond's ProbeManager counts them: one failing probe, checked at
+    # every poke (present from the start, so its rate has a first sample).
+    checks = probe_counter(collectors)
+    failing = checks.labels(realm, "web", "front", "nginx-1", "main", "readiness", "failure")
+
     async def poke() -> None:
+        failing.inc()
         cell = await registry.get(Kind.CELL, (realm, "web", "front", "nginx-1"))
         labels = {**cell.metadata.labels, "poked": secrets.token_hex(3)}
         metadata = cell.metadata.model_copy(update={"labels": labels})
