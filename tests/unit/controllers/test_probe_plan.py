@@ -11,7 +11,16 @@ from pydantic import ValidationError
 
 from kukeon.api import CellState, ContainerSpec, ContainerState
 from kukeon.api.probes import ProbeKind, ProbeResult, ProbeStatus
-from kukeon.controllers.cellplan import ObservedTask, ProbeKill, ProbeView, StartTask, plan_cell
+from kukeon.controllers.cellplan import (
+    ContainerInputs,
+    ContainerPlan,
+    ObservedTask,
+    ProbeKill,
+    ProbeView,
+    StartTask,
+    plan_cell,
+    plan_container,
+)
 from kukeon.runtime.containerd.tasks import TaskStatus
 
 from .test_cellplan import NAME, T0, cell, kept, plan, ran, stopped_task
@@ -69,9 +78,14 @@ def test_the_probes_view_of_the_running_pid_is_reported() -> None:
     assert not stale.status.ready
 
 
-def plan_container_with(spec: ContainerSpec, *, view: ProbeView | None) -> Any:
-    from kukeon.controllers.cellplan import ContainerInputs, plan_container
-
+def plan_container_with(
+    spec: ContainerSpec,
+    *,
+    view: ProbeView | None = None,
+    task: ObservedTask | None = None,
+    kill: ProbeKill | None = None,
+) -> ContainerPlan:
+    """Plan one container of a cell that ran before, its task `task` (running by default)."""
     return plan_container(
         ContainerInputs(
             spec=spec,
@@ -81,9 +95,10 @@ def plan_container_with(spec: ContainerSpec, *, view: ProbeView | None) -> Any:
             restarted_at="",
             previous=ran(),
             container=kept(),
-            task=running_task(),
+            task=task or running_task(),
             now=T0,
             probes=view,
+            probe_kill=kill,
         )
     )
 
@@ -110,41 +125,15 @@ def test_a_cell_whose_tasks_run_but_one_is_not_ready_is_not_ready(ready_observed
 def test_an_exit_a_liveness_probe_caused_has_its_reason() -> None:
     spec = probed(livenessProbe=HTTP)
     kill = ProbeKill(pid=100, reason="LivenessProbeFailed", message="liveness probe failed: x")
-    from kukeon.controllers.cellplan import ContainerInputs, plan_container
-
-    result = plan_container(
-        ContainerInputs(
-            spec=spec,
-            name=NAME,
-            root=True,
-            digest="d1",
-            restarted_at="",
-            previous=ran(),
-            container=kept(),
-            task=stopped_task(143, at=T0 - timedelta(seconds=1)),
-            now=T0,
-            probe_kill=kill,
-        )
-    )
+    exited = stopped_task(143, at=T0 - timedelta(seconds=1))
+    result = plan_container_with(spec, task=exited, kill=kill)
     assert result.status.state == ContainerState.FAILED
     assert result.status.reason == "LivenessProbeFailed"
     assert result.status.message == "liveness probe failed: x"
     assert not result.status.ready
     # A kill of another task does not name this exit.
-    other = plan_container(
-        ContainerInputs(
-            spec=spec,
-            name=NAME,
-            root=True,
-            digest="d1",
-            restarted_at="",
-            previous=ran(),
-            container=kept(),
-            task=stopped_task(143, at=T0 - timedelta(seconds=1)),
-            now=T0,
-            probe_kill=ProbeKill(pid=7, reason="LivenessProbeFailed", message=""),
-        )
-    )
+    other_kill = ProbeKill(pid=7, reason="LivenessProbeFailed", message="")
+    other = plan_container_with(spec, task=exited, kill=other_kill)
     assert other.status.reason == "Error"
 
 
@@ -213,8 +202,6 @@ def test_a_kubernetes_probe_loads_unchanged() -> None:
 def test_a_probe_stop_is_a_failure_even_when_the_process_exits_0(policy: str) -> None:
     """A process that handles SIGTERM and exits 0 was still stopped for failing: on-failure
     restarts it, never leaves it Failed (not Completed) and the cell in Error."""
-    from kukeon.controllers.cellplan import ContainerInputs, plan_container
-
     spec = ContainerSpec.model_validate(
         {
             "id": "app",
@@ -224,19 +211,9 @@ def test_a_probe_stop_is_a_failure_even_when_the_process_exits_0(policy: str) ->
             "livenessProbe": HTTP,
         }
     )
-    result = plan_container(
-        ContainerInputs(
-            spec=spec,
-            name=NAME,
-            root=True,
-            digest="d1",
-            restarted_at="",
-            previous=ran(),
-            container=kept(),
-            task=stopped_task(0, at=T0 - timedelta(seconds=5)),
-            now=T0,
-            probe_kill=ProbeKill(pid=100, reason="StartupProbeFailed", message="m"),
-        )
+    stopped = ProbeKill(pid=100, reason="StartupProbeFailed", message="m")
+    result = plan_container_with(
+        spec, task=stopped_task(0, at=T0 - timedelta(seconds=5)), kill=stopped
     )
     if policy == "on-failure":
         assert isinstance(result.actions[-1], StartTask)

@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from kukeon.api import Cell, ContainerSpec, Kind
-from kukeon.api.probes import ProbeKind, ProbeResult
+from kukeon.api.probes import ProbeResult
 from kukeon.controllers.probing import ProbeManager, RunningContainer
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.store.pki import ensure_pki
@@ -253,7 +253,11 @@ async def test_forgetting_a_cell_stops_its_probes_and_drops_its_series(harness: 
 async def test_a_container_without_probes_has_no_entry(harness: Harness) -> None:
     harness.sync(container())
     assert harness.manager.view(KEY, "app") is None
-    assert ProbeKind.READINESS not in container().probes()
+    # Probes removed from a spec that had them: the entry and its timer go.
+    harness.sync(container(readinessProbe={"tcpSocket": {"port": free_port()}}))
+    assert harness.manager.view(KEY, "app") is not None
+    harness.sync(container())
+    assert harness.manager.view(KEY, "app") is None
 
 
 async def test_https_path_and_headers_are_what_the_probe_sends(
