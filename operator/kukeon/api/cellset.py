@@ -48,6 +48,10 @@ SUFFIX_LENGTH = 5
 NAME_MAX = DNS_LABEL_MAX - HASH_LENGTH - SUFFIX_LENGTH - 2
 """A set's name leaves room for `-<hash>-<suffix>` in its cells' names."""
 REPLICAS_MAX = 10_000
+DEADLINE_MAX = 86_400 * 7
+DEFAULT_PROGRESS_DEADLINE = 600
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+"""The reason of `Progressing=False`: the rollout stopped, waiting for a new template."""
 
 IntOrPercent = Annotated[
     Annotated[int, Field(ge=0, le=REPLICAS_MAX, strict=True)]
@@ -99,6 +103,10 @@ class CellSetSpec(KukeonModel):
     strategy: CellSetStrategy = Field(default_factory=CellSetStrategy)
     min_ready_seconds: int = Field(default=0, ge=0, le=86_400, strict=True)
     """How long a new cell must have been Ready before it counts as available."""
+    progress_deadline_seconds: int = Field(
+        default=DEFAULT_PROGRESS_DEADLINE, ge=1, le=DEADLINE_MAX, strict=True
+    )
+    """A rollout that makes no progress for this long stops (`Progressing=False`)."""
 
     def surge_and_unavailable(self) -> tuple[int, int]:
         """`maxSurge` and `maxUnavailable` as counts (at least one of them positive)."""
@@ -116,6 +124,8 @@ class CellSetCondition(KukeonModel):
     reason: OptionalString = None
     message: OptionalString = None
     last_transition_time: Timestamp = None
+    last_update_time: Timestamp = None
+    """`Progressing`: when the set last made progress (its deadline counts from there)."""
 
 
 class CellSetStatus(KukeonModel):
@@ -224,6 +234,15 @@ def _strategy_errors(spec: Mapping[str, Any]) -> list[FieldError]:
     return []
 
 
+def _deadline_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    deadline = spec.get("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE)
+    min_ready = spec.get("minReadySeconds", 0)
+    if isinstance(deadline, int) and isinstance(min_ready, int) and deadline <= min_ready:
+        why = f"must be greater than spec.minReadySeconds ({min_ready})"
+        return [FieldError("spec.progressDeadlineSeconds", why)]
+    return []
+
+
 def cellset_errors(doc: Mapping[str, Any]) -> list[FieldError]:
     """A set's name length, selector, strategy, template identity and the cell's own rules."""
     errors: list[FieldError] = []
@@ -232,7 +251,7 @@ def cellset_errors(doc: Mapping[str, Any]) -> list[FieldError]:
         why = f"at most {NAME_MAX} characters (its cells are named <set>-<hash>-<5 chars>)"
         errors.append(FieldError("metadata.name", why))
     spec = _mapping(doc.get("spec"))
-    errors += _selector_errors(spec) + _strategy_errors(spec)
+    errors += _selector_errors(spec) + _strategy_errors(spec) + _deadline_errors(spec)
     cell = _mapping(spec.get("template")).get("spec")
     if not isinstance(cell, Mapping):
         return errors

@@ -4,7 +4,8 @@
 CellSet is a kind like the others); the table columns and describe lines they show for a
 set are `cellsetview`'s. `scale` patches
 `spec.replicas`; `rollout status` waits until the set controller has seen the latest
-spec and every replica is up to date and Ready (`updated == ready == replicas`).
+spec and every replica is up to date and Ready (`updated == ready == replicas`), and
+fails (exit 1) when the rollout stopped at its progress deadline.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import click
 
 from kukeon.api import AnyResource, CellSet, Kind
+from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED
 from kukeon.apiserver.client import ApiClient
 
 from .params import DURATION, scope_options
@@ -76,6 +78,17 @@ def rollout_done(res: AnyResource) -> tuple[bool, str]:
     return done, at
 
 
+def rollout_stalled(res: AnyResource) -> str | None:
+    """The message of a rollout stopped by its progress deadline (None while it may go on)."""
+    assert isinstance(res, CellSet)
+    if res.status.observed_generation < res.metadata.generation:
+        return None
+    for condition in res.status.conditions:
+        if condition.type == "Progressing" and condition.reason == PROGRESS_DEADLINE_EXCEEDED:
+            return condition.message or "progress deadline exceeded"
+    return None
+
+
 @click.group("rollout")
 def rollout() -> None:
     """Follow a CellSet's rollout."""
@@ -91,6 +104,8 @@ def rollout_status(
 ) -> None:
     """Wait until every replica of a CellSet is up to date and Ready.
 
+    Exits 1 if the rollout stopped at its progress deadline (Progressing=False).
+
     \b
     Examples:
       kukectl rollout status cellset/web --timeout 2m
@@ -102,10 +117,13 @@ def rollout_status(
         deadline = loop.time() + timeout
         last = ""
         while True:
-            done, at = rollout_done(await client.get(Kind.CELL_SET, key))
+            found = await client.get(Kind.CELL_SET, key)
+            done, at = rollout_done(found)
             if done:
                 click.echo(f'cellset "{key[-1]}" successfully rolled out ({at})')
                 return
+            if (stalled := rollout_stalled(found)) is not None:
+                fail(f'cellset "{key[-1]}" exceeded its progress deadline: {stalled}')
             if at != last and sys.stderr.isatty():
                 stderr.print(f'waiting for cellset "{key[-1]}": {at}')
             last = at

@@ -11,12 +11,17 @@ the current template to create, which cells to delete, and the status to report.
   (Ready, and for a new cell Ready for `minReadySeconds`), unavailable old cells first.
 - `Recreate`: every old cell is deleted, and new ones are made only once none is left.
 - A cell being deleted counts against `maxSurge` until it is gone, and nowhere else.
+
+`track_progress` says whether the set moved since its last status (a new template or
+generation, more updated or available cells, fewer old ones) and so when it last did; a
+rollout that has not moved for `progressDeadlineSeconds` is *halted*: `halt` takes the
+creations out of its plan (old cells still go only as availability allows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from kukeon.api.cellset import StrategyType
@@ -120,3 +125,46 @@ def _scale(replicas: int, new: Sequence[Member]) -> tuple[int, list[str]]:
     if len(new) < replicas:
         return replicas - len(new), []
     return 0, [m.name for m in removal_order(new)[: len(new) - replicas]]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the set's last written status said, as progress is measured against it."""
+
+    template_hash: str | None
+    generation: int
+    counts: SetCounts
+    since: datetime | None
+    """When it last progressed (the `Progressing` condition's `lastUpdateTime`)."""
+    complete: bool
+    """Every cell was up to date and available: the deadline was not running."""
+
+
+def track_progress(
+    seen: Seen, hash_: str, generation: int, counts: SetCounts, deadline: int, now: datetime
+) -> tuple[datetime, bool]:
+    """When the set last progressed, and whether ``deadline`` seconds passed since then."""
+    before = seen.counts
+    moved = (
+        seen.since is None
+        or seen.complete
+        or seen.template_hash != hash_
+        or seen.generation != generation
+        or counts.updated > before.updated
+        or counts.available > before.available
+        or counts.replicas - counts.updated < before.replicas - before.updated
+    )
+    if moved:
+        return now, False
+    assert seen.since is not None
+    return seen.since, (now - seen.since).total_seconds() >= deadline
+
+
+def is_complete(plan: SetPlan, replicas: int) -> bool:
+    counts = plan.counts
+    return not plan.rolling and counts.updated == replicas == counts.available
+
+
+def halt(plan: SetPlan) -> SetPlan:
+    """``plan`` without its creations: a stalled rollout makes no more new cells."""
+    return replace(plan, create=0, notes=(*plan.notes, "halted: progress deadline exceeded"))

@@ -35,12 +35,22 @@ from kukeon.api import (
     key_of,
     parse_resource,
 )
-from kukeon.api.cellset import CellSetCondition, CellSetStatus
+from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED, CellSetCondition, CellSetStatus
 from kukeon.framework import Operator, OperatorContext, Supervisor
 from kukeon.framework.waits import wait_event
 from kukeon.store import AlreadyExists, Conflict, NotFound, Registry, StoreError
 
-from .cellsetplan import Member, SetPlan, SetShape, plan_set
+from .cellsetplan import (
+    Member,
+    Seen,
+    SetCounts,
+    SetPlan,
+    SetShape,
+    halt,
+    is_complete,
+    plan_set,
+    track_progress,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,8 @@ CELLSETS = "cellsets"
 """The leader lease's name."""
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SUFFIX_LENGTH = 5
+COMPLETE = "CellSetAvailable"
+"""The reason of `Progressing=True` once every cell is up to date and available."""
 _ENDED = frozenset({CellState.FAILED, CellState.ERROR, CellState.EXITED})
 """States a cell does not leave by itself (no restart left): it is replaced."""
 
@@ -94,21 +106,64 @@ def shape_of(cellset: CellSet) -> SetShape:
     )
 
 
-def status_of(cellset: CellSet, hash_: str, plan: SetPlan, now: datetime) -> CellSetStatus:
-    """The set's status after ``plan``: counts, conditions (times kept when unchanged)."""
+def seen_of(cellset: CellSet) -> Seen:
+    """What the set's last status said, for `track_progress`."""
+    status = cellset.status
+    progressing = next((c for c in status.conditions if c.type == "Progressing"), None)
+    return Seen(
+        template_hash=status.template_hash,
+        generation=status.observed_generation,
+        counts=SetCounts(
+            replicas=status.replicas,
+            ready=status.ready_replicas,
+            updated=status.updated_replicas,
+            available=status.available_replicas,
+        ),
+        since=progressing.last_update_time if progressing is not None else None,
+        complete=progressing is not None and progressing.reason == COMPLETE,
+    )
+
+
+def _progressing(
+    cellset: CellSet, plan: SetPlan, since: datetime, exceeded: bool
+) -> CellSetCondition:
+    counts, replicas = plan.counts, cellset.spec.replicas
+    at = f"{counts.updated} of {replicas} cells updated, {counts.available} available"
+    if is_complete(plan, replicas):
+        state = ("True", COMPLETE, "every cell is up to date and available")
+    elif exceeded:
+        deadline = cellset.spec.progress_deadline_seconds
+        why = f"no progress for {deadline}s ({at}): the rollout is stopped, the old cells serve"
+        state = ("False", PROGRESS_DEADLINE_EXCEEDED, why)
+    elif plan.rolling:
+        state = ("True", "RollingUpdate", at)
+    else:
+        why = f"{counts.replicas} cells for {replicas} replicas, {counts.available} available"
+        state = ("True", "Scaling", why)
+    return CellSetCondition(
+        type="Progressing",
+        status=state[0],
+        reason=state[1],
+        message=state[2],
+        last_update_time=since,
+    )
+
+
+def status_of(
+    cellset: CellSet,
+    hash_: str,
+    plan: SetPlan,
+    now: datetime,
+    *,
+    since: datetime | None = None,
+    exceeded: bool = False,
+) -> CellSetStatus:
+    """The set's status after ``plan``: counts, conditions (times kept when unchanged).
+    ``since`` is when it last progressed; ``exceeded`` that its deadline passed since."""
     counts = plan.counts
     replicas = cellset.spec.replicas
     _, unavailable = cellset.spec.surge_and_unavailable()
     available = counts.available >= replicas - unavailable
-    done = not plan.rolling and counts.updated == replicas == counts.available
-    if done:
-        progressing = ("True", "CellSetAvailable", "every cell is up to date and available")
-    elif plan.rolling:
-        why = f"{counts.updated} of {replicas} cells updated, {counts.available} available"
-        progressing = ("True", "RollingUpdate", why)
-    else:
-        why = f"{counts.replicas} cells for {replicas} replicas, {counts.available} available"
-        progressing = ("True", "Scaling", why)
     wanted = [
         CellSetCondition(
             type="Available",
@@ -116,9 +171,7 @@ def status_of(cellset: CellSet, hash_: str, plan: SetPlan, now: datetime) -> Cel
             reason="MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
             message=f"{counts.available} available, at least {replicas - unavailable} needed",
         ),
-        CellSetCondition(
-            type="Progressing", status=progressing[0], reason=progressing[1], message=progressing[2]
-        ),
+        _progressing(cellset, plan, since or now, exceeded),
     ]
     previous = {c.type: c for c in cellset.status.conditions}
     conditions = []
@@ -139,10 +192,27 @@ def status_of(cellset: CellSet, hash_: str, plan: SetPlan, now: datetime) -> Cel
 
 
 def _same_status(a: CellSetStatus, b: CellSetStatus) -> bool:
-    """Equal but for the conditions' messages' times (a time alone is no news)."""
-    return a.model_dump(exclude={"conditions"}) == b.model_dump(exclude={"conditions"}) and [
-        (c.type, c.status, c.reason, c.message) for c in a.conditions
-    ] == [(c.type, c.status, c.reason, c.message) for c in b.conditions]
+    """Equal but for the conditions' transition times (a time alone is no news)."""
+
+    def conditions(status: CellSetStatus) -> list[tuple[object, ...]]:
+        return [
+            (c.type, c.status, c.reason, c.message, c.last_update_time) for c in status.conditions
+        ]
+
+    return a.model_dump(exclude={"conditions"}) == b.model_dump(
+        exclude={"conditions"}
+    ) and conditions(a) == conditions(b)
+
+
+def progress_of(
+    cellset: CellSet, hash_: str, plan: SetPlan, now: datetime
+) -> tuple[datetime, bool]:
+    """When the set last progressed and whether its deadline passed (never when complete)."""
+    seen = seen_of(cellset)
+    if is_complete(plan, cellset.spec.replicas):
+        return (seen.since if seen.complete and seen.since is not None else now), False
+    deadline = cellset.spec.progress_deadline_seconds
+    return track_progress(seen, hash_, cellset.metadata.generation, plan.counts, deadline, now)
 
 
 class CellSetController:
@@ -229,6 +299,11 @@ class CellSetController:
         now = self._clock()
         hash_ = cellset.template_hash()
         plan = plan_set(shape_of(cellset), hash_, [member_of(c) for c in cells], now)
+        since, exceeded = progress_of(cellset, hash_, plan, now)
+        if exceeded and plan.rolling:
+            if plan.create:
+                log.info("cell set %s: progress deadline exceeded, not creating", _label(cellset))
+            plan = halt(plan)
         by_name = {c.metadata.name: c for c in cells}
         if plan.create or plan.delete:
             log.info(
@@ -240,7 +315,7 @@ class CellSetController:
         for _ in range(plan.create):
             await self._create(cellset, hash_)
         await self._delete([by_name[name] for name in plan.delete])
-        status = status_of(cellset, hash_, plan, now)
+        status = status_of(cellset, hash_, plan, now, since=since, exceeded=exceeded)
         if not _same_status(status, cellset.status):
             await self.registry.update_status(cellset.model_copy(update={"status": status}))
 

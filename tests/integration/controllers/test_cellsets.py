@@ -1,5 +1,6 @@
 """CellSets on one real kukeond: replicas come up Ready, scale up and down (the newest go
-first), a template change rolls without the Ready count dropping, deletion cascades."""
+first), a template change rolls without the Ready count dropping, a broken image stops at
+its progress deadline, deletion cascades."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from kukeon.api import CELLSET_LABEL, TEMPLATE_HASH_LABEL, Cell, CellSet, CellState, Kind
+from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED
 from kukeon.store import Conflict
 from tests.fixtures.kukeond import Kukeond
 
@@ -90,6 +92,41 @@ async def update_set(k: Kukeond, document: dict[str, Any]) -> None:
     raise AssertionError("could not update the set")
 
 
+def progressing(cellset: CellSet) -> tuple[str, str | None]:
+    for condition in cellset.status.conditions:
+        if condition.type == "Progressing":
+            return condition.status, condition.reason
+    return "", None
+
+
+async def a_broken_image_stops_at_its_deadline(k: Kukeond, serving: list[Cell]) -> None:
+    """A template whose image cannot be pulled: one new cell (maxSurge 1) that never gets
+    Ready, `Progressing=False` after the deadline, no more new cells, the old ones serve;
+    putting the template back ends it."""
+    broken = set_doc(k, 2, version="2")
+    broken["spec"]["progressDeadlineSeconds"] = 3
+    broken["spec"]["template"]["spec"]["containers"][0]["image"] = "127.0.0.1:9/none/broken:1"
+    await update_set(k, broken)
+    key = (k.realm, "s1", "st1", "web")
+    deadline = time.monotonic() + 60
+    while True:
+        found = await k.registry.get(Kind.CELL_SET, key)
+        assert isinstance(found, CellSet)
+        if progressing(found) == ("False", PROGRESS_DEADLINE_EXCEEDED):
+            break
+        assert len(live(await cells_of(k))) <= 3
+        assert time.monotonic() < deadline, found.status
+        await asyncio.sleep(0.3)
+    stalled = {c.metadata.name for c in live(await cells_of(k))}
+    await asyncio.sleep(1.5)  # a few passes: nothing is made, the old replicas stay Ready
+    cells = live(await cells_of(k))
+    assert {c.metadata.name for c in cells} == stalled
+    assert len(stalled) == 3
+    assert {c.metadata.name for c in ready(cells)} == {c.metadata.name for c in serving}
+    await update_set(k, set_doc(k, 2, version="2"))
+    await settle(k, 2)
+
+
 async def test_a_set_comes_up_scales_rolls_and_cascades(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
@@ -121,6 +158,8 @@ async def test_a_set_comes_up_scales_rolls_and_cascades(kukeond: Kukeond) -> Non
     assert lowest >= 2
     rolled = await settle(k, 2)
     assert all(c.spec.containers[0].env == ["V=2"] for c in rolled)
+
+    await a_broken_image_stops_at_its_deadline(k, rolled)
 
     # Deleting the set deletes its cells.
     await k.registry.delete(Kind.CELL_SET, (k.realm, "s1", "st1", "web"))

@@ -582,6 +582,9 @@ _SET_FIELDS: dict[str, Verdict] = {
     "CellSet.spec.minReadySeconds": Effect(
         f"{_SET_PLAN}::test_min_ready_seconds_gates_the_removal_of_old_cells"
     ),
+    "CellSet.spec.progressDeadlineSeconds": Effect(
+        "tests/unit/controllers/test_cellset_progress.py::test_a_stalled_rollout_stops_and_says_so"
+    ),
 }
 # A set's template holds a cell's spec: each field has the effect it has in a cell (it is
 # copied into every cell of the set, proven by _SET_RUN), and the cell's identity is refused.
@@ -614,6 +617,7 @@ _SET_STATUS = tuple(
         "conditions[].reason",
         "conditions[].message",
         "conditions[].lastTransitionTime",
+        "conditions[].lastUpdateTime",
     )
 )
 STATUS_FIELDS = (*STATUS_FIELDS, *_SET_STATUS)

@@ -111,7 +111,7 @@ def test_the_template_follows_the_cells_rules() -> None:
 
 
 def test_unknown_fields_are_refused() -> None:
-    for field in ("spread", "lostNode", "profile", "progressDeadlineSeconds", "nodeSelector"):
+    for field in ("spread", "lostNode", "profile", "nodeSelector"):
         assert f"spec.{field}" in errors_of(set_doc(**{field: 1}))
 
 
@@ -143,3 +143,15 @@ def test_a_long_name_is_refused() -> None:
     doc = set_doc()
     doc["metadata"]["name"] = "a" * (NAME_MAX + 1)
     assert "metadata.name" in errors_of(doc)
+
+
+def test_the_progress_deadline() -> None:
+    cellset = parse_resource(set_doc())
+    assert isinstance(cellset, CellSet)
+    assert cellset.spec.progress_deadline_seconds == 600
+    assert "spec.progressDeadlineSeconds" in errors_of(set_doc(progressDeadlineSeconds=0))
+    assert "spec.progressDeadlineSeconds" in errors_of(set_doc(progressDeadlineSeconds="60"))
+    late = errors_of(set_doc(progressDeadlineSeconds=10, minReadySeconds=10))
+    assert "greater than spec.minReadySeconds" in late["spec.progressDeadlineSeconds"]
+    # The default too: a minReadySeconds of 600 or more needs a longer deadline.
+    assert "spec.progressDeadlineSeconds" in errors_of(set_doc(minReadySeconds=600))
