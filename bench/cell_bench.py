@@ -39,48 +39,40 @@ import contextlib
 import os
 import platform
 import re
-import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+from harness import (
+    IMAGE,
+    KEEPER,
+    REALM,
+    SLEEPER,
+    SPACE,
+    STACK,
+    cell_document,
+    control_plane,
+    key,
+    rss_mib,
+    start_daemon,
+    wait_gone,
+    wait_ready,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT))
+from kukeon.api import ContainerSpec, Kind
+from kukeon.daemon.config import DaemonConfig
+from kukeon.runtime.containerd import ContainerdClient, TaskIO
+from kukeon.runtime.containerd.spec import SpecContext, build_runtime_spec, current_hard_rlimits
+from kukeon.store import Registry
 
-from kukeon.api import ContainerSpec, Kind, parse_resource  # noqa: E402
-from kukeon.daemon.config import DaemonConfig  # noqa: E402
-from kukeon.runtime.containerd import ContainerdClient, TaskIO  # noqa: E402
-from kukeon.runtime.containerd.namespaces import realm_namespace  # noqa: E402
-from kukeon.runtime.containerd.spec import (  # noqa: E402
-    SpecContext,
-    build_runtime_spec,
-    current_hard_rlimits,
-)
-from kukeon.store import EmbeddedEtcd, EtcdConfig, NotFound, Registry  # noqa: E402
-from tests.fixtures.containerd import PrivateContainerd, clean_namespace  # noqa: E402
-from tests.fixtures.kukeond import sweep_host  # noqa: E402
-
-IMAGE = "kukeon.io/test/busybox:latest"
-REALM, SPACE, STACK = "bench", "s1", "st1"
-KEEPER = "keeper"  # the cell that keeps the hierarchy materialised between rounds
 DIRECT_NAMESPACE = "kukeon-cell-bench-direct"
-# `sh` as PID 1 ignores SIGTERM unless it traps it: this one stops within a second.
-SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
-KUKEOND = Path(sys.executable).parent / "kukeond"
 LOOP_NICE = -15  # --loop-priority
 
 
@@ -102,13 +94,6 @@ class LoopLag:
         """How many lag samples exceeded ``bound`` between ``since`` and now."""
         within = self.buckets.get(bound, 0.0) - since.buckets.get(bound, 0.0)
         return (self.count - since.count) - within
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def read_loop_lag(metrics_address: str) -> LoopLag:
@@ -142,13 +127,6 @@ def slow_callbacks(log: Path, *, offset: int, limit: int = 5) -> list[tuple[floa
     return sorted(found, reverse=True)[:limit]
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
 @dataclass
 class SizeResult:
     size: int
@@ -179,20 +157,8 @@ class Bench:
     # --- kukeond ------------------------------------------------------------------------
 
     def cell(self, name: str) -> Any:
-        return parse_resource(
-            {
-                "apiVersion": "kukeon.io/v1beta1",
-                "kind": "Cell",
-                "metadata": {"name": name},
-                "spec": {
-                    "realmId": REALM,
-                    "spaceId": SPACE,
-                    "stackId": STACK,
-                    "containers": [
-                        {"id": "main", "image": IMAGE, "command": SLEEPER[0], "args": SLEEPER[1:]}
-                    ],
-                },
-            }
+        return cell_document(
+            name, [{"id": "main", "image": IMAGE, "command": SLEEPER[0], "args": SLEEPER[1:]}]
         )
 
     async def kukeon_round(self, size: int, number: int, result: SizeResult) -> None:
@@ -271,120 +237,6 @@ class Bench:
         await asyncio.gather(*(remove(container_id) for container_id in ids))
 
 
-def key(name: str) -> tuple[str, str, str, str]:
-    return (REALM, SPACE, STACK, name)
-
-
-async def wait_gone(
-    registry: Registry, kind: Kind, object_key: tuple[str, ...], within: float = 120
-) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            await registry.get(kind, object_key)
-        except NotFound:
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{kind.value} {'/'.join(object_key)} was not deleted within {within}s")
-
-
-async def wait_ready(
-    registry: Registry, kind: Kind, object_key: tuple[str, ...], within: float = 60
-) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(NotFound):
-            if (await registry.get(kind, object_key)).status.state == "Ready":
-                return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{kind.value} {'/'.join(object_key)} did not become Ready")
-
-
-def daemon_config(base: Path, *, etcd: EtcdConfig, prefix: str, containerd: str) -> DaemonConfig:
-    token = secrets.token_hex(3)
-    return DaemonConfig(
-        etcd_endpoints=tuple(etcd.endpoints),
-        etcd_ca_file=etcd.ca_file,
-        etcd_cert_file=etcd.cert_file,
-        etcd_key_file=etcd.key_file,
-        etcd_prefix=prefix,
-        containerd_address=Path(containerd),
-        state_dir=base / "state",
-        run_dir=base / "run",
-        node_name=f"bench-{token}",
-        cgroup_root=f"/kukeon-bench-{token}",
-        cni_conf_dir=base / "cni",
-        netns_dir=base / "netns",
-        nft_table=f"kukeon_bench_{token}",
-        subnet_pool=IPv4Network(f"10.{176 + secrets.randbelow(16)}.0.0/20"),
-        metrics_address=f"127.0.0.1:{free_port()}",
-        bootstrap=False,
-        stop_grace_seconds=1.0,
-    )
-
-
-def daemon_argv(config: DaemonConfig) -> list[str]:
-    tls = [
-        (flag, str(path))
-        for flag, path in (
-            ("--etcd-ca-file", config.etcd_ca_file),
-            ("--etcd-cert-file", config.etcd_cert_file),
-            ("--etcd-key-file", config.etcd_key_file),
-        )
-        if path is not None
-    ]
-    return [
-        str(KUKEOND),
-        "--etcd-endpoints", ",".join(config.etcd_endpoints),
-        *(part for pair in tls for part in pair),
-        "--etcd-prefix", config.etcd_prefix,
-        "--containerd-address", str(config.containerd_address),
-        "--state-dir", str(config.state_dir),
-        "--run-dir", str(config.run_dir),
-        "--node-name", config.node_name,
-        "--cgroup-root", config.cgroup_root,
-        "--cni-conf-dir", str(config.cni_conf_dir),
-        "--netns-dir", str(config.netns_dir),
-        "--nft-table", config.nft_table,
-        "--subnet-pool", str(config.subnet_pool),
-        "--metrics-address", config.metrics_address,
-        "--stop-grace-seconds", str(config.stop_grace_seconds),
-        "--log-level", "warning",
-        "--no-bootstrap",
-    ]  # fmt: skip
-
-
-def start_daemon(
-    config: DaemonConfig, *, log: Path, asyncio_debug: bool = False
-) -> subprocess.Popen[bytes]:
-    environment = dict(os.environ)
-    if asyncio_debug:
-        environment["PYTHONASYNCIODEBUG"] = "1"
-    with log.open("ab") as output:
-        return subprocess.Popen(
-            daemon_argv(config),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=environment,
-        )
-
-
-async def create_hierarchy(registry: Registry) -> None:
-    documents: list[dict[str, Any]] = [
-        {"kind": "Realm", "metadata": {"name": REALM}, "spec": {}},
-        {"kind": "Space", "metadata": {"name": SPACE}, "spec": {"realmId": REALM}},
-        {
-            "kind": "Stack",
-            "metadata": {"name": STACK},
-            "spec": {"realmId": REALM, "spaceId": SPACE},
-        },
-    ]
-    for document in documents:
-        await registry.create(parse_resource({"apiVersion": "kukeon.io/v1beta1", **document}))
-    await wait_ready(registry, Kind.STACK, (REALM, SPACE, STACK))
-
-
 def rounds_for(sizes: list[int], rounds: list[int]) -> Iterator[tuple[int, int]]:
     for size, count in zip(sizes, rounds, strict=True):
         for number in range(count):
@@ -398,51 +250,24 @@ async def bench(
     asyncio_debug: bool = False,
     loop_priority: bool = False,
 ) -> tuple[list[SizeResult], Bench, str]:
-    binary = shutil.which("containerd")
-    if binary is None:
-        raise SystemExit("containerd is needed (Debian package containerd)")
-    base = Path(tempfile.mkdtemp(prefix="kukeon-cell-bench-"))
-    containerd_daemon = PrivateContainerd(base / "containerd", binary=binary)
-    etcd = EmbeddedEtcd(data_dir=base / "etcd")
-    prefix = f"/kukeon-bench-{secrets.token_hex(3)}"
-    config: DaemonConfig | None = None
-    process: subprocess.Popen[bytes] | None = None
-    registry: Registry | None = None
-    client: ContainerdClient | None = None
-    try:
-        await asyncio.to_thread(containerd_daemon.start)
-        await etcd.start()
-        archive = base / "busybox.tar"
-        await asyncio.to_thread(
-            subprocess.run,
-            [str(REPO_ROOT / "hack" / "make-test-image.sh"), str(archive), IMAGE],
-            check=True,
-            capture_output=True,
-        )
-        config = daemon_config(
-            base, etcd=etcd.config(), prefix=prefix, containerd=containerd_daemon.address
-        )
-        process = start_daemon(config, log=base / "kukeond.log", asyncio_debug=asyncio_debug)
+    debug = {"PYTHONASYNCIODEBUG": "1"} if asyncio_debug else {}
+
+    def launch(config: DaemonConfig, log: Path) -> subprocess.Popen[bytes]:
+        return start_daemon(config, log, environment=debug)
+
+    async with control_plane(
+        "cell-bench", launch=launch, image_namespaces=[DIRECT_NAMESPACE]
+    ) as plane:
         if loop_priority:
             # The event loop's thread (kukeond's main thread) before containerd, runc and
             # etcd on the shared cores: its lag then measures blocking, not waiting for a CPU.
-            os.setpriority(os.PRIO_PROCESS, process.pid, LOOP_NICE)
-        registry = await Registry.connect(etcd.config(key_prefix=prefix))
-        client = ContainerdClient(containerd_daemon.address)
-        version = (await client.wait_ready(within=30)).version
-        await create_hierarchy(registry)
-        # This kukeond is not the host's default installation: its realm's namespace
-        # carries its instance tag.
-        namespace = realm_namespace(REALM, config.instance)
-        await client.namespaces.ensure(namespace)
-        await client.images(namespace).import_archive(archive)
-        await client.namespaces.ensure(DIRECT_NAMESPACE)
-        await client.images(DIRECT_NAMESPACE).import_archive(archive)
+            os.setpriority(os.PRIO_PROCESS, plane.daemon.pid, LOOP_NICE)
+        client, config = plane.containerd, plane.config
         state = Bench(
-            base=base,
-            registry=registry,
+            base=plane.base,
+            registry=plane.registry,
             containerd=client,
-            daemon=process,
+            daemon=plane.daemon,
             cgroup_root=config.cgroup_root,
             direct_spec=ContainerSpec.model_validate(
                 {"id": "direct", "image": IMAGE, "command": SLEEPER[0], "args": SLEEPER[1:]}
@@ -457,53 +282,20 @@ async def bench(
             asyncio_debug=asyncio_debug,
             loop_priority=loop_priority,
         )
-        await registry.create(state.cell(KEEPER))
-        await wait_ready(registry, Kind.CELL, key(KEEPER))
+        await plane.registry.create(state.cell(KEEPER))
+        await wait_ready(plane.registry, Kind.CELL, key(KEEPER))
         await asyncio.sleep(3)
-        state.rss_idle = rss_mib(process.pid)
+        state.rss_idle = rss_mib(plane.daemon.pid)
         state.lag_before = await asyncio.to_thread(read_loop_lag, config.metrics_address)
-        log_offset = (base / "kukeond.log").stat().st_size
+        log_offset = plane.log.stat().st_size
         results = {size: SizeResult(size) for size in sizes}
         for size, number in rounds_for(sizes, rounds):
             print(f"size {size} round {number}", file=sys.stderr)
             await state.kukeon_round(size, number, results[size])
             await state.direct_round(size, number, results[size])
         state.lag_after = await asyncio.to_thread(read_loop_lag, config.metrics_address)
-        state.slow_callbacks = slow_callbacks(base / "kukeond.log", offset=log_offset)
-        return list(results.values()), state, version
-    finally:
-        if registry is not None:
-            with contextlib.suppress(Exception):
-                await registry.delete(Kind.REALM, (REALM,), cascade=True)
-                await wait_gone(registry, Kind.REALM, (REALM,))
-            await registry.close()
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(process.wait, 30)
-            if process.poll() is None:
-                process.kill()
-        if client is not None:
-            realm_ns = realm_namespace(REALM, config.instance) if config else ""
-            for namespace in (realm_ns, DIRECT_NAMESPACE):
-                if not namespace:
-                    continue
-                with contextlib.suppress(Exception):
-                    await clean_namespace(client, namespace)
-            await client.close()
-        if config is not None:
-            await sweep_host(config, realm=REALM, spaces=[SPACE])
-            for _ in range(3):  # kukeond bind-mounts the netns directory on itself
-                await asyncio.to_thread(
-                    subprocess.run,
-                    ["umount", "-l", str(config.netns_dir)],
-                    check=False,
-                    capture_output=True,
-                )
-        await asyncio.to_thread(containerd_daemon.teardown)
-        with contextlib.suppress(Exception):
-            await etcd.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        state.slow_callbacks = slow_callbacks(plane.log, offset=log_offset)
+        return list(results.values()), state, plane.version
 
 
 def report(results: list[SizeResult], state: Bench, *, version: str, command: str) -> str:

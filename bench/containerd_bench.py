@@ -32,17 +32,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT))
+from harness import IMAGE, make_test_image
 
-from kukeon.api import ContainerSpec  # noqa: E402
-from kukeon.runtime.containerd import ContainerdClient, TaskIO  # noqa: E402
-from kukeon.runtime.containerd.spec import SpecContext, build_runtime_spec  # noqa: E402
-from tests.fixtures.containerd import PrivateContainerd  # noqa: E402
+from kukeon.api import ContainerSpec
+from kukeon.runtime.containerd import ContainerdClient, TaskIO
+from kukeon.runtime.containerd.spec import SpecContext, build_runtime_spec
+from tests.fixtures.containerd import PrivateContainerd
 
 NAMESPACE = "kukeon-bench"
-IMAGE = "kukeon.io/test/busybox:latest"
 COMMAND = ["sh", "-c", "true"]
 
 
@@ -154,13 +151,7 @@ async def bench(runs: int, warmup: int) -> tuple[Samples, str]:
     samples = Samples()
     try:
         await asyncio.to_thread(daemon.start)
-        archive = base / "busybox.tar"
-        await asyncio.to_thread(
-            subprocess.run,
-            [str(REPO_ROOT / "hack" / "make-test-image.sh"), str(archive), IMAGE],
-            check=True,
-            capture_output=True,
-        )
+        archive = await make_test_image(base / "busybox.tar")
         async with ContainerdClient(daemon.address) as client:
             version = (await client.version()).version
             await client.namespaces.ensure(NAMESPACE)

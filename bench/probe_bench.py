@@ -39,10 +39,8 @@ import asyncio
 import contextlib
 import os
 import platform
-import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,31 +51,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cell_bench import (
+from harness import (
     IMAGE,
     KEEPER,
     REALM,
-    REPO_ROOT,
     SLEEPER,
     SPACE,
     STACK,
-    create_hierarchy,
-    daemon_config,
+    ControlPlane,
+    cell_document,
+    control_plane,
     key,
     rss_mib,
-    start_daemon,
-    wait_gone,
     wait_ready,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from kukeon.api import Kind, parse_resource
-from kukeon.daemon.config import DaemonConfig
-from kukeon.runtime.containerd import ContainerdClient
-from kukeon.runtime.containerd.namespaces import realm_namespace
-from kukeon.store import EmbeddedEtcd, Registry
-from tests.fixtures.containerd import PrivateContainerd, clean_namespace
-from tests.fixtures.kukeond import sweep_host
+from kukeon.api import Kind
+from kukeon.store import Registry
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PORT = 8080
@@ -208,106 +199,13 @@ class Phase:
 # --- the control plane ----------------------------------------------------------------------
 
 
-@dataclass
-class Plane:
-    base: Path
-    config: DaemonConfig
-    registry: Registry
-    containerd: ContainerdClient
-    daemon: subprocess.Popen[bytes]
-    version: str
-
-
-async def _teardown(
-    *,
-    base: Path,
-    config: DaemonConfig | None,
-    process: subprocess.Popen[bytes] | None,
-    registry: Registry | None,
-    client: ContainerdClient | None,
-    containerd_daemon: PrivateContainerd,
-    etcd: EmbeddedEtcd,
-) -> None:
-    """Remove what `control_plane` made, whatever it got to (also after a cancellation)."""
-    if registry is not None:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(240):
-                await registry.delete(Kind.REALM, (REALM,), cascade=True)
-                await wait_gone(registry, Kind.REALM, (REALM,), within=230)
-        await registry.close()
-    if process is not None and process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(process.wait, 30)
-        if process.poll() is None:
-            process.kill()
-    if client is not None:
-        if config is not None:
-            with contextlib.suppress(Exception):
-                await clean_namespace(client, realm_namespace(REALM, config.instance))
-        await client.close()
-    if config is not None:
-        await sweep_host(config, realm=REALM, spaces=[SPACE])
-        await asyncio.to_thread(
-            subprocess.run,
-            ["nft", "delete", "table", "inet", config.nft_table],
-            check=False,
-            capture_output=True,
-        )
-    await asyncio.to_thread(containerd_daemon.teardown)
-    with contextlib.suppress(Exception):
-        await etcd.stop()
-    shutil.rmtree(base, ignore_errors=True)
-
-
 @contextlib.asynccontextmanager
-async def control_plane() -> AsyncIterator[Plane]:
-    """containerd, etcd and kukeond of our own, with the hierarchy and a Ready keeper cell."""
-    binary = shutil.which("containerd")
-    if binary is None:
-        raise SystemExit("containerd is needed (Debian package containerd)")
-    base = Path(tempfile.mkdtemp(prefix="kukeon-probe-bench-"))
-    containerd_daemon = PrivateContainerd(base / "containerd", binary=binary)
-    etcd = EmbeddedEtcd(data_dir=base / "etcd")
-    prefix = f"/kukeon-bench-{secrets.token_hex(3)}"
-    config: DaemonConfig | None = None
-    process: subprocess.Popen[bytes] | None = None
-    registry: Registry | None = None
-    client: ContainerdClient | None = None
-    try:
-        await asyncio.to_thread(containerd_daemon.start)
-        await etcd.start()
-        archive = base / "busybox.tar"
-        await asyncio.to_thread(
-            subprocess.run,
-            [str(REPO_ROOT / "hack" / "make-test-image.sh"), str(archive), IMAGE],
-            check=True,
-            capture_output=True,
-        )
-        config = daemon_config(
-            base, etcd=etcd.config(), prefix=prefix, containerd=containerd_daemon.address
-        )
-        process = start_daemon(config, log=base / "kukeond.log")
-        registry = await Registry.connect(etcd.config(key_prefix=prefix))
-        client = ContainerdClient(containerd_daemon.address)
-        version = (await client.wait_ready(within=30)).version
-        await create_hierarchy(registry)
-        namespace = realm_namespace(REALM, config.instance)
-        await client.namespaces.ensure(namespace)
-        await client.images(namespace).import_archive(archive)
-        await registry.create(cell(KEEPER, SLEEPER, probed=False))
-        await wait_ready(registry, Kind.CELL, key(KEEPER))
-        yield Plane(base, config, registry, client, process, version)
-    finally:
-        await _teardown(
-            base=base,
-            config=config,
-            process=process,
-            registry=registry,
-            client=client,
-            containerd_daemon=containerd_daemon,
-            etcd=etcd,
-        )
+async def probed_plane() -> AsyncIterator[ControlPlane]:
+    """The benchmark's control plane with a Ready keeper cell."""
+    async with control_plane("probe-bench") as plane:
+        await plane.registry.create(cell(KEEPER, SLEEPER, probed=False))
+        await wait_ready(plane.registry, Kind.CELL, key(KEEPER))
+        yield plane
 
 
 # --- where kukeond's time goes (--profile) --------------------------------------------------
@@ -387,19 +285,7 @@ def cell(name: str, command: list[str], *, probed: bool) -> Any:
     container["args"] = command[1:]
     if probed:
         container["readinessProbe"] = PROBE
-    return parse_resource(
-        {
-            "apiVersion": "kukeon.io/v1beta1",
-            "kind": "Cell",
-            "metadata": {"name": name},
-            "spec": {
-                "realmId": REALM,
-                "spaceId": SPACE,
-                "stackId": STACK,
-                "containers": [container],
-            },
-        }
-    )
+    return cell_document(name, [container])
 
 
 async def count_ready(registry: Registry, names: set[str]) -> tuple[int, int]:
@@ -437,7 +323,7 @@ class Settings:
     py_spy: str | None = None
 
 
-async def run_phase(plane: Plane, phase: Phase, settings: Settings) -> None:
+async def run_phase(plane: ControlPlane, phase: Phase, settings: Settings) -> None:
     prefix = "p" if phase.probed else "b"
     names = {f"{prefix}{i:03d}" for i in range(phase.cells)}
     limit = asyncio.Semaphore(CREATE_CONCURRENCY)
@@ -482,7 +368,7 @@ async def run_phase(plane: Plane, phase: Phase, settings: Settings) -> None:
     await wait_all(plane.registry, names, ready=False, within=settings.ready_within)
 
 
-async def bench(cells: int, *, order: str, settings: Settings) -> tuple[list[Phase], Plane]:
+async def bench(cells: int, *, order: str, settings: Settings) -> tuple[list[Phase], ControlPlane]:
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
@@ -492,7 +378,7 @@ async def bench(cells: int, *, order: str, settings: Settings) -> tuple[list[Pha
     ]
     if order == "probed-first":
         phases.reverse()
-    async with control_plane() as plane:
+    async with probed_plane() as plane:
         await asyncio.sleep(settings.settle)
         for phase in phases:
             await run_phase(plane, phase, settings)
@@ -514,7 +400,7 @@ def phase_row(phase: Phase) -> str:
     )
 
 
-def report(phases: list[Phase], plane: Plane, *, command: str, goal: float) -> str:
+def report(phases: list[Phase], plane: ControlPlane, *, command: str, goal: float) -> str:
     by_name = {phase.name: phase for phase in phases}
     probed, baseline = by_name["probed"], by_name["baseline"]
     cost = probed.core_percent - baseline.core_percent
@@ -548,7 +434,7 @@ def report(phases: list[Phase], plane: Plane, *, command: str, goal: float) -> s
     )
 
 
-async def run_bench(args: argparse.Namespace) -> tuple[list[Phase], Plane]:
+async def run_bench(args: argparse.Namespace) -> tuple[list[Phase], ControlPlane]:
     return await bench(
         args.cells,
         order=args.order,

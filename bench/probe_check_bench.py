@@ -33,7 +33,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from cell_bench import free_port
+from harness import free_port
 
 from kukeon.api.probes import Probe
 from kukeon.controllers.probers import Prober, ProbeTarget

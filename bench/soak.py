@@ -39,7 +39,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,29 +50,23 @@ sys.path.insert(0, str(REPO_ROOT / "operator"))
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
-from cell_bench import (  # noqa: E402
+from harness import (  # noqa: E402
     IMAGE,
     KEEPER,
     REALM,
     SLEEPER,
-    SPACE,
-    STACK,
-    daemon_argv,
-    daemon_config,
+    cell_document,
+    control_plane,
     key,
     rss_mib,
+    start_daemon,
     wait_gone,
     wait_ready,
 )
 
 from kukeon.api import Kind, parse_resource  # noqa: E402
 from kukeon.daemon.config import DaemonConfig  # noqa: E402
-from kukeon.runtime.containerd import ContainerdClient  # noqa: E402
-from kukeon.runtime.containerd.namespaces import realm_namespace  # noqa: E402
-from kukeon.store import EmbeddedEtcd, NotFound, Registry  # noqa: E402
-from kukeon.store.encryption import Keyring  # noqa: E402
-from tests.fixtures.containerd import PrivateContainerd, clean_namespace  # noqa: E402
-from tests.fixtures.kukeond import sweep_host  # noqa: E402
+from kukeon.store import NotFound, Registry  # noqa: E402
 
 SECRET = "soak"
 TRACE_FRAMES = 25
@@ -116,14 +109,7 @@ def round_cells(number: int) -> dict[str, dict[str, Any]]:
 
 
 def cell(name: str, body: dict[str, Any]) -> Any:
-    return parse_resource(
-        {
-            "apiVersion": "kukeon.io/v1beta1",
-            "kind": "Cell",
-            "metadata": {"name": name},
-            "spec": {"realmId": REALM, "spaceId": SPACE, "stackId": STACK, "containers": [body]},
-        }
-    )
+    return cell_document(name, [body])
 
 
 def reached(current: Any, name: str) -> bool:
@@ -237,44 +223,8 @@ class Soak:
             await self.snapshot()
 
 
-def start_daemon(config: DaemonConfig, *, log: Path, tracing: bool) -> subprocess.Popen[bytes]:
-    environment = dict(os.environ)
-    if tracing:
-        environment["PYTHONTRACEMALLOC"] = str(TRACE_FRAMES)
-    with log.open("ab") as output:
-        return subprocess.Popen(
-            [*daemon_argv(config)[:-3], "--log-level", "info", "--no-bootstrap"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=environment,
-        )
-
-
-async def prepare(registry: Registry, client: ContainerdClient, config: DaemonConfig) -> None:
-    """The hierarchy, the image, the Secret and the keeper cell."""
-    documents: list[dict[str, Any]] = [
-        {"kind": "Realm", "metadata": {"name": REALM}, "spec": {}},
-        {"kind": "Space", "metadata": {"name": SPACE}, "spec": {"realmId": REALM}},
-        {
-            "kind": "Stack",
-            "metadata": {"name": STACK},
-            "spec": {"realmId": REALM, "spaceId": SPACE},
-        },
-    ]
-    for document in documents:  # a traced kukeond starts slowly: waits of minutes
-        await registry.create(parse_resource({"apiVersion": "kukeon.io/v1beta1", **document}))
-    await wait_ready(registry, Kind.STACK, (REALM, SPACE, STACK), within=600)
-    namespace = realm_namespace(REALM, config.instance)
-    await client.namespaces.ensure(namespace)
-    archive = config.state_dir.parent / "busybox.tar"
-    await asyncio.to_thread(
-        subprocess.run,
-        [str(REPO_ROOT / "hack" / "make-test-image.sh"), str(archive), IMAGE],
-        check=True,
-        capture_output=True,
-    )
-    await client.images(namespace).import_archive(archive)
+async def prepare(registry: Registry) -> None:
+    """The Secret and the keeper cell."""
     document = {
         "apiVersion": "kukeon.io/v1beta1",
         "kind": "Secret",
@@ -287,95 +237,40 @@ async def prepare(registry: Registry, client: ContainerdClient, config: DaemonCo
 
 
 async def soak(args: argparse.Namespace) -> tuple[Soak, str]:
-    binary = shutil.which("containerd")
-    if binary is None:
-        raise SystemExit("containerd is needed (Debian package containerd)")
-    base = Path(tempfile.mkdtemp(prefix="kukeon-soak-"))
     args.reports.mkdir(parents=True, exist_ok=True)
-    containerd_daemon = PrivateContainerd(base / "containerd", binary=binary)
-    etcd = EmbeddedEtcd(data_dir=base / "etcd")
-    prefix = f"/kukeon-soak-{secrets.token_hex(3)}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    config: DaemonConfig | None = None
-    process: subprocess.Popen[bytes] | None = None
-    registry: Registry | None = None
-    client: ContainerdClient | None = None
-    try:
-        await asyncio.to_thread(containerd_daemon.start)
-        await etcd.start()
-        config = daemon_config(
-            base, etcd=etcd.config(), prefix=prefix, containerd=containerd_daemon.address
-        )
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        keyring, _ = Keyring.load_or_create(config.encryption_keys_path)
-        process = start_daemon(config, log=base / "kukeond.log", tracing=args.tracemalloc)
+    tracing = {"PYTHONTRACEMALLOC": str(TRACE_FRAMES)} if args.tracemalloc else {}
+
+    def launch(config: DaemonConfig, log: Path) -> subprocess.Popen[bytes]:
+        process = start_daemon(config, log, environment=tracing, log_level="info")
         print(f"kukeond pid {process.pid}, state {config.state_dir}", file=sys.stderr)
-        registry = await Registry.connect(etcd.config(key_prefix=prefix), keyring=keyring)
-        client = ContainerdClient(containerd_daemon.address)
-        version = (await client.wait_ready(within=30)).version
-        await prepare(registry, client, config)
-        await asyncio.sleep(3)
-        state = Soak(
-            registry=registry,
-            daemon=process,
-            state_dir=config.state_dir,
-            reports=args.reports,
-            stop=stop,
-            tracing=args.tracemalloc,
-        )
-        await state.churn(
-            args.duration,
-            sample_interval=args.sample_interval,
-            snapshots=args.snapshot_interval,
-        )
-        return state, version
-    finally:
-        with contextlib.suppress(OSError):
-            shutil.copyfile(base / "kukeond.log", args.reports / "kukeond.log")
-        await teardown(base, registry, process, client, config, containerd_daemon, etcd)
+        return process
 
-
-async def teardown(
-    base: Path,
-    registry: Registry | None,
-    process: subprocess.Popen[bytes] | None,
-    client: ContainerdClient | None,
-    config: DaemonConfig | None,
-    containerd_daemon: PrivateContainerd,
-    etcd: EmbeddedEtcd,
-) -> None:
-    """Remove everything the soak made: cells, kukeond, containerd, etcd, host state."""
-    if registry is not None:
-        with contextlib.suppress(Exception):
-            await registry.delete(Kind.REALM, (REALM,), cascade=True)
-            await wait_gone(registry, Kind.REALM, (REALM,))
-        await registry.close()
-    if process is not None and process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(process.wait, 30)
-        if process.poll() is None:
-            process.kill()
-    if client is not None:
-        if config is not None:
-            with contextlib.suppress(Exception):
-                await clean_namespace(client, realm_namespace(REALM, config.instance))
-        await client.close()
-    if config is not None:
-        await sweep_host(config, realm=REALM, spaces=[SPACE])
-        await asyncio.to_thread(
-            subprocess.run,
-            ["nft", "delete", "table", "inet", config.nft_table],
-            check=False,
-            capture_output=True,
-        )
-    await asyncio.to_thread(containerd_daemon.teardown)
-    with contextlib.suppress(Exception):
-        await etcd.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    # A traced kukeond starts slowly: waits of minutes.
+    async with control_plane("soak", launch=launch, keyring=True, ready_within=600) as plane:
+        try:
+            await prepare(plane.registry)
+            await asyncio.sleep(3)
+            state = Soak(
+                registry=plane.registry,
+                daemon=plane.daemon,
+                state_dir=plane.config.state_dir,
+                reports=args.reports,
+                stop=stop,
+                tracing=args.tracemalloc,
+            )
+            await state.churn(
+                args.duration,
+                sample_interval=args.sample_interval,
+                snapshots=args.snapshot_interval,
+            )
+            return state, plane.version
+        finally:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(plane.log, args.reports / "kukeond.log")
 
 
 def report(state: Soak, *, version: str, command: str, duration: float) -> str:
