@@ -1,5 +1,5 @@
-"""CellSets through kukectl, as a user drives them: apply, rollout status, get, scale,
-describe, delete (the cells go with the set)."""
+"""CellSets through kukectl, as a user drives them: apply, rollout status, history and
+undo, get, scale, describe, delete (the cells go with the set)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from tests.fixtures.kukeond import Kukeond
 pytestmark = pytest.mark.e2e
 
 
-def set_manifest(k: Kukeond) -> str:
+def set_manifest(k: Kukeond, *, version: str = "1") -> str:
     return f"""
 ---
 apiVersion: kukeon.io/v1beta1
 kind: CellSet
-metadata: {{name: web}}
+metadata:
+  name: web
+  annotations: {{kukeon.io/change-cause: "version {version}"}}
 spec:
   realmId: {k.realm}
   spaceId: web
@@ -36,6 +38,7 @@ spec:
           image: {k.image.name}
           command: sh
           args: ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+          env: ["V={version}"]
 """
 
 
@@ -61,6 +64,8 @@ async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
     header, row = out.splitlines()[:2]
     assert header.split()[:4] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]
     assert row.split()[:4] == ["web", "2/2", "2", "2"]
+
+    await history_and_undo(k, scope)
 
     code, out, err = await kukectl(k, "scale", "cellset/web", "--replicas", "3", *scope)
     assert code == 0, err
@@ -91,3 +96,33 @@ async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
 
     code, out, err = await kukectl(k, "scale", "pod/web", "--replicas", "1", *scope)
     assert code == 2
+
+
+async def history_and_undo(k: Kukeond, scope: list[str]) -> None:
+    """A second template, its revision with the change cause, undo back to the first."""
+    manifest = set_manifest(k, version="2")
+    code, out, err = await kukectl(k, "apply", "-f", "-", stdin=manifest.encode())
+    assert code == 0, err
+    rollout = ("rollout", "status", "cellset/web", "--timeout", "60s", *scope)
+    code, out, err = await kukectl(k, *rollout)
+    assert code == 0, err
+    code, out, err = await kukectl(k, "rollout", "history", "cellset/web", *scope)
+    assert code == 0, err
+    rows = [line.split(maxsplit=2) for line in out.splitlines()]
+    assert rows[0] == ["REVISION", "HASH", "CHANGE-CAUSE"]
+    assert [(row[0], row[2]) for row in rows[1:]] == [("1", "version 1"), ("2", "version 2")]
+    first = rows[1][1]
+
+    code, out, err = await kukectl(k, "rollout", "undo", "cellset/web", *scope)
+    assert code == 0, err
+    assert "rolled back to revision 1" in out
+    code, out, err = await kukectl(k, *rollout)
+    assert code == 0, err
+    code, out, err = await kukectl(k, "rollout", "history", "cellset/web", *scope)
+    rows = [line.split(maxsplit=2) for line in out.splitlines()]
+    assert [(row[0], row[1], row[2]) for row in rows[1:]][-1] == ("3", first, "version 1")
+    code, out, err = await kukectl(
+        k, "rollout", "undo", "cellset/web", "--to-revision", "9", *scope
+    )
+    assert code == 1
+    assert "no revision 9" in err

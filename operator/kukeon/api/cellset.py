@@ -43,6 +43,9 @@ CELLSET_LABEL = "kukeon.io/cellset"
 """The label of every cell a set owns: the set's name."""
 TEMPLATE_HASH_LABEL = "kukeon.io/template-hash"
 """The label of every cell a set owns: the hash of the template it was made from."""
+CHANGE_CAUSE_ANNOTATION = "kukeon.io/change-cause"
+"""A set's annotation, recorded with the revision of its template (`rollout history`)."""
+REVISION_HISTORY_MAX = 100
 HASH_LENGTH = 8
 SUFFIX_LENGTH = 5
 NAME_MAX = DNS_LABEL_MAX - HASH_LENGTH - SUFFIX_LENGTH - 2
@@ -103,6 +106,8 @@ class CellSetSpec(KukeonModel):
     strategy: CellSetStrategy = Field(default_factory=CellSetStrategy)
     min_ready_seconds: int = Field(default=0, ge=0, le=86_400, strict=True)
     """How long a new cell must have been Ready before it counts as available."""
+    revision_history_limit: int = Field(default=10, ge=0, le=REVISION_HISTORY_MAX, strict=True)
+    """How many earlier templates the status keeps for `rollout history` and `undo`."""
     progress_deadline_seconds: int = Field(
         default=DEFAULT_PROGRESS_DEADLINE, ge=1, le=DEADLINE_MAX, strict=True
     )
@@ -128,6 +133,23 @@ class CellSetCondition(KukeonModel):
     """`Progressing`: when the set last made progress (its deadline counts from there)."""
 
 
+TemplateDocument = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+"""A template as it was written (`rollout undo` writes it back, through admission)."""
+
+
+class CellSetRevision(KukeonModel):
+    """One template the set has run: its number (rising; an undo renumbers it)."""
+
+    revision: int = Field(ge=1)
+    template_hash: str
+    change_cause: OptionalString = None
+    """The set's `kukeon.io/change-cause` annotation when the template was first seen."""
+    template: TemplateDocument
+
+
 class CellSetStatus(KukeonModel):
     replicas: int = 0
     """Cells of the set (not being deleted)."""
@@ -139,6 +161,8 @@ class CellSetStatus(KukeonModel):
     observed_generation: int = 0
     template_hash: OptionalString = None
     conditions: NullableList[CellSetCondition] = Field(default_factory=list)
+    revisions: NullableList[CellSetRevision] = Field(default_factory=list)
+    """The current template last, and up to `revisionHistoryLimit` earlier ones."""
 
 
 class CellSet(Resource[CellSetSpec, CellSetStatus]):
@@ -148,6 +172,10 @@ class CellSet(Resource[CellSetSpec, CellSetStatus]):
 
     def template_hash(self) -> str:
         return template_hash(self.spec.template)
+
+    def template_document(self) -> dict[str, Any]:
+        """The template as a revision keeps it."""
+        return self.spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def cell_document(self, name: str, hash_: str) -> dict[str, Any]:
         """The Cell document of the set's cell ``name``: the template with the set's
@@ -180,7 +208,7 @@ def resolve(value: int | str, replicas: int, *, round_up: bool) -> int:
 
 def template_hash(template: CellSetTemplate) -> str:
     """The first 8 hex digits of the SHA-256 of the template's canonical JSON."""
-    document = template.model_dump(mode="json", by_alias=True, exclude_none=True)
+    document: dict[str, Any] = template.model_dump(mode="json", by_alias=True, exclude_none=True)
     text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
 

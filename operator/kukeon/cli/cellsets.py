@@ -1,11 +1,15 @@
-"""kukectl's CellSet commands: ``scale cellset/NAME --replicas N`` and ``rollout status``.
+"""kukectl's CellSet commands: ``scale cellset/NAME --replicas N``, ``rollout status``,
+``rollout history`` and ``rollout undo``.
 
 `get cellsets`, `describe cellset`, `apply` and `delete` are the generic commands (a
 CellSet is a kind like the others); the table columns and describe lines they show for a
 set are `cellsetview`'s. `scale` patches
 `spec.replicas`; `rollout status` waits until the set controller has seen the latest
 spec and every replica is up to date and Ready (`updated == ready == replicas`), and
-fails (exit 1) when the rollout stopped at its progress deadline.
+fails (exit 1) when the rollout stopped at its progress deadline. `rollout history`
+lists the template revisions the set controller keeps in the set's status; `rollout undo`
+writes one of them back as the set's template with an ordinary update, so it passes the
+same admission as any write of the set by the same user (whatever the status says).
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ import sys
 
 import click
 
-from kukeon.api import AnyResource, CellSet, Kind
-from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED
-from kukeon.apiserver.client import ApiClient
+from kukeon.api import AnyResource, CellSet, Kind, parse_resource
+from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION, PROGRESS_DEADLINE_EXCEEDED, CellSetRevision
+from kukeon.apiserver.client import ApiClient, ApiRequestError
 
 from .params import DURATION, scope_options
 from .runner import EXIT_USAGE, fail, run, stderr
 
 POLL_EVERY = 0.5
+UNDO_ATTEMPTS = 5
+CONFLICT = 409
 _FORMS = "cellset/NAME, cellset NAME or NAME"
 
 
@@ -130,5 +136,120 @@ def rollout_status(
             if loop.time() >= deadline:
                 fail(f"timed out after {timeout:g}s waiting for cellset/{key[-1]}: {at}")
             await asyncio.sleep(POLL_EVERY)
+
+    run(ctx, work)
+
+
+def history_lines(res: AnyResource) -> list[str]:
+    """The ``rollout history`` table: revision, template hash, change cause."""
+    assert isinstance(res, CellSet)
+    rows = [("REVISION", "HASH", "CHANGE-CAUSE")]
+    rows += [
+        (str(r.revision), r.template_hash, r.change_cause or "<none>") for r in res.status.revisions
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return [f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows]
+
+
+def undo_target(res: AnyResource, to_revision: int) -> CellSetRevision:
+    """The revision ``rollout undo`` goes back to: ``to_revision``, or (0) the one before
+    the current template; exit 1 naming what exists otherwise."""
+    assert isinstance(res, CellSet)
+    revisions = res.status.revisions
+    if to_revision:
+        for revision in revisions:
+            if revision.revision == to_revision:
+                return revision
+        known = ", ".join(str(r.revision) for r in revisions) or "none"
+        fail(f"cellset/{res.metadata.name} has no revision {to_revision} (kept: {known})")
+    current = res.template_hash()
+    earlier = [r for r in revisions if r.template_hash != current]
+    if not earlier:
+        fail(f"cellset/{res.metadata.name} has no earlier revision to go back to")
+    return earlier[-1]
+
+
+def rolled_back(res: CellSet, target: CellSetRevision) -> CellSet:
+    """``res`` with ``target``'s template and change cause (the update `undo` sends)."""
+    document = res.model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["spec"]["template"] = target.template
+    annotations = dict(res.metadata.annotations)
+    annotations.pop(CHANGE_CAUSE_ANNOTATION, None)
+    if target.change_cause:
+        annotations[CHANGE_CAUSE_ANNOTATION] = target.change_cause
+    document["metadata"]["annotations"] = annotations
+    document.pop("status", None)
+    parsed = parse_resource(document)
+    assert isinstance(parsed, CellSet)
+    return parsed
+
+
+@rollout.command("history")
+@click.argument("name", nargs=-1, required=True, metavar="cellset/NAME")
+@scope_options
+@click.pass_context
+def rollout_history(
+    ctx: click.Context, name: tuple[str, ...], realm: str, space: str, stack: str
+) -> None:
+    """List a CellSet's kept template revisions (the current one last).
+
+    \b
+    Examples:
+      kukectl rollout history cellset/web
+    """
+    key = (realm, space, stack, set_named(name))
+
+    async def work(client: ApiClient) -> None:
+        click.echo("\n".join(history_lines(await client.get(Kind.CELL_SET, key))))
+
+    run(ctx, work)
+
+
+@rollout.command("undo")
+@click.argument("name", nargs=-1, required=True, metavar="cellset/NAME")
+@click.option(
+    "--to-revision",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The revision to go back to (0: the one before the current template).",
+)
+@scope_options
+@click.pass_context
+def rollout_undo(
+    ctx: click.Context,
+    name: tuple[str, ...],
+    to_revision: int,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
+    """Put a CellSet's template back to an earlier revision (a normal update: the same
+    admission checks apply, and the set rolls to it).
+
+    \b
+    Examples:
+      kukectl rollout undo cellset/web
+      kukectl rollout undo cellset/web --to-revision 2
+    """
+    key = (realm, space, stack, set_named(name))
+
+    async def work(client: ApiClient) -> None:
+        for _ in range(UNDO_ATTEMPTS):
+            found = await client.get(Kind.CELL_SET, key)
+            assert isinstance(found, CellSet)
+            target = undo_target(found, to_revision)
+            if target.template_hash == found.template_hash():
+                click.echo(f"cellset/{key[-1]} is at revision {target.revision} already")
+                return
+            try:
+                await client.update(rolled_back(found, target))
+            except ApiRequestError as error:
+                if error.code == CONFLICT:
+                    continue  # changed meanwhile: decide again on the new version
+                raise
+            click.echo(f"cellset/{key[-1]} rolled back to revision {target.revision}")
+            return
+        fail(f"cellset/{key[-1]} kept changing; try again")
 
     run(ctx, work)

@@ -16,6 +16,10 @@ the current template to create, which cells to delete, and the status to report.
 generation, more updated or available cells, fewer old ones) and so when it last did; a
 rollout that has not moved for `progressDeadlineSeconds` is *halted*: `halt` takes the
 creations out of its plan (old cells still go only as availability allows).
+
+`record_revision` keeps the set's template revisions (in its status): the current
+template last, numbered one above the highest so far (a template seen before, as after an
+undo, moves up with a new number), and at most `revisionHistoryLimit` earlier ones.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from kukeon.api.cellset import StrategyType
+from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION, CellSet, CellSetRevision, StrategyType
 
 
 @dataclass(frozen=True)
@@ -168,3 +172,20 @@ def is_complete(plan: SetPlan, replicas: int) -> bool:
 def halt(plan: SetPlan) -> SetPlan:
     """``plan`` without its creations: a stalled rollout makes no more new cells."""
     return replace(plan, create=0, notes=(*plan.notes, "halted: progress deadline exceeded"))
+
+
+def record_revision(cellset: CellSet, hash_: str) -> list[CellSetRevision]:
+    """The set's revisions with its current template (``hash_``) as the latest."""
+    revisions = list(cellset.status.revisions)
+    if revisions and revisions[-1].template_hash == hash_:
+        return revisions
+    number = max((r.revision for r in revisions), default=0) + 1
+    kept = [r for r in revisions if r.template_hash != hash_]
+    current = CellSetRevision(
+        revision=number,
+        template_hash=hash_,
+        change_cause=cellset.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION),
+        template=cellset.template_document(),
+    )
+    limit = cellset.spec.revision_history_limit
+    return [*(kept[len(kept) - limit :] if limit else []), current]

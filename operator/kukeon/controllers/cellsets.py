@@ -49,6 +49,7 @@ from .cellsetplan import (
     halt,
     is_complete,
     plan_set,
+    record_revision,
     track_progress,
 )
 
@@ -188,6 +189,7 @@ def status_of(
         observed_generation=cellset.metadata.generation,
         template_hash=hash_,
         conditions=conditions,
+        revisions=record_revision(cellset, hash_),
     )
 
 

@@ -1,6 +1,7 @@
 """CellSets over the real HTTP API: the routes under a stack, a 422 naming the field for a
 selector that misses the template or an unknown field, and admission of the template as a
-cell (an editor's privileged template is a 403 naming spec.template.spec...)."""
+cell (an editor's privileged template is a 403 naming spec.template.spec...), also when it
+comes back by `rollout undo`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kukeon.api import CellSet, parse_resource, to_document, to_request_document
+from kukeon.cli.cellsets import rolled_back, undo_target
 from kukeon.store import Registry
 from tests.integration.apiserver.conftest import (
     ADMIN_TOKEN,
@@ -98,5 +101,40 @@ async def test_cellsets_over_http(
         headers={"Content-Type": "application/merge-patch+json"},
     ) as response:
         assert response.status == 200, await response.text()
+    await an_undo_passes_admission(admin, editor)
     async with editor.delete(f"{SETS}/web") as response:
+        assert response.status == 200, await response.text()
+
+
+async def an_undo_passes_admission(
+    admin: aiohttp.ClientSession, editor: aiohttp.ClientSession
+) -> None:
+    """`rollout undo` writes a kept template back with an ordinary update: a revision an
+    editor may not write (here forged into the status by an admin) is refused to the
+    editor as the same template written by hand would be, and allowed to an admin."""
+    async with editor.get(f"{SETS}/web") as response:
+        current = parse_resource(await response.json())
+    assert isinstance(current, CellSet)
+    privileged = set_doc(privileged=True)["spec"]["template"]
+    forged = [
+        {"revision": 1, "templateHash": "deadbeef", "template": privileged},
+        {
+            "revision": 2,
+            "templateHash": current.template_hash(),
+            "template": current.template_document(),
+        },
+    ]
+    document = to_document(current)
+    document["status"] = {"revisions": forged}
+    async with admin.put(f"{SETS}/web/status", json=document) as response:
+        assert response.status == 200, await response.text()
+    async with editor.get(f"{SETS}/web") as response:
+        found = parse_resource(await response.json())
+    assert isinstance(found, CellSet)
+    undone = to_request_document(rolled_back(found, undo_target(found, 0)))
+    async with editor.put(f"{SETS}/web", json=undone) as response:
+        body = await response.json()
+        assert response.status == 403, body
+    assert fields_of(body) == ["spec.template.spec.containers[0].privileged"]
+    async with admin.put(f"{SETS}/web", json=undone, params={"dryRun": "All"}) as response:
         assert response.status == 200, await response.text()

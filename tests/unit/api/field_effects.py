@@ -585,6 +585,9 @@ _SET_FIELDS: dict[str, Verdict] = {
     "CellSet.spec.progressDeadlineSeconds": Effect(
         "tests/unit/controllers/test_cellset_progress.py::test_a_stalled_rollout_stops_and_says_so"
     ),
+    "CellSet.spec.revisionHistoryLimit": Effect(
+        "tests/unit/controllers/test_cellset_revisions.py::test_the_history_limit_keeps_the_latest"
+    ),
 }
 # A set's template holds a cell's spec: each field has the effect it has in a cell (it is
 # copied into every cell of the set, proven by _SET_RUN), and the cell's identity is refused.
@@ -618,6 +621,10 @@ _SET_STATUS = tuple(
         "conditions[].message",
         "conditions[].lastTransitionTime",
         "conditions[].lastUpdateTime",
+        "revisions[].revision",
+        "revisions[].templateHash",
+        "revisions[].changeCause",
+        "revisions[].template",
     )
 )
 STATUS_FIELDS = (*STATUS_FIELDS, *_SET_STATUS)
