@@ -118,20 +118,28 @@ class NetworkHarness:
         )
 
     async def space(
-        self, realm: str, space: str, egress: EgressRuleset | None = None
+        self, realm: str, space: str, egress: EgressRuleset | None = None, *, builtin: bool = False
     ) -> SpaceNetworkStatus:
         path = self.conflist_path(realm, space)
         if (realm, space, path) not in self.spaces:
             self.spaces.append((realm, space, path))
         return await self.networks.ensure_space_network(
-            realm=realm, space=space, cni_config_path=path, egress=egress or EgressRuleset()
+            realm=realm,
+            space=space,
+            cni_config_path=path,
+            egress=egress or EgressRuleset(),
+            builtin=builtin,
         )
 
-    async def cell(self, realm: str, space: str, cell_id: str | None = None) -> object:
+    async def cell(
+        self, realm: str, space: str, cell_id: str | None = None, *, builtin: bool = False
+    ) -> object:
         cell_id = cell_id or self.new_cell_id()
         path = self.conflist_path(realm, space)
         self.cells.append((cell_id, path))
-        return await self.networks.attach_cell(cell_id=cell_id, cni_config_path=path)
+        return await self.networks.attach_cell(
+            cell_id=cell_id, cni_config_path=path, builtin=builtin
+        )
 
     async def cleanup(self) -> None:
         for cell_id, path in reversed(self.cells):

@@ -87,11 +87,23 @@ class FakeNetns:
         return True
 
 
-def _networks(tmp_path: Path) -> tuple[SpaceNetworks, FakeCni]:
-    settings = NetworkSettings(state_dir=tmp_path / "state", include_firewall=False)
+class StandingLinks:
+    """Every CNI-made interface still carries its address (no drift)."""
+
+    def carries(self, netns: Path, ifname: str, address: object) -> bool:
+        return True
+
+
+def _networks(tmp_path: Path, *, check_seconds: float = 300.0) -> tuple[SpaceNetworks, FakeCni]:
+    settings = NetworkSettings(
+        state_dir=tmp_path / "state", include_firewall=False, cni_check_seconds=check_seconds
+    )
     cni = FakeCni()
     networks = SpaceNetworks(
-        settings=settings, cni=cast(Any, cni), netns=cast(Any, FakeNetns(tmp_path / "netns"))
+        settings=settings,
+        cni=cast(Any, cni),
+        netns=cast(Any, FakeNetns(tmp_path / "netns")),
+        links=cast(Any, StandingLinks()),
     )
     return networks, cni
 
@@ -119,11 +131,11 @@ async def test_join_leave_and_detach_every_interface(tmp_path: Path) -> None:
     assert await networks.joined_cells("kk-r-a") == []
     assert [a.ifname for a in await networks.joined_interfaces(CELL)] == ["eth1"]
 
-    # A second pass keeps both (CHECK, no ADD): a restart keeps the addresses.
+    # A second pass keeps both (no ADD, and no CHECK this soon after the ADD).
     cni.calls.clear()
     again = await networks.join_network(cell_id=CELL, cni_config_path=other, ifname="eth1")
     assert again.address == joined.address
-    assert cni.calls == [("CHECK", "kk-r-b", "eth1")]
+    assert cni.calls == []
 
     # Another space on the same interface: the old attachment goes first.
     third = tmp_path / "c.conflist"
@@ -162,7 +174,41 @@ async def test_a_changed_first_network_is_attached_again(tmp_path: Path) -> None
     cni.calls.clear()
     kept = await networks.attach_cell(cell_id=CELL, cni_config_path=custom)
     assert kept.network_name == "mine"
-    assert cni.calls == [("CHECK", "mine", "eth0")]
+    assert cni.calls == []
+
+
+async def test_cni_check_runs_at_its_interval_and_a_restart_checks_once(tmp_path: Path) -> None:
+    """CHECK runs the plugins: not on every pass, only once ``cni_check_seconds`` passed
+    since the ADD or the last CHECK (and at the first pass of a new daemon)."""
+    networks, cni = _networks(tmp_path, check_seconds=0.0)
+    space = tmp_path / "a.conflist"
+    await write_conflist(space, _conflist("kk-r-a", "10.88.1.0/24", tmp_path))
+    await networks.attach_cell(cell_id=CELL, cni_config_path=space)
+    cni.calls.clear()
+    await networks.attach_cell(cell_id=CELL, cni_config_path=space)
+    assert cni.calls == [("CHECK", "kk-r-a", "eth0")]
+    restarted, cni = _networks(tmp_path)
+    first = await restarted.attach_cell(cell_id=CELL, cni_config_path=space)
+    again = await restarted.attach_cell(cell_id=CELL, cni_config_path=space)
+    assert first.address == again.address
+    assert cni.calls == [("CHECK", "kk-r-a", "eth0")]
+
+
+async def test_a_cni_interface_without_its_address_is_made_again_without_check(
+    tmp_path: Path,
+) -> None:
+    networks, cni = _networks(tmp_path)
+    space = tmp_path / "a.conflist"
+    await write_conflist(space, _conflist("kk-r-a", "10.88.1.0/24", tmp_path))
+    await networks.attach_cell(cell_id=CELL, cni_config_path=space)
+    cast(Any, networks.inprocess.links).carries = lambda *args: False
+    cni.calls.clear()
+    await networks.attach_cell(cell_id=CELL, cni_config_path=space)
+    assert cni.calls == [
+        ("DEL", "kk-r-a", "eth0"),
+        ("ADD", "kukeon-loopback", "lo"),
+        ("ADD", "kk-r-a", "eth0"),
+    ]
 
 
 async def test_records_of_further_interfaces_are_apart(tmp_path: Path) -> None:

@@ -8,8 +8,11 @@ controllers map API objects onto the small records defined here.
 
 Modules, one concern each: ``bridge`` (names, link lookup/removal), ``subnets`` (allocator
 and its store), ``cni`` (conflist rendering, plugin execution, results), ``netns``,
-``egress`` (nftables), ``hosts`` (``/etc/hosts``, ``/etc/hostname``), ``cni_leftovers``
-(firewall plugin leftovers), ``space`` (the facade the controllers call), ``errors``.
+``egress`` (nftables), ``masquerade`` (a space's masquerade in the same table), ``hosts``
+(``/etc/hosts``, ``/etc/hostname``), ``cni_leftovers`` (firewall plugin leftovers),
+``inprocess`` (cells on kukeon's own bridge networks without CNI), ``veth`` (its netlink
+side), ``leases`` (its addresses, in host-local's files), ``records``, ``space`` (the
+facade the controllers call), ``errors``.
 """
 
 from kukeon.runtime.network.bridge import (

@@ -48,6 +48,11 @@ from kukeon.runtime.network.errors import (
     NetworkError,
     NftError,
 )
+from kukeon.runtime.network.masquerade import (
+    masquerading_bridges,
+    render_masquerade,
+    render_unmasquerade,
+)
 
 DEFAULT_TABLE = "kukeon"
 BRIDGE_MAP = "egress_bridges"
@@ -279,10 +284,12 @@ def render_apply(
     bridge: str,
     default: Literal["allow", "deny"],
     rules: Sequence[ResolvedRule],
+    masquerade: IPv4Network | None = None,
 ) -> dict[str, Any]:
     """The one nft transaction that installs (or replaces) ``bridge``'s space chain (pure).
 
-    The bridge joins the dispatch map last, once its chain holds the whole policy.
+    The bridge joins the dispatch map last, once its chain holds the whole policy. With
+    ``masquerade`` (the space's subnet), the space's masquerade chain too (``masquerade``).
     """
     chain = chain_name(bridge)
     joins_map = {
@@ -298,6 +305,8 @@ def render_apply(
         *_policy_rules(table, chain, default, rules),
         joins_map,
     ]
+    if masquerade is not None:
+        commands += render_masquerade(table=table, bridge=bridge, subnet=masquerade)
     return {"nftables": commands}
 
 
@@ -309,6 +318,8 @@ class TableState:
     bridges: frozenset[str] = frozenset()
     """Keys of the bridge map."""
     chains: frozenset[str] = frozenset()
+    masquerading: frozenset[str] = frozenset()
+    """Keys of the masquerade map."""
 
 
 def parse_table_state(listing: Mapping[str, Any] | None) -> TableState:
@@ -324,7 +335,12 @@ def parse_table_state(listing: Mapping[str, Any] | None) -> TableState:
                     bridges.add(key)
         elif "chain" in item:
             chains.add(str(item["chain"]["name"]))
-    return TableState(exists=True, bridges=frozenset(bridges), chains=frozenset(chains))
+    return TableState(
+        exists=True,
+        bridges=frozenset(bridges),
+        chains=frozenset(chains),
+        masquerading=masquerading_bridges(listing),
+    )
 
 
 def render_remove(*, table: str, bridge: str, state: TableState) -> dict[str, Any] | None:
@@ -348,6 +364,9 @@ def render_remove(*, table: str, bridge: str, state: TableState) -> dict[str, An
             {"flush": {"chain": _ref(table=table, name=chain)}},
             {"delete": {"chain": _ref(table=table, name=chain)}},
         ]
+    commands += render_unmasquerade(
+        table=table, bridge=bridge, bridges=state.masquerading, chains=state.chains
+    )
     return {"nftables": commands} if commands else None
 
 
@@ -398,9 +417,17 @@ class NftEgress:
             self._nft_binary = found
         return self._nft_binary
 
-    async def apply(self, *, bridge: str, policy: EgressRuleset) -> AppliedEgress:
+    async def apply(
+        self, *, bridge: str, policy: EgressRuleset, masquerade: IPv4Network | None = None
+    ) -> AppliedEgress:
         rules = await resolve_policy(policy, resolver=self._resolver)
-        batch = render_apply(table=self.table, bridge=bridge, default=policy.default, rules=rules)
+        batch = render_apply(
+            table=self.table,
+            bridge=bridge,
+            default=policy.default,
+            rules=rules,
+            masquerade=masquerade,
+        )
         async with self._lock:
             await self._run(
                 ["-j", "-f", "-"], stdin=json.dumps(batch), action=f"apply egress of {bridge}"

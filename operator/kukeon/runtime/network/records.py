@@ -1,4 +1,8 @@
-"""Attachment records: what each CNI attachment of a cell was made with, kept on disk.
+"""Attachment records: what each attachment of a cell was made with, kept on disk.
+
+An attachment is made by the CNI plugins (driver ``cni``) or by kukeond itself over netlink
+(driver ``netlink``, ``inprocess``: the record has the same shape, its result written as
+the bridge plugin's would be); a record without a driver is from before there were two.
 
 CNI requires a network's exact configuration and its ADD result for CHECK and DEL, and
 both must survive a daemon restart (a restart keeps every address). A cell has one record
@@ -26,6 +30,8 @@ from kukeon.runtime.network.errors import CniConfigError, NetworkError
 
 RECORD_VERSION = 1
 PRIMARY_IFNAME = "eth0"
+DRIVER_CNI = "cni"
+DRIVER_NETLINK = "netlink"
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,9 @@ class AttachmentRecord:
     conflist: NetworkConfigList
     conf: RuntimeConf
     result: CniResult
+    driver: str = DRIVER_CNI
+    """``cni`` (made by the plugins: CHECK and DEL through them) or ``netlink`` (made by
+    kukeond itself, ``inprocess``); records written before the field existed are CNI's."""
 
 
 class AttachmentRecords:
@@ -58,6 +67,7 @@ class AttachmentRecords:
         conf = record.conf
         document = {
             "version": RECORD_VERSION,
+            "driver": record.driver,
             "conflist": json.loads(record.conflist.to_json()),
             "netns": str(conf.netns),
             "ifname": conf.ifname,
@@ -84,9 +94,10 @@ class AttachmentRecords:
                 capability_args=dict(document.get("capabilityArgs", {})),
             )
             result = parse_result(document["result"], plugin=str(path))
+            driver = str(document.get("driver", DRIVER_CNI))
         except (ValueError, KeyError, TypeError, CniConfigError) as error:
             raise NetworkError(f"attachment record {path} is unreadable: {error}") from error
-        return AttachmentRecord(conflist=conflist, conf=conf, result=result)
+        return AttachmentRecord(conflist=conflist, conf=conf, result=result, driver=driver)
 
     async def drop(self, cell_id: str, ifname: str = PRIMARY_IFNAME) -> None:
         await asyncio.to_thread(unlink_if_present, self.path(cell_id, ifname))

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kukeon.runtime.hostfiles import make_dirs
+from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.network._files import unlink_if_present
 from kukeon.runtime.network.bridge import (
     bridge_name,
@@ -51,8 +54,14 @@ from kukeon.runtime.network.cni_leftovers import (
 )
 from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressRuleset, NftEgress
 from kukeon.runtime.network.errors import CniConfigError, CniError, NetworkError
+from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments, Links
 from kukeon.runtime.network.netns import DEFAULT_NETNS_DIR, NetnsManager
-from kukeon.runtime.network.records import PRIMARY_IFNAME, AttachmentRecord, AttachmentRecords
+from kukeon.runtime.network.records import (
+    DRIVER_NETLINK,
+    PRIMARY_IFNAME,
+    AttachmentRecord,
+    AttachmentRecords,
+)
 from kukeon.runtime.network.subnets import (
     DEFAULT_POOL,
     DEFAULT_PREFIX,
@@ -61,6 +70,8 @@ from kukeon.runtime.network.subnets import (
     host_networks,
     space_key,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,9 @@ class NetworkSettings:
     include_firewall: bool = True
     instance: str = ""
     """This control plane's tag in host-wide names (see ``bridge.instance_tag``)."""
+    cni_check_seconds: float = 300.0
+    """How long a CNI-made attachment whose interface still carries its address is kept
+    without a CNI CHECK (the plugins run again at most this often per interface)."""
 
     @property
     def network_dir(self) -> Path:
@@ -198,6 +212,7 @@ class SpaceNetworks:
         cni: CniRuntime | None = None,
         netns: NetnsManager | None = None,
         egress: NftEgress | None = None,
+        links: Links | None = None,
     ) -> None:
         self.settings = settings
         self.subnets: SubnetStore = subnets or JsonFileSubnetStore(
@@ -207,6 +222,9 @@ class SpaceNetworks:
         self.netns = netns or NetnsManager(directory=settings.netns_dir)
         self.egress = egress or NftEgress(table=settings.nft_table)
         self.records = AttachmentRecords(settings.attachments_dir)
+        self.inprocess = InProcessAttachments(records=self.records, links=links)
+        self._checked: dict[tuple[str, str], float] = {}
+        """When each CNI-made interface was last ADDed or CHECKed (monotonic clock)."""
 
     def _in_use(self, key: str) -> list[IPv4Network]:
         """What a new subnet of the space ``key`` must avoid: the host's networks, except its
@@ -225,8 +243,16 @@ class SpaceNetworks:
         )
 
     async def ensure_space_network(
-        self, *, realm: str, space: str, cni_config_path: Path, egress: EgressRuleset
+        self,
+        *,
+        realm: str,
+        space: str,
+        cni_config_path: Path,
+        egress: EgressRuleset,
+        builtin: bool = False,
     ) -> SpaceNetworkStatus:
+        """The space's subnet, conflist and egress chain; ``builtin`` (its cells attached
+        in-process) adds the masquerade the bridge plugin's ``ipMasq`` made per cell."""
         bridge = bridge_name(realm, space, self.settings.instance)
         # Fail on a missing plugin now, with its name, rather than at the first cell.
         probe = self.conflist_for(bridge=bridge, subnet=self.settings.subnet_pool)
@@ -240,7 +266,9 @@ class SpaceNetworks:
         )
         conflist = self.conflist_for(bridge=bridge, subnet=subnet)
         written = await write_conflist(cni_config_path, conflist)
-        applied = await self.egress.apply(bridge=bridge, policy=egress)
+        applied = await self.egress.apply(
+            bridge=bridge, policy=egress, masquerade=subnet if builtin else None
+        )
         return SpaceNetworkStatus(
             bridge_name=bridge,
             network_name=conflist.name,
@@ -294,12 +322,16 @@ class SpaceNetworks:
         netns_name: str | None = None,
         ifname: str = PRIMARY_IFNAME,
         port_mappings: Sequence[PortMapping] = (),
+        builtin: bool = False,
     ) -> CellAttachment:
         """Give the cell its namespace and address; a second call returns the same attachment.
 
         A recorded attachment made from another configuration than the one now at
         ``cni_config_path`` (the root container's ``cniConfigPath`` set, changed or
         removed) is deleted and made again; a file that cannot be read keeps it.
+        ``builtin``: the configuration is the space's own (kukeon rendered it), made in
+        this process (``inprocess``) rather than by the CNI plugins; an attachment CNI made
+        before stays CNI's while it stands.
         """
         # Marked before it exists: a crash right after creating it still leaves it ours.
         await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
@@ -308,6 +340,11 @@ class SpaceNetworks:
         kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted)
         if kept is not None:
             return kept
+        if builtin and wanted is not None and (network := BridgeNetwork.of(wanted)) is not None:
+            record = await self.inprocess.attach(
+                cell_id=cell_id, netns=netns_path, ifname=ifname, conflist=wanted, network=network
+            )
+            return _attachment(cell_id, record.conf, record.conflist, record.result)
         conflist = wanted if wanted is not None else await load_conflist(cni_config_path)
         capability_args = (
             {"portMappings": [m.to_cni() for m in port_mappings]} if port_mappings else {}
@@ -323,7 +360,13 @@ class SpaceNetworks:
             raise
 
     async def join_network(
-        self, *, cell_id: str, cni_config_path: Path, ifname: str, netns_name: str | None = None
+        self,
+        *,
+        cell_id: str,
+        cni_config_path: Path,
+        ifname: str,
+        netns_name: str | None = None,
+        builtin: bool = False,
     ) -> CellAttachment:
         """One more interface of the cell, on another space's network (``joined_conflist``:
         no default route through it); a second call returns the same attachment."""
@@ -338,6 +381,11 @@ class SpaceNetworks:
             return kept
         if wanted is None:
             wanted = joined_conflist(await load_conflist(cni_config_path))
+        if builtin and (network := BridgeNetwork.of(wanted)) is not None:
+            record = await self.inprocess.attach(
+                cell_id=cell_id, netns=netns_path, ifname=ifname, conflist=wanted, network=network
+            )
+            return _attachment(cell_id, record.conf, record.conflist, record.result)
         return await self._add(cell_id, netns_path, wanted, ifname, {})
 
     async def leave_network(self, *, cell_id: str, ifname: str) -> bool:
@@ -347,9 +395,17 @@ class SpaceNetworks:
         record = await self.records.load(cell_id, ifname)
         if record is None:
             return False
-        await self._delete(record.conflist, record.conf, record.result)
-        await self.records.drop(cell_id, ifname)
+        await self._remove(record)
         return True
+
+    async def _remove(self, record: AttachmentRecord) -> None:
+        """Undo one recorded interface, by whoever made it, and drop its record."""
+        if record.driver == DRIVER_NETLINK:
+            await self.inprocess.detach(record)
+            return
+        await self._delete(record.conflist, record.conf, record.result)
+        await self.records.drop(record.conf.container_id, record.conf.ifname)
+        self._checked.pop((record.conf.container_id, record.conf.ifname), None)
 
     async def leave_networks(self, *, cell_id: str, keep: Collection[str] = ()) -> list[str]:
         """DEL the cell's joined interfaces but ``keep``; the interfaces left."""
@@ -379,22 +435,40 @@ class SpaceNetworks:
         netns_path: Path,
         wanted: NetworkConfigList | None,
     ) -> CellAttachment | None:
-        """The recorded attachment when it still stands as wanted (CHECKed); else it is
-        deleted and None returned."""
+        """The recorded CNI attachment when it still stands as wanted; else it is deleted
+        and None returned. An in-process one is left to ``inprocess`` (None).
+
+        CHECK runs the plugins again, so it is not run on every pass: an interface that
+        still carries its address (a netlink read) is kept without one until
+        ``cni_check_seconds`` have passed since its ADD or last CHECK; one that lost it is
+        not CHECKed but made again.
+        """
         existing = await self.records.load(cell_id, ifname)
-        if existing is None:
+        if existing is None or existing.driver == DRIVER_NETLINK:
             return None
         conflist, conf, result = existing.conflist, existing.conf, existing.result
         if conf.netns == netns_path and (wanted is None or _same_network(conflist, wanted)):
-            try:
-                await self.cni.check(conflist, conf, result)
-            except CniError:
-                pass  # drifted (veth gone, address removed): rebuilt from scratch
-            else:
-                return _attachment(cell_id, conf, conflist, result)
+            attachment = _attachment(cell_id, conf, conflist, result)
+            links = self.inprocess.links
+            if await run_on_host_thread(links.carries, netns_path, ifname, attachment.address):
+                if self._check_due(cell_id, ifname):
+                    try:
+                        await self.cni.check(conflist, conf, result)
+                    except CniError:
+                        pass  # drifted (a rule, a route): rebuilt from scratch
+                    else:
+                        self._checked[(cell_id, ifname)] = time.monotonic()
+                        return attachment
+                else:
+                    return attachment
         await self._delete_quietly(conflist, conf, result)
         await self.records.drop(cell_id, ifname)
+        self._checked.pop((cell_id, ifname), None)
         return None
+
+    def _check_due(self, cell_id: str, ifname: str) -> bool:
+        last = self._checked.get((cell_id, ifname))
+        return last is None or time.monotonic() - last >= self.settings.cni_check_seconds
 
     async def _add(
         self,
@@ -415,6 +489,7 @@ class SpaceNetworks:
             # No CHECK right after a successful ADD (it ran every plugin again for nothing);
             # a later attach of the same cell CHECKs and rebuilds a drifted attachment.
             await self.records.save(AttachmentRecord(conflist=conflist, conf=conf, result=result))
+            self._checked[(cell_id, ifname)] = time.monotonic()
         except BaseException:
             # CNI's answer to a failed ADD is a DEL.
             with contextlib.suppress(Exception):
@@ -430,7 +505,13 @@ class SpaceNetworks:
         existing = await self.records.load(cell_id)
         if existing is None:
             return None
-        await self.cni.check(existing.conflist, existing.conf, existing.result)
+        if existing.driver == DRIVER_NETLINK:
+            found = await self.inprocess.check(existing)
+            if found:
+                raise NetworkError(f"attachment of {cell_id} drifted: {'; '.join(found)}")
+        else:
+            await self.cni.check(existing.conflist, existing.conf, existing.result)
+            self._checked[(cell_id, existing.conf.ifname)] = time.monotonic()
         return _attachment(cell_id, existing.conf, existing.conflist, existing.result)
 
     async def detach_cell(
@@ -448,7 +529,7 @@ class SpaceNetworks:
         existing = await self.records.load(cell_id)
         if existing is not None:
             found = True
-            await self._delete(existing.conflist, existing.conf, existing.result)
+            await self._remove(existing)
         elif cni_config_path is not None and await asyncio.to_thread(cni_config_path.exists):
             conflist = await load_conflist(cni_config_path)
             conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname=ifname)
@@ -456,8 +537,12 @@ class SpaceNetworks:
             # delete; the IPAM lease still says which address the cell had.
             await self._delete(conflist, conf, await _result_from_leases(conflist, conf))
         lo_conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname="lo")
-        await self.cni.delete(render_loopback_config(), lo_conf, None)
+        if existing is None or existing.driver != DRIVER_NETLINK:
+            await self.cni.delete(render_loopback_config(), lo_conf, None)
         await self.records.drop(cell_id)
+        self._checked.pop((cell_id, ifname), None)
+        # Leases (and host ends named after them) a crash left without a record.
+        found = await self.inprocess.remove_leftovers(cell_id, self.settings.ipam_dir) or found
         removed_netns = await self.netns.remove(netns_name or cell_id)
         await asyncio.to_thread(
             unlink_if_present, self.settings.owned_netns_dir / (netns_name or cell_id)

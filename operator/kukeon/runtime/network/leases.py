@@ -1,0 +1,138 @@
+"""Address leases of a space network, kept in host-local's own on-disk format.
+
+The in-process bridge path (``veth``, ``inprocess``) allocates a cell's address itself, and
+keeps it where CNI's ``host-local`` IPAM plugin kept it until then: one file per address in
+``<ipam dir>/<network name>/``, named by the address and holding ``<container id>\\r\\n<ifname>``,
+a ``last_reserved_ip.0`` file saying where the next search starts, and a ``lock`` file both
+take with ``flock`` around a change. Sharing the format is the migration: cells attached by
+CNI before the upgrade keep their leases, new cells never take their addresses, a CNI DEL
+of an old cell still releases its own lease, and a lease of either kind survives a restart
+of kukeond (it is a file).
+
+The range is host-local's default for a subnet: its first host address to the last before
+the broadcast address, the gateway excluded; the search starts after the last address
+reserved and wraps around, as host-local's does.
+
+Every function here blocks (file lock, directory scan): callers run them on a host thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from kukeon.runtime.hostfiles import make_dirs
+from kukeon.runtime.network.errors import NetworkError
+
+log = logging.getLogger(__name__)
+
+LINE_BREAK = "\r\n"
+LAST_RESERVED = "last_reserved_ip.0"
+LOCK_FILE = "lock"
+
+
+class AddressPoolExhaustedError(NetworkError):
+    """Every address of the space's subnet is leased."""
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    make_dirs(directory)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _owner(path: Path) -> tuple[str, str] | None:
+    """(container id, ifname) of a lease file; None for the other files of the directory."""
+    try:
+        IPv4Address(path.name)
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (ValueError, OSError):
+        return None
+    if not lines:
+        return None
+    return lines[0].strip(), (lines[1].strip() if len(lines) > 1 else "")
+
+
+def owned(directory: Path, owner: str, ifname: str) -> list[IPv4Address]:
+    """The addresses leased to (``owner``, ``ifname``) in one network's directory."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        IPv4Address(path.name) for path in directory.iterdir() if _owner(path) == (owner, ifname)
+    )
+
+
+def lease(
+    directory: Path, *, subnet: IPv4Network, gateway: IPv4Address, owner: str, ifname: str
+) -> IPv4Address:
+    """The address of (``owner``, ``ifname``) on the network: the one it holds already (a
+    restart, a repeated attach), else the next free one, written before it is returned."""
+    with _locked(directory):
+        held = owned(directory, owner, ifname)
+        if held:
+            return held[0]
+        hosts = [address for address in subnet.hosts() if address != gateway]
+        if not hosts:
+            raise AddressPoolExhaustedError(f"subnet {subnet} has no address for cells")
+        start = _start_index(directory, hosts)
+        for offset in range(len(hosts)):
+            address = hosts[(start + offset) % len(hosts)]
+            try:
+                fd = os.open(directory / str(address), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(f"{owner}{LINE_BREAK}{ifname}")
+            (directory / LAST_RESERVED).write_text(str(address), encoding="utf-8")
+            return address
+    raise AddressPoolExhaustedError(f"every address of {subnet} is leased ({directory})")
+
+
+def _start_index(directory: Path, hosts: list[IPv4Address]) -> int:
+    try:
+        last = IPv4Address((directory / LAST_RESERVED).read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return 0
+    for index, address in enumerate(hosts):
+        if address > last:
+            return index
+    return 0
+
+
+def release(directory: Path, owner: str, ifname: str) -> list[IPv4Address]:
+    """Remove the leases of (``owner``, ``ifname``) on one network; the addresses freed."""
+    if not directory.is_dir():
+        return []
+    with _locked(directory):
+        freed = owned(directory, owner, ifname)
+        for address in freed:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / str(address)).unlink()
+    return freed
+
+
+def release_everywhere(ipam_dir: Path, owner: str) -> list[tuple[str, str, IPv4Address]]:
+    """Every lease of ``owner`` in every network under ``ipam_dir``, removed: what a crash
+    between a lease and its record left. (network, ifname, address) of each."""
+    if not ipam_dir.is_dir():
+        return []
+    freed: list[tuple[str, str, IPv4Address]] = []
+    for directory in sorted(p for p in ipam_dir.iterdir() if p.is_dir()):
+        ifnames = {
+            found[1]
+            for path in directory.iterdir()
+            if (found := _owner(path)) is not None and found[0] == owner
+        }
+        for ifname in sorted(ifnames):
+            freed += [(directory.name, ifname, a) for a in release(directory, owner, ifname)]
+    return freed

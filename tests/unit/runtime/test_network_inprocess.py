@@ -1,0 +1,221 @@
+"""The in-process bridge path without root: leases in host-local's format, the records, and
+a fake netlink layer with faults injected where a kill -9 could stop an attachment."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from kukeon.runtime.network import leases
+from kukeon.runtime.network.cni.config import joined_conflist, render_space_conflist
+from kukeon.runtime.network.egress import parse_table_state, render_apply, render_remove
+from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments
+from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecords
+from kukeon.runtime.network.veth import BridgePort, host_ifname
+
+CELL = "kukeon_r_s_st_c"
+SUBNET = IPv4Network("10.88.5.0/24")
+
+
+class Crash(BaseException):
+    """A kill -9 as seen from the code under test: nothing after it runs."""
+
+
+class FakeLinks:
+    """The host's links as a dict; ``fail_*`` inject a fault at that step."""
+
+    def __init__(self) -> None:
+        self.ports: dict[str, BridgePort] = {}
+        self.made = 0
+        self.fail_make_after_pair = False
+        self.fail_remove = False
+        self.broken: set[str] = set()
+
+    def make_port(self, port: BridgePort) -> None:
+        self.ports.pop(port.host_ifname, None)  # a leftover of the same name is deleted first
+        self.ports[port.host_ifname] = port  # the pair exists from here on
+        self.made += 1
+        if self.fail_make_after_pair:
+            raise Crash("killed between the veth pair and the address")
+        self.broken.discard(port.host_ifname)
+
+    def problems(self, port: BridgePort) -> list[str]:
+        if port.host_ifname not in self.ports or port.host_ifname in self.broken:
+            return [f"{port.host_ifname} is missing"]
+        return []
+
+    def remove_port(self, name: str) -> bool:
+        if self.fail_remove:
+            raise Crash("killed during the undo")
+        return self.ports.pop(name, None) is not None
+
+    def carries(self, netns: Path, ifname: str, address: IPv4Interface) -> bool:
+        return True
+
+
+def _network(tmp_path: Path) -> tuple[BridgeNetwork, object]:
+    conflist = render_space_conflist(
+        network_name="kk-r-s", bridge="kk-r-s", subnet=SUBNET, ipam_data_dir=tmp_path / "ipam"
+    )
+    network = BridgeNetwork.of(conflist)
+    assert network is not None
+    return network, conflist
+
+
+async def _attach(
+    attachments: InProcessAttachments, tmp_path: Path, cell: str = CELL
+) -> IPv4Address:
+    network, conflist = _network(tmp_path)
+    record = await attachments.attach(
+        cell_id=cell,
+        netns=tmp_path / "netns" / cell,
+        ifname="eth0",
+        conflist=conflist,  # type: ignore[arg-type]
+        network=network,
+    )
+    ip = record.result.first_ipv4()
+    assert ip is not None
+    assert isinstance(ip.address, IPv4Interface)
+    return ip.address.ip
+
+
+def test_the_rendered_network_is_done_in_process_a_foreign_one_is_not(tmp_path: Path) -> None:
+    network, conflist = _network(tmp_path)
+    assert (network.bridge, network.subnet, network.gateway) == ("kk-r-s", SUBNET, SUBNET[1])
+    assert network.default_route
+    assert network.hairpin
+    assert network.ipam_dir == tmp_path / "ipam" / "kk-r-s"
+    joined = BridgeNetwork.of(joined_conflist(conflist))  # type: ignore[arg-type]
+    assert joined is not None
+    assert not joined.default_route
+    macvlan = render_space_conflist(
+        network_name="m", bridge="m", subnet=SUBNET, ipam_data_dir=tmp_path
+    )
+    foreign = type(macvlan)(
+        name="m", cni_version="1.0.0", plugins=({"type": "macvlan", "master": "eth0"},)
+    )
+    assert BridgeNetwork.of(foreign) is None
+    dhcp = dict(macvlan.plugins[0], ipam={"type": "dhcp"})
+    assert BridgeNetwork.of(type(macvlan)(name="m", cni_version="1.0.0", plugins=(dhcp,))) is None
+
+
+def test_leases_use_host_locals_format_skip_the_gateway_and_are_kept(tmp_path: Path) -> None:
+    directory = tmp_path / "kk-r-s"
+    first = leases.lease(directory, subnet=SUBNET, gateway=SUBNET[1], owner="a", ifname="eth0")
+    second = leases.lease(directory, subnet=SUBNET, gateway=SUBNET[1], owner="b", ifname="eth0")
+    assert (first, second) == (SUBNET[2], SUBNET[3])
+    assert (directory / str(first)).read_bytes() == b"a\r\neth0"
+    assert (directory / leases.LAST_RESERVED).read_text() == str(second)
+    # The same owner and interface get the address they hold (a restart, a second pass).
+    assert (
+        leases.lease(directory, subnet=SUBNET, gateway=SUBNET[1], owner="a", ifname="eth0") == first
+    )
+    # A lease CNI's host-local wrote before the upgrade is never handed out again.
+    (directory / str(SUBNET[4])).write_text("old-cni-cell\r\neth0")
+    third = leases.lease(directory, subnet=SUBNET, gateway=SUBNET[1], owner="c", ifname="eth0")
+    assert third == SUBNET[5]
+    assert leases.release(directory, "a", "eth0") == [first]
+    assert leases.release_everywhere(tmp_path, "c") == [("kk-r-s", "eth0", third)]
+    assert leases.owned(directory, "old-cni-cell", "eth0") == [SUBNET[4]]
+
+
+def test_a_full_subnet_is_refused(tmp_path: Path) -> None:
+    tiny = IPv4Network("10.9.9.0/30")  # .1 gateway, .2 the only cell address
+    leases.lease(tmp_path, subnet=tiny, gateway=tiny[1], owner="a", ifname="eth0")
+    with pytest.raises(leases.AddressPoolExhaustedError):
+        leases.lease(tmp_path, subnet=tiny, gateway=tiny[1], owner="b", ifname="eth0")
+
+
+async def test_attach_is_recorded_verified_cheaply_and_repaired(tmp_path: Path) -> None:
+    links = FakeLinks()
+    records = AttachmentRecords(tmp_path / "attachments")
+    attachments = InProcessAttachments(records=records, links=links)
+    address = await _attach(attachments, tmp_path)
+    assert address == SUBNET[2]
+    record = await records.load(CELL)
+    assert record is not None
+    assert record.driver == DRIVER_NETLINK
+    # A second pass (and a new daemon on the same state: a restart) reads, makes nothing.
+    again = InProcessAttachments(records=records, links=links)
+    assert await _attach(again, tmp_path) == address
+    assert links.made == 1
+    # Drift: made again with the same address.
+    links.broken.add(host_ifname(CELL, "eth0"))
+    assert await _attach(again, tmp_path) == address
+    assert links.made == 2
+    await again.detach(record)
+    assert links.ports == {}
+    assert await records.load(CELL) is None
+    assert leases.owned(tmp_path / "ipam" / "kk-r-s", CELL, "eth0") == []
+
+
+async def test_a_kill_mid_attach_leaves_nothing_that_blocks_the_next(tmp_path: Path) -> None:
+    """Fault injected at the netlink layer: the veth pair exists, the address is leased and
+    recorded, and the undo dies too (as after a kill -9, nothing cleans up)."""
+    links = FakeLinks()
+    records = AttachmentRecords(tmp_path / "attachments")
+    links.fail_make_after_pair = True
+    links.fail_remove = True
+    with pytest.raises(Crash):
+        await _attach(InProcessAttachments(records=records, links=links), tmp_path)
+    assert host_ifname(CELL, "eth0") in links.ports
+    # The next daemon: the same cell attaches with the same address over the leftover link,
+    # another cell is not blocked, and nothing is left twice.
+    links.fail_make_after_pair = links.fail_remove = False
+    restarted = InProcessAttachments(records=records, links=links)
+    assert await _attach(restarted, tmp_path) == SUBNET[2]
+    assert await _attach(restarted, tmp_path, "kukeon_r_s_st_d") == SUBNET[3]
+    assert sorted(links.ports) == sorted(
+        [host_ifname(CELL, "eth0"), host_ifname("kukeon_r_s_st_d", "eth0")]
+    )
+
+
+async def test_a_kill_between_lease_and_record_is_cleaned_by_the_detach(tmp_path: Path) -> None:
+    links = FakeLinks()
+    attachments = InProcessAttachments(records=AttachmentRecords(tmp_path / "a"), links=links)
+    directory = tmp_path / "ipam" / "kk-r-s"
+    leases.lease(directory, subnet=SUBNET, gateway=SUBNET[1], owner=CELL, ifname="eth0")
+    links.ports[host_ifname(CELL, "eth0")] = _network(tmp_path)[0].port(
+        tmp_path, CELL, "eth0", SUBNET[2]
+    )
+    assert await attachments.remove_leftovers(CELL, tmp_path / "ipam")
+    assert links.ports == {}
+    assert leases.owned(directory, CELL, "eth0") == []
+    assert not await attachments.remove_leftovers(CELL, tmp_path / "ipam")
+
+
+def test_masquerade_goes_in_the_space_transaction_and_leaves_with_it() -> None:
+    batch = render_apply(table="t", bridge="kk-r-s", default="allow", rules=(), masquerade=SUBNET)
+    chains = [c["add"]["chain"] for c in batch["nftables"] if "chain" in c.get("add", {})]
+    nat = next(c for c in chains if c["name"] == "masquerade")
+    assert (nat["type"], nat["hook"], nat["prio"]) == ("nat", "postrouting", 100)
+    rule = next(
+        c["add"]["rule"]
+        for c in batch["nftables"]
+        if c.get("add", {}).get("rule", {}).get("chain") == "masq-kk-r-s"
+    )
+    assert {"masquerade": None} in rule["expr"]
+    assert "masquerade" not in str(render_apply(table="t", bridge="b", default="allow", rules=()))
+    listing = {
+        "nftables": [
+            {"map": {"name": "egress_bridges", "elem": [["kk-r-s", {}], ["kk-r-o", {}]]}},
+            {"map": {"name": "masquerade_bridges", "elem": [["kk-r-s", {}]]}},
+            {"chain": {"name": "egress-kk-r-s"}},
+            {"chain": {"name": "egress-kk-r-o"}},
+            {"chain": {"name": "masq-kk-r-s"}},
+        ]
+    }
+    removal = render_remove(table="t", bridge="kk-r-s", state=parse_table_state(listing))
+    assert removal is not None
+    deleted = [c["delete"] for c in removal["nftables"] if "delete" in c]
+    assert {
+        "element": {
+            "family": "inet",
+            "table": "t",
+            "name": "masquerade_bridges",
+            "elem": ["kk-r-s"],
+        }
+    } in deleted
+    assert {"chain": {"family": "inet", "table": "t", "name": "masq-kk-r-s"}} in deleted
