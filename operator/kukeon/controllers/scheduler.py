@@ -108,6 +108,9 @@ def ready_since(node: Node) -> datetime | None:
     return None
 
 
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
 # --- the pass (talks to etcd) ------------------------------------------------------------
 
 
@@ -207,10 +210,11 @@ class Scheduler:
             self._unplaced = any(not c.spec.node_name for c in cells)
         count_cells(views, cells)
 
-        # Decisions are taken one cell at a time (each one counts in the next one's score);
-        # the writes they lead to go to etcd concurrently.
+        # Decisions are taken one cell at a time (each one counts in the next one's score),
+        # oldest first: a set's oldest cells, the ones a scale-down keeps, spread; the
+        # writes they lead to go to etcd concurrently.
         writes: list[Coroutine[Any, Any, None]] = []
-        for cell in cells:
+        for cell in sorted(cells, key=_age):
             assigned = cell.spec.node_name
             if assigned and assigned in lost_since:
                 writes.append(self._on_lost_node(cell, views, since=lost_since[assigned], now=now))
@@ -378,6 +382,11 @@ class Scheduler:
             message=message,
             node_name=self.node_name,
         )
+
+
+def _age(cell: Cell) -> tuple[datetime, str]:
+    """Oldest first (by name among cells made at the same instant)."""
+    return (cell.metadata.creation_timestamp or _EPOCH, cell.metadata.name)
 
 
 def _name(cell: Cell) -> str:

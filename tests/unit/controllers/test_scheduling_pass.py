@@ -11,6 +11,7 @@ from typing import Any, cast
 import pytest
 
 from kukeon.api import (
+    CELLSET_LABEL,
     SCHEDULED_BY_ANNOTATION,
     Cell,
     CellState,
@@ -235,3 +236,21 @@ async def test_an_idle_pass_lists_no_cell_until_one_needs_deciding(
     listed.clear()
     await pass_.run_pass(woken=False)
     assert Kind.CELL in listed
+
+
+async def test_cells_are_placed_oldest_first_so_a_sets_oldest_cells_spread(fleet: Fleet) -> None:
+    """A set scaled down keeps its oldest cells: placed in the order they were made, the
+    oldest of any count land one per node (listed by name, c5, made third, would share b
+    with c2)."""
+    for name in ("a", "b", "c"):
+        await add_node(fleet, name)
+    made = ("c1", "c2", "c5", "c3", "c4", "c6")
+    for name in made:
+        one = cell(name, node=None)
+        labels = {CELLSET_LABEL: "web"}
+        await fleet.create(
+            one.model_copy(update={"metadata": one.metadata.model_copy(update={"labels": labels})})
+        )
+    await scheduler(fleet, Clock()).run_pass()
+    nodes = [(await get_cell(fleet, name)).spec.node_name for name in made]
+    assert nodes == ["a", "b", "c", "a", "b", "c"]
