@@ -1,5 +1,6 @@
 """CellSets through kukectl, as a user drives them: apply, rollout status, history and
-undo, get, scale, describe, delete (the cells go with the set)."""
+undo, get, scale, describe, delete --cascade=orphan and adoption, delete (the cells go
+with the set)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from kukeon.api import CELLSET_LABEL, Kind
+from kukeon.api import CELLSET_LABEL, Cell, CellState, Kind
 from tests.fixtures.kukectl import kukectl, parent_manifests
 from tests.fixtures.kukeond import Kukeond
 
@@ -82,6 +83,8 @@ async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
     assert all(k.config.node_name in line for line in cells_table if "(current)" in line)
     assert "Available" in out
 
+    await orphan_and_adopt(k, scope)
+
     code, out, err = await kukectl(k, "delete", "cellset", "web", *scope)
     assert code == 0, err
     deadline = time.monotonic() + 60
@@ -126,3 +129,35 @@ async def history_and_undo(k: Kukeond, scope: list[str]) -> None:
     )
     assert code == 1
     assert "no revision 9" in err
+
+
+async def set_cells(k: Kukeond) -> list[Cell]:
+    listed = await k.registry.list(Kind.CELL, (k.realm, "web", "site"))
+    return [c for c in listed.items if isinstance(c, Cell) and c.metadata.name.startswith("web-")]
+
+
+async def orphan_and_adopt(k: Kukeond, scope: list[str]) -> None:
+    """`delete --cascade=orphan`: the set goes, its 3 cells stay running without its label;
+    the set applied again (2 replicas) adopts them and removes one."""
+    before = {c.metadata.name for c in await set_cells(k)}
+    code, _, err = await kukectl(k, "delete", "cellset", "web", "--cascade=orphan", *scope)
+    assert code == 0, err
+    assert not (await k.registry.list(Kind.CELL_SET, (k.realm, "web", "site"))).items
+    cells = await set_cells(k)
+    assert {c.metadata.name for c in cells} == before
+    assert all(CELLSET_LABEL not in c.metadata.labels for c in cells)
+    assert all(c.status.state == CellState.READY for c in cells)
+
+    code, _, err = await kukectl(k, "apply", "-f", "-", stdin=set_manifest(k).encode())
+    assert code == 0, err
+    code, _, err = await kukectl(k, "rollout", "status", "cellset/web", *scope)
+    assert code == 0, err
+    deadline = time.monotonic() + 30
+    while True:
+        cells = [c for c in await set_cells(k) if c.metadata.deletion_timestamp is None]
+        if len(cells) == 2:
+            break
+        assert time.monotonic() < deadline, [c.metadata.name for c in cells]
+        await asyncio.sleep(0.3)
+    assert {c.metadata.name for c in cells} < before  # adopted, none made
+    assert all(c.metadata.labels[CELLSET_LABEL] == "web" for c in cells)

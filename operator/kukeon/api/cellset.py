@@ -43,6 +43,8 @@ CELLSET_LABEL = "kukeon.io/cellset"
 """The label of every cell a set owns: the set's name."""
 TEMPLATE_HASH_LABEL = "kukeon.io/template-hash"
 """The label of every cell a set owns: the hash of the template it was made from."""
+ORPHAN_FINALIZER = "kukeon.io/orphan"
+"""Put by ``DELETE ?propagationPolicy=Orphan``: the set goes, its cells stay (unowned)."""
 CHANGE_CAUSE_ANNOTATION = "kukeon.io/change-cause"
 """A set's annotation, recorded with the revision of its template (`rollout history`)."""
 REVISION_HISTORY_MAX = 100

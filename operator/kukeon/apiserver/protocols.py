@@ -36,6 +36,10 @@ class RegistryApi(Protocol):
         background: bool = False,
     ) -> AnyResource | None: ...
 
+    async def add_finalizer(
+        self, kind: Kind, key: tuple[str, ...], name: str
+    ) -> AnyResource | None: ...
+
     def watch(
         self, kind: Kind, scope: tuple[str, ...] = (), *, resource_version: int
     ) -> AsyncIterator[WatchEvent]: ...

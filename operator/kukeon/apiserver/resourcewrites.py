@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Literal
 
 from aiohttp import web
 
 from kukeon.api import AnyResource, Kind, Secret, parent_of, to_document
+from kukeon.api.cellset import ORPHAN_FINALIZER
 from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Role
@@ -29,6 +31,8 @@ from kukeon.apiserver.writerules import base64_values, check_size, parse, prepar
 from kukeon.store import Conflict, NotFound, StoreError
 
 log = logging.getLogger(__name__)
+
+ORPHAN: Literal["Orphan"] = "Orphan"
 
 _PATCH_RETRIES = 5
 
@@ -227,7 +231,10 @@ class ResourceWrites(HandlerBase):
     async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         self._authorize(request, "delete", target)
         dry_run = queryparams.dry_run(request)
-        cascade = await self._cascade(request)
+        policy = await self._cascade(request)
+        if policy == ORPHAN:
+            await self._orphan_dependents(target, dry_run=dry_run)
+        cascade = policy is True
         if dry_run:
             current = await self._store(target, self._registry.get(target.kind, target.key))
             if not cascade:
@@ -255,7 +262,20 @@ class ResourceWrites(HandlerBase):
             )
         )
 
-    async def _cascade(self, request: web.Request) -> bool:
+    async def _orphan_dependents(self, target: Target, *, dry_run: bool) -> None:
+        """Only a CellSet's dependents (its cells) may outlive it: the set controller
+        releases them, then drops the finalizer (controllers.cellsetowners)."""
+        if target.kind != Kind.CELL_SET:
+            why = "only a CellSet's cells can outlive it"
+            raise ApiError(
+                400, f"propagationPolicy Orphan: {why}", causes=[Cause("propagationPolicy", why)]
+            )
+        if not dry_run:
+            await self._store(
+                target, self._registry.add_finalizer(target.kind, target.key, ORPHAN_FINALIZER)
+            )
+
+    async def _cascade(self, request: web.Request) -> bool | Literal["Orphan"]:
         policy = queryparams.single(request, "propagationPolicy")
         if request.can_read_body:
             body = await read_body(request, self._settings.max_body_bytes)
@@ -266,11 +286,14 @@ class ResourceWrites(HandlerBase):
         if policy is not None:
             if policy in ("Foreground", "Background"):
                 return True
+            if policy == ORPHAN:
+                return ORPHAN
             raise ApiError(
                 400,
                 f"propagationPolicy {quote(policy)} is not supported: use Foreground or Background "
-                "(children are deleted) or leave it out (refused while children exist)",
-                causes=[Cause("propagationPolicy", "must be Foreground or Background")],
+                "(children are deleted), Orphan (a CellSet's cells stay) or leave it out "
+                "(refused while children exist)",
+                causes=[Cause("propagationPolicy", "must be Foreground, Background or Orphan")],
             )
         return queryparams.flag(request, "cascade")
 

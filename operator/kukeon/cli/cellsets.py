@@ -22,6 +22,7 @@ import click
 from kukeon.api import AnyResource, CellSet, Kind, parse_resource
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION, PROGRESS_DEADLINE_EXCEEDED, CellSetRevision
 from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.apiserver.paths import object_path
 
 from .params import DURATION, scope_options
 from .runner import EXIT_USAGE, fail, run, stderr
@@ -29,6 +30,8 @@ from .runner import EXIT_USAGE, fail, run, stderr
 POLL_EVERY = 0.5
 UNDO_ATTEMPTS = 5
 CONFLICT = 409
+CASCADES = ("background", "foreground", "orphan", "true", "false")
+"""`delete --cascade=`: kubectl's three, and its old true/false (a bare --cascade: background)."""
 _FORMS = "cellset/NAME, cellset NAME or NAME"
 
 
@@ -253,3 +256,10 @@ def rollout_undo(
         fail(f"cellset/{key[-1]} kept changing; try again")
 
     run(ctx, work)
+
+
+async def delete_orphaning(client: ApiClient, key: tuple[str, ...], *, dry_run: bool) -> None:
+    """Delete a set leaving its cells (``propagationPolicy=Orphan``): the set controller
+    takes its label off them, then the set goes (docs/cellsets.md)."""
+    params = {"propagationPolicy": "Orphan", **({"dryRun": "All"} if dry_run else {})}
+    await client.request("DELETE", object_path(Kind.CELL_SET, key), params=params)

@@ -13,6 +13,7 @@ from kukeon.api import Kind, key_of
 from kukeon.apiserver.client import ApiClient, ApiRequestError
 from kukeon.apiserver.paths import KINDS
 
+from .cellsets import CASCADES, delete_orphaning
 from .manifests import IMPLICIT_PARENT_ANNOTATION, delete_order, implicit_parents
 from .output import kind_slug
 from .params import (
@@ -32,6 +33,7 @@ class _Deletion(NamedTuple):
     """What one ``kukectl delete`` does once its targets are known."""
 
     cascade: bool
+    orphan: bool
     wait: bool
     timeout: float
     ignore_not_found: bool
@@ -81,7 +83,10 @@ async def _delete_targets(
     for target_kind, key in targets:
         label = f"{kind_slug(target_kind)}/{key[-1]}"
         try:
-            await client.delete(target_kind, key, cascade=how.cascade, dry_run=how.server_dry)
+            if how.orphan and target_kind == Kind.CELL_SET:
+                await delete_orphaning(client, key, dry_run=how.server_dry)
+            else:
+                await client.delete(target_kind, key, cascade=how.cascade, dry_run=how.server_dry)
         except ApiRequestError as exc:
             if exc.code == 404 and how.ignore_not_found:
                 continue
@@ -127,7 +132,13 @@ def _named_targets(
 @click.argument("names", nargs=-1)
 @FILE_OPTION
 @click.option(
-    "--cascade", is_flag=True, help="Also delete the children (else refused while they exist)."
+    "--cascade",
+    type=click.Choice(CASCADES),
+    is_flag=False,
+    flag_value="background",
+    default=None,
+    help="background or foreground (a bare --cascade): also delete the children (else refused "
+    "while they exist); orphan: a cell set's cells stay, unowned.",
 )
 @click.option(
     "--wait/--no-wait",
@@ -152,7 +163,7 @@ def delete(
     kind: Kind | None,
     names: tuple[str, ...],
     files: tuple[str, ...],
-    cascade: bool,
+    cascade: str | None,
     wait_: bool,
     timeout: float,
     ignore_not_found: bool,
@@ -172,6 +183,7 @@ def delete(
       kukectl delete cells -l tier=web
       kukectl delete cells --all --realm prod --space edge --stack web
       kukectl delete realm prod --cascade        # everything in it
+      kukectl delete cellset web --cascade=orphan  # its cells stay
       kukectl delete -f app/                     # what apply -f app/ created, parents too
     """
     selections = bool(selector) + every  # -l and --all
@@ -183,7 +195,16 @@ def delete(
         for target_kind, key in targets:
             click.echo(f"{kind_slug(target_kind)}/{key[-1]} deleted (client dry run)")
         return
-    how = _Deletion(cascade, wait_, timeout, ignore_not_found, server_dry=dry_run == "server")
+    if cascade == "orphan" and kind not in (None, Kind.CELL_SET, Kind.CELL):
+        fail("--cascade=orphan: only a cell set's cells can outlive it", EXIT_USAGE)
+    how = _Deletion(
+        cascade in ("background", "foreground", "true"),
+        cascade == "orphan",
+        wait_,
+        timeout,
+        ignore_not_found,
+        server_dry=dry_run == "server",
+    )
 
     async def work(client: ApiClient) -> bool:
         if kind is not None and selecting:

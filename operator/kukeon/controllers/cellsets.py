@@ -40,6 +40,7 @@ from kukeon.framework import Operator, OperatorContext, Supervisor
 from kukeon.framework.waits import wait_event
 from kukeon.store import AlreadyExists, Conflict, NotFound, Registry, StoreError
 
+from .cellsetowners import StackOf, adopt, adoptable_by, is_adoptable, orphan, orphaning, stack_of
 from .cellsetplan import (
     Member,
     Seen,
@@ -282,20 +283,33 @@ class CellSetController:
         if not sets and not woken:
             return
         owned: dict[StackKey, list[Cell]] = {}
+        unowned: dict[StackOf, list[Cell]] = {}
         for cell in (await self.registry.list(Kind.CELL)).items:
-            if isinstance(cell, Cell) and (owner := owner_key(cell)) is not None:
+            if not isinstance(cell, Cell):
+                continue
+            if (owner := owner_key(cell)) is not None:
                 owned.setdefault(owner, []).append(cell)
+            elif is_adoptable(cell):
+                unowned.setdefault(stack_of(cell), []).append(cell)
         for cellset in sets:
             cells = owned.pop(key_of(cellset), [])
-            if cellset.metadata.deletion_timestamp is not None:
+            if orphaning(cellset):
+                await orphan(self.registry, cellset, cells)
+            elif cellset.metadata.deletion_timestamp is not None:
                 owned[key_of(cellset)] = cells
-                continue
-            try:
-                await self.reconcile(cellset, cells)
-            except (Conflict, NotFound, AlreadyExists) as error:
-                log.info("cell set %s changed under us (%s)", _label(cellset), error)
+            elif adopted := adoptable_by(cellset, unowned):
+                await adopt(self.registry, cellset, adopted)  # counted from the next pass
+                self.wake()
+            else:
+                await self._reconcile_quietly(cellset, cells)
         for orphans in owned.values():
             await self._delete([c for c in orphans if c.metadata.deletion_timestamp is None])
+
+    async def _reconcile_quietly(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
+        try:
+            await self.reconcile(cellset, cells)
+        except (Conflict, NotFound, AlreadyExists) as error:
+            log.info("cell set %s changed under us (%s)", _label(cellset), error)
 
     async def reconcile(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
         now = self._clock()

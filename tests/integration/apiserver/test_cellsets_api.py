@@ -102,6 +102,14 @@ async def test_cellsets_over_http(
     ) as response:
         assert response.status == 200, await response.text()
     await an_undo_passes_admission(admin, editor)
+    orphan = {"propagationPolicy": "Orphan"}
+    async with admin.delete(f"{V}/realms/team", params=orphan) as response:
+        body = await response.json()
+        assert response.status == 400, body
+    assert fields_of(body) == ["propagationPolicy"]
+    async with editor.delete(f"{SETS}/web", params={**orphan, "dryRun": "All"}) as response:
+        assert response.status == 200, await response.text()
+        assert (await response.json())["metadata"].get("finalizers") in (None, [])
     async with editor.delete(f"{SETS}/web") as response:
         assert response.status == 200, await response.text()
 
