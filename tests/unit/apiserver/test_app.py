@@ -82,6 +82,12 @@ class FakeRegistry:
         await self._step("delete", kind, key, cascade)
         return None
 
+    async def add_finalizer(
+        self, kind: Kind, key: tuple[str, ...], name: str
+    ) -> AnyResource | None:
+        await self._step("add_finalizer", kind, key, name)
+        return None
+
     async def watch(
         self, kind: Kind, scope: tuple[str, ...] = (), *, resource_version: int
     ) -> AsyncIterator[WatchEvent]:

@@ -80,6 +80,11 @@ class FeedRegistry:
     ) -> AnyResource | None:
         raise NotImplementedError
 
+    async def add_finalizer(
+        self, kind: Kind, key: tuple[str, ...], name: str
+    ) -> AnyResource | None:
+        raise NotImplementedError
+
     async def current_revision(self) -> int:
         return self.revision
 
