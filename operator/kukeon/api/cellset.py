@@ -106,6 +106,9 @@ class CellSetSpec(KukeonModel):
     selector: LabelSelector
     template: CellSetTemplate
     strategy: CellSetStrategy = Field(default_factory=CellSetStrategy)
+    node_selector: StringMap = Field(default_factory=dict)
+    """Labels a node must carry to run a cell of the set: added to every cell's
+    `nodeSelector` (with the template's own; a key in both must have the same value)."""
     min_ready_seconds: int = Field(default=0, ge=0, le=86_400, strict=True)
     """How long a new cell must have been Ready before it counts as available."""
     revision_history_limit: int = Field(default=10, ge=0, le=REVISION_HISTORY_MAX, strict=True)
@@ -173,7 +176,9 @@ class CellSet(Resource[CellSetSpec, CellSetStatus]):
     status: CellSetStatus = Field(default_factory=CellSetStatus)
 
     def template_hash(self) -> str:
-        return template_hash(self.spec.template)
+        """The hash of what the cells are made from: the template and the set's
+        `nodeSelector` (so a change of either rolls the cells)."""
+        return template_hash(self.spec.template, self.spec.node_selector)
 
     def template_document(self) -> dict[str, Any]:
         """The template as a revision keeps it."""
@@ -184,6 +189,8 @@ class CellSet(Resource[CellSetSpec, CellSetStatus]):
         identity and labels (parsed by the caller as any cell document)."""
         spec = self.spec.template.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         spec.update(realmId=self.spec.realm_id, spaceId=self.spec.space_id)
+        if self.spec.node_selector:
+            spec["nodeSelector"] = {**spec.get("nodeSelector", {}), **self.spec.node_selector}
         spec["stackId"] = self.spec.stack_id
         return {
             "apiVersion": API_VERSION,
@@ -208,9 +215,12 @@ def resolve(value: int | str, replicas: int, *, round_up: bool) -> int:
     return math.ceil(share) if round_up else math.floor(share)
 
 
-def template_hash(template: CellSetTemplate) -> str:
-    """The first 8 hex digits of the SHA-256 of the template's canonical JSON."""
+def template_hash(template: CellSetTemplate, node_selector: Mapping[str, str] | None = None) -> str:
+    """The first 8 hex digits of the SHA-256 of the template's canonical JSON (with the
+    set's `nodeSelector` when it has one)."""
     document: dict[str, Any] = template.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if node_selector:
+        document = {**document, "setNodeSelector": dict(node_selector)}
     text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
 
@@ -264,6 +274,17 @@ def _strategy_errors(spec: Mapping[str, Any]) -> list[FieldError]:
     return []
 
 
+def _node_selector_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    own = _mapping(spec.get("nodeSelector"))
+    template = _mapping(_mapping(_mapping(spec.get("template")).get("spec")).get("nodeSelector"))
+    return [
+        FieldError(f"spec.nodeSelector.{key}", why)
+        for key, value in own.items()
+        if key in template and template[key] != value
+        for why in [f"conflicts with spec.template.spec.nodeSelector ({key}={template[key]})"]
+    ]
+
+
 def _deadline_errors(spec: Mapping[str, Any]) -> list[FieldError]:
     deadline = spec.get("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE)
     min_ready = spec.get("minReadySeconds", 0)
@@ -282,6 +303,7 @@ def cellset_errors(doc: Mapping[str, Any]) -> list[FieldError]:
         errors.append(FieldError("metadata.name", why))
     spec = _mapping(doc.get("spec"))
     errors += _selector_errors(spec) + _strategy_errors(spec) + _deadline_errors(spec)
+    errors += _node_selector_errors(spec)
     cell = _mapping(spec.get("template")).get("spec")
     if not isinstance(cell, Mapping):
         return errors

@@ -585,6 +585,9 @@ _SET_FIELDS: dict[str, Verdict] = {
     "CellSet.spec.progressDeadlineSeconds": Effect(
         "tests/unit/controllers/test_cellset_progress.py::test_a_stalled_rollout_stops_and_says_so"
     ),
+    "CellSet.spec.nodeSelector": Effect(
+        f"{_SET_UNIT}::test_the_sets_node_selector_goes_to_every_cell_and_rolls_them"
+    ),
     "CellSet.spec.revisionHistoryLimit": Effect(
         "tests/unit/controllers/test_cellset_revisions.py::test_the_history_limit_keeps_the_latest"
     ),

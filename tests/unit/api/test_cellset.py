@@ -16,8 +16,9 @@ from kukeon.api import (
     parent_of,
     parse_resource,
 )
-from kukeon.api.cellset import NAME_MAX, resolve
+from kukeon.api.cellset import NAME_MAX, resolve, template_hash
 from kukeon.api.meta import Kind
+from kukeon.api.placement import NodeView, choose_node
 
 
 def set_doc(**spec: Any) -> dict[str, Any]:
@@ -111,7 +112,7 @@ def test_the_template_follows_the_cells_rules() -> None:
 
 
 def test_unknown_fields_are_refused() -> None:
-    for field in ("spread", "lostNode", "profile", "nodeSelector"):
+    for field in ("spread", "lostNode", "profile"):
         assert f"spec.{field}" in errors_of(set_doc(**{field: 1}))
 
 
@@ -155,3 +156,29 @@ def test_the_progress_deadline() -> None:
     assert "greater than spec.minReadySeconds" in late["spec.progressDeadlineSeconds"]
     # The default too: a minReadySeconds of 600 or more needs a longer deadline.
     assert "spec.progressDeadlineSeconds" in errors_of(set_doc(minReadySeconds=600))
+
+
+def test_the_sets_node_selector_goes_to_every_cell_and_rolls_them() -> None:
+    doc = set_doc(nodeSelector={"zone": "a"})
+    doc["spec"]["template"]["spec"]["nodeSelector"] = {"disk": "ssd"}
+    cellset = parse_resource(doc)
+    assert isinstance(cellset, CellSet)
+    hash_ = cellset.template_hash()
+    cell = parse_resource(cellset.cell_document(f"web-{hash_}-abcde", hash_))
+    assert isinstance(cell, Cell)
+    assert cell.spec.node_selector == {"disk": "ssd", "zone": "a"}
+    nodes = [
+        NodeView("n1", ready=True, labels={"disk": "ssd", "zone": "b"}),
+        NodeView("n2", ready=True, labels={"disk": "ssd", "zone": "a"}),
+    ]
+    assert choose_node(cell, nodes).node == "n2"  # the scheduler honours it
+    other = parse_resource({**doc, "spec": {**doc["spec"], "nodeSelector": {"zone": "b"}}})
+    assert isinstance(other, CellSet)
+    assert other.template_hash() != hash_
+    # Without one, the hash is the template's alone (as before the field existed).
+    plain = parse_resource(set_doc())
+    assert isinstance(plain, CellSet)
+    assert plain.template_hash() == template_hash(plain.spec.template)
+    doc["spec"]["nodeSelector"] = {"disk": "hdd"}
+    why = errors_of(doc)["spec.nodeSelector.disk"]
+    assert "conflicts with spec.template.spec.nodeSelector (disk=ssd)" in why
