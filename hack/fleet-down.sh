@@ -12,17 +12,19 @@ DIR=$1
 ID=$(<"$DIR/id")
 NODES=$(<"$DIR/nodes")
 
-stop_pid() {  # pidfile: SIGTERM, then SIGKILL after 10 s
-    local pidfile=$1 pid
+stop_pid() {  # pidfile [signal]: SIGTERM (or the signal), then SIGKILL after 10 s
+    local pidfile=$1 signal=${2:-15} pid
     [[ -f $pidfile ]] || return 0
     pid=$(<"$pidfile")
     kill -0 "$pid" 2>/dev/null || return 0
-    kill "$pid" 2>/dev/null || true
+    kill -"$signal" "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
 }
 
-for i in $(seq 1 "$NODES"); do stop_pid "$DIR/n$i/kukeond.pid"; done
+# Each stop takes a moment (up to 10 s): every kukeond at once, then every containerd.
+for i in $(seq 1 "$NODES"); do stop_pid "$DIR/n$i/kukeond.pid" & done
+wait
 # Tasks are deleted through their containerd, so runc's shared state root
 # (/run/containerd/runc/<namespace>) keeps nothing of this fleet.
 for i in $(seq 1 "$NODES"); do
@@ -45,6 +47,8 @@ for i in $(seq 1 "$NODES"); do
         done
     done
 done
+for i in $(seq 1 "$NODES"); do stop_pid "$DIR/n$i/containerd/pid" & done
+wait
 for i in $(seq 1 "$NODES"); do
     host=$DIR/n$i
     # The node's cgroup root: one directory on cgroup v2, one per mounted controller
@@ -73,7 +77,10 @@ for i in $(seq 1 "$NODES"); do
     # The egress table lives in the host's own namespace and goes with it.
     ip netns delete "kf-$ID-$i" 2>/dev/null || true
 done
-for m in 0 1 2; do stop_pid "$DIR/etcd/m$m/pid"; done
+# etcd's data goes with DIR: SIGKILL (members stopped together on SIGTERM each wait for
+# the others to take their leadership, seconds for nothing).
+for m in 0 1 2; do stop_pid "$DIR/etcd/m$m/pid" 9 & done
+wait
 ip link delete "kf-$ID" 2>/dev/null || true
 # Rootfs and netns bind mounts left below DIR, deepest first.
 awk -v dir="$DIR" '$2 ~ "^"dir {print $2}' /proc/self/mounts | sort -r | while read -r target; do

@@ -20,17 +20,15 @@ import os
 import subprocess
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from kukeon.api import Kind, Node
+from kukeon.api import Kind
 from kukeon.apiserver.client import ApiClient
-from kukeon.runtime.containerd import ContainerdClient
-from kukeon.runtime.containerd.tasks import TaskStatus
 from tests.fixtures.containerd import BusyboxImage
 
+from .sampling import Sampler
 from .test_fleet_up import cell, cells, kukectl, started_fleet, wait_until
 
 pytestmark = pytest.mark.integration
@@ -40,77 +38,6 @@ FENCE_AFTER = 4.0
 LOST_TIMEOUT = 8
 NODES = ("n1", "n2", "n3")
 SAMPLE_EVERY = 0.5
-
-
-@dataclass
-class Sample:
-    at: float
-    running: dict[str, set[str] | None]
-    """Node -> the cells with a running task in its containerd (None: containerd down)."""
-    ready: dict[str, bool] = field(default_factory=dict)
-
-
-class Sampler:
-    """Counts the running copies of every cell on every host, every SAMPLE_EVERY s."""
-
-    def __init__(self, fleet_dir: Path, api: ApiClient) -> None:
-        self.fleet_dir = fleet_dir
-        self.api = api
-        self.samples: list[Sample] = []
-
-    async def running_on(self, node: str) -> set[str] | None:
-        socket = self.fleet_dir / node / "containerd" / "containerd.sock"
-        client = ContainerdClient(str(socket))
-        try:
-            async with asyncio.timeout(2):
-                found: set[str] = set()
-                for namespace in await client.namespaces.list():
-                    name = namespace.name
-                    if not (name.startswith("default.") and name.endswith(".kukeon.io")):
-                        continue
-                    for task in await client.tasks(name).list():
-                        if task.status == TaskStatus.RUNNING:
-                            # default_default_<cell>_main
-                            found.add(task.id.removeprefix("default_default_").rsplit("_", 1)[0])
-                return found
-        except Exception:
-            return None
-        finally:
-            await client.close()
-
-    async def readiness(self) -> dict[str, bool]:
-        with contextlib.suppress(Exception):
-            listed = await self.api.list(Kind.NODE)
-            return {
-                n.metadata.name: str(n.status.state) == "Ready"
-                for n in listed.items
-                if isinstance(n, Node)
-            }
-        return {}
-
-    async def run(self) -> None:
-        while True:
-            running = dict(
-                zip(NODES, await asyncio.gather(*(self.running_on(n) for n in NODES)), strict=True)
-            )
-            self.samples.append(Sample(time.monotonic(), running, await self.readiness()))
-            await asyncio.sleep(SAMPLE_EVERY)
-
-    def doubles(
-        self, since: float, *, unless: str | None = None
-    ) -> list[tuple[float, str, list[str]]]:
-        """(when, cell, nodes) for each cell seen running on two hosts since ``since``;
-        samples where node ``unless`` was not Ready yet are left out."""
-        found = []
-        for sample in self.samples:
-            if sample.at < since or (unless and not sample.ready.get(unless, False)):
-                continue
-            where: dict[str, list[str]] = {}
-            for node, running in sample.running.items():
-                for name in running or ():
-                    where.setdefault(name, []).append(node)
-            found += [(sample.at, n, hosts) for n, hosts in where.items() if len(hosts) > 1]
-        return found
 
 
 @pytest.fixture
@@ -169,7 +96,7 @@ async def test_drain_partition_and_return_never_run_a_cell_twice(
         return len(found) == 9 and all(str(c.status.state) == "Ready" for c in found.values())
 
     await wait_until(all_ready, within=120, what="every cell Ready", client=api)
-    sampler = Sampler(fleet_dir, api)
+    sampler = Sampler(fleet_dir, api, nodes=NODES, every=SAMPLE_EVERY)
     sampling = asyncio.create_task(sampler.run())
     try:
         await drain_n2(fleet_dir, api, sampler)
