@@ -28,4 +28,5 @@ echo "== mypy --strict"
 echo "== shellcheck"
 shellcheck hack/*.sh .ci/run
 echo "== pytest"
-"$py" -m pytest -p no:cacheprovider "$@"
+# The slowest tests are listed at the end: the suite has a time budget (25 minutes).
+"$py" -m pytest -p no:cacheprovider --durations=40 "$@"
