@@ -2,7 +2,8 @@
 
 The daemon builds one ``DaemonMetrics``: it registers the hierarchy collector (fed by an
 informer over the registry), the request-latency histograms whose interceptors the
-etcd and containerd channels take, the registry's invalid-document count, build info,
+etcd and containerd channels take, the CellSets' replica counts, the registry's
+invalid-document count, build info,
 process metrics and the event loop's lag. The framework registers its own
 ``kukeon_reconcile_*`` series on the same registry when an ``Operator`` is given it.
 ``start()``/``stop()`` run the informer and the lag monitor;
@@ -21,6 +22,7 @@ from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.framework.metrics import metrics_for
 
 from .cache import METRICS, DocumentCache, DocumentInformer, DocumentSource
+from .cellsets import CellSetCollector
 from .collector import HierarchyCollector
 from .latency import RequestLatencyMetrics, request_latency_for
 from .looplag import LoopLagMonitor
@@ -52,6 +54,7 @@ class DaemonMetrics:
             cache=self.cache, node_name=node_name, only_node=only_node
         )
         registry.register(self.collector)
+        registry.register(CellSetCollector(self.cache))
         if invalid_documents is not None:
             registry.register(InvalidDocumentsCollector(invalid_documents))
         self.latency: RequestLatencyMetrics = request_latency_for(registry)

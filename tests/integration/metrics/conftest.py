@@ -41,6 +41,7 @@ from kukeon.api import (
     key_of,
     parse_resource,
 )
+from kukeon.api.cellset import CellSetStatus
 from kukeon.controllers.probing import probe_counter
 from kukeon.framework import Operator, OperatorRunner, Settings, TemporaryError
 from kukeon.metrics import DaemonMetrics, request_latency_for, serve_metrics
@@ -94,6 +95,21 @@ def _cell_document(realm: str, space: str, stack: str, name: str) -> Cell:
     return parsed
 
 
+def cellset_document(realm: str, space: str, stack: str, *, replicas: int) -> dict[str, Any]:
+    labels = {"app": "set"}
+    template = {
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"id": "main", "image": "busybox"}]},
+    }
+    spec = {"realmId": realm, "spaceId": space, "stackId": stack, "replicas": replicas}
+    return {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "CellSet",
+        "metadata": {"name": "set"},
+        "spec": {**spec, "selector": {"matchLabels": labels}, "template": template},
+    }
+
+
 async def _create_with_status(store: Registry, document: AnyResource, status: Any) -> None:
     created = await store.create(document)
     await store.update_status(created.model_copy(update={"status": status}))
@@ -135,6 +151,12 @@ async def write_documents(store: Registry, realm: str, node: str) -> None:
         ("web", "back", "migrate", "Failed", False, 5, 2),
         ("batch", "jobs", "report", "Pending", False, 0, None),
     ]
+    # A CellSet (its status as the set controller would write it): kukeon_cellset_replicas.
+    await _create_with_status(
+        store,
+        parse_resource(cellset_document(realm, "web", "front", replicas=3)),
+        CellSetStatus(replicas=3, ready_replicas=2, updated_replicas=3, available_replicas=2),
+    )
     for space, stack, cell, state, observed, restarts, exit_code in cells:
         main: dict[str, Any] = {"id": "main", "state": "Ready", "restartCount": restarts}
         if exit_code is not None:
@@ -203,6 +225,9 @@ async def kukeond_metrics_source(kukeond: Kukeond) -> MetricsSource:
             and c.status.containers[0].probes[0].result == "Failure"
         ),
     )
+
+    # A set of no replicas: its kukeon_cellset_replicas series, no cell.
+    await k.apply(cellset_document(k.realm, "s1", "st1", replicas=0))
 
     async def poke() -> None:
         found = await k.registry.get(Kind.CELL, (k.realm, "s1", "st1", "up-1"))

@@ -24,10 +24,12 @@ from kukeon.metrics import (
     register_process_metrics,
     request_latency_for,
 )
+from kukeon.metrics.cellsets import CellSetCollector
 from kukeon.metrics.looplag import LoopLagMonitor
 from kukeon.metrics.store import InvalidDocumentsCollector
 from kukeon.metrics.usage import CellUsageCollector, CellUsageSample
 from tests.unit.metrics import documents as docs
+from tests.unit.metrics.test_cellsets import a_set
 
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 BASE_UNITS = ("_seconds", "_bytes", "_ratio")
@@ -48,6 +50,8 @@ def _families() -> list[Metric]:
         [docs.cell("r", "s", "k", "c", containers=[{"id": "main", "exitCode": 1}])],
     )
     registry.register(HierarchyCollector(cache=cache, node_name="n"))
+    cache.replace(Kind.CELL_SET, [a_set()])
+    registry.register(CellSetCollector(cache))
     latency = request_latency_for(registry)
     latency.etcd.labels("KV.Range").observe(0.001)
     latency.containerd.labels("Tasks.Create").observe(0.1)
