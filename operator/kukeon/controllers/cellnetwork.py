@@ -6,7 +6,9 @@ containers ask of the network is the cell's:
 
 - ``eth0`` is on the cell's space's network, or on the CNI configuration the root
   container's ``cniConfigPath`` names (it replaces the space's network for this cell; the
-  API refuses it on other containers);
+  API refuses it on other containers). A space's network is attached by kukeond itself over
+  netlink (``runtime.network.inprocess``) unless the space sets ``cniConfigPath``, whose
+  cells keep the CNI plugins; the root container's own ``cniConfigPath`` is always CNI's;
 - the ``networks`` of every container, merged (root container first, then the others in
   manifest order, each space once), are other spaces of the same realm whose networks the
   cell joins: ``eth1``, ``eth2``... in that order. A joined interface carries no default
@@ -41,7 +43,7 @@ from kukeon.store import NotFound
 
 from .hierarchy import read, ready_here
 from .host import Host
-from .space import conflist_file
+from .space import builtin_network, conflist_file
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ class CellNetworking:
         primary = await networks.attach_cell(
             cell_id=cell_id,
             cni_config_path=Path(own) if own else self._conflist(space),
+            builtin=not own and builtin_network(space),
         )
         joined: list[tuple[str, CellAttachment]] = []
         unavailable: list[str] = []
@@ -139,7 +142,10 @@ class CellNetworking:
                 unavailable.append(other)
                 continue
             attachment = await networks.join_network(
-                cell_id=cell_id, cni_config_path=self._conflist(other), ifname=ifname
+                cell_id=cell_id,
+                cni_config_path=self._conflist(other),
+                ifname=ifname,
+                builtin=builtin_network(other),
             )
             joined.append((name, attachment))
         await networks.leave_networks(cell_id=cell_id, keep=wanted)

@@ -83,6 +83,12 @@ def conflist_file(space: Space, *, default_dir: Path, instance: str) -> Path:
     )
 
 
+def builtin_network(space: Space) -> bool:
+    """Whether the space's cells are attached by kukeond itself (``runtime.network.
+    inprocess``): a space that sets ``cniConfigPath`` keeps the CNI plugins."""
+    return space.spec.cni_config_path is None
+
+
 class SpaceController(LayerController[Space]):
     kind: ClassVar[Kind] = Kind.SPACE
 
@@ -98,6 +104,7 @@ class SpaceController(LayerController[Space]):
                 instance=self.host.networks.settings.instance,
             ),
             egress=egress_policy(obj.spec),
+            builtin=builtin_network(obj),
         )
         note = conflist_note(self.host.settings.state_dir, realm, name)
         await asyncio.to_thread(_write_note, note, str(network.cni_config_path))
