@@ -52,8 +52,7 @@ from kukeon.api import (
     Kind,
     parse_resource,
 )
-from kukeon.apiserver.client import ApiClient
-from kukeon.store import NotFound
+from kukeon.apiserver.client import ApiClient, ApiRequestError
 from tests.fixtures.containerd import BusyboxImage
 
 from .sampling import Sample, Sampler
@@ -157,8 +156,11 @@ async def running_set(api: ApiClient, document: dict[str, Any]) -> AsyncIterator
     try:
         yield name
     finally:
-        with contextlib.suppress(NotFound):
+        try:
             await api.delete(Kind.CELL_SET, (*STACK, name))
+        except ApiRequestError as error:
+            if error.code != 404:
+                raise
 
         async def gone() -> bool:
             return not await cells_of(api, name)
@@ -301,6 +303,7 @@ class LoopingClient:
         self.by_cell: Counter[str] = Counter()
         self.failures: list[str] = []
         self.excused: list[str] = []
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def refresh(self) -> None:
         while True:
@@ -335,7 +338,9 @@ class LoopingClient:
     async def judge(self, name: str, what: str) -> None:
         try:
             cell = await self.api.get(Kind.CELL, (*STACK, name))
-        except NotFound:
+        except ApiRequestError as error:
+            if error.code != 404:
+                raise
             self.excused.append(name)
             return
         if cell.metadata.deletion_timestamp is not None:
@@ -345,13 +350,13 @@ class LoopingClient:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LoopingClient]:
-        tasks = [asyncio.create_task(self.refresh()), asyncio.create_task(self.send())]
+        self.tasks = [asyncio.create_task(self.refresh()), asyncio.create_task(self.send())]
         try:
             yield self
         finally:
-            for task in tasks:
+            for task in self.tasks:
                 task.cancel()
-            for task in tasks:
+            for task in self.tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             for executor in self.executors.values():
@@ -359,6 +364,10 @@ class LoopingClient:
 
     async def answered(self, body: str, *, times: int, within: float = 30.0) -> None:
         async def enough() -> bool:
+            for task in self.tasks:
+                if task.done():
+                    task.result()  # the client broke: say why
+                    raise AssertionError("the client stopped")
             return self.served[body] >= times
 
         await wait_until(enough, within=within, what=f"{times} answers {body!r}")
