@@ -17,8 +17,6 @@ way, and shows in the set's status (not Ready, so a rollout to that template sto
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import secrets
 import string
@@ -37,8 +35,7 @@ from kukeon.api import (
 )
 from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED, CellSetCondition, CellSetStatus
 from kukeon.framework import Operator, OperatorContext, Supervisor
-from kukeon.framework.waits import wait_event
-from kukeon.store import AlreadyExists, Conflict, NotFound, Registry, StoreError
+from kukeon.store import AlreadyExists, Conflict, NotFound, Registry, WatchEvent
 
 from .cellsetowners import StackOf, adopt, adoptable_by, is_adoptable, orphan, orphaning, stack_of
 from .cellsetplan import (
@@ -53,6 +50,7 @@ from .cellsetplan import (
     record_revision,
     track_progress,
 )
+from .leading import LeaderLoop, Watch
 
 log = logging.getLogger(__name__)
 
@@ -231,45 +229,21 @@ class CellSetController:
         self.registry = registry
         self.interval = interval
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._loop = LeaderLoop(what="cell set pass", registry=registry, interval=interval)
         self.passes = 0
         self.tasks: Supervisor | None = None
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def lead(self) -> None:
-        """A pass at every wake-up (a set or a cell changed), at least every ``interval``."""
-        tasks = self.tasks if self.tasks is not None else Supervisor()
-        watchers = [
-            tasks.start(f"kukeon-cellsets-watch {kind.value}", functools.partial(self._watch, kind))
+        """A pass at every wake-up (a set or one of its cells changed), at least every
+        ``interval`` (``LeaderLoop``)."""
+        watches = [
+            Watch(f"kukeon-cellsets-watch {kind.value}", kind, _concerns_a_set)
             for kind in (Kind.CELL_SET, Kind.CELL)
         ]
-        try:
-            woken = True
-            while True:
-                self._wake.clear()
-                failed = False
-                try:
-                    await self.run_pass(woken=woken)
-                except StoreError as error:
-                    log.warning("cell set pass failed (%s); trying again", error)
-                    failed = True  # the next pass does the whole work again
-                woken = await wait_event(self._wake, self.interval) or failed
-        finally:
-            await tasks.stop(watchers)
-
-    async def _watch(self, kind: Kind) -> None:
-        while True:
-            try:
-                revision = await self.registry.current_revision()
-                async for event in self.registry.watch(kind, resource_version=revision):
-                    obj = event.object
-                    if not isinstance(obj, Cell) or CELLSET_LABEL in obj.metadata.labels:
-                        self._wake.set()
-            except StoreError as error:
-                log.info("cell set watch of %s interrupted (%r); restarting", kind.value, error)
-                await asyncio.sleep(self.interval)
+        await self._loop.lead(lambda woken: self.run_pass(woken=woken), watches, self.tasks)
 
     async def run_pass(self, *, woken: bool = True) -> None:
         """One pass over every set and the cells they own. A pass the interval brought
@@ -352,6 +326,11 @@ class CellSetController:
                 await self.registry.delete(Kind.CELL, key_of(cell))
             except NotFound:
                 continue
+
+
+def _concerns_a_set(event: WatchEvent) -> bool:
+    obj = event.object
+    return not isinstance(obj, Cell) or CELLSET_LABEL in obj.metadata.labels
 
 
 def _label(cellset: CellSet) -> str:

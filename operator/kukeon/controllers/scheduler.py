@@ -64,11 +64,11 @@ from kukeon.api.placement import (
     selector_matches,
 )
 from kukeon.framework import Operator, OperatorContext, Supervisor, patch_status
-from kukeon.framework.waits import wait_event
-from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, StoreError
+from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, WatchEvent
 from kukeon.store.keys import range_end
 
 from .layers import LAYER_KINDS, nodes_named, release_node
+from .leading import LeaderLoop, Watch
 
 log = logging.getLogger(__name__)
 
@@ -145,46 +145,20 @@ class Scheduler:
         self._unplaced = True
         """The last pass saw a cell without a node (or none ran yet): idle passes list cells."""
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._loop = LeaderLoop(what="scheduling pass", registry=registry, interval=interval)
         self.stats = SchedulerStats()
         self.tasks: Supervisor | None = None
         """Runs the cell watch while leader (the operator's, once registered on one)."""
 
     def wake(self) -> None:
         """Run the next pass now (a cell without a node appeared)."""
-        self._wake.set()
+        self._loop.wake()
 
     async def lead(self) -> None:
-        """The leader's loop: a pass at every wake-up, at least every ``interval`` seconds."""
-        tasks = self.tasks if self.tasks is not None else Supervisor()
-        watcher = tasks.start("kukeon-scheduler-watch", self._watch_cells)
-        try:
-            woken = True
-            while True:
-                self._wake.clear()
-                failed = False
-                try:
-                    await self.run_pass(woken=woken)
-                except StoreError as error:
-                    log.warning("scheduling pass failed (%s); trying again", error)
-                    failed = True  # the next pass does the whole work again
-                woken = await wait_event(self._wake, self.interval) or failed
-        finally:
-            await watcher.stop()
-
-    async def _watch_cells(self) -> None:
-        """Wake the loop when a cell needs a node; on any trouble the interval still runs."""
-        while True:
-            try:
-                revision = await self.registry.current_revision()
-                async for event in self.registry.watch(Kind.CELL, resource_version=revision):
-                    cell = event.object
-                    unplaced = isinstance(cell, Cell) and not cell.spec.node_name
-                    if event.type != "DELETED" and unplaced:
-                        self._wake.set()
-            except StoreError as error:  # anything else is a bug: the supervisor reports it
-                log.info("scheduler watch interrupted (%r); restarting", error)
-                await asyncio.sleep(self.interval)
+        """The leader's loop (``LeaderLoop``): a pass at every wake-up, at least every
+        ``interval`` seconds; the cell watch wakes it for a cell that needs a node."""
+        watch = Watch("kukeon-scheduler-watch", Kind.CELL, _needs_a_node)
+        await self._loop.lead(lambda woken: self.run_pass(woken=woken), [watch], self.tasks)
 
     async def run_pass(self, *, woken: bool = True) -> None:
         """One pass: node liveness, cells placed and moved off lost nodes, gone nodes
@@ -387,6 +361,11 @@ class Scheduler:
 def _age(cell: Cell) -> tuple[datetime, str]:
     """Oldest first (by name among cells made at the same instant)."""
     return (cell.metadata.creation_timestamp or _EPOCH, cell.metadata.name)
+
+
+def _needs_a_node(event: WatchEvent) -> bool:
+    cell = event.object
+    return event.type != "DELETED" and isinstance(cell, Cell) and not cell.spec.node_name
 
 
 def _name(cell: Cell) -> str:

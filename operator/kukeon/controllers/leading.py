@@ -1,0 +1,90 @@
+"""The loop a leader-elected controller runs while it leads: passes, woken by watches.
+
+The scheduler and the set controller lead the same way: a pass at once, then a pass at
+every wake-up and at least every ``interval`` seconds, with watches that wake the loop
+when something it must decide about changes. A pass that fails on the store is logged and
+the next one does the whole work again (``woken=True``); anything else is a bug and ends
+the loop (the operator's supervisor reports it and the election runs it again). The
+watches run on the operator's ``Supervisor`` while the loop runs and stop with it.
+
+``LeaderLoop`` holds the wake-up event; ``lead`` runs the loop and ``follow`` is the body
+of one watch: from the current revision, waking the loop for each event ``wakes`` picks,
+and starting again after ``interval`` when the watch breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from kukeon.api import Kind
+from kukeon.framework import Supervisor
+from kukeon.framework.waits import wait_event
+from kukeon.store import Registry, StoreError, WatchEvent
+
+log = logging.getLogger(__name__)
+
+Pass = Callable[[bool], Awaitable[None]]
+"""One pass; its argument says whether something woke it (else the interval did)."""
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One watch of a leader: its task name, the kind, which events wake the loop."""
+
+    name: str
+    kind: Kind
+    wakes: Callable[[WatchEvent], bool]
+
+
+class LeaderLoop:
+    """The wake-up event and the loop of one leader-elected controller."""
+
+    def __init__(self, *, what: str, registry: Registry, interval: float) -> None:
+        self.what = what
+        """What a pass is, for the logs ("scheduling pass")."""
+        self.registry = registry
+        self.interval = interval
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Run the next pass now."""
+        self._wake.set()
+
+    async def lead(
+        self, run_pass: Pass, watches: Sequence[Watch], tasks: Supervisor | None = None
+    ) -> None:
+        """Run ``run_pass`` at every wake-up, at least every ``interval``, until cancelled;
+        ``watches`` run on ``tasks`` (a private supervisor when None) meanwhile."""
+        supervisor = tasks if tasks is not None else Supervisor()
+        watchers = [
+            supervisor.start(watch.name, functools.partial(self.follow, watch)) for watch in watches
+        ]
+        try:
+            woken = True
+            while True:
+                self._wake.clear()
+                failed = False
+                try:
+                    await run_pass(woken)
+                except StoreError as error:
+                    log.warning("%s failed (%s); trying again", self.what, error)
+                    failed = True  # the next pass does the whole work again
+                woken = await wait_event(self._wake, self.interval) or failed
+        finally:
+            await supervisor.stop(watchers)
+
+    async def follow(self, watch: Watch) -> None:
+        """Wake the loop at each event ``watch`` picks; on trouble the interval still runs."""
+        while True:
+            try:
+                revision = await self.registry.current_revision()
+                async for event in self.registry.watch(watch.kind, resource_version=revision):
+                    if watch.wakes(event):
+                        self._wake.set()
+            except StoreError as error:  # anything else is a bug: the supervisor reports it
+                log.info("%s interrupted (%r); restarting", watch.name, error)
+                await asyncio.sleep(self.interval)
