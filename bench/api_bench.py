@@ -20,7 +20,7 @@ the API server as configured (GET and LIST from the watch cache) and on a second
 the same registry with ``watch_cache=False`` (every read from etcd, the path before the
 cache), so the two can be compared on one machine under one load.
 
-The API clients are ``kukeon.apiserver.client.ApiClient`` (what kukectl uses), so the API
+The API clients are ``kukeon.client.apiclient.ApiClient`` (what kukectl uses), so the API
 numbers include JSON encoding, HTTP, authentication and pydantic validation on both sides.
 Client and server share one process and this 2-core machine: absolute numbers are a floor.
 
@@ -58,7 +58,7 @@ import yaml  # noqa: E402
 
 from kukeon.api import AnyResource, Kind, parse_resource  # noqa: E402
 from kukeon.apiserver import ApiSettings, serve_api  # noqa: E402
-from kukeon.apiserver.client import ApiClient  # noqa: E402
+from kukeon.client.apiclient import ApiClient  # noqa: E402
 from kukeon.store import EmbeddedEtcd, Registry  # noqa: E402
 from tests.fixtures.services import free_tcp_port  # noqa: E402
 

@@ -400,7 +400,7 @@ def test_contexts_from_config(server: ThreadedApi, tmp_path: Path) -> None:
 
 def test_sync_client(server: ThreadedApi) -> None:
     from kukeon.api import parse_resource
-    from kukeon.apiserver.client import ApiRequestError, SyncApiClient
+    from kukeon.client.apiclient import ApiRequestError, SyncApiClient
 
     with SyncApiClient(server=f"unix://{server.socket}") as client:
         realm = parse_resource(

@@ -28,33 +28,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-GROUP = "kukeon.io"
-VERSION = "v1beta1"
-API_VERSION = f"{GROUP}/{VERSION}"
-# The spelling kukeon's own manifests use; accepted on input, never written.
-LEGACY_API_VERSION = VERSION
-
-# kukeon's default realm, space and stack: a manifest that omits a parent id lands there.
-DEFAULT_PARENT = "default"
-
-
-class Kind(StrEnum):
-    """The kinds of the hierarchy that are stored as documents of their own."""
-
-    REALM = "Realm"
-    SPACE = "Space"
-    STACK = "Stack"
-    CELL = "Cell"
-    NODE = "Node"
-    SECRET = "Secret"
-    CELL_PROFILE = "CellProfile"
-    CELL_SET = "CellSet"
-
-
-SCOPED_KINDS: frozenset[Kind] = frozenset({Kind.SECRET, Kind.CELL_PROFILE})
-"""Kinds whose parents are in their metadata (`realm`, optionally `space`, `stack`): a
-realm's, a space's or a stack's, with `-` for "no space" / "no stack" in key and URL."""
-
+# The API's names (pydantic-free, for clients), exported here with the models as before.
+from kukeon.api.names import API_VERSION as API_VERSION
+from kukeon.api.names import DEFAULT_PARENT as DEFAULT_PARENT
+from kukeon.api.names import GROUP as GROUP
+from kukeon.api.names import LEGACY_API_VERSION as LEGACY_API_VERSION
+from kukeon.api.names import SCOPED_KINDS as SCOPED_KINDS
+from kukeon.api.names import VERSION as VERSION
+from kukeon.api.names import Kind as Kind
 
 # --- bounds every field shares -----------------------------------------------------------
 

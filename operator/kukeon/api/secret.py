@@ -31,9 +31,8 @@ from kukeon.api.meta import (
     ObjectMeta,
     Resource,
 )
+from kukeon.api.names import SCOPE_PLACEHOLDER as SCOPE_PLACEHOLDER
 
-SCOPE_PLACEHOLDER = "-"
-"""Stands for "no space" / "no stack" in a Secret's key (never a DNS label, so no clash)."""
 MAX_SECRET_BYTES = 1024 * 1024
 """The most a Secret's values may add up to (as in Kubernetes)."""
 MAX_KEY_LENGTH = 253

@@ -1,18 +1,17 @@
-"""The aiohttp REST API over the registry, and the client kukectl uses to speak it.
+"""The aiohttp REST API over the registry (its clients are in ``kukeon.client``).
 
-Modules: ``paths`` (URL layout, shared with the client), ``status`` (errors as Kubernetes
-Status objects), ``auth`` (tokens, roles, the trusted unix socket), ``mergepatch``
-(RFC 7386), ``admission`` (what non-admins may ask of the host, by realm security
+Modules: ``status`` (errors as Kubernetes Status objects), ``auth`` (tokens, roles, the
+trusted unix socket), ``admission`` (what non-admins may ask of the host, by realm security
 level), ``handlers`` (the resource routes, put together from ``target``, ``request``,
 ``handlerbase``, ``resourcereads``, ``writerules`` and ``resourcewrites``), ``watchhub``
 (one registry watch shared by every watcher of a collection), ``watchstream`` (the watch
 protocol of the resource and Event watches), ``events`` (the Event routes), ``app``
 (middlewares, health, version, metrics; ``create_app``), ``runner`` (listeners and
-lifecycle; ``serve_api``), ``client`` (the typed async client), ``httpexchange`` (one
-request on a connection of its own, for a short-lived client without aiohttp) and
-``reflector`` (a watch that resumes and relists).
+lifecycle; ``serve_api``). The URL layout (``kukeon.client.paths``) and the merge patch
+format (``kukeon.client.mergepatch``) are the client's, shared with the server.
 
-This package may import ``kukeon.api`` and ``kukeon.store``; nothing else of the project.
+This package may import ``kukeon.api``, ``kukeon.store`` and ``kukeon.client``; nothing
+else of the project (``kukeon.client`` never imports it).
 Logs, exec and attach (which need the runtime) are not served yet.
 """
 
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
         TokenBook,
         TokensFileError,
     )
-    from kukeon.apiserver.paths import DEFAULT_SOCKET
     from kukeon.apiserver.runner import (
         ApiServerError,
         ApiServerRunner,
@@ -39,10 +37,10 @@ if TYPE_CHECKING:
     )
     from kukeon.apiserver.settings import ApiSettings
     from kukeon.apiserver.status import ApiError
+    from kukeon.client.paths import DEFAULT_SOCKET
 
-# The server's names load on first use: kukectl imports `kukeon.apiserver.client` (and
-# `paths`, `httpexchange`, `reflector`) and must not pay for the server, the store and
-# aetcd on every run.
+# The server's names load on first use: importing one module of the package (a test, the
+# daemon's wiring) does not pay for the whole server, the store and aetcd.
 _HOMES = {
     "ReadinessCheck": "app",
     "create_app": "app",
@@ -52,11 +50,11 @@ _HOMES = {
     "Role": "auth",
     "TokenBook": "auth",
     "TokensFileError": "auth",
+    "DEFAULT_SOCKET": "kukeon.client.paths",  # where the server listens: the client's default
     "ApiServerError": "runner",
     "ApiServerRunner": "runner",
     "build_runner": "runner",
     "serve_api": "runner",
-    "DEFAULT_SOCKET": "paths",
     "ApiSettings": "settings",
     "ApiError": "status",
 }
@@ -66,7 +64,8 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    module = home if "." in home else f"{__name__}.{home}"
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [

@@ -50,9 +50,9 @@ from kukeon.api.meta import Kind, quote
 from kukeon.api.realm import SecurityLevel, default_namespace
 from kukeon.api.space import SpaceContainerDefaults
 from kukeon.apiserver.auth import Principal, Role
-from kukeon.apiserver.paths import display_key
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
+from kukeon.client.paths import display_key
 from kukeon.store import NotFound
 
 log = logging.getLogger(__name__)

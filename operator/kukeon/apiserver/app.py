@@ -36,13 +36,13 @@ import kukeon
 from kukeon.api import API_VERSION, GROUP, VERSION
 from kukeon.apiserver.auth import LOCAL_ADMIN, TokenBook, bearer_token
 from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch
-from kukeon.apiserver.paths import API_ROOT, KINDS
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, status_response
 from kukeon.apiserver.watchcache import StateSource, WatchCache
 from kukeon.apiserver.watchhub import WatchHub
 from kukeon.apiserver.watchstream import CLOSING_KEY
+from kukeon.client.paths import API_ROOT, KINDS
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from kukeon.api import API_VERSION, EVENT_KIND, EVENT_LIST_KIND, Event
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Principal, Verb, denial
 from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_terms
-from kukeon.apiserver.paths import API_ROOT
 from kukeon.apiserver.request import principal_of
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
 from kukeon.apiserver.watchstream import CLOSING_KEY, WatchResponder, event_line
+from kukeon.client.paths import API_ROOT
 from kukeon.store import StoreError
 from kukeon.store.events import EventChange, EventStore
 

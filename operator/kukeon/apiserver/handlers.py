@@ -25,11 +25,11 @@ from typing import Any
 from aiohttp import web
 
 from kukeon.api import Kind
-from kukeon.apiserver.paths import API_ROOT, KINDS
 from kukeon.apiserver.profileruns import ProfileRuns
 from kukeon.apiserver.request import PRINCIPAL_KEY, is_watch, principal_of
 from kukeon.apiserver.resourcereads import ResourceReads
 from kukeon.apiserver.target import Target, route_patterns, target_of
+from kukeon.client.paths import API_ROOT, KINDS
 
 __all__ = [
     "PRINCIPAL_KEY",

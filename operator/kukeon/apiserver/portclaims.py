@@ -30,9 +30,9 @@ from typing import NamedTuple
 from kukeon.api import AnyResource, Cell, Kind, key_of
 from kukeon.api.container import parse_port
 from kukeon.api.meta import quote
-from kukeon.apiserver.paths import display_key
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
+from kukeon.client.paths import display_key
 
 
 class Claim(NamedTuple):

@@ -27,12 +27,12 @@ from kukeon.api.profilerun import (
 )
 from kukeon.api.validation import field_errors_from_pydantic
 from kukeon.apiserver import queryparams
-from kukeon.apiserver.paths import PROFILE_RUNS
 from kukeon.apiserver.request import json_answer, read_body
 from kukeon.apiserver.resourcewrites import ResourceWrites
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
 from kukeon.apiserver.target import Target, route_patterns
 from kukeon.apiserver.writerules import check_size, parse, prepare
+from kukeon.client.paths import PROFILE_RUNS
 from kukeon.store import AlreadyExists, StoreError
 
 log = logging.getLogger(__name__)

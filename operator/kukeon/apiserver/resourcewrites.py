@@ -22,12 +22,12 @@ from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Role
 from kukeon.apiserver.handlerbase import HandlerBase
-from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
-from kukeon.apiserver.paths import HIERARCHY, KINDS
 from kukeon.apiserver.request import json_answer, principal_of, read_body
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.writerules import base64_values, check_size, parse, prepare
+from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
+from kukeon.client.paths import HIERARCHY, KINDS
 from kukeon.store import Conflict, NotFound, StoreError
 
 log = logging.getLogger(__name__)

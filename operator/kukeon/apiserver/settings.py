@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kukeon.apiserver.admission import HostAllowances, normalize_directory
-from kukeon.apiserver.paths import DEFAULT_SOCKET
+from kukeon.client.paths import DEFAULT_SOCKET
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from aiohttp import web
 
 from kukeon.api import Kind
-from kukeon.apiserver.paths import API_ROOT, KINDS, display_key
+from kukeon.client.paths import API_ROOT, KINDS, display_key
 
 # Path parameter name of each level of the hierarchy.
 _LEVEL_PARAMS: Mapping[Kind, str] = {

@@ -30,11 +30,11 @@ from kukeon.api import (
 )
 from kukeon.api.container import containerd_container_id
 from kukeon.api.meta import check_dns_label, quote
-from kukeon.apiserver.paths import KINDS
 from kukeon.apiserver.portclaims import port_causes
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.apiserver.target import Target
+from kukeon.client.paths import KINDS
 from kukeon.store import MAX_DOCUMENT_BYTES, NotFound
 
 

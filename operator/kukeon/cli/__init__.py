@@ -19,5 +19,5 @@ Modules:
 - ``entry``: the console script; ``completion``: shell completion on a cached skeleton of
   the tree, without importing the commands.
 
-kukectl talks to the API only through ``kukeon.apiserver.client``; it never opens etcd.
+kukectl talks to the API only through ``kukeon.client.apiclient``; it never opens etcd.
 """

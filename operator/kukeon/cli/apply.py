@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from kukeon.apiserver.client import ApiClient
+from kukeon.client.apiclient import ApiClient
 
 from .manifests import Applier, Reporter, server_refusals
 from .params import FILE_OPTION, dry_run_option, load_manifest_files

@@ -21,8 +21,8 @@ import click
 
 from kukeon.api import AnyResource, CellSet, Kind, parse_resource
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION, PROGRESS_DEADLINE_EXCEEDED, CellSetRevision
-from kukeon.apiserver.client import ApiClient, ApiRequestError
-from kukeon.apiserver.paths import object_path
+from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.paths import object_path
 
 from .params import DURATION, scope_options
 from .runner import EXIT_USAGE, fail, run, stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kukeon.api import CELLSET_LABEL, TEMPLATE_HASH_LABEL, AnyResource, Cell, CellSet, Kind, key_of
-from kukeon.apiserver.client import ApiClient
+from kukeon.client.apiclient import ApiClient
 
 
 def set_columns() -> list[str]:

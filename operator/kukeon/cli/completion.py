@@ -175,8 +175,8 @@ def describe(command: click.Command, path: tuple[str, ...] = ()) -> dict[str, An
 
 def _kinds() -> dict[str, Any]:
     from kukeon.api import SCOPE_PLACEHOLDER
-    from kukeon.apiserver.paths import KINDS, collection_path, object_path
     from kukeon.cli.explain import field_tree
+    from kukeon.client.paths import KINDS, collection_path, object_path
 
     kinds: dict[str, Any] = {}
     for kind, info in KINDS.items():
@@ -197,7 +197,7 @@ def _kinds() -> dict[str, Any]:
 def build_description() -> dict[str, Any]:
     """Everything completion needs from kukectl's modules (imports them all: slow)."""
     import kukeon.cli.main as kukectl
-    from kukeon.apiserver.client import DEFAULT_SERVER
+    from kukeon.client.apiclient import DEFAULT_SERVER
 
     return {
         "tree": describe(kukectl.cli),
@@ -226,9 +226,8 @@ def cache_key() -> str:
     sources = [
         *sorted((package / "cli").glob("*.py")),
         package / "__init__.py",
-        package / "apiserver" / "paths.py",
-        package / "apiserver" / "settings.py",
-        package / "apiserver" / "client.py",
+        package / "client" / "paths.py",
+        package / "client" / "apiclient.py",
         *sorted((package / "api").glob("*.py")),  # the models: explain's field paths
         Path(click.__file__).resolve().parent / "core.py",
     ]

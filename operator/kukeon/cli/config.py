@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from kukeon.apiserver.client import DEFAULT_SERVER
+from kukeon.client.apiclient import DEFAULT_SERVER
 
 
 class ConfigError(Exception):

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import yaml
 
-from kukeon.apiserver.client import ServerAddressError, parse_server
+from kukeon.client.apiclient import ServerAddressError, parse_server
 
 from .config import (
     ConfigError,

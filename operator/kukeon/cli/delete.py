@@ -10,8 +10,8 @@ from typing import NamedTuple
 import click
 
 from kukeon.api import Kind, key_of
-from kukeon.apiserver.client import ApiClient, ApiRequestError
-from kukeon.apiserver.paths import KINDS
+from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.paths import KINDS
 
 from .cellsets import CASCADES, delete_orphaning
 from .manifests import IMPLICIT_PARENT_ANNOTATION, delete_order, implicit_parents

@@ -16,7 +16,7 @@ import click
 import yaml
 
 from kukeon.api import AnyResource, Kind, key_of, to_document
-from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .manifests import apply_order, updated_object
 from .output import kind_slug

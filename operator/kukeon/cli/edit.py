@@ -21,7 +21,7 @@ import click
 import yaml
 
 from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_document
-from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .manifests import updated_object
 from .output import kind_slug

@@ -24,8 +24,8 @@ import click
 import yaml
 
 from kukeon.api import API_VERSION, EVENT_LIST_KIND, Event, Kind
-from kukeon.apiserver.client import ApiClient, ApiRequestError, ServerUnreachable
-from kukeon.apiserver.paths import KINDS, kind_for_alias
+from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
+from kukeon.client.paths import KINDS, kind_for_alias
 
 from .eventview import (
     event_columns,

@@ -16,8 +16,8 @@ from typing import NamedTuple
 from pydantic import ValidationError
 
 from kukeon.api import AnyResource, Event, Kind, key_of
-from kukeon.apiserver.client import ApiClient, ApiRequestError, ServerUnreachable
-from kukeon.apiserver.paths import API_ROOT
+from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
+from kukeon.client.paths import API_ROOT
 
 from .output import NONE, format_rows, last_seen, sort_events
 

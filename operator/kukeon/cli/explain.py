@@ -16,7 +16,7 @@ import click
 
 from kukeon.api import GROUP, VERSION, Kind
 from kukeon.api.schema import structural_schema
-from kukeon.apiserver.paths import KINDS, kind_for_alias
+from kukeon.client.paths import KINDS, kind_for_alias
 
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, print_text
 

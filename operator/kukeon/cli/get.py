@@ -17,9 +17,9 @@ from typing import Any, Literal, NamedTuple, cast
 import click
 
 from kukeon.api import AnyResource, Kind, key_of, to_document
-from kukeon.apiserver.client import ApiClient, ApiRequestError
-from kukeon.apiserver.paths import KINDS
-from kukeon.apiserver.reflector import follow
+from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.paths import KINDS
+from kukeon.client.reflector import follow
 
 from .cellsetview import set_members
 from .eventview import events_of

@@ -19,8 +19,8 @@ import click
 import yaml
 
 from kukeon.api import Kind
-from kukeon.apiserver.client import ApiClient, ApiRequestError
-from kukeon.apiserver.paths import collection_path
+from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.paths import collection_path
 
 from .output import NONE, format_rows, human_duration
 from .runner import EXIT_SERVER, run

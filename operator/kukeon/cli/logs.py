@@ -9,8 +9,8 @@ import sys
 import click
 
 from kukeon.api import Kind
-from kukeon.apiserver.client import ApiClient
-from kukeon.apiserver.paths import object_path
+from kukeon.client.apiclient import ApiClient
+from kukeon.client.paths import object_path
 
 from .params import DURATION, cell_argument, cell_key, cell_named, scope_options
 from .runner import EXIT_USAGE, fail, run

@@ -43,9 +43,9 @@ from kukeon.api import (
     to_document,
     to_request_document,
 )
-from kukeon.apiserver.client import ApiClient, ApiRequestError
-from kukeon.apiserver.paths import HIERARCHY, KINDS
 from kukeon.cli.output import kind_slug
+from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.paths import HIERARCHY, KINDS
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _NETWORK_FIELD = re.compile(r"spec\.containers\[(\d+)\]\.networks\[(\d+)\]")

@@ -17,7 +17,7 @@ import click
 import yaml
 
 from kukeon.api import AnyResource, Kind, to_document
-from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .output import kind_slug
 from .params import KIND, dry_run_option, scope_for, scope_options

@@ -28,7 +28,7 @@ from kukeon.api.placement import (
     is_scheduler_placed,
     node_view,
 )
-from kukeon.apiserver.client import ApiClient
+from kukeon.client.apiclient import ApiClient
 
 from .params import DURATION
 from .runner import EXIT_SERVER, run

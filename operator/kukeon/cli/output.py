@@ -27,7 +27,7 @@ from kukeon.api import (
     key_of,
     to_document,
 )
-from kukeon.apiserver.paths import KINDS
+from kukeon.client.paths import KINDS
 
 from . import cellsetview
 from .jsonpath import text_of, values

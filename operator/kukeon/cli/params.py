@@ -11,7 +11,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from kukeon.api import SCOPE_PLACEHOLDER, SCOPED_KINDS, Kind
-from kukeon.apiserver.paths import KINDS, kind_for_alias
+from kukeon.client.paths import KINDS, kind_for_alias
 
 from .manifests import Document, ManifestProblems, load_documents, read_sources
 from .runner import EXIT_USAGE, error_line, fail

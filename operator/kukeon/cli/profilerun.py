@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from kukeon.api import Cell, parse_resource
-from kukeon.apiserver.client import ApiClient
-from kukeon.apiserver.paths import profile_runs_path
+from kukeon.client.apiclient import ApiClient
+from kukeon.client.paths import profile_runs_path
 
 from .runner import EXIT_USAGE, fail
 

@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from kukeon.api import Kind, parse_resource
-from kukeon.apiserver.client import ApiClient
-from kukeon.apiserver.paths import object_path
+from kukeon.client.apiclient import ApiClient
+from kukeon.client.paths import object_path
 
 from .params import DURATION, cell_key, scope_options
 from .profilerun import CellCreator, profile_creator, refuse_by_hand_options

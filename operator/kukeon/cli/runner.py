@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, NoReturn, TypeVar
 
 import click
 
-from kukeon.apiserver.client import (
+from kukeon.client.apiclient import (
     ApiClient,
     ApiRequestError,
     ServerAddressError,

@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from kukeon.api import API_VERSION, InvalidResource, Kind, parse_resource
-from kukeon.apiserver.client import ApiClient
-from kukeon.apiserver.paths import API_ROOT
+from kukeon.client.apiclient import ApiClient
+from kukeon.client.paths import API_ROOT
 
 from .params import dry_run_option
 from .runner import EXIT_SERVER, EXIT_USAGE, error_line, fail, run

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kukeon.api import Kind
-from kukeon.apiserver.client import ApiClient
-from kukeon.apiserver.paths import object_path
+from kukeon.client.apiclient import ApiClient
+from kukeon.client.paths import object_path
 
 from .params import cell_argument, cell_key, cell_named, scope_options
 from .runner import fail, run

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import click
 
 from kukeon.api import Cell, Kind, Node, NodeState
-from kukeon.apiserver.client import ApiClient, ApiRequestError
-from kukeon.apiserver.paths import object_path
+from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.paths import object_path
 
 from .output import format_rows
 from .params import scope_options

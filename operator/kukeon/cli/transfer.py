@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 
 from kukeon.api import Kind
-from kukeon.apiserver.client import ApiClient, ApiRequestError, ServerUnreachable
-from kukeon.apiserver.paths import object_path
+from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
+from kukeon.client.paths import object_path
 
 from .params import scope_options
 from .runner import EXIT_USAGE, fail, run

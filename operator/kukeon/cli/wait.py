@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import click
 
 from kukeon.api import Kind
-from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .output import kind_slug
 from .params import DURATION, kind_name_groups, scope_for, scope_options

@@ -29,8 +29,8 @@ from aiohttp import web
 
 from kukeon.apiserver.auth import Role
 from kukeon.apiserver.handlers import principal_of
-from kukeon.apiserver.paths import API_ROOT
 from kukeon.apiserver.status import ApiError
+from kukeon.client.paths import API_ROOT
 from kukeon.store import Registry
 from kukeon.store.encryption import EncryptionError, Keyring, KeySet, write_key_file
 

@@ -192,7 +192,7 @@ async def test_unix_socket_mode_group_and_stale_file(registry: Registry, tmp_pat
 
 async def test_client_over_https_with_token(api: Api) -> None:
     from kukeon.api import Kind, parse_resource
-    from kukeon.apiserver.client import ApiClient, ApiRequestError
+    from kukeon.client.apiclient import ApiClient, ApiRequestError
 
     realm = parse_resource(realm_doc("via-tls"))
     async with ApiClient(server=api.https, token=ADMIN_TOKEN, ca_file=api.ca) as client:

@@ -120,7 +120,7 @@ async def test_compacted_resource_version_is_410(
                 await private_registry.current_revision(), physical=True
             )
             from kukeon.api import Kind
-            from kukeon.apiserver.client import ApiClient, ApiRequestError
+            from kukeon.client.apiclient import ApiClient, ApiRequestError
 
             async with ApiClient(server=f"unix://{api.socket}") as client:
                 with pytest.raises(ApiRequestError) as gone:

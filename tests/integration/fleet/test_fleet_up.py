@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from kukeon.api import Cell, Kind, Node, parse_resource
-from kukeon.apiserver.client import ApiClient
+from kukeon.client.apiclient import ApiClient
 from kukeon.store.pki import EtcdPki
 from tests.fixtures.containerd import BusyboxImage
 from tests.fixtures.etcd import etcdctl_tls_args

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import Kind
-from kukeon.apiserver.client import ApiClient
+from kukeon.client.apiclient import ApiClient
 from tests.fixtures.containerd import BusyboxImage
 
 from .sampling import Sampler

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from kukeon.api import AnyResource, Cell, Kind, parse_resource
-from kukeon.apiserver.client import ApiRequestError, StatusCause
 from kukeon.cli.manifests import Document, server_refusals
+from kukeon.client.apiclient import ApiRequestError, StatusCause
 
 
 class FakeClient:

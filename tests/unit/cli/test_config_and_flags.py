@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.apiserver.client import ServerAddressError, parse_server
 from kukeon.cli.config import (
     ConfigError,
     KukectlConfig,
@@ -15,6 +14,7 @@ from kukeon.cli.config import (
     resolve_connection,
 )
 from kukeon.cli.params import parse_duration
+from kukeon.client.apiclient import ServerAddressError, parse_server
 
 CONFIG = KukectlConfig.model_validate(
     {

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.apiserver.client import ApiClient, ApiRequestError, ServerUnreachable
-from kukeon.apiserver.httpexchange import encode_request
+from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
+from kukeon.client.httpexchange import encode_request
 
 
 class Canned:

@@ -20,21 +20,18 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 from urllib.parse import quote, urlencode
 
-from kukeon.api import (
-    AnyResource,
-    InvalidResource,
-    Kind,
-    key_of,
-    parse_resource,
-    to_document,
-    to_request_document,
-)
-from kukeon.apiserver.httpexchange import encode_request, exchange
-from kukeon.apiserver.mergepatch import MERGE_PATCH_CONTENT_TYPE
-from kukeon.apiserver.paths import DEFAULT_SOCKET, collection_path, object_path
+from kukeon.api.names import Kind
+from kukeon.client.httpexchange import encode_request, exchange
+from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE
+from kukeon.client.paths import DEFAULT_SOCKET, collection_path, object_path
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from kukeon.api import AnyResource
+
+# The models (``kukeon.api``: pydantic, every kind) load when a call first parses or sends
+# one: a client that reads documents only (``list_documents``) never defines them.
 
 DEFAULT_SERVER = f"unix://{DEFAULT_SOCKET}"
 CONNECT_TIMEOUT = 10.0  # seconds to connect (and for TLS to be set up), pooled or not
@@ -138,6 +135,10 @@ class ClientWatchEvent(NamedTuple):
     resource_version: int
 
 
+Documents = list[dict[str, Any]]
+"""Objects as the server wrote them: JSON objects, not validated."""
+
+
 class ObjectList(NamedTuple):
     items: list[AnyResource]
     resource_version: int
@@ -151,7 +152,11 @@ def _fields(name: str | None, field_selector: str | None) -> str:
     return ",".join(terms)
 
 
-def _parse(document: Any) -> AnyResource:
+def parse_object(document: Any) -> AnyResource:
+    """The model of a document the server sent; a document that is not valid is the
+    server's failure (500), not the caller's."""
+    from kukeon.api import InvalidResource, parse_resource
+
     try:
         return parse_resource(document)
     except InvalidResource as exc:
@@ -166,7 +171,7 @@ class ApiClient:
     ``pooled`` (the default) sends every request through one aiohttp session, its
     connections kept open and shared by concurrent requests. With ``pooled=False`` a plain
     request (``request`` and everything built on it: get, list, create, ...) has a
-    connection of its own (:mod:`~kukeon.apiserver.httpexchange`), so a short-lived
+    connection of its own (:mod:`~kukeon.client.httpexchange`), so a short-lived
     caller such as kukectl never loads aiohttp unless it streams, uploads, watches or opens
     a WebSocket; the address, token, TLS and timeout mean the same either way.
     """
@@ -385,7 +390,14 @@ class ApiClient:
     # --- resources -----------------------------------------------------------------------
 
     async def get(self, kind: Kind, key: Sequence[str]) -> AnyResource:
-        return _parse(await self.request("GET", object_path(kind, key)))
+        return parse_object(await self.get_document(kind, key))
+
+    async def get_document(self, kind: Kind, key: Sequence[str]) -> dict[str, Any]:
+        """As ``get``, the object as the server wrote it (a JSON object, not validated)."""
+        document = await self.request("GET", object_path(kind, key))
+        if not isinstance(document, dict):
+            raise ApiRequestError(500, "InternalError", "the server sent no object")
+        return document
 
     async def list(
         self,
@@ -396,20 +408,38 @@ class ApiClient:
         name: str | None = None,
         field_selector: str | None = None,
     ) -> ObjectList:
+        documents, revision = await self.list_documents(
+            kind, scope, label_selector=label_selector, name=name, field_selector=field_selector
+        )
+        return ObjectList([parse_object(item) for item in documents], revision)
+
+    async def list_documents(
+        self,
+        kind: Kind,
+        scope: Sequence[str] = (),
+        *,
+        label_selector: str | None = None,
+        name: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[Documents, int]:
+        """As ``list``, the items as the server wrote them (JSON objects, not validated)
+        and the list's resourceVersion: for a reader that only shows them."""
         params: dict[str, str] = {}
         if label_selector:
             params["labelSelector"] = label_selector
         if fields := _fields(name, field_selector):
             params["fieldSelector"] = fields
         document = await self.request("GET", collection_path(kind, scope), params=params)
-        items = [_parse(item) for item in document.get("items") or []]
-        return ObjectList(items, int(document["metadata"]["resourceVersion"]))
+        items = [item for item in document.get("items") or [] if isinstance(item, dict)]
+        return items, int(document["metadata"]["resourceVersion"])
 
     @staticmethod
     def _dry(dry_run: bool) -> dict[str, str]:
         return {"dryRun": "All"} if dry_run else {}
 
     async def create(self, res: AnyResource, *, dry_run: bool = False) -> AnyResource:
+        from kukeon.api import key_of, to_request_document
+
         kind = Kind(res.kind)
         scope = key_of(res)[:-1]
         document = await self.request(
@@ -418,22 +448,26 @@ class ApiClient:
             params=self._dry(dry_run),
             body=to_request_document(res),
         )
-        return _parse(document)
+        return parse_object(document)
 
     async def update(self, res: AnyResource, *, dry_run: bool = False) -> AnyResource:
+        from kukeon.api import key_of, to_request_document
+
         document = await self.request(
             "PUT",
             object_path(Kind(res.kind), key_of(res)),
             params=self._dry(dry_run),
             body=to_request_document(res),
         )
-        return _parse(document)
+        return parse_object(document)
 
     async def update_status(self, res: AnyResource) -> AnyResource:
+        from kukeon.api import key_of, to_document
+
         document = await self.request(
             "PUT", object_path(Kind(res.kind), key_of(res), "status"), body=to_document(res)
         )
-        return _parse(document)
+        return parse_object(document)
 
     async def patch(
         self,
@@ -452,7 +486,7 @@ class ApiClient:
             body=dict(patch),
             content_type=MERGE_PATCH_CONTENT_TYPE,
         )
-        return _parse(document)
+        return parse_object(document)
 
     async def delete(
         self, kind: Kind, key: Sequence[str], *, cascade: bool = False, dry_run: bool = False
@@ -464,7 +498,7 @@ class ApiClient:
         document = await self.request("DELETE", object_path(kind, key), params=params)
         if isinstance(document, Mapping) and document.get("kind") == "Status":
             return None
-        return _parse(document)
+        return parse_object(document)
 
     async def watch(
         self,
@@ -511,7 +545,7 @@ class ApiClient:
                     if event_type == "BOOKMARK":
                         yield ClientWatchEvent(event_type, None, revision)
                     else:
-                        yield ClientWatchEvent(event_type, _parse(obj), revision)
+                        yield ClientWatchEvent(event_type, parse_object(obj), revision)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ServerUnreachable(f"watch on {self.address} broke: {exc}") from exc
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kukeon.apiserver.mergepatch import apply_merge_patch, create_merge_patch
+from kukeon.client.mergepatch import apply_merge_patch, create_merge_patch
 
 RFC_7386_EXAMPLES: list[tuple[Any, Any, Any]] = [
     ({"a": "b"}, {"a": "c"}, {"a": "c"}),

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
-from kukeon.api import GROUP, VERSION, Kind
+from kukeon.api.names import GROUP, VERSION, Kind
 
 DEFAULT_SOCKET = Path("/run/kukeon/kukeond.sock")
 """The API's unix socket when kukeond's run directory is the default."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from kukeon.apiserver.client import ApiClient, ApiRequestError, ServerUnreachable
+from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 
 
 async def _chunks(_: web.Request) -> web.StreamResponse:

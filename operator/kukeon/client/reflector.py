@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from kukeon.api import AnyResource, Kind, key_of
 
-from .client import ApiClient, ApiRequestError, ClientWatchEvent, ObjectList, ServerUnreachable
+from .apiclient import ApiClient, ApiRequestError, ClientWatchEvent, ObjectList, ServerUnreachable
 
 
 @dataclass(frozen=True)

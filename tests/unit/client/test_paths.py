@@ -6,7 +6,7 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.apiserver.handlers import route_patterns
-from kukeon.apiserver.paths import collection_path, kind_for_alias, object_path
+from kukeon.client.paths import collection_path, kind_for_alias, object_path
 
 V = "/apis/kukeon.io/v1beta1"
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from kukeon.api import AnyResource, Kind, parse_resource
-from kukeon.apiserver.client import (
+from kukeon.client.apiclient import (
     ApiRequestError,
     ClientWatchEvent,
     ObjectList,
     ServerUnreachable,
 )
-from kukeon.apiserver.reflector import Backoff, follow
+from kukeon.client.reflector import Backoff, follow
 
 
 def realm(name: str, rv: int) -> AnyResource:
