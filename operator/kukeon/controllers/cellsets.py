@@ -21,6 +21,7 @@ import logging
 import secrets
 import string
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from kukeon.api import (
@@ -37,6 +38,7 @@ from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED, CellSetCondition, Cel
 from kukeon.framework import Operator, OperatorContext, Supervisor
 from kukeon.store import AlreadyExists, Conflict, NotFound, Registry, WatchEvent
 
+from .cellsetbackoff import BackoffPolicy, ReplaceBackoff
 from .cellsetowners import StackOf, adopt, adoptable_by, is_adoptable, orphan, orphaning, stack_of
 from .cellsetplan import (
     Member,
@@ -225,6 +227,7 @@ class CellSetController:
         registry: Registry,
         interval: float = 1.0,
         clock: Callable[[], datetime] = _now,
+        backoff_policy: BackoffPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.interval = interval
@@ -232,6 +235,8 @@ class CellSetController:
         self._loop = LeaderLoop(what="cell set pass", registry=registry, interval=interval)
         self.passes = 0
         self.tasks: Supervisor | None = None
+        self.backoff_policy = backoff_policy or BackoffPolicy()
+        self._backoffs: dict[StackKey, ReplaceBackoff] = {}
 
     def wake(self) -> None:
         self._loop.wake()
@@ -278,6 +283,8 @@ class CellSetController:
                 await self._reconcile_quietly(cellset, cells)
         for orphans in owned.values():
             await self._delete([c for c in orphans if c.metadata.deletion_timestamp is None])
+        live = {key_of(s) for s in sets}
+        self._backoffs = {key: b for key, b in self._backoffs.items() if key in live}
 
     async def _reconcile_quietly(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
         try:
@@ -288,7 +295,14 @@ class CellSetController:
     async def reconcile(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
         now = self._clock()
         hash_ = cellset.template_hash()
-        plan = plan_set(shape_of(cellset), hash_, [member_of(c) for c in cells], now)
+        members = [member_of(c) for c in cells]
+        backoff = self._backoffs.setdefault(key_of(cellset), ReplaceBackoff(self.backoff_policy))
+        backoff.settle(members, cellset.spec.min_ready_seconds, now)
+        plan = plan_set(shape_of(cellset), hash_, members, now)
+        backoff.failed(sum(1 for m in members if m.failed and not m.deleting), now)
+        if plan.create and (wait := backoff.holding(now)) > 0:
+            log.info("cell set %s: replacements back off, %.1fs to wait", _label(cellset), wait)
+            plan = replace(plan, create=0)
         since, exceeded = progress_of(cellset, hash_, plan, now)
         if exceeded and plan.rolling:
             if plan.create:
