@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kukeon.api import Kind, Node
-from kukeon.apiserver.client import ApiClient
+from kukeon.client.apiclient import ApiClient
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.tasks import TaskStatus
 

@@ -52,7 +52,7 @@ from kukeon.api import (
     Kind,
     parse_resource,
 )
-from kukeon.apiserver.client import ApiClient, ApiRequestError
+from kukeon.client.apiclient import ApiClient, ApiRequestError
 from tests.fixtures.containerd import BusyboxImage
 
 from .sampling import Sample, Sampler
