@@ -226,43 +226,50 @@ def configure_inside(port: BridgePort) -> None:
             ipr.route("replace", dst="0.0.0.0/0", gateway=str(port.gateway), oif=index)
 
 
+def _link(ipr: IPRoute, name: str) -> Any | None:
+    """The link called ``name`` (one request), or None."""
+    try:
+        found = ipr.link("get", ifname=name)
+    except Exception as error:
+        if _code(error) == errno.ENODEV:
+            return None
+        raise
+    return found[0] if found else None
+
+
 def problems(port: BridgePort) -> list[str]:
-    """What differs from ``port`` on the host (netlink reads only); empty when it stands."""
-    found: list[str] = []
+    """What differs from ``port`` on the host (netlink reads only, a handful of requests);
+    empty when it stands."""
     with IPRoute() as ipr:
-        bridge = _index(ipr, port.bridge)
-        index = _index(ipr, port.host_ifname)
-        if bridge is None:
-            found.append(f"bridge {port.bridge} is missing")
-        if index is None:
-            found.append(f"host end {port.host_ifname} is missing")
-        elif bridge is not None:
-            link = ipr.get_links(index)[0]
-            if link.get_attr("IFLA_MASTER") != bridge:
-                found.append(f"{port.host_ifname} is not a port of {port.bridge}")
-            if not _is_up(link):
-                found.append(f"{port.host_ifname} is down")
+        bridge = _link(ipr, port.bridge)
+        link = _link(ipr, port.host_ifname)
+    if bridge is None:
+        return [f"bridge {port.bridge} is missing"]
+    if link is None:
+        return [f"host end {port.host_ifname} is missing"]
+    found: list[str] = []
+    if link.get_attr("IFLA_MASTER") != bridge["index"]:
+        found.append(f"{port.host_ifname} is not a port of {port.bridge}")
+    if not _is_up(link):
+        found.append(f"{port.host_ifname} is down")
     if found:
         return found
     try:
         with inside(port.netns) as ipr:
-            found += _problems_inside(ipr, port)
+            return _problems_inside(ipr, port)
     except NetworkError as error:
-        found.append(str(error))
-    return found
+        return [str(error)]
 
 
 def _problems_inside(ipr: IPRoute, port: BridgePort) -> list[str]:
-    found: list[str] = []
-    lo = _index(ipr, "lo")
-    if lo is not None and not _is_up(ipr.get_links(lo)[0]):
-        found.append("lo is down")
-    index = _index(ipr, port.ifname)
-    if index is None:
+    links = {str(link.get_attr("IFLA_IFNAME")): link for link in ipr.get_links()}
+    found = ["lo is down"] if "lo" in links and not _is_up(links["lo"]) else []
+    link = links.get(port.ifname)
+    if link is None:
         return [*found, f"{port.ifname} is missing in {port.netns}"]
-    if not _is_up(ipr.get_links(index)[0]):
+    if not _is_up(link):
         found.append(f"{port.ifname} is down")
-    if not _has_address(ipr, index, port.address):
+    if not _has_address(ipr, int(link["index"]), port.address):
         found.append(f"{port.ifname} lacks {port.address}")
     if port.default_route:
         routes = ipr.get_default_routes(family=2)
