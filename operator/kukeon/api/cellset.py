@@ -98,6 +98,17 @@ class CellSetTemplate(KukeonModel):
     spec: CellTemplate
 
 
+class LostNode(KukeonModel):
+    """What becomes of the set's cells on a node that is lost (NotReady)."""
+
+    replace_after_seconds: int = Field(default=60, ge=0, le=86_400, strict=True)
+    """A cell the scheduler placed on a node NotReady for this long is placed elsewhere
+    (at `--node-lost-timeout` at the latest, as any scheduler-placed cell)."""
+    stop_on_return: Literal[True] = True
+    """A returning node stops the copies placed elsewhere before it reports Ready: always
+    (kukeond does so for every cell), so only `true` is accepted."""
+
+
 class CellSetSpec(KukeonModel):
     realm_id: DnsLabel = DEFAULT_PARENT
     space_id: DnsLabel = DEFAULT_PARENT
@@ -106,6 +117,7 @@ class CellSetSpec(KukeonModel):
     selector: LabelSelector
     template: CellSetTemplate
     strategy: CellSetStrategy = Field(default_factory=CellSetStrategy)
+    lost_node: LostNode = Field(default_factory=LostNode)
     node_selector: StringMap = Field(default_factory=dict)
     """Labels a node must carry to run a cell of the set: added to every cell's
     `nodeSelector` (with the template's own; a key in both must have the same value)."""

@@ -31,6 +31,7 @@ from kukeon.api import (
     CellSet,
     CellState,
     Kind,
+    Node,
     key_of,
     parse_resource,
 )
@@ -39,6 +40,7 @@ from kukeon.framework import Operator, OperatorContext, Supervisor
 from kukeon.store import AlreadyExists, Conflict, NotFound, Registry, WatchEvent
 
 from .cellsetbackoff import BackoffPolicy, ReplaceBackoff
+from .cellsetlost import lost_for, move_off_lost_nodes, to_move
 from .cellsetowners import StackOf, adopt, adoptable_by, is_adoptable, orphan, orphaning, stack_of
 from .cellsetplan import (
     Member,
@@ -261,6 +263,7 @@ class CellSetController:
         ]
         if not sets and not woken:
             return
+        lost = await self._lost_nodes() if sets else {}
         owned: dict[StackKey, list[Cell]] = {}
         unowned: dict[StackOf, list[Cell]] = {}
         for cell in (await self.registry.list(Kind.CELL)).items:
@@ -280,11 +283,16 @@ class CellSetController:
                 await adopt(self.registry, cellset, adopted)  # counted from the next pass
                 self.wake()
             else:
+                await move_off_lost_nodes(self.registry, to_move(cellset, cells, lost))
                 await self._reconcile_quietly(cellset, cells)
         for orphans in owned.values():
             await self._delete([c for c in orphans if c.metadata.deletion_timestamp is None])
         live = {key_of(s) for s in sets}
         self._backoffs = {key: b for key, b in self._backoffs.items() if key in live}
+
+    async def _lost_nodes(self) -> dict[str, float]:
+        nodes = (await self.registry.list(Kind.NODE)).items
+        return lost_for([n for n in nodes if isinstance(n, Node)], self._clock())
 
     async def _reconcile_quietly(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
         try:

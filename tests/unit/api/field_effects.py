@@ -588,6 +588,11 @@ _SET_FIELDS: dict[str, Verdict] = {
     "CellSet.spec.nodeSelector": Effect(
         f"{_SET_UNIT}::test_the_sets_node_selector_goes_to_every_cell_and_rolls_them"
     ),
+    "CellSet.spec.lostNode.replaceAfterSeconds": Effect(
+        "tests/unit/controllers/test_cellset_lost.py::"
+        "test_the_set_controller_hands_them_back_to_the_scheduler"
+    ),
+    "CellSet.spec.lostNode.stopOnReturn": Refused(f"{_SET_UNIT}::test_the_lost_node_rules"),
     "CellSet.spec.revisionHistoryLimit": Effect(
         "tests/unit/controllers/test_cellset_revisions.py::test_the_history_limit_keeps_the_latest"
     ),

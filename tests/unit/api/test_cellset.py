@@ -112,7 +112,7 @@ def test_the_template_follows_the_cells_rules() -> None:
 
 
 def test_unknown_fields_are_refused() -> None:
-    for field in ("spread", "lostNode", "profile"):
+    for field in ("spread", "profile"):
         assert f"spec.{field}" in errors_of(set_doc(**{field: 1}))
 
 
@@ -182,3 +182,15 @@ def test_the_sets_node_selector_goes_to_every_cell_and_rolls_them() -> None:
     doc["spec"]["nodeSelector"] = {"disk": "hdd"}
     why = errors_of(doc)["spec.nodeSelector.disk"]
     assert "conflicts with spec.template.spec.nodeSelector (disk=ssd)" in why
+
+
+def test_the_lost_node_rules() -> None:
+    cellset = parse_resource(set_doc())
+    assert isinstance(cellset, CellSet)
+    assert cellset.spec.lost_node.replace_after_seconds == 60
+    assert cellset.spec.lost_node.stop_on_return is True
+    refused = errors_of(set_doc(lostNode={"stopOnReturn": False}))
+    assert "spec.lostNode.stopOnReturn" in refused
+    assert "spec.lostNode.replaceAfterSeconds" in errors_of(
+        set_doc(lostNode={"replaceAfterSeconds": -1})
+    )
