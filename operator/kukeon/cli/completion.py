@@ -167,8 +167,10 @@ def describe(command: click.Command, path: tuple[str, ...] = ()) -> dict[str, An
     }
     if isinstance(command, click.Group):
         node["invokeWithoutCommand"] = command.invoke_without_command
+        ctx = click.Context(command)  # a lazy group imports each command here
+        subcommands = {name: command.get_command(ctx, name) for name in command.list_commands(ctx)}
         node["commands"] = {
-            name: describe(sub, (*path, name)) for name, sub in command.commands.items()
+            name: describe(sub, (*path, name)) for name, sub in subcommands.items() if sub
         }
     return node
 

@@ -1,7 +1,8 @@
 """Where kukectl connects: contexts in ``~/.config/kukeon/config.yaml``, flags, environment.
 
 A flag beats the environment, the environment beats the selected context, and with
-nothing configured kukectl talks to the local daemon's unix socket. The file::
+nothing configured kukectl talks to the local daemon's unix socket. The file (read and
+written by ``configfile``, loaded only when there is one)::
 
     currentContext: prod
     contexts:
@@ -18,37 +19,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from typing import TYPE_CHECKING, NamedTuple
 
 from kukeon.client.apiclient import DEFAULT_SERVER
+
+if TYPE_CHECKING:
+    from .configfile import Context, KukectlConfig
 
 
 class ConfigError(Exception):
     """The config file or a flag is wrong; the message names the file, context or field."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-class Context(_Model):
-    name: str = Field(min_length=1)
-    server: str = DEFAULT_SERVER
-    token: str | None = None
-    token_file: Path | None = None
-    certificate_authority: Path | None = None
-
-
-class KukectlConfig(_Model):
-    current_context: str | None = None
-    contexts: list[Context] = Field(default_factory=list)
-
-    def context(self, name: str) -> Context | None:
-        return next((ctx for ctx in self.contexts if ctx.name == name), None)
 
 
 class Connection(NamedTuple):
@@ -69,41 +49,15 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def load_config(path: Path) -> KukectlConfig:
-    """The config file, or an empty config when it does not exist."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return KukectlConfig()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        document = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not YAML: {exc}") from exc
-    try:
-        return KukectlConfig.model_validate(document)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+    """The config file, or an empty config when it does not exist (``configfile``)."""
+    from .configfile import read_config
 
-
-def save_config(path: Path, config: KukectlConfig) -> None:
-    """Write the config file (mode 0600: it may hold tokens), creating its directory."""
-    document = config.model_dump(mode="json", by_alias=True, exclude_none=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        yaml.safe_dump(document, handle, sort_keys=False)
-    os.replace(temporary, path)
+    return read_config(path)
 
 
 def resolve_connection(
     *,
-    config: KukectlConfig,
+    config: KukectlConfig | None,
     context: str | None = None,
     server: str | None = None,
     token: str | None = None,
@@ -111,12 +65,14 @@ def resolve_connection(
     environ: Mapping[str, str] | None = None,
 ) -> Connection:
     env = os.environ if environ is None else environ
-    chosen_name = context or env.get("KUKEON_CONTEXT") or config.current_context
+    current = config.current_context if config is not None else None
+    chosen_name = context or env.get("KUKEON_CONTEXT") or current
     chosen: Context | None = None
     if chosen_name:
-        chosen = config.context(chosen_name)
+        chosen = config.context(chosen_name) if config is not None else None
         if chosen is None:
-            known = ", ".join(ctx.name for ctx in config.contexts) or "none"
+            contexts = config.contexts if config is not None else []
+            known = ", ".join(ctx.name for ctx in contexts) or "none"
             raise ConfigError(f"context {chosen_name!r} not found in the config (known: {known})")
     ctx_token = chosen.token if chosen else None
     if ctx_token is None and chosen is not None and chosen.token_file is not None:

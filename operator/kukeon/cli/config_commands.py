@@ -11,16 +11,10 @@ import yaml
 
 from kukeon.client.apiclient import ServerAddressError, parse_server
 
-from .config import (
-    ConfigError,
-    Context,
-    KukectlConfig,
-    default_config_path,
-    load_config,
-    save_config,
-)
-from .output import format_rows
+from .config import ConfigError, default_config_path, load_config
+from .configfile import Context, KukectlConfig, save_config
 from .runner import EXIT_USAGE, Options, fail
+from .tables import format_rows
 
 
 def _config_path(ctx: click.Context) -> Path:

@@ -15,7 +15,6 @@ from kukeon.client.paths import KINDS
 
 from .cellsets import CASCADES, delete_orphaning
 from .manifests import IMPLICIT_PARENT_ANNOTATION, delete_order, implicit_parents
-from .output import kind_slug
 from .params import (
     DURATION,
     FILE_OPTION,
@@ -26,6 +25,7 @@ from .params import (
     scope_options,
 )
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run, stderr
+from .tables import kind_slug
 from .wait import Target, wait_gone
 
 

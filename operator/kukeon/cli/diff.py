@@ -19,9 +19,9 @@ from kukeon.api import AnyResource, Kind, key_of, to_document
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .manifests import apply_order, updated_object
-from .output import kind_slug
 from .params import FILE_OPTION, load_manifest_files
 from .runner import api_error_text, error_line, run
+from .tables import kind_slug
 
 EXIT_DIFFERENT = 1
 EXIT_REFUSED = 3

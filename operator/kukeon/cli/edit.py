@@ -24,9 +24,9 @@ from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_do
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .manifests import updated_object
-from .output import kind_slug
 from .params import KIND, scope_for, scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, fail, run
+from .tables import kind_slug
 
 _HEADER = (
     "# Edit the object below; lines starting with '#' are ignored. Labels, annotations and\n"

@@ -19,7 +19,8 @@ from kukeon.api import AnyResource, Event, Kind, key_of
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.client.paths import API_ROOT
 
-from .output import NONE, format_rows, last_seen, sort_events
+from .output import last_seen, sort_events
+from .tables import NONE, format_rows
 
 
 class EventListing(NamedTuple):

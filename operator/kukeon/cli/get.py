@@ -12,26 +12,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import click
 
-from kukeon.api import AnyResource, Kind, key_of, to_document
-from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.api.names import Kind
+from kukeon.client.apiclient import ApiClient, ApiRequestError, parse_object
 from kukeon.client.paths import KINDS
-from kukeon.client.reflector import follow
 
-from .cellsetview import set_members
-from .eventview import events_of
 from .jsonpath import JsonPathError, parse_columns, render_template, sort_key
-from .output import (
-    TableLayout,
-    WatchTable,
-    describe,
-    object_name,
-    render_documents,
-    render_table,
-)
 from .params import DURATION, kind_name_groups, scope_for, scope_options
 from .runner import (
     EXIT_SERVER,
@@ -43,6 +32,13 @@ from .runner import (
     run,
     stderr,
 )
+from .tables import Document, TableLayout, WatchTable, object_name, render_table, scope_of
+
+if TYPE_CHECKING:
+    from kukeon.api import AnyResource
+
+# A table (or -o name) is printed from the documents the server sent; the models
+# (kukeon.api) are defined only for what prints them (-o yaml|json|jsonpath, -w, describe).
 
 _PLAIN_FORMATS = ("table", "wide", "yaml", "json", "name")
 _TEMPLATE_FORMATS = ("jsonpath=", "custom-columns=")
@@ -108,11 +104,18 @@ def _layout(
     )
 
 
-def _documents_root(items: Sequence[AnyResource], single: bool) -> Any:
+def _models(documents: Sequence[Document]) -> list[AnyResource]:
+    return [parse_object(document) for document in documents]
+
+
+def _documents_root(documents: Sequence[Document], single: bool) -> Any:
     """What a JSONPath template sees: the object of `get KIND NAME`, else a List."""
+    from kukeon.api import to_document
+
+    items = [to_document(res) for res in _models(documents)]
     if single and len(items) == 1:
-        return to_document(items[0])
-    return {"apiVersion": "v1", "kind": "List", "items": [to_document(i) for i in items]}
+        return items[0]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
 class _Query(NamedTuple):
@@ -170,26 +173,26 @@ def _refuse_conflicts(
 
 async def _fetch(
     client: ApiClient, kind: Kind, scope: tuple[str, ...], wanted: list[str], query: _Query
-) -> tuple[list[AnyResource], bool]:
-    """The objects asked for, and whether every name asked for was found (each missing one
-    is reported)."""
+) -> tuple[list[Document], bool]:
+    """The objects asked for (as the server sent them), and whether every name asked for
+    was found (each missing one is reported)."""
     if not wanted:
         # The API lists one full scope or everything: a partial one (-A --realm R) is
         # everything, narrowed here.
         full = len(scope) == len(KINDS[kind].parents)
-        listing = await client.list(
+        documents, _ = await client.list_documents(
             kind,
             scope if full else (),
             label_selector=query.selector,
             field_selector=query.field_selector,
         )
-        items = [r for r in listing.items if key_of(r)[: len(scope)] == scope]
+        items: list[Document] = [d for d in documents if scope_of(kind, d)[: len(scope)] == scope]
         return items, True
-    found: list[AnyResource] = []
+    found: list[Document] = []
     ok = True
     for name in wanted:
         try:
-            found.append(await client.get(kind, (*scope, name)))
+            found.append(await client.get_document(kind, (*scope, name)))
         except ApiRequestError as exc:
             if exc.code >= 500 or exc.code in (401, 403):
                 raise
@@ -208,14 +211,14 @@ async def _get_groups(
     """Fetch and print each (kind, names) group: one table per kind, or one document of
     them all; whether every name asked for was found."""
     ok = True
-    everything: list[AnyResource] = []
+    everything: list[Document] = []
     tables: list[str] = []
     for kind, wanted in groups:
         scope = query.scope_of(kind)
         items, fetched = await _fetch(client, kind, scope, wanted, query)
         ok = ok and fetched
         if ordering is not None:
-            items = sorted(items, key=lambda res: ordering(to_document(res)))
+            items = sorted(items, key=ordering)
         everything += items
         if not shape.tabular:
             continue
@@ -236,14 +239,17 @@ async def _get_groups(
 
 
 def _print_found(
-    output: str, tables: Sequence[str], everything: Sequence[AnyResource], *, single: bool
+    output: str, tables: Sequence[str], everything: Sequence[Document], *, single: bool
 ) -> None:
     if tables:
         print_text("\n\n".join(tables))
     elif output in ("yaml", "json") and everything:
-        print_text(render_documents(everything, cast(Literal["yaml", "json"], output)))
+        from .output import render_documents
+
+        fmt = cast(Literal["yaml", "json"], output)
+        print_text(render_documents(_models(everything), fmt))
     elif output == "name":
-        print_text("\n".join(object_name(res) for res in everything))
+        print_text("\n".join(object_name(document) for document in everything))
     elif output.startswith("jsonpath="):
         root = _documents_root(everything, single=single)
         try:
@@ -374,6 +380,11 @@ async def _watch(
     no_headers: bool,
     stop_after: float | None,
 ) -> None:
+    from kukeon.api import to_document
+    from kukeon.client.reflector import follow
+
+    from . import output as documents
+
     table = WatchTable(layout)
 
     def note(line: str) -> None:
@@ -381,10 +392,10 @@ async def _watch(
 
     def show(res: AnyResource) -> None:
         if output in ("yaml", "json"):
-            text = render_documents([res], cast(Literal["yaml", "json"], output))
+            text = documents.render_documents([res], cast(Literal["yaml", "json"], output))
             print_text(("---\n" + text) if output == "yaml" else text)
         elif output == "name":
-            print_text(object_name(res))
+            print_text(documents.object_name(res))
         elif output.startswith("jsonpath="):
             click.echo(render_template(output.partition("=")[2], to_document(res)))
         else:
@@ -452,6 +463,10 @@ def describe_command(
         for kind, group_names in groups
         for name in group_names
     ]
+
+    from .cellsetview import set_members
+    from .eventview import events_of
+    from .output import describe
 
     async def work(client: ApiClient) -> None:
         pages = []

@@ -22,8 +22,8 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import collection_path
 
-from .output import NONE, format_rows, human_duration
 from .runner import EXIT_SERVER, run
+from .tables import NONE, format_rows, human_duration
 
 ListFormat = Literal["table", "wide", "json", "yaml"]
 SHORT_DIGEST_HEX = 12

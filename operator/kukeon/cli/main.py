@@ -17,32 +17,9 @@ import click
 
 import kukeon
 
-from . import (
-    apply,
-    cellsets,
-    config_commands,
-    delete,
-    diff,
-    edit,
-    events,
-    explain,
-    get,
-    images,
-    lifecycle,
-    logs,
-    metadata,
-    nodes,
-    run,
-    secret,
-    sessions,
-    top,
-    transfer,
-    wait,
-)
-from .completion_command import completion
+from .lazygroup import LazyGroup
 from .params import DURATION
 from .runner import EXIT_SERVER, EXIT_USAGE, Options, error_line
-from .version import version
 
 
 def _show_version(ctx: click.Context, wanted: bool) -> None:
@@ -52,7 +29,7 @@ def _show_version(ctx: click.Context, wanted: bool) -> None:
         ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--context", help="Context of the config file to use.")
 @click.option(
     "--server",
@@ -101,47 +78,52 @@ def cli(
     ctx.obj = Options(context, server, token, ca_file, config_path, request_timeout)
 
 
-apply.create.add_command(secret.create_secret)
-for command in (
+# Every command, by where it lives ("module:attribute" in kukeon.cli), one line each; a
+# module is imported only when its command runs, completes or is listed by --help.
+COMMANDS = {
     # objects: write, read, change, remove
-    apply.apply,
-    apply.create,
-    get.get,
-    get.describe_command,
-    edit.edit,
-    diff.diff,
-    metadata.label,
-    metadata.annotate,
-    metadata.patch,
-    delete.delete,
-    wait.wait,
-    explain.explain,
-    events.events_command,
-    secret.secret_group,
+    "apply": "apply:apply",
+    "create": "apply:create",
+    "get": "get:get",
+    "describe": "get:describe_command",
+    "edit": "edit:edit",
+    "diff": "diff:diff",
+    "label": "metadata:label",
+    "annotate": "metadata:annotate",
+    "patch": "metadata:patch",
+    "delete": "delete:delete",
+    "wait": "wait:wait",
+    "explain": "explain:explain",
+    "events": "events:events_command",
+    "secret": "secret:secret_group",
     # what runs
-    run.run_command,
-    lifecycle.start,
-    lifecycle.stop,
-    lifecycle.restart,
-    lifecycle.kill,
-    logs.logs,
-    sessions.exec_command,
-    sessions.attach,
-    transfer.cp_command,
-    transfer.port_forward,
-    images.image,
-    top.top,
-    nodes.cordon,
-    nodes.uncordon,
-    nodes.drain,
-    cellsets.scale,
-    cellsets.rollout,
+    "run": "run:run_command",
+    "start": "lifecycle:start",
+    "stop": "lifecycle:stop",
+    "restart": "lifecycle:restart",
+    "kill": "lifecycle:kill",
+    "logs": "logs:logs",
+    "exec": "sessions:exec_command",
+    "attach": "sessions:attach",
+    "cp": "transfer:cp_command",
+    "port-forward": "transfer:port_forward",
+    "image": "images:image",
+    "top": "top:top",
+    "cordon": "nodes:cordon",
+    "uncordon": "nodes:uncordon",
+    "drain": "nodes:drain",
+    "scale": "cellsets:scale",
+    "rollout": "cellsets:rollout",
     # kukectl itself
-    config_commands.config_group,
-    version,
-    completion,
-):
-    cli.add_command(command)
+    "config": "config_commands:config_group",
+    "version": "version:version",
+    "completion": "completion_command:completion",
+}
+# Commands added to a group of another module: (group, name) -> "module:attribute".
+SUBCOMMANDS: dict[tuple[str, ...], str] = {
+    ("create", "secret"): "secret:create_secret",
+}
+cli.register(__package__ or "kukeon.cli", COMMANDS, SUBCOMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -43,9 +43,11 @@ from kukeon.api import (
     to_document,
     to_request_document,
 )
-from kukeon.cli.output import kind_slug
+from kukeon.cli.tables import kind_slug
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import HIERARCHY, KINDS
+
+from .runner import ManifestProblems
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _NETWORK_FIELD = re.compile(r"spec\.containers\[(\d+)\]\.networks\[(\d+)\]")
@@ -61,14 +63,6 @@ SERVER_OWNED_SPEC_FIELDS: dict[Kind, frozenset[str]] = {
 # `kukeon.io/scheduled-by`, `kukectl restart`'s `kukeon.io/restartedAt`): an apply that does
 # not mention one keeps it, as kubectl keeps what other managers own.
 SYSTEM_ANNOTATION_PREFIX = "kukeon.io/"
-
-
-class ManifestProblems(Exception):  # noqa: N818 - a list of problems, not one error
-    """The manifests cannot be used; ``lines`` says why, one problem per line."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        self.lines = list(lines)
-        super().__init__("\n".join(self.lines))
 
 
 class Source(NamedTuple):

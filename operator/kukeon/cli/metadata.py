@@ -19,9 +19,9 @@ import yaml
 from kukeon.api import AnyResource, Kind, to_document
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
-from .output import kind_slug
 from .params import KIND, dry_run_option, scope_for, scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run
+from .tables import kind_slug
 
 
 def _split_changes(words: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:

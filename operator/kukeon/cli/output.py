@@ -1,15 +1,14 @@
-"""How kukectl shows resources: kubectl-like tables, YAML/JSON documents, describe pages.
+"""How kukectl shows resources (models): YAML/JSON documents, describe pages; tables are
+``tables``' (computed from documents).
 
 Everything here is a pure function of resources and a clock, so the output is tested
-golden-file style without a server. Tables are plain text columns (three spaces apart,
-like kubectl) so they read the same in a terminal, a pipe and a test.
+golden-file style without a server.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -29,46 +28,14 @@ from kukeon.api import (
 )
 from kukeon.client.paths import KINDS
 
-from . import cellsetview
-from .jsonpath import text_of, values
+from . import cellsetview, tables
+from .tables import NONE, format_rows, human_duration, kind_slug, render_table
 
 OutputFormat = Literal["table", "wide", "yaml", "json", "name"]
-NONE = "<none>"
-
-
-def human_duration(seconds: float) -> str:
-    """kubectl's AGE: ``45s``, ``3m12s``, ``27m``, ``5h3m``, ``17h``, ``3d4h``, ``40d``, ``2y``."""
-    s = int(max(seconds, 0))
-    if s < 120:
-        return f"{s}s"
-    minutes = s // 60
-    if minutes < 10:
-        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = minutes // 60
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    days = hours // 24
-    if hours < 192:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    if days < 365 * 2:
-        return f"{days}d"
-    return f"{days // 365}y"
 
 
 def age(res: AnyResource, now: datetime) -> str:
-    created = res.metadata.creation_timestamp
-    if created is None:
-        return NONE
-    return human_duration((now - created).total_seconds())
-
-
-def kind_slug(kind: Kind | str) -> str:
-    """``Cell`` -> ``cell``, as in ``cell/web created``."""
-    return str(kind).lower()
+    return tables.age(tables.shown(res), now)
 
 
 def object_name(res: AnyResource) -> str:
@@ -76,210 +43,20 @@ def object_name(res: AnyResource) -> str:
 
 
 def _state(res: AnyResource) -> str:
-    state: Any = getattr(res.status, "state", None)
-    text = "" if state is None else str(state)
-    if res.metadata.deletion_timestamp is not None:
-        return "Deleting" if text in ("", "Ready", "Pending") else text
-    if text == "Pending" and getattr(res.status, "reason", None) == "Pulling":
-        return "Pulling"  # a cell whose image is being pulled (kubectl's ContainerCreating)
-    if isinstance(res, Node) and res.spec.unschedulable:
-        return f"{text or 'Unknown'},SchedulingDisabled"  # cordoned, as kubectl shows it
-    return text or "Unknown"
+    return tables.state_of(Kind(res.kind), tables.shown(res))
 
 
 def container_ready(status: Any) -> bool:
-    """Whether a container counts as ready: its ``ready`` field, or for a status written
-    before that field existed, that it ran."""
-    if "ready" in status.model_fields_set:
-        return bool(status.ready)
-    return str(status.state) == "Ready"
-
-
-def _cell_ready(res: AnyResource) -> str:
-    total = len(res.spec.containers)
-    ready = sum(1 for c in res.status.containers if container_ready(c))
-    return f"{ready}/{total}"
-
-
-def _cell_restarts(res: AnyResource) -> str:
-    return str(sum(c.restart_count for c in res.status.containers))
-
-
-_WIDE_COLUMNS: dict[Kind, list[str]] = {
-    Kind.REALM: ["NAMESPACE", "CGROUP"],
-    Kind.SPACE: ["BRIDGE", "SUBNET", "CGROUP"],
-    Kind.STACK: ["CGROUP"],
-    Kind.CELL: ["IP", "NODE", "REASON", "CGROUP"],
-    Kind.NODE: ["INTERNAL-IP", "CPUS", "MEMORY", "CGROUPS", "CONTAINERD"],
-}
+    """Whether a container's status (a model) counts as ready (``tables.container_ready``)."""
+    return tables.container_ready(
+        status.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+    )
 
 
 def _text(obj: Any, field: str) -> str:
-    """A status field as table text; kinds without it show <none>."""
+    """A status field as text; kinds without it show <none>."""
     value = getattr(obj, field, None)
     return NONE if value in (None, "") else str(value)
-
-
-def _columns(kind: Kind, *, wide: bool, with_parents: bool) -> list[str]:
-    parents = [KINDS[p].kind.value.upper() for p in KINDS[kind].parents] if with_parents else []
-    if kind == Kind.SECRET:
-        return [*parents, "NAME", "TYPE", "KEYS", "AGE"]
-    if kind == Kind.CELL_PROFILE:
-        return [*parents, "NAME", "PREFIX", "PARAMETERS", "AGE"]
-    if kind == Kind.CELL_SET:
-        return [*parents, *cellsetview.set_columns(), "AGE"]
-    columns = [*parents, "NAME", "STATE"]
-    if kind == Kind.CELL:
-        columns += ["READY", "RESTARTS"]
-    columns.append("AGE")
-    if wide:
-        columns += _WIDE_COLUMNS.get(kind, [])
-    return columns
-
-
-def _row(res: AnyResource, now: datetime, *, wide: bool, with_parents: bool) -> list[str]:
-    kind = Kind(res.kind)
-    row = list(key_of(res)[:-1]) if with_parents else []
-    if isinstance(res, Secret):
-        return [*row, res.metadata.name, res.type, str(len(res.status.keys)), age(res, now)]
-    if isinstance(res, CellProfile):
-        names = ",".join(p.name for p in res.spec.parameters) or NONE
-        return [*row, res.metadata.name, res.prefix(), names, age(res, now)]
-    if isinstance(res, CellSet):
-        return [*row, *cellsetview.set_row(res), age(res, now)]
-    row += [res.metadata.name, _state(res)]
-    if kind == Kind.CELL:
-        row += [_cell_ready(res), _cell_restarts(res)]
-    row.append(age(res, now))
-    if wide and kind in _WIDE_COLUMNS:
-        status = res.status
-        cgroup = _text(status, "cgroup_path")
-        if kind == Kind.REALM:
-            row += [getattr(res.spec, "namespace", None) or NONE, cgroup]
-        elif kind == Kind.SPACE:
-            network = status.network
-            row += [network.bridge_name or NONE, network.subnet or NONE, cgroup]
-        elif kind == Kind.STACK:
-            row.append(cgroup)
-        elif kind == Kind.NODE:
-            capacity = status.capacity
-            internal = [a.address for a in status.addresses if a.type == "InternalIP"]
-            address = internal[0] if internal else NONE
-            row += [
-                address,
-                str(capacity.cpus),
-                f"{capacity.memory_bytes // (1 << 20)}Mi",
-                capacity.cgroup_mode or NONE,
-                capacity.containerd_version or NONE,
-            ]
-        else:
-            row += [
-                status.network.ip or NONE,
-                res.spec.node_name or status.node_name or NONE,
-                _cell_reason(res),
-                cgroup,
-            ]
-    return row
-
-
-def _cell_reason(res: AnyResource) -> str:
-    """Why a cell is not simply running: its own reason, else its first container's."""
-    reasons = [getattr(res.status, "reason", None)]
-    reasons += [c.reason for c in getattr(res.status, "containers", None) or []]
-    return next((r for r in reasons if r), NONE)
-
-
-def format_rows(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns, three spaces apart, no trailing spaces."""
-    if not rows:
-        return []
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-
-
-@dataclass(frozen=True)
-class TableLayout:
-    """The columns of a `get` table: the kind's own (or `-o custom-columns`), then the
-    label columns of `-L` and `--show-labels`."""
-
-    kind: Kind
-    wide: bool = False
-    with_parents: bool = False
-    label_columns: tuple[str, ...] = ()
-    show_labels: bool = False
-    custom: tuple[tuple[str, str], ...] = ()
-
-    def columns(self) -> list[str]:
-        if self.custom:
-            columns = [header for header, _ in self.custom]
-        else:
-            columns = _columns(self.kind, wide=self.wide, with_parents=self.with_parents)
-        columns += [key.rsplit("/", 1)[-1].upper() for key in self.label_columns]
-        return columns + (["LABELS"] if self.show_labels else [])
-
-    def row(self, res: AnyResource, now: datetime) -> list[str]:
-        if self.custom:
-            document = to_document(res)
-            row = [
-                ",".join(text_of(v) for v in values(document, path)) or NONE
-                for _, path in self.custom
-            ]
-        else:
-            row = _row(res, now, wide=self.wide, with_parents=self.with_parents)
-        labels = res.metadata.labels
-        row += [labels.get(key, "") for key in self.label_columns]
-        if self.show_labels:
-            row.append(",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE)
-        return row
-
-
-def render_table(
-    kind: Kind,
-    items: Iterable[AnyResource],
-    *,
-    now: datetime,
-    wide: bool = False,
-    with_parents: bool = False,
-    headers: bool = True,
-    layout: TableLayout | None = None,
-) -> str:
-    shape = layout or TableLayout(kind, wide=wide, with_parents=with_parents)
-    rows: list[list[str]] = [shape.columns()] if headers else []
-    rows += [shape.row(res, now) for res in items]
-    return "\n".join(format_rows(rows))
-
-
-_WATCH_MIN_WIDTHS = {"NAME": 20, "STATE": 10, "AGE": 5}
-"""Room `get -w` leaves from the start, so later rows rarely push a column."""
-
-
-class WatchTable:
-    """The rows of `get -w`, one event at a time, under one header: each column keeps the
-    widest width seen so far (starting with room for typical values), so rows stay aligned
-    with the header and with each other as long as their values fit."""
-
-    def __init__(self, layout: TableLayout) -> None:
-        self.layout = layout
-        self.columns = layout.columns()
-        self.widths = [max(len(c), _WATCH_MIN_WIDTHS.get(c, 0)) for c in self.columns]
-
-    def _line(self, cells: Sequence[str]) -> str:
-        self.widths = [max(w, len(c)) for w, c in zip(self.widths, cells, strict=True)]
-        return "   ".join(c.ljust(w) for c, w in zip(cells, self.widths, strict=True)).rstrip()
-
-    def fit(self, items: Iterable[AnyResource], now: datetime) -> None:
-        """Widen the columns for rows about to be printed (the initial list)."""
-        for res in items:
-            self.row(res, now)
-
-    def header(self) -> str:
-        return self._line(self.columns)
-
-    def row(self, res: AnyResource, now: datetime) -> str:
-        return self._line(self.layout.row(res, now))
 
 
 def render_documents(items: Sequence[AnyResource], fmt: Literal["yaml", "json"]) -> str:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.shell_completion import CompletionItem
 
-from kukeon.api import SCOPE_PLACEHOLDER, SCOPED_KINDS, Kind
+from kukeon.api.names import SCOPE_PLACEHOLDER, SCOPED_KINDS, Kind
 from kukeon.client.paths import KINDS, kind_for_alias
 
-from .manifests import Document, ManifestProblems, load_documents, read_sources
-from .runner import EXIT_USAGE, error_line, fail
+from .runner import EXIT_USAGE, ManifestProblems, error_line, fail
+
+if TYPE_CHECKING:
+    from .manifests import Document
 
 
 class KindType(click.ParamType[Kind]):
@@ -141,6 +143,8 @@ def load_manifest_files(files: Sequence[str]) -> list[Document]:
     """The documents of ``-f`` sources, every one validated (exit 2 naming each problem)."""
     if not files:
         fail("-f/--filename is required (a file, a directory or - for stdin)", EXIT_USAGE)
+    from .manifests import load_documents, read_sources
+
     try:
         return load_documents(read_sources(files))
     except ManifestProblems as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple, NoReturn, TypeVar
 
@@ -24,7 +24,6 @@ from kukeon.client.apiclient import (
 )
 
 from .config import ConfigError, Connection, default_config_path, load_config, resolve_connection
-from .manifests import ManifestProblems
 
 T = TypeVar("T")
 
@@ -33,6 +32,8 @@ EXIT_USAGE = 2
 
 if TYPE_CHECKING:
     from rich.status import Status
+
+    from .configfile import KukectlConfig
 
 
 class StderrLines:
@@ -68,6 +69,14 @@ class StderrLines:
 stderr = StderrLines()
 
 
+class ManifestProblems(Exception):  # noqa: N818 - a list of problems, not one error
+    """The manifests cannot be used; ``lines`` says why, one problem per line."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
 class Options(NamedTuple):
     """kukectl's own options (before the command), kept as the root context's ``obj``."""
 
@@ -94,8 +103,20 @@ def print_text(text: str) -> None:
         click.echo(text.rstrip("\n"))
 
 
+def _config(path: Path) -> KukectlConfig | None:
+    """The config file; None when there is none (nothing to parse: pydantic and yaml, which
+    read it, are not loaded)."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass  # load_config names the problem
+    return load_config(path)
+
+
 def _connection(options: Options) -> Connection:
-    config = load_config(options.config_path or default_config_path())
+    config = _config(options.config_path or default_config_path())
     return resolve_connection(
         config=config,
         context=options.context,

@@ -22,9 +22,9 @@ from kukeon.api import Cell, Kind, Node, NodeState
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
-from .output import format_rows
 from .params import scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
+from .tables import format_rows
 
 SAMPLE_SECONDS = 1.0
 MiB = 1024 * 1024

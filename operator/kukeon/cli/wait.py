@@ -13,9 +13,9 @@ import click
 from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
-from .output import kind_slug
 from .params import DURATION, kind_name_groups, scope_for, scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run, stderr
+from .tables import kind_slug
 
 Target = tuple[Kind, tuple[str, ...]]
 

@@ -27,7 +27,8 @@ from kukeon.cli.completion import (
     load_description,
     skeleton,
 )
-from kukeon.cli.config import KukectlConfig, resolve_connection
+from kukeon.cli.config import resolve_connection
+from kukeon.cli.configfile import KukectlConfig
 from kukeon.cli.main import cli
 
 ROOT = "/apis/kukeon.io/v1beta1"

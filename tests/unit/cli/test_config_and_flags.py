@@ -8,11 +8,11 @@ import pytest
 
 from kukeon.cli.config import (
     ConfigError,
-    KukectlConfig,
     default_config_path,
     load_config,
     resolve_connection,
 )
+from kukeon.cli.configfile import KukectlConfig
 from kukeon.cli.params import parse_duration
 from kukeon.client.apiclient import ServerAddressError, parse_server
 

@@ -17,7 +17,10 @@ def _commands(
 ) -> list[tuple[tuple[str, ...], click.Command]]:
     if isinstance(command, click.Group):
         found: list[tuple[tuple[str, ...], click.Command]] = [(path, command)] if path else []
-        for name, sub in command.commands.items():
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             found += _commands(sub, (*path, name))
         return found
     return [(path, command)]

@@ -19,7 +19,7 @@ from kukeon.cli.images import (
     short_digest,
 )
 from kukeon.cli.main import cli
-from kukeon.cli.output import render_table
+from kukeon.cli.tables import render_table
 
 NOW = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
 DIGEST = "sha256:" + "0123456789abcdef" * 4

@@ -11,7 +11,6 @@ import pytest
 
 from kukeon.api import AnyResource, Kind, key_of, parse_resource, to_document
 from kukeon.cli.manifests import (
-    ManifestProblems,
     Source,
     apply_order,
     default_object,
@@ -21,6 +20,7 @@ from kukeon.cli.manifests import (
     read_sources,
     updated_object,
 )
+from kukeon.cli.runner import ManifestProblems
 
 MIXED = """\
 apiVersion: v1beta1

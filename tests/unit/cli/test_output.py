@@ -10,14 +10,8 @@ import pytest
 import yaml
 
 from kukeon.api import AnyResource, Kind, parse_resource
-from kukeon.cli.output import (
-    TableLayout,
-    WatchTable,
-    describe,
-    human_duration,
-    render,
-    render_table,
-)
+from kukeon.cli.output import describe, render
+from kukeon.cli.tables import TableLayout, WatchTable, human_duration, render_table
 
 NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
 

@@ -69,7 +69,10 @@ def test_command_modules_do_not_import_the_registry() -> None:
 def _reachable(command: click.Command) -> Iterator[click.Command]:
     yield command
     if isinstance(command, click.Group):
-        for sub in command.commands.values():
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             yield from _reachable(sub)
 
 

@@ -1,0 +1,71 @@
+"""kukectl's config file (``config.yaml``): its contexts as models, read and written.
+
+Loaded when a config file is read or written (pydantic and yaml): a kukectl run without
+one, its server given by a flag or the environment, never loads them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from kukeon.client.apiclient import DEFAULT_SERVER
+
+from .config import ConfigError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Context(_Model):
+    name: str = Field(min_length=1)
+    server: str = DEFAULT_SERVER
+    token: str | None = None
+    token_file: Path | None = None
+    certificate_authority: Path | None = None
+
+
+class KukectlConfig(_Model):
+    current_context: str | None = None
+    contexts: list[Context] = Field(default_factory=list)
+
+    def context(self, name: str) -> Context | None:
+        return next((ctx for ctx in self.contexts if ctx.name == name), None)
+
+
+def read_config(path: Path) -> KukectlConfig:
+    """The config file, or an empty config when it does not exist."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return KukectlConfig()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not YAML: {exc}") from exc
+    try:
+        return KukectlConfig.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+
+
+def save_config(path: Path, config: KukectlConfig) -> None:
+    """Write the config file (mode 0600: it may hold tokens), creating its directory."""
+    document = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        yaml.safe_dump(document, handle, sort_keys=False)
+    os.replace(temporary, path)

@@ -1,0 +1,143 @@
+"""kukectl imports a command's module only when that command is asked for (issue 18: a
+whole `kukectl get` in 0.25 s): to run, to complete, or to be listed by ``--help``.
+
+Each import check runs in a fresh interpreter: the test process has imported everything.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socketserver
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from kukeon.cli.main import COMMANDS, SUBCOMMANDS, cli
+
+COMMAND_MODULES = sorted({f"kukeon.cli.{home.partition(':')[0]}" for home in COMMANDS.values()})
+
+
+def _command_modules_after(code: str) -> list[str]:
+    probe = (
+        f"import json, sys\n{code}\n"
+        f"print(json.dumps(sorted(m for m in {COMMAND_MODULES!r} if m in sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_listing_the_commands_imports_none() -> None:
+    code = (
+        "import click\nfrom kukeon.cli.main import cli\n"
+        "assert 'get' in cli.list_commands(click.Context(cli))"
+    )
+    assert _command_modules_after(code) == []
+
+
+def test_running_a_command_imports_its_module_only() -> None:
+    code = (
+        "from kukeon.cli.main import main\n"
+        "try:\n    main(['version', '--client'])\nexcept SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code"
+    )
+    assert _command_modules_after(code) == ["kukeon.cli.version"]
+
+
+def test_every_registration_names_its_command() -> None:
+    """The name a command is registered under is its own (``kukectl describe`` is
+    ``get.describe_command``, named ``describe``), so help and errors read the same."""
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
+        assert command.name == name
+    for (group, name), _ in SUBCOMMANDS.items():
+        parent = cli.get_command(ctx, group)
+        assert isinstance(parent, click.Group)
+        assert parent.get_command(ctx, name) is not None, (group, name)
+
+
+def test_help_lists_every_command() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0, result.output
+    listed = result.output.split("Commands:", 1)[1]
+    names = [line.split()[0] for line in listed.splitlines() if line.startswith("  ")]
+    assert names == sorted(COMMANDS)
+
+
+def test_an_unknown_command_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["gte", "cells"])
+    assert result.exit_code == 2
+    assert "No such command 'gte'" in result.output
+
+
+def test_a_get_table_defines_no_model(tmp_path: Path) -> None:
+    """`get cells -A` prints its table from the server's JSON: neither the models
+    (``kukeon.api``'s, pydantic) nor a config file's reader (yaml) load, nor the other
+    commands."""
+    socket = tmp_path / "api.sock"
+    with _UnixServer(str(socket), _OneCell) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            code = (
+                "from kukeon.cli.main import main\n"
+                f"try:\n    main(['--server', 'unix://{socket}', 'get', 'cells', '-A'])\n"
+                "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+                "heavy = ('pydantic', 'yaml', 'kukeon.api.cell', 'kukeon.cli.output')\n"
+                "print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", f"import json, sys\n{code}"],
+                capture_output=True,
+                text=True,
+                env={"KUKEON_CONFIG": str(tmp_path / "absent.yaml"), "PATH": "/usr/bin"},
+            )
+        finally:
+            server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr.splitlines()[-1]) == []
+    assert done.stdout.split() == [
+        *("REALM", "SPACE", "STACK", "NAME", "STATE", "READY", "RESTARTS", "AGE"),
+        *("r", "s", "t", "web", "Ready", "1/1", "2", "<none>"),
+    ]
+
+
+class _OneCell(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        cell = {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Cell",
+            "metadata": {"name": "web"},
+            "spec": {
+                "realmId": "r",
+                "spaceId": "s",
+                "stackId": "t",
+                "containers": [{"id": "main", "image": "busybox"}],
+            },
+            "status": {
+                "state": "Ready",
+                "containers": [{"id": "main", "ready": True, "restartCount": 2}],
+            },
+        }
+        body = json.dumps({"items": [cell], "metadata": {"resourceVersion": "1"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self) -> str:
+        return "local"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
