@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from kukeon.api import CELLSET_LABEL, TEMPLATE_HASH_LABEL, Cell, CellSet, CellState, Kind
+from kukeon.api import (
+    CELLSET_LABEL,
+    SCHEDULED_BY_ANNOTATION,
+    SCHEDULED_BY_SCHEDULER,
+    TEMPLATE_HASH_LABEL,
+    Cell,
+    CellSet,
+    CellState,
+    Kind,
+)
 from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED
 from kukeon.store import Conflict
 from tests.fixtures.kukeond import Kukeond
@@ -199,3 +208,45 @@ async def test_a_cell_that_ends_after_it_ran_is_replaced(kukeond: Kukeond) -> No
         assert time.monotonic() < deadline, seen
         await asyncio.sleep(0.3)
     await k.registry.delete(Kind.CELL_SET, (k.realm, "s1", "st1", "web"))
+
+
+async def test_a_cell_on_a_lost_node_is_placed_elsewhere(kukeond: Kukeond) -> None:
+    """A Node with no kukeond behind it (so NotReady at once) holding the set's cell: after
+    lostNode.replaceAfterSeconds the same cell is placed back on the live node, and the set
+    never has a second cell meanwhile."""
+    k = kukeond
+    await k.hierarchy()
+    document = set_doc(k, 1)
+    document["spec"]["lostNode"] = {"replaceAfterSeconds": 2}
+    await k.apply(document)
+    (first,) = await settle(k, 1)
+    await k.apply({"kind": "Node", "metadata": {"name": "ghost"}, "spec": {}})
+    try:
+        moved = first.model_copy(
+            update={
+                "spec": first.spec.model_copy(update={"node_name": "ghost"}),
+                "metadata": first.metadata.model_copy(
+                    update={
+                        "annotations": {
+                            **first.metadata.annotations,
+                            SCHEDULED_BY_ANNOTATION: SCHEDULED_BY_SCHEDULER,
+                        }
+                    }
+                ),
+            }
+        )
+        await k.registry.update(moved)
+        left = time.monotonic()
+        deadline = left + 60
+        while True:
+            cells = await cells_of(k)
+            assert [c.metadata.name for c in cells] == [first.metadata.name]
+            cell = cells[0]
+            if cell.spec.node_name == k.config.node_name and cell.status.state == CellState.READY:
+                break
+            assert time.monotonic() < deadline, cell.status
+            await asyncio.sleep(0.3)
+        assert time.monotonic() - left >= 2  # not before replaceAfterSeconds
+    finally:
+        await k.registry.delete(Kind.CELL_SET, (k.realm, "s1", "st1", "web"))
+        await k.registry.delete(Kind.NODE, ("ghost",))
