@@ -60,6 +60,15 @@ async def test_cells_reach_each_other_the_gateway_and_loopback(harness: NetworkH
     assert _leases(harness, status.network_name) == {str(second.ip)}
     assert not await harness.networks.detach_cell(cell_id=first.cell_id)
 
+    # The firewall plugin's FORWARD accepts, once per space; gone with the space.
+    assert f'"kukeon {status.bridge_name}"' in run("iptables", "-S", "FORWARD").stdout
+    assert await harness.networks.detach_cell(cell_id=second.cell_id)
+    await harness.networks.remove_space_network(
+        realm=realm, space=space, cni_config_path=status.cni_config_path
+    )
+    assert status.bridge_name not in run("iptables", "-S", "FORWARD").stdout
+    assert "masq-" not in run("nft", "list", "table", "inet", harness.settings.nft_table).stdout
+
 
 async def test_a_restart_keeps_the_address_and_drift_is_repaired(harness: NetworkHarness) -> None:
     realm, space = harness.new_names()

@@ -12,8 +12,7 @@ What each plugin did and where it went:
 - ``bridge``'s ``ipMasq``: one masquerade chain per space in the space's nftables table
   (``egress``), applied with the space, not per cell;
 - ``portmap``: nothing to do, ports are published by ``ports``; ``firewall``: its per-cell
-  FORWARD accepts in iptables are not made (the space's egress chain is the cell's forward
-  filter; a host whose iptables FORWARD policy is DROP needs its own accept for the bridge).
+  FORWARD accepts in iptables become two per space (``forward``), made with the space.
 
 The attachment is recorded (``records``, driver ``netlink``) with a result shaped as the
 bridge plugin's, so everything reading records (status, joined networks, the orphan

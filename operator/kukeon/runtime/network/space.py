@@ -54,6 +54,7 @@ from kukeon.runtime.network.cni_leftovers import (
 )
 from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressRuleset, NftEgress
 from kukeon.runtime.network.errors import CniConfigError, CniError, NetworkError
+from kukeon.runtime.network.forward import ForwardAccepts
 from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments, Links
 from kukeon.runtime.network.netns import DEFAULT_NETNS_DIR, NetnsManager
 from kukeon.runtime.network.records import (
@@ -223,6 +224,7 @@ class SpaceNetworks:
         self.egress = egress or NftEgress(table=settings.nft_table)
         self.records = AttachmentRecords(settings.attachments_dir)
         self.inprocess = InProcessAttachments(records=self.records, links=links)
+        self.forward = ForwardAccepts()
         self._checked: dict[tuple[str, str], float] = {}
         """When each CNI-made interface was last ADDed or CHECKed (monotonic clock)."""
 
@@ -252,7 +254,8 @@ class SpaceNetworks:
         builtin: bool = False,
     ) -> SpaceNetworkStatus:
         """The space's subnet, conflist and egress chain; ``builtin`` (its cells attached
-        in-process) adds the masquerade the bridge plugin's ``ipMasq`` made per cell."""
+        in-process) adds the masquerade the bridge plugin's ``ipMasq`` made per cell and
+        the FORWARD accepts the firewall plugin made per cell (``forward``)."""
         bridge = bridge_name(realm, space, self.settings.instance)
         # Fail on a missing plugin now, with its name, rather than at the first cell.
         probe = self.conflist_for(bridge=bridge, subnet=self.settings.subnet_pool)
@@ -269,6 +272,8 @@ class SpaceNetworks:
         applied = await self.egress.apply(
             bridge=bridge, policy=egress, masquerade=subnet if builtin else None
         )
+        if builtin and self.settings.include_firewall:
+            await self.forward.allow(bridge)
         return SpaceNetworkStatus(
             bridge_name=bridge,
             network_name=conflist.name,
@@ -303,6 +308,7 @@ class SpaceNetworks:
         firewall_removed = False
         if self.settings.include_firewall:
             firewall_removed = await remove_idle_firewall_chains()
+            firewall_removed = await self.forward.remove(bridge) or firewall_removed
         released = await self.subnets.release(space_key(realm, space))
         return SpaceNetworkRemoval(
             bridge_name=bridge,
