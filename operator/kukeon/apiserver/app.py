@@ -99,6 +99,26 @@ def long_running(handler: H) -> H:
     return handler
 
 
+_PUBLIC_ATTR = "kukeon_public"
+
+
+def public(handler: H) -> H:
+    """Mark a route handler as answering without a bearer token on TCP.
+
+    For what holds nothing secret and must load before a token can be sent (the web
+    console's page and its static files, ``kukeon.ui``); the API behind them still asks.
+    """
+    setattr(handler, _PUBLIC_ATTR, True)
+    return handler
+
+
+def _is_public(request: web.Request) -> bool:
+    if request.path in _UNGUARDED:
+        return True
+    handler = getattr(request.match_info, "handler", None)
+    return bool(getattr(handler, _PUBLIC_ATTR, False))
+
+
 def is_long_running(request: web.Request) -> bool:
     if is_watch(request) or request.query.get("follow", "").lower() in {"1", "true", "yes"}:
         return True
@@ -232,7 +252,7 @@ def _authentication_middleware(tokens: TokenBook | None) -> Middleware:
         if _on_unix_socket(request):
             request[PRINCIPAL_KEY] = LOCAL_ADMIN
             return await handler(request)
-        if request.path in _UNGUARDED:
+        if _is_public(request):
             return await handler(request)
         token = bearer_token(request.headers.get("Authorization"))
         principal = tokens.authenticate(token) if tokens is not None and token else None

@@ -109,6 +109,7 @@ COMMANDS = {
     "port-forward": "transfer:port_forward",
     "image": "images:image",
     "top": "top:top",
+    "ui": "ui:ui_command",
     "cordon": "nodes:cordon",
     "uncordon": "nodes:uncordon",
     "drain": "nodes:drain",

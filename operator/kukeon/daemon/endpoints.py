@@ -16,6 +16,7 @@ from kukeon.apiserver.events import EventRoutes
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
 from kukeon.metrics.usage import CellUsageCollector
+from kukeon.ui import UiRoutes
 
 from .forwarding import Forwarder
 from .hostdirs import share_run_dir
@@ -89,6 +90,7 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
         StatsRoutes(registry=daemon.registry, reader=usage).add_routes(runner.app)
         sampler = ScrapeSampler(reader=usage, cache=metrics.cache, loop=asyncio.get_running_loop())
         daemon.metrics_registry.register(CellUsageCollector(sampler))
+    UiRoutes().add_routes(runner.app)  # the web console at /ui/ (kukeon.ui)
     if daemon.events is not None:  # list and watch, --api-only too
         settings = api_settings(daemon)
         EventRoutes(

@@ -1,0 +1,100 @@
+"""A manifest pasted into the console, read into documents the page can write one by one.
+
+The page has no YAML parser of its own (a library for it would be most of its code): it
+sends the text here and gets back each document as JSON, with the API paths it is created
+at (POST) and replaced at (PUT). Reading is kukectl's own (``kukeon.api.manifests``: YAML
+1.2 booleans, duplicate keys refused, ``kind: List`` expanded); validation is not done
+here but by the API when the page writes (with ``dryRun=All`` first), so the errors the
+page shows, each next to its field path, are the server's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kukeon.api import Kind
+from kukeon.api.manifests import _documents, _Unreadable
+from kukeon.api.meta import SCOPED_KINDS
+from kukeon.client.paths import KINDS, collection_path, object_path
+
+MAX_DOCUMENTS = 500
+"""More than this in one paste is refused: the page writes them one request each."""
+
+
+def _cause(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def _text(mapping: Mapping[str, Any], name: str) -> str | None:
+    value = mapping.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _scope_of(kind: Kind, document: Mapping[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
+    """The parent names of the document, or the causes of the ones missing."""
+    metadata = document.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    if kind in SCOPED_KINDS:
+        realm = _text(metadata, "realm")
+        if realm is None:
+            return [], [_cause("metadata.realm", "required: the realm holding it")]
+        space = _text(metadata, "space") or "-"
+        stack = _text(metadata, "stack") or "-"
+        return [realm, space, stack], []
+    spec = document.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    names: list[str] = []
+    causes: list[dict[str, str]] = []
+    for field in KINDS[kind].parent_fields:
+        value = _text(spec, field)
+        if value is None:
+            causes.append(_cause(f"spec.{field}", "required: the parent it is created under"))
+        else:
+            names.append(value)
+    return names, causes
+
+
+def _entry(index: int, document: Any) -> dict[str, Any]:
+    """One document with its paths, or with the causes that keep it from having any."""
+    entry: dict[str, Any] = {"index": index, "document": document, "causes": []}
+    if isinstance(document, _Unreadable):
+        entry["document"] = None
+        entry["causes"] = [_cause("", document.message)]
+        return entry
+    if not isinstance(document, dict):
+        entry["causes"] = [
+            _cause("", f"a document must be a mapping, not {type(document).__name__}")
+        ]
+        return entry
+    try:
+        kind = Kind(str(document.get("kind")))
+    except ValueError:
+        known = ", ".join(k.value for k in Kind)
+        entry["causes"] = [
+            _cause("kind", f"{str(document.get('kind'))[:60]!r} is not one of {known}")
+        ]
+        return entry
+    scope, causes = _scope_of(kind, document)
+    metadata = document.get("metadata")
+    name = _text(metadata, "name") if isinstance(metadata, dict) else None
+    if name is None:
+        causes.append(_cause("metadata.name", "required"))
+    entry["kind"] = kind.value
+    entry["name"] = name
+    entry["causes"] = causes
+    if not causes and name is not None:
+        entry["collection"] = collection_path(kind, scope)
+        entry["object"] = object_path(kind, [*scope, name])
+    return entry
+
+
+def read_manifest(text: str) -> list[dict[str, Any]]:
+    """Each document of ``text`` in order: ``{index, kind, name, document, collection,
+    object, causes}``; ``causes`` (``{field, message}``) says why one cannot be written."""
+    entries: list[dict[str, Any]] = []
+    for index, document in enumerate(_documents(text)):
+        if index >= MAX_DOCUMENTS:
+            raise ValueError(f"more than {MAX_DOCUMENTS} documents: apply them with kukectl")
+        entries.append(_entry(index, document))
+    return entries

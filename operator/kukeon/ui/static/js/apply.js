@@ -1,0 +1,78 @@
+// A pasted manifest: kukeond reads it into documents (/ui/manifest), then each is written
+// through the API (create, or replace when it exists), parents first. "Validate" runs the
+// same writes with dryRun=All. Every error the server gives is shown next to its field.
+
+import { ApiError, call } from './api.js';
+import { canWrite } from './actions.js';
+import { fill, h } from './dom.js';
+
+const ORDER = ['Realm', 'Space', 'Stack', 'Node', 'Secret', 'CellProfile', 'Cell', 'CellSet'];
+
+function causeList(causes) {
+  return h('ul', { class: 'causes' }, causes.map((cause) => h('li', null,
+    cause.field ? h('code', { class: 'field' }, cause.field) : null, cause.field ? ' ' : null, cause.message)));
+}
+
+async function write(entry, dryRun) {
+  const suffix = dryRun ? '?dryRun=All' : '';
+  try {
+    await call('POST', entry.collection + suffix, { body: entry.document });
+    return 'created';
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.code !== 409) throw error;
+  }
+  const current = await call('GET', entry.object);
+  const document = { ...entry.document, metadata: { ...entry.document.metadata, resourceVersion: current.metadata.resourceVersion } };
+  await call('PUT', entry.object + suffix, { body: document });
+  return 'configured';
+}
+
+function label(entry) {
+  return `${entry.kind || 'document'} ${entry.name || `#${entry.index + 1}`}`;
+}
+
+export class ApplyView {
+  constructor(main, me) {
+    this.me = me;
+    this.text = h('textarea', { id: 'manifest', rows: '16', spellcheck: 'false', 'aria-label': 'Manifest (YAML or JSON)',
+      placeholder: 'apiVersion: kukeon.io/v1beta1\nkind: Cell\n…' });
+    this.results = h('div', { id: 'apply-results', role: 'status', 'aria-live': 'polite' });
+    const writes = me.writes;
+    fill(main, h('h1', null, 'Apply a manifest'),
+      h('p', { class: 'muted' }, 'Paste one or more documents (--- between them). Validate asks the server without writing.'),
+      this.text,
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', id: 'validate', class: 'secondary', onclick: () => this.run(true) }, 'Validate'),
+        writes ? h('button', { type: 'button', id: 'apply', onclick: () => this.run(false) }, 'Apply') : h('span', { class: 'muted role-note' }, `read only (${me.role}): validate only`)),
+      this.results);
+  }
+
+  async run(dryRun) {
+    fill(this.results, 'Working…');
+    let entries;
+    try {
+      entries = (await call('POST', '/ui/manifest', { body: this.text.value, contentType: 'text/plain' })).documents;
+    } catch (error) {
+      fill(this.results, h('p', { class: 'error' }, error.message));
+      return;
+    }
+    const unreadable = entries.filter((entry) => entry.causes.length);
+    const items = unreadable.map((entry) => h('li', { class: 'failed' }, h('strong', null, label(entry)), causeList(entry.causes)));
+    if (!unreadable.length) {
+      entries.sort((a, b) => ORDER.indexOf(a.kind) - ORDER.indexOf(b.kind));
+      for (const entry of entries) {
+        try {
+          const outcome = await write(entry, dryRun);
+          items.push(h('li', { class: 'done' }, `${label(entry)} ${outcome}${dryRun ? ' (dry run)' : ''}`));
+        } catch (error) {
+          const causes = error.causes && error.causes.length ? error.causes : [];
+          items.push(h('li', { class: 'failed' }, h('strong', null, label(entry)), ` refused (${error.code || ''}): ${error.message}`, causeList(causes)));
+          if (!dryRun) break;
+        }
+      }
+    }
+    fill(this.results, entries.length ? h('ul', { class: 'outcomes' }, items) : h('p', null, 'No documents.'));
+  }
+
+  close() {}
+}

@@ -1,0 +1,113 @@
+// The console's entry: sign-in (the token kukectl ui put in the URL's fragment, or one
+// typed once), the router (#/tree, #/cell/…, #/nodes, #/secrets, #/apply, #/search/…),
+// the keyboard shortcuts.
+
+import { call, forgetToken, setToken, token, whenUnauthorized } from './api.js';
+import { ApplyView } from './apply.js';
+import { CellView } from './cell.js';
+import { fill, h } from './dom.js';
+import { NodesView, SearchView, SecretsView } from './pages.js';
+import { Store } from './store.js';
+import { TreeView } from './tree.js';
+
+const main = document.getElementById('main');
+const who = document.getElementById('who');
+const search = document.getElementById('search');
+let store = null;
+let me = null;
+let view = null;
+
+function takeTokenFromFragment() {
+  const match = /^#token=([A-Za-z0-9_-]+)/.exec(location.hash);
+  if (!match) return;
+  setToken(match[1]);
+  history.replaceState(null, '', `${location.pathname}#/tree`);
+}
+
+function route() {
+  if (!me) return;
+  const previous = view;
+  const [, name = 'tree', ...rest] = location.hash.split('/');
+  const parts = rest.map(decodeURIComponent);
+  document.querySelectorAll('header nav a').forEach((link) => {
+    link.toggleAttribute('aria-current', link.getAttribute('href') === `#/${name}`);
+  });
+  switch (name) {
+    case 'cell': view = new CellView(store, main, me, parts.join('/')); break;
+    case 'nodes': view = new NodesView(store, main); break;
+    case 'secrets': view = new SecretsView(store, main); break;
+    case 'apply': view = new ApplyView(main, me); break;
+    case 'search': view = new SearchView(store, main, parts.join('/')); break;
+    default: view = new TreeView(store, main);
+  }
+  if (previous) previous.close();
+  document.title = `kukeon · ${name}`;
+}
+
+function signOut(message) {
+  forgetToken();
+  if (view) view.close();
+  view = null;
+  if (store) store.close();
+  store = null;
+  me = null;
+  showLogin(message);
+}
+
+function showLogin(message) {
+  fill(who);
+  document.getElementById('logout').hidden = true;
+  const input = h('input', { id: 'token', type: 'password', autocomplete: 'off', required: true, 'aria-describedby': 'login-help' });
+  const form = h('form', { class: 'login panel', id: 'login' },
+    h('h1', null, 'Sign in'),
+    h('p', { id: 'login-help', class: 'muted' }, 'Your bearer token (from kukeond\'s tokens file). It is kept in this tab only, until you close it or sign out.'),
+    message ? h('p', { class: 'error', role: 'alert' }, message) : null,
+    h('label', { for: 'token' }, 'Token'), input, h('button', { type: 'submit' }, 'Sign in'));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    setToken(input.value.trim());
+    start();
+  });
+  fill(main, form);
+  input.focus();
+}
+
+async function start() {
+  try {
+    me = await call('GET', '/ui/whoami');
+  } catch (error) {
+    const known = token() ? (error.code === 401 ? 'That token is not valid.' : error.message) : null;
+    forgetToken();
+    showLogin(known);
+    return;
+  }
+  store = new Store();
+  fill(who, h('span', { id: 'whoami' }, `${me.user} · ${me.role}`));
+  document.getElementById('logout').hidden = false;
+  document.getElementById('nav-apply').hidden = false;
+  route();
+}
+
+function shortcuts(event) {
+  const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(event.target.tagName) || event.target.isContentEditable;
+  if (event.key === 'Escape' && event.target === search) { search.blur(); return; }
+  if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+  const go = { t: '#/tree', n: '#/nodes', s: '#/secrets', a: '#/apply' }[event.key];
+  if (event.key === '/') { event.preventDefault(); search.focus(); search.select(); }
+  else if (go) { event.preventDefault(); location.hash = go; }
+  else if (event.key === 'ArrowDown' && location.hash.startsWith('#/tree')) {
+    const first = main.querySelector('.tree a.name');
+    if (first) { event.preventDefault(); first.focus(); }
+  }
+}
+
+whenUnauthorized(() => { if (me) signOut('The token is no longer accepted: sign in again.'); });
+window.addEventListener('hashchange', route);
+document.addEventListener('keydown', shortcuts);
+document.getElementById('logout').addEventListener('click', () => signOut(null));
+document.getElementById('search-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  location.hash = `#/search/${encodeURIComponent(search.value.trim())}`;
+});
+takeTokenFromFragment();
+start();

@@ -1,0 +1,345 @@
+"""The web console in a real browser: Debian's chromium, headless, through Playwright.
+
+One kukeond for the module (its unix socket, and a TLS listener with an admin and a
+viewer token) and one browser. The admin comes in as ``kukectl ui`` brings a local user
+(the port-forward's URL with its token), the viewer through the TLS listener with its
+token typed into the page. Screenshots of every view go to ``$ARTIFACTS_DIR/ui`` (or the
+test's tmp directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import pytest_asyncio
+import yaml
+
+from kukeon.api import Kind, parse_resource
+from kukeon.daemon.app import Daemon
+from kukeon.runtime.containerd import ContainerdClient, realm_namespace
+from kukeon.store import AlreadyExists
+from kukeon.ui.forward import ConsoleForward
+from tests.fixtures.browser import PHONE, IsolatedBrowser, chromium, require_chromium
+from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
+from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.kukeond import Kukeond, kukeond_config, sweep_host
+from tests.fixtures.services import free_tcp_port, require_binary, require_root
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+REPO = Path(__file__).resolve().parents[2]
+SPACE, STACK = "web", "site"
+LOOP = (
+    'i=0; while :; do i=$((i+1)); echo "tick $i"; [ $i -eq 3 ] && touch /tmp/ready; sleep 1; done'
+)
+
+
+@dataclass
+class Console:
+    kukeond: Kukeond
+    https: str
+    forward: ConsoleForward
+    admin_token: str
+    viewer_token: str
+    browser: IsolatedBrowser
+    shots: Path
+
+    def cell_key(self, name: str) -> tuple[str, ...]:
+        return (self.kukeond.realm, SPACE, STACK, name)
+
+    async def shot(self, page: Page, name: str) -> None:
+        await page.screenshot(path=str(self.shots / f"{name}.png"), full_page=False)
+
+
+def _artifacts(tmp: Path) -> Path:
+    base = Path(os.environ["ARTIFACTS_DIR"]) if os.environ.get("ARTIFACTS_DIR") else tmp
+    shots = base / "ui"
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def _certs(directory: Path) -> tuple[Path, Path]:
+    require_binary("openssl", "openssl")
+    subprocess.run(
+        ["bash", str(REPO / "hack" / "make-ca.sh"), "--out", str(directory), "--quiet"],
+        check=True,
+        capture_output=True,
+    )
+    return directory / "server.crt", directory / "server.key"
+
+
+def _tokens(path: Path, admin: str, viewer: str) -> Path:
+    entries = [
+        {"token": admin, "user": "alice", "role": "admin"},
+        {"token": viewer, "user": "vera", "role": "viewer"},
+    ]
+    path.write_text(yaml.safe_dump({"tokens": entries}))
+    return path
+
+
+async def _hierarchy(k: Kukeond) -> None:
+    for document in (
+        {"kind": "Realm", "metadata": {"name": k.realm}, "spec": {}},
+        {"kind": "Space", "metadata": {"name": SPACE}, "spec": {"realmId": k.realm}},
+        {
+            "kind": "Stack",
+            "metadata": {"name": STACK},
+            "spec": {"realmId": k.realm, "spaceId": SPACE},
+        },
+        {
+            "kind": "Secret",
+            "metadata": {"name": "api-keys", "realm": k.realm},
+            "stringData": {"token": "never-shown-4711", "url": "https://example.invalid"},
+        },
+    ):
+        await k.apply(document)
+    await k.wait_for(Kind.STACK, (k.realm, SPACE, STACK), state="Ready")
+    assert k.daemon.controllers is not None
+    await k.daemon.controllers.images.import_archive(namespace=k.namespace, path=k.image.archive)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def console(
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_server: EtcdServer,
+    containerd_daemon: PrivateContainerd,
+    containerd_test_image: BusyboxImage,
+) -> AsyncIterator[Console]:
+    require_root()
+    require_chromium()
+    require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
+    tmp = tmp_path_factory.mktemp("ui")
+    cert, key = _certs(tmp / "pki")
+    admin, viewer = secrets.token_hex(16), secrets.token_hex(16)
+    port = free_tcp_port()
+    config = kukeond_config(
+        tmp,
+        containerd=containerd_daemon,
+        etcd=etcd_server,
+        prefix=f"/kukeon-ui-{secrets.token_hex(6)}",
+    ).model_copy(
+        update={
+            "api_address": f"127.0.0.1:{port}",
+            "api_tls_cert_file": cert,
+            "api_tls_key_file": key,
+            "api_tokens_file": _tokens(tmp / "tokens.yaml", admin, viewer),
+        }
+    )
+    daemon = Daemon(config)
+    await daemon.start()
+    assert daemon.registry is not None
+    k = Kukeond(daemon, config, daemon.registry, f"r{secrets.token_hex(3)}", containerd_test_image)
+    forward = ConsoleForward(socket_path=config.api_socket)
+    try:
+        await _hierarchy(k)
+        await forward.start()
+        async with chromium([port, forward.port]) as browser:
+            yield Console(
+                k, f"https://127.0.0.1:{port}", forward, admin, viewer, browser, _artifacts(tmp)
+            )
+    finally:
+        await forward.close()
+        with contextlib.suppress(Exception):
+            await k.registry.delete(Kind.REALM, (k.realm,), cascade=True)
+            await k.wait_gone(Kind.REALM, (k.realm,), within=60)
+        await daemon.stop()
+        client = ContainerdClient(containerd_daemon.address)
+        try:
+            with contextlib.suppress(Exception):
+                await clean_namespace(client, realm_namespace(k.realm, config.instance))
+        finally:
+            await client.close()
+        await sweep_host(config, realm=k.realm, spaces=[SPACE])
+        shutil.rmtree(tmp / "state", ignore_errors=True)
+
+
+def cell_document(realm: str, name: str, image: str) -> dict[str, Any]:
+    probe = {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1}
+    return {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Cell",
+        "metadata": {"name": name, "labels": {"app": "ticker"}},
+        "spec": {
+            "realmId": realm,
+            "spaceId": SPACE,
+            "stackId": STACK,
+            "containers": [
+                {
+                    "id": "main",
+                    "image": image,
+                    "command": "sh",
+                    "args": ["-c", LOOP],
+                    "readinessProbe": probe,
+                }
+            ],
+        },
+    }
+
+
+async def ticker(c: Console) -> None:
+    """The cell the tests watch (created by the first test that needs it)."""
+    k = c.kukeond
+    with contextlib.suppress(AlreadyExists):
+        await k.registry.create(parse_resource(cell_document(k.realm, "ticker", k.image.name)))
+
+
+async def signed_in(c: Console, token: str) -> Page:
+    """A tab on the TLS listener, signed in by typing ``token`` into the page."""
+    page = await c.browser.context.new_page()
+    await page.goto(f"{c.https}/ui/")
+    await page.locator("#token").fill(token)
+    await page.locator("#login button[type=submit]").click()
+    await page.locator("#whoami").wait_for()
+    return page
+
+
+async def login_page(c: Console) -> None:
+    from playwright.async_api import expect
+
+    page = await c.browser.context.new_page()
+    await page.goto(f"{c.https}/ui/")
+    await expect(page.locator("#login")).to_be_visible()
+    await c.shot(page, "login")
+    await page.close()
+
+
+async def viewer_tab(c: Console) -> Page:
+    from playwright.async_api import expect
+
+    viewer = await signed_in(c, c.viewer_token)
+    await expect(viewer.locator("#whoami")).to_have_text("vera · viewer")
+    await expect(viewer.locator("#tree-summary")).to_contain_text("1 realms")
+    await viewer.evaluate("window.kukeonMarker = 'no reload'")
+    return viewer
+
+
+async def pending_then_ready(c: Console, viewer: Page) -> None:
+    from playwright.async_api import expect
+
+    k = c.kukeond
+    row = viewer.locator(f'.row.cell[data-key="{k.realm}/{SPACE}/{STACK}/ticker"]')
+    await expect(row.locator(".badge")).to_have_text("Pending", timeout=20_000)
+    await c.shot(viewer, "tree-pending")
+    await expect(row.locator(".badge")).to_have_text("Ready", timeout=60_000)
+    await expect(row.locator(".ready")).to_have_text("1/1")
+    assert await viewer.evaluate("window.kukeonMarker") == "no reload"
+    await c.shot(viewer, "tree")
+
+    # The viewer's cell page: no button that would be refused; forced, the API says 403.
+    await row.locator("a.name").click()
+    await expect(viewer.locator(".cell-head .badge")).to_have_text("Ready")
+    await expect(viewer.locator(".role-note")).to_have_text("read only (viewer)")
+    assert await viewer.locator("#action-stop, #action-restart, #action-delete").count() == 0
+    path = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/spaces/{SPACE}/stacks/{STACK}/cells/ticker"
+    forced = await viewer.evaluate(
+        """async (path) => (await fetch(path, {method: 'PATCH',
+             headers: {'Authorization': 'Bearer ' + sessionStorage.getItem('kukeon.token'),
+                       'Content-Type': 'application/merge-patch+json'},
+             body: JSON.stringify({spec: {desiredState: 'Stopped'}})})).status""",
+        path,
+    )
+    assert forced == 403
+    await viewer.close()
+
+
+async def test_login_tree_live_and_viewer_has_no_buttons(console: Console) -> None:
+    c = console
+    await c.browser.run(login_page(c))
+    viewer = await c.browser.run(viewer_tab(c))
+    await ticker(c)  # created while the viewer's tree is open
+    await c.browser.run(pending_then_ready(c, viewer))
+
+
+async def admin_scenario(c: Console) -> None:
+    from playwright.async_api import expect
+
+    k = c.kukeond
+    page = await c.browser.context.new_page()
+    await page.goto(c.forward.url)  # as kukectl ui prints it
+    await expect(page.locator("#whoami")).to_have_text("unix-socket · admin")
+    assert "token" not in page.url  # moved into sessionStorage, out of the address bar
+    cell = f"#/cell/{k.realm}/{SPACE}/{STACK}/ticker"
+    await page.goto(f"http://127.0.0.1:{c.forward.port}/ui/{cell}")
+    await expect(page.locator(".cell-head .badge")).to_have_text("Ready", timeout=60_000)
+    log = page.locator("#log")
+    await expect(log).to_contain_text("tick ")
+    last = int((await log.inner_text()).strip().splitlines()[-1].split()[-1])
+    await expect(log).to_contain_text(f"tick {last + 1}\n", timeout=10_000)
+    await expect(page.locator("#events li").first).to_be_visible(timeout=10_000)
+    await expect(page.locator("#usage")).to_contain_text("memory", timeout=10_000)
+    await c.shot(page, "cell")
+
+    await page.locator("#action-stop").click()
+    await expect(page.locator(".cell-head .badge")).to_have_text("Stopped", timeout=30_000)
+    await c.shot(page, "cell-stopped")
+    await page.locator("#action-start").click()
+    await expect(page.locator(".cell-head .badge")).to_have_text("Ready", timeout=30_000)
+
+    await page.keyboard.press("n")
+    await expect(page.locator("main h1")).to_have_text("Nodes")
+    await expect(page.locator("main tbody tr").first).to_contain_text(k.config.node_name)
+    await c.shot(page, "nodes")
+    await page.keyboard.press("s")
+    await expect(page.locator("main tbody")).to_contain_text("api-keys")
+    await expect(page.locator("main tbody")).to_contain_text("token")
+    assert "never-shown-4711" not in await page.content()
+    await c.shot(page, "secrets")
+    await page.keyboard.press("/")
+    await page.keyboard.type("tick")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("main tbody")).to_contain_text(f"{k.realm}/{SPACE}/{STACK}/ticker")
+    await c.shot(page, "search")
+    await page.close()
+
+
+async def test_admin_follows_log_stops_and_starts(console: Console) -> None:
+    await ticker(console)
+    await console.browser.run(admin_scenario(console))
+
+
+async def apply_scenario(c: Console) -> None:
+    from playwright.async_api import expect
+
+    k = c.kukeond
+    page = await signed_in(c, c.admin_token)
+    await page.keyboard.press("a")
+    manifest = f"""apiVersion: kukeon.io/v1beta1
+kind: Cell
+metadata: {{name: broken}}
+spec:
+  realmId: {k.realm}
+  spaceId: {SPACE}
+  stackId: {STACK}
+  containers:
+    - id: main
+      image: {k.image.name}
+      restartPolicy: sometimes
+"""
+    await page.locator("#manifest").fill(manifest)
+    await page.locator("#apply").click()
+    results = page.locator("#apply-results")
+    await expect(results.locator("code.field")).to_contain_text("spec.containers[0].restartPolicy")
+    await c.shot(page, "apply-errors")
+    # The phone-width tree, dark.
+    await page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    await page.emulate_media(color_scheme="dark")
+    await page.keyboard.press("t")
+    await expect(page.locator(".tree li").first).to_be_visible()
+    await c.shot(page, "tree-phone-dark")
+    await page.close()
+
+
+async def test_apply_shows_errors_by_field_path(console: Console) -> None:
+    await console.browser.run(apply_scenario(console))
