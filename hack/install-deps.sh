@@ -11,7 +11,9 @@ Installs with apt (only what is missing): etcd-server, etcd-client, containerd, 
 containernetworking-plugins, nftables, iptables, busybox-static, iproute2, util-linux,
 curl, openssl, python3-venv.
   --with-test-tools  also docker-registry, skopeo, prometheus, shellcheck, buildah,
-                     debootstrap (used by tests)
+                     debootstrap, chromium, chromium-driver (used by tests; the web
+                     console's e2e test drives Debian's chromium through Playwright, which
+                     never downloads a browser of its own)
   --no-venv          skip creating ./.venv and installing the project into it
 Must run as root. Running it twice is harmless.
 USAGE
@@ -34,7 +36,8 @@ packages=(etcd-server etcd-client containerd runc containernetworking-plugins nf
           iptables busybox-static iproute2 util-linux curl openssl python3-venv python3-pip
           ca-certificates)
 if [[ $with_test_tools -eq 1 ]]; then
-    packages+=(docker-registry skopeo prometheus shellcheck buildah debootstrap)
+    packages+=(docker-registry skopeo prometheus shellcheck buildah debootstrap chromium
+               chromium-driver)
 fi
 
 missing=()
