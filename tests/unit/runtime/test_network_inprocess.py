@@ -11,6 +11,7 @@ import pytest
 from kukeon.runtime.network import leases
 from kukeon.runtime.network.cni.config import joined_conflist, render_space_conflist
 from kukeon.runtime.network.egress import parse_table_state, render_apply, render_remove
+from kukeon.runtime.network.forward import comment, forward_rules
 from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments
 from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecords
 from kukeon.runtime.network.veth import BridgePort, host_ifname
@@ -219,3 +220,11 @@ def test_masquerade_goes_in_the_space_transaction_and_leaves_with_it() -> None:
         }
     } in deleted
     assert {"chain": {"family": "inet", "table": "t", "name": "masq-kk-r-s"}} in deleted
+
+
+def test_forward_accepts_are_marked_with_the_bridge() -> None:
+    rules = forward_rules("kk-r-s")
+    assert rules[0][:2] == ["-i", "kk-r-s"]
+    assert rules[1][:2] == ["-o", "kk-r-s"]
+    assert "RELATED,ESTABLISHED" in rules[1]
+    assert all(rule[-2:] == ["-j", "ACCEPT"] and comment("kk-r-s") in rule for rule in rules)
