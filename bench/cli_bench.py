@@ -10,12 +10,17 @@ other and alternating, ``--runs`` times each:
 - ``kukectl get cells -A``, ``kukectl get cell <name> -o yaml`` (both against the server),
   ``kukectl --help`` and ``kukectl version --client`` (no server).
 
+With ``--before TREE`` (a checkout of an earlier commit, e.g. ``git worktree add`` or ``git
+archive | tar -x``), ``get cells -A`` and ``--help`` are also run from that tree's
+``operator/`` (``PYTHONPATH``), alternating with the others in the same loop: on a shared
+machine whose load drifts, before and after are measured under the same load.
+
 For each: median and p90 wall time, the median's ratio over the floor, and the largest
 RSS of a run (the command's own peak, ``/usr/bin/time -f %M``; without it ``os.wait4``'s
 ``ru_maxrss``, which counts this process's size too). Everything it started
 is stopped and removed at the end, on failure too.
 
-Usage:  .venv/bin/python bench/cli_bench.py [--runs 15] [--cells 5] [--output FILE]
+Usage:  .venv/bin/python bench/cli_bench.py [--runs 15] [--cells 5] [--before TREE] [--output FILE]
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ async def store_objects(registry: Registry, cells: int) -> list[str]:
 class Series:
     label: str
     command: list[str]
+    pythonpath: Path | None = None  # run the kukectl of this source root instead
     seconds: list[float] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)
     last_output: str = ""
@@ -86,6 +92,8 @@ class Series:
         command's own peak; otherwise by ``os.wait4`` here (an upper bound)."""
         out, peak = scratch / "out", scratch / "peak"
         timer = ["/usr/bin/time", "-q", "-f", "%M", "-o", str(peak)] if TIME.exists() else []
+        if self.pythonpath is not None:
+            env = env | {"PYTHONPATH": str(self.pythonpath)}
         with out.open("wb") as sink:
             started = time.perf_counter()
             process = subprocess.Popen(
@@ -111,7 +119,9 @@ class Series:
         )
 
 
-def measure(socket: Path, root: Path, names: list[str], runs: int) -> list[Series]:
+def measure(
+    socket: Path, root: Path, names: list[str], runs: int, before: Path | None
+) -> list[Series]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -135,6 +145,12 @@ def measure(socket: Path, root: Path, names: list[str], runs: int) -> list[Serie
         Series("`kukectl --help`", [kukectl, "--help"]),
         Series("`kukectl version --client`", [kukectl, "version", "--client"]),
     ]
+    if before is not None:
+        old = before / "operator"
+        series += [
+            Series("before: `kukectl get cells -A`", [kukectl, "get", "cells", "-A"], old),
+            Series("before: `kukectl --help`", [kukectl, "--help"], old),
+        ]
     for each in series:  # warm the page cache and the bytecode caches, unmeasured
         each.run_once(env, root)
         each.seconds.clear()
@@ -159,7 +175,9 @@ async def main(args: argparse.Namespace) -> str:
             settings = ApiSettings(socket_path=root / "api.sock", socket_group=None)
             runner = await serve_api(settings, registry)
             try:
-                series = await asyncio.to_thread(measure, root / "api.sock", root, names, args.runs)
+                series = await asyncio.to_thread(
+                    measure, root / "api.sock", root, names, args.runs, args.before
+                )
             finally:
                 await runner.stop()
     finally:
@@ -177,7 +195,8 @@ def report(args: argparse.Namespace, series: list[Series]) -> str:
         f"load average {os.getloadavg()[0]:.2f} at the end): a private etcd and API server "
         f"(unix socket) holding {args.cells} cells; each command run {args.runs} times, "
         "alternating, after one unmeasured warm-up run. Goal (issue 18): `get cells -A` "
-        "≤ 250 ms median, ≤ 40 MB.",
+        "≤ 250 ms median, ≤ 40 MB."
+        + (f" `before:` rows run the tree at {args.before}." if args.before else ""),
         "",
         "| command | median | p90 | x floor | max RSS |",
         "|---|---|---|---|---|",
@@ -191,6 +210,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="runs of each command (≥ 10)")
     parser.add_argument("--cells", type=int, default=5)
+    parser.add_argument(
+        "--before", type=Path, help="a source tree of an earlier commit, measured alongside"
+    )
     parser.add_argument("--output", type=Path, help="also write the markdown here")
     return parser.parse_args()
 
