@@ -336,7 +336,7 @@ spec:
     await page.set_viewport_size(PHONE)  # type: ignore[arg-type]
     await page.emulate_media(color_scheme="dark")
     await page.keyboard.press("t")
-    await expect(page.locator(".tree li").first).to_be_visible()
+    await expect(page.locator(".row.cell").first).to_be_visible()
     await c.shot(page, "tree-phone-dark")
     await page.close()
 

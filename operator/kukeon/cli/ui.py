@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from kukeon.ui.forward import ConsoleForward
-
 from .config import ConfigError, default_config_path, load_config, resolve_connection
 from .runner import EXIT_USAGE, Options, fail
+
+if TYPE_CHECKING:
+    from kukeon.ui.forward import ConsoleForward
 
 UNIX_SCHEME = "unix://"
 
@@ -88,6 +90,8 @@ def ui_command(ctx: click.Context, port: int) -> None:
     socket_path = Path(server.removeprefix(UNIX_SCHEME))
     if not socket_path.exists():
         fail(f"kukeond's socket {socket_path} does not exist (is kukeond running?)")
+    from kukeon.ui.forward import ConsoleForward
+
     try:
         asyncio.run(_serve(ConsoleForward(socket_path=socket_path, port=port)))
     except OSError as exc:

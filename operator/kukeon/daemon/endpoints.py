@@ -16,7 +16,7 @@ from kukeon.apiserver.events import EventRoutes
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
 from kukeon.metrics.usage import CellUsageCollector
-from kukeon.ui import UiRoutes
+from kukeon.ui.routes import UiRoutes
 
 from .forwarding import Forwarder
 from .hostdirs import share_run_dir

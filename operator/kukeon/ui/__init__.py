@@ -7,8 +7,7 @@ itself only calls the ordinary JSON API, with the caller's bearer token, so ever
 every button is authorized exactly as kukectl is. ``headers`` holds the strict security
 headers every ``/ui/`` answer carries; ``manifests`` the reading of a pasted manifest;
 ``forward`` the local port-forward ``kukectl ui`` opens to the unix socket.
+
+Nothing is imported here: kukectl loads ``forward`` without the API server behind
+``routes`` (kukeond imports ``kukeon.ui.routes``).
 """
-
-from kukeon.ui.routes import UI_PREFIX, UiRoutes
-
-__all__ = ["UI_PREFIX", "UiRoutes"]

@@ -30,8 +30,6 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from kukeon.apiserver.auth import bearer_token
-
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -53,6 +51,13 @@ _HOP_BY_HOP = frozenset(
         "content-encoding",
     }
 )
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (kukectl does not load the API
+    server for ``kukeon.apiserver.auth``'s twin of this)."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def is_public_path(path: str) -> bool:

@@ -1,0 +1,107 @@
+"""kukectl ui's forward: the page for anyone, the API only with the run's token (dropped
+before kukeond sees the request), never for a foreign Host, streams passed on as they come."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest_asyncio
+from aiohttp import web
+
+from kukeon.ui.forward import ConsoleForward, is_public_path
+
+
+@pytest_asyncio.fixture
+async def forward(tmp_path: Path) -> AsyncIterator[ConsoleForward]:
+    seen: list[dict[str, str | None]] = []
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        seen.append({"auth": request.headers.get("Authorization"), "path": request.path_qs})
+        if request.query.get("follow"):
+            response = web.StreamResponse()
+            await response.prepare(request)
+            for number in range(3):
+                await response.write(f"line {number}\n".encode())
+                await asyncio.sleep(0.05)
+            return response
+        body = await request.read()
+        return web.json_response(
+            {"method": request.method, "type": request.content_type, "body": body.decode()}
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    socket_path = tmp_path / "kukeond.sock"
+    await web.UnixSite(runner, str(socket_path)).start()
+    forward = ConsoleForward(socket_path=socket_path)
+    await forward.start()
+    forward.seen = seen  # type: ignore[attr-defined]
+    try:
+        yield forward
+    finally:
+        await forward.close()
+        await runner.cleanup()
+
+
+def test_public_paths() -> None:
+    assert is_public_path("/ui/")
+    assert is_public_path("/ui/static/js/main.js")
+    assert not is_public_path("/ui/whoami")
+    assert not is_public_path("/apis/kukeon.io/v1beta1/cells")
+
+
+async def test_token_is_required_checked_and_dropped(forward: ConsoleForward) -> None:
+    base = f"http://127.0.0.1:{forward.port}"
+    assert forward.url == f"{base}/ui/#token={forward.token}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/ui/") as page:
+            assert page.status == 200
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            async with session.get(f"{base}/apis/x", headers=headers) as refused:
+                assert refused.status == 401
+                assert "token" in (await refused.json())["message"]
+        good = {"Authorization": f"Bearer {forward.token}"}
+        patch = {**good, "Content-Type": "application/merge-patch+json"}
+        async with session.patch(f"{base}/apis/x?dryRun=All", data=b'{"a":1}', headers=patch) as ok:
+            assert ok.status == 200
+            assert await ok.json() == {
+                "method": "PATCH",
+                "type": "application/merge-patch+json",
+                "body": '{"a":1}',
+            }
+        async with session.get(
+            f"{base}/ui/whoami", headers={**good, "Host": "evil.example:80"}
+        ) as foreign:
+            assert foreign.status == 403
+    seen = forward.seen  # type: ignore[attr-defined]
+    assert [entry["path"] for entry in seen] == ["/ui/", "/apis/x?dryRun=All"]
+    assert all(entry["auth"] is None for entry in seen)  # kukeond never sees the token
+
+
+async def test_streams_are_passed_on(forward: ConsoleForward) -> None:
+    headers = {"Authorization": f"Bearer {forward.token}"}
+    url = f"http://127.0.0.1:{forward.port}/apis/log?follow=true"
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        first = await response.content.readline()
+        assert first == b"line 0\n"
+        rest = await response.content.read()
+    assert rest == b"line 1\nline 2\n"
+
+
+async def test_socket_gone_is_502(tmp_path: Path) -> None:
+    forward = ConsoleForward(socket_path=tmp_path / "absent.sock")
+    await forward.start()
+    try:
+        headers = {"Authorization": f"Bearer {forward.token}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{forward.port}/apis", headers=headers) as answer,
+        ):
+            assert answer.status == 502
+    finally:
+        await forward.close()
