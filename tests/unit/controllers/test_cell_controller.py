@@ -206,7 +206,9 @@ class FakeNetworks:
         self.attached: list[str] = []
         self.detached: list[str] = []
 
-    async def attach_cell(self, *, cell_id: str, cni_config_path: Path) -> FakeAttachment:
+    async def attach_cell(
+        self, *, cell_id: str, cni_config_path: Path, builtin: bool = False
+    ) -> FakeAttachment:
         self.attached.append(cell_id)
         return FakeAttachment(self.root / cell_id)
 
