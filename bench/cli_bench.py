@@ -15,10 +15,12 @@ archive | tar -x``), ``get cells -A`` and ``--help`` are also run from that tree
 ``operator/`` (``PYTHONPATH``), alternating with the others in the same loop: on a shared
 machine whose load drifts, before and after are measured under the same load.
 
-For each: median and p90 wall time, the median's ratio over the floor, and the largest
-RSS of a run (the command's own peak, ``/usr/bin/time -f %M``; without it ``os.wait4``'s
-``ru_maxrss``, which counts this process's size too). Everything it started
-is stopped and removed at the end, on failure too.
+For each: median and p90 wall time, the median's ratio over the floor, the median CPU
+time of the process (user + system: what the command costs a core, far less swayed by the
+machine's load than wall time), and the largest RSS of a run (the command's own peak,
+``/usr/bin/time -f %M``; without it ``os.wait4``'s ``ru_maxrss``, which counts this
+process's size too). Everything it started is stopped and removed at the end, on failure
+too.
 
 Usage:  .venv/bin/python bench/cli_bench.py [--runs 15] [--cells 5] [--before TREE] [--output FILE]
 """
@@ -81,6 +83,7 @@ class Series:
     pythonpath: Path | None = None  # run the kukectl of this source root instead
     seconds: list[float] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system seconds of the process
     last_output: str = ""
 
     def run_once(self, env: dict[str, str], scratch: Path) -> None:
@@ -101,6 +104,7 @@ class Series:
             )
             _, status, usage = os.wait4(process.pid, 0)
             self.seconds.append(time.perf_counter() - started)
+        self.cpu.append(usage.ru_utime + usage.ru_stime)  # with its reaped child's, as Linux does
         process.returncode = os.waitstatus_to_exitcode(status)
         self.rss_kb.append(int(peak.read_text().split()[-1]) if timer else usage.ru_maxrss)
         self.last_output = out.read_text(errors="replace")
@@ -115,7 +119,8 @@ class Series:
         p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
         return (
             f"| {self.label} | {median * 1000:.0f} ms | {p90 * 1000:.0f} ms "
-            f"| {median / floor:.1f}x | {max(self.rss_kb) / 1024:.1f} MB |"
+            f"| {median / floor:.1f}x | {statistics.median(self.cpu) * 1000:.0f} ms "
+            f"| {max(self.rss_kb) / 1024:.1f} MB |"
         )
 
 
@@ -155,6 +160,7 @@ def measure(
         each.run_once(env, root)
         each.seconds.clear()
         each.rss_kb.clear()
+        each.cpu.clear()
     listed = series[1].last_output
     if any(name not in listed for name in names):
         raise RuntimeError(f"kukectl get cells -A did not list every cell:\n{listed}")
@@ -198,8 +204,8 @@ def report(args: argparse.Namespace, series: list[Series]) -> str:
         "≤ 250 ms median, ≤ 40 MB."
         + (f" `before:` rows run the tree at {args.before}." if args.before else ""),
         "",
-        "| command | median | p90 | x floor | max RSS |",
-        "|---|---|---|---|---|",
+        "| command | median | p90 | x floor | median CPU | max RSS |",
+        "|---|---|---|---|---|---|",
         *[each.row(floor) for each in series],
         "",
     ]
