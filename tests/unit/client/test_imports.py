@@ -40,6 +40,17 @@ def test_kukectls_entry_loads_nothing_of_the_server() -> None:
     assert _loaded_after(code) == []
 
 
+def test_no_kukectl_command_loads_the_server() -> None:
+    """Every command's module, as ``kukectl --help`` loads them all: the server's
+    dependencies are not kukectl's, and aiohttp loads only when a stream or watch runs."""
+    code = (
+        "import click\nfrom kukeon.cli.main import cli\n"
+        "ctx = click.Context(cli)\n"
+        "loaded = [cli.get_command(ctx, name) for name in cli.list_commands(ctx)]"
+    )
+    assert _loaded_after(code) == []
+
+
 def test_no_client_module_imports_the_server_package() -> None:
     """The direction is ``kukeon.apiserver -> kukeon.client``, never the reverse."""
     found = []
