@@ -186,6 +186,8 @@ def delete(
       kukectl delete cellset web --cascade=orphan  # its cells stay
       kukectl delete -f app/                     # what apply -f app/ created, parents too
     """
+    if cascade == "orphan" and kind not in (None, Kind.CELL_SET, Kind.CELL):
+        fail("--cascade=orphan: only a cell set's cells can outlive it", EXIT_USAGE)
     selections = bool(selector) + every  # -l and --all
     targets, implicit = _named_targets(kind, names, files, selections, (realm, space, stack))
     selecting = selections > 0
@@ -195,8 +197,6 @@ def delete(
         for target_kind, key in targets:
             click.echo(f"{kind_slug(target_kind)}/{key[-1]} deleted (client dry run)")
         return
-    if cascade == "orphan" and kind not in (None, Kind.CELL_SET, Kind.CELL):
-        fail("--cascade=orphan: only a cell set's cells can outlive it", EXIT_USAGE)
     how = _Deletion(
         cascade in ("background", "foreground", "true"),
         cascade == "orphan",
