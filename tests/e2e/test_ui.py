@@ -241,6 +241,7 @@ async def pending_then_ready(c: Console, viewer: Page) -> None:
     await row.locator("a.name").click()
     await expect(viewer.locator(".cell-head .badge")).to_have_text("Ready")
     await expect(viewer.locator(".role-note")).to_have_text("read only (viewer)")
+    await c.shot(viewer, "cell-viewer")
     assert await viewer.locator("#action-stop, #action-restart, #action-delete").count() == 0
     path = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/spaces/{SPACE}/stacks/{STACK}/cells/ticker"
     forced = await viewer.evaluate(

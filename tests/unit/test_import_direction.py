@@ -10,8 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "operator" / "kukeon"
 ORDER = [
-    "api", "store", "framework", "controllers", "runtime", "client", "apiserver", "metrics", "cli",
-    "daemon", "fileio", "processes", "retrying",
+    "api", "store", "framework", "controllers", "runtime", "client", "apiserver", "metrics", "ui",
+    "cli", "daemon", "fileio", "processes", "retrying",
 ]  # fmt: skip
 EVERYWHERE = {"fileio", "processes", "retrying"}  # "for every layer"
 
