@@ -19,16 +19,23 @@ creations out of its plan (old cells still go only as availability allows).
 
 `record_revision` keeps the set's template revisions (in its status): the current
 template last, numbered one above the highest so far (a template seen before, as after an
-undo, moves up with a new number), and at most `revisionHistoryLimit` earlier ones.
+undo, moves up with a new number), and at most `revisionHistoryLimit` earlier ones, fewer
+when their templates would weigh more than `REVISIONS_MAX_BYTES` (half of what a stored
+document may weigh) with the current one.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION, CellSet, CellSetRevision, StrategyType
+from kukeon.store import MAX_DOCUMENT_BYTES
+
+REVISIONS_MAX_BYTES = MAX_DOCUMENT_BYTES // 2
+"""What the templates kept in a set's status may weigh in all (the oldest go first)."""
 
 
 @dataclass(frozen=True)
@@ -188,4 +195,12 @@ def record_revision(cellset: CellSet, hash_: str) -> list[CellSetRevision]:
         template=cellset.template_document(),
     )
     limit = cellset.spec.revision_history_limit
-    return [*(kept[len(kept) - limit :] if limit else []), current]
+    earlier = kept[len(kept) - limit :] if limit else []
+    budget = REVISIONS_MAX_BYTES - _size(current)
+    while earlier and sum(_size(r) for r in earlier) > budget:
+        earlier = earlier[1:]  # the oldest goes first
+    return [*earlier, current]
+
+
+def _size(revision: CellSetRevision) -> int:
+    return len(json.dumps(revision.template, separators=(",", ":"), ensure_ascii=False).encode())

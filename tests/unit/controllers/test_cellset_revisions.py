@@ -11,7 +11,7 @@ import pytest
 from kukeon.api import CellSet, parse_resource
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION
 from kukeon.cli.cellsets import history_lines, rolled_back, undo_target
-from kukeon.controllers.cellsetplan import record_revision
+from kukeon.controllers.cellsetplan import REVISIONS_MAX_BYTES, record_revision
 
 
 def a_set(version: str, *, cause: str | None = None, limit: int | None = None) -> CellSet:
@@ -98,3 +98,12 @@ def test_undo_writes_the_kept_template_back() -> None:
         undo_target(two, 7)
     with pytest.raises(click.exceptions.Exit):
         undo_target(rolled(a_set("1"), a_set("1")), 0)  # nothing earlier
+
+
+def test_heavy_templates_keep_fewer_revisions() -> None:
+    big = "x" * (REVISIONS_MAX_BYTES // 3)
+    cellset = rolled(a_set("0"), a_set("0"))
+    for version in range(1, 6):
+        cellset = rolled(cellset, a_set(f"{version}-{big}"))
+    # Each template weighs a third of the budget: the current one and one earlier fit.
+    assert [r.revision for r in cellset.status.revisions] == [5, 6]
