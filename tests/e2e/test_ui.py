@@ -1,14 +1,15 @@
 """The web console in a real browser: Debian's chromium, headless, through Playwright.
 
 One kukeond for the module (its unix socket, and a TLS listener with an admin and a
-viewer token) and one browser. The admin comes in as ``kukectl ui`` brings a local user
-(the port-forward's URL with its token), the viewer through the TLS listener with its
-token typed into the page. Screenshots of every view go to ``$ARTIFACTS_DIR/ui`` (or the
-test's tmp directory).
+viewer token) and one browser. The admin comes in as a local user does, through the URL
+``kukectl ui`` (run as a subprocess) prints with its token; the viewer through the TLS
+listener with its token typed into the page. Screenshots of every view go to
+``$ARTIFACTS_DIR/ui`` (or the test's tmp directory).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -27,10 +28,10 @@ from kukeon.api import Kind, parse_resource
 from kukeon.daemon.app import Daemon
 from kukeon.runtime.containerd import ContainerdClient, realm_namespace
 from kukeon.store import AlreadyExists
-from kukeon.ui.forward import ConsoleForward
 from tests.fixtures.browser import PHONE, IsolatedBrowser, chromium, require_chromium
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.kukectl import KUKECTL
 from tests.fixtures.kukeond import Kukeond, kukeond_config, sweep_host
 from tests.fixtures.services import free_tcp_port, require_binary, require_root
 
@@ -41,7 +42,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 REPO = Path(__file__).resolve().parents[2]
 SPACE, STACK = "web", "site"
+HOSTILE = '<img src=x onerror="window.pwned=1">'  # a log line is anyone's text
 LOOP = (
+    f"echo '{HOSTILE}'; "
     'i=0; while :; do i=$((i+1)); echo "tick $i"; [ $i -eq 3 ] && touch /tmp/ready; sleep 1; done'
 )
 
@@ -50,7 +53,8 @@ LOOP = (
 class Console:
     kukeond: Kukeond
     https: str
-    forward: ConsoleForward
+    forward_url: str
+    forward_port: int
     admin_token: str
     viewer_token: str
     browser: IsolatedBrowser
@@ -141,16 +145,26 @@ async def console(
     await daemon.start()
     assert daemon.registry is not None
     k = Kukeond(daemon, config, daemon.registry, f"r{secrets.token_hex(3)}", containerd_test_image)
-    forward = ConsoleForward(socket_path=config.api_socket)
+    forward_port = free_tcp_port()
+    ui: asyncio.subprocess.Process | None = None
+    ui_exit = 0
     try:
         await _hierarchy(k)
-        await forward.start()
-        async with chromium([port, forward.port]) as browser:
+        ui, url = await kukectl_ui(config.api_socket, forward_port)
+        async with chromium([port, forward_port]) as browser:
             yield Console(
-                k, f"https://127.0.0.1:{port}", forward, admin, viewer, browser, _artifacts(tmp)
+                k,
+                f"https://127.0.0.1:{port}",
+                url,
+                forward_port,
+                admin,
+                viewer,
+                browser,
+                _artifacts(tmp),
             )
     finally:
-        await forward.close()
+        if ui is not None:
+            ui_exit = await stop(ui)
         with contextlib.suppress(Exception):
             await k.registry.delete(Kind.REALM, (k.realm,), cascade=True)
             await k.wait_gone(Kind.REALM, (k.realm,), within=60)
@@ -163,6 +177,38 @@ async def console(
             await client.close()
         await sweep_host(config, realm=k.realm, spaces=[SPACE])
         shutil.rmtree(tmp / "state", ignore_errors=True)
+    assert ui_exit == 0, f"kukectl ui did not stop cleanly on SIGTERM: {ui_exit}"
+
+
+async def kukectl_ui(socket: Path, port: int) -> tuple[asyncio.subprocess.Process, str]:
+    """``kukectl ui --port PORT`` as a user runs it, and the URL it prints."""
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{socket}"}
+    process = await asyncio.create_subprocess_exec(
+        KUKECTL, "ui", "--port", str(port), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while line := (await process.stdout.readline()).decode():
+                if line.strip().startswith("http://"):
+                    return process, line.strip()
+    except BaseException:
+        await stop(process)
+        raise
+    await stop(process)
+    raise AssertionError("kukectl ui printed no URL")
+
+
+async def stop(process: asyncio.subprocess.Process) -> int:
+    """Ctrl-C's SIGTERM twin; its exit code (SIGKILL's after 10 s)."""
+    if process.returncode is None:
+        process.terminate()
+    try:
+        async with asyncio.timeout(10):
+            return await process.wait()
+    except TimeoutError:
+        process.kill()
+        return await process.wait()
 
 
 def cell_document(realm: str, name: str, image: str) -> dict[str, Any]:
@@ -268,14 +314,18 @@ async def admin_scenario(c: Console) -> None:
 
     k = c.kukeond
     page = await c.browser.context.new_page()
-    await page.goto(c.forward.url)  # as kukectl ui prints it
+    assert c.forward_url.startswith(f"http://127.0.0.1:{c.forward_port}/ui/#token=")
+    await page.goto(c.forward_url)  # as kukectl ui printed it
     await expect(page.locator("#whoami")).to_have_text("unix-socket · admin")
     assert "token" not in page.url  # moved into sessionStorage, out of the address bar
     cell = f"#/cell/{k.realm}/{SPACE}/{STACK}/ticker"
-    await page.goto(f"http://127.0.0.1:{c.forward.port}/ui/{cell}")
+    await page.goto(f"http://127.0.0.1:{c.forward_port}/ui/{cell}")
     await expect(page.locator(".cell-head .badge")).to_have_text("Ready", timeout=60_000)
     log = page.locator("#log")
     await expect(log).to_contain_text("tick ")
+    await expect(log).to_contain_text(HOSTILE)  # shown as text, never run
+    assert await page.evaluate("window.pwned") is None
+    assert await log.locator("img").count() == 0
     last = int((await log.inner_text()).strip().splitlines()[-1].split()[-1])
     await expect(log).to_contain_text(f"tick {last + 1}\n", timeout=10_000)
     await expect(page.locator("#events li").first).to_be_visible(timeout=10_000)

@@ -33,6 +33,7 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+SHUTDOWN_SECONDS = 2.0
 UPSTREAM = "http://kukeond"
 """The URL's host is only a name for the unix socket; the path is the request's own."""
 
@@ -98,7 +99,9 @@ class ConsoleForward:
         )
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self.relay)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS
+        )
         await self._runner.setup()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -112,12 +115,14 @@ class ConsoleForward:
         await web.SockSite(self._runner, listener).start()
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        # The session first: the relays of open watches and followed logs end at once,
+        # so the server does not wait for them.
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         """Why the request is not forwarded, as the answer to give; None to forward it."""

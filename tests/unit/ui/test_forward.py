@@ -20,6 +20,11 @@ async def forward(tmp_path: Path) -> AsyncIterator[ConsoleForward]:
 
     async def echo(request: web.Request) -> web.StreamResponse:
         seen.append({"auth": request.headers.get("Authorization"), "path": request.path_qs})
+        if request.query.get("hang"):
+            response = web.StreamResponse()
+            await response.prepare(request)
+            await response.write(b"open\n")
+            await asyncio.sleep(3600)  # a watch that sees nothing for an hour
         if request.query.get("follow"):
             response = web.StreamResponse()
             await response.prepare(request)
@@ -34,7 +39,7 @@ async def forward(tmp_path: Path) -> AsyncIterator[ConsoleForward]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     socket_path = tmp_path / "kukeond.sock"
     await web.UnixSite(runner, str(socket_path)).start()
@@ -105,3 +110,13 @@ async def test_socket_gone_is_502(tmp_path: Path) -> None:
             assert answer.status == 502
     finally:
         await forward.close()
+
+
+async def test_close_ends_open_streams_at_once(forward: ConsoleForward) -> None:
+    headers = {"Authorization": f"Bearer {forward.token}"}
+    url = f"http://127.0.0.1:{forward.port}/apis/watch?hang=1"
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        assert await response.content.readline() == b"open\n"
+        started = asyncio.get_running_loop().time()
+        await forward.close()  # kukectl ui's Ctrl-C with a watch open
+        assert asyncio.get_running_loop().time() - started < 5

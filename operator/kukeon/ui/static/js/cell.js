@@ -59,8 +59,8 @@ export class CellView {
       h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/tree' }, 'Fleet'), ` / ${this.realm} / ${this.space} / ${this.stack}`),
       this.header,
       h('div', { class: 'columns' },
-        h('div', null, section('Status', this.statusBox, this.usage), section('Containers', this.containers)),
-        h('div', null, section('Events', this.events))),
+        section('Status', this.statusBox, this.usage), section('Events', this.events)),
+      section('Containers', this.containers),
       section('Log', h('div', { class: 'log-bar' }, h('label', { for: 'log-container' }, 'Container '), this.logPick, ' ', this.logState), this.log),
       section('Spec', this.spec));
     this.unsubscribe = store.subscribe((changes) => {
