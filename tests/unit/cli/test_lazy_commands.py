@@ -74,7 +74,7 @@ def test_help_lists_every_command() -> None:
 def test_an_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["gte", "cells"])
     assert result.exit_code == 2
-    assert "No such command 'gte'" in result.output
+    assert "No such command 'gte'. Did you mean 'get'?" in result.output
 
 
 def test_a_get_table_defines_no_model(tmp_path: Path) -> None:
