@@ -383,6 +383,20 @@ spec:
     results = page.locator("#apply-results")
     await expect(results.locator("code.field")).to_contain_text("spec.containers[0].restartPolicy")
     await c.shot(page, "apply-errors")
+
+    # A valid one is written; then deleted from its page, after the confirmation.
+    stopped = manifest.replace("broken", "doomed").replace("restartPolicy: sometimes", "")
+    await page.locator("#manifest").fill(
+        stopped.replace("  containers:", "  desiredState: Stopped\n  containers:")
+    )
+    await page.locator("#apply").click()
+    await expect(results).to_contain_text("Cell doomed created")
+    await page.goto(f"{c.https}/ui/#/cell/{k.realm}/{SPACE}/{STACK}/doomed")
+    await page.locator("#action-delete").click()
+    await page.locator("dialog.confirm #confirm-yes").click()
+    await expect(page.locator("main h1")).to_have_text("Fleet")
+    await expect(page.locator(".tree .group.depth3")).to_have_count(1)  # the tree is drawn
+    await expect(page.locator('.row.cell[data-key$="/doomed"]')).to_have_count(0)
     # The phone-width tree, dark.
     await page.set_viewport_size(PHONE)  # type: ignore[arg-type]
     await page.emulate_media(color_scheme="dark")
@@ -393,4 +407,5 @@ spec:
 
 
 async def test_apply_shows_errors_by_field_path(console: Console) -> None:
+    await ticker(console)  # the phone-width tree shows it
     await console.browser.run(apply_scenario(console))
