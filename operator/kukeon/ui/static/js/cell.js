@@ -181,6 +181,8 @@ export class CellView {
         fill(this.usage, `CPU ${cores === null ? '…' : `${Math.round(cores * 1000)}m`} · memory ${bytes(stats.memoryWorkingSetBytes)}`
           + (stats.memoryLimitBytes ? ` of ${bytes(stats.memoryLimitBytes)}` : '') + ` · ${stats.pids ?? 0} pids`);
         last = now;
+        await sleep(cores === null ? 1000 : 2500, signal); // a rate needs two samples
+        continue;
       } catch (error) {
         if (signal.aborted) return;
         fill(this.usage, `CPU and memory: not available (${error.message})`);

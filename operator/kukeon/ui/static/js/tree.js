@@ -38,9 +38,9 @@ function cellCells(key, cell) {
 
 function group(label, object, children, depth) {
   const state = (object && object.status && object.status.state) || 'Unknown';
-  return h('li', { class: `group depth${depth}`, role: 'treeitem', 'aria-expanded': 'true' },
+  return h('li', { class: `group depth${depth}` },
     h('div', { class: 'row head' }, h('span', { class: 'kind' }, label), h('span', { class: 'name' }, object ? object.metadata.name : '?'), badge(state)),
-    h('ul', { role: 'group' }, children));
+    h('ul', null, children));
 }
 
 export class TreeView {
@@ -48,7 +48,7 @@ export class TreeView {
     this.store = store;
     this.main = main;
     this.rows = new Map();
-    this.list = h('ul', { class: 'tree', role: 'tree', 'aria-label': 'Realms, spaces, stacks and cells' });
+    this.list = h('ul', { class: 'tree', 'aria-label': 'Realms, spaces, stacks and cells' });
     this.summary = h('p', { class: 'summary', id: 'tree-summary' });
     fill(main, h('h1', null, 'Fleet'), this.summary, this.list);
     this.unsubscribe = store.subscribe((changes) => this.update(changes));
@@ -90,7 +90,7 @@ export class TreeView {
     const cellRow = ([key, cell]) => {
       const row = h('div', { class: 'row cell', dataset: { key } }, cellCells(key, cell));
       this.rows.set(key, row);
-      return h('li', { role: 'treeitem' }, row);
+      return h('li', null, row);
     };
     const realms = sorted(this.store.items('realms')).map(([realm, object]) => group('realm', object,
       (spaces.get(realm) || []).map(([space, spaceObject]) => group('space', spaceObject,
