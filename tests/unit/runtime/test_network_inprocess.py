@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from kukeon.runtime.network import leases
-from kukeon.runtime.network.cni.config import joined_conflist, render_space_conflist
+from kukeon.runtime.network import NetworkSettings, SpaceNetworks, leases
+from kukeon.runtime.network.cni.config import (
+    joined_conflist,
+    render_space_conflist,
+    write_conflist,
+)
 from kukeon.runtime.network.egress import parse_table_state, render_apply, render_remove
 from kukeon.runtime.network.forward import comment, forward_rules
 from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments
 from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecords
 from kukeon.runtime.network.veth import BridgePort, host_ifname
+from tests.unit.runtime.test_network_joined import FakeCni, FakeNetns, _conflist
 
 CELL = "kukeon_r_s_st_c"
 SUBNET = IPv4Network("10.88.5.0/24")
@@ -228,3 +234,30 @@ def test_forward_accepts_are_marked_with_the_bridge() -> None:
     assert rules[1][:2] == ["-o", "kk-r-s"]
     assert "RELATED,ESTABLISHED" in rules[1]
     assert all(rule[-2:] == ["-j", "ACCEPT"] and comment("kk-r-s") in rule for rule in rules)
+
+
+async def test_a_cni_config_set_later_replaces_the_in_process_interface(tmp_path: Path) -> None:
+    """The root container's cniConfigPath set on a cell attached in-process: the interface
+    made here goes (link, lease, record) before the plugins make theirs; a conflist that
+    cannot be read keeps what is recorded."""
+    cni, links = FakeCni(), FakeLinks()
+    networks = SpaceNetworks(
+        settings=NetworkSettings(state_dir=tmp_path / "state", include_firewall=False),
+        cni=cast(Any, cni),
+        netns=cast(Any, FakeNetns(tmp_path / "netns")),
+        links=links,
+    )
+    space, own = tmp_path / "space.conflist", tmp_path / "own.conflist"
+    await write_conflist(space, _network(tmp_path)[1])  # type: ignore[arg-type]
+    first = await networks.attach_cell(cell_id=CELL, cni_config_path=space, builtin=True)
+    assert first.ip == SUBNET[2]
+    assert cni.calls == []
+    missing = tmp_path / "missing.conflist"
+    kept = await networks.attach_cell(cell_id=CELL, cni_config_path=missing, builtin=True)
+    assert kept.ip == first.ip
+    await write_conflist(own, _conflist("mine", "10.99.0.0/24", tmp_path))
+    moved = await networks.attach_cell(cell_id=CELL, cni_config_path=own)
+    assert (moved.network_name, str(moved.address)) == ("mine", "10.99.0.2/24")
+    assert links.ports == {}
+    assert leases.owned(tmp_path / "ipam" / "kk-r-s", CELL, "eth0") == []
+    assert ("ADD", "mine", "eth0") in cni.calls

@@ -13,11 +13,13 @@ The range is host-local's default for a subnet: its first host address to the la
 the broadcast address, the gateway excluded; the search starts after the last address
 reserved and wraps around, as host-local's does.
 
-Every function here blocks (file lock, directory scan): callers run them on a host thread.
+Every function here blocks (file lock, directory scan): callers run them on a host thread,
+but for :func:`result_from_leases`, which CNI DEL uses when a cell's record is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -27,6 +29,9 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from kukeon.runtime.hostfiles import make_dirs
+from kukeon.runtime.network.cni.config import NetworkConfigList, gateway_of
+from kukeon.runtime.network.cni.invoke import RuntimeConf
+from kukeon.runtime.network.cni.result import CniResult, parse_result
 from kukeon.runtime.network.errors import NetworkError
 
 log = logging.getLogger(__name__)
@@ -136,3 +141,41 @@ def release_everywhere(ipam_dir: Path, owner: str) -> list[tuple[str, str, IPv4A
         for ifname in sorted(ifnames):
             freed += [(directory.name, ifname, a) for a in release(directory, owner, ifname)]
     return freed
+
+
+async def result_from_leases(conflist: NetworkConfigList, conf: RuntimeConf) -> CniResult | None:
+    """A minimal ADD result rebuilt from host-local's lease files of the cell's interface
+    (a lease written without an interface name counts too)."""
+    bridge = next((p for p in conflist.plugins if p.get("type") == "bridge"), None)
+    ipam = bridge.get("ipam") if bridge is not None else None
+    if not isinstance(ipam, dict) or ipam.get("type") != "host-local" or "dataDir" not in ipam:
+        return None
+    try:
+        subnets = [IPv4Network(r["subnet"]) for ranges in ipam["ranges"] for r in ranges]
+    except (KeyError, TypeError, ValueError):
+        return None
+    directory = Path(str(ipam["dataDir"])) / conflist.name
+
+    def addresses() -> list[IPv4Address]:
+        found = owned(directory, conf.container_id, conf.ifname)
+        return sorted({*found, *owned(directory, conf.container_id, "")})
+
+    ips = []
+    for address in await asyncio.to_thread(addresses):
+        subnet = next((net for net in subnets if address in net), None)
+        if subnet is not None:
+            ips.append(
+                {
+                    "interface": 0,
+                    "address": f"{address}/{subnet.prefixlen}",
+                    "gateway": str(gateway_of(subnet)),
+                }
+            )
+    if not ips:
+        return None
+    document = {
+        "cniVersion": conflist.cni_version,
+        "interfaces": [{"name": conf.ifname, "sandbox": str(conf.netns)}],
+        "ips": ips,
+    }
+    return parse_result(document, plugin="host-local")

@@ -47,7 +47,7 @@ from kukeon.runtime.network.cni.config import (
     write_conflist,
 )
 from kukeon.runtime.network.cni.invoke import DEFAULT_PLUGIN_DIRS, CniRuntime, RuntimeConf
-from kukeon.runtime.network.cni.result import CniResult, parse_result
+from kukeon.runtime.network.cni.result import CniResult
 from kukeon.runtime.network.cni_leftovers import (
     remove_idle_firewall_chains,
     remove_masquerade_leftovers,
@@ -56,6 +56,7 @@ from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressRu
 from kukeon.runtime.network.errors import CniConfigError, CniError, NetworkError
 from kukeon.runtime.network.forward import ForwardAccepts
 from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments, Links
+from kukeon.runtime.network.leases import result_from_leases
 from kukeon.runtime.network.netns import DEFAULT_NETNS_DIR, NetnsManager
 from kukeon.runtime.network.records import (
     DRIVER_NETLINK,
@@ -343,10 +344,11 @@ class SpaceNetworks:
         await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
         netns_path = await self.netns.create(netns_name or cell_id)
         wanted = await _load_conflist_or_none(cni_config_path)
-        kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted)
+        network = BridgeNetwork.of(wanted) if builtin and wanted is not None else None
+        kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted, network is not None)
         if kept is not None:
             return kept
-        if builtin and wanted is not None and (network := BridgeNetwork.of(wanted)) is not None:
+        if network is not None and wanted is not None:
             record = await self.inprocess.attach(
                 cell_id=cell_id, netns=netns_path, ifname=ifname, conflist=wanted, network=network
             )
@@ -382,12 +384,13 @@ class SpaceNetworks:
         netns_path = await self.netns.create(netns_name or cell_id)
         loaded = await _load_conflist_or_none(cni_config_path)
         wanted = joined_conflist(loaded) if loaded is not None else None
-        kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted)
+        network = BridgeNetwork.of(wanted) if builtin and wanted is not None else None
+        kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted, network is not None)
         if kept is not None:
             return kept
         if wanted is None:
             wanted = joined_conflist(await load_conflist(cni_config_path))
-        if builtin and (network := BridgeNetwork.of(wanted)) is not None:
+        if network is not None:
             record = await self.inprocess.attach(
                 cell_id=cell_id, netns=netns_path, ifname=ifname, conflist=wanted, network=network
             )
@@ -440,9 +443,10 @@ class SpaceNetworks:
         ifname: str,
         netns_path: Path,
         wanted: NetworkConfigList | None,
+        in_process: bool,
     ) -> CellAttachment | None:
         """The recorded CNI attachment when it still stands as wanted; else it is deleted
-        and None returned. An in-process one is left to ``inprocess`` (None).
+        and None returned. An in-process one: ``_keep_made_here``.
 
         CHECK runs the plugins again, so it is not run on every pass: an interface that
         still carries its address (a netlink read) is kept without one until
@@ -450,8 +454,10 @@ class SpaceNetworks:
         not CHECKed but made again.
         """
         existing = await self.records.load(cell_id, ifname)
-        if existing is None or existing.driver == DRIVER_NETLINK:
+        if existing is None:
             return None
+        if existing.driver == DRIVER_NETLINK:
+            return await self._keep_made_here(existing, netns_path, wanted, in_process)
         conflist, conf, result = existing.conflist, existing.conf, existing.result
         if conf.netns == netns_path and (wanted is None or _same_network(conflist, wanted)):
             attachment = _attachment(cell_id, conf, conflist, result)
@@ -470,6 +476,31 @@ class SpaceNetworks:
         await self._delete_quietly(conflist, conf, result)
         await self.records.drop(cell_id, ifname)
         self._checked.pop((cell_id, ifname), None)
+        return None
+
+    async def _keep_made_here(
+        self,
+        existing: AttachmentRecord,
+        netns_path: Path,
+        wanted: NetworkConfigList | None,
+        in_process: bool,
+    ) -> CellAttachment | None:
+        """An in-process attachment: kept (verified) when the configuration cannot be read
+        now, left to ``inprocess`` when the caller attaches in-process too, else removed so
+        the CNI plugins can make the interface (a root container's ``cniConfigPath`` set)."""
+        cell_id, ifname = existing.conf.container_id, existing.conf.ifname
+        network = BridgeNetwork.of(existing.conflist)
+        if wanted is None and network is not None:
+            record = await self.inprocess.attach(
+                cell_id=cell_id,
+                netns=netns_path,
+                ifname=ifname,
+                conflist=existing.conflist,
+                network=network,
+            )
+            return _attachment(cell_id, record.conf, record.conflist, record.result)
+        if not in_process:
+            await self.inprocess.detach(existing)
         return None
 
     def _check_due(self, cell_id: str, ifname: str) -> bool:
@@ -499,7 +530,7 @@ class SpaceNetworks:
         except BaseException:
             # CNI's answer to a failed ADD is a DEL.
             with contextlib.suppress(Exception):
-                partial = await _result_from_leases(conflist, conf)
+                partial = await result_from_leases(conflist, conf)
                 await self._delete_quietly(conflist, conf, partial)
             with contextlib.suppress(Exception):
                 await self.records.drop(cell_id, ifname)
@@ -541,7 +572,7 @@ class SpaceNetworks:
             conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname=ifname)
             # Without the cached result the firewall plugin would not know which rules to
             # delete; the IPAM lease still says which address the cell had.
-            await self._delete(conflist, conf, await _result_from_leases(conflist, conf))
+            await self._delete(conflist, conf, await result_from_leases(conflist, conf))
         lo_conf = RuntimeConf(container_id=cell_id, netns=netns_path, ifname="lo")
         if existing is None or existing.driver != DRIVER_NETLINK:
             await self.cni.delete(render_loopback_config(), lo_conf, None)
@@ -620,53 +651,6 @@ def _attachment(
         address=ip.address,
         gateway=gateway,
         result=result,
-    )
-
-
-async def _result_from_leases(conflist: NetworkConfigList, conf: RuntimeConf) -> CniResult | None:
-    """A minimal ADD result rebuilt from host-local's lease files (``<ip>`` holding the id)."""
-    bridge = next((p for p in conflist.plugins if p.get("type") == "bridge"), None)
-    ipam = bridge.get("ipam") if bridge is not None else None
-    if not isinstance(ipam, dict) or ipam.get("type") != "host-local" or "dataDir" not in ipam:
-        return None
-    try:
-        subnets = [IPv4Network(r["subnet"]) for ranges in ipam["ranges"] for r in ranges]
-    except (KeyError, TypeError, ValueError):
-        return None
-    lease_dir = Path(str(ipam["dataDir"])) / conflist.name
-
-    def owned_addresses() -> list[IPv4Address]:
-        found = []
-        for entry in sorted(lease_dir.glob("*")):
-            try:
-                address = IPv4Address(entry.name)
-                owner = entry.read_text(encoding="utf-8").splitlines()
-            except (ValueError, OSError):
-                continue
-            if owner[:1] == [conf.container_id] and owner[1:2] in ([], [conf.ifname]):
-                found.append(address)
-        return found
-
-    ips = []
-    for address in await asyncio.to_thread(owned_addresses):
-        subnet = next((net for net in subnets if address in net), None)
-        if subnet is not None:
-            ips.append(
-                {
-                    "interface": 0,
-                    "address": f"{address}/{subnet.prefixlen}",
-                    "gateway": str(gateway_of(subnet)),
-                }
-            )
-    if not ips:
-        return None
-    return parse_result(
-        {
-            "cniVersion": conflist.cni_version,
-            "interfaces": [{"name": conf.ifname, "sandbox": str(conf.netns)}],
-            "ips": ips,
-        },
-        plugin="host-local",
     )
 
 
