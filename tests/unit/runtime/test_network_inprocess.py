@@ -115,6 +115,8 @@ def test_leases_use_host_locals_format_skip_the_gateway_and_are_kept(tmp_path: P
     assert (first, second) == (SUBNET[2], SUBNET[3])
     assert (directory / str(first)).read_bytes() == b"a\r\neth0"
     assert (directory / leases.LAST_RESERVED).read_text() == str(second)
+    for name in (str(first), leases.LAST_RESERVED, leases.LOCK_FILE):
+        assert (directory / name).stat().st_mode & 0o777 == 0o600, name
     # The same owner and interface get the address they hold (a restart, a second pass).
     assert (
         leases.lease(directory, subnet=SUBNET, gateway=SUBNET[1], owner="a", ifname="eth0") == first

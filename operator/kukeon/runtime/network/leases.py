@@ -98,9 +98,15 @@ def lease(
                 continue
             with os.fdopen(fd, "w", encoding="utf-8") as file:
                 file.write(f"{owner}{LINE_BREAK}{ifname}")
-            (directory / LAST_RESERVED).write_text(str(address), encoding="utf-8")
+            _write_private(directory / LAST_RESERVED, str(address))
             return address
     raise AddressPoolExhaustedError(f"every address of {subnet} is leased ({directory})")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
 
 
 def _start_index(directory: Path, hosts: list[IPv4Address]) -> int:
