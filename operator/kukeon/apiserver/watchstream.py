@@ -110,9 +110,13 @@ class WatchResponder(Generic[T]):
         )
         response.enable_chunked_encoding()
         await response.prepare(request)
-        for document in initial:
-            await response.write(event_line("ADDED", document))
-        await self._follow(request, response, queue, first, start, stream_for)
+        try:
+            for document in initial:
+                await response.write(event_line("ADDED", document))
+            await self._follow(request, response, queue, first, start, stream_for)
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError among them
+            # The client left while a line was being written: nobody is left to answer.
+            log.debug("%s watch: the client closed the connection", self._kind)
         return response
 
     async def _follow(
