@@ -619,7 +619,13 @@ def stopped_statuses(
         status = previous.get(container.id) or ContainerStatus(id=container.id)
         if status.state in (ContainerState.READY, ContainerState.PAUSED):
             status = status.model_copy(
-                update={"state": ContainerState.STOPPED, "pid": None, "finish_time": at}
+                update={
+                    "state": ContainerState.STOPPED,
+                    "pid": None,
+                    "finish_time": at,
+                    "started": False,
+                    "ready": False,
+                }
             )
         statuses.append(status)
     return statuses

@@ -471,7 +471,10 @@ def test_a_pull_note_is_cleared_even_while_waiting() -> None:
 
 @pytest.mark.parametrize("already", [False, True])
 def test_stopping_a_cell(already: bool) -> None:
-    statuses = [ran(), ran(id="side", state=ContainerState.FAILED, pid=None, exit_code=1)]
+    statuses = [
+        ran(started=True, ready=True),
+        ran(id="side", state=ContainerState.FAILED, pid=None, exit_code=1),
+    ]
     subject = cell(desired="Stopped", state="Stopped" if already else "Ready", containers=statuses)
     result = plan_stop(subject)
     assert [n.message for n in result.killing] == ["stopping container app"]
@@ -480,6 +483,9 @@ def test_stopping_a_cell(already: bool) -> None:
     assert after[0].state == ContainerState.STOPPED
     assert after[0].pid is None
     assert after[0].finish_time == T0
+    assert statuses[0].ready
+    assert not after[0].ready  # a stopped container is not ready (kukectl's READY 0/1)
+    assert not after[0].started
     assert after[1] == statuses[1]
     extra = stopped_statuses(
         subject, [*subject.spec.containers, spec().model_copy(update={"id": "new"})], at=T0
