@@ -15,14 +15,13 @@ teardown needs its realm (the containerd namespace) and its space (the network).
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 
 from kukeon.api import Kind, key_of
 from kukeon.framework import Operator, OperatorContext, Supervisor
-from kukeon.framework.waits import wait_event
-from kukeon.store import Registry, StoreError
+from kukeon.store import Registry, WatchEvent
+
+from .leading import LeaderLoop, Watch
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +37,20 @@ class CascadeDeleter:
         self.interval = interval
         self.tasks: Supervisor | None = None
         """The operator's, so the watches are supervised (and counted) like every loop."""
-        self._wake = asyncio.Event()
+        self._loop = LeaderLoop(what="cascade pass", registry=registry, interval=interval)
         self.passes = 0
 
     async def lead(self) -> None:
-        tasks = self.tasks if self.tasks is not None else Supervisor()
-        watchers = [
-            tasks.start(f"kukeon-cascade-watch {kind.value}", functools.partial(self._watch, kind))
-            for kind in PARENT_KINDS
+        """The leader's loop (``LeaderLoop``): a pass at every wake-up, at least every
+        ``interval`` seconds; the parents' watches wake it when one is marked."""
+        watches = [
+            Watch(f"kukeon-cascade-watch {kind.value}", kind, _marked) for kind in PARENT_KINDS
         ]
-        try:
-            while True:
-                self._wake.clear()
-                try:
-                    await self.run_pass()
-                except StoreError as error:
-                    log.warning("cascade pass failed (%s); trying again", error)
-                await wait_event(self._wake, self.interval)
-        finally:
-            await tasks.stop(watchers)
+
+        async def run_pass(_woken: bool) -> None:
+            await self.run_pass()
+
+        await self._loop.lead(run_pass, watches, self.tasks)
 
     async def run_pass(self) -> int:
         """One step under every marked parent; returns how many children were left."""
@@ -75,17 +69,10 @@ class CascadeDeleter:
                 left += remaining
         return left
 
-    async def _watch(self, kind: Kind) -> None:
-        """Wake the loop when a parent is marked or its children change."""
-        while True:
-            try:
-                revision = await self.registry.current_revision()
-                async for event in self.registry.watch(kind, resource_version=revision):
-                    if event.object.metadata.deletion_timestamp is not None:
-                        self._wake.set()
-            except StoreError as error:
-                log.info("cascade watch of %s interrupted (%r); restarting", kind.value, error)
-                await asyncio.sleep(self.interval)
+
+def _marked(event: WatchEvent) -> bool:
+    """A parent marked for deletion (or changed while marked): its children have work."""
+    return event.object.metadata.deletion_timestamp is not None
 
 
 def register_cascade(op: Operator, deleter: CascadeDeleter) -> None:
