@@ -6,18 +6,18 @@ Each import check runs in a fresh interpreter: the test process has imported eve
 
 from __future__ import annotations
 
-import http.server
 import json
-import socketserver
 import subprocess
 import sys
-import threading
 from pathlib import Path
+from typing import Any
 
 import click
 from click.testing import CliRunner
 
 from kukeon.cli.main import COMMANDS, SUBCOMMANDS, cli
+
+from .listserver import list_server
 
 COMMAND_MODULES = sorted({f"kukeon.cli.{home.partition(':')[0]}" for home in COMMANDS.values()})
 
@@ -82,24 +82,20 @@ def test_a_get_table_defines_no_model(tmp_path: Path) -> None:
     (``kukeon.api``'s, pydantic) nor a config file's reader (yaml) load, nor the other
     commands."""
     socket = tmp_path / "api.sock"
-    with _UnixServer(str(socket), _OneCell) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            code = (
-                "from kukeon.cli.main import main\n"
-                f"try:\n    main(['--server', 'unix://{socket}', 'get', 'cells', '-A'])\n"
-                "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
-                "heavy = ('pydantic', 'yaml', 'kukeon.api.cell', 'kukeon.cli.output')\n"
-                "print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)"
-            )
-            done = subprocess.run(
-                [sys.executable, "-c", f"import json, sys\n{code}"],
-                capture_output=True,
-                text=True,
-                env={"KUKEON_CONFIG": str(tmp_path / "absent.yaml"), "PATH": "/usr/bin"},
-            )
-        finally:
-            server.shutdown()
+    with list_server(socket, [ONE_CELL]):
+        code = (
+            "from kukeon.cli.main import main\n"
+            f"try:\n    main(['--server', 'unix://{socket}', 'get', 'cells', '-A'])\n"
+            "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+            "heavy = ('pydantic', 'yaml', 'kukeon.api.cell', 'kukeon.cli.output')\n"
+            "print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", f"import json, sys\n{code}"],
+            capture_output=True,
+            text=True,
+            env={"KUKEON_CONFIG": str(tmp_path / "absent.yaml"), "PATH": "/usr/bin"},
+        )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stderr.splitlines()[-1]) == []
     assert done.stdout.split() == [
@@ -108,36 +104,18 @@ def test_a_get_table_defines_no_model(tmp_path: Path) -> None:
     ]
 
 
-class _OneCell(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        cell = {
-            "apiVersion": "kukeon.io/v1beta1",
-            "kind": "Cell",
-            "metadata": {"name": "web"},
-            "spec": {
-                "realmId": "r",
-                "spaceId": "s",
-                "stackId": "t",
-                "containers": [{"id": "main", "image": "busybox"}],
-            },
-            "status": {
-                "state": "Ready",
-                "containers": [{"id": "main", "ready": True, "restartCount": 2}],
-            },
-        }
-        body = json.dumps({"items": [cell], "metadata": {"resourceVersion": "1"}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def address_string(self) -> str:
-        return "local"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+ONE_CELL: dict[str, Any] = {
+    "apiVersion": "kukeon.io/v1beta1",
+    "kind": "Cell",
+    "metadata": {"name": "web"},
+    "spec": {
+        "realmId": "r",
+        "spaceId": "s",
+        "stackId": "t",
+        "containers": [{"id": "main", "image": "busybox"}],
+    },
+    "status": {
+        "state": "Ready",
+        "containers": [{"id": "main", "ready": True, "restartCount": 2}],
+    },
+}

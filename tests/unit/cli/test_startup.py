@@ -6,13 +6,12 @@ What importing kukectl loads (not the server, rich or aiohttp) is tests/unit/tes
 
 from __future__ import annotations
 
-import http.server
 import json
-import socketserver
 import subprocess
 import sys
-import threading
 from pathlib import Path
+
+from .listserver import list_server
 
 
 def _after(code: str) -> object:
@@ -49,38 +48,14 @@ def test_version_is_read_only_when_asked() -> None:
     assert loaded == [False, True]
 
 
-class _EmptyLists(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({"items": [], "metadata": {"resourceVersion": "1"}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def address_string(self) -> str:
-        return "local"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-
 def test_a_get_loads_no_aiohttp(tmp_path: Path) -> None:
     """A plain request has a connection of its own (``ApiClient(pooled=False)``)."""
     socket = tmp_path / "api.sock"
-    with _UnixServer(str(socket), _EmptyLists) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            loaded = _after(
-                "from kukeon.cli.main import main\n"
-                f"try:\n    main(['--server', 'unix://{socket}', 'get', 'cells', '-A'])\n"
-                "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
-                "print(json.dumps('aiohttp' in sys.modules))"
-            )
-        finally:
-            server.shutdown()
+    with list_server(socket):
+        loaded = _after(
+            "from kukeon.cli.main import main\n"
+            f"try:\n    main(['--server', 'unix://{socket}', 'get', 'cells', '-A'])\n"
+            "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+            "print(json.dumps('aiohttp' in sys.modules))"
+        )
     assert loaded is False

@@ -1,0 +1,44 @@
+"""A fake API server on a unix socket that answers every GET with one list, for tests that
+run kukectl in a fresh process (what it loads is the point, so no real server)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import socketserver
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@contextlib.contextmanager
+def list_server(socket: Path, items: Sequence[Mapping[str, Any]] = ()) -> Iterator[Path]:
+    """Serve ``items`` as the answer to every GET on ``socket`` while the block runs."""
+    body = json.dumps({"items": list(items), "metadata": {"resourceVersion": "1"}}).encode()
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def address_string(self) -> str:
+            return "local"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with _UnixServer(str(socket), Answer) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield socket
+        finally:
+            server.shutdown()
