@@ -7,8 +7,9 @@ against one test kukeond per document, from a directory holding what the example
 created first (`_WORLD`). In a console block (`$ kukectl ...` followed by its output) an
 output starting with `error:` means the command must fail; otherwise it must succeed, or
 exit with the code its comment names (`# ... exits 3`). A command that follows (`-f`, `-w`)
-runs for a few seconds; one that needs a terminal (`attach`, `exec -it`) runs under a
-pseudo-terminal, typing what its block shows after the prompt, else detaching or exiting.
+or serves (`ui`) runs for a few seconds; one that needs a terminal (`attach`, `exec -it`)
+runs under a pseudo-terminal, typing what its block shows after the prompt, else detaching
+or exiting.
 
 A block that cannot run here says so in the line before its fence:
 `<!-- docs-test: skip: REASON -->`, REASON naming the test that runs it instead.
@@ -53,7 +54,10 @@ class Example:
     @property
     def follows(self) -> bool:
         words = self.command.split()
-        return ("-f" in words and words[1] == "logs") or "-w" in words or "--watch" in words
+        serves = words[1] == "ui"  # the console's port-forward runs until interrupted
+        return (
+            serves or ("-f" in words and words[1] == "logs") or "-w" in words or "--watch" in words
+        )
 
     @property
     def interactive(self) -> bool:
