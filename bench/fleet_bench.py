@@ -14,6 +14,14 @@ only (cells are placed, not run):
 Runs its own etcd (data under /dev/shm) unless ``--endpoint`` is given:
 
     .venv/bin/python bench/fleet_bench.py --cells 1000
+
+With ``--cellset N`` it measures instead a real fleet (hack/fleet-up.sh, three hosts with
+their own containerd and kukeond): one CellSet of N replicas created until all are placed
+and Ready, the per-node spread, and its scale to 0 until every host's containerd is
+empty, against the same containers started with containerd alone on the same hosts (see
+bench/fleet_cellset.py; as root):
+
+    .venv/bin/python bench/fleet_bench.py --cellset 300 --output docs/benchmarks/fleet-cellset.md
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -164,12 +173,35 @@ async def bench(etcd: EtcdConfig, cells: int) -> None:
         await registry.close()
 
 
+async def cellset_mode(replicas: int, output: Path | None) -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("--cellset runs as root: fleet-up makes namespaces, cgroups, containerds")
+    import fleet_cellset  # the fleet mode's own helpers (harness, containerd)
+
+    result = await fleet_cellset.run(replicas)
+    command = ".venv/bin/python bench/fleet_bench.py " + " ".join(sys.argv[1:])
+    text = fleet_cellset.report(result, command=command.strip())
+    print(text)
+    if output is not None:
+        await asyncio.to_thread(output.write_text, text)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=1000)
     parser.add_argument("--endpoint", help="an etcd to use instead of a private one")
+    parser.add_argument(
+        "--cellset",
+        type=int,
+        metavar="N",
+        help="instead: a CellSet of N replicas on a real 3-node fleet (hack/fleet-up.sh)",
+    )
+    parser.add_argument("--output", type=Path, help="with --cellset: also write the report here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.cellset is not None:
+        await cellset_mode(args.cellset, args.output)
+        return
     if args.endpoint:
         await bench(EtcdConfig(endpoints=(args.endpoint,)), args.cells)
         return
