@@ -175,6 +175,8 @@ def create_app(
     handlers = ResourceHandlers(
         registry=registry, settings=settings, closing=closing, hub=hub, cache=cache
     )
+    if cache is not None:
+        app[WATCH_CACHE_KEY] = cache
 
     async def on_startup(_: web.Application) -> None:
         if cache is not None:
@@ -191,6 +193,10 @@ def create_app(
     app.on_cleanup.append(on_cleanup)
     handlers.add_routes(app)
     return app
+
+
+WATCH_CACHE_KEY = web.AppKey("watch_cache", WatchCache)
+"""The app's watch cache, when it has one: others in the process may read it (metrics)."""
 
 
 def _watch_cache(registry: RegistryApi, settings: ApiSettings) -> WatchCache | None:

@@ -5,6 +5,8 @@ place of its ``DocumentCache``) keeps every object of the cached kinds and, besi
 its answer already encoded: the compact JSON of ``to_document`` -- what the handler sent
 when it read etcd, so a Realm's registry passwords are redacted exactly as before. Secrets
 are not cached: their values stay where they were (read from etcd and opened per request).
+In kukeond the metrics collectors read the cached kinds from here too (``documents``,
+``synced``, from the scrape thread), so the process keeps one copy of each document.
 
 Consistency (as kube-apiserver's consistent reads from its watch cache, Kubernetes 1.31):
 a read is served at a revision at least as new as etcd's at the moment the request
@@ -52,6 +54,7 @@ CACHED_KINDS: tuple[Kind, ...] = (
     Kind.CELL,
     Kind.NODE,
     Kind.CELL_PROFILE,
+    Kind.CELL_SET,
 )
 """Every kind but Secret, whose values are only opened for the request that reads them."""
 
@@ -123,8 +126,13 @@ class _KindContent:
             self._order = None
             self._unindex(key, previous)
 
-    def clear(self) -> None:
-        self.objects, self.labelled, self._order = {}, {}, None
+    def refill(self, objects: Iterable[tuple[ObjectKey, CachedObject]]) -> None:
+        """Hold exactly ``objects``: built aside, then swapped in, so a reader on another
+        thread (a metrics scrape) sees the old set or the new one, never half of it."""
+        fresh = _KindContent()
+        for key, cached in objects:
+            fresh.put(key, cached)
+        self.objects, self.labelled, self._order = fresh.objects, fresh.labelled, None
 
     def _unindex(self, key: ObjectKey, cached: CachedObject) -> None:
         for label in (cached.resource.metadata.labels or {}).items():
@@ -217,9 +225,10 @@ class WatchCache(DocumentCache):
         content = self._kinds.get(kind)
         if content is None:
             return
-        content.clear()
-        for res in documents:
-            content.put(key_of(res), CachedObject(res, encode_body(res), _revision_of(res)))
+        content.refill(
+            (key_of(res), CachedObject(res, encode_body(res), _revision_of(res)))
+            for res in documents
+        )
         content.synced = True
         content.moved(revision)
 
@@ -236,6 +245,20 @@ class WatchCache(DocumentCache):
             if current is None or current.revision <= event.revision:
                 content.put(key, CachedObject(res, encode_body(res), event.revision))
         content.moved(event.revision)
+
+    # --- read by the metrics collectors, from the scrape thread --------------------------
+
+    def documents(self, kind: Kind) -> list[AnyResource]:
+        content = self._kinds.get(kind)
+        if content is None:
+            return []
+        # Copying a dict's values runs without releasing the GIL: a whole snapshot even while
+        # the event loop's thread applies an event (each a single dict store or pop).
+        return [cached.resource for cached in list(content.objects.values())]
+
+    def synced(self, kind: Kind) -> bool:
+        content = self._kinds.get(kind)
+        return content is not None and content.synced
 
     # --- lifecycle ---------------------------------------------------------------------
 

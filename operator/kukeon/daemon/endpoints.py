@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from kukeon.apiserver import ApiSettings, build_runner
-from kukeon.apiserver.app import ReadinessCheck
+from kukeon.apiserver.app import WATCH_CACHE_KEY, ReadinessCheck
 from kukeon.apiserver.events import EventRoutes
+from kukeon.apiserver.watchcache import CACHED_KINDS
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
 from kukeon.metrics.usage import CellUsageCollector
@@ -52,18 +53,6 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
     config = daemon.config
     stoppers: list[tuple[str, Stopper]] = []
 
-    metrics = DaemonMetrics(
-        registry=daemon.metrics_registry,
-        store=daemon.registry,
-        node_name=config.node_name,
-        invalid_documents=daemon.registry.invalid_documents,
-    )
-    await metrics.start()
-    stoppers.append(("metrics informer", metrics.stop))
-    server = await serve_metrics(config.metrics_address, registry=daemon.metrics_registry)
-    daemon.metrics_url = server.url
-    stoppers.append(("metrics endpoint", server.stop))
-
     operator = daemon.operator
     checks: dict[str, ReadinessCheck] = {}
     if not config.api_only:
@@ -83,6 +72,22 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
         metrics_registry=daemon.metrics_registry,
         readiness_checks=checks,
     )
+    # The API server's watch cache holds the kinds the collectors read but Secrets: one
+    # list + watch and one copy of each document for both (it lists once the runner starts).
+    watch_cache = runner.app.get(WATCH_CACHE_KEY)
+    metrics = DaemonMetrics(
+        registry=daemon.metrics_registry,
+        store=daemon.registry,
+        node_name=config.node_name,
+        invalid_documents=daemon.registry.invalid_documents,
+        shared=watch_cache,
+        shared_kinds=CACHED_KINDS if watch_cache is not None else (),
+    )
+    await metrics.start()
+    stoppers.append(("metrics informer", metrics.stop))
+    server = await serve_metrics(config.metrics_address, registry=daemon.metrics_registry)
+    daemon.metrics_url = server.url
+    stoppers.append(("metrics endpoint", server.stop))
     if daemon.controllers is not None:
         NodeRoutes(controllers=daemon.controllers, registry=daemon.registry).add_routes(runner.app)
         # kukectl top and the kukeon_cell_* usage series: the cells' cgroups, read when asked.

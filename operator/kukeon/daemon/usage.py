@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kukeon.api import Cell, Kind, key_of
-from kukeon.metrics.cache import DocumentCache
+from kukeon.metrics.cache import DocumentView
 from kukeon.metrics.usage import CellUsageSample
 from kukeon.runtime.cgroups import CgroupDriver, CgroupError, CgroupPath, CgroupStats
 
@@ -195,7 +195,7 @@ class ScrapeSampler:
         self,
         *,
         reader: UsageReader,
-        cache: DocumentCache,
+        cache: DocumentView,
         loop: asyncio.AbstractEventLoop,
         max_age: float = 1.0,
         timeout: float = 10.0,

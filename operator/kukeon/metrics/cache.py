@@ -18,6 +18,11 @@ it, so "no series" can be told apart from "not loaded yet".
 
 The cache is written on the event loop and read from the scrape thread: a lock guards
 each mutation and each snapshot (both O(documents of one kind), nothing slower inside).
+
+In kukeond the API server's watch cache (``apiserver.watchcache``) already holds every kind
+but Secrets and Events: the collectors read those kinds from it (``SharedView``) and this
+informer lists and watches only the rest, so one copy of each document is kept and one
+watch per kind decodes it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -53,6 +58,14 @@ class DocumentSource(Protocol):
     def watch(
         self, kind: Kind, scope: tuple[str, ...] = (), *, resource_version: int
     ) -> AsyncIterator[WatchEvent]: ...
+
+
+class DocumentView(Protocol):
+    """What the collectors read: a kind's documents and whether its first list is in."""
+
+    def documents(self, kind: Kind) -> list[AnyResource]: ...
+
+    def synced(self, kind: Kind) -> bool: ...
 
 
 class DocumentCache:
@@ -100,6 +113,27 @@ class DocumentCache:
     def __len__(self) -> int:
         with self._lock:
             return sum(len(documents) for documents in self._documents.values())
+
+
+class SharedView:
+    """Each kind read from the cache that holds it: ``shared`` (another informer's, as the API
+    server's watch cache) for ``shared_kinds``, ``own`` for every other kind."""
+
+    def __init__(
+        self, *, own: DocumentView, shared: DocumentView, shared_kinds: Collection[Kind]
+    ) -> None:
+        self._own = own
+        self._shared = shared
+        self._shared_kinds = frozenset(shared_kinds)
+
+    def _holder(self, kind: Kind) -> DocumentView:
+        return self._shared if kind in self._shared_kinds else self._own
+
+    def documents(self, kind: Kind) -> list[AnyResource]:
+        return self._holder(kind).documents(kind)
+
+    def synced(self, kind: Kind) -> bool:
+        return self._holder(kind).synced(kind)
 
 
 def _revision(document: AnyResource) -> int:

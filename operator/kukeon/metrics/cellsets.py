@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from kukeon.api import CellSet, Kind
 
-from .cache import DocumentCache
+from .cache import DocumentView
 
 NAME = "kukeon_cellset_replicas"
 HELP = (
@@ -43,7 +43,7 @@ def replica_counts(cellset: CellSet) -> dict[str, int]:
 class CellSetCollector(Collector):
     """Four series per CellSet in the cache."""
 
-    def __init__(self, cache: DocumentCache) -> None:
+    def __init__(self, cache: DocumentView) -> None:
         self._cache = cache
 
     def describe(self) -> Iterable[Metric]:

@@ -38,7 +38,7 @@ from kukeon.api import (
     key_of,
 )
 
-from .cache import DocumentCache
+from .cache import DocumentView
 from .exposition import PrerenderedCounterFamily, PrerenderedGaugeFamily, render_samples
 
 AnyResource = Resource[Any, Any]
@@ -249,7 +249,7 @@ class HierarchyCollector(Collector):
     """
 
     def __init__(
-        self, *, cache: DocumentCache, node_name: str, only_node: str | None = None
+        self, *, cache: DocumentView, node_name: str, only_node: str | None = None
     ) -> None:
         self._cache = cache
         self._node_name = node_name

@@ -13,15 +13,24 @@ it can live on either.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from types import TracebackType
 from typing import Self
 
 from prometheus_client import CollectorRegistry
 
+from kukeon.api import Kind
 from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.framework.metrics import metrics_for
 
-from .cache import METRICS, DocumentCache, DocumentInformer, DocumentSource
+from .cache import (
+    METRICS,
+    DocumentCache,
+    DocumentInformer,
+    DocumentSource,
+    DocumentView,
+    SharedView,
+)
 from .cellsets import CellSetCollector
 from .collector import HierarchyCollector
 from .latency import RequestLatencyMetrics, request_latency_for
@@ -42,14 +51,30 @@ class DaemonMetrics:
         only_node: str | None = None,
         process_metrics: bool = True,
         invalid_documents: InvalidCounts | None = None,
+        shared: DocumentView | None = None,
+        shared_kinds: Collection[Kind] = (),
     ) -> None:
         """``invalid_documents``: the registry's count of undecodable documents by kind
-        (``Registry.invalid_documents``), exported as ``kukeon_registry_invalid_documents``."""
+        (``Registry.invalid_documents``), exported as ``kukeon_registry_invalid_documents``;
+        ``shared``: a cache another informer keeps (the API server's watch cache), read for
+        ``shared_kinds``, which this one then does not list nor watch."""
         self.registry = registry
-        self.cache = DocumentCache()
+        own = DocumentCache()
+        if shared is None:
+            shared_kinds = ()
+        self.cache: DocumentView = (
+            SharedView(own=own, shared=shared, shared_kinds=shared_kinds)
+            if shared is not None and shared_kinds
+            else own
+        )
         # Its loops' crashes are counted on this registry (kukeon_task_restarts_total).
         self._supervisor = Supervisor(metrics=metrics_for(registry))
-        self.informer = DocumentInformer(store=store, cache=self.cache, supervisor=self._supervisor)
+        self.informer = DocumentInformer(
+            store=store,
+            cache=own,
+            kinds=[kind for kind in Kind if kind not in shared_kinds],
+            supervisor=self._supervisor,
+        )
         self.collector = HierarchyCollector(
             cache=self.cache, node_name=node_name, only_node=only_node
         )
