@@ -11,9 +11,10 @@ those labels. The set controller (`kukeon.controllers.cellsets`) owns cells name
 of `replicas`, as Kubernetes resolves them: surge rounded up, unavailability down) or
 `Recreate` (every old cell removed before a new one is made).
 
-`spec.spread` is a rule the scheduler keeps when it places each cell of the set
-(`kukeon.api.spread`): at most ⌈replicas/domains⌉ of the set's cells per node, or per
-value of the node label `spread.topologyKey`. It is not part of the template hash.
+Instead of writing `spec.template.spec`, a set may name a CellProfile (`spec.profile`, with
+values for its parameters in `spec.params`): the API server resolves it at the write, as
+`kukectl run --profile` does, and stores the resulting cell spec as `spec.template.spec`
+(`kukeon.apiserver.cellsetprofiles`), so whatever reads a set finds its template there.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import Field, WithJsonSchema
 
 from kukeon.api.cellprofile import CELL_IDENTITY_FIELDS, CONTAINER_IDENTITY_FIELDS, CellTemplate
+from kukeon.api.container import OptionalDnsLabel
 from kukeon.api.meta import (
     API_VERSION,
     DEFAULT_PARENT,
@@ -41,7 +42,6 @@ from kukeon.api.meta import (
     Resource,
     StringMap,
     Timestamp,
-    quote,
 )
 from kukeon.api.validation import FieldError, cross_field_errors
 
@@ -101,7 +101,9 @@ class TemplateMeta(KukeonModel):
 
 class CellSetTemplate(KukeonModel):
     metadata: TemplateMeta = Field(default_factory=TemplateMeta)
-    spec: CellTemplate
+    spec: CellTemplate | None = None
+    """The cells' spec. Left out only beside `spec.profile`: the API server then fills it
+    with the profile's cell (a stored set always has it)."""
 
 
 class LostNode(KukeonModel):
@@ -115,52 +117,6 @@ class LostNode(KukeonModel):
     (kukeond does so for every cell), so only `true` is accepted."""
 
 
-LABEL_NAME_MAX = 63
-LABEL_KEY_MAX = 253 + 1 + LABEL_NAME_MAX
-LABEL_KEY_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
-_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
-
-
-def check_label_key(value: str) -> str:
-    """A label key as Kubernetes has them: `[prefix/]name`, the prefix a DNS subdomain,
-    the name at most 63 letters, digits, '-', '_' and '.' (alphanumeric at both ends)."""
-    name = value.rpartition("/")[2]
-    if not _LABEL_KEY.fullmatch(value) or len(name) > LABEL_NAME_MAX or len(value) > LABEL_KEY_MAX:
-        why = "must be a label key ([prefix/]name: a DNS subdomain, a name of at most 63"
-        raise ValueError(f"{why} letters, digits, '-', '_', '.'), got {quote(value)}")
-    return value
-
-
-LabelKey = Annotated[
-    str,
-    AfterValidator(check_label_key),
-    Field(json_schema_extra={"pattern": LABEL_KEY_PATTERN, "maxLength": LABEL_KEY_MAX}),
-]
-
-
-class Spread(KukeonModel):
-    """How the set's cells spread over the nodes: a rule the scheduler keeps when it places
-    each of them (`kukeon.api.spread`); running cells are not moved when it changes."""
-
-    topology_key: LabelKey | None = None
-    """A node label: at most ceil(replicas/domains) cells of the set per value of it among the
-    Ready nodes that fit the cells (a node without the label takes none). Unset (the
-    default): per node, the domains being the Ready nodes that fit."""
-
-
-def _spread_object(value: Any) -> Any:
-    """`spread:` left empty (null) is the default; anything but an object is refused."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping | Spread):
-        why = "must be an object: {} (per node, the default) or {topologyKey: <node label>}"
-        raise ValueError(f"{why}, got {quote(value)}")
-    return value
-
-
 class CellSetSpec(KukeonModel):
     realm_id: DnsLabel = DEFAULT_PARENT
     space_id: DnsLabel = DEFAULT_PARENT
@@ -168,10 +124,14 @@ class CellSetSpec(KukeonModel):
     replicas: int = Field(default=1, ge=0, le=REPLICAS_MAX, strict=True)
     selector: LabelSelector
     template: CellSetTemplate
+    profile: OptionalDnsLabel = None
+    """A CellProfile (of the set's stack, else space, else realm) whose cell is the
+    template's spec, resolved by the API server at the writes that leave
+    `spec.template.spec` out or change `profile` or `params`."""
+    params: StringMap = Field(default_factory=dict)
+    """Values of the profile's parameters, by name (only with `profile`)."""
     strategy: CellSetStrategy = Field(default_factory=CellSetStrategy)
     lost_node: LostNode = Field(default_factory=LostNode)
-    spread: Annotated[Spread, BeforeValidator(_spread_object)] = Field(default_factory=Spread)
-    """The hard rule of placement (`Spread`); not part of the template hash."""
     node_selector: StringMap = Field(default_factory=dict)
     """Labels a node must carry to run a cell of the set: added to every cell's
     `nodeSelector` (with the template's own; a key in both must have the same value)."""
@@ -253,7 +213,10 @@ class CellSet(Resource[CellSetSpec, CellSetStatus]):
     def cell_document(self, name: str, hash_: str) -> dict[str, Any]:
         """The Cell document of the set's cell ``name``: the template with the set's
         identity and labels (parsed by the caller as any cell document)."""
-        spec = self.spec.template.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        template = self.spec.template.spec
+        if template is None:
+            raise ValueError(f"cellset {self.metadata.name}: its profile was never resolved")
+        spec = template.model_dump(mode="json", by_alias=True, exclude_none=True)
         spec.update(realmId=self.spec.realm_id, spaceId=self.spec.space_id)
         if self.spec.node_selector:
             spec["nodeSelector"] = {**spec.get("nodeSelector", {}), **self.spec.node_selector}
@@ -360,6 +323,20 @@ def _deadline_errors(spec: Mapping[str, Any]) -> list[FieldError]:
     return []
 
 
+def _profile_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    """The template's spec comes from the document or from a profile (both: the API
+    server's copy of the profile's cell, checked there against the stored set)."""
+    errors: list[FieldError] = []
+    template = _mapping(spec.get("template"))
+    if "template" in spec and template.get("spec") is None and not spec.get("profile"):
+        why = "is required, unless spec.profile names a CellProfile to take it from"
+        errors.append(FieldError("spec.template.spec", why))
+    if spec.get("params") and not spec.get("profile"):
+        why = "only with spec.profile (values of the profile's parameters)"
+        errors.append(FieldError("spec.params", why))
+    return errors
+
+
 def cellset_errors(doc: Mapping[str, Any]) -> list[FieldError]:
     """A set's name length, selector, strategy, template identity and the cell's own rules."""
     errors: list[FieldError] = []
@@ -369,7 +346,7 @@ def cellset_errors(doc: Mapping[str, Any]) -> list[FieldError]:
         errors.append(FieldError("metadata.name", why))
     spec = _mapping(doc.get("spec"))
     errors += _selector_errors(spec) + _strategy_errors(spec) + _deadline_errors(spec)
-    errors += _node_selector_errors(spec)
+    errors += _node_selector_errors(spec) + _profile_errors(spec)
     cell = _mapping(spec.get("template")).get("spec")
     if not isinstance(cell, Mapping):
         return errors

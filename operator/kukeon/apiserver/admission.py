@@ -527,11 +527,13 @@ class Admission:
             raise forbidden(res, realm=realm, level=level, violations=violations)
 
     async def _template_violations(self, res: CellSet, level: SecurityLevel) -> list[Violation]:
-        """A set's template checked exactly as one of its cells would be."""
+        """A set's template checked exactly as one of its cells would be (one from a
+        profile as resolved by ``cellsetprofiles``, the message naming the profile)."""
         cell = Cell.model_validate(res.cell_document(res.metadata.name, res.template_hash()))
         space = await self._space(res.spec.realm_id, res.spec.space_id)
         found = check_cell(cell, level=level, allowances=self.allowances, space=space)
-        return [v._replace(field="spec.template." + v.field) for v in found]
+        origin = f" (from profile {quote(res.spec.profile)})" if res.spec.profile else ""
+        return [Violation("spec.template." + v.field, v.message + origin) for v in found]
 
     async def _level(self, realm: str) -> SecurityLevel:
         try:

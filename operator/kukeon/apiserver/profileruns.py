@@ -16,7 +16,7 @@ import logging
 from aiohttp import web
 from pydantic import ValidationError
 
-from kukeon.api import CellProfile, Kind, lookup_scopes, to_document
+from kukeon.api import CellProfile, Kind, to_document
 from kukeon.api.meta import quote
 from kukeon.api.profilerun import (
     CellProfileRun,
@@ -27,6 +27,7 @@ from kukeon.api.profilerun import (
 )
 from kukeon.api.validation import field_errors_from_pydantic
 from kukeon.apiserver import queryparams
+from kukeon.apiserver.profilelookup import find_profile, not_found
 from kukeon.apiserver.request import json_answer, read_body
 from kukeon.apiserver.resourcewrites import ResourceWrites
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
@@ -109,20 +110,12 @@ class ProfileRuns(ResourceWrites):
 
     async def _find_profile(self, name: str, scope: tuple[str, str, str]) -> CellProfile:
         """The profile ``name`` of the stack, else the space, else the realm of ``scope``."""
-        for place in lookup_scopes(*scope):
-            try:
-                found = await self._registry.get(Kind.CELL_PROFILE, (*place, name))
-            except StoreError as exc:
-                if from_store_error(exc).code == 404:
-                    continue
-                raise from_store_error(exc, kind=Kind.CELL_PROFILE.value, name=name) from None
-            if isinstance(found, CellProfile) and found.metadata.deletion_timestamp is None:
-                return found
-        realm, space, stack = scope
+        found = await find_profile(self._registry, name, scope)
+        if found is not None:
+            return found
         raise ApiError(
             404,
-            f"cell profile {quote(name)} not found in stack {realm}/{space}/{stack}, "
-            f"space {realm}/{space} or realm {realm}",
+            not_found(name, scope),
             reason="NotFound",
             kind=Kind.CELL_PROFILE.value,
             name=name,

@@ -21,6 +21,7 @@ from kukeon.api.cellset import ORPHAN_FINALIZER
 from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Role
+from kukeon.apiserver.cellsetprofiles import resolve_profile
 from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import json_answer, principal_of, read_body
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
@@ -86,6 +87,7 @@ class ResourceWrites(HandlerBase):
         created_target = target._replace(name=res.metadata.name)
         if realm_from_body:
             self._authorize(request, "create", created_target)
+        res = await self._resolved(created_target, res, None)
         await self._admit(request, created_target, res, None)
         if dry_run:
             # Everything a real create checks, short of writing: the size, the key still
@@ -146,6 +148,7 @@ class ResourceWrites(HandlerBase):
             res.metadata.resource_version = current.metadata.resource_version
         elif res.metadata.resource_version != current.metadata.resource_version:
             raise self._stale(target, res.metadata.resource_version, current)
+        res = await self._resolved(target, res, current)
         await self._admit(request, target, res, current)
         if dry_run:
             merged = self._merged(current, res, target.subresource)
@@ -154,6 +157,15 @@ class ResourceWrites(HandlerBase):
         write = self._registry.update_status if target.subresource else self._registry.update
         updated = await self._store(target, write(res))
         return json_answer(to_document(updated))
+
+    async def _resolved(
+        self, target: Target, res: AnyResource, current: AnyResource | None
+    ) -> AnyResource:
+        """A spec write of a CellSet naming a profile, with its template from the profile
+        (``cellsetprofiles``); anything else as it is."""
+        if target.subresource is not None:
+            return res
+        return await resolve_profile(self._registry, res, current)
 
     @staticmethod
     def _stale(target: Target, given: str | None, current: AnyResource) -> ApiError:
@@ -206,6 +218,7 @@ class ResourceWrites(HandlerBase):
                 res.metadata.resource_version = current.metadata.resource_version
             elif str(precondition) != current.metadata.resource_version:
                 raise self._stale(target, str(precondition), current)
+            res = await self._resolved(target, res, current)
             await self._admit(request, target, res, current)
             if dry_run:
                 merged = self._merged(current, res, target.subresource)

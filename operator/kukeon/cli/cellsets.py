@@ -173,9 +173,12 @@ def undo_target(res: AnyResource, to_revision: int) -> CellSetRevision:
 
 
 def rolled_back(res: CellSet, target: CellSetRevision) -> CellSet:
-    """``res`` with ``target``'s template and change cause (the update `undo` sends)."""
+    """``res`` with ``target``'s template and change cause (the update `undo` sends). A set
+    from a profile gets the template inline, without its profile (which would replace it)."""
     document = res.model_dump(mode="json", by_alias=True, exclude_none=True)
     document["spec"]["template"] = target.template
+    for field in ("profile", "params"):
+        document["spec"].pop(field, None)
     annotations = dict(res.metadata.annotations)
     annotations.pop(CHANGE_CAUSE_ANNOTATION, None)
     if target.change_cause:
