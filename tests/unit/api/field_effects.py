@@ -560,6 +560,10 @@ _SET_PLAN = "tests/unit/controllers/test_cellsetplan.py"
 _SET_RUN = (
     "tests/integration/controllers/test_cellsets.py::test_a_set_comes_up_scales_rolls_and_cascades"
 )
+_SET_PROFILE_RUN = (
+    "tests/integration/apiserver/test_cellset_profiles_api.py::"
+    "test_a_set_from_a_profile_makes_ready_cells_with_the_values"
+)
 _SET_FIELDS: dict[str, Verdict] = {
     **_metadata("CellSet", name=Effect(f"{_SET_UNIT}::test_cells_are_named_and_labelled")),
     "CellSet.spec.realmId": Effect(f"{_SET_UNIT}::test_cells_are_named_and_labelled"),
@@ -596,6 +600,8 @@ _SET_FIELDS: dict[str, Verdict] = {
     "CellSet.spec.revisionHistoryLimit": Effect(
         "tests/unit/controllers/test_cellset_revisions.py::test_the_history_limit_keeps_the_latest"
     ),
+    "CellSet.spec.profile": Effect(_SET_PROFILE_RUN),
+    "CellSet.spec.params": Effect(_SET_PROFILE_RUN),
 }
 # A set's template holds a cell's spec: each field has the effect it has in a cell (it is
 # copied into every cell of the set, proven by _SET_RUN), and the cell's identity is refused.
