@@ -32,6 +32,7 @@ from kukeon.api import (
     SCOPED_KINDS,
     AnyResource,
     Cell,
+    CellSet,
     InvalidResource,
     Kind,
     ManifestError,
@@ -39,6 +40,7 @@ from kukeon.api import (
     key_of,
     key_status,
     load_manifests,
+    lookup_scopes,
     parse_resource,
     to_document,
     to_request_document,
@@ -146,14 +148,19 @@ def _depth(res: AnyResource) -> int:
     return -1  # a kind outside the hierarchy (Node) has no parents: first in, last out
 
 
+def _order(res: AnyResource) -> tuple[int, int]:
+    """The depth, then a CellSet after the profiles of its depth (it may name one)."""
+    return _depth(res), int(res.kind == Kind.CELL_SET)
+
+
 def apply_order(documents: Sequence[Document]) -> list[Document]:
     """Parents before children; file order kept within a kind."""
-    return sorted(documents, key=lambda doc: _depth(doc.resource))
+    return sorted(documents, key=lambda doc: _order(doc.resource))
 
 
 def delete_order(documents: Sequence[Document]) -> list[Document]:
     """Children before parents; file order kept within a kind."""
-    return sorted(documents, key=lambda doc: -_depth(doc.resource))
+    return sorted(documents, key=lambda doc: tuple(-n for n in _order(doc.resource)))
 
 
 def parent_chain(res: AnyResource) -> list[tuple[Kind, tuple[str, ...]]]:
@@ -245,6 +252,16 @@ def updated_object(desired: AnyResource, current: AnyResource) -> AnyResource | 
     return parse_resource(document)
 
 
+def _same_set(written: AnyResource, current: AnyResource) -> bool:
+    """Whether an update of a CellSet left it as it was."""
+    return (
+        isinstance(written, CellSet)
+        and written.spec == current.spec
+        and written.metadata.labels == current.metadata.labels
+        and written.metadata.annotations == current.metadata.annotations
+    )
+
+
 class Reporter(NamedTuple):
     ok: Callable[[str], None]
     error: Callable[[str], None]
@@ -332,11 +349,27 @@ class Applier:
             simulated_parent = any(parent in self._simulated for parent in parent_chain(res))
             if not self._dry_run:
                 raise
-            if not (exc.code == 404 and simulated_parent) and not self._joins_simulated(res, exc):
+            if not (exc.code == 404 and simulated_parent) and not self._simulated_refusal(res, exc):
                 raise
         if self._dry_run:
             self._simulated.add((kind, key))
         return "created"
+
+    def _simulated_refusal(self, res: AnyResource, exc: ApiRequestError) -> bool:
+        """Whether a dry run was refused only for what this apply creates: the spaces a
+        cell joins, the profile a CellSet names."""
+        return self._joins_simulated(res, exc) or self._names_simulated_profile(res, exc)
+
+    def _names_simulated_profile(self, res: AnyResource, exc: ApiRequestError) -> bool:
+        """Whether a dry run refused a set only for its profile, which this apply creates
+        (in a scope the set looks in: its stack, space or realm)."""
+        if not isinstance(res, CellSet) or res.spec.profile is None or exc.code != 422:
+            return False
+        if [cause.field for cause in exc.causes] != ["spec.profile"]:
+            return False
+        scopes = lookup_scopes(res.spec.realm_id, res.spec.space_id, res.spec.stack_id)
+        keys = {(Kind.CELL_PROFILE, (*scope, res.spec.profile)) for scope in scopes}
+        return bool(keys & self._simulated)
 
     def _joins_simulated(self, res: AnyResource, exc: ApiRequestError) -> bool:
         """Whether a dry run refused a cell only for the spaces its `networks` join, each
@@ -374,10 +407,14 @@ class Applier:
             if update is None:
                 return "unchanged"
             try:
-                await self._client.update(update, dry_run=self._dry_run)
+                written = await self._client.update(update, dry_run=self._dry_run)
             except ApiRequestError as exc:
                 if exc.code == 409 and exc.reason == "Conflict":
                     continue  # changed between our read and write: read again
+                if self._dry_run and self._names_simulated_profile(res, exc):
+                    return "configured"
                 raise
-            return "configured"
+            # A set naming a profile is always sent (the server resolves the profile again):
+            # unchanged when the server found the same template.
+            return "unchanged" if _same_set(written, current) else "configured"
         raise ApiRequestError(409, "Conflict", "the object kept changing; try again")
