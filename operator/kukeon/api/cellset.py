@@ -11,6 +11,10 @@ those labels. The set controller (`kukeon.controllers.cellsets`) owns cells name
 of `replicas`, as Kubernetes resolves them: surge rounded up, unavailability down) or
 `Recreate` (every old cell removed before a new one is made).
 
+`spec.spread` is a rule the scheduler keeps when it places each cell of the set
+(`kukeon.api.spread`): at most ⌈replicas/domains⌉ of the set's cells per node, or per
+value of the node label `spread.topologyKey`. It is not part of the template hash.
+
 Instead of writing `spec.template.spec`, a set may name a CellProfile (`spec.profile`, with
 values for its parameters in `spec.params`): the API server resolves it at the write, as
 `kukectl run --profile` does, and stores the resulting cell spec as `spec.template.spec`
@@ -22,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from kukeon.api.cellprofile import CELL_IDENTITY_FIELDS, CONTAINER_IDENTITY_FIELDS, CellTemplate
 from kukeon.api.container import OptionalDnsLabel
@@ -42,6 +47,7 @@ from kukeon.api.meta import (
     Resource,
     StringMap,
     Timestamp,
+    quote,
 )
 from kukeon.api.validation import FieldError, cross_field_errors
 
@@ -117,6 +123,52 @@ class LostNode(KukeonModel):
     (kukeond does so for every cell), so only `true` is accepted."""
 
 
+LABEL_NAME_MAX = 63
+LABEL_KEY_MAX = 253 + 1 + LABEL_NAME_MAX
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
+
+
+def check_label_key(value: str) -> str:
+    """A label key as Kubernetes has them: `[prefix/]name`, the prefix a DNS subdomain,
+    the name at most 63 letters, digits, '-', '_' and '.' (alphanumeric at both ends)."""
+    name = value.rpartition("/")[2]
+    if not _LABEL_KEY.fullmatch(value) or len(name) > LABEL_NAME_MAX or len(value) > LABEL_KEY_MAX:
+        why = "must be a label key ([prefix/]name: a DNS subdomain, a name of at most 63"
+        raise ValueError(f"{why} letters, digits, '-', '_', '.'), got {quote(value)}")
+    return value
+
+
+LabelKey = Annotated[
+    str,
+    AfterValidator(check_label_key),
+    Field(json_schema_extra={"pattern": LABEL_KEY_PATTERN, "maxLength": LABEL_KEY_MAX}),
+]
+
+
+class Spread(KukeonModel):
+    """How the set's cells spread over the nodes: a rule the scheduler keeps when it places
+    each of them (`kukeon.api.spread`); running cells are not moved when it changes."""
+
+    topology_key: LabelKey | None = None
+    """A node label: at most ceil(replicas/domains) cells of the set per value of it among the
+    Ready nodes that fit the cells (a node without the label takes none). Unset (the
+    default): per node, the domains being the Ready nodes that fit."""
+
+
+def _spread_object(value: Any) -> Any:
+    """`spread:` left empty (null) is the default; anything but an object is refused."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping | Spread):
+        why = "must be an object: {} (per node, the default) or {topologyKey: <node label>}"
+        raise ValueError(f"{why}, got {quote(value)}")
+    return value
+
+
 class CellSetSpec(KukeonModel):
     realm_id: DnsLabel = DEFAULT_PARENT
     space_id: DnsLabel = DEFAULT_PARENT
@@ -132,6 +184,8 @@ class CellSetSpec(KukeonModel):
     """Values of the profile's parameters, by name (only with `profile`)."""
     strategy: CellSetStrategy = Field(default_factory=CellSetStrategy)
     lost_node: LostNode = Field(default_factory=LostNode)
+    spread: Annotated[Spread, BeforeValidator(_spread_object)] = Field(default_factory=Spread)
+    """The hard rule of placement (`Spread`); not part of the template hash."""
     node_selector: StringMap = Field(default_factory=dict)
     """Labels a node must carry to run a cell of the set: added to every cell's
     `nodeSelector` (with the template's own; a key in both must have the same value)."""

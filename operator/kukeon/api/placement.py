@@ -3,8 +3,9 @@
 The scheduler leader (``controllers.scheduler``) and ``kukectl drain`` (which asks, before
 it hands a cell back, whether another node could take it) decide the same way:
 *filter* (Ready, not cordoned, selector matches, enough allocatable memory for the cell's
-limits), then *score* (fewest cells of the same CellSet, then fewest cells, then most free
-memory, then the name: a set's cells spread over the nodes that fit). Nothing here
+limits; for a CellSet's cell, its set's spread rule: ``api.spread``), then *score* (fewest
+cells of the same CellSet, then fewest cells, then most free memory, then the name: a
+set's cells spread over the nodes that fit). Nothing here
 talks to etcd, so it is unit-tested as it is and cheap to import from the CLI.
 
 It also names the annotations placement is written with: ``kukeon.io/scheduled-by``
@@ -18,10 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .cell import Cell
-from .cellset import CELLSET_LABEL
+from .cellset import CELLSET_LABEL, TEMPLATE_HASH_LABEL
 from .node import SCHEDULED_BY_ANNOTATION, SCHEDULED_BY_SCHEDULER, Node, NodeState
+
+if TYPE_CHECKING:
+    from .spread import SpreadLimit
 
 EVICT_ANNOTATION = "kukeon.io/evict-from"
 """Set by ``kukectl drain`` to the drained node's name on the cells it moves."""
@@ -44,6 +49,15 @@ def spread_key(cell: Cell) -> str | None:
         return None
     spec = cell.spec
     return f"{spec.realm_id}/{spec.space_id}/{spec.stack_id}/{owner}"
+
+
+def spread_group(cell: Cell) -> str | None:
+    """The cells a set's spread rule counts together with ``cell`` (`api.spread`): those of
+    its set made from the same template (`spread_key` and the template hash), or None."""
+    key = spread_key(cell)
+    if key is None:
+        return None
+    return f"{key}@{cell.metadata.labels.get(TEMPLATE_HASH_LABEL, '')}"
 
 
 def cell_memory_request(cell: Cell) -> int:
@@ -70,6 +84,8 @@ class NodeView:
     used_memory: int = 0
     sets: dict[str, int] = field(default_factory=dict)
     """Per CellSet (`spread_key`): how many of its cells the node has."""
+    groups: dict[str, int] = field(default_factory=dict)
+    """Per `spread_group`: how many of its cells not being deleted the node has."""
 
     @property
     def free_memory(self) -> int:
@@ -82,6 +98,9 @@ class NodeView:
         key = spread_key(cell)
         if key is not None:
             self.sets[key] = self.sets.get(key, 0) + times
+        group = spread_group(cell)
+        if group is not None and cell.metadata.deletion_timestamp is None:
+            self.groups[group] = self.groups.get(group, 0) + times
 
 
 def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -122,20 +141,26 @@ class Placement:
         return f"0/{len(self.reasons)} nodes are available: " + "; ".join(parts)
 
 
-def choose_node(cell: Cell, nodes: Iterable[NodeView]) -> Placement:
+def choose_node(
+    cell: Cell, nodes: Iterable[NodeView], spread: SpreadLimit | None = None
+) -> Placement:
+    """The best node that fits ``cell`` (and keeps its set's ``spread`` rule, when given:
+    `api.spread`), or None with each node's reason."""
     memory = cell_memory_request(cell)
     fitting: list[NodeView] = []
     reasons: dict[str, str] = {}
     for node in nodes:
         why = filter_reason(node, selector=cell.spec.node_selector, memory=memory)
+        if why is None and spread is not None:
+            why = spread.reason(node)
         if why is None:
             fitting.append(node)
         else:
             reasons[node.name] = why
     if not fitting:
         return Placement(None, reasons)
-    spread = spread_key(cell)
-    return Placement(min(fitting, key=lambda node: score(node, spread)).name, reasons)
+    same_set = spread_key(cell)
+    return Placement(min(fitting, key=lambda node: score(node, same_set)).name, reasons)
 
 
 def node_view(node: Node) -> NodeView:
@@ -170,5 +195,6 @@ __all__ = [
     "node_view",
     "score",
     "selector_matches",
+    "spread_group",
     "spread_key",
 ]

@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 
 import click
 
-from kukeon.api import Cell, Kind, Node, key_of
+from kukeon.api import Cell, CellSet, Kind, Node, key_of
 from kukeon.api.placement import (
     EVICT_ANNOTATION,
-    cell_memory_request,
     choose_node,
     count_cells,
     is_scheduler_placed,
     node_view,
+    spread_key,
 )
+from kukeon.api.spread import rules_by_set, spread_limit
 from kukeon.client.apiclient import ApiClient
 
 from .params import DURATION
@@ -89,8 +90,11 @@ class DrainPlan:
     """(cell, why no other node can take it): left running where they are."""
 
 
-def plan_drain(node: str, nodes: Iterable[Node], cells: Iterable[Cell]) -> DrainPlan:
-    """Decide per cell of ``node``, as the scheduler would place it among the other nodes.
+def plan_drain(
+    node: str, nodes: Iterable[Node], cells: Iterable[Cell], cellsets: Iterable[CellSet] = ()
+) -> DrainPlan:
+    """Decide per cell of ``node``, as the scheduler would place it among the other nodes
+    (a set's cell keeping its set's spread rule).
 
     Each cell planned to move counts on the node it would go to, so several big cells
     are not all promised the same free memory.
@@ -98,6 +102,7 @@ def plan_drain(node: str, nodes: Iterable[Node], cells: Iterable[Cell]) -> Drain
     cells = list(cells)
     views = {n.metadata.name: node_view(n) for n in nodes if n.metadata.name != node}
     count_cells(views, cells)
+    rules = rules_by_set(cellsets)
     plan = DrainPlan()
     for cell in sorted(cells, key=key_of):
         if cell.spec.node_name != node or cell.metadata.deletion_timestamp is not None:
@@ -106,13 +111,13 @@ def plan_drain(node: str, nodes: Iterable[Node], cells: Iterable[Cell]) -> Drain
         if not is_scheduler_placed(cell):
             plan.pinned.append(name)
             continue
-        placement = choose_node(cell, views.values())
+        rule = rules.get(spread_key(cell) or "")
+        limit = spread_limit(rule, cell, views.values()) if rule is not None else None
+        placement = choose_node(cell, views.values(), limit)
         if placement.node is None:
             plan.stuck.append((name, placement.message()))
             continue
-        chosen = views[placement.node]
-        chosen.cells += 1
-        chosen.used_memory += cell_memory_request(cell)
+        views[placement.node].count(cell)
         plan.evict.append(cell)
     return plan
 
@@ -122,7 +127,8 @@ async def drain_node(client: ApiClient, node: str) -> DrainPlan:
     await set_unschedulable(client, node, True)
     nodes = [n for n in (await client.list(Kind.NODE)).items if isinstance(n, Node)]
     cells = [c for c in (await client.list(Kind.CELL)).items if isinstance(c, Cell)]
-    plan = plan_drain(node, nodes, cells)
+    sets = [s for s in (await client.list(Kind.CELL_SET)).items if isinstance(s, CellSet)]
+    plan = plan_drain(node, nodes, cells, sets)
     for cell in plan.evict:
         await client.patch(
             Kind.CELL, key_of(cell), {"metadata": {"annotations": {EVICT_ANNOTATION: node}}}

@@ -10,9 +10,10 @@ the node heartbeat leases at once and then:
    cells the scheduler put there (``kukeon.io/scheduled-by: scheduler``), so they are
    placed again; cells the user pinned with ``nodeName`` stay and wait for their node;
 3. places every cell without ``nodeName``: *filter* (Ready, not cordoned, selector
-   matches, enough allocatable memory for the cell's limits), then *score* (fewest cells
-   of the same CellSet, then fewest cells, then most free memory, then the name), writing
-   ``spec.nodeName`` by compare-and-swap.
+   matches, enough allocatable memory for the cell's limits; a CellSet's cell also keeps
+   its set's ``spec.spread``, ``api.spread``: the pass lists the sets when it has one to
+   place), then *score* (fewest cells of the same CellSet, then fewest cells, then most
+   free memory, then the name), writing ``spec.nodeName`` by compare-and-swap.
    A cell that fits nowhere gets ``Pending``/``Unschedulable`` and the reason per node;
 4. at most every ``release_interval`` seconds, releases what realms, spaces and stacks
    hold for nodes that are gone (NotReady for ``node_lost_timeout``, or whose Node
@@ -38,9 +39,11 @@ from typing import Any
 from aetcd import rpc
 
 from kukeon.api import (
+    CELLSET_LABEL,
     SCHEDULED_BY_ANNOTATION,
     SCHEDULED_BY_SCHEDULER,
     Cell,
+    CellSet,
     CellState,
     Kind,
     Node,
@@ -62,7 +65,9 @@ from kukeon.api.placement import (
     node_view,
     score,
     selector_matches,
+    spread_key,
 )
+from kukeon.api.spread import SpreadRule, rules_by_set, spread_limit
 from kukeon.framework import Operator, OperatorContext, Supervisor, patch_status
 from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, WatchEvent
 from kukeon.store.keys import range_end
@@ -145,6 +150,8 @@ class Scheduler:
         self._unplaced = True
         """The last pass saw a cell without a node (or none ran yet): idle passes list cells."""
         self._clock = clock
+        self._rules: Mapping[str, SpreadRule] = {}
+        """This pass's spread rule of each set with a cell to place (`rules_by_set`)."""
         self._loop = LeaderLoop(what="scheduling pass", registry=registry, interval=interval)
         self.stats = SchedulerStats()
         self.tasks: Supervisor | None = None
@@ -183,6 +190,7 @@ class Scheduler:
             cells = [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
             self._unplaced = any(not c.spec.node_name for c in cells)
         count_cells(views, cells)
+        self._rules = await self._spread_rules(cells, lost=lost_since.keys())
 
         # Decisions are taken one cell at a time (each one counts in the next one's score),
         # oldest first: a set's oldest cells, the ones a scale-down keeps, spread; the
@@ -215,6 +223,19 @@ class Scheduler:
             await self.release_gone_nodes(
                 registered={n.metadata.name for n in nodes}, gone=gone, alive=alive
             )
+
+    async def _spread_rules(
+        self, cells: Sequence[Cell], *, lost: Collection[str]
+    ) -> dict[str, SpreadRule]:
+        """The sets' rules, listed only when a cell of a set may be placed in this pass."""
+        if not any(
+            CELLSET_LABEL in cell.metadata.labels
+            and (not cell.spec.node_name or cell.spec.node_name in lost)
+            for cell in cells
+        ):
+            return {}
+        listed = (await self.registry.list(Kind.CELL_SET)).items
+        return rules_by_set(c for c in listed if isinstance(c, CellSet))
 
     async def release_gone_nodes(
         self, *, registered: set[str], gone: set[str], alive: Collection[str] = ()
@@ -309,7 +330,9 @@ class Scheduler:
     ) -> Coroutine[Any, Any, None]:
         """Choose the node now and count the cell there; the returned coroutine binds it."""
         candidates = [view for name, view in views.items() if name != moving_from]
-        placement = choose_node(cell, candidates)
+        rule = self._rules.get(spread_key(cell) or "")
+        limit = spread_limit(rule, cell, candidates) if rule is not None else None
+        placement = choose_node(cell, candidates, limit)
         if placement.node is None:
             return self._unschedulable(cell, placement)
         views[placement.node].count(cell)

@@ -597,6 +597,9 @@ _SET_FIELDS: dict[str, Verdict] = {
         "test_the_set_controller_hands_them_back_to_the_scheduler"
     ),
     "CellSet.spec.lostNode.stopOnReturn": Refused(f"{_SET_UNIT}::test_the_lost_node_rules"),
+    "CellSet.spec.spread.topologyKey": Effect(
+        "tests/unit/api/test_spread.py::test_a_topology_key_bounds_each_value_of_the_label"
+    ),
     "CellSet.spec.revisionHistoryLimit": Effect(
         "tests/unit/controllers/test_cellset_revisions.py::test_the_history_limit_keeps_the_latest"
     ),
