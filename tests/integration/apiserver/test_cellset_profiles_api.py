@@ -158,8 +158,9 @@ async def round_trips_and_reapplies(
             "template": found.template_document(),
         },
     ]
-    async with admin.put(f"{SETS}/web/status", json={**body, "status": {"revisions": revisions}}):
-        pass
+    status_document = {**body, "status": {"revisions": revisions}}
+    async with admin.put(f"{SETS}/web/status", json=status_document) as response:
+        assert response.status == 200, await response.text()
     found = parse_resource(await get(editor, f"{SETS}/web"))
     assert isinstance(found, CellSet)
     undone = to_request_document(rolled_back(found, undo_target(found, 0)))
