@@ -185,7 +185,9 @@ class CellSetSpec(KukeonModel):
     strategy: CellSetStrategy = Field(default_factory=CellSetStrategy)
     lost_node: LostNode = Field(default_factory=LostNode)
     spread: Annotated[Spread, BeforeValidator(_spread_object)] = Field(default_factory=Spread)
-    """The hard rule of placement (`Spread`); not part of the template hash."""
+    """A rule the scheduler keeps when it places each cell of the set: `{}` (the default)
+    at most ceil(replicas/nodes) per node, `{topologyKey: <node label>}` per value of it
+    (docs/cellsets.md, Spread). Not part of the template hash: a change moves no cell."""
     node_selector: StringMap = Field(default_factory=dict)
     """Labels a node must carry to run a cell of the set: added to every cell's
     `nodeSelector` (with the template's own; a key in both must have the same value)."""
