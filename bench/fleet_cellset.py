@@ -26,8 +26,8 @@ and, for the baseline, into a namespace of its own in every containerd. Then, in
 
 Cells are on space `default`'s bridge network of each node: every node allocates from
 the pool 10.88.0.0/16 a /24 per space (253 addresses), so N/3 per node fits up to ~750.
-The fleet is removed (hack/fleet-down.sh) whatever happened; after a failure the
-kukeonds' logs are kept in /tmp/kukeon-fleet-bench-logs-<fleet id>/.
+The fleet is removed (hack/fleet-down.sh) whatever happened; the kukeonds' logs are
+kept in /tmp/kukeon-fleet-bench-logs-<fleet id>/.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cell_bench import LoopLag, read_loop_lag
 from harness import IMAGE, REPO_ROOT, SLEEPER, make_test_image
 
 from kukeon.api import (
@@ -109,6 +111,16 @@ class Fleet:
     def api_server(self, node: str) -> str:
         return f"unix://{self.directory / node / 'run' / 'kukeond.sock'}"
 
+    def metrics_address(self, node: str) -> str:
+        """kukeond's /metrics, on the host's address (fleet-up's --metrics-address)."""
+        return f"{(self.directory / node / 'address').read_text().strip()}:9464"
+
+    def leader_of_sets(self) -> str:
+        """The node whose kukeond logged the set controller's decisions."""
+        mark = f"cell set {'/'.join(STACK)}/{SET_NAME}: creating"
+        found = [n for n in NODES if mark in (self.directory / n / "kukeond.log").read_text()]
+        return ",".join(found) or "?"
+
     def pid(self, relative: str) -> int:
         return int((self.directory / relative).read_text().strip())
 
@@ -124,7 +136,6 @@ def fleet_up() -> Iterator[Fleet]:
     """hack/fleet-up.sh with three nodes; hack/fleet-down.sh after, whatever happened."""
     # Short: unix socket paths below it must stay under 108 bytes.
     directory = Path(tempfile.mkdtemp(prefix="kfb-", dir="/tmp")) / "fleet"
-    finished = False
     try:
         up = subprocess.run(
             [str(REPO_ROOT / "hack" / "fleet-up.sh"), str(directory), "--nodes", str(len(NODES))],
@@ -136,9 +147,8 @@ def fleet_up() -> Iterator[Fleet]:
         if up.returncode != 0:
             raise RuntimeError(f"fleet-up failed: {up.stderr}")
         yield Fleet(directory)
-        finished = True
     finally:
-        if not finished and (directory / "id").exists():
+        if (directory / "id").exists():
             keep = Path(f"/tmp/kukeon-fleet-bench-logs-{(directory / 'id').read_text().strip()}")
             keep.mkdir(exist_ok=True)
             for node in NODES:
@@ -240,8 +250,10 @@ class DirectResult:
 
 
 async def direct_round(
-    fleet: Fleet, clients: dict[str, ContainerdClient], per_node: int, label: str
+    fleet: Fleet, clients: dict[str, ContainerdClient], per_node: int, label: str, cgroups: str
 ) -> DirectResult:
+    """``cgroups``: the tasks' cgroup parent, outside the nodes' cgroup roots (a kukeond
+    removes what it does not own under its root, killing what runs there)."""
     image_config = await clients[NODES[0]].images(DIRECT_NAMESPACE).config(IMAGE)
     rlimits = current_hard_rlimits()
     template = ContainerSpec.model_validate(
@@ -257,7 +269,7 @@ async def direct_round(
                 image_config=image_config,
                 container_id=container_id,
                 hostname=container_id,
-                cgroups_path=f"/kukeon-fleet-{fleet.id}-{node}/bench-direct/{container_id}",
+                cgroups_path=f"{cgroups}/{node}/{container_id}",
                 host_hard_rlimits=rlimits,
             )
             spec = build_runtime_spec(template, context=context)
@@ -315,6 +327,12 @@ class SetResult:
     cells_gone: float = 0.0
     """Seconds from the scale to 0 until no host holds a task of the set / no cell is left."""
     cpu: dict[str, float] = field(default_factory=dict)
+    draining: list[tuple[float, int]] = field(default_factory=list)
+    """(seconds from the scale to 0, tasks of the set left on the hosts), every POLL s."""
+    loop_lag: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    """Node → kukeond's event-loop lag samples until all were Ready: (samples, over 100 ms,
+    over 500 ms) of ``kukeon_event_loop_lag_seconds`` (a 100 ms timer)."""
+    set_leader: str = ""
 
     @property
     def spread(self) -> dict[str, int]:
@@ -383,6 +401,7 @@ async def set_round(fleet: Fleet, clients: dict[str, ContainerdClient], replicas
     result = SetResult(replicas)
     async with ApiClient(server=fleet.api_server("n1")) as api:
         revision = (await api.list(Kind.CELL, STACK)).resource_version
+        lag_before = await loop_lags(fleet)
         before = cpu_of(fleet.processes())
         since = time.perf_counter()
         watcher = asyncio.create_task(follow(api, revision, result, since))
@@ -403,6 +422,16 @@ async def set_round(fleet: Fleet, clients: dict[str, ContainerdClient], replicas
                 await until(status_says_so, within=120, what="readyReplicas") - since
             )
             result.cpu = {k: v - before.get(k, v) for k, v in cpu_of(fleet.processes()).items()}
+            lag_after = await loop_lags(fleet)
+            result.loop_lag = {
+                node: (
+                    lag_after[node].count - lag_before[node].count,
+                    lag_after[node].over(0.1, since=lag_before[node]),
+                    lag_after[node].over(0.5, since=lag_before[node]),
+                )
+                for node in NODES
+            }
+            result.set_leader = await asyncio.to_thread(fleet.leader_of_sets)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -412,6 +441,13 @@ async def set_round(fleet: Fleet, clients: dict[str, ContainerdClient], replicas
     return result
 
 
+async def loop_lags(fleet: Fleet) -> dict[str, LoopLag]:
+    found = await asyncio.gather(
+        *(asyncio.to_thread(read_loop_lag, fleet.metrics_address(node)) for node in NODES)
+    )
+    return dict(zip(NODES, found, strict=True))
+
+
 async def scale_to_zero(
     api: ApiClient, clients: dict[str, ContainerdClient], result: SetResult
 ) -> None:
@@ -419,7 +455,9 @@ async def scale_to_zero(
     await api.patch(Kind.CELL_SET, (*STACK, SET_NAME), {"spec": {"replicas": 0}})
 
     async def no_tasks() -> bool:
-        return not any(cells_running(await tasks_by_node(clients)).values())
+        running = cells_running(await tasks_by_node(clients))
+        result.draining.append((time.perf_counter() - since, sum(map(len, running.values()))))
+        return not any(running.values())
 
     async def no_cells() -> bool:
         selector = f"{CELLSET_LABEL}={SET_NAME}"
@@ -447,26 +485,52 @@ async def run(replicas: int) -> Run:
     if replicas % len(NODES):
         raise SystemExit(f"--cellset must be a multiple of {len(NODES)} (the baseline's split)")
     per_node = replicas // len(NODES)
+    cgroups = f"/kukeon-fleet-bench-{secrets.token_hex(3)}"
     with tempfile.TemporaryDirectory(prefix="kukeon-fleet-bench-") as scratch:
         archive = await make_test_image(Path(scratch) / "busybox.tar")
-        with fleet_up() as fleet:
-            clients = {node: ContainerdClient(fleet.containerd_socket(node)) for node in NODES}
-            try:
-                version = (await clients[NODES[0]].wait_ready(within=30)).version
-                await asyncio.to_thread(import_image, fleet, archive)
-                for client in clients.values():
-                    await client.namespaces.ensure(DIRECT_NAMESPACE)
-                    await client.images(DIRECT_NAMESPACE).import_archive(archive)
-                print("baseline 1", file=sys.stderr)
-                first = await direct_round(fleet, clients, per_node, "a")
-                print(f"CellSet of {replicas}", file=sys.stderr)
-                kukeon = await set_round(fleet, clients, replicas)
-                print("baseline 2", file=sys.stderr)
-                second = await direct_round(fleet, clients, per_node, "b")
-            finally:
-                for client in clients.values():
-                    await client.close()
+        try:
+            with fleet_up() as fleet:
+                clients = {n: ContainerdClient(fleet.containerd_socket(n)) for n in NODES}
+                try:
+                    version = (await clients[NODES[0]].wait_ready(within=30)).version
+                    await asyncio.to_thread(import_image, fleet, archive)
+                    for client in clients.values():
+                        await client.namespaces.ensure(DIRECT_NAMESPACE)
+                        await client.images(DIRECT_NAMESPACE).import_archive(archive)
+                    print("baseline 1", file=sys.stderr)
+                    first = await direct_round(fleet, clients, per_node, "a", cgroups)
+                    print(f"CellSet of {replicas}", file=sys.stderr)
+                    kukeon = await set_round(fleet, clients, replicas)
+                    print(summary(kukeon), file=sys.stderr)
+                    print("baseline 2", file=sys.stderr)
+                    second = await direct_round(fleet, clients, per_node, "b", cgroups)
+                finally:
+                    for client in clients.values():
+                        await client.close()
+        finally:  # fleet-down deleted the tasks (runc their leaves): the parents are left
+            remove_cgroups(cgroups)
     return Run(replicas, first, kukeon, second, version, os.getloadavg())
+
+
+def remove_cgroups(parent: str) -> None:
+    """rmdir ``parent`` and what is below it, deepest first, in every hierarchy."""
+    for hierarchy in [Path("/sys/fs/cgroup"), *Path("/sys/fs/cgroup").iterdir()]:
+        top = hierarchy / parent.lstrip("/")
+        if not top.is_dir():
+            continue
+        for directory, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+
+
+def summary(k: SetResult) -> str:
+    """The CellSet round in one line, printed as soon as it is measured."""
+    return (
+        f"placed {max(k.placed.values()):.1f} s, Ready {max(k.ready.values()):.1f} s, "
+        f"status {k.status_ready:.1f} s, spread {k.spread}, running {k.running}, "
+        f"misplaced {len(k.misplaced)}, scale to 0: tasks gone {k.tasks_gone:.1f} s, "
+        f"cells gone {k.cells_gone:.1f} s"
+    )
 
 
 # --- the report ------------------------------------------------------------------------
@@ -538,13 +602,39 @@ def report(result: Run, *, command: str) -> str:
             f"Ready {milestones(k.ready, n)}. Baseline run 1, started: "
             f"{milestones(result.first.started, n)}.",
             "",
+            f"Scale to 0, tasks of the set left on the hosts: {draining_line(k.draining)}.",
+            "",
             f"A cell's placement → Ready: p50 {percentile(per_ready, 0.5):.1f} s, "
             f"p95 {percentile(per_ready, 0.95):.1f} s, max {max(per_ready):.1f} s.",
             "",
             f"CPU time used until all were Ready: {cpu_line(k.cpu)}; the baseline's start "
             f"(run 1): {cpu_line(result.first.cpu)}.",
             "",
+            f"kukeond's event loop until all were Ready (`kukeon_event_loop_lag_seconds`, a 100 ms "
+            f"timer; samples, late > 100 ms, late > 500 ms): {lag_line(k.loop_lag)}; the set "
+            f"controller ran on {k.set_leader}.",
+            "",
         ]
+    )
+
+
+def draining_line(draining: list[tuple[float, int]]) -> str:
+    """When the tasks left first fell to 75 %, 50 %, 25 % and none of the first count."""
+    if not draining:
+        return "-"
+    first = draining[0][1]
+    marks = []
+    for share in (0.75, 0.5, 0.25, 0.0):
+        at = next((t for t, left in draining if left <= first * share), None)
+        if at is not None:
+            marks.append(f"{int(first * share)} left at {at:.1f} s")
+    return f"{first} at first; " + ", ".join(marks)
+
+
+def lag_line(lags: dict[str, tuple[float, float, float]]) -> str:
+    return ", ".join(
+        f"{node} {total:.0f} / {late:.0f} / {very:.0f}"
+        for node, (total, late, very) in lags.items()
     )
 
 
