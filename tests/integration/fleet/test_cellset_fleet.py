@@ -3,6 +3,9 @@ one etcd), issue 21's acceptance, on one fleet for the whole module:
 
 1. 6 replicas land 2/2/2; `kukectl scale` to 9 gives 3/3/3, back to 3 leaves the three
    oldest, one per node;
+   Spread by a node label: n1 and n2 labelled zone=a, n3 zone=b, 4 replicas land 1/1/2
+   (2 per zone); a set spread by a label no node carries stays Pending, Unschedulable,
+   `kukectl describe` saying why, until `kukectl label` gives a node that label;
 2. a rolling update of a busybox httpd set with a readiness probe, under a client looping
    requests (see `LoopingClient` for what "no failed request" means), then a template
    whose image no node has: the rollout stops (`Progressing=False` at its progress
@@ -243,6 +246,45 @@ async def test_six_replicas_spread_and_scale_keeps_the_spread(
         assert spread(three) == {"n1": 1, "n2": 1, "n3": 1}
         by_age = sorted(nine, key=lambda c: (c.metadata.creation_timestamp, c.metadata.name))
         assert {c.metadata.name for c in three} == {c.metadata.name for c in by_age[:3]}
+
+
+async def test_spread_by_a_node_label(
+    fleet_dir: Path, api: ApiClient, containerd_test_image: BusyboxImage
+) -> None:
+    """spec.spread by a node label, set with kukectl label: see the module's 1 (~7 s)."""
+    image = containerd_test_image.name
+    zones = {"n1": "a", "n2": "a", "n3": "b"}
+    try:
+        labelled = await asyncio.gather(
+            *(kukectl(fleet_dir, "n1", "label", "node", n, f"zone={z}") for n, z in zones.items())
+        )
+        assert all(code == 0 for code, _, _ in labelled), labelled
+        by_zone = set_doc("zoned", 4, sleeper(image), spread={"topologyKey": "zone"})
+        by_rack = set_doc("racked", 1, sleeper(image), spread={"topologyKey": "rack"})
+        async with running_set(api, by_zone), running_set(api, by_rack):
+            assert spread(await settled(api, "zoned", 4)) == {"n1": 1, "n2": 1, "n3": 2}
+
+            async def unschedulable() -> bool:
+                cells = await cells_of(api, "racked")
+                return len(cells) == 1 and cells[0].status.reason == "Unschedulable"
+
+            await wait_until(unschedulable, within=10, what="racked Unschedulable", client=api)
+            (waiting,) = await cells_of(api, "racked")
+            assert waiting.spec.node_name is None
+            assert str(waiting.status.state) == "Pending"
+            code, out, err = await kukectl(
+                fleet_dir, "n1", "describe", "cell", waiting.metadata.name
+            )
+            assert code == 0, out + err
+            assert "Unschedulable" in out, out
+            assert "n3: no label rack (the set's spread.topologyKey)" in out, out
+            code, out, err = await kukectl(fleet_dir, "n1", "label", "node", "n2", "rack=r1")
+            assert code == 0, out + err
+            assert spread(await settled(api, "racked", 1)) == {"n2": 1}
+    finally:
+        for node in zones:
+            labels = {"zone": None, "rack": None}
+            await api.patch(Kind.NODE, (node,), {"metadata": {"labels": labels}})
 
 
 # --- 2. a rolling update under load, a broken template, back ------------------------------
