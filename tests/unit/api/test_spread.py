@@ -94,20 +94,24 @@ def place(cellset: CellSet, cell: Cell, nodes: dict[str, NodeView]) -> str | Non
 # --- the field ----------------------------------------------------------------------------
 
 
+LEFT_OUT = object()
+
+
 @pytest.mark.parametrize(
     ("spread", "key"),
     [
-        (None, None),  # left out: per node
+        (LEFT_OUT, None),  # per node
+        (None, None),  # `spread:` left empty
         ({}, None),
         ({"topologyKey": None}, None),
         ({"topologyKey": "zone"}, "zone"),
         ({"topologyKey": "topology.kukeon.io/zone"}, "topology.kukeon.io/zone"),
     ],
 )
-def test_the_shapes_spread_accepts(spread: dict[str, Any] | None, key: str | None) -> None:
-    document = set_doc() if spread is None else set_doc(spread=spread)
-    assert a_set(**document["spec"]).spec.spread.topology_key == key
-    assert parse_resource({**set_doc(), "spec": {**set_doc()["spec"], "spread": None}})
+def test_the_shapes_spread_accepts(spread: Any, key: str | None) -> None:
+    cellset = parse_resource(set_doc() if spread is LEFT_OUT else set_doc(spread=spread))
+    assert isinstance(cellset, CellSet)
+    assert cellset.spec.spread.topology_key == key
 
 
 @pytest.mark.parametrize(
