@@ -17,10 +17,11 @@ way, and shows in the set's status (not Ready, so a rollout to that template sto
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -69,6 +70,23 @@ _ENDED = frozenset({CellState.FAILED, CellState.ERROR, CellState.EXITED})
 
 StackKey = tuple[str, ...]
 """(realm, space, stack, set): a set's key."""
+WRITES_IN_FLIGHT = 32
+"""A pass's cell creates sent to etcd at once (as the scheduler's writes): one at a time, a
+300-replica set took 84 s to create on a loaded 3-member etcd (bench/fleet_bench.py
+--cellset). Deletes stay one at a time (docs/benchmarks/fleet-cellset.md)."""
+
+
+async def _all_written(writes: Sequence[Awaitable[None]]) -> None:
+    """Await every write, WRITES_IN_FLIGHT at a time; then raise the first error, if any."""
+    gate = asyncio.Semaphore(WRITES_IN_FLIGHT)
+
+    async def bounded(write: Awaitable[None]) -> None:
+        async with gate:
+            await write
+
+    results = await asyncio.gather(*(bounded(w) for w in writes), return_exceptions=True)
+    if errors := [r for r in results if isinstance(r, BaseException)]:
+        raise errors[0]
 
 
 def _now() -> datetime:
@@ -324,8 +342,7 @@ class CellSetController:
                 plan.create,
                 ", ".join(plan.delete) or "none",
             )
-        for _ in range(plan.create):
-            await self._create(cellset, hash_)
+        await _all_written([self._create(cellset, hash_) for _ in range(plan.create)])
         await self._delete([by_name[name] for name in plan.delete])
         status = status_of(cellset, hash_, plan, now, since=since, exceeded=exceeded)
         if not _same_status(status, cellset.status):
