@@ -35,6 +35,7 @@ from .encryption import (
 )
 from .errors import Invalid, InvalidStoredDocument
 from .keys import KeyLayout, display_name
+from .shareddecodes import SharedDecodes
 from .txn import Stored
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
@@ -55,6 +56,8 @@ class DocumentCodec:
         self, *, layout: KeyLayout, keyring: Keyring | None, invalid: InvalidDocuments
     ) -> None:
         self._layout = layout
+        self.shared = SharedDecodes()
+        """The newest decoded version of each key, handed to every watch and list."""
         # Seals Secret values and inline registry passwords on write and opens them on
         # read (only kukeond holds one); without it they cannot be written and read as
         # absent (Secret data) or "***" (passwords).
@@ -114,6 +117,29 @@ class DocumentCodec:
             return loaded
         return self.parsed(kind, raw_key, loaded, revision)
 
+    def shared_version(self, kind: Kind, raw_key: bytes, revision: int) -> AnyResource | None:
+        """The object already decoded from this version, if kept (``shareddecodes``)."""
+        if kind in SEALED_KINDS:
+            return None
+        return self.shared.get(raw_key, revision)
+
+    def share(self, kind: Kind, raw_key: bytes, revision: int, res: AnyResource | str) -> None:
+        """Keep a decoded version for the other readers of it (not an invalid one, not one
+        with opened sealed values)."""
+        if kind not in SEALED_KINDS and not isinstance(res, str):
+            self.shared.keep(raw_key, revision, res)
+
+    def decoded_shared(
+        self, kind: Kind, raw_key: bytes, value: bytes, revision: int
+    ) -> AnyResource | str:
+        """``decoded``, through the shared versions: what watches use."""
+        found = self.shared_version(kind, raw_key, revision)
+        if found is not None:
+            return found
+        decoded = self.decoded(kind, raw_key, value, revision)
+        self.share(kind, raw_key, revision, decoded)
+        return decoded
+
     def decode(self, kind: Kind, raw_key: bytes, value: bytes, revision: int) -> AnyResource:
         decoded = self.decoded(kind, raw_key, value, revision)
         if isinstance(decoded, str):
@@ -125,6 +151,9 @@ class DocumentCodec:
 
         Nothing is recorded: that version was either delivered (valid) or skipped already.
         """
+        found = self.shared_version(kind, kv.key, kv.mod_revision)
+        if found is not None:  # that version, stamped with the deletion's revision
+            return self.as_written(found, revision)
         loaded = load_document(kv.value)
         if isinstance(loaded, str):
             return None

@@ -115,6 +115,12 @@ class RegistryReads(RegistryBase):
     def _listed(self, kind: Kind, kv: Any, selector: LabelSelector) -> AnyResource | str | None:
         """One listed document: the resource, None when the selector leaves it out, or why
         it is invalid (then it is skipped: one bad document must not fail the whole list)."""
+        shared = self._codec.shared_version(kind, kv.key, kv.mod_revision)
+        if shared is not None:
+            if not selector.matches(shared.metadata.labels):
+                return None
+            self._documents.remember(kv.key, Stored(kv.value, kv.mod_revision))
+            return shared
         loaded = load_document(kv.value)
         if isinstance(loaded, str):
             self._invalid.seen(kind, kv.key, kv.mod_revision, loaded)
@@ -126,4 +132,5 @@ class RegistryReads(RegistryBase):
         parsed = self._codec.parsed(kind, kv.key, loaded, kv.mod_revision)
         if not isinstance(parsed, str):
             self._documents.remember(kv.key, Stored(kv.value, kv.mod_revision))
+            self._codec.share(kind, kv.key, kv.mod_revision, parsed)
         return parsed

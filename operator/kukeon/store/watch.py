@@ -86,6 +86,7 @@ class RegistryWatch(RegistryBase):
             last = (
                 None if was_invalid else self._codec.last_version(kind, previous, kv.mod_revision)
             )
+            self._codec.shared.forget(kv.key)
             self._invalid.valid(kv.key, kv.mod_revision)
             if last is None:
                 return None  # never delivered: nothing to delete for the watcher
@@ -94,7 +95,7 @@ class RegistryWatch(RegistryBase):
         was_invalid = previous is not None and self._invalid.was_invalid(
             kv.key, previous.mod_revision
         )
-        current = self._codec.decoded(kind, kv.key, kv.value, kv.mod_revision)
+        current = self._codec.decoded_shared(kind, kv.key, kv.value, kv.mod_revision)
         if isinstance(current, str):
             self._documents.forget(kv.key)
             if created or previous is None or was_invalid:

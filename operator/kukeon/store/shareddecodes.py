@@ -1,0 +1,58 @@
+"""One decoded object per stored version, shared by every watch and list that reads it.
+
+In kukeond several loops follow the same kind (the controllers' watch, the API server's
+watch cache, the followers of cells): each event reached each of them as bytes and was
+decoded -- JSON, then the pydantic model -- once per loop, and each kept its own copy of
+the newest version of every document. Here the registry remembers, per key, the object it
+last decoded and that version's revision: a watch or list that meets the same revision
+again is handed the same object, so a version is decoded once and held once.
+
+Sharing is safe because nothing modifies an object read from the store: every change is
+made on a copy (``model_copy``), as ``framework.cache`` and ``apiserver.watchcache``
+already require of their readers. Kinds whose stored documents carry sealed values
+(Secrets, a Realm's registry passwords) are never kept here: their opened values stay
+with the one reader that asked. A deleted key is forgotten when its watch says so; the
+number of keys kept is bounded (the oldest go first), so a process that lists without
+watching cannot grow it past that.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from kukeon.api import AnyResource
+
+MAX_KEYS = 20_000
+"""Keys remembered at most; beyond it a version may be decoded again (as before)."""
+
+
+class SharedDecodes:
+    """The newest decoded version of each key, by its revision."""
+
+    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+        self._entries: OrderedDict[bytes, tuple[int, AnyResource]] = OrderedDict()
+        self._max_keys = max_keys
+
+    def get(self, raw_key: bytes, revision: int) -> AnyResource | None:
+        """The object decoded from ``raw_key`` at ``revision``, if it is the one kept."""
+        entry = self._entries.get(raw_key)
+        if entry is None or entry[0] != revision:
+            return None
+        return entry[1]
+
+    def keep(self, raw_key: bytes, revision: int, res: AnyResource) -> None:
+        """Remember ``res`` as ``raw_key``'s version at ``revision`` (an older one never
+        replaces a newer: a list can race the watch)."""
+        entry = self._entries.get(raw_key)
+        if entry is not None and entry[0] > revision:
+            return
+        self._entries[raw_key] = (revision, res)
+        self._entries.move_to_end(raw_key)
+        while len(self._entries) > self._max_keys:
+            self._entries.popitem(last=False)
+
+    def forget(self, raw_key: bytes) -> None:
+        self._entries.pop(raw_key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,35 @@
+"""The registry's shared decoded versions: by revision, newest kept, bounded."""
+
+from __future__ import annotations
+
+from kukeon.api import AnyResource, parse_resource
+from kukeon.store.shareddecodes import SharedDecodes
+
+
+def realm(name: str) -> AnyResource:
+    return parse_resource(
+        {"apiVersion": "kukeon.io/v1beta1", "kind": "Realm", "metadata": {"name": name}}
+    )
+
+
+def test_a_version_is_found_only_at_its_revision() -> None:
+    shared = SharedDecodes()
+    first = realm("a")
+    shared.keep(b"k", 5, first)
+    assert shared.get(b"k", 5) is first
+    assert shared.get(b"k", 6) is None
+    newer = realm("a")
+    shared.keep(b"k", 7, newer)
+    shared.keep(b"k", 6, realm("a"))  # a list racing the watch: older, ignored
+    assert shared.get(b"k", 7) is newer
+    shared.forget(b"k")
+    assert shared.get(b"k", 7) is None
+
+
+def test_the_oldest_keys_go_first_beyond_the_bound() -> None:
+    shared = SharedDecodes(max_keys=3)
+    for index in range(5):
+        shared.keep(f"k{index}".encode(), 1, realm(f"r{index}"))
+    assert len(shared) == 3
+    assert shared.get(b"k0", 1) is None
+    assert shared.get(b"k4", 1) is not None
