@@ -377,7 +377,9 @@ class Scheduler:
             state=CellState.PENDING,
             reason=UNSCHEDULABLE,
             message=message,
-            node_name=self.node_name,
+            # No node runs it: the leader writing the reason is not the cell's node (a NODE
+            # column and the metrics' node label fall back to status.nodeName).
+            node_name=None,
         )
 
 

@@ -132,6 +132,7 @@ async def test_a_cell_that_fits_nowhere_says_why_per_node_once(fleet: Fleet) -> 
     assert big.spec.node_name is None
     assert big.status.state == CellState.PENDING
     assert big.status.reason == UNSCHEDULABLE
+    assert big.status.node_name is None  # not the leader's: no node runs it
     assert big.status.message is not None
     assert "gpu: labels do not match nodeSelector disk=ssd" in big.status.message
     assert "0/2 nodes are available" in big.status.message
