@@ -8,11 +8,11 @@ import threading
 from prometheus_client import CollectorRegistry
 
 from kukeon.api import Kind
-from kukeon.apiserver.watchcache import CACHED_KINDS, WatchCache
+from kukeon.apiserver.watchcache import CACHED_KINDS
 from kukeon.metrics.cache import DocumentCache, SharedView
 from kukeon.metrics.daemon import DaemonMetrics
 from tests.unit.apiserver.test_watchcache import ScriptedRegistry, started
-from tests.unit.metrics.test_cache import FakeStore
+from tests.unit.metrics.test_cache import FakeStore, _until
 
 
 async def test_the_watch_cache_answers_the_collectors_for_its_kinds() -> None:
@@ -25,9 +25,7 @@ async def test_the_watch_cache_answers_the_collectors_for_its_kinds() -> None:
         assert not cache.synced(Kind.SECRET)  # not cached: the metrics' own informer's
         assert cache.documents(Kind.SECRET) == []
         registry.pushed.put_nowait(registry.write("b"))
-        async with asyncio.timeout(5):
-            while len(cache.documents(Kind.REALM)) < 2:
-                await asyncio.sleep(0.005)
+        await _until(lambda: len(cache.documents(Kind.REALM)) == 2)
     finally:
         await cache.stop()
     assert not cache.synced(Kind.REALM)
