@@ -157,7 +157,9 @@ class Controllers:
             collector_registry=self.collector_registry,
         )
         op.reconcile(Kind.CELL, when=self.runs_here)(self.cells.reconcile)
-        op.finalize(Kind.CELL, when=self.departures.assigned_here)(self.cells.finalize)
+        op.finalize(
+            Kind.CELL, when=self.departures.assigned_here, runs=self.departures.finalizes_here
+        )(self.cells.finalize)
 
         @op.on_startup
         async def start_background(ctx: OperatorContext) -> None:

@@ -122,6 +122,12 @@ class Departures:
     def assigned_here(self, cell: Cell) -> bool:
         return cell.spec.node_name == self.node
 
+    def finalizes_here(self, cell: Cell) -> bool:
+        """Whether this node tears a deleted cell down and drops its finalizer: the node it
+        is assigned to, or any node once it has none. A cell assigned to a node whose
+        kukeond is gone is released by the scheduler (``release_deleted_cells``)."""
+        return cell.spec.node_name in (None, self.node)
+
     # --- following the cells -------------------------------------------------------------
 
     def observe(self, key: Key, cell: Cell | None) -> None:

@@ -19,7 +19,11 @@ the node heartbeat leases at once and then:
    hold for nodes that are gone (NotReady for ``node_lost_timeout``, or whose Node
    document was deleted) and whose heartbeat lease is not alive: their per-node
    finalizer and their ``status.nodes`` entry, so a deletion never waits for a dead node
-   (``layers.release_node``), and a running node whose Node was deleted keeps its own.
+   (``layers.release_node``), and a running node whose Node was deleted keeps its own;
+5. drops the finalizer of a deleted cell whose node's heartbeat lease is gone: only a
+   cell's own node finalizes it (``Departures.finalizes_here``: before, any node that saw
+   the deletion first could drop the shared finalizer and the cell's own copy ran on until
+   its node's orphan collection), so without this a deletion would wait for the node.
 
 The decision itself (``api.placement``: ``filter_reason``, ``choose_node``) is pure,
 over ``NodeView`` snapshots, so it is unit-tested without etcd; ``kukectl drain`` asks it
@@ -52,6 +56,7 @@ from kukeon.api import (
     Realm,
     Space,
     Stack,
+    key_of,
 )
 from kukeon.api.placement import (
     EVICT_ANNOTATION,
@@ -69,6 +74,7 @@ from kukeon.api.placement import (
 )
 from kukeon.api.spread import SpreadRule, rules_by_set, spread_limit
 from kukeon.framework import Operator, OperatorContext, Supervisor, patch_status
+from kukeon.framework.intents import default_finalizer
 from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, WatchEvent
 from kukeon.store.keys import range_end
 
@@ -76,6 +82,9 @@ from .layers import LAYER_KINDS, nodes_named, release_node
 from .leading import LeaderLoop, Watch
 
 log = logging.getLogger(__name__)
+
+CELL_FINALIZER = default_finalizer(Kind.CELL)
+"""The finalizer a cell's node holds (``controllers.cell``'s finalize)."""
 
 SCHEDULED_BY = SCHEDULED_BY_ANNOTATION
 SCHEDULER = SCHEDULED_BY_SCHEDULER
@@ -126,6 +135,8 @@ class SchedulerStats:
     rescheduled: int = 0
     released: int = 0
     """Per-node finalizers or status entries of gone nodes released."""
+    released_cells: int = 0
+    """Deleted cells' finalizers dropped for a node whose kukeond is not running."""
 
 
 class Scheduler:
@@ -202,6 +213,8 @@ class Scheduler:
                 writes.append(self._on_lost_node(cell, views, since=lost_since[assigned], now=now))
             elif not assigned and cell.metadata.deletion_timestamp is None:
                 writes.append(self._place(cell, views))
+            if held_for_a_dead_node(cell, alive):
+                writes.append(self._release_deleted(cell))
         gate = asyncio.Semaphore(WRITES_IN_FLIGHT)
 
         async def bounded(write: Coroutine[Any, Any, None]) -> None:
@@ -269,6 +282,24 @@ class Scheduler:
                     released += 1
         self.stats.released += released
         return released
+
+    async def _release_deleted(self, cell: Cell) -> None:
+        """Drop the finalizer of a deleted cell whose node's kukeond is not running: only that
+        node finalizes its cells (``Departures.finalizes_here``), and until it returns the
+        cell would never go. Its copy there, if any, is stopped by the node's orphan
+        collection before it reports Ready again."""
+        try:
+            await self.registry.remove_finalizer(Kind.CELL, key_of(cell), CELL_FINALIZER)
+        except (NotFound, Conflict, Invalid) as error:
+            log.debug("cell %s: finalizer not released now: %s", _name(cell), error)
+            return
+        self.stats.released_cells += 1
+        log.info(
+            "cell %s deleted while node %s is down: released (the node stops its copy when "
+            "it returns)",
+            _name(cell),
+            cell.spec.node_name,
+        )
 
     async def _observe_liveness(self, node: Node, *, alive: bool, now: datetime) -> Node:
         """Mark a node whose lease is gone NotReady (its own kukeond writes Ready)."""
@@ -389,8 +420,24 @@ def _age(cell: Cell) -> tuple[datetime, str]:
 
 
 def _needs_a_node(event: WatchEvent) -> bool:
+    """A cell to place, or a deleted one (its node may be down: ``held_for_a_dead_node``)."""
     cell = event.object
-    return event.type != "DELETED" and isinstance(cell, Cell) and not cell.spec.node_name
+    return (
+        event.type != "DELETED"
+        and isinstance(cell, Cell)
+        and (not cell.spec.node_name or cell.metadata.deletion_timestamp is not None)
+    )
+
+
+def held_for_a_dead_node(cell: Cell, alive: Collection[str]) -> bool:
+    """A deleted cell whose finalizer waits for a node whose heartbeat lease is gone."""
+    node = cell.spec.node_name
+    return (
+        cell.metadata.deletion_timestamp is not None
+        and node is not None
+        and node not in alive
+        and CELL_FINALIZER in cell.metadata.finalizers
+    )
 
 
 def _name(cell: Cell) -> str:

@@ -60,6 +60,11 @@ class FinalizeIntent:
     fn: ObjectHandler
     finalizer: str
     when: Filter = _always
+    """Which objects get the finalizer (checked while they live)."""
+    runs: Filter = _always
+    """Which deleted objects this operator finalizes; the others are left to the operator
+    they belong to (a cell to its node's), so the first operator to see a deletion cannot
+    drop a finalizer another one holds for its host."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -139,9 +139,17 @@ class Operator:
         return register
 
     def finalize(
-        self, kind: Kind, *, when: Filter | None = None, finalizer: str | None = None
+        self,
+        kind: Kind,
+        *,
+        when: Filter | None = None,
+        finalizer: str | None = None,
+        runs: Filter | None = None,
     ) -> Callable[[H], H]:
-        """Called once deletion is requested; ``finalizer`` is held until it succeeds."""
+        """Called once deletion is requested; ``finalizer`` is held until it succeeds.
+
+        ``when``: which objects get the finalizer; ``runs``: which deleted objects this
+        operator finalizes (default: every one holding the finalizer)."""
 
         def register(fn: H) -> H:
             self._before_start()
@@ -152,6 +160,7 @@ class Operator:
                 fn=fn,
                 when=when or _always,
                 finalizer=finalizer or default_finalizer(kind),
+                runs=runs or _always,
             )
             return fn
 

@@ -119,6 +119,8 @@ class Processor:
         if obj.metadata.deletion_timestamp is not None:
             if finalizer is None or finalizer.finalizer not in obj.metadata.finalizers:
                 return Outcome(Result.SKIPPED, obj)
+            if not finalizer.runs(obj):
+                return Outcome(Result.SKIPPED, obj)  # another operator's to finalize
             ctx = self._context(obj, cause=Cause.DELETE, retry=retry)
             outcome = await self._run(finalizer.fn, obj, ctx, phase="finalize")
             if outcome.result is not Result.SUCCESS:

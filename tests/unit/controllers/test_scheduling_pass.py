@@ -187,6 +187,25 @@ async def test_what_gone_nodes_hold_is_released(fleet: Fleet) -> None:
     assert pass_.stats.released == 1
 
 
+async def test_a_deleted_cell_waits_for_its_node_unless_that_node_is_down(fleet: Fleet) -> None:
+    """Only a cell's node finalizes it; for a node whose kukeond is not running (its
+    heartbeat lease gone) the leader drops the finalizer, or the deletion would wait for
+    the node's return."""
+    await add_node(fleet, "a")
+    await add_node(fleet, "b")
+    for name, node in (("on-a", "a"), ("on-b", "b")):
+        await fleet.create(cell(name, node=node))
+        await fleet.add_finalizer(Kind.CELL, ("r", "s", "st", name), scheduling.CELL_FINALIZER)
+        await fleet.delete(Kind.CELL, ("r", "s", "st", name))
+    fleet.alive.discard("b")
+    pass_ = scheduler(fleet, Clock())
+    await pass_.run_pass()
+    waiting = await get_cell(fleet, "on-a")
+    assert waiting.metadata.deletion_timestamp is not None  # a's kukeond tears it down
+    assert (Kind.CELL, ("r", "s", "st", "on-b")) not in fleet.objects
+    assert pass_.stats.released_cells == 1
+
+
 async def test_the_leader_loop_wakes_for_unplaced_cells(fleet: Fleet) -> None:
     await add_node(fleet, "a")
     pass_ = scheduler(fleet, Clock(), interval=30.0)

@@ -282,6 +282,42 @@ async def test_finalize_failures_retry_and_keep_the_object() -> None:
     assert attempts == 3
 
 
+async def test_a_deleted_object_another_operator_finalizes_is_left_to_it() -> None:
+    """Two operators (two nodes) hold one finalizer name: only the one ``runs`` chooses
+    tears down and drops it; the other does not, even if it sees the deletion first."""
+    store = FakeStore()
+    mine, theirs = operator(store, node_name="n1"), operator(store, node_name="n2")
+    finalized: list[str] = []
+    release = asyncio.Event()
+
+    def owned_by(node: str) -> Any:
+        return lambda obj: obj.metadata.labels.get("node") == node
+
+    for op, node in ((mine, "n1"), (theirs, "n2")):
+
+        @op.finalize(Kind.REALM, when=owned_by(node), runs=owned_by(node))
+        async def tear_down(obj: Realm, ctx: HandlerContext, node: str = node) -> None:
+            if node == "n1":
+                await release.wait()  # n2 sees the deletion first
+            finalized.append(node)
+
+    await store.create(relabel(realm("r"), node="n1"))
+    finalizer = default_finalizer(Kind.REALM)
+    async with OperatorRunner(mine) as runner, OperatorRunner(theirs) as other:
+
+        def has_finalizer() -> bool:
+            obj = store.objects.get((Kind.REALM, ("r",)))
+            return obj is not None and finalizer in obj.metadata.finalizers
+
+        await runner.wait_for(has_finalizer)
+        await store.delete(Kind.REALM, ("r",))
+        await other.wait_idle()
+        assert (Kind.REALM, ("r",)) in store.objects  # n2 left it to n1
+        release.set()
+        await runner.wait_for(lambda: (Kind.REALM, ("r",)) not in store.objects)
+    assert finalized == ["n1"]
+
+
 async def test_registration_mistakes_are_refused() -> None:
     store = FakeStore()
     op = operator(store)
