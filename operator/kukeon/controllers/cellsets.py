@@ -18,6 +18,7 @@ way, and shows in the set's status (not Ready, so a rollout to that template sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import string
@@ -71,9 +72,11 @@ _ENDED = frozenset({CellState.FAILED, CellState.ERROR, CellState.EXITED})
 StackKey = tuple[str, ...]
 """(realm, space, stack, set): a set's key."""
 WRITES_IN_FLIGHT = 32
-"""A pass's cell creates sent to etcd at once (as the scheduler's writes): one at a time, a
-300-replica set took 84 s to create on a loaded 3-member etcd (bench/fleet_bench.py
---cellset). Deletes stay one at a time (docs/benchmarks/fleet-cellset.md)."""
+"""A pass's cell creates and deletes sent to etcd at once (as the scheduler's writes): one
+at a time, a 300-replica set took 84 s to create on a loaded 3-member etcd
+(bench/fleet_bench.py --cellset). Deletes were kept one at a time while any node could run
+a deleted cell's finalizer first (docs/benchmarks/fleet-cellset.md); only its own node
+does now (``Departures.finalizes_here``)."""
 
 
 async def _all_written(writes: Sequence[Awaitable[None]]) -> None:
@@ -360,11 +363,11 @@ class CellSetController:
                 continue
 
     async def _delete(self, cells: Sequence[Cell]) -> None:
-        for cell in cells:
-            try:
-                await self.registry.delete(Kind.CELL, key_of(cell))
-            except NotFound:
-                continue
+        await _all_written([self._delete_one(cell) for cell in cells])
+
+    async def _delete_one(self, cell: Cell) -> None:
+        with contextlib.suppress(NotFound):
+            await self.registry.delete(Kind.CELL, key_of(cell))
 
 
 def _concerns_a_set(event: WatchEvent) -> bool:

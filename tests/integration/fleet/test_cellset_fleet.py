@@ -90,7 +90,9 @@ def fleet_dir(containerd_test_image: BusyboxImage) -> Iterator[Path]:
         KUKEON_NODE_LEASE_TTL=str(LEASE_TTL),
         KUKEON_NODE_HEARTBEAT_SECONDS="1",
         KUKEON_SCHEDULER_INTERVAL="0.5",
-        KUKEON_FLEET_KUKEOND_ARGS=f"--node-lost-timeout {LOST_TIMEOUT}",
+        # httpd as PID 1 ignores SIGTERM: a deleted old cell would hold the rollout for
+        # the whole default grace (10 s), twice PROGRESS_DEADLINE.
+        KUKEON_FLEET_KUKEOND_ARGS=f"--node-lost-timeout {LOST_TIMEOUT} --stop-grace-seconds 1",
     ) as directory:
         archive = str(containerd_test_image.archive)
         imports = [
