@@ -185,8 +185,11 @@ class Scheduler:
         not list them (listing and parsing every cell of the fleet each second was most of
         an idle leader's CPU); a cell that needs a node wakes the loop through the watch."""
         self.stats.passes += 1
-        alive = await alive_nodes(self.registry.client, self.registry.key_prefix)
+        # The Nodes first, then the leases: a node takes its lease before it writes Ready, so
+        # a Ready read here has its lease in the read after. The other way round, a node
+        # starting between the two reads was marked NotReady over its fresh Ready.
         nodes = [n for n in (await self.registry.list(Kind.NODE)).items if isinstance(n, Node)]
+        alive = await alive_nodes(self.registry.client, self.registry.key_prefix)
         now = self._clock()
 
         views: dict[str, NodeView] = {}

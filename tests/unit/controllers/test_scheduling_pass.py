@@ -187,6 +187,26 @@ async def test_what_gone_nodes_hold_is_released(fleet: Fleet) -> None:
     assert pass_.stats.released == 1
 
 
+async def test_a_node_starting_during_a_pass_is_not_marked_not_ready(fleet: Fleet) -> None:
+    """A node takes its lease, then writes Ready: a pass that reads the Nodes while that
+    happens must not mark it NotReady over its fresh Ready (the leases are read after)."""
+    await add_node(fleet, "a")
+    fleet.alive.discard("a")  # registered, its lease not taken yet
+    listing = fleet.list
+
+    async def list_while_a_starts(kind: Kind, *args: Any, **kwargs: Any) -> Any:
+        found = await listing(kind, *args, **kwargs)
+        if kind is Kind.NODE:
+            fleet.alive.add("a")  # its lease, then (the Node listed) its Ready
+        return found
+
+    fleet.list = list_while_a_starts  # type: ignore[method-assign]
+    await scheduler(fleet, Clock()).run_pass()
+    node = await fleet.get(Kind.NODE, ("a",))
+    assert isinstance(node, Node)
+    assert node.status.state == NodeState.READY
+
+
 async def test_a_deleted_cell_waits_for_its_node_unless_that_node_is_down(fleet: Fleet) -> None:
     """Only a cell's node finalizes it; for a node whose kukeond is not running (its
     heartbeat lease gone) the leader drops the finalizer, or the deletion would wait for
