@@ -9,7 +9,9 @@ each with its own containerd), sampling every host's containerd twice a second:
    before the scheduler places those cells elsewhere; no cell runs twice;
 3. n1's kukeond and containerd killed (shims and cells left running: it cannot fence
    itself, so its copies may run twice until it returns, the one documented window): when
-   they are started again it stops its stale copies before it reports Ready.
+   they are started again it stops its stale copies before it reports Ready;
+4. every cell deleted at once: each is stopped by its own node before it leaves etcd (no
+   other node may drop its finalizer first), so no copy of a deleted cell runs on.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ async def test_drain_partition_and_return_never_run_a_cell_twice(
         await drain_n2(fleet_dir, api, sampler)
         await partition_n3(fleet_dir, api, sampler)
         await kill_and_return_n1(fleet_dir, api, sampler)
+        await delete_all_at_once(api, sampler)
     finally:
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -207,3 +210,22 @@ async def kill_and_return_n1(fleet_dir: Path, api: ApiClient, sampler: Sampler) 
     assert await sampler.running_on("n1") == set()
     # From the first sample that shows n1 Ready, no cell runs twice.
     assert sampler.doubles(killed, unless="n1") == []
+
+
+async def delete_all_at_once(api: ApiClient, sampler: Sampler) -> None:
+    names = set(await cells(api))
+    await asyncio.gather(
+        *(api.delete(Kind.CELL, ("default", "default", "default", n)) for n in names)
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        # etcd first, then the hosts: a cell gone from etcd was stopped before it went.
+        stored = set(await cells(api))
+        running = set()
+        for node in NODES:
+            running |= await sampler.running_on(node) or set()
+        assert not (running & names) - stored, f"deleted, still running: {running - stored}"
+        if not stored & names and not running & names:
+            return
+        assert time.monotonic() < deadline, f"not gone: {stored}, running: {running}"
+        await asyncio.sleep(0.2)
