@@ -128,6 +128,14 @@ class Controllers:
                 layer.finalize
             )
 
+    def _register_cells(self, op: Operator) -> None:
+        """A cell runs on its node; once deleted, only its own node tears it down."""
+        op.reconcile(Kind.CELL, when=self.runs_here)(self.cells.reconcile)
+        departures = self.departures
+        op.finalize(Kind.CELL, when=departures.assigned_here, runs=departures.finalizes_here)(
+            self.cells.finalize
+        )
+
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
         membership = CellMembership(registry=self.registry, node=node, trigger=op.trigger)
@@ -148,6 +156,7 @@ class Controllers:
         self._register_layers(op, membership)
         op.on_change(Kind.SPACE, spaces.changed)
         self.departures.trigger = op.trigger
+        self.departures.requeue = op.requeue
         self.cells.probes = ProbeManager(
             containerd=lambda: self.cells.host.containerd,
             trigger=op.trigger,
@@ -156,10 +165,7 @@ class Controllers:
             recorder=self.recorder,
             collector_registry=self.collector_registry,
         )
-        op.reconcile(Kind.CELL, when=self.runs_here)(self.cells.reconcile)
-        op.finalize(
-            Kind.CELL, when=self.departures.assigned_here, runs=self.departures.finalizes_here
-        )(self.cells.finalize)
+        self._register_cells(op)
 
         @op.on_startup
         async def start_background(ctx: OperatorContext) -> None:

@@ -37,6 +37,7 @@ class FakeOperator:
     def __init__(self) -> None:
         self.reconcilers: dict[Kind, Any] = {}
         self.finalizers: dict[Kind, tuple[Any, str | None]] = {}
+        self.finalizer_runs: dict[Kind, Any] = {}
         self.startup: list[Callable[[Any], Awaitable[None]]] = []
         self.shutdown: list[Callable[[Any], Awaitable[None]]] = []
         self.tasks = FakeTasks()
@@ -44,6 +45,9 @@ class FakeOperator:
         self.listeners: dict[Kind, list[Any]] = {}
 
     def trigger(self, kind: Kind, key: tuple[str, ...]) -> bool:
+        return True
+
+    def requeue(self, obj: Any) -> bool:
         return True
 
     def resync(self) -> None:
@@ -57,10 +61,11 @@ class FakeOperator:
         return add
 
     def finalize(
-        self, kind: Kind, *, when: Any = None, finalizer: str | None = None
+        self, kind: Kind, *, when: Any = None, finalizer: str | None = None, runs: Any = None
     ) -> Callable[[Any], Any]:
         def add(handler: Any) -> Any:
             self.finalizers[kind] = (when, finalizer)
+            self.finalizer_runs[kind] = runs
             return handler
 
         return add
@@ -131,6 +136,10 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     runs_here = op.reconcilers[Kind.CELL]
     assert runs_here(cell("c", node="n1"))
     assert not runs_here(cell("c", node="n2"))
+    finalizes = op.finalizer_runs[Kind.CELL]  # a deleted cell: its own node's to tear down
+    assert finalizes(cell("c", node="n1"))
+    assert finalizes(cell("c", node=None))
+    assert not finalizes(cell("c", node="n2"))
     assert registered.realms.locks is registered.layer_locks is registered.spaces.locks
     assert list(op.listeners) == [Kind.SPACE], "a space's cells follow the operator's own watch"
 
