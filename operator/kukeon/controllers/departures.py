@@ -112,6 +112,10 @@ class Departures:
         self.assigned: dict[Key, bool] = {}
         """Cells assigned here (as last seen) -> pinned (not placed by the scheduler)."""
         self.trigger: Callable[[Kind, Key], object] = lambda kind, key: None
+        self.requeue: Callable[[Cell], object] = lambda cell: self.trigger(
+            Kind.CELL, cell_key(cell)
+        )
+        """Run a cell's reconcile with (at least) this version (``Operator.requeue``)."""
         self.stats = DepartureStats()
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._again: set[Key] = set()
@@ -323,12 +327,14 @@ class Departures:
             return
         cells = [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
         self.fenced = False
-        back = [cell_key(c) for c in cells if self.runs_here(c)]
+        back = [c for c in cells if self.runs_here(c)]
         log.info("node %s unfenced: bringing back %d cell(s)", self.node, len(back))
         for cell in cells:
             self.observe(cell_key(cell), cell)
-        for key in back:
-            self.trigger(Kind.CELL, key)
+        for cell in back:
+            # The version just read: what was written meanwhile (the scheduler's Unknown)
+            # may not have reached this node's watch yet, and must be answered now.
+            self.requeue(cell)
 
 
 __all__ = ["Departure", "Departures", "departure", "should_run"]

@@ -273,6 +273,14 @@ class Operator:
         self._queues.offer(latest, force=True)
         return True
 
+    def requeue(self, obj: AnyResource) -> bool:
+        """``trigger`` with a version just read from etcd: the newer of it and the queue's
+        runs, so a watch that has not delivered that version yet cannot hold it back."""
+        if self._queues is None:
+            return False
+        self._queues.offer(obj, force=True)
+        return True
+
     def idle(self) -> bool:
         """No handler running and nothing queued (retries scheduled count as queued)."""
         return self._queues is None or self._queues.idle()
