@@ -129,7 +129,7 @@ class Departures:
     def finalizes_here(self, cell: Cell) -> bool:
         """Whether this node tears a deleted cell down and drops its finalizer: the node it
         is assigned to, or any node once it has none. A cell assigned to a node whose
-        kukeond is gone is released by the scheduler (``release_deleted_cells``)."""
+        kukeond is gone is released by the scheduler leader (``held_for_a_dead_node``)."""
         return cell.spec.node_name in (None, self.node)
 
     # --- following the cells -------------------------------------------------------------

@@ -160,6 +160,8 @@ class Scheduler:
         self._released_at: datetime | None = None
         self._unplaced = True
         """The last pass saw a cell without a node (or none ran yet): idle passes list cells."""
+        self._alive: frozenset[str] | None = None
+        """The nodes whose lease the last pass saw (None before the first)."""
         self._clock = clock
         self._rules: Mapping[str, SpreadRule] = {}
         """This pass's spread rule of each set with a cell to place (`rules_by_set`)."""
@@ -175,7 +177,7 @@ class Scheduler:
     async def lead(self) -> None:
         """The leader's loop (``LeaderLoop``): a pass at every wake-up, at least every
         ``interval`` seconds; the cell watch wakes it for a cell that needs a node."""
-        watch = Watch("kukeon-scheduler-watch", Kind.CELL, _needs_a_node)
+        watch = Watch("kukeon-scheduler-watch", Kind.CELL, self._wakes_for)
         await self._loop.lead(lambda woken: self.run_pass(woken=woken), [watch], self.tasks)
 
     async def run_pass(self, *, woken: bool = True) -> None:
@@ -190,6 +192,7 @@ class Scheduler:
         # starting between the two reads was marked NotReady over its fresh Ready.
         nodes = [n for n in (await self.registry.list(Kind.NODE)).items if isinstance(n, Node)]
         alive = await alive_nodes(self.registry.client, self.registry.key_prefix)
+        self._alive = frozenset(alive)
         now = self._clock()
 
         views: dict[str, NodeView] = {}
@@ -285,6 +288,19 @@ class Scheduler:
                     released += 1
         self.stats.released += released
         return released
+
+    def _wakes_for(self, event: WatchEvent) -> bool:
+        """A cell to place, or a deleted one whose node was down at the last pass
+        (``held_for_a_dead_node``). A node that dies while its cells are being deleted is
+        NotReady at the next pass, which then lists the cells anyway."""
+        cell = event.object
+        if event.type == "DELETED" or not isinstance(cell, Cell):
+            return False
+        if not cell.spec.node_name:
+            return True
+        return cell.metadata.deletion_timestamp is not None and (
+            self._alive is None or cell.spec.node_name not in self._alive
+        )
 
     async def _release_deleted(self, cell: Cell) -> None:
         """Drop the finalizer of a deleted cell whose node's kukeond is not running: only that
@@ -420,16 +436,6 @@ class Scheduler:
 def _age(cell: Cell) -> tuple[datetime, str]:
     """Oldest first (by name among cells made at the same instant)."""
     return (cell.metadata.creation_timestamp or _EPOCH, cell.metadata.name)
-
-
-def _needs_a_node(event: WatchEvent) -> bool:
-    """A cell to place, or a deleted one (its node may be down: ``held_for_a_dead_node``)."""
-    cell = event.object
-    return (
-        event.type != "DELETED"
-        and isinstance(cell, Cell)
-        and (not cell.spec.node_name or cell.metadata.deletion_timestamp is not None)
-    )
 
 
 def held_for_a_dead_node(cell: Cell, alive: Collection[str]) -> bool:

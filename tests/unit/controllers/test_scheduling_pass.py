@@ -31,7 +31,7 @@ from kukeon.controllers.scheduler import (
     describe_placement,
     heartbeat_prefix,
 )
-from kukeon.store import StoreError
+from kukeon.store import StoreError, WatchEvent
 from tests.unit.api.samples import container, realm_doc
 
 from .hostfakes import ScopedStore, cell
@@ -224,6 +224,27 @@ async def test_a_deleted_cell_waits_for_its_node_unless_that_node_is_down(fleet:
     assert waiting.metadata.deletion_timestamp is not None  # a's kukeond tears it down
     assert (Kind.CELL, ("r", "s", "st", "on-b")) not in fleet.objects
     assert pass_.stats.released_cells == 1
+
+
+async def test_the_watch_wakes_for_deletions_only_on_a_node_that_was_down(
+    fleet: Fleet,
+) -> None:
+    await add_node(fleet, "a")
+    pass_ = scheduler(fleet, Clock())
+    deleting = {"metadata": {"deletionTimestamp": T0.isoformat()}}
+
+    def event(name: str, node: str | None, **update: Any) -> WatchEvent:
+        found = cell(name, node=node)
+        document = found.model_dump(by_alias=True, mode="json")
+        document["metadata"].update(update.get("metadata", {}))
+        return WatchEvent("MODIFIED", parse_resource(document), 1)
+
+    assert pass_._wakes_for(event("unplaced", None))
+    assert pass_._wakes_for(event("gone", "b", **deleting)), "before any pass: wake"
+    await pass_.run_pass()
+    assert not pass_._wakes_for(event("running", "a"))
+    assert not pass_._wakes_for(event("leaving", "a", **deleting)), "its node tears it down"
+    assert pass_._wakes_for(event("stuck", "b", **deleting)), "b's lease is gone"
 
 
 async def test_the_leader_loop_wakes_for_unplaced_cells(fleet: Fleet) -> None:
