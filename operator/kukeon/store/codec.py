@@ -124,9 +124,13 @@ class DocumentCodec:
         return self.shared.get(raw_key, revision)
 
     def share(self, kind: Kind, raw_key: bytes, revision: int, res: AnyResource | str) -> None:
-        """Keep a decoded version for the other readers of it (not an invalid one, not one
-        with opened sealed values)."""
-        if kind not in SEALED_KINDS and not isinstance(res, str):
+        """Keep a decoded version for the other readers of it (not one with opened sealed
+        values); an invalid one drops the key's older version."""
+        if kind in SEALED_KINDS:
+            return
+        if isinstance(res, str):
+            self.shared.forget(raw_key)
+        else:
             self.shared.keep(raw_key, revision, res)
 
     def decoded_shared(
