@@ -36,7 +36,8 @@ from .events import follow_task_events
 from .gc import collect_orphans
 from .host import Host, HostSettings
 from .images import ImageArchives, ImageProvider
-from .layers import CellMembership, HostLocks, migrate_legacy_finalizers, node_finalizer
+from .layers import HostLocks, migrate_legacy_finalizers, node_finalizer
+from .membership import CellMembership
 from .probing import ProbeManager
 from .realm import RealmController
 from .space import SpaceController

@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
@@ -69,14 +68,11 @@ from .hierarchy import (
     require_no_children,
 )
 from .host import Host
-
-log = logging.getLogger(__name__)
+from .membership import CellMembership, Trigger
 
 L = TypeVar("L", bound="Realm | Space | Stack")
 Layer = Realm | Space | Stack
 LAYER_KINDS: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK)
-Trigger = Callable[[Kind, tuple[str, ...]], bool]
-Joins = frozenset[tuple[str, ...]]
 
 
 def now() -> datetime:
@@ -539,98 +535,6 @@ class LayerController(ABC, Generic[L]):
 # --- what the rest of the daemon calls ----------------------------------------------------
 
 
-class CellMembership:
-    """Queues the stack, space and realm of every cell that arrives on or leaves this node."""
-
-    def __init__(self, *, registry: Registry, node: str, trigger: Trigger) -> None:
-        self.registry = registry
-        self.node = node
-        self.trigger = trigger
-        self.here: set[tuple[str, ...]] = set()
-        self._below: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
-        """Realm, space and stack keys -> keys of this node's cells below them (a space's:
-        and of those that join its network, ``CellSpec.joined_spaces``)."""
-        self._joins: dict[tuple[str, ...], Joins] = {}
-
-    def keys_below(self, scope: tuple[str, ...]) -> list[tuple[str, ...]]:
-        return sorted(self._below.get(scope, ()))
-
-    def _index(self, key: tuple[str, ...], *, add: bool) -> None:
-        for depth in (1, 2, 3):
-            prefix = key[:depth]
-            if add:
-                self._below.setdefault(prefix, set()).add(key)
-            else:
-                keys = self._below.get(prefix)
-                if keys is not None:
-                    keys.discard(key)
-                    if not keys:
-                        del self._below[prefix]
-
-    def _parents(self, key: tuple[str, ...]) -> None:
-        for depth, kind in ((3, Kind.STACK), (2, Kind.SPACE), (1, Kind.REALM)):
-            self.trigger(kind, key[:depth])
-
-    def observe(
-        self, key: tuple[str, ...], node: str | None, *, deleted: bool, joins: Joins = frozenset()
-    ) -> None:
-        """One cell version: queue its parents when its presence on this node changed, and
-        the spaces whose networks it joins (``joins``) when they changed."""
-        present = not deleted and node == self.node
-        joined = joins if present else frozenset()
-        before = self._joins.pop(key, frozenset())
-        if joined:
-            self._joins[key] = joined
-        for scope in sorted(before ^ joined):
-            below = self._below.setdefault(scope, set())
-            below.symmetric_difference_update({key})  # added or removed, as the set changed
-            if not below:
-                del self._below[scope]
-            self.trigger(Kind.SPACE, scope)
-        if present == (key in self.here):
-            return
-        if present:
-            self.here.add(key)
-        else:
-            self.here.discard(key)
-        self._index(key, add=present)
-        self._parents(key)
-
-    async def follow(self, *, retry: float = 1.0) -> None:
-        """List, then watch cells for good (restarting from a relist after any trouble)."""
-        while True:
-            try:
-                listing = await self.registry.list(Kind.CELL)
-                seen = set()
-                for cell in listing.items:
-                    if isinstance(cell, Cell):
-                        seen.add(key_of(cell))
-                        self.observe(
-                            key_of(cell),
-                            cell.spec.node_name,
-                            deleted=False,
-                            joins=cell.spec.joined_space_keys(),
-                        )
-                for key in list(self.here - seen):
-                    self.observe(key, None, deleted=True)
-                async for event in self.registry.watch(
-                    Kind.CELL, resource_version=listing.resource_version
-                ):
-                    cell = event.object
-                    if isinstance(cell, Cell):
-                        self.observe(
-                            key_of(cell),
-                            cell.spec.node_name,
-                            deleted=event.type == "DELETED",
-                            joins=cell.spec.joined_space_keys(),
-                        )
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.info("cell membership watch interrupted (%r); relisting", error)
-                await asyncio.sleep(retry)
-
-
 async def migrate_legacy_finalizers(registry: Registry, *, node: str) -> list[str]:
     """Replace the old shared finalizer (``kukeon.io/<kind>-controller``) by this node's.
 
@@ -683,7 +587,6 @@ def nodes_named(obj: Layer) -> set[str]:
 
 __all__ = [
     "LAYER_KINDS",
-    "CellMembership",
     "HostLocks",
     "LayerController",
     "aggregate",

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from kukeon.api import SCOPE_PLACEHOLDER, AnyResource, Kind, Secret, key_of
 from kukeon.store import Registry
 
-from .layers import CellMembership, Trigger
+from .membership import CellMembership, Trigger
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import pytest
 from kukeon.api import AnyResource, Kind, Secret, key_of, parse_resource
 from kukeon.controllers.cascade import CascadeDeleter
 from kukeon.controllers.events import follow_task_events
-from kukeon.controllers.layers import CellMembership
+from kukeon.controllers.membership import CellMembership
 from kukeon.controllers.wakers import CellWaker, secret_scope
 from kukeon.runtime.containerd.containers import (
     LABEL_CELL,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import Kind, parse_resource
-from kukeon.controllers.layers import CellMembership
+from kukeon.controllers.membership import CellMembership
 from kukeon.framework import WaitingError
 from kukeon.runtime.network import bridge_name
 from tests.unit.api.samples import container, realm_doc, space_doc, stack_doc

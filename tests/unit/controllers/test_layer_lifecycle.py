@@ -21,13 +21,13 @@ from kukeon.api import (
     parse_resource,
 )
 from kukeon.controllers.layers import (
-    CellMembership,
     LayerController,
     legacy_finalizer,
     migrate_legacy_finalizers,
     node_finalizer,
     release_node,
 )
+from kukeon.controllers.membership import CellMembership
 from kukeon.controllers.realm import RealmController, namespace_node_label
 from kukeon.controllers.space import SpaceController, conflist_note
 from kukeon.controllers.stack import StackController

@@ -4,7 +4,7 @@ the CAS write of one node's entry, and which cell events queue a cell's parents.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -20,7 +20,6 @@ from kukeon.api import (
     key_of,
 )
 from kukeon.controllers.layers import (
-    CellMembership,
     aggregate,
     finalizer_node,
     legacy_finalizer,
@@ -29,6 +28,7 @@ from kukeon.controllers.layers import (
     nodes_named,
     write_layer_status,
 )
+from kukeon.controllers.membership import CellMembership
 from kukeon.store import Conflict, NotFound
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -198,6 +198,66 @@ def test_only_a_change_of_presence_on_this_node_queues_the_parents() -> None:
     membership.observe(key, "me", deleted=True)
     assert queued == parents * 4
     assert membership.keys_below(("r",)) == []
+
+
+def recording_membership() -> tuple[CellMembership, list[tuple[Kind, tuple[str, ...]]]]:
+    queued: list[tuple[Kind, tuple[str, ...]]] = []
+
+    def trigger(kind: Kind, key: tuple[str, ...]) -> bool:
+        queued.append((kind, key))
+        return True
+
+    return CellMembership(registry=cast(Any, None), node="me", trigger=trigger), queued
+
+
+def test_membership_queues_a_level_only_for_its_first_and_last_cell_here() -> None:
+    # A level does one thing with its cells here: it is materialised while it has any.
+    # Queuing it for every arrival cost 3 passes per cell (150 for 50 cells at once).
+    membership, queued = recording_membership()
+    first, second = ("r", "s", "st", "a"), ("r", "s", "st", "b")
+    other_stack, other_space = ("r", "s", "st2", "c"), ("r", "s2", "st", "d")
+    membership.observe(first, "me", deleted=False)
+    assert queued == [(Kind.STACK, first[:3]), (Kind.SPACE, first[:2]), (Kind.REALM, first[:1])]
+    queued.clear()
+    membership.observe(second, "me", deleted=False)
+    assert queued == [], "the stack already runs a cell here"
+    membership.observe(other_stack, "me", deleted=False)
+    assert queued == [(Kind.STACK, other_stack[:3])]
+    queued.clear()
+    membership.observe(other_space, "me", deleted=False)
+    assert queued == [(Kind.STACK, other_space[:3]), (Kind.SPACE, other_space[:2])]
+    queued.clear()
+    membership.observe(first, "me", deleted=True)
+    assert queued == []
+    membership.observe(second, "other", deleted=False)  # moved away: the stack's last cell
+    assert queued == [(Kind.STACK, first[:3])]
+    queued.clear()
+    for key in (other_stack, other_space):
+        membership.observe(key, None, deleted=True)
+    assert queued == [
+        (Kind.STACK, other_stack[:3]),
+        (Kind.SPACE, other_stack[:2]),
+        (Kind.STACK, other_space[:3]),
+        (Kind.SPACE, other_space[:2]),
+        (Kind.REALM, ("r",)),
+    ]
+    assert membership.keys_below(("r",)) == []
+
+
+def test_membership_queues_a_joined_space_for_its_first_and_last_joiner() -> None:
+    membership, queued = recording_membership()
+    joined = frozenset({("r", "shared")})
+    membership.observe(("r", "s", "st", "a"), "me", deleted=False, joins=joined)
+    assert (Kind.SPACE, ("r", "shared")) in queued
+    queued.clear()
+    membership.observe(("r", "s", "st", "b"), "me", deleted=False, joins=joined)
+    assert queued == []
+    assert membership.keys_below(("r", "shared")) == [("r", "s", "st", "a"), ("r", "s", "st", "b")]
+    membership.observe(("r", "s", "st", "a"), "me", deleted=True)
+    assert queued == []
+    membership.observe(("r", "s", "st", "b"), "me", deleted=False)  # no longer joins
+    assert queued == [(Kind.SPACE, ("r", "shared"))]
+    assert membership.keys_below(("r", "shared")) == []
 
 
 @pytest.mark.parametrize("kind", [Kind.REALM, Kind.SPACE, Kind.STACK])
