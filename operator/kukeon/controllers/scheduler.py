@@ -397,10 +397,18 @@ class Scheduler:
             **{k: v for k, v in cell.metadata.annotations.items() if k != EVICT_ANNOTATION},
             SCHEDULED_BY: SCHEDULER,
         }
+        # The node's finalizer comes with the binding (one write and one watch hop fewer
+        # before the node starts the cell); the node adds it itself to a cell created with
+        # its nodeName. A cell being deleted takes no new finalizer.
+        finalizers = list(cell.metadata.finalizers)
+        if CELL_FINALIZER not in finalizers and cell.metadata.deletion_timestamp is None:
+            finalizers.append(CELL_FINALIZER)
         moved = cell.model_copy(
             update={
                 "spec": cell.spec.model_copy(update={"node_name": node}),
-                "metadata": cell.metadata.model_copy(update={"annotations": annotations}),
+                "metadata": cell.metadata.model_copy(
+                    update={"annotations": annotations, "finalizers": finalizers}
+                ),
             }
         )
         try:

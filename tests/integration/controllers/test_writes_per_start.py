@@ -79,10 +79,11 @@ async def test_a_cell_of_a_ready_stack_is_written_once_when_ready(kukeond: Kukeo
     key = cell_key(k, "one")
     create = asyncio.ensure_future(k.apply(cell_doc(k, "one", [container(k, "a")])))
     versions = await _versions_until_ready(k, key, create)
-    # The create, the scheduler's nodeName, the controller's finalizer, then one status
-    # write: Ready (no Creating or ContainerCreating in between).
+    # The create, the scheduler's binding (nodeName and the node's finalizer in one
+    # write), then one status write: Ready (no Creating or ContainerCreating in between).
     assert _status_writes(versions) == ["Ready"], [v.status for v in versions]
-    assert _what_changed(versions[-2], versions[-1]) == "status"
+    changes = [_what_changed(a, b) for a, b in itertools.pairwise(versions)]
+    assert changes == ["spec+metadata", "status"], changes
 
 
 async def test_a_cell_created_with_its_space_and_stack_is_woken_not_polled(

@@ -118,6 +118,9 @@ async def test_unplaced_cells_spread_by_count_then_memory(fleet: Fleet) -> None:
     assert placed == ["a", "b", "a"]
     first = await get_cell(fleet, "c1")
     assert first.metadata.annotations[SCHEDULED_BY_ANNOTATION] == SCHEDULER
+    # The node's finalizer comes with the binding: the node starts the cell without
+    # writing it first.
+    assert first.metadata.finalizers == [scheduling.CELL_FINALIZER]
     assert pass_.stats.assigned == 3
     assert "a=2 cells" in describe_placement([NodeView("a", True, cells=2)])
 
