@@ -19,10 +19,11 @@ it, so "no series" can be told apart from "not loaded yet".
 The cache is written on the event loop and read from the scrape thread: a lock guards
 each mutation and each snapshot (both O(documents of one kind), nothing slower inside).
 
-In kukeond the API server's watch cache (``apiserver.watchcache``) already holds every kind
-but Secrets and Events: the collectors read those kinds from it (``SharedView``) and this
-informer lists and watches only the rest, so one copy of each document is kept and one
-watch per kind decodes it.
+The informer lists only the kinds the collectors read (``collector.COLLECTED_KINDS``: not
+Secrets, whose opened values would be kept for nothing). In kukeond the API server's watch
+cache (``apiserver.watchcache``) already holds all of them: the collectors read them from it
+(``SharedView``) and this informer has nothing left to list or watch, so one copy of each
+document is kept and one watch per kind decodes it.
 """
 
 from __future__ import annotations

@@ -54,6 +54,10 @@ _LAYER_STATE_METRICS: dict[Kind, tuple[str, type[StrEnum], str]] = {
     Kind.SPACE: ("kukeon_space_state", SpaceState, "space"),
     Kind.STACK: ("kukeon_stack_state", StackState, "stack"),
 }
+COLLECTED_KINDS: tuple[Kind, ...] = (*_LAYER_STATE_METRICS, Kind.CELL, Kind.CELL_SET)
+"""The kinds the collectors read (this module's and ``cellsets``'): the only ones the
+metrics' cache lists and watches, and the ``kukeon_metrics_cache_synced`` series. Not
+Secrets (their opened values would sit in the cache for nothing), Nodes or CellProfiles."""
 
 
 def cell_node(cell: AnyResource, default: str) -> str:
@@ -262,7 +266,7 @@ class HierarchyCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         synced = _synced_family()
-        for kind in Kind:
+        for kind in COLLECTED_KINDS:
             synced.add_metric([kind.value], _ONE if self._cache.synced(kind) else _ZERO)
         families = _empty_families()
         previous = self._memo

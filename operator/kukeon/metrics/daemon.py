@@ -32,7 +32,7 @@ from .cache import (
     SharedView,
 )
 from .cellsets import CellSetCollector
-from .collector import HierarchyCollector
+from .collector import COLLECTED_KINDS, HierarchyCollector
 from .latency import RequestLatencyMetrics, request_latency_for
 from .looplag import LoopLagMonitor
 from .process import register_build_info, register_process_metrics
@@ -72,7 +72,7 @@ class DaemonMetrics:
         self.informer = DocumentInformer(
             store=store,
             cache=own,
-            kinds=[kind for kind in Kind if kind not in shared_kinds],
+            kinds=[kind for kind in COLLECTED_KINDS if kind not in shared_kinds],
             supervisor=self._supervisor,
         )
         self.collector = HierarchyCollector(
