@@ -11,23 +11,32 @@ the API over the unix socket, and the API over TCP+TLS with a bearer token:
   write to each watcher's receipt of the event (p50/p99 over every watcher and write);
 - GET of one cell again with a bare aiohttp client (the body read, not parsed): the
   server's own rate, without ``ApiClient``'s pydantic validation in the same process;
-- ``--clients`` concurrent clients (default 200, each its own ``ApiClient`` and
-  connection) for ``--clients-seconds`` (default 30), each alternating a GET of a random
-  cell and a LIST of the ten cells of one label (``group=N``): requests/s and p50/p99.
+- ``--clients`` concurrent clients (default 200) for ``--clients-seconds`` (default 30),
+  each alternating a GET of a random cell and a LIST of the ten cells of one label
+  (``group=N``): requests/s and p50/p99. Measured twice (``--load both``): with
+  ``bench/loadgen.py`` in its own process (one keep-alive HTTP/1.1 connection per client
+  over the unix socket, the status and length read, no JSON parsed: the server's rate, as
+  wrk or hey would measure it), then with an ``ApiClient`` per client in this process
+  (what kukectl does: pydantic validation of every answer, on the server's event loop).
+  ``--py-spy DIR`` records the server with py-spy during the lean clients.
 
 The GET and concurrent-clients rows are measured twice in the same run, alternating: on
 the API server as configured (GET and LIST from the watch cache) and on a second one over
 the same registry with ``watch_cache=False`` (every read from etcd, the path before the
 cache), so the two can be compared on one machine under one load.
 
-The API clients are ``kukeon.client.apiclient.ApiClient`` (what kukectl uses), so the API
-numbers include JSON encoding, HTTP, authentication and pydantic validation on both sides.
-Client and server share one process and this 2-core machine: absolute numbers are a floor.
+The other API clients are ``kukeon.client.apiclient.ApiClient`` (what kukectl uses), so
+those numbers include JSON encoding, HTTP, authentication and pydantic validation on both
+sides. Client and server share one process and this 2-core machine: absolute numbers are a
+floor. ``KUKEON_OPERATOR_TREE=DIR`` imports kukeon from another tree's ``operator``
+directory (``git archive <commit> operator``), for a before/after run with
+``--clients-only``.
 
 Runs its own etcd (data under /dev/shm) and API server, and removes them at the end:
 
     .venv/bin/python bench/api_bench.py [--cells 1000] [--watchers 100] [--clients 200] \
-        [--clients-seconds 30] [--output docs/benchmarks/api.md]
+        [--clients-seconds 30] [--load both|lean|apiclient] [--clients-only] \
+        [--py-spy DIR] [--output docs/benchmarks/api.md]
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import random
@@ -50,12 +60,14 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "operator"))
+# KUKEON_OPERATOR_TREE: another tree's operator directory (a before/after comparison).
+sys.path.insert(0, os.environ.get("KUKEON_OPERATOR_TREE", str(REPO_ROOT / "operator")))
 sys.path.insert(0, str(REPO_ROOT))
 
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 
+import kukeon  # noqa: E402
 from kukeon.api import AnyResource, Kind, parse_resource  # noqa: E402
 from kukeon.apiserver import ApiSettings, serve_api  # noqa: E402
 from kukeon.client.apiclient import ApiClient  # noqa: E402
@@ -163,7 +175,7 @@ async def watch_latency(
     return percentile(ms, 0.5), percentile(ms, 0.99), len(ms)
 
 
-async def main(args: argparse.Namespace) -> str:
+async def main(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     root = Path(tempfile.mkdtemp(prefix="kukeon-api-bench-", dir="/dev/shm"))
     rows: list[tuple[str, str, str]] = []
     try:
@@ -220,7 +232,7 @@ async def main(args: argparse.Namespace) -> str:
                 await uncached_runner.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return report(args, rows)
+    return rows
 
 
 async def many_clients(
@@ -249,6 +261,75 @@ async def many_clients(
     await asyncio.gather(*(one(seed) for seed in range(clients)))
     elapsed = time.perf_counter() - started
     return len(latencies) / elapsed, percentile(latencies, 0.5), percentile(latencies, 0.99)
+
+
+async def lean_clients(
+    server: str, *, clients: int, seconds: float, cells: int, profile: Path | None
+) -> tuple[float, float, float, int]:
+    """``bench/loadgen.py`` in its own process, the same mix as ``many_clients``.
+
+    Returns req/s, p50 and p99 (ms) and the count of answers other than 200. With
+    ``profile``, py-spy records this process (the API server) meanwhile, as collapsed stacks.
+    """
+    socket_path = server.removeprefix("unix://")
+    loadgen = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO_ROOT / "bench/loadgen.py"),
+        f"--socket={socket_path}",
+        f"--path={CELLS_PATH}",
+        f"--cells={cells}",
+        f"--clients={clients}",
+        f"--seconds={seconds:g}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    spy = None
+    if profile is not None:
+        await asyncio.to_thread(profile.mkdir, parents=True, exist_ok=True)
+        name = Path(socket_path).stem
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        spy = await asyncio.create_subprocess_exec(
+            *(py_spy, "record", "--pid", str(os.getpid()), "--duration", f"{seconds:.0f}"),
+            *("--format", "raw", "--rate", "200", "--output", str(profile / f"{name}.txt")),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+    output, _ = await loadgen.communicate()
+    if spy is not None:
+        await spy.wait()
+    if loadgen.returncode != 0:
+        raise RuntimeError(f"bench/loadgen.py exited {loadgen.returncode}")
+    result = json.loads(output)
+    return result["per_second"], result["p50_ms"], result["p99_ms"], result["errors"]
+
+
+async def clients_phase(
+    args: argparse.Namespace, servers: dict[str, str]
+) -> list[tuple[str, str, str]]:
+    """The concurrent clients' rows: the lean load generator's, then ``ApiClient``'s."""
+    rows: list[tuple[str, str, str]] = []
+    what = f"{args.clients} clients, GET and LIST alternating, {args.clients_seconds:g} s"
+    if args.load in ("both", "lean"):
+        for label, server in servers.items():
+            print(f"{what}, lean client: {label} ...", file=sys.stderr)
+            per_second, p50, p99, errors = await lean_clients(
+                server,
+                clients=args.clients,
+                seconds=args.clients_seconds,
+                cells=args.cells,
+                profile=args.py_spy,
+            )
+            result = f"{per_second:,.0f} req/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+            if errors:
+                result += f", {errors} errors"
+            rows.append((f"{what}, lean client in its own process", label, result))
+    if args.load in ("both", "apiclient"):
+        for label, server in servers.items():
+            print(f"{what}, ApiClient: {label} ...", file=sys.stderr)
+            per_second, p50, p99 = await many_clients(
+                server, clients=args.clients, seconds=args.clients_seconds, cells=args.cells
+            )
+            result = f"{per_second:,.0f} req/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+            rows.append((f"{what}, ApiClient in the server's process", label, result))
+    return rows
 
 
 async def measure(
@@ -294,13 +375,9 @@ async def measure(
             value = await rate(n, c, raw_http_get)
         rows.append((f"GET one cell ({c} in flight), bare HTTP client", label, f"{value:,.0f}/s"))
 
-    what = f"{args.clients} clients, GET and LIST alternating, {args.clients_seconds:g} s"
-    for label, server in servers.items():
-        print(f"{what}: {label} ...", file=sys.stderr)
-        per_second, p50, p99 = await many_clients(
-            server, clients=args.clients, seconds=args.clients_seconds, cells=args.cells
-        )
-        rows.append((what, label, f"{per_second:,.0f} req/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms"))
+    rows += await clients_phase(args, servers)
+    if args.clients_only:
+        return rows
 
     lists = args.lists
     raw_list = await rate(lists, 1, lambda _: registry.list(Kind.CELL, SCOPE))
@@ -345,18 +422,37 @@ async def measure(
     return rows
 
 
+def operator_tree() -> str:
+    """Where kukeon was imported from: this checkout's commit, or the other tree's path."""
+    tree = Path(kukeon.__file__).resolve().parents[1]
+    if tree != REPO_ROOT / "operator":
+        return str(tree)
+    commit = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "diff", "--quiet", "HEAD", "--", "operator"], check=False
+    ).returncode
+    return f"{commit}{' with uncommitted changes' if dirty else ''}"
+
+
 def report(args: argparse.Namespace, rows: list[tuple[str, str, str]]) -> str:
     lines = [
         "## API server (bench/api_bench.py)",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
         f"({platform.machine()}, Python {platform.python_version()}): one private etcd "
-        "(data on /dev/shm), API server and clients in one process. Options: "
+        "(data on /dev/shm), API server and clients in one process (the lean client rows: "
+        "bench/loadgen.py in its own process). Options: "
         f"`--cells {args.cells} --requests {args.requests} --concurrency {args.concurrency} "
         f"--lists {args.lists} --creates {args.creates} --watchers {args.watchers} "
         f"--watch-writes {args.watch_writes} --clients {args.clients} "
-        f"--clients-seconds {args.clients_seconds:g}`. Load average before the run: "
-        f"{args.load_before}.",
+        f"--clients-seconds {args.clients_seconds:g} --load {args.load}"
+        f"{' --clients-only' if args.clients_only else ''}`. Operator tree: {operator_tree()}. "
+        f"Load average before the run: {args.load_before}; after: {args.load_after}.",
         "",
         "| measurement | path | result |",
         "|---|---|---|",
@@ -377,6 +473,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--watch-writes", type=int, default=20)
     parser.add_argument("--clients", type=int, default=200, help="concurrent GET/LIST clients")
     parser.add_argument("--clients-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--load",
+        choices=("both", "lean", "apiclient"),
+        default="both",
+        help="the concurrent clients: bench/loadgen.py in its own process, ApiClient, or both",
+    )
+    parser.add_argument(
+        "--clients-only",
+        action="store_true",
+        help="stop after the GET and concurrent-clients rows (before/after runs)",
+    )
+    parser.add_argument(
+        "--py-spy", type=Path, help="record the server with py-spy during the lean clients here"
+    )
     parser.add_argument("--output", type=Path, help="also write the markdown here")
     return parser.parse_args()
 
@@ -384,7 +494,9 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     arguments.load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    text = asyncio.run(main(arguments))
+    measured = asyncio.run(main(arguments))
+    arguments.load_after = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    text = report(arguments, measured)
     print(text)
     if arguments.output is not None:
         arguments.output.write_text(text)
