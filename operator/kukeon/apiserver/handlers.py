@@ -28,6 +28,7 @@ from kukeon.api import Kind
 from kukeon.apiserver.profileruns import ProfileRuns
 from kukeon.apiserver.request import PRINCIPAL_KEY, is_watch, principal_of
 from kukeon.apiserver.resourcereads import ResourceReads
+from kukeon.apiserver.routeindex import RouteShortcut
 from kukeon.apiserver.target import Target, route_patterns, target_of
 from kukeon.client.paths import API_ROOT, KINDS
 
@@ -46,17 +47,26 @@ class ResourceHandlers(ResourceReads, ProfileRuns):
 
     def add_routes(self, app: web.Application) -> None:
         router = app.router
+        # Before the routes under the realms: aiohttp would try them one by one (routeindex).
+        under_realms = f"{API_ROOT}/{KINDS[Kind.REALM].plural}"
+        shortcut = RouteShortcut(under_realms)
+        router.register_resource(shortcut)
         for kind in KINDS:
             collection, obj = route_patterns(kind)
-            router.add_get(collection, self._bind(self.list_or_watch, kind))
-            router.add_post(collection, self._bind(self.create, kind))
-            router.add_get(obj, self._bind(self.get, kind))
-            router.add_put(obj, self._bind(self.replace, kind))
-            router.add_patch(obj, self._bind(self.patch, kind))
-            router.add_delete(obj, self._bind(self.delete, kind))
-            router.add_get(f"{obj}/status", self._bind(self.get, kind, "status"))
-            router.add_put(f"{obj}/status", self._bind(self.replace, kind, "status"))
-            router.add_patch(f"{obj}/status", self._bind(self.patch, kind, "status"))
+            routes = [
+                router.add_get(collection, self._bind(self.list_or_watch, kind)),
+                router.add_post(collection, self._bind(self.create, kind)),
+                router.add_get(obj, self._bind(self.get, kind)),
+                router.add_put(obj, self._bind(self.replace, kind)),
+                router.add_patch(obj, self._bind(self.patch, kind)),
+                router.add_delete(obj, self._bind(self.delete, kind)),
+                router.add_get(f"{obj}/status", self._bind(self.get, kind, "status")),
+                router.add_put(f"{obj}/status", self._bind(self.replace, kind, "status")),
+                router.add_patch(f"{obj}/status", self._bind(self.patch, kind, "status")),
+            ]
+            for route in routes:
+                if route.resource is not None and route.resource.canonical.startswith(under_realms):
+                    shortcut.add(route.resource)
             if KINDS[kind].parents:
                 cross = f"{API_ROOT}/{KINDS[kind].plural}"
                 router.add_get(cross, self._bind(self.list_or_watch, kind))
