@@ -165,34 +165,37 @@ class RevisionReads:
 
     def __init__(self, read: Callable[[], Awaitable[int]]) -> None:
         self._read = read
-        self._next: asyncio.Future[int] | None = None
+        # The callers the next read answers, each with its own future (a caller cancelled
+        # while waiting cancels only its own; cheaper than asyncio.shield on one shared).
+        self._next: list[asyncio.Future[int]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def current(self) -> int:
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-            self._next.add_done_callback(_consume)
-        waiting = self._next
+        waiting: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._next.append(waiting)
         if self._task is None:
             self._task = asyncio.create_task(self._serve(), name="watch-cache-revision")
-        return await asyncio.shield(waiting)
+        return await waiting
 
     async def _serve(self) -> None:
+        batch: list[asyncio.Future[int]] = []
         try:
-            while self._next is not None:
-                waiting, self._next = self._next, None
+            while self._next:
+                batch, self._next = self._next, []
                 try:
-                    waiting.set_result(await self._read())
+                    revision = await self._read()
                 except asyncio.CancelledError:
-                    waiting.cancel()
                     raise
                 except Exception as error:  # every waiter gets it (as a registry read's)
-                    waiting.set_exception(error)
+                    _answer(batch, error=error)
+                else:
+                    _answer(batch, revision=revision)
+                batch = []
         finally:
             self._task = None
-            if self._next is not None:
-                self._next.cancel()
-                self._next = None
+            for waiting in (*batch, *self._next):
+                waiting.cancel()
+            self._next = []
 
     async def close(self) -> None:
         task = self._task
@@ -200,12 +203,22 @@ class RevisionReads:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for waiting in self._next:  # a task cancelled before it ran never answers them
+            waiting.cancel()
+        self._next = []
 
 
-def _consume(future: asyncio.Future[int]) -> None:
-    """Mark a shared read's failure as retrieved, even when every caller has gone."""
-    if not future.cancelled():
-        future.exception()
+def _answer(
+    batch: list[asyncio.Future[int]], *, revision: int = 0, error: Exception | None = None
+) -> None:
+    """Answer every caller of ``batch`` still waiting (a cancelled one has gone)."""
+    for waiting in batch:
+        if waiting.done():
+            continue
+        if error is None:
+            waiting.set_result(revision)
+        else:
+            waiting.set_exception(error)
 
 
 class WatchCache(DocumentCache):

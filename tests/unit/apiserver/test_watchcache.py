@@ -241,3 +241,51 @@ async def test_equality_selectors_read_the_label_index_and_follow_relabels() -> 
         assert chosen("") == ["b", "c"]
     finally:
         await cache.stop()
+
+
+async def test_a_revision_reader_cancelled_leaves_the_others_their_answer() -> None:
+    answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def read() -> int:
+        return await answer
+
+    reads = RevisionReads(read)
+    callers = [asyncio.create_task(reads.current()) for _ in range(3)]
+    await asyncio.sleep(0)
+    callers[1].cancel()
+    await asyncio.sleep(0)
+    answer.set_result(5)
+    assert await callers[0] == 5
+    assert await callers[2] == 5
+    assert callers[1].cancelled()
+    await reads.close()
+
+
+async def test_a_failed_revision_read_fails_every_caller_of_it_and_not_the_next() -> None:
+    outcomes: list[int | Exception] = [RuntimeError("etcd is down"), 8]
+
+    async def read() -> int:
+        await asyncio.sleep(0)
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    reads = RevisionReads(read)
+    failed = await asyncio.gather(reads.current(), reads.current(), return_exceptions=True)
+    assert [str(error) for error in failed] == ["etcd is down", "etcd is down"]
+    assert await reads.current() == 8
+    await reads.close()
+
+
+async def test_closing_revision_reads_cancels_the_callers_waiting() -> None:
+    async def read() -> int:
+        await asyncio.Event().wait()  # never answers
+        return 0
+
+    reads = RevisionReads(read)
+    caller = asyncio.create_task(reads.current())
+    await asyncio.sleep(0)
+    await reads.close()
+    await asyncio.gather(caller, return_exceptions=True)
+    assert caller.cancelled()
