@@ -9,6 +9,7 @@ The authentication middleware (``app``) leaves the caller on the request under
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 
@@ -80,6 +81,13 @@ async def read_body(request: web.Request, limit: int) -> Any:
         raise ApiError(exc.code, exc.message, causes=causes) from None
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed_selector(text: str | None) -> LabelSelector:
+    """``parse_selector``, remembered: clients repeat their selectors (an immutable answer;
+    a malformed one raises each time, as lru_cache keeps no exception)."""
+    return parse_selector(text)
+
+
 def label_selector(request: web.Request) -> tuple[str | None, LabelSelector]:
     text = queryparams.single(request, "labelSelector")
     if text is not None and len(text) > _SELECTOR_MAX:
@@ -89,7 +97,7 @@ def label_selector(request: web.Request) -> tuple[str | None, LabelSelector]:
             causes=[Cause("labelSelector", f"at most {_SELECTOR_MAX} characters")],
         )
     try:
-        return text, parse_selector(text)
+        return text, _parsed_selector(text)
     except Invalid as exc:
         raise ApiError(
             400, str(exc), causes=[Cause(c[0], c[1]) for c in exc.causes] or ()

@@ -63,9 +63,14 @@ def route_patterns(kind: Kind) -> tuple[str, str]:
     return collection, f"{collection}/{{{_LEVEL_PARAMS[kind]}}}"
 
 
+# The path parameters of each kind's parents, outermost first (asked per request).
+_PARENT_PARAMS: Mapping[Kind, tuple[str, ...]] = {
+    kind: tuple(_LEVEL_PARAMS[parent] for parent in info.parents) for kind, info in KINDS.items()
+}
+
+
 def target_of(request: web.Request, kind: Kind, *, subresource: str | None = None) -> Target:
     """The target of a request matched on one of ``route_patterns(kind)``."""
-    info = KINDS[kind]
     match = request.match_info
-    scope = tuple(match[_LEVEL_PARAMS[p]] for p in info.parents if _LEVEL_PARAMS[p] in match)
+    scope = tuple(match[param] for param in _PARENT_PARAMS[kind] if param in match)
     return Target(kind, scope, match.get(_LEVEL_PARAMS[kind]), subresource)
