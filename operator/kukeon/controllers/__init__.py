@@ -4,9 +4,10 @@ Controllers are written with ``kukeon.framework`` and act on the host only throu
 ``kukeon.runtime``. `register_controllers` puts them on an ``Operator``: reconcile and
 finalize handlers per kind (cells filtered to the ones this node runs; realms, spaces
 and stacks materialised only where cells of them run, see ``layers``, each node holding
-its own finalizer), the cell-membership follower that requeues a cell's parents when it
-arrives on or leaves this node, the departures follower that stops this node's copy of a
-cell the moment the cell leaves it (``departures``: moved, drained, fenced), the
+its own finalizer), the cell membership (a listener of the operator's cell watch) that
+requeues a cell's parents when it is their first on this node or their last to leave it,
+the departures follower that stops this node's copy of a cell the moment the cell leaves
+it (``departures``: moved, drained, fenced), the
 containerd event follower that requeues a cell when one of its tasks exits, the Event
 recorder (what happened to each object, written to etcd without blocking a handler:
 ``kukeon.framework.recorder``), the Secret follower that requeues the cells within a
@@ -139,7 +140,7 @@ class Controllers:
 
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
-        membership = CellMembership(registry=self.registry, node=node, trigger=op.trigger)
+        membership = CellMembership(node=node, trigger=op.trigger)
         secrets = CellWaker(
             kind=Kind.SECRET,
             registry=self.registry,
@@ -155,6 +156,7 @@ class Controllers:
             on_spec_change_only=True,
         )
         self._register_layers(op, membership)
+        op.on_change(Kind.CELL, membership.changed)
         op.on_change(Kind.SPACE, spaces.changed)
         self.departures.trigger = op.trigger
         self.departures.requeue = op.requeue
@@ -200,7 +202,6 @@ class Controllers:
                 *([self.recorder.start(op.tasks)] if self.recorder is not None else []),
                 op.tasks.start("kukeon-containerd-events", follow_events),
                 op.tasks.start("kukeon-gc", self._collect_periodically),
-                op.tasks.start("kukeon-cell-membership", membership.follow),
                 op.tasks.start("kukeon-cell-departures", self.departures.follow),
                 op.tasks.start("kukeon-secrets", secrets.follow),
             ]

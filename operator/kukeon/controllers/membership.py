@@ -5,14 +5,10 @@ wakers without an etcd read."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 
 from kukeon.api import Cell, Kind, key_of
-from kukeon.store import Registry
-
-log = logging.getLogger(__name__)
+from kukeon.api.kinds import AnyResource
 
 Trigger = Callable[[Kind, tuple[str, ...]], bool]
 Joins = frozenset[tuple[str, ...]]
@@ -22,10 +18,10 @@ _LEVEL_KINDS = {3: Kind.STACK, 2: Kind.SPACE, 1: Kind.REALM}
 
 
 class CellMembership:
-    """Queues the stack, space and realm of every cell that arrives on or leaves this node."""
+    """Queues the stack, space and realm of a cell that is their first on this node or their
+    last one to leave it."""
 
-    def __init__(self, *, registry: Registry, node: str, trigger: Trigger) -> None:
-        self.registry = registry
+    def __init__(self, *, node: str, trigger: Trigger) -> None:
         self.node = node
         self.trigger = trigger
         self.here: set[tuple[str, ...]] = set()
@@ -79,39 +75,17 @@ class CellMembership:
             self.here.discard(key)
         self._parents(self._index(key, add=present))
 
-    async def follow(self, *, retry: float = 1.0) -> None:
-        """List, then watch cells for good (restarting from a relist after any trouble)."""
-        while True:
-            try:
-                listing = await self.registry.list(Kind.CELL)
-                seen = set()
-                for cell in listing.items:
-                    if isinstance(cell, Cell):
-                        seen.add(key_of(cell))
-                        self.observe(
-                            key_of(cell),
-                            cell.spec.node_name,
-                            deleted=False,
-                            joins=cell.spec.joined_space_keys(),
-                        )
-                for key in list(self.here - seen):
-                    self.observe(key, None, deleted=True)
-                async for event in self.registry.watch(
-                    Kind.CELL, resource_version=listing.resource_version
-                ):
-                    cell = event.object
-                    if isinstance(cell, Cell):
-                        self.observe(
-                            key_of(cell),
-                            cell.spec.node_name,
-                            deleted=event.type == "DELETED",
-                            joins=cell.spec.joined_space_keys(),
-                        )
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.info("cell membership watch interrupted (%r); relisting", error)
-                await asyncio.sleep(retry)
+    def changed(self, obj: AnyResource, deleted: bool) -> None:
+        """A change listener of the operator's cell watch (``Operator.on_change``): every
+        newer version of a cell, and its last one once deleted (or gone from a relist).
+        No watch of its own: the operator's one list + watch of cells feeds it."""
+        if isinstance(obj, Cell):
+            self.observe(
+                key_of(obj),
+                obj.spec.node_name,
+                deleted=deleted,
+                joins=obj.spec.joined_space_keys(),
+            )
 
 
 def _toggle(

@@ -114,7 +114,7 @@ class Woken:
 
 
 def membership_with(*keys: tuple[str, ...]) -> CellMembership:
-    membership = CellMembership(registry=cast(Any, None), node="n1", trigger=lambda k, key: True)
+    membership = CellMembership(node="n1", trigger=lambda k, key: True)
     for key in keys:
         membership.observe(key, "n1", deleted=False)
     return membership

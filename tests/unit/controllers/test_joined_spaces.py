@@ -37,7 +37,7 @@ def test_membership_counts_a_joining_cell_below_the_joined_space() -> None:
         queued.append((kind, key))
         return True
 
-    membership = CellMembership(registry=None, node="me", trigger=trigger)  # type: ignore[arg-type]
+    membership = CellMembership(node="me", trigger=trigger)
     key = ("r", "s", "st", "c")
     b = ("r", "b")
     membership.observe(key, "me", deleted=False, joins=frozenset({b}))

@@ -4,14 +4,15 @@ torn down when the last cell goes (children first), finalized after every child.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from kukeon.api import (
     AnyResource,
+    Cell,
     Kind,
     NodeLayerState,
     Realm,
@@ -31,9 +32,12 @@ from kukeon.controllers.membership import CellMembership
 from kukeon.controllers.realm import RealmController, namespace_node_label
 from kukeon.controllers.space import SpaceController, conflist_note
 from kukeon.controllers.stack import StackController
-from kukeon.framework import WaitingError
+from kukeon.framework import HandlerContext, Operator, WaitingError
+from kukeon.framework.testing import OperatorRunner
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
+from kukeon.store import Gone
 from tests.unit.api.samples import realm_doc, space_doc, stack_doc
+from tests.unit.framework.test_operator import settings
 
 from .hostfakes import FakeHost, ScopedStore, cell, handler_context, make_host
 
@@ -202,7 +206,9 @@ async def test_a_custom_realm_namespace_is_kept_unless_it_is_the_default(tmp_pat
     assert fake.host.instance == "ab12cd"
 
 
-async def test_membership_queues_the_parents_of_cells_arriving_and_leaving() -> None:
+async def test_membership_follows_the_operators_cell_watch() -> None:
+    """No watch of its own: the operator's list + watch of cells feeds it (on_change),
+    through a relist after the watch broke."""
     store = ScopedStore()
     queued: list[tuple[Kind, tuple[str, ...]]] = []
 
@@ -210,27 +216,35 @@ async def test_membership_queues_the_parents_of_cells_arriving_and_leaving() -> 
         queued.append((kind, key))
         return True
 
-    membership = CellMembership(registry=cast(Any, store), node="n1", trigger=trigger)
+    op = Operator(
+        cast(Any, store),
+        settings=settings(),
+        collector_registry=CollectorRegistry(),
+        peering=False,
+    )
+
+    @op.reconcile(Kind.CELL)
+    async def handle(obj: Cell, ctx: HandlerContext) -> None:
+        return None
+
+    membership = CellMembership(node="n1", trigger=trigger)
+    op.on_change(Kind.CELL, membership.changed)
     await store.create(cell("a"))
     await store.create(cell("b", node="n2"))
-    follow = asyncio.create_task(membership.follow(retry=0.01))
-    await asyncio.sleep(0.01)
-    assert membership.keys_below(("r",)) == [("r", "s", "st", "a")]
-    assert queued == [
-        (Kind.STACK, ("r", "s", "st")),
-        (Kind.SPACE, ("r", "s")),
-        (Kind.REALM, ("r",)),
-    ]
-    queued.clear()
-    await store.delete(Kind.CELL, ("r", "s", "st", "a"))
-    await asyncio.sleep(0.01)
-    assert membership.keys_below(("r",)) == []
-    assert len(queued) == 3
-    store.break_watches(RuntimeError("connection lost"))
-    await asyncio.sleep(0.05)
-    follow.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await follow
+    parents = [(Kind.STACK, ("r", "s", "st")), (Kind.SPACE, ("r", "s")), (Kind.REALM, ("r",))]
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: membership.keys_below(("r",)) == [("r", "s", "st", "a")])
+        assert queued == parents
+        await store.create(cell("c"))
+        await runner.wait_for(lambda: len(membership.keys_below(("r",))) == 2)
+        assert queued == parents, "the stack already ran a cell here"
+        await store.delete(Kind.CELL, ("r", "s", "st", "a"))
+        await runner.wait_for(lambda: membership.keys_below(("r",)) == [("r", "s", "st", "c")])
+        # History compacted: the relist finds "c" gone, and the levels are queued.
+        store.break_watches(Gone("compacted", compacted_revision=1))
+        await store.delete(Kind.CELL, ("r", "s", "st", "c"))
+        await runner.wait_for(lambda: membership.keys_below(("r",)) == [])
+        assert queued == parents * 2
 
 
 async def test_legacy_finalizers_become_this_nodes(world: World) -> None:

@@ -4,7 +4,7 @@ the CAS write of one node's entry, and which cell events queue a cell's parents.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -179,7 +179,7 @@ def test_only_a_change_of_presence_on_this_node_queues_the_parents() -> None:
         queued.append((kind, key))
         return True
 
-    membership = CellMembership(registry=None, node="me", trigger=trigger)  # type: ignore[arg-type]
+    membership = CellMembership(node="me", trigger=trigger)
     key = ("r", "s", "st", "c")
     parents = [(Kind.STACK, key[:3]), (Kind.SPACE, key[:2]), (Kind.REALM, key[:1])]
     membership.observe(key, None, deleted=False)  # not placed yet
@@ -207,7 +207,7 @@ def recording_membership() -> tuple[CellMembership, list[tuple[Kind, tuple[str, 
         queued.append((kind, key))
         return True
 
-    return CellMembership(registry=cast(Any, None), node="me", trigger=trigger), queued
+    return CellMembership(node="me", trigger=trigger), queued
 
 
 def test_membership_queues_a_level_only_for_its_first_and_last_cell_here() -> None:

@@ -141,7 +141,8 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     assert finalizes(cell("c", node=None))
     assert not finalizes(cell("c", node="n2"))
     assert registered.realms.locks is registered.layer_locks is registered.spaces.locks
-    assert list(op.listeners) == [Kind.SPACE], "a space's cells follow the operator's own watch"
+    # The cell membership and a space's cells follow the operator's own watches.
+    assert list(op.listeners) == [Kind.CELL, Kind.SPACE]
 
     for _attempt in range(2):  # the second start: migration and collection fail, logged only
         (start,) = op.startup
@@ -151,7 +152,6 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
         "kukeon-events",
         "kukeon-containerd-events",
         "kukeon-gc",
-        "kukeon-cell-membership",
         "kukeon-cell-departures",
         "kukeon-secrets",
     }
