@@ -45,6 +45,7 @@ from .gc import (
     space_conflists,
 )
 from .host import Host
+from .scheduler import NODE_LOST
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,13 @@ def should_run(cell: Cell, *, node: str, fenced: bool) -> bool:
     if cell.spec.node_name != node or evicted_from(cell) == node:
         return False
     return not (fenced and is_scheduler_placed(cell))
+
+
+def marked_lost(cell: Cell) -> bool:
+    """Whether the scheduler leader marked the cell ``Unknown``/``NodeLost``: it saw its node
+    NotReady. A pass that read the node NotReady can write it after the node is back and
+    has reported the cell Ready again; the node's next report replaces the reason."""
+    return cell.status.reason == NODE_LOST
 
 
 @dataclass
@@ -119,6 +127,9 @@ class Departures:
         self.stats = DepartureStats()
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._again: set[Key] = set()
+        self._answering: dict[Key, asyncio.Task[None]] = {}
+        """Cells being read to answer the scheduler's NodeLost mark (``_answer_mark``)."""
+        self._answer_again: set[Key] = set()
 
     def runs_here(self, cell: Cell) -> bool:
         return should_run(cell, node=self.node, fenced=self.fenced)
@@ -135,14 +146,57 @@ class Departures:
     # --- following the cells -------------------------------------------------------------
 
     def observe(self, key: Key, cell: Cell | None) -> None:
-        """One cell version (None: deleted): remember it, start its departure if due."""
-        decision = departure(node=self.node, was_here=key in self.assigned, cell=cell)
+        """One cell version (None: deleted): remember it, start its departure if due, and
+        answer the scheduler's NodeLost mark on one that runs here."""
+        was_here = key in self.assigned
+        decision = departure(node=self.node, was_here=was_here, cell=cell)
         if cell is not None and cell.spec.node_name == self.node:
             self.assigned[key] = not is_scheduler_placed(cell)
         else:
             self.assigned.pop(key, None)
         if decision.stop:
             self._start(key)
+        elif was_here and cell is not None and self.runs_here(cell) and marked_lost(cell):
+            # (A cell that just arrived here runs its reconcile for the move anyway.)
+            self._answer_mark(key)
+
+    def _answer_mark(self, key: Key) -> None:
+        self._answer_again.add(key)
+        if key in self._answering:
+            return  # read again once the read under way ends
+        task = asyncio.create_task(self._requeue_marked(key), name=f"kukeon-remark {key[-1]}")
+        self._answering[key] = task
+
+    async def _requeue_marked(self, key: Key) -> None:
+        """Requeue the cell with its version read now: a status write changes no spec, so
+        the cell controller's queue would keep it without a reconcile and the cell would
+        stay Unknown. Read, not the watched version: after a partition the watch may deliver
+        old versions, and a cell moved away meanwhile must not run here again."""
+        failures = 0
+        try:
+            while key in self._answer_again:
+                self._answer_again.discard(key)
+                try:
+                    cell = await self._fresh(key)
+                except Exception as error:  # etcd not answering yet: a moment later
+                    failures += 1
+                    log.info("cell %s: cannot read it (%r)", "/".join(key), error)
+                    if failures < STOP_ROUNDS:
+                        self._answer_again.add(key)
+                        await asyncio.sleep(self.retry)
+                    continue
+                if cell is not None and self.runs_here(cell) and marked_lost(cell):
+                    log.info(
+                        "cell %s: marked %s by %s while it runs on node %s: reporting it again",
+                        "/".join(key),
+                        NODE_LOST,
+                        cell.status.node_name,
+                        self.node,
+                    )
+                    self.requeue(cell)
+        finally:
+            self._answering.pop(key, None)
+            self._answer_again.discard(key)
 
     async def follow(self) -> None:
         """List, then watch cells for good (relisting after any trouble)."""
@@ -182,13 +236,14 @@ class Departures:
         self._running[key] = task
 
     async def stop(self) -> None:
-        tasks = list(self._running.values())
+        tasks = [*self._running.values(), *self._answering.values()]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._running.clear()
+        self._answering.clear()
 
     async def _depart(self, key: Key) -> None:
         try:
@@ -337,4 +392,4 @@ class Departures:
             self.requeue(cell)
 
 
-__all__ = ["Departure", "Departures", "departure", "should_run"]
+__all__ = ["Departure", "Departures", "departure", "marked_lost", "should_run"]

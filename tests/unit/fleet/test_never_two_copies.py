@@ -16,6 +16,7 @@ from kukeon.api import SCHEDULED_BY_ANNOTATION, SCHEDULED_BY_SCHEDULER, Cell, No
 from kukeon.api.placement import EVICT_ANNOTATION
 from kukeon.cli.nodes import plan_drain
 from kukeon.controllers.departures import Departures, departure, should_run
+from kukeon.controllers.scheduler import NODE_LOST
 from kukeon.daemon.config import DaemonConfig
 from kukeon.daemon.node import FenceStep, fence_step
 from kukeon.store import Conflict, NotFound
@@ -246,3 +247,85 @@ async def test_fencing_stops_the_unpinned_cells_and_unfencing_brings_back_what_e
     assert sorted(triggered) == [keys["a"], keys["pinned"]]
     await settle(departures)
     assert log == ["stop a", "stop b", "stop b", "host side b"]
+
+
+def reported(base: Cell, *, by: str, state: str, reason: str | None = None) -> Cell:
+    """``base`` with a status ``by`` wrote (``status.nodeName`` names the writer)."""
+    status = base.status.model_copy(update={"node_name": by, "state": state, "reason": reason})
+    return base.model_copy(update={"status": status})
+
+
+async def answered(departures: Departures) -> None:
+    for _ in range(50):
+        if not departures._answering and not departures._running:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("departures still answering")
+
+
+async def test_the_schedulers_node_lost_mark_on_a_cell_run_here_is_answered() -> None:
+    """The partition phase's 'n3 Ready again' timeout: the scheduler leader marks n1's pinned
+    cell Unknown/NodeLost in a pass that read n1 NotReady, after n1 came back and reported
+    the cell Ready. That version changes no spec, so the cell controller's queue keeps it
+    without a reconcile: n1 must requeue it, or the cell stays Unknown for good."""
+    pinned = cell("pinned", node="n1", placed=False)
+    lost = reported(pinned, by="n2", state="Unknown", reason=NODE_LOST)
+    registry = FakeRegistry([lost])
+    requeued: list[Cell] = []
+    departures = Recorded(registry, [])
+    departures.requeue = requeued.append
+    key = ("default", "default", "default", "pinned")
+    departures.observe(key, reported(pinned, by="n1", state="Ready"))
+    await answered(departures)
+    assert requeued == []
+    departures.observe(key, lost)
+    await answered(departures)
+    assert requeued == [lost]
+    # The reconcile's answer, whatever it is, replaces the reason: no loop.
+    for answer in ("ParentNotReady", None):
+        registry.cells[key] = reported(pinned, by="n1", state="Unknown", reason=answer)
+        departures.observe(key, registry.cells[key])
+    await answered(departures)
+    assert requeued == [lost]
+
+
+async def test_a_node_lost_mark_is_answered_with_the_version_read_now() -> None:
+    """After a partition the watch delivers old versions: a placed cell's NodeLost mark
+    arrives before its move to another node. The reconcile must not run with it (the copy
+    would start here again): the cell is read first."""
+    placed = cell("web", node="n1")
+    moved = reported(cell("web", node="n2"), by="n2", state="Ready")
+    requeued: list[Cell] = []
+    departures = Recorded(FakeRegistry([moved]), [])
+    departures.requeue = requeued.append
+    key = ("default", "default", "default", "web")
+    departures.observe(key, reported(placed, by="n1", state="Ready"))
+    departures.observe(key, reported(placed, by="n2", state="Unknown", reason=NODE_LOST))
+    await answered(departures)
+    assert requeued == []
+
+
+async def test_a_node_lost_mark_on_a_cell_not_run_here_is_left() -> None:
+    """Moved away, handed back by a drain, placed by the scheduler while the node is fenced,
+    or just arrived (the move runs its reconcile): nothing to answer."""
+    mark = reported(cell("any"), by="n2", state="Unknown", reason=NODE_LOST).status
+    versions = {
+        "moved": cell("moved", node="n2"),
+        "drained": cell("drained", node="n1", evict="n1"),
+        "placed": cell("placed", node="n1"),
+    }
+    registry = FakeRegistry([c.model_copy(update={"status": mark}) for c in versions.values()])
+    requeued: list[Cell] = []
+    departures = Recorded(registry, [])
+    departures.requeue = requeued.append
+    for name in versions:
+        departures.observe(("default", "default", "default", name), cell(name, node="n1"))
+    departures.fenced = True
+    for name, version in versions.items():
+        marked = version.model_copy(update={"status": mark})
+        departures.observe(("default", "default", "default", name), marked)
+    departures.fenced = False
+    arrived = cell("arrived", node="n1").model_copy(update={"status": mark})
+    departures.observe(("default", "default", "default", "arrived"), arrived)
+    await answered(departures)
+    assert requeued == []
