@@ -16,7 +16,9 @@ the API over the unix socket, and the API over TCP+TLS with a bearer token:
   (``group=N``): requests/s and p50/p99. Measured twice (``--load both``): with
   ``bench/loadgen.py`` in its own process (one keep-alive HTTP/1.1 connection per client
   over the unix socket, the status and length read, no JSON parsed: the server's rate, as
-  wrk or hey would measure it), then with an ``ApiClient`` per client in this process
+  wrk or hey would measure it; also the server process's CPU time per answer, which other
+  processes' load changes far less than the rate), then with an ``ApiClient`` per client
+  in this process
   (what kukectl does: pydantic validation of every answer, on the server's event loop).
   ``--py-spy DIR`` records the server with py-spy during the lean clients.
 
@@ -48,6 +50,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -265,10 +268,12 @@ async def many_clients(
 
 async def lean_clients(
     server: str, *, clients: int, seconds: float, cells: int, profile: Path | None
-) -> tuple[float, float, float, int]:
+) -> tuple[float, float, float, float, str]:
     """``bench/loadgen.py`` in its own process, the same mix as ``many_clients``.
 
-    Returns req/s, p50 and p99 (ms) and the count of answers other than 200. With
+    Returns req/s, p50 and p99 (ms), the server's CPU µs per answer, and what was not
+    answered 200 (answers by status, connections closed by the server, requests never
+    answered; empty if nothing). With
     ``profile``, py-spy records this process (the API server) meanwhile, as collapsed stacks.
     """
     socket_path = server.removeprefix("unix://")
@@ -292,13 +297,24 @@ async def lean_clients(
             *("--format", "raw", "--rate", "200", "--output", str(profile / f"{name}.txt")),
             stdout=asyncio.subprocess.DEVNULL,
         )
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     output, _ = await loadgen.communicate()
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     if spy is not None:
         await spy.wait()
     if loadgen.returncode != 0:
         raise RuntimeError(f"bench/loadgen.py exited {loadgen.returncode}")
     result = json.loads(output)
-    return result["per_second"], result["p50_ms"], result["p99_ms"], result["errors"]
+    failures = {
+        f"HTTP {code}": count for code, count in result["statuses"].items() if code != "200"
+    }
+    failures |= {"closed by the server": result["closed"], "unanswered": result["unanswered"]}
+    failed = ", ".join(f"{what}: {count}" for what, count in failures.items() if count)
+    # The server's CPU per answer (its process: event loop, gRPC threads), which the load
+    # of other processes on the machine changes far less than the rate.
+    cpu = sum(getattr(cpu_after, f) - getattr(cpu_before, f) for f in ("ru_utime", "ru_stime"))
+    cpu_per_request_us = cpu / max(1, result["requests"]) * 1e6
+    return result["per_second"], result["p50_ms"], result["p99_ms"], cpu_per_request_us, failed
 
 
 async def clients_phase(
@@ -310,16 +326,19 @@ async def clients_phase(
     if args.load in ("both", "lean"):
         for label, server in servers.items():
             print(f"{what}, lean client: {label} ...", file=sys.stderr)
-            per_second, p50, p99, errors = await lean_clients(
+            per_second, p50, p99, cpu, failed = await lean_clients(
                 server,
                 clients=args.clients,
                 seconds=args.clients_seconds,
                 cells=args.cells,
                 profile=args.py_spy,
             )
-            result = f"{per_second:,.0f} req/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms"
-            if errors:
-                result += f", {errors} errors"
+            result = (
+                f"{per_second:,.0f} req/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+                f"server CPU {cpu:.0f} µs per answer"
+            )
+            if failed:
+                result += f"; not 200: {failed}"
             rows.append((f"{what}, lean client in its own process", label, result))
     if args.load in ("both", "apiclient"):
         for label, server in servers.items():

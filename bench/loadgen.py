@@ -9,8 +9,10 @@ the shared cores as little as it can and the figure is the server's.
 
 Every connection is an ``asyncio.Protocol`` that sends its next request from
 ``data_received`` (no coroutine or stream per request). Prints one JSON line:
-``{"requests", "seconds", "per_second", "p50_ms", "p99_ms", "errors"}``; an answer
-other than 200 counts as an error (its latency is kept).
+``{"requests", "seconds", "per_second", "p50_ms", "p99_ms", "errors", "unanswered"}``:
+an answer other than 200 or a connection the server closed counts as an error (an
+answer's latency is kept), a request still unanswered a minute after the end as
+unanswered.
 
     python bench/loadgen.py --socket /run/kukeon/api.sock --path /apis/.../cells \
         --cells 1000 [--clients 200] [--seconds 30]
@@ -24,12 +26,17 @@ import json
 import random
 import time
 
+GRACE_SECONDS = 60.0
+"""How long after ``--seconds`` the clients' last answers may take before they are given up."""
+
 
 class _Totals:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.latencies: list[float] = []
         self.errors = 0
+        self.closed = 0
+        self.statuses: dict[int, int] = {}
         self.running = 0
         self.finished = asyncio.get_running_loop().create_future()
 
@@ -55,9 +62,18 @@ class _Connection(asyncio.Protocol):
         self._transport = transport
 
     def start(self) -> None:
+        if self.lost.done():
+            self._totals.errors += 1  # closed by the server before its first request
+            self._totals.closed += 1
+            return
         self._active = True
         self._totals.running += 1
         self._send()
+
+    def stop(self) -> None:
+        """Give up on this client (its answer never came); it counts as unanswered."""
+        if self._transport is not None:
+            self._transport.close()
 
     def _send(self) -> None:
         assert self._transport is not None
@@ -82,6 +98,7 @@ class _Connection(asyncio.Protocol):
         totals = self._totals
         now = time.perf_counter()
         totals.latencies.append(now - self._sent_at)
+        totals.statuses[self._status] = totals.statuses.get(self._status, 0) + 1
         if self._status != 200:
             totals.errors += 1
         del self._buffer[: self._body_end]
@@ -106,6 +123,7 @@ class _Connection(asyncio.Protocol):
             self.lost.set_result(None)
         if self._active:
             self._totals.errors += 1  # closed by the server mid-run
+            self._totals.closed += 1
             self._done()
 
 
@@ -134,7 +152,7 @@ def _percentile(ordered: list[float], q: float) -> float:
 
 async def run(
     socket_path: str, path: str, *, cells: int, clients: int, seconds: float
-) -> dict[str, float]:
+) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     requests = _requests(path, cells)
     totals = _Totals(deadline=float("inf"))
@@ -148,8 +166,13 @@ async def run(
     totals.deadline = started + seconds
     for connection in connections:
         connection.start()
-    await totals.finished
+    # The server answers a request within its request timeout (30 s) or with a 504: a
+    # client still waiting long after that has lost its answer.
+    done, _ = await asyncio.wait([totals.finished], timeout=seconds + GRACE_SECONDS)
+    unanswered = 0 if done else totals.running
     elapsed = time.perf_counter() - started
+    for connection in connections:
+        connection.stop()
     await asyncio.gather(*(connection.lost for connection in connections))
     ordered = sorted(totals.latencies)
     return {
@@ -159,6 +182,9 @@ async def run(
         "p50_ms": _percentile(ordered, 0.5) * 1000,
         "p99_ms": _percentile(ordered, 0.99) * 1000,
         "errors": totals.errors,
+        "unanswered": unanswered,
+        "closed": totals.closed,
+        "statuses": {str(code): count for code, count in sorted(totals.statuses.items())},
     }
 
 
