@@ -25,8 +25,11 @@ containers, detaches the cell from its network, and removes its cgroup and files
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar, cast
 
 from kukeon.api import (
     Cell,
@@ -107,6 +110,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CellKey = tuple[str, str, str, str]
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 def cell_key(cell: Cell) -> CellKey:
@@ -178,6 +183,35 @@ def classify_build_failure(error: Exception) -> tuple[CellState, str, type[Handl
                 reason = error.reason
             return state, reason, retry
     raise TypeError(f"not a build failure: {error!r}")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A container built and made in containerd as planned; its task not acted on yet."""
+
+    built: BuiltContainer
+    plan: ContainerPlan
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both awaited at once, both finished before this returns (nothing left running).
+
+    On failure the first one's error is raised: it is the one that came first when they
+    ran one after the other (the second's, if the first succeeded)."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(A, results[0]), cast(B, results[1])
+
+
+def _netns_of(interfaces: CellInterfaces) -> str | None:
+    primary = interfaces.primary
+    return str(primary.netns_path) if primary is not None else None
 
 
 class _Progress:
@@ -306,14 +340,14 @@ class CellController:
     ) -> Cell:
         key = cell_key(cell)
         files = CellFiles(self.host.settings.state_dir, key)
-        cgroup, interfaces = await self._cell_host(cell, ctx, space, files)
-        attachment = interfaces.primary
         place = CellPlace(
             key=key,
             namespace=namespace,
             files=files,
-            cgroup_parent=cgroup.path,
-            netns_path=str(attachment.netns_path) if attachment is not None else None,
+            # Where `_cell_host` puts them (checked once it has): the containers' specs
+            # name these paths before they exist.
+            cgroup_parent=self.host.cgroups.cgroup_path(CgroupPath(key)),
+            netns_path=self._netns_path(cell, key),
             credentials=await registry_credentials(self.registry, realm),
             cgroup_nesting=self.host.cgroups.nesting() if cell.spec.nested_cgroup_runtime else None,
         )
@@ -325,11 +359,38 @@ class CellController:
             facts=self.facts,
             note=lambda note: self._note(cell, note),
         )
+
+        async def prepare(container: ContainerSpec) -> _Prepared:
+            return await self._prepare_container(
+                progress, builder, executor, place, container, space
+            )
+
+        containers = ordered_containers(cell)
+        # The root container is built and created in containerd while the cell's cgroup,
+        # network namespace and hosts files are set up (a container needs them only when
+        # its task starts): a new cell's start no longer waits for one, then the other.
+        (cgroup, interfaces), first = await _both(
+            self._cell_host(cell, ctx, space, files),
+            prepare(containers[0]) if containers else _nothing(),
+        )
+        if (cgroup.path, _netns_of(interfaces)) != (place.cgroup_parent, place.netns_path):
+            # Never expected: the root container was made with other paths; built again
+            # from the real ones, its digest differs and the plan makes it again.
+            logger.warning(
+                "cell %s set up at %s / %s, not the expected %s / %s",
+                "/".join(key),
+                cgroup.path,
+                _netns_of(interfaces),
+                place.cgroup_parent,
+                place.netns_path,
+            )
+            place = replace(place, cgroup_parent=cgroup.path, netns_path=_netns_of(interfaces))
+            first = None
         converged: list[tuple[ContainerPlan, ContainerStatus]] = []
         try:
-            for container in ordered_containers(cell):
-                built = await builder.build(place, container, space, on_pull=progress.pulling)
-                converged.append(await self._converge_container(progress, built, place, executor))
+            for index, container in enumerate(containers):
+                prepared = first if index == 0 and first is not None else await prepare(container)
+                converged.append(await self._run_container(progress, prepared, place, executor))
         except Exception:
             # The pass ends without its report: a restart made before the failure keeps
             # its history (restartCount, lastState) all the same.
@@ -343,6 +404,14 @@ class CellController:
         await executor.remove_all(namespace, key, keep=names)
         self._probe(progress.cell, namespace, converged, interfaces)
         return await self._finish(progress.cell, ctx, converged, cgroup, interfaces)
+
+    def _netns_path(self, cell: Cell, key: CellKey) -> str | None:
+        """The network namespace `CellNetworking.attach` gives the cell (none for a cell
+        whose every container is on the host's network)."""
+        if all(c.host_network for c in cell.spec.containers):
+            return None
+        networks = self.host.networks
+        return str(networks.cell_netns_path(cell_network_id(key, networks.settings.instance)))
 
     async def _cell_host(
         self, cell: Cell, ctx: HandlerContext, space: Space, files: CellFiles
@@ -366,33 +435,49 @@ class CellController:
         )
         return cgroup, interfaces
 
-    async def _converge_container(
-        self, progress: _Progress, built: BuiltContainer, place: CellPlace, executor: CellExecutor
-    ) -> tuple[ContainerPlan, ContainerStatus]:
-        """Observe one container, plan, act; its status (already written when its exit
-        time is the clock's)."""
+    async def _prepare_container(
+        self,
+        progress: _Progress,
+        builder: ContainerBuilder,
+        executor: CellExecutor,
+        place: CellPlace,
+        container: ContainerSpec,
+        space: Space,
+    ) -> _Prepared:
+        """Build one container, observe it, plan, and remove or create it in containerd
+        (its task is `_run_container`'s)."""
+        built = await builder.build(place, container, space, on_pull=progress.pulling)
         cell = progress.cell
-        container = built.effective
+        effective = built.effective
         observed, task = await executor.observe(
-            place.namespace, place.key, built.name, container.id
+            place.namespace, place.key, built.name, effective.id
         )
         restarted_at = cell.metadata.annotations.get(ANNOTATION_RESTARTED_AT, "")
         plan = plan_container(
             ContainerInputs(
-                spec=container,
+                spec=effective,
                 name=built.name,
-                root=container.id == cell.spec.root_container().id,
+                root=effective.id == cell.spec.root_container().id,
                 digest=built.digest,
                 restarted_at=restarted_at,
-                previous=progress.previous.get(container.id),
+                previous=progress.previous.get(effective.id),
                 container=observed,
                 task=task,
                 now=now(),
-                probes=self.probes.view(place.key, container.id) if self.probes else None,
-                probe_kill=self.probes.kill(place.key, container.id) if self.probes else None,
+                probes=self.probes.view(place.key, effective.id) if self.probes else None,
+                probe_kill=self.probes.kill(place.key, effective.id) if self.probes else None,
             )
         )
-        pid = await executor.execute(plan, built, place, restarted_at=restarted_at)
+        await executor.execute_container_actions(plan, built, place, restarted_at=restarted_at)
+        return _Prepared(built, plan)
+
+    async def _run_container(
+        self, progress: _Progress, prepared: _Prepared, place: CellPlace, executor: CellExecutor
+    ) -> tuple[ContainerPlan, ContainerStatus]:
+        """The prepared container's task actions; its status (already written when its
+        exit time is the clock's)."""
+        plan = prepared.plan
+        pid = await executor.execute_task_actions(plan, prepared.built, place)
         status = plan.status if pid is None else plan.started(pid, at=now())
         if plan.record_exit:
             await progress.record(status)

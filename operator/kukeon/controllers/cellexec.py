@@ -135,12 +135,31 @@ class CellExecutor:
         restarted_at: str,
     ) -> int | None:
         """Perform the plan's actions; the new task's pid when one was started."""
+        await self.execute_container_actions(plan, built, place, restarted_at=restarted_at)
+        return await self.execute_task_actions(plan, built, place)
+
+    async def execute_container_actions(
+        self,
+        plan: ContainerPlan,
+        built: BuiltContainer,
+        place: CellPlace,
+        *,
+        restarted_at: str,
+    ) -> None:
+        """The plan's containerd container removed and created: what needs neither the
+        cell's cgroup nor its network namespace to exist yet (only their paths)."""
         namespace, name = place.namespace, built.name
         for action in plan.actions:
             if isinstance(action, RemoveContainer):
                 await self.remove_container(namespace, name)
             elif isinstance(action, CreateContainer):
                 await self._create(place, built, restarted_at=restarted_at)
+
+    async def execute_task_actions(
+        self, plan: ContainerPlan, built: BuiltContainer, place: CellPlace
+    ) -> int | None:
+        """The rest of the plan (its task deleted, started); the new task's pid if any."""
+        namespace, name = place.namespace, built.name
         if built.wrapped:
             uid, gid = built.user
             await prepare_tty_state(

@@ -8,6 +8,7 @@ the cell's files in a temporary state directory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -172,8 +173,11 @@ class FakeCgroups:
         self.oom_kills = 0
         self.removed: list[tuple[str, ...]] = []
 
+    def cgroup_path(self, path: Any) -> str:
+        return "/kukeon/" + "/".join(path.parts)
+
     async def ensure(self, path: Any, *, delegation: Any) -> FakeCgroupState:
-        return FakeCgroupState("/kukeon/" + "/".join(path.parts))
+        return FakeCgroupState(self.cgroup_path(path))
 
     async def read_stats(self, path: Any) -> CgroupStats:
         return CgroupStats(oom_kills=self.oom_kills)
@@ -206,11 +210,14 @@ class FakeNetworks:
         self.attached: list[str] = []
         self.detached: list[str] = []
 
+    def cell_netns_path(self, cell_id: str) -> Path:
+        return self.root / cell_id
+
     async def attach_cell(
         self, *, cell_id: str, cni_config_path: Path, builtin: bool = False
     ) -> FakeAttachment:
         self.attached.append(cell_id)
-        return FakeAttachment(self.root / cell_id)
+        return FakeAttachment(self.cell_netns_path(cell_id))
 
     async def detach_cell(self, *, cell_id: str) -> None:
         self.detached.append(cell_id)
@@ -418,6 +425,58 @@ async def test_a_new_cell_is_built_and_runs(rig: Rig) -> None:
     assert rig.world.calls == []
     assert rig.recorder.events == []
     assert again.status == cell.status
+
+
+async def test_the_root_container_is_made_while_the_cells_network_is_set_up(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new cell's network attachment and its root container's create overlap: the
+    attachment here finishes only once the container exists (one after the other, the
+    pass would never end)."""
+    made = asyncio.Event()
+    attach = rig.networks.attach_cell
+    create = FakeContainers.create
+
+    async def slow_attach(**kwargs: Any) -> FakeAttachment:
+        await made.wait()
+        return await attach(**kwargs)
+
+    async def noted_create(self: FakeContainers, cid: str, **kwargs: Any) -> None:
+        await create(self, cid, **kwargs)
+        made.set()
+
+    monkeypatch.setattr(rig.networks, "attach_cell", slow_attach)
+    monkeypatch.setattr(FakeContainers, "create", noted_create)
+    async with asyncio.timeout(5):
+        cell = await rig.reconcile(make_cell(app()))
+    assert str(cell.status.state) == "Ready"
+    spec = rig.world.containers[CID].spec
+    netns = [n for n in spec["linux"]["namespaces"] if n["type"] == "network"]
+    assert netns == [{"type": "network", "path": str(rig.networks.root / "kukeon_r_s_st_c")}]
+    assert spec["linux"]["cgroupsPath"] == "/kukeon/r/s/st/c/app"
+
+
+async def test_a_cell_set_up_elsewhere_than_expected_is_made_again_from_the_real_paths(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    attach = rig.networks.attach_cell
+
+    async def elsewhere(**kwargs: Any) -> FakeAttachment:
+        found = await attach(**kwargs)
+        return FakeAttachment(found.netns_path.with_name("other"))
+
+    monkeypatch.setattr(rig.networks, "attach_cell", elsewhere)
+    cell = await rig.reconcile(make_cell(app()))
+    assert str(cell.status.state) == "Ready"
+    assert "not the expected" in caplog.text
+    spec = rig.world.containers[CID].spec
+    netns = [n for n in spec["linux"]["namespaces"] if n["type"] == "network"]
+    assert netns == [{"type": "network", "path": str(rig.networks.root / "other")}]
+    assert [call for call in rig.world.calls if call[0] in ("create", "delete")] == [
+        ("create", CID),
+        ("delete", CID),
+        ("create", CID),
+    ]
 
 
 async def test_a_task_left_half_created_by_a_crash_is_deleted_and_created_again(

@@ -321,6 +321,10 @@ class SpaceNetworks:
             subnet_released=released,
         )
 
+    def cell_netns_path(self, cell_id: str) -> Path:
+        """The network namespace ``attach_cell`` gives ``cell_id`` (made or not yet)."""
+        return self.netns.path(cell_id)
+
     async def attach_cell(
         self,
         *,
