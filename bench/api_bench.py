@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -470,7 +471,9 @@ def report(args: argparse.Namespace, rows: list[tuple[str, str, str]]) -> str:
         f"--lists {args.lists} --creates {args.creates} --watchers {args.watchers} "
         f"--watch-writes {args.watch_writes} --clients {args.clients} "
         f"--clients-seconds {args.clients_seconds:g} --load {args.load}"
-        f"{' --clients-only' if args.clients_only else ''}`. Operator tree: {operator_tree()}. "
+        f"{' --clients-only' if args.clients_only else ''}"
+        f"{f' --gc-threshold {args.gc_threshold}' if args.gc_threshold else ''}`. "
+        f"Operator tree: {operator_tree()}. "
         f"Load average before the run: {args.load_before}; after: {args.load_after}.",
         "",
         "| measurement | path | result |",
@@ -506,6 +509,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--py-spy", type=Path, help="record the server with py-spy during the lean clients here"
     )
+    parser.add_argument(
+        "--gc-threshold",
+        help="G0,G1,G2: gc.set_threshold in this process (the server) before anything runs",
+    )
     parser.add_argument("--output", type=Path, help="also write the markdown here")
     return parser.parse_args()
 
@@ -513,6 +520,8 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     arguments.load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    if arguments.gc_threshold:
+        gc.set_threshold(*(int(value) for value in arguments.gc_threshold.split(",")))
     measured = asyncio.run(main(arguments))
     arguments.load_after = " ".join(f"{value:.2f}" for value in os.getloadavg())
     text = report(arguments, measured)
