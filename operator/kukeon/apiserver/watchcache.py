@@ -41,7 +41,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from kukeon.api import AnyResource, Kind, key_of, to_document
 from kukeon.framework.aiotasks import Supervisor
 from kukeon.metrics.cache import DocumentCache, DocumentInformer, DocumentSource
-from kukeon.store import LabelSelector, WatchEvent
+from kukeon.store import LabelSelector, Unavailable, WatchEvent
 from kukeon.store.reads import KindState
 from kukeon.store.selectors import Operator
 
@@ -185,7 +185,11 @@ class RevisionReads:
                 try:
                     revision = await self._read()
                 except asyncio.CancelledError:
-                    raise
+                    if _being_cancelled():
+                        raise
+                    # The read's own cancellation (a gRPC call cancelled under it), not
+                    # this task's: its callers get a 503, not a dropped connection each.
+                    _answer(batch, error=Unavailable("etcd's revision read was cancelled"))
                 except Exception as error:  # every waiter gets it (as a registry read's)
                     _answer(batch, error=error)
                 else:
@@ -206,6 +210,11 @@ class RevisionReads:
         for waiting in self._next:  # a task cancelled before it ran never answers them
             waiting.cancel()
         self._next = []
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _answer(

@@ -9,7 +9,7 @@ from typing import Literal
 
 from kukeon.api import AnyResource, Kind, key_of, parse_resource, to_document
 from kukeon.apiserver.watchcache import RevisionReads, WatchCache
-from kukeon.store import Gone, ResourceList, WatchEvent, parse_selector
+from kukeon.store import Gone, ResourceList, Unavailable, WatchEvent, parse_selector
 from kukeon.store.reads import KindState
 
 
@@ -275,6 +275,26 @@ async def test_a_failed_revision_read_fails_every_caller_of_it_and_not_the_next(
     failed = await asyncio.gather(reads.current(), reads.current(), return_exceptions=True)
     assert [str(error) for error in failed] == ["etcd is down", "etcd is down"]
     assert await reads.current() == 8
+    await reads.close()
+
+
+async def test_a_read_cancelled_under_the_reads_fails_its_callers_not_cancels_them() -> None:
+    """A gRPC call cancelled under the read raises CancelledError in a task nobody
+    cancelled: every caller waiting on it was cancelled too, and aiohttp dropped each one's
+    connection without an answer. They get Unavailable (a 503) now; the next read works."""
+    outcomes: list[int | BaseException] = [asyncio.CancelledError(), 9]
+
+    async def read() -> int:
+        await asyncio.sleep(0)
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    reads = RevisionReads(read)
+    failed = await asyncio.gather(reads.current(), reads.current(), return_exceptions=True)
+    assert [type(error) for error in failed] == [Unavailable, Unavailable]
+    assert await reads.current() == 9
     await reads.close()
 
 
