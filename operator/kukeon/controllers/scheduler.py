@@ -364,16 +364,24 @@ class Scheduler:
         return self._mark_unknown(cell, node=node, since=since)
 
     async def _mark_unknown(self, cell: Cell, *, node: str | None, since: datetime) -> None:
-        if cell.status.state != CellState.UNKNOWN:
+        if cell.status.state == CellState.UNKNOWN:
+            return
+        try:
+            # On the version this pass read only: a status written since (the node's
+            # Ready, as it comes back before its heartbeat does) is not overwritten; the
+            # next pass decides again.
             await patch_status(
                 self.registry,
                 cell,
                 observe=False,
+                max_conflicts=1,
                 state=CellState.UNKNOWN,
                 reason=NODE_LOST,
                 message=f"node {node} is NotReady since {since.isoformat()}",
                 node_name=self.node_name,
             )
+        except Conflict:
+            log.debug("cell %s changed since this pass read it: not marked now", _name(cell))
 
     def _place(
         self, cell: Cell, views: Mapping[str, NodeView], *, moving_from: str | None = None

@@ -174,6 +174,32 @@ async def test_a_lost_node_goes_not_ready_and_its_cells_move_after_the_timeout(
     assert pass_.stats.rescheduled == 1
 
 
+async def test_a_cell_written_since_the_pass_read_it_is_not_marked_unknown(
+    fleet: Fleet,
+) -> None:
+    """The node's Ready, written between the pass's read and its NodeLost mark (a node
+    back from a partition reports before its heartbeat works), is not overwritten."""
+    await add_node(fleet, "a")
+    await fleet.create(cell("pinned", node="a"))
+    clock = Clock()
+    pass_ = scheduler(fleet, clock)
+    await pass_.run_pass()
+    fleet.alive.discard("a")
+    clock.now = T0 + timedelta(seconds=10)
+    await pass_.run_pass()  # a goes NotReady
+    assert (await get_cell(fleet, "pinned")).status.state == CellState.UNKNOWN
+    ready = await get_cell(fleet, "pinned")
+    ready.status.state, ready.status.reason = CellState.READY, None
+    await fleet.update_status(ready)  # a reports again before its heartbeat works
+    writes = fleet.status_writes
+    fleet.conflicts_to_inject = 1  # and again between the next pass's read and its mark
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "pinned")).status.state == CellState.READY
+    assert fleet.status_writes == writes, "the mark lost its compare-and-swap: not retried"
+    await pass_.run_pass()  # the next pass decides again, on what it reads then
+    assert (await get_cell(fleet, "pinned")).status.state == CellState.UNKNOWN
+
+
 async def test_what_gone_nodes_hold_is_released(fleet: Fleet) -> None:
     await add_node(fleet, "a")
     realm = await fleet.create(parse_resource(realm_doc("r")))
