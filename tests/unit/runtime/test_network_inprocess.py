@@ -3,6 +3,7 @@ a fake netlink layer with faults injected where a kill -9 could stop an attachme
 
 from __future__ import annotations
 
+import os
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, cast
@@ -128,6 +129,32 @@ def test_leases_use_host_locals_format_skip_the_gateway_and_are_kept(tmp_path: P
     assert leases.release(directory, "a", "eth0") == [first]
     assert leases.release_everywhere(tmp_path, "c") == [("kk-r-s", "eth0", third)]
     assert leases.owned(directory, "old-cni-cell", "eth0") == [SUBNET[4]]
+
+
+def test_a_lease_is_never_seen_empty_and_a_killed_writers_leftovers_go(tmp_path: Path) -> None:
+    """kill -9 between creating a lease file and writing it left it empty for good (an
+    address nobody owns, never released; test_crash_recovery saw one in CI)."""
+    directory = tmp_path / "kk-r-s"
+    directory.mkdir()
+    (directory / str(SUBNET[2])).write_text("")  # an earlier writer, killed
+    (directory / f"{leases.RESERVING}{SUBNET[3]}").write_text("half")  # one killed aside
+    real_link = os.link
+    seen: list[str] = []
+
+    def link(source: Any, target: Any) -> None:
+        seen.append(Path(source).read_bytes().decode())  # there before the name
+        real_link(source, target)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "link", link)
+        address = leases.lease(
+            directory, subnet=SUBNET, gateway=SUBNET[1], owner="a", ifname="eth0"
+        )
+    assert address == SUBNET[2], "the empty lease's address is free again"
+    assert seen == ["a\r\neth0"]
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [str(SUBNET[2]), leases.LAST_RESERVED, leases.LOCK_FILE]
+    )
 
 
 def test_a_full_subnet_is_refused(tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 LINE_BREAK = "\r\n"
 LAST_RESERVED = "last_reserved_ip.0"
 LOCK_FILE = "lock"
+RESERVING = ".reserving-"
+"""Prefix of the file a lease is written in before it is linked under its address."""
 
 
 class AddressPoolExhaustedError(NetworkError):
@@ -83,6 +85,7 @@ def lease(
     """The address of (``owner``, ``ifname``) on the network: the one it holds already (a
     restart, a repeated attach), else the next free one, written before it is returned."""
     with _locked(directory):
+        _reclaim_unwritten(directory)
         held = owned(directory, owner, ifname)
         if held:
             return held[0]
@@ -92,15 +95,48 @@ def lease(
         start = _start_index(directory, hosts)
         for offset in range(len(hosts)):
             address = hosts[(start + offset) % len(hosts)]
-            try:
-                fd = os.open(directory / str(address), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(f"{owner}{LINE_BREAK}{ifname}")
-            _write_private(directory / LAST_RESERVED, str(address))
-            return address
+            if _reserve(directory, address, f"{owner}{LINE_BREAK}{ifname}"):
+                _write_private(directory / LAST_RESERVED, str(address))
+                return address
     raise AddressPoolExhaustedError(f"every address of {subnet} is leased ({directory})")
+
+
+def _reserve(directory: Path, address: IPv4Address, text: str) -> bool:
+    """Make the lease file of ``address`` holding ``text``, unless it exists: written aside,
+    then linked under its name, so a kill -9 never leaves an empty lease (created, not yet
+    written: an address nobody owns and nothing would ever release)."""
+    aside = directory / f"{RESERVING}{address}"
+    _write_private(aside, text)
+    try:
+        os.link(aside, directory / str(address))
+    except FileExistsError:
+        return False
+    finally:
+        aside.unlink(missing_ok=True)
+    return True
+
+
+def _reclaim_unwritten(directory: Path) -> None:
+    """Under the lock no lease is being written: an empty lease file (its writer killed
+    between creating and writing it, as host-local's or an earlier kukeond's could be) and
+    a file written aside by a killed `_reserve` are leftovers; they go."""
+    for path in directory.iterdir():
+        try:
+            if path.name.startswith(RESERVING):
+                path.unlink()
+            elif _is_address(path.name) and path.stat().st_size == 0:
+                log.warning("removing the empty lease %s (its writer died)", path)
+                path.unlink()
+        except FileNotFoundError:
+            continue
+
+
+def _is_address(name: str) -> bool:
+    try:
+        IPv4Address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _write_private(path: Path, text: str) -> None:
