@@ -225,7 +225,10 @@ class _Progress:
 
     async def pulling(self, image: str) -> None:
         # A pull may take minutes: say so (run --wait and get show it); the pass's own
-        # report replaces the note.
+        # report replaces the note. A retry after a failure keeps the failure said (the
+        # Pulling Event still tells): a Failed cell whose reason is "Pulling" says neither.
+        if self.cell.status.state in (CellState.FAILED, CellState.ERROR):
+            return
         self.cell = await report(
             self.ctx, self.cell, observe=False, reason="Pulling", message=f"pulling image {image}"
         )

@@ -22,6 +22,8 @@ import pytest
 from kukeon.api import (
     AnyResource,
     Cell,
+    CellState,
+    CellStatus,
     ContainerState,
     Kind,
     Realm,
@@ -627,6 +629,20 @@ async def test_a_pull_is_announced_then_cleared(rig: Rig) -> None:
     cell = await rig.reconcile(make_cell(app()))
     assert cell.status.reason is None
     assert rig.recorder.reasons()[:2] == ["Pulling", "Pulled"]
+
+
+async def test_a_pull_retried_after_a_failure_keeps_the_failure_said(rig: Rig) -> None:
+    failed = make_cell(app()).model_copy(
+        update={
+            "status": CellStatus(state=CellState.FAILED, reason="ImageUnavailable", message="x")
+        }
+    )
+    rig.images.pull = True
+    await rig.controller.reconcile(failed, cast(HandlerContext, rig.ctx))
+    # Failed with reason "Pulling" said neither; the Event tells of the pull.
+    assert all(write.get("reason") != "Pulling" for write in rig.ctx.writes)
+    assert rig.recorder.reasons()[:2] == ["Pulling", "Pulled"]
+    assert str(rig.latest(failed).status.state) == "Ready"
 
 
 async def test_stopping_a_cell(rig: Rig) -> None:
