@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 from kukeon.api import AnyResource, Kind, key_of, parse_resource, to_document
@@ -261,17 +261,21 @@ async def test_a_revision_reader_cancelled_leaves_the_others_their_answer() -> N
     await reads.close()
 
 
-async def test_a_failed_revision_read_fails_every_caller_of_it_and_not_the_next() -> None:
-    outcomes: list[int | Exception] = [RuntimeError("etcd is down"), 8]
+def scripted_read(outcomes: list[int | BaseException]) -> Callable[[], Awaitable[int]]:
+    """A revision read answering (or raising) each outcome in turn, after one yield."""
 
     async def read() -> int:
         await asyncio.sleep(0)
         outcome = outcomes.pop(0)
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
-    reads = RevisionReads(read)
+    return read
+
+
+async def test_a_failed_revision_read_fails_every_caller_of_it_and_not_the_next() -> None:
+    reads = RevisionReads(scripted_read([RuntimeError("etcd is down"), 8]))
     failed = await asyncio.gather(reads.current(), reads.current(), return_exceptions=True)
     assert [str(error) for error in failed] == ["etcd is down", "etcd is down"]
     assert await reads.current() == 8
@@ -282,16 +286,7 @@ async def test_a_read_cancelled_under_the_reads_fails_its_callers_not_cancels_th
     """A gRPC call cancelled under the read raises CancelledError in a task nobody
     cancelled: every caller waiting on it was cancelled too, and aiohttp dropped each one's
     connection without an answer. They get Unavailable (a 503) now; the next read works."""
-    outcomes: list[int | BaseException] = [asyncio.CancelledError(), 9]
-
-    async def read() -> int:
-        await asyncio.sleep(0)
-        outcome = outcomes.pop(0)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    reads = RevisionReads(read)
+    reads = RevisionReads(scripted_read([asyncio.CancelledError(), 9]))
     failed = await asyncio.gather(reads.current(), reads.current(), return_exceptions=True)
     assert [type(error) for error in failed] == [Unavailable, Unavailable]
     assert await reads.current() == 9
