@@ -85,8 +85,7 @@ def lease(
     """The address of (``owner``, ``ifname``) on the network: the one it holds already (a
     restart, a repeated attach), else the next free one, written before it is returned."""
     with _locked(directory):
-        _reclaim_unwritten(directory)
-        held = owned(directory, owner, ifname)
+        held = _held_reclaiming_unwritten(directory, (owner, ifname))
         if held:
             return held[0]
         hosts = [address for address in subnet.hosts() if address != gateway]
@@ -116,19 +115,25 @@ def _reserve(directory: Path, address: IPv4Address, text: str) -> bool:
     return True
 
 
-def _reclaim_unwritten(directory: Path) -> None:
-    """Under the lock no lease is being written: an empty lease file (its writer killed
-    between creating and writing it, as host-local's or an earlier kukeond's could be) and
-    a file written aside by a killed `_reserve` are leftovers; they go."""
+def _held_reclaiming_unwritten(directory: Path, holder: tuple[str, str]) -> list[IPv4Address]:
+    """The addresses leased to ``holder`` (container id, ifname), in one scan that also
+    removes leftovers: under the lock no lease is being written, so an empty lease file
+    (its writer killed between creating and writing it, as host-local's or an earlier
+    kukeond's could be) and a file written aside by a killed `_reserve` go."""
+    held: list[IPv4Address] = []
     for path in directory.iterdir():
         try:
             if path.name.startswith(RESERVING):
                 path.unlink()
-            elif _is_address(path.name) and path.stat().st_size == 0:
-                log.warning("removing the empty lease %s (its writer died)", path)
-                path.unlink()
+            elif _is_address(path.name):
+                if path.stat().st_size == 0:
+                    log.warning("removing the empty lease %s (its writer died)", path)
+                    path.unlink()
+                elif _owner(path) == holder:
+                    held.append(IPv4Address(path.name))
         except FileNotFoundError:
             continue
+    return sorted(held)
 
 
 def _is_address(name: str) -> bool:
