@@ -13,6 +13,12 @@ supervised task (``run``, started with ``start``) writes the queue to the store:
   happen (the second on a cached object that does not show the first one's status write
   yet, or a retry of a pass that failed after reporting it). The occurrences queued are
   remembered in a bounded LRU (``cache_size``) for the life of the recorder;
+- both caches hold live objects' entries only, once the recorder follows an operator's
+  changes (``object_changed``, an ``Operator.on_change`` listener): a deleted object's
+  entries go, and an Event of an object not known alive (one written after its object's
+  delete was seen: queued before it, or reported by a pass that ran on) is written but
+  not kept. A new object has another uid, so nothing would ever bump them again: under
+  create/delete churn they filled both LRUs to their bounds (~3 KiB per cached Event);
 - when the queue is full the occurrence is dropped, and so is one etcd will not take
   (unreachable beyond a few seconds of retries): both are counted in
   ``kukeon_events_dropped_total{reason}`` and logged at most once a minute.
@@ -48,6 +54,9 @@ _LOG_EVERY_SECONDS = 60.0
 _EVENT_KINDS = frozenset({Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL})
 """Kinds an Event may be about: those under a realm (the realm holds its Events)."""
 
+_Object = tuple[tuple[str, ...], str | None]
+"""An object's key and uid: another object of the same name has another uid."""
+
 DROPPED_QUEUE_FULL = "queue_full"
 DROPPED_WRITE_FAILED = "write_failed"
 
@@ -81,10 +90,14 @@ class EventRecorder:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=queue_size)
         self._cache: collections.OrderedDict[tuple[str, str], Event] = collections.OrderedDict()
         self._cache_size = cache_size
-        self._occurrences: collections.OrderedDict[tuple[str, str, str], None] = (
+        self._occurrences: collections.OrderedDict[tuple[str, str, str], _Object] = (
             collections.OrderedDict()
         )
-        """(realm, Event name, occurrence) of the occurrences already queued."""
+        """(realm, Event name, occurrence) of the occurrences already queued -> their
+        object."""
+        self._live: dict[tuple[str, ...], str | None] | None = None
+        """Key -> uid of the objects ``object_changed`` says exist (None until it is first
+        called: a recorder that follows no operator keeps every object's entries)."""
         self.repeats = 0
         """Occurrences not counted again (see ``occurrence``)."""
         self._clock = clock
@@ -147,21 +160,41 @@ class EventRecorder:
         except asyncio.QueueFull:
             self._drop(DROPPED_QUEUE_FULL, event, "the recorder's queue is full")
             return
-        if seen is not None:
-            self._occurrences[seen] = None
+        if seen is not None and self._alive(involved):
+            self._occurrences[seen] = _object_of(involved)
             while len(self._occurrences) > self._cache_size:
                 self._occurrences.popitem(last=False)
 
     def object_changed(self, obj: AnyResource, deleted: bool) -> None:
-        """A change listener (``Operator.on_change``): once ``obj`` is deleted, its Events
-        leave the cache. Nothing will bump them again (a new object has another uid), and
-        kept, they filled the LRU to its bound under churn: ~3 KiB per Event, 12 MiB."""
+        """A change listener (``Operator.on_change``): ``obj`` exists, or once deleted, its
+        cached Events and occurrences go (see the module)."""
+        if self._live is None:
+            self._live = {}
+        key, uid = tuple(key_of(obj)), obj.metadata.uid
+        known = key in self._live
+        before = self._live.get(key)
         if not deleted:
+            self._live[key] = uid
+            if known and before != uid:
+                self._forget((key, before))  # re-created while the watch was away
             return
-        key, uid = key_of(obj), obj.metadata.uid
+        if known and before == uid:
+            del self._live[key]
+        self._forget((key, uid))
+
+    def _forget(self, gone: _Object) -> None:
         for name, stored in list(self._cache.items()):
-            if stored.involved_object.key == key and stored.involved_object.uid == uid:
+            if _object_of(stored.involved_object) == gone:
                 del self._cache[name]
+        for seen, owner in list(self._occurrences.items()):
+            if owner == gone:
+                del self._occurrences[seen]
+
+    def _alive(self, involved: InvolvedObject) -> bool:
+        if self._live is None:
+            return True
+        key = involved.key
+        return key in self._live and self._live[key] == involved.uid
 
     # --- the writer ----------------------------------------------------------------------
 
@@ -197,6 +230,9 @@ class EventRecorder:
         self.written += 1
         if self._metrics is not None:
             self._metrics.events_written_total.inc()
+        if not self._alive(occurrence.involved_object):
+            self._cache.pop(name, None)  # its object's delete came while it was queued
+            return
         self._cache[name] = stored
         self._cache.move_to_end(name)
         while len(self._cache) > self._cache_size:
@@ -223,3 +259,7 @@ class EventRecorder:
             why[:200],
             sum(self.dropped.values()),
         )
+
+
+def _object_of(involved: InvolvedObject) -> _Object:
+    return (involved.key, involved.uid)
