@@ -92,6 +92,8 @@ class _ObjectState:
     failures: int = 0
     waits: int = 0
     retry_handle: asyncio.TimerHandle | None = None
+    awaiting: tuple[Kind, ObjectKey] | None = None
+    """The object in whose ``_waiters`` this one is listed."""
     worker: asyncio.Task[None] | None = None
     running: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -234,6 +236,8 @@ class ObjectQueues:
     def _changed(self, kind: Kind, key: ObjectKey, obj: AnyResource, *, deleted: bool) -> None:
         for waiter in self._waiters.pop((kind, key), ()):
             state = self._states.get(waiter)
+            if state is not None:
+                state.awaiting = None
             # A waiter running right now re-checks the revision when it settles.
             if state is not None and state.retry_handle is not None:
                 self._cancel_retry(state)
@@ -256,7 +260,21 @@ class ObjectQueues:
             self._cancel_retry(state)
             self._retry_due(state)
             return
+        if state.awaiting != target:
+            self._stop_awaiting(state)
         self._waiters.setdefault(target, set()).add((state.kind, state.key))
+        state.awaiting = target
+
+    def _stop_awaiting(self, state: _ObjectState) -> None:
+        """Take ``state`` off its awaited object's list (it is gone, or awaits another):
+        a deleted object's entry would stay there until that object changes."""
+        target, state.awaiting = state.awaiting, None
+        waiters = None if target is None else self._waiters.get(target)
+        if target is None or waiters is None:
+            return
+        waiters.discard((state.kind, state.key))
+        if not waiters:
+            del self._waiters[target]
 
     def resync(self, kinds: Iterable[Kind] | None = None) -> None:
         """Queue every known object again, even if unchanged (unless parked)."""
@@ -289,6 +307,7 @@ class ObjectQueues:
 
     def _drop(self, state: _ObjectState) -> None:
         self._states.pop((state.kind, state.key), None)
+        self._stop_awaiting(state)
         state.dirty = False
         state.timers_due.clear()
         self._track(state)

@@ -188,3 +188,38 @@ async def test_waits_do_not_grow_the_backoff_of_the_failure_after_them() -> None
         await runner.wait_idle()
         assert op._queues is not None
         assert op._queues.failures(Kind.REALM, ("r",)) == 0
+
+
+async def test_deleted_waiters_leave_the_awaited_objects_list() -> None:
+    """Objects that waited on one that never changes, then were deleted, are not kept in
+    its list of waiters (under churn: every deleted cell that once waited on its space)."""
+    store = FakeStore()
+    op = operator(store)
+    runs: list[str] = []
+    awaited = (Kind.REALM, ("a",))
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        if obj.metadata.name == "a":
+            return
+        runs.append(obj.metadata.name)
+        assert ctx.cache is not None
+        parent = ctx.cache.get(Kind.REALM, ("a",))
+        raise WaitingError(
+            "waiting for a", delay=LONG, on=Awaited(Kind.REALM, ("a",), revision_of(parent))
+        )
+
+    await store.create(realm("a"))  # never changes: its waiters wait for good
+    async with OperatorRunner(op) as runner:
+        queues = op._queues
+        assert queues is not None
+        for batch in range(3):
+            names = [f"b{batch}-{n}" for n in range(50)]
+            for name in names:
+                await store.create(realm(name))
+            await runner.wait_for(lambda: len(queues._waiters.get(awaited, ())) == 50)
+            for name in names:
+                await store.delete(Kind.REALM, (name,))
+            await runner.wait_for(lambda: queues.known(Kind.REALM) == [("a",)])
+            await runner.wait_idle()
+            assert queues._waiters == {}
