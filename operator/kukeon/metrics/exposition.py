@@ -49,7 +49,14 @@ def _label_name(name: str) -> str:
     return str(openmetrics.escape_label_name(name, openmetrics.UNDERSCORES))
 
 
-@functools.lru_cache(maxsize=1 << 16)
+LABEL_PAIRS_KEPT = 4096
+"""Rendered label pairs remembered. The pairs that repeat (realm, space, node, state,
+container names, buckets) are far fewer; a cell's own name is one more pair per cell,
+so under create/delete churn a larger cache only filled with deleted cells' names
+(1 << 16 of them: ~14 MiB at ~230 bytes a pair, reached after as many cells were scraped)."""
+
+
+@functools.lru_cache(maxsize=LABEL_PAIRS_KEPT)
 def _label_pair(name: str, value: str) -> str:
     # Pairs repeat across samples (every state of a cell, every bucket of a histogram).
     escaped = value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
