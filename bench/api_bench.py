@@ -352,6 +352,23 @@ async def clients_phase(
     return rows
 
 
+def apply_gc_policy(policy: str) -> None:
+    """The garbage collector as kukeond sets it after its start, or as it was before."""
+    if policy == "kukeond":
+        from kukeon.daemon import gcpolicy
+
+        gcpolicy.apply_after_startup()
+    elif policy == "freeze":
+        gc.collect()
+        gc.freeze()
+
+
+def memory_of_this_process() -> str:
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    mib = {name: int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM")}
+    return f"RSS {mib['VmRSS']:.1f} MiB, peak {mib['VmHWM']:.1f} MiB"
+
+
 async def measure(
     args: argparse.Namespace,
     registry: Registry,
@@ -365,6 +382,7 @@ async def measure(
     print(f"creating {args.cells} cells ...", file=sys.stderr)
     await rate(args.cells, 64, lambda i: registry.create(cell(f"c{i:05d}", group=str(i // 10))))
     await registry.create(cell("watched"))
+    apply_gc_policy(args.gc)
 
     c = args.concurrency
     n = args.requests
@@ -396,6 +414,7 @@ async def measure(
         rows.append((f"GET one cell ({c} in flight), bare HTTP client", label, f"{value:,.0f}/s"))
 
     rows += await clients_phase(args, servers)
+    rows.append(("this process's memory after the clients", "server", memory_of_this_process()))
     if args.clients_only:
         return rows
 
@@ -472,6 +491,7 @@ def report(args: argparse.Namespace, rows: list[tuple[str, str, str]]) -> str:
         f"--watch-writes {args.watch_writes} --clients {args.clients} "
         f"--clients-seconds {args.clients_seconds:g} --load {args.load}"
         f"{' --clients-only' if args.clients_only else ''}"
+        f" --gc {args.gc}"
         f"{f' --gc-threshold {args.gc_threshold}' if args.gc_threshold else ''}`. "
         f"Operator tree: {operator_tree()}. "
         f"Load average before the run: {args.load_before}; after: {args.load_after}.",
@@ -508,6 +528,14 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--py-spy", type=Path, help="record the server with py-spy during the lean clients here"
+    )
+    parser.add_argument(
+        "--gc",
+        choices=("kukeond", "freeze", "cpython"),
+        default="kukeond",
+        help="the server's garbage collector once the cells are stored: kukeond's policy "
+        "(kukeon.daemon.gcpolicy), startup objects frozen only (kukeond before it), "
+        "or CPython's defaults",
     )
     parser.add_argument(
         "--gc-threshold",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,7 +44,7 @@ from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
 from kukeon.store.events import EventStore
 
-from . import memdebug
+from . import gcpolicy, memdebug
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
 from .endpoints import api_settings
@@ -281,18 +280,6 @@ class Daemon:
                 log.info("stopped %s", what)
 
 
-def freeze_startup_objects() -> None:
-    """Keep what startup built out of the cyclic garbage collector's full passes.
-
-    Modules, models, schemas and the first caches live as long as the process; a full
-    (generation 2) collection walked them all and held the event loop for 60-75 ms on this
-    machine, the longest pauses kukeond's loop had (``kukeon_event_loop_lag_seconds``).
-    Frozen, they are never scanned again; what is created later still is.
-    """
-    gc.collect()
-    gc.freeze()
-
-
 async def run_daemon(config: DaemonConfig) -> None:
     """Start kukeond and run until SIGTERM or SIGINT."""
     stop_requested = asyncio.Event()
@@ -303,7 +290,7 @@ async def run_daemon(config: DaemonConfig) -> None:
     daemon = Daemon(config)
     try:
         await daemon.start()
-        freeze_startup_objects()
+        gcpolicy.apply_after_startup()
         log.info("kukeond ready (API socket %s)", config.api_socket)
         await stop_requested.wait()
         log.info("stopping; workloads keep running")
