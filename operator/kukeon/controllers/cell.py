@@ -449,12 +449,16 @@ class CellController:
     ) -> _Prepared:
         """Build one container, observe it, plan, and remove or create it in containerd
         (its task is `_run_container`'s)."""
-        built = await builder.build(place, container, space, on_pull=progress.pulling)
+        # What containerd holds is observed while the container is built (it does not
+        # depend on the build): a new cell's start waits for one, not both.
+        built, (observed, task) = await _both(
+            builder.build(place, container, space, on_pull=progress.pulling),
+            executor.observe(
+                place.namespace, place.key, place.container_name(container.id), container.id
+            ),
+        )
         cell = progress.cell
         effective = built.effective
-        observed, task = await executor.observe(
-            place.namespace, place.key, built.name, effective.id
-        )
         restarted_at = cell.metadata.annotations.get(ANNOTATION_RESTARTED_AT, "")
         plan = plan_container(
             ContainerInputs(

@@ -72,6 +72,11 @@ class CellPlace:
     cgroup_nesting: CgroupNesting | None = None
     """Set for a nestedCgroupRuntime cell: each container's cgroup is delegated to it."""
 
+    def container_name(self, container: str) -> str:
+        """The containerd container id of the cell's container ``container``."""
+        _realm, space, stack, cell = self.key
+        return containerd_container_id(space=space, stack=stack, cell=cell, container=container)
+
 
 @dataclass(frozen=True)
 class BuiltContainer:
@@ -126,11 +131,8 @@ class ContainerBuilder:
         *,
         on_pull: Callable[[str], Awaitable[None]] | None = None,
     ) -> BuiltContainer:
-        _realm, space_name, stack_name, cell_name = place.key
         effective = apply_space_defaults_to_container(space, container)
-        name = containerd_container_id(
-            space=space_name, stack=stack_name, cell=cell_name, container=container.id
-        )
+        name = place.container_name(container.id)
         pulled = False
 
         async def pulling(image: str) -> None:
@@ -159,8 +161,12 @@ class ContainerBuilder:
             if wrapped
             else None
         )
-        devices, every_device = await asyncio.to_thread(
-            host_devices, effective.devices, privileged=effective.privileged
+        devices, every_device = (
+            await asyncio.to_thread(
+                host_devices, effective.devices, privileged=effective.privileged
+            )
+            if effective.devices or effective.privileged
+            else ({}, [])
         )
         context = self._context(
             place,

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.errors import ImageNotFoundError
 from kukeon.runtime.containerd.imagefs import image_has_file
-from kukeon.runtime.containerd.images import Manifest, parse_image_config
+from kukeon.runtime.containerd.images import Image, parse_image_config
 from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
 from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
@@ -201,14 +201,13 @@ class ImageProvider:
             return True
         return False
 
-    async def _present(self, namespace: str, image: str) -> str | None:
+    async def _present(self, namespace: str, image: str) -> Image | None:
         images = self.containerd.images(namespace)
         for name in name_candidates(image):
             try:
-                await images.get(name)
+                return await images.get(name)
             except ImageNotFoundError:
                 continue
-            return name
         return None
 
     async def pull(
@@ -245,13 +244,13 @@ class ImageProvider:
         """The image's name in `namespace`, its config and user database, importing or
         pulling it if needed; `on_pull(image)` is awaited before a pull starts (the cell
         says it is pulling: a large image takes a while)."""
-        name = await self._present(namespace, image)
-        if name is None:
+        record = await self._present(namespace, image)
+        if record is None:
             archive = await self.archives.find(image)
             if archive is not None:
                 await self.containerd.images(namespace).import_archive(archive)
-                name = await self._present(namespace, image)
-        if name is None:
+                record = await self._present(namespace, image)
+        if record is None:
             try:
                 reference = parse_reference(image)
             except InvalidReferenceError as error:
@@ -274,21 +273,23 @@ class ImageProvider:
                     f"not in realm namespace {namespace}, not imported, and "
                     f"pulling failed: {error}",
                 ) from error
-            name = result.name
-        manifest = await self.containerd.images(namespace).manifest(name)
-        config, passwd, group = await self._run_facts(namespace, name, manifest)
-        return ReadyImage(name=name, config=config, passwd=passwd, group=group)
+            record = await self.containerd.images(namespace).get(result.name)
+        config, passwd, group = await self._run_facts(namespace, record)
+        return ReadyImage(name=record.name, config=config, passwd=passwd, group=group)
 
     async def _run_facts(
-        self, namespace: str, name: str, manifest: Manifest
+        self, namespace: str, record: Image
     ) -> tuple[ImageConfig, str | None, str | None]:
-        """The image config and user database, read once per config digest (content-addressed,
-        so the same in every namespace): every reconcile pass needs them, and reading
-        /etc/passwd means reading layers."""
-        key = manifest.config.digest
+        """The image config and user database, read once per image target digest: it is
+        content-addressed (it names this platform's manifest, hence the config and layers),
+        so the same in every namespace. Every reconcile pass needs them; a hit costs no
+        manifest or config read, and reading /etc/passwd means reading layers."""
+        key = record.target.digest
         cached = self._run_facts_cache.get(key)
         if cached is not None:
             return cached
+        name = record.name
+        manifest = await self.containerd.images(namespace).manifest_of(record)
         content = self.containerd.content(namespace)
         config, _diff_ids = parse_image_config(
             await content.read_blob(manifest.config.digest), image=name

@@ -458,6 +458,30 @@ async def test_the_root_container_is_made_while_the_cells_network_is_set_up(
     assert spec["linux"]["cgroupsPath"] == "/kukeon/r/s/st/c/app"
 
 
+async def test_a_container_is_observed_while_it_is_built(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image is made ready only once containerd was asked for the container: one
+    after the other, the pass would never end."""
+    asked = asyncio.Event()
+    ensure = rig.images.ensure
+    get = FakeContainers.get
+
+    async def slow_ensure(**kwargs: Any) -> Any:
+        await asked.wait()
+        return await ensure(**kwargs)
+
+    async def noted_get(self: FakeContainers, cid: str) -> FakeContainer:
+        asked.set()
+        return await get(self, cid)
+
+    monkeypatch.setattr(rig.images, "ensure", slow_ensure)
+    monkeypatch.setattr(FakeContainers, "get", noted_get)
+    async with asyncio.timeout(5):
+        cell = await rig.reconcile(make_cell(app()))
+    assert str(cell.status.state) == "Ready"
+
+
 async def test_a_cell_set_up_elsewhere_than_expected_is_made_again_from_the_real_paths(
     rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

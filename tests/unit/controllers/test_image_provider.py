@@ -32,10 +32,11 @@ class Images:
     def __init__(self, store: FakeImages, namespace: str) -> None:
         self.store, self.namespace = store, namespace
 
-    async def get(self, name: str) -> object:
+    async def get(self, name: str) -> SimpleNamespace:
         if name not in self.store.present.get(self.namespace, set()):
             raise ImageNotFoundError(name, namespace=self.namespace)
-        return name
+        self.store.gets += 1
+        return SimpleNamespace(name=name, target=SimpleNamespace(digest=f"sha256:t-{name}"))
 
     async def import_archive(self, path: Path) -> list[SimpleNamespace]:
         if await asyncio.to_thread(path.read_bytes) == b"not an image":
@@ -47,12 +48,18 @@ class Images:
     async def manifest(self, name: str) -> SimpleNamespace:
         return manifest()
 
+    async def manifest_of(self, image: SimpleNamespace) -> SimpleNamespace:
+        self.store.manifest_reads += 1
+        return manifest()
+
 
 class FakeImages:
     def __init__(self) -> None:
         self.present: dict[str, set[str]] = {}
         self.imported: list[tuple[str, str]] = []
         self.blob_reads = 0
+        self.gets = 0
+        self.manifest_reads = 0
         self.namespaces = SimpleNamespace(list=self._namespaces)
 
     async def _namespaces(self) -> list[SimpleNamespace]:
@@ -122,7 +129,10 @@ async def test_present_in_the_namespace_nothing_is_imported_or_pulled(
     assert pulls == []
     assert containerd.imported == []
     await images.ensure(namespace="ns", image="busybox", credentials=())
-    assert containerd.blob_reads == 1, "config and users are read once per config digest"
+    # Once per image target: a later pass reads the image's record only (one Get per pass).
+    assert containerd.blob_reads == 1
+    assert containerd.manifest_reads == 1
+    assert containerd.gets == 2
 
 
 async def test_an_imported_archive_serves_every_realm(
@@ -202,10 +212,10 @@ async def test_an_unreadable_layer_leaves_numeric_users_working(
     unreadable = manifest("sha256:other")
     unreadable.layers[0].digest = "unreadable"
 
-    async def other_manifest(self: Images, name: str) -> SimpleNamespace:
+    async def other_manifest(self: Images, image: SimpleNamespace) -> SimpleNamespace:
         return unreadable
 
-    monkeypatch.setattr(Images, "manifest", other_manifest)
+    monkeypatch.setattr(Images, "manifest_of", other_manifest)
     ready = await images.ensure(namespace="ns", image=BUSYBOX, credentials=())
     assert (ready.passwd, ready.group) == (None, None)
 

@@ -247,8 +247,11 @@ class ImageService:
 
     async def manifest(self, name: str) -> Manifest:
         """The image's manifest for this host's platform (resolving an index)."""
-        image = await self.get(name)
-        return await self._resolve(image.target, image=name, content=self.content)
+        return await self.manifest_of(await self.get(name))
+
+    async def manifest_of(self, image: Image) -> Manifest:
+        """The manifest for this host's platform of an image record already read."""
+        return await self._resolve(image.target, image=image.name, content=self.content)
 
     async def config(self, name: str) -> ImageConfig:
         """How the image wants to be run: entrypoint, cmd, env, working dir, user, labels."""
