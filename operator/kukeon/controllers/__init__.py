@@ -94,6 +94,7 @@ class Controllers:
         )
         self.departures = Departures(host=host, registry=registry, cells=self.cells)
         """Stops this node's copy of a cell as soon as the cell leaves it (issue 21)."""
+        self.cells.runs_here = self.runs_here
         self._background: list[SupervisedTask] = []
 
     def runs_here(self, cell: Cell) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
@@ -185,6 +185,10 @@ def classify_build_failure(error: Exception) -> tuple[CellState, str, type[Handl
     raise TypeError(f"not a build failure: {error!r}")
 
 
+class LeftThisNodeError(Exception):
+    """The node stopped running the cell (fenced) while its pass was under way."""
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """A container built and made in containerd as planned; its task not acted on yet."""
@@ -265,6 +269,11 @@ class CellController:
         """Where the cell's Events go (none in tests that do not look at them)."""
         self.probes: ProbeManager | None = None
         """Set by ``Controllers.register``: the probes of the containers that run here."""
+        self.runs_here: Callable[[Cell], bool] = lambda cell: True
+        """Set by ``Controllers``: whether this node still runs the cell (``departures``).
+        The framework asks it before a pass; a task's start asks again: a pass under way
+        when the node fenced itself (a pull can take minutes) must not start a copy after
+        fencing stopped the others."""
 
     def _event(
         self,
@@ -307,6 +316,8 @@ class CellController:
             return
         try:
             cell = await self._converge(cell, ctx, realm=realm, space=space, namespace=namespace)
+        except LeftThisNodeError as left:
+            logger.info("cell %s no longer runs here: its pass starts no task", left)
         except BUILD_FAILURES as error:
             state, reason, retry = classify_build_failure(error)
             self._event(cell, EventReason.FAILED, f"{reason}: {error}", warning=True)
@@ -484,6 +495,8 @@ class CellController:
         """The prepared container's task actions; its status (already written when its
         exit time is the clock's)."""
         plan = prepared.plan
+        if plan.start is not None and not self.runs_here(progress.cell):
+            raise LeftThisNodeError("/".join(place.key))
         pid = await executor.execute_task_actions(plan, prepared.built, place)
         status = plan.status if pid is None else plan.started(pid, at=now())
         if plan.record_exit:

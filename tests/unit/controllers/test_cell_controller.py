@@ -482,6 +482,18 @@ async def test_a_container_is_observed_while_it_is_built(
     assert str(cell.status.state) == "Ready"
 
 
+async def test_a_pass_under_way_when_the_node_stops_running_the_cell_starts_no_task(
+    rig: Rig,
+) -> None:
+    """Fencing stops the copies it lists; a pass already past the framework's filter (a
+    long pull) must not start one after it."""
+    rig.controller.runs_here = lambda cell: False
+    cell = await rig.reconcile(make_cell(app()))
+    assert ("start", CID) not in rig.world.calls
+    assert CID not in rig.world.tasks
+    assert str(cell.status.state) != "Ready"
+
+
 async def test_a_cell_set_up_elsewhere_than_expected_is_made_again_from_the_real_paths(
     rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
