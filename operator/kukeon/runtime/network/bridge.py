@@ -27,9 +27,8 @@ import os
 import re
 from pathlib import Path
 
-from pyroute2 import IPRoute
-
 from kukeon.runtime.hostthreads import run_on_host_thread
+from kukeon.runtime.network.netlink import IPRoute
 
 IFNAMSIZ_MAX = 15
 _READABLE_PART = re.compile(r"[a-z0-9][a-z0-9-]*\Z")

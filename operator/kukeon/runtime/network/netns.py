@@ -17,11 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-from pyroute2 import netns as pyroute2_netns
-
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.network.errors import HostPrerequisiteError, NetnsError
+from kukeon.runtime.network.netlink import netns as pyroute2_netns
 
 DEFAULT_NETNS_DIR = Path("/var/run/netns")
 _DIRECTORY_SETUP = threading.Lock()

@@ -19,12 +19,11 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any, Protocol
 
-from pyroute2 import IPRoute
-
 from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.network._files import read_text_or_none, write_atomically
 from kukeon.runtime.network.errors import NetworkError, SubnetPoolExhaustedError
+from kukeon.runtime.network.netlink import IPRoute
 
 DEFAULT_POOL = IPv4Network("10.88.0.0/16")
 DEFAULT_PREFIX = 24

@@ -32,9 +32,8 @@ from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute
-
 from kukeon.runtime.network.errors import NetworkError
+from kukeon.runtime.network.netlink import IPRoute
 
 log = logging.getLogger(__name__)
 
