@@ -1,7 +1,7 @@
 """pyroute2's ``IPRoute`` and ``netns``, without running the ``pyroute2`` package's ``__init__``.
 
 That ``__init__`` imports every netlink family pyroute2 has (NDB with sqlite3, IPDB,
-wireless, devlink, IPVS, WireGuard, 9p, ...): ~80 modules and ~6 MiB of kukeond's idle RSS
+wireless, devlink, IPVS, WireGuard, 9p, ...): 64 more modules and ~6 MiB of kukeond's idle RSS
 (issue 18, docs/benchmarks/memory-idle.md) for the two things kukeon uses. So the package
 is registered with its ``__init__`` not run; its submodules import as usual (each imports
 what it needs), and the first other name asked of the package (``pyroute2.NDB``) runs
