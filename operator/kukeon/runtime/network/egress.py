@@ -33,33 +33,27 @@ controller re-applies periodically to follow DNS changes.
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any, Literal
 
-from kukeon.processes import run_program
 from kukeon.runtime.network.errors import (
     EgressResolutionError,
-    HostPrerequisiteError,
-    NetworkError,
-    NftError,
 )
 from kukeon.runtime.network.masquerade import (
     masquerading_bridges,
     render_masquerade,
     render_unmasquerade,
 )
+from kukeon.runtime.network.nfttable import FAMILY, NftTable
 
 DEFAULT_TABLE = "kukeon"
 BRIDGE_MAP = "egress_bridges"
 BASE_CHAINS = ("forward", "input")
 ESTABLISHED_COMMENT = "established"
 DEFAULT_COMMENT = "default"
-_FAMILY = "inet"
 
 
 @dataclass(frozen=True)
@@ -165,7 +159,7 @@ async def resolve_policy(
 
 
 def _ref(**extra: Any) -> dict[str, Any]:
-    return {"family": _FAMILY, **extra}
+    return {"family": FAMILY, **extra}
 
 
 def _address_value(net: IPv4Network | IPv6Network) -> Any:
@@ -401,21 +395,15 @@ class NftEgress:
         resolver: Resolver = resolve_ipv4,
     ) -> None:
         self.table = table
-        self._nft_binary = nft_binary
+        self._nft = NftTable(table, nft_binary=nft_binary)
         self._resolver = resolver
         # Listing and then changing the table must not interleave between spaces.
         self._lock = asyncio.Lock()
 
     @property
     def nft_binary(self) -> str:
-        if self._nft_binary is None:
-            found = shutil.which("nft")
-            if found is None:
-                raise HostPrerequisiteError(
-                    piece="the `nft` command", package="nftables", detail="not found on PATH"
-                )
-            self._nft_binary = found
-        return self._nft_binary
+        """The `nft` command (HostPrerequisiteError, naming the package, when missing)."""
+        return self._nft.nft_binary
 
     async def apply(
         self, *, bridge: str, policy: EgressRuleset, masquerade: IPv4Network | None = None
@@ -429,9 +417,7 @@ class NftEgress:
             masquerade=masquerade,
         )
         async with self._lock:
-            await self._run(
-                ["-j", "-f", "-"], stdin=json.dumps(batch), action=f"apply egress of {bridge}"
-            )
+            await self._nft.apply(batch, action=f"apply egress of {bridge}")
         return AppliedEgress(
             table=self.table,
             chain=chain_name(bridge),
@@ -447,9 +433,7 @@ class NftEgress:
             batch = render_remove(table=self.table, bridge=bridge, state=state)
             if batch is None:
                 return False
-            await self._run(
-                ["-j", "-f", "-"], stdin=json.dumps(batch), action=f"remove egress of {bridge}"
-            )
+            await self._nft.apply(batch, action=f"remove egress of {bridge}")
             return True
 
     async def counters(self, *, bridge: str) -> tuple[RuleCounter, ...]:
@@ -462,40 +446,4 @@ class NftEgress:
         return parse_table_state(await self._list_table())
 
     async def _list_table(self) -> Mapping[str, Any] | None:
-        returncode, stdout, stderr = await self._exec(
-            ["-j", "list", "table", _FAMILY, self.table], None
-        )
-        if returncode != 0:
-            if "No such file or directory" in stderr:
-                return None
-            raise NftError(action=f"list table {_FAMILY} {self.table}", stderr=stderr)
-        try:
-            listing: Mapping[str, Any] = json.loads(stdout)
-        except ValueError as error:
-            raise NetworkError(
-                f"nft printed invalid JSON for table {self.table}: {error}"
-            ) from error
-        return listing
-
-    async def _run(self, args: list[str], *, stdin: str, action: str) -> None:
-        returncode, _, stderr = await self._exec(args, stdin)
-        if returncode != 0:
-            raise NftError(action=action, stderr=stderr)
-
-    async def _exec(self, args: list[str], stdin: str | None) -> tuple[int, str, str]:
-        # A cancelled apply (its space's reconcile was, kukeond is stopping) kills nft and
-        # reaps it; nft applies a batch atomically, so nothing is left half-done.
-        try:
-            finished = await run_program(
-                [self.nft_binary, *args],
-                stdin=stdin.encode() if stdin is not None else None,
-            )
-        except FileNotFoundError as error:
-            raise HostPrerequisiteError(
-                piece="the `nft` command", package="nftables", detail=str(error)
-            ) from error
-        return (
-            finished.returncode,
-            finished.stdout.decode("utf-8", errors="replace"),
-            finished.stderr.decode("utf-8", errors="replace"),
-        )
+        return await self._nft.listing()

@@ -52,21 +52,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Any, Literal
 
-from kukeon.processes import run_program
-from kukeon.runtime.network.errors import HostPrerequisiteError, NetworkError, NftError
+from kukeon.runtime.network.errors import NetworkError
+from kukeon.runtime.network.nfttable import FAMILY, NftTable
 
 logger = logging.getLogger(__name__)
 
-_FAMILY = "inet"
 BRIDGE_SET = "ports_bridges"
 DNAT_CHAIN = "ports-dnat"
 CELL_CHAIN_PREFIX = "ports-c-"
@@ -182,7 +179,7 @@ def cell_chain(cell_id: str) -> str:
 
 
 def _ref(**extra: Any) -> dict[str, Any]:
-    return {"family": _FAMILY, **extra}
+    return {"family": FAMILY, **extra}
 
 
 def _equals(left: dict[str, Any], right: Any) -> dict[str, Any]:
@@ -458,20 +455,9 @@ class NftPorts:
 
     def __init__(self, *, table: str, nft_binary: str | None = None) -> None:
         self.table = table
-        self._nft_binary = nft_binary
+        self._nft = NftTable(table, nft_binary=nft_binary)
         # Listing, checking for a conflict and changing the table must not interleave.
         self._lock = asyncio.Lock()
-
-    @property
-    def nft_binary(self) -> str:
-        if self._nft_binary is None:
-            found = shutil.which("nft")
-            if found is None:
-                raise HostPrerequisiteError(
-                    piece="the `nft` command", package="nftables", detail="not found on PATH"
-                )
-            self._nft_binary = found
-        return self._nft_binary
 
     async def publish(self, cell: CellPorts) -> None:
         """Install ``cell``'s publications (replacing what it had); with none, release it.
@@ -510,37 +496,7 @@ class NftPorts:
         return parse_ports_table(await self._list())
 
     async def _list(self) -> Mapping[str, Any] | None:
-        returncode, stdout, stderr = await self._exec(
-            ["-j", "list", "table", _FAMILY, self.table], None
-        )
-        if returncode != 0:
-            if "No such file or directory" in stderr:
-                return None
-            raise NftError(action=f"list table {_FAMILY} {self.table}", stderr=stderr)
-        try:
-            listing: Mapping[str, Any] = json.loads(stdout)
-        except ValueError as error:
-            raise NetworkError(
-                f"nft printed invalid JSON for table {self.table}: {error}"
-            ) from error
-        return listing
+        return await self._nft.listing()
 
     async def _apply(self, batch: Mapping[str, Any], *, action: str) -> None:
-        returncode, _, stderr = await self._exec(["-j", "-f", "-"], json.dumps(batch))
-        if returncode != 0:
-            raise NftError(action=action, stderr=stderr)
-
-    async def _exec(self, args: Sequence[str], stdin: str | None) -> tuple[int, str, str]:
-        try:
-            finished = await run_program(
-                [self.nft_binary, *args], stdin=stdin.encode() if stdin is not None else None
-            )
-        except FileNotFoundError as error:
-            raise HostPrerequisiteError(
-                piece="the `nft` command", package="nftables", detail=str(error)
-            ) from error
-        return (
-            finished.returncode,
-            finished.stdout.decode("utf-8", errors="replace"),
-            finished.stderr.decode("utf-8", errors="replace"),
-        )
+        await self._nft.apply(batch, action=action)

@@ -1,0 +1,76 @@
+"""One nft table driven with JSON: listed as JSON, changed by JSON batches.
+
+nft applies a batch in one transaction, so a change is never half made. A cancelled call
+(its reconcile was, kukeond is stopping) kills nft and reaps it (``run_program``).
+``egress`` (a space's egress chains and masquerade) and ``ports`` (cells' published ports)
+each keep their own table through one of these.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from kukeon.processes import run_program
+from kukeon.runtime.network.errors import HostPrerequisiteError, NetworkError, NftError
+
+FAMILY: Final = "inet"
+
+
+class NftTable:
+    """The ``inet`` table ``name`` as the ``nft`` command shows and changes it."""
+
+    def __init__(self, name: str, *, nft_binary: str | None = None) -> None:
+        self.name = name
+        self._nft_binary = nft_binary
+
+    @property
+    def nft_binary(self) -> str:
+        if self._nft_binary is None:
+            found = shutil.which("nft")
+            if found is None:
+                raise HostPrerequisiteError(
+                    piece="the `nft` command", package="nftables", detail="not found on PATH"
+                )
+            self._nft_binary = found
+        return self._nft_binary
+
+    async def listing(self) -> Mapping[str, Any] | None:
+        """``nft -j list table``'s document; None when the table does not exist."""
+        returncode, stdout, stderr = await self._exec(
+            ["-j", "list", "table", FAMILY, self.name], None
+        )
+        if returncode != 0:
+            if "No such file or directory" in stderr:
+                return None
+            raise NftError(action=f"list table {FAMILY} {self.name}", stderr=stderr)
+        try:
+            listing: Mapping[str, Any] = json.loads(stdout)
+        except ValueError as error:
+            raise NetworkError(
+                f"nft printed invalid JSON for table {self.name}: {error}"
+            ) from error
+        return listing
+
+    async def apply(self, batch: Mapping[str, Any], *, action: str) -> None:
+        """Apply one JSON batch (one transaction); ``action`` names it in the error."""
+        returncode, _, stderr = await self._exec(["-j", "-f", "-"], json.dumps(batch))
+        if returncode != 0:
+            raise NftError(action=action, stderr=stderr)
+
+    async def _exec(self, args: Sequence[str], stdin: str | None) -> tuple[int, str, str]:
+        try:
+            finished = await run_program(
+                [self.nft_binary, *args], stdin=stdin.encode() if stdin is not None else None
+            )
+        except FileNotFoundError as error:
+            raise HostPrerequisiteError(
+                piece="the `nft` command", package="nftables", detail=str(error)
+            ) from error
+        return (
+            finished.returncode,
+            finished.stdout.decode("utf-8", errors="replace"),
+            finished.stderr.decode("utf-8", errors="replace"),
+        )
