@@ -13,11 +13,15 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: bytes | str, *, mode: int) -> None:
+def write_atomically(path: Path, data: bytes | str, *, mode: int, durable: bool = True) -> None:
     """Write ``data`` to a temporary file beside ``path`` (given ``mode`` before any byte, so a
     secret is never readable by others, even for a moment), flush it to disk, rename it over
     ``path`` and flush the directory. The parent directory must exist; on any failure the
     temporary file is removed and ``path`` is untouched.
+
+    ``durable=False`` skips both flushes to disk: the rename still makes the change whole
+    for readers and across a killed process, only a power loss may lose it (for files
+    rewritten by every pass, whose users a power loss takes down with them).
     """
     payload = data.encode() if isinstance(data, str) else data
     descriptor, temporary = tempfile.mkstemp(
@@ -28,12 +32,15 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int) -> None:
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(payload)
             stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+    if not durable:
+        return
     directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(directory)

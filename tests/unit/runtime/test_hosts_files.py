@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
 
+from kukeon.fileio import write_atomically
 from kukeon.runtime.network import render_hostname, render_hosts, write_cell_host_files
 from kukeon.runtime.network.hosts import validate_hostname
 
@@ -64,3 +66,18 @@ async def test_write_creates_then_rewrites_in_place(tmp_path: Path) -> None:
     await write_cell_host_files(directory=directory, hosts_text="two\n", hostname_text="c\n")
     assert files.hosts.read_text() == "two\n"
     assert files.hosts.stat().st_ino == inode
+
+
+async def test_host_files_are_not_flushed_to_disk_and_state_files_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pass writes a cell's hosts files again: no fsync for them (a 50-cell burst's
+    threads waited on four per cell); files written once, as the subnet store, still are."""
+    flushed: list[int] = []
+    monkeypatch.setattr(os, "fsync", flushed.append)
+    directory = tmp_path / "cell"
+    for hosts in ("one\n", "two\n"):  # created, then rewritten in place
+        await write_cell_host_files(directory=directory, hosts_text=hosts, hostname_text="c\n")
+    assert flushed == []
+    write_atomically(tmp_path / "state.json", "{}", mode=0o600)
+    assert len(flushed) == 2  # the file, then its directory

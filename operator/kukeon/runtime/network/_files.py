@@ -15,27 +15,34 @@ from kukeon.runtime.hostfiles import DIR_MODE, make_dirs
 
 
 def write_atomically(
-    path: Path, data: str, *, mode: int = 0o644, directory_mode: int = DIR_MODE
+    path: Path,
+    data: str,
+    *,
+    mode: int = 0o644,
+    directory_mode: int = DIR_MODE,
+    durable: bool = True,
 ) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new content, never a mix.
 
-    Missing directories are created with ``directory_mode``.
+    Missing directories are created with ``directory_mode``; ``durable`` as
+    ``kukeon.fileio.write_atomically``.
     """
     make_dirs(path.parent, directory_mode)
-    fileio.write_atomically(path, data, mode=mode)
+    fileio.write_atomically(path, data, mode=mode, durable=durable)
 
 
-def write_keeping_inode(path: Path, data: str, *, mode: int = 0o644) -> None:
+def write_keeping_inode(path: Path, data: str, *, mode: int = 0o644, durable: bool = True) -> None:
     """Rewrite an existing file in place (bind mounts keep seeing it); create it atomically."""
     if not path.exists():
-        write_atomically(path, data, mode=mode)
+        write_atomically(path, data, mode=mode, durable=durable)
         return
     with open(path, "r+", encoding="utf-8") as handle:
         handle.seek(0)
         handle.write(data)
         handle.truncate()
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
 
 
 def read_text_or_none(path: Path) -> str | None:
