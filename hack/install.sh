@@ -99,6 +99,10 @@ fi
 "$venv/bin/python" -m pip install "${pip_args[@]}" "$source_spec"
 version=$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("kukeon"))')
 echo "install: kukeon $version installed"
+# kukectl's command tree described once here, so no user's first TAB imports every command.
+if ! "$venv/bin/python" -m kukeon.cli.completion prebuild >/dev/null; then
+    echo "install: could not describe kukectl's commands; completion works, its first TAB is slower" >&2
+fi
 
 mkdir -p "$bindir"
 for command in kukectl kukeond; do

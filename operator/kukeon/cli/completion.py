@@ -7,7 +7,9 @@ the same commands, options and arguments rebuilt as plain click objects from a d
 of the real tree. The description (plus the kinds' URL layout and the default server) is
 kept in ``$XDG_CACHE_HOME/kukeon/kukectl-completion-*.json`` (one per installation) and
 rebuilt from the real tree whenever kukectl's source files, kukeon's version or Python
-change; without a writable cache it is built in memory each time (correct, but slow).
+change; without a writable cache it is built in memory each time (correct, but slow). The
+installer writes one beside the package (``prebuild``), which a user without a current
+cache reads instead of building it: the first TAB after an upgrade is not the slow one.
 
 Names come from the server over plain ``http.client`` (a unix socket, or https with the
 context's CA and token), resolved from ``--server``/``--token``/``--context``/``--config``
@@ -47,6 +49,7 @@ TIMEOUT_VAR = "KUKEON_COMPLETION_TIMEOUT"
 DEFAULT_TIMEOUT = 1.0
 CACHE_NAME = "kukectl-completion"
 CACHE_FORMAT = 1
+SHIPPED_NAME = "completion-description.json"
 
 # Placeholders that survive URL quoting, replaced by the (quoted) names at completion time.
 _SCOPE_MARKS = ("KUKEONSCOPE0", "KUKEONSCOPE1", "KUKEONSCOPE2")
@@ -241,21 +244,48 @@ def cache_key() -> str:
     return digest.hexdigest()
 
 
+def shipped_path() -> Path:
+    """The description written beside the package when it is installed (``hack/install.sh``
+    runs ``python -m kukeon.cli.completion prebuild``): a user's first TAB after an upgrade
+    reads it instead of importing every command."""
+    return Path(__file__).resolve().parent / SHIPPED_NAME
+
+
+def _current(path: Path, key: str) -> dict[str, Any] | None:
+    with contextlib.suppress(OSError, ValueError):
+        found = json.loads(path.read_text())
+        if isinstance(found, dict) and found.get("key") == key:
+            return found
+    return None
+
+
+def _write_description(path: Path, description: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(description))
+    temporary.chmod(0o644)
+    os.replace(temporary, path)
+
+
 def load_description(path: Path | None = None) -> dict[str, Any]:
-    """The cached description when current, else a fresh one (written back when possible)."""
+    """The cached description when current, else the installation's (``shipped_path``)
+    when current, else a fresh one; written back to the cache when possible."""
     path = path or cache_path()
     key = cache_key()
-    with contextlib.suppress(OSError, ValueError):
-        cached = json.loads(path.read_text())
-        if isinstance(cached, dict) and cached.get("key") == key:
-            return cached
-    description = {"key": key, **build_description()}
+    cached = _current(path, key)
+    if cached is not None:
+        return cached
+    description = _current(shipped_path(), key) or {"key": key, **build_description()}
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(description))
-        os.replace(temporary, path)
+        _write_description(path, description)
     return description
+
+
+def prebuild() -> Path:
+    """Write the installation's description (run by the installer, as the package's owner)."""
+    path = shipped_path()
+    _write_description(path, {"key": cache_key(), **build_description()})
+    return path
 
 
 # --- talking to the server (stdlib only) -----------------------------------------------
@@ -643,3 +673,9 @@ def run_from_environment() -> int:
         return complete(os.environ.get(COMPLETE_VAR, ""))
     except Exception:  # never a traceback into the shell
         return 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["prebuild"]:
+        sys.exit("usage: python -m kukeon.cli.completion prebuild")
+    print(f"wrote {prebuild()}")

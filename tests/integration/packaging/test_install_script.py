@@ -64,6 +64,20 @@ def test_installs_commands_unit_config_and_completion(installed: Path) -> None:
     completion = installed / "etc/bash_completion.d/kukectl"
     assert "kukectl" in completion.read_text()
     assert subprocess.run(["bash", "-n", str(completion)], check=False).returncode == 0
+    # kukectl's commands described at install time, current for the installed sources: a
+    # user's first TAB reads it instead of importing every command.
+    current = subprocess.run(
+        [
+            str(installed / "opt/kukeon/bin/python"),
+            "-c",
+            "import json; from kukeon.cli import completion as c; "
+            "print(json.loads(c.shipped_path().read_text())['key'] == c.cache_key())",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert current.stdout.strip() == "True", current.stderr
 
 
 def test_default_configuration_is_what_kukeond_reads(installed: Path) -> None:

@@ -107,6 +107,7 @@ def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FakeSer
     monkeypatch.setenv("KUKEON_SERVER", f"unix://{tmp_path / 'k.sock'}")
     monkeypatch.setenv("KUKEON_CONFIG", str(tmp_path / "config.yaml"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(completion, "shipped_path", lambda: tmp_path / "shipped" / "d.json")
 
 
 def complete(
@@ -304,6 +305,22 @@ def test_the_cache_is_written_reused_and_refreshed(tmp_path: Path) -> None:
     assert load_description()["defaultServer"] == first["defaultServer"]  # rebuilt
     path.write_text("not json")
     assert load_description() == first
+
+
+def test_a_users_first_tab_reads_the_installations_description(tmp_path: Path) -> None:
+    """The installer writes the description beside the package: a user without a cache
+    (the first TAB after an upgrade) reads it and keeps a copy, instead of importing every
+    command; one written for other sources is not used."""
+    written = completion.prebuild()
+    assert written == tmp_path / "shipped" / "d.json"
+    assert written.stat().st_mode & 0o777 == 0o644
+    marked = {**json.loads(written.read_text()), "defaultServer": "unix:///shipped.sock"}
+    written.write_text(json.dumps(marked))
+    assert load_description()["defaultServer"] == "unix:///shipped.sock"
+    assert json.loads(cache_path().read_text()) == marked
+    cache_path().unlink()
+    written.write_text(json.dumps({**marked, "key": "of another installation"}))
+    assert load_description()["defaultServer"] != "unix:///shipped.sock"
 
 
 @pytest.mark.parametrize(
