@@ -383,9 +383,14 @@ class CellController:
         # The root container is built and created in containerd while the cell's cgroup,
         # network namespace and hosts files are set up (a container needs them only when
         # its task starts): a new cell's start no longer waits for one, then the other.
-        (cgroup, interfaces), first = await _both(
+        # The cell's containers are listed meanwhile too: those dropped from the spec go
+        # at the end (only this pass makes containers of the cell, all of them kept).
+        (cgroup, interfaces), (first, listed) = await _both(
             self._cell_host(cell, ctx, space, files),
-            prepare(containers[0]) if containers else _nothing(),
+            _both(
+                prepare(containers[0]) if containers else _nothing(),
+                executor.cell_containers(namespace, key),
+            ),
         )
         if (cgroup.path, _netns_of(interfaces)) != (place.cgroup_parent, place.netns_path):
             # Never expected: the root container was made with other paths; built again
@@ -415,7 +420,7 @@ class CellController:
 
         # Containers dropped from the spec go; the others were just converged.
         names = frozenset(status.name for _, status in converged if status.name)
-        await executor.remove_all(namespace, key, keep=names)
+        await executor.remove_all(namespace, key, keep=names, found=listed)
         self._probe(progress.cell, namespace, converged, interfaces)
         return await self._finish(progress.cell, ctx, converged, cgroup, interfaces)
 

@@ -249,10 +249,8 @@ class CellExecutor:
         """Stop the tasks at once (each may take the whole grace period)."""
         await run_all(self.stop_task(namespace, name) for name in names)
 
-    async def remove_all(
-        self, namespace: str, key: CellKey, *, keep: frozenset[str] = frozenset()
-    ) -> None:
-        """Every container labelled as this cell's but those in `keep` (containerd ids)."""
+    async def cell_containers(self, namespace: str, key: CellKey) -> list[str]:
+        """The containerd ids of every container labelled as this cell's."""
         realm, space, stack, cell = key
         labels = {
             LABEL_MANAGED: "true",
@@ -261,8 +259,21 @@ class CellExecutor:
             "kukeon.io/stack": stack,
             "kukeon.io/cell": cell,
         }
-        found = await self.host.containerd.containers(namespace).list(labels=labels)
-        await run_all(self.remove_container(namespace, c.id) for c in found if c.id not in keep)
+        return [c.id for c in await self.host.containerd.containers(namespace).list(labels=labels)]
+
+    async def remove_all(
+        self,
+        namespace: str,
+        key: CellKey,
+        *,
+        keep: frozenset[str] = frozenset(),
+        found: Iterable[str] | None = None,
+    ) -> None:
+        """Every container labelled as this cell's but those in `keep` (containerd ids);
+        `found`: those ids as listed already (`cell_containers`)."""
+        if found is None:
+            found = await self.cell_containers(namespace, key)
+        await run_all(self.remove_container(namespace, name) for name in found if name not in keep)
 
 
 async def run_all(steps: Iterable[Awaitable[None]]) -> None:

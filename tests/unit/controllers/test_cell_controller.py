@@ -494,6 +494,24 @@ async def test_a_pass_under_way_when_the_node_stops_running_the_cell_starts_no_t
     assert str(cell.status.state) != "Ready"
 
 
+async def test_the_cells_containers_are_listed_while_it_is_set_up(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Those dropped from the spec go at the pass's end, from a listing made at its start
+    (not a containerd round trip more between the start and the Ready report)."""
+    listed = FakeContainers.list
+
+    async def noted_list(self: FakeContainers, *, labels: dict[str, str]) -> list[FakeContainer]:
+        self.world.calls.append(("list", labels["kukeon.io/cell"]))
+        return await listed(self, labels=labels)
+
+    monkeypatch.setattr(FakeContainers, "list", noted_list)
+    await rig.reconcile(make_cell(app()))
+    calls = rig.world.calls
+    assert calls.count(("list", "c")) == 1
+    assert calls.index(("list", "c")) < calls.index(("start", CID))
+
+
 async def test_a_cell_set_up_elsewhere_than_expected_is_made_again_from_the_real_paths(
     rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
