@@ -1,31 +1,43 @@
-"""Registry throughput and watch latency, each against raw aetcd puts of the same bytes.
+"""Registry throughput and watch latency, each against raw aetcd transactions of the same bytes.
 
 What it measures, on a private etcd it starts itself (on disk by default, ``--tmpfs`` for
 /dev/shm):
 
-1. raw puts: the exact documents the registry would store, put with ``aetcd`` under a
-   scratch prefix with the same concurrency, while a raw aetcd watch times delivery;
+1. raw creates: the exact documents the registry would store, written by raw aetcd
+   transactions with the compares a registry create needs (key absent, the parent's
+   mod_revision) under a scratch prefix with the same concurrency, while a raw aetcd watch
+   times delivery;
 2. ``Registry.create`` of N cells (validation, uid, CAS on create_revision and on the
    parent's mod_revision), while ``Registry.watch`` times delivery;
-3. raw puts of the updated documents, then ``Registry.update`` of the same N cells
-   (read, validate, CAS on mod_revision), again with both watches.
+3. raw updates (a transaction comparing each key's mod_revision) of the updated documents,
+   then ``Registry.update`` of the same N cells (validate, CAS on mod_revision), again with
+   both watches.
 
 Watch latency is from the moment a write is issued to the moment its event is delivered
 to the watching coroutine (so it includes the write's own commit). Every registry number
 is printed with its ratio to the raw number of the same run: the cost of the registry
-layer on this machine, independent of the disk's fsync speed.
+layer on this machine, independent of the disk's fsync speed. CPU per write is this
+process's CPU time over the phase divided by the writes (so it includes the watch of
+that phase), and the part of it spent in CPython's garbage collections.
+
+``--before TREE`` runs this script in turn with this tree's and TREE's ``operator/`` on
+PYTHONPATH (``--rounds`` times each, each run its own process) and prints the medians.
 
 Usage:  .venv/bin/python bench/store_bench.py [--objects 10000] [--concurrency 200] [--tmpfs]
+            [--before /tmp/before-x --rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
 import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +45,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from aetcd import rpc
+
 from kukeon.api import Kind, Resource, parse_resource, to_document
 from kukeon.store import EmbeddedEtcd, Registry
 from kukeon.store.keys import range_end
+from kukeon.store.txn import compare_created, compare_modified, put_op, read_op
 
 AnyResource = Resource[Any, Any]
 PREFIX = "/bench"
@@ -79,8 +94,38 @@ def relabelled(res: AnyResource) -> AnyResource:
     return res.model_copy(update={"metadata": res.metadata.model_copy(update={"labels": labels})})
 
 
-async def bounded(jobs: Iterable[Callable[[], Awaitable[Any]]], concurrency: int) -> float:
+class GcClock:
+    """Seconds this process spent in CPython's garbage collections (all generations)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
+GC_CLOCK = GcClock()
+CPU_USED: dict[str, tuple[float, float]] = {}
+"""Phase -> (CPU seconds of this process, of which in GC) while its writes ran."""
+
+
+async def bounded(
+    jobs: Iterable[Callable[[], Awaitable[Any]]], concurrency: int, phase: str = ""
+) -> float:
     """Run the jobs with at most ``concurrency`` in flight; returns elapsed seconds."""
+    cpu_before, gc_before = time.process_time(), GC_CLOCK.seconds
+    try:
+        return await _bounded(jobs, concurrency)
+    finally:
+        CPU_USED[phase] = (time.process_time() - cpu_before, GC_CLOCK.seconds - gc_before)
+
+
+async def _bounded(jobs: Iterable[Callable[[], Awaitable[Any]]], concurrency: int) -> float:
     queue = list(jobs)
     position = 0
 
@@ -121,11 +166,44 @@ class LatencyProbe:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+class RawTxns:
+    """Raw aetcd transactions doing what the registry's writes do, minus the registry.
+
+    A create compares the key as absent and the parent's mod_revision (the registry's
+    create compares both, reading them on failure); an update compares the key's
+    mod_revision (reading it on failure). Same bytes, same gRPC stub, same compares:
+    the difference to the registry's numbers is the registry's own work.
+    """
+
+    def __init__(self, registry: Registry, parent: bytes, parent_revision: int) -> None:
+        self.client = registry.client
+        self.request_timeout = registry.config.request_timeout
+        self.parent = parent
+        self.parent_revision = parent_revision
+        self.revisions: dict[bytes, int] = {}
+
+    async def write(self, key: bytes, payload: bytes) -> None:
+        known = self.revisions.get(key)
+        if known is None:
+            compare = [compare_created(key, 0), compare_modified(self.parent, self.parent_revision)]
+            failure = [read_op(key), read_op(self.parent)]
+        else:
+            compare = [compare_modified(key, known)]
+            failure = [read_op(key)]
+        request = rpc.TxnRequest(compare=compare, success=[put_op(key, payload)], failure=failure)
+        response = await self.client.kvstub.Txn(
+            request, timeout=self.request_timeout, metadata=self.client.metadata
+        )
+        if not response.succeeded:
+            raise RuntimeError(f"raw transaction on {key!r} lost its compare")
+        self.revisions[key] = response.header.revision
+
+
 async def raw_phase(
-    registry: Registry, payloads: dict[str, bytes], concurrency: int, tag: str
+    registry: Registry, raw: RawTxns, payloads: dict[str, bytes], concurrency: int
 ) -> tuple[float, LatencyProbe]:
     client = registry.client
-    prefix = f"{PREFIX}-raw-{tag}/".encode()
+    prefix = f"{PREFIX}-raw/".encode()
     probe = LatencyProbe(len(payloads))
     start = await registry.current_revision()
     watch = await client.watch(prefix, range_end=range_end(prefix), start_revision=start + 1)
@@ -139,17 +217,17 @@ async def raw_phase(
     watching = asyncio.create_task(watcher())
 
     def job(name: str, payload: bytes) -> Callable[[], Awaitable[Any]]:
-        async def put() -> None:
+        async def write() -> None:
             probe.issue(name)
-            await client.put(prefix + name.encode(), payload)
+            await raw.write(prefix + name.encode(), payload)
 
-        return put
+        return write
 
-    elapsed = await bounded((job(n, p) for n, p in payloads.items()), concurrency)
+    phase = "raw update" if raw.revisions else "raw create"
+    elapsed = await bounded((job(n, p) for n, p in payloads.items()), concurrency, phase)
     await asyncio.wait_for(probe.done.wait(), 120)
     await watch.cancel()
     watching.cancel()
-    await client.delete_prefix(prefix)
     return len(payloads) / elapsed, probe
 
 
@@ -179,7 +257,8 @@ async def registry_phase(
 
         return run
 
-    elapsed = await bounded((job(res) for res in objects), concurrency)
+    phase = f"registry {write.__name__}"
+    elapsed = await bounded((job(res) for res in objects), concurrency, phase)
     await asyncio.wait_for(probe.done.wait(), 120)
     watching.cancel()
     return len(objects) / elapsed, probe, written
@@ -190,18 +269,13 @@ def row(what: str, registry_value: float, raw_value: float, unit: str) -> str:
     return f"| {what} | {registry_value:,.1f} {unit} | {raw_value:,.1f} {unit} | {ratio:.2f} |"
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objects", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=200)
-    parser.add_argument(
-        "--tmpfs", action="store_true", help="etcd data on /dev/shm (no fsync cost)"
-    )
-    args = parser.parse_args()
+Measures = dict[str, tuple[float, float]]
+"""Measure name -> (registry, raw) of one run."""
 
-    command = " ".join(shlex.quote(part) for part in [sys.executable, *sys.argv])
-    print(f"command: {command}")
-    root = Path(tempfile.mkdtemp(prefix="kukeon-bench-", dir="/dev/shm" if args.tmpfs else None))
+
+async def measure(objects: int, concurrency: int, tmpfs: bool) -> Measures:
+    """One run: raw creates, registry creates, raw updates, registry updates."""
+    root = Path(tempfile.mkdtemp(prefix="kukeon-bench-", dir="/dev/shm" if tmpfs else None))
     etcd = EmbeddedEtcd(data_dir=root, auto_compaction_retention=None)
     try:
         await etcd.start()
@@ -215,51 +289,116 @@ async def main() -> int:
                     "spec": {"realmId": "bench", "spaceId": "bench"},
                 },
             ):
-                await registry.create(parse_resource({"apiVersion": "kukeon.io/v1beta1", **parent}))
-            cells = [cell(i) for i in range(args.objects)]
+                stack = await registry.create(
+                    parse_resource({"apiVersion": "kukeon.io/v1beta1", **parent})
+                )
+            stack_key = registry.key_for(Kind.STACK, ("bench", "bench", "bench")).encode()
+            raw = RawTxns(registry, stack_key, int(stack.metadata.resource_version or 0))
+            cells = [cell(i) for i in range(objects)]
 
-            # Raw puts of the documents as the registry stores them on create.
+            # Raw transactions of the documents as the registry stores them on create.
             create_payloads = {c.metadata.name: stored_bytes(c) for c in cells}
-            raw_create_rate, raw_create_probe = await raw_phase(
-                registry, create_payloads, args.concurrency, "create"
-            )
+            raw_create = await raw_phase(registry, raw, create_payloads, concurrency)
             create_rate, create_probe, created = await registry_phase(
-                registry, cells, registry.create, args.concurrency
+                registry, cells, registry.create, concurrency
             )
             updates = [relabelled(c) for c in created]
             update_payloads = {c.metadata.name: stored_bytes(c) for c in updates}
-            raw_update_rate, raw_update_probe = await raw_phase(
-                registry, update_payloads, args.concurrency, "update"
-            )
+            raw_update = await raw_phase(registry, raw, update_payloads, concurrency)
             update_rate, update_probe, _ = await registry_phase(
-                registry, updates, registry.update, args.concurrency
+                registry, updates, registry.update, concurrency
             )
     finally:
         await etcd.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-    size = statistics.mean(len(p) for p in create_payloads.values())
-    print(
-        f"objects: {args.objects} cells, ~{size:.0f}-byte documents, "
-        f"{args.concurrency} writes in flight, etcd data on {'tmpfs' if args.tmpfs else 'disk'}"
-    )
-    print("| measure | registry | raw aetcd put | ratio |")
-    print("|---|---|---|---|")
-    print(row("creates/s", create_rate, raw_create_rate, "/s"))
-    print(row("updates/s", update_rate, raw_update_rate, "/s"))
+    measures: Measures = {
+        "creates/s": (create_rate, raw_create[0]),
+        "updates/s": (update_rate, raw_update[0]),
+    }
     for label, registry_probe, raw_probe in (
-        ("create", create_probe, raw_create_probe),
-        ("update", update_probe, raw_update_probe),
+        ("create", create_probe, raw_create[1]),
+        ("update", update_probe, raw_update[1]),
     ):
         for name, fraction in (("p50", 0.50), ("p99", 0.99)):
-            print(
-                row(
-                    f"watch delivery {name} ({label})",
-                    registry_probe.percentile(fraction),
-                    raw_probe.percentile(fraction),
-                    "ms",
-                )
+            measures[f"watch delivery {name} ({label})"] = (
+                registry_probe.percentile(fraction),
+                raw_probe.percentile(fraction),
             )
+    for what in ("create", "update"):
+        registry_cpu, registry_gc = CPU_USED[f"registry {what}"]
+        raw_cpu, raw_gc = CPU_USED[f"raw {what}"]
+        measures[f"CPU per {what} (µs)"] = (registry_cpu / objects * 1e6, raw_cpu / objects * 1e6)
+        measures[f"of which GC per {what} (µs)"] = (
+            registry_gc / objects * 1e6,
+            raw_gc / objects * 1e6,
+        )
+    measures["document bytes"] = (statistics.mean(len(p) for p in create_payloads.values()), 0)
+    return measures
+
+
+def print_table(measures: Measures) -> None:
+    print("| measure | registry | raw aetcd txn | ratio |")
+    print("|---|---|---|---|")
+    for what, (registry_value, raw_value) in measures.items():
+        if what != "document bytes":
+            unit = "/s" if what.endswith("/s") else "" if what.endswith("(µs)") else "ms"
+            print(row(what, registry_value, raw_value, unit))
+
+
+def alternate(args: argparse.Namespace) -> int:
+    """Run this tree and ``--before`` in turn, each run in its own process."""
+    variants = {"this tree": "", "before": str(args.before.resolve() / "operator")}
+    ratios: dict[str, dict[str, list[float]]] = {name: {} for name in variants}
+    for round_index in range(args.rounds):
+        for name, pythonpath in variants.items():
+            environment = {**os.environ, "PYTHONPATH": pythonpath}
+            command = [sys.executable, __file__, "--objects", str(args.objects)]
+            command += ["--concurrency", str(args.concurrency), "--json"]
+            command += ["--tmpfs"] if args.tmpfs else []
+            output = subprocess.run(
+                command, env=environment, check=True, capture_output=True, text=True
+            ).stdout
+            measures: Measures = json.loads(output.splitlines()[-1])
+            print(f"round {round_index + 1}, {name} (load {os.getloadavg()[0]:.1f}):")
+            print_table(measures)
+            for what in ("creates/s", "updates/s", "CPU per create (µs)", "CPU per update (µs)"):
+                registry_value, raw_value = measures[what]
+                ratios[name].setdefault(what, []).append(registry_value / raw_value)
+    for name, by_measure in ratios.items():
+        for what, values in by_measure.items():
+            shown = ", ".join(f"{value:.2f}" for value in values)
+            print(f"{name}: {what} ratio median {statistics.median(values):.2f} ({shown})")
+    return 0
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument(
+        "--tmpfs", action="store_true", help="etcd data on /dev/shm (no fsync cost)"
+    )
+    parser.add_argument(
+        "--before", type=Path, help="an earlier tree (its operator/ is used), run alternating"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds with --before")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    command = " ".join(shlex.quote(part) for part in [sys.executable, *sys.argv])
+    if args.before is not None:
+        print(f"command: {command}", flush=True)
+        return await asyncio.to_thread(alternate, args)
+    measures = await measure(args.objects, args.concurrency, args.tmpfs)
+    if args.json:
+        print(json.dumps(measures))
+        return 0
+    print(f"command: {command}")
+    print(
+        f"objects: {args.objects} cells, ~{measures['document bytes'][0]:.0f}-byte documents, "
+        f"{args.concurrency} writes in flight, etcd data on {'tmpfs' if args.tmpfs else 'disk'}"
+    )
+    print_table(measures)
     return 0
 
 
