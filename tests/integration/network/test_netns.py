@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +71,24 @@ async def test_configurable_directory(tmp_path: Path) -> None:
         # pyroute2 makes the directory a shared bind mount of itself, as iproute2 does.
         while run("umount", str(directory)).returncode == 0:
             pass
+
+
+async def test_a_namespace_is_made_without_a_process_and_leaves_no_thread_in_it(
+    netns_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A throwaway thread unshares the namespace for itself and ends once it is bound: no
+    fork next to gRPC's threads, and no pool thread left in a cell's namespace."""
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a process was started to make a namespace")
+
+    monkeypatch.setattr(subprocess, "Popen", forbidden)
+    monkeypatch.setattr(os, "fork", forbidden)
+    host = os.stat("/proc/self/ns/net").st_ino
+    path = await NetnsManager().create(netns_name)
+    monkeypatch.undo()
+    assert os.stat(path).st_ino != host
+    for task in os.listdir("/proc/self/task"):
+        assert os.stat(f"/proc/self/task/{task}/ns/net").st_ino == host, f"thread {task} moved"
+    links = run("ip", "netns", "exec", netns_name, "ip", "-o", "link", "show", check=True).stdout
+    assert " lo:" in links

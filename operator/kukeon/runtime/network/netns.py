@@ -2,19 +2,22 @@
 
 A cell's namespace is created before its root container and named by kukeon, so the cell
 keeps its address across container restarts and CNI can be run against a stable path.
-pyroute2 does the unshare + bind mount (the same steps as ``ip netns add``) in a child
-process; this module adds idempotence and a configurable directory.
+A namespace is made by a short-lived thread of kukeond's own: it unshares a network
+namespace for itself (namespaces are per thread), pyroute2 bind-mounts it at its path (the
+steps of ``ip netns add``), and the thread ends; the mount keeps the namespace. No process
+is forked: forking next to gRPC's threads is unsafe (pyroute2's ``netns.create`` forks a
+Python child), and an ``unshare --net`` holder cost a fork and two execs per cell. This
+module adds idempotence and a configurable directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import functools
 import os
-import shutil
-import subprocess
 import threading
-import time
 from pathlib import Path
 
 from kukeon.runtime.hostfiles import make_dirs
@@ -23,6 +26,7 @@ from kukeon.runtime.network.errors import HostPrerequisiteError, NetnsError
 from kukeon.runtime.network.netlink import netns as pyroute2_netns
 
 DEFAULT_NETNS_DIR = Path("/var/run/netns")
+CLONE_NEWNET = 0x40000000
 _DIRECTORY_SETUP = threading.Lock()
 
 
@@ -102,7 +106,7 @@ class NetnsManager:
         if not path.exists():
             return False
         try:
-            pyroute2_netns.remove(str(path))
+            pyroute2_netns.remove(str(path), libc=_libc())
         except FileNotFoundError:
             return False
         except OSError as error:
@@ -111,44 +115,37 @@ class NetnsManager:
 
 
 def _create_bound(path: Path) -> None:
-    """Create a network namespace bound at `path`, without forking this process.
+    """Create a network namespace bound at `path`, without forking and without moving any
+    thread but a throwaway one into it.
 
-    pyroute2's `netns.create` forks a Python child to unshare; forking a process that runs
-    gRPC threads (the containerd and etcd clients) is unsafe, and the child can die in
-    gRPC's fork handlers. Instead a throwaway `unshare --net sleep` (fork+exec, which is
-    safe) holds a fresh namespace for the moment this process bind-mounts it at `path`
-    (`netns.attach`, which is what `ip netns add` does in its own process).
+    The thread unshares a namespace for itself only and ends once it is bound; a pool
+    thread must never do it (it would stay in the cell's namespace, and so would the next
+    netlink call it runs). ``/proc/thread-self`` names the thread's own namespace (the
+    process's, ``/proc/self``, is the host's).
     """
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise HostPrerequisiteError(piece="the unshare command", package="util-linux")
-    own = os.readlink("/proc/self/ns/net")
-    holder = subprocess.Popen(
-        [unshare, "--net", "--", "sleep", "30"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                if os.readlink(f"/proc/{holder.pid}/ns/net") != own:
-                    break
-            except FileNotFoundError:
-                pass
-            if holder.poll() is not None:
-                detail = holder.stderr.read().decode(errors="replace") if holder.stderr else ""
-                raise PermissionError(errno.EPERM, f"unshare --net failed: {detail.strip()}")
-            if time.monotonic() > deadline:
-                raise NetnsError(f"timed out creating network namespace {path}")
-            time.sleep(0.001)
-        pyroute2_netns.attach(str(path), holder.pid)
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stderr is not None:
-            holder.stderr.close()
+    failures: list[BaseException] = []
+
+    def in_a_new_namespace() -> None:
+        try:
+            if _libc().unshare(CLONE_NEWNET) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"unshare(CLONE_NEWNET): {os.strerror(code)}")
+            pyroute2_netns.attach(str(path), "thread-self", libc=_libc())
+        except BaseException as error:  # raised in the caller's thread
+            failures.append(error)
+
+    thread = threading.Thread(target=in_a_new_namespace, name="kukeon-netns-create")
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library this process runs with (pyroute2 would find its own by running
+    ``ldconfig -p``: a fork, once)."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _is_mounted_netns(path: Path) -> bool:
