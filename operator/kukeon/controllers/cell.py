@@ -439,8 +439,11 @@ class CellController:
         its /etc/hosts and /etc/hostname."""
         key = cell_key(cell)
         delegation = Delegation.ALL if cell.spec.nested_cgroup_runtime else Delegation.RESOURCES
-        cgroup = await self.host.cgroups.ensure(CgroupPath(key), delegation=delegation)
-        interfaces = await CellNetworking(self.host).attach(ctx, cell, space, key)
+        # Neither needs the other (a task joins both only when it starts).
+        cgroup, interfaces = await _both(
+            self.host.cgroups.ensure(CgroupPath(key), delegation=delegation),
+            CellNetworking(self.host).attach(ctx, cell, space, key),
+        )
         attachment = interfaces.primary
         aliases = sorted({alias for c in cell.spec.containers for alias in c.networks_aliases})
         await write_cell_host_files(

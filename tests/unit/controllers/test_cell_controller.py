@@ -512,6 +512,30 @@ async def test_the_cells_containers_are_listed_while_it_is_set_up(
     assert calls.index(("list", "c")) < calls.index(("start", CID))
 
 
+async def test_a_cells_cgroup_and_network_are_set_up_at_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cgroup is made only once the attachment began: one after the other, the pass
+    would never end."""
+    attaching = asyncio.Event()
+    ensure = rig.cgroups.ensure
+    attach = rig.networks.attach_cell
+
+    async def slow_ensure(path: Any, *, delegation: Any) -> FakeCgroupState:
+        await attaching.wait()
+        return await ensure(path, delegation=delegation)
+
+    async def noted_attach(**kwargs: Any) -> FakeAttachment:
+        attaching.set()
+        return await attach(**kwargs)
+
+    monkeypatch.setattr(rig.cgroups, "ensure", slow_ensure)
+    monkeypatch.setattr(rig.networks, "attach_cell", noted_attach)
+    async with asyncio.timeout(5):
+        cell = await rig.reconcile(make_cell(app()))
+    assert str(cell.status.state) == "Ready"
+
+
 async def test_a_cell_set_up_elsewhere_than_expected_is_made_again_from_the_real_paths(
     rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
