@@ -66,12 +66,17 @@ class DocumentCodec:
         """Keys whose document did not decode when last read."""
 
     @staticmethod
-    def validate(document: dict[str, Any]) -> tuple[dict[str, Any], AnyResource]:
-        """Validate through kukeon.api; the canonical document to store and its model."""
+    def validated(document: dict[str, Any]) -> AnyResource:
+        """``document`` validated through kukeon.api, as its model."""
         try:
-            parsed = parse_resource(document)
+            return parse_resource(document)
         except InvalidResource as error:
             raise Invalid.from_invalid_resource(error) from error
+
+    @classmethod
+    def validate(cls, document: dict[str, Any]) -> tuple[dict[str, Any], AnyResource]:
+        """Validate through kukeon.api; the canonical document to store and its model."""
+        parsed = cls.validated(document)
         canonical = to_document(parsed)
         canonical["metadata"].pop("resourceVersion", None)
         return canonical, parsed
@@ -84,14 +89,22 @@ class DocumentCodec:
 
     def encode(self, document: dict[str, Any], *, label: str) -> bytes:
         data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        metadata = document.get("metadata", {})
+        return self._within_limit(data, label, document.get("kind"), metadata.get("name"))
+
+    def encode_model(self, model: AnyResource, *, label: str) -> bytes:
+        """The bytes ``encode`` gives for ``to_document(model)``, without building that
+        document: pydantic writes the same compact JSON (camelCase, nulls left out, text
+        as UTF-8) in one call. Not for a kind with sealed values (they are sealed into the
+        document first). ``model.metadata.resource_version`` must be unset."""
+        data = model.model_dump_json(by_alias=True, exclude_none=True).encode()
+        return self._within_limit(data, label, model.kind, model.metadata.name)
+
+    @staticmethod
+    def _within_limit(data: bytes, label: str, kind: str | None, name: str | None) -> bytes:
         if len(data) > MAX_DOCUMENT_BYTES:
             why = f"the document is {len(data)} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit"
-            raise Invalid(
-                f"{label}: {why}",
-                causes=[FieldError("", why)],
-                kind=document.get("kind"),
-                name=document.get("metadata", {}).get("name"),
-            )
+            raise Invalid(f"{label}: {why}", causes=[FieldError("", why)], kind=kind, name=name)
         return data
 
     def parsed(
@@ -208,10 +221,29 @@ class DocumentCodec:
         **meta: Any,
     ) -> AnyResource:
         """What a write returns: the validated model, or, for a kind with sealed values,
-        the stored bytes read back (so the caller holds the values, not "***")."""
+        the stored bytes read back (so the caller holds the values, not "***").
+
+        The model is also kept as the shared version at ``revision``: a watch or list of
+        this process meets that version next and is handed it instead of decoding our own
+        bytes again (a valid model's canonical document decodes to an equal model, which
+        ``as_written`` already relies on). The caller gets its own metadata (labels,
+        annotations and finalizers copied), since callers change a result's metadata
+        before writing it again; spec and status are shared, as for any shared version.
+        """
         if kind in SEALED_KINDS:
             return self.decode(kind, raw_key, data, revision)
-        return self.as_written(model, revision, **meta)
+        shared = self.as_written(model, revision, **meta)
+        self.invalid.valid(raw_key, revision)
+        self.share(kind, raw_key, revision, shared)
+        metadata = shared.metadata
+        own = metadata.model_copy(
+            update={
+                "labels": dict(metadata.labels),
+                "annotations": dict(metadata.annotations),
+                "finalizers": list(metadata.finalizers),
+            }
+        )
+        return shared.model_copy(update={"metadata": own})
 
     def unreadable(
         self, kind: Kind, raw_key: bytes, revision: int, reason: str

@@ -23,6 +23,7 @@ is one ``KindInfo`` entry, and parents, children and key depths follow from it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -65,6 +66,7 @@ def kind_info(kind: Kind) -> KindInfo:
         raise Invalid(f"kind {kind!r} is not stored in the registry") from None
 
 
+@functools.cache  # the kind table never changes; every key built asks
 def scope_depth(kind: Kind) -> int:
     """How many parent names a key of ``kind`` carries before its own name."""
     if kind in SCOPED_KINDS:
@@ -111,9 +113,13 @@ class KeyLayout:
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = prefix.rstrip("/")
         self.registry_root = f"{self.prefix}/registry"
+        self._kind_prefixes = {
+            kind: f"{self.registry_root}/{info.plural}/" for kind, info in KINDS.items()
+        }
 
     def kind_prefix(self, kind: Kind) -> str:
-        return f"{self.registry_root}/{kind_info(kind).plural}/"
+        found = self._kind_prefixes.get(kind)
+        return found if found is not None else f"{self.registry_root}/{kind_info(kind).plural}/"
 
     def key(self, kind: Kind, key: Sequence[str]) -> str:
         depth = scope_depth(kind)

@@ -5,7 +5,9 @@ watch cache, the followers of cells): each event reached each of them as bytes a
 decoded -- JSON, then the pydantic model -- once per loop, and each kept its own copy of
 the newest version of every document. Here the registry remembers, per key, the object it
 last decoded and that version's revision: a watch or list that meets the same revision
-again is handed the same object, so a version is decoded once and held once.
+again is handed the same object, so a version is decoded once and held once. A version
+this process wrote itself is kept from the write (``DocumentCodec.written``): the model it
+validated, so its own watch does not decode those bytes at all.
 
 Sharing is safe because nothing modifies an object read from the store: every change is
 made on a copy (``model_copy``), as ``framework.cache`` and ``apiserver.watchcache``

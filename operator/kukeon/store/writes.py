@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from kukeon.api import AnyResource, FieldError, Kind, key_of, to_document
 
@@ -34,8 +34,23 @@ from .txn import (
 _PARENT_CACHE_SIZE = 4096
 
 
+class _Merged(NamedTuple):
+    """What an update writes."""
+
+    model: AnyResource
+    data: bytes
+    generation: int
+    remove: bool
+    """The object is being deleted and this update drops its last finalizer."""
+
+
 def _kind_of(res: AnyResource) -> Kind:
     return Kind(res.kind)
+
+
+@functools.cache  # the kind table never changes
+def _has_children(kind: Kind) -> bool:
+    return bool(child_kinds(kind))
 
 
 class RegistryWrites(RegistryDeletion):
@@ -47,23 +62,7 @@ class RegistryWrites(RegistryDeletion):
         key = key_of(res)
         label = label_of(kind, key)
         raw_key = self._layout.key(kind, key).encode()
-        fresh_metadata = res.metadata.model_copy(
-            update={
-                "uid": str(uuid.uuid4()),
-                "creation_timestamp": utc_now(),
-                "deletion_timestamp": None,
-                "generation": 1,
-                "resource_version": None,
-                "finalizers": self._initial_finalizers(kind, res.metadata.finalizers),
-            }
-        )
-        document = to_document(res.model_copy(update={"metadata": fresh_metadata}))
-        # The status of a new object is the controllers' to write, starting from Pending.
-        document.pop("status", None)
-        document, model = self._codec.validate(document)
-        self._codec.seal(kind, raw_key, document, res, None, label)
-        data = self._codec.encode(document, label=label)
-        uid = fresh_metadata.uid
+        model, data, uid = self._new_document(kind, raw_key, res, label)
         parent = parent_key(kind, key)
 
         parent_raw = self._layout.key(*parent).encode() if parent is not None else None
@@ -116,10 +115,39 @@ class RegistryWrites(RegistryDeletion):
             self._parent_revisions[parent_raw] = parent_kvs[0].mod_revision
         raise Unavailable(f"create {label}: the parent kept changing, gave up")
 
+    def _new_document(
+        self, kind: Kind, raw_key: bytes, res: AnyResource, label: str
+    ) -> tuple[AnyResource, bytes, str]:
+        """The validated model, stored bytes and uid of a new object.
+
+        Apart, so that nothing else of the work (dict trees) outlives it: a write holds
+        what it keeps across its round trip, and with many in flight that is promoted
+        into the older GC generations, whose full collections then cost the most.
+        """
+        uid = str(uuid.uuid4())
+        # The registry's own metadata goes into the document itself (validated just below
+        # with the rest): no copy of the model to dump.
+        document = to_document(res)
+        metadata: dict[str, Any] = document["metadata"]
+        metadata.pop("deletionTimestamp", None)
+        metadata.pop("resourceVersion", None)
+        metadata["uid"] = uid
+        metadata["creationTimestamp"] = utc_now().isoformat()
+        metadata["generation"] = 1
+        metadata["finalizers"] = self._initial_finalizers(kind, res.metadata.finalizers)
+        # The status of a new object is the controllers' to write, starting from Pending.
+        document.pop("status", None)
+        if kind not in SEALED_KINDS:
+            model = self._codec.validated(document)
+            return model, self._codec.encode_model(model, label=label), uid
+        document, model = self._codec.validate(document)
+        self._codec.seal(kind, raw_key, document, res, None, label)
+        return model, self._codec.encode(document, label=label), uid
+
     @staticmethod
     def _initial_finalizers(kind: Kind, requested: Sequence[str]) -> list[str]:
         finalizers = [name for name in requested if name != CHILDREN_FINALIZER]
-        if child_kinds(kind):
+        if _has_children(kind):
             finalizers.append(CHILDREN_FINALIZER)
         return finalizers
 
@@ -140,9 +168,7 @@ class RegistryWrites(RegistryDeletion):
                 causes=[FieldError("metadata.resourceVersion", "must be an integer")],
             ) from None
 
-    async def _current(self, kind: Kind, key: Sequence[str], expected: int, op: str) -> Stored:
-        label = label_of(kind, key)
-        raw_key = self._layout.key(kind, key).encode()
+    async def _current(self, raw_key: bytes, label: str, expected: int, op: str) -> Stored:
         cached = self._documents.at(raw_key, expected)
         if cached is not None:
             return cached
@@ -167,7 +193,24 @@ class RegistryWrites(RegistryDeletion):
         label = label_of(kind, key)
         expected = self._expected_revision(res, label)
         raw_key = self._layout.key(kind, key).encode()
-        stored = await self._current(kind, key, expected, "update")
+        stored = await self._current(raw_key, label, expected, "update")
+        merged = self._merged_update(kind, raw_key, res, stored, label)
+        if merged.data == stored.value:
+            return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
+        revision = await self._compare_and_write(
+            kind, key, stored, merged.data, remove=merged.remove, op="update"
+        )
+        if merged.remove:
+            return self._codec.as_written(merged.model, revision, generation=merged.generation)
+        return self._codec.written(
+            kind, raw_key, merged.model, merged.data, revision, generation=merged.generation
+        )
+
+    def _merged_update(
+        self, kind: Kind, raw_key: bytes, res: AnyResource, stored: Stored, label: str
+    ) -> _Merged:
+        """``res``'s spec and metadata merged into the stored document, validated (apart
+        from ``update`` for the reason given in ``_new_document``)."""
         stored_document = self._codec.stored_document(kind, raw_key, stored)
         stored_metadata: dict[str, Any] = stored_document["metadata"]
         stored_finalizers: list[str] = stored_metadata.get("finalizers") or []
@@ -199,14 +242,7 @@ class RegistryWrites(RegistryDeletion):
             generation += 1
             document["metadata"]["generation"] = generation
         data = self._codec.encode(document, label=label)
-        if data == stored.value:
-            return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
-        revision = await self._compare_and_write(
-            kind, key, stored, data, remove=deleting and not finalizers, op="update"
-        )
-        if deleting and not finalizers:
-            return self._codec.as_written(model, revision, generation=generation)
-        return self._codec.written(kind, raw_key, model, data, revision, generation=generation)
+        return _Merged(model, data, generation, remove=deleting and not finalizers)
 
     async def update_status(self, res: AnyResource) -> AnyResource:
         """Write status only (CAS on resourceVersion); spec, metadata and generation stay."""
@@ -215,7 +251,20 @@ class RegistryWrites(RegistryDeletion):
         label = label_of(kind, key)
         expected = self._expected_revision(res, label)
         raw_key = self._layout.key(kind, key).encode()
-        stored = await self._current(kind, key, expected, "update status of")
+        stored = await self._current(raw_key, label, expected, "update status of")
+        model, data = self._merged_status(kind, raw_key, res, stored, label)
+        if data == stored.value:
+            return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
+        revision = await self._compare_and_write(
+            kind, key, stored, data, remove=False, op="update status of"
+        )
+        return self._codec.written(kind, raw_key, model, data, revision)
+
+    def _merged_status(
+        self, kind: Kind, raw_key: bytes, res: AnyResource, stored: Stored, label: str
+    ) -> tuple[AnyResource, bytes]:
+        """``res``'s status in the stored document, validated, and its bytes (apart from
+        ``update_status`` for the reason given in ``_new_document``)."""
         stored_document = self._codec.stored_document(kind, raw_key, stored)
         if kind == Kind.SECRET:
             why = "a Secret's status (its keys, sizes and digests) is written by the registry"
@@ -226,13 +275,7 @@ class RegistryWrites(RegistryDeletion):
         )
         if kind in SEALED_KINDS:
             restore_sealed(kind.value, document, stored_document)
-        data = self._codec.encode(document, label=label)
-        if data == stored.value:
-            return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
-        revision = await self._compare_and_write(
-            kind, key, stored, data, remove=False, op="update status of"
-        )
-        return self._codec.written(kind, raw_key, model, data, revision)
+        return model, self._codec.encode(document, label=label)
 
     async def _compare_and_write(
         self,
