@@ -25,11 +25,10 @@ containers, detaches the cell from its network, and removes its cgroup and files
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from kukeon.api import (
     Cell,
@@ -87,6 +86,7 @@ from .cellplan import (
 )
 from .cellports import publish_ports, release_ports
 from .cellstate import containerd_container_id
+from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host
 from .images import ImageProvider, ImageUnavailableError, InvalidImageReferenceError
@@ -110,8 +110,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CellKey = tuple[str, str, str, str]
-A = TypeVar("A")
-B = TypeVar("B")
 
 
 def cell_key(cell: Cell) -> CellKey:
@@ -195,22 +193,6 @@ class _Prepared:
 
     built: BuiltContainer
     plan: ContainerPlan
-
-
-async def _nothing() -> None:
-    return None
-
-
-async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Both awaited at once, both finished before this returns (nothing left running).
-
-    On failure the first one's error is raised: it is the one that came first when they
-    ran one after the other (the second's, if the first succeeded)."""
-    results = await asyncio.gather(first, second, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return cast(A, results[0]), cast(B, results[1])
 
 
 def _netns_of(interfaces: CellInterfaces) -> str | None:
@@ -385,10 +367,10 @@ class CellController:
         # its task starts): a new cell's start no longer waits for one, then the other.
         # The cell's containers are listed meanwhile too: those dropped from the spec go
         # at the end (only this pass makes containers of the cell, all of them kept).
-        (cgroup, interfaces), (first, listed) = await _both(
+        (cgroup, interfaces), (first, listed) = await both(
             self._cell_host(cell, ctx, space, files),
-            _both(
-                prepare(containers[0]) if containers else _nothing(),
+            both(
+                prepare(containers[0]) if containers else nothing(),
                 executor.cell_containers(namespace, key),
             ),
         )
@@ -440,7 +422,7 @@ class CellController:
         key = cell_key(cell)
         delegation = Delegation.ALL if cell.spec.nested_cgroup_runtime else Delegation.RESOURCES
         # Neither needs the other (a task joins both only when it starts).
-        cgroup, interfaces = await _both(
+        cgroup, interfaces = await both(
             self.host.cgroups.ensure(CgroupPath(key), delegation=delegation),
             CellNetworking(self.host).attach(ctx, cell, space, key),
         )
@@ -470,7 +452,7 @@ class CellController:
         (its task is `_run_container`'s)."""
         # What containerd holds is observed while the container is built (it does not
         # depend on the build): a new cell's start waits for one, not both.
-        built, (observed, task) = await _both(
+        built, (observed, task) = await both(
             builder.build(place, container, space, on_pull=progress.pulling),
             executor.observe(
                 place.namespace, place.key, place.container_name(container.id), container.id

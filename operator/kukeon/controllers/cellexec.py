@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from kukeon.api import ContainerSpec, EventReason
 from kukeon.runtime.cgroups import CgroupError, CgroupPath
@@ -43,6 +43,7 @@ from .cellplan import (
     RemoveContainer,
     StartTask,
 )
+from .concurrently import run_all
 from .host import Host
 
 logger = logging.getLogger(__name__)
@@ -274,11 +275,3 @@ class CellExecutor:
         if found is None:
             found = await self.cell_containers(namespace, key)
         await run_all(self.remove_container(namespace, name) for name in found if name not in keep)
-
-
-async def run_all(steps: Iterable[Awaitable[None]]) -> None:
-    """Run the steps concurrently; every one runs to its end, then the first error is raised."""
-    results = await asyncio.gather(*steps, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result

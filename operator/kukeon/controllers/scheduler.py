@@ -78,6 +78,7 @@ from kukeon.framework.intents import default_finalizer
 from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, WatchEvent
 from kukeon.store.keys import range_end
 
+from .concurrently import both, nothing
 from .layers import LAYER_KINDS, nodes_named, release_node
 from .leading import LeaderLoop, Watch
 
@@ -187,11 +188,11 @@ class Scheduler:
         not list them (listing and parsing every cell of the fleet each second was most of
         an idle leader's CPU); a cell that needs a node wakes the loop through the watch."""
         self.stats.passes += 1
-        # The Nodes first, then the leases: a node takes its lease before it writes Ready, so
-        # a Ready read here has its lease in the read after. The other way round, a node
-        # starting between the two reads was marked NotReady over its fresh Ready.
-        nodes = [n for n in (await self.registry.list(Kind.NODE)).items if isinstance(n, Node)]
-        alive = await alive_nodes(self.registry.client, self.registry.key_prefix)
+        # A woken pass has cells to decide about: they are listed while the nodes are read.
+        (nodes, alive), listed = await both(
+            self._nodes_and_leases(),
+            self.registry.list(Kind.CELL) if woken or self._unplaced else nothing(),
+        )
         self._alive = frozenset(alive)
         now = self._clock()
 
@@ -203,8 +204,10 @@ class Scheduler:
             if not views[node.metadata.name].ready:
                 lost_since[node.metadata.name] = ready_since(node) or now
         cells: list[Cell] = []
-        if woken or lost_since or self._unplaced:
-            cells = [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
+        if listed is None and lost_since:
+            listed = await self.registry.list(Kind.CELL)
+        if listed is not None:
+            cells = [c for c in listed.items if isinstance(c, Cell)]
             self._unplaced = any(not c.spec.node_name for c in cells)
         count_cells(views, cells)
         self._rules = await self._spread_rules(cells, lost=lost_since.keys())
@@ -242,6 +245,13 @@ class Scheduler:
             await self.release_gone_nodes(
                 registered={n.metadata.name for n in nodes}, gone=gone, alive=alive
             )
+
+    async def _nodes_and_leases(self) -> tuple[list[Node], set[str]]:
+        # The Nodes first, then the leases: a node takes its lease before it writes Ready, so
+        # a Ready read here has its lease in the read after. The other way round, a node
+        # starting between the two reads was marked NotReady over its fresh Ready.
+        nodes = [n for n in (await self.registry.list(Kind.NODE)).items if isinstance(n, Node)]
+        return nodes, await alive_nodes(self.registry.client, self.registry.key_prefix)
 
     async def _spread_rules(
         self, cells: Sequence[Cell], *, lost: Collection[str]

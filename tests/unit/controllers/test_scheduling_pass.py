@@ -328,6 +328,29 @@ async def test_an_idle_pass_lists_no_cell_until_one_needs_deciding(
     assert Kind.CELL in listed
 
 
+async def test_a_woken_pass_lists_the_cells_while_it_reads_the_nodes(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cell list is not a round trip after the nodes' and the leases': here the nodes
+    can be read only once the cells are being listed (one after the other, never)."""
+    await add_node(fleet, "a", memory=1024 * MIB)
+    await fleet.create(with_memory("c1", 100))
+    cells_asked = asyncio.Event()
+    original = fleet.list
+
+    async def gated(kind: Kind, *args: Any, **kwargs: Any) -> Any:
+        if kind == Kind.CELL:
+            cells_asked.set()
+        else:
+            await cells_asked.wait()
+        return await original(kind, *args, **kwargs)
+
+    monkeypatch.setattr(fleet, "list", gated)
+    async with asyncio.timeout(5):
+        await scheduler(fleet, Clock()).run_pass(woken=True)
+    assert (await get_cell(fleet, "c1")).spec.node_name == "a"
+
+
 async def test_cells_are_placed_oldest_first_so_a_sets_oldest_cells_spread(fleet: Fleet) -> None:
     """A set scaled down keeps its oldest cells: placed in the order they were made, the
     oldest of any count land one per node (listed by name, c5, made third, would share b
