@@ -16,6 +16,7 @@ import click
 from click.testing import CliRunner
 
 from kukeon.cli.main import COMMANDS, SUBCOMMANDS, cli
+from tests.fixtures.interpreter import printed_after
 
 from .listserver import list_server
 
@@ -23,13 +24,11 @@ COMMAND_MODULES = sorted({f"kukeon.cli.{home.partition(':')[0]}" for home in COM
 
 
 def _command_modules_after(code: str) -> list[str]:
-    probe = (
-        f"import json, sys\n{code}\n"
-        f"print(json.dumps(sorted(m for m in {COMMAND_MODULES!r} if m in sys.modules)))"
+    return list(
+        printed_after(
+            f"{code}\nprint(json.dumps(sorted(m for m in {COMMAND_MODULES!r} if m in sys.modules)))"
+        )
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return list(json.loads(done.stdout.splitlines()[-1]))
 
 
 def test_listing_the_commands_imports_none() -> None:

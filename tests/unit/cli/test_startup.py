@@ -6,28 +6,17 @@ What importing kukectl loads (not the server, rich or aiohttp) is tests/unit/tes
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.fixtures.interpreter import printed_after
+
 from .listserver import list_server
-
-
-def _after(code: str) -> object:
-    done = subprocess.run(
-        [sys.executable, "-c", f"import json, sys\n{code}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout)
 
 
 def test_models_are_built_on_first_use() -> None:
     """pydantic builds a model's validator when it first validates (``defer_build``), so
     importing kukectl builds none; validating a Cell builds what a Cell needs."""
-    built = _after(
+    built = printed_after(
         "import kukeon.cli.main\n"
         "from kukeon.api import KIND_MODELS, Kind, parse_resource\n"
         "before = [k.value for k, m in KIND_MODELS.items() if m.__pydantic_complete__]\n"
@@ -40,7 +29,7 @@ def test_models_are_built_on_first_use() -> None:
 
 
 def test_version_is_read_only_when_asked() -> None:
-    loaded = _after(
+    loaded = printed_after(
         "import kukeon\n"
         "before = 'importlib.metadata' in sys.modules\n"
         "print(json.dumps([before, kukeon.__version__ != '']))"
@@ -52,7 +41,7 @@ def test_a_get_loads_no_aiohttp(tmp_path: Path) -> None:
     """A plain request has a connection of its own (``ApiClient(pooled=False)``)."""
     socket = tmp_path / "api.sock"
     with list_server(socket):
-        loaded = _after(
+        loaded = printed_after(
             "from kukeon.cli.main import main\n"
             f"try:\n    main(['--server', 'unix://{socket}', 'get', 'cells', '-A'])\n"
             "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"

@@ -429,26 +429,41 @@ async def test_a_new_cell_is_built_and_runs(rig: Rig) -> None:
     assert again.status == cell.status
 
 
+def hold_until(
+    monkeypatch: pytest.MonkeyPatch,
+    held: tuple[object, str],
+    until: tuple[object, str],
+    *,
+    after: bool = False,
+) -> None:
+    """``held``'s method waits until ``until``'s was called (``after``: returned): a pass
+    doing them one after the other never ends."""
+    opened = asyncio.Event()
+    held_call = getattr(*held)
+    until_call = getattr(*until)
+
+    async def holding(*args: Any, **kwargs: Any) -> Any:
+        await opened.wait()
+        return await held_call(*args, **kwargs)
+
+    async def opening(*args: Any, **kwargs: Any) -> Any:
+        if not after:
+            opened.set()
+        result = await until_call(*args, **kwargs)
+        opened.set()
+        return result
+
+    monkeypatch.setattr(*held, holding)
+    monkeypatch.setattr(*until, opening)
+
+
 async def test_the_root_container_is_made_while_the_cells_network_is_set_up(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A new cell's network attachment and its root container's create overlap: the
     attachment here finishes only once the container exists (one after the other, the
     pass would never end)."""
-    made = asyncio.Event()
-    attach = rig.networks.attach_cell
-    create = FakeContainers.create
-
-    async def slow_attach(**kwargs: Any) -> FakeAttachment:
-        await made.wait()
-        return await attach(**kwargs)
-
-    async def noted_create(self: FakeContainers, cid: str, **kwargs: Any) -> None:
-        await create(self, cid, **kwargs)
-        made.set()
-
-    monkeypatch.setattr(rig.networks, "attach_cell", slow_attach)
-    monkeypatch.setattr(FakeContainers, "create", noted_create)
+    hold_until(monkeypatch, (rig.networks, "attach_cell"), (FakeContainers, "create"), after=True)
     async with asyncio.timeout(5):
         cell = await rig.reconcile(make_cell(app()))
     assert str(cell.status.state) == "Ready"
@@ -463,20 +478,7 @@ async def test_a_container_is_observed_while_it_is_built(
 ) -> None:
     """The image is made ready only once containerd was asked for the container: one
     after the other, the pass would never end."""
-    asked = asyncio.Event()
-    ensure = rig.images.ensure
-    get = FakeContainers.get
-
-    async def slow_ensure(**kwargs: Any) -> Any:
-        await asked.wait()
-        return await ensure(**kwargs)
-
-    async def noted_get(self: FakeContainers, cid: str) -> FakeContainer:
-        asked.set()
-        return await get(self, cid)
-
-    monkeypatch.setattr(rig.images, "ensure", slow_ensure)
-    monkeypatch.setattr(FakeContainers, "get", noted_get)
+    hold_until(monkeypatch, (rig.images, "ensure"), (FakeContainers, "get"))
     async with asyncio.timeout(5):
         cell = await rig.reconcile(make_cell(app()))
     assert str(cell.status.state) == "Ready"
@@ -517,20 +519,7 @@ async def test_a_cells_cgroup_and_network_are_set_up_at_once(
 ) -> None:
     """The cgroup is made only once the attachment began: one after the other, the pass
     would never end."""
-    attaching = asyncio.Event()
-    ensure = rig.cgroups.ensure
-    attach = rig.networks.attach_cell
-
-    async def slow_ensure(path: Any, *, delegation: Any) -> FakeCgroupState:
-        await attaching.wait()
-        return await ensure(path, delegation=delegation)
-
-    async def noted_attach(**kwargs: Any) -> FakeAttachment:
-        attaching.set()
-        return await attach(**kwargs)
-
-    monkeypatch.setattr(rig.cgroups, "ensure", slow_ensure)
-    monkeypatch.setattr(rig.networks, "attach_cell", noted_attach)
+    hold_until(monkeypatch, (rig.cgroups, "ensure"), (rig.networks, "attach_cell"))
     async with asyncio.timeout(5):
         cell = await rig.reconcile(make_cell(app()))
     assert str(cell.status.state) == "Ready"

@@ -6,9 +6,7 @@ The figures are docs/benchmarks/memory-idle.md's.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from tests.fixtures.interpreter import printed_after
 
 KUKEOND = "import kukeon.daemon.main, kukeon.daemon.app"
 
@@ -25,18 +23,8 @@ NOT_KUKEONDS = (
 )
 
 
-def _after(code: str) -> object:
-    done = subprocess.run(
-        [sys.executable, "-c", f"import json, sys\n{code}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout)
-
-
 def test_kukeond_loads_nothing_it_does_not_use() -> None:
-    loaded = _after(
+    loaded = printed_after(
         f"{KUKEOND}\n"
         f"print(json.dumps(sorted(m for m in sys.modules\n"
         f"    if m in {NOT_KUKEONDS!r} or m.startswith(tuple(p + '.' for p in {NOT_KUKEONDS!r})))))"
@@ -47,7 +35,7 @@ def test_kukeond_loads_nothing_it_does_not_use() -> None:
 def test_the_lean_pyroute2_is_the_real_one() -> None:
     """kukeon's IPRoute and netns are pyroute2's; any other name of the package loads the
     rest of it then, so code importing pyroute2 the usual way still gets everything."""
-    found = _after(
+    found = printed_after(
         "from kukeon.runtime.network.netlink import IPRoute, netns\n"
         "import pyroute2\n"
         "from pyroute2.iproute.linux import IPRoute as Real\n"
@@ -60,7 +48,7 @@ def test_the_lean_pyroute2_is_the_real_one() -> None:
 
 
 def test_pyroute2_imported_first_is_kept() -> None:
-    found = _after(
+    found = printed_after(
         "import pyroute2\n"
         "from kukeon.runtime.network.netlink import IPRoute\n"
         "print(json.dumps([sys.modules['pyroute2'] is pyroute2, IPRoute is pyroute2.IPRoute]))"
