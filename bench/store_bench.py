@@ -95,7 +95,8 @@ def relabelled(res: AnyResource) -> AnyResource:
 
 
 class GcClock:
-    """Seconds this process spent in CPython's garbage collections (all generations)."""
+    """CPU seconds this process spent in CPython's garbage collections (all generations;
+    CPU, not wall time, so that a loaded machine does not inflate it)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -104,9 +105,9 @@ class GcClock:
 
     def _tick(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = time.process_time()
         else:
-            self.seconds += time.perf_counter() - self._started
+            self.seconds += time.process_time() - self._started
 
 
 GC_CLOCK = GcClock()
