@@ -142,7 +142,7 @@ class DocumentCodec:
         if kind in SEALED_KINDS:
             return
         if isinstance(res, str):
-            self.shared.forget(raw_key)
+            self.shared.forget(raw_key, revision)
         else:
             self.shared.keep(raw_key, revision, res)
 

@@ -33,6 +33,10 @@ class SharedDecodes:
 
     def __init__(self, max_keys: int = MAX_KEYS) -> None:
         self._entries: OrderedDict[bytes, tuple[int, AnyResource]] = OrderedDict()
+        self._forgotten: OrderedDict[bytes, int] = OrderedDict()
+        """The revision each key was last forgotten at (deleted, or a version that does not
+        decode): an older version met later (a list read before the delete, a write's
+        result handled after it) is not kept again. Bounded like the entries."""
         self._max_keys = max_keys
 
     def get(self, raw_key: bytes, revision: int) -> AnyResource | None:
@@ -48,13 +52,24 @@ class SharedDecodes:
         entry = self._entries.get(raw_key)
         if entry is not None and entry[0] > revision:
             return
+        forgotten = self._forgotten.get(raw_key)
+        if forgotten is not None:
+            if revision <= forgotten:
+                return
+            del self._forgotten[raw_key]  # made again since
         self._entries[raw_key] = (revision, res)
         self._entries.move_to_end(raw_key)
         while len(self._entries) > self._max_keys:
             self._entries.popitem(last=False)
 
-    def forget(self, raw_key: bytes) -> None:
+    def forget(self, raw_key: bytes, revision: int) -> None:
+        """``raw_key`` is gone (or undecodable) as of ``revision``: nothing of it kept, nor
+        any version up to that one later."""
         self._entries.pop(raw_key, None)
+        self._forgotten[raw_key] = max(revision, self._forgotten.get(raw_key, 0))
+        self._forgotten.move_to_end(raw_key)
+        while len(self._forgotten) > self._max_keys:
+            self._forgotten.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)

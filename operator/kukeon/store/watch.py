@@ -86,7 +86,7 @@ class RegistryWatch(RegistryBase):
             last = (
                 None if was_invalid else self._codec.last_version(kind, previous, kv.mod_revision)
             )
-            self._codec.shared.forget(kv.key)
+            self._codec.shared.forget(kv.key, kv.mod_revision)
             self._invalid.valid(kv.key, kv.mod_revision)
             if last is None:
                 return None  # never delivered: nothing to delete for the watcher
