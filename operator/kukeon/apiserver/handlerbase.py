@@ -23,7 +23,12 @@ from kukeon.apiserver.status import ApiError, from_store_error
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.watchcache import WatchCache
 from kukeon.apiserver.watchhub import WatchHub
-from kukeon.apiserver.writerules import check_acted_on, check_finalizers, check_networks
+from kukeon.apiserver.writerules import (
+    check_acted_on,
+    check_finalizers,
+    check_networks,
+    check_runnable,
+)
 from kukeon.store import StoreError
 
 
@@ -70,6 +75,7 @@ class HandlerBase:
             return  # status: only admins (the controllers) write it
         check_finalizers(target, res, current)
         check_acted_on(target, res, current)
+        check_runnable(target, res, current)
         await self._store(target, check_port_claims(self._registry, res, current))
         await self._store(target, self._admission.admit(principal_of(request), res, current))
         # Last: a dry run refused only here passed every other check (`kukectl apply` takes

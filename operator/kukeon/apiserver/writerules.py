@@ -4,7 +4,8 @@ The body is made to agree with its URL (``prepare``: kind, name, parent ids and 
 Secret's scope are filled from the URL when absent and refused when they differ) and
 validated through ``kukeon.api`` with every invalid field reported at once (``parse``).
 Beyond validity, a client may not add a finalizer (``check_finalizers``) nor set what
-kukeond would ignore (``check_acted_on``), and what it asks to store must fit the
+kukeond would ignore (``check_acted_on``) nor a container no node could run
+(``check_runnable``), and what it asks to store must fit the
 registry's size limit (``check_size``, for dry runs: a real write is refused by the
 registry itself).
 """
@@ -22,9 +23,12 @@ from kukeon.api import (
     SCOPED_KINDS,
     AnyResource,
     Cell,
+    CellSet,
+    ContainerSpec,
     InvalidResource,
     Kind,
     Secret,
+    Space,
     parse_resource,
     to_document,
 )
@@ -35,6 +39,7 @@ from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.apiserver.target import Target
 from kukeon.client.paths import KINDS
+from kukeon.runtime.containerd.speccheck import container_errors
 from kukeon.store import MAX_DOCUMENT_BYTES, NotFound
 
 
@@ -206,6 +211,62 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
             causes.append(Cause(f"{path}.containerdId", why))
     causes += port_causes(res, current)
     _refuse(target, res, causes)
+
+
+def check_runnable(target: Target, res: AnyResource, current: AnyResource | None) -> None:
+    """Refuse a container that no node could run, for a reason that needs neither the host
+    nor the image (``runtime.containerd.speccheck``): an unknown capability or security
+    option, a malformed ``user``, a mount over /proc or one destination used twice, a
+    tmpfs option the kernel does not know. Checked on a cell's containers, a set's
+    template and a space's container defaults. A mistake the stored object already had
+    is let through, so a document written before these rules stays writable (its node
+    reports it, as before)."""
+    causes: list[Cause] = []
+    for prefix, container, stored in _containers_of(res, current):
+        known = {(e.field, e.reason) for e in container_errors(stored)} if stored else set()
+        causes += [
+            Cause(f"{prefix}.{error.field}", error.reason)
+            for error in container_errors(container)
+            if (error.field, error.reason) not in known
+        ]
+    _refuse(target, res, causes)
+
+
+_Checked = tuple[str, ContainerSpec, ContainerSpec | None]
+
+
+def _containers_of(res: AnyResource, current: AnyResource | None) -> list[_Checked]:
+    """Each container ``res`` asks for, its field path and its stored version (same id)."""
+    if isinstance(res, Space):
+        defaults = _space_defaults(res)
+        stored = _space_defaults(current) if isinstance(current, Space) else None
+        return [("spec.defaults.container", defaults, stored)] if defaults else []
+    if isinstance(res, Cell):
+        prefix, containers = "spec.containers", res.spec.containers
+        before = current.spec.containers if isinstance(current, Cell) else []
+    elif isinstance(res, CellSet) and res.spec.template.spec is not None:
+        prefix, containers = "spec.template.spec.containers", res.spec.template.spec.containers
+        old = current.spec.template.spec if isinstance(current, CellSet) else None
+        before = old.containers if old is not None else []
+    else:
+        return []
+    by_id = {c.id: c for c in before}
+    return [(f"{prefix}[{i}]", c, by_id.get(c.id)) for i, c in enumerate(containers)]
+
+
+def _space_defaults(space: Space) -> ContainerSpec | None:
+    """The fields of a space's container defaults, as a container that sets only them."""
+    defaults = space.spec.defaults.container if space.spec.defaults else None
+    if defaults is None:
+        return None
+    return ContainerSpec.model_construct(
+        id="defaults",
+        image="-",
+        user=defaults.user,
+        capabilities=defaults.capabilities,
+        security_opts=list(defaults.security_opts),
+        tmpfs=list(defaults.tmpfs),
+    )
 
 
 def _network_causes(cell: Cell, index: int) -> list[Cause]:

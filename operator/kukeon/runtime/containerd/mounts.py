@@ -8,13 +8,17 @@ or tmpfs), its ``tmpfs`` entries (Docker's ``--tmpfs`` defaults), the staged sec
 (read-only binds), the tty wrapper's state directory, and the cell's rendered /etc/hosts,
 /etc/hostname and /etc/resolv.conf, shared by the cell's containers and so read-only. A
 mount of the container's own at a standard destination replaces the standard one; one
-destination used twice is a :class:`~.specerrors.FieldError` naming both fields. Pure:
-the runtime spec builder (:mod:`.spec`) hands over what it got from its caller.
+destination used twice, a mount runc cannot make (over ``/``, over ``/proc``, a tmpfs over
+``/dev``) and a tmpfs option the kernel does not know are each a
+:class:`~.specerrors.FieldError` naming the field. Pure: the runtime spec builder
+(:mod:`.spec`) hands over what it got from its caller, and the API server runs the same
+checks on a write (:mod:`.speccheck`).
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -118,18 +122,34 @@ def _own_mounts(
             options = ["rbind", "ro" if volume.read_only else "rw"]
             own.append((field, _mount(volume.target, "bind", volume.source, options)))
     for position, tmpfs in enumerate(container.tmpfs):
-        own.append(
-            (f"tmpfs[{position}]", _mount(tmpfs.path, "tmpfs", "tmpfs", _tmpfs_options(tmpfs)))
-        )
+        field = f"tmpfs[{position}]"
+        options = _tmpfs_options(tmpfs, field)
+        own.append((field, _mount(tmpfs.path, "tmpfs", "tmpfs", options)))
     for target, source in sorted(secret_files.items()):
         options = ["rbind", "ro", "nosuid", "nodev", "noexec"]
         own.append(("secrets", _mount(target, "bind", source, options)))
+    for field, mount in own:
+        _check_destination(field, mount)
     if tty_state_dir is not None:
         # The tty wrapper's state (the onInit create marker): kept on the host, writable
         # even on a read-only root filesystem, surviving task restarts.
         options = ["rbind", "rw", "nosuid", "nodev"]
         own.append(("tty", _mount(ttyinit.STATE_MOUNT, "bind", tty_state_dir, options)))
     return own
+
+
+def _check_destination(field: str, mount: Mapping[str, Any]) -> None:
+    """Refuse a mount runc cannot make: the container's root (it would hide the /dev and
+    /proc runc mounts), /proc (runc mounts only a proc filesystem there) or a tmpfs over
+    /dev (it hides the device nodes runc creates, /dev/null first)."""
+    destination = mount["destination"]
+    if destination == "/":
+        raise FieldError(field, "cannot mount over the container's root directory /")
+    if destination == "/proc":
+        raise FieldError(field, "cannot mount over /proc (the container's own proc filesystem)")
+    if destination == "/dev" and mount["type"] == "tmpfs":
+        why = "a tmpfs cannot replace /dev (it would hide the device nodes, /dev/null first)"
+        raise FieldError(field, why)
 
 
 def _cell_file_mounts(
@@ -183,10 +203,48 @@ _OPPOSITE_FLAGS: Final = {
 }
 
 
-def _tmpfs_options(tmpfs: TmpfsMount) -> list[str]:
+_TMPFS_FLAGS: Final = frozenset(
+    {
+        *_OPPOSITE_FLAGS,
+        *("ro", "rw", "sync", "async", "dirsync", "mand", "nomand"),
+        *("atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime"),
+        *("strictatime", "nostrictatime", "inode32", "inode64", "noswap", "tmpcopyup"),
+    }
+)
+"""The flags a tmpfs entry may carry: mount(8)'s generic ones, tmpfs(5)'s own, and runc's
+``tmpcopyup`` (the image's files at that path copied into the tmpfs)."""
+
+_SIZE: Final = r"[0-9]+[kKmMgGtTpPeE%]?"
+_TMPFS_VALUES: Final = {
+    "size": re.compile(_SIZE),
+    "nr_blocks": re.compile(_SIZE),
+    "nr_inodes": re.compile(_SIZE),
+    "mode": re.compile(r"0?[0-7]{1,4}"),
+    "uid": re.compile(r"[0-9]{1,10}"),
+    "gid": re.compile(r"[0-9]{1,10}"),
+    "huge": re.compile(r"never|always|within_size|advise|deny|force"),
+    "mpol": re.compile(r"(default|local|prefer|bind|interleave)(=(static|relative))?(:[0-9,-]+)?"),
+}
+"""tmpfs(5)'s options with a value, and the shape of the value the kernel takes."""
+
+
+def _check_tmpfs_option(option: str, field: str) -> None:
+    """An option the kernel would refuse makes runc fail at create with a bare EINVAL."""
+    key, has_value, value = option.partition("=")
+    shape = _TMPFS_VALUES.get(key)
+    if has_value and shape is not None:
+        if not shape.fullmatch(value):
+            raise FieldError(field, f"{option!r}: not a valid value for the tmpfs option {key}")
+        return
+    if has_value or option not in _TMPFS_FLAGS:
+        raise FieldError(field, f"{option!r} is not a tmpfs mount option")
+
+
+def _tmpfs_options(tmpfs: TmpfsMount, field: str) -> list[str]:
     """Docker's ``--tmpfs`` defaults (noexec, nosuid, nodev) with the user's overrides."""
     options = ["nosuid", "nodev", "noexec"]
-    for option in tmpfs.options:
+    for position, option in enumerate(tmpfs.options):
+        _check_tmpfs_option(option, f"{field}.options[{position}]")
         key, has_value, _ = option.partition("=")
         opposite = _OPPOSITE_FLAGS.get(option)
         options = [

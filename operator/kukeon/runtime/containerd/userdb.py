@@ -100,9 +100,7 @@ def resolve_user(
     """
     text = container_user or image_user or "0"
     field = "user" if container_user else "image config User"
-    user_part, colon, group_part = text.partition(":")
-    if not user_part or (colon and not group_part):
-        raise FieldError(field, f"{text!r} must be user, uid, user:group or uid:gid")
+    user_part, group_part = check_user(text, field)
     users = parse_passwd(passwd) if passwd is not None else []
     groups = parse_group(group) if group is not None else []
 
@@ -119,11 +117,27 @@ def resolve_user(
     return ResolvedUser(uid, gid, additional, home)
 
 
+def check_user(text: str, field: str = "user") -> tuple[str, str]:
+    """The user and group parts of ``user``, ``uid``, ``user:group`` or ``uid:gid``.
+
+    What can be told without the image: the shape, and numeric ids in range. A name is
+    resolved against the image's files later (``resolve_user``)."""
+    user_part, colon, group_part = text.partition(":")
+    if not user_part or (colon and not group_part) or ":" in group_part:
+        raise FieldError(field, f"{text!r} must be user, uid, user:group or uid:gid")
+    for part in (user_part, group_part):
+        if _is_number(part):
+            _check_id(int(part), field)
+        elif any(c.isspace() or not c.isprintable() or c == "/" for c in part):
+            raise FieldError(field, f"{part!r} is not a user or group name")
+    return user_part, group_part
+
+
 def _resolve_uid(
     user: str, field: str, users: Sequence[PasswdEntry], *, has_passwd: bool
 ) -> tuple[int, PasswdEntry | None]:
     """The uid of ``user`` and its passwd entry (``None`` for a uid the image does not list)."""
-    if user.isdigit():
+    if _is_number(user):
         uid = _check_id(int(user), field)
         return uid, next((e for e in users if e.uid == uid), None)
     if not has_passwd:
@@ -135,7 +149,7 @@ def _resolve_uid(
 
 
 def _resolve_gid(group: str, field: str, groups: Sequence[GroupEntry], *, has_group: bool) -> int:
-    if group.isdigit():
+    if _is_number(group):
         return _check_id(int(group), field)
     if not has_group:
         raise FieldError(field, f"group {group!r} cannot be resolved: the image has no /etc/group")
@@ -143,6 +157,11 @@ def _resolve_gid(group: str, field: str, groups: Sequence[GroupEntry], *, has_gr
     if entry is None:
         raise FieldError(field, f"group {group!r} not found in the image's /etc/group")
     return entry.gid
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` is true of '²', which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _check_id(value: int, field: str) -> int:

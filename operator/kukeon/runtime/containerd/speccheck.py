@@ -1,0 +1,53 @@
+"""The runtime spec builder's checks that need nothing of the host or the image.
+
+The builder (:mod:`.spec`) runs on the node, when a container starts: a mistake it finds
+there fails the cell (``InvalidSpec``) after the API accepted it. Those of its checks that
+depend only on the container's own fields (the security options, the capability names,
+the shape of ``user``, the mounts' destinations and tmpfs options) are run here by the
+same functions, so the API server can refuse such a write with a 422 naming the field
+(``apiserver.writerules.check_runnable``). What depends on the host or the image (a device
+node, the capability bounding set, a user name in the image's /etc/passwd) stays the
+node's to report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kukeon.api import ContainerSpec
+from kukeon.runtime.containerd import ttyinit
+from kukeon.runtime.containerd.capabilities import capability_set, security_options
+from kukeon.runtime.containerd.mounts import container_mounts
+from kukeon.runtime.containerd.specerrors import FieldError
+from kukeon.runtime.containerd.userdb import check_user
+
+
+def container_errors(container: ContainerSpec) -> list[FieldError]:
+    """Each host-independent mistake of ``container``, its field relative to the container
+    (``user``, ``capabilities.add[0]``, ``tmpfs[1].options[0]``...); one per check."""
+    checks: list[Callable[[], object]] = [
+        lambda: security_options(container),
+        lambda: capability_set(container, None),
+        lambda: _mounts(container),
+    ]
+    if container.user:
+        user = container.user
+        checks.append(lambda: check_user(user))
+    errors: list[FieldError] = []
+    for check in checks:
+        try:
+            check()
+        except FieldError as error:
+            errors.append(error)
+    return errors
+
+
+def _mounts(container: ContainerSpec) -> None:
+    """The container's mounts as its node would make them, with placeholder sources."""
+    wrapped = container.attachable and ttyinit.wrapper_needed(container.tty)
+    container_mounts(
+        container,
+        secret_files={s.mount_path: "-" for s in container.secrets if s.mount_path},
+        tty_state_dir="-" if wrapped else None,
+        cell_files={},
+    )

@@ -1,0 +1,112 @@
+"""speccheck: the builder's host-independent checks, run without a host or an image.
+
+Each case is a container the node's builder refuses; the API's check must find the same
+field for the same reason (it runs the builder's own functions), and a container the
+builder accepts must pass it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kukeon.api import ContainerSpec
+from kukeon.runtime.containerd.spec import RuntimeSpecError
+from kukeon.runtime.containerd.speccheck import container_errors
+from tests.unit.runtime.test_spec import build, make_container
+
+REFUSED: list[tuple[dict[str, Any], str, str]] = [
+    ({"capabilities": {"add": ["CAP_FLY"]}}, "capabilities.add[0]", "unknown capability"),
+    ({"capabilities": {"drop": ["nope"]}}, "capabilities.drop[0]", "unknown capability"),
+    ({"securityOpts": ["apparmor=x"]}, "securityOpts[0]", "unsupported security option"),
+    ({"securityOpts": ["seccomp=/p"]}, "securityOpts[0]", "only seccomp=unconfined"),
+    ({"user": "a:b:c"}, "user", "must be user, uid, user:group or uid:gid"),
+    ({"user": "99999999999"}, "user", "out of range"),
+    ({"user": "1000:99999999999"}, "user", "out of range"),
+    ({"user": "a b"}, "user", "is not a user or group name"),
+    ({"tmpfs": [{"path": "/"}]}, "tmpfs[0]", "root directory"),
+    ({"tmpfs": [{"path": "/proc"}]}, "tmpfs[0]", "/proc"),
+    ({"tmpfs": [{"path": "/dev/"}]}, "tmpfs[0]", "cannot replace /dev"),
+    ({"volumes": [{"kind": "tmpfs", "target": "/dev"}]}, "volumes[0]", "cannot replace /dev"),
+    ({"volumes": [{"source": "/srv", "target": "/"}]}, "volumes[0]", "root directory"),
+    ({"volumes": [{"source": "/proc", "target": "/proc"}]}, "volumes[0]", "/proc"),
+    ({"tmpfs": [{"path": "/x", "options": ["bogus"]}]}, "tmpfs[0].options[0]", "not a tmpfs"),
+    ({"tmpfs": [{"path": "/x", "options": ["exec=1"]}]}, "tmpfs[0].options[0]", "not a tmpfs"),
+    ({"tmpfs": [{"path": "/x", "options": ["size=1q"]}]}, "tmpfs[0].options[0]", "not a valid"),
+    ({"tmpfs": [{"path": "/x", "options": ["mode=999"]}]}, "tmpfs[0].options[0]", "not a valid"),
+    (
+        {"volumes": [{"source": "/a", "target": "/data"}], "tmpfs": [{"path": "/data"}]},
+        "tmpfs[0]",
+        "used twice",
+    ),
+    (
+        {
+            "volumes": [{"source": "/a", "target": "/run/secrets/db"}],
+            "secrets": [{"name": "db", "fromEnv": "DB", "mountPath": "/run/secrets/db"}],
+        },
+        "secrets",
+        "used twice",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "reason"), REFUSED)
+def test_the_api_check_and_the_node_refuse_the_same_field(
+    fields: dict[str, Any], field: str, reason: str
+) -> None:
+    container = make_container(**fields)
+    errors = container_errors(container)
+    assert [(e.field, reason in e.reason) for e in errors] == [(field, True)], errors
+    secret_files = {s.mount_path: "/state/x" for s in container.secrets if s.mount_path}
+    with pytest.raises(RuntimeSpecError) as info:
+        build(container, secret_files=secret_files)
+    assert info.value.field == field
+    assert reason in info.value.reason
+
+
+ACCEPTED: list[dict[str, Any]] = [
+    {},
+    {"user": "app"},
+    {"user": "1000:50"},
+    {"user": "4294967294"},
+    {"capabilities": {"drop": ["ALL"], "add": ["net_bind_service", "CAP_CHOWN"]}},
+    {"securityOpts": ["no-new-privileges", "seccomp:unconfined", "no-new-privileges=false"]},
+    {"tmpfs": [{"path": "/dev/shm", "options": ["size=64m", "mode=1777", "exec"]}]},
+    {"tmpfs": [{"path": "/proc/sys"}]},
+    {"tmpfs": [{"path": "/x", "options": ["size=50%", "nr_inodes=1k", "uid=1000", "gid=0"]}]},
+    {"tmpfs": [{"path": "/x", "options": ["noatime", "tmpcopyup", "huge=within_size"]}]},
+    {"tmpfs": [{"path": "/x", "options": ["mpol=bind:0-1", "mode=01777", "ro"]}]},
+    {"volumes": [{"source": "/dev", "target": "/dev"}]},
+    {"volumes": [{"kind": "tmpfs", "target": "/data", "mode": 0o755}]},
+]
+
+
+@pytest.mark.parametrize("fields", ACCEPTED)
+def test_what_the_node_builds_passes(fields: dict[str, Any]) -> None:
+    container = make_container(**fields)
+    assert container_errors(container) == []
+    build(container)
+
+
+def test_every_mistake_is_reported_at_once() -> None:
+    container = ContainerSpec.model_validate(
+        {
+            "id": "web",
+            "image": "busybox",
+            "user": "a:b:c",
+            "capabilities": {"add": ["FLY"]},
+            "securityOpts": ["label=x"],
+            "tmpfs": [{"path": "/proc"}],
+        }
+    )
+    fields = sorted(e.field for e in container_errors(container))
+    assert fields == ["capabilities.add[0]", "securityOpts[0]", "tmpfs[0]", "user"]
+
+
+def test_a_non_ascii_digit_user_is_a_name_not_a_crash() -> None:
+    """'²'.isdigit() is true and int('²') raises: the builder must treat it as a name."""
+    container = make_container(user="²")
+    assert container_errors(container) == []
+    with pytest.raises(RuntimeSpecError, match="not found in the image's /etc/passwd"):
+        build(container)
