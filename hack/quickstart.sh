@@ -68,7 +68,8 @@ for tool in kukectl kukeond; do
 done
 
 step "containerd"
-if ctr --address "$containerd_socket" version >/dev/null 2>&1; then
+# No socket, no containerd: ctr would wait out its 10 s dial timeout to say so.
+if [[ -S $containerd_socket ]] && ctr --address "$containerd_socket" version >/dev/null 2>&1; then
     echo "containerd is running"
 elif [[ -d /run/systemd/system ]] && systemctl start containerd 2>/dev/null; then
     echo "containerd started by systemd"
