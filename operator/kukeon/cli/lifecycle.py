@@ -46,19 +46,26 @@ def _wait_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def _pids(cell: Any) -> dict[str, int | None]:
-    return {c.id: c.pid for c in getattr(cell.status, "containers", None) or []}
+def _start_times(cell: Any) -> dict[str, Any]:
+    return {c.id: c.start_time for c in getattr(cell.status, "containers", None) or []}
+
+
+def _acted_on(verb: str, cell: Any, before: Any) -> bool:
+    """Whether the cell's state answers this change. A restart is an annotation (the
+    generation does not move): it is answered once every container the cell had was
+    started again (a new start time), whether it then runs or fails; until then the
+    state is the one from before, a Failed or Error included."""
+    if verb != "restart":
+        return True
+    old, new = _start_times(before), _start_times(cell)
+    return all(new.get(cid) not in (None, started) for cid, started in old.items())
 
 
 def _settled(verb: str, cell: Any, before: Any) -> bool:
     state = str(cell.status.state)
     if verb != "restart":
         return state in _SETTLED_OK[verb]
-    # Restarted: Ready again, every container that ran then runs as a new process now.
-    old, new = _pids(before), _pids(cell)
-    return state == "Ready" and all(
-        new.get(cid) not in (None, pid) for cid, pid in old.items() if pid is not None
-    )
+    return state == "Ready" and _acted_on(verb, cell, before)
 
 
 async def _change_cell(
@@ -91,8 +98,10 @@ async def _change_cell(
             current = status.observed_generation >= patched.metadata.generation
             if current and _settled(verb, cell, before):
                 break
-            if current and verb != "stop" and state in _SETTLED_BAD:
-                fail(f"{label} did not {verb}: {state} ({status.reason}: {status.message})")
+            bad = state in _SETTLED_BAD and _acted_on(verb, cell, before)
+            if current and verb != "stop" and bad:
+                why = ": ".join(str(part) for part in (status.reason, status.message) if part)
+                fail(f"{label} did not {verb}: {state}" + (f" ({why})" if why else ""))
             if loop.time() >= deadline:
                 fail(f"timed out after {within:g}s waiting for {label} to {verb} (it is {state})")
             if progress is not None:

@@ -1,0 +1,93 @@
+"""``kukectl restart``'s wait: a restart is an annotation, so the generation does not move;
+the state read before the cell's containers started again is the old one and says
+nothing of the restart (a cell in Error restarted fine was reported as not restarted)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+import pytest
+
+from kukeon.api import Cell
+from kukeon.cli import lifecycle
+
+T0 = datetime(2026, 12, 4, 11, 0, tzinfo=UTC)
+KEY = ("r", "s", "st", "w1")
+
+
+def _cell(state: str, *containers: tuple[str, datetime | None]) -> Cell:
+    return Cell.model_validate(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Cell",
+            "metadata": {"name": "w1", "generation": 2},
+            "spec": {"containers": [{"id": cid, "image": "busybox"} for cid, _ in containers]},
+            "status": {
+                "state": state,
+                "observedGeneration": 2,
+                "containers": [
+                    {"id": cid, "startTime": started.isoformat() if started else None}
+                    for cid, started in containers
+                ],
+            },
+        }
+    )
+
+
+class ScriptedClient:
+    """Answers the first get with ``before``, then each later get with the next cell."""
+
+    def __init__(self, before: Cell, after: Sequence[Cell]) -> None:
+        self._answers = [before, *after]
+
+    async def get(self, kind: Any, key: Any) -> Cell:
+        return self._answers.pop(0) if len(self._answers) > 1 else self._answers[0]
+
+    async def patch(self, kind: Any, key: Any, patch: Any) -> Cell:
+        return self._answers[0]
+
+
+def _restart(client: ScriptedClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def no_sleep(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    change = lifecycle._change_cell(
+        client,  # type: ignore[arg-type]
+        KEY,
+        {"metadata": {"annotations": {lifecycle.RESTARTED_AT: "now"}}},
+        verb="restart",
+        wait=True,
+        within=5,
+    )
+    asyncio.run(change)
+
+
+def test_a_cell_in_error_restarts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _cell("Error", ("main", T0), ("side", None))
+    client = ScriptedClient(
+        before,
+        [
+            before,  # not acted on yet: still the Error from before
+            _cell("Pending", ("main", T0 + timedelta(seconds=5)), ("side", None)),
+            _cell("Ready", ("main", T0 + timedelta(seconds=5)), ("side", T0 + timedelta(6))),
+        ],
+    )
+    _restart(client, monkeypatch)
+    assert capsys.readouterr().out == "cell/w1 restarted\n"
+
+
+def test_a_restart_that_fails_again_is_reported(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _cell("Error", ("main", T0))
+    client = ScriptedClient(before, [before, _cell("Error", ("main", T0 + timedelta(seconds=5)))])
+    with pytest.raises(click.exceptions.Exit):
+        _restart(client, monkeypatch)
+    assert "cell/w1 did not restart: Error" in capsys.readouterr().err
