@@ -109,6 +109,11 @@ def render_template(template: str, document: Any) -> str:
         position = match.end()
     if position < len(template):
         parts.append(("text", template[position:]))
+    for kind, text in parts:
+        # As kubectl's: a { always opens an expression (a literal one is {"{"}).
+        if kind == "text" and "{" in text:
+            unclosed = text[text.index("{") :]
+            raise JsonPathError(f"unclosed expression {unclosed!r} in template {template!r}")
     output, rest = _render(parts, 0, document, top=True)
     if rest != len(parts):
         raise JsonPathError("{end} without {range ...}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -91,9 +92,19 @@ def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[S
     """
     sources: list[Source] = []
     problems: list[str] = []
+
+    def read(name: str, reader: Callable[[], str]) -> None:
+        try:
+            sources.append(Source(name, reader()))
+        except UnicodeDecodeError as exc:
+            byte = exc.object[exc.start : exc.start + 1].hex()
+            problems.append(f"{name}: not UTF-8 text (byte 0x{byte} at offset {exc.start})")
+        except OSError as exc:
+            problems.append(f"{name}: {exc.strerror or exc}")
+
     for given in paths:
         if given == "-":
-            sources.append(Source("<stdin>", (stdin or sys.stdin).read()))
+            read("<stdin>", (stdin or sys.stdin).read)
             continue
         path = Path(given)
         if path.is_dir():
@@ -103,9 +114,9 @@ def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[S
             if not files:
                 problems.append(f"{given}: no *.yaml, *.yml or *.json files in this directory")
             for file in files:
-                sources.append(Source(str(file), file.read_text(encoding="utf-8")))
+                read(str(file), partial(file.read_text, encoding="utf-8"))
         elif path.exists():  # a regular file, a FIFO, a pipe behind /dev/fd/N, /dev/stdin
-            sources.append(Source(given, path.read_text(encoding="utf-8")))
+            read(given, partial(path.read_text, encoding="utf-8"))
         else:
             problems.append(f"{given}: no such file or directory")
     if problems:

@@ -40,11 +40,19 @@ def test_templates_as_kubectl_prints_them() -> None:
     assert render_template(ranged, LIST) == "web\tReady\njob\tExited\n"
     assert render_template("pids: {.items[0].status.containers[*].pid}", LIST) == "pids: 12 13"
     assert render_template("{.items[0].status}", LIST).startswith('{"state":"Ready"')
+    assert render_template('{"{"}{.items[0].metadata.name}}', LIST) == "{web}"
 
 
 @pytest.mark.parametrize(
     "template",
-    ["{.items[?(@.x==1)]}", "{range .items[*]}{.a}", "{.a}{end}", "{.items[1:2]}"],
+    [
+        "{.items[?(@.x==1)]}",
+        "{range .items[*]}{.a}",
+        "{.a}{end}",
+        "{.items[1:2]}",
+        "{.items[0",  # unclosed: was printed as text
+        "{.a} and {.b",
+    ],
 )
 def test_what_is_not_supported_is_an_error_not_silence(template: str) -> None:
     with pytest.raises(JsonPathError):

@@ -114,6 +114,16 @@ def test_read_sources(tmp_path: Path) -> None:
         read_sources([str(empty)])
 
 
+def test_a_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    """It was `cannot read manifests: 'utf-8' codec can't decode byte 0xbd...`, no file."""
+    (tmp_path / "good.yaml").write_text("kind: Realm")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"kind: \xbd\x00")
+    with pytest.raises(ManifestProblems) as info:
+        read_sources([str(tmp_path)])
+    assert info.value.lines == [f"{binary}: not UTF-8 text (byte 0xbd at offset 6)"]
+
+
 def test_parent_chain_and_default_parents() -> None:
     (cell,) = [
         d.resource for d in load_documents([Source("m", MIXED)]) if d.resource.kind == "Cell"
