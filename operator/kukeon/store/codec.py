@@ -9,9 +9,13 @@ skipped by the caller (lists, watches) or ``InvalidStoredDocument`` (reads by na
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from pydantic import ValidationError
 
 from kukeon.api import (
     AnyResource,
@@ -42,6 +46,46 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 
 SEALED_KINDS = (Kind.SECRET, Kind.REALM)
 """Kinds whose stored documents carry sealed values (see ``encryption``)."""
+
+
+class ValidatedDump:
+    """Proof for ``Registry.create`` that a model is, field for field, one that passed
+    ``parse_resource``: the canonical JSON of the model ``parse_resource`` just returned,
+    taken at once (``of``). The API server has validated a request's body when it creates;
+    with this the registry does not validate that body a second time.
+
+    Pydantic models are mutable (and ``model_copy(update=...)`` does not validate), so the
+    model itself proves nothing: the registry dumps the model it is given again and trusts
+    it only when that dump equals this one (``proves``), else validates it in full.
+    """
+
+    __slots__ = ("_dump",)
+
+    def __init__(self, dump: str) -> None:
+        self._dump = dump
+
+    @classmethod
+    def of(cls, fresh: AnyResource) -> ValidatedDump:
+        """The proof for ``fresh``: only ever the model ``parse_resource`` has just returned."""
+        return cls(fresh.model_dump_json(by_alias=True, exclude_none=True))
+
+    def proves(self, res: AnyResource) -> bool:
+        """``res`` serialises exactly as the validated model did (nothing changed since)."""
+        return res.model_dump_json(by_alias=True, exclude_none=True) == self._dump
+
+
+@functools.cache  # per model class: pydantic's get_default inspects the factory's signature
+def _initial_status_factory(model: type[AnyResource]) -> Callable[[], Any]:
+    field = model.model_fields["status"]
+    factory = field.default_factory
+    if factory is None or field.default_factory_takes_validated_data:
+        return lambda: field.get_default(call_default_factory=True, validated_data={})
+    return cast(Callable[[], Any], factory)
+
+
+def _initial_status(model: type[AnyResource]) -> Any:
+    """The status a new object of ``model`` has (what validating it without one gives)."""
+    return _initial_status_factory(model)()
 
 
 def label_of(kind: Kind, key: Sequence[str]) -> str:
@@ -80,6 +124,40 @@ class DocumentCodec:
         canonical = to_document(parsed)
         canonical["metadata"].pop("resourceVersion", None)
         return canonical, parsed
+
+    @staticmethod
+    def new_object(
+        res: AnyResource, *, uid: str, created: datetime, finalizers: list[str]
+    ) -> AnyResource | None:
+        """The model ``validated`` would give for ``res``'s document with the registry's
+        metadata and no status, when ``res`` is proven valid (``ValidatedDump``); None when
+        that metadata does not validate (the full validation then says why). Not for a kind
+        with sealed values.
+
+        Only the metadata is validated again, on its own (the registry's values in it are
+        new); the rest is ``res``'s, as validated. That is the whole document's validation:
+        no rule of any kind reads a metadata field but ``name`` (``cross_field_errors`` and
+        the models' own validators), and the status is the kind's initial one (unit test:
+        the same bytes and model as the full validation, kind by kind).
+        """
+        metadata = res.metadata
+        try:
+            new_metadata = type(metadata).model_validate(
+                {
+                    "name": metadata.name,
+                    "labels": metadata.labels,
+                    "annotations": metadata.annotations,
+                    "uid": uid,
+                    "generation": 1,
+                    "creationTimestamp": created,
+                    "finalizers": finalizers,
+                }
+            )
+        except ValidationError:
+            return None
+        return res.model_copy(
+            update={"metadata": new_metadata, "status": _initial_status(type(res))}
+        )
 
     @staticmethod
     def as_written(model: AnyResource, revision: int, **metadata: Any) -> AnyResource:

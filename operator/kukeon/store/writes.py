@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from kukeon.api import AnyResource, FieldError, Kind, key_of, to_document
 
-from .codec import SEALED_KINDS, label_of
+from .codec import SEALED_KINDS, ValidatedDump, label_of
 from .deletion import CHILDREN_FINALIZER, RegistryDeletion
 from .encryption import restore_sealed, validation_copy
 from .errors import AlreadyExists, Conflict, Invalid, NotFound, Unavailable
@@ -56,13 +56,20 @@ def _has_children(kind: Kind) -> bool:
 class RegistryWrites(RegistryDeletion):
     """create, update and update_status, each one compare-and-swap transaction."""
 
-    async def create(self, res: AnyResource) -> AnyResource:
-        """Store a new object: AlreadyExists if the key is taken, NotFound without a live parent."""
+    async def create(
+        self, res: AnyResource, *, validated: ValidatedDump | None = None
+    ) -> AnyResource:
+        """Store a new object: AlreadyExists if the key is taken, NotFound without a live parent.
+
+        ``validated``: the proof that ``res`` is a model ``parse_resource`` returned, unchanged
+        since (the API server's parse of the request): then only the registry's own metadata
+        is validated again. The caller hands ``res`` over: it is kept as the stored version.
+        """
         kind = _kind_of(res)
         key = key_of(res)
         label = label_of(kind, key)
         raw_key = self._layout.key(kind, key).encode()
-        model, data, uid = self._new_document(kind, raw_key, res, label)
+        model, data, uid = self._new_document(kind, raw_key, res, label, validated)
         parent = parent_key(kind, key)
 
         parent_raw = self._layout.key(*parent).encode() if parent is not None else None
@@ -116,7 +123,12 @@ class RegistryWrites(RegistryDeletion):
         raise Unavailable(f"create {label}: the parent kept changing, gave up")
 
     def _new_document(
-        self, kind: Kind, raw_key: bytes, res: AnyResource, label: str
+        self,
+        kind: Kind,
+        raw_key: bytes,
+        res: AnyResource,
+        label: str,
+        validated: ValidatedDump | None,
     ) -> tuple[AnyResource, bytes, str]:
         """The validated model, stored bytes and uid of a new object.
 
@@ -125,6 +137,12 @@ class RegistryWrites(RegistryDeletion):
         into the older GC generations, whose full collections then cost the most.
         """
         uid = str(uuid.uuid4())
+        created = utc_now()
+        finalizers = self._initial_finalizers(kind, res.metadata.finalizers)
+        if kind not in SEALED_KINDS and validated is not None and validated.proves(res):
+            fresh = self._codec.new_object(res, uid=uid, created=created, finalizers=finalizers)
+            if fresh is not None:
+                return fresh, self._codec.encode_model(fresh, label=label), uid
         # The registry's own metadata goes into the document itself (validated just below
         # with the rest): no copy of the model to dump.
         document = to_document(res)
@@ -132,9 +150,9 @@ class RegistryWrites(RegistryDeletion):
         metadata.pop("deletionTimestamp", None)
         metadata.pop("resourceVersion", None)
         metadata["uid"] = uid
-        metadata["creationTimestamp"] = utc_now().isoformat()
+        metadata["creationTimestamp"] = created.isoformat()
         metadata["generation"] = 1
-        metadata["finalizers"] = self._initial_finalizers(kind, res.metadata.finalizers)
+        metadata["finalizers"] = finalizers
         # The status of a new object is the controllers' to write, starting from Pending.
         document.pop("status", None)
         if kind not in SEALED_KINDS:
