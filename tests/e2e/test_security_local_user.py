@@ -13,8 +13,9 @@ a realm with an inline registry password. Then, as ``nobody`` (``runuser``), it 
 - the API socket refuses the connection; the TCP API answers 401 without a token;
 - no file under the state and run directories can be read, a container log included;
   no directory there grants others anything and no file does either, except the
-  documented ``hosts``/``hostname`` a container's user reads through its bind mount; what
-  an older version left wider (made so before kukeond starts) was narrowed;
+  documented ``hosts``/``hostname``/``resolv.conf`` a container's user reads through its
+  bind mount; what an older version left wider (made so before kukeond starts) was
+  narrowed;
 - no process's command line holds the admin token, the fleet token, the secrets' values,
   the registry password or etcd key material.
 

@@ -29,6 +29,7 @@ from kukeon.runtime.containerd.spec import (
 )
 from kukeon.runtime.containerd.ttyinit import SHELL, wrapper_needed
 from kukeon.runtime.containerd.types import RegistryCredential
+from kukeon.runtime.network.resolvconf import HOST_RESOLV_CONF
 from kukeon.store import Registry
 
 from .cellfiles import (
@@ -96,6 +97,14 @@ class BuiltContainer:
     def user(self) -> tuple[int, int]:
         user = self.spec["process"]["user"]
         return int(user["uid"]), int(user["gid"])
+
+
+def _resolv_conf_file(place: CellPlace, *, host_network: bool) -> str | None:
+    """The cell's resolver list (``runtime.network.resolvconf``); on the host's network,
+    the host's own file, whose loopback resolvers answer there (none if it has none)."""
+    if not host_network:
+        return str(place.files.resolv_conf)
+    return str(HOST_RESOLV_CONF) if HOST_RESOLV_CONF.exists() else None
 
 
 def host_devices(
@@ -226,6 +235,7 @@ class ContainerBuilder:
             netns_path=None if host_network else place.netns_path,
             hosts_file=None if host_network else str(place.files.hosts),
             hostname_file=None if host_network else str(place.files.hostname),
+            resolv_conf_file=_resolv_conf_file(place, host_network=host_network),
             secret_files=secrets.files,
             secret_env=secrets.env,
             host_hard_rlimits=self.facts.hard_rlimits,

@@ -58,6 +58,10 @@ class CellFiles:
     def hostname(self) -> Path:
         return self.directory / "hostname"
 
+    @property
+    def resolv_conf(self) -> Path:
+        return self.directory / "resolv.conf"
+
     def log(self, container: str) -> Path:
         return self.directory / "logs" / f"{container}.log"
 
@@ -140,15 +144,15 @@ async def remove_scope_files(state_dir: Path, scope: tuple[str, ...]) -> None:
 def container_readable(relative: Path) -> bool:
     """Whether a path under the state directory is read by a container's user (bind-mounted).
 
-    ``relative`` is relative to the state directory: a cell's ``hosts`` and ``hostname``
-    (``0644``) and what the tty wrapper keeps in its state directory (the container's own
-    files). Start-up narrowing of modes leaves these as they are.
+    ``relative`` is relative to the state directory: a cell's ``hosts``, ``hostname`` and
+    ``resolv.conf`` (``0644``) and what the tty wrapper keeps in its state directory (the
+    container's own files). Start-up narrowing of modes leaves these as they are.
     """
     parts = relative.parts
     if len(parts) < 6 or parts[0] != "cells":
         return False
     if len(parts) == 6:
-        return parts[5] in ("hosts", "hostname")
+        return parts[5] in ("hosts", "hostname", "resolv.conf")
     return len(parts) >= 9 and parts[5] == "tty" and parts[7] == "run"
 
 

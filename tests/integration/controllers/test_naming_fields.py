@@ -11,6 +11,7 @@ import pytest
 
 from kukeon.api import Cell, Kind
 from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.network.resolvconf import HOST_RESOLV_CONF, host_resolv_conf
 from tests.fixtures.containerd import clean_namespace
 from tests.fixtures.kukeond import Kukeond
 
@@ -40,6 +41,25 @@ async def test_network_aliases_resolve_to_the_cell_inside_it(kukeond: Kukeond) -
     assert code == 0, hosts
     line = next(line for line in hosts.splitlines() if line.split() and line.split()[0] == ip)
     assert {"aliased", "db", "db.internal", "cache"} <= set(line.split()[1:])
+
+
+async def test_a_cell_resolves_names_through_the_hosts_resolvers(kukeond: Kukeond) -> None:
+    """/etc/resolv.conf: the host's resolvers a cell's namespace reaches (none was mounted:
+    no name resolved in a cell whose image has no resolv.conf, as the test image); on the
+    host's network, the host's own file."""
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(cell_doc(k, "dns", [container(k, "a")]))
+    await k.apply(cell_doc(k, "hostdns", [container(k, "h", hostNetwork=True)]))
+    for name in ("dns", "hostdns"):
+        await k.wait_for(Kind.CELL, cell_key(k, name), state="Ready")
+    code, inside = await exec_in(k, "s1_st1_dns_a", "cat", "/etc/resolv.conf")
+    assert code == 0, inside
+    assert inside == host_resolv_conf()
+    assert not [s for s in inside.splitlines() if s.startswith("nameserver 127.")]
+    code, on_host = await exec_in(k, "s1_st1_hostdns_h", "cat", "/etc/resolv.conf")
+    assert code == 0, on_host
+    assert on_host == HOST_RESOLV_CONF.read_text()
 
 
 async def test_a_realm_namespace_is_where_its_containers_live(kukeond: Kukeond) -> None:

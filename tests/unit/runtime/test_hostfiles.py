@@ -75,6 +75,7 @@ def test_narrow_tree_narrows_what_an_older_version_left_and_keeps_container_file
         cell / "logs" / "app.log": 0o644,
         cell / "hosts": 0o644,
         cell / "hostname": 0o644,
+        cell / "resolv.conf": 0o644,
         tty_run / "created": 0o644,  # the container's own file
         state / "network" / "subnets.json": 0o666,
     }
@@ -97,6 +98,7 @@ def test_narrow_tree_narrows_what_an_older_version_left_and_keeps_container_file
     assert mode(cell / "logs" / "app.log") == 0o640
     assert mode(state / "network" / "subnets.json") == 0o640
     assert mode(cell / "hosts") == mode(cell / "hostname") == 0o644
+    assert mode(cell / "resolv.conf") == 0o644
     assert mode(tty_run / "created") == 0o644
     assert mode(fifo) == 0o622  # only regular files and directories
     assert mode(Path("/etc/passwd")) == passwd_mode  # symlinks are not followed
@@ -110,6 +112,7 @@ def test_container_readable_names_the_bind_mounted_files_only() -> None:
     cell = Path("cells/r/s/st/c")
     assert container_readable(cell / "hosts")
     assert container_readable(cell / "hostname")
+    assert container_readable(cell / "resolv.conf")
     assert container_readable(cell / "tty" / "sh" / "run" / "created")
     assert not container_readable(cell / "tty" / "sh" / "run")
     assert not container_readable(cell / "tty" / "sh" / "stdin")

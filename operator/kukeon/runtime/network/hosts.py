@@ -1,8 +1,9 @@
-"""A cell's ``/etc/hosts`` and ``/etc/hostname``, rendered by pure functions and kept on disk.
+"""A cell's ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf``, kept on disk.
 
-Every container of a cell shares one network namespace, so they share one hosts file and
-one host name, rendered from the cell's name, its address and its network aliases and
-bind-mounted into each container from the state directory. Rewrites keep the file's inode
+Every container of a cell shares one network namespace, so they share one hosts file, one
+host name and one resolver list, rendered from the cell's name, its address and its network
+aliases (and the host's resolvers, ``resolvconf``) and bind-mounted into each container
+from the state directory. Rewrites keep the file's inode
 so containers that are already running see the change.
 """
 
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from kukeon.runtime.hostfiles import CONTAINER_READABLE_FILE_MODE, make_dirs
 from kukeon.runtime.network._files import write_keeping_inode
+from kukeon.runtime.network.resolvconf import host_resolv_conf
 
 HOSTNAME_MAX = 64
 """The kernel's limit for a UTS host name (``HOST_NAME_MAX``)."""
@@ -82,13 +84,23 @@ def render_hosts(
 class CellHostFiles:
     hosts: Path
     hostname: Path
+    resolv_conf: Path
 
 
 async def write_cell_host_files(
-    *, directory: Path, hosts_text: str, hostname_text: str
+    *,
+    directory: Path,
+    hosts_text: str,
+    hostname_text: str,
+    resolv_conf: Callable[[], str] = host_resolv_conf,
 ) -> CellHostFiles:
-    """Write ``hosts`` and ``hostname`` into ``directory`` (created if needed)."""
-    files = CellHostFiles(hosts=directory / "hosts", hostname=directory / "hostname")
+    """Write ``hosts``, ``hostname`` and ``resolv.conf`` (what ``resolv_conf`` reads, in the
+    thread that writes) into ``directory`` (created if needed)."""
+    files = CellHostFiles(
+        hosts=directory / "hosts",
+        hostname=directory / "hostname",
+        resolv_conf=directory / "resolv.conf",
+    )
 
     def write() -> None:
         make_dirs(directory)
@@ -96,7 +108,13 @@ async def write_cell_host_files(
         # bind mounts; on the host, only root reaches them. Not flushed to disk: every pass
         # writes them again, and a power loss takes the cell's containers down with them
         # (four fsyncs per starting cell held the threads a 50-cell burst shares).
-        for path, text in ((files.hosts, hosts_text), (files.hostname, hostname_text)):
+        # The host's resolvers are read again at every pass: a changed upstream reaches
+        # running containers (the rewrite keeps the inode their bind mount holds).
+        for path, text in (
+            (files.hosts, hosts_text),
+            (files.hostname, hostname_text),
+            (files.resolv_conf, resolv_conf()),
+        ):
             write_keeping_inode(path, text, mode=CONTAINER_READABLE_FILE_MODE, durable=False)
 
     await asyncio.to_thread(write)
