@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "kukeon"
 
 
+@functools.cache
 def _modules() -> list[tuple[str, ast.Module]]:
+    """Every module parsed once for the tests of this file (they only read the trees)."""
     return [
         (str(path.relative_to(PACKAGE)), ast.parse(path.read_text()))
         for path in sorted(PACKAGE.rglob("*.py"))
