@@ -38,6 +38,7 @@ class Node:
     base: Path
     process: subprocess.Popen[bytes] | None = None
     metrics_port: int = field(default_factory=free_tcp_port)
+    log_name: str = "kukeond.log"
 
     @property
     def socket(self) -> Path:
@@ -45,7 +46,7 @@ class Node:
 
     @property
     def log(self) -> Path:
-        return self.base / "kukeond.log"
+        return self.base / self.log_name
 
     def start(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
@@ -227,3 +228,32 @@ def test_sigterm_stops_kukeond_in_time_while_its_etcd_hangs(node: Node) -> None:
             os.kill(etcd, signal.SIGCONT)
     assert took < 25, f"SIGTERM took {took:.1f}s: {node.log_tail()}"
     _wait_dead(etcd, within=10.0)
+
+
+def test_a_second_kukeond_on_the_same_directories_stops_at_once_and_harms_nothing(
+    node: Node,
+) -> None:
+    """It got as far as stopping the running etcd (a "stale" one of its data) and, failing
+    on the socket, removing the running daemon's socket; now it stops before anything, one
+    log line naming the holder, exit 1."""
+    node.start()
+    node.wait_ready(within=60)
+    assert node.kukectl("apply", "-f", "-", stdin=_realm("first")).returncode == 0
+    etcd = node.etcd_pid()
+    assert node.process is not None
+    first = node.process
+    # The same state and run directories; its own port and log.
+    second = Node(base=node.base, log_name="second.log")
+    second.start()
+    assert second.process is not None
+    assert second.process.wait(timeout=30) == 1
+    lines = second.log.read_text().splitlines()
+    said = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [line for line in lines if not line.startswith("{")] == []  # no traceback
+    assert said[-1]["level"] == "error", said
+    assert "another kukeond" in said[-1]["msg"], said
+    assert f"(pid {first.pid})" in said[-1]["msg"], said
+
+    assert _alive(etcd), "the running kukeond's etcd was stopped"
+    assert node.socket.is_socket()
+    assert "first" in node.kukectl("get", "realms").stdout, node.log_tail()

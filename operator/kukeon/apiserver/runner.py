@@ -124,6 +124,8 @@ class ApiServerRunner:
         self._settings = settings
         self._tls = tls
         self._runner: web.AppRunner | None = None
+        self._bound_socket: tuple[int, int] | None = None
+        """(device, inode) of the socket file this runner made: the only one it removes."""
         self.tcp_port: int | None = None
         """The bound TCP port (useful with port 0), once started."""
 
@@ -155,6 +157,8 @@ class ApiServerRunner:
                 sock = await asyncio.to_thread(
                     _bind_unix, settings.socket_path, settings.socket_mode, gid
                 )
+                made = settings.socket_path.lstat()
+                self._bound_socket = (made.st_dev, made.st_ino)
                 await web.SockSite(runner, sock).start()
                 log.info("API listening on unix:%s", settings.socket_path)
             if settings.tcp_address is not None:
@@ -177,10 +181,15 @@ class ApiServerRunner:
         if runner is None:
             return
         await runner.cleanup()
-        if self._settings.socket_path is not None:
+        bound, self._bound_socket = self._bound_socket, None
+        path = self._settings.socket_path
+        # Only the socket this runner made: one found in use at start, or put in its place
+        # since, is another server's.
+        if path is not None and bound is not None:
             with contextlib.suppress(OSError):
-                if self._settings.socket_path.is_socket():
-                    self._settings.socket_path.unlink()
+                found = path.lstat()
+                if stat.S_ISSOCK(found.st_mode) and (found.st_dev, found.st_ino) == bound:
+                    path.unlink()
 
     async def __aenter__(self) -> ApiServerRunner:
         await self.start()

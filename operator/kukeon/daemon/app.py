@@ -44,7 +44,7 @@ from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
 from kukeon.store.events import EventStore
 
-from . import gcpolicy, memdebug
+from . import gcpolicy, instancelock, memdebug
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
 from .endpoints import api_settings
@@ -251,8 +251,7 @@ class Daemon:
         """The API server and /metrics; wired in by their own modules when present."""
         from kukeon.daemon.endpoints import start_endpoints
 
-        for what, stopper in await start_endpoints(self):
-            self._on_stop(what, stopper)
+        await start_endpoints(self, self._on_stop)
 
     async def stop(self) -> None:
         """Undo `start` in reverse; every step runs even if an earlier one fails or hangs.
@@ -281,7 +280,13 @@ class Daemon:
 
 
 async def run_daemon(config: DaemonConfig) -> None:
-    """Start kukeond and run until SIGTERM or SIGINT."""
+    """Start kukeond and run until SIGTERM or SIGINT. Before anything else, this process
+    holds its state and run directories (``instancelock``: ``AlreadyRunningError``)."""
+    with instancelock.held((config.state_dir, config.run_dir)):
+        await _run_daemon(config)
+
+
+async def _run_daemon(config: DaemonConfig) -> None:
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -10,7 +10,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from kukeon.apiserver import ApiSettings, build_runner
+from aiohttp import web
+
+from kukeon.apiserver import ApiServerError, ApiSettings, build_runner
 from kukeon.apiserver.app import WATCH_CACHE_KEY, ReadinessCheck
 from kukeon.apiserver.events import EventRoutes
 from kukeon.apiserver.watchcache import CACHED_KINDS
@@ -24,6 +26,7 @@ from .hostdirs import share_run_dir
 from .keyroutes import KeyRotationRoutes
 from .node import FLEET
 from .noderoutes import NodeRoutes
+from .starterrors import StartupError
 from .statsroutes import StatsRoutes
 from .usage import ScrapeSampler, UsageReader
 
@@ -47,11 +50,12 @@ def api_settings(daemon: Daemon) -> ApiSettings:
     )
 
 
-async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
-    """Start the listeners; returns how to stop each, in start order."""
+async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None]) -> None:
+    """Start the listeners, each one's stop handed to ``on_stop`` as soon as it runs (a
+    later failure stops what started before it). An address in use or another server on
+    the socket is a ``StartupError``."""
     assert daemon.registry is not None
     config = daemon.config
-    stoppers: list[tuple[str, Stopper]] = []
 
     operator = daemon.operator
     checks: dict[str, ReadinessCheck] = {}
@@ -72,22 +76,7 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
         metrics_registry=daemon.metrics_registry,
         readiness_checks=checks,
     )
-    # The API server's watch cache holds the kinds the collectors read but Secrets: one
-    # list + watch and one copy of each document for both (it lists once the runner starts).
-    watch_cache = runner.app.get(WATCH_CACHE_KEY)
-    metrics = DaemonMetrics(
-        registry=daemon.metrics_registry,
-        store=daemon.registry,
-        node_name=config.node_name,
-        invalid_documents=daemon.registry.invalid_documents,
-        shared=watch_cache,
-        shared_kinds=CACHED_KINDS if watch_cache is not None else (),
-    )
-    await metrics.start()
-    stoppers.append(("metrics informer", metrics.stop))
-    server = await serve_metrics(config.metrics_address, registry=daemon.metrics_registry)
-    daemon.metrics_url = server.url
-    stoppers.append(("metrics endpoint", server.stop))
+    metrics = await _start_metrics(daemon, runner.app, on_stop)
     if daemon.controllers is not None:
         NodeRoutes(controllers=daemon.controllers, registry=daemon.registry).add_routes(runner.app)
         # kukectl top and the kukeon_cell_* usage series: the cells' cgroups, read when asked.
@@ -116,12 +105,42 @@ async def start_endpoints(daemon: Daemon) -> list[tuple[str, Stopper]]:
         server_domain=config.fleet_tls_server_domain,
     )
     await forwarder.start()
-    stoppers.append(("fleet forwarding", forwarder.close))
+    on_stop("fleet forwarding", forwarder.close)
     forwarder.install(runner.app, serves_cells=daemon.controllers is not None)
-    await runner.start()
-    stoppers.append(("API server", runner.stop))
+    try:
+        await runner.start()
+    except ApiServerError as error:
+        raise StartupError(str(error)) from error
+    on_stop("API server", runner.stop)
     # The socket's group exists now (the runner creates it): it may reach the socket.
     await asyncio.to_thread(share_run_dir, config.run_dir, api_settings(daemon).socket_group)
     if daemon.fleet is not None:  # other nodes find this API in Node.status.apiEndpoint
         await daemon.fleet.agent.set_api_port(runner.tcp_port)
-    return stoppers
+
+
+async def _start_metrics(
+    daemon: Daemon, app: web.Application, on_stop: Callable[[str, Stopper], None]
+) -> DaemonMetrics:
+    """The collectors' informer and the /metrics listener."""
+    assert daemon.registry is not None
+    config = daemon.config
+    # The API server's watch cache holds the kinds the collectors read but Secrets: one
+    # list + watch and one copy of each document for both (it lists once the runner starts).
+    watch_cache = app.get(WATCH_CACHE_KEY)
+    metrics = DaemonMetrics(
+        registry=daemon.metrics_registry,
+        store=daemon.registry,
+        node_name=config.node_name,
+        invalid_documents=daemon.registry.invalid_documents,
+        shared=watch_cache,
+        shared_kinds=CACHED_KINDS if watch_cache is not None else (),
+    )
+    await metrics.start()
+    on_stop("metrics informer", metrics.stop)
+    try:
+        server = await serve_metrics(config.metrics_address, registry=daemon.metrics_registry)
+    except OSError as error:
+        raise StartupError(f"{error.strerror} (--metrics-address)") from error
+    daemon.metrics_url = server.url
+    on_stop("metrics endpoint", server.stop)
+    return metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -171,13 +172,18 @@ def command(config_file: Path | None, no_bootstrap: bool, **flags: Any) -> None:
 
     from .app import run_daemon
     from .logs import configure_logging
+    from .starterrors import StartupError
 
     # Defense in depth beside the explicit modes: nothing kukeond or the programs it starts
     # (etcd, CNI plugins) create is for other users. Containers' files are runc's.
     os.umask(PROCESS_UMASK)
     configure_logging(config.log_level)
-    with contextlib.suppress(KeyboardInterrupt):  # a second ^C during shutdown
-        asyncio.run(run_daemon(config))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # a second ^C during shutdown
+            asyncio.run(run_daemon(config))
+    except StartupError as error:
+        logging.getLogger(__name__).error("kukeond cannot start: %s", error)
+        sys.exit(1)
 
 
 def main() -> None:
