@@ -8,7 +8,11 @@ What it measures, on a private etcd it starts itself (on disk by default, ``--tm
    mod_revision) under a scratch prefix with the same concurrency, while a raw aetcd watch
    times delivery;
 2. ``Registry.create`` of N cells (validation, uid, CAS on create_revision and on the
-   parent's mod_revision), while ``Registry.watch`` times delivery;
+   parent's mod_revision), while ``Registry.watch`` times delivery. The cells are created
+   as the API server creates a request's body: with the proof that the model is the
+   validated parse (``ValidatedDump``, taken in the timed write; the registry then
+   validates only its own metadata), in a tree that has it; ``--no-proof`` creates them
+   as a controller does (full validation in the registry);
 3. raw updates (a transaction comparing each key's mod_revision) of the updated documents,
    then ``Registry.update`` of the same N cells (validate, CAS on mod_revision), again with
    both watches.
@@ -20,11 +24,18 @@ layer on this machine, independent of the disk's fsync speed. CPU per write is t
 process's CPU time over the phase divided by the writes (so it includes the watch of
 that phase), and the part of it spent in CPython's garbage collections.
 
+Garbage collection: by default the process runs under kukeond's own policy
+(``kukeon.daemon.gcpolicy.apply_after_startup``: what startup built frozen, young
+collections every 50,000 allocations), applied once the registry is connected and the
+parents exist, before the cells are built: the registry's writes in production run inside
+kukeond (its API server and controllers), and the raw series shares the process, so both
+run under it. ``--gc defaults`` keeps CPython's defaults (700, 10, 10, nothing frozen).
+
 ``--before TREE`` runs this script in turn with this tree's and TREE's ``operator/`` on
 PYTHONPATH (``--rounds`` times each, each run its own process) and prints the medians.
 
 Usage:  .venv/bin/python bench/store_bench.py [--objects 10000] [--concurrency 200] [--tmpfs]
-            [--before /tmp/before-x --rounds 2]
+            [--gc kukeond|defaults] [--no-proof] [--before /tmp/before-x --rounds 2]
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
 import json
 import os
 import shlex
@@ -258,11 +270,24 @@ async def registry_phase(
 
         return run
 
-    phase = f"registry {write.__name__}"
+    phase = f"registry {write.__name__}"  # create or update
     elapsed = await bounded((job(res) for res in objects), concurrency, phase)
     await asyncio.wait_for(probe.done.wait(), 120)
     watching.cancel()
     return len(objects) / elapsed, probe, written
+
+
+def api_create(registry: Registry, proven: bool) -> Callable[[AnyResource], Awaitable[AnyResource]]:
+    """``registry.create`` as the API server calls it: with the proof of its parse of the
+    body (``ValidatedDump.of`` right after ``parse_resource``), when this tree has one."""
+    proof_type = getattr(importlib.import_module("kukeon.store.codec"), "ValidatedDump", None)
+    if proof_type is None or not proven:
+        return registry.create
+
+    async def create(res: AnyResource) -> AnyResource:
+        return await registry.create(res, validated=proof_type.of(res))
+
+    return create
 
 
 def row(what: str, registry_value: float, raw_value: float, unit: str) -> str:
@@ -274,7 +299,20 @@ Measures = dict[str, tuple[float, float]]
 """Measure name -> (registry, raw) of one run."""
 
 
-async def measure(objects: int, concurrency: int, tmpfs: bool) -> Measures:
+GC_POLICIES = ("kukeond", "defaults")
+
+
+def apply_gc_policy(policy: str) -> None:
+    """kukeond's collector policy, as kukeond applies it once started; or CPython's defaults."""
+    if policy == "kukeond":
+        from kukeon.daemon import gcpolicy
+
+        gcpolicy.apply_after_startup()
+
+
+async def measure(
+    objects: int, concurrency: int, tmpfs: bool, gc_policy: str, proven: bool
+) -> Measures:
     """One run: raw creates, registry creates, raw updates, registry updates."""
     root = Path(tempfile.mkdtemp(prefix="kukeon-bench-", dir="/dev/shm" if tmpfs else None))
     etcd = EmbeddedEtcd(data_dir=root, auto_compaction_retention=None)
@@ -295,13 +333,14 @@ async def measure(objects: int, concurrency: int, tmpfs: bool) -> Measures:
                 )
             stack_key = registry.key_for(Kind.STACK, ("bench", "bench", "bench")).encode()
             raw = RawTxns(registry, stack_key, int(stack.metadata.resource_version or 0))
+            apply_gc_policy(gc_policy)  # "started": what follows is the workload
             cells = [cell(i) for i in range(objects)]
 
             # Raw transactions of the documents as the registry stores them on create.
             create_payloads = {c.metadata.name: stored_bytes(c) for c in cells}
             raw_create = await raw_phase(registry, raw, create_payloads, concurrency)
             create_rate, create_probe, created = await registry_phase(
-                registry, cells, registry.create, concurrency
+                registry, cells, api_create(registry, proven), concurrency
             )
             updates = [relabelled(c) for c in created]
             update_payloads = {c.metadata.name: stored_bytes(c) for c in updates}
@@ -356,6 +395,8 @@ def alternate(args: argparse.Namespace) -> int:
             command = [sys.executable, __file__, "--objects", str(args.objects)]
             command += ["--concurrency", str(args.concurrency), "--json"]
             command += ["--tmpfs"] if args.tmpfs else []
+            command += ["--gc", args.gc]
+            command += ["--no-proof"] if args.no_proof else []
             output = subprocess.run(
                 command, env=environment, check=True, capture_output=True, text=True
             ).stdout
@@ -380,6 +421,17 @@ async def main() -> int:
         "--tmpfs", action="store_true", help="etcd data on /dev/shm (no fsync cost)"
     )
     parser.add_argument(
+        "--gc",
+        choices=GC_POLICIES,
+        default="kukeond",
+        help="the collector policy: kukeond's own (default) or CPython's defaults",
+    )
+    parser.add_argument(
+        "--no-proof",
+        action="store_true",
+        help="create without the API server's proof of validation (as a controller does)",
+    )
+    parser.add_argument(
         "--before", type=Path, help="an earlier tree (its operator/ is used), run alternating"
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds with --before")
@@ -388,16 +440,17 @@ async def main() -> int:
 
     command = " ".join(shlex.quote(part) for part in [sys.executable, *sys.argv])
     if args.before is not None:
-        print(f"command: {command}", flush=True)
+        print(f"command: {command} (GC policy {args.gc})", flush=True)
         return await asyncio.to_thread(alternate, args)
-    measures = await measure(args.objects, args.concurrency, args.tmpfs)
+    measures = await measure(args.objects, args.concurrency, args.tmpfs, args.gc, not args.no_proof)
     if args.json:
         print(json.dumps(measures))
         return 0
     print(f"command: {command}")
     print(
         f"objects: {args.objects} cells, ~{measures['document bytes'][0]:.0f}-byte documents, "
-        f"{args.concurrency} writes in flight, etcd data on {'tmpfs' if args.tmpfs else 'disk'}"
+        f"{args.concurrency} writes in flight, etcd data on {'tmpfs' if args.tmpfs else 'disk'}, "
+        f"GC policy {args.gc}, creates {'without' if args.no_proof else 'with'} the API's proof"
     )
     print_table(measures)
     return 0
