@@ -293,13 +293,19 @@ async def _run_daemon(config: DaemonConfig) -> None:
         loop.add_signal_handler(signum, stop_requested.set)
     uninstall_heap_reports = memdebug.install(loop, config.state_dir)
     daemon = Daemon(config)
+    collecting: asyncio.Task[None] | None = None
     try:
         await daemon.start()
         gcpolicy.apply_after_startup()
+        collecting = asyncio.create_task(
+            gcpolicy.collect_fully_every(), name="kukeon-full-collections"
+        )
         log.info("kukeond ready (API socket %s)", config.api_socket)
         await stop_requested.wait()
         log.info("stopping; workloads keep running")
     finally:
+        if collecting is not None:
+            collecting.cancel()
         with contextlib.suppress(Exception):
             await daemon.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
