@@ -29,34 +29,43 @@ async def _fails_for_good(k: Kukeond, name: str, app: dict[str, Any], reason: st
     return failed
 
 
-@pytest.mark.parametrize(
-    ("command", "reason"),
-    [
-        ("/nonexistent-binary", "CommandNotFound"),
-        ("no-such-program-on-path", "CommandNotFound"),
-        ("/etc", "CommandNotExecutable"),
-        ("/etc/passwd", "CommandNotExecutable"),
-    ],
-)
-async def test_unusable_command_fails_then_recovers(
-    kukeond: Kukeond, command: str, reason: str
-) -> None:
+UNUSABLE_COMMANDS = [
+    ("/nonexistent-binary", "CommandNotFound"),
+    ("no-such-program-on-path", "CommandNotFound"),
+    ("/etc", "CommandNotExecutable"),
+    ("/etc/passwd", "CommandNotExecutable"),
+]
+
+
+async def test_unusable_commands_fail_then_recover(kukeond: Kukeond) -> None:
+    """Each command in a cell of its own, side by side in one kukeond: one test each took a
+    kukeond and the 3 s of `_fails_for_good` to itself."""
     k = kukeond
     await k.hierarchy()
-    failed = await _fails_for_good(k, "cmd", {"image": k.image.name, "command": command}, reason)
-    message = failed.status.message or ""
-    assert "'app'" in message
-    assert command in message
 
-    key = cell_key(k, "cmd")
-    cell = await get_cell(k, key)
-    fixed = [
-        c.model_copy(update={"command": "sleep", "args": ["60"]}) for c in cell.spec.containers
-    ]
-    await update_cell(k, key, spec={"containers": fixed})
-    ready = await k.wait_for(Kind.CELL, key, state="Ready", within=30)
-    assert isinstance(ready, Cell)
-    assert ready.status.reason is None
+    async def fails_then_recovers(name: str, command: str, reason: str) -> None:
+        app = {"image": k.image.name, "command": command}
+        failed = await _fails_for_good(k, name, app, reason)
+        message = failed.status.message or ""
+        assert "'app'" in message, message
+        assert command in message, message
+
+        key = cell_key(k, name)
+        cell = await get_cell(k, key)
+        fixed = [
+            c.model_copy(update={"command": "sleep", "args": ["60"]}) for c in cell.spec.containers
+        ]
+        await update_cell(k, key, spec={"containers": fixed})
+        ready = await k.wait_for(Kind.CELL, key, state="Ready", within=30)
+        assert isinstance(ready, Cell)
+        assert ready.status.reason is None, (command, ready.status.message)
+
+    await asyncio.gather(
+        *(
+            fails_then_recovers(f"cmd{index}", command, reason)
+            for index, (command, reason) in enumerate(UNUSABLE_COMMANDS)
+        )
+    )
 
 
 async def test_invalid_image_reference_is_not_retried(kukeond: Kukeond) -> None:
