@@ -27,7 +27,10 @@ from .runner import EXIT_USAGE, fail, run
 )
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming new lines.")
 @click.option(
-    "--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines (N >= 0)."
+    "--tail",
+    type=click.IntRange(min=-1),
+    default=None,
+    help="Only the last N lines (N >= 0; -1, as kubectl's default: every line).",
 )
 @click.option("--timestamps", is_flag=True, help="Start each line with the time it was written.")
 @click.option("--since", type=DURATION, help="Only lines newer than this (e.g. 30s, 5m, 2h).")
@@ -74,7 +77,7 @@ def logs(
     params: dict[str, str] = {}
     if follow:
         params["follow"] = "true"
-    if tail is not None:
+    if tail is not None and tail >= 0:
         params["tailLines"] = str(tail)
     if timestamps:
         params["timestamps"] = "true"
