@@ -42,6 +42,7 @@ from kukeon.apiserver.status import ApiError, status_response
 from kukeon.apiserver.watchcache import StateSource, WatchCache
 from kukeon.apiserver.watchhub import WatchHub
 from kukeon.apiserver.watchstream import CLOSING_KEY
+from kukeon.apiserver.writerules import ContainerCheck
 from kukeon.client.paths import API_ROOT, KINDS
 
 log = logging.getLogger(__name__)
@@ -141,11 +142,13 @@ def create_app(
     tokens: TokenBook | None = None,
     metrics_registry: CollectorRegistry | None = None,
     readiness_checks: dict[str, ReadinessCheck] | None = None,
+    container_check: ContainerCheck | None = None,
 ) -> web.Application:
     """The API as an aiohttp application, ready to be served by ``ApiServerRunner``.
 
     ``tokens`` authenticates TCP requests; without it every TCP request is refused (401).
     ``readiness_checks`` are consulted by /readyz beside etcd (e.g. "controllers").
+    ``container_check`` refuses containers no node could run (``writerules.check_runnable``).
     """
     closing = asyncio.Event()
     metrics = _metrics_for(metrics_registry) if metrics_registry is not None else None
@@ -173,7 +176,12 @@ def create_app(
     hub = WatchHub(registry=registry)
     cache = _watch_cache(registry, settings)
     handlers = ResourceHandlers(
-        registry=registry, settings=settings, closing=closing, hub=hub, cache=cache
+        registry=registry,
+        settings=settings,
+        closing=closing,
+        hub=hub,
+        cache=cache,
+        container_check=container_check,
     )
     if cache is not None:
         app[WATCH_CACHE_KEY] = cache

@@ -24,6 +24,7 @@ from kukeon.apiserver.target import Target
 from kukeon.apiserver.watchcache import WatchCache
 from kukeon.apiserver.watchhub import WatchHub
 from kukeon.apiserver.writerules import (
+    ContainerCheck,
     check_acted_on,
     check_finalizers,
     check_networks,
@@ -43,8 +44,10 @@ class HandlerBase:
         closing: asyncio.Event,
         hub: WatchHub,
         cache: WatchCache | None = None,
+        container_check: ContainerCheck | None = None,
     ) -> None:
         self._registry = registry
+        self._container_check = container_check
         self._hub = hub
         self._cache = cache
         self._settings = settings
@@ -75,7 +78,7 @@ class HandlerBase:
             return  # status: only admins (the controllers) write it
         check_finalizers(target, res, current)
         check_acted_on(target, res, current)
-        check_runnable(target, res, current)
+        check_runnable(target, res, current, self._container_check)
         await self._store(target, check_port_claims(self._registry, res, current))
         await self._store(target, self._admission.admit(principal_of(request), res, current))
         # Last: a dry run refused only here passed every other check (`kukectl apply` takes

@@ -30,6 +30,7 @@ from kukeon.apiserver.auth import TokenBook, TokensFileError
 from kukeon.apiserver.lowlevel import PARSER_LIMITS, StatusAppRunner
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
+from kukeon.apiserver.writerules import ContainerCheck
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ async def build_runner(
     registry: RegistryApi,
     metrics_registry: CollectorRegistry | None = None,
     readiness_checks: dict[str, ReadinessCheck] | None = None,
+    container_check: ContainerCheck | None = None,
 ) -> ApiServerRunner:
     """Check the settings, load the tokens and TLS material, build the (unstarted) runner."""
     tokens: TokenBook | None = None
@@ -243,6 +245,7 @@ async def build_runner(
         tokens=tokens,
         metrics_registry=metrics_registry,
         readiness_checks=readiness_checks,
+        container_check=container_check,
     )
     return ApiServerRunner(app=app, settings=settings, tls=tls)
 
@@ -253,6 +256,7 @@ async def serve_api(
     *,
     metrics_registry: CollectorRegistry | None = None,
     readiness_checks: dict[str, ReadinessCheck] | None = None,
+    container_check: ContainerCheck | None = None,
 ) -> ApiServerRunner:
     """Build and start the API server; stop it with ``await runner.stop()``."""
     runner = await build_runner(
@@ -260,6 +264,7 @@ async def serve_api(
         registry=registry,
         metrics_registry=metrics_registry,
         readiness_checks=readiness_checks,
+        container_check=container_check,
     )
     await runner.start()
     return runner

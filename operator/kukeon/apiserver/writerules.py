@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kukeon.api import (
@@ -39,7 +39,6 @@ from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.apiserver.target import Target
 from kukeon.client.paths import KINDS
-from kukeon.runtime.containerd.speccheck import container_errors
 from kukeon.store import MAX_DOCUMENT_BYTES, NotFound
 
 
@@ -213,21 +212,30 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
     _refuse(target, res, causes)
 
 
-def check_runnable(target: Target, res: AnyResource, current: AnyResource | None) -> None:
+ContainerCheck = Callable[[ContainerSpec], Sequence[tuple[str, str]]]
+"""A container's mistakes that no node could run, as (field relative to the container,
+reason): kukeond passes the runtime spec builder's host-independent checks
+(``runtime.containerd.speccheck``; the API server does not import the runtime)."""
+
+
+def check_runnable(
+    target: Target, res: AnyResource, current: AnyResource | None, check: ContainerCheck | None
+) -> None:
     """Refuse a container that no node could run, for a reason that needs neither the host
-    nor the image (``runtime.containerd.speccheck``): an unknown capability or security
-    option, a malformed ``user``, a mount over /proc or one destination used twice, a
-    tmpfs option the kernel does not know. Checked on a cell's containers, a set's
-    template and a space's container defaults. A mistake the stored object already had
-    is let through, so a document written before these rules stays writable (its node
-    reports it, as before)."""
+    nor the image (``check``): an unknown capability or security option, a malformed
+    ``user``, a mount over /proc or one destination used twice, a tmpfs option the kernel
+    does not know. Checked on a cell's containers, a set's template and a space's
+    container defaults. A mistake the stored object already had is let through, so a
+    document written before these rules stays writable (its node reports it, as before)."""
+    if check is None:
+        return
     causes: list[Cause] = []
     for prefix, container, stored in _containers_of(res, current):
-        known = {(e.field, e.reason) for e in container_errors(stored)} if stored else set()
+        known = set(check(stored)) if stored else set()
         causes += [
-            Cause(f"{prefix}.{error.field}", error.reason)
-            for error in container_errors(container)
-            if (error.field, error.reason) not in known
+            Cause(f"{prefix}.{field}", reason)
+            for field, reason in check(container)
+            if (field, reason) not in known
         ]
     _refuse(target, res, causes)
 

@@ -19,6 +19,7 @@ from kukeon.apiserver.watchcache import CACHED_KINDS
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
 from kukeon.metrics.usage import CellUsageCollector
+from kukeon.runtime.containerd.speccheck import runnable_problems
 from kukeon.ui.routes import UiRoutes
 
 from .forwarding import Forwarder
@@ -75,6 +76,7 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
         registry=daemon.registry,
         metrics_registry=daemon.metrics_registry,
         readiness_checks=checks,
+        container_check=runnable_problems,
     )
     metrics = await _start_metrics(daemon, runner.app, on_stop)
     if daemon.controllers is not None:

@@ -18,6 +18,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from kukeon.apiserver import ApiServerRunner, ApiSettings, serve_api
+from kukeon.runtime.containerd.speccheck import runnable_problems
 from kukeon.store import EmbeddedEtcd, Registry
 from tests.fixtures.services import free_tcp_port, require_binary
 
@@ -94,7 +95,13 @@ async def running_api(
     }
     options.update(overrides)
     metrics = CollectorRegistry()
-    runner = await serve_api(ApiSettings(**options), registry, metrics_registry=metrics)
+    # The containers no node could run are refused as kukeond's API server does.
+    runner = await serve_api(
+        ApiSettings(**options),
+        registry,
+        metrics_registry=metrics,
+        container_check=runnable_problems,
+    )
     try:
         yield Api(
             runner, registry, socket, f"https://127.0.0.1:{runner.tcp_port}", certs.ca, metrics

@@ -5,7 +5,8 @@ there fails the cell (``InvalidSpec``) after the API accepted it. Those of its c
 depend only on the container's own fields (the security options, the capability names,
 the shape of ``user``, the mounts' destinations and tmpfs options) are run here by the
 same functions, so the API server can refuse such a write with a 422 naming the field
-(``apiserver.writerules.check_runnable``). What depends on the host or the image (a device
+(``apiserver.writerules.check_runnable``, handed ``runnable_problems`` by kukeond: the API
+server does not import the runtime). What depends on the host or the image (a device
 node, the capability bounding set, a user name in the image's /etc/passwd) stays the
 node's to report.
 """
@@ -40,6 +41,11 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
         except FieldError as error:
             errors.append(error)
     return errors
+
+
+def runnable_problems(container: ContainerSpec) -> list[tuple[str, str]]:
+    """``container_errors`` as (field, reason) pairs, the API server's ``ContainerCheck``."""
+    return [(error.field, error.reason) for error in container_errors(container)]
 
 
 def _mounts(container: ContainerSpec) -> None:
