@@ -115,7 +115,9 @@ def plan_drain(
         limit = spread_limit(rule, cell, views.values()) if rule is not None else None
         placement = choose_node(cell, views.values(), limit)
         if placement.node is None:
-            plan.stuck.append((name, placement.message()))
+            # The drained node is not a candidate: with no other, say so.
+            why = placement.message() if views else "no other node is registered"
+            plan.stuck.append((name, why))
             continue
         views[placement.node].count(cell)
         plan.evict.append(cell)

@@ -139,6 +139,11 @@ def test_drain_moves_what_another_node_can_take_and_leaves_the_rest_running() ->
     assert "not enough memory" in stuck["big2"]
 
 
+def test_draining_the_only_node_says_there_is_no_other() -> None:
+    plan = plan_drain("n1", [node("n1")], [cell("web", node="n1")])
+    assert plan.stuck == [("default/default/default/web", "no other node is registered")]
+
+
 # --- the hand-back ----------------------------------------------------------------------------
 
 
