@@ -111,6 +111,16 @@ async def test_events_and_describe_show_what_happened(kukeond: Kukeond) -> None:
     assert code == 0, err
     assert "Ready" in page.split("Events:")[1]
 
+    # No name: every cell of the stack (as kubectl describe pods), one page each.
+    scope = ("--realm", k.realm, "--space", "s1", "--stack", "st1")
+    code, every, err = await kukectl(k, "describe", "cells", *scope)
+    assert code == 0, err
+    names = [line.split()[1] for line in every.splitlines() if line.startswith("Name:")]
+    assert names == ["crash", "hog"], every
+    code, none, err = await kukectl(k, "describe", "cells", "-l", "nothing=here", *scope)
+    assert (code, none) == (0, ""), err
+    assert "No cells found" in err
+
     # -o json: the EventList; -A adds the REALM column; -w prints what is there, then
     # follows (until --watch-timeout).
     code, out, err = await kukectl(k, "events", "--realm", k.realm, "-o", "json")

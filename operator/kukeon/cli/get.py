@@ -436,42 +436,61 @@ async def _watch(
 @click.command("describe")
 @click.argument("kind_or_object", metavar="KIND|KIND/NAME")
 @click.argument("names", nargs=-1)
+@click.option("-l", "--selector", help="Without names: only the objects matching it.")
+@click.option(
+    "-A", "--all-realms", "all_parents", is_flag=True, help="Without names: in every realm."
+)
 @scope_options
 @click.pass_context
 def describe_command(
     ctx: click.Context,
     kind_or_object: str,
     names: tuple[str, ...],
+    selector: str | None,
+    all_parents: bool,
     realm: str,
     space: str,
     stack: str,
 ) -> None:
-    """Show objects in detail: spec, status, containers and reasons.
+    """Show objects in detail: spec, status, containers and reasons. Without names, every
+    object of KIND in the scope (as kubectl describe pods).
 
     \b
     Examples:
       kukectl describe cell web
       kukectl describe cell/web
+      kukectl describe cells -l tier=web    # every cell of the stack with that label
       kukectl describe node n1
       kukectl describe space edge --realm prod
     """
     groups = kind_name_groups(kind_or_object, names)
-    if not any(group_names for _, group_names in groups):
-        fail("give KIND NAME... or KIND/NAME...", EXIT_USAGE)
+    named = any(group_names for _, group_names in groups)
+    if named and (selector is not None or all_parents):
+        fail("-l and -A describe every object of KIND: give no names with them", EXIT_USAGE)
     keys = [
         (kind, (*scope_for(kind, realm, space, stack), name))
         for kind, group_names in groups
         for name in group_names
     ]
+    listed_kind = groups[0][0]
+    scope = _scope(ctx, listed_kind, all_parents, realm, space, stack)
+
+    from kukeon.api import key_of
 
     from .cellsetview import set_members
     from .eventview import events_of
     from .output import describe
 
     async def work(client: ApiClient) -> None:
+        if named:
+            found = [await client.get(kind, key) for kind, key in keys]
+        else:
+            listing = await client.list(listed_kind, scope, label_selector=selector)
+            found = sorted(listing.items, key=key_of)
+            if not found:
+                stderr.print(f"No {KINDS[listed_kind].plural} found.")
         pages = []
-        for kind, key in keys:
-            res = await client.get(kind, key)
+        for res in found:
             members = await set_members(client, res)
             pages.append(describe(res, events=await events_of(client, res), members=members))
         print_text("\n".join(pages))
