@@ -83,7 +83,9 @@ def test_exec_takes_cell_slash_name_and_refuses_another_kind() -> None:
 
 def test_describe_takes_kind_slash_name() -> None:
     args = ["--server", "unix:///nonexistent.sock", "describe"]
-    result = CliRunner().invoke(cli, [*args, "cell"])
+    result = CliRunner().invoke(cli, [*args, "cell"])  # every cell: asks the server
+    assert result.exit_code not in (0, EXIT_USAGE), result.output
+    result = CliRunner().invoke(cli, [*args, "cell", "web", "-l", "a=b"])
     assert result.exit_code == EXIT_USAGE, result.output
     result = CliRunner().invoke(cli, [*args, "nothing/x"])
     assert result.exit_code == EXIT_USAGE, result.output
