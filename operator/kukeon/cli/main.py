@@ -94,6 +94,7 @@ COMMANDS = {
     "delete": "delete:delete",
     "wait": "wait:wait",
     "explain": "explain:explain",
+    "api-resources": "apiresources:api_resources",
     "events": "events:events_command",
     "secret": "secret:secret_group",
     # what runs
