@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +76,16 @@ async def test_configurable_directory(tmp_path: Path) -> None:
             pass
 
 
+def _threads_elsewhere(host: int) -> list[str]:
+    """This process's threads whose network namespace is not ``host``."""
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            if os.stat(f"/proc/self/task/{task}/ns/net").st_ino != host:
+                found.append(task)
+    return found
+
+
 async def test_a_namespace_is_made_without_a_process_and_leaves_no_thread_in_it(
     netns_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,7 +101,15 @@ async def test_a_namespace_is_made_without_a_process_and_leaves_no_thread_in_it(
     path = await NetnsManager().create(netns_name)
     monkeypatch.undo()
     assert os.stat(path).st_ino != host
-    for task in os.listdir("/proc/self/task"):
-        assert os.stat(f"/proc/self/task/{task}/ns/net").st_ino == host, f"thread {task} moved"
+    # join() returns once the throwaway thread's Python part is done: the kernel may list
+    # the exiting thread, in the new namespace, for a millisecond or two more (33 times in
+    # 200 creations at load 5.6, gone within 2.2 ms). One that stays is the failure.
+    deadline = time.monotonic() + 5
+    while True:
+        moved = _threads_elsewhere(host)
+        if not moved or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.001)
+    assert moved == [], f"threads {moved} stay in the namespace"
     links = run("ip", "netns", "exec", netns_name, "ip", "-o", "link", "show", check=True).stdout
     assert " lo:" in links
