@@ -44,7 +44,7 @@ from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
 from kukeon.store.events import EventStore
 
-from . import gcpolicy, instancelock, memdebug
+from . import gcpolicy, instancelock, memdebug, nodename
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
 from .endpoints import api_settings
@@ -169,8 +169,22 @@ class Daemon:
                 )
         return keyring
 
+    async def _claimed_node_name(self, registry: Registry, lease_ttl: int) -> str:
+        """This installation's identity, once no other holds the node name (``nodename``)."""
+        where = nodename.host_identity(self.config.state_dir)
+        await nodename.check_node_name(
+            registry.client,
+            registry.key_prefix,
+            node_name=self.config.node_name,
+            host=where,
+            ttl=lease_ttl,
+        )
+        return where
+
     async def _start_controllers(self, registry: Registry) -> None:
         config = self.config
+        lease_ttl = min(15, config.node_lease_ttl)
+        where = await self._claimed_node_name(registry, lease_ttl)
         # Slow host operations (cgroup and netns removal...) get threads of their own,
         # stopped after everything that uses them (runtime.hostthreads).
         open_host_threads()
@@ -215,7 +229,7 @@ class Daemon:
         operator = Operator(
             registry,
             # Leader leases (the scheduler's) expire no later than a node's heartbeat lease.
-            settings=Settings(node_name=config.node_name, lease_ttl=min(15, config.node_lease_ttl)),
+            settings=Settings(node_name=config.node_name, host_identity=where, lease_ttl=lease_ttl),
             collector_registry=self.metrics_registry,
         )
         assert self.events is not None

@@ -322,10 +322,12 @@ class Heartbeat:
         node_name: str,
         ttl: int,
         refresh_interval: float,
+        host: str = "",
     ) -> None:
         self._client = client
         self._prefix = prefix.rstrip("/")
         self.node_name = node_name
+        self.host = host
         self.identity = f"{node_name}/{uuid.uuid4().hex[:12]}"
         self.key = f"{self._prefix}/leases/nodes/{node_name}".encode()
         self._ttl = ttl
@@ -340,6 +342,7 @@ class Heartbeat:
             {
                 "node": self.node_name,
                 "identity": self.identity,
+                "host": self.host,
                 "startedAt": self._started_at,
                 "ttl": self._ttl,
             }
@@ -367,6 +370,22 @@ class Heartbeat:
             finally:
                 self.alive.clear()
                 await asyncio.shield(session.close(revoke=self.release_on_exit))
+
+
+async def heartbeat_of(client: EtcdClient, prefix: str, node_name: str) -> dict[str, Any] | None:
+    """What the live heartbeat of ``node_name`` says (None: no process holds the name)."""
+    key = f"{prefix.rstrip('/')}/leases/nodes/{node_name}".encode()
+    await client.connect()
+    response = await client.kvstub.Range(
+        rpc.RangeRequest(key=key), timeout=_REQUEST_TIMEOUT, metadata=client.metadata
+    )
+    if not response.kvs:
+        return None
+    try:
+        found = json.loads(response.kvs[0].value)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 async def alive_peers(client: EtcdClient, prefix: str) -> list[Peer]:

@@ -391,6 +391,7 @@ class Operator:
                 node_name=settings.node_name,
                 ttl=settings.lease_ttl,
                 refresh_interval=settings.refresh_interval,
+                host=settings.host_identity,
             )
             self._lease_tasks.append(self._spawn(self._heartbeat.run, "kukeon-heartbeat"))
         for intent in self.handlers.singletons.values():

@@ -19,6 +19,9 @@ def _hostname() -> str:
 class Settings:
     node_name: str = field(default_factory=_hostname)
     """Who this operator is: written into heartbeats and leader keys."""
+    host_identity: str = ""
+    """Where this operator runs (the same across its restarts there), written into its
+    heartbeat so that another process taking the same node name can be told apart."""
 
     max_workers: int = 16
     """Handlers running at the same time over all objects and kinds."""
