@@ -29,6 +29,10 @@ def _realm_of(res: AnyResource) -> str:
     return key[0]
 
 
+_WARNED_NAMES = 10
+"""Invalid documents named in a list's warning; the rest are counted."""
+
+
 def _json_bytes(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
@@ -65,23 +69,51 @@ class ResourceReads(HandlerBase):
         queryparams.resource_version(request)
         queryparams.timeout_seconds(request)
         if await self._cache_fresh(target):
-            return self._list_from_cache(target, principal, selector, fields)
-        listed = await self._store(
-            target, self._registry.list(target.kind, target.scope, label_selector=text)
-        )
-        items = [
-            to_document(res)
-            for res in listed.items
-            if principal.may_see_realm(_realm_of(res)) and fields.matches(res)
+            answer = self._list_from_cache(target, principal, selector, fields)
+        else:
+            listed = await self._store(
+                target, self._registry.list(target.kind, target.scope, label_selector=text)
+            )
+            items = [
+                to_document(res)
+                for res in listed.items
+                if principal.may_see_realm(_realm_of(res)) and fields.matches(res)
+            ]
+            answer = json_answer(
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": f"{target.kind.value}List",
+                    "metadata": {"resourceVersion": str(listed.resource_version)},
+                    "items": items,
+                }
+            )
+        self._warn_of_invalid(answer, target, principal)
+        return answer
+
+    def _warn_of_invalid(self, answer: web.Response, target: Target, principal: Principal) -> None:
+        """A list skips stored documents that are not valid: its answer says which (a
+        ``Warning`` header, as kube-apiserver's; kukectl prints it), so an operator does
+        not take them for gone. A GET of one says why."""
+        invalid_under = getattr(self._registry, "invalid_under", None)
+        if invalid_under is None:
+            return
+        keys = [
+            key
+            for key in invalid_under(target.kind, target.scope)
+            if not key[:-1] or principal.may_see_realm(key[0])
         ]
-        return json_answer(
-            {
-                "apiVersion": API_VERSION,
-                "kind": f"{target.kind.value}List",
-                "metadata": {"resourceVersion": str(listed.resource_version)},
-                "items": items,
-            }
+        if not keys:
+            return
+        shown = ", ".join("/".join(key) for key in keys[:_WARNED_NAMES])
+        more = f" and {len(keys) - _WARNED_NAMES} more" if len(keys) > _WARNED_NAMES else ""
+        what = "document is" if len(keys) == 1 else "documents are"
+        text = (
+            f"{len(keys)} stored {target.kind.value} {what} invalid and not listed: "
+            f"{shown}{more} (a get of one says why)"
         )
+        # A key is whatever was written into etcd: only printable ASCII goes into a header.
+        safe = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
+        answer.headers["Warning"] = f'299 - "{safe}"'
 
     def _list_from_cache(
         self,

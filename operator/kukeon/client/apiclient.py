@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
@@ -165,6 +166,19 @@ def parse_object(document: Any) -> AnyResource:
         ) from exc
 
 
+def warning_text(header: str) -> str:
+    """The text of a ``Warning: 299 - "text"`` header (RFC 7234, as kube-apiserver's)."""
+    code, _, rest = header.partition(" ")
+    agent, _, quoted = rest.partition(" ")
+    if code.isdigit() and agent and len(quoted) >= 2 and quoted[0] == quoted[-1] == '"':
+        return quoted[1:-1]
+    return header
+
+
+def print_warning(text: str) -> None:
+    print(f"Warning: {text}", file=sys.stderr)
+
+
 class ApiClient:
     """Async client; use as ``async with ApiClient(server=...) as client``.
 
@@ -186,6 +200,8 @@ class ApiClient:
         pooled: bool = True,
     ) -> None:
         self.address = parse_server(server)
+        self.on_warning: Callable[[str], None] = print_warning
+        """What to do with a server's ``Warning`` (kubectl prints it on stderr)."""
         self._token = token
         self._ca_file = ca_file
         self._timeout = timeout
@@ -272,6 +288,7 @@ class ApiClient:
                 timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=CONNECT_TIMEOUT),
             ) as response:
                 raw = await response.read()
+                self._warned(response.headers.get("Warning"))
                 return self._decode(response.status, response.reason, raw)
         except aiohttp.ClientConnectionError as exc:
             raise ServerUnreachable(
@@ -321,7 +338,12 @@ class ApiClient:
             raise ServerUnreachable(
                 f"cannot reach the kukeon API at {self.address}: {exc}"
             ) from exc
+        self._warned(answer.warning)
         return self._decode(answer.status, answer.reason, answer.body)
+
+    def _warned(self, header: str | None) -> None:
+        if header:
+            self.on_warning(warning_text(header))
 
     async def stream(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None

@@ -24,6 +24,8 @@ class Answer(NamedTuple):
     status: int
     reason: str
     body: bytes
+    warning: str | None = None
+    """The answer's ``Warning`` header, if any."""
 
 
 class MalformedAnswerError(ConnectionError):
@@ -56,7 +58,7 @@ async def exchange(
         writer.write(request)
         await writer.drain()
         status, reason, headers = await _head(reader)
-        return Answer(status, reason, await _body(reader, headers))
+        return Answer(status, reason, await _body(reader, headers), headers.get("warning"))
     finally:
         writer.close()
         # The answer is read: a connection reset while closing is not news.

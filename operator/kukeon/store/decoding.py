@@ -151,6 +151,13 @@ class InvalidDocuments:
                     del self._keys[raw_key]
                     self._settle(raw_key, revision)
 
+    def keys_within(self, start: bytes, end: bytes) -> list[bytes]:
+        """The keys of ``[start, end)`` that are invalid now, sorted."""
+        if not self._keys:
+            return []
+        with self._lock:
+            return sorted(key for key in self._keys if start <= key < end)
+
     def counts(self) -> dict[Kind, int]:
         """Invalid keys by kind now (every kind present, 0 when none)."""
         with self._lock:

@@ -116,6 +116,15 @@ class RegistryBase:
         """
         return self._invalid.counts()
 
+    def invalid_under(self, kind: Kind, scope: Sequence[str] = ()) -> list[tuple[str, ...]]:
+        """The keys of ``kind`` under ``scope`` whose document is invalid now (lists skip
+        them): what a list's answer can warn about."""
+        start = self._layout.scope_prefix(kind, scope).encode()
+        return [
+            self._layout.split(kind, raw_key)
+            for raw_key in self._invalid.keys_within(start, range_end(start))
+        ]
+
     # --- raw etcd calls ------------------------------------------------------------------
 
     async def _range(
