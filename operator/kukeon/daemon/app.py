@@ -35,6 +35,7 @@ from kukeon.controllers import (
     register_controllers,
 )
 from kukeon.framework import EventRecorder, Operator, Settings
+from kukeon.framework.aiotasks import SupervisedTask
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
 from kukeon.runtime.cgroups import open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
@@ -307,19 +308,21 @@ async def _run_daemon(config: DaemonConfig) -> None:
         loop.add_signal_handler(signum, stop_requested.set)
     uninstall_heap_reports = memdebug.install(loop, config.state_dir)
     daemon = Daemon(config)
-    collecting: asyncio.Task[None] | None = None
+    collecting: SupervisedTask | None = None
     try:
         await daemon.start()
         gcpolicy.apply_after_startup()
-        collecting = asyncio.create_task(
-            gcpolicy.collect_fully_every(), name="kukeon-full-collections"
-        )
+        if daemon.operator is not None:
+            # Supervised like every long-lived loop: restarted after a crash, on /metrics.
+            collecting = daemon.operator.tasks.start(
+                "kukeon-full-collections", gcpolicy.collect_fully_every, component="memory"
+            )
         log.info("kukeond ready (API socket %s)", config.api_socket)
         await stop_requested.wait()
         log.info("stopping; workloads keep running")
     finally:
         if collecting is not None:
-            collecting.cancel()
+            await collecting.stop()
         with contextlib.suppress(Exception):
             await daemon.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
