@@ -47,7 +47,18 @@ def _empty_as_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+def _one_program(value: Any) -> Any:
+    # kubectl's habit, `command: [sh, -c, ...]`, is refused with the fix, not a bare type error.
+    if isinstance(value, list):
+        raise ValueError(
+            "must be one string, the program (it replaces the image's entrypoint); its "
+            "arguments go in args, e.g. command: sh with args: [-c, 'echo hi']"
+        )
+    return _empty_as_none(value)
+
+
 OptionalDnsLabel = Annotated[DnsLabel | None, BeforeValidator(_empty_as_none)]
+ProgramString = Annotated[str | None, BeforeValidator(_one_program)]
 OptionalAbsolutePath = Annotated[AbsolutePath | None, BeforeValidator(_empty_as_none)]
 OptionalMountPath = Annotated[MountPath | None, BeforeValidator(_empty_as_none)]
 
@@ -381,7 +392,7 @@ class ContainerSpec(KukeonModel):
     """Marks the root container, which owns the cell's network namespace."""
     image: NonEmptyString
     """OCI image reference."""
-    command: OptionalString = None
+    command: ProgramString = None
     """The program to run; the image's entrypoint when unset."""
     args: NullableList[str] = Field(default_factory=list)
     working_dir: OptionalAbsolutePath = None

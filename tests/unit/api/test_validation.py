@@ -154,6 +154,19 @@ def test_image_is_required() -> None:
     assert "spec.containers[0].image" in fields(cell_doc(containers=[container(image="")]))
 
 
+def test_a_command_given_as_a_list_names_the_fix() -> None:
+    # kubectl's `command: [sh, -c, ...]`: one string is the program, the rest goes in args.
+    cause = one_cause(cell_doc(containers=[container("a", command=["sh", "-c", "echo hi"])]))
+    assert cause.field == "spec.containers[0].command"
+    assert "args" in cause.message
+    assert "one string" in cause.message
+
+
+def test_a_command_string_is_the_program() -> None:
+    cell = parse_resource(cell_doc(containers=[container("a", command="sh", args=["-c", "x"])]))
+    assert cell.spec.containers[0].command == "sh"
+
+
 def test_container_parent_ids_must_match_the_cell() -> None:
     doc = cell_doc(containers=[container(realmId="other", cellId="web", stackId="default")])
     assert one_cause(doc) == FieldError(
