@@ -73,6 +73,8 @@ class EventReason(StrEnum):
     DELETED = "Deleted"
     UNHEALTHY = "Unhealthy"
     """A probe failed (Kubernetes' reason); a liveness or startup failure also ``Killing``."""
+    LOG_COPIER_REPLACED = "LogCopierReplaced"
+    """A container's log copier exited while it ran (what it wrote meanwhile is lost)."""
     # realms, spaces and stacks, per node
     READY = "Ready"
     REMOVED = "Removed"

@@ -38,6 +38,7 @@ from .gc import collect_orphans
 from .host import Host, HostSettings
 from .images import ImageArchives, ImageProvider
 from .layers import HostLocks, migrate_legacy_finalizers, node_finalizer
+from .logcopiers import LogCopiers
 from .membership import CellMembership
 from .probing import ProbeManager
 from .realm import RealmController
@@ -139,6 +140,18 @@ class Controllers:
             self.cells.finalize
         )
 
+    def _watch_running_tasks(self, op: Operator) -> None:
+        """What the cells' passes hand their running tasks to: probes, log copiers."""
+        self.cells.probes = ProbeManager(
+            containerd=lambda: self.cells.host.containerd,
+            trigger=op.trigger,
+            fifo_root=Path(self.host.settings.state_dir) / "probes",
+            stop_grace_seconds=self.host.settings.stop_grace_seconds,
+            recorder=self.recorder,
+            collector_registry=self.collector_registry,
+        )
+        self.cells.log_copiers = LogCopiers(recorder=self.recorder)
+
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
         membership = CellMembership(node=node, trigger=op.trigger)
@@ -161,14 +174,7 @@ class Controllers:
         op.on_change(Kind.SPACE, spaces.changed)
         self.departures.trigger = op.trigger
         self.departures.requeue = op.requeue
-        self.cells.probes = ProbeManager(
-            containerd=lambda: self.cells.host.containerd,
-            trigger=op.trigger,
-            fifo_root=Path(self.host.settings.state_dir) / "probes",
-            stop_grace_seconds=self.host.settings.stop_grace_seconds,
-            recorder=self.recorder,
-            collector_registry=self.collector_registry,
-        )
+        self._watch_running_tasks(op)
         self._register_cells(op)
 
         @op.on_startup
@@ -213,6 +219,8 @@ class Controllers:
             self._background = []
             if self.cells.probes is not None:
                 await self.cells.probes.close()
+            if self.cells.log_copiers is not None:
+                await self.cells.log_copiers.close()
             if self.recorder is not None:
                 # The last Events (a cell deleted just before the stop): a second at most.
                 with contextlib.suppress(TimeoutError):

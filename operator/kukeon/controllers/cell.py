@@ -90,6 +90,7 @@ from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host
 from .images import ImageProvider, ImageUnavailableError, InvalidImageReferenceError
+from .logcopiers import CopiedTask, LogCopiers
 from .probing import ProbeManager, RunningContainer
 from .reporting import now, report
 
@@ -251,6 +252,8 @@ class CellController:
         """Where the cell's Events go (none in tests that do not look at them)."""
         self.probes: ProbeManager | None = None
         """Set by ``Controllers.register``: the probes of the containers that run here."""
+        self.log_copiers: LogCopiers | None = None
+        """Set by ``Controllers.register``: the watch on the running tasks' log copiers."""
         self.runs_here: Callable[[Cell], bool] = lambda cell: True
         """Set by ``Controllers``: whether this node still runs the cell (``departures``).
         The framework asks it before a pass; a task's start asks again: a pass under way
@@ -294,6 +297,8 @@ class CellController:
         if cell.spec.desired_state == DesiredCellState.STOPPED:
             if self.probes is not None:
                 self.probes.forget(key)
+            if self.log_copiers is not None:
+                self.log_copiers.forget(key)
             await self._stop(cell, ctx, namespace)
             return
         try:
@@ -404,6 +409,7 @@ class CellController:
         names = frozenset(status.name for _, status in converged if status.name)
         await executor.remove_all(namespace, key, keep=names, found=listed)
         self._probe(progress.cell, namespace, converged, interfaces)
+        self._watch_log_copiers(progress.cell, files, converged)
         return await self._finish(progress.cell, ctx, converged, cgroup, interfaces)
 
     def _netns_path(self, cell: Cell, key: CellKey) -> str | None:
@@ -559,6 +565,23 @@ class CellController:
             running=running,
         )
 
+    def _watch_log_copiers(
+        self, cell: Cell, files: CellFiles, converged: list[tuple[ContainerPlan, ContainerStatus]]
+    ) -> None:
+        """Hand the running tasks to the log copiers' watch (a TTY's logger is not one)."""
+        if self.log_copiers is None:
+            return
+        specs = {container.id: container for container in cell.spec.containers}
+        running = [
+            CopiedTask(container=status.id, pid=status.pid, log=files.log(status.id))
+            for _, status in converged
+            if status.state == ContainerState.READY
+            and status.pid
+            and status.id in specs
+            and not specs[status.id].attachable
+        ]
+        self.log_copiers.sync(cell, files.key, running)
+
     async def remove_container(self, namespace: str, cid: str) -> None:
         """Stop the container's task and delete it (the orphan collector's removal too)."""
         await self._executor().remove_container(namespace, cid)
@@ -569,6 +592,8 @@ class CellController:
         key = cell_key(cell)
         if self.probes is not None:
             self.probes.forget(key)
+        if self.log_copiers is not None:
+            self.log_copiers.forget(key)
         namespace = await self._namespace(ctx, key[0])
         await self._executor().remove_all(namespace, key)
         await release_ports(self.host, key)

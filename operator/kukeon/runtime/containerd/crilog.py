@@ -17,16 +17,18 @@ never exits before both streams end (SIGTERM, which the shim sends right after c
 pipe ends at task deletion, is ignored so the pipes are drained), and a failed write (disk
 full) drops that record instead of killing the logger, which would break the container's
 pipes. Each read's records go to the file in one ``write`` on an ``O_APPEND`` descriptor.
+A logger killed while its task runs is replaced by kukeond (:mod:`logcopier`).
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlencode
 
 MAX_RECORD_BYTES = 16 * 1024
@@ -39,9 +41,10 @@ LOGGER_SCRIPT = r"""
 import os, select, signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 log = os.open(PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, MODE)
-os.close(5)
-names = {3: b" stdout ", 4: b" stderr "}
-rest = {3: b"", 4: b""}
+if READY is not None:
+    os.close(READY)
+names = {fd: b" " + name + b" " for fd, name in STREAMS.items()}
+rest = {fd: b"" for fd in names}
 poller = select.poll()
 for fd in names:
     poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
@@ -87,10 +90,32 @@ while rest:
 """
 
 
-def logger_command(path: Path, *, python: str | None = None) -> list[str]:
-    """The logger's argv: kukeond's interpreter, isolated, running ``LOGGER_SCRIPT``."""
-    prelude = f"PATH = {str(path)!r}\nMODE = {LOG_FILE_MODE:#o}\nMAX = {MAX_RECORD_BYTES}\n"
+SHIM_STREAMS: Final = {3: "stdout", 4: "stderr"}
+"""The descriptors the shim hands its logger: stdout on 3, stderr on 4 (5: ready)."""
+SHIM_READY_FD: Final = 5
+
+
+def logger_command(
+    path: Path,
+    *,
+    python: str | None = None,
+    streams: Mapping[int, str] = SHIM_STREAMS,
+    ready_fd: int | None = SHIM_READY_FD,
+) -> list[str]:
+    """The logger's argv: kukeond's interpreter, isolated, running ``LOGGER_SCRIPT``; it
+    reads ``streams`` (descriptor: stream name) and closes ``ready_fd`` once the log is open
+    (the shim waits for that). A replacement (:mod:`logcopier`) passes its own."""
+    named = {fd: name.encode() for fd, name in streams.items()}
+    prelude = (
+        f"PATH = {str(path)!r}\nMODE = {LOG_FILE_MODE:#o}\nMAX = {MAX_RECORD_BYTES}\n"
+        f"STREAMS = {named!r}\nREADY = {ready_fd!r}\n"
+    )
     return [python or sys.executable, "-ISc", prelude + LOGGER_SCRIPT]
+
+
+def log_path_marker(path: Path) -> str:
+    """What a logger's argv holds that names its log file (how its process is found)."""
+    return f"PATH = {str(path)!r}\n"
 
 
 def logger_uri(path: Path, *, python: str | None = None) -> str:

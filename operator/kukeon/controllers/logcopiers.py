@@ -1,0 +1,262 @@
+"""The log copiers of the tasks that run here: watched, and replaced when one dies.
+
+Each container's output reaches its log through a copier process (see
+:mod:`kukeon.runtime.containerd.logcopier`). Killed while its container runs, it used to
+take the container's logging with it, silently: every later line was lost and the cell
+still said Ready. The cell controller hands every pass's running tasks to :class:`LogCopiers`,
+which finds each task's copier and watches it through a pidfd (an exit wakes the event
+loop; nothing polls). When a copier exits while its task still runs, a replacement is
+started, and a warning Event on the cell says that what was written in between is lost.
+A container with a TTY logs through its terminal's logger, which is not watched here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kukeon.api import Cell
+from kukeon.api.event import EventReason, EventType
+from kukeon.framework import EventRecorder
+from kukeon.runtime.containerd.logcopier import (
+    ProcessId,
+    alive,
+    find_copier,
+    identify,
+    start_replacement,
+)
+
+log = logging.getLogger(__name__)
+
+CellKey = tuple[str, str, str, str]
+
+QUICK_EXIT_SECONDS = 10.0
+"""A replacement that dies sooner than this counts towards the next one's delay."""
+MAX_DELAY_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class CopiedTask:
+    """A running task whose output a copier appends to ``log``."""
+
+    container: str
+    pid: int
+    log: Path
+
+
+@dataclass(eq=False)
+class _Watched:
+    key: CellKey
+    container: str
+    pid: int
+    """The task's pid as the cell's pass saw it."""
+    log: Path
+    cell: Cell
+    task: ProcessId | None = None
+    copier: ProcessId | None = None
+    pidfd: int | None = None
+    started_at: float = 0.0
+    quick_exits: int = 0
+    done: bool = False
+    """Forgotten: whatever is under way for it stops."""
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class LogCopiers:
+    def __init__(self, *, recorder: EventRecorder | None = None) -> None:
+        self.recorder = recorder
+        self._watched: dict[CellKey, dict[str, _Watched]] = {}
+        """Per cell, per container."""
+        self._children: dict[subprocess.Popen[bytes], int] = {}
+        """The replacements started here, and their pidfds (to wait for them)."""
+        self.replaced = 0
+        """Replacements started (tests and the curious read it)."""
+
+    def sync(self, cell: Cell, key: CellKey, running: Sequence[CopiedTask]) -> None:
+        """The cell's tasks that run now: a new one's copier is looked for (in the
+        background: a cell's start does not wait for it); a task gone is forgotten."""
+        current = {task.container: task for task in running}
+        watched = self._watched.get(key, {})
+        for container, entry in list(watched.items()):
+            task = current.get(container)
+            if task is None or entry.pid != task.pid:
+                self._drop(entry)
+            else:
+                entry.cell = cell
+        for task in running:
+            if task.container not in watched:
+                entry = _Watched(
+                    key=key, container=task.container, pid=task.pid, log=task.log, cell=cell
+                )
+                self._watched.setdefault(key, {})[task.container] = entry
+                self._spawn(entry, self._discover(entry))
+
+    def forget(self, key: CellKey) -> None:
+        """The cell stops here or is gone: its copiers are no longer watched."""
+        for entry in list(self._watched.get(key, {}).values()):
+            self._drop(entry)
+
+    def _entries(self) -> list[_Watched]:
+        return [entry for per_cell in self._watched.values() for entry in per_cell.values()]
+
+    async def close(self) -> None:
+        """Stop watching (the copiers themselves run on, as their tasks do)."""
+        pending = [task for entry in self._entries() for task in entry.pending]
+        for entry in self._entries():
+            self._drop(entry)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        for pidfd in self._children.values():
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        self._children.clear()
+
+    def watched(self, key: CellKey, container: str) -> ProcessId | None:
+        """The copier watched for the container (None while it is looked for or replaced)."""
+        entry = self._watched.get(key, {}).get(container)
+        return entry.copier if entry is not None and entry.pidfd is not None else None
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _spawn(self, entry: _Watched, work: object) -> None:
+        assert asyncio.iscoroutine(work)
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
+        entry.pending.add(task)
+        task.add_done_callback(lambda done: self._finished(entry, done))
+
+    @staticmethod
+    def _finished(entry: _Watched, task: asyncio.Task[None]) -> None:
+        entry.pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "watching the log copier of %s/%s failed",
+                "/".join(entry.key),
+                entry.container,
+                exc_info=task.exception(),
+            )
+
+    async def _discover(self, entry: _Watched) -> None:
+        def look() -> tuple[ProcessId | None, ProcessId | None]:
+            task = identify(entry.pid)
+            return task, (find_copier(entry.pid, entry.log) if task is not None else None)
+
+        entry.task, copier = await asyncio.to_thread(look)
+        if entry.done or entry.task is None:
+            return
+        if copier is None:
+            # Died while kukeond was down (or before it looked): replaced at once.
+            await self._replace(entry)
+        else:
+            self._watch(entry, copier)
+
+    def _watch(self, entry: _Watched, copier: ProcessId) -> None:
+        try:
+            pidfd = os.pidfd_open(copier.pid)
+        except ProcessLookupError:
+            self._spawn(entry, self._replace(entry))
+            return
+        if not alive(copier):  # exited, or its pid reused, between finding and opening
+            os.close(pidfd)
+            self._spawn(entry, self._replace(entry))
+            return
+        entry.copier, entry.pidfd = copier, pidfd
+        asyncio.get_running_loop().add_reader(pidfd, self._exited, entry)
+
+    def _unwatch(self, entry: _Watched) -> None:
+        if entry.pidfd is not None:
+            asyncio.get_running_loop().remove_reader(entry.pidfd)
+            os.close(entry.pidfd)
+            entry.pidfd = None
+
+    def _drop(self, entry: _Watched) -> None:
+        entry.done = True
+        self._unwatch(entry)
+        per_cell = self._watched.get(entry.key, {})
+        if per_cell.get(entry.container) is entry:
+            del per_cell[entry.container]
+            if not per_cell:
+                del self._watched[entry.key]
+
+    def _exited(self, entry: _Watched) -> None:
+        self._unwatch(entry)
+        if entry.done:
+            return
+        lived = time.monotonic() - entry.started_at
+        entry.quick_exits = entry.quick_exits + 1 if lived < QUICK_EXIT_SECONDS else 0
+        self._spawn(entry, self._replace(entry))
+
+    async def _replace(self, entry: _Watched) -> None:
+        if entry.quick_exits:
+            await asyncio.sleep(min(2.0**entry.quick_exits, MAX_DELAY_SECONDS))
+        task = entry.task
+        if entry.done or task is None:
+            return
+        process = await asyncio.to_thread(self._start, task, entry.log)
+        if entry.done:
+            return  # forgotten meanwhile: a new copier runs on, as the shim's would
+        where = f"{'/'.join(entry.key)}/{entry.container}"
+        if process is None:
+            if alive(task):
+                log.error("container %s: its output can no longer be logged", where)
+                self._event(
+                    entry,
+                    f"the copier of container {entry.container}'s output into its log exited "
+                    "and its output pipes could not be reopened: its output is no longer "
+                    "logged; restart the cell to log it again",
+                )
+            self._drop(entry)
+            return
+        self.replaced += 1
+        self._reap_when_done(process)
+        entry.started_at = time.monotonic()
+        log.warning("container %s: its log copier exited; replaced (pid %d)", where, process.pid)
+        self._event(
+            entry,
+            f"the copier of container {entry.container}'s output into its log exited while "
+            "the container ran; a new one logs its output from now on (what was written in "
+            "between is not in the log)",
+        )
+        copier = identify(process.pid)
+        if copier is None:
+            entry.quick_exits += 1
+            self._spawn(entry, self._replace(entry))
+        else:
+            self._watch(entry, copier)
+
+    def _reap_when_done(self, process: subprocess.Popen[bytes]) -> None:
+        """A replacement is kukeond's child: waited for when it exits, watched or not (it
+        ends with its task, after the cell may be forgotten here)."""
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(process.pid)  # not reaped yet, so its pid is still its own
+
+        def reap() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            self._children.pop(process, None)
+            process.poll()
+
+        self._children[process] = pidfd
+        loop.add_reader(pidfd, reap)
+
+    @staticmethod
+    def _start(task: ProcessId, log_file: Path) -> subprocess.Popen[bytes] | None:
+        if not alive(task):
+            return None
+        return start_replacement(task.pid, log_file)
+
+    def _event(self, entry: _Watched, message: str) -> None:
+        if self.recorder is not None:
+            self.recorder.event(
+                entry.cell,
+                EventReason.LOG_COPIER_REPLACED,
+                message,
+                type=EventType.WARNING,
+            )

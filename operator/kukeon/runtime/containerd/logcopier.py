@@ -1,0 +1,146 @@
+"""Finding a task's log copier, and replacing one that died while its task runs.
+
+A container's output reaches its log through the copier the shim started (:mod:`crilog`).
+The shim keeps only the write ends of the output pipes, so once the copier is gone (killed,
+OOM-killed) nothing reads them: every later line is lost, and a writer that is not the
+container's PID 1 dies of SIGPIPE. A pipe can be opened again for reading through
+``/proc/<pid>/fd/<n>`` of any process that holds it, so a replacement copier opens the
+container's init's stdout and stderr that way and appends to the same log, from then on.
+What was written while no copier read is lost; the caller says so in an Event.
+
+Everything here is blocking (``/proc`` reads, a fork): callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .crilog import log_path_marker, logger_command
+
+log = logging.getLogger(__name__)
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessId:
+    """A process that a reused pid cannot be mistaken for: its pid and start time."""
+
+    pid: int
+    started: int
+    """Clock ticks after boot (``/proc/<pid>/stat`` field 22)."""
+
+
+def identify(pid: int) -> ProcessId | None:
+    """The running (not zombie) process ``pid``; None when there is none."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces and parentheses.
+    fields = text[text.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return ProcessId(pid=pid, started=int(fields[19]))
+
+
+def alive(process: ProcessId) -> bool:
+    return identify(process.pid) == process
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(text[text.rindex(")") + 2 :].split()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for thread in (PROC / str(pid) / "task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                found.extend(int(child) for child in (thread / "children").read_text().split())
+    return found
+
+
+def _copies(pid: int, marker: bytes) -> bool:
+    # A container's process could spell a copier's argv (and an orphan of it is the shim's
+    # child): a copier is kukeond's interpreter in the host's pid namespace.
+    try:
+        argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+        if len(argv) < 3 or argv[1] != b"-ISc" or marker not in argv[2]:
+            return False
+        return os.readlink(PROC / str(pid) / "ns" / "pid") == os.readlink(PROC / "self/ns/pid")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+
+
+def find_copier(task_pid: int, log_file: Path) -> ProcessId | None:
+    """The process copying the task's output into ``log_file``: the shim's child that
+    the shim started, else a replacement started earlier (by any kukeond) anywhere."""
+    marker = log_path_marker(log_file.absolute()).encode()
+    shim = _parent(task_pid)
+    candidates = _children(shim) if shim is not None else []
+    for pid in candidates:
+        if pid != task_pid and _copies(pid, marker):
+            return identify(pid)
+    for entry in PROC.iterdir():
+        if entry.name.isdecimal() and _copies(int(entry.name), marker):
+            return identify(int(entry.name))
+    return None
+
+
+def _open_output(task_pid: int, fd: int) -> tuple[int, int] | None:
+    """A read end of the pipe the task's init writes ``fd`` to, and the pipe's inode;
+    None when that descriptor is not a pipe (closed, or sent to a file by the program)."""
+    # Non-blocking: a named FIFO the program put there with no writer left would block a
+    # read-only open for ever.
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        opened = os.open(PROC / str(task_pid) / "fd" / str(fd), flags)
+    except OSError:
+        return None
+    status = os.fstat(opened)
+    if not stat.S_ISFIFO(status.st_mode):
+        os.close(opened)
+        return None
+    os.set_blocking(opened, True)  # the copier's reads wait in poll, then read what is there
+    return opened, status.st_ino
+
+
+def start_replacement(task_pid: int, log_file: Path) -> subprocess.Popen[bytes] | None:
+    """A copier of the running task's output into ``log_file``, in its own session (it
+    outlives kukeond, as the shim's does); None when the task has no output pipe left."""
+    streams: dict[int, str] = {}
+    inodes: set[int] = set()
+    try:
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            opened = _open_output(task_pid, fd)
+            if opened is None:
+                continue
+            if opened[1] in inodes:  # 2>&1 inside the container: one reader, one stream
+                os.close(opened[0])
+                continue
+            inodes.add(opened[1])
+            streams[opened[0]] = name
+        if not streams:
+            return None
+        return subprocess.Popen(
+            logger_command(log_file.absolute(), streams=streams, ready_fd=None),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=tuple(streams),
+            start_new_session=True,
+        )
+    finally:
+        for fd in streams:
+            os.close(fd)

@@ -1,0 +1,137 @@
+"""Finding a task's copier and replacing it, on plain processes: a "task" whose stdout and
+stderr are pipes, a "shim" that holds the pipes' write ends, as containerd's does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kukeon.runtime.containerd.crilog import logger_command, parse_lines
+from kukeon.runtime.containerd.logcopier import (
+    ProcessId,
+    alive,
+    find_copier,
+    identify,
+    start_replacement,
+)
+
+# A task that writes a numbered line on each stream every 20 ms, its parent (the "shim")
+# also starting a copier on the same pipes as containerd's shim does (fds 3 and 4). The task
+# ignores SIGPIPE as a container's PID 1 does (any other writer dies of it with no reader).
+SHIM = r"""
+import fcntl, os, subprocess, sys, time
+def pipe():
+    # Read ends above 4, so that moving them to 3 and 4 in the copier clobbers neither.
+    read, write = os.pipe()
+    high = fcntl.fcntl(read, fcntl.F_DUPFD, 10)
+    os.close(read)
+    return high, write
+out_r, out_w = pipe()
+err_r, err_w = pipe()
+task = subprocess.Popen(
+    ["sh", "-c", "trap '' PIPE; i=0; while :; do echo out-$i; echo err-$i >&2; "
+     "i=$((i+1)); sleep 0.02; done"],
+    stdout=out_w, stderr=err_w,
+)
+copier = subprocess.Popen(
+    ["bash", "-c", 'exec "$@" 3<&%d 4<&%d %d<&- %d<&-' % (out_r, err_r, out_r, err_r), "bash",
+     *sys.argv[1:]],
+    pass_fds=(out_r, err_r),
+)
+os.close(out_r)
+os.close(err_r)
+print(task.pid, copier.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _wait(check: object, what: str, within: float = 10.0) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _numbers(log: Path, stream: str) -> list[int]:
+    prefix = b"out-" if stream == "stdout" else b"err-"
+    return [
+        int(record.text[len(prefix) :])
+        for record in parse_lines(log.read_bytes().splitlines())
+        if record.stream == stream and record.text.startswith(prefix)
+    ]
+
+
+@pytest.fixture
+def shim(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int, Path]]:
+    log = tmp_path / "main.log"
+    command = logger_command(log, streams={3: "stdout", 4: "stderr"}, ready_fd=None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SHIM, *command], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert process.stdout is not None
+        task, copier = (int(n) for n in process.stdout.readline().split())
+        yield process, task, copier, log
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_the_shims_copier_is_found_and_a_replacement_logs_both_streams(
+    shim: tuple[subprocess.Popen[bytes], int, int, Path],
+) -> None:
+    _, task, copier, log = shim
+    _wait(lambda: log.exists() and len(_numbers(log, "stdout")) > 3, "the shim's copier logs")
+    found = find_copier(task, log)
+    assert found is not None
+    assert found.pid == copier
+
+    os.kill(copier, signal.SIGKILL)
+    _wait(lambda: not alive(found), "the copier is gone")
+    assert find_copier(task, log) is None
+    last = max(_numbers(log, "stdout"))
+    replacement = start_replacement(task, log)
+    assert replacement is not None
+    try:
+        _wait(lambda: max(_numbers(log, "stdout")) > last + 5, "stdout logged again")
+        _wait(lambda: max(_numbers(log, "stderr")) > last + 5, "stderr logged again")
+        # Found again, though it is not the shim's child.
+        again = find_copier(task, log)
+        assert again is not None
+        assert again.pid == replacement.pid
+    finally:
+        replacement.kill()
+        replacement.wait()
+
+
+def test_a_task_without_output_pipes_gets_no_replacement(tmp_path: Path) -> None:
+    task = subprocess.Popen(["sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert start_replacement(task.pid, tmp_path / "main.log") is None
+    finally:
+        task.kill()
+        task.wait()
+
+
+def test_identify_tells_a_reused_pid_and_a_zombie_apart() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        me = identify(child.pid)
+        assert me is not None
+        assert alive(me)
+        assert not alive(ProcessId(pid=child.pid, started=me.started + 1))
+        child.kill()
+        _wait(lambda: identify(child.pid) is None, "a zombie is not alive")
+        assert os.path.exists(f"/proc/{child.pid}")  # not waited for yet
+    finally:
+        child.kill()
+        child.wait()
+    assert identify(child.pid) is None
