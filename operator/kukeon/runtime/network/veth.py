@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 CLONE_NEWNET = 0x40000000
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 _HAIRPIN = 1
+_SYS_NET = Path("/sys/class/net")
+_LOOPBACK_INDEX = 1  # the loopback device's index in every network namespace
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -111,18 +113,18 @@ def _index(ipr: IPRoute, name: str) -> int | None:
 
 def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Interface) -> int:
     """The bridge's index: created when missing, up, with the gateway's address."""
-    index = _index(ipr, name)
-    if index is None:
+    link = _link(ipr, name)
+    if link is None:
         try:
             ipr.link("add", ifname=name, kind="bridge")
         except Exception as error:  # a cell of the same space made it first
             if _code(error) != errno.EEXIST:
                 raise
-        index = _index(ipr, name)
-        if index is None:
+        link = _link(ipr, name)
+        if link is None:
             raise NetworkError(f"bridge {name} vanished while it was being made")
-    links = ipr.get_links(index)
-    if not links or links[0].get_attr("IFLA_OPERSTATE") == "DOWN" or not _is_up(links[0]):
+    index = int(link["index"])
+    if not _is_up(link):
         ipr.link("set", index=index, state="up")
     if not _has_address(ipr, index, gateway):
         try:
@@ -177,49 +179,81 @@ def make_port(port: BridgePort) -> None:
         bridge = ensure_bridge(
             ipr, port.bridge, IPv4Interface(f"{port.gateway}/{port.address.network.prefixlen}")
         )
-        old = _index(ipr, port.host_ifname)
-        if old is not None:
-            log.info("deleting %s, left by an attachment that did not finish", port.host_ifname)
-            ipr.link("del", index=old)
-        create_pair(ipr, port)
-        index = _index(ipr, port.host_ifname)
-        if index is None:
-            raise NetworkError(f"veth {port.host_ifname} vanished once made")
-        extra = {"mtu": port.mtu} if port.mtu else {}
-        ipr.link("set", index=index, master=bridge, state="up", **extra)
+        try:
+            create_pair(ipr, port, bridge)
+        except Exception as error:
+            if _code(error) != errno.EEXIST:
+                raise
+            if not _delete_named(ipr, port.host_ifname):
+                raise  # the peer's name is taken in the namespace, not the host end's
+            create_pair(ipr, port, bridge)
         if port.hairpin:
-            ipr.brport("set", index=index, mode=_HAIRPIN)
+            _set_hairpin(ipr, port.host_ifname)
     configure_inside(port)
 
 
-def create_pair(ipr: IPRoute, port: BridgePort) -> None:
-    """The veth pair, its peer made directly in the cell's namespace."""
+def _delete_named(ipr: IPRoute, name: str) -> bool:
+    """Delete a leftover host end of an attachment that did not finish; whether it was there."""
+    index = _index(ipr, name)
+    if index is None:
+        return False
+    log.info("deleting %s, left by an attachment that did not finish", name)
+    ipr.link("del", index=index)
+    return True
+
+
+def create_pair(ipr: IPRoute, port: BridgePort, bridge: int) -> None:
+    """The veth pair in one request: the host end a port of ``bridge`` and up, its peer
+    made directly in the cell's namespace (brought up there by ``configure_inside``)."""
+    extra: dict[str, Any] = {"mtu": port.mtu} if port.mtu else {}
     fd = os.open(port.netns, os.O_RDONLY)
     try:
-        peer: dict[str, Any] = {"ifname": port.ifname, "net_ns_fd": fd}
-        ipr.link("add", ifname=port.host_ifname, kind="veth", peer=peer)
+        peer: dict[str, Any] = {"ifname": port.ifname, "net_ns_fd": fd, **extra}
+        ipr.link(
+            "add",
+            ifname=port.host_ifname,
+            kind="veth",
+            master=bridge,
+            state="up",
+            peer=peer,
+            **extra,
+        )
     finally:
         os.close(fd)
 
 
+def _set_hairpin(ipr: IPRoute, name: str) -> None:
+    """Hairpin mode on the bridge port: one sysfs write (a netlink round trip where this
+    process's /sys is not the host's network namespace's)."""
+    try:
+        (_SYS_NET / name / "brport" / "hairpin_mode").write_text("1", encoding="ascii")
+    except OSError:
+        index = _index(ipr, name)
+        if index is None:
+            raise NetworkError(f"veth {name} vanished once made") from None
+        ipr.brport("set", index=index, mode=_HAIRPIN)
+
+
 def configure_inside(port: BridgePort) -> None:
-    """``lo`` up; the cell's interface addressed, up, and routed through the gateway."""
+    """``lo`` up; the cell's interface addressed, up, and routed through the gateway.
+
+    The interface was just made (``create_pair``): no address of its own to look for.
+    """
     with inside(port.netns) as ipr:
-        lo = _index(ipr, "lo")
-        if lo is not None:
-            ipr.link("set", index=lo, state="up")
+        ipr.link("set", index=_LOOPBACK_INDEX, state="up")
         index = _index(ipr, port.ifname)
         if index is None:
             raise NetworkError(f"{port.ifname} is missing in {port.netns} once made")
-        if port.mtu:
-            ipr.link("set", index=index, mtu=port.mtu)
-        if not _has_address(ipr, index, port.address):
+        try:
             ipr.addr(
                 "add",
                 index=index,
                 address=str(port.address.ip),
                 prefixlen=port.address.network.prefixlen,
             )
+        except Exception as error:  # a repair of an interface that kept its address
+            if _code(error) != errno.EEXIST:
+                raise
         ipr.link("set", index=index, state="up")
         if port.default_route:
             ipr.route("replace", dst="0.0.0.0/0", gateway=str(port.gateway), oif=index)
