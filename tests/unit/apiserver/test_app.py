@@ -222,6 +222,15 @@ async def test_readyz_reports_each_check(client: TestClient[Any, Any]) -> None:
     assert "[-]controllers failed: not running" in text
 
 
+async def test_readyz_names_an_etcd_that_does_not_answer(
+    client: TestClient[Any, Any], fake: FakeRegistry
+) -> None:
+    fake.delay = 2.0  # longer than the request timeout (0.5 s)
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert "[-]etcd failed: no answer within 0.4s" in await response.text()
+
+
 async def test_watch_with_resource_version(
     client: TestClient[Any, Any], fake: FakeRegistry
 ) -> None:
