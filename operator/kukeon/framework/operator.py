@@ -112,6 +112,8 @@ class Operator:
         self.cache: WatchedObjects | None = None
         """The newest version of every watched object (``framework.cache``), once started."""
         self._listeners: list[tuple[Kind, ChangeListener]] = []
+        self._cached_kinds: set[Kind] = set()
+        """Kinds watched for ``cache`` readers only (``watch``)."""
         self._watchers: dict[Kind, KindWatcher] = {}
         self._tasks: list[SupervisedTask] = []
         self._lease_tasks: list[SupervisedTask] = []
@@ -207,9 +209,20 @@ class Operator:
         """Call ``listener(obj, deleted)`` with every newer version of a watched object of
         ``kind`` (and its last version once deleted), right after the operator's own watch
         delivered it: a way to requeue dependants without a second watch. ``kind`` must
-        have handlers (only those kinds are watched)."""
+        have handlers or be ``watch``ed (only those kinds are watched)."""
         self._before_start()
         self._listeners.append((kind, listener))
+
+    def watch(self, kind: Kind) -> None:
+        """List and watch ``kind`` even without a handler, so ``cache`` covers it: the
+        leader loops read their per-pass lists from there instead of etcd (issue 18)."""
+        self._before_start()
+        self._cached_kinds.add(kind)
+
+    def watched_kinds(self) -> list[Kind]:
+        """Every kind this operator lists and watches, in hierarchy order."""
+        wanted = {*self.handlers.kinds(), *self._cached_kinds}
+        return [kind for kind in Kind if kind in wanted]
 
     def on_startup(self, fn: H) -> H:
         self._before_start()
@@ -349,15 +362,23 @@ class Operator:
             settings=self.settings,
             metrics=self.metrics,
         )
-        watched = self.handlers.kinds()
+        watched = self.watched_kinds()
         for kind, listener in self._listeners:
             if kind not in watched:
                 raise OperatorError(f"on_change({kind.value}): no handler watches that kind")
             self._queues.listen(kind, listener)
+        handled = set(self.handlers.kinds())
+        for kind in watched:
+            if kind not in handled:
+                self._queues.cache_only(kind)
+        queues = self._queues
         self._processor.cache = self.cache = WatchedObjects(
-            lookup=self._queues.latest, listed=self._queues.is_listed
+            lookup=queues.latest,
+            listed=queues.is_listed,
+            objects=queues.objects,
+            revision=queues.seen_revision,
         )
-        for kind in self.handlers.kinds():
+        for kind in watched:
             # Present from the start, so a dashboard sees 0 rather than no series.
             self.metrics.queue_depth.labels(kind.value).set(0)
             watcher = KindWatcher(

@@ -127,6 +127,11 @@ class ObjectQueues:
         """Awaited object -> the objects whose handler waits for its next change."""
         self._listeners: dict[Kind, list[ChangeListener]] = {}
         self._listed: set[Kind] = set()
+        self._by_kind: dict[Kind, dict[ObjectKey, _ObjectState]] = {}
+        """The same states as ``_states``, per kind: what ``objects`` lists."""
+        self._revisions: dict[Kind, int] = {}
+        """The newest revision offered or forgotten per kind (``seen_revision``)."""
+        self._cache_only: set[Kind] = set()
 
     def mark_listed(self, kind: Kind) -> None:
         """Every object of ``kind`` has been offered once (its watcher's first list)."""
@@ -134,6 +139,20 @@ class ObjectQueues:
 
     def is_listed(self, kind: Kind) -> bool:
         return kind in self._listed
+
+    def cache_only(self, kind: Kind) -> None:
+        """Keep the newest version of every object of ``kind`` but run nothing for them:
+        a kind watched for ``WatchedObjects`` readers, with no handler of its own."""
+        self._cache_only.add(kind)
+
+    def objects(self, kind: Kind) -> list[AnyResource]:
+        """The newest version of every live object of ``kind`` (in no particular order)."""
+        states = self._by_kind.get(kind, {})
+        return [state.latest for state in states.values() if state.latest is not None]
+
+    def seen_revision(self, kind: Kind) -> int:
+        """The newest revision of ``kind`` offered or forgotten here (0 before any)."""
+        return self._revisions.get(kind, 0)
 
     def listen(self, kind: Kind, listener: ChangeListener) -> None:
         """Call ``listener`` with every change of an object of ``kind`` (see the module)."""
@@ -182,12 +201,15 @@ class ObjectQueues:
         kind = Kind(obj.kind)
         key = key_of(obj)
         revision = _revision(obj)
+        if revision > self._revisions.get(kind, 0):
+            self._revisions[kind] = revision
         state = self._states.get((kind, key))
         newer = True
         if state is None:
             state = _ObjectState(kind=kind, key=key, latest=obj, revision=revision)
             state.latest_digest = change_digest(obj)
             self._states[(kind, key)] = state
+            self._by_kind.setdefault(kind, {})[key] = state
         elif state.latest is not None and revision <= state.revision:
             # The same version again (a resync, a trigger) or an older copy (a list racing
             # the watch): keep the one we have.
@@ -202,6 +224,8 @@ class ObjectQueues:
             state.revision = revision
         if newer:
             self._changed(kind, key, obj, deleted=False)
+        if kind in self._cache_only:
+            return
         digest = state.latest_digest
         if digest == state.parked_digest:
             return
@@ -213,6 +237,8 @@ class ObjectQueues:
 
     def forget(self, kind: Kind, key: ObjectKey, *, revision: int | None = None) -> None:
         """The object is gone (a DELETED event, or missing from a relist)."""
+        if revision is not None and revision > self._revisions.get(kind, 0):
+            self._revisions[kind] = revision
         state = self._states.get((kind, key))
         if state is None:
             return
@@ -306,7 +332,9 @@ class ObjectQueues:
             state.wakeup.set()
 
     def _drop(self, state: _ObjectState) -> None:
-        self._states.pop((state.kind, state.key), None)
+        if self._states.get((state.kind, state.key)) is state:
+            del self._states[(state.kind, state.key)]
+            self._by_kind[state.kind].pop(state.key, None)
         self._stop_awaiting(state)
         state.dirty = False
         state.timers_due.clear()
