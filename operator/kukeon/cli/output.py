@@ -30,6 +30,7 @@ from kukeon.client.paths import KINDS
 
 from . import cellsetview, tables
 from .tables import NONE, format_rows, human_duration, kind_slug, render_table
+from .terminal import terminal_safe
 
 OutputFormat = Literal["table", "wide", "yaml", "json", "name"]
 
@@ -99,6 +100,7 @@ def _field_lines(pairs: Sequence[tuple[str, Sequence[str] | str]], indent: int =
     lines: list[str] = []
     for label, value in pairs:
         values = [value] if isinstance(value, str) else list(value) or [NONE]
+        values = [terminal_safe(text) for text in values]
         lines.append(" " * indent + f"{label + ':':<{width}}{values[0]}".rstrip())
         lines += [" " * (indent + width) + extra for extra in values[1:]]
     return lines

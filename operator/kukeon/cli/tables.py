@@ -22,6 +22,7 @@ from kukeon.api.names import SCOPE_PLACEHOLDER, SCOPED_KINDS, Kind
 from kukeon.client.paths import KINDS
 
 from .jsonpath import text_of, values
+from .terminal import terminal_safe
 
 if TYPE_CHECKING:
     from kukeon.api import AnyResource
@@ -76,9 +77,11 @@ def kind_slug(kind: Kind | str) -> str:
 
 
 def format_rows(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns, three spaces apart, no trailing spaces."""
+    """Left-aligned columns, three spaces apart, no trailing spaces; control characters in
+    a cell escaped (``terminal``)."""
     if not rows:
         return []
+    rows = [[terminal_safe(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
         "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -344,6 +347,7 @@ class WatchTable:
         self.widths = [max(len(c), _WATCH_MIN_WIDTHS.get(c, 0)) for c in self.columns]
 
     def _line(self, cells: Sequence[str]) -> str:
+        cells = [terminal_safe(cell) for cell in cells]
         self.widths = [max(w, len(c)) for w, c in zip(self.widths, cells, strict=True)]
         return "   ".join(c.ljust(w) for c, w in zip(cells, self.widths, strict=True)).rstrip()
 
