@@ -410,7 +410,8 @@ class ContainerSpec(KukeonModel):
     each (`eth1`, `eth2`...), under that space's egress policy. Merged over the containers
     (they share the root container's network namespace)."""
     networks_aliases: NullableList[str] = Field(default_factory=list)
-    """DNS aliases of the container within its networks."""
+    """More names of the cell, in its own /etc/hosts and in those of the cells of its node
+    that share one of its networks (docs/cell-networks.md)."""
     privileged: bool = False
     host_network: bool = False
     """Run in the host's network namespace (no CNI attachment)."""

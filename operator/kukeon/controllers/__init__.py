@@ -32,6 +32,7 @@ from kukeon.framework import EventRecorder, Operator, OperatorContext, Supervise
 from kukeon.store import Registry
 
 from .cell import CellController, HostFacts
+from .cellpeers import CellPeers
 from .departures import Departures
 from .events import follow_task_events
 from .gc import collect_orphans
@@ -151,6 +152,10 @@ class Controllers:
             collector_registry=self.collector_registry,
         )
         self.cells.log_copiers = LogCopiers(recorder=self.recorder)
+        self.cells.peers = CellPeers(
+            node=self.host.settings.node_name, state_dir=Path(self.host.settings.state_dir)
+        )
+        op.on_change(Kind.CELL, self.cells.peers.changed)
 
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
@@ -205,12 +210,14 @@ class Controllers:
                     containerd=self.host.containerd, trigger=op.trigger, resync=op.resync
                 )
 
+            peers = self.cells.peers
             self._background = [
                 *([self.recorder.start(op.tasks)] if self.recorder is not None else []),
                 op.tasks.start("kukeon-containerd-events", follow_events),
                 op.tasks.start("kukeon-gc", self._collect_periodically),
                 op.tasks.start("kukeon-cell-departures", self.departures.follow),
                 op.tasks.start("kukeon-secrets", secrets.follow),
+                *([op.tasks.start("kukeon-cell-peers", peers.follow)] if peers else []),
             ]
 
         @op.on_shutdown

@@ -59,7 +59,6 @@ from kukeon.runtime.network import (
     NetworkError,
     cell_network_id,
     render_hostname,
-    render_hosts,
     write_cell_host_files,
 )
 from kukeon.store import Registry
@@ -75,6 +74,7 @@ from .cellexec import (
 )
 from .cellfiles import CellFiles, SecretUnavailableError, read_secret_value
 from .cellnetwork import CellInterfaces, CellNetworking
+from .cellpeers import CellPeers, render_cell_hosts
 from .cellplan import (
     ContainerInputs,
     ContainerPlan,
@@ -252,6 +252,8 @@ class CellController:
         """Where the cell's Events go (none in tests that do not look at them)."""
         self.probes: ProbeManager | None = None
         """Set by ``Controllers.register``: the probes of the containers that run here."""
+        self.peers: CellPeers | None = None
+        """Set by ``Controllers.register``: the other cells each hosts file lists."""
         self.log_copiers: LogCopiers | None = None
         """Set by ``Controllers.register``: the watch on the running tasks' log copiers."""
         self.runs_here: Callable[[Cell], bool] = lambda cell: True
@@ -433,13 +435,11 @@ class CellController:
             CellNetworking(self.host).attach(ctx, cell, space, key),
         )
         attachment = interfaces.primary
-        aliases = sorted({alias for c in cell.spec.containers for alias in c.networks_aliases})
+        peers = self.peers.hosts_of(cell) if self.peers is not None else []
         await write_cell_host_files(
             directory=files.directory,
-            hosts_text=render_hosts(
-                cell_name=cell.metadata.name,
-                ip=attachment.ip if attachment is not None else None,
-                aliases=aliases,
+            hosts_text=render_cell_hosts(
+                cell, attachment.ip if attachment is not None else None, peers
             ),
             hostname_text=render_hostname(cell.metadata.name),
         )

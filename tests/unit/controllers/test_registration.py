@@ -154,6 +154,7 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
         "kukeon-gc",
         "kukeon-cell-departures",
         "kukeon-secrets",
+        "kukeon-cell-peers",
     }
     follow_events = op.tasks.started["kukeon-containerd-events"]
     await follow_events()
