@@ -52,6 +52,7 @@ from kukeon.framework import (
     TemporaryError,
 )
 from kukeon.runtime.cgroups import CgroupError, CgroupPath, CgroupState, Delegation
+from kukeon.runtime.containerd.client import patience as containerd_patience
 from kukeon.runtime.containerd.errors import ContainerdUnavailableError
 from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.containerd.types import RegistryCredential
@@ -184,6 +185,12 @@ def classify_build_failure(error: Exception) -> tuple[CellState, str, type[Handl
     raise TypeError(f"not a build failure: {error!r}")
 
 
+CONTAINERD_PATIENCE_SECONDS = 5.0
+"""How long a cell's pass waits for an unreachable containerd before it reports the cell
+HostUnobservable (and is retried after the queue's backoff): long enough to ride out a
+containerd restart, short enough that a cell made while containerd is down says why."""
+
+
 class LeftThisNodeError(Exception):
     """The node stopped running the cell (fenced) while its pass was under way."""
 
@@ -290,6 +297,10 @@ class CellController:
     # --- reconcile ----------------------------------------------------------------------
 
     async def reconcile(self, cell: Cell, ctx: HandlerContext) -> None:
+        with containerd_patience(CONTAINERD_PATIENCE_SECONDS):
+            await self._reconcile(cell, ctx)
+
+    async def _reconcile(self, cell: Cell, ctx: HandlerContext) -> None:
         await ready_parent(ctx, cell, delay=self.host.settings.parent_wait_seconds)
         key = cell_key(cell)
         realm = await get_as(ctx, Realm, key[:1])
@@ -589,6 +600,10 @@ class CellController:
     # --- finalize -----------------------------------------------------------------------
 
     async def finalize(self, cell: Cell, ctx: HandlerContext) -> None:
+        with containerd_patience(CONTAINERD_PATIENCE_SECONDS):
+            await self._finalize(cell, ctx)
+
+    async def _finalize(self, cell: Cell, ctx: HandlerContext) -> None:
         key = cell_key(cell)
         if self.probes is not None:
             self.probes.forget(key)

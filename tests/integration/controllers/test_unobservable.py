@@ -9,6 +9,7 @@ import pytest
 
 from kukeon.api import Cell, Kind
 from kukeon.controllers import ImageProvider
+from kukeon.controllers.cell import CONTAINERD_PATIENCE_SECONDS
 from kukeon.runtime.containerd import ContainerdClient
 from tests.fixtures.kukeond import Kukeond
 
@@ -26,12 +27,16 @@ async def test_unreachable_containerd_gives_unknown_then_ready(
     assert controllers is not None
     cells = controllers.cells
     real_host, real_images = cells.host, cells.images
-    unreachable = ContainerdClient(str(tmp_path / "no-containerd.sock"), retry_timeout=0.5)
+    # The client's own patience (30 s by default, as kukeond's): a cell's pass gives up
+    # after CONTAINERD_PATIENCE_SECONDS all the same, so the cell says why within seconds.
+    unreachable = ContainerdClient(str(tmp_path / "no-containerd.sock"))
     try:
         cells.host = dataclasses.replace(real_host, containerd=unreachable)
         cells.images = ImageProvider(containerd=unreachable, archives=real_images.archives)
         await k.apply(cell_doc(k, "blind", [container(k, "a")]))
-        unknown = await k.wait_for(Kind.CELL, cell_key(k, "blind"), state="Unknown", within=30)
+        unknown = await k.wait_for(
+            Kind.CELL, cell_key(k, "blind"), state="Unknown", within=CONTAINERD_PATIENCE_SECONDS + 8
+        )
         assert isinstance(unknown, Cell)
         assert unknown.status.reason == "HostUnobservable"
         assert "unavailable" in (unknown.status.message or "")

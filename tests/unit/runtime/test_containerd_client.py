@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
 import tarfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote_plus
@@ -254,6 +256,22 @@ async def test_an_absent_daemon_is_reported_with_its_address(tmp_path: Path) -> 
         with pytest.raises(ContainerdUnavailableError) as raised:
             await client.version()
     assert str(socket) in str(raised.value)
+
+
+async def test_patience_shortens_the_wait_for_an_absent_daemon_within_its_block(
+    tmp_path: Path,
+) -> None:
+    from kukeon.runtime.containerd import ContainerdUnavailableError
+    from kukeon.runtime.containerd.client import patience
+
+    async with ContainerdClient(str(tmp_path / "nobody.sock"), retry_timeout=60.0) as client:
+        started = time.monotonic()
+        with patience(0.3), pytest.raises(ContainerdUnavailableError):
+            await asyncio.wait_for(client.version(), 20)  # a task started in the block
+        assert time.monotonic() - started < 10
+        # Outside the block, the client's own budget again (still retrying after 1 s).
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.version(), 1.0)
 
 
 def _tar_with(tmp_path: Path, files: dict[str, bytes]) -> Path:

@@ -16,7 +16,9 @@ hands them out bound to a containerd namespace (``client.tasks("realm.kukeon.io"
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -112,6 +114,22 @@ class Subject:
 
     kind: str
     name: str
+
+
+_PATIENCE: ContextVar[float | None] = ContextVar("containerd_patience", default=None)
+
+
+@contextlib.contextmanager
+def patience(seconds: float) -> Iterator[None]:
+    """Within this block (and the tasks it starts), a call gives up on an unreachable
+    containerd after at most ``seconds`` instead of the client's ``retry_timeout``: a cell's
+    pass says HostUnobservable within seconds, and its retries wait in the queue's backoff,
+    not in the call."""
+    token = _PATIENCE.set(seconds)
+    try:
+        yield
+    finally:
+        _PATIENCE.reset(token)
 
 
 class ContainerdClient:
@@ -221,7 +239,8 @@ class ContainerdClient:
         """
         metadata = self.metadata(namespace, lease=lease)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_timeout
+        limit = _PATIENCE.get()
+        deadline = loop.time() + min(self.retry_timeout, limit or self.retry_timeout)
         backoff = Backoff(0.05, 1.0)
         failures = 0
         while True:
