@@ -446,7 +446,7 @@ class CellController:
             CellNetworking(self.host).attach(ctx, cell, space, key),
         )
         attachment = interfaces.primary
-        peers = self.peers.hosts_of(cell) if self.peers is not None else []
+        peers = self.peers.peers_text(cell) if self.peers is not None else ""
         await write_cell_host_files(
             directory=files.directory,
             hosts_text=render_cell_hosts(

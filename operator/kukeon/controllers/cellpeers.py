@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -93,10 +93,11 @@ def networks_of(cell: Cell) -> list[SpaceKey]:
     return [own, *sorted(cell.spec.joined_space_keys() - {own})]
 
 
-def render_cell_hosts(cell: Cell, ip: IPAddress | None, peers: list[HostEntry]) -> str:
-    """The cell's hosts file: its own names on ``ip`` (`render_hosts`), then its peers."""
+def render_cell_hosts(cell: Cell, ip: IPAddress | None, peers: str) -> str:
+    """The cell's hosts file: its own names on ``ip`` (`render_hosts`), then ``peers``
+    (:meth:`CellPeers.peers_text`, whose names were checked once, when listed)."""
     aliases = sorted({alias for c in cell.spec.containers for alias in c.networks_aliases})
-    return render_hosts(cell_name=cell.metadata.name, ip=ip, aliases=aliases, extra_hosts=peers)
+    return render_hosts(cell_name=cell.metadata.name, ip=ip, aliases=aliases) + peers
 
 
 def rewrite_in_place(path: Path, text: str) -> bool:
@@ -118,7 +119,7 @@ class CellPeers:
         self._members: dict[CellKey, Member] = {}
         self._in_space: dict[SpaceKey, set[CellKey]] = {}
         self._dirty: set[SpaceKey] = set()
-        self._blocks: dict[SpaceKey, list[HostEntry]] = {}
+        self._blocks: dict[SpaceKey, tuple[list[HostEntry], str]] = {}
         self._changed = asyncio.Event()
 
     def changed(self, obj: AnyResource, deleted: bool) -> None:
@@ -159,40 +160,42 @@ class CellPeers:
     def hosts_of(self, cell: Cell) -> list[HostEntry]:
         """The entries of the cell's networks for its hosts file: every cell on one of them
         (itself too, harmlessly), on its address in that network, its first network's first."""
-        entries: list[HostEntry] = []
-        for space in networks_of(cell):
-            entries += self._block(space)
-        return entries
+        return [entry for space in networks_of(cell) for entry in self._block(space)[0]]
 
-    def _block(self, space: SpaceKey) -> list[HostEntry]:
-        # Rendered once per change of the space, not once per cell that lists it.
+    def peers_text(self, cell: Cell) -> str:
+        """:meth:`hosts_of` as the lines of a hosts file."""
+        return "".join(self._block(space)[1] for space in networks_of(cell))
+
+    def _block(self, space: SpaceKey) -> tuple[list[HostEntry], str]:
+        # Rendered once per change of the space, not once per cell that lists it: a round
+        # of N files is N string joins, not N times N lines rendered.
         block = self._blocks.get(space)
         if block is None:
-            block = []
+            entries: list[HostEntry] = []
             for peer in sorted(self._in_space.get(space, ())):
                 member = self._members[peer]
                 address = member.on(space)
                 if address is not None:
-                    block.extend((name, address) for name in member.names)
+                    entries.extend((name, address) for name in member.names)
+            block = (entries, "".join(f"{address}\t{name}\n" for name, address in entries))
             self._blocks[space] = block
         return block
 
     def member(self, key: CellKey) -> Member | None:
         return self._members.get(key)
 
-    async def rewrite(self, key: CellKey) -> None:
-        """Rewrite the member's hosts file with the peers it has now (if it still has one)."""
+    def _file_of(self, key: CellKey) -> tuple[Path, str] | None:
+        """The member's hosts file and what it holds now (None: no longer a member)."""
         cell, member = self._cells.get(key), self._members.get(key)
         if cell is None or member is None:
-            return
+            return None
         own = member.on(networks_of(cell)[0])
-        text = render_cell_hosts(cell, own, self.hosts_of(cell))
-        await asyncio.to_thread(rewrite_in_place, CellFiles(self.state_dir, key).hosts, text)
+        text = render_cell_hosts(cell, own, self.peers_text(cell))
+        return CellFiles(self.state_dir, key).hosts, text
 
-    async def follow(self, rewrite: Callable[[CellKey], Awaitable[None]] | None = None) -> None:
+    async def follow(self) -> None:
         """Run until cancelled: after each burst of changes, rewrite the hosts file of every
-        cell on a network whose members changed (``rewrite``: :meth:`rewrite`)."""
-        rewrite = rewrite or self.rewrite
+        cell on a network whose members changed (all of a round's files in one thread)."""
         rewritten = 0
         while True:
             await self._changed.wait()
@@ -202,11 +205,15 @@ class CellPeers:
             self._changed.clear()
             spaces, self._dirty = self._dirty, set()
             cells = sorted({key for space in spaces for key in self._in_space.get(space, ())})
-            rewritten = len(cells)
-            for key in cells:
-                if key not in self._members:
-                    continue
-                try:
-                    await rewrite(key)
-                except (OSError, ValueError) as error:
-                    log.warning("the hosts file of cell %s: %s", "/".join(key), error)
+            files = [found for key in cells if (found := self._file_of(key)) is not None]
+            rewritten = len(files)
+            if files:
+                await asyncio.to_thread(_rewrite_all, files)
+
+
+def _rewrite_all(files: list[tuple[Path, str]]) -> None:
+    for path, text in files:
+        try:
+            rewrite_in_place(path, text)
+        except OSError as error:
+            log.warning("rewriting %s: %s", path, error)

@@ -10,9 +10,10 @@ from typing import Any
 
 from kukeon.api import Cell, parse_resource
 from kukeon.controllers import cellpeers
-from kukeon.controllers.cellpeers import CellKey, CellPeers, render_cell_hosts, rewrite_in_place
+from kukeon.controllers.cellpeers import CellPeers, render_cell_hosts, rewrite_in_place
 
 NODE = "n1"
+COALESCE_WAIT = cellpeers.COALESCE_SECONDS + 0.5
 
 
 def _cell(
@@ -114,7 +115,7 @@ def test_a_bad_alias_leaves_it_out_not_the_neighbours_files() -> None:
     names = [name for name, _ in peers.hosts_of(_cell("x"))]
     assert names == ["web", "web.st1", "ok"]
     # And the file renders.
-    text = render_cell_hosts(_cell("x"), ip_address("10.0.0.7"), peers.hosts_of(_cell("x")))
+    text = render_cell_hosts(_cell("x"), ip_address("10.0.0.7"), peers.peers_text(_cell("x")))
     assert "10.0.0.2\tok" in text
 
 
@@ -130,30 +131,48 @@ def test_a_rewrite_keeps_the_inode_and_never_creates(tmp_path: Path) -> None:
 
 
 async def test_a_burst_of_changes_rewrites_each_file_of_the_space_once(
-    monkeypatch: Any,
+    monkeypatch: Any, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(cellpeers, "COALESCE_SECONDS", 0.05)
-    peers = CellPeers(node=NODE, state_dir=Path("/nonexistent"))
-    rewritten: list[CellKey] = []
+    peers = CellPeers(node=NODE, state_dir=tmp_path)
+    rewritten: list[tuple[str, ...]] = []
 
-    async def rewrite(key: CellKey) -> None:
-        rewritten.append(key)
+    def rewrite_all(files: list[tuple[Path, str]]) -> None:
+        rewritten.extend(path.relative_to(tmp_path / "cells").parent.parts for path, _ in files)
 
-    follower = asyncio.create_task(peers.follow(rewrite))
+    monkeypatch.setattr(cellpeers, "_rewrite_all", rewrite_all)
+    follower = asyncio.create_task(peers.follow())
     try:
         for index in range(5):
             peers.changed(_cell(f"c{index}", ip=f"10.0.0.{index + 2}"), False)
         peers.changed(_cell("elsewhere", ip="10.1.0.2", space="s2"), False)
         await asyncio.sleep(0.3)
-        assert sorted(rewritten) == sorted(
-            [("r", "s1", "st1", f"c{index}") for index in range(5)]
-            + [("r", "s2", "st1", "elsewhere")]
-        )
+        expected = [("r", "s1", "st1", f"c{index}") for index in range(5)]
+        assert sorted(rewritten) == [*expected, ("r", "s2", "st1", "elsewhere")]
         rewritten.clear()
         peers.changed(_cell("c0", ip="10.0.0.2"), False)  # no change: nothing to do
         peers.changed(_cell("elsewhere", ip="10.1.0.3", space="s2"), False)
         await asyncio.sleep(0.3)
         assert rewritten == [("r", "s2", "st1", "elsewhere")]
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+
+
+async def test_a_round_writes_the_peers_into_the_existing_files(tmp_path: Path) -> None:
+    peers = CellPeers(node=NODE, state_dir=tmp_path)
+    web_hosts = tmp_path / "cells/r/s1/st1/web/hosts"
+    web_hosts.parent.mkdir(parents=True)
+    web_hosts.write_text("old\n")
+    follower = asyncio.create_task(peers.follow())
+    try:
+        peers.changed(_cell("web", ip="10.0.0.2"), False)
+        peers.changed(_cell("db", ip="10.0.0.3"), False)  # no directory: nothing is made
+        await asyncio.sleep(COALESCE_WAIT)
+        text = web_hosts.read_text()
+        assert "10.0.0.2\tweb\n" in text
+        assert "10.0.0.3\tdb.st1\n" in text
+        assert not (tmp_path / "cells/r/s1/st1/db").exists()
     finally:
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
