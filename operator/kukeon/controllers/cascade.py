@@ -9,6 +9,10 @@ a cell is deleted as a user would (its node's cell controller tears it down and 
 it); the parent goes when its last child has (``Registry.continue_cascade``). Nothing is
 kept in memory: after a restart, or on another leader, the marks say what is left to do.
 
+The marked parents are read from the operator's cache (``CachedReads``: etcd when the
+kind is not watched); a mark the cache does not show yet wakes the loop when it arrives,
+and ``continue_cascade`` reads the children from etcd itself.
+
 Children go before their parent (Kubernetes' foreground order) for both policies: a cell's
 teardown needs its realm (the containerd namespace) and its space (the network).
 """
@@ -19,6 +23,7 @@ import logging
 
 from kukeon.api import Kind, key_of
 from kukeon.framework import Operator, OperatorContext, Supervisor
+from kukeon.framework.cache import CachedReads
 from kukeon.store import Registry, WatchEvent
 
 from .leading import LeaderLoop, Watch
@@ -38,26 +43,35 @@ class CascadeDeleter:
         self.tasks: Supervisor | None = None
         """The operator's, so the watches are supervised (and counted) like every loop."""
         self._loop = LeaderLoop(what="cascade pass", registry=registry, interval=interval)
+        self.reads = CachedReads(registry)
+        """The per-pass list of parents: the operator's cache once registered on one."""
         self.passes = 0
+
+    def use(self, op: Operator) -> None:
+        """Run on ``op``: its supervisor, its cache for the parents and its watch of them."""
+        self.tasks = op.tasks
+        self.reads.source = lambda: op.cache
+        self._loop.watch_with(op, self.watches())
+
+    def watches(self) -> list[Watch]:
+        """The parents' watches: one marked for deletion wakes the loop."""
+        return [Watch(f"kukeon-cascade-watch {kind.value}", kind, _marked) for kind in PARENT_KINDS]
 
     async def lead(self) -> None:
         """The leader's loop (``LeaderLoop``): a pass at every wake-up, at least every
         ``interval`` seconds; the parents' watches wake it when one is marked."""
-        watches = [
-            Watch(f"kukeon-cascade-watch {kind.value}", kind, _marked) for kind in PARENT_KINDS
-        ]
 
         async def run_pass(_woken: bool) -> None:
             await self.run_pass()
 
-        await self._loop.lead(run_pass, watches, self.tasks)
+        await self._loop.lead(run_pass, self.watches(), self.tasks)
 
     async def run_pass(self) -> int:
         """One step under every marked parent; returns how many children were left."""
         self.passes += 1
         left = 0
         for kind in PARENT_KINDS:
-            for parent in (await self.registry.list(kind)).items:
+            for parent in await self.reads.list(kind):
                 if parent.metadata.deletion_timestamp is None:
                     continue
                 key = key_of(parent)
@@ -78,7 +92,7 @@ def _marked(event: WatchEvent) -> bool:
 def register_cascade(op: Operator, deleter: CascadeDeleter) -> None:
     """Put ``deleter.lead`` on ``op`` as the ``cascade`` singleton (leader only)."""
 
-    deleter.tasks = op.tasks
+    deleter.use(op)
 
     @op.singleton(CASCADE)
     async def lead(_ctx: OperatorContext) -> None:

@@ -3,9 +3,13 @@
 It runs on every kukeond but acts only on the one holding the ``cellsets`` leader lease
 (``Operator.singleton``, as the scheduler). Each pass lists the sets and the cells and,
 for each set, asks `cellsetplan.plan_set` what to create and delete, does it, and writes
-the set's status. Cells it makes are named ``<set>-<template hash>-<5 chars>`` and
-labelled ``kukeon.io/cellset`` and ``kukeon.io/template-hash``; the scheduler places
-them like any cell without ``nodeName``. A cell whose label names a set that does not
+the set's status. The sets, cells and nodes are read from the operator's cache
+(``framework.cache.CachedReads``, etcd when a kind is not watched), with this loop's own
+creates, deletes and status writes laid over it until the watch shows them: a pass woken
+right after a create must count the new cell, or it would create another. Cells it
+makes are named ``<set>-<template hash>-<5 chars>`` and labelled ``kukeon.io/cellset``
+and ``kukeon.io/template-hash``; the scheduler places them like any cell without
+``nodeName``. A cell whose label names a set that does not
 exist in its stack (or is being deleted) is deleted: that is the set's cascade.
 
 A cell is Ready when its state is ``Ready`` (its readiness probes pass, see
@@ -39,6 +43,7 @@ from kukeon.api import (
 )
 from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED, CellSetCondition, CellSetStatus
 from kukeon.framework import Operator, OperatorContext, Supervisor
+from kukeon.framework.cache import CachedReads
 from kukeon.store import AlreadyExists, Conflict, NotFound, Registry, WatchEvent
 
 from .cellsetbackoff import BackoffPolicy, ReplaceBackoff
@@ -256,6 +261,8 @@ class CellSetController:
         self.interval = interval
         self._clock = clock
         self._loop = LeaderLoop(what="cell set pass", registry=registry, interval=interval)
+        self.reads = CachedReads(registry)
+        """The per-pass lists (the operator's cache once registered on one)."""
         self.passes = 0
         self.tasks: Supervisor | None = None
         self.backoff_policy = backoff_policy or BackoffPolicy()
@@ -264,14 +271,23 @@ class CellSetController:
     def wake(self) -> None:
         self._loop.wake()
 
-    async def lead(self) -> None:
-        """A pass at every wake-up (a set or one of its cells changed), at least every
-        ``interval`` (``LeaderLoop``)."""
-        watches = [
+    def use(self, op: Operator) -> None:
+        """Run on ``op``: its supervisor, its cache of sets, cells and nodes, its watches."""
+        self.tasks = op.tasks
+        self.reads.source = lambda: op.cache
+        op.watch(Kind.NODE)
+        self._loop.watch_with(op, self.watches())
+
+    def watches(self) -> list[Watch]:
+        return [
             Watch(f"kukeon-cellsets-watch {kind.value}", kind, _concerns_a_set)
             for kind in (Kind.CELL_SET, Kind.CELL)
         ]
-        await self._loop.lead(lambda woken: self.run_pass(woken=woken), watches, self.tasks)
+
+    async def lead(self) -> None:
+        """A pass at every wake-up (a set or one of its cells changed), at least every
+        ``interval`` (``LeaderLoop``)."""
+        await self._loop.lead(lambda woken: self.run_pass(woken=woken), self.watches(), self.tasks)
 
     async def run_pass(self, *, woken: bool = True) -> None:
         """One pass over every set and the cells they own. A pass the interval brought
@@ -279,15 +295,13 @@ class CellSetController:
         a deleted set) is found by the pass its set's deletion wakes, and listing and
         parsing every cell of the fleet each second is most of an idle leader's CPU."""
         self.passes += 1
-        sets = [
-            s for s in (await self.registry.list(Kind.CELL_SET)).items if isinstance(s, CellSet)
-        ]
+        sets = [s for s in await self.reads.list(Kind.CELL_SET) if isinstance(s, CellSet)]
         if not sets and not woken:
             return
         lost = await self._lost_nodes() if sets else {}
         owned: dict[StackKey, list[Cell]] = {}
         unowned: dict[StackOf, list[Cell]] = {}
-        for cell in (await self.registry.list(Kind.CELL)).items:
+        for cell in await self.reads.list(Kind.CELL):
             if not isinstance(cell, Cell):
                 continue
             if (owner := owner_key(cell)) is not None:
@@ -306,13 +320,28 @@ class CellSetController:
             else:
                 await move_off_lost_nodes(self.registry, to_move(cellset, cells, lost))
                 await self._reconcile_quietly(cellset, cells)
-        for orphans in owned.values():
-            await self._delete([c for c in orphans if c.metadata.deletion_timestamp is None])
+        listed = {key_of(s) for s in sets}
+        for owner, orphans in owned.items():
+            if owner in listed or await self._set_gone(owner):
+                await self._delete([c for c in orphans if c.metadata.deletion_timestamp is None])
         live = {key_of(s) for s in sets}
         self._backoffs = {key: b for key, b in self._backoffs.items() if key in live}
 
+    async def _set_gone(self, owner: StackKey) -> bool:
+        """Whether the set a cell names is really gone (or being deleted): asked of etcd when
+        the sets came from the cache, whose watch of sets may lag its watch of cells (a set
+        and its first cell created together must not lose the cell)."""
+        if not self.reads.covers(Kind.CELL_SET):
+            return True
+        try:
+            cellset = await self.registry.get(Kind.CELL_SET, owner)
+        except NotFound:
+            return True
+        assert isinstance(cellset, CellSet)
+        return cellset.metadata.deletion_timestamp is not None and not orphaning(cellset)
+
     async def _lost_nodes(self) -> dict[str, float]:
-        nodes = (await self.registry.list(Kind.NODE)).items
+        nodes = await self.reads.list(Kind.NODE)
         return lost_for([n for n in nodes if isinstance(n, Node)], self._clock())
 
     async def _reconcile_quietly(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
@@ -349,7 +378,10 @@ class CellSetController:
         await self._delete([by_name[name] for name in plan.delete])
         status = status_of(cellset, hash_, plan, now, since=since, exceeded=exceeded)
         if not _same_status(status, cellset.status):
-            await self.registry.update_status(cellset.model_copy(update={"status": status}))
+            written = await self.registry.update_status(
+                cellset.model_copy(update={"status": status})
+            )
+            self.reads.writes.wrote(written)
 
     async def _create(self, cellset: CellSet, hash_: str) -> None:
         for _ in range(5):
@@ -357,7 +389,7 @@ class CellSetController:
             name = f"{cellset.metadata.name}-{hash_}-{suffix}"
             cell = parse_resource(cellset.cell_document(name, hash_))
             try:
-                await self.registry.create(cell)
+                self.reads.writes.wrote(await self.registry.create(cell))
                 return
             except AlreadyExists:
                 continue
@@ -367,7 +399,11 @@ class CellSetController:
 
     async def _delete_one(self, cell: Cell) -> None:
         with contextlib.suppress(NotFound):
-            await self.registry.delete(Kind.CELL, key_of(cell))
+            marked = await self.registry.delete(Kind.CELL, key_of(cell))
+            if marked is None:
+                self.reads.writes.removed(cell)
+            else:
+                self.reads.writes.wrote(marked)
 
 
 def _concerns_a_set(event: WatchEvent) -> bool:
@@ -381,7 +417,7 @@ def _label(cellset: CellSet) -> str:
 
 def register_cellsets(op: Operator, controller: CellSetController) -> None:
     """Put ``controller.lead`` on ``op`` as the ``cellsets`` singleton (leader only)."""
-    controller.tasks = op.tasks
+    controller.use(op)
 
     @op.singleton(CELLSETS)
     async def lead(_ctx: OperatorContext) -> None:

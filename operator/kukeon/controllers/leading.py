@@ -10,6 +10,11 @@ watches run on the operator's ``Supervisor`` while the loop runs and stop with i
 ``LeaderLoop`` holds the wake-up event; ``lead`` runs the loop and ``follow`` is the body
 of one watch: from the current revision, waking the loop for each event ``wakes`` picks,
 and starting again after ``interval`` when the watch breaks.
+
+On an operator (``watch_with``) a watch is not a stream of its own: the operator lists and
+watches the kind once for every reader (``Operator.watch``, its cache) and its change
+listener wakes the loop, after the cache holds the change, so the woken pass reads it
+there (issue 18: one informer per kind per kukeond).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from kukeon.api import Kind
-from kukeon.framework import Supervisor
+from kukeon.framework import Operator, Supervisor
+from kukeon.framework.cache import revision_of
+from kukeon.framework.protocols import AnyResource
 from kukeon.framework.waits import wait_event
 from kukeon.store import Registry, StoreError, WatchEvent
 
@@ -49,19 +56,37 @@ class LeaderLoop:
         self.registry = registry
         self.interval = interval
         self._wake = asyncio.Event()
+        self._followed: set[str] = set()
+        """Watches the operator's change listeners stand for (``watch_with``)."""
 
     def wake(self) -> None:
         """Run the next pass now."""
         self._wake.set()
 
+    def watch_with(self, op: Operator, watches: Sequence[Watch]) -> None:
+        """Have ``op`` watch the kinds of ``watches`` and wake the loop from its change
+        listener instead of a watch stream of the loop's own (before ``op`` starts)."""
+        for watch in watches:
+            op.watch(watch.kind)
+            op.on_change(watch.kind, functools.partial(self._changed, watch))
+            self._followed.add(watch.name)
+
+    def _changed(self, watch: Watch, obj: AnyResource, deleted: bool) -> None:
+        event = WatchEvent("DELETED" if deleted else "MODIFIED", obj, revision_of(obj))
+        if watch.wakes(event):
+            self._wake.set()
+
     async def lead(
         self, run_pass: Pass, watches: Sequence[Watch], tasks: Supervisor | None = None
     ) -> None:
         """Run ``run_pass`` at every wake-up, at least every ``interval``, until cancelled;
-        ``watches`` run on ``tasks`` (a private supervisor when None) meanwhile."""
+        ``watches`` run on ``tasks`` (a private supervisor when None) meanwhile, unless the
+        operator's listeners stand for them (``watch_with``)."""
         supervisor = tasks if tasks is not None else Supervisor()
         watchers = [
-            supervisor.start(watch.name, functools.partial(self.follow, watch)) for watch in watches
+            supervisor.start(watch.name, functools.partial(self.follow, watch))
+            for watch in watches
+            if watch.name not in self._followed
         ]
         try:
             woken = True

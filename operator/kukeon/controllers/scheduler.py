@@ -25,6 +25,19 @@ the node heartbeat leases at once and then:
    the deletion first could drop the shared finalizer and the cell's own copy ran on until
    its node's orphan collection), so without this a deletion would wait for the node.
 
+Every per-pass list (Nodes, Cells, CellSets, realms, spaces, stacks) is read from the
+operator's cache (``framework.cache.CachedReads``; etcd when the kind is not watched, as
+in a unit test without an operator), and the cell watch that wakes a pass is the
+operator's own (``LeaderLoop.watch_with``), so the woken pass sees the cell that woke it.
+What the pass wrote (a binding, a node marked NotReady, a status) is laid over the cache
+until the watch shows it (``RecentWrites``): a cell bound in one pass counts on its node in
+the next even if the watch has not delivered the binding yet (kube-scheduler's "assumed"
+pods), else two quick passes would pile cells on one node. Every write is a
+compare-and-swap on the version read, so a decision taken on a stale version fails
+(Conflict, or NotFound for a deleted cell) and the next pass decides again. The heartbeat
+leases are read from etcd at every pass (one keys-only Range: they are etcd leases, not
+documents the operator watches).
+
 The decision itself (``api.placement``: ``filter_reason``, ``choose_node``) is pure,
 over ``NodeView`` snapshots, so it is unit-tested without etcd; ``kukectl drain`` asks it
 too. A drained cell is handed back by its old node only once its copy there is stopped
@@ -74,6 +87,7 @@ from kukeon.api.placement import (
 )
 from kukeon.api.spread import SpreadRule, rules_by_set, spread_limit
 from kukeon.framework import Operator, OperatorContext, Supervisor, patch_status
+from kukeon.framework.cache import CachedReads
 from kukeon.framework.intents import default_finalizer
 from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, WatchEvent
 from kukeon.store.keys import range_end
@@ -167,9 +181,22 @@ class Scheduler:
         self._rules: Mapping[str, SpreadRule] = {}
         """This pass's spread rule of each set with a cell to place (`rules_by_set`)."""
         self._loop = LeaderLoop(what="scheduling pass", registry=registry, interval=interval)
+        self.reads = CachedReads(registry)
+        """The per-pass lists, with this scheduler's recent writes (bindings) over them."""
         self.stats = SchedulerStats()
         self.tasks: Supervisor | None = None
         """Runs the cell watch while leader (the operator's, once registered on one)."""
+
+    def use(self, op: Operator) -> None:
+        """Run on ``op``: its supervisor, and its cache and watch of every kind a pass reads."""
+        self.tasks = op.tasks
+        self.reads.source = lambda: op.cache
+        for kind in (Kind.NODE, Kind.CELL_SET, *LAYER_KINDS):
+            op.watch(kind)
+        self._loop.watch_with(op, [self._watch()])
+
+    def _watch(self) -> Watch:
+        return Watch("kukeon-scheduler-watch", Kind.CELL, self._wakes_for)
 
     def wake(self) -> None:
         """Run the next pass now (a cell without a node appeared)."""
@@ -178,8 +205,7 @@ class Scheduler:
     async def lead(self) -> None:
         """The leader's loop (``LeaderLoop``): a pass at every wake-up, at least every
         ``interval`` seconds; the cell watch wakes it for a cell that needs a node."""
-        watch = Watch("kukeon-scheduler-watch", Kind.CELL, self._wakes_for)
-        await self._loop.lead(lambda woken: self.run_pass(woken=woken), [watch], self.tasks)
+        await self._loop.lead(lambda woken: self.run_pass(woken=woken), [self._watch()], self.tasks)
 
     async def run_pass(self, *, woken: bool = True) -> None:
         """One pass: node liveness, cells placed and moved off lost nodes, gone nodes
@@ -191,7 +217,7 @@ class Scheduler:
         # A woken pass has cells to decide about: they are listed while the nodes are read.
         (nodes, alive), listed = await both(
             self._nodes_and_leases(),
-            self.registry.list(Kind.CELL) if woken or self._unplaced else nothing(),
+            self.reads.list(Kind.CELL) if woken or self._unplaced else nothing(),
         )
         self._alive = frozenset(alive)
         now = self._clock()
@@ -205,9 +231,9 @@ class Scheduler:
                 lost_since[node.metadata.name] = ready_since(node) or now
         cells: list[Cell] = []
         if listed is None and lost_since:
-            listed = await self.registry.list(Kind.CELL)
+            listed = await self.reads.list(Kind.CELL)
         if listed is not None:
-            cells = [c for c in listed.items if isinstance(c, Cell)]
+            cells = await self._settled_burst([c for c in listed if isinstance(c, Cell)])
             self._unplaced = any(not c.spec.node_name for c in cells)
         count_cells(views, cells)
         self._rules = await self._spread_rules(cells, lost=lost_since.keys())
@@ -246,11 +272,30 @@ class Scheduler:
                 registered={n.metadata.name for n in nodes}, gone=gone, alive=alive
             )
 
+    async def _settled_burst(self, cells: list[Cell]) -> list[Cell]:
+        """The cells again from etcd when the cache's have a CellSet's cell to place.
+
+        A set's cells are created concurrently and their creation times need not follow
+        the order etcd commits them in: the first watch event wakes this pass, and a cache
+        read at once could place a younger cell before an older one still on its way, so
+        the oldest cells (the ones a scale-down keeps) would no longer be the spread ones.
+        An etcd list (what every woken pass read before the cache) comes later and sees
+        more of the burst: the window is back to what it was. Only a pass with a set's
+        cell to place pays it, never an idle one."""
+        if not self.reads.covers(Kind.CELL) or not any(
+            CELLSET_LABEL in c.metadata.labels
+            and not c.spec.node_name
+            and c.metadata.deletion_timestamp is None
+            for c in cells
+        ):
+            return cells
+        return [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
+
     async def _nodes_and_leases(self) -> tuple[list[Node], set[str]]:
         # The Nodes first, then the leases: a node takes its lease before it writes Ready, so
         # a Ready read here has its lease in the read after. The other way round, a node
         # starting between the two reads was marked NotReady over its fresh Ready.
-        nodes = [n for n in (await self.registry.list(Kind.NODE)).items if isinstance(n, Node)]
+        nodes = [n for n in await self.reads.list(Kind.NODE) if isinstance(n, Node)]
         return nodes, await alive_nodes(self.registry.client, self.registry.key_prefix)
 
     async def _spread_rules(
@@ -263,7 +308,7 @@ class Scheduler:
             for cell in cells
         ):
             return {}
-        listed = (await self.registry.list(Kind.CELL_SET)).items
+        listed = await self.reads.list(Kind.CELL_SET)
         return rules_by_set(c for c in listed if isinstance(c, CellSet))
 
     async def release_gone_nodes(
@@ -277,7 +322,7 @@ class Scheduler:
         """
         released = 0
         for kind in LAYER_KINDS:
-            for obj in (await self.registry.list(kind)).items:
+            for obj in await self.reads.list(kind):
                 if not isinstance(obj, Realm | Space | Stack):
                     continue
                 for node in sorted(nodes_named(obj)):
@@ -318,10 +363,14 @@ class Scheduler:
         cell would never go. Its copy there, if any, is stopped by the node's orphan
         collection before it reports Ready again."""
         try:
-            await self.registry.remove_finalizer(Kind.CELL, key_of(cell), CELL_FINALIZER)
+            released = await self.registry.remove_finalizer(Kind.CELL, key_of(cell), CELL_FINALIZER)
         except (NotFound, Conflict, Invalid) as error:
             log.debug("cell %s: finalizer not released now: %s", _name(cell), error)
             return
+        if released is None:
+            self.reads.writes.removed(cell)
+        else:
+            self.reads.writes.wrote(released)
         self.stats.released_cells += 1
         log.info(
             "cell %s deleted while node %s is down: released (the node stops its copy when "
@@ -360,6 +409,7 @@ class Scheduler:
         except (Conflict, NotFound):
             return node  # it changed (re-registered?): the next pass sees the new version
         assert isinstance(updated, Node)
+        self.reads.writes.wrote(updated)
         return updated
 
     def _on_lost_node(
@@ -380,7 +430,7 @@ class Scheduler:
             # On the version this pass read only: a status written since (the node's
             # Ready, as it comes back before its heartbeat does) is not overwritten; the
             # next pass decides again.
-            await patch_status(
+            marked = await patch_status(
                 self.registry,
                 cell,
                 observe=False,
@@ -392,6 +442,9 @@ class Scheduler:
             )
         except Conflict:
             log.debug("cell %s changed since this pass read it: not marked now", _name(cell))
+            return
+        if marked is not None:
+            self.reads.writes.wrote(marked)
 
     def _place(
         self, cell: Cell, views: Mapping[str, NodeView], *, moving_from: str | None = None
@@ -430,9 +483,11 @@ class Scheduler:
             }
         )
         try:
-            await self.registry.update(moved)
+            bound = await self.registry.update(moved)
         except (Conflict, NotFound):
             return  # changed under us: the next pass decides again (and counts again)
+        # Assumed bound until the watch shows it: the next pass counts it on its node.
+        self.reads.writes.wrote(bound)
         self.stats.assigned += 1
         if moving:
             self.stats.rescheduled += 1
@@ -446,7 +501,7 @@ class Scheduler:
             and status.message == message
         ):
             return
-        await patch_status(
+        written = await patch_status(
             self.registry,
             cell,
             observe=False,
@@ -457,6 +512,8 @@ class Scheduler:
             # column and the metrics' node label fall back to status.nodeName).
             node_name=None,
         )
+        if written is not None:
+            self.reads.writes.wrote(written)
 
 
 def _age(cell: Cell) -> tuple[datetime, str]:
@@ -482,7 +539,7 @@ def _name(cell: Cell) -> str:
 
 def register_scheduler(op: Operator, scheduler: Scheduler) -> None:
     """Put ``scheduler.lead`` on ``op`` as the ``scheduler`` singleton (leader only)."""
-    scheduler.tasks = op.tasks
+    scheduler.use(op)
 
     @op.singleton(SCHEDULER)
     async def lead(_ctx: OperatorContext) -> None:
