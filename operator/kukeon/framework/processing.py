@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import logging
 import time
 from collections.abc import MutableMapping
@@ -36,6 +37,44 @@ from .settings import Settings
 from .status import patch_status
 
 log = logging.getLogger(__name__)
+
+
+_HOST_DISK_REASONS = {
+    errno.ENOSPC: "HostDiskFull",
+    errno.EDQUOT: "HostDiskFull",
+    errno.EROFS: "HostDiskReadOnly",
+}
+
+
+def _oserrors(error: BaseException) -> list[OSError]:
+    """The OSErrors of the error's chain (what it was raised from or during), nearest first."""
+    found: list[OSError] = []
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain is short; a cycle must not hang a worker
+        if seen is None:
+            break
+        if isinstance(seen, OSError):
+            found.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return found
+
+
+def host_disk_reason(error: BaseException) -> str | None:
+    """The status reason of a write the host's disk refused (full, over quota, read-only),
+    found on the error or on what it was raised from; None for anything else."""
+    for oserror in _oserrors(error):
+        if oserror.errno in _HOST_DISK_REASONS:
+            return _HOST_DISK_REASONS[oserror.errno]
+    return None
+
+
+def describe_host_disk_error(error: BaseException) -> str:
+    refused = next(e for e in _oserrors(error) if e.errno in _HOST_DISK_REASONS)
+    where = f" writing {refused.filename}" if refused.filename else ""
+    return (
+        f"{refused.strerror or refused}{where}: kukeond retries once the host's disk takes "
+        "writes again"
+    )
 
 
 class Result(enum.Enum):
@@ -149,6 +188,22 @@ class Processor:
         ctx = self._context(obj, cause=Cause.TIMER, retry=0)
         return await self._run(timer.fn, obj, ctx, phase=f"timer {timer.name}")
 
+    async def _host_disk_failure(
+        self, error: Exception, reason: str, obj: AnyResource, ctx: HandlerContext, what: str
+    ) -> Outcome:
+        # The host's disk, not a bug: one line, no traceback, said in the status.
+        self._metrics.reconcile_total.labels(ctx.kind.value, RESULT_TEMPORARY).inc()
+        message = describe_host_disk_error(error)
+        ctx.logger.warning(
+            "%s failed (%s): %s; will retry",
+            what,
+            reason,
+            message,
+            extra={"reason": reason, "retry": ctx.retry},
+        )
+        await self._record_failure(obj, ctx, reason, message)
+        return Outcome(Result.TEMPORARY, obj)
+
     async def _run(
         self, fn: ObjectHandler, obj: AnyResource, ctx: HandlerContext, *, phase: str
     ) -> Outcome:
@@ -200,6 +255,8 @@ class Processor:
             await self._record_failure(obj, ctx, "InvalidStoredDocument", str(error))
             return Outcome(Result.TEMPORARY, obj)
         except Exception as error:
+            if (refused := host_disk_reason(error)) is not None:
+                return await self._host_disk_failure(error, refused, obj, ctx, what)
             self._metrics.reconcile_total.labels(kind, RESULT_ERROR).inc()
             reason = error.reason if isinstance(error, HandlerError) else "UnexpectedError"
             ctx.logger.exception(
