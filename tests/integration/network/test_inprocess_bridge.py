@@ -4,15 +4,18 @@ before the upgrade kept and detached."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 import textwrap
+from ipaddress import IPv4Interface
 
 import pytest
 
-from kukeon.runtime.network import CellAttachment, NetworkSettings, SpaceNetworks, link_exists
+from kukeon.runtime.network import CellAttachment, NetworkSettings, SpaceNetworks, link_exists, veth
 from kukeon.runtime.network.cni_leftovers import masquerade_chain_name
 from kukeon.runtime.network.records import DRIVER_CNI, DRIVER_NETLINK
-from kukeon.runtime.network.veth import host_ifname
+from kukeon.runtime.network.veth import BridgePort, host_ifname
 from tests.integration.network.conftest import NetworkHarness, arun, ping, run
 
 pytestmark = pytest.mark.integration
@@ -164,3 +167,40 @@ async def test_a_cell_cni_attached_before_the_upgrade_is_kept_and_detached(
     assert _leases(harness, status.network_name) == {str(new.ip)}
     nat = run("iptables", "-t", "nat", "-S").stdout
     assert masquerade_chain_name(status.network_name, old.cell_id) not in nat
+
+
+async def test_a_port_is_made_as_the_bridge_plugin_made_it_and_made_again_over_a_leftover(
+    harness: NetworkHarness,
+) -> None:
+    """``veth.make_port``'s requests (packed by ``rtnl``): the host end a port of the bridge,
+    up, hairpin on, with the network's MTU; inside, ``lo`` and the interface up, the address
+    and the default route; made again over the same names (a repair, a retry after a crash)."""
+    cell_id = harness.new_cell_id()
+    netns = await harness.networks.netns.create(cell_id)
+    harness.cells.append((cell_id, harness.settings.state_dir / "none.conflist"))
+    subnet = next(harness.settings.subnet_pool.subnets(new_prefix=24))
+    port = BridgePort(
+        netns=netns,
+        ifname="eth0",
+        host_ifname=host_ifname(cell_id, "eth0"),
+        bridge=f"kt-{harness.suffix}",
+        address=IPv4Interface(f"{subnet[2]}/24"),
+        gateway=subnet[1],
+        mtu=1400,
+    )
+    try:
+        for _ in range(2):
+            await asyncio.to_thread(veth.make_port, port)
+            assert await asyncio.to_thread(veth.problems, port) == []
+            host = json.loads(run("ip", "-j", "-d", "link", "show", port.host_ifname).stdout)[0]
+            assert (host["master"], host["mtu"], host["operstate"]) == (port.bridge, 1400, "UP")
+            assert host["linkinfo"]["info_slave_data"]["hairpin"] is True
+            inner = json.loads(run("ip", "-n", netns.name, "-j", "link", "show").stdout)
+            assert {(i["ifname"], i.get("mtu")) for i in inner} == {("lo", 65536), ("eth0", 1400)}
+            assert all("UP" in i["flags"] for i in inner)
+            route = run("ip", "-n", netns.name, "-4", "route", "show", "default").stdout
+            assert f"via {subnet[1]} dev eth0" in route
+            code, output = await ping(netns, subnet[1])
+            assert code == 0, output
+    finally:
+        run("ip", "link", "del", port.bridge)

@@ -1,4 +1,5 @@
-"""A cell's interface on its space's bridge, made over netlink in this process (pyroute2).
+"""A cell's interface on its space's bridge, made over netlink in this process: the requests
+that make it packed by ``rtnl``, the checks of a standing one read with pyroute2.
 
 What the CNI ``loopback`` and ``bridge`` plugins did for a kukeon space, without running
 them: the bridge (created when missing, the gateway address on it, IPv4 forwarding on), a
@@ -34,6 +35,8 @@ from typing import Any
 
 from kukeon.runtime.network.errors import NetworkError
 from kukeon.runtime.network.netlink import IPRoute
+from kukeon.runtime.network.rtnl import Rtnl, RtnlError
+from kukeon.runtime.network.rtnl import inside as rtnl_inside
 
 log = logging.getLogger(__name__)
 
@@ -111,31 +114,28 @@ def _index(ipr: IPRoute, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
-def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Interface) -> int:
+def ensure_bridge(rtnl: Rtnl, name: str, gateway: IPv4Interface) -> int:
     """The bridge's index: created when missing, up, with the gateway's address."""
-    link = _link(ipr, name)
+    link = rtnl.link(name)
     if link is None:
         try:
-            ipr.link("add", ifname=name, kind="bridge")
-        except Exception as error:  # a cell of the same space made it first
-            if _code(error) != errno.EEXIST:
+            rtnl.add_bridge(name)
+        except RtnlError as error:  # a cell of the same space made it first
+            if error.code != errno.EEXIST:
                 raise
-        link = _link(ipr, name)
+        link = rtnl.link(name)
         if link is None:
             raise NetworkError(f"bridge {name} vanished while it was being made")
-    index = int(link["index"])
-    if not _is_up(link):
-        ipr.link("set", index=index, state="up")
-    if not _has_address(ipr, index, gateway):
+    if not link.up:
+        rtnl.set_up(link.index)
+    if (gateway.ip, gateway.network.prefixlen) not in rtnl.addresses(link.index):
         try:
-            ipr.addr(
-                "add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen
-            )
-        except Exception as error:
-            if _code(error) != errno.EEXIST:
+            rtnl.add_address(link.index, gateway.ip, gateway.network.prefixlen)
+        except RtnlError as error:
+            if error.code != errno.EEXIST:
                 raise
     _enable_forwarding()
-    return index
+    return link.index
 
 
 def _enable_forwarding() -> None:
@@ -175,63 +175,56 @@ def remove_port(name: str) -> bool:
 
 def make_port(port: BridgePort) -> None:
     """Make the port from nothing: a leftover of the same name is deleted first."""
-    with IPRoute() as ipr:
+    with Rtnl() as rtnl:
         bridge = ensure_bridge(
-            ipr, port.bridge, IPv4Interface(f"{port.gateway}/{port.address.network.prefixlen}")
+            rtnl, port.bridge, IPv4Interface(f"{port.gateway}/{port.address.network.prefixlen}")
         )
         try:
-            create_pair(ipr, port, bridge)
-        except Exception as error:
-            if _code(error) != errno.EEXIST:
+            create_pair(rtnl, port, bridge)
+        except RtnlError as error:
+            if error.code != errno.EEXIST:
                 raise
-            if not _delete_named(ipr, port.host_ifname):
+            if not _delete_named(rtnl, port.host_ifname):
                 raise  # the peer's name is taken in the namespace, not the host end's
-            create_pair(ipr, port, bridge)
+            create_pair(rtnl, port, bridge)
         if port.hairpin:
-            _set_hairpin(ipr, port.host_ifname)
+            _set_hairpin(port.host_ifname)
     configure_inside(port)
 
 
-def _delete_named(ipr: IPRoute, name: str) -> bool:
+def _delete_named(rtnl: Rtnl, name: str) -> bool:
     """Delete a leftover host end of an attachment that did not finish; whether it was there."""
-    index = _index(ipr, name)
-    if index is None:
+    link = rtnl.link(name)
+    if link is None:
         return False
     log.info("deleting %s, left by an attachment that did not finish", name)
-    ipr.link("del", index=index)
+    rtnl.delete(link.index)
     return True
 
 
-def create_pair(ipr: IPRoute, port: BridgePort, bridge: int) -> None:
+def create_pair(rtnl: Rtnl, port: BridgePort, bridge: int) -> None:
     """The veth pair in one request: the host end a port of ``bridge`` and up, its peer
     made directly in the cell's namespace (brought up there by ``configure_inside``)."""
-    extra: dict[str, Any] = {"mtu": port.mtu} if port.mtu else {}
     fd = os.open(port.netns, os.O_RDONLY)
     try:
-        peer: dict[str, Any] = {"ifname": port.ifname, "net_ns_fd": fd, **extra}
-        ipr.link(
-            "add",
-            ifname=port.host_ifname,
-            kind="veth",
-            master=bridge,
-            state="up",
-            peer=peer,
-            **extra,
+        rtnl.add_veth(
+            port.host_ifname, peer=port.ifname, peer_netns_fd=fd, master=bridge, mtu=port.mtu
         )
     finally:
         os.close(fd)
 
 
-def _set_hairpin(ipr: IPRoute, name: str) -> None:
-    """Hairpin mode on the bridge port: one sysfs write (a netlink round trip where this
-    process's /sys is not the host's network namespace's)."""
+def _set_hairpin(name: str) -> None:
+    """Hairpin mode on the bridge port: one sysfs write (pyroute2's request where this
+    process's /sys is not of the host's network namespace)."""
     try:
         (_SYS_NET / name / "brport" / "hairpin_mode").write_text("1", encoding="ascii")
     except OSError:
-        index = _index(ipr, name)
-        if index is None:
-            raise NetworkError(f"veth {name} vanished once made") from None
-        ipr.brport("set", index=index, mode=_HAIRPIN)
+        with IPRoute() as ipr:
+            index = _index(ipr, name)
+            if index is None:
+                raise NetworkError(f"veth {name} vanished once made") from None
+            ipr.brport("set", index=index, mode=_HAIRPIN)
 
 
 def configure_inside(port: BridgePort) -> None:
@@ -239,24 +232,19 @@ def configure_inside(port: BridgePort) -> None:
 
     The interface was just made (``create_pair``): no address of its own to look for.
     """
-    with inside(port.netns) as ipr:
-        ipr.link("set", index=_LOOPBACK_INDEX, state="up")
-        index = _index(ipr, port.ifname)
-        if index is None:
+    with rtnl_inside(port.netns) as rtnl:
+        rtnl.set_up(_LOOPBACK_INDEX)
+        link = rtnl.link(port.ifname)
+        if link is None:
             raise NetworkError(f"{port.ifname} is missing in {port.netns} once made")
         try:
-            ipr.addr(
-                "add",
-                index=index,
-                address=str(port.address.ip),
-                prefixlen=port.address.network.prefixlen,
-            )
-        except Exception as error:  # a repair of an interface that kept its address
-            if _code(error) != errno.EEXIST:
+            rtnl.add_address(link.index, port.address.ip, port.address.network.prefixlen)
+        except RtnlError as error:  # a repair of an interface that kept its address
+            if error.code != errno.EEXIST:
                 raise
-        ipr.link("set", index=index, state="up")
+        rtnl.set_up(link.index)
         if port.default_route:
-            ipr.route("replace", dst="0.0.0.0/0", gateway=str(port.gateway), oif=index)
+            rtnl.replace_default_route(port.gateway, link.index)
 
 
 def _link(ipr: IPRoute, name: str) -> Any | None:
