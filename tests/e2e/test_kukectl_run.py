@@ -15,7 +15,7 @@ from tests.fixtures.kukeond import Kukeond
 pytestmark = pytest.mark.e2e
 
 
-async def _kukectl(k: Kukeond, *args: str) -> tuple[int, str, str]:
+async def _kukectl(k: Kukeond, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
     env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
     scope = ["--realm", k.realm, "--space", "s1", "--stack", "st1"]
     process = await asyncio.create_subprocess_exec(
@@ -24,11 +24,11 @@ async def _kukectl(k: Kukeond, *args: str) -> tuple[int, str, str]:
         *scope,
         *args[2:],
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
+    out, err = await asyncio.wait_for(process.communicate(stdin), 120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
@@ -77,3 +77,73 @@ async def test_run_rm_prints_every_line_of_a_container_that_exits_at_once(
     assert code == 0, err
     assert out.splitlines() == [str(n) for n in range(1, 20001)]
     await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", "counter"), within=30)
+
+
+async def test_run_i_rm_attaches_sends_stdin_and_exits_with_the_code(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    code, out, err = await _kukectl(
+        k,
+        "run",
+        "talk",
+        "--image",
+        k.image.name,
+        "-i",
+        "--rm",
+        "--",
+        "sh",
+        stdin=b"echo piped-$((2*3)); exit 3\n",
+    )
+    assert code == 3, err
+    assert "piped-6" in out
+    await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", "talk"), within=30)
+
+
+async def test_run_it_of_a_container_that_ends_at_once_prints_its_output(
+    kukeond: Kukeond,
+) -> None:
+    # docker's habit: --name, then the image's command; it has ended before any attach.
+    k = kukeond
+    await k.hierarchy()
+    code, out, err = await _kukectl(
+        k,
+        "run",
+        "-it",  # the scope goes after these two
+        "--rm",
+        "--name",
+        "quick",
+        "--image",
+        k.image.name,
+        "--",
+        "sh",
+        "-c",
+        "echo done-$((40+2)); exit 6",
+    )
+    assert code == 6, err
+    assert "done-42" in out
+    await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", "quick"), within=30)
+
+
+async def test_run_it_shows_what_was_printed_before_it_attached(kukeond: Kukeond) -> None:
+    # The attach starts from the instance's log start (?logs=true): the first line, printed
+    # before the cell was even reported Ready, is shown, then the rest, then the exit code.
+    k = kukeond
+    await k.hierarchy()
+    code, out, err = await _kukectl(
+        k,
+        "run",
+        "early",
+        "--image",
+        k.image.name,
+        "-it",
+        "--rm",
+        "--",
+        "sh",
+        "-c",
+        "echo early-$((1+1)); sleep 2; echo late-$((2+2)); exit 4",
+    )
+    assert code == 4, err
+    assert "early-2" in out
+    assert "late-4" in out
+    assert out.index("early-2") < out.index("late-4")
+    await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", "early"), within=30)

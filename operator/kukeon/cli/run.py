@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from kukeon.api import Kind, parse_resource
-from kukeon.client.apiclient import ApiClient
+from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
 from .params import DURATION, cell_key, scope_options
@@ -60,8 +60,17 @@ async def _wait_state(
 @click.option(
     "--name",
     "cell_name",
-    help="With --profile: the cell's name (default: the profile's prefix and 6 hex digits).",
+    help="The cell's name, as NAME (with --profile, default: the profile's prefix and 6 hex "
+    "digits).",
 )
+@click.option(
+    "--stdin",
+    "-i",
+    is_flag=True,
+    help="As docker run -i: the container gets a terminal (attachable) and kukectl attaches "
+    "to it once it runs; piped stdin is sent as is.",
+)
+@click.option("--tty", "-t", is_flag=True, help="Same as -i (an attachable container has a TTY).")
 @click.option(
     "--rm",
     "remove",
@@ -102,6 +111,8 @@ def run_command(
     profile: str | None,
     params: tuple[str, ...],
     cell_name: str | None,
+    stdin: bool,
+    tty: bool,
     remove: bool,
     wait_ready: bool,
     timeout: float,
@@ -122,22 +133,29 @@ def run_command(
       kukectl run job --image busybox --restart never --wait -- date
       kukectl run --profile worker --param QUEUE=jobs --space team
     """
+    interactive = stdin or tty
+    if name and cell_name and name != cell_name:
+        if profile is not None:
+            fail(f"the cell is named twice: {name} and --name {cell_name}", EXIT_USAGE)
+        command = (name, *command)  # docker's habit: --name, then the command
     if profile is not None:
         refuse_by_hand_options(ctx)
-        if name and cell_name and name != cell_name:
-            fail(f"the cell is named twice: {name} and --name {cell_name}", EXIT_USAGE)
-        creator = profile_creator(profile, params, name or cell_name, (realm, space, stack))
-    elif params or cell_name:
-        fail("--param and --name go with --profile (the cell's name is NAME)", EXIT_USAGE)
-    elif not name or not image:
-        fail("NAME and --image are required (or --profile)", EXIT_USAGE)
+        creator = profile_creator(profile, params, cell_name or name, (realm, space, stack))
+    elif params:
+        fail("--param goes with --profile", EXIT_USAGE)
+    elif not (cell_name or name) or not image:
+        fail("NAME (or --name) and --image are required (or --profile)", EXIT_USAGE)
     else:
-        creator = _by_hand(name, image, env, ports, restart, command, (realm, space, stack))
+        scope = (realm, space, stack)
+        built = _container(cell_name or name or "", image, env, ports, restart, command)
+        creator = _by_hand(cell_name or name or "", built, scope, attachable=interactive)
 
     async def work(client: ApiClient) -> int:
         created = await creator(client)
         key = cell_key(realm, space, stack, created)
-        click.echo(f"cell/{created} created", err=remove)
+        click.echo(f"cell/{created} created", err=remove or interactive)
+        if interactive:
+            return await _run_attached(client, key, within=timeout, remove=remove)
         if remove:
             return await _run_to_exit(client, key, within=timeout)
         if wait_ready:
@@ -149,17 +167,14 @@ def run_command(
     raise click.exceptions.Exit(run(ctx, work))
 
 
-def _by_hand(
+def _container(
     name: str,
     image: str,
     env: tuple[str, ...],
     ports: tuple[str, ...],
     restart: str,
     command: tuple[str, ...],
-    scope: tuple[str, str, str],
-) -> CellCreator:
-    """What creates the one-container cell the options describe (validated here first)."""
-    realm, space, stack = scope
+) -> dict[str, Any]:
     container: dict[str, Any] = {"id": name, "image": image, "env": list(env)}
     if command:
         container["command"] = command[0]
@@ -168,6 +183,16 @@ def _by_hand(
         container["ports"] = list(ports)
     if restart != "never":
         container["restartPolicy"] = restart
+    return container
+
+
+def _by_hand(
+    name: str, container: dict[str, Any], scope: tuple[str, str, str], *, attachable: bool
+) -> CellCreator:
+    """What creates the one-container cell the options describe (validated here first)."""
+    realm, space, stack = scope
+    if attachable:
+        container = {**container, "attachable": True}
     document = {
         "apiVersion": "kukeon.io/v1beta1",
         "kind": "Cell",
@@ -189,6 +214,51 @@ def _by_hand(
         return name
 
     return create
+
+
+async def _run_attached(
+    client: ApiClient, key: tuple[str, ...], *, within: float, remove: bool
+) -> int:
+    """``run -it``: attach to the cell's terminal once it runs (its log when it has already
+    ended); with ``remove``, delete the cell when the session ends."""
+    from .sessions import _attach_session
+
+    detached: list[bool] = []
+    try:
+        wanted = {"Ready", "Exited", "Error"}
+        state = await _wait_state(client, key, wanted, within=within, show=False)
+        if state == "Failed":
+            cell = await client.get(Kind.CELL, key)
+            why = f"{cell.status.reason}: {cell.status.message}"
+            click.echo(f"error: cell/{key[-1]} failed: {why}", err=True)
+            return 127 if cell.status.reason == "CommandNotFound" else EXIT_SERVER
+        if state == "Ready":
+            # From the log's start (logs=true): nothing it printed before the attach is lost.
+            path = object_path(Kind.CELL, key, "attach")
+            try:
+                return await _attach_session(
+                    client,
+                    path,
+                    [("logs", "true")],
+                    cell=key[-1],
+                    until_exit=True,
+                    detached=detached,
+                )
+            except ApiRequestError as refused:
+                if refused.code != 409:  # 409: it ended between the two requests
+                    raise
+        # Ended before the attach: what it printed, and how it ended.
+        async for chunk in client.stream("GET", object_path(Kind.CELL, key, "log")):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        return await _exit_code(client, key)
+    finally:
+        if remove and any(detached):
+            # Detached, not ended: it keeps running, as the detach said.
+            click.echo(f"--rm: cell/{key[-1]} is left running after the detach", err=True)
+        elif remove:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(client.delete(Kind.CELL, key))
 
 
 async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float) -> int:

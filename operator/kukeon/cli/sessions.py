@@ -284,12 +284,21 @@ class _AttachSession:
     """
 
     def __init__(
-        self, socket: aiohttp.ClientWebSocketResponse, *, cell: str, stdin_fd: int
+        self,
+        socket: aiohttp.ClientWebSocketResponse,
+        *,
+        cell: str,
+        stdin_fd: int,
+        until_exit: bool = False,
     ) -> None:
+        self.detached = False
         self.loop = asyncio.get_running_loop()
         self.socket = socket
         self.cell = cell
         self.stdin_fd = stdin_fd
+        self.until_exit = until_exit
+        """``run -i``: the end of piped stdin is typed as Ctrl-D (the terminal's end of
+        input) and the session lasts until the container exits, as ``docker run -i``."""
         self.interactive = os.isatty(stdin_fd)
         self.done: asyncio.Future[int] = self.loop.create_future()
         self.last_output = self.loop.time()
@@ -354,6 +363,8 @@ class _AttachSession:
     def on_input(self, data: bytes) -> None:
         if not data:
             self.stdin_ended = True
+            if self.until_exit and not self.interactive:
+                self.outgoing.put_nowait(b"\x04")
             return
         if not self.interactive:
             self.outgoing.put_nowait(data)
@@ -437,12 +448,13 @@ class _AttachSession:
         self.watch_stdin()
         self.spawn(self.send_input())
         self.spawn(self.receive())
-        if not self.interactive:
+        if not self.interactive and not self.until_exit:
             self.spawn(self.quiet_after_eof())
         code = await self.done
         for task in list(self.pending):
             task.cancel()
         if code == _DETACHED:
+            self.detached = True
             self.restore_terminal()
             click.echo(f"\r\ndetached from cell/{self.cell} (it keeps running)", err=True)
             return 0
@@ -462,7 +474,13 @@ class _AttachSession:
 
 
 async def _attach_session(
-    client: ApiClient, path: str, params: list[tuple[str, str]], *, cell: str
+    client: ApiClient,
+    path: str,
+    params: list[tuple[str, str]],
+    *,
+    cell: str,
+    until_exit: bool = False,
+    detached: list[bool] | None = None,
 ) -> int:
     import aiohttp  # only the commands that open a WebSocket load it
 
@@ -472,8 +490,10 @@ async def _attach_session(
     except aiohttp.WSServerHandshakeError as error:
         await _upgrade_refusal(client, path, params)  # raises ApiRequestError with the reason
         fail(f"attach refused by the server: HTTP {error.status} {error.message}")
-    session = _AttachSession(socket, cell=cell, stdin_fd=stdin_fd)
+    session = _AttachSession(socket, cell=cell, stdin_fd=stdin_fd, until_exit=until_exit)
     try:
         return await session.run()
     finally:
         await session.close()
+        if detached is not None:
+            detached.append(session.detached)

@@ -5,7 +5,8 @@ kukeond (see :mod:`kukeon.runtime.containerd.ttyio`): the terminal's output is a
 the container's log file, its input is a FIFO. A session therefore
 
 - follows the log file from where it ended when the session began (output produced
-  before, or while nobody was attached, is in ``kukectl logs``), sending it as channel 1;
+  before, or while nobody was attached, is in ``kukectl logs``), or from its start with
+  ``?logs=true``, sending it as channel 1;
 - writes channel 0 payloads into the stdin FIFO. Every attached client may type (input is
   multiplexed, as ``docker attach`` does); an empty payload is ignored: detaching must
   never close the container's stdin;
@@ -174,13 +175,16 @@ async def serve_attach(
     containerd_id: str,
     log: Path,
     stdin: Path,
+    replay: bool = False,
 ) -> web.WebSocketResponse:
-    """Run one attach session on an upgraded WebSocket until detach or exit."""
+    """Run one attach session on an upgraded WebSocket until detach or exit; ``replay``
+    (``?logs=true``, docker's attach parameter) sends the instance's log from its start
+    first, so a client that attaches to a task it just started misses none of its output."""
     socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
     await socket.prepare(request)
     closing = _watch_close(log)  # before the size: a close from now on is the logger's
     try:
-        offset = await asyncio.to_thread(_size, log)
+        offset = 0 if replay else await asyncio.to_thread(_size, log)
         stdin_fd = await asyncio.to_thread(_open_stdin, stdin)
     except BaseException:
         if closing is not None:

@@ -491,6 +491,7 @@ class NodeRoutes:
         cell = await self._cell(request)
         _authorize(request, verb="create", realm=cell.spec.realm_id, subresource="attach")
         container = attach_target(cell, request.query.get("container"))
+        replay = _flag(request.query, "logs")
         realm = await self._realm(cell.spec.realm_id)
         namespace = self.controllers.host.namespace_of(realm)
         key = cell_key(cell)
@@ -520,4 +521,5 @@ class NodeRoutes:
             containerd_id=cid,
             log=files.log(container.id),
             stdin=files.tty_stdin(container.id),
+            replay=replay,
         )
