@@ -10,26 +10,13 @@ import os
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from kukeon.api import Kind, Realm
-from kukeon.framework import HandlerContext, Operator, OperatorRunner, Settings
+from kukeon.framework import HandlerContext, OperatorRunner
 from kukeon.framework.processing import describe_host_disk_error, host_disk_reason
 
 from .fakes import FakeStore, realm
-
-
-def _operator(store: FakeStore) -> Operator:
-    settings = Settings(
-        node_name="unit",
-        backoff_initial=0.01,
-        backoff_max=0.1,
-        resync_interval=None,
-        queue_idle_timeout=0.05,
-        shutdown_grace=0.5,
-        watch_retry_initial=0.01,
-    )
-    return Operator(store, settings=settings, collector_registry=CollectorRegistry(), peering=False)
+from .test_operator import operator
 
 
 def _full(path: str | None = None) -> OSError:
@@ -53,7 +40,7 @@ async def test_a_full_disk_is_said_in_the_status_without_a_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = FakeStore()
-    op = _operator(store)
+    op = operator(store)
     calls: list[int] = []
 
     @op.reconcile(Kind.REALM)
