@@ -3,8 +3,9 @@
 A cell's hosts file lists, beside its own names, every cell of this node on one of its
 networks (its space's, and each space its containers join with ``networks``; itself too,
 harmlessly, so each network's list is rendered once): the cell's name, ``<name>.<stack>``
-(unique in a space, where two stacks may each hold a ``web``), and its containers'
-``networksAliases``, on its address in that network, as compose's service names resolve.
+(unique in a space, where two stacks may each hold a ``web``), its containers'
+``networksAliases``, and for a CellSet's replica the set's name (and ``<set>.<stack>``), on
+its address in that network, as compose's service names resolve.
 Cells of other nodes are not listed: a space's network is a bridge of each node, and
 another node's cell addresses are not reachable from here.
 
@@ -26,6 +27,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 from kukeon.api import AnyResource, Cell, key_of
+from kukeon.api.cellset import CELLSET_LABEL
 from kukeon.runtime.network.hosts import render_hosts, validate_hostname
 
 from .cellfiles import CellFiles
@@ -82,9 +84,11 @@ def member_of(cell: Cell) -> Member | None:
         return None
     name, stack = cell.metadata.name, cell.spec.stack_id or ""
     aliases = sorted({a for c in cell.spec.containers for a in c.networks_aliases})
-    return Member(
-        names=_valid_names([name, f"{name}.{stack}", *aliases]), addresses=tuple(addresses)
-    )
+    names = [name, f"{name}.{stack}", *aliases]
+    owner = cell.metadata.labels.get(CELLSET_LABEL)
+    if owner:  # a CellSet's name reaches its replicas, as a compose service's does
+        names += [owner, f"{owner}.{stack}"]
+    return Member(names=_valid_names(names), addresses=tuple(addresses))
 
 
 def networks_of(cell: Cell) -> list[SpaceKey]:

@@ -109,6 +109,17 @@ def test_a_cell_deleted_moved_or_being_deleted_is_no_longer_listed() -> None:
     assert peers.hosts_of(_cell("x")) == []
 
 
+def test_a_sets_replicas_answer_to_the_sets_name() -> None:
+    peers = CellPeers(node=NODE, state_dir=Path("/nonexistent"))
+    for index, ip in enumerate(("10.0.0.4", "10.0.0.5")):
+        replica = _cell(f"web-{index}", ip=ip)
+        replica.metadata.labels["kukeon.io/cellset"] = "web"
+        peers.changed(replica, False)
+    entries = _names(peers.hosts_of(_cell("client")))
+    assert [address for name, address in entries if name == "web"] == ["10.0.0.4", "10.0.0.5"]
+    assert ("web.st1", "10.0.0.4") in entries
+
+
 def test_a_bad_alias_leaves_it_out_not_the_neighbours_files() -> None:
     peers = CellPeers(node=NODE, state_dir=Path("/nonexistent"))
     peers.changed(_cell("web", aliases=["-bad-", "ok"]), False)
