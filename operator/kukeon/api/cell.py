@@ -38,17 +38,22 @@ class CellTty(KukeonModel):
     """`default` names the attachable container that `attach` picks when none is given."""
 
     default: OptionalDnsLabel = None
+    """The attachable container `attach` connects to when none is named."""
 
 
 class CellSpec(KukeonModel):
     id: OptionalDnsLabel = None
     """Repeats metadata.name (either may be omitted, the other fills it)."""
     realm_id: DnsLabel = DEFAULT_PARENT
+    """The realm the cell is in (`default` when unset)."""
     space_id: DnsLabel = DEFAULT_PARENT
+    """The space the cell is in, whose network its first interface is on (`default`)."""
     stack_id: DnsLabel = DEFAULT_PARENT
+    """The stack the cell is in (`default` when unset)."""
     root_container_id: OptionalDnsLabel = None
     """The root container; else the one with root: true, else the first."""
     tty: CellTty | None = None
+    """Which attachable container `attach` picks by default."""
     containers: NullableList[ContainerSpec]
     auto_delete: bool = False
     """Delete the cell once its root container has exited (after it was Ready)."""

@@ -222,6 +222,7 @@ class VolumeMount(KukeonModel):
     target: MountPath
     """Absolute path in the container; no '..' component."""
     read_only: bool = False
+    """Mount it read-only."""
     size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
     """Size of a tmpfs volume in bytes (0 to 2^63-1)."""
     mode: int | None = Field(default=None, ge=0, le=0o7777, strict=True)
@@ -248,13 +249,17 @@ class TmpfsMount(KukeonModel):
     size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
     """Size in bytes (0 to 2^63-1)."""
     options: NullableList[str] = Field(default_factory=list)
+    """Mount options, as `mount -t tmpfs -o` takes them (e.g. `noexec`, `mode=1777`)."""
 
 
 class Capabilities(KukeonModel):
     """Linux capabilities dropped from and added to the image's default set."""
 
     drop: NullableList[str] = Field(default_factory=list)
+    """Names to drop (`NET_RAW` or `CAP_NET_RAW`; `ALL` drops every one)."""
     add: NullableList[str] = Field(default_factory=list)
+    """Names to add; beyond the default set only `SYS_PTRACE` and `IPC_LOCK` (baseline)
+    below the realm's privileged level."""
 
 
 class Resources(KukeonModel):
@@ -294,6 +299,8 @@ class ContainerSecret(KukeonModel):
     secret_ref: SecretKeyRef | None = None
     """A key of a Secret; the cell waits (reason SecretUnavailable) until it exists."""
     from_env: OptionalString = Field(default=None, validate_default=True)
+    """A variable of kukeond's own environment the value is taken from (below the privileged
+    level, only names in kukeond's `allowedSecretEnv`)."""
     mount_path: OptionalMountPath = None
     """Mount the value read-only at this path instead of setting an env variable."""
 
@@ -327,7 +334,9 @@ class TtyStage(KukeonModel):
     """
 
     script: OptionalString = None
+    """Shell commands, run by `/bin/sh` in the container's terminal."""
     run_on: Annotated[Literal["start", "create"] | None, BeforeValidator(_empty_as_none)] = None
+    """`start` (default): at every start of the task; `create`: at the first start only."""
 
 
 class ContainerTty(KukeonModel):
@@ -385,9 +394,13 @@ class ContainerSpec(KukeonModel):
     containerd_id: OptionalString = None
     """containerd's id of the container, `<space>_<stack>_<cell>_<id>`, set by kukeon."""
     realm_id: OptionalDnsLabel = None
+    """The cell's realm; may be omitted (taken from the cell), must match it if given."""
     space_id: OptionalDnsLabel = None
+    """The cell's space; may be omitted (taken from the cell), must match it if given."""
     stack_id: OptionalDnsLabel = None
+    """The cell's stack; may be omitted (taken from the cell), must match it if given."""
     cell_id: OptionalDnsLabel = None
+    """The cell's name; may be omitted (taken from the cell), must match it if given."""
     root: bool = False
     """Marks the root container, which owns the cell's network namespace."""
     image: NonEmptyString
@@ -395,6 +408,8 @@ class ContainerSpec(KukeonModel):
     command: ProgramString = None
     """The program to run; the image's entrypoint when unset."""
     args: NullableList[str] = Field(default_factory=list)
+    """The arguments: they replace the image's cmd, after `command` (or after the image's
+    entrypoint when `command` is unset)."""
     working_dir: OptionalAbsolutePath = None
     """The process's working directory; the image's when unset."""
     env: NullableList[EnvEntry] = Field(default_factory=list)
@@ -405,6 +420,9 @@ class ContainerSpec(KukeonModel):
     addresses (or `hostIP` only), 127.0.0.1 included, to the cell's address. Refused: no host
     port, an IPv6 `hostIP`, a `hostNetwork` container, a host port another cell holds."""
     volumes: NullableList[VolumeMount] = Field(default_factory=list)
+    """Host directories bound into the container (`kind: bind`) or in-memory tmpfs mounts
+    (`kind: tmpfs`); below the realm's privileged level a bind's source must be under
+    kukeond's `allowedHostPaths`."""
     networks: NullableList[str] = Field(default_factory=list)
     """Other spaces of the cell's realm whose networks the cell joins: one more interface
     each (`eth1`, `eth2`...), under that space's egress policy. Merged over the containers
@@ -413,6 +431,8 @@ class ContainerSpec(KukeonModel):
     """More names of the cell, in its own /etc/hosts and in those of the cells of its node
     that share one of its networks (docs/cell-networks.md)."""
     privileged: bool = False
+    """Every capability and device, no seccomp or AppArmor confinement: root on the host.
+    Needs the realm's privileged level for non-admins."""
     host_network: bool = False
     """Run in the host's network namespace (no CNI attachment)."""
     host_pid: bool = Field(default=False, alias="hostPID")
@@ -420,15 +440,24 @@ class ContainerSpec(KukeonModel):
     host_cgroup: bool = False
     """Stay in the parent's cgroup namespace instead of a private one."""
     user: OptionalString = None
+    """The process's user: `user`, `uid`, `user:group` or `uid:gid` (names from the image's
+    /etc/passwd and /etc/group); the image's when unset (a space may default it)."""
     read_only_root_filesystem: bool | None = None
     """Mount the root filesystem read-only; unset inherits the space default."""
     capabilities: Capabilities | None = None
+    """Linux capabilities dropped from and added to the default set (a space may default
+    it)."""
     security_opts: NullableList[str] = Field(default_factory=list)
+    """docker's `--security-opt` values; below privileged only `no-new-privileges`."""
     devices: NullableList[AbsolutePath] = Field(default_factory=list)
     """Host device nodes made available at the same path, e.g. `/dev/kvm`."""
     tmpfs: NullableList[TmpfsMount] = Field(default_factory=list)
+    """In-memory filesystems mounted in the container (the short form of tmpfs volumes)."""
     resources: Resources | None = None
+    """The container's cgroup limits (memory, CPU shares, pids); unset means unlimited."""
     secrets: NullableList[ContainerSecret] = Field(default_factory=list)
+    """Credentials given to the container as environment variables or read-only files;
+    only references are stored."""
     cni_config_path: OptionalAbsolutePath = None
     """A CNI conflist file the cell's first interface is attached with instead of its
     space's network: the root container's only (refused on the others); needs the realm's
@@ -444,6 +473,7 @@ class ContainerSpec(KukeonModel):
     attachable: bool = False
     """Run the process under a terminal wrapper that `attach` can connect to."""
     tty: ContainerTty | None = None
+    """The terminal's prompt, init scripts and wrapper log; requires `attachable: true`."""
     startup_probe: Probe | None = None
     """Until it succeeds, liveness and readiness wait; failing it stops the container."""
     readiness_probe: Probe | None = None

@@ -64,6 +64,7 @@ class ExecAction(KukeonModel):
     """Run a command inside the container (as its own process user); exit 0 is success."""
 
     command: list[NonEmptyString] = Field(min_length=1)
+    """The program and its arguments (no shell: write `[sh, -c, "..."]` for one)."""
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -73,6 +74,7 @@ class HTTPHeader(KukeonModel):
     name: NonEmptyString
     """An HTTP field name (a token: letters, digits and ``!#$%&'*+.^_`|~-``)."""
     value: str = ""
+    """The field's value, on one line."""
 
     @field_validator("name")
     @classmethod
@@ -98,9 +100,13 @@ class HTTPGetAction(KukeonModel):
     """
 
     path: str = "/"
+    """The request's path (and query), `/` when unset."""
     port: ProbePort
+    """The container's port, a number (named ports are not supported)."""
     scheme: Literal["HTTP", "HTTPS"] = "HTTP"
+    """HTTP or HTTPS (the certificate is not verified)."""
     http_headers: NullableList[HTTPHeader] = Field(default_factory=list)
+    """Headers sent with the request."""
 
     @model_validator(mode="after")
     def _path_is_absolute(self) -> HTTPGetAction:
@@ -115,6 +121,7 @@ class TCPSocketAction(KukeonModel):
     """Open a TCP connection to the cell's address on ``port``; connecting is success."""
 
     port: ProbePort
+    """The container's port, a number."""
 
 
 def _seconds(low: int) -> Any:
@@ -125,17 +132,24 @@ class Probe(KukeonModel):
     """One probe: what to check and how often."""
 
     exec: ExecAction | None = None
+    """Run a command in the container: exit 0 passes (exactly one of exec, httpGet and
+    tcpSocket)."""
     http_get: HTTPGetAction | None = None
+    """GET a URL of the cell's address: a status in [200, 400) passes."""
     tcp_socket: TCPSocketAction | None = None
+    """Connect to a port of the cell's address: connecting passes."""
     initial_delay_seconds: Annotated[int, _seconds(0)] = 0
     """Seconds after the container started before the first probe."""
     period_seconds: Annotated[int, _seconds(1)] = PROBE_PERIOD_DEFAULT
+    """Seconds between two probes (default 10, at most 3600)."""
     timeout_seconds: Annotated[int, _seconds(1)] = PROBE_TIMEOUT_DEFAULT
+    """Seconds a probe may take before it counts as failed (default 1)."""
     success_threshold: Annotated[int, Field(ge=1, le=PROBE_THRESHOLD_MAX, strict=True)] = 1
     """Consecutive successes after a failure to count as passing (1 for liveness/startup)."""
     failure_threshold: Annotated[int, Field(ge=1, le=PROBE_THRESHOLD_MAX, strict=True)] = (
         PROBE_FAILURE_THRESHOLD_DEFAULT
     )
+    """Consecutive failures that make the probe fail (default 3)."""
     termination_grace_period_seconds: Annotated[int | None, _seconds(1)] = None
     """The grace between SIGTERM and SIGKILL when this probe stops the container (liveness
     and startup only); 10 seconds when unset."""
