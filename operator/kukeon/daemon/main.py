@@ -177,6 +177,7 @@ def command(config_file: Path | None, no_bootstrap: bool, **flags: Any) -> None:
     # Defense in depth beside the explicit modes: nothing kukeond or the programs it starts
     # (etcd, CNI plugins) create is for other users. Containers' files are runc's.
     os.umask(PROCESS_UMASK)
+    raise_open_files_limit()
     configure_logging(config.log_level)
     try:
         with contextlib.suppress(KeyboardInterrupt):  # a second ^C during shutdown
@@ -184,6 +185,20 @@ def command(config_file: Path | None, no_bootstrap: bool, **flags: Any) -> None:
     except StartupError as error:
         logging.getLogger(__name__).error("kukeond cannot start: %s", error)
         sys.exit(1)
+
+
+def raise_open_files_limit() -> None:
+    """The soft limit of open files up to the hard one, as Go programs do at start: kukeond
+    holds a descriptor per running container's log copier (a pidfd) beside its sockets, and
+    1,024 (the usual soft limit outside the systemd unit, which sets 1048576) is too few
+    for a host of a thousand containers."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def main() -> None:
