@@ -77,19 +77,27 @@ class CellTemplate(KukeonModel):
     """A cell's spec without its identity (see `CellSpec` for each field)."""
 
     root_container_id: OptionalDnsLabel = None
+    """The root container; else the one with root: true, else the first."""
     tty: CellTty | None = None
+    """Which attachable container `attach` picks by default."""
     containers: NullableList[ContainerSpec]
     auto_delete: bool = False
+    """Delete the cell once its root container has exited (after it was Ready)."""
     nested_cgroup_runtime: bool = False
+    """Delegate every cgroup controller the host offers, for a runtime nested inside."""
     desired_state: DesiredCellState = DesiredCellState.RUNNING
+    """Running, or Stopped: containers stopped but the cell kept."""
     node_name: OptionalDnsSubdomain = None
+    """The node that runs the cell; unset: the scheduler chooses."""
     node_selector: StringMap = Field(default_factory=dict)
+    """Labels a node must carry to be chosen for the cell."""
 
 
 class CellProfileSpec(KukeonModel):
     prefix: OptionalDnsLabel = Field(default=None, max_length=PREFIX_MAX)
     """The generated cell names' start (`<prefix>-<6 hex>`); unset: the profile's name."""
     parameters: NullableList[ProfileParameter] = Field(default_factory=list)
+    """The names a run may give values to (`kukectl run --profile P --param NAME=VALUE`)."""
     cell: CellTemplate
     """The spec of every cell made from the profile, `${NAME}` replaced by values."""
 

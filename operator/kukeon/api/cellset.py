@@ -92,12 +92,15 @@ class RollingUpdate(KukeonModel):
 
 class CellSetStrategy(KukeonModel):
     type: StrategyType = StrategyType.ROLLING_UPDATE
+    """RollingUpdate (new cells replace old ones a few at a time) or Recreate (every old
+    cell goes before the new ones come)."""
     rolling_update: RollingUpdate | None = None
     """Only with `RollingUpdate` (unset: 25% and 25%)."""
 
 
 class LabelSelector(KukeonModel):
     match_labels: StringMap = Field(default_factory=dict)
+    """The labels that make a cell the set's (required, non-empty, in the template's)."""
 
 
 class TemplateMeta(KukeonModel):
@@ -107,6 +110,7 @@ class TemplateMeta(KukeonModel):
 
 class CellSetTemplate(KukeonModel):
     metadata: TemplateMeta = Field(default_factory=TemplateMeta)
+    """The cells' labels."""
     spec: CellTemplate | None = None
     """The cells' spec. Left out only beside `spec.profile`: the API server then fills it
     with the profile's cell (a stored set always has it)."""
@@ -171,11 +175,17 @@ def _spread_object(value: Any) -> Any:
 
 class CellSetSpec(KukeonModel):
     realm_id: DnsLabel = DEFAULT_PARENT
+    """The realm of the set and its cells (`default` when unset)."""
     space_id: DnsLabel = DEFAULT_PARENT
+    """The space of the set and its cells (`default` when unset)."""
     stack_id: DnsLabel = DEFAULT_PARENT
+    """The stack of the set and its cells (`default` when unset)."""
     replicas: int = Field(default=1, ge=0, le=REPLICAS_MAX, strict=True)
+    """How many cells the set keeps running (0 to 10000; default 1)."""
     selector: LabelSelector
+    """Which cells are the set's."""
     template: CellSetTemplate
+    """The cell every replica is made from; a change rolls out (see `strategy`)."""
     profile: OptionalDnsLabel = None
     """A CellProfile (of the set's stack, else space, else realm) whose cell is the
     template's spec, resolved by the API server at the writes that leave

@@ -67,10 +67,14 @@ class RegistryCredentials(KukeonModel):
     """
 
     username: NonEmptyString
+    """The registry user."""
     password: OptionalString = None
+    """The password inline (stored encrypted, shown as `***`); or `passwordSecretRef`."""
     password_secret_ref: SecretKeyRef | None = Field(default=None, validate_default=True)
     """A key of a realm-scoped Secret holding the password."""
     server_address: OptionalString = None
+    """The registry, `host[:port]` (a URL such as `https://index.docker.io/v1/` is read
+    as its host); unset: every registry."""
 
     @field_validator("password_secret_ref")
     @classmethod

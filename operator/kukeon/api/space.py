@@ -67,7 +67,9 @@ class EgressAllowRule(KukeonModel):
     """One permitted destination: exactly one of `host` or `cidr`, optionally some TCP ports."""
 
     host: OptionalString = None
+    """A destination host name or IP address."""
     cidr: OptionalString = Field(default=None, validate_default=True)
+    """A destination network, `address/prefix-length`."""
     ports: NullableList[Port] = Field(default_factory=list)
     """TCP destination ports; empty means any port."""
 
@@ -98,34 +100,47 @@ class EgressAllowRule(KukeonModel):
 
 class EgressPolicy(KukeonModel):
     default: EgressDefault
+    """allow or deny: what becomes of traffic leaving the space that no rule allows."""
     allow: NullableList[EgressAllowRule] = Field(default_factory=list)
+    """Destinations the space's cells may always reach."""
 
 
 class SpaceNetwork(KukeonModel):
     egress: EgressPolicy | None = None
+    """What the space's cells may reach beyond their bridge (unset: everything)."""
 
 
 class SpaceContainerDefaults(KukeonModel):
     """Isolation defaults a container of the space inherits for the fields it leaves unset."""
 
     user: OptionalString = None
+    """As a container's `user`."""
     read_only_root_filesystem: bool | None = None
+    """As a container's `readOnlyRootFilesystem`."""
     capabilities: Capabilities | None = None
+    """As a container's `capabilities`."""
     security_opts: NullableList[str] = Field(default_factory=list)
+    """As a container's `securityOpts`."""
     tmpfs: NullableList[TmpfsMount] = Field(default_factory=list)
+    """As a container's `tmpfs`."""
     resources: Resources | None = None
+    """As a container's `resources`."""
 
 
 class SpaceDefaults(KukeonModel):
     container: SpaceContainerDefaults | None = None
+    """What a container of the space takes for the fields it leaves unset."""
 
 
 class SpaceSpec(KukeonModel):
     realm_id: DnsLabel = DEFAULT_PARENT
+    """The realm the space is in (`default` when unset)."""
     cni_config_path: OptionalAbsolutePath = None
     """Directory the space's CNI conflist is written to (the system one when unset)."""
     network: SpaceNetwork | None = None
+    """The space network's policy."""
     defaults: SpaceDefaults | None = None
+    """Isolation defaults for the space's containers."""
 
 
 class SpaceNetworkStatus(KukeonModel):

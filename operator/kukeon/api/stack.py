@@ -23,8 +23,11 @@ class StackSpec(KukeonModel):
     """`id` repeats `metadata.name` (either may be omitted, the other fills it)."""
 
     id: OptionalDnsLabel = None
+    """Repeats metadata.name (either may be omitted, the other fills it)."""
     realm_id: DnsLabel = DEFAULT_PARENT
+    """The realm the stack is in (`default` when unset)."""
     space_id: DnsLabel = DEFAULT_PARENT
+    """The space the stack is in (`default` when unset)."""
 
 
 class StackStatus(StatusBase):
