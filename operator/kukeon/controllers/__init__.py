@@ -151,7 +151,9 @@ class Controllers:
             recorder=self.recorder,
             collector_registry=self.collector_registry,
         )
-        self.cells.log_copiers = LogCopiers(recorder=self.recorder)
+        self.cells.log_copiers = LogCopiers(
+            recorder=self.recorder, collector_registry=self.collector_registry
+        )
         self.cells.peers = CellPeers(
             node=self.host.settings.node_name, state_dir=Path(self.host.settings.state_dir)
         )

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Counter
+
 from kukeon.api import Cell
 from kukeon.api.event import EventReason, EventType
 from kukeon.framework import EventRecorder
@@ -68,9 +70,27 @@ class _Watched:
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
 
+def replacement_counter(registry: CollectorRegistry | None) -> Counter:
+    return Counter(
+        "kukeon_log_copier_replacements",
+        "Container log copiers that exited while their container ran, by outcome: replaced "
+        "(its output is logged again) or lost (its output could not be reopened).",
+        ["outcome"],
+        registry=registry,
+    )
+
+
 class LogCopiers:
-    def __init__(self, *, recorder: EventRecorder | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        recorder: EventRecorder | None = None,
+        collector_registry: CollectorRegistry | None = None,
+    ) -> None:
         self.recorder = recorder
+        self.replacements = replacement_counter(collector_registry)
+        for outcome in ("replaced", "lost"):
+            self.replacements.labels(outcome)  # 0 from the start, not an absent series
         self._watched: dict[CellKey, dict[str, _Watched]] = {}
         """Per cell, per container."""
         self._children: dict[subprocess.Popen[bytes], int] = {}
@@ -205,6 +225,7 @@ class LogCopiers:
         where = f"{'/'.join(entry.key)}/{entry.container}"
         if process is None:
             if alive(task):
+                self.replacements.labels("lost").inc()
                 log.error("container %s: its output can no longer be logged", where)
                 self._event(
                     entry,
@@ -215,6 +236,7 @@ class LogCopiers:
             self._drop(entry)
             return
         self.replaced += 1
+        self.replacements.labels("replaced").inc()
         self._reap_when_done(process)
         entry.started_at = time.monotonic()
         log.warning("container %s: its log copier exited; replaced (pid %d)", where, process.pid)

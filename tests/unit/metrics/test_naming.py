@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from kukeon.api import Kind
+from kukeon.controllers.logcopiers import replacement_counter
 from kukeon.controllers.probing import probe_counter
 from kukeon.framework.metrics import metrics_for
 from kukeon.metrics import (
@@ -69,6 +70,7 @@ def _families() -> list[Metric]:
     registry.register(CellUsageCollector(lambda: [usage]))
     LoopLagMonitor(registry).observe(0.002)
     probe_counter(registry).labels("r", "s", "k", "c", "main", "readiness", "success").inc()
+    replacement_counter(registry).labels("replaced").inc()
     return list(registry.collect())
 
 
@@ -83,6 +85,7 @@ def test_every_expected_family_is_exposed() -> None:
         "kukeon_cell_state",
         "kukeon_container_ready",
         "kukeon_probe",
+        "kukeon_log_copier_replacements",
         "kukeon_event_loop_lag_seconds",
         "kukeon_event_loop_lag_max_seconds",
         "kukeon_realm_state",
