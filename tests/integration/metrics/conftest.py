@@ -42,6 +42,7 @@ from kukeon.api import (
     parse_resource,
 )
 from kukeon.api.cellset import CellSetStatus
+from kukeon.controllers.logcopiers import replacement_counter
 from kukeon.controllers.probing import probe_counter
 from kukeon.framework import Operator, OperatorRunner, Settings, TemporaryError
 from kukeon.metrics import DaemonMetrics, request_latency_for, serve_metrics
@@ -286,6 +287,8 @@ async def assembled_metrics_source(
     # Probe checks, as kukeond's ProbeManager counts them: one failing probe, checked at
     # every poke (present from the start, so its rate has a first sample).
     checks = probe_counter(collectors)
+    # The log copiers' replacements, as kukeond's LogCopiers declares them (0 from the start).
+    replacement_counter(collectors).labels("replaced")
     failing = checks.labels(realm, "web", "front", "nginx-1", "main", "readiness", "failure")
 
     async def poke() -> None:
