@@ -17,9 +17,10 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -139,16 +140,11 @@ class LogCopiers:
             os.close(pidfd)
         self._children.clear()
 
-    def watched(self, key: CellKey, container: str) -> ProcessId | None:
-        """The copier watched for the container (None while it is looked for or replaced)."""
-        entry = self._watched.get(key, {}).get(container)
-        return entry.copier if entry is not None and entry.pidfd is not None else None
-
     # --- internals ----------------------------------------------------------------------
 
-    def _spawn(self, entry: _Watched, work: object) -> None:
-        assert asyncio.iscoroutine(work)
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
+    def _spawn(self, entry: _Watched, work: Coroutine[Any, Any, None]) -> None:
+        # Short-lived (a lookup, a replacement): kept on the entry, cancelled by close().
+        task = asyncio.get_running_loop().create_task(work)
         entry.pending.add(task)
         task.add_done_callback(lambda done: self._finished(entry, done))
 
