@@ -189,12 +189,17 @@ class CellPeers:
         return self._members.get(key)
 
     def _file_of(self, key: CellKey) -> tuple[Path, str] | None:
-        """The member's hosts file and what it holds now (None: no longer a member)."""
+        """The member's hosts file and what it holds now (None: no longer a member, or its
+        own names cannot be written: its own pass says why, the others' files go on)."""
         cell, member = self._cells.get(key), self._members.get(key)
         if cell is None or member is None:
             return None
         own = member.on(networks_of(cell)[0])
-        text = render_cell_hosts(cell, own, self.peers_text(cell))
+        try:
+            text = render_cell_hosts(cell, own, self.peers_text(cell))
+        except ValueError as error:
+            log.warning("the hosts file of cell %s: %s", "/".join(key), error)
+            return None
         return CellFiles(self.state_dir, key).hosts, text
 
     async def follow(self) -> None:

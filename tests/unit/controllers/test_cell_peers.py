@@ -187,3 +187,25 @@ async def test_a_round_writes_the_peers_into_the_existing_files(tmp_path: Path) 
     finally:
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
+
+
+async def test_a_cell_whose_own_alias_cannot_be_written_does_not_stop_the_others(
+    tmp_path: Path,
+) -> None:
+    # Stored before the API refused such aliases: its own file is its own pass's to fail.
+    peers = CellPeers(node=NODE, state_dir=tmp_path)
+    for name in ("bad", "good"):
+        hosts = tmp_path / f"cells/r/s1/st1/{name}/hosts"
+        hosts.parent.mkdir(parents=True)
+        hosts.write_text("old\n")
+    follower = asyncio.create_task(peers.follow())
+    try:
+        peers.changed(_cell("bad", ip="10.0.0.2", aliases=["not a host"]), False)
+        peers.changed(_cell("good", ip="10.0.0.3"), False)
+        await asyncio.sleep(COALESCE_WAIT)
+        assert not follower.done()
+        assert "10.0.0.2\tbad\n" in (tmp_path / "cells/r/s1/st1/good/hosts").read_text()
+        assert (tmp_path / "cells/r/s1/st1/bad/hosts").read_text() == "old\n"
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)

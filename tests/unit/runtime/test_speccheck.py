@@ -110,3 +110,17 @@ def test_a_non_ascii_digit_user_is_a_name_not_a_crash() -> None:
     assert container_errors(container) == []
     with pytest.raises(RuntimeSpecError, match="not found in the image's /etc/passwd"):
         build(container)
+
+
+def test_a_network_alias_must_be_a_host_name() -> None:
+    # The node writes aliases into /etc/hosts files; what is not a host name failed the
+    # cell's pass there (and is left out of its peers' files).
+    container = make_container(networksAliases=["db", "api.internal", "a b", "-x", "y" * 70])
+    errors = container_errors(container)
+    assert [e.field for e in errors] == [
+        "networksAliases[2]",
+        "networksAliases[3]",
+        "networksAliases[4]",
+    ]
+    assert "not a valid host name" in errors[0].reason
+    assert container_errors(make_container(networksAliases=["db", "api.internal"])) == []

@@ -14,6 +14,7 @@ node's to report.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from kukeon.api import ContainerSpec
 from kukeon.runtime.containerd import ttyinit
@@ -21,6 +22,7 @@ from kukeon.runtime.containerd.capabilities import capability_set, security_opti
 from kukeon.runtime.containerd.mounts import container_mounts
 from kukeon.runtime.containerd.specerrors import FieldError
 from kukeon.runtime.containerd.userdb import check_user
+from kukeon.runtime.network.hosts import validate_hostname
 
 
 def container_errors(container: ContainerSpec) -> list[FieldError]:
@@ -34,6 +36,7 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
     if container.user:
         user = container.user
         checks.append(lambda: check_user(user))
+    checks += [partial(_alias, i, alias) for i, alias in enumerate(container.networks_aliases)]
     errors: list[FieldError] = []
     for check in checks:
         try:
@@ -46,6 +49,15 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
 def runnable_problems(container: ContainerSpec) -> list[tuple[str, str]]:
     """``container_errors`` as (field, reason) pairs, the API server's ``ContainerCheck``."""
     return [(error.field, error.reason) for error in container_errors(container)]
+
+
+def _alias(index: int, alias: str) -> None:
+    # The node writes it into /etc/hosts files (its own cell's and its peers'), which take
+    # a host name: anything else failed the cell's pass on the node.
+    try:
+        validate_hostname(alias, field="network alias")
+    except ValueError as error:
+        raise FieldError(f"networksAliases[{index}]", str(error)) from None
 
 
 def _mounts(container: ContainerSpec) -> None:
