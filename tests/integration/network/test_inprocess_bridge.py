@@ -172,9 +172,9 @@ async def test_a_cell_cni_attached_before_the_upgrade_is_kept_and_detached(
 async def test_a_port_is_made_as_the_bridge_plugin_made_it_and_made_again_over_a_leftover(
     harness: NetworkHarness,
 ) -> None:
-    """``veth.make_port``'s requests (packed by ``rtnl``): the host end a port of the bridge,
-    up, hairpin on, with the network's MTU; inside, ``lo`` and the interface up, the address
-    and the default route; made again over the same names (a repair, a retry after a crash)."""
+    """``veth.make_port``: the host end a port of the bridge, up, hairpin on, with the
+    network's MTU; inside, ``lo`` and the interface up, the address and the default route;
+    made again over the same names (a repair, a retry after a crash)."""
     cell_id = harness.new_cell_id()
     netns = await harness.networks.netns.create(cell_id)
     harness.cells.append((cell_id, harness.settings.state_dir / "none.conflist"))

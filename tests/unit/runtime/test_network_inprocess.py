@@ -20,7 +20,7 @@ from kukeon.runtime.network.cni.config import (
 from kukeon.runtime.network.egress import parse_table_state, render_apply, render_remove
 from kukeon.runtime.network.forward import comment, forward_rules
 from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments
-from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecord, AttachmentRecords
+from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecords
 from kukeon.runtime.network.veth import BridgePort, host_ifname
 from tests.unit.runtime.test_network_joined import FakeCni, FakeNetns, _conflist
 
@@ -209,31 +209,9 @@ async def test_a_kill_mid_attach_leaves_nothing_that_blocks_the_next(tmp_path: P
     )
 
 
-class FailingRecords(AttachmentRecords):
-    """Records whose write fails (a full disk) while the links are being made."""
-
-    async def save(self, record: AttachmentRecord) -> None:
-        raise OSError(28, "No space left on device")
-
-
-async def test_a_record_that_cannot_be_written_undoes_the_links_made_meanwhile(
-    tmp_path: Path,
-) -> None:
-    """The record is written while the links are made: a record that cannot be made
-    durable fails the attach, and the links, lease and record go with it."""
-    links = FakeLinks()
-    records = FailingRecords(tmp_path / "attachments")
-    with pytest.raises(OSError, match="No space left"):
-        await _attach(InProcessAttachments(records=records, links=links), tmp_path)
-    assert links.made == 1
-    assert links.ports == {}
-    assert leases.owned(tmp_path / "ipam" / "kk-r-s", CELL, "eth0") == []
-    assert await records.load(CELL) is None
-
-
 async def test_the_record_is_durable_once_the_attach_returns(tmp_path: Path) -> None:
-    """A restart keeps every cell's address: the record is on disk (not in flight) when
-    the attachment is handed back, though it is written while the links are made."""
+    """A restart keeps every cell's address: the record is on disk when the attachment is
+    handed back."""
     links = FakeLinks()
     records = AttachmentRecords(tmp_path / "attachments")
     address = await _attach(InProcessAttachments(records=records, links=links), tmp_path)

@@ -11,9 +11,9 @@ and its store), ``cni`` (conflist rendering, plugin execution, results), ``netns
 ``egress`` (nftables), ``masquerade`` (a space's masquerade in the same table), ``hosts``
 (``/etc/hosts``, ``/etc/hostname``), ``cni_leftovers`` (firewall plugin leftovers),
 ``inprocess`` (cells on kukeon's own bridge networks without CNI), ``veth`` (its netlink
-side), ``rtnl`` (the requests of that side's hot path, packed by hand), ``leases`` (its
-addresses, in host-local's files), ``netlink`` (pyroute2's IPRoute and netns, without the
-rest of pyroute2), ``records``, ``space`` (the facade the controllers call), ``errors``.
+side), ``leases`` (its addresses, in host-local's files), ``netlink`` (pyroute2's IPRoute
+and netns, without the rest of pyroute2), ``records``, ``space`` (the facade the
+controllers call), ``errors``.
 """
 
 from kukeon.runtime.network.bridge import (

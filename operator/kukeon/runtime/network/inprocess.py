@@ -16,11 +16,9 @@ What each plugin did and where it went:
 
 The attachment is recorded (``records``, driver ``netlink``) with a result shaped as the
 bridge plugin's, so everything reading records (status, joined networks, the orphan
-collector) is unchanged. Order of an attachment: the lease, then the record and the links at
-once (the record is durable before the attachment is returned), so a crash at any point
-leaves something the next attempt (same lease, same link names) or the cell's detach
-(record, leases, link by name, and the namespace, whose removal takes the pair with it)
-finds and finishes or removes.
+collector) is unchanged. Order of an attachment: lease, record, then the links, so a crash
+at any point leaves something the next attempt (same lease, same link names) or the
+cell's detach (record, leases, link by name) finds and finishes or removes.
 
 A recorded attachment is verified with netlink reads only (a few milliseconds) and made
 again, with its address, only when something is wrong.
@@ -28,7 +26,6 @@ again, with its address, only when something is wrong.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -206,21 +203,12 @@ class InProcessAttachments:
             result=network.result(port, conflist.cni_version),
             driver=DRIVER_NETLINK,
         )
-        # The record is made durable while the links are made: neither needs the other,
-        # and both are done before the attachment is returned (see the module's order).
+        await self.records.save(record)
         try:
-            outcomes = await asyncio.gather(
-                self.records.save(record),
-                run_on_host_thread(self.links.make_port, port),
-                return_exceptions=True,
-            )
+            await run_on_host_thread(self.links.make_port, port)
         except BaseException:
             await self._undo(record, port)
             raise
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if failures:
-            await self._undo(record, port)
-            raise failures[0]
         return record
 
     async def _undo(self, record: AttachmentRecord, port: BridgePort) -> None:

@@ -344,9 +344,10 @@ class SpaceNetworks:
         this process (``inprocess``) rather than by the CNI plugins; an attachment CNI made
         before stays CNI's while it stands.
         """
-        netns_path, wanted = await asyncio.gather(
-            self._own_netns(netns_name or cell_id), _load_conflist_or_none(cni_config_path)
-        )
+        # Marked before it exists: a crash right after creating it still leaves it ours.
+        await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
+        netns_path = await self.netns.create(netns_name or cell_id)
+        wanted = await _load_conflist_or_none(cni_config_path)
         network = BridgeNetwork.of(wanted) if builtin and wanted is not None else None
         kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted, network is not None)
         if kept is not None:
@@ -383,9 +384,9 @@ class SpaceNetworks:
         no default route through it); a second call returns the same attachment."""
         if ifname == PRIMARY_IFNAME:
             raise NetworkError(f"{ifname} is the cell's first interface, not a joined one")
-        netns_path, loaded = await asyncio.gather(
-            self._own_netns(netns_name or cell_id), _load_conflist_or_none(cni_config_path)
-        )
+        await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
+        netns_path = await self.netns.create(netns_name or cell_id)
+        loaded = await _load_conflist_or_none(cni_config_path)
         wanted = joined_conflist(loaded) if loaded is not None else None
         network = BridgeNetwork.of(wanted) if builtin and wanted is not None else None
         kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted, network is not None)
@@ -588,12 +589,6 @@ class SpaceNetworks:
             unlink_if_present, self.settings.owned_netns_dir / (netns_name or cell_id)
         )
         return found or removed_netns
-
-    async def _own_netns(self, name: str) -> Path:
-        """The cell's network namespace, marked as this node's before it exists: a crash
-        right after creating it still leaves it ours."""
-        await asyncio.to_thread(self.mark_owned, name)
-        return await self.netns.create(name)
 
     def mark_owned(self, name: str) -> None:
         RuntimeConf(container_id=name, netns=Path("/"))  # validates the name as a file name

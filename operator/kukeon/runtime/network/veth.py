@@ -1,5 +1,4 @@
-"""A cell's interface on its space's bridge, made over netlink in this process: the requests
-that make it packed by ``rtnl``, the checks of a standing one read with pyroute2.
+"""A cell's interface on its space's bridge, made over netlink in this process (pyroute2).
 
 What the CNI ``loopback`` and ``bridge`` plugins did for a kukeon space, without running
 them: the bridge (created when missing, the gateway address on it, IPv4 forwarding on), a
@@ -35,16 +34,12 @@ from typing import Any
 
 from kukeon.runtime.network.errors import NetworkError
 from kukeon.runtime.network.netlink import IPRoute
-from kukeon.runtime.network.rtnl import Rtnl, RtnlError
-from kukeon.runtime.network.rtnl import inside as rtnl_inside
 
 log = logging.getLogger(__name__)
 
 CLONE_NEWNET = 0x40000000
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 _HAIRPIN = 1
-_SYS_NET = Path("/sys/class/net")
-_LOOPBACK_INDEX = 1  # the loopback device's index in every network namespace
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -114,28 +109,31 @@ def _index(ipr: IPRoute, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
-def ensure_bridge(rtnl: Rtnl, name: str, gateway: IPv4Interface) -> int:
+def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Interface) -> int:
     """The bridge's index: created when missing, up, with the gateway's address."""
-    link = rtnl.link(name)
-    if link is None:
+    index = _index(ipr, name)
+    if index is None:
         try:
-            rtnl.add_bridge(name)
-        except RtnlError as error:  # a cell of the same space made it first
-            if error.code != errno.EEXIST:
+            ipr.link("add", ifname=name, kind="bridge")
+        except Exception as error:  # a cell of the same space made it first
+            if _code(error) != errno.EEXIST:
                 raise
-        link = rtnl.link(name)
-        if link is None:
+        index = _index(ipr, name)
+        if index is None:
             raise NetworkError(f"bridge {name} vanished while it was being made")
-    if not link.up:
-        rtnl.set_up(link.index)
-    if (gateway.ip, gateway.network.prefixlen) not in rtnl.addresses(link.index):
+    links = ipr.get_links(index)
+    if not links or links[0].get_attr("IFLA_OPERSTATE") == "DOWN" or not _is_up(links[0]):
+        ipr.link("set", index=index, state="up")
+    if not _has_address(ipr, index, gateway):
         try:
-            rtnl.add_address(link.index, gateway.ip, gateway.network.prefixlen)
-        except RtnlError as error:
-            if error.code != errno.EEXIST:
+            ipr.addr(
+                "add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen
+            )
+        except Exception as error:
+            if _code(error) != errno.EEXIST:
                 raise
     _enable_forwarding()
-    return link.index
+    return index
 
 
 def _enable_forwarding() -> None:
@@ -175,76 +173,56 @@ def remove_port(name: str) -> bool:
 
 def make_port(port: BridgePort) -> None:
     """Make the port from nothing: a leftover of the same name is deleted first."""
-    with Rtnl() as rtnl:
+    with IPRoute() as ipr:
         bridge = ensure_bridge(
-            rtnl, port.bridge, IPv4Interface(f"{port.gateway}/{port.address.network.prefixlen}")
+            ipr, port.bridge, IPv4Interface(f"{port.gateway}/{port.address.network.prefixlen}")
         )
-        try:
-            create_pair(rtnl, port, bridge)
-        except RtnlError as error:
-            if error.code != errno.EEXIST:
-                raise
-            if not _delete_named(rtnl, port.host_ifname):
-                raise  # the peer's name is taken in the namespace, not the host end's
-            create_pair(rtnl, port, bridge)
+        old = _index(ipr, port.host_ifname)
+        if old is not None:
+            log.info("deleting %s, left by an attachment that did not finish", port.host_ifname)
+            ipr.link("del", index=old)
+        create_pair(ipr, port)
+        index = _index(ipr, port.host_ifname)
+        if index is None:
+            raise NetworkError(f"veth {port.host_ifname} vanished once made")
+        extra = {"mtu": port.mtu} if port.mtu else {}
+        ipr.link("set", index=index, master=bridge, state="up", **extra)
         if port.hairpin:
-            _set_hairpin(port.host_ifname)
+            ipr.brport("set", index=index, mode=_HAIRPIN)
     configure_inside(port)
 
 
-def _delete_named(rtnl: Rtnl, name: str) -> bool:
-    """Delete a leftover host end of an attachment that did not finish; whether it was there."""
-    link = rtnl.link(name)
-    if link is None:
-        return False
-    log.info("deleting %s, left by an attachment that did not finish", name)
-    rtnl.delete(link.index)
-    return True
-
-
-def create_pair(rtnl: Rtnl, port: BridgePort, bridge: int) -> None:
-    """The veth pair in one request: the host end a port of ``bridge`` and up, its peer
-    made directly in the cell's namespace (brought up there by ``configure_inside``)."""
+def create_pair(ipr: IPRoute, port: BridgePort) -> None:
+    """The veth pair, its peer made directly in the cell's namespace."""
     fd = os.open(port.netns, os.O_RDONLY)
     try:
-        rtnl.add_veth(
-            port.host_ifname, peer=port.ifname, peer_netns_fd=fd, master=bridge, mtu=port.mtu
-        )
+        peer: dict[str, Any] = {"ifname": port.ifname, "net_ns_fd": fd}
+        ipr.link("add", ifname=port.host_ifname, kind="veth", peer=peer)
     finally:
         os.close(fd)
 
 
-def _set_hairpin(name: str) -> None:
-    """Hairpin mode on the bridge port: one sysfs write (pyroute2's request where this
-    process's /sys is not of the host's network namespace)."""
-    try:
-        (_SYS_NET / name / "brport" / "hairpin_mode").write_text("1", encoding="ascii")
-    except OSError:
-        with IPRoute() as ipr:
-            index = _index(ipr, name)
-            if index is None:
-                raise NetworkError(f"veth {name} vanished once made") from None
-            ipr.brport("set", index=index, mode=_HAIRPIN)
-
-
 def configure_inside(port: BridgePort) -> None:
-    """``lo`` up; the cell's interface addressed, up, and routed through the gateway.
-
-    The interface was just made (``create_pair``): no address of its own to look for.
-    """
-    with rtnl_inside(port.netns) as rtnl:
-        rtnl.set_up(_LOOPBACK_INDEX)
-        link = rtnl.link(port.ifname)
-        if link is None:
+    """``lo`` up; the cell's interface addressed, up, and routed through the gateway."""
+    with inside(port.netns) as ipr:
+        lo = _index(ipr, "lo")
+        if lo is not None:
+            ipr.link("set", index=lo, state="up")
+        index = _index(ipr, port.ifname)
+        if index is None:
             raise NetworkError(f"{port.ifname} is missing in {port.netns} once made")
-        try:
-            rtnl.add_address(link.index, port.address.ip, port.address.network.prefixlen)
-        except RtnlError as error:  # a repair of an interface that kept its address
-            if error.code != errno.EEXIST:
-                raise
-        rtnl.set_up(link.index)
+        if port.mtu:
+            ipr.link("set", index=index, mtu=port.mtu)
+        if not _has_address(ipr, index, port.address):
+            ipr.addr(
+                "add",
+                index=index,
+                address=str(port.address.ip),
+                prefixlen=port.address.network.prefixlen,
+            )
+        ipr.link("set", index=index, state="up")
         if port.default_route:
-            rtnl.replace_default_route(port.gateway, link.index)
+            ipr.route("replace", dst="0.0.0.0/0", gateway=str(port.gateway), oif=index)
 
 
 def _link(ipr: IPRoute, name: str) -> Any | None:
