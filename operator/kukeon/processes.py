@@ -21,6 +21,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from subprocess import DEVNULL, PIPE, Popen
 from typing import Any
 
@@ -112,3 +113,34 @@ async def _kill_and_reap(
         log.warning("%s (pid %d) killed but not reaped after %gs", name, process.pid, REAP_SECONDS)
     except Exception:
         log.debug("waiting for killed %s (pid %d) failed", name, process.pid, exc_info=True)
+
+
+# --- a process as /proc tells it (blocking reads: call from a thread) -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessId:
+    """A process that a reused pid cannot be mistaken for: its pid and start time."""
+
+    pid: int
+    started: int
+    """Clock ticks after boot (``/proc/<pid>/stat`` field 22)."""
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat``'s fields after the command name (state first, then the parent's
+    pid...); None when there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces and parentheses.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def identify(pid: int) -> ProcessId | None:
+    """The running (not zombie) process ``pid``; None when there is none."""
+    fields = proc_stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return None
+    return ProcessId(pid=pid, started=int(fields[19]))

@@ -27,13 +27,8 @@ from prometheus_client import CollectorRegistry, Counter
 from kukeon.api import Cell
 from kukeon.api.event import EventReason, EventType
 from kukeon.framework import EventRecorder
-from kukeon.runtime.containerd.logcopier import (
-    ProcessId,
-    alive,
-    find_copier,
-    identify,
-    start_replacement,
-)
+from kukeon.processes import ProcessId, identify
+from kukeon.runtime.containerd.logcopier import alive, find_copier, start_replacement
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +57,6 @@ class _Watched:
     log: Path
     cell: Cell
     task: ProcessId | None = None
-    copier: ProcessId | None = None
     pidfd: int | None = None
     started_at: float = 0.0
     quick_exits: int = 0
@@ -96,8 +90,6 @@ class LogCopiers:
         """Per cell, per container."""
         self._children: dict[subprocess.Popen[bytes], int] = {}
         """The replacements started here, and their pidfds (to wait for them)."""
-        self.replaced = 0
-        """Replacements started (tests and the curious read it)."""
 
     def sync(self, cell: Cell, key: CellKey, running: Sequence[CopiedTask]) -> None:
         """The cell's tasks that run now: a new one's copier is looked for (in the
@@ -160,30 +152,24 @@ class LogCopiers:
             )
 
     async def _discover(self, entry: _Watched) -> None:
-        def look() -> tuple[ProcessId | None, ProcessId | None]:
+        def look() -> tuple[ProcessId | None, int | None]:
             task = identify(entry.pid)
-            return task, (find_copier(entry.pid, entry.log) if task is not None else None)
+            copier = find_copier(entry.pid, entry.log) if task is not None else None
+            return task, (_pidfd_of(copier) if copier is not None else None)
 
-        entry.task, copier = await asyncio.to_thread(look)
+        entry.task, pidfd = await asyncio.to_thread(look)
         if entry.done or entry.task is None:
+            if pidfd is not None:
+                os.close(pidfd)
             return
-        if copier is None:
+        if pidfd is None:
             # Died while kukeond was down (or before it looked): replaced at once.
             await self._replace(entry)
         else:
-            self._watch(entry, copier)
+            self._watch(entry, pidfd)
 
-    def _watch(self, entry: _Watched, copier: ProcessId) -> None:
-        try:
-            pidfd = os.pidfd_open(copier.pid)
-        except ProcessLookupError:
-            self._spawn(entry, self._replace(entry))
-            return
-        if not alive(copier):  # exited, or its pid reused, between finding and opening
-            os.close(pidfd)
-            self._spawn(entry, self._replace(entry))
-            return
-        entry.copier, entry.pidfd = copier, pidfd
+    def _watch(self, entry: _Watched, pidfd: int) -> None:
+        entry.pidfd = pidfd
         asyncio.get_running_loop().add_reader(pidfd, self._exited, entry)
 
     def _unwatch(self, entry: _Watched) -> None:
@@ -215,12 +201,14 @@ class LogCopiers:
         task = entry.task
         if entry.done or task is None:
             return
-        process = await asyncio.to_thread(self._start, task, entry.log)
+        process, pidfd, task_alive = await asyncio.to_thread(self._start, task, entry.log)
         if entry.done:
+            if pidfd is not None:
+                os.close(pidfd)
             return  # forgotten meanwhile: a new copier runs on, as the shim's would
         where = f"{'/'.join(entry.key)}/{entry.container}"
         if process is None:
-            if alive(task):
+            if task_alive:
                 self.replacements.labels("lost").inc()
                 log.error("container %s: its output can no longer be logged", where)
                 self._event(
@@ -231,7 +219,6 @@ class LogCopiers:
                 )
             self._drop(entry)
             return
-        self.replaced += 1
         self.replacements.labels("replaced").inc()
         self._reap_when_done(process)
         entry.started_at = time.monotonic()
@@ -242,12 +229,11 @@ class LogCopiers:
             "the container ran; a new one logs its output from now on (what was written in "
             "between is not in the log)",
         )
-        copier = identify(process.pid)
-        if copier is None:
+        if pidfd is None:  # ended already
             entry.quick_exits += 1
             self._spawn(entry, self._replace(entry))
         else:
-            self._watch(entry, copier)
+            self._watch(entry, pidfd)
 
     def _reap_when_done(self, process: subprocess.Popen[bytes]) -> None:
         """A replacement is kukeond's child: waited for when it exits, watched or not (it
@@ -265,10 +251,18 @@ class LogCopiers:
         loop.add_reader(pidfd, reap)
 
     @staticmethod
-    def _start(task: ProcessId, log_file: Path) -> subprocess.Popen[bytes] | None:
+    def _start(
+        task: ProcessId, log_file: Path
+    ) -> tuple[subprocess.Popen[bytes] | None, int | None, bool]:
+        """A replacement, a pidfd watching it (None: it ended already), and whether the task
+        still runs (blocking: /proc reads and a fork)."""
         if not alive(task):
-            return None
-        return start_replacement(task.pid, log_file)
+            return None, None, False
+        process = start_replacement(task.pid, log_file)
+        if process is None:
+            return None, None, alive(task)
+        copier = identify(process.pid)
+        return process, (_pidfd_of(copier) if copier is not None else None), True
 
     def _event(self, entry: _Watched, message: str) -> None:
         if self.recorder is not None:
@@ -278,3 +272,16 @@ class LogCopiers:
                 message,
                 type=EventType.WARNING,
             )
+
+
+def _pidfd_of(copier: ProcessId) -> int | None:
+    """A pidfd of the copier, if it is still that process (None: it exited, or its pid is
+    another's by now)."""
+    try:
+        pidfd = os.pidfd_open(copier.pid)
+    except ProcessLookupError:
+        return None
+    if not alive(copier):  # exited, or its pid reused, between finding and opening
+        os.close(pidfd)
+        return None
+    return pidfd

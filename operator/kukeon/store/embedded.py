@@ -32,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from kukeon.processes import identify
+
 from .connection import EtcdConfig
 from .pki import EtcdPki, ensure_pki
 
@@ -304,12 +306,7 @@ def _uses_data_dir(pid: int, data_dir: Path) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # The state follows the command name in parentheses; Z (zombie) and X are gone.
-    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
+    return identify(pid) is not None  # a zombie is gone
 
 
 def stop_stale_members(

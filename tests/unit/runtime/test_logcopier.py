@@ -13,14 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from kukeon.processes import ProcessId, identify
 from kukeon.runtime.containerd.crilog import logger_command, parse_lines
-from kukeon.runtime.containerd.logcopier import (
-    ProcessId,
-    alive,
-    find_copier,
-    identify,
-    start_replacement,
-)
+from kukeon.runtime.containerd.logcopier import alive, find_copier, start_replacement
 
 # A task that writes a numbered line on each stream every 20 ms, its parent (the "shim")
 # also starting a copier on the same pipes as containerd's shim does (fds 3 and 4). The task

@@ -18,8 +18,9 @@ import logging
 import os
 import stat
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
+
+from kukeon.processes import ProcessId, identify, proc_stat
 
 from .crilog import log_path_marker, logger_command
 
@@ -28,38 +29,13 @@ log = logging.getLogger(__name__)
 PROC = Path("/proc")
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessId:
-    """A process that a reused pid cannot be mistaken for: its pid and start time."""
-
-    pid: int
-    started: int
-    """Clock ticks after boot (``/proc/<pid>/stat`` field 22)."""
-
-
-def identify(pid: int) -> ProcessId | None:
-    """The running (not zombie) process ``pid``; None when there is none."""
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces and parentheses.
-    fields = text[text.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return ProcessId(pid=pid, started=int(fields[19]))
-
-
 def alive(process: ProcessId) -> bool:
     return identify(process.pid) == process
 
 
 def _parent(pid: int) -> int | None:
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return int(text[text.rindex(")") + 2 :].split()[1])
+    fields = proc_stat(pid)
+    return int(fields[1]) if fields is not None else None
 
 
 def _children(pid: int) -> list[int]:
