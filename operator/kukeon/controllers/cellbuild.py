@@ -99,12 +99,13 @@ class BuiltContainer:
         return int(user["uid"]), int(user["gid"])
 
 
-def _resolv_conf_file(place: CellPlace, *, host_network: bool) -> str | None:
+async def _resolv_conf_file(place: CellPlace, *, host_network: bool) -> str | None:
     """The cell's resolver list (``runtime.network.resolvconf``); on the host's network,
     the host's own file, whose loopback resolvers answer there (none if it has none)."""
     if not host_network:
         return str(place.files.resolv_conf)
-    return str(HOST_RESOLV_CONF) if HOST_RESOLV_CONF.exists() else None
+    found = await asyncio.to_thread(HOST_RESOLV_CONF.exists)  # not a stat on the loop
+    return str(HOST_RESOLV_CONF) if found else None
 
 
 def host_devices(
@@ -186,6 +187,7 @@ class ContainerBuilder:
             wrapped=wrapped,
             devices=(devices, every_device),
             has_shell=has_shell,
+            resolv_conf=await _resolv_conf_file(place, host_network=effective.host_network),
         )
         spec = build_runtime_spec(effective, context=context)
         digest = spec_digest(
@@ -216,6 +218,7 @@ class ContainerBuilder:
         wrapped: bool,
         devices: tuple[dict[str, HostDevice], list[HostDevice]],
         has_shell: bool | None,
+        resolv_conf: str | None,
     ) -> SpecContext:
         """What the OCI spec is built from."""
         _realm, space_name, stack_name, cell_name = place.key
@@ -235,7 +238,7 @@ class ContainerBuilder:
             netns_path=None if host_network else place.netns_path,
             hosts_file=None if host_network else str(place.files.hosts),
             hostname_file=None if host_network else str(place.files.hostname),
-            resolv_conf_file=_resolv_conf_file(place, host_network=host_network),
+            resolv_conf_file=resolv_conf,
             secret_files=secrets.files,
             secret_env=secrets.env,
             host_hard_rlimits=self.facts.hard_rlimits,
