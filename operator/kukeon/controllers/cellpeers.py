@@ -185,9 +185,6 @@ class CellPeers:
             self._blocks[space] = block
         return block
 
-    def member(self, key: CellKey) -> Member | None:
-        return self._members.get(key)
-
     def _file_of(self, key: CellKey) -> tuple[Path, str] | None:
         """The member's hosts file and what it holds now (None: no longer a member, or its
         own names cannot be written: its own pass says why, the others' files go on)."""
