@@ -221,9 +221,9 @@ async def _run_attached(
 ) -> int:
     """``run -it``: attach to the cell's terminal once it runs (its log when it has already
     ended); with ``remove``, delete the cell when the session ends."""
-    from .sessions import _attach_session
+    from .sessions import AttachEnd, attach_session
 
-    detached: list[bool] = []
+    end = AttachEnd(code=0, detached=False)
     try:
         wanted = {"Ready", "Exited", "Error"}
         state = await _wait_state(client, key, wanted, within=within, show=False)
@@ -236,14 +236,10 @@ async def _run_attached(
             # From the log's start (logs=true): nothing it printed before the attach is lost.
             path = object_path(Kind.CELL, key, "attach")
             try:
-                return await _attach_session(
-                    client,
-                    path,
-                    [("logs", "true")],
-                    cell=key[-1],
-                    until_exit=True,
-                    detached=detached,
+                end = await attach_session(
+                    client, path, [("logs", "true")], cell=key[-1], until_exit=True
                 )
+                return end.code
             except ApiRequestError as refused:
                 if refused.code != 409:  # 409: it ended between the two requests
                     raise
@@ -253,7 +249,7 @@ async def _run_attached(
         sys.stdout.buffer.flush()
         return await _exit_code(client, key)
     finally:
-        if remove and any(detached):
+        if remove and end.detached:
             # Detached, not ended: it keeps running, as the detach said.
             click.echo(f"--rm: cell/{key[-1]} is left running after the detach", err=True)
         elif remove:

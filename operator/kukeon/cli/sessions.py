@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -260,7 +260,7 @@ def attach(
     params = [("container", container)] if container else []
 
     async def work(client: ApiClient) -> int:
-        return await _attach_session(client, path, params, cell=cell)
+        return (await attach_session(client, path, params, cell=cell)).code
 
     code = run(ctx, work)
     raise click.exceptions.Exit(code)
@@ -473,15 +473,21 @@ class _AttachSession:
         await self.socket.close()
 
 
-async def _attach_session(
+class AttachEnd(NamedTuple):
+    """How an attach session ended: kukectl's exit code, and whether it was a detach."""
+
+    code: int
+    detached: bool
+
+
+async def attach_session(
     client: ApiClient,
     path: str,
     params: list[tuple[str, str]],
     *,
     cell: str,
     until_exit: bool = False,
-    detached: list[bool] | None = None,
-) -> int:
+) -> AttachEnd:
     import aiohttp  # only the commands that open a WebSocket load it
 
     stdin_fd = sys.stdin.fileno()
@@ -492,8 +498,7 @@ async def _attach_session(
         fail(f"attach refused by the server: HTTP {error.status} {error.message}")
     session = _AttachSession(socket, cell=cell, stdin_fd=stdin_fd, until_exit=until_exit)
     try:
-        return await session.run()
+        code = await session.run()
     finally:
         await session.close()
-        if detached is not None:
-            detached.append(session.detached)
+    return AttachEnd(code, session.detached)
