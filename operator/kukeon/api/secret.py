@@ -10,7 +10,8 @@ The values exist only in memory, inside kukeond: the registry seals them into th
 document (see `kukeon.store.encryption`) and opens them again for the controllers. Both
 value fields are excluded from every serialisation of the model, so no response, watch
 event, log line or manifest dump can carry them; what is shown instead is
-`status.keys`: each key's name, size and sha256 digest, computed by the registry.
+`status.keys`: each key's name, size and sha256 digest, computed by the registry (the
+digest is left out of a viewer's answers: `kukeon.apiserver.secretdigests`).
 """
 
 from __future__ import annotations
@@ -106,9 +107,10 @@ class SecretKeyStatus(KukeonModel):
     name: str
     size: int = Field(ge=0)
     """Bytes of the value."""
-    sha256: str
+    sha256: str | None = None
     """Hex sha256 of the value (compare with `sha256sum FILE`; a guessable value can be
-    found from it, as from any unsalted digest: secrets should be random)."""
+    found from it, as from any unsalted digest: secrets should be random). Not shown to
+    viewers, who cannot use the values."""
 
 
 class SecretStatus(KukeonModel):

@@ -18,6 +18,12 @@ from kukeon.apiserver.auth import Principal
 from kukeon.apiserver.fieldselector import FieldSelector
 from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import field_filter, json_answer, label_selector
+from kukeon.apiserver.secretdigests import (
+    body_without_digests,
+    event_without_digests,
+    hides_digests,
+    without_digests,
+)
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.watchhub import EncodedEvent
 from kukeon.apiserver.watchstream import WatchResponder
@@ -41,15 +47,17 @@ class ResourceReads(HandlerBase):
     """get, list and watch of every kind."""
 
     async def get(self, request: web.Request, target: Target) -> web.StreamResponse:
-        self._authorize(request, "get", target)
+        principal = self._authorize(request, "get", target)
+        hide = hides_digests(principal, target.kind)
         if await self._cache_fresh(target):
             assert self._cache is not None
             cached = self._cache.lookup(target.kind, target.key)
             if cached is not None:
-                return _json_bytes(cached.body)
+                return _json_bytes(body_without_digests(cached.body) if hide else cached.body)
             # Absent: etcd says how (not found, or a document that does not decode).
         res = await self._store(target, self._registry.get(target.kind, target.key))
-        return json_answer(to_document(res))
+        document = to_document(res)
+        return json_answer(without_digests(document) if hide else document)
 
     async def _cache_fresh(self, target: Target) -> bool:
         """Whether this read may be answered from the watch cache (``watchcache``)."""
@@ -74,8 +82,9 @@ class ResourceReads(HandlerBase):
             listed = await self._store(
                 target, self._registry.list(target.kind, target.scope, label_selector=text)
             )
+            hide = hides_digests(principal, target.kind)
             items = [
-                to_document(res)
+                without_digests(to_document(res)) if hide else to_document(res)
                 for res in listed.items
                 if principal.may_see_realm(_realm_of(res)) and fields.matches(res)
             ]
@@ -126,7 +135,14 @@ class ResourceReads(HandlerBase):
         assert self._cache is not None
         revision = self._cache.revision(target.kind)
         chosen = self._cache.under(target.kind, target.scope, selector)
-        if principal.sees_every_realm and not fields.terms:
+        if hides_digests(principal, target.kind):
+            bodies = [
+                body_without_digests(cached.body)
+                for cached in chosen
+                if principal.may_see_realm(_realm_of(cached.resource))
+                and fields.matches(cached.resource)
+            ]
+        elif principal.sees_every_realm and not fields.terms:
             bodies = [cached.body for cached in chosen]  # nothing more to filter
         else:
             bodies = [
@@ -166,8 +182,12 @@ class ResourceReads(HandlerBase):
                 and selector.matches(res.metadata.labels)
             )
 
+        hide = hides_digests(principal, target.kind)
+
         def encode(event: EncodedEvent) -> tuple[int, bytes | None]:
-            return event.revision, event.line if visible(event.object) else None
+            if not visible(event.object):
+                return event.revision, None
+            return event.revision, event_without_digests(event.line) if hide else event.line
 
         initial: list[AnyResource] = []
         if not requested_rv:  # absent or "0": list first, then follow
@@ -191,7 +211,10 @@ class ResourceReads(HandlerBase):
             return await responder.respond(
                 request,
                 subscription.queue,
-                initial=[to_document(res) for res in initial],
+                initial=[
+                    without_digests(to_document(res)) if hide else to_document(res)
+                    for res in initial
+                ],
                 start=start,
                 stream_for=timeout,
             )

@@ -207,7 +207,7 @@ def _secret_lines(res: Secret) -> list[str]:
     if not res.status.keys:
         return [*lines, f"  {NONE}"]
     rows = [["KEY", "BYTES", "SHA256"]]
-    rows += [[k.name, str(k.size), k.sha256] for k in res.status.keys]
+    rows += [[k.name, str(k.size), k.sha256 or "(hidden from viewers)"] for k in res.status.keys]
     return lines + ["  " + line for line in format_rows(rows)]
 
 

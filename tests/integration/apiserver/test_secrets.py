@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -21,7 +22,9 @@ from tests.integration.apiserver.conftest import (
     EDITOR_TOKEN,
     VIEWER_TOKEN,
     Api,
+    Certs,
     realm_doc,
+    running_api,
     tls_session,
 )
 
@@ -109,6 +112,57 @@ def _scope(item: Any) -> tuple[str, ...]:
     if isinstance(item, Secret):
         return item.metadata.scope()
     return ()
+
+
+async def _digests_seen(api: Api, token: str) -> list[str | None]:
+    """The digest of the `api` Secret's value in each read a caller makes: get, list (of a
+    realm and across realms) and watch (its initial ADDED, then a MODIFIED)."""
+
+    def digest(document: dict[str, Any]) -> str | None:
+        (key,) = document["status"]["keys"]
+        return cast(str | None, key.get("sha256"))
+
+    async with tls_session(api, token) as session:
+        seen = [digest(await _ok(await session.get(f"{SECRETS}/api")))]
+        for path in (SECRETS, f"{V}/secrets"):
+            seen += [digest(item) for item in (await _ok(await session.get(path)))["items"]]
+        listed = await _ok(await session.get(SECRETS))
+        params = {"watch": "true", "resourceVersion": "0", "timeoutSeconds": "3"}
+        async with session.get(SECRETS, params=params) as watch:
+            assert watch.status == 200
+            first = json.loads(await watch.content.readline())
+            assert first["type"] == "ADDED"
+            seen.append(digest(first["object"]))
+            patch = {"metadata": {"labels": {"round": listed["metadata"]["resourceVersion"]}}}
+            async with tls_session(api, ADMIN_TOKEN) as admin:
+                patched = await admin.patch(
+                    f"{SECRETS}/api",
+                    json=patch,
+                    headers={"Content-Type": "application/merge-patch+json"},
+                )
+                await _ok(patched)
+            async for line in watch.content:
+                event = json.loads(line)
+                if event["type"] == "MODIFIED":
+                    seen.append(digest(event["object"]))
+                    break
+    return seen
+
+
+@pytest.mark.parametrize("watch_cache", [True, False], ids=["watch-cache", "etcd"])
+async def test_a_viewer_sees_no_digest_of_a_value(
+    registry: Registry, certs: Certs, tokens_file: Path, watch_cache: bool
+) -> None:
+    """The sha256 of a short value gives it away offline: a viewer, who cannot use a
+    Secret, reads its keys and sizes only; editors and admins (who can) keep the digest."""
+    async with running_api(registry, certs, tokens_file, watch_cache=watch_cache) as api:
+        connector = aiohttp.UnixConnector(path=str(api.socket))
+        async with aiohttp.ClientSession(connector=connector, base_url="http://k") as http:
+            await _setup(http)
+        expected = hashlib.sha256(MARKER.encode()).hexdigest()
+        assert await _digests_seen(api, VIEWER_TOKEN) == [None] * 5
+        assert await _digests_seen(api, EDITOR_TOKEN) == [expected] * 5
+        assert await _digests_seen(api, ADMIN_TOKEN) == [expected] * 5
 
 
 async def test_a_round_trip_of_what_get_returns_keeps_the_values(

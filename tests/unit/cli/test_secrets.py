@@ -45,6 +45,18 @@ def test_the_request_document_carries_values_the_output_never_does() -> None:
     assert "token" in page
 
 
+def test_describe_of_what_a_viewer_reads_says_the_digest_is_hidden() -> None:
+    """A viewer's answers carry no digest (kukeon.apiserver.secretdigests): the page says so
+    rather than failing to parse the Secret or showing an empty column."""
+    document = to_request_document(_secret())
+    document.pop("data")
+    document["status"] = {"keys": [{"name": "token", "size": len(MARKER)}]}
+    seen = parse_resource(document)
+    page = describe(seen, now=datetime.now(UTC))
+    assert "(hidden from viewers)" in page
+    assert str(len(MARKER)) in page
+
+
 def test_a_realm_request_carries_the_inline_password() -> None:
     realm = parse_resource(
         {
