@@ -337,6 +337,32 @@ def test_wait_for_state(kukectl: Any, server: ThreadedApi) -> None:
     assert bad.exit_code == 2
 
 
+def test_wait_for_every_object_or_a_selection(kukectl: Any, server: ThreadedApi) -> None:
+    """kubectl's `wait --all` and `-l`: the objects listed once, each waited for."""
+    for name, tier in (("a", "web"), ("b", "web"), ("c", "db")):
+        realm = f"apiVersion: v1beta1\nkind: Realm\nmetadata:\n  name: {name}\n"
+        realm += f"  labels:\n    tier: {tier}\n"
+        assert kukectl("apply", "-f", "-", input=realm).exit_code == 0
+
+    async def mark_ready(names: tuple[str, ...]) -> None:
+        assert server.registry is not None
+        for name in names:
+            realm = await server.registry.get(Kind.REALM, (name,))
+            realm.status.state = RealmState.READY
+            await server.registry.update_status(realm)
+
+    server.call(mark_ready(("a", "b")))
+    web = kukectl("wait", "realms", "-l", "tier=web", "--for=state=Ready", "--timeout=5s")
+    assert web.exit_code == 0, web.output
+    assert web.output == "realm/a condition met\nrealm/b condition met\n"
+    every = kukectl("wait", "realms", "--all", "--for=state=Ready", "--timeout=0.5s")
+    assert every.exit_code == 1
+    assert "realm/c to be Ready" in every.output
+    none = kukectl("wait", "realms", "-l", "tier=cache", "--for=delete")
+    assert none.exit_code == 1
+    assert "no matching objects found" in none.output
+
+
 def test_watch_prints_changes(kukectl: Any) -> None:
     assert kukectl("apply", "-f", "-", input=REALM_R).exit_code == 0
     watched = kukectl("get", "realms", "-w", "--watch-timeout", "1s", "-o", "name")

@@ -120,6 +120,16 @@ async def _wait_state(
         await asyncio.sleep(0.25)
 
 
+async def _selected(
+    client: ApiClient, kind: Kind, scope: tuple[str, str, str], selector: str | None
+) -> list[Target]:
+    """The objects of ``kind`` in scope (matching ``selector``), listed once: those that
+    appear later are not waited for, as with kubectl."""
+    parents = scope_for(kind, *scope)
+    listing = await client.list(kind, parents, label_selector=selector)
+    return [(kind, (*parents, res.metadata.name)) for res in listing.items]
+
+
 @click.command()
 @click.argument("targets", nargs=-1, required=True)
 @click.option(
@@ -129,6 +139,8 @@ async def _wait_state(
     help="state=STATE (any state name), condition=Ready (= state=Ready) or delete.",
 )
 @click.option("--timeout", type=DURATION, default="30s", show_default=True)
+@click.option("-l", "--selector", help="Every object of KIND in scope matching this selector.")
+@click.option("--all", "every", is_flag=True, help="Every object of KIND in scope.")
 @scope_options
 @click.pass_context
 def wait(
@@ -136,28 +148,42 @@ def wait(
     targets: tuple[str, ...],
     condition: str,
     timeout: float,
+    selector: str | None,
+    every: bool,
     realm: str,
     space: str,
     stack: str,
 ) -> None:
-    """Wait for objects (KIND/NAME... or KIND NAME...) to reach a state or to be deleted.
+    """Wait for objects (KIND/NAME..., KIND NAME..., or KIND with -l or --all) to reach a
+    state or to be deleted.
 
     \b
     Examples:
       kukectl wait cell/web --for=state=Ready --timeout=60s
       kukectl wait cell/web --for=condition=Ready
+      kukectl wait cells -l app=web --for=condition=Ready --stack site
       kukectl wait cell/job --for=delete
     """
     what, expected = _parse_condition(condition)
+    groups = kind_name_groups(targets[0], targets[1:])
     parsed: list[Target] = [
         (kind, (*scope_for(kind, realm, space, stack), name))
-        for kind, names in kind_name_groups(targets[0], targets[1:])
+        for kind, names in groups
         for name in names
     ]
-    if not parsed:
-        fail("give KIND/NAME... or KIND NAME..., e.g. cell/web", EXIT_USAGE)
+    selecting = bool(selector) + every
+    if selecting > 1 or (selecting and (parsed or len(groups) != 1)):
+        fail("give KIND NAME..., KIND/NAME..., KIND -l SELECTOR or KIND --all", EXIT_USAGE)
+    if not parsed and not selecting:
+        fail("give KIND/NAME... or KIND NAME..., e.g. cell/web (or KIND -l/--all)", EXIT_USAGE)
 
     async def work(client: ApiClient) -> bool:
+        nonlocal parsed
+        if selecting:
+            parsed = await _selected(client, groups[0][0], (realm, space, stack), selector)
+            if not parsed:
+                error_line("no matching objects found")  # as kubectl: nothing to wait for
+                return False
         if what == "delete":
             return await _wait_deleted(client, parsed, timeout)
         deadline = asyncio.get_running_loop().time() + timeout

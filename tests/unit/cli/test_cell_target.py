@@ -101,3 +101,17 @@ def test_wait_takes_kind_slash_name_and_kind_name() -> None:
     for words in (["cell"], ["web"]):
         result = CliRunner().invoke(cli, [*args, *words, "--for=delete"])
         assert result.exit_code == EXIT_USAGE, result.output
+
+
+def test_wait_selects_with_l_or_all_only_by_kind() -> None:
+    args = ["--server", "unix:///nonexistent.sock", "wait", "--for=delete"]
+    for words in (["cells", "--all"], ["cell", "-l", "app=web"]):
+        result = CliRunner().invoke(cli, [*args, *words])
+        assert result.exit_code not in (0, EXIT_USAGE), result.output
+    for words in (
+        ["cell", "web", "--all"],
+        ["cell/web", "-l", "app=web"],
+        ["cell", "--all", "-l", "app=web"],
+    ):
+        result = CliRunner().invoke(cli, [*args, *words])
+        assert result.exit_code == EXIT_USAGE, result.output
