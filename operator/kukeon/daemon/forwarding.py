@@ -35,17 +35,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from aiohttp.connector import Connection
 
 from kukeon.api import Cell, Kind, Node, NodeState
 from kukeon.apiserver.app import Handler
@@ -56,6 +56,9 @@ from kukeon.store import NotFound, Registry
 
 from .statsroutes import SUBRESOURCE as STATS
 from .statsroutes import authorize_node_stats
+
+if TYPE_CHECKING:
+    from aiohttp.connector import Connection
 
 log = logging.getLogger(__name__)
 
@@ -136,29 +139,38 @@ _REFUSAL: contextvars.ContextVar[_Refusal | None] = contextvars.ContextVar(
 )
 
 
-class _KeepsRefusals(aiohttp.ClientResponse):
-    """A client response that keeps the body of a refused WebSocket upgrade.
+@functools.cache
+def _keeps_refusals() -> type[aiohttp.ClientResponse]:
+    """The response class of the forwarding session, made with it: subclassing aiohttp's
+    ``ClientResponse`` imports aiohttp's client, which kukeond loads only once it forwards
+    (``kukeon.daemon.leanaiohttp``)."""
 
-    aiohttp's ``ws_connect`` raises ``WSServerHandshakeError`` with the status and headers
-    only and closes the response, so the Status the other node explained itself with would
-    be lost. While a forwarding waits for an upgrade (``_REFUSAL`` is set), an error answer
-    is read here, before ``ws_connect`` sees it, into that forwarding's ``_Refusal``.
-    """
+    class KeepsRefusals(aiohttp.ClientResponse):
+        """A client response that keeps the body of a refused WebSocket upgrade.
 
-    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
-        response = await super().start(connection)
-        refusal = _REFUSAL.get()
-        if refusal is not None and self.status >= 400:
-            body = bytearray()
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with asyncio.timeout(REFUSAL_READ_TIMEOUT):
-                    while len(body) < MAX_REFUSAL_BYTES:
-                        chunk = await self.content.read(MAX_REFUSAL_BYTES - len(body))
-                        if not chunk:
-                            break
-                        body += chunk
-            refusal.body = bytes(body)
-        return response
+        aiohttp's ``ws_connect`` raises ``WSServerHandshakeError`` with the status and
+        headers only and closes the response, so the Status the other node explained itself
+        with would be lost. While a forwarding waits for an upgrade (``_REFUSAL`` is set), an
+        error answer is read here, before ``ws_connect`` sees it, into that forwarding's
+        ``_Refusal``.
+        """
+
+        async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+            response = await super().start(connection)
+            refusal = _REFUSAL.get()
+            if refusal is not None and self.status >= 400:
+                body = bytearray()
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with asyncio.timeout(REFUSAL_READ_TIMEOUT):
+                        while len(body) < MAX_REFUSAL_BYTES:
+                            chunk = await self.content.read(MAX_REFUSAL_BYTES - len(body))
+                            if not chunk:
+                                break
+                            body += chunk
+                refusal.body = bytes(body)
+            return response
+
+    return KeepsRefusals
 
 
 class Forwarder:
@@ -181,6 +193,7 @@ class Forwarder:
         self.server_domain = server_domain
         self.connect_timeout = connect_timeout
         self._token: str | None = None
+        self._tls: ssl.SSLContext | None = None
         self._session: aiohttp.ClientSession | None = None
         _, cell_path = route_patterns(Kind.CELL)
         _, realm_path = route_patterns(Kind.REALM)
@@ -193,12 +206,19 @@ class Forwarder:
         """Read the token and the CA now, so a wrong path stops kukeond at start."""
         if self.token_file is not None:
             self._token = await asyncio.to_thread(read_token, self.token_file)
-        context = await asyncio.to_thread(_tls_context, self.ca_file)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=context),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
-            response_class=_KeepsRefusals,
-        )
+        self._tls = await asyncio.to_thread(_tls_context, self.ca_file)
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The HTTPS session to the other nodes, made at the first forwarding (it imports
+        aiohttp's client, which a kukeond that never forwards does not load)."""
+        assert self._tls is not None  # made by start(); the forwarding refuses without it
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._tls),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
+                response_class=_keeps_refusals(),
+            )
+        return self._session
 
     async def close(self) -> None:
         if self._session is not None:
@@ -357,7 +377,7 @@ class Forwarder:
                 code=508,
             )
         endpoint = await self._endpoint(what, node)
-        if self._token is None or self._session is None:
+        if self._token is None or self._tls is None:
             raise self._refuse(
                 what,
                 node,
@@ -381,12 +401,11 @@ class Forwarder:
     async def _relay_http(
         self, request: web.Request, url: str, headers: dict[str, str], node: str, what: str
     ) -> web.StreamResponse:
-        assert self._session is not None
         body: AsyncIterator[bytes] | None = (
             request.content.iter_chunked(1 << 16) if request.body_exists else None
         )
         try:
-            async with self._session.request(
+            async with self._client().request(
                 request.method,
                 url,
                 headers=headers,
@@ -444,11 +463,10 @@ class Forwarder:
         what: str,
         subresource: str,
     ) -> web.StreamResponse:
-        assert self._session is not None
         refusal = _Refusal()
         waiting = _REFUSAL.set(refusal)
         try:
-            upstream = await self._session.ws_connect(
+            upstream = await self._client().ws_connect(
                 url,
                 headers=headers,
                 max_msg_size=MAX_MESSAGE_BYTES,

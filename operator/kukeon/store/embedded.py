@@ -30,12 +30,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from kukeon.processes import identify
 
 from .connection import EtcdConfig
-from .pki import EtcdPki, ensure_pki
+
+if TYPE_CHECKING:
+    # Imported where used: pki loads cryptography's x509 (~1.7 MiB of kukeond's RSS,
+    # docs/benchmarks/memory-idle.md), which a kukeond on an external etcd never needs.
+    from .pki import EtcdPki
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +400,8 @@ class EmbeddedEtcd:
     @property
     def pki(self) -> EtcdPki:
         """The certificates (made by the first ``start``)."""
+        from .pki import EtcdPki
+
         return self._pki or EtcdPki(self.data_dir / "pki")
 
     @property
@@ -430,6 +436,8 @@ class EmbeddedEtcd:
 
     def _prepare(self) -> EtcdPki:
         """The data directory (0700), the certificates, and no stale etcd on the data."""
+        from .pki import ensure_pki
+
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
         pki = ensure_pki(self.data_dir / "pki", hosts=self._hosts())

@@ -17,6 +17,16 @@ NOT_KUKEONDS = (
     "pyroute2.iwutil",
     "pyroute2.plan9",
     "sqlite3",
+    # aiohttp's client (kukeon.daemon.leanaiohttp skips the package __init__): ~3.6 MiB.
+    "aiohttp.client",
+    "aiohttp.connector",
+    "aiohttp.cookiejar",
+    "aiohttp.formdata",
+    "aiohttp.tracing",
+    "aiohttp.resolver",
+    # cryptography's x509, for the embedded etcd's certificates only: ~1.7 MiB.
+    "kukeon.store.pki",
+    "cryptography.x509",
     # kukectl's, not the daemon's.
     "kukeon.cli",
     "rich",
@@ -54,3 +64,71 @@ def test_pyroute2_imported_first_is_kept() -> None:
         "print(json.dumps([sys.modules['pyroute2'] is pyroute2, IPRoute is pyroute2.IPRoute]))"
     )
     assert found == [True, True]
+
+
+def test_the_lean_aiohttp_is_the_real_one() -> None:
+    """The names kukeond takes from the lean aiohttp are the ones its ``__init__`` exports;
+    any other name (the client) runs that ``__init__`` then, and the package is whole."""
+    found = printed_after(
+        "import kukeon.daemon.main, kukeon.daemon.app\n"
+        "from kukeon.daemon.leanaiohttp import SERVED\n"
+        "import aiohttp\n"
+        "from aiohttp import web\n"
+        "lean = 'aiohttp.client' not in sys.modules\n"
+        "served = {name: getattr(aiohttp, name) for name in SERVED}\n"
+        "still_lean = 'aiohttp.client' not in sys.modules\n"
+        "from aiohttp import ClientSession\n"
+        "from aiohttp.client import ClientSession as Real\n"
+        "from importlib.metadata import version\n"
+        "print(json.dumps([lean, still_lean, ClientSession is Real,\n"
+        "    aiohttp.ClientSession is Real,\n"
+        "    all(getattr(aiohttp, name) is value for name, value in served.items()),\n"
+        "    aiohttp.web is web, aiohttp.__version__ == version('aiohttp'),\n"
+        "    vars(aiohttp)['__getattr__'].__module__]))"
+    )
+    assert found == [True, True, True, True, True, True, True, "aiohttp"]
+
+
+def test_aiohttp_imported_first_is_kept() -> None:
+    found = printed_after(
+        "import aiohttp\n"
+        "import kukeon.daemon.main\n"
+        "print(json.dumps([sys.modules['aiohttp'] is aiohttp, 'ClientSession' in vars(aiohttp)]))"
+    )
+    assert found == [True, True]
+
+
+def test_forwarding_loads_the_client_when_it_forwards() -> None:
+    """In a lean kukeond, the forwarding's response class (a ClientResponse) is made on
+    first use and still keeps a refused upgrade's body (the whole path between two API
+    servers: tests/integration/daemon/test_forwarding.py)."""
+    found = printed_after(
+        "import asyncio\n"
+        "import kukeon.daemon.main, kukeon.daemon.app\n"
+        "from kukeon.daemon import forwarding\n"
+        "import aiohttp\n"
+        "from aiohttp import web\n"
+        "lean = 'aiohttp.client' not in sys.modules\n"
+        "async def refuse(request):\n"
+        "    return web.json_response({'message': 'not running'}, status=409)\n"
+        "async def main():\n"
+        "    app = web.Application()\n"
+        "    app.router.add_get('/exec', refuse)\n"
+        "    runner = web.AppRunner(app)\n"
+        "    await runner.setup()\n"
+        "    site = web.TCPSite(runner, '127.0.0.1', 0)\n"
+        "    await site.start()\n"
+        "    port = runner.addresses[0][1]\n"
+        "    refusal = forwarding._Refusal()\n"
+        "    forwarding._REFUSAL.set(refusal)\n"
+        "    async with aiohttp.ClientSession(response_class=forwarding._keeps_refusals()) as s:\n"
+        "        try:\n"
+        "            await s.ws_connect(f'http://127.0.0.1:{port}/exec')\n"
+        "        except aiohttp.WSServerHandshakeError as error:\n"
+        "            status = error.status\n"
+        "    await runner.cleanup()\n"
+        "    return status, json.loads(refusal.body)\n"
+        "status, body = asyncio.run(main())\n"
+        "print(json.dumps([lean, status, body]))"
+    )
+    assert found == [True, 409, {"message": "not running"}]
