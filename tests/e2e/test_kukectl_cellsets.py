@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kukeon.api import CELLSET_LABEL, Cell, CellState, Kind
+from kukeon.api import CELLSET_LABEL, Cell, CellSet, CellState, Kind
 from tests.fixtures.kukectl import kukectl, parent_manifests
 from tests.fixtures.kukeond import Kukeond
 
@@ -84,6 +84,7 @@ async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
     assert "Available" in out
 
     await orphan_and_adopt(k, scope)
+    await restart_rolls_every_cell(k, scope)
 
     code, out, err = await kukectl(k, "delete", "cellset", "web", *scope)
     assert code == 0, err
@@ -134,6 +135,43 @@ async def history_and_undo(k: Kukeond, scope: list[str]) -> None:
 async def set_cells(k: Kukeond) -> list[Cell]:
     listed = await k.registry.list(Kind.CELL, (k.realm, "web", "site"))
     return [c for c in listed.items if isinstance(c, Cell) and c.metadata.name.startswith("web-")]
+
+
+async def _set_cells(k: Kukeond) -> set[str]:
+    listed = await k.registry.list(
+        Kind.CELL, (k.realm, "web", "site"), label_selector=f"{CELLSET_LABEL}=web"
+    )
+    return {cell.metadata.name for cell in listed.items if cell.metadata.deletion_timestamp is None}
+
+
+async def _template_hash(k: Kukeond, key: tuple[str, ...]) -> str:
+    found = await k.registry.get(Kind.CELL_SET, key)
+    assert isinstance(found, CellSet)
+    return found.template_hash()
+
+
+async def restart_rolls_every_cell(k: Kukeond, scope: list[str]) -> None:
+    """`rollout restart` replaces each cell by a new one; an apply of the manifest, which
+    does not name the restart's stamp, changes nothing after it."""
+    before = await _set_cells(k)
+    code, out, err = await kukectl(k, "rollout", "restart", "cellset/web", *scope)
+    assert code == 0, err
+    assert out == "cellset/web restarted\n"
+    rollout = ("rollout", "status", "cellset/web", "--timeout", "60s", *scope)
+    code, out, err = await kukectl(k, *rollout)
+    assert code == 0, err
+    after = await _set_cells(k)
+    assert len(after) == 2
+    assert not after & before
+    code, out, err = await kukectl(k, "rollout", "history", "cellset/web", *scope)
+    assert "rollout restart at" in out.splitlines()[-1]
+    key = (k.realm, "web", "site", "web")
+    restarted = await _template_hash(k, key)
+    code, out, err = await kukectl(k, "apply", "-f", "-", stdin=set_manifest(k).encode())
+    assert code == 0, err
+    assert "cellset/web configured" in out  # its change cause, not its template
+    assert await _template_hash(k, key) == restarted
+    assert await _set_cells(k) == after
 
 
 async def orphan_and_adopt(k: Kukeond, scope: list[str]) -> None:

@@ -103,14 +103,22 @@ class LabelSelector(KukeonModel):
     """The labels that make a cell the set's (required, non-empty, in the template's)."""
 
 
+def _empty_map_as_none(value: Any) -> Any:
+    # Unset and {} are one template: the hash (and so the cells) must not tell them apart.
+    return None if value == {} else value
+
+
 class TemplateMeta(KukeonModel):
     labels: StringMap = Field(default_factory=dict)
     """Every cell of the set carries them (and the set's own two labels)."""
+    annotations: Annotated[dict[str, str] | None, BeforeValidator(_empty_map_as_none)] = None
+    """Every cell of the set carries them; a change rolls the cells, as any change of the
+    template (`kukectl rollout restart` sets `kukeon.io/restartedAt` here)."""
 
 
 class CellSetTemplate(KukeonModel):
     metadata: TemplateMeta = Field(default_factory=TemplateMeta)
-    """The cells' labels."""
+    """The cells' labels and annotations."""
     spec: CellTemplate | None = None
     """The cells' spec. Left out only beside `spec.profile`: the API server then fills it
     with the profile's cell (a stored set always has it)."""
@@ -290,7 +298,11 @@ class CellSet(Resource[CellSetSpec, CellSetStatus]):
         return {
             "apiVersion": API_VERSION,
             "kind": Kind.CELL.value,
-            "metadata": {"name": name, "labels": self.cell_labels(hash_)},
+            "metadata": {
+                "name": name,
+                "labels": self.cell_labels(hash_),
+                "annotations": dict(self.spec.template.metadata.annotations or {}),
+            },
             "spec": spec,
         }
 

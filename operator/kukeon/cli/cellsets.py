@@ -1,5 +1,5 @@
 """kukectl's CellSet commands: ``scale cellset/NAME --replicas N``, ``rollout status``,
-``rollout history`` and ``rollout undo``.
+``rollout history``, ``rollout undo`` and ``rollout restart``.
 
 `get cellsets`, `describe cellset`, `apply` and `delete` are the generic commands (a
 CellSet is a kind like the others); the table columns and describe lines they show for a
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 
 import click
 
@@ -24,6 +25,7 @@ from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION, PROGRESS_DEADLINE_EXCEED
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
+from .lifecycle import RESTARTED_AT
 from .params import DURATION, scope_options
 from .runner import EXIT_USAGE, fail, run, stderr
 
@@ -139,6 +141,35 @@ def rollout_status(
             if loop.time() >= deadline:
                 fail(f"timed out after {timeout:g}s waiting for cellset/{key[-1]}: {at}")
             await asyncio.sleep(POLL_EVERY)
+
+    run(ctx, work)
+
+
+@rollout.command("restart")
+@click.argument("name", nargs=-1, required=True, metavar="cellset/NAME")
+@scope_options
+@click.pass_context
+def rollout_restart(
+    ctx: click.Context, name: tuple[str, ...], realm: str, space: str, stack: str
+) -> None:
+    """Replace every cell of a CellSet with a new one, a few at a time as its strategy says
+    (kubectl's rollout restart: a `kukeon.io/restartedAt` annotation in the template).
+
+    \b
+    Examples:
+      kukectl rollout restart cellset/web
+      kukectl rollout restart cellset/web && kukectl rollout status cellset/web
+    """
+    key = (realm, space, stack, set_named(name))
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    patch = {
+        "metadata": {"annotations": {CHANGE_CAUSE_ANNOTATION: f"rollout restart at {stamp}"}},
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
+    }
+
+    async def work(client: ApiClient) -> None:
+        await client.patch(Kind.CELL_SET, key, patch)
+        click.echo(f"cellset/{key[-1]} restarted")
 
     run(ctx, work)
 

@@ -230,6 +230,28 @@ def _updated_secret(desired: Secret, current: AnyResource) -> AnyResource | None
     return desired.model_copy(update={"metadata": metadata})
 
 
+def _template_annotations(spec: dict[str, Any]) -> dict[str, Any]:
+    found: Any = spec
+    for field in ("template", "metadata", "annotations"):
+        found = found.get(field) if isinstance(found, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def _keep_system_template_annotations(desired: dict[str, Any], current: dict[str, Any]) -> None:
+    """A set template's `kukeon.io/` annotations (`rollout restart`'s `restartedAt`) survive
+    an apply that does not name them, as kubectl's apply keeps them: dropping one would
+    roll every cell of the set again."""
+    kept = {
+        key: value
+        for key, value in _template_annotations(current).items()
+        if key.startswith(SYSTEM_ANNOTATION_PREFIX)
+    }
+    if not kept or not isinstance(desired.get("template"), dict):
+        return
+    metadata = desired["template"].setdefault("metadata", {})
+    metadata["annotations"] = kept | _template_annotations(desired)
+
+
 def updated_object(desired: AnyResource, current: AnyResource) -> AnyResource | None:
     """What to PUT so ``current`` matches ``desired``, or None when nothing differs.
 
@@ -244,6 +266,8 @@ def updated_object(desired: AnyResource, current: AnyResource) -> AnyResource | 
     for field in SERVER_OWNED_SPEC_FIELDS.get(kind, frozenset()):
         if field not in desired_spec and field in current_spec:
             desired_spec[field] = current_spec[field]
+    if kind == Kind.CELL_SET:
+        _keep_system_template_annotations(desired_spec, current_spec)
     annotations = {
         key: value
         for key, value in current.metadata.annotations.items()

@@ -576,6 +576,9 @@ _SET_FIELDS: dict[str, Verdict] = {
     "CellSet.spec.template.metadata.labels": Effect(
         f"{_SET_UNIT}::test_cells_are_named_and_labelled"
     ),
+    "CellSet.spec.template.metadata.annotations": Effect(
+        f"{_SET_UNIT}::test_template_annotations_go_to_the_cells_and_roll_them"
+    ),
     "CellSet.spec.strategy.type": Effect(f"{_SET_PLAN}::test_recreate_removes_the_old_first"),
     "CellSet.spec.strategy.rollingUpdate.maxSurge": Effect(
         f"{_SET_PLAN}::test_a_rollout_keeps_within_surge_and_unavailability"

@@ -83,6 +83,25 @@ def test_the_hash_follows_the_template_only() -> None:
     assert one.template_hash() == scaled.template_hash() != changed.template_hash()
 
 
+def test_template_annotations_go_to_the_cells_and_roll_them() -> None:
+    plain = parse_resource(set_doc())
+    assert isinstance(plain, CellSet)
+    # What the hash was before templates had annotations: an upgrade rolls no set.
+    assert plain.template_hash() == "031bb943"
+    doc = set_doc()
+    doc["spec"]["template"]["metadata"]["annotations"] = {}
+    empty = parse_resource(doc)
+    assert isinstance(empty, CellSet)
+    assert empty.template_hash() == plain.template_hash()
+    doc["spec"]["template"]["metadata"]["annotations"] = {"kukeon.io/restartedAt": "now"}
+    restarted = parse_resource(doc)
+    assert isinstance(restarted, CellSet)
+    hash_ = restarted.template_hash()
+    assert hash_ != plain.template_hash()
+    cell = parse_resource(restarted.cell_document(f"web-{hash_}-abcde", hash_))
+    assert cell.metadata.annotations == {"kukeon.io/restartedAt": "now"}
+
+
 def test_the_selector_must_match_the_template_labels() -> None:
     doc = set_doc(selector={"matchLabels": {"app": "api"}})
     assert "needs app=api" in errors_of(doc)["spec.selector.matchLabels"]

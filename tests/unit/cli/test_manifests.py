@@ -212,3 +212,35 @@ spec: {}
     documents = load_documents([Source("m.yaml", MIXED), Source("node.yaml", node)])
     assert apply_order(documents)[0].name == "node/n1"
     assert delete_order(documents)[-1].name == "node/n1"
+
+
+def test_a_restart_stamp_in_a_set_template_survives_apply() -> None:
+    """`rollout restart` writes `kukeon.io/restartedAt` into the template; an apply of the
+    manifest, which does not name it, keeps it (else every cell would roll again)."""
+    manifest: dict[str, Any] = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "CellSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "realmId": "r",
+            "spaceId": "s",
+            "stackId": "st",
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}, "annotations": {"team": "a"}},
+                "spec": {"containers": [{"id": "main", "image": "busybox"}]},
+            },
+        },
+    }
+    restarted = to_document(parse_resource(manifest))
+    restarted["spec"]["template"]["metadata"]["annotations"]["kukeon.io/restartedAt"] = "t1"
+    restarted["metadata"] = {**restarted["metadata"], "resourceVersion": "5", "uid": "u"}
+    current = parse_resource(restarted)
+    assert updated_object(parse_resource(manifest), current) is None
+    manifest["spec"]["template"]["metadata"]["annotations"] = {"team": "b"}
+    update = updated_object(parse_resource(manifest), current)
+    assert update is not None
+    assert to_document(update)["spec"]["template"]["metadata"]["annotations"] == {
+        "kukeon.io/restartedAt": "t1",
+        "team": "b",
+    }
