@@ -19,7 +19,11 @@ table, netns dir and subnet pool), then:
   spec builder, each task in its own cgroup) and times each from the batch's start to its
   Tasks.Start answer. That baseline has no network namespace and no CNI: the difference is
   what kukeon's control plane (etcd, watch, queues, status writes) and the cell's network
-  (netns, CNI bridge ADD, hosts files) add.
+  (netns, bridge attachment, hosts files) add;
+- for each size in ``--host-network-sizes`` (1 by default), the same rounds again with
+  cells whose container sets ``hostNetwork: true`` (no namespace, no attachment, no hosts
+  files), each alternating with a direct round of its own: what the control plane alone
+  adds. A round runs the host-network cells, their direct batch, the bridged cells, theirs.
 
 kukeond's event-loop lag (``kukeon_event_loop_lag_seconds`` on its /metrics) is read before
 and after the rounds: how often, and for how long, one callback held the loop while the
@@ -28,7 +32,8 @@ mode (slower), which logs every callback that held the loop over 50 ms by name; 
 report lists the slowest.
 
     .venv/bin/python bench/cell_bench.py [--sizes 1,10,50] [--rounds 5,3,1] \
-        [--loop-priority] [--asyncio-debug] [--output docs/benchmarks/cells.md]
+        [--host-network-sizes 1] [--loop-priority] [--asyncio-debug] \
+        [--output docs/benchmarks/cells.md]
 """
 
 from __future__ import annotations
@@ -130,10 +135,13 @@ def slow_callbacks(log: Path, *, offset: int, limit: int = 5) -> list[tuple[floa
 @dataclass
 class SizeResult:
     size: int
+    host_network: bool = False
     kukeon: list[float] = field(default_factory=list)
     direct: list[float] = field(default_factory=list)
     kukeon_all_ready: list[float] = field(default_factory=list)
     direct_all_started: list[float] = field(default_factory=list)
+    round_ratios: list[float] = field(default_factory=list)
+    """Per round, kukeon's p50 over the direct batch's p50 that followed it."""
 
 
 @dataclass
@@ -156,13 +164,15 @@ class Bench:
 
     # --- kukeond ------------------------------------------------------------------------
 
-    def cell(self, name: str) -> Any:
-        return cell_document(
-            name, [{"id": "main", "image": IMAGE, "command": SLEEPER[0], "args": SLEEPER[1:]}]
-        )
+    def cell(self, name: str, *, host_network: bool = False) -> Any:
+        container = {"id": "main", "image": IMAGE, "command": SLEEPER[0], "args": SLEEPER[1:]}
+        if host_network:
+            container["hostNetwork"] = True
+        return cell_document(name, [container])
 
     async def kukeon_round(self, size: int, number: int, result: SizeResult) -> None:
-        names = [f"b{size}-{number}-{i}" for i in range(size)]
+        prefix = "h" if result.host_network else "b"
+        names = [f"{prefix}{size}-{number}-{i}" for i in range(size)]
         since = await self.registry.current_revision()
         ready: dict[str, float] = {}
         all_ready = asyncio.Event()
@@ -180,7 +190,7 @@ class Bench:
         created: dict[str, float] = {}
 
         async def create(name: str) -> None:
-            await self.registry.create(self.cell(name))
+            await self.registry.create(self.cell(name, host_network=result.host_network))
             created[name] = time.perf_counter()
 
         try:
@@ -203,7 +213,8 @@ class Bench:
     # --- containerd alone ---------------------------------------------------------------
 
     async def direct_round(self, size: int, number: int, result: SizeResult) -> None:
-        ids = [f"d{size}-{number}-{i}" for i in range(size)]
+        prefix = "dh" if result.host_network else "d"
+        ids = [f"{prefix}{size}-{number}-{i}" for i in range(size)]
         containers = self.containerd.containers(DIRECT_NAMESPACE)
         tasks = self.containerd.tasks(DIRECT_NAMESPACE)
         logs = self.base / "direct-logs"
@@ -226,8 +237,11 @@ class Bench:
 
         started = time.perf_counter()
         finished = await asyncio.gather(*(run(container_id) for container_id in ids))
-        result.direct.extend(moment - started for moment in finished)
+        times = [moment - started for moment in finished]
+        result.direct.extend(times)
         result.direct_all_started.append(max(finished) - started)
+        kukeon_round = result.kukeon[-size:]
+        result.round_ratios.append(percentile(kukeon_round, 0.5) / percentile(times, 0.5))
 
         async def remove(container_id: str) -> None:
             await tasks.stop(container_id, grace_period=2.0)
@@ -243,10 +257,23 @@ def rounds_for(sizes: list[int], rounds: list[int]) -> Iterator[tuple[int, int]]
             yield size, number
 
 
+def rows_for(sizes: list[int], host_network_sizes: list[int]) -> dict[int, list[SizeResult]]:
+    """Each size's rows in the order a round runs them: host-network cells (when the size
+    is in ``host_network_sizes``), then bridged ones."""
+    return {
+        size: [
+            *([SizeResult(size, host_network=True)] if size in host_network_sizes else []),
+            SizeResult(size),
+        ]
+        for size in sizes
+    }
+
+
 async def bench(
     sizes: list[int],
     rounds: list[int],
     *,
+    host_network_sizes: list[int],
     asyncio_debug: bool = False,
     loop_priority: bool = False,
 ) -> tuple[list[SizeResult], Bench, str]:
@@ -288,27 +315,39 @@ async def bench(
         state.rss_idle = rss_mib(plane.daemon.pid)
         state.lag_before = await asyncio.to_thread(read_loop_lag, config.metrics_address)
         log_offset = plane.log.stat().st_size
-        results = {size: SizeResult(size) for size in sizes}
+        results = rows_for(sizes, host_network_sizes)
         for size, number in rounds_for(sizes, rounds):
             print(f"size {size} round {number}", file=sys.stderr)
-            await state.kukeon_round(size, number, results[size])
-            await state.direct_round(size, number, results[size])
+            for row in results[size]:
+                await state.kukeon_round(size, number, row)
+                await state.direct_round(size, number, row)
         state.lag_after = await asyncio.to_thread(read_loop_lag, config.metrics_address)
         state.slow_callbacks = slow_callbacks(plane.log, offset=log_offset)
-        return list(results.values()), state, plane.version
+        rows = [row for size in sizes for row in results[size]]
+        return rows, state, plane.version
 
 
-def report(results: list[SizeResult], state: Bench, *, version: str, command: str) -> str:
+def report(
+    results: list[SizeResult],
+    state: Bench,
+    *,
+    version: str,
+    command: str,
+    load_at_start: tuple[float, float, float],
+) -> str:
     rows = []
     for result in results:
         k50, k95 = percentile(result.kukeon, 0.5), percentile(result.kukeon, 0.95)
         d50, d95 = percentile(result.direct, 0.5), percentile(result.direct, 0.95)
+        cells = f"{result.size} (hostNetwork)" if result.host_network else str(result.size)
         rows.append(
-            f"| {result.size} | {len(result.kukeon)} | {k50 * 1000:.0f} ms | {k95 * 1000:.0f} ms "
-            f"| {d50 * 1000:.0f} ms | {d95 * 1000:.0f} ms | {k50 / d50:.1f} | {k95 / d95:.1f} "
+            f"| {cells} | {len(result.kukeon)} | {k50 * 1000:.0f} ms | {k95 * 1000:.0f} ms "
+            f"| {d50 * 1000:.0f} ms | {d95 * 1000:.0f} ms | {k50 / d50:.2f} | {k95 / d95:.2f} "
+            f"| {percentile(result.round_ratios, 0.5):.2f} "
             f"| {max(result.kukeon_all_ready):.2f} s | {max(result.direct_all_started):.2f} s |"
         )
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    start_load = ", ".join(f"{value:.2f}" for value in load_at_start)
     mode = " (kukeond in asyncio debug mode: slower, not comparable)" if state.asyncio_debug else ""
     return "\n".join(
         [
@@ -327,14 +366,19 @@ def report(results: list[SizeResult], state: Bench, *, version: str, command: st
             "files, container and started task are all done by then). Direct: the same N",
             "containers created and started with containerd alone (Containers.Create,",
             "Tasks.Create, Tasks.Start; the same OCI spec builder; no netns, no CNI), timed from",
-            "the batch's start to each Tasks.Start answer. Rounds alternate kukeon and direct.",
+            "the batch's start to each Tasks.Start answer. Rounds alternate kukeon and direct",
+            "(the rounds' ratio: each round's kukeon p50 over the direct batch's after it);",
+            "a `hostNetwork` row's cells set `hostNetwork: true` on their container (no",
+            "namespace, attachment or hosts files) and alternate with a direct batch of their own.",
             "",
             f"Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{mode}, containerd {version}, "
-            f"{platform.machine()}, {os.cpu_count()} cores, load average {load} at the end:",
+            f"{platform.machine()}, {os.cpu_count()} cores, load average {start_load} at the "
+            f"start, {load} at the end:",
             "",
             "| cells | samples | kukeon p50 | kukeon p95 | direct p50 | direct p95 "
-            "| p50 ratio | p95 ratio | kukeon all Ready | direct all started |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| p50 ratio | p95 ratio | rounds' p50 ratio, median "
+            "| kukeon all Ready | direct all started |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"kukeond RSS: {state.rss_idle:.1f} MiB idle (realm, space, stack and the keeper "
@@ -378,6 +422,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50")
     parser.add_argument("--rounds", default="5,3,1", help="rounds per size")
+    parser.add_argument(
+        "--host-network-sizes",
+        default="1",
+        help="sizes also run as hostNetwork cells, in the same rounds ('' for none)",
+    )
     parser.add_argument("--output", type=Path, help="also write the markdown report here")
     parser.add_argument(
         "--loop-priority",
@@ -394,16 +443,21 @@ def main() -> None:
         raise SystemExit("run as root: containerd, runc, CNI and cgroups need it")
     sizes = [int(part) for part in args.sizes.split(",")]
     rounds = [int(part) for part in args.rounds.split(",")]
+    host_network_sizes = [int(part) for part in args.host_network_sizes.split(",") if part]
+    load_at_start = os.getloadavg()
     results, state, version = asyncio.run(
         bench(
             sizes,
             rounds,
+            host_network_sizes=host_network_sizes,
             asyncio_debug=args.asyncio_debug,
             loop_priority=args.loop_priority,
         )
     )
     command = ".venv/bin/python bench/cell_bench.py " + " ".join(sys.argv[1:])
-    text = report(results, state, version=version, command=command.strip())
+    text = report(
+        results, state, version=version, command=command.strip(), load_at_start=load_at_start
+    )
     print(text)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
