@@ -27,6 +27,7 @@ from kukeon.apiserver.writerules import (
     ContainerCheck,
     check_acted_on,
     check_finalizers,
+    check_labels,
     check_networks,
     check_runnable,
 )
@@ -77,6 +78,7 @@ class HandlerBase:
         if target.subresource is not None:
             return  # status: only admins (the controllers) write it
         check_finalizers(target, res, current)
+        check_labels(target, res, current)
         check_acted_on(target, res, current)
         check_runnable(target, res, current, self._container_check)
         await self._store(target, check_port_claims(self._registry, res, current))

@@ -40,6 +40,7 @@ from kukeon.apiserver.status import ApiError, Cause
 from kukeon.apiserver.target import Target
 from kukeon.client.paths import KINDS
 from kukeon.store import MAX_DOCUMENT_BYTES, NotFound
+from kukeon.store.selectors import label_key_problem, label_value_problem
 
 
 def prepare(body: Any, target: Target, *, name_from_url: bool) -> dict[str, Any]:
@@ -172,6 +173,42 @@ def check_finalizers(target: Target, res: AnyResource, current: AnyResource | No
             name=target.name,
             causes=[Cause("metadata.finalizers", why)],
         )
+
+
+def check_labels(target: Target, res: AnyResource, current: AnyResource | None) -> None:
+    """A label is there to be selected (`-l`, a set's selector, `nodeSelector`): one no
+    selector can name (`a b`, `x,y`, a value of 64 characters) is refused, as Kubernetes
+    refuses it, in an object's labels and in a set's template (its cells' labels). Labels
+    an object already had are left alone, so a legacy one does not block other changes."""
+    causes = _label_causes("metadata.labels", res.metadata.labels, _labels_of(current))
+    if isinstance(res, CellSet):
+        kept = current.spec.template.metadata.labels if isinstance(current, CellSet) else {}
+        template = res.spec.template.metadata.labels
+        causes += _label_causes("spec.template.metadata.labels", template, kept)
+    if causes:
+        raise ApiError(
+            422,
+            f"{target.label()}: {causes[0].field}: {causes[0].message}",
+            reason="Invalid",
+            kind=target.kind.value,
+            name=target.name,
+            causes=causes,
+        )
+
+
+def _labels_of(res: AnyResource | None) -> Mapping[str, str]:
+    return res.metadata.labels if res is not None else {}
+
+
+def _label_causes(field: str, labels: Mapping[str, str], kept: Mapping[str, str]) -> list[Cause]:
+    causes: list[Cause] = []
+    for key, value in labels.items():
+        if key in kept and kept[key] == value:
+            continue
+        for problem, shown in ((label_key_problem(key), key), (label_value_problem(value), value)):
+            if problem is not None:
+                causes.append(Cause(f"{field}[{quote(key)}]", f"{quote(shown)} {problem}"))
+    return causes
 
 
 _NOT_ACTED_ON: dict[str, str] = {}

@@ -15,6 +15,30 @@ from .errors import Invalid
 
 _KEY = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_NAME_MAX = 63
+"""A label key's name (after any `prefix/`) and a label value: at most this many characters."""
+LABEL_PREFIX_MAX = 253
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a label key (one a selector can name), or None."""
+    prefix, _, name = key.rpartition("/")
+    if not _KEY.match(key) or len(name) > LABEL_NAME_MAX or len(prefix) > LABEL_PREFIX_MAX:
+        return (
+            "is not a label key: [prefix/]name, the name at most 63 letters, digits, '-', '_' "
+            "and '.', alphanumeric at both ends"
+        )
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a label value (one a selector can name), or None."""
+    if not _VALUE.match(value) or len(value) > LABEL_NAME_MAX:
+        return (
+            "is not a label value: empty, or at most 63 letters, digits, '-', '_' and '.', "
+            "alphanumeric at both ends"
+        )
+    return None
 
 
 class Operator(StrEnum):
@@ -79,9 +103,9 @@ def parse_selector(selector: str | None) -> LabelSelector:
         else:
             key, value, operator = term, "", Operator.EXISTS
         key, value = key.strip(), value.strip()
-        if not _KEY.match(key):
+        if label_key_problem(key) is not None:
             raise _invalid(selector, term, f"has an invalid label key {key!r}")
-        if not _VALUE.match(value) or len(value) > 63:
+        if label_value_problem(value) is not None:
             raise _invalid(selector, term, f"has an invalid label value {value!r}")
         requirements.append(Requirement(key, operator, value))
     return LabelSelector(tuple(requirements))

@@ -1,0 +1,94 @@
+"""Labels are there to be selected: one no selector can name is refused on write (422
+naming it), in an object's labels and in a set's template; a legacy one stored before does
+not block the object's other changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from kukeon.api import parse_resource
+from kukeon.api.meta import quote
+from kukeon.store import Registry
+from tests.integration.apiserver.conftest import Api, cell_doc, realm_doc, space_doc, stack_doc
+from tests.integration.apiserver.test_cellsets_api import set_doc
+
+pytestmark = pytest.mark.integration
+
+V = "/apis/kukeon.io/v1beta1"
+STACK = f"{V}/realms/team/spaces/s/stacks/st"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+async def _answer(response: aiohttp.ClientResponse) -> tuple[int, dict[str, Any]]:
+    return response.status, await response.json()
+
+
+def _fields(body: dict[str, Any]) -> list[str]:
+    return [cause["field"] for cause in body.get("details", {}).get("causes", [])]
+
+
+@pytest.fixture
+async def stack(api: Api, http: aiohttp.ClientSession) -> None:
+    for path, doc in (
+        (f"{V}/realms", realm_doc("team")),
+        (f"{V}/realms/team/spaces", space_doc("s")),
+        (f"{V}/realms/team/spaces/s/stacks", stack_doc("st")),
+    ):
+        status, body = await _answer(await http.post(path, json=doc))
+        assert status == 201, body
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("a b", "c"),  # a space: `-l 'a b=c'` is no selector
+        ("tier", "x,y"),  # a comma splits a selector's terms
+        ("tier", "v" * 64),  # Kubernetes' 63
+        ("-tier", "x"),
+        ("tier", "new\nline"),
+        ("p" * 254 + "/name", "x"),
+    ],
+)
+async def test_a_label_no_selector_can_name_is_refused(
+    stack: None, http: aiohttp.ClientSession, key: str, value: str
+) -> None:
+    status, body = await _answer(
+        await http.post(f"{STACK}/cells", json=cell_doc("c", **{key: value}))
+    )
+    assert status == 422, body
+    assert _fields(body) == [f"metadata.labels[{quote(key)}]"]
+    # Nothing was written.
+    status, _ = await _answer(await http.get(f"{STACK}/cells/c"))
+    assert status == 404
+
+
+async def test_labels_are_checked_in_patches_and_set_templates(
+    stack: None, http: aiohttp.ClientSession
+) -> None:
+    status, body = await _answer(await http.post(f"{STACK}/cells", json=cell_doc("c", app="web")))
+    assert status == 201, body
+    patch = {"metadata": {"labels": {"bad key": "x"}}}
+    status, body = await _answer(await http.patch(f"{STACK}/cells/c", json=patch, headers=MERGE))
+    assert status == 422, body
+    assert _fields(body) == ["metadata.labels['bad key']"]
+
+    cellset = set_doc()
+    cellset["spec"]["template"]["metadata"]["labels"]["team name"] = "a"
+    status, body = await _answer(await http.post(f"{STACK}/cellsets", json=cellset))
+    assert status == 422, body
+    assert _fields(body) == ["spec.template.metadata.labels['team name']"]
+
+
+async def test_a_legacy_label_does_not_block_other_changes(
+    stack: None, api: Api, http: aiohttp.ClientSession, registry: Registry
+) -> None:
+    document = cell_doc("old", **{"legacy key": "x"})
+    document["spec"] = {**document["spec"], "realmId": "team", "spaceId": "s", "stackId": "st"}
+    await registry.create(parse_resource(document))  # as stored before the check existed
+    patch = {"metadata": {"labels": {"app": "web"}}}
+    status, body = await _answer(await http.patch(f"{STACK}/cells/old", json=patch, headers=MERGE))
+    assert status == 200, body
+    assert body["metadata"]["labels"] == {"legacy key": "x", "app": "web"}
