@@ -24,16 +24,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
+import grpc
 from aetcd import rpc
 
 from kukeon.retrying import Backoff
 from kukeon.store import EtcdClient
-
-from .waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +172,53 @@ async def _put(client: EtcdClient, key: bytes, value: bytes, lease_id: int) -> N
     )
 
 
-async def _create_if_absent(client: EtcdClient, key: bytes, value: bytes, lease_id: int) -> bool:
+class _WatchBroken(Exception):  # noqa: N818 (a state: the watch must be replaced)
+    """A watch of one key ended without our asking: compacted, cancelled, closed or failed."""
+
+
+async def _key_events(client: EtcdClient, key: bytes, *, after: int) -> AsyncGenerator[Any, None]:
+    """Every etcd event of ``key`` with revision > ``after``, in order.
+
+    Never ends by itself: ``_WatchBroken`` when the stream stops (etcd compacted ``after``,
+    cancelled the watch, the member lost its cluster's leader: the client's ``hasleader``
+    metadata, or the connection failed). The caller decides what a break means.
+    """
+    await client.connect()
+    create = rpc.WatchRequest(
+        create_request=rpc.WatchCreateRequest(key=key, start_revision=after + 1)
+    )
+    stop = asyncio.Event()
+
+    async def requests() -> AsyncIterator[Any]:
+        yield create
+        await stop.wait()
+
+    call = client.watchstub.Watch(requests(), metadata=client.metadata)
+    try:
+        async for response in call:
+            if response.compact_revision:
+                raise _WatchBroken(f"compacted up to revision {response.compact_revision}")
+            if response.canceled:
+                raise _WatchBroken(f"cancelled by etcd: {response.cancel_reason}")
+            for event in response.events:
+                yield event
+    except grpc.aio.AioRpcError as error:
+        raise _WatchBroken(f"{error.code().name}: {error.details()}") from error
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # our reader is being cancelled, not just the gRPC call
+        # grpc.aio cancels the call when the channel closes or is reset.
+        raise _WatchBroken("the watch call was cancelled") from None
+    finally:
+        stop.set()
+        call.cancel()
+    raise _WatchBroken("etcd closed the watch stream")
+
+
+async def _claim(client: EtcdClient, key: bytes, value: bytes, lease_id: int) -> tuple[int, int]:
+    """Create ``key`` on ``lease_id`` if absent: (the lease holding it now, 0 for none;
+    the revision that answer is true at). One Txn: the holder is read in its failure branch."""
     await client.connect()
     request = rpc.TxnRequest(
         compare=[
@@ -182,10 +227,24 @@ async def _create_if_absent(client: EtcdClient, key: bytes, value: bytes, lease_
             )
         ],
         success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease_id))],
-        failure=[],
+        failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
     )
     response = await client.kvstub.Txn(request, timeout=_REQUEST_TIMEOUT, metadata=client.metadata)
-    return bool(response.succeeded)
+    revision = int(response.header.revision)
+    if response.succeeded:
+        return lease_id, revision
+    kvs = response.responses[0].response_range.kvs
+    return (int(kvs[0].lease) if kvs else 0), revision  # (never absent: one Txn is atomic)
+
+
+async def _holder(client: EtcdClient, key: bytes) -> tuple[int, int]:
+    """The lease holding ``key`` (0: absent) and the revision that read is true at."""
+    await client.connect()
+    response = await client.kvstub.Range(
+        rpc.RangeRequest(key=key), timeout=_REQUEST_TIMEOUT, metadata=client.metadata
+    )
+    lease = int(response.kvs[0].lease) if response.kvs else 0
+    return lease, int(response.header.revision)
 
 
 class LeaderInfo(NamedTuple):
@@ -194,11 +253,26 @@ class LeaderInfo(NamedTuple):
     acquired_at: str
 
 
+_WATCH_WORKED_SECONDS = 1.0
+"""A key watch open this long before it broke was working: the next opens at once."""
+
+CONFIRM_WITHIN = 1.0
+"""A leader whose key watch broke has this long (or less: what its lease is still
+trusted) to read the key back as its own; then it steps down. The polling this watch
+replaced noticed a lost key within about a second too."""
+
+
 class LeaderElection:
     """Campaign for ``<prefix>/leases/leader/<name>`` and run ``lead`` while holding it.
 
-    ``lead`` is cancelled (and awaited) as soon as the lease is lost or ``run`` is
-    cancelled; then the election starts over with a fresh lease.
+    No polling: a follower watches the key for its deletion (etcd's ``waitDeletes``) and
+    the leader watches it from the revision it won it at, so no change is missed. ``lead``
+    is cancelled (and awaited) as soon as the leader cannot be sure it holds the key: the
+    key deleted or put by another holder (a watch event), the lease no longer trusted
+    (``LeaseSession.lost``), or the watch broken (compacted, cancelled, connection lost)
+    and the key not read back as ours within ``CONFIRM_WITHIN``. A leader that stepped
+    down campaigns again on the same lease while it is trusted (a key still on it is won
+    back at once); a lost lease starts over with a fresh one. ``run`` cancelled: likewise.
     """
 
     def __init__(
@@ -219,7 +293,8 @@ class LeaderElection:
         self.identity = f"{node_name}/{uuid.uuid4().hex[:12]}"
         self._ttl = ttl
         self._refresh_interval = refresh_interval
-        self._poll_interval = poll_interval
+        self._retry_interval = poll_interval
+        """The pause after a failed campaign step or a broken follower's watch."""
         self.is_leader = False
         self.release_on_exit = True
         """False leaves the lease to expire on exit (what a crash does; tests use it)."""
@@ -236,12 +311,8 @@ class LeaderElection:
         data = json.loads(kv.value)
         return LeaderInfo(data["node"], data["identity"], data["acquiredAt"])
 
-    async def _holds(self, session: LeaseSession) -> bool:
-        kv = await _get(self._client, self.key)
-        return kv is not None and kv.lease == session.lease_id
-
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
-        backoff = Backoff(self._poll_interval, max(self._ttl, 1))
+        backoff = Backoff(self._retry_interval, max(self._ttl, 1))
         while True:
             session = LeaseSession(
                 client=self._client,
@@ -266,43 +337,125 @@ class LeaderElection:
     async def _campaign_and_lead(
         self, session: LeaseSession, lead: Callable[[], Awaitable[None]]
     ) -> None:
+        """Win the key and lead, again and again, until the session's lease is lost."""
         value = json.dumps(
             {"node": self.node_name, "identity": self.identity, "acquiredAt": _now_iso()}
         ).encode()
         while not session.lost.is_set():
+            won_at = await _until_lost(session, self._campaign(session, value))
+            if won_at is None or session.lost.is_set():
+                return
+            await self._lead(session, lead, won_at)
+
+    async def _campaign(self, session: LeaseSession, value: bytes) -> int:
+        """The revision at which the key is ours (created on our lease, or still on it)."""
+        while True:
             try:
-                won = await self._holds(session)
-                if not won and await _get(self._client, self.key) is None:
-                    won = await _create_if_absent(self._client, self.key, value, session.lease_id)
+                holder, revision = await _claim(self._client, self.key, value, session.lease_id)
             except Exception as error:
                 log.info("election %s: campaign step failed (%r)", self.name, error)
-                won = False
-            if won:
-                await self._lead(session, lead)
-                return
-            await wait_event(session.lost, self._poll_interval)
+                await asyncio.sleep(self._retry_interval)
+                continue
+            if holder == session.lease_id:
+                return revision
+            if not await self._wait_deleted(after=revision):
+                await asyncio.sleep(self._retry_interval)
 
-    async def _lead(self, session: LeaseSession, lead: Callable[[], Awaitable[None]]) -> None:
+    async def _wait_deleted(self, *, after: int) -> bool:
+        """Until the key is deleted after revision ``after`` (True), or the watch broke."""
+        events = _key_events(self._client, self.key, after=after)
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if event.type == rpc.Event.EventType.DELETE:
+                        return True
+        except _WatchBroken as error:
+            log.info("election %s: the leader key's watch broke (%s)", self.name, error)
+        return False
+
+    async def _lead(
+        self, session: LeaseSession, lead: Callable[[], Awaitable[None]], won_at: int
+    ) -> None:
         self.is_leader = True
         self.terms += 1
         log.info("election %s: %s is the leader", self.name, self.identity)
         task = asyncio.ensure_future(lead())
         try:
-            while not session.lost.is_set():
-                if await wait_event(session.lost, self._poll_interval):
-                    break
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(self._poll_interval):
-                        holds = await self._holds(session)
-                    if not holds:
-                        log.warning("election %s: the leader key is no longer ours", self.name)
-                        break
-            log.warning("election %s: %s lost the leadership", self.name, self.identity)
+            reason = await _until_lost(session, self._until_not_ours(session, after=won_at))
         finally:
             self.is_leader = False
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        log.warning(
+            "election %s: %s lost the leadership (%s)",
+            self.name,
+            self.identity,
+            reason or "the lease is no longer trusted",
+        )
+
+    async def _until_not_ours(self, session: LeaseSession, *, after: int) -> str:
+        """Watch the key from revision ``after`` (when it was ours); return why it may not be."""
+        # A watch etcd keeps refusing at once must not turn into a loop of reads: the next
+        # one waits (up to CONFIRM_WITHIN, like the polling this replaced); changes in
+        # between are not missed, the watch resumes from the read's revision.
+        backoff = Backoff(0.05, CONFIRM_WITHIN)
+        while True:
+            opened = time.monotonic()
+            events = _key_events(self._client, self.key, after=after)
+            try:
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        if event.type == rpc.Event.EventType.DELETE:
+                            return "the leader key was deleted"
+                        if event.kv.lease != session.lease_id:
+                            return "the leader key was put by another holder"
+            except _WatchBroken as error:
+                log.info("election %s: the leader key's watch broke (%s)", self.name, error)
+            confirmed_at = await self._confirm(session)
+            if confirmed_at is None:
+                return "the leader key could not be read back as ours after its watch broke"
+            after = confirmed_at
+            if time.monotonic() - opened >= _WATCH_WORKED_SECONDS:
+                backoff.reset()
+            else:
+                await backoff.sleep()
+
+    async def _confirm(self, session: LeaseSession) -> int | None:
+        """The revision at which a read found the key on our lease; None: not ours, or no
+        answer within ``CONFIRM_WITHIN`` (and while the lease is trusted)."""
+        deadline = min(time.monotonic() + CONFIRM_WITHIN, session.trusted_until)
+        backoff = Backoff(0.05, 0.25)
+        while (budget := deadline - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(budget):
+                    holder, revision = await _holder(self._client, self.key)
+            except Exception as error:
+                log.info("election %s: reading the leader key failed (%r)", self.name, error)
+                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.monotonic())))
+                continue
+            return revision if holder == session.lease_id else None
+        return None
+
+
+T = TypeVar("T")
+
+
+async def _until_lost(session: LeaseSession, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None as soon as the session's lease is lost (``work`` cancelled)."""
+    task = asyncio.ensure_future(work)
+    lost = asyncio.ensure_future(session.lost.wait())
+    try:
+        await asyncio.wait([task, lost], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        return None
+    finally:
+        for waiter in (task, lost):
+            waiter.cancel()
+        for waiter in (task, lost):
+            with contextlib.suppress(BaseException):
+                await waiter
 
 
 class Peer(NamedTuple):

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import re
+import ssl
 import time
-from collections.abc import AsyncIterator
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 
 import pytest
 from aetcd import rpc
 from prometheus_client import CollectorRegistry
 
 from kukeon.framework import Operator, OperatorContext, OperatorRunner
-from kukeon.store import Registry
-from tests.fixtures.etcd import EtcdServer
+from kukeon.framework.leases import CONFIRM_WITHIN, LeaderElection
+from kukeon.store import EtcdClient, Registry
+from tests.fixtures.etcd import EtcdServer, running_etcd_server
 
 from .helpers import fast_settings
 
@@ -141,3 +148,280 @@ async def test_heartbeats_list_the_live_nodes(
         await runner.wait_for(both, within=10)
         await runner.stop()
         assert [p.node for p in await first.peers()] == ["alpha"]
+
+
+# The leader election's watches: no polling, and a leader steps down as soon as it cannot
+# be sure it holds its key. A retry interval of a minute shows nothing below is polling.
+NO_POLLING = 60.0
+
+
+class _Contender:
+    """One ``LeaderElection`` run as a task, with when its ``lead`` started and stopped."""
+
+    def __init__(
+        self,
+        client: EtcdClient,
+        prefix: str,
+        node: str,
+        *,
+        log: Journal,
+        ttl: int = TTL,
+        retry: float = NO_POLLING,
+    ) -> None:
+        self.node = node
+        self.election = LeaderElection(
+            client=client,
+            prefix=prefix,
+            name="scheduler",
+            node_name=node,
+            ttl=ttl,
+            refresh_interval=ttl / 3,
+            poll_interval=retry,
+        )
+        self.journal = log
+        self._task: asyncio.Task[None] | None = None
+
+    async def _lead(self) -> None:
+        self.journal.append((self.node, "started", time.monotonic()))
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.journal.append((self.node, "stopped", time.monotonic()))
+
+    def start(self) -> _Contender:
+        self._task = asyncio.create_task(self.election.run(self._lead))
+        return self
+
+    async def stop(self, *, crash: bool = False) -> None:
+        """Cancel the campaign; ``crash`` leaves the lease to expire instead of revoking it."""
+        self.election.release_on_exit = not crash
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+Journal = list[tuple[str, str, float]]
+
+
+def _events(journal: Journal, node: str, what: str) -> list[float]:
+    return [at for who, event, at in journal if who == node and event == what]
+
+
+@contextlib.asynccontextmanager
+async def _contenders(
+    registries: list[Registry], *, ttl: int = TTL, retry: float = NO_POLLING
+) -> AsyncIterator[tuple[list[_Contender], Journal]]:
+    journal: Journal = []
+    prefix = registries[0].key_prefix
+    started = [
+        _Contender(r.client, prefix, f"n{i}", log=journal, ttl=ttl, retry=retry).start()
+        for i, r in enumerate(registries)
+    ]
+    try:
+        yield started, journal
+    finally:
+        for contender in started:
+            await contender.stop()
+
+
+async def _wait_for(condition: Callable[[], bool], within: float) -> None:
+    await OperatorRunner.wait_for(condition, within=within)
+
+
+async def _put_on_another_lease(registry: Registry, key: bytes) -> int:
+    """Someone else takes ``key``: put on a lease of its own (returned, to revoke)."""
+    client = registry.client
+    lease = await client.leasestub.LeaseGrant(
+        rpc.LeaseGrantRequest(TTL=30), metadata=client.metadata
+    )
+    await client.kvstub.Put(
+        rpc.PutRequest(key=key, value=b'{"node": "other"}', lease=lease.ID),
+        metadata=client.metadata,
+    )
+    return int(lease.ID)
+
+
+async def _revoke(registry: Registry, lease_id: int) -> None:
+    client = registry.client
+    await client.leasestub.LeaseRevoke(
+        rpc.LeaseRevokeRequest(ID=lease_id), metadata=client.metadata
+    )
+
+
+async def test_a_leader_whose_key_is_deleted_steps_down_at_once(registry: Registry) -> None:
+    async with _contenders([registry]) as ((leader,), journal):
+        await _wait_for(lambda: leader.election.is_leader, within=5)
+        client = registry.client
+        deleted_at = time.monotonic()
+        await client.kvstub.DeleteRange(
+            rpc.DeleteRangeRequest(key=leader.election.key), metadata=client.metadata
+        )
+        await _wait_for(lambda: bool(_events(journal, "n0", "stopped")), within=2)
+        assert _events(journal, "n0", "stopped")[0] - deleted_at < 1.0
+        # Its lease is still good: it takes the free key again, a second term.
+        await _wait_for(lambda: leader.election.terms == 2, within=2)
+
+
+async def test_a_leader_whose_key_another_holder_put_steps_down(registry: Registry) -> None:
+    async with _contenders([registry]) as ((leader,), journal):
+        await _wait_for(lambda: leader.election.is_leader, within=5)
+        taken_at = time.monotonic()
+        other = await _put_on_another_lease(registry, leader.election.key)
+        try:
+            await _wait_for(lambda: bool(_events(journal, "n0", "stopped")), within=2)
+            assert _events(journal, "n0", "stopped")[0] - taken_at < 1.0
+            await asyncio.sleep(0.5)
+            assert not leader.election.is_leader
+            assert leader.election.terms == 1
+        finally:
+            await _revoke(registry, other)
+        # The other holder's key deleted with its lease: the follower's watch sees it.
+        freed_at = time.monotonic()
+        await _wait_for(lambda: leader.election.terms == 2, within=2)
+        assert _events(journal, "n0", "started")[1] - freed_at < 1.0
+
+
+@pytest.fixture
+def private_etcd() -> Iterator[EtcdServer]:
+    """An etcd of this test's own: it is compacted, restarted or counted."""
+    with running_etcd_server() as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def _connected(server: EtcdServer) -> AsyncIterator[Registry]:
+    connected = await Registry.connect(server.config(key_prefix="/kukeon-leases"))
+    try:
+        yield connected
+    finally:
+        await connected.close()
+
+
+async def test_a_broken_watch_is_confirmed_by_a_read_or_the_leader_steps_down(
+    private_etcd: EtcdServer,
+) -> None:
+    async with _connected(private_etcd) as registry, _contenders([registry]) as ((leader,), _):
+        await _wait_for(lambda: leader.election.is_leader, within=5)
+        election, session = leader.election, leader.election.session
+        assert session is not None
+        client = registry.client
+        for _ in range(3):  # history to compact past
+            put = await client.kvstub.Put(
+                rpc.PutRequest(key=b"/kukeon-leases/other", value=b"x"), metadata=client.metadata
+            )
+        await client.kvstub.Compact(
+            rpc.CompactionRequest(revision=put.header.revision), metadata=client.metadata
+        )
+        # A watch from a compacted revision breaks at once: the key read back as ours, it
+        # goes on watching from that read...
+        watching = asyncio.ensure_future(election._until_not_ours(session, after=1))
+        await asyncio.sleep(0.5)
+        assert not watching.done()
+        await client.kvstub.DeleteRange(
+            rpc.DeleteRangeRequest(key=election.key), metadata=client.metadata
+        )
+        assert await asyncio.wait_for(watching, 1.0) == "the leader key was deleted"
+        # ... and with the key on another lease, the read does not confirm it: step down.
+        other = await _put_on_another_lease(registry, election.key)
+        try:
+            reason = await asyncio.wait_for(election._until_not_ours(session, after=1), 1.0)
+        finally:
+            await _revoke(registry, other)
+        assert "could not be read back" in reason
+
+
+async def test_a_leader_steps_down_when_etcd_stops_and_leads_again_after(
+    private_etcd: EtcdServer,
+) -> None:
+    # A TTL long enough for the lease to outlive the outage: the key is won back on it.
+    # (Campaign steps fail while etcd is away: they are retried every 0.2 s.)
+    async with (
+        _connected(private_etcd) as registry,
+        _contenders([registry], ttl=8, retry=0.2) as (
+            (leader,),
+            journal,
+        ),
+    ):
+        await _wait_for(lambda: leader.election.is_leader, within=5)
+        stopped_at = time.monotonic()
+        await asyncio.to_thread(private_etcd.member.kill)  # (blocking: not on the loop)
+        try:
+            await _wait_for(lambda: bool(_events(journal, "n0", "stopped")), within=3)
+            # The watch broke with the connection and no read answered: down within
+            # CONFIRM_WITHIN (and a little scheduling), not after the lease's TTL.
+            assert _events(journal, "n0", "stopped")[0] - stopped_at < CONFIRM_WITHIN + 0.5
+            assert not leader.election.is_leader
+        finally:
+            private_etcd.member.spawn()
+            await asyncio.to_thread(private_etcd.member.wait_healthy)
+        await _wait_for(lambda: leader.election.terms == 2, within=10)
+
+
+async def test_two_contenders_never_lead_at_once_across_handovers(
+    registry: Registry, second_registry: Registry
+) -> None:
+    journal: Journal = []
+    prefix = registry.key_prefix
+    clients = {"a": registry.client, "b": second_registry.client}
+    running = {name: _Contender(c, prefix, name, log=journal) for name, c in clients.items()}
+    for contender in running.values():
+        contender.start()
+    try:
+        for handover in range(6):
+            await _wait_for(lambda: any(c.election.is_leader for c in running.values()), 5)
+            (leader,) = [name for name, c in running.items() if c.election.is_leader]
+            successor = running[_other(leader)].election
+            # Alternately a clean stop (the lease revoked) and a crash (left to expire).
+            await running[leader].stop(crash=handover % 2 == 1)
+            await _wait_for(partial(_leads_anew, successor, successor.terms), TTL + 3)
+            running[leader] = _Contender(clients[leader], prefix, leader, log=journal).start()
+    finally:
+        for contender in running.values():
+            await contender.stop()
+    led = _lead_terms(journal)
+    assert len(led) >= 7
+    for (first, _, ended), (second, next_begun, _) in itertools.pairwise(led):
+        assert ended <= next_begun, (first, second, ended, next_begun)
+
+
+def _leads_anew(election: LeaderElection, terms: int) -> bool:
+    return election.terms > terms
+
+
+def _lead_terms(journal: Journal) -> list[tuple[str, float, float]]:
+    """Each ``lead`` run as (node, started, stopped), by start."""
+    starts = sorted((at, who) for who, event, at in journal if event == "started")
+    terms = []
+    for at, who in starts:
+        stop = min(s for s in _events(journal, who, "stopped") if s >= at)
+        terms.append((who, at, stop))
+    return terms
+
+
+_RANGES = re.compile(r'^grpc_server_handled_total\{[^}]*grpc_method="Range"[^}]*\} (\S+)$', re.M)
+
+
+def _ranges_served(server: EtcdServer) -> float:
+    """Range requests etcd has served so far (its /metrics, every code)."""
+    pki = server.pki
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.load_cert_chain(str(pki.client_cert_file), str(pki.client_key_file))
+    with urllib.request.urlopen(f"{server.endpoint}/metrics", context=context, timeout=10) as reply:
+        body = reply.read().decode()
+    return sum(float(value) for value in _RANGES.findall(body))
+
+
+async def test_an_idle_leader_and_follower_read_nothing(private_etcd: EtcdServer) -> None:
+    async with (
+        _connected(private_etcd) as first,
+        _connected(private_etcd) as second,
+        _contenders([first, second]) as (contenders, _),
+    ):
+        await _wait_for(lambda: any(c.election.is_leader for c in contenders), within=5)
+        await asyncio.sleep(0.5)  # the follower's claim answered, its watch open
+        before = await asyncio.to_thread(_ranges_served, private_etcd)
+        await asyncio.sleep(3.0)
+        after = await asyncio.to_thread(_ranges_served, private_etcd)
+        assert after - before == 0
+        assert sum(c.election.is_leader for c in contenders) == 1
