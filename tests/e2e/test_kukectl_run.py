@@ -147,3 +147,40 @@ async def test_run_it_shows_what_was_printed_before_it_attached(kukeond: Kukeond
     assert "late-4" in out
     assert out.index("early-2") < out.index("late-4")
     await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", "early"), within=30)
+
+
+async def test_run_labels_the_cell_and_logs_and_wait_select_by_them(kukeond: Kukeond) -> None:
+    """`run -l` (docker's --label, kubectl's --labels), then `wait -l` and `logs -l` find
+    the cells by that label, as kubectl's do."""
+    k = kukeond
+    await k.hierarchy()
+    for name in ("e1", "e2"):
+        script = f"echo hello {name}; sleep 600"
+        code, out, err = await _kukectl(
+            k,
+            "run",
+            name,
+            "--image",
+            k.image.name,
+            "-l",
+            "app=echo,tier=t",
+            "--",
+            "sh",
+            "-c",
+            script,
+        )
+        assert code == 0, err
+    code, out, err = await _kukectl(
+        k, "wait", "cells", "-l", "app=echo", "--for=condition=Ready", "--timeout=60s"
+    )
+    assert code == 0, err
+    assert out.splitlines() == ["cell/e1 condition met", "cell/e2 condition met"]
+    code, out, err = await _kukectl(k, "logs", "--prefix", "-l", "tier=t")
+    assert code == 0, err
+    assert out.splitlines() == ["[e1] hello e1", "[e2] hello e2"]
+    code, out, err = await _kukectl(k, "logs", "--prefix", "-l", "app=nope")
+    assert (code, out) == (0, "")
+    assert "No cells match 'app=nope'" in err
+    code, out, err = await _kukectl(k, "run", "e3", "--image", k.image.name, "-l", "bad label=x")
+    assert code != 0
+    assert "metadata.labels['bad label']" in err

@@ -12,12 +12,16 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
-from .params import DURATION, cell_argument, cell_key, cell_named, scope_options
+from .params import CELL_FORMS, DURATION, cell_key, cell_named, scope_options
 from .runner import EXIT_USAGE, fail, run
+
+MAX_FOLLOWED = 5
+"""Cells `logs -l -f` follows at most (kubectl's --max-log-requests default)."""
 
 
 @click.command()
-@cell_argument
+@click.argument("name", nargs=-1, metavar="[cell] NAME|cell/NAME")
+@click.option("-l", "--selector", help="The cells of the scope matching it, instead of NAME.")
 @click.option("--container", "-c", help="Container (default: the cell's root container).")
 @click.option("--all-containers", is_flag=True, help="Every container of the cell.")
 @click.option(
@@ -43,6 +47,7 @@ from .runner import EXIT_USAGE, fail, run
 def logs(
     ctx: click.Context,
     name: tuple[str, ...],
+    selector: str | None,
     container: str | None,
     all_containers: bool,
     prefix: bool,
@@ -66,14 +71,60 @@ def logs(
       kukectl logs web --since 10m --timestamps
       kukectl logs web --previous           # before the last restart
       kukectl logs web --all-containers -f  # every container, lines prefixed
+      kukectl logs -l kukeon.io/cellset=web --prefix  # each cell of a set
     """
     if container and all_containers:
         fail("--container and --all-containers: give at most one", EXIT_USAGE)
     if since is not None and since_time is not None:
         fail("--since and --since-time: give at most one", EXIT_USAGE)
-    cell = cell_named(name)
-    key = cell_key(realm, space, stack, cell)
-    path = object_path(Kind.CELL, key, "log")
+    if bool(name) == bool(selector):
+        fail(f"give the cell ({CELL_FORMS}) or -l SELECTOR, one of them", EXIT_USAGE)
+    params = _query(
+        follow=follow,
+        tail=tail,
+        timestamps=timestamps,
+        since=since,
+        since_time=since_time,
+        previous=previous,
+    )
+
+    async def one(client: ApiClient, cell: str) -> None:
+        printer = _CellLogs(client, cell_key(realm, space, stack, cell), params)
+        await printer.print(container, all_containers=all_containers, prefix=prefix)
+
+    async def work(client: ApiClient) -> None:
+        if not selector:
+            await one(client, cell_named(name))
+            return
+        scope = (realm, space, stack)
+        listed = await client.list(Kind.CELL, scope, label_selector=selector)
+        cells = [res.metadata.name for res in listed.items]
+        if not cells:
+            click.echo(f"No cells match {selector!r} in {'/'.join(scope)}.", err=True)
+        elif not follow:
+            for cell in cells:  # one after the other, as kubectl prints them
+                await one(client, cell)
+        elif len(cells) > MAX_FOLLOWED:
+            fail(
+                f"{len(cells)} cells match {selector!r}: -f follows at most {MAX_FOLLOWED} "
+                "(narrow the selector)"
+            )
+        else:
+            await asyncio.gather(*(one(client, cell) for cell in cells))
+
+    run(ctx, work)
+
+
+def _query(
+    *,
+    follow: bool,
+    tail: int | None,
+    timestamps: bool,
+    since: float | None,
+    since_time: str | None,
+    previous: bool,
+) -> dict[str, str]:
+    """The log route's query parameters for these options."""
     params: dict[str, str] = {}
     if follow:
         params["follow"] = "true"
@@ -87,28 +138,38 @@ def logs(
         params["sinceTime"] = since_time
     if previous:
         params["previous"] = "true"
+    return params
 
-    async def one(client: ApiClient, container_id: str | None, label: str | None) -> None:
-        query = {**params, "container": container_id} if container_id else params
+
+class _CellLogs:
+    """One cell's log route: a container's output, or each container's, prefixed or not."""
+
+    def __init__(self, client: ApiClient, key: tuple[str, ...], params: dict[str, str]) -> None:
+        self.client = client
+        self.key = key
+        self.cell = key[-1]
+        self.path = object_path(Kind.CELL, key, "log")
+        self.params = params
+
+    async def print(self, container: str | None, *, all_containers: bool, prefix: bool) -> None:
+        if not all_containers:
+            label = f"[{self.cell}/{container}] " if prefix and container else None
+            if prefix and not container:
+                label = f"[{self.cell}] "
+            await self._stream(container, label)
+            return
+        found = await self.client.get(Kind.CELL, self.key)
+        ids = [c.id for c in getattr(found.spec, "containers", None) or []]
+        await asyncio.gather(*(self._stream(cid, f"[{self.cell}/{cid}] ") for cid in ids))
+
+    async def _stream(self, container_id: str | None, label: str | None) -> None:
+        query = {**self.params, "container": container_id} if container_id else self.params
         at_line_start = True
-        async for chunk in client.stream("GET", path, params=query):
+        async for chunk in self.client.stream("GET", self.path, params=query):
             if label is not None:
                 chunk, at_line_start = _prefixed(chunk, label.encode(), at_line_start)
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
-
-    async def work(client: ApiClient) -> None:
-        if not all_containers:
-            label = f"[{cell}/{container}] " if prefix and container else None
-            if prefix and not container:
-                label = f"[{cell}] "
-            await one(client, container, label)
-            return
-        found = await client.get(Kind.CELL, key)
-        ids = [c.id for c in getattr(found.spec, "containers", None) or []]
-        await asyncio.gather(*(one(client, cid, f"[{cell}/{cid}] ") for cid in ids))
-
-    run(ctx, work)
 
 
 def _prefixed(chunk: bytes, label: bytes, at_line_start: bool) -> tuple[bytes, bool]:

@@ -26,6 +26,7 @@ CellCreator = Callable[[ApiClient], Awaitable[str]]
 _BY_HAND = {
     "image": "--image",
     "env": "--env",
+    "labels": "--label",
     "ports": "--publish",
     "restart": "--restart",
     "command": "a command",

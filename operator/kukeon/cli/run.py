@@ -88,6 +88,13 @@ async def _wait_state(
 )
 @click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option(
+    "--label",
+    "-l",
+    "labels",
+    multiple=True,
+    help="A label of the cell, KEY=VALUE (repeatable, or comma-separated as kubectl's).",
+)
+@click.option(
     "--publish",
     "-p",
     "ports",
@@ -117,6 +124,7 @@ def run_command(
     wait_ready: bool,
     timeout: float,
     env: tuple[str, ...],
+    labels: tuple[str, ...],
     ports: tuple[str, ...],
     restart: str,
     command: tuple[str, ...],
@@ -128,7 +136,7 @@ def run_command(
 
     \b
     Examples:
-      kukectl run web --image nginx:1.27 -p 8080:80
+      kukectl run web --image nginx:1.27 -p 8080:80 -l app=web
       kukectl run demo --image busybox --rm -- sh -c 'echo hi; exit 4'
       kukectl run job --image busybox --restart never --wait -- date
       kukectl run --profile worker --param QUEUE=jobs --space team
@@ -148,7 +156,13 @@ def run_command(
     else:
         scope = (realm, space, stack)
         built = _container(cell_name or name or "", image, env, ports, restart, command)
-        creator = _by_hand(cell_name or name or "", built, scope, attachable=interactive)
+        creator = _by_hand(
+            cell_name or name or "",
+            built,
+            scope,
+            labels=_labels(labels),
+            attachable=interactive,
+        )
 
     async def work(client: ApiClient) -> int:
         created = await creator(client)
@@ -186,8 +200,24 @@ def _container(
     return container
 
 
+def _labels(given: tuple[str, ...]) -> dict[str, str]:
+    """``--label`` values (``K=V``, or ``K=V,K2=V2``) as labels; exit 2 for a malformed one."""
+    labels: dict[str, str] = {}
+    for pair in (part for text in given for part in text.split(",") if part):
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            fail(f"--label {pair!r}: expected KEY=VALUE", EXIT_USAGE)
+        labels[key] = value
+    return labels
+
+
 def _by_hand(
-    name: str, container: dict[str, Any], scope: tuple[str, str, str], *, attachable: bool
+    name: str,
+    container: dict[str, Any],
+    scope: tuple[str, str, str],
+    *,
+    labels: dict[str, str],
+    attachable: bool,
 ) -> CellCreator:
     """What creates the one-container cell the options describe (validated here first)."""
     realm, space, stack = scope
@@ -196,7 +226,7 @@ def _by_hand(
     document = {
         "apiVersion": "kukeon.io/v1beta1",
         "kind": "Cell",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels},
         "spec": {
             "realmId": realm,
             "spaceId": space,

@@ -115,3 +115,18 @@ def test_wait_selects_with_l_or_all_only_by_kind() -> None:
     ):
         result = CliRunner().invoke(cli, [*args, *words])
         assert result.exit_code == EXIT_USAGE, result.output
+
+
+def test_logs_takes_a_cell_or_a_selector_and_run_labels_need_no_profile() -> None:
+    args = ["--server", "unix:///nonexistent.sock"]
+    for words in (["logs"], ["logs", "web", "-l", "app=web"]):
+        result = CliRunner().invoke(cli, [*args, *words])
+        assert result.exit_code == EXIT_USAGE, result.output
+    result = CliRunner().invoke(cli, [*args, "logs", "-l", "app=web"])
+    assert result.exit_code not in (0, EXIT_USAGE), result.output
+    for label in ("noequals", "=x"):
+        result = CliRunner().invoke(cli, [*args, "run", "w", "--image", "i", "-l", label])
+        assert result.exit_code == EXIT_USAGE, result.output
+    result = CliRunner().invoke(cli, [*args, "run", "--profile", "p", "-l", "a=b"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "--label cannot be given with --profile" in result.output
