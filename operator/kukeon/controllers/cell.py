@@ -5,14 +5,15 @@ One reconcile pass, always from scratch (nothing is remembered between passes):
 1. wait for the stack to be Ready; read the realm (containerd namespace, registry
    credentials) and the space (container defaults, network);
 2. `desiredState: Stopped` -> stop every task (SIGTERM, grace, SIGKILL), keep the rest;
-3. the cell's cgroup, its network namespace attached to the space's bridge by CNI, and the
+3. the cell's cgroup, its network namespace attached to the space's bridge, and the
    rendered /etc/hosts and /etc/hostname;
 4. per container, root first: space defaults applied, image made available, OCI runtime
    spec built (`cellbuild`); what containerd holds of it observed, the actions planned
    (`cellplan`, pure: a container created from a different spec (digest label) is
    recreated, only that one; a missing task is created and started; an exited task is
    restarted when its policy owes a restart and the backoff has passed) and performed
-   (`cellexec`);
+   (`cellexec`). The root container is made beside step 3, and its first task created in
+   the namespace while it is attached; started once it is.
 5. per-container status and the derived cell state are written (only when changed); the
    `readyObserved` latch is set the first time the cell is Ready; an `autoDelete` cell
    whose workloads all exited with no restart owed is deleted, if it was ever Ready.
@@ -25,6 +26,7 @@ containers, detaches the cell from its network, and removes its cgroup and files
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -84,6 +86,7 @@ from .cellplan import (
     plan_container,
     plan_stop,
     stopped_statuses,
+    task_beside_network,
 )
 from .cellports import publish_ports, release_ports
 from .cellstate import containerd_container_id
@@ -203,9 +206,18 @@ class _Prepared:
     plan: ContainerPlan
 
 
-def _netns_of(interfaces: CellInterfaces) -> str | None:
-    primary = interfaces.primary
-    return str(primary.netns_path) if primary is not None else None
+def _made_elsewhere(place: CellPlace, cgroup: str, netns: str | None) -> CellPlace:
+    """Never expected: the cell's cgroup or namespace is not where its root container's spec
+    said; built again from the real paths, its digest differs and the plan makes it again."""
+    logger.warning(
+        "cell %s set up at %s / %s, not the expected %s / %s",
+        "/".join(place.key),
+        cgroup,
+        netns,
+        place.cgroup_parent,
+        place.netns_path,
+    )
+    return replace(place, cgroup_parent=cgroup, netns_path=netns)
 
 
 class _Progress:
@@ -381,35 +393,34 @@ class CellController:
 
         containers = ordered_containers(cell)
         # The root container is built and created in containerd while the cell's cgroup,
-        # network namespace and hosts files are set up (a container needs them only when
-        # its task starts): a new cell's start no longer waits for one, then the other.
-        # The cell's containers are listed meanwhile too: those dropped from the spec go
-        # at the end (only this pass makes containers of the cell, all of them kept).
-        (cgroup, interfaces), (first, listed) = await both(
-            self._cell_host(cell, ctx, space, files),
+        # its empty network namespace and hosts files are made (the spec names their paths
+        # before they exist). The cell's containers are listed meanwhile too: those dropped
+        # from the spec go at the end (only this pass makes containers of the cell, all of
+        # them kept).
+        (cgroup, netns), (first, listed) = await both(
+            self._cell_host(cell, files),
             both(
                 prepare(containers[0]) if containers else nothing(),
                 executor.cell_containers(namespace, key),
             ),
         )
-        if (cgroup.path, _netns_of(interfaces)) != (place.cgroup_parent, place.netns_path):
-            # Never expected: the root container was made with other paths; built again
-            # from the real ones, its digest differs and the plan makes it again.
-            logger.warning(
-                "cell %s set up at %s / %s, not the expected %s / %s",
-                "/".join(key),
-                cgroup.path,
-                _netns_of(interfaces),
-                place.cgroup_parent,
-                place.netns_path,
-            )
-            place = replace(place, cgroup_parent=cgroup.path, netns_path=_netns_of(interfaces))
-            first = None
+        if (cgroup.path, netns) != (place.cgroup_parent, place.netns_path):
+            place, first = _made_elsewhere(place, cgroup.path, netns), None
+        # Then the namespace is attached while the root container's task is created in it:
+        # runc makes the process, which runs the container's command only once started,
+        # after the attachment (a workload never runs without its network).
+        early = first if first and task_beside_network(first.plan, cell.status.reason) else None
+        interfaces = await self._network_beside_task(
+            cell, ctx, space, files, (early, place, executor)
+        )
         converged: list[tuple[ContainerPlan, ContainerStatus]] = []
         try:
             for index, container in enumerate(containers):
                 prepared = first if index == 0 and first is not None else await prepare(container)
-                converged.append(await self._run_container(progress, prepared, place, executor))
+                created = index == 0 and early is not None
+                converged.append(
+                    await self._run_container(progress, prepared, place, executor, created=created)
+                )
         except Exception:
             # The pass ends without its report: a restart made before the failure keeps
             # its history (restartCount, lastState) all the same.
@@ -433,18 +444,34 @@ class CellController:
         networks = self.host.networks
         return str(networks.cell_netns_path(cell_network_id(key, networks.settings.instance)))
 
-    async def _cell_host(
-        self, cell: Cell, ctx: HandlerContext, space: Space, files: CellFiles
-    ) -> tuple[CgroupState, CellInterfaces]:
-        """The cell's cgroup, its network namespace on its networks (`cellnetwork`), and
-        its /etc/hosts and /etc/hostname."""
+    async def _cell_host(self, cell: Cell, files: CellFiles) -> tuple[CgroupState, str | None]:
+        """The cell's cgroup, its network namespace (not attached yet: `_network`) and its
+        /etc/hosts, /etc/hostname and /etc/resolv.conf when missing (a task's bind mounts
+        need them when it is created; `_network` writes what they say)."""
         key = cell_key(cell)
         delegation = Delegation.ALL if cell.spec.nested_cgroup_runtime else Delegation.RESOURCES
-        # Neither needs the other (a task joins both only when it starts).
-        cgroup, interfaces = await both(
+        # None needs the others (a task joins them when it is created).
+        cgroup, (netns, _) = await both(
             self.host.cgroups.ensure(CgroupPath(key), delegation=delegation),
-            CellNetworking(self.host).attach(ctx, cell, space, key),
+            both(
+                CellNetworking(self.host).make_namespace(cell, key),
+                write_cell_host_files(
+                    directory=files.directory,
+                    hosts_text=render_cell_hosts(cell, None, ""),
+                    hostname_text=render_hostname(cell.metadata.name),
+                    only_missing=True,
+                ),
+            ),
         )
+        return cgroup, str(netns) if netns is not None else None
+
+    async def _network(
+        self, cell: Cell, ctx: HandlerContext, space: Space, files: CellFiles
+    ) -> CellInterfaces:
+        """The cell's network namespace on its networks (`cellnetwork`), then its
+        /etc/hosts (its address, its peers) and /etc/hostname."""
+        key = cell_key(cell)
+        interfaces = await CellNetworking(self.host).attach(ctx, cell, space, key)
         attachment = interfaces.primary
         peers = self.peers.peers_text(cell) if self.peers is not None else ""
         await write_cell_host_files(
@@ -454,7 +481,38 @@ class CellController:
             ),
             hostname_text=render_hostname(cell.metadata.name),
         )
-        return cgroup, interfaces
+        return interfaces
+
+    async def _network_beside_task(
+        self,
+        cell: Cell,
+        ctx: HandlerContext,
+        space: Space,
+        files: CellFiles,
+        root: tuple[_Prepared | None, CellPlace, CellExecutor],
+    ) -> CellInterfaces:
+        """`_network`, and meanwhile the root container's task created (not started) when
+        ``root`` has one to make; a failure of either leaves no task of it behind."""
+        prepared, place, executor = root
+
+        async def create() -> bool:
+            if prepared is None:
+                return False
+            if not self.runs_here(cell):
+                raise LeftThisNodeError("/".join(place.key))
+            return await executor.create_planned_task(prepared.plan, prepared.built, place)
+
+        interfaces, created = await asyncio.gather(
+            self._network(cell, ctx, space, files), create(), return_exceptions=True
+        )
+        if isinstance(interfaces, BaseException) or isinstance(created, BaseException):
+            if prepared is not None and created is True:
+                await executor.discard_created_task(place.namespace, prepared.built.name)
+            for result in (interfaces, created):
+                if isinstance(result, BaseException):
+                    raise result
+        assert isinstance(interfaces, CellInterfaces)
+        return interfaces
 
     async def _prepare_container(
         self,
@@ -497,14 +555,26 @@ class CellController:
         return _Prepared(built, plan)
 
     async def _run_container(
-        self, progress: _Progress, prepared: _Prepared, place: CellPlace, executor: CellExecutor
+        self,
+        progress: _Progress,
+        prepared: _Prepared,
+        place: CellPlace,
+        executor: CellExecutor,
+        *,
+        created: bool = False,
     ) -> tuple[ContainerPlan, ContainerStatus]:
-        """The prepared container's task actions; its status (already written when its
-        exit time is the clock's)."""
+        """The prepared container's task actions (``created``: its new task is created
+        already, to start); its status (already written when its exit time is the
+        clock's)."""
         plan = prepared.plan
         if plan.start is not None and not self.runs_here(progress.cell):
+            if created:
+                await executor.discard_created_task(place.namespace, prepared.built.name)
             raise LeftThisNodeError("/".join(place.key))
-        pid = await executor.execute_task_actions(plan, prepared.built, place)
+        if created:
+            pid: int | None = await executor.start_created_task(plan, prepared.built, place)
+        else:
+            pid = await executor.execute_task_actions(plan, prepared.built, place)
         status = plan.status if pid is None else plan.started(pid, at=now())
         if plan.record_exit:
             await progress.record(status)

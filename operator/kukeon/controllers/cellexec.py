@@ -160,6 +160,15 @@ class CellExecutor:
         self, plan: ContainerPlan, built: BuiltContainer, place: CellPlace
     ) -> int | None:
         """The rest of the plan (its task deleted, started); the new task's pid if any."""
+        if await self.create_planned_task(plan, built, place):
+            return await self.start_created_task(plan, built, place)
+        return None
+
+    async def create_planned_task(
+        self, plan: ContainerPlan, built: BuiltContainer, place: CellPlace
+    ) -> bool:
+        """The plan's notes, its old task deleted and its new task created but not started
+        (runc has made the process, not run the container's command); whether one was."""
         namespace, name = place.namespace, built.name
         if built.wrapped:
             uid, gid = built.user
@@ -169,16 +178,40 @@ class CellExecutor:
         if self.note is not None:
             for note in plan.notes:
                 self.note(note)
-        pid: int | None = None
         for action in plan.actions:
             if isinstance(action, DeleteTask):
                 await self.host.containerd.tasks(namespace).delete(name)
             elif isinstance(action, StartTask):
-                pid = await self.start(namespace, name, place.files, built.effective)
-                started = EventReason.RESTARTED if action.restart else EventReason.STARTED
-                what = "restarted" if action.restart else "started"
-                self._note(started, f"{what} container {built.effective.id}")
+                await self.create_task(namespace, name, place.files, built.effective)
+                return True
+        return False
+
+    async def start_created_task(
+        self, plan: ContainerPlan, built: BuiltContainer, place: CellPlace
+    ) -> int:
+        """The task ``create_planned_task`` made, started; its pid."""
+        restart = plan.start is not None and plan.start.restart
+        tasks = self.host.containerd.tasks(place.namespace)
+        try:
+            pid = await tasks.start(built.name)
+        except ProcessNotStartableError as error:
+            raise CommandUnusableError(built.effective, error) from error
+        started = EventReason.RESTARTED if restart else EventReason.STARTED
+        self._note(
+            started, f"{'restarted' if restart else 'started'} container {built.effective.id}"
+        )
         return pid
+
+    async def discard_created_task(self, namespace: str, name: str) -> None:
+        """A task created and never started deleted (its process never ran the container's
+        command); one containerd cannot delete now is left to the next pass, whose plan
+        deletes a task that was created and never started."""
+        try:
+            await self.host.containerd.tasks(namespace).delete(name)
+        except TaskNotFoundError:
+            pass
+        except Exception as error:
+            logger.warning("task %s, created and not started, not deleted: %s", name, error)
 
     async def _create(self, place: CellPlace, built: BuiltContainer, *, restarted_at: str) -> None:
         realm, space, stack, cell = place.key
@@ -195,10 +228,10 @@ class CellExecutor:
             await containers.create(built.name, image=built.image, spec=built.spec, labels=labels)
             self._note(EventReason.CREATED, f"created container {built.effective.id}")
 
-    async def start(
+    async def create_task(
         self, namespace: str, name: str, files: CellFiles, container: ContainerSpec
-    ) -> int:
-        """A new task of the container, started; its pid."""
+    ) -> None:
+        """A new task of the container, created (not started)."""
         tasks = self.host.containerd.tasks(namespace)
         log = files.log(container.id)
         await files.start_new_log(container.id)
@@ -227,7 +260,6 @@ class CellExecutor:
                 with contextlib.suppress(TaskNotFoundError):
                     await tasks.delete(name)
                 await create()
-            return await tasks.start(name)
         except ProcessNotStartableError as error:
             raise CommandUnusableError(container, error) from error
 

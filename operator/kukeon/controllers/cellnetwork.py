@@ -117,6 +117,16 @@ class CellNetworking:
             instance=self.host.networks.settings.instance,
         )
 
+    async def make_namespace(self, cell: Cell, key: Sequence[str]) -> Path | None:
+        """The cell's network namespace, before ``attach`` configures it (none when every
+        container is on the host's network)."""
+        if all(c.host_network for c in cell.spec.containers):
+            return None
+        networks = self.host.networks
+        return await networks.make_cell_netns(
+            cell_id=cell_network_id(key, networks.settings.instance)
+        )
+
     async def attach(
         self, ctx: HandlerContext, cell: Cell, space: Space, key: Sequence[str]
     ) -> CellInterfaces:

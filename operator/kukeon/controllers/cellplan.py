@@ -184,6 +184,15 @@ class ContainerPlan:
         return self.status.model_copy(update={"pid": pid, **times})
 
 
+def task_beside_network(plan: ContainerPlan, reason: str | None) -> bool:
+    """Whether the root container's new task is created while the cell's network namespace
+    is attached (and started after): on a first start only (a restart's attachment is
+    there already), and not while the cell's status ``reason`` says its attachment fails
+    (each retry would make a task, then delete it)."""
+    start = plan.start
+    return start is not None and not start.restart and reason != "NetworkFailed"
+
+
 @dataclass(frozen=True, slots=True)
 class Exit:
     """A container's process that ended: its code, when, and why (status ``reason``)."""

@@ -49,6 +49,7 @@ from kukeon.runtime.containerd.errors import (
 )
 from kukeon.runtime.containerd.tasks import TaskInfo, TaskStatus
 from kukeon.runtime.containerd.types import ImageConfig
+from kukeon.runtime.network import NetworkError
 from kukeon.store import NotFound
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -209,11 +210,16 @@ class FakeNetworks:
     def __init__(self, root: Path) -> None:
         self.settings = NetworkSettings()
         self.root = root
+        self.made: list[str] = []
         self.attached: list[str] = []
         self.detached: list[str] = []
 
     def cell_netns_path(self, cell_id: str) -> Path:
         return self.root / cell_id
+
+    async def make_cell_netns(self, *, cell_id: str) -> Path:
+        self.made.append(cell_id)
+        return self.cell_netns_path(cell_id)
 
     async def attach_cell(
         self, *, cell_id: str, cni_config_path: Path, builtin: bool = False
@@ -496,6 +502,19 @@ async def test_a_pass_under_way_when_the_node_stops_running_the_cell_starts_no_t
     assert str(cell.status.state) != "Ready"
 
 
+async def test_a_task_created_before_the_node_stopped_running_the_cell_is_deleted(
+    rig: Rig,
+) -> None:
+    """The root's task was created while the cell was attached; fencing came before its
+    start: it never starts, and no created task is left."""
+    answers = iter([True, False])
+    rig.controller.runs_here = lambda cell: next(answers)
+    await rig.reconcile(make_cell(app()))
+    assert ("create-task", CID) in rig.world.calls
+    assert ("start", CID) not in rig.world.calls
+    assert CID not in rig.world.tasks
+
+
 async def test_the_cells_containers_are_listed_while_it_is_set_up(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -514,12 +533,12 @@ async def test_the_cells_containers_are_listed_while_it_is_set_up(
     assert calls.index(("list", "c")) < calls.index(("start", CID))
 
 
-async def test_a_cells_cgroup_and_network_are_set_up_at_once(
+async def test_a_cells_cgroup_and_network_namespace_are_made_at_once(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cgroup is made only once the attachment began: one after the other, the pass
-    would never end."""
-    hold_until(monkeypatch, (rig.cgroups, "ensure"), (rig.networks, "attach_cell"))
+    """The cgroup is made only once the namespace is being made: one after the other, the
+    pass would never end."""
+    hold_until(monkeypatch, (rig.cgroups, "ensure"), (rig.networks, "make_cell_netns"))
     async with asyncio.timeout(5):
         cell = await rig.reconcile(make_cell(app()))
     assert str(cell.status.state) == "Ready"
@@ -528,13 +547,12 @@ async def test_a_cells_cgroup_and_network_are_set_up_at_once(
 async def test_a_cell_set_up_elsewhere_than_expected_is_made_again_from_the_real_paths(
     rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    attach = rig.networks.attach_cell
+    make = rig.networks.make_cell_netns
 
-    async def elsewhere(**kwargs: Any) -> FakeAttachment:
-        found = await attach(**kwargs)
-        return FakeAttachment(found.netns_path.with_name("other"))
+    async def elsewhere(**kwargs: Any) -> Path:
+        return (await make(**kwargs)).with_name("other")
 
-    monkeypatch.setattr(rig.networks, "attach_cell", elsewhere)
+    monkeypatch.setattr(rig.networks, "make_cell_netns", elsewhere)
     cell = await rig.reconcile(make_cell(app()))
     assert str(cell.status.state) == "Ready"
     assert "not the expected" in caplog.text
@@ -546,6 +564,83 @@ async def test_a_cell_set_up_elsewhere_than_expected_is_made_again_from_the_real
         ("delete", CID),
         ("create", CID),
     ]
+
+
+def note_attachments(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each attachment's start and end among containerd's calls."""
+    attach = rig.networks.attach_cell
+
+    async def noted(**kwargs: Any) -> FakeAttachment:
+        rig.world.calls.append(("attaching", kwargs["cell_id"]))
+        attached = await attach(**kwargs)
+        rig.world.calls.append(("attached", kwargs["cell_id"]))
+        return attached
+
+    monkeypatch.setattr(rig.networks, "attach_cell", noted)
+
+
+async def test_the_root_task_is_created_while_the_cell_is_attached_and_started_after(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attachment ends only once the root container's task was created (one after
+    the other, the pass would never end); the task starts once the cell is attached, its
+    hosts file naming its address; the files its bind mounts need are there before."""
+    files = rig.controller.host.settings.state_dir / "cells/r/s/st/c"
+    create = FakeTasks.create
+    there: list[bool] = []
+
+    async def creating(self: FakeTasks, cid: str, **kwargs: Any) -> None:
+        there.append(all((files / name).is_file() for name in ("hosts", "hostname")))
+        await create(self, cid, **kwargs)
+
+    monkeypatch.setattr(FakeTasks, "create", creating)
+    note_attachments(rig, monkeypatch)
+    hold_until(monkeypatch, (rig.networks, "attach_cell"), (FakeTasks, "create"), after=True)
+    async with asyncio.timeout(5):
+        cell = await rig.reconcile(make_cell(app()))
+    assert str(cell.status.state) == "Ready"
+    assert there == [True]
+    calls = rig.world.calls
+    assert calls.index(("create-task", CID)) < calls.index(("attached", "kukeon_r_s_st_c"))
+    assert calls.index(("attached", "kukeon_r_s_st_c")) < calls.index(("start", CID))
+    assert "10.88.0.2" in (files / "hosts").read_text()
+
+
+async def test_an_attachment_failing_after_the_task_was_created_leaves_no_task(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing(**kwargs: Any) -> FakeAttachment:
+        raise NetworkError("no address left in 10.88.0.0/24")
+
+    monkeypatch.setattr(rig.networks, "attach_cell", failing)
+    hold_until(monkeypatch, (rig.networks, "attach_cell"), (FakeTasks, "create"), after=True)
+    cell = make_cell(app())
+    with pytest.raises(TemporaryError) as failed:
+        await rig.reconcile(cell)
+    assert failed.value.reason == "NetworkFailed"
+    assert ("create-task", CID) in rig.world.calls
+    assert ("delete-task", CID) in rig.world.calls
+    assert ("start", CID) not in rig.world.calls
+    assert rig.world.tasks == {}
+    cell = rig.latest(cell)
+    assert (str(cell.status.state), cell.status.reason) == ("Failed", "NetworkFailed")
+    assert "no address left" in (cell.status.message or "")
+    assert rig.recorder.reasons() == ["Created", "Failed"]
+
+
+async def test_a_cell_whose_network_failed_is_attached_before_its_task_is_created(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each retry of a failing attachment would make a task and delete it again."""
+    note_attachments(rig, monkeypatch)
+    cell = make_cell(app())
+    cell = cell.model_copy(
+        update={"status": CellStatus(state=CellState.FAILED, reason="NetworkFailed")}
+    )
+    cell = await rig.reconcile(cell)
+    assert str(cell.status.state) == "Ready"
+    calls = rig.world.calls
+    assert calls.index(("attached", "kukeon_r_s_st_c")) < calls.index(("create-task", CID))
 
 
 async def test_a_task_left_half_created_by_a_crash_is_deleted_and_created_again(

@@ -68,6 +68,26 @@ async def test_write_creates_then_rewrites_in_place(tmp_path: Path) -> None:
     assert files.hosts.stat().st_ino == inode
 
 
+async def test_only_missing_files_are_written_before_a_task_is_created(tmp_path: Path) -> None:
+    """A cell's files made before its task (its bind mounts need them) leave those already
+    there as they are: its running containers read them."""
+    directory = tmp_path / "cell"
+    files = await write_cell_host_files(
+        directory=directory, hosts_text="none yet\n", hostname_text="c\n", only_missing=True
+    )
+    assert [path.read_text() for path in (files.hosts, files.hostname)] == ["none yet\n", "c\n"]
+    assert files.resolv_conf.is_file()
+    await write_cell_host_files(
+        directory=directory, hosts_text="10.88.0.2 c\n", hostname_text="c\n"
+    )
+    files.hostname.unlink()
+    await write_cell_host_files(
+        directory=directory, hosts_text="none yet\n", hostname_text="c\n", only_missing=True
+    )
+    assert files.hosts.read_text() == "10.88.0.2 c\n"
+    assert files.hostname.read_text() == "c\n"
+
+
 async def test_host_files_are_not_flushed_to_disk_and_state_files_are(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

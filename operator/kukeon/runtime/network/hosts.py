@@ -86,6 +86,9 @@ class CellHostFiles:
     hostname: Path
     resolv_conf: Path
 
+    def paths(self) -> tuple[Path, Path, Path]:
+        return self.hosts, self.hostname, self.resolv_conf
+
 
 async def write_cell_host_files(
     *,
@@ -93,9 +96,12 @@ async def write_cell_host_files(
     hosts_text: str,
     hostname_text: str,
     resolv_conf: Callable[[], str] = host_resolv_conf,
+    only_missing: bool = False,
 ) -> CellHostFiles:
     """Write ``hosts``, ``hostname`` and ``resolv.conf`` (what ``resolv_conf`` reads, in the
-    thread that writes) into ``directory`` (created if needed)."""
+    thread that writes) into ``directory`` (created if needed); ``only_missing``: only
+    those not there yet (a task's bind mounts need the files to exist when it is created;
+    the cell's running containers keep what they read)."""
     files = CellHostFiles(
         hosts=directory / "hosts",
         hostname=directory / "hostname",
@@ -103,6 +109,9 @@ async def write_cell_host_files(
     )
 
     def write() -> None:
+        wanted = [path for path in files.paths() if not only_missing or not path.exists()]
+        if not wanted:
+            return
         make_dirs(directory)
         # 0644 in a 0750 directory: the container's user (anyone) reads them through their
         # bind mounts; on the host, only root reaches them. Not flushed to disk: every pass
@@ -110,11 +119,9 @@ async def write_cell_host_files(
         # (four fsyncs per starting cell held the threads a 50-cell burst shares).
         # The host's resolvers are read again at every pass: a changed upstream reaches
         # running containers (the rewrite keeps the inode their bind mount holds).
-        for path, text in (
-            (files.hosts, hosts_text),
-            (files.hostname, hostname_text),
-            (files.resolv_conf, resolv_conf()),
-        ):
+        texts = {files.hosts: hosts_text, files.hostname: hostname_text}
+        for path in wanted:
+            text = texts[path] if path in texts else resolv_conf()
             write_keeping_inode(path, text, mode=CONTAINER_READABLE_FILE_MODE, durable=False)
 
     await asyncio.to_thread(write)

@@ -325,6 +325,13 @@ class SpaceNetworks:
         """The network namespace ``attach_cell`` gives ``cell_id`` (made or not yet)."""
         return self.netns.path(cell_id)
 
+    async def make_cell_netns(self, *, cell_id: str, netns_name: str | None = None) -> Path:
+        """The cell's network namespace, empty until ``attach_cell`` (which makes it too):
+        a task may be created in it, not started, while the cell is attached."""
+        # Marked before it exists: a crash right after creating it still leaves it ours.
+        await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
+        return await self.netns.create(netns_name or cell_id)
+
     async def attach_cell(
         self,
         *,
@@ -344,9 +351,7 @@ class SpaceNetworks:
         this process (``inprocess``) rather than by the CNI plugins; an attachment CNI made
         before stays CNI's while it stands.
         """
-        # Marked before it exists: a crash right after creating it still leaves it ours.
-        await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
-        netns_path = await self.netns.create(netns_name or cell_id)
+        netns_path = await self.make_cell_netns(cell_id=cell_id, netns_name=netns_name)
         wanted = await _load_conflist_or_none(cni_config_path)
         network = BridgeNetwork.of(wanted) if builtin and wanted is not None else None
         kept = await self._keep_recorded(cell_id, ifname, netns_path, wanted, network is not None)
