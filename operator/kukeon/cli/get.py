@@ -151,6 +151,22 @@ class _Shape(NamedTuple):
         return _layout(kind, self.output, with_parents, self.label_columns, self.show_labels)
 
 
+ALL_KINDS = (Kind.CELL_SET, Kind.CELL)
+"""What `get all` lists, kubectl's `all` category for kukeon: the workloads of the scope."""
+
+
+def _kind_groups(first: str, names: Sequence[str]) -> list[tuple[Kind, list[str]]]:
+    """`KIND NAME...`, `KIND/NAME...`, or kubectl's `KIND,KIND [NAME...]` and `all` (each
+    kind with the same names)."""
+    if "/" in first or ("," not in first and first.lower() != "all"):
+        return kind_name_groups(first, names)
+    kinds: list[Kind] = []
+    for word in first.split(","):
+        more = ALL_KINDS if word.lower() == "all" else (kind_name_groups(word, [])[0][0],)
+        kinds += [kind for kind in more if kind not in kinds]
+    return [(kind, list(names)) for kind in kinds]
+
+
 def _refuse_conflicts(
     groups: Sequence[tuple[Kind, list[str]]],
     *,
@@ -323,6 +339,7 @@ def get(
       kukectl get cells -A --realm prod          # every cell of realm prod
       kukectl get cell web -o yaml
       kukectl get cell/web cell/api
+      kukectl get cellsets,cells                 # or: get all
       kukectl get cells -l tier=web -L tier --show-labels
       kukectl get cells --field-selector status.state!=Ready
       kukectl get cells --sort-by .metadata.creationTimestamp
@@ -330,7 +347,7 @@ def get(
       kukectl get cells -o jsonpath='{range .items[*]}{.metadata.name}{"\\n"}{end}'
       kukectl get cells -w
     """
-    groups = kind_name_groups(kind_or_object, names)
+    groups = _kind_groups(kind_or_object, names)
     _refuse_conflicts(
         groups,
         watch=watch,

@@ -130,3 +130,15 @@ def test_logs_takes_a_cell_or_a_selector_and_run_labels_need_no_profile() -> Non
     result = CliRunner().invoke(cli, [*args, "run", "--profile", "p", "-l", "a=b"])
     assert result.exit_code == EXIT_USAGE, result.output
     assert "--label cannot be given with --profile" in result.output
+
+
+def test_get_takes_kubectls_kind_lists_and_all() -> None:
+    from kukeon.api import Kind
+    from kukeon.cli.get import _kind_groups
+
+    assert _kind_groups("cells,realms", []) == [(Kind.CELL, []), (Kind.REALM, [])]
+    assert _kind_groups("all", ["web"]) == [(Kind.CELL_SET, ["web"]), (Kind.CELL, ["web"])]
+    assert _kind_groups("cells,all", []) == [(Kind.CELL, []), (Kind.CELL_SET, [])]
+    assert _kind_groups("cell/web", []) == [(Kind.CELL, ["web"])]
+    result = CliRunner().invoke(cli, ["--server", "unix:///x.sock", "get", "cells,nope"])
+    assert result.exit_code == EXIT_USAGE, result.output
