@@ -47,9 +47,15 @@ class NodeResources(KukeonModel):
     cni_plugins: NullableList[str] = Field(default_factory=list)
 
 
+RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
+"""The node condition that is `True` while the node's kukeond cannot reach its containerd: its
+cells run on (their shims hold them) but nothing is started, stopped or observed there, so
+the scheduler places no new cell on it (the node stays Ready: its cells are not moved)."""
+
+
 class NodeCondition(KukeonModel):
     type: str
-    """`Ready`, `MemoryPressure`, ..."""
+    """`Ready`, `MemoryPressure`, `RuntimeUnavailable`."""
     status: Literal["True", "False", "Unknown"] = "Unknown"
     reason: OptionalString = None
     message: OptionalString = None

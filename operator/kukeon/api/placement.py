@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING
 
 from .cell import Cell
 from .cellset import CELLSET_LABEL, TEMPLATE_HASH_LABEL
-from .node import SCHEDULED_BY_ANNOTATION, SCHEDULED_BY_SCHEDULER, Node, NodeState
+from .node import (
+    RUNTIME_UNAVAILABLE,
+    SCHEDULED_BY_ANNOTATION,
+    SCHEDULED_BY_SCHEDULER,
+    Node,
+    NodeState,
+)
 
 if TYPE_CHECKING:
     from .spread import SpreadLimit
@@ -77,6 +83,9 @@ class NodeView:
     name: str
     ready: bool
     unschedulable: bool = False
+    runtime_unavailable: bool = False
+    """Its kukeond cannot reach containerd (`RuntimeUnavailable`): no new cell goes there, but
+    the node is not lost (its cells run on and are not moved)."""
     labels: Mapping[str, str] = field(default_factory=dict)
     allocatable_memory: int = 0
     """Bytes; 0 means unknown, which only cells without memory limits fit."""
@@ -111,6 +120,8 @@ def filter_reason(node: NodeView, *, selector: Mapping[str, str], memory: int) -
     """Why ``node`` cannot take the cell, or None when it can."""
     if not node.ready:
         return "not Ready"
+    if node.runtime_unavailable:
+        return "its containerd does not answer (RuntimeUnavailable)"
     if node.unschedulable:
         return "cordoned (unschedulable)"
     if not selector_matches(selector, node.labels):
@@ -169,6 +180,10 @@ def node_view(node: Node) -> NodeView:
         name=node.metadata.name,
         ready=node.status.state == NodeState.READY,
         unschedulable=node.spec.unschedulable,
+        runtime_unavailable=any(
+            condition.type == RUNTIME_UNAVAILABLE and condition.status == "True"
+            for condition in node.status.conditions
+        ),
         labels=dict(node.metadata.labels),
         allocatable_memory=node.status.allocatable.memory_bytes,
     )

@@ -70,6 +70,8 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
         checks["controllers"] = controllers_ready
         if operator is not None and daemon.fleet is not None:
             checks["fleet"] = operator.tasks.readiness(FLEET)
+        if daemon.fleet is not None:
+            checks["runtime"] = daemon.fleet.agent.runtime_ready
 
     runner = await build_runner(
         settings=api_settings(daemon),

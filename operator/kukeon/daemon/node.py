@@ -45,6 +45,7 @@ from kukeon.api import (
     NodeStatus,
     ObjectMeta,
 )
+from kukeon.api.node import RUNTIME_UNAVAILABLE
 from kukeon.controllers.cascade import CascadeDeleter, register_cascade
 from kukeon.controllers.cellsets import CellSetController, register_cellsets
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
@@ -52,7 +53,7 @@ from kukeon.framework import LeaseSession, Operator, SupervisedTask, Supervisor
 from kukeon.framework.waits import wait_event
 from kukeon.processes import run_program
 from kukeon.runtime.cgroups import detect_cgroup_mode
-from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.runtime.containerd.client import ContainerdClient, patience
 from kukeon.store import AlreadyExists, Conflict, NotFound, Registry
 
 from .config import DaemonConfig
@@ -64,6 +65,8 @@ HEARTBEAT_LOG_INTERVAL = 60.0
 """A heartbeat that keeps failing is reported at most this often (with a count)."""
 HEARTBEAT_BACKOFF_MAX = 10.0
 HEARTBEAT_ATTEMPT_TIMEOUT = 10.0
+RUNTIME_CHECK_SECONDS = 3.0
+"""How long a heartbeat waits for containerd's answer before it says containerd is unreachable."""
 """Seconds one heartbeat attempt (new lease, status write) may take before it counts as failed."""
 
 
@@ -211,6 +214,39 @@ def _memory_condition(now: datetime) -> NodeCondition:
     )
 
 
+class ContainerdUnreachable(Exception):  # noqa: N818 (a state, named as /readyz shows it)
+    """/readyz's `runtime` check: containerd did not answer the last heartbeat's check."""
+
+
+async def runtime_condition(containerd: ContainerdClient, now: datetime) -> NodeCondition:
+    """Whether containerd answers (its version, within ``RUNTIME_CHECK_SECONDS``)."""
+    try:
+        with patience(RUNTIME_CHECK_SECONDS):
+            async with asyncio.timeout(RUNTIME_CHECK_SECONDS):
+                version = await containerd.version()
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return NodeCondition(
+            type=RUNTIME_UNAVAILABLE,
+            status="True",
+            reason="ContainerdUnreachable",
+            message=(
+                f"containerd at {containerd.address} does not answer ({why[:200]}): cells "
+                "run on, but none is started, stopped or observed here"
+            ),
+            last_transition_time=now,
+        )
+    return NodeCondition(
+        type=RUNTIME_UNAVAILABLE,
+        status="False",
+        reason="ContainerdReachable",
+        message=f"containerd {version.version} answers",
+        last_transition_time=now,
+    )
+
+
 # --- the agent ---------------------------------------------------------------------------
 
 
@@ -254,6 +290,14 @@ class NodeAgent:
         self._supervisor = supervisor if supervisor is not None else Supervisor()
         self._task: SupervisedTask | None = None
         self._fencing: SupervisedTask | None = None
+        self.runtime_unreachable: str | None = None
+        """Why containerd did not answer the last heartbeat's check (None: it did)."""
+
+    def runtime_ready(self) -> bool:
+        """/readyz's `runtime` check: containerd answered the last heartbeat's check."""
+        if self.runtime_unreachable is not None:
+            raise ContainerdUnreachable(self.runtime_unreachable)
+        return True
 
     async def start(self) -> None:
         self._capacity = await read_capacity(self.config, self.containerd)
@@ -367,6 +411,8 @@ class NodeAgent:
             conditions = _merge_condition(
                 conditions, await asyncio.to_thread(_memory_condition, now)
             )
+            if self.containerd is not None:
+                conditions = _merge_condition(conditions, await self._runtime_condition(now))
             addresses = await asyncio.to_thread(_addresses, self.config)
             status = NodeStatus(
                 state=NodeState.READY,
@@ -386,6 +432,18 @@ class NodeAgent:
                 continue
             self.beats += 1
             return
+
+    async def _runtime_condition(self, now: datetime) -> NodeCondition:
+        assert self.containerd is not None
+        condition = await runtime_condition(self.containerd, now)
+        unreachable = condition.message if condition.status == "True" else None
+        if unreachable != self.runtime_unreachable:
+            if unreachable is not None:
+                log.warning("node %s: %s", self.node_name, unreachable)
+            else:
+                log.info("node %s: containerd answers again", self.node_name)
+        self.runtime_unreachable = unreachable
+        return condition
 
     async def set_api_port(self, port: int | None) -> None:
         """Record the TCP API's bound port in the Node's ``status.apiEndpoint`` now."""

@@ -57,3 +57,39 @@ async def test_cells_ride_through_a_containerd_crash(
         return first is not None and first.restart_count >= 1 and first.pid not in (None, pid)
 
     await k.wait_for(Kind.CELL, cell_key(k, "steady"), until=restarted, within=60)
+
+
+async def test_the_node_says_when_its_containerd_does_not_answer(
+    kukeond: Kukeond, containerd_daemon: PrivateContainerd
+) -> None:
+    """containerd down: the node's heartbeat reports RuntimeUnavailable=True (the node stays
+    Ready, its cells run on) and /readyz's runtime check fails naming it; back, both clear."""
+    from kukeon.api import Node
+    from kukeon.api.node import RUNTIME_UNAVAILABLE
+    from kukeon.daemon.node import ContainerdUnreachable
+
+    k = kukeond
+    fleet = k.daemon.fleet
+    assert fleet is not None
+
+    async def runtime_condition() -> tuple[str, str]:
+        node = await k.registry.get(Kind.NODE, (k.config.node_name,))
+        assert isinstance(node, Node)
+        assert node.status.state == "Ready"
+        (found,) = [c for c in node.status.conditions if c.type == RUNTIME_UNAVAILABLE]
+        return found.status, found.reason or ""
+
+    await fleet.agent.beat()
+    assert await runtime_condition() == ("False", "ContainerdReachable")
+    assert fleet.agent.runtime_ready()
+    await asyncio.to_thread(containerd_daemon.kill)
+    try:
+        await fleet.agent.beat()
+        assert await runtime_condition() == ("True", "ContainerdUnreachable")
+        with pytest.raises(ContainerdUnreachable, match="does not answer"):
+            fleet.agent.runtime_ready()
+    finally:
+        await asyncio.to_thread(containerd_daemon.start)
+    await fleet.agent.beat()
+    assert await runtime_condition() == ("False", "ContainerdReachable")
+    assert fleet.agent.runtime_ready()

@@ -124,3 +124,28 @@ def test_ready_since_is_the_ready_condition_transition() -> None:
         NodeCondition(type="Ready", status="Unknown", last_transition_time=when)
     )
     assert ready_since(lost) == when
+
+
+def test_a_node_whose_containerd_does_not_answer_takes_no_cell_but_is_not_lost() -> None:
+    from kukeon.api.node import RUNTIME_UNAVAILABLE
+    from kukeon.api.placement import node_view
+
+    document = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Node",
+        "metadata": {"name": "n1"},
+        "status": {
+            "state": "Ready",
+            "conditions": [{"type": RUNTIME_UNAVAILABLE, "status": "True"}],
+        },
+    }
+    parsed = parse_resource(document)
+    assert isinstance(parsed, Node)
+    down = node_view(parsed)
+    assert down.ready  # its cells are not moved elsewhere
+    assert down.runtime_unavailable
+    reason = filter_reason(down, selector={}, memory=0)
+    assert reason == "its containerd does not answer (RuntimeUnavailable)"
+    answering = parsed.model_copy(deep=True)
+    answering.status.conditions[0].status = "False"
+    assert filter_reason(node_view(answering), selector={}, memory=0) is None
