@@ -6,8 +6,8 @@ finalize handlers per kind (cells filtered to the ones this node runs; realms, s
 and stacks materialised only where cells of them run, see ``layers``, each node holding
 its own finalizer), the cell membership (a listener of the operator's cell watch) that
 requeues a cell's parents when it is their first on this node or their last to leave it,
-the departures follower that stops this node's copy of a cell the moment the cell leaves
-it (``departures``: moved, drained, fenced), the
+the departures follower (another listener of the cell watch) that stops this node's copy
+of a cell the moment the cell leaves it (``departures``: moved, drained, fenced), the
 containerd event follower that requeues a cell when one of its tasks exits, the Event
 recorder (what happened to each object, written to etcd without blocking a handler:
 ``kukeon.framework.recorder``), the Secret follower that requeues the cells within a
@@ -178,6 +178,7 @@ class Controllers:
         )
         self._register_layers(op, membership)
         op.on_change(Kind.CELL, membership.changed)
+        op.on_change(Kind.CELL, self.departures.changed)
         op.on_change(Kind.SPACE, spaces.changed)
         self.departures.trigger = op.trigger
         self.departures.requeue = op.requeue
@@ -217,7 +218,6 @@ class Controllers:
                 *([self.recorder.start(op.tasks)] if self.recorder is not None else []),
                 op.tasks.start("kukeon-containerd-events", follow_events),
                 op.tasks.start("kukeon-gc", self._collect_periodically),
-                op.tasks.start("kukeon-cell-departures", self.departures.follow),
                 op.tasks.start("kukeon-secrets", secrets.follow),
                 *([op.tasks.start("kukeon-cell-peers", peers.follow)] if peers else []),
             ]
@@ -226,6 +226,7 @@ class Controllers:
         async def stop_background(ctx: OperatorContext) -> None:
             await op.tasks.stop(self._background)
             self._background = []
+            await self.departures.stop()  # the copies being stopped, the marks being answered
             if self.cells.probes is not None:
                 await self.cells.probes.close()
             if self.cells.log_copiers is not None:

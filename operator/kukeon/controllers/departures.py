@@ -18,6 +18,10 @@ container here is a copy to stop, and :class:`Departures` stops it as soon as it
 - **stale** (:meth:`Departures.stop_stale`): at start, before the node takes its lease and
   reports Ready, every container of a cell it does not run (moved away while it was down).
 
+The cells come from the operator's own watch (``changed``, a change listener registered
+by the controllers), not from a list + watch of their own (issue 18): the same versions,
+in the same order, one stream of cells per kukeond.
+
 Stopping a copy is the orphan collector's removal (``gc``): the task gets its stop grace,
 then the container is deleted; the cell's network, cgroup and files here follow once the
 cell is no longer assigned here.
@@ -31,7 +35,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from kukeon.api import SCHEDULED_BY_ANNOTATION, Cell, Kind
+from kukeon.api import SCHEDULED_BY_ANNOTATION, AnyResource, Cell, Kind
 from kukeon.api.placement import EVICT_ANNOTATION, evicted_from, is_scheduler_placed
 from kukeon.runtime.network import bridge_name
 from kukeon.store import Conflict, NotFound, Registry
@@ -198,35 +202,12 @@ class Departures:
             self._answering.pop(key, None)
             self._answer_again.discard(key)
 
-    async def follow(self) -> None:
-        """List, then watch cells for good (relisting after any trouble)."""
-        try:
-            while True:
-                try:
-                    await self._follow_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    log.info("cell departure watch interrupted (%r); relisting", error)
-                    await asyncio.sleep(self.retry)
-        finally:
-            await self.stop()
-
-    async def _follow_once(self) -> None:
-        listing = await self.registry.list(Kind.CELL)
-        seen: set[Key] = set()
-        for cell in listing.items:
-            if isinstance(cell, Cell):
-                seen.add(cell_key(cell))
-                self.observe(cell_key(cell), cell)
-        for key in set(self.assigned) - seen:
-            self.observe(key, None)
-        async for event in self.registry.watch(
-            Kind.CELL, resource_version=listing.resource_version
-        ):
-            cell = event.object
-            if isinstance(cell, Cell):
-                self.observe(cell_key(cell), None if event.type == "DELETED" else cell)
+    def changed(self, cell: AnyResource, deleted: bool) -> None:
+        """The operator's change listener for cells (``Operator.on_change``): every newer
+        version of each cell, and its last one once deleted (or missing from a relist),
+        right after the operator's own watch delivered it. No list or watch of our own."""
+        if isinstance(cell, Cell):
+            self.observe(cell_key(cell), None if deleted else cell)
 
     def _start(self, key: Key) -> None:
         if key in self._running:

@@ -141,8 +141,10 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     assert finalizes(cell("c", node=None))
     assert not finalizes(cell("c", node="n2"))
     assert registered.realms.locks is registered.layer_locks is registered.spaces.locks
-    # The cell membership and a space's cells follow the operator's own watches.
+    # The cell membership, the departures and a space's cells follow the operator's own
+    # watches (no list + watch of their own).
     assert list(op.listeners) == [Kind.CELL, Kind.SPACE]
+    assert registered.departures.changed in op.listeners[Kind.CELL]
 
     for _attempt in range(2):  # the second start: migration and collection fail, logged only
         (start,) = op.startup
@@ -152,7 +154,6 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
         "kukeon-events",
         "kukeon-containerd-events",
         "kukeon-gc",
-        "kukeon-cell-departures",
         "kukeon-secrets",
         "kukeon-cell-peers",
     }
