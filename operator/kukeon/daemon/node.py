@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -233,8 +234,8 @@ async def runtime_condition(containerd: ContainerdClient, now: datetime) -> Node
             status="True",
             reason="ContainerdUnreachable",
             message=(
-                f"containerd at {containerd.address} does not answer ({why[:200]}): cells "
-                "run on, but none is started, stopped or observed here"
+                f"containerd does not answer ({why[:300]}): cells run on, but none is "
+                "started, stopped or observed here"
             ),
             last_transition_time=now,
         )
@@ -270,8 +271,13 @@ class NodeAgent:
         containerd: ContainerdClient | None,
         supervisor: Supervisor | None = None,
         cells: NodeCells | None = None,
+        on_runtime_change: Callable[[], None] | None = None,
     ) -> None:
         self.registry = registry
+        self.on_runtime_change = on_runtime_change
+        """Called when containerd stops or starts answering: the controllers' resync, so
+        every cell's status says so now (HostUnobservable, then Ready), not at the next
+        periodic resync."""
         self.cells = cells
         """Stopped when stale (at start) or fenced; None: the node runs no cells."""
         self.fence_after = config.fence_after
@@ -437,12 +443,14 @@ class NodeAgent:
         assert self.containerd is not None
         condition = await runtime_condition(self.containerd, now)
         unreachable = condition.message if condition.status == "True" else None
-        if unreachable != self.runtime_unreachable:
-            if unreachable is not None:
-                log.warning("node %s: %s", self.node_name, unreachable)
-            else:
-                log.info("node %s: containerd answers again", self.node_name)
+        changed = (unreachable is None) != (self.runtime_unreachable is None)
+        if changed and unreachable is not None:
+            log.warning("node %s: %s", self.node_name, unreachable)
+        elif changed:
+            log.info("node %s: containerd answers again", self.node_name)
         self.runtime_unreachable = unreachable
+        if changed and self.on_runtime_change is not None:
+            self.on_runtime_change()
         return condition
 
     async def set_api_port(self, port: int | None) -> None:
@@ -550,7 +558,12 @@ async def start_fleet(
     register_cascade(op, CascadeDeleter(registry=registry))
     register_cellsets(op, CellSetController(registry=registry, interval=config.scheduler_interval))
     agent = NodeAgent(
-        registry=registry, config=config, containerd=containerd, supervisor=op.tasks, cells=cells
+        registry=registry,
+        config=config,
+        containerd=containerd,
+        supervisor=op.tasks,
+        cells=cells,
+        on_runtime_change=op.resync,
     )
     await agent.start()
     return Fleet(agent=agent, scheduler=scheduler)

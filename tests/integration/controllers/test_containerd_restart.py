@@ -63,7 +63,8 @@ async def test_the_node_says_when_its_containerd_does_not_answer(
     kukeond: Kukeond, containerd_daemon: PrivateContainerd
 ) -> None:
     """containerd down: the node's heartbeat reports RuntimeUnavailable=True (the node stays
-    Ready, its cells run on) and /readyz's runtime check fails naming it; back, both clear."""
+    Ready, its cells run on), /readyz's runtime check fails naming it and the cells' status
+    says they cannot be observed (a resync, not the next periodic one); back, all clear."""
     from kukeon.api import Node
     from kukeon.api.node import RUNTIME_UNAVAILABLE
     from kukeon.daemon.node import ContainerdUnreachable
@@ -79,6 +80,9 @@ async def test_the_node_says_when_its_containerd_does_not_answer(
         (found,) = [c for c in node.status.conditions if c.type == RUNTIME_UNAVAILABLE]
         return found.status, found.reason or ""
 
+    await k.hierarchy()
+    await k.apply(cell_doc(k, "watched", [container(k, "a")]))
+    await k.wait_for(Kind.CELL, cell_key(k, "watched"), state="Ready")
     await fleet.agent.beat()
     assert await runtime_condition() == ("False", "ContainerdReachable")
     assert fleet.agent.runtime_ready()
@@ -88,8 +92,11 @@ async def test_the_node_says_when_its_containerd_does_not_answer(
         assert await runtime_condition() == ("True", "ContainerdUnreachable")
         with pytest.raises(ContainerdUnreachable, match="does not answer"):
             fleet.agent.runtime_ready()
+        unobserved = await k.wait_for(Kind.CELL, cell_key(k, "watched"), state="Unknown", within=30)
+        assert unobserved.status.reason == "HostUnobservable"
     finally:
         await asyncio.to_thread(containerd_daemon.start)
     await fleet.agent.beat()
     assert await runtime_condition() == ("False", "ContainerdReachable")
     assert fleet.agent.runtime_ready()
+    await k.wait_for(Kind.CELL, cell_key(k, "watched"), state="Ready", within=30)
