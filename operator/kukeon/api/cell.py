@@ -41,6 +41,10 @@ class CellTty(KukeonModel):
     """The attachable container `attach` connects to when none is named."""
 
 
+TERMINATION_GRACE_MAX = 3600
+"""The longest stop grace a cell may ask for (an hour)."""
+
+
 class CellSpec(KukeonModel):
     id: OptionalDnsLabel = None
     """Repeats metadata.name (either may be omitted, the other fills it)."""
@@ -61,6 +65,13 @@ class CellSpec(KukeonModel):
     """Delegate every cgroup controller the host offers, for a runtime nested inside."""
     desired_state: DesiredCellState = DesiredCellState.RUNNING
     """Running, or Stopped: containers stopped but the cell kept."""
+    termination_grace_period_seconds: int | None = Field(
+        default=None, ge=0, le=TERMINATION_GRACE_MAX, strict=True
+    )
+    """Seconds a container has to exit after its stop signal (SIGTERM) before SIGKILL, when
+    the cell is stopped, deleted, or a container replaced or restarted (Kubernetes' pod
+    field, docker's --stop-timeout); 0: SIGKILL at once; kukeond's `stopGraceSeconds` (10 s)
+    when unset. A probe's own `terminationGracePeriodSeconds` wins for its stops."""
     node_name: OptionalDnsSubdomain = None
     """The node that runs the cell, a DNS-1123 name; set by the user or the scheduler."""
     node_selector: StringMap = Field(default_factory=dict)

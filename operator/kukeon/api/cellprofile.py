@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from kukeon.api.cell import CellTty, OptionalDnsSubdomain
+from kukeon.api.cell import TERMINATION_GRACE_MAX, CellTty, OptionalDnsSubdomain
 from kukeon.api.container import ContainerSpec, OptionalDnsLabel
 from kukeon.api.meta import (
     DNS_LABEL_MAX,
@@ -87,6 +87,10 @@ class CellTemplate(KukeonModel):
     """Delegate every cgroup controller the host offers, for a runtime nested inside."""
     desired_state: DesiredCellState = DesiredCellState.RUNNING
     """Running, or Stopped: containers stopped but the cell kept."""
+    termination_grace_period_seconds: int | None = Field(
+        default=None, ge=0, le=TERMINATION_GRACE_MAX, strict=True
+    )
+    """Seconds between the stop signal and SIGKILL; kukeond's (10 s) when unset."""
     node_name: OptionalDnsSubdomain = None
     """The node that runs the cell; unset: the scheduler chooses."""
     node_selector: StringMap = Field(default_factory=dict)

@@ -27,6 +27,7 @@ _BY_HAND = {
     "image": "--image",
     "env": "--env",
     "labels": "--label",
+    "stop_timeout": "--stop-timeout",
     "ports": "--publish",
     "restart": "--restart",
     "command": "a command",

@@ -103,6 +103,12 @@ async def _wait_state(
     help="Publish a port of the cell on its node (DNAT to the cell's address); repeatable.",
 )
 @click.option(
+    "--stop-timeout",
+    type=click.IntRange(0, 3600),
+    help="Seconds the container has to exit after SIGTERM before SIGKILL (docker's; the cell's "
+    "terminationGracePeriodSeconds; kukeond's 10 s when unset).",
+)
+@click.option(
     "--restart",
     type=click.Choice(["always", "on-failure", "never"]),
     default="never",
@@ -126,6 +132,7 @@ def run_command(
     env: tuple[str, ...],
     labels: tuple[str, ...],
     ports: tuple[str, ...],
+    stop_timeout: int | None,
     restart: str,
     command: tuple[str, ...],
     realm: str,
@@ -162,6 +169,7 @@ def run_command(
             scope,
             labels=_labels(labels),
             attachable=interactive,
+            stop_timeout=stop_timeout,
         )
 
     async def work(client: ApiClient) -> int:
@@ -218,21 +226,25 @@ def _by_hand(
     *,
     labels: dict[str, str],
     attachable: bool,
+    stop_timeout: int | None = None,
 ) -> CellCreator:
     """What creates the one-container cell the options describe (validated here first)."""
     realm, space, stack = scope
     if attachable:
         container = {**container, "attachable": True}
+    spec: dict[str, Any] = {
+        "realmId": realm,
+        "spaceId": space,
+        "stackId": stack,
+        "containers": [container],
+    }
+    if stop_timeout is not None:
+        spec["terminationGracePeriodSeconds"] = stop_timeout
     document = {
         "apiVersion": "kukeon.io/v1beta1",
         "kind": "Cell",
         "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "realmId": realm,
-            "spaceId": space,
-            "stackId": stack,
-            "containers": [container],
-        },
+        "spec": spec,
     }
     try:
         cell = parse_resource(document)

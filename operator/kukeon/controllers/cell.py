@@ -304,7 +304,8 @@ class CellController:
         """Built per use: `host` may be replaced on a running controller (tests do)."""
         if cell is None:
             return CellExecutor(self.host)
-        return CellExecutor(self.host, note=lambda note: self._note(cell, note))
+        grace = cell.spec.termination_grace_period_seconds
+        return CellExecutor(self.host, note=lambda n: self._note(cell, n), grace_seconds=grace)
 
     # --- reconcile ----------------------------------------------------------------------
 
@@ -680,7 +681,7 @@ class CellController:
         if self.log_copiers is not None:
             self.log_copiers.forget(key)
         namespace = await self._namespace(ctx, key[0])
-        await self._executor().remove_all(namespace, key)
+        await self._executor(cell).remove_all(namespace, key)
         await release_ports(self.host, key)
         await self.host.networks.detach_cell(
             cell_id=network_id(key, self.host.networks.settings.instance)

@@ -75,9 +75,17 @@ class CommandUnusableError(Exception):
 class CellExecutor:
     """Observes and acts on a cell's containerd containers and tasks."""
 
-    def __init__(self, host: Host, *, note: Callable[[Note], None] | None = None) -> None:
+    def __init__(
+        self,
+        host: Host,
+        *,
+        note: Callable[[Note], None] | None = None,
+        grace_seconds: float | None = None,
+    ) -> None:
         self.host = host
         self.note = note
+        self.grace_seconds = grace_seconds
+        """The cell's stop grace (`terminationGracePeriodSeconds`); kukeond's when None."""
 
     def _note(self, reason: EventReason, message: str) -> None:
         if self.note is not None:
@@ -271,7 +279,10 @@ class CellExecutor:
             return
         tasks = self.host.containerd.tasks(namespace)
         if task.status in LIVE_TASK:
-            await tasks.stop(name, grace_period=self.host.settings.stop_grace_seconds)
+            grace = self.grace_seconds
+            if grace is None:
+                grace = self.host.settings.stop_grace_seconds
+            await tasks.stop(name, grace_period=grace)
         await tasks.delete(name)
 
     async def remove_container(self, namespace: str, name: str) -> None:

@@ -362,7 +362,14 @@ class ProbeManager:
         message = f"{probe.kind} probe failed: {probe.message or ''}".rstrip(": ")
         self._kills[(entry.key, entry.container)] = ProbeKill(entry.pid, reason, message)
         self._cancel(entry)
-        grace = probe.spec.termination_grace_period_seconds or self.stop_grace_seconds
+        grace: float = self.stop_grace_seconds
+        for asked in (
+            probe.spec.termination_grace_period_seconds,
+            entry.cell.spec.termination_grace_period_seconds,
+        ):
+            if asked is not None:
+                grace = asked
+                break
         self._event(entry, f"stopping container {entry.container}: {message}", killing=True)
         task = asyncio.create_task(self._terminate(entry, grace), name="kukeon-probe-stop")
         self._stopping.add(task)

@@ -75,3 +75,32 @@ async def test_restarted_at_annotation_restarts_every_container(kukeond: Kukeond
     )
     latest = await get_cell(k, key)
     assert pids(latest) == pids(after)
+
+
+SLOW_TO_STOP = (
+    "trap 'echo stopping; sleep 2; echo stopped; exit 0' TERM; echo up; while :; do sleep 0.1; done"
+)
+
+
+async def test_a_cells_termination_grace_period_is_its_stop_grace(kukeond: Kukeond) -> None:
+    """A container that needs 2 s to stop gets them with terminationGracePeriodSeconds: 5;
+    beside it, one under kukeond's grace (1 s in these tests) is killed mid-way."""
+    from kukeon.controllers.cellfiles import CellFiles
+
+    k = kukeond
+    await k.hierarchy()
+    slow = [container(k, "a", script=SLOW_TO_STOP)]
+    await k.apply(cell_doc(k, "patient", slow, terminationGracePeriodSeconds=5))
+    await k.apply(cell_doc(k, "hasty", slow))
+    for name in ("patient", "hasty"):
+        await k.wait_for(Kind.CELL, cell_key(k, name), state="Ready")
+        await update_cell(k, cell_key(k, name), spec={"desired_state": DesiredCellState.STOPPED})
+    logs: dict[str, str] = {}
+    for name in ("patient", "hasty"):
+        await k.wait_for(Kind.CELL, cell_key(k, name), state="Stopped", within=30)
+        files = CellFiles(k.config.state_dir, (k.realm, "s1", "st1", name))
+        logs[name] = files.log("a").read_text()
+    assert "stopping" in logs["patient"]
+    assert "stopped" in logs["patient"]
+    assert "stopping" in logs["hasty"]
+    assert "stopped" not in logs["hasty"]

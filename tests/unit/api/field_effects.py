@@ -221,6 +221,10 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.desiredState": Effect(
         "tests/integration/controllers/test_stop_start.py::test_stop_then_start_a_cell"
     ),
+    "Cell.spec.terminationGracePeriodSeconds": Effect(
+        "tests/integration/controllers/test_stop_start.py::"
+        "test_a_cells_termination_grace_period_is_its_stop_grace"
+    ),
     "Cell.spec.nodeName": Effect(_FLEET),
     "Cell.spec.nodeSelector": Effect(_FLEET),
     # --- Cell: containers -------------------------------------------------------------------

@@ -3,6 +3,9 @@ refuse another kind with a usage error (exit 2) naming the accepted forms."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -142,3 +145,26 @@ def test_get_takes_kubectls_kind_lists_and_all() -> None:
     assert _kind_groups("cell/web", []) == [(Kind.CELL, ["web"])]
     result = CliRunner().invoke(cli, ["--server", "unix:///x.sock", "get", "cells,nope"])
     assert result.exit_code == EXIT_USAGE, result.output
+
+
+def test_run_stop_timeout_is_the_cells_termination_grace() -> None:
+    from kukeon.cli.run import _by_hand
+
+    created: list[Any] = []
+
+    class Client:
+        async def create(self, cell: Any) -> None:
+            created.append(cell)
+
+    make = _by_hand(
+        "w",
+        {"id": "w", "image": "busybox"},
+        ("r", "s", "st"),
+        labels={},
+        attachable=False,
+        stop_timeout=30,
+    )
+    asyncio.run(make(Client()))  # type: ignore[arg-type]
+    assert created[0].spec.termination_grace_period_seconds == 30
+    args = ["--server", "unix:///x.sock", "run", "w", "--image", "i", "--stop-timeout", "-1"]
+    assert CliRunner().invoke(cli, args).exit_code == EXIT_USAGE
