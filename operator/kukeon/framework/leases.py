@@ -47,6 +47,31 @@ def _range_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
+async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel ``tasks`` and wait until each is done, without losing our own cancellation.
+
+    ``with suppress(CancelledError): await task`` after ``task.cancel()`` also swallows a
+    cancellation of the *caller* that arrives during that await: its loop then runs on
+    (an election campaigned and led again after ``run`` was cancelled, and whoever
+    cancelled it waited forever). Here the children are always waited for, and a
+    cancellation of ours is raised again afterwards.
+    """
+    for task in tasks:
+        task.cancel()
+    cancelled = False
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True  # ours: the children first, then we end
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: what a cancelled child raised is not ours to report
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 class LeaseLost(Exception):  # noqa: N818 (a state, not a failure of ours)
     """The session's lease expired or could not be confirmed in time."""
 
@@ -141,9 +166,7 @@ class LeaseSession:
     async def close(self, *, revoke: bool = True) -> None:
         """Stop the keepalives; ``revoke`` deletes the lease's keys at once (a clean exit)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self.lost.set()
         if revoke and self.lease_id:
             with contextlib.suppress(Exception):
@@ -384,9 +407,7 @@ class LeaderElection:
             reason = await _until_lost(session, self._until_not_ours(session, after=won_at))
         finally:
             self.is_leader = False
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await cancel_and_wait(task)
         log.warning(
             "election %s: %s lost the leadership (%s)",
             self.name,
@@ -451,11 +472,7 @@ async def _until_lost(session: LeaseSession, work: Awaitable[T]) -> T | None:
             return task.result()
         return None
     finally:
-        for waiter in (task, lost):
-            waiter.cancel()
-        for waiter in (task, lost):
-            with contextlib.suppress(BaseException):
-                await waiter
+        await cancel_and_wait(task, lost)
 
 
 class Peer(NamedTuple):
