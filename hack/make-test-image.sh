@@ -15,7 +15,8 @@ Write an OCI image archive (an oci-layout directory in a tar, as "ctr images imp
 
 The image has one layer: /bin/busybox (from the busybox-static package) with a symlink per
 applet (sh, ls, ip, id, ...), /etc/passwd and /etc/group with root and "user" (uid/gid 1000),
-/tmp (mode 1777) and the usual empty mount points. Its config runs "sh" with a standard PATH.
+/tmp (mode 1777) and the usual empty mount points. Its config runs "sh" with a standard PATH
+(and, with STOP_SIGNAL=NAME in the environment, says StopSignal NAME).
 
 NAME defaults to ${DEFAULT_NAME}; without a tag, ":latest" is used. The name is recorded in
 index.json ("io.containerd.image.name", and the tag as "org.opencontainers.image.ref.name").
@@ -121,10 +122,19 @@ layer_size="$(size_of "$work/layer.tar.gz")"
 layer_hex="$(store_blob "$work/layer.tar.gz")"
 
 # --- config, manifest, index ---------------------------------------------------------
+# STOP_SIGNAL (e.g. SIGUSR1): the config's StopSignal, for tests of how containers are stopped.
+stop_signal_field=""
+if [[ -n "${STOP_SIGNAL:-}" ]]; then
+    if [[ ! "$STOP_SIGNAL" =~ ^[A-Z0-9]+$ ]]; then
+        echo "make-test-image: STOP_SIGNAL must be a signal name or number" >&2
+        exit 2
+    fi
+    stop_signal_field=',"StopSignal":"'"$STOP_SIGNAL"'"'
+fi
 printf '%s' \
     '{"architecture":"'"$arch"'","os":"linux","created":"1970-01-01T00:00:00Z",' \
     '"config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],' \
-    '"Cmd":["sh"],"WorkingDir":"/"},' \
+    '"Cmd":["sh"],"WorkingDir":"/"'"${stop_signal_field}"'},' \
     '"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]},' \
     '"history":[{"created":"1970-01-01T00:00:00Z","created_by":"hack/make-test-image.sh"}]}' \
     >"$work/config.json"

@@ -92,6 +92,9 @@ class BuiltContainer:
     digest: str
     wrapped: bool
     """It runs under the tty wrapper (its state directory is prepared after creation)."""
+    stop_signal: str = ""
+    """The image's `StopSignal` (recorded as a label at create, not in the spec: its digest
+    stays what it was)."""
 
     @property
     def user(self) -> tuple[int, int]:
@@ -201,6 +204,7 @@ class ContainerBuilder:
             spec=spec,
             digest=digest,
             wrapped=wrapped,
+            stop_signal=image.config.stop_signal,
         )
         if secrets.files:
             uid, gid = built.user

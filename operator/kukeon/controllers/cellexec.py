@@ -26,6 +26,7 @@ from kukeon.runtime.containerd.errors import (
     TaskNotFoundError,
 )
 from kukeon.runtime.containerd.namespaces import instance_labels
+from kukeon.runtime.containerd.stopsignal import container_stop_signal, stop_signal_label
 from kukeon.runtime.containerd.tasks import TaskInfo, TaskIO, TaskStatus
 from kukeon.runtime.containerd.ttyio import create_attachable_task
 from kukeon.runtime.hostfiles import create_log_file
@@ -230,6 +231,7 @@ class CellExecutor:
         labels[LABEL_NODE] = self.host.settings.node_name
         labels[LABEL_RESTARTED_AT] = restarted_at
         labels.update(instance_labels(self.host.instance))
+        labels.update(stop_signal_label(built.stop_signal))
         containers = self.host.containerd.containers(place.namespace)
         # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
         with contextlib.suppress(AlreadyExistsError):
@@ -282,7 +284,8 @@ class CellExecutor:
             grace = self.grace_seconds
             if grace is None:
                 grace = self.host.settings.stop_grace_seconds
-            await tasks.stop(name, grace_period=grace)
+            signal = await container_stop_signal(self.host.containerd, namespace, name)
+            await tasks.stop(name, grace_period=grace, signal=signal)
         await tasks.delete(name)
 
     async def remove_container(self, namespace: str, name: str) -> None:

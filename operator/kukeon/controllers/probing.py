@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from kukeon.api.probes import Probe, ProbeKind, ProbeResult, ProbeStatus
 from kukeon.framework import EventRecorder
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerdError
+from kukeon.runtime.containerd.stopsignal import container_stop_signal
 
 from .cellplan import ProbeKill, ProbeView
 from .probers import CheckResult, Prober, ProbeTarget, truncate
@@ -380,9 +380,10 @@ class ProbeManager:
         try:
             current = await tasks.get(entry.target.container_id)
             if current.pid == entry.pid:  # never a newer task of the same container
-                await tasks.stop(
-                    entry.target.container_id, grace_period=grace, signal=signal.SIGTERM
+                stop = await container_stop_signal(
+                    self._containerd(), entry.target.namespace, entry.target.container_id
                 )
+                await tasks.stop(entry.target.container_id, grace_period=grace, signal=stop)
         except ContainerdError as error:
             log.warning("stopping %s after its failed probe: %s", entry.target.container_id, error)
         finally:

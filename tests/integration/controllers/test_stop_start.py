@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from kukeon.api import Cell, DesiredCellState, Kind
@@ -104,3 +109,42 @@ async def test_a_cells_termination_grace_period_is_its_stop_grace(kukeond: Kukeo
     assert "stopped" in logs["patient"]
     assert "stopping" in logs["hasty"]
     assert "stopped" not in logs["hasty"]
+
+
+async def test_a_container_is_stopped_with_its_images_stop_signal(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """An image's StopSignal (postgres: SIGINT, nginx: SIGQUIT) is what stops its container,
+    as docker and the CRI runtimes send it; SIGTERM only when the image names none."""
+    from kukeon.controllers.cellfiles import CellFiles
+    from tests.fixtures.containerd import MAKE_TEST_IMAGE
+
+    k = kukeond
+    await k.hierarchy()
+    archive, name = tmp_path / "usr1.tar", "kukeon.io/test/busybox-usr1:latest"
+    built = await asyncio.to_thread(
+        subprocess.run,
+        [str(MAKE_TEST_IMAGE), str(archive), name],
+        env={**os.environ, "STOP_SIGNAL": "SIGUSR1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    await controllers.images.import_archive(namespace=k.namespace, path=archive)
+    script = (
+        "trap 'echo got USR1; exit 0' USR1; trap 'echo got TERM; exit 0' TERM; "
+        "while :; do sleep 0.1; done"
+    )
+    for cell, image in (("usr1", name), ("term", k.image.name)):
+        spec = container(k, "a", script=script, image=image)
+        await k.apply(cell_doc(k, cell, [spec], terminationGracePeriodSeconds=5))
+    for cell in ("usr1", "term"):
+        await k.wait_for(Kind.CELL, cell_key(k, cell), state="Ready")
+        await update_cell(k, cell_key(k, cell), spec={"desired_state": DesiredCellState.STOPPED})
+    for cell, expected in (("usr1", "got USR1"), ("term", "got TERM")):
+        await k.wait_for(Kind.CELL, cell_key(k, cell), state="Stopped", within=30)
+        log = CellFiles(k.config.state_dir, (k.realm, "s1", "st1", cell)).log("a").read_text()
+        assert expected in log, log

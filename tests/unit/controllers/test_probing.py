@@ -38,11 +38,23 @@ class FakeTasks:
 
 
 @dataclass
+class FakeContainers:
+    labels: dict[str, str] = field(default_factory=dict)
+
+    async def get(self, cid: str) -> Any:
+        return type("Container", (), {"labels": self.labels})()
+
+
+@dataclass
 class FakeContainerd:
     tasks_: FakeTasks = field(default_factory=FakeTasks)
+    containers_: FakeContainers = field(default_factory=FakeContainers)
 
     def tasks(self, namespace: str) -> FakeTasks:
         return self.tasks_
+
+    def containers(self, namespace: str) -> FakeContainers:
+        return self.containers_
 
 
 def the_cell() -> Cell:

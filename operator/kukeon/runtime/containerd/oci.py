@@ -453,6 +453,7 @@ def parse_config(data: bytes) -> ConfigDocument:
             working_dir=str(run.get("WorkingDir") or ""),
             user=str(run.get("User") or ""),
             labels={str(k): str(v) for k, v in labels.items()},
+            stop_signal=str(run.get("StopSignal") or ""),
         ),
         diff_ids=tuple(diff_ids),
         platform=_platform(document),

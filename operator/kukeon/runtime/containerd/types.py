@@ -21,6 +21,8 @@ class ImageConfig:
     working_dir: str = ""
     user: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    stop_signal: str = ""
+    """`StopSignal` as the image gives it (`SIGQUIT`, `3`...); empty: SIGTERM."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,60 @@
+"""The signal that asks a container to stop: its image's `StopSignal`, else SIGTERM.
+
+Images say how they want to be stopped (postgres: SIGINT, a fast shutdown that never leaves
+a recovery to do; nginx: SIGQUIT, a graceful one), and docker and the CRI runtimes honour it.
+The container's create records it as a containerd label, so every stop (a pass, a liveness
+probe, the orphan collector, after a kukeond restart) sends the same signal.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+from kukeon.runtime.containerd.errors import ContainerdError
+
+if TYPE_CHECKING:
+    from kukeon.runtime.containerd.client import ContainerdClient
+
+LABEL_STOP_SIGNAL: Final = "kukeon.io/stop-signal"
+
+
+def parse_stop_signal(text: str) -> signal.Signals | None:
+    """``SIGQUIT``, ``QUIT``, ``sigquit`` or ``3`` as a signal; None for anything else (an
+    image's malformed StopSignal falls back to SIGTERM rather than failing the container)."""
+    value = text.strip()
+    if value.isdigit():
+        try:
+            return signal.Signals(int(value))
+        except ValueError:
+            return None
+    name = value.upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    found = getattr(signal.Signals, name, None)
+    return found if isinstance(found, signal.Signals) else None
+
+
+def stop_signal_label(image_stop_signal: str) -> dict[str, str]:
+    """The label recording an image's stop signal (none for SIGTERM or an unknown name)."""
+    found = parse_stop_signal(image_stop_signal) if image_stop_signal else None
+    if found is None or found == signal.SIGTERM:
+        return {}
+    return {LABEL_STOP_SIGNAL: found.name}
+
+
+def stop_signal_of(labels: Mapping[str, str]) -> signal.Signals:
+    """The signal a container with these labels is stopped with."""
+    found = parse_stop_signal(labels.get(LABEL_STOP_SIGNAL, ""))
+    return found if found is not None else signal.SIGTERM
+
+
+async def container_stop_signal(
+    containerd: ContainerdClient, namespace: str, container_id: str
+) -> signal.Signals:
+    """The stop signal recorded on the container (SIGTERM when it is gone or has none)."""
+    try:
+        found = await containerd.containers(namespace).get(container_id)
+    except ContainerdError:
+        return signal.SIGTERM
+    return stop_signal_of(found.labels)
