@@ -1,5 +1,4 @@
-"""kukeond caps glibc's arenas, fixes its thresholds and gives its free heap pages back after
-its full collections (issue 18)."""
+"""kukeond gives glibc's free heap pages back after its full collections (issue 18)."""
 
 from __future__ import annotations
 
@@ -54,39 +53,3 @@ def test_without_glibc_it_only_collects(
 def test_the_first_trim_waits_for_startup_to_settle() -> None:
     assert gcpolicy.SETTLED_SECONDS < gcpolicy.FULL_COLLECTION_SECONDS
     assert 10 <= gcpolicy.SETTLED_SECONDS <= 120
-
-
-# glibc's malloc_info in a fresh interpreter: one <heap nr=...> per arena.
-ARENAS_AFTER_EIGHT_THREADS = (
-    "import ctypes, threading\n"
-    "from kukeon.daemon import mallocpolicy\n"
-    "tuned = TUNE\n"
-    "start = threading.Barrier(8)\n"
-    "def allocate():\n"
-    "    start.wait()\n"
-    "    blocks = [bytes(1000 + n) for n in range(2000)]\n"
-    "threads = [threading.Thread(target=allocate) for _ in range(8)]\n"
-    "for thread in threads: thread.start()\n"
-    "for thread in threads: thread.join()\n"
-    "libc = ctypes.CDLL(None)\n"
-    "libc.open_memstream.restype = ctypes.c_void_p\n"
-    "buffer, size = ctypes.c_char_p(), ctypes.c_size_t()\n"
-    "stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))\n"
-    "libc.malloc_info(0, ctypes.c_void_p(stream))\n"
-    "libc.fclose(ctypes.c_void_p(stream))\n"
-    "print(json.dumps([tuned, ctypes.string_at(buffer, size.value).count(b'<heap nr=')]))"
-)
-
-
-def test_tuned_threads_share_two_arenas() -> None:
-    assert printed_after(ARENAS_AFTER_EIGHT_THREADS.replace("TUNE", "mallocpolicy.tune()")) == [
-        True,
-        mallocpolicy.ARENA_MAX,
-    ]
-    untuned = printed_after(ARENAS_AFTER_EIGHT_THREADS.replace("TUNE", "None"))
-    assert untuned[1] > mallocpolicy.ARENA_MAX  # glibc's own: one per thread, up to 8 a core
-
-
-def test_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert mallocpolicy.tune() is False
