@@ -55,7 +55,9 @@ class Settings:
     """How often a lease is kept alive; None means a third of the TTL."""
 
     leader_poll_interval: float | None = None
-    """How often a follower checks whether the leader key is free; None: min(1 s, TTL / 4)."""
+    """The pause before an election tries again after a failed campaign step or a broken
+    watch of its key (followers and leaders watch the key, they do not poll it); None:
+    min(1 s, TTL / 4)."""
 
     def __post_init__(self) -> None:
         if self.max_workers < 1:
