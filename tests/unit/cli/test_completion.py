@@ -250,18 +250,21 @@ def test_connection_comes_from_the_command_line_and_the_context(
 def test_unreachable_or_slow_server_completes_nothing_quickly(
     tab: Complete, server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Bounds far from the timeouts in play, so a loaded machine cannot fail them: what is
+    # checked is that nothing waits for a timeout (or for the slow server), not a speed.
+    monkeypatch.setenv(completion.TIMEOUT_VAR, "20")
     monkeypatch.setenv("KUKEON_SERVER", "unix:///nonexistent/kukeond.sock")
     started = time.monotonic()
     assert tab("kukectl get cells ") == []
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10.0  # refused at once, not after the 20 s timeout
     monkeypatch.setenv("KUKEON_SERVER", "https://127.0.0.1:1")
     assert tab("kukectl logs ") == []
     monkeypatch.setenv("KUKEON_SERVER", f"unix://{tmp_path / 'k.sock'}")
     monkeypatch.setenv(completion.TIMEOUT_VAR, "0.3")
-    server.delay = 2.0
+    server.delay = 30.0
     started = time.monotonic()
     assert tab("kukectl get cells ") == []
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 15.0  # gave up at its 0.3 s, not after the 30 s
 
 
 def test_other_shells(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
