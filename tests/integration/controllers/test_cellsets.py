@@ -203,7 +203,10 @@ async def test_a_cell_that_ends_after_it_ran_is_replaced(kukeond: Kukeond) -> No
         cells = await cells_of(k)
         names = {c.metadata.name for c in cells}
         seen |= names
-        assert len(live(cells)) <= 1
+        # One copy runs at a time. The one that ended is replaced first and deleted right
+        # after (it runs nothing meanwhile), so a list between the two writes holds both.
+        ended = {CellState.FAILED, CellState.ERROR, CellState.EXITED}
+        assert len([c for c in live(cells) if c.status.state not in ended]) <= 1
         if len(seen) >= 3:
             break
         assert time.monotonic() < deadline, seen
