@@ -228,7 +228,7 @@ async def runtime_condition(containerd: ContainerdClient, now: datetime) -> Node
     except asyncio.CancelledError:
         raise
     except Exception as error:
-        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
         return NodeCondition(
             type=RUNTIME_UNAVAILABLE,
             status="True",
@@ -397,6 +397,11 @@ class NodeAgent:
     async def beat(self) -> None:
         """Write Ready, the conditions and ``lastHeartbeatTime`` to this node's status."""
         now = datetime.now(UTC)
+        # Observed once per beat, not once per attempt: a write that meets a conflict is
+        # retried with the same observations (containerd's check alone may take 3 s).
+        observed = [await asyncio.to_thread(_memory_condition, now)]
+        if self.containerd is not None:
+            observed.append(await self._runtime_condition(now))
         for _ in range(10):
             try:
                 node = await self.registry.get(*_node_key(self.node_name))
@@ -414,11 +419,8 @@ class NodeAgent:
                     last_transition_time=now,
                 ),
             )
-            conditions = _merge_condition(
-                conditions, await asyncio.to_thread(_memory_condition, now)
-            )
-            if self.containerd is not None:
-                conditions = _merge_condition(conditions, await self._runtime_condition(now))
+            for condition in observed:
+                conditions = _merge_condition(conditions, condition)
             addresses = await asyncio.to_thread(_addresses, self.config)
             status = NodeStatus(
                 state=NodeState.READY,

@@ -217,21 +217,10 @@ spec: {}
 def test_a_restart_stamp_in_a_set_template_survives_apply() -> None:
     """`rollout restart` writes `kukeon.io/restartedAt` into the template; an apply of the
     manifest, which does not name it, keeps it (else every cell would roll again)."""
-    manifest: dict[str, Any] = {
-        "apiVersion": "kukeon.io/v1beta1",
-        "kind": "CellSet",
-        "metadata": {"name": "web"},
-        "spec": {
-            "realmId": "r",
-            "spaceId": "s",
-            "stackId": "st",
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}, "annotations": {"team": "a"}},
-                "spec": {"containers": [{"id": "main", "image": "busybox"}]},
-            },
-        },
-    }
+    from tests.unit.api.test_cellset import set_doc
+
+    manifest = set_doc()
+    manifest["spec"]["template"]["metadata"]["annotations"] = {"team": "a"}
     restarted = to_document(parse_resource(manifest))
     restarted["spec"]["template"]["metadata"]["annotations"]["kukeon.io/restartedAt"] = "t1"
     restarted["metadata"] = {**restarted["metadata"], "resourceVersion": "5", "uid": "u"}
