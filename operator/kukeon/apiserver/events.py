@@ -21,7 +21,6 @@ keyed by kind; Event watches are few: ``kukectl events -w``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +34,7 @@ from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, pa
 from kukeon.apiserver.request import principal_of
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
 from kukeon.apiserver.watchstream import CLOSING_KEY, WatchResponder, event_line
+from kukeon.cancelling import cancel_and_wait
 from kukeon.client.paths import API_ROOT
 from kukeon.store import StoreError
 from kukeon.store.events import EventChange, EventStore
@@ -184,9 +184,7 @@ class EventRoutes:
                 stream_for=stream_for,
             )
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
 
 
 def _may_see(principal: Principal, event: Event) -> bool:

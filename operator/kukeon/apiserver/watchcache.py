@@ -32,13 +32,13 @@ the read goes to etcd as before. Concurrent reads of a kind share one such check
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from kukeon.api import AnyResource, Kind, key_of, to_document
+from kukeon.cancelling import cancel_and_wait
 from kukeon.framework.aiotasks import Supervisor
 from kukeon.metrics.cache import DocumentCache, DocumentInformer, DocumentSource
 from kukeon.store import LabelSelector, Unavailable, WatchEvent
@@ -204,9 +204,7 @@ class RevisionReads:
     async def close(self) -> None:
         task = self._task
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         for waiting in self._next:  # a task cancelled before it ran never answers them
             waiting.cancel()
         self._next = []

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from kukeon.api import AnyResource, Kind, to_document
 from kukeon.apiserver.protocols import RegistryApi
+from kukeon.cancelling import wait_ended
 from kukeon.store import Gone
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,7 @@ class Feed:
             self._on_idle(self)
 
     async def wait_closed(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        await wait_ended(self._task)
 
     def _publish(self, item: Item) -> None:
         for queue, after in list(self._subscribers.items()):

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from kukeon.api import Kind, parse_resource
+from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
@@ -335,9 +336,7 @@ async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float
                     err=True,
                 )
         finally:
-            streaming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await streaming
+            await cancel_and_wait(streaming)
         return code
     finally:
         with contextlib.suppress(Exception):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 
 from kukeon.api import Kind
+from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.client.paths import object_path
 
@@ -203,9 +204,7 @@ async def _session(
                 break
     finally:
         if sending is not None:
-            sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sending
+            await cancel_and_wait(sending)
         await socket.close()
     return _Outcome(status, bytes(stderr))
 
@@ -507,11 +506,7 @@ async def _forward(
             loop.remove_signal_handler(signum)
         for server in servers:
             server.close()
-        for task in list(connections):
-            task.cancel()
-        for task in list(connections):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*connections)
 
 
 async def _watch_gone(
@@ -599,8 +594,5 @@ async def _connection(
             if any(t.exception() is not None for t in done):
                 break
     finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*tasks)
         await socket.close()

@@ -30,13 +30,13 @@ cell is no longer assigned here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from kukeon.api import SCHEDULED_BY_ANNOTATION, AnyResource, Cell, Kind
 from kukeon.api.placement import EVICT_ANNOTATION, evicted_from, is_scheduler_placed
+from kukeon.cancelling import cancel_and_wait
 from kukeon.runtime.network import bridge_name
 from kukeon.store import Conflict, NotFound, Registry
 
@@ -218,11 +218,7 @@ class Departures:
 
     async def stop(self) -> None:
         tasks = [*self._running.values(), *self._answering.values()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         self._running.clear()
         self._answering.clear()
 

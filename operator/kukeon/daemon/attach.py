@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 
 from kukeon.api import Cell, ContainerSpec
 from kukeon.apiserver.status import ApiError
+from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers.cell import ordered_containers
 from kukeon.daemon.logclose import WriterClosed
 from kukeon.daemon.lookups import no_such_container
@@ -218,10 +219,7 @@ async def serve_attach(
     try:
         await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (sender, receiver, exited):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(sender, receiver, exited)
         if stdin_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(stdin_fd)

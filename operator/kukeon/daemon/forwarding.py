@@ -52,6 +52,7 @@ from kukeon.apiserver.app import Handler
 from kukeon.apiserver.auth import Verb, denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import REASONS, ApiError, Cause
+from kukeon.cancelling import cancel_and_wait
 from kukeon.store import NotFound, Registry
 
 from .statsroutes import SUBRESOURCE as STATS
@@ -568,7 +569,4 @@ async def _relay(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocke
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, aiohttp.ClientError):
-                await task
+        await cancel_and_wait(*tasks)

@@ -42,6 +42,7 @@ from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.auth import Verb, denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import ApiError
+from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellfiles import CellFiles
@@ -239,9 +240,7 @@ async def _carry_output(
         while (frame := await frames.get()) is not None:
             await socket.send_bytes(frame)  # waits while the client is behind
     finally:
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reading
+        await cancel_and_wait(reading)
 
 
 async def _pump(
@@ -266,10 +265,7 @@ async def _pump(
         await sender
         return await waiting
     finally:
-        for task in (sender, receiver):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, InputStalledError):
-                await task
+        await cancel_and_wait(sender, receiver)
 
 
 class NodeRoutes:

@@ -52,6 +52,7 @@ from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.auth import denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import ApiError
+from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellstate import containerd_container_id
@@ -354,10 +355,7 @@ async def _carry(
         await finished
         return waiting.result()
     finally:
-        for task in (*readers, receiver):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, Exception):
-                await task
+        await cancel_and_wait(*readers, receiver)
 
 
 async def _splice(
@@ -405,7 +403,4 @@ async def _splice(
                     return problem[0] if problem else None
         return None
     finally:
-        for task in (sending, receiving):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(sending, receiving)

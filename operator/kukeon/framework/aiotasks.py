@@ -29,6 +29,8 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from kukeon.cancelling import cancel_and_wait
+
 from .metrics import FrameworkMetrics
 
 log = logging.getLogger(__name__)
@@ -89,9 +91,7 @@ class SupervisedTask:
     async def stop(self) -> None:
         """Cancel the loop and wait for it; it is not restarted."""
         self._stopping = True
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
+        await cancel_and_wait(self.task)
         self._supervisor._forget(self)  # now: its done callback may not have run yet
 
     async def _run(self) -> None:

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 import grpc
 from aetcd import rpc
 
+from kukeon.cancelling import cancel_and_wait
 from kukeon.retrying import Backoff
 from kukeon.store import EtcdClient
 
@@ -45,31 +46,6 @@ def _now_iso() -> str:
 
 def _range_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
-
-
-async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
-    """Cancel ``tasks`` and wait until each is done, without losing our own cancellation.
-
-    ``with suppress(CancelledError): await task`` after ``task.cancel()`` also swallows a
-    cancellation of the *caller* that arrives during that await: its loop then runs on
-    (an election campaigned and led again after ``run`` was cancelled, and whoever
-    cancelled it waited forever). Here the children are always waited for, and a
-    cancellation of ours is raised again afterwards.
-    """
-    for task in tasks:
-        task.cancel()
-    cancelled = False
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        try:
-            _, pending = await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            cancelled = True  # ours: the children first, then we end
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()  # retrieved: what a cancelled child raised is not ours to report
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 class LeaseLost(Exception):  # noqa: N818 (a state, not a failure of ours)

@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from kukeon.cancelling import cancel_and_wait
 from kukeon.processes import identify
 
 from .connection import EtcdConfig
@@ -563,9 +564,7 @@ class EmbeddedEtcd:
         self._stopping = True
         task, self._supervisor = self._supervisor, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def stop(self, *, grace: float = 10.0) -> None:
         await self._stop_supervisor()

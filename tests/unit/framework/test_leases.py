@@ -9,7 +9,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from kukeon.framework import LeaseSession
-from kukeon.framework.leases import cancel_and_wait
 
 
 class _KeepAliveCall:
@@ -109,33 +108,3 @@ async def test_an_expired_lease_is_lost_at_the_next_refresh() -> None:
     await asyncio.wait_for(session.lost.wait(), 3)
     assert time.monotonic() - started <= 1.1
     await session.close()
-
-
-async def test_cancel_and_wait_waits_for_the_children_and_keeps_our_cancellation() -> None:
-    # A parent cancelled while it waits for a cancelled child to end must end too (with
-    # suppress(CancelledError) around that await it went on: an election led again
-    # after run() was cancelled), and only once the child has ended.
-    child_ended, waiting, went_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def child() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await asyncio.sleep(0.1)  # slow to end
-            child_ended.set()
-
-    async def parent() -> None:
-        task = asyncio.ensure_future(child())
-        await asyncio.sleep(0)
-        waiting.set()
-        await cancel_and_wait(task)
-        went_on.set()
-
-    running = asyncio.ensure_future(parent())
-    await waiting.wait()
-    await asyncio.sleep(0.02)  # inside cancel_and_wait, the child still ending
-    running.cancel()
-    await asyncio.wait([running], timeout=2)
-    assert running.cancelled()
-    assert child_ended.is_set()
-    assert not went_on.is_set()
