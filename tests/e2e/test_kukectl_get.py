@@ -94,3 +94,13 @@ async def test_get_speaks_kubectl(kukeond: Kukeond) -> None:
     code, _, err = await kukectl(k, "get", "cells", "-o", "jsonpath={.items[?(@.x)]}", *scope)
     assert code == 2
     assert err.startswith("error: ")
+
+    # kubectl's `all`: the tables that have rows, one line when every kind is empty
+    code, out, err = await kukectl(k, "get", "all", "--no-headers", *scope)
+    assert code == 0, err
+    assert sorted(line.split()[0] for line in out.splitlines()) == ["broken", "db", "web"]
+    assert err == ""
+    empty = ["--realm", k.realm, "--space", "s1", "--stack", "nosuch"]
+    code, out, err = await kukectl(k, "get", "cellsets,cells", *empty)
+    assert (code, out) == (0, "")
+    assert err.strip() == f"No resources found in {k.realm}/s1/nosuch."

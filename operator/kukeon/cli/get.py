@@ -229,6 +229,7 @@ async def _get_groups(
     ok = True
     everything: list[Document] = []
     tables: list[str] = []
+    nothing_in: list[str] = []  # where a kind listed without names had nothing
     for kind, wanted in groups:
         scope = query.scope_of(kind)
         items, fetched = await _fetch(client, kind, scope, wanted, query)
@@ -241,7 +242,9 @@ async def _get_groups(
         if not items:
             if not wanted:
                 where = "anywhere" if not scope else f"in {'/'.join(scope)}"
-                stderr.print(f"No {KINDS[kind].plural} found {where}.")
+                nothing_in.append(where)
+                if len(groups) == 1:
+                    stderr.print(f"No {KINDS[kind].plural} found {where}.")
             continue
         layout = shape.layout(kind, with_parents=query.with_parents(kind))
         tables.append(
@@ -249,6 +252,10 @@ async def _get_groups(
                 kind, items, now=datetime.now(UTC), headers=not shape.no_headers, layout=layout
             )
         )
+    if len(groups) > 1 and not tables and len(nothing_in) == len(groups):
+        # kubectl's `get all` and `get A,B`: one line when every kind is empty, and
+        # nothing about an empty kind beside a table of another.
+        stderr.print(f"No resources found {nothing_in[0]}.")
     named = any(group_names for _, group_names in groups)
     _print_found(shape.output, tables, everything, single=named and len(groups) == 1)
     return ok
