@@ -179,12 +179,26 @@ def check_labels(target: Target, res: AnyResource, current: AnyResource | None) 
     """A label is there to be selected (`-l`, a set's selector, `nodeSelector`): one no
     selector can name (`a b`, `x,y`, a value of 64 characters) is refused, as Kubernetes
     refuses it, in an object's labels and in a set's template (its cells' labels). Labels
-    an object already had are left alone, so a legacy one does not block other changes."""
+    an object already had are left alone, so a legacy one does not block other changes.
+
+    Annotations, as Kubernetes': keys of the labels' form, and at most 256 KiB in all
+    (a set copies its template's to every cell, each a document of its own in etcd)."""
     causes = _label_causes("metadata.labels", res.metadata.labels, _labels_of(current))
+    kept_notes = current.metadata.annotations if current is not None else {}
+    causes += _annotation_causes("metadata.annotations", res.metadata.annotations, kept_notes)
     if isinstance(res, CellSet):
-        kept = current.spec.template.metadata.labels if isinstance(current, CellSet) else {}
-        template = res.spec.template.metadata.labels
-        causes += _label_causes("spec.template.metadata.labels", template, kept)
+        kept_meta = current.spec.template.metadata if isinstance(current, CellSet) else None
+        template = res.spec.template.metadata
+        causes += _label_causes(
+            "spec.template.metadata.labels",
+            template.labels,
+            kept_meta.labels if kept_meta is not None else {},
+        )
+        causes += _annotation_causes(
+            "spec.template.metadata.annotations",
+            template.annotations or {},
+            (kept_meta.annotations or {}) if kept_meta is not None else {},
+        )
     if causes:
         raise ApiError(
             422,
@@ -194,6 +208,28 @@ def check_labels(target: Target, res: AnyResource, current: AnyResource | None) 
             name=target.name,
             causes=causes,
         )
+
+
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+"""Kubernetes' limit on an object's annotations, keys and values together."""
+
+
+def _annotation_causes(
+    field: str, annotations: Mapping[str, str], kept: Mapping[str, str]
+) -> list[Cause]:
+    if annotations == kept:
+        return []
+    causes = [
+        Cause(f"{field}[{quote(key)}]", f"{quote(key)} {problem}")
+        for key in annotations
+        if key not in kept and (problem := label_key_problem(key, what="an annotation key"))
+    ]
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+    if size > ANNOTATIONS_MAX_BYTES:
+        causes.append(
+            Cause(field, f"{size} bytes of keys and values, more than {ANNOTATIONS_MAX_BYTES}")
+        )
+    return causes
 
 
 def _labels_of(res: AnyResource | None) -> Mapping[str, str]:

@@ -20,12 +20,13 @@ LABEL_NAME_MAX = 63
 LABEL_PREFIX_MAX = 253
 
 
-def label_key_problem(key: str) -> str | None:
-    """Why ``key`` cannot be a label key (one a selector can name), or None."""
+def label_key_problem(key: str, *, what: str = "a label key") -> str | None:
+    """Why ``key`` cannot be a label key (one a selector can name), or None. Annotation
+    keys follow the same rule in Kubernetes (``what`` names which it is)."""
     prefix, _, name = key.rpartition("/")
     if not _KEY.match(key) or len(name) > LABEL_NAME_MAX or len(prefix) > LABEL_PREFIX_MAX:
         return (
-            "is not a label key: [prefix/]name, the name at most 63 letters, digits, '-', '_' "
+            f"is not {what}: [prefix/]name, the name at most 63 letters, digits, '-', '_' "
             "and '.', alphanumeric at both ends"
         )
     return None

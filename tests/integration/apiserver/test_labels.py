@@ -92,3 +92,41 @@ async def test_a_legacy_label_does_not_block_other_changes(
     status, body = await _answer(await http.patch(f"{STACK}/cells/old", json=patch, headers=MERGE))
     assert status == 200, body
     assert body["metadata"]["labels"] == {"legacy key": "x", "app": "web"}
+
+
+async def test_annotations_have_kubernetes_keys_and_size(
+    stack: None, api: Api, http: aiohttp.ClientSession, registry: Registry
+) -> None:
+    for key in ("bad key", "", "a/b/c", "-x"):
+        document = cell_doc("c")
+        document["metadata"]["annotations"] = {key: "v"}
+        status, body = await _answer(await http.post(f"{STACK}/cells", json=document))
+        assert status == 422, body
+        assert _fields(body) == [f"metadata.annotations[{quote(key)}]"]
+    document = cell_doc("c")
+    document["metadata"]["annotations"] = {"big": "x" * (256 * 1024)}
+    status, body = await _answer(await http.post(f"{STACK}/cells", json=document))
+    assert status == 422, body
+    assert _fields(body) == ["metadata.annotations"]
+    status, _ = await _answer(await http.get(f"{STACK}/cells/c"))
+    assert status == 404
+
+    cellset = set_doc()
+    cellset["spec"]["template"]["metadata"]["annotations"] = {"team name": "a"}
+    status, body = await _answer(await http.post(f"{STACK}/cellsets", json=cellset))
+    assert status == 422, body
+    assert _fields(body) == ["spec.template.metadata.annotations['team name']"]
+
+    # a legacy annotation stays through other changes; a new bad one beside it is refused
+    document = cell_doc("old")
+    document["metadata"]["annotations"] = {"legacy key": "x", "example.com/note": "a b\nc"}
+    document["spec"] = {**document["spec"], "realmId": "team", "spaceId": "s", "stackId": "st"}
+    await registry.create(parse_resource(document))
+    patch = {"metadata": {"labels": {"app": "web"}, "annotations": {"ok": "1"}}}
+    status, body = await _answer(await http.patch(f"{STACK}/cells/old", json=patch, headers=MERGE))
+    assert status == 200, body
+    assert body["metadata"]["annotations"]["legacy key"] == "x"
+    patch = {"metadata": {"annotations": {"new key": "1"}}}
+    status, body = await _answer(await http.patch(f"{STACK}/cells/old", json=patch, headers=MERGE))
+    assert status == 422, body
+    assert _fields(body) == ["metadata.annotations['new key']"]
