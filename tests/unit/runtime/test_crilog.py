@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import signal
+import struct
 import subprocess
+import termios
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,6 +98,58 @@ def test_appends_to_an_existing_log(tmp_path: Path) -> None:
         assert logger.close() == 0
     texts = [r.text for r in parse_lines(log.read_bytes().splitlines())]
     assert texts == [b"round 0", b"round 1"]
+
+
+def _mounted_tmpfs(path: Path, size: str) -> None:
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+
+
+def _pipe_empty(fd: int) -> bool:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0] == 0
+
+
+def test_a_full_disk_drops_records_and_the_log_says_how_many(tmp_path: Path) -> None:
+    # Every line written is either in the log or counted in its "[kukeon] ... not logged"
+    # record, written once the disk takes writes again (docker and the CRI drop silently).
+    disk = tmp_path / "disk"
+    _mounted_tmpfs(disk, "256k")
+    try:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * 128 * 1024)
+        log = disk / "c.log"
+        logger = Logger(log)
+        sent = [b"line %06d end" % n for n in range(12_000)]  # ~190 KiB: more than is free
+        os.write(logger.stdout, b"\n".join(sent[:-10]) + b"\n")
+        deadline = time.monotonic() + 10
+        while os.statvfs(disk).f_bavail or not _pipe_empty(logger.stdout):
+            assert time.monotonic() < deadline, "the logger did not fill the disk"
+            time.sleep(0.01)
+        filler.unlink()  # 128 KiB free again: more than one read the logger may still hold
+        for line in sent[-10:]:
+            os.write(logger.stdout, line + b"\n")
+        assert logger.close() == 0
+        records = list(parse_lines(log.read_bytes().splitlines()))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    logged = [
+        r.text for r in records if r.stream == "stdout" and re.fullmatch(rb"line \d{6} end", r.text)
+    ]
+    notes = [
+        re.fullmatch(
+            rb"\[kukeon\] (\d+) records \((\d+) bytes\) of output were not logged: (.+)", r.text
+        )
+        for r in records
+        if r.stream == "stderr"
+    ]
+    assert notes
+    assert all(note is not None for note in notes)
+    lost = sum(int(note.group(1)) for note in notes if note is not None)
+    assert lost > 0
+    assert b"No space left on device" in {note.group(3) for note in notes if note is not None}
+    assert len(logged) + lost == len(sent)
+    assert logged == sorted(logged)
+    assert logged[-10:] == sent[-10:]
 
 
 def test_raw_lines_are_shown_as_they_are() -> None:

@@ -15,8 +15,10 @@ isolated mode, so it lives exactly as long as the task, whatever happens to kuke
 written while kukeond is down is in the log, and nothing of it passes through kukeond. It
 never exits before both streams end (SIGTERM, which the shim sends right after closing its
 pipe ends at task deletion, is ignored so the pipes are drained), and a failed write (disk
-full) drops that record instead of killing the logger, which would break the container's
-pipes. Each read's records go to the file in one ``write`` on an ``O_APPEND`` descriptor.
+full) drops that read's records instead of killing the logger, which would break the
+container's pipes; they are counted, and once the disk takes writes again the log says how
+many were lost and why, in a ``stderr`` record of its own (``[kukeon] N records (B bytes) of
+output were not logged: No space left on device``). Each read's records go to the file in one ``write`` on an ``O_APPEND`` descriptor.
 A logger killed while its task runs is replaced by kukeond (:mod:`logcopier`).
 """
 
@@ -52,12 +54,29 @@ def stamp():
     seconds, nanos = divmod(time.time_ns(), 1000000000)
     text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return ("%s.%09dZ" % (text, nanos)).encode()
+lost = {"records": 0, "bytes": 0, "why": "a short write", "cut": False}
 def write(records):
-    if records:
-        try:
-            os.write(log, b"".join(records))
-        except OSError:
-            pass
+    # Disk full: this read's records are dropped (blocking the container's output would be
+    # worse), counted, and said in the log once it takes writes again.
+    if not records:
+        return
+    data = b"".join(records)
+    head = b"\n" if lost["cut"] else b""
+    if lost["records"]:
+        head += b"%s stderr F [kukeon] %d records (%d bytes) of output were not logged: %s\n" % (
+            stamp(), lost["records"], lost["bytes"], lost["why"].encode())
+    whole = head + data
+    try:
+        written = os.write(log, whole)
+    except OSError as error:
+        written, lost["why"] = 0, error.strerror or str(error)
+    if written >= len(head):
+        lost.update(records=0, bytes=0)
+    unwritten = data[max(written - len(head), 0):]
+    lost["records"] += unwritten.count(b"\n")
+    lost["bytes"] += len(unwritten)
+    if written:
+        lost["cut"] = not whole[:written].endswith(b"\n")
 while rest:
     for fd, _event in poller.poll():
         if fd not in rest:
