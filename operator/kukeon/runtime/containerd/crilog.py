@@ -18,7 +18,8 @@ pipe ends at task deletion, is ignored so the pipes are drained), and a failed w
 full) drops that read's records instead of killing the logger, which would break the
 container's pipes; they are counted, and once the disk takes writes again the log says how
 many were lost and why, in a ``stderr`` record of its own (``[kukeon] N records (B bytes) of
-output were not logged: No space left on device``). Each read's records go to the file in one ``write`` on an ``O_APPEND`` descriptor.
+output were not logged: No space left on device``). Each read's records go to the file in
+one ``write`` on an ``O_APPEND`` descriptor.
 A logger killed while its task runs is replaced by kukeond (:mod:`logcopier`).
 """
 
