@@ -106,7 +106,8 @@ def _mounted_tmpfs(path: Path, size: str) -> None:
 
 
 def _pipe_empty(fd: int) -> bool:
-    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0] == 0
+    (queued,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))
+    return int(queued) == 0
 
 
 def test_a_full_disk_drops_records_and_the_log_says_how_many(tmp_path: Path) -> None:
