@@ -53,9 +53,16 @@ cells run on (their shims hold them) but nothing is started, stopped or observed
 the scheduler places no new cell on it (the node stays Ready: its cells are not moved)."""
 
 
+DISK_PRESSURE = "DiskPressure"
+"""The node condition that is `True` while the filesystem of kukeond's state directory (its
+containers' logs, network leases and records, an embedded etcd's data) is nearly full: the
+scheduler places no new cell there (a cell that runs goes on; its logs say what they
+dropped)."""
+
+
 class NodeCondition(KukeonModel):
     type: str
-    """`Ready`, `MemoryPressure`, `RuntimeUnavailable`."""
+    """`Ready`, `MemoryPressure`, `DiskPressure`, `RuntimeUnavailable`."""
     status: Literal["True", "False", "Unknown"] = "Unknown"
     reason: OptionalString = None
     message: OptionalString = None

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from .cell import Cell
 from .cellset import CELLSET_LABEL, TEMPLATE_HASH_LABEL
 from .node import (
+    DISK_PRESSURE,
     RUNTIME_UNAVAILABLE,
     SCHEDULED_BY_ANNOTATION,
     SCHEDULED_BY_SCHEDULER,
@@ -86,6 +87,8 @@ class NodeView:
     runtime_unavailable: bool = False
     """Its kukeond cannot reach containerd (`RuntimeUnavailable`): no new cell goes there, but
     the node is not lost (its cells run on and are not moved)."""
+    disk_pressure: bool = False
+    """Its state directory's filesystem is nearly full (`DiskPressure`): no new cell goes there."""
     labels: Mapping[str, str] = field(default_factory=dict)
     allocatable_memory: int = 0
     """Bytes; 0 means unknown, which only cells without memory limits fit."""
@@ -122,6 +125,8 @@ def filter_reason(node: NodeView, *, selector: Mapping[str, str], memory: int) -
         return "not Ready"
     if node.runtime_unavailable:
         return "its containerd does not answer (RuntimeUnavailable)"
+    if node.disk_pressure:
+        return "its disk is nearly full (DiskPressure)"
     if node.unschedulable:
         return "cordoned (unschedulable)"
     if not selector_matches(selector, node.labels):
@@ -180,13 +185,15 @@ def node_view(node: Node) -> NodeView:
         name=node.metadata.name,
         ready=node.status.state == NodeState.READY,
         unschedulable=node.spec.unschedulable,
-        runtime_unavailable=any(
-            condition.type == RUNTIME_UNAVAILABLE and condition.status == "True"
-            for condition in node.status.conditions
-        ),
+        runtime_unavailable=_condition_true(node, RUNTIME_UNAVAILABLE),
+        disk_pressure=_condition_true(node, DISK_PRESSURE),
         labels=dict(node.metadata.labels),
         allocatable_memory=node.status.allocatable.memory_bytes,
     )
+
+
+def _condition_true(node: Node, kind: str) -> bool:
+    return any(c.type == kind and c.status == "True" for c in node.status.conditions)
 
 
 def count_cells(views: Mapping[str, NodeView], cells: Iterable[Cell]) -> None:

@@ -46,7 +46,7 @@ from kukeon.api import (
     NodeStatus,
     ObjectMeta,
 )
-from kukeon.api.node import RUNTIME_UNAVAILABLE
+from kukeon.api.node import DISK_PRESSURE, RUNTIME_UNAVAILABLE
 from kukeon.controllers.cascade import CascadeDeleter, register_cascade
 from kukeon.controllers.cellsets import CellSetController, register_cellsets
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
@@ -108,6 +108,11 @@ FLEET = "fleet"
 """The readiness component of the node's own loops."""
 MEMORY_PRESSURE_FRACTION = 0.05
 """MemoryPressure when less than this share of the host's memory is available."""
+DISK_PRESSURE_FRACTION = 0.05
+DISK_PRESSURE_BYTES = 1 << 30
+"""DiskPressure when the state directory's filesystem has less than this share of its size
+free and less than this many bytes (a large disk is not under pressure at 95 %), or less
+than this share of its inodes."""
 
 
 # --- host facts ----------------------------------------------------------------------------
@@ -215,6 +220,36 @@ def _memory_condition(now: datetime) -> NodeCondition:
     )
 
 
+def disk_condition(
+    path: Path, now: datetime, statvfs: Callable[[Path], os.statvfs_result] = os.statvfs
+) -> NodeCondition:
+    """Whether ``path``'s filesystem (kukeond's state: logs, leases, an embedded etcd) has
+    room; blocking (a stat of a filesystem), run in a thread."""
+    try:
+        found = statvfs(path)
+    except OSError as error:
+        return NodeCondition(
+            type=DISK_PRESSURE,
+            status="Unknown",
+            reason="DiskUnobservable",
+            message=f"statvfs {path}: {error.strerror or error}",
+            last_transition_time=now,
+        )
+    size, free = found.f_blocks * found.f_frsize, found.f_bavail * found.f_frsize
+    low_space = free < size * DISK_PRESSURE_FRACTION and free < DISK_PRESSURE_BYTES
+    low_inodes = found.f_files > 0 and found.f_favail < found.f_files * DISK_PRESSURE_FRACTION
+    pressure = low_space or low_inodes
+    inodes = f"{found.f_favail} of {found.f_files} inodes"
+    return NodeCondition(
+        type=DISK_PRESSURE,
+        status="True" if pressure else "False",
+        reason="LowDisk" if pressure else "SufficientDisk",
+        message=f"{free} of {size} bytes and {inodes} free in {path}"
+        + (": no new cell is placed here" if pressure else ""),
+        last_transition_time=now,
+    )
+
+
 class ContainerdUnreachable(Exception):  # noqa: N818 (a state, named as /readyz shows it)
     """/readyz's `runtime` check: containerd did not answer the last heartbeat's check."""
 
@@ -297,6 +332,7 @@ class NodeAgent:
         self._task: SupervisedTask | None = None
         self._fencing: SupervisedTask | None = None
         self.runtime_unreachable: str | None = None
+        self.disk_pressure = False
         """Why containerd did not answer the last heartbeat's check (None: it did)."""
 
     def runtime_ready(self) -> bool:
@@ -399,7 +435,10 @@ class NodeAgent:
         now = datetime.now(UTC)
         # Observed once per beat, not once per attempt: a write that meets a conflict is
         # retried with the same observations (containerd's check alone may take 3 s).
-        observed = [await asyncio.to_thread(_memory_condition, now)]
+        observed = [
+            await asyncio.to_thread(_memory_condition, now),
+            await self._disk_condition(now),
+        ]
         if self.containerd is not None:
             observed.append(await self._runtime_condition(now))
         for _ in range(10):
@@ -440,6 +479,17 @@ class NodeAgent:
                 continue
             self.beats += 1
             return
+
+    async def _disk_condition(self, now: datetime) -> NodeCondition:
+        condition = await asyncio.to_thread(disk_condition, self.config.state_dir, now)
+        pressure = condition.status == "True"
+        if pressure != self.disk_pressure:
+            if pressure:
+                log.warning("node %s: DiskPressure: %s", self.node_name, condition.message)
+            else:
+                log.info("node %s: the disk has room again: %s", self.node_name, condition.message)
+        self.disk_pressure = pressure
+        return condition
 
     async def _runtime_condition(self, now: datetime) -> NodeCondition:
         assert self.containerd is not None

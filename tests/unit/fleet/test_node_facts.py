@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -81,3 +83,34 @@ def test_fleet_forwarding_settings(tmp_path: Path) -> None:
     )
     assert config.fleet_token_file == Path("/etc/kukeon/fleet.token")
     assert config.fleet_ca_file == tmp_path / "ca.crt"
+
+
+def test_disk_pressure_is_a_nearly_full_state_filesystem(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from kukeon.daemon.node import disk_condition
+
+    now = datetime.now(UTC)
+
+    def statvfs(blocks: int, free: int, files: int = 1000, ffree: int = 1000) -> Any:
+        return lambda _path: SimpleNamespace(
+            f_blocks=blocks, f_frsize=4096, f_bavail=free, f_files=files, f_favail=ffree
+        )
+
+    gib = (1 << 30) // 4096
+    cases = [
+        (statvfs(10 * gib, gib), "False"),  # 10 % free
+        (statvfs(10 * gib, gib // 4), "True"),  # 2.5 %, 256 MiB
+        (statvfs(1000 * gib, 30 * gib), "False"),  # 3 % of a large disk: still 30 GiB
+        (statvfs(10 * gib, gib, files=100_000, ffree=10), "True"),  # out of inodes
+        (statvfs(10 * gib, gib, files=0, ffree=0), "False"),  # no inode count (btrfs)
+    ]
+    for fake, status in cases:
+        condition = disk_condition(tmp_path, now, statvfs=fake)
+        assert condition.type == "DiskPressure"
+        assert condition.status == status, condition.message
+        assert str(tmp_path) in (condition.message or "")
+    real = disk_condition(tmp_path, now)
+    assert real.status in ("True", "False")
+    missing = disk_condition(tmp_path / "nosuch", now)
+    assert (missing.status, missing.reason) == ("Unknown", "DiskUnobservable")

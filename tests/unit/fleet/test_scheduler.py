@@ -149,3 +149,8 @@ def test_a_node_whose_containerd_does_not_answer_takes_no_cell_but_is_not_lost()
     answering = parsed.model_copy(deep=True)
     answering.status.conditions[0].status = "False"
     assert filter_reason(node_view(answering), selector={}, memory=0) is None
+    pressed = parsed.model_copy(deep=True)
+    pressed.status.conditions = [NodeCondition(type="DiskPressure", status="True")]
+    full = node_view(pressed)
+    assert full.ready
+    assert filter_reason(full, selector={}, memory=0) == "its disk is nearly full (DiskPressure)"
