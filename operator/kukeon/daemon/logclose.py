@@ -1,8 +1,8 @@
 """The end of a log file: its writer closing it (inotify's ``IN_CLOSE_WRITE``).
 
 An attachable container's terminal output is appended to its log file by a logger the
-containerd shim starts (``runtime.containerd.ttyio``: ``cat >> log``), which copies the
-last output after the task has exited and then exits, closing the file. A file has no end
+containerd shim starts (``runtime.containerd.ttyio``, ``crilog``'s terminal mode), which
+copies the last output after the task has exited and then exits, closing the file. A file has no end
 of file to wait for, but that close is one: :class:`WriterClosed` watches for it, so an
 attach session sends the last output once it is all there, however late the logger is.
 Where inotify is not to be had (``OSError`` at the start), the caller falls back on

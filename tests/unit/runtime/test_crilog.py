@@ -153,6 +153,58 @@ def test_a_full_disk_drops_records_and_the_log_says_how_many(tmp_path: Path) -> 
     assert logged[-10:] == sent[-10:]
 
 
+def test_a_terminals_logger_holds_its_fifo_and_outlives_a_full_disk(tmp_path: Path) -> None:
+    # A TTY task's logger (ttyio) appends the output as it is and holds a writer of the
+    # stdin FIFO, which keeps the shim's console up: a full disk must not end it (its
+    # `cat >> log` did, and the container lost its terminal for good).
+    fifo = tmp_path / "stdin"
+    os.mkfifo(fifo)
+    disk = tmp_path / "disk"
+    _mounted_tmpfs(disk, "128k")
+    try:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * 64 * 1024)
+        log = disk / "tty.log"
+        out_r, out_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        command = logger_command(log, streams={3: "terminal"}, terminal_of=fifo)
+        process = subprocess.Popen(
+            [
+                "bash",
+                "-c",
+                f'exec "$@" 3<&{out_r} 5>&{ready_w} {out_r}<&- {ready_w}>&-',
+                "bash",
+                *command,
+            ],
+            pass_fds=(out_r, ready_w),
+        )
+        os.close(out_r)
+        os.close(ready_w)
+        assert os.read(ready_r, 1) == b""
+        os.close(ready_r)
+        os.write(out_w, b"\x1b[1mbold\x1b[0m\r\n")  # as it is, no records
+        os.write(out_w, b"y" * 200 * 1024)  # more than the disk holds
+        deadline = time.monotonic() + 10
+        while os.statvfs(disk).f_bavail or not _pipe_empty(out_w):
+            assert time.monotonic() < deadline, "the logger did not fill the disk"
+            time.sleep(0.01)
+        assert process.poll() is None
+        # The FIFO still has its writer: a non-blocking open for writing finds a reader.
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        filler.unlink()
+        os.write(out_w, b"after\r\n")
+        os.close(out_w)
+        assert process.wait(timeout=10) == 0
+        text = log.read_bytes()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert text.startswith(b"\x1b[1mbold\x1b[0m\r\n")
+    assert re.search(
+        rb"\r\n\[kukeon\] \d+ bytes of terminal output were not logged: No space", text
+    )
+    assert text.endswith(b"after\r\n")
+
+
 def test_raw_lines_are_shown_as_they_are() -> None:
     record = parse_record(b"plain tty output")
     assert record == LogRecord(time=None, stream=None, partial=False, text=b"plain tty output")

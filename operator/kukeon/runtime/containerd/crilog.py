@@ -44,6 +44,8 @@ LOGGER_SCRIPT = r"""
 import os, select, signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 log = os.open(PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, MODE)
+# A TTY's stdin FIFO: its writer held for the task's life keeps the shim's console up.
+hold = os.open(HOLD, os.O_RDWR | os.O_CLOEXEC) if HOLD is not None else None
 if READY is not None:
     os.close(READY)
 names = {fd: b" " + name + b" " for fd, name in STREAMS.items()}
@@ -63,7 +65,10 @@ def write(records):
         return
     data = b"".join(records)
     head = b"\n" if lost["cut"] else b""
-    if lost["records"]:
+    if lost["bytes"] and RAW:
+        head += b"\r\n[kukeon] %d bytes of terminal output were not logged: %s\r\n" % (
+            lost["bytes"], lost["why"].encode())
+    elif lost["bytes"]:
         head += b"%s stderr F [kukeon] %d records (%d bytes) of output were not logged: %s\n" % (
             stamp(), lost["records"], lost["bytes"], lost["why"].encode())
     whole = head + data
@@ -77,7 +82,7 @@ def write(records):
     lost["records"] += unwritten.count(b"\n")
     lost["bytes"] += len(unwritten)
     if written:
-        lost["cut"] = not whole[:written].endswith(b"\n")
+        lost["cut"] = not RAW and not whole[:written].endswith(b"\n")
 while rest:
     for fd, _event in poller.poll():
         if fd not in rest:
@@ -86,6 +91,12 @@ while rest:
             data = os.read(fd, 65536)
         except OSError:
             data = b""
+        if RAW:  # a terminal's output, as it is
+            write([data])
+            if not data:
+                poller.unregister(fd)
+                del rest[fd]
+            continue
         now = stamp()
         records = []
         if not data:
@@ -121,14 +132,20 @@ def logger_command(
     python: str | None = None,
     streams: Mapping[int, str] = SHIM_STREAMS,
     ready_fd: int | None = SHIM_READY_FD,
+    terminal_of: Path | None = None,
 ) -> list[str]:
     """The logger's argv: kukeond's interpreter, isolated, running ``LOGGER_SCRIPT``; it
     reads ``streams`` (descriptor: stream name) and closes ``ready_fd`` once the log is open
-    (the shim waits for that). A replacement (:mod:`logcopier`) passes its own."""
+    (the shim waits for that). A replacement (:mod:`logcopier`) passes its own.
+
+    ``terminal_of``: the stdin FIFO of a TTY task (:mod:`ttyio`): the output is appended as
+    it is, not as records, and a writer of the FIFO is held for the task's life."""
     named = {fd: name.encode() for fd, name in streams.items()}
+    hold = str(terminal_of) if terminal_of is not None else None
     prelude = (
         f"PATH = {str(path)!r}\nMODE = {LOG_FILE_MODE:#o}\nMAX = {MAX_RECORD_BYTES}\n"
         f"STREAMS = {named!r}\nREADY = {ready_fd!r}\n"
+        f"RAW = {terminal_of is not None!r}\nHOLD = {hold!r}\n"
     )
     return [python or sys.executable, "-ISc", prelude + LOGGER_SCRIPT]
 
@@ -138,9 +155,16 @@ def log_path_marker(path: Path) -> str:
     return f"PATH = {str(path)!r}\n"
 
 
-def logger_uri(path: Path, *, python: str | None = None) -> str:
-    """The ``binary://`` URI of a task's stdout and stderr that logs them to ``path``."""
-    binary, flags, script = logger_command(path.absolute(), python=python)
+def logger_uri(path: Path, *, python: str | None = None, terminal_of: Path | None = None) -> str:
+    """The ``binary://`` URI of a task's stdout and stderr that logs them to ``path`` (a TTY
+    task's: ``terminal_of`` its stdin FIFO, see ``logger_command``)."""
+    streams = {3: "terminal"} if terminal_of is not None else SHIM_STREAMS
+    binary, flags, script = logger_command(
+        path.absolute(),
+        python=python,
+        streams=streams,
+        terminal_of=terminal_of.absolute() if terminal_of is not None else None,
+    )
     # One query key, so the shim's (unordered) map of arguments gives `python -ISc SCRIPT`.
     return f"binary://{binary}?" + urlencode({flags: script})
 

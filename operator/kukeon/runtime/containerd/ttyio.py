@@ -14,14 +14,19 @@ the design (``CopyConsole`` in ``runtime/v2/runc/platform.go``):
   console's output on its fd 3, and waits until it closes fd 5 (ready). It lives exactly
   as long as the task's console.
 
-So the task's stdout is ``binary:///bin/sh?-c=<script>``: a host ``sh`` that opens the
-stdin FIFO read-write (the writer that keeps the console alive, for the task's lifetime,
-whatever happens to kukeond), signals ready, and becomes ``cat`` appending the terminal's
-output to the container's log file. Nothing of the container's I/O passes through
-kukeond: output produced while kukeond is down is in the log file, never lost, and never
-blocks the container. An attach session follows the log file from its end (the output)
-and opens the stdin FIFO for writing (the input), so a restarted kukeond has nothing to
-re-open or adopt: its first attach just works. The FIFO's path is stable per container.
+So the task's stdout is ``binary://`` kukeond's interpreter running the container
+logger of :mod:`crilog` in its terminal mode: it opens the stdin FIFO read-write (the
+writer that keeps the console alive, for the task's lifetime, whatever happens to
+kukeond), signals ready, and appends the terminal's output as it is to the container's
+log file. Nothing of the container's I/O passes through kukeond: output produced while
+kukeond is down is in the log file and never blocks the container. A write the disk
+refuses drops that output and the log says so once it takes writes again; the logger
+goes on (it was ``sh -c 'cat >> log'``, whose ``cat`` exited on a full disk and took the
+FIFO's writer with it: the container lost its terminal for good).
+
+An attach session follows the log file from its end (the output) and opens the stdin FIFO
+for writing (the input), so a restarted kukeond has nothing to re-open or adopt: its first
+attach just works. The FIFO's path is stable per container.
 """
 
 from __future__ import annotations
@@ -29,30 +34,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shlex
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
 
+from kukeon.runtime.containerd.crilog import logger_uri
 from kukeon.runtime.containerd.tasks import TaskIO
 from kukeon.runtime.hostfiles import create_log_file, make_dirs
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.tasks import TaskService
 
-LOGGER_SHELL = "/bin/sh"
-
-
-def logger_uri(*, stdin: Path, log: Path) -> str:
-    """The ``binary://`` stdout: hold a writer of ``stdin``, then append fd 3 to ``log``."""
-    script = f"exec 6<>{shlex.quote(str(stdin))}; exec 5>&-; exec cat <&3 >>{shlex.quote(str(log))}"
-    # One query key, so the shim's (unordered) map of arguments gives `sh -c SCRIPT`.
-    return f"binary://{LOGGER_SHELL}?" + urlencode({"-c": script})
-
 
 def attachable_io(*, stdin: Path, log: Path) -> TaskIO:
-    return TaskIO(stdin=str(stdin), stdout=logger_uri(stdin=stdin, log=log), terminal=True)
+    """The ``binary://`` stdout holds a writer of ``stdin`` and appends fd 3 to ``log``."""
+    return TaskIO(stdin=str(stdin), stdout=logger_uri(log, terminal_of=stdin), terminal=True)
 
 
 def ensure_fifo(path: Path) -> None:
@@ -69,7 +65,7 @@ def ensure_fifo(path: Path) -> None:
 
 def _prepare(stdin: Path, log: Path) -> int:
     ensure_fifo(stdin)
-    # 0640 before the logger's `cat >>` would create it with the shim's umask.
+    # 0640 before the logger would create it with the shim's umask.
     create_log_file(log)
     # A writer while the shim opens its reader: without one its first read is EOF.
     return os.open(stdin, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
