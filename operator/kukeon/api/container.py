@@ -11,6 +11,7 @@ rules across containers (unique ids, the root container) live in `validation`.
 from __future__ import annotations
 
 import ipaddress
+import signal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -380,6 +381,29 @@ class ContainerTty(KukeonModel):
         return found
 
 
+def parse_signal(text: str) -> signal.Signals | None:
+    """``SIGQUIT``, ``QUIT``, ``sigquit`` or ``3`` as a signal; None for anything else."""
+    value = text.strip()
+    if value.isascii() and value.isdigit() and len(value) <= 3:
+        try:
+            return signal.Signals(int(value))
+        except ValueError:
+            return None
+    name = value.upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    found = getattr(signal.Signals, name, None)
+    return found if isinstance(found, signal.Signals) else None
+
+
+def _stop_signal_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    found = parse_signal(value)
+    if found is None:
+        raise ValueError(f"{quote(value)} is not a signal: a name (SIGINT, QUIT) or a number")
+    return found.name
+
+
 class ContainerSpec(KukeonModel):
     """One container of a cell, in kukeon's v1beta1 field names.
 
@@ -470,6 +494,11 @@ class ContainerSpec(KukeonModel):
     """Least seconds between two restarts (default 30), 1 to 300; needs always or on-failure."""
     restart_max_retries: int | None = Field(default=None, strict=True)
     """Restarts before giving up under on-failure (default 5), 1 to 1000."""
+    stop_signal: Annotated[OptionalString, AfterValidator(_stop_signal_name)] = None
+    """The signal that asks the container to stop (`SIGINT`, `QUIT` or `3`; docker's
+    `--stop-signal`, Kubernetes' `lifecycle.stopSignal`), before SIGKILL after the cell's
+    grace; unset: the image's `StopSignal`, else SIGTERM. Changing it replaces the
+    container."""
     attachable: bool = False
     """Run the process under a terminal wrapper that `attach` can connect to."""
     tty: ContainerTty | None = None

@@ -28,6 +28,7 @@ _BY_HAND = {
     "env": "--env",
     "labels": "--label",
     "stop_timeout": "--stop-timeout",
+    "stop_signal": "--stop-signal",
     "ports": "--publish",
     "restart": "--restart",
     "command": "a command",

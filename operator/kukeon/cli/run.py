@@ -110,6 +110,12 @@ async def _wait_state(
     "terminationGracePeriodSeconds; kukeond's 10 s when unset).",
 )
 @click.option(
+    "--stop-signal",
+    metavar="SIGNAL",
+    help="The signal that asks the container to stop (docker's; a name or number, e.g. SIGINT; "
+    "the image's StopSignal when unset, else SIGTERM).",
+)
+@click.option(
     "--restart",
     type=click.Choice(["always", "on-failure", "never"]),
     default="never",
@@ -134,6 +140,7 @@ def run_command(
     labels: tuple[str, ...],
     ports: tuple[str, ...],
     stop_timeout: int | None,
+    stop_signal: str | None,
     restart: str,
     command: tuple[str, ...],
     realm: str,
@@ -164,6 +171,8 @@ def run_command(
     else:
         scope = (realm, space, stack)
         built = _container(cell_name or name or "", image, env, ports, restart, command)
+        if stop_signal is not None:
+            built["stopSignal"] = stop_signal
         creator = _by_hand(
             cell_name or name or "",
             built,

@@ -193,10 +193,12 @@ class ContainerBuilder:
             resolv_conf=await _resolv_conf_file(place, host_network=effective.host_network),
         )
         spec = build_runtime_spec(effective, context=context)
-        digest = spec_digest(
-            spec if secrets.digest is None else {**spec, "kukeonSecretFiles": secrets.digest},
-            image=image.name,
-        )
+        recorded = dict(spec)
+        if secrets.digest is not None:
+            recorded["kukeonSecretFiles"] = secrets.digest
+        if effective.stop_signal is not None:  # a label, not the spec: in the digest when set
+            recorded["kukeonStopSignal"] = effective.stop_signal
+        digest = spec_digest(recorded, image=image.name)
         built = BuiltContainer(
             effective=effective,
             name=name,
@@ -204,7 +206,7 @@ class ContainerBuilder:
             spec=spec,
             digest=digest,
             wrapped=wrapped,
-            stop_signal=image.config.stop_signal,
+            stop_signal=effective.stop_signal or image.config.stop_signal,
         )
         if secrets.files:
             uid, gid = built.user

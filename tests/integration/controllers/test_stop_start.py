@@ -115,7 +115,8 @@ async def test_a_container_is_stopped_with_its_images_stop_signal(
     kukeond: Kukeond, tmp_path: Path
 ) -> None:
     """An image's StopSignal (postgres: SIGINT, nginx: SIGQUIT) is what stops its container,
-    as docker and the CRI runtimes send it; SIGTERM only when the image names none."""
+    as docker and the CRI runtimes send it; SIGTERM only when the image names none; the
+    container's own stopSignal wins over both."""
     from kukeon.controllers.cellfiles import CellFiles
     from tests.fixtures.containerd import MAKE_TEST_IMAGE
 
@@ -136,15 +137,21 @@ async def test_a_container_is_stopped_with_its_images_stop_signal(
     await controllers.images.import_archive(namespace=k.namespace, path=archive)
     script = (
         "trap 'echo got USR1; exit 0' USR1; trap 'echo got TERM; exit 0' TERM; "
-        "while :; do sleep 0.1; done"
+        "trap 'echo got INT; exit 0' INT; while :; do sleep 0.1; done"
     )
-    for cell, image in (("usr1", name), ("term", k.image.name)):
+    for cell, image, own in (
+        ("usr1", name, None),
+        ("term", k.image.name, None),
+        ("int", name, "int"),  # the container's own, over its image's SIGUSR1
+    ):
         spec = container(k, "a", script=script, image=image)
+        if own is not None:
+            spec["stopSignal"] = own
         await k.apply(cell_doc(k, cell, [spec], terminationGracePeriodSeconds=5))
-    for cell in ("usr1", "term"):
+    for cell in ("usr1", "term", "int"):
         await k.wait_for(Kind.CELL, cell_key(k, cell), state="Ready")
         await update_cell(k, cell_key(k, cell), spec={"desired_state": DesiredCellState.STOPPED})
-    for cell, expected in (("usr1", "got USR1"), ("term", "got TERM")):
+    for cell, expected in (("usr1", "got USR1"), ("term", "got TERM"), ("int", "got INT")):
         await k.wait_for(Kind.CELL, cell_key(k, cell), state="Stopped", within=30)
         log = CellFiles(k.config.state_dir, (k.realm, "s1", "st1", cell)).log("a").read_text()
         assert expected in log, log

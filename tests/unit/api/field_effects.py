@@ -327,6 +327,10 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].restartMaxRetries": Effect(
         "tests/integration/controllers/test_restart.py::test_on_failure_gives_up_after_max_retries"
     ),
+    "Cell.spec.containers[].stopSignal": Effect(
+        "tests/integration/controllers/test_stop_start.py::"
+        "test_a_container_is_stopped_with_its_images_stop_signal"
+    ),
     "Cell.spec.containers[].attachable": Effect(
         "tests/integration/daemon/test_attach.py::test_attach_type_resize_detach_restart_and_logs"
     ),

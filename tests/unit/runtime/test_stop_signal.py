@@ -52,3 +52,18 @@ def test_the_image_config_carries_its_stop_signal() -> None:
     assert parse_config(json.dumps(document).encode()).run.stop_signal == "SIGINT"
     del document["config"]["StopSignal"]
     assert parse_config(json.dumps(document).encode()).run.stop_signal == ""
+
+
+def test_a_containers_own_stop_signal_is_checked_and_named() -> None:
+    from pydantic import ValidationError
+
+    from kukeon.api.container import ContainerSpec
+
+    base = {"id": "a", "image": "busybox"}
+    assert ContainerSpec.model_validate({**base, "stopSignal": "int"}).stop_signal == "SIGINT"
+    assert ContainerSpec.model_validate({**base, "stopSignal": "3"}).stop_signal == "SIGQUIT"
+    assert ContainerSpec.model_validate(base).stop_signal is None
+    assert ContainerSpec.model_validate({**base, "stopSignal": ""}).stop_signal is None
+    for bad in ("SIGNOPE", "0", "9999", "SIG_DFL"):
+        with pytest.raises(ValidationError, match="is not a signal"):
+            ContainerSpec.model_validate({**base, "stopSignal": bad})

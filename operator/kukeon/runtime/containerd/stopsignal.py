@@ -1,4 +1,5 @@
-"""The signal that asks a container to stop: its image's `StopSignal`, else SIGTERM.
+"""The signal that asks a container to stop: its own `stopSignal`, its image's
+`StopSignal`, else SIGTERM.
 
 Images say how they want to be stopped (postgres: SIGINT, a fast shutdown that never leaves
 a recovery to do; nginx: SIGQUIT, a graceful one), and docker and the CRI runtimes honour it.
@@ -12,6 +13,7 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
+from kukeon.api.container import parse_signal
 from kukeon.runtime.containerd.errors import ContainerdError
 
 if TYPE_CHECKING:
@@ -21,22 +23,14 @@ LABEL_STOP_SIGNAL: Final = "kukeon.io/stop-signal"
 
 
 def parse_stop_signal(text: str) -> signal.Signals | None:
-    """``SIGQUIT``, ``QUIT``, ``sigquit`` or ``3`` as a signal; None for anything else (an
-    image's malformed StopSignal falls back to SIGTERM rather than failing the container)."""
-    value = text.strip()
-    if value.isdigit():
-        try:
-            return signal.Signals(int(value))
-        except ValueError:
-            return None
-    name = value.upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    found = getattr(signal.Signals, name, None)
-    return found if isinstance(found, signal.Signals) else None
+    """A signal's name or number (an image's malformed StopSignal falls back to SIGTERM
+    rather than failing the container)."""
+    return parse_signal(text)
 
 
 def stop_signal_label(image_stop_signal: str) -> dict[str, str]:
-    """The label recording an image's stop signal (none for SIGTERM or an unknown name)."""
+    """The label recording a container's stop signal (its own ``stopSignal``, else its
+    image's; none for SIGTERM or an unknown name)."""
     found = parse_stop_signal(image_stop_signal) if image_stop_signal else None
     if found is None or found == signal.SIGTERM:
         return {}
