@@ -109,3 +109,16 @@ async def test_top_cells_and_nodes(kukeond: Kukeond, tmp_path: Path) -> None:
     assert node["CPU%"].endswith("%")
     assert mebibytes(node["MEMORY(bytes)"]) > 0
     assert float(node["LOAD(1m)"]) >= 0
+
+    # kubectl's singular (`top pod`, `top node`); a stopped cell is no row, by name its zeros
+    code, _, err = await kukectl(k, "stop", "hold", *scope)
+    assert code == 0, err
+    code, out, err = await kukectl(k, "top", "cell", *scope)
+    assert code == 0, err
+    assert {row["NAME"] for row in table(out)} == {"burn"}
+    code, out, err = await kukectl(k, "top", "cell", "hold", *scope)
+    assert code == 0, err
+    assert [row["PIDS"] for row in table(out)] == ["0"]
+    code, out, err = await kukectl(k, "top", "node")
+    assert code == 0, err
+    assert k.config.node_name in out

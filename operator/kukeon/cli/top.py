@@ -290,7 +290,16 @@ async def _named_cells(
 # --- the commands -------------------------------------------------------------------------
 
 
-@click.group("top")
+class _TopGroup(click.Group):
+    """`top cell` and `top node` as kubectl's `top pod` and `top node`: the singular too."""
+
+    ALIASES = {"cell": "cells", "node": "nodes"}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.ALIASES.get(cmd_name, cmd_name))
+
+
+@click.group("top", cls=_TopGroup)
 def top() -> None:
     """CPU, memory and tasks of running cells or of nodes, read from their cgroups.
 

@@ -13,7 +13,8 @@ Figures are read when asked (``kukeon.daemon.usage``): CPU time is cumulative se
 a rate is the difference of two answers divided by the difference of their ``timestamp``
 (``kukectl top`` asks twice, a second apart). Memory is the working set (and the usage
 the kernel charges, page cache included), pids the tasks of the cgroup. A cell that has no
-cgroup on its node (not running yet, stopped) is a ``409``.
+cgroup on its node (not running yet) is a ``409``; a stopped one keeps its cgroup, so
+named it has its zeros (``docker stats NAME``), and it is no row of the node form.
 
 Reading needs ``get`` on the cell's realm (viewers may); the node form lists cells of
 every realm, so an editor, who sees only its realms, must name one (``realm=``) unless it
@@ -192,7 +193,9 @@ class StatsRoutes:
                 listing = await self.registry.list(Kind.CELL, scope)
             except Invalid as error:
                 raise ApiError(400, str(error)) from None
-            cells = await self.reader.cells(local_cells(listing.items, self.node_name))
+            found = await self.reader.cells(local_cells(listing.items, self.node_name))
+            # Running cells: a stopped one keeps its (empty) cgroup, and is no row of `top`.
+            cells = [cell for cell in found if cell.usage.pids > 0]
         host = await asyncio.to_thread(read_host_usage)
         document: dict[str, Any] = {
             "kind": "NodeStats",
