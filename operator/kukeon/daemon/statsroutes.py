@@ -195,7 +195,7 @@ class StatsRoutes:
                 raise ApiError(400, str(error)) from None
             found = await self.reader.cells(local_cells(listing.items, self.node_name))
             # Running cells: a stopped one keeps its (empty) cgroup, and is no row of `top`.
-            cells = [cell for cell in found if cell.usage.pids > 0]
+            cells = [cell for cell in found if cell.usage.pids != 0]
         host = await asyncio.to_thread(read_host_usage)
         document: dict[str, Any] = {
             "kind": "NodeStats",
