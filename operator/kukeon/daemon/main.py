@@ -61,7 +61,7 @@ from .config import ConfigError, load_config
 @click.option(
     "--netns-pool-size",
     type=int,
-    help="Spare cell network namespaces kept ready (default 2; 0: none).",
+    help="Spare cell network namespaces kept ready (default 0: none).",
 )
 @click.option("--nft-table", help="The inet table holding the egress chains (default kukeon).")
 @click.option("--subnet-pool", help="IPv4 pool space subnets come from (default 10.88.0.0/16).")

@@ -10,6 +10,7 @@ import pytest
 
 from kukeon.api import Cell, Kind
 from kukeon.daemon.app import Daemon
+from kukeon.daemon.config import DaemonConfig
 from kukeon.runtime.network import cell_network_id, link_exists
 from kukeon.runtime.network.netns import NetnsManager
 from kukeon.runtime.network.pool import NetnsPool, PoolEntry
@@ -35,11 +36,22 @@ async def _refilled(k: Kukeond, size: int) -> set[str]:
     raise AssertionError(f"{_spares(k)} spares after 10 s")
 
 
+async def _restart(k: Kukeond, config: DaemonConfig, *, stopped: bool = False) -> None:
+    if not stopped:
+        await k.daemon.stop()
+    k.config = config
+    k.daemon = Daemon(config)
+    await k.daemon.start()
+    assert k.daemon.registry is not None
+    k.registry = k.daemon.registry
+    speed_up(k)
+
+
 async def test_a_cell_takes_a_spare_and_a_restart_sweeps_a_killed_kukeonds(
     kukeond: Kukeond,
 ) -> None:
     k = kukeond
-    assert k.config.netns_pool_size == 2
+    await _restart(k, k.config.model_copy(update={"netns_pool_size": 2}))
     await k.hierarchy()
     await k.apply(cell_doc(k, "first", [container(k, "main")]))
     await k.wait_for(Kind.CELL, cell_key(k, "first"), state="Ready")
@@ -65,11 +77,7 @@ async def test_a_cell_takes_a_spare_and_a_restart_sweeps_a_killed_kukeonds(
     left: PoolEntry = await asyncio.to_thread(pool._make)
     await k.daemon.stop()
     assert _spares(k) == {left.token}
-    k.daemon = Daemon(k.config)
-    await k.daemon.start()
-    assert k.daemon.registry is not None
-    k.registry = k.daemon.registry
-    speed_up(k)
+    await _restart(k, k.config, stopped=True)
     assert left.token not in _spares(k)
     assert not await link_exists(left.host_ifname)
     assert left.netns_name not in await NetnsManager(directory=k.config.netns_dir).list()
