@@ -267,6 +267,9 @@ class ObjectMeta(KukeonModel):
     """The etcd mod_revision of the stored document; writes compare-and-swap on it."""
     creation_timestamp: Timestamp = None
     deletion_timestamp: Timestamp = None
+    deletion_grace_period_seconds: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    """A cell's stop grace for its deletion, when the delete gave one (kubectl's
+    `--grace-period`); a later delete may only shorten it. Written by the registry."""
     finalizers: NullableList[str] = Field(default_factory=list)
 
 

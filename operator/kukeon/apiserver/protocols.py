@@ -34,6 +34,7 @@ class RegistryApi(Protocol):
         *,
         cascade: bool = False,
         background: bool = False,
+        grace_seconds: int | None = None,
     ) -> AnyResource | None: ...
 
     async def add_finalizer(

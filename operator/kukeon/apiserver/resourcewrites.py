@@ -17,6 +17,7 @@ from typing import Literal
 from aiohttp import web
 
 from kukeon.api import AnyResource, Kind, Secret, parent_of, to_document
+from kukeon.api.cell import TERMINATION_GRACE_MAX
 from kukeon.api.cellset import ORPHAN_FINALIZER
 from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
@@ -82,7 +83,13 @@ class ResourceWrites(HandlerBase):
         document = prepare(body, target, name_from_url=False)
         document.pop("status", None)  # controllers own status
         metadata = document["metadata"]
-        for managed in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp"):
+        for managed in (
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ):
             metadata.pop(managed, None)
         res = parse(document)
         validated = ValidatedDump.of(res)  # the registry need not validate it again
@@ -253,10 +260,17 @@ class ResourceWrites(HandlerBase):
     async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         self._authorize(request, "delete", target)
         dry_run = queryparams.dry_run(request)
-        policy = await self._cascade(request)
+        policy, grace = await self._delete_options(request)
         if policy == ORPHAN:
             await self._orphan_dependents(target, dry_run=dry_run)
         cascade = policy is True
+        if grace is not None:
+            if target.kind != Kind.CELL:
+                why = "only a cell's deletion stops containers (its children's have their own)"
+                raise ApiError(
+                    400, f"gracePeriodSeconds: {why}", causes=[Cause("gracePeriodSeconds", why)]
+                )
+            cascade = False  # a cell has no children: a cascade is a plain delete
         if dry_run:
             current = await self._store(target, self._registry.get(target.kind, target.key))
             if not cascade:
@@ -266,7 +280,9 @@ class ResourceWrites(HandlerBase):
         # across restarts: see _start_cascade) and the object after them.
         remaining = await self._store(
             target,
-            self._registry.delete(target.kind, target.key, cascade=cascade, background=cascade),
+            self._registry.delete(
+                target.kind, target.key, cascade=cascade, background=cascade, grace_seconds=grace
+            ),
         )
         if cascade and remaining is not None:
             self._start_cascade(target)
@@ -297,14 +313,23 @@ class ResourceWrites(HandlerBase):
                 target, self._registry.add_finalizer(target.kind, target.key, ORPHAN_FINALIZER)
             )
 
-    async def _cascade(self, request: web.Request) -> bool | Literal["Orphan"]:
+    async def _delete_options(
+        self, request: web.Request
+    ) -> tuple[bool | Literal["Orphan"], int | None]:
+        """The cascade (query or DeleteOptions body) and the grace a cell's stop gets."""
         policy = queryparams.single(request, "propagationPolicy")
+        grace = _grace_seconds(queryparams.single(request, "gracePeriodSeconds"))
         if request.can_read_body:
             body = await read_body(request, self._settings.max_body_bytes)
             if isinstance(body, dict):
                 policy = policy or body.get("propagationPolicy")
+                if grace is None:
+                    grace = _grace_seconds(body.get("gracePeriodSeconds"), text=False)
                 if "dryRun" in body and body["dryRun"] not in ([], ["All"]):
                     raise ApiError(400, "DeleteOptions.dryRun must be ['All']")
+        return self._cascade(request, policy), grace
+
+    def _cascade(self, request: web.Request, policy: object) -> bool | Literal["Orphan"]:
         if policy is not None:
             if policy in ("Foreground", "Background"):
                 return True
@@ -312,7 +337,8 @@ class ResourceWrites(HandlerBase):
                 return ORPHAN
             raise ApiError(
                 400,
-                f"propagationPolicy {quote(policy)} is not supported: use Foreground or Background "
+                f"propagationPolicy {quote(str(policy))} is not supported: use Foreground or "
+                "Background "
                 "(children are deleted), Orphan (a CellSet's cells stay) or leave it out "
                 "(refused while children exist)",
                 causes=[Cause("propagationPolicy", "must be Foreground, Background or Orphan")],
@@ -334,3 +360,24 @@ class ResourceWrites(HandlerBase):
                 kind=target.kind.value,
                 name=target.name,
             )
+
+
+def _grace_seconds(value: object, *, text: bool = True) -> int | None:
+    """``gracePeriodSeconds`` (a query's ``text`` or a body's number): 0 to an hour, or None."""
+    if value is None or (text and value == ""):
+        return None
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif (
+        text and isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5
+    ):
+        number = int(value)
+    if number is None or not 0 <= number <= TERMINATION_GRACE_MAX:
+        why = f"must be a whole number of seconds from 0 to {TERMINATION_GRACE_MAX}"
+        raise ApiError(
+            400,
+            f"gracePeriodSeconds: {why}, got {quote(str(value)[:40])}",
+            causes=[Cause("gracePeriodSeconds", why)],
+        )
+    return number

@@ -38,6 +38,8 @@ class _Deletion(NamedTuple):
     timeout: float
     ignore_not_found: bool
     server_dry: bool
+    grace_seconds: int | None = None
+    """A cell's stop grace for this deletion (other kinds have none)."""
 
 
 async def _delete_implicit_parents(
@@ -86,7 +88,14 @@ async def _delete_targets(
             if how.orphan and target_kind == Kind.CELL_SET:
                 await delete_orphaning(client, key, dry_run=how.server_dry)
             else:
-                await client.delete(target_kind, key, cascade=how.cascade, dry_run=how.server_dry)
+                grace = how.grace_seconds if target_kind == Kind.CELL else None
+                await client.delete(
+                    target_kind,
+                    key,
+                    cascade=how.cascade,
+                    dry_run=how.server_dry,
+                    grace_seconds=grace,
+                )
         except ApiRequestError as exc:
             if exc.code == 404 and how.ignore_not_found:
                 continue
@@ -155,6 +164,15 @@ def _named_targets(
 )
 @click.option("-l", "--selector", help="Every object of KIND in scope matching this selector.")
 @click.option("--all", "every", is_flag=True, help="Every object of KIND in scope.")
+@click.option(
+    "--grace-period",
+    type=click.IntRange(-1, 3600),
+    default=-1,
+    help="Seconds a cell's containers have after their stop signal before SIGKILL, for this "
+    "deletion (0: at once; -1: the cell's own terminationGracePeriodSeconds). A later "
+    "delete may shorten it, also while the cell is stopping.",
+)
+@click.option("--now", is_flag=True, help="--grace-period=1 (kubectl's).")
 @dry_run_option
 @scope_options
 @click.pass_context
@@ -169,6 +187,8 @@ def delete(
     ignore_not_found: bool,
     selector: str | None,
     every: bool,
+    grace_period: int,
+    now: bool,
     dry_run: str,
     realm: str,
     space: str,
@@ -184,10 +204,16 @@ def delete(
       kukectl delete cells --all --realm prod --space edge --stack web
       kukectl delete realm prod --cascade        # everything in it
       kukectl delete cellset web --cascade=orphan  # its cells stay
+      kukectl delete cell db --grace-period 0      # SIGKILL now, whatever its own grace
       kukectl delete -f app/                     # what apply -f app/ created, parents too
     """
     if cascade == "orphan" and kind not in (None, Kind.CELL_SET, Kind.CELL):
         fail("--cascade=orphan: only a cell set's cells can outlive it", EXIT_USAGE)
+    if now and grace_period >= 0:
+        fail("--now and --grace-period cannot both be given", EXIT_USAGE)
+    grace = 1 if now else (grace_period if grace_period >= 0 else None)
+    if grace is not None and kind not in (None, Kind.CELL):
+        fail("--grace-period/--now: only a cell's deletion stops containers", EXIT_USAGE)
     selections = bool(selector) + every  # -l and --all
     targets, implicit = _named_targets(kind, names, files, selections, (realm, space, stack))
     selecting = selections > 0
@@ -204,6 +230,7 @@ def delete(
         timeout,
         ignore_not_found,
         server_dry=dry_run == "server",
+        grace_seconds=grace,
     )
 
     async def work(client: ApiClient) -> bool:

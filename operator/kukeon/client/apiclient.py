@@ -511,12 +511,22 @@ class ApiClient:
         return parse_object(document)
 
     async def delete(
-        self, kind: Kind, key: Sequence[str], *, cascade: bool = False, dry_run: bool = False
+        self,
+        kind: Kind,
+        key: Sequence[str],
+        *,
+        cascade: bool = False,
+        dry_run: bool = False,
+        grace_seconds: int | None = None,
     ) -> AnyResource | None:
-        """Delete; the object (now with a deletionTimestamp) while finalizers hold it, else None."""
+        """Delete; the object (now with a deletionTimestamp) while finalizers hold it, else
+        None. ``grace_seconds``: a cell's stop grace for this deletion (kubectl's
+        ``--grace-period``)."""
         params = self._dry(dry_run)
         if cascade:
             params["propagationPolicy"] = "Foreground"
+        if grace_seconds is not None:
+            params["gracePeriodSeconds"] = str(grace_seconds)
         document = await self.request("DELETE", object_path(kind, key), params=params)
         if isinstance(document, Mapping) and document.get("kind") == "Status":
             return None

@@ -158,6 +158,7 @@ class Controllers:
             node=self.host.settings.node_name, state_dir=Path(self.host.settings.state_dir)
         )
         op.on_change(Kind.CELL, self.cells.peers.changed)
+        op.on_change(Kind.CELL, self.cells.stop_graces.changed)
 
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name

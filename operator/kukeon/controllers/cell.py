@@ -94,9 +94,10 @@ from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host
 from .images import ImageProvider, ImageUnavailableError, InvalidImageReferenceError
-from .logcopiers import CopiedTask, LogCopiers
+from .logcopiers import LogCopiers
 from .probing import ProbeManager, RunningContainer
 from .reporting import now, report
+from .stopgraces import StopGraces, stop_grace
 
 __all__ = [
     "ANNOTATION_RESTARTED_AT",
@@ -275,6 +276,7 @@ class CellController:
         """Set by ``Controllers.register``: the other cells each hosts file lists."""
         self.log_copiers: LogCopiers | None = None
         """Set by ``Controllers.register``: the watch on the running tasks' log copiers."""
+        self.stop_graces = StopGraces()
         self.runs_here: Callable[[Cell], bool] = lambda cell: True
         """Set by ``Controllers``: whether this node still runs the cell (``departures``).
         The framework asks it before a pass; a task's start asks again: a pass under way
@@ -304,7 +306,7 @@ class CellController:
         """Built per use: `host` may be replaced on a running controller (tests do)."""
         if cell is None:
             return CellExecutor(self.host)
-        grace = cell.spec.termination_grace_period_seconds
+        grace = stop_grace(cell)
         return CellExecutor(self.host, note=lambda n: self._note(cell, n), grace_seconds=grace)
 
     # --- reconcile ----------------------------------------------------------------------
@@ -434,7 +436,8 @@ class CellController:
         names = frozenset(status.name for _, status in converged if status.name)
         await executor.remove_all(namespace, key, keep=names, found=listed)
         self._probe(progress.cell, namespace, converged, interfaces)
-        self._watch_log_copiers(progress.cell, files, converged)
+        if self.log_copiers is not None:
+            self.log_copiers.sync_statuses(progress.cell, files, (s for _, s in converged))
         return await self._finish(progress.cell, ctx, converged, cgroup, interfaces)
 
     def _netns_path(self, cell: Cell, key: CellKey) -> str | None:
@@ -647,23 +650,6 @@ class CellController:
             running=running,
         )
 
-    def _watch_log_copiers(
-        self, cell: Cell, files: CellFiles, converged: list[tuple[ContainerPlan, ContainerStatus]]
-    ) -> None:
-        """Hand the running tasks to the log copiers' watch (a TTY's logger is not one)."""
-        if self.log_copiers is None:
-            return
-        specs = {container.id: container for container in cell.spec.containers}
-        running = [
-            CopiedTask(container=status.id, pid=status.pid, log=files.log(status.id))
-            for _, status in converged
-            if status.state == ContainerState.READY
-            and status.pid
-            and status.id in specs
-            and not specs[status.id].attachable
-        ]
-        self.log_copiers.sync(cell, files.key, running)
-
     async def remove_container(self, namespace: str, cid: str) -> None:
         """Stop the container's task and delete it (the orphan collector's removal too)."""
         await self._executor().remove_container(namespace, cid)
@@ -681,7 +667,8 @@ class CellController:
         if self.log_copiers is not None:
             self.log_copiers.forget(key)
         namespace = await self._namespace(ctx, key[0])
-        await self._executor(cell).remove_all(namespace, key)
+        async with self.stop_graces.stopping(key, self._executor(cell)) as executor:
+            await executor.remove_all(namespace, key)
         await release_ports(self.host, key)
         await self.host.networks.detach_cell(
             cell_id=network_id(key, self.host.networks.settings.instance)

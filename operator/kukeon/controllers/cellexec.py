@@ -27,7 +27,7 @@ from kukeon.runtime.containerd.errors import (
 )
 from kukeon.runtime.containerd.namespaces import instance_labels
 from kukeon.runtime.containerd.stopsignal import container_stop_signal, stop_signal_label
-from kukeon.runtime.containerd.tasks import TaskInfo, TaskIO, TaskStatus
+from kukeon.runtime.containerd.tasks import StopDeadline, TaskInfo, TaskIO, TaskStatus
 from kukeon.runtime.containerd.ttyio import create_attachable_task
 from kukeon.runtime.hostfiles import create_log_file
 
@@ -87,6 +87,8 @@ class CellExecutor:
         self.note = note
         self.grace_seconds = grace_seconds
         """The cell's stop grace (`terminationGracePeriodSeconds`); kukeond's when None."""
+        self.stop_deadline: StopDeadline | None = None
+        """When set, the end of every stop's grace instead (``stopgraces``)."""
 
     def _note(self, reason: EventReason, message: str) -> None:
         if self.note is not None:
@@ -285,7 +287,7 @@ class CellExecutor:
             if grace is None:
                 grace = self.host.settings.stop_grace_seconds
             signal = await container_stop_signal(self.host.containerd, namespace, name)
-            await tasks.stop(name, grace_period=grace, signal=signal)
+            await tasks.stop(name, grace_period=grace, signal=signal, deadline=self.stop_deadline)
         await tasks.delete(name)
 
     async def remove_container(self, namespace: str, name: str) -> None:

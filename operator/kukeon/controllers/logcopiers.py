@@ -17,18 +17,20 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from kukeon.api import Cell
+from kukeon.api import Cell, ContainerState, ContainerStatus
 from kukeon.api.event import EventReason, EventType
 from kukeon.framework import EventRecorder
 from kukeon.processes import ProcessId, identify
 from kukeon.runtime.containerd.logcopier import alive, find_copier, start_replacement
+
+from .cellfiles import CellFiles
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,22 @@ class LogCopiers:
                 )
                 self._watched.setdefault(key, {})[task.container] = entry
                 self._spawn(entry, self._discover(entry))
+
+    def sync_statuses(
+        self, cell: Cell, files: CellFiles, statuses: Iterable[ContainerStatus]
+    ) -> None:
+        """``sync`` with the containers a pass found Ready (a TTY's logger is not a copier:
+        it is the terminal's, see ``ttyio``)."""
+        specs = {container.id: container for container in cell.spec.containers}
+        running = [
+            CopiedTask(container=status.id, pid=status.pid, log=files.log(status.id))
+            for status in statuses
+            if status.state == ContainerState.READY
+            and status.pid
+            and status.id in specs
+            and not specs[status.id].attachable
+        ]
+        self.sync(cell, files.key, running)
 
     def forget(self, key: CellKey) -> None:
         """The cell stops here or is gone: its copiers are no longer watched."""

@@ -153,8 +153,12 @@ class RegistryDeletion(RegistryReads):
         *,
         cascade: bool = False,
         background: bool = False,
+        grace_seconds: int | None = None,
     ) -> AnyResource | None:
         """Mark the object deleted; it goes when its finalizers are empty (then None).
+
+        ``grace_seconds`` (a cell's, without ``cascade``) is recorded as the deletion's
+        ``deletionGracePeriodSeconds``, or lowers the one recorded by an earlier delete.
 
         With children: refused (``ChildrenExist``) unless ``cascade``, which marks the
         object first (no new child can be created under it), deletes the children depth
@@ -182,7 +186,7 @@ class RegistryDeletion(RegistryReads):
             stored = await self._read_one(raw_key, f"delete {label}")
 
         if not cascade:
-            return await self._delete_childless(kind, key)
+            return await self._delete_childless(kind, key, grace_seconds)
 
         def mark(current: AnyResource, stored: Stored) -> tuple[Any, list[Any]]:
             if current.metadata.deletion_timestamp is not None:
@@ -289,7 +293,9 @@ class RegistryDeletion(RegistryReads):
         with contextlib.suppress(NotFound):
             await self.delete(kind, key, cascade=True)
 
-    async def _delete_childless(self, kind: Kind, key: tuple[str, ...]) -> AnyResource | None:
+    async def _delete_childless(
+        self, kind: Kind, key: tuple[str, ...], grace_seconds: int | None = None
+    ) -> AnyResource | None:
         label = label_of(kind, key)
         no_children = self._no_children_compares(kind, key)
 
@@ -316,6 +322,9 @@ class RegistryDeletion(RegistryReads):
                 document["metadata"]["finalizers"] = remaining
                 if not document["metadata"].get("deletionTimestamp"):
                     document["metadata"]["deletionTimestamp"] = utc_now().isoformat()
+                given = document["metadata"].get("deletionGracePeriodSeconds")
+                if grace_seconds is not None and (given is None or grace_seconds < given):
+                    document["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
                 if document == json.loads(stored.value):
                     return "keep", []
                 return document, no_children

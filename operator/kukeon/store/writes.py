@@ -148,6 +148,7 @@ class RegistryWrites(RegistryDeletion):
         document = to_document(res)
         metadata: dict[str, Any] = document["metadata"]
         metadata.pop("deletionTimestamp", None)
+        metadata.pop("deletionGracePeriodSeconds", None)
         metadata.pop("resourceVersion", None)
         metadata["uid"] = uid
         metadata["creationTimestamp"] = created.isoformat()

@@ -409,3 +409,38 @@ async def test_fields_kukeond_would_ignore_are_refused(
     change = {"spec": {"containers": [{"id": "main", "image": "busybox:latest", "root": True,
                                         "ports": ["90"]}]}}  # fmt: skip
     await _status(await http.patch(f"{CELLS}/old", data=json.dumps(change), headers=merge), 422)
+
+
+async def test_a_deletes_grace_period_is_checked_and_kept_for_cells_only(
+    http: aiohttp.ClientSession,
+) -> None:
+    await _defaults(http)
+    await _ok(await http.post(CELLS, json=cell_doc("web")), 201)
+    for bad in ("-1", "abc", "3601", "1e3", "99999999999"):
+        refused = await _status(
+            await http.delete(f"{CELLS}/web", params={"gracePeriodSeconds": bad}), 400
+        )
+        assert refused["details"]["causes"][0]["field"] == "gracePeriodSeconds"
+    for body in (
+        {"gracePeriodSeconds": "5"},
+        {"gracePeriodSeconds": True},
+        {"gracePeriodSeconds": -2},
+    ):
+        await _status(await http.delete(f"{CELLS}/web", json=body), 400)
+    refused = await _status(
+        await http.delete(f"{V}/realms/default", params={"gracePeriodSeconds": "5"}), 400
+    )
+    assert "only a cell" in refused["message"]
+    # Nothing of it was written: the cell is not being deleted.
+    current = await _ok(await http.get(f"{CELLS}/web"), 200)
+    assert current["metadata"].get("deletionTimestamp") is None
+    # A client cannot write the field itself.
+    current["metadata"]["deletionGracePeriodSeconds"] = 0
+    updated = await _ok(await http.put(f"{CELLS}/web", json=current), 200)
+    assert updated["metadata"].get("deletionGracePeriodSeconds") is None
+    # Given by the body, as DeleteOptions carry it (the cell has no node: it goes at once
+    # or waits for its finalizers; either way the answer is no error).
+    gone = await http.delete(f"{CELLS}/web", json={"gracePeriodSeconds": 3})
+    assert gone.status in (200, 202), await gone.text()
+    if gone.status == 202:
+        assert (await gone.json())["metadata"]["deletionGracePeriodSeconds"] == 3

@@ -155,3 +155,43 @@ async def test_a_container_is_stopped_with_its_images_stop_signal(
         await k.wait_for(Kind.CELL, cell_key(k, cell), state="Stopped", within=30)
         log = CellFiles(k.config.state_dir, (k.realm, "s1", "st1", cell)).log("a").read_text()
         assert expected in log, log
+
+
+DEAF_TO_TERM = "trap '' TERM; while :; do sleep 0.1; done"
+
+
+async def test_a_deletes_grace_period_wins_and_a_later_one_cuts_a_stop_short(
+    kukeond: Kukeond,
+) -> None:
+    """kubectl's --grace-period: a delete's own grace replaces the cell's for that deletion,
+    and a second delete with a shorter one reaches a stop already waiting out a long grace
+    (the cells ignore SIGTERM and ask for 60 s: only SIGKILL ends them)."""
+    import time
+
+    k = kukeond
+    await k.hierarchy()
+    deaf = [container(k, "a", script=DEAF_TO_TERM)]
+    for name in ("given", "shortened"):
+        await k.apply(cell_doc(k, name, deaf, terminationGracePeriodSeconds=60))
+    for name in ("given", "shortened"):
+        await k.wait_for(Kind.CELL, cell_key(k, name), state="Ready")
+
+    started = time.monotonic()
+    deleting = await k.registry.delete(Kind.CELL, cell_key(k, "given"), grace_seconds=1)
+    assert deleting is not None
+    assert deleting.metadata.deletion_grace_period_seconds == 1
+    await k.wait_gone(Kind.CELL, cell_key(k, "given"), within=20)
+    assert time.monotonic() - started < 20
+
+    await k.registry.delete(Kind.CELL, cell_key(k, "shortened"))
+    await asyncio.sleep(2)  # the finalize is waiting out the cell's 60 s by now
+    found = await k.registry.get(Kind.CELL, cell_key(k, "shortened"))
+    assert found.metadata.deletion_timestamp is not None
+    started = time.monotonic()
+    lowered = await k.registry.delete(Kind.CELL, cell_key(k, "shortened"), grace_seconds=0)
+    assert lowered is None or lowered.metadata.deletion_grace_period_seconds == 0
+    # A longer one given later does not lengthen it again.
+    raised = await k.registry.delete(Kind.CELL, cell_key(k, "shortened"), grace_seconds=30)
+    assert raised is None or raised.metadata.deletion_grace_period_seconds == 0
+    await k.wait_gone(Kind.CELL, cell_key(k, "shortened"), within=20)
+    assert time.monotonic() - started < 20

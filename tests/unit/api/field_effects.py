@@ -127,6 +127,9 @@ def _metadata(
     name: Verdict,
     labels: Verdict = Effect(_LABEL_SELECTORS),
     annotations: Verdict = StoredOnly(_NO_ANNOTATIONS_READ),
+    deletion_grace: Verdict = StoredOnly(
+        f"{_STORE_WRITTEN}; a delete gives it to cells only (refused for other kinds)"
+    ),
 ) -> dict[str, Verdict]:
     """The metadata every kind shares; ``name``, ``labels``, ``annotations`` vary by kind."""
     return {
@@ -144,6 +147,7 @@ def _metadata(
         f"{kind}.metadata.deletionTimestamp": StoredOnly(
             f"{_STORE_WRITTEN}; set when a delete waits for finalizers"
         ),
+        f"{kind}.metadata.deletionGracePeriodSeconds": deletion_grace,
         f"{kind}.metadata.finalizers": Refused(_NO_CLIENT_FINALIZERS),
     }
 
@@ -197,6 +201,10 @@ FIELDS: dict[str, Verdict] = {
         annotations=Effect(
             "tests/integration/controllers/test_stop_start.py::"
             "test_restarted_at_annotation_restarts_every_container"
+        ),
+        deletion_grace=Effect(
+            "tests/integration/controllers/test_stop_start.py::"
+            "test_a_deletes_grace_period_wins_and_a_later_one_cuts_a_stop_short"
         ),
     ),
     "Cell.spec.id": Refused(_SPEC_ID),

@@ -78,6 +78,7 @@ class FakeRegistry:
         *,
         cascade: bool = False,
         background: bool = False,
+        grace_seconds: int | None = None,
     ) -> AnyResource | None:
         await self._step("delete", kind, key, cascade)
         return None

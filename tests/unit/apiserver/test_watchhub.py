@@ -77,6 +77,7 @@ class FeedRegistry:
         *,
         cascade: bool = False,
         background: bool = False,
+        grace_seconds: int | None = None,
     ) -> AnyResource | None:
         raise NotImplementedError
 

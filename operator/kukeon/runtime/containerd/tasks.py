@@ -17,6 +17,7 @@ import json
 import os
 import signal as signal_module
 import stat
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -173,6 +174,37 @@ def _refusal_as_not_startable(name: str) -> Iterator[None]:
         ) from error
 
 
+class StopDeadline:
+    """When a stop's grace ends. ``lower`` moves it earlier while a stop waits: a delete
+    with a shorter grace (kubectl's ``--grace-period``) cuts a long one short."""
+
+    def __init__(self, grace: float) -> None:
+        self.at = time.monotonic() + grace
+        self._moved = asyncio.Event()
+
+    def lower(self, grace: float) -> None:
+        at = time.monotonic() + grace
+        if at < self.at:
+            self.at = at
+            self._moved.set()
+
+    async def passes_before(self, waiting: asyncio.Future[Any]) -> bool:
+        """Whether ``waiting`` finished before the deadline (it is never cancelled here)."""
+        while not waiting.done():
+            remaining = self.at - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._moved.clear()
+            moved = asyncio.ensure_future(self._moved.wait())
+            try:
+                await asyncio.wait(
+                    {waiting, moved}, timeout=remaining, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                moved.cancel()
+        return True
+
+
 class TaskService:
     def __init__(self, *, client: ContainerdClient, namespace: str) -> None:
         self._client = client
@@ -327,8 +359,10 @@ class TaskService:
         *,
         grace_period: float = 10.0,
         signal: int = signal_module.SIGTERM,
+        deadline: StopDeadline | None = None,
     ) -> ExitStatus:
-        """Signal the task, and SIGKILL every process if it is still there after the grace.
+        """Signal the task, and SIGKILL every process if it is still there after the grace
+        (``deadline``'s, when given: it may be moved earlier while the stop waits).
 
         Escalation matters: ``sh`` as PID 1 ignores SIGTERM.
         """
@@ -337,12 +371,10 @@ class TaskService:
             with contextlib.suppress(TaskNotFoundError):
                 # Already stopped ("process already finished"): wait answers at once.
                 await self.kill(container_id, signal)
-            try:
-                async with asyncio.timeout(grace_period):
-                    return await asyncio.shield(waiting)
-            except TimeoutError:
-                await self.kill(container_id, signal_module.SIGKILL, all=True)
-                return await waiting
+            if await (deadline or StopDeadline(grace_period)).passes_before(waiting):
+                return waiting.result()
+            await self.kill(container_id, signal_module.SIGKILL, all=True)
+            return await waiting
         finally:
             if not waiting.done():
                 waiting.cancel()
