@@ -15,7 +15,9 @@ the current template to create, which cells to delete, and the status to report.
 `track_progress` says whether the set moved since its last status (a new template or
 generation, more updated or available cells, fewer old ones) and so when it last did; a
 rollout that has not moved for `progressDeadlineSeconds` is *halted*: `halt` takes the
-creations out of its plan (old cells still go only as availability allows).
+creations out of its plan (old cells still go only as availability allows). While an old
+cell is being deleted (its stop may take its whole grace) the rollout is progressing: its
+clock starts again when the last one is gone.
 
 `record_revision` keeps the set's template revisions (in its status): the current
 template last, numbered one above the highest so far (a template seen before, as after an
@@ -77,6 +79,9 @@ class SetPlan:
     rolling: bool
     """Old cells remain: a rollout is under way."""
     notes: tuple[str, ...] = field(default=())
+    old_leaving: bool = False
+    """A cell of an earlier template is being deleted (its stop may take the cell's whole
+    grace, up to an hour): the rollout is waiting on its own step, not stalled."""
 
 
 def is_available(member: Member, min_ready_seconds: int, now: datetime) -> bool:
@@ -114,10 +119,13 @@ def plan_set(
         create, surplus = _scale(shape.replicas, new)
         if shape.strategy == StrategyType.RECREATE and old_leaving:
             create = 0  # the old copies are not gone yet
-        return SetPlan(create, (*delete, *surplus), counts, rolling=False)
+        return SetPlan(
+            create, (*delete, *surplus), counts, rolling=False, old_leaving=old_leaving
+        )
     if shape.strategy == StrategyType.RECREATE:
         # Every old cell first; new ones once the old are gone (a later plan).
-        return SetPlan(0, (*delete, *(m.name for m in old)), counts, rolling=True)
+        gone_old = (*delete, *(m.name for m in old))
+        return SetPlan(0, gone_old, counts, rolling=True, old_leaving=old_leaving)
     room = shape.replicas + shape.max_surge - len(alive) - leaving
     create = max(0, min(room, shape.replicas - len(new)))
     surplus_new = [m.name for m in removal_order(new)[: max(0, len(new) - shape.replicas)]]
@@ -129,7 +137,9 @@ def plan_set(
         elif removable > 0:
             gone.append(member.name)
             removable -= 1
-    return SetPlan(create, (*delete, *surplus_new, *gone), counts, rolling=True)
+    return SetPlan(
+        create, (*delete, *surplus_new, *gone), counts, rolling=True, old_leaving=old_leaving
+    )
 
 
 def _scale(replicas: int, new: Sequence[Member]) -> tuple[int, list[str]]:

@@ -242,6 +242,8 @@ def progress_of(
     seen = seen_of(cellset)
     if is_complete(plan, cellset.spec.replicas):
         return (seen.since if seen.complete and seen.since is not None else now), False
+    if plan.old_leaving:
+        return now, False  # waiting for an old cell's stop is the rollout's own step
     deadline = cellset.spec.progress_deadline_seconds
     return track_progress(seen, hash_, cellset.metadata.generation, plan.counts, deadline, now)
 

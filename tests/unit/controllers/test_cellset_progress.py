@@ -155,3 +155,39 @@ async def test_a_stalled_rollout_stops_and_says_so() -> None:
     registry.cellset = a_set("1", generation=3).model_copy(update={"status": status})
     await controller.run_pass()
     assert progressing(registry)[0] == "True"
+
+
+async def test_an_old_cell_that_takes_its_grace_to_stop_is_no_stall() -> None:
+    # maxSurge 1, maxUnavailable 0: the old cell being deleted holds the surge until it is
+    # gone, which may take its whole grace (up to an hour): the rollout waits on its own
+    # step, and its deadline runs again only once the cell is gone.
+    now = [T0]
+    registry = FakeRegistry(a_set("1"))
+    registry_delete = registry.delete
+    leaving: dict[str, Cell] = {}
+
+    async def slow_delete(kind: Kind, key: tuple[str, ...]) -> None:
+        cell = registry.cells[key[-1]]
+        marked = cell.metadata.model_copy(update={"deletion_timestamp": now[0]})
+        registry.cells[key[-1]] = leaving[key[-1]] = cell.model_copy(update={"metadata": marked})
+
+    controller = CellSetController(registry=cast(Registry, registry), clock=lambda: now[0])
+    await controller.run_pass()
+    set_state(registry, CellState.READY, ready=True)
+    await controller.run_pass()
+    registry.delete = slow_delete  # type: ignore[method-assign]
+    status = registry.cellset.status
+    registry.cellset = a_set("2", generation=2).model_copy(update={"status": status})
+    await controller.run_pass()  # one new cell
+    set_state(registry, CellState.READY, ready=True)
+    await controller.run_pass()  # an old one goes, slowly
+    assert len(leaving) == 1
+    now[0] = T0 + timedelta(seconds=10)
+    await controller.run_pass()  # the old cell's leaving was counted as a move here
+    now[0] = T0 + timedelta(seconds=600)  # far past the 30 s deadline, still stopping
+    await controller.run_pass()
+    assert progressing(registry)[0] == "True"
+    for name in leaving:
+        await registry_delete(Kind.CELL, ("r", "s", "st", name))
+    await controller.run_pass()  # the next new cell is made
+    assert progressing(registry)[0] == "True"
