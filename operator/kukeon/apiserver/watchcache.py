@@ -203,11 +203,13 @@ class RevisionReads:
 
     async def close(self) -> None:
         task = self._task
-        if task is not None:
-            await cancel_and_wait(task)
-        for waiting in self._next:  # a task cancelled before it ran never answers them
-            waiting.cancel()
-        self._next = []
+        try:
+            if task is not None:
+                await cancel_and_wait(task)
+        finally:
+            for waiting in self._next:  # a task cancelled before it ran never answers them
+                waiting.cancel()
+            self._next = []
 
 
 def _being_cancelled() -> bool:

@@ -203,9 +203,11 @@ async def _session(
                 status = json.loads(payload)
                 break
     finally:
-        if sending is not None:
-            await cancel_and_wait(sending)
-        await socket.close()
+        try:
+            if sending is not None:
+                await cancel_and_wait(sending)
+        finally:
+            await socket.close()
     return _Outcome(status, bytes(stderr))
 
 
@@ -594,5 +596,7 @@ async def _connection(
             if any(t.exception() is not None for t in done):
                 break
     finally:
-        await cancel_and_wait(*tasks)
-        await socket.close()
+        try:
+            await cancel_and_wait(*tasks)
+        finally:
+            await socket.close()

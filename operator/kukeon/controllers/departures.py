@@ -218,9 +218,11 @@ class Departures:
 
     async def stop(self) -> None:
         tasks = [*self._running.values(), *self._answering.values()]
-        await cancel_and_wait(*tasks)
-        self._running.clear()
-        self._answering.clear()
+        try:
+            await cancel_and_wait(*tasks)
+        finally:
+            self._running.clear()
+            self._answering.clear()
 
     async def _depart(self, key: Key) -> None:
         try:

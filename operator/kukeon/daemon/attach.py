@@ -219,11 +219,13 @@ async def serve_attach(
     try:
         await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await cancel_and_wait(sender, receiver, exited)
-        if stdin_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(stdin_fd)
-        if closing is not None:
-            closing.close()
-        await socket.close()
+        try:
+            await cancel_and_wait(sender, receiver, exited)
+        finally:  # also when we are cancelled meanwhile: nothing of the session is left
+            if stdin_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(stdin_fd)
+            if closing is not None:
+                closing.close()
+            await socket.close()
     return socket

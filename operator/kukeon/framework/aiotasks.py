@@ -91,8 +91,10 @@ class SupervisedTask:
     async def stop(self) -> None:
         """Cancel the loop and wait for it; it is not restarted."""
         self._stopping = True
-        await cancel_and_wait(self.task)
-        self._supervisor._forget(self)  # now: its done callback may not have run yet
+        try:
+            await cancel_and_wait(self.task)
+        finally:
+            self._supervisor._forget(self)  # now: its done callback may not have run yet
 
     async def _run(self) -> None:
         supervisor = self._supervisor
