@@ -37,7 +37,8 @@ def list_server(socket: Path, items: Sequence[Mapping[str, Any]] = ()) -> Iterat
             pass
 
     with _UnixServer(str(socket), Answer) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # shutdown() waits for serve_forever's next poll (every 0.5 s by default).
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         try:
             yield socket
         finally:

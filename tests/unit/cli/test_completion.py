@@ -32,6 +32,7 @@ from kukeon.cli.configfile import KukectlConfig
 from kukeon.cli.main import cli
 
 ROOT = "/apis/kukeon.io/v1beta1"
+SERVER_POLL_SECONDS = 0.05
 
 
 def listing(*names: str) -> dict[str, Any]:
@@ -91,7 +92,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[FakeServer]:
     fake = FakeServer(str(tmp_path / "k.sock"))
-    thread = threading.Thread(target=fake.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll (every 0.5 s by default).
+    thread = threading.Thread(target=fake.serve_forever, args=(SERVER_POLL_SECONDS,), daemon=True)
     thread.start()
     try:
         yield fake
