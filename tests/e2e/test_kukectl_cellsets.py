@@ -83,6 +83,19 @@ async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
     assert all(k.config.node_name in line for line in cells_table if "(current)" in line)
     assert "Available" in out
 
+    # kubectl's `exec deploy/web`, `logs deploy/web`: one of the set's cells, said on stderr
+    names = {line.split()[0] for line in cells_table if "(current)" in line}
+    code, out, err = await kukectl(k, "exec", "cellset/web", *scope, "--", "hostname")
+    assert code == 0, err
+    assert out.strip() in names
+    assert err.startswith("Found 3 cells, using cell/")
+    code, _, err = await kukectl(k, "logs", "cellset/web", *scope)
+    assert code == 0, err
+    assert "Found 3 cells" in err
+    code, _, err = await kukectl(k, "logs", "cellset/nosuch", *scope)
+    assert code == 1
+    assert "nosuch" in err
+
     await orphan_and_adopt(k, scope)
     await restart_rolls_every_cell(k, scope)
 

@@ -12,15 +12,16 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
-from .params import CELL_FORMS, DURATION, cell_key, cell_named, scope_options
+from .params import DURATION, SET_CELL_FORMS, cell_key, cell_or_set_named, scope_options
 from .runner import EXIT_USAGE, fail, run
+from .setcells import cell_of_set
 
 MAX_FOLLOWED = 5
 """Cells `logs -l -f` follows at most (kubectl's --max-log-requests default)."""
 
 
 @click.command()
-@click.argument("name", nargs=-1, metavar="[cell] NAME|cell/NAME")
+@click.argument("name", nargs=-1, metavar="[cell] NAME|cell/NAME|cellset/NAME")
 @click.option("-l", "--selector", help="The cells of the scope matching it, instead of NAME.")
 @click.option("--container", "-c", help="Container (default: the cell's root container).")
 @click.option("--all-containers", is_flag=True, help="Every container of the cell.")
@@ -72,13 +73,15 @@ def logs(
       kukectl logs web --previous           # before the last restart
       kukectl logs web --all-containers -f  # every container, lines prefixed
       kukectl logs -l kukeon.io/cellset=web --prefix  # each cell of a set
+      kukectl logs cellset/web              # one of them (Ready, the oldest)
     """
     if container and all_containers:
         fail("--container and --all-containers: give at most one", EXIT_USAGE)
     if since is not None and since_time is not None:
         fail("--since and --since-time: give at most one", EXIT_USAGE)
     if bool(name) == bool(selector):
-        fail(f"give the cell ({CELL_FORMS}) or -l SELECTOR, one of them", EXIT_USAGE)
+        fail(f"give the cell ({SET_CELL_FORMS}) or -l SELECTOR, one of them", EXIT_USAGE)
+    kind, named = cell_or_set_named(name) if name else (Kind.CELL, "")
     params = _query(
         follow=follow,
         tail=tail,
@@ -94,7 +97,9 @@ def logs(
 
     async def work(client: ApiClient) -> None:
         if not selector:
-            await one(client, cell_named(name))
+            scope = (realm, space, stack)
+            cell = named if kind == Kind.CELL else await cell_of_set(client, scope, named)
+            await one(client, cell)
             return
         scope = (realm, space, stack)
         listed = await client.list(Kind.CELL, scope, label_selector=selector)

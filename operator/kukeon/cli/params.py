@@ -197,17 +197,32 @@ def cell_argument(func: Callable[..., Any]) -> Callable[..., Any]:
 def cell_named(words: Sequence[str]) -> str:
     """The name of the cell `words` name: ``NAME``, ``cell NAME`` or ``cell/NAME`` (any
     alias of the kind: ``cells``, ``ce``...); exit 2 for another kind or shape."""
+    return _one_named(words, (Kind.CELL,))[1]
+
+
+SET_CELL_FORMS = f"{CELL_FORMS}, or cellset/NAME (one of its cells)"
+
+
+def cell_or_set_named(words: Sequence[str]) -> tuple[Kind, str]:
+    """``cell_named``, or a CellSet (``cellset/NAME``, ``cellset NAME``) for the commands
+    that act on one of its cells, as kubectl's ``logs deploy/web`` and ``exec deploy/web``."""
+    return _one_named(words, (Kind.CELL, Kind.CELL_SET))
+
+
+def _one_named(words: Sequence[str], kinds: Sequence[Kind]) -> tuple[Kind, str]:
     if len(words) == 1 and "/" not in words[0]:
-        return words[0]
-    usage = f"expected {CELL_FORMS} (this command acts on cells only; kind: cell or cells)"
+        return Kind.CELL, words[0]
+    forms = SET_CELL_FORMS if Kind.CELL_SET in kinds else CELL_FORMS
+    what = "cells or cell sets" if Kind.CELL_SET in kinds else "cells only; kind: cell or cells"
+    usage = f"expected {forms} (this command acts on {what})"
     if len(words) not in (1, 2):
         fail(f"{' '.join(words)!r}: {usage}", EXIT_USAGE)
     if "/" not in words[0] and kind_for_alias(words[0]) is None:
         fail(f"{words[0]!r} is not a kind: {usage}", EXIT_USAGE)
     groups = kind_name_groups(words[0], words[1:])
     kind, names = groups[0]
-    if kind != Kind.CELL:
+    if kind not in kinds:
         fail(f"{KINDS[kind].plural} are not accepted: {usage}", EXIT_USAGE)
     if len(groups) != 1 or len(names) != 1:
         fail(f"{' '.join(words)!r}: {usage}", EXIT_USAGE)
-    return names[0]
+    return kind, names[0]

@@ -22,8 +22,9 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
-from .params import cell_argument, cell_key, cell_named, scope_options
+from .params import cell_key, cell_or_set_named, scope_options
 from .runner import fail, run
+from .setcells import cell_of_set
 
 if TYPE_CHECKING:
     import aiohttp
@@ -45,7 +46,7 @@ def _terminal_size(fd: int) -> tuple[int, int] | None:
 
 
 @click.command("exec")
-@click.argument("name", metavar="NAME|cell/NAME")
+@click.argument("name", metavar="NAME|cell/NAME|cellset/NAME")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--container", "-c", help="Container (default: the cell's root container).")
 @click.option("--stdin", "-i", "interactive", is_flag=True, help="Pass stdin to the process.")
@@ -71,10 +72,10 @@ def exec_command(
       kukectl exec cell/web -- ls /
       kukectl exec -it web -- sh
       kukectl exec web -c sidecar -- cat /etc/hostname
+      kukectl exec cellset/web -- date      # in one of the set's cells
     """
     # Not `cell NAME`: the word after `cell` could as well be the command's.
-    name = cell_named((name,))
-    path = object_path(Kind.CELL, cell_key(realm, space, stack, name), "exec")
+    kind, name = cell_or_set_named((name,))
     params = [("command", part) for part in command]
     if container:
         params.append(("container", container))
@@ -87,6 +88,8 @@ def exec_command(
             params += [("width", str(size[0])), ("height", str(size[1]))]
 
     async def work(client: ApiClient) -> int:
+        cell = name if kind == Kind.CELL else await cell_of_set(client, (realm, space, stack), name)
+        path = object_path(Kind.CELL, cell_key(realm, space, stack, cell), "exec")
         return await _exec_session(client, path, params, interactive=interactive, tty=tty)
 
     code = run(ctx, work)
@@ -227,7 +230,7 @@ class _DetachScanner:
 
 
 @click.command()
-@cell_argument
+@click.argument("name", nargs=-1, required=True, metavar="[cell] NAME|cell/NAME|cellset/NAME")
 @click.option(
     "--container",
     "-c",
@@ -255,11 +258,13 @@ def attach(
       kukectl attach cell/shell
       kukectl attach web -c console
     """
-    cell = cell_named(name)
-    path = object_path(Kind.CELL, cell_key(realm, space, stack, cell), "attach")
+    kind, named = cell_or_set_named(name)
     params = [("container", container)] if container else []
 
     async def work(client: ApiClient) -> int:
+        scope = (realm, space, stack)
+        cell = named if kind == Kind.CELL else await cell_of_set(client, scope, named)
+        path = object_path(Kind.CELL, cell_key(realm, space, stack, cell), "attach")
         return (await attach_session(client, path, params, cell=cell)).code
 
     code = run(ctx, work)

@@ -168,3 +168,19 @@ def test_run_stop_timeout_is_the_cells_termination_grace() -> None:
     assert created[0].spec.termination_grace_period_seconds == 30
     args = ["--server", "unix:///x.sock", "run", "w", "--image", "i", "--stop-timeout", "-1"]
     assert CliRunner().invoke(cli, args).exit_code == EXIT_USAGE
+
+
+def test_logs_exec_and_attach_also_take_a_cellset() -> None:
+    from kukeon.api import Kind
+    from kukeon.cli.params import cell_or_set_named
+
+    assert cell_or_set_named(["web"]) == (Kind.CELL, "web")
+    assert cell_or_set_named(["cell/web"]) == (Kind.CELL, "web")
+    assert cell_or_set_named(["cellset/web"]) == (Kind.CELL_SET, "web")
+    assert cell_or_set_named(["cellsets", "web"]) == (Kind.CELL_SET, "web")
+    args = ["--server", "unix:///nonexistent.sock"]
+    for words in (["exec", "realm/x", "--", "true"], ["logs", "stack/x"], ["attach", "a", "b"]):
+        result = CliRunner().invoke(cli, [*args, *words])
+        assert result.exit_code == EXIT_USAGE, result.output
+    result = CliRunner().invoke(cli, [*args, "stop", "cellset/web"])
+    assert result.exit_code == EXIT_USAGE, result.output  # a set's cells are not stopped one by one
