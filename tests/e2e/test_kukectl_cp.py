@@ -142,7 +142,7 @@ async def test_port_forward_reaches_an_httpd_in_the_cell(kukeond: Kukeond) -> No
     process = await asyncio.create_subprocess_exec(
         KUKECTL,
         "port-forward",
-        "web",
+        "cell/web",  # kubectl's pod/web (it took the bare name only)
         ":8080",
         *scope,
         env=env,
@@ -177,6 +177,9 @@ async def test_port_forward_reaches_an_httpd_in_the_cell(kukeond: Kukeond) -> No
     assert code == 2
     assert "1-65535" in err
     code, _, err = await kukectl(k, "port-forward", "ghost", "80", *scope)
+    assert code == 1
+    assert "ghost' not found" in err
+    code, _, err = await kukectl(k, "port-forward", "cellset/ghost", "80", *scope)
     assert code == 1
     assert "ghost' not found" in err
 

@@ -27,8 +27,9 @@ from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.client.paths import object_path
 
-from .params import scope_options
+from .params import cell_or_set_named, scope_options
 from .runner import EXIT_USAGE, fail, run
+from .setcells import cell_of_set
 from .untar import UnsafeArchiveError, container_target, extract, local_target
 
 if TYPE_CHECKING:
@@ -378,7 +379,7 @@ def _shown(address: str, port: int) -> str:
 
 
 @click.command("port-forward")
-@click.argument("name", metavar="CELL")
+@click.argument("name", metavar="NAME|cell/NAME|cellset/NAME")
 @click.argument("ports", nargs=-1, required=True, metavar="[LOCAL:]REMOTE...")
 @click.option(
     "--address",
@@ -404,6 +405,7 @@ def port_forward(
       kukectl port-forward web 8080:80     # localhost:8080 -> port 80 of the cell
       kukectl port-forward web 5432 :9090  # 5432 -> 5432, a free local port -> 9090
       kukectl port-forward web 8080:80 --address 0.0.0.0
+      kukectl port-forward cellset/web 8080:80  # one of the set's cells
 
     Each connection is a stream through the API to the node that runs the cell, which
     connects to the cell's own address.
@@ -420,10 +422,13 @@ def port_forward(
             addresses.append(text)
     if not addresses:
         fail("--address: give at least one address", EXIT_USAGE)
-    key = (realm, space, stack, name)
-    route = object_path(Kind.CELL, key, "portforward")
+    kind, named = cell_or_set_named((name,))
 
     async def work(client: ApiClient) -> None:
+        scope = (realm, space, stack)
+        name = named if kind == Kind.CELL else await cell_of_set(client, scope, named)
+        key = (realm, space, stack, name)
+        route = object_path(Kind.CELL, key, "portforward")
         cell = await client.get(Kind.CELL, key)
         state = str(cell.status.state)
         if state != "Ready":
