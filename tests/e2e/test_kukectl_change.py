@@ -30,7 +30,8 @@ async def test_label_annotate_patch_and_bulk_delete(kukeond: Kukeond) -> None:
     code, _, err = await kukectl(k, "label", "cell", "a", "tier=db", *scope)
     assert code == 1
     assert "--overwrite" in err
-    code, _, err = await kukectl(k, "label", "cell", "a", "tier=db", "--overwrite", *scope)
+    # kubectl's KIND/NAME as well as KIND NAME
+    code, _, err = await kukectl(k, "label", "cell/a", "tier=db", "--overwrite", *scope)
     assert code == 0, err
     assert (await get_cell(k, cell_key(k, "a"))).metadata.labels == {"tier": "db"}
     code, _, err = await kukectl(k, "label", "cell", "a", "tier-", *scope)
@@ -49,7 +50,7 @@ async def test_label_annotate_patch_and_bulk_delete(kukeond: Kukeond) -> None:
     assert code == 0, err
     assert out.strip() == "cell/c patched"
     assert str((await get_cell(k, cell_key(k, "c"))).spec.desired_state) == "Stopped"
-    code, _, err = await kukectl(k, "patch", "cell", "c", "-p", '{"spec": {"bogus": 1}}', *scope)
+    code, _, err = await kukectl(k, "patch", "cell/c", "-p", '{"spec": {"bogus": 1}}', *scope)
     assert code == 1
     assert "bogus" in err
     code, _, err = await kukectl(k, "patch", "cell", "c", "--type", "json", "-p", "[]", *scope)
@@ -65,9 +66,11 @@ async def test_label_annotate_patch_and_bulk_delete(kukeond: Kukeond) -> None:
     code, out, err = await kukectl(k, "delete", "cells", "-l", "tier=web", *scope)
     assert code == 0, err
     assert out.splitlines() == ["cell/b deleted"]
-    code, out, err = await kukectl(k, "delete", "cells", "--all", *scope)
+    code, out, err = await kukectl(k, "delete", "cell/a", "cell/c", *scope)
     assert code == 0, err
     assert sorted(out.splitlines()) == ["cell/a deleted", "cell/c deleted"]
+    code, out, err = await kukectl(k, "delete", "cells", "--all", *scope)
+    assert code == 0, err
     assert not (await k.registry.list(Kind.CELL, (k.realm, "s1", "st1"))).items
 
 

@@ -18,8 +18,9 @@ from .manifests import IMPLICIT_PARENT_ANNOTATION, delete_order, implicit_parent
 from .params import (
     DURATION,
     FILE_OPTION,
-    KIND,
+    KIND_OR_OBJECT,
     dry_run_option,
+    kind_name_groups,
     load_manifest_files,
     scope_for,
     scope_options,
@@ -115,29 +116,41 @@ async def _delete_targets(
 
 
 def _named_targets(
-    kind: Kind | None,
+    kind_or_object: tuple[Kind, str | None] | None,
     names: Sequence[str],
     files: Sequence[str],
     selections: int,
     scope: tuple[str, str, str],
 ) -> tuple[list[Target], list[Target]]:
-    """The targets named on the command line or by manifests, and the parents ``apply``
-    may have created for those manifests (exit 2 when the arguments do not add up);
-    ``selections`` counts -l and --all, whose targets the server lists."""
+    """The targets named on the command line (``KIND NAME...`` or kubectl's ``KIND/NAME...``,
+    of any kinds) or by manifests, and the parents ``apply`` may have created for those
+    manifests (exit 2 when the arguments do not add up); ``selections`` counts -l and
+    --all, whose targets the server lists."""
     if files:
-        if kind is not None or names or selections:
+        if kind_or_object is not None or names or selections:
             fail("give either KIND NAME... (or -l/--all) or -f FILE, not both", EXIT_USAGE)
         documents = delete_order(load_manifest_files(files))
         targets = [(Kind(d.resource.kind), key_of(d.resource)) for d in documents]
         return targets, implicit_parents(documents)
-    if kind is None or bool(names) + selections != 1:
-        fail("give KIND NAME..., KIND -l SELECTOR, KIND --all or -f FILE", EXIT_USAGE)
-    parents = scope_for(kind, *scope)
-    return [(kind, (*parents, name)) for name in names], []
+    if kind_or_object is None:
+        fail("give KIND NAME..., KIND/NAME..., KIND -l SELECTOR, KIND --all or -f FILE", EXIT_USAGE)
+    kind, first = kind_or_object
+    named = [(kind, first)] if first is not None else []
+    for word in names:
+        if first is None:
+            named.append((kind, word))
+            continue
+        for word_kind, word_names in kind_name_groups(word, []) if "/" in word else []:
+            named += [(word_kind, name) for name in word_names]
+        if "/" not in word:
+            fail(f"{word!r}: after KIND/NAME every argument is KIND/NAME", EXIT_USAGE)
+    if bool(named) + selections != 1:
+        fail("give KIND NAME..., KIND/NAME..., KIND -l SELECTOR, KIND --all or -f FILE", EXIT_USAGE)
+    return [(k, (*scope_for(k, *scope), name)) for k, name in named], []
 
 
 @click.command()
-@click.argument("kind", type=KIND, required=False)
+@click.argument("kind_or_object", type=KIND_OR_OBJECT, required=False, metavar="[KIND[/NAME]]")
 @click.argument("names", nargs=-1)
 @FILE_OPTION
 @click.option(
@@ -178,7 +191,7 @@ def _named_targets(
 @click.pass_context
 def delete(
     ctx: click.Context,
-    kind: Kind | None,
+    kind_or_object: tuple[Kind, str | None] | None,
     names: tuple[str, ...],
     files: tuple[str, ...],
     cascade: str | None,
@@ -200,6 +213,7 @@ def delete(
     \b
     Examples:
       kukectl delete cell web
+      kukectl delete cell/web cellset/api          # kubectl's KIND/NAME, any kinds
       kukectl delete cells -l tier=web
       kukectl delete cells --all --realm prod --space edge --stack web
       kukectl delete realm prod --cascade        # everything in it
@@ -207,6 +221,7 @@ def delete(
       kukectl delete cell db --grace-period 0      # SIGKILL now, whatever its own grace
       kukectl delete -f app/                     # what apply -f app/ created, parents too
     """
+    kind = kind_or_object[0] if kind_or_object is not None else None
     if cascade == "orphan" and kind not in (None, Kind.CELL_SET, Kind.CELL):
         fail("--cascade=orphan: only a cell set's cells can outlive it", EXIT_USAGE)
     if now and grace_period >= 0:
@@ -215,7 +230,8 @@ def delete(
     if grace is not None and kind not in (None, Kind.CELL):
         fail("--grace-period/--now: only a cell's deletion stops containers", EXIT_USAGE)
     selections = bool(selector) + every  # -l and --all
-    targets, implicit = _named_targets(kind, names, files, selections, (realm, space, stack))
+    scope = (realm, space, stack)
+    targets, implicit = _named_targets(kind_or_object, names, files, selections, scope)
     selecting = selections > 0
     if selecting and dry_run == "client":
         fail("-l/--all need the server: use --dry-run=server", EXIT_USAGE)

@@ -24,7 +24,7 @@ from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_do
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .manifests import updated_object
-from .params import KIND, scope_for, scope_options
+from .params import KIND_OR_OBJECT, one_object, scope_for, scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, fail, run
 from .tables import kind_slug
 
@@ -77,18 +77,27 @@ async def _write_back(
 
 
 @click.command()
-@click.argument("kind", type=KIND)
-@click.argument("name")
+@click.argument("kind_or_object", type=KIND_OR_OBJECT, metavar="KIND[/NAME]")
+@click.argument("name", required=False)
 @scope_options
 @click.pass_context
-def edit(ctx: click.Context, kind: Kind, name: str, realm: str, space: str, stack: str) -> None:
+def edit(
+    ctx: click.Context,
+    kind_or_object: tuple[Kind, str | None],
+    name: str | None,
+    realm: str,
+    space: str,
+    stack: str,
+) -> None:
     """Edit an object in $KUKE_EDITOR / $EDITOR and write back what changed.
 
     \b
     Examples:
       kukectl edit cell web
+      kukectl edit cell/web
       KUKE_EDITOR="code --wait" kukectl edit space edge --realm prod
     """
+    kind, name = one_object(kind_or_object, name)
     key = (*scope_for(kind, realm, space, stack), name)
     label = f"{kind_slug(kind)}/{name}"
 

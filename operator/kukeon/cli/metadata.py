@@ -19,7 +19,14 @@ import yaml
 from kukeon.api import AnyResource, Kind, to_document
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
-from .params import KIND, dry_run_option, scope_for, scope_options
+from .params import (
+    KIND_OR_OBJECT,
+    dry_run_option,
+    one_object,
+    scope_for,
+    scope_options,
+    with_names,
+)
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run
 from .tables import kind_slug
 
@@ -59,7 +66,7 @@ async def _targets(
 
 def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
     @click.command(name=verb)
-    @click.argument("kind", type=KIND)
+    @click.argument("kind_or_object", type=KIND_OR_OBJECT, metavar="KIND[/NAME]")
     @click.argument("words", nargs=-1, required=True)
     @click.option("--overwrite", is_flag=True, help=f"Replace an {noun} that has another value.")
     @click.option("-l", "--selector", help="Every object of KIND matching this label selector.")
@@ -69,7 +76,7 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
     @click.pass_context
     def command(
         ctx: click.Context,
-        kind: Kind,
+        kind_or_object: tuple[Kind, str | None],
         words: tuple[str, ...],
         overwrite: bool,
         selector: str | None,
@@ -79,7 +86,8 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
         space: str,
         stack: str,
     ) -> None:
-        names, changes = _split_changes(words)
+        given, changes = _split_changes(words)
+        kind, names = with_names(kind_or_object, given)
         if bool(names) + bool(selector) + every != 1:
             fail("give NAME..., -l SELECTOR or --all (one of them)", EXIT_USAGE)
         if dry_run == "client":
@@ -126,6 +134,7 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
         f"Set (KEY=VALUE) or remove (KEY-) {noun}s of objects.\n\n"
         "\b\nExamples:\n"
         f"  kukectl {verb} cell web tier=frontend\n"
+        f"  kukectl {verb} cell/web tier=frontend\n"
         f"  kukectl {verb} cell web tier=backend --overwrite\n"
         f"  kukectl {verb} cell web tier-\n"
         f"  kukectl {verb} cells --all owner=team-a\n"
@@ -148,8 +157,8 @@ def _patch_document(text: str) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("kind", type=KIND)
-@click.argument("name")
+@click.argument("kind_or_object", type=KIND_OR_OBJECT, metavar="KIND[/NAME]")
+@click.argument("name", required=False)
 @click.option("-p", "--patch", "patch_text", help="The patch, JSON or YAML.")
 @click.option("--patch-file", type=click.File("r"), help="A file holding the patch (- for stdin).")
 @click.option(
@@ -167,8 +176,8 @@ def _patch_document(text: str) -> dict[str, Any]:
 @click.pass_context
 def patch(
     ctx: click.Context,
-    kind: Kind,
-    name: str,
+    kind_or_object: tuple[Kind, str | None],
+    name: str | None,
     patch_text: str | None,
     patch_file: Any,
     patch_type: str,
@@ -184,9 +193,11 @@ def patch(
     \b
     Examples:
       kukectl patch cell web -p '{"spec": {"desiredState": "Stopped"}}'
+      kukectl patch cell/web -p '{"spec": {"desiredState": "Stopped"}}'
       kukectl patch cell web -p 'metadata: {labels: {tier: web}}'
       kukectl patch cell web --patch-file change.yaml --dry-run=server
     """
+    kind, name = one_object(kind_or_object, name)
     if patch_type != "merge":
         fail(f"--type {patch_type} is not supported: kukeon takes merge patches", EXIT_USAGE)
     if (patch_text is None) == (patch_file is None):

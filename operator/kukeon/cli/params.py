@@ -79,7 +79,53 @@ class DurationType(click.ParamType[float]):
             self.fail(str(exc), param, ctx)
 
 
+class KindOrObjectType(click.ParamType[tuple[Kind, str | None]]):
+    """``KIND`` or kubectl's ``KIND/NAME`` (``delete cell/web``, ``label cell/web a=b``): the
+    kind and the name given with it, if any."""
+
+    name = "kind"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[Kind, str | None]:
+        if isinstance(value, tuple):
+            return value  # already converted (a default)
+        kind_text, slash, name = str(value).partition("/")
+        if slash and not name:
+            self.fail(f"{value!r}: KIND/NAME needs the name after '/'", param, ctx)
+        return KIND.convert(kind_text, param, ctx), (name if slash else None)
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return KIND.shell_complete(ctx, param, incomplete)
+
+
+def with_names(kind: tuple[Kind, str | None], names: Sequence[str]) -> tuple[Kind, list[str]]:
+    """The kind and every name: the one of ``KIND/NAME`` first, then ``names`` (after a
+    ``KIND/NAME`` each is ``KIND/NAME`` too, of the same kind: one command, one kind)."""
+    kind_, first = kind
+    if first is None:
+        return kind_, list(names)
+    every = [first]
+    for word in names:
+        groups = kind_name_groups(word, []) if "/" in word else []
+        if not groups or groups[0][0] != kind_:
+            fail(f"{word!r}: after KIND/NAME give KIND/NAME of the same kind", EXIT_USAGE)
+        every += groups[0][1]
+    return kind_, every
+
+
+def one_object(kind: tuple[Kind, str | None], name: str | None) -> tuple[Kind, str]:
+    """``KIND NAME`` or ``KIND/NAME``, exactly one object (exit 2 otherwise)."""
+    kind_, names = with_names(kind, [name] if name is not None else [])
+    if len(names) != 1:
+        fail("give KIND NAME or KIND/NAME: one object", EXIT_USAGE)
+    return kind_, names[0]
+
+
 KIND = KindType()
+KIND_OR_OBJECT = KindOrObjectType()
 DURATION = DurationType()
 
 

@@ -184,3 +184,28 @@ def test_logs_exec_and_attach_also_take_a_cellset() -> None:
         assert result.exit_code == EXIT_USAGE, result.output
     result = CliRunner().invoke(cli, [*args, "stop", "cellset/web"])
     assert result.exit_code == EXIT_USAGE, result.output  # a set's cells are not stopped one by one
+
+
+def test_label_patch_edit_and_delete_take_kubectls_kind_slash_name() -> None:
+    from kukeon.api import Kind
+    from kukeon.cli.delete import _named_targets
+    from kukeon.cli.params import KIND_OR_OBJECT, one_object, with_names
+
+    assert KIND_OR_OBJECT.convert("cell/web", None, None) == (Kind.CELL, "web")
+    assert KIND_OR_OBJECT.convert("cells", None, None) == (Kind.CELL, None)
+    assert with_names((Kind.CELL, "a"), ["cell/b"]) == (Kind.CELL, ["a", "b"])
+    assert with_names((Kind.CELL, None), ["a", "b"]) == (Kind.CELL, ["a", "b"])
+    assert one_object((Kind.CELL, None), "web") == (Kind.CELL, "web")
+    scope = ("r", "s", "st")
+    targets, _ = _named_targets((Kind.CELL, "a"), ["cellset/b"], [], 0, scope)
+    assert targets == [(Kind.CELL, ("r", "s", "st", "a")), (Kind.CELL_SET, ("r", "s", "st", "b"))]
+    args = ["--server", "unix:///nonexistent.sock"]
+    for words in (
+        ["label", "cell/a", "b", "k=v"],  # after KIND/NAME, KIND/NAME again
+        ["patch", "cell/a", "b", "-p", "{}"],  # one object
+        ["edit", "cell"],  # no name
+        ["delete", "cell/a", "b"],
+        ["delete", "cell/", "x"],
+    ):
+        result = CliRunner().invoke(cli, [*args, *words])
+        assert result.exit_code == EXIT_USAGE, (words, result.output)
