@@ -438,7 +438,7 @@ class Completers:
             "kind-or-object": self._kind_or_object,
             "wait-targets": self._wait_targets,
             "names": self._names,
-            "cells": lambda ctx, param, incomplete: self._scoped("cells", ctx, param),
+            "cells": self._cells,
             "nodes": lambda ctx, param, incomplete: self._scoped("nodes", ctx, param),
             "realms": lambda ctx, param, incomplete: self._scoped("realms", ctx, param),
             "spaces": lambda ctx, param, incomplete: self._scoped("spaces", ctx, param),
@@ -535,6 +535,13 @@ class Completers:
         if plural is None:
             return []
         return [f"{kind_text}/{name}" for name in self.list_names(plural, ctx)]
+
+    def _cells(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        """A cell's name; after ``cell/`` or ``cellset/`` (logs, exec, port-forward...) the
+        names of that kind, prefixed."""
+        if "/" in incomplete:
+            return self._kind_or_object(ctx, param, incomplete)
+        return self._scoped("cells", ctx, param)
 
     def _wait_targets(
         self, ctx: click.Context, param: click.Parameter, incomplete: str

@@ -164,6 +164,8 @@ def test_kinds_and_names(tab: Complete, server: FakeServer) -> None:
     assert tab("kukectl patch cell w") == ["web"]
     assert tab("kukectl get cell/") == ["cell/api", "cell/web"]
     assert tab("kukectl get cell/w") == ["cell/web"]
+    assert tab("kukectl delete cell/") == ["cell/api", "cell/web"]  # kubectl's KIND/NAME
+    assert tab("kukectl label cell/w") == ["cell/web"]
     assert tab("kukectl get nodes ") == ["n1", "n2"]
     assert tab("kukectl get realms ") == ["default", "prod"]
     assert tab("kukectl get bogus ") == []
@@ -198,6 +200,8 @@ def test_cell_commands_and_containers(tab: Complete) -> None:
     assert tab("kukectl logs missing -c ") == []
     assert tab("kukectl wait ") == ["cell/api", "cell/web"]
     assert tab("kukectl wait realm/") == ["realm/default", "realm/prod"]
+    assert tab("kukectl logs cell/w") == ["cell/web"]
+    assert tab("kukectl port-forward cell/") == ["cell/api", "cell/web"]
 
 
 def test_nodes_and_contexts(tab: Complete, tmp_path: Path) -> None:
