@@ -123,7 +123,8 @@ async def test_events_and_describe_show_what_happened(kukeond: Kukeond) -> None:
 
     # -o json: the EventList; -A adds the REALM column; -w prints what is there, then
     # follows (until --watch-timeout).
-    code, out, err = await kukectl(k, "events", "--realm", k.realm, "-o", "json")
+    # kubectl's `get events` is the same command
+    code, out, err = await kukectl(k, "get", "events", "--realm", k.realm, "-o", "json")
     assert code == 0, err
     listing = json.loads(out)
     assert listing["kind"] == "EventList"

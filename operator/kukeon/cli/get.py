@@ -151,6 +151,9 @@ class _Shape(NamedTuple):
         return _layout(kind, self.output, with_parents, self.label_columns, self.show_labels)
 
 
+_EVENT_WORDS = frozenset({"events", "event", "ev"})
+"""kubectl's `get events`: Events are no kind of `get` here, `kukectl events` shows them."""
+
 ALL_KINDS = (Kind.CELL_SET, Kind.CELL)
 """What `get all` lists, kubectl's `all` category for kukeon: the workloads of the scope."""
 
@@ -353,7 +356,12 @@ def get(
       kukectl get cells -o custom-columns=NAME:.metadata.name,IP:.status.network.ip
       kukectl get cells -o jsonpath='{range .items[*]}{.metadata.name}{"\\n"}{end}'
       kukectl get cells -w
+      kukectl get events                         # as kukectl events
     """
+    if kind_or_object.lower() in _EVENT_WORDS:
+        extra = names or selector or field_selector or show_labels or label_columns or sort_by
+        _get_events(ctx, refused=bool(extra), output=output, all_realms=all_parents, watch=watch)
+        return
     groups = _kind_groups(kind_or_object, names)
     _refuse_conflicts(
         groups,
@@ -390,6 +398,34 @@ def get(
 
     if not run(ctx, work):
         raise click.exceptions.Exit(EXIT_SERVER)
+
+
+def _get_events(
+    ctx: click.Context, *, refused: bool, output: str, all_realms: bool, watch: bool
+) -> None:
+    """kubectl's ``get events``: ``kukectl events`` with the options both have."""
+    if refused or output not in ("table", "json", "yaml"):
+        fail(
+            "get events is kukectl events: it takes -A, -w, -o table|json|yaml, "
+            "--no-headers and --realm (kukectl events --for KIND/NAME for one object's)",
+            EXIT_USAGE,
+        )
+    from .events import events_command  # only then: get stays light
+
+    params = ctx.params
+    ctx.invoke(
+        events_command,
+        target=None,
+        all_realms=all_realms,
+        types=None,
+        watch=watch,
+        watch_timeout=params["watch_timeout"],
+        output=output,
+        no_headers=params["no_headers"],
+        realm=params["realm"],
+        space=params["space"],
+        stack=params["stack"],
+    )
 
 
 async def _watch(
