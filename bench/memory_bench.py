@@ -10,7 +10,9 @@ subprocess, realm, space and stack Ready, the keeper cell Ready) and reads kukeo
 - ``loaded``: ``--cells`` cells created at once, 2 s after the last is Ready;
 - ``after``: 3 s after they are all deleted;
 
-and, once idle, its thread stacks and its threads' malloc arenas (/proc/<pid>/smaps).
+and, once idle, its thread stacks and its threads' malloc arenas (/proc/<pid>/smaps); the
+``malloc_trim`` lines kukeond logged (after its full collections and after a burst's young
+sweeps) are listed as ``trims``.
 A variant is ``NAME=PYTHONPATH[,VAR=VALUE...]``: kukeond runs with that ``PYTHONPATH``
 (a ``git archive`` of another tree's ``operator``) and those environment variables. The
 variants alternate, their order reversed every other round; one JSON line per run:
@@ -123,11 +125,17 @@ async def run(name: str, environment: dict[str, str], cells: int, settled: float
             await asyncio.sleep(3)
             out["after"] = status(pid)
         logged = plane.log.read_text().splitlines()
-        out["trims"] = [
-            line[line.find("full collection") :] for line in logged if "malloc_trim" in line
-        ]
+        out["trims"] = [_message(line) for line in logged if "malloc_trim" in line]
     out["load_end"] = os.getloadavg()[0]
     return out
+
+
+def _message(line: str) -> str:
+    """A kukeond log line's message (its JSON's ``msg``; the line itself if not JSON)."""
+    try:
+        return str(json.loads(line)["msg"])
+    except (ValueError, KeyError, TypeError):
+        return line
 
 
 def variant(text: str) -> tuple[str, dict[str, str]]:

@@ -333,21 +333,25 @@ async def _run_daemon(config: DaemonConfig) -> None:
         loop.add_signal_handler(signum, stop_requested.set)
     uninstall_heap_reports = memdebug.install(loop, config.state_dir)
     daemon = Daemon(config)
-    collecting: SupervisedTask | None = None
+    collecting: list[SupervisedTask] = []
     try:
         await daemon.start()
         gcpolicy.apply_after_startup()
         if daemon.operator is not None:
             # Supervised like every long-lived loop: restarted after a crash, on /metrics.
-            collecting = daemon.operator.tasks.start(
-                "kukeon-full-collections", gcpolicy.collect_fully_every, component="memory"
-            )
+            tasks = daemon.operator.tasks
+            collecting = [
+                tasks.start(
+                    "kukeon-full-collections", gcpolicy.collect_fully_every, component="memory"
+                ),
+                tasks.start("kukeon-young-sweeps", gcpolicy.sweep_young_every, component="memory"),
+            ]
         log.info("kukeond ready (API socket %s)", config.api_socket)
         await stop_requested.wait()
         log.info("stopping; workloads keep running")
     finally:
-        if collecting is not None:
-            await collecting.stop()
+        for task in collecting:
+            await task.stop()
         with contextlib.suppress(Exception):
             await daemon.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -29,6 +29,18 @@ for one full collection's pause every five minutes.
 The first of those runs ``SETTLED_SECONDS`` after startup (the first convergence is over
 by then), and after each one glibc gives its free heap pages back to the kernel
 (``mallocpolicy.trim``: 1-3.5 MiB of RSS each time, in about a millisecond; issue 18).
+
+The young threshold let a burst of cell starts keep its garbage: pyroute2 makes each
+netlink message, request and dump a cycle (~800 objects per cell started, nearly all of the
+unreachable ones), and 50 cells made ~41,000 unreachable objects, 6.6 MB of pymalloc's
+blocks, before one young collection ran. Collected late, they leave their arenas mostly
+empty but never empty enough for pymalloc to give them back (docs/benchmarks/memory-idle.md).
+So :func:`sweep_young_every` also runs a young collection twice a second when
+``YOUNG_SWEEP_OBJECTS`` or more were allocated since the last (a middle one when
+``MIDDLE_THRESHOLD`` young ones are due, as CPython would): a burst's garbage is freed
+while the burst goes on and its blocks are reused. Under steady API load that is at most
+two young collections a second more than the threshold makes; at idle, none. Once a burst
+that left ``TRIM_AFTER_SWEPT`` unreachable objects is over, glibc's free pages go back too.
 """
 
 from __future__ import annotations
@@ -48,6 +60,9 @@ MIDDLE_THRESHOLD: Final = 20
 FULL_THRESHOLD: Final = 100
 FULL_COLLECTION_SECONDS: Final = 300.0
 SETTLED_SECONDS: Final = 30.0
+YOUNG_SWEEP_SECONDS: Final = 0.5
+YOUNG_SWEEP_OBJECTS: Final = 2_000
+TRIM_AFTER_SWEPT: Final = 10_000
 
 
 def apply_after_startup() -> None:
@@ -64,6 +79,29 @@ async def collect_fully_every(seconds: float = FULL_COLLECTION_SECONDS) -> None:
     while True:
         collect_fully_and_trim()
         await asyncio.sleep(seconds)
+
+
+async def sweep_young_every(seconds: float = YOUNG_SWEEP_SECONDS) -> None:
+    """Run until cancelled: every ``seconds``, a young (or middle) collection if
+    ``YOUNG_SWEEP_OBJECTS`` were allocated since the last one; ``malloc_trim`` once quiet
+    again after sweeps that found ``TRIM_AFTER_SWEPT`` unreachable objects (see the module)."""
+    swept = 0
+    while True:
+        await asyncio.sleep(seconds)
+        young, middle, _ = gc.get_count()
+        if young >= YOUNG_SWEEP_OBJECTS:
+            swept += gc.collect(1 if middle >= MIDDLE_THRESHOLD else 0)
+        elif swept >= TRIM_AFTER_SWEPT:
+            trimmed = mallocpolicy.trim()
+            if trimmed is not None:
+                log.info(
+                    "a burst's %d unreachable objects collected; malloc_trim gave back "
+                    "%.1f MiB in %.1f ms",
+                    swept,
+                    trimmed.released_mib,
+                    trimmed.seconds * 1000,
+                )
+            swept = 0
 
 
 def collect_fully_and_trim() -> None:

@@ -5,7 +5,8 @@ malloc, as grpc and protobuf take their buffers. glibc keeps what was freed: a f
 between live ones, and the free pages of the other threads' arenas, stay in kukeond's RSS
 until ``malloc_trim(0)`` gives them back (``madvise(MADV_DONTNEED)`` on each free page).
 kukeond calls it after each of its periodic full collections (``gcpolicy``): 1-3.5 MiB
-each time, in about a millisecond (docs/benchmarks/memory-idle.md).
+each time, in about a millisecond (docs/benchmarks/memory-idle.md); and once a burst that
+its young sweeps collected a lot of garbage from is over (0.2-0.9 MiB, under a ms).
 
 Capping the arenas (``M_ARENA_MAX``) and fixing the mmap and trim thresholds saved 2-3 MiB
 more, but the API server ran slower with both set (docs/benchmarks/memory-idle.md): not
