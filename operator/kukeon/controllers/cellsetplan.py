@@ -119,9 +119,7 @@ def plan_set(
         create, surplus = _scale(shape.replicas, new)
         if shape.strategy == StrategyType.RECREATE and old_leaving:
             create = 0  # the old copies are not gone yet
-        return SetPlan(
-            create, (*delete, *surplus), counts, rolling=False, old_leaving=old_leaving
-        )
+        return SetPlan(create, (*delete, *surplus), counts, rolling=False, old_leaving=old_leaving)
     if shape.strategy == StrategyType.RECREATE:
         # Every old cell first; new ones once the old are gone (a later plan).
         gone_old = (*delete, *(m.name for m in old))
