@@ -338,6 +338,7 @@ async def admin_scenario(c: Console) -> None:
     await page.locator("#action-start").click()
     await expect(page.locator(".cell-head .badge")).to_have_text("Ready", timeout=30_000)
 
+    await sets_scale(c, page)
     await page.keyboard.press("n")
     await expect(page.locator("main h1")).to_have_text("Nodes")
     await expect(page.locator("main tbody tr").first).to_contain_text(k.config.node_name)
@@ -355,8 +356,49 @@ async def admin_scenario(c: Console) -> None:
     await page.close()
 
 
+async def pool_set(c: Console) -> None:
+    """A cell set of one cell, for the sets view (made in the test's loop, not the
+    browser's)."""
+    k = c.kukeond
+    cell = cell_document(k.realm, "pool", k.image.name)
+    template = {"metadata": {"labels": {"app": "pool"}}, "spec": cell["spec"]}
+    template["spec"] = {"containers": cell["spec"]["containers"]}
+    document = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "CellSet",
+        "metadata": {"name": "pool"},
+        "spec": {
+            "realmId": k.realm,
+            "spaceId": SPACE,
+            "stackId": STACK,
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "pool"}},
+            "template": template,
+        },
+    }
+    with contextlib.suppress(AlreadyExists):
+        await k.registry.create(parse_resource(document))
+
+
+async def sets_scale(c: Console, page: Page) -> None:
+    """The cell sets view: counts and cells live; scaled from the page, as kukectl scale."""
+    from playwright.async_api import expect
+
+    k = c.kukeond
+    await page.keyboard.press("c")
+    await expect(page.locator("main h1")).to_have_text("Cell sets")
+    row = page.locator(f'tr[data-set="{k.realm}/{SPACE}/{STACK}/pool"]')
+    await expect(row.locator("td").nth(1)).to_have_text("1/1", timeout=60_000)
+    await row.locator("input.replicas").fill("2")
+    await row.get_by_role("button", name="Scale").click()
+    await expect(row.locator("td").nth(1)).to_have_text("2/2", timeout=60_000)
+    await expect(row.locator("summary")).to_have_text("2 cells")
+    await c.shot(page, "sets")
+
+
 async def test_admin_follows_log_stops_and_starts(console: Console) -> None:
     await ticker(console)
+    await pool_set(console)
     await console.browser.run(admin_scenario(console))
 
 

@@ -1,12 +1,13 @@
 // The console's entry: sign-in (the token kukectl ui put in the URL's fragment, or one
-// typed once), the router (#/tree, #/cell/…, #/nodes, #/secrets, #/apply, #/search/…),
+// typed once), the router (#/tree, #/cell/…, #/sets, #/nodes, #/secrets, #/apply,
+// #/search/…),
 // the keyboard shortcuts.
 
 import { call, forgetToken, setToken, token, whenUnauthorized } from './api.js';
 import { ApplyView } from './apply.js';
 import { CellView } from './cell.js';
 import { fill, h } from './dom.js';
-import { NodesView, SearchView, SecretsView } from './pages.js';
+import { NodesView, SearchView, SecretsView, SetsView } from './pages.js';
 import { Store } from './store.js';
 import { TreeView } from './tree.js';
 
@@ -35,6 +36,7 @@ function route() {
   switch (name) {
     case 'cell': view = new CellView(store, main, me, parts.join('/')); break;
     case 'nodes': view = new NodesView(store, main); break;
+    case 'sets': view = new SetsView(store, main, me); break;
     case 'secrets': view = new SecretsView(store, main); break;
     case 'apply': view = new ApplyView(main, me); break;
     case 'search': view = new SearchView(store, main, parts.join('/')); break;
@@ -92,7 +94,7 @@ function shortcuts(event) {
   const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(event.target.tagName) || event.target.isContentEditable;
   if (event.key === 'Escape' && event.target === search) { search.blur(); return; }
   if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
-  const go = { t: '#/tree', n: '#/nodes', s: '#/secrets', a: '#/apply' }[event.key];
+  const go = { t: '#/tree', c: '#/sets', n: '#/nodes', s: '#/secrets', a: '#/apply' }[event.key];
   if (event.key === '/') { event.preventDefault(); search.focus(); search.select(); }
   else if (go) { event.preventDefault(); location.hash = go; }
   else if (event.key === 'ArrowDown' && location.hash.startsWith('#/tree')) {

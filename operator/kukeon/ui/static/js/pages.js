@@ -1,8 +1,11 @@
-// The nodes, the Secrets (names and keys, never a value: kukeond never sends one) and
-// the search across everything the page knows.
+// The nodes, the cell sets (kubectl's deployments: counts, rollout, their cells; scale
+// and restart for whoever may write), the Secrets (names and keys, never a value:
+// kukeond never sends one) and the search across everything the page knows.
 
+import { ApiError, MERGE_PATCH, call, collection } from './api.js';
+import { canWrite } from './actions.js';
 import { cellHref } from './tree.js';
-import { age, badge, bytes, fill, h, table } from './dom.js';
+import { age, announce, badge, bytes, enc, fill, h, table } from './dom.js';
 
 class LiveTable {
   constructor(store, main, kinds, title) {
@@ -49,6 +52,83 @@ export class NodesView extends LiveTable {
           h('ul', { class: 'plain' }, cells.slice(0, 200).map((key) => h('li', null, h('a', { href: cellHref(key) }, key)))))));
     });
     return table(['Node', 'State', 'Cordoned', 'Labels', 'Capacity', 'Heartbeat', 'Cells'], rows);
+  }
+}
+
+const SET_LABEL = 'kukeon.io/cellset';
+
+function condition(set, type) {
+  return ((set.status && set.status.conditions) || []).find((c) => c.type === type) || {};
+}
+
+// Scale and restart, as kukectl scale and rollout restart do (merge patches of the set).
+// The controls are made once per set and kept across renders: a status written while the
+// user types must not swap the input under the cursor.
+class SetActions {
+  constructor(key, set) {
+    const [realm, space, stack, name] = key.split('/');
+    this.path = `${collection('cellsets', [realm, space, stack])}/${enc(name)}`;
+    this.name = name;
+    this.output = h('span', { class: 'error', role: 'alert' });
+    this.replicas = h('input', { type: 'number', min: '0', max: '10000', value: String(set.spec.replicas), 'aria-label': `replicas of ${name}`, class: 'replicas' });
+    const scale = h('button', { type: 'button', class: 'secondary', onclick: () => this.patch({ spec: { replicas: Number(this.replicas.value) } }, `scaled to ${this.replicas.value}`) }, 'Scale');
+    const restart = h('button', { type: 'button', class: 'secondary', onclick: () => this.patch({ spec: { template: { metadata: { annotations: { 'kukeon.io/restartedAt': new Date().toISOString() } } } } }, 'restarted') }, 'Restart');
+    this.element = h('div', { class: 'actions' }, this.replicas, scale, restart, this.output);
+  }
+
+  async patch(body, done) {
+    this.output.textContent = '';
+    try {
+      await call('PATCH', this.path, { body, contentType: MERGE_PATCH });
+      announce(`cell set ${this.name} ${done}`);
+    } catch (error) {
+      this.output.textContent = error instanceof ApiError ? `refused (${error.code}): ${error.message}` : String(error);
+    }
+  }
+}
+
+function rolloutClass(progressing) {
+  if (progressing.status === 'False') return 'bad';
+  return progressing.reason === 'CellSetAvailable' ? 'ok' : 'wait';
+}
+
+export class SetsView extends LiveTable {
+  constructor(store, main, me) {
+    super(store, main, ['cellsets', 'cells'], 'Cell sets');
+    this.me = me;
+    this.actions = new Map();
+    this.render();
+  }
+
+  content() {
+    if (this.me === undefined) return null;
+    const cellsOf = new Map();
+    for (const [key, cell] of this.store.items('cells')) {
+      const set = (cell.metadata.labels || {})[SET_LABEL];
+      if (!set) continue;
+      const setKey = [...key.split('/').slice(0, 3), set].join('/');
+      if (!cellsOf.has(setKey)) cellsOf.set(setKey, []);
+      cellsOf.get(setKey).push([key, cell]);
+    }
+    const sets = [...this.store.items('cellsets').entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    const rows = sets.map(([key, set]) => {
+      const status = set.status || {};
+      const progressing = condition(set, 'Progressing');
+      const cells = (cellsOf.get(key) || []).sort(([a], [b]) => (a < b ? -1 : 1));
+      let actions = this.actions.get(key);
+      if (!actions && canWrite(this.me, set.spec.realmId)) this.actions.set(key, actions = new SetActions(key, set));
+      return h('tr', { 'data-set': key },
+        h('th', { scope: 'row' }, set.metadata.name), h('td', null, key.split('/').slice(0, 3).join('/')),
+        h('td', null, `${status.readyReplicas || 0}/${set.spec.replicas}`),
+        h('td', null, String(status.updatedReplicas || 0)), h('td', null, String(status.availableReplicas || 0)),
+        h('td', { title: progressing.message || '' }, badge(progressing.reason || 'Unknown', rolloutClass(progressing))),
+        h('td', null, h('details', null, h('summary', null, `${cells.length} cells`),
+          h('ul', { class: 'plain' }, cells.map(([cellKey, cell]) => h('li', null,
+            h('a', { href: cellHref(cellKey) }, cell.metadata.name), ' ', badge((cell.status && cell.status.state) || 'Unknown')))))),
+        h('td', null, actions ? actions.element : h('span', { class: 'muted' }, 'read only')));
+    });
+    if (!rows.length) return h('p', null, 'No cell sets.');
+    return table(['Set', 'Stack', 'Ready', 'Up to date', 'Available', 'Rollout', 'Cells', ''], rows);
   }
 }
 

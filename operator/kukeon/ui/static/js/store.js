@@ -16,7 +16,8 @@ export function keyOf(kind, object) {
   switch (kind) {
     case 'spaces': return [spec.realmId, meta.name].join('/');
     case 'stacks': return [spec.realmId, spec.spaceId, meta.name].join('/');
-    case 'cells': return [spec.realmId, spec.spaceId, spec.stackId, meta.name].join('/');
+    case 'cells':
+    case 'cellsets': return [spec.realmId, spec.spaceId, spec.stackId, meta.name].join('/');
     case 'secrets': return [meta.realm, meta.space || '-', meta.stack || '-', meta.name].join('/');
     default: return meta.name;
   }
