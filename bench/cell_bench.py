@@ -33,7 +33,7 @@ report lists the slowest.
 
     .venv/bin/python bench/cell_bench.py [--sizes 1,10,50] [--rounds 5,3,1] \
         [--host-network-sizes 1] [--loop-priority] [--asyncio-debug] \
-        [--netns-pool-size N] [--output docs/benchmarks/cells.md]
+        [--output docs/benchmarks/cells.md]
 """
 
 from __future__ import annotations
@@ -276,14 +276,11 @@ async def bench(
     host_network_sizes: list[int],
     asyncio_debug: bool = False,
     loop_priority: bool = False,
-    netns_pool_size: int | None = None,
 ) -> tuple[list[SizeResult], Bench, str]:
-    environment = {"PYTHONASYNCIODEBUG": "1"} if asyncio_debug else {}
-    if netns_pool_size is not None:  # only trees that know the setting accept it
-        environment["KUKEON_NETNS_POOL_SIZE"] = str(netns_pool_size)
+    debug = {"PYTHONASYNCIODEBUG": "1"} if asyncio_debug else {}
 
     def launch(config: DaemonConfig, log: Path) -> subprocess.Popen[bytes]:
-        return start_daemon(config, log, environment=environment)
+        return start_daemon(config, log, environment=debug)
 
     async with control_plane(
         "cell-bench", launch=launch, image_namespaces=[DIRECT_NAMESPACE]
@@ -441,11 +438,6 @@ def main() -> None:
         action="store_true",
         help="run kukeond in asyncio debug mode and list the callbacks that held its loop",
     )
-    parser.add_argument(
-        "--netns-pool-size",
-        type=int,
-        help="kukeond's spare network namespaces (netnsPoolSize; unset: its default)",
-    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: containerd, runc, CNI and cgroups need it")
@@ -460,7 +452,6 @@ def main() -> None:
             host_network_sizes=host_network_sizes,
             asyncio_debug=args.asyncio_debug,
             loop_priority=args.loop_priority,
-            netns_pool_size=args.netns_pool_size,
         )
     )
     command = ".venv/bin/python bench/cell_bench.py " + " ".join(sys.argv[1:])

@@ -39,9 +39,8 @@ from kukeon.framework.aiotasks import SupervisedTask
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
 from kukeon.runtime.cgroups import open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
-from kukeon.runtime.hostthreads import close_host_threads, open_host_threads, run_on_host_thread
+from kukeon.runtime.hostthreads import close_host_threads, open_host_threads
 from kukeon.runtime.network import NetworkSettings, SpaceNetworks
-from kukeon.runtime.network.pool import NetnsPool
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
 from kukeon.store.events import EventStore
@@ -200,7 +199,16 @@ class Daemon:
         log.info("containerd %s at %s", version.version, config.containerd_address)
 
         cgroups = open_driver(root=config.cgroup_root)
-        networks = await _space_networks(config)
+        networks = SpaceNetworks(
+            settings=NetworkSettings(
+                state_dir=config.state_dir,
+                cni_plugin_dirs=config.cni_bin_dirs,
+                subnet_pool=config.subnet_pool,
+                netns_dir=config.netns_dir,
+                nft_table=config.nft_table,
+                instance=config.instance,
+            )
+        )
         host = Host(
             settings=HostSettings(
                 node_name=config.node_name,
@@ -252,21 +260,7 @@ class Daemon:
         await operator.start()
         self.operator = operator
         self._on_stop("controllers", operator.stop)
-        self._start_netns_pool(operator, networks.pool)
         log.info("controllers started on node %s", config.node_name)
-
-    def _start_netns_pool(self, operator: Operator, pool: NetnsPool) -> None:
-        """The spare network namespaces' refill, stopped (and the spares removed) with
-        kukeond."""
-        if not pool.enabled:
-            return
-        refill = operator.tasks.start("kukeon-netns-pool", pool.run, component="network")
-
-        async def stop_pool() -> None:
-            await refill.stop()
-            await pool.drain()
-
-        self._on_stop("spare network namespaces", stop_pool)
 
     async def _start_endpoints(self, registry: Registry) -> None:
         """The API server and /metrics; wired in by their own modules when present."""
@@ -298,25 +292,6 @@ class Daemon:
                 log.exception("stopping %s failed", what)
             else:
                 log.info("stopped %s", what)
-
-
-async def _space_networks(config: DaemonConfig) -> SpaceNetworks:
-    networks = SpaceNetworks(
-        settings=NetworkSettings(
-            state_dir=config.state_dir,
-            cni_plugin_dirs=config.cni_bin_dirs,
-            subnet_pool=config.subnet_pool,
-            netns_dir=config.netns_dir,
-            nft_table=config.nft_table,
-            instance=config.instance,
-            netns_pool_size=config.netns_pool_size,
-        )
-    )
-    # Spare namespaces a previous kukeond left (a kill -9): nothing holds them now.
-    swept = await run_on_host_thread(networks.pool.sweep)
-    if swept:
-        log.info("removed %d spare network namespace(s) left by a previous start", swept)
-    return networks
 
 
 async def run_daemon(config: DaemonConfig) -> None:

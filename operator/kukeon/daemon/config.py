@@ -80,9 +80,6 @@ class DaemonConfig(BaseModel):
     cni_conf_dir: Path = Path("/etc/cni/net.d")
     subnet_pool: IPv4Network = IPv4Network("10.88.0.0/16")
     netns_dir: Path = Path("/var/run/netns")
-    netns_pool_size: int = Field(default=0, ge=0, le=64)
-    """Spare network namespaces, each with its veth pair, kept ready for new cells on
-    kukeon's bridge networks (made while no cell starts); 0 (the default): none."""
     nft_table: str = "kukeon"
     """The `inet` table holding the egress chains (one per kukeond sharing a host)."""
     insecure_registries: tuple[str, ...] = ()

@@ -58,11 +58,6 @@ from .config import ConfigError, load_config
     type=click.Path(path_type=Path),
     help="Where cell network namespaces are bind-mounted (default /var/run/netns).",
 )
-@click.option(
-    "--netns-pool-size",
-    type=int,
-    help="Spare cell network namespaces kept ready (default 0: none).",
-)
 @click.option("--nft-table", help="The inet table holding the egress chains (default kukeon).")
 @click.option("--subnet-pool", help="IPv4 pool space subnets come from (default 10.88.0.0/16).")
 @click.option(

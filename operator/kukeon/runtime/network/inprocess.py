@@ -39,7 +39,6 @@ from kukeon.runtime.network.cni.config import NetworkConfigList, gateway_of
 from kukeon.runtime.network.cni.invoke import RuntimeConf
 from kukeon.runtime.network.cni.result import CniResult, parse_result
 from kukeon.runtime.network.errors import NetworkError
-from kukeon.runtime.network.pool import SPARE_IFNAME, NetnsPool
 from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecord, AttachmentRecords
 from kukeon.runtime.network.veth import BridgePort
 
@@ -137,26 +136,8 @@ class Links(Protocol):
 
 
 class NetlinkLinks:
-    def __init__(self, pool: NetnsPool | None = None) -> None:
-        self.pool = pool
-
     def make_port(self, port: BridgePort) -> None:
-        pool = self.pool
-        spare = (
-            pool.spare_of(port.netns) if pool is not None and port.ifname == SPARE_IFNAME else None
-        )
-        if pool is None or spare is None:
-            veth.make_port(port)
-            return
-        host_end, peer_index = spare
-        try:
-            veth.make_port_from_spare(port, host_end, peer_index)
-        except Exception:
-            log.warning("could not use spare %s for %s", host_end, port.host_ifname, exc_info=True)
-            veth.remove_port(host_end)  # the cell's eth0 goes with it, if it was not renamed
-            veth.make_port(port)
-        finally:
-            pool.settled(port.netns)
+        veth.make_port(port)
 
     def problems(self, port: BridgePort) -> list[str]:
         return veth.problems(port)

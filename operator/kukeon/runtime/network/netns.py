@@ -13,7 +13,6 @@ module adds idempotence and a configurable directory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import errno
 import functools
@@ -55,16 +54,6 @@ class NetnsManager:
         """Unmount and delete the namespace file; return whether one was there."""
         path = self.path(name)
         return await run_on_host_thread(self._remove, path)
-
-    def create_now(self, name: str) -> Path:
-        """``create``, blocking (for a caller already on a host thread)."""
-        path = self.path(name)
-        self._create(path)
-        return path
-
-    def remove_now(self, name: str) -> bool:
-        """``remove``, blocking."""
-        return self._remove(self.path(name))
 
     async def list(self) -> list[str]:
         def names() -> list[str]:
@@ -157,27 +146,6 @@ def _libc() -> ctypes.CDLL:
     """The C library this process runs with (pyroute2 would find its own by running
     ``ldconfig -p``: a fork, once)."""
     return ctypes.CDLL(None, use_errno=True)
-
-
-MS_BIND = 4096
-
-
-def bind_netns(source: Path, target: Path) -> None:
-    """Bind the namespace at ``source`` at ``target`` too (``target`` made, empty, first):
-    one namespace, two names; either can be removed alone (a bind-mounted namespace file
-    cannot be renamed)."""
-    fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
-    os.close(fd)
-    libc = _libc()
-    if libc.mount(os.fsencode(source), os.fsencode(target), b"none", MS_BIND, None) != 0:
-        code = ctypes.get_errno()
-        with contextlib.suppress(FileNotFoundError):
-            target.unlink()
-        raise NetnsError(f"cannot bind {source} at {target}: {os.strerror(code)}")
-
-
-def is_mounted_netns(path: Path) -> bool:
-    return _is_mounted_netns(path)
 
 
 def _is_mounted_netns(path: Path) -> bool:

@@ -55,15 +55,9 @@ from kukeon.runtime.network.cni_leftovers import (
 from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressRuleset, NftEgress
 from kukeon.runtime.network.errors import CniConfigError, CniError, NetworkError
 from kukeon.runtime.network.forward import ForwardAccepts
-from kukeon.runtime.network.inprocess import (
-    BridgeNetwork,
-    InProcessAttachments,
-    Links,
-    NetlinkLinks,
-)
+from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments, Links
 from kukeon.runtime.network.leases import result_from_leases
 from kukeon.runtime.network.netns import DEFAULT_NETNS_DIR, NetnsManager
-from kukeon.runtime.network.pool import NetnsPool
 from kukeon.runtime.network.records import (
     DRIVER_NETLINK,
     PRIMARY_IFNAME,
@@ -99,8 +93,6 @@ class NetworkSettings:
     cni_check_seconds: float = 300.0
     """How long a CNI-made attachment whose interface still carries its address is kept
     without a CNI CHECK (the plugins run again at most this often per interface)."""
-    netns_pool_size: int = 0
-    """Spare namespaces with their veth pair kept ready for new cells (``pool``); 0: none."""
 
     @property
     def network_dir(self) -> Path:
@@ -111,11 +103,6 @@ class NetworkSettings:
         """One empty file per network namespace this node made: what its orphan collector
         may remove in a netns directory other control planes share."""
         return self.network_dir / "netns-owned"
-
-    @property
-    def netns_pool_dir(self) -> Path:
-        """One empty file per spare namespace of the pool (``pool``), named by its token."""
-        return self.network_dir / "netns-pool"
 
     @property
     def ipam_dir(self) -> Path:
@@ -237,12 +224,7 @@ class SpaceNetworks:
         self.netns = netns or NetnsManager(directory=settings.netns_dir)
         self.egress = egress or NftEgress(table=settings.nft_table)
         self.records = AttachmentRecords(settings.attachments_dir)
-        prefix, size = network_id_prefix(settings.instance), settings.netns_pool_size
-        self.pool = NetnsPool(netns=self.netns, directory=settings.netns_pool_dir, size=size)
-        self.pool.cell_prefix, self.pool.instance = prefix, settings.instance
-        self.inprocess = InProcessAttachments(
-            records=self.records, links=links or NetlinkLinks(self.pool)
-        )
+        self.inprocess = InProcessAttachments(records=self.records, links=links)
         self.forward = ForwardAccepts()
         self._checked: dict[tuple[str, str], float] = {}
         """When each CNI-made interface was last ADDed or CHECKed (monotonic clock)."""
@@ -287,7 +269,6 @@ class SpaceNetworks:
             prefix=self.settings.subnet_prefix,
         )
         conflist = self.conflist_for(bridge=bridge, subnet=subnet)
-        self.pool.note_bridge(bridge, builtin=builtin)
         written = await write_conflist(cni_config_path, conflist)
         applied = await self.egress.apply(
             bridge=bridge, policy=egress, masquerade=subnet if builtin else None
@@ -314,7 +295,6 @@ class SpaceNetworks:
         it when the file there is not this host's own).
         """
         bridge = bridge_name(realm, space, self.settings.instance)
-        self.pool.note_bridge(bridge, builtin=False)
         egress_removed = await self.egress.remove(bridge=bridge)
         conflist_removed = False
         if cni_config_path is not None:
@@ -346,15 +326,11 @@ class SpaceNetworks:
         return self.netns.path(cell_id)
 
     async def make_cell_netns(self, *, cell_id: str, netns_name: str | None = None) -> Path:
-        """The cell's network namespace, empty until ``attach_cell`` (which makes it too; a
-        spare of ``pool``'s when it can): a task may be created in it while it is attached."""
+        """The cell's network namespace, empty until ``attach_cell`` (which makes it too):
+        a task may be created in it, not started, while the cell is attached."""
         # Marked before it exists: a crash right after creating it still leaves it ours.
-        name = netns_name or cell_id
-        await asyncio.to_thread(self.mark_owned, name)
-        if self.pool.serves_cell(cell_id) and await self.pool.claim(self.netns.path(name)):
-            return self.netns.path(name)
-        self.pool.busy()
-        return await self.netns.create(name)
+        await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
+        return await self.netns.create(netns_name or cell_id)
 
     async def attach_cell(
         self,
@@ -386,7 +362,6 @@ class SpaceNetworks:
                 cell_id=cell_id, netns=netns_path, ifname=ifname, conflist=wanted, network=network
             )
             return _attachment(cell_id, record.conf, record.conflist, record.result)
-        await self.pool.abandon(netns_path)  # a spare's eth0 would be in the plugins' way
         conflist = wanted if wanted is not None else await load_conflist(cni_config_path)
         capability_args = (
             {"portMappings": [m.to_cni() for m in port_mappings]} if port_mappings else {}
@@ -614,7 +589,6 @@ class SpaceNetworks:
         self._checked.pop((cell_id, ifname), None)
         # Leases (and host ends named after them) a crash left without a record.
         found = await self.inprocess.remove_leftovers(cell_id, self.settings.ipam_dir) or found
-        await self.pool.abandon(netns_path)
         removed_netns = await self.netns.remove(netns_name or cell_id)
         await asyncio.to_thread(
             unlink_if_present, self.settings.owned_netns_dir / (netns_name or cell_id)

@@ -111,18 +111,18 @@ def _index(ipr: IPRoute, name: str) -> int | None:
 
 def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Interface) -> int:
     """The bridge's index: created when missing, up, with the gateway's address."""
-    link = _link(ipr, name)
-    if link is None:
+    index = _index(ipr, name)
+    if index is None:
         try:
             ipr.link("add", ifname=name, kind="bridge")
         except Exception as error:  # a cell of the same space made it first
             if _code(error) != errno.EEXIST:
                 raise
-        link = _link(ipr, name)
-        if link is None:
+        index = _index(ipr, name)
+        if index is None:
             raise NetworkError(f"bridge {name} vanished while it was being made")
-    index = int(link["index"])
-    if link.get_attr("IFLA_OPERSTATE") == "DOWN" or not _is_up(link):
+    links = ipr.get_links(index)
+    if not links or links[0].get_attr("IFLA_OPERSTATE") == "DOWN" or not _is_up(links[0]):
         ipr.link("set", index=index, state="up")
     if not _has_address(ipr, index, gateway):
         try:
@@ -190,67 +190,6 @@ def make_port(port: BridgePort) -> None:
         if port.hairpin:
             ipr.brport("set", index=index, mode=_HAIRPIN)
     configure_inside(port)
-
-
-def make_spare(host_end: str, netns: Path, ifname: str) -> int:
-    """A pool's pair (``pool``): ``host_end`` down and nobody's port, ``ifname`` and ``lo``
-    up in ``netns``; what a claim leaves to do is the cell's (``make_port_from_spare``).
-    Returns ``ifname``'s index in ``netns`` (nothing else makes links there)."""
-    with IPRoute() as ipr:
-        fd = os.open(netns, os.O_RDONLY)
-        try:
-            ipr.link("add", ifname=host_end, kind="veth", peer={"ifname": ifname, "net_ns_fd": fd})
-        finally:
-            os.close(fd)
-    indexes: list[int] = []
-    with inside(netns) as ipr:
-        for name in ("lo", ifname):
-            index = _index(ipr, name)
-            if index is None:
-                raise NetworkError(f"{name} is missing in {netns} once made")
-            ipr.link("set", index=index, state="up")
-            indexes.append(index)
-    return indexes[-1]
-
-
-def make_port_from_spare(port: BridgePort, spare: str, peer_index: int) -> None:
-    """Make the port from a pool's pair whose peer is ``port.ifname`` in ``port.netns``
-    already: the host end renamed after the cell, plugged and up in one request (Linux
-    renames a link only while it is down), then the cell's address and route."""
-    with IPRoute() as ipr:
-        bridge = ensure_bridge(
-            ipr, port.bridge, IPv4Interface(f"{port.gateway}/{port.address.network.prefixlen}")
-        )
-        index = _index(ipr, spare)
-        if index is None:
-            raise NetworkError(f"spare host end {spare} is missing")
-        extra = {"mtu": port.mtu} if port.mtu else {}
-        try:
-            ipr.link(
-                "set", index=index, ifname=port.host_ifname, master=bridge, state="up", **extra
-            )
-        except Exception as error:
-            if _code(error) != errno.EEXIST:
-                raise
-            log.info("deleting %s, left by an attachment that did not finish", port.host_ifname)
-            ipr.link("del", ifname=port.host_ifname)
-            ipr.link(
-                "set", index=index, ifname=port.host_ifname, master=bridge, state="up", **extra
-            )
-        if port.hairpin:
-            ipr.brport("set", index=index, mode=_HAIRPIN)
-    with inside(port.netns) as ipr:
-        index = peer_index  # the pool's namespace: nothing but its pair made links there
-        if port.mtu:
-            ipr.link("set", index=index, mtu=port.mtu)
-        ipr.addr(
-            "add",
-            index=index,
-            address=str(port.address.ip),
-            prefixlen=port.address.network.prefixlen,
-        )
-        if port.default_route:
-            ipr.route("replace", dst="0.0.0.0/0", gateway=str(port.gateway), oif=index)
 
 
 def create_pair(ipr: IPRoute, port: BridgePort) -> None:
