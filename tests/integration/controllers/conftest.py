@@ -9,12 +9,11 @@ environment as it was at start.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 
 import pytest
 
-from tests.fixtures.kukeond import Kukeond
+from tests.fixtures.kukeond import Kukeond, set_host_timings
 
 SECRET_ENV = "KUKEOND_IT_SECRET"
 STOP_GRACE_SECONDS = 1.0
@@ -30,25 +29,9 @@ def secret_env_value(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def speed_up(k: Kukeond) -> None:
     """Short stop grace and parent polling on the running controllers."""
-    controllers = k.daemon.controllers
-    assert controllers is not None
-    host = controllers.host
-    fast = dataclasses.replace(
-        host,
-        settings=dataclasses.replace(
-            host.settings,
-            stop_grace_seconds=STOP_GRACE_SECONDS,
-            parent_wait_seconds=PARENT_WAIT_SECONDS,
-        ),
+    set_host_timings(
+        k.daemon, stop_grace_seconds=STOP_GRACE_SECONDS, parent_wait_seconds=PARENT_WAIT_SECONDS
     )
-    for holder in (
-        controllers,
-        controllers.realms,
-        controllers.spaces,
-        controllers.stacks,
-        controllers.cells,
-    ):
-        holder.host = fast
 
 
 @pytest.fixture

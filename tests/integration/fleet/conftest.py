@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -36,7 +35,7 @@ from kukeon.store import NotFound, Registry
 from kukeon.store.encryption import Keyring
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
-from tests.fixtures.kukeond import kukeond_config, sweep_host
+from tests.fixtures.kukeond import kukeond_config, set_host_timings, sweep_host
 from tests.fixtures.services import require_binary, require_root
 
 LEASE_TTL = 3
@@ -219,23 +218,7 @@ class Fleet:
 def speed_up(daemon: Daemon) -> None:
     """Short stop grace and parent polling on the running controllers (as the controller
     tests do): `sh` as PID 1 takes the whole grace to stop otherwise."""
-    controllers = daemon.controllers
-    assert controllers is not None
-    host = controllers.host
-    fast = dataclasses.replace(
-        host,
-        settings=dataclasses.replace(
-            host.settings, stop_grace_seconds=1.0, parent_wait_seconds=0.2
-        ),
-    )
-    for holder in (
-        controllers,
-        controllers.realms,
-        controllers.spaces,
-        controllers.stacks,
-        controllers.cells,
-    ):
-        holder.host = fast
+    set_host_timings(daemon, stop_grace_seconds=1.0, parent_wait_seconds=0.2)
 
 
 @pytest.fixture
