@@ -6,9 +6,6 @@ import asyncio
 import contextlib
 import gc
 import weakref
-from collections.abc import Iterator
-
-import pytest
 
 from kukeon.daemon import gcpolicy
 
@@ -16,17 +13,6 @@ from kukeon.daemon import gcpolicy
 class Cycle:
     def __init__(self) -> None:
         self.me = self
-
-
-@pytest.fixture
-def no_automatic_collections() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def old_garbage() -> weakref.ref[Cycle]:

@@ -23,19 +23,6 @@ class Cycle:
 
 
 @pytest.fixture
-def no_automatic_collections() -> Iterator[None]:
-    """Only the sweeps collect (as when the young threshold is far away)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    gc.collect()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-@pytest.fixture
 def collections() -> Iterator[list[int]]:
     """The generation of each collection that starts while the test runs."""
     started: list[int] = []

@@ -110,6 +110,14 @@ def _pipe_empty(fd: int) -> bool:
     return int(queued) == 0
 
 
+def _wait_until_full(disk: Path, writer: int) -> None:
+    """Until the logger has read all that was written to ``writer`` and filled ``disk``."""
+    deadline = time.monotonic() + 10
+    while os.statvfs(disk).f_bavail or not _pipe_empty(writer):
+        assert time.monotonic() < deadline, "the logger did not fill the disk"
+        time.sleep(0.01)
+
+
 def test_a_full_disk_drops_records_and_the_log_says_how_many(tmp_path: Path) -> None:
     # Every line written is either in the log or counted in its "[kukeon] ... not logged"
     # record, written once the disk takes writes again (docker and the CRI drop silently).
@@ -122,10 +130,7 @@ def test_a_full_disk_drops_records_and_the_log_says_how_many(tmp_path: Path) -> 
         logger = Logger(log)
         sent = [b"line %06d end" % n for n in range(12_000)]  # ~190 KiB: more than is free
         os.write(logger.stdout, b"\n".join(sent[:-10]) + b"\n")
-        deadline = time.monotonic() + 10
-        while os.statvfs(disk).f_bavail or not _pipe_empty(logger.stdout):
-            assert time.monotonic() < deadline, "the logger did not fill the disk"
-            time.sleep(0.01)
+        _wait_until_full(disk, logger.stdout)
         filler.unlink()  # 128 KiB free again: more than one read the logger may still hold
         for line in sent[-10:]:
             os.write(logger.stdout, line + b"\n")
@@ -184,10 +189,7 @@ def test_a_terminals_logger_holds_its_fifo_and_outlives_a_full_disk(tmp_path: Pa
         os.close(ready_r)
         os.write(out_w, b"\x1b[1mbold\x1b[0m\r\n")  # as it is, no records
         os.write(out_w, b"y" * 200 * 1024)  # more than the disk holds
-        deadline = time.monotonic() + 10
-        while os.statvfs(disk).f_bavail or not _pipe_empty(out_w):
-            assert time.monotonic() < deadline, "the logger did not fill the disk"
-            time.sleep(0.01)
+        _wait_until_full(disk, out_w)
         assert process.poll() is None
         # The FIFO still has its writer: a non-blocking open for writing finds a reader.
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
