@@ -34,16 +34,18 @@ from prometheus_client.exposition import generate_latest
 
 import kukeon
 from kukeon.api import API_VERSION, GROUP, VERSION
+from kukeon.api.meta import quote
 from kukeon.apiserver.auth import LOCAL_ADMIN, TokenBook, bearer_token
 from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
-from kukeon.apiserver.status import ApiError, status_response
+from kukeon.apiserver.status import ApiError, Cause, status_response
 from kukeon.apiserver.watchcache import StateSource, WatchCache
 from kukeon.apiserver.watchhub import WatchHub
 from kukeon.apiserver.watchstream import CLOSING_KEY
 from kukeon.apiserver.writerules import ContainerCheck
 from kukeon.client.paths import API_ROOT, KINDS
+from kukeon.store.keys import is_key_part
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,7 @@ def create_app(
         middlewares=[
             _errors_middleware(settings, metrics),
             _authentication_middleware(tokens),
+            _path_names_middleware,
             _deadline_middleware(settings),
         ],
         client_max_size=settings.max_body_bytes,
@@ -277,6 +280,28 @@ def _authentication_middleware(tokens: TokenBook | None) -> Middleware:
         return await handler(request)
 
     return authenticate
+
+
+# Path parameters that name an object or one of its parents (an image's name is a
+# reference with its own rules, ``kukeon.daemon.imageroutes``).
+_NAME_PARAMS = frozenset(
+    {"realm", "space", "stack", "cell", "node", "secret", "cellprofile", "cellset", "container"}
+)
+
+
+@web.middleware
+async def _path_names_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A 400 naming the path segment for a name no key can hold (``%2F``, ``..``): the
+    handlers below may then take every name in a URL for a key part."""
+    for param, value in request.match_info.items():
+        if param in _NAME_PARAMS and not is_key_part(value):
+            raise ApiError(
+                400,
+                f"the URL's {param} name {quote(value)} is not valid: a name has no '/' "
+                "and is not '.' or '..'",
+                causes=[Cause(param, "not a valid name")],
+            )
+    return await handler(request)
 
 
 def _deadline_middleware(settings: ApiSettings) -> Middleware:

@@ -99,9 +99,15 @@ def display_name(key: Sequence[str]) -> str:
     return "/".join(key)
 
 
+def is_key_part(part: str) -> bool:
+    """Whether ``part`` can be one name of a key: etcd keys are split at '/', and '.' and
+    '..' would read as paths wherever a key becomes one (state directories)."""
+    return bool(part) and "/" not in part and part not in {".", ".."}
+
+
 def _check_parts(kind: Kind, parts: Sequence[str]) -> None:
     for part in parts:
-        if not part or "/" in part or part in {".", ".."}:
+        if not is_key_part(part):
             raise Invalid(f"{kind.value} key {'/'.join(parts)!r}: name {part!r} is not valid")
     if kind in SCOPED_KINDS and len(parts) > 2 and parts[1] == "-" and parts[2] != "-":
         raise Invalid(f"{kind.value} key {'/'.join(parts)!r}: a stack needs its space")
