@@ -75,6 +75,8 @@ class EventReason(StrEnum):
     """A probe failed (Kubernetes' reason); a liveness or startup failure also ``Killing``."""
     LOG_COPIER_REPLACED = "LogCopierReplaced"
     """A container's log copier exited while it ran (what it wrote meanwhile is lost)."""
+    NETWORK_RECOVERED = "NetworkNamespaceRecovered"
+    """A running cell's network namespace file was gone: taken back from its task."""
     # realms, spaces and stacks, per node
     READY = "Ready"
     REMOVED = "Removed"

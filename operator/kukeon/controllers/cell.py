@@ -76,6 +76,7 @@ from .cellexec import (
     CommandUnusableError,
 )
 from .cellfiles import CellFiles, SecretUnavailableError, read_secret_value
+from .cellnetns import cell_namespace
 from .cellnetwork import CellInterfaces, CellNetworking
 from .cellpeers import CellPeers, render_cell_hosts
 from .cellplan import (
@@ -401,7 +402,7 @@ class CellController:
         # from the spec go at the end (only this pass makes containers of the cell, all of
         # them kept).
         (cgroup, netns), (first, listed) = await both(
-            self._cell_host(cell, files),
+            self._cell_host(cell, files, namespace),
             both(
                 prepare(containers[0]) if containers else nothing(),
                 executor.cell_containers(namespace, key),
@@ -448,17 +449,27 @@ class CellController:
         networks = self.host.networks
         return str(networks.cell_netns_path(cell_network_id(key, networks.settings.instance)))
 
-    async def _cell_host(self, cell: Cell, files: CellFiles) -> tuple[CgroupState, str | None]:
-        """The cell's cgroup, its network namespace (not attached yet: `_network`) and its
-        /etc/hosts, /etc/hostname and /etc/resolv.conf when missing (a task's bind mounts
-        need them when it is created; `_network` writes what they say)."""
+    async def _cell_host(
+        self, cell: Cell, files: CellFiles, namespace: str
+    ) -> tuple[CgroupState, str | None]:
+        """The cell's cgroup, its network namespace (not attached yet: `_network`; a running
+        task's taken back when its file is gone: `cellnetns`) and its /etc/hosts,
+        /etc/hostname and /etc/resolv.conf when missing (a task's bind mounts need them
+        when it is created; `_network` writes what they say)."""
         key = cell_key(cell)
         delegation = Delegation.ALL if cell.spec.nested_cgroup_runtime else Delegation.RESOURCES
+
         # None needs the others (a task joins them when it is created).
         cgroup, (netns, _) = await both(
             self.host.cgroups.ensure(CgroupPath(key), delegation=delegation),
             both(
-                CellNetworking(self.host).make_namespace(cell, key),
+                cell_namespace(
+                    self.host,
+                    cell,
+                    key,
+                    namespace,
+                    lambda why: self._event(cell, EventReason.NETWORK_RECOVERED, why, warning=True),
+                ),
                 write_cell_host_files(
                     directory=files.directory,
                     hosts_text=render_cell_hosts(cell, None, ""),

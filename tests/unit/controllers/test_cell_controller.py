@@ -49,7 +49,7 @@ from kukeon.runtime.containerd.errors import (
 )
 from kukeon.runtime.containerd.tasks import TaskInfo, TaskStatus
 from kukeon.runtime.containerd.types import ImageConfig
-from kukeon.runtime.network import NetworkError
+from kukeon.runtime.network import NetworkError, cell_network_id
 from kukeon.store import NotFound
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -153,6 +153,9 @@ class FakeTasks:
         self.world.hidden_tasks.discard(cid)
         self.world.tasks.pop(cid, None)
 
+    async def list(self) -> list[TaskInfo]:
+        return list(self.world.tasks.values())
+
 
 class FakeContainerd:
     def __init__(self, world: Containerd) -> None:
@@ -208,9 +211,27 @@ class NetworkSettings:
     instance: str = ""
 
 
+class FakeNetnsFiles:
+    """Cell namespace files: those in ``lost`` no longer hold their tasks' namespace."""
+
+    def __init__(self) -> None:
+        self.lost: set[str] = set()
+        self.bound_from: list[tuple[str, int]] = []
+
+    def holds(self, name: str, pid: int) -> bool | None:
+        return name not in self.lost
+
+    async def bind_from(self, name: str, pid: int) -> bool:
+        self.bound_from.append((name, pid))
+        changed = name in self.lost
+        self.lost.discard(name)
+        return changed
+
+
 class FakeNetworks:
     def __init__(self, root: Path) -> None:
         self.settings = NetworkSettings()
+        self.netns = FakeNetnsFiles()
         self.root = root
         self.made: list[str] = []
         self.attached: list[str] = []
@@ -435,6 +456,30 @@ async def test_a_new_cell_is_built_and_runs(rig: Rig) -> None:
     assert rig.world.calls == []
     assert rig.recorder.events == []
     assert again.status == cell.status
+
+
+async def test_a_running_cells_lost_namespace_file_is_taken_back_from_its_task(
+    rig: Rig,
+) -> None:
+    """The namespace file no longer holds the namespace the cell's running task is in: it is
+    bound from the task's pid again (before the attachment), with a Warning Event, and the
+    task is left running."""
+    cell = await rig.reconcile(make_cell(app()))
+    pid = cell.status.containers[0].pid
+    assert pid is not None
+    name = cell_network_id(("r", "s", "st", "c"), "")
+    rig.networks.netns.lost.add(name)
+    rig.world.calls.clear()
+    rig.recorder.events.clear()
+    again = await rig.reconcile(cell)
+    assert rig.networks.netns.bound_from == [(name, pid)]
+    assert rig.recorder.reasons() == ["NetworkNamespaceRecovered"]
+    assert rig.world.calls == []
+    assert str(again.status.state) == "Ready"
+    # Once it holds it again, a pass binds nothing.
+    rig.networks.netns.bound_from.clear()
+    await rig.reconcile(again)
+    assert rig.networks.netns.bound_from == []
 
 
 def hold_until(

@@ -13,6 +13,7 @@ module adds idempotence and a configurable directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import functools
@@ -49,6 +50,24 @@ class NetnsManager:
         path = self.path(name)
         await run_on_host_thread(self._create, path)
         return path
+
+    def holds(self, name: str, pid: int) -> bool | None:
+        """Whether the namespace bound at ``name`` is the one process ``pid`` is in; None
+        when ``pid`` is gone. A few stats: cheap enough for the event loop."""
+        try:
+            theirs = _identity(Path(f"/proc/{pid}/ns/net"))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return None
+        path = self.path(name)
+        return _is_mounted_netns(path) and _identity(path) == theirs
+
+    async def bind_from(self, name: str, pid: int) -> bool:
+        """Make ``name`` hold the network namespace process ``pid`` is in: bound again when
+        its file was unmounted, or put back over another namespace bound there since;
+        True when anything changed. A running cell's tasks keep their namespace alive
+        whatever happens to its file, and a new one there would leave them without their
+        network (``kukeon.controllers.cellnetns``)."""
+        return await run_on_host_thread(self._bind_from, self.path(name), pid)
 
     async def remove(self, name: str) -> bool:
         """Unmount and delete the namespace file; return whether one was there."""
@@ -102,6 +121,34 @@ class NetnsManager:
         if not _is_mounted_netns(path):
             raise NetnsError(f"network namespace {path} was created but is not mounted")
 
+    def _bind_from(self, path: Path, pid: int) -> bool:
+        source = Path(f"/proc/{pid}/ns/net")
+        wanted = _identity(source)
+        # Never a cell's: a pid ended and reused since its task was listed may be a host
+        # process (the cell's attachment would then move links of the host's).
+        if wanted == _identity(Path("/proc/self/ns/net")):
+            raise NetnsError(f"pid {pid} is in the host's network namespace, not a cell's")
+        if _is_mounted_netns(path):
+            if _identity(path) == wanted:
+                return False
+            self._remove(path)
+        elif path.exists():
+            path.unlink()
+        make_dirs(self.directory)
+        try:
+            with _DIRECTORY_SETUP:
+                pyroute2_netns.attach(str(path), str(pid), libc=_libc())
+        except OSError as error:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            raise NetnsError(
+                f"cannot bind the network namespace of pid {pid} at {path}: {error}"
+            ) from error
+        if _identity(path) != wanted:  # the pid ended between the two
+            self._remove(path)
+            raise NetnsError(f"pid {pid} ended while its network namespace was bound")
+        return True
+
     def _remove(self, path: Path) -> bool:
         if not path.exists():
             return False
@@ -154,3 +201,9 @@ def _is_mounted_netns(path: Path) -> bool:
         return os.stat(path).st_dev != os.stat(path.parent).st_dev
     except FileNotFoundError:
         return False
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """A namespace's identity: its nsfs device and inode, whichever file names it."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
