@@ -10,7 +10,9 @@ rules across containers (unique ids, the root container) live in `validation`.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 import signal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple
@@ -35,13 +37,43 @@ from kukeon.api.probes import Probe, ProbeKind, ProbeStatus
 from kukeon.api.secret import SecretKeyRef
 from kukeon.api.states import ContainerState, ContainerStateField
 
+CONTAINERD_IDENTIFIER_MAX = 76
+"""containerd's longest identifier (its ``identifiers`` package: container, task, namespace)."""
+_CONTAINERD_IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
+_SEPARATOR_RUNS = re.compile(r"[._-]{2,}")
+_DIGEST_HEX = 16
+
+
+def is_containerd_identifier(name: str) -> bool:
+    """Whether containerd takes ``name`` as a container, task or namespace identifier: at
+    most 76 characters, runs of letters and digits joined by single ``.``, ``_`` or ``-``."""
+    return len(name) <= CONTAINERD_IDENTIFIER_MAX and bool(_CONTAINERD_IDENTIFIER.fullmatch(name))
+
+
+def containerd_identifier(natural: str, *, mark: str, suffix: str = "") -> str:
+    """``natural + suffix`` when containerd takes it as an identifier; else a form it takes,
+    the same for the same ``natural``: its readable start (runs of separators made one
+    ``-``), ``mark``, 16 hex digits of its SHA-256, then ``suffix``.
+
+    Valid names can still make invalid identifiers: DNS labels may hold ``--``, and four
+    of them joined pass 76 characters. ``mark`` is a character the natural forms never
+    hold, so a shortened identifier cannot equal another object's natural one."""
+    if is_containerd_identifier(natural + suffix):
+        return natural + suffix
+    digest = hashlib.sha256(natural.encode()).hexdigest()[:_DIGEST_HEX]
+    room = CONTAINERD_IDENTIFIER_MAX - len(suffix) - len(mark) - _DIGEST_HEX
+    head = _SEPARATOR_RUNS.sub("-", natural)[:room].strip("._-")
+    return f"{head}{mark}{digest}{suffix}" if head else f"{digest}{suffix}"
+
 
 def containerd_container_id(*, space: str, stack: str, cell: str, container: str) -> str:
-    """containerd's id of a cell's container, `<space>_<stack>_<cell>_<container>` as in kukeon.
+    """containerd's id of a cell's container, `<space>_<stack>_<cell>_<container>` as in
+    kukeon, shortened as ``containerd_identifier`` says when containerd would refuse that
+    (a `.` marks it: no name holds one).
 
     The realm is the containerd namespace, so it is not repeated in the id.
     """
-    return f"{space}_{stack}_{cell}_{container}"
+    return containerd_identifier(f"{space}_{stack}_{cell}_{container}", mark=".")
 
 
 def _empty_as_none(value: Any) -> Any:

@@ -15,7 +15,11 @@ from pydantic import (
     model_validator,
 )
 
-from kukeon.api.container import NonEmptyString
+from kukeon.api.container import (
+    NonEmptyString,
+    containerd_identifier,
+    is_containerd_identifier,
+)
 from kukeon.api.meta import (
     GROUP,
     Kind,
@@ -24,6 +28,7 @@ from kukeon.api.meta import (
     NullableList,
     OptionalString,
     Resource,
+    quote,
 )
 from kukeon.api.meta import StatusBase as _StatusBase
 from kukeon.api.secret import SecretKeyRef
@@ -47,9 +52,13 @@ def _empty_level_as_none(value: Any) -> Any:
     return None if value == "" else value
 
 
-def default_namespace(realm: str) -> str:
-    """The containerd namespace of a realm that does not name one."""
-    return f"{realm}.{GROUP}"
+def default_namespace(realm: str, instance: str = "") -> str:
+    """The containerd namespace of a realm that does not name one: `<realm>.kukeon.io`
+    (`<realm>.<instance>.kukeon.io` for another control plane's on the same containerd),
+    shortened as ``containerd_identifier`` says when containerd would refuse that (a `_`
+    marks it: neither a realm name nor an instance tag holds one)."""
+    middle = f".{instance}" if instance else ""
+    return containerd_identifier(f"{realm}{middle}", mark="_", suffix=f".{GROUP}")
 
 
 REVEAL_CONTEXT = "kukeon.reveal"
@@ -97,6 +106,17 @@ class RegistryCredentials(KukeonModel):
 class RealmSpec(KukeonModel):
     namespace: OptionalString = None
     """containerd namespace of the realm; `<name>.kukeon.io` when unset."""
+
+    @field_validator("namespace")
+    @classmethod
+    def _a_containerd_namespace(cls, value: str | None) -> str | None:
+        if value is not None and not is_containerd_identifier(value):
+            raise ValueError(
+                f"{quote(value)} is not a containerd namespace name: at most 76 letters and "
+                "digits in runs joined by single '.', '_' or '-'"
+            )
+        return value
+
     registry_credentials: NullableList[RegistryCredentials] = Field(default_factory=list)
     security_level: Annotated[SecurityLevel | None, BeforeValidator(_empty_level_as_none)] = None
     """restricted (when unset), baseline or privileged: what editors may ask of the host in
@@ -121,6 +141,21 @@ class Realm(Resource[RealmSpec, RealmStatus]):
     kind: Literal[Kind.REALM] = Kind.REALM
     spec: RealmSpec = Field(default_factory=RealmSpec)
     status: RealmStatus = Field(default_factory=RealmStatus)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forget_an_unusable_default(cls, data: Any) -> Any:
+        """A realm stored before defaults were shortened may carry `<name>.kukeon.io` that
+        containerd refuses (a name with `--`): it is read as unset, so filled again."""
+        if not isinstance(data, dict):
+            return data
+        spec, metadata = data.get("spec"), data.get("metadata")
+        if not isinstance(spec, dict) or not isinstance(metadata, dict):
+            return data
+        legacy = f"{metadata.get('name')}.{GROUP}"
+        if spec.get("namespace") == legacy and not is_containerd_identifier(legacy):
+            return {**data, "spec": {**spec, "namespace": None}}
+        return data
 
     @model_validator(mode="after")
     def _fill_namespace(self) -> Realm:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 import grpc
 
+from kukeon.api.realm import default_namespace
 from kukeon.runtime.containerd._gen.services.content.v1 import content_pb2
 from kukeon.runtime.containerd._gen.services.namespaces.v1 import namespace_pb2
 from kukeon.runtime.containerd.client import Subject
@@ -28,9 +29,6 @@ from kukeon.runtime.containerd.errors import (
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
 
-REALM_NAMESPACE_SUFFIX: Final = ".kukeon.io"
-
-
 LABEL_INSTANCE: Final = "kukeon.io/instance"
 """On the namespaces and containers of a control plane that is not the host's default one
 (``runtime.network.instance_tag``): what its orphan collectors recognise as their own."""
@@ -39,8 +37,7 @@ LABEL_INSTANCE: Final = "kukeon.io/instance"
 def realm_namespace(realm: str, instance: str = "") -> str:
     """The containerd namespace of a realm (another control plane's realm of the same name
     on the same containerd gets its own: ``<realm>.<instance>.kukeon.io``)."""
-    middle = f".{instance}" if instance else ""
-    return f"{realm}{middle}{REALM_NAMESPACE_SUFFIX}"
+    return default_namespace(realm, instance)
 
 
 def instance_labels(instance: str) -> dict[str, str]:
