@@ -27,6 +27,7 @@ from kukeon.apiserver.writerules import (
     ContainerCheck,
     check_acted_on,
     check_finalizers,
+    check_host_names,
     check_labels,
     check_networks,
     check_runnable,
@@ -81,6 +82,7 @@ class HandlerBase:
         check_labels(target, res, current)
         check_acted_on(target, res, current)
         check_runnable(target, res, current, self._container_check)
+        check_host_names(target, res, current)
         await self._store(target, check_port_claims(self._registry, res, current))
         await self._store(target, self._admission.admit(principal_of(request), res, current))
         # Last: a dry run refused only here passed every other check (`kukectl apply` takes

@@ -32,6 +32,7 @@ from kukeon.api import (
     parse_resource,
     to_document,
 )
+from kukeon.api.cellset import HASH_LENGTH, SUFFIX_LENGTH
 from kukeon.api.container import containerd_container_id
 from kukeon.api.meta import check_dns_label, quote
 from kukeon.apiserver.portclaims import port_causes
@@ -311,6 +312,34 @@ def check_runnable(
             if (field, reason) not in known
         ]
     _refuse(target, res, causes)
+
+
+CELL_KEY_MAX = 230
+"""The most characters of a cell's realm, space, stack and name joined by one character:
+its node names host objects after them, and the longest must fit Linux's 255 (a network
+namespace file ``kukeon-<instance>_<realm>_<space>_<stack>_<cell>``, its nftables chain
+``ports-c-`` + that), beside what a Kubernetes name allows (253)."""
+
+
+def check_host_names(target: Target, res: AnyResource, current: AnyResource | None) -> None:
+    """Refuse a new cell, or a new set's cells, whose names together pass ``CELL_KEY_MAX``:
+    its node could not name its network namespace, and the cell would never start."""
+    if current is not None:
+        return  # a name and its parents never change
+    if not isinstance(res, Cell | CellSet):
+        return
+    longest = sum(map(len, target.key)) + len(target.key) - 1
+    whose = "cell's name"
+    if isinstance(res, CellSet):
+        longest += HASH_LENGTH + SUFFIX_LENGTH + 2  # its cells: `<set>-<hash>-<suffix>`
+        whose = "name of the set's cells"
+    if longest > CELL_KEY_MAX:
+        why = (
+            f"with its realm, space and stack the {whose} is {longest} characters, over the "
+            f"{CELL_KEY_MAX} a node can name host objects after (its network namespace): "
+            "use shorter names"
+        )
+        _refuse(target, res, [Cause("metadata.name", why)])
 
 
 _Checked = tuple[str, ContainerSpec, ContainerSpec | None]

@@ -274,6 +274,48 @@ async def test_a_name_no_key_can_hold_in_the_url_is_400(
 
 
 @pytest.mark.usefixtures("no_tracebacks")
+async def test_cells_whose_names_no_node_could_name_host_objects_after_are_422(
+    api: Api, http: aiohttp.ClientSession
+) -> None:
+    """realm, space, stack and cell of 63 characters each: a valid name for each, but the
+    cell's network namespace file would pass Linux's 255 characters, so it never started."""
+    r, s, t = "r" * 63, "s" * 63, "t" * 63
+    for path, doc in (
+        (f"{V}/realms", realm_doc(r)),
+        (f"{V}/realms/{r}/spaces", space_doc(s)),
+        (f"{V}/realms/{r}/spaces/{s}/stacks", stack_doc(t)),
+    ):
+        async with http.post(path, json=doc) as response:
+            assert response.status == 201, await response.text()
+    before = await _keys(api.registry)
+    cells = f"{V}/realms/{r}/spaces/{s}/stacks/{t}/cells"
+    for dry_run in ("?dryRun=All", ""):
+        async with http.post(cells + dry_run, json=cell_doc("c" * 63)) as response:
+            status = _status(await response.read(), 422)
+        assert [c["field"] for c in status["details"]["causes"]] == ["metadata.name"], status
+        assert "over the 230" in status["message"]
+    set_doc = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "CellSet",
+        "metadata": {"name": "w" * 40},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "w"}},
+            "template": {"metadata": {"labels": {"app": "w"}}, "spec": cell_doc("x")["spec"]},
+        },
+    }
+    async with http.post(
+        f"{V}/realms/{r}/spaces/{s}/stacks/{t}/cellsets", json=set_doc
+    ) as response:
+        status = _status(await response.read(), 422)
+    assert "set's cells" in status["message"]
+    assert await _keys(api.registry) == before
+    # What fits is taken: 63 * 3 + 38 + 3 = 230.
+    async with http.post(cells, json=cell_doc("c" * 38)) as response:
+        assert response.status == 201, await response.text()
+
+
+@pytest.mark.usefixtures("no_tracebacks")
 async def test_an_oversized_content_length_is_refused_at_once(api: Api) -> None:
     started = time.monotonic()
     code, body = await _raw(
