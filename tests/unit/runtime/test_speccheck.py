@@ -13,7 +13,7 @@ import pytest
 
 from kukeon.api import ContainerSpec
 from kukeon.runtime.containerd.spec import RuntimeSpecError
-from kukeon.runtime.containerd.speccheck import container_errors
+from kukeon.runtime.containerd.speccheck import EXEC_STRING_MAX, container_errors
 from tests.unit.runtime.test_spec import build, make_container
 
 REFUSED: list[tuple[dict[str, Any], str, str]] = [
@@ -124,3 +124,15 @@ def test_a_network_alias_must_be_a_host_name() -> None:
     ]
     assert "not a valid host name" in errors[0].reason
     assert container_errors(make_container(networksAliases=["db", "api.internal"])) == []
+
+
+def test_an_exec_string_linux_would_refuse_is_refused() -> None:
+    # execve fails with E2BIG on one string over MAX_ARG_STRLEN: the container started and
+    # exited 1 ("argument list too long") on every node, whatever the image.
+    big = "x" * EXEC_STRING_MAX
+    container = make_container(command=big + "x", args=["ok", big + "é"], env=[f"A={big}"])
+    errors = container_errors(container)
+    assert [e.field for e in errors] == ["command", "args[1]", "env[0]"]
+    assert "argument list too long" in errors[0].reason
+    fits = make_container(command="sh", args=[big], env=[f"A={big[2:]}"])
+    assert container_errors(fits) == []

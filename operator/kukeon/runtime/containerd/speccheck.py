@@ -37,6 +37,7 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
         user = container.user
         checks.append(lambda: check_user(user))
     checks += [partial(_alias, i, alias) for i, alias in enumerate(container.networks_aliases)]
+    checks += [partial(_exec_string, field, text) for field, text in _exec_strings(container)]
     errors: list[FieldError] = []
     for check in checks:
         try:
@@ -58,6 +59,28 @@ def _alias(index: int, alias: str) -> None:
         validate_hostname(alias, field="network alias")
     except ValueError as error:
         raise FieldError(f"networksAliases[{index}]", str(error)) from None
+
+
+EXEC_STRING_MAX = 131_071
+"""Linux's longest argument or environment string (``MAX_ARG_STRLEN``, 32 pages, less its
+NUL): execve refuses a longer one with E2BIG, whatever the image."""
+
+
+def _exec_strings(container: ContainerSpec) -> list[tuple[str, str]]:
+    """The strings the container's process is exec'd with, by field."""
+    found = [("command", container.command)] if container.command else []
+    found += [(f"args[{i}]", arg) for i, arg in enumerate(container.args)]
+    return found + [(f"env[{i}]", entry) for i, entry in enumerate(container.env)]
+
+
+def _exec_string(field: str, text: str) -> None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > EXEC_STRING_MAX:
+        raise FieldError(
+            field,
+            f"{size} bytes, over the {EXEC_STRING_MAX} Linux passes to a program in one "
+            "argument or environment string (exec would fail: argument list too long)",
+        )
 
 
 def _mounts(container: ContainerSpec) -> None:
