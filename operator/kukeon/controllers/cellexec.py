@@ -113,12 +113,16 @@ class CellExecutor:
             return observed, None
         failed = task.status not in LIVE_TASK and task.status != TaskStatus.CREATED
         oom = failed and task.exit_status != 0 and await self._oom_killed(key, container)
+        said = None
+        if failed and task.exit_status != 0 and not oom:
+            said = await CellFiles(self.host.settings.state_dir, key).last_line(container)
         return observed, ObservedTask(
             status=task.status,
             pid=task.pid,
             exit_status=task.exit_status,
             exited_at=task.exited_at,
             oom_killed=oom,
+            last_line=said,
         )
 
     async def _oom_killed(self, key: CellKey, container: str) -> bool:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from kukeon.api import ContainerSpec, Kind, Secret, SecretKeyRef, lookup_scopes
 from kukeon.fileio import write_atomically
+from kukeon.runtime.containerd.crilog import parse_record
 from kukeon.runtime.containerd.ttyinit import CREATE_MARKER
 from kukeon.runtime.hostfiles import PRIVATE_DIR_MODE, make_dirs, write_private_text
 from kukeon.store import InvalidStoredDocument, NotFound, Registry
@@ -64,6 +65,12 @@ class CellFiles:
 
     def log(self, container: str) -> Path:
         return self.directory / "logs" / f"{container}.log"
+
+    async def last_line(self, container: str) -> str | None:
+        """The last line the container's current task wrote (its log's end), for the
+        status of a failed exit (Kubernetes' ``FallbackToLogsOnError``); None when there
+        is none."""
+        return await asyncio.to_thread(last_logged_line, self.log(container))
 
     def previous_log(self, container: str) -> Path:
         """The log of the container's instance before the current one (``logs --previous``)."""
@@ -300,3 +307,26 @@ async def resolve_secret_refs(
             registry, scopes, secret.secret_ref, where=where
         )
     return values
+
+
+LAST_LINE_MAX = 1024
+"""The most characters of a log's last line a status message carries."""
+_TAIL_BYTES = 8192
+
+
+def last_logged_line(path: Path) -> str | None:
+    """The text of the last non-empty line of a container log (CRI records, or a TTY's raw
+    output), control characters dropped, cut to ``LAST_LINE_MAX``."""
+    try:
+        with path.open("rb") as log:
+            start = max(0, log.seek(0, os.SEEK_END) - _TAIL_BYTES)
+            log.seek(start)
+            lines = log.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines[1:] if start else lines):  # the first may be cut
+        text = parse_record(line).text.decode("utf-8", "replace")
+        text = "".join(c for c in text if c.isprintable() or c == "\t").strip()
+        if text:
+            return text[:LAST_LINE_MAX]
+    return None

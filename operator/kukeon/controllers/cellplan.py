@@ -63,6 +63,8 @@ class ObservedTask:
     """None for a task whose shim died (containerd never learnt when it ended)."""
     oom_killed: bool = False
     """The container's memory cgroup counted an OOM kill (read only for a failed exit)."""
+    last_line: str | None = None
+    """The last line of the container's log (read only for a failed exit, not an OOM kill)."""
 
 
 LIVE_TASK = (TaskStatus.RUNNING, TaskStatus.PAUSING, TaskStatus.PAUSED)
@@ -206,6 +208,8 @@ class Exit:
     """Which exit this is, the same for every pass that sees it: the task's pid and
     containerd's exit time, or the pid alone when containerd has no exit time (each
     pass that sees such an exit has its own clock)."""
+    said: str | None = None
+    """The last line the process wrote, for a failed exit: the status message."""
 
 
 def exit_signal_name(code: int) -> str | None:
@@ -281,6 +285,7 @@ def observed_exit(
         clock=finished is None,
         identity=f"pid {task.pid}"
         + (f" exited {task.exited_at.isoformat()}" if task.exited_at else ""),
+        said=task.last_line,
     )
 
 
@@ -366,7 +371,7 @@ def plan_container(inputs: ContainerInputs) -> ContainerPlan:
     exited = observed_exit(previous, task, kept=kept, now=inputs.now)
     kill = inputs.probe_kill
     if exited is not None and kill is not None and kill.pid in (previous.pid, task and task.pid):
-        exited = replace(exited, reason=kill.reason)
+        exited = replace(exited, reason=kill.reason, said=kill.message)
     if exited is None:
         status = _live(status, task, draft, now=inputs.now)
         return _plan(inputs, draft, status, owed=False)
@@ -423,6 +428,8 @@ def _after_exit(
             "exit_signal": exit_signal_name(code),
             "finish_time": exited.finished,
             "reason": exited.reason,
+            # What the process said last, as Kubernetes' FallbackToLogsOnError.
+            "message": exited.said,
         }
     )
     if not owed:
@@ -432,7 +439,11 @@ def _after_exit(
     if remaining > 0:
         # `reason` keeps why it ended (OOMKilled...); the wait is in the message.
         status = status.model_copy(
-            update={"message": f"exited with {code}; restarting in {remaining:.1f}s"}
+            update={
+                "message": f"exited with {code}"
+                + (f" ({exited.said})" if exited.said else "")
+                + f"; restarting in {remaining:.1f}s"
+            }
         )
         draft.notes.append(
             Note(EventReason.BACK_OFF, f"back-off restarting container {spec.id}", warning=True)

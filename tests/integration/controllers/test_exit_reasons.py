@@ -48,6 +48,24 @@ async def test_oom_killed_container_says_so(kukeond: Kukeond) -> None:
     assert status.reason == "OOMKilled"
 
 
+async def test_a_failed_exit_says_the_last_line_it_wrote(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "says")
+    script = "echo starting; echo 'fatal: no config at /etc/app.conf' >&2; exit 3"
+    await k.apply(cell_doc(k, "says", [container(k, "app", script=script)]))
+
+    def ended(cell: AnyResource) -> bool:
+        assert isinstance(cell, Cell)
+        return bool(cell.status.containers) and cell.status.containers[0].exit_code is not None
+
+    cell = await k.wait_for(Kind.CELL, key, until=ended, within=60)
+    assert isinstance(cell, Cell)
+    status = cell.status.containers[0]
+    assert (status.exit_code, status.reason) == (3, "Error")
+    assert status.message == "fatal: no config at /etc/app.conf"
+
+
 async def test_a_killed_shim_is_a_restart(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()

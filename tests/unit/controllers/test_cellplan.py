@@ -198,6 +198,17 @@ def test_an_oom_kill_is_its_own_reason_and_event() -> None:
     assert note.warning
 
 
+def test_a_failed_exit_says_the_last_line_the_process_wrote() -> None:
+    """As Kubernetes' FallbackToLogsOnError: `describe` shows why without reading logs."""
+    said = "exec /bin/app: argument list too long"
+    task = ObservedTask(TaskStatus.STOPPED, pid=100, exit_status=1, exited_at=T0, last_line=said)
+    ended = plan(spec("never"), previous=ran(), container=kept(), task=task)
+    assert (ended.status.reason, ended.status.message) == ("Error", said)
+    waiting = plan(spec("always"), previous=ran(), container=kept(), task=task)
+    assert waiting.status.message is not None
+    assert waiting.status.message.startswith(f"exited with 1 ({said}); restarting in")
+
+
 def test_an_exit_seen_again_is_no_news() -> None:
     finished = T0 - timedelta(seconds=2)
     first = plan(
