@@ -103,6 +103,11 @@ MEMORY_LIMIT_MAX = INT64_MAX
 """memory.max is a page count the kernel caps at LONG_MAX bytes; the OCI field is an int64."""
 CPU_SHARES_MIN = 2
 CPU_SHARES_MAX = 262144
+CPU_PERIOD_US = 100_000
+"""The CFS period a CPU limit is counted in (the kernel's default, docker's and Kubernetes')."""
+CPU_LIMIT_MIN = 10
+"""The smallest CPU limit in millicores: a 1 ms quota, the kernel's least, per 100 ms."""
+CPU_LIMIT_MAX = 1_000_000
 """cgroup v1 ``cpu.shares`` accepts [2, 262144]; v2 ``cpu.weight`` [1, 10000] is mapped from it."""
 PIDS_LIMIT_MAX = 4 * 1024 * 1024
 """``pids.max`` refuses anything above PID_MAX_LIMIT (4,194,304 on 64-bit kernels)."""
@@ -304,6 +309,10 @@ class Resources(KukeonModel):
     """cgroup v1 cpu.shares: 0 (unset) or 2 to 262144 (mapped onto cgroup v2 cpu.weight)."""
     pids_limit: int | None = Field(default=None, ge=0, le=PIDS_LIMIT_MAX, strict=True)
     """pids.max: 0 (unset) or 1 to 4194304 (the kernel's PID_MAX_LIMIT)."""
+    cpu_limit_millicores: int | None = Field(default=None, ge=0, le=CPU_LIMIT_MAX, strict=True)
+    """At most this much CPU time, in thousandths of a CPU: 500 is half a CPU, 2000 two
+    (Kubernetes' `limits.cpu`, docker's `--cpus`; the CFS quota per 100 ms: cpu.max on
+    cgroup v2, cpu.cfs_quota_us on v1); 0 (unset) or 10 to 1000000."""
 
     @field_validator("memory_limit_bytes")
     @classmethod
@@ -314,6 +323,11 @@ class Resources(KukeonModel):
     @classmethod
     def _shares_range(cls, value: int | None) -> int | None:
         return _unset_or_within(value, CPU_SHARES_MIN, CPU_SHARES_MAX)
+
+    @field_validator("cpu_limit_millicores")
+    @classmethod
+    def _cpu_limit_floor(cls, value: int | None) -> int | None:
+        return _unset_or_within(value, CPU_LIMIT_MIN, CPU_LIMIT_MAX, " millicores")
 
 
 class ContainerSecret(KukeonModel):

@@ -31,6 +31,8 @@ _BY_HAND = {
     "stop_signal": "--stop-signal",
     "ports": "--publish",
     "restart": "--restart",
+    "cpus": "--cpus",
+    "memory": "--memory",
     "command": "a command",
 }
 """The parameters of `run` that build a cell by hand, and how the command line says them."""

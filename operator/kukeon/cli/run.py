@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 from typing import Any
 
@@ -116,6 +117,19 @@ async def _wait_state(
     "the image's StopSignal when unset, else SIGTERM).",
 )
 @click.option(
+    "--cpus",
+    type=click.FloatRange(0.01, 1000),
+    help="At most this many CPUs of time (docker's; e.g. 0.5; the container's "
+    "resources.cpuLimitMillicores).",
+)
+@click.option(
+    "--memory",
+    "-m",
+    metavar="BYTES",
+    help="Memory limit (docker's; e.g. 64m, 1g: b, k, m, g, powers of 1024; the "
+    "container's resources.memoryLimitBytes).",
+)
+@click.option(
     "--restart",
     type=click.Choice(["always", "on-failure", "never"]),
     default="never",
@@ -141,6 +155,8 @@ def run_command(
     ports: tuple[str, ...],
     stop_timeout: int | None,
     stop_signal: str | None,
+    cpus: float | None,
+    memory: str | None,
     restart: str,
     command: tuple[str, ...],
     realm: str,
@@ -173,6 +189,9 @@ def run_command(
         built = _container(cell_name or name or "", image, env, ports, restart, command)
         if stop_signal is not None:
             built["stopSignal"] = stop_signal
+        resources = _resources(cpus, memory)
+        if resources:
+            built["resources"] = resources
         creator = _by_hand(
             cell_name or name or "",
             built,
@@ -216,6 +235,23 @@ def _container(
     if restart != "never":
         container["restartPolicy"] = restart
     return container
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmg]?)(?:i?b)?")
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _resources(cpus: float | None, memory: str | None) -> dict[str, int]:
+    """``--cpus`` and ``--memory`` as the container's resources; exit 2 for a bad size."""
+    resources: dict[str, int] = {}
+    if cpus is not None:
+        resources["cpuLimitMillicores"] = round(cpus * 1000)
+    if memory is not None:
+        size = _SIZE.fullmatch(memory.strip().lower())
+        if size is None:
+            fail(f"--memory {memory!r}: expected a number of bytes, e.g. 64m or 1g", EXIT_USAGE)
+        resources["memoryLimitBytes"] = int(size[1]) * _UNITS[size[2]]
+    return resources
 
 
 def _labels(given: tuple[str, ...]) -> dict[str, str]:

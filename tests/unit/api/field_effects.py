@@ -189,6 +189,7 @@ FIELDS: dict[str, Verdict] = {
     "Space.spec.defaults.container.resources.memoryLimitBytes": Effect(_SPACE_DEFAULTS),
     "Space.spec.defaults.container.resources.cpuShares": Effect(_SPACE_DEFAULTS),
     "Space.spec.defaults.container.resources.pidsLimit": Effect(_SPACE_DEFAULTS),
+    "Space.spec.defaults.container.resources.cpuLimitMillicores": Effect(_SPACE_DEFAULTS),
     # --- Stack ------------------------------------------------------------------------------
     **_metadata("Stack", name=Effect(_HIERARCHY)),
     "Stack.spec.id": Refused(_SPEC_ID),
@@ -316,6 +317,9 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].resources.memoryLimitBytes": Effect(f"{_SPEC}::test_resources"),
     "Cell.spec.containers[].resources.cpuShares": Effect(f"{_SPEC}::test_resources"),
     "Cell.spec.containers[].resources.pidsLimit": Effect(f"{_SPEC}::test_resources"),
+    "Cell.spec.containers[].resources.cpuLimitMillicores": Effect(
+        "tests/integration/controllers/test_cpu_limit.py::test_a_cpu_limit_caps_a_busy_loop"
+    ),
     "Cell.spec.containers[].secrets[].name": Effect(_FILE_SECRETS),
     "Cell.spec.containers[].secrets[].fromFile": Effect(_FILE_SECRETS),
     "Cell.spec.containers[].secrets[].secretRef.name": Effect(_REF_SECRETS),

@@ -51,6 +51,11 @@ C = "spec.containers[0]"
         ({"cpuShares": 3.0}, "cpuShares"),
         ({"cpuShares": True}, "cpuShares"),
         ({"cpuShares": "512"}, "cpuShares"),
+        ({"cpuLimitMillicores": 9}, "cpuLimitMillicores"),
+        ({"cpuLimitMillicores": 1_000_001}, "cpuLimitMillicores"),
+        ({"cpuLimitMillicores": -1}, "cpuLimitMillicores"),
+        ({"cpuLimitMillicores": 0.5}, "cpuLimitMillicores"),
+        ({"cpuLimitMillicores": "500m"}, "cpuLimitMillicores"),
     ],
 )
 def test_resource_limits_out_of_range_are_refused(resources: dict[str, Any], field: str) -> None:
@@ -60,9 +65,14 @@ def test_resource_limits_out_of_range_are_refused(resources: dict[str, Any], fie
 @pytest.mark.parametrize(
     "resources",
     [
-        {"memoryLimitBytes": 0, "cpuShares": 0, "pidsLimit": 0},
-        {"memoryLimitBytes": 1 << 20, "cpuShares": 2, "pidsLimit": 1},
-        {"memoryLimitBytes": 2**63 - 1, "cpuShares": 262144, "pidsLimit": 4194304},
+        {"memoryLimitBytes": 0, "cpuShares": 0, "pidsLimit": 0, "cpuLimitMillicores": 0},
+        {"memoryLimitBytes": 1 << 20, "cpuShares": 2, "pidsLimit": 1, "cpuLimitMillicores": 10},
+        {
+            "memoryLimitBytes": 2**63 - 1,
+            "cpuShares": 262144,
+            "pidsLimit": 4194304,
+            "cpuLimitMillicores": 1_000_000,
+        },
     ],
 )
 def test_resource_limits_in_range_are_kept(resources: dict[str, Any]) -> None:

@@ -623,9 +623,19 @@ def test_resources() -> None:
     assert resources["pids"] == {"limit": 100}
 
 
+def test_a_cpu_limit_is_a_cfs_quota_per_100_ms() -> None:
+    container = make_container(resources={"cpuLimitMillicores": 500, "cpuShares": 512})
+    cpu = build(container)["linux"]["resources"]["cpu"]
+    assert cpu == {"shares": 512, "quota": 50_000, "period": 100_000}
+    two = make_container(resources={"cpuLimitMillicores": 2000})
+    assert build(two)["linux"]["resources"]["cpu"] == {"quota": 200_000, "period": 100_000}
+
+
 def test_unset_and_zero_resources_are_omitted() -> None:
     assert set(build()["linux"]["resources"]) == {"devices"}
-    container = make_container(resources={"memoryLimitBytes": 0, "cpuShares": 0})
+    container = make_container(
+        resources={"memoryLimitBytes": 0, "cpuShares": 0, "cpuLimitMillicores": 0}
+    )
     assert set(build(container)["linux"]["resources"]) == {"devices"}
 
 

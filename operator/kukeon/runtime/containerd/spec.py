@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kukeon.api import ContainerSpec, ContainerTty, VolumeKind
+from kukeon.api.container import CPU_PERIOD_US
 from kukeon.runtime.cgroups.records import CgroupNesting
 from kukeon.runtime.containerd import ttyinit
 from kukeon.runtime.containerd.capabilities import (
@@ -560,8 +561,14 @@ def _resources(container: ContainerSpec) -> dict[str, Any]:
     # Zero means "not set" here, as in kukeon: a zero memory limit or share is never meant.
     if limits.memory_limit_bytes:
         out["memory"] = {"limit": limits.memory_limit_bytes}
+    cpu: dict[str, int] = {}
     if limits.cpu_shares:
-        out["cpu"] = {"shares": limits.cpu_shares}
+        cpu["shares"] = limits.cpu_shares
+    if limits.cpu_limit_millicores:
+        cpu["quota"] = limits.cpu_limit_millicores * CPU_PERIOD_US // 1000
+        cpu["period"] = CPU_PERIOD_US
+    if cpu:
+        out["cpu"] = cpu
     if limits.pids_limit:
         out["pids"] = {"limit": limits.pids_limit}
     return out
