@@ -86,18 +86,48 @@ def _external_name(part: str) -> str:
 _IRREGULAR_ALIASES = {"host_pid": "hostPID"}
 
 
+# What a Kubernetes manifest says that kukeon says otherwise: (the field's parent, the
+# field) -> how kukeon says it, appended to "unknown field".
+_KUBERNETES_HINTS: dict[tuple[str, str], str] = {
+    ("metadata", "namespace"): "kukeon has no namespaces; a document names its parents in "
+    "spec (realmId, spaceId, stackId), `default` when unset",
+    ("containers", "name"): "a container's name is its `id`",
+    ("resources", "limits"): "kukeon's resources are flat: memoryLimitBytes, "
+    "cpuLimitMillicores, cpuShares, pidsLimit",
+    ("resources", "requests"): "kukeon reserves nothing: memoryLimitBytes, "
+    "cpuLimitMillicores, cpuShares and pidsLimit are limits",
+    ("containers", "volumeMounts"): "a container's mounts are its `volumes` "
+    "(source, target, readOnly)",
+    ("containers", "securityContext"): "kukeon's are fields of the container: privileged, "
+    "user, capabilities, readOnlyRootFilesystem, securityOpts",
+    ("containers", "imagePullPolicy"): "kukeon pulls an image its node does not have",
+}
+
+
+def _unknown_field(loc: tuple[int | str, ...]) -> str:
+    names = [part for part in loc if isinstance(part, str)]
+    hint = _KUBERNETES_HINTS.get((names[-2], names[-1])) if len(names) > 1 else None
+    return f"unknown field ({hint})" if hint else "unknown field"
+
+
 def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "missing":
         return "required"
     if kind == "extra_forbidden":
-        return "unknown field"
+        return _unknown_field(tuple(error["loc"]))
     if kind == "value_error":
         return str(error.get("ctx", {}).get("error", error["msg"]))
     message = error["msg"]
+    value = error.get("input")
+    if kind == "string_type" and isinstance(value, Mapping):
+        # Kubernetes' env entries and ports are objects; kukeon's are strings.
+        if "env" in error["loc"]:
+            return "must be a string KEY=VALUE, e.g. FOO=bar (not Kubernetes' {name, value})"
+        if "ports" in error["loc"]:
+            return "must be a string [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], e.g. 8080:80"
     if message.startswith("Input should be"):
         message = "must be" + message[len("Input should be") :]
-    value = error.get("input")
     if isinstance(value, str | int | float | bool) and not isinstance(value, Mapping):
         message += f", got {quote(value)}"  # at most QUOTE_LIMIT characters of it
     return message

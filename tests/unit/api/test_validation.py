@@ -162,6 +162,29 @@ def test_a_command_given_as_a_list_names_the_fix() -> None:
     assert "one string" in cause.message
 
 
+@pytest.mark.parametrize(
+    ("fields_", "field", "hint"),
+    [
+        ({"name": "web"}, "spec.containers[0].name", "its `id`"),
+        ({"resources": {"limits": {"cpu": "1"}}}, "spec.containers[0].resources.limits", "flat"),
+        ({"volumeMounts": []}, "spec.containers[0].volumeMounts", "`volumes`"),
+        ({"env": [{"name": "A", "value": "b"}]}, "spec.containers[0].env[0]", "KEY=VALUE"),
+        ({"ports": [{"containerPort": 80}]}, "spec.containers[0].ports[0]", "8080:80"),
+    ],
+)
+def test_kubernetes_spellings_name_kukeons(fields_: dict[str, Any], field: str, hint: str) -> None:
+    cause = one_cause(cell_doc(containers=[container("a", **fields_)]))
+    assert cause.field == field
+    assert hint in cause.message
+
+
+def test_a_namespace_in_metadata_names_the_parents_in_spec() -> None:
+    doc = cell_doc(containers=[container("a")])
+    doc["metadata"]["namespace"] = "prod"
+    cause = one_cause(doc)
+    assert (cause.field, "realmId" in cause.message) == ("metadata.namespace", True)
+
+
 def test_a_command_string_is_the_program() -> None:
     cell = parse_resource(cell_doc(containers=[container("a", command="sh", args=["-c", "x"])]))
     assert cell.spec.containers[0].command == "sh"
