@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -169,11 +169,52 @@ def _documents(text: str) -> Iterator[Any]:
         yield doc
 
 
-def load_manifests(text_or_path: str | os.PathLike[str]) -> list[AnyResource]:
+# Where each kind names its realm, space and stack: (the mapping under the document, its
+# keys), in the order of the levels.
+_PARENT_SLOTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Space": ("spec", ("realmId",)),
+    "Stack": ("spec", ("realmId", "spaceId")),
+    "Cell": ("spec", ("realmId", "spaceId", "stackId")),
+    "CellSet": ("spec", ("realmId", "spaceId", "stackId")),
+    "Secret": ("metadata", ("realm", "space", "stack")),
+    "CellProfile": ("metadata", ("realm", "space", "stack")),
+}
+SCOPE_LEVELS = ("realm", "space", "stack")
+
+
+def in_scope(doc: dict[str, Any], scope: Mapping[str, str]) -> dict[str, Any]:
+    """``doc`` with the parents ``scope`` gives (``{"realm": ..., "space": ...}``, as
+    kukectl's ``--realm/--space/--stack``, kubectl's ``-n``) where it names none; a
+    ValueError when it names another. Realms and nodes have no parents: unchanged."""
+    slot = _PARENT_SLOTS.get(str(doc.get("kind")))
+    if slot is None or not scope:
+        return doc
+    where, keys = slot
+    section = doc.get(where)
+    filled = dict(section) if isinstance(section, dict) else {}
+    for level, key in zip(SCOPE_LEVELS, keys, strict=False):
+        wanted = scope.get(level)
+        if wanted is None:
+            continue
+        named = filled.get(key)
+        if named in (None, ""):
+            filled[key] = wanted
+        elif named != wanted:
+            raise ValueError(
+                f"{where}.{key} is {named!r} but --{level} is {wanted!r}: the document "
+                "belongs elsewhere (drop one of the two)"
+            )
+    return {**doc, where: filled}
+
+
+def load_manifests(
+    text_or_path: str | os.PathLike[str], *, scope: Mapping[str, str] | None = None
+) -> list[AnyResource]:
     """Every resource of a manifest text or file, validated, in file order.
 
     A `str` that is a single line without `: ` is taken as a file path; anything else is
-    manifest text. Raises `ManifestError` listing every invalid document.
+    manifest text. ``scope``: parents for documents that name none (``in_scope``). Raises
+    `ManifestError` listing every invalid document.
     """
     text = _read(text_or_path)
     resources: list[AnyResource] = []
@@ -185,9 +226,11 @@ def load_manifests(text_or_path: str | os.PathLike[str]) -> list[AnyResource]:
             errors.append((index, f"a document must be a mapping, got {type(doc).__name__}"))
         else:
             try:
-                resources.append(parse_resource(doc))
+                resources.append(parse_resource(in_scope(doc, scope or {})))
             except InvalidResource as exc:
                 errors.append((index, exc))
+            except ValueError as exc:
+                errors.append((index, str(exc)))
     if errors:
         raise ManifestError(errors)
     return resources

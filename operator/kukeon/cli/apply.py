@@ -14,7 +14,13 @@ import click
 from kukeon.client.apiclient import ApiClient
 
 from .manifests import Applier, Reporter, server_refusals
-from .params import FILE_OPTION, dry_run_option, load_manifest_files
+from .params import (
+    FILE_OPTION,
+    dry_run_option,
+    given_scope,
+    load_manifest_files,
+    manifest_scope_options,
+)
 from .runner import EXIT_SERVER, error_line, run
 
 
@@ -22,8 +28,16 @@ def _reporter() -> Reporter:
     return Reporter(ok=lambda line: click.echo(line), error=error_line)
 
 
-def _write(ctx: click.Context, files: Sequence[str], dry_run: str, *, create_only: bool) -> None:
-    documents = load_manifest_files(files)  # everything is validated before anything is sent
+def _write(
+    ctx: click.Context,
+    files: Sequence[str],
+    dry_run: str,
+    scope: dict[str, str],
+    *,
+    create_only: bool,
+) -> None:
+    # Everything is validated before anything is sent.
+    documents = load_manifest_files(files, scope=scope)
     if dry_run == "client":
         for doc in documents:
             click.echo(f"{doc.name} valid (client dry run)")
@@ -48,8 +62,16 @@ def _write(ctx: click.Context, files: Sequence[str], dry_run: str, *, create_onl
 @click.command()
 @FILE_OPTION
 @dry_run_option
+@manifest_scope_options
 @click.pass_context
-def apply(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
+def apply(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    dry_run: str,
+    realm: str | None,
+    space: str | None,
+    stack: str | None,
+) -> None:
     """Create or update objects from manifests, parents first.
 
     Every document is validated before anything is written; one invalid document aborts
@@ -61,15 +83,24 @@ def apply(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
       kukectl apply -f app/                    # every *.yaml, *.yml, *.json in it
       kukectl apply -f - < app.yaml
       kukectl apply -f app.yaml --dry-run=server
+      kukectl apply -f cell.yaml --realm prod --space web --stack site   # as kubectl's -n
     """
-    _write(ctx, files, dry_run, create_only=False)
+    _write(ctx, files, dry_run, given_scope(ctx, realm, space, stack), create_only=False)
 
 
 @click.group(invoke_without_command=True)
 @FILE_OPTION
 @dry_run_option
+@manifest_scope_options
 @click.pass_context
-def create(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
+def create(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    dry_run: str,
+    realm: str | None,
+    space: str | None,
+    stack: str | None,
+) -> None:
     """Create objects from manifests; an object that already exists is an error.
 
     `kukectl create secret generic NAME ...` creates a Secret from literals and files.
@@ -80,4 +111,4 @@ def create(ctx: click.Context, files: tuple[str, ...], dry_run: str) -> None:
       kukectl create secret generic api --realm prod --from-literal token=s3cr3t
     """
     if ctx.invoked_subcommand is None:
-        _write(ctx, files, dry_run, create_only=True)
+        _write(ctx, files, dry_run, given_scope(ctx, realm, space, stack), create_only=True)

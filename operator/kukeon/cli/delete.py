@@ -20,6 +20,7 @@ from .params import (
     FILE_OPTION,
     KIND_OR_OBJECT,
     dry_run_option,
+    given_scope,
     kind_name_groups,
     load_manifest_files,
     scope_for,
@@ -121,6 +122,7 @@ def _named_targets(
     files: Sequence[str],
     selections: int,
     scope: tuple[str, str, str],
+    given: dict[str, str] | None = None,
 ) -> tuple[list[Target], list[Target]]:
     """The targets named on the command line (``KIND NAME...`` or kubectl's ``KIND/NAME...``,
     of any kinds) or by manifests, and the parents ``apply`` may have created for those
@@ -129,7 +131,8 @@ def _named_targets(
     if files:
         if kind_or_object is not None or names or selections:
             fail("give either KIND NAME... (or -l/--all) or -f FILE, not both", EXIT_USAGE)
-        documents = delete_order(load_manifest_files(files))
+        # As apply's: the scope options given fill the documents' parents.
+        documents = delete_order(load_manifest_files(files, scope=given))
         targets = [(Kind(d.resource.kind), key_of(d.resource)) for d in documents]
         return targets, implicit_parents(documents)
     if kind_or_object is None:
@@ -231,7 +234,8 @@ def delete(
         fail("--grace-period/--now: only a cell's deletion stops containers", EXIT_USAGE)
     selections = bool(selector) + every  # -l and --all
     scope = (realm, space, stack)
-    targets, implicit = _named_targets(kind_or_object, names, files, selections, scope)
+    given = given_scope(ctx, realm, space, stack)
+    targets, implicit = _named_targets(kind_or_object, names, files, selections, scope, given)
     selecting = selections > 0
     if selecting and dry_run == "client":
         fail("-l/--all need the server: use --dry-run=server", EXIT_USAGE)

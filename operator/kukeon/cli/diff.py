@@ -19,7 +19,7 @@ from kukeon.api import AnyResource, Kind, key_of, to_document
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .manifests import apply_order, updated_object
-from .params import FILE_OPTION, load_manifest_files
+from .params import FILE_OPTION, given_scope, load_manifest_files, manifest_scope_options
 from .runner import api_error_text, error_line, run
 from .tables import kind_slug
 
@@ -79,8 +79,15 @@ async def _merged(client: ApiClient, res: AnyResource) -> tuple[AnyResource | No
 
 @click.command()
 @FILE_OPTION
+@manifest_scope_options
 @click.pass_context
-def diff(ctx: click.Context, files: Sequence[str]) -> None:
+def diff(
+    ctx: click.Context,
+    files: Sequence[str],
+    realm: str | None,
+    space: str | None,
+    stack: str | None,
+) -> None:
     """Show what `apply -f` would change (server-side dry run), as a unified diff.
 
     Exit 0: no difference; 1: differences; 2: a manifest does not load; 3: refused.
@@ -90,7 +97,7 @@ def diff(ctx: click.Context, files: Sequence[str]) -> None:
       kukectl diff -f app.yaml
       kukectl diff -f app/ && echo "nothing to apply"
     """
-    documents = apply_order(load_manifest_files(files))
+    documents = apply_order(load_manifest_files(files, scope=given_scope(ctx, realm, space, stack)))
 
     async def work(client: ApiClient) -> int:
         different = False

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -124,13 +124,16 @@ def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[S
     return sources
 
 
-def load_documents(sources: Iterable[Source]) -> list[Document]:
-    """Validate every document of every source; raise ManifestProblems listing all errors."""
+def load_documents(
+    sources: Iterable[Source], *, scope: Mapping[str, str] | None = None
+) -> list[Document]:
+    """Validate every document of every source; raise ManifestProblems listing all errors.
+    ``scope``: parents for documents that name none (``api.manifests.in_scope``)."""
     documents: list[Document] = []
     problems: list[str] = []
     for source in sources:
         try:
-            resources = load_manifests(source.text) if source.text.strip() else []
+            resources = load_manifests(source.text, scope=scope) if source.text.strip() else []
         except ManifestError as exc:
             for index, error in exc.errors:
                 if isinstance(error, InvalidResource):

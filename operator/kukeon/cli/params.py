@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -185,14 +185,43 @@ FILE_OPTION = click.option(
 )
 
 
-def load_manifest_files(files: Sequence[str]) -> list[Document]:
-    """The documents of ``-f`` sources, every one validated (exit 2 naming each problem)."""
+def manifest_scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--realm/--space/--stack`` of a command reading manifests: the parents of the
+    documents that name none (kubectl's ``-n``), unset by default."""
+    for level in reversed(("realm", "space", "stack")):
+        func = click.option(
+            f"--{level}",
+            default=None,
+            help=f"The {level} of documents that name none; a document naming another is an "
+            "error (kubectl's -n).",
+        )(func)
+    return func
+
+
+def given_scope(
+    ctx: click.Context, realm: str | None, space: str | None, stack: str | None
+) -> dict[str, str]:
+    """The scope options the command line gave (not their defaults), by level."""
+    values = {"realm": realm, "space": space, "stack": stack}
+    return {
+        level: value
+        for level, value in values.items()
+        if value is not None
+        and ctx.get_parameter_source(level) != click.core.ParameterSource.DEFAULT
+    }
+
+
+def load_manifest_files(
+    files: Sequence[str], *, scope: Mapping[str, str] | None = None
+) -> list[Document]:
+    """The documents of ``-f`` sources, every one validated (exit 2 naming each problem);
+    ``scope``: parents of the documents that name none (``manifest_scope_options``)."""
     if not files:
         fail("-f/--filename is required (a file, a directory or - for stdin)", EXIT_USAGE)
     from .manifests import load_documents, read_sources
 
     try:
-        return load_documents(read_sources(files))
+        return load_documents(read_sources(files), scope=scope)
     except ManifestProblems as exc:
         for line in exc.lines:
             error_line(line)
