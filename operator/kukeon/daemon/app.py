@@ -44,6 +44,7 @@ from kukeon.runtime.network import NetworkSettings, SpaceNetworks
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
 from kukeon.store.events import EventStore
+from kukeon.store.spacekeeping import keep_space
 
 from . import gcpolicy, instancelock, memdebug, nodename
 from .bootstrap import ensure_defaults
@@ -308,24 +309,29 @@ async def _run_daemon(config: DaemonConfig) -> None:
         loop.add_signal_handler(signum, stop_requested.set)
     uninstall_heap_reports = memdebug.install(loop, config.state_dir)
     daemon = Daemon(config)
-    collecting: list[SupervisedTask] = []
+    maintenance: list[SupervisedTask] = []
     try:
         await daemon.start()
         gcpolicy.apply_after_startup()
         if daemon.operator is not None:
             # Supervised like every long-lived loop: restarted after a crash, on /metrics.
             tasks = daemon.operator.tasks
-            collecting = [
+            maintenance = [
                 tasks.start(
                     "kukeon-full-collections", gcpolicy.collect_fully_every, component="memory"
                 ),
                 tasks.start("kukeon-young-sweeps", gcpolicy.sweep_young_every, component="memory"),
             ]
+            if config.uses_embedded_etcd and daemon.registry is not None:
+                client = daemon.registry.client
+                maintenance.append(
+                    tasks.start("kukeon-etcd-space", lambda: keep_space(client), component="store")
+                )
         log.info("kukeond ready (API socket %s)", config.api_socket)
         await stop_requested.wait()
         log.info("stopping; workloads keep running")
     finally:
-        for task in collecting:
+        for task in maintenance:
             await task.stop()
         with contextlib.suppress(Exception):
             await daemon.stop()
