@@ -170,6 +170,7 @@ def command(config_file: Path | None, no_bootstrap: bool, **flags: Any) -> None:
 
     from kukeon.runtime.hostfiles import PROCESS_UMASK
 
+    from . import mallocpolicy
     from .app import run_daemon
     from .logs import configure_logging
     from .starterrors import StartupError
@@ -179,6 +180,7 @@ def command(config_file: Path | None, no_bootstrap: bool, **flags: Any) -> None:
     os.umask(PROCESS_UMASK)
     raise_open_files_limit()
     configure_logging(config.log_level)
+    mallocpolicy.cap_arenas()  # before kukeond's threads start: they share one arena
     try:
         with contextlib.suppress(KeyboardInterrupt):  # a second ^C during shutdown
             asyncio.run(run_daemon(config))

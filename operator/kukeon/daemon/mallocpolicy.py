@@ -8,23 +8,38 @@ kukeond calls it after each of its periodic full collections (``gcpolicy``): 1-3
 each time, in about a millisecond (docs/benchmarks/memory-idle.md); and once a burst that
 its young sweeps collected a lot of garbage from is over (0.2-0.9 MiB, under a ms).
 
-Capping the arenas (``M_ARENA_MAX``) and fixing the mmap and trim thresholds saved 2-3 MiB
-more, but the API server ran slower with both set (docs/benchmarks/memory-idle.md): not
-done. Not glibc (musl): ``trim`` returns None.
+Each thread that allocates also gets an arena of its own, up to 8 per core (kukeond has
+~20 threads during a start burst: asyncio's default executor, the host and program pools,
+grpc's), and each arena keeps its own free pages. So kukeond, at start and before its
+threads do (:func:`cap_arenas`), caps them at ``ARENA_MAX``: the main thread keeps glibc's
+main arena, every other thread shares one. The thresholds stay glibc's: fixing them as well
+made the API server slower (docs/benchmarks/memory-idle.md). A variable of glibc's own in
+kukeond's environment (``MALLOC_ARENA_MAX``, ``GLIBC_TUNABLES``, ...) leaves malloc as the
+operator set it. Not glibc (musl): both do nothing (``trim`` returns None).
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 log = logging.getLogger(__name__)
 
 STATUS = Path("/proc/self/status")
+M_ARENA_MAX: Final = -8  # mallopt's parameter (glibc's malloc.h)
+ARENA_MAX: Final = 2
+OPERATOR_SETTINGS: Final = (
+    "GLIBC_TUNABLES",
+    "MALLOC_ARENA_MAX",
+    "MALLOC_ARENA_TEST",
+)
+"""glibc's own environment variables: when one is set, ``cap_arenas`` leaves malloc as it is."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,16 @@ def _libc_function(name: str, argtypes: list[type]) -> Callable[..., int] | None
 
 
 _MALLOC_TRIM = _libc_function("malloc_trim", [ctypes.c_size_t])
+_MALLOPT = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+
+
+def cap_arenas() -> bool:
+    """Cap glibc's arenas at ``ARENA_MAX`` (see the module); False if not set."""
+    chosen = [name for name in OPERATOR_SETTINGS if name in os.environ]
+    if chosen:
+        log.info("malloc's arenas left as the environment sets them (%s)", ", ".join(chosen))
+        return False
+    return _MALLOPT is not None and _MALLOPT(M_ARENA_MAX, ARENA_MAX) == 1
 
 
 def rss_anon_kib() -> int:

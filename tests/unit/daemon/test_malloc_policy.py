@@ -1,8 +1,10 @@
-"""kukeond gives glibc's free heap pages back after its full collections (issue 18)."""
+"""kukeond caps glibc's arenas and gives its free heap pages back after its full collections
+(issue 18)."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -53,3 +55,62 @@ def test_without_glibc_it_only_collects(
 def test_the_first_trim_waits_for_startup_to_settle() -> None:
     assert gcpolicy.SETTLED_SECONDS < gcpolicy.FULL_COLLECTION_SECONDS
     assert 10 <= gcpolicy.SETTLED_SECONDS <= 120
+
+
+# glibc's malloc_info in a fresh interpreter: one <heap nr=...> per arena.
+ARENAS_AFTER_EIGHT_THREADS = (
+    "import ctypes, threading\n"
+    "from kukeon.daemon import mallocpolicy\n"
+    "capped = CAP\n"
+    "start = threading.Barrier(8)\n"
+    "def allocate():\n"
+    "    start.wait()\n"
+    "    blocks = [bytes(1000 + n) for n in range(2000)]\n"
+    "threads = [threading.Thread(target=allocate) for _ in range(8)]\n"
+    "for thread in threads: thread.start()\n"
+    "for thread in threads: thread.join()\n"
+    "libc = ctypes.CDLL(None)\n"
+    "libc.open_memstream.restype = ctypes.c_void_p\n"
+    "buffer, size = ctypes.c_char_p(), ctypes.c_size_t()\n"
+    "stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))\n"
+    "libc.malloc_info(0, ctypes.c_void_p(stream))\n"
+    "libc.fclose(ctypes.c_void_p(stream))\n"
+    "print(json.dumps([capped, ctypes.string_at(buffer, size.value).count(b'<heap nr=')]))"
+)
+
+
+def test_capped_threads_share_the_arenas() -> None:
+    """Eight threads allocating at once: ``ARENA_MAX`` arenas in all once capped, one each
+    (up to 8 a core) with glibc's default."""
+    capped = ARENAS_AFTER_EIGHT_THREADS.replace("CAP", "mallocpolicy.cap_arenas()")
+    assert printed_after(capped) == [True, mallocpolicy.ARENA_MAX]
+    uncapped = printed_after(ARENAS_AFTER_EIGHT_THREADS.replace("CAP", "None"))
+    assert uncapped[1] > mallocpolicy.ARENA_MAX
+
+
+def test_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert mallocpolicy.cap_arenas() is False
+
+
+def test_kukeond_caps_the_arenas_before_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command caps them before its event loop (and its threads) start."""
+    from click.testing import CliRunner
+
+    from kukeon.daemon import app, logs, main
+
+    order: list[str] = []
+
+    async def run_daemon(config: object) -> None:
+        order.append("run")
+
+    def cap_arenas() -> bool:
+        order.append("cap")
+        return True
+
+    monkeypatch.setattr(mallocpolicy, "cap_arenas", cap_arenas)
+    monkeypatch.setattr(app, "run_daemon", run_daemon)
+    monkeypatch.setattr(logs, "configure_logging", lambda level: None)
+    monkeypatch.setattr(os, "umask", lambda mask: mask)  # the test process's stays
+    result = CliRunner().invoke(main.command, ["--no-bootstrap"])
+    assert order == ["cap", "run"], result.output
