@@ -10,7 +10,8 @@ subprocess, realm, space and stack Ready, the keeper cell Ready) and reads kukeo
 - ``loaded``: ``--cells`` cells created at once, 2 s after the last is Ready;
 - ``after``: 3 s after they are all deleted;
 
-and, once idle, its thread stacks and its threads' malloc arenas (/proc/<pid>/smaps); the
+and, idle and loaded, its thread stacks and its threads' malloc arenas (/proc/<pid>/smaps)
+and its threads by kind (``thread_names``, ``loaded_thread_names``); the
 ``malloc_trim`` lines kukeond logged (after its full collections and after a burst's young
 sweeps) are listed as ``trims``.
 A variant is ``NAME=PYTHONPATH[,VAR=VALUE...]``: kukeond runs with that ``PYTHONPATH``
@@ -91,6 +92,21 @@ def threads_memory(pid: int) -> dict[str, float]:
     return counts
 
 
+def thread_names(pid: int) -> dict[str, int]:
+    """How many threads of each name (``/proc``'s comm, a trailing worker number dropped):
+    grpc's threads name themselves, kukeond's Python threads all carry the process's name
+    (Python 3.11 does not name them for the kernel)."""
+    found: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        kind = re.sub(r"[_-]?\d*$", "", name)
+        found[kind] = found.get(kind, 0) + 1
+    return dict(sorted(found.items()))
+
+
 def cell(name: str) -> Any:
     container = {"id": "main", "image": IMAGE, "command": SLEEPER[0], "args": SLEEPER[1:]}
     return cell_document(name, [container])
@@ -107,6 +123,7 @@ async def run(name: str, environment: dict[str, str], cells: int, settled: float
         await wait_ready(registry, Kind.CELL, key(KEEPER))
         await asyncio.sleep(3)
         out["idle"], out["threads"] = status(pid), threads_memory(pid)
+        out["thread_names"] = thread_names(pid)
         if settled:
             await asyncio.sleep(settled)
             out["settled"] = status(pid)
@@ -119,6 +136,8 @@ async def run(name: str, environment: dict[str, str], cells: int, settled: float
             out["all_ready_s"] = round(time.perf_counter() - started, 1)
             await asyncio.sleep(2)
             out["loaded"] = status(pid)
+            out["loaded_threads"] = threads_memory(pid)
+            out["loaded_thread_names"] = thread_names(pid)
             await asyncio.gather(*(registry.delete(Kind.CELL, key(each)) for each in names))
             for each in names:
                 await wait_gone(registry, Kind.CELL, key(each))
