@@ -458,7 +458,6 @@ class CellController:
         when it is created; `_network` writes what they say)."""
         key = cell_key(cell)
         delegation = Delegation.ALL if cell.spec.nested_cgroup_runtime else Delegation.RESOURCES
-
         # None needs the others (a task joins them when it is created).
         cgroup, (netns, _) = await both(
             self.host.cgroups.ensure(CgroupPath(key), delegation=delegation),

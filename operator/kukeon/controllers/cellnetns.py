@@ -66,7 +66,7 @@ async def take_back_namespace(host: Host, cell: Cell, key: CellKey, namespace: s
     ]
     for task in running:
         if not await networks.netns.bind_from(name, task.pid):
-            return None  # already its namespace: the status's pid was another process
+            return None  # already its namespace (the status's pid was another), or it ended
         logger.warning(
             "cell %s: its network namespace file no longer held the namespace container %s "
             "runs in; bound that one at it again",

@@ -122,8 +122,10 @@ class NetnsManager:
             raise NetnsError(f"network namespace {path} was created but is not mounted")
 
     def _bind_from(self, path: Path, pid: int) -> bool:
-        source = Path(f"/proc/{pid}/ns/net")
-        wanted = _identity(source)
+        try:
+            wanted = _identity(Path(f"/proc/{pid}/ns/net"))
+        except (FileNotFoundError, ProcessLookupError):
+            return False  # it ended: nothing runs in a namespace to keep
         # Never a cell's: a pid ended and reused since its task was listed may be a host
         # process (the cell's attachment would then move links of the host's).
         if wanted == _identity(Path("/proc/self/ns/net")):
