@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from kukeon.api import AnyResource, Cell, Kind
+from kukeon.api import AnyResource, Cell, ContainerStatus, Kind
 from tests.fixtures.kukeond import Kukeond
 
 from .helpers import cell_doc, cell_key, container
@@ -24,6 +24,18 @@ def _first(cell: AnyResource) -> object:
     return cell.status.containers[0] if cell.status.containers else None
 
 
+async def _ended(k: Kukeond, key: tuple[str, ...]) -> ContainerStatus:
+    """The status of the cell's first container once it has an exit code."""
+
+    def ended(cell: AnyResource) -> bool:
+        assert isinstance(cell, Cell)
+        return bool(cell.status.containers) and cell.status.containers[0].exit_code is not None
+
+    cell = await k.wait_for(Kind.CELL, key, until=ended, within=60)
+    assert isinstance(cell, Cell)
+    return cell.status.containers[0]
+
+
 async def test_oom_killed_container_says_so(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
@@ -37,13 +49,7 @@ async def test_oom_killed_container_says_so(kukeond: Kukeond) -> None:
     )
     await k.apply(cell_doc(k, "hog", [app]))
 
-    def ended(cell: AnyResource) -> bool:
-        assert isinstance(cell, Cell)
-        return bool(cell.status.containers) and cell.status.containers[0].exit_code is not None
-
-    cell = await k.wait_for(Kind.CELL, key, until=ended, within=60)
-    assert isinstance(cell, Cell)
-    status = cell.status.containers[0]
+    status = await _ended(k, key)
     assert status.exit_code == 137
     assert status.reason == "OOMKilled"
 
@@ -55,13 +61,7 @@ async def test_a_failed_exit_says_the_last_line_it_wrote(kukeond: Kukeond) -> No
     script = "echo starting; echo 'fatal: no config at /etc/app.conf' >&2; exit 3"
     await k.apply(cell_doc(k, "says", [container(k, "app", script=script)]))
 
-    def ended(cell: AnyResource) -> bool:
-        assert isinstance(cell, Cell)
-        return bool(cell.status.containers) and cell.status.containers[0].exit_code is not None
-
-    cell = await k.wait_for(Kind.CELL, key, until=ended, within=60)
-    assert isinstance(cell, Cell)
-    status = cell.status.containers[0]
+    status = await _ended(k, key)
     assert (status.exit_code, status.reason) == (3, "Error")
     assert status.message == "fatal: no config at /etc/app.conf"
 
