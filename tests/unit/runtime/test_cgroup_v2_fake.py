@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 from pathlib import Path
 
@@ -346,3 +347,39 @@ async def test_children_list_the_levels_below_the_root_or_a_path(tmp_path: Path)
     assert await driver.children(CgroupPath.of("realm", "space")) == ("stack",)
     assert await driver.children(CgroupPath.of("realm", "space", "stack", "cell")) == ()
     assert await driver.children(CgroupPath.of("absent")) == ()
+
+
+class _RemovedWhileRead(FakeCgroupFs):
+    """Another removal rmdirs ``victim`` between our open of its ``cgroup.procs`` and the read.
+
+    The kernel answers ENODEV for a file of a cgroup removed after it was opened (kernfs
+    deactivates the node); this is what two removals pruning the same parents meet.
+    """
+
+    victim: Path | None = None
+
+    def read_text(self, path: Path) -> str:
+        if self.victim is not None and path == self.victim / "cgroup.procs":
+            self.rmdir(self.victim)
+            self.victim = None
+            raise OSError(errno.ENODEV, "No such device", str(path))
+        return super().read_text(path)
+
+
+async def test_pruning_a_parent_another_removal_just_took_is_not_an_error(
+    tmp_path: Path,
+) -> None:
+    fake = _RemovedWhileRead(tmp_path / "cgroup", offered=FULL)
+    driver = CgroupV2Driver(fs_root=fake.root, root="/kukeon", fs=fake, kill_timeout=1.0)
+    await driver.ensure(CELL)
+    fake.victim = driver.directory(CgroupPath.of("realm", "space", "stack"))
+
+    removal = await driver.remove(CELL, prune_empty_parents=True)
+
+    assert fake.victim is None  # the race was met
+    assert [fake.relative(p) for p in removal.removed] == [
+        "/kukeon/realm/space/stack/cell",
+        "/kukeon/realm/space",
+        "/kukeon/realm",
+    ]
+    assert fake.subdirectories(driver.root_dir) == []

@@ -57,6 +57,10 @@ class CgroupFiles:
         except FileNotFoundError:
             return None
         except OSError as error:
+            if error.errno == errno_codes.ENODEV:
+                # the cgroup was removed under us (another removal pruning the same
+                # parents); its open files answer ENODEV until the kernel drops them
+                return None
             raise io_error(error, path=path, action="read") from error
 
     def read_keyed(self, path: Path, key: str) -> int | None:
