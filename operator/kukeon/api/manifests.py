@@ -182,39 +182,53 @@ _PARENT_SLOTS: dict[str, tuple[str, tuple[str, ...]]] = {
 SCOPE_LEVELS = ("realm", "space", "stack")
 
 
-def in_scope(doc: dict[str, Any], scope: Mapping[str, str]) -> dict[str, Any]:
+def in_scope(
+    doc: dict[str, Any],
+    scope: Mapping[str, str],
+    defaults: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """``doc`` with the parents ``scope`` gives (``{"realm": ..., "space": ...}``, as
     kukectl's ``--realm/--space/--stack``, kubectl's ``-n``) where it names none; a
-    ValueError when it names another. Realms and nodes have no parents: unchanged."""
+    ValueError when it names another. ``defaults`` (kukectl's context, as kubectl's
+    context namespace) fill what is still unnamed and never contradict the document;
+    a level of them is taken only while the levels above are theirs too (the context's
+    space is of its realm). Realms and nodes have no parents: unchanged."""
     slot = _PARENT_SLOTS.get(str(doc.get("kind")))
-    if slot is None or not scope:
+    soft = defaults or {}
+    if slot is None or not (scope or soft):
         return doc
     where, keys = slot
     section = doc.get(where)
     filled = dict(section) if isinstance(section, dict) else {}
+    coherent = True  # every level above is the defaults' own
     for level, key in zip(SCOPE_LEVELS, keys, strict=False):
         wanted = scope.get(level)
-        if wanted is None:
-            continue
         named = filled.get(key)
         if named in (None, ""):
-            filled[key] = wanted
-        elif named != wanted:
+            if wanted is not None:
+                filled[key] = wanted
+            elif coherent and level in soft:
+                filled[key] = soft[level]
+        elif wanted is not None and named != wanted:
             raise ValueError(
                 f"{where}.{key} is {named!r} but --{level} is {wanted!r}: the document "
                 "belongs elsewhere (drop one of the two)"
             )
+        coherent = coherent and (filled.get(key) or "default") == soft.get(level, "default")
     return {**doc, where: filled}
 
 
 def load_manifests(
-    text_or_path: str | os.PathLike[str], *, scope: Mapping[str, str] | None = None
+    text_or_path: str | os.PathLike[str],
+    *,
+    scope: Mapping[str, str] | None = None,
+    defaults: Mapping[str, str] | None = None,
 ) -> list[AnyResource]:
     """Every resource of a manifest text or file, validated, in file order.
 
     A `str` that is a single line without `: ` is taken as a file path; anything else is
-    manifest text. ``scope``: parents for documents that name none (``in_scope``). Raises
-    `ManifestError` listing every invalid document.
+    manifest text. ``scope``, ``defaults``: parents for documents that name none
+    (``in_scope``). Raises `ManifestError` listing every invalid document.
     """
     text = _read(text_or_path)
     resources: list[AnyResource] = []
@@ -226,7 +240,7 @@ def load_manifests(
             errors.append((index, f"a document must be a mapping, got {type(doc).__name__}"))
         else:
             try:
-                resources.append(parse_resource(in_scope(doc, scope or {})))
+                resources.append(parse_resource(in_scope(doc, scope or {}, defaults)))
             except InvalidResource as exc:
                 errors.append((index, exc))
             except ValueError as exc:

@@ -16,9 +16,10 @@ from kukeon.client.apiclient import ApiClient
 from .manifests import Applier, Reporter, server_refusals
 from .params import (
     FILE_OPTION,
+    ManifestScope,
     dry_run_option,
-    given_scope,
     load_manifest_files,
+    manifest_scope,
     manifest_scope_options,
 )
 from .runner import EXIT_SERVER, error_line, run
@@ -32,7 +33,7 @@ def _write(
     ctx: click.Context,
     files: Sequence[str],
     dry_run: str,
-    scope: dict[str, str],
+    scope: ManifestScope,
     *,
     create_only: bool,
 ) -> None:
@@ -85,7 +86,7 @@ def apply(
       kukectl apply -f app.yaml --dry-run=server
       kukectl apply -f cell.yaml --realm prod --space web --stack site   # as kubectl's -n
     """
-    _write(ctx, files, dry_run, given_scope(ctx, realm, space, stack), create_only=False)
+    _write(ctx, files, dry_run, manifest_scope(ctx, realm, space, stack), create_only=False)
 
 
 @click.group(invoke_without_command=True)
@@ -111,4 +112,4 @@ def create(
       kukectl create secret generic api --realm prod --from-literal token=s3cr3t
     """
     if ctx.invoked_subcommand is None:
-        _write(ctx, files, dry_run, given_scope(ctx, realm, space, stack), create_only=True)
+        _write(ctx, files, dry_run, manifest_scope(ctx, realm, space, stack), create_only=True)

@@ -44,6 +44,16 @@ from urllib.parse import quote
 import click
 from click.shell_completion import CompletionItem, get_completion_class, shell_complete
 
+from kukeon.cli.configdoc import (
+    SCOPE_LEVELS,
+    chosen_name,
+    config_file,
+    context_default,
+    context_scope,
+    contexts_of,
+    read_config,
+)
+
 COMPLETE_VAR = "_KUKECTL_COMPLETE"
 TIMEOUT_VAR = "KUKEON_COMPLETION_TIMEOUT"
 DEFAULT_TIMEOUT = 1.0
@@ -308,8 +318,7 @@ class Connection:
     ) -> None:
         env = os.environ if environ is None else environ
         document = read_config(config_file(root_params, env))
-        name = root_params.get("context") or env.get("KUKEON_CONTEXT")
-        name = name or document.get("currentContext")
+        name = chosen_name(root_params, document, env)
         chosen: Mapping[str, Any] = {}
         if name:
             found = [c for c in contexts_of(document) if c.get("name") == name]
@@ -385,36 +394,6 @@ class Connection:
             raise CompletionUnavailableError("not JSON") from exc
 
 
-def config_file(root_params: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Path:
-    """``--config``, else $KUKEON_CONFIG, else ~/.config/kukeon/config.yaml (as kukectl)."""
-    env = os.environ if environ is None else environ
-    given = root_params.get("config_path") or env.get("KUKEON_CONFIG")
-    if given:
-        return Path(given)
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "kukeon" / "config.yaml"
-
-
-def read_config(path: Path) -> Mapping[str, Any]:
-    """The config file as a mapping; empty when it is missing or unreadable."""
-    if not path.is_file():
-        return {}
-    import yaml
-
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def contexts_of(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    contexts = document.get("contexts")
-    if not isinstance(contexts, list):
-        return []
-    return [c for c in contexts if isinstance(c, dict) and isinstance(c.get("name"), str)]
-
-
 # --- the completers --------------------------------------------------------------------
 
 
@@ -485,13 +464,25 @@ class Completers:
     def _scope(self, plural: str, ctx: click.Context) -> list[str]:
         info = self.kinds[plural]
         params = ctx.params
+        configured = context_scope(ctx.find_root().params)
 
-        def value(level: str) -> str:
-            return str(params.get(level) or "default")
-
-        def given(level: str) -> bool:
+        def typed(level: str) -> bool:
             source = ctx.get_parameter_source(level)
             return source is not None and source != click.core.ParameterSource.DEFAULT
+
+        chosen: dict[str, str | None] = {}
+        for level in SCOPE_LEVELS:  # as the real options (``params.ScopeOption``)
+            if typed(level):
+                chosen[level] = str(params.get(level) or "default")
+            else:
+                chosen[level] = context_default(level, configured, chosen)
+
+        def value(level: str) -> str:
+            return chosen[level] or "default"
+
+        def given(level: str) -> bool:
+            # the context's realm, space or stack counts as given
+            return chosen[level] is not None
 
         if plural in ("secrets", "cellprofiles"):
             space = value("space") if given("space") else info["placeholder"]

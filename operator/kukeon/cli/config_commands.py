@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 import yaml
+from pydantic import ValidationError
 
 from kukeon.client.apiclient import ServerAddressError, parse_server
 
@@ -59,10 +60,11 @@ def config_view(ctx: click.Context) -> None:
 def config_get_contexts(ctx: click.Context) -> None:
     """List the contexts; * marks the current one."""
     config = _load_or_fail(_config_path(ctx))
-    rows = [["CURRENT", "NAME", "SERVER"]]
+    rows = [["CURRENT", "NAME", "SERVER", "REALM", "SPACE", "STACK"]]
     for context in config.contexts:
         current = "*" if context.name == config.current_context else ""
-        rows.append([current, context.name, context.server])
+        scope = [context.realm or "", context.space or "", context.stack or ""]
+        rows.append([current, context.name, context.server, *scope])
     click.echo("\n".join(format_rows(rows)))
 
 
@@ -99,6 +101,17 @@ def config_use_context(ctx: click.Context, name: str) -> None:
 @click.option(
     "--certificate-authority", "context_ca", type=click.Path(path_type=Path, dir_okay=False)
 )
+@click.option(
+    "--realm",
+    "context_realm",
+    help="The realm of commands that give no --realm (kubectl's --namespace); '' unsets it.",
+)
+@click.option(
+    "--space", "context_space", help="The space of commands that give no --space; '' unsets it."
+)
+@click.option(
+    "--stack", "context_stack", help="The stack of commands that give no --stack; '' unsets it."
+)
 @click.option("--current", is_flag=True, help="Also make it the current context.")
 @click.pass_context
 def config_set_context(
@@ -109,8 +122,18 @@ def config_set_context(
     token_file: Path | None,
     context_ca: Path | None,
     current: bool,
+    context_realm: str | None,
+    context_space: str | None,
+    context_stack: str | None,
 ) -> None:
-    """Create or change a context; options not given keep their value."""
+    """Create or change a context; options not given keep their value.
+
+    \b
+    --realm, --space and --stack set where commands act when they give none (a manifest's
+    own parents still win), as kubectl's context namespace:
+      kukectl config set-context team --realm shop --space web --current
+      kukectl get cells                  # the cells of shop/web/default
+    """
     if context_server is not None:
         try:
             parse_server(context_server)
@@ -127,7 +150,15 @@ def config_set_context(
         "certificate_authority": context_ca.resolve() if context_ca else None,
     }
     fields.update({key: value for key, value in updates.items() if value is not None})
-    context = Context.model_validate(fields)
+    scope = {"realm": context_realm, "space": context_space, "stack": context_stack}
+    fields.update({level: value or None for level, value in scope.items() if value is not None})
+    try:
+        context = Context.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        fail(f"context {name!r}: {problems}", EXIT_USAGE)
     config.contexts = [c for c in config.contexts if c.name != name] + [context]
     if current or config.current_context is None:
         config.current_context = name

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
 from kukeon.client.apiclient import DEFAULT_SERVER
@@ -22,12 +23,25 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+# A name of the hierarchy (DNS-1123 label), checked here without importing kukeon.api:
+# every kukectl command with a config file reads this module.
+ContextName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+]
+
+
 class Context(_Model):
     name: str = Field(min_length=1)
     server: str = DEFAULT_SERVER
     token: str | None = None
     token_file: Path | None = None
     certificate_authority: Path | None = None
+    realm: ContextName | None = None
+    """The realm of commands that give no --realm (kubectl's context namespace)."""
+    space: ContextName | None = None
+    """The space of commands that give no --space (a space of the context's realm)."""
+    stack: ContextName | None = None
+    """The stack of commands that give no --stack (a stack of the context's space)."""
 
 
 class KukectlConfig(_Model):

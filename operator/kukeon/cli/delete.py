@@ -19,10 +19,11 @@ from .params import (
     DURATION,
     FILE_OPTION,
     KIND_OR_OBJECT,
+    ManifestScope,
     dry_run_option,
-    given_scope,
     kind_name_groups,
     load_manifest_files,
+    manifest_scope,
     scope_for,
     scope_options,
 )
@@ -122,7 +123,7 @@ def _named_targets(
     files: Sequence[str],
     selections: int,
     scope: tuple[str, str, str],
-    given: dict[str, str] | None = None,
+    given: ManifestScope | None = None,
 ) -> tuple[list[Target], list[Target]]:
     """The targets named on the command line (``KIND NAME...`` or kubectl's ``KIND/NAME...``,
     of any kinds) or by manifests, and the parents ``apply`` may have created for those
@@ -234,7 +235,7 @@ def delete(
         fail("--grace-period/--now: only a cell's deletion stops containers", EXIT_USAGE)
     selections = bool(selector) + every  # -l and --all
     scope = (realm, space, stack)
-    given = given_scope(ctx, realm, space, stack)
+    given = manifest_scope(ctx, realm, space, stack)
     targets, implicit = _named_targets(kind_or_object, names, files, selections, scope, given)
     selecting = selections > 0
     if selecting and dry_run == "client":

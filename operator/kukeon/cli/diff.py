@@ -19,7 +19,7 @@ from kukeon.api import AnyResource, Kind, key_of, to_document
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .manifests import apply_order, updated_object
-from .params import FILE_OPTION, given_scope, load_manifest_files, manifest_scope_options
+from .params import FILE_OPTION, load_manifest_files, manifest_scope, manifest_scope_options
 from .runner import api_error_text, error_line, run
 from .tables import kind_slug
 
@@ -97,7 +97,9 @@ def diff(
       kukectl diff -f app.yaml
       kukectl diff -f app/ && echo "nothing to apply"
     """
-    documents = apply_order(load_manifest_files(files, scope=given_scope(ctx, realm, space, stack)))
+    documents = apply_order(
+        load_manifest_files(files, scope=manifest_scope(ctx, realm, space, stack))
+    )
 
     async def work(client: ApiClient) -> int:
         different = False

@@ -22,6 +22,7 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import collection_path
 
+from .params import scope_option
 from .runner import EXIT_SERVER, run
 from .tables import NONE, format_rows, human_duration
 
@@ -114,9 +115,7 @@ def _where(realm: str, node: str | None) -> str:
     return f"realm {realm}" + (f" on node {node}" if node else "")
 
 
-realm_option = click.option(
-    "--realm", default="default", show_default=True, help="The realm whose images these are."
-)
+realm_option = scope_option("realm", "The realm whose images these are.")
 node_option = click.option(
     "--node", help="The node whose images these are (default: the server's own node)."
 )

@@ -125,15 +125,22 @@ def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[S
 
 
 def load_documents(
-    sources: Iterable[Source], *, scope: Mapping[str, str] | None = None
+    sources: Iterable[Source],
+    *,
+    scope: Mapping[str, str] | None = None,
+    defaults: Mapping[str, str] | None = None,
 ) -> list[Document]:
     """Validate every document of every source; raise ManifestProblems listing all errors.
-    ``scope``: parents for documents that name none (``api.manifests.in_scope``)."""
+    ``scope``, ``defaults``: parents for documents that name none (``api.manifests.in_scope``)."""
     documents: list[Document] = []
     problems: list[str] = []
     for source in sources:
         try:
-            resources = load_manifests(source.text, scope=scope) if source.text.strip() else []
+            resources = (
+                load_manifests(source.text, scope=scope, defaults=defaults)
+                if source.text.strip()
+                else []
+            )
         except ManifestError as exc:
             for index, error in exc.errors:
                 if isinstance(error, InvalidResource):

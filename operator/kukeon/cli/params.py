@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 from click.shell_completion import CompletionItem
@@ -129,21 +129,41 @@ KIND_OR_OBJECT = KindOrObjectType()
 DURATION = DurationType()
 
 
+class ScopeOption(click.Option):
+    """``--realm``, ``--space`` or ``--stack``: when not typed, the chosen context's value
+    (``kukectl config set-context --realm``, kubectl's context namespace) before the
+    option's own default. A value from the context is reported as ``DEFAULT_MAP``: it
+    counts as given where "not given" means "none" (a Secret's space), yet a manifest's
+    own parents win over it (``manifest_scope``)."""
+
+    def consume_value(
+        self, ctx: click.Context, opts: Mapping[str, Any]
+    ) -> tuple[Any, click.core.ParameterSource]:
+        value, source = super().consume_value(ctx, opts)
+        if source != click.core.ParameterSource.DEFAULT or self.name is None:
+            return value, source
+        from .configdoc import context_default, context_scope
+
+        # Typed options are processed first, so the levels above are known here.
+        configured = context_default(self.name, context_scope(ctx.find_root().params), ctx.params)
+        if configured is None:
+            return value, source
+        return configured, click.core.ParameterSource.DEFAULT_MAP
+
+
+def scope_option(
+    level: str, help_text: str, *, default: str | None = "default"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One scope option, ``level`` being realm, space or stack (see ``ScopeOption``)."""
+    shown = "the context's, else default" if default is not None else False
+    return click.option(
+        f"--{level}", cls=ScopeOption, default=default, show_default=shown, help=help_text
+    )
+
+
 def scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(
-        [
-            click.option(
-                "--realm", default="default", show_default=True, help="Realm of the objects."
-            ),
-            click.option(
-                "--space", default="default", show_default=True, help="Space of the objects."
-            ),
-            click.option(
-                "--stack", default="default", show_default=True, help="Stack of the objects."
-            ),
-        ]
-    ):
-        func = option(func)
+    for level in reversed(("realm", "space", "stack")):
+        func = scope_option(level, f"{level.capitalize()} of the objects.")(func)
     return func
 
 
@@ -189,30 +209,44 @@ def manifest_scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--realm/--space/--stack`` of a command reading manifests: the parents of the
     documents that name none (kubectl's ``-n``), unset by default."""
     for level in reversed(("realm", "space", "stack")):
-        func = click.option(
-            f"--{level}",
+        func = scope_option(
+            level,
+            f"The {level} of documents that name none; a document naming another is an "
+            f"error (kubectl's -n). Unset: the context's {level}, for documents that name none.",
             default=None,
-            help=f"The {level} of documents that name none; a document naming another is an "
-            "error (kubectl's -n).",
         )(func)
     return func
 
 
-def given_scope(
+class ManifestScope(NamedTuple):
+    """The parents a manifest command gives the documents that name none."""
+
+    given: dict[str, str]
+    """Typed on the command line: a document naming another parent is an error."""
+    configured: dict[str, str]
+    """The context's: only for documents naming none, as kubectl's context namespace."""
+
+
+def manifest_scope(
     ctx: click.Context, realm: str | None, space: str | None, stack: str | None
-) -> dict[str, str]:
-    """The scope options the command line gave (not their defaults), by level."""
+) -> ManifestScope:
+    """The scope options by level, split by where they came from (``ManifestScope``)."""
     values = {"realm": realm, "space": space, "stack": stack}
-    return {
-        level: value
-        for level, value in values.items()
-        if value is not None
-        and ctx.get_parameter_source(level) != click.core.ParameterSource.DEFAULT
-    }
+    given: dict[str, str] = {}
+    configured: dict[str, str] = {}
+    for level, value in values.items():
+        source = ctx.get_parameter_source(level)
+        if value is None or source == click.core.ParameterSource.DEFAULT:
+            continue
+        if source == click.core.ParameterSource.DEFAULT_MAP:
+            configured[level] = value
+        else:
+            given[level] = value
+    return ManifestScope(given, configured)
 
 
 def load_manifest_files(
-    files: Sequence[str], *, scope: Mapping[str, str] | None = None
+    files: Sequence[str], *, scope: ManifestScope | None = None
 ) -> list[Document]:
     """The documents of ``-f`` sources, every one validated (exit 2 naming each problem);
     ``scope``: parents of the documents that name none (``manifest_scope_options``)."""
@@ -221,7 +255,8 @@ def load_manifest_files(
     from .manifests import load_documents, read_sources
 
     try:
-        return load_documents(read_sources(files), scope=scope)
+        given, configured = scope if scope is not None else ({}, {})
+        return load_documents(read_sources(files), scope=given, defaults=configured)
     except ManifestProblems as exc:
         for line in exc.lines:
             error_line(line)

@@ -15,7 +15,7 @@ from kukeon.api import API_VERSION, InvalidResource, Kind, parse_resource
 from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import API_ROOT
 
-from .params import dry_run_option
+from .params import ScopeOption, dry_run_option
 from .runner import EXIT_SERVER, EXIT_USAGE, error_line, fail, run
 
 
@@ -63,9 +63,17 @@ def secret_values(literals: Sequence[str], sources: Sequence[str]) -> dict[str, 
     multiple=True,
     help="KEY=PATH or PATH (the key is the file's name); repeatable.",
 )
-@click.option("--realm", required=True, help="Realm of the Secret.")
-@click.option("--space", help="Narrow the Secret to a space of the realm.")
-@click.option("--stack", help="Narrow the Secret to a stack of the space (needs --space).")
+@click.option(
+    "--realm", cls=ScopeOption, required=True, help="Realm of the Secret (else the context's)."
+)
+@click.option(
+    "--space", cls=ScopeOption, help="Narrow the Secret to a space of the realm (or the context's)."
+)
+@click.option(
+    "--stack",
+    cls=ScopeOption,
+    help="Narrow the Secret to a stack of the space (needs --space; or the context's).",
+)
 @click.option("-l", "--label", "labels", multiple=True, help="A label, key=value (repeatable).")
 @dry_run_option
 @click.pass_context

@@ -58,3 +58,31 @@ def test_a_document_naming_another_parent_is_refused() -> None:
     assert "spec.realmId is 'staging' but --realm is 'prod'" in str(error)
     same = CELL.replace("spec:\n", "spec:\n  realmId: prod\n")
     assert load_manifests(same, scope={"realm": "prod"})
+
+
+def _parents(text: str, **options: dict[str, str]) -> tuple[str, str, str]:
+    [cell] = load_manifests(text, **options)
+    assert isinstance(cell, Cell)
+    return (cell.spec.realm_id, cell.spec.space_id, cell.spec.stack_id)
+
+
+CONTEXT = {"realm": "shop", "space": "web", "stack": "front"}
+
+
+def test_the_contexts_scope_fills_what_a_document_names_not_and_never_refuses() -> None:
+    """kukectl's context, as kubectl's context namespace: a default, never a contradiction."""
+    assert _parents(CELL, defaults=CONTEXT) == ("shop", "web", "front")
+    named = CELL.replace("spec:\n", "spec:\n  realmId: staging\n")
+    # another realm: the context's space and stack are not of it
+    assert _parents(named, defaults=CONTEXT) == ("staging", "default", "default")
+    ours = CELL.replace("spec:\n", "spec:\n  realmId: shop\n  spaceId: api\n")
+    assert _parents(ours, defaults=CONTEXT) == ("shop", "api", "default")
+    # typed options beat the context; the context's space is of its realm only
+    assert _parents(CELL, scope={"realm": "prod"}, defaults=CONTEXT) == (
+        "prod",
+        "default",
+        "default",
+    )
+    assert _parents(CELL, scope={"stack": "back"}, defaults=CONTEXT) == ("shop", "web", "back")
+    # a context naming a space only: a space of the default realm
+    assert _parents(CELL, defaults={"space": "web"}) == ("default", "web", "default")

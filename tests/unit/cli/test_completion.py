@@ -179,6 +179,18 @@ def test_names_respect_the_scope_typed(tab: Complete) -> None:
     assert tab("kukectl get secrets --realm prod ") == ["db-password"]
 
 
+def test_names_come_from_the_contexts_scope(tab: Complete, tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "currentContext: team\ncontexts:\n"
+        "  - {name: team, realm: prod, space: shop, stack: front}\n"
+    )
+    assert tab("kukectl get cells ") == ["cart"]
+    assert tab("kukectl get stacks ") == ["back", "front"]
+    assert tab("kukectl get secrets ") == []  # narrowed to the context's space, as typed
+    # another realm typed: the context's space and stack are not of it
+    assert tab("kukectl get cells --realm default ") == ["api", "web"]
+
+
 def test_scope_option_values(tab: Complete) -> None:
     assert tab("kukectl get cells --realm ") == ["default", "prod"]
     assert tab("kukectl get cells --realm p") == ["prod"]

@@ -38,8 +38,8 @@ def test_context_lifecycle(tmp_path: Path) -> None:
 
     assert kukectl("config", "use-context", "prod") == (0, "switched to context 'prod'\n")
     code, listing = kukectl("config", "get-contexts")
-    assert listing.splitlines() == [
-        "CURRENT   NAME    SERVER",
+    assert [line.rstrip() for line in listing.splitlines()] == [
+        "CURRENT   NAME    SERVER                  REALM   SPACE   STACK",
         "          local   unix:///run/k.sock",
         "*         prod    https://10.0.0.5:6443",
     ]
