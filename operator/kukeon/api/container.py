@@ -537,7 +537,10 @@ class ContainerSpec(KukeonModel):
     )
     """always, on-failure or never; empty means never."""
     restart_backoff_seconds: int | None = Field(default=None, strict=True)
-    """Least seconds between two restarts (default 30), 1 to 300; needs always or on-failure."""
+    """A fixed pause before every restart, 1 to 300 seconds; needs always or on-failure.
+    Unset: Kubernetes' CrashLoopBackOff, the first restart at once, then 10 s doubling for
+    each exit in a row after a run under 10 minutes, up to 300 s (a run of 10 minutes or
+    more starts over at once)."""
     restart_max_retries: int | None = Field(default=None, strict=True)
     """Restarts before giving up under on-failure (default 5), 1 to 1000."""
     stop_signal: Annotated[OptionalString, AfterValidator(_stop_signal_name)] = None
@@ -665,6 +668,10 @@ class ContainerStatus(KukeonModel):
     exit_code: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX, strict=True)
     exit_signal: OptionalString = None
     restart_count: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    backoff_restarts: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    """Restarts since the container was created or last ran 10 minutes before exiting:
+    where the default restart back-off stands (the next exit after a short run waits 10 s
+    doubled ``backoffRestarts - 1`` times, at most 300 s; at 0 it restarts at once)."""
     image: OptionalString = None
     reason: OptionalString = None
     message: OptionalString = None

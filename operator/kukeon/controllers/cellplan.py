@@ -12,7 +12,9 @@ wake-up; `plan_stop` is `desiredState: Stopped`. Nothing here does I/O: the exec
 A restart's timer starts at the task's exit time. A task whose shim died has none: the
 first pass that sees the exit takes the clock's time and marks the plan `record_exit`, so
 the executor writes it to the status at once; later passes read it back from there, so the
-timer never moves forward and the restart happens when the backoff has passed.
+timer never moves forward and the restart happens when the backoff has passed. The pause
+itself (`cellstate.restart_pause_seconds`) is decided from the stored status too (the run's
+start and finish, ``backoffRestarts``), so a kukeond killed meanwhile decides the same one.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from kukeon.api import (
 from kukeon.api.probes import ProbeKind, ProbeResult, ProbeStatus
 from kukeon.runtime.containerd.tasks import TaskStatus
 
-from .cellstate import ContainerObservation, derive_cell_state, restart_due_at, restart_owed
+from .cellstate import (
+    ContainerObservation,
+    crash_loop_restarts,
+    derive_cell_state,
+    restart_due_at,
+    restart_owed,
+)
 
 TASK_LOST_EXIT_CODE = 137
 """What a task whose shim died is reported as: killed (SIGKILL), reason ``TaskLost``."""
@@ -359,9 +367,12 @@ def plan_container(inputs: ContainerInputs) -> ContainerPlan:
         container, task = None, None
         previous = ContainerStatus(id=spec.id)  # a new spec starts its own history
     elif container is not None and container.restarted_at != inputs.restarted_at:
-        # A restart asked for by the user: a fresh container, the same history.
+        # A restart asked for by the user: a fresh container, the same history, but a
+        # crash loop starts over (as a new pod's back-off does): a crash right after it
+        # restarts at once.
         draft.actions.append(RemoveContainer("RestartRequested"))
         container, task = None, None
+        previous = previous.model_copy(update={"backoff_restarts": 0})
     kept = container is not None
     if not kept:
         draft.actions.append(CreateContainer())
@@ -434,7 +445,18 @@ def _after_exit(
     )
     if not owed:
         return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
-    due = restart_due_at(finished_at=exited.finished, backoff_seconds=spec.restart_backoff_seconds)
+    # Read from the status, not kept in memory: a kukeond killed meanwhile, or a node that
+    # comes back, decides the same pause.
+    loop = crash_loop_restarts(
+        backoff_restarts=status.backoff_restarts,
+        started_at=status.start_time,
+        finished_at=exited.finished,
+    )
+    due = restart_due_at(
+        finished_at=exited.finished,
+        backoff_seconds=spec.restart_backoff_seconds,
+        loop_restarts=loop,
+    )
     remaining = (due - inputs.now).total_seconds()
     if remaining > 0:
         # `reason` keeps why it ended (OOMKilled...); the wait is in the message.
@@ -460,25 +482,36 @@ def _after_exit(
     if task_present:
         draft.actions.append(DeleteTask())
     draft.actions.append(StartTask(restart=True))
+    status = _restarted(status, exited, now=inputs.now, loop_restarts=loop)
+    return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
+
+
+def _restarted(
+    status: ContainerStatus, exited: Exit, *, now: datetime, loop_restarts: int
+) -> ContainerStatus:
+    """The status of a container restarted at `now` after `exited`, the restart counted
+    (``restartCount``, and ``backoffRestarts`` for the crash loop it continues)."""
     last = ContainerTerminated(
-        exit_code=code,
-        signal=exit_signal_name(code),
+        exit_code=exited.code,
+        signal=exit_signal_name(exited.code),
         reason=exited.reason,
         started_at=status.start_time,
         finished_at=exited.finished,
     )
-    status = status.model_copy(
+    return status.model_copy(
         update={
             "state": ContainerState.READY,
             "pid": None,
             "restart_count": status.restart_count + 1,
-            "restart_time": inputs.now,
-            "start_time": inputs.now,
+            "backoff_restarts": loop_restarts + 1,
+            "restart_time": now,
+            "start_time": now,
+            # Why the last one ended is in lastState; the new task has said nothing yet.
             "reason": None,
+            "message": None,
             "last_state": last,
         }
     )
-    return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
 
 
 def _plan(

@@ -1,9 +1,10 @@
 """The pure decisions of the cell controller: restart policy, cell state, naming, spec digest.
 
 The cell controller observes containerd and then has to decide three things: is a restart
-owed to this container (and when), what state is the cell in, and has a container's effective
-spec changed since it was created. Kept free of I/O so every rule is unit-tested without a
-host, and so the controller itself reads as "observe, decide, act".
+owed to this container (and when: a fixed pause, or Kubernetes' CrashLoopBackOff), what
+state is the cell in, and has a container's effective spec changed since it was created.
+Kept free of I/O so every rule is unit-tested without a host, and so the controller itself
+reads as "observe, decide, act".
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from kukeon.api.container import RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN
 from kukeon.api.container import containerd_container_id as containerd_container_id
 
 DEFAULT_RESTART_MAX_RETRIES = 5
-DEFAULT_RESTART_BACKOFF_SECONDS = 30
+CRASH_LOOP_INITIAL_SECONDS = 10
+"""The pause before the second restart in a row after short runs (kubelet's initial
+back-off); each further one doubles it up to `RESTART_BACKOFF_MAX`."""
+CRASH_LOOP_RESET = timedelta(minutes=10)
+"""A run at least this long (start to finish) ends a crash loop: the next restart is at
+once again (kubelet's reset after 10 minutes without a crash)."""
+_CRASH_LOOP_DOUBLINGS = (RESTART_BACKOFF_MAX // CRASH_LOOP_INITIAL_SECONDS).bit_length()
+"""Doublings past which the pause is the cap anyway: the exponent never grows with the count."""
 
 
 def restart_owed(
@@ -38,15 +46,45 @@ def restart_owed(
     return False
 
 
-def restart_due_at(*, finished_at: datetime, backoff_seconds: int | None) -> datetime:
-    """The earliest time the next restart may happen.
+def crash_loop_restarts(
+    *, backoff_restarts: int, started_at: datetime | None, finished_at: datetime
+) -> int:
+    """How many restarts the exit at `finished_at` follows in its crash loop.
 
-    The pause is kept within the model's bounds (1 to 300 s) even for a document stored
-    before they were enforced: never a hot loop, never a timer that overflows.
+    `backoff_restarts` is what the container's status holds (``backoffRestarts``: the
+    restarts made since the last long run, 0 in a document written before it existed). A
+    run of `CRASH_LOOP_RESET` or more from `started_at` to `finished_at` ends the loop: 0.
+    A run of unknown length (no start time) is counted short: never a reset by accident.
     """
-    backoff = DEFAULT_RESTART_BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds
-    backoff = min(max(backoff, RESTART_BACKOFF_MIN), RESTART_BACKOFF_MAX)
-    return finished_at + timedelta(seconds=backoff)
+    if started_at is not None and finished_at - started_at >= CRASH_LOOP_RESET:
+        return 0
+    return max(backoff_restarts, 0)
+
+
+def restart_pause_seconds(*, backoff_seconds: int | None, loop_restarts: int) -> int:
+    """The pause before the next restart.
+
+    An explicit `restartBackoffSeconds` is a fixed pause before every restart, kept within
+    the model's bounds (1 to 300 s) even for a document stored before they were enforced:
+    never a hot loop, never a timer that overflows. Unset, Kubernetes' CrashLoopBackOff:
+    the first restart of a loop at once (still one reconcile later: one restart per exit,
+    never a hot loop), then 10 s doubling for each restart in a row (`loop_restarts`) to
+    the 300 s cap.
+    """
+    if backoff_seconds is not None:
+        return min(max(backoff_seconds, RESTART_BACKOFF_MIN), RESTART_BACKOFF_MAX)
+    if loop_restarts <= 0:
+        return 0
+    doublings = min(loop_restarts - 1, _CRASH_LOOP_DOUBLINGS)
+    return min(CRASH_LOOP_INITIAL_SECONDS << doublings, RESTART_BACKOFF_MAX)
+
+
+def restart_due_at(
+    *, finished_at: datetime, backoff_seconds: int | None, loop_restarts: int = 0
+) -> datetime:
+    """The earliest time the next restart may happen (see `restart_pause_seconds`)."""
+    pause = restart_pause_seconds(backoff_seconds=backoff_seconds, loop_restarts=loop_restarts)
+    return finished_at + timedelta(seconds=pause)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,16 @@
-"""Restart policies: on-failure gives up after restartMaxRetries, always keeps going."""
+"""Restart policies: on-failure gives up after restartMaxRetries, always keeps going, and the
+default back-off is Kubernetes' CrashLoopBackOff (at once, then 10 s doubling)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from kukeon.api import Cell, Kind
+from kukeon.api import AnyResource, Cell, ContainerStatus, Kind
 from tests.fixtures.kukeond import Kukeond
 
 from .helpers import cell_doc, cell_key, container, get_cell
@@ -104,7 +106,65 @@ async def test_always_restarts_after_a_clean_exit(kukeond: Kukeond) -> None:
         return check
 
     await k.wait_for(Kind.CELL, key, until=restarts(1), within=30)  # type: ignore[arg-type]
-    cell = await k.wait_for(Kind.CELL, key, until=restarts(3), within=30)  # type: ignore[arg-type]
+    # Within 20 s: the default back-off (at once, 10 s, 20 s) would need over 30 s.
+    cell = await k.wait_for(Kind.CELL, key, until=restarts(3), within=20)  # type: ignore[arg-type]
     assert isinstance(cell, Cell)
     assert str(cell.status.state) in ("Ready", "Degraded")
     assert cell.status.ready_observed
+
+
+def _container(check: Callable[[ContainerStatus], bool]) -> Callable[[AnyResource], bool]:
+    def until(obj: AnyResource) -> bool:
+        assert isinstance(obj, Cell)
+        return bool(obj.status.containers) and check(obj.status.containers[0])
+
+    return until
+
+
+def _pause(status: ContainerStatus) -> float:
+    """Seconds from the previous instance's exit to this one's start."""
+    assert status.last_state is not None
+    assert status.last_state.finished_at is not None
+    assert status.restart_time is not None
+    return (status.restart_time - status.last_state.finished_at).total_seconds()
+
+
+async def test_the_default_backoff_restarts_at_once_then_after_ten_seconds(
+    kukeond: Kukeond,
+) -> None:
+    """No restartBackoffSeconds: a container that fails at once is restarted without the
+    old fixed 30 s, and the next restart waits 10 s (its status message says so)."""
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "crashloop")
+    await k.apply(
+        cell_doc(k, "crashloop", [container(k, "app", script="exit 1", restartPolicy="always")])
+    )
+    first = await k.wait_for(
+        Kind.CELL, key, until=_container(lambda c: c.restart_count >= 1), within=30
+    )
+    assert isinstance(first, Cell)
+    once = first.status.containers[0]
+    assert once.restart_count == 1, once
+    assert _pause(once) < 5, once  # at once: one reconcile, not 30 s
+
+    # The restarted task fails at once too: the second restart waits 10 s, and says so.
+    waiting = await k.wait_for(
+        Kind.CELL,
+        key,
+        until=_container(lambda c: "restarting in" in (c.message or "")),
+        within=10,
+    )
+    assert isinstance(waiting, Cell)
+    said = re.search(r"restarting in ([0-9.]+)s", waiting.status.containers[0].message or "")
+    assert said is not None
+    assert 0 < float(said.group(1)) <= 10, said.group(0)
+
+    second = await k.wait_for(
+        Kind.CELL, key, until=_container(lambda c: c.restart_count >= 2), within=25
+    )
+    assert isinstance(second, Cell)
+    twice = second.status.containers[0]
+    assert twice.restart_count == 2, twice
+    assert twice.backoff_restarts == 2
+    assert 10 <= _pause(twice) < 16, twice

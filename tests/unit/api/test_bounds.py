@@ -97,11 +97,22 @@ def test_restart_knobs_are_bounded(knobs: dict[str, Any], field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("given", "pause"), [(None, 30), (0, 1), (1, 1), (300, 300), (10**20, 300)]
+    ("given", "loop", "pause"),
+    [
+        (None, 0, 0),
+        (None, 1, 10),
+        (None, 10**20, 300),
+        (0, 0, 1),
+        (1, 0, 1),
+        (300, 0, 300),
+        (10**20, 10**20, 300),
+    ],
 )
-def test_the_restart_timer_keeps_the_floor_and_the_cap(given: int | None, pause: int) -> None:
+def test_the_restart_timer_keeps_the_floor_and_the_cap(
+    given: int | None, loop: int, pause: int
+) -> None:
     finished = datetime(2026, 1, 1, tzinfo=UTC)
-    due = restart_due_at(finished_at=finished, backoff_seconds=given)
+    due = restart_due_at(finished_at=finished, backoff_seconds=given, loop_restarts=loop)
     assert due == finished + timedelta(seconds=pause)
 
 

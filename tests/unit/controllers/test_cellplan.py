@@ -119,9 +119,7 @@ def owed_by_rule(policy: str, code: int, count: int, retries: int | None) -> boo
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("code", CODES)
 @pytest.mark.parametrize(("count", "retries"), [(0, None), (4, None), (5, None), (1, 2), (2, 2)])
-@pytest.mark.parametrize(
-    ("backoff", "elapsed"), [(None, 29), (None, 30), (5, 4.5), (5, 5), (5, 60)]
-)
+@pytest.mark.parametrize(("backoff", "elapsed"), [(None, 0), (None, 30), (5, 4.5), (5, 5), (5, 60)])
 def test_an_exited_task(
     policy: str, code: int, count: int, retries: int | None, backoff: int | None, elapsed: float
 ) -> None:
@@ -138,7 +136,9 @@ def test_an_exited_task(
         task=stopped_task(code, at=finished),
     )
     owed = owed_by_rule(policy, code, count, retries)
-    due = elapsed >= (30 if backoff is None else backoff)
+    # Unset, the first exit of a loop restarts at once (and this run lasted an hour).
+    pause = 0 if backoff is None else backoff
+    due = elapsed >= pause
     exited = result.notes[0]
     assert exited.reason == EventReason.EXITED
     assert exited.warning == (code != 0)
@@ -152,6 +152,7 @@ def test_an_exited_task(
         assert result.actions == (DeleteTask(), StartTask(restart=True))
         assert status.state == ContainerState.READY
         assert status.restart_count == count + 1
+        assert status.backoff_restarts == 1
         assert status.restart_time == T0
         assert status.reason is None
         assert status.last_state is not None
@@ -165,8 +166,8 @@ def test_an_exited_task(
     elif owed:
         assert result.actions == ()
         assert [n.reason for n in result.notes[1:]] == [EventReason.BACK_OFF]
-        assert result.wake_in == pytest.approx((30 if backoff is None else backoff) - elapsed)
-        assert result.restart_at == finished + timedelta(seconds=30 if backoff is None else backoff)
+        assert result.wake_in == pytest.approx(pause - elapsed)
+        assert result.restart_at == finished + timedelta(seconds=pause)
         assert status.message is not None
         assert status.message.startswith(f"exited with {code}")
         assert status.state == (ContainerState.STOPPED if code == 0 else ContainerState.FAILED)
@@ -204,7 +205,7 @@ def test_a_failed_exit_says_the_last_line_the_process_wrote() -> None:
     task = ObservedTask(TaskStatus.STOPPED, pid=100, exit_status=1, exited_at=T0, last_line=said)
     ended = plan(spec("never"), previous=ran(), container=kept(), task=task)
     assert (ended.status.reason, ended.status.message) == ("Error", said)
-    waiting = plan(spec("always"), previous=ran(), container=kept(), task=task)
+    waiting = plan(spec("always", backoff=5), previous=ran(), container=kept(), task=task)
     assert waiting.status.message is not None
     assert waiting.status.message.startswith(f"exited with 1 ({said}); restarting in")
 
@@ -273,7 +274,7 @@ def test_a_changed_spec_recreates_the_container_with_a_new_history() -> None:
 def test_a_restart_request_recreates_the_container_keeping_its_history() -> None:
     result = plan(
         spec(),
-        previous=ran(restart_count=3),
+        previous=ran(restart_count=3, backoff_restarts=3),
         container=kept(),
         task=ObservedTask(TaskStatus.RUNNING, pid=100),
         restarted_at="2026-01-01T12:00:00Z",
@@ -284,6 +285,7 @@ def test_a_restart_request_recreates_the_container_keeping_its_history() -> None
         StartTask(restart=False),
     )
     assert result.status.restart_count == 3
+    assert result.status.backoff_restarts == 0  # a crash loop starts over, as a new pod's
 
 
 @pytest.mark.parametrize(
@@ -334,6 +336,105 @@ def test_an_exit_recorded_before_its_task_went_decides_as_before() -> None:
     assert result.status.last_state is not None
     assert result.status.last_state.reason == "Error"
     assert result.notes == ()  # already reported
+
+
+# --- the default back-off: Kubernetes' CrashLoopBackOff --------------------------------------
+
+
+def exit_and_restart(
+    container_spec: ContainerSpec, status: ContainerStatus, *, ran_for: float
+) -> tuple[float, ContainerStatus]:
+    """The task started at `status.start_time` exits `ran_for` seconds later: the pause the
+    planner waits (its BackOff and status message say it), and the status once restarted.
+    Each pass plans from the status as stored (JSON and back), as a restarted kukeond does."""
+    assert status.start_time is not None
+    finished = status.start_time + timedelta(seconds=ran_for)
+    task = stopped_task(1, at=finished)
+
+    def stored(s: ContainerStatus) -> ContainerStatus:
+        return ContainerStatus.model_validate(s.model_dump(mode="json", by_alias=True))
+
+    seen = plan(container_spec, previous=stored(status), container=kept(), task=task, now=finished)
+    if seen.start is not None:
+        assert (seen.status.reason, seen.status.message) == (None, None)  # it runs again
+        return 0.0, seen.started(status.pid or 1, at=finished)
+    assert seen.wake_in is not None
+    assert seen.restart_at is not None
+    assert [n.reason for n in seen.notes[1:]] == [EventReason.BACK_OFF]
+    assert seen.status.message == f"exited with 1; restarting in {seen.wake_in:.1f}s"
+    waiting = seen.status
+    halfway = finished + timedelta(seconds=seen.wake_in / 2)
+    again = plan(container_spec, previous=stored(waiting), container=kept(), task=task, now=halfway)
+    assert again.restart_at == seen.restart_at  # the same pause after a kukeond restart
+    assert again.start is None
+    due = plan(
+        container_spec,
+        previous=stored(again.status),
+        container=kept(),
+        task=task,
+        now=seen.restart_at,
+    )
+    assert due.start == StartTask(restart=True)
+    return seen.wake_in, due.started(status.pid or 1, at=seen.restart_at)
+
+
+def pauses_of(
+    runs: list[float], *, backoff: int | None = None, previous: ContainerStatus | None = None
+) -> list[float]:
+    container_spec = spec("always", backoff=backoff)
+    status = previous or ran(start_time=T0)
+    pauses = []
+    for run in runs:
+        pause, status = exit_and_restart(container_spec, status, ran_for=run)
+        pauses.append(pause)
+    return pauses
+
+
+def test_a_crash_loop_restarts_at_once_then_after_ten_seconds_doubling_to_five_minutes() -> None:
+    assert pauses_of([0.1] * 8) == [0, 10, 20, 40, 80, 160, 300, 300]
+
+
+def test_a_run_of_ten_minutes_starts_the_loop_over() -> None:
+    assert pauses_of([2, 2, 2, 600, 2, 2]) == [0, 10, 20, 0, 10, 20]
+    assert pauses_of([2, 2, 2, 599, 2]) == [0, 10, 20, 40, 80]
+
+
+def test_an_explicit_backoff_stays_a_fixed_pause() -> None:
+    assert pauses_of([0.1, 0.1, 0.1, 700, 0.1], backoff=3) == [3, 3, 3, 3, 3]
+
+
+def test_a_status_stored_before_the_loop_count_starts_the_loop_over() -> None:
+    """A document written before ``backoffRestarts`` existed reads as 0: the first exit
+    after the upgrade restarts at once, the next ones back off from 10 s."""
+    old = ContainerStatus.model_validate(
+        {
+            "id": "app",
+            "name": NAME,
+            "state": "Ready",
+            "pid": 100,
+            "restartCount": 40,
+            "startTime": T0.isoformat(),
+            "restartTime": T0.isoformat(),
+        }
+    )
+    assert old.backoff_restarts == 0
+    assert pauses_of([1, 1, 1], previous=old) == [0, 10, 20]
+
+
+def test_restart_max_retries_still_counts_every_restart() -> None:
+    """on-failure gives up after restartMaxRetries restarts, whatever the loop's state."""
+    container_spec = spec("on-failure", retries=2)
+    status = ran(start_time=T0)
+    for _ in range(2):
+        _, status = exit_and_restart(container_spec, status, ran_for=700)
+    assert (status.restart_count, status.backoff_restarts) == (2, 1)
+    assert status.start_time is not None
+    finished = status.start_time + timedelta(seconds=1)
+    ended = plan(
+        container_spec, previous=status, container=kept(), task=stopped_task(1, at=finished)
+    )
+    assert ended.actions == ()
+    assert not ended.observation.restart_owed
 
 
 # --- a task whose shim died (issue 17, item 2) -----------------------------------------------
@@ -555,6 +656,7 @@ def statuses(draw: st.DrawFn) -> ContainerStatus | None:
         finish_time=draw(times),
         start_time=draw(times),
         restart_count=draw(st.integers(0, 7)),
+        backoff_restarts=draw(st.integers(0, 8)),
         reason=draw(st.one_of(st.none(), st.sampled_from(["Error", "TaskLost", "Completed"]))),
     )
 

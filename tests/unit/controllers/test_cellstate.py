@@ -8,9 +8,11 @@ from kukeon.api import CellState
 from kukeon.controllers.cellstate import (
     ContainerObservation,
     containerd_container_id,
+    crash_loop_restarts,
     derive_cell_state,
     restart_due_at,
     restart_owed,
+    restart_pause_seconds,
     spec_digest,
 )
 
@@ -60,14 +62,53 @@ def test_restart_policy(
     )
 
 
-def test_restart_backoff_defaults_to_thirty_seconds() -> None:
+def loop_pauses(runs: list[float], *, backoff: int | None = None) -> list[int]:
+    """The pause before each restart of a container whose successive runs (start to exit)
+    lasted `runs` seconds, each restarted when due, folded as the planner does: the loop
+    count read from the last status, ``backoffRestarts`` written back one higher."""
+    pauses: list[int] = []
+    stored = 0
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for run in runs:
+        finished = start + timedelta(seconds=run)
+        loop = crash_loop_restarts(backoff_restarts=stored, started_at=start, finished_at=finished)
+        due = restart_due_at(finished_at=finished, backoff_seconds=backoff, loop_restarts=loop)
+        pauses.append(int((due - finished).total_seconds()))
+        stored, start = loop + 1, due
+    return pauses
+
+
+def test_the_default_backoff_is_kubernetes_crash_loop_backoff() -> None:
+    """At once, then 10 s doubling to the 300 s cap (kubelet's CrashLoopBackOff)."""
+    assert loop_pauses([0.1] * 9) == [0, 10, 20, 40, 80, 160, 300, 300, 300]
+
+
+def test_a_run_of_ten_minutes_ends_the_crash_loop() -> None:
+    assert loop_pauses([1, 1, 1, 1, 600, 1, 1]) == [0, 10, 20, 40, 0, 10, 20]
+    # Just under ten minutes is still a crash: the loop goes on.
+    assert loop_pauses([1, 1, 1, 599.9, 1]) == [0, 10, 20, 40, 80]
+    # The first exit of a container restarts at once whatever its run.
+    assert loop_pauses([3600, 3600]) == [0, 0]
+
+
+def test_an_explicit_backoff_is_a_fixed_pause_before_every_restart() -> None:
+    assert loop_pauses([0.1] * 8, backoff=5) == [5] * 8
+    assert loop_pauses([1, 600, 1], backoff=1) == [1, 1, 1]
+    assert loop_pauses([1, 1], backoff=300) == [300, 300]
+
+
+def test_the_loop_count_never_overflows_the_pause() -> None:
+    for count in (6, 7, 64, 10**6, 2**63 - 1):
+        assert restart_pause_seconds(backoff_seconds=None, loop_restarts=count) == 300
+    assert restart_pause_seconds(backoff_seconds=None, loop_restarts=-3) == 0
+
+
+def test_a_run_of_unknown_length_is_counted_short() -> None:
+    """No start time (never written): never a reset by accident, the loop goes on."""
     finished = datetime(2026, 1, 1, tzinfo=UTC)
-    assert restart_due_at(finished_at=finished, backoff_seconds=None) == finished + timedelta(
-        seconds=30
-    )
-    assert restart_due_at(finished_at=finished, backoff_seconds=1) == finished + timedelta(
-        seconds=1
-    )
+    assert crash_loop_restarts(backoff_restarts=4, started_at=None, finished_at=finished) == 4
+    later = finished + timedelta(hours=1)  # a clock that went back: a short run
+    assert crash_loop_restarts(backoff_restarts=4, started_at=later, finished_at=finished) == 4
 
 
 def test_all_running_is_ready() -> None:
