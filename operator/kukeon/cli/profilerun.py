@@ -19,20 +19,16 @@ from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import profile_runs_path
 
 from .runner import EXIT_USAGE, fail
+from .runspec import CONTAINER_OPTION_NAMES
 
-CellCreator = Callable[[ApiClient], Awaitable[str]]
-"""Creates the cell of a run and returns its name."""
+CellCreator = Callable[[ApiClient], Awaitable[Cell]]
+"""Creates the cell of a run and returns it (as the server answered)."""
 
 _BY_HAND = {
     "image": "--image",
-    "env": "--env",
     "labels": "--label",
     "stop_timeout": "--stop-timeout",
-    "stop_signal": "--stop-signal",
-    "ports": "--publish",
-    "restart": "--restart",
-    "cpus": "--cpus",
-    "memory": "--memory",
+    **CONTAINER_OPTION_NAMES,
     "command": "a command",
 }
 """The parameters of `run` that build a cell by hand, and how the command line says them."""
@@ -72,7 +68,7 @@ def profile_creator(
     if name:
         body["name"] = name
 
-    async def create(client: ApiClient) -> str:
+    async def create(client: ApiClient) -> Cell:
         document = await client.request(
             "POST",
             profile_runs_path(*scope),
@@ -81,6 +77,6 @@ def profile_creator(
         )
         cell = parse_resource(document)
         assert isinstance(cell, Cell)
-        return cell.metadata.name
+        return cell
 
     return create

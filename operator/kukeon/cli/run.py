@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import sys
 from typing import Any
 
 import click
 
-from kukeon.api import Kind, parse_resource
+from kukeon.api import Cell, Kind, parse_resource
 from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
@@ -20,6 +19,7 @@ from kukeon.client.paths import object_path
 from .params import DURATION, cell_key, scope_options
 from .profilerun import CellCreator, profile_creator, refuse_by_hand_options
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
+from .runspec import build_container, container_options
 
 LOG_END_SECONDS = 60.0
 """How long ``run --rm`` waits, once the cell is deleted, for its output's end."""
@@ -88,7 +88,6 @@ async def _wait_state(
     show_default=True,
     help="With --wait: how long to wait for Ready (e.g. 90s, 5m).",
 )
-@click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option(
     "--label",
     "-l",
@@ -97,49 +96,32 @@ async def _wait_state(
     help="A label of the cell, KEY=VALUE (repeatable, or comma-separated as kubectl's).",
 )
 @click.option(
-    "--publish",
-    "-p",
-    "ports",
-    multiple=True,
-    metavar="[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]",
-    help="Publish a port of the cell on its node (DNAT to the cell's address); repeatable.",
-)
-@click.option(
     "--stop-timeout",
     type=click.IntRange(0, 3600),
     help="Seconds the container has to exit after SIGTERM before SIGKILL (docker's; the cell's "
     "terminationGracePeriodSeconds; kukeond's 10 s when unset).",
 )
+@container_options
 @click.option(
-    "--stop-signal",
-    metavar="SIGNAL",
-    help="The signal that asks the container to stop (docker's; a name or number, e.g. SIGINT; "
-    "the image's StopSignal when unset, else SIGTERM).",
-)
-@click.option(
-    "--cpus",
-    type=click.FloatRange(0.01, 1000),
-    help="At most this many CPUs of time (docker's; e.g. 0.5; the container's "
-    "resources.cpuLimitMillicores).",
-)
-@click.option(
-    "--memory",
-    "-m",
-    metavar="BYTES",
-    help="Memory limit (docker's; e.g. 64m, 1g: b, k, m, g, powers of 1024; the "
-    "container's resources.memoryLimitBytes).",
-)
-@click.option(
-    "--restart",
-    type=click.Choice(["always", "on-failure", "never"]),
-    default="never",
+    "--dry-run",
+    type=click.Choice(["none", "server", "client"]),
+    default="none",
     show_default=True,
+    help="client: print the cell without sending it; server: the server checks it and "
+    "writes nothing (kubectl's; with -o yaml|json, the cell as a manifest).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["yaml", "json", "name"]),
+    help="Print the created cell (yaml, json: the manifest) instead of 'cell/NAME created'.",
 )
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @scope_options
 @click.pass_context
 def run_command(
     ctx: click.Context,
+    /,
     name: str | None,
     image: str | None,
     profile: str | None,
@@ -150,26 +132,24 @@ def run_command(
     remove: bool,
     wait_ready: bool,
     timeout: float,
-    env: tuple[str, ...],
     labels: tuple[str, ...],
-    ports: tuple[str, ...],
     stop_timeout: int | None,
-    stop_signal: str | None,
-    cpus: float | None,
-    memory: str | None,
-    restart: str,
+    dry_run: str,
+    output: str | None,
     command: tuple[str, ...],
     realm: str,
     space: str,
     stack: str,
+    **container: Any,
 ) -> None:
-    """Create a cell with one container running IMAGE [-- COMMAND ARGS...].
+    """Create a cell with one container running IMAGE [-- ARGS (of its entrypoint)...].
 
     \b
     Examples:
       kukectl run web --image nginx:1.27 -p 8080:80 -l app=web
       kukectl run demo --image busybox --rm -- sh -c 'echo hi; exit 4'
-      kukectl run job --image busybox --restart never --wait -- date
+      kukectl run app --image busybox -v /srv/data:/data:ro -w /data -u 1000 -- ls
+      kukectl run web --image nginx --dry-run=client -o yaml > web.yaml
       kukectl run --profile worker --param QUEUE=jobs --space team
     """
     interactive = stdin or tty
@@ -177,34 +157,37 @@ def run_command(
         if profile is not None:
             fail(f"the cell is named twice: {name} and --name {cell_name}", EXIT_USAGE)
         command = (name, *command)  # docker's habit: --name, then the command
+    dry = dry_run != "none"
+    _refuse_mixes(dry=dry, following=remove or interactive, wait=wait_ready, output=output)
+    scope = (realm, space, stack)
     if profile is not None:
         refuse_by_hand_options(ctx)
-        creator = profile_creator(profile, params, cell_name or name, (realm, space, stack))
+        if dry_run == "client":
+            fail("--dry-run=client: the server makes a profile's cell; use server", EXIT_USAGE)
+        creator = profile_creator(profile, params, cell_name or name, scope, dry_run=dry)
     elif params:
         fail("--param goes with --profile", EXIT_USAGE)
     elif not (cell_name or name) or not image:
         fail("NAME (or --name) and --image are required (or --profile)", EXIT_USAGE)
     else:
-        scope = (realm, space, stack)
-        built = _container(cell_name or name or "", image, env, ports, restart, command)
-        if stop_signal is not None:
-            built["stopSignal"] = stop_signal
-        resources = _resources(cpus, memory)
-        if resources:
-            built["resources"] = resources
-        creator = _by_hand(
-            cell_name or name or "",
-            built,
+        cell_name = cell_name or name or ""
+        cell = _cell_by_hand(
+            cell_name,
+            build_container(cell_name, image, command, container),
             scope,
             labels=_labels(labels),
             attachable=interactive,
             stop_timeout=stop_timeout,
         )
+        if dry_run == "client":
+            _report(cell, output, "(dry run)")
+            return
+        creator = _creator(cell, dry_run=dry)
 
     async def work(client: ApiClient) -> int:
         created = await creator(client)
-        key = cell_key(realm, space, stack, created)
-        click.echo(f"cell/{created} created", err=remove or interactive)
+        key = cell_key(realm, space, stack, created.metadata.name)
+        _report(created, output, "(server dry run)" if dry else "", err=remove or interactive)
         if interactive:
             return await _run_attached(client, key, within=timeout, remove=remove)
         if remove:
@@ -218,40 +201,26 @@ def run_command(
     raise click.exceptions.Exit(run(ctx, work))
 
 
-def _container(
-    name: str,
-    image: str,
-    env: tuple[str, ...],
-    ports: tuple[str, ...],
-    restart: str,
-    command: tuple[str, ...],
-) -> dict[str, Any]:
-    container: dict[str, Any] = {"id": name, "image": image, "env": list(env)}
-    if command:
-        container["command"] = command[0]
-        container["args"] = list(command[1:])
-    if ports:
-        container["ports"] = list(ports)
-    if restart != "never":
-        container["restartPolicy"] = restart
-    return container
+def _refuse_mixes(*, dry: bool, following: bool, wait: bool, output: str | None) -> None:
+    if dry and (following or wait):
+        fail("--dry-run creates nothing to follow: no --rm, -i/-t or --wait", EXIT_USAGE)
+    if output is not None and following:
+        fail("-o/--output prints the cell: not with --rm or -i/-t", EXIT_USAGE)
 
 
-_SIZE = re.compile(r"(\d+)\s*([kmg]?)(?:i?b)?")
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+def _report(cell: Cell, output: str | None, note: str, *, err: bool = False) -> None:
+    """What ``run`` prints of the cell it made: kubectl's line, or the cell as ``-o`` says;
+    ``err``: the line only, on stderr (the container's output follows on stdout)."""
+    if err:
+        click.echo(f"cell/{cell.metadata.name} created", err=True)
+    elif output in ("yaml", "json"):
+        from .output import render_documents
 
-
-def _resources(cpus: float | None, memory: str | None) -> dict[str, int]:
-    """``--cpus`` and ``--memory`` as the container's resources; exit 2 for a bad size."""
-    resources: dict[str, int] = {}
-    if cpus is not None:
-        resources["cpuLimitMillicores"] = round(cpus * 1000)
-    if memory is not None:
-        size = _SIZE.fullmatch(memory.strip().lower())
-        if size is None:
-            fail(f"--memory {memory!r}: expected a number of bytes, e.g. 64m or 1g", EXIT_USAGE)
-        resources["memoryLimitBytes"] = int(size[1]) * _UNITS[size[2]]
-    return resources
+        click.echo(render_documents([cell], "yaml" if output == "yaml" else "json"), nl=False)
+    elif output == "name":
+        click.echo(f"cell/{cell.metadata.name}")
+    else:
+        click.echo(f"cell/{cell.metadata.name} created" + (f" {note}" if note else ""))
 
 
 def _labels(given: tuple[str, ...]) -> dict[str, str]:
@@ -265,7 +234,7 @@ def _labels(given: tuple[str, ...]) -> dict[str, str]:
     return labels
 
 
-def _by_hand(
+def _cell_by_hand(
     name: str,
     container: dict[str, Any],
     scope: tuple[str, str, str],
@@ -273,8 +242,9 @@ def _by_hand(
     labels: dict[str, str],
     attachable: bool,
     stop_timeout: int | None = None,
-) -> CellCreator:
-    """What creates the one-container cell the options describe (validated here first)."""
+) -> Cell:
+    """The one-container cell the options describe, validated here (exit 2 naming the
+    problem) before anything is sent."""
     realm, space, stack = scope
     if attachable:
         container = {**container, "attachable": True}
@@ -296,10 +266,15 @@ def _by_hand(
         cell = parse_resource(document)
     except ValueError as error:
         fail(str(error), EXIT_USAGE)
+    assert isinstance(cell, Cell)
+    return cell
 
-    async def create(client: ApiClient) -> str:
-        await client.create(cell)
-        return name
+
+def _creator(cell: Cell, *, dry_run: bool) -> CellCreator:
+    async def create(client: ApiClient) -> Cell:
+        created = await client.create(cell, dry_run=dry_run)
+        assert isinstance(created, Cell)
+        return created
 
     return create
 

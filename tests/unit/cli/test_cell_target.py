@@ -3,9 +3,6 @@ refuse another kind with a usage error (exit 2) naming the accepted forms."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import click
 import pytest
 from click.testing import CliRunner
@@ -148,15 +145,9 @@ def test_get_takes_kubectls_kind_lists_and_all() -> None:
 
 
 def test_run_stop_timeout_is_the_cells_termination_grace() -> None:
-    from kukeon.cli.run import _by_hand
+    from kukeon.cli.run import _cell_by_hand
 
-    created: list[Any] = []
-
-    class Client:
-        async def create(self, cell: Any) -> None:
-            created.append(cell)
-
-    make = _by_hand(
+    cell = _cell_by_hand(
         "w",
         {"id": "w", "image": "busybox"},
         ("r", "s", "st"),
@@ -164,8 +155,7 @@ def test_run_stop_timeout_is_the_cells_termination_grace() -> None:
         attachable=False,
         stop_timeout=30,
     )
-    asyncio.run(make(Client()))  # type: ignore[arg-type]
-    assert created[0].spec.termination_grace_period_seconds == 30
+    assert cell.spec.termination_grace_period_seconds == 30
     args = ["--server", "unix:///x.sock", "run", "w", "--image", "i", "--stop-timeout", "-1"]
     assert CliRunner().invoke(cli, args).exit_code == EXIT_USAGE
 

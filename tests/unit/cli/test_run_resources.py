@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import pytest
 
-from kukeon.cli.run import _resources
+from kukeon.cli.runspec import _resources
 
 
 @pytest.mark.parametrize(
