@@ -94,7 +94,7 @@ def config_use_context(ctx: click.Context, name: str) -> None:
 
 
 @config_group.command("set-context")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--server", "context_server", help="unix:///path or https://host:port.")
 @click.option("--token", "context_token", help="Bearer token.")
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False))
@@ -112,11 +112,16 @@ def config_use_context(ctx: click.Context, name: str) -> None:
 @click.option(
     "--stack", "context_stack", help="The stack of commands that give no --stack; '' unsets it."
 )
-@click.option("--current", is_flag=True, help="Also make it the current context.")
+@click.option(
+    "--current",
+    is_flag=True,
+    help="Also make it the current context; without NAME: change the current context "
+    "(kubectl's set-context --current).",
+)
 @click.pass_context
 def config_set_context(
     ctx: click.Context,
-    name: str,
+    name: str | None,
     context_server: str | None,
     context_token: str | None,
     token_file: Path | None,
@@ -133,6 +138,7 @@ def config_set_context(
     own parents still win), as kubectl's context namespace:
       kukectl config set-context team --realm shop --space web --current
       kukectl get cells                  # the cells of shop/web/default
+      kukectl config set-context --current --space api   # kubectl's form
     """
     if context_server is not None:
         try:
@@ -141,6 +147,12 @@ def config_set_context(
             fail(str(exc), EXIT_USAGE)
     path = _config_path(ctx)
     config = _load_or_fail(path)
+    if name is None:
+        if not current:
+            fail("give the context's NAME, or --current to change the current one", EXIT_USAGE)
+        if not config.current_context:
+            fail("--current: no context is current (kukectl config use-context NAME)", EXIT_USAGE)
+        name = config.current_context
     existing = config.context(name)
     fields: dict[str, Any] = existing.model_dump() if existing else {"name": name}
     updates = {

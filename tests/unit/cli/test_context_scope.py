@@ -88,6 +88,10 @@ def test_set_context_keeps_a_scope_and_shows_it(
     assert listing.splitlines()[1].split()[-3:] == ["shop", "web", "front"]
     assert _run("config", "set-context", "team", "--stack", "")[0] == 0  # '' unsets
     assert "stack" not in yaml.safe_load((tmp_path / "config.yaml").read_text())["contexts"][0]
+    # kubectl's form: --current without NAME changes the current context
+    assert _run("config", "set-context", "--current", "--space", "api")[0] == 0
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["contexts"][0]["space"] == "api"
+    assert _run("config", "set-context", "--space", "api")[0] == 2  # no NAME, no --current
     code, output = _run("config", "set-context", "team", "--realm", "Not_A_Name")
     assert code == 2
     assert "--realm" in output
