@@ -98,6 +98,7 @@ async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
 
     await orphan_and_adopt(k, scope)
     await restart_rolls_every_cell(k, scope)
+    await set_env_rolls_the_cells(k, scope)
 
     code, out, err = await kukectl(k, "delete", "cellset", "web", *scope)
     assert code == 0, err
@@ -143,6 +144,27 @@ async def history_and_undo(k: Kukeond, scope: list[str]) -> None:
     )
     assert code == 1
     assert "no revision 9" in err
+
+
+async def set_env_rolls_the_cells(k: Kukeond, scope: list[str]) -> None:
+    """kubectl's `set env` and `set image`: the template changes, the set rolls to it, the
+    history says why; a container the set does not have is a usage error."""
+    code, out, err = await kukectl(k, "set", "env", "cellset/web", "V=9", "EXTRA=x", *scope)
+    assert (code, out.strip()) == (0, "cellset/web env updated"), err
+    code, out, err = await kukectl(
+        k, "rollout", "status", "cellset/web", "--timeout", "90s", *scope
+    )
+    assert code == 0, err
+    code, out, err = await kukectl(k, "rollout", "history", "cellset/web", *scope)
+    assert out.splitlines()[-1].split(maxsplit=2)[2] == "set env V=9 EXTRA=x"
+    current = [c for c in await set_cells(k) if c.metadata.deletion_timestamp is None]
+    assert current
+    assert all(c.spec.containers[0].env == ["V=9", "EXTRA=x"] for c in current)
+    code, out, err = await kukectl(k, "set", "env", "cellset/web", "V=9", *scope)
+    assert (code, out.strip()) == (0, "cellset/web unchanged"), err
+    code, out, err = await kukectl(k, "set", "image", "cellset/web", "nope=busybox", *scope)
+    assert code == 2
+    assert "no container nope (it has main)" in err
 
 
 async def set_cells(k: Kukeond) -> list[Cell]:

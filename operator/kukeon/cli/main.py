@@ -116,6 +116,7 @@ COMMANDS = {
     "drain": "nodes:drain",
     "scale": "cellsets:scale",
     "rollout": "cellsets:rollout",
+    "set": "setcommands:set_group",
     # kukectl itself
     "config": "config_commands:config_group",
     "version": "version:version",
