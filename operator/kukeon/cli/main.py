@@ -125,6 +125,10 @@ COMMANDS = {
 # Commands added to a group of another module: (group, name) -> "module:attribute".
 SUBCOMMANDS: dict[tuple[str, ...], str] = {
     ("create", "secret"): "secret:create_secret",
+    ("create", "realm"): "createobjects:create_realm",
+    ("create", "space"): "createobjects:create_space",
+    ("create", "stack"): "createobjects:create_stack",
+    ("create", "cellset"): "createobjects:create_cellset",
 }
 cli.register(__package__ or "kukeon.cli", COMMANDS, SUBCOMMANDS)
 
