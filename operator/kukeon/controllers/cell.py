@@ -85,12 +85,11 @@ from .cellplan import (
     Note,
     plan_cell,
     plan_container,
-    plan_stop,
-    stopped_statuses,
     task_beside_network,
 )
 from .cellports import publish_ports, release_ports
 from .cellstate import containerd_container_id
+from .cellstop import plan_stop, stopped_statuses
 from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host

@@ -33,6 +33,7 @@ from kukeon.api import (
     ContainerTerminated,
     EventReason,
 )
+from kukeon.api.meta import INT64_MAX
 from kukeon.api.probes import ProbeKind, ProbeResult, ProbeStatus
 from kukeon.runtime.containerd.tasks import TaskStatus
 
@@ -502,8 +503,10 @@ def _restarted(
         update={
             "state": ContainerState.READY,
             "pid": None,
-            "restart_count": status.restart_count + 1,
-            "backoff_restarts": loop_restarts + 1,
+            # Both stop at the model's bound: one past it, stored, would fail every
+            # status write from then on (the restart made, never reported).
+            "restart_count": min(status.restart_count + 1, INT64_MAX),
+            "backoff_restarts": min(loop_restarts + 1, INT64_MAX),
             "restart_time": now,
             "start_time": now,
             # Why the last one ended is in lastState; the new task has said nothing yet.
@@ -636,49 +639,3 @@ def plan_cell(cell: Cell, containers: Sequence[ContainerPlan]) -> CellPlan:
         wake_in=wake_in,
         not_ready=not_ready,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class StopPlan:
-    """``desiredState: Stopped``: every task stopped, the containers kept."""
-
-    killing: tuple[Note, ...]
-    """Before the stop: one per container that runs."""
-    stopped: tuple[Note, ...]
-    """After it: the cell's ``Stopped`` unless it already was."""
-
-
-def plan_stop(cell: Cell) -> StopPlan:
-    killing = tuple(
-        Note(EventReason.KILLING, f"stopping container {c.id}")
-        for c in cell.status.containers
-        if c.state in (ContainerState.READY, ContainerState.PAUSED)
-    )
-    stopped = (
-        (Note(EventReason.STOPPED, "stopped (desiredState is Stopped)"),)
-        if cell.status.state != CellState.STOPPED
-        else ()
-    )
-    return StopPlan(killing=killing, stopped=stopped)
-
-
-def stopped_statuses(
-    cell: Cell, containers: Sequence[ContainerSpec], *, at: datetime
-) -> list[ContainerStatus]:
-    """The containers' statuses once their tasks were stopped at `at` (root first)."""
-    previous = {status.id: status for status in cell.status.containers}
-    statuses: list[ContainerStatus] = []
-    for container in containers:
-        status = previous.get(container.id) or ContainerStatus(id=container.id)
-        if status.state in (ContainerState.READY, ContainerState.PAUSED):
-            status = status.model_copy(
-                update={
-                    "state": ContainerState.STOPPED,
-                    "pid": None,
-                    "finish_time": at,
-                    "started": False,
-                    "ready": False,
-                }
-            )
-        statuses.append(status)
-    return statuses

@@ -36,9 +36,8 @@ from kukeon.controllers.cellplan import (
     exit_signal_name,
     plan_cell,
     plan_container,
-    plan_stop,
-    stopped_statuses,
 )
+from kukeon.controllers.cellstop import plan_stop, stopped_statuses
 from kukeon.runtime.containerd.tasks import TaskStatus
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -435,6 +434,21 @@ def test_restart_max_retries_still_counts_every_restart() -> None:
     )
     assert ended.actions == ()
     assert not ended.observation.restart_owed
+
+
+def test_a_restart_at_the_counters_bound_is_still_reported() -> None:
+    """A status at int64's bound (valid, written by hand) is restarted with counters that
+    stay valid: one past the bound would fail every status write from then on, the
+    restart made but never reported (``restartCount`` frozen, an error each pass)."""
+    top = 2**63 - 1
+    status = ran(restart_count=top, backoff_restarts=top, start_time=T0 - timedelta(seconds=1))
+    due = T0 + timedelta(seconds=300)
+    result = plan(
+        spec("always"), previous=status, container=kept(), task=stopped_task(1, at=T0), now=due
+    )
+    assert result.start == StartTask(restart=True)
+    stored = ContainerStatus.model_validate(result.status.model_dump(mode="json", by_alias=True))
+    assert (stored.restart_count, stored.backoff_restarts) == (top, top)
 
 
 # --- a task whose shim died (issue 17, item 2) -----------------------------------------------
