@@ -157,6 +157,10 @@ class ResourceWrites(HandlerBase):
         dry_run = queryparams.dry_run(request)
         body = await read_body(request, self._settings.max_body_bytes)
         document = prepare(body, target, name_from_url=True)
+        if target.subresource is None:
+            # A spec write keeps the stored status whatever the body says (Kubernetes'
+            # PUT): a client of another version may send status fields this server lacks.
+            document.pop("status", None)
         res = parse(document)
         current = await self._store(target, self._registry.get(target.kind, target.key))
         if not res.metadata.resource_version:

@@ -153,6 +153,12 @@ def _fields(name: str | None, field_selector: str | None) -> str:
     return ",".join(terms)
 
 
+def _spec_write(document: dict[str, Any]) -> dict[str, Any]:
+    """A create's or an update's body: without status, which the server keeps as stored (a
+    server of another version may not know every status field this client's models have)."""
+    return {key: value for key, value in document.items() if key != "status"}
+
+
 def parse_object(document: Any) -> AnyResource:
     """The model of a document the server sent; a document that is not valid is the
     server's failure (500), not the caller's."""
@@ -468,7 +474,7 @@ class ApiClient:
             "POST",
             collection_path(kind, scope),
             params=self._dry(dry_run),
-            body=to_request_document(res),
+            body=_spec_write(to_request_document(res)),
         )
         return parse_object(document)
 
@@ -479,7 +485,7 @@ class ApiClient:
             "PUT",
             object_path(Kind(res.kind), key_of(res)),
             params=self._dry(dry_run),
-            body=to_request_document(res),
+            body=_spec_write(to_request_document(res)),
         )
         return parse_object(document)
 

@@ -200,6 +200,13 @@ async def test_status_subresource(http: aiohttp.ClientSession) -> None:
         )
     )
     assert spec_write["status"]["state"] == "Ready"
+    # nor does a PUT of the object, whatever status it carries (a client of another
+    # version may send status fields this server does not have)
+    whole = await _ok(await http.get(f"{V}/realms/r"))
+    whole["status"] = {"state": "Failed", "fieldOfANewerVersion": 3, "nodes": "garbage"}
+    put = await _ok(await http.put(f"{V}/realms/r", json=whole))
+    assert put["status"]["state"] == "Ready"
+    assert "fieldOfANewerVersion" not in put["status"]
     doc = await _ok(await http.get(f"{V}/realms/r/status"))
     doc["status"]["message"] = "replaced"
     replaced = await _ok(await http.put(f"{V}/realms/r/status", json=doc))

@@ -81,6 +81,35 @@ async def test_stream_and_upload(server: str, tmp_path: Path) -> None:
         assert streamed.value.reason == "Invalid"
 
 
+async def test_spec_writes_send_no_status(tmp_path: Path) -> None:
+    """A create's or an update's body carries no status: the server keeps its own, and a
+    server of another version may not know every status field of this client's models."""
+    from kukeon.api import Realm
+
+    bodies: list[dict[str, object]] = []
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        bodies.append(body)
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "e.sock"))
+    await web.SockSite(runner, sock).start()
+    try:
+        realm = Realm.model_validate({"metadata": {"name": "r"}, "status": {"state": "Ready"}})
+        async with ApiClient(server=f"unix://{tmp_path / 'e.sock'}") as client:
+            await client.create(realm)
+            await client.update(realm)
+    finally:
+        await runner.cleanup()
+    assert [sorted(body) for body in bodies] == [["apiVersion", "kind", "metadata", "spec"]] * 2
+
+
 async def test_unreachable(tmp_path: Path) -> None:
     async with ApiClient(server=f"unix://{tmp_path}/none.sock") as client:
         with pytest.raises(ServerUnreachable, match=r"none\.sock"):
