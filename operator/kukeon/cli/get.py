@@ -70,8 +70,14 @@ class OutputType(click.ParamType[str]):
         )
 
 
-def _given(ctx: click.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+def _typed(ctx: click.Context, name: str) -> bool:
+    """Given on the command line (or in the environment): not a default, nor the context's,
+    which -A overrides as kubectl's overrides the context's namespace."""
+    source = ctx.get_parameter_source(name)
+    return source in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    )
 
 
 def _scope(
@@ -82,7 +88,7 @@ def _scope(
     # -A: every parent, unless --realm (and --space) narrow it explicitly.
     narrowed: list[str] = []
     for level, value in (("realm", realm), ("space", space), ("stack", stack)):
-        if not _given(ctx, level) or len(narrowed) >= len(KINDS[kind].parents):
+        if not _typed(ctx, level) or len(narrowed) >= len(KINDS[kind].parents):
             break
         narrowed.append(value)
     return tuple(narrowed)

@@ -114,6 +114,7 @@ def test_commands_act_in_the_contexts_scope_unless_told_otherwise(
         ("get", "stacks"),
         ("--context", "other", "get", "cells"),
         ("image", "ls"),
+        ("get", "cells", "-A"),  # every parent: -A overrides the context, as kubectl's
     ):
         code, output = _run(*args)
         assert code == 0, (args, output)
@@ -127,4 +128,5 @@ def test_commands_act_in_the_contexts_scope_unless_told_otherwise(
         f"{ROOT}/realms/shop/spaces/web/stacks",
         f"{ROOT}/realms/lab/spaces/default/stacks/default/cells",
         f"{ROOT}/realms/shop/images",
+        f"{ROOT}/cells",
     ]
