@@ -130,3 +130,29 @@ def test_commands_act_in_the_contexts_scope_unless_told_otherwise(
         f"{ROOT}/realms/shop/images",
         f"{ROOT}/cells",
     ]
+
+
+def test_all_parents_override_the_contexts_scope(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.cli.listserver import list_server
+
+    def cell(realm: str, name: str) -> dict[str, object]:
+        return {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Cell",
+            "metadata": {"name": name},
+            "spec": {"realmId": realm, "spaceId": "default", "stackId": "default",
+                     "containers": [{"id": "main", "image": "busybox"}]},
+        }  # fmt: skip
+
+    monkeypatch.setenv("KUKEON_CONFIG", str(tmp_path / "config.yaml"))
+    for name in ("KUKEON_SERVER", "KUKEON_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    socket = tmp_path / "list.sock"
+    with list_server(socket, [cell("shop", "a"), cell("lab", "b")]):
+        _run("config", "set-context", "team", "--server", f"unix://{socket}", "--realm", "shop")
+        code, output = _run("get", "cells", "-A", "-o", "name")
+        assert (code, output.split()) == (0, ["cell/a", "cell/b"])
+        code, output = _run("get", "cells", "-A", "--realm", "lab", "-o", "name")
+        assert (code, output.split()) == (0, ["cell/b"])
