@@ -6,7 +6,7 @@ its task), the status last reported and the clock, and returns a `ContainerPlan`
 actions in order (remove, create, delete a task, start), the Events to note, the status to
 report, and when a restart that is owed but not yet due is to happen. `plan_cell` turns the
 containers' plans into the cell's state, its `readyObserved` latch, its autoDelete and its
-wake-up; `plan_stop` is `desiredState: Stopped`. Nothing here does I/O: the executor
+wake-up (`cellstop` is `desiredState: Stopped`). Nothing here does I/O: the executor
 (`cellexec`) performs the actions, and every rule is unit-tested without a host.
 
 A restart's timer starts at the task's exit time. A task whose shim died has none: the
