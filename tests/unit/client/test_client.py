@@ -114,3 +114,30 @@ async def test_unreachable(tmp_path: Path) -> None:
     async with ApiClient(server=f"unix://{tmp_path}/none.sock") as client:
         with pytest.raises(ServerUnreachable, match=r"none\.sock"):
             await client.version()
+
+
+def test_status_fields_of_a_newer_server_are_left_out_spec_fields_are_not() -> None:
+    from kukeon.api import Cell
+    from kukeon.client.apiclient import parse_object
+
+    document = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Cell",
+        "metadata": {"name": "c"},
+        "spec": {"containers": [{"id": "main", "image": "busybox"}]},
+        "status": {
+            "state": "Ready",
+            "fromTheFuture": {"a": 1},
+            "containers": [{"id": "main", "state": "Ready", "newCounter": 3}],
+        },
+    }
+    cell = parse_object(document)
+    assert isinstance(cell, Cell)
+    assert (cell.status.state, cell.status.containers[0].id) == ("Ready", "main")
+    assert "fromTheFuture" in document["status"]  # the caller's document is left alone
+
+    newer_spec = {**document, "spec": {**document["spec"], "fromTheFuture": True}}
+    with pytest.raises(ApiRequestError) as refused:
+        parse_object(newer_spec)  # a write-back would drop it: better refused than lost
+    assert refused.value.code == 500
+    assert "spec.fromTheFuture" in str(refused.value)
