@@ -195,3 +195,30 @@ async def test_a_deletes_grace_period_wins_and_a_later_one_cuts_a_stop_short(
     assert raised is None or raised.metadata.deletion_grace_period_seconds == 0
     await k.wait_gone(Kind.CELL, cell_key(k, "shortened"), within=20)
     assert time.monotonic() - started < 20
+
+
+async def test_a_stop_is_no_exit_the_start_reads_back(kukeond: Kukeond) -> None:
+    """A container restarted once (on-failure, at its last retry) keeps running; a stop and
+    a start run it again at once: the exit before its restart is not read back as a new
+    one (it was: the start ended the cell in Error, the container never started again)."""
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "once")
+    script = "trap 'exit 0' TERM; [ -e /ran ] && while :; do sleep 1; done; touch /ran; exit 3"
+    app = container(k, "app", script=script, restartPolicy="on-failure", restartMaxRetries=1)
+    await k.apply(cell_doc(k, "once", [app]))
+
+    def running_after_a_restart(obj: object) -> bool:
+        assert isinstance(obj, Cell)
+        return str(obj.status.state) == "Ready" and obj.status.containers[0].restart_count == 1
+
+    before = await k.wait_for(Kind.CELL, key, until=running_after_a_restart, within=30)
+    assert isinstance(before, Cell)
+    await update_cell(k, key, spec={"desired_state": DesiredCellState.STOPPED})
+    await k.wait_for(Kind.CELL, key, state="Stopped", within=30)
+    await update_cell(k, key, spec={"desired_state": DesiredCellState.RUNNING})
+    after = await k.wait_for(Kind.CELL, key, state="Ready", within=15)
+    assert isinstance(after, Cell)
+    status = after.status.containers[0]
+    assert status.restart_count == 1, status  # a start, not a restart
+    assert status.pid not in (None, before.status.containers[0].pid)
