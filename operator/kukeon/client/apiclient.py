@@ -12,10 +12,7 @@ Servers are written ``unix:///run/kukeon/kukeond.sock`` (or a bare absolute path
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
 import json
-import re
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -163,49 +160,19 @@ def _spec_write(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_object(document: Any) -> AnyResource:
-    """The model of a document the server sent; a document that is not valid is the
-    server's failure (500), not the caller's. Status fields this client does not know (a
-    newer server's) are left out, as Kubernetes' clients ignore them: status is never
-    written back by a spec write, so nothing is lost (an unknown spec field still fails,
-    lest a read-modify-write drop it)."""
-    from kukeon.api import InvalidResource, parse_resource
+    """The model of a document the server sent (``objects.read_object``: a newer server's
+    status fields left out); a document that is not valid is the server's failure (500),
+    not the caller's."""
+    from kukeon.api import InvalidResource
+
+    from .objects import read_object
 
     try:
-        return parse_resource(document)
+        return read_object(document)
     except InvalidResource as exc:
-        unknown = [cause.field for cause in exc.causes if cause.message.startswith("unknown")]
-        if (
-            isinstance(document, dict)
-            and len(unknown) == len(exc.causes)
-            and all(field.startswith("status.") for field in unknown)
-        ):
-            with contextlib.suppress(InvalidResource):
-                return parse_resource(_without_fields(document, unknown))
         raise ApiRequestError(
             500, "InternalError", f"the server sent an object kukectl cannot read: {exc}"
         ) from exc
-
-
-_FIELD_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def _without_fields(document: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    """A deep copy of ``document`` without the fields at ``fields`` (``a.b[0].c`` paths)."""
-    trimmed: dict[str, Any] = copy.deepcopy(document)
-    for field in fields:
-        steps: list[str | int] = [
-            int(index) if index else name for name, index in _FIELD_STEP.findall(field)
-        ]
-        parent: Any = trimmed
-        for step in steps[:-1]:
-            try:
-                parent = parent[step]
-            except (KeyError, IndexError, TypeError):
-                parent = None
-                break
-        if isinstance(parent, dict):
-            parent.pop(steps[-1], None)
-    return trimmed
 
 
 def warning_text(header: str) -> str:

@@ -8,6 +8,7 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -120,7 +121,7 @@ def test_status_fields_of_a_newer_server_are_left_out_spec_fields_are_not() -> N
     from kukeon.api import Cell
     from kukeon.client.apiclient import parse_object
 
-    document = {
+    document: dict[str, Any] = {
         "apiVersion": "kukeon.io/v1beta1",
         "kind": "Cell",
         "metadata": {"name": "c"},
