@@ -657,6 +657,10 @@ class PublishedPort(KukeonModel):
     protocol: Literal["tcp", "udp"] = "tcp"
 
 
+def _zero_as_unset(value: Any) -> Any:
+    return None if value == 0 and not isinstance(value, bool) else value
+
+
 class ContainerStatus(KukeonModel):
     """What the cell controller last observed of one container (in the cell's status)."""
 
@@ -668,10 +672,14 @@ class ContainerStatus(KukeonModel):
     exit_code: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX, strict=True)
     exit_signal: OptionalString = None
     restart_count: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
-    backoff_restarts: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    backoff_restarts: Annotated[int | None, BeforeValidator(_zero_as_unset)] = Field(
+        default=None, ge=1, le=INT64_MAX, strict=True
+    )
     """Restarts since the container was created or last ran 10 minutes before exiting:
     where the default restart back-off stands (the next exit after a short run waits 10 s
-    doubled ``backoffRestarts - 1`` times, at most 300 s; at 0 it restarts at once)."""
+    doubled ``backoffRestarts - 1`` times, at most 300 s; unset (0) it restarts at once).
+    Left out at 0, so a kukeond of an earlier version reads the cells that are not in a
+    crash loop."""
     image: OptionalString = None
     reason: OptionalString = None
     message: OptionalString = None

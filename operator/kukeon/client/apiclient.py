@@ -160,15 +160,14 @@ def _spec_write(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_object(document: Any) -> AnyResource:
-    """The model of a document the server sent (``objects.read_object``: a newer server's
-    status fields left out); a document that is not valid is the server's failure (500),
-    not the caller's."""
+    """The model of a document the server sent (a newer server's status fields left out:
+    ``api.tolerant``); a document that is not valid is the server's failure (500), not the
+    caller's."""
     from kukeon.api import InvalidResource
-
-    from .objects import read_object
+    from kukeon.api.tolerant import parse_tolerating_status
 
     try:
-        return read_object(document)
+        return parse_tolerating_status(document)
     except InvalidResource as exc:
         raise ApiRequestError(
             500, "InternalError", f"the server sent an object kukectl cannot read: {exc}"

@@ -373,7 +373,7 @@ def plan_container(inputs: ContainerInputs) -> ContainerPlan:
         # restarts at once.
         draft.actions.append(RemoveContainer("RestartRequested"))
         container, task = None, None
-        previous = previous.model_copy(update={"backoff_restarts": 0})
+        previous = previous.model_copy(update={"backoff_restarts": None})
     kept = container is not None
     if not kept:
         draft.actions.append(CreateContainer())
@@ -449,7 +449,7 @@ def _after_exit(
     # Read from the status, not kept in memory: a kukeond killed meanwhile, or a node that
     # comes back, decides the same pause.
     loop = crash_loop_restarts(
-        backoff_restarts=status.backoff_restarts,
+        backoff_restarts=status.backoff_restarts or 0,
         started_at=status.start_time,
         finished_at=exited.finished,
     )

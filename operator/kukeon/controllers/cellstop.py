@@ -111,7 +111,7 @@ def _wait_dropped(status: ContainerStatus, exit_code: int) -> ContainerStatus:
             "exit_signal": None,
             "reason": None,
             "message": None,
-            "backoff_restarts": 0,
+            "backoff_restarts": None,
             "started": False,
             "ready": False,
             "last_state": last,

@@ -24,9 +24,9 @@ from kukeon.api import (
     Kind,
     Realm,
     Secret,
-    parse_resource,
     to_document,
 )
+from kukeon.api.tolerant import parse_tolerating_status
 
 from .decoding import InvalidDocuments, load_document, parse_document
 from .encryption import (
@@ -111,9 +111,10 @@ class DocumentCodec:
 
     @staticmethod
     def validated(document: dict[str, Any]) -> AnyResource:
-        """``document`` validated through kukeon.api, as its model."""
+        """``document`` validated through kukeon.api, as its model (a stored status's
+        fields of another version left out: ``api.tolerant``)."""
         try:
-            return parse_resource(document)
+            return parse_tolerating_status(document)
         except InvalidResource as error:
             raise Invalid.from_invalid_resource(error) from error
 

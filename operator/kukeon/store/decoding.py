@@ -27,7 +27,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from kukeon.api import Kind, Resource, key_of, parse_resource
+from kukeon.api import Kind, Resource, key_of
+from kukeon.api.tolerant import parse_tolerating_status
 
 from .keys import display_name
 
@@ -67,7 +68,9 @@ def parse_document(
     """
     document["metadata"]["resourceVersion"] = str(revision)
     try:
-        parsed = parse_resource(document)
+        # Another version's status fields are left out (``api.tolerant``): a rolling
+        # upgrade or a rollback must not hide the objects a newer node wrote.
+        parsed = parse_tolerating_status(document)
     except Exception as error:  # any failure to parse stored data means: invalid
         return _short(f"not a valid resource: {error}")
     if parsed.kind != kind.value:

@@ -206,3 +206,33 @@ async def test_a_watch_skips_invalid_versions_and_goes_on(
         assert (after.type, after.object.metadata.name) == ("ADDED", "b")
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_status_fields_of_another_version_are_left_out_not_the_object(
+    registry: Registry,
+) -> None:
+    """A newer kukeond's status fields (a rolling upgrade, a rollback): the object is read,
+    listed, watched and written without them; a spec field of another version still makes
+    it invalid (a write would drop it)."""
+    await _valid_hierarchy(registry)
+    stored = await registry.get(Kind.CELL, ("ok", "s1", "st1", "good"))
+    document = json.loads(stored.model_dump_json(by_alias=True, exclude_none=True))
+    document["status"]["observedByANewerNode"] = {"x": 1}
+    document["status"]["containers"] = [{"id": "main", "loopStepOfTheFuture": 4}]
+    key = registry.key_for(Kind.CELL, ("ok", "s1", "st1", "good"))
+    await put_raw(registry, key, json.dumps(document).encode())
+
+    read = await registry.get(Kind.CELL, ("ok", "s1", "st1", "good"))
+    assert read.status.containers[0].id == "main"
+    listed = await registry.list(Kind.CELL, ("ok", "s1", "st1"))
+    assert [c.metadata.name for c in listed.items] == ["good"]
+    assert registry.invalid_documents()[Kind.CELL] == 0
+    read.metadata.labels = {"app": "web"}
+    updated = await registry.update(read)  # a spec write keeps the status it can read
+    assert updated.metadata.labels == {"app": "web"}
+    assert updated.status.containers[0].id == "main"
+
+    document["spec"]["fieldOfTheFuture"] = True
+    await put_raw(registry, key, json.dumps(document).encode())
+    assert (await registry.list(Kind.CELL, ("ok", "s1", "st1"))).items == []
+    assert registry.invalid_documents()[Kind.CELL] == 1

@@ -68,7 +68,7 @@ def test_a_container_waiting_for_its_restart_starts_at_once_its_loop_over() -> N
         finish_time=T0 - timedelta(seconds=20),
     )
     stopped = stop_then_start(spec("always"), waiting)
-    assert stopped.backoff_restarts == 0
+    assert stopped.backoff_restarts is None
     assert stopped.message is None  # no restart is coming while it is stopped
     assert stopped.last_state is not None
     assert (stopped.last_state.exit_code, stopped.last_state.reason) == (3, "Error")

@@ -1,4 +1,13 @@
-"""Objects as the server sent them, read by a client that may be older than the server."""
+"""Documents written by another version of kukeon: status fields this one does not know.
+
+A newer kukeond adds status fields (what it observed); an older one, or kukectl, reading
+the same document must not take the whole object for invalid, or a rolling upgrade of a
+fleet (or a rollback) would hide every cell from the nodes not yet upgraded. Unknown
+*status* fields are left out, as Kubernetes prunes unknown fields: status is observed
+state, rewritten whole by the next status write, so nothing a user wrote is lost. Unknown
+spec or metadata fields still make the document invalid: a read-modify-write would drop
+them.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +16,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from kukeon.api import AnyResource, InvalidResource, parse_resource
+from .kinds import AnyResource, parse_resource
+from .validation import InvalidResource
 
 _FIELD_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def read_object(document: Any) -> AnyResource:
-    """``document``'s model. Status fields this client does not know (a newer server's)
-    are left out, as Kubernetes' clients ignore them: status is never written back by a
-    spec write, so nothing is lost. An unknown spec or metadata field still raises
-    InvalidResource, lest a read-modify-write drop it."""
+def parse_tolerating_status(document: Any) -> AnyResource:
+    """``parse_resource``, with the status fields this version does not know left out
+    (``document`` itself is not changed); InvalidResource for anything else."""
     try:
         return parse_resource(document)
     except InvalidResource as exc:
