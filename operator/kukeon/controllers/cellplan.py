@@ -38,6 +38,7 @@ from kukeon.api.probes import ProbeKind, ProbeResult, ProbeStatus
 from kukeon.runtime.containerd.tasks import TaskStatus
 
 from .cellstate import (
+    DEFAULT_RESTART_MAX_RETRIES,
     ContainerObservation,
     crash_loop_restarts,
     derive_cell_state,
@@ -445,6 +446,8 @@ def _after_exit(
         }
     )
     if not owed:
+        if _out_of_retries(spec, failure_code(code, exited.reason)):
+            status = status.model_copy(update={"message": _gave_up(status, exited, spec)})
         return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
     # Read from the status, not kept in memory: a kukeond killed meanwhile, or a node that
     # comes back, decides the same pause.
@@ -485,6 +488,18 @@ def _after_exit(
     draft.actions.append(StartTask(restart=True))
     status = _restarted(status, exited, now=inputs.now, loop_restarts=loop)
     return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
+
+
+def _out_of_retries(spec: ContainerSpec, failure: int) -> bool:
+    """An on-failure container that failed once more after its last allowed restart."""
+    return str(spec.restart_policy) == "on-failure" and failure != 0
+
+
+def _gave_up(status: ContainerStatus, exited: Exit, spec: ContainerSpec) -> str:
+    """Why a failed on-failure container stays down: its last line, then the limit."""
+    limit = spec.restart_max_retries or DEFAULT_RESTART_MAX_RETRIES
+    why = f"not restarted: {status.restart_count} restarts made (restartMaxRetries {limit})"
+    return f"{exited.said} ({why})" if exited.said else why
 
 
 def _restarted(

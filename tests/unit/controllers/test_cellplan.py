@@ -8,6 +8,7 @@ and a property: applying a plan to the observed state and planning again asks fo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -434,6 +435,11 @@ def test_restart_max_retries_still_counts_every_restart() -> None:
     )
     assert ended.actions == ()
     assert not ended.observation.restart_owed
+    # the status says why it stays down (after what the process said last, if anything)
+    assert ended.status.message == "not restarted: 2 restarts made (restartMaxRetries 2)"
+    said = dataclasses.replace(stopped_task(1, at=finished), last_line="boom")
+    ended = plan(container_spec, previous=status, container=kept(), task=said)
+    assert ended.status.message == "boom (not restarted: 2 restarts made (restartMaxRetries 2))"
 
 
 def test_a_restart_at_the_counters_bound_is_still_reported() -> None:
