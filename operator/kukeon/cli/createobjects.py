@@ -52,17 +52,19 @@ def _create(ctx: click.Context, document: dict[str, Any], dry_run: str, output: 
     except ValueError as error:
         fail(str(error), EXIT_USAGE)
     if dry_run == "client":
-        _report(res, output, " (dry run)")
+        report_created(res, output, " (dry run)")
         return
 
     async def work(client: ApiClient) -> None:
         created = await client.create(res, dry_run=dry_run == "server")
-        _report(created, output, " (server dry run)" if dry_run == "server" else "")
+        report_created(created, output, " (server dry run)" if dry_run == "server" else "")
 
     run(ctx, work)
 
 
-def _report(res: AnyResource, output: str | None, note: str) -> None:
+def report_created(res: AnyResource, output: str | None, note: str = "") -> None:
+    """What a create prints (``run`` and ``create``): kubectl's ``KIND/NAME created`` line
+    with ``note`` (`` (dry run)``), or the object as ``-o`` says."""
     name = f"{kind_slug(res.kind)}/{res.metadata.name}"
     if output in ("yaml", "json"):
         from .output import render_documents

@@ -31,7 +31,7 @@ from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, r
 from .tables import kind_slug
 
 
-def _split_changes(words: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:
+def split_changes(words: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:
     """Names, then `key=value` (set) and `key-` (remove) in kubectl's order."""
     names: list[str] = []
     changes: dict[str, str | None] = {}
@@ -86,7 +86,7 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
         space: str,
         stack: str,
     ) -> None:
-        given, changes = _split_changes(words)
+        given, changes = split_changes(words)
         kind, names = with_names(kind_or_object, given)
         if bool(names) + bool(selector) + every != 1:
             fail("give NAME..., -l SELECTOR or --all (one of them)", EXIT_USAGE)

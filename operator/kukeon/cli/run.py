@@ -16,6 +16,7 @@ from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
+from .createobjects import report_created
 from .params import DURATION, cell_key, scope_options
 from .profilerun import CellCreator, profile_creator, refuse_by_hand_options
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
@@ -180,14 +181,14 @@ def run_command(
             stop_timeout=stop_timeout,
         )
         if dry_run == "client":
-            _report(cell, output, "(dry run)")
+            report_created(cell, output, " (dry run)")
             return
         creator = _creator(cell, dry_run=dry)
 
     async def work(client: ApiClient) -> int:
         created = await creator(client)
         key = cell_key(realm, space, stack, created.metadata.name)
-        _report(created, output, "(server dry run)" if dry else "", err=remove or interactive)
+        _say_created(created, output, dry=dry, following=remove or interactive)
         if interactive:
             return await _run_attached(client, key, within=timeout, remove=remove)
         if remove:
@@ -208,19 +209,11 @@ def _refuse_mixes(*, dry: bool, following: bool, wait: bool, output: str | None)
         fail("-o/--output prints the cell: not with --rm or -i/-t", EXIT_USAGE)
 
 
-def _report(cell: Cell, output: str | None, note: str, *, err: bool = False) -> None:
-    """What ``run`` prints of the cell it made: kubectl's line, or the cell as ``-o`` says;
-    ``err``: the line only, on stderr (the container's output follows on stdout)."""
-    if err:
+def _say_created(cell: Cell, output: str | None, *, dry: bool, following: bool) -> None:
+    if following:  # the line only, on stderr: the container's output follows on stdout
         click.echo(f"cell/{cell.metadata.name} created", err=True)
-    elif output in ("yaml", "json"):
-        from .output import render_documents
-
-        click.echo(render_documents([cell], "yaml" if output == "yaml" else "json"), nl=False)
-    elif output == "name":
-        click.echo(f"cell/{cell.metadata.name}")
     else:
-        click.echo(f"cell/{cell.metadata.name} created" + (f" {note}" if note else ""))
+        report_created(cell, output, " (server dry run)" if dry else "")
 
 
 def _labels(given: tuple[str, ...]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from kukeon.api import AnyResource, Kind, parse_resource, to_request_document
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
+from .metadata import split_changes
 from .params import KIND_OR_OBJECT, dry_run_option, scope_options, with_names
 from .runner import EXIT_USAGE, fail, run
 from .tables import kind_slug
@@ -103,16 +104,11 @@ def set_env(
       kukectl set env cellset/web LOG_LEVEL=debug
       kukectl set env cell/api -c main TOKEN- MODE=ro
     """
-    setting: dict[str, str] = {}
-    removing: set[str] = set()
-    for entry in entries:
-        key, equals, value = entry.partition("=")
-        if equals and key:
-            setting[key] = value
-        elif not equals and entry.endswith("-") and len(entry) > 1:
-            removing.add(entry[:-1])
-        else:
-            fail(f"{entry!r}: expected KEY=VALUE or KEY-", EXIT_USAGE)
+    names, changes = split_changes(entries)  # label's and annotate's syntax
+    if names or "" in changes:
+        fail(f"{(names or ['=...'])[0]!r}: expected KEY=VALUE or KEY-", EXIT_USAGE)
+    setting = {key: value for key, value in changes.items() if value is not None}
+    removing = {key for key, value in changes.items() if value is None}
     chosen = {name for name in containers.split(",") if name}
 
     def change(container: dict[str, Any]) -> bool:

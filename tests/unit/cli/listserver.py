@@ -18,12 +18,17 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 @contextlib.contextmanager
-def list_server(socket: Path, items: Sequence[Mapping[str, Any]] = ()) -> Iterator[Path]:
-    """Serve ``items`` as the answer to every GET on ``socket`` while the block runs."""
+def list_server(
+    socket: Path, items: Sequence[Mapping[str, Any]] = (), *, seen: list[str] | None = None
+) -> Iterator[Path]:
+    """Serve ``items`` as the answer to every GET on ``socket`` while the block runs;
+    ``seen`` gets each GET's path."""
     body = json.dumps({"items": list(items), "metadata": {"resourceVersion": "1"}}).encode()
 
     class Answer(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if seen is not None:
+                seen.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -3,11 +3,6 @@ when they give no --realm, --space or --stack."""
 
 from __future__ import annotations
 
-import contextlib
-import http.server
-import json
-import socketserver
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,43 +11,9 @@ import yaml
 from click.testing import CliRunner
 
 from kukeon.cli.main import cli
+from tests.unit.cli.listserver import list_server
 
 ROOT = "/apis/kukeon.io/v1beta1"
-EMPTY = json.dumps({"items": [], "metadata": {"resourceVersion": "1"}}).encode()
-
-
-class _Recorder(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    paths: list[str]
-
-
-class _Answer(http.server.BaseHTTPRequestHandler):
-    server: _Recorder
-
-    def do_GET(self) -> None:
-        self.server.paths.append(self.path)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(EMPTY)))
-        self.end_headers()
-        self.wfile.write(EMPTY)
-
-    def address_string(self) -> str:
-        return "local"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _recorder(socket: Path) -> Iterator[list[str]]:
-    with _Recorder(str(socket), _Answer) as server:
-        server.paths = []
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        try:
-            yield server.paths
-        finally:
-            server.shutdown()
 
 
 @pytest.fixture
@@ -60,7 +21,8 @@ def kukectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[P
     for name in ("KUKEON_SERVER", "KUKEON_TOKEN", "KUKEON_CA", "KUKEON_CONTEXT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KUKEON_CONFIG", str(tmp_path / "config.yaml"))
-    with _recorder(tmp_path / "k.sock") as paths:
+    paths: list[str] = []
+    with list_server(tmp_path / "k.sock", seen=paths):
         yield tmp_path / "k.sock", paths
 
 
@@ -114,7 +76,6 @@ def test_commands_act_in_the_contexts_scope_unless_told_otherwise(
         ("get", "stacks"),
         ("--context", "other", "get", "cells"),
         ("image", "ls"),
-        ("get", "cells", "-A"),  # every parent: -A overrides the context, as kubectl's
     ):
         code, output = _run(*args)
         assert code == 0, (args, output)
@@ -128,15 +89,12 @@ def test_commands_act_in_the_contexts_scope_unless_told_otherwise(
         f"{ROOT}/realms/shop/spaces/web/stacks",
         f"{ROOT}/realms/lab/spaces/default/stacks/default/cells",
         f"{ROOT}/realms/shop/images",
-        f"{ROOT}/cells",
     ]
 
 
 def test_all_parents_override_the_contexts_scope(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.unit.cli.listserver import list_server
-
     def cell(realm: str, name: str) -> dict[str, object]:
         return {
             "apiVersion": "kukeon.io/v1beta1",
