@@ -217,7 +217,12 @@ class ResourceWrites(HandlerBase):
         patch = await read_body(request, self._settings.max_body_bytes)
         if not isinstance(patch, dict):
             raise ApiError(400, "a merge patch must be a JSON object")
-        precondition = (patch.get("metadata") or {}).get("resourceVersion")
+        # Only an object's resourceVersion is a precondition; metadata that is no object is
+        # the 400 ``prepare`` names once the patch is applied.
+        metadata_patch = patch.get("metadata")
+        precondition = (
+            metadata_patch.get("resourceVersion") if isinstance(metadata_patch, dict) else None
+        )
         for _ in range(_PATCH_RETRIES):
             current = await self._store(target, self._registry.get(target.kind, target.key))
             before = to_document(current)

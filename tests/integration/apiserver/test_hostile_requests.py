@@ -442,3 +442,109 @@ async def test_random_mutations_of_a_cell_never_get_a_5xx(
     assert any(code == 201 for code in answers)
     assert any(400 <= code < 500 for code in answers)
     assert await _keys(api.registry) == before
+
+
+# --- merge patches and replacements of a stored cell: a 4xx naming the field, never a 5xx -----
+
+
+async def _stored_cell(http: aiohttp.ClientSession, name: str) -> tuple[str, dict[str, Any]]:
+    async with http.post(CELLS, json=cell_doc(name, app="x")) as response:
+        assert response.status == 201, await response.text()
+        return f"{CELLS}/{name}", await response.json()
+
+
+@pytest.mark.usefixtures("hierarchy", "no_tracebacks")
+@pytest.mark.parametrize("metadata", [[1], "x", 3, True, [{"resourceVersion": "1"}]])
+async def test_a_merge_patch_whose_metadata_is_no_object_is_400(
+    api: Api, http: aiohttp.ClientSession, metadata: Any
+) -> None:
+    """The precondition was read with ``.get`` on whatever ``metadata`` was: a 500."""
+    url, stored = await _stored_cell(http, "patched")
+    before = await _keys(api.registry)
+    for dry_run in ("?dryRun=All", ""):
+        async with http.patch(
+            url + dry_run,
+            data=json.dumps({"metadata": metadata}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as response:
+            status = _status(await response.read(), 400)
+        assert [cause["field"] for cause in status["details"]["causes"]] == ["metadata"], status
+    assert await _keys(api.registry) == before
+    async with http.get(url) as response:
+        unchanged = await response.json()
+    assert unchanged["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+
+
+_WRITE_PATHS: list[tuple[Any, ...]] = [
+    (),
+    ("metadata",),
+    ("metadata", "labels"),
+    ("metadata", "finalizers"),
+    ("metadata", "resourceVersion"),
+    ("metadata", "uid"),
+    ("metadata", "generation"),
+    ("metadata", "deletionTimestamp"),
+    ("kind",),
+    ("apiVersion",),
+    ("spec",),
+    ("spec", "containers"),
+    ("spec", "desiredState"),
+    ("status",),
+    ("status", "containers"),
+    ("status", "state"),
+]
+
+
+def _put_at(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """``doc`` with ``value`` at ``path`` (the whole body for an empty path)."""
+    if not path:
+        return value
+    changed = copy.deepcopy(doc)
+    node = changed
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+    return changed
+
+
+@pytest.mark.usefixtures("hierarchy")
+async def test_random_patches_and_replacements_of_a_cell_never_get_a_5xx(
+    api: Api, http: aiohttp.ClientSession
+) -> None:
+    """Any merge patch or PUT body (dry runs: each is checked as the write would be)."""
+    url, stored = await _stored_cell(http, "target")
+    answers: list[int] = []
+
+    async def send(method: str, body: Any) -> None:
+        content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
+        async with http.request(
+            method,
+            url + "?dryRun=All",
+            data=json.dumps(body),
+            headers={"Content-Type": content_type},
+        ) as response:
+            payload = await response.read()
+            answers.append(response.status)
+            assert response.status < 500, (method, body, payload[:500])
+            if response.status >= 400:
+                _status(payload, response.status)
+
+    @settings(
+        max_examples=800,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        method=st.sampled_from(["PATCH", "PUT"]), path=st.sampled_from(_WRITE_PATHS), value=_VALUES
+    )
+    def run(method: str, path: tuple[Any, ...], value: Any) -> None:
+        body = _put_at({} if method == "PATCH" else stored, path, value)
+        future = asyncio.run_coroutine_threadsafe(send(method, body), loop)
+        future.result(timeout=30)
+
+    loop = asyncio.get_running_loop()
+    before = await _keys(api.registry)
+    await asyncio.to_thread(run)
+    assert any(code == 200 for code in answers)
+    assert any(400 <= code < 500 for code in answers)
+    assert await _keys(api.registry) == before
