@@ -30,6 +30,13 @@ def _load_or_fail(path: Path) -> KukectlConfig:
         fail(str(exc), EXIT_USAGE)
 
 
+def _save_or_fail(path: Path, config: KukectlConfig) -> None:
+    try:
+        save_config(path, config)
+    except ConfigError as exc:  # the file cannot be written there: exit 1, as kubectl
+        fail(str(exc))
+
+
 @click.group("config")
 def config_group() -> None:
     """Contexts of ~/.config/kukeon/config.yaml: which server, token and CA to use.
@@ -89,7 +96,7 @@ def config_use_context(ctx: click.Context, name: str) -> None:
         known = ", ".join(c.name for c in config.contexts) or "none"
         fail(f"context {name!r} not found in {path} (known: {known})", EXIT_USAGE)
     config.current_context = name
-    save_config(path, config)
+    _save_or_fail(path, config)
     click.echo(f"switched to context {name!r}")
 
 
@@ -174,5 +181,5 @@ def config_set_context(
     config.contexts = [c for c in config.contexts if c.name != name] + [context]
     if current or config.current_context is None:
         config.current_context = name
-    save_config(path, config)
+    _save_or_fail(path, config)
     click.echo(f"context {name!r} {'modified' if existing else 'created'}")

@@ -6,7 +6,6 @@ one, its server given by a flag or the environment, never loads them.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic.alias_generators import to_camel
 
 from kukeon.client.apiclient import DEFAULT_SERVER
+from kukeon.fileio import write_atomically
 
 from .config import ConfigError
 
@@ -77,9 +77,11 @@ def read_config(path: Path) -> KukectlConfig:
 def save_config(path: Path, config: KukectlConfig) -> None:
     """Write the config file (mode 0600: it may hold tokens), creating its directory."""
     document = config.model_dump(mode="json", by_alias=True, exclude_none=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        yaml.safe_dump(document, handle, sort_keys=False)
-    os.replace(temporary, path)
+    # A temporary file of its own (O_EXCL, 0600): a fixed name could be planted by whoever
+    # may write the directory, as a file of theirs or a link, to receive the tokens.
+    text = yaml.safe_dump(document, sort_keys=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, text, mode=0o600, durable=False)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -59,3 +60,43 @@ def test_context_lifecycle(tmp_path: Path) -> None:
     code, output = kukectl("config", "set-context", "bad", "--server", "http://x:1")
     assert code == 2
     assert "https" in output
+
+
+def test_a_planted_temporary_file_never_receives_the_token(tmp_path: Path) -> None:
+    """The file was written through ``config.yaml.tmp`` opened without O_EXCL: in a
+    directory others may write (``KUKEON_CONFIG=/tmp/...``), a file planted there kept its
+    owner and mode (the token readable, the config theirs to rewrite), and a symbolic link
+    there had the token written wherever it pointed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    path = shared / "config.yaml"
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    planted = shared / "config.yaml.tmp"
+    planted.symlink_to(victim)
+    result = CliRunner().invoke(
+        cli, ["--config", str(path), "config", "set-context", "prod", "--token", "s3cret"]
+    )
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "untouched\n"
+    assert not path.is_symlink()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert yaml.safe_load(path.read_text())["contexts"][0]["token"] == "s3cret"
+    assert sorted(p.name for p in shared.iterdir()) == ["config.yaml", "config.yaml.tmp"]
+
+
+def test_a_config_file_that_cannot_be_written_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only directory (root passes any mode, so the write is made to fail): exit 1
+    naming the file, as kubectl, not an 'unexpected failure'."""
+
+    def refuse(path: Path, data: str, **_: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("kukeon.cli.configfile.write_atomically", refuse)
+    path = tmp_path / "config.yaml"
+    result = CliRunner().invoke(cli, ["--config", str(path), "config", "set-context", "a"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"error: cannot write {path}: ")
+    assert "unexpected" not in result.output
