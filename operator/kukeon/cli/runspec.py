@@ -192,14 +192,18 @@ def _process(words: Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]
 def _env_files(paths: Sequence[Path]) -> list[str]:
     """docker's ``--env-file``: ``KEY=VALUE`` lines as they are (no quotes removed), ``#``
     comments and blank lines skipped, a bare ``KEY`` taking this shell's value (skipped
-    when it has none)."""
+    when it has none). As docker's, a leading byte-order mark is dropped and only ``\n``
+    (or ``\r\n``) ends a line: ``str.splitlines`` also cuts at form feeds and U+2028,
+    which a value may hold."""
     entries: list[str] = []
     for path in paths:
         try:
-            text = path.read_text()
+            with path.open(encoding="utf-8", newline="") as stream:
+                text = stream.read().removeprefix("\ufeff")
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"--env-file {path}: cannot read it: {exc}", EXIT_USAGE)
-        for number, raw in enumerate(text.splitlines(), start=1):
+        for number, raw in enumerate(text.split("\n"), start=1):
+            raw = raw.removesuffix("\r")
             line = raw.lstrip()
             if not line or line.startswith("#"):
                 continue

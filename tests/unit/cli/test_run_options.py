@@ -107,3 +107,13 @@ def test_a_profile_takes_none_of_the_container_options() -> None:
         result = CliRunner().invoke(cli, [*NO_SERVER, "run", "--profile", "p", *option])
         assert result.exit_code == 2, (option, result.output)
         assert "cannot be given with --profile" in result.output
+
+
+def test_env_files_are_read_as_dockers(tmp_path: Path) -> None:
+    """A file saved by a Windows editor starts with a UTF-8 byte-order mark, which docker
+    drops (its first variable was named '\\ufeffA'); lines end at '\\n' only (CR LF too), so
+    a form feed or a U+2028 inside a value stays in it (str.splitlines cut the value there
+    and took the rest as a bare KEY, silently dropped)."""
+    env_file = tmp_path / "env"
+    env_file.write_bytes("\ufeffA=1\r\nB=x\x0cy\u2028z\nC=3\n".encode())
+    assert _container("--env-file", str(env_file))["env"] == ["A=1", "B=x\x0cy\u2028z", "C=3"]
