@@ -270,11 +270,12 @@ def _current(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def _write_description(path: Path, description: Mapping[str, Any]) -> None:
+    from kukeon.fileio import write_atomically  # tempfile's imports: only when writing
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(description))
-    temporary.chmod(0o644)
-    os.replace(temporary, path)
+    # A temporary file of its own (O_EXCL): a predictable name could be a link planted by
+    # whoever may write the directory, written through and chmod-ed by us.
+    write_atomically(path, json.dumps(description), mode=0o644, durable=False)
 
 
 def load_description(path: Path | None = None) -> dict[str, Any]:

@@ -328,6 +328,23 @@ def test_the_cache_is_written_reused_and_refreshed(tmp_path: Path) -> None:
     assert load_description() == first
 
 
+def test_a_planted_temporary_file_is_not_written_through(tmp_path: Path) -> None:
+    """The cache went through ``NAME.<pid>.tmp`` opened without O_EXCL and then chmod-ed
+    0644: a link planted there (the cache directory of a user who runs ``sudo kukectl``
+    with their HOME) had root write the description where it pointed and make that
+    file world-readable."""
+    path = cache_path()
+    path.parent.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("secret\n")
+    victim.chmod(0o600)
+    path.with_name(f"{path.name}.{os.getpid()}.tmp").symlink_to(victim)
+    assert load_description()["key"] == json.loads(path.read_text())["key"]
+    assert victim.read_text() == "secret\n"
+    assert victim.stat().st_mode & 0o777 == 0o600
+    assert path.stat().st_mode & 0o777 == 0o644  # every user of the installation reads it
+
+
 def test_a_users_first_tab_reads_the_installations_description(tmp_path: Path) -> None:
     """The installer writes the description beside the package: a user without a cache
     (the first TAB after an upgrade) reads it and keeps a copy, instead of importing every
