@@ -229,7 +229,9 @@ class CellSetSpec(KukeonModel):
 
 
 class CellSetCondition(KukeonModel):
-    type: Literal["Available", "Progressing"]
+    type: Literal["Available", "Progressing", "ReplicaFailure"]
+    """`ReplicaFailure` (only while it holds, as Kubernetes' ReplicaSet's): a cell could
+    not be created, e.g. over the realm's quota; its message says why."""
     status: Literal["True", "False"]
     reason: OptionalString = None
     message: OptionalString = None

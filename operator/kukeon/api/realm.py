@@ -103,6 +103,26 @@ class RegistryCredentials(KukeonModel):
         return password if reveal else REDACTED_PASSWORD
 
 
+QUOTA_OBJECTS_MAX = 10_000_000
+QUOTA_BYTES_MAX = 1 << 40
+
+
+class RealmQuota(KukeonModel):
+    """How much of the shared etcd the realm's objects may take (Kubernetes' ResourceQuota,
+    kept on the realm). A limit left unset is kukeond's default (`--realm-quota-objects`,
+    `--realm-quota-storage-bytes`); only an admin sets or changes either.
+
+    What counts: the realm's spaces, stacks, cells, cell sets, secrets and cell profiles,
+    whoever wrote them (a cell set's cells included). A create over a limit is refused
+    (HTTP 403), as is a spec update that makes a document bigger; deletes always pass.
+    """
+
+    objects: int | None = Field(default=None, ge=0, le=QUOTA_OBJECTS_MAX, strict=True)
+    """How many objects the realm may hold."""
+    storage_bytes: int | None = Field(default=None, ge=0, le=QUOTA_BYTES_MAX, strict=True)
+    """How many bytes their stored documents (keys and values, as etcd holds them) may take."""
+
+
 class RealmSpec(KukeonModel):
     namespace: OptionalString = None
     """containerd namespace of the realm; `<name>.kukeon.io` when unset."""
@@ -121,6 +141,8 @@ class RealmSpec(KukeonModel):
     security_level: Annotated[SecurityLevel | None, BeforeValidator(_empty_level_as_none)] = None
     """restricted (when unset), baseline or privileged: what editors may ask of the host in
     this realm. Only an admin may set or change it."""
+    quota: RealmQuota | None = None
+    """Limits on the realm's objects and their stored bytes; unset: kukeond's defaults."""
 
     @property
     def level(self) -> SecurityLevel:

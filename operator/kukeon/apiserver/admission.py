@@ -408,9 +408,10 @@ def check_space(
 def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
     """What a non-admin may not do to a realm itself, whatever its level.
 
-    The level is the admin's decision, so it may not be set (on create) or changed (on
-    update). Nor may the containerd namespace: naming another realm's (or another program's,
-    such as ``k8s.io``) would put the realm's containers, images and teardown there.
+    The level and the quota are the admin's decisions, so they may not be set (on create)
+    or changed (on update). Nor may the containerd namespace: naming another realm's (or
+    another program's, such as ``k8s.io``) would put the realm's containers, images and
+    teardown there.
     """
     found: list[Violation] = []
     if current is None:
@@ -420,6 +421,14 @@ def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
                     "spec.securityLevel",
                     f"only an admin may set a realm's security level; a realm created by "
                     f"another role is restricted, not {new.spec.level.value}",
+                )
+            )
+        if new.spec.quota is not None:
+            found.append(
+                Violation(
+                    "spec.quota",
+                    "only an admin may set a realm's quota; leave it unset (kukeond's "
+                    "defaults then apply)",
                 )
             )
         expected = default_namespace(new.metadata.name)
@@ -440,6 +449,8 @@ def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
                 f"{current.spec.level.value}, the request asks for {new.spec.level.value}",
             )
         )
+    if new.spec.quota != current.spec.quota:
+        found.append(Violation("spec.quota", "only an admin may change a realm's quota"))
     if new.spec.namespace != current.spec.namespace:
         found.append(
             Violation(

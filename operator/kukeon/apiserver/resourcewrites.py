@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal
+from collections.abc import Coroutine
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -27,11 +28,12 @@ from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import json_answer, principal_of, read_body
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
 from kukeon.apiserver.target import Target
-from kukeon.apiserver.writerules import base64_values, check_size, parse, prepare
+from kukeon.apiserver.writerules import base64_values, check_size, document_size, parse, prepare
 from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
 from kukeon.client.paths import HIERARCHY, KINDS
 from kukeon.store import Conflict, NotFound, Registry, StoreError
 from kukeon.store.codec import ValidatedDump
+from kukeon.store.realmquota import RealmQuotas, counts_against_quota
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ class ResourceWrites(HandlerBase):
             # Everything a real create checks, short of writing: the size, the key still
             # free, the parent present and not being deleted.
             check_size(res, created_target)
+            await self._check_quota(res, created_target)
             await self._check_absent(created_target)
             await self._check_parent(res, created_target)
             return json_answer(to_document(res), status=201)
@@ -114,6 +117,17 @@ class ResourceWrites(HandlerBase):
         if isinstance(self._registry, Registry):
             return await self._registry.create(res, validated=validated)
         return await self._registry.create(res)
+
+    async def _check_quota(self, res: AnyResource, target: Target) -> None:
+        """A dry run's create is refused over the realm's quota as the create would be."""
+        quotas = getattr(self._registry, "quotas", None)
+        if not isinstance(quotas, RealmQuotas) or not counts_against_quota(target.kind):
+            return
+        size = quotas.key_size(target.kind, target.key) + document_size(res)
+        await self._store(
+            target,
+            quotas.check(target.key[0], objects=1, storage_bytes=size, label=target.label()),
+        )
 
     async def _check_parent(self, res: AnyResource, target: Target) -> None:
         parent = parent_of(res)
@@ -174,9 +188,14 @@ class ResourceWrites(HandlerBase):
             merged = self._merged(current, res, target.subresource)
             check_size(merged, target)
             return json_answer(to_document(merged))
-        write = self._registry.update_status if target.subresource else self._registry.update
-        updated = await self._store(target, write(res))
+        updated = await self._store(target, self._write(target, res))
         return json_answer(to_document(updated))
+
+    def _write(self, target: Target, res: AnyResource) -> Coroutine[Any, Any, AnyResource]:
+        """A replace or patch: status as it is, spec charged to the realm's quota."""
+        if target.subresource:
+            return self._registry.update_status(res)
+        return self._registry.update(res, charged=True)
 
     async def _resolved(
         self, target: Target, res: AnyResource, current: AnyResource | None
@@ -249,9 +268,8 @@ class ResourceWrites(HandlerBase):
                 merged = self._merged(current, res, target.subresource)
                 check_size(merged, target)
                 return json_answer(to_document(merged))
-            write = self._registry.update_status if target.subresource else self._registry.update
             try:
-                updated = await write(res)
+                updated = await self._write(target, res)
             except Conflict:
                 if precondition is not None:
                     raise

@@ -20,6 +20,7 @@ from kukeon.store import (
     Gone,
     Invalid,
     NotFound,
+    QuotaExceeded,
     StoreError,
     Unavailable,
 )
@@ -153,6 +154,7 @@ _STORE_ERRORS: tuple[tuple[type[StoreError], int, str], ...] = (
     (Invalid, 422, "Invalid"),
     (Gone, 410, "Gone"),
     (Unavailable, 503, "ServiceUnavailable"),
+    (QuotaExceeded, 403, "Forbidden"),
 )
 
 

@@ -463,9 +463,15 @@ def _refuse(target: Target, res: AnyResource, causes: list[Cause]) -> None:
         )
 
 
+def document_size(res: AnyResource) -> int:
+    """The bytes of ``res``'s document as the registry stores it (a Secret's values sealed
+    take a little more)."""
+    return len(json.dumps(to_document(res), separators=(",", ":"), ensure_ascii=False).encode())
+
+
 def check_size(res: AnyResource, target: Target) -> None:
     """The registry's size limit, checked before a dry run answers."""
-    size = len(json.dumps(to_document(res), separators=(",", ":"), ensure_ascii=False).encode())
+    size = document_size(res)
     if size > MAX_DOCUMENT_BYTES:
         why = f"the document is {size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit"
         raise ApiError(

@@ -36,7 +36,7 @@ def set_status_lines(res: CellSet) -> list[str]:
     ]
     for condition in status.conditions:
         why = f"{condition.reason}: {condition.message}" if condition.reason else ""
-        lines.append(f"  {condition.type:<12} {condition.status:<5} {why}".rstrip())
+        lines.append(f"  {condition.type:<14} {condition.status:<5} {why}".rstrip())
     if not status.conditions:
         lines.append("  <none>")
     return lines

@@ -44,7 +44,7 @@ from kukeon.api import (
 from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED, CellSetCondition, CellSetStatus
 from kukeon.framework import Operator, OperatorContext, Supervisor
 from kukeon.framework.cache import CachedReads
-from kukeon.store import AlreadyExists, Conflict, NotFound, Registry, WatchEvent
+from kukeon.store import AlreadyExists, Conflict, NotFound, QuotaExceeded, Registry, WatchEvent
 
 from .cellsetbackoff import BackoffPolicy, ReplaceBackoff
 from .cellsetlost import lost_for, move_off_lost_nodes, to_move
@@ -187,9 +187,11 @@ def status_of(
     *,
     since: datetime | None = None,
     exceeded: bool = False,
+    failure: str | None = None,
 ) -> CellSetStatus:
     """The set's status after ``plan``: counts, conditions (times kept when unchanged).
-    ``since`` is when it last progressed; ``exceeded`` that its deadline passed since."""
+    ``since`` is when it last progressed; ``exceeded`` that its deadline passed since;
+    ``failure`` why cells could not be created (a ``ReplicaFailure`` condition)."""
     counts = plan.counts
     replicas = cellset.spec.replicas
     _, unavailable = cellset.spec.surge_and_unavailable()
@@ -203,6 +205,12 @@ def status_of(
         ),
         _progressing(cellset, plan, since or now, exceeded),
     ]
+    if failure is not None:
+        wanted.append(
+            CellSetCondition(
+                type="ReplicaFailure", status="True", reason="FailedCreate", message=failure
+            )
+        )
     previous = {c.type: c for c in cellset.status.conditions}
     conditions = []
     for condition in wanted:
@@ -376,14 +384,27 @@ class CellSetController:
                 plan.create,
                 ", ".join(plan.delete) or "none",
             )
-        await _all_written([self._create(cellset, hash_) for _ in range(plan.create)])
+        failure = await self._create_all(cellset, hash_, plan.create)
         await self._delete([by_name[name] for name in plan.delete])
-        status = status_of(cellset, hash_, plan, now, since=since, exceeded=exceeded)
+        status = status_of(
+            cellset, hash_, plan, now, since=since, exceeded=exceeded, failure=failure
+        )
         if not _same_status(status, cellset.status):
             written = await self.registry.update_status(
                 cellset.model_copy(update={"status": status})
             )
             self.reads.writes.wrote(written)
+
+    async def _create_all(self, cellset: CellSet, hash_: str, count: int) -> str | None:
+        """Create ``count`` cells; why some could not be (the realm's quota), else None.
+        Refused creates are tried again at the next pass, as Kubernetes' ReplicaSet does."""
+        try:
+            await _all_written([self._create(cellset, hash_) for _ in range(count)])
+        except QuotaExceeded as refused:
+            if not any(c.reason == "FailedCreate" for c in cellset.status.conditions):
+                log.warning("cell set %s: %s", _label(cellset), refused)
+            return str(refused)
+        return None
 
     async def _create(self, cellset: CellSet, hash_: str) -> None:
         for _ in range(5):

@@ -35,7 +35,7 @@ from kukeon.controllers import (
     register_controllers,
 )
 from kukeon.framework import EventRecorder, Operator, Settings
-from kukeon.framework.aiotasks import SupervisedTask
+from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
 from kukeon.runtime.cgroups import open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
@@ -44,6 +44,7 @@ from kukeon.runtime.network import NetworkSettings, SpaceNetworks
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
 from kukeon.store.events import EventStore
+from kukeon.store.realmquota import QuotaLimits, RealmQuotas
 from kukeon.store.spacekeeping import keep_space
 
 from . import gcpolicy, instancelock, memdebug, nodename
@@ -143,6 +144,7 @@ class Daemon:
         self.events = EventStore(
             client=registry.client, config=registry.config, ttl=config.event_ttl_seconds
         )
+        await self._enforce_quotas(registry)
 
         if config.bootstrap:
             created = await ensure_defaults(registry)
@@ -152,6 +154,24 @@ class Daemon:
         if not config.api_only:
             await self._start_controllers(registry)
         await self._start_endpoints(registry)
+
+    async def _enforce_quotas(self, registry: Registry) -> None:
+        """The realms' quotas (``store.realmquota``): an index of every realm's objects,
+        listed before any write of this kukeond and followed from then on."""
+        config = self.config
+        quotas = RealmQuotas(
+            client=registry.client,
+            config=registry.config,
+            layout=registry.layout,
+            defaults=QuotaLimits(
+                config.realm_quota_objects or None, config.realm_quota_storage_bytes or None
+            ),
+        )
+        registry.enforce_quotas(quotas)
+        supervisor = Supervisor()
+        supervisor.start("kukeon-realm-usage", quotas.run, component="store")
+        self._on_stop("realm usage index", supervisor.stop)
+        await quotas.wait_synced()
 
     def _keyring(self) -> Keyring:
         """The encryption keys, generated at the first start when the file is missing."""

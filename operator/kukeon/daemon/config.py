@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX
 from kukeon.apiserver.admission import normalize_directory
 from kukeon.runtime.network.bridge import instance_tag
 
@@ -104,6 +105,11 @@ class DaemonConfig(BaseModel):
     event_ttl_seconds: int = Field(default=3600, ge=2)
     """How long an Event lives after its last occurrence (etcd removes it by itself: it is
     attached to a lease of this TTL, up to 5 % longer)."""
+
+    realm_quota_objects: int = Field(default=10_000, ge=0, le=QUOTA_OBJECTS_MAX)
+    """Objects a realm whose `spec.quota.objects` is unset may hold (0: no limit)."""
+    realm_quota_storage_bytes: int = Field(default=512 * 1024 * 1024, ge=0, le=QUOTA_BYTES_MAX)
+    """Bytes of etcd a realm whose `spec.quota.storageBytes` is unset may take (0: no limit)."""
 
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None

@@ -92,6 +92,18 @@ from .config import ConfigError, load_config
     type=int,
     help="How long an Event lives after its last occurrence (default 3600).",
 )
+@click.option(
+    "--realm-quota-objects",
+    type=click.IntRange(min=0),
+    help="Objects a realm may hold when its spec.quota.objects is unset; 0: no limit "
+    "(default 10000).",
+)
+@click.option(
+    "--realm-quota-storage-bytes",
+    type=click.IntRange(min=0),
+    help="Bytes of etcd a realm's documents may take when its spec.quota.storageBytes is "
+    "unset; 0: no limit (default 536870912, 512 MiB).",
+)
 @click.option("--metrics-address", help="host:port of /metrics (default 127.0.0.1:9464).")
 @click.option("--api-address", help="Optional TCP listener host:port (TLS and tokens required).")
 @click.option("--api-tls-cert-file", type=click.Path(path_type=Path))

@@ -21,6 +21,7 @@ from kukeon.store.errors import (
     Invalid,
     InvalidStoredDocument,
     NotFound,
+    QuotaExceeded,
     StoreError,
     Unavailable,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "LabelSelector",
     "NotFound",
     "OutcomeUnknown",
+    "QuotaExceeded",
     "Registry",
     "ResourceList",
     "StoreError",

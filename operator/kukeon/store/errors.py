@@ -4,7 +4,8 @@ Callers branch on the class, never on message text: ``NotFound`` 404, ``AlreadyE
 409, ``Conflict`` 409 (stale resourceVersion, or a parent that still has children),
 ``Invalid`` 422 (``InvalidStoredDocument`` too: what etcd holds under the key is not a
 valid resource), ``Gone`` 410 (a watch resumed from a compacted revision: relist),
-``Unavailable`` 503 (etcd could not be reached, or a write's outcome is unknown).
+``Unavailable`` 503 (etcd could not be reached, or a write's outcome is unknown),
+``QuotaExceeded`` 403 (the realm's quota).
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ class ChildrenExist(Conflict):
     def __init__(self, message: str, *, children: Sequence[str]) -> None:
         super().__init__(message)
         self.children = list(children)
+
+
+class QuotaExceeded(StoreError):  # noqa: N818 (the API's names)
+    """A write would take its realm over ``spec.quota`` (or kukeond's default); ``causes``
+    names the limit. The API answers 403, as Kubernetes does for an exceeded quota."""
+
+    def __init__(self, message: str, *, causes: Sequence[FieldError] = ()) -> None:
+        super().__init__(message)
+        self.causes = list(causes)
 
 
 class Invalid(StoreError):  # noqa: N818 (the API's names)

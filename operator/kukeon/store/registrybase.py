@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from aetcd import rpc
 
@@ -25,6 +25,9 @@ from .documentcache import DocumentCache
 from .encryption import Keyring
 from .keys import KeyLayout, range_end
 from .txn import Stored
+
+if TYPE_CHECKING:
+    from .realmquota import RealmQuotas
 
 MAX_CAS_ROUNDS = 1000
 """Compare-and-swap rounds an operation may lose before it gives up (``Unavailable``)."""
@@ -56,6 +59,7 @@ class RegistryBase:
         # compares against it directly (one round trip); a stale entry only costs a retry.
         self._parent_revisions: dict[bytes, int] = {}
         self._documents = DocumentCache(_DOCUMENT_CACHE_BYTES)
+        self._quotas: RealmQuotas | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -86,6 +90,15 @@ class RegistryBase:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def enforce_quotas(self, quotas: RealmQuotas) -> None:
+        """Check every create, and every ``update(charged=True)`` that grows a document,
+        against the realms' quotas (kukeond's registry; tools and tests write freely)."""
+        self._quotas = quotas
+
+    @property
+    def quotas(self) -> RealmQuotas | None:
+        return self._quotas
 
     @property
     def client(self) -> EtcdClient:

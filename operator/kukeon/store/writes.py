@@ -9,9 +9,11 @@ write at all (no new revision, no watch event).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple
 
 from kukeon.api import AnyResource, FieldError, Kind, key_of, to_document
@@ -21,6 +23,7 @@ from .deletion import CHILDREN_FINALIZER, RegistryDeletion
 from .encryption import restore_sealed, validation_copy
 from .errors import AlreadyExists, Conflict, Invalid, NotFound, Unavailable
 from .keys import child_kinds, parent_key
+from .realmquota import counts_against_quota
 from .registrybase import MAX_CAS_ROUNDS, utc_now
 from .txn import (
     Stored,
@@ -70,6 +73,33 @@ class RegistryWrites(RegistryDeletion):
         label = label_of(kind, key)
         raw_key = self._layout.key(kind, key).encode()
         model, data, uid = self._new_document(kind, raw_key, res, label, validated)
+        size = len(raw_key) + len(data)
+        async with self._quota_hold(kind, key, objects=1, size=size, label=label):
+            created = await self._create_rounds(kind, key, raw_key, model, data, uid)
+            if self._quotas is not None and created.metadata.resource_version:
+                self._quotas.assume(raw_key, data, int(created.metadata.resource_version))
+            return created
+
+    def _quota_hold(
+        self, kind: Kind, key: Sequence[str], *, objects: int, size: int, label: str
+    ) -> AbstractAsyncContextManager[None]:
+        """The realm's quota held for one write (``realmquota``); nothing without quotas,
+        or for a kind no realm's quota counts."""
+        if self._quotas is None or not counts_against_quota(kind):
+            return contextlib.nullcontext()
+        return self._quotas.reserve(key[0], objects=objects, storage_bytes=size, label=label)
+
+    async def _create_rounds(
+        self,
+        kind: Kind,
+        key: tuple[str, ...],
+        raw_key: bytes,
+        model: AnyResource,
+        data: bytes,
+        uid: str,
+    ) -> AnyResource:
+        """The create's transaction, again while the parent's revision it compared is stale."""
+        label = label_of(kind, key)
         parent = parent_key(kind, key)
 
         parent_raw = self._layout.key(*parent).encode() if parent is not None else None
@@ -201,11 +231,13 @@ class RegistryWrites(RegistryDeletion):
             )
         return stored
 
-    async def update(self, res: AnyResource) -> AnyResource:
+    async def update(self, res: AnyResource, *, charged: bool = False) -> AnyResource:
         """Write spec and metadata (labels, annotations, finalizers); keep the stored status.
 
         ``generation`` goes up only when the spec changed. An object being deleted whose
         last finalizer this update drops is removed; the returned object is its last state.
+        ``charged``: a user's write (the API's), refused when what it adds to the document
+        does not fit the realm's quota; kukeond's own (bindings, finalizers) always pass.
         """
         kind = _kind_of(res)
         key = key_of(res)
@@ -216,9 +248,13 @@ class RegistryWrites(RegistryDeletion):
         merged = self._merged_update(kind, raw_key, res, stored, label)
         if merged.data == stored.value:
             return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
-        revision = await self._compare_and_write(
-            kind, key, stored, merged.data, remove=merged.remove, op="update"
-        )
+        growth = len(merged.data) - len(stored.value) if charged and not merged.remove else 0
+        async with self._quota_hold(kind, key, objects=0, size=max(growth, 0), label=label):
+            revision = await self._compare_and_write(
+                kind, key, stored, merged.data, remove=merged.remove, op="update"
+            )
+            if self._quotas is not None and not merged.remove:
+                self._quotas.assume(raw_key, merged.data, revision)
         if merged.remove:
             return self._codec.as_written(merged.model, revision, generation=merged.generation)
         return self._codec.written(
@@ -277,6 +313,8 @@ class RegistryWrites(RegistryDeletion):
         revision = await self._compare_and_write(
             kind, key, stored, data, remove=False, op="update status of"
         )
+        if self._quotas is not None:
+            self._quotas.assume(raw_key, data, revision)
         return self._codec.written(kind, raw_key, model, data, revision)
 
     def _merged_status(

@@ -170,6 +170,12 @@ FIELDS: dict[str, Verdict] = {
     "Realm.spec.securityLevel": Effect(
         "tests/integration/apiserver/test_admission_matrix.py::test_levels_relax_in_steps"
     ),
+    "Realm.spec.quota.objects": Effect(
+        "tests/integration/store/test_realm_quotas.py::test_a_realm_holds_no_more_objects_than_its_quota"
+    ),
+    "Realm.spec.quota.storageBytes": Effect(
+        "tests/integration/store/test_realm_quotas.py::test_bytes_are_counted_and_a_charged_update_that_grows_is_refused"
+    ),
     # --- Space ------------------------------------------------------------------------------
     **_metadata("Space", name=Effect(_HIERARCHY)),
     "Space.spec.realmId": Effect(_HIERARCHY),

@@ -63,7 +63,7 @@ class FakeRegistry:
         await self._step("list", kind, scope, label_selector)
         return ResourceList([_realm("a")], 42)
 
-    async def update(self, res: AnyResource) -> AnyResource:
+    async def update(self, res: AnyResource, *, charged: bool = False) -> AnyResource:
         await self._step("update", res)
         return res
 

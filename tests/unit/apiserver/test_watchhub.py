@@ -64,7 +64,7 @@ class FeedRegistry:
     ) -> ResourceList:
         raise NotImplementedError
 
-    async def update(self, res: AnyResource) -> AnyResource:
+    async def update(self, res: AnyResource, *, charged: bool = False) -> AnyResource:
         raise NotImplementedError
 
     async def update_status(self, res: AnyResource) -> AnyResource:

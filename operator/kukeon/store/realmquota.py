@@ -1,0 +1,399 @@
+"""Per-realm quotas: how many objects a realm holds in etcd and how many bytes they take.
+
+A realm editor can write as many spaces, stacks, cells, cell sets, Secrets and cell
+profiles as they like, each up to ``MAX_DOCUMENT_BYTES``; without a limit one tenant could
+fill the etcd every realm (and every node of a fleet) shares, until etcd raises its
+``NOSPACE`` alarm and refuses every write. ``RealmQuotas`` is kukeond's answer, after
+Kubernetes' ResourceQuota: it keeps a size index of every realm-scoped key (a list, then a
+watch, of ``<prefix>/registry/``: sizes only, never the documents) and the limits each
+realm document sets (``spec.quota``; unset limits are kukeond's defaults), and the
+registry asks it before each create and each spec update that grows a document.
+
+Writes in flight are counted as reservations until they are done, and a write that is
+done is laid over the index at its revision until the watch shows it (as the scheduler's
+assumed bindings), so concurrent creates in one kukeond never pass a limit together.
+Several kukeonds of a fleet each keep their own index: two writes on two nodes at the same
+moment can pass a limit by what each had in flight (at most a few objects), never more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import grpc
+from aetcd import rpc
+
+from kukeon.api import FieldError, Kind
+from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX
+
+from .connection import EtcdClient, EtcdConfig, Retrier
+from .errors import Gone, QuotaExceeded, Unavailable
+from .etcdwatch import resumable_watch
+from .keys import KINDS, KeyLayout, range_end
+
+log = logging.getLogger(__name__)
+
+REALMS_PLURAL = KINDS[Kind.REALM].plural
+COUNTED_PLURALS = frozenset(
+    KINDS[kind].plural
+    for kind in (Kind.SPACE, Kind.STACK, Kind.CELL, Kind.SECRET, Kind.CELL_PROFILE, Kind.CELL_SET)
+)
+"""The kinds whose keys start with their realm's name: what a realm's quota counts."""
+
+
+def counts_against_quota(kind: Kind) -> bool:
+    """Whether a realm's quota counts objects of ``kind`` (the first name of their key is
+    the realm's)."""
+    return KINDS[kind].plural in COUNTED_PLURALS if kind in KINDS else False
+
+
+LIST_PAGE_SIZE = 1000
+"""Keys per page of the index's list (each page's values are sized and dropped)."""
+
+SYNC_WAIT_SECONDS = 10.0
+"""How long a write waits for the index's first list before it is refused as Unavailable."""
+
+
+class QuotaLimits(NamedTuple):
+    """A realm's limits; None is no limit."""
+
+    objects: int | None
+    storage_bytes: int | None
+
+
+NO_LIMITS = QuotaLimits(None, None)
+
+
+class Usage(NamedTuple):
+    objects: int
+    storage_bytes: int
+
+
+class _Entry(NamedTuple):
+    realm: str
+    size: int
+    revision: int
+
+
+@dataclass
+class _Realm:
+    objects: int = 0
+    storage_bytes: int = 0
+    reserved_objects: int = 0
+    reserved_bytes: int = 0
+    limits: QuotaLimits = field(default=NO_LIMITS)
+    """What the realm document says (None where it sets nothing)."""
+    limits_revision: int = 0
+
+
+class RealmQuotas:
+    """The size index of every realm's objects, and the check a write passes first."""
+
+    def __init__(
+        self,
+        *,
+        client: EtcdClient,
+        config: EtcdConfig,
+        layout: KeyLayout,
+        defaults: QuotaLimits = NO_LIMITS,
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._retrier = Retrier(client=client, retry_timeout=config.retry_timeout)
+        self._layout = layout
+        self._root = f"{layout.registry_root}/".encode()
+        self.defaults = defaults
+        self._entries: dict[bytes, _Entry] = {}
+        self._realms: dict[str, _Realm] = {}
+        self._revision = 0
+        """The revision the index has seen everything up to (list, then watch)."""
+        self._synced = asyncio.Event()
+
+    # --- what a write asks ---------------------------------------------------------------
+
+    def limits(self, realm: str) -> QuotaLimits:
+        """The realm's effective limits: its own, else kukeond's defaults."""
+        own = self._realms[realm].limits if realm in self._realms else NO_LIMITS
+        objects = own.objects if own.objects is not None else self.defaults.objects
+        storage = (
+            own.storage_bytes if own.storage_bytes is not None else self.defaults.storage_bytes
+        )
+        return QuotaLimits(objects, storage)
+
+    def usage(self, realm: str) -> Usage:
+        """What the realm's objects take now, writes in flight included."""
+        state = self._realms.get(realm)
+        if state is None:
+            return Usage(0, 0)
+        return Usage(
+            state.objects + state.reserved_objects, state.storage_bytes + state.reserved_bytes
+        )
+
+    @contextlib.asynccontextmanager
+    async def reserve(
+        self, realm: str, *, objects: int, storage_bytes: int, label: str
+    ) -> AsyncIterator[None]:
+        """Hold ``objects`` and ``storage_bytes`` of ``realm``'s quota for one write;
+        ``QuotaExceeded`` when they do not fit. The write calls ``assume`` once stored,
+        before the hold ends."""
+        await self.check(realm, objects=objects, storage_bytes=storage_bytes, label=label)
+        # No await between the check and the hold: nothing else runs in between.
+        state = self._realms.setdefault(realm, _Realm())
+        state.reserved_objects += objects
+        state.reserved_bytes += storage_bytes
+        try:
+            yield
+        finally:
+            state.reserved_objects -= objects
+            state.reserved_bytes -= storage_bytes
+            self._forget_if_empty(realm)
+
+    def key_size(self, kind: Kind, key: tuple[str, ...]) -> int:
+        """The bytes of an object's etcd key (counted with its document)."""
+        return len(self._layout.key(kind, key).encode())
+
+    async def check(self, realm: str, *, objects: int, storage_bytes: int, label: str) -> None:
+        """``QuotaExceeded`` unless ``objects`` and ``storage_bytes`` more fit ``realm``'s
+        quota now (what a dry run asks; a write holds them with ``reserve``)."""
+        await self.wait_synced()
+        limits = self.limits(realm)
+        used = self.usage(realm)
+        causes: list[FieldError] = []
+        if objects > 0 and limits.objects is not None and used.objects + objects > limits.objects:
+            causes.append(
+                FieldError(
+                    "spec.quota.objects",
+                    f"{used.objects} of {limits.objects} objects in use",
+                )
+            )
+        if (
+            storage_bytes > 0
+            and limits.storage_bytes is not None
+            and used.storage_bytes + storage_bytes > limits.storage_bytes
+        ):
+            causes.append(
+                FieldError(
+                    "spec.quota.storageBytes",
+                    f"{used.storage_bytes} of {limits.storage_bytes} bytes in use, "
+                    f"{storage_bytes} more asked",
+                )
+            )
+        if causes:
+            reasons = "; ".join(f"{cause.field}: {cause.message}" for cause in causes)
+            raise QuotaExceeded(
+                f"{label} would exceed the quota of realm {json.dumps(realm)} ({reasons}); "
+                "delete some of its objects or ask an admin to raise the quota",
+                causes=causes,
+            )
+
+    async def wait_synced(self) -> None:
+        """Return once the first list is in (``Unavailable`` after ``SYNC_WAIT_SECONDS``)."""
+        if self._synced.is_set():
+            return
+        try:
+            async with asyncio.timeout(SYNC_WAIT_SECONDS):
+                await self._synced.wait()
+        except TimeoutError:
+            raise Unavailable(
+                "the realms' usage is not known yet (kukeond is still reading etcd); retry"
+            ) from None
+
+    # --- the index -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """List, then follow the watch, for ever (run it supervised): a compacted watch lists
+        again; any other failure ends the run for the supervisor to start again."""
+        while True:
+            await self._list()
+            try:
+                await self._follow()
+            except Gone as gone:
+                log.info("realm usage: %s; listing again", gone)
+
+    async def _list(self) -> None:
+        listed: dict[bytes, _Entry] = {}
+        realm_limits: dict[str, QuotaLimits] = {}
+        revision = 0
+        start, end = self._root, range_end(self._root)
+        while True:
+            response = await self._range(start, end, revision)
+            if not revision:
+                revision = response.header.revision
+            for kv in response.kvs:
+                self._read_kv(kv.key, kv.value, kv.mod_revision, listed, realm_limits)
+            if not response.more or not response.kvs:
+                break
+            start = response.kvs[-1].key + b"\0"
+        # Writes this process made after the list's snapshot stay counted until the watch
+        # (from that snapshot) shows them.
+        for key, entry in self._entries.items():
+            if entry.revision > revision:
+                listed[key] = entry
+        self._rebuild(listed, realm_limits, revision)
+        self._synced.set()
+
+    async def _range(self, start: bytes, end: bytes, revision: int) -> Any:
+        async def attempt() -> Any:
+            request = rpc.RangeRequest(
+                key=start, range_end=end, revision=revision, limit=LIST_PAGE_SIZE
+            )
+            return await self._client.kvstub.Range(
+                request, timeout=self._config.request_timeout, metadata=self._client.metadata
+            )
+
+        try:
+            return await self._retrier.run(attempt, what="list the realms' usage", repeatable=True)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.OUT_OF_RANGE:
+                raise Gone("compacted while listing", compacted_revision=revision) from error
+            raise
+
+    def _read_kv(
+        self,
+        key: bytes,
+        value: bytes,
+        revision: int,
+        entries: dict[bytes, _Entry],
+        realm_limits: dict[str, QuotaLimits],
+    ) -> None:
+        plural, realm, is_realm = self._parse_key(key)
+        if is_realm:
+            realm_limits[realm] = limits_of(value)
+        elif plural is not None:
+            entries[key] = _Entry(realm, len(key) + len(value), revision)
+
+    def _rebuild(
+        self, entries: dict[bytes, _Entry], realm_limits: dict[str, QuotaLimits], revision: int
+    ) -> None:
+        reserved = {
+            name: (state.reserved_objects, state.reserved_bytes)
+            for name, state in self._realms.items()
+        }
+        realms: dict[str, _Realm] = {}
+        for name, limits in realm_limits.items():
+            realms[name] = _Realm(limits=limits, limits_revision=revision)
+        for entry in entries.values():
+            state = realms.setdefault(entry.realm, _Realm())
+            state.objects += 1
+            state.storage_bytes += entry.size
+        for name, (objects, storage) in reserved.items():
+            state = realms.setdefault(name, _Realm())
+            state.reserved_objects, state.reserved_bytes = objects, storage
+        self._entries, self._realms, self._revision = entries, realms, revision
+
+    async def _follow(self) -> None:
+        def decode(response: Any) -> list[Any]:
+            return list(response.events)
+
+        events = resumable_watch(
+            self._client,
+            self._config,
+            self._root,
+            after=self._revision,
+            what="the realms' usage",
+            decode=decode,
+            revision_of=lambda event: int(event.kv.mod_revision),
+        )
+        async with contextlib.aclosing(events):
+            async for event in events:
+                kv = event.kv
+                deleted = event.type == rpc.Event.EventType.DELETE
+                self.observe(kv.key, None if deleted else kv.value, kv.mod_revision)
+                self._revision = max(self._revision, kv.mod_revision)
+
+    def observe(self, key: bytes, value: bytes | None, revision: int) -> None:
+        """A change the watch shows (``value`` None: the key was deleted)."""
+        plural, realm, is_realm = self._parse_key(key)
+        if is_realm:
+            self._set_limits(realm, value, revision)
+        elif plural is not None:
+            self._set(key, realm, None if value is None else len(key) + len(value), revision)
+
+    def assume(self, key: bytes, value: bytes, revision: int) -> None:
+        """A write this process just made, counted until the watch shows it (ignored when
+        the watch has already gone past it: it showed that write, or a later change)."""
+        if revision <= self._revision:
+            return
+        plural, realm, is_realm = self._parse_key(key)
+        if is_realm:
+            self._set_limits(realm, value, revision)
+        elif plural is not None:
+            self._set(key, realm, len(key) + len(value), revision)
+
+    def _set_limits(self, realm: str, value: bytes | None, revision: int) -> None:
+        state = self._realms.setdefault(realm, _Realm())
+        if revision > state.limits_revision:
+            state.limits = NO_LIMITS if value is None else limits_of(value)
+            state.limits_revision = revision
+        self._forget_if_empty(realm)
+
+    def _set(self, key: bytes, realm: str, size: int | None, revision: int) -> None:
+        known = self._entries.get(key)
+        if known is not None and known.revision >= revision:
+            return
+        state = self._realms.setdefault(realm, _Realm())
+        if known is not None:
+            state.objects -= 1
+            state.storage_bytes -= known.size
+        if size is None:
+            self._entries.pop(key, None)
+            self._forget_if_empty(realm)
+            return
+        self._entries[key] = _Entry(realm, size, revision)
+        state.objects += 1
+        state.storage_bytes += size
+
+    def _parse_key(self, key: bytes) -> tuple[str | None, str, bool]:
+        """(counted plural or None, realm, whether the key is a realm's document)."""
+        if not key.startswith(self._root):
+            return None, "", False
+        parts = key[len(self._root) :].decode(errors="replace").split("/")
+        if len(parts) < 2 or not parts[1]:
+            return None, "", False
+        if parts[0] == REALMS_PLURAL:
+            return None, parts[1], len(parts) == 2
+        if parts[0] in COUNTED_PLURALS:
+            return parts[0], parts[1], False
+        return None, "", False
+
+    def _forget_if_empty(self, realm: str) -> None:
+        state = self._realms.get(realm)
+        if (
+            state is not None
+            and state.objects == 0
+            and state.reserved_objects == 0
+            and state.reserved_bytes == 0
+            and state.limits == NO_LIMITS
+        ):
+            del self._realms[realm]
+
+    def realms(self) -> Iterable[str]:
+        return list(self._realms)
+
+
+def limits_of(value: bytes) -> QuotaLimits:
+    """The limits a stored realm document sets; what is not a valid limit counts as unset
+    (the document is untrusted: one that does not parse must not stop the index)."""
+    try:
+        document = json.loads(value)
+        quota = document["spec"]["quota"]
+    except (ValueError, KeyError, TypeError):
+        return NO_LIMITS
+    if not isinstance(quota, dict):
+        return NO_LIMITS
+    return QuotaLimits(
+        _limit(quota.get("objects"), QUOTA_OBJECTS_MAX),
+        _limit(quota.get("storageBytes"), QUOTA_BYTES_MAX),
+    )
+
+
+def _limit(value: object, most: int) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most:
+        return value
+    return None
