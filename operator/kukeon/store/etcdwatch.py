@@ -55,11 +55,13 @@ async def resumable_watch(
     decode: Decode[T],
     revision_of: Callable[[T], int],
     closed: Callable[[], bool] = _never,
+    prev_kv: bool = True,
 ) -> AsyncGenerator[T, None]:
     """Every item of the changes under ``prefix`` with revision > ``after``.
 
     ``what`` names the watch in errors and logs; ``closed`` says when the owner of the
-    client has closed it (``Unavailable`` then, instead of a retry).
+    client has closed it (``Unavailable`` then, instead of a retry); ``prev_kv`` whether
+    each event carries the key's previous version (the registry's watches need it).
     """
     end = range_end(prefix)
     next_revision = after + 1
@@ -67,7 +69,7 @@ async def resumable_watch(
     backoff = Backoff(0.05, 1.0)
     failing_since: float | None = None  # when the current run of failures began
     while True:
-        stream = _watch_stream(client, prefix, end, next_revision, what, decode)
+        stream = _watch_stream(client, prefix, end, next_revision, what, decode, prev_kv)
         opened = loop.time()
         delivered = False
         try:
@@ -111,12 +113,13 @@ async def _watch_stream(
     start_revision: int,
     what: str,
     decode: Decode[T],
+    prev_kv: bool,
 ) -> AsyncGenerator[list[T], None]:
     """One gRPC watch stream; yields the decoded items of each response that has any."""
     await client.connect()
     create = rpc.WatchRequest(
         create_request=rpc.WatchCreateRequest(
-            key=prefix, range_end=end, start_revision=start_revision, prev_kv=True
+            key=prefix, range_end=end, start_revision=start_revision, prev_kv=prev_kv
         )
     )
     stop = asyncio.Event()

@@ -299,6 +299,7 @@ class RealmQuotas:
             what="the realms' usage",
             decode=decode,
             revision_of=lambda event: int(event.kv.mod_revision),
+            prev_kv=False,  # a delete's key is all the index needs
         )
         async with contextlib.aclosing(events):
             async for event in events:

@@ -1,0 +1,96 @@
+"""The realms' usage index counts each key once, whatever the order in which a write's own
+report and the watch's event arrive, and a stale change never overrides a newer one."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from kukeon.store import KeyLayout, QuotaExceeded
+from kukeon.store.realmquota import QuotaLimits, RealmQuotas, Usage, limits_of
+
+ROOT = "/kukeon/registry"
+CELL = f"{ROOT}/cells/r/s/st/c".encode()
+REALM = f"{ROOT}/realms/r".encode()
+
+
+NO_DEFAULTS = QuotaLimits(None, None)
+
+
+def _index(defaults: QuotaLimits = NO_DEFAULTS) -> RealmQuotas:
+    quotas = RealmQuotas(
+        client=cast(Any, None), config=cast(Any, _Config()), layout=KeyLayout(), defaults=defaults
+    )
+    quotas._synced.set()  # as after the first list
+    return quotas
+
+
+class _Config:
+    retry_timeout = 1.0
+
+
+def _size(key: bytes, value: bytes) -> int:
+    return len(key) + len(value)
+
+
+def test_a_write_and_its_watch_event_count_once() -> None:
+    quotas = _index()
+    quotas.assume(CELL, b"x" * 10, 5)
+    quotas.observe(CELL, b"x" * 10, 5)
+    assert quotas.usage("r") == Usage(1, _size(CELL, b"x" * 10))
+
+
+def test_a_write_the_watch_has_already_passed_is_not_counted_again() -> None:
+    quotas = _index()
+    quotas.observe(CELL, b"x", 5)
+    quotas.observe(CELL, None, 6)  # deleted right after
+    quotas._revision = 6
+    quotas.assume(CELL, b"x", 5)  # the create's own report, late
+    assert quotas.usage("r") == Usage(0, 0)
+    assert "r" not in quotas.realms()
+
+
+def test_a_stale_event_does_not_undo_a_newer_write() -> None:
+    quotas = _index()
+    quotas.assume(CELL, b"x" * 100, 9)
+    quotas.observe(CELL, b"x", 7)  # the watch is behind the write
+    assert quotas.usage("r").storage_bytes == _size(CELL, b"x" * 100)
+
+
+def test_a_realm_documents_limits_follow_its_newest_version() -> None:
+    quotas = _index(QuotaLimits(50, None))
+    quotas.assume(REALM, b'{"spec":{"quota":{"objects":3}}}', 10)
+    quotas.observe(REALM, b'{"spec":{}}', 8)  # older than the write just made
+    assert quotas.limits("r") == QuotaLimits(3, None)
+    quotas.observe(REALM, b'{"spec":{}}', 11)
+    assert quotas.limits("r") == QuotaLimits(50, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b'{"spec":{"quota":{"objects":3,"storageBytes":10}}}', QuotaLimits(3, 10)),
+        (b'{"spec":{"quota":{"objects":-1,"storageBytes":true}}}', QuotaLimits(None, None)),
+        (b'{"spec":{"quota":"lots"}}', QuotaLimits(None, None)),
+        (b"\xff not json", QuotaLimits(None, None)),
+        (b"[]", QuotaLimits(None, None)),
+    ],
+)
+def test_a_stored_realms_limits_are_read_as_untrusted(value: bytes, expected: QuotaLimits) -> None:
+    assert limits_of(value) == expected
+
+
+async def test_reservations_in_flight_count_against_the_limit() -> None:
+    quotas = _index(QuotaLimits(2, None))
+    async with (
+        quotas.reserve("r", objects=1, storage_bytes=10, label="a"),
+        quotas.reserve("r", objects=1, storage_bytes=10, label="b"),
+    ):
+        with pytest.raises(QuotaExceeded):
+            async with quotas.reserve("r", objects=1, storage_bytes=10, label="c"):
+                pass
+    assert quotas.usage("r") == Usage(0, 0)
+    # A growth (no new object) is refused only by the bytes limit.
+    async with quotas.reserve("r", objects=0, storage_bytes=10**9, label="d"):
+        pass
