@@ -584,11 +584,14 @@ class CellController:
             if created:
                 await executor.discard_created_task(place.namespace, prepared.built.name)
             raise LeftThisNodeError("/".join(place.key))
+        if not created:
+            created = await executor.create_planned_task(plan, prepared.built, place)
+        status = plan.status
         if created:
-            pid: int | None = await executor.start_created_task(plan, prepared.built, place)
-        else:
-            pid = await executor.execute_task_actions(plan, prepared.built, place)
-        status = plan.status if pid is None else plan.started(pid, at=now())
+            at = now()  # before the start: an exit at once (containerd's time) comes after it
+            status = plan.started(
+                await executor.start_created_task(plan, prepared.built, place), at=at
+            )
         if plan.record_exit:
             await progress.record(status)
         return plan, status

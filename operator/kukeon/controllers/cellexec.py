@@ -142,18 +142,6 @@ class CellExecutor:
 
     # --- act --------------------------------------------------------------------------
 
-    async def execute(
-        self,
-        plan: ContainerPlan,
-        built: BuiltContainer,
-        place: CellPlace,
-        *,
-        restarted_at: str,
-    ) -> int | None:
-        """Perform the plan's actions; the new task's pid when one was started."""
-        await self.execute_container_actions(plan, built, place, restarted_at=restarted_at)
-        return await self.execute_task_actions(plan, built, place)
-
     async def execute_container_actions(
         self,
         plan: ContainerPlan,
@@ -170,14 +158,6 @@ class CellExecutor:
                 await self.remove_container(namespace, name)
             elif isinstance(action, CreateContainer):
                 await self._create(place, built, restarted_at=restarted_at)
-
-    async def execute_task_actions(
-        self, plan: ContainerPlan, built: BuiltContainer, place: CellPlace
-    ) -> int | None:
-        """The rest of the plan (its task deleted, started); the new task's pid if any."""
-        if await self.create_planned_task(plan, built, place):
-            return await self.start_created_task(plan, built, place)
-        return None
 
     async def create_planned_task(
         self, plan: ContainerPlan, built: BuiltContainer, place: CellPlace

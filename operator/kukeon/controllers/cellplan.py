@@ -439,6 +439,7 @@ def _after_exit(
             "pid": None,
             "exit_code": code,
             "exit_signal": exit_signal_name(code),
+            "start_time": started_by(status.start_time, exited.finished),
             "finish_time": exited.finished,
             "reason": exited.reason,
             # What the process said last, as Kubernetes' FallbackToLogsOnError.
@@ -488,6 +489,16 @@ def _after_exit(
     draft.actions.append(StartTask(restart=True))
     status = _restarted(status, exited, now=inputs.now, loop_restarts=loop)
     return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
+
+
+def started_by(start_time: datetime | None, finished: datetime) -> datetime | None:
+    """A run's start no later than its ``finished``: the exit's time is containerd's, the
+    start's kukeond's clock around the start call, so for a process that exits at once
+    (or a clock stepped back) the start as recorded can follow the exit; the run then
+    lasted no time, and its start is its finish (``finishTime >= startTime`` always)."""
+    if start_time is not None and start_time > finished:
+        return finished
+    return start_time
 
 
 def _out_of_retries(spec: ContainerSpec, failure: int) -> bool:

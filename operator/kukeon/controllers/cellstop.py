@@ -22,7 +22,7 @@ from kukeon.api import (
     EventReason,
 )
 
-from .cellplan import Note, failure_code
+from .cellplan import Note, failure_code, started_by
 from .cellstate import restart_owed
 
 
@@ -72,6 +72,7 @@ def stopped_statuses(
                     "pid": None,
                     "exit_code": None,
                     "exit_signal": None,
+                    "start_time": started_by(status.start_time, at),
                     "finish_time": at,
                     "started": False,
                     "ready": False,

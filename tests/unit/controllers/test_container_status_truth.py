@@ -1,0 +1,107 @@
+"""A restarting container's status says what is true now, as Kubernetes' container status.
+
+A run never finishes before it started, even when its process exits before kukeond's
+start call returns.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import cast
+
+import pytest
+
+from kukeon.api import Cell, ContainerStatus
+from kukeon.controllers.cellstop import stopped_statuses
+from kukeon.framework import HandlerContext, TemporaryError
+from kukeon.runtime.containerd.tasks import TaskStatus
+
+from .test_cell_controller import CID, FakeTasks, Rig, app, make_cell
+from .test_cell_controller import rig as rig  # the fixture
+from .test_cellplan import T0, kept, plan, ran, spec, stopped_task
+
+
+def stored(status: ContainerStatus) -> ContainerStatus:
+    """The status as etcd holds it (JSON and back), as the next pass reads it."""
+    return ContainerStatus.model_validate(status.model_dump(mode="json", by_alias=True))
+
+
+# --- 3. a run never finishes before it started ----------------------------------------------
+
+
+def test_an_exit_before_the_recorded_start_moves_the_start_to_the_exit() -> None:
+    """The start recorded after containerd's exit time (the process exited at once):
+    the run lasted no time, whether it waits, restarts or ends for good."""
+    recorded_start = T0 + timedelta(milliseconds=30)
+    previous = ran(start_time=recorded_start, backoff_restarts=1)
+    for policy, backoff in (("never", None), ("always", None), ("always", 5)):
+        result = plan(
+            spec(policy, backoff=backoff),
+            previous=previous,
+            container=kept(),
+            task=stopped_task(1, at=T0),
+            now=T0 + timedelta(seconds=1),
+        )
+        if result.start is None:
+            assert result.status.start_time == result.status.finish_time == T0, policy
+        else:
+            last = result.status.last_state
+            assert last is not None
+            assert last.started_at == last.finished_at == T0, policy
+
+
+def test_a_stop_before_the_recorded_start_moves_the_start_to_the_stop() -> None:
+    cell = make_cell(app()).model_copy(deep=True)
+    cell.status.containers = [ran(start_time=T0 + timedelta(seconds=1))]
+    [status] = stopped_statuses(cell, cell.spec.containers, at=T0)
+    assert status.start_time == status.finish_time == T0
+
+
+def _exiting_at_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, *, exit_at: float, returns_at: float
+) -> None:
+    """containerd's start of the task returns at `returns_at` s; the process exited at
+    `exit_at` s, before it returned."""
+    start = FakeTasks.start
+
+    async def slow_start(self: FakeTasks, cid: str) -> int:
+        pid = await start(self, cid)
+        rig.world.exit(cid, 1, at=T0 + timedelta(seconds=exit_at), status=TaskStatus.STOPPED)
+        rig.at(returns_at)
+        return pid
+
+    monkeypatch.setattr(FakeTasks, "start", slow_start)
+
+
+async def _exited(rig: Rig, cell: Cell) -> ContainerStatus:
+    with pytest.raises(TemporaryError):  # the next restart waits its back-off
+        await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+    [status] = rig.latest(cell).status.containers
+    return status
+
+
+async def test_a_first_start_is_timed_before_the_start_call(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _exiting_at_once(rig, monkeypatch, exit_at=1, returns_at=2)
+    cell = await rig.reconcile(make_cell(app(restartPolicy="always", restartBackoffSeconds=5)))
+    [status] = cell.status.containers
+    assert status.start_time == T0
+    exited = await _exited(rig, cell)
+    assert exited.finish_time == T0 + timedelta(seconds=1)
+    assert exited.start_time == T0
+
+
+async def test_a_restart_is_timed_before_the_start_call(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cell = await rig.reconcile(make_cell(app(restartPolicy="always")))
+    rig.world.exit(CID, 1, at=T0 + timedelta(seconds=5), status=TaskStatus.STOPPED)
+    rig.at(6)
+    _exiting_at_once(rig, monkeypatch, exit_at=7, returns_at=8)
+    cell = await rig.reconcile(cell)  # the first restart of a loop: at once
+    [status] = cell.status.containers
+    assert (status.restart_count, status.start_time) == (1, T0 + timedelta(seconds=6))
+    exited = await _exited(rig, cell)
+    assert exited.start_time == T0 + timedelta(seconds=6)
+    assert exited.finish_time == T0 + timedelta(seconds=7)
