@@ -310,7 +310,7 @@ def _status_lines(res: AnyResource, kind: Kind, when: datetime) -> list[str]:
     return ["Status:", *_field_lines(status_pairs, indent=2)]
 
 
-def _container_status_lines(containers: Sequence[Any]) -> list[str]:
+def _container_status_lines(containers: Sequence[Any], when: datetime) -> list[str]:
     """The ``Containers:`` table of a cell's describe page."""
     if not containers:
         return ["Containers:", f"  {NONE}"]
@@ -347,7 +347,23 @@ def _container_status_lines(containers: Sequence[Any]) -> list[str]:
     lines = ["Containers:", *("  " + line for line in format_rows(rows))]
     if len(probes) > 1:
         lines += ["Probes:", *("  " + line for line in format_rows(probes))]
-    return lines
+    return lines + _last_state_lines(containers, when)
+
+
+def _last_state_lines(containers: Sequence[Any], when: datetime) -> list[str]:
+    """``Last State:``, how each restarted container's previous run ended (Kubernetes'
+    ``lastState.terminated``), apart from the table above, which says what runs now."""
+    rows = [["CONTAINER", "REASON", "EXIT CODE", "STARTED", "FINISHED"]]
+    for c in containers:
+        last = c.last_state
+        if last is None:
+            continue
+        code = str(last.exit_code) + (f" ({last.signal})" if last.signal else "")
+        started = last.started_at.isoformat() if last.started_at else NONE
+        rows.append([c.id, last.reason or NONE, code, started, _when(last.finished_at, when)])
+    if len(rows) == 1:
+        return []
+    return ["Last State:", *("  " + line for line in format_rows(rows))]
 
 
 def describe(
@@ -377,7 +393,7 @@ def describe(
     if isinstance(res, Node):
         lines += _node_detail_lines(res, when)
     if kind == Kind.CELL:
-        lines += _container_status_lines(res.status.containers)
+        lines += _container_status_lines(res.status.containers, when)
     if events is not None:
         lines += _event_lines(events, when)
     return "\n".join(lines) + "\n"

@@ -177,6 +177,17 @@ def container_ready(status: Mapping[str, Any]) -> bool:
     return str(status.get("state", "Pending")) == "Ready"
 
 
+def restarts_of(containers: list[Mapping[str, Any]], now: datetime) -> str:
+    """A cell's RESTARTS, as kubectl's: ``3``, or ``3 (40s ago)`` with the age of the
+    latest exit a restart followed (the newest ``lastState.finishedAt``)."""
+    count = sum(int(c.get("restartCount", 0)) for c in containers)
+    ended = [timestamp(_part(c, "lastState").get("finishedAt")) for c in containers]
+    latest = max((when for when in ended if when is not None), default=None)
+    if not count or latest is None:
+        return str(count)
+    return f"{count} ({human_duration((now - latest).total_seconds())} ago)"
+
+
 def cell_reason(document: Document) -> str:
     """Why a cell is not simply running: its own reason, else its first container's."""
     reasons = [_part(document, "status").get("reason")]
@@ -273,7 +284,7 @@ def _row(
         containers = _items(document, "status", "containers")
         ready = sum(1 for c in containers if container_ready(c))
         total = len(_items(document, "spec", "containers"))
-        row += [f"{ready}/{total}", str(sum(int(c.get("restartCount", 0)) for c in containers))]
+        row += [f"{ready}/{total}", restarts_of(containers, now)]
     row.append(age(document, now))
     if wide and kind in _WIDE_COLUMNS:
         row += _wide_cells(kind, document)

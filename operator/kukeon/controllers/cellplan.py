@@ -535,7 +535,11 @@ def _restarted(
             "backoff_restarts": min(loop_restarts + 1, INT64_MAX),
             "restart_time": now,
             "start_time": now,
-            # Why the last one ended is in lastState; the new task has said nothing yet.
+            # How the last one ended is in lastState; the new task has neither exited nor
+            # said anything yet (as Kubernetes' state.running beside lastState.terminated).
+            "exit_code": None,
+            "exit_signal": None,
+            "finish_time": None,
             "reason": None,
             "message": None,
             "last_state": last,

@@ -118,8 +118,8 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...], bool], ...] = (
     (
         "exit_code",
         "kukeon_container_last_exit_code",
-        "Exit code of the container's last exit (status.containers[].exitCode); "
-        "absent while it never exited.",
+        "Exit code of the container's last exit (status.containers[].exitCode, or "
+        "lastState.exitCode once it was restarted); absent while it never exited.",
         CONTAINER_LABELS,
         False,
     ),
@@ -227,10 +227,11 @@ def cell_series(cell: AnyResource, node: str) -> dict[str, list[Sample]]:
             Sample("kukeon_container_restarts_total", labels, float(container.restart_count))
         )
         ready.append(Sample("kukeon_container_ready", labels, _ONE if container.ready else _ZERO))
-        if container.exit_code is not None:
-            exit_codes.append(
-                Sample("kukeon_container_last_exit_code", labels, float(container.exit_code))
-            )
+        # A restarted container runs: its exitCode is unset, its last exit in lastState.
+        last = container.last_state.exit_code if container.last_state is not None else None
+        code = container.exit_code if container.exit_code is not None else last
+        if code is not None:
+            exit_codes.append(Sample("kukeon_container_last_exit_code", labels, float(code)))
     return {
         "ready_observed": [
             Sample("kukeon_cell_ready_observed", base, _ONE if status.ready_observed else _ZERO)

@@ -145,9 +145,6 @@ def test_an_exited_task(
     assert f"exited with code {code}" in exited.message
     assert not result.record_exit
     status = result.status
-    assert status.exit_code == code
-    assert status.exit_signal == exit_signal_name(code)
-    assert status.finish_time == finished
     if owed and due:
         assert result.actions == (DeleteTask(), StartTask(restart=True))
         assert status.state == ContainerState.READY
@@ -155,15 +152,22 @@ def test_an_exited_task(
         assert status.backoff_restarts == 1
         assert status.restart_time == T0
         assert status.reason is None
+        # It runs again: it has not exited; how it last ended is lastState's.
+        assert (status.exit_code, status.exit_signal, status.finish_time) == (None, None, None)
         assert status.last_state is not None
         assert status.last_state.exit_code == code
+        assert status.last_state.signal == exit_signal_name(code)
         assert status.last_state.started_at == previous.start_time
         assert status.last_state.finished_at == finished
         assert result.wake_in is None
         assert result.observation.running
         assert not result.observation.restart_owed
         assert result.started(4242, at=T0 + timedelta(seconds=1)).pid == 4242
-    elif owed:
+    else:  # it has ended, for now or for good
+        assert status.exit_code == code
+        assert status.exit_signal == exit_signal_name(code)
+        assert status.finish_time == finished
+    if owed and not due:
         assert result.actions == ()
         assert [n.reason for n in result.notes[1:]] == [EventReason.BACK_OFF]
         assert result.wake_in == pytest.approx(pause - elapsed)
@@ -174,7 +178,7 @@ def test_an_exited_task(
         assert status.restart_count == count
         assert result.observation.restart_owed
         assert not result.observation.running
-    else:
+    elif not owed:
         assert result.actions == ()
         assert len(result.notes) == 1
         assert result.wake_in is None

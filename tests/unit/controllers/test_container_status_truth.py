@@ -1,7 +1,9 @@
 """A restarting container's status says what is true now, as Kubernetes' container status.
 
-A run never finishes before it started, even when its process exits before kukeond's
-start call returns.
+A container running again shows no exit of its own (its previous run's end is
+``lastState``, as Kubernetes' ``state.running`` beside ``lastState.terminated``); and a
+run never finishes before it started, even when its process exits before kukeond's start
+call returns.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import cast
 
 import pytest
 
-from kukeon.api import Cell, ContainerStatus
+from kukeon.api import Cell, ContainerState, ContainerStatus
+from kukeon.controllers.cellplan import StartTask
 from kukeon.controllers.cellstop import stopped_statuses
 from kukeon.framework import HandlerContext, TemporaryError
 from kukeon.runtime.containerd.tasks import TaskStatus
@@ -24,6 +27,32 @@ from .test_cellplan import T0, kept, plan, ran, spec, stopped_task
 def stored(status: ContainerStatus) -> ContainerStatus:
     """The status as etcd holds it (JSON and back), as the next pass reads it."""
     return ContainerStatus.model_validate(status.model_dump(mode="json", by_alias=True))
+
+
+# --- 2. a container running again has no exit of its own ------------------------------------
+
+
+def test_a_restarted_container_runs_and_its_previous_exit_is_last_state() -> None:
+    finished = T0 - timedelta(seconds=3)
+    previous = ran(start_time=T0 - timedelta(seconds=4))
+    restarted = plan(
+        spec("always"),
+        previous=previous,
+        container=kept(),
+        task=stopped_task(137, at=finished),
+    )
+    assert restarted.start == StartTask(restart=True)
+    status = stored(restarted.started(4242, at=T0))
+    assert status.state == ContainerState.READY
+    assert (status.pid, status.start_time, status.restart_time) == (4242, T0, T0)
+    assert (status.exit_code, status.exit_signal, status.finish_time) == (None, None, None)
+    assert (status.reason, status.message) == (None, None)
+    last = status.last_state
+    assert last is not None
+    assert (last.exit_code, last.signal, last.reason) == (137, "SIGKILL", "Error")
+    assert (last.started_at, last.finished_at) == (T0 - timedelta(seconds=4), finished)
+    dumped = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert not {"exitCode", "exitSignal", "finishTime"} & dumped.keys()
 
 
 # --- 3. a run never finishes before it started ----------------------------------------------
@@ -102,6 +131,7 @@ async def test_a_restart_is_timed_before_the_start_call(
     cell = await rig.reconcile(cell)  # the first restart of a loop: at once
     [status] = cell.status.containers
     assert (status.restart_count, status.start_time) == (1, T0 + timedelta(seconds=6))
+    assert status.finish_time is None
     exited = await _exited(rig, cell)
     assert exited.start_time == T0 + timedelta(seconds=6)
     assert exited.finish_time == T0 + timedelta(seconds=7)

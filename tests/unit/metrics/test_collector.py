@@ -125,6 +125,17 @@ def test_container_restarts_and_last_exit_code() -> None:
     assert ("kukeon_container_last_exit_code", _labels(**main, container="side")) not in samples
 
 
+def test_a_restarted_container_s_last_exit_code_is_its_last_state() -> None:
+    """A container running again has no exitCode (it has not exited); its last exit is
+    its lastState's, and the series keeps it."""
+    cache = DocumentCache()
+    again = {"id": "app", "state": "Ready", "restartCount": 1, "lastState": {"exitCode": 3}}
+    cache.replace(Kind.CELL, [docs.cell("r", "s", "k", "c", containers=[again])])
+    samples = _scrape(_registry(cache))
+    where = {"realm": "r", "space": "s", "stack": "k", "cell": "c", "node": "node-a"}
+    assert samples[("kukeon_container_last_exit_code", _labels(**where, container="app"))] == 3
+
+
 def test_a_deleted_cell_leaves_no_series() -> None:
     cache = _filled_cache()
     registry = _registry(cache)

@@ -20,7 +20,11 @@ function containerRows(cell) {
   return ids.map((id) => {
     const status = statuses.get(id) || {};
     const spec = ((cell.spec && cell.spec.containers) || []).find((c) => c.id === id) || {};
-    const exit = status.exitCode === null || status.exitCode === undefined ? '' : String(status.exitCode);
+    // A restarted container runs: no exitCode of its own; how its previous run ended is lastState.
+    const last = status.lastState;
+    const exit = status.exitCode === null || status.exitCode === undefined
+      ? (last ? h('span', { class: 'muted' }, `last ${last.exitCode}${last.reason ? ` (${last.reason})` : ''}`) : '')
+      : String(status.exitCode);
     return h('tr', null,
       h('th', { scope: 'row' }, id), h('td', null, status.image || spec.image || ''),
       h('td', null, badge(status.state || 'Pending')), h('td', null, status.ready ? 'yes' : 'no'),
