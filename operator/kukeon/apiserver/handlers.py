@@ -14,7 +14,8 @@ at), ``request`` (the caller, the body, the selectors), ``handlerbase`` (authori
 admission, store errors), ``resourcereads`` (get, list, watch; the watch protocol is
 ``watchstream``'s), ``writerules`` (the body against its URL, validation, the rules
 beyond admission), ``resourcewrites`` (create, replace, patch, delete, cascades) and
-``profileruns`` (a cell made from a CellProfile, written as any cell).
+``profileruns`` (a cell made from a CellProfile, written as any cell) and ``quotausage``
+(a realm's quota and its use).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from kukeon.api import Kind
 from kukeon.apiserver.profileruns import ProfileRuns
+from kukeon.apiserver.quotausage import QUOTA_SUBRESOURCE, QuotaUsageReads
 from kukeon.apiserver.request import PRINCIPAL_KEY, is_watch, principal_of
 from kukeon.apiserver.resourcereads import ResourceReads
 from kukeon.apiserver.routeindex import RouteShortcut
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 
-class ResourceHandlers(ResourceReads, ProfileRuns):
+class ResourceHandlers(ResourceReads, ProfileRuns, QuotaUsageReads):
     """aiohttp handlers for every kind, bound to one registry."""
 
     def add_routes(self, app: web.Application) -> None:
@@ -64,6 +66,9 @@ class ResourceHandlers(ResourceReads, ProfileRuns):
                 router.add_put(f"{obj}/status", self._bind(self.replace, kind, "status")),
                 router.add_patch(f"{obj}/status", self._bind(self.patch, kind, "status")),
             ]
+            if kind == Kind.REALM:
+                quota = self._bind(self.quota, kind, QUOTA_SUBRESOURCE)
+                routes.append(router.add_get(f"{obj}/{QUOTA_SUBRESOURCE}", quota))
             for route in routes:
                 if route.resource is not None and route.resource.canonical.startswith(under_realms):
                     shortcut.add(route.resource)

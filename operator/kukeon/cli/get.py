@@ -546,6 +546,7 @@ def describe_command(
     from .cellsetview import set_members
     from .eventview import events_of
     from .output import describe
+    from .quotaview import quota_of
 
     async def work(client: ApiClient) -> None:
         if named:
@@ -558,7 +559,8 @@ def describe_command(
         pages = []
         for res in found:
             members = await set_members(client, res)
-            pages.append(describe(res, events=await events_of(client, res), members=members))
+            events, quota = await events_of(client, res), await quota_of(client, res)
+            pages.append(describe(res, events=events, members=members, quota=quota))
         print_text("\n".join(pages))
 
     run(ctx, work)

@@ -8,7 +8,7 @@ golden-file style without a server.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -28,7 +28,7 @@ from kukeon.api import (
 )
 from kukeon.client.paths import KINDS
 
-from . import cellsetview, tables
+from . import cellsetview, quotaview, tables
 from .tables import NONE, format_rows, human_duration, kind_slug, render_table
 from .terminal import terminal_safe
 
@@ -372,10 +372,11 @@ def describe(
     now: datetime | None = None,
     events: Sequence[Event] | None = None,
     members: Sequence[Cell] = (),
+    quota: Mapping[str, Any] | None = None,
 ) -> str:
     """A human page about one object: identity, spec, status, containers, reasons, a
-    CellSet's ``members`` (its cells), and its recent ``events`` when given (an empty list
-    shows ``Events: <none>``)."""
+    CellSet's ``members`` (its cells), a realm's ``quota`` use (``quotaview``), and its
+    recent ``events`` when given (an empty list shows ``Events: <none>``)."""
     when = now or datetime.now(UTC)
     kind = Kind(res.kind)
     lines = _identity_lines(res, kind, when)
@@ -390,6 +391,8 @@ def describe(
         lines += _status_lines(res, kind, when)
     if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
         lines += _node_lines(kind, res.status.nodes)
+    if quota is not None:
+        lines += quotaview.quota_lines(quota)
     if isinstance(res, Node):
         lines += _node_detail_lines(res, when)
     if kind == Kind.CELL:

@@ -105,6 +105,14 @@ async def test_a_create_over_the_quota_is_403_and_writes_nothing(quota_api: Api)
             assert 'quota of realm "team"' in body["message"]
             assert [c["field"] for c in body["details"]["causes"]] == ["spec.quota.objects"]
         assert (await editor.get(f"{cells}/two")).status == 404
+        # What the realm uses of its quota (kubectl describe quota's Used and Hard).
+        usage = await _json(await editor.get(f"{V}/realms/team/quota"))
+        assert usage["kind"] == "RealmQuotaStatus"
+        assert usage["hard"] == {"objects": 3, "storageBytes": 100000}
+        assert usage["used"]["objects"] == 3
+        assert 0 < usage["used"]["storageBytes"] < 100000
+        assert (await editor.get(f"{V}/realms/other/quota")).status == 403
+        assert (await admin.get(f"{V}/realms/nowhere/quota")).status == 404
         # A spec update that grows past storageBytes is refused; one that does not passes.
         grow = b'{"metadata":{"annotations":{"a":"' + b"x" * 100000 + b'"}}}'
         grown = await editor.patch(f"{cells}/one", data=grow, headers=MERGE)

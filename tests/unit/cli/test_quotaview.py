@@ -1,0 +1,27 @@
+"""`kukectl describe realm` shows the realm's quota use as kubectl describe quota does."""
+
+from __future__ import annotations
+
+from kukeon.cli.quotaview import binary_size, quota_lines
+
+
+def test_used_and_hard_per_limit_with_none_for_no_limit() -> None:
+    lines = quota_lines(
+        {"hard": {"objects": 2000}, "used": {"objects": 7, "storageBytes": 1_300_000}}
+    )
+    assert lines[0] == "Quota:"
+    assert lines[1].split() == ["RESOURCE", "USED", "HARD"]
+    assert lines[2].split() == ["objects", "7", "2000"]
+    assert lines[3].split() == ["storageBytes", "1.2Mi", "<none>"]
+
+
+def test_sizes_read_as_people_read_them() -> None:
+    assert [binary_size(n) for n in (0, 900, 1024, 1536, 512 << 20, 3 << 40, 5 << 50)] == [
+        "0B",
+        "900B",
+        "1Ki",
+        "1.5Ki",
+        "512Mi",
+        "3Ti",
+        "5120Ti",
+    ]
