@@ -13,13 +13,13 @@ Each realm carries ``spec.securityLevel`` (unset means ``restricted``), modelled
 Kubernetes Pod Security Standards; docs/kukectl.md has the table and says where it
 differs. In short:
 
-- ``restricted``: no privileged, no host network/PID namespace, no host cgroup namespace,
-  no container ``cniConfigPath`` (a conflist of the cell's own: its plugins run as root
-  and it picks any bridge or host interface), no devices, no capability beyond the
-  runtime's default set, no ``securityOpts`` but ``no-new-privileges``, no
-  ``nestedCgroupRuntime``; host paths only under kukeond's ``allowedHostPaths``,
-  ``fromFile`` secrets only under ``secretDirs``, ``fromEnv`` only of names in
-  ``allowedSecretEnv`` (all three empty by default, so: none).
+- ``restricted``: no privileged, no host network/PID namespace, no host ports, no host
+  cgroup namespace, no container ``cniConfigPath`` (a conflist of the cell's own: its
+  plugins run as root and it picks any bridge or host interface), no devices, no
+  capability beyond the runtime's default set, no ``securityOpts`` but
+  ``no-new-privileges``, no ``nestedCgroupRuntime``; host paths only under kukeond's
+  ``allowedHostPaths``, ``fromFile`` secrets only under ``secretDirs``, ``fromEnv`` only
+  of names in ``allowedSecretEnv`` (all three empty by default, so: none).
 - ``baseline``: the same, plus ``hostCgroup`` and the capabilities ``SYS_PTRACE`` and
   ``IPC_LOCK``.
 - ``privileged``: everything (the host-path, secret-dir and env lists no longer apply).
@@ -243,6 +243,13 @@ _OWN_CNI: Final = (
 )
 
 
+_HOST_PORT: Final = (
+    "a host port (the node forwards it on each of its addresses, 127.0.0.1 included, to "
+    "the cell: connections meant for the host's own programs reach the cell whenever "
+    "nothing listens there; PSS baseline refuses hostPorts too)"
+)
+
+
 def check_container(
     container: ContainerSpec,
     *,
@@ -268,17 +275,7 @@ def check_container(
     for value, name, needed, what in flags:
         if value and not _allows(level, needed):
             found.append(Violation(f"{field}.{name}", _needs(needed, what)))
-    if container.cni_config_path is not None:
-        found.append(
-            Violation(f"{field}.cniConfigPath", _needs(SecurityLevel.PRIVILEGED, _OWN_CNI))
-        )
-    for position, device in enumerate(container.devices):
-        found.append(
-            Violation(
-                f"{field}.devices[{position}]",
-                _needs(SecurityLevel.PRIVILEGED, f"the host device {quote(device.split(':')[0])}"),
-            )
-        )
+    found += _host_object_violations(container, field)
     if container.capabilities is not None:
         found += _capability_violations(
             container.capabilities.add, field=f"{field}.capabilities.add", level=level
@@ -310,6 +307,28 @@ def check_container(
                     f"allowedSecretEnv ({allowed})",
                 )
             )
+    return found
+
+
+def _host_object_violations(container: ContainerSpec, field: str) -> list[Violation]:
+    """The node's own objects, which only ``privileged`` may ask for: a CNI configuration
+    of the cell's own, host devices, host ports."""
+    found: list[Violation] = []
+    if container.cni_config_path is not None:
+        found.append(
+            Violation(f"{field}.cniConfigPath", _needs(SecurityLevel.PRIVILEGED, _OWN_CNI))
+        )
+    for position, device in enumerate(container.devices):
+        found.append(
+            Violation(
+                f"{field}.devices[{position}]",
+                _needs(SecurityLevel.PRIVILEGED, f"the host device {quote(device.split(':')[0])}"),
+            )
+        )
+    for position in range(len(container.ports)):
+        found.append(
+            Violation(f"{field}.ports[{position}]", _needs(SecurityLevel.PRIVILEGED, _HOST_PORT))
+        )
     return found
 
 

@@ -103,6 +103,9 @@ RULES: list[tuple[dict[str, Any], str, SecurityLevel]] = [
     ({"cniConfigPath": "/srv/kukeon/x.conflist"}, f"{F}.cniConfigPath", PRIVILEGED),
     ({"cniConfigPath": "/etc/cni/net.d/x.conflist"}, f"{F}.cniConfigPath", PRIVILEGED),
     ({"devices": ["/dev/kvm"]}, f"{F}.devices[0]", PRIVILEGED),
+    # A published port is DNAT on the node's addresses, its loopback too (docs/kukectl.md).
+    ({"ports": ["8080:80"]}, f"{F}.ports[0]", PRIVILEGED),
+    ({"ports": ["127.0.0.1:9999:80/udp"]}, f"{F}.ports[0]", PRIVILEGED),
     ({"devices": ["/dev/fuse:/dev/fuse:rw"]}, f"{F}.devices[0]", PRIVILEGED),
     ({"capabilities": {"add": ["SYS_ADMIN"]}}, f"{F}.capabilities.add[0]", PRIVILEGED),
     ({"capabilities": {"add": ["cap_net_admin"]}}, f"{F}.capabilities.add[0]", PRIVILEGED),
