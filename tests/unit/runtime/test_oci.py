@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from kukeon.api.imageref import digest_problem
 from kukeon.runtime.containerd.errors import InvalidImageArchiveError, InvalidImageError
 from kukeon.runtime.containerd.imagearchive import OciArchive
 from kukeon.runtime.containerd.images import parse_image_config, select_platform_manifest
@@ -34,7 +35,6 @@ from kukeon.runtime.containerd.oci import (
     content_mismatch,
     detect_media_type,
     digest_of,
-    digest_problem,
     host_platform,
     parse_config,
     parse_descriptor,

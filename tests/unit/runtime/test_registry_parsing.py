@@ -66,7 +66,7 @@ def test_parse_reference(
         ("busybox@md5:" + "a" * 32, "unsupported digest algorithm"),
         ("busybox@nodigest", "not <algorithm>:<hex>"),
         ("reg.io/a//b", "component ''"),
-        ("reg.io:99999/a", "port 99999 is out of range"),
+        ("reg.io:99999/a", "port '99999' is out of range"),
         ("reg_io.com:5000/a", "is not a host[:port]"),
         ("[1::2::3]:5000/a", "bad IPv6"),
         ("reg.io/" + "a" * 300, "longer than 255"),

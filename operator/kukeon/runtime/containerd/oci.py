@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from kukeon.api.imageref import digest_problem
 from kukeon.runtime.containerd.types import ImageConfig
 
 # --- media types ------------------------------------------------------------------------
@@ -77,25 +78,8 @@ class PlatformNotFoundError(LookupError):
 
 
 # --- digests ----------------------------------------------------------------------------
-
-_DIGEST: Final = re.compile(
-    r"(?P<algorithm>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<encoded>[a-zA-Z0-9=_-]+)"
-)
-DIGEST_HEX_LENGTHS: Final = {"sha256": 64, "sha384": 96, "sha512": 128}
-
-
-def digest_problem(digest: str) -> str | None:
-    """Why ``digest`` is not a digest kukeon can verify, or ``None`` when it is one."""
-    match = _DIGEST.fullmatch(digest)
-    if match is None:
-        return f"digest {digest!r} is not <algorithm>:<hex>"
-    algorithm, encoded = match.group("algorithm"), match.group("encoded")
-    length = DIGEST_HEX_LENGTHS.get(algorithm)
-    if length is None:
-        return f"unsupported digest algorithm {algorithm!r}"
-    if len(encoded) != length or not re.fullmatch(r"[a-f0-9]+", encoded):
-        return f"{algorithm} digest must be {length} lowercase hex characters"
-    return None
+# A digest's grammar (``digest_problem``) is the image references' (``kukeon.api.imageref``):
+# the API server checks a reference's digest exactly as the node checks a descriptor's.
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> str:
