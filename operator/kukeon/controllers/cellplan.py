@@ -22,7 +22,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from kukeon.api import (
     Cell,
@@ -44,6 +44,7 @@ from .cellstate import (
     derive_cell_state,
     restart_due_at,
     restart_owed,
+    restart_pause_seconds,
 )
 
 TASK_LOST_EXIT_CODE = 137
@@ -457,6 +458,7 @@ def _after_exit(
         started_at=status.start_time,
         finished_at=exited.finished,
     )
+    pause = restart_pause_seconds(backoff_seconds=spec.restart_backoff_seconds, loop_restarts=loop)
     due = restart_due_at(
         finished_at=exited.finished,
         backoff_seconds=spec.restart_backoff_seconds,
@@ -466,11 +468,7 @@ def _after_exit(
     if remaining > 0:
         # `reason` keeps why it ended (OOMKilled...); the wait is in the message.
         status = status.model_copy(
-            update={
-                "message": f"exited with {code}"
-                + (f" ({exited.said})" if exited.said else "")
-                + f"; restarting in {remaining:.1f}s"
-            }
+            update={"message": backoff_message(spec.id, exited, pause=pause, due=due)}
         )
         draft.notes.append(
             Note(EventReason.BACK_OFF, f"back-off restarting container {spec.id}", warning=True)
@@ -489,6 +487,25 @@ def _after_exit(
     draft.actions.append(StartTask(restart=True))
     status = _restarted(status, exited, now=inputs.now, loop_restarts=loop)
     return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
+
+
+def backoff_message(container: str, exited: Exit, *, pause: int, due: datetime) -> str:
+    """The status message of an exit waiting out its back-off: what it said, the pause and
+    when it ends, as Kubernetes' ``back-off 40s restarting failed container=NAME``.
+
+    A statement that does not age: written once when the wait starts, it is as true a
+    minute later (a countdown would need a status write per second, or go stale), and a
+    pass that sees the same wait plans the same status, so it writes nothing."""
+    said = f" ({exited.said})" if exited.said else ""
+    failed = "failed " if failure_code(exited.code, exited.reason) != 0 else ""
+    # The due time rounded up to the second: the restart is never before the time shown.
+    shown = due.astimezone(UTC)
+    if shown.microsecond:
+        shown = shown.replace(microsecond=0) + timedelta(seconds=1)
+    return (
+        f"exited with {exited.code}{said}; back-off {pause}s restarting {failed}"
+        f"container={container}, due {shown.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    )
 
 
 def started_by(start_time: datetime | None, finished: datetime) -> datetime | None:

@@ -717,7 +717,9 @@ async def test_an_exit_waits_for_the_backoff_then_restarts(rig: Rig) -> None:
     cell = rig.latest(cell)
     [status] = cell.status.containers
     assert status.state == ContainerState.FAILED
-    assert status.message == "exited with 1; restarting in 3.0s"
+    assert status.message == (
+        "exited with 1; back-off 5s restarting failed container=app, due 2026-01-01T12:00:15Z"
+    )
     assert str(cell.status.state) == "Degraded"
     assert rig.recorder.reasons()[-2:] == ["Exited", "BackOff"]
     rig.at(15)

@@ -211,7 +211,7 @@ def test_a_failed_exit_says_the_last_line_the_process_wrote() -> None:
     assert (ended.status.reason, ended.status.message) == ("Error", said)
     waiting = plan(spec("always", backoff=5), previous=ran(), container=kept(), task=task)
     assert waiting.status.message is not None
-    assert waiting.status.message.startswith(f"exited with 1 ({said}); restarting in")
+    assert waiting.status.message.startswith(f"exited with 1 ({said}); back-off 5s restarting")
 
 
 def test_an_exit_seen_again_is_no_news() -> None:
@@ -365,11 +365,15 @@ def exit_and_restart(
     assert seen.wake_in is not None
     assert seen.restart_at is not None
     assert [n.reason for n in seen.notes[1:]] == [EventReason.BACK_OFF]
-    assert seen.status.message == f"exited with 1; restarting in {seen.wake_in:.1f}s"
+    said, _, due_at = (seen.status.message or "").partition(", due ")
+    assert said == f"exited with 1; back-off {seen.wake_in:.0f}s restarting failed container=app"
+    shown = datetime.strptime(due_at, "%Y-%m-%dT%H:%M:%S%z")  # the due time, rounded up
+    assert timedelta(0) <= shown - seen.restart_at < timedelta(seconds=1)
     waiting = seen.status
     halfway = finished + timedelta(seconds=seen.wake_in / 2)
     again = plan(container_spec, previous=stored(waiting), container=kept(), task=task, now=halfway)
     assert again.restart_at == seen.restart_at  # the same pause after a kukeond restart
+    assert again.status == stored(waiting)  # the same status: nothing to write while it waits
     assert again.start is None
     due = plan(
         container_spec,

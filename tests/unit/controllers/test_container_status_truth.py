@@ -1,9 +1,10 @@
 """A restarting container's status says what is true now, as Kubernetes' container status.
 
-A container running again shows no exit of its own (its previous run's end is
-``lastState``, as Kubernetes' ``state.running`` beside ``lastState.terminated``); and a
-run never finishes before it started, even when its process exits before kukeond's start
-call returns.
+The wait for a restart is a statement that does not age (``back-off 40s ... due T``, not
+"restarting in 40 s" written once and read a minute later); a container running again
+shows no exit of its own (its previous run's end is ``lastState``, as Kubernetes'
+``state.running`` beside ``lastState.terminated``); and a run never finishes before it
+started, even when its process exits before kukeond's start call returns.
 """
 
 from __future__ import annotations
@@ -27,6 +28,45 @@ from .test_cellplan import T0, kept, plan, ran, spec, stopped_task
 def stored(status: ContainerStatus) -> ContainerStatus:
     """The status as etcd holds it (JSON and back), as the next pass reads it."""
     return ContainerStatus.model_validate(status.model_dump(mode="json", by_alias=True))
+
+
+# --- 1. the wait for a restart does not age -------------------------------------------------
+
+
+def test_a_back_off_says_its_length_and_due_time_and_reads_the_same_later() -> None:
+    """The third restart in a row waits 40 s: the message says so and when, and a pass
+    10 s or 39 s later plans the very same status (so it writes nothing)."""
+    finished = T0 + timedelta(seconds=0.25)
+    previous = ran(start_time=T0, restart_count=3, backoff_restarts=3)
+    task = stopped_task(2, at=finished)
+    container = spec("always")
+    first = plan(container, previous=previous, container=kept(), task=task, now=finished)
+    assert first.start is None
+    assert first.status.message == (
+        "exited with 2; back-off 40s restarting failed container=app, due 2026-01-01T12:00:41Z"
+    )
+    for later in (10, 39):
+        again = plan(
+            container,
+            previous=stored(first.status),
+            container=kept(),
+            task=task,
+            now=finished + timedelta(seconds=later),
+        )
+        assert again.start is None
+        assert again.status == stored(first.status), later
+        assert again.wake_in == pytest.approx(40 - later)
+
+
+def test_a_clean_exit_waiting_to_restart_is_not_called_failed() -> None:
+    finished = T0 + timedelta(seconds=1)
+    previous = ran(start_time=T0, backoff_restarts=1)
+    waiting = plan(
+        spec("always"), previous=previous, container=kept(), task=stopped_task(0, at=finished)
+    )
+    assert waiting.status.message == (
+        "exited with 0; back-off 10s restarting container=app, due 2026-01-01T12:00:11Z"
+    )
 
 
 # --- 2. a container running again has no exit of its own ------------------------------------
@@ -135,3 +175,5 @@ async def test_a_restart_is_timed_before_the_start_call(
     exited = await _exited(rig, cell)
     assert exited.start_time == T0 + timedelta(seconds=6)
     assert exited.finish_time == T0 + timedelta(seconds=7)
+    assert exited.message is not None
+    assert "back-off 10s" in exited.message
