@@ -76,7 +76,7 @@ _PROCESS_OPTIONS = [
         "--entrypoint",
         metavar="PROGRAM",
         help="The program instead of the image's entrypoint (docker's); the words after "
-        "the image are its arguments.",
+        "the image are its arguments ('' clears it: the words are the command line).",
     ),
     click.option(
         "--command",
@@ -174,9 +174,12 @@ def _process(words: Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]
     if entrypoint is not None and options["as_command"]:
         fail("give --entrypoint PROGRAM or --command, not both", EXIT_USAGE)
     process: dict[str, Any] = {}
-    if options["as_command"]:
+    if options["as_command"] or entrypoint == "":
+        # docker's --entrypoint '' clears the image's entrypoint: the words are the whole
+        # command line, as kubectl's --command makes them.
         if not words:
-            fail("--command needs the program after --", EXIT_USAGE)
+            option = "--command" if options["as_command"] else "--entrypoint ''"
+            fail(f"{option} needs the program after --", EXIT_USAGE)
         process = {"command": words[0], "args": list(words[1:])}
     elif entrypoint is not None:
         process = {"command": entrypoint, "args": list(words)}

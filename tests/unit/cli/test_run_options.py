@@ -39,6 +39,11 @@ def test_the_words_after_the_image_are_the_entrypoints_arguments() -> None:
     kubectl = _container("--command", "--", "sleep", "5")
     assert (kubectl["command"], kubectl["args"]) == ("sleep", ["5"])
     assert _dry("--command")[0] == 2  # no program
+    # docker's --entrypoint '' clears the image's entrypoint: the words are the program and
+    # its arguments (they were handed to the image's entrypoint, as if it had not been given)
+    cleared = _container("--entrypoint", "", "--", "sh", "-c", "echo hi")
+    assert (cleared["command"], cleared["args"]) == ("sh", ["-c", "echo hi"])
+    assert _dry("--entrypoint", "")[0] == 2  # no program
     assert _dry("--command", "--entrypoint", "x", "--", "y")[0] == 2
 
 
