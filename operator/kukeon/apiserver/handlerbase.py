@@ -15,6 +15,7 @@ from aiohttp import web
 from kukeon.api import AnyResource, Kind
 from kukeon.apiserver.admission import Admission
 from kukeon.apiserver.auth import Principal, Verb, denial
+from kukeon.apiserver.imagerules import check_images
 from kukeon.apiserver.portclaims import check_port_claims
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.request import principal_of
@@ -82,6 +83,7 @@ class HandlerBase:
         check_labels(target, res, current)
         check_acted_on(target, res, current)
         check_runnable(target, res, current, self._container_check)
+        check_images(target, res, current)
         check_host_names(target, res, current)
         await self._store(target, check_port_claims(self._registry, res, current))
         await self._store(target, self._admission.admit(principal_of(request), res, current))
