@@ -11,9 +11,11 @@ from collections.abc import Sequence
 
 import click
 
+from kukeon.api import InvalidResource
+from kukeon.api.imagefields import refuse_bad_images
 from kukeon.client.apiclient import ApiClient
 
-from .manifests import Applier, Reporter, server_refusals
+from .manifests import Applier, Document, Reporter, server_refusals
 from .params import (
     FILE_OPTION,
     ManifestScope,
@@ -22,11 +24,29 @@ from .params import (
     manifest_scope,
     manifest_scope_options,
 )
-from .runner import EXIT_SERVER, error_line, run
+from .runner import EXIT_SERVER, EXIT_USAGE, error_line, run
 
 
 def _reporter() -> Reporter:
     return Reporter(ok=lambda line: click.echo(line), error=error_line)
+
+
+def _client_dry_run(documents: Sequence[Document]) -> None:
+    """Each document's verdict without the server: valid, or each image the server would
+    refuse (its 422's causes; with nothing stored to compare, an image an object already
+    has is judged too, where the server lets it through unchanged)."""
+    refused = False
+    for doc in documents:
+        try:
+            refuse_bad_images(doc.resource)
+        except InvalidResource as error:
+            refused = True
+            for line in error.lines():
+                error_line(f"{doc.source}: document {doc.position}: {line}")
+        else:
+            click.echo(f"{doc.name} valid (client dry run)")
+    if refused:
+        raise click.exceptions.Exit(EXIT_USAGE)
 
 
 def _write(
@@ -40,8 +60,7 @@ def _write(
     # Everything is validated before anything is sent.
     documents = load_manifest_files(files, scope=scope)
     if dry_run == "client":
-        for doc in documents:
-            click.echo(f"{doc.name} valid (client dry run)")
+        _client_dry_run(documents)
         return
 
     async def work(client: ApiClient) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from kukeon.api import Cell, Kind, parse_resource
+from kukeon.api.imagefields import refuse_bad_images
 from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
@@ -257,6 +258,7 @@ def _cell_by_hand(
     }
     try:
         cell = parse_resource(document)
+        refuse_bad_images(cell)  # the server's 422, before anything is sent
     except ValueError as error:
         fail(str(error), EXIT_USAGE)
     assert isinstance(cell, Cell)

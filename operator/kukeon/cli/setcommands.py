@@ -16,6 +16,7 @@ import click
 
 from kukeon.api import AnyResource, Kind, parse_resource, to_request_document
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION
+from kukeon.api.imageref import reference_problem
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .metadata import split_changes
@@ -63,6 +64,9 @@ def set_image(
         container, equals, image = pair.partition("=")
         if not equals or not container or not image.strip():
             fail(f"{pair!r}: expected CONTAINER=IMAGE", EXIT_USAGE)
+        problem = reference_problem(image)  # the server's 422, before anything is sent
+        if problem is not None:
+            fail(f"{container}: {problem}", EXIT_USAGE)
         images[container] = image
 
     def change(container: dict[str, Any]) -> bool:
