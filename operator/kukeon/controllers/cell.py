@@ -628,7 +628,7 @@ class CellController:
             return cell
         if plan.wake_in is not None:
             raise TemporaryError(
-                f"a restart is owed in {plan.wake_in:.1f}s",
+                plan.wait_message,
                 delay=plan.wake_in,
                 reason="RestartBackoff",
             )

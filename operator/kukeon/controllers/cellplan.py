@@ -22,7 +22,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from kukeon.api import (
     Cell,
@@ -42,6 +42,7 @@ from .cellstate import (
     ContainerObservation,
     crash_loop_restarts,
     derive_cell_state,
+    due_text,
     restart_due_at,
     restart_owed,
     restart_pause_seconds,
@@ -498,13 +499,9 @@ def backoff_message(container: str, exited: Exit, *, pause: int, due: datetime) 
     pass that sees the same wait plans the same status, so it writes nothing."""
     said = f" ({exited.said})" if exited.said else ""
     failed = "failed " if failure_code(exited.code, exited.reason) != 0 else ""
-    # The due time rounded up to the second: the restart is never before the time shown.
-    shown = due.astimezone(UTC)
-    if shown.microsecond:
-        shown = shown.replace(microsecond=0) + timedelta(seconds=1)
     return (
         f"exited with {exited.code}{said}; back-off {pause}s restarting {failed}"
-        f"container={container}, due {shown.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        f"container={container}, due {due_text(due)}"
     )
 
 
@@ -635,6 +632,17 @@ class CellPlan:
     not_ready: str | None = None
     """Every task runs but a probe does not pass: which containers and why (the message
     of reason ``ContainersNotReady``)."""
+    restart_at: datetime | None = None
+    restarting: str | None = None
+    """When the soonest owed restart is due, and the container it restarts."""
+
+    @property
+    def wait_message(self) -> str:
+        """The cell's message while a restart waits (reason ``RestartBackoff``): a time,
+        not a countdown, so it stays true and each pass of one wait writes the same."""
+        if self.restart_at is None:
+            return "a restart is owed"
+        return f"a restart is owed: container {self.restarting} at {due_text(self.restart_at)}"
 
 
 def not_ready_message(statuses: Sequence[ContainerStatus]) -> str | None:
@@ -667,8 +675,9 @@ def plan_cell(cell: Cell, containers: Sequence[ContainerPlan]) -> CellPlan:
         ready_observed=cell.status.ready_observed,
     )
     ready_observed = cell.status.ready_observed or state == CellState.READY
-    waits = [plan.wake_in for plan in containers if plan.wake_in is not None]
-    wake_in = min(waits) if waits else None
+    waits = [plan for plan in containers if plan.wake_in is not None]
+    soonest = min(waits, key=lambda plan: plan.wake_in or 0.0) if waits else None
+    wake_in = soonest.wake_in if soonest is not None else None
     delete = (
         cell.spec.auto_delete
         and ready_observed
@@ -685,4 +694,6 @@ def plan_cell(cell: Cell, containers: Sequence[ContainerPlan]) -> CellPlan:
         delete=delete,
         wake_in=wake_in,
         not_ready=not_ready,
+        restart_at=soonest.restart_at if soonest is not None else None,
+        restarting=soonest.container_id if soonest is not None else None,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kukeon.api import CellState
@@ -85,6 +85,15 @@ def restart_due_at(
     """The earliest time the next restart may happen (see `restart_pause_seconds`)."""
     pause = restart_pause_seconds(backoff_seconds=backoff_seconds, loop_restarts=loop_restarts)
     return finished_at + timedelta(seconds=pause)
+
+
+def due_text(due: datetime) -> str:
+    """``2026-12-05T05:18:13Z``: a restart's due time as a status message shows it, rounded
+    up to the second, so the restart is never before the time shown."""
+    shown = due.astimezone(UTC)
+    if shown.microsecond:
+        shown = shown.replace(microsecond=0) + timedelta(seconds=1)
+    return shown.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,3 +177,21 @@ async def test_a_restart_is_timed_before_the_start_call(
     assert exited.finish_time == T0 + timedelta(seconds=7)
     assert exited.message is not None
     assert "back-off 10s" in exited.message
+
+
+async def test_a_cell_waiting_for_a_restart_says_when_the_same_at_every_pass(rig: Rig) -> None:
+    """The cell's own message (reason RestartBackoff) names the container and the due
+    time, not a countdown: a later pass of the same wait says the very same."""
+    cell = await rig.reconcile(make_cell(app(restartPolicy="always", restartBackoffSeconds=5)))
+    rig.world.exit(
+        CID, 1, at=T0 + timedelta(seconds=10, milliseconds=200), status=TaskStatus.STOPPED
+    )
+    said = []
+    for seconds in (11, 13):
+        rig.at(seconds)
+        with pytest.raises(TemporaryError) as waiting:
+            await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+        assert waiting.value.reason == "RestartBackoff"
+        said.append(str(waiting.value))
+        cell = rig.latest(cell)
+    assert said == ["a restart is owed: container app at 2026-01-01T12:00:16Z"] * 2
