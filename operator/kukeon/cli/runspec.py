@@ -22,6 +22,9 @@ from .runner import EXIT_USAGE, fail
 
 _SIZE = re.compile(r"(\d+)\s*([kmg]?)(?:i?b)?")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_KERNEL_TMPFS_SIZE = re.compile(r"[0-9]+[tTpPeE%]")
+"""A tmpfs ``size=`` the kernel takes that is no byte count here: a share of the memory
+(``50%``) or a unit past g; passed on as the mount option, as docker does."""
 
 CONTAINER_OPTION_NAMES = {
     "env": "--env",
@@ -260,7 +263,9 @@ def _mounts(volumes: Sequence[str], tmpfs: Sequence[str]) -> dict[str, Any]:
         mount: dict[str, Any] = {"path": path}
         options: list[str] = []
         for option in filter(None, option_text.split(",")):
-            if option.startswith("size="):
+            if option.startswith("size=") and _KERNEL_TMPFS_SIZE.fullmatch(option[5:]):
+                options.append(option)
+            elif option.startswith("size="):
                 mount["sizeBytes"] = _size(option.removeprefix("size="), f"--tmpfs {given}:")
             else:
                 options.append(option)

@@ -64,6 +64,13 @@ def test_process_mounts_and_security_options(
     volumes = [(v["source"], v["target"], v.get("readOnly", False)) for v in container["volumes"]]
     assert volumes == [("/data", "/in", True), ("/logs", "/out", False)]
     assert container["tmpfs"] == [{"path": "/run", "sizeBytes": 2 << 20, "options": ["noexec"]}]
+    # The kernel's own sizes that are no byte count (docker passes them on): a share of
+    # the memory, a unit past g. They were exit 2 ('expected a number of bytes').
+    shares = _container("--tmpfs", "/a:size=50%", "--tmpfs", "/b:size=1t,mode=1777")["tmpfs"]
+    assert shares == [
+        {"path": "/a", "options": ["size=50%"]},
+        {"path": "/b", "options": ["size=1t", "mode=1777"]},
+    ]
     assert container["readOnlyRootFilesystem"] is True
     assert container["privileged"] is True
     assert container["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
