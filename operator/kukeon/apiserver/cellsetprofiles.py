@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from kukeon.api import AnyResource, CellProfile, CellSet, InvalidResource, parse_resource
 from kukeon.api import to_document as document_of
 from kukeon.api.cellprofile import CELL_IDENTITY_FIELDS, references, text_leaves
+from kukeon.api.imagefields import image_errors
 from kukeon.api.meta import quote
 from kukeon.api.profilerun import ParameterErrors, cell_document, parameter_values
 from kukeon.apiserver.profilelookup import find_profile, not_found
@@ -86,7 +87,7 @@ async def resolve_profile(
             for c in exc.causes
         ]
         raise _invalid(res, causes) from None
-    resolved = _resolved(res, profile, values)
+    resolved = _resolved(res, profile, values, previous)
     given = res.spec.template.spec
     known = [resolved.spec.template.spec, previous.spec.template.spec if previous else None]
     if given is not None and given not in known:
@@ -99,8 +100,13 @@ async def resolve_profile(
     return resolved
 
 
-def _resolved(res: CellSet, profile: CellProfile, values: dict[str, str]) -> CellSet:
-    """The set with the cell a run of ``profile`` makes as its template, validated whole."""
+def _resolved(
+    res: CellSet, profile: CellProfile, values: dict[str, str], previous: CellSet | None
+) -> CellSet:
+    """The set with the cell a run of ``profile`` makes as its template, validated whole:
+    the model, and its images as every write's (``imagerules``; one the stored template
+    already had is let through), so a value that makes either invalid is blamed on its
+    parameter."""
     scope = (res.spec.realm_id, res.spec.space_id, res.spec.stack_id)
     cell = cell_document(profile, scope=scope, name=res.metadata.name, values=values)
     spec = {key: value for key, value in cell["spec"].items() if key not in CELL_IDENTITY_FIELDS}
@@ -113,6 +119,9 @@ def _resolved(res: CellSet, profile: CellProfile, values: dict[str, str]) -> Cel
         causes = [Cause(c.field, c.message) for c in exc.causes]
         raise _invalid(res, list(_blamed(causes, profile))) from None
     assert isinstance(parsed, CellSet)
+    images = [Cause(e.field, e.message) for e in image_errors(parsed, previous)]
+    if images:
+        raise _invalid(res, list(_blamed(images, profile)))
     return parsed
 
 

@@ -245,3 +245,26 @@ def parse_as_set(document: dict[str, Any]) -> CellSet:
     res = parse_resource({k: v for k, v in document.items() if k != "status"})
     assert isinstance(res, CellSet)
     return res
+
+
+async def test_a_value_making_the_image_no_reference_names_its_parameter() -> None:
+    """The write's image rule (``imagerules``) on the resolved template, blamed as the
+    model's rules are: on the parameter whose value made it, else on the field with the
+    profile's name; an image the stored template already had is let through."""
+    store = Store(profile())
+    error = await refusal(store, cellset(params={"GREETING": "hi", "VERSION": "-x"}))
+    assert fields(error) == ["spec.params.VERSION"]
+    assert "makes spec.template.spec.containers[0].image: invalid image reference" in (
+        error.message
+    )
+    stored = await resolved(store, cellset())
+    store.put(profile("Busybox:1"))  # a profile stored before the rule
+    error = await refusal(store, cellset(), stored)
+    assert fields(error) == ["spec.template.spec.containers[0].image"]
+    assert "(in profile 'web')" in error.message
+    old = stored.model_copy(deep=True)
+    assert old.spec.template.spec is not None
+    old.spec.template.spec.containers[0].image = "Busybox:1"
+    kept = await resolved(store, cellset(), old)  # re-applied: the image is as it was
+    assert kept.spec.template.spec is not None
+    assert kept.spec.template.spec.containers[0].image == "Busybox:1"
