@@ -1,0 +1,154 @@
+"""What a crash-looping busybox container's status says, as kukectl shows it.
+
+While it runs again after a restart, `kukectl get cell -o yaml` shows no exit of its own
+(no `exitCode`, `finishTime`), its previous run's end under `lastState`, `describe` a
+`Last State:` table and `get` kubectl's `RESTARTS` with the age (`1 (3s ago)`); while it
+waits out a back-off, the message states the back-off and its due time, the same when
+read again later; and no run, however short, finishes before it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import pytest
+import yaml
+
+from kukeon.api import AnyResource, Cell, ContainerState, Kind
+from tests.fixtures.kukectl import kukectl
+from tests.fixtures.kukeond import Kukeond
+
+from .helpers import cell_doc, cell_key, container
+
+pytestmark = pytest.mark.integration
+
+RUN_SECONDS = 4
+"""How long each run of `app` lasts: long enough to read the status while it runs."""
+
+
+@contextlib.asynccontextmanager
+async def backwards_runs(
+    k: Kukeond, key: tuple[str, ...], *, since: int
+) -> AsyncIterator[list[str]]:
+    """Every container status of the cell, as written, whose run (or last run) finished
+    before it started, described."""
+    found: list[str] = []
+
+    async def follow() -> None:
+        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
+            obj = event.object
+            if obj.metadata.name != key[3] or not isinstance(obj, Cell):
+                continue
+            for status in obj.status.containers:
+                runs = [(status.start_time, status.finish_time)]
+                if status.last_state is not None:
+                    last = status.last_state
+                    runs.append((last.started_at, last.finished_at))
+                for started, finished in runs:
+                    if started is not None and finished is not None and finished < started:
+                        found.append(f"{status.id}: {started} > {finished}")
+
+    task = asyncio.create_task(follow())
+    try:
+        yield found
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _app(obj: AnyResource) -> dict[str, object] | None:
+    assert isinstance(obj, Cell)
+    found = [c for c in obj.status.containers if c.id == "app"]
+    return found[0].model_dump(mode="json", by_alias=True) if found else None
+
+
+async def _kukectl(k: Kukeond, *args: str) -> str:
+    scope = ("--realm", k.realm, "--space", "s1", "--stack", "st1")
+    code, out, err = await kukectl(k, *args, *scope)
+    assert code == 0, err
+    return out
+
+
+async def test_a_restarted_container_runs_with_its_last_exit_apart(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "crashy")
+    since = await k.registry.current_revision()
+    async with backwards_runs(k, key, since=since) as backwards:
+        await k.apply(
+            cell_doc(
+                k,
+                "crashy",
+                [
+                    container(k, "main"),
+                    container(
+                        k, "app", script=f"sleep {RUN_SECONDS}; exit 3", restartPolicy="always"
+                    ),
+                    container(k, "blink", script="exit 1", restartPolicy="always"),
+                ],
+            )
+        )
+
+        def running_again(obj: AnyResource) -> bool:
+            app = _app(obj)
+            return app is not None and app.get("restartCount") == 1 and bool(app.get("pid"))
+
+        await k.wait_for(Kind.CELL, key, until=running_again, within=30)
+        document = yaml.safe_load(await _kukectl(k, "get", "cell", "crashy", "-o", "yaml"))
+        [app] = [c for c in document["status"]["containers"] if c["id"] == "app"]
+        assert app["state"] == "Ready", app
+        assert not {"exitCode", "exitSignal", "finishTime", "reason", "message"} & app.keys(), app
+        last = app["lastState"]
+        assert (last["exitCode"], last["reason"]) == (3, "Error"), app
+        started = datetime.fromisoformat(last["startedAt"])
+        finished = datetime.fromisoformat(last["finishedAt"])
+        assert timedelta(seconds=RUN_SECONDS - 1) < finished - started < timedelta(seconds=9)
+        assert datetime.fromisoformat(app["startTime"]) >= finished
+
+        page = await _kukectl(k, "describe", "cell", "crashy")
+        containers = page.split("\nContainers:\n", 1)[1].split("\nLast State:\n", 1)[0]
+        [row] = [line.split() for line in containers.splitlines() if line.split()[:1] == ["app"]]
+        assert (row[1], row[4]) == ("Ready", "<none>"), page  # running, no exit code
+        last_rows = page.split("\nLast State:\n", 1)[1].splitlines()
+        [last_app] = [line.split() for line in last_rows if line.split()[:1] == ["app"]]
+        assert last_app[1:3] == ["Error", "3"], page
+        wide = (await _kukectl(k, "get", "cell", "crashy", "-o", "wide")).splitlines()
+        assert " ago)" in wide[1], wide
+
+        # Its next exit waits 10 s: said once, with the due time, the same 3 s later.
+        def waiting(obj: AnyResource) -> bool:
+            app = _app(obj)
+            return app is not None and "back-off" in str(app.get("message"))
+
+        first = await k.wait_for(Kind.CELL, key, until=waiting, within=RUN_SECONDS + 10)
+        said = _app(first)
+        assert said is not None
+        message = str(said["message"])
+        assert message.startswith(
+            "exited with 3; back-off 10s restarting failed container=app, due "
+        ), message
+        due = datetime.fromisoformat(message.rsplit("due ", 1)[1])
+        exited = datetime.fromisoformat(str(said["finishTime"]))
+        assert timedelta(seconds=10) <= due - exited < timedelta(seconds=11), message
+        await asyncio.sleep(3)
+        document = yaml.safe_load(await _kukectl(k, "get", "cell", "crashy", "-o", "yaml"))
+        [app] = [c for c in document["status"]["containers"] if c["id"] == "app"]
+        assert app["state"] == str(ContainerState.FAILED), app
+        assert app["message"] == message
+        # The cell's own message names a due time too (app's or blink's, the sooner).
+        cell_message = str(document["status"].get("message"))
+        assert re.fullmatch(r"a restart is owed: container (app|blink) at \S+Z", cell_message)
+        assert (app["exitCode"], app["restartCount"]) == (3, 1), app
+
+        # `blink` exits at once, again and again: never a finish before its start.
+        def blinked(obj: AnyResource) -> bool:
+            assert isinstance(obj, Cell)
+            return any(c.id == "blink" and c.restart_count >= 2 for c in obj.status.containers)
+
+        await k.wait_for(Kind.CELL, key, until=blinked, within=30)
+    assert backwards == []
