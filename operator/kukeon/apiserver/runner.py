@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from kukeon.apiserver.app import ReadinessCheck, create_app
 from kukeon.apiserver.auth import TokenBook, TokensFileError
+from kukeon.apiserver.hostpathmounts import warn_about_host_paths
 from kukeon.apiserver.lowlevel import PARSER_LIMITS, StatusAppRunner
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
@@ -142,6 +143,7 @@ class ApiServerRunner:
         if self._runner is not None:
             return
         settings = self._settings
+        await asyncio.to_thread(warn_about_host_paths, settings.allowed_host_paths)
         # StatusAppRunner: even what aiohttp's parser refuses is answered with a Status.
         runner = StatusAppRunner(
             self._app, shutdown_timeout=settings.shutdown_timeout, access_log=None, **PARSER_LIMITS
