@@ -16,6 +16,9 @@ from pydantic import (
 )
 
 from kukeon.api.container import (
+    MEMORY_LIMIT_MAX,
+    MEMORY_LIMIT_MIN,
+    PIDS_LIMIT_MAX,
     NonEmptyString,
     containerd_identifier,
     is_containerd_identifier,
@@ -123,6 +126,23 @@ class RealmQuota(KukeonModel):
     """How many bytes their stored documents (keys and values, as etcd holds them) may take."""
 
 
+class RealmLimits(KukeonModel):
+    """Ceilings on what the realm's containers together use on each node, set on the realm's
+    cgroup (`<root>/<realm>`) so the kernel enforces them for everything below it: memory
+    (`memory.max`, v1 `memory.limit_in_bytes`) and processes (`pids.max`). Per node: a
+    realm on three nodes may use three times as much. Only an admin sets or changes them.
+    CPU needs none: each realm's cgroup has the same weight as its siblings, so a realm
+    busy on every core gets its share, not the others'.
+    """
+
+    memory_bytes: int | None = Field(
+        default=None, ge=MEMORY_LIMIT_MIN, le=MEMORY_LIMIT_MAX, strict=True
+    )
+    """At most this much memory (page cache included) for the realm's containers."""
+    pids: int | None = Field(default=None, ge=1, le=PIDS_LIMIT_MAX, strict=True)
+    """At most this many processes and threads; unset: kukeond's `realmPidsLimit`."""
+
+
 class RealmSpec(KukeonModel):
     namespace: OptionalString = None
     """containerd namespace of the realm; `<name>.kukeon.io` when unset."""
@@ -143,6 +163,8 @@ class RealmSpec(KukeonModel):
     this realm. Only an admin may set or change it."""
     quota: RealmQuota | None = None
     """Limits on the realm's objects and their stored bytes; unset: kukeond's defaults."""
+    limits: RealmLimits | None = None
+    """Memory and process ceilings of the realm's containers on each node (its cgroup)."""
 
     @property
     def level(self) -> SecurityLevel:

@@ -427,10 +427,10 @@ def check_space(
 def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
     """What a non-admin may not do to a realm itself, whatever its level.
 
-    The level and the quota are the admin's decisions, so they may not be set (on create)
-    or changed (on update). Nor may the containerd namespace: naming another realm's (or
-    another program's, such as ``k8s.io``) would put the realm's containers, images and
-    teardown there.
+    The level, the quota and the limits are the admin's decisions, so they may not be set
+    (on create) or changed (on update). Nor may the containerd namespace: naming another
+    realm's (or another program's, such as ``k8s.io``) would put the realm's containers,
+    images and teardown there.
     """
     found: list[Violation] = []
     if current is None:
@@ -442,14 +442,15 @@ def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
                     f"another role is restricted, not {new.spec.level.value}",
                 )
             )
-        if new.spec.quota is not None:
-            found.append(
-                Violation(
-                    "spec.quota",
-                    "only an admin may set a realm's quota; leave it unset (kukeond's "
-                    "defaults then apply)",
+        for field, value in (("quota", new.spec.quota), ("limits", new.spec.limits)):
+            if value is not None:
+                found.append(
+                    Violation(
+                        f"spec.{field}",
+                        f"only an admin may set a realm's {field}; leave it unset (kukeond's "
+                        "defaults then apply)",
+                    )
                 )
-            )
         expected = default_namespace(new.metadata.name)
         if new.spec.namespace != expected:
             found.append(
@@ -468,8 +469,9 @@ def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
                 f"{current.spec.level.value}, the request asks for {new.spec.level.value}",
             )
         )
-    if new.spec.quota != current.spec.quota:
-        found.append(Violation("spec.quota", "only an admin may change a realm's quota"))
+    for field in ("quota", "limits"):
+        if getattr(new.spec, field) != getattr(current.spec, field):
+            found.append(Violation(f"spec.{field}", f"only an admin may change a realm's {field}"))
     if new.spec.namespace != current.spec.namespace:
         found.append(
             Violation(

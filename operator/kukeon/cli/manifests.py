@@ -56,11 +56,11 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _NETWORK_FIELD = re.compile(r"spec\.containers\[(\d+)\]\.networks\[(\d+)\]")
 
 # Spec fields the system (or an admin) fills in after creation; an apply that leaves them
-# out keeps them. A realm's securityLevel and quota are the admin's: an editor re-applying
+# out keeps them. A realm's securityLevel, quota and limits are the admin's: an editor re-applying
 # the realm's manifest must not be refused for "changing" them back to the default.
 SERVER_OWNED_SPEC_FIELDS: dict[Kind, frozenset[str]] = {
     Kind.CELL: frozenset({"nodeName"}),
-    Kind.REALM: frozenset({"securityLevel", "quota"}),
+    Kind.REALM: frozenset({"securityLevel", "quota", "limits"}),
 }
 # Annotations under this prefix are written by kukeon itself (the scheduler's
 # `kukeon.io/scheduled-by`, `kukectl restart`'s `kukeon.io/restartedAt`): an apply that does

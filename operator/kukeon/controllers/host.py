@@ -27,6 +27,8 @@ class HostSettings:
     """SIGTERM, then SIGKILL after this long (`sh` as PID 1 ignores SIGTERM)."""
     parent_wait_seconds: float = 1.0
     """How soon a child whose parent is not Ready yet looks again."""
+    realm_pids_limit: int | None = None
+    """`pids.max` of a realm's cgroup whose `spec.limits.pids` is unset; None: no limit."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,8 @@
 """The realm controller: a containerd namespace and a cgroup subtree per realm, per node.
 
 A node materialises a realm while it runs cells in it (``layers.LayerController``): the
-namespace `spec.namespace` (created or re-labelled) and the realm's cgroup, reported in
+namespace `spec.namespace` (created or re-labelled) and the realm's cgroup with its
+`spec.limits` (memory, pids; kukeond's `realmPidsLimit` when pids is unset), reported in
 its own entry of ``status.nodes``. When its last cell there is gone it removes the cgroup
 and the realm's files but keeps the namespace: with no container left it holds only the
 realm's images, which the node's next cell there starts from instead of importing or
@@ -22,7 +23,7 @@ from typing import ClassVar
 
 from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Realm
 from kukeon.framework import HandlerContext
-from kukeon.runtime.cgroups import CgroupPath
+from kukeon.runtime.cgroups import CgroupLimits, CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 from kukeon.runtime.containerd.namespaces import instance_labels
 
@@ -66,11 +67,26 @@ class RealmController(LayerController[Realm]):
                 **instance_labels(self.host.instance),
             },
         )
-        cgroup = await self.host.cgroups.ensure(CgroupPath((name,)))
+        offered = await self.host.cgroups.offered_controllers()
+        limits = self.limits_of(obj, pids_offered="pids" in offered)
+        cgroup = await self.host.cgroups.ensure(CgroupPath((name,)), limits=limits)
         return NodeLayerStatus(
             state=NodeLayerState.READY,
             cgroup_path=cgroup.path,
             subtree_controllers=list(cgroup.subtree_controllers),
+        )
+
+    def limits_of(self, obj: Realm, *, pids_offered: bool = True) -> CgroupLimits:
+        """The realm cgroup's limits: its `spec.limits`, pids else kukeond's default (only
+        where the host has the pids controller: a default must not fail every realm). Every
+        field is set each time, so a limit removed from the spec goes."""
+        limits = obj.spec.limits
+        pids = limits.pids if limits is not None else None
+        if pids is None and pids_offered:
+            pids = self.host.settings.realm_pids_limit
+        return CgroupLimits(
+            memory_max_bytes=limits.memory_bytes if limits is not None else None,
+            pids_max=pids,
         )
 
     async def dematerialise(self, obj: Realm, ctx: HandlerContext, *, deleting: bool) -> None:

@@ -20,6 +20,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -80,6 +81,18 @@ def etcd_config(
         password=config.etcd_password,
         key_prefix=config.etcd_prefix,
     )
+
+
+def realm_pids_limit(configured: int | None) -> int | None:
+    """Each realm's default `pids.max` on this node: as configured (0: none), else half of
+    what the kernel allows in all (a fork bomb in one realm leaves the host the rest)."""
+    if configured is not None:
+        return configured or None
+    allowed = []
+    for name in ("pid_max", "threads-max"):
+        with contextlib.suppress(OSError, ValueError):
+            allowed.append(int(Path(f"/proc/sys/kernel/{name}").read_text()))
+    return max(min(allowed) // 2, 1) if allowed else None
 
 
 @dataclass
@@ -238,6 +251,7 @@ class Daemon:
                 insecure_registries=config.insecure_registries,
                 stop_grace_seconds=config.stop_grace_seconds,
                 parent_wait_seconds=config.parent_wait_seconds,
+                realm_pids_limit=realm_pids_limit(config.realm_pids_limit),
             ),
             containerd=containerd,
             cgroups=cgroups,

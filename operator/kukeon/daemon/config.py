@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from kukeon.api.container import PIDS_LIMIT_MAX
 from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX
 from kukeon.apiserver.admission import normalize_directory
 from kukeon.runtime.network.bridge import instance_tag
@@ -110,6 +111,10 @@ class DaemonConfig(BaseModel):
     """Objects a realm whose `spec.quota.objects` is unset may hold (0: no limit)."""
     realm_quota_storage_bytes: int = Field(default=512 * 1024 * 1024, ge=0, le=QUOTA_BYTES_MAX)
     """Bytes of etcd a realm whose `spec.quota.storageBytes` is unset may take (0: no limit)."""
+
+    realm_pids_limit: int | None = Field(default=None, ge=0, le=PIDS_LIMIT_MAX)
+    """`pids.max` of each realm's cgroup whose `spec.limits.pids` is unset (0: no limit);
+    unset: half of the host's `kernel.pid_max` or `kernel.threads-max`, the smaller."""
 
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None

@@ -104,6 +104,12 @@ from .config import ConfigError, load_config
     help="Bytes of etcd a realm's documents may take when its spec.quota.storageBytes is "
     "unset; 0: no limit (default 536870912, 512 MiB).",
 )
+@click.option(
+    "--realm-pids-limit",
+    type=click.IntRange(min=0),
+    help="Processes each realm may run on this node when its spec.limits.pids is unset; 0: "
+    "no limit (default: half of kernel.pid_max or kernel.threads-max, the smaller).",
+)
 @click.option("--metrics-address", help="host:port of /metrics (default 127.0.0.1:9464).")
 @click.option("--api-address", help="Optional TCP listener host:port (TLS and tokens required).")
 @click.option("--api-tls-cert-file", type=click.Path(path_type=Path))

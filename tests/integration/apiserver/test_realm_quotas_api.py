@@ -64,14 +64,23 @@ async def _json(response: aiohttp.ClientResponse) -> Any:
     return await response.json()
 
 
-async def test_only_an_admin_sets_a_realms_quota(quota_api: Api) -> None:
+async def test_only_an_admin_sets_a_realms_quota_and_limits(quota_api: Api) -> None:
     quota = {"spec": {"quota": {"objects": 100}}}
     async with tls_session(quota_api, EDITOR_TOKEN) as editor, _admin(quota_api) as admin:
         refused = await editor.post(f"{V}/realms", json={**realm_doc("team"), **quota})
         body = await _json(refused)
         assert refused.status == 403, body
         assert [cause["field"] for cause in body["details"]["causes"]] == ["spec.quota"]
+        limits = {"spec": {"limits": {"pids": 100000}}}
+        refused = await editor.post(f"{V}/realms", json={**realm_doc("team"), **limits})
+        body = await _json(refused)
+        assert refused.status == 403, body
+        assert [cause["field"] for cause in body["details"]["causes"]] == ["spec.limits"]
         assert (await editor.post(f"{V}/realms", json=realm_doc("team"))).status == 201
+        lifted = await editor.patch(
+            f"{V}/realms/team", data=b'{"spec":{"limits":{"pids":100000}}}', headers=MERGE
+        )
+        assert lifted.status == 403, await _json(lifted)
         raised = await editor.patch(
             f"{V}/realms/team", data=b'{"spec":{"quota":{"objects":99999}}}', headers=MERGE
         )

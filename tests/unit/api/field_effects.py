@@ -173,6 +173,12 @@ FIELDS: dict[str, Verdict] = {
     "Realm.spec.quota.objects": Effect(
         "tests/integration/store/test_realm_quotas.py::test_a_realm_holds_no_more_objects_than_its_quota"
     ),
+    "Realm.spec.limits.memoryBytes": Effect(
+        "tests/integration/controllers/test_realm_limits.py::test_a_realms_limits_hold_its_containers"
+    ),
+    "Realm.spec.limits.pids": Effect(
+        "tests/integration/controllers/test_realm_limits.py::test_a_realms_limits_hold_its_containers"
+    ),
     "Realm.spec.quota.storageBytes": Effect(
         "tests/integration/store/test_realm_quotas.py::test_bytes_are_counted_and_a_charged_update_that_grows_is_refused"
     ),

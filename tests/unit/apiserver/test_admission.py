@@ -329,8 +329,15 @@ def test_space_defaults_and_cni_config_path() -> None:
         "spec.defaults.container.securityOpts[1]",
     ]
     assert check_space(risky, level=PRIVILEGED, allowances=ALLOW) == []
+    # Under allowedHostPaths too: kukeond reads the conflist back for each cell and runs
+    # its plugins as root, and a container bound to the directory rewrites it (shown
+    # against a running kukeond: an editor's host-device conflist took a host interface).
     allowed_dir = space(cniConfigPath="/srv/kukeon/cni")
-    assert check_space(allowed_dir, level=RESTRICTED, allowances=ALLOW) == []
+    for level in (RESTRICTED, BASELINE):
+        assert fields_of(check_space(allowed_dir, level=level, allowances=ALLOW)) == [
+            "spec.cniConfigPath"
+        ]
+    assert check_space(allowed_dir, level=PRIVILEGED, allowances=ALLOW) == []
     assert check_space(space(), level=RESTRICTED, allowances=HostAllowances()) == []
 
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 from kukeon.api import AnyResource, Cell, Kind, parse_resource
 from kukeon.controllers.host import Host, HostSettings
 from kukeon.framework import Cause, HandlerContext
-from kukeon.runtime.cgroups import CgroupPath
+from kukeon.runtime.cgroups import CgroupLimits, CgroupPath
 from kukeon.runtime.containerd.containers import Container
 from kukeon.runtime.containerd.namespaces import Namespace
 from kukeon.runtime.network.space import NetworkSettings
@@ -39,11 +39,17 @@ class FakeCgroups:
         self.failing: set[tuple[str, ...]] = set()
         self.present: set[tuple[str, ...]] = set()
         """Cgroups left on the host (``inspect`` finds them)."""
+        self.limits: dict[tuple[str, ...], CgroupLimits | None] = {}
+        """The limits each ensure asked for."""
 
     async def inspect(self, path: CgroupPath) -> FakeCgroup | None:
         return FakeCgroup("/kukeon/" + "/".join(path.parts)) if path.parts in self.present else None
 
-    async def ensure(self, path: CgroupPath) -> FakeCgroup:
+    async def offered_controllers(self) -> frozenset[str]:
+        return frozenset({"cpu", "memory", "pids"})
+
+    async def ensure(self, path: CgroupPath, *, limits: CgroupLimits | None = None) -> FakeCgroup:
+        self.limits[path.parts] = limits
         self.ensured.append(path.parts)
         self.present.add(path.parts)
         return FakeCgroup("/kukeon/" + "/".join(path.parts))
