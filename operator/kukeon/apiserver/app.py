@@ -35,8 +35,9 @@ from prometheus_client.exposition import generate_latest
 import kukeon
 from kukeon.api import API_VERSION, GROUP, VERSION
 from kukeon.api.meta import quote
-from kukeon.apiserver.auth import LOCAL_ADMIN, TokenBook, bearer_token
+from kukeon.apiserver.auth import LOCAL_ADMIN, Role, TokenBook, bearer_token
 from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch
+from kukeon.apiserver.inflight import InflightLimits
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, Cause, status_response
@@ -158,6 +159,7 @@ def create_app(
         middlewares=[
             _errors_middleware(settings, metrics),
             _authentication_middleware(tokens),
+            _inflight_middleware(settings),
             _path_names_middleware,
             _deadline_middleware(settings),
         ],
@@ -280,6 +282,30 @@ def _authentication_middleware(tokens: TokenBook | None) -> Middleware:
         return await handler(request)
 
     return authenticate
+
+
+def _inflight_middleware(settings: ApiSettings) -> Middleware:
+    """At most ``maxRequestsInflight`` short requests at once and ``maxLongRunningPerUser``
+    watches and sessions per token holder (``inflight``); 429 past either."""
+    limits = InflightLimits(
+        max_requests=settings.max_requests_inflight,
+        max_long_running_per_user=settings.max_long_running_per_user,
+    )
+
+    @web.middleware
+    async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in _UNGUARDED:
+            return await handler(request)  # probes answer however busy the server is
+        principal = request.get(PRINCIPAL_KEY)
+        # Not bound per user: the local admin (root on the host anyway) and other nodes
+        # forwarding their users' sessions (each user bound on the node they asked).
+        user: str | None = None
+        if principal is not None and principal.role != Role.NODE and not _on_unix_socket(request):
+            user = principal.user
+        with limits.admitted(user=user, long_running=is_long_running(request)):
+            return await handler(request)
+
+    return bounded
 
 
 # Path parameters that name an object or one of its parents (an image's name is a

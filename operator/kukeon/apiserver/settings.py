@@ -35,6 +35,10 @@ class ApiSettings(BaseModel):
     tokens_file: Path | None = None
 
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
+    max_requests_inflight: int = Field(default=400, gt=0)
+    """Short requests answered at once; more are answered 429 (``inflight``)."""
+    max_long_running_per_user: int = Field(default=100, gt=0)
+    """Watches, followed logs and sessions one token holder may have open at once."""
     request_timeout: float = Field(default=30.0, gt=0)
     """Seconds a non-streaming request may take before it is answered 504."""
     bookmark_interval: float = Field(default=30.0, gt=0)
@@ -51,7 +55,7 @@ class ApiSettings(BaseModel):
     # Admission (apiserver/admission.py): what non-admins may reach on the host below the
     # privileged level. Empty by default: no bind volumes, no fromFile, no fromEnv secrets.
     allowed_host_paths: tuple[str, ...] = ()
-    """Host directories a bind volume's source (or a space's cniConfigPath) may be under."""
+    """Host directories a bind volume's source may be under."""
     secret_dirs: tuple[str, ...] = ()
     """Host directories a secret's fromFile may be under."""
     allowed_secret_env: tuple[str, ...] = ()

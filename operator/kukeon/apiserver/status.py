@@ -46,6 +46,7 @@ REASONS: Mapping[int, str] = {
     414: "RequestURITooLong",
     415: "UnsupportedMediaType",
     422: "Invalid",
+    429: "TooManyRequests",
     431: "RequestHeaderFieldsTooLarge",
     500: "InternalError",
     503: "ServiceUnavailable",
@@ -85,8 +86,11 @@ class ApiError(Exception):
         name: str | None = None,
         kind: str | None = None,
         causes: Iterable[Cause] = (),
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         message = clip(message, MESSAGE_MAX)
+        self.headers = dict(headers or {})
+        """Sent with the Status (a 429's ``Retry-After``)."""
         super().__init__(message)
         self.code = code
         self.message = message
@@ -143,7 +147,7 @@ def status_document(
 
 
 def status_response(error: ApiError) -> web.Response:
-    return web.json_response(error.to_status(), status=error.code)
+    return web.json_response(error.to_status(), status=error.code, headers=error.headers)
 
 
 # Store outcome -> (HTTP code, reason). Subclasses are matched in this order.

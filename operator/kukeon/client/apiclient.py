@@ -53,6 +53,12 @@ class StatusCause(NamedTuple):
     message: str
 
 
+TOO_MANY_REQUESTS = 429
+BUSY_RETRIES = 5
+BUSY_RETRY_SECONDS = 1.0
+"""The server's ``Retry-After`` (``kukeon.apiserver.inflight``)."""
+
+
 class ApiRequestError(Exception):
     """The server answered with a failure Status."""
 
@@ -278,9 +284,29 @@ class ApiClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Any:
-        """One request; the decoded JSON answer, or ApiRequestError/ServerUnreachable."""
+        """One request; the decoded JSON answer, or ApiRequestError/ServerUnreachable.
+
+        A 429 (the server answering as many requests as it takes) is asked again after a
+        second, a few times, as kubectl does: nothing of the request was done."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
+        for _ in range(BUSY_RETRIES):
+            try:
+                return await self._request_once(method, path, params, data, headers)
+            except ApiRequestError as exc:
+                if exc.code != TOO_MANY_REQUESTS:
+                    raise
+            await asyncio.sleep(BUSY_RETRY_SECONDS)
+        return await self._request_once(method, path, params, data, headers)
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+    ) -> Any:
         if not self._pooled:
             return await self._request_alone(method, path, params, data, headers)
         import aiohttp  # on first use: kukectl's commands without a server never load it

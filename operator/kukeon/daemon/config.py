@@ -116,6 +116,12 @@ class DaemonConfig(BaseModel):
     """`pids.max` of each realm's cgroup whose `spec.limits.pids` is unset (0: no limit);
     unset: half of the host's `kernel.pid_max` or `kernel.threads-max`, the smaller."""
 
+    api_max_requests_inflight: int = Field(default=400, gt=0)
+    """Short API requests answered at once; more are answered 429 (kube-apiserver's
+    `--max-requests-inflight`)."""
+    api_max_long_running_per_user: int = Field(default=100, gt=0)
+    """Watches, followed logs and exec/attach sessions one token holder may have open."""
+
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None
     """Optional TCP listener (`host:port`); TLS and tokens are then required."""
@@ -123,8 +129,8 @@ class DaemonConfig(BaseModel):
     api_tls_key_file: Path | None = None
     api_tokens_file: Path | None = None
     allowed_host_paths: tuple[Path, ...] = ()
-    """Host directories a non-admin's bind volumes (and a space's cniConfigPath) may be
-    under in realms below the privileged security level; empty: none (see docs/kukectl.md)."""
+    """Host directories a non-admin's bind volumes may be under in realms below the
+    privileged security level; empty: none (see docs/kukectl.md)."""
     secret_dirs: tuple[Path, ...] = ()
     """Host directories a non-admin's `fromFile` secrets may be under below privileged."""
     allowed_secret_env: tuple[str, ...] = ()

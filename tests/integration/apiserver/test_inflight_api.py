@@ -1,0 +1,89 @@
+"""The API server answers 429 past its bounds, on the real server: a token holder's watches
+past maxLongRunningPerUser (the local admin's are not bound), and short requests past
+maxRequestsInflight while others are still being received; kukectl's client waits and asks
+again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from kukeon.client.apiclient import ApiClient
+from kukeon.store import Registry
+from tests.integration.apiserver.conftest import (
+    EDITOR_TOKEN,
+    Certs,
+    realm_doc,
+    running_api,
+    tls_session,
+)
+
+pytestmark = pytest.mark.integration
+
+V = "/apis/kukeon.io/v1beta1"
+
+
+async def test_watches_past_the_per_user_bound_are_429(
+    registry: Registry, certs: Certs, tokens_file: Path
+) -> None:
+    async with running_api(registry, certs, tokens_file, max_long_running_per_user=2) as api:
+        connector = aiohttp.UnixConnector(path=str(api.socket))
+        async with aiohttp.ClientSession(connector=connector, base_url="http://kukeond") as admin:
+            assert (await admin.post(f"{V}/realms", json=realm_doc("team"))).status == 201
+            watch = f"{V}/realms/team/spaces?watch=true"
+            async with tls_session(api, EDITOR_TOKEN) as editor:
+                first = await editor.get(watch)
+                second = await editor.get(watch)
+                assert (first.status, second.status) == (200, 200)
+                refused = await editor.get(watch)
+                body = await refused.json()
+                assert refused.status == 429, body
+                assert body["reason"] == "TooManyRequests"
+                assert refused.headers["Retry-After"] == "1"
+                # Short requests are not held back by open watches.
+                assert (await editor.get(f"{V}/realms/team/spaces")).status == 200
+                # The local admin is root on the host: not bound per user.
+                mine = [await admin.get(watch) for _ in range(3)]
+                assert [r.status for r in mine] == [200, 200, 200]
+                for response in mine:
+                    response.close()
+                first.close()
+                async with asyncio.timeout(10):
+                    while (again := await editor.get(watch)).status == 429:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                assert again.status == 200
+                again.close()
+                second.close()
+
+
+async def _slow_body() -> AsyncIterator[bytes]:
+    yield b'{"apiVersion": "kukeon.io/v1beta1", "kind": "Realm", '
+    await asyncio.sleep(2.5)
+    yield b'"metadata": {"name": "slow"}}'
+
+
+async def test_short_requests_past_the_bound_are_429_and_kukectl_retries(
+    registry: Registry, certs: Certs, tokens_file: Path
+) -> None:
+    async with running_api(registry, certs, tokens_file, max_requests_inflight=1) as api:
+        connector = aiohttp.UnixConnector(path=str(api.socket))
+        async with aiohttp.ClientSession(connector=connector, base_url="http://kukeond") as admin:
+            slow = asyncio.create_task(
+                admin.post(
+                    f"{V}/realms",
+                    data=_slow_body(),
+                    headers={"Content-Type": "application/json"},
+                )
+            )
+            await asyncio.sleep(0.5)  # its body is still coming: the one request in flight
+            busy = await admin.get(f"{V}/realms")
+            assert busy.status == 429, await busy.text()
+            # kukectl's client is told to retry in a second and does, until it gets in.
+            async with ApiClient(server=f"unix://{api.socket}") as client:
+                listed = await client.request("GET", f"{V}/realms")
+            assert (await slow).status == 201
+            assert [item["metadata"]["name"] for item in listed["items"]] in ([], ["slow"])

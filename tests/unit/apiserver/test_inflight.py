@@ -1,0 +1,55 @@
+"""The API server's bound on requests in flight: short requests all together, long-running
+ones per token holder, the local admin's long-running ones not at all; each released when
+its request ends, however it ends."""
+
+from __future__ import annotations
+
+import pytest
+
+from kukeon.apiserver.inflight import InflightLimits
+from kukeon.apiserver.status import ApiError
+
+
+def test_short_requests_past_the_bound_are_429_with_retry_after() -> None:
+    limits = InflightLimits(max_requests=2, max_long_running_per_user=5)
+    with (
+        limits.admitted(user="a", long_running=False),
+        limits.admitted(user="b", long_running=False),
+    ):
+        with pytest.raises(ApiError) as refused, limits.admitted(user="c", long_running=False):
+            pass
+        assert refused.value.code == 429
+        assert refused.value.reason == "TooManyRequests"
+        assert refused.value.headers == {"Retry-After": "1"}
+        assert "maxRequestsInflight 2" in refused.value.message
+        # Long-running requests do not count against the short ones' bound.
+        with limits.admitted(user="c", long_running=True):
+            pass
+    with limits.admitted(user="c", long_running=False):
+        assert limits.requests == 1
+
+
+def test_long_running_requests_are_bounded_per_user() -> None:
+    limits = InflightLimits(max_requests=1, max_long_running_per_user=2)
+    with (
+        limits.admitted(user="eve", long_running=True),
+        limits.admitted(user="eve", long_running=True),
+    ):
+        with pytest.raises(ApiError) as refused, limits.admitted(user="eve", long_running=True):
+            pass
+        assert "'eve' already has 2" in refused.value.message
+        with limits.admitted(user="bob", long_running=True):
+            pass  # another user has their own
+        for _ in range(5):  # the local admin (no user) is not bound
+            with limits.admitted(user=None, long_running=True):
+                pass
+    assert not limits.long_running
+
+
+def test_a_request_that_fails_is_released() -> None:
+    limits = InflightLimits(max_requests=1, max_long_running_per_user=1)
+    for long_running in (False, True):
+        with pytest.raises(RuntimeError), limits.admitted(user="a", long_running=long_running):
+            raise RuntimeError("the handler failed")
+    assert limits.requests == 0
+    assert not limits.long_running
