@@ -157,7 +157,7 @@ class Daemon:
         self.events = EventStore(
             client=registry.client, config=registry.config, ttl=config.event_ttl_seconds
         )
-        await self._enforce_quotas(registry)
+        self._enforce_quotas(registry)
 
         if config.bootstrap:
             created = await ensure_defaults(registry)
@@ -168,9 +168,11 @@ class Daemon:
             await self._start_controllers(registry)
         await self._start_endpoints(registry)
 
-    async def _enforce_quotas(self, registry: Registry) -> None:
+    def _enforce_quotas(self, registry: Registry) -> None:
         """The realms' quotas (``store.realmquota``): an index of every realm's objects,
-        listed before any write of this kukeond and followed from then on."""
+        listed in the background and followed from then on. The start does not wait for
+        the list (a large etcd takes a while to read): a write that comes first waits for
+        it (``SYNC_WAIT_SECONDS``), then is answered 503."""
         config = self.config
         quotas = RealmQuotas(
             client=registry.client,
@@ -184,7 +186,6 @@ class Daemon:
         supervisor = Supervisor()
         supervisor.start("kukeon-realm-usage", quotas.run, component="store")
         self._on_stop("realm usage index", supervisor.stop)
-        await quotas.wait_synced()
 
     def _keyring(self) -> Keyring:
         """The encryption keys, generated at the first start when the file is missing."""
