@@ -250,6 +250,13 @@ _HOST_PORT: Final = (
 )
 
 
+_SPACE_CNI: Final = (
+    "kukeond runs, as root, the plugins of the conflist it reads back there for each cell, "
+    "and a read-write bind of the directory lets a container choose them: another "
+    "realm's bridge, the host's interfaces"
+)
+
+
 def check_container(
     container: ContainerSpec,
     *,
@@ -395,20 +402,25 @@ def check_space(
     space: Space, *, level: SecurityLevel, allowances: HostAllowances
 ) -> list[Violation]:
     """What ``space`` asks of the host beyond ``level``: its container defaults (which
-    flow into every cell of the space) and the host directory of its CNI conflist."""
+    flow into every cell of the space) and a CNI directory of its own.
+
+    ``allowances`` does not make a ``cniConfigPath`` acceptable: kukeond reads the conflist
+    back from that directory for every cell it attaches and runs the plugins it names as
+    root, and any directory under ``allowedHostPaths`` may be bound read-write into a
+    container, whose writer then picks them (``host-device`` takes a host interface)."""
+    del allowances  # kept for the callers: every rule of a space is the level's
     if _allows(level, SecurityLevel.PRIVILEGED):
         return []
     found: list[Violation] = []
     if space.spec.cni_config_path is not None:
-        problem = _path_problem(space.spec.cni_config_path, allowances.host_paths, "the directory")
-        if problem is not None:
-            found.append(
-                Violation(
-                    "spec.cniConfigPath",
-                    f"kukeond writes the space's CNI conflist there as root: {problem} "
-                    "(allowedHostPaths, below privileged)",
-                )
+        found.append(
+            Violation(
+                "spec.cniConfigPath",
+                _needs(
+                    SecurityLevel.PRIVILEGED, f"a CNI directory of the space's own ({_SPACE_CNI})"
+                ),
             )
+        )
     defaults: SpaceContainerDefaults | None = (
         space.spec.defaults.container if space.spec.defaults is not None else None
     )

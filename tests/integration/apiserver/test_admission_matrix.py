@@ -258,6 +258,9 @@ SPACE_ESCALATIONS: dict[str, tuple[dict[str, Any], str]] = {
         "spec.defaults.container.securityOpts[0]",
     ),
     "cni-config-path": ({"cniConfigPath": "/etc/cron.d"}, "spec.cniConfigPath"),
+    # An allowed directory too: a container bound there rewrites the conflist kukeond
+    # reads back for each cell, and so picks the plugins it runs as root.
+    "cni-config-path-allowed": ({"cniConfigPath": f"{ALLOWED_DIR}/cni"}, "spec.cniConfigPath"),
 }
 
 
