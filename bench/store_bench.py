@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import json
@@ -53,15 +54,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from aetcd import rpc
 
 from kukeon.api import Kind, Resource, parse_resource, to_document
+from kukeon.daemon.config import DaemonConfig
 from kukeon.store import EmbeddedEtcd, Registry
 from kukeon.store.keys import range_end
+from kukeon.store.realmquota import QuotaLimits, RealmQuotas
 from kukeon.store.txn import compare_created, compare_modified, put_op, read_op
 
 AnyResource = Resource[Any, Any]
@@ -311,14 +314,19 @@ def apply_gc_policy(policy: str) -> None:
 
 
 async def measure(
-    objects: int, concurrency: int, tmpfs: bool, gc_policy: str, proven: bool
+    objects: int, concurrency: int, tmpfs: bool, gc_policy: str, proven: bool, quotas: bool
 ) -> Measures:
-    """One run: raw creates, registry creates, raw updates, registry updates."""
+    """One run: raw creates, registry creates, raw updates, registry updates; with
+    ``quotas`` the registry checks the realm's quota as kukeond's does (the usage index
+    listing and watching in the same process, kukeond's default limits)."""
     root = Path(tempfile.mkdtemp(prefix="kukeon-bench-", dir="/dev/shm" if tmpfs else None))
     etcd = EmbeddedEtcd(data_dir=root, auto_compaction_retention=None)
     try:
         await etcd.start()
-        async with await Registry.connect(etcd.config(key_prefix=PREFIX)) as registry:
+        async with (
+            await Registry.connect(etcd.config(key_prefix=PREFIX)) as registry,
+            enforced_quotas(registry, quotas),
+        ):
             for parent in (
                 {"kind": "Realm", "metadata": {"name": "bench"}},
                 {"kind": "Space", "metadata": {"name": "bench"}, "spec": {"realmId": "bench"}},
@@ -376,6 +384,30 @@ async def measure(
     return measures
 
 
+@contextlib.asynccontextmanager
+async def enforced_quotas(registry: Registry, enforce: bool) -> AsyncIterator[None]:
+    """The realms' quotas checked by ``registry`` while in the block (``--quotas``)."""
+    if not enforce:
+        yield
+        return
+    config = DaemonConfig()
+    quotas = RealmQuotas(
+        client=registry.client,
+        config=registry.config,
+        layout=registry.layout,
+        defaults=QuotaLimits(config.realm_quota_objects, config.realm_quota_storage_bytes),
+    )
+    task = asyncio.create_task(quotas.run())
+    try:
+        await quotas.wait_synced()
+        registry.enforce_quotas(quotas)
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def print_table(measures: Measures) -> None:
     print("| measure | registry | raw aetcd txn | ratio |")
     print("|---|---|---|---|")
@@ -397,6 +429,7 @@ def alternate(args: argparse.Namespace) -> int:
             command += ["--tmpfs"] if args.tmpfs else []
             command += ["--gc", args.gc]
             command += ["--no-proof"] if args.no_proof else []
+            command += ["--quotas"] if args.quotas else []
             output = subprocess.run(
                 command, env=environment, check=True, capture_output=True, text=True
             ).stdout
@@ -432,6 +465,11 @@ async def main() -> int:
         help="create without the API server's proof of validation (as a controller does)",
     )
     parser.add_argument(
+        "--quotas",
+        action="store_true",
+        help="the registry checks the realms' quotas, as kukeond's does (store/realmquota.py)",
+    )
+    parser.add_argument(
         "--before", type=Path, help="an earlier tree (its operator/ is used), run alternating"
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds with --before")
@@ -442,7 +480,9 @@ async def main() -> int:
     if args.before is not None:
         print(f"command: {command} (GC policy {args.gc})", flush=True)
         return await asyncio.to_thread(alternate, args)
-    measures = await measure(args.objects, args.concurrency, args.tmpfs, args.gc, not args.no_proof)
+    measures = await measure(
+        args.objects, args.concurrency, args.tmpfs, args.gc, not args.no_proof, args.quotas
+    )
     if args.json:
         print(json.dumps(measures))
         return 0
