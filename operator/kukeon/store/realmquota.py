@@ -150,6 +150,9 @@ class RealmQuotas:
         try:
             yield
         finally:
+            # The realm's state now, not the one held above: a relist while the write ran
+            # replaced it, carrying this hold over (``_rebuild``).
+            state = self._realms.setdefault(realm, _Realm())
             state.reserved_objects -= objects
             state.reserved_bytes -= storage_bytes
             self._forget_if_empty(realm)

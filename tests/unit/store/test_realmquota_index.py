@@ -94,3 +94,15 @@ async def test_reservations_in_flight_count_against_the_limit() -> None:
     # A growth (no new object) is refused only by the bytes limit.
     async with quotas.reserve("r", objects=0, storage_bytes=10**9, label="d"):
         pass
+
+
+async def test_a_hold_across_a_relist_is_released() -> None:
+    """A relist (after compaction, or the index's task restarted) while a write is in
+    flight carries the hold over to the new index; the write's end must release it there,
+    not in the index the relist replaced (the realm stayed charged for ever)."""
+    quotas = _index(QuotaLimits(3, None))
+    async with quotas.reserve("r", objects=1, storage_bytes=50, label="cell c"):
+        quotas._rebuild({}, {}, 10)  # what _list ends with
+        assert quotas.usage("r") == Usage(1, 50)
+    assert quotas.usage("r") == Usage(0, 0)
+    await quotas.check("r", objects=3, storage_bytes=0, label="cell c")  # all of it free
