@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from kukeon.api import Cell, CellSet, parse_resource
-from kukeon.controllers.cellsets import CellSetController
+from kukeon.controllers.cellsets import WRITES_IN_FLIGHT, CellSetController
 from kukeon.store import QuotaExceeded, Registry
 from tests.unit.controllers.test_cellset_writes import make_set
 
@@ -62,3 +62,26 @@ async def test_cells_over_the_quota_are_a_replica_failure_until_they_fit() -> No
     await controller.reconcile(failed, cells)
     assert len(registry.created) == 4
     assert _failure(registry.status) is None
+
+
+class CountingRegistry(QuotaRegistry):
+    def __init__(self, room: int) -> None:
+        super().__init__(room)
+        self.asked = 0
+
+    async def create(self, res: Any) -> Any:
+        self.asked += 1
+        return await super().create(res)
+
+
+async def test_a_set_far_over_the_quota_asks_little_each_pass() -> None:
+    """A set of 10,000 replicas (the most) in a realm at its quota: each pass (one a second) tried
+    every missing cell (each parsed, validated and encoded before the quota refused it),
+    seconds of CPU a pass for nothing. No create starts once one was refused: at most the
+    writes already in flight are asked."""
+    registry = CountingRegistry(room=3)
+    controller = CellSetController(registry=cast(Registry, registry))
+    await controller.reconcile(make_set(10_000), [])
+    assert len(registry.created) == 3
+    assert registry.asked <= 3 + WRITES_IN_FLIGHT
+    assert _failure(registry.status) is not None
