@@ -50,14 +50,32 @@ class EmptyImages:
         return False
 
 
+IMPORTS: list[tuple[str, bool]] = []
+"""(namespace, shared with the node's other realms) of each import the routes asked for."""
+
+
+class RecordingImports:
+    """The image controller's import, noting whether the archive would be shared."""
+
+    async def import_archive(self, *, namespace: str, path: Path, share: bool = True) -> list[str]:
+        IMPORTS.append((namespace, share))
+        return ["docker.io/library/nginx:1.27"]
+
+
+async def _ensure(namespace: str) -> None:
+    return None
+
+
 def empty_node(state_dir: Path) -> Controllers:
     images = EmptyImages()
     host = SimpleNamespace(
         namespace_of=lambda realm: f"{realm.metadata.name}.kukeon.io",
-        containerd=SimpleNamespace(images=lambda namespace: images),
+        containerd=SimpleNamespace(
+            images=lambda namespace: images, namespaces=SimpleNamespace(ensure=_ensure)
+        ),
         settings=SimpleNamespace(state_dir=state_dir),
     )
-    return cast(Controllers, SimpleNamespace(host=host, images=None))
+    return cast(Controllers, SimpleNamespace(host=host, images=RecordingImports()))
 
 
 @pytest.fixture
@@ -149,3 +167,27 @@ async def test_viewers_read_editors_of_the_realm_write(
         "prune": 403,
     }
     assert await _codes(api, certs.ca, "stranger") == dict.fromkeys(authorised, 403)
+
+
+async def test_only_an_admins_import_is_shared_with_the_nodes_other_realms(
+    api: str,
+    certs: Certs,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The node's archive store answers every realm's cells before a registry: an editor's
+    archive kept there under a name another realm uses (nginx:1.27, or the image of an
+    admin's privileged cell) ran in that realm. Shown against a running kukeond: an
+    editor of realm team imported docker.io/library/poison:1 and an admin's cell of realm
+    bench naming it ran the editor's image."""
+    IMPORTS.clear()
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    for who in ("editor", "admin"):
+        async with (
+            aiohttp.ClientSession(
+                base_url=api,
+                connector=aiohttp.TCPConnector(ssl=context),
+                headers={"Authorization": f"Bearer {TOKENS[who]}"},
+            ) as http,
+            http.post(IMAGES, data=b"an archive") as response,
+        ):
+            assert response.status == 201, await response.text()
+    assert IMPORTS == [("imgs.kukeon.io", False), ("imgs.kukeon.io", True)]
