@@ -7,9 +7,10 @@ As kube-apiserver's ``--max-requests-inflight``: at most ``max_requests_inflight
 requests at once, beyond which a request is answered ``429 Too Many Requests`` with
 ``Retry-After: 1`` at once (kubectl and kukectl's clients wait and retry). Long-running
 requests (watches, followed logs, exec and attach sessions) are not short: they are bounded
-per user instead (``max_long_running_per_user``) for token holders; the local admin on the
-unix socket (root on the host anyway) and other nodes forwarding their users' sessions
-(bound on the node they asked) are not.
+per user instead (``max_long_running_per_user``). Both bound token holders only: the local
+admin on the unix socket (root on the host anyway) and other nodes forwarding their users'
+requests (bound on the node they asked) pass, as kube-apiserver's system:masters, so that
+token holders filling the bound cannot lock out the one who can mend things.
 """
 
 from __future__ import annotations
