@@ -91,6 +91,7 @@ class ProfileRuns(ResourceWrites):
             await self._admit(request, target, res, None)
             if dry_run:
                 check_size(res, target)
+                await self._check_quota(res, target)
                 await self._check_absent(target)
                 await self._check_parent(res, target)
                 return json_answer(to_document(res), status=201)

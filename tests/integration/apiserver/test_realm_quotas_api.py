@@ -137,3 +137,27 @@ async def test_a_create_over_the_quota_is_403_and_writes_nothing(quota_api: Api)
         async with asyncio.timeout(10):
             while (await editor.post(cells, json=cell_doc("two"))).status != 201:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
+
+
+async def test_a_profile_run_over_the_quota_is_403_dry_run_too(quota_api: Api) -> None:
+    """A profile's run creates a cell: refused over the quota as any create, and its dry
+    run says so as the run would (it answered 201 where the run is a 403)."""
+    async with _admin(quota_api) as admin:
+        team = {**realm_doc("team"), "spec": {"quota": {"objects": 3}}}
+        assert (await admin.post(f"{V}/realms", json=team)).status == 201
+        base = f"{V}/realms/team/spaces/dev"
+        assert (await admin.post(f"{V}/realms/team/spaces", json=space_doc("dev"))).status == 201
+        assert (await admin.post(f"{base}/stacks", json=stack_doc("web"))).status == 201
+        profile = {
+            "kind": "CellProfile",
+            "metadata": {"name": "p"},
+            "spec": {"cell": {"containers": [{"id": "a", "image": "busybox"}]}},
+        }
+        made = await admin.post(f"{base}/stacks/web/cellprofiles", json=profile)
+        assert made.status == 201, await _json(made)
+        runs = f"{base}/stacks/web/profileruns"
+        for path in (runs, f"{runs}?dryRun=All"):
+            refused = await admin.post(path, json={"profile": "p"})
+            body = await _json(refused)
+            assert refused.status == 403, (path, body)
+            assert [c["field"] for c in body["details"]["causes"]] == ["spec.quota.objects"]
