@@ -12,8 +12,9 @@ registry asks it before each create and each spec update that grows a document.
 Writes in flight are counted as reservations until they are done, and a write that is
 done is laid over the index at its revision until the watch shows it (as the scheduler's
 assumed bindings), so concurrent creates in one kukeond never pass a limit together.
-Several kukeonds of a fleet each keep their own index: two writes on two nodes at the same
-moment can pass a limit by what each had in flight (at most a few objects), never more.
+Several kukeonds of a fleet each keep their own index, and see each other's writes only
+through the watch: a burst spread over several nodes can pass a limit by what each node saw
+free (at worst the nodes' count times the limit; tests/integration/store's two-node race).
 """
 
 from __future__ import annotations
