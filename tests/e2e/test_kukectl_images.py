@@ -19,6 +19,7 @@ from tests.integration.containerd.test_pull_registry import (  # noqa: F401 - fi
     registry,
     test_image,
 )
+from tests.integration.daemon.test_image_import_names import renamed_archive
 
 pytestmark = pytest.mark.e2e
 
@@ -170,3 +171,23 @@ async def test_pull_with_the_realms_credentials(
     code, out, err = await kukectl(k, "image", "prune", "--realm", k.realm)
     assert code == 0, err
     assert out == f"image/{registry.reference} removed from realm {k.realm}\n"
+
+
+async def test_import_refuses_an_image_name_no_cell_could_give(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    k = kukeond
+    await parents(k)
+    crafted = renamed_archive(k.image.archive, tmp_path / "myapp.tar", ["MyApp:1"])
+    code, out, err = await kukectl(k, "image", "import", str(crafted), "--realm", k.realm)
+    assert (code, out) == (1, ""), err
+    assert err.startswith(
+        "error: the image archive names 1 image(s) by what is not an image reference, which "
+        "no cell could name: 'MyApp:1'; nothing was imported (name each image as a cell "
+        "would, e.g. registry.example/app:1); index.json manifests[0]: invalid image "
+        "reference 'MyApp:1': repository path component 'MyApp' must be lowercase"
+    ), err
+    assert err.count("\n") == 1
+    code, out, err = await kukectl(k, "image", "ls", "--realm", k.realm, "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["items"] == []

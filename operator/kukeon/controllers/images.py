@@ -255,7 +255,10 @@ class ImageProvider:
         if record is None:
             archive = await self.archives.find(image)
             if archive is not None:
-                await self.containerd.images(namespace).import_archive(archive)
+                # Kept before import refused names that are no reference: as it was.
+                await self.containerd.images(namespace).import_archive(
+                    archive, references_only=False
+                )
                 record = await self._present(namespace, image)
         if record is None:
             try:

@@ -62,6 +62,7 @@ from kukeon.daemon.lookups import realm_of
 from kukeon.runtime.containerd.errors import (
     ContainerdError,
     ContainerdUnavailableError,
+    ImageNameNotReferenceError,
     ImageNotFoundError,
     InvalidImageArchiveError,
     InvalidImageError,
@@ -299,6 +300,8 @@ class ImageRoutes:
                 names = await self.controllers.images.import_archive(
                     namespace=namespace, path=path, share=share
                 )
+            except ImageNameNotReferenceError as error:
+                raise _not_references(error) from None
             except InvalidImageArchiveError as error:
                 raise _not_an_archive(error.reason) from None
             except InvalidImageError as error:
@@ -405,6 +408,20 @@ class ImageRoutes:
 def _not_an_archive(why: str) -> ApiError:
     first = why.strip().splitlines()[0] if why.strip() else "unreadable"
     return ApiError(422, f"the upload is not a valid OCI image archive: {first}")
+
+
+def _not_references(error: ImageNameNotReferenceError) -> ApiError:
+    """422: the archive names images by what no cell could name (the API refuses such an
+    image). The whole archive is refused, as containerd refuses a Docker archive whose tag
+    is no reference, so nothing unusable is left behind."""
+    names = ", ".join(repr(name[:100]) for _, name, _ in error.problems[:MAX_CELLS_NAMED])
+    return ApiError(
+        422,
+        f"the image archive names {len(error.problems)} image(s) by what is not an image "
+        f"reference, which no cell could name: {names}; nothing was imported (name each "
+        "image as a cell would, e.g. registry.example/app:1)",
+        causes=[Cause(where, why) for where, _, why in error.problems],
+    )
 
 
 def _unavailable(realm: str, error: ContainerdError) -> ApiError:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -364,7 +365,8 @@ class RealmQuotas:
         if parts[0] == REALMS_PLURAL:
             return None, parts[1], len(parts) == 2
         if parts[0] in COUNTED_PLURALS:
-            return parts[0], parts[1], False
+            # One string per realm, not one per key (each entry holds it): ~55 bytes a key.
+            return parts[0], sys.intern(parts[1]), False
         return None, "", False
 
     def _forget_if_empty(self, realm: str) -> None:

@@ -38,10 +38,13 @@ class Images:
         self.store.gets += 1
         return SimpleNamespace(name=name, target=SimpleNamespace(digest=f"sha256:t-{name}"))
 
-    async def import_archive(self, path: Path) -> list[SimpleNamespace]:
+    async def import_archive(
+        self, path: Path, *, references_only: bool = True
+    ) -> list[SimpleNamespace]:
         if await asyncio.to_thread(path.read_bytes) == b"not an image":
             raise ValueError("not an OCI archive")
         self.store.imported.append((self.namespace, path.name))
+        self.store.references_only.append(references_only)
         self.store.present.setdefault(self.namespace, set()).add(BUSYBOX)
         return [SimpleNamespace(name=BUSYBOX)]
 
@@ -57,6 +60,9 @@ class FakeImages:
     def __init__(self) -> None:
         self.present: dict[str, set[str]] = {}
         self.imported: list[tuple[str, str]] = []
+        self.references_only: list[bool] = []
+        self.created: dict[tuple[str, str], str] = {}
+        """The image each (namespace, container) was created from."""
         self.blob_reads = 0
         self.gets = 0
         self.manifest_reads = 0
@@ -145,6 +151,9 @@ async def test_an_imported_archive_serves_every_realm(
     ready = await images.ensure(namespace="realm-b", image="busybox", credentials=())
     assert ready.name == BUSYBOX
     assert [ns for ns, _ in containerd.imported] == ["realm-a", "realm-b"]
+    # An upload is refused when it names an image by no reference; what the archive store
+    # kept (maybe before that rule) imports for the cells that name it, as it did.
+    assert containerd.references_only == [True, False]
     assert pulls == []
     stored = tmp_path / "images"
     assert (stored / "index.json").exists()

@@ -8,6 +8,7 @@ every message names the object, its containerd namespace and the operation, so a
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import grpc
 
@@ -95,6 +96,18 @@ class InvalidImageArchiveError(ContainerdError):
         self.path = path
         self.reason = reason
         super().__init__(f"image archive {path}: {reason}")
+
+
+class ImageNameNotReferenceError(ContainerdError):
+    """An archive whose images are recorded under names that are not image references:
+    no cell could name them (``kukectl image import`` refuses it; nothing is imported)."""
+
+    def __init__(self, path: str, problems: Sequence[tuple[str, str, str]]) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        """(where in ``index.json``, the name, why it is not a reference), each bad one."""
+        shown = "; ".join(f"{where}: {why}" for where, _, why in self.problems)
+        super().__init__(f"image archive {path}: names that are not image references: {shown}")
 
 
 class InvalidImageError(ContainerdError):

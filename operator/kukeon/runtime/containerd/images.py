@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kukeon.api.imageref import reference_problem
+from kukeon.api.meta import quote
 from kukeon.runtime.containerd._gen.services.diff.v1 import diff_pb2
 from kukeon.runtime.containerd._gen.services.images.v1 import images_pb2
 from kukeon.runtime.containerd._gen.types import descriptor_pb2
@@ -38,6 +40,7 @@ from kukeon.runtime.containerd.content import LABEL_GC_REF_SNAPSHOT, ContentStor
 from kukeon.runtime.containerd.errors import (
     AlreadyExistsError,
     ContainerdError,
+    ImageNameNotReferenceError,
     ImageNotFoundError,
     InvalidImageArchiveError,
     InvalidImageError,
@@ -381,7 +384,12 @@ class ImageService:
     # --- importing --------------------------------------------------------------------
 
     async def import_archive(
-        self, path: str | Path, *, name: str | None = None, unpack: bool = True
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        unpack: bool = True,
+        references_only: bool = True,
     ) -> builtins.list[Image]:
         """Import an OCI image archive (an oci-layout directory in a tar, maybe compressed).
 
@@ -389,6 +397,11 @@ class ImageService:
         under its name (``io.containerd.image.name``, else the ``ref.name`` annotation) and,
         with ``unpack``, unpacked for this host. ``name`` names the image of an archive
         that holds exactly one. Importing the same archive again changes nothing.
+
+        An archive naming an image by what is not an image reference (which no cell could
+        name) is refused whole, before anything is written (`ImageNameNotReferenceError`,
+        every such name), unless ``references_only`` is False: the node's archive store
+        may hold archives kept before that rule, which import as they did.
         """
         archive = await asyncio.to_thread(OciArchive.open, Path(path))
         try:
@@ -397,11 +410,16 @@ class ImageService:
                 raise InvalidImageArchiveError(
                     archive.path, f"holds {len(entries)} images; name= needs exactly one"
                 )
+            names = [
+                name or archive_image_name(entry, path=archive.path, number=number)
+                for number, entry in enumerate(entries)
+            ]
+            if references_only:
+                _refuse_non_references(archive.path, names)
             images: builtins.list[Image] = []
             async with self._client.leases(self.namespace).lease() as lease:
                 content = self._client.content(self.namespace, lease=lease)
-                for number, entry in enumerate(entries):
-                    image_name = name or archive_image_name(entry, path=archive.path, number=number)
+                for entry, image_name in zip(entries, names, strict=True):
                     await write_tree(archive, entry, content=content, image=image_name)
                     images.append(await self.put(image_name, target=entry, lease=lease))
             if unpack:
@@ -410,6 +428,21 @@ class ImageService:
             return images
         finally:
             await asyncio.to_thread(archive.close)
+
+
+def _refuse_non_references(path: str, names: Sequence[str]) -> None:
+    """Refuse names no cell could give (the API refuses a cell's image that is not a
+    reference), as ``docker load`` refuses them; blanks around one too (Docker's parser
+    refuses them, and a cell naming the image without them would not find it)."""
+    problems: builtins.list[tuple[str, str, str]] = []
+    for number, image_name in enumerate(names):
+        why = reference_problem(image_name)
+        if why is None and image_name != image_name.strip():
+            why = f"image name {quote(image_name)} has blanks around it"
+        if why is not None:
+            problems.append((f"index.json manifests[{number}]", image_name, why))
+    if problems:
+        raise ImageNameNotReferenceError(path, problems)
 
 
 def _image(message: images_pb2.Image) -> Image:
