@@ -41,7 +41,7 @@ from .cellfiles import (
 )
 from .cellplan import Note
 from .cellstate import containerd_container_id, spec_digest
-from .images import ImageProvider, ReadyImage
+from .images import ImageProvider, InvalidImageReferenceError, ReadyImage
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,26 @@ class ContainerBuilder:
         self.facts = facts
         self.note = note
 
+    async def _kept_image(
+        self, namespace: str, name: str, error: InvalidImageReferenceError
+    ) -> ReadyImage:
+        """The image container `name` was created from, for a cell whose image no longer
+        parses (stored before the API refused such names, resolved by an older node): its
+        container keeps running, the problem said in a warning, until the cell names a
+        reference. Without such a container (or its image record) the error stands."""
+        kept = await self.images.created_from(namespace=namespace, container=name)
+        if kept is None:
+            raise error
+        self.note(
+            Note(
+                EventReason.FAILED,
+                f"InvalidImageReference: {error}; container {name} keeps the image it was "
+                f"created from ({kept.name}) until the cell names an image reference",
+                warning=True,
+            )
+        )
+        return kept
+
     async def build(
         self,
         place: CellPlace,
@@ -155,12 +175,15 @@ class ContainerBuilder:
             if on_pull is not None:
                 await on_pull(image)
 
-        image = await self.images.ensure(
-            namespace=place.namespace,
-            image=effective.image,
-            credentials=place.credentials,
-            on_pull=pulling,
-        )
+        try:
+            image = await self.images.ensure(
+                namespace=place.namespace,
+                image=effective.image,
+                credentials=place.credentials,
+                on_pull=pulling,
+            )
+        except InvalidImageReferenceError as error:
+            image = await self._kept_image(place.namespace, name, error)
         if pulled:
             self.note(Note(EventReason.PULLED, f"pulled image {effective.image}"))
         resolved = await resolve_secret_refs(self.registry, place.key, effective)

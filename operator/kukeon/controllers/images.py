@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kukeon.runtime.containerd.client import ContainerdClient
-from kukeon.runtime.containerd.errors import ImageNotFoundError
+from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
 from kukeon.runtime.containerd.imagefs import image_has_file
 from kukeon.runtime.containerd.images import Image, parse_image_config
 from kukeon.runtime.containerd.pull import pull_image
@@ -207,6 +207,24 @@ class ImageProvider:
                 continue
             return True
         return False
+
+    async def created_from(self, *, namespace: str, container: str) -> ReadyImage | None:
+        """The image an existing container was created from, when its record is still in
+        `namespace` (None when there is no such container or record).
+
+        What a running container keeps when its cell names an image the parser now refuses
+        (stored before the API refused it): the node recorded that image under the name it
+        normalised it to then, which the container names, so an upgrade stops no workload.
+        """
+        try:
+            found = await self.containerd.containers(namespace).get(container)
+        except ContainerNotFoundError:
+            return None
+        record = await self._present(namespace, found.image) if found.image else None
+        if record is None:
+            return None
+        config, passwd, group = await self._run_facts(namespace, record)
+        return ReadyImage(name=record.name, config=config, passwd=passwd, group=group)
 
     async def _present(self, namespace: str, image: str) -> Image | None:
         images = self.containerd.images(namespace)

@@ -18,7 +18,7 @@ from kukeon.controllers.images import (
     InvalidImageReferenceError,
     name_candidates,
 )
-from kukeon.runtime.containerd.errors import ImageNotFoundError
+from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
 
 BUSYBOX = "docker.io/library/busybox:latest"
 
@@ -73,6 +73,15 @@ class FakeImages:
 
     def images(self, namespace: str) -> Images:
         return Images(self, namespace)
+
+    def containers(self, namespace: str) -> SimpleNamespace:
+        async def get(container: str) -> SimpleNamespace:
+            image = self.created.get((namespace, container))
+            if image is None:
+                raise ContainerNotFoundError(container, namespace=namespace)
+            return SimpleNamespace(id=container, image=image)
+
+        return SimpleNamespace(get=get)
 
     def content(self, namespace: str) -> SimpleNamespace:
         async def read_blob(digest: str) -> bytes:
@@ -247,3 +256,25 @@ async def test_has_file_is_asked_once_per_config_and_path(
     assert await images.has_file(namespace="ns", image=BUSYBOX, path="/nope") is False
     assert await images.has_file(namespace="ns", image=BUSYBOX, path="/broken") is None
     assert asked == ["/bin/sh", "/nope", "/broken"]
+
+
+async def test_a_container_keeps_the_image_it_was_created_from(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    """A cell stored with a bare 64-hex image (read by nodes before a1694b5 as Docker Hub's
+    library/<hex>, refused since): its container's record still serves it."""
+    images, containerd = provider(tmp_path)
+    image_id = "0123456789abcdef" * 4
+    recorded = f"docker.io/library/{image_id}:latest"
+    containerd.present["ns"] = {recorded}
+    containerd.created[("ns", "app")] = recorded
+    with pytest.raises(InvalidImageReferenceError, match="image id"):
+        await images.ensure(namespace="ns", image=image_id, credentials=())
+    kept = await images.created_from(namespace="ns", container="app")
+    assert kept is not None
+    assert kept.name == recorded
+    assert kept.passwd is not None
+    assert await images.created_from(namespace="ns", container="other") is None
+    containerd.present["ns"] = set()  # its record removed (image rm --force): none
+    assert await images.created_from(namespace="ns", container="app") is None
+    assert pulls == []
