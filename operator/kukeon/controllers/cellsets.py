@@ -422,7 +422,7 @@ class CellSetController:
             return None
         if not _failing_creates(cellset):
             log.warning("cell set %s: %s", _label(cellset), refused)
-        return str(refused)
+        return _quota_message(cellset, refused)
 
     async def _create(self, cellset: CellSet, hash_: str) -> None:
         for _ in range(5):
@@ -450,6 +450,18 @@ class CellSetController:
 def _concerns_a_set(event: WatchEvent) -> bool:
     obj = event.object
     return not isinstance(obj, Cell) or CELLSET_LABEL in obj.metadata.labels
+
+
+def _quota_message(cellset: CellSet, refused: QuotaExceeded) -> str:
+    """The ReplicaFailure's message: the limit, not the refused cell, whose name is drawn
+    anew at each pass (naming it, each pass wrote a new status while the quota held)."""
+    causes = "; ".join(f"{c.field}: {c.message}" for c in refused.causes)
+    if not causes:
+        return str(refused)
+    return (
+        f'the set\'s cells would exceed the quota of realm "{key_of(cellset)[0]}" ({causes}); '
+        "delete some of its objects or ask an admin to raise the quota"
+    )
 
 
 def _failing_creates(cellset: CellSet) -> bool:
