@@ -106,3 +106,27 @@ async def test_a_hold_across_a_relist_is_released() -> None:
         assert quotas.usage("r") == Usage(1, 50)
     assert quotas.usage("r") == Usage(0, 0)
     await quotas.check("r", objects=3, storage_bytes=0, label="cell c")  # all of it free
+
+
+def test_keys_written_around_the_registry_neither_stop_nor_skew_the_index() -> None:
+    """What etcdctl may leave under the registry: keys too short to name an object, a realm
+    name that is not UTF-8, a realm key with more parts, a kind the quota does not count."""
+    quotas = _index()
+    odd = [
+        f"{ROOT}/cells".encode(),
+        f"{ROOT}/cells/".encode(),
+        f"{ROOT}/realms/r/extra".encode(),
+        f"{ROOT}/nodes/n1".encode(),
+        f"{ROOT}/unknown/r/x".encode(),
+        b"/elsewhere/cells/r/s/st/c",
+    ]
+    for revision, key in enumerate(odd, start=1):
+        quotas.observe(key, b"{}", revision)
+    assert quotas.usage("r") == Usage(0, 0)
+    assert quotas.limits("r") == NO_DEFAULTS
+    # A key naming a realm in bytes that are not UTF-8 is counted, apart from "r".
+    quotas.observe(f"{ROOT}/cells/".encode() + b"\xff\xfe/s/st/c", b"x", 20)
+    assert quotas.usage("r") == Usage(0, 0)
+    assert [realm for realm in quotas.realms() if realm != "r"] == ["\ufffd\ufffd"]
+    quotas.observe(f"{ROOT}/cells/".encode() + b"\xff\xfe/s/st/c", None, 21)
+    assert list(quotas.realms()) == []
