@@ -55,6 +55,7 @@ async def test_a_set_over_the_quota_writes_its_status_once(registry: Registry) -
             after = await registry.get(Kind.CELL_SET, ("r", "s", "st", "web"))
             revisions.append(after.metadata.resource_version)
             failure = [c for c in after.status.conditions if c.type == "ReplicaFailure"]
-            assert failure and "spec.quota.objects" in failure[0].message, after.status
+            assert failure, after.status
+            assert "spec.quota.objects" in failure[0].message, after.status
         assert len((await registry.list(Kind.CELL, ("r",))).items) == 1
         assert revisions[1] == revisions[2], "a pass that changed nothing wrote the status"
