@@ -18,12 +18,20 @@ containerd, which other nodes made it too.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Mapping
 from typing import ClassVar
 
 from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Realm
 from kukeon.framework import HandlerContext
-from kukeon.runtime.cgroups import CgroupLimits, CgroupPath
+from kukeon.runtime.cgroups import (
+    CgroupError,
+    CgroupLimits,
+    CgroupPath,
+    CgroupState,
+    CgroupWriteError,
+)
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 from kukeon.runtime.containerd.namespaces import instance_labels
 
@@ -69,12 +77,29 @@ class RealmController(LayerController[Realm]):
         )
         offered = await self.host.cgroups.offered_controllers()
         limits = self.limits_of(obj, pids_offered="pids" in offered)
-        cgroup = await self.host.cgroups.ensure(CgroupPath((name,)), limits=limits)
+        cgroup = await self._ensure_cgroup(CgroupPath((name,)), limits)
         return NodeLayerStatus(
             state=NodeLayerState.READY,
             cgroup_path=cgroup.path,
             subtree_controllers=list(cgroup.subtree_controllers),
         )
+
+    async def _ensure_cgroup(self, path: CgroupPath, limits: CgroupLimits) -> CgroupState:
+        """The realm's cgroup with ``limits``. A memory limit below what the realm uses is
+        refused by the kernel (v1: EBUSY once reclaim fails; the error is the realm's
+        failure): the other limits are set all the same, the memory limit kept as it was,
+        so that reining in a realm (its pids) does not wait on its memory."""
+        try:
+            return await self.host.cgroups.ensure(path, limits=limits)
+        except CgroupWriteError as error:
+            if limits.memory_max_bytes is None or not error.path.name.startswith("memory."):
+                raise
+            kept = (await self.host.cgroups.read_stats(path)).memory_limit_bytes
+            with contextlib.suppress(CgroupError):
+                await self.host.cgroups.set_limits(
+                    path, dataclasses.replace(limits, memory_max_bytes=kept)
+                )
+            raise
 
     def limits_of(self, obj: Realm, *, pids_offered: bool = True) -> CgroupLimits:
         """The realm cgroup's limits: its `spec.limits`, pids else kukeond's default (only

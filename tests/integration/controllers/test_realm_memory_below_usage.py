@@ -1,7 +1,8 @@
 """A realm's memory limit lowered below what its containers use: the kernel refuses it
 (cgroup v1: EBUSY once reclaim cannot free enough; shared memory without swap cannot be
-reclaimed), the realm says so on the node (Failed, the kernel's reason), its containers run
-on under the limit they had, and a limit raised again is set and the realm is Ready."""
+reclaimed), the realm says so on the node (Failed, the kernel's reason), its other limits
+are set all the same, its containers run on under the memory limit they had, and a limit
+raised again is set and the realm is Ready."""
 
 from __future__ import annotations
 
@@ -37,8 +38,11 @@ async def test_a_memory_limit_below_usage_fails_the_realm_until_raised(
         while int(_realm_file(k, "memory.usage_in_bytes")) < 40 << 20:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
 
-    await _set_limits(k, RealmLimits(memory_bytes=16 << 20))
+    # With a pids limit in the same change: the kernel's refusal of the memory limit must
+    # not keep the pids limit from the realm (an operator reining in a realm gone wild).
+    await _set_limits(k, RealmLimits(memory_bytes=16 << 20, pids=50))
     failed = await k.wait_for(Kind.REALM, (k.realm,), until=_failed)
+    await _until_file(k, "pids.max", "50")
     assert "memory.limit_in_bytes" in (failed.status.message or ""), failed.status
     assert "busy" in (failed.status.message or "").lower(), failed.status
     assert int(_realm_file(k, "memory.limit_in_bytes")) > 1 << 60  # unchanged: none
