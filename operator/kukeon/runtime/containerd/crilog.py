@@ -19,7 +19,8 @@ full) drops that read's records instead of killing the logger, which would break
 container's pipes; they are counted, and once the disk takes writes again the log says how
 many were lost and why, in a ``stderr`` record of its own (``[kukeon] N records (B bytes) of
 output were not logged: No space left on device``). Each read's records go to the file in
-one ``write`` on an ``O_APPEND`` descriptor.
+one ``write`` on an ``O_APPEND`` descriptor; of a short one (the disk filled up during it)
+the cut record is truncated away, so the log holds whole records only.
 A logger killed while its task runs is replaced by kukeond (:mod:`logcopier`).
 """
 
@@ -76,6 +77,21 @@ def write(records):
         written = os.write(log, whole)
     except OSError as error:
         written, lost["why"] = 0, error.strerror or str(error)
+    if 0 < written < len(whole):
+        try:  # the rest once more: the kernel says why it stopped (ENOSPC, EDQUOT...)
+            written += os.write(log, whole[written:])
+        except OSError as error:
+            lost["why"] = error.strerror or str(error)
+    if 0 < written < len(whole) and not RAW:
+        # A short write (the disk filled up during it) keeps the records it wrote whole:
+        # the cut one is taken back, so the log holds whole records only (where the
+        # truncation fails, the next write ends the cut record).
+        keep = whole.rfind(b"\n", 0, written) + 1
+        try:
+            os.ftruncate(log, os.fstat(log).st_size - (written - keep))
+            written = keep
+        except OSError:
+            pass
     if written >= len(head):
         lost.update(records=0, bytes=0)
     unwritten = data[max(written - len(head), 0):]
