@@ -464,9 +464,13 @@ def _refuse(target: Target, res: AnyResource, causes: list[Cause]) -> None:
 
 
 def document_size(res: AnyResource) -> int:
-    """The bytes of ``res``'s document as the registry stores it (a Secret's values sealed
-    take a little more)."""
-    return len(json.dumps(to_document(res), separators=(",", ":"), ensure_ascii=False).encode())
+    """The bytes of ``res``'s document as the registry stores it, at least. A Secret's
+    values are in no document (write-only), so they are added as its ``data`` (sealed, they
+    take a little more): without them a dry run measured a Secret of any size as empty."""
+    size = len(json.dumps(to_document(res), separators=(",", ":"), ensure_ascii=False).encode())
+    if isinstance(res, Secret):
+        size += sum(len(name) + len(value) + 6 for name, value in base64_values(res).items())
+    return size
 
 
 def check_size(res: AnyResource, target: Target) -> None:

@@ -25,8 +25,10 @@ from tests.integration.apiserver.conftest import (
     stack_doc,
     tls_session,
 )
+from tests.integration.store.test_secrets import sealed
 
 pytestmark = pytest.mark.integration
+__all__ = ["sealed"]
 
 V = "/apis/kukeon.io/v1beta1"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -35,6 +37,19 @@ MERGE = {"Content-Type": "application/merge-patch+json"}
 @pytest.fixture
 async def quota_api(registry: Registry, certs: Certs, tokens_file: Path) -> AsyncIterator[Api]:
     """The API over a registry that enforces quotas, as kukeond's does."""
+    async with _quota_api(registry, certs, tokens_file) as api:
+        yield api
+
+
+@pytest.fixture
+async def sealed_quota_api(sealed: Registry, certs: Certs, tokens_file: Path) -> AsyncIterator[Api]:
+    """As ``quota_api``, over a registry with an encryption key (Secrets can be stored)."""
+    async with _quota_api(sealed, certs, tokens_file) as api:
+        yield api
+
+
+@contextlib.asynccontextmanager
+async def _quota_api(registry: Registry, certs: Certs, tokens_file: Path) -> AsyncIterator[Api]:
     quotas = RealmQuotas(
         client=registry.client,
         config=registry.config,
@@ -159,5 +174,26 @@ async def test_a_profile_run_over_the_quota_is_403_dry_run_too(quota_api: Api) -
         for path in (runs, f"{runs}?dryRun=All"):
             refused = await admin.post(path, json={"profile": "p"})
             body = await _json(refused)
-            assert refused.status == 403, (path, body)
+            assert refused.status == 403, (path, body.get("message"))
             assert [c["field"] for c in body["details"]["causes"]] == ["spec.quota.objects"]
+
+
+async def test_a_secrets_dry_run_counts_its_values(sealed_quota_api: Api) -> None:
+    """A Secret's values are in no document (write-only), so a dry run measured without them
+    answered 201 for a Secret whose create is refused over the realm's bytes quota."""
+    api = sealed_quota_api
+    async with tls_session(api, EDITOR_TOKEN) as editor, _admin(api) as admin:
+        team = {**realm_doc("team"), "spec": {"quota": {"storageBytes": 20000}}}
+        assert (await admin.post(f"{V}/realms", json=team)).status == 201
+        secrets = f"{V}/realms/team/spaces/-/stacks/-/secrets"
+        big = {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "Secret",
+            "metadata": {"name": "big"},
+            "stringData": {"blob": "x" * 30000},
+        }
+        for path in (secrets, f"{secrets}?dryRun=All"):
+            refused = await editor.post(path, json=big)
+            body = await _json(refused)
+            assert refused.status == 403, (path, body.get("message"))
+            assert [c["field"] for c in body["details"]["causes"]] == ["spec.quota.storageBytes"]
