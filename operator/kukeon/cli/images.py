@@ -19,11 +19,12 @@ import click
 import yaml
 
 from kukeon.api import Kind
+from kukeon.api.imageref import reference_problem
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import collection_path
 
 from .params import scope_option
-from .runner import EXIT_SERVER, run
+from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
 from .tables import NONE, format_rows, human_duration
 
 ListFormat = Literal["table", "wide", "json", "yaml"]
@@ -184,6 +185,9 @@ def image_ls(ctx: click.Context, output: ListFormat, realm: str, node: str | Non
 @click.pass_context
 def image_pull(ctx: click.Context, reference: str, realm: str, node: str | None) -> None:
     """Pull REFERENCE from its registry with the realm's registry credentials."""
+    problem = reference_problem(reference)  # the server's 400, before anything is sent
+    if problem is not None:
+        fail(problem, EXIT_USAGE)
 
     async def work(client: ApiClient) -> None:
         # No request timeout: a large image takes as long as it takes.

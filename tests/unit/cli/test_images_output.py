@@ -114,6 +114,7 @@ def test_image_names_go_into_the_path_as_they_are() -> None:
         ["image", "inspect"],
         ["image", "rm"],
         ["image", "pull"],
+        ["image", "pull", "MyApp:1", "--realm", "r"],  # no reference: the server's refusal
         ["image", "inspect", "busybox", "-o", "wide"],
     ],
 )
