@@ -172,7 +172,7 @@ class Daemon:
         """The realms' quotas (``store.realmquota``): an index of every realm's objects,
         listed in the background and followed from then on. The start does not wait for
         the list (a large etcd takes a while to read): a write that comes first waits for
-        it (``SYNC_WAIT_SECONDS``), then is answered 503."""
+        it (the store's retry budget), then is answered 503."""
         config = self.config
         quotas = RealmQuotas(
             client=registry.client,

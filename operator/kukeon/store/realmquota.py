@@ -58,10 +58,6 @@ def counts_against_quota(kind: Kind) -> bool:
 LIST_PAGE_SIZE = 1000
 """Keys per page of the index's list (each page's values are sized and dropped)."""
 
-SYNC_WAIT_SECONDS = 10.0
-"""How long a write waits for the index's first list before it is refused as Unavailable."""
-
-
 class QuotaLimits(NamedTuple):
     """A realm's limits; None is no limit."""
 
@@ -198,11 +194,12 @@ class RealmQuotas:
             )
 
     async def wait_synced(self) -> None:
-        """Return once the first list is in (``Unavailable`` after ``SYNC_WAIT_SECONDS``)."""
+        """Return once the first list is in; ``Unavailable`` after the store's retry budget
+        (what any write waits for an etcd that does not answer)."""
         if self._synced.is_set():
             return
         try:
-            async with asyncio.timeout(SYNC_WAIT_SECONDS):
+            async with asyncio.timeout(self._config.retry_timeout):
                 await self._synced.wait()
         except TimeoutError:
             raise Unavailable(
