@@ -4,8 +4,10 @@ Without one, a client (a buggy script, a hostile token holder) could open reques
 than they finish, and every one holds memory and a task; a watch asked to resume from an
 old revision even holds an etcd watch stream of its own (``watchhub``'s private feed).
 As kube-apiserver's ``--max-requests-inflight``: at most ``max_requests_inflight`` short
-requests at once, beyond which a request is answered ``429 Too Many Requests`` with
-``Retry-After: 1`` at once (kubectl and kukectl's clients wait and retry). Long-running
+requests at once, a quarter of them for one token holder (a rough fairness, where
+kube-apiserver has its priority and fairness queues), beyond which a request is answered
+``429 Too Many Requests`` with ``Retry-After: 1`` at once (kubectl and kukectl's clients
+wait and retry). Long-running
 requests (watches, followed logs, exec and attach sessions) are not short: they are bounded
 per user instead (``max_long_running_per_user``). Both bound token holders only: the local
 admin on the unix socket (root on the host anyway) and other nodes forwarding their users'
@@ -22,6 +24,9 @@ from collections.abc import Iterator
 from kukeon.apiserver.status import ApiError
 
 RETRY_AFTER_SECONDS = 1
+USER_SHARE = 4
+"""One token holder may take at most 1/USER_SHARE of the short requests' bound, so one
+client sending slow bodies cannot hold every place and lock out the others."""
 
 
 class InflightLimits:
@@ -29,8 +34,10 @@ class InflightLimits:
 
     def __init__(self, *, max_requests: int, max_long_running_per_user: int) -> None:
         self.max_requests = max_requests
+        self.max_requests_per_user = max(1, max_requests // USER_SHARE)
         self.max_long_running_per_user = max_long_running_per_user
         self.requests = 0
+        self.short: collections.Counter[str] = collections.Counter()
         self.long_running: collections.Counter[str] = collections.Counter()
 
     @contextlib.contextmanager
@@ -47,24 +54,40 @@ class InflightLimits:
                     f"logs or sessions open, the most this server allows a user "
                     f"(maxLongRunningPerUser {self.max_long_running_per_user}); close some"
                 )
-            self.long_running[user] += 1
-            try:
+            with _counted(self.long_running, user):
                 yield
-            finally:
-                self.long_running[user] -= 1
-                if not self.long_running[user]:
-                    del self.long_running[user]
             return
         if self.requests >= self.max_requests:
             raise _too_many(
                 f"the server is answering {self.requests} requests, the most it takes at once "
                 f"(maxRequestsInflight {self.max_requests}); retry in {RETRY_AFTER_SECONDS}s"
             )
+        if user is not None and self.short[user] >= self.max_requests_per_user:
+            raise _too_many(
+                f"user {user!r} already has {self.short[user]} requests being answered, the "
+                f"most one user may (a quarter of maxRequestsInflight {self.max_requests}); "
+                f"retry in {RETRY_AFTER_SECONDS}s"
+            )
         self.requests += 1
         try:
-            yield
+            if user is None:
+                yield
+            else:
+                with _counted(self.short, user):
+                    yield
         finally:
             self.requests -= 1
+
+
+@contextlib.contextmanager
+def _counted(counter: collections.Counter[str], user: str) -> Iterator[None]:
+    counter[user] += 1
+    try:
+        yield
+    finally:
+        counter[user] -= 1
+        if not counter[user]:
+            del counter[user]
 
 
 def _too_many(message: str) -> ApiError:

@@ -53,3 +53,26 @@ def test_a_request_that_fails_is_released() -> None:
             raise RuntimeError("the handler failed")
     assert limits.requests == 0
     assert not limits.long_running
+
+
+def test_one_user_takes_at_most_a_quarter_of_the_short_bound() -> None:
+    limits = InflightLimits(max_requests=8, max_long_running_per_user=5)
+    with (
+        limits.admitted(user="eve", long_running=False),
+        limits.admitted(user="eve", long_running=False),
+    ):
+        with (
+            pytest.raises(ApiError) as refused,
+            limits.admitted(user="eve", long_running=False),
+        ):
+            pass
+        assert refused.value.code == 429
+        assert "'eve' already has 2 requests" in refused.value.message
+        # Others still get in, and what no user holds (the public page) counts in all only.
+        with (
+            limits.admitted(user="bob", long_running=False),
+            limits.admitted(user=None, long_running=False),
+        ):
+            assert limits.requests == 4
+    assert limits.requests == 0
+    assert not limits.short
