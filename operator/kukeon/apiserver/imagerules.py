@@ -12,19 +12,12 @@ from __future__ import annotations
 
 from kukeon.api import AnyResource
 from kukeon.api.imagefields import image_errors
-from kukeon.apiserver.status import ApiError, Cause
+from kukeon.apiserver.status import Cause
 from kukeon.apiserver.target import Target
+from kukeon.apiserver.writerules import refuse_invalid
 
 
 def check_images(target: Target, res: AnyResource, current: AnyResource | None) -> None:
     """Refuse ``res`` when a container's image, new or changed, is not a reference."""
     causes = [Cause(error.field, error.message) for error in image_errors(res, current)]
-    if causes:
-        raise ApiError(
-            422,
-            f"{target.label()}: " + "; ".join(f"{c.field}: {c.message}" for c in causes),
-            reason="Invalid",
-            kind=target.kind.value,
-            name=target.name or res.metadata.name,
-            causes=causes,
-        )
+    refuse_invalid(target, res, causes)

@@ -283,7 +283,7 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
             why = f"is derived by kukeon ({quote(derived)}): leave it out"
             causes.append(Cause(f"{path}.containerdId", why))
     causes += port_causes(res, current)
-    _refuse(target, res, causes)
+    refuse_invalid(target, res, causes)
 
 
 ContainerCheck = Callable[[ContainerSpec], Sequence[tuple[str, str]]]
@@ -311,7 +311,7 @@ def check_runnable(
             for field, reason in check(container)
             if (field, reason) not in known
         ]
-    _refuse(target, res, causes)
+    refuse_invalid(target, res, causes)
 
 
 CELL_KEY_MAX = 230
@@ -339,7 +339,7 @@ def check_host_names(target: Target, res: AnyResource, current: AnyResource | No
             f"{CELL_KEY_MAX} a node can name host objects after (its network namespace): "
             "use shorter names"
         )
-        _refuse(target, res, [Cause("metadata.name", why)])
+        refuse_invalid(target, res, [Cause("metadata.name", why)])
 
 
 _Checked = tuple[str, ContainerSpec, ContainerSpec | None]
@@ -440,7 +440,7 @@ async def check_networks(
             if space.metadata.deletion_timestamp is not None:
                 why = f"space {quote(name)} of realm {quote(realm)} is being deleted"
                 causes.append(Cause(where, why))
-    _refuse(target, res, causes)
+    refuse_invalid(target, res, causes)
 
 
 def _is_dns_label(name: str) -> bool:
@@ -451,7 +451,8 @@ def _is_dns_label(name: str) -> bool:
     return True
 
 
-def _refuse(target: Target, res: AnyResource, causes: list[Cause]) -> None:
+def refuse_invalid(target: Target, res: AnyResource, causes: list[Cause]) -> None:
+    """A 422 naming every cause of ``res``'s refusal, when there is any."""
     if causes:
         raise ApiError(
             422,
