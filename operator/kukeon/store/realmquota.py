@@ -58,6 +58,7 @@ def counts_against_quota(kind: Kind) -> bool:
 LIST_PAGE_SIZE = 1000
 """Keys per page of the index's list (each page's values are sized and dropped)."""
 
+
 class QuotaLimits(NamedTuple):
     """A realm's limits; None is no limit."""
 
