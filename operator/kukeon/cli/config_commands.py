@@ -140,6 +140,9 @@ def config_set_context(
 ) -> None:
     """Create or change a context; options not given keep their value.
 
+    A new context without --server connects as the current context does (its server,
+    token and CA, those not given); with --server it takes nothing of it.
+
     \b
     --realm, --space and --stack set where commands act when they give none (a manifest's
     own parents still win), as kubectl's context namespace:
@@ -147,6 +150,8 @@ def config_set_context(
       kukectl get cells                  # the cells of shop/web/default
       kukectl config set-context --current --space api   # kubectl's form
     """
+    if context_token is not None and token_file is not None:
+        fail("give --token or --token-file, not both", EXIT_USAGE)
     if context_server is not None:
         try:
             parse_server(context_server)
@@ -161,14 +166,15 @@ def config_set_context(
             fail("--current: no context is current (kukectl config use-context NAME)", EXIT_USAGE)
         name = config.current_context
     existing = config.context(name)
-    fields: dict[str, Any] = existing.model_dump() if existing else {"name": name}
     updates = {
         "server": context_server,
         "token": context_token,
         "token_file": token_file.resolve() if token_file else None,
         "certificate_authority": context_ca.resolve() if context_ca else None,
     }
-    fields.update({key: value for key, value in updates.items() if value is not None})
+    given = {key: value for key, value in updates.items() if value is not None}
+    fields, inherited = _starting_fields(config, name, given)
+    fields.update(given)
     scope = {"realm": context_realm, "space": context_space, "stack": context_stack}
     fields.update({level: value or None for level, value in scope.items() if value is not None})
     try:
@@ -182,4 +188,34 @@ def config_set_context(
     if current or config.current_context is None:
         config.current_context = name
     _save_or_fail(path, config)
-    click.echo(f"context {name!r} {'modified' if existing else 'created'}")
+    how = f" (the server and credentials of context {inherited!r})" if inherited else ""
+    click.echo(f"context {name!r} {'modified' if existing else 'created'}{how}")
+
+
+_CREDENTIALS = ("token", "token_file")
+_CONNECTION = ("server", *_CREDENTIALS, "certificate_authority")
+
+
+def _starting_fields(
+    config: KukectlConfig, name: str, given: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """What a context starts from before the options given: its own fields when it exists;
+    for a new one without --server, the current context's server, token and CA (those not
+    given), and that context's name: a context carries its server, and one made for another
+    realm of the same server would otherwise talk to the local socket. With --server
+    nothing is taken, so no token goes to a server it was not made for."""
+    existing = config.context(name)
+    if existing is not None:
+        fields = existing.model_dump()
+        if given.keys() & set(_CREDENTIALS):  # a new token replaces the other kind too
+            fields.update(dict.fromkeys(_CREDENTIALS))
+        return fields, None
+    fields = {"name": name}
+    current = config.context(config.current_context) if config.current_context else None
+    if current is None or "server" in given:
+        return fields, None
+    taken = set(_CONNECTION) - given.keys()
+    if given.keys() & set(_CREDENTIALS):
+        taken -= set(_CREDENTIALS)
+    fields.update({key: value for key, value in current.model_dump().items() if key in taken})
+    return fields, current.name

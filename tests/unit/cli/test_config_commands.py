@@ -100,3 +100,66 @@ def test_a_config_file_that_cannot_be_written_is_one_error_line(
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"error: cannot write {path}: ")
     assert "unexpected" not in result.output
+
+
+def test_a_new_context_without_server_connects_as_the_current_one(tmp_path: Path) -> None:
+    """``set-context team --realm shop`` while a remote context is current made ``team``
+    talk to the local socket (the model's default), so its commands failed to connect or,
+    on a host with a kukeond of its own, acted there. A new context without --server now
+    takes the current context's server, token and CA; with --server it takes none of them
+    (no token goes to a server it was not made for)."""
+    path = tmp_path / "config.yaml"
+    ca = tmp_path / "ca.crt"
+
+    def kukectl(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["--config", str(path), "config", *args])
+        return result.exit_code, result.output
+
+    prod = ["--server", "https://10.0.0.5:6443", "--token", "s3cret"]
+    assert kukectl("set-context", "prod", *prod, "--certificate-authority", str(ca))[0] == 0
+    assert kukectl("set-context", "team", "--realm", "shop") == (
+        0,
+        "context 'team' created (the server and credentials of context 'prod')\n",
+    )
+    assert kukectl("set-context", "mine", "--token-file", "t") == (
+        0,
+        "context 'mine' created (the server and credentials of context 'prod')\n",
+    )
+    assert kukectl("set-context", "lab", "--server", "https://10.0.0.9:6443") == (
+        0,
+        "context 'lab' created\n",
+    )
+    contexts = {c.pop("name"): c for c in yaml.safe_load(path.read_text())["contexts"]}
+    ca_path = str(ca.resolve())
+    assert contexts["team"] == {
+        "server": "https://10.0.0.5:6443",
+        "token": "s3cret",
+        "certificateAuthority": ca_path,
+        "realm": "shop",
+    }
+    # A token of its own replaces the current context's token, of either kind.
+    assert contexts["mine"] == {
+        "server": "https://10.0.0.5:6443",
+        "tokenFile": str((Path.cwd() / "t").resolve()),
+        "certificateAuthority": ca_path,
+    }
+    assert contexts["lab"] == {"server": "https://10.0.0.9:6443"}
+    assert contexts["prod"]["server"] == "https://10.0.0.5:6443"  # the source is unchanged
+
+    # Giving a context one kind of token drops the other, which would have won unseen.
+    assert kukectl("set-context", "team", "--token-file", "t")[0] == 0
+    team = yaml.safe_load(path.read_text())["contexts"][1]
+    assert "token" not in team
+    assert team["tokenFile"].endswith("/t")
+    code, output = kukectl("set-context", "team", "--token", "a", "--token-file", "t")
+    assert code == 2
+    assert "--token or --token-file, not both" in output
+
+
+def test_a_first_context_without_server_is_the_local_socket(tmp_path: Path) -> None:
+    """With no current context there is nothing to take: kukectl's default, the socket."""
+    path = tmp_path / "config.yaml"
+    result = CliRunner().invoke(cli, ["--config", str(path), "config", "set-context", "a"])
+    assert result.output == "context 'a' created\n"
+    [context] = yaml.safe_load(path.read_text())["contexts"]
+    assert context == {"name": "a", "server": "unix:///run/kukeon/kukeond.sock"}
