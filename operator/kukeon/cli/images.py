@@ -23,7 +23,7 @@ from kukeon.api.imageref import reference_problem
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import collection_path
 
-from .params import scope_option
+from .params import NODE, scope_option
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
 from .tables import NONE, format_rows, human_duration
 
@@ -118,7 +118,7 @@ def _where(realm: str, node: str | None) -> str:
 
 realm_option = scope_option("realm", "The realm whose images these are.")
 node_option = click.option(
-    "--node", help="The node whose images these are (default: the server's own node)."
+    "--node", type=NODE, help="The node whose images these are (default: the server's own node)."
 )
 
 

@@ -20,7 +20,7 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
-from .params import DURATION, cell_argument, cell_key, cell_named, scope_options
+from .params import CONTAINER, DURATION, cell_argument, cell_key, cell_named, scope_options
 from .runner import fail, run, stderr
 
 RESTARTED_AT = "kukeon.io/restartedAt"
@@ -208,7 +208,7 @@ def restart(
     show_default=True,
     help="Signal name (TERM, SIGKILL, hup...) or number.",
 )
-@click.option("--container", "-c", help="Only this container.")
+@click.option("--container", "-c", type=CONTAINER, help="Only this container.")
 @scope_options
 @click.pass_context
 def kill(

@@ -12,7 +12,7 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
-from .params import DURATION, SET_CELL_FORMS, cell_key, cell_or_set_named, scope_options
+from .params import CONTAINER, DURATION, SET_CELL_FORMS, cell_key, cell_or_set_named, scope_options
 from .runner import EXIT_USAGE, fail, run
 from .setcells import cell_of_set
 
@@ -23,7 +23,9 @@ MAX_FOLLOWED = 5
 @click.command()
 @click.argument("name", nargs=-1, metavar="[cell] NAME|cell/NAME|cellset/NAME")
 @click.option("-l", "--selector", help="The cells of the scope matching it, instead of NAME.")
-@click.option("--container", "-c", help="Container (default: the cell's root container).")
+@click.option(
+    "--container", "-c", type=CONTAINER, help="Container (default: the cell's root container)."
+)
 @click.option("--all-containers", is_flag=True, help="Every container of the cell.")
 @click.option(
     "--prefix",

@@ -124,9 +124,49 @@ def one_object(kind: tuple[Kind, str | None], name: str | None) -> tuple[Kind, s
     return kind_, names[0]
 
 
+class NameType(click.ParamType[str]):
+    """The name of a container (``-c``), a node (``--node``) or a realm, space or stack: an
+    empty one is refused (exit 2, naming the option), not read as "not given", which acts
+    on the default container or node, or on every container (``kill -c ''``), nor sent, a
+    path the server does not have (``realms//cells``)."""
+
+    def __init__(self, what: str) -> None:
+        self.name = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text.strip():
+            self.fail(f"an empty {self.name} name; give one, or leave the option out", param, ctx)
+        return text
+
+
+class ContainerNamesType(click.ParamType[tuple[str, ...]]):
+    """Comma-separated container names, or ``*`` (``set env -c``); an empty one is refused:
+    ``-c ''`` would otherwise choose none and change nothing, saying "unchanged"."""
+
+    name = "containers"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value  # already converted
+        names = tuple(str(value).split(","))
+        if not all(name.strip() for name in names):
+            self.fail(
+                f"{str(value)!r}: an empty container name; give C1,C2 or * for every one",
+                param,
+                ctx,
+            )
+        return names
+
+
 KIND = KindType()
 KIND_OR_OBJECT = KindOrObjectType()
 DURATION = DurationType()
+CONTAINER = NameType("container")
+NODE = NameType("node")
+CONTAINERS = ContainerNamesType()
 
 
 class ScopeOption(click.Option):
@@ -157,7 +197,12 @@ def scope_option(
     """One scope option, ``level`` being realm, space or stack (see ``ScopeOption``)."""
     shown = "the context's, else default" if default is not None else False
     return click.option(
-        f"--{level}", cls=ScopeOption, default=default, show_default=shown, help=help_text
+        f"--{level}",
+        cls=ScopeOption,
+        type=NameType(level),
+        default=default,
+        show_default=shown,
+        help=help_text,
     )
 
 

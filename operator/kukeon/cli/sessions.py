@@ -22,7 +22,7 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
-from .params import cell_key, cell_or_set_named, scope_options
+from .params import CONTAINER, cell_key, cell_or_set_named, scope_options
 from .runner import fail, run
 from .setcells import cell_of_set
 
@@ -48,7 +48,9 @@ def _terminal_size(fd: int) -> tuple[int, int] | None:
 @click.command("exec")
 @click.argument("name", metavar="NAME|cell/NAME|cellset/NAME")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--container", "-c", help="Container (default: the cell's root container).")
+@click.option(
+    "--container", "-c", type=CONTAINER, help="Container (default: the cell's root container)."
+)
 @click.option("--stdin", "-i", "interactive", is_flag=True, help="Pass stdin to the process.")
 @click.option("--tty", "-t", is_flag=True, help="Allocate a terminal.")
 @scope_options
@@ -234,6 +236,7 @@ class _DetachScanner:
 @click.option(
     "--container",
     "-c",
+    type=CONTAINER,
     help="Container (default: the cell's spec.tty.default, else its only attachable one).",
 )
 @scope_options

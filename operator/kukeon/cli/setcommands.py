@@ -20,7 +20,7 @@ from kukeon.api.imageref import reference_problem
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .metadata import split_changes
-from .params import KIND_OR_OBJECT, dry_run_option, scope_options, with_names
+from .params import CONTAINERS, KIND_OR_OBJECT, dry_run_option, scope_options, with_names
 from .runner import EXIT_USAGE, fail, run
 from .tables import kind_slug
 
@@ -62,7 +62,7 @@ def set_image(
     images: dict[str, str] = {}
     for pair in pairs:
         container, equals, image = pair.partition("=")
-        if not equals or not container or not image.strip():
+        if not equals or not container.strip() or not image.strip():
             fail(f"{pair!r}: expected CONTAINER=IMAGE", EXIT_USAGE)
         problem = reference_problem(image)  # the server's 422, before anything is sent
         if problem is not None:
@@ -85,7 +85,7 @@ def set_image(
 @click.argument("target", type=KIND_OR_OBJECT, metavar="cell/NAME|cellset/NAME")
 @click.argument("entries", nargs=-1, required=True, metavar="KEY=VALUE... KEY-...")
 @click.option(
-    "-c", "--containers", "containers", default="*", show_default=True,
+    "-c", "--containers", "containers", type=CONTAINERS, default="*", show_default=True,
     help="The containers to change, comma-separated names or * for every one.",
 )  # fmt: skip
 @dry_run_option
@@ -95,7 +95,7 @@ def set_env(
     ctx: click.Context,
     target: tuple[Kind, str | None],
     entries: tuple[str, ...],
-    containers: str,
+    containers: tuple[str, ...],
     dry_run: str,
     realm: str,
     space: str,
@@ -113,7 +113,7 @@ def set_env(
         fail(f"{(names or ['=...'])[0]!r}: expected KEY=VALUE or KEY-", EXIT_USAGE)
     setting = {key: value for key, value in changes.items() if value is not None}
     removing = {key for key, value in changes.items() if value is None}
-    chosen = {name for name in containers.split(",") if name}
+    chosen = set(containers)
 
     def change(container: dict[str, Any]) -> bool:
         if "*" not in chosen and str(container.get("id")) not in chosen:

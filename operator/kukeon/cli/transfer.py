@@ -27,7 +27,7 @@ from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.client.paths import object_path
 
-from .params import cell_or_set_named, scope_options
+from .params import CONTAINER, cell_or_set_named, scope_options
 from .runner import EXIT_USAGE, fail, run
 from .setcells import cell_of_set
 from .untar import UnsafeArchiveError, container_target, extract, local_target
@@ -74,7 +74,9 @@ async def _refusal(client: ApiClient, path: str, params: list[tuple[str, str]]) 
 @click.command("cp")
 @click.argument("source")
 @click.argument("destination")
-@click.option("--container", "-c", help="Container (default: the cell's root container).")
+@click.option(
+    "--container", "-c", type=CONTAINER, help="Container (default: the cell's root container)."
+)
 @scope_options
 @click.pass_context
 def cp_command(
@@ -549,6 +551,8 @@ async def _open_stream(
         except ApiRequestError as refused:
             why = refused.message
         click.echo(f"error: {what}: {why}", err=True)
+    except ApiRequestError as busy:  # 429 still, after the client's waits: this one fails
+        click.echo(f"error: {what}: {busy.message}", err=True)
     except aiohttp.ClientError as error:
         click.echo(f"error: {what}: {error}", err=True)
     return None

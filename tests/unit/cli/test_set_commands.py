@@ -91,8 +91,36 @@ def test_refusals_are_usage_errors() -> None:
         ["image", "cell/c", "main=x", "--dry-run=client"],
         ["env", "cell/c", "=x"],
         ["env", "cell/c", "-"],
+        ["image", "cell/c", " =x"],
     ],
 )
 def test_malformed_arguments_are_usage_errors(args: list[str]) -> None:
     result = CliRunner().invoke(cli, [*NO_SERVER, "set", *args])
     assert result.exit_code == 2, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["set", "env", "cell/c", "A=1", "-c", ""], "'-c' / '--containers'"),
+        (["set", "env", "cell/c", "A=1", "--containers", " "], "'-c' / '--containers'"),
+        (["set", "env", "cell/c", "A=1", "-c", ","], "'-c' / '--containers'"),
+        (["set", "env", "cell/c", "A=1", "-c", "main,,side"], "'-c' / '--containers'"),
+        (["logs", "c", "-c", ""], "'--container' / '-c'"),
+        (["exec", "c", "-c", "", "--", "true"], "'--container' / '-c'"),
+        (["attach", "c", "-c", ""], "'--container' / '-c'"),
+        (["cp", "c:/a", "b", "-c", ""], "'--container' / '-c'"),
+        (["kill", "c", "-c", ""], "'--container' / '-c'"),
+        (["get", "cells", "--realm", ""], "'--realm'"),
+        (["image", "ls", "--node", ""], "'--node'"),
+    ],
+)
+def test_an_empty_name_is_a_usage_error_naming_its_option(args: list[str], option: str) -> None:
+    """``set env -c ''`` chose no container and said "unchanged", exit 0; ``kill -c ''``
+    signalled every container, ``logs``/``exec``/``cp -c ''`` took the root container,
+    ``--node ''`` the server's node and ``--realm ''`` asked for ``realms//cells``. An
+    empty name is now refused before anything is sent (no server here)."""
+    result = CliRunner().invoke(cli, [*NO_SERVER, *args])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {option}" in result.output
+    assert "empty" in result.output
