@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from kukeon.api.imageref import DOCKER_HUB
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
 from kukeon.runtime.containerd.imagefs import image_has_file
-from kukeon.runtime.containerd.images import Image, parse_image_config
+from kukeon.runtime.containerd.images import Image, parse_image_config, recorded_name
 from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
 from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
@@ -44,15 +45,23 @@ class InvalidImageReferenceError(ImageUnavailableError):
 
 
 def name_candidates(image: str) -> list[str]:
-    """The names an image may be recorded under: as written, and normalised."""
-    names = [image]
+    """The names an image may be recorded under, in the order they are looked for: as
+    written, normalised (what a pull and an import record), then the reference's other
+    spellings an import recorded as written before imports normalised names
+    (``busybox:1``, ``busybox`` for ``docker.io/library/busybox:latest``)."""
     try:
-        normalised = str(parse_reference(image))
+        reference = parse_reference(image)
     except InvalidReferenceError:
-        return names
-    if normalised != image:
-        names.append(normalised)
-    return names
+        return [image]
+    bases = [reference.name]
+    if reference.registry == DOCKER_HUB:
+        bases.append(reference.repository.removeprefix("library/"))
+    suffix = (f":{reference.tag}" if reference.tag else "") + (
+        f"@{reference.digest}" if reference.digest else ""
+    )
+    untagged = reference.tag == "latest" and reference.digest is None
+    spellings = [spelling for base in bases for spelling in (base + suffix, base)[: 1 + untagged]]
+    return list(dict.fromkeys([image, str(reference), *spellings]))
 
 
 class ImageArchives:
@@ -115,9 +124,12 @@ class ImageArchives:
         await asyncio.to_thread(self._forget, names)
 
     async def record(self, archive: Path, names: Sequence[str]) -> None:
+        """Keep ``archive`` for its images' ``names`` (normalised), and for another spelling
+        of one of them kept before imports normalised names: that is found first."""
+
         def update() -> None:
             index = self._read_index()
-            for name in names:
+            for name in [*names, *(key for key in index if recorded_name(key) in names)]:
                 index[name] = archive.name
             self._write_index(index)
 

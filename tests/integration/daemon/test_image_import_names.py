@@ -19,7 +19,9 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.runtime.containerd.errors import ImageNameNotReferenceError
+from kukeon.runtime.containerd.oci import Descriptor
 from tests.fixtures.kukeond import Kukeond
+from tests.integration.controllers.helpers import cell_doc, cell_key, container
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +138,65 @@ async def test_a_pull_of_what_is_not_a_reference_is_a_bad_request(kukeond: Kukeo
             assert why in status["message"]
             assert [c["field"] for c in status["details"]["causes"]] == ["image"]
         assert await _realm_images(http, k.realm) == []
+
+
+async def test_an_import_records_the_normalised_name_so_both_spellings_find_it(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """An archive naming ``busybox:1`` was recorded under that literal name, so a cell
+    naming ``docker.io/library/busybox:1`` did not find it (and went to Docker Hub). An
+    import now records the normalised name, as ``ctr images import`` and ``docker load``
+    do; what an import recorded as written before stays usable under either spelling, and
+    a new import of the same reference moves it along (it is found first)."""
+    k = kukeond
+    await k.hierarchy()
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    images = k.containerd.images(k.namespace)
+    store = controllers.images.archives
+    one = renamed_archive(k.image.archive, tmp_path / "one.tar", ["busybox:1"])
+    async with session(k) as http:
+        async with http.post(f"{API}/realms/{k.realm}/images", data=one.read_bytes()) as response:
+            assert response.status == 201, await response.text()
+            assert (await response.json())["images"] == ["docker.io/library/busybox:1"]
+        listed = await _realm_images(http, k.realm)
+    assert "docker.io/library/busybox:1" in listed
+    assert "busybox:1" not in listed
+    assert "docker.io/library/busybox:1" in await store.names()
+
+    # What a node before this recorded: an image record and a kept archive under the
+    # name as written.
+    [base] = [image for image in await images.list() if image.name == k.image.name]
+    await images.put("busybox:2", target=base.target)
+    three = renamed_archive(k.image.archive, tmp_path / "three.tar", ["busybox:3"])
+    await store.record(await store.store(three), ["busybox:3"])
+
+    spellings = {
+        "short": "busybox:1",
+        "full": "docker.io/library/busybox:1",
+        "old-record": "docker.io/library/busybox:2",
+        "old-archive": "docker.io/library/busybox:3",
+    }
+    for name, image in spellings.items():
+        await k.apply(cell_doc(k, name, [{**container(k, "main"), "image": image}]))
+    for name in spellings:
+        await k.wait_for(Kind.CELL, cell_key(k, name), state="Ready")
+
+    # A new import of a reference recorded as written before moves that record too (here
+    # from a target of another image), and the kept archive of the old spelling: cells
+    # naming it that way find them first.
+    elsewhere = Descriptor(media_type=base.target.media_type, digest="sha256:" + "0" * 64, size=1)
+    await images.put("busybox:4", target=elsewhere)
+    four = renamed_archive(k.image.archive, tmp_path / "four.tar", ["busybox:4"])
+    three_again = renamed_archive(k.image.archive, tmp_path / "three2.tar", ["busybox:3", GOOD])
+    async with session(k) as http:
+        for archive in (four, three_again):
+            async with http.post(
+                f"{API}/realms/{k.realm}/images", data=archive.read_bytes()
+            ) as response:
+                assert response.status == 201, await response.text()
+    moved = await images.get("busybox:4")
+    assert moved.target == (await images.get("docker.io/library/busybox:4")).target
+    assert moved.target.digest == base.target.digest
+    kept = await store.names()
+    assert kept["busybox:3"] == kept["docker.io/library/busybox:3"] == kept[GOOD]

@@ -19,6 +19,7 @@ from kukeon.controllers.images import (
     name_candidates,
 )
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
+from kukeon.runtime.containerd.images import recorded_name
 
 BUSYBOX = "docker.io/library/busybox:latest"
 
@@ -127,9 +128,49 @@ def provider(tmp_path: Path) -> tuple[ImageProvider, FakeImages]:
 
 
 def test_an_image_is_known_by_its_written_and_normalised_names() -> None:
-    assert name_candidates("busybox") == ["busybox", BUSYBOX]
-    assert name_candidates(BUSYBOX) == [BUSYBOX]
+    """As written, normalised (what pulls and imports record), then the other spellings an
+    import recorded as written before imports normalised names."""
+    assert name_candidates("busybox") == [
+        "busybox", BUSYBOX, "docker.io/library/busybox", "busybox:latest"
+    ]  # fmt: skip
+    assert name_candidates(BUSYBOX) == [
+        BUSYBOX, "docker.io/library/busybox", "busybox:latest", "busybox"
+    ]  # fmt: skip
+    assert name_candidates("docker.io/library/busybox:1") == [
+        "docker.io/library/busybox:1", "busybox:1"
+    ]  # fmt: skip
+    assert name_candidates("busybox:1") == ["busybox:1", "docker.io/library/busybox:1"]
+    assert name_candidates("team/app:2") == ["team/app:2", "docker.io/team/app:2"]
+    assert name_candidates("docker.io/team/app:2") == ["docker.io/team/app:2", "team/app:2"]
+    assert name_candidates("registry.example/app") == [
+        "registry.example/app", "registry.example/app:latest"
+    ]  # fmt: skip
     assert name_candidates("Not A Reference") == ["Not A Reference"]
+
+
+def test_an_archive_is_recorded_under_the_normalised_name() -> None:
+    assert recorded_name("busybox:1") == "docker.io/library/busybox:1"
+    assert recorded_name("registry.example/app") == "registry.example/app:latest"
+    assert recorded_name("MyApp:1") == "MyApp:1"  # no reference: kept archives, as written
+
+
+async def test_recording_an_archive_moves_an_older_spelling_of_its_names(tmp_path: Path) -> None:
+    """An archive kept before imports normalised names is found first by the cells naming
+    it that way: a new archive of the same reference takes that spelling over too."""
+    archives = ImageArchives(tmp_path / "images")
+    old, new = tmp_path / "old.tar", tmp_path / "new.tar"
+    old.write_bytes(b"old")
+    new.write_bytes(b"new")
+    kept_old = await archives.store(old)
+    await archives.record(kept_old, ["busybox:1", "other:2"])
+    kept_new = await archives.store(new)
+    await archives.record(kept_new, ["docker.io/library/busybox:1"])
+    assert await archives.names() == {
+        "busybox:1": kept_new.name,
+        "docker.io/library/busybox:1": kept_new.name,
+        "other:2": kept_old.name,
+    }
+    assert await archives.find("docker.io/library/other:2") == kept_old
 
 
 async def test_present_in_the_namespace_nothing_is_imported_or_pulled(

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kukeon.api.imageref import reference_problem
+from kukeon.api.imageref import InvalidReferenceError, parse_reference, reference_problem
 from kukeon.api.meta import quote
 from kukeon.runtime.containerd._gen.services.diff.v1 import diff_pb2
 from kukeon.runtime.containerd._gen.services.images.v1 import images_pb2
@@ -394,9 +394,11 @@ class ImageService:
         """Import an OCI image archive (an oci-layout directory in a tar, maybe compressed).
 
         Every image named in its ``index.json`` is written to the content store, recorded
-        under its name (``io.containerd.image.name``, else the ``ref.name`` annotation) and,
-        with ``unpack``, unpacked for this host. ``name`` names the image of an archive
-        that holds exactly one. Importing the same archive again changes nothing.
+        under its name (``io.containerd.image.name``, else the ``ref.name`` annotation)
+        normalised (`recorded_name`) and, with ``unpack``, unpacked for this host. ``name``
+        names the image of an archive that holds exactly one. Importing the same archive
+        again changes nothing. A record under the name as written (an import before names
+        were normalised) is pointed at the new image too: cells find it first.
 
         An archive naming an image by what is not an image reference (which no cell could
         name) is refused whole, before anything is written (`ImageNameNotReferenceError`,
@@ -421,13 +423,36 @@ class ImageService:
                 content = self._client.content(self.namespace, lease=lease)
                 for entry, image_name in zip(entries, names, strict=True):
                     await write_tree(archive, entry, content=content, image=image_name)
-                    images.append(await self.put(image_name, target=entry, lease=lease))
+                    recorded = recorded_name(image_name)
+                    images.append(await self.put(recorded, target=entry, lease=lease))
+                    if recorded != image_name:
+                        await self._repoint(image_name, target=entry, lease=lease)
             if unpack:
                 for image in images:
                     await self.unpack(image.name)
             return images
         finally:
             await asyncio.to_thread(archive.close)
+
+    async def _repoint(self, name: str, *, target: Descriptor, lease: str) -> None:
+        """Point the record ``name`` at ``target`` if there is one (else nothing)."""
+        try:
+            await self.get(name)
+        except ImageNotFoundError:
+            return
+        await self.put(name, target=target, lease=lease)
+
+
+def recorded_name(name: str) -> str:
+    """The name an archive's image is recorded under: normalised, as ``ctr images import``
+    and ``docker load`` record it (``busybox:1`` is ``docker.io/library/busybox:1``, a name
+    without tag gets ``:latest``), as a pull records it, so a cell naming the image either
+    way finds it. A name that is no reference (an archive kept before they were refused)
+    stays as written."""
+    try:
+        return str(parse_reference(name))
+    except InvalidReferenceError:
+        return name
 
 
 def _refuse_non_references(path: str, names: Sequence[str]) -> None:
@@ -469,6 +494,7 @@ __all__: Sequence[str] = (
     "descriptor_from_proto",
     "descriptor_to_proto",
     "parse_image_config",
+    "recorded_name",
     "select_platform_manifest",
     "unpack_image",
 )
