@@ -115,14 +115,19 @@ class HandlerContext:
     max_conflicts: int = 50
     cache: WatchedObjects | None = None
     """The operator's watched objects (``framework.cache``); None outside an operator."""
+    wrote: Callable[[AnyResource], None] | None = None
+    """Hands a version this handler wrote to the operator's queues (``queueing.wrote``)."""
 
     async def patch_status(
         self, obj: AnyResource, /, *, observe: bool = True, **fields: Any
     ) -> AnyResource | None:
         """``kukeon.framework.patch_status`` bound to this operator's store."""
-        return await patch_status(
+        written = await patch_status(
             self.store, obj, observe=observe, max_conflicts=self.max_conflicts, **fields
         )
+        if written is not None and self.wrote is not None:
+            self.wrote(written)
+        return written
 
 
 @dataclass(frozen=True, kw_only=True)

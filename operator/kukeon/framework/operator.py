@@ -243,13 +243,16 @@ class Operator:
     async def patch_status(
         self, obj: AnyResource, /, *, observe: bool = True, **fields: Any
     ) -> AnyResource | None:
-        return await patch_status(
+        written = await patch_status(
             self.store,
             obj,
             observe=observe,
             max_conflicts=self.settings.status_conflict_retries,
             **fields,
         )
+        if written is not None and self._queues is not None:
+            self._queues.wrote(written)  # its next pass reads it, as a handler's own
+        return written
 
     def queue_depth(self, kind: Kind) -> int:
         return 0 if self._queues is None else self._queues.depth(kind)
@@ -378,6 +381,7 @@ class Operator:
             objects=queues.objects,
             revision=queues.seen_revision,
         )
+        self._processor.wrote = queues.wrote
         for kind in watched:
             # Present from the start, so a dashboard sees 0 rather than no series.
             self.metrics.queue_depth.labels(kind.value).set(0)

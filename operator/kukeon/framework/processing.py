@@ -15,7 +15,7 @@ import enum
 import errno
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, NamedTuple
 
 from kukeon.api import Kind, key_of
@@ -129,6 +129,8 @@ class Processor:
         self._metrics = metrics
         self.cache: WatchedObjects | None = None
         """Set by the operator once it watches: handed to every handler's context."""
+        self.wrote: Callable[[AnyResource], None] | None = None
+        """Set with ``cache``: where a handler's own status writes go (``queueing.wrote``)."""
 
     def logger(self, kind: Kind, key: tuple[str, ...]) -> logging.LoggerAdapter[logging.Logger]:
         extra = {"kind": kind.value, "key": "/".join(key), "node": self._settings.node_name}
@@ -147,6 +149,7 @@ class Processor:
             logger=self.logger(kind, key),
             max_conflicts=self._settings.status_conflict_retries,
             cache=self.cache,
+            wrote=self.wrote,
         )
 
     async def process(self, obj: AnyResource, *, cause: Cause, retry: int) -> Outcome:

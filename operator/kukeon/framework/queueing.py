@@ -9,7 +9,10 @@ exactly one more run with the final version (coalescing).
 
 Which changes count: a version whose spec and metadata are the same as the last one
 handled (a status write, usually the handler's own) updates the cached object but
-queues nothing; otherwise every status write would trigger its own reconcile.
+queues nothing; otherwise every status write would trigger its own reconcile. A
+handler's own status write is taken as the newest version at once (``wrote``), not when
+the watch delivers it: a pass queued while the last one ran (a task's exit, a timer)
+starts right after it, and must not report from the status before that write.
 
 Failures: ``TemporaryError`` and unexpected exceptions schedule a retry after the
 backoff delay of the object's consecutive-failure count (reset by a success or a wait:
@@ -96,6 +99,8 @@ class _ObjectState:
     """The object in whose ``_waiters`` this one is listed."""
     worker: asyncio.Task[None] | None = None
     running: bool = False
+    handling: bytes | None = None
+    """The digest of the version the running handler was given (None: none runs)."""
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -233,6 +238,29 @@ class ObjectQueues:
             state.dirty = True
             state.forced = state.forced or force
             state.cause = cause
+            self._kick(state)
+
+    def wrote(self, obj: AnyResource) -> None:
+        """A version the operator itself just wrote (a handler's status): the object's next
+        pass is given it even if the watch has not delivered it yet, so it never reports
+        from the status before its own last write (read your own writes). The kind's
+        ``seen_revision`` stays the watch's: other objects' writes below this one's
+        revision may still be on their way."""
+        kind = Kind(obj.kind)
+        state = self._states.get((kind, key_of(obj)))
+        revision = _revision(obj)
+        if state is None or state.latest is None or revision <= state.revision:
+            return
+        state.latest, state.revision = obj, revision
+        state.latest_digest = digest = change_digest(obj)
+        self._changed(kind, state.key, obj, deleted=False)
+        if kind in self._cache_only or not self._accepting:
+            return
+        if digest not in (state.handling, state.handled_digest, state.parked_digest):
+            # The write re-read a change of someone else's that the watch has not
+            # delivered: its event is older than this version and will be dropped.
+            state.dirty = True
+            state.cause = Cause.CHANGE
             self._kick(state)
 
     def forget(self, kind: Kind, key: ObjectKey, *, revision: int | None = None) -> None:
@@ -420,9 +448,13 @@ class ObjectQueues:
                 return
             retry = state.failures or state.waits
             current: AnyResource = obj
-            outcome = await self._guarded(
-                state, lambda: self._processor.process(current, cause=cause, retry=retry)
-            )
+            state.handling = digest
+            try:
+                outcome = await self._guarded(
+                    state, lambda: self._processor.process(current, cause=cause, retry=retry)
+                )
+            finally:
+                state.handling = None
             self._settle(state, obj, digest, outcome)
         elif state.timers_due:
             name = next(iter(state.timers_due))

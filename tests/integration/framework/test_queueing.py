@@ -195,3 +195,29 @@ async def test_resync_calls_unchanged_objects_again(registry: Registry) -> None:
         await runner.wait_for(lambda: len(calls) >= 3, within=10)
     assert calls[0] == "change"
     assert "resync" in calls[1:]
+
+
+async def test_the_next_pass_reads_the_status_the_last_one_wrote(registry: Registry) -> None:
+    """A host event that requeues an object while its pass writes status (a killed task's
+    exit, during a restart) runs the next pass at once, before the watch has delivered that
+    write: the pass must still be given it, or it reports the status from before (its
+    write then loses the CAS, re-reads, and puts the stale fields back)."""
+    op = Operator(
+        registry, settings=fast_settings(), collector_registry=CollectorRegistry(), peering=False
+    )
+    messages: list[str | None] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(realm: Realm, ctx: HandlerContext) -> None:
+        messages.append(realm.status.message)
+        if len(messages) < 3:
+            await ctx.patch_status(realm, state=RealmState.READY, message=f"pass {len(messages)}")
+            op.trigger(Kind.REALM, ("own",))  # nothing awaited in between: the watch lags
+
+    await registry.create(new_realm("own"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: len(messages) == 3, within=10)
+        await runner.wait_idle()
+    assert messages == [None, "pass 1", "pass 2"]
+    stored = await registry.get(Kind.REALM, ("own",))
+    assert stored.status.message == "pass 2"
