@@ -42,6 +42,7 @@ from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.auth import Verb, denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import ApiError
+from kukeon.apiserver.watchstream import client_gone
 from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
@@ -325,7 +326,9 @@ class NodeRoutes:
             try:
                 await _write_within(response, render(records, query.render, open_line=False))
                 if query.follow and not query.previous:
-                    await self._follow(response, follower, cell, query.render, ends_open(records))
+                    await self._follow(
+                        request, response, follower, cell, query.render, ends_open(records)
+                    )
                 await response.write_eof()
             except (ConnectionResetError, ClientConnectionResetError):
                 pass  # the client went away (Ctrl-C on `logs -f`): a normal end of a stream
@@ -343,23 +346,30 @@ class NodeRoutes:
 
     async def _follow(
         self,
+        request: web.Request,
         response: web.StreamResponse,
         follower: LogFollower,
         cell: Cell,
         options: RenderOptions,
         open_line: bool,
     ) -> None:
-        """Write what the log gets until the cell is gone, then what it got before that.
+        """Write what the log gets until the cell is gone, then what it got before that;
+        or until the client is gone.
 
         The registry is asked whether the cell still exists every `CELL_CHECK_SECONDS`, not
         at each poll of the file; the file is read after that question, so every line
-        written before the cell went is sent (the follower holds the file open).
+        written before the cell went is sent (the follower holds the file open). A client
+        that left is seen at the next poll, not only at the next write: the log of a quiet
+        container may get no line for hours, and until the stream ends it holds one of its
+        token holder's long-running places (``apiMaxLongRunningPerUser``).
         """
         key = cell_key(cell)
         loop = asyncio.get_running_loop()
         next_check = loop.time() + CELL_CHECK_SECONDS
         while True:
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
+            if client_gone(request):
+                return
             gone = False
             if loop.time() >= next_check:
                 next_check = loop.time() + CELL_CHECK_SECONDS
