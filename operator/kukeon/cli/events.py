@@ -205,10 +205,16 @@ async def _follow(
     printer: _Printer,
     shown: Callable[[Event], bool],
 ) -> None:
-    """Print every change after ``revision`` until cancelled, resuming broken streams."""
+    """Print every change after ``revision`` until cancelled, resuming broken streams.
+
+    A 429 (this token holder's watches, followed logs and sessions at the server's bound)
+    at the first open is the client's, waited out a few times, then the command's error;
+    at a reopen it is waited out for as long as it lasts, as a broken stream is."""
     delay = 0.2
+    opens = 0
     while True:
         try:
+            opens += 1
             async for update in watch_events(
                 client, realm, resource_version=revision, field_selector=selector
             ):
@@ -220,15 +226,17 @@ async def _follow(
         except ServerUnreachable as exc:
             why = str(exc)
         except ApiRequestError as exc:
-            if exc.code != 410:
+            if exc.code == 410:
+                # Compacted: list again and print what changed after the last revision seen.
+                listing = await list_events(client, realm, field_selector=selector)
+                for event in sort_events(listing.items):
+                    if int(event.metadata.resource_version or 0) > revision and shown(event):
+                        printer.show(event)
+                revision = listing.resource_version
+                continue
+            if exc.code != 429 or opens == 1:
                 raise
-            # Compacted: list again and print what changed after the last revision seen.
-            listing = await list_events(client, realm, field_selector=selector)
-            for event in sort_events(listing.items):
-                if int(event.metadata.resource_version or 0) > revision and shown(event):
-                    printer.show(event)
-            revision = listing.resource_version
-            continue
+            why = f"the server answered 429: {exc.message}"
         stderr.print(f"watch: {why}; watching again", style="dim")
         await asyncio.sleep(delay)
         delay = min(delay * 2, _RETRY_MAX_SECONDS)

@@ -1,7 +1,10 @@
 """Clients of kukeon's API: what kukectl, and anything else that drives kukeon, speaks.
 
 Modules: ``paths`` (the URL layout of every kind, shared with the API server),
-``apiclient`` (the typed async client: ``ApiClient``, its errors, ``SyncApiClient``),
+``apiclient`` (the typed async client: ``ApiClient``, ``SyncApiClient``; its parts'
+names are importable from it too), ``address`` (where the server is), ``errors``
+(``ApiRequestError``, ``ServerUnreachable``, an answer decoded), ``busy`` (a 429 waited
+out and asked again), ``streams`` (the opens of watches, followed streams and sessions),
 ``httpexchange`` (one request on a connection of its own, for a short-lived client
 without aiohttp), ``reflector`` (a watch that resumes and relists) and ``mergepatch``
 (RFC 7386, the PATCH format both sides speak).

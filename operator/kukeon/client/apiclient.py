@@ -7,6 +7,11 @@ and returns ``kukeon.api`` models, and every failure is one of two exceptions --
 
 Servers are written ``unix:///run/kukeon/kukeond.sock`` (or a bare absolute path) and
 ``https://host:port``; plain ``http://`` is refused, the server never offers it on TCP.
+
+Its parts, one concept each, are modules of their own, their names importable from here
+as before: the address (``address``), the errors and the decoding of an answer
+(``errors``), the wait and retry of a 429 (``busy``) and the opening of long-running
+requests (``streams``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 from urllib.parse import quote, urlencode
 
 from kukeon.api.names import Kind
+from kukeon.client.address import DEFAULT_SERVER, ServerAddress, ServerAddressError, parse_server
+from kukeon.client.busy import BUSY_RETRIES, BUSY_RETRY_SECONDS, TOO_MANY_REQUESTS, BusyRetry
+from kukeon.client.errors import ApiRequestError, ServerUnreachable, StatusCause, decode_answer
 from kukeon.client.httpexchange import encode_request, exchange
 from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE
-from kukeon.client.paths import DEFAULT_SOCKET, collection_path, object_path
+from kukeon.client.paths import collection_path, object_path
+from kukeon.client.streams import WebSocketOpening, open_response
 
 if TYPE_CHECKING:
     import aiohttp
@@ -34,104 +43,32 @@ if TYPE_CHECKING:
 # The models (``kukeon.api``: pydantic, every kind) load when a call first parses or sends
 # one: a client that reads documents only (``list_documents``) never defines them.
 
-DEFAULT_SERVER = f"unix://{DEFAULT_SOCKET}"
 CONNECT_TIMEOUT = 10.0  # seconds to connect (and for TLS to be set up), pooled or not
 
+__all__ = [
+    "BUSY_RETRIES",
+    "BUSY_RETRY_SECONDS",
+    "CONNECT_TIMEOUT",
+    "DEFAULT_SERVER",
+    "TOO_MANY_REQUESTS",
+    "ApiClient",
+    "ApiRequestError",
+    "BusyRetry",
+    "ClientWatchEvent",
+    "Documents",
+    "ObjectList",
+    "ServerAddress",
+    "ServerAddressError",
+    "ServerUnreachable",
+    "StatusCause",
+    "SyncApiClient",
+    "parse_object",
+    "parse_server",
+    "print_warning",
+    "warning_text",
+]
+
 T = TypeVar("T")
-
-
-class ServerAddressError(ValueError):
-    """The server address is not ``unix:///path`` or ``https://host:port``."""
-
-
-class ServerUnreachable(Exception):  # noqa: N818 - reads as what happened
-    """The server could not be reached (no socket, connection refused, TLS failure)."""
-
-
-class StatusCause(NamedTuple):
-    field: str
-    message: str
-
-
-TOO_MANY_REQUESTS = 429
-BUSY_RETRIES = 5
-BUSY_RETRY_SECONDS = 1.0
-"""The server's ``Retry-After`` (``kukeon.apiserver.inflight``)."""
-
-
-class ApiRequestError(Exception):
-    """The server answered with a failure Status."""
-
-    def __init__(
-        self,
-        code: int,
-        reason: str,
-        message: str,
-        *,
-        kind: str | None = None,
-        name: str | None = None,
-        causes: Sequence[StatusCause] = (),
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.kind = kind
-        self.name = name
-        self.causes = list(causes)
-
-    @classmethod
-    def from_status(cls, status: Mapping[str, Any], http_code: int) -> ApiRequestError:
-        details = status.get("details") or {}
-        causes = [
-            StatusCause(str(c.get("field", "")), str(c.get("message", "")))
-            for c in details.get("causes") or []
-            if isinstance(c, Mapping)
-        ]
-        return cls(
-            int(status.get("code") or http_code),
-            str(status.get("reason") or "Unknown"),
-            str(status.get("message") or f"HTTP {http_code}"),
-            kind=details.get("kind"),
-            name=details.get("name"),
-            causes=causes,
-        )
-
-
-class ServerAddress(NamedTuple):
-    scheme: str  # "unix" or "https"
-    location: str  # socket path, or host:port
-
-    @property
-    def base_url(self) -> str:
-        return "http://kukeond" if self.scheme == "unix" else f"https://{self.location}"
-
-    def __str__(self) -> str:
-        return f"unix://{self.location}" if self.scheme == "unix" else self.base_url
-
-
-def parse_server(server: str) -> ServerAddress:
-    """``unix:///path``, ``/path`` or ``https://host:port`` -> ServerAddress."""
-    text = server.strip()
-    if text.startswith("unix://"):
-        path = text[len("unix://") :]
-        if not path.startswith("/"):
-            raise ServerAddressError(f"unix socket address must be absolute: {server!r}")
-        return ServerAddress("unix", path)
-    if text.startswith("/"):
-        return ServerAddress("unix", text)
-    if text.startswith("https://"):
-        location = text[len("https://") :].rstrip("/")
-        if not location or "/" in location:
-            raise ServerAddressError(f"expected https://host:port, got {server!r}")
-        return ServerAddress("https", location)
-    if text.startswith("http://"):
-        raise ServerAddressError(
-            f"{server!r}: the API is served over TLS only on TCP; use https://"
-        )
-    raise ServerAddressError(
-        f"server {server!r} must be unix:///path/to/kukeond.sock or https://host:port"
-    )
 
 
 class ClientWatchEvent(NamedTuple):
@@ -221,6 +158,8 @@ class ApiClient:
         self._timeout = timeout
         self._pooled = pooled
         self._session: aiohttp.ClientSession | None = None
+        self.busy = BusyRetry()
+        """How a 429 is waited out, for requests and long-running opens alike."""
 
     # --- session -------------------------------------------------------------------------
 
@@ -286,18 +225,12 @@ class ApiClient:
     ) -> Any:
         """One request; the decoded JSON answer, or ApiRequestError/ServerUnreachable.
 
-        A 429 (the server answering as many requests as it takes) is asked again after a
-        second, a few times, as kubectl does: nothing of the request was done."""
+        A 429 (the server answering as many requests as it takes) is asked again after its
+        ``Retry-After``, a few times, as kubectl does (``busy``): nothing of the request
+        was done."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
-        for _ in range(BUSY_RETRIES):
-            try:
-                return await self._request_once(method, path, params, data, headers)
-            except ApiRequestError as exc:
-                if exc.code != TOO_MANY_REQUESTS:
-                    raise
-            await asyncio.sleep(BUSY_RETRY_SECONDS)
-        return await self._request_once(method, path, params, data, headers)
+        return await self.busy.call(lambda: self._request_once(method, path, params, data, headers))
 
     async def _request_once(
         self,
@@ -323,7 +256,12 @@ class ApiClient:
             ) as response:
                 raw = await response.read()
                 self._warned(response.headers.get("Warning"))
-                return self._decode(response.status, response.reason, raw)
+                return decode_answer(
+                    response.status,
+                    response.reason,
+                    raw,
+                    retry_after=response.headers.get("Retry-After"),
+                )
         except aiohttp.ClientConnectionError as exc:
             raise ServerUnreachable(
                 f"cannot reach the kukeon API at {self.address}: {exc}"
@@ -373,7 +311,9 @@ class ApiClient:
                 f"cannot reach the kukeon API at {self.address}: {exc}"
             ) from exc
         self._warned(answer.warning)
-        return self._decode(answer.status, answer.reason, answer.body)
+        return decode_answer(
+            answer.status, answer.reason, answer.body, retry_after=answer.retry_after
+        )
 
     def _warned(self, header: str | None) -> None:
         if header:
@@ -384,15 +324,14 @@ class ApiClient:
     ) -> AsyncIterator[bytes]:
         """The answer's body chunk by chunk, as the server sends it (logs, follow mode).
 
-        No total timeout: a followed stream lasts as long as the caller reads it.
+        No total timeout: a followed stream lasts as long as the caller reads it. A 429 at
+        the open is waited out as a request's (``busy``).
         """
         import aiohttp  # on first use: kukectl's commands without a server never load it
 
-        session = self._open()
         try:
-            async with session.request(method, path, params=params) as response:
-                if response.status >= 400:
-                    self._decode(response.status, response.reason, await response.read())
+            response = await open_response(self._open(), self.busy, method, path, params=params)
+            async with response:
                 async for chunk in response.content.iter_any():
                     yield chunk
         except aiohttp.ClientConnectionError as exc:
@@ -406,42 +345,38 @@ class ApiClient:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/octet-stream",
     ) -> Any:
-        """POST a file as the request body, streamed from disk; the decoded JSON answer."""
+        """POST a file as the request body, streamed from disk; the decoded JSON answer.
+        A 429 (an upload is long-running) is waited out and the file sent again whole."""
         import aiohttp  # on first use: kukectl's commands without a server never load it
 
         session = self._open()
-        handle = await asyncio.to_thread(file.open, "rb")  # OSError: the caller's file problem
+
+        async def once() -> Any:
+            handle = await asyncio.to_thread(file.open, "rb")  # OSError: the caller's problem
+            try:
+                async with session.post(
+                    path, params=params, data=handle, headers={"Content-Type": content_type}
+                ) as response:
+                    raw = await response.read()
+                    retry_after = response.headers.get("Retry-After")
+                    return decode_answer(
+                        response.status, response.reason, raw, retry_after=retry_after
+                    )
+            finally:
+                await asyncio.to_thread(handle.close)
+
         try:
-            async with session.post(
-                path, params=params, data=handle, headers={"Content-Type": content_type}
-            ) as response:
-                return self._decode(response.status, response.reason, await response.read())
+            return await self.busy.call(once)
         except aiohttp.ClientConnectionError as exc:
             raise ServerUnreachable(
                 f"cannot reach the kukeon API at {self.address}: {exc}"
             ) from exc
-        finally:
-            await asyncio.to_thread(handle.close)
 
-    def websocket(self, path: str, *, params: Sequence[tuple[str, str]] = ()) -> Any:
-        """Open a WebSocket on ``path`` (exec); use as ``async with client.websocket(...)``."""
-        return self._open().ws_connect(path, params=list(params), max_msg_size=1 << 20)
-
-    @staticmethod
-    def _decode(status: int, reason: str | None, raw: bytes) -> Any:
-        document: Any
-        try:
-            document = json.loads(raw) if raw else None
-        except ValueError:
-            document = None
-        if status >= 400:
-            if isinstance(document, Mapping) and document.get("kind") == "Status":
-                raise ApiRequestError.from_status(document, status)
-            text = raw.decode(errors="replace").strip() or reason or ""
-            raise ApiRequestError(status, reason or "Error", text)
-        if document is None and raw:
-            return raw.decode(errors="replace")
-        return document
+    def websocket(self, path: str, *, params: Sequence[tuple[str, str]] = ()) -> WebSocketOpening:
+        """Open a WebSocket on ``path`` (exec, attach, cp, port-forward): awaited, or as
+        ``async with client.websocket(...)``. A 429 at the upgrade is waited out (``busy``);
+        ApiRequestError once the retries are spent."""
+        return WebSocketOpening(self._open(), self.busy, path, params)
 
     # --- resources -----------------------------------------------------------------------
 
@@ -579,7 +514,7 @@ class ApiClient:
     ) -> AsyncIterator[ClientWatchEvent]:
         """Events of ``kind`` under ``scope``; without a resource_version, existing objects
         come first as ADDED. An ERROR event (e.g. 410 after compaction) raises
-        ApiRequestError."""
+        ApiRequestError; a 429 at the open is waited out as a request's (``busy``)."""
         import aiohttp  # on first use: kukectl's commands without a server never load it
 
         params: dict[str, str] = {"watch": "true"}
@@ -591,11 +526,11 @@ class ApiClient:
             params["fieldSelector"] = fields
         if timeout_seconds is not None:
             params["timeoutSeconds"] = f"{timeout_seconds:g}"
-        session = self._open()
         try:
-            async with session.get(collection_path(kind, scope), params=params) as response:
-                if response.status >= 400:
-                    self._decode(response.status, response.reason, await response.read())
+            response = await open_response(
+                self._open(), self.busy, "GET", collection_path(kind, scope), params=params
+            )
+            async with response:
                 async for line in response.content:
                     if not line.strip():
                         continue

@@ -26,6 +26,8 @@ class Answer(NamedTuple):
     body: bytes
     warning: str | None = None
     """The answer's ``Warning`` header, if any."""
+    retry_after: str | None = None
+    """The answer's ``Retry-After`` header, if any (a 429's wait)."""
 
 
 class MalformedAnswerError(ConnectionError):
@@ -58,7 +60,8 @@ async def exchange(
         writer.write(request)
         await writer.drain()
         status, reason, headers = await _head(reader)
-        return Answer(status, reason, await _body(reader, headers), headers.get("warning"))
+        body = await _body(reader, headers)
+        return Answer(status, reason, body, headers.get("warning"), headers.get("retry-after"))
     finally:
         writer.close()
         # The answer is read: a connection reset while closing is not news.

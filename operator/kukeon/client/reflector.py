@@ -15,7 +15,13 @@ sequence of events, as a Kubernetes reflector does:
 - events the caller has already seen (same object at the same or an older revision,
   deletions of objects it never saw) are dropped, so a resumed stream never repeats;
 - the first connection is not retried: a server that cannot be reached at all, or a
-  request it refuses (400, 401, 403, 404), is the caller's error at once.
+  request it refuses (400, 401, 403, 404), is the caller's error at once; a first open
+  the server is too busy for (429) is waited out as any request's (``ApiClient.busy``:
+  its ``Retry-After``, five times), then is the caller's error too;
+- a reopen refused with 429 (the token holder's watches, followed logs and sessions at
+  the server's bound) or 5xx goes on trying after the backoff, however long it takes:
+  the watch the caller has is not ended by a server busy for a while (``notify`` hears
+  it once).
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ class _Reflection:
         self.started = initial_revision is not None  # the caller reached the server already
         self.delay = 0.0
         self.outage_reported = False
+        self.opens = 0  # watch streams asked for: the first is not a reconnect
 
     def fresh(self, event: ClientWatchEvent) -> bool:
         """Record the event; False when it repeats something already delivered."""
@@ -105,14 +112,20 @@ class _Reflection:
             self.revision = max(self.revision or 0, event.resource_version)
         return event.object is not None and self.fresh(event)
 
-    def refused(self, error: ApiRequestError) -> str:
+    def refused(self, error: ApiRequestError, notify: Callable[[str], None] | None) -> str:
         """Why the stream stopped, for an answer worth waiting out; raises the others."""
         if error.code == 410 and self.started:
             self.relist = True
             self.delay = 0.0
             return "the watch's revision was compacted; listing again"
+        if error.code == 429 and self.opens <= 1:
+            raise error  # the first open: its retries are spent, as a request's would be
         if self.started and _retryable(error):
-            return f"the server answered {error.code}: {error.message}"
+            problem = f"the server answered {error.code}: {error.message}"
+            if error.code == 429 and notify is not None and not self.outage_reported:
+                notify(f"{problem}; waiting to watch again")
+                self.outage_reported = True
+            return problem
         raise error
 
     def unreachable(self, error: ServerUnreachable, notify: Callable[[str], None] | None) -> str:
@@ -162,6 +175,7 @@ async def follow(
             if state.relist:
                 for change in state.relisted(await client.list(kind, scope, **selection)):
                     yield change
+            state.opens += 1
             stream = client.watch(
                 kind,
                 scope,
@@ -174,7 +188,7 @@ async def follow(
                     yield event
             problem = "the watch stream ended"
         except ApiRequestError as error:
-            problem = state.refused(error)
+            problem = state.refused(error, notify)
         except ServerUnreachable as error:
             problem = state.unreachable(error, notify)
         if state.relist and notify is not None:

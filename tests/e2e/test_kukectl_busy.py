@@ -1,0 +1,224 @@
+"""kukectl by a token holder at its long-running bound (``apiMaxLongRunningPerUser``):
+``exec``, ``logs -f`` and ``get -w`` wait for a place, as kubectl does on a 429, and
+start once one frees; when none frees they fail after the client's retries with a line
+naming the 429 and the server's reason, exit code 1.
+
+A real kukeond (private containerd, etcd, host resources) with a TLS listener and an
+editor token, its bound set to one long-running request per token holder; the test holds
+that one place with a watch of its own and lets it go while kukectl waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from kukeon.api import Kind
+from kukeon.daemon.app import Daemon
+from kukeon.runtime.containerd import ContainerdClient, realm_namespace
+from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
+from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.kukectl import KUKECTL
+from tests.fixtures.kukeond import Kukeond, hurry_teardown, kukeond_config, sweep_host
+from tests.fixtures.services import free_tcp_port, require_binary, require_root
+from tests.integration.controllers.helpers import cell_doc, cell_key
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+TALKER = ["-c", "echo started; trap 'exit 0' TERM; while :; do sleep 1; done"]
+
+
+@dataclass
+class BusyKukeond:
+    k: Kukeond
+    https: str
+    ca: Path
+    token: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KUKEON_SERVER": self.https,
+            "KUKEON_TOKEN": self.token,
+            "KUKEON_CA": str(self.ca),
+        }
+
+    @contextlib.asynccontextmanager
+    async def place_taken(self) -> AsyncIterator[None]:
+        """The token holder's one long-running place, held by a watch until the block ends."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        async with aiohttp.ClientSession(
+            base_url=self.https,
+            connector=aiohttp.TCPConnector(ssl=context),
+            headers={"Authorization": f"Bearer {self.token}"},
+        ) as session:
+            path = f"/apis/kukeon.io/v1beta1/realms/{self.k.realm}/spaces"
+            # A session, watch or followed log that just ended is let go of by the server
+            # within a second (a `logs -f` of a container that writes nothing included).
+            async with asyncio.timeout(10):
+                while (watch := await session.get(path, params={"watch": "true"})).status == 429:
+                    watch.close()
+                    await asyncio.sleep(0.1)
+            assert watch.status == 200, await watch.text()
+            try:
+                yield
+            finally:
+                watch.close()
+
+
+@pytest.fixture
+async def busy(
+    tmp_path: Path,
+    etcd_server: EtcdServer,
+    etcd_key_prefix: str,
+    containerd_daemon: PrivateContainerd,
+    containerd_test_image: BusyboxImage,
+) -> AsyncIterator[BusyKukeond]:
+    require_root()
+    require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
+    require_binary("nft", "nftables")
+    require_binary("openssl", "openssl")
+    pki = tmp_path / "pki"
+    await asyncio.to_thread(
+        subprocess.run,
+        ["bash", str(REPO / "hack" / "make-ca.sh"), "--out", str(pki), "--quiet"],
+        check=True,
+        capture_output=True,
+    )
+    realm, token, port = f"r{secrets.token_hex(3)}", secrets.token_hex(16), free_tcp_port()
+    tokens = tmp_path / "tokens.yaml"
+    entry = {"token": token, "user": "eddie", "role": "editor", "realms": [realm]}
+    tokens.write_text(yaml.safe_dump({"tokens": [entry]}))
+    config = kukeond_config(
+        tmp_path, containerd=containerd_daemon, etcd=etcd_server, prefix=etcd_key_prefix
+    ).model_copy(
+        update={
+            "api_address": f"127.0.0.1:{port}",
+            "api_tls_cert_file": pki / "server.crt",
+            "api_tls_key_file": pki / "server.key",
+            "api_tokens_file": tokens,
+            "api_max_long_running_per_user": 1,
+        }
+    )
+    daemon = Daemon(config)
+    await daemon.start()
+    assert daemon.registry is not None
+    k = Kukeond(daemon, config, daemon.registry, realm, containerd_test_image)
+    try:
+        yield BusyKukeond(k, f"https://127.0.0.1:{port}", pki / "ca.crt", token)
+    finally:
+        hurry_teardown(daemon)
+        with contextlib.suppress(Exception):
+            await k.registry.delete(Kind.REALM, (realm,), cascade=True)
+            await k.wait_gone(Kind.REALM, (realm,), within=60)
+        await daemon.stop()
+        client = ContainerdClient(containerd_daemon.address)
+        try:
+            with contextlib.suppress(Exception):
+                await clean_namespace(client, realm_namespace(realm, config.instance))
+        finally:
+            await client.close()
+        await sweep_host(config, realm=realm, spaces=["s1"])
+        shutil.rmtree(tmp_path / "state", ignore_errors=True)
+
+
+async def _talker(k: Kukeond) -> list[str]:
+    """A running cell whose container said ``started``; kukectl's arguments naming it."""
+    await k.hierarchy()
+    container = {"id": "c", "image": k.image.name, "command": "sh", "args": TALKER}
+    await k.apply(cell_doc(k, "box", [container]))
+    await k.wait_for(Kind.CELL, cell_key(k, "box"), state="Ready")
+    return ["box", "--realm", k.realm, "--space", "s1", "--stack", "st1"]
+
+
+async def _kukectl(b: BusyKukeond, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        KUKECTL,
+        *args,
+        env=b.env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _line(process: asyncio.subprocess.Process, within: float = 20.0) -> str:
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), within)
+    assert line, "kukectl's output ended"
+    return line.decode().rstrip("\n")
+
+
+async def _stopped(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        await process.wait()
+
+
+async def test_kukectl_waits_for_a_long_running_place(busy: BusyKukeond) -> None:
+    cell = await _talker(busy.k)
+    # Each command in turn: the next one's place_taken needs the last one's place freed.
+    for argv, expected in (
+        (["exec", *cell, "--", "echo", "hi"], "hi"),
+        (["logs", "-f", *cell], "started"),
+        (["get", "spaces", "-w", "--realm", busy.k.realm, "--no-headers"], "s1"),
+    ):
+        async with busy.place_taken():
+            started = time.monotonic()
+            process = await _kukectl(busy, *argv)
+            await asyncio.sleep(2.5)  # refused with 429, waiting a second, asking again
+            assert process.returncode is None, argv
+        try:
+            line = await _line(process)
+            if argv[0] == "get":  # the list comes first (a short request); then the watch
+                space = {"name": "s2"}
+                await busy.k.apply(
+                    {"kind": "Space", "metadata": space, "spec": {"realmId": busy.k.realm}}
+                )
+                while not line.startswith("s2"):
+                    line = await _line(process)
+                expected = "s2"
+            assert line.startswith(expected), (argv, line)
+            assert time.monotonic() - started > 2.0
+            if argv[0] == "exec":
+                assert await asyncio.wait_for(process.wait(), 10) == 0
+        finally:
+            await _stopped(process)
+
+
+async def test_kukectl_fails_clearly_when_no_place_frees(busy: BusyKukeond) -> None:
+    cell = await _talker(busy.k)
+    async with busy.place_taken():
+        for argv in (
+            ["exec", *cell, "--", "echo", "hi"],
+            ["logs", "-f", *cell],
+            ["get", "spaces", "-w", "--realm", busy.k.realm],
+        ):
+            started = time.monotonic()
+            process = await _kukectl(busy, *argv)
+            try:
+                _, err = await asyncio.wait_for(process.communicate(), 30)
+            finally:
+                await _stopped(process)
+            waited = time.monotonic() - started
+            assert process.returncode == 1, (argv, err)
+            text = err.decode()
+            assert "error: the server answered 429 TooManyRequests to 6 tries in 5s" in text, text
+            reason = "the most this server allows a user" if argv[0] != "exec" else "close some"
+            assert reason in text, text
+            assert 5.0 <= waited < 20.0, (argv, waited)
