@@ -23,14 +23,13 @@ if TYPE_CHECKING:
         Capabilities,
         ContainerSecret,
         ContainerSpec,
-        ContainerStatus,
-        ContainerTerminated,
         ContainerTty,
         Resources,
         TmpfsMount,
         TtyStage,
         VolumeKind,
     )
+    from kukeon.api.containerstatus import ContainerStatus, ContainerTerminated
     from kukeon.api.defaults import apply_space_defaults_to_container
     from kukeon.api.event import (
         EVENT_KIND,
@@ -126,8 +125,8 @@ _HOMES = {
     "Capabilities": "container",
     "ContainerSecret": "container",
     "ContainerSpec": "container",
-    "ContainerStatus": "container",
-    "ContainerTerminated": "container",
+    "ContainerStatus": "containerstatus",
+    "ContainerTerminated": "containerstatus",
     "ContainerTty": "container",
     "Resources": "container",
     "TmpfsMount": "container",

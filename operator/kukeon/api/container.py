@@ -19,9 +19,12 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
+# The status models lived here; kept importable from here for their callers.
+from kukeon.api.containerstatus import ContainerStatus as ContainerStatus
+from kukeon.api.containerstatus import ContainerTerminated as ContainerTerminated
+from kukeon.api.containerstatus import PublishedPort as PublishedPort
 from kukeon.api.meta import (
     INT64_MAX,
-    INT64_MIN,
     AbsolutePath,
     DnsLabel,
     FileName,
@@ -29,13 +32,11 @@ from kukeon.api.meta import (
     MountPath,
     NullableList,
     OptionalString,
-    Timestamp,
     check_absolute_path,
     quote,
 )
-from kukeon.api.probes import Probe, ProbeKind, ProbeStatus
+from kukeon.api.probes import Probe, ProbeKind
 from kukeon.api.secret import SecretKeyRef
-from kukeon.api.states import ContainerState, ContainerStateField
 
 CONTAINERD_IDENTIFIER_MAX = 76
 """containerd's longest identifier (its ``identifiers`` package: container, task, namespace)."""
@@ -633,68 +634,3 @@ class ContainerSpec(KukeonModel):
                     "(only an attachable container has a TTY)"
                 )
         return tty
-
-
-class ContainerTerminated(KukeonModel):
-    """How a container's previous instance ended (``lastState``, as Kubernetes'
-    ``lastState.terminated``): kept when it is restarted."""
-
-    exit_code: int = Field(ge=INT64_MIN, le=INT64_MAX, strict=True)
-    signal: OptionalString = None
-    reason: OptionalString = None
-    """``Completed``, ``Error``, ``OOMKilled`` or ``TaskLost`` (its shim died)."""
-    started_at: Timestamp = None
-    finished_at: Timestamp = None
-
-
-class PublishedPort(KukeonModel):
-    """One entry of a container's `ports` as published on the node (in its status)."""
-
-    host_ip: str = Field(default="0.0.0.0", alias="hostIP")
-    """The host address it is published on; 0.0.0.0 is every IPv4 address of the node."""
-    host_port: int = Field(ge=1, le=65535, strict=True)
-    container_port: int = Field(ge=1, le=65535, strict=True)
-    protocol: Literal["tcp", "udp"] = "tcp"
-
-
-def _zero_as_unset(value: Any) -> Any:
-    return None if value == 0 and not isinstance(value, bool) else value
-
-
-class ContainerStatus(KukeonModel):
-    """What the cell controller last observed of one container (in the cell's status)."""
-
-    id: str
-    name: OptionalString = None
-    state: ContainerStateField = ContainerState.PENDING
-    pid: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
-    """Host PID of the running task."""
-    exit_code: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX, strict=True)
-    exit_signal: OptionalString = None
-    restart_count: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
-    backoff_restarts: Annotated[int | None, BeforeValidator(_zero_as_unset)] = Field(
-        default=None, ge=1, le=INT64_MAX, strict=True
-    )
-    """Restarts since the container was created or last ran 10 minutes before exiting:
-    where the default restart back-off stands (the next exit after a short run waits 10 s
-    doubled ``backoffRestarts - 1`` times, at most 300 s; unset (0) it restarts at once).
-    Left out at 0, so a kukeond of an earlier version reads the cells that are not in a
-    crash loop."""
-    image: OptionalString = None
-    reason: OptionalString = None
-    message: OptionalString = None
-    created_at: Timestamp = None
-    start_time: Timestamp = None
-    finish_time: Timestamp = None
-    restart_time: Timestamp = None
-    last_state: ContainerTerminated | None = None
-    """The end of the instance before the current one."""
-    ports: NullableList[PublishedPort] = Field(default_factory=list)
-    """Its `ports` published on the node, all to the cell's address (the cell shares one
-    network namespace): empty until they are."""
-    started: bool = False
-    """It runs and its startup probe, if any, has succeeded."""
-    ready: bool = False
-    """It runs, has started, and its readiness probe, if any, passes."""
-    probes: NullableList[ProbeStatus] = Field(default_factory=list)
-    """The last result of each of its probes."""

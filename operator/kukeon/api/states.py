@@ -59,6 +59,8 @@ class ContainerState(StrEnum):
     PAUSING = "Pausing"
     FAILED = "Failed"
     UNKNOWN = "Unknown"
+    WAITING = "Waiting"
+    """It ended and waits out its restart back-off (Kubernetes' ``state.waiting``)."""
 
 
 class DesiredCellState(StrEnum):

@@ -44,7 +44,9 @@ def object_name(res: AnyResource) -> str:
 
 
 def _state(res: AnyResource) -> str:
-    return tables.state_of(Kind(res.kind), tables.shown(res))
+    # A container's CrashLoopBackOff is in the Containers table: the cell's own state here,
+    # as kubectl describe's Status beside get's STATUS.
+    return tables.state_of(Kind(res.kind), tables.shown(res), waiting=False)
 
 
 def container_ready(status: Any) -> bool:
@@ -351,16 +353,18 @@ def _container_status_lines(containers: Sequence[Any], when: datetime) -> list[s
 
 
 def _last_state_lines(containers: Sequence[Any], when: datetime) -> list[str]:
-    """``Last State:``, how each restarted container's previous run ended (Kubernetes'
-    ``lastState.terminated``), apart from the table above, which says what runs now."""
-    rows = [["CONTAINER", "REASON", "EXIT CODE", "STARTED", "FINISHED"]]
+    """``Last State:``, how each restarted or waiting container's previous run ended
+    (Kubernetes' ``lastState.terminated``, the last line it wrote as MESSAGE), apart from
+    the table above, which says what runs (or waits) now."""
+    rows = [["CONTAINER", "REASON", "EXIT CODE", "STARTED", "FINISHED", "MESSAGE"]]
     for c in containers:
         last = c.last_state
         if last is None:
             continue
         code = str(last.exit_code) + (f" ({last.signal})" if last.signal else "")
         started = last.started_at.isoformat() if last.started_at else NONE
-        rows.append([c.id, last.reason or NONE, code, started, _when(last.finished_at, when)])
+        finished = _when(last.finished_at, when)
+        rows.append([c.id, last.reason or NONE, code, started, finished, last.message or NONE])
     if len(rows) == 1:
         return []
     return ["Last State:", *("  " + line for line in format_rows(rows))]

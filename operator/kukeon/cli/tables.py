@@ -155,8 +155,10 @@ def scope_of(kind: Kind, document: Document) -> tuple[str, ...]:
     return tuple(str(spec.get(field, "")) for field in KINDS[kind].parent_fields)
 
 
-def state_of(kind: Kind, document: Document) -> str:
-    """The STATE column: the status's state, ``Deleting``, ``Pulling``, a cordon."""
+def state_of(kind: Kind, document: Document, *, waiting: bool = True) -> str:
+    """The STATE column: the status's state, ``Deleting``, ``Pulling``, a container's
+    ``CrashLoopBackOff`` (``waiting``: describe shows it under Containers instead), a
+    cordon."""
     status = _part(document, "status")
     state = status.get("state", _DEFAULT_STATES.get(kind))
     text = "" if state is None else str(state)
@@ -164,6 +166,11 @@ def state_of(kind: Kind, document: Document) -> str:
         return "Deleting" if text in ("", "Ready", "Pending") else text
     if text == "Pending" and status.get("reason") == "Pulling":
         return "Pulling"  # a cell whose image is being pulled (kubectl's ContainerCreating)
+    if waiting and kind == Kind.CELL and text == "Degraded":
+        # kubectl's STATUS: a container's waiting reason before the pod's phase.
+        for container in _items(document, "status", "containers"):
+            if container.get("state") == "Waiting" and container.get("reason"):
+                return str(container["reason"])  # CrashLoopBackOff
     if kind == Kind.NODE and _part(document, "spec").get("unschedulable"):
         return f"{text or 'Unknown'},SchedulingDisabled"  # cordoned, as kubectl shows it
     return text or "Unknown"

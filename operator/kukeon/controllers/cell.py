@@ -46,6 +46,7 @@ from kukeon.api import (
     Space,
     secret_scope,
 )
+from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF
 from kukeon.framework import (
     EventRecorder,
     HandlerContext,
@@ -630,7 +631,7 @@ class CellController:
             raise TemporaryError(
                 plan.wait_message,
                 delay=plan.wake_in,
-                reason="RestartBackoff",
+                reason=CRASH_LOOP_BACK_OFF,
             )
         return cell
 

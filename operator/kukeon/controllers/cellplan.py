@@ -19,7 +19,6 @@ start and finish, ``backoffRestarts``), so a kukeond killed meanwhile decides th
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -30,13 +29,26 @@ from kukeon.api import (
     ContainerSpec,
     ContainerState,
     ContainerStatus,
-    ContainerTerminated,
     EventReason,
 )
 from kukeon.api.meta import INT64_MAX
 from kukeon.api.probes import ProbeKind, ProbeResult, ProbeStatus
 from kukeon.runtime.containerd.tasks import TaskStatus
 
+from .cellexits import (
+    TASK_LOST_EXIT_CODE,
+    Exit,
+    ended_run,
+    exit_reason,
+    new_exit,
+    recorded_exit_time,
+    terminated,
+    unfolded,
+    waiting,
+)
+from .cellexits import exit_signal_name as exit_signal_name
+from .cellexits import failure_code as failure_code
+from .cellexits import started_by as started_by
 from .cellstate import (
     DEFAULT_RESTART_MAX_RETRIES,
     ContainerObservation,
@@ -47,10 +59,6 @@ from .cellstate import (
     restart_owed,
     restart_pause_seconds,
 )
-
-TASK_LOST_EXIT_CODE = 137
-"""What a task whose shim died is reported as: killed (SIGKILL), reason ``TaskLost``."""
-
 
 # --- what was observed ------------------------------------------------------------------
 
@@ -80,14 +88,6 @@ class ObservedTask:
 
 
 LIVE_TASK = (TaskStatus.RUNNING, TaskStatus.PAUSING, TaskStatus.PAUSED)
-PROBE_FAILURES = frozenset({"LivenessProbeFailed", "StartupProbeFailed"})
-"""Exit reasons of a task a probe stopped: a failure whatever its code (a process that
-handles SIGTERM and exits 0 was still stopped for failing), as Kubernetes counts it."""
-
-
-def failure_code(code: int, reason: str | None) -> int:
-    """The exit code the restart policy and the cell's state decide from."""
-    return 1 if code == 0 and reason in PROBE_FAILURES else code
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +192,7 @@ class ContainerPlan:
     def started(self, pid: int, *, at: datetime) -> ContainerStatus:
         """The status once the planned start gave ``pid`` at ``at`` (the plan's clock may
         be a grace period earlier when a container was removed first)."""
-        times = {"start_time": at}
-        if self.start is not None and self.start.restart:
-            times["restart_time"] = at
-        return self.status.model_copy(update={"pid": pid, **times})
+        return self.status.model_copy(update={"pid": pid, "start_time": at})
 
 
 def task_beside_network(plan: ContainerPlan, reason: str | None) -> bool:
@@ -205,59 +202,6 @@ def task_beside_network(plan: ContainerPlan, reason: str | None) -> bool:
     (each retry would make a task, then delete it)."""
     start = plan.start
     return start is not None and not start.restart and reason != "NetworkFailed"
-
-
-@dataclass(frozen=True, slots=True)
-class Exit:
-    """A container's process that ended: its code, when, and why (status ``reason``)."""
-
-    code: int
-    finished: datetime
-    reason: str | None
-    clock: bool = False
-    """``finished`` is the planning clock: the first time this exit was seen."""
-    identity: str = ""
-    """Which exit this is, the same for every pass that sees it: the task's pid and
-    containerd's exit time, or the pid alone when containerd has no exit time (each
-    pass that sees such an exit has its own clock)."""
-    said: str | None = None
-    """The last line the process wrote, for a failed exit: the status message."""
-
-
-def exit_signal_name(code: int) -> str | None:
-    """`SIGKILL` for 137: a task killed by a signal exits with 128 + the signal's number."""
-    if 128 < code < 128 + 65:
-        try:
-            return signal.Signals(code - 128).name
-        except ValueError:
-            return None
-    return None
-
-
-def exit_reason(code: int, *, oom_killed: bool) -> str:
-    """``Completed`` for 0, ``OOMKilled`` when the OOM killer killed a process of the
-    container's cgroup, ``Error`` for another failure."""
-    if code == 0:
-        return "Completed"
-    return "OOMKilled" if oom_killed else "Error"
-
-
-def recorded_exit_time(previous: ContainerStatus) -> datetime | None:
-    """The exit time already reported for the task that is no longer running: the one
-    to keep for a task without an exit time of its own (its shim died)."""
-    if previous.pid is None and previous.state not in (ContainerState.READY, ContainerState.PAUSED):
-        return previous.finish_time
-    return None
-
-
-def new_exit(previous: ContainerStatus, exited: Exit) -> bool:
-    """Whether this exit is news: the container ran when last reported, or the exit
-    differs from the one recorded (a pass that only waits for the backoff sees it again)."""
-    if previous.state in (ContainerState.READY, ContainerState.PAUSED):
-        return True
-    if previous.finish_time is None:
-        return True
-    return abs((previous.finish_time - exited.finished).total_seconds()) > 0.001
 
 
 def observed_exit(
@@ -363,7 +307,8 @@ class _Draft:
 def plan_container(inputs: ContainerInputs) -> ContainerPlan:
     """The actions that bring one container where its spec and restart policy want it."""
     spec = inputs.spec
-    previous = inputs.previous or ContainerStatus(id=spec.id)
+    # A container waiting for its restart is planned from the exit it waits after.
+    previous = unfolded(inputs.previous or ContainerStatus(id=spec.id))
     draft = _Draft()
     container, task = inputs.container, inputs.task
     if container is not None and container.spec_digest != inputs.digest:
@@ -381,7 +326,13 @@ def plan_container(inputs: ContainerInputs) -> ContainerPlan:
     if not kept:
         draft.actions.append(CreateContainer())
     status = previous.model_copy(
-        update={"name": inputs.name, "image": spec.image, "reason": None, "message": None}
+        update={
+            "name": inputs.name,
+            "image": spec.image,
+            "reason": None,
+            "message": None,
+            "restart_time": None,  # due only while it waits (`waiting`)
+        }
     )
     exited = observed_exit(previous, task, kept=kept, now=inputs.now)
     kill = inputs.probe_kill
@@ -467,10 +418,7 @@ def _after_exit(
     )
     remaining = (due - inputs.now).total_seconds()
     if remaining > 0:
-        # `reason` keeps why it ended (OOMKilled...); the wait is in the message.
-        status = status.model_copy(
-            update={"message": backoff_message(spec.id, exited, pause=pause, due=due)}
-        )
+        status = waiting(status, spec.id, exited, pause=pause, due=due)
         draft.notes.append(
             Note(EventReason.BACK_OFF, f"back-off restarting container {spec.id}", warning=True)
         )
@@ -490,31 +438,6 @@ def _after_exit(
     return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
 
 
-def backoff_message(container: str, exited: Exit, *, pause: int, due: datetime) -> str:
-    """The status message of an exit waiting out its back-off: what it said, the pause and
-    when it ends, as Kubernetes' ``back-off 40s restarting failed container=NAME``.
-
-    A statement that does not age: written once when the wait starts, it is as true a
-    minute later (a countdown would need a status write per second, or go stale), and a
-    pass that sees the same wait plans the same status, so it writes nothing."""
-    said = f" ({exited.said})" if exited.said else ""
-    failed = "failed " if failure_code(exited.code, exited.reason) != 0 else ""
-    return (
-        f"exited with {exited.code}{said}; back-off {pause}s restarting {failed}"
-        f"container={container}, due {due_text(due)}"
-    )
-
-
-def started_by(start_time: datetime | None, finished: datetime) -> datetime | None:
-    """A run's start no later than its ``finished``: the exit's time is containerd's, the
-    start's kukeond's clock around the start call, so for a process that exits at once
-    (or a clock stepped back) the start as recorded can follow the exit; the run then
-    lasted no time, and its start is its finish (``finishTime >= startTime`` always)."""
-    if start_time is not None and start_time > finished:
-        return finished
-    return start_time
-
-
 def _out_of_retries(spec: ContainerSpec, failure: int) -> bool:
     """An on-failure container that failed once more after its last allowed restart."""
     return str(spec.restart_policy) == "on-failure" and failure != 0
@@ -532,13 +455,7 @@ def _restarted(
 ) -> ContainerStatus:
     """The status of a container restarted at `now` after `exited`, the restart counted
     (``restartCount``, and ``backoffRestarts`` for the crash loop it continues)."""
-    last = ContainerTerminated(
-        exit_code=exited.code,
-        signal=exit_signal_name(exited.code),
-        reason=exited.reason,
-        started_at=status.start_time,
-        finished_at=exited.finished,
-    )
+    last = terminated(status, exited)
     return status.model_copy(
         update={
             "state": ContainerState.READY,
@@ -547,7 +464,6 @@ def _restarted(
             # status write from then on (the restart made, never reported).
             "restart_count": min(status.restart_count + 1, INT64_MAX),
             "backoff_restarts": min(loop_restarts + 1, INT64_MAX),
-            "restart_time": now,
             "start_time": now,
             # How the last one ended is in lastState; the new task has neither exited nor
             # said anything yet (as Kubernetes' state.running beside lastState.terminated).
@@ -573,6 +489,7 @@ def _plan(
 ) -> ContainerPlan:
     running = status.state == ContainerState.READY
     status = _with_probes(inputs, draft, status, running=running)
+    ended = None if running else ended_run(status)
     return ContainerPlan(
         container_id=inputs.spec.id,
         actions=tuple(draft.actions),
@@ -582,9 +499,7 @@ def _plan(
             inputs.spec.id,
             root=inputs.root,
             running=running,
-            exit_code=None
-            if running or status.exit_code is None
-            else failure_code(status.exit_code, status.reason),
+            exit_code=None if ended is None else failure_code(*ended),
             restart_owed=owed,
             ready=status.ready,
         ),
@@ -638,7 +553,7 @@ class CellPlan:
 
     @property
     def wait_message(self) -> str:
-        """The cell's message while a restart waits (reason ``RestartBackoff``): a time,
+        """The cell's message while a restart waits (reason ``CrashLoopBackOff``): a time,
         not a countdown, so it stays true and each pass of one wait writes the same."""
         if self.restart_at is None:
             return "a restart is owed"

@@ -78,8 +78,10 @@ def stopped_statuses(
                     "ready": False,
                 }
             )
+        elif status.state == ContainerState.WAITING:
+            status = _wait_dropped(status, status.last_state)
         elif status.exit_code is not None and _waits_for_restart(container, status):
-            status = _wait_dropped(status, status.exit_code)
+            status = _wait_dropped(status, _ended(status, status.exit_code))
         statuses.append(status)
     return statuses
 
@@ -96,15 +98,19 @@ def _waits_for_restart(spec: ContainerSpec, status: ContainerStatus) -> bool:
     )
 
 
-def _wait_dropped(status: ContainerStatus, exit_code: int) -> ContainerStatus:
-    """A container whose restart a stop cancelled: stopped, its exit the last state."""
-    last = ContainerTerminated(
+def _ended(status: ContainerStatus, exit_code: int) -> ContainerTerminated:
+    """The exit of a status written before ``Waiting`` existed (the exit's own fields)."""
+    return ContainerTerminated(
         exit_code=exit_code,
         signal=status.exit_signal,
         reason=status.reason,
         started_at=status.start_time,
         finished_at=status.finish_time,
     )
+
+
+def _wait_dropped(status: ContainerStatus, last: ContainerTerminated | None) -> ContainerStatus:
+    """A container whose restart a stop cancelled: stopped, its exit the last state."""
     return status.model_copy(
         update={
             "state": ContainerState.STOPPED,
@@ -112,6 +118,7 @@ def _wait_dropped(status: ContainerStatus, exit_code: int) -> ContainerStatus:
             "exit_signal": None,
             "reason": None,
             "message": None,
+            "restart_time": None,
             "backoff_restarts": None,
             "started": False,
             "ready": False,

@@ -3,8 +3,11 @@
 While it runs again after a restart, `kukectl get cell -o yaml` shows no exit of its own
 (no `exitCode`, `finishTime`), its previous run's end under `lastState`, `describe` a
 `Last State:` table and `get` kubectl's `RESTARTS` with the age (`1 (3s ago)`); while it
-waits out a back-off, the message states the back-off and its due time, the same when
-read again later; and no run, however short, finishes before it started.
+waits out a back-off, it is `Waiting` with reason `CrashLoopBackOff` (kubectl's word, which
+`get cells` shows as the STATE), the message states the back-off and its due time, the
+same when read again later, and the exit is `lastState`; and no run, however short,
+finishes before it started. A container that stays down (`never`, `on-failure` past
+`restartMaxRetries`) is never `Waiting`.
 """
 
 from __future__ import annotations
@@ -120,30 +123,67 @@ async def test_a_restarted_container_runs_with_its_last_exit_apart(kukeond: Kuke
         wide = (await _kukectl(k, "get", "cell", "crashy", "-o", "wide")).splitlines()
         assert " ago)" in wide[1], wide
 
-        # Its next exit waits 10 s: said once, with the due time, the same 3 s later.
+        # Its next exit waits 10 s: Waiting, said once with the due time, the same 3 s later.
         def waiting(obj: AnyResource) -> bool:
             app = _app(obj)
-            return app is not None and "back-off" in str(app.get("message"))
+            return app is not None and app.get("state") == "Waiting"
 
         first = await k.wait_for(Kind.CELL, key, until=waiting, within=RUN_SECONDS + 10)
         said = _app(first)
         assert said is not None
+        assert said["reason"] == "CrashLoopBackOff", said
         message = str(said["message"])
-        assert message.startswith(
-            "exited with 3; back-off 10s restarting failed container=app, due "
-        ), message
+        assert message.startswith("back-off 10s restarting failed container=app, due "), message
         due = datetime.fromisoformat(message.rsplit("due ", 1)[1])
-        exited = datetime.fromisoformat(str(said["finishTime"]))
+        # Nothing runs: no pid, run or exit of its own; the exit is lastState, the due time
+        # restartTime.
+        none = ("pid", "startTime", "finishTime", "exitCode", "exitSignal")
+        assert [said[name] for name in none] == [None] * len(none), said
+        assert isinstance(said["lastState"], dict)
+        last = {name: value for name, value in said["lastState"].items() if value is not None}
+        assert (last["exitCode"], last["reason"]) == (3, "Error"), said
+        exited = datetime.fromisoformat(str(last["finishedAt"]))
         assert timedelta(seconds=10) <= due - exited < timedelta(seconds=11), message
+        restart_at = datetime.fromisoformat(str(said["restartTime"]))
+        assert timedelta(0) <= due - restart_at < timedelta(seconds=1), said
         await asyncio.sleep(3)
         document = yaml.safe_load(await _kukectl(k, "get", "cell", "crashy", "-o", "yaml"))
         [app] = [c for c in document["status"]["containers"] if c["id"] == "app"]
-        assert app["state"] == str(ContainerState.FAILED), app
+        assert app["state"] == str(ContainerState.WAITING), app
         assert app["message"] == message
-        # The cell's own message names a due time too (app's or blink's, the sooner).
+        assert (app["lastState"], app["restartCount"]) == (last, 1), app
+        # The cell is Degraded for it, its reason kubectl's, its message a due time (app's
+        # or blink's, the sooner).
+        assert document["status"]["state"] == "Degraded"
+        assert document["status"]["reason"] == "CrashLoopBackOff"
         cell_message = str(document["status"].get("message"))
         assert re.fullmatch(r"a restart is owed: container (app|blink) at \S+Z", cell_message)
-        assert (app["exitCode"], app["restartCount"]) == (3, 1), app
+        table = (await _kukectl(k, "get", "cells")).splitlines()
+        [row] = [line.split() for line in table if line.split()[:1] == ["crashy"]]
+        # READY: main, and blink when it has just been restarted.
+        assert row[1] == "CrashLoopBackOff", table
+        assert row[2] in ("1/3", "2/3"), table
+        page = await _kukectl(k, "describe", "cell", "crashy")
+        containers = page.split("\nContainers:\n", 1)[1].split("\nLast State:\n", 1)[0]
+        [row] = [line.split() for line in containers.splitlines() if line.split()[:1] == ["app"]]
+        assert row[:7] == ["app", "Waiting", "false", "<none>", "<none>", "1", "CrashLoopBackOff"]
+        last_rows = page.split("\nLast State:\n", 1)[1].splitlines()
+        [last_app] = [line.split() for line in last_rows if line.split()[:1] == ["app"]]
+        assert last_app[1:3] == ["Error", "3"], page
+
+        # Restarted once due: it runs again, the same exit as lastState, no due time.
+        def running_twice(obj: AnyResource) -> bool:
+            app = _app(obj)
+            return app is not None and app.get("restartCount") == 2 and bool(app.get("pid"))
+
+        again = _app(await k.wait_for(Kind.CELL, key, until=running_twice, within=15))
+        assert again is not None
+        assert again["state"] == "Ready", again
+        gone = ("restartTime", "reason", "message", "exitCode")
+        assert [again[name] for name in gone] == [None] * len(gone), again
+        assert isinstance(again["lastState"], dict)
+        assert {n: v for n, v in again["lastState"].items() if v is not None} == last, again
+        assert datetime.fromisoformat(str(again["startTime"])) >= due - timedelta(seconds=1)
 
         # `blink` exits at once, again and again: never a finish before its start.
         def blinked(obj: AnyResource) -> bool:
@@ -152,3 +192,87 @@ async def test_a_restarted_container_runs_with_its_last_exit_apart(kukeond: Kuke
 
         await k.wait_for(Kind.CELL, key, until=blinked, within=30)
     assert backwards == []
+
+
+async def test_a_container_that_stays_down_never_waits(kukeond: Kukeond) -> None:
+    """`never` and `on-failure` past its `restartMaxRetries` end `Failed` with their exit:
+    no `CrashLoopBackOff` (the on-failure one waits once, before its one restart)."""
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "down")
+    since = await k.registry.current_revision()
+    async with container_states(k, key, since=since) as states:
+        await k.apply(
+            cell_doc(
+                k,
+                "down",
+                [
+                    container(k, "main"),
+                    container(k, "once", script="echo bye; exit 2", restartPolicy="never"),
+                    container(
+                        k,
+                        "flaky",
+                        script="echo boom; exit 4",
+                        restartPolicy="on-failure",
+                        restartMaxRetries=1,
+                        restartBackoffSeconds=1,
+                    ),
+                ],
+            )
+        )
+
+        def given_up(obj: AnyResource) -> bool:
+            assert isinstance(obj, Cell)
+            return str(obj.status.state) == "Error" and any(
+                c.id == "flaky" and c.restart_count == 1 and c.state == ContainerState.FAILED
+                for c in obj.status.containers
+            )
+
+        await k.wait_for(Kind.CELL, key, until=given_up, within=30)
+        await asyncio.sleep(2.5)  # nothing more happens: no restart, no wait
+    document = yaml.safe_load(await _kukectl(k, "get", "cell", "down", "-o", "yaml"))
+    assert document["status"]["state"] == "Error"
+    assert document["status"].get("reason") != "CrashLoopBackOff", document["status"]
+    found = {c["id"]: c for c in document["status"]["containers"]}
+    flaky, once = found["flaky"], found["once"]
+    assert (flaky["state"], flaky["exitCode"], flaky["reason"]) == ("Failed", 4, "Error")
+    assert flaky["message"] == "boom (not restarted: 1 restarts made (restartMaxRetries 1))"
+    assert "restartTime" not in flaky, flaky
+    assert flaky["lastState"]["exitCode"] == 4  # the run before its one restart
+    assert (once["state"], once["exitCode"], once["message"]) == ("Failed", 2, "bye")
+    assert not {"restartTime", "lastState"} & once.keys(), once
+    assert "Waiting" not in states["once"], states
+    # flaky may wait before its one restart (1 s), never after its last exit.
+    flaky_states = states["flaky"]
+    last_run = len(flaky_states) - 1 - flaky_states[::-1].index("Ready")
+    assert flaky_states[last_run:] == ["Ready", "Failed"], states
+    table = (await _kukectl(k, "get", "cells")).splitlines()
+    [row] = [line.split() for line in table if line.split()[:1] == ["down"]]
+    assert row[1:3] == ["Error", "1/3"], table
+
+
+@contextlib.asynccontextmanager
+async def container_states(
+    k: Kukeond, key: tuple[str, ...], *, since: int
+) -> AsyncIterator[dict[str, list[str]]]:
+    """Each container's states as the cell's documents report them, in order (repeats
+    dropped)."""
+    seen: dict[str, list[str]] = {}
+
+    async def follow() -> None:
+        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
+            obj = event.object
+            if obj.metadata.name != key[3] or not isinstance(obj, Cell):
+                continue
+            for status in obj.status.containers:
+                states = seen.setdefault(status.id, [])
+                if not states or states[-1] != str(status.state):
+                    states.append(str(status.state))
+
+    task = asyncio.create_task(follow())
+    try:
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

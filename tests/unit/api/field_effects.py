@@ -514,6 +514,7 @@ STATUS_FIELDS: tuple[str, ...] = (
     "Cell.status.containers[].lastState.exitCode",
     "Cell.status.containers[].lastState.signal",
     "Cell.status.containers[].lastState.reason",
+    "Cell.status.containers[].lastState.message",
     "Cell.status.containers[].lastState.startedAt",
     "Cell.status.containers[].lastState.finishedAt",
     "Cell.status.containers[].ports[].hostIP",

@@ -235,6 +235,7 @@ def test_state_names_are_exact() -> None:
         "Pausing",
         "Failed",
         "Unknown",
+        "Waiting",
     ]
 
 

@@ -716,18 +716,20 @@ async def test_an_exit_waits_for_the_backoff_then_restarts(rig: Rig) -> None:
     assert waiting.value.delay == pytest.approx(3)
     cell = rig.latest(cell)
     [status] = cell.status.containers
-    assert status.state == ContainerState.FAILED
-    assert status.message == (
-        "exited with 1; back-off 5s restarting failed container=app, due 2026-01-01T12:00:15Z"
-    )
+    assert (status.state, status.reason) == (ContainerState.WAITING, "CrashLoopBackOff")
+    assert status.message == "back-off 5s restarting failed container=app, due 2026-01-01T12:00:15Z"
+    assert status.restart_time == T0 + timedelta(seconds=15)  # when the restart is due
+    assert status.last_state is not None
+    assert (status.last_state.exit_code, status.last_state.reason) == (1, "Error")
     assert str(cell.status.state) == "Degraded"
+    assert waiting.value.reason == "CrashLoopBackOff"  # the cell's (the framework writes it)
     assert rig.recorder.reasons()[-2:] == ["Exited", "BackOff"]
     rig.at(15)
     cell = await rig.reconcile(cell)
     [status] = cell.status.containers
     assert status.state == ContainerState.READY
     assert status.restart_count == 1
-    assert status.restart_time == T0 + timedelta(seconds=15)
+    assert (status.start_time, status.restart_time) == (T0 + timedelta(seconds=15), None)
     assert status.last_state is not None
     assert status.last_state.exit_code == 1
     assert rig.recorder.reasons()[-1] == "Restarted"
@@ -764,7 +766,9 @@ async def test_a_lost_task_keeps_its_first_exit_time_across_failed_passes(rig: R
         with pytest.raises(TemporaryError):
             await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
         cell = rig.latest(cell)
-        assert cell.status.containers[0].finish_time == T0 + timedelta(seconds=1)
+        last = cell.status.containers[0].last_state
+        assert last is not None
+        assert last.finished_at == T0 + timedelta(seconds=1)
         assert str(cell.status.reason) == "ImageUnavailable"
     rig.at(6)
     with pytest.raises(TemporaryError):  # the side container still fails, after the restart
@@ -790,8 +794,8 @@ async def test_a_task_gone_with_its_shim_is_task_lost(rig: Rig) -> None:
         await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
     cell = rig.latest(cell)
     [status] = cell.status.containers
-    assert status.reason == "TaskLost"
-    assert status.exit_code == 137
+    assert status.last_state is not None
+    assert (status.last_state.reason, status.last_state.exit_code) == ("TaskLost", 137)
     rig.at(3)
     cell = await rig.reconcile(cell)
     assert cell.status.containers[0].restart_count == 1

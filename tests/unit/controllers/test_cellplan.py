@@ -150,7 +150,7 @@ def test_an_exited_task(
         assert status.state == ContainerState.READY
         assert status.restart_count == count + 1
         assert status.backoff_restarts == 1
-        assert status.restart_time == T0
+        assert (status.start_time, status.restart_time) == (T0, None)
         assert status.reason is None
         # It runs again: it has not exited; how it last ended is lastState's.
         assert (status.exit_code, status.exit_signal, status.finish_time) == (None, None, None)
@@ -163,7 +163,16 @@ def test_an_exited_task(
         assert result.observation.running
         assert not result.observation.restart_owed
         assert result.started(4242, at=T0 + timedelta(seconds=1)).pid == 4242
-    else:  # it has ended, for now or for good
+    elif owed:  # it waits for its restart: Kubernetes' state.waiting, the exit lastState
+        assert status.state == ContainerState.WAITING
+        assert (status.exit_code, status.finish_time, status.pid) == (None, None, None)
+        assert status.last_state is not None
+        assert (status.last_state.exit_code, status.last_state.signal) == (
+            code,
+            exit_signal_name(code),
+        )
+        assert status.last_state.finished_at == finished
+    else:  # it has ended for good
         assert status.exit_code == code
         assert status.exit_signal == exit_signal_name(code)
         assert status.finish_time == finished
@@ -172,9 +181,10 @@ def test_an_exited_task(
         assert [n.reason for n in result.notes[1:]] == [EventReason.BACK_OFF]
         assert result.wake_in == pytest.approx(pause - elapsed)
         assert result.restart_at == finished + timedelta(seconds=pause)
+        assert status.restart_time == result.restart_at
+        assert status.reason == "CrashLoopBackOff"
         assert status.message is not None
-        assert status.message.startswith(f"exited with {code}")
-        assert status.state == (ContainerState.STOPPED if code == 0 else ContainerState.FAILED)
+        assert status.message.startswith(f"back-off {pause}s restarting")
         assert status.restart_count == count
         assert result.observation.restart_owed
         assert not result.observation.running
@@ -211,7 +221,9 @@ def test_a_failed_exit_says_the_last_line_the_process_wrote() -> None:
     assert (ended.status.reason, ended.status.message) == ("Error", said)
     waiting = plan(spec("always", backoff=5), previous=ran(), container=kept(), task=task)
     assert waiting.status.message is not None
-    assert waiting.status.message.startswith(f"exited with 1 ({said}); back-off 5s restarting")
+    assert waiting.status.message.startswith("back-off 5s restarting failed container=app")
+    assert waiting.status.last_state is not None
+    assert waiting.status.last_state.message == said  # Kubernetes' lastState.terminated
 
 
 def test_an_exit_seen_again_is_no_news() -> None:
@@ -366,7 +378,9 @@ def exit_and_restart(
     assert seen.restart_at is not None
     assert [n.reason for n in seen.notes[1:]] == [EventReason.BACK_OFF]
     said, _, due_at = (seen.status.message or "").partition(", due ")
-    assert said == f"exited with 1; back-off {seen.wake_in:.0f}s restarting failed container=app"
+    assert said == f"back-off {seen.wake_in:.0f}s restarting failed container=app"
+    assert (seen.status.state, seen.status.reason) == (ContainerState.WAITING, "CrashLoopBackOff")
+    assert seen.status.restart_time == seen.restart_at
     shown = datetime.strptime(due_at, "%Y-%m-%dT%H:%M:%S%z")  # the due time, rounded up
     assert timedelta(0) <= shown - seen.restart_at < timedelta(seconds=1)
     waiting = seen.status
@@ -475,9 +489,10 @@ def test_a_lost_task_restarts_once_the_backoff_after_its_first_sight_has_passed(
     container_spec = spec("always", backoff=10)
     first = plan(container_spec, previous=ran(), container=kept(), task=task)
     assert first.record_exit  # the executor writes it at once
-    assert first.status.finish_time == T0
-    assert first.status.exit_code == 137
-    assert first.status.reason == ("TaskLost" if task is None else "Error")
+    last = first.status.last_state
+    assert last is not None
+    assert (last.finished_at, last.exit_code) == (T0, 137)
+    assert last.reason == ("TaskLost" if task is None else "Error")
     assert first.wake_in == pytest.approx(10)
     status = first.status
     for seconds in (1, 4, 9.5):
@@ -490,7 +505,7 @@ def test_a_lost_task_restarts_once_the_backoff_after_its_first_sight_has_passed(
         )
         assert later.actions == ()
         assert not later.record_exit
-        assert later.status.finish_time == T0  # the timer never moves forward
+        assert later.status.last_state == last  # the timer never moves forward
         assert later.wake_in == pytest.approx(10 - seconds)
         assert [n.reason for n in later.notes] == [EventReason.BACK_OFF]
         status = later.status
@@ -517,7 +532,8 @@ def test_an_exit_time_of_an_earlier_instance_is_not_reused() -> None:
         container=kept(),
         task=ObservedTask(TaskStatus.UNKNOWN, exit_status=137),
     )
-    assert result.status.finish_time == T0
+    assert result.status.last_state is not None
+    assert result.status.last_state.finished_at == T0
     assert result.record_exit
     assert result.actions == ()
 

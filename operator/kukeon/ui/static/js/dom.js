@@ -44,6 +44,7 @@ export function stateClass(state) {
     case 'Ready': case 'Running': case 'Success': case 'True': return 'ok';
     case 'Pending': case 'Creating': case 'Starting': case 'Unknown': case 'Stopping': return 'wait';
     case 'Stopped': case 'Exited': case 'Deleting': return 'idle';
+    // 'Waiting' (a container in its restart back-off, CrashLoopBackOff), 'Failed', ...: bad.
     default: return 'bad';
   }
 }
