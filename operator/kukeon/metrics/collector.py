@@ -119,7 +119,8 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...], bool], ...] = (
         "exit_code",
         "kukeon_container_last_exit_code",
         "Exit code of the container's last exit (status.containers[].exitCode, or "
-        "lastState.exitCode once it was restarted); absent while it never exited.",
+        "lastState.exitCode once it was restarted or while it waits for its restart); "
+        "absent while it never exited.",
         CONTAINER_LABELS,
         False,
     ),
@@ -227,7 +228,8 @@ def cell_series(cell: AnyResource, node: str) -> dict[str, list[Sample]]:
             Sample("kukeon_container_restarts_total", labels, float(container.restart_count))
         )
         ready.append(Sample("kukeon_container_ready", labels, _ONE if container.ready else _ZERO))
-        # A restarted container runs: its exitCode is unset, its last exit in lastState.
+        # A restarted container runs, a Waiting one waits for its restart: its exitCode is
+        # unset, its last exit in lastState.
         last = container.last_state.exit_code if container.last_state is not None else None
         code = container.exit_code if container.exit_code is not None else last
         if code is not None:

@@ -206,3 +206,20 @@ def test_unchanged_documents_are_not_rebuilt_changed_ones_are() -> None:
     third = list(collector.collect())
     assert ready_sample(third, "web").value == 0
     assert ready_sample(third, "job") is ready_sample(first, "job")
+
+
+def test_a_waiting_container_s_last_exit_code_is_its_last_state() -> None:
+    """A container waiting out its restart back-off (Waiting, CrashLoopBackOff) has no
+    exitCode of its own either: the series is its lastState's exit."""
+    cache = DocumentCache()
+    waiting = {
+        "id": "app",
+        "state": "Waiting",
+        "reason": "CrashLoopBackOff",
+        "restartCount": 2,
+        "lastState": {"exitCode": 4, "reason": "Error"},
+    }
+    cache.replace(Kind.CELL, [docs.cell("r", "s", "k", "c", containers=[waiting])])
+    samples = _scrape(_registry(cache))
+    where = {"realm": "r", "space": "s", "stack": "k", "cell": "c", "node": "node-a"}
+    assert samples[("kukeon_container_last_exit_code", _labels(**where, container="app"))] == 4
