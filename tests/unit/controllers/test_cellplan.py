@@ -23,6 +23,7 @@ from kukeon.api import (
     ContainerSpec,
     ContainerState,
     ContainerStatus,
+    ContainerTerminated,
     EventReason,
 )
 from kukeon.controllers.cellplan import (
@@ -702,6 +703,22 @@ def statuses(draw: st.DrawFn) -> ContainerStatus | None:
         restart_count=draw(st.integers(0, 7)),
         backoff_restarts=draw(st.integers(0, 8)),
         reason=draw(st.one_of(st.none(), st.sampled_from(["Error", "TaskLost", "Completed"]))),
+        # A Waiting status holds its exit here (read back as that exit).
+        last_state=draw(
+            st.one_of(
+                st.none(),
+                st.tuples(
+                    st.sampled_from(CODES),
+                    st.sampled_from([None, "Error", "Completed", "LivenessProbeFailed"]),
+                    times,
+                    times,
+                ).map(
+                    lambda t: ContainerTerminated(
+                        exit_code=t[0], reason=t[1], started_at=t[2], finished_at=t[3]
+                    )
+                ),
+            )
+        ),
     )
 
 
