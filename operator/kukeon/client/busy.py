@@ -13,7 +13,6 @@ cannot happen: it is only ever the answer to an open.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +38,8 @@ def retry_after_seconds(header: str | None, *, now: float | None = None) -> floa
     text = header.strip()
     if text.isdigit():
         return float(text)
+    import email.utils  # only for a date, which kukeond never sends: kukectl starts light
+
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
