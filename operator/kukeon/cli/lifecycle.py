@@ -46,19 +46,42 @@ def _wait_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def _start_times(cell: Any) -> dict[str, Any]:
-    return {c.id: c.start_time for c in getattr(cell.status, "containers", None) or []}
+def _runs(cell: Any) -> dict[str, tuple[Any, Any]]:
+    """Each container's current run and last ended run, by their start times."""
+    runs = {}
+    for c in getattr(cell.status, "containers", None) or []:
+        last = getattr(c, "last_state", None)
+        runs[c.id] = (c.start_time, getattr(last, "started_at", None))
+    return runs
 
 
 def _acted_on(verb: str, cell: Any, before: Any) -> bool:
     """Whether the cell's state answers this change. A restart is an annotation (the
-    generation does not move): it is answered once every container the cell had was
-    started again (a new start time), whether it then runs or fails; until then the
-    state is the one from before, a Failed or Error included."""
+    generation does not move): it is answered once every container the cell had ran
+    again since (a new start time, or a new ended run for one that failed again at
+    once and waits out its back-off); until then the state is the one from before, a
+    Failed, Error or back-off included."""
     if verb != "restart":
         return True
-    old, new = _start_times(before), _start_times(cell)
-    return all(new.get(cid) not in (None, started) for cid, started in old.items())
+    old, new = _runs(before), _runs(cell)
+    return all(
+        (now := new.get(cid)) is not None
+        and (now[0] not in (None, started) or now[1] not in (None, ended))
+        for cid, (started, ended) in old.items()
+    )
+
+
+def _waiting(cell: Any) -> str | None:
+    """Why the cell's first container waiting out a restart back-off (CrashLoopBackOff)
+    waits: its exit, or None when none waits."""
+    for c in getattr(cell.status, "containers", None) or []:
+        if str(c.state) == "Waiting":
+            last = getattr(c, "last_state", None)
+            said = getattr(last, "message", None)
+            code = getattr(last, "exit_code", None)
+            exit_said = f"exited with {code}" if code is not None else "exited"
+            return f"container {c.id} {exit_said}" + (f": {said}" if said else "")
+    return None
 
 
 def _settled(verb: str, cell: Any, before: Any) -> bool:
@@ -98,10 +121,8 @@ async def _change_cell(
             current = status.observed_generation >= patched.metadata.generation
             if current and _settled(verb, cell, before):
                 break
-            bad = state in _SETTLED_BAD and _acted_on(verb, cell, before)
-            if current and verb != "stop" and bad:
-                why = ": ".join(str(part) for part in (status.reason, status.message) if part)
-                fail(f"{label} did not {verb}: {state}" + (f" ({why})" if why else ""))
+            if current and verb != "stop" and _acted_on(verb, cell, before):
+                _fail_if_down(label, verb, cell)
             if loop.time() >= deadline:
                 fail(f"timed out after {within:g}s waiting for {label} to {verb} (it is {state})")
             if progress is not None:
@@ -111,6 +132,18 @@ async def _change_cell(
         if progress is not None:
             progress.stop()
     click.echo(f"{label} {done}")
+
+
+def _fail_if_down(label: str, verb: str, cell: Any) -> None:
+    """Fail the command when the cell answered it by failing: Failed or Error, or a
+    container that ran and waits out its back-off (kubectl's CrashLoopBackOff)."""
+    status = cell.status
+    state = str(status.state)
+    if state in _SETTLED_BAD:
+        why = ": ".join(str(part) for part in (status.reason, status.message) if part)
+        fail(f"{label} did not {verb}: {state}" + (f" ({why})" if why else ""))
+    if (waiting := _waiting(cell)) is not None:
+        fail(f"{label} did not {verb}: CrashLoopBackOff ({waiting})")
 
 
 @click.command()

@@ -91,3 +91,44 @@ def test_a_restart_that_fails_again_is_reported(
     with pytest.raises(click.exceptions.Exit):
         _restart(client, monkeypatch)
     assert "cell/w1 did not restart: Error" in capsys.readouterr().err
+
+
+def _waiting(last_started: datetime) -> Cell:
+    """A Degraded cell whose one container waits out its back-off after a run started
+    then and failed."""
+    document = _cell("Degraded", ("main", None)).model_dump(by_alias=True, mode="json")
+    document["status"]["containers"][0] |= {
+        "state": "Waiting",
+        "reason": "CrashLoopBackOff",
+        "lastState": {
+            "exitCode": 3,
+            "reason": "Error",
+            "message": "fatal: no config",
+            "startedAt": last_started.isoformat(),
+            "finishedAt": (last_started + timedelta(seconds=1)).isoformat(),
+        },
+    }
+    return Cell.model_validate(document)
+
+
+def test_a_crash_looping_cell_that_crashes_again_is_reported_at_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A container that ran again and failed at once waits out its back-off with no start
+    time: the new run is in lastState, so the restart is answered, and it failed."""
+    before = _waiting(T0)
+    client = ScriptedClient(before, [before, before, _waiting(T0 + timedelta(seconds=30))])
+    with pytest.raises(click.exceptions.Exit):
+        _restart(client, monkeypatch)
+    err = capsys.readouterr().err
+    assert "cell/w1 did not restart: CrashLoopBackOff" in err, err
+    assert "container main exited with 3: fatal: no config" in err, err
+
+
+def test_a_crash_looping_cell_restarted_into_a_run_is_restarted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _waiting(T0)
+    client = ScriptedClient(before, [before, _cell("Ready", ("main", T0 + timedelta(seconds=30)))])
+    _restart(client, monkeypatch)
+    assert capsys.readouterr().out == "cell/w1 restarted\n"
