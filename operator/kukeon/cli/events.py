@@ -209,7 +209,8 @@ async def _follow(
 
     A 429 (this token holder's watches, followed logs and sessions at the server's bound)
     at the first open is the client's, waited out a few times, then the command's error;
-    at a reopen it is waited out for as long as it lasts, as a broken stream is."""
+    at a reopen it, or a 5xx (a server restarting, its etcd away), is waited out for as
+    long as it lasts, as a broken stream is (the reflector behind `get -w` does the same)."""
     delay = 0.2
     opens = 0
     while True:
@@ -234,9 +235,9 @@ async def _follow(
                         printer.show(event)
                 revision = listing.resource_version
                 continue
-            if exc.code != 429 or opens == 1:
+            if opens == 1 or not (exc.code == 429 or exc.code >= 500):
                 raise
-            why = f"the server answered 429: {exc.message}"
+            why = f"the server answered {exc.code}: {exc.message}"
         stderr.print(f"watch: {why}; watching again", style="dim")
         await asyncio.sleep(delay)
         delay = min(delay * 2, _RETRY_MAX_SECONDS)
