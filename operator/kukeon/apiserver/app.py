@@ -285,7 +285,7 @@ def _authentication_middleware(tokens: TokenBook | None) -> Middleware:
 
 
 def _inflight_middleware(settings: ApiSettings) -> Middleware:
-    """At most ``maxRequestsInflight`` short requests at once and ``maxLongRunningPerUser``
+    """At most ``apiMaxRequestsInflight`` short requests at once and ``apiMaxLongRunningPerUser``
     watches and sessions per token holder (``inflight``); 429 past either."""
     limits = InflightLimits(
         max_requests=settings.max_requests_inflight,

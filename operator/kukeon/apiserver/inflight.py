@@ -52,7 +52,7 @@ class InflightLimits:
                 raise _too_many(
                     f"user {user!r} already has {self.long_running[user]} watches, followed "
                     f"logs or sessions open, the most this server allows a user "
-                    f"(maxLongRunningPerUser {self.max_long_running_per_user}); close some"
+                    f"(apiMaxLongRunningPerUser {self.max_long_running_per_user}); close some"
                 )
             with _counted(self.long_running, user):
                 yield
@@ -60,12 +60,12 @@ class InflightLimits:
         if self.requests >= self.max_requests:
             raise _too_many(
                 f"the server is answering {self.requests} requests, the most it takes at once "
-                f"(maxRequestsInflight {self.max_requests}); retry in {RETRY_AFTER_SECONDS}s"
+                f"(apiMaxRequestsInflight {self.max_requests}); retry in {RETRY_AFTER_SECONDS}s"
             )
         if user is not None and self.short[user] >= self.max_requests_per_user:
             raise _too_many(
                 f"user {user!r} already has {self.short[user]} requests being answered, the "
-                f"most one user may (a quarter of maxRequestsInflight {self.max_requests}); "
+                f"most one user may (a quarter of apiMaxRequestsInflight {self.max_requests}); "
                 f"retry in {RETRY_AFTER_SECONDS}s"
             )
         self.requests += 1

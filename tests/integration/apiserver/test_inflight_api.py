@@ -1,6 +1,6 @@
 """The API server answers 429 past its bounds, on the real server: a token holder's watches
-past maxLongRunningPerUser (the local admin's are not bound), and short requests past
-maxRequestsInflight while others are still being received; kukectl's client waits and asks
+past apiMaxLongRunningPerUser (the local admin's are not bound), and short requests past
+apiMaxRequestsInflight while others are still being received; kukectl's client waits and asks
 again."""
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ def test_short_requests_past_the_bound_are_429_with_retry_after() -> None:
         assert refused.value.code == 429
         assert refused.value.reason == "TooManyRequests"
         assert refused.value.headers == {"Retry-After": "1"}
-        assert "maxRequestsInflight 2" in refused.value.message
+        # The setting a user sets (docs/install.md), not the internal name.
+        assert "(apiMaxRequestsInflight 2)" in refused.value.message
         # Long-running requests do not count against the short ones' bound.
         with limits.admitted(user="c", long_running=True):
             pass
@@ -38,6 +39,7 @@ def test_long_running_requests_are_bounded_per_user() -> None:
         with pytest.raises(ApiError) as refused, limits.admitted(user="eve", long_running=True):
             pass
         assert "'eve' already has 2" in refused.value.message
+        assert "(apiMaxLongRunningPerUser 2)" in refused.value.message
         with limits.admitted(user="bob", long_running=True):
             pass  # another user has their own
         for _ in range(5):  # the local admin (no user) is not bound
@@ -68,6 +70,7 @@ def test_one_user_takes_at_most_a_quarter_of_the_short_bound() -> None:
             pass
         assert refused.value.code == 429
         assert "'eve' already has 2 requests" in refused.value.message
+        assert "a quarter of apiMaxRequestsInflight 8" in refused.value.message
         # Others still get in, and what no user holds (the public page) counts in all only.
         with (
             limits.admitted(user="bob", long_running=False),
