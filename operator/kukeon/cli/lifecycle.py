@@ -71,16 +71,27 @@ def _acted_on(verb: str, cell: Any, before: Any) -> bool:
     )
 
 
+def _exit_said(container: str, code: Any, said: Any) -> str:
+    exited = f"exited with {code}" if code is not None else "exited"
+    return f"container {container} {exited}" + (f": {said}" if said else "")
+
+
 def _waiting(cell: Any) -> str | None:
     """Why the cell's first container waiting out a restart back-off (CrashLoopBackOff)
     waits: its exit, or None when none waits."""
     for c in getattr(cell.status, "containers", None) or []:
         if str(c.state) == "Waiting":
             last = getattr(c, "last_state", None)
-            said = getattr(last, "message", None)
-            code = getattr(last, "exit_code", None)
-            exit_said = f"exited with {code}" if code is not None else "exited"
-            return f"container {c.id} {exit_said}" + (f": {said}" if said else "")
+            code, said = getattr(last, "exit_code", None), getattr(last, "message", None)
+            return _exit_said(c.id, code, said)
+    return None
+
+
+def _failed(cell: Any) -> str | None:
+    """The cell's first container that ended Failed or Error and stays down: its exit."""
+    for c in getattr(cell.status, "containers", None) or []:
+        if str(c.state) in _SETTLED_BAD:
+            return _exit_said(c.id, c.exit_code, c.message)
     return None
 
 
@@ -141,6 +152,7 @@ def _fail_if_down(label: str, verb: str, cell: Any) -> None:
     state = str(status.state)
     if state in _SETTLED_BAD:
         why = ": ".join(str(part) for part in (status.reason, status.message) if part)
+        why = why or _failed(cell) or ""
         fail(f"{label} did not {verb}: {state}" + (f" ({why})" if why else ""))
     if (waiting := _waiting(cell)) is not None:
         fail(f"{label} did not {verb}: CrashLoopBackOff ({waiting})")

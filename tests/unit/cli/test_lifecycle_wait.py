@@ -132,3 +132,23 @@ def test_a_crash_looping_cell_restarted_into_a_run_is_restarted(
     client = ScriptedClient(before, [before, _cell("Ready", ("main", T0 + timedelta(seconds=30)))])
     _restart(client, monkeypatch)
     assert capsys.readouterr().out == "cell/w1 restarted\n"
+
+
+def test_a_cell_in_error_without_a_reason_names_its_failed_container(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cell's Error says nothing of its own: the container that stays down says why."""
+    before = _cell("Error", ("main", T0))
+    document = _cell("Error", ("main", T0 + timedelta(seconds=5))).model_dump(
+        by_alias=True, mode="json"
+    )
+    document["status"]["containers"][0] |= {
+        "state": "Failed",
+        "exitCode": 2,
+        "message": "missing config",
+    }
+    client = ScriptedClient(before, [before, Cell.model_validate(document)])
+    with pytest.raises(click.exceptions.Exit):
+        _restart(client, monkeypatch)
+    err = capsys.readouterr().err
+    assert "did not restart: Error (container main exited with 2: missing config)" in err, err
