@@ -18,10 +18,11 @@ One reconcile pass, always from scratch (nothing is remembered between passes):
    `readyObserved` latch is set the first time the cell is Ready; an `autoDelete` cell
    whose workloads all exited with no restart owed is deleted, if it was ever Ready.
 
-A restart that is owed but not yet due, and a host fault, end the pass with
-TemporaryError so the framework comes back at the right time (a task exit seen in
-containerd's events also brings it back at once). Finalize stops and deletes the tasks and
-containers, detaches the cell from its network, and removes its cgroup and files.
+A restart owed but not yet due ends the pass with Requeue (the back-off is no failure:
+the status says CrashLoopBackOff, written here), a host fault with TemporaryError, so the
+framework comes back at the right time (a task exit in containerd's events: at once).
+Finalize stops and deletes the tasks and containers, detaches the cell from its network,
+and removes its cgroup and files.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from kukeon.framework import (
     HandlerContext,
     HandlerError,
     PermanentError,
+    Requeue,
     TemporaryError,
 )
 from kukeon.runtime.cgroups import CgroupError, CgroupPath, CgroupState, Delegation
@@ -618,7 +620,9 @@ class CellController:
             "subtree_controllers": list(cgroup.subtree_controllers),
             "network": interfaces.status(),
         }
-        if plan.not_ready is not None:
+        if plan.wake_in is not None:  # said here: the framework records nothing of a Requeue
+            fields.update(reason=CRASH_LOOP_BACK_OFF, message=plan.wait_message)
+        elif plan.not_ready is not None:
             fields.update(reason="ContainersNotReady", message=plan.not_ready)
         elif plan.clear_reason:
             fields.update(reason=None, message=None)
@@ -628,11 +632,7 @@ class CellController:
             await self.registry.delete(Kind.CELL, cell_key(cell))
             return cell
         if plan.wake_in is not None:
-            raise TemporaryError(
-                plan.wait_message,
-                delay=plan.wake_in,
-                reason=CRASH_LOOP_BACK_OFF,
-            )
+            raise Requeue(plan.wait_message, delay=plan.wake_in, reason=CRASH_LOOP_BACK_OFF)
         return cell
 
     def _probe(

@@ -15,7 +15,13 @@ This package may import ``kukeon.api`` and ``kukeon.store``, nothing else of the
 
 from kukeon.framework.aiotasks import SupervisedTask, Supervisor, TasksDown
 from kukeon.framework.backoff import base_delay, retry_delay
-from kukeon.framework.errors import HandlerError, PermanentError, TemporaryError, WaitingError
+from kukeon.framework.errors import (
+    HandlerError,
+    PermanentError,
+    Requeue,
+    TemporaryError,
+    WaitingError,
+)
 from kukeon.framework.intents import (
     Cause,
     HandlerContext,
@@ -46,6 +52,7 @@ __all__ = [
     "OperatorRunner",
     "Peer",
     "PermanentError",
+    "Requeue",
     "Settings",
     "Store",
     "SupervisedTask",

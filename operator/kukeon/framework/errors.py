@@ -6,6 +6,9 @@ from the class whether to try again (``TemporaryError`` and every unexpected exc
 with exponential backoff) or to wait for the user to change the object
 (``PermanentError``). ``reason`` is the machine-readable CamelCase word written to
 ``status.reason``; the message is the human sentence written to ``status.message``.
+
+``Requeue`` is no error: the pass did all it could for now and asks to run again after a
+delay it knows (a container's restart back-off), as Kubernetes' ``RequeueAfter``.
 """
 
 from __future__ import annotations
@@ -81,3 +84,22 @@ class PermanentError(HandlerError):
     """Retrying cannot help: wait until the object's spec or metadata changes."""
 
     default_reason = "PermanentFailure"
+
+
+class Requeue(Exception):  # noqa: N818 -- no error: its name must not say one
+    """Not a failure: run the object again after ``delay`` seconds, exactly.
+
+    For a wait the handler planned (a crash-looping container's restart back-off): the
+    handler has written what the object's status should say itself, so nothing is
+    recorded in it, the run counts as ``requeued`` (not an error), is logged at debug
+    level (it repeats every pass of the wait), and neither grows nor resets into the
+    failure backoff: the next real failure backs off from its first step. A change of the
+    object still runs it at once. ``reason`` is the log's word for the wait.
+    """
+
+    def __init__(self, message: str, *, delay: float, reason: str) -> None:
+        super().__init__(message)
+        if delay < 0:
+            raise ValueError(f"Requeue delay must be >= 0, got {delay}")
+        self.delay = delay
+        self.reason = reason

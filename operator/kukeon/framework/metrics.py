@@ -18,6 +18,10 @@ RESULT_TEMPORARY = "temporary_error"
 RESULT_PERMANENT = "permanent_error"
 RESULT_ERROR = "error"
 RESULT_CANCELLED = "cancelled"
+RESULT_REQUEUED = "requeued"
+"""A planned wait (``Requeue``: a restart back-off): no error, run again at its delay."""
+RESULT_WAITING = "waiting"
+"""A ``WaitingError`` (a parent not Ready yet): no error, retried when it changes."""
 
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -31,7 +35,8 @@ class FrameworkMetrics:
         self.reconcile_total = Counter(
             "kukeon_reconcile_total",
             "Handler runs by kind and result (success, temporary_error, permanent_error, "
-            "error, cancelled).",
+            "error, cancelled; not errors: waiting, for another object, and requeued, a "
+            "planned wait such as a container's restart back-off).",
             ["kind", "result"],
             registry=registry,
         )

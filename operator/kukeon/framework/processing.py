@@ -4,8 +4,9 @@ Given the latest version of an object, ``Processor.process`` decides which handl
 due (finalize when deletion was requested and this operator's finalizer is still held,
 reconcile otherwise), keeps the finalizer bookkeeping (add it before the first
 reconcile, remove it after a successful finalize), runs the handler, records a failure
-in ``status.reason``/``status.message`` and in the metrics, and reports the result. It
-never sleeps or retries: scheduling the next attempt is ``queueing``'s job.
+in ``status.reason``/``status.message`` and in the metrics, and reports the result (a
+``Requeue`` is no failure: nothing recorded, counted ``requeued``). It never sleeps or
+retries: scheduling the next attempt is ``queueing``'s job.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from kukeon.api import Kind, key_of
 from kukeon.store import Invalid, InvalidStoredDocument, StoreError
 
 from .cache import WatchedObjects
-from .errors import Awaited, HandlerError, PermanentError, TemporaryError, WaitingError
+from .errors import Awaited, HandlerError, PermanentError, Requeue, TemporaryError, WaitingError
 from .intents import Cause, HandlerContext, HandlerRegistry, ObjectHandler, TimerIntent
 from .metrics import (
     RESULT_CANCELLED,
     RESULT_ERROR,
     RESULT_PERMANENT,
+    RESULT_REQUEUED,
     RESULT_SUCCESS,
     RESULT_TEMPORARY,
+    RESULT_WAITING,
     FrameworkMetrics,
 )
 from .protocols import AnyResource, Store
@@ -83,6 +86,7 @@ class Result(enum.Enum):
     TEMPORARY = "temporary"
     PERMANENT = "permanent"
     GONE = "gone"  # the object disappeared while we worked on it
+    REQUEUED = "requeued"  # a planned wait (``Requeue``): run again after ``delay``
 
 
 class Outcome(NamedTuple):
@@ -90,7 +94,8 @@ class Outcome(NamedTuple):
     handled: AnyResource | None
     """The version the handler saw (after the framework's own finalizer write)."""
     delay: float | None = None
-    """A retry delay the handler asked for (``TemporaryError(delay=...)``)."""
+    """A retry delay the handler asked for (``TemporaryError(delay=...)``), or the wait
+    of a ``Requeue``."""
     waiting_on: Awaited | None = None
     """The object a waiting handler waits for (``WaitingError(on=...)``): its change wakes it."""
     waiting: bool = False
@@ -207,6 +212,26 @@ class Processor:
         await self._record_failure(obj, ctx, reason, message)
         return Outcome(Result.TEMPORARY, obj)
 
+    async def _temporary(
+        self, error: TemporaryError, obj: AnyResource, ctx: HandlerContext, what: str
+    ) -> Outcome:
+        waiting = isinstance(error, WaitingError)
+        result = RESULT_WAITING if waiting else RESULT_TEMPORARY
+        self._metrics.reconcile_total.labels(ctx.kind.value, result).inc()
+        ctx.logger.log(
+            logging.INFO if waiting else logging.WARNING,
+            "%s %s (%s): %s; will retry",
+            what,
+            "not done yet" if waiting else "failed",
+            error.reason,
+            error,
+            extra={"reason": error.reason, "retry": ctx.retry},
+        )
+        # A wait is recorded too: the status says what the object waits for.
+        await self._record_failure(obj, ctx, error.reason, str(error))
+        on = error.on if isinstance(error, WaitingError) else None
+        return Outcome(Result.TEMPORARY, obj, error.delay, on, waiting=waiting)
+
     async def _run(
         self, fn: ObjectHandler, obj: AnyResource, ctx: HandlerContext, *, phase: str
     ) -> Outcome:
@@ -230,21 +255,21 @@ class Processor:
             )
             await self._record_failure(obj, ctx, error.reason, str(error))
             return Outcome(Result.PERMANENT, obj)
-        except TemporaryError as error:
-            self._metrics.reconcile_total.labels(kind, RESULT_TEMPORARY).inc()
-            waiting = isinstance(error, WaitingError)
-            ctx.logger.log(
-                logging.INFO if waiting else logging.WARNING,
-                "%s %s (%s): %s; will retry",
+        except Requeue as planned:
+            self._metrics.reconcile_total.labels(kind, RESULT_REQUEUED).inc()
+            # Every pass of the wait says it: debug, and nothing in the status (the
+            # handler wrote what it should say).
+            ctx.logger.debug(
+                "%s requeued in %.1fs (%s): %s",
                 what,
-                "not done yet" if waiting else "failed",
-                error.reason,
-                error,
-                extra={"reason": error.reason, "retry": ctx.retry},
+                planned.delay,
+                planned.reason,
+                planned,
+                extra={"reason": planned.reason, "retry": ctx.retry},
             )
-            await self._record_failure(obj, ctx, error.reason, str(error))
-            on = error.on if isinstance(error, WaitingError) else None
-            return Outcome(Result.TEMPORARY, obj, error.delay, on, waiting=waiting)
+            return Outcome(Result.REQUEUED, obj, planned.delay)
+        except TemporaryError as error:
+            return await self._temporary(error, obj, ctx, what)
         except InvalidStoredDocument as error:
             # Another object's document in etcd is broken (the store logged it once, with
             # its key): retried with backoff until someone fixes it, without a traceback.

@@ -19,7 +19,9 @@ backoff delay of the object's consecutive-failure count (reset by a success or a
 minutes of waiting for a parent must not turn the first real failure after it into a
 five-minute backoff);
 ``PermanentError`` parks the object until its spec or metadata change. A change that
-arrives while a retry is pending runs at once with the new version.
+arrives while a retry is pending runs at once with the new version. A ``Requeue`` (a
+planned wait: a restart back-off) runs the object again after exactly its delay, resets
+both counts like a success and counts no retry.
 
 Waiting on another object: a handler that raises ``WaitingError(on=Awaited(...))`` is
 retried after its delay (or a backoff counted over consecutive waits), and also as soon
@@ -400,6 +402,21 @@ class ObjectQueues:
         loop = asyncio.get_running_loop()
         state.retry_handle = loop.call_later(delay, self._retry_due, state)
 
+    def _requeue(self, state: _ObjectState, delay: float) -> None:
+        """Run ``state`` again after exactly ``delay`` (a ``Requeue``): no backoff step,
+        no retry counted, logged at debug level since every pass of the wait asks it."""
+        self._cancel_retry(state)
+        if state.latest is None or not self._accepting:
+            return
+        log.debug(
+            "%s: requeued in %.2fs",
+            describe(state.kind, state.key),
+            delay,
+            extra={"kind": state.kind.value, "key": "/".join(state.key), "delay": delay},
+        )
+        loop = asyncio.get_running_loop()
+        state.retry_handle = loop.call_later(delay, self._retry_due, state)
+
     def _retry_due(self, state: _ObjectState) -> None:
         state.retry_handle = None
         if not self._accepting or state.latest is None:
@@ -500,6 +517,12 @@ class ObjectQueues:
             state.failures = state.waits = 0
             state.handled_digest = digest
             state.parked_digest = digest
+        elif outcome.result is Result.REQUEUED:
+            # A planned wait ended a pass that did its work: no failure, no wait counted.
+            state.failures = state.waits = 0
+            state.handled_digest = digest
+            state.parked_digest = None
+            self._requeue(state, outcome.delay or 0.0)
         elif state.latest is not None and self._accepting:
             state.handled_digest = digest
             self._schedule_retry(state, outcome.delay, waiting=outcome.waiting)

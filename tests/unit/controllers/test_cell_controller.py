@@ -39,7 +39,7 @@ from kukeon.controllers.cell import (
 )
 from kukeon.controllers.host import Host, HostSettings
 from kukeon.controllers.images import ImageUnavailableError, ReadyImage
-from kukeon.framework import HandlerContext, PermanentError, TemporaryError
+from kukeon.framework import HandlerContext, PermanentError, Requeue, TemporaryError
 from kukeon.runtime.cgroups import CgroupStats
 from kukeon.runtime.containerd.errors import (
     AlreadyExistsError,
@@ -711,10 +711,13 @@ async def test_an_exit_waits_for_the_backoff_then_restarts(rig: Rig) -> None:
     cell = await rig.reconcile(make_cell(app(restartPolicy="always", restartBackoffSeconds=5)))
     rig.world.exit(CID, 1, at=T0 + timedelta(seconds=10), status=TaskStatus.STOPPED)
     rig.at(12)
-    with pytest.raises(TemporaryError) as waiting:
+    with pytest.raises(Requeue) as waiting:  # a planned wait, not a failure
         await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
     assert waiting.value.delay == pytest.approx(3)
     cell = rig.latest(cell)
+    # The controller writes the wait itself: the framework records nothing of a Requeue.
+    assert (cell.status.reason, waiting.value.reason) == ("CrashLoopBackOff",) * 2
+    assert cell.status.message == str(waiting.value)
     [status] = cell.status.containers
     assert (status.state, status.reason) == (ContainerState.WAITING, "CrashLoopBackOff")
     assert status.message == "back-off 5s restarting failed container=app, due 2026-01-01T12:00:15Z"
@@ -790,7 +793,7 @@ async def test_a_task_gone_with_its_shim_is_task_lost(rig: Rig) -> None:
     cell = await rig.reconcile(make_cell(app(restartPolicy="on-failure", restartBackoffSeconds=2)))
     del rig.world.tasks[CID]
     rig.at(1)
-    with pytest.raises(TemporaryError):
+    with pytest.raises(Requeue):
         await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
     cell = rig.latest(cell)
     [status] = cell.status.containers

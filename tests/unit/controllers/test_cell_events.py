@@ -20,7 +20,7 @@ from typing import Any, cast
 import pytest
 
 from kukeon.api import Cell, Event
-from kukeon.framework import EventRecorder, HandlerContext, TemporaryError
+from kukeon.framework import EventRecorder, HandlerContext, Requeue, TemporaryError
 from kukeon.runtime.containerd.tasks import TaskStatus
 from kukeon.store import Conflict
 
@@ -65,7 +65,7 @@ async def _written(rig: Rig, events: MemoryEvents) -> Counter[str]:
 
 async def _pass(rig: Rig, cell: Cell) -> None:
     """One pass that may end waiting for a restart's backoff."""
-    with contextlib.suppress(TemporaryError):
+    with contextlib.suppress(TemporaryError, Requeue):
         await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
 
 

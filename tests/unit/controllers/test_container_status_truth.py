@@ -17,7 +17,7 @@ import pytest
 from kukeon.api import Cell, ContainerState, ContainerStatus
 from kukeon.controllers.cellplan import StartTask
 from kukeon.controllers.cellstop import stopped_statuses
-from kukeon.framework import HandlerContext, TemporaryError
+from kukeon.framework import HandlerContext, Requeue
 from kukeon.runtime.containerd.tasks import TaskStatus
 
 from .test_cell_controller import CID, FakeTasks, Rig, app, make_cell
@@ -151,7 +151,7 @@ def _exiting_at_once(
 
 
 async def _exited(rig: Rig, cell: Cell) -> ContainerStatus:
-    with pytest.raises(TemporaryError):  # the next restart waits its back-off
+    with pytest.raises(Requeue):  # the next restart waits its back-off
         await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
     [status] = rig.latest(cell).status.containers
     return status
@@ -199,11 +199,12 @@ async def test_a_cell_waiting_for_a_restart_says_when_the_same_at_every_pass(rig
     said = []
     for seconds in (11, 13):
         rig.at(seconds)
-        with pytest.raises(TemporaryError) as waiting:
+        with pytest.raises(Requeue) as waiting:
             await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
         assert waiting.value.reason == "CrashLoopBackOff"
         said.append(str(waiting.value))
         cell = rig.latest(cell)
+        assert (cell.status.reason, cell.status.message) == ("CrashLoopBackOff", said[-1])
     assert said == ["a restart is owed: container app at 2026-01-01T12:00:16Z"] * 2
 
 

@@ -1,0 +1,108 @@
+"""A planned wait (``Requeue``, a restart back-off) is no failure, and a parent's wait no error.
+
+A Requeue runs the object again after exactly the delay it asks (not the failure backoff),
+records nothing in the status, counts as ``requeued`` (not an error, no retry), is logged
+at debug level only, and leaves the failure count at zero: the next real failure backs off
+from its first step. A WaitingError counts as ``waiting``, apart from the errors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+
+import pytest
+
+from kukeon.api import Kind, Realm
+from kukeon.framework import HandlerContext, OperatorRunner, Requeue, TemporaryError, WaitingError
+
+from .fakes import FakeStore, realm
+from .test_operator import operator, sample
+
+DELAY = 0.3
+"""Longer than the test settings' backoff_max (0.1): a backoff would come back sooner."""
+
+
+async def test_a_requeue_runs_again_at_its_delay_records_nothing_and_is_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FakeStore()
+    op = operator(store)
+    runs: list[tuple[float, int]] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        runs.append((time.monotonic(), ctx.retry))
+        if len(runs) <= 3:
+            raise Requeue("a restart is owed", delay=DELAY, reason="CrashLoopBackOff")
+        if len(runs) == 4:
+            raise TemporaryError("the host refused", reason="HostBusy")
+
+    await store.create(realm("r"))
+    with caplog.at_level(logging.DEBUG, logger="kukeon.framework"):
+        async with OperatorRunner(op) as runner:
+            await runner.wait_for(lambda: len(runs) == 5, within=10)
+            await runner.wait_idle()
+            assert op._queues is not None
+            assert op._queues.failures(Kind.REALM, ("r",)) == 0
+    # Each requeue came back after its own delay, not after a growing backoff.
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(runs[:4])]
+    assert all(gap >= DELAY - 0.02 for gap in gaps), gaps
+    # The failure after three requeues is the first failure (retry 1), and retried once.
+    assert [retry for _, retry in runs] == [0, 0, 0, 0, 1]
+    assert sample(op, "kukeon_reconcile_total", kind="Realm", result="requeued") == 3
+    assert sample(op, "kukeon_reconcile_total", kind="Realm", result="temporary_error") == 1
+    assert sample(op, "kukeon_reconcile_retries_total", kind="Realm") == 1
+    stored = await store.get(Kind.REALM, ("r",))
+    assert stored.status.reason == "HostBusy"  # written by the failure, never by a requeue
+    said = [r for r in caplog.records if "CrashLoopBackOff" in r.getMessage()]
+    assert len(said) == 3
+    assert {r.levelno for r in said} == {logging.DEBUG}
+
+
+async def test_a_requeue_writes_nothing_in_the_status() -> None:
+    store = FakeStore()
+    op = operator(store)
+    runs: list[int] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        runs.append(ctx.retry)
+        if len(runs) == 1:
+            raise Requeue("later", delay=0.01, reason="CrashLoopBackOff")
+
+    created = await store.create(realm("r"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: len(runs) == 2)
+        await runner.wait_idle()
+    stored = await store.get(Kind.REALM, ("r",))
+    assert stored.status.reason is None
+    assert stored.status.message is None
+    assert stored.metadata.generation == created.metadata.generation
+
+
+async def test_a_wait_for_another_object_counts_apart_from_the_errors() -> None:
+    store = FakeStore()
+    op = operator(store)
+    runs: list[int] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        runs.append(ctx.retry)
+        if len(runs) == 1:
+            raise WaitingError("waiting for its parent", reason="ParentNotReady")
+
+    await store.create(realm("r"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: len(runs) == 2)
+        await runner.wait_idle()
+    assert sample(op, "kukeon_reconcile_total", kind="Realm", result="waiting") == 1
+    assert sample(op, "kukeon_reconcile_total", kind="Realm", result="temporary_error") == 0
+    stored = await store.get(Kind.REALM, ("r",))
+    assert stored.status.reason == "ParentNotReady"  # a wait still says what it waits for
+
+
+def test_a_requeue_refuses_a_negative_delay() -> None:
+    with pytest.raises(ValueError, match="delay"):
+        Requeue("x", delay=-1, reason="CrashLoopBackOff")
