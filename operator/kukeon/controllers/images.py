@@ -10,6 +10,7 @@ hosts without a registry work), and finally the registry, with the realm's crede
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import json
 import os
@@ -64,11 +65,25 @@ def name_candidates(image: str) -> list[str]:
     return list(dict.fromkeys([image, str(reference), *spellings]))
 
 
+def _sync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class ImageArchives:
     """OCI archives on this node, by the image names they hold (an index file beside them)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._unrecorded: collections.Counter[str] = collections.Counter()
+        """Stored archives an import is reading, not yet recorded or discarded: a record
+        replacing the same file under a name, or a removal, must leave it be."""
+        self._index_lock = asyncio.Lock()
+        """One change of the index at a time: each reads it, changes it, writes it whole,
+        then removes the archives its change left unnamed."""
 
     @property
     def _index_file(self) -> Path:
@@ -95,45 +110,74 @@ class ImageArchives:
             partial = target.with_suffix(".partial")
             shutil.copyfile(source, partial)
             os.chmod(partial, PRIVATE_FILE_MODE)  # a realm's private image, maybe
+            # On disk before it is named: `record` then removes the archive it replaces,
+            # which must not leave a power loss with neither.
+            with partial.open("rb") as written:
+                os.fsync(written.fileno())
             partial.replace(target)
+            _sync_directory(self.directory)
         return target
 
     async def store(self, source: Path) -> Path:
-        """Keep a copy of `source` (by content digest); returns the stored path."""
-        return await asyncio.to_thread(self._store, source)
+        """Keep a copy of `source` (by content digest) until `record` or `discard` says
+        what becomes of it; returns the stored path."""
+        stored = await asyncio.to_thread(self._store, source)
+        self._unrecorded[stored.name] += 1
+        return stored
 
-    def _discard(self, archive: Path) -> None:
-        if archive.name not in self._read_index().values():
-            archive.unlink(missing_ok=True)
+    def _done_with(self, archive: Path) -> None:
+        self._unrecorded[archive.name] -= 1
+        if self._unrecorded[archive.name] <= 0:
+            del self._unrecorded[archive.name]
+
+    def _unlink_unnamed(self, files: set[str], index: dict[str, str], busy: set[str]) -> None:
+        """Remove those of ``files`` that no name of ``index`` points at and no import in
+        progress (``busy``, stored and not yet recorded) is reading."""
+        for file in files - set(index.values()) - busy:
+            (self.directory / file).unlink(missing_ok=True)
 
     async def discard(self, archive: Path) -> None:
         """Remove a stored archive that no image name points at (an import that failed)."""
-        await asyncio.to_thread(self._discard, archive)
+        self._done_with(archive)
+        async with self._index_lock:
+            await asyncio.to_thread(self._discard, archive, set(self._unrecorded))
 
-    def _forget(self, names: Sequence[str]) -> None:
+    def _discard(self, archive: Path, busy: set[str]) -> None:
+        self._unlink_unnamed({archive.name}, self._read_index(), busy)
+
+    def _forget(self, names: Sequence[str], busy: set[str]) -> None:
         index = self._read_index()
         dropped = {name: index.pop(name) for name in names if name in index}
         if not dropped:
             return
         self._write_index(index)
-        for file in set(dropped.values()) - set(index.values()):
-            (self.directory / file).unlink(missing_ok=True)
+        self._unlink_unnamed(set(dropped.values()), index, busy)
 
     async def forget(self, names: Sequence[str]) -> None:
         """Drop these names from the index; an archive no name points at any more goes."""
-        await asyncio.to_thread(self._forget, names)
+        async with self._index_lock:
+            await asyncio.to_thread(self._forget, names, set(self._unrecorded))
+
+    def _record(self, archive: Path, names: Sequence[str], busy: set[str]) -> None:
+        index = self._read_index()
+        replaced: set[str] = set()
+        for name in [*names, *(key for key in index if recorded_name(key) in names)]:
+            if index.get(name, archive.name) != archive.name:
+                replaced.add(index[name])
+            index[name] = archive.name
+        self._write_index(index)
+        # Only once the index names the new archive (written before, `_store`): a crash
+        # in between leaves a file too many, never a name without its archive.
+        self._unlink_unnamed(replaced, index, busy)
 
     async def record(self, archive: Path, names: Sequence[str]) -> None:
         """Keep ``archive`` for its images' ``names`` (normalised), and for another spelling
-        of one of them kept before imports normalised names: that is found first."""
-
-        def update() -> None:
-            index = self._read_index()
-            for name in [*names, *(key for key in index if recorded_name(key) in names)]:
-                index[name] = archive.name
-            self._write_index(index)
-
-        await asyncio.to_thread(update)
+        of one of them kept before imports normalised names: that is found first. An
+        archive these names pointed at before goes when no other name points at it (a
+        new import of a tag replaces the old copy, not adds one beside it)."""
+        self._done_with(archive)
+        async with self._index_lock:
+            await asyncio.to_thread(self._record, archive, names, set(self._unrecorded))
 
     async def find(self, image: str) -> Path | None:
         index = await asyncio.to_thread(self._read_index)
@@ -198,7 +242,8 @@ class ImageProvider:
     async def release_archives(self, names: Sequence[str]) -> list[str]:
         """After `kukectl image rm`/`prune`: forget the archives kept for these names (the
         disk they take) when no containerd namespace holds an image of that name any more,
-        so no realm of this node has it. Returns the names forgotten."""
+        under any of its spellings (`name_candidates`), so no realm of this node has it.
+        Returns the names forgotten."""
         kept = await self.archives.names()
         candidates = [name for name in names if name in kept]
         if not candidates:
@@ -213,11 +258,8 @@ class ImageProvider:
 
     async def _held_anywhere(self, namespaces: Sequence[str], name: str) -> bool:
         for namespace in namespaces:
-            try:
-                await self.containerd.images(namespace).get(name)
-            except ImageNotFoundError:
-                continue
-            return True
+            if await self._present(namespace, name) is not None:
+                return True
         return False
 
     async def created_from(self, *, namespace: str, container: str) -> ReadyImage | None:

@@ -16,7 +16,9 @@ POST   .../realms/{realm}/images/prune               remove every image no cell 
 
 Writing routes need an editor of the realm (or admin). ``{image}`` is the name as given to
 a cell (``busybox``, ``docker.io/library/busybox:latest``): what it normalises to is
-tried too. Removing deletes the image's record with a synchronous garbage collection, so
+tried too. Removing deletes the image's record under each of those names it has (an import
+before names were normalised recorded ``busybox:1``, a pull or a later import
+``docker.io/library/busybox:1``), with a synchronous garbage collection, so
 containerd frees its content and snapshots (what no other image or container still uses)
 before the answer; the archive an import kept in the node's archive store goes once no
 namespace holds an image of its name and no cell of any realm names it. An image a cell of
@@ -183,9 +185,13 @@ class ImageRoutes:
     def _images(self, namespace: str) -> ImageService:
         return self.controllers.host.containerd.images(namespace)
 
-    async def _record_name(self, realm: str, namespace: str, image: str) -> str:
-        """The name ``image`` is recorded under in the namespace (404 when none)."""
+    async def _record_names(self, realm: str, namespace: str, image: str) -> list[str]:
+        """The names ``image`` is recorded under in the namespace, in the order a cell
+        looks for them (`name_candidates`): an import before names were normalised
+        recorded ``busybox:1`` where a pull or a later import records
+        ``docker.io/library/busybox:1``, and both may be there (404 when none is)."""
         service = self._images(namespace)
+        names: list[str] = []
         for name in name_candidates(image):
             try:
                 await service.get(name)
@@ -193,10 +199,12 @@ class ImageRoutes:
                 continue
             except ContainerdError as error:
                 raise _unavailable(realm, error) from error
-            return name
-        raise ApiError(
-            404, f"image {image[:200]!r} not found in realm {realm}", name=image, kind="Image"
-        )
+            names.append(name)
+        if not names:
+            raise ApiError(
+                404, f"image {image[:200]!r} not found in realm {realm}", name=image, kind="Image"
+            )
+        return names
 
     async def _realm_cells(self, realm: str) -> list[Cell]:
         listed = await self.registry.list(Kind.CELL, (realm,))
@@ -221,7 +229,10 @@ class ImageRoutes:
         wanted = named_images(
             cell for cell in (await self.registry.list(Kind.CELL)).items if isinstance(cell, Cell)
         )
-        unnamed = [name for name in removed if name not in wanted]
+        # The archive store may keep an image under a spelling this namespace did not
+        # record it under (an old import's ``busybox:1`` beside ``docker.io/library/...``).
+        spellings = dict.fromkeys(other for name in removed for other in name_candidates(name))
+        unnamed = [name for name in spellings if name not in wanted]
         try:
             return await self.controllers.images.release_archives(unnamed)
         except (ContainerdError, OSError) as error:
@@ -261,7 +272,7 @@ class ImageRoutes:
         realm = request.match_info["realm"]
         _authorize(request, verb="get", realm=realm)
         namespace = await self._namespace(realm)
-        name = await self._record_name(realm, namespace, request.match_info["image"])
+        name = (await self._record_names(realm, namespace, request.match_info["image"]))[0]
         try:
             details = await self._images(namespace).details(name)
         except ImageNotFoundError:
@@ -359,26 +370,32 @@ class ImageRoutes:
         _authorize(request, verb="delete", realm=realm)
         force = _flag(request, "force")
         namespace = await self._namespace(realm)
-        name = await self._record_name(realm, namespace, request.match_info["image"])
-        users = cells_naming(await self._realm_cells(realm), name)
+        # Every spelling goes: one left behind is what a cell naming the image finds.
+        names = await self._record_names(realm, namespace, request.match_info["image"])
+        cells = await self._realm_cells(realm)
+        users = sorted({user for name in names for user in cells_naming(cells, name)})
         if users and not force:
             raise ApiError(
                 409,
-                f"image {name!r} is used by {len(users)} cell(s) of realm {realm}: "
+                f"image {names[0]!r} is used by {len(users)} cell(s) of realm {realm}: "
                 f"{_named(users)}; delete them first, or remove it anyway (force=true, "
                 "kukectl image rm --force)",
-                name=name,
+                name=names[0],
                 kind="Image",
             )
+        removed: list[str] = []
         try:
-            removed = await self._images(namespace).delete(name, sync=True)
+            for number, name in enumerate(names, start=1):
+                # The last removal's synchronous collection frees what they all held.
+                if await self._images(namespace).delete(name, sync=number == len(names)):
+                    removed.append(name)
         except ContainerdError as error:
             raise _unavailable(realm, error) from error
         if not removed:
-            raise ApiError(404, f"image {name!r} not found in realm {realm}")
-        released = await self._release_archives([name])
+            raise ApiError(404, f"image {names[0]!r} not found in realm {realm}")
+        released = await self._release_archives(removed)
         return web.json_response(
-            {"realm": realm, "removed": [name], "usedBy": users, "archivesReleased": released}
+            {"realm": realm, "removed": removed, "usedBy": users, "archivesReleased": released}
         )
 
     async def prune_images(self, request: web.Request) -> web.StreamResponse:

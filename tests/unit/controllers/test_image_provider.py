@@ -173,6 +173,50 @@ async def test_recording_an_archive_moves_an_older_spelling_of_its_names(tmp_pat
     assert await archives.find("docker.io/library/other:2") == kept_old
 
 
+async def test_a_new_archive_of_a_name_replaces_the_old_copy(tmp_path: Path) -> None:
+    """The archive a name pointed at goes once the index names the new one, unless another
+    name still points at it or an import stored it and has not recorded it yet."""
+    archives = ImageArchives(tmp_path / "images")
+    sources = []
+    for number in range(4):
+        source = tmp_path / f"{number}.tar"
+        source.write_bytes(b"build %d" % number)
+        sources.append(source)
+    first = await archives.store(sources[0])
+    await archives.record(first, ["app:1", "app:2"])
+    second = await archives.store(sources[1])
+    await archives.record(second, ["app:1"])
+    assert first.exists()  # app:2 still points at it
+    await archives.record(second, ["app:2"])
+    assert not first.exists()
+    # An import reading the same file as a replaced one (stored, not yet recorded): kept.
+    again = await archives.store(sources[1])
+    third = await archives.store(sources[2])
+    await archives.record(third, ["app:1", "app:2"])
+    assert again == second
+    assert second.exists()
+    await archives.discard(again)
+    assert not second.exists()
+    assert sorted(p.name for p in archives.directory.glob("*.tar")) == [third.name]
+    assert await archives.find("app:1") == third
+
+
+async def test_an_archive_is_kept_while_a_namespace_holds_another_spelling(
+    tmp_path: Path,
+) -> None:
+    """An archive kept as ``busybox:1`` (an import before names were normalised) serves a
+    namespace holding ``docker.io/library/busybox:1``: not released while it holds it."""
+    images, containerd = provider(tmp_path)
+    source = tmp_path / "busybox.tar"
+    source.write_bytes(b"oci archive")
+    await images.archives.record(await images.archives.store(source), ["busybox:1"])
+    containerd.present = {"a": set(), "b": {"docker.io/library/busybox:1"}}
+    assert await images.release_archives(["busybox:1"]) == []
+    containerd.present["b"] = set()
+    assert await images.release_archives(["busybox:1"]) == ["busybox:1"]
+    assert list((tmp_path / "images").glob("*.tar")) == []
+
+
 async def test_present_in_the_namespace_nothing_is_imported_or_pulled(
     tmp_path: Path, pulls: list[tuple[str, str]]
 ) -> None:
