@@ -30,6 +30,7 @@ from prometheus_client.samples import Sample
 
 from kukeon.api import (
     CellState,
+    ContainerState,
     Kind,
     RealmState,
     Resource,
@@ -122,6 +123,15 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...], bool], ...] = (
         "lastState.exitCode once it was restarted or while it waits for its restart); "
         "absent while it never exited.",
         CONTAINER_LABELS,
+        False,
+    ),
+    (
+        "waiting",
+        "kukeon_container_status_waiting_reason",
+        "1 while the container is Waiting (e.g. reason CrashLoopBackOff: its restart "
+        "back-off), as kube-state-metrics' kube_pod_container_status_waiting_reason; "
+        "absent otherwise.",
+        (*CONTAINER_LABELS, "reason"),
         False,
     ),
 )
@@ -218,6 +228,7 @@ def cell_series(cell: AnyResource, node: str) -> dict[str, list[Sample]]:
     restarts: list[Sample] = []
     ready: list[Sample] = []
     exit_codes: list[Sample] = []
+    waiting: list[Sample] = []
     seen: set[str] = set()
     for container in status.containers:
         if container.id in seen:  # a duplicate would make the whole scrape invalid
@@ -234,6 +245,9 @@ def cell_series(cell: AnyResource, node: str) -> dict[str, list[Sample]]:
         code = container.exit_code if container.exit_code is not None else last
         if code is not None:
             exit_codes.append(Sample("kukeon_container_last_exit_code", labels, float(code)))
+        if container.state == ContainerState.WAITING:
+            why = {**labels, "reason": str(container.reason or "")}
+            waiting.append(Sample("kukeon_container_status_waiting_reason", why, _ONE))
     return {
         "ready_observed": [
             Sample("kukeon_cell_ready_observed", base, _ONE if status.ready_observed else _ZERO)
@@ -243,6 +257,7 @@ def cell_series(cell: AnyResource, node: str) -> dict[str, list[Sample]]:
         "restarts": restarts,
         "container_ready": ready,
         "exit_code": exit_codes,
+        "waiting": waiting,
     }
 
 

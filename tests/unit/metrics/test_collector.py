@@ -223,3 +223,30 @@ def test_a_waiting_container_s_last_exit_code_is_its_last_state() -> None:
     samples = _scrape(_registry(cache))
     where = {"realm": "r", "space": "s", "stack": "k", "cell": "c", "node": "node-a"}
     assert samples[("kukeon_container_last_exit_code", _labels(**where, container="app"))] == 4
+
+
+def test_a_waiting_container_has_a_waiting_reason_series_and_a_running_one_none() -> None:
+    """As kube-state-metrics' kube_pod_container_status_waiting_reason: 1 with the reason
+    while the container waits (its restart back-off), no series otherwise, so a sum by
+    realm counts the containers in a back-off."""
+    cache = DocumentCache()
+    waiting = {
+        "id": "app",
+        "state": "Waiting",
+        "reason": "CrashLoopBackOff",
+        "restartCount": 2,
+        "lastState": {"exitCode": 4, "reason": "Error"},
+    }
+    running = {"id": "side", "state": "Ready", "restartCount": 1, "lastState": {"exitCode": 1}}
+    cache.replace(
+        Kind.CELL,
+        [
+            docs.cell("r", "s", "k", "c", containers=[waiting, running]),
+            docs.cell("r2", "s", "k", "d", containers=[{"id": "app", "state": "Ready"}]),
+        ],
+    )
+    samples = _scrape(_registry(cache))
+    name = "kukeon_container_status_waiting_reason"
+    found = {labels: value for (metric, labels), value in samples.items() if metric == name}
+    where = {"realm": "r", "space": "s", "stack": "k", "cell": "c", "node": "node-a"}
+    assert found == {_labels(**where, container="app", reason="CrashLoopBackOff"): 1}

@@ -94,6 +94,7 @@ def test_every_expected_family_is_exposed() -> None:
         "kukeon_subtree_controller_delegated",
         "kukeon_container_restarts",  # exposed as kukeon_container_restarts_total
         "kukeon_container_last_exit_code",
+        "kukeon_container_status_waiting_reason",
         "kukeon_metrics_cache_synced",
         "kukeon_etcd_request_duration_seconds",
         "kukeon_containerd_request_duration_seconds",
