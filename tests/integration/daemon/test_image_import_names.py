@@ -52,7 +52,7 @@ def session(k: Kukeond) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(k.config.api_socket)))
 
 
-async def _realm_images(http: aiohttp.ClientSession, realm: str) -> list[str]:
+async def realm_images(http: aiohttp.ClientSession, realm: str) -> list[str]:
     async with http.get(f"{API}/realms/{realm}/images") as response:
         assert response.status == 200, await response.text()
         return [item["name"] for item in (await response.json())["items"]]
@@ -87,7 +87,7 @@ async def test_an_archive_naming_an_image_by_no_reference_is_refused_whole(
         ]
         # All or nothing: the good image of the archive was not imported either, and the
         # node's archive store kept nothing of it.
-        assert GOOD not in await _realm_images(http, k.realm)
+        assert GOOD not in await realm_images(http, k.realm)
         assert sorted(p.name for p in store.glob("*.tar")) == []
         kept = store / "index.json"
         assert GOOD not in (kept.read_text() if kept.exists() else "")
@@ -107,7 +107,7 @@ async def test_an_archive_naming_an_image_by_no_reference_is_refused_whole(
         good = renamed_archive(k.image.archive, tmp_path / "good.tar", [GOOD])
         async with http.post(f"{API}/realms/{k.realm}/images", data=good.read_bytes()) as response:
             assert response.status == 201, await response.text()
-        assert GOOD in await _realm_images(http, k.realm)
+        assert GOOD in await realm_images(http, k.realm)
 
     # An archive kept by the node's archive store before the rule (imported for a cell
     # stored then, naming 'MyApp:1' exactly) still imports when asked to, as it did.
@@ -137,7 +137,7 @@ async def test_a_pull_of_what_is_not_a_reference_is_a_bad_request(kukeond: Kukeo
             assert status["reason"] == "BadRequest"
             assert why in status["message"]
             assert [c["field"] for c in status["details"]["causes"]] == ["image"]
-        assert await _realm_images(http, k.realm) == []
+        assert await realm_images(http, k.realm) == []
 
 
 async def test_an_import_records_the_normalised_name_so_both_spellings_find_it(
@@ -159,7 +159,7 @@ async def test_an_import_records_the_normalised_name_so_both_spellings_find_it(
         async with http.post(f"{API}/realms/{k.realm}/images", data=one.read_bytes()) as response:
             assert response.status == 201, await response.text()
             assert (await response.json())["images"] == ["docker.io/library/busybox:1"]
-        listed = await _realm_images(http, k.realm)
+        listed = await realm_images(http, k.realm)
     assert "docker.io/library/busybox:1" in listed
     assert "busybox:1" not in listed
     assert "docker.io/library/busybox:1" in await store.names()

@@ -10,28 +10,21 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from kukeon.api import Kind
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import cell_doc, cell_key, container
-from tests.integration.daemon.test_image_import_names import renamed_archive
+from tests.integration.daemon.test_image_import_names import (
+    API,
+    realm_images,
+    renamed_archive,
+    session,
+)
 
 pytestmark = pytest.mark.integration
 
-API = "http://kukeond/apis/kukeon.io/v1beta1"
 SHORT, FULL = "busybox:1", "docker.io/library/busybox:1"
-
-
-def session(k: Kukeond) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(k.config.api_socket)))
-
-
-async def _realm_images(http: aiohttp.ClientSession, realm: str) -> list[str]:
-    async with http.get(f"{API}/realms/{realm}/images") as response:
-        assert response.status == 200, await response.text()
-        return [item["name"] for item in (await response.json())["items"]]
 
 
 async def test_rm_removes_every_spelling_an_image_is_recorded_under(
@@ -75,7 +68,7 @@ async def test_rm_removes_every_spelling_an_image_is_recorded_under(
             answer = await response.json()
         assert answer["removed"] == [SHORT, FULL]  # as a cell looks for them
         assert {SHORT, FULL} <= set(answer["archivesReleased"])
-        listed = await _realm_images(http, k.realm)
+        listed = await realm_images(http, k.realm)
         assert SHORT not in listed
         assert FULL not in listed
         async with http.delete(f"{API}/realms/{k.realm}/images/{FULL}") as response:
