@@ -32,14 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kukeon.api import REDACTED_PASSWORD, key_status
 from kukeon.fileio import write_atomically
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -116,6 +117,15 @@ def write_key_file(path: Path, key_set: KeySet) -> None:
     write_atomically(path, key_set.to_yaml(), mode=0o600)
 
 
+def _aead(key: bytes) -> AESGCM:
+    """AES-GCM under ``key``. cryptography is imported at the first sealed value, not with
+    kukeond: its bindings are ~7 MiB of RSS (issue 18) that a node without Secrets or
+    registry passwords never uses."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -188,7 +198,7 @@ class Keyring:
         with self._lock:
             key_id, key = self._set.current, self._set.keys[self._set.current]
         nonce = os.urandom(NONCE_BYTES)
-        ciphertext = AESGCM(key).encrypt(nonce, plaintext, aad)
+        ciphertext = _aead(key).encrypt(nonce, plaintext, aad)
         return {"keyId": key_id, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}
 
     def open(self, envelope: Any, *, aad: bytes) -> bytes:
@@ -207,8 +217,10 @@ class Keyring:
             raise EncryptionError("the sealed value's nonce or ciphertext is not base64") from None
         if len(nonce) != NONCE_BYTES:
             raise EncryptionError(f"the nonce must be {NONCE_BYTES} bytes, got {len(nonce)}")
+        from cryptography.exceptions import InvalidTag
+
         try:
-            return AESGCM(key).decrypt(nonce, ciphertext, aad)
+            return _aead(key).decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             raise EncryptionError(
                 f"the value sealed with key {key_id!r} does not authenticate: altered, or "

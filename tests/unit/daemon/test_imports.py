@@ -24,9 +24,11 @@ NOT_KUKEONDS = (
     "aiohttp.formdata",
     "aiohttp.tracing",
     "aiohttp.resolver",
-    # cryptography's x509, for the embedded etcd's certificates only: ~1.7 MiB.
+    # cryptography: its x509 for the embedded etcd's certificates, its AES-GCM for sealed
+    # Secret values and registry passwords, each imported at its first use: ~7.5 MiB.
     "kukeon.store.pki",
-    "cryptography.x509",
+    "cryptography",
+    "_cffi_backend",
     # kukectl's, not the daemon's.
     "kukeon.cli",
     "rich",
