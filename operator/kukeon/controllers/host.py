@@ -29,6 +29,9 @@ class HostSettings:
     """How soon a child whose parent is not Ready yet looks again."""
     realm_pids_limit: int | None = None
     """`pids.max` of a realm's cgroup whose `spec.limits.pids` is unset; None: no limit."""
+    root_pids_limit: int | None = None
+    """`pids.max` of the kukeon root cgroup, the parent of every realm's: what all realms
+    together may have (the host's limit less `hostReservedPids`); None: no limit."""
 
 
 @dataclass(frozen=True, kw_only=True)

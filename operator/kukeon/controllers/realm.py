@@ -2,8 +2,9 @@
 
 A node materialises a realm while it runs cells in it (``layers.LayerController``): the
 namespace `spec.namespace` (created or re-labelled) and the realm's cgroup with its
-`spec.limits` (memory, pids; kukeond's `realmPidsLimit` when pids is unset), reported in
-its own entry of ``status.nodes``. When its last cell there is gone it removes the cgroup
+`spec.limits` (memory, pids; kukeond's `realmPidsLimit` when pids is unset, never above
+the kukeon root's `pids.max`, which it keeps too), reported in its own entry of
+``status.nodes``. When its last cell there is gone it removes the cgroup
 and the realm's files but keeps the namespace: with no container left it holds only the
 realm's images, which the node's next cell there starts from instead of importing or
 pulling them again (kubelet keeps images when pods go, too). Deletion (the node's
@@ -40,6 +41,8 @@ from .cellfiles import remove_scope_files
 from .layers import LayerController
 
 NAMESPACE_NODE_LABEL_PREFIX = f"{LABEL_NODE}."
+PIDS_CAPPED = "PidsLimitCapped"
+"""The node entry's reason when the realm's pids limit is above the kukeon root's."""
 
 
 def namespace_node_label(node: str) -> str:
@@ -76,10 +79,22 @@ class RealmController(LayerController[Realm]):
             },
         )
         offered = await self.host.cgroups.offered_controllers()
+        # The parent of every realm's cgroup: put back if someone rewrote it.
+        await self.host.cgroups.ensure_root(pids_max=self.host.settings.root_pids_limit)
+        asked = self._pids_asked(obj, pids_offered="pids" in offered)
         limits = self.limits_of(obj, pids_offered="pids" in offered)
         cgroup = await self._ensure_cgroup(CgroupPath((name,)), limits)
+        capped = asked is not None and limits.pids_max is not None and asked > limits.pids_max
         return NodeLayerStatus(
             state=NodeLayerState.READY,
+            reason=PIDS_CAPPED if capped else None,
+            message=(
+                f"pids {asked} is above what every realm together may have on this node "
+                f"({limits.pids_max}: the host's limit less kukeond's hostReservedPids); "
+                f"the realm's pids.max is {limits.pids_max}"
+                if capped
+                else None
+            ),
             cgroup_path=cgroup.path,
             subtree_controllers=list(cgroup.subtree_controllers),
         )
@@ -101,14 +116,25 @@ class RealmController(LayerController[Realm]):
                 )
             raise
 
-    def limits_of(self, obj: Realm, *, pids_offered: bool = True) -> CgroupLimits:
-        """The realm cgroup's limits: its `spec.limits`, pids else kukeond's default (only
-        where the host has the pids controller: a default must not fail every realm). Every
-        field is set each time, so a limit removed from the spec goes."""
+    def _pids_asked(self, obj: Realm, *, pids_offered: bool) -> int | None:
+        """The realm's own pids limit, else kukeond's default (only where the host has the
+        pids controller: a default must not fail every realm)."""
         limits = obj.spec.limits
         pids = limits.pids if limits is not None else None
         if pids is None and pids_offered:
             pids = self.host.settings.realm_pids_limit
+        return pids
+
+    def limits_of(self, obj: Realm, *, pids_offered: bool = True) -> CgroupLimits:
+        """The realm cgroup's limits: its `spec.limits`, pids else kukeond's default, and
+        never above the kukeon root's (the kernel would hold the realm to the root's
+        anyway: the realm's own file says what holds). Every field is set each time, so a
+        limit removed from the spec goes."""
+        limits = obj.spec.limits
+        pids = self._pids_asked(obj, pids_offered=pids_offered)
+        root = self.host.settings.root_pids_limit
+        if pids is not None and root is not None:
+            pids = min(pids, root)
         return CgroupLimits(
             memory_max_bytes=limits.memory_bytes if limits is not None else None,
             pids_max=pids,

@@ -20,7 +20,6 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -38,7 +37,7 @@ from kukeon.controllers import (
 from kukeon.framework import EventRecorder, Operator, Settings
 from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
-from kukeon.runtime.cgroups import open_driver
+from kukeon.runtime.cgroups import CgroupDriver, CgroupError, open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.hostthreads import close_host_threads, open_host_threads
 from kukeon.runtime.network import NetworkSettings, SpaceNetworks
@@ -54,6 +53,7 @@ from .config import DaemonConfig
 from .endpoints import api_settings
 from .hostdirs import prepare_host_directories
 from .node import Fleet, start_fleet
+from .pidslimits import host_pids_limit, own_cgroups_inside, root_pids_limit
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,47 @@ def realm_pids_limit(configured: int | None) -> int | None:
     what the kernel allows in all (a fork bomb in one realm leaves the host the rest)."""
     if configured is not None:
         return configured or None
-    allowed = []
-    for name in ("pid_max", "threads-max"):
-        with contextlib.suppress(OSError, ValueError):
-            allowed.append(int(Path(f"/proc/sys/kernel/{name}").read_text()))
-    return max(min(allowed) // 2, 1) if allowed else None
+    allowed = host_pids_limit()
+    return max(allowed // 2, 1) if allowed is not None else None
+
+
+def host_settings(config: DaemonConfig, *, root_pids_limit: int | None) -> HostSettings:
+    return HostSettings(
+        node_name=config.node_name,
+        state_dir=config.state_dir,
+        cni_conf_dir=config.cni_conf_dir,
+        insecure_registries=config.insecure_registries,
+        stop_grace_seconds=config.stop_grace_seconds,
+        parent_wait_seconds=config.parent_wait_seconds,
+        realm_pids_limit=realm_pids_limit(config.realm_pids_limit),
+        root_pids_limit=root_pids_limit,
+    )
+
+
+async def limit_kukeon_root(config: DaemonConfig, cgroups: CgroupDriver) -> int | None:
+    """The kukeon root's `pids.max` (what every realm together may have), set now; the
+    realm controller keeps it so. Returns the limit."""
+    limit = root_pids_limit(config.host_reserved_pids, host_pids_limit())
+    inside = own_cgroups_inside(config.cgroup_root)
+    if inside:
+        log.warning(
+            "kukeond runs inside its own cgroup root %s (%s): its processes count against "
+            "what the realms may have, not against hostReservedPids",
+            config.cgroup_root,
+            " ".join(inside),
+        )
+    try:
+        state = await cgroups.ensure_root(pids_max=limit)
+    except CgroupError:
+        # Each realm's reconcile sets it again and reports a failure in its status.
+        log.exception("cannot set the pids limit of the cgroup root %s", config.cgroup_root)
+        return limit
+    log.info(
+        "cgroup root %s: pids.max %s for every realm together",
+        state.path,
+        state.limits.get("pids.max", "(no pids controller)"),
+    )
+    return limit
 
 
 @dataclass
@@ -234,6 +270,7 @@ class Daemon:
         log.info("containerd %s at %s", version.version, config.containerd_address)
 
         cgroups = open_driver(root=config.cgroup_root)
+        root_limit = await limit_kukeon_root(config, cgroups)
         networks = SpaceNetworks(
             settings=NetworkSettings(
                 state_dir=config.state_dir,
@@ -245,15 +282,7 @@ class Daemon:
             )
         )
         host = Host(
-            settings=HostSettings(
-                node_name=config.node_name,
-                state_dir=config.state_dir,
-                cni_conf_dir=config.cni_conf_dir,
-                insecure_registries=config.insecure_registries,
-                stop_grace_seconds=config.stop_grace_seconds,
-                parent_wait_seconds=config.parent_wait_seconds,
-                realm_pids_limit=realm_pids_limit(config.realm_pids_limit),
-            ),
+            settings=host_settings(config, root_pids_limit=root_limit),
             containerd=containerd,
             cgroups=cgroups,
             networks=networks,
@@ -274,7 +303,7 @@ class Daemon:
         recorder = EventRecorder(
             sink=self.events, node_name=config.node_name, metrics=operator.metrics
         )
-        for kind in (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL):
+        for kind in (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL, Kind.CELL_SET):
             operator.on_change(kind, recorder.object_changed)  # a deleted object's Events go
         self.controllers = register_controllers(
             operator,
@@ -291,6 +320,7 @@ class Daemon:
             config=config,
             containerd=containerd,
             cells=self.controllers.departures,
+            recorder=recorder,
         )
         self._on_stop("node heartbeat", self.fleet.stop)
         await operator.start()

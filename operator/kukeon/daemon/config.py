@@ -115,6 +115,11 @@ class DaemonConfig(BaseModel):
     realm_pids_limit: int | None = Field(default=None, ge=0, le=PIDS_LIMIT_MAX)
     """`pids.max` of each realm's cgroup whose `spec.limits.pids` is unset (0: no limit);
     unset: half of the host's `kernel.pid_max` or `kernel.threads-max`, the smaller."""
+    host_reserved_pids: int | None = Field(default=None, ge=0, le=PIDS_LIMIT_MAX)
+    """Tasks every realm together leaves the host (sshd, systemd, kukeond itself): the
+    kukeon root cgroup's `pids.max` is the host's limit (`kernel.pid_max` or
+    `kernel.threads-max`, the smaller) less this. 0: no ceiling on the root; unset: 10 % of
+    the host's limit, at least 1024. Must stay below the host's limit (checked at start)."""
 
     api_max_requests_inflight: int = Field(default=400, gt=0)
     """Short API requests answered at once; more are answered 429 (kube-apiserver's

@@ -110,6 +110,13 @@ from .config import ConfigError, load_config
     help="Processes each realm may run on this node when its spec.limits.pids is unset; 0: "
     "no limit (default: half of kernel.pid_max or kernel.threads-max, the smaller).",
 )
+@click.option(
+    "--host-reserved-pids",
+    type=click.IntRange(min=0),
+    help="Tasks every realm together leaves the host: the kukeon root cgroup's pids.max is "
+    "the host's limit less this; 0: no root ceiling (default: 10% of the host's limit, at "
+    "least 1024).",
+)
 @click.option("--metrics-address", help="host:port of /metrics (default 127.0.0.1:9464).")
 @click.option("--api-address", help="Optional TCP listener host:port (TLS and tokens required).")
 @click.option("--api-tls-cert-file", type=click.Path(path_type=Path))

@@ -205,3 +205,65 @@ async def test_twenty_spaces_leave_no_cgroup_behind(v1: V1Setup) -> None:
 
     mounts = [h.mount_point for h in v1.driver.managed]
     assert tree(v1) == {mount / v1.root.strip("/") for mount in mounts}
+
+
+def pids_file(setup: V1Setup, name: str, path: CgroupPath | None = None) -> str:
+    for hierarchy in setup.driver.managed:
+        if "pids" in hierarchy.controllers:
+            directory = hierarchy.mount_point / setup.root.strip("/")
+            if path is not None:
+                directory = setup.driver.directory(hierarchy, path)
+            return (directory / name).read_text().strip()
+    raise AssertionError("pids is not mounted")
+
+
+def wait_for_root_pids(setup: V1Setup, at_least: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = int(pids_file(setup, "pids.current"))
+        if current >= at_least or time.monotonic() > deadline:
+            return current
+        time.sleep(0.02)
+
+
+async def test_the_root_holds_every_realm_together_under_its_pids_max(
+    v1: V1Setup, sleeper: subprocess.Popen[bytes], forker: subprocess.Popen[bytes]
+) -> None:
+    """Two realms, each allowed 1000 tasks, under a root allowed 12: a fork bomb in one
+    stops when both together hold 12 (a private root: the host's pids are not at risk)."""
+    first = await v1.driver.ensure_root(pids_max=12)
+    second = await v1.driver.ensure_root(pids_max=12)
+    assert first.changed
+    assert not second.changed
+    assert first.path == v1.root
+    assert first.limits == {"pids.max": "12"}
+    quiet, bomb = CgroupPath.of("quiet", "task"), CgroupPath.of("bomb", "task")
+    for realm in ("quiet", "bomb"):
+        await v1.driver.ensure(CgroupPath.of(realm), limits=CgroupLimits(pids_max=1000))
+    await v1.driver.ensure(quiet)
+    await v1.driver.ensure(bomb)
+    await v1.driver.add_process(quiet, sleeper.pid)
+    await v1.driver.add_process(bomb, forker.pid)
+
+    start_forking(forker)
+    reached = await asyncio.to_thread(wait_for_root_pids, v1, 12)
+    await asyncio.sleep(0.3)  # forking goes on (or the shell gave up): no task more
+
+    assert reached == 12
+    assert int(pids_file(v1, "pids.current")) == 12
+    assert int(pids_file(v1, "pids.current", CgroupPath.of("bomb"))) == 11
+    assert pids_file(v1, "pids.max", CgroupPath.of("bomb")) == "1000"
+    assert sleeper.poll() is None  # the other realm's task is untouched
+
+    # A hand-written root limit is put back by the next ensure.
+    root_max = controller_dir(v1, "pids", CgroupPath.of("bomb")).parent / "pids.max"
+    root_max.write_text("max")
+    restored = await v1.driver.ensure_root(pids_max=12)
+    assert restored.changed
+    assert root_max.read_text().strip() == "12"
+    unlimited = await v1.driver.ensure_root(pids_max=None)
+    assert unlimited.limits == {"pids.max": "max"}
+
+    removal = await v1.driver.remove_root()
+    assert forker.pid in removal.killed or forker.poll() is not None
+    assert tree(v1) == set()

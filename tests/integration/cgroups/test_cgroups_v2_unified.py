@@ -96,3 +96,23 @@ async def test_removal_kills_the_process_and_leaves_nothing(
     await v2.driver.remove_root()
 
     assert leftovers(v2.mounts, v2.root) == []
+
+
+async def test_the_roots_pids_limit_is_set_where_pids_is_offered(v2: V2Setup) -> None:
+    first = await v2.driver.ensure_root(pids_max=4096)
+    second = await v2.driver.ensure_root(pids_max=4096)
+
+    assert first.path == v2.root
+    assert v2.driver.root_dir.is_dir()
+    assert not second.changed
+    if "pids" in v2.offered:  # a unified host
+        assert first.limits == {"pids.max": "4096"}
+        assert (v2.driver.root_dir / "pids.max").read_text().strip() == "4096"
+        (v2.driver.root_dir / "pids.max").write_text("max")
+        assert (await v2.driver.ensure_root(pids_max=4096)).changed
+        assert (v2.driver.root_dir / "pids.max").read_text().strip() == "4096"
+    else:  # this hybrid host: pids is v1's, nothing to limit here and nothing refused
+        assert first.limits == {}
+        assert not (v2.driver.root_dir / "pids.max").exists()
+    await v2.driver.ensure(CELL)  # the realms below it are made as before
+    assert v2.driver.directory(CELL).is_dir()

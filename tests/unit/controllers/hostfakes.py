@@ -41,6 +41,8 @@ class FakeCgroups:
         """Cgroups left on the host (``inspect`` finds them)."""
         self.limits: dict[tuple[str, ...], CgroupLimits | None] = {}
         """The limits each ensure asked for."""
+        self.root_pids: list[int | None] = []
+        """The kukeon root's pids.max, each time it was ensured."""
 
     async def inspect(self, path: CgroupPath) -> FakeCgroup | None:
         return FakeCgroup("/kukeon/" + "/".join(path.parts)) if path.parts in self.present else None
@@ -53,6 +55,10 @@ class FakeCgroups:
         self.ensured.append(path.parts)
         self.present.add(path.parts)
         return FakeCgroup("/kukeon/" + "/".join(path.parts))
+
+    async def ensure_root(self, *, pids_max: int | None) -> FakeCgroup:
+        self.root_pids.append(pids_max)
+        return FakeCgroup("/kukeon")
 
     async def children(self, path: CgroupPath | None) -> list[str]:
         parent = path.parts if path is not None else ()

@@ -51,3 +51,39 @@ def test_no_default_pids_without_the_controller_or_the_setting(tmp_path: Path) -
     # A realm that asks for a pids ceiling gets it even where the default would not apply.
     asked = _realm({"limits": {"pids": 10}})
     assert _controller(tmp_path, None).limits_of(asked, pids_offered=False).pids_max == 10
+
+
+def test_no_realm_limit_above_the_kukeon_roots(tmp_path: Path) -> None:
+    """The kernel holds a realm to its parent's pids.max: the realm's own file says so."""
+    fake = make_host(tmp_path)
+    settings = dataclasses.replace(
+        fake.host.settings, realm_pids_limit=16384, root_pids_limit=10_000
+    )
+    controller = RealmController(host=dataclasses.replace(fake.host, settings=settings))
+    assert controller.limits_of(_realm({})).pids_max == 10_000
+    assert controller.limits_of(_realm({"limits": {"pids": 50_000}})).pids_max == 10_000
+    assert controller.limits_of(_realm({"limits": {"pids": 100}})).pids_max == 100
+    # No root ceiling (hostReservedPids 0): the realm's own limit, as asked.
+    unlimited = dataclasses.replace(settings, root_pids_limit=None)
+    controller = RealmController(host=dataclasses.replace(fake.host, settings=unlimited))
+    assert controller.limits_of(_realm({"limits": {"pids": 50_000}})).pids_max == 50_000
+
+
+async def test_materialise_keeps_the_root_and_says_when_the_realm_is_capped(
+    tmp_path: Path,
+) -> None:
+    fake = make_host(tmp_path)
+    settings = dataclasses.replace(fake.host.settings, root_pids_limit=10_000)
+    controller = RealmController(host=dataclasses.replace(fake.host, settings=settings))
+    ctx: Any = None
+
+    capped = await controller.materialise(_realm({"limits": {"pids": 50_000}}), ctx)
+    within = await controller.materialise(_realm({"limits": {"pids": 100}}), ctx)
+
+    assert fake.cgroups.root_pids == [10_000, 10_000]
+    assert capped.state == "Ready"
+    assert capped.reason == "PidsLimitCapped"
+    assert capped.message is not None
+    assert "10000" in capped.message
+    assert within.reason is None
+    assert within.message is None

@@ -383,3 +383,29 @@ async def test_pruning_a_parent_another_removal_just_took_is_not_an_error(
         "/kukeon/realm",
     ]
     assert fake.subdirectories(driver.root_dir) == []
+
+
+async def test_the_roots_pids_limit_is_kept(tmp_path: Path) -> None:
+    fake, driver = make(tmp_path)
+
+    first = await driver.ensure_root(pids_max=29492)
+
+    assert first.changed
+    assert first.limits == {"pids.max": "29492"}
+    assert first.path == "/kukeon"
+    assert "pids" in words(fake.root / "cgroup.subtree_control")
+    assert first.subtree_controllers == ("cpu", "io", "memory", "pids")
+    assert not (await driver.ensure_root(pids_max=29492)).changed
+    (fake.root / "kukeon" / "pids.max").write_text("max")  # by hand: put back
+    assert (await driver.ensure_root(pids_max=29492)).changed
+    assert (fake.root / "kukeon" / "pids.max").read_text().strip() == "29492"
+    assert (await driver.ensure_root(pids_max=None)).limits == {"pids.max": "max"}
+
+
+async def test_no_root_pids_limit_without_the_controller(tmp_path: Path) -> None:
+    _, driver = make(tmp_path, offered=("cpu", "memory"))
+
+    state = await driver.ensure_root(pids_max=100)
+
+    assert state.limits == {}
+    assert state.subtree_controllers == ("cpu", "memory")

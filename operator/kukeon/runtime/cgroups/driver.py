@@ -63,6 +63,10 @@ class CgroupDriver(Protocol):
 
     async def set_limits(self, path: CgroupPath, limits: CgroupLimits) -> CgroupState: ...
 
+    async def ensure_root(self, *, pids_max: int | None) -> CgroupState:
+        """The kukeon root itself with ``pids.max`` ``pids_max`` (None: ``max``) wherever
+        the pids controller is: the ceiling of every realm together (``hostReservedPids``)."""
+
     async def inspect(self, path: CgroupPath) -> CgroupState | None: ...
 
     async def remove(

@@ -162,6 +162,12 @@ class CgroupV1Driver:
     async def set_limits(self, path: CgroupPath, limits: CgroupLimits) -> CgroupState:
         return await run_on_host_thread(self._set_limits, path, limits)
 
+    async def ensure_root(self, *, pids_max: int | None) -> CgroupState:
+        """The kukeon root in every managed hierarchy, its ``pids.max`` ``pids_max`` (None:
+        ``max``) where the pids hierarchy is mounted: the ceiling of every realm together.
+        Without a pids hierarchy there is nothing to limit, and nothing is refused."""
+        return await run_on_host_thread(self._ensure_root, pids_max)
+
     async def inspect(self, path: CgroupPath) -> CgroupState | None:
         return await asyncio.to_thread(self._inspect, path)
 
@@ -210,7 +216,7 @@ class CgroupV1Driver:
             changed = True
         return changed
 
-    def _build(self, hierarchy: V1Hierarchy, path: CgroupPath) -> bool:
+    def _build(self, hierarchy: V1Hierarchy, path: CgroupPath | None) -> bool:
         changed = False
         cgroup = hierarchy.mount_point
         for part in self._relative(path):
@@ -237,6 +243,26 @@ class CgroupV1Driver:
         if limits is not None:
             changed |= self._apply_limits(path, limits)
         return self._observe(path, changed=changed)
+
+    def _ensure_root(self, pids_max: int | None) -> CgroupState:
+        changed = False
+        for hierarchy in self.managed:
+            changed |= self._build(hierarchy, None)
+        limits: dict[str, str] = {}
+        pids = self._hierarchy_for("pids")
+        if pids is not None:
+            file = pids.mount_point.joinpath(*self._root_parts) / "pids.max"
+            changed |= self._files.write_if_different(
+                file, "max" if pids_max is None else str(pids_max)
+            )
+            limits["pids.max"] = self._files.read(file) or ""
+        return CgroupState(
+            path=self.root,
+            version=self.version,
+            subtree_controllers=tuple(sorted(self.controllers)),
+            limits=limits,
+            changed=changed,
+        )
 
     # -- limits ------------------------------------------------------------------------------
 

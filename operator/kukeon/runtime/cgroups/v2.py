@@ -150,6 +150,12 @@ class CgroupV2Driver:
     async def set_limits(self, path: CgroupPath, limits: CgroupLimits) -> CgroupState:
         return await run_on_host_thread(self._set_limits, path, limits)
 
+    async def ensure_root(self, *, pids_max: int | None) -> CgroupState:
+        """The kukeon root, delegating the resource controllers, its ``pids.max``
+        ``pids_max`` (None: ``max``) where the hierarchy offers pids: the ceiling of every
+        realm together. Without pids there is nothing to limit, and nothing is refused."""
+        return await run_on_host_thread(self._ensure_root, pids_max)
+
     async def inspect(self, path: CgroupPath) -> CgroupState | None:
         """The current state of ``path``, or ``None`` when it does not exist."""
         return await asyncio.to_thread(self._inspect, path)
@@ -294,6 +300,40 @@ class CgroupV2Driver:
         return all(
             asked <= self._files.read_words(cgroup / "cgroup.subtree_control")
             for cgroup, asked in levels
+        )
+
+    def _ensure_root(self, pids_max: int | None) -> CgroupState:
+        wanted = self._wanted(Delegation.RESOURCES)
+        levels = [(self.fs_root, wanted)]
+        for part in self._root_parts:
+            levels.append((levels[-1][0] / part, wanted))
+        changed = False
+        for attempt in range(_ENSURE_ATTEMPTS):
+            try:
+                changed |= self._build_chain(levels)
+                break
+            except FileNotFoundError as error:
+                if attempt == _ENSURE_ATTEMPTS - 1:
+                    raise CgroupIOError(
+                        path=self.root_dir,
+                        action="create cgroup",
+                        reason="a parent cgroup kept disappearing (concurrent removal)",
+                    ) from error
+        limits: dict[str, str] = {}
+        pids = self._limit_file(self.root_dir, "pids.max", "pids", needed=False)
+        if pids is not None:
+            changed |= self._files.write_if_different(
+                pids, "max" if pids_max is None else str(pids_max)
+            )
+            limits["pids.max"] = self._files.read(pids) or ""
+        return CgroupState(
+            path=self.root,
+            version=self.version,
+            subtree_controllers=tuple(
+                sorted(self._files.read_words(self.root_dir / "cgroup.subtree_control"))
+            ),
+            limits=limits,
+            changed=changed,
         )
 
     # -- limits ----------------------------------------------------------------------------
