@@ -143,8 +143,13 @@ def waiting(
 
 
 def unfolded(previous: ContainerStatus) -> ContainerStatus:
-    """A ``Waiting`` status as the exit it waits after (``lastState`` read back into the
-    exit's fields), which is what the planner decides from; any other status as it is."""
+    """A ``Waiting`` status as the exit it waits after (``lastState`` moved back into the
+    exit's fields), which is what the planner decides from; any other status as it is.
+
+    Moved, not copied: the exit is said in one place, so a container whose restart an
+    edit of its policy cancels during the wait ends with it as its own (Kubernetes'
+    ``state.terminated``), not in ``lastState`` too. The run before it is not known any
+    more (the wait's ``lastState`` replaced it); a restart puts the exit back there."""
     last = previous.last_state
     if previous.state != ContainerState.WAITING or last is None:
         return previous
@@ -159,7 +164,23 @@ def unfolded(previous: ContainerStatus) -> ContainerStatus:
             "message": last.message,
             "start_time": last.started_at,
             "finish_time": last.finished_at,
+            "last_state": None,
         }
+    )
+
+
+def own_exit(status: ContainerStatus) -> ContainerTerminated | None:
+    """The run a status reports as ended in its own fields (not ``Waiting``), as a
+    ``lastState``; None when it reports none."""
+    if status.exit_code is None or status.finish_time is None or status.pid is not None:
+        return None
+    return ContainerTerminated(
+        exit_code=status.exit_code,
+        signal=status.exit_signal,
+        reason=status.reason,
+        message=status.message,
+        started_at=status.start_time,
+        finished_at=status.finish_time,
     )
 
 

@@ -29,6 +29,7 @@ from kukeon.api import (
     ContainerSpec,
     ContainerState,
     ContainerStatus,
+    ContainerTerminated,
     EventReason,
 )
 from kukeon.api.meta import INT64_MAX
@@ -41,6 +42,7 @@ from .cellexits import (
     ended_run,
     exit_reason,
     new_exit,
+    own_exit,
     recorded_exit_time,
     terminated,
     unfolded,
@@ -222,12 +224,14 @@ def observed_exit(
             )
         if kept and previous.exit_code is not None and previous.finish_time:
             # An exit already recorded whose task has gone since (its shim died after
-            # it): the restart policy and backoff decide as they did.
+            # it): the restart policy and backoff decide as they did, and what the run
+            # said last is the status' (its log is the next run's once it restarts).
             return Exit(
                 code=previous.exit_code,
                 finished=previous.finish_time,
                 reason=previous.reason,
                 identity=f"exited {previous.finish_time.isoformat()}",
+                said=previous.message,
             )
         return None
     if task.status == TaskStatus.CREATED or task.status in LIVE_TASK:
@@ -339,7 +343,7 @@ def plan_container(inputs: ContainerInputs) -> ContainerPlan:
     if exited is not None and kill is not None and kill.pid in (previous.pid, task and task.pid):
         exited = replace(exited, reason=kill.reason, said=kill.message)
     if exited is None:
-        status = _live(status, task, draft, now=inputs.now)
+        status = _live(status, task, draft, now=inputs.now, ended=own_exit(previous))
         return _plan(inputs, draft, status, owed=False)
     if new_exit(previous, exited):
         draft.notes.append(exit_note(spec.id, exited))
@@ -347,9 +351,16 @@ def plan_container(inputs: ContainerInputs) -> ContainerPlan:
 
 
 def _live(
-    status: ContainerStatus, task: ObservedTask | None, draft: _Draft, *, now: datetime
+    status: ContainerStatus,
+    task: ObservedTask | None,
+    draft: _Draft,
+    *,
+    now: datetime,
+    ended: ContainerTerminated | None,
 ) -> ContainerStatus:
-    """A container without an exit: start its task, or report the one that runs."""
+    """A container without an exit: start its task, or report the one that runs. A
+    start after a run that ended (``ended``: a `kukectl restart` of a container that
+    exited or waited for its restart) keeps that run's end as ``lastState``."""
     if task is not None and task.status in LIVE_TASK:
         state = ContainerState.READY if task.status == TaskStatus.RUNNING else ContainerState.PAUSED
         return status.model_copy(update={"state": state, "pid": task.pid})
@@ -364,6 +375,7 @@ def _live(
             "exit_code": None,
             "exit_signal": None,
             "finish_time": None,
+            "last_state": ended or status.last_state,
         }
     )
 
@@ -447,7 +459,10 @@ def _gave_up(status: ContainerStatus, exited: Exit, spec: ContainerSpec) -> str:
     """Why a failed on-failure container stays down: its last line, then the limit."""
     limit = spec.restart_max_retries or DEFAULT_RESTART_MAX_RETRIES
     why = f"not restarted: {status.restart_count} restarts made (restartMaxRetries {limit})"
-    return f"{exited.said} ({why})" if exited.said else why
+    said = exited.said
+    if said is not None and (said == why or said.endswith(f" ({why})")):
+        return said  # read back from the status (its shim died): said once already
+    return f"{said} ({why})" if said else why
 
 
 def _restarted(

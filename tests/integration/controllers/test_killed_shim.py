@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import time
@@ -179,3 +180,112 @@ async def test_a_killed_shim_restarts_while_a_later_container_fails(kukeond: Kuk
     assert waited >= BACKOFF_SECONDS - 0.1, waited
     assert took <= BACKOFF_SECONDS + SLACK_SECONDS
     assert found.status.reason == "SecretUnavailable"
+
+
+def _shim_of_container(namespace: str, name: str) -> int:
+    """The containerd-shim-runc-v2 process that holds the (exited) task of `name`."""
+    wanted = (b"-namespace", namespace.encode(), b"-id", name.encode())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+        except OSError:
+            continue
+        if not argv or b"containerd-shim" not in argv[0]:
+            continue
+        pairs = set(itertools.pairwise(argv))
+        if {(wanted[0], wanted[1]), (wanted[2], wanted[3])} <= pairs:
+            return int(entry)
+    raise AssertionError(f"no shim holds {namespace}/{name}")
+
+
+async def test_a_shim_killed_during_the_back_off_keeps_why_the_run_ended(
+    kukeond: Kukeond,
+) -> None:
+    """A container waiting out its back-off (`Waiting`, its exit in `lastState`) whose
+    shim is SIGKILLed still says how its last run ended, message included (the last line
+    it wrote), while it waits and once restarted: the status keeps what the dead shim's
+    task can no longer tell."""
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "shimwait")
+    # The first run fails saying why; the next ones run on (the marker is in the
+    # container's root filesystem, which a restart keeps).
+    script = "if [ -e /ran ]; then exec sleep 600; fi; touch /ran; echo boom; exit 3"
+    app = container(k, "app", script=script, restartPolicy="always", restartBackoffSeconds=10)
+    await k.apply(cell_doc(k, "shimwait", [app]))
+
+    def waits(obj: AnyResource) -> bool:
+        assert isinstance(obj, Cell)
+        first = obj.status.containers[0] if obj.status.containers else None
+        return first is not None and first.state == ContainerState.WAITING
+
+    found = await k.wait_for(Kind.CELL, key, until=waits, within=60)
+    assert isinstance(found, Cell)
+    [before] = found.status.containers
+    assert before.last_state is not None
+    assert (before.last_state.exit_code, before.last_state.message) == (3, "boom"), before
+    exit_time = before.last_state.finished_at
+
+    since = await k.registry.current_revision()
+    async with exit_messages(k, key, since=since) as said:
+        os.kill(_shim_of_container(k.namespace, "s1_st1_shimwait_app"), signal.SIGKILL)
+        await asyncio.sleep(1.0)  # containerd learns its shim is gone
+        # A pass while it still waits (an annotation: the container is kept).
+        await update_cell(k, key, metadata={"annotations": {"test.kukeon.io/poke": "1"}})
+        await asyncio.sleep(2.0)
+        cell = await get_cell(k, key)
+        [waiting] = cell.status.containers
+        assert waiting.state == ContainerState.WAITING, waiting
+        assert waiting.last_state is not None
+        assert waiting.last_state.message == "boom", waiting
+        assert waiting.last_state.finished_at == exit_time, waiting
+
+        def restarted(obj: AnyResource) -> bool:
+            assert isinstance(obj, Cell)
+            first = obj.status.containers[0] if obj.status.containers else None
+            return first is not None and first.restart_count == 1 and bool(first.pid)
+
+        again = await k.wait_for(Kind.CELL, key, until=restarted, within=10 + SLACK_SECONDS)
+        await asyncio.sleep(0.5)  # the watch catches up with the last writes
+    assert isinstance(again, Cell)
+    [after] = again.status.containers
+    assert after.last_state is not None
+    assert (after.last_state.exit_code, after.last_state.reason) == (3, "Error"), after
+    assert after.last_state.message == "boom", after
+    assert after.last_state.finished_at == exit_time, after
+    # No status written in between forgot it either.
+    assert said, said
+    assert set(said) == {"boom"}, said
+
+
+@contextlib.asynccontextmanager
+async def exit_messages(
+    k: Kukeond, key: tuple[str, ...], *, since: int
+) -> AsyncIterator[list[str | None]]:
+    """The message of the cell's first container's last exit in each status written (its
+    `lastState.message`, or its own `message` while it is down and not waiting)."""
+    seen: list[str | None] = []
+
+    async def follow() -> None:
+        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
+            obj = event.object
+            if obj.metadata.name != key[3] or not isinstance(obj, Cell):
+                continue
+            first = obj.status.containers[0] if obj.status.containers else None
+            if first is None:
+                continue
+            if first.state in (ContainerState.FAILED, ContainerState.STOPPED):
+                seen.append(first.message)
+            elif first.last_state is not None:
+                seen.append(first.last_state.message)
+
+    task = asyncio.create_task(follow())
+    try:
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

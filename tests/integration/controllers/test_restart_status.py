@@ -15,17 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 import pytest
 import yaml
 
-from kukeon.api import AnyResource, Cell, ContainerState, Kind
+from kukeon.api import AnyResource, Cell, ContainerSpec, ContainerState, Kind
 from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, container
+from .helpers import cell_doc, cell_key, container, get_cell, update_cell
 
 pytestmark = pytest.mark.integration
 
@@ -249,6 +249,73 @@ async def test_a_container_that_stays_down_never_waits(kukeond: Kukeond) -> None
     table = (await _kukectl(k, "get", "cells")).splitlines()
     [row] = [line.split() for line in table if line.split()[:1] == ["down"]]
     assert row[1:3] == ["Error", "1/3"], table
+
+
+async def test_a_restart_policy_edited_during_the_wait_leaves_one_exit(
+    kukeond: Kukeond,
+) -> None:
+    """A container waiting out its back-off whose `restartPolicy` is edited to `never`
+    stays down, as Kubernetes shows it: its exit in its own fields (state.terminated), not
+    in `lastState` as well; edited back to `always`, it waits (or restarts) with the exit
+    in `lastState` only (lastState.terminated beside state.waiting)."""
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "edited")
+    app = container(
+        k, "app", script="echo boom; exit 3", restartPolicy="always", restartBackoffSeconds=60
+    )
+    await k.apply(cell_doc(k, "edited", [container(k, "main"), app]))
+
+    def app_state(state: str) -> Callable[[AnyResource], bool]:
+        def check(obj: AnyResource) -> bool:
+            found = _app(obj)
+            return found is not None and found.get("state") == state
+
+        return check
+
+    waiting = _app(await k.wait_for(Kind.CELL, key, until=app_state("Waiting"), within=30))
+    assert waiting is not None
+    assert isinstance(waiting["lastState"], dict), waiting
+    exited = waiting["lastState"]
+    assert (exited["exitCode"], exited["message"]) == (3, "boom"), waiting
+
+    async def edit(**fields: object) -> None:
+        cell = await get_cell(k, key)
+        edited = [
+            ContainerSpec.model_validate(
+                {**c.model_dump(mode="json", by_alias=True, exclude_none=True), **fields}
+            )
+            if c.id == "app"
+            else c
+            for c in cell.spec.containers
+        ]
+        await update_cell(k, key, spec={"containers": edited})
+
+    # restartBackoffSeconds needs a policy that restarts: it goes with it.
+    await edit(restartPolicy="never", restartBackoffSeconds=None)
+    down = _app(await k.wait_for(Kind.CELL, key, until=app_state("Failed"), within=15))
+    assert down is not None
+    run = ("exitCode", "reason", "message", "startTime", "finishTime")
+    assert [down[name] for name in run] == [
+        exited["exitCode"],
+        exited["reason"],
+        exited["message"],
+        exited["startedAt"],
+        exited["finishedAt"],
+    ], down
+    # One place says it: no lastState repeating the same exit, no due time.
+    assert down.get("lastState") is None, down
+    assert down.get("restartTime") is None, down
+
+    await edit(restartPolicy="always", restartBackoffSeconds=60)
+    again = _app(await k.wait_for(Kind.CELL, key, until=app_state("Waiting"), within=15))
+    assert again is not None
+    assert [again[name] for name in ("exitCode", "finishTime", "startTime")] == [None] * 3
+    assert again["reason"] == "CrashLoopBackOff", again
+    assert isinstance(again["lastState"], dict)
+    assert {n: v for n, v in again["lastState"].items() if v is not None} == {
+        n: v for n, v in exited.items() if v is not None
+    }, again
 
 
 @contextlib.asynccontextmanager
