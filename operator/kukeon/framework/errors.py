@@ -60,10 +60,13 @@ class Awaited:
 class WaitingError(TemporaryError):
     """Not a failure: the object waits for another one (its parent, its children).
 
-    Retried like any :class:`TemporaryError` and recorded in the status the same way, but
-    logged at info level: the order of a hierarchy's creation and deletion makes these
-    waits routine, and warnings are for what an operator should look at. ``on`` names
-    the object waited for, when there is one: its change wakes this one (``Awaited``).
+    Run again like a :class:`TemporaryError` and recorded in the status the same way, but
+    no error: counted as ``waiting`` (no retry in ``kukeon_reconcile_retries_total``),
+    logged at info level once when the wait starts (a reason or message the object's last
+    pass did not end with) and at debug level while it goes on, as an Event is said once
+    and then counted: the order of a hierarchy's creation and deletion makes these waits
+    routine, and warnings are for what an operator should look at. ``on`` names the
+    object waited for, when there is one: its change wakes this one (``Awaited``).
     """
 
     default_reason = "Waiting"

@@ -49,13 +49,16 @@ class FrameworkMetrics:
         )
         self.queue_depth = Gauge(
             "kukeon_queue_depth",
-            "Objects waiting for a handler (due now or scheduled for a retry), by kind.",
+            "Objects due for a handler now and not taken by a worker yet, by kind (as "
+            "Kubernetes' workqueue_depth: one waiting out a retry's or requeue's delay is "
+            "not counted until the delay ends).",
             ["kind"],
             registry=registry,
         )
         self.retries_total = Counter(
             "kukeon_reconcile_retries_total",
-            "Retries scheduled after a failed handler run, by kind.",
+            "Retries scheduled after a failed handler run, by kind (not after a wait: "
+            "results waiting and requeued are no failures).",
             ["kind"],
             registry=registry,
         )

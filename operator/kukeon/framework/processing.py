@@ -100,6 +100,9 @@ class Outcome(NamedTuple):
     """The object a waiting handler waits for (``WaitingError(on=...)``): its change wakes it."""
     waiting: bool = False
     """A ``WaitingError``: not a failure, so it does not grow the failure backoff."""
+    said: str | None = None
+    """A wait's statement (its reason and message): given back to the next pass as
+    ``waited``, so a wait that goes on is not logged as news again."""
 
 
 def describe(kind: Kind, key: tuple[str, ...]) -> str:
@@ -157,7 +160,11 @@ class Processor:
             wrote=self.wrote,
         )
 
-    async def process(self, obj: AnyResource, *, cause: Cause, retry: int) -> Outcome:
+    async def process(
+        self, obj: AnyResource, *, cause: Cause, retry: int, waited: str | None = None
+    ) -> Outcome:
+        """Run what is due for ``obj``. ``waited``: the statement of the wait the object's
+        last pass ended in (``Outcome.said``), None when it did not end waiting."""
         kind = Kind(obj.kind)
         key = key_of(obj)
         reconciler = self._handlers.reconcilers.get(kind)
@@ -169,7 +176,7 @@ class Processor:
             if not finalizer.runs(obj):
                 return Outcome(Result.SKIPPED, obj)  # another operator's to finalize
             ctx = self._context(obj, cause=Cause.DELETE, retry=retry)
-            outcome = await self._run(finalizer.fn, obj, ctx, phase="finalize")
+            outcome = await self._run(finalizer.fn, obj, ctx, phase="finalize", waited=waited)
             if outcome.result is not Result.SUCCESS:
                 return outcome
             await self._store.remove_finalizer(kind, key, finalizer.finalizer)
@@ -190,7 +197,7 @@ class Processor:
         if reconciler is None or not reconciler.when(obj):
             return Outcome(Result.SKIPPED, obj)
         ctx = self._context(obj, cause=cause, retry=retry)
-        return await self._run(reconciler.fn, obj, ctx, phase="reconcile")
+        return await self._run(reconciler.fn, obj, ctx, phase="reconcile", waited=waited)
 
     async def run_timer(self, timer: TimerIntent, obj: AnyResource) -> Outcome:
         ctx = self._context(obj, cause=Cause.TIMER, retry=0)
@@ -213,13 +220,24 @@ class Processor:
         return Outcome(Result.TEMPORARY, obj)
 
     async def _temporary(
-        self, error: TemporaryError, obj: AnyResource, ctx: HandlerContext, what: str
+        self,
+        error: TemporaryError,
+        obj: AnyResource,
+        ctx: HandlerContext,
+        what: str,
+        *,
+        waited: str | None,
     ) -> Outcome:
         waiting = isinstance(error, WaitingError)
         result = RESULT_WAITING if waiting else RESULT_TEMPORARY
         self._metrics.reconcile_total.labels(ctx.kind.value, result).inc()
+        said = f"{error.reason}: {error}" if waiting else None
+        level = logging.WARNING
+        if waiting:
+            # Said once when it starts; every pass of a long wait is no news.
+            level = logging.DEBUG if said == waited else logging.INFO
         ctx.logger.log(
-            logging.INFO if waiting else logging.WARNING,
+            level,
             "%s %s (%s): %s; will retry",
             what,
             "not done yet" if waiting else "failed",
@@ -230,10 +248,16 @@ class Processor:
         # A wait is recorded too: the status says what the object waits for.
         await self._record_failure(obj, ctx, error.reason, str(error))
         on = error.on if isinstance(error, WaitingError) else None
-        return Outcome(Result.TEMPORARY, obj, error.delay, on, waiting=waiting)
+        return Outcome(Result.TEMPORARY, obj, error.delay, on, waiting=waiting, said=said)
 
     async def _run(
-        self, fn: ObjectHandler, obj: AnyResource, ctx: HandlerContext, *, phase: str
+        self,
+        fn: ObjectHandler,
+        obj: AnyResource,
+        ctx: HandlerContext,
+        *,
+        phase: str,
+        waited: str | None = None,
     ) -> Outcome:
         kind = ctx.kind.value
         what = f"{phase} of {describe(ctx.kind, ctx.key)}"
@@ -269,7 +293,7 @@ class Processor:
             )
             return Outcome(Result.REQUEUED, obj, planned.delay)
         except TemporaryError as error:
-            return await self._temporary(error, obj, ctx, what)
+            return await self._temporary(error, obj, ctx, what, waited=waited)
         except InvalidStoredDocument as error:
             # Another object's document in etcd is broken (the store logged it once, with
             # its key): retried with backoff until someone fixes it, without a traceback.

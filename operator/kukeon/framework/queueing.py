@@ -23,8 +23,16 @@ arrives while a retry is pending runs at once with the new version. A ``Requeue`
 planned wait: a restart back-off) runs the object again after exactly its delay, resets
 both counts like a success and counts no retry.
 
+What counts where: ``kukeon_reconcile_retries_total`` counts the retries of failures
+only (a wait is no error); ``kukeon_queue_depth`` the objects due for a handler now (a
+change, a resync, a timer, or a delay that has ended) that no worker has taken yet. An
+object waiting out a delay (a failure's backoff, a wait's retry, a requeue) is not in
+it until the delay ends, as Kubernetes' ``workqueue_depth`` leaves out its delaying
+queue: a fleet of crash-looping cells is no backlog. ``idle`` still counts them.
+
 Waiting on another object: a handler that raises ``WaitingError(on=Awaited(...))`` is
-retried after its delay (or a backoff counted over consecutive waits), and also as soon
+retried after its delay (or a backoff counted over consecutive waits; logged at debug
+level, the processor says the wait once when it starts), and also as soon
 as a newer version of the awaited object (or its deletion) is offered here -- at once if
 one arrived while the handler ran. A parent's change therefore wakes the children waiting
 on it; the delay is only a safety net. The same objects are what ``WatchedObjects``
@@ -96,6 +104,9 @@ class _ObjectState:
     parked_digest: bytes | None = None
     failures: int = 0
     waits: int = 0
+    wait_said: str | None = None
+    """The statement of the wait the last pass ended in (``Outcome.said``), None when it
+    did not end waiting: the next pass logs the same wait at debug level only."""
     retry_handle: asyncio.TimerHandle | None = None
     awaiting: tuple[Kind, ObjectKey] | None = None
     """The object in whose ``_waiters`` this one is listed."""
@@ -106,8 +117,14 @@ class _ObjectState:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
+    def due(self) -> bool:
+        """A handler is due now (a change, a resync, a timer, a delay that has ended)."""
+        return self.dirty or bool(self.timers_due)
+
+    @property
     def waiting(self) -> bool:
-        return self.dirty or self.retry_handle is not None or bool(self.timers_due)
+        """Due now or after a delay (a retry or a requeue scheduled)."""
+        return self.due or self.retry_handle is not None
 
 
 class ObjectQueues:
@@ -127,6 +144,9 @@ class ObjectQueues:
         self._metrics = metrics
         self._states: dict[tuple[Kind, ObjectKey], _ObjectState] = {}
         self._waiting: dict[Kind, set[ObjectKey]] = {}
+        """Per kind, the objects due for a handler now or after a delay (``idle``)."""
+        self._due: dict[Kind, set[ObjectKey]] = {}
+        """Per kind, the objects due now (``depth``, ``kukeon_queue_depth``)."""
         self._running = 0
         self._slots = asyncio.Semaphore(settings.max_workers)
         self._accepting = True
@@ -168,8 +188,9 @@ class ObjectQueues:
     # --- introspection (metrics, tests, the runner) --------------------------------------
 
     def depth(self, kind: Kind) -> int:
-        """Objects of ``kind`` waiting for a handler (due now or scheduled for a retry)."""
-        return len(self._waiting.get(kind, ()))
+        """Objects of ``kind`` due for a handler now and not taken by a worker yet; one
+        waiting out a delay (a retry, a requeue) is not counted until it ends."""
+        return len(self._due.get(kind, ()))
 
     @property
     def running(self) -> int:
@@ -191,13 +212,18 @@ class ObjectQueues:
 
     def _track(self, state: _ObjectState) -> None:
         waiting = self._waiting.setdefault(state.kind, set())
-        before = len(waiting)
         if state.waiting:
             waiting.add(state.key)
         else:
             waiting.discard(state.key)
-        if len(waiting) != before:
-            self._metrics.queue_depth.labels(state.kind.value).set(len(waiting))
+        due = self._due.setdefault(state.kind, set())
+        before = len(due)
+        if state.due:
+            due.add(state.key)
+        else:
+            due.discard(state.key)
+        if len(due) != before:
+            self._metrics.queue_depth.labels(state.kind.value).set(len(due))
 
     # --- input ---------------------------------------------------------------------------
 
@@ -226,6 +252,7 @@ class ObjectQueues:
                 # Re-created under the same key: nothing carries over from the old one.
                 state.handled_digest = state.parked_digest = None
                 state.failures = state.waits = 0
+                state.wait_said = None
             state.latest = obj
             state.latest_digest = change_digest(obj)
             state.revision = revision
@@ -390,8 +417,11 @@ class ObjectQueues:
         delay = requested
         if delay is None:
             delay = retry_delay(attempt, settings=self._settings)
-        self._metrics.retries_total.labels(state.kind.value).inc()
-        log.info(
+        if not waiting:
+            # A wait is no error: no retry counted, and the processor said it once.
+            self._metrics.retries_total.labels(state.kind.value).inc()
+        log.log(
+            logging.DEBUG if waiting else logging.INFO,
             "%s: %s %d in %.2fs",
             describe(state.kind, state.key),
             "wait" if waiting else "retry",
@@ -465,10 +495,14 @@ class ObjectQueues:
                 return
             retry = state.failures or state.waits
             current: AnyResource = obj
+            waited = state.wait_said
             state.handling = digest
             try:
                 outcome = await self._guarded(
-                    state, lambda: self._processor.process(current, cause=cause, retry=retry)
+                    state,
+                    lambda: self._processor.process(
+                        current, cause=cause, retry=retry, waited=waited
+                    ),
                 )
             finally:
                 state.handling = None
@@ -507,6 +541,7 @@ class ObjectQueues:
         digest = given_digest if handled is None or handled is given else change_digest(handled)
         if outcome.result is Result.GONE:
             return
+        state.wait_said = outcome.said if outcome.waiting else None
         if outcome.result in (Result.SUCCESS, Result.SKIPPED):
             self._cancel_retry(state)
             state.failures = state.waits = 0

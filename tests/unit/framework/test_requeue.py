@@ -8,6 +8,7 @@ from its first step. A WaitingError counts as ``waiting``, apart from the errors
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -101,6 +102,107 @@ async def test_a_wait_for_another_object_counts_apart_from_the_errors() -> None:
     assert sample(op, "kukeon_reconcile_total", kind="Realm", result="temporary_error") == 0
     stored = await store.get(Kind.REALM, ("r",))
     assert stored.status.reason == "ParentNotReady"  # a wait still says what it waits for
+
+
+async def test_a_wait_that_goes_on_counts_no_retry_and_is_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wait is said at INFO when it starts and at debug while the same wait goes on; a
+    new statement (its message changed) is said again. No retry is counted for any."""
+    store = FakeStore()
+    op = operator(store)
+    runs: list[int] = []
+    messages = ["waiting for its parent", "waiting for its parent", "waiting for its parent"]
+    messages += ["waiting for its parent (Creating)", "waiting for its parent (Creating)"]
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        runs.append(ctx.retry)
+        if len(runs) <= len(messages):
+            raise WaitingError(messages[len(runs) - 1], delay=0.01, reason="ParentNotReady")
+
+    await store.create(realm("r"))
+    with caplog.at_level(logging.DEBUG, logger="kukeon.framework"):
+        async with OperatorRunner(op) as runner:
+            await runner.wait_for(lambda: len(runs) == len(messages) + 1, within=10)
+            await runner.wait_idle()
+    assert sample(op, "kukeon_reconcile_total", kind="Realm", result="waiting") == 5
+    assert sample(op, "kukeon_reconcile_retries_total", kind="Realm") == 0
+    said = [
+        r
+        for r in caplog.records
+        if r.name == "kukeon.framework.processing" and "ParentNotReady" in r.getMessage()
+    ]
+    levels = [r.levelno for r in said]
+    assert levels == [logging.INFO, logging.DEBUG, logging.DEBUG, logging.INFO, logging.DEBUG]
+    scheduled = [r for r in caplog.records if r.name == "kukeon.framework.queueing"]
+    assert [r.levelno for r in scheduled if "wait" in r.getMessage()] == [logging.DEBUG] * 5
+
+
+async def test_a_wait_after_a_failure_or_success_is_said_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FakeStore()
+    op = operator(store)
+    outcomes: list[Exception | None] = [
+        WaitingError("waiting for its parent", delay=0.01, reason="ParentNotReady"),
+        TemporaryError("the host refused", reason="HostBusy"),
+        WaitingError("waiting for its parent", delay=0.01, reason="ParentNotReady"),
+        None,
+    ]
+    runs: list[int] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        runs.append(ctx.retry)
+        outcome = outcomes[len(runs) - 1] if len(runs) <= len(outcomes) else None
+        if outcome is not None:
+            raise outcome
+
+    await store.create(realm("r"))
+    with caplog.at_level(logging.DEBUG, logger="kukeon.framework"):
+        async with OperatorRunner(op) as runner:
+            await runner.wait_for(lambda: len(runs) == len(outcomes), within=10)
+            await runner.wait_idle()
+    said = [
+        r.levelno
+        for r in caplog.records
+        if r.name == "kukeon.framework.processing" and "ParentNotReady" in r.getMessage()
+    ]
+    assert said == [logging.INFO, logging.INFO]
+    assert sample(op, "kukeon_reconcile_retries_total", kind="Realm") == 1  # the failure's
+
+
+async def test_an_object_waiting_out_a_delay_is_not_in_the_queue_depth() -> None:
+    """As Kubernetes' workqueue_depth, which leaves out its delaying queue: a requeue's
+    or a retry's object is counted again once its delay ends, not while it waits."""
+    store = FakeStore()
+    op = operator(store)
+    runs: list[str] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        runs.append(obj.metadata.name)
+        if obj.metadata.name == "requeued":
+            raise Requeue("a restart is owed", delay=30, reason="CrashLoopBackOff")
+        raise TemporaryError("the host refused", delay=30, reason="HostBusy")
+
+    await store.create(realm("requeued"))
+    await store.create(realm("failing"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: sorted(runs) == ["failing", "requeued"], within=10)
+        await asyncio.sleep(0.05)
+        assert not op.idle()  # both come back later
+        assert op.queue_depth(Kind.REALM) == 0
+        assert sample(op, "kukeon_queue_depth", kind="Realm") == 0
+        # A change is due at once: counted until a worker takes it.
+        assert op._queues is not None
+        op._queues.offer((await store.get(Kind.REALM, ("requeued",))), force=True)
+        assert op.queue_depth(Kind.REALM) == 1
+        assert sample(op, "kukeon_queue_depth", kind="Realm") == 1
+        await runner.wait_for(lambda: len(runs) == 3, within=10)
+        await asyncio.sleep(0.05)
+        assert sample(op, "kukeon_queue_depth", kind="Realm") == 0
 
 
 def test_a_requeue_refuses_a_negative_delay() -> None:
