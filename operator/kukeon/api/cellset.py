@@ -49,6 +49,7 @@ from kukeon.api.meta import (
     Timestamp,
     quote,
 )
+from kukeon.api.observed import tolerant_word
 from kukeon.api.validation import FieldError, cross_field_errors
 
 CELLSET_LABEL = "kukeon.io/cellset"
@@ -229,10 +230,10 @@ class CellSetSpec(KukeonModel):
 
 
 class CellSetCondition(KukeonModel):
-    type: Literal["Available", "Progressing", "ReplicaFailure"]
+    type: Annotated[Literal["Available", "Progressing", "ReplicaFailure"], tolerant_word()]
     """`ReplicaFailure` (only while it holds, as Kubernetes' ReplicaSet's): a cell could
     not be created, e.g. over the realm's quota; its message says why."""
-    status: Literal["True", "False"]
+    status: Annotated[Literal["True", "False"], tolerant_word()]
     reason: OptionalString = None
     message: OptionalString = None
     last_transition_time: Timestamp = None

@@ -22,6 +22,7 @@ from kukeon.api.meta import (
     OptionalString,
     Timestamp,
 )
+from kukeon.api.observed import tolerant_word
 from kukeon.api.probes import ProbeStatus
 from kukeon.api.states import ContainerState, ContainerStateField
 
@@ -53,7 +54,7 @@ class PublishedPort(KukeonModel):
     """The host address it is published on; 0.0.0.0 is every IPv4 address of the node."""
     host_port: int = Field(ge=1, le=65535, strict=True)
     container_port: int = Field(ge=1, le=65535, strict=True)
-    protocol: Literal["tcp", "udp"] = "tcp"
+    protocol: Annotated[Literal["tcp", "udp"], tolerant_word()] = "tcp"
 
 
 def _zero_as_unset(value: Any) -> Any:

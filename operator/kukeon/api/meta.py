@@ -36,6 +36,7 @@ from kukeon.api.names import LEGACY_API_VERSION as LEGACY_API_VERSION
 from kukeon.api.names import SCOPED_KINDS as SCOPED_KINDS
 from kukeon.api.names import VERSION as VERSION
 from kukeon.api.names import Kind as Kind
+from kukeon.api.observed import tolerant_enum
 
 # --- bounds every field shares -----------------------------------------------------------
 
@@ -298,10 +299,13 @@ class NodeLayerState(StrEnum):
     FAILED = "Failed"
 
 
+NodeLayerStateField = Annotated[NodeLayerState, tolerant_enum(NodeLayerState)]
+
+
 class NodeLayerStatus(KukeonModel):
     """One node's materialisation of a realm, space or stack, written only by that node."""
 
-    state: NodeLayerState = NodeLayerState.CREATING
+    state: NodeLayerStateField = NodeLayerState.CREATING
     reason: OptionalString = None
     message: OptionalString = None
     cgroup_path: OptionalString = None

@@ -9,11 +9,12 @@ marks a node `NotReady` when its heartbeat lease is gone.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from kukeon.api.meta import Kind, KukeonModel, NullableList, OptionalString, Resource, Timestamp
+from kukeon.api.observed import tolerant_enum, tolerant_word
 
 SCHEDULED_BY_ANNOTATION = "kukeon.io/scheduled-by"
 """On a cell whose `nodeName` the scheduler chose (value `scheduler`); absent: user-pinned."""
@@ -63,14 +64,14 @@ dropped)."""
 class NodeCondition(KukeonModel):
     type: str
     """`Ready`, `MemoryPressure`, `DiskPressure`, `RuntimeUnavailable`."""
-    status: Literal["True", "False", "Unknown"] = "Unknown"
+    status: Annotated[Literal["True", "False", "Unknown"], tolerant_word()] = "Unknown"
     reason: OptionalString = None
     message: OptionalString = None
     last_transition_time: Timestamp = None
 
 
 class NodeStatus(KukeonModel):
-    state: NodeState = NodeState.UNKNOWN
+    state: Annotated[NodeState, tolerant_enum(NodeState)] = NodeState.UNKNOWN
     reason: OptionalString = None
     message: OptionalString = None
     addresses: NullableList[NodeAddress] = Field(default_factory=list)

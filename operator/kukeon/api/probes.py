@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from kukeon.api.meta import KukeonModel, NullableList, OptionalString, Timestamp
+from kukeon.api.observed import tolerant_enum
 
 NonEmptyString = Annotated[str, Field(min_length=1)]
 
@@ -180,8 +181,8 @@ class Probe(KukeonModel):
 class ProbeStatus(KukeonModel):
     """The last result of one probe of a container, as kukeond last reported it."""
 
-    probe: ProbeKind
-    result: ProbeResult = ProbeResult.UNKNOWN
+    probe: Annotated[ProbeKind, tolerant_enum(ProbeKind)]
+    result: Annotated[ProbeResult, tolerant_enum(ProbeResult)] = ProbeResult.UNKNOWN
     message: OptionalString = None
     """Why it failed (truncated output, the HTTP status, the connection error)."""
     consecutive_failures: int = Field(default=0, ge=0, strict=True)

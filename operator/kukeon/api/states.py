@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+from kukeon.api.observed import tolerant_enum
+
 
 class RealmState(StrEnum):
     PENDING = "Pending"
@@ -79,26 +81,34 @@ def _from_kukeon_int(order: Sequence[str]) -> Callable[[Any], Any]:
     return convert
 
 
-# kukeon's Go declaration order of each state enum (pkg/api/model/v1beta1).
+# kukeon's Go declaration order of each state enum (pkg/api/model/v1beta1). A state another
+# (newer) version wrote and this one does not know is kept as written (``api.observed``).
 RealmStateField = Annotated[
     RealmState,
     BeforeValidator(
         _from_kukeon_int(["Pending", "Creating", "Ready", "Deleting", "Failed", "Unknown"])
     ),
+    tolerant_enum(RealmState),
 ]
 SpaceStateField = Annotated[
-    SpaceState, BeforeValidator(_from_kukeon_int(["Pending", "Ready", "Failed", "Unknown"]))
+    SpaceState,
+    BeforeValidator(_from_kukeon_int(["Pending", "Ready", "Failed", "Unknown"])),
+    tolerant_enum(SpaceState),
 ]
 StackStateField = Annotated[
-    StackState, BeforeValidator(_from_kukeon_int(["Pending", "Ready", "Failed", "Unknown"]))
+    StackState,
+    BeforeValidator(_from_kukeon_int(["Pending", "Ready", "Failed", "Unknown"])),
+    tolerant_enum(StackState),
 ]
 CellStateField = Annotated[
     CellState,
     BeforeValidator(_from_kukeon_int(["Pending", "Ready", "Stopped", "Failed", "Unknown"])),
+    tolerant_enum(CellState),
 ]
 ContainerStateField = Annotated[
     ContainerState,
     BeforeValidator(
         _from_kukeon_int(["Pending", "Ready", "Stopped", "Paused", "Pausing", "Failed", "Unknown"])
     ),
+    tolerant_enum(ContainerState),
 ]

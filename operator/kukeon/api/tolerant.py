@@ -6,7 +6,8 @@ fleet (or a rollback) would hide every cell from the nodes not yet upgraded. Unk
 *status* fields are left out, as Kubernetes prunes unknown fields: status is observed
 state, rewritten whole by the next status write, so nothing a user wrote is lost. Unknown
 spec or metadata fields still make the document invalid: a read-modify-write would drop
-them.
+them. Unknown *values* of status enums need no pass here: the fields keep them as written
+(``api.observed``).
 """
 
 from __future__ import annotations
