@@ -84,7 +84,8 @@ def _kukeon_only_refuses(text: str) -> bool:
     """The documented cases Docker's grammar takes and kukeon refuses: no registry is there."""
     first = text.split("/", 1)[0] if "/" in text else ""
     port = re.search(r":([0-9]+)$", first)
-    if port and not 0 < int(port.group(1)[:6]) < 65536:
+    # More than 5 digits is refused before it is read as a number ("000001" included).
+    if port and (len(port.group(1)) > 5 or not 0 < int(port.group(1)) < 65536):
         return True
     bracketed = re.match(r"\[([^\]]*)\]", first)
     if bracketed:
