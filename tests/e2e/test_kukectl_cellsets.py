@@ -43,6 +43,18 @@ spec:
 """
 
 
+async def _wait_for_events_of_the_set(k: Kukeond, scope: list[str], names: set[str]) -> None:
+    """The set's Events: each cell it made, and those its rollouts deleted (written beside
+    the passes, so waited for)."""
+    async with asyncio.timeout(20):
+        while True:
+            code, out, err = await kukectl(k, "events", "--for", "cellset/web", *scope)
+            assert code == 0, err
+            if "SuccessfulDelete" in out and all(f"created cell {n}" in out for n in names):
+                return
+            await asyncio.sleep(0.2)
+
+
 async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
     k = kukeond
     scope = ["--realm", k.realm, "--space", "web", "--stack", "site"]
@@ -85,6 +97,7 @@ async def test_a_cellset_through_kukectl(kukeond: Kukeond) -> None:
 
     # kubectl's `exec deploy/web`, `logs deploy/web`: one of the set's cells, said on stderr
     names = {line.split()[0] for line in cells_table if "(current)" in line}
+    await _wait_for_events_of_the_set(k, scope, names)
     code, out, err = await kukectl(k, "exec", "cellset/web", *scope, "--", "hostname")
     assert code == 0, err
     assert out.strip() in names

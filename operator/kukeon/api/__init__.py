@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from kukeon.api.defaults import apply_space_defaults_to_container
     from kukeon.api.event import (
         EVENT_KIND,
+        EVENT_KINDS,
         EVENT_LIST_KIND,
         Event,
         EventReason,
@@ -134,6 +135,7 @@ _HOMES = {
     "VolumeKind": "container",
     "apply_space_defaults_to_container": "defaults",
     "EVENT_KIND": "event",
+    "EVENT_KINDS": "event",
     "EVENT_LIST_KIND": "event",
     "Event": "event",
     "EventReason": "event",
@@ -214,6 +216,7 @@ __all__ = [
     "CELLSET_LABEL",
     "DEFAULT_PARENT",
     "EVENT_KIND",
+    "EVENT_KINDS",
     "EVENT_LIST_KIND",
     "GROUP",
     "KIND_MODELS",

@@ -43,9 +43,12 @@ from kukeon.api.meta import (
     OptionalString,
     Timestamp,
 )
+from kukeon.api.names import Kind
 
 EVENT_KIND = "Event"
 EVENT_LIST_KIND = "EventList"
+EVENT_KINDS: tuple[Kind, ...] = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL, Kind.CELL_SET)
+"""Kinds an Event may be about: those under a realm (the realm holds its Events)."""
 EVENT_MESSAGE_MAX = 1024
 """Longer messages are cut (an error's text can be long; an Event is a note)."""
 
@@ -80,6 +83,10 @@ class EventReason(StrEnum):
     # realms, spaces and stacks, per node
     READY = "Ready"
     REMOVED = "Removed"
+    # cell sets (Kubernetes' ReplicaSet reasons)
+    SUCCESSFUL_CREATE = "SuccessfulCreate"
+    SUCCESSFUL_DELETE = "SuccessfulDelete"
+    FAILED_CREATE = "FailedCreate"
 
 
 class InvolvedObject(KukeonModel):

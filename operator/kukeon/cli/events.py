@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import click
 import yaml
 
-from kukeon.api import API_VERSION, EVENT_LIST_KIND, Event, Kind
+from kukeon.api import API_VERSION, EVENT_KINDS, EVENT_LIST_KIND, Event, Kind
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.client.paths import KINDS, kind_for_alias
 
@@ -39,7 +39,6 @@ from .output import sort_events
 from .params import DURATION, scope_for, scope_options
 from .runner import EXIT_USAGE, fail, print_text, run, stderr
 
-_EVENT_KINDS = (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL)
 _RETRY_MAX_SECONDS = 10.0
 
 
@@ -47,8 +46,8 @@ def _for_selector(target: str, realm: str, space: str, stack: str) -> tuple[str,
     """The realm to read and the fieldSelector of ``--for KIND/NAME``."""
     kind_text, sep, name = target.partition("/")
     kind = kind_for_alias(kind_text) if sep and name else None
-    if kind is None or kind not in _EVENT_KINDS:
-        kinds = ", ".join(KINDS[k].kind.value.lower() for k in _EVENT_KINDS)
+    if kind is None or kind not in EVENT_KINDS:
+        kinds = ", ".join(KINDS[k].kind.value.lower() for k in EVENT_KINDS)
         fail(f"--for {target!r}: expected KIND/NAME with KIND one of {kinds}", EXIT_USAGE)
     if kind == Kind.REALM:
         return name, selector_for(kind, (name,))

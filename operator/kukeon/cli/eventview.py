@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from pydantic import ValidationError
 
-from kukeon.api import AnyResource, Event, Kind, key_of
+from kukeon.api import EVENT_KINDS, AnyResource, Event, Kind, key_of
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.client.paths import API_ROOT
 
@@ -105,7 +105,7 @@ async def events_of(client: ApiClient, res: AnyResource) -> list[Event] | None:
     """The Events about ``res`` for its describe page; None when it has none to have (a
     Node, a Secret) or the server does not serve Events (an older kukeond)."""
     kind = Kind(res.kind)
-    if kind not in (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL):
+    if kind not in EVENT_KINDS:
         return None
     key = key_of(res)
     try:

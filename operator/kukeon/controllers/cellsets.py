@@ -22,7 +22,6 @@ way, and shows in the set's status (not Ready, so a rollout to that template sto
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import string
@@ -36,13 +35,15 @@ from kukeon.api import (
     Cell,
     CellSet,
     CellState,
+    EventReason,
+    EventType,
     Kind,
     Node,
     key_of,
     parse_resource,
 )
 from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED, CellSetCondition, CellSetStatus
-from kukeon.framework import Operator, OperatorContext, Supervisor
+from kukeon.framework import EventRecorder, Operator, OperatorContext, Supervisor
 from kukeon.framework.cache import CachedReads
 from kukeon.store import AlreadyExists, Conflict, NotFound, QuotaExceeded, Registry, WatchEvent
 
@@ -266,8 +267,11 @@ class CellSetController:
         interval: float = 1.0,
         clock: Callable[[], datetime] = _now,
         backoff_policy: BackoffPolicy | None = None,
+        recorder: EventRecorder | None = None,
     ) -> None:
         self.registry = registry
+        self.recorder = recorder
+        """Notes each cell a set creates or deletes, and a create refused, on the set."""
         self.interval = interval
         self._clock = clock
         self._loop = LeaderLoop(what="cell set pass", registry=registry, interval=interval)
@@ -387,7 +391,7 @@ class CellSetController:
                 ", ".join(plan.delete) or "none",
             )
         failure = await self._create_all(cellset, hash_, plan.create)
-        await self._delete([by_name[name] for name in plan.delete])
+        await self._delete([by_name[name] for name in plan.delete], of_set=cellset)
         status = status_of(
             cellset, hash_, plan, now, since=since, exceeded=exceeded, failure=failure
         )
@@ -420,9 +424,11 @@ class CellSetController:
         await _all_written([worker() for _ in range(min(count, WRITES_IN_FLIGHT))])
         if refused is None:
             return None
+        message = _quota_message(cellset, refused)
         if not _failing_creates(cellset):
             log.warning("cell set %s: %s", _label(cellset), refused)
-        return _quota_message(cellset, refused)
+            self._note(cellset, EventReason.FAILED_CREATE, message, type=EventType.WARNING)
+        return message
 
     async def _create(self, cellset: CellSet, hash_: str) -> None:
         for _ in range(5):
@@ -431,20 +437,40 @@ class CellSetController:
             cell = parse_resource(cellset.cell_document(name, hash_))
             try:
                 self.reads.writes.wrote(await self.registry.create(cell))
-                return
             except AlreadyExists:
                 continue
+            self._note(cellset, EventReason.SUCCESSFUL_CREATE, f"created cell {name}")
+            return
 
-    async def _delete(self, cells: Sequence[Cell]) -> None:
-        await _all_written([self._delete_one(cell) for cell in cells])
+    async def _delete(self, cells: Sequence[Cell], *, of_set: CellSet | None = None) -> None:
+        """Delete ``cells``; ``of_set``, the set that asked (none for the cells of a set
+        that is gone), is told of each in an Event."""
+        await _all_written([self._delete_one(cell, of_set) for cell in cells])
 
-    async def _delete_one(self, cell: Cell) -> None:
-        with contextlib.suppress(NotFound):
+    async def _delete_one(self, cell: Cell, of_set: CellSet | None) -> None:
+        try:
             marked = await self.registry.delete(Kind.CELL, key_of(cell))
-            if marked is None:
-                self.reads.writes.removed(cell)
-            else:
-                self.reads.writes.wrote(marked)
+        except NotFound:
+            return
+        if marked is None:
+            self.reads.writes.removed(cell)
+        else:
+            self.reads.writes.wrote(marked)
+        if of_set is not None:
+            self._note(of_set, EventReason.SUCCESSFUL_DELETE, f"deleted cell {cell.metadata.name}")
+
+    def _note(
+        self,
+        cellset: CellSet,
+        reason: EventReason,
+        message: str,
+        *,
+        type: EventType = EventType.NORMAL,
+    ) -> None:
+        """An Event on the set (as Kubernetes' ReplicaSet controller writes): queued, never
+        awaited (see framework.recorder)."""
+        if self.recorder is not None:
+            self.recorder.event(cellset, reason, message, type=type)
 
 
 def _concerns_a_set(event: WatchEvent) -> bool:

@@ -303,7 +303,7 @@ class Daemon:
         recorder = EventRecorder(
             sink=self.events, node_name=config.node_name, metrics=operator.metrics
         )
-        for kind in (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL):
+        for kind in (Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL, Kind.CELL_SET):
             operator.on_change(kind, recorder.object_changed)  # a deleted object's Events go
         self.controllers = register_controllers(
             operator,
@@ -320,6 +320,8 @@ class Daemon:
             config=config,
             containerd=containerd,
             cells=self.controllers.departures,
+            recorder=recorder,
+            recorder=recorder,
         )
         self._on_stop("node heartbeat", self.fleet.stop)
         await operator.start()

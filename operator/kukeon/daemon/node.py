@@ -50,7 +50,7 @@ from kukeon.api.node import DISK_PRESSURE, RUNTIME_UNAVAILABLE
 from kukeon.controllers.cascade import CascadeDeleter, register_cascade
 from kukeon.controllers.cellsets import CellSetController, register_cellsets
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
-from kukeon.framework import LeaseSession, Operator, SupervisedTask, Supervisor
+from kukeon.framework import EventRecorder, LeaseSession, Operator, SupervisedTask, Supervisor
 from kukeon.framework.waits import wait_event
 from kukeon.processes import run_program
 from kukeon.runtime.cgroups import detect_cgroup_mode
@@ -593,12 +593,14 @@ async def start_fleet(
     config: DaemonConfig,
     containerd: ContainerdClient | None,
     cells: NodeCells | None = None,
+    recorder: EventRecorder | None = None,
 ) -> Fleet:
     """Register this node, start its heartbeat and put the scheduler on ``op``.
 
     Called before ``op.start()`` (singletons must be registered before the start).
     ``cells`` (the controllers' ``departures``) have their stale copies stopped before the
-    node reports Ready, and are fenced when the lease cannot be renewed.
+    node reports Ready, and are fenced when the lease cannot be renewed. ``recorder``
+    takes the cell set controller's Events.
     """
     scheduler = Scheduler(
         registry=registry,
@@ -608,7 +610,10 @@ async def start_fleet(
     )
     register_scheduler(op, scheduler)
     register_cascade(op, CascadeDeleter(registry=registry))
-    register_cellsets(op, CellSetController(registry=registry, interval=config.scheduler_interval))
+    register_cellsets(
+        op,
+        CellSetController(registry=registry, interval=config.scheduler_interval, recorder=recorder),
+    )
     agent = NodeAgent(
         registry=registry,
         config=config,

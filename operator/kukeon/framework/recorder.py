@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from kukeon.api import (
+    EVENT_KINDS,
     AnyResource,
     Event,
     EventType,
@@ -51,8 +52,7 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 1024
 DEFAULT_CACHE_SIZE = 4096
 _LOG_EVERY_SECONDS = 60.0
-_EVENT_KINDS = frozenset({Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL})
-"""Kinds an Event may be about: those under a realm (the realm holds its Events)."""
+_EVENT_KINDS = frozenset(EVENT_KINDS)
 
 _Object = tuple[tuple[str, ...], str | None]
 """An object's key and uid: another object of the same name has another uid."""
