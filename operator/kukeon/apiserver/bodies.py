@@ -15,6 +15,7 @@ few hundred characters of the input, and the key path when there is one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from itertools import accumulate
@@ -171,16 +172,17 @@ class _Frame:
             self.index += 1
 
 
-def _node_path(frame: _Frame | None, event: yaml.NodeEvent) -> str:
+def _node_path(frame: _Frame | None, event: yaml.NodeEvent, *, duplicates: bool) -> str:
     """Where ``event`` stands in its collection (a key: its mapping); a repeated key is
-    refused here, and a key is recorded as the one whose value comes next."""
+    refused here (unless ``duplicates``), and a key is recorded as the one whose value comes
+    next."""
     if frame is None:
         return ""
     if frame.mapping and frame.expecting_key:
         if isinstance(event, yaml.ScalarEvent):
             key = str(event.value)
             marker = (event.style is None, key)
-            if marker in frame.seen:
+            if marker in frame.seen and not duplicates:
                 where = _join(frame.path, key)
                 raise BodyError(422, f"duplicate key {quote(key)} at {quote(where)}", field=where)
             frame.seen.add(marker)
@@ -193,13 +195,21 @@ def _node_path(frame: _Frame | None, event: yaml.NodeEvent) -> str:
     return f"{frame.path}[{frame.index}]"
 
 
-def _scan_yaml(text: str, max_depth: int) -> None:
-    """Check the YAML event stream, iteratively: depth, aliases, repeated keys, one document.
+def _scan_yaml(
+    text: str,
+    max_depth: int,
+    *,
+    one_document: bool = True,
+    duplicates: bool = False,
+    loader: type[yaml.SafeLoader] = _Loader,
+) -> None:
+    """Check the YAML event stream, iteratively: depth, aliases, repeated keys (unless
+    ``duplicates``), one document (when ``one_document``).
 
     The composer and constructor recurse once per level, so they only ever see a stream
     that passed here. Raises BodyError with the path of what is refused.
     """
-    scanner = _Loader(text)
+    scanner: Any = loader(text)  # PyYAML's parser methods are untyped
     stack: list[_Frame] = []
     documents = 0
     try:
@@ -209,7 +219,7 @@ def _scan_yaml(text: str, max_depth: int) -> None:
                 break
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
-                if documents > 1:
+                if documents > 1 and one_document:
                     raise BodyError(400, "the request body must hold one YAML document")
                 continue
             if isinstance(event, yaml.CollectionEndEvent):
@@ -220,7 +230,7 @@ def _scan_yaml(text: str, max_depth: int) -> None:
             if not isinstance(event, yaml.NodeEvent):
                 continue
             frame = stack[-1] if stack else None
-            path = _node_path(frame, event)
+            path = _node_path(frame, event, duplicates=duplicates)
             if isinstance(event, yaml.AliasEvent):
                 where = quote(path) if path else "the top level"
                 raise BodyError(400, f"YAML aliases are not accepted (at {where})", field=path)
@@ -235,8 +245,31 @@ def _scan_yaml(text: str, max_depth: int) -> None:
                 frame.node_done()
     finally:
         scanner.dispose()
-    if documents != 1:
+    if documents != 1 and one_document:
         raise BodyError(400, f"the request body must hold one YAML document, got {documents}")
+
+
+def check_manifest(raw: bytes, *, max_depth: int = MAX_DEPTH) -> str:
+    """The text of a manifest of any number of documents (JSON or YAML), refused when no
+    reader could expand it safely: not UTF-8, nested over ``max_depth``, or with a YAML
+    alias (a few hundred bytes of aliases expand into gigabytes once answered as JSON).
+
+    What else is wrong with it (a syntax error, a repeated key) is left to the reader,
+    which reports it per document."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(400, f"the request body is not UTF-8: {exc.reason}") from None
+    if text.lstrip().startswith(("{", "[")) and (depth := json_depth(raw)) > max_depth:
+        raise BodyError(
+            400, f"the request body is nested {depth} levels deep, over the limit of {max_depth}"
+        )
+    # With the reader's own parser (pure Python: libyaml stops at 1,000 levels, where the
+    # reader would recurse), so a syntax error stops both at the same place; the reader
+    # reports it, with the documents before it.
+    with contextlib.suppress(yaml.YAMLError):
+        _scan_yaml(text, max_depth, one_document=False, duplicates=True, loader=yaml.SafeLoader)
+    return text
 
 
 def decode_yaml(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:

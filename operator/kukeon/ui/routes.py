@@ -21,6 +21,7 @@ from aiohttp import web
 
 from kukeon.apiserver.app import public
 from kukeon.apiserver.auth import Role
+from kukeon.apiserver.bodies import BodyError, check_manifest
 from kukeon.apiserver.request import principal_of
 from kukeon.apiserver.status import ApiError
 from kukeon.ui.headers import ASSET_CACHE, SHELL_CACHE, ui_headers
@@ -126,7 +127,11 @@ class UiRoutes:
         return web.json_response(whoami_document(request), headers=ui_headers(cache=SHELL_CACHE))
 
     async def manifest(self, request: web.Request) -> web.StreamResponse:
-        text = await request.text()
+        raw = await request.read()
+        try:
+            text = await asyncio.to_thread(check_manifest, raw)
+        except BodyError as exc:
+            raise ApiError(exc.code, exc.message) from None
         try:
             entries = await asyncio.to_thread(read_manifest, text)
         except ValueError as exc:

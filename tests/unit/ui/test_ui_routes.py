@@ -3,6 +3,7 @@ headers, everything else behind the token; a pasted manifest read into paths."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -136,3 +137,48 @@ def test_manifest_reading_is_kukectls() -> None:
         '{"kind": "List", "items": [{"kind": "Realm", "metadata": {"name": "x"}}]}'
     )
     assert listed["object"] == "/apis/kukeon.io/v1beta1/realms/x"
+
+
+def _alias_bomb(levels: int) -> str:
+    """A few hundred bytes of YAML that expand into 10**levels strings."""
+    lines = ["a0: &a0 [" + ", ".join(["x"] * 10) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        # A viewer's paste used to take kukeond's memory until it was killed.
+        (_alias_bomb(7).encode(), "YAML aliases are not accepted"),
+        (b"kind: Realm\n---\n" + _alias_bomb(7).encode(), "YAML aliases"),
+        # These were a RecursionError or a UnicodeDecodeError: 500s.
+        (b"[" * 20_000 + b"]" * 20_000, "nested 20000 levels deep"),
+        (b"a: " + b"[" * 5_000 + b"]" * 5_000, "nested more than 100 levels deep"),
+        (b"\xff\xfekind: Realm", "not UTF-8"),
+    ],
+    ids=["alias bomb", "alias bomb in a second document", "deep JSON", "deep YAML", "latin-1"],
+)
+async def test_a_manifest_no_reader_could_expand_safely_is_400(
+    client: TestClient[web.Request, web.Application], body: bytes, words: str
+) -> None:
+    async with asyncio.timeout(10):
+        answer = await client.post(
+            "/ui/manifest", data=body, headers={"Authorization": f"Bearer {VIEWER}"}
+        )
+    assert answer.status == 400
+    status = await answer.json()
+    assert status["kind"] == "Status"
+    assert words in status["message"]
+
+
+async def test_a_manifest_with_a_repeated_key_is_still_read_per_document(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    text = "kind: Realm\nmetadata: {name: a}\nmetadata: {name: b}\n---\nkind: Realm\n"
+    answer = await client.post(
+        "/ui/manifest", data=text, headers={"Authorization": f"Bearer {VIEWER}"}
+    )
+    assert answer.status == 200
+    duplicate, _ = (await answer.json())["documents"]
+    assert "duplicate key" in duplicate["causes"][0]["message"]
