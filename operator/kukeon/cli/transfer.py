@@ -367,7 +367,12 @@ def parse_ports(specs: tuple[str, ...]) -> list[PortPair]:
         if not sep:
             local_text = remote_text
         local_text = local_text or "0"
-        if not (local_text.isdigit() and remote_text.isdigit()):
+        # isascii: str.isdigit is also true of '²', which int() refuses.
+        if not (
+            f"{local_text}{remote_text}".isascii()
+            and local_text.isdigit()
+            and remote_text.isdigit()
+        ):
             raise click.BadParameter(f"{spec!r}: expected [LOCAL:]REMOTE, e.g. 8080:80")
         local, remote = int(local_text), int(remote_text)
         if not 0 <= local <= 65535 or not 1 <= remote <= 65535:

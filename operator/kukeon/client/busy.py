@@ -36,7 +36,7 @@ def retry_after_seconds(header: str | None, *, now: float | None = None) -> floa
     if header is None:
         return None
     text = header.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not '²', which float() refuses
         return float(text)
     import email.utils  # only for a date, which kukeond never sends: kukectl starts light
 

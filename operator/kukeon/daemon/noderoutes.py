@@ -92,9 +92,14 @@ def _authorize(request: web.Request, *, verb: Verb, realm: str, subresource: str
         raise ApiError(403, f"Forbidden: {why}")
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` is also true of '²', which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _parse_signal(text: str) -> signal.Signals:
     name = text.strip().upper()
-    if name.isdigit():
+    if _decimal(name):
         try:
             return signal.Signals(int(name))
         except ValueError:
@@ -120,12 +125,12 @@ class LogQuery:
     def parse(cls, query: Mapping[str, str]) -> LogQuery:
         tail: int | None = None
         if (text := query.get("tailLines")) is not None:
-            if not text.isdigit() or len(text) > 12:
+            if not _decimal(text) or len(text) > 12:
                 raise ApiError(400, f"tailLines: {text[:40]!r} is not a whole number >= 0")
             tail = min(int(text), MAX_TAIL_LINES)
         since: datetime | None = None
         if (text := query.get("sinceSeconds")) is not None:
-            if not text.isdigit() or not 0 < int(text) <= MAX_SINCE_SECONDS:
+            if not _decimal(text) or not 0 < int(text) <= MAX_SINCE_SECONDS:
                 raise ApiError(
                     400, f"sinceSeconds: {text[:40]!r} is not a whole number of seconds > 0"
                 )
@@ -429,8 +434,10 @@ class NodeRoutes:
         command = request.query.getall("command", [])
         if not command:
             raise ApiError(400, "command: at least one command= parameter is required")
-        tty = request.query.get("tty", "").lower() in {"1", "true", "yes"}
-        with_stdin = request.query.get("stdin", "").lower() in {"1", "true", "yes"}
+        tty, with_stdin = _flag(request.query, "tty"), _flag(request.query, "stdin")
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            # Before the session's FIFO directory is made: nothing would remove it.
+            raise ApiError(400, "exec is a WebSocket: send an Upgrade request")
         realm = await self._realm(cell.spec.realm_id)
         namespace = self.controllers.host.namespace_of(realm)
         _, space, stack, name = cell_key(cell)

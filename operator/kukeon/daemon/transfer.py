@@ -115,9 +115,11 @@ def forward_address(cell: Cell) -> str:
 
 
 def _port(text: str | None) -> int:
-    if text is None or not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= 65535:
-        raise ApiError(400, f"port: {str(text)[:40]!r} is not a port number (1-65535)")
-    return int(text)
+    # isascii: str.isdigit is also true of '²', which int() refuses.
+    digits = text is not None and text.isascii() and text.isdigit() and len(text) <= 5
+    if digits and text is not None and 1 <= (port := int(text)) <= 65535:
+        return port
+    raise ApiError(400, f"port: {str(text)[:40]!r} is not a port number (1-65535)")
 
 
 def _cp_container(cell: Cell, wanted: str | None) -> str:

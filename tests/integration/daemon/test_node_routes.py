@@ -149,3 +149,15 @@ async def test_exec_streams_output_stdin_and_exit_code(kukeond: Kukeond) -> None
             f"{url}/exec", params={"command": "true", "container": "x"}
         ) as response:
             assert response.status == 404
+        # An exec that is no WebSocket, or whose flags mean nothing, is refused before its
+        # FIFO directory is made: each such request used to leave one behind.
+        for params in (
+            {"command": "true"},
+            {"command": "true", "tty": "maybe"},
+            {"command": "true", "stdin": "2"},
+        ):
+            async with http.get(f"{url}/exec", params=params) as response:
+                assert response.status == 400, await response.text()
+                assert (await response.json())["kind"] == "Status"
+        exec_dir = k.config.state_dir / "exec"
+        assert not exec_dir.exists() or not list(exec_dir.iterdir())

@@ -36,6 +36,7 @@ FAST = BusyRetry(retries=5, default_wait=0.01, max_wait=0.01)
         ("soon", None),
         ("-1", None),
         ("1.5", None),
+        ("\u00b2", None),  # a digit to str.isdigit, not to float(): was a ValueError
     ],
 )
 def test_retry_after_is_delay_seconds(header: str | None, seconds: float | None) -> None:

@@ -1,0 +1,57 @@
+"""The node routes' query parameters: what no number or flag can mean is a 400, never a 500.
+
+``str.isdigit`` is true of '²' and '٣'-like characters that ``int`` refuses or reads; each
+parser here accepted '²' and then raised ValueError (a 500) when it converted it.
+"""
+
+from __future__ import annotations
+
+import click
+import pytest
+from multidict import MultiDict
+
+from kukeon.apiserver.status import ApiError
+from kukeon.cli.transfer import parse_ports
+from kukeon.daemon.noderoutes import LogQuery, _parse_signal
+from kukeon.daemon.transfer import _port
+
+SUPERSCRIPT_TWO = "\u00b2"
+
+
+@pytest.mark.parametrize("name", ["tailLines", "sinceSeconds"])
+@pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, "\u0663", "-1", "1e3", " 1"])
+def test_a_log_number_no_ascii_decimal_is_400(name: str, value: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        LogQuery.parse(MultiDict({name: value}))
+    assert refused.value.code == 400
+    assert str(refused.value).startswith(f"{name}: ")
+
+
+def test_log_numbers_that_are_decimal_are_read() -> None:
+    query = LogQuery.parse(MultiDict({"tailLines": "12", "sinceSeconds": "5"}))
+    assert query.tail == 12
+    assert query.render.since is not None
+
+
+@pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, "\u0663", "0", "65536", "", None])
+def test_a_port_forward_port_no_port_number_is_400(value: str | None) -> None:
+    with pytest.raises(ApiError) as refused:
+        _port(value)
+    assert refused.value.code == 400
+
+
+def test_a_port_forward_port_is_read() -> None:
+    assert (_port("1"), _port("65535")) == (1, 65535)
+
+
+def test_a_signal_number_no_ascii_decimal_is_400() -> None:
+    with pytest.raises(ApiError) as refused:
+        _parse_signal(SUPERSCRIPT_TWO)
+    assert refused.value.code == 400
+    assert _parse_signal("9").name == "SIGKILL"
+
+
+@pytest.mark.parametrize("spec", [f"{SUPERSCRIPT_TWO}:80", f"8080:{SUPERSCRIPT_TWO}"])
+def test_kukectl_port_forward_with_no_ascii_digits_is_a_usage_error(spec: str) -> None:
+    with pytest.raises(click.BadParameter):
+        parse_ports((spec,))
