@@ -26,7 +26,7 @@ from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
 from .lifecycle import RESTARTED_AT
-from .params import DURATION, scope_options
+from .params import DURATION, nonempty_name, scope_options
 from .runner import EXIT_USAGE, fail, run, stderr
 
 POLL_EVERY = 0.5
@@ -46,7 +46,7 @@ def set_named(words: tuple[str, ...]) -> str:
     kind, sep, name = words[0].rpartition("/")
     if sep and kind.lower() not in ("cellset", "cellsets", "cs"):
         fail(f"{words[0]!r}: expected {_FORMS} (this command acts on cell sets)", EXIT_USAGE)
-    return name
+    return nonempty_name(name)
 
 
 @click.command("scale")

@@ -24,6 +24,7 @@ from .params import (
     kind_name_groups,
     load_manifest_files,
     manifest_scope,
+    nonempty_name,
     scope_for,
     scope_options,
 )
@@ -142,7 +143,7 @@ def _named_targets(
     named = [(kind, first)] if first is not None else []
     for word in names:
         if first is None:
-            named.append((kind, word))
+            named.append((kind, nonempty_name(word)))
             continue
         for word_kind, word_names in kind_name_groups(word, []) if "/" in word else []:
             named += [(word_kind, name) for name in word_names]

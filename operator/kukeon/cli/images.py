@@ -23,7 +23,7 @@ from kukeon.api.imageref import reference_problem
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import collection_path
 
-from .params import NODE, scope_option
+from .params import IMAGE_REFERENCE, NODE, scope_option
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
 from .tables import NONE, format_rows, human_duration
 
@@ -179,7 +179,7 @@ def image_ls(ctx: click.Context, output: ListFormat, realm: str, node: str | Non
 
 
 @image.command("pull")
-@click.argument("reference")
+@click.argument("reference", type=IMAGE_REFERENCE)
 @realm_option
 @node_option
 @click.pass_context
@@ -215,7 +215,7 @@ def image_pull(ctx: click.Context, reference: str, realm: str, node: str | None)
 
 
 @image.command("inspect")
-@click.argument("references", nargs=-1, required=True)
+@click.argument("references", nargs=-1, required=True, type=IMAGE_REFERENCE)
 @click.option(
     "-o",
     "--output",
@@ -246,7 +246,7 @@ def image_inspect(
 
 
 @image.command("rm")
-@click.argument("references", nargs=-1, required=True)
+@click.argument("references", nargs=-1, required=True, type=IMAGE_REFERENCE)
 @click.option("-f", "--force", is_flag=True, help="Remove it even if cells of the realm use it.")
 @realm_option
 @node_option

@@ -20,7 +20,7 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
-from .params import CONTAINER, DURATION, cell_argument, cell_key, cell_named, scope_options
+from .params import CONTAINER, DURATION, SIGNAL, cell_argument, cell_key, cell_named, scope_options
 from .runner import fail, run, stderr
 
 RESTARTED_AT = "kukeon.io/restartedAt"
@@ -249,6 +249,7 @@ def restart(
     "--signal",
     "-s",
     "signal_name",
+    type=SIGNAL,
     default="TERM",
     show_default=True,
     help="Signal name (TERM, SIGKILL, hup...) or number.",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -47,7 +48,15 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
 
 def parse_duration(text: str) -> float:
-    """``60s``, ``1m30s``, ``500ms``, ``2h`` or a plain number of seconds."""
+    """``60s``, ``1m30s``, ``500ms``, ``2h`` or a plain number of seconds: finite, >= 0."""
+    total = _duration_seconds(text)
+    # float() reads "nan", "inf", "-5" and "1e400" (inf): none is a length of time.
+    if not math.isfinite(total) or total < 0:
+        raise ValueError(f"invalid duration {text!r}: a length of time is finite and >= 0")
+    return total
+
+
+def _duration_seconds(text: str) -> float:
     value = text.strip()
     try:
         return float(value)
@@ -106,7 +115,7 @@ def with_names(kind: tuple[Kind, str | None], names: Sequence[str]) -> tuple[Kin
     ``KIND/NAME`` each is ``KIND/NAME`` too, of the same kind: one command, one kind)."""
     kind_, first = kind
     if first is None:
-        return kind_, list(names)
+        return kind_, [nonempty_name(name) for name in names]
     every = [first]
     for word in names:
         groups = kind_name_groups(word, []) if "/" in word else []
@@ -140,6 +149,55 @@ class NameType(click.ParamType[str]):
         return text
 
 
+class NonEmptyType(click.ParamType[str]):
+    """An argument naming something (an image reference): an empty one is refused (exit 2),
+    not sent, a path the server does not have (``images/``, "no such API path")."""
+
+    def __init__(self, what: str) -> None:
+        self.name = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text:
+            self.fail(f"an empty {self.name}; give one", param, ctx)
+        return text
+
+
+class SignalType(click.ParamType[str]):
+    """A signal as kukeond reads one (``TERM``, ``SIGKILL``, ``hup``, ``9``): what names no
+    signal (``-s ''``, ``-s 0``, ``-s -9``) is a usage error (exit 2), not a request the
+    server refuses (exit 1)."""
+
+    name = "signal"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import signal
+
+        text = str(value).strip()
+        upper = text.upper()
+        if upper.isascii() and upper.isdigit():
+            known = int(upper) in {number.value for number in signal.Signals}
+        else:
+            known = (
+                upper if upper.startswith("SIG") else f"SIG{upper}"
+            ) in signal.Signals.__members__
+        if not known:
+            self.fail(
+                f"{value!r} is no signal: give a name (TERM, SIGKILL, hup...) or a number",
+                param,
+                ctx,
+            )
+        return text
+
+
+def nonempty_name(name: str) -> str:
+    """``name``, exit 2 when it is empty: ``kill ''`` or ``get cell ''`` named no object, and
+    asked for a path the server does not have (``wait realm '' --for=delete`` was met)."""
+    if not name:
+        fail("an empty name: give the object's name", EXIT_USAGE)
+    return name
+
+
 class ContainerNamesType(click.ParamType[tuple[str, ...]]):
     """Comma-separated container names, or ``*`` (``set env -c``); an empty one is refused:
     ``-c ''`` would otherwise choose none and change nothing, saying "unchanged"."""
@@ -167,6 +225,8 @@ DURATION = DurationType()
 CONTAINER = NameType("container")
 NODE = NameType("node")
 CONTAINERS = ContainerNamesType()
+IMAGE_REFERENCE = NonEmptyType("image reference")
+SIGNAL = SignalType()
 
 
 class ScopeOption(click.Option):
@@ -319,7 +379,7 @@ def kind_name_groups(first: str, rest: Sequence[str]) -> list[tuple[Kind, list[s
     """`KIND NAME...` or `KIND/NAME...` as (kind, names) groups in the order given (exit 2
     for an unknown kind or a mix of the two forms)."""
     if "/" not in first:
-        return [(_kind_named(first), list(rest))]
+        return [(_kind_named(first), [nonempty_name(name) for name in rest])]
     groups: list[tuple[Kind, list[str]]] = []
     for word in (first, *rest):
         kind_text, sep, name = word.partition("/")
@@ -366,7 +426,7 @@ def cell_or_set_named(words: Sequence[str]) -> tuple[Kind, str]:
 
 def _one_named(words: Sequence[str], kinds: Sequence[Kind]) -> tuple[Kind, str]:
     if len(words) == 1 and "/" not in words[0]:
-        return Kind.CELL, words[0]
+        return Kind.CELL, nonempty_name(words[0])
     forms = SET_CELL_FORMS if Kind.CELL_SET in kinds else CELL_FORMS
     what = "cells or cell sets" if Kind.CELL_SET in kinds else "cells only; kind: cell or cells"
     usage = f"expected {forms} (this command acts on {what})"

@@ -22,7 +22,7 @@ from kukeon.api import Cell, Kind, Node, NodeState
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
-from .params import scope_options
+from .params import nonempty_name, scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
 from .tables import format_rows
 
@@ -339,6 +339,7 @@ def top_cells(
     """
     if all_parents and names:
         fail("a name needs its parents: use --realm/--space/--stack instead of -A", EXIT_USAGE)
+    names = tuple(nonempty_name(name) for name in names)
     scope = () if all_parents else (realm, space, stack)
     params = {"containers": "true"} if containers else {}
 
@@ -376,6 +377,7 @@ def top_nodes(ctx: click.Context, names: tuple[str, ...]) -> None:
     CPU is the host's busy time over one second; memory is what is not available
     (MemTotal - MemAvailable). A node that is not Ready shows <unknown>.
     """
+    names = tuple(nonempty_name(name) for name in names)
 
     async def work(client: ApiClient) -> None:
         if names:

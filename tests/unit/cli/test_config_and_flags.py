@@ -87,7 +87,11 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "10x", "s10", "1m junk"])
+# float() reads the last five, and they were taken: `logs --since 1e400` was an
+# OverflowError, `wait --timeout nan` never timed out, `--request-timeout -1` always did.
+@pytest.mark.parametrize(
+    "text", ["", "abc", "10x", "s10", "1m junk", "nan", "inf", "-1", "1e400", "9" * 400 + "s"]
+)
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
