@@ -321,7 +321,6 @@ class Daemon:
             containerd=containerd,
             cells=self.controllers.departures,
             recorder=recorder,
-            recorder=recorder,
         )
         self._on_stop("node heartbeat", self.fleet.stop)
         await operator.start()
