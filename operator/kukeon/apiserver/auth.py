@@ -105,8 +105,15 @@ class _TokensFile(BaseModel):
     tokens: list[_TokenEntry]
 
 
+def token_bytes(token: str) -> bytes:
+    """The bytes of a token as the client sent them: aiohttp decodes header bytes that are
+    not UTF-8 into lone surrogates, which a plain ``encode()`` refuses -- an unauthenticated
+    ``Authorization: Bearer \\xff`` was a 500 and a logged traceback."""
+    return token.encode("utf-8", "surrogateescape")
+
+
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    return hashlib.sha256(token_bytes(token)).digest()
 
 
 class TokenBook:

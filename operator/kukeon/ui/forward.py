@@ -141,7 +141,9 @@ class ConsoleForward:
         if is_public_path(request.path):
             return None
         token = bearer_token(request.headers.get("Authorization"))
-        if token is None or not hmac.compare_digest(token.encode(), self.token.encode()):
+        # surrogateescape: header bytes that are not UTF-8 arrive as lone surrogates.
+        sent = token.encode("utf-8", "surrogateescape") if token is not None else None
+        if sent is None or not hmac.compare_digest(sent, self.token.encode()):
             why = "the token kukectl ui printed (in the URL) is required"
             return web.json_response(_status(401, f"Unauthorized: {why}"), status=401)
         return None

@@ -41,6 +41,8 @@ def test_authenticate() -> None:
     assert editor is not None
     assert editor.realms == frozenset({"team"})
     assert book.authenticate("x" * 32) is None
+    # Header bytes that are not UTF-8 reach us as lone surrogates: no token, not a 500.
+    assert book.authenticate("\udcff\udcfe" * 16) is None
 
 
 @pytest.mark.parametrize(

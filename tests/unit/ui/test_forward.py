@@ -121,3 +121,17 @@ async def test_close_ends_open_streams_at_once(forward: ConsoleForward) -> None:
         await forward.close()  # kukectl ui's Ctrl-C with a watch open
         # No shutdown timeout waited out (it was, twice: 4 s on every Ctrl-C).
         assert asyncio.get_running_loop().time() - started < SHUTDOWN_SECONDS
+
+
+async def test_a_token_that_is_no_utf_8_is_401(forward: ConsoleForward) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", forward.port)
+    try:
+        writer.write(
+            f"GET /apis/x HTTP/1.1\r\nHost: 127.0.0.1:{forward.port}\r\n".encode()
+            + b"Authorization: Bearer \xff\xfe\r\n\r\n"
+        )
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+    assert head.split(b" ", 2)[1] == b"401", head

@@ -182,3 +182,21 @@ async def test_a_manifest_with_a_repeated_key_is_still_read_per_document(
     assert answer.status == 200
     duplicate, _ = (await answer.json())["documents"]
     assert "duplicate key" in duplicate["causes"][0]["message"]
+
+
+async def test_a_token_that_is_no_utf_8_is_401_not_500(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    """aiohttp reads header bytes that are not UTF-8 as lone surrogates; hashing the token
+    encoded it strictly: a 500 and a logged traceback for any unauthenticated client."""
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(
+            b"GET /ui/whoami HTTP/1.1\r\nHost: k\r\nAuthorization: Bearer \xff\xfe\r\n\r\n"
+        )
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+    assert head.split(b" ", 2)[1] == b"401", head
