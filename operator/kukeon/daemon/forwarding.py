@@ -323,7 +323,9 @@ class Forwarder:
         why = denial(principal_of(request), verb=verb, realm=realm, subresource="images")
         if why is not None:
             raise ApiError(403, f"Forbidden: {why}")
-        return await self._forward(request, node, f"the images of realm {realm}", "images")
+        return await self._forward(
+            request, node, f"the images of realm {realm}", "images", named_in="node"
+        )
 
     async def _node_stats_request(
         self, request: web.Request, handler: Handler
@@ -332,7 +334,9 @@ class Forwarder:
         if node == self.node_name:
             return await handler(request)
         authorize_node_stats(request)
-        return await self._forward(request, node, f"the figures of node {node}", STATS)
+        return await self._forward(
+            request, node, f"the figures of node {node}", STATS, named_in="node"
+        )
 
     # --- forwarding ----------------------------------------------------------------------
 
@@ -346,10 +350,20 @@ class Forwarder:
             causes=[Cause("spec.nodeName", node)],
         )
 
-    async def _endpoint(self, what: str, node: str) -> str:
+    async def _endpoint(self, what: str, node: str, *, named_in: str | None = None) -> str:
+        """The API endpoint of ``node``; ``named_in``: the parameter the client named it
+        with (a node no one registered is then the client's 404, not a 503 of ours)."""
         try:
             found = await self.registry.get(Kind.NODE, (node,))
         except NotFound:
+            if named_in is not None:
+                raise ApiError(
+                    404,
+                    f"Node {node!r} not found: no node of that name is registered",
+                    name=node,
+                    kind="Node",
+                    causes=[Cause(named_in, "no node of that name is registered")],
+                ) from None
             raise self._refuse(what, node, "no node of that name is registered") from None
         assert isinstance(found, Node)
         status = found.status
@@ -366,7 +380,13 @@ class Forwarder:
         return status.api_endpoint.rstrip("/")
 
     async def _forward(
-        self, request: web.Request, node: str, what: str, subresource: str
+        self,
+        request: web.Request,
+        node: str,
+        what: str,
+        subresource: str,
+        *,
+        named_in: str | None = None,
     ) -> web.StreamResponse:
         if request.headers.get(FORWARDED_BY_HEADER):
             raise self._refuse(
@@ -377,7 +397,7 @@ class Forwarder:
                 "a request is forwarded at most once (the cell may just have moved: retry)",
                 code=508,
             )
-        endpoint = await self._endpoint(what, node)
+        endpoint = await self._endpoint(what, node, named_in=named_in)
         if self._token is None or self._tls is None:
             raise self._refuse(
                 what,

@@ -420,6 +420,13 @@ async def test_refusals_name_the_cell_and_the_node(fleet: Fleet) -> None:
         assert "no node of that name is registered" in body["message"]
         assert body["details"]["name"] == "nc"
 
+        # A node the client names that no one registered is the client's 404, naming the
+        # parameter (it was a 503 "the images of realm default is on node nowhere").
+        code, body = await _status(await client.get(IMAGES, params={"node": "nowhere"}))
+        assert code == 404, body
+        assert body["message"].startswith("Node 'nowhere' not found"), body
+        assert [c["field"] for c in body["details"]["causes"]] == ["node"]
+
         await fleet.set_node("nb", NodeState.NOT_READY, fleet.url("nb"))
         code, body = await _status(await client.get(f"{CELLS}/on-b/log"))
         assert code == 503
