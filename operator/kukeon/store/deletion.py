@@ -20,8 +20,9 @@ from typing import Any
 from kukeon.api import AnyResource, FieldError, Kind, key_of
 
 from .codec import label_of
-from .errors import ChildrenExist, Invalid, NotFound, Unavailable
+from .errors import ChildrenExist, Invalid, NotFound, StoreError, Unavailable
 from .keys import display_name, parent_key, range_end
+from .quotaserial import serial_root
 from .reads import RegistryReads
 from .registrybase import MAX_CAS_ROUNDS, utc_now
 from .txn import (
@@ -396,7 +397,10 @@ class RegistryDeletion(RegistryReads):
         raise Unavailable(f"release {label_of(kind, key)}: the object kept changing, gave up")
 
     async def _after_removal(self, kind: Kind, key: Sequence[str]) -> None:
-        """A removed child may have been the last one holding a deleting parent."""
+        """A removed child may have been the last one holding a deleting parent; a removed
+        realm leaves its quota serial key (``quotaserial``) to remove."""
+        if kind == Kind.REALM:
+            await self._remove_quota_serial(key[0])
         parent = parent_key(kind, key)
         if parent is None:
             return
@@ -407,3 +411,21 @@ class RegistryDeletion(RegistryReads):
         if stored is None or not stored.metadata.get("deletionTimestamp"):
             return
         await self._release_children(parent_kind, parent_names)
+
+    async def _remove_quota_serial(self, realm: str) -> None:
+        """Remove a removed realm's serial key, only while the realm is still absent: then
+        nothing of it is stored, so no write comparing the key as absent can miss an object
+        (a crash before this leaves the key: harmless, a realm of that name takes it on)."""
+        realm_raw = self._layout.key(Kind.REALM, (realm,)).encode()
+        serial = serial_root(self._layout.registry_root) + realm.encode()
+
+        async def attempt() -> Any:
+            return await self._txn([compare_created(realm_raw, 0)], [delete_op(serial)], [])
+
+        try:
+            await self._retrier.run(
+                attempt, what=f"remove the quota serial of realm {realm}", repeatable=True
+            )
+        except StoreError as error:
+            # The realm is gone all the same; a lingering key only costs its bytes.
+            log.warning("realm %s removed, its quota serial key left: %s", realm, error)

@@ -12,9 +12,10 @@ registry asks it before each create and each spec update that grows a document.
 Writes in flight are counted as reservations until they are done, and a write that is
 done is laid over the index at its revision until the watch shows it (as the scheduler's
 assumed bindings), so concurrent creates in one kukeond never pass a limit together.
-Several kukeonds of a fleet each keep their own index, and see each other's writes only
-through the watch: a burst spread over several nodes can pass a limit by what each node saw
-free (at worst the nodes' count times the limit; tests/integration/store's two-node race).
+Several kukeonds of a fleet each keep their own index and see each other's writes through
+the watch; what keeps a burst spread over several nodes within the limit is the realm's
+serial key, rewritten and compared by every quota-checked write (``quotaserial``): a write
+is stored only if its node's index had seen every other node's before it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .connection import EtcdClient, EtcdConfig, Retrier
 from .errors import Gone, QuotaExceeded, Unavailable
 from .etcdwatch import resumable_watch
 from .keys import KINDS, KeyLayout, range_end
+from .quotaserial import ABSENT, Behind, Guard, QuotaSlot, SerialState, owned_guard, serial_root
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,20 @@ class RealmQuotas:
         self._revision = 0
         """The revision the index has seen everything up to (list, then watch)."""
         self._synced = asyncio.Event()
+        self._serial_root = serial_root(layout.registry_root)
+        self._serials: dict[str, SerialState] = {}
+        """Each realm's serial key as last seen (watch, list, or this node's own write)."""
+        self._owned: dict[str, Guard] = {}
+        """The realms whose serial holds this node's token: its writes there compare it
+        (the guard those writes add, by realm)."""
+        self._serial_waiting = 0
+        self._serial_locks: dict[str, asyncio.Lock] = {}
+        self._creates: dict[bytes, tuple[str, int]] = {}
+        """The keys of this node's creates in flight: (realm, bytes held)."""
+        self._serial_moved = asyncio.Event()
+        """Set (and replaced) whenever a serial's state changes: what a lost write awaits."""
+        self.lost_rounds = 0
+        """Attempts lost to another node's write since start (tests and logs read it)."""
 
     # --- what a write asks ---------------------------------------------------------------
 
@@ -136,25 +152,45 @@ class RealmQuotas:
 
     @contextlib.asynccontextmanager
     async def reserve(
-        self, realm: str, *, objects: int, storage_bytes: int, label: str
-    ) -> AsyncIterator[None]:
+        self,
+        realm: str,
+        *,
+        objects: int,
+        storage_bytes: int,
+        label: str,
+        creates: bytes | None = None,
+    ) -> AsyncIterator[QuotaSlot]:
         """Hold ``objects`` and ``storage_bytes`` of ``realm``'s quota for one write;
-        ``QuotaExceeded`` when they do not fit. The write calls ``assume`` once stored,
-        before the hold ends."""
+        ``QuotaExceeded`` when they do not fit. The write adds each attempt's guard from
+        the slot to its transaction (``QuotaSlot.attempt``, which checks again) and calls
+        ``assume`` once stored, before the hold ends.
+
+        ``creates``: the key a create writes. Its hold then steps aside while the index
+        counts that key (the watch may show the write before the write's own answer
+        comes back), so the new object is never counted twice: a node's own burst, each
+        write checked again at each attempt, fills the limit exactly."""
         await self.check(realm, objects=objects, storage_bytes=storage_bytes, label=label)
         # No await between the check and the hold: nothing else runs in between.
-        state = self._realms.setdefault(realm, _Realm())
-        state.reserved_objects += objects
-        state.reserved_bytes += storage_bytes
+        keyed = creates if objects == 1 and creates not in self._creates else None
+        if keyed is not None:
+            self._creates[keyed] = (realm, storage_bytes)
+        if keyed is None or keyed not in self._entries:
+            self._hold(realm, objects, storage_bytes)
         try:
-            yield
+            yield QuotaSlot(self, realm, objects=objects, storage_bytes=storage_bytes, label=label)
         finally:
             # The realm's state now, not the one held above: a relist while the write ran
             # replaced it, carrying this hold over (``_rebuild``).
-            state = self._realms.setdefault(realm, _Realm())
-            state.reserved_objects -= objects
-            state.reserved_bytes -= storage_bytes
+            if keyed is not None:
+                del self._creates[keyed]
+            if keyed is None or keyed not in self._entries:
+                self._hold(realm, -objects, -storage_bytes)
             self._forget_if_empty(realm)
+
+    def _hold(self, realm: str, objects: int, storage_bytes: int) -> None:
+        state = self._realms.setdefault(realm, _Realm())
+        state.reserved_objects += objects
+        state.reserved_bytes += storage_bytes
 
     def key_size(self, kind: Kind, key: tuple[str, ...]) -> int:
         """The bytes of an object's etcd key (counted with its document)."""
@@ -164,8 +200,21 @@ class RealmQuotas:
         """``QuotaExceeded`` unless ``objects`` and ``storage_bytes`` more fit ``realm``'s
         quota now (what a dry run asks; a write holds them with ``reserve``)."""
         await self.wait_synced()
+        self._refuse_over(realm, objects, storage_bytes, label, held=False)
+
+    def check_held(self, realm: str, *, objects: int, storage_bytes: int, label: str) -> None:
+        """``QuotaExceeded`` unless a write holding ``objects`` and ``storage_bytes``
+        (``reserve``) still fits, as the index is now (an attempt's check)."""
+        self._refuse_over(realm, objects, storage_bytes, label, held=True)
+
+    def _refuse_over(
+        self, realm: str, objects: int, storage_bytes: int, label: str, *, held: bool
+    ) -> None:
         limits = self.limits(realm)
         used = self.usage(realm)
+        if held:
+            # The usage counts this write's own hold already.
+            used = Usage(used.objects - objects, used.storage_bytes - storage_bytes)
         causes: list[FieldError] = []
         if objects > 0 and limits.objects is not None and used.objects + objects > limits.objects:
             causes.append(
@@ -222,6 +271,7 @@ class RealmQuotas:
     async def _list(self) -> None:
         listed: dict[bytes, _Entry] = {}
         realm_limits: dict[str, QuotaLimits] = {}
+        serials: dict[str, SerialState] = {}
         revision = 0
         start, end = self._root, range_end(self._root)
         while True:
@@ -229,6 +279,10 @@ class RealmQuotas:
             if not revision:
                 revision = response.header.revision
             for kv in response.kvs:
+                if kv.key.startswith(self._serial_root):
+                    realm = kv.key[len(self._serial_root) :].decode(errors="replace")
+                    serials[realm] = SerialState(kv.value, kv.mod_revision)
+                    continue
                 self._read_kv(kv.key, kv.value, kv.mod_revision, listed, realm_limits)
             if not response.more or not response.kvs:
                 break
@@ -238,7 +292,10 @@ class RealmQuotas:
         for key, entry in self._entries.items():
             if entry.revision > revision:
                 listed[key] = entry
-        self._rebuild(listed, realm_limits, revision)
+        for realm, serial in self._serials.items():
+            if serial.revision > revision:
+                serials[realm] = serial
+        self._rebuild(listed, realm_limits, revision, serials)
         self._synced.set()
 
     async def _range(self, start: bytes, end: bytes, revision: int) -> Any:
@@ -272,12 +329,25 @@ class RealmQuotas:
             entries[key] = _Entry(realm, len(key) + len(value), revision)
 
     def _rebuild(
-        self, entries: dict[bytes, _Entry], realm_limits: dict[str, QuotaLimits], revision: int
+        self,
+        entries: dict[bytes, _Entry],
+        realm_limits: dict[str, QuotaLimits],
+        revision: int,
+        serials: dict[str, SerialState] | None = None,
     ) -> None:
         reserved = {
             name: (state.reserved_objects, state.reserved_bytes)
             for name, state in self._realms.items()
         }
+        # Holds of creates step aside while their key is counted: as the old index did,
+        # as the new one does.
+        for key, (name, size) in self._creates.items():
+            objects, storage = reserved.get(name, (0, 0))
+            if key not in self._entries:
+                objects, storage = objects - 1, storage - size
+            if key not in entries:
+                objects, storage = objects + 1, storage + size
+            reserved[name] = (objects, storage)
         realms: dict[str, _Realm] = {}
         for name, limits in realm_limits.items():
             realms[name] = _Realm(limits=limits, limits_revision=revision)
@@ -289,6 +359,13 @@ class RealmQuotas:
             state = realms.setdefault(name, _Realm())
             state.reserved_objects, state.reserved_bytes = objects, storage
         self._entries, self._realms, self._revision = entries, realms, revision
+        self._serials = serials if serials is not None else {}
+        self._owned = {
+            realm: guard
+            for realm, guard in self._owned.items()
+            if self._serials.get(realm, ABSENT).value == guard.token
+        }
+        self._wake_serial_waiters()
 
     async def _follow(self) -> None:
         def decode(response: Any) -> list[Any]:
@@ -313,6 +390,10 @@ class RealmQuotas:
 
     def observe(self, key: bytes, value: bytes | None, revision: int) -> None:
         """A change the watch shows (``value`` None: the key was deleted)."""
+        if key.startswith(self._serial_root):
+            realm = key[len(self._serial_root) :].decode(errors="replace")
+            self._set_serial(realm, value, revision)
+            return
         plural, realm, is_realm = self._parse_key(key)
         if is_realm:
             self._set_limits(realm, value, revision)
@@ -330,6 +411,92 @@ class RealmQuotas:
         elif plural is not None:
             self._set(key, realm, len(key) + len(value), revision)
 
+    # --- the realms' serial keys (``quotaserial``) ----------------------------------------
+
+    def serial_key(self, realm: str) -> bytes:
+        return self._serial_root + realm.encode()
+
+    def serial_state(self, realm: str) -> SerialState:
+        return self._serials.get(realm, ABSENT)
+
+    def owned_serial(self, realm: str) -> bytes | None:
+        """This node's token while the realm's serial holds it, else None."""
+        guard = self._owned.get(realm)
+        return guard.token if guard is not None else None
+
+    def owned_guard(self, realm: str) -> Guard | None:
+        """The guard of this node's writes while the realm's serial holds its token."""
+        return self._owned.get(realm)
+
+    def serial_lock(self, realm: str) -> asyncio.Lock:
+        """Held by the one write of this node taking the realm's serial over."""
+        lock = self._serial_locks.get(realm)
+        if lock is None:
+            lock = self._serial_locks[realm] = asyncio.Lock()
+        return lock
+
+    def took_serial(self, realm: str, token: bytes, revision: int) -> None:
+        """This node's write put ``token`` in the realm's serial at ``revision``."""
+        if revision > self._revision:  # else the watch has shown it, or what came after
+            self._set_serial(realm, token, revision)
+        owned = self._owned.get(realm)
+        if self.serial_state(realm).value == token and (owned is None or owned.token != token):
+            self._owned[realm] = owned_guard(self.serial_key(realm), token)
+
+    def lost_serial(self, realm: str, token: bytes) -> None:
+        """Another node's write moved the realm's serial past ``token``."""
+        self.lost_rounds += 1
+        if self.owned_serial(realm) == token:
+            del self._owned[realm]
+
+    def _set_serial(self, realm: str, value: bytes | None, revision: int) -> None:
+        known = self._serials.get(realm, ABSENT)
+        if revision <= known.revision:
+            return
+        if value is None:
+            self._serials.pop(realm, None)
+            # A deletion is kept as a revision only in ``_revision`` (the watch's).
+        else:
+            self._serials[realm] = SerialState(value, revision)
+        owned = self._owned.get(realm)
+        if owned is not None and owned.token != value:
+            del self._owned[realm]
+        if self._serial_waiting:
+            self._wake_serial_waiters()
+
+    def _serial_seen(self, realm: str, behind: Behind) -> bool:
+        if self._revision >= behind.revision:
+            return True
+        state = self._serials.get(realm, ABSENT)
+        if behind.absent:
+            return state.value is None or state.revision > behind.revision
+        return state.revision >= behind.revision
+
+    def _wake_serial_waiters(self) -> None:
+        moved = self._serial_moved
+        self._serial_moved = asyncio.Event()
+        moved.set()
+
+    async def wait_for_serial(self, realm: str, behind: Behind) -> None:
+        """Return once the index has seen the realm's serial at ``behind`` (so every write
+        before it); ``Unavailable`` after the store's retry budget."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.retry_timeout
+        self._serial_waiting += 1
+        try:
+            while not self._serial_seen(realm, behind):
+                moved = self._serial_moved
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await moved.wait()
+                except TimeoutError:
+                    raise Unavailable(
+                        f"the usage of realm {realm!r} did not catch up with etcd "
+                        f"(revision {behind.revision}) in time; retry"
+                    ) from None
+        finally:
+            self._serial_waiting -= 1
+
     def _set_limits(self, realm: str, value: bytes | None, revision: int) -> None:
         state = self._realms.setdefault(realm, _Realm())
         if revision > state.limits_revision:
@@ -345,13 +512,18 @@ class RealmQuotas:
         if known is not None:
             state.objects -= 1
             state.storage_bytes -= known.size
+        held = self._creates.get(key)
         if size is None:
             self._entries.pop(key, None)
+            if known is not None and held is not None:
+                self._hold(held[0], 1, held[1])  # counted by its hold again
             self._forget_if_empty(realm)
             return
         self._entries[key] = _Entry(realm, size, revision)
         state.objects += 1
         state.storage_bytes += size
+        if known is None and held is not None:
+            self._hold(held[0], -1, -held[1])  # counted by its entry now
 
     def _parse_key(self, key: bytes) -> tuple[str | None, str, bool]:
         """(counted plural or None, realm, whether the key is a realm's document)."""

@@ -23,6 +23,7 @@ from .deletion import CHILDREN_FINALIZER, RegistryDeletion
 from .encryption import restore_sealed, validation_copy
 from .errors import AlreadyExists, Conflict, Invalid, NotFound, Unavailable
 from .keys import child_kinds, parent_key
+from .quotaserial import NULL_SLOT, Guard, QuotaSlot
 from .realmquota import counts_against_quota
 from .registrybase import MAX_CAS_ROUNDS, utc_now
 from .txn import (
@@ -74,20 +75,31 @@ class RegistryWrites(RegistryDeletion):
         raw_key = self._layout.key(kind, key).encode()
         model, data, uid = self._new_document(kind, raw_key, res, label, validated)
         size = len(raw_key) + len(data)
-        async with self._quota_hold(kind, key, objects=1, size=size, label=label):
-            created = await self._create_rounds(kind, key, raw_key, model, data, uid)
+        hold = self._quota_hold(kind, key, objects=1, size=size, label=label, creates=raw_key)
+        async with hold as slot:
+            created = await self._create_rounds(kind, key, raw_key, model, data, uid, slot)
             if self._quotas is not None and created.metadata.resource_version:
                 self._quotas.assume(raw_key, data, int(created.metadata.resource_version))
             return created
 
     def _quota_hold(
-        self, kind: Kind, key: Sequence[str], *, objects: int, size: int, label: str
-    ) -> AbstractAsyncContextManager[None]:
+        self,
+        kind: Kind,
+        key: Sequence[str],
+        *,
+        objects: int,
+        size: int,
+        label: str,
+        creates: bytes | None = None,
+    ) -> AbstractAsyncContextManager[QuotaSlot]:
         """The realm's quota held for one write (``realmquota``); nothing without quotas,
-        or for a kind no realm's quota counts."""
-        if self._quotas is None or not counts_against_quota(kind):
-            return contextlib.nullcontext()
-        return self._quotas.reserve(key[0], objects=objects, storage_bytes=size, label=label)
+        for a kind no realm's quota counts, or for a write that charges nothing (it needs
+        neither a check nor the realm's serial: a late-seen shrink only refuses early)."""
+        if self._quotas is None or not counts_against_quota(kind) or (objects, size) == (0, 0):
+            return contextlib.nullcontext(NULL_SLOT)
+        return self._quotas.reserve(
+            key[0], objects=objects, storage_bytes=size, label=label, creates=creates
+        )
 
     async def _create_rounds(
         self,
@@ -97,30 +109,36 @@ class RegistryWrites(RegistryDeletion):
         model: AnyResource,
         data: bytes,
         uid: str,
+        slot: QuotaSlot,
     ) -> AnyResource:
-        """The create's transaction, again while the parent's revision it compared is stale."""
+        """The create's transaction, again while the parent's revision it compared is stale
+        or another node's write to the realm came first (the realm's serial, ``slot``)."""
         label = label_of(kind, key)
         parent = parent_key(kind, key)
 
         parent_raw = self._layout.key(*parent).encode() if parent is not None else None
 
-        async def attempt(parent_revision: int) -> Any:
-            compare = [compare_created(raw_key, 0)]
+        async def attempt(parent_revision: int, guard: Guard) -> Any:
+            compare = [compare_created(raw_key, 0), *guard.compares]
             failure = [read_op(raw_key)]
             if parent_raw is not None:
                 # -1 never matches: without a known revision the failure branch reads it.
                 compare.append(compare_modified(parent_raw, parent_revision))
                 failure.append(read_op(parent_raw))
-            return await self._txn(compare, [put_op(raw_key, data)], failure)
+            success = [put_op(raw_key, data), *guard.success]
+            return await self._txn(compare, success, [*failure, *guard.failure])
 
         for _ in range(MAX_CAS_ROUNDS):
             parent_revision = self._parent_revisions.get(parent_raw or b"", -1)
-            # Repeatable: after an in-flight failure the next round recognises its own uid.
-            response = await self._retrier.run(
-                functools.partial(attempt, parent_revision),
-                what=f"create {label}",
-                repeatable=True,
-            )
+            async with slot.attempt() as guard:
+                # Repeatable: after an in-flight failure the next round recognises its own
+                # uid (and the serial its own token).
+                response = await self._retrier.run(
+                    functools.partial(attempt, parent_revision, guard),
+                    what=f"create {label}",
+                    repeatable=True,
+                )
+                behind = slot.settle(guard, response)
             if response.succeeded:
                 self._documents.remember(raw_key, Stored(data, response.header.revision))
                 return self._codec.written(kind, raw_key, model, data, response.header.revision)
@@ -130,6 +148,8 @@ class RegistryWrites(RegistryDeletion):
                 if Stored(stored.value, stored.mod_revision).metadata.get("uid") == uid:
                     return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
                 raise AlreadyExists(f"{label} already exists")
+            if behind is not None:
+                await slot.catch_up(behind)  # the next round checks the quota again
             if parent is None or parent_raw is None:
                 continue
             self._parent_revisions.pop(parent_raw, None)
@@ -249,9 +269,10 @@ class RegistryWrites(RegistryDeletion):
         if merged.data == stored.value:
             return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
         growth = len(merged.data) - len(stored.value) if charged and not merged.remove else 0
-        async with self._quota_hold(kind, key, objects=0, size=max(growth, 0), label=label):
+        hold = self._quota_hold(kind, key, objects=0, size=max(growth, 0), label=label)
+        async with hold as slot:
             revision = await self._compare_and_write(
-                kind, key, stored, merged.data, remove=merged.remove, op="update"
+                kind, key, stored, merged.data, remove=merged.remove, op="update", slot=slot
             )
             if self._quotas is not None and not merged.remove:
                 self._quotas.assume(raw_key, merged.data, revision)
@@ -343,8 +364,10 @@ class RegistryWrites(RegistryDeletion):
         *,
         remove: bool,
         op: str,
+        slot: QuotaSlot = NULL_SLOT,
     ) -> int:
-        """Put ``data`` (or delete the key) if it is still at ``stored.mod_revision``.
+        """Put ``data`` (or delete the key) if it is still at ``stored.mod_revision``,
+        again while only the realm's serial (``slot``: a charged growth) was lost.
 
         Not repeatable after an in-flight failure: the caller's resourceVersion is the
         compare, and only the caller can decide again (``OutcomeUnknown``).
@@ -352,21 +375,31 @@ class RegistryWrites(RegistryDeletion):
         label = label_of(kind, key)
         raw_key = self._layout.key(kind, key).encode()
 
-        async def attempt() -> Any:
-            compare = [compare_modified(raw_key, stored.mod_revision)]
+        async def attempt(guard: Guard) -> Any:
+            compare = [compare_modified(raw_key, stored.mod_revision), *guard.compares]
             write = delete_op(raw_key) if remove else put_op(raw_key, data)
-            return await self._txn(compare, [write], [read_op(raw_key)])
-
-        response = await self._retrier.run(attempt, what=f"{op} {label}", repeatable=False)
-        if not response.succeeded:
-            self._documents.forget(raw_key)
-            current = response.responses[0].response_range.kvs
-            if not current:
-                raise NotFound(f"{label} not found")
-            raise Conflict(
-                f"{label} was modified: resourceVersion {stored.mod_revision} is stale, "
-                f"the current one is {current[0].mod_revision}; read it again and retry"
+            return await self._txn(
+                compare, [write, *guard.success], [read_op(raw_key), *guard.failure]
             )
+
+        while True:
+            async with slot.attempt() as guard:
+                response = await self._retrier.run(
+                    functools.partial(attempt, guard), what=f"{op} {label}", repeatable=False
+                )
+                behind = slot.settle(guard, response)
+            if response.succeeded:
+                break
+            current = response.responses[0].response_range.kvs
+            if behind is None or not current or current[0].mod_revision != stored.mod_revision:
+                self._documents.forget(raw_key)
+                if not current:
+                    raise NotFound(f"{label} not found")
+                raise Conflict(
+                    f"{label} was modified: resourceVersion {stored.mod_revision} is stale, "
+                    f"the current one is {current[0].mod_revision}; read it again and retry"
+                )
+            await slot.catch_up(behind)  # bounded: it gives up after so many losses
         revision: int = response.header.revision
         if remove:
             self._documents.forget(raw_key)
