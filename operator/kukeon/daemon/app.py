@@ -106,8 +106,9 @@ def host_settings(config: DaemonConfig, *, root_pids_limit: int | None) -> HostS
 
 
 async def limit_kukeon_root(config: DaemonConfig, cgroups: CgroupDriver) -> int | None:
-    """The kukeon root's `pids.max` (what every realm together may have), set now; the
-    realm controller keeps it so. Returns the limit."""
+    """The kukeon root's `pids.max` (what every realm together may have), set now if the
+    root is there (realms from before a restart); the realm controller makes the root with
+    it and keeps it so. Returns the limit."""
     limit = root_pids_limit(config.host_reserved_pids, host_pids_limit())
     inside = own_cgroups_inside(config.cgroup_root)
     if inside:
@@ -118,16 +119,17 @@ async def limit_kukeon_root(config: DaemonConfig, cgroups: CgroupDriver) -> int 
             " ".join(inside),
         )
     try:
-        state = await cgroups.ensure_root(pids_max=limit)
+        state = await cgroups.limit_existing_root(pids_max=limit)
     except CgroupError:
         # Each realm's reconcile sets it again and reports a failure in its status.
         log.exception("cannot set the pids limit of the cgroup root %s", config.cgroup_root)
         return limit
-    log.info(
-        "cgroup root %s: pids.max %s for every realm together",
-        state.path,
-        state.limits.get("pids.max", "(no pids controller)"),
-    )
+    if state is not None:
+        log.info(
+            "cgroup root %s: pids.max %s for every realm together",
+            state.path,
+            state.limits.get("pids.max", "(no pids controller)"),
+        )
     return limit
 
 

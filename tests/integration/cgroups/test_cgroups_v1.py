@@ -231,6 +231,8 @@ async def test_the_root_holds_every_realm_together_under_its_pids_max(
 ) -> None:
     """Two realms, each allowed 1000 tasks, under a root allowed 12: a fork bomb in one
     stops when both together hold 12 (a private root: the host's pids are not at risk)."""
+    assert await v1.driver.limit_existing_root(pids_max=12) is None  # kukeond's start
+    assert tree(v1) == set()
     first = await v1.driver.ensure_root(pids_max=12)
     second = await v1.driver.ensure_root(pids_max=12)
     assert first.changed
@@ -261,6 +263,10 @@ async def test_the_root_holds_every_realm_together_under_its_pids_max(
     restored = await v1.driver.ensure_root(pids_max=12)
     assert restored.changed
     assert root_max.read_text().strip() == "12"
+    root_max.write_text("max")  # kukeond's start with realms from before: set, not made
+    started = await v1.driver.limit_existing_root(pids_max=12)
+    assert started is not None
+    assert started.limits == {"pids.max": "12"}
     unlimited = await v1.driver.ensure_root(pids_max=None)
     assert unlimited.limits == {"pids.max": "max"}
 

@@ -81,20 +81,20 @@ def _set_root_limit(k: Kukeond, limit: int) -> None:
 
 async def test_every_realm_together_stays_under_the_roots_ceiling(kukeond: Kukeond) -> None:
     k = kukeond
-    # At start: the host's limit less the default reserve (10 %, at least 1024).
-    host = host_pids_limit()
-    limit = root_pids_limit(None, host)
+    # A node materialises a realm (and makes and keeps the root) while it runs a cell of
+    # it: the host's limit less the default reserve (10 %, at least 1024).
+    assert cgroup_dirs(k) == []  # kukeond's start makes no empty root
+    await k.hierarchy()
+    await k.apply(cell_doc(k, "quiet", [container(k, "main")]))
+    await k.wait_for(Kind.CELL, cell_key(k, "quiet"), state="Ready")
+    limit = root_pids_limit(None, host_pids_limit())
     assert limit is not None
     assert _root_pids_max(k) == str(limit)
 
     # A root allowing 30 (this test's own root: the host's pids are not at risk), a realm
     # asking for 1000: the realm's file says 30, its status says why, and the bomb stops.
     _set_root_limit(k, 30)
-    await k.hierarchy()
     await _set_limits(k, RealmLimits(pids=1000))
-    # A node materialises a realm (and keeps the root) while it runs a cell of it.
-    await k.apply(cell_doc(k, "quiet", [container(k, "main")]))
-    await k.wait_for(Kind.CELL, cell_key(k, "quiet"), state="Ready")
     async with asyncio.timeout(30):
         while _root_pids_max(k) != "30":  # noqa: ASYNC110 (cgroupfs has no event)
             await asyncio.sleep(0.1)

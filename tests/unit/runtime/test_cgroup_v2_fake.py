@@ -387,6 +387,8 @@ async def test_pruning_a_parent_another_removal_just_took_is_not_an_error(
 
 async def test_the_roots_pids_limit_is_kept(tmp_path: Path) -> None:
     fake, driver = make(tmp_path)
+    assert await driver.limit_existing_root(pids_max=29492) is None
+    assert not (fake.root / "kukeon").exists()
 
     first = await driver.ensure_root(pids_max=29492)
 
@@ -399,6 +401,10 @@ async def test_the_roots_pids_limit_is_kept(tmp_path: Path) -> None:
     (fake.root / "kukeon" / "pids.max").write_text("max")  # by hand: put back
     assert (await driver.ensure_root(pids_max=29492)).changed
     assert (fake.root / "kukeon" / "pids.max").read_text().strip() == "29492"
+    (fake.root / "kukeon" / "pids.max").write_text("max")
+    restarted = await driver.limit_existing_root(pids_max=29492)
+    assert restarted is not None
+    assert restarted.limits == {"pids.max": "29492"}
     assert (await driver.ensure_root(pids_max=None)).limits == {"pids.max": "max"}
 
 

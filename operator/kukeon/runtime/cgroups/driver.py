@@ -67,6 +67,10 @@ class CgroupDriver(Protocol):
         """The kukeon root itself with ``pids.max`` ``pids_max`` (None: ``max``) wherever
         the pids controller is: the ceiling of every realm together (``hostReservedPids``)."""
 
+    async def limit_existing_root(self, *, pids_max: int | None) -> CgroupState | None:
+        """As ``ensure_root`` where the root is there; where not, None and nothing made
+        (kukeond's start: no realm below it to hold, and no empty root left behind)."""
+
     async def inspect(self, path: CgroupPath) -> CgroupState | None: ...
 
     async def remove(

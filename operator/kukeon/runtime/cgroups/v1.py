@@ -166,7 +166,13 @@ class CgroupV1Driver:
         """The kukeon root in every managed hierarchy, its ``pids.max`` ``pids_max`` (None:
         ``max``) where the pids hierarchy is mounted: the ceiling of every realm together.
         Without a pids hierarchy there is nothing to limit, and nothing is refused."""
-        return await run_on_host_thread(self._ensure_root, pids_max)
+        state = await run_on_host_thread(self._ensure_root, pids_max, True)
+        assert state is not None  # made when absent
+        return state
+
+    async def limit_existing_root(self, *, pids_max: int | None) -> CgroupState | None:
+        """As :meth:`ensure_root` where the root is there; None (nothing made) where not."""
+        return await run_on_host_thread(self._ensure_root, pids_max, False)
 
     async def inspect(self, path: CgroupPath) -> CgroupState | None:
         return await asyncio.to_thread(self._inspect, path)
@@ -244,7 +250,10 @@ class CgroupV1Driver:
             changed |= self._apply_limits(path, limits)
         return self._observe(path, changed=changed)
 
-    def _ensure_root(self, pids_max: int | None) -> CgroupState:
+    def _ensure_root(self, pids_max: int | None, create: bool) -> CgroupState | None:
+        roots = [h.mount_point.joinpath(*self._root_parts) for h in self.managed]
+        if not create and not any(self._files.exists(root) for root in roots):
+            return None
         changed = False
         for hierarchy in self.managed:
             changed |= self._build(hierarchy, None)

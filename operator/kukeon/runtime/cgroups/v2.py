@@ -154,7 +154,13 @@ class CgroupV2Driver:
         """The kukeon root, delegating the resource controllers, its ``pids.max``
         ``pids_max`` (None: ``max``) where the hierarchy offers pids: the ceiling of every
         realm together. Without pids there is nothing to limit, and nothing is refused."""
-        return await run_on_host_thread(self._ensure_root, pids_max)
+        state = await run_on_host_thread(self._ensure_root, pids_max, True)
+        assert state is not None  # made when absent
+        return state
+
+    async def limit_existing_root(self, *, pids_max: int | None) -> CgroupState | None:
+        """As :meth:`ensure_root` where the root is there; None (nothing made) where not."""
+        return await run_on_host_thread(self._ensure_root, pids_max, False)
 
     async def inspect(self, path: CgroupPath) -> CgroupState | None:
         """The current state of ``path``, or ``None`` when it does not exist."""
@@ -302,7 +308,9 @@ class CgroupV2Driver:
             for cgroup, asked in levels
         )
 
-    def _ensure_root(self, pids_max: int | None) -> CgroupState:
+    def _ensure_root(self, pids_max: int | None, create: bool) -> CgroupState | None:
+        if not create and not self._files.exists(self.root_dir):
+            return None
         wanted = self._wanted(Delegation.RESOURCES)
         levels = [(self.fs_root, wanted)]
         for part in self._root_parts:
