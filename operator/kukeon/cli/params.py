@@ -306,6 +306,8 @@ FILE_OPTION = click.option(
     "--filename",
     "files",
     multiple=True,
+    # Not empty: `-f ''` read the current directory's every file as manifests.
+    type=NonEmptyType("file name"),
     help="Manifest file, directory of manifests, or - for stdin (repeatable).",
 )
 

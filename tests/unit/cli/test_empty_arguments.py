@@ -5,6 +5,8 @@ reference or signal. Each was sent: an empty path segment the server has no rout
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -74,3 +76,15 @@ def test_a_kill_signal_that_names_no_signal_is_a_usage_error(signal: str) -> Non
 def test_a_kill_signal_is_read_as_kukeond_reads_it(signal: str) -> None:
     result = CliRunner().invoke(cli, [*NOWHERE, "kill", "-s", signal, "web"])
     assert result.exit_code != EXIT_USAGE, result.output  # sent: the socket is missing
+
+
+@pytest.mark.parametrize("verb", ["apply", "create", "delete", "diff"])
+def test_an_empty_manifest_file_name_is_a_usage_error(
+    verb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-f ''` read the current directory: every file there, as manifests."""
+    (tmp_path / "stray.yaml").write_text("kind: Realm\nmetadata: {name: stray}\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*NOWHERE, verb, "-f", ""])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "an empty file name" in result.output
