@@ -97,6 +97,13 @@ def _decimal(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def _at_most(digits: str, limit: int) -> int:
+    """The decimal ``digits`` as a number, ``limit`` when over it (``int`` refuses over
+    4,300 digits: their length decides first)."""
+    significant = digits.lstrip("0")
+    return limit if len(significant) > len(str(limit)) else min(int(significant or "0"), limit)
+
+
 def _parse_signal(text: str) -> signal.Signals:
     name = text.strip().upper()
     if _decimal(name):
@@ -125,16 +132,17 @@ class LogQuery:
     def parse(cls, query: Mapping[str, str]) -> LogQuery:
         tail: int | None = None
         if (text := query.get("tailLines")) is not None:
-            if not _decimal(text) or len(text) > 12:
+            if not _decimal(text):
                 raise ApiError(400, f"tailLines: {text[:40]!r} is not a whole number >= 0")
-            tail = min(int(text), MAX_TAIL_LINES)
+            # Any larger count is "all we keep", as a larger sinceSeconds is "all".
+            tail = _at_most(text, MAX_TAIL_LINES)
         since: datetime | None = None
         if (text := query.get("sinceSeconds")) is not None:
-            if not _decimal(text) or not 0 < int(text) <= MAX_SINCE_SECONDS:
+            if not _decimal(text) or not text.strip("0"):
                 raise ApiError(
                     400, f"sinceSeconds: {text[:40]!r} is not a whole number of seconds > 0"
                 )
-            since = datetime.now(UTC) - timedelta(seconds=int(text))
+            since = datetime.now(UTC) - timedelta(seconds=_at_most(text, MAX_SINCE_SECONDS))
         if (text := query.get("sinceTime")) is not None:
             if since is not None:
                 raise ApiError(400, "sinceSeconds and sinceTime: give at most one")

@@ -6,13 +6,15 @@ parser here accepted '²' and then raised ValueError (a 500) when it converted i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import click
 import pytest
 from multidict import MultiDict
 
 from kukeon.apiserver.status import ApiError
 from kukeon.cli.transfer import parse_ports
-from kukeon.daemon.noderoutes import LogQuery, _parse_signal
+from kukeon.daemon.noderoutes import MAX_SINCE_SECONDS, MAX_TAIL_LINES, LogQuery, _parse_signal
 from kukeon.daemon.transfer import _port
 
 SUPERSCRIPT_TWO = "\u00b2"
@@ -31,6 +33,23 @@ def test_log_numbers_that_are_decimal_are_read() -> None:
     query = LogQuery.parse(MultiDict({"tailLines": "12", "sinceSeconds": "5"}))
     assert query.tail == 12
     assert query.render.since is not None
+
+
+@pytest.mark.parametrize("digits", ["9" * 23, "9" * 5000, "0" * 20 + "9" * 13])
+def test_a_log_number_over_the_limit_means_all_we_keep(digits: str) -> None:
+    """`kukectl logs --tail 99999999999999999999999` was refused as "not a whole number
+    >= 0" (exit 1), and `--since 99999999h` as "not a whole number of seconds > 0"."""
+    query = LogQuery.parse(MultiDict({"tailLines": digits}))
+    assert query.tail == MAX_TAIL_LINES
+    since = LogQuery.parse(MultiDict({"sinceSeconds": digits})).render.since
+    assert since is not None
+    assert datetime.now(UTC) - since >= timedelta(seconds=MAX_SINCE_SECONDS)
+
+
+def test_leading_zeros_do_not_count() -> None:
+    assert LogQuery.parse(MultiDict({"tailLines": "0" * 20 + "7"})).tail == 7
+    with pytest.raises(ApiError):
+        LogQuery.parse(MultiDict({"sinceSeconds": "0" * 20}))
 
 
 @pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, "\u0663", "0", "65536", "", None])
