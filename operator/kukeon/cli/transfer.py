@@ -131,6 +131,10 @@ def cp_command(
     local = Path(source)
     if not local.exists() and not local.is_symlink():
         fail(f"{source}: no such file or directory")
+    if not (local.is_symlink() or local.is_file() or local.is_dir()):
+        # A device or FIFO: the archive would skip it and the copy "succeed" with nothing
+        # copied, where a download of one fails.
+        fail(f"copying {source}: nothing was copied: only files, directories and links are")
     name = Path(os.path.abspath(source)).name
     if not path or not name:
         fail(f"{source!r} -> {destination!r}: name a file or directory on both sides", EXIT_USAGE)

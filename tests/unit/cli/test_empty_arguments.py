@@ -5,6 +5,7 @@ reference or signal. Each was sent: an empty path segment the server has no rout
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,13 @@ def test_an_empty_manifest_file_name_is_a_usage_error(
     result = CliRunner().invoke(cli, [*NOWHERE, verb, "-f", ""])
     assert result.exit_code == EXIT_USAGE, result.output
     assert "an empty file name" in result.output
+
+
+def test_copying_a_device_into_a_cell_fails_as_copying_one_out_does(tmp_path: Path) -> None:
+    """`cp /dev/zero web:/tmp/z` warned, copied nothing and exited 0."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for source in ("/dev/zero", str(fifo)):
+        result = CliRunner().invoke(cli, [*NOWHERE, "cp", source, "web:/tmp/z"])
+        assert result.exit_code == 1, result.output
+        assert "nothing was copied" in result.output
