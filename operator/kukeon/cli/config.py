@@ -77,8 +77,8 @@ def resolve_connection(
     ctx_token = chosen.token if chosen else None
     if ctx_token is None and chosen is not None and chosen.token_file is not None:
         try:
-            ctx_token = chosen.token_file.read_text().strip()
-        except OSError as exc:
+            ctx_token = chosen.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"context {chosen.name!r}: cannot read tokenFile: {exc}") from exc
     env_ca = env.get("KUKEON_CA")
     return Connection(

@@ -33,9 +33,9 @@ def read_config(path: Path) -> Mapping[str, Any]:
     import yaml
 
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}  # load_config names the problem when the command connects
     return document if isinstance(document, dict) else {}
 
 

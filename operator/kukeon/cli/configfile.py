@@ -55,11 +55,13 @@ class KukectlConfig(_Model):
 def read_config(path: Path) -> KukectlConfig:
     """The config file, or an empty config when it does not exist."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return KukectlConfig()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:  # was "unexpected failure: UnicodeDecodeError"
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

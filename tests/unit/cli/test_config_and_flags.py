@@ -75,6 +75,9 @@ def test_load_config(tmp_path: Path) -> None:
     path.write_text("contexts:\n  - name: a\n    sever: typo\n")
     with pytest.raises(ConfigError, match=r"contexts\.0\.sever"):
         load_config(path)
+    path.write_bytes(b"\xffcontexts: []\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(path)
     assert default_config_path({"KUKEON_CONFIG": "/x.yaml"}) == Path("/x.yaml")
     assert default_config_path({"XDG_CONFIG_HOME": "/xdg"}) == Path("/xdg/kukeon/config.yaml")
 
@@ -104,3 +107,29 @@ def test_server_addresses() -> None:
     for bad in ("http://h:1", "unix://relative", "tcp://h", "https://"):
         with pytest.raises(ServerAddressError):
             parse_server(bad)
+
+
+def test_a_config_or_token_file_that_is_no_utf_8_is_named_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Both were "unexpected failure: UnicodeDecodeError" (exit 1)."""
+    from click.testing import CliRunner
+
+    from kukeon.cli.main import cli
+
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe")
+    result = CliRunner().invoke(cli, ["--config", str(binary), "get", "realms"])
+    assert result.exit_code == 2, result.output
+    assert "is not UTF-8 text" in result.output
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "contexts:\n- name: a\n  server: unix:///nonexistent.sock\n"
+        f"  tokenFile: {binary}\ncurrentContext: a\n"
+    )
+    result = CliRunner(env={"KUKEON_SERVER": None, "KUKEON_TOKEN": None}).invoke(
+        cli, ["--config", str(config), "get", "realms"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "cannot read tokenFile" in result.output
+    assert "unexpected failure" not in result.output
