@@ -6,6 +6,7 @@ Plain ``http://`` is refused: the server never offers it on TCP.
 from __future__ import annotations
 
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from kukeon.client.paths import DEFAULT_SOCKET
 
@@ -42,6 +43,13 @@ def parse_server(server: str) -> ServerAddress:
         location = text[len("https://") :].rstrip("/")
         if not location or "/" in location:
             raise ServerAddressError(f"expected https://host:port, got {server!r}")
+        try:  # 'https://[::1' or 'https://h:x' was a DNS failure or a traceback later
+            parts = urlsplit(f"https://{location}")
+            parts.port  # noqa: B018 - read for its ValueError
+        except ValueError as exc:
+            raise ServerAddressError(f"expected https://host:port, got {server!r}: {exc}") from None
+        if not parts.hostname:
+            raise ServerAddressError(f"expected https://host:port, got {server!r}: no host")
         return ServerAddress("https", location)
     if text.startswith("http://"):
         raise ServerAddressError(

@@ -104,7 +104,18 @@ def test_server_addresses() -> None:
     assert parse_server("unix:///run/k.sock").location == "/run/k.sock"
     assert parse_server("/run/k.sock").scheme == "unix"
     assert parse_server("https://h:6443").base_url == "https://h:6443"
-    for bad in ("http://h:1", "unix://relative", "tcp://h", "https://"):
+    assert parse_server("https://[::1]:6443").location == "[::1]:6443"
+    # The last four were "cannot reach the kukeon API ...: Name or service not known".
+    for bad in (
+        "http://h:1",
+        "unix://relative",
+        "tcp://h",
+        "https://",
+        "https://[::1",
+        "https://h:abc",
+        "https://h:99999",
+        "https://:443",
+    ):
         with pytest.raises(ServerAddressError):
             parse_server(bad)
 
