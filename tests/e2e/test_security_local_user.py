@@ -673,6 +673,17 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
             assert value not in command_line, f"the {what} is in the arguments of pid {pid}"
         assert "PRIVATE KEY" not in command_line, f"a private key in pid {pid}'s arguments"
 
+    # The metrics listener answers anyone on the host (loopback, docs/metrics.md): what it
+    # says must name objects and states only, never a credential.
+    assert kukeond.config.metrics_address.startswith("127.0.0.1:")
+    scraped = as_nobody(
+        "curl", "-sS", "-m", "10", f"http://{kukeond.config.metrics_address}/metrics"
+    )  # fmt: skip
+    assert scraped.returncode == 0, scraped.stderr
+    assert "kukeon_cell_state" in scraped.stdout, scraped.stdout[:2000]
+    for what, value in credentials.items():
+        assert value not in scraped.stdout, f"the {what} is in /metrics"
+
 
 def test_nobody_is_really_nobody() -> None:
     """The premise: ``runuser -u nobody`` drops root (else the test above proves nothing)."""
