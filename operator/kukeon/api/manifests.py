@@ -57,7 +57,33 @@ class ManifestError(ValueError):
 # --- a YAML 1.2-flavoured safe loader -----------------------------------------------------
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
-_DROPPED_TAGS = {_BOOL_TAG, "tag:yaml.org,2002:timestamp"}
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_DROPPED_TAGS = {_BOOL_TAG, _INT_TAG, _FLOAT_TAG, "tag:yaml.org,2002:timestamp"}
+# YAML 1.1's numbers without its base-60 forms: `22:22` (a port mapping) was the integer
+# 1342 and `1:30` 90, where kubectl's YAML reads text; 0644 (octal), 0x1F and 1_000 stay.
+_INT = re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
+)
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
+    r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+
+
+def use_kukeon_scalars(loader: type[yaml.SafeLoader]) -> None:
+    """Give ``loader`` (a SafeLoader, C or Python) the plain scalars kukeon reads: YAML 1.2
+    booleans (`yes` stays text), no implicit timestamps, no base-60 numbers."""
+    loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    loader.add_implicit_resolver(
+        _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    loader.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
+    loader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
 
 
 class _ManifestLoader(yaml.SafeLoader):
@@ -78,13 +104,7 @@ class _ManifestLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_ManifestLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_TAGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_ManifestLoader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+use_kukeon_scalars(_ManifestLoader)
 
 
 class _ManifestDumper(yaml.SafeDumper):

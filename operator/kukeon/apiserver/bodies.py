@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from kukeon.api.manifests import use_kukeon_scalars
 from kukeon.api.meta import quote
 
 MAX_DEPTH = 100
@@ -132,8 +133,6 @@ def decode_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
 
 # --- YAML -----------------------------------------------------------------------------------
 
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_DROPPED_TAGS = {_BOOL_TAG, "tag:yaml.org,2002:timestamp"}
 # libyaml when PyYAML was built with it (10x faster to scan), the pure-Python parser otherwise.
 _YAML_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -142,13 +141,7 @@ class _Loader(_YAML_BASE):  # type: ignore[valid-type,misc]
     """Safe loading with YAML 1.2 scalars, as kukectl reads manifests (`yes` stays a string)."""
 
 
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_TAGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+use_kukeon_scalars(_Loader)
 
 
 class _Frame:

@@ -19,6 +19,7 @@ from kukeon.api import (
     load_manifests,
     parse_resource,
 )
+from kukeon.api.manifests import _ManifestLoader
 from tests.unit.api.samples import cell_doc, container, realm_doc, space_doc, stack_doc
 from tests.unit.api.test_models import KUKEON_EXAMPLES
 
@@ -160,6 +161,21 @@ def test_yaml_1_2_scalars_like_kukeon() -> None:
     (realm,) = load_manifests(text)
     assert realm.metadata.labels == {"enabled": "yes", "off": "no", "day": "2026-01-01"}
     assert realm.spec.registry_credentials[0].username == "on"
+
+
+def test_base_60_numbers_are_text_as_kubectl_reads_them() -> None:
+    """YAML 1.1 read `22:22` as 1342: a port mapping was refused as "got 1342"."""
+    text = (
+        "apiVersion: v1beta1\nkind: Cell\nmetadata: {name: c}\n"
+        "spec: {realmId: r, spaceId: s, stackId: t, containers: [{id: a, image: b,"
+        " ports: [22:22], args: [1:30, 190:20:30.15]}]}\n"
+    )
+    (cell,) = load_manifests(text)
+    container = cell.spec.containers[0]
+    assert container.ports == ["22:22"]
+    assert container.args == ["1:30", "190:20:30.15"]
+    numbers = yaml.load("[0644, 0x1F, 1_000, -7, 1.5, .inf]", Loader=_ManifestLoader)
+    assert numbers == [0o644, 31, 1000, -7, 1.5, float("inf")]
 
 
 def test_a_manifest_may_be_read_from_a_path(tmp_path: Path) -> None:

@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kukeon.apiserver import queryparams
-from kukeon.apiserver.bodies import MAX_DEPTH, BodyError, decode_body, decode_json, json_depth
+from kukeon.apiserver.bodies import (
+    MAX_DEPTH,
+    BodyError,
+    decode_body,
+    decode_json,
+    decode_yaml,
+    json_depth,
+)
 from kukeon.apiserver.lowlevel import parse_error
 from kukeon.apiserver.status import ApiError, Cause
 
@@ -234,3 +241,13 @@ def test_error_messages_are_bounded() -> None:
     status = error.to_status()
     assert len(json.dumps(status)) < 200_000
     assert len(status["details"]["causes"]) == 100
+
+
+def test_base_60_numbers_are_text_in_a_yaml_body() -> None:
+    """`ports: [22:22]` was the integer 1342 (a 422 "got 1342"), as kukectl read it too."""
+    body = b"ports: [22:22, 8080:80]\nargs: [1:30]\nn: [0644, 1_000]\n"
+    assert decode_yaml(body) == {
+        "ports": ["22:22", "8080:80"],
+        "args": ["1:30"],
+        "n": [0o644, 1000],
+    }
