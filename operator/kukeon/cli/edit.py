@@ -36,20 +36,33 @@ _HEADER = (
 
 def _editor() -> list[str]:
     command = os.environ.get("KUKE_EDITOR") or os.environ.get("EDITOR") or "vi"
-    return shlex.split(command)
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:  # an unclosed quote: was "unexpected failure: ValueError"
+        fail(f"cannot read the editor command {command!r}: {exc}", EXIT_USAGE)
+    if not words:
+        fail(f"the editor command {command!r} names no program", EXIT_USAGE)
+    return words
 
 
 def _open_in_editor(text: str, suffix: str) -> str:
+    editor = _editor()
     with tempfile.TemporaryDirectory(prefix="kukectl-edit-") as directory:
         path = Path(directory) / f"edit{suffix}"
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
         try:
-            result = subprocess.run([*_editor(), str(path)], check=False)
+            result = subprocess.run([*editor, str(path)], check=False)
         except OSError as exc:
-            fail(f"cannot run the editor {_editor()[0]!r}: {exc.strerror}", EXIT_USAGE)
+            fail(f"cannot run the editor {editor[0]!r}: {exc.strerror}", EXIT_USAGE)
         if result.returncode != 0:
             fail(f"the editor exited with {result.returncode}; nothing was changed")
-        return path.read_text()
+        # What the editor left may be gone or no text: said, not a traceback.
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            fail("the editor removed the file; nothing was changed")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read what the editor saved ({exc}); nothing was changed")
 
 
 def _without_comments(text: str) -> str:
