@@ -210,8 +210,9 @@ class ResourceWrites(HandlerBase):
     def _stale(target: Target, given: str | None, current: AnyResource) -> ApiError:
         return ApiError(
             409,
-            f"{target.label()} has been modified: resourceVersion {given} is not the current "
-            f"{current.metadata.resource_version}; read it again and retry",
+            # The given version is the client's (a hostile one may send 1 MB): cut, quoted.
+            f"{target.label()} has been modified: resourceVersion {quote(given)} is not the "
+            f"current {current.metadata.resource_version}; read it again and retry",
             reason="Conflict",
             kind=target.kind.value,
             name=target.name,
