@@ -108,12 +108,14 @@ class RegistryCredentials(KukeonModel):
 
 QUOTA_OBJECTS_MAX = 10_000_000
 QUOTA_BYTES_MAX = 1 << 40
+WRITE_RATE_MAX = 1 << 30
 
 
 class RealmQuota(KukeonModel):
     """How much of the shared etcd the realm's objects may take (Kubernetes' ResourceQuota,
     kept on the realm). A limit left unset is kukeond's default (`--realm-quota-objects`,
-    `--realm-quota-storage-bytes`); only an admin sets or changes either.
+    `--realm-quota-storage-bytes`, `realmWriteBytesPerSecond`); only an admin sets or
+    changes any.
 
     What counts: the realm's spaces, stacks, cells, cell sets, secrets and cell profiles,
     whoever wrote them (a cell set's cells included). A create over a limit is refused
@@ -124,6 +126,11 @@ class RealmQuota(KukeonModel):
     """How many objects the realm may hold."""
     storage_bytes: int | None = Field(default=None, ge=0, le=QUOTA_BYTES_MAX, strict=True)
     """How many bytes their stored documents (keys and values, as etcd holds them) may take."""
+    write_bytes_per_second: int | None = Field(default=None, ge=0, le=WRITE_RATE_MAX, strict=True)
+    """How many bytes the realm's writes through an API server may add to etcd a second,
+    sustained (its write budget; every version stays in etcd's history until compacted):
+    past it a write by a non-admin is answered 429 with Retry-After. 0: no bound; unset:
+    kukeond's `realmWriteBytesPerSecond`. Each kukeond's API server counts its own."""
 
 
 class RealmLimits(KukeonModel):

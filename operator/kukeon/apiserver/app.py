@@ -72,6 +72,16 @@ class _RequestMetrics:
             ["method"],
             registry=registry,
         )
+        self.write_budget_refusals = Counter(
+            "kukeon_apiserver_write_budget_refusals_total",
+            "Writes answered 429 because their realm had written all its write budget allows "
+            "(realmWriteBytesPerSecond), by realm.",
+            ["realm"],
+            registry=registry,
+        )
+
+    def write_refused(self, realm: str) -> None:
+        self.write_budget_refusals.labels(realm).inc()
 
 
 # One set of collectors per CollectorRegistry: a second app on the same registry (tests,
@@ -187,6 +197,7 @@ def create_app(
         hub=hub,
         cache=cache,
         container_check=container_check,
+        write_refused=metrics.write_refused if metrics is not None else None,
     )
     if cache is not None:
         app[WATCH_CACHE_KEY] = cache

@@ -8,13 +8,15 @@ the writes (``resourcewrites``), both built on ``HandlerBase``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from kukeon.api import AnyResource, Kind
 from kukeon.apiserver.admission import Admission
-from kukeon.apiserver.auth import Principal, Verb, denial
+from kukeon.apiserver.auth import Principal, Role, Verb, denial
 from kukeon.apiserver.imagerules import check_images
 from kukeon.apiserver.portclaims import check_port_claims
 from kukeon.apiserver.protocols import RegistryApi
@@ -24,6 +26,7 @@ from kukeon.apiserver.status import ApiError, from_store_error
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.watchcache import WatchCache
 from kukeon.apiserver.watchhub import WatchHub
+from kukeon.apiserver.writebudget import WRITE_OVERHEAD_BYTES, RealmRates, WriteBudget
 from kukeon.apiserver.writerules import (
     ContainerCheck,
     check_acted_on,
@@ -33,7 +36,7 @@ from kukeon.apiserver.writerules import (
     check_networks,
     check_runnable,
 )
-from kukeon.store import StoreError
+from kukeon.store import NotFound, StoreError
 
 
 class HandlerBase:
@@ -48,6 +51,7 @@ class HandlerBase:
         hub: WatchHub,
         cache: WatchCache | None = None,
         container_check: ContainerCheck | None = None,
+        write_refused: Callable[[str], None] | None = None,
     ) -> None:
         self._registry = registry
         self._container_check = container_check
@@ -57,6 +61,9 @@ class HandlerBase:
         self._closing = closing
         self._admission = Admission(registry=registry, allowances=settings.host_allowances)
         self._cascades: dict[tuple[Kind, tuple[str, ...]], asyncio.Task[None]] = {}
+        self._budget = WriteBudget(default=settings.realm_write_rate)
+        self._rates = RealmRates(default=settings.realm_write_rate, read_realm=self._realm_or_none)
+        self._write_refused = write_refused
 
     def _authorize(self, request: web.Request, verb: Verb, target: Target) -> Principal:
         principal = principal_of(request)
@@ -97,3 +104,42 @@ class HandlerBase:
             return await call
         except StoreError as exc:
             raise from_store_error(exc, kind=target.kind.value, name=target.name) from None
+
+    @contextlib.asynccontextmanager
+    async def _charged(
+        self, request: web.Request, target: Target, size: Callable[[], int] | None = None
+    ) -> AsyncIterator[None]:
+        """Charge the write about to be made to its realm's budget (``writebudget``): a 429
+        when the realm has written all it may for now; given back when the write is refused
+        (a 4xx: nothing stored). ``size``: the document's bytes (none: a delete), measured only
+        when charged. Admins and requests outside any realm are not charged."""
+        realm = target.realm
+        if realm is None or principal_of(request).role in (Role.ADMIN, Role.NODE):
+            yield
+            return
+        cost = WRITE_OVERHEAD_BYTES + (size() if size is not None else 0)
+        if target.kind == Kind.REALM and request.method == "POST":
+            # A realm being created has no stored rate of its own, and its creator, below
+            # admin, cannot give it one (admission): kukeond's, without reading etcd.
+            rate = self._rates.default
+        else:
+            rate = await self._store(target, self._rates.of(realm))
+        try:
+            self._budget.charge(realm, cost, rate)
+        except ApiError:
+            if self._write_refused is not None:
+                self._write_refused(realm)
+            raise
+        try:
+            yield
+        except (ApiError, StoreError) as error:
+            code = error.code if isinstance(error, ApiError) else from_store_error(error).code
+            if code < 500:  # refused before etcd stored anything
+                self._budget.refund(realm, cost, rate)
+            raise
+
+    async def _realm_or_none(self, realm: str) -> AnyResource | None:
+        try:
+            return await self._registry.get(Kind.REALM, (realm,))
+        except NotFound:
+            return None

@@ -12,6 +12,7 @@ answer is the created Cell (201). A generated name that is already taken is draw
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -32,7 +33,7 @@ from kukeon.apiserver.request import json_answer, read_body
 from kukeon.apiserver.resourcewrites import ResourceWrites
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
 from kukeon.apiserver.target import Target, route_patterns
-from kukeon.apiserver.writerules import check_size, parse, prepare
+from kukeon.apiserver.writerules import check_size, document_size, parse, prepare
 from kukeon.client.paths import PROFILE_RUNS
 from kukeon.store import AlreadyExists, StoreError
 
@@ -96,7 +97,8 @@ class ProfileRuns(ResourceWrites):
                 await self._check_parent(res, target)
                 return json_answer(to_document(res), status=201)
             try:
-                created = await self._registry.create(res)
+                async with self._charged(request, target, partial(document_size, res)):
+                    created = await self._registry.create(res)
             except AlreadyExists:
                 if run.name:
                     raise ApiError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any, Literal
 
 from aiohttp import web
@@ -108,7 +109,8 @@ class ResourceWrites(HandlerBase):
             await self._check_absent(created_target)
             await self._check_parent(res, created_target)
             return json_answer(to_document(res), status=201)
-        created = await self._store(created_target, self._create(res, validated))
+        async with self._charged(request, created_target, partial(document_size, res)):
+            created = await self._store(created_target, self._create(res, validated))
         return json_answer(to_document(created), status=201)
 
     async def _create(self, res: AnyResource, validated: ValidatedDump) -> AnyResource:
@@ -188,7 +190,8 @@ class ResourceWrites(HandlerBase):
             merged = self._merged(current, res, target.subresource)
             check_size(merged, target)
             return json_answer(to_document(merged))
-        updated = await self._store(target, self._write(target, res))
+        async with self._charged(request, target, partial(document_size, res)):
+            updated = await self._store(target, self._write(target, res))
         return json_answer(to_document(updated))
 
     def _write(self, target: Target, res: AnyResource) -> Coroutine[Any, Any, AnyResource]:
@@ -270,7 +273,8 @@ class ResourceWrites(HandlerBase):
                 check_size(merged, target)
                 return json_answer(to_document(merged))
             try:
-                updated = await self._write(target, res)
+                async with self._charged(request, target, partial(document_size, res)):
+                    updated = await self._write(target, res)
             except Conflict:
                 if precondition is not None:
                     raise
@@ -306,12 +310,17 @@ class ResourceWrites(HandlerBase):
             return json_answer(to_document(current))
         # A cascade is only marked here; the children go after the answer (any number,
         # across restarts: see _start_cascade) and the object after them.
-        remaining = await self._store(
-            target,
-            self._registry.delete(
-                target.kind, target.key, cascade=cascade, background=cascade, grace_seconds=grace
-            ),
-        )
+        async with self._charged(request, target):  # a tombstone: the key and the revision
+            remaining = await self._store(
+                target,
+                self._registry.delete(
+                    target.kind,
+                    target.key,
+                    cascade=cascade,
+                    background=cascade,
+                    grace_seconds=grace,
+                ),
+            )
         if cascade and remaining is not None:
             self._start_cascade(target)
         if remaining is not None:

@@ -5,12 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kukeon.apiserver.admission import HostAllowances, normalize_directory
+from kukeon.apiserver.writebudget import WRITE_OVERHEAD_BYTES, Rate
 from kukeon.client.paths import DEFAULT_SOCKET
+from kukeon.store.codec import MAX_DOCUMENT_BYTES
 
 MAX_BODY_BYTES = 1024 * 1024
+
+REALM_WRITE_BYTES_PER_SECOND = 16 * 1024
+"""What a realm may write through the API a second, sustained. Arithmetic (docs/install.md):
+etcd's periodic compactor with the embedded etcd's 1 h retention runs hourly, keeping the
+last hour, so up to 2 h of history (7200 s) stand just before a run; 16 KiB/s over that is
+112.5 MiB, 120.5 MiB with a full burst, ~157 MiB of backend at the ~1.3 bytes of backend
+per byte written measured: under a third of a realm's default live quota
+(``realmQuotaStorageBytes``, 512 MiB) and under 8 % of etcd's 2 GiB. Normal use is far
+below: `kukectl apply` of 300 objects of 2 KiB is 750 KiB, within the burst."""
+REALM_WRITE_BURST_BYTES = 8 * 1024 * 1024
+"""What a realm may write at once before the rate applies: eight of the largest documents."""
+MIN_WRITE_BURST_BYTES = MAX_DOCUMENT_BYTES + WRITE_OVERHEAD_BYTES
+"""A smaller burst would charge the largest document less than it writes."""
 
 
 class ApiSettings(BaseModel):
@@ -39,6 +54,13 @@ class ApiSettings(BaseModel):
     """Short requests answered at once; more are answered 429 (``inflight``)."""
     max_long_running_per_user: int = Field(default=100, gt=0)
     """Watches, followed logs and sessions one token holder may have open at once."""
+    realm_write_bytes_per_second: int = Field(default=REALM_WRITE_BYTES_PER_SECOND, ge=0)
+    """Bytes a realm's non-admin writes may add to etcd a second, sustained (its bucket's
+    refill, ``writebudget``); 0: no bound. A realm's ``spec.quota.writeBytesPerSecond``
+    overrides it."""
+    realm_write_burst_bytes: int = Field(default=REALM_WRITE_BURST_BYTES, gt=0)
+    """Bytes a realm's non-admin writes may add at once (its bucket's size); at least the
+    largest document's cost, ``MIN_WRITE_BURST_BYTES``."""
     request_timeout: float = Field(default=30.0, gt=0)
     """Seconds a non-streaming request may take before it is answered 504."""
     bookmark_interval: float = Field(default=30.0, gt=0)
@@ -75,6 +97,20 @@ class ApiSettings(BaseModel):
             if not name or "=" in name or any(ch.isspace() for ch in name):
                 raise ValueError(f"{name!r} is not an environment variable name")
         return value
+
+    @model_validator(mode="after")
+    def _burst_holds_a_document(self) -> ApiSettings:
+        if self.realm_write_burst_bytes < MIN_WRITE_BURST_BYTES:
+            raise ValueError(
+                f"realm_write_burst_bytes {self.realm_write_burst_bytes} is smaller than the "
+                f"cost of the largest document, {MIN_WRITE_BURST_BYTES} bytes"
+            )
+        return self
+
+    @property
+    def realm_write_rate(self) -> Rate:
+        """Every realm's write budget unless its spec sets its own."""
+        return Rate(self.realm_write_bytes_per_second, self.realm_write_burst_bytes)
 
     @property
     def host_allowances(self) -> HostAllowances:

@@ -31,8 +31,13 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from kukeon.api.container import PIDS_LIMIT_MAX
-from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX
+from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX, WRITE_RATE_MAX
 from kukeon.apiserver.admission import normalize_directory
+from kukeon.apiserver.settings import (
+    MIN_WRITE_BURST_BYTES,
+    REALM_WRITE_BURST_BYTES,
+    REALM_WRITE_BYTES_PER_SECOND,
+)
 from kukeon.runtime.network.bridge import instance_tag
 
 ENV_PREFIX = "KUKEON_"
@@ -126,6 +131,17 @@ class DaemonConfig(BaseModel):
     `--max-requests-inflight`)."""
     api_max_long_running_per_user: int = Field(default=100, gt=0)
     """Watches, followed logs and exec/attach sessions one token holder may have open."""
+    realm_write_bytes_per_second: int = Field(
+        default=REALM_WRITE_BYTES_PER_SECOND, ge=0, le=WRITE_RATE_MAX
+    )
+    """Bytes a realm's non-admin writes may add to etcd a second through this API server,
+    sustained; past it they are answered 429 (0: no bound). A realm's
+    `spec.quota.writeBytesPerSecond` overrides it. See docs/install.md for the arithmetic."""
+    realm_write_burst_bytes: int = Field(
+        default=REALM_WRITE_BURST_BYTES, ge=MIN_WRITE_BURST_BYTES, le=QUOTA_BYTES_MAX
+    )
+    """Bytes a realm's non-admin writes may add at once before the rate applies; at least
+    the largest document's cost (1 MiB and 512 bytes)."""
 
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None

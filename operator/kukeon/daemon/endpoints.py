@@ -50,6 +50,8 @@ def api_settings(daemon: Daemon) -> ApiSettings:
         allowed_secret_env=config.allowed_secret_env,
         max_requests_inflight=config.api_max_requests_inflight,
         max_long_running_per_user=config.api_max_long_running_per_user,
+        realm_write_bytes_per_second=config.realm_write_bytes_per_second,
+        realm_write_burst_bytes=config.realm_write_burst_bytes,
     )
 
 

@@ -173,6 +173,9 @@ FIELDS: dict[str, Verdict] = {
     "Realm.spec.quota.objects": Effect(
         "tests/integration/store/test_realm_quotas.py::test_a_realm_holds_no_more_objects_than_its_quota"
     ),
+    "Realm.spec.quota.writeBytesPerSecond": Effect(
+        "tests/integration/apiserver/test_write_budget_api.py::test_a_realms_own_rate_is_its_budget_and_only_an_admin_sets_it"
+    ),
     "Realm.spec.limits.memoryBytes": Effect(
         "tests/integration/controllers/test_realm_limits.py::test_a_realms_limits_hold_its_containers"
     ),
