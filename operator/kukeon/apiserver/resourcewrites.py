@@ -179,6 +179,7 @@ class ResourceWrites(HandlerBase):
             document.pop("status", None)
         res = parse(document)
         current = await self._store(target, self._registry.get(target.kind, target.key))
+        self._check_uid(target, res.metadata.uid, current)
         if not res.metadata.resource_version:
             # No precondition given: an unconditional update, against what is stored now.
             res.metadata.resource_version = current.metadata.resource_version
@@ -222,6 +223,22 @@ class ResourceWrites(HandlerBase):
         )
 
     @staticmethod
+    def _check_uid(target: Target, given: str | None, current: AnyResource) -> None:
+        """A body naming another uid is about another object of that name (one deleted and
+        made again since it was read): a 409, as Kubernetes' precondition, never applied to
+        the new one."""
+        if given and given != current.metadata.uid:
+            raise ApiError(
+                409,
+                f"{target.label()}: precondition failed: the uid given, {quote(given)}, is not "
+                f"the object's, {current.metadata.uid} (it was deleted and made again since "
+                "it was read?); read it again and retry",
+                reason="Conflict",
+                kind=target.kind.value,
+                name=target.name,
+            )
+
+    @staticmethod
     def _merged(current: AnyResource, res: AnyResource, subresource: str | None) -> AnyResource:
         """What a write of ``res`` would store: spec+metadata or status, not both."""
         if subresource == "status":
@@ -262,6 +279,7 @@ class ResourceWrites(HandlerBase):
                 after["status"] = before.get("status", {})
             document = prepare(after, target, name_from_url=True)
             res = parse(document)
+            self._check_uid(target, res.metadata.uid, current)
             if precondition is None:
                 res.metadata.resource_version = current.metadata.resource_version
             elif str(precondition) != current.metadata.resource_version:

@@ -141,6 +141,35 @@ async def test_not_found_already_exists_conflict(http: aiohttp.ClientSession) ->
     assert unconditional["metadata"]["labels"] == {"a": "2"}
 
 
+async def test_a_write_naming_another_uid_is_a_conflict(http: aiohttp.ClientSession) -> None:
+    """A body whose uid is not the object's is about an earlier object of that name: a 409
+    (Kubernetes' uid precondition), never applied to the one stored now."""
+    old = await _ok(await http.post(f"{V}/realms", json=realm_doc("u1")), 201)
+    await _ok(await http.delete(f"{V}/realms/u1"))
+    new = await _ok(await http.post(f"{V}/realms", json=realm_doc("u1")), 201)
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+
+    stale = {"metadata": {"name": "u1", "uid": old["metadata"]["uid"], "labels": {"a": "1"}}}
+    refused = await _status(await http.put(f"{V}/realms/u1", json={**old, **stale}), 409)
+    assert refused["reason"] == "Conflict"
+    assert old["metadata"]["uid"] in refused["message"]
+    headers = {"Content-Type": "application/merge-patch+json"}
+    refused = await _status(
+        await http.patch(f"{V}/realms/u1", data=json.dumps(stale).encode(), headers=headers), 409
+    )
+    assert refused["reason"] == "Conflict"
+    assert not (await _ok(await http.get(f"{V}/realms/u1")))["metadata"].get("labels")
+
+    # The object's own uid, or none, is no precondition to fail.
+    own = {"metadata": {"name": "u1", "uid": new["metadata"]["uid"], "labels": {"a": "2"}}}
+    patched = await _ok(
+        await http.patch(f"{V}/realms/u1", data=json.dumps(own).encode(), headers=headers)
+    )
+    assert patched["metadata"]["labels"] == {"a": "2"}
+    replaced = await _ok(await http.put(f"{V}/realms/u1", json={**new, **own}))
+    assert replaced["metadata"]["uid"] == new["metadata"]["uid"]
+
+
 async def test_merge_patch(http: aiohttp.ClientSession) -> None:
     await _ok(await http.post(f"{V}/realms", json=realm_doc("r", keep="yes", drop="me")), 201)
     headers = {"Content-Type": "application/merge-patch+json"}
