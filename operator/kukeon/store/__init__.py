@@ -22,6 +22,7 @@ from kukeon.store.errors import (
     InvalidStoredDocument,
     NotFound,
     QuotaExceeded,
+    SpaceExceeded,
     StoreError,
     Unavailable,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "QuotaExceeded",
     "Registry",
     "ResourceList",
+    "SpaceExceeded",
     "StoreError",
     "Unavailable",
     "WatchEvent",

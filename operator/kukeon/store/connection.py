@@ -11,10 +11,12 @@ registry reconnects and resumes.
 
 ``Retrier`` runs one attempt of an operation again on transient gRPC failures with
 exponential backoff. A failed compare is a result, not an error, so it is never retried
-here. A write that failed mid-flight (connection reset, deadline) may or may not have
-been applied: it is retried only when the caller says the attempt is safe to repeat
-(it re-reads and re-decides, or it can recognise its own earlier write); otherwise the
-caller gets ``OutcomeUnknown``.
+here, nor is a full etcd's refusal (``SpaceExceeded``: it lasts until room is freed and
+the alarm cleared, so retrying only made the caller wait out the budget, past the API's
+request deadline). A write that failed mid-flight (connection reset, deadline) may or may
+not have been applied: it is retried only when the caller says the attempt is safe to
+repeat (it re-reads and re-decides, or it can recognise its own earlier write); otherwise
+the caller gets ``OutcomeUnknown``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import aetcd
 import grpc
 from aetcd import rpc, watcher
 
-from .errors import StoreError, Unavailable
+from .errors import SpaceExceeded, StoreError, Unavailable
 
 T = TypeVar("T")
 
@@ -235,7 +237,16 @@ _NOT_APPLIED_HINTS = (
 )
 
 
+def is_space_exceeded(error: grpc.aio.AioRpcError) -> bool:
+    """etcd's NOSPACE refusal ("etcdserver: mvcc: database space exceeded"). It shares
+    RESOURCE_EXHAUSTED with "too many requests", which does pass by itself."""
+    details = (error.details() or "").lower()
+    return error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "space exceeded" in details
+
+
 def is_transient(error: grpc.aio.AioRpcError) -> bool:
+    if is_space_exceeded(error):
+        return False
     if error.code() == grpc.StatusCode.INTERNAL:
         # Over TLS, a server going away ends open streams with RST_STREAM, which gRPC
         # reports as INTERNAL "Stream removed" instead of UNAVAILABLE.
@@ -298,6 +309,12 @@ class Retrier:
                     reauthenticated = True
                     await self._reauthenticate(what)
                     continue
+                if is_space_exceeded(error):
+                    raise SpaceExceeded(
+                        f"{what}: etcd refused the write: database space exceeded (its NOSPACE "
+                        "alarm is raised; writes are taken again once room is freed and the "
+                        "alarm cleared, which kukeond's space keeper does for its embedded etcd)"
+                    ) from error
                 if not is_transient(error):
                     raise StoreError(
                         f"{what}: etcd refused the request ({_describe(error)})"

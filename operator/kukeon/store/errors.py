@@ -4,7 +4,8 @@ Callers branch on the class, never on message text: ``NotFound`` 404, ``AlreadyE
 409, ``Conflict`` 409 (stale resourceVersion, or a parent that still has children),
 ``Invalid`` 422 (``InvalidStoredDocument`` too: what etcd holds under the key is not a
 valid resource), ``Gone`` 410 (a watch resumed from a compacted revision: relist),
-``Unavailable`` 503 (etcd could not be reached, or a write's outcome is unknown),
+``Unavailable`` 503 (etcd could not be reached, or a write's outcome is unknown;
+``SpaceExceeded`` too: etcd is full and refuses writes),
 ``QuotaExceeded`` 403 (the realm's quota).
 """
 
@@ -100,3 +101,12 @@ class Gone(StoreError):  # noqa: N818 (the API's names)
 
 class Unavailable(StoreError):  # noqa: N818 (the API's names)
     """etcd did not answer in time, or a write failed in a way that leaves its outcome unknown."""
+
+
+class SpaceExceeded(Unavailable):
+    """etcd refused a write because its backend is full (the ``NOSPACE`` alarm is raised).
+
+    Not retried: nothing changes until room is freed and kukeond's space keeper (or etcd's
+    operator) compacts, defragments and clears the alarm, so the caller is answered at once
+    (503) instead of after the whole retry budget. The write was not applied.
+    """

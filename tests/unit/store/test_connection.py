@@ -8,7 +8,14 @@ from typing import Any
 import grpc
 import pytest
 
-from kukeon.store import EtcdConfig, OutcomeUnknown, Registry, StoreError, Unavailable
+from kukeon.store import (
+    EtcdConfig,
+    OutcomeUnknown,
+    Registry,
+    SpaceExceeded,
+    StoreError,
+    Unavailable,
+)
 from kukeon.store.connection import (
     EtcdClient,
     Retrier,
@@ -109,6 +116,20 @@ async def test_the_budget_ends_in_unavailable() -> None:
     errors = [_rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect") for _ in range(50)]
     with pytest.raises(Unavailable, match=r"unavailable after 0\.3s"):
         await _retrier(0.3).run(_flaky(*errors), what="get", repeatable=True)
+
+
+async def test_a_full_etcd_is_answered_at_once_not_retried() -> None:
+    full = "etcdserver: mvcc: database space exceeded"
+    for repeatable in (True, False):
+        attempt = _flaky(_rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, full))
+        with pytest.raises(SpaceExceeded, match="database space exceeded"):
+            await _retrier().run(attempt, what="update Cell 'c'", repeatable=repeatable)
+        assert len(attempt.calls) == 1
+    assert not is_transient(_rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, full))
+    # etcd's other RESOURCE_EXHAUSTED passes by itself: still retried
+    busy = _rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
+    assert is_transient(busy)
+    assert await _retrier().run(_flaky(busy), what="update", repeatable=False) == "done"
 
 
 async def test_permanent_errors_are_not_retried() -> None:
