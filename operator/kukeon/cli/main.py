@@ -18,7 +18,7 @@ import click
 import kukeon
 
 from .lazygroup import LazyGroup
-from .params import DURATION
+from .params import CONTEXT, DURATION, SERVER, TOKEN
 from .runner import EXIT_SERVER, EXIT_USAGE, Options, error_line
 
 
@@ -30,13 +30,17 @@ def _show_version(ctx: click.Context, wanted: bool) -> None:
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--context", help="Context of the config file to use.")
+# An explicitly empty --context, --server or --token is refused (exit 2, naming the option),
+# not read as "not given": that fell back to the environment or the config file, so
+# `--server "$UNSET"` talked to whatever KUKEON_SERVER or the current context named.
+@click.option("--context", type=CONTEXT, help="Context of the config file to use.")
 @click.option(
     "--server",
     "-s",
+    type=SERVER,
     help="unix:///path/to/kukeond.sock or https://host:port (also KUKEON_SERVER).",
 )
-@click.option("--token", help="Bearer token for an https server (also KUKEON_TOKEN).")
+@click.option("--token", type=TOKEN, help="Bearer token for an https server (also KUKEON_TOKEN).")
 @click.option(
     "--certificate-authority",
     "ca_file",
@@ -54,7 +58,7 @@ def _show_version(ctx: click.Context, wanted: bool) -> None:
     type=DURATION,
     default="30s",
     show_default=True,
-    help="How long one request may take.",
+    help="How long one request may take (0: no limit, as kubectl's).",
 )
 @click.option(
     "--version",

@@ -134,10 +134,11 @@ def one_object(kind: tuple[Kind, str | None], name: str | None) -> tuple[Kind, s
 
 
 class NameType(click.ParamType[str]):
-    """The name of a container (``-c``), a node (``--node``) or a realm, space or stack: an
-    empty one is refused (exit 2, naming the option), not read as "not given", which acts
-    on the default container or node, or on every container (``kill -c ''``), nor sent, a
-    path the server does not have (``realms//cells``)."""
+    """The name of a container (``-c``), a node (``--node``), a realm, space or stack, or
+    kukectl's ``--context``: an empty one is refused (exit 2, naming the option), not read
+    as "not given", which acts on the default container or node, or on every container
+    (``kill -c ''``), or takes ``KUKEON_CONTEXT``'s or the current context, nor sent, a path
+    the server does not have (``realms//cells``)."""
 
     def __init__(self, what: str) -> None:
         self.name = what
@@ -150,8 +151,9 @@ class NameType(click.ParamType[str]):
 
 
 class NonEmptyType(click.ParamType[str]):
-    """An argument naming something (an image reference): an empty one is refused (exit 2),
-    not sent, a path the server does not have (``images/``, "no such API path")."""
+    """An argument naming something (an image reference) or kukectl's ``--server`` and
+    ``--token``: an empty one is refused (exit 2), not sent, a path the server does not have
+    (``images/``, "no such API path"), nor replaced by the environment's or the context's."""
 
     def __init__(self, what: str) -> None:
         self.name = what
@@ -226,6 +228,10 @@ CONTAINER = NameType("container")
 NODE = NameType("node")
 CONTAINERS = ContainerNamesType()
 IMAGE_REFERENCE = NonEmptyType("image reference")
+# kukectl's own --context, --server and --token (``main``).
+CONTEXT = NameType("context")
+SERVER = NonEmptyType("server address")
+TOKEN = NonEmptyType("token")
 SIGNAL = SignalType()
 
 

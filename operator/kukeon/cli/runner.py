@@ -146,7 +146,8 @@ def run(ctx: click.Context, work: Callable[[ApiClient], Awaitable[T]]) -> T:
             server=connection.server,
             token=connection.token,
             ca_file=connection.ca_file,
-            timeout=options.request_timeout,
+            # 0 is no limit, as kubectl's --request-timeout=0 (asyncio.timeout(0) expires at once)
+            timeout=options.request_timeout or None,
             pooled=False,  # a connection per request: aiohttp only for streams and watches
         ) as client:
             return await work(client)

@@ -139,6 +139,9 @@ class ApiClient:
     connection of its own (:mod:`~kukeon.client.httpexchange`), so a short-lived
     caller such as kukectl never loads aiohttp unless it streams, uploads, watches or opens
     a WebSocket; the address, token, TLS and timeout mean the same either way.
+
+    ``timeout`` bounds each plain request (not a stream, watch, upload or WebSocket); None
+    is no limit (kubectl's ``--request-timeout=0``).
     """
 
     def __init__(
@@ -147,7 +150,7 @@ class ApiClient:
         server: str = DEFAULT_SERVER,
         token: str | None = None,
         ca_file: Path | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = 30.0,
         pooled: bool = True,
     ) -> None:
         self.address = parse_server(server)
@@ -267,9 +270,7 @@ class ApiClient:
                 f"cannot reach the kukeon API at {self.address}: {exc}"
             ) from exc
         except TimeoutError as exc:
-            raise ServerUnreachable(
-                f"the kukeon API at {self.address} did not answer within {self._timeout:g}s"
-            ) from exc
+            raise self._timed_out(exc) from exc
 
     async def _request_alone(
         self,
@@ -303,9 +304,7 @@ class ApiClient:
                     request=message,
                 )
         except TimeoutError as exc:
-            raise ServerUnreachable(
-                f"the kukeon API at {self.address} did not answer within {self._timeout:g}s"
-            ) from exc
+            raise self._timed_out(exc) from exc
         except OSError as exc:
             raise ServerUnreachable(
                 f"cannot reach the kukeon API at {self.address}: {exc}"
@@ -313,6 +312,13 @@ class ApiClient:
         self._warned(answer.warning)
         return decode_answer(
             answer.status, answer.reason, answer.body, retry_after=answer.retry_after
+        )
+
+    def _timed_out(self, exc: TimeoutError) -> ServerUnreachable:
+        if self._timeout is None:  # not ours: the system's (ETIMEDOUT is a TimeoutError)
+            return ServerUnreachable(f"cannot reach the kukeon API at {self.address}: {exc}")
+        return ServerUnreachable(
+            f"the kukeon API at {self.address} did not answer within {self._timeout:g}s"
         )
 
     def _warned(self, header: str | None) -> None:
@@ -576,7 +582,7 @@ class SyncApiClient:
         server: str = DEFAULT_SERVER,
         token: str | None = None,
         ca_file: Path | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = 30.0,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._client = ApiClient(server=server, token=token, ca_file=ca_file, timeout=timeout)
