@@ -50,6 +50,7 @@ from kukeon.cli.tables import kind_slug
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import HIERARCHY, KINDS
 
+from .readlimit import TooLarge, read_limited
 from .runner import ManifestProblems
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -88,7 +89,9 @@ def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[S
     """Files, directories (their *.yaml, *.yml, *.json, sorted) and ``-`` for stdin.
 
     Anything that is not a directory is read as a file when it can be opened: a FIFO,
-    ``/dev/stdin``, a process substitution (``-f <(...)``, a ``/dev/fd/N`` pipe).
+    ``/dev/stdin``, a process substitution (``-f <(...)``, a ``/dev/fd/N`` pipe). Each is
+    read up to ``readlimit.MAX_SOURCE_BYTES``: more is a problem naming it (exit 2), not a read that
+    never ends (``-f /dev/zero``, a pipe that never closes).
     """
     sources: list[Source] = []
     problems: list[str] = []
@@ -96,6 +99,8 @@ def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[S
     def read(name: str, reader: Callable[[], str]) -> None:
         try:
             sources.append(Source(name, reader()))
+        except TooLarge as exc:
+            problems.append(f"{name}: {exc}, the most kukectl reads of one manifest source")
         except UnicodeDecodeError as exc:
             byte = exc.object[exc.start : exc.start + 1].hex()
             problems.append(f"{name}: not UTF-8 text (byte 0x{byte} at offset {exc.start})")
@@ -104,7 +109,8 @@ def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[S
 
     for given in paths:
         if given == "-":
-            read("<stdin>", (stdin or sys.stdin).read)
+            given_stdin = stdin or sys.stdin
+            read("<stdin>", partial(read_limited, getattr(given_stdin, "buffer", given_stdin)))
             continue
         path = Path(given)
         if path.is_dir():
@@ -114,14 +120,19 @@ def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[S
             if not files:
                 problems.append(f"{given}: no *.yaml, *.yml or *.json files in this directory")
             for file in files:
-                read(str(file), partial(file.read_text, encoding="utf-8"))
+                read(str(file), partial(_read_file, file))
         elif path.exists():  # a regular file, a FIFO, a pipe behind /dev/fd/N, /dev/stdin
-            read(given, partial(path.read_text, encoding="utf-8"))
+            read(given, partial(_read_file, path))
         else:
             problems.append(f"{given}: no such file or directory")
     if problems:
         raise ManifestProblems(problems)
     return sources
+
+
+def _read_file(path: Path) -> str:
+    with path.open("rb") as stream:
+        return read_limited(stream)
 
 
 def load_documents(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 import click
 import yaml
@@ -27,27 +27,36 @@ from .params import (
     scope_options,
     with_names,
 )
+from .readlimit import TooLarge, read_limited
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run
 from .tables import kind_slug
 
 
-def split_changes(words: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:
-    """Names, then `key=value` (set) and `key-` (remove) in kubectl's order."""
+def split_changes(
+    words: Sequence[str], noun: str = "label"
+) -> tuple[list[str], dict[str, str | None]]:
+    """Names, then `key=value` (set) and `key-` (remove) in kubectl's order. A key both set
+    and removed is refused (exit 2), as kubectl refuses it: which one was meant is unknown,
+    and the later word silently won."""
     names: list[str] = []
-    changes: dict[str, str | None] = {}
+    setting: dict[str, str] = {}
+    removing: dict[str, None] = {}
     for word in words:
         if "=" in word:
             key, _, value = word.partition("=")
-            changes[key] = value
+            setting[key] = value
         elif word.endswith("-") and len(word) > 1:
-            changes[word[:-1]] = None
-        elif changes:
+            removing[word[:-1]] = None
+        elif setting or removing:
             fail(f"{word!r}: names come before KEY=VALUE and KEY- arguments", EXIT_USAGE)
         else:
             names.append(word)
-    if not changes:
+    if not setting and not removing:
         fail("give at least one KEY=VALUE or KEY-", EXIT_USAGE)
-    return names, changes
+    if both := sorted(removing.keys() & setting.keys()):
+        keys = ", ".join(repr(key) for key in both)
+        fail(f"can not both set and remove {noun} {keys} in the same command", EXIT_USAGE)
+    return names, {**setting, **removing}
 
 
 async def _targets(
@@ -86,7 +95,7 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
         space: str,
         stack: str,
     ) -> None:
-        given, changes = split_changes(words)
+        given, changes = split_changes(words, noun)
         kind, names = with_names(kind_or_object, given)
         if bool(names) + bool(selector) + every != 1:
             fail("give NAME..., -l SELECTOR or --all (one of them)", EXIT_USAGE)
@@ -146,6 +155,15 @@ label = _metadata_command("labels", "label", "label")
 annotate = _metadata_command("annotations", "annotation", "annotate")
 
 
+def _read_patch(stream: IO[bytes]) -> str:
+    """``--patch-file``'s text, read up to a bound (``-f``'s): not for ever from
+    ``/dev/zero`` or a pipe that never closes."""
+    try:
+        return read_limited(stream)
+    except (OSError, UnicodeDecodeError, TooLarge) as exc:
+        fail(f"--patch-file {getattr(stream, 'name', '-')}: cannot read it: {exc}", EXIT_USAGE)
+
+
 def _patch_document(text: str) -> dict[str, Any]:
     try:
         document = yaml.safe_load(text)  # JSON is YAML
@@ -160,7 +178,7 @@ def _patch_document(text: str) -> dict[str, Any]:
 @click.argument("kind_or_object", type=KIND_OR_OBJECT, metavar="KIND[/NAME]")
 @click.argument("name", required=False)
 @click.option("-p", "--patch", "patch_text", help="The patch, JSON or YAML.")
-@click.option("--patch-file", type=click.File("r"), help="A file holding the patch (- for stdin).")
+@click.option("--patch-file", type=click.File("rb"), help="A file holding the patch (- for stdin).")
 @click.option(
     "--type",
     "patch_type",
@@ -204,7 +222,7 @@ def patch(
         fail("give the patch with -p or --patch-file (one of them)", EXIT_USAGE)
     if dry_run == "client":
         fail("--dry-run=client is not supported here; use --dry-run=server", EXIT_USAGE)
-    document = _patch_document(patch_text if patch_text is not None else patch_file.read())
+    document = _patch_document(patch_text if patch_text is not None else _read_patch(patch_file))
     key = (*scope_for(kind, realm, space, stack), name)
 
     async def work(client: ApiClient) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from .readlimit import TooLarge, read_limited
 from .runner import EXIT_USAGE, fail
 
 _SIZE = re.compile(r"(\d+)\s*([kmg]?)(?:i?b)?")
@@ -204,9 +205,9 @@ def _env_files(paths: Sequence[Path]) -> list[str]:
     entries: list[str] = []
     for path in paths:
         try:
-            with path.open(encoding="utf-8", newline="") as stream:
-                text = stream.read().removeprefix("\ufeff")
-        except (OSError, UnicodeDecodeError) as exc:
+            with path.open("rb") as stream:
+                text = read_limited(stream, newlines=False).removeprefix("\ufeff")
+        except (OSError, UnicodeDecodeError, TooLarge) as exc:
             fail(f"--env-file {path}: cannot read it: {exc}", EXIT_USAGE)
         for number, raw in enumerate(text.split("\n"), start=1):
             raw = raw.removesuffix("\r")

@@ -108,7 +108,7 @@ def set_env(
       kukectl set env cellset/web LOG_LEVEL=debug
       kukectl set env cell/api -c main TOKEN- MODE=ro
     """
-    names, changes = split_changes(entries)  # label's and annotate's syntax
+    names, changes = split_changes(entries, "variable")  # label's and annotate's syntax
     if names or "" in changes:
         fail(f"{(names or ['=...'])[0]!r}: expected KEY=VALUE or KEY-", EXIT_USAGE)
     setting = {key: value for key, value in changes.items() if value is not None}
