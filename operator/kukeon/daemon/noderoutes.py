@@ -443,9 +443,6 @@ class NodeRoutes:
         if not command:
             raise ApiError(400, "command: at least one command= parameter is required")
         tty, with_stdin = _flag(request.query, "tty"), _flag(request.query, "stdin")
-        if not web.WebSocketResponse().can_prepare(request).ok:
-            # Before the session's FIFO directory is made: nothing would remove it.
-            raise ApiError(400, "exec is a WebSocket: send an Upgrade request")
         realm = await self._realm(cell.spec.realm_id)
         namespace = self.controllers.host.namespace_of(realm)
         _, space, stack, name = cell_key(cell)
@@ -459,6 +456,11 @@ class NodeRoutes:
             raise ApiError(409, f"container {container} of cell {name} is not running") from None
         if task.status != TaskStatus.RUNNING:
             raise ApiError(409, f"container {container} of cell {name} is not running")
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            # Checked last, as the upgrade itself is: kukectl asks a refused upgrade's reason
+            # with the same request as a plain GET. Before the session's FIFO directory is
+            # made, since nothing would remove it.
+            raise ApiError(400, "exec is a WebSocket: send an Upgrade request")
 
         process = dict(spec.get("process", {}))
         process.update(args=list(command), terminal=tty)
