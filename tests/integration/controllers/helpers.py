@@ -1,18 +1,21 @@
-"""Shared pieces of the controller tests: cell documents, exec in a task, host listings."""
+"""Shared pieces of the controller tests: cell documents, exec in a task, host listings, every
+version of a cell as written."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import select
 import shutil
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from kukeon.api import AnyResource, Cell, Kind
 from kukeon.runtime.containerd.tasks import FifoIO
-from kukeon.store import Conflict
+from kukeon.store import Conflict, WatchEvent
 from tests.fixtures.kukeond import Kukeond
 
 # `sh` as PID 1 ignores SIGTERM unless it traps it; this one stops within a second.
@@ -54,6 +57,45 @@ def cell_doc(
 
 def cell_key(k: Kukeond, name: str, *, space: str = "s1", stack: str = "st1") -> tuple[str, ...]:
     return (k.realm, space, stack, name)
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    k: Kukeond,
+    kind: Kind,
+    scope: tuple[str, ...],
+    each: Callable[[WatchEvent], None],
+    *,
+    since: int,
+) -> AsyncIterator[None]:
+    """Calls ``each`` with every change of ``kind`` under ``scope`` from revision ``since``
+    on, from a watch in a task beside the block (cancelled after it): every version written,
+    which a poll would miss."""
+
+    async def follow() -> None:
+        async for event in k.registry.watch(kind, scope, resource_version=since):
+            each(event)
+
+    task = asyncio.create_task(follow())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def cell_versions(
+    k: Kukeond, key: tuple[str, ...], note: Callable[[Cell], None], *, since: int
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """``watching`` the cell at ``key``: ``note`` is called with each of its versions."""
+
+    def each(event: WatchEvent) -> None:
+        obj = event.object
+        if obj.metadata.name == key[3] and isinstance(obj, Cell):
+            note(obj)
+
+    return watching(k, Kind.CELL, key[:3], each, since=since)
 
 
 async def get_cell(k: Kukeond, key: tuple[str, ...]) -> Cell:

@@ -25,7 +25,7 @@ from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.store.test_invalid_documents import put_raw
 
-from .helpers import cell_doc, cell_key, container, get_cell
+from .helpers import cell_doc, cell_key, container, get_cell, watching
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +36,8 @@ async def collected(
 ) -> AsyncIterator[list[WatchEvent]]:
     since = await k.registry.current_revision()
     seen: list[WatchEvent] = []
-
-    async def follow() -> None:
-        async for event in k.registry.watch(kind, scope, resource_version=since):
-            seen.append(event)
-
-    task = asyncio.create_task(follow())
-    try:
+    async with watching(k, kind, scope, seen.append, since=since):
         yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def _kukectl(k: Kukeond, *args: str) -> str:

@@ -25,7 +25,7 @@ import pytest
 from kukeon.api import AnyResource, Cell, ContainerSecret, ContainerState, Kind
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, container, get_cell, update_cell
+from .helpers import cell_doc, cell_key, cell_versions, container, get_cell, update_cell
 
 pytestmark = pytest.mark.integration
 
@@ -52,27 +52,18 @@ async def exit_times(
     in order, from a watch of the cell's stack."""
     seen: list[datetime] = []
 
-    async def follow() -> None:
-        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
-            obj = event.object
-            if obj.metadata.name != key[3] or not isinstance(obj, Cell):
-                continue
-            first = obj.status.containers[0] if obj.status.containers else None
-            if first is None or first.state == ContainerState.READY:
-                continue
-            finished = first.finish_time
-            if first.state == ContainerState.WAITING and first.last_state is not None:
-                finished = first.last_state.finished_at
-            if finished is not None and finished not in seen:
-                seen.append(finished)
+    def note(obj: Cell) -> None:
+        first = obj.status.containers[0] if obj.status.containers else None
+        if first is None or first.state == ContainerState.READY:
+            return
+        finished = first.finish_time
+        if first.state == ContainerState.WAITING and first.last_state is not None:
+            finished = first.last_state.finished_at
+        if finished is not None and finished not in seen:
+            seen.append(finished)
 
-    task = asyncio.create_task(follow())
-    try:
+    async with cell_versions(k, key, note, since=since):
         yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def test_a_killed_shim_restarts_within_the_backoff(kukeond: Kukeond) -> None:
@@ -269,23 +260,14 @@ async def exit_messages(
     `lastState.message`, or its own `message` while it is down and not waiting)."""
     seen: list[str | None] = []
 
-    async def follow() -> None:
-        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
-            obj = event.object
-            if obj.metadata.name != key[3] or not isinstance(obj, Cell):
-                continue
-            first = obj.status.containers[0] if obj.status.containers else None
-            if first is None:
-                continue
-            if first.state in (ContainerState.FAILED, ContainerState.STOPPED):
-                seen.append(first.message)
-            elif first.last_state is not None:
-                seen.append(first.last_state.message)
+    def note(obj: Cell) -> None:
+        first = obj.status.containers[0] if obj.status.containers else None
+        if first is None:
+            return
+        if first.state in (ContainerState.FAILED, ContainerState.STOPPED):
+            seen.append(first.message)
+        elif first.last_state is not None:
+            seen.append(first.last_state.message)
 
-    task = asyncio.create_task(follow())
-    try:
+    async with cell_versions(k, key, note, since=since):
         yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task

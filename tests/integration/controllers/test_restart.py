@@ -13,7 +13,7 @@ import pytest
 from kukeon.api import AnyResource, Cell, ContainerState, ContainerStatus, Kind
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, container, get_cell
+from .helpers import cell_doc, cell_key, cell_versions, container, get_cell
 
 pytestmark = pytest.mark.integration
 
@@ -25,20 +25,13 @@ async def watched_states(
     """Every state the cell's document passes through, in order, read from the registry."""
     seen: list[str] = []
 
-    async def follow() -> None:
-        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
-            if event.object.metadata.name == key[3]:
-                state = str(event.object.status.state)
-                if not seen or seen[-1] != state:
-                    seen.append(state)
+    def note(obj: Cell) -> None:
+        state = str(obj.status.state)
+        if not seen or seen[-1] != state:
+            seen.append(state)
 
-    task = asyncio.create_task(follow())
-    try:
+    async with cell_versions(k, key, note, since=since):
         yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def test_on_failure_gives_up_after_max_retries(kukeond: Kukeond) -> None:
@@ -140,24 +133,15 @@ async def runs(
     would see it."""
     seen: list[ContainerStatus] = []
 
-    async def follow() -> None:
-        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
-            obj = event.object
-            if obj.metadata.name != key[3] or not isinstance(obj, Cell):
-                continue
-            first = obj.status.containers[0] if obj.status.containers else None
-            if first is None or first.state != ContainerState.READY or not first.pid:
-                continue
-            if not seen or seen[-1].pid != first.pid:
-                seen.append(first)
+    def note(obj: Cell) -> None:
+        first = obj.status.containers[0] if obj.status.containers else None
+        if first is None or first.state != ContainerState.READY or not first.pid:
+            return
+        if not seen or seen[-1].pid != first.pid:
+            seen.append(first)
 
-    task = asyncio.create_task(follow())
-    try:
+    async with cell_versions(k, key, note, since=since):
         yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def test_the_default_backoff_restarts_at_once_then_after_ten_seconds(

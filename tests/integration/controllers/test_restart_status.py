@@ -25,7 +25,7 @@ from kukeon.api import AnyResource, Cell, ContainerSpec, ContainerState, Kind
 from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, container, get_cell, update_cell
+from .helpers import cell_doc, cell_key, cell_versions, container, get_cell, update_cell
 
 pytestmark = pytest.mark.integration
 
@@ -41,27 +41,18 @@ async def backwards_runs(
     before it started, described."""
     found: list[str] = []
 
-    async def follow() -> None:
-        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
-            obj = event.object
-            if obj.metadata.name != key[3] or not isinstance(obj, Cell):
-                continue
-            for status in obj.status.containers:
-                runs = [(status.start_time, status.finish_time)]
-                if status.last_state is not None:
-                    last = status.last_state
-                    runs.append((last.started_at, last.finished_at))
-                for started, finished in runs:
-                    if started is not None and finished is not None and finished < started:
-                        found.append(f"{status.id}: {started} > {finished}")
+    def note(obj: Cell) -> None:
+        for status in obj.status.containers:
+            runs = [(status.start_time, status.finish_time)]
+            if status.last_state is not None:
+                last = status.last_state
+                runs.append((last.started_at, last.finished_at))
+            for started, finished in runs:
+                if started is not None and finished is not None and finished < started:
+                    found.append(f"{status.id}: {started} > {finished}")
 
-    task = asyncio.create_task(follow())
-    try:
+    async with cell_versions(k, key, note, since=since):
         yield found
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 def _app(obj: AnyResource) -> dict[str, object] | None:
@@ -326,20 +317,11 @@ async def container_states(
     dropped)."""
     seen: dict[str, list[str]] = {}
 
-    async def follow() -> None:
-        async for event in k.registry.watch(Kind.CELL, key[:3], resource_version=since):
-            obj = event.object
-            if obj.metadata.name != key[3] or not isinstance(obj, Cell):
-                continue
-            for status in obj.status.containers:
-                states = seen.setdefault(status.id, [])
-                if not states or states[-1] != str(status.state):
-                    states.append(str(status.state))
+    def note(obj: Cell) -> None:
+        for status in obj.status.containers:
+            states = seen.setdefault(status.id, [])
+            if not states or states[-1] != str(status.state):
+                states.append(str(status.state))
 
-    task = asyncio.create_task(follow())
-    try:
+    async with cell_versions(k, key, note, since=since):
         yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
