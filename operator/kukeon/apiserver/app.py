@@ -459,13 +459,27 @@ async def _groups(_: web.Request) -> web.StreamResponse:
     )
 
 
+PATH_SHOWN_MAX = 256
+"""At most this many characters of a request's path are quoted back in a 404 or 405."""
+
+
+def path_as_sent(request: web.Request) -> str:
+    """The request's path as the client sent it (percent-encoded, without the query), cut
+    to ``PATH_SHOWN_MAX``: the decoded one hides an escape (``/apis/kukeon.io%2Fv1beta1``
+    would read as a valid path)."""
+    raw = request.raw_path.partition("?")[0]
+    if len(raw) <= PATH_SHOWN_MAX:
+        return raw
+    return f"{raw[:PATH_SHOWN_MAX]}... ({len(raw)} characters)"
+
+
 def _from_http_exception(
     exc: web.HTTPException, request: web.Request, max_body_bytes: int
 ) -> ApiError:
     if exc.status == 404:
-        return ApiError(404, f"no such API path: {request.path}")
+        return ApiError(404, f"no such API path: {path_as_sent(request)}")
     if exc.status == 405:
-        return ApiError(405, f"{request.method} is not allowed on {request.path}")
+        return ApiError(405, f"{request.method} is not allowed on {path_as_sent(request)}")
     if exc.status == 413:
         return ApiError(
             413,

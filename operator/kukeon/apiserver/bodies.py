@@ -29,6 +29,12 @@ from kukeon.api.meta import quote
 MAX_DEPTH = 100
 """Deepest nesting of objects/arrays a body may have; a kukeon document needs about 8."""
 
+JSON_MEDIA_TYPE = "application/json"
+YAML_MEDIA_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+BODY_MEDIA_TYPES = frozenset({JSON_MEDIA_TYPE, *YAML_MEDIA_TYPES})
+"""The Content-Types a created or replaced object may be sent as; any other is a 415, as
+kube-apiserver answers (a ``text/plain`` body used to be read as JSON all the same)."""
+
 # The bodies above this size are decoded in a worker thread so the event loop keeps serving.
 THREAD_THRESHOLD = 64 * 1024
 

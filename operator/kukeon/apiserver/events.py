@@ -32,6 +32,7 @@ from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Principal, Verb, denial
 from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_terms
 from kukeon.apiserver.request import principal_of
+from kukeon.apiserver.revisionwait import wait_for_revision
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
 from kukeon.apiserver.watchstream import CLOSING_KEY, WatchResponder, event_line
 from kukeon.cancelling import cancel_and_wait
@@ -114,8 +115,14 @@ class EventRoutes:
             raise ApiError(
                 400, f"fieldSelector: {exc}", causes=[Cause("fieldSelector", str(exc))]
             ) from None
-        requested = queryparams.resource_version(request)
+        requested = (
+            queryparams.watch_resource_version(request)
+            if watching
+            else queryparams.list_resource_version(request)
+        )
         timeout = queryparams.timeout_seconds(request)
+        if requested:  # newer than etcd's revision: a 504 after a wait (``revisionwait``)
+            await self._store(wait_for_revision(requested, self.store.current_revision))
 
         def visible(event: Event) -> bool:
             return _may_see(principal, event) and chosen.matches(event)

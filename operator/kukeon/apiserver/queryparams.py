@@ -62,6 +62,44 @@ def resource_version(request: web.Request, name: str = "resourceVersion") -> int
     return number
 
 
+NOT_OLDER_THAN = "NotOlderThan"
+EXACT = "Exact"
+
+
+def list_resource_version(request: web.Request) -> int | None:
+    """A list's ``resourceVersion``, with ``resourceVersionMatch`` checked as Kubernetes does.
+
+    Every list is read at least at etcd's revision when it arrived, so the only semantics
+    this server has are ``NotOlderThan`` (the default); ``Exact`` (a list as of an older
+    revision) is refused rather than answered with newer data.
+    """
+    requested = resource_version(request)
+    match = single(request, "resourceVersionMatch")
+    if match is None:
+        return requested
+    if match == EXACT:
+        raise _bad(
+            "resourceVersionMatch",
+            f"{EXACT!r} is not supported: a list is read at the latest revision "
+            f"({NOT_OLDER_THAN!r} semantics)",
+        )
+    if match != NOT_OLDER_THAN:
+        raise _bad(
+            "resourceVersionMatch", f"must be {NOT_OLDER_THAN!r} or {EXACT!r}, got {quote(match)}"
+        )
+    if single(request, "resourceVersion") in (None, ""):
+        raise _bad("resourceVersionMatch", "is forbidden unless resourceVersion is provided")
+    return requested
+
+
+def watch_resource_version(request: web.Request) -> int | None:
+    """A watch's ``resourceVersion``; ``resourceVersionMatch`` is refused, as Kubernetes
+    refuses it on a watch without ``sendInitialEvents`` (which this server does not have)."""
+    if single(request, "resourceVersionMatch") is not None:
+        raise _bad("resourceVersionMatch", "is forbidden for a watch")
+    return resource_version(request)
+
+
 def timeout_seconds(request: web.Request, name: str = "timeoutSeconds") -> float | None:
     """A finite number of seconds in [0, a week]; None (no limit) when absent, empty or 0."""
     value = single(request, name)

@@ -16,9 +16,16 @@ from typing import Any
 from aiohttp import web
 
 from kukeon.api import AnyResource, Kind
+from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Principal
-from kukeon.apiserver.bodies import THREAD_THRESHOLD, BodyError, decode_body
+from kukeon.apiserver.bodies import (
+    BODY_MEDIA_TYPES,
+    JSON_MEDIA_TYPE,
+    THREAD_THRESHOLD,
+    BodyError,
+    decode_body,
+)
 from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_field_selector
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.store import Invalid, LabelSelector, parse_selector
@@ -55,8 +62,35 @@ def json_answer(document: Any, status: int = 200) -> web.Response:
     )
 
 
-async def read_body(request: web.Request, limit: int) -> Any:
+def check_media_type(request: web.Request, accepted: frozenset[str]) -> None:
+    """A 415 naming the Content-Type when the body's is not one of ``accepted``.
+
+    A body without a Content-Type is refused too, as kube-apiserver does: read as JSON by
+    default, a YAML manifest sent by a client that forgot the header would fail later with
+    a misleading JSON syntax error (and curl's ``-d`` says form data, not JSON).
+    """
+    sent = request.headers.get("Content-Type", "").strip()
+    if sent and request.content_type.lower() in accepted:
+        return
+    what = f"Content-Type {quote(sent)} is not supported" if sent else "it has no Content-Type"
+    if accepted == BODY_MEDIA_TYPES:
+        wanted = f"{JSON_MEDIA_TYPE} or application/yaml"
+    else:
+        wanted = " or ".join(sorted(accepted))
+    raise ApiError(
+        415,
+        f"the request body cannot be read: {what}; send it as {wanted}",
+        causes=[Cause("Content-Type", f"must be {wanted}")],
+    )
+
+
+async def read_body(
+    request: web.Request, limit: int, media_types: frozenset[str] = BODY_MEDIA_TYPES
+) -> Any:
     """The request body as a document (JSON, or YAML when the content type says so).
+
+    The Content-Type must be one of ``media_types`` (a 415 before the body is read:
+    ``check_media_type``).
 
     A Content-Length over ``limit`` is a 413 before a byte is read (aiohttp would read
     ``limit`` bytes first, and wait for a body a client only announced); aiohttp enforces
@@ -68,6 +102,9 @@ async def read_body(request: web.Request, limit: int) -> Any:
         raise ApiError(
             413, f"the request body of {length} bytes is larger than the limit of {limit} bytes"
         )
+    if not request.body_exists:
+        raise ApiError(400, "the request needs a body")
+    check_media_type(request, media_types)
     raw = await request.read()
     if not raw.strip():
         raise ApiError(400, "the request needs a body")

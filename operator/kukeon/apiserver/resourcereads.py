@@ -18,6 +18,7 @@ from kukeon.apiserver.auth import Principal
 from kukeon.apiserver.fieldselector import FieldSelector
 from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import field_filter, json_answer, label_selector
+from kukeon.apiserver.revisionwait import TOO_LARGE_WAIT, wait_for_revision
 from kukeon.apiserver.secretdigests import (
     body_without_digests,
     event_without_digests,
@@ -49,6 +50,9 @@ class ResourceReads(HandlerBase):
     async def get(self, request: web.Request, target: Target) -> web.StreamResponse:
         principal = self._authorize(request, "get", target)
         hide = hides_digests(principal, target.kind)
+        # Every GET is a consistent read (at least etcd's revision when it arrived), so
+        # any resourceVersion the server has reached is honoured ("not older than").
+        await self._reached(target, queryparams.resource_version(request))
         if await self._cache_fresh(target):
             assert self._cache is not None
             cached = self._cache.lookup(target.kind, target.key)
@@ -58,6 +62,20 @@ class ResourceReads(HandlerBase):
         res = await self._store(target, self._registry.get(target.kind, target.key))
         document = to_document(res)
         return json_answer(without_digests(document) if hide else document)
+
+    async def _reached(self, target: Target, wanted: int | None) -> None:
+        """A read from a resourceVersion newer than etcd's waits for it a little, then is a
+        504 ``ResourceVersionTooLarge`` (``revisionwait``); none or "0" reads the latest."""
+        if not wanted:
+            return
+        if self._cache is not None and self._cache.cached(target.kind):
+            known, current = self._cache.revision(target.kind), self._cache.current_revision
+        else:
+            known, current = 0, self._registry.current_revision
+        # Within a request's own deadline (``requestTimeout``), so it gets this answer and
+        # not the deadline's generic 504.
+        wait = min(TOO_LARGE_WAIT, self._settings.request_timeout * 0.8)
+        await self._store(target, wait_for_revision(wanted, current, known=known, wait=wait))
 
     async def _cache_fresh(self, target: Target) -> bool:
         """Whether this read may be answered from the watch cache (``watchcache``)."""
@@ -72,10 +90,11 @@ class ResourceReads(HandlerBase):
         principal = self._authorize(request, "list", target)
         text, selector = label_selector(request)
         fields = field_filter(request, target.kind)
-        # Not used by a list (it always reads the latest revision), but never ignored when
-        # malformed: a client that sent nonsense learns it.
-        queryparams.resource_version(request)
+        wanted = queryparams.list_resource_version(request)
         queryparams.timeout_seconds(request)
+        # A list always reads at least etcd's revision when it arrived: any resourceVersion
+        # the server has reached is honoured ("not older than"), a newer one is a 504.
+        await self._reached(target, wanted)
         if await self._cache_fresh(target):
             answer = self._list_from_cache(target, principal, selector, fields)
         else:
@@ -172,8 +191,9 @@ class ResourceReads(HandlerBase):
         principal = self._authorize(request, "watch", target)
         text, selector = label_selector(request)
         fields = field_filter(request, target.kind)
-        requested_rv = queryparams.resource_version(request)
+        requested_rv = queryparams.watch_resource_version(request)
         timeout = queryparams.timeout_seconds(request)
+        await self._reached(target, requested_rv)
 
         def visible(res: AnyResource) -> bool:
             return (

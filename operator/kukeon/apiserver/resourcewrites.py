@@ -254,7 +254,9 @@ class ResourceWrites(HandlerBase):
                 f"PATCH needs Content-Type {MERGE_PATCH_CONTENT_TYPE} (JSON merge patch, "
                 f"RFC 7386), got {request.content_type!r}",
             )
-        patch = await read_body(request, self._settings.max_body_bytes)
+        patch = await read_body(
+            request, self._settings.max_body_bytes, frozenset({MERGE_PATCH_CONTENT_TYPE})
+        )
         if not isinstance(patch, dict):
             raise ApiError(400, "a merge patch must be a JSON object")
         # Only an object's resourceVersion is a precondition; metadata that is no object is

@@ -27,10 +27,12 @@ from kukeon.store import (
 
 
 class Cause(NamedTuple):
-    """One thing wrong with a request, anchored on a field path when there is one."""
+    """One thing wrong with a request, anchored on a field path when there is one;
+    ``reason`` is Kubernetes' machine-readable cause type (``ResourceVersionTooLarge``)."""
 
     field: str
     message: str
+    reason: str = ""
 
 
 # HTTP code -> Kubernetes reason, for codes that have one canonical reason.
@@ -87,10 +89,15 @@ class ApiError(Exception):
         kind: str | None = None,
         causes: Iterable[Cause] = (),
         headers: Mapping[str, str] | None = None,
+        retry_after_seconds: int | None = None,
     ) -> None:
         message = clip(message, MESSAGE_MAX)
         self.headers = dict(headers or {})
         """Sent with the Status (a 429's ``Retry-After``)."""
+        self.retry_after_seconds = retry_after_seconds
+        """``details.retryAfterSeconds``, and the ``Retry-After`` header, as kube-apiserver."""
+        if retry_after_seconds is not None:
+            self.headers.setdefault("Retry-After", str(retry_after_seconds))
         super().__init__(message)
         self.code = code
         self.message = message
@@ -98,7 +105,9 @@ class ApiError(Exception):
         self.name = clip(name, FIELD_MAX) if name is not None else None
         self.kind = kind
         self.causes = [
-            Cause(clip(cause.field, FIELD_MAX), clip(cause.message, CAUSE_MESSAGE_MAX))
+            Cause(
+                clip(cause.field, FIELD_MAX), clip(cause.message, CAUSE_MESSAGE_MAX), cause.reason
+            )
             for cause in list(causes)[:CAUSES_MAX]
         ]
 
@@ -110,6 +119,7 @@ class ApiError(Exception):
             name=self.name,
             kind=self.kind,
             causes=self.causes,
+            retry_after_seconds=self.retry_after_seconds,
         )
 
 
@@ -122,6 +132,7 @@ def status_document(
     kind: str | None = None,
     causes: Iterable[Cause] = (),
     success: bool = False,
+    retry_after_seconds: int | None = None,
 ) -> dict[str, Any]:
     """The Status object; ``details`` carries only what is known."""
     details: dict[str, Any] = {}
@@ -129,9 +140,14 @@ def status_document(
         details["name"] = name
     if kind is not None:
         details["kind"] = kind
-    cause_list = [{"field": c.field, "message": c.message} for c in causes]
+    cause_list = [
+        {"field": c.field, "message": c.message, **({"reason": c.reason} if c.reason else {})}
+        for c in causes
+    ]
     if cause_list:
         details["causes"] = cause_list
+    if retry_after_seconds is not None:
+        details["retryAfterSeconds"] = retry_after_seconds
     document: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",

@@ -307,6 +307,10 @@ class WatchCache(DocumentCache):
     def revision(self, kind: Kind) -> int:
         return self._kinds[kind].revision
 
+    async def current_revision(self) -> int:
+        """etcd's current revision, read once for every caller that arrived before it was sent."""
+        return await self._revisions.current()
+
     def lookup(self, kind: Kind, key: ObjectKey) -> CachedObject | None:
         return self._kinds[kind].objects.get(key)
 

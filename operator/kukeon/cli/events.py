@@ -26,6 +26,7 @@ import yaml
 from kukeon.api import API_VERSION, EVENT_KINDS, EVENT_LIST_KIND, Event, Kind
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.client.paths import KINDS, kind_for_alias
+from kukeon.client.reflector import too_large
 
 from .eventview import (
     event_columns,
@@ -226,8 +227,9 @@ async def _follow(
         except ServerUnreachable as exc:
             why = str(exc)
         except ApiRequestError as exc:
-            if exc.code == 410:
-                # Compacted: list again and print what changed after the last revision seen.
+            if exc.code == 410 or too_large(exc):
+                # Compacted (or newer than the server's etcd, restored from an older backup):
+                # list again and print what changed after the last revision seen.
                 listing = await list_events(client, realm, field_selector=selector)
                 for event in sort_events(listing.items):
                     if int(event.metadata.resource_version or 0) > revision and shown(event):

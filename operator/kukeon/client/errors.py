@@ -19,6 +19,8 @@ class ServerUnreachable(Exception):  # noqa: N818 - reads as what happened
 class StatusCause(NamedTuple):
     field: str
     message: str
+    reason: str = ""
+    """Kubernetes' cause type, when the server names one (``ResourceVersionTooLarge``)."""
 
 
 class ApiRequestError(Exception):
@@ -51,7 +53,9 @@ class ApiRequestError(Exception):
     ) -> ApiRequestError:
         details = status.get("details") or {}
         causes = [
-            StatusCause(str(c.get("field", "")), str(c.get("message", "")))
+            StatusCause(
+                str(c.get("field", "")), str(c.get("message", "")), str(c.get("reason", ""))
+            )
             for c in details.get("causes") or []
             if isinstance(c, Mapping)
         ]

@@ -11,7 +11,9 @@ sequence of events, as a Kubernetes reflector does:
 - 410 Gone (as the HTTP answer or as an ERROR event) relists: the listed objects that are
   new or changed since they were last seen come out as ADDED/MODIFIED, those that
   vanished as DELETED (carrying their last known state), then the watch goes on from the
-  list's revision;
+  list's revision; so does a 504 ``ResourceVersionTooLarge`` (the revision to resume from
+  is newer than the server's: its etcd was restored from an older backup), as client-go's
+  reflector does, instead of asking again for a revision that may never come;
 - events the caller has already seen (same object at the same or an older revision,
   deletions of objects it never saw) are dropped, so a resumed stream never repeats;
 - the first connection is not retried: a server that cannot be reached at all, or a
@@ -55,6 +57,14 @@ def _revision(res: AnyResource) -> int:
 
 def _retryable(error: ApiRequestError) -> bool:
     return error.code == 429 or error.code >= 500
+
+
+TOO_LARGE_CAUSE = "ResourceVersionTooLarge"
+
+
+def too_large(error: ApiRequestError) -> bool:
+    """The server has not reached the revision asked for (a 504 whose cause says so)."""
+    return error.code == 504 and any(cause.reason == TOO_LARGE_CAUSE for cause in error.causes)
 
 
 class _Reflection:
@@ -118,6 +128,9 @@ class _Reflection:
             self.relist = True
             self.delay = 0.0
             return "the watch's revision was compacted; listing again"
+        if too_large(error) and self.started:
+            self.relist = True
+            return f"the server is behind the watch's revision ({error.message}); listing again"
         if error.code == 429 and self.opens <= 1:
             raise error  # the first open: its retries are spent, as a request's would be
         if self.started and _retryable(error):

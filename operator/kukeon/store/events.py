@@ -237,6 +237,19 @@ class EventStore:
 
         return await self._retrier.run(attempt, what="list Events", repeatable=True)
 
+    async def current_revision(self) -> int:
+        """etcd's current revision (a count-only range of the Events' keys)."""
+        prefix = self.scope_prefix(None)
+
+        async def attempt() -> int:
+            request = rpc.RangeRequest(key=prefix, range_end=range_end(prefix), count_only=True)
+            response = await self._client.kvstub.Range(
+                request, timeout=self._config.request_timeout, metadata=self._client.metadata
+            )
+            return int(response.header.revision)
+
+        return await self._retrier.run(attempt, what="read the current revision", repeatable=True)
+
     async def get(self, realm: str, name: str) -> Event | None:
         key = self.key(realm, name)
 

@@ -310,7 +310,12 @@ async def test_body_limit_and_bad_bodies(http: aiohttp.ClientSession) -> None:
         ),
         400,
     )
-    await _status(await http.post(f"{V}/realms", data=b"[1, 2]"), 400)
+    await _status(
+        await http.post(
+            f"{V}/realms", data=b"[1, 2]", headers={"Content-Type": "application/json"}
+        ),
+        400,
+    )
     yaml_made = await http.post(
         f"{V}/realms",
         data=b"kind: Realm\napiVersion: v1beta1\nmetadata:\n  name: from-yaml\n",

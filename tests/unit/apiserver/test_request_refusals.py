@@ -1,0 +1,163 @@
+"""Requests kube-apiserver refuses, refused the same way here (over a fake registry).
+
+A resourceVersion newer than etcd's (504 ``ResourceVersionTooLarge`` after a wait, not
+current data passed off as that version), a 404 that shows the path as sent (an escaped
+``%2F`` is not shown decoded, looking like a valid path), and a body whose Content-Type is
+neither JSON nor YAML (415, not read as JSON all the same).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from kukeon.apiserver import ApiSettings, TokenBook, create_app
+from kukeon.apiserver.revisionwait import too_large, wait_for_revision
+from tests.unit.apiserver.test_app import ADMIN, FakeRegistry, V
+
+REALM = b'{"apiVersion": "kukeon.io/v1beta1", "kind": "Realm", "metadata": {"name": "x"}}'
+
+
+@pytest.fixture
+def fake() -> FakeRegistry:
+    return FakeRegistry()  # etcd's revision: 50
+
+
+@pytest.fixture
+async def client(fake: FakeRegistry) -> AsyncIterator[TestClient[Any, Any]]:
+    book = TokenBook.from_document({"tokens": [{"token": ADMIN, "user": "a", "role": "admin"}]})
+    # A short request waits for its revision 0.4 s (80 % of its timeout), not 3 s.
+    settings = ApiSettings(socket_path=None, request_timeout=0.5, max_body_bytes=2048)
+    app = create_app(registry=fake, settings=settings, tokens=book)
+    async with TestClient(TestServer(app), headers={"Authorization": f"Bearer {ADMIN}"}) as c:
+        yield c
+
+
+def _too_large_status(body: dict[str, Any], wanted: int) -> None:
+    assert body["code"] == 504
+    assert body["reason"] == "Timeout"
+    assert f"Too large resource version: {wanted}, current: 50" in body["message"]
+    assert body["details"]["retryAfterSeconds"] == 1
+    (cause,) = body["details"]["causes"]
+    assert cause["reason"] == "ResourceVersionTooLarge"
+    assert cause["field"] == "resourceVersion"
+
+
+@pytest.mark.parametrize("path", [f"{V}/realms", f"{V}/realms/r"])
+async def test_a_read_from_a_future_resource_version_is_a_504_after_a_wait(
+    client: TestClient[Any, Any], fake: FakeRegistry, path: str
+) -> None:
+    started = time.monotonic()
+    response = await client.get(path, params={"resourceVersion": "51"})
+    assert response.status == 504
+    assert response.headers["Retry-After"] == "1"
+    _too_large_status(await response.json(), 51)
+    assert time.monotonic() - started >= 0.35  # it waited for etcd to get there
+    assert not [name for name, _ in fake.calls if name in ("list", "get")]
+
+
+async def test_a_read_from_a_reached_resource_version_is_answered(
+    client: TestClient[Any, Any],
+) -> None:
+    for rv in ("50", "1", "0", ""):
+        response = await client.get(f"{V}/realms", params={"resourceVersion": rv})
+        assert response.status == 200, await response.text()
+    matched = await client.get(
+        f"{V}/realms", params={"resourceVersion": "50", "resourceVersionMatch": "NotOlderThan"}
+    )
+    assert matched.status == 200
+
+
+async def test_a_watch_from_a_future_resource_version_is_a_504(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await client.get(f"{V}/realms", params={"watch": "true", "resourceVersion": "60"})
+    assert response.status == 504
+    _too_large_status(await response.json(), 60)
+
+
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        ({"resourceVersion": "5", "resourceVersionMatch": "Exact"}, "'Exact' is not supported"),
+        ({"resourceVersionMatch": "NotOlderThan"}, "unless resourceVersion is provided"),
+        ({"resourceVersion": "5", "resourceVersionMatch": "Newest"}, "must be 'NotOlderThan'"),
+        ({"watch": "1", "resourceVersion": "5", "resourceVersionMatch": "NotOlderThan"}, "watch"),
+    ],
+)
+async def test_resource_version_match_is_checked(
+    client: TestClient[Any, Any], fake: FakeRegistry, params: dict[str, str], said: str
+) -> None:
+    response = await client.get(f"{V}/realms", params=params)
+    assert response.status == 400
+    body = await response.json()
+    assert said in body["message"]
+    assert body["details"]["causes"][0]["field"] == "resourceVersionMatch"
+    assert fake.calls == []
+
+
+async def test_wait_for_revision_returns_once_etcd_gets_there() -> None:
+    revisions = iter([7, 8, 9, 10])
+
+    async def current() -> int:
+        return next(revisions)
+
+    await wait_for_revision(10, current, wait=2.0)
+    await wait_for_revision(3, current, known=5)  # the cache has seen it: etcd not asked
+    assert too_large(9, 4).to_status()["details"]["causes"] == [
+        {
+            "field": "resourceVersion",
+            "message": "Too large resource version",
+            "reason": "ResourceVersionTooLarge",
+        }
+    ]
+
+
+async def test_an_unknown_path_is_shown_as_sent(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/apis/kukeon.io%2Fv1beta1/realms")
+    assert response.status == 404
+    message = (await response.json())["message"]
+    assert message == "no such API path: /apis/kukeon.io%2Fv1beta1/realms"
+    long = await client.get("/apis/" + "x%2F" * 200, params={"q": "1"})
+    message = (await long.json())["message"]
+    assert "x%2Fx%2F" in message
+    assert "(806 characters)" in message
+    assert "q=1" not in message
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/octet-stream"]
+)
+async def test_a_body_that_is_not_json_or_yaml_is_a_415(
+    client: TestClient[Any, Any], fake: FakeRegistry, content_type: str
+) -> None:
+    response = await client.post(f"{V}/realms", data=REALM, headers={"Content-Type": content_type})
+    assert response.status == 415
+    body = await response.json()
+    assert body["reason"] == "UnsupportedMediaType"
+    assert content_type in body["message"]
+    assert body["details"]["causes"][0]["field"] == "Content-Type"
+    assert fake.calls == []
+
+
+async def test_a_body_without_a_content_type_is_a_415(
+    client: TestClient[Any, Any], fake: FakeRegistry
+) -> None:
+    response = await client.post(f"{V}/realms", data=REALM, skip_auto_headers=["Content-Type"])
+    assert response.status == 415
+    assert "no Content-Type" in (await response.json())["message"]
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "application/yaml"]
+)
+async def test_json_and_yaml_bodies_are_read(
+    client: TestClient[Any, Any], fake: FakeRegistry, content_type: str
+) -> None:
+    response = await client.post(f"{V}/realms", data=REALM, headers={"Content-Type": content_type})
+    assert response.status == 201, await response.text()
