@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import ssl
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from kukeon.apiserver import ApiServerRunner, ApiSettings, serve_api
 from kukeon.runtime.containerd.speccheck import runnable_problems
 from kukeon.store import EmbeddedEtcd, Registry
+from kukeon.store.realmquota import QuotaLimits, RealmQuotas
 from tests.fixtures.services import free_tcp_port, require_binary
 
 REPO = Path(__file__).resolve().parents[3]
@@ -74,6 +76,27 @@ class Api(NamedTuple):
     https: str
     ca: Path
     metrics: CollectorRegistry
+
+
+@contextlib.asynccontextmanager
+async def enforced_quotas(registry: Registry) -> AsyncIterator[RealmQuotas]:
+    """The realms' quotas as kukeond enforces them on ``registry`` (no default limits): the
+    usage index followed in a task, synced before the block, stopped after it."""
+    quotas = RealmQuotas(
+        client=registry.client,
+        config=registry.config,
+        layout=registry.layout,
+        defaults=QuotaLimits(None, None),
+    )
+    task = asyncio.create_task(quotas.run())
+    try:
+        await quotas.wait_synced()
+        registry.enforce_quotas(quotas)
+        yield quotas
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.asynccontextmanager

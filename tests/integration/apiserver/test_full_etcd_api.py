@@ -7,7 +7,6 @@ deadline and answered 504."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import tempfile
@@ -21,12 +20,12 @@ import pytest
 
 from kukeon.store import EmbeddedEtcd, Registry
 from kukeon.store.connection import EtcdClient
-from kukeon.store.realmquota import QuotaLimits, RealmQuotas
 from kukeon.store.spacekeeping import recover_space
 from tests.fixtures.services import require_binary
 from tests.integration.apiserver.conftest import (
     Certs,
     cell_doc,
+    enforced_quotas,
     realm_doc,
     running_api,
     space_doc,
@@ -117,26 +116,13 @@ async def _nothing_half_written(http: aiohttp.ClientSession, cell: dict[str, Any
 
 @contextlib.asynccontextmanager
 async def _quotas(registry: Registry, enforced: bool) -> AsyncIterator[None]:
-    """The realms' quotas as kukeond enforces them: a create then also writes its realm's
-    quota serial in the same transaction."""
+    """The realms' quotas as kukeond enforces them, or none: a create then also writes its
+    realm's quota serial in the same transaction."""
     if not enforced:
         yield
         return
-    quotas = RealmQuotas(
-        client=registry.client,
-        config=registry.config,
-        layout=registry.layout,
-        defaults=QuotaLimits(None, None),
-    )
-    task = asyncio.create_task(quotas.run())
-    try:
-        await quotas.wait_synced()
-        registry.enforce_quotas(quotas)
+    async with enforced_quotas(registry):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.mark.parametrize("quotas", [True, False], ids=["realm-quotas", "no-quotas"])

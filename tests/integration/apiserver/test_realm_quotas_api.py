@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 
 from kukeon.store import Registry
-from kukeon.store.realmquota import QuotaLimits, RealmQuotas
 from tests.integration.apiserver.conftest import (
     EDITOR_TOKEN,
     Api,
     Certs,
     cell_doc,
+    enforced_quotas,
     realm_doc,
     running_api,
     space_doc,
@@ -50,22 +50,8 @@ async def sealed_quota_api(sealed: Registry, certs: Certs, tokens_file: Path) ->
 
 @contextlib.asynccontextmanager
 async def _quota_api(registry: Registry, certs: Certs, tokens_file: Path) -> AsyncIterator[Api]:
-    quotas = RealmQuotas(
-        client=registry.client,
-        config=registry.config,
-        layout=registry.layout,
-        defaults=QuotaLimits(None, None),
-    )
-    task = asyncio.create_task(quotas.run())
-    try:
-        await quotas.wait_synced()
-        registry.enforce_quotas(quotas)
-        async with running_api(registry, certs, tokens_file) as running:
-            yield running
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with enforced_quotas(registry), running_api(registry, certs, tokens_file) as running:
+        yield running
 
 
 @contextlib.asynccontextmanager
