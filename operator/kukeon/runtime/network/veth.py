@@ -26,6 +26,7 @@ import errno
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
@@ -40,6 +41,12 @@ log = logging.getLogger(__name__)
 CLONE_NEWNET = 0x40000000
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 _HAIRPIN = 1
+_BR_STATE_FORWARDING = 3
+_BR_STATES = ("disabled", "listening", "learning", "forwarding", "blocking")
+# Pauses between reads of a new port's state: it turns forwarding once the kernel's link
+# watch has seen the peer's carrier, a few ms at rest, later under load; ~3 s in all, as
+# the CNI bridge plugin's check (containernetworking/plugins#468).
+_FORWARDING_PAUSES = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -189,7 +196,37 @@ def make_port(port: BridgePort) -> None:
         ipr.link("set", index=index, master=bridge, state="up", **extra)
         if port.hairpin:
             ipr.brport("set", index=index, mode=_HAIRPIN)
-    configure_inside(port)
+        configure_inside(port)
+        await_forwarding(ipr, index, port)
+
+
+def _port_state(ipr: IPRoute, index: int) -> int | None:
+    """The bridge port state of link ``index`` (``IFLA_BRPORT_STATE``), None off a bridge."""
+    found = ipr.link("get", index=index)
+    info = found[0].get_attr("IFLA_LINKINFO") if found else None
+    data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
+    state = data.get_attr("IFLA_BRPORT_STATE") if data is not None else None
+    return int(state) if state is not None else None
+
+
+def await_forwarding(ipr: IPRoute, index: int, port: BridgePort) -> None:
+    """Return once the host end forwards: a port joins its bridge disabled and the bridge
+    drops what the cell sends until then (its first ARP, so its first connection waited a
+    second's retransmit). A port that never gets there (the bridge runs STP) is an error,
+    as with the bridge plugin."""
+    state = _port_state(ipr, index)
+    for pause in _FORWARDING_PAUSES:
+        if state == _BR_STATE_FORWARDING:
+            return
+        time.sleep(pause)
+        state = _port_state(ipr, index)
+    if state == _BR_STATE_FORWARDING:
+        return
+    named = _BR_STATES[state] if state is not None and 0 <= state < len(_BR_STATES) else state
+    raise NetworkError(
+        f"port {port.host_ifname} of bridge {port.bridge} is {named}, not forwarding, "
+        f"{sum(_FORWARDING_PAUSES):.1f} s after it was made (is STP on for {port.bridge}?)"
+    )
 
 
 def create_pair(ipr: IPRoute, port: BridgePort) -> None:
