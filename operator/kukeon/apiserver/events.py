@@ -32,7 +32,7 @@ from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Principal, Verb, denial
 from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_terms
 from kukeon.apiserver.request import principal_of
-from kukeon.apiserver.revisionwait import wait_for_revision
+from kukeon.apiserver.revisionwait import wait_for_revision, wait_limit
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
 from kukeon.apiserver.watchstream import CLOSING_KEY, WatchResponder, event_line
 from kukeon.cancelling import cancel_and_wait
@@ -91,8 +91,12 @@ class EventRoutes:
         store: EventStore,
         bookmark_interval: float = 30.0,
         watch_start_grace: float = 0.3,
+        request_timeout: float = 30.0,
     ) -> None:
+        """``request_timeout``: the server's (``ApiSettings``), which bounds the wait for a
+        future resourceVersion as on the resource routes (``revisionwait.wait_limit``)."""
         self.store = store
+        self.request_timeout = request_timeout
         self.bookmark_interval = bookmark_interval
         self.watch_start_grace = watch_start_grace
 
@@ -122,7 +126,8 @@ class EventRoutes:
         )
         timeout = queryparams.timeout_seconds(request)
         if requested:  # newer than etcd's revision: a 504 after a wait (``revisionwait``)
-            await self._store(wait_for_revision(requested, self.store.current_revision))
+            wait = wait_limit(self.request_timeout, timeout if watching else None)
+            await self._store(wait_for_revision(requested, self.store.current_revision, wait=wait))
 
         def visible(event: Event) -> bool:
             return _may_see(principal, event) and chosen.matches(event)

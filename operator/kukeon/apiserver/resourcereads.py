@@ -18,7 +18,7 @@ from kukeon.apiserver.auth import Principal
 from kukeon.apiserver.fieldselector import FieldSelector
 from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import field_filter, json_answer, label_selector
-from kukeon.apiserver.revisionwait import TOO_LARGE_WAIT, wait_for_revision
+from kukeon.apiserver.revisionwait import wait_for_revision, wait_limit
 from kukeon.apiserver.secretdigests import (
     body_without_digests,
     event_without_digests,
@@ -63,18 +63,19 @@ class ResourceReads(HandlerBase):
         document = to_document(res)
         return json_answer(without_digests(document) if hide else document)
 
-    async def _reached(self, target: Target, wanted: int | None) -> None:
+    async def _reached(
+        self, target: Target, wanted: int | None, stream_for: float | None = None
+    ) -> None:
         """A read from a resourceVersion newer than etcd's waits for it a little, then is a
-        504 ``ResourceVersionTooLarge`` (``revisionwait``); none or "0" reads the latest."""
+        504 ``ResourceVersionTooLarge`` (``revisionwait``); none or "0" reads the latest.
+        ``stream_for``: a watch's ``timeoutSeconds``, which bounds the wait too."""
         if not wanted:
             return
         if self._cache is not None and self._cache.cached(target.kind):
             known, current = self._cache.revision(target.kind), self._cache.current_revision
         else:
             known, current = 0, self._registry.current_revision
-        # Within a request's own deadline (``requestTimeout``), so it gets this answer and
-        # not the deadline's generic 504.
-        wait = min(TOO_LARGE_WAIT, self._settings.request_timeout * 0.8)
+        wait = wait_limit(self._settings.request_timeout, stream_for)
         await self._store(target, wait_for_revision(wanted, current, known=known, wait=wait))
 
     async def _cache_fresh(self, target: Target) -> bool:
@@ -193,7 +194,7 @@ class ResourceReads(HandlerBase):
         fields = field_filter(request, target.kind)
         requested_rv = queryparams.watch_resource_version(request)
         timeout = queryparams.timeout_seconds(request)
-        await self._reached(target, requested_rv)
+        await self._reached(target, requested_rv, timeout)
 
         def visible(res: AnyResource) -> bool:
             return (

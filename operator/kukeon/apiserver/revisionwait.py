@@ -29,6 +29,15 @@ _FIRST_PAUSE = 0.05
 _LONGEST_PAUSE = 0.5
 
 
+def wait_limit(request_timeout: float, stream_for: float | None = None) -> float:
+    """How long a request may wait for its revision: 3 s, but within 80 % of the server's
+    ``requestTimeout`` (so a GET or LIST gets this 504 and not the deadline's generic one,
+    and a watch, which has no deadline, waits no longer than a GET would) and, for a watch,
+    within its own ``timeoutSeconds`` (a client that asked for a 1 s watch is not held 3 s)."""
+    wait = min(TOO_LARGE_WAIT, request_timeout * 0.8)
+    return wait if stream_for is None else min(wait, stream_for)
+
+
 def too_large(wanted: int, current: int, name: str = "resourceVersion") -> ApiError:
     """The refusal of a read from ``wanted`` when the server is at ``current``."""
     return ApiError(

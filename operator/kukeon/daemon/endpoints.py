@@ -99,6 +99,7 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
             store=daemon.events,
             bookmark_interval=settings.bookmark_interval,
             watch_start_grace=settings.watch_start_grace,
+            request_timeout=settings.request_timeout,
         ).add_routes(runner.app)
     if daemon.registry.keyring is not None:
         KeyRotationRoutes(registry=daemon.registry, keyring=daemon.registry.keyring).add_routes(

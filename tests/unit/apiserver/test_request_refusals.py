@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from kukeon.apiserver import ApiSettings, TokenBook, create_app
+from kukeon.apiserver.events import EventRoutes
 from kukeon.apiserver.revisionwait import too_large, wait_for_revision
+from kukeon.store.events import EventList, EventStore
 from tests.unit.apiserver.test_app import ADMIN, FakeRegistry, V
 
 REALM = b'{"apiVersion": "kukeon.io/v1beta1", "kind": "Realm", "metadata": {"name": "x"}}'
@@ -33,6 +35,28 @@ async def client(fake: FakeRegistry) -> AsyncIterator[TestClient[Any, Any]]:
     # A short request waits for its revision 0.4 s (80 % of its timeout), not 3 s.
     settings = ApiSettings(socket_path=None, request_timeout=0.5, max_body_bytes=2048)
     app = create_app(registry=fake, settings=settings, tokens=book)
+    async with TestClient(TestServer(app), headers={"Authorization": f"Bearer {ADMIN}"}) as c:
+        yield c
+
+
+class _FakeEvents:
+    """An EventStore at etcd's revision 50, holding no Event."""
+
+    async def current_revision(self) -> int:
+        return 50
+
+    async def list(self, realm: str | None = None) -> EventList:
+        return EventList([], 50)
+
+
+@pytest.fixture
+async def events_client() -> AsyncIterator[TestClient[Any, Any]]:
+    """The Event routes on a server whose requests time out after 0.5 s."""
+    book = TokenBook.from_document({"tokens": [{"token": ADMIN, "user": "a", "role": "admin"}]})
+    settings = ApiSettings(socket_path=None, request_timeout=0.5)
+    app = create_app(registry=FakeRegistry(), settings=settings, tokens=book)
+    store = cast(EventStore, _FakeEvents())
+    EventRoutes(store=store, request_timeout=settings.request_timeout).add_routes(app)
     async with TestClient(TestServer(app), headers={"Authorization": f"Bearer {ADMIN}"}) as c:
         yield c
 
@@ -78,6 +102,30 @@ async def test_a_watch_from_a_future_resource_version_is_a_504(
     response = await client.get(f"{V}/realms", params={"watch": "true", "resourceVersion": "60"})
     assert response.status == 504
     _too_large_status(await response.json(), 60)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"resourceVersion": "51"},  # a list: within the request's deadline, not cut by it
+        {"resourceVersion": "51", "watch": "1"},  # a watch: no longer than a list would
+        {"resourceVersion": "51", "watch": "1", "timeoutSeconds": "0.2"},  # nor than asked
+    ],
+)
+async def test_events_from_a_future_resource_version_wait_within_the_request_timeout(
+    events_client: TestClient[Any, Any], params: dict[str, str]
+) -> None:
+    # The Event routes waited 3 s whatever the server's requestTimeout (0.5 s here): a list
+    # was cut by the deadline's generic 504 (no ResourceVersionTooLarge cause, so a
+    # reflector did not know to relist) and a watch held its client 3 s.
+    started = time.monotonic()
+    response = await events_client.get(f"{V}/events", params=params)
+    took = time.monotonic() - started
+    assert response.status == 504
+    _too_large_status(await response.json(), 51)
+    assert took < 0.48
+    if "timeoutSeconds" in params:
+        assert took < 0.35
 
 
 @pytest.mark.parametrize(
