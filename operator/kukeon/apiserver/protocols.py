@@ -7,7 +7,7 @@ it against the real registry on etcd.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from kukeon.api import AnyResource, Kind
@@ -35,6 +35,7 @@ class RegistryApi(Protocol):
         cascade: bool = False,
         background: bool = False,
         grace_seconds: int | None = None,
+        precondition: Callable[[AnyResource], None] | None = None,
     ) -> AnyResource | None: ...
 
     async def add_finalizer(

@@ -14,17 +14,17 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
 from kukeon.api import AnyResource, Kind, Secret, parent_of, to_document
-from kukeon.api.cell import TERMINATION_GRACE_MAX
 from kukeon.api.cellset import ORPHAN_FINALIZER
 from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Role
 from kukeon.apiserver.cellsetprofiles import resolve_profile
+from kukeon.apiserver.deleteoptions import ORPHAN, Preconditions, delete_options
 from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import json_answer, principal_of, read_body
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
@@ -34,11 +34,10 @@ from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
 from kukeon.client.paths import HIERARCHY, KINDS
 from kukeon.store import Conflict, NotFound, Registry, StoreError
 from kukeon.store.codec import ValidatedDump
+from kukeon.store.deletion import Precondition
 from kukeon.store.realmquota import RealmQuotas, counts_against_quota
 
 log = logging.getLogger(__name__)
-
-ORPHAN: Literal["Orphan"] = "Orphan"
 
 _PATCH_RETRIES = 5
 
@@ -311,20 +310,22 @@ class ResourceWrites(HandlerBase):
 
     async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         self._authorize(request, "delete", target)
-        dry_run = queryparams.dry_run(request)
-        policy, grace = await self._delete_options(request)
-        if policy == ORPHAN:
-            await self._orphan_dependents(target, dry_run=dry_run)
-        cascade = policy is True
-        if grace is not None:
+        options = await delete_options(request, self._settings.max_body_bytes)
+        if options.policy == ORPHAN:
+            await self._orphan_dependents(target, dry_run=options.dry_run)
+        cascade = options.policy is True
+        if options.grace is not None:
             if target.kind != Kind.CELL:
                 why = "only a cell's deletion stops containers (its children's have their own)"
                 raise ApiError(
                     400, f"gracePeriodSeconds: {why}", causes=[Cause("gracePeriodSeconds", why)]
                 )
             cascade = False  # a cell has no children: a cascade is a plain delete
-        if dry_run:
+        precondition = _precondition(target, options.preconditions)
+        if options.dry_run:
             current = await self._store(target, self._registry.get(target.kind, target.key))
+            if precondition is not None:
+                await self._store(target, _checked(precondition, current))
             if not cascade:
                 await self._check_childless(target)
             return json_answer(to_document(current))
@@ -338,7 +339,8 @@ class ResourceWrites(HandlerBase):
                     target.key,
                     cascade=cascade,
                     background=cascade,
-                    grace_seconds=grace,
+                    grace_seconds=options.grace,
+                    precondition=precondition,
                 ),
             )
         if cascade and remaining is not None:
@@ -370,38 +372,6 @@ class ResourceWrites(HandlerBase):
                 target, self._registry.add_finalizer(target.kind, target.key, ORPHAN_FINALIZER)
             )
 
-    async def _delete_options(
-        self, request: web.Request
-    ) -> tuple[bool | Literal["Orphan"], int | None]:
-        """The cascade (query or DeleteOptions body) and the grace a cell's stop gets."""
-        policy = queryparams.single(request, "propagationPolicy")
-        grace = _grace_seconds(queryparams.single(request, "gracePeriodSeconds"))
-        if request.can_read_body:
-            body = await read_body(request, self._settings.max_body_bytes)
-            if isinstance(body, dict):
-                policy = policy or body.get("propagationPolicy")
-                if grace is None:
-                    grace = _grace_seconds(body.get("gracePeriodSeconds"), text=False)
-                if "dryRun" in body and body["dryRun"] not in ([], ["All"]):
-                    raise ApiError(400, "DeleteOptions.dryRun must be ['All']")
-        return self._cascade(request, policy), grace
-
-    def _cascade(self, request: web.Request, policy: object) -> bool | Literal["Orphan"]:
-        if policy is not None:
-            if policy in ("Foreground", "Background"):
-                return True
-            if policy == ORPHAN:
-                return ORPHAN
-            raise ApiError(
-                400,
-                f"propagationPolicy {quote(str(policy))} is not supported: use Foreground or "
-                "Background "
-                "(children are deleted), Orphan (a CellSet's cells stay) or leave it out "
-                "(refused while children exist)",
-                causes=[Cause("propagationPolicy", "must be Foreground, Background or Orphan")],
-            )
-        return queryparams.flag(request, "cascade")
-
     async def _check_childless(self, target: Target) -> None:
         kinds = list(HIERARCHY)
         if target.kind not in kinds or kinds.index(target.kind) + 1 >= len(kinds):
@@ -419,22 +389,27 @@ class ResourceWrites(HandlerBase):
             )
 
 
-def _grace_seconds(value: object, *, text: bool = True) -> int | None:
-    """``gracePeriodSeconds`` (a query's ``text`` or a body's number): 0 to an hour, or None."""
-    if value is None or (text and value == ""):
+def _precondition(target: Target, given: Preconditions | None) -> Precondition | None:
+    """A DeleteOptions' preconditions as the registry's check of the version it deletes."""
+    if given is None or (given.uid is None and given.resource_version is None):
         return None
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif (
-        text and isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5
-    ):
-        number = int(value)
-    if number is None or not 0 <= number <= TERMINATION_GRACE_MAX:
-        why = f"must be a whole number of seconds from 0 to {TERMINATION_GRACE_MAX}"
-        raise ApiError(
-            400,
-            f"gracePeriodSeconds: {why}, got {quote(str(value)[:40])}",
-            causes=[Cause("gracePeriodSeconds", why)],
-        )
-    return number
+
+    def check(current: AnyResource) -> None:
+        if given.uid is not None and given.uid != current.metadata.uid:
+            raise Conflict(
+                f"{target.label()}: precondition failed: the uid given, {quote(given.uid)}, is "
+                f"not the object's, {current.metadata.uid}"
+            )
+        version = given.resource_version
+        if version is not None and version != current.metadata.resource_version:
+            raise Conflict(
+                f"{target.label()}: precondition failed: resourceVersion {quote(version)} is "
+                f"not the current {current.metadata.resource_version}"
+            )
+
+    return check
+
+
+async def _checked(precondition: Precondition, current: AnyResource) -> None:
+    """A dry run's precondition, raised as the store's error a real delete would raise."""
+    precondition(current)

@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kukeon.api import AnyResource, FieldError, Kind, key_of
 
 from .codec import label_of
-from .errors import ChildrenExist, Invalid, NotFound, StoreError, Unavailable
+from .errors import ChildrenExist, Conflict, Invalid, NotFound, StoreError, Unavailable
 from .keys import display_name, parent_key, range_end
 from .quotaserial import serial_root
 from .reads import RegistryReads
@@ -45,6 +45,9 @@ _CHILDREN_NAMED_IN_ERRORS = 10
 _CASCADE_BATCH = 16
 
 Children = list[tuple[Kind, tuple[str, ...]]]
+
+Precondition = Callable[[AnyResource], None]
+"""Raises (``Conflict``) when the object read is not the one a delete is meant for."""
 
 
 class RegistryDeletion(RegistryReads):
@@ -155,8 +158,12 @@ class RegistryDeletion(RegistryReads):
         cascade: bool = False,
         background: bool = False,
         grace_seconds: int | None = None,
+        precondition: Precondition | None = None,
     ) -> AnyResource | None:
         """Mark the object deleted; it goes when its finalizers are empty (then None).
+
+        ``precondition`` (a DELETE's uid and resourceVersion) is checked on the very
+        version each compare-and-swap is made against, so it holds for what is deleted.
 
         ``grace_seconds`` (a cell's, without ``cascade``) is recorded as the deletion's
         ``deletionGracePeriodSeconds``, or lowers the one recorded by an earlier delete.
@@ -182,14 +189,20 @@ class RegistryDeletion(RegistryReads):
                 self._codec.decoded(kind, raw_key, stored.value, stored.mod_revision), str
             ):
                 break
+            if precondition is not None:
+                raise Conflict(
+                    f"{label}: its stored document is unreadable, so no precondition holds"
+                )
             if await self._remove_invalid(kind, key, stored, cascade=cascade):
                 return None
             stored = await self._read_one(raw_key, f"delete {label}")
 
         if not cascade:
-            return await self._delete_childless(kind, key, grace_seconds)
+            return await self._delete_childless(kind, key, grace_seconds, precondition)
 
         def mark(current: AnyResource, stored: Stored) -> tuple[Any, list[Any]]:
+            if precondition is not None:
+                precondition(current)
             if current.metadata.deletion_timestamp is not None:
                 return "keep", []
             document = json.loads(stored.value)
@@ -295,7 +308,11 @@ class RegistryDeletion(RegistryReads):
             await self.delete(kind, key, cascade=True)
 
     async def _delete_childless(
-        self, kind: Kind, key: tuple[str, ...], grace_seconds: int | None = None
+        self,
+        kind: Kind,
+        key: tuple[str, ...],
+        grace_seconds: int | None = None,
+        precondition: Precondition | None = None,
     ) -> AnyResource | None:
         label = label_of(kind, key)
         no_children = self._no_children_compares(kind, key)
@@ -310,12 +327,16 @@ class RegistryDeletion(RegistryReads):
                 if stored is None:
                     return None
                 current = self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
+                if precondition is not None:
+                    precondition(current)
                 if current.metadata.deletion_timestamp is not None:
                     # Already being deleted (a cascade in progress): nothing to refuse.
                     return current
                 raise self._children_exist(label, children)
 
             def decide(current: AnyResource, stored: Stored) -> tuple[Any, list[Any]]:
+                if precondition is not None:
+                    precondition(current)
                 remaining = [f for f in current.metadata.finalizers if f != CHILDREN_FINALIZER]
                 if not remaining:
                     return None, no_children

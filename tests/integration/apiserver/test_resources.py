@@ -485,3 +485,48 @@ async def test_a_deletes_grace_period_is_checked_and_kept_for_cells_only(
     assert gone.status in (200, 202), await gone.text()
     if gone.status == 202:
         assert (await gone.json())["metadata"]["deletionGracePeriodSeconds"] == 3
+
+
+async def test_a_delete_options_body_is_honoured_or_refused(http: aiohttp.ClientSession) -> None:
+    """client-go sends a delete's options as a DeleteOptions body: its dryRun deleted for
+    real and its preconditions were ignored (kubectl delete --dry-run=server deleted)."""
+    await _defaults(http)
+    created = await _ok(await http.post(CELLS, json=cell_doc("web")), 201)
+    uid, version = created["metadata"]["uid"], created["metadata"]["resourceVersion"]
+    dry = {"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}
+    await _ok(await http.delete(f"{CELLS}/web", json=dry))
+    background = {"propagationPolicy": "Background"}
+    cases: list[tuple[dict[str, Any], dict[str, str], int, str | None]] = [
+        ({"preconditions": {"uid": "another"}}, {}, 409, None),
+        ({"preconditions": {"resourceVersion": "1"}}, {}, 409, None),
+        ({"preconditions": {"resourceVersion": "1"}, "dryRun": ["All"]}, {}, 409, None),
+        ({"preconditions": {"uid": 5}}, {}, 400, "preconditions.uid"),
+        ({"preconditions": {"name": "web"}}, {}, 400, "preconditions.name"),
+        ({"orphanDependents": "yes"}, {}, 400, "orphanDependents"),
+        ({"orphanDependents": False, **background}, {}, 400, "orphanDependents"),
+        ({"orphanDependents": True}, {}, 400, "propagationPolicy"),  # a cell has no dependents
+        ({"propagationPolicy": "Foreground"}, background, 400, "propagationPolicy"),
+        ({"gracePeriodSeconds": 5}, {"gracePeriodSeconds": "6"}, 400, "gracePeriodSeconds"),
+        ({"ignoreStoreReadErrorWithClusterBreakingPotential": True}, {}, 400, None),
+        ({"kind": "Pod"}, {}, 400, "kind"),
+        ({"dryRun": ["Some"]}, {}, 400, "dryRun"),
+    ]
+    for body, params, code, field in cases:
+        refused = await _status(await http.delete(f"{CELLS}/web", json=body, params=params), code)
+        if field is not None:
+            assert refused["details"]["causes"][0]["field"] == field, refused
+    json_type = {"Content-Type": "application/json"}
+    await _status(await http.delete(f"{CELLS}/web", data=b"[1]", headers=json_type), 400)
+    # None of it was written: the cell is as it was made.
+    current = await _ok(await http.get(f"{CELLS}/web"))
+    assert current["metadata"]["resourceVersion"] == version
+    assert current["metadata"].get("deletionTimestamp") is None
+    # A cascade checks them too, on the version it marks.
+    realm = await _ok(await http.get(f"{V}/realms/default"))
+    cascade = {"propagationPolicy": "Background", "preconditions": {"uid": uid}}
+    await _status(await http.delete(f"{V}/realms/default", json=cascade), 409)
+    assert (await _ok(await http.get(f"{V}/realms/default")))["metadata"] == realm["metadata"]
+    # Preconditions that hold: deleted.
+    holding = {"preconditions": {"uid": uid, "resourceVersion": version}}
+    gone = await http.delete(f"{CELLS}/web", json=holding)
+    assert gone.status in (200, 202), await gone.text()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -79,6 +79,7 @@ class FakeRegistry:
         cascade: bool = False,
         background: bool = False,
         grace_seconds: int | None = None,
+        precondition: Callable[[AnyResource], None] | None = None,
     ) -> AnyResource | None:
         await self._step("delete", kind, key, cascade)
         return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -78,6 +78,7 @@ class FeedRegistry:
         cascade: bool = False,
         background: bool = False,
         grace_seconds: int | None = None,
+        precondition: Callable[[AnyResource], None] | None = None,
     ) -> AnyResource | None:
         raise NotImplementedError
 
