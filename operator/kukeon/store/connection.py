@@ -9,14 +9,17 @@ Every request carries ``hasleader: true``: a member cut off from its cluster the
 requests and cancels watch streams instead of serving stale data silently, and the
 registry reconnects and resumes.
 
-``Retrier`` runs one attempt of an operation again on transient gRPC failures with
-exponential backoff. A failed compare is a result, not an error, so it is never retried
-here, nor is a full etcd's refusal (``SpaceExceeded``: it lasts until room is freed and
-the alarm cleared, so retrying only made the caller wait out the budget, past the API's
-request deadline). A write that failed mid-flight (connection reset, deadline) may or may
-not have been applied: it is retried only when the caller says the attempt is safe to
-repeat (it re-reads and re-decides, or it can recognise its own earlier write); otherwise
-the caller gets ``OutcomeUnknown``.
+``Retrier`` runs one attempt of an operation again on transient gRPC failures (etcd
+unavailable or without a leader, a deadline, "too many requests", a TLS stream reset) with
+exponential backoff; every other failure (invalid argument, a request too large,
+permission denied, a failed precondition...) is a ``StoreError`` at once, whether it comes
+as gRPC's error or as aetcd's wrapper of it. A failed compare is a result, not an error,
+so it is never retried here, nor is a full etcd's refusal (``SpaceExceeded``: it lasts
+until room is freed and the alarm cleared, so retrying only made the caller wait out the
+budget, past the API's request deadline). A write that failed mid-flight (connection
+reset, deadline) may or may not have been applied: it is retried only when the caller
+says the attempt is safe to repeat (it re-reads and re-decides, or it can recognise its
+own earlier write); otherwise the caller gets ``OutcomeUnknown``.
 """
 
 from __future__ import annotations
@@ -277,6 +280,31 @@ def _describe(error: grpc.aio.AioRpcError) -> str:
     return f"{error.code().name}: {error.details()}"
 
 
+_TRANSIENT_CLIENT_ERRORS = (
+    aetcd.ConnectionFailedError,  # UNAVAILABLE: no connection, no leader
+    aetcd.ConnectionTimeoutError,  # DEADLINE_EXCEEDED
+    aetcd.WatchTimeoutError,
+)
+"""aetcd's own errors that pass by themselves. Any other (invalid argument, failed
+precondition, unauthenticated, a compacted revision, a duplicate lease, internal) says the
+same thing again however often it is asked: retrying it only made the caller wait out the
+whole budget and then called a refusal "unavailable"."""
+
+
+def _refuse_for_good(error: grpc.aio.AioRpcError, what: str) -> None:
+    """Raise the store's error for a gRPC failure that retrying cannot mend: a full etcd
+    (``SpaceExceeded``), or any code but the transient ones (invalid argument, a value or
+    request too large, permission denied, not found...)."""
+    if is_space_exceeded(error):
+        raise SpaceExceeded(
+            f"{what}: etcd refused the write: database space exceeded (its NOSPACE "
+            "alarm is raised; writes are taken again once room is freed and the "
+            "alarm cleared, which kukeond's space keeper does for its embedded etcd)"
+        ) from error
+    if not is_transient(error):
+        raise StoreError(f"{what}: etcd refused the request ({_describe(error)})") from error
+
+
 class Retrier:
     """Runs attempts again on transient failures, with jittered exponential backoff."""
 
@@ -309,16 +337,7 @@ class Retrier:
                     reauthenticated = True
                     await self._reauthenticate(what)
                     continue
-                if is_space_exceeded(error):
-                    raise SpaceExceeded(
-                        f"{what}: etcd refused the write: database space exceeded (its NOSPACE "
-                        "alarm is raised; writes are taken again once room is freed and the "
-                        "alarm cleared, which kukeond's space keeper does for its embedded etcd)"
-                    ) from error
-                if not is_transient(error):
-                    raise StoreError(
-                        f"{what}: etcd refused the request ({_describe(error)})"
-                    ) from error
+                _refuse_for_good(error, what)
                 if not repeatable and not surely_not_applied(error):
                     raise OutcomeUnknown(
                         f"{what}: etcd failed while the write was in flight ({_describe(error)}); "
@@ -329,7 +348,24 @@ class Retrier:
                         f"{what}: etcd is unavailable after {self._retry_timeout:g}s of retries "
                         f"({_describe(error)})"
                     ) from error
-            except (TimeoutError, aetcd.ClientError) as error:
+            except aetcd.ClientError as error:
+                cause = error.__cause__
+                if isinstance(cause, grpc.aio.AioRpcError):
+                    # aetcd's wrapper of a gRPC failure: judged as that failure is.
+                    _refuse_for_good(cause, what)
+                    unapplied = surely_not_applied(cause)
+                elif isinstance(error, _TRANSIENT_CLIENT_ERRORS):
+                    unapplied = False
+                else:
+                    raise StoreError(f"{what}: etcd refused the request ({error!r})") from error
+                if not repeatable and not unapplied:
+                    raise OutcomeUnknown(
+                        f"{what}: etcd failed while the write was in flight ({error!r}); "
+                        "it may or may not have been applied, read the object again"
+                    ) from error
+                if loop.time() + delay > deadline:
+                    raise Unavailable(f"{what}: cannot connect to etcd ({error!r})") from error
+            except TimeoutError as error:
                 if loop.time() + delay > deadline:
                     raise Unavailable(f"{what}: cannot connect to etcd ({error!r})") from error
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))

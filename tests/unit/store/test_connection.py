@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import aetcd
 import grpc
 import pytest
 
@@ -137,6 +139,64 @@ async def test_permanent_errors_are_not_retried() -> None:
     with pytest.raises(StoreError, match="refused the request"):
         await _retrier().run(attempt, what="get", repeatable=True)
     assert len(attempt.calls) == 1
+
+
+def _wrapped(error: grpc.aio.AioRpcError) -> aetcd.ClientError:
+    """aetcd's error for a gRPC failure, raised from it as aetcd's own calls do."""
+    try:
+        try:
+            raise error
+        except grpc.aio.AioRpcError as raised:
+            aetcd.exceptions._handle_exception(raised)
+    except aetcd.ClientError as client_error:
+        return client_error
+    raise AssertionError("aetcd did not wrap the error")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _rpc_error(grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied"),
+        _rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: request is too large"),
+        _rpc_error(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: requested lease not found"),
+        _wrapped(_rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key is not provided")),
+        _wrapped(_rpc_error(grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied")),
+        aetcd.InvalidArgumentError("bad"),
+        aetcd.PreconditionFailedError("no"),
+        aetcd.RevisionCompactedError(5),
+        aetcd.ClientError("something else"),
+    ],
+    ids=repr,
+)
+async def test_refusals_are_not_retried_whoever_raises_them(error: Exception) -> None:
+    # aetcd's errors were retried for the whole budget and then called "unavailable".
+    attempt = _flaky(error)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(StoreError, match="refused the request") as raised:
+        await _retrier(2.0).run(attempt, what="get", repeatable=True)
+    assert not isinstance(raised.value, Unavailable)
+    assert len(attempt.calls) == 1
+    assert asyncio.get_running_loop().time() - started < 0.5
+
+
+async def test_aetcd_errors_that_pass_by_themselves_are_retried() -> None:
+    attempt = _flaky(
+        aetcd.ConnectionFailedError("unavailable"),
+        aetcd.ConnectionTimeoutError("deadline"),
+        _wrapped(_rpc_error(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")),
+    )
+    assert await _retrier().run(attempt, what="read", repeatable=True) == "done"
+    assert len(attempt.calls) == 4
+    # a write that etcd surely never took is retried, one that may have been is not
+    unapplied = _flaky(_wrapped(_rpc_error(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")))
+    assert await _retrier().run(unapplied, what="update", repeatable=False) == "done"
+    with pytest.raises(OutcomeUnknown):
+        await _retrier().run(_flaky(aetcd.ConnectionFailedError("x")), what="w", repeatable=False)
+    full = _rpc_error(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded"
+    )
+    with pytest.raises(SpaceExceeded):
+        await _retrier().run(_flaky(_wrapped(full)), what="update", repeatable=True)
 
 
 async def test_an_expired_token_is_renewed_once() -> None:
