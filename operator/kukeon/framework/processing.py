@@ -20,7 +20,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any, NamedTuple
 
 from kukeon.api import Kind, key_of
-from kukeon.store import Invalid, InvalidStoredDocument, StoreError
+from kukeon.store import Invalid, InvalidStoredDocument, StoreError, Unavailable
 
 from .cache import WatchedObjects
 from .errors import Awaited, HandlerError, PermanentError, Requeue, TemporaryError, WaitingError
@@ -38,6 +38,7 @@ from .metrics import (
 from .protocols import AnyResource, Store
 from .settings import Settings
 from .status import patch_status
+from .storetrouble import StoreTrouble, status_writable, trouble_reason
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,8 @@ class Processor:
         """Set by the operator once it watches: handed to every handler's context."""
         self.wrote: Callable[[AnyResource], None] | None = None
         """Set with ``cache``: where a handler's own status writes go (``queueing.wrote``)."""
+        self.store_trouble = StoreTrouble()
+        """How loudly etcd's refusals are said, the queues' own store calls' too."""
 
     def logger(self, kind: Kind, key: tuple[str, ...]) -> logging.LoggerAdapter[logging.Logger]:
         extra = {"kind": kind.value, "key": "/".join(key), "node": self._settings.node_name}
@@ -217,6 +220,27 @@ class Processor:
             extra={"reason": reason, "retry": ctx.retry},
         )
         await self._record_failure(obj, ctx, reason, message)
+        return Outcome(Result.TEMPORARY, obj)
+
+    async def _store_refused(
+        self, error: Unavailable, obj: AnyResource, ctx: HandlerContext, what: str
+    ) -> Outcome:
+        # etcd full or out of reach: every object's pass meets it at once, and it is no bug
+        # of this one: no traceback, said when it starts and once a minute (StoreTrouble).
+        self._metrics.reconcile_total.labels(ctx.kind.value, RESULT_TEMPORARY).inc()
+        reason = trouble_reason(error)
+        level, unsaid = self.store_trouble.level(reason)
+        ctx.logger.log(
+            level,
+            "%s failed (%s): %s; will retry%s",
+            what,
+            reason,
+            error,
+            f" ({unsaid} more passes refused since this was last said)" if unsaid else "",
+            extra={"reason": reason, "retry": ctx.retry},
+        )
+        if status_writable(error):  # else that write would be refused too
+            await self._record_failure(obj, ctx, reason, str(error))
         return Outcome(Result.TEMPORARY, obj)
 
     async def _temporary(
@@ -306,6 +330,8 @@ class Processor:
             )
             await self._record_failure(obj, ctx, "InvalidStoredDocument", str(error))
             return Outcome(Result.TEMPORARY, obj)
+        except Unavailable as error:
+            return await self._store_refused(error, obj, ctx, what)
         except Exception as error:
             if (refused := host_disk_reason(error)) is not None:
                 return await self._host_disk_failure(error, refused, obj, ctx, what)

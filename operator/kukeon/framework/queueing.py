@@ -59,6 +59,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from kukeon.api import Kind, key_of
+from kukeon.store import Unavailable
 
 from .backoff import retry_delay
 from .cache import revision_of
@@ -68,6 +69,7 @@ from .metrics import FrameworkMetrics
 from .processing import Outcome, Processor, Result, describe
 from .protocols import AnyResource, ObjectKey
 from .settings import Settings
+from .storetrouble import trouble_reason
 from .waits import wait_event
 
 log = logging.getLogger(__name__)
@@ -522,7 +524,11 @@ class ObjectQueues:
         try:
             return await run()
         except Exception as error:
-            log.warning(
+            level = logging.WARNING
+            if isinstance(error, Unavailable):  # etcd full or out of reach: said as such
+                level, _ = self._processor.store_trouble.level(trouble_reason(error))
+            log.log(
+                level,
                 "%s: %s: %s; will retry",
                 describe(state.kind, state.key),
                 type(error).__name__,
