@@ -424,23 +424,17 @@ class LayerController(ABC, Generic[L]):
                     ),
                     observe=False,
                 )
+            _said_here(error)
             raise
-        async with parent_kept_here(ctx, obj, locks=self.locks, delay=self.wait) as obj:
-            previous = entry_here(obj, node)
-            was_ready = previous is not None and previous.state == NodeLayerState.READY
-            finalizer = self.finalizer(node)
-            if finalizer not in obj.metadata.finalizers:
-                try:
-                    added = await ctx.store.add_finalizer(self.kind, key_of(obj), finalizer)
-                except Invalid:
-                    return  # deletion was requested meanwhile: the finalizer path takes over
-                if added is None:
-                    return
-                obj = cast(L, added)
-            if not was_ready:
-                obj = await self._write(
-                    obj, ctx, entry=self._progress(NodeLayerState.CREATING), observe=False
-                )
+        try:
+            async with parent_kept_here(ctx, obj, locks=self.locks, delay=self.wait) as stored:
+                entered = await self._enter_here(stored, ctx)
+        except WaitingError as error:
+            _said_here(error)
+            raise
+        if entered is None:
+            return
+        obj, was_ready = entered
         try:
             async with self.locks(key_of(obj)):
                 entry = await self.materialise(obj, ctx)
@@ -466,6 +460,27 @@ class LayerController(ABC, Generic[L]):
         if not was_ready:
             self._event(obj, EventReason.READY, f"ready on node {node}")
             self._wake_below(obj, cells)
+
+    async def _enter_here(self, obj: L, ctx: HandlerContext) -> tuple[L, bool] | None:
+        """This node's finalizer and its entry (Creating, when it was not Ready), written
+        under the parent's host lock (``parent_kept_here``); with whether the entry was
+        Ready. None: the object is being deleted meanwhile (the finalizer path takes over)."""
+        previous = entry_here(obj, ctx.node_name)
+        was_ready = previous is not None and previous.state == NodeLayerState.READY
+        finalizer = self.finalizer(ctx.node_name)
+        if finalizer not in obj.metadata.finalizers:
+            try:
+                added = await ctx.store.add_finalizer(self.kind, key_of(obj), finalizer)
+            except Invalid:
+                return None
+            if added is None:
+                return None
+            obj = cast(L, added)
+        if not was_ready:
+            obj = await self._write(
+                obj, ctx, entry=self._progress(NodeLayerState.CREATING), observe=False
+            )
+        return obj, was_ready
 
     def _wake_below(self, obj: L, cells: list[tuple[str, ...]]) -> None:
         """This level just became Ready here: its waiting children here can go on."""
@@ -496,7 +511,11 @@ class LayerController(ABC, Generic[L]):
     async def _tear_down_here(self, obj: L, ctx: HandlerContext) -> None:
         node = ctx.node_name
         async with self.locks(key_of(obj)):  # no child claims this level meanwhile
-            await self._children_here(obj, ctx)
+            try:
+                await self._children_here(obj, ctx)
+            except WaitingError as error:
+                _said_here(error)  # the children's own entries here say Deleting
+                raise
             if node in obj.status.nodes:
                 obj = await self._write(
                     obj, ctx, entry=self._progress(NodeLayerState.DELETING), observe=False
@@ -583,6 +602,16 @@ def nodes_named(obj: Layer) -> set[str]:
         if node is not None:
             named.add(node)
     return named
+
+
+def _said_here(error: TemporaryError) -> None:
+    """A wait on this node (for the parent here, for the children here to go) is said in
+    this node's entries (docs/fleet.md), not in the top-level status, which is the fleet's:
+    recorded there, it flapped with every other pass (this node's acceptance, other
+    nodes') clearing it, two more writes a wait: ~23 writes of a realm, space and stack
+    for a node's first cell where 9 are needed."""
+    if isinstance(error, WaitingError):
+        error.said_by_handler = True
 
 
 __all__ = [

@@ -67,6 +67,8 @@ class WaitingError(TemporaryError):
     and then counted: the order of a hierarchy's creation and deletion makes these waits
     routine, and warnings are for what an operator should look at. ``on`` names the
     object waited for, when there is one: its change wakes this one (``Awaited``).
+    ``said_by_handler``: the handler said the wait where it belongs itself (a node's entry
+    of a realm, space or stack), so nothing is recorded in the object's own status.
     """
 
     default_reason = "Waiting"
@@ -81,6 +83,7 @@ class WaitingError(TemporaryError):
     ) -> None:
         super().__init__(message, delay=delay, reason=reason)
         self.on = on
+        self.said_by_handler = False
 
 
 class PermanentError(HandlerError):

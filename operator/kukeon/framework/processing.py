@@ -270,7 +270,8 @@ class Processor:
             extra={"reason": error.reason, "retry": ctx.retry},
         )
         # A wait is recorded too: the status says what the object waits for.
-        await self._record_failure(obj, ctx, error.reason, str(error))
+        if not (isinstance(error, WaitingError) and error.said_by_handler):
+            await self._record_failure(obj, ctx, error.reason, str(error))
         on = error.on if isinstance(error, WaitingError) else None
         return Outcome(Result.TEMPORARY, obj, error.delay, on, waiting=waiting, said=said)
 

@@ -12,9 +12,10 @@ from dataclasses import replace
 import pytest
 
 from kukeon.api import AnyResource, Kind, key_of
+from kukeon.store import WatchEvent
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, container
+from .helpers import cell_doc, cell_key, container, watching
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +119,43 @@ async def test_a_cell_created_with_its_space_and_stack_is_woken_not_polled(
     # Before it: at most the Pending state naming what the cell waits for.
     assert all(write.startswith("Pending") for write in writes[:-1]), writes
     assert elapsed < POLL / 3, (elapsed, writes)
+
+
+async def test_a_nodes_first_cell_writes_its_realm_space_and_stack_three_times_each(
+    kukeond: Kukeond,
+) -> None:
+    """A node's first cell materialises its realm, space and stack here: each is written
+    with this node's finalizer, its entry Creating, its entry Ready. A wait for the parent
+    here (or, on the way out, for the children here) is said in the node's entries, never
+    in the top-level status, the fleet's: recorded there, it flapped with every other pass
+    clearing it (~23 writes of the three for one cell, four of them waits)."""
+    k = kukeond
+    await k.hierarchy()
+    layers = (Kind.REALM, Kind.SPACE, Kind.STACK)
+    versions: dict[Kind, list[AnyResource]] = {kind: [] for kind in layers}
+
+    def note(event: WatchEvent) -> None:
+        if event.object.kind in versions and event.object.metadata.name in (k.realm, "s1", "st1"):
+            versions[event.object.kind].append(event.object)
+
+    since = (await k.registry.list(Kind.REALM)).resource_version
+    key = cell_key(k, "first")
+    async with contextlib.AsyncExitStack() as watches:
+        for kind in layers:
+            await watches.enter_async_context(watching(k, kind, (), note, since=int(since)))
+        await k.apply(cell_doc(k, "first", [container(k, "a")]))
+        await k.wait_for(Kind.CELL, key, state="Ready")
+        await asyncio.sleep(1)  # a flap's second write would come at once
+        brought_up = {kind: len(found) for kind, found in versions.items()}
+        await k.registry.delete(Kind.CELL, key)
+        node = k.config.node_name
+        for kind, key_of_layer in zip(
+            layers, ((k.realm,), (k.realm, "s1"), (k.realm, "s1", "st1")), strict=True
+        ):
+            await k.wait_for(kind, key_of_layer, until=lambda o: node not in o.status.nodes)
+        await asyncio.sleep(1)
+    assert brought_up == {kind: 3 for kind in layers}, versions
+    said = [
+        (v.kind, v.status.reason) for found in versions.values() for v in found if v.status.reason
+    ]
+    assert said == [], said
