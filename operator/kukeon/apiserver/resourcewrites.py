@@ -29,6 +29,7 @@ from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import json_answer, principal_of, read_body
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
 from kukeon.apiserver.target import Target
+from kukeon.apiserver.writebudget import set_cells_bytes
 from kukeon.apiserver.writerules import base64_values, check_size, document_size, parse, prepare
 from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
 from kukeon.client.paths import HIERARCHY, KINDS
@@ -108,7 +109,7 @@ class ResourceWrites(HandlerBase):
             await self._check_absent(created_target)
             await self._check_parent(res, created_target)
             return json_answer(to_document(res), status=201)
-        async with self._charged(request, created_target, partial(document_size, res)):
+        async with self._charged(request, created_target, partial(charged_bytes, res, None)):
             created = await self._store(created_target, self._create(res, validated))
         return json_answer(to_document(created), status=201)
 
@@ -190,7 +191,7 @@ class ResourceWrites(HandlerBase):
             merged = self._merged(current, res, target.subresource)
             check_size(merged, target)
             return json_answer(to_document(merged))
-        async with self._charged(request, target, partial(document_size, res)):
+        async with self._charged(request, target, partial(charged_bytes, res, current)):
             updated = await self._store(target, self._write(target, res))
         return json_answer(to_document(updated))
 
@@ -292,7 +293,7 @@ class ResourceWrites(HandlerBase):
                 check_size(merged, target)
                 return json_answer(to_document(merged))
             try:
-                async with self._charged(request, target, partial(document_size, res)):
+                async with self._charged(request, target, partial(charged_bytes, res, current)):
                     updated = await self._write(target, res)
             except Conflict:
                 if precondition is not None:
@@ -413,3 +414,9 @@ def _precondition(target: Target, given: Preconditions | None) -> Precondition |
 async def _checked(precondition: Precondition, current: AnyResource) -> None:
     """A dry run's precondition, raised as the store's error a real delete would raise."""
     precondition(current)
+
+
+def charged_bytes(res: AnyResource, current: AnyResource | None) -> int:
+    """What a write of ``res`` (over ``current``) costs its realm's write budget: its
+    document, and for a set the cells kukeond will write for it (``writebudget``)."""
+    return document_size(res) + set_cells_bytes(res, current)

@@ -16,6 +16,11 @@ TooManyRequests`` with the ``Retry-After`` that would let it fit, taking nothing
 sustained rate times etcd's window is what a realm can leave in the history; the defaults
 keep that a small share of the backend (``ApiSettings``, docs/install.md).
 
+A write of a CellSet is charged as well for the cells kukeond will write because of it
+(``set_cells_bytes``): a patch of ``replicas`` of a few bytes makes kukeond create that
+many cells and write each of them over its life, so an editor scaling a set up and down in
+a loop would otherwise write through kukeond what the bucket refuses them directly.
+
 Only token holders below admin are charged (editors: viewers and nodes write nothing in
 the registry); admins, the local admin on the unix socket included, pass uncharged, as
 they pass the in-flight bound. Each API server keeps its own buckets: on a fleet a realm's
@@ -24,18 +29,28 @@ editors can write once per kukeond they reach.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from kukeon.api import AnyResource, Realm
+from kukeon.api import AnyResource, CellSet, Realm
 from kukeon.apiserver.status import ApiError
 
 WRITE_OVERHEAD_BYTES = 512
 """What a write costs besides its document: its etcd key (prefix, kind and names) and
 etcd's record of the revision; the whole cost of a delete (its tombstone). It is also what
 bounds the count of small writes: at the default rate, 32 writes of nothing a second."""
+
+CELL_LIFE_WRITES = 3
+"""The writes of a set's cell document kukeond makes over the cell's life (its create, its
+status once Ready, its deletion mark), each its whole document, besides its tombstone."""
+
+CELL_STATUS_BYTES = 256
+"""What a cell's status adds to its document per container (a container's state, ids,
+times) and once more for the cell's own (state, network, node): measured ~700 bytes for a
+one-container cell Ready on a bridge."""
 
 MAX_RETRY_AFTER_SECONDS = 3600
 """The longest Retry-After answered (a realm whose rate an admin set very low)."""
@@ -126,6 +141,27 @@ class WriteBudget:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+def set_cells_bytes(res: AnyResource, current: AnyResource | None) -> int:
+    """The bytes kukeond will write in etcd for the cells this write of a set makes: every
+    replica when the set is new or its template changes (a roll replaces each cell), else
+    the replicas added. Scaling down makes none (their deletion was charged when they were
+    made); any other kind makes none."""
+    if not isinstance(res, CellSet) or res.spec.template.spec is None:
+        return 0
+    if not isinstance(current, CellSet) or current.template_hash() != res.template_hash():
+        made = res.spec.replicas
+    else:
+        made = max(res.spec.replicas - current.spec.replicas, 0)
+    if made == 0:
+        return 0
+    hash_ = res.template_hash()
+    name = f"{res.metadata.name}-{hash_}-xxxxx"  # the set controller's names
+    document = json.dumps(res.cell_document(name, hash_), separators=(",", ":"))
+    containers = len(res.spec.template.spec.containers)
+    cell = len(document.encode()) + CELL_STATUS_BYTES * (containers + 1) + WRITE_OVERHEAD_BYTES
+    return made * (CELL_LIFE_WRITES * cell + WRITE_OVERHEAD_BYTES)
 
 
 def _over_budget(realm: str, cost: int, rate: Rate, wait: float) -> ApiError:

@@ -33,6 +33,7 @@ from tests.integration.apiserver.conftest import (
     realm_doc,
     running_api,
     space_doc,
+    stack_doc,
     tls_session,
 )
 
@@ -227,6 +228,53 @@ async def test_a_realms_own_rate_is_its_budget_and_only_an_admin_sets_it(
             assert last.headers["Retry-After"] == "3600"
             message = (await last.json())["message"]
             assert "the realm's spec.quota.writeBytesPerSecond 1" in message
+
+
+async def test_scaling_a_set_up_and_down_in_a_loop_is_429_for_the_cells_it_makes(
+    budgeted: Api,
+) -> None:
+    """A patch of `replicas` is a few bytes, but each scale-up makes kukeond write that many
+    cells over their lives: it is charged for them, so a loop of 50 up, 0 down meets the
+    budget after a handful of turns (it never did: the patches alone fit a thousand)."""
+    api = budgeted
+    async with tls_session(api, EDITOR_TOKEN) as editor:
+        spaces = f"{V}/realms/team/spaces"
+        assert (await editor.post(spaces, json=space_doc("sets"))).status == 201
+        stacks = f"{spaces}/sets/stacks"
+        assert (await editor.post(stacks, json=stack_doc("st"))).status == 201
+        cellset = {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "CellSet",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"id": "main", "image": "busybox:latest"}]},
+                },
+            },
+        }
+        created = await editor.post(f"{stacks}/st/cellsets", json=cellset)
+        assert created.status == 201, await created.text()
+        started = time.monotonic()
+        ups = 0
+        for turn in range(1000):
+            replicas = 50 if turn % 2 == 0 else 0
+            answer = await editor.patch(
+                f"{stacks}/st/cellsets/web",
+                data=json.dumps({"spec": {"replicas": replicas}}),
+                headers=PATCH,
+            )
+            if answer.status == 429:
+                break
+            assert answer.status == 200, await answer.text()
+            ups += replicas == 50
+        else:
+            raise AssertionError("a thousand scale-ups of 50 cells were never refused")
+        allowed = BURST + RATE * (time.monotonic() - started)
+        assert 0 < ups <= allowed / (50 * 4 * 1000), ups  # each cell: > 4 KB over its life
+        assert "written more than its budget allows" in (await answer.json())["message"]
 
 
 async def test_hostile_bodies_against_a_spent_budget_are_4xx(budgeted: Api) -> None:

@@ -10,7 +10,7 @@ from typing import cast
 import pytest
 from pydantic import ValidationError
 
-from kukeon.api import Realm, parse_resource
+from kukeon.api import CellSet, Realm, parse_resource
 from kukeon.apiserver.settings import MIN_WRITE_BURST_BYTES, ApiSettings
 from kukeon.apiserver.status import ApiError
 from kukeon.apiserver.writebudget import (
@@ -19,6 +19,7 @@ from kukeon.apiserver.writebudget import (
     Rate,
     RealmRates,
     WriteBudget,
+    set_cells_bytes,
 )
 from kukeon.daemon.app import Daemon
 from kukeon.daemon.config import DaemonConfig
@@ -193,3 +194,57 @@ def test_the_daemon_hands_its_settings_to_the_api_server() -> None:
     )
     settings = api_settings(cast("Daemon", SimpleNamespace(config=config)))
     assert settings.realm_write_rate == Rate(1234, 2 * MIN_WRITE_BURST_BYTES)
+
+
+def _cellset(replicas: int, image: str = "busybox:latest") -> CellSet:
+    document = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "CellSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"id": "main", "image": image}]},
+            },
+        },
+    }
+    found = parse_resource(document)
+    assert isinstance(found, CellSet)
+    return found
+
+
+def test_a_set_is_charged_for_the_cells_kukeond_writes_for_it() -> None:
+    """A set's write costs, besides its document, each cell it makes (~3 writes of a cell's
+    document over its life and a tombstone): a new set, a roll, the replicas added."""
+    one = set_cells_bytes(_cellset(1), None)
+    assert 3 * 1000 < one < 3 * 2000  # three writes of a one-container cell, and a tombstone
+    assert set_cells_bytes(_cellset(40), None) == 40 * one
+    assert set_cells_bytes(_cellset(40), _cellset(10)) == 30 * one  # scaled up
+    assert set_cells_bytes(_cellset(10), _cellset(40)) == 0  # down: paid when they were made
+    assert set_cells_bytes(_cellset(10), _cellset(10)) == 0  # a label, an annotation
+    rolled = set_cells_bytes(_cellset(10, "busybox:1.36"), _cellset(10))
+    assert rolled == pytest.approx(10 * one, rel=0.05)  # a roll replaces every cell
+    realm = parse_resource(
+        {"apiVersion": "kukeon.io/v1beta1", "kind": "Realm", "metadata": {"name": "r"}}
+    )
+    assert set_cells_bytes(realm, None) == 0
+
+
+def test_scaling_a_set_up_and_down_in_a_loop_is_refused_by_the_budget() -> None:
+    """Each scale-up of 50 cells costs ~50 cells' lives: a 1 MiB burst holds a few."""
+    budget, _ = _budget(rate=16 * 1024, burst=MIN_WRITE_BURST_BYTES)
+    up, down = (
+        set_cells_bytes(_cellset(50), _cellset(0)),
+        set_cells_bytes(_cellset(0), _cellset(50)),
+    )
+    passed = 0
+    while budget.available("r") >= up + down:
+        budget.charge("r", up)
+        budget.charge("r", down)
+        passed += 1
+    assert 0 < passed < 10
+    with pytest.raises(ApiError) as refused:
+        budget.charge("r", up)
+    assert refused.value.code == 429
