@@ -105,6 +105,16 @@ def host_settings(config: DaemonConfig, *, root_pids_limit: int | None) -> HostS
     )
 
 
+def operator_settings(config: DaemonConfig, *, host_identity: str, lease_ttl: int) -> Settings:
+    return Settings(
+        node_name=config.node_name,
+        host_identity=host_identity,
+        lease_ttl=lease_ttl,
+        backoff_initial=config.retry_backoff_initial_seconds,
+        backoff_max=config.retry_backoff_max_seconds,
+    )
+
+
 async def limit_kukeon_root(config: DaemonConfig, cgroups: CgroupDriver) -> int | None:
     """The kukeon root's `pids.max` (what every realm together may have), set now if the
     root is there (realms from before a restart); the realm controller makes the root with
@@ -297,7 +307,7 @@ class Daemon:
         operator = Operator(
             registry,
             # Leader leases (the scheduler's) expire no later than a node's heartbeat lease.
-            settings=Settings(node_name=config.node_name, host_identity=where, lease_ttl=lease_ttl),
+            settings=operator_settings(config, host_identity=where, lease_ttl=lease_ttl),
             collector_registry=self.metrics_registry,
         )
         assert self.events is not None

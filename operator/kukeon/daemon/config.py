@@ -94,6 +94,13 @@ class DaemonConfig(BaseModel):
     """How long a stopped task gets after SIGTERM before SIGKILL."""
     parent_wait_seconds: float = Field(default=1.0, gt=0)
     """How soon a child whose parent is not Ready yet (or a parent with children) looks again."""
+    retry_backoff_initial_seconds: float = Field(default=0.5, gt=0)
+    """How soon an object whose reconcile failed (a cell waiting for its Secret, an image
+    that did not pull) is tried again the first time; each further failure doubles it, up
+    to `retryBackoffMaxSeconds` (10 % jitter either way). A watched change (the Secret
+    appears) retries it at once. Failed leader loops (the scheduler) back off alike."""
+    retry_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    """The longest wait between two tries of an object whose reconcile keeps failing."""
 
     node_lease_ttl: int = Field(default=40, ge=2)
     """Seconds after the last heartbeat before the node's lease (and so the node) is lost."""
@@ -277,6 +284,22 @@ class DaemonConfig(BaseModel):
         if self.fence_after_seconds is not None:
             return self.fence_after_seconds
         return float(self.node_lease_ttl)
+
+    @model_validator(mode="after")
+    def _retry_backoff_grows_to_its_cap(self, info: ValidationInfo) -> DaemonConfig:
+        if info.context and info.context.get(_PARTIAL):
+            return self
+        if self.retry_backoff_max_seconds < self.retry_backoff_initial_seconds:
+            raise PydanticCustomError(
+                "retry_backoff",
+                "retryBackoffMaxSeconds ({cap}) must be at least retryBackoffInitialSeconds "
+                "({initial})",
+                {
+                    "cap": self.retry_backoff_max_seconds,
+                    "initial": self.retry_backoff_initial_seconds,
+                },
+            )
+        return self
 
     @model_validator(mode="after")
     def _fencing_before_replacement(self, info: ValidationInfo) -> DaemonConfig:

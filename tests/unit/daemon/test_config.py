@@ -73,3 +73,26 @@ def test_fleet_tls_server_domain_from_the_file_and_env(
 def test_a_fleet_tls_server_domain_that_is_no_dns_name_is_refused(domain: str) -> None:
     with pytest.raises(ConfigError, match="fleet_tls_server_domain"):
         load_config(environ={}, overrides={"fleet_tls_server_domain": domain})
+
+
+def test_the_retry_backoff_reaches_the_operator(tmp_path: Path) -> None:
+    from kukeon.daemon.app import operator_settings
+    from kukeon.framework import base_delay
+
+    config_file = tmp_path / "kukeond.yaml"
+    config_file.write_text("retryBackoffInitialSeconds: 2\n")
+    config = load_config(
+        config_file=config_file, environ={"KUKEON_RETRY_BACKOFF_MAX_SECONDS": "60"}
+    )
+    settings = operator_settings(config, host_identity="here", lease_ttl=15)
+    assert [base_delay(n, settings=settings) for n in range(1, 7)] == [2, 4, 8, 16, 32, 60]
+    default = operator_settings(load_config(environ={}), host_identity="here", lease_ttl=15)
+    assert (default.backoff_initial, default.backoff_max) == (0.5, 300.0)
+
+
+def test_a_retry_backoff_cap_below_its_start_is_refused() -> None:
+    with pytest.raises(ConfigError, match="retryBackoffMaxSeconds"):
+        load_config(
+            environ={},
+            overrides={"retry_backoff_initial_seconds": 10, "retry_backoff_max_seconds": 5},
+        )
