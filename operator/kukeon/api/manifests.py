@@ -5,26 +5,27 @@ a JSON object or array, or a `kind: List` whose `items` are documents. `load_man
 returns the typed resources in file order, or raises one `ManifestError` that lists every
 invalid document with its index, so a user fixes a whole file in one go.
 
-YAML is read with YAML 1.2 scalars, as kukeon's Go reader does: `yes`, `on`, `no`, `off`
-stay strings and timestamps stay strings (pydantic parses the ones that are fields), and a
-key repeated in one mapping is an error rather than a silently lost line.
+YAML is read as JSON data with YAML 1.2 scalars (``api.yamlread``): `yes`, `on`, `no`,
+`off` and timestamps stay strings (pydantic parses the ones that are fields), a key
+repeated in one mapping is an error rather than a silently lost line, and a tag of no JSON
+value (`!!binary`, `!!set`, `!!timestamp`...) makes its document invalid, naming the tag
+and its line.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode
 
 from kukeon.api.kinds import AnyResource, parse_resource, to_document
 from kukeon.api.validation import InvalidResource
+from kukeon.api.yamlread import JsonYamlLoader
 
 __all__ = ["ManifestError", "dump_manifests", "load_manifests"]
 
@@ -54,57 +55,8 @@ class ManifestError(ValueError):
         return (type(self), (self.errors,))
 
 
-# --- a YAML 1.2-flavoured safe loader -----------------------------------------------------
-
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_INT_TAG = "tag:yaml.org,2002:int"
-_FLOAT_TAG = "tag:yaml.org,2002:float"
-_DROPPED_TAGS = {_BOOL_TAG, _INT_TAG, _FLOAT_TAG, "tag:yaml.org,2002:timestamp"}
-# YAML 1.1's numbers without its base-60 forms: `22:22` (a port mapping) was the integer
-# 1342 and `1:30` 90, where kubectl's YAML reads text; 0644 (octal), 0x1F and 1_000 stay.
-_INT = re.compile(
-    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
-)
-_FLOAT = re.compile(
-    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
-    r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
-    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-)
-
-
-def use_kukeon_scalars(loader: type[yaml.SafeLoader]) -> None:
-    """Give ``loader`` (a SafeLoader, C or Python) the plain scalars kukeon reads: YAML 1.2
-    booleans (`yes` stays text), no implicit timestamps, no base-60 numbers."""
-    loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_TAGS]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    loader.add_implicit_resolver(
-        _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-    )
-    loader.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
-    loader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
-
-
-class _ManifestLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans, no implicit timestamps, duplicate keys refused."""
-
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-use_kukeon_scalars(_ManifestLoader)
+_ManifestLoader = JsonYamlLoader
+"""YAML 1.2 scalars, JSON's values only, duplicate keys refused (``api.yamlread``)."""
 
 
 class _ManifestDumper(yaml.SafeDumper):

@@ -39,6 +39,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kukeon.api.yamlread import load_yaml
+
 Verb = Literal["get", "list", "watch", "create", "update", "patch", "delete"]
 READ_VERBS: frozenset[str] = frozenset({"get", "list", "watch"})
 
@@ -154,7 +156,7 @@ class TokenBook:
     def load(cls, path: Path) -> TokenBook:
         """Read and validate a tokens file (blocking: call via asyncio.to_thread)."""
         try:
-            document = yaml.safe_load(path.read_text())
+            document = load_yaml(path.read_text())
         except OSError as exc:
             raise TokensFileError(f"cannot read tokens file {path}: {exc}") from exc
         except yaml.YAMLError as exc:

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from kukeon.api.manifests import use_kukeon_scalars
 from kukeon.api.meta import quote
+from kukeon.api.yamlread import JSON_TAGS, CJsonYamlLoader, not_json_message
 
 MAX_DEPTH = 100
 """Deepest nesting of objects/arrays a body may have; a kukeon document needs about 8."""
@@ -139,15 +139,9 @@ def decode_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
 
 # --- YAML -----------------------------------------------------------------------------------
 
-# libyaml when PyYAML was built with it (10x faster to scan), the pure-Python parser otherwise.
-_YAML_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_YAML_BASE):  # type: ignore[valid-type,misc]
-    """Safe loading with YAML 1.2 scalars, as kukectl reads manifests (`yes` stays a string)."""
-
-
-use_kukeon_scalars(_Loader)
+# JSON data with YAML 1.2 scalars, as kukectl reads manifests (`yes` stays a string), on
+# libyaml when PyYAML was built with it (10x faster to scan).
+_Loader = CJsonYamlLoader
 
 
 class _Frame:
@@ -200,10 +194,12 @@ def _scan_yaml(
     *,
     one_document: bool = True,
     duplicates: bool = False,
+    tags: bool = True,
     loader: type[yaml.SafeLoader] = _Loader,
 ) -> None:
     """Check the YAML event stream, iteratively: depth, aliases, repeated keys (unless
-    ``duplicates``), one document (when ``one_document``).
+    ``duplicates``), tags of no JSON value (when ``tags``: `!!binary`, `!!set`...), one
+    document (when ``one_document``).
 
     The composer and constructor recurse once per level, so they only ever see a stream
     that passed here. Raises BodyError with the path of what is refused.
@@ -233,6 +229,10 @@ def _scan_yaml(
             if isinstance(event, yaml.AliasEvent):
                 where = quote(path) if path else "the top level"
                 raise BodyError(400, f"YAML aliases are not accepted (at {where})", field=path)
+            tag = getattr(event, "tag", None) if tags else None  # aliases have none
+            if tag not in (None, "!") and tag not in JSON_TAGS:
+                where = quote(path) if path else "the top level"
+                raise BodyError(400, f"{not_json_message(tag)} (at {where})", field=path)
             if isinstance(event, yaml.CollectionStartEvent):
                 if len(stack) >= max_depth:
                     raise BodyError(
@@ -253,8 +253,8 @@ def check_manifest(raw: bytes, *, max_depth: int = MAX_DEPTH) -> str:
     reader could expand it safely: not UTF-8, nested over ``max_depth``, or with a YAML
     alias (a few hundred bytes of aliases expand into gigabytes once answered as JSON).
 
-    What else is wrong with it (a syntax error, a repeated key) is left to the reader,
-    which reports it per document."""
+    What else is wrong with it (a syntax error, a repeated key, a tag of no JSON value) is
+    left to the reader, which reports it per document."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -267,7 +267,9 @@ def check_manifest(raw: bytes, *, max_depth: int = MAX_DEPTH) -> str:
     # reader would recurse), so a syntax error stops both at the same place; the reader
     # reports it, with the documents before it.
     with contextlib.suppress(yaml.YAMLError):
-        _scan_yaml(text, max_depth, one_document=False, duplicates=True, loader=yaml.SafeLoader)
+        _scan_yaml(
+            text, max_depth, one_document=False, duplicates=True, tags=False, loader=yaml.SafeLoader
+        )
     return text
 
 

@@ -32,8 +32,10 @@ def read_config(path: Path) -> Mapping[str, Any]:
         return {}
     import yaml
 
+    from kukeon.api.yamlread import load_yaml
+
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}  # load_config names the problem when the command connects
     return document if isinstance(document, dict) else {}

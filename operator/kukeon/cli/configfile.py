@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
+from kukeon.api.yamlread import load_yaml
 from kukeon.client.apiclient import DEFAULT_SERVER
 from kukeon.fileio import write_atomically
 
@@ -63,7 +64,7 @@ def read_config(path: Path) -> KukectlConfig:
     except UnicodeDecodeError as exc:  # was "unexpected failure: UnicodeDecodeError"
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
-        document = yaml.safe_load(text) or {}
+        document = load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not YAML: {exc}") from exc
     try:

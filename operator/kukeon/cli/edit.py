@@ -21,6 +21,7 @@ import click
 import yaml
 
 from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_document
+from kukeon.api.yamlread import load_yaml
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .manifests import updated_object
@@ -129,7 +130,7 @@ def edit(
             fail(f"{label}: the edit was refused and not changed since; nothing was written")
         problem = None
         try:
-            document = yaml.safe_load(body)
+            document = load_yaml(body)
             if not isinstance(document, dict):
                 raise ValueError("the file must hold one object")
             desired = parse_resource(document)
@@ -138,7 +139,7 @@ def edit(
         except (yaml.YAMLError, ValueError, InvalidResource) as exc:
             problem = str(exc)
         if problem is None:
-            read_version = str(yaml.safe_load(original)["metadata"].get("resourceVersion"))
+            read_version = str(load_yaml(original)["metadata"].get("resourceVersion"))
             writing = partial(_write_back, key=key, desired=desired, read_version=read_version)
             problem = run(ctx, writing)
             if problem == "":

@@ -17,6 +17,7 @@ import click
 import yaml
 
 from kukeon.api import AnyResource, Kind, to_document
+from kukeon.api.yamlread import load_yaml
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .params import (
@@ -166,7 +167,7 @@ def _read_patch(stream: IO[bytes]) -> str:
 
 def _patch_document(text: str) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(text)  # JSON is YAML
+        document = load_yaml(text)  # JSON is YAML
     except yaml.YAMLError as exc:
         fail(f"the patch is neither JSON nor YAML: {str(exc).splitlines()[0]}", EXIT_USAGE)
     if not isinstance(document, dict):

@@ -32,6 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from kukeon.api.container import PIDS_LIMIT_MAX
 from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX, WRITE_RATE_MAX
+from kukeon.api.yamlread import load_yaml
 from kukeon.apiserver.admission import normalize_directory
 from kukeon.apiserver.settings import (
     MIN_WRITE_BURST_BYTES,
@@ -371,7 +372,7 @@ def load_config(
     merged: dict[str, Any] = {}
     if config_file is not None:
         try:
-            loaded = yaml.safe_load(config_file.read_text()) or {}
+            loaded = load_yaml(config_file.read_text()) or {}
         except OSError as exc:
             raise ConfigError(f"kukeond configuration: cannot read {config_file}: {exc}") from exc
         except yaml.YAMLError as exc:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from kukeon.api import REDACTED_PASSWORD, key_status
+from kukeon.api.yamlread import load_yaml
 from kukeon.fileio import write_atomically
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class KeySet:
 def parse_key_file(text: str, *, source: str) -> KeySet:
     """The key set in a key file's text; `EncryptionError` naming ``source`` otherwise."""
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError as error:
         raise EncryptionError(f"{source}: not valid YAML: {error}") from None
     if not isinstance(document, dict):

@@ -118,6 +118,13 @@ def test_deep_json_is_refused_before_decoding(depth: int, opener: str) -> None:
         (b"\xff\xfe", "application/json", 400, ""),
         (b"a: 1\n---\nb: 2\n", "application/yaml", 400, ""),
         (b"{unclosed", "application/json", 400, ""),
+        # tags of no JSON value: refused naming the tag and where (they made bytes, sets,
+        # dates that reached the models)
+        (b"spec:\n  data:\n    k: !!binary aGVsbG8=\n", "application/yaml", 400, "spec.data.k"),
+        (b"metadata: {labels: !!set {a, b}}\n", "application/yaml", 400, "metadata.labels"),
+        (b"a:\n- x\n- !!timestamp 2001-12-14\n", "application/yaml", 400, "a[1]"),
+        (b"a: !!omap [x: 1]\n", "application/yaml", 400, "a"),
+        (b"!!python/object:os.system {}\n", "application/yaml", 400, ""),
     ],
 )
 def test_hostile_bodies(raw: bytes, content_type: str, code: int, field: str) -> None:
@@ -126,6 +133,8 @@ def test_hostile_bodies(raw: bytes, content_type: str, code: int, field: str) ->
     assert caught.value.code == code
     assert caught.value.field == field
     assert len(caught.value.message) < 400
+    if b"!" in raw:
+        assert "is not accepted: YAML is read as JSON data" in caught.value.message
 
 
 def test_yaml_reads_yaml_1_2_scalars() -> None:

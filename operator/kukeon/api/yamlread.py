@@ -1,0 +1,138 @@
+"""YAML read as JSON's data model: the one loader of every YAML kukeon reads.
+
+Request bodies, manifests (``kukectl -f``, ``kukectl edit``, the web console's
+``/ui/manifest``), kukeond's and kukectl's configuration, the token and key files are all
+YAML read as JSON, as Kubernetes reads its YAML (``sigs.k8s.io/yaml`` converts YAML to
+JSON first): strings, numbers, booleans, null, mappings and sequences. PyYAML's safe
+loader also makes bytes (``!!binary``), sets (``!!set``), lists of pairs (``!!omap``,
+``!!pairs``) and dates (an explicit ``!!timestamp``), which no JSON document holds: they
+reached the models as values no client can send as JSON, were stored or rejected with a
+message about a Python type, and could not be written back out. A node with such a tag is
+refused here (``NotJsonDataError``, a ``yaml.YAMLError``), naming the tag and its line and
+column. The scalars are YAML 1.2's, as kukeon's Go reader reads them: ``yes``, ``on``,
+``no``, ``off`` stay text, timestamps stay text (pydantic parses those that are fields),
+no base-60 numbers. A key repeated in one mapping is an error, not a silently lost line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.error import Mark
+from yaml.nodes import MappingNode, Node
+
+__all__ = [
+    "JSON_TAGS",
+    "CJsonYamlLoader",
+    "JsonYamlLoader",
+    "NotJsonDataError",
+    "load_yaml",
+    "short_tag",
+    "use_kukeon_scalars",
+]
+
+_YAML = "tag:yaml.org,2002:"
+_BOOL_TAG = _YAML + "bool"
+_INT_TAG = _YAML + "int"
+_FLOAT_TAG = _YAML + "float"
+_MERGE_TAG = _YAML + "merge"
+JSON_TAGS = frozenset(
+    _YAML + name for name in ("str", "int", "float", "bool", "null", "map", "seq")
+)
+"""The tags of JSON's values; any other node is refused."""
+
+_DROPPED_TAGS = {_BOOL_TAG, _INT_TAG, _FLOAT_TAG, _YAML + "timestamp"}
+# YAML 1.1's numbers without its base-60 forms: `22:22` (a port mapping) was the integer
+# 1342 and `1:30` 90, where kubectl's YAML reads text; 0644 (octal), 0x1F and 1_000 stay.
+_INT = re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
+)
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
+    r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+
+
+def use_kukeon_scalars(loader: type[yaml.SafeLoader]) -> None:
+    """Give ``loader`` (a SafeLoader, C or Python) the plain scalars kukeon reads: YAML 1.2
+    booleans (`yes` stays text), no implicit timestamps, no base-60 numbers."""
+    loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    loader.add_implicit_resolver(
+        _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    loader.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
+    loader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
+
+
+def short_tag(tag: str) -> str:
+    """``!!binary`` for ``tag:yaml.org,2002:binary``, as it is written; others as they are."""
+    return "!!" + tag.removeprefix(_YAML) if tag.startswith(_YAML) else tag
+
+
+def not_json_message(tag: str) -> str:
+    return (
+        f"the YAML tag {short_tag(tag)} is not accepted: YAML is read as JSON data (text, "
+        "numbers, booleans, null, mappings, sequences); write the value as text"
+    )
+
+
+class NotJsonDataError(ConstructorError):
+    """A node whose tag makes a value JSON has not (bytes, a set, a date, a Python object)."""
+
+    def __init__(self, tag: str, mark: Mark | None) -> None:
+        super().__init__(None, None, not_json_message(tag), mark)
+        self.tag = tag
+
+
+class _JsonData:
+    """The constructor of a SafeLoader, C or Python, limited to JSON's values."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        if node.tag not in JSON_TAGS:
+            raise NotJsonDataError(node.tag, node.start_mark)
+        return super().construct_object(node, deep=deep)  # type: ignore[misc]
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:  # `<<`: merged (and checked) by the base class
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc,no-any-return]
+
+
+class JsonYamlLoader(_JsonData, yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader reading JSON data only (its parser recurses in
+    Python, so a reader that must report errors the same way as a depth scan uses it)."""
+
+
+_C_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class CJsonYamlLoader(_JsonData, _C_BASE):  # type: ignore[valid-type,misc]
+    """The same on libyaml's parser when PyYAML was built with it (10x faster to scan)."""
+
+
+use_kukeon_scalars(JsonYamlLoader)
+use_kukeon_scalars(CJsonYamlLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """One YAML document as JSON data (``yaml.safe_load``'s replacement); ``yaml.YAMLError``
+    (``NotJsonDataError`` among them) when it is not."""
+    return yaml.load(text, Loader=CJsonYamlLoader)  # a SafeLoader: no Python objects
