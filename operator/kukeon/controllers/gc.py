@@ -17,7 +17,9 @@ with what etcd says it should run and removes the difference:
   conflist when it still exists, so the bridge plugin's NAT rules go too);
 - then the host side of realms, spaces and stacks this node does not materialise (their
   cgroups, a space's network, a realm's namespace labelled for this node; ``layergc``),
-  e.g. of a realm deleted while this node was down.
+  e.g. of a realm deleted while this node was down;
+- containerd shims of this control plane's namespaces left with no task and no container
+  (a task delete cut short by kukeond's death; ``runtime.containerd.shims``).
 
 The host is listed before etcd is read: whatever was made for a document created after that
 read is not in the listing, so a cell being built right now is never taken for an orphan.
@@ -38,6 +40,7 @@ from kukeon.api import Cell, Kind, Space
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.containers import (
     LABEL_CELL,
+    LABEL_MANAGED,
     LABEL_REALM,
     LABEL_SPACE,
     LABEL_STACK,
@@ -46,6 +49,7 @@ from kukeon.runtime.containerd.containers import (
     label_filter,
 )
 from kukeon.runtime.containerd.namespaces import is_own
+from kukeon.runtime.containerd.shims import find_shims, stop_shim
 from kukeon.runtime.network import bridge_name, network_id_prefix
 from kukeon.store import Registry
 
@@ -181,6 +185,10 @@ async def collect_orphans(
     await sweep.leases()
     await sweep.stale_marks()
     try:
+        sweep.removed += await stop_forgotten_shims(host)
+    except Exception as error:
+        log.warning("looking for forgotten shims failed (next pass again): %s", error)
+    try:
         sweep.removed += await collect_layer_orphans(
             host=host, registry=registry, locks=locks or HostLocks(), runs_here=here
         )
@@ -283,6 +291,36 @@ class _Sweep:
         for name in self.found.stale_marks - self.wanted_networks:
             mark = self.host.networks.settings.owned_netns_dir / name
             await asyncio.to_thread(mark.unlink, True)
+
+
+async def stop_forgotten_shims(host: Host) -> list[str]:
+    """Ask the shims of this control plane's namespaces whose container containerd no
+    longer has, and that run nothing, to exit; returns them, for the log."""
+    # The shims first: a container is made before its shim, so one listed after them
+    # cannot be of a shim listed here that containerd forgot.
+    shims = [s for s in await asyncio.to_thread(find_shims, host.containerd.address) if not s.busy]
+    if not shims:
+        return []
+    namespaces = {
+        namespace.name
+        for namespace in await host.containerd.namespaces.list()
+        if namespace.labels.get(LABEL_MANAGED) == "true" and is_own(namespace.labels, host.instance)
+    }
+    containers: dict[str, set[str]] = {}
+    stopped: list[str] = []
+    for shim in shims:
+        if shim.namespace not in namespaces:
+            continue
+        if shim.namespace not in containers:
+            listed = await host.containerd.containers(shim.namespace).list()
+            containers[shim.namespace] = {container.id for container in listed}
+        if shim.container_id in containers[shim.namespace]:
+            continue
+        if await asyncio.to_thread(stop_shim, shim):
+            what = f"shim {shim.namespace}/{shim.container_id} (pid {shim.process.pid})"
+            log.info("stopped forgotten %s: containerd has no task or container for it", what)
+            stopped.append(what)
+    return stopped
 
 
 async def remove_cell_host_side(host: Host, key: tuple[str, ...], *, conflist: Path | None) -> None:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from kukeon.api import Cell, Kind, Space
+from kukeon.processes import identify
+from kukeon.runtime.containerd import realm_namespace
+from kukeon.runtime.containerd.shims import Shim, find_shims
 from kukeon.runtime.network import network_id_prefix
 from kukeon.store import KeyLayout
 from tests.fixtures.kukeond import Kukeond
@@ -23,6 +31,32 @@ def leases(k: Kukeond, bridge: str) -> dict[str, str]:
         for path in directory.iterdir()
         if path.name[0].isdigit()
     }
+
+
+def start_idle_shim(address: str, namespace: str, container_id: str, bundle: Path) -> Shim:
+    """A long-running runc shim serving nothing, as containerd leaves one whose task delete
+    was cut short by its caller's death (``runtime/containerd/shims.py``)."""
+    bundle.mkdir(parents=True)
+    (bundle / "config.json").write_text("{}")
+    (bundle / "log").touch()  # containerd's log FIFO; a file takes the shim's lines too
+    binary = shutil.which("containerd-shim-runc-v2")
+    assert binary is not None
+    argv = [binary, "-namespace", namespace, "-id", container_id, "-address", address]
+    publish = ["-publish-binary", shutil.which("containerd") or "containerd", "start"]
+    environment = {**os.environ, "TTRPC_ADDRESS": f"{address}.ttrpc"}
+    subprocess.run([*argv, *publish], cwd=bundle, env=environment, check=True, timeout=10)
+    [shim] = [
+        s for s in find_shims(address) if (s.namespace, s.container_id) == (namespace, container_id)
+    ]
+    return shim
+
+
+async def _exited(shim: Shim, within: float = 10.0) -> bool:
+    for _ in range(int(within / 0.1)):
+        if identify(shim.process.pid) != shim.process:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def test_orphans_are_collected_and_owned_cells_kept(kukeond: Kukeond) -> None:
@@ -55,9 +89,24 @@ async def test_orphans_are_collected_and_owned_cells_kept(kukeond: Kukeond) -> N
     # own: no record of this node says it is ours, so it stays.
     foreign = f"kukeon_{k.realm}_s1_st1_foreign"
     await networks.netns.create(foreign)
+    # A shim containerd forgot (kukeond killed during a task delete), and one of a
+    # namespace that is not this control plane's: only the first is asked to exit.
+    address = controllers.host.containerd.address
+    namespace = realm_namespace(k.realm, networks.settings.instance)
+    bundles = k.config.state_dir.parent / "shim-bundles"
+    shims: list[Shim] = []
     try:
+        for where, bundle in ((namespace, "forgotten"), ("someone-else", "others")):
+            shims.append(start_idle_shim(address, where, "s1_st1_gone_a", bundles / bundle))
+        forgotten, others = shims
         removed = await controllers.collect_orphans()
         assert removed, removed
+        assert f"shim {namespace}/s1_st1_gone_a (pid {forgotten.process.pid})" in removed
+        assert await _exited(forgotten)
+        assert identify(others.process.pid) == others.process
+        # The running cell's shim is its task's, and stays.
+        [kept_shim] = [s for s in find_shims(address) if s.container_id == "s1_st1_kept_a"]
+        assert kept_shim.busy
 
         kept_net = f"{prefix}{k.realm}_s1_st1_kept"
         assert "s1_st1_lost_a" not in await container_ids(k)
@@ -65,6 +114,10 @@ async def test_orphans_are_collected_and_owned_cells_kept(kukeond: Kukeond) -> N
         assert netns_names(k) == {kept_net, foreign}
     finally:
         await networks.netns.remove(foreign)
+        for shim in shims:
+            if identify(shim.process.pid) == shim.process:
+                os.kill(shim.process.pid, signal.SIGTERM)
+        shutil.rmtree(bundles, ignore_errors=True)
     assert cgroup_dirs(k, *cell_key(k, "lost")) == []
     assert cgroup_dirs(k, *cell_key(k, "kept"))
     assert not (k.config.state_dir / "cells" / k.realm / "s1" / "st1" / "lost").exists()
