@@ -17,10 +17,19 @@ spec value this version does not know is a request it cannot carry out, refused 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from pydantic import ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import (
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -39,29 +48,48 @@ def unknown_member(enum: type[E], value: str) -> E:
     return member
 
 
-def tolerant_enum(enum: type[StrEnum]) -> WrapValidator:
+OPEN_ENUM = "x-kukeon-known-values"
+"""Where a tolerant field's JSON schema lists the values this version knows; the CRD
+generator (``api.schema``) turns it into words of the description, since a structural
+schema has no such key."""
+
+
+@dataclass(frozen=True)
+class _Tolerant:
+    """A status enum (or ``Literal``) that keeps an unknown word: validation, and a JSON
+    schema that says so (a string of ``_WORD``'s shape, the known values listed aside)
+    instead of the closed ``enum`` of the type it wraps, which a CRD or ``kukectl explain``
+    would then show as the only values a stored status may hold."""
+
+    unknown: Callable[[str], Any]
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        unknown = self.unknown
+
+        def validate(value: Any, inner: ValidatorFunctionWrapHandler) -> Any:
+            try:
+                return inner(value)
+            except ValidationError:
+                if isinstance(value, str) and _WORD.fullmatch(value):
+                    return unknown(value)
+                raise
+
+        return core_schema.no_info_wrap_validator_function(validate, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        known = handler.resolve_ref_schema(handler(schema)).get("enum", [])
+        return {"type": "string", "pattern": f"^{_WORD.pattern}$", OPEN_ENUM: list(known)}
+
+
+def tolerant_enum(enum: type[StrEnum]) -> _Tolerant:
     """For an ``Annotated`` status enum field: an unknown word is kept as an unknown member."""
-
-    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        try:
-            return handler(value)
-        except ValidationError:
-            if isinstance(value, str) and _WORD.fullmatch(value):
-                return unknown_member(enum, value)
-            raise
-
-    return WrapValidator(validate)
+    return _Tolerant(lambda value: unknown_member(enum, value))
 
 
-def tolerant_word() -> WrapValidator:
+def tolerant_word() -> _Tolerant:
     """For an ``Annotated`` status ``Literal`` field: an unknown word is kept as it is."""
-
-    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        try:
-            return handler(value)
-        except ValidationError:
-            if isinstance(value, str) and _WORD.fullmatch(value):
-                return value
-            raise
-
-    return WrapValidator(validate)
+    return _Tolerant(lambda value: value)

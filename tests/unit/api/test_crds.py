@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,39 @@ def test_schema_carries_the_rules_it_can() -> None:
     assert container["properties"]["hostPID"]["type"] == "boolean"
     assert spec["properties"]["desiredState"]["enum"] == ["Running", "Stopped"]
     assert "containers" in spec["required"]
+
+
+def test_status_enums_are_open_and_spec_enums_closed() -> None:
+    """A status enum takes a word a newer kukeond wrote (``api.observed``): its schema is a
+    string of that shape with the known values in its description, where the CRDs listed a
+    closed ``enum`` that refused what the models keep. Spec enums stay closed."""
+    opened: list[str] = []
+    for name, text in crd_files().items():
+        schema = yaml.safe_load(text)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for path, node in walk(schema):
+            status = path.startswith(".status")
+            assert not (status and "enum" in node), f"{name} {path}: a closed status enum"
+            if "Known values" in node.get("description", ""):
+                assert status, f"{name} {path}: an open enum outside status"
+                assert re.fullmatch(node["pattern"].strip("^$"), "Hibernating"), path
+                assert not re.fullmatch(node["pattern"].strip("^$"), "two words"), path
+                opened.append(f"{name}{path}")
+    assert "kukeon.io_cells.yaml.status.state" in opened
+    assert "kukeon.io_cells.yaml.status.containers[].state" in opened
+    assert "kukeon.io_nodes.yaml.status.conditions[].status" in opened
+    cell = yaml.safe_load(crd_files()["kukeon.io_cells.yaml"])
+    props = cell["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    state = props["status"]["properties"]["state"]
+    assert "`Pending`, `Ready`" in state["description"]
+    assert props["spec"]["properties"]["desiredState"]["enum"] == ["Running", "Stopped"]
+    # what the schema says, the model does: a newer version's word is kept
+    from kukeon.api import Cell
+
+    document = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Cell",
+        "metadata": {"name": "c"},
+        "spec": {"realmId": "r", "containers": [{"id": "a", "image": "busybox"}]},
+        "status": {"state": "Hibernating"},
+    }
+    assert Cell.model_validate(document).status.state == "Hibernating"
