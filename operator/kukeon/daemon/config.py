@@ -116,6 +116,9 @@ class DaemonConfig(BaseModel):
     are placed elsewhere (docs/fleet.md)."""
     scheduler_interval: float = Field(default=1.0, gt=0)
     """The scheduler's full pass period (new cells wake it sooner)."""
+    node_release_seconds: float = Field(default=5.0, gt=0)
+    """How often the scheduler leader releases what gone nodes hold on realms, spaces and
+    stacks (their finalizer and `status.nodes` entry; docs/fleet.md)."""
     event_ttl_seconds: int = Field(default=3600, ge=2)
     """How long an Event lives after its last occurrence (etcd removes it by itself: it is
     attached to a lease of this TTL, up to 5 % longer)."""

@@ -607,6 +607,7 @@ async def start_fleet(
         node_name=config.node_name,
         node_lost_timeout=config.node_lost_timeout,
         interval=config.scheduler_interval,
+        release_interval=config.node_release_seconds,
     )
     register_scheduler(op, scheduler)
     register_cascade(op, CascadeDeleter(registry=registry))

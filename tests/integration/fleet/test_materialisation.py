@@ -15,7 +15,6 @@ import pytest
 
 from kukeon.api import AnyResource, Cell, Kind, Space
 from kukeon.controllers.layers import node_finalizer
-from kukeon.controllers.scheduler import RELEASE_INTERVAL
 from kukeon.runtime.network import (
     JsonFileSubnetStore,
     NftEgress,
@@ -31,6 +30,9 @@ from .conftest import Fleet, FleetNode
 pytestmark = pytest.mark.integration
 
 LAYERS = (Kind.REALM, Kind.SPACE, Kind.STACK)
+RELEASE_SECONDS = 1.0
+"""`nodeReleaseSeconds` of the test keeping a re-registering node's finalizers (5 s by
+default): two passes of the 0.5 s scheduler apart."""
 
 
 def layer_keys(fleet: Fleet) -> dict[Kind, tuple[str, ...]]:
@@ -217,15 +219,20 @@ async def test_deletion_does_not_wait_for_a_lost_node(fleet: Fleet) -> None:
 async def test_a_running_node_whose_node_document_is_deleted_keeps_its_finalizers(
     fleet: Fleet,
 ) -> None:
-    await fleet.add_node(0)
     # A slow heartbeat: n1 registers again only at its next beat, long after the leader's
-    # release passes (every RELEASE_INTERVAL seconds) have seen it unregistered.
-    config = fleet.make_config(1).model_copy(
-        update={"node_lease_ttl": 60, "node_heartbeat_seconds": 4 * RELEASE_INTERVAL}
+    # release passes (every RELEASE_SECONDS on either node, whichever leads) have seen it
+    # unregistered.
+    configs = [
+        fleet.make_config(index).model_copy(update={"node_release_seconds": RELEASE_SECONDS})
+        for index in (0, 1)
+    ]
+    configs[1] = configs[1].model_copy(
+        update={"node_lease_ttl": 60, "node_heartbeat_seconds": 4 * RELEASE_SECONDS}
     )
-    n1 = FleetNode(name=config.node_name, config=config)
-    fleet.nodes[n1.name] = n1
-    await fleet.start(n1.name)
+    for config in configs:
+        fleet.nodes[config.node_name] = FleetNode(name=config.node_name, config=config)
+        await fleet.start(config.node_name)
+    n1 = fleet.nodes[configs[1].node_name]
     await fleet.hierarchy()
     await fleet.apply(fleet.cell_doc("a", nodeName=n1.name))
     await fleet.wait_for(Kind.CELL, fleet.cell_key("a"), state="Ready")
@@ -233,7 +240,7 @@ async def test_a_running_node_whose_node_document_is_deleted_keeps_its_finalizer
 
     await fleet.registry.delete(Kind.NODE, (n1.name,))
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 6 * RELEASE_INTERVAL
+    deadline = loop.time() + 4 * RELEASE_SECONDS + 10  # its next beat, with room for load
     registered_again = False
     while loop.time() < deadline and not registered_again:
         for kind, key in layer_keys(fleet).items():
@@ -250,6 +257,7 @@ async def test_a_running_node_whose_node_document_is_deleted_keeps_its_finalizer
     leader = next(n.daemon for n in fleet.nodes.values() if fleet.is_leader(n.name))
     assert leader is not None
     assert leader.fleet is not None
+    assert leader.fleet.scheduler.release_interval == RELEASE_SECONDS
     assert leader.fleet.scheduler.stats.released == 0
     await fleet.wait_for(Kind.CELL, fleet.cell_key("a"), state="Ready")
     assert await host_has(fleet, n1) == dict.fromkeys(
