@@ -16,14 +16,22 @@ from .helpers import cell_doc, cell_key, get_cell, update_cell
 pytestmark = pytest.mark.integration
 
 
+FIRST_RETRY_SECONDS = 0.1
+"""kukeond's `retryBackoffInitialSeconds` here (0.5 s by default), so that a failure taken
+for a temporary one would be tried again three times within QUIET_SECONDS."""
+QUIET_SECONDS = 1.0
+retry_soon = pytest.mark.kukeond_config(retry_backoff_initial_seconds=FIRST_RETRY_SECONDS)
+
+
 async def _fails_for_good(k: Kukeond, name: str, app: dict[str, Any], reason: str) -> Cell:
     key = cell_key(k, name)
     await k.apply(cell_doc(k, name, [{"id": "app", **app}]))
     failed = await k.wait_for(Kind.CELL, key, state="Failed", within=30)
     assert isinstance(failed, Cell)
     assert failed.status.reason == reason, failed.status.message
-    # Permanent: no retry loop rewriting the status while the spec stays the same.
-    await asyncio.sleep(3)
+    # Permanent: no retry loop rewriting the status while the spec stays the same. A
+    # failure retried would be at FIRST_RETRY_SECONDS, then 0.2 s and 0.4 s later.
+    await asyncio.sleep(QUIET_SECONDS)
     again = await get_cell(k, key)
     assert again.metadata.resource_version == failed.metadata.resource_version
     return failed
@@ -37,9 +45,10 @@ UNUSABLE_COMMANDS = [
 ]
 
 
+@retry_soon
 async def test_unusable_commands_fail_then_recover(kukeond: Kukeond) -> None:
     """Each command in a cell of its own, side by side in one kukeond: one test each took a
-    kukeond and the 3 s of `_fails_for_good` to itself."""
+    kukeond and the quiet time of `_fails_for_good` to itself."""
     k = kukeond
     await k.hierarchy()
 
@@ -68,6 +77,7 @@ async def test_unusable_commands_fail_then_recover(kukeond: Kukeond) -> None:
     )
 
 
+@retry_soon
 async def test_invalid_image_reference_is_not_retried(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
