@@ -7,8 +7,9 @@ and a refusal becomes the same ``ApiRequestError`` a request's would. Reading wh
 opened is the caller's (``ApiClient.watch``, ``stream``, the exec and attach sessions).
 
 aiohttp's WebSocket client drops the body of a refused upgrade: a 429 there is told in
-this module's words, the other refusals are left to the caller as aiohttp raises them
-(kukectl asks the same path again as a plain GET for the server's reason).
+this module's words (a 5xx with ``Retry-After`` is retried as ``busy`` says), the other
+refusals are left to the caller as aiohttp raises them (kukectl asks the same path again
+as a plain GET for the server's reason).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     import aiohttp
 
 WEBSOCKET_MAX_MESSAGE = 1 << 20
+
+_SERVER_REASONS = {503: "ServiceUnavailable", 504: "Timeout"}
+"""Kubernetes' Status reasons of a refused upgrade's 5xx (another is ``InternalError``)."""
 
 BUSY_SESSION_MESSAGE = (
     "the server refused to open the session: this token holder already has as many "
@@ -67,8 +71,9 @@ async def open_websocket(
     path: str,
     params: Sequence[tuple[str, str]],
 ) -> aiohttp.ClientWebSocketResponse:
-    """A WebSocket on ``path``; a 429 at the upgrade is retried (ApiRequestError once the
-    retries are spent), another refusal raises aiohttp's ``WSServerHandshakeError``."""
+    """A WebSocket on ``path``; a 429 at the upgrade, or a 5xx with ``Retry-After``, is
+    retried (ApiRequestError once the retries are spent), another refusal raises aiohttp's
+    ``WSServerHandshakeError``."""
     import aiohttp  # on first use: kukectl's commands without a session never load it
 
     async def once() -> aiohttp.ClientWebSocketResponse:
@@ -77,12 +82,23 @@ async def open_websocket(
                 path, params=list(params), max_msg_size=WEBSOCKET_MAX_MESSAGE
             )
         except aiohttp.WSServerHandshakeError as error:
-            if error.status != TOO_MANY_REQUESTS:
-                raise
             retry_after = error.headers.get("Retry-After") if error.headers else None
-            raise ApiRequestError(
-                TOO_MANY_REQUESTS, "TooManyRequests", BUSY_SESSION_MESSAGE, retry_after=retry_after
-            ) from error
+            if error.status == TOO_MANY_REQUESTS:
+                raise ApiRequestError(
+                    TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    BUSY_SESSION_MESSAGE,
+                    retry_after=retry_after,
+                ) from error
+            refusal = ApiRequestError(
+                error.status,
+                _SERVER_REASONS.get(error.status, "InternalError"),
+                f"the WebSocket upgrade was refused: {error.message}",
+                retry_after=retry_after,
+            )
+            if not busy.retries_on(refusal):
+                raise
+            raise refusal from error  # a 5xx that says when to ask again: asked again
 
     return await busy.call(once)
 

@@ -20,6 +20,7 @@ from aiohttp import web
 from kukeon.api import AnyResource, Kind, parse_resource
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ClientWatchEvent
 from kukeon.client.busy import BusyRetry, retry_after_seconds
+from kukeon.client.errors import StatusCause
 from kukeon.client.reflector import Backoff, follow
 from kukeon.client.streams import BUSY_SESSION_MESSAGE
 
@@ -106,12 +107,78 @@ async def test_other_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -
     assert refused.value.code == 403
 
 
+@pytest.mark.parametrize("code", [500, 503, 504])
+async def test_a_server_error_saying_when_to_ask_again_is_retried(
+    monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    # kukectl retried a 429 only; client-go retries any 5xx that carries Retry-After.
+    answers: list[Exception | str] = [
+        ApiRequestError(code, "ServiceUnavailable", "starting", retry_after="2"),
+        ApiRequestError(code, "ServiceUnavailable", "starting", retry_after="1"),
+        "ok",
+    ]
+
+    async def attempt() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    result, waits = await _recorded_waits(monkeypatch, BusyRetry(), attempt)
+    assert (result, waits) == ("ok", [2.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        ApiRequestError(503, "ServiceUnavailable", "etcd is full"),  # says not when: at once
+        ApiRequestError(504, "Timeout", "the request did not complete within 30s"),
+        ApiRequestError(502, "BadGateway", "proxy", retry_after="soon"),  # unreadable
+        ApiRequestError(  # the server waited for that revision already: the caller relists
+            504,
+            "Timeout",
+            "Timeout: Too large resource version: 9, current: 5",
+            causes=[StatusCause("resourceVersion", "too large", "ResourceVersionTooLarge")],
+            retry_after="1",
+        ),
+    ],
+    ids=["no-retry-after", "deadline", "unreadable", "too-large"],
+)
+async def test_server_errors_not_saying_when_are_raised_at_once(
+    monkeypatch: pytest.MonkeyPatch, refusal: ApiRequestError
+) -> None:
+    tries = 0
+
+    async def attempt() -> str:
+        nonlocal tries
+        tries += 1
+        raise refusal
+
+    with pytest.raises(ApiRequestError) as raised:
+        await _recorded_waits(monkeypatch, BusyRetry(), attempt)
+    assert raised.value is refusal
+    assert tries == 1
+
+
+async def test_a_server_error_for_good_says_its_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def attempt() -> str:
+        raise ApiRequestError(503, "ServiceUnavailable", "down for upgrade", retry_after="3")
+
+    with pytest.raises(ApiRequestError) as refused:
+        await _recorded_waits(monkeypatch, BusyRetry(), attempt)
+    assert refused.value.code == 503
+    assert refused.value.message == (
+        "the server answered 503 ServiceUnavailable to 6 tries in 15s: down for upgrade"
+    )
+
+
 # --- the client's long-running opens, against a server busy for ``busy_for`` answers -----
 
 
 class BusyServer:
-    def __init__(self, busy_for: int) -> None:
+    def __init__(self, busy_for: int, code: int = 429) -> None:
         self.busy_for = busy_for
+        self.code = code
         self.asked = 0
 
     def refused(self) -> web.Response | None:
@@ -121,11 +188,14 @@ class BusyServer:
         status = {
             "kind": "Status",
             "status": "Failure",
-            "code": 429,
-            "reason": "TooManyRequests",
+            "code": self.code,
+            "reason": "TooManyRequests" if self.code == 429 else "ServiceUnavailable",
             "message": "user 'eddie' already has 2 watches, followed logs or sessions open",
         }
-        return web.json_response(status, status=429, headers={"Retry-After": "1"})
+        return web.json_response(status, status=self.code, headers={"Retry-After": "1"})
+
+    async def plain(self, request: web.Request) -> web.StreamResponse:
+        return self.refused() or web.json_response({"ok": True})
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
         if (refusal := self.refused()) is not None:
@@ -165,6 +235,7 @@ async def serve() -> AsyncIterator[Callable[[BusyServer], Awaitable[str]]]:
         app.router.add_get("/log", server.watch)
         app.router.add_post("/upload", server.upload)
         app.router.add_get("/exec", server.session)
+        app.router.add_get("/plain", server.plain)
         runner = web.AppRunner(app)
         await runner.setup()
         runners.append(runner)
@@ -227,6 +298,22 @@ async def test_a_long_running_open_busy_for_good_says_429(
     # The server's words; aiohttp does not keep a refused WebSocket upgrade's body.
     words = BUSY_SESSION_MESSAGE if what == "websocket" else "user 'eddie' already has 2"
     assert words in refused.value.message
+
+
+@pytest.mark.parametrize("what", [*OPENS, "request"])
+async def test_a_503_with_retry_after_is_waited_out_as_a_429(
+    serve: Callable[[BusyServer], Awaitable[str]], tmp_path: Path, what: str
+) -> None:
+    server = BusyServer(busy_for=3, code=503)
+    async with ApiClient(server=await serve(server)) as client:
+        client.busy = FAST
+        if what == "request":
+            opened = await client.request("GET", "/plain")
+        else:
+            opened = await _open(client, tmp_path, what)
+    expected = {"watch": ["ADDED"], "stream": 1, "upload": {"bytes": 1000}, "request": {"ok": True}}
+    assert opened == expected.get(what, b"\x01hello")
+    assert server.asked == 4
 
 
 async def test_an_awaited_websocket_waits_out_a_429_too(
