@@ -106,6 +106,17 @@ class Fleet:
             and (daemon.operator.is_leader("scheduler"))
         )
 
+    async def leader(self, *, within: float = 30.0) -> str:
+        """The node whose scheduler leads, once one does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while loop.time() < deadline:
+            leaders = [name for name in self.names if self.is_leader(name)]
+            if leaders:
+                return leaders[0]
+            await asyncio.sleep(0.05)  # a flag of each node's operator, no read
+        raise AssertionError(f"no scheduler leader among {self.names} after {within} s")
+
     async def remove_workloads_of(self, name: str) -> None:
         containers = self.containerd.containers(self.namespace)
         tasks = self.containerd.tasks(self.namespace)

@@ -93,8 +93,7 @@ async def test_node_loss_reschedules_unpinned_cells_and_the_node_returns_clean(
     await fleet.hierarchy()
     # The scheduler leader's own lease has the operator's TTL (15 s); losing the other
     # node keeps this test within the node lease's timings.
-    await asyncio.sleep(1.0)
-    survivor = next(name for name in fleet.names if fleet.is_leader(name))
+    survivor = await fleet.leader()
     lost = next(name for name in fleet.names if name != survivor)
     for index in range(4):
         await fleet.apply(fleet.cell_doc(f"free{index}"))

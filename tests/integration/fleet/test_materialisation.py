@@ -162,8 +162,7 @@ async def test_deletion_does_not_wait_for_a_lost_node(fleet: Fleet) -> None:
     for index in range(2):
         await fleet.add_node(index)
     await fleet.hierarchy()
-    await asyncio.sleep(1.0)
-    survivor = next(name for name in fleet.names if fleet.is_leader(name))
+    survivor = await fleet.leader()
     lost = next(name for name in fleet.names if name != survivor)
     # Scheduler-placed: the cell on the lost node is placed again (deleted there) later.
     for name in ("x", "y"):
