@@ -124,6 +124,7 @@ class EventRoutes:
             if watching
             else queryparams.list_resource_version(request)
         )
+        queryparams.whole_list_options(request, watch=watching)
         timeout = queryparams.timeout_seconds(request)
         if requested:  # newer than etcd's revision: a 504 after a wait (``revisionwait``)
             wait = wait_limit(self.request_timeout, timeout if watching else None)

@@ -123,3 +123,34 @@ def dry_run(request: web.Request) -> bool:
         if value != "All":
             raise _bad("dryRun", f"must be 'All', got {quote(value)}")
     return bool(values)
+
+
+def whole_list_options(request: web.Request, *, watch: bool) -> None:
+    """The paging and initial-events parameters, for a server that answers every list whole.
+
+    ``limit`` may be ignored, as Kubernetes allows (the whole list, no continue token), but
+    must be a count; a ``continue`` token was never issued here (a forged one, or another
+    server's, would have restarted the list from its beginning unseen), and
+    ``sendInitialEvents`` asks for a watch protocol this server does not speak (a watch
+    without ``resourceVersion`` starts with the existing objects already): both are 400s,
+    as is ``allowWatchBookmarks`` that is no boolean.
+    """
+    limit = single(request, "limit")
+    if limit not in (None, "") and not (
+        limit.isascii() and limit.isdigit() and len(limit) <= 19 and int(limit) <= INT64_MAX
+    ):
+        raise _bad("limit", f"must be a non-negative decimal integer, got {quote(limit)}")
+    if single(request, "continue"):
+        raise _bad(
+            "continue",
+            "this server answers every list whole and issues no continue token; list again "
+            "without it",
+        )
+    if single(request, "sendInitialEvents") is not None:
+        which = (
+            "a watch without resourceVersion starts with every object"
+            if watch
+            else ("is forbidden for a list")
+        )
+        raise _bad("sendInitialEvents", f"is not supported ({which})")
+    flag(request, "allowWatchBookmarks")

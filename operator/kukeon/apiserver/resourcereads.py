@@ -92,6 +92,7 @@ class ResourceReads(HandlerBase):
         text, selector = label_selector(request)
         fields = field_filter(request, target.kind)
         wanted = queryparams.list_resource_version(request)
+        queryparams.whole_list_options(request, watch=False)
         queryparams.timeout_seconds(request)
         # A list always reads at least etcd's revision when it arrived: any resourceVersion
         # the server has reached is honoured ("not older than"), a newer one is a 504.
@@ -193,6 +194,7 @@ class ResourceReads(HandlerBase):
         text, selector = label_selector(request)
         fields = field_filter(request, target.kind)
         requested_rv = queryparams.watch_resource_version(request)
+        queryparams.whole_list_options(request, watch=True)
         timeout = queryparams.timeout_seconds(request)
         await self._reached(target, requested_rv, timeout)
 

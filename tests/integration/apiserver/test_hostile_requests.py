@@ -226,6 +226,16 @@ async def test_hostile_bodies_are_refused(
         ("resourceVersion=abc", "resourceVersion"),
         ("fieldSelector=spec.x=1", "fieldSelector"),
         ("labelSelector=" + "a" * 5000, "labelSelector"),
+        # No list is split here: a continue token was never issued (a forged one restarted
+        # the list unseen), and the watch-list protocol is not spoken.
+        ("limit=1&continue=eyJydiI6MX0", "continue"),
+        ("watch=true&timeoutSeconds=1&continue=x", "continue"),
+        ("limit=-1", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=" + "9" * 30, "limit"),
+        ("sendInitialEvents=true", "sendInitialEvents"),
+        ("watch=true&timeoutSeconds=1&sendInitialEvents=false", "sendInitialEvents"),
+        ("watch=true&timeoutSeconds=1&allowWatchBookmarks=garbage", "allowWatchBookmarks"),
     ],
 )
 async def test_bad_query_parameters_are_400(
@@ -234,6 +244,21 @@ async def test_bad_query_parameters_are_400(
     async with http.get(f"{CELLS}?{query}") as response:
         status = _status(await response.read(), 400)
     assert [cause["field"] for cause in status["details"]["causes"]] == [name]
+
+
+@pytest.mark.usefixtures("hierarchy", "no_tracebacks")
+async def test_a_limit_is_answered_with_the_whole_list_and_no_continue_token(
+    http: aiohttp.ClientSession,
+) -> None:
+    """``limit`` may be ignored (Kubernetes lets a server answer whole, without a continue
+    token, which ends a client's pager)."""
+    for name in ("a", "b"):
+        async with http.post(CELLS, json=cell_doc(name)) as response:
+            assert response.status == 201
+    async with http.get(CELLS, params={"limit": "1"}) as response:
+        listed = await response.json()
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["a", "b"]
+    assert "continue" not in listed["metadata"]
 
 
 @pytest.mark.usefixtures("hierarchy", "no_tracebacks")
