@@ -46,6 +46,13 @@ class _PortStates:
         return [_Attrs(IFLA_LINKINFO=_Attrs(IFLA_INFO_SLAVE_DATA=data))]
 
 
+@pytest.fixture(autouse=True)
+def sys_net(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty /sys/class/net (the link not shown there: the state is asked by netlink)."""
+    monkeypatch.setattr("kukeon.runtime.network.veth._SYS_NET", tmp_path)
+    return tmp_path
+
+
 @pytest.fixture
 def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     pauses: list[float] = []
@@ -75,3 +82,37 @@ def test_a_port_that_never_forwards_is_an_error_naming_its_state(
     assert f"port veth0123456789a of bridge kb-x is {named}, not forwarding" in str(raised.value)
     assert "is STP on for kb-x?" in str(raised.value)
     assert slept == list(veth._FORWARDING_PAUSES)
+
+
+class _Sysfs:
+    """The port's ``brport/state`` file, its next state written at each pause."""
+
+    def __init__(self, sys_net: Path, *states: int) -> None:
+        self.state = sys_net / PORT.host_ifname / "brport" / "state"
+        self.state.parent.mkdir(parents=True)
+        self.states = list(states)
+        self.pause(0)
+
+    def pause(self, _: float) -> None:
+        self.state.write_text(f"{self.states.pop(0) if self.states else 3}\n")
+
+
+def test_the_state_is_read_from_sysfs_when_it_shows_the_link(
+    sys_net: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file read instead of a netlink request at each look: no netlink asked at all."""
+    sysfs = _Sysfs(sys_net, 0, 0, 3)
+    monkeypatch.setattr("kukeon.runtime.network.veth.time.sleep", sysfs.pause)
+    links = _PortStates(0)
+    veth.await_forwarding(cast(Any, links), 7, PORT)
+    assert links.reads == 0
+    assert not sysfs.states
+
+
+def test_a_link_sysfs_shows_off_a_bridge_is_an_error(sys_net: Path, slept: list[float]) -> None:
+    (sys_net / PORT.host_ifname).mkdir()
+    links = _PortStates(3)
+    with pytest.raises(NetworkError) as raised:
+        veth.await_forwarding(cast(Any, links), 7, PORT)
+    assert "is None, not forwarding" in str(raised.value)
+    assert links.reads == 0

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 CLONE_NEWNET = 0x40000000
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+_SYS_NET = Path("/sys/class/net")
 _HAIRPIN = 1
 _BR_STATE_FORWARDING = 3
 _BR_STATES = ("disabled", "listening", "learning", "forwarding", "blocking")
@@ -200,8 +201,19 @@ def make_port(port: BridgePort) -> None:
         await_forwarding(ipr, index, port)
 
 
-def _port_state(ipr: IPRoute, index: int) -> int | None:
-    """The bridge port state of link ``index`` (``IFLA_BRPORT_STATE``), None off a bridge."""
+def _port_state(ipr: IPRoute, index: int, name: str) -> int | None:
+    """The bridge port state of link ``index`` called ``name`` (``IFLA_BRPORT_STATE``), None
+    off a bridge. Read from sysfs, ~20 µs of CPU where a netlink request and its parsing
+    cost ~0.4 ms, which a start pays beside containerd's calls on the same cores; by
+    netlink when sysfs does not show the link (mounted for another namespace)."""
+    link = _SYS_NET / name
+    try:
+        return int((link / "brport" / "state").read_text(encoding="ascii"))
+    except FileNotFoundError:
+        if link.exists():
+            return None
+    except ValueError:
+        pass
     found = ipr.link("get", index=index)
     info = found[0].get_attr("IFLA_LINKINFO") if found else None
     data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
@@ -214,12 +226,12 @@ def await_forwarding(ipr: IPRoute, index: int, port: BridgePort) -> None:
     drops what the cell sends until then (its first ARP, so its first connection waited a
     second's retransmit). A port that never gets there (the bridge runs STP) is an error,
     as with the bridge plugin."""
-    state = _port_state(ipr, index)
+    state = _port_state(ipr, index, port.host_ifname)
     for pause in _FORWARDING_PAUSES:
         if state == _BR_STATE_FORWARDING:
             return
         time.sleep(pause)
-        state = _port_state(ipr, index)
+        state = _port_state(ipr, index, port.host_ifname)
     if state == _BR_STATE_FORWARDING:
         return
     named = _BR_STATES[state] if state is not None and 0 <= state < len(_BR_STATES) else state
