@@ -52,6 +52,11 @@ class OutcomeUnknown(Unavailable):
     """A write failed in flight: etcd may or may not have applied it. Re-read before retrying."""
 
 
+class ResolveFailed(Unavailable):
+    """An endpoint's host name did not resolve while connecting: nothing reached etcd, and
+    DNS may answer again, so the ``Retrier`` tries again as after a refused connection."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class EtcdConfig:
     """Where etcd is and how to talk to it.
@@ -108,7 +113,8 @@ def _split_endpoint(endpoint: str) -> tuple[str, str, int]:
 async def grpc_target(endpoints: Sequence[str]) -> str:
     """One gRPC target for all endpoints, so pick_first fails over between them.
 
-    gRPC's ``ipv4:``/``ipv6:`` schemes take address lists; host names are resolved here.
+    gRPC's ``ipv4:``/``ipv6:`` schemes take address lists; host names are resolved here
+    (``ResolveFailed`` when one does not resolve; a single endpoint is gRPC's to resolve).
     """
     hosts = [_split_endpoint(e)[1:] for e in endpoints]
     if len(hosts) == 1:
@@ -121,7 +127,14 @@ async def grpc_target(endpoints: Sequence[str]) -> str:
         try:
             addresses = [ipaddress.ip_address(host)]
         except ValueError:
-            infos = await loop.getaddrinfo(host, port, proto=6)
+            try:
+                infos = await loop.getaddrinfo(host, port, proto=6)
+            except OSError as error:  # socket.gaierror, or an unreachable resolver
+                # Raw, it escaped every caller's handling of etcd's failures (the API
+                # answered 500, a controller logged a traceback).
+                raise ResolveFailed(
+                    f"cannot resolve etcd endpoint host {host!r}: {error.strerror or error}"
+                ) from error
             addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
         for address in addresses:
             if address.version == 4:
@@ -368,6 +381,9 @@ class Retrier:
             except TimeoutError as error:
                 if loop.time() + delay > deadline:
                     raise Unavailable(f"{what}: cannot connect to etcd ({error!r})") from error
+            except ResolveFailed as error:  # raised by connect(): no request was sent
+                if loop.time() + delay > deadline:
+                    raise Unavailable(f"{what}: cannot connect to etcd ({error})") from error
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 1.0)
 

@@ -20,7 +20,7 @@ from aetcd import rpc
 
 from kukeon.retrying import Backoff
 
-from .connection import EtcdClient, EtcdConfig, is_transient
+from .connection import EtcdClient, EtcdConfig, ResolveFailed, is_transient
 from .errors import Gone, StoreError, Unavailable
 from .keys import range_end
 
@@ -84,7 +84,7 @@ async def resumable_watch(
                     f"watch {what}: etcd refused the stream ({error.details()})"
                 ) from error
             reason = f"{error.code().name}: {error.details()}"
-        except (_WatchStreamEndedError, TimeoutError) as error:
+        except (_WatchStreamEndedError, TimeoutError, ResolveFailed) as error:
             reason = str(error) or repr(error)
         finally:
             await stream.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,49 @@ async def test_connect_to_nothing_is_unavailable_after_the_budget() -> None:
     config = EtcdConfig(endpoints=[f"127.0.0.1:{free_tcp_port()}"], retry_timeout=0.5)
     with pytest.raises(Unavailable, match="etcd is unavailable"):
         await Registry.connect(config)
+
+
+def _failing_dns(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[str]:
+    """socket.getaddrinfo (asyncio's default resolver) failing ``failures`` times for
+    ``*.invalid``, then resolving it to 127.0.0.1; returns the names asked."""
+    asked: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.endswith(".invalid"):
+            asked.append(host)
+            if len(asked) <= failures:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            host = "127.0.0.1"
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+_NAMED = ["etcd-0.invalid:2379", "etcd-1.invalid:2379"]
+
+
+async def test_an_endpoint_name_that_does_not_resolve_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Several endpoints are resolved by kukeon, not gRPC: a DNS failure was a raw OSError
+    past the Retrier (the API's 500, a controller's traceback)."""
+    asked = _failing_dns(monkeypatch, failures=10_000)
+    with pytest.raises(Unavailable, match=r"cannot resolve etcd endpoint host 'etcd-0\.invalid'"):
+        await Registry.connect(EtcdConfig(endpoints=_NAMED, retry_timeout=0.3))
+    assert len(asked) > 1  # retried as a refused connection is
+
+
+async def test_a_name_that_resolves_again_is_connected_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = _failing_dns(monkeypatch, failures=2)
+    client = EtcdClient(EtcdConfig(endpoints=_NAMED))
+    try:
+        retrier = Retrier(client=client, retry_timeout=5.0)
+        assert await retrier.run(_flaky(), what="put", repeatable=False) == "done"
+    finally:
+        await client.close()
+    assert asked[:2] == ["etcd-0.invalid", "etcd-0.invalid"]
 
 
 def test_several_tls_endpoints_are_verified_by_the_first_ones_name() -> None:
