@@ -7,7 +7,8 @@ cell reassigned to another node), and a crash can interrupt a build or a teardow
 record not written). At start and periodically the node compares what it has on the host
 with what etcd says it should run and removes the difference:
 
-- containers carrying this node's label;
+- containers carrying this node's label (but of no cell whose stored document cannot be
+  read: which node runs it, or whether it is gone, is unknown);
 - cells known from this node's state directory (their files, their attachment record):
   their cgroup, network attachment and files;
 - network namespaces this node made (its own record says so: the netns directory may be
@@ -170,13 +171,17 @@ async def collect_orphans(
     """
     found = await list_host(host)
     all_cells = [c for c in (await registry.list(Kind.CELL)).items if isinstance(c, Cell)]
+    # Cells whose stored document does not decode are kept as if they ran here
+    # (layergc.local_cell_keys says why); the list above brought them up to date.
+    unreadable = set(registry.invalid_under(Kind.CELL))
     here = runs_here or _assigned_to(host.settings.node_name)
     instance = host.networks.settings.instance
     sweep = _Sweep(
         host,
         found,
-        wanted={cell_key(c) for c in all_cells if here(c)},
-        named_anywhere={network_id(cell_key(c), instance) for c in all_cells},
+        wanted={cell_key(c) for c in all_cells if here(c)} | unreadable,
+        named_anywhere={network_id(cell_key(c), instance) for c in all_cells}
+        | {network_id(key, instance) for key in unreadable},
         conflists=await space_conflists(host, registry),
     )
     await sweep.containers(cells)

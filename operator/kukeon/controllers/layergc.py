@@ -220,14 +220,26 @@ async def _get(registry: Registry, kind: Kind, key: Key) -> Layer | None:
     return found if isinstance(found, Realm | Space | Stack) else None
 
 
+async def local_cell_keys(
+    registry: Registry, scope: Key = (), *, runs_here: Callable[[Cell], bool]
+) -> list[Key]:
+    """The keys of this node's cells under ``scope``, and of every cell there whose stored
+    document cannot be read: which node runs one, or whether it is gone, is unknown, so
+    what the host has of it stays (its containers, network, cgroup and the levels above)
+    until its key is deleted or holds a valid document again. Otherwise a cell's
+    workload was killed by the next orphan pass after a bad write into etcd (a typo,
+    a truncated restore), which is not a request to stop it."""
+    cells = await registry.list(Kind.CELL, scope)  # brings `invalid_under` up to date too
+    local = [key_of(c) for c in cells.items if isinstance(c, Cell) and runs_here(c)]
+    return [*local, *registry.invalid_under(Kind.CELL, scope)]
+
+
 async def _fresh(
     registry: Registry, key: Key, *, runs_here: Callable[[Cell], bool]
 ) -> tuple[Layer | None, list[Key]]:
     """The document of ``key`` and the keys of this node's cells below it, read now."""
     doc = await _get(registry, KIND_OF_DEPTH[len(key)], key)
-    cells = await registry.list(Kind.CELL, key)
-    local = [key_of(c) for c in cells.items if isinstance(c, Cell) and runs_here(c)]
-    return doc, local
+    return doc, await local_cell_keys(registry, key, runs_here=runs_here)
 
 
 class LayerCollector:
@@ -258,8 +270,7 @@ class LayerCollector:
             for obj in (await self.registry.list(kind)).items:
                 if isinstance(obj, Realm | Space | Stack):
                     docs[key_of(obj)] = obj
-        cells = [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
-        local = [key_of(c) for c in cells if self.runs_here(c)]
+        local = await local_cell_keys(self.registry, runs_here=self.runs_here)
         for key in plan_layer_orphans(candidates, docs=docs, local_cells=local, node=self.node):
             await self._collect(key, inventory)
         return self.removed
@@ -375,6 +386,7 @@ __all__ = [
     "LayerInventory",
     "collect_layer_orphans",
     "list_layers",
+    "local_cell_keys",
     "namespace_in_use_elsewhere",
     "needed_here",
     "own_conflist",

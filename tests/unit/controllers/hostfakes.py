@@ -229,6 +229,10 @@ class ScopedStore(FakeStore):
         items = [obj for obj in listing.items if _key(obj)[: len(scope)] == scope]
         return ResourceList(items, listing.resource_version)
 
+    def invalid_under(self, kind: Kind, scope: tuple[str, ...] = ()) -> tuple[tuple[str, ...], ...]:
+        """Nothing stored here is invalid: the store holds objects, not documents."""
+        return ()
+
 
 def _key(obj: AnyResource) -> tuple[str, ...]:
     from kukeon.api import key_of

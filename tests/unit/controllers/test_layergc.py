@@ -177,6 +177,9 @@ class FakeLayerRegistry:
     async def list(self, kind: Kind, scope: tuple[str, ...] = ()) -> SimpleNamespace:
         return SimpleNamespace(items=[], resource_version=1)
 
+    def invalid_under(self, kind: Kind, scope: tuple[str, ...] = ()) -> tuple[tuple[str, ...], ...]:
+        return ()
+
 
 class RecordingCgroups:
     def __init__(self) -> None:
