@@ -31,6 +31,14 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"volumes": [{"kind": "tmpfs", "target": "/dev"}]}, "volumes[0]", "cannot replace /dev"),
     ({"volumes": [{"source": "/srv", "target": "/"}]}, "volumes[0]", "root directory"),
     ({"volumes": [{"source": "/proc", "target": "/proc"}]}, "volumes[0]", "/proc"),
+    # runc binds nothing inside /proc but the files lxcfs emulates (checkProcMount).
+    ({"volumes": [{"source": "/srv", "target": "/proc/sys"}]}, "volumes[0]", "inside /proc"),
+    ({"volumes": [{"source": "/a", "target": "/proc/1/x/"}]}, "volumes[0]", "inside /proc"),
+    (
+        {"secrets": [{"name": "s", "fromEnv": "S", "mountPath": "/proc/self/s"}]},
+        "secrets",
+        "inside /proc",
+    ),
     ({"tmpfs": [{"path": "/x", "options": ["bogus"]}]}, "tmpfs[0].options[0]", "not a tmpfs"),
     ({"tmpfs": [{"path": "/x", "options": ["exec=1"]}]}, "tmpfs[0].options[0]", "not a tmpfs"),
     ({"tmpfs": [{"path": "/x", "options": ["size=1q"]}]}, "tmpfs[0].options[0]", "not a valid"),
@@ -74,6 +82,7 @@ ACCEPTED: list[dict[str, Any]] = [
     {"securityOpts": ["no-new-privileges", "seccomp:unconfined", "no-new-privileges=false"]},
     {"tmpfs": [{"path": "/dev/shm", "options": ["size=64m", "mode=1777", "exec"]}]},
     {"tmpfs": [{"path": "/proc/sys"}]},
+    {"volumes": [{"source": "/srv/lxcfs/proc/uptime", "target": "/proc/uptime"}]},
     {"tmpfs": [{"path": "/x", "options": ["size=50%", "nr_inodes=1k", "uid=1000", "gid=0"]}]},
     {"tmpfs": [{"path": "/x", "options": ["noatime", "tmpcopyup", "huge=within_size"]}]},
     {"tmpfs": [{"path": "/x", "options": ["mpol=bind:0-1", "mode=01777", "ro"]}]},

@@ -8,8 +8,8 @@ or tmpfs), its ``tmpfs`` entries (Docker's ``--tmpfs`` defaults), the staged sec
 (read-only binds), the tty wrapper's state directory, and the cell's rendered /etc/hosts,
 /etc/hostname and /etc/resolv.conf, shared by the cell's containers and so read-only. A
 mount of the container's own at a standard destination replaces the standard one; one
-destination used twice, a mount runc cannot make (over ``/``, over ``/proc``, a tmpfs over
-``/dev``) and a tmpfs option the kernel does not know are each a
+destination used twice, a mount runc cannot make (over ``/``, over ``/proc``, a bind
+inside ``/proc``, a tmpfs over ``/dev``) and a tmpfs option the kernel does not know are each a
 :class:`~.specerrors.FieldError` naming the field. Pure: the runtime spec builder
 (:mod:`.spec`) hands over what it got from its caller, and the API server runs the same
 checks on a write (:mod:`.speccheck`).
@@ -28,6 +28,25 @@ from kukeon.runtime.containerd.specerrors import FieldError
 
 CELL_FILES: Final = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 """Where the cell's rendered files are mounted, in this order."""
+
+RUNC_PROC_MOUNTS: Final = frozenset(
+    {
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+        "/proc/sys/crypto/fips_enabled",
+    }
+)
+"""The only destinations inside /proc runc binds anything at (its ``checkProcMount``: the
+files lxcfs emulates); a bind anywhere else in /proc fails the container's start, "cannot
+be mounted because it is inside /proc" (a tmpfs is not checked: over /proc/sys it works)."""
 
 
 def container_mounts(
@@ -140,13 +159,21 @@ def _own_mounts(
 
 def _check_destination(field: str, mount: Mapping[str, Any]) -> None:
     """Refuse a mount runc cannot make: the container's root (it would hide the /dev and
-    /proc runc mounts), /proc (runc mounts only a proc filesystem there) or a tmpfs over
-    /dev (it hides the device nodes runc creates, /dev/null first)."""
+    /proc runc mounts), /proc (runc mounts only a proc filesystem there), a bind inside
+    /proc (but at ``RUNC_PROC_MOUNTS``) or a tmpfs over /dev (it hides the device nodes runc
+    creates, /dev/null first)."""
     destination = mount["destination"]
     if destination == "/":
         raise FieldError(field, "cannot mount over the container's root directory /")
     if destination == "/proc":
         raise FieldError(field, "cannot mount over /proc (the container's own proc filesystem)")
+    inside_proc = destination.startswith("/proc/") and destination not in RUNC_PROC_MOUNTS
+    if inside_proc and mount["type"] == "bind":
+        why = (
+            f"cannot bind at {destination}, inside /proc: runc refuses it (only at "
+            f"{', '.join(sorted(RUNC_PROC_MOUNTS))})"
+        )
+        raise FieldError(field, why)
     if destination == "/dev" and mount["type"] == "tmpfs":
         why = "a tmpfs cannot replace /dev (it would hide the device nodes, /dev/null first)"
         raise FieldError(field, why)
