@@ -28,7 +28,7 @@ from aiohttp import web
 from kukeon.api import Kind
 from kukeon.apiserver.profileruns import ProfileRuns
 from kukeon.apiserver.quotausage import QUOTA_SUBRESOURCE, QuotaUsageReads
-from kukeon.apiserver.request import PRINCIPAL_KEY, is_watch, principal_of
+from kukeon.apiserver.request import PRINCIPAL_KEY, check_accept, is_watch, principal_of
 from kukeon.apiserver.resourcereads import ResourceReads
 from kukeon.apiserver.routeindex import RouteShortcut
 from kukeon.apiserver.target import Target, route_patterns, target_of
@@ -82,6 +82,7 @@ class ResourceHandlers(ResourceReads, ProfileRuns, QuotaUsageReads):
         handler: Callable[[web.Request, Target], Any], kind: Kind, subresource: str | None = None
     ) -> Callable[[web.Request], Any]:
         async def bound(request: web.Request) -> web.StreamResponse:
+            check_accept(request)
             result: web.StreamResponse = await handler(
                 request, target_of(request, kind, subresource=subresource)
             )

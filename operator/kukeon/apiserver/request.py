@@ -150,3 +150,31 @@ def field_filter(request: web.Request, kind: Kind) -> FieldSelector[AnyResource]
         raise ApiError(
             400, f"fieldSelector: {exc}", causes=[Cause("fieldSelector", str(exc))]
         ) from None
+
+
+_JSON_RANGES = frozenset({"*/*", "application/*", JSON_MEDIA_TYPE})
+
+
+def check_accept(request: web.Request) -> None:
+    """A 406 when the ``Accept`` header asks only for what the resource routes never send
+    (YAML, protobuf, a Table, HTML), as kube-apiserver's: such a client was answered JSON
+    it had not asked for and failed decoding it. No header, ``*/*`` or JSON is fine; a JSON
+    range with ``as=`` (a conversion, kubectl's Table) is another type, and ``q=0`` refuses."""
+    header = request.headers.get("Accept", "").strip()
+    if not header:
+        return
+    for media_range in header.split(","):
+        kind, *parameters = (part.strip() for part in media_range.split(";"))
+        params = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (p.partition("=") for p in parameters)
+        }
+        if kind.lower() not in _JSON_RANGES or "as" in params:
+            continue
+        if params.get("q") not in ("0", "0.0", "0.00", "0.000"):
+            return
+    raise ApiError(
+        406,
+        f"only {JSON_MEDIA_TYPE} is served here; the Accept header asks for {quote(header)}",
+        reason="NotAcceptable",
+    )

@@ -286,3 +286,35 @@ async def test_long_running_routes_escape_the_request_timeout(fake: FakeRegistry
         assert (await test_client.get("/stream", headers=_auth())).status == 504
         followed = await test_client.get("/stream", params={"follow": "true"}, headers=_auth())
         assert followed.status == 200
+
+
+@pytest.mark.parametrize(
+    ("accept", "code"),
+    [
+        (None, 200),
+        ("application/json", 200),
+        ("*/*", 200),
+        ("application/json;stream=watch", 200),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", 200),  # a browser
+        ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json", 200),  # kubectl get
+        ("application/yaml", 406),
+        ("application/vnd.kubernetes.protobuf", 406),
+        ("application/json;as=Table;v=v1;g=meta.k8s.io", 406),
+        ("application/json;q=0", 406),
+        ("garbage/;;;", 406),
+    ],
+)
+async def test_an_accept_header_the_api_cannot_answer_is_a_406(
+    client: TestClient[Any, Any], fake: FakeRegistry, accept: str | None, code: int
+) -> None:
+    """A client asking only for YAML, protobuf or a Table was answered JSON it then failed
+    to decode: kube-apiserver's 406 instead, before anything is read."""
+    headers = _auth() if accept is None else {**_auth(), "Accept": accept}
+    for path in (f"{V}/realms", f"{V}/realms/r"):
+        response = await client.get(path, headers=headers)
+        assert response.status == code, await response.text()
+        body = await response.json()
+        if code == 406:
+            assert body["reason"] == "NotAcceptable"
+    if code == 406:
+        assert fake.calls == []
