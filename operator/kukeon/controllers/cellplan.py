@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kukeon.api import (
     Cell,
@@ -423,11 +423,7 @@ def _after_exit(
         finished_at=exited.finished,
     )
     pause = restart_pause_seconds(backoff_seconds=spec.restart_backoff_seconds, loop_restarts=loop)
-    due = restart_due_at(
-        finished_at=exited.finished,
-        backoff_seconds=spec.restart_backoff_seconds,
-        loop_restarts=loop,
-    )
+    due = _due(inputs, exited, loop_restarts=loop, pause=pause)
     remaining = (due - inputs.now).total_seconds()
     if remaining > 0:
         status = waiting(status, spec.id, exited, pause=pause, due=due)
@@ -463,6 +459,32 @@ def _gave_up(status: ContainerStatus, exited: Exit, spec: ContainerSpec) -> str:
     if said is not None and (said == why or said.endswith(f" ({why})")):
         return said  # read back from the status (its shim died): said once already
     return f"{said} ({why})" if said else why
+
+
+CLOCK_STEP_SLACK = timedelta(seconds=60)
+"""How far a clock may have stepped back before a wait is re-anchored: an exit containerd
+timed a little after the pass's clock (skew between the two) keeps its due time, and so
+the status it reported."""
+
+
+def _due(inputs: ContainerInputs, exited: Exit, *, loop_restarts: int, pause: float) -> datetime:
+    """When the restart after ``exited`` is due: its pause after the exit, on the wall clock
+    (read from the status, so a kukeond restart keeps it), never much more than the pause
+    from now. A clock stepped back since the exit (NTP correcting one that ran ahead) would
+    otherwise hold the restart for as long as the step (a day back: a 10 s back-off waited
+    a day): past `CLOCK_STEP_SLACK` the wait is until the due time it already reported
+    within the pause, else the pause from now, which the next pass reads back so that the
+    wait ends."""
+    due = restart_due_at(
+        finished_at=exited.finished,
+        backoff_seconds=inputs.spec.restart_backoff_seconds,
+        loop_restarts=loop_restarts,
+    )
+    latest = inputs.now + timedelta(seconds=pause)
+    if due <= latest + CLOCK_STEP_SLACK:
+        return due
+    reported = inputs.previous.restart_time if inputs.previous is not None else None
+    return reported if reported is not None and reported <= latest else latest
 
 
 def _restarted(

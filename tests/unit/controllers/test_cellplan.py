@@ -793,3 +793,39 @@ def test_a_plan_applied_then_planned_again_asks_for_nothing(
 def replace_message(before: ContainerStatus, after: ContainerStatus) -> ContainerStatus:
     """A wait's message counts the seconds left: the only field that may move."""
     return before.model_copy(update={"message": after.message})
+
+
+def test_a_clock_stepped_back_during_a_back_off_delays_the_restart_by_the_pause_only() -> None:
+    """The due time is on the wall clock (kept in the status across kukeond restarts); a
+    clock stepped back a day while a 10 s back-off runs waited a day for the restart."""
+    container_spec = spec("always", backoff=10)
+    task = stopped_task(1, at=T0)
+
+    def stored(s: ContainerStatus) -> ContainerStatus:
+        return ContainerStatus.model_validate(s.model_dump(mode="json", by_alias=True))
+
+    waiting = plan(container_spec, previous=ran(restart_count=1), container=kept(), task=task)
+    assert waiting.wake_in == 10
+    stepped = T0 - timedelta(days=1)
+    back = plan(
+        container_spec, previous=stored(waiting.status), container=kept(), task=task, now=stepped
+    )
+    assert back.start is None
+    assert back.wake_in == 10
+    assert back.restart_at == stepped + timedelta(seconds=10)
+    # Read back, the wait it reported stands: nothing new to write halfway, then the start.
+    halfway = stepped + timedelta(seconds=5)
+    again = plan(
+        container_spec, previous=stored(back.status), container=kept(), task=task, now=halfway
+    )
+    assert again.status == stored(back.status)
+    assert again.wake_in == 5
+    assert again.restart_at is not None
+    due = plan(
+        container_spec,
+        previous=stored(again.status),
+        container=kept(),
+        task=task,
+        now=again.restart_at,
+    )
+    assert due.start == StartTask(restart=True)
