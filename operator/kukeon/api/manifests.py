@@ -25,7 +25,7 @@ from yaml.constructor import ConstructorError
 
 from kukeon.api.kinds import AnyResource, parse_resource, to_document
 from kukeon.api.validation import InvalidResource
-from kukeon.api.yamlread import JsonYamlLoader
+from kukeon.api.yamlread import JsonYamlLoader, finite_json_float, refuse_json_constant
 
 __all__ = ["ManifestError", "dump_manifests", "load_manifests"]
 
@@ -115,9 +115,14 @@ def _raw_documents(text: str) -> Iterator[Any]:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
-            value = json.loads(text)
+            value = json.loads(
+                text, parse_constant=refuse_json_constant, parse_float=finite_json_float
+            )
         except json.JSONDecodeError:
             pass  # YAML flow style also starts with a brace
+        except ValueError as exc:  # NaN, Infinity, 1e999: JSON has no such numbers
+            yield _Unreadable(f"invalid JSON: {exc}", fatal=True)
+            return
         else:
             yield from value if isinstance(value, list) else [value]
             return

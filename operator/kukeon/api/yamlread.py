@@ -12,11 +12,22 @@ refused here (``NotJsonDataError``, a ``yaml.YAMLError``), naming the tag and it
 column. The scalars are YAML 1.2's, as kukeon's Go reader reads them: ``yes``, ``on``,
 ``no``, ``off`` stay text, timestamps stay text (pydantic parses those that are fields),
 no base-60 numbers. A key repeated in one mapping is an error, not a silently lost line.
+
+JSON has no NaN or infinity (the JSON readers refuse them), so neither has this reader:
+``.nan``, ``.inf``, ``-.inf`` and a float too large (``1.0e+999``) are refused
+(``NotJsonNumberError``), naming the value and its line. A mapping's key is JSON's, a
+string: an integer, float or boolean key is written as text the way ``sigs.k8s.io/yaml``
+writes it (``1: x`` is ``"1"``, ``true: y`` ``"true"``, ``1.5: w`` ``"1.5"``, ``.inf: v``
+``".inf"``), so two keys that become one string (``1`` and ``"1"``) are a repeated key; a
+null key (``null: z``, ``~: z``, ``? z``) or a mapping or sequence as a key has no text and
+is refused as sigs.k8s.io/yaml refuses it.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import struct
 from typing import Any
 
 import yaml
@@ -29,7 +40,11 @@ __all__ = [
     "CJsonYamlLoader",
     "JsonYamlLoader",
     "NotJsonDataError",
+    "NotJsonNumberError",
+    "finite_json_float",
+    "is_finite_yaml_float",
     "load_yaml",
+    "refuse_json_constant",
     "short_tag",
     "use_kukeon_scalars",
 ]
@@ -91,21 +106,111 @@ class NotJsonDataError(ConstructorError):
         self.tag = tag
 
 
+def not_json_number_message(text: str) -> str:
+    return (
+        f"the YAML value {text} is not a JSON number: JSON has no NaN or infinity (a JSON "
+        "body with NaN or Infinity is refused alike); write a finite number, or text"
+    )
+
+
+class NotJsonNumberError(ConstructorError):
+    """A float JSON cannot hold: ``.nan``, ``.inf``, ``-.inf``, or one too large."""
+
+    def __init__(self, text: str, mark: Mark | None) -> None:
+        super().__init__(None, None, not_json_number_message(text), mark)
+
+
+def refuse_json_constant(name: str) -> Any:
+    """``json.loads``' ``parse_constant``: Python's decoder reads NaN and Infinity, JSON has
+    neither."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def finite_json_float(text: str) -> float:
+    """``json.loads``' ``parse_float``: a number past a float's range (``1e999``) is refused
+    as NaN and Infinity are, where Python's decoder made it an infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return value
+
+
+def is_finite_yaml_float(text: str) -> bool:
+    """Whether a scalar resolved as ``!!float`` is a number JSON has (as PyYAML reads it)."""
+    value = text.replace("_", "").lower()
+    if value.lstrip("+-") in (".inf", ".nan"):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return True  # not a number at all: the constructor says so
+
+
+def _go_float32_text(value: float) -> str:
+    """``strconv.FormatFloat(value, 'g', -1, 32)``, which sigs.k8s.io/yaml writes a float
+    key as: the value as a float32 (beyond its range an infinity), in the shortest digits
+    that read back as it, exponent form below 1e-4 and from 1e6 on; ``.inf``, ``-.inf``
+    and ``.nan`` for the values JSON has not."""
+    try:
+        single: float = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:  # past float32's range: Go's float32() is an infinity
+        single = math.copysign(math.inf, value)
+    if math.isnan(single):
+        return ".nan"
+    if math.isinf(single):
+        return ".inf" if single > 0 else "-.inf"
+    digits, text = 1, f"{single:.0e}"
+    while struct.unpack("f", struct.pack("f", float(text)))[0] != single:
+        digits += 1
+        text = f"{single:.{digits - 1}e}"
+    mantissa, exponent = text.split("e")
+    exp = int(exponent)
+    if exp < -4 or exp >= 6:
+        return f"{mantissa.rstrip('0').rstrip('.') if '.' in mantissa else mantissa}e{exp:+03d}"
+    return f"{single:.{max(digits - 1 - exp, 0)}f}"
+
+
 class _JsonData:
     """The constructor of a SafeLoader, C or Python, limited to JSON's values."""
 
-    def construct_object(self, node: Node, deep: bool = False) -> Any:
+    def _construct(self, node: Node, deep: bool) -> Any:
         if node.tag not in JSON_TAGS:
             raise NotJsonDataError(node.tag, node.start_mark)
         return super().construct_object(node, deep=deep)  # type: ignore[misc]
 
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        value = self._construct(node, deep)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NotJsonNumberError(str(node.value), node.start_mark)
+        return value
+
+    def _key(self, mapping: MappingNode, key_node: Node, deep: bool) -> str:
+        """A mapping key as JSON's text, as sigs.k8s.io/yaml converts it."""
+        key = self._construct(key_node, deep)
+        if isinstance(key, str):
+            return key
+        if isinstance(key, bool):
+            return "true" if key else "false"
+        if isinstance(key, int):
+            return str(key)
+        if isinstance(key, float):
+            return _go_float32_text(key)
+        what = "null" if key is None else "a mapping or sequence"
+        raise ConstructorError(
+            "while constructing a mapping",
+            mapping.start_mark,
+            f"found a key that is {what}: a JSON object's key is text (a string, number or "
+            "boolean written as text); write the key as text",
+            key_node.start_mark,
+        )
+
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+        seen: set[str] = set()
         for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:  # `<<`: merged (and checked) by the base class
+            if key_node.tag == _MERGE_TAG:  # `<<`: merged below, its keys overridden
                 continue
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            key = self._key(node, key_node, deep)
+            if key in seen:
                 raise ConstructorError(
                     "while constructing a mapping",
                     node.start_mark,
@@ -113,7 +218,11 @@ class _JsonData:
                     key_node.start_mark,
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[misc,no-any-return]
+        self.flatten_mapping(node)  # type: ignore[attr-defined]
+        return {
+            self._key(node, key_node, deep): self.construct_object(value_node, deep=deep)
+            for key_node, value_node in node.value
+        }
 
 
 class JsonYamlLoader(_JsonData, yaml.SafeLoader):

@@ -24,7 +24,15 @@ from typing import Any
 import yaml
 
 from kukeon.api.meta import quote
-from kukeon.api.yamlread import JSON_TAGS, CJsonYamlLoader, not_json_message
+from kukeon.api.yamlread import (
+    JSON_TAGS,
+    CJsonYamlLoader,
+    finite_json_float,
+    is_finite_yaml_float,
+    not_json_message,
+    not_json_number_message,
+    refuse_json_constant,
+)
 
 MAX_DEPTH = 100
 """Deepest nesting of objects/arrays a body may have; a kukeon document needs about 8."""
@@ -71,10 +79,6 @@ def json_depth(raw: bytes) -> int:
     return max(0, max(accumulate(_STEP[b] for b in brackets)))
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 class _Duplicates:
     """Objects that had a key twice while decoding, to name their path afterwards."""
 
@@ -118,7 +122,12 @@ def decode_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     duplicates = _Duplicates()
     try:
         text = raw.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=duplicates.hook, parse_constant=_refuse_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=duplicates.hook,
+            parse_constant=refuse_json_constant,
+            parse_float=finite_json_float,
+        )
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"the request body is not UTF-8: {exc.reason}") from None
     except json.JSONDecodeError as exc:
@@ -188,6 +197,28 @@ def _node_path(frame: _Frame | None, event: yaml.NodeEvent, *, duplicates: bool)
     return f"{frame.path}[{frame.index}]"
 
 
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_NULL_TAG = "tag:yaml.org,2002:null"
+
+
+def _refused_value(scanner: Any, event: yaml.NodeEvent, *, is_key: bool) -> str | None:
+    """Why JSON has no such node, or None: a float it has not (``.nan``, ``.inf``,
+    ``1.0e+999``), or a key with no text (null, a mapping, a sequence; other keys are
+    written as text, as sigs.k8s.io/yaml does)."""
+    if not isinstance(event, yaml.ScalarEvent):
+        if is_key and isinstance(event, yaml.CollectionStartEvent):
+            return "a mapping or sequence is not a key: a JSON object's key is text"
+        return None
+    tag = event.tag
+    if tag in (None, "!"):
+        tag = scanner.resolve(yaml.ScalarNode, event.value, event.implicit)
+    if is_key:
+        return "null is not a key: a JSON object's key is text" if tag == _NULL_TAG else None
+    if tag == _FLOAT_TAG and not is_finite_yaml_float(event.value):
+        return not_json_number_message(quote(event.value))
+    return None
+
+
 def _scan_yaml(
     text: str,
     max_depth: int,
@@ -225,6 +256,7 @@ def _scan_yaml(
             if not isinstance(event, yaml.NodeEvent):
                 continue
             frame = stack[-1] if stack else None
+            is_key = frame is not None and frame.mapping and frame.expecting_key
             path = _node_path(frame, event, duplicates=duplicates)
             if isinstance(event, yaml.AliasEvent):
                 where = quote(path) if path else "the top level"
@@ -233,6 +265,9 @@ def _scan_yaml(
             if tag not in (None, "!") and tag not in JSON_TAGS:
                 where = quote(path) if path else "the top level"
                 raise BodyError(400, f"{not_json_message(tag)} (at {where})", field=path)
+            if tags and (refusal := _refused_value(scanner, event, is_key=is_key)):
+                where = quote(path) if path else "the top level"
+                raise BodyError(400, f"{refusal} (at {where})", field=path)
             if isinstance(event, yaml.CollectionStartEvent):
                 if len(stack) >= max_depth:
                     raise BodyError(

@@ -13,7 +13,13 @@ import yaml
 
 from kukeon.api import load_manifests
 from kukeon.api.manifests import ManifestError
-from kukeon.api.yamlread import CJsonYamlLoader, JsonYamlLoader, NotJsonDataError, load_yaml
+from kukeon.api.yamlread import (
+    CJsonYamlLoader,
+    JsonYamlLoader,
+    NotJsonDataError,
+    NotJsonNumberError,
+    load_yaml,
+)
 from kukeon.apiserver.auth import TokenBook, TokensFileError
 from kukeon.cli.config import ConfigError as KukectlConfigError
 from kukeon.cli.configfile import read_config
@@ -122,3 +128,100 @@ def test_every_yaml_reader_uses_the_shared_loader() -> None:
     assert found == {}
     bodies = (PACKAGE / "apiserver" / "bodies.py").read_text()
     assert "_Loader = CJsonYamlLoader" in bodies
+
+
+NOT_JSON_NUMBERS = [
+    ("a: .nan\n", ".nan"),
+    ("a: .NaN\n", ".NaN"),
+    ("a: .inf\n", ".inf"),
+    ("a: -.Inf\n", "-.Inf"),
+    ("a: +.inf\n", "+.inf"),
+    ("a: 1.0e+999\n", "1.0e+999"),
+    ("a: !!float nan\n", "nan"),
+    ("b: 1\nlist:\n- 1.5\n- -.inf\n", "-.inf"),
+]
+
+
+@pytest.mark.parametrize("loader", [JsonYamlLoader, CJsonYamlLoader])
+@pytest.mark.parametrize(("text", "value"), NOT_JSON_NUMBERS)
+def test_a_float_json_has_not_is_refused_naming_it(
+    loader: type[yaml.SafeLoader], text: str, value: str
+) -> None:
+    """JSON has no NaN or infinity (the API's JSON reader refuses them): they passed here."""
+    with pytest.raises(NotJsonNumberError) as refused:
+        yaml.load(text, Loader=loader)
+    said = str(refused.value)
+    assert f"the YAML value {value} is not a JSON number" in said
+    assert f"line {text.count(chr(10))}" in said
+
+
+def test_text_that_looks_like_nan_stays_text() -> None:
+    assert load_yaml("a: nan\nb: inf\nc: '.nan'\nd: 1e999\ne: .5\n") == {
+        "a": "nan",
+        "b": "inf",
+        "c": ".nan",
+        "d": "1e999",
+        "e": 0.5,
+    }
+
+
+@pytest.mark.parametrize("loader", [JsonYamlLoader, CJsonYamlLoader])
+def test_keys_are_text_as_sigs_k8s_io_yaml_writes_them(loader: type[yaml.SafeLoader]) -> None:
+    """``strconv`` formatting, a float key as a float32; `1` and `true` were one key here
+    (Python's 1 == True), reported as a duplicate."""
+    text = (
+        "1: a\ntrue: b\nFalse: c\n0x10: d\n1.5: e\n.inf: g\n-.inf: h\n.nan: i\n"
+        "1000000.0: j\n0.1: k\n3.14159265358979: l\n-0.0: n\n0.00001: o\n"
+    )
+    assert yaml.load(text, Loader=loader) == {
+        "1": "a",
+        "true": "b",
+        "false": "c",
+        "16": "d",
+        "1.5": "e",
+        ".inf": "g",
+        "-.inf": "h",
+        ".nan": "i",
+        "1e+06": "j",
+        "0.1": "k",
+        "3.1415927": "l",
+        "-0": "n",
+        "1e-05": "o",
+    }
+    assert yaml.load("1.0e+300: m\n", Loader=loader) == {".inf": "m"}  # past float32's range
+
+
+@pytest.mark.parametrize("loader", [JsonYamlLoader, CJsonYamlLoader])
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("a: 1\nnull: z\n", "found a key that is null"),
+        ("a: 1\n~: z\n", "found a key that is null"),
+        ("a: 1\n? [x]\n: z\n", "found a key that is a mapping or sequence"),
+        ("a: 1\n? {x: 1}\n: z\n", "found a key that is a mapping or sequence"),
+        ("1: a\n'1': b\n", "found duplicate key '1'"),
+        ("1: a\n1.0: b\n", "found duplicate key '1'"),
+    ],
+)
+def test_a_key_json_cannot_have_is_refused(
+    loader: type[yaml.SafeLoader], text: str, said: str
+) -> None:
+    with pytest.raises(yaml.constructor.ConstructorError) as refused:
+        yaml.load(text, Loader=loader)
+    assert said in str(refused.value)
+    assert "line 2" in str(refused.value)
+
+
+def test_a_manifest_with_nan_is_an_invalid_document() -> None:
+    realm = "apiVersion: v1beta1\nkind: Realm\nmetadata:\n  name: r\n"
+    text = realm + "---\n" + realm + "spec:\n  limits:\n    memory: .inf\n"
+    with pytest.raises(ManifestError) as refused:
+        load_manifests(text)
+    said = str(refused.value)
+    assert "document 1: invalid YAML: the YAML value .inf is not a JSON number" in said
+    assert "line 12" in said
+    for number in ("NaN", "Infinity", "-Infinity", "1e999"):
+        json_text = '{"apiVersion": "v1beta1", "kind": "Realm", "metadata": {"name": "r"}, '
+        json_text += f'"spec": {{"x": {number}}}}}'
+        with pytest.raises(ManifestError, match=f"invalid JSON: {number}"):
+            load_manifests(json_text)
