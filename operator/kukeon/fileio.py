@@ -2,15 +2,44 @@
 
 One helper for every layer that writes state files (the store's certificates and key file,
 the runtime's conflists, records and staged secrets): it imports nothing of kukeon, so the
-store and the runtime may both use it without depending on each other.
+store and the runtime may both use it without depending on each other. Beside it, the
+check of a credential file an administrator gives kukeond (``warn_if_open_to_others``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def warn_if_open_to_others(path: Path, what: str) -> bool:
+    """Log a warning when users other than ``path``'s owner and group may read or write it
+    (a tokens or key file made under the usual umask 022 is 0644: every local account then
+    reads the credential in it, an admin token being root on the host); True when so.
+
+    A warning, not a refusal (the encryption key file's rule): these files are the
+    administrator's, often made before this check existed, and kukeond must still start.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return False  # the reader reports an unreadable file
+    if not mode & 0o007:
+        return False
+    log.warning(
+        "the %s %s is open to every local user (mode %04o): any account on this host "
+        "reads the credential in it; chmod o-rwx (or 600) it",
+        what,
+        path,
+        mode,
+    )
+    return True
 
 
 def write_atomically(path: Path, data: bytes | str, *, mode: int, durable: bool = True) -> None:

@@ -40,6 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kukeon.api.yamlread import load_yaml
+from kukeon.fileio import warn_if_open_to_others
 
 Verb = Literal["get", "list", "watch", "create", "update", "patch", "delete"]
 READ_VERBS: frozenset[str] = frozenset({"get", "list", "watch"})
@@ -154,7 +155,9 @@ class TokenBook:
 
     @classmethod
     def load(cls, path: Path) -> TokenBook:
-        """Read and validate a tokens file (blocking: call via asyncio.to_thread)."""
+        """Read and validate a tokens file (blocking: call via asyncio.to_thread); a file
+        every local user may read is warned about (``fileio.warn_if_open_to_others``)."""
+        warn_if_open_to_others(path, "API tokens file")
         try:
             document = load_yaml(path.read_text())
         except OSError as exc:

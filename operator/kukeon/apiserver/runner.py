@@ -32,6 +32,7 @@ from kukeon.apiserver.lowlevel import PARSER_LIMITS, StatusAppRunner
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.writerules import ContainerCheck
+from kukeon.fileio import warn_if_open_to_others
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ApiServerError(Exception):
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    warn_if_open_to_others(key, "API TLS key file")
     try:
         context.load_cert_chain(certfile=str(cert), keyfile=str(key))
     except (OSError, ssl.SSLError) as exc:

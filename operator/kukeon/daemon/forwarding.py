@@ -53,6 +53,7 @@ from kukeon.apiserver.auth import Verb, denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import REASONS, ApiError, Cause
 from kukeon.cancelling import cancel_and_wait
+from kukeon.fileio import warn_if_open_to_others
 from kukeon.store import NotFound, Registry
 
 from .statsroutes import SUBRESOURCE as STATS
@@ -98,7 +99,9 @@ class ForwardingError(Exception):
 
 
 def read_token(path: Path) -> str:
-    """The first non-empty line of ``path`` (blocking: call via asyncio.to_thread)."""
+    """The first non-empty line of ``path`` (blocking: call via asyncio.to_thread); a file
+    every local user may read is warned about (``fileio.warn_if_open_to_others``)."""
+    warn_if_open_to_others(path, "fleet token file")
     try:
         text = path.read_text()
     except OSError as error:
