@@ -12,7 +12,8 @@ a realm with an inline registry password. Then, as ``nobody`` (``runuser``), it 
   a raw HTTP request gets no data; root with the client certificate reads (the control);
 - the API socket refuses the connection; the TCP API answers 401 without a token;
 - no file under the state and run directories can be read, a container log included;
-  no directory there grants others anything and no file does either, except the
+  an open exec session's FIFOs are 0600; no directory there grants others anything and
+  no file does either, except the
   documented ``hosts``/``hostname``/``resolv.conf`` a container's user reads through its
   bind mount; what an older version left wider (made so before kukeond starts) was
   narrowed;
@@ -203,6 +204,8 @@ def local_kukeond(
         )
     )
     (private / "fleet-token").write_text(fleet_token + "\n")
+    for credential in (tokens, private / "fleet-token"):
+        credential.chmod(0o600)  # as docs/install.md asks (a 0644 one is warned about)
     secret_dir = private / "secrets"
     secret_dir.mkdir()
     file_secret = "file-secret-" + secrets.token_hex(16)
@@ -563,6 +566,8 @@ def _assert_modes(root: Path, *, exceptions: bool) -> list[Path]:
                 assert mode == 0o640, f"{path} {mode:o}"
         elif stat.S_ISSOCK(info.st_mode):
             assert mode & 0o007 == 0, f"{path} {mode:o}"
+        elif stat.S_ISFIFO(info.st_mode):  # exec's and a TTY's stdio: the session's own
+            assert mode == 0o600, f"{path} {mode:o}"
     assert not wide, "\n".join(wide)
     return regular
 
@@ -572,6 +577,28 @@ def _assert_nobody_reads_nothing(paths: list[Path]) -> None:
     # /etc/passwd is the control: the loop does read what nobody may read.
     read = as_nobody("sh", "-c", script, "sh", "/etc/passwd", *map(str, paths), timeout=120)
     assert read.stdout == "/etc/passwd\n", f"nobody could read:\n{read.stdout}"
+
+
+@contextlib.contextmanager
+def _exec_session(kukeond: LocalKukeond) -> Iterator[list[Path]]:
+    """``kukectl exec -i`` into the talker cell, held open; yields its FIFOs once there."""
+    session = subprocess.Popen(
+        [str(BIN / "kukectl"), "exec", "-i", "talker", *kukeond.scope, "--", "sh", "-c", "cat"],
+        env={**os.environ, "KUKEON_SERVER": f"unix://{kukeond.socket}"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        fifos: list[Path] = []
+        while not fifos and time.monotonic() < deadline and session.poll() is None:
+            time.sleep(0.2)
+            fifos = [p for p in (kukeond.config.state_dir / "exec").glob("*/*") if p.is_fifo()]
+        yield fifos
+    finally:
+        session.kill()
+        session.wait(timeout=30)
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -647,7 +674,10 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
     assert stat.S_IMODE(older.parent.stat().st_mode) == 0o750
     logs = sorted(state.glob(f"cells/{kukeond.realm}/{SPACE}/{STACK}/*/logs/*.log"))
     assert {path.parent.parent.name for path in logs} == {"talker", "console"}, logs
-    state_files = _assert_modes(state, exceptions=True)
+    # An exec session open meanwhile, so its FIFOs (<state>/exec/<id>/std*) are looked at.
+    with _exec_session(kukeond) as fifos:
+        assert {path.name for path in fifos} >= {"stdin", "stdout", "stderr"}, fifos
+        state_files = _assert_modes(state, exceptions=True)
     run_files = _assert_modes(run, exceptions=False)
     staged = [path for path in state_files if "secrets" in path.parts]
     assert staged, "no secret file was staged"
