@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from kukeon.store import Unavailable, etcdwatch
-from kukeon.store.connection import EtcdClient, EtcdConfig
+from kukeon.store.connection import EtcdClient, EtcdConfig, ResolveFailed
 
 Stream = Callable[..., AsyncGenerator[list[int], None]]
 
@@ -73,3 +73,20 @@ async def test_etcd_down_for_the_whole_budget_is_unavailable(
 ) -> None:
     with pytest.raises(Unavailable, match=r"unreachable for 0\.5s"):
         await _first(monkeypatch, _streams([(0.0, None)] * 100))
+
+
+async def test_a_dns_failure_while_opening_is_resumed_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stream's connect resolves several host-named endpoints: a name that did not
+    resolve ended the watch with ResolveFailed at once instead of resuming as etcd down."""
+    attempts = iter([ResolveFailed("cannot resolve etcd endpoint host 'etcd-0.invalid'")])
+
+    async def stream(*_: Any) -> AsyncGenerator[list[int], None]:
+        failure = next(attempts, None)
+        if failure is not None:
+            raise failure
+        yield [9]
+        await asyncio.sleep(3600)
+
+    assert await _first(monkeypatch, stream) == 9
