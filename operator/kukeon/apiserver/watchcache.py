@@ -143,11 +143,12 @@ class _KindContent:
                     del self.labelled[label]
 
     def candidates(self, selector: LabelSelector) -> list[ObjectKey]:
-        """The keys a selector may choose, in etcd's order: its smallest equality's, or all."""
+        """The keys a selector may choose, in etcd's order: those of its `=` or `in` term
+        with the fewest (an `in`'s are its values' together), or all."""
         named: list[set[ObjectKey]] = [
-            self.labelled.get((term.key, term.value), set())
+            set().union(*(self.labelled.get((term.key, value), set()) for value in term.values))
             for term in selector.requirements
-            if term.operator is Operator.EQUALS
+            if term.operator in (Operator.EQUALS, Operator.IN)
         ]
         if not named:
             return self.in_order()

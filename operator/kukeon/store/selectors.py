@@ -1,4 +1,6 @@
-"""Label selectors, Kubernetes equality-based syntax: ``a=b,c!=d,e,!f``.
+"""Label selectors, Kubernetes' syntax (apimachinery's ``labels.Parse``): ``a=b``, ``a==b``,
+``a!=b``, ``a in (x,y)``, ``a notin (x)``, ``a`` (exists), ``!a`` (does not exist), joined
+by commas. ``>`` and ``<`` (node affinity's integer comparisons) are not taken.
 
 Parsed once into requirements and matched in Python after the range read: etcd has no
 secondary indexes, and the list is still read at one revision.
@@ -45,6 +47,8 @@ def label_value_problem(value: str) -> str | None:
 class Operator(StrEnum):
     EQUALS = "="
     NOT_EQUALS = "!="
+    IN = "in"
+    NOT_IN = "notin"
     EXISTS = "exists"
     NOT_EXISTS = "!exists"
 
@@ -52,14 +56,15 @@ class Operator(StrEnum):
 class Requirement(NamedTuple):
     key: str
     operator: Operator
-    value: str = ""
+    values: frozenset[str] = frozenset()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
+        # As Kubernetes': != and notin also match an object without the key.
         match self.operator:
-            case Operator.EQUALS:
-                return labels.get(self.key) == self.value
-            case Operator.NOT_EQUALS:
-                return labels.get(self.key) != self.value
+            case Operator.EQUALS | Operator.IN:
+                return self.key in labels and labels[self.key] in self.values
+            case Operator.NOT_EQUALS | Operator.NOT_IN:
+                return labels.get(self.key) not in self.values
             case Operator.EXISTS:
                 return self.key in labels
             case Operator.NOT_EXISTS:
@@ -81,32 +86,140 @@ def _invalid(selector: str, term: str, why: str) -> Invalid:
     return Invalid(message, causes=[FieldError("labelSelector", f"{term!r} {why}")])
 
 
+_SPECIALS = "=!(),"
+_OPERATORS = {"=": Operator.EQUALS, "==": Operator.EQUALS, "!=": Operator.NOT_EQUALS}
+_SETS = {"in": Operator.IN, "notin": Operator.NOT_IN}
+_END = ""
+"""The token at the end of the text."""
+
+
+def _tokens(text: str) -> list[tuple[str, int]]:
+    """apimachinery's lexer: ``!``, ``!=``, ``=``, ``==``, ``(``, ``)``, ``,`` and runs of
+    anything else but whitespace (identifiers, keywords among them); each with its offset."""
+    tokens: list[tuple[str, int]] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char.isspace():
+            i += 1
+        elif char in _SPECIALS:
+            two = text[i : i + 2]
+            size = 2 if two in ("!=", "==") else 1
+            tokens.append((text[i : i + size], i))
+            i += size
+        else:
+            j = i
+            while j < len(text) and not text[j].isspace() and text[j] not in _SPECIALS:
+                j += 1
+            tokens.append((text[i:j], i))
+            i = j
+    tokens.append((_END, len(text)))
+    return tokens
+
+
+def _is_word(token: str) -> bool:
+    return token != _END and token[0] not in _SPECIALS
+
+
+def _shown(token: str) -> str:
+    return "end of string" if token == _END else repr(token)
+
+
+class _Parser:
+    """``labels.Parse``'s grammar, one requirement at a time; an error names the term (the
+    requirement's text up to its comma outside parentheses) and what was expected."""
+
+    def __init__(self, selector: str) -> None:
+        self.selector = selector
+        self.tokens = _tokens(selector)
+        self.at = 0
+        self.start = 0
+
+    def peek(self) -> str:
+        return self.tokens[self.at][0]
+
+    def take(self) -> str:
+        token = self.tokens[self.at][0]
+        if token != _END:
+            self.at += 1
+        return token
+
+    def term(self) -> str:
+        depth, end = 0, len(self.selector)
+        for token, offset in self.tokens:
+            if offset < self.start:
+                continue
+            depth += token == "("
+            depth -= token == ")"
+            if token == "," and depth <= 0:
+                end = offset
+                break
+        return self.selector[self.start : end].strip() or self.selector[self.start : end]
+
+    def fail(self, why: str) -> Invalid:
+        term = self.term()
+        if not term.strip(", "):  # `a,` or `a,,b`: say where, an empty quote says nothing
+            term = f"the empty term at character {self.start}"
+        return _invalid(self.selector, term, why)
+
+    def expected(self, found: str, what: str) -> Invalid:
+        return self.fail(f"is not a requirement: found {_shown(found)}, expected {what}")
+
+    def requirements(self) -> tuple[Requirement, ...]:
+        parsed: list[Requirement] = []
+        while True:
+            self.start = self.tokens[self.at][1]
+            parsed.append(self.requirement())
+            token = self.take()
+            if token == _END:
+                return tuple(parsed)
+            if token != ",":
+                raise self.expected(token, "',' or end of string")
+
+    def requirement(self) -> Requirement:
+        negated = self.peek() == "!"
+        if negated:
+            self.take()
+        key = self.take()
+        if not _is_word(key):
+            raise self.expected(key, "a label key")
+        if label_key_problem(key) is not None:
+            raise self.fail(f"has an invalid label key {key!r}")
+        following = self.peek()
+        if negated or following in (",", _END):
+            return Requirement(key, Operator.NOT_EXISTS if negated else Operator.EXISTS)
+        self.take()
+        if following in _OPERATORS:
+            value = self.peek()
+            value = self.take() if _is_word(value) else ""  # `a=` is `a` with value ""
+            return Requirement(key, _OPERATORS[following], self.checked({value}))
+        if following in _SETS:
+            return Requirement(key, _SETS[following], self.checked(self.value_set()))
+        raise self.expected(following, "in, notin, =, ==, != (or ',' or end of string)")
+
+    def value_set(self) -> set[str]:
+        opening = self.take()
+        if opening != "(":
+            raise self.expected(opening, "'('")
+        values: set[str] = set()
+        while True:  # `(a,,b)` and `()` hold "", as in apimachinery
+            token = self.peek()
+            values.add(self.take() if _is_word(token) else "")
+            closing = self.take()
+            if closing == ")":
+                return values
+            if closing != ",":
+                raise self.expected(closing, "',' or ')'")
+
+    def checked(self, values: set[str]) -> frozenset[str]:
+        for value in sorted(values):
+            if label_value_problem(value) is not None:
+                raise self.fail(f"has an invalid label value {value!r}")
+        return frozenset(values)
+
+
 def parse_selector(selector: str | None) -> LabelSelector:
-    """Parse ``a=b,a==b,c!=d,e,!f``; an empty or None selector matches everything."""
+    """Parse a selector (Kubernetes' grammar); an empty or None selector matches everything."""
     if selector is None or not selector.strip():
         return LabelSelector(())
-    requirements: list[Requirement] = []
-    for raw in selector.split(","):
-        term = raw.strip()
-        if not term:
-            raise _invalid(selector, raw, "is an empty term")
-        if "!=" in term:
-            key, _, value = term.partition("!=")
-            operator = Operator.NOT_EQUALS
-        elif "==" in term:
-            key, _, value = term.partition("==")
-            operator = Operator.EQUALS
-        elif "=" in term:
-            key, _, value = term.partition("=")
-            operator = Operator.EQUALS
-        elif term.startswith("!"):
-            key, value, operator = term[1:], "", Operator.NOT_EXISTS
-        else:
-            key, value, operator = term, "", Operator.EXISTS
-        key, value = key.strip(), value.strip()
-        if label_key_problem(key) is not None:
-            raise _invalid(selector, term, f"has an invalid label key {key!r}")
-        if label_value_problem(value) is not None:
-            raise _invalid(selector, term, f"has an invalid label value {value!r}")
-        requirements.append(Requirement(key, operator, value))
-    return LabelSelector(tuple(requirements))
+    return LabelSelector(_Parser(selector).requirements())

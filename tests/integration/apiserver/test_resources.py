@@ -87,6 +87,31 @@ async def test_label_selector(http: aiohttp.ClientSession) -> None:
     assert "labelSelector" in bad["message"] or bad["details"]["causes"]
 
 
+async def test_set_based_label_selectors_list_and_watch(http: aiohttp.ClientSession) -> None:
+    """Kubernetes' set-based terms, on a LIST and a WATCH (the watch cache's index too)."""
+    await _defaults(http)
+    for name, tier in (("a", "front"), ("b", "back"), ("c", "db")):
+        await _ok(await http.post(CELLS, json=cell_doc(name, tier=tier)), 201)
+    await _ok(await http.post(CELLS, json=cell_doc("d")), 201)
+    for selector, names in (
+        ("tier in (front,back)", ["a", "b"]),
+        ("tier notin (front)", ["b", "c", "d"]),
+        ("tier, tier notin (db)", ["a", "b"]),
+        ("!tier", ["d"]),
+    ):
+        listed = await _ok(await http.get(CELLS, params={"labelSelector": selector}))
+        assert [i["metadata"]["name"] for i in listed["items"]] == names, selector
+        watched = await http.get(
+            CELLS, params={"labelSelector": selector, "watch": "1", "timeoutSeconds": "0.3"}
+        )
+        events = [json.loads(line) for line in (await watched.read()).splitlines()]
+        added = [e["object"]["metadata"]["name"] for e in events if e["type"] == "ADDED"]
+        assert sorted(added) == names, selector
+    bad = await _status(await http.get(CELLS, params={"labelSelector": "tier in (a,b"}), 400)
+    assert "'tier in (a,b'" in bad["message"]
+    assert "expected ',' or ')'" in bad["details"]["causes"][0]["message"]
+
+
 async def test_parent_ids_come_from_the_url_and_must_agree(http: aiohttp.ClientSession) -> None:
     await _ok(await http.post(f"{V}/realms", json=realm_doc("team")), 201)
     made = await _ok(await http.post(f"{V}/realms/team/spaces", json=space_doc("dev")), 201)
