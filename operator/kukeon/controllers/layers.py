@@ -343,7 +343,7 @@ class LayerController(ABC, Generic[L]):
         The cell-membership follower's count answers first (no etcd read per reconcile,
         which matters for a realm with thousands of cells); "none" is always confirmed by
         listing the cells from etcd, so a follower lagging behind never tears anything
-        down that a new cell needs.
+        down that a new cell needs; that list's unreadable cells count as this node's.
         """
         scope = key_of(obj)
         if self.membership is not None:
@@ -351,11 +351,15 @@ class LayerController(ABC, Generic[L]):
             if known:
                 return known
         listed = await ctx.store.list(Kind.CELL, scope)
-        return [
+        local = [
             key_of(cell)
             for cell in listed.items
             if isinstance(cell, Cell) and cell.spec.node_name == ctx.node_name
         ]
+        # A cell whose stored document does not decode is not known to be gone: its level
+        # stays while its key does, or a bad write into etcd killed its workload with the
+        # level's teardown (the orphan collector keeps its host side alike, layergc).
+        return [*local, *ctx.store.invalid_under(Kind.CELL, scope)]
 
     def _wake(self, kind: Kind, key: tuple[str, ...]) -> None:
         if self.trigger is not None:

@@ -7,7 +7,7 @@ available with a real registry.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from kukeon.api import Kind, Resource
@@ -32,6 +32,10 @@ class Store(Protocol):
     def watch(
         self, kind: Kind, scope: tuple[str, ...] = (), *, resource_version: int
     ) -> AsyncIterator[WatchEvent]: ...
+
+    def invalid_under(self, kind: Kind, scope: tuple[str, ...] = ()) -> Sequence[tuple[str, ...]]:
+        """Keys under ``scope`` whose stored document does not decode (lists skip them)."""
+        ...
 
     async def update_status(self, res: AnyResource) -> AnyResource: ...
 

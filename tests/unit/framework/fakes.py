@@ -34,6 +34,10 @@ class FakeStore:
         self.conflicts_to_inject = 0
         self._subscribers: list[tuple[Kind, asyncio.Queue[WatchEvent | Exception]]] = []
 
+    def invalid_under(self, kind: Kind, scope: tuple[str, ...] = ()) -> tuple[tuple[str, ...], ...]:
+        """Nothing here is invalid: the fake holds objects, not stored documents."""
+        return ()
+
     # --- helpers for tests ---------------------------------------------------------------
 
     def _publish(self, event: WatchEvent) -> None:
