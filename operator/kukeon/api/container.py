@@ -512,7 +512,9 @@ class ContainerSpec(KukeonModel):
     """Stay in the parent's cgroup namespace instead of a private one."""
     user: OptionalString = None
     """The process's user: `user`, `uid`, `user:group` or `uid:gid` (names from the image's
-    /etc/passwd and /etc/group); the image's when unset (a space may default it)."""
+    /etc/passwd and /etc/group; an id is digits, 0 to 4294967294; a name has no whitespace,
+    `/` or `:` and does not begin with `-` or `+`, so `-1` is refused); the image's when unset
+    (a space may default it)."""
     read_only_root_filesystem: bool | None = None
     """Mount the root filesystem read-only; unset inherits the space default."""
     capabilities: Capabilities | None = None

@@ -73,6 +73,14 @@ async def test_a_cell_no_node_could_run_is_a_422_naming_each_field(
     status, body = await _answer(await http.get(f"{STACK}/cells/bad"))
     assert status == 404, body  # nothing written
 
+    # A negative id was looked up as a name in the image and failed on the node.
+    for user in ("-1", "1000:-1"):
+        status, body = await _answer(
+            await http.post(f"{STACK}/cells", json=_cell("neg", user=user))
+        )
+        assert (status, _fields(body)) == (422, ["spec.containers[0].user"]), body
+        assert "nor a user or group name" in body["message"], body
+
     # The mounts' other mistakes, one at a time.
     status, body = await _answer(
         await http.post(f"{STACK}/cells", json=_cell("proc", tmpfs=[{"path": "/proc"}]))

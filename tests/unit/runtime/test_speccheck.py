@@ -121,6 +121,22 @@ def test_a_non_ascii_digit_user_is_a_name_not_a_crash() -> None:
         build(container)
 
 
+@pytest.mark.parametrize(
+    "user", ["-1", "-1:0", "0:-1", "+1", "-app", "app:-staff", "4294967295", "a b", "a:b:c", "x\t"]
+)
+def test_a_user_no_node_could_find_is_refused_naming_the_field(user: str) -> None:
+    """`-1` passed the API and failed on the node: not found in the image's /etc/passwd."""
+    errors = container_errors(make_container(user=user))
+    assert [e.field for e in errors] == ["user"], user
+
+
+@pytest.mark.parametrize(
+    "user", ["app", "1000", "1000:1000", "app:staff", "0", "4294967294", "app-1", "_x", "a.b"]
+)
+def test_the_users_that_work_stay_accepted(user: str) -> None:
+    assert container_errors(make_container(user=user)) == []
+
+
 def test_a_network_alias_must_be_a_host_name() -> None:
     # The node writes aliases into /etc/hosts files; what is not a host name failed the
     # cell's pass there (and is left out of its peers' files).

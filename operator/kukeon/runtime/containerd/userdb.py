@@ -128,6 +128,14 @@ def check_user(text: str, field: str = "user") -> tuple[str, str]:
     for part in (user_part, group_part):
         if _is_number(part):
             _check_id(int(part), field)
+        elif part[:1] in ("-", "+"):
+            # `-1` is no id (ids are 0 to 2^32-2) and POSIX names do not begin with '-';
+            # such a part was looked up as a name in the image and the cell failed there.
+            raise FieldError(
+                field,
+                f"{part!r} is neither an id (0 to {_MAX_ID}, digits only) nor a user or group "
+                "name (which may not begin with '-' or '+')",
+            )
         elif any(c.isspace() or not c.isprintable() or c == "/" for c in part):
             raise FieldError(field, f"{part!r} is not a user or group name")
     return user_part, group_part
