@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kukeon.apiserver.auth import TokenBook
+from kukeon.daemon.config import load_config
 from kukeon.daemon.forwarding import read_token
 from kukeon.fileio import warn_if_open_to_others
 
@@ -43,3 +44,29 @@ def test_a_credential_file_open_to_others_is_warned_about(
 
 def test_a_missing_file_is_left_to_its_reader(tmp_path: Path) -> None:
     assert warn_if_open_to_others(tmp_path / "absent", "API TLS key file") is False
+
+
+def test_kukeonds_etcd_credentials_open_to_others_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = tmp_path / "client.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    config = tmp_path / "kukeond.yaml"
+    config.write_text(
+        "etcdEndpoints: [https://etcd.example:2379]\netcdUsername: kukeon\n"
+        f"etcdPassword: pa55word\netcdCertFile: {tmp_path / 'client.crt'}\netcdKeyFile: {key}\n"
+    )
+    for path in (key, config):
+        path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="kukeon.fileio"):
+        load_config(config_file=config)
+    said = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"the kukeond configuration file (etcdPassword) {config} is open to every" in said
+    assert f"the etcd client key file {key} is open to every local user (mode 0644)" in said
+    assert "pa55word" not in said
+    caplog.clear()
+    for path in (key, config):
+        path.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="kukeon.fileio"):
+        load_config(config_file=config)
+    assert caplog.records == []

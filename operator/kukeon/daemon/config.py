@@ -39,6 +39,7 @@ from kukeon.apiserver.settings import (
     REALM_WRITE_BURST_BYTES,
     REALM_WRITE_BYTES_PER_SECOND,
 )
+from kukeon.fileio import warn_if_open_to_others
 from kukeon.runtime.network.bridge import instance_tag
 
 ENV_PREFIX = "KUKEON_"
@@ -382,6 +383,8 @@ def load_config(
             raise ConfigError(f"kukeond configuration: {config_file} is not YAML: {exc}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"kukeond configuration: {config_file} must hold a mapping")
+        if "etcdPassword" in loaded:
+            warn_if_open_to_others(config_file, "kukeond configuration file (etcdPassword)")
         try:
             validated = DaemonConfig.model_validate(loaded, context={_PARTIAL: True})
             merged.update(validated.model_dump(exclude_unset=True))
@@ -393,7 +396,10 @@ def load_config(
     merged.update(from_env)
     merged.update({key: value for key, value in (overrides or {}).items() if value is not None})
     try:
-        return DaemonConfig.model_validate(merged)
+        config = DaemonConfig.model_validate(merged)
     except ValidationError as exc:
         source = "flags and environment" if from_env else "flags"
         raise ConfigError(_describe(exc, source)) from exc
+    if config.etcd_key_file is not None:
+        warn_if_open_to_others(config.etcd_key_file, "etcd client key file")
+    return config
