@@ -25,9 +25,10 @@ import pytest_asyncio
 import yaml
 
 from kukeon.api import Kind, parse_resource
+from kukeon.api.cellset import CellSet
 from kukeon.daemon.app import Daemon
 from kukeon.runtime.containerd import ContainerdClient, realm_namespace
-from kukeon.store import AlreadyExists
+from kukeon.store import AlreadyExists, Conflict
 from tests.fixtures.browser import PHONE, IsolatedBrowser, chromium, require_chromium
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
@@ -451,3 +452,78 @@ spec:
 async def test_apply_shows_errors_by_field_path(console: Console) -> None:
     await ticker(console)  # the phone-width tree shows it
     await console.browser.run(apply_scenario(console))
+
+
+async def set_page_opened(c: Console) -> Page:
+    """The viewer opens the pool set's page from the cell sets list: its spec and counts,
+    conditions, cells (linked, with their template's hash), revisions and Events."""
+    from playwright.async_api import expect
+
+    k = c.kukeond
+    key = f"{k.realm}/{SPACE}/{STACK}/pool"
+    page = await signed_in(c, c.viewer_token)
+    await page.keyboard.press("c")
+    await page.locator(f'tr[data-set="{key}"] th a').click()
+    await expect(page.locator("main h1")).to_have_text("pool")
+    assert page.url.endswith(f"#/set/{key}")
+    summary = page.locator("#set-summary")
+    await expect(summary).to_contain_text("desired")
+    await expect(summary).to_contain_text("RollingUpdate (max surge 25%, max unavailable 25%)")
+    await expect(summary).to_contain_text("app=pool")
+    current = (await summary.locator("code").inner_text()).strip()
+    assert len(current) == 8, current
+    await expect(page.locator("#set-conditions")).to_contain_text("Progressing")
+    await expect(page.locator("#set-conditions")).to_contain_text("Available")
+    cells = page.locator("#set-cells tbody tr")
+    await expect(cells.first).to_contain_text(f"{current} current", timeout=30_000)
+    await expect(cells.first).to_contain_text(k.config.node_name)
+    revision = page.locator("#set-revisions tbody tr")
+    await expect(revision.first.locator("th")).to_have_text("1")
+    await expect(revision.first).to_contain_text(current)
+    events = page.locator("#set-events tbody")
+    await expect(events).to_contain_text("SuccessfulCreate", timeout=30_000)
+    await expect(events).to_contain_text("created cell pool-")
+    # Read only: nothing on the page writes (a viewer's writes are 403 anyway).
+    assert await page.locator("main button, main input, main select, main textarea").count() == 0
+    await c.shot(page, "cellset-viewer")
+    return page
+
+
+async def set_page_follows(c: Console, page: Page, cells: int) -> None:
+    """Scaled down by one while the page is open: a SuccessfulDelete appears, a cell goes."""
+    from playwright.async_api import expect
+
+    await expect(page.locator("#set-events tbody")).to_contain_text(
+        "SuccessfulDelete", timeout=30_000
+    )
+    await expect(page.locator("#set-cells tbody tr")).to_have_count(cells - 1, timeout=60_000)
+    await expect(page.locator("#set-summary")).to_contain_text(f"{cells - 1} desired")
+    row = page.locator("#set-cells tbody tr").first if cells > 1 else None
+    if row is not None:
+        await row.locator("th a").click()
+        await expect(page.locator(".cell-head .badge")).to_be_visible()
+        assert "#/cell/" in page.url
+    await page.close()
+
+
+async def scale_pool(k: Kukeond, replicas: int) -> None:
+    for _ in range(10):
+        found = await k.registry.get(Kind.CELL_SET, (k.realm, SPACE, STACK, "pool"))
+        assert isinstance(found, CellSet)
+        spec = found.spec.model_copy(update={"replicas": replicas})
+        with contextlib.suppress(Conflict):
+            await k.registry.update(found.model_copy(update={"spec": spec}))
+            return
+    raise AssertionError("the pool set kept changing under the update")
+
+
+async def test_cellset_page_live_and_read_only(console: Console) -> None:
+    c = console
+    k = c.kukeond
+    await pool_set(c)
+    found = await k.registry.get(Kind.CELL_SET, (k.realm, SPACE, STACK, "pool"))
+    assert isinstance(found, CellSet)
+    replicas = found.spec.replicas
+    page = await c.browser.run(set_page_opened(c))
+    await scale_pool(k, replicas - 1)
+    await c.browser.run(set_page_follows(c, page, replicas))

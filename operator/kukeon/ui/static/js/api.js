@@ -97,6 +97,26 @@ export function cellPath(realm, space, stack, cell) {
   return `${collection('cells', [realm, space, stack])}/${enc(cell)}`;
 }
 
+// A realm's Events matching a field selector, live (a watch opened again when it ends);
+// onEvent(type, event) for each, onError(error) when the watch fails.
+export async function watchEvents(realm, selector, signal, onEvent, onError) {
+  const url = `${collection('events', [realm])}?watch=true&fieldSelector=${enc(selector)}`;
+  while (!signal.aborted) {
+    try {
+      for await (const line of lines(url, signal)) {
+        if (!line.trim()) continue;
+        const event = JSON.parse(line);
+        if (event.type === 'BOOKMARK' || event.type === 'ERROR') continue;
+        onEvent(event.type, event.object);
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+      onError(error);
+    }
+    await sleep(3000, signal);
+  }
+}
+
 export function sleep(ms, signal) {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);

@@ -1,7 +1,7 @@
 // One cell: its actions (by role), status, containers with their probes, CPU and memory,
 // Events (live), a log panel following a container's log, and its spec as YAML.
 
-import { call, cellPath, collection, lines, sleep } from './api.js';
+import { call, cellPath, lines, sleep, watchEvents } from './api.js';
 import { CellActions } from './actions.js';
 import { age, badge, bytes, enc, fill, h, section, table } from './dom.js';
 import { readiness, restarts } from './tree.js';
@@ -137,25 +137,11 @@ export class CellView {
     if (atEnd) this.log.scrollTop = this.log.scrollHeight;
   }
 
-  async watchEvents() {
+  watchEvents() {
     const selector = [`involvedObject.kind=Cell`, `involvedObject.name=${this.name}`,
       `involvedObject.space=${this.space}`, `involvedObject.stack=${this.stack}`].join(',');
-    const url = `${collection('events', [this.realm])}?watch=true&fieldSelector=${enc(selector)}`;
-    const signal = this.abort.signal;
-    while (!signal.aborted) {
-      try {
-        for await (const line of lines(url, signal)) {
-          if (!line.trim()) continue;
-          const event = JSON.parse(line);
-          if (event.type === 'BOOKMARK' || event.type === 'ERROR') continue;
-          this.showEvent(event.type, event.object);
-        }
-      } catch (error) {
-        if (signal.aborted) return;
-        fill(this.events, h('li', { class: 'muted' }, `Events: ${error.message}`));
-      }
-      await sleep(3000, signal);
-    }
+    watchEvents(this.realm, selector, this.abort.signal, (type, event) => this.showEvent(type, event),
+      (error) => fill(this.events, h('li', { class: 'muted' }, `Events: ${error.message}`)));
   }
 
   showEvent(type, event) {

@@ -1,11 +1,12 @@
 // The console's entry: sign-in (the token kukectl ui put in the URL's fragment, or one
-// typed once), the router (#/tree, #/cell/…, #/sets, #/nodes, #/secrets, #/apply,
+// typed once), the router (#/tree, #/cell/…, #/sets, #/set/…, #/nodes, #/secrets, #/apply,
 // #/search/…),
 // the keyboard shortcuts.
 
 import { call, forgetToken, setToken, token, whenUnauthorized } from './api.js';
 import { ApplyView } from './apply.js';
 import { CellView } from './cell.js';
+import { SetView } from './cellset.js';
 import { fill, h } from './dom.js';
 import { NodesView, SearchView, SecretsView, SetsView } from './pages.js';
 import { Store } from './store.js';
@@ -31,12 +32,13 @@ function route() {
   const [, name = 'tree', ...rest] = location.hash.split('/');
   const parts = rest.map(decodeURIComponent);
   document.querySelectorAll('header nav a').forEach((link) => {
-    link.toggleAttribute('aria-current', link.getAttribute('href') === `#/${name}`);
+    link.toggleAttribute('aria-current', link.getAttribute('href') === `#/${name === 'set' ? 'sets' : name}`);
   });
   switch (name) {
     case 'cell': view = new CellView(store, main, me, parts.join('/')); break;
     case 'nodes': view = new NodesView(store, main); break;
     case 'sets': view = new SetsView(store, main, me); break;
+    case 'set': view = new SetView(store, main, parts.join('/')); break;
     case 'secrets': view = new SecretsView(store, main); break;
     case 'apply': view = new ApplyView(main, me); break;
     case 'search': view = new SearchView(store, main, parts.join('/')); break;

@@ -5,6 +5,7 @@
 import { ApiError, MERGE_PATCH, call, collection } from './api.js';
 import { canWrite } from './actions.js';
 import { cellHref } from './tree.js';
+import { setHref } from './cellset.js';
 import { age, announce, badge, bytes, enc, fill, h, table } from './dom.js';
 
 class LiveTable {
@@ -118,7 +119,7 @@ export class SetsView extends LiveTable {
       let actions = this.actions.get(key);
       if (!actions && canWrite(this.me, set.spec.realmId)) this.actions.set(key, actions = new SetActions(key, set));
       return h('tr', { 'data-set': key },
-        h('th', { scope: 'row' }, set.metadata.name), h('td', null, key.split('/').slice(0, 3).join('/')),
+        h('th', { scope: 'row' }, h('a', { href: setHref(key) }, set.metadata.name)), h('td', null, key.split('/').slice(0, 3).join('/')),
         h('td', null, `${status.readyReplicas || 0}/${set.spec.replicas}`),
         h('td', null, String(status.updatedReplicas || 0)), h('td', null, String(status.availableReplicas || 0)),
         h('td', { title: progressing.message || '' }, badge(progressing.reason || 'Unknown', rolloutClass(progressing))),
