@@ -11,9 +11,12 @@ them is a read of the realm: the same roles and realms as every other list and w
 realms' Events). ``fieldSelector`` takes ``involvedObject.kind``, ``involvedObject.name``,
 ``involvedObject.space``, ``involvedObject.stack``, ``involvedObject.uid``, ``reason``,
 ``type``, ``source.node`` and ``metadata.name`` (``=``, ``==``, ``!=``; another field is
-a 400). A watch speaks the resource watches' protocol: ADDED (first the existing Events
-unless ``resourceVersion`` is given), MODIFIED (a repeat bumped its count), DELETED (it
-expired), BOOKMARK while idle, ERROR (a Status; 410 when the revision was compacted).
+a 400). ``labelSelector`` is applied to an Event's labels, which it has none of (as
+kube-apiserver's Events most often): ``!a`` or ``a notin (x)`` chooses every Event, ``a=b``
+none; it used to be ignored.
+A watch speaks the resource watches' protocol: ADDED (first the existing Events unless
+``resourceVersion`` is given), MODIFIED (a repeat bumped its count), DELETED (it expired),
+BOOKMARK while idle, ERROR (a Status; 410 when the revision was compacted).
 Each watcher holds its own etcd watch of the realm's Events (the resource watch hub is
 keyed by kind; Event watches are few: ``kukectl events -w``).
 """
@@ -31,7 +34,7 @@ from kukeon.api import API_VERSION, EVENT_KIND, EVENT_LIST_KIND, Event
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Principal, Verb, denial
 from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_terms
-from kukeon.apiserver.request import principal_of
+from kukeon.apiserver.request import label_selector, principal_of
 from kukeon.apiserver.revisionwait import wait_for_revision, wait_limit
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
 from kukeon.apiserver.watchstream import CLOSING_KEY, WatchResponder, event_line
@@ -119,6 +122,8 @@ class EventRoutes:
             raise ApiError(
                 400, f"fieldSelector: {exc}", causes=[Cause("fieldSelector", str(exc))]
             ) from None
+        # An Event has no labels: the selector chooses all of them or none.
+        labelled = label_selector(request)[1].matches(None)
         requested = (
             queryparams.watch_resource_version(request)
             if watching
@@ -131,7 +136,7 @@ class EventRoutes:
             await self._store(wait_for_revision(requested, self.store.current_revision, wait=wait))
 
         def visible(event: Event) -> bool:
-            return _may_see(principal, event) and chosen.matches(event)
+            return labelled and _may_see(principal, event) and chosen.matches(event)
 
         if not watching:
             listed = await self._store(self.store.list(realm))

@@ -129,6 +129,22 @@ async def test_field_selectors(events_api: tuple[Api, EventStore]) -> None:
         assert "not supported for Event" in (await bad.json())["message"]
 
 
+async def test_label_selectors_see_that_events_have_no_labels(
+    events_api: tuple[Api, EventStore],
+) -> None:
+    """labelSelector was ignored on Events: `tier=web` listed every one."""
+    api, store = events_api
+    await _emit(store, "team", "web")
+    async with tls_session(api, VIEWER_TOKEN) as viewer:
+        path = f"{V}/realms/team/events?labelSelector="
+        for selector, count in (("tier=web", 0), ("tier", 0), ("!tier", 1), ("tier notin (a)", 1)):
+            body = await (await viewer.get(path + selector)).json()
+            assert len(body["items"]) == count, selector
+        bad = await viewer.get(path + "tier in (a")
+        assert bad.status == 400
+        assert "'tier in (a'" in (await bad.json())["message"]
+
+
 async def test_watch_streams_new_events_and_repeats(events_api: tuple[Api, EventStore]) -> None:
     api, store = events_api
     await _emit(store, "team", "web")
