@@ -39,6 +39,7 @@ from kukeon.apiserver.auth import LOCAL_ADMIN, Role, TokenBook, bearer_token
 from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch
 from kukeon.apiserver.inflight import InflightLimits
 from kukeon.apiserver.protocols import RegistryApi
+from kukeon.apiserver.requestoptions import request_options_middleware
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, Cause, status_response
 from kukeon.apiserver.watchcache import StateSource, WatchCache
@@ -171,6 +172,7 @@ def create_app(
             _authentication_middleware(tokens),
             _inflight_middleware(settings),
             _path_names_middleware,
+            request_options_middleware,
             _deadline_middleware(settings),
         ],
         client_max_size=settings.max_body_bytes,
