@@ -36,6 +36,7 @@ from tests.integration.apiserver.conftest import (
     stack_doc,
     tls_session,
 )
+from tests.integration.apiserver.test_cellsets_api import set_doc
 
 pytestmark = pytest.mark.integration
 
@@ -242,19 +243,8 @@ async def test_scaling_a_set_up_and_down_in_a_loop_is_429_for_the_cells_it_makes
         assert (await editor.post(spaces, json=space_doc("sets"))).status == 201
         stacks = f"{spaces}/sets/stacks"
         assert (await editor.post(stacks, json=stack_doc("st"))).status == 201
-        cellset = {
-            "apiVersion": "kukeon.io/v1beta1",
-            "kind": "CellSet",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"id": "main", "image": "busybox:latest"}]},
-                },
-            },
-        }
+        cellset = {**set_doc(), "apiVersion": "kukeon.io/v1beta1"}
+        cellset["spec"]["replicas"] = 0
         created = await editor.post(f"{stacks}/st/cellsets", json=cellset)
         assert created.status == 201, await created.text()
         started = time.monotonic()

@@ -24,6 +24,7 @@ from kukeon.apiserver.writebudget import (
 from kukeon.daemon.app import Daemon
 from kukeon.daemon.config import DaemonConfig
 from kukeon.daemon.endpoints import api_settings
+from tests.unit.api.test_spread import set_doc
 
 
 class Clock:
@@ -197,19 +198,8 @@ def test_the_daemon_hands_its_settings_to_the_api_server() -> None:
 
 
 def _cellset(replicas: int, image: str = "busybox:latest") -> CellSet:
-    document = {
-        "apiVersion": "kukeon.io/v1beta1",
-        "kind": "CellSet",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"id": "main", "image": image}]},
-            },
-        },
-    }
+    document = set_doc(replicas)
+    document["spec"]["template"]["spec"]["containers"][0]["image"] = image
     found = parse_resource(document)
     assert isinstance(found, CellSet)
     return found
