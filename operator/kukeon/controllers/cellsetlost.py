@@ -6,7 +6,9 @@ after ``--node-lost-timeout`` (300 s by default). A set asks for less: once the 
 been NotReady for ``replaceAfterSeconds`` (default 60), the set controller clears the
 ``nodeName`` of each of the set's scheduler-placed cells there, and the scheduler places
 them on a Ready node, the same cells under the same names, so the set never has more
-cells than before. Cells pinned with ``nodeName`` in the template stay and wait.
+cells than before. Cells pinned with ``nodeName`` in the template stay and wait. How long
+a node has been NotReady is this leader's monotonic count (``nodelost.LostTimer``), which
+no step of the wall clock advances.
 
 The old copies: a node cut off from etcd fences itself (stops its scheduler-placed cells)
 after ``fenceAfterSeconds``, by default the lease TTL, so before the node is even
@@ -18,25 +20,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 
 from kukeon.api import Cell, CellSet, Node, NodeState, key_of
 from kukeon.api.placement import is_scheduler_placed
 from kukeon.store import Conflict, NotFound, Registry
 
-from .scheduler import ready_since
-
 log = logging.getLogger(__name__)
 
 
-def lost_for(nodes: Iterable[Node], now: datetime) -> dict[str, float]:
-    """Seconds each NotReady node has been so (nodes that are Ready are left out)."""
-    lost: dict[str, float] = {}
-    for node in nodes:
-        if node.status.state == NodeState.NOT_READY:
-            since = ready_since(node) or now
-            lost[node.metadata.name] = max(0.0, (now - since).total_seconds())
-    return lost
+def not_ready(nodes: Iterable[Node]) -> list[Node]:
+    """The nodes the scheduler marked NotReady (what a set moves its cells off)."""
+    return [node for node in nodes if node.status.state == NodeState.NOT_READY]
 
 
 def to_move(cellset: CellSet, cells: Sequence[Cell], lost: Mapping[str, float]) -> list[Cell]:

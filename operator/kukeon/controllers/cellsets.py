@@ -25,6 +25,7 @@ import asyncio
 import logging
 import secrets
 import string
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -48,7 +49,7 @@ from kukeon.framework.cache import CachedReads
 from kukeon.store import AlreadyExists, Conflict, NotFound, QuotaExceeded, Registry, WatchEvent
 
 from .cellsetbackoff import BackoffPolicy, ReplaceBackoff
-from .cellsetlost import lost_for, move_off_lost_nodes, to_move
+from .cellsetlost import move_off_lost_nodes, not_ready, to_move
 from .cellsetowners import StackOf, adopt, adoptable_by, is_adoptable, orphan, orphaning, stack_of
 from .cellsetplan import (
     Member,
@@ -63,6 +64,7 @@ from .cellsetplan import (
     track_progress,
 )
 from .leading import LeaderLoop, Watch
+from .nodelost import LostTimer
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +268,7 @@ class CellSetController:
         registry: Registry,
         interval: float = 1.0,
         clock: Callable[[], datetime] = _now,
+        monotonic: Callable[[], float] = time.monotonic,
         backoff_policy: BackoffPolicy | None = None,
         recorder: EventRecorder | None = None,
     ) -> None:
@@ -274,6 +277,8 @@ class CellSetController:
         """Notes each cell a set creates or deletes, and a create refused, on the set."""
         self.interval = interval
         self._clock = clock
+        self.lost = LostTimer(monotonic)
+        """How long each node has been NotReady, by this leader's monotonic clock."""
         self._loop = LeaderLoop(what="cell set pass", registry=registry, interval=interval)
         self.reads = CachedReads(registry)
         """The per-pass lists (the operator's cache once registered on one)."""
@@ -301,6 +306,7 @@ class CellSetController:
     async def lead(self) -> None:
         """A pass at every wake-up (a set or one of its cells changed), at least every
         ``interval`` (``LeaderLoop``)."""
+        self.lost.restart()  # what a node's loss lasted before this term is not known here
         await self._loop.lead(lambda woken: self.run_pass(woken=woken), self.watches(), self.tasks)
 
     async def run_pass(self, *, woken: bool = True) -> None:
@@ -356,7 +362,7 @@ class CellSetController:
 
     async def _lost_nodes(self) -> dict[str, float]:
         nodes = await self.reads.list(Kind.NODE)
-        return lost_for([n for n in nodes if isinstance(n, Node)], self._clock())
+        return self.lost.observe(not_ready(n for n in nodes if isinstance(n, Node)))
 
     async def _reconcile_quietly(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
         try:

@@ -8,7 +8,9 @@ the node heartbeat leases at once and then:
 1. marks a node whose heartbeat lease is gone ``NotReady`` (and a cell on it ``Unknown``);
 2. once a node has been NotReady for ``node_lost_timeout``, clears the placement of the
    cells the scheduler put there (``kukeon.io/scheduled-by: scheduler``), so they are
-   placed again; cells the user pinned with ``nodeName`` stay and wait for their node;
+   placed again; cells the user pinned with ``nodeName`` stay and wait for their node.
+   How long is counted from when this leader first saw the node NotReady, on its
+   monotonic clock (``nodelost.LostTimer``): a step of the wall clock moves nothing early;
 3. places every cell without ``nodeName``: *filter* (Ready, not cordoned, selector
    matches, enough allocatable memory for the cell's limits; a CellSet's cell also keeps
    its set's ``spec.spread``, ``api.spread``: the pass lists the sets when it has one to
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,6 +98,7 @@ from kukeon.store.keys import range_end
 from .concurrently import both, nothing
 from .layers import LAYER_KINDS, nodes_named, release_node
 from .leading import LeaderLoop, Watch
+from .nodelost import LostTimer, ready_since
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +133,6 @@ async def alive_nodes(client: EtcdClient, key_prefix: str) -> set[str]:
     return {kv.key[len(start) :].decode() for kv in response.kvs}
 
 
-def ready_since(node: Node) -> datetime | None:
-    """When the node's Ready condition last changed (for how long it has been NotReady)."""
-    for condition in node.status.conditions:
-        if condition.type == "Ready":
-            return condition.last_transition_time
-    return None
-
-
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -166,13 +162,19 @@ class Scheduler:
         interval: float = 1.0,
         release_interval: float = RELEASE_INTERVAL,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.node_name = node_name
         self.node_lost_timeout = node_lost_timeout
         self.interval = interval
         self.release_interval = release_interval
-        self._released_at: datetime | None = None
+        self._monotonic = monotonic
+        self._released_at: float | None = None
+        """When (monotonic) the last release of gone nodes ran."""
+        self.lost = LostTimer(monotonic)
+        """How long each node has been NotReady, by this leader's monotonic clock: the wall
+        clock times (status, messages) but never decides a move."""
         self._unplaced = True
         """The last pass saw a cell without a node (or none ran yet): idle passes list cells."""
         self._alive: frozenset[str] | None = None
@@ -205,6 +207,7 @@ class Scheduler:
     async def lead(self) -> None:
         """The leader's loop (``LeaderLoop``): a pass at every wake-up, at least every
         ``interval`` seconds; the cell watch wakes it for a cell that needs a node."""
+        self.lost.restart()  # what a node's loss lasted before this term is not known here
         await self._loop.lead(lambda woken: self.run_pass(woken=woken), [self._watch()], self.tasks)
 
     async def run_pass(self, *, woken: bool = True) -> None:
@@ -224,11 +227,14 @@ class Scheduler:
 
         views: dict[str, NodeView] = {}
         lost_since: dict[str, datetime] = {}
+        not_ready: list[Node] = []
         for node in nodes:
             node = await self._observe_liveness(node, alive=node.metadata.name in alive, now=now)
             views[node.metadata.name] = node_view(node)
             if not views[node.metadata.name].ready:
                 lost_since[node.metadata.name] = ready_since(node) or now
+                not_ready.append(node)
+        lost_for = self.lost.observe(not_ready)
         cells: list[Cell] = []
         if listed is None and lost_since:
             listed = await self.reads.list(Kind.CELL)
@@ -245,7 +251,11 @@ class Scheduler:
         for cell in sorted(cells, key=_age):
             assigned = cell.spec.node_name
             if assigned and assigned in lost_since:
-                writes.append(self._on_lost_node(cell, views, since=lost_since[assigned], now=now))
+                writes.append(
+                    self._on_lost_node(
+                        cell, views, since=lost_since[assigned], lost_for=lost_for[assigned]
+                    )
+                )
             elif not assigned and cell.metadata.deletion_timestamp is None:
                 writes.append(self._place(cell, views))
             if held_for_a_dead_node(cell, alive):
@@ -258,16 +268,11 @@ class Scheduler:
 
         await asyncio.gather(*(bounded(write) for write in writes))
 
-        due = self._released_at is None or (
-            (now - self._released_at).total_seconds() >= self.release_interval
-        )
+        ticks = self._monotonic()
+        due = self._released_at is None or ticks - self._released_at >= self.release_interval
         if due:
-            self._released_at = now
-            gone = {
-                name
-                for name, since in lost_since.items()
-                if (now - since).total_seconds() >= self.node_lost_timeout
-            }
+            self._released_at = ticks
+            gone = {name for name, lost in lost_for.items() if lost >= self.node_lost_timeout}
             await self.release_gone_nodes(
                 registered={n.metadata.name for n in nodes}, gone=gone, alive=alive
             )
@@ -413,11 +418,11 @@ class Scheduler:
         return updated
 
     def _on_lost_node(
-        self, cell: Cell, views: Mapping[str, NodeView], *, since: datetime, now: datetime
+        self, cell: Cell, views: Mapping[str, NodeView], *, since: datetime, lost_for: float
     ) -> Coroutine[Any, Any, None]:
-        """Decide now (reschedule, or mark Unknown); the returned coroutine writes it."""
+        """Decide now (reschedule, or mark Unknown); the returned coroutine writes it.
+        ``since`` is the wall-clock transition (shown); ``lost_for`` the monotonic count."""
         node = cell.spec.node_name
-        lost_for = (now - since).total_seconds()
         if is_scheduler_placed(cell) and lost_for >= self.node_lost_timeout:
             log.info("cell %s: node %s lost for %.0fs, rescheduling", _name(cell), node, lost_for)
             return self._place(cell, views, moving_from=node)

@@ -16,8 +16,9 @@ from kukeon.api import (
     Node,
     parse_resource,
 )
-from kukeon.controllers.cellsetlost import lost_for, to_move
+from kukeon.controllers.cellsetlost import not_ready, to_move
 from kukeon.controllers.cellsets import CellSetController
+from kukeon.controllers.nodelost import LostTimer
 from kukeon.store import Registry
 from tests.unit.controllers.test_cellset_progress import a_set
 
@@ -67,9 +68,12 @@ def with_lost_node(cellset: CellSet, seconds: int) -> CellSet:
 
 
 def test_cells_on_nodes_lost_long_enough_move_unless_pinned() -> None:
-    lost = lost_for(
-        [node("up", "Ready", T0), node("down", "NotReady", T0)], T0 + timedelta(seconds=30)
-    )
+    ticks = [100.0]
+    timer = LostTimer(lambda: ticks[0])
+    nodes = [node("up", "Ready", T0), node("down", "NotReady", T0)]
+    assert timer.observe(not_ready(nodes)) == {"down": 0.0}
+    ticks[0] += 30
+    lost = timer.observe(not_ready(nodes))
     assert lost == {"down": 30.0}
     cells = [cell("a", "down"), cell("b", "up"), cell("pinned", "down", placed=False)]
     assert [c.metadata.name for c in to_move(with_lost_node(a_set("1"), 30), cells, lost)] == ["a"]
@@ -106,16 +110,40 @@ class FleetRegistry:
         return obj
 
 
+def test_a_new_episode_or_a_ready_node_counts_afresh() -> None:
+    ticks = [0.0]
+    timer = LostTimer(lambda: ticks[0])
+    timer.observe([node("down", "NotReady", T0)])
+    ticks[0] = 50
+    assert timer.observe([node("down", "NotReady", T0)]) == {"down": 50.0}
+    # NotReady again since (a new transition, seen or not): a new count
+    again = node("down", "NotReady", T0 + timedelta(seconds=40))
+    assert timer.observe([again]) == {"down": 0.0}
+    ticks[0] = 60
+    assert timer.observe([]) == {}  # Ready in between: forgotten
+    assert timer.observe([again]) == {"down": 0.0}
+
+
 async def test_the_set_controller_hands_them_back_to_the_scheduler() -> None:
     now = [T0 + timedelta(seconds=5)]
+    ticks = [1000.0]
     cellset = with_lost_node(a_set("1"), 10)
     cells = [cell("web-x-1", "down"), cell("web-x-2", "up")]
     nodes = [node("up", "Ready", T0), node("down", "NotReady", T0)]
     registry = FleetRegistry(cellset, nodes, cells)
-    controller = CellSetController(registry=cast(Registry, registry), clock=lambda: now[0])
+    controller = CellSetController(
+        registry=cast(Registry, registry), clock=lambda: now[0], monotonic=lambda: ticks[0]
+    )
+    await controller.run_pass()  # the first sight of "down" NotReady
+    now[0] += timedelta(hours=1)  # the wall clock steps forward: no time has passed
     await controller.run_pass()
-    assert registry.cells["web-x-1"].spec.node_name == "down"  # lost for 5 s only
-    now[0] = T0 + timedelta(seconds=10)
+    assert registry.cells["web-x-1"].spec.node_name == "down", "moved at the clock's jump"
+    now[0] += timedelta(seconds=9)
+    ticks[0] += 9
+    await controller.run_pass()
+    assert registry.cells["web-x-1"].spec.node_name == "down"  # lost for 9 s only
+    now[0] += timedelta(seconds=1)
+    ticks[0] += 1
     await controller.run_pass()
     assert registry.cells["web-x-1"].spec.node_name is None  # the scheduler places it
     assert registry.cells["web-x-2"].spec.node_name == "up"

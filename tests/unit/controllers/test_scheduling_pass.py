@@ -53,11 +53,22 @@ class Fleet(ScopedStore):
 
 
 class Clock:
+    """The wall clock (``now``) and a monotonic one that follows it except for ``step``s."""
+
     def __init__(self) -> None:
         self.now = T0
+        self.stepped = 0.0
 
     def __call__(self) -> datetime:
         return self.now
+
+    def monotonic(self) -> float:
+        return (self.now - T0).total_seconds() - self.stepped
+
+    def step(self, seconds: float) -> None:
+        """The wall clock jumps (NTP, a VM resumed); no time passes."""
+        self.now += timedelta(seconds=seconds)
+        self.stepped += seconds
 
 
 @pytest.fixture
@@ -88,6 +99,7 @@ def scheduler(fleet: Fleet, clock: Clock, **kwargs: Any) -> Scheduler:
         node_name="leader",
         node_lost_timeout=60,
         clock=clock,
+        monotonic=clock.monotonic,
         **kwargs,
     )
 
@@ -172,6 +184,65 @@ async def test_a_lost_node_goes_not_ready_and_its_cells_move_after_the_timeout(
     assert (await get_cell(fleet, "placed")).spec.node_name == "c"
     assert (await get_cell(fleet, "pinned")).spec.node_name == "a", "a pinned cell waits"
     assert pass_.stats.rescheduled == 1
+
+
+async def test_a_forward_clock_step_moves_no_cell_early(fleet: Fleet) -> None:
+    """The leader's wall clock jumps an hour while a node is NotReady: its cells are moved
+    once the node has been lost for the timeout as time passes, not at the jump, and no
+    release of what the node holds comes early either."""
+    await add_node(fleet, "a")
+    await add_node(fleet, "b")
+    await fleet.create(cell("placed", node=None))
+    clock = Clock()
+    pass_ = scheduler(fleet, clock, release_interval=0.0)
+    released: list[set[str]] = []
+
+    async def release(*, registered: set[str], gone: set[str], alive: Any = ()) -> int:
+        released.append(gone)
+        return 0
+
+    pass_.release_gone_nodes = release  # type: ignore[method-assign]
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "placed")).spec.node_name == "a"
+    fleet.alive.discard("a")
+    clock.now = T0 + timedelta(seconds=10)
+    await pass_.run_pass()  # a goes NotReady now
+    assert (await get_cell(fleet, "placed")).status.state == CellState.UNKNOWN
+    clock.step(3600)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "placed")).spec.node_name == "a", "moved at the jump"
+    clock.now += timedelta(seconds=59)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "placed")).spec.node_name == "a"
+    assert released[-1] == set()
+    clock.now += timedelta(seconds=1)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "placed")).spec.node_name == "b"
+    assert released[-1] == {"a"}
+    assert pass_.stats.rescheduled == 1
+
+
+async def test_a_new_term_counts_a_lost_node_afresh(fleet: Fleet) -> None:
+    """A leader that takes the lease again knows nothing of how long a node was lost:
+    it waits the whole timeout from its own first sight (later, never earlier)."""
+    await add_node(fleet, "a")
+    await add_node(fleet, "b")
+    await fleet.create(cell("placed", node=None))
+    clock = Clock()
+    pass_ = scheduler(fleet, clock)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "placed")).spec.node_name == "a"
+    fleet.alive.discard("a")
+    await pass_.run_pass()
+    clock.now += timedelta(seconds=50)
+    await pass_.run_pass()
+    pass_.lost.restart()  # what lead() does when the term begins
+    clock.now += timedelta(seconds=50)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "placed")).spec.node_name == "a"
+    clock.now += timedelta(seconds=60)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "placed")).spec.node_name == "b"
 
 
 async def test_a_cell_written_since_the_pass_read_it_is_not_marked_unknown(

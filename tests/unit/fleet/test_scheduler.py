@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kukeon.api import Cell, Node, NodeCondition, parse_resource
+from kukeon.controllers.nodelost import ready_since
 from kukeon.controllers.scheduler import (
     SCHEDULED_BY,
     NodeView,
@@ -13,7 +14,6 @@ from kukeon.controllers.scheduler import (
     choose_node,
     filter_reason,
     is_scheduler_placed,
-    ready_since,
     score,
     selector_matches,
 )
