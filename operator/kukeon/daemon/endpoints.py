@@ -76,6 +76,7 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
             checks["fleet"] = operator.tasks.readiness(FLEET)
         if daemon.fleet is not None:
             checks["runtime"] = daemon.fleet.agent.runtime_ready
+            checks["node"] = daemon.fleet.agent.document_ready
 
     runner = await build_runner(
         settings=api_settings(daemon),

@@ -55,7 +55,7 @@ from kukeon.framework.waits import wait_event
 from kukeon.processes import run_program
 from kukeon.runtime.cgroups import detect_cgroup_mode
 from kukeon.runtime.containerd.client import ContainerdClient, patience
-from kukeon.store import AlreadyExists, Conflict, NotFound, Registry
+from kukeon.store import AlreadyExists, Conflict, InvalidStoredDocument, NotFound, Registry
 
 from .config import DaemonConfig
 
@@ -250,6 +250,11 @@ def disk_condition(
     )
 
 
+class NodeDocumentUnreadable(Exception):  # noqa: N818 (a state, named as /readyz shows it)
+    """/readyz's `node` check: this node's own Node document in etcd cannot be decoded, so
+    no heartbeat can write Ready (the node goes NotReady and takes no new cell)."""
+
+
 class ContainerdUnreachable(Exception):  # noqa: N818 (a state, named as /readyz shows it)
     """/readyz's `runtime` check: containerd did not answer the last heartbeat's check."""
 
@@ -332,13 +337,24 @@ class NodeAgent:
         self._task: SupervisedTask | None = None
         self._fencing: SupervisedTask | None = None
         self.runtime_unreachable: str | None = None
-        self.disk_pressure = False
         """Why containerd did not answer the last heartbeat's check (None: it did)."""
+        self.disk_pressure = False
+        self.document_unreadable: str | None = None
+        """Why the last heartbeat could not decode this node's Node document (None: it could)."""
 
     def runtime_ready(self) -> bool:
         """/readyz's `runtime` check: containerd answered the last heartbeat's check."""
         if self.runtime_unreachable is not None:
             raise ContainerdUnreachable(self.runtime_unreachable)
+        return True
+
+    def document_ready(self) -> bool:
+        """/readyz's `node` check: the last heartbeat could read this node's Node document.
+        One it cannot decode (corrupted, or written by a newer kukeon) is never overwritten
+        here, as that would drop what it holds: the check names it until it is fixed or
+        deleted (the next heartbeat then registers the node again)."""
+        if self.document_unreadable is not None:
+            raise NodeDocumentUnreadable(self.document_unreadable)
         return True
 
     async def start(self) -> None:
@@ -445,8 +461,13 @@ class NodeAgent:
             try:
                 node = await self.registry.get(*_node_key(self.node_name))
             except NotFound:
+                self._document_readable(None)
                 await self._register()
                 continue
+            except InvalidStoredDocument as error:
+                self._document_readable(error)
+                raise  # the loop counts and logs it, and tries again
+            self._document_readable(None)
             assert isinstance(node, Node)
             conditions = _merge_condition(
                 list(node.status.conditions),
@@ -479,6 +500,19 @@ class NodeAgent:
                 continue
             self.beats += 1
             return
+
+    def _document_readable(self, error: InvalidStoredDocument | None) -> None:
+        """Record whether this node's Node document could be decoded, for /readyz."""
+        if error is None:
+            if self.document_unreadable is not None:
+                log.info("node %s: its Node document can be read again", self.node_name)
+            self.document_unreadable = None
+            return
+        self.document_unreadable = (
+            f"Node/{self.node_name} at {error.key} (revision {error.revision}) cannot be "
+            f"decoded: {error.reason}; the heartbeat cannot write it and does not overwrite "
+            "it: fix it, or delete it and this node registers again"
+        )
 
     async def _disk_condition(self, now: datetime) -> NodeCondition:
         condition = await asyncio.to_thread(disk_condition, self.config.state_dir, now)
