@@ -3,7 +3,9 @@
 The script starts everything on private resources, as bench/cell_bench.py does (its own
 containerd, etcd and kukeond with its own state dir, cgroup root, nft table, netns dir and
 subnet pool), creates a realm, space and stack, a Secret, and one `keeper` cell that keeps
-the hierarchy materialised, then churns for ``--duration`` seconds. Each round:
+the hierarchy materialised, then churns for ``--duration`` seconds (``--pause`` seconds
+idle between two rounds, for a day-long run that does not load the machine all day).
+Each round:
 
 - creates 10 cells at once: 3 plain sleepers, 2 serving HTTP behind an httpGet readiness
   probe, 2 behind an exec readiness probe, 2 whose command crashes under
@@ -23,7 +25,7 @@ allocations that grew since the previous one; they are copied to ``--reports``.
 
 SIGINT or SIGTERM ends the churn after the current round; the report covers what ran.
 
-    .venv/bin/python bench/soak.py [--duration 3600] [--sample-interval 60] \
+    .venv/bin/python bench/soak.py [--duration 3600] [--sample-interval 60] [--pause 0] \
         [--tracemalloc] [--snapshot-interval 0] [--reports /tmp/kukeon-soak] [--output FILE]
 """
 
@@ -201,7 +203,9 @@ class Soak:
         self.rounds += 1
         self.cells += len(bodies)
 
-    async def churn(self, duration: float, *, sample_interval: float, snapshots: float) -> None:
+    async def churn(
+        self, duration: float, *, sample_interval: float, snapshots: float, pause: float = 0.0
+    ) -> None:
         self.started = time.monotonic()
         self.sample()
         await self.snapshot()
@@ -210,6 +214,9 @@ class Soak:
         try:
             while time.monotonic() - self.started < duration and not self.stop.is_set():
                 await self.churn_round()
+                if pause:  # a paced churn: a day's run without a day of full load
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stop.wait(), pause)
                 if time.monotonic() >= next_snapshot:
                     await self.snapshot()
                     next_snapshot = time.monotonic() + snapshots
@@ -266,6 +273,7 @@ async def soak(args: argparse.Namespace) -> tuple[Soak, str]:
                 args.duration,
                 sample_interval=args.sample_interval,
                 snapshots=args.snapshot_interval,
+                pause=args.pause,
             )
             return state, plane.version
         finally:
@@ -324,6 +332,9 @@ def main() -> None:
         type=float,
         default=0.0,
         help="with --tracemalloc: also a report every this many seconds (0: start and end)",
+    )
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds idle between two rounds (0: none)"
     )
     parser.add_argument("--reports", type=Path, default=Path("/tmp/kukeon-soak"))
     parser.add_argument("--output", type=Path, help="also write the markdown report here")
