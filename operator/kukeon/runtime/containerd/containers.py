@@ -19,6 +19,7 @@ from kukeon.runtime.containerd._gen.services.containers.v1 import containers_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.client import Subject
 from kukeon.runtime.containerd.errors import ContainerNotFoundError
+from kukeon.runtime.containerd.remap import Remap, ensure_remapped
 from kukeon.runtime.containerd.spec import (
     LABEL_CELL,
     LABEL_CONTAINER,
@@ -83,12 +84,15 @@ class ContainerService:
         labels: Mapping[str, str] | None = None,
         snapshot_key: str | None = None,
         runtime: str = RUNTIME_RUNC_V2,
+        remap: Remap | None = None,
     ) -> Container:
         """Create the container and its rootfs snapshot on ``image`` (unpacked if needed).
 
         ``spec`` is an OCI runtime spec whose ``root.path`` is ``rootfs``. Raises
         :class:`AlreadyExistsError` when the id is taken; the snapshot of an earlier,
-        interrupted attempt with the same key is reused.
+        interrupted attempt with the same key is reused. With ``remap`` (a container in a
+        user namespace) the rootfs is prepared on the image's snapshot shifted to the
+        range's ids (:mod:`.remap`), made under the same lease if missing.
         """
         key = snapshot_key or container_id
         all_labels = dict(labels or {})
@@ -106,6 +110,10 @@ class ContainerService:
             snapshot_key=key,
         )
         async with self._client.leases(self.namespace).lease() as lease:
+            if remap is not None:
+                parent = await ensure_remapped(
+                    snapshots, parent, remap.idrange, lease=lease, scratch=remap.scratch
+                )
             await snapshots.ensure_active(key, parent=parent, labels=all_labels, lease=lease)
             response = await self._client.call(
                 "create",
