@@ -66,9 +66,9 @@ HEARTBEAT_LOG_INTERVAL = 60.0
 """A heartbeat that keeps failing is reported at most this often (with a count)."""
 HEARTBEAT_BACKOFF_MAX = 10.0
 HEARTBEAT_ATTEMPT_TIMEOUT = 10.0
+"""Seconds one heartbeat attempt (new lease, status write) may take before it counts as failed."""
 RUNTIME_CHECK_SECONDS = 3.0
 """How long a heartbeat waits for containerd's answer before it says containerd is unreachable."""
-"""Seconds one heartbeat attempt (new lease, status write) may take before it counts as failed."""
 
 
 def heartbeat_retry_delay(failures: int) -> float:
@@ -341,6 +341,10 @@ class NodeAgent:
         self.disk_pressure = False
         self.document_unreadable: str | None = None
         """Why the last heartbeat could not decode this node's Node document (None: it could)."""
+        self._unreadable_revision: int | None = None
+        """The revision of the undecodable Node document the log last named."""
+        self._labels_owed = False
+        """The Node could not be read to bring its labels up to date with the config."""
 
     def runtime_ready(self) -> bool:
         """/readyz's `runtime` check: containerd answered the last heartbeat's check."""
@@ -359,6 +363,8 @@ class NodeAgent:
 
     async def start(self) -> None:
         self._capacity = await read_capacity(self.config, self.containerd)
+        # A Node document that cannot be decoded does not stop the start: the node serves,
+        # runs its cells and says why on /readyz until the document is fixed or deleted.
         await self._register()
         if self.cells is not None:
             # Before the lease and Ready: nobody sees this node Ready with a stale copy.
@@ -367,7 +373,7 @@ class NodeAgent:
             except Exception:  # the orphan collection at the controllers' start tries again
                 log.exception("node %s: stopping stale copies failed", self.node_name)
         await self._new_lease()
-        await self.beat()
+        await self._beat_or_wait_for_document()
         self._task = self._supervisor.start("kukeon-node-heartbeat", self._run, component=FLEET)
         if self.cells is not None:
             self._fencing = self._supervisor.start(
@@ -408,24 +414,32 @@ class NodeAgent:
                 log.info("node %s: heartbeat lease renewed again, unfenced", self.node_name)
 
     async def _register(self) -> None:
-        """Create the Node, or bring an existing one's labels up to date with the config."""
+        """Create the Node, or bring an existing one's labels up to date with the config.
+        One that cannot be decoded is left as it is (``_document_readable``): its labels are
+        brought up to date by the first heartbeat that can read it."""
         labels = dict(self.config.node_labels)
         try:
             await self.registry.create(
                 Node(metadata=ObjectMeta(name=self.node_name, labels=labels), spec=NodeSpec())
             )
             log.info("registered node %s", self.node_name)
+            self._labels_owed = False
             return
         except AlreadyExists:
             pass
         for _ in range(10):
-            current = await self.registry.get(*_node_key(self.node_name))
-            merged = {**current.metadata.labels, **labels}
-            if merged == current.metadata.labels:
-                return
             try:
-                metadata = current.metadata.model_copy(update={"labels": merged})
-                await self.registry.update(current.model_copy(update={"metadata": metadata}))
+                current = await self.registry.get(*_node_key(self.node_name))
+            except InvalidStoredDocument as error:
+                self._document_readable(error)
+                self._labels_owed = True
+                return
+            merged = {**current.metadata.labels, **labels}
+            try:
+                if merged != current.metadata.labels:
+                    metadata = current.metadata.model_copy(update={"labels": merged})
+                    await self.registry.update(current.model_copy(update={"metadata": metadata}))
+                self._labels_owed = False
                 return
             except Conflict:
                 continue
@@ -466,8 +480,11 @@ class NodeAgent:
                 continue
             except InvalidStoredDocument as error:
                 self._document_readable(error)
-                raise  # the loop counts and logs it, and tries again
+                raise  # the loop counts it and tries again
             self._document_readable(None)
+            if self._labels_owed:  # unreadable at the start, fixed since
+                await self._register()
+                continue
             assert isinstance(node, Node)
             conditions = _merge_condition(
                 list(node.status.conditions),
@@ -501,18 +518,34 @@ class NodeAgent:
             self.beats += 1
             return
 
+    async def _beat_or_wait_for_document(self) -> None:
+        """A beat, unless this node's Node document cannot be decoded: then nothing is
+        written, and /readyz and the log say why (``_document_readable``) until a beat of
+        the heartbeat loop can read it again. No reason to stop a start."""
+        with contextlib.suppress(InvalidStoredDocument):
+            await self.beat()
+
     def _document_readable(self, error: InvalidStoredDocument | None) -> None:
-        """Record whether this node's Node document could be decoded, for /readyz."""
+        """Record whether this node's Node document could be decoded, for /readyz; said in
+        the log once per revision that cannot be, and once when it can be read again."""
         if error is None:
             if self.document_unreadable is not None:
                 log.info("node %s: its Node document can be read again", self.node_name)
             self.document_unreadable = None
+            self._unreadable_revision = None
             return
         self.document_unreadable = (
             f"Node/{self.node_name} at {error.key} (revision {error.revision}) cannot be "
             f"decoded: {error.reason}; the heartbeat cannot write it and does not overwrite "
             "it: fix it, or delete it and this node registers again"
         )
+        if error.revision != self._unreadable_revision:
+            self._unreadable_revision = error.revision
+            log.warning(
+                "node %s: %s; until then no new cell is placed here (the cells it runs go on)",
+                self.node_name,
+                self.document_unreadable,
+            )
 
     async def _disk_condition(self, now: datetime) -> NodeCondition:
         condition = await asyncio.to_thread(disk_condition, self.config.state_dir, now)
@@ -540,10 +573,11 @@ class NodeAgent:
         return condition
 
     async def set_api_port(self, port: int | None) -> None:
-        """Record the TCP API's bound port in the Node's ``status.apiEndpoint`` now."""
+        """Record the TCP API's bound port in the Node's ``status.apiEndpoint`` now (or at
+        the first beat that can read an undecodable Node document again)."""
         if port != self.api_port:
             self.api_port = port
-            await self.beat()
+            await self._beat_or_wait_for_document()
 
     async def _run(self) -> None:
         # While etcd is down every attempt fails at once (the lost lease does not wait for
@@ -572,6 +606,9 @@ class NodeAgent:
                     await self.beat()
             except asyncio.CancelledError:
                 raise
+            except InvalidStoredDocument:  # said once per revision (_document_readable)
+                failures += 1
+                continue
             except Exception as error:
                 failures += 1
                 unreported += 1

@@ -19,7 +19,7 @@ from kukeon.api import Kind, Node, ObjectMeta
 from kukeon.apiserver.app import _readyz_handler
 from kukeon.daemon import node
 from kukeon.daemon.config import DaemonConfig
-from kukeon.store import InvalidStoredDocument, Registry
+from kukeon.store import AlreadyExists, InvalidStoredDocument, Registry
 
 KEY = "/kukeon/registry/nodes/n1"
 
@@ -94,3 +94,45 @@ async def test_an_undecodable_node_document_fails_readyz_and_is_not_overwritten(
     assert len(store.writes) == 1
     assert agent.beats == 1
     assert await readyz(store, agent) == (200, "[+]etcd ok\n[+]node ok\nreadyz check passed\n")
+
+
+class ExistingNodeStore(NodeStore):
+    """The document is there (a create is refused) with labels of its own."""
+
+    async def create(self, obj: Node) -> Node:
+        raise AlreadyExists(f"Node {obj.metadata.name} exists")
+
+    async def get(self, kind: Kind, key: tuple[str, ...]) -> Node:
+        node = await super().get(kind, key)
+        labelled = [w for w in self.writes if w.metadata.labels]
+        labels = labelled[-1].metadata.labels if labelled else {"mine": "kept"}
+        return node.model_copy(
+            update={"metadata": node.metadata.model_copy(update={"labels": labels})}
+        )
+
+
+async def test_a_start_meeting_an_undecodable_node_document_goes_on(tmp_path: Path) -> None:
+    """The registration at start read the document to merge the configured labels and
+    raised (the start failed naming the key). Now it records why for /readyz, writes
+    nothing, and the configured labels are merged once the document can be read."""
+    store = ExistingNodeStore()
+    agent = node.NodeAgent(
+        registry=cast(Registry, store),
+        config=DaemonConfig(node_name="n1", state_dir=tmp_path, node_labels={"zone": "a"}),
+        containerd=None,
+    )
+    await agent._register()  # what start() does first
+    await agent._beat_or_wait_for_document()  # and after taking its lease
+    assert store.writes == []
+    status, text = await readyz(store, agent)
+    assert status == 503
+    assert f"Node/n1 at {KEY} (revision 42) cannot be decoded" in text
+
+    store.repaired = True
+    await agent.beat()
+    assert [w.metadata.labels for w in store.writes] == [
+        {"mine": "kept", "zone": "a"},  # the labels, owed since the start
+        {"mine": "kept", "zone": "a"},  # the status
+    ]
+    assert agent.beats == 1
+    assert (await readyz(store, agent))[0] == 200
