@@ -25,19 +25,28 @@ own earlier write); otherwise the caller gets ``OutcomeUnknown``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aetcd
 import grpc
 from aetcd import rpc, watcher
 
+from .endpoints import (
+    EndpointReporter,
+    ResolveFailed,
+    check_endpoints,
+    describe,
+    grpc_target,
+    split_endpoint,
+    tls_name,
+)
 from .errors import SpaceExceeded, StoreError, Unavailable
+
+__all__ = ["ResolveFailed"]  # raised by EtcdClient.connect; etcdwatch takes it from here
 
 T = TypeVar("T")
 
@@ -50,11 +59,6 @@ Metadata = tuple[tuple[str, str], ...]
 
 class OutcomeUnknown(Unavailable):
     """A write failed in flight: etcd may or may not have applied it. Re-read before retrying."""
-
-
-class ResolveFailed(Unavailable):
-    """An endpoint's host name did not resolve while connecting: nothing reached etcd, and
-    DNS may answer again, so the ``Retrier`` tries again as after a refused connection."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,54 +100,11 @@ class EtcdConfig:
 
     @property
     def uses_tls(self) -> bool:
-        schemes = {_split_endpoint(e)[0] for e in self.endpoints}
+        schemes = {split_endpoint(e)[0] for e in self.endpoints}
         return "https" in schemes or any((self.ca_file, self.cert_file))
 
 
-def _split_endpoint(endpoint: str) -> tuple[str, str, int]:
-    text = endpoint.strip()
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"etcd endpoint {endpoint!r} is not host:port or http(s)://host:port")
-    return parts.scheme, parts.hostname, parts.port or 2379
-
-
-async def grpc_target(endpoints: Sequence[str]) -> str:
-    """One gRPC target for all endpoints, so pick_first fails over between them.
-
-    gRPC's ``ipv4:``/``ipv6:`` schemes take address lists; host names are resolved here
-    (``ResolveFailed`` when one does not resolve; a single endpoint is gRPC's to resolve).
-    """
-    hosts = [_split_endpoint(e)[1:] for e in endpoints]
-    if len(hosts) == 1:
-        host, port = hosts[0]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    loop = asyncio.get_running_loop()
-    v4: list[str] = []
-    v6: list[str] = []
-    for host, port in hosts:
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            try:
-                infos = await loop.getaddrinfo(host, port, proto=6)
-            except OSError as error:  # socket.gaierror, or an unreachable resolver
-                # Raw, it escaped every caller's handling of etcd's failures (the API
-                # answered 500, a controller logged a traceback).
-                raise ResolveFailed(
-                    f"cannot resolve etcd endpoint host {host!r}: {error.strerror or error}"
-                ) from error
-            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-        for address in addresses:
-            if address.version == 4:
-                v4.append(f"{address}:{port}")
-            else:
-                v6.append(f"[{address}]:{port}")
-    if v4:
-        return "ipv4:" + ",".join(dict.fromkeys(v4))
-    return "ipv6:" + ",".join(dict.fromkeys(v6))
+_RECHECK_SECONDS = 5.0
 
 
 def _read_optional(path: Path | None) -> bytes | None:
@@ -161,6 +122,11 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
             connect_wait_timeout=int(max(config.dial_timeout, 1)),
         )
         self.config = config
+        self._reporter = EndpointReporter()
+        self._tls_name: str | None = None
+        """The host a multi-endpoint channel verifies certificates for, set at each open."""
+        self._checked: tuple[float, str] | None = None
+        self._check_lock = asyncio.Lock()
 
     def _channel_options(self) -> list[tuple[str, Any]]:
         options: dict[str, Any] = {
@@ -178,14 +144,42 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
             options["grpc.ssl_target_name_override"] = self.config.server_name
         elif self.config.uses_tls and len(self.config.endpoints) > 1:
             # The target is then an address list ("ipv4:a:1,b:2"), not a name gRPC can
-            # verify a certificate against: check the first endpoint's host instead (etcd
-            # members' certificates usually name every member; else set server_name).
-            options["grpc.ssl_target_name_override"] = _split_endpoint(self.config.endpoints[0])[1]
+            # verify a certificate against: check the host of the first endpoint that
+            # answered instead (etcd members' certificates usually name every member; else
+            # set server_name), never a name that did not resolve.
+            first = split_endpoint(self.config.endpoints[0])[1]
+            options["grpc.ssl_target_name_override"] = self._tls_name or first
         options.update(dict(self.config.channel_options))
         return list(options.items())
 
+    async def _target(self) -> str:
+        """A single endpoint is gRPC's to resolve (again at each reconnect); several are
+        checked one by one here (``endpoints``), and only those that resolve are dialed."""
+        if len(self.config.endpoints) == 1:
+            _, host, port = split_endpoint(self.config.endpoints[0])
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        states = await check_endpoints(self.config.endpoints, within=self.config.dial_timeout)
+        self._reporter.report(states)
+        target = grpc_target(states)  # ResolveFailed naming each endpoint when none resolved
+        self._tls_name = tls_name(states)
+        return target
+
+    async def endpoints_now(self) -> str:
+        """Each endpoint and what it does now (resolves, takes a TCP connection), for an
+        error that gives up: checked at most every few seconds, however many requests fail."""
+        if len(self.config.endpoints) == 1:
+            return ""
+        async with self._check_lock:
+            now = asyncio.get_running_loop().time()
+            if self._checked is None or now - self._checked[0] > _RECHECK_SECONDS:
+                timeout = min(self.config.dial_timeout, 1.0)
+                states = await check_endpoints(self.config.endpoints, within=timeout)
+                self._reporter.report(states)
+                self._checked = (now, describe(states))
+            return self._checked[1]
+
     async def _open_channel(self) -> grpc.aio.Channel:
-        target = await grpc_target(self.config.endpoints)
+        target = await self._target()
         if not self.config.uses_tls:
             return grpc.aio.insecure_channel(
                 target, options=self._channel_options(), interceptors=list(self.config.interceptors)
@@ -357,7 +351,7 @@ class Retrier:
                         "it may or may not have been applied, read the object again"
                     ) from error
                 if loop.time() + delay > deadline:
-                    raise Unavailable(
+                    raise await self._unavailable(
                         f"{what}: etcd is unavailable after {self._retry_timeout:g}s of retries "
                         f"({_describe(error)})"
                     ) from error
@@ -377,15 +371,27 @@ class Retrier:
                         "it may or may not have been applied, read the object again"
                     ) from error
                 if loop.time() + delay > deadline:
-                    raise Unavailable(f"{what}: cannot connect to etcd ({error!r})") from error
+                    raise await self._unavailable(
+                        f"{what}: cannot connect to etcd ({error!r})"
+                    ) from error
             except TimeoutError as error:
                 if loop.time() + delay > deadline:
-                    raise Unavailable(f"{what}: cannot connect to etcd ({error!r})") from error
+                    raise await self._unavailable(
+                        f"{what}: cannot connect to etcd ({error!r})"
+                    ) from error
             except ResolveFailed as error:  # raised by connect(): no request was sent
                 if loop.time() + delay > deadline:
-                    raise Unavailable(f"{what}: cannot connect to etcd ({error})") from error
+                    raise await self._unavailable(
+                        f"{what}: cannot connect to etcd ({error})"
+                    ) from error
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 1.0)
+
+    async def _unavailable(self, message: str) -> Unavailable:
+        """The give-up, naming each of several endpoints and what it does now (gRPC's
+        error names the last address it tried only)."""
+        endpoints = await self._client.endpoints_now()
+        return Unavailable(f"{message}; etcd endpoints now: {endpoints}" if endpoints else message)
 
     async def _reauthenticate(self, what: str) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,15 @@ from kukeon.store import (
 from kukeon.store.connection import (
     EtcdClient,
     Retrier,
-    grpc_target,
     is_transient,
     surely_not_applied,
+)
+from kukeon.store.endpoints import (
+    EndpointState,
+    ResolveFailed,
+    check_endpoints,
+    grpc_target,
+    tls_name,
 )
 from tests.fixtures.services import free_tcp_port
 
@@ -36,13 +43,35 @@ def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
 
 
 async def test_targets_list_every_endpoint_for_failover() -> None:
-    assert await grpc_target(["127.0.0.1:2379"]) == "127.0.0.1:2379"
-    assert await grpc_target(["http://etcd.example:2379"]) == "etcd.example:2379"
+    assert await EtcdClient(EtcdConfig(endpoints=["127.0.0.1:2379"]))._target() == "127.0.0.1:2379"
+    one_name = EtcdClient(EtcdConfig(endpoints=["http://etcd.example:2379"]))
+    assert await one_name._target() == "etcd.example:2379"  # gRPC's to resolve
+    ports = [free_tcp_port() for _ in range(3)]  # nothing listens: kept, in their order
+    several = [
+        f"http://127.0.0.1:{ports[0]}",
+        f"127.0.0.2:{ports[1]}",
+        f"https://127.0.0.3:{ports[2]}",
+    ]
     assert (
-        await grpc_target(["http://127.0.0.1:1", "127.0.0.2:2", "https://127.0.0.3"])
-        == "ipv4:127.0.0.1:1,127.0.0.2:2,127.0.0.3:2379"
+        await EtcdClient(EtcdConfig(endpoints=several))._target()
+        == f"ipv4:127.0.0.1:{ports[0]},127.0.0.2:{ports[1]},127.0.0.3:{ports[2]}"
     )
-    assert await grpc_target(["[::1]:5", "http://[::1]:6"]) == "ipv6:[::1]:5,[::1]:6"
+    six = await check_endpoints(["[::1]:5", "http://[::1]:6"], within=1.0)
+    assert grpc_target(six) == "ipv6:[::1]:5,[::1]:6"
+
+
+def test_the_target_dials_what_answered_first_and_leaves_out_what_did_not_resolve() -> None:
+    v4 = ipaddress.ip_address
+    states = [
+        EndpointState("https://gone.invalid:2379", "gone.invalid", 2379, failure="no name"),
+        EndpointState("https://down:2379", "down", 2379, (v4("10.0.0.1"),), failure="refused"),
+        EndpointState("https://up:2379", "up", 2379, (v4("10.0.0.2"),), answered=True),
+    ]
+    assert grpc_target(states) == "ipv4:10.0.0.2:2379,10.0.0.1:2379"
+    assert tls_name(states) == "up"  # the certificate of the member dialed first
+    assert tls_name(states[:2]) == "down"  # never a name that did not resolve
+    with pytest.raises(ResolveFailed, match=r"https://gone.invalid:2379: no name"):
+        grpc_target(states[:1])
 
 
 def test_config_validation_and_tls_detection(tmp_path: Path) -> None:
@@ -71,6 +100,9 @@ def test_which_failures_are_known_not_applied() -> None:
 class _Client:
     async def connect(self) -> None:
         return None
+
+    async def endpoints_now(self) -> str:
+        return ""
 
     async def authenticate(self) -> None:
         self.authenticated = True
@@ -238,9 +270,11 @@ async def test_an_endpoint_name_that_does_not_resolve_is_unavailable(
     """Several endpoints are resolved by kukeon, not gRPC: a DNS failure was a raw OSError
     past the Retrier (the API's 500, a controller's traceback)."""
     asked = _failing_dns(monkeypatch, failures=10_000)
-    with pytest.raises(Unavailable, match=r"cannot resolve etcd endpoint host 'etcd-0\.invalid'"):
+    with pytest.raises(Unavailable, match=r"cannot resolve any etcd endpoint") as raised:
         await Registry.connect(EtcdConfig(endpoints=_NAMED, retry_timeout=0.3))
-    assert len(asked) > 1  # retried as a refused connection is
+    for endpoint in _NAMED:  # each named, with why
+        assert f"{endpoint}: host '{endpoint.split(':')[0]}' does not resolve" in str(raised.value)
+    assert len(asked) > 2  # retried as a refused connection is
 
 
 async def test_a_name_that_resolves_again_is_connected_to(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,7 +285,7 @@ async def test_a_name_that_resolves_again_is_connected_to(monkeypatch: pytest.Mo
         assert await retrier.run(_flaky(), what="put", repeatable=False) == "done"
     finally:
         await client.close()
-    assert asked[:2] == ["etcd-0.invalid", "etcd-0.invalid"]
+    assert sorted(asked[:2]) == ["etcd-0.invalid", "etcd-1.invalid"]  # both failed at first
 
 
 def test_several_tls_endpoints_are_verified_by_the_first_ones_name() -> None:
