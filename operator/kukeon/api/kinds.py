@@ -25,10 +25,14 @@ from kukeon.api.stack import Stack
 from kukeon.api.validation import (
     FieldError,
     InvalidResource,
+    Location,
     cross_field_errors,
     dedupe,
     display_name,
+    droppable_unknown,
     field_errors_from_pydantic,
+    format_path,
+    without,
 )
 
 KIND_MODELS: dict[Kind, type[Resource[Any, Any]]] = {
@@ -46,12 +50,38 @@ KIND_MODELS: dict[Kind, type[Resource[Any, Any]]] = {
 AnyResource = Resource[Any, Any]
 
 
-def parse_resource(doc: Mapping[str, Any]) -> AnyResource:
+_DROP_ROUNDS = 4
+"""Validations a lenient parse runs at most: the fields dropped after one may have hidden
+others (a field whose object was of the wrong type), never more than a few levels."""
+
+
+def parse_resource(
+    doc: Mapping[str, Any], *, unknown_fields: list[str] | None = None
+) -> AnyResource:
     """Validate one document and return its typed model; raise `InvalidResource` otherwise.
 
     Every error of the document is reported, not only the first. `apiVersion` may be
     `v1beta1` (kukeon's spelling) or `kukeon.io/v1beta1`.
+
+    ``unknown_fields``: when a list, the fields no model knows are left out of the model
+    instead of refused, and their paths (as sent: `spec.foo`) appended to it (the API's
+    ``fieldValidation=Warn|Ignore``, kukectl's ``--validate=warn|ignore``); ``doc`` itself
+    is not changed. Anything else wrong is refused as ever.
     """
+    for _ in range(_DROP_ROUNDS):
+        dropped: list[Location] = []
+        resource = _parse(doc, dropped if unknown_fields is not None else None)
+        if resource is not None:
+            return resource
+        assert unknown_fields is not None  # only a lenient parse drops
+        unknown_fields.extend(format_path(loc, as_sent=True) for loc in dropped)
+        doc = without(doc, dropped)
+    return parse_resource(doc)  # still unknown fields after every round: refused
+
+
+def _parse(doc: Mapping[str, Any], drop: list[Location] | None) -> AnyResource | None:
+    """``parse_resource``'s one validation; None when ``drop`` is a list and fields no
+    model knows were found (their locations appended to it) to be dropped first."""
     if not isinstance(doc, Mapping):
         raise InvalidResource(
             "?",
@@ -84,6 +114,9 @@ def parse_resource(doc: Mapping[str, Any]) -> AnyResource:
     except ValidationError as exc:
         # A field a rule above explains (a template's identity) is not also "unknown".
         explained = {error.field for error in errors}
+        if drop is not None and (unknown := droppable_unknown(exc, doc, explained)):
+            drop.extend(unknown)
+            return None
         errors = [e for e in field_errors_from_pydantic(exc) if e.field not in explained] + errors
     if errors:
         raise InvalidResource(kind.value, display_name(kind, doc), dedupe(errors))

@@ -200,12 +200,15 @@ def load_manifests(
     *,
     scope: Mapping[str, str] | None = None,
     defaults: Mapping[str, str] | None = None,
+    unknown_fields: list[tuple[int, str]] | None = None,
 ) -> list[AnyResource]:
     """Every resource of a manifest text or file, validated, in file order.
 
     A `str` that is a single line without `: ` is taken as a file path; anything else is
     manifest text. ``scope``, ``defaults``: parents for documents that name none
     (``in_scope``). Raises `ManifestError` listing every invalid document.
+    ``unknown_fields``: when a list, a field no model knows is left out instead of refused
+    and named there (the document's index, the field's path; kukectl's --validate=warn).
     """
     text = _read(text_or_path)
     resources: list[AnyResource] = []
@@ -216,12 +219,16 @@ def load_manifests(
         elif not isinstance(doc, dict):
             errors.append((index, f"a document must be a mapping, got {type(doc).__name__}"))
         else:
+            dropped: list[str] | None = [] if unknown_fields is not None else None
             try:
-                resources.append(parse_resource(in_scope(doc, scope or {}, defaults)))
+                scoped = in_scope(doc, scope or {}, defaults)
+                resources.append(parse_resource(scoped, unknown_fields=dropped))
             except InvalidResource as exc:
                 errors.append((index, exc))
             except ValueError as exc:
                 errors.append((index, str(exc)))
+            if unknown_fields is not None and dropped:
+                unknown_fields.extend((index, path) for path in dropped)
     if errors:
         raise ManifestError(errors)
     return resources

@@ -60,8 +60,11 @@ class InvalidResource(ValueError):  # noqa: N818 - the name is the public contra
         return (type(self), (self.kind, self.name, self.causes))
 
 
-def format_path(loc: Iterable[int | str]) -> str:
-    """`("spec", "containers", 1, "image")` -> `spec.containers[1].image`."""
+def format_path(loc: Iterable[int | str], *, as_sent: bool = False) -> str:
+    """`("spec", "containers", 1, "image")` -> `spec.containers[1].image`.
+
+    ``as_sent``: every name is the document's own (an unknown field's location holds the
+    key as it was sent and aliases above it), never turned into the camelCase alias."""
     path = ""
     parts = list(loc)
     for index, part in enumerate(parts):
@@ -71,7 +74,7 @@ def format_path(loc: Iterable[int | str]) -> str:
         if mapping_key or isinstance(part, int):
             path += f"[{part}]"
         else:
-            name = _external_name(part)
+            name = part if as_sent else _external_name(part)
             path += f".{name}" if path else name
     return path
 
@@ -134,7 +137,67 @@ def _message(error: ErrorDetails) -> str:
 
 
 def field_errors_from_pydantic(exc: ValidationError) -> list[FieldError]:
-    return [FieldError(format_path(error["loc"]), _message(error)) for error in exc.errors()]
+    return [
+        FieldError(
+            format_path(error["loc"], as_sent=error["type"] == UNKNOWN_FIELD), _message(error)
+        )
+        for error in exc.errors()
+    ]
+
+
+# --- fields no model knows, dropped on request (the API's fieldValidation=Warn|Ignore) ------
+
+UNKNOWN_FIELD = "extra_forbidden"
+"""pydantic's error type of a field the model does not have."""
+
+Location = tuple[int | str, ...]
+
+
+def droppable_unknown(
+    exc: ValidationError, doc: Mapping[str, Any], explained: Iterable[str] = ()
+) -> list[Location]:
+    """The locations of the fields no model knows, each found in ``doc`` as a key of an
+    object, so that a copy without them can be validated again; a field a rule explains
+    (``explained``, paths) is not one of them."""
+    skip = set(explained)
+    found: list[Location] = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        if error["type"] != UNKNOWN_FIELD or format_path(loc, as_sent=True) in skip:
+            continue
+        if _holds(doc, loc):
+            found.append(loc)
+    return found
+
+
+def _holds(doc: Any, loc: Location) -> bool:
+    """Whether ``loc`` leads through ``doc``'s objects and arrays to a key of an object."""
+    value = doc
+    for step in loc[:-1]:
+        in_object = isinstance(value, Mapping) and isinstance(step, str) and step in value
+        in_array = isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value)
+        if not (in_object or in_array):
+            return False
+        value = value[step]
+    return isinstance(value, Mapping) and loc[-1] in value
+
+
+def without(doc: Mapping[str, Any], locations: Iterable[Location]) -> dict[str, Any]:
+    """A copy of ``doc`` without the keys at ``locations`` (each as ``droppable_unknown``
+    found it); only the objects and arrays on their way are copied, ``doc`` is unchanged."""
+    root = dict(doc)
+    copied = {id(root)}
+    for loc in locations:
+        parent: Any = root
+        for step in loc[:-1]:
+            child = parent[step]
+            if id(child) not in copied:
+                child = dict(child) if isinstance(child, Mapping) else list(child)
+                parent[step] = child
+                copied.add(id(child))
+            parent = child
+        parent.pop(loc[-1], None)
+    return root
 
 
 # --- rules across fields, on the raw document ---------------------------------------------

@@ -173,6 +173,11 @@ def _go_float32_text(value: float) -> str:
 class _JsonData:
     """The constructor of a SafeLoader, C or Python, limited to JSON's values."""
 
+    repeated_keys: list[tuple[int, str]] | None = None
+    """When a list (set on one loader): a key repeated in a mapping is recorded here (the
+    mapping's start index in the text, the key) and its last value kept, instead of being
+    refused (the API's ``fieldValidation=Warn|Ignore``)."""
+
     def _construct(self, node: Node, deep: bool) -> Any:
         if node.tag not in JSON_TAGS:
             raise NotJsonDataError(node.tag, node.start_mark)
@@ -210,7 +215,9 @@ class _JsonData:
             if key_node.tag == _MERGE_TAG:  # `<<`: merged below, its keys overridden
                 continue
             key = self._key(node, key_node, deep)
-            if key in seen:
+            if key in seen and self.repeated_keys is not None:
+                self.repeated_keys.append((node.start_mark.index, key))
+            elif key in seen:
                 raise ConstructorError(
                     "while constructing a mapping",
                     node.start_mark,

@@ -80,51 +80,69 @@ def json_depth(raw: bytes) -> int:
 
 
 class _Duplicates:
-    """Objects that had a key twice while decoding, to name their path afterwards."""
+    """Objects that had a key twice while decoding, to name their paths afterwards (each
+    object is held, so that no id is reused by a later one while decoding)."""
 
     def __init__(self) -> None:
-        self.found: dict[int, str] = {}
+        self.found: list[tuple[dict[str, Any], str]] = []
 
     def hook(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key, value in pairs:
-            if key in result and id(result) not in self.found:
-                self.found[id(result)] = key
+            if key in result and (result, key) not in self.found:
+                self.found.append((result, key))
             result[key] = value
         return result
 
+    def paths(self, root: Any) -> list[tuple[str, str]]:
+        """Each repeated key's path in the decoded ``root`` and the key, in the order met; a
+        repeat inside a value that a later repeat replaced is in no path (it is not kept)."""
+        wanted = {id(mapping) for mapping, _ in self.found}
+        where = _find_paths(root, wanted)
+        return [
+            (_join(where[id(mapping)], key), key)
+            for mapping, key in self.found
+            if id(mapping) in where
+        ]
 
-def _find_path(root: Any, target_id: int) -> str:
-    """The path of the object with ``id`` target_id in the decoded tree (an iterative walk)."""
+
+def _find_paths(root: Any, wanted: set[int]) -> dict[int, str]:
+    """The paths of the objects whose ids are ``wanted`` in the decoded tree (one iterative
+    walk)."""
     stack: list[tuple[Any, str]] = [(root, "")]
-    while stack:
+    found: dict[int, str] = {}
+    while stack and len(found) < len(wanted):
         value, path = stack.pop()
-        if id(value) == target_id:
-            return path
         if isinstance(value, dict):
+            if id(value) in wanted:
+                found[id(value)] = path
             stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
-    return ""
+    return found
 
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def decode_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
-    """A JSON body as Python values; BodyError when it is too deep, malformed or repeats a key."""
+def decode_json(
+    raw: bytes, *, max_depth: int = MAX_DEPTH, duplicates: list[str] | None = None
+) -> Any:
+    """A JSON body as Python values; BodyError when it is too deep, malformed or repeats a
+    key. ``duplicates``: when a list, a repeated key's path is appended to it instead, and
+    the last of its values kept (kube-apiserver's ``fieldValidation=Warn|Ignore``)."""
     depth = json_depth(raw)
     if depth > max_depth:
         raise BodyError(
             400, f"the request body is nested {depth} levels deep, over the limit of {max_depth}"
         )
-    duplicates = _Duplicates()
+    repeated = _Duplicates()
     try:
         text = raw.decode("utf-8")
         value = json.loads(
             text,
-            object_pairs_hook=duplicates.hook,
+            object_pairs_hook=repeated.hook,
             parse_constant=refuse_json_constant,
             parse_float=finite_json_float,
         )
@@ -139,11 +157,18 @@ def decode_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         # Numbers with thousands of digits, NaN/Infinity; RecursionError cannot happen
         # below the depth limit, and is still not allowed to become a 500.
         raise BodyError(400, f"the request body is not valid JSON: {quote(str(exc))}") from None
-    if duplicates.found:
-        target, key = next(iter(duplicates.found.items()))
-        path = _join(_find_path(value, target), key)
-        raise BodyError(422, f"duplicate key {quote(key)} at {quote(path)}", field=path)
+    if repeated.found:
+        paths = repeated.paths(value)
+        if duplicates is not None:
+            duplicates.extend(path for path, _ in paths)
+        elif paths:
+            raise duplicate_key(*paths[0])
     return value
+
+
+def duplicate_key(path: str, key: str) -> BodyError:
+    """The refusal of ``key`` repeated; ``path`` is its own (its mapping's, then the key)."""
+    return BodyError(422, f"duplicate key {quote(key)} at {quote(path)}", field=path)
 
 
 # --- YAML -----------------------------------------------------------------------------------
@@ -185,8 +210,7 @@ def _node_path(frame: _Frame | None, event: yaml.NodeEvent, *, duplicates: bool)
             key = str(event.value)
             marker = (event.style is None, key)
             if marker in frame.seen and not duplicates:
-                where = _join(frame.path, key)
-                raise BodyError(422, f"duplicate key {quote(key)} at {quote(where)}", field=where)
+                raise duplicate_key(_join(frame.path, key), key)
             frame.seen.add(marker)
             frame.key = key
         else:
@@ -219,6 +243,17 @@ def _refused_value(scanner: Any, event: yaml.NodeEvent, *, is_key: bool) -> str 
     return None
 
 
+def _opened(
+    event: yaml.CollectionStartEvent, path: str, mapping_paths: dict[int, str] | None
+) -> _Frame:
+    """The frame of a collection that starts at ``path`` (a mapping's path recorded by its
+    start in the text, when ``mapping_paths`` is a dict)."""
+    mapping = isinstance(event, yaml.MappingStartEvent)
+    if mapping and mapping_paths is not None and event.start_mark is not None:
+        mapping_paths[event.start_mark.index] = path
+    return _Frame(path, mapping=mapping)
+
+
 def _scan_yaml(
     text: str,
     max_depth: int,
@@ -227,10 +262,12 @@ def _scan_yaml(
     duplicates: bool = False,
     tags: bool = True,
     loader: type[yaml.SafeLoader] = _Loader,
+    mapping_paths: dict[int, str] | None = None,
 ) -> None:
     """Check the YAML event stream, iteratively: depth, aliases, repeated keys (unless
     ``duplicates``), tags of no JSON value (when ``tags``: `!!binary`, `!!set`...), one
-    document (when ``one_document``).
+    document (when ``one_document``). ``mapping_paths``: when a dict, each mapping's
+    path by its start index in the text (to name the keys the constructor finds repeated).
 
     The composer and constructor recurse once per level, so they only ever see a stream
     that passed here. Raises BodyError with the path of what is refused.
@@ -273,7 +310,7 @@ def _scan_yaml(
                     raise BodyError(
                         400, f"the request body is nested more than {max_depth} levels deep"
                     )
-                stack.append(_Frame(path, mapping=isinstance(event, yaml.MappingStartEvent)))
+                stack.append(_opened(event, path, mapping_paths))
                 continue
             if frame is not None:  # a scalar
                 frame.node_done()
@@ -308,29 +345,52 @@ def check_manifest(raw: bytes, *, max_depth: int = MAX_DEPTH) -> str:
     return text
 
 
-def decode_yaml(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
-    """A single-document YAML body; BodyError when too deep, malformed, aliased or repeating."""
+def decode_yaml(
+    raw: bytes, *, max_depth: int = MAX_DEPTH, duplicates: list[str] | None = None
+) -> Any:
+    """A single-document YAML body; BodyError when too deep, malformed, aliased or repeating.
+
+    ``duplicates``: when a list, a repeated key's path is appended to it instead (keys
+    equal as JSON's text too: ``1`` and ``"1"``), and its last value kept."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"the request body is not UTF-8: {exc.reason}") from None
+    mapping_paths: dict[int, str] | None = {} if duplicates is not None else None
     try:
-        _scan_yaml(text, max_depth)
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects
+        _scan_yaml(text, max_depth, duplicates=duplicates is not None, mapping_paths=mapping_paths)
+        loader = _Loader(text)  # a SafeLoader: no Python objects
+        if mapping_paths is not None:
+            loader.repeated_keys = []
+        try:
+            value = loader.get_single_data()
+        finally:
+            loader.dispose()
     except BodyError:
         raise
     except yaml.YAMLError as exc:
         raise BodyError(400, f"the request body is not valid YAML: {quote(str(exc))}") from None
     except (ValueError, RecursionError) as exc:
         raise BodyError(400, f"the request body is not valid YAML: {quote(str(exc))}") from None
+    if duplicates is not None and mapping_paths is not None:
+        repeats = dict.fromkeys(loader.repeated_keys or ())  # a key given 3 times: once
+        duplicates.extend(_join(mapping_paths.get(index, ""), key) for index, key in repeats)
+    return value
 
 
 def is_yaml(content_type: str) -> bool:
     return "yaml" in content_type
 
 
-def decode_body(raw: bytes, content_type: str, *, max_depth: int = MAX_DEPTH) -> Any:
-    """The body as Python values, read as YAML when the content type says so, else JSON."""
+def decode_body(
+    raw: bytes,
+    content_type: str,
+    *,
+    max_depth: int = MAX_DEPTH,
+    duplicates: list[str] | None = None,
+) -> Any:
+    """The body as Python values, read as YAML when the content type says so, else JSON.
+    ``duplicates``: repeated keys' paths collected there instead of refused."""
     if is_yaml(content_type):
-        return decode_yaml(raw, max_depth=max_depth)
-    return decode_json(raw, max_depth=max_depth)
+        return decode_yaml(raw, max_depth=max_depth, duplicates=duplicates)
+    return decode_json(raw, max_depth=max_depth, duplicates=duplicates)

@@ -28,6 +28,7 @@ from kukeon.api.profilerun import (
 )
 from kukeon.api.validation import field_errors_from_pydantic
 from kukeon.apiserver import queryparams
+from kukeon.apiserver.fieldvalidation import FieldChecks
 from kukeon.apiserver.profilelookup import find_profile, not_found
 from kukeon.apiserver.request import json_answer, read_body
 from kukeon.apiserver.resourcewrites import ResourceWrites
@@ -49,18 +50,19 @@ def profile_runs_route() -> str:
     return f"{stack_object}/{PROFILE_RUNS}"
 
 
-def _run_body(body: object) -> CellProfileRun:
+def _run_body(body: object, checks: FieldChecks) -> CellProfileRun:
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a CellProfileRun object")
-    try:
-        return CellProfileRun.model_validate(body)
-    except ValidationError as exc:
-        causes = [Cause(e.field, e.message) for e in field_errors_from_pydantic(exc)]
-        raise ApiError(
-            400,
-            "the run is invalid: " + "; ".join(f"{c.field}: {c.message}" for c in causes),
-            causes=causes,
-        ) from None
+    return checks.model(CellProfileRun, body, _invalid_run)
+
+
+def _invalid_run(exc: ValidationError) -> ApiError:
+    causes = [Cause(e.field, e.message) for e in field_errors_from_pydantic(exc)]
+    return ApiError(
+        400,
+        "the run is invalid: " + "; ".join(f"{c.field}: {c.message}" for c in causes),
+        causes=causes,
+    )
 
 
 class ProfileRuns(ResourceWrites):
@@ -75,7 +77,9 @@ class ProfileRuns(ResourceWrites):
         cells = Target(Kind.CELL, scope, None, None)
         self._authorize(request, "create", cells)
         dry_run = queryparams.dry_run(request)
-        run = _run_body(await read_body(request, self._settings.max_body_bytes))
+        checks = FieldChecks(request)
+        body = await read_body(request, self._settings.max_body_bytes, checks=checks)
+        run = _run_body(body, checks)
         profile = await self._find_profile(run.profile, scope)
         try:
             values = parameter_values(profile, run.parameters)

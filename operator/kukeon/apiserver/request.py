@@ -27,6 +27,7 @@ from kukeon.apiserver.bodies import (
     decode_body,
 )
 from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_field_selector
+from kukeon.apiserver.fieldvalidation import FieldChecks
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.store import Invalid, LabelSelector, parse_selector
 
@@ -85,7 +86,10 @@ def check_media_type(request: web.Request, accepted: frozenset[str]) -> None:
 
 
 async def read_body(
-    request: web.Request, limit: int, media_types: frozenset[str] = BODY_MEDIA_TYPES
+    request: web.Request,
+    limit: int,
+    media_types: frozenset[str] = BODY_MEDIA_TYPES,
+    checks: FieldChecks | None = None,
 ) -> Any:
     """The request body as a document (JSON, or YAML when the content type says so).
 
@@ -95,7 +99,9 @@ async def read_body(
     A Content-Length over ``limit`` is a 413 before a byte is read (aiohttp would read
     ``limit`` bytes first, and wait for a body a client only announced); aiohttp enforces
     the limit again while reading a chunked body. ``kukeon.apiserver.bodies`` bounds the
-    nesting depth and refuses repeated keys. A large body is decoded in a worker thread.
+    nesting depth and refuses repeated keys, or with ``checks`` (a write's
+    ``fieldValidation``) keeps their last values and lets the level decide. A large body is
+    decoded in a worker thread.
     """
     length = request.content_length
     if length is not None and length > limit:
@@ -109,13 +115,16 @@ async def read_body(
     if not raw.strip():
         raise ApiError(400, "the request needs a body")
     content_type = request.content_type
+    repeated: list[str] | None = [] if checks is not None else None
+    decode = functools.partial(decode_body, raw, content_type, duplicates=repeated)
     try:
-        if len(raw) > THREAD_THRESHOLD:
-            return await asyncio.to_thread(decode_body, raw, content_type)
-        return decode_body(raw, content_type)
+        body = await asyncio.to_thread(decode) if len(raw) > THREAD_THRESHOLD else decode()
     except BodyError as exc:
         causes = [Cause(exc.field, exc.message)] if exc.field else []
         raise ApiError(exc.code, exc.message, causes=causes) from None
+    if checks is not None and repeated:
+        checks.repeated(repeated)
+    return body
 
 
 @functools.lru_cache(maxsize=256)

@@ -3,13 +3,13 @@ write ``fieldValidation`` and ``fieldManager``; each has its effect or is a 400 
 
 - ``pretty=true`` indents the JSON answer (and a Status error) as kube-apiserver does;
   watch streams stay one compact event per line. A value that is no boolean is a 400.
-- ``fieldValidation``: only ``Strict`` is carried out, and is what every write does
-  already (an unknown or repeated field is a 422 naming it); ``Warn`` and ``Ignore`` (drop
-  unknown fields) are refused with a 400 rather than answered as ``Strict`` (a client asking
-  to have unknown fields dropped would see them refused without being told why), and any
-  other value is a 400 as in kube-apiserver.
+- ``fieldValidation`` (``Strict``, the default, ``Warn``, ``Ignore``): checked here on
+  every write, carried out by the write handlers (``fieldvalidation``); the warnings they
+  record are written here as ``Warning`` headers, on a refusal's Status too.
 - ``fieldManager``: checked as kube-apiserver checks it (at most 128 printable
   characters); kukeon keeps no ``managedFields``, so a valid one has nothing to record.
+
+A request without a query string has none of them: it goes straight on (most reads).
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from aiohttp import web
 
 from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
+from kukeon.apiserver.fieldvalidation import WARNINGS_KEY, add_warnings, level_of
 from kukeon.apiserver.status import ApiError, Cause, status_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-STRICT = "Strict"
-_FIELD_VALIDATIONS = ("Ignore", "Warn", STRICT)
 FIELD_MANAGER_MAX = 128
 """kube-apiserver's limit on ``fieldManager`` (``ValidateFieldManager``)."""
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
@@ -35,22 +34,6 @@ _RESOURCE_ROUTES = "/apis/"
 
 def _bad(name: str, message: str) -> ApiError:
     return ApiError(400, f"query parameter {name}: {message}", causes=[Cause(name, message)])
-
-
-def check_field_validation(request: web.Request) -> None:
-    value = queryparams.single(request, "fieldValidation")
-    if value in (None, "", STRICT):
-        return
-    if value in _FIELD_VALIDATIONS:
-        raise _bad(
-            "fieldValidation",
-            f"{value!r} is not supported: this server validates every write strictly (an "
-            "unknown or repeated field is refused, naming it); send Strict or leave it out",
-        )
-    raise _bad(
-        "fieldValidation",
-        f"must be one of {', '.join(repr(v) for v in _FIELD_VALIDATIONS)}, got {quote(value)}",
-    )
 
 
 def check_field_manager(request: web.Request) -> None:
@@ -79,19 +62,25 @@ def indented(response: web.StreamResponse) -> web.StreamResponse:
 
 @web.middleware
 async def request_options_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Checks the three parameters of the resource routes and indents for ``pretty``."""
-    if not request.path.startswith(_RESOURCE_ROUTES):
-        return await handler(request)
+    """Checks the three parameters of the resource routes, indents for ``pretty`` and
+    writes a write's warnings."""
+    if not request.query_string or not request.path.startswith(_RESOURCE_ROUTES):
+        return await handler(request)  # no parameter: nothing to check, indent or warn of
     pretty = queryparams.flag(request, "pretty")
-    if request.method in _WRITES:
-        check_field_validation(request)
+    write = request.method in _WRITES
+    if write:
+        level_of(request)
         check_field_manager(request)
-    if not pretty:
+    elif not pretty:
         return await handler(request)
     try:
-        return indented(await handler(request))
+        response = await handler(request)
     except ApiError as exc:
-        refused = status_response(exc)
+        if not pretty and WARNINGS_KEY not in request:
+            raise
+        response = status_response(exc)
         if exc.code == 413:
-            refused.force_close()  # the announced body is never read
-        return indented(refused)
+            response.force_close()  # the announced body is never read
+    if write:
+        add_warnings(request, response)
+    return indented(response) if pretty else response

@@ -25,12 +25,13 @@ from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Role
 from kukeon.apiserver.cellsetprofiles import resolve_profile
 from kukeon.apiserver.deleteoptions import ORPHAN, Preconditions, delete_options
+from kukeon.apiserver.fieldvalidation import FieldChecks
 from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import json_answer, principal_of, read_body
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.writebudget import set_cells_bytes
-from kukeon.apiserver.writerules import base64_values, check_size, document_size, parse, prepare
+from kukeon.apiserver.writerules import base64_values, check_size, document_size, prepare
 from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE, apply_merge_patch
 from kukeon.client.paths import HIERARCHY, KINDS
 from kukeon.store import Conflict, NotFound, Registry, StoreError
@@ -82,7 +83,8 @@ class ResourceWrites(HandlerBase):
         if not realm_from_body:
             self._authorize(request, "create", target)
         dry_run = queryparams.dry_run(request)
-        body = await read_body(request, self._settings.max_body_bytes)
+        checks = FieldChecks(request)
+        body = await read_body(request, self._settings.max_body_bytes, checks=checks)
         document = prepare(body, target, name_from_url=False)
         document.pop("status", None)  # controllers own status
         metadata = document["metadata"]
@@ -94,7 +96,7 @@ class ResourceWrites(HandlerBase):
             "deletionGracePeriodSeconds",
         ):
             metadata.pop(managed, None)
-        res = parse(document)
+        res = checks.parse(document)
         validated = ValidatedDump.of(res)  # the registry need not validate it again
         created_target = target._replace(name=res.metadata.name)
         if realm_from_body:
@@ -171,13 +173,14 @@ class ResourceWrites(HandlerBase):
     async def replace(self, request: web.Request, target: Target) -> web.StreamResponse:
         self._authorize(request, "update", target)
         dry_run = queryparams.dry_run(request)
-        body = await read_body(request, self._settings.max_body_bytes)
+        checks = FieldChecks(request)
+        body = await read_body(request, self._settings.max_body_bytes, checks=checks)
         document = prepare(body, target, name_from_url=True)
         if target.subresource is None:
             # A spec write keeps the stored status whatever the body says (Kubernetes'
             # PUT): a client of another version may send status fields this server lacks.
             document.pop("status", None)
-        res = parse(document)
+        res = checks.parse(document)
         current = await self._store(target, self._registry.get(target.kind, target.key))
         self._check_uid(target, res.metadata.uid, current)
         if not res.metadata.resource_version:
@@ -254,8 +257,9 @@ class ResourceWrites(HandlerBase):
                 f"PATCH needs Content-Type {MERGE_PATCH_CONTENT_TYPE} (JSON merge patch, "
                 f"RFC 7386), got {request.content_type!r}",
             )
+        checks = FieldChecks(request)
         patch = await read_body(
-            request, self._settings.max_body_bytes, frozenset({MERGE_PATCH_CONTENT_TYPE})
+            request, self._settings.max_body_bytes, frozenset({MERGE_PATCH_CONTENT_TYPE}), checks
         )
         if not isinstance(patch, dict):
             raise ApiError(400, "a merge patch must be a JSON object")
@@ -280,7 +284,7 @@ class ResourceWrites(HandlerBase):
             else:
                 after["status"] = before.get("status", {})
             document = prepare(after, target, name_from_url=True)
-            res = parse(document)
+            res = checks.parse(document)
             self._check_uid(target, res.metadata.uid, current)
             if precondition is None:
                 res.metadata.resource_version = current.metadata.resource_version

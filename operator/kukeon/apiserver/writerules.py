@@ -133,10 +133,11 @@ def _secret_scope_from_url(metadata: dict[str, Any], scope: tuple[str, ...]) -> 
     return causes
 
 
-def parse(document: Mapping[str, Any]) -> AnyResource:
-    """The resource, or a 422 naming every invalid field."""
+def parse(document: Mapping[str, Any], *, unknown_fields: list[str] | None = None) -> AnyResource:
+    """The resource, or a 422 naming every invalid field; ``unknown_fields``: a list for the
+    paths of the fields no model knows, dropped instead of refused (``fieldvalidation``)."""
     try:
-        return parse_resource(document)
+        return parse_resource(document, unknown_fields=unknown_fields)
     except InvalidResource as exc:
         raise ApiError(
             422,

@@ -20,9 +20,11 @@ from .params import (
     FILE_OPTION,
     ManifestScope,
     dry_run_option,
+    field_validation,
     load_manifest_files,
     manifest_scope,
     manifest_scope_options,
+    validate_option,
 )
 from .runner import EXIT_SERVER, EXIT_USAGE, error_line, run
 
@@ -56,14 +58,16 @@ def _write(
     scope: ManifestScope,
     *,
     create_only: bool,
+    validate: str,
 ) -> None:
     # Everything is validated before anything is sent.
-    documents = load_manifest_files(files, scope=scope)
+    documents = load_manifest_files(files, scope=scope, validate=validate)
     if dry_run == "client":
         _client_dry_run(documents)
         return
 
     async def work(client: ApiClient) -> bool:
+        client.field_validation = field_validation(validate)
         if dry_run != "server":
             # The server validates everything first; one refusal and nothing is written.
             refusals = await server_refusals(client, documents, create_only=create_only)
@@ -82,12 +86,14 @@ def _write(
 @click.command()
 @FILE_OPTION
 @dry_run_option
+@validate_option
 @manifest_scope_options
 @click.pass_context
 def apply(
     ctx: click.Context,
     files: tuple[str, ...],
     dry_run: str,
+    validate: str,
     realm: str | None,
     space: str | None,
     stack: str | None,
@@ -104,19 +110,23 @@ def apply(
       kukectl apply -f - < app.yaml
       kukectl apply -f app.yaml --dry-run=server
       kukectl apply -f cell.yaml --realm prod --space web --stack site   # as kubectl's -n
+      kukectl apply -f old.yaml --validate=warn   # unknown fields left out, each named
     """
-    _write(ctx, files, dry_run, manifest_scope(ctx, realm, space, stack), create_only=False)
+    scope = manifest_scope(ctx, realm, space, stack)
+    _write(ctx, files, dry_run, scope, create_only=False, validate=validate)
 
 
 @click.group(invoke_without_command=True)
 @FILE_OPTION
 @dry_run_option
+@validate_option
 @manifest_scope_options
 @click.pass_context
 def create(
     ctx: click.Context,
     files: tuple[str, ...],
     dry_run: str,
+    validate: str,
     realm: str | None,
     space: str | None,
     stack: str | None,
@@ -131,4 +141,5 @@ def create(
       kukectl create secret generic api --realm prod --from-literal token=s3cr3t
     """
     if ctx.invoked_subcommand is None:
-        _write(ctx, files, dry_run, manifest_scope(ctx, realm, space, stack), create_only=True)
+        scope = manifest_scope(ctx, realm, space, stack)
+        _write(ctx, files, dry_run, scope, create_only=True, validate=validate)

@@ -10,22 +10,31 @@ and identity stay as stored.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
 import tempfile
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
 
 from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_document
 from kukeon.api.yamlread import load_yaml
-from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.apiclient import ApiClient, ApiRequestError, print_warning
 
 from .manifests import updated_object
-from .params import KIND_OR_OBJECT, one_object, scope_for, scope_options
+from .params import (
+    KIND_OR_OBJECT,
+    field_validation,
+    one_object,
+    scope_for,
+    scope_options,
+    validate_option,
+)
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, fail, run
 from .tables import kind_slug
 
@@ -71,10 +80,15 @@ def _without_comments(text: str) -> str:
 
 
 async def _write_back(
-    client: ApiClient, key: tuple[str, ...], desired: AnyResource, read_version: str
+    client: ApiClient,
+    key: tuple[str, ...],
+    desired: AnyResource,
+    read_version: str,
+    level: str | None = None,
 ) -> str | None:
     """Write what the manifest owns; None when written, "" when nothing differed, else why
-    not (a refusal to show in the editor)."""
+    not (a refusal to show in the editor). ``level``: the ``fieldValidation`` to ask for."""
+    client.field_validation = level
     current = await client.get(Kind(desired.kind), key)
     if str(current.metadata.resource_version) != read_version:
         return "changed on the server since it was opened (edit it again)"
@@ -90,10 +104,24 @@ async def _write_back(
     return None
 
 
+def _parsed(document: dict[str, Any], level: str | None) -> AnyResource:
+    """The edited object; at ``--validate`` warn or ignore its unknown fields left out
+    (warn: each named on stderr)."""
+    if level is None:
+        return parse_resource(document)
+    dropped: list[str] = []
+    desired = parse_resource(document, unknown_fields=dropped)
+    if level == "Warn":
+        for path in dropped:
+            print_warning(f"unknown field {json.dumps(path)}")
+    return desired
+
+
 @click.command()
 @click.argument("kind_or_object", type=KIND_OR_OBJECT, metavar="KIND[/NAME]")
 @click.argument("name", required=False)
 @scope_options
+@validate_option
 @click.pass_context
 def edit(
     ctx: click.Context,
@@ -102,6 +130,7 @@ def edit(
     realm: str,
     space: str,
     stack: str,
+    validate: str,
 ) -> None:
     """Edit an object in $KUKE_EDITOR / $EDITOR and write back what changed.
 
@@ -110,7 +139,9 @@ def edit(
       kukectl edit cell web
       kukectl edit cell/web
       KUKE_EDITOR="code --wait" kukectl edit space edge --realm prod
+      kukectl edit cell web --validate=warn   # unknown fields left out, each named
     """
+    level = field_validation(validate)
     kind, name = one_object(kind_or_object, name)
     key = (*scope_for(kind, realm, space, stack), name)
     label = f"{kind_slug(kind)}/{name}"
@@ -133,14 +164,16 @@ def edit(
             document = load_yaml(body)
             if not isinstance(document, dict):
                 raise ValueError("the file must hold one object")
-            desired = parse_resource(document)
+            desired = _parsed(document, level)
             if (Kind(desired.kind), desired.metadata.name) != (kind, name):
                 raise ValueError(f"the kind and name must stay {kind.value} {name}")
         except (yaml.YAMLError, ValueError, InvalidResource) as exc:
             problem = str(exc)
         if problem is None:
             read_version = str(load_yaml(original)["metadata"].get("resourceVersion"))
-            writing = partial(_write_back, key=key, desired=desired, read_version=read_version)
+            writing = partial(
+                _write_back, key=key, desired=desired, read_version=read_version, level=level
+            )
             problem = run(ctx, writing)
             if problem == "":
                 click.echo(f"{label} unchanged (only fields kukectl does not write changed)")

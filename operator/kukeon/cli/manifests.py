@@ -20,6 +20,7 @@ The order of work matters more than anything else here:
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -140,15 +141,19 @@ def load_documents(
     *,
     scope: Mapping[str, str] | None = None,
     defaults: Mapping[str, str] | None = None,
+    dropped: list[str] | None = None,
 ) -> list[Document]:
     """Validate every document of every source; raise ManifestProblems listing all errors.
-    ``scope``, ``defaults``: parents for documents that name none (``api.manifests.in_scope``)."""
+    ``scope``, ``defaults``: parents for documents that name none (``api.manifests.in_scope``).
+    ``dropped``: when a list, fields no model knows are left out and named there
+    (``SOURCE: document N: unknown field "spec.foo"``) instead of refused."""
     documents: list[Document] = []
     problems: list[str] = []
     for source in sources:
+        unknown: list[tuple[int, str]] | None = [] if dropped is not None else None
         try:
             resources = (
-                load_manifests(source.text, scope=scope, defaults=defaults)
+                load_manifests(source.text, scope=scope, defaults=defaults, unknown_fields=unknown)
                 if source.text.strip()
                 else []
             )
@@ -162,6 +167,11 @@ def load_documents(
                     problems.append(f"{source.label}: document {index}: {error}")
             continue
         documents += [Document(source.label, i, res) for i, res in enumerate(resources)]
+        if dropped is not None:
+            dropped += [
+                f"{source.label}: document {i}: unknown field {json.dumps(path)}"
+                for i, path in unknown or ()
+            ]
     if problems:
         raise ManifestProblems(problems)
     if not documents:

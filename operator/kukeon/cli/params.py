@@ -358,24 +358,66 @@ def manifest_scope(
     return ManifestScope(given, configured)
 
 
+VALIDATE_LEVELS = {
+    "strict": "Strict",
+    "true": "Strict",
+    "warn": "Warn",
+    "ignore": "Ignore",
+    "false": "Ignore",
+}
+"""kubectl's ``--validate`` words and the server's ``fieldValidation`` each means."""
+
+
+def validate_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """kubectl's ``--validate``: what is done with fields no model knows."""
+    return click.option(
+        "--validate",
+        type=click.Choice(list(VALIDATE_LEVELS), case_sensitive=False),
+        default="strict",
+        show_default=True,
+        is_flag=False,
+        flag_value="strict",
+        help="Unknown fields: strict (or true) refuses them; warn leaves them out and says "
+        "so on stderr; ignore (or false) leaves them out silently. The server is asked the "
+        "same (fieldValidation), for the fields it does not know.",
+    )(func)
+
+
+def field_validation(validate: str) -> str | None:
+    """The ``fieldValidation`` to send for ``--validate`` (None: the server's default, Strict)."""
+    level = VALIDATE_LEVELS[validate.lower()]
+    return None if level == "Strict" else level
+
+
 def load_manifest_files(
-    files: Sequence[str], *, scope: ManifestScope | None = None
+    files: Sequence[str], *, scope: ManifestScope | None = None, validate: str = "strict"
 ) -> list[Document]:
     """The documents of ``-f`` sources, every one validated (exit 2 naming each problem);
-    ``scope``: parents of the documents that name none (``manifest_scope_options``)."""
+    ``scope``: parents of the documents that name none (``manifest_scope_options``);
+    ``validate``: ``--validate`` (warn, ignore: unknown fields left out, warn saying which)."""
     if not files:
         fail("-f/--filename is required (a file, a directory or - for stdin)", EXIT_USAGE)
+    from kukeon.client.apiclient import print_warning
+
     from .manifests import load_documents, read_sources
 
+    level = field_validation(validate)
+    dropped: list[str] | None = [] if level is not None else None
     try:
         given, configured = scope if scope is not None else ({}, {})
-        return load_documents(read_sources(files), scope=given, defaults=configured)
+        documents = load_documents(
+            read_sources(files), scope=given, defaults=configured, dropped=dropped
+        )
     except ManifestProblems as exc:
         for line in exc.lines:
             error_line(line)
         raise click.exceptions.Exit(EXIT_USAGE) from None
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"cannot read manifests: {exc}", EXIT_USAGE)
+    if level == "Warn":
+        for line in dropped or ():
+            print_warning(line)
+    return documents
 
 
 def cell_key(realm: str, space: str, stack: str, name: str) -> tuple[str, str, str, str]:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 # one: a client that reads documents only (``list_documents``) never defines them.
 
 CONNECT_TIMEOUT = 10.0  # seconds to connect (and for TLS to be set up), pooled or not
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
 
 __all__ = [
     "BUSY_RETRIES",
@@ -66,6 +67,7 @@ __all__ = [
     "parse_server",
     "print_warning",
     "warning_text",
+    "warning_texts",
 ]
 
 T = TypeVar("T")
@@ -119,11 +121,48 @@ def parse_object(document: Any) -> AnyResource:
 
 def warning_text(header: str) -> str:
     """The text of a ``Warning: 299 - "text"`` header (RFC 7234, as kube-apiserver's)."""
-    code, _, rest = header.partition(" ")
-    agent, _, quoted = rest.partition(" ")
-    if code.isdigit() and agent and len(quoted) >= 2 and quoted[0] == quoted[-1] == '"':
-        return quoted[1:-1]
-    return header
+    return "; ".join(warning_texts(header))
+
+
+def warning_texts(header: str) -> list[str]:
+    """The texts of a ``Warning`` header's values (RFC 7234: ``code agent "text" ["date"]``,
+    comma-separated; ``\"`` and ``\\`` unescaped), as client-go's ``ParseWarningHeaders``
+    reads them; a header that is not of that form is its own text."""
+    texts: list[str] = []
+    rest = header.strip()
+    while rest:
+        code, _, rest = rest.partition(" ")
+        agent, _, rest = rest.lstrip(" ").partition(" ")
+        parsed = _quoted(rest.lstrip(" ")) if code.isdigit() and agent else None
+        if parsed is None:
+            return [header]
+        text, rest = parsed
+        texts.append(text)
+        dated = _quoted(rest.lstrip(" ")) if rest.lstrip(" ").startswith('"') else None
+        rest = (dated[1] if dated is not None else rest).lstrip(" ")
+        if rest and not rest.startswith(","):
+            return [header]
+        rest = rest[1:].lstrip(" ")
+    return texts
+
+
+def _quoted(text: str) -> tuple[str, str] | None:
+    """A quoted-string at the start of ``text``, unescaped, and what follows it."""
+    if not text.startswith('"'):
+        return None
+    out: list[str] = []
+    index = 1
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            out.append(text[index + 1])
+            index += 2
+            continue
+        if char == '"':
+            return "".join(out), text[index + 1 :]
+        out.append(char)
+        index += 1
+    return None
 
 
 def print_warning(text: str) -> None:
@@ -163,6 +202,9 @@ class ApiClient:
         self._session: aiohttp.ClientSession | None = None
         self.busy = BusyRetry()
         """How a 429 is waited out, for requests and long-running opens alike."""
+        self.field_validation: str | None = None
+        """Sent as ``fieldValidation`` on every create, update and patch when set (``Warn``,
+        ``Ignore``; kukectl's ``--validate``); unset, the server's default (``Strict``)."""
 
     # --- session -------------------------------------------------------------------------
 
@@ -233,6 +275,8 @@ class ApiClient:
         was done."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
+        if self.field_validation and method in _WRITES:
+            params = {**(params or {}), "fieldValidation": self.field_validation}
         return await self.busy.call(lambda: self._request_once(method, path, params, data, headers))
 
     async def _request_once(
@@ -258,7 +302,7 @@ class ApiClient:
                 timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=CONNECT_TIMEOUT),
             ) as response:
                 raw = await response.read()
-                self._warned(response.headers.get("Warning"))
+                self._warned(response.headers.getall("Warning", ()))
                 return decode_answer(
                     response.status,
                     response.reason,
@@ -309,7 +353,7 @@ class ApiClient:
             raise ServerUnreachable(
                 f"cannot reach the kukeon API at {self.address}: {exc}"
             ) from exc
-        self._warned(answer.warning)
+        self._warned(answer.warnings)
         return decode_answer(
             answer.status, answer.reason, answer.body, retry_after=answer.retry_after
         )
@@ -321,9 +365,10 @@ class ApiClient:
             f"the kukeon API at {self.address} did not answer within {self._timeout:g}s"
         )
 
-    def _warned(self, header: str | None) -> None:
-        if header:
-            self.on_warning(warning_text(header))
+    def _warned(self, headers: Sequence[str]) -> None:
+        for header in headers:
+            for text in warning_texts(header):
+                self.on_warning(text)
 
     async def stream(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None

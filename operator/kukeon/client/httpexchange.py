@@ -24,8 +24,8 @@ class Answer(NamedTuple):
     status: int
     reason: str
     body: bytes
-    warning: str | None = None
-    """The answer's ``Warning`` header, if any."""
+    warnings: tuple[str, ...] = ()
+    """The answer's ``Warning`` headers, in order (kube-apiserver sends one per warning)."""
     retry_after: str | None = None
     """The answer's ``Retry-After`` header, if any (a 429's wait)."""
 
@@ -59,9 +59,9 @@ async def exchange(
     try:
         writer.write(request)
         await writer.drain()
-        status, reason, headers = await _head(reader)
+        status, reason, headers, warnings = await _head(reader)
         body = await _body(reader, headers)
-        return Answer(status, reason, body, headers.get("warning"), headers.get("retry-after"))
+        return Answer(status, reason, body, tuple(warnings), headers.get("retry-after"))
     finally:
         writer.close()
         # The answer is read: a connection reset while closing is not news.
@@ -85,21 +85,26 @@ def encode_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
 
-async def _head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str]]:
+async def _head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str], list[str]]:
+    """The status, reason and headers (the last of a name), and every ``Warning``."""
     status_line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
     version, _, rest = status_line.partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/1.") or not code.isdigit():
         raise MalformedAnswerError(f"not an HTTP/1.x answer: {status_line[:80]!r}")
     headers: dict[str, str] = {}
+    warnings: list[str] = []
     for _ in range(MAX_HEADER_LINES):
         line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
         if not line:
-            return int(code), reason, headers
+            return int(code), reason, headers, warnings
         name, sep, value = line.partition(":")
         if not sep:
             raise MalformedAnswerError(f"malformed header line {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
+        name = name.strip().lower()
+        headers[name] = value.strip()
+        if name == "warning":
+            warnings.append(value.strip())
     raise MalformedAnswerError(f"more than {MAX_HEADER_LINES} header lines")
 
 

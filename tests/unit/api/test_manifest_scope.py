@@ -60,8 +60,10 @@ def test_a_document_naming_another_parent_is_refused() -> None:
     assert load_manifests(same, scope={"realm": "prod"})
 
 
-def _parents(text: str, **options: dict[str, str]) -> tuple[str, str, str]:
-    [cell] = load_manifests(text, **options)
+def _parents(
+    text: str, *, scope: dict[str, str] | None = None, defaults: dict[str, str] | None = None
+) -> tuple[str, str, str]:
+    [cell] = load_manifests(text, scope=scope, defaults=defaults)
     assert isinstance(cell, Cell)
     return (cell.spec.realm_id, cell.spec.space_id, cell.spec.stack_id)
 
