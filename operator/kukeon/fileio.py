@@ -11,33 +11,172 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def warn_if_open_to_others(path: Path, what: str) -> bool:
-    """Log a warning when users other than ``path``'s owner and group may read or write it
-    (a tokens or key file made under the usual umask 022 is 0644: every local account then
-    reads the credential in it, an admin token being root on the host); True when so.
+_SEARCH, _WRITE, _READ = 0o001, 0o002, 0o004
+"""The "others" bits: what an account that is neither the owner nor in the group may do."""
+_MAX_LINKS = 40  # as the kernel's lookup (ELOOP)
 
-    A warning, not a refusal (the encryption key file's rule): these files are the
-    administrator's, often made before this check existed, and kukeond must still start.
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One entry a lookup of the path reads: ``name`` in ``directory`` (a real path)."""
+
+    directory: Path
+    name: str
+    entry: os.stat_result
+    """The entry itself (``lstat``: a symbolic link is its own entry)."""
+    directory_stat: os.stat_result
+
+
+def _lookup(path: Path) -> tuple[list[_Step], Path]:
+    """Every entry a lookup of ``path`` reads, symbolic links followed as the kernel does,
+    and the real path it ends at: whoever may replace any of these entries decides what
+    kukeond opens."""
+    pending = list(Path(os.path.abspath(path)).parts[1:])
+    current, steps, links = Path("/"), [], 0
+    while pending:
+        name = pending.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = current.parent
+            continue
+        candidate = current / name
+        entry = os.lstat(candidate)
+        steps.append(_Step(current, name, entry, os.stat(current)))
+        if stat.S_ISLNK(entry.st_mode):
+            links += 1
+            if links > _MAX_LINKS:
+                raise OSError(f"too many symbolic links in {path}")
+            target = Path(os.readlink(candidate))
+            if target.is_absolute():
+                current = Path("/")
+                pending = list(target.parts[1:]) + pending
+            else:
+                pending = list(target.parts) + pending
+            continue
+        current = candidate
+    return steps, current
+
+
+def _reachable_by_others(directory: Path) -> bool:
+    """Whether an account that is neither owner nor in the group gets through
+    ``directory`` and every directory above it (the search bit of "others")."""
+    return all(os.stat(d).st_mode & _SEARCH for d in (directory, *directory.parents))
+
+
+@dataclass(frozen=True)
+class PathProblems:
+    """What lets other local users at a file: read it, or change what it holds."""
+
+    read: tuple[str, ...] = ()
+    change: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.read or self.change)
+
+
+def path_problems(path: Path, *, secret: bool = True) -> PathProblems:
+    """What lets local users other than root and this process's user read (``secret``)
+    or change the file ``path`` names, judged along the whole path as the kernel would:
+    the file's own mode counts only where every directory above it lets others through;
+    a directory others may write (without the sticky bit, or with it but the entry in it
+    theirs) lets them put their own file in its place; an owner who is not root (nor us)
+    may do anything. Group permissions are the administrator's choice and not judged.
+    ``OSError`` when the path cannot be looked up."""
+    trusted = {0, os.geteuid()}
+    steps, real = _lookup(path)
+    problems: dict[str, None] = {}  # what lets them change it, in order, once each
+    for step in steps:
+        where = step.directory / step.name
+        if step.directory_stat.st_uid not in trusted:
+            problems[
+                f"the directory {step.directory} belongs to {_user(step.directory_stat.st_uid)}, "
+                f"who may replace {step.name} in it"
+            ] = None
+        mode = stat.S_IMODE(step.directory_stat.st_mode)
+        if not mode & _WRITE or not _reachable_by_others(step.directory):
+            continue
+        if not mode & stat.S_ISVTX:
+            problems[
+                f"the directory {step.directory} is writable by every local user (mode "
+                f"{mode:04o}, no sticky bit): anyone may rename {step.name} away and put "
+                "their own in its place"
+            ] = None
+        elif step.entry.st_uid not in trusted:
+            problems[
+                f"{where} belongs to {_user(step.entry.st_uid)}, who may replace it in the "
+                f"sticky directory {step.directory} (mode {mode:04o}) every local user writes"
+            ] = None
+    target = os.stat(real)
+    mode = stat.S_IMODE(target.st_mode)
+    read: list[str] = []
+    if target.st_uid not in trusted:
+        owner = _user(target.st_uid)
+        problems[f"it belongs to {owner}, who may rewrite it or open it to anyone"] = None
+        read.append(f"its owner {owner} reads it")
+    through = _reachable_by_others(real.parent)
+    if mode & _WRITE and through:
+        problems[f"every local user may write it (mode {mode:04o})"] = None
+    if mode & _READ and through:
+        read.append(
+            f"every local user may read it (mode {mode:04o}, and every directory above "
+            "it lets others through)"
+        )
+    return PathProblems(read=tuple(read) if secret else (), change=tuple(problems))
+
+
+def warn_if_open_to_others(
+    path: Path,
+    what: str,
+    *,
+    if_replaced: str = "kukeond reads theirs instead",
+    secret: bool = True,
+) -> bool:
+    """Log one warning naming what lets other local users read or change ``path`` (see
+    ``path_problems``); True when something does. A tokens or key file made under the
+    usual umask 022 is 0644: every local account then reads the credential in it (an
+    admin token is root on the host); a 0600 file in a directory others may write is
+    theirs to replace. ``if_replaced`` says what a file of theirs in its place does;
+    ``secret``: what the file holds must not be read (a configuration without a password
+    is public, but not to be replaced).
+
+    A warning, not a refusal (the encryption key file's own mode rule aside): these files
+    are the administrator's, often made before this check existed, and kukeond must still
+    start.
     """
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        problems = path_problems(path, secret=secret)
     except OSError:
         return False  # the reader reports an unreadable file
-    if not mode & 0o007:
+    if not problems:
         return False
+    said = list(dict.fromkeys([*problems.change, *problems.read]))
+    if problems.read:
+        said.append("whoever reads it holds the credential in it")
+    if problems.change:
+        said.append(f"with a file of theirs in its place {if_replaced}")
     log.warning(
-        "the %s %s is open to every local user (mode %04o): any account on this host "
-        "reads the credential in it; chmod o-rwx (or 600) it",
+        "the %s %s is open to other local users: %s (make it root's, mode 600, in "
+        "directories only root may write)",
         what,
         path,
-        mode,
+        "; ".join(said),
     )
     return True
 

@@ -156,8 +156,13 @@ class TokenBook:
     @classmethod
     def load(cls, path: Path) -> TokenBook:
         """Read and validate a tokens file (blocking: call via asyncio.to_thread); a file
-        every local user may read is warned about (``fileio.warn_if_open_to_others``)."""
-        warn_if_open_to_others(path, "API tokens file")
+        other local users may read or replace is warned about
+        (``fileio.warn_if_open_to_others``)."""
+        warn_if_open_to_others(
+            path,
+            "API tokens file",
+            if_replaced="they give themselves any role, admin (root on this host) included",
+        )
         try:
             document = load_yaml(path.read_text())
         except OSError as exc:

@@ -44,7 +44,9 @@ class ApiServerError(Exception):
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    warn_if_open_to_others(key, "API TLS key file")
+    warn_if_open_to_others(
+        key, "API TLS key file", if_replaced="kukeond's API serves under their key"
+    )
     try:
         context.load_cert_chain(certfile=str(cert), keyfile=str(key))
     except (OSError, ssl.SSLError) as exc:

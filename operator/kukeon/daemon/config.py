@@ -383,8 +383,13 @@ def load_config(
             raise ConfigError(f"kukeond configuration: {config_file} is not YAML: {exc}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"kukeond configuration: {config_file} must hold a mapping")
-        if "etcdPassword" in loaded:
-            warn_if_open_to_others(config_file, "kukeond configuration file (etcdPassword)")
+        secret = "etcdPassword" in loaded  # else readable is fine, replaceable is not
+        warn_if_open_to_others(
+            config_file,
+            "kukeond configuration file" + (" (etcdPassword)" if secret else ""),
+            if_replaced="kukeond (root) runs as their configuration says",
+            secret=secret,
+        )
         try:
             validated = DaemonConfig.model_validate(loaded, context={_PARTIAL: True})
             merged.update(validated.model_dump(exclude_unset=True))
@@ -401,5 +406,9 @@ def load_config(
         source = "flags and environment" if from_env else "flags"
         raise ConfigError(_describe(exc, source)) from exc
     if config.etcd_key_file is not None:
-        warn_if_open_to_others(config.etcd_key_file, "etcd client key file")
+        warn_if_open_to_others(
+            config.etcd_key_file,
+            "etcd client key file",
+            if_replaced="kukeond presents their key to etcd",
+        )
     return config

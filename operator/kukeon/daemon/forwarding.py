@@ -100,8 +100,12 @@ class ForwardingError(Exception):
 
 def read_token(path: Path) -> str:
     """The first non-empty line of ``path`` (blocking: call via asyncio.to_thread); a file
-    every local user may read is warned about (``fileio.warn_if_open_to_others``)."""
-    warn_if_open_to_others(path, "fleet token file")
+    other local users may read or replace is warned about (``fileio.warn_if_open_to_others``)."""
+    warn_if_open_to_others(
+        path,
+        "fleet token file",
+        if_replaced="kukeond sends what they put there (or link there) to every other node",
+    )
     try:
         text = path.read_text()
     except OSError as error:

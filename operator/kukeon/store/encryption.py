@@ -38,7 +38,7 @@ import yaml
 
 from kukeon.api import REDACTED_PASSWORD, key_status
 from kukeon.api.yamlread import load_yaml
-from kukeon.fileio import write_atomically
+from kukeon.fileio import warn_if_open_to_others, write_atomically
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -131,6 +131,14 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def _warn_if_replaceable(path: Path) -> None:
+    warn_if_open_to_others(
+        path,
+        "encryption key file",
+        if_replaced="the Secrets written afterwards are sealed under a key they know",
+    )
+
+
 class Keyring:
     """The keys of one key file: seals with the current key, opens with any of them."""
 
@@ -152,19 +160,23 @@ class Keyring:
         """The keyring of ``path``, created with one fresh key when the file does not exist.
 
         Returns the keyring and whether it was created. An existing file readable by others
-        is refused: it would let any local user read every Secret.
+        is refused: it would let any local user read every Secret. One that others may
+        replace (its directory, its owner) is warned about: a key of theirs in its place
+        seals every Secret written afterwards under a key they know.
         """
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
             key_id = new_key_id()
             write_key_file(path, KeySet(current=key_id, keys={key_id: os.urandom(KEY_BYTES)}))
+            _warn_if_replaceable(path)
             return cls.load(path), True
         if mode & 0o077:
             raise EncryptionError(
                 f"the encryption key file {path} is readable or writable by others "
                 f"(mode {mode & 0o777:o}); chmod 600 it"
             )
+        _warn_if_replaceable(path)
         return cls.load(path), False
 
     @property
