@@ -302,7 +302,7 @@ def _print_found(
     default="table",
     help="table, wide, yaml, json, name, jsonpath=TEMPLATE or custom-columns=HEADER:PATH,...",
 )
-@click.option("-l", "--selector", help="Label selector, e.g. 'tier in (web,api),env!=prod'.")
+@click.option("-l", "--selector", help="Label selector, e.g. 'tier in (web,api),env!=prod,rank>3'.")
 @click.option(
     "--field-selector",
     help="Field selector, e.g. status.state=Ready,spec.nodeName!=n2 "

@@ -1,6 +1,12 @@
 """Label selectors, Kubernetes' syntax (apimachinery's ``labels.Parse``): ``a=b``, ``a==b``,
-``a!=b``, ``a in (x,y)``, ``a notin (x)``, ``a`` (exists), ``!a`` (does not exist), joined
-by commas. ``>`` and ``<`` (node affinity's integer comparisons) are not taken.
+``a!=b``, ``a in (x,y)``, ``a notin (x)``, ``a`` (exists), ``!a`` (does not exist), ``a>5``
+and ``a<5`` (``Gt``, ``Lt``: integers), joined by commas.
+
+``>`` and ``<`` are apimachinery's to the letter: the operand is one label value that Go's
+``strconv.ParseInt(v, 10, 64)`` reads (ASCII digits, an optional sign, within int64), or
+the selector is refused naming the term; an object is chosen when it has the key and its
+value reads as such an integer greater (less) than the operand, never otherwise (a label
+``7.5``, ``x`` or ``99999999999999999999`` is chosen by neither).
 
 Parsed once into requirements and matched in Python after the range read: etcd has no
 secondary indexes, and the list is still read at one revision.
@@ -51,6 +57,21 @@ class Operator(StrEnum):
     NOT_IN = "notin"
     EXISTS = "exists"
     NOT_EXISTS = "!exists"
+    GREATER_THAN = "gt"
+    LESS_THAN = "lt"
+
+
+_INT64 = re.compile(r"[+-]?[0-9]+")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def parse_int64(text: str) -> int | None:
+    """``text`` as Go's ``strconv.ParseInt(text, 10, 64)`` reads it, or None (ASCII digits
+    only, one optional sign, no spaces or underscores, within int64)."""
+    if len(text) > 21 or not _INT64.fullmatch(text):
+        return None
+    number = int(text)
+    return number if _INT64_MIN <= number <= _INT64_MAX else None
 
 
 class Requirement(NamedTuple):
@@ -69,6 +90,18 @@ class Requirement(NamedTuple):
                 return self.key in labels
             case Operator.NOT_EXISTS:
                 return self.key not in labels
+            case Operator.GREATER_THAN | Operator.LESS_THAN:
+                return self._compares(labels.get(self.key))
+
+    def _compares(self, value: str | None) -> bool:
+        """``Gt``/``Lt``: the label's value read as an int64 (else not chosen) against the
+        operand (one, an int64: the parser saw to it)."""
+        number = parse_int64(value) if value is not None else None
+        [operand] = self.values
+        bound = parse_int64(operand)
+        if number is None or bound is None:
+            return False
+        return number > bound if self.operator == Operator.GREATER_THAN else number < bound
 
 
 class LabelSelector(NamedTuple):
@@ -86,16 +119,18 @@ def _invalid(selector: str, term: str, why: str) -> Invalid:
     return Invalid(message, causes=[FieldError("labelSelector", f"{term!r} {why}")])
 
 
-_SPECIALS = "=!(),"
+_SPECIALS = "=!(),<>"
 _OPERATORS = {"=": Operator.EQUALS, "==": Operator.EQUALS, "!=": Operator.NOT_EQUALS}
+_COMPARISONS = {">": Operator.GREATER_THAN, "<": Operator.LESS_THAN}
 _SETS = {"in": Operator.IN, "notin": Operator.NOT_IN}
 _END = ""
 """The token at the end of the text."""
 
 
 def _tokens(text: str) -> list[tuple[str, int]]:
-    """apimachinery's lexer: ``!``, ``!=``, ``=``, ``==``, ``(``, ``)``, ``,`` and runs of
-    anything else but whitespace (identifiers, keywords among them); each with its offset."""
+    """apimachinery's lexer: ``!``, ``!=``, ``=``, ``==``, ``>``, ``<``, ``(``, ``)``, ``,``
+    and runs of anything else but whitespace (identifiers, keywords among them); each with
+    its offset (``>=`` is ``>`` then ``=``, as there)."""
     tokens: list[tuple[str, int]] = []
     i = 0
     while i < len(text):
@@ -195,7 +230,20 @@ class _Parser:
             return Requirement(key, _OPERATORS[following], self.checked({value}))
         if following in _SETS:
             return Requirement(key, _SETS[following], self.checked(self.value_set()))
-        raise self.expected(following, "in, notin, =, ==, != (or ',' or end of string)")
+        if following in _COMPARISONS:
+            return Requirement(key, _COMPARISONS[following], self.integer())
+        raise self.expected(following, "in, notin, =, ==, !=, >, < (or ',' or end of string)")
+
+    def integer(self) -> frozenset[str]:
+        """``>``'s and ``<``'s operand: one label value that is an int64 (``NewRequirement``)."""
+        token = self.peek()
+        if token not in (",", _END) and not _is_word(token):
+            raise self.expected(self.take(), "an integer")
+        value = self.take() if _is_word(token) else ""
+        values = self.checked({value}) if value else frozenset({value})
+        if parse_int64(value) is None:
+            raise self.fail(f"has {value!r} after > or <, which must be an integer (int64)")
+        return values
 
     def value_set(self) -> set[str]:
         opening = self.take()

@@ -143,6 +143,13 @@ async def test_label_selectors_see_that_events_have_no_labels(
         bad = await viewer.get(path + "tier in (a")
         assert bad.status == 400
         assert "'tier in (a'" in (await bad.json())["message"]
+        # Gt and Lt: no Event has the label, none is chosen; no integer, a 400
+        for selector in ("rank>1", "rank<1"):
+            body = await (await viewer.get(path + selector)).json()
+            assert body["items"] == [], selector
+        bad = await viewer.get(path + "rank>x")
+        assert bad.status == 400
+        assert "'x' after > or <" in (await bad.json())["message"]
 
 
 async def test_watch_streams_new_events_and_repeats(events_api: tuple[Api, EventStore]) -> None:

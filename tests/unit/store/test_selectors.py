@@ -1,8 +1,13 @@
-"""Label selectors: a=b, a==b, a!=b, a in (x,y), a notin (x), a (exists), !a (absent)."""
+"""Label selectors: a=b, a==b, a!=b, a in (x,y), a notin (x), a (exists), !a (absent),
+a>5 and a<5 (integers, as apimachinery's Gt and Lt)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kukeon.store import Invalid, parse_selector
 
@@ -36,6 +41,19 @@ from kukeon.store import Invalid, parse_selector
         ("tier in (web,api),env notin (prod),!legacy", {"tier": "api", "env": "dev"}, True),
         ("tier in (web,api),env notin (prod),!legacy", {"tier": "api", "legacy": ""}, False),
         ("in", {"in": "1"}, True),  # a keyword only where an operator is expected
+        ("a>5", {"a": "6"}, True),
+        ("a>5", {"a": "5"}, False),
+        ("a<5", {"a": "4"}, True),
+        ("a<5", {}, False),  # Gt and Lt need the key
+        ("a>5", {"a": "x"}, False),  # ... and a value that reads as an integer
+        ("a>5", {"a": "6.0"}, False),
+        ("a>5", {"a": "99999999999999999999"}, False),  # past int64: ParseInt fails
+        ("a<5", {"a": "-3"}, True),  # not a label value kukeon takes now, but stored ones
+        ("a>05", {"a": "007"}, True),
+        ("a > 1, a < 3", {"a": "2"}, True),
+        ("a>1,b", {"a": "2"}, False),
+        ("a<1", {"a": " 0"}, False),
+        ("a<1", {"a": "\u0660"}, False),  # an Arabic-Indic zero: Python's int, not Go's
     ],
 )
 def test_selector_matching(selector: str | None, labels: dict[str, str], matches: bool) -> None:
@@ -59,7 +77,16 @@ def test_selector_matching(selector: str | None, labels: dict[str, str], matches
         ("a notin", "'a notin'"),
         ("a foo (x)", "'a foo (x)'"),
         ("!a=b", "'!a=b'"),
-        ("a>1", "'a>1'"),
+        ("a>x", "'a>x' has 'x' after > or <"),
+        ("a<1.5", "'a<1.5' has '1.5' after > or <"),
+        ("a>", "'a>' has '' after > or <"),
+        ("a>99999999999999999999", "which must be an integer (int64)"),
+        ("a>=1", "found '=', expected an integer"),
+        ("a<(1)", "found '(', expected an integer"),
+        ("a>1 2", "'a>1 2'"),
+        ("a>-1", "invalid label value '-1'"),
+        ("!a>1", "'!a>1'"),
+        ("x,a>b,z", "'a>b'"),
     ],
 )
 def test_bad_selectors_name_the_term(selector: str, term: str) -> None:
@@ -76,3 +103,17 @@ def test_a_set_is_no_invalid_key() -> None:
     with pytest.raises(Invalid) as caught:
         parse_selector("a in (x,y")
     assert "expected ',' or ')'" in str(caught.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    label=st.one_of(st.integers(-(2**63), 2**63 - 1).map(str), st.text(max_size=8)),
+    operand=st.integers(0, 2**63 - 1),
+    greater=st.booleans(),
+)
+def test_comparisons_are_go_parse_ints(label: str, operand: int, greater: bool) -> None:
+    """Chosen exactly when the label is an ASCII-decimal int64 past the operand."""
+    go_int = re.fullmatch(r"[+-]?[0-9]+", label) and -(2**63) <= int(label) < 2**63
+    expected = bool(go_int) and (int(label) > operand if greater else int(label) < operand)
+    selector = parse_selector(f"a{'>' if greater else '<'}{operand}")
+    assert selector.matches({"a": label}) is expected
