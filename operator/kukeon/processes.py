@@ -47,9 +47,12 @@ class Finished:
 _PROGRAM_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kukeon-program")
 
 
-def _start(argv: list[str], env: dict[str, str] | None, with_stdin: bool) -> Popen[bytes]:
+def _start(
+    argv: list[str], env: dict[str, str] | None, with_stdin: bool, cwd: Path | None
+) -> Popen[bytes]:
     return Popen(
         argv,
+        cwd=cwd,
         stdin=PIPE if with_stdin else DEVNULL,
         stdout=PIPE,
         stderr=PIPE,
@@ -63,8 +66,10 @@ async def run_program(
     *,
     stdin: bytes | None = None,
     env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Finished:
-    """Run ``argv`` with ``stdin`` (none: ``/dev/null``), collecting stdout and stderr.
+    """Run ``argv`` with ``stdin`` (none: ``/dev/null``) in ``cwd`` (none: ours),
+    collecting stdout and stderr.
 
     When the caller is cancelled (bound it with ``asyncio.timeout``), the program and its
     process group are killed (SIGKILL) and reaped before the cancellation goes on.
@@ -73,7 +78,7 @@ async def run_program(
     loop = asyncio.get_running_loop()
     starting = loop.run_in_executor(
         _PROGRAM_THREADS, _start, list(argv), dict(env) if env is not None else None,
-        stdin is not None,
+        stdin is not None, cwd,
     )  # fmt: skip
     try:
         # Shielded: a start cancelled halfway has still forked; it is killed below.

@@ -92,17 +92,19 @@ def find_shims(address: str) -> list[Shim]:
     return found
 
 
-def stop_shim(shim: Shim) -> bool:
-    """SIGTERM the shim if it is still that process with no child: it cancels its service,
-    removes its socket and exits, as after containerd's Shutdown. False: it is gone or
-    busy now."""
+def stop_shim(shim: Shim, *, even_busy: bool = False) -> bool:
+    """SIGTERM the shim if it is still that process with no child (``even_busy``: with
+    children too): it cancels its service, removes its socket and exits, as after
+    containerd's Shutdown. False: it is gone or busy now."""
     try:
         pidfd = os.pidfd_open(shim.process.pid)
     except OSError:
         return False
     try:
         # Checked after the pidfd is open: the pid cannot be reused under it from here on.
-        if identify(shim.process.pid) != shim.process or _children(shim.process.pid):
+        if identify(shim.process.pid) != shim.process or (
+            not even_busy and _children(shim.process.pid)
+        ):
             return False
         signal.pidfd_send_signal(pidfd, signal.SIGTERM)
         return True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal as signal_module
 import stat
@@ -31,6 +32,11 @@ from google.protobuf import any_pb2
 from kukeon.runtime.containerd._gen.services.tasks.v1 import tasks_pb2
 from kukeon.runtime.containerd._gen.types.task import task_pb2
 from kukeon.runtime.containerd._util import to_datetime
+from kukeon.runtime.containerd.bundles import (
+    LeftoverBundleError,
+    clear_leftover_bundle,
+    leftover_bundle,
+)
 from kukeon.runtime.containerd.client import Subject
 from kukeon.runtime.containerd.crilog import logger_uri
 from kukeon.runtime.containerd.errors import (
@@ -44,6 +50,8 @@ from kukeon.runtime.containerd.errors import (
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
     from kukeon.runtime.containerd.snapshots import Mount
+
+log = logging.getLogger(__name__)
 
 PROCESS_TYPE_URL: Final = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
@@ -237,15 +245,48 @@ class TaskService:
             terminal=io.terminal,
         )
         with _refusal_as_not_startable(container_id):
-            response = await self._client.call(
-                "create",
-                lambda s, md: s.tasks.Create(
-                    request, metadata=md, timeout=self._client.call_timeout
-                ),
-                namespace=self.namespace,
-                subject=Subject("task", container_id),
-            )
+            try:
+                response = await self._create(request)
+            except ContainerdCallError as error:
+                # A bundle containerd left of a cut create refuses every create of this
+                # id until containerd restarts: cleared as that restart would, then again.
+                bundle = leftover_bundle(
+                    error.detail, namespace=self.namespace, container_id=container_id
+                )
+                if bundle is None or not await self._clear_bundle(bundle, container_id):
+                    raise
+                response = await self._create(request)
         return response.pid
+
+    async def _create(self, request: tasks_pb2.CreateTaskRequest) -> tasks_pb2.CreateTaskResponse:
+        return await self._client.call(
+            "create",
+            lambda s, md: s.tasks.Create(request, metadata=md, timeout=self._client.call_timeout),
+            namespace=self.namespace,
+            subject=Subject("task", request.container_id),
+        )
+
+    async def _clear_bundle(self, bundle: Path, container_id: str) -> bool:
+        """Whether the leftover bundle was cleared (else why is logged)."""
+        container = await self._client.containers(self.namespace).get(container_id)
+        try:
+            await clear_leftover_bundle(
+                bundle,
+                address=self._client.address,
+                namespace=self.namespace,
+                container_id=container_id,
+                runtime=container.runtime,
+            )
+        except LeftoverBundleError as error:
+            log.warning(
+                "task %s/%s: leftover bundle %s not cleared: %s",
+                self.namespace,
+                container_id,
+                bundle,
+                error,
+            )
+            return False
+        return True
 
     async def start(self, container_id: str, *, exec_id: str = "") -> int:
         """Start the task's (or an exec's) process; a command runc cannot run is a
