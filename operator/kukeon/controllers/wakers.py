@@ -89,8 +89,12 @@ class CellWaker:
     async def follow(self, *, retry: float = 1.0) -> None:
         """Watch for good; a relist after any trouble wakes every object's cells (what
         changed while the watch was down went unseen; a requeue of a converged cell
-        changes nothing)."""
-        relist = False
+        changes nothing). So does the first list, unless only spec changes count: the
+        cells' first passes run beside it at kukeond's start, and one that found no
+        Secret created before the list answered would hear of it from no watch event,
+        waiting for its retry's back-off instead. At start it mostly finds no cell
+        known yet, or cells queued already (a requeue coalesces)."""
+        relist = not self.on_spec_change_only
         while True:
             try:
                 listing = await self.registry.list(self.kind)

@@ -232,3 +232,42 @@ async def test_the_cascade_leader_wakes_on_marks_and_survives_store_errors() -> 
     lead.cancel()
     with pytest.raises(asyncio.CancelledError):
         await lead
+
+
+class SlowListStore(ScopedStore):
+    """A store whose first list answers only once ``answer`` is set (a loaded etcd)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+
+    async def list(
+        self, kind: Kind, scope: tuple[str, ...] = (), *, label_selector: str | None = None
+    ) -> Any:
+        await self.answer.wait()
+        return await super().list(kind, scope, label_selector=label_selector)
+
+
+async def test_a_secret_created_before_the_first_list_answers_wakes_its_cells() -> None:
+    # kukeond's start: the cells' first passes run beside the waker's first list. A pass
+    # that found no Secret, the Secret created, then the list (holding it) answers: no
+    # watch event will ever come for it, so the list itself must wake the cells, or they
+    # wait for their retry's back-off.
+    store = SlowListStore()
+    woken = Woken()
+    waker = CellWaker(
+        kind=Kind.SECRET,
+        registry=cast(Any, store),
+        membership=membership_with(("r", "s", "st", "a")),
+        trigger=woken,
+        scope_of=secret_scope,
+    )
+    follow = asyncio.create_task(waker.follow(retry=0.01))
+    await asyncio.sleep(0.01)
+    await store.create(secret("api", ("r", "s")))
+    store.answer.set()
+    await asyncio.sleep(0.01)
+    assert woken.queued == [(Kind.CELL, ("r", "s", "st", "a"))]
+    follow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follow
