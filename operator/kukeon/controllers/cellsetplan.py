@@ -14,10 +14,11 @@ the current template to create, which cells to delete, and the status to report.
 
 `track_progress` says whether the set moved since its last status (a new template or
 generation, more updated or available cells, fewer old ones) and so when it last did; a
-rollout that has not moved for `progressDeadlineSeconds` is *halted*: `halt` takes the
-creations out of its plan (old cells still go only as availability allows). While an old
-cell is being deleted (its stop may take its whole grace) the rollout is progressing: its
-clock starts again when the last one is gone.
+rollout that has not moved for `progressDeadlineSeconds` (counted by the controller on its
+monotonic clock, `stopwatch`, not from that time) is *halted*: `halt` takes the creations
+out of its plan (old cells still go only as availability allows). While an old cell is
+being deleted (its stop may take its whole grace) the rollout is progressing: its clock
+starts again when the last one is gone.
 
 `record_revision` keeps the set's template revisions (in its status): the current
 template last, numbered one above the highest so far (a template seen before, as after an
@@ -157,12 +158,15 @@ class Seen:
     """When it last progressed (the `Progressing` condition's `lastUpdateTime`)."""
     complete: bool
     """Every cell was up to date and available: the deadline was not running."""
+    exceeded: bool = False
+    """It said `ProgressDeadlineExceeded`: a leader found the deadline passed."""
 
 
 def track_progress(
-    seen: Seen, hash_: str, generation: int, counts: SetCounts, deadline: int, now: datetime
+    seen: Seen, hash_: str, generation: int, counts: SetCounts, now: datetime
 ) -> tuple[datetime, bool]:
-    """When the set last progressed, and whether ``deadline`` seconds passed since then."""
+    """When the set last progressed (``now`` if it moved since ``seen``), and whether it
+    moved. How long ago that was is not measured here: the wall clock may have stepped."""
     before = seen.counts
     moved = (
         seen.since is None
@@ -174,9 +178,9 @@ def track_progress(
         or counts.replicas - counts.updated < before.replicas - before.updated
     )
     if moved:
-        return now, False
+        return now, True
     assert seen.since is not None
-    return seen.since, (now - seen.since).total_seconds() >= deadline
+    return seen.since, False
 
 
 def is_complete(plan: SetPlan, replicas: int) -> bool:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from kukeon.api import (
     CELLSET_LABEL,
@@ -65,6 +66,7 @@ from .cellsetplan import (
 )
 from .leading import LeaderLoop, Watch
 from .nodelost import LostTimer
+from .stopwatch import Stopwatches
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +156,7 @@ def seen_of(cellset: CellSet) -> Seen:
         ),
         since=progressing.last_update_time if progressing is not None else None,
         complete=progressing is not None and progressing.reason == COMPLETE,
+        exceeded=progressing is not None and progressing.reason == PROGRESS_DEADLINE_EXCEEDED,
     )
 
 
@@ -246,17 +249,25 @@ def _same_status(a: CellSetStatus, b: CellSetStatus) -> bool:
     ) and conditions(a) == conditions(b)
 
 
-def progress_of(
-    cellset: CellSet, hash_: str, plan: SetPlan, now: datetime
-) -> tuple[datetime, bool]:
-    """When the set last progressed and whether its deadline passed (never when complete)."""
+class Progress(NamedTuple):
+    since: datetime
+    """When the set last progressed (the `Progressing` condition's `lastUpdateTime`)."""
+    moved: bool
+    """It progressed since its last status."""
+    running: bool
+    """Its deadline runs: not complete, and no old cell on its way out."""
+
+
+def progress_of(cellset: CellSet, hash_: str, plan: SetPlan, now: datetime) -> Progress:
+    """When the set last progressed, whether it just did, and whether its deadline runs."""
     seen = seen_of(cellset)
     if is_complete(plan, cellset.spec.replicas):
-        return (seen.since if seen.complete and seen.since is not None else now), False
-    if plan.old_leaving:
-        return now, False  # waiting for an old cell's stop is the rollout's own step
-    deadline = cellset.spec.progress_deadline_seconds
-    return track_progress(seen, hash_, cellset.metadata.generation, plan.counts, deadline, now)
+        since = seen.since if seen.complete and seen.since is not None else now
+        return Progress(since, moved=False, running=False)
+    if plan.old_leaving:  # waiting for an old cell's stop is the rollout's own step
+        return Progress(now, moved=True, running=False)
+    since, moved = track_progress(seen, hash_, cellset.metadata.generation, plan.counts, now)
+    return Progress(since, moved=moved, running=True)
 
 
 class CellSetController:
@@ -277,8 +288,14 @@ class CellSetController:
         """Notes each cell a set creates or deletes, and a create refused, on the set."""
         self.interval = interval
         self._clock = clock
+        self._monotonic = monotonic
         self.lost = LostTimer(monotonic)
         """How long each node has been NotReady, by this leader's monotonic clock."""
+        self.stalled: Stopwatches[StackKey] = Stopwatches(monotonic)
+        """How long each set's rollout has gone without progress, by this leader's
+        monotonic clock from when it first saw the set at its last progress: the status's
+        time is shown, never measured (a step of the wall clock would halt a rollout at
+        once, or hold a stalled one for as long as the step)."""
         self._loop = LeaderLoop(what="cell set pass", registry=registry, interval=interval)
         self.reads = CachedReads(registry)
         """The per-pass lists (the operator's cache once registered on one)."""
@@ -306,7 +323,13 @@ class CellSetController:
     async def lead(self) -> None:
         """A pass at every wake-up (a set or one of its cells changed), at least every
         ``interval`` (``LeaderLoop``)."""
-        self.lost.restart()  # what a node's loss lasted before this term is not known here
+        # What a node's loss, a rollout's stall or a cell's readiness lasted before this
+        # term is not known here: each is counted afresh (a decision comes later, never
+        # earlier, than on a leader that saw it all).
+        self.lost.restart()
+        self.stalled.restart()
+        for backoff in self._backoffs.values():
+            backoff.restart()
         await self._loop.lead(lambda woken: self.run_pass(woken=woken), self.watches(), self.tasks)
 
     async def run_pass(self, *, woken: bool = True) -> None:
@@ -346,6 +369,7 @@ class CellSetController:
                 await self._delete([c for c in orphans if c.metadata.deletion_timestamp is None])
         live = {key_of(s) for s in sets}
         self._backoffs = {key: b for key, b in self._backoffs.items() if key in live}
+        self.stalled.retain(live)
 
     async def _set_gone(self, owner: StackKey) -> bool:
         """Whether the set a cell names is really gone (or being deleted): asked of etcd when
@@ -374,14 +398,18 @@ class CellSetController:
         now = self._clock()
         hash_ = cellset.template_hash()
         members = [member_of(c) for c in cells]
-        backoff = self._backoffs.setdefault(key_of(cellset), ReplaceBackoff(self.backoff_policy))
-        backoff.settle(members, cellset.spec.min_ready_seconds, now)
+        backoff = self._backoffs.get(key_of(cellset))
+        if backoff is None:
+            backoff = ReplaceBackoff(self.backoff_policy, self._monotonic)
+            self._backoffs[key_of(cellset)] = backoff
+        backoff.settle(members, cellset.spec.min_ready_seconds)
         plan = plan_set(shape_of(cellset), hash_, members, now)
-        backoff.failed(sum(1 for m in members if m.failed and not m.deleting), now)
-        if plan.create and (wait := backoff.holding(now)) > 0:
+        backoff.failed(sum(1 for m in members if m.failed and not m.deleting), members)
+        if plan.create and (wait := backoff.holding()) > 0:
             log.info("cell set %s: replacements back off, %.1fs to wait", _label(cellset), wait)
             plan = replace(plan, create=0)
-        since, exceeded = progress_of(cellset, hash_, plan, now)
+        progress = progress_of(cellset, hash_, plan, now)
+        since, exceeded = progress.since, self._deadline_passed(cellset, progress)
         if exceeded and plan.rolling:
             if plan.create:
                 log.info("cell set %s: progress deadline exceeded, not creating", _label(cellset))
@@ -406,6 +434,21 @@ class CellSetController:
                 cellset.model_copy(update={"status": status})
             )
             self.reads.writes.wrote(written)
+
+    def _deadline_passed(self, cellset: CellSet, progress: Progress) -> bool:
+        """Whether the set has gone ``progressDeadlineSeconds`` without progress, counted
+        by ``stalled`` from when this leader first saw it at its last progress. A deadline
+        a leader found passed (the status says so) stands until the set moves: a new
+        leader counting afresh would otherwise resume a halted rollout for another
+        deadline."""
+        key = key_of(cellset)
+        if not progress.running:
+            self.stalled.forget(key)
+            return False
+        if not progress.moved and seen_of(cellset).exceeded:
+            return True
+        stalled_for = self.stalled.elapsed(key, progress.since)
+        return stalled_for >= cellset.spec.progress_deadline_seconds
 
     async def _create_all(self, cellset: CellSet, hash_: str, count: int) -> str | None:
         """Create ``count`` cells; why some could not be (the realm's quota), else None.

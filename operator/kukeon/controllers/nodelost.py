@@ -5,9 +5,9 @@ after a set's ``lostNode.replaceAfterSeconds``. Measured on the wall clock (now 
 Ready condition's ``lastTransitionTime``), a forward step of the leader's clock (NTP, a
 VM resumed) made a node that was NotReady for seconds look lost for hours, and its cells
 were moved at once. A leader therefore counts from the moment it first saw the node
-NotReady, on ``time.monotonic``, which no clock step moves. A new leader (or one leading
-again) starts counting afresh, so after a failover a lost node's cells wait the whole
-timeout again: later, never earlier. A node that is Ready in between, or whose Ready
+NotReady (``stopwatch.Stopwatches``, whose semantics these are): a new leader (or one
+leading again) starts counting afresh, so after a failover a lost node's cells wait the
+whole timeout again: later, never earlier. A node that is Ready in between, or whose Ready
 condition changed since (NotReady again, a new episode), starts a new count.
 """
 
@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from kukeon.api import Node
+
+from .stopwatch import Stopwatches
 
 
 def ready_since(node: Node) -> datetime | None:
@@ -33,30 +35,17 @@ class LostTimer:
     """Seconds each NotReady node has been so since this leader first saw it NotReady."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = monotonic
-        self._first_seen: dict[str, tuple[datetime | None, float]] = {}
-        """Each NotReady node's Ready transition time and when this leader first saw it."""
+        self._watches: Stopwatches[str] = Stopwatches(monotonic)
 
     def restart(self) -> None:
         """Forget every count: a leader that has just (re)taken its lease saw none of it."""
-        self._first_seen.clear()
+        self._watches.restart()
 
     def observe(self, not_ready: Iterable[Node]) -> dict[str, float]:
         """The seconds each node of ``not_ready`` (a pass's every node that is not Ready)
         has been lost. The nodes left out are forgotten: one seen Ready starts from zero
         when it is lost again."""
-        now = self._monotonic()
-        seen: dict[str, tuple[datetime | None, float]] = {}
-        lost: dict[str, float] = {}
-        for node in not_ready:
-            name, episode = node.metadata.name, ready_since(node)
-            first = self._first_seen.get(name)
-            if first is None or first[0] != episode:
-                first = (episode, now)
-            seen[name] = first
-            lost[name] = max(0.0, now - first[1])
-        self._first_seen = seen
-        return lost
+        return self._watches.observe({node.metadata.name: ready_since(node) for node in not_ready})
 
 
 __all__ = ["LostTimer", "ready_since"]
