@@ -182,11 +182,12 @@ async def _shim_delete(
 ) -> None:
     """The shim binary's ``delete``, run in the bundle as containerd runs it."""
     shim = await asyncio.to_thread(_shim_binary, bundle, runtime)
+    containerd = await asyncio.to_thread(shutil.which, "containerd")
     argv = [
         shim,
         "-namespace", namespace,
         "-address", address,
-        "-publish-binary", shutil.which("containerd") or "containerd",
+        "-publish-binary", containerd or "containerd",
         "-id", container_id,
         "-bundle", str(bundle),
         "delete",
