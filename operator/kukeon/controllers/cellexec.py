@@ -243,7 +243,9 @@ class CellExecutor:
             else:
                 # 0640 and root's, whatever the umask of the shim's logger that appends to it.
                 await asyncio.to_thread(create_log_file, log)
-                await tasks.create(name, io=TaskIO.log_file(log))
+                await tasks.create(
+                    name, io=TaskIO.log_file(log, rotation=self.host.settings.log_rotation)
+                )
 
         try:
             try:

@@ -5,6 +5,9 @@
     hosts, hostname            rendered, bind-mounted into every container
     logs/<container>.log       stdout and stderr of the container's task (its TTY's output
                                for an attachable container)
+    logs/<container>.log.<n>   what its logger rotated out of it (`containerLogMaxSize`,
+                               `containerLogMaxFiles`; n grows, the highest is the newest)
+    logs/<container>.previous.log[.<n>]  the same of the instance before (`logs --previous`)
     tty/<container>/stdin      the FIFO an attachable container's terminal reads
     tty/<container>/run/       the tty wrapper's state, bind-mounted at /run/kukeon/tty
                                (the onInit create marker), owned by the container's user
@@ -23,6 +26,7 @@ container's user reads them through their bind mounts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from kukeon.api import ContainerSpec, Kind, Secret, SecretKeyRef, lookup_scopes
 from kukeon.fileio import write_atomically
-from kukeon.runtime.containerd.crilog import parse_record
+from kukeon.runtime.containerd.crilog import parse_record, rotated_logs
 from kukeon.runtime.containerd.ttyinit import CREATE_MARKER
 from kukeon.runtime.hostfiles import PRIVATE_DIR_MODE, make_dirs, write_private_text
 from kukeon.store import InvalidStoredDocument, NotFound, Registry
@@ -67,31 +71,33 @@ class CellFiles:
         return self.directory / "logs" / f"{container}.log"
 
     async def last_line(self, container: str) -> str | None:
-        """The last line the container's current task wrote (its log's end), for the
-        status of a failed exit (Kubernetes' ``FallbackToLogsOnError``); None when there
-        is none."""
-        return await asyncio.to_thread(last_logged_line, self.log(container))
+        """The last line the container's current task wrote (its log's end, or the newest
+        rotated file's when the current one holds none yet), for the status of a failed
+        exit (Kubernetes' ``FallbackToLogsOnError``); None when there is none."""
+
+        def read() -> str | None:
+            current = self.log(container)
+            for path in (current, *rotated_logs(current)[-1:]):
+                if (line := last_logged_line(path)) is not None:
+                    return line
+            return None
+
+        return await asyncio.to_thread(read)
 
     def previous_log(self, container: str) -> Path:
         """The log of the container's instance before the current one (``logs --previous``)."""
         return self.directory / "logs" / f"{container}.previous.log"
 
     async def start_new_log(self, container: str) -> None:
-        """Keep the ending instance's log as the previous one; the next task logs afresh.
+        """Keep the ending instance's log files as the previous one's (replacing those of
+        the instance before it); the next task logs afresh.
 
         Called before a task is created, when no task of the container exists: its logger
-        (the shim's child) has exited, so nothing writes the file any more.
+        (the shim's child) has exited, so nothing writes the files any more. The rotated
+        files move first, the current one last: a follower of the ending instance that
+        sees its file renamed finds only the new instance's files under the log's name.
         """
-
-        def rotate() -> None:
-            current = self.log(container)
-            try:
-                if current.stat().st_size > 0:  # an instance that wrote nothing keeps none
-                    current.replace(self.previous_log(container))
-            except FileNotFoundError:
-                pass
-
-        await asyncio.to_thread(rotate)
+        await asyncio.to_thread(keep_as_previous, self.log(container), self.previous_log(container))
 
     def tty_stdin(self, container: str) -> Path:
         return self.directory / "tty" / container / "stdin"
@@ -312,6 +318,25 @@ async def resolve_secret_refs(
 LAST_LINE_MAX = 1024
 """The most characters of a log's last line a status message carries."""
 _TAIL_BYTES = 8192
+
+
+def keep_as_previous(current: Path, previous: Path) -> None:
+    """``current`` and its rotated files become ``previous`` and its own, numbers kept;
+    an instance that wrote nothing keeps the previous ones there were."""
+    rotated = rotated_logs(current)
+    try:
+        wrote = current.stat().st_size > 0
+    except FileNotFoundError:
+        wrote = False
+    if not (wrote or rotated):
+        return
+    for old in (*rotated_logs(previous), previous):
+        old.unlink(missing_ok=True)
+    for path in rotated:
+        with contextlib.suppress(FileNotFoundError):
+            path.replace(previous.parent / (previous.name + path.name[len(current.name) :]))
+    with contextlib.suppress(FileNotFoundError):
+        current.replace(previous)
 
 
 def last_logged_line(path: Path) -> str | None:

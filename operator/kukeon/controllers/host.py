@@ -7,12 +7,13 @@ pointed at private roots: a private containerd, a unique cgroup root, a unique n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kukeon.api import Realm
 from kukeon.runtime.cgroups import CgroupDriver
 from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.runtime.containerd.crilog import LogRotation
 from kukeon.runtime.containerd.namespaces import realm_namespace
 from kukeon.runtime.network import SpaceNetworks
 
@@ -32,6 +33,8 @@ class HostSettings:
     root_pids_limit: int | None = None
     """`pids.max` of the kukeon root cgroup, the parent of every realm's: what all realms
     together may have (the host's limit less `hostReservedPids`); None: no limit."""
+    log_rotation: LogRotation = field(default_factory=LogRotation)
+    """When a container's logger starts a new log file, and how many it keeps."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,6 +28,7 @@ from kukeon.api import Cell, ContainerState, ContainerStatus
 from kukeon.api.event import EventReason, EventType
 from kukeon.framework import EventRecorder
 from kukeon.processes import ProcessId, identify
+from kukeon.runtime.containerd.crilog import LogRotation
 from kukeon.runtime.containerd.logcopier import alive, find_copier, start_replacement
 
 from .cellfiles import CellFiles
@@ -83,8 +84,11 @@ class LogCopiers:
         *,
         recorder: EventRecorder | None = None,
         collector_registry: CollectorRegistry | None = None,
+        rotation: LogRotation | None = None,
     ) -> None:
         self.recorder = recorder
+        self.rotation = rotation
+        """How a replacement rotates the log (kukeond's settings, as a new task's logger)."""
         self.replacements = replacement_counter(collector_registry)
         for outcome in ("replaced", "lost"):
             self.replacements.labels(outcome)  # 0 from the start, not an absent series
@@ -268,15 +272,14 @@ class LogCopiers:
         self._children[process] = pidfd
         loop.add_reader(pidfd, reap)
 
-    @staticmethod
     def _start(
-        task: ProcessId, log_file: Path
+        self, task: ProcessId, log_file: Path
     ) -> tuple[subprocess.Popen[bytes] | None, int | None, bool]:
         """A replacement, a pidfd watching it (None: it ended already), and whether the task
         still runs (blocking: /proc reads and a fork)."""
         if not alive(task):
             return None, None, False
-        process = start_replacement(task.pid, log_file)
+        process = start_replacement(task.pid, log_file, self.rotation)
         if process is None:
             return None, None, alive(task)
         copier = identify(process.pid)

@@ -40,9 +40,11 @@ from kukeon.apiserver.settings import (
     REALM_WRITE_BYTES_PER_SECOND,
 )
 from kukeon.fileio import warn_if_open_to_others
+from kukeon.runtime.containerd.crilog import MAX_RECORD_BYTES, MIN_ROTATED_SIZE, LogRotation
 from kukeon.runtime.network.bridge import instance_tag
 
 ENV_PREFIX = "KUKEON_"
+DEFAULT_LOG_ROTATION = LogRotation()
 _PARTIAL = "partial"
 """Validation context key: the file alone is validated field by field, not across fields."""
 
@@ -138,6 +140,16 @@ class DaemonConfig(BaseModel):
     `kernel.threads-max`, the smaller) less this. 0: no ceiling on the root; unset: 10 % of
     the host's limit, at least 1024. Must stay below the host's limit (checked at start)."""
 
+    container_log_max_size: int = DEFAULT_LOG_ROTATION.max_size
+    """Bytes a container's log file may reach; before a write would take it past this, the
+    container's logger renames it `<container>.log.<n>` and starts a new one (the kubelet's
+    `containerLogMaxSize`, 10 MiB). At least 65536 (four of the longest records)."""
+    container_log_max_files: int = DEFAULT_LOG_ROTATION.max_files
+    """Files a container's log is kept in, the current one included; the oldest is removed
+    at a rotation (the kubelet's `containerLogMaxFiles`, 5). At least 2. Both apply to tasks
+    started (and loggers replaced) after kukeond starts with them; a container's previous
+    instance keeps as many more."""
+
     api_max_requests_inflight: int = Field(default=400, gt=0)
     """Short API requests answered at once; more are answered 429 (kube-apiserver's
     `--max-requests-inflight`)."""
@@ -196,6 +208,36 @@ class DaemonConfig(BaseModel):
             raise ValueError("must be an absolute path below the cgroup mount, e.g. /kukeon")
         return value.rstrip("/")
 
+    @field_validator("container_log_max_size", mode="before")
+    @classmethod
+    def _log_size_in_bytes(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError(
+                f"{value[:40]!r} is not a number of bytes: give e.g. 10485760 (10 MiB); "
+                "quantities such as 10Mi are not read"
+            )
+        return value
+
+    @field_validator("container_log_max_size")
+    @classmethod
+    def _log_size_holds_records(cls, value: int) -> int:
+        if value < MIN_ROTATED_SIZE:
+            raise ValueError(
+                f"{value} bytes is too small: a log file must hold several of the longest "
+                f"records ({MAX_RECORD_BYTES} bytes of text each); at least {MIN_ROTATED_SIZE}"
+            )
+        return value
+
+    @field_validator("container_log_max_files")
+    @classmethod
+    def _log_files_rotate(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(
+                f"{value} keeps no file to rotate into: at least 2 (the current file and one "
+                "rotated one), as the kubelet's containerLogMaxFiles"
+            )
+        return value
+
     @field_validator("fleet_tls_server_domain")
     @classmethod
     def _server_domain_is_a_dns_name(cls, value: str | None) -> str | None:
@@ -249,6 +291,12 @@ class DaemonConfig(BaseModel):
                 labels[name.strip()] = label_value.strip()
             return labels
         return value
+
+    @property
+    def log_rotation(self) -> LogRotation:
+        return LogRotation(
+            max_size=self.container_log_max_size, max_files=self.container_log_max_files
+        )
 
     @property
     def api_socket(self) -> Path:

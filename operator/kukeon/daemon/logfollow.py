@@ -1,29 +1,86 @@
-"""Reading a container's log file for the log route: its last lines, then what comes.
+"""Reading a container's log for the log route: what it kept, then what comes.
 
-A follower holds the file it reads open, so whatever its writer (the shim's logger) wrote
-is read to the end even once the path names another file (``CellFiles.start_new_log``
-renames it for a new instance) or none (the cell's files are removed as it is deleted):
-the lines written just before a container exits are never lost to a rename or a removal.
-The logger writes whole records, so a follower reads complete lines only and leaves a
-partial one for the next read. Every method blocks: callers run them off the event loop.
+A container's logger rotates its file (``crilog.LogRotation``): ``<c>.log`` is renamed
+``<c>.log.<n>`` (``n`` growing) and a new ``<c>.log`` is opened, and the oldest files are
+removed. A follower holds the file it reads open, so whatever the logger wrote is read to
+the end even once the path names another file (a rotation; ``CellFiles.start_new_log``
+renaming it for a new instance) or none (the cell's files removed as it is deleted): the
+lines written just before a rotation or an exit are never lost to a rename or a removal.
+Once the path names another file, the held one is read to its end once more (the logger
+writes to a file only until it renames it), then the rotated files newer than it (several
+rotations between two reads), then the new file, as ``tail -F`` does, so a follower sees
+every record in order; a follower that lags by more than the kept files misses what was
+removed before it got there. The logger writes whole records, so a follower reads complete
+lines only and leaves a partial one for the next read. Every method blocks: callers run
+them off the event loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
+from collections.abc import Generator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from kukeon.runtime.containerd.crilog import LogRecord, parse_lines
+from kukeon.runtime.containerd.crilog import LogRecord, parse_lines, rotated_logs
+
+Identity = tuple[int, int]
+"""A file's device and inode: what a path names may change, an open file's does not."""
 
 
 def _complete_lines(data: bytes) -> bytes:
     return data[: data.rfind(b"\n") + 1]
 
 
+def _identity(stream: BinaryIO | None) -> Identity | None:
+    if stream is None:
+        return None
+    status = os.fstat(stream.fileno())
+    return status.st_dev, status.st_ino
+
+
+def _identity_of(path: Path) -> Identity | None:
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _open_rotated(path: Path, since: datetime | None = None) -> list[tuple[Identity, BinaryIO]]:
+    """The files ``path`` was rotated into, open, oldest first; with ``since``, those last
+    written before it (so all of whose records are) left out."""
+    opened: list[tuple[Identity, BinaryIO]] = []
+    for rotated in rotated_logs(path):
+        try:
+            stream = rotated.open("rb")
+        except FileNotFoundError:
+            continue  # removed by the logger meanwhile: older than what is left
+        status = os.fstat(stream.fileno())
+        if since is not None and status.st_mtime < since.timestamp():
+            stream.close()
+            continue
+        opened.append(((status.st_dev, status.st_ino), stream))
+    return opened
+
+
+def _lines(stream: BinaryIO, last: int | None) -> list[bytes]:
+    """The complete lines of a whole file (its ``last`` ones)."""
+    if last is None:
+        return _complete_lines(stream.read()).splitlines(keepends=True)
+    kept = deque(stream, maxlen=last + 1)
+    if kept and not kept[-1].endswith(b"\n"):
+        kept.pop()
+    elif len(kept) > last:
+        kept.popleft()
+    return list(kept)
+
+
 class LogFollower:
-    """The records of one container's log file, the last ones first, then the new ones."""
+    """The records of one container's log, the kept ones first, then the new ones."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -38,9 +95,58 @@ class LogFollower:
             self._stream = None
         self._offset = 0
 
-    def tail(self, lines: int | None) -> list[LogRecord]:
-        """The last `lines` records of the file (all when None); the next read goes on from
-        the end of the last complete one."""
+    def tail(self, lines: int | None, since: datetime | None = None) -> list[LogRecord]:
+        """The last ``lines`` records of the log (all when None), in one list."""
+        return [record for chunk in self.history(lines, since) for record in chunk]
+
+    def history(
+        self, lines: int | None, since: datetime | None = None
+    ) -> Generator[list[LogRecord]]:
+        """The log's last ``lines`` records, across its rotated files (all of them when
+        None, one file's records at a time, oldest first; with ``since``, files last
+        written before it are not read); the next ``read`` goes on from the end of the
+        last complete one of the current file."""
+        older = self._rotated_before(since)
+        try:
+            current = self._tail_current(lines)
+            if lines is None:
+                for stream in older:
+                    yield list(parse_lines(_lines(stream, None)))
+                    stream.close()
+                yield list(parse_lines(current))
+                return
+            before: list[bytes] = []
+            for stream in reversed(older):
+                if len(before) + len(current) >= lines:
+                    break
+                before[:0] = _lines(stream, lines - len(current) - len(before))
+            yield list(parse_lines(before + current))
+        finally:
+            for stream in older:
+                stream.close()
+
+    def _rotated_before(self, since: datetime | None) -> list[BinaryIO]:
+        """The rotated files older than the one held, open, oldest first.
+
+        Listed after that file was opened, so it may have been rotated since (a busy
+        container rotates every few milliseconds): the files before it in the listing when
+        it is there; all when the path still names it (they were rotated before it was);
+        none when it is neither (rotated and removed already, or a previous instance's now:
+        every file listed is newer, ``read`` goes on with them)."""
+        held = _identity(self._stream)
+        opened = _open_rotated(self.path, since)
+        identities = [identity for identity, _ in opened]
+        if held in identities:
+            end = identities.index(held)
+        elif held is not None and _identity_of(self.path) == held:
+            end = len(opened)
+        else:
+            end = 0
+        for _, stream in opened[end:]:
+            stream.close()
+        return [stream for _, stream in opened[:end]]
+
+    def _tail_current(self, lines: int | None) -> list[bytes]:
         if self._stream is None:
             return []
         if lines is None:
@@ -51,17 +157,41 @@ class LogFollower:
         self._offset = self._stream.tell()
         if kept and not kept[-1].endswith(b"\n"):
             self._offset -= len(kept.pop())
-        return list(parse_lines(kept))
+        return kept
 
     def read(self) -> list[LogRecord]:
         """The records written since the last read: the rest of the file held, then, when
-        the path now names another file (a new instance's log), that one from its start."""
+        the path now names another file (a rotation, a new instance's log), the rest of the
+        held one, the rotated files newer than it and the new one from its start."""
         records = self._read_rest()
-        if self._replaced():
-            self.close()
-            self._open()
-            records += self._read_rest()
-        return records
+        if not self._replaced():
+            return records
+        records += self._read_rest()  # its writer has moved on: the file is complete
+        old, previous = self._stream, _identity(self._stream)
+        self._open()  # before the rotated files are listed, as in `history`
+        held = _identity(self._stream)
+        try:
+            for stream in self._rotated_after(previous, held):
+                with stream:
+                    records += parse_lines(_lines(stream, None))
+        finally:
+            if old is not None:
+                old.close()
+        return records + self._read_rest()
+
+    def _rotated_after(self, previous: Identity | None, held: Identity | None) -> list[BinaryIO]:
+        """The rotated files newer than the one that was followed (all of them when it is
+        not among them: removed, or now a previous instance's), but the one now held."""
+        opened = _open_rotated(self.path)
+        identities = [identity for identity, _ in opened]
+        start = identities.index(previous) + 1 if previous in identities else 0
+        newer: list[BinaryIO] = []
+        for index, (identity, stream) in enumerate(opened):
+            if index >= start and identity != held:
+                newer.append(stream)
+            else:
+                stream.close()
+        return newer
 
     def _read_rest(self) -> list[LogRecord]:
         if self._stream is None:
@@ -74,16 +204,13 @@ class LogFollower:
         return list(parse_lines(complete.splitlines()))
 
     def _replaced(self) -> bool:
-        try:
-            named = os.stat(self.path)
-        except FileNotFoundError:
+        named = _identity_of(self.path)
+        if named is None:
             return False  # renamed or removed, and no new file yet: the one held is current
-        if self._stream is None:
-            return True
-        held = os.fstat(self._stream.fileno())
-        return (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino)
+        return named != _identity(self._stream)
 
     def close(self) -> None:
         if self._stream is not None:
-            self._stream.close()
+            with contextlib.suppress(OSError):
+                self._stream.close()
             self._stream = None

@@ -332,16 +332,21 @@ class NodeRoutes:
                 "instance (it has not been restarted or re-created on this node)",
             )
         follower = await asyncio.to_thread(LogFollower, path)
+        # The kept (rotated) files too, one at a time: a whole log is up to
+        # containerLogMaxFiles x containerLogMaxSize.
+        history = follower.history(query.tail, query.render.since)
         try:
-            records = await asyncio.to_thread(follower.tail, query.tail)
+            records = await asyncio.to_thread(next, history, None) or []
             response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
             await response.prepare(request)
             try:
                 await _write_within(response, render(records, query.render, open_line=False))
+                open_line = ends_open(records)
+                while (chunk := await asyncio.to_thread(next, history, None)) is not None:
+                    await _write_within(response, render(chunk, query.render, open_line=open_line))
+                    open_line = ends_open(chunk) if chunk else open_line
                 if query.follow and not query.previous:
-                    await self._follow(
-                        request, response, follower, cell, query.render, ends_open(records)
-                    )
+                    await self._follow(request, response, follower, cell, query.render, open_line)
                 await response.write_eof()
             except (ConnectionResetError, ClientConnectionResetError):
                 pass  # the client went away (Ctrl-C on `logs -f`): a normal end of a stream
@@ -355,6 +360,7 @@ class NodeRoutes:
                     request.transport.abort()
             return response
         finally:
+            history.close()  # the rotated files it holds open (a client gone mid-way)
             follower.close()  # a close of a regular file does not wait
 
     async def _follow(

@@ -22,10 +22,23 @@ output were not logged: No space left on device``). Each read's records go to th
 one ``write`` on an ``O_APPEND`` descriptor; of a short one (the disk filled up during it)
 the cut record is truncated away, so the log holds whole records only.
 A logger killed while its task runs is replaced by kukeond (:mod:`logcopier`).
+
+The logger bounds the log (:class:`LogRotation`, kukeond's ``containerLogMaxSize`` and
+``containerLogMaxFiles``): it is the file's only writer, so it rotates by itself, without
+the copy-and-truncate race of an outside rotator. Before a write would take the file past
+the size, the file is renamed ``<log>.<n>`` (``n`` one more than the last kept file's, so a
+replacement logger goes on numbering; a name kept until the file is removed, so a reader
+that listed the kept files never finds one renamed under it, which logrotate's shifting
+``.1``..``.N`` would do at every rotation, and no wall clock orders them), a new file is
+opened, and the oldest beyond the count are removed. Records are never cut between files.
+A rename or removal the disk refuses leaves the records going to the current file, said
+in a ``stderr`` record (``[kukeon] the log could not be rotated (N tries: why)``), and is
+tried again a second later; the pipes are never left unread.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,11 +53,47 @@ MAX_RECORD_BYTES = 16 * 1024
 
 LOG_FILE_MODE = 0o640
 
+
+@dataclass(frozen=True)
+class LogRotation:
+    """When a logger starts a new file: before the current one would exceed ``max_size``
+    bytes it becomes ``<log>.<n>`` (``n`` growing by one at each rotation, never renamed
+    again) and the oldest are removed so that ``max_files`` files remain, the current one
+    included (the kubelet's ``containerLogMaxSize`` and ``containerLogMaxFiles``)."""
+
+    max_size: int = 10 * 1024 * 1024
+    max_files: int = 5
+
+    def __post_init__(self) -> None:
+        if self.max_files < 2 or self.max_size < 1:
+            raise ValueError(f"{self} keeps no file to rotate into")
+
+
+MIN_ROTATED_SIZE = 4 * MAX_RECORD_BYTES
+"""The smallest ``max_size`` kukeond accepts: a file holds several of the longest records."""
+
 # Kept free of anything but the standard library: it runs with `-I -S` (no site-packages).
 LOGGER_SCRIPT = r"""
 import os, select, signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-log = os.open(PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, MODE)
+FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+log = os.open(PATH, FLAGS, MODE)
+FOLDER, BASE = os.path.split(PATH)
+def rotated():
+    # The kept files of this log (PATH.<n>, n growing with each rotation), oldest first.
+    try:
+        names = os.listdir(FOLDER)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        number = name[len(BASE) + 1:]
+        if name.startswith(BASE + ".") and number.isdigit() and number.isascii():
+            found.append((int(number), os.path.join(FOLDER, name)))
+    return sorted(found)
+kept = rotated()
+st = {"size": os.fstat(log).st_size, "next": kept[-1][0] + 1 if kept else 1,
+      "failed": 0, "failwhy": "", "retry": 0.0}
 # A TTY's stdin FIFO: its writer held for the task's life keeps the shim's console up.
 hold = os.open(HOLD, os.O_RDWR | os.O_CLOEXEC) if HOLD is not None else None
 if READY is not None:
@@ -59,7 +108,71 @@ def stamp():
     text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return ("%s.%09dZ" % (text, nanos)).encode()
 lost = {"records": 0, "bytes": 0, "why": "a short write", "cut": False}
+def failed(error):
+    # A rotation the disk refused: the records go on into the current file (over its limit)
+    # rather than wait; said in the log, and tried again in a second.
+    st["failed"] += 1
+    st["failwhy"] = error.strerror or str(error)
+    st["retry"] = time.monotonic() + 1.0
+    return False
+def rotate():
+    # PATH becomes PATH.<next> (a name it keeps until it is removed, so a reader that listed
+    # the kept files never sees one renamed), a new PATH is opened, and the oldest beyond
+    # KEEP files (PATH included) are removed. The only writer renames: no copy, no race.
+    global log
+    if time.monotonic() < st["retry"]:
+        return False
+    target = "%s.%d" % (PATH, st["next"])
+    try:
+        os.rename(PATH, target)
+    except OSError as error:
+        return failed(error)
+    try:
+        fresh = os.open(PATH, FLAGS, MODE)
+    except OSError as error:
+        try:  # the records keep going to the file readers follow
+            os.rename(target, PATH)
+        except OSError:
+            pass
+        return failed(error)
+    try:
+        os.fchmod(fresh, MODE)  # whatever the shim's umask
+    except OSError:
+        pass
+    os.close(log)
+    log = fresh
+    st.update(size=0, next=st["next"] + 1)
+    for _number, old in rotated()[:-(KEEP - 1)]:
+        try:
+            os.unlink(old)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            failed(error)
+    return True
+def pending():
+    return lost["bytes"] or lost["cut"] or st["failed"]
 def write(records):
+    # Whole records per file: those that would take it past LIMIT go to the next one.
+    if not LIMIT:
+        return append(records)
+    while records:
+        room = LIMIT - st["size"] - (512 if pending() else 0)
+        if sum(map(len, records)) <= room:
+            return append(records)
+        take = used = 0
+        for record in records:
+            used += len(record)
+            if used > room:
+                break
+            take += 1
+        if not take and st["size"] and rotate():
+            continue
+        if not take:  # a rotation refused (said), or a record longer than a whole file
+            take = len(records) if st["size"] else 1
+        append(records[:take])
+        records = records[take:]
+def append(records):
     # Disk full: this read's records are dropped (blocking the container's output would be
     # worse), counted, and said in the log once it takes writes again.
     if not records:
@@ -72,6 +185,10 @@ def write(records):
     elif lost["bytes"]:
         head += b"%s stderr F [kukeon] %d records (%d bytes) of output were not logged: %s\n" % (
             stamp(), lost["records"], lost["bytes"], lost["why"].encode())
+    if st["failed"] and not RAW:
+        head += b"%s stderr F [kukeon] the log could not be rotated (%d tries: %s): " % (
+            stamp(), st["failed"], st["failwhy"].encode())
+        head += b"its files may hold more than their limit\n"
     whole = head + data
     try:
         written = os.write(log, whole)
@@ -92,8 +209,10 @@ def write(records):
             written = keep
         except OSError:
             pass
+    st["size"] += written
     if written >= len(head):
         lost.update(records=0, bytes=0)
+        st["failed"] = 0
     unwritten = data[max(written - len(head), 0):]
     lost["records"] += unwritten.count(b"\n")
     lost["bytes"] += len(unwritten)
@@ -149,19 +268,27 @@ def logger_command(
     streams: Mapping[int, str] = SHIM_STREAMS,
     ready_fd: int | None = SHIM_READY_FD,
     terminal_of: Path | None = None,
+    rotation: LogRotation | None = None,
 ) -> list[str]:
     """The logger's argv: kukeond's interpreter, isolated, running ``LOGGER_SCRIPT``; it
     reads ``streams`` (descriptor: stream name) and closes ``ready_fd`` once the log is open
     (the shim waits for that). A replacement (:mod:`logcopier`) passes its own.
 
     ``terminal_of``: the stdin FIFO of a TTY task (:mod:`ttyio`): the output is appended as
-    it is, not as records, and a writer of the FIFO is held for the task's life."""
+    it is, not as records, and a writer of the FIFO is held for the task's life; it is
+    never rotated (an attach session follows the file by its path and offset and takes
+    its writer's close for the task's end, see ``daemon/attach.py``).
+    ``rotation``: the log's size bound; None: the file grows as long as the task runs."""
     named = {fd: name.encode() for fd, name in streams.items()}
     hold = str(terminal_of) if terminal_of is not None else None
+    limit, keep = (rotation.max_size, rotation.max_files) if rotation is not None else (0, 0)
+    if terminal_of is not None:
+        limit = keep = 0
     prelude = (
         f"PATH = {str(path)!r}\nMODE = {LOG_FILE_MODE:#o}\nMAX = {MAX_RECORD_BYTES}\n"
         f"STREAMS = {named!r}\nREADY = {ready_fd!r}\n"
         f"RAW = {terminal_of is not None!r}\nHOLD = {hold!r}\n"
+        f"LIMIT = {limit}\nKEEP = {keep}\n"
     )
     return [python or sys.executable, "-ISc", prelude + LOGGER_SCRIPT]
 
@@ -171,18 +298,40 @@ def log_path_marker(path: Path) -> str:
     return f"PATH = {str(path)!r}\n"
 
 
-def logger_uri(path: Path, *, python: str | None = None, terminal_of: Path | None = None) -> str:
+def logger_uri(
+    path: Path,
+    *,
+    python: str | None = None,
+    terminal_of: Path | None = None,
+    rotation: LogRotation | None = None,
+) -> str:
     """The ``binary://`` URI of a task's stdout and stderr that logs them to ``path`` (a TTY
-    task's: ``terminal_of`` its stdin FIFO, see ``logger_command``)."""
+    task's: ``terminal_of`` its stdin FIFO; ``rotation``: see ``logger_command``)."""
     streams = {3: "terminal"} if terminal_of is not None else SHIM_STREAMS
     binary, flags, script = logger_command(
         path.absolute(),
         python=python,
         streams=streams,
         terminal_of=terminal_of.absolute() if terminal_of is not None else None,
+        rotation=rotation,
     )
     # One query key, so the shim's (unordered) map of arguments gives `python -ISc SCRIPT`.
     return f"binary://{binary}?" + urlencode({flags: script})
+
+
+def rotated_logs(path: Path) -> list[Path]:
+    """The kept files a logger rotated ``path`` into (``<path>.<n>``), oldest first."""
+    found: list[tuple[int, Path]] = []
+    prefix = path.name + "."
+    try:
+        names = [entry.name for entry in os.scandir(path.parent)]
+    except OSError:
+        return []
+    for name in names:
+        number = name[len(prefix) :]
+        if name.startswith(prefix) and number.isdigit() and number.isascii():
+            found.append((int(number), path.parent / name))
+    return [file for _, file in sorted(found)]
 
 
 _RECORD = re.compile(

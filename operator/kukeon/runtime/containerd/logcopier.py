@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kukeon.processes import ProcessId, identify, proc_stat
 
-from .crilog import log_path_marker, logger_command
+from .crilog import LogRotation, log_path_marker, logger_command
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,12 @@ def _open_output(task_pid: int, fd: int) -> tuple[int, int] | None:
     return opened, status.st_ino
 
 
-def start_replacement(task_pid: int, log_file: Path) -> subprocess.Popen[bytes] | None:
+def start_replacement(
+    task_pid: int, log_file: Path, rotation: LogRotation | None = None
+) -> subprocess.Popen[bytes] | None:
     """A copier of the running task's output into ``log_file``, in its own session (it
-    outlives kukeond, as the shim's does); None when the task has no output pipe left."""
+    outlives kukeond, as the shim's does); None when the task has no output pipe left. It
+    rotates the file by ``rotation`` as the shim's did, numbering on from the kept files."""
     streams: dict[int, str] = {}
     inodes: set[int] = set()
     try:
@@ -110,7 +113,7 @@ def start_replacement(task_pid: int, log_file: Path) -> subprocess.Popen[bytes] 
         if not streams:
             return None
         return subprocess.Popen(
-            logger_command(log_file.absolute(), streams=streams, ready_fd=None),
+            logger_command(log_file.absolute(), streams=streams, ready_fd=None, rotation=rotation),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

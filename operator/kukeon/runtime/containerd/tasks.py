@@ -38,7 +38,7 @@ from kukeon.runtime.containerd.bundles import (
     leftover_bundle,
 )
 from kukeon.runtime.containerd.client import Subject
-from kukeon.runtime.containerd.crilog import logger_uri
+from kukeon.runtime.containerd.crilog import LogRotation, logger_uri
 from kukeon.runtime.containerd.errors import (
     ContainerdCallError,
     ContainerdError,
@@ -77,11 +77,12 @@ class TaskIO:
     """A directory the task's output is written into, created before the task."""
 
     @classmethod
-    def log_file(cls, path: str | Path) -> TaskIO:
+    def log_file(cls, path: str | Path, *, rotation: LogRotation | None = None) -> TaskIO:
         """Log stdout and stderr line by line in the CRI format (see :mod:`crilog`) to one
-        file, created with its directory if missing, by a logger the shim owns."""
+        file, created with its directory if missing, by a logger the shim owns (which
+        rotates it by ``rotation``; None: never)."""
         absolute = Path(path).absolute()
-        uri = logger_uri(absolute)
+        uri = logger_uri(absolute, rotation=rotation)
         return cls(stdout=uri, stderr=uri, log_directory=str(absolute.parent))
 
     @classmethod
