@@ -110,17 +110,35 @@ def _yaml_documents(text: str) -> Iterator[Any]:
         loader.dispose()
 
 
+class _RepeatedKeyError(ValueError):
+    """A JSON object that gives a key twice."""
+
+
+def _refuse_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it gives a key twice: as YAML's reader refuses it (JSON's
+    took the last one silently, so a manifest's typo'd copy of a field was lost unseen)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKeyError(f"duplicate key {key!r}")
+        found[key] = value
+    return found
+
+
 def _raw_documents(text: str) -> Iterator[Any]:
     """The top-level documents of the text, in order."""
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
             value = json.loads(
-                text, parse_constant=refuse_json_constant, parse_float=finite_json_float
+                text,
+                parse_constant=refuse_json_constant,
+                parse_float=finite_json_float,
+                object_pairs_hook=_refuse_repeats,
             )
         except json.JSONDecodeError:
             pass  # YAML flow style also starts with a brace
-        except ValueError as exc:  # NaN, Infinity, 1e999: JSON has no such numbers
+        except ValueError as exc:  # NaN, Infinity, 1e999, a repeated key
             yield _Unreadable(f"invalid JSON: {exc}", fatal=True)
             return
         else:

@@ -152,6 +152,15 @@ def test_duplicate_keys_are_an_error_and_later_documents_are_still_checked() -> 
     assert "duplicate key 'kind'" in str(info.value)
 
 
+def test_a_json_manifest_repeating_a_key_is_refused_as_yaml_is() -> None:
+    """JSON's reader kept the last of a repeated key silently (`kukectl apply` created realm
+    `b` from `{"name": "a", "name": "b"}`), where the same YAML is refused."""
+    text = '[{"apiVersion": "v1beta1", "kind": "Realm", "metadata": {"name": "a", "name": "b"}}]'
+    with pytest.raises(ManifestError) as info:
+        load_manifests(text)
+    assert "invalid JSON: duplicate key 'name'" in str(info.value)
+
+
 def test_yaml_1_2_scalars_like_kukeon() -> None:
     text = (
         "apiVersion: v1beta1\nkind: Realm\n"
