@@ -21,15 +21,21 @@ key ids and the counts, never a key or a value.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from kukeon.api.meta import quote
+from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Role
+from kukeon.apiserver.bodies import JSON_MEDIA_TYPE
+from kukeon.apiserver.fieldvalidation import STRICT, WARN, FieldChecks, warn
 from kukeon.apiserver.handlers import principal_of
-from kukeon.apiserver.status import ApiError
+from kukeon.apiserver.request import read_body
+from kukeon.apiserver.status import ApiError, Cause
 from kukeon.client.paths import API_ROOT
 from kukeon.store import Registry
 from kukeon.store.encryption import EncryptionError, Keyring, KeySet, write_key_file
@@ -56,15 +62,7 @@ class KeyRotationRoutes:
                 f"Forbidden: user {principal.user!r} ({principal.role.value}) may not rotate "
                 "the encryption key; only admin may",
             )
-        options: Any = await request.json() if request.can_read_body else {}
-        if not isinstance(options, dict):
-            raise ApiError(400, "the body must be a JSON object: {keyId?, prune?}")
-        key_id = options.get("keyId")
-        prune = options.get("prune", False)
-        if key_id is not None and not isinstance(key_id, str):
-            raise ApiError(400, "keyId must be a string")
-        if not isinstance(prune, bool):
-            raise ApiError(400, "prune must be true or false")
+        key_id, prune = await _options(request)
         if self._lock.locked():
             raise ApiError(409, "a key rotation is already running on this node")
         async with self._lock:
@@ -137,3 +135,38 @@ class KeyRotationRoutes:
             "keysInUse": in_use,
             "removedKeyIds": removed,
         }
+
+
+_OPTIONS = ("keyId", "prune")
+_BODY_MAX = 64 * 1024
+
+
+async def _options(request: web.Request) -> tuple[str | None, bool]:
+    """The body's ``keyId`` and ``prune``, read as every write's body (a malformed one is a
+    400, it was a 500) at the request's ``fieldValidation`` (another field: refused, warned
+    of or ignored; a typo'd ``prnue`` was ignored, the keys kept). ``dryRun`` is refused:
+    a rotation has no dry run, and it was ignored (the key rotated for real)."""
+    if queryparams.dry_run(request):
+        why = "a key rotation has no dry run; leave dryRun out"
+        raise ApiError(400, f"dryRun: {why}", causes=[Cause("dryRun", why)])
+    if not request.can_read_body:
+        return None, False
+    checks = FieldChecks(request)
+    options: Any = await read_body(request, _BODY_MAX, frozenset({JSON_MEDIA_TYPE}), checks)
+    if not isinstance(options, dict):
+        raise ApiError(400, "the body must be a JSON object: {keyId?, prune?}")
+    if unknown := [name for name in options if name not in _OPTIONS]:
+        if checks.level == STRICT:
+            causes = [Cause(name, "unknown field (keyId, prune)") for name in unknown]
+            shown = ", ".join(quote(name) for name in unknown)
+            raise ApiError(400, f"the body has unknown fields: {shown}", causes=causes)
+        if checks.level == WARN:
+            for name in unknown:
+                warn(request, f"unknown field {json.dumps(name)}")
+    key_id = options.get("keyId")
+    prune = options.get("prune", False)
+    if key_id is not None and not isinstance(key_id, str):
+        raise ApiError(400, "keyId must be a string", causes=[Cause("keyId", "a string")])
+    if not isinstance(prune, bool):
+        raise ApiError(400, "prune must be true or false", causes=[Cause("prune", "a boolean")])
+    return key_id, prune

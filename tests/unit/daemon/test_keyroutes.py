@@ -133,6 +133,39 @@ async def test_an_unknown_key_id_is_refused(client: tuple[TestClient[Any, Any], 
     assert "k-nope" in (await response.json())["message"]
 
 
+async def test_a_body_is_read_as_every_writes_body(
+    client: tuple[TestClient[Any, Any], Any], keyring: Keyring
+) -> None:
+    """A malformed body was a 500 (request.json's error escaped), a typo'd `prnue` was
+    ignored (the old keys kept) and dryRun=All was ignored (the key rotated for real)."""
+    http, _ = client
+    before = keyring.current
+    json_type = {**_auth(ADMIN), "Content-Type": "application/json"}
+    for body, params, field in (
+        (b"{", {}, ""),
+        (b'{"prnue": true}', {}, "prnue"),
+        (b'{"prune": true, "prune": false}', {}, "prune"),
+        (b"{}", {"dryRun": "All"}, "dryRun"),
+        (b'{"prune": "yes"}', {}, "prune"),
+    ):
+        response = await http.post(ROTATE_PATH, data=body, params=params, headers=json_type)
+        answer = await response.json()
+        assert 400 <= response.status < 500, (body, answer)
+        assert [c["field"] for c in answer.get("details", {}).get("causes", [])][:1] == (
+            [field] if field else []
+        ), answer
+    assert keyring.current == before  # nothing rotated
+    response = await http.post(
+        ROTATE_PATH,
+        data=b'{"prnue": true}',
+        params={"fieldValidation": "Warn"},
+        headers=json_type,
+    )
+    assert response.status == 200, await response.text()
+    assert response.headers.getall("Warning") == ['299 - "unknown field \\"prnue\\""']
+    assert keyring.current != before
+
+
 def test_the_key_file_defaults_to_the_state_directory(tmp_path: Path) -> None:
     config = DaemonConfig(state_dir=tmp_path)
     assert config.encryption_keys_path == tmp_path / "encryption-keys.yaml"
