@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from kukeon.api.yamlread import load_yaml
 from kukeon.client.apiclient import DEFAULT_SERVER
-from kukeon.fileio import write_atomically
+from kukeon.fileio import path_problems, write_atomically
 
 from .config import ConfigError
 
@@ -75,6 +75,33 @@ def read_config(path: Path) -> KukectlConfig:
             for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
+
+
+def exposure_warnings(path: Path, config: KukectlConfig) -> list[str]:
+    """What lets other local users read the tokens kukectl's files hold, or change those
+    files, judged along the whole path (``fileio.path_problems``): the config file (read:
+    when a context holds a token; changed: always, since a config of theirs sends whatever
+    token kukectl is given to their server) and each tokenFile. kubectl says nothing of it;
+    Helm warns about a group- or world-readable kubeconfig. A hand-written file under
+    umask 022 is 0644, and many homes are 0755."""
+    inline = any(ctx.token is not None for ctx in config.contexts)
+    token_files = dict.fromkeys(c.token_file for c in config.contexts if c.token_file is not None)
+    holds = "holds API tokens" if inline else "says where kukectl sends its token"
+    checks: list[tuple[Path, str, bool]] = [(path, f"config file {path} ({holds})", inline)]
+    checks += [(token_file, f"token file {token_file}", True) for token_file in token_files]
+    warnings: list[str] = []
+    for target, what, secret in checks:
+        try:
+            problems = path_problems(target, secret=secret)
+        except OSError:
+            continue  # reading it names the problem
+        if problems:
+            said = "; ".join(dict.fromkeys([*problems.change, *problems.read]))
+            warnings.append(
+                f"the {what} is open to other local users: {said} (chmod 600 it, in "
+                "directories only you may write)"
+            )
+    return warnings
 
 
 def save_config(path: Path, config: KukectlConfig) -> None:

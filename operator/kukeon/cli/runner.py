@@ -116,7 +116,13 @@ def _config(path: Path) -> KukectlConfig | None:
 
 
 def _connection(options: Options) -> Connection:
-    config = _config(options.config_path or default_config_path())
+    path = options.config_path or default_config_path()
+    config = _config(path)
+    if config is not None:
+        from .configfile import exposure_warnings
+
+        for warning in exposure_warnings(path, config):
+            click.echo(f"warning: {warning}", err=True)
     return resolve_connection(
         config=config,
         context=options.context,
