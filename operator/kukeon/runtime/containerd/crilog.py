@@ -154,12 +154,13 @@ def pending():
     return lost["bytes"] or lost["cut"] or st["failed"]
 def write(records):
     # Whole records per file: those that would take it past LIMIT go to the next one.
-    if not LIMIT:
-        return append(records)
+    if not records:
+        return
+    data = b"".join(records)
+    if not LIMIT or st["size"] + len(data) + (512 if pending() else 0) <= LIMIT:
+        return append(data)
     while records:
         room = LIMIT - st["size"] - (512 if pending() else 0)
-        if sum(map(len, records)) <= room:
-            return append(records)
         take = used = 0
         for record in records:
             used += len(record)
@@ -170,14 +171,11 @@ def write(records):
             continue
         if not take:  # a rotation refused (said), or a record longer than a whole file
             take = len(records) if st["size"] else 1
-        append(records[:take])
+        append(b"".join(records[:take]))
         records = records[take:]
-def append(records):
+def append(data):
     # Disk full: this read's records are dropped (blocking the container's output would be
     # worse), counted, and said in the log once it takes writes again.
-    if not records:
-        return
-    data = b"".join(records)
     head = b"\n" if lost["cut"] else b""
     if lost["bytes"] and RAW:
         head += b"\r\n[kukeon] %d bytes of terminal output were not logged: %s\r\n" % (
