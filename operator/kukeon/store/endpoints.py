@@ -166,22 +166,24 @@ def grpc_target(states: Sequence[EndpointState]) -> str:
     """One gRPC target for the endpoints that resolved, those that answered first, so
     pick_first dials them first and fails over to the others.
 
-    gRPC's ``ipv4:``/``ipv6:`` schemes take address lists (one family per target: the
-    IPv4 addresses when there are any). ``ResolveFailed`` when no endpoint resolved.
+    gRPC's ``ipv4:``/``ipv6:`` schemes take address lists, one family per target: IPv4
+    when the endpoint dialed first has an IPv4 address (as before when any endpoint had
+    one), else IPv6, so an IPv6-only endpoint that answered is not dropped for IPv4 ones
+    that did not. ``ResolveFailed`` when no endpoint resolved.
     """
     ordered = [s for s in states if s.answered] + [
         s for s in states if s.addresses and not s.answered
     ]
     if not ordered:
         raise ResolveFailed(f"cannot resolve any etcd endpoint ({describe(states)})")
-    v4: list[str] = []
-    v6: list[str] = []
-    for state in ordered:
-        for address in state.addresses:
-            (v4 if address.version == 4 else v6).append(_address(address, state.port))
-    if v4:
-        return "ipv4:" + ",".join(dict.fromkeys(v4))
-    return "ipv6:" + ",".join(dict.fromkeys(v6))
+    version = 4 if any(a.version == 4 for a in ordered[0].addresses) else 6
+    listed = [
+        _address(address, state.port)
+        for state in ordered
+        for address in state.addresses
+        if address.version == version
+    ]
+    return f"ipv{version}:" + ",".join(dict.fromkeys(listed))
 
 
 def tls_name(states: Sequence[EndpointState]) -> str:

@@ -68,6 +68,8 @@ def test_the_target_dials_what_answered_first_and_leaves_out_what_did_not_resolv
         EndpointState("https://up:2379", "up", 2379, (v4("10.0.0.2"),), answered=True),
     ]
     assert grpc_target(states) == "ipv4:10.0.0.2:2379,10.0.0.1:2379"
+    six = EndpointState("https://[fd00::1]:2379", "fd00::1", 2379, (v4("fd00::1"),), True)
+    assert grpc_target([*states[:2], six]) == "ipv6:[fd00::1]:2379"  # what answered
     assert tls_name(states) == "up"  # the certificate of the member dialed first
     assert tls_name(states[:2]) == "down"  # never a name that did not resolve
     with pytest.raises(ResolveFailed, match=r"https://gone.invalid:2379: no name"):
