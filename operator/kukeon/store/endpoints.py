@@ -64,7 +64,7 @@ class EndpointState:
     """Why it is not usable (empty when it answered)."""
 
     def describe(self) -> str:
-        return f"{self.endpoint}: {self.failure or 'answers'}"
+        return f"{self.endpoint}: {self.failure or 'takes TCP connections'}"
 
 
 async def _resolve(host: str, port: int, within: float) -> tuple[Address, ...]:
@@ -219,4 +219,4 @@ class EndpointReporter:
                     else "and no endpoint takes a connection",
                 )
             elif before and not state.failure:
-                log.info("etcd endpoint %s answers again", state.endpoint)
+                log.info("etcd endpoint %s takes TCP connections again", state.endpoint)

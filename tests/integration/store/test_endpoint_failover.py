@@ -136,6 +136,7 @@ async def test_no_endpoint_working_names_each_and_why(
     assert f"{BOGUS}: host 'etcd-gone.invalid' does not resolve" in message
     assert f"{closed}: 127.0.0.2:{closed.rsplit(':', 1)[1]}: Connection refused" in message
     assert f"{blackhole}: no TCP answer" in message
+    assert "takes TCP connections" not in message
 
 
 async def test_no_name_resolving_is_resolve_failed_naming_each(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from kukeon.store.connection import (
     surely_not_applied,
 )
 from kukeon.store.endpoints import (
+    EndpointReporter,
     EndpointState,
     ResolveFailed,
     check_endpoints,
@@ -310,3 +312,26 @@ def test_a_stream_removed_by_a_departing_tls_server_is_transient() -> None:
     assert is_transient(removed)
     assert not surely_not_applied(removed)
     assert not is_transient(_rpc_error(grpc.StatusCode.INTERNAL, "some other failure"))
+
+
+def test_an_endpoints_failure_is_logged_once_and_its_return_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    up = EndpointState("https://up:2379", "up", 2379, (ipaddress.ip_address("10.0.0.2"),), True)
+    down = EndpointState("https://down:2379", "down", 2379, failure="host 'down' does not resolve")
+    back = EndpointState(
+        "https://down:2379", "down", 2379, (ipaddress.ip_address("10.0.0.1"),), True
+    )
+    reporter = EndpointReporter()
+    with caplog.at_level(logging.INFO, logger="kukeon.store.endpoints"):
+        for _ in range(3):  # as at every retried connect, or every give-up's check
+            reporter.report([up, down])
+        reporter.report([up, back])
+        reporter.report([up, back])
+    said = [record.getMessage() for record in caplog.records]
+    assert said == [
+        "etcd endpoint https://down:2379 fails: host 'down' does not resolve; left out of the "
+        "connection, dialing https://up:2379 first",
+        "etcd endpoint https://down:2379 takes TCP connections again",
+    ]
+    assert back.describe() == "https://down:2379: takes TCP connections"
