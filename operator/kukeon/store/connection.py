@@ -105,6 +105,8 @@ class EtcdConfig:
 
 
 _RECHECK_SECONDS = 5.0
+_RETIRE_SECONDS = 30.0
+"""How long a channel replaced by ``mend`` lives on for the calls still on it."""
 
 
 def _read_optional(path: Path | None) -> bytes | None:
@@ -127,6 +129,12 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         """The host a multi-endpoint channel verifies certificates for, set at each open."""
         self._checked: tuple[float, str] | None = None
         self._check_lock = asyncio.Lock()
+        self._left_out: tuple[str, ...] = ()
+        """Endpoints whose names did not resolve when the channel was opened."""
+        self._reopen = False
+        self._mended_at = -_RECHECK_SECONDS
+        self._retired: set[grpc.aio.Channel] = set()
+        self._closing: set[asyncio.Future[None]] = set()
 
     def _channel_options(self) -> list[tuple[str, Any]]:
         options: dict[str, Any] = {
@@ -162,6 +170,7 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         self._reporter.report(states)
         target = grpc_target(states)  # ResolveFailed naming each endpoint when none resolved
         self._tls_name = tls_name(states)
+        self._left_out = tuple(state.endpoint for state in states if not state.addresses)
         return target
 
     async def endpoints_now(self) -> str:
@@ -203,6 +212,8 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
 
     async def connect(self) -> None:
         if self._connected.is_set():
+            if self._reopen and not self._is_connecting:  # type: ignore[has-type]
+                await self._reopen_channel()
             return
         if self._is_connecting:  # type: ignore[has-type]
             async with asyncio.timeout(self.config.dial_timeout):
@@ -210,22 +221,68 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
             return
         self._is_connecting = True
         try:
-            self.channel = await self._open_channel()
-            self.kvstub = rpc.KVStub(self.channel)
-            self.clusterstub = rpc.ClusterStub(self.channel)
-            self.leasestub = rpc.LeaseStub(self.channel)
-            self.maintenancestub = rpc.MaintenanceStub(self.channel)
-            self.auth_stub = rpc.AuthStub(self.channel)
-            self.watchstub = rpc.WatchStub(self.channel)
-            self.metadata: Metadata = (_REQUIRE_LEADER,)
-            if self.config.username is not None:
-                await self.authenticate()
-            self._watcher = watcher.Watcher(
-                self.watchstub, timeout=self.config.request_timeout, metadata=self.metadata
-            )
+            await self._install(await self._open_channel())
             self._connected.set()
         finally:
             self._is_connecting = False
+
+    async def mend(self) -> None:
+        """After a failed request: when endpoints were left out of the channel (their names
+        did not resolve) and one resolves now, have the next ``connect`` reopen it with
+        them. Checked at most every few seconds; a channel that works is never reopened."""
+        loop = asyncio.get_running_loop()
+        if not self._left_out or self._reopen or loop.time() - self._mended_at < _RECHECK_SECONDS:
+            return
+        self._mended_at = loop.time()
+        states = await check_endpoints(self._left_out, within=min(self.config.dial_timeout, 1.0))
+        self._reopen = any(state.addresses for state in states)
+
+    async def _reopen_channel(self) -> None:
+        """A new channel over what resolves now, its stubs installed in place of the old
+        one's; the old channel is closed a while later, not under the calls still on it."""
+        self._reopen = False
+        self._is_connecting = True
+        try:
+            channel = await self._open_channel()
+        except ResolveFailed:
+            return  # DNS went again: the channel there is the best there is
+        finally:
+            self._is_connecting = False
+        retired = self.channel
+        await self._install(channel)
+        if retired is not None:
+            self._retired.add(retired)
+            asyncio.get_running_loop().call_later(
+                _RETIRE_SECONDS, lambda: self._close_retired(retired)
+            )
+
+    def _close_retired(self, channel: grpc.aio.Channel) -> None:
+        if channel in self._retired:
+            self._retired.discard(channel)
+            task = asyncio.ensure_future(channel.close(None))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        retired, self._retired = set(self._retired), set()
+        await asyncio.gather(*(channel.close(None) for channel in retired), *self._closing)
+        await super().close()
+
+    async def _install(self, channel: grpc.aio.Channel) -> None:
+        """Requests go through ``channel`` from now on."""
+        self.channel = channel
+        self.kvstub = rpc.KVStub(channel)
+        self.clusterstub = rpc.ClusterStub(channel)
+        self.leasestub = rpc.LeaseStub(channel)
+        self.maintenancestub = rpc.MaintenanceStub(channel)
+        self.auth_stub = rpc.AuthStub(channel)
+        self.watchstub = rpc.WatchStub(channel)
+        self.metadata: Metadata = (_REQUIRE_LEADER,)
+        if self.config.username is not None:
+            await self.authenticate()
+        self._watcher = watcher.Watcher(
+            self.watchstub, timeout=self.config.request_timeout, metadata=self.metadata
+        )
 
     async def authenticate(self) -> None:
         """(Re)fetch the auth token: etcd's simple tokens expire (5 minutes by default)."""
@@ -384,6 +441,7 @@ class Retrier:
                     raise await self._unavailable(
                         f"{what}: cannot connect to etcd ({error})"
                     ) from error
+            await self._client.mend()  # a name left out that resolves now is dialed too
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 1.0)
 

@@ -17,7 +17,7 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.store import Registry, Unavailable
-from kukeon.store.connection import ResolveFailed
+from kukeon.store.connection import EtcdClient, ResolveFailed, Retrier
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.services import free_tcp_port
 
@@ -149,3 +149,42 @@ async def test_no_name_resolving_is_resolve_failed_naming_each(
     assert isinstance(raised.value.__cause__, ResolveFailed)
     assert "etcd-gone.invalid" in str(raised.value)
     assert "etcd-other.invalid" in str(raised.value)
+
+
+async def test_a_name_that_resolves_later_is_dialed_once_the_others_fail(
+    etcd_server: EtcdServer, etcd_key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member whose name did not resolve at connect (a pod not yet in DNS) is left out;
+    once the endpoints dialed fail and it resolves, the channel is opened again with it,
+    within the same request's retries (the old channel is closed later, not under it)."""
+    port = etcd_server.endpoint.rsplit(":", 1)[1]
+    late = f"https://etcd-late.invalid:{port}"
+    resolves = False
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host == "etcd-late.invalid":
+            if not resolves:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    config = etcd_server.config(
+        endpoints=[late, _closed()],
+        key_prefix=etcd_key_prefix,
+        server_name="localhost",  # the member's certificate's name, whichever is dialed
+        retry_timeout=2.0,
+    )
+    client = EtcdClient(config)
+    try:
+        retrier = Retrier(client=client, retry_timeout=2.0)
+        with pytest.raises(Unavailable, match=r"etcd-late\.invalid' does not resolve"):
+            await retrier.run(lambda: client.get(b"/k"), what="get", repeatable=True)
+        resolves = True
+        retrier = Retrier(client=client, retry_timeout=15.0)
+        started = time.monotonic()
+        await retrier.run(lambda: client.get(b"/k"), what="get", repeatable=True)
+        assert time.monotonic() - started < 10.0
+    finally:
+        await client.close()

@@ -108,6 +108,9 @@ class _Client:
     async def endpoints_now(self) -> str:
         return ""
 
+    async def mend(self) -> None:
+        return None
+
     async def authenticate(self) -> None:
         self.authenticated = True
 
