@@ -63,6 +63,12 @@ class CellSpec(KukeonModel):
     """Delete the cell once its root container has exited (after it was Ready)."""
     nested_cgroup_runtime: bool = False
     """Delegate every cgroup controller the host offers, for a runtime nested inside."""
+    host_users: bool | None = None
+    """Kubernetes' pod field: false runs the cell's containers in a user namespace, their ids
+    0-65535 mapped to the realm's range of host ids on its node (root inside is no one on
+    the host); refused with privileged, hostNetwork, hostPID, hostCgroup, devices and
+    nestedCgroupRuntime. Unset or true: the host's users. Fixed for the cell's life (an update
+    changing it is refused): docs/user-namespaces.md."""
     desired_state: DesiredCellState = DesiredCellState.RUNNING
     """Running, or Stopped: containers stopped but the cell kept."""
     termination_grace_period_seconds: int | None = Field(
@@ -76,6 +82,10 @@ class CellSpec(KukeonModel):
     """The node that runs the cell, a DNS-1123 name; set by the user or the scheduler."""
     node_selector: StringMap = Field(default_factory=dict)
     """Labels a node must carry to be chosen for the cell."""
+
+    def in_user_namespace(self) -> bool:
+        """Whether the cell's containers run in a user namespace (`hostUsers: false`)."""
+        return self.host_users is False
 
     def root_container(self) -> ContainerSpec:
         """The container that owns the network namespace, resolved as kukeon does.

@@ -85,6 +85,8 @@ class CellTemplate(KukeonModel):
     """Delete the cell once its root container has exited (after it was Ready)."""
     nested_cgroup_runtime: bool = False
     """Delegate every cgroup controller the host offers, for a runtime nested inside."""
+    host_users: bool | None = None
+    """false: the cell's containers run in a user namespace (see `CellSpec`)."""
     desired_state: DesiredCellState = DesiredCellState.RUNNING
     """Running, or Stopped: containers stopped but the cell kept."""
     termination_grace_period_seconds: int | None = Field(

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from kukeon.api.hostusers import host_users_errors
 from kukeon.api.meta import DEFAULT_PARENT, QUOTE_LIMIT, SCOPED_KINDS, Kind, quote
 
 
@@ -273,6 +274,7 @@ def _cell_errors(spec: Mapping[str, Any], cell_name: str | None) -> list[FieldEr
                 roots.append(index)
     errors.extend(_root_errors(spec, containers, roots, ids))
     errors.extend(_tty_default_errors(spec, containers, ids))
+    errors.extend(FieldError(field, why) for field, why in host_users_errors(spec))
     return errors
 
 

@@ -34,6 +34,7 @@ from kukeon.api import (
 )
 from kukeon.api.cellset import HASH_LENGTH, SUFFIX_LENGTH
 from kukeon.api.container import containerd_container_id
+from kukeon.api.hostusers import host_users_change
 from kukeon.api.meta import check_dns_label, quote
 from kukeon.apiserver.portclaims import port_causes
 from kukeon.apiserver.protocols import RegistryApi
@@ -284,6 +285,8 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
             why = f"is derived by kukeon ({quote(derived)}): leave it out"
             causes.append(Cause(f"{path}.containerdId", why))
     causes += port_causes(res, current)
+    if isinstance(current, Cell) and (change := host_users_change(current.spec, res.spec)):
+        causes.append(Cause(*change))
     refuse_invalid(target, res, causes)
 
 

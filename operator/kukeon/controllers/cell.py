@@ -61,6 +61,7 @@ from kukeon.runtime.containerd.client import patience as containerd_patience
 from kukeon.runtime.containerd.errors import ContainerdUnavailableError
 from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.containerd.types import RegistryCredential
+from kukeon.runtime.idranges import IdRangeError
 from kukeon.runtime.network import (
     NetworkError,
     cell_network_id,
@@ -79,7 +80,7 @@ from .cellexec import (
     CommandUnusableError,
 )
 from .cellfiles import CellFiles, SecretUnavailableError, read_secret_value
-from .cellnetns import cell_namespace
+from .cellnetns import cell_namespace, cell_netns_path
 from .cellnetwork import CellInterfaces, CellNetworking
 from .cellpeers import CellPeers, render_cell_hosts
 from .cellplan import (
@@ -93,6 +94,7 @@ from .cellplan import (
 from .cellports import publish_ports, release_ports
 from .cellstate import containerd_container_id
 from .cellstop import plan_stop, stopped_statuses
+from .cellusers import cell_id_range
 from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host
@@ -177,6 +179,7 @@ _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]]
     (ImageUnavailableError, CellState.FAILED, "ImageUnavailable", TemporaryError),
     (NetworkError, CellState.FAILED, "NetworkFailed", TemporaryError),
     (CgroupError, CellState.FAILED, "CgroupFailed", TemporaryError),
+    (IdRangeError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
     # containerd does not answer: whatever was last reported may no longer be true.
     (ContainerdUnavailableError, CellState.UNKNOWN, "HostUnobservable", TemporaryError),
 )
@@ -379,9 +382,10 @@ class CellController:
             # Where `_cell_host` puts them (checked once it has): the containers' specs
             # name these paths before they exist.
             cgroup_parent=self.host.cgroups.cgroup_path(CgroupPath(key)),
-            netns_path=self._netns_path(cell, key),
+            netns_path=cell_netns_path(self.host, cell, key),
             credentials=await registry_credentials(self.registry, realm),
             cgroup_nesting=self.host.cgroups.nesting() if cell.spec.nested_cgroup_runtime else None,
+            id_range=await cell_id_range(self.host, cell),
         )
         progress = _Progress(ctx, cell)
         executor = self._executor(cell)
@@ -442,14 +446,6 @@ class CellController:
         if self.log_copiers is not None:
             self.log_copiers.sync_statuses(progress.cell, files, (s for _, s in converged))
         return await self._finish(progress.cell, ctx, converged, cgroup, interfaces)
-
-    def _netns_path(self, cell: Cell, key: CellKey) -> str | None:
-        """The network namespace `CellNetworking.attach` gives the cell (none for a cell
-        whose every container is on the host's network)."""
-        if all(c.host_network for c in cell.spec.containers):
-            return None
-        networks = self.host.networks
-        return str(networks.cell_netns_path(cell_network_id(key, networks.settings.instance)))
 
     async def _cell_host(
         self, cell: Cell, files: CellFiles, namespace: str

@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kukeon.api import ContainerSpec, EventReason, Space, apply_space_defaults_to_container
@@ -29,7 +30,9 @@ from kukeon.runtime.containerd.spec import (
 )
 from kukeon.runtime.containerd.ttyinit import SHELL, wrapper_needed
 from kukeon.runtime.containerd.types import RegistryCredential
+from kukeon.runtime.idranges import IdRange
 from kukeon.runtime.network.resolvconf import HOST_RESOLV_CONF
+from kukeon.runtime.network.userns import userns_path
 from kukeon.store import Registry
 
 from .cellfiles import (
@@ -41,6 +44,7 @@ from .cellfiles import (
 )
 from .cellplan import Note
 from .cellstate import containerd_container_id, spec_digest
+from .cellusers import host_id
 from .images import ImageProvider, InvalidImageReferenceError, ReadyImage
 
 logger = logging.getLogger(__name__)
@@ -72,6 +76,8 @@ class CellPlace:
     credentials: Sequence[RegistryCredential]
     cgroup_nesting: CgroupNesting | None = None
     """Set for a nestedCgroupRuntime cell: each container's cgroup is delegated to it."""
+    id_range: IdRange | None = None
+    """Set for a `hostUsers: false` cell: its containers' user namespace maps to this range."""
 
     def container_name(self, container: str) -> str:
         """The containerd container id of the cell's container ``container``."""
@@ -101,6 +107,13 @@ class BuiltContainer:
         user = self.spec["process"]["user"]
         return int(user["uid"]), int(user["gid"])
 
+    @property
+    def host_user(self) -> tuple[int, int]:
+        """`user` as the host sees it: the ids it maps to in a user namespace's range."""
+        uid, gid = self.user
+        linux = self.spec.get("linux", {})
+        return host_id(uid, linux.get("uidMappings")), host_id(gid, linux.get("gidMappings"))
+
 
 async def _resolv_conf_file(place: CellPlace, *, host_network: bool) -> str | None:
     """The cell's resolver list (``runtime.network.resolvconf``); on the host's network,
@@ -109,6 +122,13 @@ async def _resolv_conf_file(place: CellPlace, *, host_network: bool) -> str | No
         return str(place.files.resolv_conf)
     found = await asyncio.to_thread(HOST_RESOLV_CONF.exists)  # not a stat on the loop
     return str(HOST_RESOLV_CONF) if found else None
+
+
+def _userns_path(place: CellPlace) -> str | None:
+    """The user namespace owning the cell's network namespace (`hostUsers: false`)."""
+    if place.id_range is None or place.netns_path is None:
+        return None
+    return str(userns_path(Path(place.netns_path)))
 
 
 def host_devices(
@@ -232,7 +252,7 @@ class ContainerBuilder:
             stop_signal=effective.stop_signal or image.config.stop_signal,
         )
         if secrets.files:
-            uid, gid = built.user
+            uid, gid = built.host_user
             await own_secret_files(secrets, uid=uid, gid=gid)
         return built
 
@@ -277,4 +297,6 @@ class ContainerBuilder:
             tty_state_dir=str(place.files.tty_state(effective.id)) if wrapped else None,
             image_has_shell=has_shell,
             cgroup_nesting=place.cgroup_nesting,
+            id_range=place.id_range,
+            userns_path=_userns_path(place),
         )

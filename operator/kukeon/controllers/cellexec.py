@@ -26,6 +26,7 @@ from kukeon.runtime.containerd.errors import (
     TaskNotFoundError,
 )
 from kukeon.runtime.containerd.namespaces import instance_labels
+from kukeon.runtime.containerd.remap import Remap
 from kukeon.runtime.containerd.stopsignal import container_stop_signal, stop_signal_label
 from kukeon.runtime.containerd.tasks import StopDeadline, TaskInfo, TaskIO, TaskStatus
 from kukeon.runtime.containerd.ttyio import create_attachable_task
@@ -46,6 +47,9 @@ from .cellplan import (
 )
 from .concurrently import run_all
 from .host import Host
+
+REMAP_SCRATCH = "remap"
+"""In the state directory: the mount points of images being shifted to a user namespace."""
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +170,7 @@ class CellExecutor:
         (runc has made the process, not run the container's command); whether one was."""
         namespace, name = place.namespace, built.name
         if built.wrapped:
-            uid, gid = built.user
+            uid, gid = built.host_user
             await prepare_tty_state(
                 place.files, built.effective.id, digest=built.digest, uid=uid, gid=gid
             )
@@ -221,7 +225,15 @@ class CellExecutor:
         containers = self.host.containerd.containers(place.namespace)
         # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
         with contextlib.suppress(AlreadyExistsError):
-            await containers.create(built.name, image=built.image, spec=built.spec, labels=labels)
+            if place.id_range is None:
+                await containers.create(
+                    built.name, image=built.image, spec=built.spec, labels=labels
+                )
+            else:  # `hostUsers: false`: the rootfs is the image's shifted to the range
+                remap = Remap(place.id_range, self.host.settings.state_dir / REMAP_SCRATCH)
+                await containers.create(
+                    built.name, image=built.image, spec=built.spec, labels=labels, remap=remap
+                )
             self._note(EventReason.CREATED, f"created container {built.effective.id}")
 
     async def create_task(

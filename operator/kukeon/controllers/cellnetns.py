@@ -29,6 +29,15 @@ from .host import Host
 logger = logging.getLogger(__name__)
 
 
+def cell_netns_path(host: Host, cell: Cell, key: CellKey) -> str | None:
+    """The network namespace `CellNetworking.attach` gives the cell (none for a cell whose
+    every container is on the host's network)."""
+    if all(c.host_network for c in cell.spec.containers):
+        return None
+    networks = host.networks
+    return str(networks.cell_netns_path(cell_network_id(key, networks.settings.instance)))
+
+
 async def cell_namespace(
     host: Host, cell: Cell, key: CellKey, namespace: str, recovered: Callable[[str], None]
 ) -> Path | None:

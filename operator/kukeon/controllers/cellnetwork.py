@@ -41,6 +41,7 @@ from kukeon.framework.errors import Awaited
 from kukeon.runtime.network import CellAttachment, NetworkError, cell_network_id
 from kukeon.store import NotFound
 
+from .cellusers import cell_id_range
 from .hierarchy import read, ready_here
 from .host import Host
 from .space import builtin_network, conflist_file
@@ -123,9 +124,12 @@ class CellNetworking:
         if all(c.host_network for c in cell.spec.containers):
             return None
         networks = self.host.networks
-        return await networks.make_cell_netns(
-            cell_id=cell_network_id(key, networks.settings.instance)
-        )
+        cell_id = cell_network_id(key, networks.settings.instance)
+        id_range = await cell_id_range(self.host, cell)
+        if id_range is None:
+            return await networks.make_cell_netns(cell_id=cell_id)
+        # hostUsers: false: owned by the cell's user namespace, which its containers join
+        return await networks.make_cell_netns(cell_id=cell_id, id_range=id_range)
 
     async def attach(
         self, ctx: HandlerContext, cell: Cell, space: Space, key: Sequence[str]

@@ -15,7 +15,11 @@ from kukeon.runtime.cgroups import CgroupDriver
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.crilog import LogRotation
 from kukeon.runtime.containerd.namespaces import realm_namespace
+from kukeon.runtime.idranges import PoolSettings, RangeAllocator
 from kukeon.runtime.network import SpaceNetworks
+
+ID_RANGES_FILE = "userns-ranges.json"
+"""In the state directory: which realm has which user-namespace range on this node."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +39,12 @@ class HostSettings:
     together may have (the host's limit less `hostReservedPids`); None: no limit."""
     log_rotation: LogRotation = field(default_factory=LogRotation)
     """When a container's logger starts a new log file, and how many it keeps."""
+    id_pool: PoolSettings = field(default_factory=PoolSettings)
+    """The host ids the realms' user-namespace ranges (`hostUsers: false`) are taken from."""
+
+    def id_ranges(self) -> RangeAllocator:
+        """The realms' user-namespace ranges on this node (kept in the state directory)."""
+        return RangeAllocator(self.state_dir / ID_RANGES_FILE, self.id_pool)
 
 
 @dataclass(frozen=True, kw_only=True)

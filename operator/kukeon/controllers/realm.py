@@ -9,7 +9,8 @@ and the realm's files but keeps the namespace: with no container left it holds o
 realm's images, which the node's next cell there starts from instead of importing or
 pulling them again (kubelet keeps images when pods go, too). Deletion (the node's
 finalizer) waits for the realm's spaces to be gone, then purges the namespace (images,
-snapshots, content, leases), deletes it and removes the cgroup.
+snapshots, content, leases), deletes it and removes the cgroup; the realm's user-namespace
+range on the node (`hostUsers: false` cells) is released then, not before.
 
 Each node that materialises the realm labels the namespace ``kukeon.io/node.<node>=true``
 (besides ``kukeon.io/managed`` and ``kukeon.io/realm``): that is how its orphan collector
@@ -35,6 +36,7 @@ from kukeon.runtime.cgroups import (
 )
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 from kukeon.runtime.containerd.namespaces import instance_labels
+from kukeon.runtime.hostthreads import run_on_host_thread
 
 from .cell import LABEL_NODE
 from .cellfiles import remove_scope_files
@@ -145,5 +147,7 @@ class RealmController(LayerController[Realm]):
         if deleting:
             # Images, their unpacked snapshots, blobs and leases all block the removal.
             await self.host.containerd.namespaces.purge(self.host.namespace_of(obj))
+            # Its user-namespace range goes with it (nothing of the realm is left to own it).
+            await run_on_host_thread(self.host.settings.id_ranges().release, name)
         await self.host.cgroups.remove(CgroupPath((name,)))
         await remove_scope_files(self.host.settings.state_dir, (name,))

@@ -102,6 +102,7 @@ def host_settings(config: DaemonConfig, *, root_pids_limit: int | None) -> HostS
         parent_wait_seconds=config.parent_wait_seconds,
         realm_pids_limit=realm_pids_limit(config.realm_pids_limit),
         root_pids_limit=root_pids_limit,
+        id_pool=config.id_pool,
         log_rotation=config.log_rotation,
     )
 

@@ -41,6 +41,12 @@ from kukeon.apiserver.settings import (
 )
 from kukeon.fileio import warn_if_open_to_others
 from kukeon.runtime.containerd.crilog import MAX_RECORD_BYTES, MIN_ROTATED_SIZE, LogRotation
+from kukeon.runtime.idranges import (
+    DEFAULT_FIRST_ID,
+    DEFAULT_RANGES,
+    IdRangeError,
+    PoolSettings,
+)
 from kukeon.runtime.network.bridge import instance_tag
 
 ENV_PREFIX = "KUKEON_"
@@ -149,6 +155,16 @@ class DaemonConfig(BaseModel):
     at a rotation (the kubelet's `containerLogMaxFiles`, 5). At least 2. Both apply to tasks
     started (and loggers replaced) after kukeond starts with them; a container's previous
     instance keeps as many more."""
+
+    user_namespace_first_id: int = Field(default=DEFAULT_FIRST_ID, ge=65536)
+    """The first host id of the pool the realms' user-namespace ranges (65536 ids each, one
+    per realm on this node, for `hostUsers: false` cells) are taken from. No host account
+    may own an id of the pool: a range overlapping a uid of /etc/passwd, a gid of /etc/group
+    or another user's /etc/subuid or /etc/subgid entry is skipped (those of the user
+    `kukeon` are allowed). Several kukeonds on one host need disjoint pools."""
+    user_namespace_ranges: int = Field(default=DEFAULT_RANGES, ge=1)
+    """Ranges of 65536 ids in the pool: how many realms may run `hostUsers: false` cells on
+    this node."""
 
     api_max_requests_inflight: int = Field(default=400, gt=0)
     """Short API requests answered at once; more are answered 429 (kube-apiserver's
@@ -291,6 +307,23 @@ class DaemonConfig(BaseModel):
                 labels[name.strip()] = label_value.strip()
             return labels
         return value
+
+    @property
+    def id_pool(self) -> PoolSettings:
+        """The user-namespace pool (checked whole when the configuration is read)."""
+        return PoolSettings(
+            first_id=self.user_namespace_first_id, ranges=self.user_namespace_ranges
+        )
+
+    @model_validator(mode="after")
+    def _id_pool_fits(self, info: ValidationInfo) -> DaemonConfig:
+        if info.context and info.context.get(_PARTIAL):
+            return self
+        try:
+            self.id_pool  # noqa: B018 - built for its checks
+        except IdRangeError as error:
+            raise ValueError(str(error)) from None
+        return self
 
     @property
     def log_rotation(self) -> LogRotation:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,7 @@ from kukeon.runtime.containerd.remap import (
     shifted,
 )
 from kukeon.runtime.idranges import IdRange
-from tests.fixtures.containerd import PrivateContainerd
-from tests.fixtures.services import require_binary, require_root
+from tests.fixtures.containerd import PrivateContainerd, searchable_containerd
 from tests.integration.containerd.helpers import Runner
 
 pytestmark = pytest.mark.integration
@@ -37,25 +34,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def containerd_daemon() -> Iterator[PrivateContainerd]:
-    """A containerd of this module's own whose state directory the range can reach.
-
-    runc bind-mounts the rootfs from inside the user namespace, where the container's root
-    is a stranger to host directories: every directory above containerd's state must let
-    others search it (0711). containerd 1.6 gives the bundle directory itself to the range
-    (group, 0710); the session's containerd lives under pytest's 0700 directory.
-    """
-    require_root()
-    binary = require_binary("containerd", "containerd")
-    base = Path(tempfile.mkdtemp(prefix="kukeon-userns-", dir="/tmp"))
-    base.chmod(0o711)
-    daemon = PrivateContainerd(base / "containerd", binary=binary)
-    try:
-        daemon.start()
-        (base / "containerd").chmod(0o711)
+    """A containerd whose state a user namespace's root can reach (``searchable_containerd``)."""
+    with searchable_containerd() as daemon:
         yield daemon
-    finally:
-        daemon.teardown()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 RANGE = IdRange(0x71230000)

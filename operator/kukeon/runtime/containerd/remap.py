@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Final
 
 from kukeon.processes import run_program
 from kukeon.runtime.containerd.errors import AlreadyExistsError, ContainerdError
+from kukeon.runtime.hostfiles import PRIVATE_DIR_MODE, make_dirs
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.idranges import IdRange
 
@@ -118,6 +119,7 @@ def _mount_argv(mount: Mount, target: Path) -> list[str]:
 async def _shift_mounts(mounts: Sequence[Mount], idrange: IdRange, scratch: Path) -> int:
     if len(mounts) != 1:
         raise RemapError(f"a snapshot of {len(mounts)} mounts; one (overlay or bind) expected")
+    await asyncio.to_thread(make_dirs, scratch, PRIVATE_DIR_MODE)
     target = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="remap-", dir=scratch))
     try:
         done = await run_program(_mount_argv(mounts[0], target))

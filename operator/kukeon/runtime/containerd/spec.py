@@ -61,7 +61,13 @@ from kukeon.runtime.containerd.hostlookup import (
 from kukeon.runtime.containerd.mounts import container_mounts
 from kukeon.runtime.containerd.specerrors import FieldError, RuntimeSpecError
 from kukeon.runtime.containerd.types import ImageConfig
-from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database, resolve_user
+from kukeon.runtime.containerd.userdb import (
+    ImageLayer,
+    ResolvedUser,
+    read_image_user_database,
+    resolve_user,
+)
+from kukeon.runtime.idranges import IdRange
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
@@ -204,6 +210,14 @@ class SpecContext:
     """Set for a ``nestedCgroupRuntime`` cell: the container's own cgroup is delegated to it
     (a private cgroup namespace, /sys/fs/cgroup writable), and this says whether the host's
     kernel keeps it from rewriting its own limits (the cgroup driver's ``nesting()``)."""
+    id_range: IdRange | None = None
+    """Set for a ``hostUsers: false`` cell: the container runs in a user namespace of its
+    own whose ids 0..size-1 are this range of host ids (its realm's on this node); its
+    rootfs must be the image's shifted to the range (:mod:`.remap`)."""
+    userns_path: str | None = None
+    """The cell's user namespace to join (with ``id_range``): the one that owns the cell's
+    network namespace (``runtime.network.userns``), so runc can join that one from inside
+    it (``exec``) and mount sysfs; ``None`` makes a new one with the mappings."""
 
 
 # --- the builder --------------------------------------------------------------------------
@@ -229,6 +243,8 @@ def _build(container: ContainerSpec, context: SpecContext) -> dict[str, Any]:
     )
     capabilities = capability_set(container, context.available_capabilities)
     _check_cgroup_nesting(container, context.cgroup_nesting)
+    if context.id_range is not None:
+        _check_user_namespace(container, user, context.id_range)
     env = _environment(container, context, home=user.home)
     args = _process_args(container, context.image_config)
     wrapper = _tty_wrapper(container, context)
@@ -256,22 +272,23 @@ def _build(container: ContainerSpec, context: SpecContext) -> dict[str, Any]:
         process["rlimits"] = rlimits
 
     linux = _linux(container, context, seccomp=security.seccomp, capabilities=capabilities)
+    mounts = container_mounts(
+        container,
+        secret_files=context.secret_files,
+        tty_state_dir=context.tty_state_dir if wrapper is not None else None,
+        cell_files={
+            "/etc/hosts": context.hosts_file,
+            "/etc/hostname": context.hostname_file,
+            "/etc/resolv.conf": context.resolv_conf_file,
+        },
+        cgroup_writable=context.cgroup_nesting is not None,
+    )
     return {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": "rootfs", "readonly": bool(container.read_only_root_filesystem)},
         "hostname": context.hostname,
-        "mounts": container_mounts(
-            container,
-            secret_files=context.secret_files,
-            tty_state_dir=context.tty_state_dir if wrapper is not None else None,
-            cell_files={
-                "/etc/hosts": context.hosts_file,
-                "/etc/hostname": context.hostname_file,
-                "/etc/resolv.conf": context.resolv_conf_file,
-            },
-            cgroup_writable=context.cgroup_nesting is not None,
-        ),
+        "mounts": mounts,
         "annotations": {**context.annotations, **container_annotations(container, context)},
         "linux": linux,
     }
@@ -289,6 +306,9 @@ def _linux(
     }
     if device_nodes:
         linux["devices"] = device_nodes
+    if context.id_range is not None:
+        linux["uidMappings"] = context.id_range.oci_mappings()
+        linux["gidMappings"] = context.id_range.oci_mappings()
     if not container.privileged:
         linux["maskedPaths"] = list(DEFAULT_MASKED_PATHS)
         linux["readonlyPaths"] = list(DEFAULT_READONLY_PATHS)
@@ -550,7 +570,41 @@ def _namespaces(container: ContainerSpec, context: SpecContext) -> list[dict[str
             namespaces.append({"type": "network"})
     if not container.host_cgroup:
         namespaces.append({"type": "cgroup"})
+    if context.id_range is not None:
+        user = {"type": "user"}
+        if context.userns_path is not None:
+            user["path"] = context.userns_path
+        namespaces.append(user)
     return namespaces
+
+
+_HOST_ONLY: Final = (
+    ("privileged", "privileged", "every capability and device of the host"),
+    ("host_network", "hostNetwork", "the host's network namespace"),
+    ("host_pid", "hostPID", "the host's PID namespace"),
+    ("host_cgroup", "hostCgroup", "the host's cgroup namespace"),
+    ("devices", "devices", "host device nodes"),
+)
+
+
+def _check_user_namespace(container: ContainerSpec, user: ResolvedUser, id_range: IdRange) -> None:
+    """What a user namespace cannot honour (the API refuses it too: a cell stored before
+    is refused here), and a user the namespace does not map (a space's default user, or
+    one of the image's, may be above 65535)."""
+    for name, field_name, what in _HOST_ONLY:
+        if getattr(container, name):
+            raise FieldError(
+                field_name,
+                f"{what} cannot be given to a container in a user namespace (hostUsers: false)",
+            )
+    ids = [("uid", user.uid), ("gid", user.gid), *(("gid", g) for g in user.additional_gids)]
+    for kind, value in ids:
+        if value >= id_range.size:
+            raise FieldError(
+                "user",
+                f"{kind} {value} is outside the user namespace's 0-{id_range.size - 1} "
+                "(hostUsers: false); choose a user below it",
+            )
 
 
 def _resources(container: ContainerSpec) -> dict[str, Any]:

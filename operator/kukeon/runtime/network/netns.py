@@ -23,8 +23,15 @@ from pathlib import Path
 
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.hostthreads import run_on_host_thread
+from kukeon.runtime.idranges import IdRange
 from kukeon.runtime.network.errors import HostPrerequisiteError, NetnsError
 from kukeon.runtime.network.netlink import netns as pyroute2_netns
+from kukeon.runtime.network.userns import (
+    create_in_user_namespace,
+    owned_by_its_userns,
+    unbind,
+    userns_path,
+)
 
 DEFAULT_NETNS_DIR = Path("/var/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -45,11 +52,40 @@ class NetnsManager:
     async def exists(self, name: str) -> bool:
         return await asyncio.to_thread(_is_mounted_netns, self.path(name))
 
-    async def create(self, name: str) -> Path:
-        """Create the namespace (a no-op when it already exists); return its path."""
+    async def create(self, name: str, *, id_range: IdRange | None = None) -> Path:
+        """Create the namespace (a no-op when it already exists); return its path. With
+        ``id_range``, inside a user namespace of its own mapping that range (``userns``)."""
         path = self.path(name)
-        await run_on_host_thread(self._create, path)
+        if id_range is None:
+            await run_on_host_thread(self._create, path)
+        else:
+            await run_on_host_thread(self._create_owned, path, id_range)
         return path
+
+    def userns_path(self, name: str) -> Path:
+        """Where the user namespace owning namespace ``name`` is bound, if it has one."""
+        return userns_path(self.path(name))
+
+    def _create_owned(self, path: Path, id_range: IdRange) -> None:
+        if _is_mounted_netns(path):
+            if owned_by_its_userns(path):
+                return
+            # Made for the host's users (or its user namespace's file is gone): the cell's
+            # containers could not join it from their user namespace.
+            raise NetnsError(
+                f"network namespace {path} is not owned by a user namespace of its own: the "
+                "cell was made with hostUsers unset or true; delete the cell and create it again"
+            )
+        unbind(userns_path(path), _libc())  # left by a crash halfway
+        if path.exists():
+            path.unlink()
+        make_dirs(self.directory)
+
+        def bind_netns(target: str, pid: str) -> None:
+            pyroute2_netns.attach(target, pid, libc=_libc())
+
+        with _DIRECTORY_SETUP:
+            create_in_user_namespace(path, id_range, _libc(), bind_netns)
 
     def holds(self, name: str, pid: int) -> bool | None:
         """Whether the namespace bound at ``name`` is the one process ``pid`` is in; None
@@ -152,6 +188,7 @@ class NetnsManager:
         return True
 
     def _remove(self, path: Path) -> bool:
+        unbind(userns_path(path), _libc())
         if not path.exists():
             return False
         try:

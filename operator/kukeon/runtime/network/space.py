@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.hostthreads import run_on_host_thread
+from kukeon.runtime.idranges import IdRange
 from kukeon.runtime.network._files import unlink_if_present
 from kukeon.runtime.network.bridge import (
     bridge_name,
@@ -325,12 +326,18 @@ class SpaceNetworks:
         """The network namespace ``attach_cell`` gives ``cell_id`` (made or not yet)."""
         return self.netns.path(cell_id)
 
-    async def make_cell_netns(self, *, cell_id: str, netns_name: str | None = None) -> Path:
+    async def make_cell_netns(
+        self, *, cell_id: str, netns_name: str | None = None, id_range: IdRange | None = None
+    ) -> Path:
         """The cell's network namespace, empty until ``attach_cell`` (which makes it too):
-        a task may be created in it, not started, while the cell is attached."""
+        a task may be created in it, not started, while the cell is attached. With
+        ``id_range`` it is owned by a user namespace of its own mapping that range
+        (``hostUsers: false``), made here first: ``attach_cell`` then finds it made."""
         # Marked before it exists: a crash right after creating it still leaves it ours.
         await asyncio.to_thread(self.mark_owned, netns_name or cell_id)
-        return await self.netns.create(netns_name or cell_id)
+        if id_range is None:
+            return await self.netns.create(netns_name or cell_id)
+        return await self.netns.create(netns_name or cell_id, id_range=id_range)
 
     async def attach_cell(
         self,
