@@ -110,6 +110,8 @@ CPU_LIMIT_MIN = 10
 """The smallest CPU limit in millicores: a 1 ms quota, the kernel's least, per 100 ms."""
 CPU_LIMIT_MAX = 1_000_000
 """cgroup v1 ``cpu.shares`` accepts [2, 262144]; v2 ``cpu.weight`` [1, 10000] is mapped from it."""
+EPHEMERAL_STORAGE_MIN = 1024 * 1024
+"""The least ephemeral-storage limit: an image's own small writes (a pid file, a cache)."""
 PIDS_LIMIT_MAX = 4 * 1024 * 1024
 """``pids.max`` refuses anything above PID_MAX_LIMIT (4,194,304 on 64-bit kernels)."""
 RESTART_BACKOFF_MIN = 1
@@ -314,11 +316,22 @@ class Resources(KukeonModel):
     """At most this much CPU time, in thousandths of a CPU: 500 is half a CPU, 2000 two
     (Kubernetes' `limits.cpu`, docker's `--cpus`; the CFS quota per 100 ms: cpu.max on
     cgroup v2, cpu.cfs_quota_us on v1); 0 (unset) or 10 to 1000000."""
+    ephemeral_storage_limit_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    """At most this many bytes written into the container's own root filesystem (its
+    writable layer), as Kubernetes' `limits.ephemeral-storage`: kukeond measures it
+    periodically and stops a container over it (SIGTERM, its grace, SIGKILL; reason
+    `Evicted`, a Warning Event) and does not restart it; 0 (unset) or 1 MiB (1048576) to
+    2^63-1."""
 
     @field_validator("memory_limit_bytes")
     @classmethod
     def _memory_floor(cls, value: int | None) -> int | None:
         return _unset_or_within(value, MEMORY_LIMIT_MIN, MEMORY_LIMIT_MAX, " bytes")
+
+    @field_validator("ephemeral_storage_limit_bytes")
+    @classmethod
+    def _storage_floor(cls, value: int | None) -> int | None:
+        return _unset_or_within(value, EPHEMERAL_STORAGE_MIN, INT64_MAX, " bytes")
 
     @field_validator("cpu_shares")
     @classmethod

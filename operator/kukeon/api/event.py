@@ -76,6 +76,8 @@ class EventReason(StrEnum):
     DELETED = "Deleted"
     UNHEALTHY = "Unhealthy"
     """A probe failed (Kubernetes' reason); a liveness or startup failure also ``Killing``."""
+    EVICTED = "Evicted"
+    """A container wrote past its ephemeral-storage limit and is stopped (the kubelet's)."""
     LOG_COPIER_REPLACED = "LogCopierReplaced"
     """A container's log copier exited while it ran (what it wrote meanwhile is lost)."""
     NETWORK_RECOVERED = "NetworkNamespaceRecovered"

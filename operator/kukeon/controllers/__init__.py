@@ -34,6 +34,7 @@ from kukeon.store import Registry
 from .cell import CellController, HostFacts
 from .cellpeers import CellPeers
 from .departures import Departures
+from .ephemeralstorage import StorageLimits
 from .events import follow_task_events
 from .gc import collect_orphans
 from .host import Host, HostSettings
@@ -120,6 +121,11 @@ class Controllers:
             except Exception:
                 log.exception("orphan collection failed; trying again later")
 
+    async def _measure_storage(self) -> None:
+        storage = self.cells.probes.storage if self.cells.probes is not None else None
+        if storage is not None:
+            await storage.run()
+
     def _register_layers(self, op: Operator, membership: CellMembership) -> None:
         """The realm, space and stack handlers: materialised where cells of them run."""
         node = self.host.settings.node_name
@@ -150,6 +156,12 @@ class Controllers:
             stop_grace_seconds=self.host.settings.stop_grace_seconds,
             recorder=self.recorder,
             collector_registry=self.collector_registry,
+        )
+        self.cells.probes.storage = StorageLimits(
+            containerd=lambda: self.cells.host.containerd,
+            trigger=op.trigger,
+            stop_grace_seconds=self.host.settings.stop_grace_seconds,
+            recorder=self.recorder,
         )
         self.cells.log_copiers = LogCopiers(
             recorder=self.recorder,
@@ -221,6 +233,7 @@ class Controllers:
                 *([self.recorder.start(op.tasks)] if self.recorder is not None else []),
                 op.tasks.start("kukeon-containerd-events", follow_events),
                 op.tasks.start("kukeon-gc", self._collect_periodically),
+                op.tasks.start("kukeon-ephemeral-storage", self._measure_storage),
                 op.tasks.start("kukeon-secrets", secrets.follow),
                 *([op.tasks.start("kukeon-cell-peers", peers.follow)] if peers else []),
             ]

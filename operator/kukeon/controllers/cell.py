@@ -641,14 +641,10 @@ class CellController:
         """Hand the tasks that run now to the probes (a probe of a task gone stops)."""
         if self.probes is None:
             return
-        specs = {container.id: container for container in cell.spec.containers}
-        running = [
-            RunningContainer(spec=specs[status.id], pid=status.pid, containerd_id=status.name)
-            for _, status in converged
-            if status.state == ContainerState.READY
-            and status.pid
-            and status.name
-            and status.id in specs
+        running = [  # the effective specs: a space's default limit is the container's
+            RunningContainer(spec=plan.spec, pid=status.pid, containerd_id=status.name)
+            for plan, status in converged
+            if status.state == ContainerState.READY and status.pid and status.name and plan.spec
         ]
         primary = interfaces.primary
         self.probes.sync(

@@ -24,9 +24,14 @@ from .cellstate import due_text
 TASK_LOST_EXIT_CODE = 137
 """What a task whose shim died is reported as: killed (SIGKILL), reason ``TaskLost``."""
 
-PROBE_FAILURES = frozenset({"LivenessProbeFailed", "StartupProbeFailed"})
-"""Exit reasons of a task a probe stopped: a failure whatever its code (a process that
-handles SIGTERM and exits 0 was still stopped for failing), as Kubernetes counts it."""
+EVICTED = "Evicted"
+"""The exit reason of a task stopped for writing past its ephemeral-storage limit
+(``ephemeralstorage``), the kubelet's word: never restarted (``restart_owed`` is not
+asked), as the kubelet never restarts an evicted pod."""
+PROBE_FAILURES = frozenset({"LivenessProbeFailed", "StartupProbeFailed", EVICTED})
+"""Exit reasons of a task kukeond stopped (a probe, an eviction): a failure whatever its
+code (a process that handles SIGTERM and exits 0 was still stopped for failing), as
+Kubernetes counts it."""
 
 
 def failure_code(code: int, reason: str | None) -> int:

@@ -37,6 +37,7 @@ from kukeon.api.probes import ProbeKind, ProbeResult, ProbeStatus
 from kukeon.runtime.containerd.tasks import TaskStatus
 
 from .cellexits import (
+    EVICTED,
     TASK_LOST_EXIT_CODE,
     Exit,
     ended_run,
@@ -94,11 +95,12 @@ LIVE_TASK = (TaskStatus.RUNNING, TaskStatus.PAUSING, TaskStatus.PAUSED)
 
 @dataclass(frozen=True, slots=True)
 class ProbeKill:
-    """A task a failed liveness or startup probe stopped: its exit gets the probe's reason."""
+    """A task kukeond stopped, for a failed liveness or startup probe or over its
+    ephemeral-storage limit: its exit gets that reason."""
 
     pid: int
     reason: str
-    """``LivenessProbeFailed`` or ``StartupProbeFailed``."""
+    """``LivenessProbeFailed``, ``StartupProbeFailed`` or ``Evicted``."""
     message: str
 
 
@@ -185,6 +187,8 @@ class ContainerPlan:
     """Seconds from the planning clock to ``restart_at``."""
     record_exit: bool = False
     """The exit's time is the clock's (containerd has none): write the status at once."""
+    spec: ContainerSpec | None = None
+    """The effective spec planned from (space defaults applied); None for a stop's plan."""
 
     @property
     def start(self) -> StartTask | None:
@@ -342,6 +346,10 @@ def plan_container(inputs: ContainerInputs) -> ContainerPlan:
     kill = inputs.probe_kill
     if exited is not None and kill is not None and kill.pid in (previous.pid, task and task.pid):
         exited = replace(exited, reason=kill.reason, said=kill.message)
+    elif exited is not None and previous.reason == EVICTED and not new_exit(previous, exited):
+        # The eviction recorded stays what it was (no kill remembered after a restart of
+        # kukeond): read again as a SIGTERM's exit, it would be restarted.
+        exited = replace(exited, reason=EVICTED, said=previous.message)
     if exited is None:
         status = _live(status, task, draft, now=inputs.now, ended=own_exit(previous))
         return _plan(inputs, draft, status, owed=False)
@@ -390,7 +398,7 @@ def _after_exit(
 ) -> ContainerPlan:
     """An exited container: reported as ended, restarted when owed and due."""
     spec, code = inputs.spec, exited.code
-    owed = restart_owed(
+    owed = exited.reason != EVICTED and restart_owed(
         policy=str(spec.restart_policy),
         exit_code=failure_code(code, exited.reason),
         restart_count=status.restart_count,
@@ -412,7 +420,7 @@ def _after_exit(
         }
     )
     if not owed:
-        if _out_of_retries(spec, failure_code(code, exited.reason)):
+        if exited.reason != EVICTED and _out_of_retries(spec, failure_code(code, exited.reason)):
             status = status.model_copy(update={"message": _gave_up(status, exited, spec)})
         return _plan(inputs, draft, status, owed=False, record_exit=exited.clock)
     # Read from the status, not kept in memory: a kukeond killed meanwhile, or a node that
@@ -543,6 +551,7 @@ def _plan(
         restart_at=restart_at,
         wake_in=wake_in,
         record_exit=record_exit,
+        spec=inputs.spec,
     )
 
 

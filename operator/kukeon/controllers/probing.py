@@ -40,6 +40,7 @@ from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.stopsignal import container_stop_signal
 
 from .cellplan import ProbeKill, ProbeView
+from .ephemeralstorage import StorageLimits
 from .probers import CheckResult, Prober, ProbeTarget, truncate
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ class ProbeManager:
         self._kills: dict[tuple[CellKey, str], ProbeKill] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._counted: dict[CellKey, set[tuple[str, ...]]] = {}
+        self.storage: StorageLimits | None = None
+        """The ephemeral-storage limits of the same tasks: handed the same, asked too."""
 
     # --- what the cell controller calls -------------------------------------------------
 
@@ -176,7 +179,10 @@ class ProbeManager:
         return None if found is None else found.view()
 
     def kill(self, key: CellKey, container: str) -> ProbeKill | None:
-        return self._kills.get((key, container))
+        found = self._kills.get((key, container))
+        if found is None and self.storage is not None:
+            return self.storage.kill(key, container)
+        return found
 
     def sync(
         self,
@@ -187,7 +193,11 @@ class ProbeManager:
         address: str | None,
         running: Iterable[RunningContainer],
     ) -> None:
-        """Probe exactly these tasks from now on (the cell's other containers stop)."""
+        """Probe exactly these tasks from now on (the cell's other containers stop); the
+        storage limits watch those with one."""
+        running = list(running)
+        if self.storage is not None:
+            self.storage.sync(cell, key, namespace=namespace, running=running)
         wanted: set[str] = set()
         for item in running:
             if not item.spec.probes():
@@ -217,6 +227,8 @@ class ProbeManager:
     def forget(self, key: CellKey) -> None:
         """The cell is gone from this node or stopped: no probe of it runs any more, and
         its series leave the metrics."""
+        if self.storage is not None:
+            self.storage.forget(key)
         for slot in [s for s in self._containers if s[0] == key]:
             self._cancel(self._containers.pop(slot))
         for slot in [s for s in self._kills if s[0] == key]:
@@ -228,6 +240,8 @@ class ProbeManager:
     async def close(self) -> None:
         for key in {slot[0] for slot in self._containers}:
             self.forget(key)
+        if self.storage is not None:
+            await self.storage.close()
         for task in list(self._stopping):
             task.cancel()
         if self._stopping:

@@ -205,6 +205,9 @@ FIELDS: dict[str, Verdict] = {
     "Space.spec.defaults.container.resources.cpuShares": Effect(_SPACE_DEFAULTS),
     "Space.spec.defaults.container.resources.pidsLimit": Effect(_SPACE_DEFAULTS),
     "Space.spec.defaults.container.resources.cpuLimitMillicores": Effect(_SPACE_DEFAULTS),
+    # the watcher is handed the effective spec (tests/unit/controllers/
+    # test_ephemeral_storage.py::test_the_plan_carries_the_effective_spec)
+    "Space.spec.defaults.container.resources.ephemeralStorageLimitBytes": Effect(_SPACE_DEFAULTS),
     # --- Stack ------------------------------------------------------------------------------
     **_metadata("Stack", name=Effect(_HIERARCHY)),
     "Stack.spec.id": Refused(_SPEC_ID),
@@ -341,6 +344,10 @@ FIELDS: dict[str, Verdict] = {
     "Cell.spec.containers[].resources.pidsLimit": Effect(f"{_SPEC}::test_resources"),
     "Cell.spec.containers[].resources.cpuLimitMillicores": Effect(
         "tests/integration/controllers/test_cpu_limit.py::test_a_cpu_limit_caps_a_busy_loop"
+    ),
+    "Cell.spec.containers[].resources.ephemeralStorageLimitBytes": Effect(
+        "tests/integration/controllers/test_ephemeral_storage.py::"
+        "test_a_container_writing_past_its_limit_is_evicted"
     ),
     "Cell.spec.containers[].secrets[].name": Effect(_FILE_SECRETS),
     "Cell.spec.containers[].secrets[].fromFile": Effect(_FILE_SECRETS),

@@ -65,13 +65,26 @@ def test_resource_limits_out_of_range_are_refused(resources: dict[str, Any], fie
 @pytest.mark.parametrize(
     "resources",
     [
-        {"memoryLimitBytes": 0, "cpuShares": 0, "pidsLimit": 0, "cpuLimitMillicores": 0},
-        {"memoryLimitBytes": 1 << 20, "cpuShares": 2, "pidsLimit": 1, "cpuLimitMillicores": 10},
+        {
+            "memoryLimitBytes": 0,
+            "cpuShares": 0,
+            "pidsLimit": 0,
+            "cpuLimitMillicores": 0,
+            "ephemeralStorageLimitBytes": 0,
+        },
+        {
+            "memoryLimitBytes": 1 << 20,
+            "cpuShares": 2,
+            "pidsLimit": 1,
+            "cpuLimitMillicores": 10,
+            "ephemeralStorageLimitBytes": 1 << 20,
+        },
         {
             "memoryLimitBytes": 2**63 - 1,
             "cpuShares": 262144,
             "pidsLimit": 4194304,
             "cpuLimitMillicores": 1_000_000,
+            "ephemeralStorageLimitBytes": 2**63 - 1,
         },
     ],
 )

@@ -154,6 +154,7 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
         "kukeon-events",
         "kukeon-containerd-events",
         "kukeon-gc",
+        "kukeon-ephemeral-storage",
         "kukeon-secrets",
         "kukeon-cell-peers",
     }
@@ -166,6 +167,7 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     (stop,) = op.shutdown
     await stop(SimpleNamespace())
     assert "kukeon-gc" in op.tasks.stopped
+    assert "kukeon-ephemeral-storage" in op.tasks.stopped
     assert recorder.flushed
 
 

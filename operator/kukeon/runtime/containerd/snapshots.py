@@ -79,6 +79,12 @@ class SnapshotInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotUsage:
+    size_bytes: int
+    inodes: int
+
+
 class SnapshotService:
     def __init__(self, *, client: ContainerdClient, namespace: str, snapshotter: str) -> None:
         self._client = client
@@ -168,6 +174,22 @@ class SnapshotService:
             subject=Subject("snapshot", key),
         )
         return _info(response.info)
+
+    async def usage(self, key: str) -> SnapshotUsage:
+        """What the snapshot's own directory takes on disk. For an active overlay snapshot
+        containerd walks its upper directory (``fs.DiskUsage``: blocks allocated, hard links
+        counted once), which is what the container wrote into its root filesystem."""
+        response = await self._client.call(
+            "usage",
+            lambda s, md: s.snapshots.Usage(
+                snapshots_pb2.UsageRequest(snapshotter=self.snapshotter, key=key),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+            subject=Subject("snapshot", key),
+        )
+        return SnapshotUsage(size_bytes=response.size, inodes=response.inodes)
 
     async def exists(self, key: str) -> bool:
         try:

@@ -1,0 +1,199 @@
+"""Each running container's ephemeral storage measured against its limit, as the kubelet's.
+
+A container whose effective spec has ``resources.ephemeralStorageLimitBytes`` is watched
+while its task runs (``sync``, from the cell's pass through the probe manager). Every
+``period`` seconds one supervised loop asks containerd what each watched container's
+writable layer takes: ``Snapshots.Usage`` of its rootfs snapshot, which for an active
+overlay snapshot walks the upper directory in containerd (blocks allocated, hard links
+once), the same figure as ``du`` on that directory, so kukeond walks nothing itself. The
+containers are measured one after the other: a node with many idle containers pays one
+short gRPC call each per period, and a huge upper directory delays the rest rather than
+loading the disk with several walks at once.
+
+kukeon makes no writable volume of its own for a cell (volumes are the host's paths, tmpfs
+counts against the container's memory), so the writable layer is all there is to count;
+the container's log is bounded by its own rotation.
+
+A container over its limit is evicted as the kubelet evicts: a Warning Event ``Evicted``
+naming the container, its usage and its limit, its task stopped (its stop signal, the
+cell's grace, SIGKILL), and the stop remembered as a `ProbeKill` with reason ``Evicted``,
+so the next pass reports that exit and does not restart it whatever its restart policy:
+restarted, it would find its layer as full as it left it (the snapshot is kept; a
+restart of the task is not a new container) and go on writing. ``kukectl restart`` makes
+a fresh container, its layer empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kukeon.api import Cell, EventReason, EventType, Kind
+from kukeon.framework import EventRecorder
+from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.containerd.errors import ContainerdError
+from kukeon.runtime.containerd.stopsignal import container_stop_signal
+
+from .cellexits import EVICTED
+from .cellplan import ProbeKill
+
+if TYPE_CHECKING:
+    from .probing import RunningContainer
+
+log = logging.getLogger(__name__)
+
+CellKey = tuple[str, str, str, str]
+Trigger = Callable[[Kind, tuple[str, ...]], bool]
+
+PERIOD_SECONDS = 10.0
+"""How often the writable layers are measured: the kubelet's eviction manager's period. A
+container may write past its limit for up to this long (at the disk's speed) before it
+is stopped."""
+
+
+def eviction_message(container: str, usage: int, limit: int) -> str:
+    """The status message and Event of an eviction: the container, its usage, its limit."""
+    return (
+        f"container {container} used {usage} bytes of ephemeral storage (its writable "
+        f"layer), over its limit of {limit} bytes (resources.ephemeralStorageLimitBytes)"
+    )
+
+
+def over_limit(usage: int, limit: int) -> bool:
+    """Whether a container is evicted: past its limit (at the limit is within it)."""
+    return usage > limit
+
+
+@dataclass
+class _Watched:
+    cell: Cell
+    namespace: str
+    containerd_id: str
+    pid: int
+    limit: int
+    snapshot_key: str | None = None
+    """The container's rootfs snapshot, read from containerd once per task."""
+
+
+class StorageLimits:
+    """The containers with an ephemeral-storage limit that run here, measured each period."""
+
+    def __init__(
+        self,
+        *,
+        containerd: Callable[[], ContainerdClient],
+        trigger: Trigger,
+        stop_grace_seconds: float,
+        recorder: EventRecorder | None = None,
+        period: float = PERIOD_SECONDS,
+    ) -> None:
+        self._containerd = containerd
+        self.trigger = trigger
+        self.stop_grace_seconds = stop_grace_seconds
+        self.recorder = recorder
+        self.period = period
+        self._watched: dict[tuple[CellKey, str], _Watched] = {}
+        self._kills: dict[tuple[CellKey, str], ProbeKill] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    def sync(
+        self, cell: Cell, key: CellKey, *, namespace: str, running: Iterable[RunningContainer]
+    ) -> None:
+        """Watch exactly these tasks of the cell (those with a limit) from now on."""
+        wanted: set[str] = set()
+        for item in running:
+            slot = (key, item.spec.id)
+            kill = self._kills.get(slot)
+            if kill is not None and kill.pid != item.pid:
+                del self._kills[slot]  # a new task: the evicted one's exit was reported
+            limit = item.spec.resources.ephemeral_storage_limit_bytes if item.spec.resources else 0
+            if not limit or slot in self._kills:
+                continue
+            wanted.add(item.spec.id)
+            known = self._watched.get(slot)
+            if known is None or known.pid != item.pid or known.containerd_id != item.containerd_id:
+                self._watched[slot] = _Watched(cell, namespace, item.containerd_id, item.pid, limit)
+            else:
+                known.cell, known.limit = cell, limit
+        for slot in [s for s in self._watched if s[0] == key and s[1] not in wanted]:
+            del self._watched[slot]
+
+    def kill(self, key: CellKey, container: str) -> ProbeKill | None:
+        return self._kills.get((key, container))
+
+    def forget(self, key: CellKey) -> None:
+        for table in (self._watched, self._kills):
+            for slot in [s for s in table if s[0] == key]:
+                del table[slot]
+
+    async def run(self) -> None:
+        """The measuring loop (supervised by kukeond's task supervisor)."""
+        while True:
+            await asyncio.sleep(self.period)
+            await self.measure()
+
+    async def measure(self) -> list[str]:
+        """One pass over the watched containers; the containerd ids it evicted."""
+        evicted: list[str] = []
+        for slot, watched in list(self._watched.items()):
+            try:
+                usage = await self._usage(watched)
+            except ContainerdError as error:  # gone meanwhile: its cell's pass will say
+                log.debug("measuring %s: %s", watched.containerd_id, error)
+                continue
+            if self._watched.get(slot) is not watched or not over_limit(usage, watched.limit):
+                continue
+            self._evict(slot, watched, usage)
+            evicted.append(watched.containerd_id)
+        return evicted
+
+    async def _usage(self, watched: _Watched) -> int:
+        client = self._containerd()
+        if watched.snapshot_key is None:
+            record = await client.containers(watched.namespace).get(watched.containerd_id)
+            watched.snapshot_key = record.snapshot_key
+        found = await client.snapshots(watched.namespace).usage(watched.snapshot_key)
+        return found.size_bytes
+
+    def _evict(self, slot: tuple[CellKey, str], watched: _Watched, usage: int) -> None:
+        message = eviction_message(slot[1], usage, watched.limit)
+        self._kills[slot] = ProbeKill(watched.pid, EVICTED, message)
+        del self._watched[slot]
+        log.info("evicting %s: %s", watched.containerd_id, message)
+        if self.recorder is not None:
+            self.recorder.event(watched.cell, EventReason.EVICTED, message, type=EventType.WARNING)
+        # Stopped beside the loop: a grace period of its own must not delay the others'
+        # measurements.
+        task = asyncio.create_task(self._stop(slot[0], watched), name="kukeon-evict")
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _stop(self, key: CellKey, watched: _Watched) -> None:
+        asked = watched.cell.spec.termination_grace_period_seconds
+        grace = self.stop_grace_seconds if asked is None else float(asked)
+        tasks = self._containerd().tasks(watched.namespace)
+        try:
+            current = await tasks.get(watched.containerd_id)
+            if current.pid == watched.pid:  # never a newer task of the same container
+                stop = await container_stop_signal(
+                    self._containerd(), watched.namespace, watched.containerd_id
+                )
+                await tasks.stop(watched.containerd_id, grace_period=grace, signal=stop)
+        except ContainerdError as error:
+            log.warning("stopping %s over its storage limit: %s", watched.containerd_id, error)
+        finally:
+            self.trigger(Kind.CELL, key)
+
+    async def settle(self) -> None:
+        """Wait for the stops under way (tests, and ``close``)."""
+        if self._stopping:
+            await asyncio.gather(*list(self._stopping), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._stopping):
+            task.cancel()
+        await self.settle()
+        self._watched.clear()
