@@ -3,7 +3,9 @@
 A space cannot get a bridge before its realm has a containerd namespace and a cgroup; a
 realm cannot drop its namespace while a space still uses it. Both waits are expressed as
 WaitingError (a TemporaryError logged at info) so the framework retries with backoff, and
-the status tells the user what the object is waiting for.
+the status tells the user what the object is waiting for. A parent waiting for its
+children to go names one of them alike (``require_no_children``): a child's deletion runs
+the parent's finalize again at once.
 
 Parents are read from the operator's watched objects (``HandlerContext.cache``), not etcd:
 no round trip per pass. A parent absent there is absent. A child waiting on its parent
@@ -171,13 +173,27 @@ async def parent_kept_here(
 async def require_no_children(
     ctx: HandlerContext, *, child_kind: Kind, scope: tuple[str, ...], delay: float
 ) -> None:
-    """Refuse to tear down while children of `scope` still exist (they go first)."""
-    children = await ctx.store.list(child_kind, scope)
-    if children.items:
-        names = ", ".join(child.metadata.name for child in children.items[:5])
-        what = f"{len(children.items)} {child_kind.value.lower()}(s)"
+    """Refuse to tear down while children of `scope` still exist (they go first).
+
+    The children are read from the watched objects: a pass that finds some costs no etcd
+    read, and the wait names the first of them (``Awaited``), so its deletion (or any
+    change of it) runs the parent's finalize again at once, each child's in turn, not
+    after the retry delay. "None" is confirmed from etcd, as a watch may lag a child's
+    creation: a parent never goes while a child it has not seen yet exists.
+    """
+    cache: WatchedObjects | None = getattr(ctx, "cache", None)
+    children: list[AnyResource] = []
+    if cache is not None and cache.covers(child_kind):
+        children = cache.list(child_kind, scope=scope)
+    if not children:
+        children = list((await ctx.store.list(child_kind, scope)).items)
+    if children:
+        names = ", ".join(child.metadata.name for child in children[:5])
+        what = f"{len(children)} {child_kind.value.lower()}(s)"
+        first = children[0]
         raise WaitingError(
             f"waiting for {what} to be deleted: {names}",
             delay=delay,
             reason="ChildrenRemaining",
+            on=Awaited(child_kind, key_of(first), revision_of(first)),
         )

@@ -54,6 +54,8 @@ from kukeon.api import (
     key_of,
 )
 from kukeon.framework import EventRecorder, HandlerContext, TemporaryError, WaitingError
+from kukeon.framework.cache import revision_of
+from kukeon.framework.errors import Awaited
 from kukeon.framework.intents import default_finalizer
 from kukeon.framework.status import finish_even_if_cancelled, merged_status
 from kukeon.runtime.cgroups import CgroupPath
@@ -510,6 +512,9 @@ class LayerController(ABC, Generic[L]):
                 f"{ctx.node_name}: {names}",
                 delay=self.wait,
                 reason="ChildrenOnNode",
+                # The first one's change (its entry here dropped, its deletion) runs this
+                # teardown again at once, not after the delay.
+                on=Awaited(child, key_of(here[0]), revision_of(here[0])),
             )
 
     async def _tear_down_here(self, obj: L, ctx: HandlerContext) -> None:
