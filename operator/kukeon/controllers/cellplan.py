@@ -275,7 +275,8 @@ def exit_note(container: str, exited: Exit) -> Note:
     return Note(
         EventReason.EXITED,
         f"container {container} exited with code {exited.code}{why}",
-        warning=exited.code != 0,
+        # A process kukeond stopped (a probe, an eviction) failed even if it exited 0.
+        warning=failure_code(exited.code, exited.reason) != 0,
         occurrence=occurrence,
     )
 

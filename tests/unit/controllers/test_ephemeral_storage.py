@@ -269,3 +269,13 @@ def test_the_plan_carries_the_effective_spec() -> None:
         spec, task=ObservedTask(status=stopped_task(0, at=T0).status, pid=1), kill=None
     )
     assert result.spec is spec
+
+
+def test_the_exit_of_an_evicted_container_is_a_warning_even_with_code_0() -> None:
+    spec = limited(MIB, restartPolicy="never")
+    kill = ProbeKill(100, "Evicted", eviction_message("app", 2 * MIB, MIB))
+    result = planned(spec, task=stopped_task(0, at=T0 - timedelta(seconds=1)), kill=kill)
+    (note,) = result.notes
+    assert note.reason == EventReason.EXITED
+    assert note.warning
+    assert "(Evicted)" in note.message
