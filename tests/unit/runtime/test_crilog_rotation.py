@@ -182,6 +182,37 @@ def test_a_current_file_over_the_size_is_rotated_at_the_first_write(tmp_path: Pa
     assert log.stat().st_size < 100
 
 
+@pytest.mark.parametrize(
+    "cut", [b"2026-12-05T10:00:01.0", b"2026-12-05T10:00:01.000000000Z stdout P x"]
+)
+def test_a_replacement_takes_back_the_record_its_killed_predecessor_left_cut(
+    tmp_path: Path, cut: bytes
+) -> None:
+    # A copier SIGKILLed inside a write leaves a record without its end (the kernel stops
+    # a file write at a page when a fatal signal is pending); the replacement's first
+    # record used to run on from it, one line of two records' text.
+    log = tmp_path / "c.log"
+    whole = b"2026-12-05T10:00:00.000000000Z stdout F before\n"
+    log.write_bytes(whole + cut)
+    logger = RotatingLogger(log, LogRotation(max_size=65536, max_files=2))
+    os.write(logger.stdout, b"after\n")
+    assert logger.close() == 0
+    _whole_records(log)
+    assert [(r.stream, r.partial, r.text) for r in _records(log)] == [
+        ("stdout", False, b"before"),
+        ("stdout", False, b"after"),
+    ]
+
+
+def test_a_replacement_of_a_file_that_is_one_cut_record_starts_it_afresh(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+    log.write_bytes(b"2026-12-05T10:00:00.000000000Z stdout F no end")
+    logger = RotatingLogger(log, LogRotation(max_size=65536, max_files=2))
+    os.write(logger.stdout, b"after\n")
+    assert logger.close() == 0
+    assert [r.text for r in _records(log)] == [b"after"]
+
+
 def _mounted_tmpfs(path: Path, options: str) -> None:
     path.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)

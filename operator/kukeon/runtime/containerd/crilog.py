@@ -21,7 +21,8 @@ many were lost and why, in a ``stderr`` record of its own (``[kukeon] N records 
 output were not logged: No space left on device``). Each read's records go to the file in
 one ``write`` on an ``O_APPEND`` descriptor; of a short one (the disk filled up during it)
 the cut record is truncated away, so the log holds whole records only.
-A logger killed while its task runs is replaced by kukeond (:mod:`logcopier`).
+A logger killed while its task runs is replaced by kukeond (:mod:`logcopier`); a record
+the kill cut short (a write a fatal signal stopped) is taken back by the replacement.
 
 The logger bounds the log (:class:`LogRotation`, kukeond's ``containerLogMaxSize`` and
 ``containerLogMaxFiles``): it is the file's only writer, so it rotates by itself, without
@@ -108,6 +109,32 @@ def stamp():
     text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return ("%s.%09dZ" % (text, nanos)).encode()
 lost = {"records": 0, "bytes": 0, "why": "a short write", "cut": False}
+def mend():
+    # A replacement appends where its predecessor was killed, and a write that a fatal
+    # signal cut short leaves a record without its end: it is taken back (whole records
+    # only, as after a short write) instead of running into this logger's first record.
+    size = st["size"]
+    if RAW or not size:
+        return
+    start = max(size - 2 * MAX, 0)
+    try:
+        with open(PATH, "rb") as tail_of:
+            tail_of.seek(start)
+            tail = tail_of.read(size - start)
+    except OSError:
+        return
+    if tail.endswith(b"\n"):
+        return
+    keep = start + tail.rfind(b"\n") + 1
+    if keep == start and start:  # no end of a record near the end: ended, not taken back
+        lost["cut"] = True
+        return
+    try:
+        os.ftruncate(log, keep)
+        st["size"] = keep
+    except OSError:
+        lost["cut"] = True
+mend()
 def failed(error):
     # A rotation the disk refused: the records go on into the current file (over its limit)
     # rather than wait; said in the log, and tried again in a second.
