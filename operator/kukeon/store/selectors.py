@@ -67,10 +67,15 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 def parse_int64(text: str) -> int | None:
     """``text`` as Go's ``strconv.ParseInt(text, 10, 64)`` reads it, or None (ASCII digits
-    only, one optional sign, no spaces or underscores, within int64)."""
-    if len(text) > 21 or not _INT64.fullmatch(text):
+    only, one optional sign, no spaces or underscores, within int64; leading zeros as many
+    as given: a 25-character ``0...07`` is 7 there too)."""
+    if not _INT64.fullmatch(text):
         return None
-    number = int(text)
+    sign = text[0] if text[0] in "+-" else ""
+    digits = text[len(sign) :].lstrip("0")
+    if len(digits) > 19:  # past int64 whatever they are (and never a long int() to make)
+        return None
+    number = int(sign + (digits or "0"))
     return number if _INT64_MIN <= number <= _INT64_MAX else None
 
 

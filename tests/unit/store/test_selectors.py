@@ -50,6 +50,11 @@ from kukeon.store import Invalid, parse_selector
         ("a>5", {"a": "99999999999999999999"}, False),  # past int64: ParseInt fails
         ("a<5", {"a": "-3"}, True),  # not a label value kukeon takes now, but stored ones
         ("a>05", {"a": "007"}, True),
+        ("a>6", {"a": "0000000000000000000000007"}, True),  # ParseInt takes any zeros
+        ("a<00000000000000000000000000002", {"a": "1"}, True),
+        ("a>1", {"a": "-0000000000000000000000000009223372036854775808"}, False),
+        ("a<1", {"a": "-0000000000000000000000000009223372036854775808"}, True),
+        ("a<1", {"a": "-9223372036854775809"}, False),
         ("a > 1, a < 3", {"a": "2"}, True),
         ("a>1,b", {"a": "2"}, False),
         ("a<1", {"a": " 0"}, False),
@@ -107,7 +112,11 @@ def test_a_set_is_no_invalid_key() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    label=st.one_of(st.integers(-(2**63), 2**63 - 1).map(str), st.text(max_size=8)),
+    label=st.one_of(
+        st.integers(-(2**63), 2**63 - 1).map(str),
+        st.builds("{}{}{}".format, st.sampled_from(["", "+", "-"]), st.text("0"), st.integers(0)),
+        st.text(max_size=8),
+    ),
     operand=st.integers(0, 2**63 - 1),
     greater=st.booleans(),
 )
