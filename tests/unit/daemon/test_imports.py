@@ -17,6 +17,12 @@ NOT_KUKEONDS = (
     "pyroute2.iwutil",
     "pyroute2.plan9",
     "sqlite3",
+    # unittest's __init__ (case, loader, runner, difflib), which pyroute2's iprsocket ran for
+    # its `from unittest import mock` (kukeon.runtime.network.netlink skips it).
+    "unittest.case",
+    "unittest.loader",
+    "unittest.runner",
+    "difflib",
     # aiohttp's client (kukeon.daemon.leanaiohttp skips the package __init__): ~3.6 MiB.
     "aiohttp.client",
     "aiohttp.connector",
@@ -64,6 +70,37 @@ def test_pyroute2_imported_first_is_kept() -> None:
         "import pyroute2\n"
         "from kukeon.runtime.network.netlink import IPRoute\n"
         "print(json.dumps([sys.modules['pyroute2'] is pyroute2, IPRoute is pyroute2.IPRoute]))"
+    )
+    assert found == [True, True]
+
+
+def test_the_lean_unittest_is_the_real_one() -> None:
+    """pyroute2's mock is unittest's; any other name of the package runs its __init__ then,
+    and names the __init__ binds over a submodule's (unittest.main) are its own."""
+    found = printed_after(
+        f"{KUKEOND}\n"
+        "from pyroute2.netlink.rtnl import iprsocket\n"
+        "import unittest\n"
+        "from unittest import mock\n"
+        "print(json.dumps([iprsocket.mock is mock, mock.Mock.__module__,\n"
+        "    unittest.TestCase.__module__, unittest.main.__name__,\n"
+        "    unittest.IsolatedAsyncioTestCase.__module__, callable(mock.patch)]))"
+    )
+    assert found == [
+        True,
+        "unittest.mock",
+        "unittest.case",
+        "TestProgram",
+        "unittest.async_case",
+        True,
+    ]
+
+
+def test_unittest_imported_first_is_kept() -> None:
+    found = printed_after(
+        "import unittest\n"
+        f"{KUKEOND}\n"
+        "print(json.dumps([sys.modules['unittest'] is unittest, 'unittest.case' in sys.modules]))"
     )
     assert found == [True, True]
 
