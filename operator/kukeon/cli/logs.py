@@ -4,6 +4,7 @@ serves beside the resource API, as ``kubectl logs`` prints it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import click
@@ -175,8 +176,25 @@ class _CellLogs:
         async for chunk in self.client.stream("GET", self.path, params=query):
             if label is not None:
                 chunk, at_line_start = _prefixed(chunk, label.encode(), at_line_start)
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
+            _print(chunk)
+
+
+EXIT_READER_GONE = 141
+"""128 + SIGPIPE: how a program killed by writing to a closed pipe (kubectl) ends."""
+
+
+def _print(chunk: bytes) -> None:
+    """``chunk`` on stdout. A reader that went away (``kukectl logs web | head``) ends the
+    command quietly, as kubectl (killed by SIGPIPE) ends, not as an "unexpected failure";
+    stdout is pointed at /dev/null so the interpreter's last flush does not fail again."""
+    try:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise click.exceptions.Exit(EXIT_READER_GONE) from None
 
 
 def _prefixed(chunk: bytes, label: bytes, at_line_start: bool) -> tuple[bytes, bool]:

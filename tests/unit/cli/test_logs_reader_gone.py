@@ -1,0 +1,62 @@
+"""`kukectl logs web | head`: the reader leaving is a quiet end (141, as kubectl killed by
+SIGPIPE), not "error: unexpected failure: BrokenPipeError" on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import socketserver
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from kukeon.cli.logs import EXIT_READER_GONE
+
+_LINES = b"".join(b"line %d of a container's output\n" % n for n in range(50_000))
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class _Log(http.server.BaseHTTPRequestHandler):
+    """Every GET answered with megabytes of log lines."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(_LINES)))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client went away
+            self.wfile.write(_LINES)
+
+    def address_string(self) -> str:
+        return "local"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_reader_that_leaves_ends_logs_quietly(tmp_path: Path) -> None:
+    socket = tmp_path / "api.sock"
+    with _UnixServer(str(socket), _Log) as server:
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        try:
+            env = {**os.environ, "KUKEON_SERVER": f"unix://{socket}", "HOME": str(tmp_path)}
+            read, write = os.pipe()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "kukeon.cli.main", "logs", "web"],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            os.close(write)
+            with os.fdopen(read, "rb") as reader:  # `head -1`: one read, then gone
+                assert reader.read(100).startswith(b"line 0 ")
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            server.shutdown()
+    assert stderr == b""
+    assert process.returncode == EXIT_READER_GONE
