@@ -385,7 +385,9 @@ class ApiClient:
             async with response:
                 async for chunk in response.content.iter_any():
                     yield chunk
-        except aiohttp.ClientConnectionError as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            # A server gone mid-stream (kukeond restarted under `logs -f`) cuts the body:
+            # a payload error, not a connection error; said as a watch's break is.
             raise ServerUnreachable(f"stream from {self.address} broke: {exc}") from exc
 
     async def upload(
