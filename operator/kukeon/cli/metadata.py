@@ -165,11 +165,21 @@ def _read_patch(stream: IO[bytes]) -> str:
         fail(f"--patch-file {getattr(stream, 'name', '-')}: cannot read it: {exc}", EXIT_USAGE)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: its problem and where. The first line of its text is
+    often only the context ("while constructing a mapping" for a key given twice)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return f"{exc.problem}{at}"
+    return str(exc).splitlines()[0]
+
+
 def _patch_document(text: str) -> dict[str, Any]:
     try:
         document = load_yaml(text)  # JSON is YAML
     except yaml.YAMLError as exc:
-        fail(f"the patch is neither JSON nor YAML: {str(exc).splitlines()[0]}", EXIT_USAGE)
+        fail(f"the patch is neither JSON nor YAML: {_yaml_problem(exc)}", EXIT_USAGE)
     if not isinstance(document, dict):
         fail("the patch must be an object, e.g. '{\"spec\": {...}}'", EXIT_USAGE)
     return document
