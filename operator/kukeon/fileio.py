@@ -47,7 +47,8 @@ def _lookup(path: Path) -> tuple[list[_Step], Path]:
     """Every entry a lookup of ``path`` reads, symbolic links followed as the kernel does,
     and the real path it ends at: whoever may replace any of these entries decides what
     kukeond opens."""
-    pending = list(Path(os.path.abspath(path)).parts[1:])
+    # Not os.path.abspath: it drops `x/..` as text, where the kernel follows a link `x` first.
+    pending = list((Path.cwd() / path).parts[1:])
     current, steps, links = Path("/"), [], 0
     while pending:
         name = pending.pop(0)

@@ -133,6 +133,21 @@ def test_every_directory_a_symbolic_link_leads_through_is_judged(open_dir: Path)
     assert change.startswith(f"the directory {shared} is writable by every local user")
 
 
+def test_a_dot_dot_after_a_symbolic_link_is_judged_where_the_kernel_goes(open_dir: Path) -> None:
+    # `etc/link/../key` opens shared/key (the kernel follows `link` before `..`); taken as
+    # text (os.path.abspath) it was etc/key, absent: no warning about a replaceable file.
+    shared = open_dir / "shared"
+    (shared / "sub").mkdir(parents=True)
+    shared.chmod(0o777)
+    (shared / "key").write_text("k")
+    (shared / "key").chmod(0o600)
+    (open_dir / "etc").mkdir(mode=0o755)
+    (open_dir / "etc" / "link").symlink_to(shared / "sub")
+    changes = path_problems(open_dir / "etc" / "link" / ".." / "key").change
+    assert f"the directory {shared} is writable by every local user" in changes[-1]
+    assert changes[-1].endswith("rename key away and put their own in its place")
+
+
 def test_kukeonds_etcd_credentials_open_to_others_are_warned_about(
     open_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
