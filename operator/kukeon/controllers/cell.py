@@ -58,7 +58,7 @@ from kukeon.framework import (
 )
 from kukeon.runtime.cgroups import CgroupError, CgroupPath, CgroupState, Delegation
 from kukeon.runtime.containerd.client import patience as containerd_patience
-from kukeon.runtime.containerd.errors import ContainerdUnavailableError
+from kukeon.runtime.containerd.errors import ContainerdUnavailableError, RootfsUnreachableError
 from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.containerd.types import RegistryCredential
 from kukeon.runtime.idranges import IdRangeError
@@ -180,6 +180,7 @@ _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]]
     (NetworkError, CellState.FAILED, "NetworkFailed", TemporaryError),
     (CgroupError, CellState.FAILED, "CgroupFailed", TemporaryError),
     (IdRangeError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
+    (RootfsUnreachableError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
     # containerd does not answer: whatever was last reported may no longer be true.
     (ContainerdUnavailableError, CellState.UNKNOWN, "HostUnobservable", TemporaryError),
 )

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
-from kukeon.runtime.containerd.errors import not_startable_reason
+from kukeon.runtime.containerd.errors import (
+    RootfsUnreachableError,
+    closed_rootfs_ancestor,
+    not_startable_reason,
+)
 
 PREFIX = "failed to create shim task: OCI runtime create failed: runc create failed: "
 PREFIX += "unable to start container process: "
@@ -28,3 +37,48 @@ PREFIX += "unable to start container process: "
 )
 def test_reason(detail: str, reason: str | None) -> None:
     assert not_startable_reason(detail) == reason
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user may search, under /tmp (pytest's own tmp_path lies under a
+    0700 directory, which would be the answer to every question below)."""
+    directory = Path(tempfile.mkdtemp(prefix="kukeon-rootfs-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+def _rootfs_refusal(rootfs: Path) -> str:
+    return (
+        PREFIX + f"error during container init: error preparing rootfs: mount {rootfs}:{rootfs}, "
+        "flags: 0x5000: permission denied: unknown"
+    )
+
+
+def test_a_rootfs_under_a_directory_closed_to_others_names_that_directory(
+    open_dir: Path,
+) -> None:
+    """A user-namespace container's rootfs is mounted from inside its namespace: the
+    top-most directory above it that others cannot search is what to fix (seen with a
+    containerd whose state lay under a 0700 directory)."""
+    closed = open_dir / "state"
+    rootfs = closed / "io.containerd.runtime.v2.task" / "ns" / "c" / "rootfs"
+    rootfs.mkdir(parents=True)
+    closed.chmod(0o700)
+    assert closed_rootfs_ancestor(_rootfs_refusal(rootfs)) == (closed, 0o700)
+    error = RootfsUnreachableError(
+        container_id="c", closed=closed, mode=0o700, detail=_rootfs_refusal(rootfs)
+    )
+    assert f"{closed} (mode 0700) is not searchable by other users" in str(error)
+
+
+def test_a_rootfs_refusal_with_every_directory_open_is_left_as_it_is(open_dir: Path) -> None:
+    rootfs = open_dir / "open" / "rootfs"
+    rootfs.mkdir(parents=True)
+    rootfs.parent.chmod(0o711)
+    assert closed_rootfs_ancestor(_rootfs_refusal(rootfs)) is None
+    assert closed_rootfs_ancestor("error preparing rootfs: no such file or directory") is None
+    assert closed_rootfs_ancestor(PREFIX + 'exec: "/etc/passwd": permission denied') is None

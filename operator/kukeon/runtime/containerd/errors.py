@@ -7,8 +7,11 @@ every message names the object, its containerd namespace and the operation, so a
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 
@@ -151,6 +154,44 @@ class ProcessNotStartableError(ContainerdError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"cannot start the process of container {container_id!r}: {detail}")
+
+
+class RootfsUnreachableError(ContainerdError):
+    """runc could not mount a container's root filesystem because a directory above it is
+    closed to other users: a user-namespace container's (``hostUsers: false``) rootfs is
+    mounted from inside its namespace, where the host's root is a stranger. A host
+    condition an operator fixes (``chmod o+x``), not the spec's."""
+
+    def __init__(self, *, container_id: str, closed: Path, mode: int, detail: str) -> None:
+        self.container_id = container_id
+        self.closed = closed
+        self.detail = detail
+        super().__init__(
+            f"the root filesystem of container {container_id!r} cannot be mounted in its "
+            f"user namespace: {closed} (mode {mode:04o}) is not searchable by other users; "
+            "every directory above containerd's task state needs it (chmod o+x; containerd "
+            f"makes /run/containerd 0711) (runc: {detail[:300]})"
+        )
+
+
+_ROOTFS_DENIED = re.compile(r"error preparing rootfs: mount (/[^:,\s]+)[^\n]*?: permission denied")
+
+
+def closed_rootfs_ancestor(detail: str) -> tuple[Path, int] | None:
+    """The top-most directory above the rootfs runc was refused that others cannot search,
+    with its mode, when the refusal is that one; None otherwise (a refusal with every
+    directory open has another cause, and is left as it is)."""
+    found = _ROOTFS_DENIED.search(detail)
+    if found is None:
+        return None
+    for directory in reversed(Path(found.group(1)).parents):
+        try:
+            mode = stat.S_IMODE(os.stat(directory).st_mode)
+        except OSError:
+            return None
+        if not mode & stat.S_IXOTH:
+            return directory, mode
+    return None
 
 
 # runc's words (libcontainer's LookPath and execve errors, wrapped by containerd), most

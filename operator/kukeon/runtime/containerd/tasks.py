@@ -43,7 +43,9 @@ from kukeon.runtime.containerd.errors import (
     ContainerdCallError,
     ContainerdError,
     ProcessNotStartableError,
+    RootfsUnreachableError,
     TaskNotFoundError,
+    closed_rootfs_ancestor,
     not_startable_reason,
 )
 
@@ -171,13 +173,19 @@ class TaskInfo:
 
 @contextlib.contextmanager
 def _refusal_as_not_startable(name: str) -> Iterator[None]:
-    """containerd's refusal of a process runc cannot exec, as its typed error."""
+    """containerd's refusal of a process runc cannot exec, or of a rootfs it cannot mount
+    in a user namespace, as its typed error."""
     try:
         yield
     except ContainerdCallError as error:
         reason = not_startable_reason(error.detail)
         if reason is None:
-            raise
+            closed = closed_rootfs_ancestor(error.detail)  # a few stats, on a refusal only
+            if closed is None:
+                raise
+            raise RootfsUnreachableError(
+                container_id=name, closed=closed[0], mode=closed[1], detail=error.detail
+            ) from error
         raise ProcessNotStartableError(
             container_id=name, reason=reason, detail=error.detail
         ) from error
