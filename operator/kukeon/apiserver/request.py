@@ -169,9 +169,10 @@ def check_accept(request: web.Request) -> None:
     (YAML, protobuf, a Table, HTML), as kube-apiserver's: such a client was answered JSON
     it had not asked for and failed decoding it. No header, ``*/*`` or JSON is fine; a JSON
     range with ``as=`` (a conversion, kubectl's Table) is another type, and ``q=0`` refuses."""
-    header = request.headers.get("Accept", "").strip()
-    if not header:
-        return
+    header = request.headers.get("Accept", "")
+    if not header or header in _JSON_RANGES:
+        return  # what kukectl, curl and most clients send: one range, JSON or anything
+    header = header.strip()
     for media_range in header.split(","):
         kind, *parameters = (part.strip() for part in media_range.split(";"))
         params = {
