@@ -36,6 +36,53 @@ def _realm_of(res: AnyResource) -> str:
     return key[0]
 
 
+class ChosenObjects:
+    """What a watch with label or field selectors has shown its client, so that an object
+    starting to match is ADDED and one ceasing to match is DELETED, as kube-apiserver's
+    watch cache says it; filtered by its new version alone, an object that stopped
+    matching was never taken back from the client (``get -w -l``, reflectors, the web
+    console kept it). The DELETED event carries the object as it is now (kube-apiserver's
+    carries the version before, at the new revision): clients take it by its key.
+
+    A watch resumed from a resourceVersion has no list here, so what the client holds is
+    not known: until an object's first event, one that matches is sent as the feed says
+    (MODIFIED) and one that does not is not sent; from its first event on it is followed.
+    """
+
+    _TYPED = b'{"type":"'
+
+    def __init__(self, listed_objects: list[AnyResource], *, listed: bool) -> None:
+        self._shown = {key_of(res) for res in listed_objects}
+        self._complete = listed
+        self._followed: set[tuple[str, ...]] = set()
+        """Resumed: the objects whose client's copy is known, from their first event."""
+
+    def line(self, event: EncodedEvent, *, now: bool) -> bytes | None:
+        """The event's line as this client must see it; None to send nothing."""
+        key = key_of(event.object)
+        was = key in self._shown
+        known = self._complete or key in self._followed
+        if event.type == "DELETED":
+            self._shown.discard(key)
+            self._followed.discard(key)
+            return event.line if was or (now and not known) else None
+        if not self._complete:
+            self._followed.add(key)
+        if not now:
+            self._shown.discard(key)
+            return self._retyped(event, "DELETED") if was else None
+        self._shown.add(key)
+        if was or event.type == "ADDED" or not known:
+            return event.line
+        return self._retyped(event, "ADDED")
+
+    def _retyped(self, event: EncodedEvent, new_type: str) -> bytes:
+        old = self._TYPED + event.type.encode() + b'"'
+        if not event.line.startswith(old):  # never: watchhub.encode writes the type first
+            return event.line
+        return self._TYPED + new_type.encode() + b'"' + event.line[len(old) :]
+
+
 _WARNED_NAMES = 10
 """Invalid documents named in a list's warning; the rest are counted."""
 
@@ -206,12 +253,6 @@ class ResourceReads(HandlerBase):
             )
 
         hide = hides_digests(principal, target.kind)
-
-        def encode(event: EncodedEvent) -> tuple[int, bytes | None]:
-            if not visible(event.object):
-                return event.revision, None
-            return event.revision, event_without_digests(event.line) if hide else event.line
-
         initial: list[AnyResource] = []
         if not requested_rv:  # absent or "0": list first, then follow
             listed = await self._store(
@@ -221,6 +262,19 @@ class ResourceReads(HandlerBase):
             start = int(listed.resource_version)
         else:
             start = requested_rv
+        chosen = (
+            ChosenObjects(initial, listed=not requested_rv)
+            if selector.requirements or fields.terms
+            else None
+        )
+
+        def encode(event: EncodedEvent) -> tuple[int, bytes | None]:
+            now = visible(event.object)
+            line = event.line if chosen is None else chosen.line(event, now=now)
+            if line is None or (chosen is None and not now):
+                return event.revision, None
+            return event.revision, event_without_digests(line) if hide else line
+
         responder = WatchResponder(
             kind=target.kind.value,
             encode=encode,
