@@ -250,7 +250,11 @@ class CellExecutor:
                 # container keeps its terminal while kukeond is down; its output goes to the
                 # log.
                 await create_attachable_task(
-                    tasks, name, stdin=files.tty_stdin(container.id), log=log
+                    tasks,
+                    name,
+                    stdin=files.tty_stdin(container.id),
+                    log=log,
+                    rotation=self.host.settings.log_rotation,
                 )
             else:
                 # 0640 and root's, whatever the umask of the shim's logger that appends to it.

@@ -6,7 +6,9 @@ the container's log file, its input is a FIFO. A session therefore
 
 - follows the log file from where it ended when the session began (output produced
   before, or while nobody was attached, is in ``kukectl logs``), or from its start with
-  ``?logs=true``, sending it as channel 1;
+  ``?logs=true``, sending it as channel 1; across the logger's rotations, by the files'
+  identity (``logfollow.ByteFollower``): the file held to its end, the files rotated
+  since, the new one;
 - writes channel 0 payloads into the stdin FIFO. Every attached client may type (input is
   multiplexed, as ``docker attach`` does); an empty payload is ignored: detaching must
   never close the container's stdin;
@@ -25,6 +27,7 @@ import contextlib
 import errno
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -34,6 +37,7 @@ from kukeon.apiserver.status import ApiError
 from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers.cell import ordered_containers
 from kukeon.daemon.logclose import WriterClosed
+from kukeon.daemon.logfollow import ByteFollower
 from kukeon.daemon.lookups import no_such_container
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.pipes import InputStalledError, write_all
@@ -81,27 +85,6 @@ def attach_target(cell: Cell, wanted: str | None) -> ContainerSpec:
     )
 
 
-def _read_new(path: Path, offset: int) -> tuple[bytes, int]:
-    """What the file gained since ``offset`` (at most CHUNK); a shorter file restarts at 0."""
-    try:
-        with path.open("rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            if size < offset:
-                offset = 0
-            stream.seek(offset)
-            data = stream.read(CHUNK)
-            return data, offset + len(data)
-    except FileNotFoundError:
-        return b"", 0
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
 def _open_stdin(path: Path) -> int | None:
     """A writer of the stdin FIFO; None when no terminal reads it (no running task)."""
     try:
@@ -113,9 +96,9 @@ def _open_stdin(path: Path) -> int | None:
 
 
 async def _send_tail(
-    socket: web.WebSocketResponse, log: Path, offset: int, closing: WriterClosed | None
-) -> int:
-    """Send the log's last output after the task's exit; the offset read to.
+    socket: web.WebSocketResponse, log: ByteFollower, closing: WriterClosed | None
+) -> None:
+    """Send the log's last output after the task's exit.
 
     The shim's logger copies the terminal's last output after the exit, then closes the
     log: once it has (``closing``, at most AFTER_EXIT_MAX_SECONDS), all of it is sent.
@@ -126,20 +109,19 @@ async def _send_tail(
     if closing is not None:
         await closing.wait(within=AFTER_EXIT_MAX_SECONDS)
         while True:
-            data, offset = await asyncio.to_thread(_read_new, log, offset)
+            data = await asyncio.to_thread(log.read, CHUNK)
             if not data:
-                return offset
+                return
             await socket.send_bytes(b"\x01" + data)
     give_up = loop.time() + AFTER_EXIT_MAX_SECONDS
     quiet_since = loop.time()
     while loop.time() - quiet_since < AFTER_EXIT_QUIET_SECONDS and loop.time() < give_up:
-        data, offset = await asyncio.to_thread(_read_new, log, offset)
+        data = await asyncio.to_thread(log.read, CHUNK)
         if data:
             await socket.send_bytes(b"\x01" + data)
             quiet_since = loop.time()
         else:
             await asyncio.sleep(POLL_MIN_SECONDS)
-    return offset
 
 
 def _watch_close(log: Path) -> WriterClosed | None:
@@ -180,24 +162,28 @@ async def serve_attach(
 ) -> web.WebSocketResponse:
     """Run one attach session on an upgraded WebSocket until detach or exit; ``replay``
     (``?logs=true``, docker's attach parameter) sends the instance's log from its start
-    first, so a client that attaches to a task it just started misses none of its output."""
+    first (its kept rotated files, then the current one), so a client that attaches to a task
+    it just started misses none of its output."""
     socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
     await socket.prepare(request)
-    closing = _watch_close(log)  # before the size: a close from now on is the logger's
+    closing = _watch_close(log)  # before the end is taken: a close from now on is the logger's
+    follower: ByteFollower | None = None
     try:
-        offset = 0 if replay else await asyncio.to_thread(_size, log)
+        follower = await asyncio.to_thread(partial(ByteFollower, log, from_start=replay))
         stdin_fd = await asyncio.to_thread(_open_stdin, stdin)
     except BaseException:
         if closing is not None:
             closing.close()
+        if follower is not None:
+            follower.close()
         raise
+    output = follower
     exited: asyncio.Future[ExitStatus] = asyncio.ensure_future(tasks.wait(containerd_id))
 
     async def to_client() -> None:
-        nonlocal offset
         pause = POLL_MIN_SECONDS
         while True:
-            data, offset = await asyncio.to_thread(_read_new, log, offset)
+            data = await asyncio.to_thread(output.read, CHUNK)
             if data:
                 await socket.send_bytes(b"\x01" + data)
                 pause = POLL_MIN_SECONDS
@@ -207,7 +193,7 @@ async def serve_attach(
             await asyncio.wait([exited], timeout=pause)
             pause = min(pause * 2, POLL_MAX_SECONDS)
         # The logger appends the last output just after the exit, then closes the log.
-        offset = await _send_tail(socket, log, offset, closing)
+        await _send_tail(socket, output, closing)
         try:
             status: dict[str, object] = {"exitCode": exited.result().code}
         except ContainerdError as error:
@@ -227,5 +213,6 @@ async def serve_attach(
                     os.close(stdin_fd)
             if closing is not None:
                 closing.close()
+            output.close()
             await socket.close()
     return socket

@@ -5,6 +5,9 @@ containerd shim starts (``runtime.containerd.ttyio``, ``crilog``'s terminal mode
 copies the last output after the task has exited and then exits, closing the file. A file has no end
 of file to wait for, but that close is one: :class:`WriterClosed` watches for it, so an
 attach session sends the last output once it is all there, however late the logger is.
+The logger also closes a file when it rotates it (``crilog.LogRotation``), but it has
+renamed it ``<log>.<n>`` by then: the close is watched on the directory and only one
+reported under the log's own name counts, so a rotation is not taken for the end.
 Where inotify is not to be had (``OSError`` at the start), the caller falls back on
 waiting until the file stays quiet.
 """
@@ -14,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import struct
 from pathlib import Path
 
 IN_CLOSE_WRITE = 0x00000008
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
@@ -31,12 +36,16 @@ def _checked(result: int) -> int:
 
 
 class WriterClosed:
-    """Whether a writer of ``path`` (the file it is now) closed it since this was made."""
+    """Whether a writer closed the file named ``path`` since this was made (a file it
+    closed after renaming it, a rotated one, does not count)."""
 
     def __init__(self, path: Path) -> None:
+        os.stat(path)  # no log yet: the caller falls back as without inotify
+        self._name = os.fsencode(path.name)
         self._fd = _checked(_libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC))
         try:
-            _checked(_libc.inotify_add_watch(self._fd, os.fsencode(path), IN_CLOSE_WRITE))
+            folder = os.fsencode(path.parent)
+            _checked(_libc.inotify_add_watch(self._fd, folder, IN_CLOSE_WRITE))
         except OSError:
             os.close(self._fd)
             raise
@@ -44,11 +53,23 @@ class WriterClosed:
 
     def _drain(self) -> bool:
         try:
-            while os.read(self._fd, 4096):
-                self._seen = True
+            while data := os.read(self._fd, 65536):
+                self._seen = self._seen or self._named(data)
         except BlockingIOError:
             pass
         return self._seen
+
+    def _named(self, data: bytes) -> bool:
+        """Whether one of the events names the log (the name as the file has it at its
+        close: a rotated file's is ``<log>.<n>``)."""
+        offset = 0
+        while offset + _EVENT.size <= len(data):
+            _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
+            start = offset + _EVENT.size
+            if data[start : start + length].rstrip(b"\0") == self._name:
+                return True
+            offset = start + length
+        return False
 
     async def wait(self, *, within: float) -> bool:
         """True once a writer has closed the file (at once if one did already); False when

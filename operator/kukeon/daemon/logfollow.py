@@ -11,8 +11,9 @@ writes to a file only until it renames it), then the rotated files newer than it
 rotations between two reads), then the new file, as ``tail -F`` does, so a follower sees
 every record in order; a follower that lags by more than the kept files misses what was
 removed before it got there. The logger writes whole records, so a follower reads complete
-lines only and leaves a partial one for the next read. Every method blocks: callers run
-them off the event loop.
+lines only and leaves a partial one for the next read. :class:`ByteFollower` follows an
+attachable container's terminal log (raw bytes, for an attach session) the same way, by
+the bytes. Every method blocks: callers run them off the event loop.
 """
 
 from __future__ import annotations
@@ -77,6 +78,34 @@ def _lines(stream: BinaryIO, last: int | None) -> list[bytes]:
     elif len(kept) > last:
         kept.popleft()
     return list(kept)
+
+
+def _rotated_after(path: Path, previous: Identity | None, held: Identity | None) -> list[BinaryIO]:
+    """The files ``path`` was rotated into that are newer than the one that was followed
+    (all of them when it is not among them: removed, or now a previous instance's) and
+    older than the one now held, open, oldest first. Listed after that one was opened, so
+    it may have been rotated too meanwhile: the files after it are read after it, once
+    the path names another file again (a busy terminal rotates every few milliseconds)."""
+    opened = _open_rotated(path)
+    identities = [identity for identity, _ in opened]
+    start = identities.index(previous) + 1 if previous in identities else 0
+    end = identities.index(held) if held in identities else len(opened)
+    for index, (_, stream) in enumerate(opened):
+        if not start <= index < end:
+            stream.close()
+    return [stream for _, stream in opened[start:end]]
+
+
+def _rotated_before(path: Path, held: Identity | None) -> list[BinaryIO]:
+    """The files ``path`` was rotated into that are older than the one held, open, oldest
+    first. Listed after it was opened, so it may be among them (rotated since): those
+    before it then; all when it is not (the path's current file)."""
+    opened = _open_rotated(path)
+    identities = [identity for identity, _ in opened]
+    end = identities.index(held) if held in identities else len(opened)
+    for _, stream in opened[end:]:
+        stream.close()
+    return [stream for _, stream in opened[:end]]
 
 
 class LogFollower:
@@ -171,27 +200,13 @@ class LogFollower:
         self._open()  # before the rotated files are listed, as in `history`
         held = _identity(self._stream)
         try:
-            for stream in self._rotated_after(previous, held):
+            for stream in _rotated_after(self.path, previous, held):
                 with stream:
                     records += parse_lines(_lines(stream, None))
         finally:
             if old is not None:
                 old.close()
         return records + self._read_rest()
-
-    def _rotated_after(self, previous: Identity | None, held: Identity | None) -> list[BinaryIO]:
-        """The rotated files newer than the one that was followed (all of them when it is
-        not among them: removed, or now a previous instance's), but the one now held."""
-        opened = _open_rotated(self.path)
-        identities = [identity for identity, _ in opened]
-        start = identities.index(previous) + 1 if previous in identities else 0
-        newer: list[BinaryIO] = []
-        for index, (identity, stream) in enumerate(opened):
-            if index >= start and identity != held:
-                newer.append(stream)
-            else:
-                stream.close()
-        return newer
 
     def _read_rest(self) -> list[LogRecord]:
         if self._stream is None:
@@ -214,3 +229,62 @@ class LogFollower:
             with contextlib.suppress(OSError):
                 self._stream.close()
             self._stream = None
+
+
+class ByteFollower:
+    """The bytes of an attachable container's terminal log written after this was made
+    (``from_start``: the kept files' too, oldest first), across its rotations: the file
+    held to its end, then the files rotated since, then the one the path names."""
+
+    def __init__(self, path: Path, *, from_start: bool = False) -> None:
+        self.path = path
+        self._streams: deque[BinaryIO] = deque()  # read in order; the last one is the newest
+        self._offset = 0
+        with contextlib.suppress(FileNotFoundError):
+            self._streams.append(path.open("rb"))
+        newest = self._streams[-1] if self._streams else None
+        if from_start:
+            self._streams.extendleft(reversed(_rotated_before(path, _identity(newest))))
+        elif newest is not None:
+            self._offset = os.fstat(newest.fileno()).st_size
+
+    def read(self, limit: int) -> bytes:
+        """At most ``limit`` bytes written since the last read; empty when there are none."""
+        while True:
+            if self._streams:
+                data = self._read_front(limit)
+                if data:
+                    return data
+                if len(self._streams) > 1:
+                    self._streams.popleft().close()  # a rotated file, read to its end
+                    self._offset = 0
+                    continue
+            newest = self._streams[-1] if self._streams else None
+            named = _identity_of(self.path)
+            if named is None or named == _identity(newest):
+                return b""  # no rotation (or the new file not there yet): nothing more
+            # Rotated: its writer has moved on, so the front file is complete; it is read
+            # to its end (the loop), then the files rotated after it, then the new one.
+            try:
+                fresh = self.path.open("rb")
+            except FileNotFoundError:
+                return b""
+            held = _identity(fresh)
+            self._streams.extend(_rotated_after(self.path, _identity(newest), held))
+            self._streams.append(fresh)
+            if newest is None:
+                self._offset = 0
+
+    def _read_front(self, limit: int) -> bytes:
+        stream = self._streams[0]
+        if os.fstat(stream.fileno()).st_size < self._offset:
+            self._offset = 0  # truncated: written afresh
+        stream.seek(self._offset)
+        data = stream.read(limit)
+        self._offset += len(data)
+        return data
+
+    def close(self) -> None:
+        while self._streams:
+            with contextlib.suppress(OSError):
+                self._streams.popleft().close()

@@ -34,7 +34,9 @@ that listed the kept files never finds one renamed under it, which logrotate's s
 opened, and the oldest beyond the count are removed. Records are never cut between files.
 A rename or removal the disk refuses leaves the records going to the current file, said
 in a ``stderr`` record (``[kukeon] the log could not be rotated (N tries: why)``), and is
-tried again a second later; the pipes are never left unread.
+tried again a second later; the pipes are never left unread. A terminal's output (an
+attachable container's, raw bytes) is rotated alike, between lines (a line longer than a
+whole file is cut into pieces of that size).
 """
 
 from __future__ import annotations
@@ -179,6 +181,14 @@ def rotate():
     return True
 def pending():
     return lost["bytes"] or lost["cut"] or st["failed"]
+def lines_of(data):
+    # A terminal's output is cut into lines where a rotation is due, so that each file ends
+    # with a whole line where it can (a reader of lines would leave a cut one behind); a
+    # line longer than a whole file into pieces of a file's size.
+    parts = data.split(b"\n")
+    last = parts.pop()
+    lines = [part + b"\n" for part in parts] + ([last] if last else [])
+    return [line[at:at + LIMIT] for line in lines for at in range(0, len(line), LIMIT)]
 def write(records):
     # Whole records per file: those that would take it past LIMIT go to the next one.
     if not records:
@@ -186,6 +196,8 @@ def write(records):
     data = b"".join(records)
     if not LIMIT or st["size"] + len(data) + (512 if pending() else 0) <= LIMIT:
         return append(data)
+    if RAW:
+        records = lines_of(data)
     while records:
         room = LIMIT - st["size"] - (512 if pending() else 0)
         take = used = 0
@@ -300,15 +312,13 @@ def logger_command(
     (the shim waits for that). A replacement (:mod:`logcopier`) passes its own.
 
     ``terminal_of``: the stdin FIFO of a TTY task (:mod:`ttyio`): the output is appended as
-    it is, not as records, and a writer of the FIFO is held for the task's life; it is
-    never rotated (an attach session follows the file by its path and offset and takes
-    its writer's close for the task's end, see ``daemon/attach.py``).
+    it is, not as records, and a writer of the FIFO is held for the task's life; rotated
+    as the records are, between lines (a line longer than a whole file is cut into pieces
+    of that size).
     ``rotation``: the log's size bound; None: the file grows as long as the task runs."""
     named = {fd: name.encode() for fd, name in streams.items()}
     hold = str(terminal_of) if terminal_of is not None else None
     limit, keep = (rotation.max_size, rotation.max_files) if rotation is not None else (0, 0)
-    if terminal_of is not None:
-        limit = keep = 0
     prelude = (
         f"PATH = {str(path)!r}\nMODE = {LOG_FILE_MODE:#o}\nMAX = {MAX_RECORD_BYTES}\n"
         f"STREAMS = {named!r}\nREADY = {ready_fd!r}\n"

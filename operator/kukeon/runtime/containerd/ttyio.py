@@ -18,7 +18,8 @@ So the task's stdout is ``binary://`` kukeond's interpreter running the containe
 logger of :mod:`crilog` in its terminal mode: it opens the stdin FIFO read-write (the
 writer that keeps the console alive, for the task's lifetime, whatever happens to
 kukeond), signals ready, and appends the terminal's output as it is to the container's
-log file. Nothing of the container's I/O passes through kukeond: output produced while
+log file, rotated as any container's log is (``crilog.LogRotation``). Nothing of the
+container's I/O passes through kukeond: output produced while
 kukeond is down is in the log file and never blocks the container. A write the disk
 refuses drops that output and the log says so once it takes writes again; the logger
 goes on (it was ``sh -c 'cat >> log'``, whose ``cat`` exited on a full disk and took the
@@ -38,7 +39,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kukeon.runtime.containerd.crilog import logger_uri
+from kukeon.runtime.containerd.crilog import LogRotation, logger_uri
 from kukeon.runtime.containerd.tasks import TaskIO
 from kukeon.runtime.hostfiles import create_log_file, make_dirs
 
@@ -46,9 +47,11 @@ if TYPE_CHECKING:
     from kukeon.runtime.containerd.tasks import TaskService
 
 
-def attachable_io(*, stdin: Path, log: Path) -> TaskIO:
-    """The ``binary://`` stdout holds a writer of ``stdin`` and appends fd 3 to ``log``."""
-    return TaskIO(stdin=str(stdin), stdout=logger_uri(log, terminal_of=stdin), terminal=True)
+def attachable_io(*, stdin: Path, log: Path, rotation: LogRotation | None = None) -> TaskIO:
+    """The ``binary://`` stdout holds a writer of ``stdin`` and appends fd 3 to ``log``,
+    rotated by ``rotation`` as a container's records are (``crilog``)."""
+    uri = logger_uri(log, terminal_of=stdin, rotation=rotation)
+    return TaskIO(stdin=str(stdin), stdout=uri, terminal=True)
 
 
 def ensure_fifo(path: Path) -> None:
@@ -72,7 +75,12 @@ def _prepare(stdin: Path, log: Path) -> int:
 
 
 async def create_attachable_task(
-    tasks: TaskService, container_id: str, *, stdin: Path, log: Path
+    tasks: TaskService,
+    container_id: str,
+    *,
+    stdin: Path,
+    log: Path,
+    rotation: LogRotation | None = None,
 ) -> int:
     """Create the task with a TTY whose I/O the shim's logger owns; returns the init pid.
 
@@ -81,7 +89,8 @@ async def create_attachable_task(
     """
     holder = await asyncio.to_thread(_prepare, stdin, log)
     try:
-        return await tasks.create(container_id, io=attachable_io(stdin=stdin, log=log))
+        io = attachable_io(stdin=stdin, log=log, rotation=rotation)
+        return await tasks.create(container_id, io=io)
     finally:
         with contextlib.suppress(OSError):
             os.close(holder)
