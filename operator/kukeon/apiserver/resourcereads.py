@@ -44,9 +44,11 @@ class ChosenObjects:
     console kept it). The DELETED event carries the object as it is now (kube-apiserver's
     carries the version before, at the new revision): clients take it by its key.
 
-    A watch resumed from a resourceVersion has no list here, so what the client holds is
-    not known: until an object's first event, one that matches is sent as the feed says
-    (MODIFIED) and one that does not is not sent; from its first event on it is followed.
+    A watch resumed from a resourceVersion (kukectl's ``get -w`` and reflectors list
+    first, then watch from the list's revision) has no list here: an object's first event
+    is judged by its version before (``EncodedEvent.prior``) when the registry held it,
+    and from then on the object is followed. Without it (a sealed kind, a version no one
+    here decoded), a match is sent as the feed says (MODIFIED) and a non-match not at all.
     """
 
     _TYPED = b'{"type":"'
@@ -57,11 +59,13 @@ class ChosenObjects:
         self._followed: set[tuple[str, ...]] = set()
         """Resumed: the objects whose client's copy is known, from their first event."""
 
-    def line(self, event: EncodedEvent, *, now: bool) -> bytes | None:
-        """The event's line as this client must see it; None to send nothing."""
+    def line(self, event: EncodedEvent, *, now: bool, before: bool | None = None) -> bytes | None:
+        """The event's line as this client must see it; None to send nothing. ``before``:
+        whether the version before matched, when known (a MODIFIED event's ``prior``)."""
         key = key_of(event.object)
-        was = key in self._shown
         known = self._complete or key in self._followed
+        was = key in self._shown if known or before is None else before
+        known = known or before is not None
         if event.type == "DELETED":
             self._shown.discard(key)
             self._followed.discard(key)
@@ -270,7 +274,10 @@ class ResourceReads(HandlerBase):
 
         def encode(event: EncodedEvent) -> tuple[int, bytes | None]:
             now = visible(event.object)
-            line = event.line if chosen is None else chosen.line(event, now=now)
+            line: bytes | None = event.line
+            if chosen is not None:
+                before = None if event.prior is None else visible(event.prior)
+                line = chosen.line(event, now=now, before=before)
             if line is None or (chosen is None and not now):
                 return event.revision, None
             return event.revision, event_without_digests(line) if hide else line

@@ -41,16 +41,20 @@ class EncodedEvent(NamedTuple):
     object: AnyResource
     revision: int
     line: bytes
+    prior: AnyResource | None = None
+    """A MODIFIED event's version before, when the registry held it (``WatchEvent.prior``)."""
 
 
 Item = EncodedEvent | BaseException | None
 """What a subscriber's queue carries: events, the error that ended the feed, or None (end)."""
 
 
-def encode(event_type: str, obj: AnyResource, revision: int) -> EncodedEvent:
+def encode(
+    event_type: str, obj: AnyResource, revision: int, prior: AnyResource | None = None
+) -> EncodedEvent:
     document = {"type": event_type, "object": to_document(obj)}
     line = json.dumps(document, separators=(",", ":")).encode() + b"\n"
-    return EncodedEvent(event_type, obj, revision, line)
+    return EncodedEvent(event_type, obj, revision, line, prior)
 
 
 class Subscription:
@@ -138,7 +142,7 @@ class Feed:
     async def _run(self, start: int) -> None:
         try:
             async for event in self._registry.watch(self.kind, self.scope, resource_version=start):
-                encoded = encode(event.type, event.object, event.revision)
+                encoded = encode(event.type, event.object, event.revision, event.prior)
                 self._history.append(encoded)
                 if len(self._history) > self._history_size:
                     self._covered_after = self._history.popleft().revision

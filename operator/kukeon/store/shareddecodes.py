@@ -26,13 +26,19 @@ from kukeon.api import AnyResource
 
 MAX_KEYS = 20_000
 """Keys remembered at most; beyond it a version may be decoded again (as before)."""
+MAX_REPLACED = 256
+"""Versions just replaced by a newer one, kept a little longer: every watch of the process
+meets a change, and one that comes after another has already taken the new version still
+finds the one before (a selective watch compares it: ``WatchEvent.prior``)."""
 
 
 class SharedDecodes:
     """The newest decoded version of each key, by its revision."""
 
-    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+    def __init__(self, max_keys: int = MAX_KEYS, max_replaced: int = MAX_REPLACED) -> None:
         self._entries: OrderedDict[bytes, tuple[int, AnyResource]] = OrderedDict()
+        self._replaced: OrderedDict[bytes, tuple[int, AnyResource]] = OrderedDict()
+        self._max_replaced = max_replaced
         self._forgotten: OrderedDict[bytes, int] = OrderedDict()
         """The revision each key was last forgotten at (deleted, or a version that does not
         decode): an older version met later (a list read before the delete, a write's
@@ -42,9 +48,12 @@ class SharedDecodes:
     def get(self, raw_key: bytes, revision: int) -> AnyResource | None:
         """The object decoded from ``raw_key`` at ``revision``, if it is the one kept."""
         entry = self._entries.get(raw_key)
-        if entry is None or entry[0] != revision:
-            return None
-        return entry[1]
+        if entry is not None and entry[0] == revision:
+            return entry[1]
+        replaced = self._replaced.get(raw_key)
+        if replaced is not None and replaced[0] == revision:
+            return replaced[1]
+        return None
 
     def keep(self, raw_key: bytes, revision: int, res: AnyResource) -> None:
         """Remember ``res`` as ``raw_key``'s version at ``revision`` (an older one never
@@ -57,6 +66,11 @@ class SharedDecodes:
             if revision <= forgotten:
                 return
             del self._forgotten[raw_key]  # made again since
+        if entry is not None and entry[0] < revision:
+            self._replaced[raw_key] = entry
+            self._replaced.move_to_end(raw_key)
+            while len(self._replaced) > self._max_replaced:
+                self._replaced.popitem(last=False)
         self._entries[raw_key] = (revision, res)
         self._entries.move_to_end(raw_key)
         while len(self._entries) > self._max_keys:
@@ -66,6 +80,7 @@ class SharedDecodes:
         """``raw_key`` is gone (or undecodable) as of ``revision``: nothing of it kept, nor
         any version up to that one later."""
         self._entries.pop(raw_key, None)
+        self._replaced.pop(raw_key, None)
         self._forgotten[raw_key] = max(revision, self._forgotten.get(raw_key, 0))
         self._forgotten.move_to_end(raw_key)
         while len(self._forgotten) > self._max_keys:

@@ -28,6 +28,10 @@ class WatchEvent(NamedTuple):
     type: Literal["ADDED", "MODIFIED", "DELETED"]
     object: AnyResource
     revision: int
+    prior: AnyResource | None = None
+    """A MODIFIED event's version before, when this process holds it decoded already (no
+    decode is paid for it): what a selective watch compares to say an object stopped or
+    started matching. None when not held (a sealed kind, a version read by no one here)."""
 
 
 class RegistryWatch(RegistryBase):
@@ -95,6 +99,12 @@ class RegistryWatch(RegistryBase):
         was_invalid = previous is not None and self._invalid.was_invalid(
             kv.key, previous.mod_revision
         )
+        # Before the new version replaces it among the shared decodes.
+        prior = (
+            None
+            if previous is None or created or was_invalid
+            else self._codec.shared_version(kind, kv.key, previous.mod_revision)
+        )
         current = self._codec.decoded_shared(kind, kv.key, kv.value, kv.mod_revision)
         if isinstance(current, str):
             self._documents.forget(kv.key)
@@ -110,4 +120,4 @@ class RegistryWatch(RegistryBase):
         kind_of_change: Literal["ADDED", "MODIFIED"] = (
             "ADDED" if created or was_invalid else "MODIFIED"
         )
-        return WatchEvent(kind_of_change, current, kv.mod_revision)
+        return WatchEvent(kind_of_change, current, kv.mod_revision, prior)

@@ -52,3 +52,19 @@ def test_a_resumed_watch_follows_each_object_from_its_first_event() -> None:
     assert _sent(chosen, "MODIFIED", _realm("a", rank="1")) == "DELETED"
     assert _sent(chosen, "MODIFIED", _realm("a", rank="7")) == "ADDED"
     assert _sent(chosen, "DELETED", _realm("z", rank="7")) == "DELETED"
+
+
+def test_a_resumed_watch_judges_a_first_event_by_the_version_before() -> None:
+    """kukectl's ``get -w`` and reflectors list, then watch from the list's revision: an
+    object they listed that stops matching is DELETED by its version before."""
+    chosen = ChosenObjects([], listed=False)
+
+    def sent(res: AnyResource, revision: int, *, before: bool) -> str | None:
+        event = encode("MODIFIED", res, revision)
+        line = chosen.line(event, now=SELECTOR.matches(res.metadata.labels), before=before)
+        return None if line is None else str(json.loads(line)["type"])
+
+    assert sent(_realm("a", rank="1"), 7, before=True) == "DELETED"
+    assert sent(_realm("b", rank="9"), 8, before=False) == "ADDED"
+    assert sent(_realm("c", rank="1"), 9, before=False) is None
+    assert sent(_realm("d", rank="6"), 10, before=True) == "MODIFIED"

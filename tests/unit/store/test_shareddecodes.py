@@ -59,3 +59,20 @@ def test_what_is_remembered_of_forgotten_keys_is_bounded() -> None:
     assert shared.get(b"k0", 1) is not None
     shared.keep(b"k4", 1, realm("r4"))
     assert shared.get(b"k4", 1) is None
+
+
+def test_a_replaced_version_is_still_found_at_its_revision_for_a_while() -> None:
+    """Every watch of the process meets a change; one that comes after another took the new
+    version still finds the one before (a selective watch compares it), within a bound."""
+    shared = SharedDecodes(max_replaced=2)
+    first = realm("a")
+    shared.keep(b"a", 5, first)
+    shared.keep(b"a", 9, realm("a"))
+    assert shared.get(b"a", 5) is first
+    assert shared.get(b"a", 6) is None
+    for key in (b"b", b"c"):
+        shared.keep(key, 1, realm("b"))
+        shared.keep(key, 2, realm("b"))
+    assert shared.get(b"a", 5) is None  # the oldest replaced went first
+    shared.forget(b"c", 3)
+    assert shared.get(b"c", 1) is None
