@@ -75,10 +75,19 @@ def _lookup(path: Path) -> tuple[list[_Step], Path]:
     return steps, current
 
 
+def closed_to_others(directory: Path) -> tuple[Path, int] | None:
+    """The top-most of ``directory`` and the directories above it that an account neither
+    owner nor in the group cannot get through (no search bit for "others"), with its mode;
+    None when every one lets them through. ``OSError`` when one cannot be looked up."""
+    for step in (*reversed(directory.parents), directory):
+        mode = stat.S_IMODE(os.stat(step).st_mode)
+        if not mode & _SEARCH:
+            return step, mode
+    return None
+
+
 def _reachable_by_others(directory: Path) -> bool:
-    """Whether an account that is neither owner nor in the group gets through
-    ``directory`` and every directory above it (the search bit of "others")."""
-    return all(os.stat(d).st_mode & _SEARCH for d in (directory, *directory.parents))
+    return closed_to_others(directory) is None
 
 
 @dataclass(frozen=True)

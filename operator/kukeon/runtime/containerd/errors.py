@@ -7,13 +7,13 @@ every message names the object, its containerd namespace and the operation, so a
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+
+from kukeon.fileio import closed_to_others
 
 
 class ContainerdError(Exception):
@@ -184,14 +184,10 @@ def closed_rootfs_ancestor(detail: str) -> tuple[Path, int] | None:
     found = _ROOTFS_DENIED.search(detail)
     if found is None:
         return None
-    for directory in reversed(Path(found.group(1)).parents):
-        try:
-            mode = stat.S_IMODE(os.stat(directory).st_mode)
-        except OSError:
-            return None
-        if not mode & stat.S_IXOTH:
-            return directory, mode
-    return None
+    try:
+        return closed_to_others(Path(found.group(1)).parent)
+    except OSError:
+        return None
 
 
 # runc's words (libcontainer's LookPath and execve errors, wrapped by containerd), most
