@@ -671,6 +671,7 @@ def test_volumes_tmpfs_secrets_and_rendered_files() -> None:
             {"source": "/host/conf", "target": "/etc/app", "readOnly": True},
             {"kind": "tmpfs", "target": "/data/cache", "sizeBytes": 1048576, "mode": 0o1777},
             {"kind": "tmpfs", "target": "/plain"},
+            {"kind": "tmpfs", "target": "/frozen", "readOnly": True},
         ],
         tmpfs=[
             {"path": "/scratch", "sizeBytes": 4096, "options": ["exec", "mode=700"]},
@@ -699,6 +700,8 @@ def test_volumes_tmpfs_secrets_and_rendered_files() -> None:
         "options": ["nosuid", "nodev", "size=1048576", "mode=1777"],
     }
     assert mounts["/plain"]["options"] == ["nosuid", "nodev"]
+    # readOnly of a tmpfs volume was ignored: the tmpfs was writable.
+    assert mounts["/frozen"]["options"] == ["nosuid", "nodev", "ro"]
     assert mounts["/scratch"]["options"] == ["nosuid", "nodev", "exec", "mode=700", "size=4096"]
     assert mounts["/run"]["options"] == ["nosuid", "nodev", "noexec", "size=1m", "uid=1000"]
     assert mounts["/run/secrets/db"] == {

@@ -131,6 +131,8 @@ def _own_mounts(
         field = f"volumes[{position}]"
         if volume.kind == VolumeKind.TMPFS:
             options = ["nosuid", "nodev"]
+            if volume.read_only:
+                options.append("ro")
             if volume.size_bytes:
                 options.append(f"size={volume.size_bytes}")
             if volume.mode is not None:
