@@ -265,9 +265,9 @@ class VolumeMount(KukeonModel):
     read_only: bool = False
     """Mount it read-only."""
     size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
-    """Size of a tmpfs volume in bytes (0 to 2^63-1)."""
+    """Size of a tmpfs volume in bytes (0 to 2^63-1); a bind volume refuses it."""
     mode: int | None = Field(default=None, ge=0, le=0o7777, strict=True)
-    """Permissions of a tmpfs root, e.g. 0755 (ignored for bind)."""
+    """Permissions of a tmpfs root, e.g. 0755; a bind volume refuses it (its source's)."""
 
     @field_validator("source")
     @classmethod

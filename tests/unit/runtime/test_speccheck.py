@@ -161,3 +161,33 @@ def test_an_exec_string_linux_would_refuse_is_refused() -> None:
     assert "argument list too long" in errors[0].reason
     fits = make_container(command="sh", args=[big], env=[f"A={big[2:]}"])
     assert container_errors(fits) == []
+
+
+@pytest.mark.parametrize(
+    ("volume", "field"),
+    [
+        ({"source": "/srv", "target": "/data", "mode": 0o700}, "volumes[0].mode"),
+        ({"source": "/srv", "target": "/data", "sizeBytes": 4096}, "volumes[0].sizeBytes"),
+    ],
+)
+def test_a_bind_volume_refuses_the_tmpfs_fields(volume: dict[str, Any], field: str) -> None:
+    """A bind mount has its source's size and permissions: mode and sizeBytes were stored and
+    never used (found applying a manifest with mode: 0700 on a bind volume)."""
+    errors = container_errors(make_container(volumes=[volume]))
+    assert [e.field for e in errors] == [field]
+    assert "is for a tmpfs volume" in errors[0].reason
+    # Zero, what Go writes for an unset number, is let through; tmpfs takes both.
+    unset = {**volume, "mode": 0} if "mode" in volume else {**volume, "sizeBytes": 0}
+    assert container_errors(make_container(volumes=[unset])) == []
+    tmpfs = {"kind": "tmpfs", "target": "/data", "mode": 0o700, "sizeBytes": 4096}
+    assert container_errors(make_container(volumes=[tmpfs])) == []
+
+
+def test_a_tmpfs_size_given_twice_is_refused() -> None:
+    """The options' size= won and sizeBytes was dropped without a word."""
+    twice = make_container(tmpfs=[{"path": "/t", "sizeBytes": 1048576, "options": ["size=2m"]}])
+    errors = container_errors(twice)
+    assert [e.field for e in errors] == ["tmpfs[0].sizeBytes"]
+    assert "'size=2m'" in errors[0].reason
+    once = make_container(tmpfs=[{"path": "/t", "sizeBytes": 1048576, "options": ["noexec"]}])
+    assert container_errors(once) == []

@@ -8,7 +8,9 @@ same functions, so the API server can refuse such a write with a 422 naming the 
 (``apiserver.writerules.check_runnable``, handed ``runnable_problems`` by kukeond: the API
 server does not import the runtime). What depends on the host or the image (a device
 node, the capability bounding set, a user name in the image's /etc/passwd) stays the
-node's to report.
+node's to report. Beside the builder's own checks, a few here refuse what the builder
+would take and ignore (a bind volume's `mode`, a tmpfs size given twice), or what would
+fail later for the same reason on every node (an alias, an exec string too long).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from functools import partial
 
 from kukeon.api import ContainerSpec
+from kukeon.api.container import TmpfsMount, VolumeKind, VolumeMount
 from kukeon.runtime.containerd import ttyinit
 from kukeon.runtime.containerd.capabilities import capability_set, security_options
 from kukeon.runtime.containerd.mounts import container_mounts
@@ -38,6 +41,8 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
         checks.append(lambda: check_user(user))
     checks += [partial(_alias, i, alias) for i, alias in enumerate(container.networks_aliases)]
     checks += [partial(_exec_string, field, text) for field, text in _exec_strings(container)]
+    checks += [partial(_bind_only, i, volume) for i, volume in enumerate(container.volumes)]
+    checks += [partial(_one_tmpfs_size, i, tmpfs) for i, tmpfs in enumerate(container.tmpfs)]
     errors: list[FieldError] = []
     for check in checks:
         try:
@@ -81,6 +86,30 @@ def _exec_string(field: str, text: str) -> None:
             f"{size} bytes, over the {EXEC_STRING_MAX} Linux passes to a program in one "
             "argument or environment string (exec would fail: argument list too long)",
         )
+
+
+def _bind_only(index: int, volume: VolumeMount) -> None:
+    # The builder gives a bind mount its source's own size and permissions: these fields
+    # were stored and never used. Zero is what Go writes for an unset number: let through.
+    if volume.kind != VolumeKind.BIND:
+        return
+    for name, value in (("sizeBytes", volume.size_bytes), ("mode", volume.mode)):
+        if value:
+            why = (
+                f"is for a tmpfs volume: a bind mount has the size and permissions of its "
+                f"source {volume.source}; remove it (or use kind: tmpfs)"
+            )
+            raise FieldError(f"volumes[{index}].{name}", why)
+
+
+def _one_tmpfs_size(index: int, tmpfs: TmpfsMount) -> None:
+    # The builder keeps the options' size= and drops sizeBytes: one of them was ignored.
+    if not tmpfs.size_bytes:
+        return
+    given = [option for option in tmpfs.options if option.partition("=")[0] == "size"]
+    if given:
+        why = f"and options {given[0]!r} both give the size (the option would win): give one"
+        raise FieldError(f"tmpfs[{index}].sizeBytes", why)
 
 
 def _mounts(container: ContainerSpec) -> None:
