@@ -46,9 +46,10 @@ class ChosenObjects:
 
     A watch resumed from a resourceVersion (kukectl's ``get -w`` and reflectors list
     first, then watch from the list's revision) has no list here: an object's first event
-    is judged by its version before (``EncodedEvent.prior``) when the registry held it,
-    and from then on the object is followed. Without it (a sealed kind, a version no one
-    here decoded), a match is sent as the feed says (MODIFIED) and a non-match not at all.
+    is judged by its version before (``EncodedEvent.prior``: the one the registry held,
+    or for a sealed kind one read with its values left sealed), and from then on the
+    object is followed. Without it (a version no one here decoded), a match is sent as
+    the feed says (MODIFIED) and a non-match not at all.
     """
 
     _TYPED = b'{"type":"'

@@ -42,7 +42,8 @@ class EncodedEvent(NamedTuple):
     revision: int
     line: bytes
     prior: AnyResource | None = None
-    """A MODIFIED event's version before, when the registry held it (``WatchEvent.prior``)."""
+    """A MODIFIED event's version before, as selectors see it, when the registry has it
+    (``WatchEvent.prior``)."""
 
 
 Item = EncodedEvent | BaseException | None

@@ -250,21 +250,46 @@ class DocumentCodec:
         found = self.shared_version(kind, kv.key, kv.mod_revision)
         if found is not None:  # that version, stamped with the deletion's revision
             return self.as_written(found, revision)
+        return self._parsed_quietly(kind, kv, revision, self._keyring)
+
+    def prior_version(self, kind: Kind, kv: Any) -> AnyResource | None:
+        """A change's version before (etcd's ``prev_kv``) as selectors see it, for
+        ``WatchEvent.prior``: the one kept decoded (none is decoded for it), or, for a kind
+        with sealed values (never kept), read again from ``kv`` with those values left
+        sealed: a Secret without its data, a password ``***`` (labels, name and status are
+        not sealed). No plaintext is opened or held for it. None when not kept or not valid.
+        """
+        if kind not in SEALED_KINDS:
+            return self.shared.get(kv.key, kv.mod_revision)
+        return self._parsed_quietly(kind, kv, kv.mod_revision, None)
+
+    def _parsed_quietly(
+        self, kind: Kind, kv: Any, revision: int, keyring: Keyring | None
+    ) -> AnyResource | None:
+        """``kv``'s version, stamped ``revision``, its sealed values opened with ``keyring``
+        (None: left sealed); None when not valid. Nothing is recorded: that version was
+        either delivered (valid) or skipped already."""
         loaded = load_document(kv.value)
         if isinstance(loaded, str):
             return None
         key = self._layout.split(kind, kv.key)
-        parsed = self.unsealed(kind, kv.key, loaded) or parse_document(
+        parsed = self._opened(kind, kv.key, loaded, keyring) or parse_document(
             loaded, kind=kind, key=key, revision=revision
         )
         return None if isinstance(parsed, str) else parsed
 
     def unsealed(self, kind: Kind, raw_key: bytes, document: dict[str, Any]) -> str | None:
         """Open the sealed values of ``document`` in place; why not, when one does not open."""
+        return self._opened(kind, raw_key, document, self._keyring)
+
+    @staticmethod
+    def _opened(
+        kind: Kind, raw_key: bytes, document: dict[str, Any], keyring: Keyring | None
+    ) -> str | None:
         if kind not in SEALED_KINDS:
             return None
         try:
-            unseal_document(kind.value, raw_key, document, self._keyring)
+            unseal_document(kind.value, raw_key, document, keyring)
         except (EncryptionError, ValueError, UnicodeDecodeError) as error:
             return f"a sealed value does not open: {error}"
         return None

@@ -29,9 +29,11 @@ class WatchEvent(NamedTuple):
     object: AnyResource
     revision: int
     prior: AnyResource | None = None
-    """A MODIFIED event's version before, when this process holds it decoded already (no
-    decode is paid for it): what a selective watch compares to say an object stopped or
-    started matching. None when not held (a sealed kind, a version read by no one here)."""
+    """A MODIFIED event's version before, as selectors see it: what a selective watch
+    compares to say an object stopped or started matching. The one this process holds
+    decoded already (no decode is paid for it); for a kind with sealed values, which is
+    never held, read again from etcd's previous value with those values left sealed
+    (``DocumentCodec.prior_version``). None when not held (a version read by no one here)."""
 
 
 class RegistryWatch(RegistryBase):
@@ -103,7 +105,7 @@ class RegistryWatch(RegistryBase):
         prior = (
             None
             if previous is None or created or was_invalid
-            else self._codec.shared_version(kind, kv.key, previous.mod_revision)
+            else self._codec.prior_version(kind, previous)
         )
         current = self._codec.decoded_shared(kind, kv.key, kv.value, kv.mod_revision)
         if isinstance(current, str):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,8 +13,6 @@ import pytest
 
 from kukeon.api import Kind, Realm, Secret
 from kukeon.store import Registry
-from kukeon.store.encryption import Keyring
-from tests.fixtures.etcd import EtcdServer
 from tests.integration.apiserver.conftest import (
     ADMIN_TOKEN,
     EDITOR_TOKEN,
@@ -36,20 +32,9 @@ MARKER = "api-marker-93e1f0"
 
 
 @pytest.fixture
-async def registry(
-    etcd_server: EtcdServer, etcd_key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Registry]:
+def registry(sealing_registry: Registry) -> Registry:
     """The API's registry holds a keyring, as kukeond's does (it seals and opens)."""
-    keyring, _ = Keyring.load_or_create(tmp_path / "encryption-keys.yaml")
-    connected = await Registry.connect(
-        etcd_server.config(key_prefix=etcd_key_prefix), keyring=keyring
-    )
-    try:
-        yield connected
-    finally:
-        with contextlib.suppress(Exception):
-            await connected.client.delete_prefix(etcd_key_prefix.encode() + b"/")
-        await connected.close()
+    return sealing_registry
 
 
 async def _ok(response: aiohttp.ClientResponse, code: int = 200) -> Any:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +10,8 @@ from aetcd import rpc
 
 from kukeon.api import Kind, Realm, Secret, parse_resource, to_document
 from kukeon.store import ChildrenExist, Invalid, Registry
-from kukeon.store.encryption import Keyring, write_key_file
+from kukeon.store.encryption import write_key_file
 from kukeon.store.keys import range_end
-from tests.fixtures.etcd import EtcdServer
 
 from .objects import realm, space
 
@@ -25,19 +21,8 @@ MARKER = "s3cr3t-marker-4b1d"
 
 
 @pytest.fixture
-async def sealed(
-    etcd_server: EtcdServer, etcd_key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Registry]:
-    keyring, _ = Keyring.load_or_create(tmp_path / "encryption-keys.yaml")
-    connected = await Registry.connect(
-        etcd_server.config(key_prefix=etcd_key_prefix), keyring=keyring
-    )
-    try:
-        yield connected
-    finally:
-        with contextlib.suppress(Exception):
-            await connected.client.delete_prefix(etcd_key_prefix.encode() + b"/")
-        await connected.close()
+def sealed(sealing_registry: Registry) -> Registry:
+    return sealing_registry
 
 
 def secret(realm_id: str, name: str, space_id: str | None = None, **body: Any) -> Secret:
