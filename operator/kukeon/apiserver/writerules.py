@@ -27,6 +27,7 @@ from kukeon.api import (
     ContainerSpec,
     InvalidResource,
     Kind,
+    Realm,
     Secret,
     Space,
     parse_resource,
@@ -262,7 +263,11 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
     fields of `_NOT_ACTED_ON`, a `containerdId` other than the derived one, and networks
     the cell cannot have (`_network_causes`). Compared with the stored object, so a
     document written before these rules stays writable as long as the write leaves those
-    values as they were."""
+    values as they were. A realm's containerd namespace is fixed for its life
+    (`_namespace_causes`)."""
+    if isinstance(res, Realm):
+        refuse_invalid(target, res, _namespace_causes(res, current))
+        return
     if not isinstance(res, Cell):
         return
     before = {c.id: c for c in current.spec.containers} if isinstance(current, Cell) else {}
@@ -288,6 +293,19 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
     if isinstance(current, Cell) and (change := host_users_change(current.spec, res.spec)):
         causes.append(Cause(*change))
     refuse_invalid(target, res, causes)
+
+
+def _namespace_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:
+    """A realm's containerd namespace cannot change: its nodes keep the cells' containers
+    and images in the namespace they made, so a new one stranded them (running, no longer
+    managed) and failed every cell (its image not in the new namespace)."""
+    if not isinstance(current, Realm) or realm.spec.namespace == current.spec.namespace:
+        return []
+    why = (
+        f"is immutable: the realm's containers and images are in {quote(current.spec.namespace)}"
+        "; delete the realm and create it again to use another namespace"
+    )
+    return [Cause("spec.namespace", why)]
 
 
 ContainerCheck = Callable[[ContainerSpec], Sequence[tuple[str, str]]]
