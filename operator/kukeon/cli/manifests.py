@@ -352,6 +352,22 @@ def _describe_error(name: str, exc: ApiRequestError) -> str:
     return f"{name}: {exc.message}"
 
 
+def _check_manifest_version(desired: AnyResource, current: AnyResource) -> None:
+    """A manifest that carries a resourceVersion (a `get -o yaml` kept and edited) is applied
+    only over that version, as kubectl's apply is: applied over a newer one, it would undo
+    what someone else wrote since, unseen. A 409, as the server's own for a stale write."""
+    given = desired.metadata.resource_version
+    if given and given != current.metadata.resource_version:
+        raise ApiRequestError(
+            409,
+            "Conflict",
+            f"metadata.resourceVersion: the manifest's {given[:40]!r} is not the current "
+            f"{current.metadata.resource_version} (the object has been modified since it "
+            "was read); apply your changes to the latest version, or leave "
+            "metadata.resourceVersion out of the manifest",
+        )
+
+
 class Applier:
     """Creates or updates documents through the API, parents first."""
 
@@ -472,6 +488,7 @@ class Applier:
             update = updated_object(res, current)
             if update is None:
                 return "unchanged"
+            _check_manifest_version(res, current)
             try:
                 written = await self._client.update(update, dry_run=self._dry_run)
             except ApiRequestError as exc:
