@@ -263,13 +263,25 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
     fields of `_NOT_ACTED_ON`, a `containerdId` other than the derived one, and networks
     the cell cannot have (`_network_causes`). Compared with the stored object, so a
     document written before these rules stays writable as long as the write leaves those
-    values as they were. A realm's containerd namespace is fixed for its life
+    values as they were. A set's template is checked as the cells it makes
+    (`_template_causes`); a realm's containerd namespace is fixed for its life
     (`_namespace_causes`)."""
     if isinstance(res, Realm):
         refuse_invalid(target, res, _namespace_causes(res, current))
         return
+    if isinstance(res, CellSet):
+        refuse_invalid(target, res, _template_causes(res, current))
+        return
     if not isinstance(res, Cell):
         return
+    causes = _cell_causes(res, current)
+    if isinstance(current, Cell) and (change := host_users_change(current.spec, res.spec)):
+        causes.append(Cause(*change))
+    refuse_invalid(target, res, causes)
+
+
+def _cell_causes(res: Cell, current: AnyResource | None) -> list[Cause]:
+    """What `check_acted_on` refuses in a cell's containers, compared with ``current``."""
     before = {c.id: c for c in current.spec.containers} if isinstance(current, Cell) else {}
     causes: list[Cause] = []
     for index, container in enumerate(res.spec.containers):
@@ -289,10 +301,39 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
         if given and given != derived and given != (old.containerd_id if old else None):
             why = f"is derived by kukeon ({quote(derived)}): leave it out"
             causes.append(Cause(f"{path}.containerdId", why))
-    causes += port_causes(res, current)
-    if isinstance(current, Cell) and (change := host_users_change(current.spec, res.spec)):
-        causes.append(Cause(*change))
-    refuse_invalid(target, res, causes)
+    return causes + port_causes(res, current)
+
+
+def _template_causes(res: CellSet, current: AnyResource | None) -> list[Cause]:
+    """A set's template checked as the cells it makes (the set controller stores them
+    without these checks): networks or a cniConfigPath a cell cannot have, ports its node
+    cannot publish. Such a template was stored and each of its cells failed on its node
+    (NetworkFailed) or had the value ignored. A cause the stored template has too is let
+    through, so a set written before stays writable (scaled, say)."""
+    cell = _template_cell(res)
+    if cell is None:
+        return []
+    stored = _template_cell(current) if isinstance(current, CellSet) else None
+    known = set(_cell_causes(stored, None)) if stored is not None else set()
+    template = "spec.template.spec."
+    return [
+        Cause(template + cause.field.removeprefix("spec."), cause.message, cause.reason)
+        for cause in _cell_causes(cell, stored)
+        if cause not in known
+    ]
+
+
+def _template_cell(cellset: CellSet) -> Cell | None:
+    """A cell as ``cellset`` would make it; None while it has no template spec (a profile
+    not resolved yet) or the template cannot make a cell (reported by other checks)."""
+    if cellset.spec.template.spec is None:
+        return None
+    name = f"{cellset.metadata.name}-{'0' * HASH_LENGTH}-{'0' * SUFFIX_LENGTH}"
+    try:
+        cell = parse_resource(cellset.cell_document(name, "0" * HASH_LENGTH))
+    except InvalidResource:
+        return None
+    return cell if isinstance(cell, Cell) else None
 
 
 def _namespace_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:

@@ -54,3 +54,36 @@ async def test_the_space_defaults_apply_to_the_template() -> None:
 async def test_scaling_is_checked_like_any_spec_change_and_passes() -> None:
     checker, _ = admission(realm())
     await checker.admit(EDITOR, cellset({}, replicas=5), cellset({}))
+
+
+def acted_on_fields(res: CellSet, current: CellSet | None = None) -> list[str]:
+    from kukeon.api import Kind
+    from kukeon.apiserver.target import Target
+    from kukeon.apiserver.writerules import check_acted_on
+
+    target = Target(Kind.CELL_SET, ("team", "default", "default"), "web", None)
+    try:
+        check_acted_on(target, res, current)
+    except ApiError as error:
+        return [f"{error.code} {cause.field}" for cause in error.causes]
+    return []
+
+
+def test_the_template_is_refused_what_a_cell_would_be() -> None:
+    """A set's template with a network its cells cannot have, or ports no node publishes,
+    was stored: each cell failed on its node (NetworkFailed) or had the value ignored
+    (found applying such a set on a private kukeond); a cell is refused the same."""
+    prefix = "422 spec.template.spec.containers[0]"
+    assert acted_on_fields(cellset({"networks": ["default"]})) == [f"{prefix}.networks[0]"]
+    assert acted_on_fields(cellset({"ports": ["80"]})) == [f"{prefix}.ports[0]"]
+    host = cellset({"hostNetwork": True, "ports": ["8080:80"], "networks": ["db"]})
+    assert acted_on_fields(host) == [f"{prefix}.networks[0]", f"{prefix}.ports[0]"]
+    assert acted_on_fields(cellset({"networks": ["db"], "ports": ["8080:80"]})) == []
+
+
+def test_a_stored_template_stays_writable() -> None:
+    # Stored before the rule: scaling it (or any write keeping the template) is let through.
+    stored = cellset({"networks": ["default"]}, replicas=2)
+    assert acted_on_fields(cellset({"networks": ["default"]}, replicas=5), stored) == []
+    worse = cellset({"networks": ["default"], "ports": ["80"]})
+    assert acted_on_fields(worse, stored) == ["422 spec.template.spec.containers[0].ports[0]"]
