@@ -7,7 +7,10 @@ still said Ready. The cell controller hands every pass's running tasks to :class
 which finds each task's copier and watches it through a pidfd (an exit wakes the event
 loop; nothing polls). When a copier exits while its task still runs, a replacement is
 started, and a warning Event on the cell says that what was written in between is lost.
-A container with a TTY logs through its terminal's logger, which is not watched here.
+A container with a TTY logs through its terminal's logger, watched and replaced the same way
+(its output waits in the shim's pipe meantime, see ``logcopier``): killed, it used to leave
+the container's later output out of its log and attach sessions, and the container hung on
+its writes once the pipe and the terminal were full.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from kukeon.api.event import EventReason, EventType
 from kukeon.framework import EventRecorder
 from kukeon.processes import ProcessId, identify
 from kukeon.runtime.containerd.crilog import LogRotation
-from kukeon.runtime.containerd.logcopier import alive, find_copier, start_replacement
+from kukeon.runtime.containerd.logcopier import (
+    Terminal,
+    alive,
+    find_copier,
+    record_terminal_pipe,
+    start_replacement,
+)
 
 from .cellfiles import CellFiles
 
@@ -49,6 +58,8 @@ class CopiedTask:
     container: str
     pid: int
     log: Path
+    terminal: Terminal | None = None
+    """An attachable container's: its logger is the terminal's."""
 
 
 @dataclass(eq=False)
@@ -59,6 +70,7 @@ class _Watched:
     """The task's pid as the cell's pass saw it."""
     log: Path
     cell: Cell
+    terminal: Terminal | None = None
     task: ProcessId | None = None
     pidfd: int | None = None
     started_at: float = 0.0
@@ -111,7 +123,12 @@ class LogCopiers:
         for task in running:
             if task.container not in watched:
                 entry = _Watched(
-                    key=key, container=task.container, pid=task.pid, log=task.log, cell=cell
+                    key=key,
+                    container=task.container,
+                    pid=task.pid,
+                    log=task.log,
+                    cell=cell,
+                    terminal=task.terminal,
                 )
                 self._watched.setdefault(key, {})[task.container] = entry
                 self._spawn(entry, self._discover(entry))
@@ -119,16 +136,22 @@ class LogCopiers:
     def sync_statuses(
         self, cell: Cell, files: CellFiles, statuses: Iterable[ContainerStatus]
     ) -> None:
-        """``sync`` with the containers a pass found Ready (a TTY's logger is not a copier:
-        it is the terminal's, see ``ttyio``)."""
+        """``sync`` with the containers a pass found Ready (an attachable one's logger is
+        its terminal's, see ``ttyio``)."""
         specs = {container.id: container for container in cell.spec.containers}
         running = [
-            CopiedTask(container=status.id, pid=status.pid, log=files.log(status.id))
+            CopiedTask(
+                container=status.id,
+                pid=status.pid,
+                log=files.log(status.id),
+                terminal=Terminal(
+                    stdin=files.tty_stdin(status.id), record=files.tty_output_pipe(status.id)
+                )
+                if specs[status.id].attachable
+                else None,
+            )
             for status in statuses
-            if status.state == ContainerState.READY
-            and status.pid
-            and status.id in specs
-            and not specs[status.id].attachable
+            if status.state == ContainerState.READY and status.pid and status.id in specs
         ]
         self.sync(cell, files.key, running)
 
@@ -177,6 +200,9 @@ class LogCopiers:
         def look() -> tuple[ProcessId | None, int | None]:
             task = identify(entry.pid)
             copier = find_copier(entry.pid, entry.log) if task is not None else None
+            if copier is not None and entry.terminal is not None:
+                # While it runs: a replacement must find the pipe once it no longer does.
+                record_terminal_pipe(copier, entry.pid, entry.terminal.record)
             return task, (_pidfd_of(copier) if copier is not None else None)
 
         entry.task, pidfd = await asyncio.to_thread(look)
@@ -223,21 +249,27 @@ class LogCopiers:
         task = entry.task
         if entry.done or task is None:
             return
-        process, pidfd, task_alive = await asyncio.to_thread(self._start, task, entry.log)
+        process, pidfd, task_alive = await asyncio.to_thread(
+            self._start, task, entry.log, entry.terminal
+        )
         if entry.done:
             if pidfd is not None:
                 os.close(pidfd)
             return  # forgotten meanwhile: a new copier runs on, as the shim's would
         where = f"{'/'.join(entry.key)}/{entry.container}"
+        copier = (
+            f"the logger of container {entry.container}'s terminal"
+            if entry.terminal is not None
+            else f"the copier of container {entry.container}'s output into its log"
+        )
         if process is None:
             if task_alive:
                 self.replacements.labels("lost").inc()
                 log.error("container %s: its output can no longer be logged", where)
                 self._event(
                     entry,
-                    f"the copier of container {entry.container}'s output into its log exited "
-                    "and its output pipes could not be reopened: its output is no longer "
-                    "logged; restart the cell to log it again",
+                    f"{copier} exited and its output pipes could not be reopened: its output "
+                    "is no longer logged; restart the cell to log it again",
                 )
             self._drop(entry)
             return
@@ -247,9 +279,13 @@ class LogCopiers:
         log.warning("container %s: its log copier exited; replaced (pid %d)", where, process.pid)
         self._event(
             entry,
-            f"the copier of container {entry.container}'s output into its log exited while "
-            "the container ran; a new one logs its output from now on (what was written in "
-            "between is not in the log)",
+            f"{copier} exited while the container ran; a new one logs its output from now on "
+            + (
+                "(its output waited meanwhile: the container's writes block once the "
+                "terminal's buffers are full)"
+                if entry.terminal is not None
+                else "(what was written in between is not in the log)"
+            ),
         )
         if pidfd is None:  # ended already
             entry.quick_exits += 1
@@ -273,13 +309,13 @@ class LogCopiers:
         loop.add_reader(pidfd, reap)
 
     def _start(
-        self, task: ProcessId, log_file: Path
+        self, task: ProcessId, log_file: Path, terminal: Terminal | None
     ) -> tuple[subprocess.Popen[bytes] | None, int | None, bool]:
         """A replacement, a pidfd watching it (None: it ended already), and whether the task
         still runs (blocking: /proc reads and a fork)."""
         if not alive(task):
             return None, None, False
-        process = start_replacement(task.pid, log_file, self.rotation)
+        process = start_replacement(task.pid, log_file, self.rotation, terminal)
         if process is None:
             return None, None, alive(task)
         copier = identify(process.pid)

@@ -15,7 +15,13 @@ import pytest
 
 from kukeon.processes import ProcessId, identify
 from kukeon.runtime.containerd.crilog import logger_command, parse_lines
-from kukeon.runtime.containerd.logcopier import alive, find_copier, start_replacement
+from kukeon.runtime.containerd.logcopier import (
+    Terminal,
+    alive,
+    find_copier,
+    record_terminal_pipe,
+    start_replacement,
+)
 
 # A task that writes a numbered line on each stream every 20 ms, its parent (the "shim")
 # also starting a copier on the same pipes as containerd's shim does (fds 3 and 4). The task
@@ -130,3 +136,86 @@ def test_identify_tells_a_reused_pid_and_a_zombie_apart() -> None:
         child.kill()
         child.wait()
     assert identify(child.pid) is None
+
+
+# A TTY task's "shim": it copies the task's output into a pipe of which it keeps both ends
+# (as containerd's does with a terminal's output), its logger reading the pipe as fd 3.
+TERMINAL_SHIM = r"""
+import fcntl, os, subprocess, sys, threading, time
+read, write = os.pipe()
+high = fcntl.fcntl(read, fcntl.F_DUPFD, 10)
+os.close(read)
+task = subprocess.Popen(
+    ["sh", "-c", "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.02; done"],
+    stdout=subprocess.PIPE,
+)
+def copy():
+    while data := os.read(task.stdout.fileno(), 4096):
+        os.write(write, data)
+threading.Thread(target=copy, daemon=True).start()
+logger = subprocess.Popen(
+    ["bash", "-c", 'exec "$@" 3<&%d %d<&-' % (high, high), "bash", *sys.argv[1:]],
+    pass_fds=(high,),
+)
+print(task.pid, logger.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _ticks(log: Path) -> list[int]:
+    return [int(line[5:]) for line in log.read_bytes().splitlines() if line.startswith(b"tick-")]
+
+
+def test_a_terminal_loggers_replacement_reads_the_shims_pipe_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "a.log"
+    terminal = Terminal(stdin=tmp_path / "stdin", record=tmp_path / "output-pipe")
+    os.mkfifo(terminal.stdin)
+    command = logger_command(
+        log, streams={3: "terminal"}, ready_fd=None, terminal_of=terminal.stdin
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", TERMINAL_SHIM, *command],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    replacement: subprocess.Popen[bytes] | None = None
+    try:
+        assert process.stdout is not None
+        task, logger = (int(n) for n in process.stdout.readline().split())
+        _wait(lambda: log.exists() and len(_ticks(log)) > 3, "the shim's logger logs")
+        found = find_copier(task, log)
+        assert found is not None
+        assert found.pid == logger
+        # Not recorded: a dead logger no longer shows which pipe it read.
+        assert start_replacement(task, log, terminal=terminal) is None
+        record_terminal_pipe(found, task, terminal.record)
+        inode = os.stat(f"/proc/{logger}/fd/3").st_ino
+        assert terminal.record.read_text() == f"{task} {inode}\n"
+        # Another task's record is not this one's.
+        assert start_replacement(task + 1, log, terminal=terminal) is None
+
+        os.kill(logger, signal.SIGKILL)
+        _wait(lambda: not alive(found), "the logger is gone")
+        time.sleep(0.3)  # output meanwhile waits in the pipe
+        replacement = start_replacement(task, log, terminal=terminal)
+        assert replacement is not None
+        last = max(_ticks(log))
+        _wait(lambda: max(_ticks(log)) > last + 5, "logged again")
+        ticks = _ticks(log)
+        assert ticks == list(range(len(ticks)))  # nothing lost, nothing twice
+        # It holds a writer of the stdin FIFO, as the shim's logger did.
+        _wait(
+            lambda: any(
+                os.readlink(f"/proc/{replacement.pid}/fd/{fd}") == str(terminal.stdin)
+                for fd in os.listdir(f"/proc/{replacement.pid}/fd")
+            ),
+            "the stdin FIFO held",
+        )
+    finally:
+        if replacement is not None:
+            replacement.kill()
+            replacement.wait()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -8,6 +8,14 @@ container's PID 1 dies of SIGPIPE. A pipe can be opened again for reading throug
 container's init's stdout and stderr that way and appends to the same log, from then on.
 What was written while no copier read is lost; the caller says so in an Event.
 
+An attachable (TTY) task's logger reads the terminal's output from a pipe the shim copies
+the console into, and the shim holds that pipe's read end too: once its logger is killed,
+the output waits in the pipe (then in the terminal, and the container's writes block once
+both are full), and nothing is lost or hung up (the shim holds a writer of the stdin FIFO as
+well). Its replacement opens that pipe through ``/proc/<shim>/fd/<n>``; which of the shim's
+pipes it is was recorded (:func:`record_terminal_pipe`) while the shim's logger ran, since a
+dead logger no longer shows it.
+
 Everything here is blocking (``/proc`` reads, a fork): callers run it in a thread.
 """
 
@@ -18,6 +26,7 @@ import logging
 import os
 import stat
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from kukeon.processes import ProcessId, identify, proc_stat
@@ -27,6 +36,15 @@ from .crilog import LogRotation, log_path_marker, logger_command
 log = logging.getLogger(__name__)
 
 PROC = Path("/proc")
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    """An attachable task's terminal: ``stdin``, its input FIFO (a logger holds a writer of
+    it, see ``ttyio``); ``record``, the file that names the pipe of its output."""
+
+    stdin: Path
+    record: Path
 
 
 def alive(process: ProcessId) -> bool:
@@ -74,14 +92,46 @@ def find_copier(task_pid: int, log_file: Path) -> ProcessId | None:
     return None
 
 
-def _open_output(task_pid: int, fd: int) -> tuple[int, int] | None:
-    """A read end of the pipe the task's init writes ``fd`` to, and the pipe's inode;
-    None when that descriptor is not a pipe (closed, or sent to a file by the program)."""
+def _pipe_inode(link: str) -> int | None:
+    if link.startswith("pipe:[") and link.endswith("]") and link[6:-1].isdecimal():
+        return int(link[6:-1])
+    return None
+
+
+def record_terminal_pipe(logger: ProcessId, task_pid: int, record: Path) -> None:
+    """Write down which pipe ``logger`` (a TTY task's) reads the terminal from, for the task
+    ``task_pid``, unless it is written already."""
+    try:
+        inode = _pipe_inode(os.readlink(PROC / str(logger.pid) / "fd" / "3"))
+    except (FileNotFoundError, ProcessLookupError):
+        return
+    if inode is None or not alive(logger):
+        return
+    text = f"{task_pid} {inode}\n"
+    with contextlib.suppress(FileNotFoundError):
+        if record.read_text() == text:
+            return
+    scratch = record.with_name(record.name + ".new")
+    scratch.write_text(text)
+    scratch.replace(record)  # never half written
+
+
+def _recorded_pipe(task_pid: int, record: Path) -> int | None:
+    try:
+        pid, inode = record.read_text().split()
+    except (FileNotFoundError, ValueError):
+        return None
+    return int(inode) if pid == str(task_pid) and inode.isdecimal() else None
+
+
+def _open_fifo_reader(path: Path) -> tuple[int, int] | None:
+    """A read end of the pipe or FIFO ``path`` names (a ``/proc`` fd link), and its
+    inode; None when it is no pipe (any more)."""
     # Non-blocking: a named FIFO the program put there with no writer left would block a
     # read-only open for ever.
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        opened = os.open(PROC / str(task_pid) / "fd" / str(fd), flags)
+        opened = os.open(path, flags)
     except OSError:
         return None
     status = os.fstat(opened)
@@ -92,28 +142,77 @@ def _open_output(task_pid: int, fd: int) -> tuple[int, int] | None:
     return opened, status.st_ino
 
 
-def start_replacement(
-    task_pid: int, log_file: Path, rotation: LogRotation | None = None
-) -> subprocess.Popen[bytes] | None:
-    """A copier of the running task's output into ``log_file``, in its own session (it
-    outlives kukeond, as the shim's does); None when the task has no output pipe left. It
-    rotates the file by ``rotation`` as the shim's did, numbering on from the kept files."""
+def _open_terminal_output(task_pid: int, record: Path) -> int | None:
+    """A read end of the pipe the shim copies the task's terminal into (None: not recorded
+    for this task, or the shim no longer holds it)."""
+    inode = _recorded_pipe(task_pid, record)
+    shim = _parent(task_pid)
+    if inode is None or shim is None:
+        return None
+    wanted = f"pipe:[{inode}]"
+    try:
+        descriptors = list((PROC / str(shim) / "fd").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for descriptor in descriptors:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            if os.readlink(descriptor) == wanted:
+                opened = _open_fifo_reader(descriptor)
+                if opened is not None and opened[1] == inode:
+                    return opened[0]
+                if opened is not None:
+                    os.close(opened[0])
+    return None
+
+
+def _output_streams(task_pid: int) -> dict[int, str]:
+    """Read ends of the pipes the task's init writes stdout and stderr to (opened)."""
     streams: dict[int, str] = {}
     inodes: set[int] = set()
     try:
         for fd, name in ((1, "stdout"), (2, "stderr")):
-            opened = _open_output(task_pid, fd)
+            opened = _open_fifo_reader(PROC / str(task_pid) / "fd" / str(fd))
             if opened is None:
-                continue
+                continue  # closed, or sent to a file by the program
             if opened[1] in inodes:  # 2>&1 inside the container: one reader, one stream
                 os.close(opened[0])
                 continue
             inodes.add(opened[1])
             streams[opened[0]] = name
+    except BaseException:
+        for fd in streams:
+            os.close(fd)
+        raise
+    return streams
+
+
+def start_replacement(
+    task_pid: int,
+    log_file: Path,
+    rotation: LogRotation | None = None,
+    terminal: Terminal | None = None,
+) -> subprocess.Popen[bytes] | None:
+    """A copier of the running task's output into ``log_file``, in its own session (it
+    outlives kukeond, as the shim's does); None when the task has no output pipe left. It
+    rotates the file by ``rotation`` as the shim's did, numbering on from the kept files.
+    ``terminal``: a TTY task's; its replacement appends the terminal's output as it is and
+    holds a writer of its stdin FIFO, as the shim's logger did."""
+    if terminal is None:
+        streams = _output_streams(task_pid)
+    else:
+        output = _open_terminal_output(task_pid, terminal.record)
+        streams = {output: "terminal"} if output is not None else {}
+    try:
         if not streams:
             return None
         return subprocess.Popen(
-            logger_command(log_file.absolute(), streams=streams, ready_fd=None, rotation=rotation),
+            logger_command(
+                log_file.absolute(),
+                streams=streams,
+                ready_fd=None,
+                terminal_of=terminal.stdin.absolute() if terminal is not None else None,
+                rotation=rotation,
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

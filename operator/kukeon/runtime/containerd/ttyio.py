@@ -25,6 +25,9 @@ refuses drops that output and the log says so once it takes writes again; the lo
 goes on (it was ``sh -c 'cat >> log'``, whose ``cat`` exited on a full disk and took the
 FIFO's writer with it: the container lost its terminal for good).
 
+A logger killed while its task runs is replaced by kukeond (``logcopier``), reading the
+same pipe of the shim's: the terminal's output waits there meanwhile.
+
 An attach session follows the log file from its end (the output) and opens the stdin FIFO
 for writing (the input), so a restarted kukeond has nothing to re-open or adopt: its first
 attach just works. The FIFO's path is stable per container.
