@@ -293,6 +293,7 @@ def _cell_causes(res: Cell, current: AnyResource | None) -> list[Cause]:
             if written.get(field) and written.get(field) != kept.get(field):
                 causes.append(Cause(f"{path}.{field}", why))
         causes += _network_causes(res, index)
+        causes += _alias_causes(res, index, old)
         derived = containerd_container_id(
             space=res.spec.space_id, stack=res.spec.stack_id, cell=res.metadata.name,
             container=container.id,
@@ -302,6 +303,22 @@ def _cell_causes(res: Cell, current: AnyResource | None) -> list[Cause]:
             why = f"is derived by kukeon ({quote(derived)}): leave it out"
             causes.append(Cause(f"{path}.containerdId", why))
     return causes + port_causes(res, current)
+
+
+def _alias_causes(cell: Cell, index: int, old: ContainerSpec | None) -> list[Cause]:
+    """`networksAliases` of a cell with no network namespace: no hosts file lists them (its
+    own is the host's, and it is no peer of any cell). Refused when set or changed, or when
+    the cell's containers move to the host's network."""
+    container = cell.spec.containers[index]
+    if not container.networks_aliases or not all(c.host_network for c in cell.spec.containers):
+        return []
+    if old is not None and old.host_network and old.networks_aliases == container.networks_aliases:
+        return []  # stored so before this rule
+    why = (
+        "the cell has no network namespace (every container uses the host's network): no "
+        "hosts file lists its aliases; remove them or hostNetwork"
+    )
+    return [Cause(f"spec.containers[{index}].networksAliases", why)]
 
 
 def _template_causes(res: CellSet, current: AnyResource | None) -> list[Cause]:

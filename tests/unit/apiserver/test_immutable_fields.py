@@ -1,6 +1,8 @@
-"""Fields a write may set at creation but never change: an update changing one is a 422."""
+"""What an update may not change (a realm's namespace), and what a cell may not ask at all."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -8,7 +10,7 @@ from kukeon.api import Kind, parse_resource
 from kukeon.apiserver.status import ApiError
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.writerules import check_acted_on
-from tests.unit.api.samples import realm_doc
+from tests.unit.api.samples import cell_doc, container, realm_doc
 
 REALM = Target(Kind.REALM, (), "main", None)
 
@@ -29,3 +31,31 @@ def test_a_realm_namespace_cannot_change() -> None:
         assert refused.value.code == 422
         assert [cause.field for cause in refused.value.causes] == ["spec.namespace"]
         assert "immutable" in refused.value.causes[0].message
+
+
+CELL = Target(Kind.CELL, ("default", "default", "default"), "web", None)
+
+
+def refused_fields(after: dict[str, Any], before: dict[str, Any] | None = None) -> list[str]:
+    new = parse_resource(cell_doc(containers=[container(**after)]))
+    old = parse_resource(cell_doc(containers=[container(**before)])) if before else None
+    try:
+        check_acted_on(CELL, new, old)
+    except ApiError as error:
+        return [f"{error.code} {cause.field}" for cause in error.causes]
+    return []
+
+
+def test_aliases_of_a_cell_on_the_host_network_are_refused() -> None:
+    """A cell whose containers all use the host's network has no hosts file of its own and
+    is no peer of any cell: its networksAliases were stored and listed nowhere (found with
+    kukectl apply on a private kukeond)."""
+    host = {"hostNetwork": True, "networksAliases": ["db"]}
+    assert refused_fields(host) == ["422 spec.containers[0].networksAliases"]
+    assert refused_fields({"networksAliases": ["db"]}) == []
+    # hostNetwork given to a cell that had aliases: refused as well
+    assert refused_fields(host, {"networksAliases": ["db"]}) == [
+        "422 spec.containers[0].networksAliases"
+    ]
+    # stored so before the rule: the same aliases stay writable
+    assert refused_fields(host, host) == []
