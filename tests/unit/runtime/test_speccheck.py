@@ -181,6 +181,9 @@ def test_a_bind_volume_refuses_the_tmpfs_fields(volume: dict[str, Any], field: s
     assert container_errors(make_container(volumes=[unset])) == []
     tmpfs = {"kind": "tmpfs", "target": "/data", "mode": 0o700, "sizeBytes": 4096}
     assert container_errors(make_container(volumes=[tmpfs])) == []
+    both = {**tmpfs, "kind": "bind", "source": "/srv"}
+    errors = container_errors(make_container(volumes=[both]))
+    assert [e.field for e in errors] == ["volumes[0].sizeBytes", "volumes[0].mode"]
 
 
 def test_a_tmpfs_size_given_twice_is_refused() -> None:

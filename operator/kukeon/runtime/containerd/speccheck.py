@@ -41,7 +41,11 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
         checks.append(lambda: check_user(user))
     checks += [partial(_alias, i, alias) for i, alias in enumerate(container.networks_aliases)]
     checks += [partial(_exec_string, field, text) for field, text in _exec_strings(container)]
-    checks += [partial(_bind_only, i, volume) for i, volume in enumerate(container.volumes)]
+    checks += [
+        partial(_bind_only, i, volume, name)
+        for i, volume in enumerate(container.volumes)
+        for name in ("sizeBytes", "mode")
+    ]
     checks += [partial(_one_tmpfs_size, i, tmpfs) for i, tmpfs in enumerate(container.tmpfs)]
     errors: list[FieldError] = []
     for check in checks:
@@ -88,18 +92,16 @@ def _exec_string(field: str, text: str) -> None:
         )
 
 
-def _bind_only(index: int, volume: VolumeMount) -> None:
+def _bind_only(index: int, volume: VolumeMount, name: str) -> None:
     # The builder gives a bind mount its source's own size and permissions: these fields
     # were stored and never used. Zero is what Go writes for an unset number: let through.
-    if volume.kind != VolumeKind.BIND:
-        return
-    for name, value in (("sizeBytes", volume.size_bytes), ("mode", volume.mode)):
-        if value:
-            why = (
-                f"is for a tmpfs volume: a bind mount has the size and permissions of its "
-                f"source {volume.source}; remove it (or use kind: tmpfs)"
-            )
-            raise FieldError(f"volumes[{index}].{name}", why)
+    value = volume.size_bytes if name == "sizeBytes" else volume.mode
+    if volume.kind == VolumeKind.BIND and value:
+        why = (
+            f"is for a tmpfs volume: a bind mount has the size and permissions of its "
+            f"source {volume.source}; remove it (or use kind: tmpfs)"
+        )
+        raise FieldError(f"volumes[{index}].{name}", why)
 
 
 def _one_tmpfs_size(index: int, tmpfs: TmpfsMount) -> None:
