@@ -135,19 +135,19 @@ def _parsed_selector(text: str | None) -> LabelSelector:
 
 
 def label_selector(request: web.Request) -> tuple[str | None, LabelSelector]:
+    """``labelSelector``, parsed. A bad one is a 400 whose message is its cause, named by the
+    parameter (as ``fieldSelector``'s): clients print the message and the causes it does not
+    say, so a message saying the problem in other words had kukectl print it twice."""
     text = queryparams.single(request, "labelSelector")
     if text is not None and len(text) > _SELECTOR_MAX:
-        raise ApiError(
-            400,
-            f"labelSelector is {len(text)} characters long, over the limit of {_SELECTOR_MAX}",
-            causes=[Cause("labelSelector", f"at most {_SELECTOR_MAX} characters")],
-        )
+        why = f"{len(text)} characters long, over the limit of {_SELECTOR_MAX}"
+        raise ApiError(400, f"labelSelector: {why}", causes=[Cause("labelSelector", why)])
     try:
         return text, _parsed_selector(text)
     except Invalid as exc:
-        raise ApiError(
-            400, str(exc), causes=[Cause(c[0], c[1]) for c in exc.causes] or ()
-        ) from None
+        causes = [Cause(c[0], c[1]) for c in exc.causes]
+        said = "; ".join(f"{c.field}: {c.message}" for c in causes) or str(exc)
+        raise ApiError(400, said, causes=causes) from None
 
 
 def field_filter(request: web.Request, kind: Kind) -> FieldSelector[AnyResource]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple, NoReturn, TypeVar
@@ -21,6 +22,7 @@ from kukeon.client.apiclient import (
     ApiRequestError,
     ServerAddressError,
     ServerUnreachable,
+    StatusCause,
 )
 
 from .config import ConfigError, Connection, default_config_path, load_config, resolve_connection
@@ -132,12 +134,20 @@ def _connection(options: Options) -> Connection:
     )
 
 
+_CUT = re.compile(r"\.\.\. \([0-9]+ more characters\)\Z")
+"""How the server ends a cause it cut to its limit (``apiserver.status.clip``)."""
+
+
 def api_error_text(exc: ApiRequestError) -> str:
+    """The server's message, then the causes it does not say (each said once)."""
     text = exc.message
+
+    def said(cause: StatusCause) -> bool:
+        kept = _CUT.sub("", cause.message)  # a cut cause: the part the message may hold
+        return (not cause.field or cause.field in text) and kept in text
+
     missing = [
-        f"{c.field}: {c.message}" if c.field else c.message
-        for c in exc.causes
-        if (c.field and c.field not in text) or c.message not in text
+        f"{c.field}: {c.message}" if c.field else c.message for c in exc.causes if not said(c)
     ]
     return text + ("; " + "; ".join(missing) if missing else "")
 
