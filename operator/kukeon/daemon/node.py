@@ -33,6 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+import grpc
 from aetcd import rpc
 
 from kukeon.api import (
@@ -55,7 +56,15 @@ from kukeon.framework.waits import wait_event
 from kukeon.processes import run_program
 from kukeon.runtime.cgroups import detect_cgroup_mode
 from kukeon.runtime.containerd.client import ContainerdClient, patience
-from kukeon.store import AlreadyExists, Conflict, InvalidStoredDocument, NotFound, Registry
+from kukeon.store import (
+    AlreadyExists,
+    Conflict,
+    InvalidStoredDocument,
+    NotFound,
+    Registry,
+    SpaceExceeded,
+)
+from kukeon.store.connection import is_space_exceeded
 
 from .config import DaemonConfig
 
@@ -365,15 +374,34 @@ class NodeAgent:
         self._capacity = await read_capacity(self.config, self.containerd)
         # A Node document that cannot be decoded does not stop the start: the node serves,
         # runs its cells and says why on /readyz until the document is fixed or deleted.
-        await self._register()
+        # Nor does a full etcd (it takes reads and deletes, so the API is worth serving):
+        # the heartbeat loop registers, takes the lease and beats once it takes writes.
+        full: SpaceExceeded | None = None
+        try:
+            await self._register()
+        except SpaceExceeded as error:
+            self._labels_owed = True  # the loop's first beat registers (beat())
+            full = error
         if self.cells is not None:
             # Before the lease and Ready: nobody sees this node Ready with a stale copy.
             try:
                 await self.cells.stop_stale()
             except Exception:  # the orphan collection at the controllers' start tries again
                 log.exception("node %s: stopping stale copies failed", self.node_name)
-        await self._new_lease()
-        await self._beat_or_wait_for_document()
+        try:
+            if full is None:
+                await self._new_lease()
+        except SpaceExceeded as error:
+            full = error
+        if full is None:
+            await self._beat_or_wait_for_document()
+        else:
+            log.warning(
+                "node %s: etcd is full (%s); kukeond starts without its heartbeat, which "
+                "its loop takes once etcd takes writes again",
+                self.node_name,
+                full,
+            )
         self._task = self._supervisor.start("kukeon-node-heartbeat", self._run, component=FLEET)
         if self.cells is not None:
             self._fencing = self._supervisor.start(
@@ -451,13 +479,25 @@ class NodeAgent:
             refresh_interval=self.config.node_heartbeat_seconds,
             name=f"fleet/{self.node_name}",
         )
-        await session.start()
+        try:
+            await session.start()
+        except grpc.aio.AioRpcError as error:  # a lease costs room too: refused when full
+            if is_space_exceeded(error):
+                raise SpaceExceeded(
+                    f"node {self.node_name}: etcd refused the heartbeat lease: database "
+                    "space exceeded (its NOSPACE alarm is raised)"
+                ) from error
+            raise
         client = self.registry.client
-        await client.kvstub.Put(
-            rpc.PutRequest(key=self.heartbeat_key, value=b"{}", lease=session.lease_id),
-            timeout=_REQUEST_TIMEOUT,
-            metadata=client.metadata,
-        )
+        try:
+            await client.kvstub.Put(
+                rpc.PutRequest(key=self.heartbeat_key, value=b"{}", lease=session.lease_id),
+                timeout=_REQUEST_TIMEOUT,
+                metadata=client.metadata,
+            )
+        except BaseException:  # the next attempt takes a lease of its own
+            await session.close(revoke=True)
+            raise
         self._session = session
 
     async def beat(self) -> None:
@@ -521,9 +561,14 @@ class NodeAgent:
     async def _beat_or_wait_for_document(self) -> None:
         """A beat, unless this node's Node document cannot be decoded: then nothing is
         written, and /readyz and the log say why (``_document_readable``) until a beat of
-        the heartbeat loop can read it again. No reason to stop a start."""
-        with contextlib.suppress(InvalidStoredDocument):
+        the heartbeat loop can read it again. No reason to stop a start, nor is a full
+        etcd (the loop's next beat writes it)."""
+        try:
             await self.beat()
+        except InvalidStoredDocument:
+            pass
+        except SpaceExceeded as error:
+            log.warning("node %s: heartbeat not written: %s", self.node_name, error)
 
     def _document_readable(self, error: InvalidStoredDocument | None) -> None:
         """Record whether this node's Node document could be decoded, for /readyz; said in
@@ -586,22 +631,24 @@ class NodeAgent:
         failures = unreported = 0
         reported_at = -HEARTBEAT_LOG_INTERVAL
         while True:
-            session = self._session
-            assert session is not None
+            session = self._session  # None: none taken yet (etcd was full at the start)
             if failures:
                 await asyncio.sleep(heartbeat_retry_delay(failures))
-            else:
+            elif session is not None:
                 await wait_event(session.lost, self.config.node_heartbeat_seconds)
             try:
                 # One attempt never hangs: after a partition a call may sit on a connection
                 # whose packets were dropped until TCP retransmits, long after etcd is back.
                 async with asyncio.timeout(HEARTBEAT_ATTEMPT_TIMEOUT):
-                    if session.lost.is_set():
+                    if session is None:
+                        await self._new_lease()
+                    elif session.lost.is_set():
                         if not failures:
                             log.warning(
                                 "node %s: heartbeat lease lost, taking a new one", self.node_name
                             )
                         await session.close(revoke=True)
+                        self._session = None
                         await self._new_lease()
                     await self.beat()
             except asyncio.CancelledError:

@@ -1,0 +1,125 @@
+"""kukeond starts on an etcd whose NOSPACE alarm is raised, says so, and heals.
+
+Before, the start failed (a traceback ending in ``SpaceExceeded: create Node ...``: a full
+etcd refuses every transaction that puts, even one whose compare would fail, and every
+lease grant), so kukeond restarted in a loop while its cells' API, the reads and deletes a
+full etcd still takes, and for an embedded etcd the space keeper that clears the alarm,
+were all gone. Now the start goes on without the heartbeat, a warning says why, and once
+an operator frees room, compacts, defragments and disarms (``recover_space`` does those
+steps), the heartbeat loop registers the node and takes its lease by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+from aetcd import rpc
+
+from kukeon.api import Cell, Kind, Node
+from kukeon.daemon.app import Daemon
+from kukeon.store import Registry
+from kukeon.store.spacekeeping import recover_space
+from tests.fixtures.etcd import EtcdServer, running_etcd_server
+from tests.fixtures.kukeond import Kukeond
+from tests.integration.controllers.helpers import cell_doc, cell_key, container
+
+pytestmark = pytest.mark.integration
+
+QUOTA = 8 * 1024 * 1024
+VALUE = b"x" * (512 * 1024)
+
+
+@pytest.fixture
+def etcd_server() -> Iterator[EtcdServer]:
+    """The kukeond fixture's etcd, of its own, with a backend quota a test can fill."""
+    with running_etcd_server(["--quota-backend-bytes", str(QUOTA)]) as server:
+        yield server
+
+
+async def _fill(registry: Registry) -> None:
+    """Keys outside kukeond's prefix until etcd refuses one for space."""
+    client = registry.client
+    for index in range(10 * QUOTA // len(VALUE)):
+        try:
+            await client.kvstub.Put(
+                rpc.PutRequest(key=f"/fill/{index:04d}".encode(), value=VALUE),
+                timeout=10,
+                metadata=client.metadata,
+            )
+        except Exception as error:
+            if "database space exceeded" not in str(error):
+                raise
+            return
+    raise AssertionError("etcd took more than ten times its quota")
+
+
+async def _api_get(k: Kukeond, path: str) -> tuple[int, str]:
+    connector = aiohttp.UnixConnector(path=str(k.config.api_socket))
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.get(f"http://kukeond{path}") as response,
+    ):
+        return response.status, await response.text()
+
+
+async def _heartbeat_key(k: Kukeond) -> bool:
+    client = k.registry.client
+    key = f"{k.config.etcd_prefix}/leases/fleet/{k.config.node_name}".encode()
+    reply = await client.kvstub.Range(
+        rpc.RangeRequest(key=key, count_only=True), timeout=10, metadata=client.metadata
+    )
+    return int(reply.count) == 1
+
+
+async def test_a_start_on_a_full_etcd_serves_says_why_and_heals(
+    kukeond: Kukeond, registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(cell_doc(k, "running", [container(k, "main")]))
+    running_key = cell_key(k, "running")
+    await k.wait_for(Kind.CELL, running_key, state="Ready")
+    node_key = (k.config.node_name,)
+    before = await k.registry.get(Kind.NODE, node_key)
+    assert isinstance(before, Node)
+
+    await k.daemon.stop()
+    try:
+        await _fill(registry)
+        caplog.set_level(logging.INFO, logger="kukeon.daemon.node")
+        k.daemon = Daemon(k.config)
+        await k.daemon.start()  # before: SpaceExceeded, create Node
+        assert k.daemon.registry is not None
+        k.registry = k.daemon.registry
+
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("etcd is full" in m and "without its heartbeat" in m for m in said), said
+        # The API serves reads; the running cell is left alone.
+        realm, space, stack, name = running_key
+        path = f"/apis/kukeon.io/v1beta1/realms/{realm}/spaces/{space}/stacks/{stack}/cells/{name}"
+        status, text = await _api_get(k, path)
+        assert status == 200, text
+        cell = await k.registry.get(Kind.CELL, running_key)
+        assert isinstance(cell, Cell)
+        assert str(cell.status.state) == "Ready"
+
+        await registry.client.delete_prefix(b"/fill/")
+        assert await recover_space(registry.client)  # compact, defragment, disarm
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not await _heartbeat_key(k):
+            assert loop.time() < deadline, "the heartbeat lease was not taken"
+            await asyncio.sleep(0.2)
+        after = await k.registry.get(Kind.NODE, node_key)
+        assert isinstance(after, Node)
+        assert after.status.last_heartbeat_time is not None
+        assert before.status.last_heartbeat_time is not None
+        assert after.status.last_heartbeat_time > before.status.last_heartbeat_time
+        assert any("heartbeat works again" in r.getMessage() for r in caplog.records)
+    finally:
+        await registry.client.delete_prefix(b"/fill/")
+        await recover_space(registry.client)
