@@ -130,17 +130,22 @@ _COMPARISONS = {">": Operator.GREATER_THAN, "<": Operator.LESS_THAN}
 _SETS = {"in": Operator.IN, "notin": Operator.NOT_IN}
 _END = ""
 """The token at the end of the text."""
+_BLANKS = " \t\r\n"
+"""What apimachinery's lexer skips between tokens (``isWhitespace``: space, tab, CR, LF),
+and nothing more: any other space (vertical tab, form feed, U+00A0, U+3000, ...) is part
+of a key or value, which then does not validate. Python's ``str.isspace`` took them for
+blanks, so ``a=b`` followed by U+00A0 chose ``a=b`` where kube-apiserver refuses it."""
 
 
 def _tokens(text: str) -> list[tuple[str, int]]:
     """apimachinery's lexer: ``!``, ``!=``, ``=``, ``==``, ``>``, ``<``, ``(``, ``)``, ``,``
-    and runs of anything else but whitespace (identifiers, keywords among them); each with
-    its offset (``>=`` is ``>`` then ``=``, as there)."""
+    and runs of anything else but its four blanks (identifiers, keywords among them); each
+    with its offset (``>=`` is ``>`` then ``=``, as there)."""
     tokens: list[tuple[str, int]] = []
     i = 0
     while i < len(text):
         char = text[i]
-        if char.isspace():
+        if char in _BLANKS:
             i += 1
         elif char in _SPECIALS:
             two = text[i : i + 2]
@@ -149,7 +154,7 @@ def _tokens(text: str) -> list[tuple[str, int]]:
             i += size
         else:
             j = i
-            while j < len(text) and not text[j].isspace() and text[j] not in _SPECIALS:
+            while j < len(text) and text[j] not in _BLANKS and text[j] not in _SPECIALS:
                 j += 1
             tokens.append((text[i:j], i))
             i = j
@@ -194,7 +199,7 @@ class _Parser:
             if token == "," and depth <= 0:
                 end = offset
                 break
-        return self.selector[self.start : end].strip() or self.selector[self.start : end]
+        return self.selector[self.start : end].strip(_BLANKS) or self.selector[self.start : end]
 
     def fail(self, why: str) -> Invalid:
         term = self.term()
@@ -273,6 +278,6 @@ class _Parser:
 
 def parse_selector(selector: str | None) -> LabelSelector:
     """Parse a selector (Kubernetes' grammar); an empty or None selector matches everything."""
-    if selector is None or not selector.strip():
+    if selector is None or not selector.strip(_BLANKS):
         return LabelSelector(())
     return LabelSelector(_Parser(selector).requirements())

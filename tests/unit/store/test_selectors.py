@@ -126,3 +126,60 @@ def test_comparisons_are_go_parse_ints(label: str, operand: int, greater: bool) 
     expected = bool(go_int) and (int(label) > operand if greater else int(label) < operand)
     selector = parse_selector(f"a{'>' if greater else '<'}{operand}")
     assert selector.matches({"a": label}) is expected
+
+
+GO_BLANKS = " \t\r\n"
+"""apimachinery's ``isWhitespace``: the only characters its lexer skips."""
+OTHER_SPACES = [c for c in map(chr, range(0x3001)) if c.isspace() and c not in GO_BLANKS]
+
+
+@pytest.mark.parametrize(
+    ("selector", "term"),
+    [
+        ("a=b\u00a0", "invalid label value 'b\\xa0'"),
+        ("a\u00a0in (x)", "invalid label key 'a\\xa0in'"),
+        ("\u00a0", "invalid label key '\\xa0'"),  # no empty selector: a key that is not one
+        ("\v", "invalid label key '\\x0b'"),
+        ("\f", "invalid label key '\\x0c'"),
+        ("a=b\v,c", "invalid label value 'b\\x0b'"),
+        ("a in (x,\fy)", "invalid label value '\\x0cy'"),
+        ("a\u3000=b", "invalid label key 'a\\u3000'"),
+        ("a=b\x1c", "invalid label value 'b\\x1c'"),
+        ("x,\u2028,y", "invalid label key '\\u2028'"),
+        ("a>1\x85", "invalid label value '1\\x85'"),
+    ],
+)
+def test_only_gos_four_blanks_separate(selector: str, term: str) -> None:
+    """Python's ``str.isspace`` took ``\\v``, ``\\f``, U+00A0 and the like for blanks:
+    ``a=b\\u00a0`` chose ``a=b`` and ``\\u00a0`` chose everything, where apimachinery's
+    lexer keeps them in the key or value, which then does not validate."""
+    with pytest.raises(Invalid) as caught:
+        parse_selector(selector)
+    assert term in caught.value.causes[0].message
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "matches"),
+    [
+        ("\t a \r\n= b\n", {"a": "b"}, True),
+        (" \t\r\n", {}, True),  # blank: everything
+        ("a\tin\n(\rx ,\ty\n)", {"a": "y"}, True),
+        ("!\ta\r,\nb", {"b": "1"}, True),
+    ],
+)
+def test_gos_four_blanks_are_skipped(selector: str, labels: dict[str, str], matches: bool) -> None:
+    assert parse_selector(selector).matches(labels) is matches
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    selector=st.sampled_from(["a=b", "a in (x,y)", "!a", "a>5", "a,b!=c", "k.io/n==v"]),
+    space=st.sampled_from(OTHER_SPACES),
+    at=st.integers(0, 12),
+)
+def test_any_other_space_is_refused(selector: str, space: str, at: int) -> None:
+    """Anywhere in a selector, a space Go does not skip lands in a key or value (none may
+    hold one), so the selector is refused, as kube-apiserver refuses it."""
+    at = min(at, len(selector))
+    with pytest.raises(Invalid):
+        parse_selector(selector[:at] + space + selector[at:])
