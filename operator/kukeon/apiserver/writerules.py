@@ -332,11 +332,15 @@ def _template_causes(res: CellSet, current: AnyResource | None) -> list[Cause]:
         return []
     stored = _template_cell(current) if isinstance(current, CellSet) else None
     known = set(_cell_causes(stored, None)) if stored is not None else set()
+    return _in_template([cause for cause in _cell_causes(cell, stored) if cause not in known])
+
+
+def _in_template(causes: list[Cause]) -> list[Cause]:
+    """A template cell's causes named as the set's fields (`spec.template.spec.…`)."""
     template = "spec.template.spec."
     return [
         Cause(template + cause.field.removeprefix("spec."), cause.message, cause.reason)
-        for cause in _cell_causes(cell, stored)
-        if cause not in known
+        for cause in causes
     ]
 
 
@@ -500,9 +504,22 @@ async def check_networks(
 ) -> None:
     """Every space a cell's containers newly name in `networks` must exist in the cell's
     realm and not be being deleted (404-free: a 422 naming the field). Names the stored
-    cell already had are not read again: a space deleted later is the node's to report."""
-    if not isinstance(res, Cell):
+    cell already had are not read again: a space deleted later is the node's to report.
+    A set's template is checked as the cells it makes (they were stored, then failed)."""
+    if isinstance(res, CellSet):
+        cell = _template_cell(res)
+        stored = _template_cell(current) if isinstance(current, CellSet) else None
+        if cell is not None:
+            causes = await _missing_spaces(registry, cell, stored)
+            refuse_invalid(target, res, _in_template(causes))
         return
+    if isinstance(res, Cell):
+        refuse_invalid(target, res, await _missing_spaces(registry, res, current))
+
+
+async def _missing_spaces(
+    registry: RegistryApi, res: Cell, current: AnyResource | None
+) -> list[Cause]:
     before = {c.id: c for c in current.spec.containers} if isinstance(current, Cell) else {}
     realm = res.spec.realm_id
     causes: list[Cause] = []
@@ -520,7 +537,7 @@ async def check_networks(
             if space.metadata.deletion_timestamp is not None:
                 why = f"space {quote(name)} of realm {quote(realm)} is being deleted"
                 causes.append(Cause(where, why))
-    refuse_invalid(target, res, causes)
+    return causes
 
 
 def _is_dns_label(name: str) -> bool:

@@ -55,7 +55,7 @@ from .readlimit import TooLarge, read_limited
 from .runner import ManifestProblems
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-_NETWORK_FIELD = re.compile(r"spec\.containers\[(\d+)\]\.networks\[(\d+)\]")
+_NETWORK_FIELD = re.compile(r"spec\.(?:template\.spec\.)?containers\[(\d+)\]\.networks\[(\d+)\]")
 
 # Spec fields the system (or an admin) fills in after creation; an apply that leaves them
 # out keeps them. A realm's securityLevel, quota and limits are the admin's: an editor re-applying
@@ -454,15 +454,21 @@ class Applier:
         return bool(keys & self._simulated)
 
     def _joins_simulated(self, res: AnyResource, exc: ApiRequestError) -> bool:
-        """Whether a dry run refused a cell only for the spaces its `networks` join, each
-        one this apply creates (the server checks them last, after admission)."""
-        if not isinstance(res, Cell) or exc.code != 422 or not exc.causes:
+        """Whether a dry run refused a cell (or a set, for its template) only for the spaces
+        its `networks` join, each one this apply creates (the server checks them last,
+        after admission)."""
+        if isinstance(res, Cell):
+            containers = res.spec.containers
+        elif isinstance(res, CellSet) and res.spec.template.spec is not None:
+            containers = res.spec.template.spec.containers
+        else:
+            return False
+        if exc.code != 422 or not exc.causes:
             return False
         for cause in exc.causes:
             found = _NETWORK_FIELD.fullmatch(cause.field or "")
             if found is None:
                 return False
-            containers = res.spec.containers
             index, position = int(found[1]), int(found[2])
             if index >= len(containers) or position >= len(containers[index].networks):
                 return False

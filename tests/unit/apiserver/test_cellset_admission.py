@@ -87,3 +87,45 @@ def test_a_stored_template_stays_writable() -> None:
     assert acted_on_fields(cellset({"networks": ["default"]}, replicas=5), stored) == []
     worse = cellset({"networks": ["default"], "ports": ["80"]})
     assert acted_on_fields(worse, stored) == ["422 spec.template.spec.containers[0].ports[0]"]
+
+
+class Spaces:
+    """A registry holding the spaces of realm team named ``names``."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    async def get(self, kind: object, key: tuple[str, ...]) -> object:
+        from kukeon.api import Kind
+        from kukeon.store import NotFound
+        from tests.unit.api.samples import space_doc
+
+        assert kind == Kind.SPACE
+        if key[0] != "team" or key[1] not in self.names:
+            raise NotFound(f"space {key} not found")
+        return parse_resource({**space_doc(key[1]), "spec": {"realmId": "team"}})
+
+
+async def test_the_template_names_only_spaces_that_exist() -> None:
+    """A template joining a space its realm does not have was stored; each cell failed on
+    its node. A cell is refused the same (a 422 naming the entry)."""
+    from typing import cast
+
+    from kukeon.api import Kind
+    from kukeon.apiserver.protocols import RegistryApi
+    from kukeon.apiserver.target import Target
+    from kukeon.apiserver.writerules import check_networks
+
+    target = Target(Kind.CELL_SET, ("team", "default", "default"), "web", None)
+    registry = cast(RegistryApi, Spaces("db"))
+    await check_networks(registry, target, cellset({"networks": ["db"]}), None)
+    with pytest.raises(ApiError) as refused:
+        await check_networks(registry, target, cellset({"networks": ["db", "nope"]}), None)
+    assert refused.value.code == 422
+    causes = [(c.field, c.message) for c in refused.value.causes]
+    assert causes == [
+        ("spec.template.spec.containers[0].networks[1]", "realm 'team' has no space 'nope'")
+    ]
+    # stored so (the space deleted since): the set stays writable
+    stored = cellset({"networks": ["nope"]})
+    await check_networks(registry, target, cellset({"networks": ["nope"]}, replicas=4), stored)
