@@ -20,6 +20,7 @@ from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import serve_metrics
 from kukeon.metrics.usage import CellUsageCollector
 from kukeon.runtime.containerd.speccheck import runnable_problems
+from kukeon.store.spacekeeping import space_ready
 from kukeon.ui.routes import UiRoutes
 
 from .forwarding import Forwarder
@@ -63,7 +64,11 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
     config = daemon.config
 
     operator = daemon.operator
-    checks: dict[str, ReadinessCheck] = {}
+    client, embedded = daemon.registry.client, config.uses_embedded_etcd
+    # A full etcd answers reads: the `etcd` check passes while no write is taken.
+    checks: dict[str, ReadinessCheck] = {
+        "etcd-space": lambda: space_ready(client, embedded=embedded)
+    }
     if not config.api_only:
 
         def controllers_ready() -> bool:

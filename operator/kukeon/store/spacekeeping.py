@@ -58,6 +58,39 @@ async def recover_space(client: aetcd.Client) -> bool:
     return True
 
 
+class EtcdFull(Exception):  # noqa: N818 (a state, named as /readyz shows it)
+    """/readyz's ``etcd-space`` check: etcd's ``NOSPACE`` alarm is raised."""
+
+
+async def space_ready(client: aetcd.Client, *, embedded: bool, within: float = 1.0) -> bool:
+    """/readyz's ``etcd-space`` check: raises ``EtcdFull`` while the ``NOSPACE`` alarm is
+    raised (etcd then takes reads and deletes, but no other write: no status, no object).
+    Read from the member's status (its ``errors`` name the cluster's alarms), which etcd
+    answers locally, where listing the alarms is a raft round. An etcd that does not
+    answer is the ``etcd`` check's to report."""
+    try:
+        async with asyncio.timeout(within):
+            reply = await client.maintenancestub.Status(
+                rpc.StatusRequest(), timeout=within, metadata=client.metadata
+            )
+    except Exception as error:  # out of reach, or no permission: not this check's to say
+        log.debug("etcd's status for the space check: %r", error)
+        return True
+    if not any("alarm:NOSPACE" in line for line in reply.errors):
+        return True
+    remedy = (
+        "kukeond's space keeper compacts, defragments and clears it within "
+        f"{CHECK_INTERVAL:g}s; delete objects if it comes back"
+        if embedded
+        else "delete objects, then compact and defragment etcd and clear the alarm "
+        "(etcdctl alarm disarm)"
+    )
+    raise EtcdFull(
+        f"etcd's NOSPACE alarm is raised (database {reply.dbSize} bytes): it refuses every "
+        f"write but deletes; {remedy}"
+    )
+
+
 async def _revision(client: aetcd.Client) -> int:
     """The store's current revision (the header of a one-key read)."""
     reply = await client.kvstub.Range(

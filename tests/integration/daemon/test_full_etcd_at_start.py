@@ -4,9 +4,11 @@ Before, the start failed (a traceback ending in ``SpaceExceeded: create Node ...
 etcd refuses every transaction that puts, even one whose compare would fail, and every
 lease grant), so kukeond restarted in a loop while its cells' API, the reads and deletes a
 full etcd still takes, and for an embedded etcd the space keeper that clears the alarm,
-were all gone. Now the start goes on without the heartbeat, a warning says why, and once
-an operator frees room, compacts, defragments and disarms (``recover_space`` does those
-steps), the heartbeat loop registers the node and takes its lease by itself.
+were all gone. /readyz said nothing of a full etcd either: its ``etcd`` check reads, and a
+full etcd answers reads. Now the start goes on without the heartbeat, a warning says why,
+/readyz fails its ``etcd-space`` check naming the alarm, and once an operator frees room,
+compacts, defragments and disarms (``recover_space`` does those steps), the heartbeat loop
+registers the node and takes its lease by itself, and /readyz passes.
 """
 
 from __future__ import annotations
@@ -96,6 +98,13 @@ async def test_a_start_on_a_full_etcd_serves_says_why_and_heals(
         assert k.daemon.registry is not None
         k.registry = k.daemon.registry
 
+        status, text = await _api_get(k, "/readyz")
+        assert status == 503, text
+        lines = text.splitlines()
+        assert "[+]etcd ok" in lines, text
+        line = next(line for line in lines if line.startswith("[-]etcd-space"))
+        assert "EtcdFull: etcd's NOSPACE alarm is raised" in line, line
+        assert "etcdctl alarm disarm" in line, line  # an external etcd: the operator's
         said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any("etcd is full" in m and "without its heartbeat" in m for m in said), said
         # The API serves reads; the running cell is left alone.
@@ -110,6 +119,10 @@ async def test_a_start_on_a_full_etcd_serves_says_why_and_heals(
         await registry.client.delete_prefix(b"/fill/")
         assert await recover_space(registry.client)  # compact, defragment, disarm
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while (answer := await _api_get(k, "/readyz"))[0] != 200:
+            assert loop.time() < deadline, answer
+            await asyncio.sleep(0.2)
         deadline = loop.time() + 30
         while not await _heartbeat_key(k):
             assert loop.time() < deadline, "the heartbeat lease was not taken"
