@@ -59,14 +59,10 @@ async def test_scaling_is_checked_like_any_spec_change_and_passes() -> None:
 def acted_on_fields(res: CellSet, current: CellSet | None = None) -> list[str]:
     from kukeon.api import Kind
     from kukeon.apiserver.target import Target
-    from kukeon.apiserver.writerules import check_acted_on
+    from tests.unit.apiserver.test_immutable_fields import acted_on_refusals
 
     target = Target(Kind.CELL_SET, ("team", "default", "default"), "web", None)
-    try:
-        check_acted_on(target, res, current)
-    except ApiError as error:
-        return [f"{error.code} {cause.field}" for cause in error.causes]
-    return []
+    return acted_on_refusals(target, res, current)
 
 
 def test_the_template_is_refused_what_a_cell_would_be() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kukeon.api import Kind, parse_resource
+from kukeon.api import AnyResource, Kind, parse_resource
 from kukeon.apiserver.status import ApiError
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.writerules import check_acted_on
@@ -36,14 +36,19 @@ def test_a_realm_namespace_cannot_change() -> None:
 CELL = Target(Kind.CELL, ("default", "default", "default"), "web", None)
 
 
-def refused_fields(after: dict[str, Any], before: dict[str, Any] | None = None) -> list[str]:
-    new = parse_resource(cell_doc(containers=[container(**after)]))
-    old = parse_resource(cell_doc(containers=[container(**before)])) if before else None
+def acted_on_refusals(target: Target, res: AnyResource, current: AnyResource | None) -> list[str]:
+    """`check_acted_on`'s refusal as `<code> <field>` per cause (none: accepted)."""
     try:
-        check_acted_on(CELL, new, old)
+        check_acted_on(target, res, current)
     except ApiError as error:
         return [f"{error.code} {cause.field}" for cause in error.causes]
     return []
+
+
+def refused_fields(after: dict[str, Any], before: dict[str, Any] | None = None) -> list[str]:
+    new = parse_resource(cell_doc(containers=[container(**after)]))
+    old = parse_resource(cell_doc(containers=[container(**before)])) if before else None
+    return acted_on_refusals(CELL, new, old)
 
 
 def test_aliases_of_a_cell_on_the_host_network_are_refused() -> None:
