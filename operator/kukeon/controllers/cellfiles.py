@@ -12,7 +12,6 @@
     tty/<container>/run/       the tty wrapper's state, bind-mounted at /run/kukeon/tty
                                (the onInit create marker), owned by the container's user
     tty/<container>/spec-digest  the spec the marker in run/ belongs to
-    tty/<container>/output-pipe  the shim's pipe its terminal's logger reads (to replace it)
     secrets/<container>/<n>    secret files (0400, the container user's; the directories
                                0700), bind-mounted read-only
 ```
@@ -102,10 +101,6 @@ class CellFiles:
 
     def tty_stdin(self, container: str) -> Path:
         return self.directory / "tty" / container / "stdin"
-
-    def tty_output_pipe(self, container: str) -> Path:
-        """Which of the shim's pipes carries the terminal's output (``logcopier``)."""
-        return self.directory / "tty" / container / "output-pipe"
 
     def tty_state(self, container: str) -> Path:
         return self.directory / "tty" / container / "run"

@@ -8,9 +8,10 @@ which finds each task's copier and watches it through a pidfd (an exit wakes the
 loop; nothing polls). When a copier exits while its task still runs, a replacement is
 started, and a warning Event on the cell says that what was written in between is lost.
 A container with a TTY logs through its terminal's logger, watched and replaced the same way
-(its output waits in the shim's pipe meantime, see ``logcopier``): killed, it used to leave
-the container's later output out of its log and attach sessions, and the container hung on
-its writes once the pipe and the terminal were full.
+(its output waits meanwhile in the shim's pipe, which the logger's keeper holds, see
+``logcopier``): killed, it used to leave the container's later output out of its log and
+attach sessions, and the container hung on its writes once the pipe and the terminal were
+full.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from kukeon.runtime.containerd.logcopier import (
     Terminal,
     alive,
     find_copier,
-    record_terminal_pipe,
     start_replacement,
 )
 
@@ -144,9 +144,7 @@ class LogCopiers:
                 container=status.id,
                 pid=status.pid,
                 log=files.log(status.id),
-                terminal=Terminal(
-                    stdin=files.tty_stdin(status.id), record=files.tty_output_pipe(status.id)
-                )
+                terminal=Terminal(stdin=files.tty_stdin(status.id))
                 if specs[status.id].attachable
                 else None,
             )
@@ -200,9 +198,6 @@ class LogCopiers:
         def look() -> tuple[ProcessId | None, int | None]:
             task = identify(entry.pid)
             copier = find_copier(entry.pid, entry.log) if task is not None else None
-            if copier is not None and entry.terminal is not None:
-                # While it runs: a replacement must find the pipe once it no longer does.
-                record_terminal_pipe(copier, entry.pid, entry.terminal.record)
             return task, (_pidfd_of(copier) if copier is not None else None)
 
         entry.task, pidfd = await asyncio.to_thread(look)

@@ -19,7 +19,6 @@ from kukeon.runtime.containerd.logcopier import (
     Terminal,
     alive,
     find_copier,
-    record_terminal_pipe,
     start_replacement,
 )
 
@@ -138,8 +137,10 @@ def test_identify_tells_a_reused_pid_and_a_zombie_apart() -> None:
     assert identify(child.pid) is None
 
 
-# A TTY task's "shim": it copies the task's output into a pipe of which it keeps both ends
-# (as containerd's does with a terminal's output), its logger reading the pipe as fd 3.
+# A TTY task's "shim": it copies the task's output into a pipe and keeps only its write end,
+# stopping for good at a write that finds no reader, as containerd's console copy does; its
+# logger (a terminal's, with its keeper) reads the pipe as fd 3. The copy ends, closing the
+# pipe, when the task's output does.
 TERMINAL_SHIM = r"""
 import fcntl, os, subprocess, sys, threading, time
 read, write = os.pipe()
@@ -150,13 +151,18 @@ task = subprocess.Popen(
     stdout=subprocess.PIPE,
 )
 def copy():
-    while data := os.read(task.stdout.fileno(), 4096):
-        os.write(write, data)
+    try:
+        while data := os.read(task.stdout.fileno(), 4096):
+            os.write(write, data)
+    except BrokenPipeError:
+        print("copy-stopped", flush=True)
+    os.close(write)
 threading.Thread(target=copy, daemon=True).start()
 logger = subprocess.Popen(
     ["bash", "-c", 'exec "$@" 3<&%d %d<&-' % (high, high), "bash", *sys.argv[1:]],
     pass_fds=(high,),
 )
+os.close(high)
 print(task.pid, logger.pid, flush=True)
 time.sleep(600)
 """
@@ -166,14 +172,12 @@ def _ticks(log: Path) -> list[int]:
     return [int(line[5:]) for line in log.read_bytes().splitlines() if line.startswith(b"tick-")]
 
 
-def test_a_terminal_loggers_replacement_reads_the_shims_pipe_and_loses_nothing(
-    tmp_path: Path,
-) -> None:
+def test_a_terminal_loggers_replacement_reads_the_pipe_its_keeper_holds(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
-    terminal = Terminal(stdin=tmp_path / "stdin", record=tmp_path / "output-pipe")
+    terminal = Terminal(stdin=tmp_path / "stdin")
     os.mkfifo(terminal.stdin)
     command = logger_command(
-        log, streams={3: "terminal"}, ready_fd=None, terminal_of=terminal.stdin
+        log, streams={3: "terminal"}, ready_fd=None, terminal_of=terminal.stdin, keeper=True
     )
     process = subprocess.Popen(
         [sys.executable, "-c", TERMINAL_SHIM, *command],
@@ -187,24 +191,23 @@ def test_a_terminal_loggers_replacement_reads_the_shims_pipe_and_loses_nothing(
         _wait(lambda: log.exists() and len(_ticks(log)) > 3, "the shim's logger logs")
         found = find_copier(task, log)
         assert found is not None
-        assert found.pid == logger
-        # Not recorded: a dead logger no longer shows which pipe it read.
-        assert start_replacement(task, log, terminal=terminal) is None
-        record_terminal_pipe(found, task, terminal.record)
-        inode = os.stat(f"/proc/{logger}/fd/3").st_ino
-        assert terminal.record.read_text() == f"{task} {inode}\n"
-        # Another task's record is not this one's.
-        assert start_replacement(task + 1, log, terminal=terminal) is None
+        assert found.pid == logger  # not its keeper, a fork with the same argv
+        keeper = find_copier(task, log, keeper=True)
+        assert keeper is not None
+        assert keeper.pid != logger
+        assert sorted(os.listdir(f"/proc/{keeper.pid}/fd")) == ["3"]  # the pipe, nothing else
 
         os.kill(logger, signal.SIGKILL)
         _wait(lambda: not alive(found), "the logger is gone")
         time.sleep(0.3)  # output meanwhile waits in the pipe
+        assert find_copier(task, log) is None
         replacement = start_replacement(task, log, terminal=terminal)
         assert replacement is not None
         last = max(_ticks(log))
         _wait(lambda: max(_ticks(log)) > last + 5, "logged again")
         ticks = _ticks(log)
         assert ticks == list(range(len(ticks)))  # nothing lost, nothing twice
+        assert find_copier(task, log, keeper=True) == keeper  # the first one's serves on
         # It holds a writer of the stdin FIFO, as the shim's logger did.
         _wait(
             lambda: any(
@@ -213,9 +216,39 @@ def test_a_terminal_loggers_replacement_reads_the_shims_pipe_and_loses_nothing(
             ),
             "the stdin FIFO held",
         )
+        # The task's output ends: the pipe closes, and the keeper and the logger go.
+        os.kill(task, signal.SIGKILL)
+        _wait(lambda: not alive(keeper), "the keeper exits with the pipe")
+        replacement.wait(timeout=10)
     finally:
         if replacement is not None:
             replacement.kill()
             replacement.wait()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_without_a_keeper_a_terminal_logger_is_not_replaced(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    terminal = Terminal(stdin=tmp_path / "stdin")
+    os.mkfifo(terminal.stdin)
+    command = logger_command(
+        log, streams={3: "terminal"}, ready_fd=None, terminal_of=terminal.stdin
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", TERMINAL_SHIM, *command],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        task, logger = (int(n) for n in process.stdout.readline().split())
+        _wait(lambda: log.exists() and len(_ticks(log)) > 3, "the shim's logger logs")
+        assert find_copier(task, log, keeper=True) is None
+        os.kill(logger, signal.SIGKILL)
+        # The copy finds no reader and stops for good: containerd's shim's fate before.
+        assert process.stdout.readline() == b"copy-stopped\n"
+        assert start_replacement(task, log, terminal=terminal) is None
+    finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

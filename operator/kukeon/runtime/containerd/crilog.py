@@ -22,7 +22,9 @@ output were not logged: No space left on device``). Each read's records go to th
 one ``write`` on an ``O_APPEND`` descriptor; of a short one (the disk filled up during it)
 the cut record is truncated away, so the log holds whole records only.
 A logger killed while its task runs is replaced by kukeond (:mod:`logcopier`); a record
-the kill cut short (a write a fatal signal stopped) is taken back by the replacement.
+the kill cut short (a write a fatal signal stopped) is taken back by the replacement. A
+terminal's logger forks a keeper first (``KEEPER_NAME``): a reader of the terminal's pipe
+that never reads, so that a killed logger's output waits for the replacement.
 
 The logger bounds the log (:class:`LogRotation`, kukeond's ``containerLogMaxSize`` and
 ``containerLogMaxFiles``): it is the file's only writer, so it rotates by itself, without
@@ -72,6 +74,9 @@ class LogRotation:
             raise ValueError(f"{self} keeps no file to rotate into")
 
 
+KEEPER_NAME: Final = "kukeon-keeper"
+"""The ``comm`` of a terminal logger's keeper (what tells it from the logger it forked from)."""
+
 MIN_ROTATED_SIZE = 4 * MAX_RECORD_BYTES
 """The smallest ``max_size`` kukeond accepts: a file holds several of the longest records."""
 
@@ -79,6 +84,24 @@ MIN_ROTATED_SIZE = 4 * MAX_RECORD_BYTES
 LOGGER_SCRIPT = r"""
 import os, select, signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if KEEPER and os.fork() == 0:
+    # The terminal's keeper: a reader of the output pipe that never reads. The shim copies
+    # the console into the pipe and stops for good at a write with no reader left; with
+    # this one there, a killed logger's output waits in the pipe for its replacement. It
+    # ends when the pipe does (the shim closes its end once the task's console is gone).
+    for name, value in (("comm", KEEPER_NAME), ("oom_score_adj", "-1000")):
+        try:
+            with open("/proc/self/" + name, "w") as setting:
+                setting.write(value)
+        except OSError:
+            pass
+    os.closerange(0, 3)
+    os.closerange(4, 1 << 20)  # the ready pipe too: the shim waits until every copy is closed
+    watch = select.poll()
+    watch.register(3, 0)  # no POLLIN: woken by the hangup only
+    while not any(e & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, e in watch.poll()):
+        pass
+    os._exit(0)
 FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 log = os.open(PATH, FLAGS, MODE)
 FOLDER, BASE = os.path.split(PATH)
@@ -306,6 +329,7 @@ def logger_command(
     ready_fd: int | None = SHIM_READY_FD,
     terminal_of: Path | None = None,
     rotation: LogRotation | None = None,
+    keeper: bool = False,
 ) -> list[str]:
     """The logger's argv: kukeond's interpreter, isolated, running ``LOGGER_SCRIPT``; it
     reads ``streams`` (descriptor: stream name) and closes ``ready_fd`` once the log is open
@@ -315,7 +339,9 @@ def logger_command(
     it is, not as records, and a writer of the FIFO is held for the task's life; rotated
     as the records are, between lines (a line longer than a whole file is cut into pieces
     of that size).
-    ``rotation``: the log's size bound; None: the file grows as long as the task runs."""
+    ``rotation``: the log's size bound; None: the file grows as long as the task runs.
+    ``keeper``: fork the terminal's keeper first (the shim's logger of a TTY task; a
+    replacement reads the pipe the first one's keeper holds)."""
     named = {fd: name.encode() for fd, name in streams.items()}
     hold = str(terminal_of) if terminal_of is not None else None
     limit, keep = (rotation.max_size, rotation.max_files) if rotation is not None else (0, 0)
@@ -324,6 +350,7 @@ def logger_command(
         f"STREAMS = {named!r}\nREADY = {ready_fd!r}\n"
         f"RAW = {terminal_of is not None!r}\nHOLD = {hold!r}\n"
         f"LIMIT = {limit}\nKEEP = {keep}\n"
+        f"KEEPER = {keeper and terminal_of is not None!r}\nKEEPER_NAME = {KEEPER_NAME!r}\n"
     )
     return [python or sys.executable, "-ISc", prelude + LOGGER_SCRIPT]
 
@@ -349,6 +376,7 @@ def logger_uri(
         streams=streams,
         terminal_of=terminal_of.absolute() if terminal_of is not None else None,
         rotation=rotation,
+        keeper=True,
     )
     # One query key, so the shim's (unordered) map of arguments gives `python -ISc SCRIPT`.
     return f"binary://{binary}?" + urlencode({flags: script})

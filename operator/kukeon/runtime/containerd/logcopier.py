@@ -9,12 +9,13 @@ container's init's stdout and stderr that way and appends to the same log, from 
 What was written while no copier read is lost; the caller says so in an Event.
 
 An attachable (TTY) task's logger reads the terminal's output from a pipe the shim copies
-the console into, and the shim holds that pipe's read end too: once its logger is killed,
-the output waits in the pipe (then in the terminal, and the container's writes block once
-both are full), and nothing is lost or hung up (the shim holds a writer of the stdin FIFO as
-well). Its replacement opens that pipe through ``/proc/<shim>/fd/<n>``; which of the shim's
-pipes it is was recorded (:func:`record_terminal_pipe`) while the shim's logger ran, since a
-dead logger no longer shows it.
+the console into. The shim's copy stops for good at a write that finds no reader (its own
+read end goes with its garbage collector), so the logger forks a keeper at its start
+(:mod:`crilog`), a reader that never reads: once the logger is killed, the output waits in
+the pipe (then in the terminal: the container's writes block once both are full), nothing
+is lost, nothing hung up (the shim holds a writer of the stdin FIFO). Its replacement opens
+the pipe through the keeper's ``/proc/<pid>/fd/3`` and holds the stdin FIFO as the logger
+did.
 
 Everything here is blocking (``/proc`` reads, a fork): callers run it in a thread.
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from kukeon.processes import ProcessId, identify, proc_stat
 
-from .crilog import LogRotation, log_path_marker, logger_command
+from .crilog import KEEPER_NAME, LogRotation, log_path_marker, logger_command
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,9 @@ PROC = Path("/proc")
 @dataclass(frozen=True, slots=True)
 class Terminal:
     """An attachable task's terminal: ``stdin``, its input FIFO (a logger holds a writer of
-    it, see ``ttyio``); ``record``, the file that names the pipe of its output."""
+    it, see ``ttyio``)."""
 
     stdin: Path
-    record: Path
 
 
 def alive(process: ProcessId) -> bool:
@@ -65,63 +65,37 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _copies(pid: int, marker: bytes) -> bool:
+def _copies(pid: int, marker: bytes, keeper: bool) -> bool:
     # A container's process could spell a copier's argv (and an orphan of it is the shim's
-    # child): a copier is kukeond's interpreter in the host's pid namespace.
+    # child): a copier is kukeond's interpreter in the host's pid namespace. A terminal's
+    # keeper has its logger's argv (a fork): its name tells them apart.
     try:
         argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
         if len(argv) < 3 or argv[1] != b"-ISc" or marker not in argv[2]:
+            return False
+        if ((PROC / str(pid) / "comm").read_text().strip() == KEEPER_NAME) != keeper:
             return False
         return os.readlink(PROC / str(pid) / "ns" / "pid") == os.readlink(PROC / "self/ns/pid")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
 
 
-def find_copier(task_pid: int, log_file: Path) -> ProcessId | None:
+def find_copier(task_pid: int, log_file: Path, *, keeper: bool = False) -> ProcessId | None:
     """The process copying the task's output into ``log_file``: the shim's child that
-    the shim started, else a replacement started earlier (by any kukeond) anywhere."""
+    the shim started, else a replacement started earlier (by any kukeond) anywhere.
+    ``keeper``: the keeper of a terminal's pipe instead (the logger's child, the shim's
+    once the logger is gone)."""
     marker = log_path_marker(log_file.absolute()).encode()
     shim = _parent(task_pid)
     candidates = _children(shim) if shim is not None else []
+    candidates += [child for pid in candidates for child in _children(pid)]
     for pid in candidates:
-        if pid != task_pid and _copies(pid, marker):
+        if pid != task_pid and _copies(pid, marker, keeper):
             return identify(pid)
     for entry in PROC.iterdir():
-        if entry.name.isdecimal() and _copies(int(entry.name), marker):
+        if entry.name.isdecimal() and _copies(int(entry.name), marker, keeper):
             return identify(int(entry.name))
     return None
-
-
-def _pipe_inode(link: str) -> int | None:
-    if link.startswith("pipe:[") and link.endswith("]") and link[6:-1].isdecimal():
-        return int(link[6:-1])
-    return None
-
-
-def record_terminal_pipe(logger: ProcessId, task_pid: int, record: Path) -> None:
-    """Write down which pipe ``logger`` (a TTY task's) reads the terminal from, for the task
-    ``task_pid``, unless it is written already."""
-    try:
-        inode = _pipe_inode(os.readlink(PROC / str(logger.pid) / "fd" / "3"))
-    except (FileNotFoundError, ProcessLookupError):
-        return
-    if inode is None or not alive(logger):
-        return
-    text = f"{task_pid} {inode}\n"
-    with contextlib.suppress(FileNotFoundError):
-        if record.read_text() == text:
-            return
-    scratch = record.with_name(record.name + ".new")
-    scratch.write_text(text)
-    scratch.replace(record)  # never half written
-
-
-def _recorded_pipe(task_pid: int, record: Path) -> int | None:
-    try:
-        pid, inode = record.read_text().split()
-    except (FileNotFoundError, ValueError):
-        return None
-    return int(inode) if pid == str(task_pid) and inode.isdecimal() else None
 
 
 def _open_fifo_reader(path: Path) -> tuple[int, int] | None:
@@ -142,27 +116,17 @@ def _open_fifo_reader(path: Path) -> tuple[int, int] | None:
     return opened, status.st_ino
 
 
-def _open_terminal_output(task_pid: int, record: Path) -> int | None:
-    """A read end of the pipe the shim copies the task's terminal into (None: not recorded
-    for this task, or the shim no longer holds it)."""
-    inode = _recorded_pipe(task_pid, record)
-    shim = _parent(task_pid)
-    if inode is None or shim is None:
+def _open_terminal_output(task_pid: int, log_file: Path) -> int | None:
+    """A read end of the pipe the shim copies the task's terminal into, through its keeper
+    (None: no keeper: a task started before there were any, or the keeper killed too)."""
+    keeper = find_copier(task_pid, log_file, keeper=True)
+    if keeper is None:
         return None
-    wanted = f"pipe:[{inode}]"
-    try:
-        descriptors = list((PROC / str(shim) / "fd").iterdir())
-    except (FileNotFoundError, ProcessLookupError):
+    opened = _open_fifo_reader(PROC / str(keeper.pid) / "fd" / "3")
+    if opened is not None and not alive(keeper):  # its pid another's by now
+        os.close(opened[0])
         return None
-    for descriptor in descriptors:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            if os.readlink(descriptor) == wanted:
-                opened = _open_fifo_reader(descriptor)
-                if opened is not None and opened[1] == inode:
-                    return opened[0]
-                if opened is not None:
-                    os.close(opened[0])
-    return None
+    return opened[0] if opened is not None else None
 
 
 def _output_streams(task_pid: int) -> dict[int, str]:
@@ -200,7 +164,7 @@ def start_replacement(
     if terminal is None:
         streams = _output_streams(task_pid)
     else:
-        output = _open_terminal_output(task_pid, terminal.record)
+        output = _open_terminal_output(task_pid, log_file)
         streams = {output: "terminal"} if output is not None else {}
     try:
         if not streams:
