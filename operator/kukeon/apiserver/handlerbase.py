@@ -34,6 +34,7 @@ from kukeon.apiserver.writerules import (
     check_host_names,
     check_labels,
     check_networks,
+    check_node_selector,
     check_runnable,
 )
 from kukeon.store import NotFound, StoreError
@@ -93,6 +94,7 @@ class HandlerBase:
         check_images(target, res, current)
         check_host_names(target, res, current)
         await self._store(target, check_port_claims(self._registry, res, current))
+        await self._store(target, check_node_selector(self._registry, target, res, current))
         await self._store(target, self._admission.admit(principal_of(request), res, current))
         # Last: a dry run refused only here passed every other check (`kukectl apply` takes
         # that for a pass when it creates the spaces named in the same run).

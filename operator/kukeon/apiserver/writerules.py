@@ -540,6 +540,56 @@ async def _missing_spaces(
     return causes
 
 
+async def check_node_selector(
+    registry: RegistryApi, target: Target, res: AnyResource, current: AnyResource | None
+) -> None:
+    """A cell pinned to a node (`nodeName`) whose labels its `nodeSelector` does not match
+    is refused (a 422 naming `spec.nodeSelector`): the scheduler, the only reader of the
+    selector, never places a cell that has a node, so the node ran it regardless. Checked
+    when the cell is written with a node and its node or its selector is new; a node not
+    registered (yet) cannot be judged and is let through, as Kubernetes lets `nodeName`
+    name any node. A set's template is checked as the cells it makes (the set's
+    `nodeSelector` merged in)."""
+    if isinstance(res, CellSet):
+        cell = _template_cell(res)
+        stored = _template_cell(current) if isinstance(current, CellSet) else None
+        if cell is not None:
+            causes = await _selector_mismatch(registry, cell, stored)
+            refuse_invalid(target, res, _in_template(causes))
+        return
+    if isinstance(res, Cell):
+        refuse_invalid(target, res, await _selector_mismatch(registry, res, current))
+
+
+async def _selector_mismatch(
+    registry: RegistryApi, cell: Cell, current: AnyResource | None
+) -> list[Cause]:
+    node, selector = cell.spec.node_name, cell.spec.node_selector
+    if node is None or not selector:
+        return []
+    if isinstance(current, Cell) and (current.spec.node_name, current.spec.node_selector) == (
+        node,
+        selector,
+    ):
+        return []  # placed so before: a node's labels may change, it is not re-judged
+    try:
+        found = await registry.get(Kind.NODE, (node,))
+    except NotFound:
+        return []
+    missing = {
+        key: value for key, value in selector.items() if found.metadata.labels.get(key) != value
+    }
+    if not missing:
+        return []
+    wanted = ", ".join(f"{key}={value}" for key, value in sorted(missing.items()))
+    why = (
+        f"node {quote(node)} (spec.nodeName) does not carry {wanted}: a cell with a node is "
+        "never scheduled, so the selector would be ignored; fix the node's labels, the "
+        "selector, or leave nodeName out"
+    )
+    return [Cause("spec.nodeSelector", why)]
+
+
 def _is_dns_label(name: str) -> bool:
     try:
         check_dns_label(name)
