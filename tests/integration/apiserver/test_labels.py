@@ -49,6 +49,8 @@ async def stack(api: Api, http: aiohttp.ClientSession) -> None:
         ("tier", "v" * 64),  # Kubernetes' 63
         ("-tier", "x"),
         ("tier", "new\nline"),
+        ("tier\n", "x"),  # a final newline: Go's `$` is the end of the text, Python's not
+        ("tier", "x\n"),
         ("p" * 254 + "/name", "x"),
     ],
 )
@@ -97,7 +99,7 @@ async def test_a_legacy_label_does_not_block_other_changes(
 async def test_annotations_have_kubernetes_keys_and_size(
     stack: None, api: Api, http: aiohttp.ClientSession, registry: Registry
 ) -> None:
-    for key in ("bad key", "", "a/b/c", "-x"):
+    for key in ("bad key", "", "a/b/c", "-x", "x\n"):
         document = cell_doc("c")
         document["metadata"]["annotations"] = {key: "v"}
         status, body = await _answer(await http.post(f"{STACK}/cells", json=document))

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kukeon.store import Invalid, parse_selector
+from kukeon.store.selectors import label_key_problem, label_value_problem
 
 
 @pytest.mark.parametrize(
@@ -183,3 +184,13 @@ def test_any_other_space_is_refused(selector: str, space: str, at: int) -> None:
     at = min(at, len(selector))
     with pytest.raises(Invalid):
         parse_selector(selector[:at] + space + selector[at:])
+
+
+@pytest.mark.parametrize("text", ["a\n", "a.b_c-d\n", "a\r", "a\n\n"])
+def test_a_final_line_break_is_no_label_key_or_value(text: str) -> None:
+    """Python's ``$`` also matches before a final newline (Go's does not): ``a\\n`` was a
+    valid key and value, so the API stored labels no selector can name."""
+    assert label_key_problem(text) is not None
+    assert label_value_problem(text) is not None
+    assert label_key_problem(text.rstrip()) is None
+    assert label_value_problem(text.rstrip()) is None
