@@ -13,7 +13,10 @@ every record in order; a follower that lags by more than the kept files misses w
 removed before it got there. The logger writes whole records, so a follower reads complete
 lines only and leaves a partial one for the next read. :class:`ByteFollower` follows an
 attachable container's terminal log (raw bytes, for an attach session) the same way, by
-the bytes. Every method blocks: callers run them off the event loop.
+the bytes. The kept files are listed by name and identity and opened one at a time, when
+reached (a file found removed or replaced by then is skipped: the logger removed it), so a
+reader holds at most two files open whatever ``containerLogMaxFiles`` is. Every method
+blocks: callers run them off the event loop.
 """
 
 from __future__ import annotations
@@ -51,21 +54,38 @@ def _identity_of(path: Path) -> Identity | None:
     return status.st_dev, status.st_ino
 
 
-def _open_rotated(path: Path, since: datetime | None = None) -> list[tuple[Identity, BinaryIO]]:
-    """The files ``path`` was rotated into, open, oldest first; with ``since``, those last
+Listed = tuple[Identity, Path]
+"""A kept file as it was listed: opened only when its turn comes."""
+
+
+def _list_rotated(path: Path, since: datetime | None = None) -> list[Listed]:
+    """The files ``path`` was rotated into, oldest first; with ``since``, those last
     written before it (so all of whose records are) left out."""
-    opened: list[tuple[Identity, BinaryIO]] = []
+    listed: list[Listed] = []
     for rotated in rotated_logs(path):
         try:
-            stream = rotated.open("rb")
+            status = os.stat(rotated)
         except FileNotFoundError:
             continue  # removed by the logger meanwhile: older than what is left
-        status = os.fstat(stream.fileno())
         if since is not None and status.st_mtime < since.timestamp():
-            stream.close()
             continue
-        opened.append(((status.st_dev, status.st_ino), stream))
-    return opened
+        listed.append(((status.st_dev, status.st_ino), rotated))
+    return listed
+
+
+def _open_listed(listed: Listed) -> BinaryIO | None:
+    """The listed file, open; None when it is gone: removed by the logger since it was
+    listed (the reader lagged by more than the kept files), or its name taken by a new
+    instance's file (numbering starts again once the ending one's are moved aside)."""
+    identity, path = listed
+    try:
+        stream = path.open("rb")
+    except FileNotFoundError:
+        return None
+    if _identity(stream) != identity:
+        stream.close()
+        return None
+    return stream
 
 
 def _lines(stream: BinaryIO, last: int | None) -> list[bytes]:
@@ -80,32 +100,37 @@ def _lines(stream: BinaryIO, last: int | None) -> list[bytes]:
     return list(kept)
 
 
-def _rotated_after(path: Path, previous: Identity | None, held: Identity | None) -> list[BinaryIO]:
+def _rotated_after(path: Path, previous: Identity | None, held: Identity | None) -> list[Listed]:
     """The files ``path`` was rotated into that are newer than the one that was followed
     (all of them when it is not among them: removed, or now a previous instance's) and
-    older than the one now held, open, oldest first. Listed after that one was opened, so
+    older than the one now held, oldest first. Listed after that one was opened, so
     it may have been rotated too meanwhile: the files after it are read after it, once
     the path names another file again (a busy terminal rotates every few milliseconds)."""
-    opened = _open_rotated(path)
-    identities = [identity for identity, _ in opened]
+    listed = _list_rotated(path)
+    identities = [identity for identity, _ in listed]
     start = identities.index(previous) + 1 if previous in identities else 0
-    end = identities.index(held) if held in identities else len(opened)
-    for index, (_, stream) in enumerate(opened):
-        if not start <= index < end:
-            stream.close()
-    return [stream for _, stream in opened[start:end]]
+    end = identities.index(held) if held in identities else len(listed)
+    return listed[start:end]
 
 
-def _rotated_before(path: Path, held: Identity | None) -> list[BinaryIO]:
-    """The files ``path`` was rotated into that are older than the one held, open, oldest
+def _rotated_before(path: Path, held: Identity | None) -> list[Listed]:
+    """The files ``path`` was rotated into that are older than the one held, oldest
     first. Listed after it was opened, so it may be among them (rotated since): those
     before it then; all when it is not (the path's current file)."""
-    opened = _open_rotated(path)
-    identities = [identity for identity, _ in opened]
-    end = identities.index(held) if held in identities else len(opened)
-    for _, stream in opened[end:]:
-        stream.close()
-    return [stream for _, stream in opened[:end]]
+    listed = _list_rotated(path)
+    identities = [identity for identity, _ in listed]
+    end = identities.index(held) if held in identities else len(listed)
+    return listed[:end]
+
+
+def _read_listed(listed: Listed, last: int | None) -> list[bytes] | None:
+    """The complete lines of a listed file (its ``last`` ones), the file open only
+    meanwhile; None when it is gone (see ``_open_listed``)."""
+    stream = _open_listed(listed)
+    if stream is None:
+        return None
+    with stream:
+        return _lines(stream, last)
 
 
 class LogFollower:
@@ -136,26 +161,21 @@ class LogFollower:
         written before it are not read); the next ``read`` goes on from the end of the
         last complete one of the current file."""
         older = self._rotated_before(since)
-        try:
-            current = self._tail_current(lines)
-            if lines is None:
-                for stream in older:
-                    yield list(parse_lines(_lines(stream, None)))
-                    stream.close()
-                yield list(parse_lines(current))
-                return
-            before: list[bytes] = []
-            for stream in reversed(older):
-                if len(before) + len(current) >= lines:
-                    break
-                before[:0] = _lines(stream, lines - len(current) - len(before))
-            yield list(parse_lines(before + current))
-        finally:
-            for stream in older:
-                stream.close()
+        current = self._tail_current(lines)
+        if lines is None:
+            for listed in older:
+                yield list(parse_lines(_read_listed(listed, None) or []))
+            yield list(parse_lines(current))
+            return
+        before: list[bytes] = []
+        for listed in reversed(older):
+            if len(before) + len(current) >= lines:
+                break
+            before[:0] = _read_listed(listed, lines - len(current) - len(before)) or []
+        yield list(parse_lines(before + current))
 
-    def _rotated_before(self, since: datetime | None) -> list[BinaryIO]:
-        """The rotated files older than the one held, open, oldest first.
+    def _rotated_before(self, since: datetime | None) -> list[Listed]:
+        """The rotated files older than the one held, oldest first.
 
         Listed after that file was opened, so it may have been rotated since (a busy
         container rotates every few milliseconds): the files before it in the listing when
@@ -163,17 +183,15 @@ class LogFollower:
         none when it is neither (rotated and removed already, or a previous instance's now:
         every file listed is newer, ``read`` goes on with them)."""
         held = _identity(self._stream)
-        opened = _open_rotated(self.path, since)
-        identities = [identity for identity, _ in opened]
+        listed = _list_rotated(self.path, since)
+        identities = [identity for identity, _ in listed]
         if held in identities:
             end = identities.index(held)
         elif held is not None and _identity_of(self.path) == held:
-            end = len(opened)
+            end = len(listed)
         else:
             end = 0
-        for _, stream in opened[end:]:
-            stream.close()
-        return [stream for _, stream in opened[:end]]
+        return listed[:end]
 
     def _tail_current(self, lines: int | None) -> list[bytes]:
         if self._stream is None:
@@ -199,13 +217,10 @@ class LogFollower:
         old, previous = self._stream, _identity(self._stream)
         self._open()  # before the rotated files are listed, as in `history`
         held = _identity(self._stream)
-        try:
-            for stream in _rotated_after(self.path, previous, held):
-                with stream:
-                    records += parse_lines(_lines(stream, None))
-        finally:
-            if old is not None:
-                old.close()
+        if old is not None:
+            old.close()
+        for listed in _rotated_after(self.path, previous, held):
+            records += parse_lines(_read_listed(listed, None) or [])
         return records + self._read_rest()
 
     def _read_rest(self) -> list[LogRecord]:
@@ -238,11 +253,14 @@ class ByteFollower:
 
     def __init__(self, path: Path, *, from_start: bool = False) -> None:
         self.path = path
-        self._streams: deque[BinaryIO] = deque()  # read in order; the last one is the newest
+        # Read in order; the last one is the newest, held open; the others are opened when
+        # they come to the front (two open at most).
+        self._streams: deque[BinaryIO | Listed] = deque()
         self._offset = 0
+        newest: BinaryIO | None = None
         with contextlib.suppress(FileNotFoundError):
-            self._streams.append(path.open("rb"))
-        newest = self._streams[-1] if self._streams else None
+            newest = path.open("rb")
+            self._streams.append(newest)
         if from_start:
             self._streams.extendleft(reversed(_rotated_before(path, _identity(newest))))
         elif newest is not None:
@@ -251,17 +269,19 @@ class ByteFollower:
     def read(self, limit: int) -> bytes:
         """At most ``limit`` bytes written since the last read; empty when there are none."""
         while True:
-            if self._streams:
-                data = self._read_front(limit)
+            front = self._front()
+            if front is not None:
+                data = self._read_front(front, limit)
                 if data:
                     return data
                 if len(self._streams) > 1:
-                    self._streams.popleft().close()  # a rotated file, read to its end
+                    front.close()  # a rotated file, read to its end
+                    self._streams.popleft()
                     self._offset = 0
                     continue
-            newest = self._streams[-1] if self._streams else None
+            newest = self._newest()
             named = _identity_of(self.path)
-            if named is None or named == _identity(newest):
+            if named is None or named == newest:
                 return b""  # no rotation (or the new file not there yet): nothing more
             # Rotated: its writer has moved on, so the front file is complete; it is read
             # to its end (the loop), then the files rotated after it, then the new one.
@@ -270,13 +290,34 @@ class ByteFollower:
             except FileNotFoundError:
                 return b""
             held = _identity(fresh)
-            self._streams.extend(_rotated_after(self.path, _identity(newest), held))
+            self._streams.extend(_rotated_after(self.path, newest, held))
             self._streams.append(fresh)
             if newest is None:
                 self._offset = 0
 
-    def _read_front(self, limit: int) -> bytes:
-        stream = self._streams[0]
+    def _newest(self) -> Identity | None:
+        """The identity of the newest file known (the last one, open or only listed)."""
+        if not self._streams:
+            return None
+        newest = self._streams[-1]
+        return newest[0] if isinstance(newest, tuple) else _identity(newest)
+
+    def _front(self) -> BinaryIO | None:
+        """The file to read now, opened if it was only listed (one found gone is skipped:
+        the logger removed it before this reader got to it)."""
+        while self._streams:
+            front = self._streams[0]
+            if not isinstance(front, tuple):
+                return front
+            opened = _open_listed(front)
+            if opened is None:
+                self._streams.popleft()
+                continue
+            self._streams[0] = opened
+            self._offset = 0
+        return None
+
+    def _read_front(self, stream: BinaryIO, limit: int) -> bytes:
         if os.fstat(stream.fileno()).st_size < self._offset:
             self._offset = 0  # truncated: written afresh
         stream.seek(self._offset)
@@ -286,5 +327,7 @@ class ByteFollower:
 
     def close(self) -> None:
         while self._streams:
-            with contextlib.suppress(OSError):
-                self._streams.popleft().close()
+            stream = self._streams.popleft()
+            if not isinstance(stream, tuple):
+                with contextlib.suppress(OSError):
+                    stream.close()
