@@ -195,7 +195,9 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int, durable: bool 
     """Write ``data`` to a temporary file beside ``path`` (given ``mode`` before any byte, so a
     secret is never readable by others, even for a moment), flush it to disk, rename it over
     ``path`` and flush the directory. The parent directory must exist; on any failure the
-    temporary file is removed and ``path`` is untouched.
+    temporary file is removed and ``path`` is untouched. An ``OSError`` names ``path``
+    (a write, flush or fsync refused for space names no file of its own, so a status said
+    "No space left on device" without saying where).
 
     ``durable=False`` skips both flushes to disk: the rename still makes the change whole
     for readers and across a killed process, only a power loss may lose it (for files
@@ -213,9 +215,11 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int, durable: bool 
             if durable:
                 os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)
         raise
     if not durable:
         return
