@@ -37,6 +37,7 @@ from kukeon.api.cellset import HASH_LENGTH, SUFFIX_LENGTH
 from kukeon.api.container import containerd_container_id
 from kukeon.api.hostusers import host_users_change
 from kukeon.api.meta import check_dns_label, quote
+from kukeon.api.placement import is_scheduler_placed
 from kukeon.apiserver.portclaims import port_causes
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
@@ -582,10 +583,14 @@ async def _selector_mismatch(
     if not missing:
         return []
     wanted = ", ".join(f"{key}={value}" for key, value in sorted(missing.items()))
+    if is_scheduler_placed(cell):
+        # The user wrote no nodeName: the scheduler placed the cell and never moves it.
+        fix = "the scheduler does not move a placed cell: delete and create it again"
+    else:
+        fix = "fix the node's labels, the selector, or leave nodeName out"
     why = (
         f"node {quote(node)} (spec.nodeName) does not carry {wanted}: a cell with a node is "
-        "never scheduled, so the selector would be ignored; fix the node's labels, the "
-        "selector, or leave nodeName out"
+        f"never scheduled, so the selector would be ignored; {fix}"
     )
     return [Cause("spec.nodeSelector", why)]
 

@@ -84,3 +84,13 @@ async def test_a_set_pinning_its_cells_is_judged_with_its_own_selector() -> None
 @pytest.mark.parametrize("selector", [{}, {"disk": "ssd"}])
 async def test_what_the_node_matches_passes(selector: dict[str, str]) -> None:
     assert await refusals(CELL, cell(nodeName="n1", nodeSelector=selector), None) == []
+
+
+async def test_a_selector_added_to_a_scheduled_cell_says_how_to_move_it() -> None:
+    from kukeon.api import SCHEDULED_BY_ANNOTATION, SCHEDULED_BY_SCHEDULER
+
+    document = cell_doc(nodeName="n1", nodeSelector={"zone": "b"})
+    document["metadata"]["annotations"] = {SCHEDULED_BY_ANNOTATION: SCHEDULED_BY_SCHEDULER}
+    with pytest.raises(ApiError) as refused:
+        await check_node_selector(REGISTRY, CELL, parse_resource(document), cell(nodeName="n1"))
+    assert "delete and create it again" in refused.value.causes[0].message
