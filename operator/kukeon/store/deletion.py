@@ -20,7 +20,15 @@ from typing import Any
 from kukeon.api import AnyResource, FieldError, Kind, key_of
 
 from .codec import label_of
-from .errors import ChildrenExist, Conflict, Invalid, NotFound, StoreError, Unavailable
+from .errors import (
+    ChildrenExist,
+    Conflict,
+    Invalid,
+    NotFound,
+    SpaceExceeded,
+    StoreError,
+    Unavailable,
+)
 from .keys import display_name, parent_key, range_end
 from .quotaserial import serial_root
 from .reads import RegistryReads
@@ -48,6 +56,16 @@ Children = list[tuple[Kind, tuple[str, ...]]]
 
 Precondition = Callable[[AnyResource], None]
 """Raises (``Conflict``) when the object read is not the one a delete is meant for."""
+
+
+def _mark_refused(label: str, finalizers: Sequence[str], error: SpaceExceeded) -> SpaceExceeded:
+    """A full etcd refused the mark of an object its finalizers hold: why a delete, which
+    etcd takes while full, was refused, and what can be deleted meanwhile."""
+    return SpaceExceeded(
+        f"{error}; {label} holds finalizers ({', '.join(finalizers)}), so it is first marked "
+        "for deletion, a write etcd refuses while full; an object without finalizers (a "
+        "Secret, for one) is deleted at once, which frees room"
+    )
 
 
 class RegistryDeletion(RegistryReads):
@@ -316,6 +334,7 @@ class RegistryDeletion(RegistryReads):
     ) -> AnyResource | None:
         label = label_of(kind, key)
         no_children = self._no_children_compares(kind, key)
+        held: list[str] = []  # the finalizers the last decision marked the object for
 
         for _ in range(MAX_CAS_ROUNDS):
             children = (
@@ -338,6 +357,7 @@ class RegistryDeletion(RegistryReads):
                 if precondition is not None:
                     precondition(current)
                 remaining = [f for f in current.metadata.finalizers if f != CHILDREN_FINALIZER]
+                held[:] = remaining
                 if not remaining:
                     return None, no_children
                 document = json.loads(stored.value)
@@ -351,7 +371,12 @@ class RegistryDeletion(RegistryReads):
                     return "keep", []
                 return document, no_children
 
-            result = await self._cas_once(kind, key, "delete", decide)
+            try:
+                result = await self._cas_once(kind, key, "delete", decide)
+            except SpaceExceeded as error:
+                if not held:  # a removal etcd refused: its own words say it
+                    raise
+                raise _mark_refused(label, held, error) from error
             if not isinstance(result, Lost):
                 return result
             # Lost the compare: a child appeared or the object changed; decide again.

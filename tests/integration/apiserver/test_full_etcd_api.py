@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kukeon.api import Kind
 from kukeon.store import EmbeddedEtcd, Registry
 from kukeon.store.connection import EtcdClient
 from kukeon.store.spacekeeping import recover_space
@@ -38,6 +39,7 @@ V = "/apis/kukeon.io/v1beta1"
 STACK = f"{V}/realms/r/spaces/s/stacks/st"
 CELLS = f"{STACK}/cells"
 MERGE = {"Content-Type": "application/merge-patch+json"}
+HELD = ("r", "s", "st", "held")
 QUOTA = 8 * 1024 * 1024
 VALUE = b"x" * (512 * 1024)
 PROMPT = 3.0
@@ -146,9 +148,21 @@ async def test_every_write_verb_is_a_prompt_503_on_a_full_etcd(
                 connector = aiohttp.UnixConnector(path=str(api.socket))
                 async with aiohttp.ClientSession(connector=connector, base_url="http://k") as http:
                     cell = await _setup(http)
+                    await _ok(http.post(CELLS, json=cell_doc("held")), 201)
+                    await registry.add_finalizer(Kind.CELL, HELD, "kukeon.io/cell-controller")
                     await _fill(registry.client)
                     await _every_write_refused(http, cell)
                     await _nothing_half_written(http, cell)
+                    # Its finalizer needs a mark first, a write: the answer says so.
+                    status, body, took = await _answer(http.delete(f"{CELLS}/held"))
+                    assert status == 503, body
+                    assert took < PROMPT
+                    message = body["message"]
+                    assert "database space exceeded" in message, message
+                    assert "holds finalizers (kukeon.io/cell-controller)" in message, message
+                    assert "without finalizers (a Secret, for one) is deleted" in message
+                    held = await _ok(http.get(f"{CELLS}/held"))
+                    assert "deletionTimestamp" not in held["metadata"]
                     # etcd takes deletes under the alarm: a cell without children goes.
                     status, body, took = await _answer(http.delete(f"{CELLS}/gone"))
                     assert status == 200, body
