@@ -202,6 +202,7 @@ class Forwarder:
         self.connect_timeout = connect_timeout
         self._token: str | None = None
         self._tls: ssl.SSLContext | None = None
+        self._tls_made = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         _, cell_path = route_patterns(Kind.CELL)
         _, realm_path = route_patterns(Kind.REALM)
@@ -211,15 +212,33 @@ class Forwarder:
         self._image_routes = frozenset(f"{realm_path}/images{sub}" for sub in IMAGE_SUBPATHS)
 
     async def start(self) -> None:
-        """Read the token and the CA now, so a wrong path stops kukeond at start."""
+        """Read the token and the fleet CA file now, so a wrong path stops kukeond at start.
+
+        Without a CA file the forwarding trusts the system's CAs: that context is made at
+        the first forwarding (:meth:`_forwarding_tls`), not here. Loading the system's CA
+        store costs ~2 MiB of RSS (its certificates, OpenSSL's pages: issue 18,
+        docs/benchmarks/memory-idle.md), and a kukeond without a fleet token (a single node)
+        never forwards."""
         if self.token_file is not None:
             self._token = await asyncio.to_thread(read_token, self.token_file)
-        self._tls = await asyncio.to_thread(_tls_context, self.ca_file)
+        if self.ca_file is not None:
+            self._tls = await asyncio.to_thread(_tls_context, self.ca_file)
+
+    async def _forwarding_tls(self, what: str, node: str) -> ssl.SSLContext:
+        """The forwarding's TLS context: the fleet CA's (made by :meth:`start`), or the
+        system CAs', made once at the first forwarding, in a worker thread."""
+        async with self._tls_made:
+            if self._tls is None:
+                try:
+                    self._tls = await asyncio.to_thread(_tls_context, self.ca_file)
+                except ForwardingError as error:
+                    raise self._refuse(what, node, str(error)) from error
+            return self._tls
 
     def _client(self) -> aiohttp.ClientSession:
         """The HTTPS session to the other nodes, made at the first forwarding (it imports
         aiohttp's client, which a kukeond that never forwards does not load)."""
-        assert self._tls is not None  # made by start(); the forwarding refuses without it
+        assert self._tls is not None  # made before (_forwarding_tls), which the forwarding awaits
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._tls),
@@ -405,13 +424,14 @@ class Forwarder:
                 code=508,
             )
         endpoint = await self._endpoint(what, node, named_in=named_in)
-        if self._token is None or self._tls is None:
+        if self._token is None:
             raise self._refuse(
                 what,
                 node,
                 f"this node ({self.node_name}) has no fleet token to forward with "
                 "(fleetTokenFile); ask that node's API instead",
             )
+        await self._forwarding_tls(what, node)
         url = endpoint + str(request.rel_url)
         headers = {
             "Authorization": f"Bearer {self._token}",

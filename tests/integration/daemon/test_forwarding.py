@@ -228,8 +228,10 @@ async def forwarding_node(
     token: str = FLEET,
     ca: Path | None = None,
     server_domain: str | None = None,
+    system_cas: bool = False,
 ) -> AsyncIterator[aiohttp.ClientSession]:
-    """An API-only node that forwards with ``token``, trusting ``ca``; an admin session to it."""
+    """An API-only node that forwards with ``token``, trusting ``ca`` (the fleet's CA by
+    default; no CA file, so the system's CAs, with ``system_cas``); an admin session to it."""
     token_file = tmp_path / f"{name}.token"
     token_file.write_text(token + "\n")
     settings = ApiSettings(
@@ -245,7 +247,7 @@ async def forwarding_node(
         registry=fleet.registry,
         node_name=name,
         token_file=token_file,
-        ca_file=ca or fleet.certs.ca,
+        ca_file=None if system_cas else ca or fleet.certs.ca,
         server_domain=server_domain,
     )
     try:
@@ -604,3 +606,16 @@ async def test_certificates_by_node_name_under_the_server_domain(
                     assert "is not one this node trusts" in body["message"]
                     assert expected in body["message"]
                     assert body["details"]["name"] == "nd"
+
+
+async def test_without_a_fleet_ca_the_system_cas_are_trusted(fleet: Fleet, tmp_path: Path) -> None:
+    """No fleetCaFile: the system CAs' context, made at the first forwarding (issue 18: not
+    at start), checks the other node's certificate; the fleet's own CA is not among them."""
+    async with forwarding_node(fleet, "nz", tmp_path, system_cas=True) as client:
+        for headers in ({}, UPGRADE, {}):
+            path = f"{CELLS}/on-b/" + ("exec" if headers else "log")
+            code, body = await _status(await client.get(path, headers=headers))
+            assert code == 503, path
+            assert "is not one this node trusts" in body["message"]
+            assert "the fleet CA (the system CAs)" in body["message"]
+            assert body["details"]["name"] == "nb"

@@ -4,12 +4,16 @@ runs the whole path between two API servers)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from kukeon.apiserver.status import ApiError, Cause, status_document
+from kukeon.daemon import forwarding
 from kukeon.daemon.forwarding import Forwarder, server_hostname
 from kukeon.store import Registry
 
@@ -79,3 +83,54 @@ def test_a_refusal_without_a_status_is_described(
     assert error.name == "n2"
     assert error.message.startswith(f"node n2 answered the exec of {WHAT} ")
     assert says in error.message
+
+
+async def test_without_a_ca_file_start_loads_no_ca_store(
+    forwarder: Forwarder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The system CAs' context (~2 MiB of RSS) is not made at start (issue 18)."""
+    made: list[Path | None] = []
+    monkeypatch.setattr(forwarding, "_tls_context", lambda ca: made.append(ca))
+    await forwarder.start()
+    assert made == []
+
+
+async def test_a_wrong_ca_file_still_stops_the_start(tmp_path: Path) -> None:
+    forwarder = Forwarder(
+        registry=cast(Registry, None),
+        node_name="n1",
+        token_file=None,
+        ca_file=tmp_path / "missing-ca.pem",
+    )
+    with pytest.raises(forwarding.ForwardingError, match=r"missing-ca\.pem"):
+        await forwarder.start()
+
+
+async def test_the_system_cas_context_is_made_once_at_the_first_forwarding(
+    forwarder: Forwarder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Path | None] = []
+
+    def context(ca: Path | None) -> ssl.SSLContext:
+        made.append(ca)
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+    monkeypatch.setattr(forwarding, "_tls_context", context)
+    first, second = await asyncio.gather(
+        forwarder._forwarding_tls(WHAT, "n2"), forwarder._forwarding_tls(WHAT, "n2")
+    )
+    assert first is second
+    assert made == [None]
+
+
+async def test_a_system_cas_context_that_cannot_be_made_is_a_refusal(
+    forwarder: Forwarder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def context(ca: Path | None) -> ssl.SSLContext:
+        raise forwarding.ForwardingError("cannot load the fleet CA file None: broken")
+
+    monkeypatch.setattr(forwarding, "_tls_context", context)
+    with pytest.raises(ApiError) as raised:
+        await forwarder._forwarding_tls(WHAT, "n2")
+    assert (raised.value.code, raised.value.name) == (503, "n2")
+    assert "broken" in str(raised.value)
