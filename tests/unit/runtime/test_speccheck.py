@@ -194,3 +194,58 @@ def test_a_tmpfs_size_given_twice_is_refused() -> None:
     assert "'size=2m'" in errors[0].reason
     once = make_container(tmpfs=[{"path": "/t", "sizeBytes": 1048576, "options": ["noexec"]}])
     assert container_errors(once) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "reason"),
+    [
+        # resolved and staged by name: both got the second's value
+        (
+            {"secrets": [{"name": "db", "fromEnv": "A"}, {"name": "db", "fromEnv": "B"}]},
+            "secrets[1].name",
+            "also secrets[0]'s",
+        ),
+        (
+            {
+                "secrets": [
+                    {"name": "a", "fromEnv": "A", "mountPath": "/s/a"},
+                    {"name": "a", "fromEnv": "B", "mountPath": "/s/b"},
+                ]
+            },
+            "secrets[1].name",
+            "also secrets[0]'s",
+        ),
+        # one mount point: the last one won
+        (
+            {
+                "secrets": [
+                    {"name": "a", "fromEnv": "A", "mountPath": "/s"},
+                    {"name": "b", "fromEnv": "B", "mountPath": "/s"},
+                ]
+            },
+            "secrets[1].mountPath",
+            "also secrets[0]'s",
+        ),
+        # the secret's variable replaced the env entry
+        (
+            {"env": ["X=1", "TOKEN=plain"], "secrets": [{"name": "TOKEN", "fromEnv": "T"}]},
+            "secrets[0].name",
+            "also set by env[1]",
+        ),
+    ],
+)
+def test_a_secret_given_twice_is_refused(fields: dict[str, Any], field: str, reason: str) -> None:
+    errors = container_errors(make_container(**fields))
+    assert [(e.field, reason in e.reason) for e in errors] == [(field, True)], errors
+
+
+def test_secrets_of_their_own_pass() -> None:
+    container = make_container(
+        env=["TOKEN_FILE=/s/token"],
+        secrets=[
+            {"name": "TOKEN", "fromEnv": "T"},
+            {"name": "token", "fromEnv": "T", "mountPath": "/s/token"},
+            {"name": "TOKEN_FILE_2", "fromEnv": "T"},
+        ],
+    )
+    assert container_errors(container) == []

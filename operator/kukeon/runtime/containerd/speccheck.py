@@ -9,7 +9,8 @@ same functions, so the API server can refuse such a write with a 422 naming the 
 server does not import the runtime). What depends on the host or the image (a device
 node, the capability bounding set, a user name in the image's /etc/passwd) stays the
 node's to report. Beside the builder's own checks, a few here refuse what the builder
-would take and ignore (a bind volume's `mode`, a tmpfs size given twice), or what would
+would take and ignore (a bind volume's `mode`, a tmpfs size given twice, a secret's name
+or mount path given twice, a secret variable set by `env` too), or what would
 fail later for the same reason on every node (an alias, an exec string too long).
 """
 
@@ -47,6 +48,7 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
         for name in ("sizeBytes", "mode")
     ]
     checks += [partial(_one_tmpfs_size, i, tmpfs) for i, tmpfs in enumerate(container.tmpfs)]
+    checks += [partial(_secret_once, container, i) for i in range(len(container.secrets))]
     errors: list[FieldError] = []
     for check in checks:
         try:
@@ -112,6 +114,32 @@ def _one_tmpfs_size(index: int, tmpfs: TmpfsMount) -> None:
     if given:
         why = f"and options {given[0]!r} both give the size (the option would win): give one"
         raise FieldError(f"tmpfs[{index}].sizeBytes", why)
+
+
+def _secret_once(container: ContainerSpec, index: int) -> None:
+    # The node keys a container's secrets by name (their values, their staged files) and by
+    # mount path, and lays secret variables over `env`: a second of either, or an env
+    # entry of the same name, was silently given another secret's value or dropped.
+    secret = container.secrets[index]
+    earlier = container.secrets[:index]
+    field = f"secrets[{index}]"
+    twin = next((i for i, other in enumerate(earlier) if other.name == secret.name), None)
+    if twin is not None:
+        why = f"name {secret.name!r} is also secrets[{twin}]'s: each secret needs its own name"
+        raise FieldError(f"{field}.name", why)
+    if secret.mount_path is not None:
+        paths = [other.mount_path for other in earlier]
+        if secret.mount_path in paths:
+            why = f"{secret.mount_path} is also secrets[{paths.index(secret.mount_path)}]'s"
+            raise FieldError(f"{field}.mountPath", why)
+        return
+    keys = [entry.partition("=")[0] for entry in container.env]
+    if secret.name in keys:
+        why = (
+            f"the variable {secret.name} is also set by env[{keys.index(secret.name)}], which "
+            "the secret would override: set it in one place"
+        )
+        raise FieldError(f"{field}.name", why)
 
 
 def _mounts(container: ContainerSpec) -> None:
