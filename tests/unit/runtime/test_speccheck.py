@@ -249,3 +249,16 @@ def test_secrets_of_their_own_pass() -> None:
         ],
     )
     assert container_errors(container) == []
+
+
+def test_a_capability_added_and_dropped_is_refused() -> None:
+    """Built add then drop: the add was ignored without a word."""
+    both = make_container(capabilities={"add": ["CHOWN", "net_admin"], "drop": ["CAP_NET_ADMIN"]})
+    errors = container_errors(both)
+    assert [e.field for e in errors] == ["capabilities.add[1]"]
+    assert "capabilities.drop[0]" in errors[0].reason
+    # all but one, and only one: both mean something
+    all_but = make_container(capabilities={"add": ["ALL"], "drop": ["NET_ADMIN"]})
+    only = make_container(capabilities={"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]})
+    assert container_errors(all_but) == []
+    assert container_errors(only) == []

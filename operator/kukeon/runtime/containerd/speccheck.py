@@ -10,7 +10,8 @@ server does not import the runtime). What depends on the host or the image (a de
 node, the capability bounding set, a user name in the image's /etc/passwd) stays the
 node's to report. Beside the builder's own checks, a few here refuse what the builder
 would take and ignore (a bind volume's `mode`, a tmpfs size given twice, a secret's name
-or mount path given twice, a secret variable set by `env` too), or what would
+or mount path given twice, a secret variable set by `env` too, a capability both added
+and dropped), or what would
 fail later for the same reason on every node (an alias, an exec string too long).
 """
 
@@ -49,6 +50,7 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
     ]
     checks += [partial(_one_tmpfs_size, i, tmpfs) for i, tmpfs in enumerate(container.tmpfs)]
     checks += [partial(_secret_once, container, i) for i in range(len(container.secrets))]
+    checks.append(lambda: _added_and_dropped(container))
     errors: list[FieldError] = []
     for check in checks:
         try:
@@ -140,6 +142,23 @@ def _secret_once(container: ContainerSpec, index: int) -> None:
             "the secret would override: set it in one place"
         )
         raise FieldError(f"{field}.name", why)
+
+
+def _added_and_dropped(container: ContainerSpec) -> None:
+    # The set is built add then drop: a capability named in both was dropped, its add
+    # ignored. (Adding ALL and dropping some, or dropping ALL and adding some, is how one
+    # says "all but" and "only": both mean something.)
+    if container.capabilities is None:
+        return
+    dropped = [name.strip().upper().removeprefix("CAP_") for name in container.capabilities.drop]
+    for position, name in enumerate(container.capabilities.add):
+        short = name.strip().upper().removeprefix("CAP_")
+        if short != "ALL" and short in dropped:
+            why = (
+                f"{name} is dropped too (capabilities.drop[{dropped.index(short)}]), and the "
+                "drop wins: name it in one list"
+            )
+            raise FieldError(f"capabilities.add[{position}]", why)
 
 
 def _mounts(container: ContainerSpec) -> None:
