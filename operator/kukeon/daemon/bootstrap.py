@@ -2,7 +2,9 @@
 
 Created once at kukeond's start when missing (an existing one is left exactly as the user
 made it), so bootstrapping is idempotent and safe to race between several kukeond sharing
-one etcd: whoever loses a create sees AlreadyExists and moves on.
+one etcd: whoever loses a create sees AlreadyExists and moves on. A full etcd (its
+NOSPACE alarm raised) refuses the creates: the start goes on without them, said in a
+warning, and the next start creates them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 from typing import Any
 
 from kukeon.api import DEFAULT_PARENT, AnyResource, Kind, key_of, parse_resource
-from kukeon.store import AlreadyExists, NotFound, Registry
+from kukeon.store import AlreadyExists, NotFound, Registry, SpaceExceeded
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ async def ensure_defaults(registry: Registry) -> list[str]:
         try:
             await registry.create(resource)
         except AlreadyExists:
+            continue
+        except SpaceExceeded as error:  # kukeond still serves reads and deletes
+            log.warning("bootstrap: %s not created, the next start creates it: %s", label, error)
             continue
         created.append(label)
         log.info("bootstrap created %s", label)
