@@ -425,6 +425,10 @@ class _AttachSession:
                 self.last_output = self.loop.time()
                 sys.stdout.buffer.write(payload)
                 sys.stdout.buffer.flush()
+            elif channel == b"\x02":  # kukeond's notice (output this session lost)
+                sys.stdout.buffer.flush()
+                sys.stderr.buffer.write(payload)
+                sys.stderr.buffer.flush()
             elif channel == b"\x03":
                 status = json.loads(payload)
                 self.end(

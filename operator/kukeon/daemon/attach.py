@@ -8,7 +8,8 @@ the container's log file, its input is a FIFO. A session therefore
   before, or while nobody was attached, is in ``kukectl logs``), or from its start with
   ``?logs=true``, sending it as channel 1; across the logger's rotations, by the files'
   identity (``logfollow.ByteFollower``): the file held to its end, the files rotated
-  since, the new one;
+  since, the new one; where files were removed before the session read them (it lagged
+  by more than the kept files), a notice on channel 2 (stderr), not in the output;
 - writes channel 0 payloads into the stdin FIFO. Every attached client may type (input is
   multiplexed, as ``docker attach`` does); an empty payload is ignored: detaching must
   never close the container's stdin;
@@ -37,7 +38,7 @@ from kukeon.apiserver.status import ApiError
 from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers.cell import ordered_containers
 from kukeon.daemon.logclose import WriterClosed
-from kukeon.daemon.logfollow import ByteFollower
+from kukeon.daemon.logfollow import ByteFollower, Gap
 from kukeon.daemon.lookups import no_such_container
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.pipes import InputStalledError, write_all
@@ -109,19 +110,29 @@ async def _send_tail(
     if closing is not None:
         await closing.wait(within=AFTER_EXIT_MAX_SECONDS)
         while True:
-            data = await asyncio.to_thread(log.read, CHUNK)
+            data = await asyncio.to_thread(log.read_or_gap, CHUNK)
             if not data:
                 return
-            await socket.send_bytes(b"\x01" + data)
+            await _send_output(socket, data)
     give_up = loop.time() + AFTER_EXIT_MAX_SECONDS
     quiet_since = loop.time()
     while loop.time() - quiet_since < AFTER_EXIT_QUIET_SECONDS and loop.time() < give_up:
-        data = await asyncio.to_thread(log.read, CHUNK)
+        data = await asyncio.to_thread(log.read_or_gap, CHUNK)
         if data:
-            await socket.send_bytes(b"\x01" + data)
+            await _send_output(socket, data)
             quiet_since = loop.time()
         else:
             await asyncio.sleep(POLL_MIN_SECONDS)
+
+
+async def _send_output(socket: web.WebSocketResponse, data: bytes | Gap) -> None:
+    """The terminal's output on channel 1; where the session lost some (it lagged by more
+    than the kept files), a notice on channel 2 (stderr), which the terminal's stream does
+    not carry (kukectl attach prints it to its stderr, an older client ignores it)."""
+    if isinstance(data, Gap):
+        await socket.send_bytes(b"\x02" + f"\r\n{data.notice()}\r\n".encode())
+    else:
+        await socket.send_bytes(b"\x01" + data)
 
 
 def _watch_close(log: Path) -> WriterClosed | None:
@@ -183,9 +194,9 @@ async def serve_attach(
     async def to_client() -> None:
         pause = POLL_MIN_SECONDS
         while True:
-            data = await asyncio.to_thread(output.read, CHUNK)
+            data = await asyncio.to_thread(output.read_or_gap, CHUNK)
             if data:
-                await socket.send_bytes(b"\x01" + data)
+                await _send_output(socket, data)
                 pause = POLL_MIN_SECONDS
                 continue
             if exited.done():

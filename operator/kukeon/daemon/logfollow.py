@@ -10,26 +10,34 @@ Once the path names another file, the held one is read to its end once more (the
 writes to a file only until it renames it), then the rotated files newer than it (several
 rotations between two reads), then the new file, as ``tail -F`` does, so a follower sees
 every record in order; a follower that lags by more than the kept files misses what was
-removed before it got there. The logger writes whole records, so a follower reads complete
-lines only and leaves a partial one for the next read. :class:`ByteFollower` follows an
-attachable container's terminal log (raw bytes, for an attach session) the same way, by
-the bytes. The kept files are listed by name and identity and opened one at a time, when
-reached (a file found removed or replaced by then is skipped: the logger removed it), so a
-reader holds at most two files open whatever ``containerLogMaxFiles`` is. Every method
-blocks: callers run them off the event loop.
+removed before it got there. That is not silent: the logger numbers the files one by one,
+so the numbers missing between the file followed and the oldest one kept are the files
+lost (:class:`Gap`); kukeond's log says it, a ``logs`` stream gets a ``[kukeon]`` record
+in its place, an attach session a notice on its stderr channel. The logger writes whole
+records, so a follower reads complete lines only and leaves a partial one for the next
+read. :class:`ByteFollower` follows an attachable container's terminal log (raw bytes, for
+an attach session) the same way, by the bytes. The kept files are listed by name and
+identity and opened one at a time, when reached (a file found removed or replaced by then
+is a Gap too: the logger removed it), so a reader holds at most two files open whatever
+``containerLogMaxFiles`` is. Every method blocks: callers run them off the event loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from collections import deque
 from collections.abc import Generator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from kukeon.runtime.containerd.crilog import LogRecord, parse_lines, rotated_logs
+
+log = logging.getLogger(__name__)
 
 Identity = tuple[int, int]
 """A file's device and inode: what a path names may change, an open file's does not."""
@@ -56,6 +64,52 @@ def _identity_of(path: Path) -> Identity | None:
 
 Listed = tuple[Identity, Path]
 """A kept file as it was listed: opened only when its turn comes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Where a reader lost ``files`` of the log: removed by its logger (the oldest beyond
+    ``containerLogMaxFiles``) before the reader got to them."""
+
+    path: Path
+    files: int
+
+    def notice(self) -> str:
+        files, were = ("log files", "were") if self.files != 1 else ("log file", "was")
+        return (
+            f"[kukeon] {self.files} {files} of this output {were} removed before this reader "
+            "got to them (it lagged by more than containerLogMaxFiles): their lines are "
+            "missing here"
+        )
+
+    def record(self) -> LogRecord:
+        """The notice as a record of the log, where the lines are missing."""
+        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+        return LogRecord(time=stamp, stream="stderr", partial=False, text=self.notice().encode())
+
+    def said(self) -> Gap:
+        """Said in kukeond's log (once per gap)."""
+        log.warning(
+            "a reader of %s lagged by more than the kept files: %d file(s) were removed "
+            "before it read them",
+            self.path,
+            self.files,
+        )
+        return self
+
+
+def _number(listed: Listed) -> int:
+    return int(listed[1].name.rsplit(".", 1)[1])
+
+
+def _number_due(listed: list[Listed], held: Identity | None) -> int:
+    """The number the held file has or will have once rotated (listed after it was opened:
+    the logger numbers on from the last kept file, one by one)."""
+    for identity, path in listed:
+        if identity == held:
+            return _number((identity, path))
+    return _number(listed[-1]) + 1 if listed else 1
 
 
 def _list_rotated(path: Path, since: datetime | None = None) -> list[Listed]:
@@ -100,17 +154,35 @@ def _lines(stream: BinaryIO, last: int | None) -> list[bytes]:
     return list(kept)
 
 
-def _rotated_after(path: Path, previous: Identity | None, held: Identity | None) -> list[Listed]:
+@dataclass(frozen=True, slots=True)
+class _Rotated:
+    files: list[Listed]
+    """To read, oldest first."""
+    lost: int
+    """Files removed before they were listed, between the one followed and ``files``."""
+    due: int
+    """The number the file now held has or will have."""
+
+
+def _rotated_after(
+    path: Path, previous: Identity | None, held: Identity | None, previous_due: int | None
+) -> _Rotated:
     """The files ``path`` was rotated into that are newer than the one that was followed
     (all of them when it is not among them: removed, or now a previous instance's) and
     older than the one now held, oldest first. Listed after that one was opened, so
     it may have been rotated too meanwhile: the files after it are read after it, once
-    the path names another file again (a busy terminal rotates every few milliseconds)."""
+    the path names another file again (a busy terminal rotates every few milliseconds).
+    ``previous_due``: the number the one followed was to get; when it is no longer kept,
+    the numbers between it and the oldest kept one are files lost."""
     listed = _list_rotated(path)
     identities = [identity for identity, _ in listed]
     start = identities.index(previous) + 1 if previous in identities else 0
     end = identities.index(held) if held in identities else len(listed)
-    return listed[start:end]
+    lost = 0
+    if not start and listed and previous_due is not None:
+        # A new instance's files are numbered from 1 again: no loss counted.
+        lost = max(_number(listed[0]) - previous_due - 1, 0)
+    return _Rotated(files=listed[start:end], lost=lost, due=_number_due(listed, held))
 
 
 def _rotated_before(path: Path, held: Identity | None) -> list[Listed]:
@@ -141,6 +213,8 @@ class LogFollower:
         self._stream: BinaryIO | None = None
         self._offset = 0
         self._open()
+        self._due = _number_due(_list_rotated(path), _identity(self._stream))
+        """The number the file held has or will have (see ``_rotated_after``)."""
 
     def _open(self) -> None:
         try:
@@ -164,15 +238,22 @@ class LogFollower:
         current = self._tail_current(lines)
         if lines is None:
             for listed in older:
-                yield list(parse_lines(_read_listed(listed, None) or []))
+                yield self._records_of(listed, None)
             yield list(parse_lines(current))
             return
-        before: list[bytes] = []
+        before: list[LogRecord] = []
         for listed in reversed(older):
             if len(before) + len(current) >= lines:
                 break
-            before[:0] = _read_listed(listed, lines - len(current) - len(before)) or []
-        yield list(parse_lines(before + current))
+            before[:0] = self._records_of(listed, lines - len(current) - len(before))
+        yield before + list(parse_lines(current))
+
+    def _records_of(self, listed: Listed, last: int | None) -> list[LogRecord]:
+        """A listed file's records (its ``last`` ones), or the notice that it is gone."""
+        lines = _read_listed(listed, last)
+        if lines is None:
+            return [Gap(self.path, 1).said().record()]
+        return list(parse_lines(lines))
 
     def _rotated_before(self, since: datetime | None) -> list[Listed]:
         """The rotated files older than the one held, oldest first.
@@ -219,8 +300,12 @@ class LogFollower:
         held = _identity(self._stream)
         if old is not None:
             old.close()
-        for listed in _rotated_after(self.path, previous, held):
-            records += parse_lines(_read_listed(listed, None) or [])
+        rotated = _rotated_after(self.path, previous, held, self._due)
+        self._due = rotated.due
+        if rotated.lost:
+            records.append(Gap(self.path, rotated.lost).said().record())
+        for listed in rotated.files:
+            records += self._records_of(listed, None)
         return records + self._read_rest()
 
     def _read_rest(self) -> list[LogRecord]:
@@ -254,22 +339,34 @@ class ByteFollower:
     def __init__(self, path: Path, *, from_start: bool = False) -> None:
         self.path = path
         # Read in order; the last one is the newest, held open; the others are opened when
-        # they come to the front (two open at most).
-        self._streams: deque[BinaryIO | Listed] = deque()
+        # they come to the front (two open at most); a Gap where files were lost.
+        self._streams: deque[BinaryIO | Listed | Gap] = deque()
         self._offset = 0
         newest: BinaryIO | None = None
         with contextlib.suppress(FileNotFoundError):
             newest = path.open("rb")
             self._streams.append(newest)
+        self._due = _number_due(_list_rotated(path), _identity(newest))
         if from_start:
             self._streams.extendleft(reversed(_rotated_before(path, _identity(newest))))
         elif newest is not None:
             self._offset = os.fstat(newest.fileno()).st_size
 
     def read(self, limit: int) -> bytes:
-        """At most ``limit`` bytes written since the last read; empty when there are none."""
+        """At most ``limit`` bytes written since the last read; empty when there are none
+        (files lost on the way are skipped: see ``read_or_gap``)."""
+        while isinstance(chunk := self.read_or_gap(limit), Gap):
+            pass
+        return chunk
+
+    def read_or_gap(self, limit: int) -> bytes | Gap:
+        """``read``, or where files were lost (removed before this reader got to them), in
+        its place among the bytes."""
         while True:
             front = self._front()
+            if self._streams and isinstance(gap := self._streams[0], Gap):
+                self._streams.popleft()
+                return gap
             if front is not None:
                 data = self._read_front(front, limit)
                 if data:
@@ -290,29 +387,35 @@ class ByteFollower:
             except FileNotFoundError:
                 return b""
             held = _identity(fresh)
-            self._streams.extend(_rotated_after(self.path, newest, held))
+            rotated = _rotated_after(self.path, newest, held, self._due)
+            self._due = rotated.due
+            if rotated.lost:
+                self._streams.append(Gap(self.path, rotated.lost).said())
+            self._streams.extend(rotated.files)
             self._streams.append(fresh)
             if newest is None:
                 self._offset = 0
 
     def _newest(self) -> Identity | None:
         """The identity of the newest file known (the last one, open or only listed)."""
-        if not self._streams:
+        newest = self._streams[-1] if self._streams else None
+        if newest is None or isinstance(newest, Gap):
             return None
-        newest = self._streams[-1]
         return newest[0] if isinstance(newest, tuple) else _identity(newest)
 
     def _front(self) -> BinaryIO | None:
-        """The file to read now, opened if it was only listed (one found gone is skipped:
-        the logger removed it before this reader got to it)."""
+        """The file to read now, opened if it was only listed (one found gone becomes a
+        Gap: the logger removed it before this reader got to it)."""
         while self._streams:
             front = self._streams[0]
+            if isinstance(front, Gap):
+                return None
             if not isinstance(front, tuple):
                 return front
             opened = _open_listed(front)
             if opened is None:
-                self._streams.popleft()
-                continue
+                self._streams[0] = Gap(self.path, 1).said()
+                return None
             self._streams[0] = opened
             self._offset = 0
         return None
@@ -328,6 +431,6 @@ class ByteFollower:
     def close(self) -> None:
         while self._streams:
             stream = self._streams.popleft()
-            if not isinstance(stream, tuple):
+            if not isinstance(stream, tuple | Gap):
                 with contextlib.suppress(OSError):
                     stream.close()
