@@ -321,12 +321,18 @@ class NodeAgent:
         supervisor: Supervisor | None = None,
         cells: NodeCells | None = None,
         on_runtime_change: Callable[[], None] | None = None,
+        on_store_back: Callable[[], None] | None = None,
     ) -> None:
         self.registry = registry
         self.on_runtime_change = on_runtime_change
         """Called when containerd stops or starts answering: the controllers' resync, so
         every cell's status says so now (HostUnobservable, then Ready), not at the next
         periodic resync."""
+        self.on_store_back = on_store_back
+        """Called when the heartbeat is written again after etcd refused it for space: the
+        controllers' resync, so every object refused meanwhile is reconciled now, not after
+        its back-off (up to ``retryBackoffMaxSeconds`` once etcd was full for minutes)."""
+        self._store_was_full = False
         self.cells = cells
         """Stopped when stale (at start) or fenced; None: the node runs no cells."""
         self.fence_after = config.fence_after
@@ -396,6 +402,7 @@ class NodeAgent:
         if full is None:
             await self._beat_or_wait_for_document()
         else:
+            self._store_was_full = True
             log.warning(
                 "node %s: etcd is full (%s); kukeond starts without its heartbeat, which "
                 "its loop takes once etcd takes writes again",
@@ -659,6 +666,7 @@ class NodeAgent:
             except Exception as error:
                 failures += 1
                 unreported += 1
+                self._store_was_full |= isinstance(error, SpaceExceeded)
                 if loop.time() - reported_at >= HEARTBEAT_LOG_INTERVAL:
                     log.warning(
                         "node %s: heartbeat failed %d time(s) since the last report (%r); "
@@ -676,6 +684,13 @@ class NodeAgent:
                 )
                 failures = unreported = 0
                 reported_at = -HEARTBEAT_LOG_INTERVAL
+            if self._store_was_full:
+                self._store_was_full = False
+                log.info(
+                    "node %s: etcd takes writes again, reconciling everything now", self.node_name
+                )
+                if self.on_store_back is not None:
+                    self.on_store_back()
 
     async def stop(self) -> None:
         if self._fencing is not None:
@@ -740,6 +755,7 @@ async def start_fleet(
         supervisor=op.tasks,
         cells=cells,
         on_runtime_change=op.resync,
+        on_store_back=op.resync,
     )
     await agent.start()
     return Fleet(agent=agent, scheduler=scheduler)
