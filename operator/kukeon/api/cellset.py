@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -35,6 +34,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from kukeon.api.cellprofile import CELL_IDENTITY_FIELDS, CONTAINER_IDENTITY_FIELDS, CellTemplate
 from kukeon.api.container import OptionalDnsLabel
+from kukeon.api.labelrules import LABEL_KEY_MAX, LABEL_KEY_PATTERN, label_key_problem
 from kukeon.api.meta import (
     API_VERSION,
     DEFAULT_PARENT,
@@ -136,22 +136,11 @@ class LostNode(KukeonModel):
     (kukeond does so for every cell), so only `true` is accepted."""
 
 
-LABEL_NAME_MAX = 63
-LABEL_KEY_MAX = 253 + 1 + LABEL_NAME_MAX
-LABEL_KEY_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
-_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
-
-
 def check_label_key(value: str) -> str:
-    """A label key as Kubernetes has them: `[prefix/]name`, the prefix a DNS subdomain,
-    the name at most 63 letters, digits, '-', '_' and '.' (alphanumeric at both ends)."""
-    name = value.rpartition("/")[2]
-    if not _LABEL_KEY.fullmatch(value) or len(name) > LABEL_NAME_MAX or len(value) > LABEL_KEY_MAX:
-        why = "must be a label key ([prefix/]name: a DNS subdomain, a name of at most 63"
-        raise ValueError(f"{why} letters, digits, '-', '_', '.'), got {quote(value)}")
+    """A label key as Kubernetes has them (`kukeon.api.labelrules`)."""
+    problem = label_key_problem(value)
+    if problem is not None:
+        raise ValueError(f"{quote(value)} {problem}")
     return value
 
 

@@ -19,37 +19,9 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import NamedTuple
 
+from kukeon.api.labelrules import label_key_problem, label_value_problem
+
 from .errors import Invalid
-
-# Matched whole (fullmatch): Python's `$` also matches before a final newline, which Go's
-# does not, so a key or value ending in "\n" passed (kube-apiserver refuses it).
-_KEY = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-LABEL_NAME_MAX = 63
-"""A label key's name (after any `prefix/`) and a label value: at most this many characters."""
-LABEL_PREFIX_MAX = 253
-
-
-def label_key_problem(key: str, *, what: str = "a label key") -> str | None:
-    """Why ``key`` cannot be a label key (one a selector can name), or None. Annotation
-    keys follow the same rule in Kubernetes (``what`` names which it is)."""
-    prefix, _, name = key.rpartition("/")
-    if not _KEY.fullmatch(key) or len(name) > LABEL_NAME_MAX or len(prefix) > LABEL_PREFIX_MAX:
-        return (
-            f"is not {what}: [prefix/]name, the name at most 63 letters, digits, '-', '_' "
-            "and '.', alphanumeric at both ends"
-        )
-    return None
-
-
-def label_value_problem(value: str) -> str | None:
-    """Why ``value`` cannot be a label value (one a selector can name), or None."""
-    if not _VALUE.fullmatch(value) or len(value) > LABEL_NAME_MAX:
-        return (
-            "is not a label value: empty, or at most 63 letters, digits, '-', '_' and '.', "
-            "alphanumeric at both ends"
-        )
-    return None
 
 
 class Operator(StrEnum):

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kukeon.api.cellset import check_label_key
+from kukeon.api.labelrules import label_key_problem, label_value_problem
 from kukeon.store import Invalid, parse_selector
-from kukeon.store.selectors import label_key_problem, label_value_problem
 
 
 @pytest.mark.parametrize(
@@ -194,3 +195,29 @@ def test_a_final_line_break_is_no_label_key_or_value(text: str) -> None:
     assert label_value_problem(text) is not None
     assert label_key_problem(text.rstrip()) is None
     assert label_value_problem(text.rstrip()) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        ("example.com/App_Name", True),
+        ("a-1.b/x", True),
+        ("Example.com/x", False),  # a prefix is a DNS subdomain: lowercase
+        ("ex_ample.com/x", False),
+        ("-a.com/x", False),
+        ("a..b/x", False),
+        ("/x", False),
+        ("a/b/c", False),
+        (f"{'a' * 254}/x", False),
+    ],
+)
+def test_a_key_prefix_is_a_dns_subdomain(key: str, valid: bool) -> None:
+    """apimachinery's IsQualifiedName: the prefix was taken with capitals and '_' (so the
+    API stored `Example.com/x`, which kube-apiserver refuses); the CellSet's label-key
+    fields had the strict rule, now the same one."""
+    assert (label_key_problem(key) is None) is valid
+    if valid:
+        assert check_label_key(key) == key
+    else:
+        with pytest.raises(ValueError, match="DNS subdomain"):
+            check_label_key(key)
