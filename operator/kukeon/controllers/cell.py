@@ -61,7 +61,7 @@ from kukeon.runtime.containerd.client import patience as containerd_patience
 from kukeon.runtime.containerd.errors import ContainerdUnavailableError, RootfsUnreachableError
 from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.containerd.types import RegistryCredential
-from kukeon.runtime.idranges import IdRangeError
+from kukeon.runtime.idranges import IdRangeClashError, IdRangeError
 from kukeon.runtime.network import (
     NetworkError,
     cell_network_id,
@@ -179,6 +179,8 @@ _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]]
     (ImageUnavailableError, CellState.FAILED, "ImageUnavailable", TemporaryError),
     (NetworkError, CellState.FAILED, "NetworkFailed", TemporaryError),
     (CgroupError, CellState.FAILED, "CgroupFailed", TemporaryError),
+    # Another installation on the host claimed the realm's ids first (docs/user-namespaces.md).
+    (IdRangeClashError, CellState.FAILED, "UserNamespaceRangeClash", TemporaryError),
     (IdRangeError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
     (RootfsUnreachableError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
     # containerd does not answer: whatever was last reported may no longer be true.

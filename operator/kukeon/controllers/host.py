@@ -15,7 +15,7 @@ from kukeon.runtime.cgroups import CgroupDriver
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.crilog import LogRotation
 from kukeon.runtime.containerd.namespaces import realm_namespace
-from kukeon.runtime.idranges import PoolSettings, RangeAllocator
+from kukeon.runtime.idranges import DEFAULT_CLAIMS_DIR, PoolSettings, RangeAllocator
 from kukeon.runtime.network import SpaceNetworks
 
 ID_RANGES_FILE = "userns-ranges.json"
@@ -41,10 +41,18 @@ class HostSettings:
     """When a container's logger starts a new log file, and how many it keeps."""
     id_pool: PoolSettings = field(default_factory=PoolSettings)
     """The host ids the realms' user-namespace ranges (`hostUsers: false`) are taken from."""
+    id_claims_dir: Path = DEFAULT_CLAIMS_DIR
+    """Where every kukeon installation on the host claims the ranges it hands out."""
 
     def id_ranges(self) -> RangeAllocator:
-        """The realms' user-namespace ranges on this node (kept in the state directory)."""
-        return RangeAllocator(self.state_dir / ID_RANGES_FILE, self.id_pool)
+        """The realms' user-namespace ranges on this node (kept in the state directory,
+        claimed in the host-wide claims directory)."""
+        return RangeAllocator(
+            self.state_dir / ID_RANGES_FILE,
+            self.id_pool,
+            claims_dir=self.id_claims_dir,
+            node=self.node_name,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,7 +39,8 @@ from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
 from kukeon.runtime.cgroups import CgroupDriver, CgroupError, open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
-from kukeon.runtime.hostthreads import close_host_threads, open_host_threads
+from kukeon.runtime.hostthreads import close_host_threads, open_host_threads, run_on_host_thread
+from kukeon.runtime.idranges import IdRangeError
 from kukeon.runtime.network import NetworkSettings, SpaceNetworks
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
@@ -103,8 +104,27 @@ def host_settings(config: DaemonConfig, *, root_pids_limit: int | None) -> HostS
         realm_pids_limit=realm_pids_limit(config.realm_pids_limit),
         root_pids_limit=root_pids_limit,
         id_pool=config.id_pool,
+        id_claims_dir=config.user_namespace_claims_dir,
         log_rotation=config.log_rotation,
     )
+
+
+async def claim_recorded_ranges(host: Host) -> None:
+    """Claim host-wide the user-namespace ranges this installation recorded (the first
+    start after an upgrade claims those of before), before any other installation picks a
+    range, and say a clash with another's. A failure only logs: the realms' cells report
+    it when they need their range."""
+    try:
+        refused = await run_on_host_thread(host.settings.id_ranges().claim_recorded)
+    except IdRangeError as error:
+        log.error("cannot claim this node's user-namespace ranges host-wide: %s", error)
+        return
+    if refused:
+        log.error(
+            "%d realm(s) of this node share user-namespace ids with another installation "
+            "that claimed them first; their hostUsers: false cells are refused (above)",
+            len(refused),
+        )
 
 
 def operator_settings(config: DaemonConfig, *, host_identity: str, lease_ttl: int) -> Settings:
@@ -301,6 +321,7 @@ class Daemon:
             cgroups=cgroups,
             networks=networks,
         )
+        await claim_recorded_ranges(host)
         images = ImageProvider(
             containerd=containerd,
             archives=ImageArchives(config.state_dir / "images"),

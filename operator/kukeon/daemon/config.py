@@ -42,6 +42,7 @@ from kukeon.apiserver.settings import (
 from kukeon.fileio import warn_if_open_to_others
 from kukeon.runtime.containerd.crilog import MAX_RECORD_BYTES, MIN_ROTATED_SIZE, LogRotation
 from kukeon.runtime.idranges import (
+    DEFAULT_CLAIMS_DIR,
     DEFAULT_FIRST_ID,
     DEFAULT_RANGES,
     IdRangeError,
@@ -161,10 +162,17 @@ class DaemonConfig(BaseModel):
     per realm on this node, for `hostUsers: false` cells) are taken from. No host account
     may own an id of the pool: a range overlapping a uid of /etc/passwd, a gid of /etc/group
     or another user's /etc/subuid or /etc/subgid entry is skipped (those of the user
-    `kukeon` are allowed). Several kukeonds on one host need disjoint pools."""
+    `kukeon` are allowed), and so is a range another kukeon installation on the host has
+    claimed (`userNamespaceClaimsDir`): several kukeonds on one host may share a pool."""
     user_namespace_ranges: int = Field(default=DEFAULT_RANGES, ge=1)
     """Ranges of 65536 ids in the pool: how many realms may run `hostUsers: false` cells on
     this node."""
+    user_namespace_claims_dir: Path = DEFAULT_CLAIMS_DIR
+    """The directory, shared by every kukeon installation on the host, where each claims the
+    user-namespace ranges it hands out (one file per state directory, under one lock), so
+    two installations never give their realms the same host ids. Made 0700 root's at the
+    first range; refused when others may write it. Give every installation of a host the
+    same one; a private one only for tests."""
 
     api_max_requests_inflight: int = Field(default=400, gt=0)
     """Short API requests answered at once; more are answered 429 (kube-apiserver's

@@ -11,6 +11,7 @@ goes with the last cell using it and the range with the realm.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -98,7 +99,11 @@ async def test_root_inside_is_the_realms_range_outside(kukeond: Kukeond, tmp_pat
     await k.apply(cell_doc(k, "shy", [app], hostUsers=False))
     await k.wait_for(Kind.CELL, key, state="Ready")
 
-    ranges = RangeAllocator(k.config.state_dir / ID_RANGES_FILE, k.config.id_pool)
+    ranges = RangeAllocator(
+        k.config.state_dir / ID_RANGES_FILE,
+        k.config.id_pool,
+        claims_dir=k.config.user_namespace_claims_dir,
+    )
     assert ranges.range_of(k.realm) == IdRange(FIRST_ID)  # the realm's: the pool's first
     pid = await running_pid(k, key)
     mapped = FIRST_ID + IN_CONTAINER_UID
@@ -146,3 +151,37 @@ async def test_root_inside_is_the_realms_range_outside(kukeond: Kukeond, tmp_pat
     await k.registry.delete(Kind.REALM, (k.realm,), cascade=True)
     await k.wait_gone(Kind.REALM, (k.realm,), within=60)
     assert ranges.range_of(k.realm) is None
+
+
+@pytest.mark.kukeond_config(user_namespace_first_id=FIRST_ID, user_namespace_ranges=4)
+async def test_ids_another_installation_claimed_first_are_refused(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """Another kukeon installation on the host (its own state directory, the same claims
+    directory) claimed the pool's first range for its realm; this node recorded the same
+    range for its realm before host-wide claims existed. The cell is refused, its status
+    naming the other installation; no container of it starts."""
+    k = kukeond
+    other_state = tmp_path / "other-installation"
+    other = RangeAllocator(
+        other_state / ID_RANGES_FILE,
+        k.config.id_pool,
+        claims_dir=k.config.user_namespace_claims_dir,
+        node="elsewhere",
+    )
+    assert other.ensure("theirs") == IdRange(FIRST_ID)
+    recorded = {"version": 1, "ranges": {k.realm: {"base": FIRST_ID, "size": RANGE_SIZE}}}
+    (k.config.state_dir / ID_RANGES_FILE).write_text(json.dumps(recorded))
+
+    await k.hierarchy()
+    key = cell_key(k, "clash")
+    await k.apply(cell_doc(k, "clash", [container(k, "app")], hostUsers=False))
+    failed = await k.wait_for(Kind.CELL, key, state="Failed")
+    assert failed.status.reason == "UserNamespaceRangeClash", failed.status.message
+    assert f"the kukeon installation of {other_state}, node elsewhere" in (
+        failed.status.message or ""
+    )
+    assert "its realm 'theirs' first" in (failed.status.message or "")
+    assert await k.containerd.containers(k.namespace).list() == []
+    await k.registry.delete(Kind.CELL, key)
+    await k.wait_gone(Kind.CELL, key)

@@ -1,4 +1,5 @@
-"""The realms' user-namespace id ranges: allocation, host-account clashes, persistence."""
+"""The realms' user-namespace id ranges: allocation, host-account clashes, persistence, and
+the host-wide claims every installation on the host honours."""
 
 from __future__ import annotations
 
@@ -31,9 +32,19 @@ def host_etc(tmp_path: Path, *, passwd: str = "", group: str = "", subuid: str =
     return etc
 
 
-def allocator(tmp_path: Path, etc: Path, ranges: int = 4) -> RangeAllocator:
+def allocator(
+    tmp_path: Path, etc: Path, ranges: int = 4, *, state: str = "state"
+) -> RangeAllocator:
+    """The allocator of the installation whose state directory is ``tmp_path/state``; every
+    installation of a test shares the claims directory ``tmp_path/claims``."""
     settings = PoolSettings(first_id=FIRST, ranges=ranges)
-    return RangeAllocator(tmp_path / "state" / "idranges.json", settings, etc=etc)
+    return RangeAllocator(
+        tmp_path / state / "idranges.json",
+        settings,
+        claims_dir=tmp_path / "claims",
+        node=f"node-{state}",
+        etc=etc,
+    )
 
 
 def test_realms_get_distinct_ranges_and_keep_them(tmp_path: Path) -> None:
@@ -87,9 +98,11 @@ def test_a_recorded_range_a_host_account_now_overlaps_is_refused(tmp_path: Path)
 
 def test_a_recorded_range_stays_when_the_pool_moves(tmp_path: Path) -> None:
     etc = host_etc(tmp_path)
-    state = tmp_path / "state" / "idranges.json"
-    old = RangeAllocator(state, PoolSettings(first_id=FIRST, ranges=2), etc=etc).ensure("a")
-    moved = RangeAllocator(state, PoolSettings(first_id=FIRST - RANGE_SIZE, ranges=3), etc=etc)
+    state, claims = tmp_path / "state" / "idranges.json", tmp_path / "claims"
+    pool = PoolSettings(first_id=FIRST, ranges=2)
+    old = RangeAllocator(state, pool, claims_dir=claims, etc=etc).ensure("a")
+    pool = PoolSettings(first_id=FIRST - RANGE_SIZE, ranges=3)
+    moved = RangeAllocator(state, pool, claims_dir=claims, etc=etc)
     assert moved.ensure("a") == old
     assert moved.ensure("b") == IdRange(FIRST - RANGE_SIZE)
     assert moved.ensure("c") == IdRange(FIRST + RANGE_SIZE)  # not overlapping a's
