@@ -40,7 +40,12 @@ from kukeon.apiserver.settings import (
     REALM_WRITE_BYTES_PER_SECOND,
 )
 from kukeon.fileio import warn_if_open_to_others
-from kukeon.runtime.containerd.crilog import MAX_RECORD_BYTES, MIN_ROTATED_SIZE, LogRotation
+from kukeon.runtime.containerd.crilog import (
+    MAX_KEPT_FILES,
+    MAX_RECORD_BYTES,
+    MIN_ROTATED_SIZE,
+    LogRotation,
+)
 from kukeon.runtime.idranges import (
     DEFAULT_CLAIMS_DIR,
     DEFAULT_FIRST_ID,
@@ -153,7 +158,9 @@ class DaemonConfig(BaseModel):
     `containerLogMaxSize`, 10 MiB). At least 65536 (four of the longest records)."""
     container_log_max_files: int = DEFAULT_LOG_ROTATION.max_files
     """Files a container's log is kept in, the current one included; the oldest is removed
-    at a rotation (the kubelet's `containerLogMaxFiles`, 5). At least 2. Both apply to tasks
+    at a rotation (the kubelet's `containerLogMaxFiles`, 5). At least 2, at most 100 (a
+    longer history is a larger `containerLogMaxSize`: each rotation lists the log's
+    directory, and a whole log is read file by file). Both apply to tasks
     started (and loggers replaced) after kukeond starts with them; a container's previous
     instance keeps as many more."""
 
@@ -259,6 +266,12 @@ class DaemonConfig(BaseModel):
             raise ValueError(
                 f"{value} keeps no file to rotate into: at least 2 (the current file and one "
                 "rotated one), as the kubelet's containerLogMaxFiles"
+            )
+        if value > MAX_KEPT_FILES:
+            raise ValueError(
+                f"{value} files are too many: at most {MAX_KEPT_FILES} (each rotation lists the "
+                "log's directory, and a whole log is read file by file); keep more history "
+                "with a larger containerLogMaxSize"
             )
         return value
 

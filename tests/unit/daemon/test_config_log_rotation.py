@@ -1,6 +1,6 @@
 """containerLogMaxSize and containerLogMaxFiles: the kubelet's defaults, from the file and
-the environment, refused when they keep nothing to rotate into; they reach the cells'
-loggers and the log copiers' replacements through the host settings."""
+the environment, refused when they keep nothing to rotate into or too many files; they
+reach the cells' loggers and the log copiers' replacements through the host settings."""
 
 from pathlib import Path
 
@@ -29,6 +29,7 @@ def test_from_the_file_and_the_environment(tmp_path: Path) -> None:
     [
         ({"KUKEON_CONTAINER_LOG_MAX_FILES": "1"}, "keeps no file to rotate into: at least 2"),
         ({"KUKEON_CONTAINER_LOG_MAX_FILES": "0"}, "at least 2"),
+        ({"KUKEON_CONTAINER_LOG_MAX_FILES": "101"}, "too many: at most 100.*containerLogMaxSize"),
         ({"KUKEON_CONTAINER_LOG_MAX_SIZE": "4096"}, "too small.*at least 65536"),
         ({"KUKEON_CONTAINER_LOG_MAX_SIZE": "0"}, "too small"),
         ({"KUKEON_CONTAINER_LOG_MAX_SIZE": "10Mi"}, "not a number of bytes.*10485760"),
@@ -44,3 +45,8 @@ def test_the_file_names_its_key(tmp_path: Path) -> None:
     config_file.write_text("containerLogMaxFiles: 1\n")
     with pytest.raises(ConfigError, match="containerLogMaxFiles"):
         load_config(config_file=config_file, environ={})
+
+
+def test_the_most_files_are_taken(tmp_path: Path) -> None:
+    config = load_config(environ={"KUKEON_CONTAINER_LOG_MAX_FILES": "100"})
+    assert config.log_rotation.max_files == 100

@@ -80,6 +80,13 @@ KEEPER_NAME: Final = "kukeon-keeper"
 MIN_ROTATED_SIZE = 4 * MAX_RECORD_BYTES
 """The smallest ``max_size`` kukeond accepts: a file holds several of the longest records."""
 
+MAX_KEPT_FILES = 100
+"""The most ``max_files`` kukeond accepts. Every rotation lists the log's directory (the
+logger, and each follower that sees it), whose files are every container's of the cell,
+twice (the previous instance's), and a whole log is read file by file: a typo such as 50000
+would make each of those cost tens of thousands of entries. A longer history is a larger
+``max_size``, not more files."""
+
 # Kept free of anything but the standard library: it runs with `-I -S` (no site-packages).
 LOGGER_SCRIPT = r"""
 import os, select, signal, time
