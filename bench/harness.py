@@ -130,6 +130,9 @@ def daemon_config(base: Path, *, etcd: EtcdConfig, prefix: str, containerd: str)
         metrics_address=f"127.0.0.1:{free_port()}",
         bootstrap=False,
         stop_grace_seconds=1.0,
+        # A plane is torn down without releasing its realms: its user-namespace claims stay
+        # out of the host's claims directory (start_daemon passes it on).
+        user_namespace_claims_dir=base / "idclaims",
     )
 
 
@@ -171,13 +174,16 @@ def start_daemon(
     environment: Mapping[str, str] | None = None,
     log_level: str = "warning",
 ) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    # kukeond has no flag for it; one set in the caller's environment is kept.
+    env.setdefault("KUKEON_USER_NAMESPACE_CLAIMS_DIR", str(config.user_namespace_claims_dir))
     with log.open("ab") as output:
         return subprocess.Popen(
             daemon_argv(config, log_level=log_level),
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **(environment or {})},
+            env={**env, **(environment or {})},
         )
 
 
