@@ -30,7 +30,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -45,6 +45,14 @@ Identity = tuple[int, int]
 
 def _complete_lines(data: bytes) -> bytes:
     return data[: data.rfind(b"\n") + 1]
+
+
+def _split_lines(data: bytes) -> list[bytes]:
+    """Lines with their newline, split at newlines only (``bytes.splitlines`` also splits
+    at a carriage return, which a terminal's line and a record's text may hold)."""
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
 
 def _identity(stream: BinaryIO | None) -> Identity | None:
@@ -142,16 +150,48 @@ def _open_listed(listed: Listed) -> BinaryIO | None:
     return stream
 
 
-def _lines(stream: BinaryIO, last: int | None) -> list[bytes]:
-    """The complete lines of a whole file (its ``last`` ones)."""
+def _lines(stream: BinaryIO, last: int | None) -> tuple[list[bytes], bool]:
+    """The lines of a rotated file (its ``last`` complete ones, and what ends it without a
+    newline: the piece of a terminal's line longer than a file, cut by its logger), and
+    whether they are all of its lines."""
     if last is None:
-        return _complete_lines(stream.read()).splitlines(keepends=True)
-    kept = deque(stream, maxlen=last + 1)
-    if kept and not kept[-1].endswith(b"\n"):
-        kept.pop()
-    elif len(kept) > last:
+        return _split_lines(stream.read()), True
+    kept: deque[bytes] = deque(maxlen=last + 1)
+    count = 0
+    for line in stream:
+        kept.append(line)
+        count += 1
+    if kept and kept[-1].endswith(b"\n") and len(kept) > last:
         kept.popleft()
-    return list(kept)
+    return list(kept), len(kept) == count
+
+
+def _file_records(lines: list[bytes]) -> list[LogRecord]:
+    """The records of a file its logger is done with: a piece of a terminal's line that
+    ends it is partial (joined to what the next file starts with); in a file of records,
+    one cut short (a killed logger's, see ``crilog``) is left out."""
+    records = list(parse_lines(lines))
+    if lines and not lines[-1].endswith(b"\n"):
+        last = records.pop()
+        if all(record.time is None for record in records):  # a terminal's: raw bytes
+            records.append(replace(last, partial=True))
+    return records
+
+
+def _whole_lines(records: list[LogRecord]) -> int:
+    return sum(not record.partial for record in records)
+
+
+def _ends_open(listed: Listed) -> bool:
+    """Whether a rotated file ends inside a line (a terminal's line its logger cut)."""
+    stream = _open_listed(listed)
+    if stream is None:
+        return False
+    with stream:
+        if not os.fstat(stream.fileno()).st_size:
+            return False
+        stream.seek(-1, os.SEEK_END)
+        return stream.read(1) != b"\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,9 +235,9 @@ def _rotated_before(path: Path, held: Identity | None) -> list[Listed]:
     return listed[:end]
 
 
-def _read_listed(listed: Listed, last: int | None) -> list[bytes] | None:
-    """The complete lines of a listed file (its ``last`` ones), the file open only
-    meanwhile; None when it is gone (see ``_open_listed``)."""
+def _read_listed(listed: Listed, last: int | None) -> tuple[list[bytes], bool] | None:
+    """``_lines`` of a listed file, the file open only meanwhile; None when it is gone
+    (see ``_open_listed``)."""
     stream = _open_listed(listed)
     if stream is None:
         return None
@@ -235,25 +275,30 @@ class LogFollower:
         written before it are not read); the next ``read`` goes on from the end of the
         last complete one of the current file."""
         older = self._rotated_before(since)
-        current = self._tail_current(lines)
+        current, starts_file = self._tail_current(lines)
         if lines is None:
             for listed in older:
-                yield self._records_of(listed, None)
+                yield self._records_of(listed, None)[0]
             yield list(parse_lines(current))
             return
         before: list[LogRecord] = []
         for listed in reversed(older):
-            if len(before) + len(current) >= lines:
+            wanted = lines - len(current) - _whole_lines(before)
+            # Enough lines, unless the first one began in this file (a long line cut).
+            if wanted <= 0 and not (starts_file and _ends_open(listed)):
                 break
-            before[:0] = self._records_of(listed, lines - len(current) - len(before))
+            records, starts_file = self._records_of(listed, max(wanted, 0))
+            before[:0] = records
         yield before + list(parse_lines(current))
 
-    def _records_of(self, listed: Listed, last: int | None) -> list[LogRecord]:
-        """A listed file's records (its ``last`` ones), or the notice that it is gone."""
-        lines = _read_listed(listed, last)
-        if lines is None:
-            return [Gap(self.path, 1).said().record()]
-        return list(parse_lines(lines))
+    def _records_of(self, listed: Listed, last: int | None) -> tuple[list[LogRecord], bool]:
+        """A listed file's records (its ``last`` whole ones, and a piece of a line that ends
+        it), or the notice that it is gone; and whether they are all the file has."""
+        read = _read_listed(listed, last)
+        if read is None:
+            return [Gap(self.path, 1).said().record()], False
+        lines, whole = read
+        return _file_records(lines), whole
 
     def _rotated_before(self, since: datetime | None) -> list[Listed]:
         """The rotated files older than the one held, oldest first.
@@ -274,18 +319,25 @@ class LogFollower:
             end = 0
         return listed[:end]
 
-    def _tail_current(self, lines: int | None) -> list[bytes]:
+    def _tail_current(self, lines: int | None) -> tuple[list[bytes], bool]:
+        """The current file's last ``lines`` complete lines, and whether they start it."""
         if self._stream is None:
-            return []
+            return [], True
         if lines is None:
-            kept = self._stream.read().splitlines(keepends=True)
+            kept = _split_lines(self._stream.read())
+            count = len(kept)
         else:
-            kept = list(deque(self._stream, maxlen=lines)) if lines > 0 else []
-            self._stream.seek(0, os.SEEK_END)
+            window: deque[bytes] = deque(maxlen=lines)
+            count = 0
+            for line in self._stream:
+                window.append(line)
+                count += 1
+            kept = list(window)
         self._offset = self._stream.tell()
+        starts = len(kept) == count
         if kept and not kept[-1].endswith(b"\n"):
             self._offset -= len(kept.pop())
-        return kept
+        return kept, starts
 
     def read(self) -> list[LogRecord]:
         """The records written since the last read: the rest of the file held, then, when
@@ -294,7 +346,7 @@ class LogFollower:
         records = self._read_rest()
         if not self._replaced():
             return records
-        records += self._read_rest()  # its writer has moved on: the file is complete
+        records += self._read_rest(done=True)  # its writer has moved on: it is complete
         old, previous = self._stream, _identity(self._stream)
         self._open()  # before the rotated files are listed, as in `history`
         held = _identity(self._stream)
@@ -305,18 +357,24 @@ class LogFollower:
         if rotated.lost:
             records.append(Gap(self.path, rotated.lost).said().record())
         for listed in rotated.files:
-            records += self._records_of(listed, None)
+            records += self._records_of(listed, None)[0]
         return records + self._read_rest()
 
-    def _read_rest(self) -> list[LogRecord]:
+    def _read_rest(self, *, done: bool = False) -> list[LogRecord]:
+        """The complete lines written since the last read; ``done``: the file's writer has
+        moved on, so what ends it without a newline is read too (``_file_records``)."""
         if self._stream is None:
             return []
         if os.fstat(self._stream.fileno()).st_size < self._offset:
             self._offset = 0  # truncated: written afresh
         self._stream.seek(self._offset)
-        complete = _complete_lines(self._stream.read())
+        data = self._stream.read()
+        if done:
+            self._offset += len(data)
+            return _file_records(_split_lines(data))
+        complete = _complete_lines(data)
         self._offset += len(complete)
-        return list(parse_lines(complete.splitlines()))
+        return list(parse_lines(_split_lines(complete)))
 
     def _replaced(self) -> bool:
         named = _identity_of(self.path)
