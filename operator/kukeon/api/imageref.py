@@ -171,6 +171,19 @@ def parse_reference(text: str) -> ImageReference:
     return ImageReference(registry=registry, repository=repository, tag=tag, digest=digest)
 
 
+def normalize_registry_host(server_address: str) -> str:
+    """The registry a credential's ``serverAddress`` names, in reference form.
+
+    Accepts what people paste: ``https://index.docker.io/v1/``, ``registry-1.docker.io``,
+    ``http://127.0.0.1:5000/``, ``Registry.Example.com``.
+    """
+    address = server_address.strip()
+    if "://" in address:
+        address = address.split("://", 1)[1]
+    address = address.split("/", 1)[0].lower()
+    return DOCKER_HUB if address in DOCKER_HUB_ALIASES else address
+
+
 def reference_problem(text: str) -> str | None:
     """Why ``text`` is not an image reference (the parser's message), or None."""
     try:

@@ -23,6 +23,7 @@ from kukeon.api.container import (
     containerd_identifier,
     is_containerd_identifier,
 )
+from kukeon.api.imageref import normalize_registry_host
 from kukeon.api.meta import (
     GROUP,
     Kind,
@@ -165,6 +166,8 @@ class RealmSpec(KukeonModel):
         return value
 
     registry_credentials: NullableList[RegistryCredentials] = Field(default_factory=list)
+    """Credentials for the realm's pulls: the one whose `serverAddress` names the image's
+    registry, else the one without `serverAddress`; one per registry (a second is refused)."""
     security_level: Annotated[SecurityLevel | None, BeforeValidator(_empty_level_as_none)] = None
     """restricted (when unset), baseline or privileged: what editors may ask of the host in
     this realm. Only an admin may set or change it."""
@@ -177,6 +180,27 @@ class RealmSpec(KukeonModel):
     def level(self) -> SecurityLevel:
         """The effective security level: unset means restricted."""
         return self.security_level or SecurityLevel.RESTRICTED
+
+
+def shadowed_credentials(spec: RealmSpec) -> list[tuple[str, str]]:
+    """(field, why) for each credential no pull would use: the node takes the first whose
+    `serverAddress` names the image's registry (compared as hosts, so
+    `https://index.docker.io/v1/` is `docker.io`), else the first without one."""
+    found: list[tuple[str, str]] = []
+    first: dict[str, int] = {}
+    for index, credential in enumerate(spec.registry_credentials):
+        address = credential.server_address or ""
+        host = normalize_registry_host(address) if address.strip() else ""
+        if host in first:
+            what = f"registry {host}" if host else "every registry (no serverAddress)"
+            why = (
+                f"registryCredentials[{first[host]}] is for {what} too and is the one used: "
+                "keep one credential per registry"
+            )
+            found.append((f"spec.registryCredentials[{index}]", why))
+        else:
+            first[host] = index
+    return found
 
 
 class RealmStatus(_StatusBase):

@@ -39,6 +39,7 @@ from kukeon.api.hostusers import host_users_change
 from kukeon.api.labelrules import label_key_problem, label_value_problem
 from kukeon.api.meta import check_dns_label, quote
 from kukeon.api.placement import is_scheduler_placed
+from kukeon.api.realm import shadowed_credentials
 from kukeon.apiserver.portclaims import port_causes
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
@@ -268,7 +269,8 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
     (`_template_causes`); a realm's containerd namespace is fixed for its life
     (`_namespace_causes`)."""
     if isinstance(res, Realm):
-        refuse_invalid(target, res, _namespace_causes(res, current))
+        causes = _namespace_causes(res, current) + _credential_causes(res, current)
+        refuse_invalid(target, res, causes)
         return
     if isinstance(res, CellSet):
         refuse_invalid(target, res, _template_causes(res, current))
@@ -356,6 +358,13 @@ def _template_cell(cellset: CellSet) -> Cell | None:
     except InvalidResource:
         return None
     return cell if isinstance(cell, Cell) else None
+
+
+def _credential_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:
+    """Registry credentials no pull would use (`shadowed_credentials`), each one the stored
+    realm does not have already (so a realm stored so stays writable)."""
+    known = set(shadowed_credentials(current.spec)) if isinstance(current, Realm) else set()
+    return [Cause(*pair) for pair in shadowed_credentials(realm.spec) if pair not in known]
 
 
 def _namespace_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:

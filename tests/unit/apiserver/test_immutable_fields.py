@@ -64,3 +64,21 @@ def test_aliases_of_a_cell_on_the_host_network_are_refused() -> None:
     ]
     # stored so before the rule: the same aliases stay writable
     assert refused_fields(host, host) == []
+
+
+def credentials(*addresses: str | None) -> AnyResource:
+    given = [{"username": "u", "password": "p", "serverAddress": a} for a in addresses]
+    return parse_resource(realm_doc(registryCredentials=given))
+
+
+def test_a_credential_no_pull_would_use_is_refused() -> None:
+    """The node takes the first credential naming the image's registry (else the first with
+    none): a second one for the same registry was stored and never used."""
+    shadowed = credentials("https://index.docker.io/v1/", "docker.io", None, "")
+    assert acted_on_refusals(REALM, shadowed, None) == [
+        "422 spec.registryCredentials[1]",
+        "422 spec.registryCredentials[3]",
+    ]
+    assert acted_on_refusals(REALM, credentials("ghcr.io", "docker.io", None), None) == []
+    # stored so before the rule: the realm stays writable
+    assert acted_on_refusals(REALM, shadowed, shadowed) == []

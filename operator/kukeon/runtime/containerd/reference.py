@@ -16,10 +16,10 @@ from collections.abc import Collection, Sequence
 
 from kukeon.api.imageref import (
     DOCKER_HUB,
-    DOCKER_HUB_ALIASES,
     DOCKER_HUB_ENDPOINT,
     ImageReference,
     InvalidReferenceError,
+    normalize_registry_host,
     parse_reference,
     split_host_port,
 )
@@ -36,19 +36,6 @@ __all__ = [
     "parse_reference",
     "registry_scheme",
 ]
-
-
-def normalize_registry_host(server_address: str) -> str:
-    """The registry a credential's ``serverAddress`` names, in reference form.
-
-    Accepts what people paste: ``https://index.docker.io/v1/``, ``registry-1.docker.io``,
-    ``http://127.0.0.1:5000/``, ``Registry.Example.com``.
-    """
-    address = server_address.strip()
-    if "://" in address:
-        address = address.split("://", 1)[1]
-    address = address.split("/", 1)[0].lower()
-    return DOCKER_HUB if address in DOCKER_HUB_ALIASES else address
 
 
 def credential_for(
