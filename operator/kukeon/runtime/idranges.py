@@ -478,9 +478,12 @@ class RangeAllocator:
         upgrade claims those recorded before) and say every clash, logged. Returns the
         clashes refused here, in words. Touches no claims directory while there is
         nothing to claim or release."""
+        own_file = self.claims.file_of(self.state_file)
+        if not self.state_file.exists() and not own_file.exists():
+            return []  # nothing ever given here: not even the state file's lock is made
         with _locked(self.state_file):
             ranges = _load(self.state_file)
-            if not ranges and not self.claims.file_of(self.state_file).exists():
+            if not ranges and not own_file.exists():
                 return []
             with self.claims.locked():
                 own, others, unreadable = self._sync(ranges)

@@ -162,6 +162,7 @@ def test_the_first_start_after_an_upgrade_claims_the_recorded_ranges(tmp_path: P
 def test_an_installation_with_nothing_recorded_touches_no_claims(tmp_path: Path) -> None:
     pool = allocator(tmp_path, host_etc(tmp_path))
     assert pool.claim_recorded() == []
+    assert not (tmp_path / "state").exists()  # a start makes nothing, not even a lock
     assert not pool.release("app")
     assert not (tmp_path / "claims").exists()
 
