@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from kukeon.api import (
@@ -516,15 +516,25 @@ async def check_networks(
     realm and not be being deleted (404-free: a 422 naming the field). Names the stored
     cell already had are not read again: a space deleted later is the node's to report.
     A set's template is checked as the cells it makes (they were stored, then failed)."""
+    refuse_invalid(target, res, await _as_cells(_missing_spaces, registry, res, current))
+
+
+CellRule = Callable[[RegistryApi, Cell, AnyResource | None], Awaitable[list[Cause]]]
+"""A rule over a cell and its stored version that reads the registry."""
+
+
+async def _as_cells(
+    rule: CellRule, registry: RegistryApi, res: AnyResource, current: AnyResource | None
+) -> list[Cause]:
+    """``rule``'s causes for a cell, or for the cell a set's template makes (named under
+    `spec.template.spec`, judged against the stored template's cell); none for others."""
     if isinstance(res, CellSet):
         cell = _template_cell(res)
         stored = _template_cell(current) if isinstance(current, CellSet) else None
-        if cell is not None:
-            causes = await _missing_spaces(registry, cell, stored)
-            refuse_invalid(target, res, _in_template(causes))
-        return
+        return [] if cell is None else _in_template(await rule(registry, cell, stored))
     if isinstance(res, Cell):
-        refuse_invalid(target, res, await _missing_spaces(registry, res, current))
+        return await rule(registry, res, current)
+    return []
 
 
 async def _missing_spaces(
@@ -560,15 +570,7 @@ async def check_node_selector(
     registered (yet) cannot be judged and is let through, as Kubernetes lets `nodeName`
     name any node. A set's template is checked as the cells it makes (the set's
     `nodeSelector` merged in)."""
-    if isinstance(res, CellSet):
-        cell = _template_cell(res)
-        stored = _template_cell(current) if isinstance(current, CellSet) else None
-        if cell is not None:
-            causes = await _selector_mismatch(registry, cell, stored)
-            refuse_invalid(target, res, _in_template(causes))
-        return
-    if isinstance(res, Cell):
-        refuse_invalid(target, res, await _selector_mismatch(registry, res, current))
+    refuse_invalid(target, res, await _as_cells(_selector_mismatch, registry, res, current))
 
 
 async def _selector_mismatch(
