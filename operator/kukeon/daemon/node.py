@@ -21,16 +21,12 @@ operator as a singleton, so every kukeond can schedule and exactly one does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -39,7 +35,6 @@ from aetcd import rpc
 from kukeon.api import (
     Kind,
     Node,
-    NodeAddress,
     NodeCondition,
     NodeResources,
     NodeSpec,
@@ -47,15 +42,12 @@ from kukeon.api import (
     NodeStatus,
     ObjectMeta,
 )
-from kukeon.api.node import DISK_PRESSURE, RUNTIME_UNAVAILABLE
 from kukeon.controllers.cascade import CascadeDeleter, register_cascade
 from kukeon.controllers.cellsets import CellSetController, register_cellsets
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
 from kukeon.framework import EventRecorder, LeaseSession, Operator, SupervisedTask, Supervisor
 from kukeon.framework.waits import wait_event
-from kukeon.processes import run_program
-from kukeon.runtime.cgroups import detect_cgroup_mode
-from kukeon.runtime.containerd.client import ContainerdClient, patience
+from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.store import (
     AlreadyExists,
     Conflict,
@@ -67,6 +59,15 @@ from kukeon.store import (
 from kukeon.store.connection import is_space_exceeded
 
 from .config import DaemonConfig
+from .nodefacts import (
+    api_endpoint,
+    configured_api_port,
+    disk_condition,
+    memory_condition,
+    node_addresses,
+    read_capacity,
+    runtime_condition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,6 @@ HEARTBEAT_LOG_INTERVAL = 60.0
 HEARTBEAT_BACKOFF_MAX = 10.0
 HEARTBEAT_ATTEMPT_TIMEOUT = 10.0
 """Seconds one heartbeat attempt (new lease, status write) may take before it counts as failed."""
-RUNTIME_CHECK_SECONDS = 3.0
-"""How long a heartbeat waits for containerd's answer before it says containerd is unreachable."""
 
 
 def heartbeat_retry_delay(failures: int) -> float:
@@ -115,148 +114,6 @@ def fence_step(*, silent_for: float, fence_after: float, fenced: bool) -> FenceS
 
 FLEET = "fleet"
 """The readiness component of the node's own loops."""
-MEMORY_PRESSURE_FRACTION = 0.05
-"""MemoryPressure when less than this share of the host's memory is available."""
-DISK_PRESSURE_FRACTION = 0.05
-DISK_PRESSURE_BYTES = 1 << 30
-"""DiskPressure when the state directory's filesystem has less than this share of its size
-free and less than this many bytes (a large disk is not under pressure at 95 %), or less
-than this share of its inodes."""
-
-
-# --- host facts ----------------------------------------------------------------------------
-
-
-def read_meminfo(path: Path = Path("/proc/meminfo")) -> dict[str, int]:
-    """``/proc/meminfo`` in bytes (``MemTotal``, ``MemAvailable``...)."""
-    values: dict[str, int] = {}
-    try:
-        text = path.read_text()
-    except OSError:
-        return values
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            factor = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
-            values[name.strip()] = int(parts[0]) * factor
-    return values
-
-
-def cni_plugins(dirs: tuple[Path, ...]) -> list[str]:
-    found: set[str] = set()
-    for directory in dirs:
-        with contextlib.suppress(OSError):
-            for entry in directory.iterdir():
-                if entry.is_file() and os.access(entry, os.X_OK):
-                    found.add(entry.name)
-    return sorted(found)
-
-
-async def runc_version() -> str | None:
-    """The first line's version of ``runc --version`` (None when runc is not found)."""
-    try:
-        async with asyncio.timeout(_REQUEST_TIMEOUT):
-            finished = await run_program(["runc", "--version"])
-    except (OSError, TimeoutError):
-        return None
-    first = finished.stdout.decode(errors="replace").splitlines()[:1]
-    if not first:
-        return None
-    words = first[0].split()
-    return words[-1] if words else None
-
-
-def _addresses(config: DaemonConfig) -> list[NodeAddress]:
-    addresses = [NodeAddress(type="Hostname", address=socket.gethostname())]
-    host = (config.api_address or "").rpartition(":")[0].strip("[]")
-    if host and host not in ("0.0.0.0", "::"):
-        addresses.append(NodeAddress(type="InternalIP", address=host))
-        return addresses
-    # The address the host would use to reach the outside; no packet is sent.
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.1", 9))
-        addresses.append(NodeAddress(type="InternalIP", address=probe.getsockname()[0]))
-    return addresses
-
-
-def _configured_api_port(config: DaemonConfig) -> int | None:
-    port = (config.api_address or "").rpartition(":")[2]
-    return int(port) if port.isdigit() and int(port) > 0 else None
-
-
-def api_endpoint(addresses: list[NodeAddress], port: int | None) -> str | None:
-    """``https://<InternalIP>:<port>`` of the node's TCP API (None without a listener)."""
-    if port is None:
-        return None
-    for address in addresses:
-        if address.type == "InternalIP":
-            host = f"[{address.address}]" if ":" in address.address else address.address
-            return f"https://{host}:{port}"
-    return None
-
-
-async def read_capacity(config: DaemonConfig, containerd: ContainerdClient | None) -> NodeResources:
-    meminfo = await asyncio.to_thread(read_meminfo)
-    try:
-        cgroup_mode: str | None = str(await asyncio.to_thread(detect_cgroup_mode))
-    except Exception:  # a host without cgroups still registers; the mode stays unknown
-        cgroup_mode = None
-    containerd_version = None
-    if containerd is not None:
-        with contextlib.suppress(Exception):
-            containerd_version = (await containerd.version()).version
-    return NodeResources(
-        cpus=os.cpu_count() or 0,
-        memory_bytes=meminfo.get("MemTotal", 0),
-        cgroup_mode=cgroup_mode,
-        containerd_version=containerd_version,
-        runc_version=await runc_version(),
-        cni_plugins=await asyncio.to_thread(cni_plugins, config.cni_bin_dirs),
-    )
-
-
-def _memory_condition(now: datetime) -> NodeCondition:
-    meminfo = read_meminfo()
-    total, available = meminfo.get("MemTotal", 0), meminfo.get("MemAvailable", 0)
-    pressure = bool(total) and available < total * MEMORY_PRESSURE_FRACTION
-    return NodeCondition(
-        type="MemoryPressure",
-        status="True" if pressure else "False",
-        reason="LowMemory" if pressure else "SufficientMemory",
-        message=f"{available} of {total} bytes available",
-        last_transition_time=now,
-    )
-
-
-def disk_condition(
-    path: Path, now: datetime, statvfs: Callable[[Path], os.statvfs_result] = os.statvfs
-) -> NodeCondition:
-    """Whether ``path``'s filesystem (kukeond's state: logs, leases, an embedded etcd) has
-    room; blocking (a stat of a filesystem), run in a thread."""
-    try:
-        found = statvfs(path)
-    except OSError as error:
-        return NodeCondition(
-            type=DISK_PRESSURE,
-            status="Unknown",
-            reason="DiskUnobservable",
-            message=f"statvfs {path}: {error.strerror or error}",
-            last_transition_time=now,
-        )
-    size, free = found.f_blocks * found.f_frsize, found.f_bavail * found.f_frsize
-    low_space = free < size * DISK_PRESSURE_FRACTION and free < DISK_PRESSURE_BYTES
-    low_inodes = found.f_files > 0 and found.f_favail < found.f_files * DISK_PRESSURE_FRACTION
-    pressure = low_space or low_inodes
-    inodes = f"{found.f_favail} of {found.f_files} inodes"
-    return NodeCondition(
-        type=DISK_PRESSURE,
-        status="True" if pressure else "False",
-        reason="LowDisk" if pressure else "SufficientDisk",
-        message=f"{free} of {size} bytes and {inodes} free in {path}"
-        + (": no new cell is placed here" if pressure else ""),
-        last_transition_time=now,
-    )
 
 
 class NodeDocumentUnreadable(Exception):  # noqa: N818 (a state, named as /readyz shows it)
@@ -266,35 +123,6 @@ class NodeDocumentUnreadable(Exception):  # noqa: N818 (a state, named as /ready
 
 class ContainerdUnreachable(Exception):  # noqa: N818 (a state, named as /readyz shows it)
     """/readyz's `runtime` check: containerd did not answer the last heartbeat's check."""
-
-
-async def runtime_condition(containerd: ContainerdClient, now: datetime) -> NodeCondition:
-    """Whether containerd answers (its version, within ``RUNTIME_CHECK_SECONDS``)."""
-    try:
-        with patience(RUNTIME_CHECK_SECONDS):
-            async with asyncio.timeout(RUNTIME_CHECK_SECONDS):
-                version = await containerd.version()
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:
-        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return NodeCondition(
-            type=RUNTIME_UNAVAILABLE,
-            status="True",
-            reason="ContainerdUnreachable",
-            message=(
-                f"containerd does not answer ({why[:300]}): cells run on, but none is "
-                "started, stopped or observed here"
-            ),
-            last_transition_time=now,
-        )
-    return NodeCondition(
-        type=RUNTIME_UNAVAILABLE,
-        status="False",
-        reason="ContainerdReachable",
-        message=f"containerd {version.version} answers",
-        last_transition_time=now,
-    )
 
 
 # --- the agent ---------------------------------------------------------------------------
@@ -344,7 +172,7 @@ class NodeAgent:
         self.release_on_exit = True
         """False leaves the lease to expire on stop, as a crash does (tests use it)."""
         self.beats = 0
-        self.api_port = _configured_api_port(config)
+        self.api_port = configured_api_port(config)
         """The bound port of the TCP API (set by the endpoints once they listen)."""
         self._capacity = NodeResources()
         self._session: LeaseSession | None = None
@@ -513,7 +341,7 @@ class NodeAgent:
         # Observed once per beat, not once per attempt: a write that meets a conflict is
         # retried with the same observations (containerd's check alone may take 3 s).
         observed = [
-            await asyncio.to_thread(_memory_condition, now),
+            await asyncio.to_thread(memory_condition, now),
             await self._disk_condition(now),
         ]
         if self.containerd is not None:
@@ -545,7 +373,7 @@ class NodeAgent:
             )
             for condition in observed:
                 conditions = _merge_condition(conditions, condition)
-            addresses = await asyncio.to_thread(_addresses, self.config)
+            addresses = await asyncio.to_thread(node_addresses, self.config)
             status = NodeStatus(
                 state=NodeState.READY,
                 addresses=addresses,

@@ -10,7 +10,7 @@ import pytest
 
 from kukeon.api import Kind, Node, NodeAddress, parse_resource, to_document
 from kukeon.daemon.config import ConfigError, load_config
-from kukeon.daemon.node import api_endpoint, cni_plugins, read_meminfo
+from kukeon.daemon.nodefacts import api_endpoint, cni_plugins, read_meminfo
 from kukeon.store import KeyLayout
 
 
@@ -88,7 +88,7 @@ def test_fleet_forwarding_settings(tmp_path: Path) -> None:
 def test_disk_pressure_is_a_nearly_full_state_filesystem(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from kukeon.daemon.node import disk_condition
+    from kukeon.daemon.nodefacts import disk_condition
 
     now = datetime.now(UTC)
 
