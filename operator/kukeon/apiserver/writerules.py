@@ -335,7 +335,18 @@ def _template_causes(res: CellSet, current: AnyResource | None) -> list[Cause]:
         return []
     stored = _template_cell(current) if isinstance(current, CellSet) else None
     known = set(_cell_causes(stored, None)) if stored is not None else set()
-    return _in_template([cause for cause in _cell_causes(cell, stored) if cause not in known])
+    causes = [cause for cause in _cell_causes(cell, stored) if cause not in known]
+    if cell.spec.auto_delete and not (stored is not None and stored.spec.auto_delete):
+        causes.append(Cause("spec.autoDelete", _SET_AUTO_DELETE))
+    return _in_template(causes)
+
+
+_SET_AUTO_DELETE = (
+    "must be false in a set's template: the set makes a new cell for every cell it loses, "
+    "so a cell that deletes itself once its root container exits would be made again at "
+    "once, over and over (a set's cells are kept by their containers' restartPolicy, as a "
+    "ReplicaSet's pods by theirs)"
+)
 
 
 def _in_template(causes: list[Cause]) -> list[Cause]:

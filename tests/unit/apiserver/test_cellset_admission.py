@@ -11,7 +11,9 @@ from kukeon.apiserver.status import ApiError
 from tests.unit.apiserver.test_admission import EDITOR, admission, realm, space
 
 
-def cellset(container: dict[str, Any], *, replicas: int = 2) -> CellSet:
+def cellset(
+    container: dict[str, Any], *, replicas: int = 2, cell: dict[str, Any] | None = None
+) -> CellSet:
     res = parse_resource(
         {
             "apiVersion": "kukeon.io/v1beta1",
@@ -23,7 +25,10 @@ def cellset(container: dict[str, Any], *, replicas: int = 2) -> CellSet:
                 "selector": {"matchLabels": {"app": "web"}},
                 "template": {
                     "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"id": "a", "image": "busybox", **container}]},
+                    "spec": {
+                        "containers": [{"id": "a", "image": "busybox", **container}],
+                        **(cell or {}),
+                    },
                 },
             },
         }
@@ -83,6 +88,18 @@ def test_a_stored_template_stays_writable() -> None:
     assert acted_on_fields(cellset({"networks": ["default"]}, replicas=5), stored) == []
     worse = cellset({"networks": ["default"], "ports": ["80"]})
     assert acted_on_fields(worse, stored) == ["422 spec.template.spec.containers[0].ports[0]"]
+
+
+def test_a_template_that_deletes_its_cells_is_refused() -> None:
+    """autoDelete in a set's template: each cell deleted itself once its command exited and
+    the set made the next at once, over and over (found by helper-106 on a private
+    kukeond). Refused as Kubernetes refuses a ReplicaSet's pod template any restartPolicy
+    but Always; a set stored so stays writable."""
+    looping = cellset({}, cell={"autoDelete": True})
+    assert acted_on_fields(looping) == ["422 spec.template.spec.autoDelete"]
+    assert acted_on_fields(cellset({}, cell={"autoDelete": False})) == []
+    scaled = cellset({}, replicas=5, cell={"autoDelete": True})
+    assert acted_on_fields(scaled, looping) == []
 
 
 class Spaces:
