@@ -99,6 +99,11 @@ async def http_health(
 ) -> bool:
     """True when etcd's ``/health`` says the member has a leader and serves.
 
+    A raised ``NOSPACE`` alarm does not count (``?exclude=NOSPACE``): a full etcd serves
+    reads and deletes, and kukeond's space keeper, which clears the alarm, runs only once
+    kukeond has started. Counted, it made every health check fail while the alarm stood,
+    so kukeond could not start on its own full etcd and never recovered by itself.
+
     ``tls``: the context to dial an https listener with (it carries the client certificate
     when etcd demands one).
     """
@@ -108,7 +113,7 @@ async def http_health(
     except (OSError, TimeoutError):
         return False
     try:
-        writer.write(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        writer.write(f"GET /health?exclude=NOSPACE HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
         async with asyncio.timeout(wait_seconds):
             await writer.drain()
             raw = await reader.read()

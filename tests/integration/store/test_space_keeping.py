@@ -67,3 +67,35 @@ async def test_deletes_then_the_keeper_make_a_full_etcd_take_writes_again(tmp_pa
             assert not await recover_space(client)
         finally:
             await asyncio.wait_for(client.close(), 10)
+
+
+async def test_an_embedded_etcd_starts_again_while_full(tmp_path: Path) -> None:
+    """etcd's /health is false while any alarm is raised: the start of an embedded etcd
+    whose NOSPACE alarm stood (kukeond restarted on its full etcd) waited for a health that
+    never came and failed (EtcdStartError), so kukeond could not start, and its space keeper
+    never ran to clear the alarm. The start now asks /health to leave NOSPACE out."""
+    binary = require_binary("etcd", "etcd-server")
+    etcd = EmbeddedEtcd(
+        data_dir=tmp_path / "etcd",
+        binary=binary,
+        extra_args=["--quota-backend-bytes", str(QUOTA)],
+        auto_compaction_retention=None,
+        startup_timeout=10.0,
+    )
+    async with etcd:
+        client = EtcdClient(etcd.config())
+        try:
+            await client.connect()
+            assert await _fill(client) > 0
+        finally:
+            await asyncio.wait_for(client.close(), 10)
+    async with etcd:  # before: EtcdStartError, not healthy after 10s
+        client = EtcdClient(etcd.config())
+        try:
+            await client.connect()
+            assert [a async for a in client.list_alarms()], "the alarm was cleared by a restart"
+            await client.delete_prefix(b"/fill/")
+            assert await recover_space(client)
+            await client.put(b"/after", b"small")
+        finally:
+            await asyncio.wait_for(client.close(), 10)
