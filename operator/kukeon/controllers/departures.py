@@ -49,7 +49,7 @@ from .gc import (
     space_conflists,
 )
 from .host import Host
-from .scheduler import NODE_LOST
+from .scheduler import NODE_LOST, NODE_NOT_FOUND
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,11 @@ def should_run(cell: Cell, *, node: str, fenced: bool) -> bool:
 
 
 def marked_lost(cell: Cell) -> bool:
-    """Whether the scheduler leader marked the cell ``Unknown``/``NodeLost``: it saw its node
-    NotReady. A pass that read the node NotReady can write it after the node is back and
-    has reported the cell Ready again; the node's next report replaces the reason."""
-    return cell.status.reason == NODE_LOST
+    """Whether the scheduler leader marked the cell ``Unknown``/``NodeLost`` (it saw its node
+    NotReady) or ``Pending``/``NodeNotFound`` (it saw no such node). A pass that read the
+    node so can write it after the node is back (or has joined) and has reported the cell
+    Ready again; the node's next report replaces the reason."""
+    return cell.status.reason in (NODE_LOST, NODE_NOT_FOUND)
 
 
 @dataclass
@@ -193,8 +194,8 @@ class Departures:
                     log.info(
                         "cell %s: marked %s by %s while it runs on node %s: reporting it again",
                         "/".join(key),
-                        NODE_LOST,
-                        cell.status.node_name,
+                        cell.status.reason,
+                        cell.status.node_name or "the scheduler leader",
                         self.node,
                     )
                     self.requeue(cell)

@@ -109,6 +109,7 @@ SCHEDULED_BY = SCHEDULED_BY_ANNOTATION
 SCHEDULER = SCHEDULED_BY_SCHEDULER
 UNSCHEDULABLE = "Unschedulable"
 NODE_LOST = "NodeLost"
+NODE_NOT_FOUND = "NodeNotFound"
 _REQUEST_TIMEOUT = 5.0
 RELEASE_INTERVAL = 5.0
 """Seconds between two passes over realms, spaces and stacks for nodes that are gone."""
@@ -258,6 +259,13 @@ class Scheduler:
                 )
             elif not assigned and cell.metadata.deletion_timestamp is None:
                 writes.append(self._place(cell, views))
+            elif (
+                assigned
+                and assigned not in views
+                and assigned not in alive
+                and cell.metadata.deletion_timestamp is None
+            ):
+                writes.append(self._mark_no_node(cell, node=assigned))
             if held_for_a_dead_node(cell, alive):
                 writes.append(self._release_deleted(cell))
         gate = asyncio.Semaphore(WRITES_IN_FLIGHT)
@@ -350,16 +358,21 @@ class Scheduler:
         return released
 
     def _wakes_for(self, event: WatchEvent) -> bool:
-        """A cell to place, or a deleted one whose node was down at the last pass
-        (``held_for_a_dead_node``). A node that dies while its cells are being deleted is
-        NotReady at the next pass, which then lists the cells anyway."""
+        """A cell to place, a deleted one whose node was down at the last pass
+        (``held_for_a_dead_node``), or one on a node without a heartbeat at the last pass
+        not marked yet (a name no node has: ``_mark_no_node``). A node that dies while its
+        cells are being deleted is NotReady at the next pass, which then lists the cells
+        anyway."""
         cell = event.object
         if event.type == "DELETED" or not isinstance(cell, Cell):
             return False
         if not cell.spec.node_name:
             return True
-        return cell.metadata.deletion_timestamp is not None and (
-            self._alive is None or cell.spec.node_name not in self._alive
+        if self._alive is not None and cell.spec.node_name in self._alive:
+            return False
+        return cell.metadata.deletion_timestamp is not None or cell.status.reason not in (
+            NODE_LOST,
+            NODE_NOT_FOUND,
         )
 
     async def _release_deleted(self, cell: Cell) -> None:
@@ -444,6 +457,33 @@ class Scheduler:
                 reason=NODE_LOST,
                 message=f"node {node} is NotReady since {since.isoformat()}",
                 node_name=self.node_name,
+            )
+        except Conflict:
+            log.debug("cell %s changed since this pass read it: not marked now", _name(cell))
+            return
+        if marked is not None:
+            self.reads.writes.wrote(marked)
+
+    async def _mark_no_node(self, cell: Cell, *, node: str) -> None:
+        """A cell assigned to a node with neither a Node document nor a heartbeat lease (a
+        name no node has, or one released since) runs nowhere: its status said what its
+        last node reported (Ready, after a move of nodeName away from it) and nothing
+        ever replaced it. Written as ``_mark_unknown`` is, on the version read only."""
+        if cell.status.state == CellState.PENDING and cell.status.reason == NODE_NOT_FOUND:
+            return
+        try:
+            marked = await patch_status(
+                self.registry,
+                cell,
+                observe=False,
+                max_conflicts=1,
+                state=CellState.PENDING,
+                reason=NODE_NOT_FOUND,
+                message=(
+                    f"node {node} is not registered (no Node, no heartbeat): nothing runs "
+                    "the cell until a node of that name joins, or spec.nodeName names another"
+                ),
+                node_name=None,
             )
         except Conflict:
             log.debug("cell %s changed since this pass read it: not marked now", _name(cell))
@@ -558,6 +598,7 @@ def describe_placement(views: Sequence[NodeView]) -> str:
 
 __all__ = [
     "NODE_LOST",
+    "NODE_NOT_FOUND",
     "SCHEDULED_BY",
     "SCHEDULER",
     "UNSCHEDULABLE",

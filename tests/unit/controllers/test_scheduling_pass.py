@@ -24,6 +24,7 @@ from kukeon.controllers import scheduler as scheduling
 from kukeon.controllers.layers import node_finalizer
 from kukeon.controllers.scheduler import (
     NODE_LOST,
+    NODE_NOT_FOUND,
     SCHEDULER,
     UNSCHEDULABLE,
     NodeView,
@@ -271,6 +272,30 @@ async def test_a_cell_written_since_the_pass_read_it_is_not_marked_unknown(
     assert (await get_cell(fleet, "pinned")).status.state == CellState.UNKNOWN
 
 
+async def test_a_cell_on_a_node_nobody_registered_says_so(fleet: Fleet) -> None:
+    """A cell moved (or pinned) to a node name with no Node and no heartbeat kept what its
+    last node reported (Ready 1/1, found moving a cell's nodeName on a private kukeond):
+    it runs nowhere, so it is Pending/NodeNotFound. A node with a heartbeat but no
+    document (registering, or its document undecodable) is no such case."""
+    await add_node(fleet, "a")
+    moved = cell("moved", node="ghost")
+    moved.status.state = CellState.READY
+    await fleet.create(moved)
+    await fleet.create(cell("joining", node="b"))
+    fleet.alive.add("b")
+    clock = Clock()
+    pass_ = scheduler(fleet, clock)
+    await pass_.run_pass()
+    found = await get_cell(fleet, "moved")
+    assert (found.status.state, found.status.reason) == (CellState.PENDING, NODE_NOT_FOUND)
+    assert "ghost" in (found.status.message or "")
+    assert found.status.node_name is None
+    assert (await get_cell(fleet, "joining")).status.reason is None
+    writes = fleet.status_writes
+    await pass_.run_pass()
+    assert fleet.status_writes == writes, "marked once"
+
+
 async def test_what_gone_nodes_hold_is_released(fleet: Fleet) -> None:
     await add_node(fleet, "a")
     realm = await fleet.create(parse_resource(realm_doc("r")))
@@ -326,7 +351,7 @@ async def test_a_deleted_cell_waits_for_its_node_unless_that_node_is_down(fleet:
     assert pass_.stats.released_cells == 1
 
 
-async def test_the_watch_wakes_for_deletions_only_on_a_node_that_was_down(
+async def test_the_watch_wakes_for_cells_on_a_node_that_was_down(
     fleet: Fleet,
 ) -> None:
     await add_node(fleet, "a")
@@ -337,6 +362,7 @@ async def test_the_watch_wakes_for_deletions_only_on_a_node_that_was_down(
         found = cell(name, node=node)
         document = found.model_dump(by_alias=True, mode="json")
         document["metadata"].update(update.get("metadata", {}))
+        document["status"].update(update.get("status", {}))
         return WatchEvent("MODIFIED", parse_resource(document), 1)
 
     assert pass_._wakes_for(event("unplaced", None))
@@ -345,6 +371,9 @@ async def test_the_watch_wakes_for_deletions_only_on_a_node_that_was_down(
     assert not pass_._wakes_for(event("running", "a"))
     assert not pass_._wakes_for(event("leaving", "a", **deleting)), "its node tears it down"
     assert pass_._wakes_for(event("stuck", "b", **deleting)), "b's lease is gone"
+    assert pass_._wakes_for(event("moved", "ghost")), "no such node: to be marked"
+    marked = {"status": {"state": "Pending", "reason": NODE_NOT_FOUND}}
+    assert not pass_._wakes_for(event("moved", "ghost", **marked)), "marked already"
 
 
 async def test_the_leader_loop_wakes_for_unplaced_cells(fleet: Fleet) -> None:
