@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "operator" / "kukeon"
 ORDER = [
     "api", "store", "framework", "controllers", "runtime", "client", "apiserver", "metrics", "ui",
-    "cli", "daemon", "cancelling", "fileio", "processes", "retrying",
+    "cli", "daemon", "cancelling", "fileio", "leanpackage", "processes", "retrying",
 ]  # fmt: skip
-EVERYWHERE = {"cancelling", "fileio", "processes", "retrying"}  # "for every layer"
+EVERYWHERE = {"cancelling", "fileio", "leanpackage", "processes", "retrying"}  # "for every layer"
 
 
 def _documented() -> dict[str, set[str]]:

@@ -11,21 +11,20 @@ takes from the package itself are served from the submodules that define them
 of the package (``aiohttp.ClientSession``) runs that ``__init__`` then (PEP 562), so code
 using the client, or importing ``aiohttp`` the usual way, still gets all of it.
 
-``kukeon.daemon``'s ``__init__`` runs this, before any module of kukeond imports aiohttp.
-When aiohttp is imported already (a test process, kukectl), nothing changes.
+``kukeon.daemon``'s ``__init__`` runs this, before any module of kukeond imports aiohttp
+(``kukeon.leanpackage``). When aiohttp is imported already (a test process, kukectl),
+nothing changes.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.util
 import re
 import sys
-import threading
-from collections.abc import Callable
-from types import ModuleType
 from typing import Final
+
+from kukeon.leanpackage import register_without_init as register_package
 
 PACKAGE: Final = "aiohttp"
 SERVED: Final = {
@@ -35,7 +34,6 @@ SERVED: Final = {
 """Names of the package that kukeond's modules import from it, and where they are defined
 (modules the server side loads anyway)."""
 _VERSION = re.compile(r'^__version__ = "([^"]+)"', re.MULTILINE)
-_FULL_INIT = threading.Lock()
 
 
 def register_without_init() -> None:
@@ -43,35 +41,12 @@ def register_without_init() -> None:
     if PACKAGE in sys.modules:
         return  # imported already (in full, or by an earlier call)
     spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or spec.loader is None or spec.origin is None:
+    if spec is None or spec.origin is None:
         raise ModuleNotFoundError(f"No module named {PACKAGE!r}", name=PACKAGE)
-    package = importlib.util.module_from_spec(spec)
-    loader = spec.loader
     with open(spec.origin, encoding="utf-8") as source:
         version = _VERSION.search(source.read())
     if version is None:  # an aiohttp this was not written for: import it in full
         importlib.import_module(PACKAGE)
         return
-    package.__dict__["__version__"] = version.group(1)  # aiohttp.http reads it
-
-    def rest_of_package(name: str) -> object:
-        """A submodule or a served name, or anything else once the real ``__init__`` ran."""
-        if name in SERVED:
-            return getattr(importlib.import_module(SERVED[name]), name)
-        if not name.startswith("__") and importlib.util.find_spec(f"{PACKAGE}.{name}"):
-            return importlib.import_module(f"{PACKAGE}.{name}")
-        _run_init(package, loader, rest_of_package)
-        return getattr(package, name)  # the real package's (and its own __getattr__'s)
-
-    package.__dict__["__getattr__"] = rest_of_package
-    sys.modules[PACKAGE] = package
-
-
-def _run_init(
-    package: ModuleType, loader: importlib.abc.Loader, lean_getattr: Callable[[str], object]
-) -> None:
-    """aiohttp's ``__init__``, once (it defines a ``__getattr__`` of its own)."""
-    with _FULL_INIT:
-        if package.__dict__.get("__getattr__") is lean_getattr:
-            del package.__dict__["__getattr__"]
-            loader.exec_module(package)
+    # aiohttp.http reads the package's __version__.
+    register_package(PACKAGE, SERVED, attributes={"__version__": version.group(1)})

@@ -35,6 +35,11 @@ NOT_KUKEONDS = (
     "kukeon.store.pki",
     "cryptography",
     "_cffi_backend",
+    # prometheus-client's exposition, with its HTTP servers (kukeon.daemon.leanprometheus
+    # skips the package __init__; the API's /metrics imports it at its first request).
+    "prometheus_client.exposition",
+    "http.server",
+    "wsgiref",
     # kukectl's, not the daemon's.
     "kukeon.cli",
     "rich",
@@ -171,3 +176,47 @@ def test_forwarding_loads_the_client_when_it_forwards() -> None:
         "print(json.dumps([lean, status, body]))"
     )
     assert found == [True, 409, {"message": "not running"}]
+
+
+def test_the_lean_prometheus_client_is_the_real_one() -> None:
+    """The names kukeond takes from the lean prometheus_client are the ones its ``__init__``
+    exports, its default registry holds the same collectors; any other name runs that
+    ``__init__`` then; the API's /metrics imports the exposition at its first request."""
+    found = printed_after(
+        f"{KUKEOND}\n"
+        "from kukeon.daemon.leanprometheus import SERVED\n"
+        "from kukeon.apiserver.app import _prometheus_text\n"
+        "import prometheus_client\n"
+        "from prometheus_client import REGISTRY, CollectorRegistry, Counter\n"
+        "lean = 'prometheus_client.exposition' not in sys.modules\n"
+        "collectors = sorted(type(c).__name__ for c in REGISTRY._collector_to_names)\n"
+        "served = {name: getattr(prometheus_client, name) for name in SERVED}\n"
+        "registry = CollectorRegistry()\n"
+        "Counter('kukeon_test_things', 'Things.', registry=registry).inc()\n"
+        "text, content_type = _prometheus_text(registry)\n"
+        "loaded = 'prometheus_client.exposition' in sys.modules\n"
+        "from prometheus_client import generate_latest\n"
+        "from prometheus_client.exposition import generate_latest as real\n"
+        "print(json.dumps([lean, collectors, loaded, content_type,\n"
+        "    'kukeon_test_things_total 1.0' in text.decode(), generate_latest is real,\n"
+        "    all(getattr(prometheus_client, name) is value for name, value in served.items())]))"
+    )
+    assert found == [
+        True,
+        ["GCCollector", "PlatformCollector", "ProcessCollector"],
+        True,
+        "text/plain",
+        True,
+        True,
+        True,
+    ]
+
+
+def test_prometheus_client_imported_first_is_kept() -> None:
+    found = printed_after(
+        "import prometheus_client\n"
+        f"{KUKEOND}\n"
+        "print(json.dumps([sys.modules['prometheus_client'] is prometheus_client,\n"
+        "    'generate_latest' in vars(prometheus_client)]))"
+    )
+    assert found == [True, True]

@@ -19,68 +19,16 @@ mock netlink mode, ``pyroute2.config.mock_netlink``, which kukeon never sets; it
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-import threading
+import contextlib
 
-PACKAGE = "pyroute2"
-_FULL_INIT = threading.Lock()
-_UNITTEST_INIT = threading.Lock()
+from kukeon.leanpackage import register_without_init
 
-
-def _package_without_init() -> None:
-    if PACKAGE in sys.modules:
-        return  # imported already (in full, or by an earlier call)
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(f"No module named {PACKAGE!r}", name=PACKAGE)
-    package = importlib.util.module_from_spec(spec)
-    loader = spec.loader
-
-    def rest_of_package(name: str) -> object:
-        """A submodule by its name, or anything else once the real ``__init__`` ran."""
-        if not name.startswith("__") and importlib.util.find_spec(f"{PACKAGE}.{name}"):
-            return importlib.import_module(f"{PACKAGE}.{name}")
-        with _FULL_INIT:
-            if package.__dict__.pop("__getattr__", None) is not None:
-                loader.exec_module(package)
-        try:
-            return package.__dict__[name]
-        except KeyError:
-            raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}") from None
-
-    package.__dict__["__getattr__"] = rest_of_package
-    sys.modules[PACKAGE] = package
-
-
-def _unittest_without_init() -> None:
-    if "unittest" in sys.modules:
-        return  # imported already
-    spec = importlib.util.find_spec("unittest")
-    if spec is None or spec.loader is None:
-        return  # a Python without unittest: pyroute2's import fails as it would
-    package = importlib.util.module_from_spec(spec)
-    loader = spec.loader
-
-    def rest_of_package(name: str) -> object:
-        """``mock``, or anything else once the real ``__init__`` ran (it defines a
-        ``__getattr__`` of its own). Only ``mock``: the ``__init__`` binds names of its
-        submodules' own (``unittest.main`` is ``TestProgram``, not the module)."""
-        if name == "mock":
-            return importlib.import_module("unittest.mock")
-        with _UNITTEST_INIT:
-            if package.__dict__.get("__getattr__") is rest_of_package:
-                del package.__dict__["__getattr__"]
-                loader.exec_module(package)
-        return getattr(package, name)
-
-    package.__dict__["__getattr__"] = rest_of_package
-    sys.modules["unittest"] = package
-
-
-_package_without_init()
-_unittest_without_init()
+register_without_init("pyroute2", {})
+# Only mock before its __init__: that __init__ binds names of its submodules' own
+# (unittest.main is TestProgram, not the module). A Python without unittest: pyroute2's
+# import fails as it would.
+with contextlib.suppress(ModuleNotFoundError):
+    register_without_init("unittest", {}, submodules={"mock"})
 
 from pyroute2 import netns  # noqa: E402
 from pyroute2.iproute import IPRoute  # noqa: E402
