@@ -2,7 +2,8 @@
 containerd and runc: `logs -f` gets a `[kukeon]` line where the lines are missing, an attach
 session a notice on its stderr channel (2), never in the terminal's output. Before, the
 lines removed unread were missing without a sign. Each client stops reading for a while, so
-the container's logger rotates through every kept file meanwhile (64 KiB files, 2 kept)."""
+the container's logger rotates through every kept file many times meanwhile (64 KiB files,
+2 kept)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import aiohttp
 import pytest
 
 from kukeon.api import Kind
+from kukeon.controllers.cellfiles import CellFiles
+from kukeon.runtime.containerd.crilog import rotated_logs
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import cell_doc, cell_key, container
 from tests.integration.daemon.test_attach import cell_url, session, shell
@@ -23,6 +26,25 @@ pytestmark = [
 
 LINE = "x" * 100
 WRITER = f"i=0; while :; do echo $i-{LINE}; i=$((i+1)); done"
+ROTATIONS = 40  # 2.5 MiB written while the client reads nothing: more than any buffer
+
+
+async def _rotated(k: Kukeond, cell: str, container: str, *, past: int) -> None:
+    """Until the container's logger numbered a file beyond ``past`` (written since the
+    reader stopped: it rotated through every kept file many times)."""
+    log = CellFiles(k.config.state_dir, (k.realm, "s1", "st1", cell)).log(container)
+    async with asyncio.timeout(120):
+        while True:
+            kept = await asyncio.to_thread(rotated_logs, log)
+            if kept and int(kept[-1].name.rsplit(".", 1)[1]) > past:
+                return
+            await asyncio.sleep(0.2)
+
+
+async def _numbered(k: Kukeond, cell: str, container: str) -> int:
+    log = CellFiles(k.config.state_dir, (k.realm, "s1", "st1", cell)).log(container)
+    kept = await asyncio.to_thread(rotated_logs, log)
+    return int(kept[-1].name.rsplit(".", 1)[1]) if kept else 0
 
 
 async def test_a_lagging_logs_follower_is_told_what_it_lost(kukeond: Kukeond) -> None:
@@ -39,7 +61,8 @@ async def test_a_lagging_logs_follower_is_told_what_it_lost(kukeond: Kukeond) ->
     ):
         assert stream.status == 200
         await stream.content.readline()
-        await asyncio.sleep(3)  # takes nothing: kukeond's writes wait, its follower lags
+        # Takes nothing: kukeond's writes wait, its follower lags.
+        await _rotated(k, "busy", "w", past=await _numbered(k, "busy", "w") + ROTATIONS)
         async with asyncio.timeout(30):
             async for line in stream.content:
                 if line.startswith(b"[kukeon]"):
@@ -60,7 +83,8 @@ async def test_a_lagging_attach_session_is_told_on_its_stderr_channel(kukeond: K
     ):
         await socket.send_bytes(b"\x00" + f"stty -echo; {WRITER}\n".encode())
         await socket.receive()
-        await asyncio.sleep(3)  # takes nothing: the session's sends wait, its follower lags
+        # Takes nothing: the session's sends wait, its follower lags.
+        await _rotated(k, "tty", "a", past=await _numbered(k, "tty", "a") + ROTATIONS)
         notice = b""
         async with asyncio.timeout(30):
             while not notice:

@@ -195,7 +195,9 @@ def test_a_terminal_loggers_replacement_reads_the_pipe_its_keeper_holds(tmp_path
         keeper = find_copier(task, log, keeper=True)
         assert keeper is not None
         assert keeper.pid != logger
-        assert sorted(os.listdir(f"/proc/{keeper.pid}/fd")) == ["3"]  # the pipe, nothing else
+        _wait(  # the pipe, nothing else (its name is written through a descriptor)
+            lambda: sorted(os.listdir(f"/proc/{keeper.pid}/fd")) == ["3"], "the keeper's fds"
+        )
 
         os.kill(logger, signal.SIGKILL)
         _wait(lambda: not alive(found), "the logger is gone")
@@ -206,7 +208,10 @@ def test_a_terminal_loggers_replacement_reads_the_pipe_its_keeper_holds(tmp_path
         last = max(_ticks(log))
         _wait(lambda: max(_ticks(log)) > last + 5, "logged again")
         ticks = _ticks(log)
-        assert ticks == list(range(len(ticks)))  # nothing lost, nothing twice
+        # Nothing twice, nothing lost but what the killed logger may have read and not yet
+        # written (a kill between its read and its write: one read, a tick here).
+        assert ticks == sorted(set(ticks))
+        assert len(ticks) >= max(ticks)
         assert find_copier(task, log, keeper=True) == keeper  # the first one's serves on
         # It holds a writer of the stdin FIFO, as the shim's logger did.
         _wait(

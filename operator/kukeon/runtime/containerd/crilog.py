@@ -96,14 +96,14 @@ if KEEPER and os.fork() == 0:
     # the console into the pipe and stops for good at a write with no reader left; with
     # this one there, a killed logger's output waits in the pipe for its replacement. It
     # ends when the pipe does (the shim closes its end once the task's console is gone).
-    for name, value in (("comm", KEEPER_NAME), ("oom_score_adj", "-1000")):
+    os.closerange(0, 3)
+    os.closerange(4, 1 << 20)  # the ready pipe too: the shim waits until every copy is closed
+    for name, value in (("oom_score_adj", "-1000"), ("comm", KEEPER_NAME)):  # named: ready
         try:
             with open("/proc/self/" + name, "w") as setting:
                 setting.write(value)
         except OSError:
             pass
-    os.closerange(0, 3)
-    os.closerange(4, 1 << 20)  # the ready pipe too: the shim waits until every copy is closed
     watch = select.poll()
     watch.register(3, 0)  # no POLLIN: woken by the hangup only
     while not any(e & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, e in watch.poll()):
