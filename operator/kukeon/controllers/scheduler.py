@@ -5,7 +5,8 @@ It runs on every kukeond but acts only on the one holding the ``scheduler`` lead
 fleet never has two schedulers writing at once. Each pass reads the nodes, the cells and
 the node heartbeat leases at once and then:
 
-1. marks a node whose heartbeat lease is gone ``NotReady`` (and a cell on it ``Unknown``);
+1. marks a node whose heartbeat lease is gone ``NotReady`` (and a cell on it ``Unknown``),
+   once this leader has heard from it or waited ``heartbeat_grace`` (``_unheard_for``);
 2. once a node has been NotReady for ``node_lost_timeout``, clears the placement of the
    cells the scheduler put there (``kukeon.io/scheduled-by: scheduler``), so they are
    placed again; cells the user pinned with ``nodeName`` stay and wait for their node.
@@ -39,6 +40,16 @@ compare-and-swap on the version read, so a decision taken on a stale version fai
 (Conflict, or NotFound for a deleted cell) and the next pass decides again. The heartbeat
 leases are read from etcd at every pass (one keys-only Range: they are etcd leases, not
 documents the operator watches).
+
+A lease this leader saw alive and then gone is a node etcd heard nothing from for the
+lease's TTL: it is marked at once. A lease this leader has not seen alive since its term
+began (or since a pass failed on the store) proves nothing yet: a leader that has just taken
+its own lease, after etcd refused writes (full, or out of reach), runs its first pass before
+the nodes' heartbeat loops, backing off, take theirs again (its own node's too, about a
+second later), and marking them then was a false NodeLost, each cell Unknown and Ready again
+right after. Such a node is judged only once the leader has gone ``heartbeat_grace`` seconds
+(the lease TTL) without hearing it, as Kubernetes' node lifecycle controller waits its
+node-monitor-grace-period from its own start before it judges a node it has not heard.
 
 The decision itself (``api.placement``: ``filter_reason``, ``choose_node``) is pure,
 over ``NodeView`` snapshots, so it is unit-tested without etcd; ``kukectl drain`` asks it
@@ -92,7 +103,15 @@ from kukeon.api.spread import SpreadRule, rules_by_set, spread_limit
 from kukeon.framework import Operator, OperatorContext, Supervisor, patch_status
 from kukeon.framework.cache import CachedReads
 from kukeon.framework.intents import default_finalizer
-from kukeon.store import Conflict, EtcdClient, Invalid, NotFound, Registry, WatchEvent
+from kukeon.store import (
+    Conflict,
+    EtcdClient,
+    Invalid,
+    NotFound,
+    Registry,
+    StoreError,
+    WatchEvent,
+)
 from kukeon.store.keys import range_end
 
 from .concurrently import both, nothing
@@ -115,6 +134,9 @@ RELEASE_INTERVAL = 5.0
 """Seconds between two passes over realms, spaces and stacks for nodes that are gone."""
 WRITES_IN_FLIGHT = 32
 """Placement and status writes of one pass sent to etcd at the same time."""
+HEARTBEAT_GRACE = 40.0
+"""Seconds a leader waits for a node it has not heard since its term began before it marks
+the node NotReady (kukeond passes its ``nodeLeaseTtl``, whose default this is)."""
 
 
 def heartbeat_prefix(key_prefix: str) -> str:
@@ -162,12 +184,19 @@ class Scheduler:
         node_lost_timeout: float,
         interval: float = 1.0,
         release_interval: float = RELEASE_INTERVAL,
+        heartbeat_grace: float = HEARTBEAT_GRACE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.node_name = node_name
         self.node_lost_timeout = node_lost_timeout
+        self.heartbeat_grace = heartbeat_grace
+        self._heard: set[str] = set()
+        """The nodes whose lease a pass of this term saw alive (since the last failed pass)."""
+        self._listening_since: float | None = None
+        """When (monotonic) this leader began to hear the heartbeats: its term's start, or
+        its last pass that failed on the store (None: at the first pass)."""
         self.interval = interval
         self.release_interval = release_interval
         self._monotonic = monotonic
@@ -209,14 +238,41 @@ class Scheduler:
         """The leader's loop (``LeaderLoop``): a pass at every wake-up, at least every
         ``interval`` seconds; the cell watch wakes it for a cell that needs a node."""
         self.lost.restart()  # what a node's loss lasted before this term is not known here
+        self.listen_afresh()
         await self._loop.lead(lambda woken: self.run_pass(woken=woken), [self._watch()], self.tasks)
+
+    def listen_afresh(self) -> None:
+        """Forget which heartbeats were heard: the term begins, or the store failed a pass
+        (what was read of the leases since proves nothing of the nodes)."""
+        self._heard.clear()
+        self._listening_since = self._monotonic()
+
+    def _unheard_for(self, node: str, alive: Collection[str]) -> float:
+        """Seconds this leader has gone without hearing ``node``'s heartbeat: 0 when its
+        lease is alive, infinite when a pass of this term saw it alive before (etcd let its
+        lease expire: a TTL of silence), else how long since the leader began to listen."""
+        if node in alive:
+            return 0.0
+        if node in self._heard or self._listening_since is None:
+            return float("inf")
+        return self._monotonic() - self._listening_since
 
     async def run_pass(self, *, woken: bool = True) -> None:
         """One pass: node liveness, cells placed and moved off lost nodes, gone nodes
         released. A pass the interval brought (``woken`` False) while every node is Ready
         and the last pass left no cell without a node has no cell to decide about: it does
         not list them (listing and parsing every cell of the fleet each second was most of
-        an idle leader's CPU); a cell that needs a node wakes the loop through the watch."""
+        an idle leader's CPU); a cell that needs a node wakes the loop through the watch.
+        A pass the store fails (etcd full or out of reach) starts the heartbeat grace over."""
+        if self._listening_since is None:
+            self.listen_afresh()
+        try:
+            await self._run_pass(woken=woken)
+        except StoreError:
+            self.listen_afresh()
+            raise
+
+    async def _run_pass(self, *, woken: bool) -> None:
         self.stats.passes += 1
         # A woken pass has cells to decide about: they are listed while the nodes are read.
         (nodes, alive), listed = await both(
@@ -224,13 +280,15 @@ class Scheduler:
             self.reads.list(Kind.CELL) if woken or self._unplaced else nothing(),
         )
         self._alive = frozenset(alive)
+        self._heard |= alive
         now = self._clock()
 
         views: dict[str, NodeView] = {}
         lost_since: dict[str, datetime] = {}
         not_ready: list[Node] = []
         for node in nodes:
-            node = await self._observe_liveness(node, alive=node.metadata.name in alive, now=now)
+            unheard = self._unheard_for(node.metadata.name, alive)
+            node = await self._observe_liveness(node, alive=unheard < self.heartbeat_grace, now=now)
             views[node.metadata.name] = node_view(node)
             if not views[node.metadata.name].ready:
                 lost_since[node.metadata.name] = ready_since(node) or now
@@ -398,7 +456,7 @@ class Scheduler:
         )
 
     async def _observe_liveness(self, node: Node, *, alive: bool, now: datetime) -> Node:
-        """Mark a node whose lease is gone NotReady (its own kukeond writes Ready)."""
+        """Mark a node not heard for long enough NotReady (its own kukeond writes Ready)."""
         if alive or node.status.state == NodeState.NOT_READY:
             return node
         log.warning("node %s: heartbeat lease expired, marking it NotReady", node.metadata.name)

@@ -569,6 +569,7 @@ async def start_fleet(
         node_lost_timeout=config.node_lost_timeout,
         interval=config.scheduler_interval,
         release_interval=config.node_release_seconds,
+        heartbeat_grace=float(config.node_lease_ttl),
     )
     register_scheduler(op, scheduler)
     register_cascade(op, CascadeDeleter(registry=registry))

@@ -132,6 +132,7 @@ async def test_a_node_marked_not_ready_takes_no_cell_while_the_cache_says_ready(
     lagging = LaggingCache(fleet)
     pass_ = scheduler(fleet, clock)
     pass_.reads.source = lagging.cache
+    await pass_.run_pass()  # hears both: a lease gone since is a node lost at once
     fleet.alive.discard("n1")
     await pass_.run_pass()  # marks n1 NotReady; the cache still shows it Ready
     await fleet.create(cell("late", node=None))

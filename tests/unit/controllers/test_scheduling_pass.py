@@ -32,7 +32,7 @@ from kukeon.controllers.scheduler import (
     describe_placement,
     heartbeat_prefix,
 )
-from kukeon.store import StoreError, WatchEvent
+from kukeon.store import SpaceExceeded, StoreError, WatchEvent
 from tests.unit.api.samples import container, realm_doc
 
 from .hostfakes import ScopedStore, cell
@@ -244,6 +244,79 @@ async def test_a_new_term_counts_a_lost_node_afresh(fleet: Fleet) -> None:
     clock.now += timedelta(seconds=60)
     await pass_.run_pass()
     assert (await get_cell(fleet, "placed")).spec.node_name == "b"
+
+
+async def test_a_leader_back_before_the_heartbeats_waits_for_them(fleet: Fleet) -> None:
+    """etcd refused writes for minutes, so every lease is gone; the leader takes its lease
+    (a new term) about a second before the heartbeat loops, backing off, take theirs. Its
+    first pass marked its own node NotReady and the node's cells Unknown/NodeLost, Ready
+    again right after (found on a kukeond whose etcd was full). Nodes it has not heard
+    since its term began are judged after the grace; one that stays silent is then lost."""
+    await add_node(fleet, "leader")
+    await add_node(fleet, "gone")
+    for name, host in (("own", "leader"), ("other", "gone")):
+        running = cell(name, node=host)
+        running.status.state = CellState.READY
+        await fleet.create(running)
+    fleet.alive.clear()  # every lease expired while etcd was full
+    clock = Clock()
+    pass_ = scheduler(fleet, clock, heartbeat_grace=40.0)
+    pass_.listen_afresh()  # what lead() does when the term begins
+    await pass_.run_pass()
+    clock.now += timedelta(seconds=1)
+    fleet.alive.add("leader")  # its own heartbeat takes its lease a second later
+    await pass_.run_pass()
+    for name in ("leader", "gone"):
+        node = await fleet.get(Kind.NODE, (name,))
+        assert isinstance(node, Node)
+        assert node.status.state == NodeState.READY, f"{name} judged before the grace"
+    for name in ("own", "other"):
+        assert (await get_cell(fleet, name)).status.state == CellState.READY
+    clock.now += timedelta(seconds=38)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "other")).status.state == CellState.READY, "39 s of 40"
+    clock.now += timedelta(seconds=1)
+    await pass_.run_pass()
+    gone = await fleet.get(Kind.NODE, ("gone",))
+    assert isinstance(gone, Node)
+    assert (gone.status.state, gone.status.reason) == (NodeState.NOT_READY, "HeartbeatLost")
+    assert (await get_cell(fleet, "other")).status.reason == NODE_LOST
+    assert (await get_cell(fleet, "own")).status.state == CellState.READY
+    fleet.alive.discard("leader")  # heard this term, then its lease expired: lost at once
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "own")).status.reason == NODE_LOST
+
+
+async def test_a_pass_the_store_fails_starts_the_grace_over(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leader that keeps its lease while etcd fails its passes heard nothing meanwhile:
+    the grace counts from its last failed pass, not from its term's start."""
+    await add_node(fleet, "a")
+    fleet.alive.clear()
+    clock = Clock()
+    pass_ = scheduler(fleet, clock, heartbeat_grace=40.0)
+    await pass_.run_pass()
+    alive = scheduling.alive_nodes
+
+    async def refused(client: Any, key_prefix: str) -> set[str]:
+        raise SpaceExceeded("database space exceeded")
+
+    monkeypatch.setattr(scheduling, "alive_nodes", refused)
+    clock.now += timedelta(seconds=100)
+    with pytest.raises(SpaceExceeded):
+        await pass_.run_pass()
+    monkeypatch.setattr(scheduling, "alive_nodes", alive)
+    clock.now += timedelta(seconds=1)
+    await pass_.run_pass()
+    node = await fleet.get(Kind.NODE, ("a",))
+    assert isinstance(node, Node)
+    assert node.status.state == NodeState.READY
+    clock.now += timedelta(seconds=39)
+    await pass_.run_pass()
+    node = await fleet.get(Kind.NODE, ("a",))
+    assert isinstance(node, Node)
+    assert node.status.state == NodeState.NOT_READY
 
 
 async def test_a_cell_written_since_the_pass_read_it_is_not_marked_unknown(
