@@ -38,7 +38,7 @@ from .metrics import (
 from .protocols import AnyResource, Store
 from .settings import Settings
 from .status import patch_status
-from .storetrouble import StoreTrouble, status_writable, trouble_reason
+from .storetrouble import ConditionLog, status_writable, trouble_reason
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,22 @@ def describe_host_disk_error(error: BaseException) -> str:
     return (
         f"{refused.strerror or refused}{where}: kukeond retries once the host's disk takes "
         "writes again"
+    )
+
+
+def _say_refused(
+    condition: ConditionLog, ctx: HandlerContext, what: str, reason: str, message: str
+) -> None:
+    """Log a pass the process's condition refused, at the level ``condition`` gives it."""
+    level, unsaid = condition.level(reason)
+    ctx.logger.log(
+        level,
+        "%s failed (%s): %s; will retry%s",
+        what,
+        reason,
+        message,
+        f" ({unsaid} more passes refused since this was last said)" if unsaid else "",
+        extra={"reason": reason, "retry": ctx.retry},
     )
 
 
@@ -140,8 +156,10 @@ class Processor:
         """Set by the operator once it watches: handed to every handler's context."""
         self.wrote: Callable[[AnyResource], None] | None = None
         """Set with ``cache``: where a handler's own status writes go (``queueing.wrote``)."""
-        self.store_trouble = StoreTrouble()
+        self.store_trouble = ConditionLog()
         """How loudly etcd's refusals are said, the queues' own store calls' too."""
+        self.disk_trouble = ConditionLog()
+        """How loudly the host disk's refusals (``HostDiskFull``, ``HostDiskReadOnly``) are said."""
 
     def logger(self, kind: Kind, key: tuple[str, ...]) -> logging.LoggerAdapter[logging.Logger]:
         extra = {"kind": kind.value, "key": "/".join(key), "node": self._settings.node_name}
@@ -209,16 +227,12 @@ class Processor:
     async def _host_disk_failure(
         self, error: Exception, reason: str, obj: AnyResource, ctx: HandlerContext, what: str
     ) -> Outcome:
-        # The host's disk, not a bug: one line, no traceback, said in the status.
+        # The host's disk, not a bug: no traceback, said in the status, and logged as the
+        # process's condition (every pass writing there meets it): when it starts, then a
+        # line a minute.
         self._metrics.reconcile_total.labels(ctx.kind.value, RESULT_TEMPORARY).inc()
         message = describe_host_disk_error(error)
-        ctx.logger.warning(
-            "%s failed (%s): %s; will retry",
-            what,
-            reason,
-            message,
-            extra={"reason": reason, "retry": ctx.retry},
-        )
+        _say_refused(self.disk_trouble, ctx, what, reason, message)
         await self._record_failure(obj, ctx, reason, message)
         return Outcome(Result.TEMPORARY, obj)
 
@@ -226,19 +240,10 @@ class Processor:
         self, error: Unavailable, obj: AnyResource, ctx: HandlerContext, what: str
     ) -> Outcome:
         # etcd full or out of reach: every object's pass meets it at once, and it is no bug
-        # of this one: no traceback, said when it starts and once a minute (StoreTrouble).
+        # of this one: no traceback, said when it starts and once a minute (ConditionLog).
         self._metrics.reconcile_total.labels(ctx.kind.value, RESULT_TEMPORARY).inc()
         reason = trouble_reason(error)
-        level, unsaid = self.store_trouble.level(reason)
-        ctx.logger.log(
-            level,
-            "%s failed (%s): %s; will retry%s",
-            what,
-            reason,
-            error,
-            f" ({unsaid} more passes refused since this was last said)" if unsaid else "",
-            extra={"reason": reason, "retry": ctx.retry},
-        )
+        _say_refused(self.store_trouble, ctx, what, reason, str(error))
         if status_writable(error):  # else that write would be refused too
             await self._record_failure(obj, ctx, reason, str(error))
         return Outcome(Result.TEMPORARY, obj)

@@ -1,4 +1,5 @@
-"""How loudly a controller says that etcd refused it: once when it starts, then a line a minute.
+"""How loudly a controller says that etcd, or the host's disk, refused it: once when it
+starts, then a line a minute.
 
 A full etcd (``SpaceExceeded``) or an unreachable one (``Unavailable``) refuses every
 object's pass at once, each retried with its back-off: logged per pass, with a traceback as
@@ -9,6 +10,12 @@ reason changes), at debug level while it goes on, and at warning level again at 
 every ``every`` seconds with the count of the passes refused in between, as the task
 supervisor says a repeated crash once and then counts it. A pass that succeeds in between
 does not start it over (with etcd full, the passes that write nothing still succeed).
+
+A full (or read-only) host disk is the same kind of condition: every pass that writes a
+file there (a network attachment, a lease, a log) is refused until room is freed, and was
+said at warning level at each retry of each object. The processor keeps one
+``ConditionLog`` for etcd's refusals and one for the disk's, so the two (often met
+together: an embedded etcd lives on that disk) never take each other's turn.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ def status_writable(error: Unavailable) -> bool:
     return isinstance(error, OutcomeUnknown)
 
 
-class StoreTrouble:
-    """The level of each refusal's log line, for one process's controllers."""
+class ConditionLog:
+    """The level of each refusal's log line, for one condition of one process's
+    controllers (etcd refusing, or the host's disk refusing)."""
 
     def __init__(self, *, every: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self._every = every
