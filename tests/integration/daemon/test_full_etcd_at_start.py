@@ -127,11 +127,16 @@ async def test_a_start_on_a_full_etcd_serves_says_why_and_heals(
         while not await _heartbeat_key(k):
             assert loop.time() < deadline, "the heartbeat lease was not taken"
             await asyncio.sleep(0.2)
-        after = await k.registry.get(Kind.NODE, node_key)
-        assert isinstance(after, Node)
-        assert after.status.last_heartbeat_time is not None
+        # The lease comes first, the heartbeat's status write after it: wait for that too.
         assert before.status.last_heartbeat_time is not None
-        assert after.status.last_heartbeat_time > before.status.last_heartbeat_time
+        while True:
+            after = await k.registry.get(Kind.NODE, node_key)
+            assert isinstance(after, Node)
+            beat = after.status.last_heartbeat_time
+            if beat is not None and beat > before.status.last_heartbeat_time:
+                break
+            assert loop.time() < deadline, "no heartbeat written after the lease was taken"
+            await asyncio.sleep(0.2)
         assert any("heartbeat works again" in r.getMessage() for r in caplog.records)
     finally:
         await registry.client.delete_prefix(b"/fill/")
