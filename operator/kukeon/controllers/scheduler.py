@@ -48,8 +48,9 @@ its own lease, after etcd refused writes (full, or out of reach), runs its first
 the nodes' heartbeat loops, backing off, take theirs again (its own node's too, about a
 second later), and marking them then was a false NodeLost, each cell Unknown and Ready again
 right after. Such a node is judged only once the leader has gone ``heartbeat_grace`` seconds
-(the lease TTL) without hearing it, as Kubernetes' node lifecycle controller waits its
-node-monitor-grace-period from its own start before it judges a node it has not heard.
+without hearing it (kukeond's ``daemon.node.heartbeat_grace``: the lease TTL, at least
+20 s), as Kubernetes' node lifecycle controller waits its node-monitor-grace-period from
+its own start before it judges a node it has not heard.
 
 The decision itself (``api.placement``: ``filter_reason``, ``choose_node``) is pure,
 over ``NodeView`` snapshots, so it is unit-tested without etcd; ``kukectl drain`` asks it
@@ -136,7 +137,7 @@ WRITES_IN_FLIGHT = 32
 """Placement and status writes of one pass sent to etcd at the same time."""
 HEARTBEAT_GRACE = 40.0
 """Seconds a leader waits for a node it has not heard since its term began before it marks
-the node NotReady (kukeond passes its ``nodeLeaseTtl``, whose default this is)."""
+the node NotReady (kukeond passes ``daemon.node.heartbeat_grace``: 40 s by default)."""
 
 
 def heartbeat_prefix(key_prefix: str) -> str:

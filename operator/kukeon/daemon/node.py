@@ -84,6 +84,13 @@ def heartbeat_retry_delay(failures: int) -> float:
     return min(HEARTBEAT_BACKOFF_MAX, 0.5 * 2.0 ** min(failures - 1, 16))
 
 
+def heartbeat_grace(config: DaemonConfig) -> float:
+    """How long the scheduler leader waits for a heartbeat it has not heard since its term
+    began before it marks the node NotReady: the lease TTL, and at least what a live node's
+    heartbeat loop takes to try again after a failure (its longest back-off, one attempt)."""
+    return max(float(config.node_lease_ttl), HEARTBEAT_BACKOFF_MAX + HEARTBEAT_ATTEMPT_TIMEOUT)
+
+
 FENCE_CHECKS_PER_PERIOD = 10
 """The fencing watch looks this many times per ``fenceAfterSeconds`` (at most once a second)."""
 
@@ -569,7 +576,7 @@ async def start_fleet(
         node_lost_timeout=config.node_lost_timeout,
         interval=config.scheduler_interval,
         release_interval=config.node_release_seconds,
-        heartbeat_grace=float(config.node_lease_ttl),
+        heartbeat_grace=heartbeat_grace(config),
     )
     register_scheduler(op, scheduler)
     register_cascade(op, CascadeDeleter(registry=registry))

@@ -59,6 +59,25 @@ async def _fill(registry: Registry) -> None:
     raise AssertionError("etcd took more than ten times its quota")
 
 
+async def _a_running_cell(k: Kukeond) -> tuple[tuple[str, ...], tuple[str]]:
+    """A cell running on ``k``: its key, and the key of ``k``'s Node."""
+    await k.hierarchy()
+    await k.apply(cell_doc(k, "running", [container(k, "main")]))
+    running_key = cell_key(k, "running")
+    await k.wait_for(Kind.CELL, running_key, state="Ready")
+    return running_key, (k.config.node_name,)
+
+
+async def _restart_on_full_etcd(k: Kukeond, registry: Registry) -> None:
+    """Stop kukeond, fill its etcd until it refuses a write for space, start it again."""
+    await k.daemon.stop()
+    await _fill(registry)
+    k.daemon = Daemon(k.config)
+    await k.daemon.start()  # before: SpaceExceeded, create Node
+    assert k.daemon.registry is not None
+    k.registry = k.daemon.registry
+
+
 async def _api_get(k: Kukeond, path: str) -> tuple[int, str]:
     connector = aiohttp.UnixConnector(path=str(k.config.api_socket))
     async with (
@@ -81,22 +100,13 @@ async def test_a_start_on_a_full_etcd_serves_says_why_and_heals(
     kukeond: Kukeond, registry: Registry, caplog: pytest.LogCaptureFixture
 ) -> None:
     k = kukeond
-    await k.hierarchy()
-    await k.apply(cell_doc(k, "running", [container(k, "main")]))
-    running_key = cell_key(k, "running")
-    await k.wait_for(Kind.CELL, running_key, state="Ready")
-    node_key = (k.config.node_name,)
+    running_key, node_key = await _a_running_cell(k)
     before = await k.registry.get(Kind.NODE, node_key)
     assert isinstance(before, Node)
 
-    await k.daemon.stop()
+    caplog.set_level(logging.INFO, logger="kukeon.daemon.node")
     try:
-        await _fill(registry)
-        caplog.set_level(logging.INFO, logger="kukeon.daemon.node")
-        k.daemon = Daemon(k.config)
-        await k.daemon.start()  # before: SpaceExceeded, create Node
-        assert k.daemon.registry is not None
-        k.registry = k.daemon.registry
+        await _restart_on_full_etcd(k, registry)
 
         status, text = await _api_get(k, "/readyz")
         assert status == 503, text
@@ -138,6 +148,44 @@ async def test_a_start_on_a_full_etcd_serves_says_why_and_heals(
             assert loop.time() < deadline, "no heartbeat written after the lease was taken"
             await asyncio.sleep(0.2)
         assert any("heartbeat works again" in r.getMessage() for r in caplog.records)
+    finally:
+        await registry.client.delete_prefix(b"/fill/")
+        await recover_space(registry.client)
+
+
+# A 2 s lease: the election's retries back off to 2 s at most, the heartbeat's to 10 s, so
+# the election takes its lease first once etcd takes writes (with the default 15 s and 10 s
+# either may come first).
+@pytest.mark.kukeond_config(node_lease_ttl=2)
+async def test_no_node_is_lost_when_a_full_etcd_takes_writes_again(
+    kukeond: Kukeond, registry: Registry
+) -> None:
+    """A kukeond that started on a full etcd holds neither its heartbeat lease nor the
+    scheduler's: once etcd takes writes the election takes its lease within a second, while
+    the heartbeat loop sleeps out its back-off (10 s by then). The new leader's first pass
+    marked its own node NotReady and its cells Unknown/NodeLost, Ready again right after.
+    It now waits for a heartbeat it has not heard since its term began."""
+    k = kukeond
+    running_key, node_key = await _a_running_cell(k)
+    try:
+        await _restart_on_full_etcd(k, registry)
+        await asyncio.sleep(30)  # the heartbeat's refused attempts back off to 10 s
+        await registry.client.delete_prefix(b"/fill/")
+        assert await recover_space(registry.client)  # compact, defragment, disarm
+        seen: set[tuple[str, str, str | None]] = set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 25  # the heartbeat's back-off, then a few passes
+        while loop.time() < deadline:
+            node, cell = await asyncio.gather(
+                registry.get(Kind.NODE, node_key), registry.get(Kind.CELL, running_key)
+            )
+            assert isinstance(node, Node)
+            assert isinstance(cell, Cell)
+            seen.add((str(node.status.state), str(cell.status.state), cell.status.reason))
+            await asyncio.sleep(0.2)
+        assert await _heartbeat_key(k), "the heartbeat lease was not taken"
+        assert not [s for s in seen if s[0] == "NotReady" or s[2] == "NodeLost"], seen
+        assert ("Ready", "Ready", None) in seen, seen
     finally:
         await registry.client.delete_prefix(b"/fill/")
         await recover_space(registry.client)

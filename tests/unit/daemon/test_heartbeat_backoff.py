@@ -61,3 +61,12 @@ async def test_a_heartbeat_that_keeps_failing_backs_off_and_logs_once(
     assert "1 time(s)" in failures[0].getMessage()
     lost_lines = [r for r in caplog.records if "lease lost" in r.getMessage()]
     assert len(lost_lines) == 1
+
+
+def test_the_leaders_grace_outlasts_a_heartbeats_longest_retry() -> None:
+    """The scheduler leader waits this long for a heartbeat it has not heard in its term: a
+    live node whose heartbeat backs off tries again within its longest back-off and one
+    attempt, so a short lease TTL does not shorten the wait below that."""
+    assert node.heartbeat_grace(DaemonConfig(node_name="n")) == 40.0  # the lease TTL
+    longest_retry = node.HEARTBEAT_BACKOFF_MAX + node.HEARTBEAT_ATTEMPT_TIMEOUT
+    assert node.heartbeat_grace(DaemonConfig(node_name="n", node_lease_ttl=2)) == longest_retry
