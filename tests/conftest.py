@@ -4,6 +4,7 @@ hypothesis profile every property test runs under."""
 from hypothesis import settings
 
 pytest_plugins = [
+    "tests.fixtures.hostleaks",
     "tests.fixtures.services",
     "tests.fixtures.etcd",
     "tests.fixtures.containerd",

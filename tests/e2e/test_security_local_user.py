@@ -53,6 +53,7 @@ from kukeon.daemon.config import DaemonConfig
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.store.pki import EtcdPki
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
+from tests.fixtures.hostleaks import own_daemon, own_directory
 from tests.fixtures.kukeond import _random_pool, sweep_host
 from tests.fixtures.services import free_tcp_port, require_binary, require_root, unavailable
 
@@ -167,6 +168,7 @@ def local_kukeond(
     require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
     base = Path(tempfile.mkdtemp(prefix="kukeon-security-", dir="/tmp"))
     base.chmod(0o755)  # nobody may walk up to kukeond's directories; their modes decide
+    own_directory(base)
     token = secrets.token_hex(3)
     config = DaemonConfig(
         containerd_address=Path(containerd_daemon.address),
@@ -181,6 +183,7 @@ def local_kukeond(
         metrics_address=f"127.0.0.1:{free_tcp_port()}",
         bootstrap=False,
     )
+    own_daemon(config)
     # What an older kukeon left: a 0755 state directory, a 0644 archive in a 0755 directory.
     older = config.state_dir / "images" / "older.tar"
     older.parent.mkdir(parents=True)

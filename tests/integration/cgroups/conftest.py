@@ -27,6 +27,7 @@ from kukeon.runtime.cgroups import (
     open_driver,
     read_cgroup_mounts,
 )
+from tests.fixtures.hostleaks import own_cgroup_root
 from tests.fixtures.services import require_binary, require_root, unavailable
 
 
@@ -63,7 +64,9 @@ def force_cleanup(mounts: CgroupMounts, root: str) -> None:
 
 
 def new_root() -> str:
-    return f"/kukeon-test-{secrets.token_hex(4)}"
+    root = f"/kukeon-test-{secrets.token_hex(4)}"
+    own_cgroup_root(root)
+    return root
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from kukeon.runtime.containerd import (
 from kukeon.runtime.containerd.crilog import plain_text
 from kukeon.runtime.containerd.spec import SpecContext, build_runtime_spec
 from kukeon.runtime.containerd.types import ImageConfig
+from tests.fixtures.hostleaks import own_cgroup_root
 
 CGROUP_V1_ROOT = Path("/sys/fs/cgroup")
 
@@ -75,7 +76,9 @@ class TestCgroup:
 
 
 def new_test_cgroup() -> TestCgroup:
-    return TestCgroup(path=f"/kukeon-test-{secrets.token_hex(4)}")
+    path = f"/kukeon-test-{secrets.token_hex(4)}"
+    own_cgroup_root(path)
+    return TestCgroup(path=path)
 
 
 def build_spec(

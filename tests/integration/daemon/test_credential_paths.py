@@ -23,6 +23,7 @@ import pytest
 
 from kukeon.apiserver.auth import TokenBook
 from kukeon.fileio import warn_if_open_to_others
+from tests.fixtures.hostleaks import own_directory
 from tests.fixtures.services import require_binary, require_root
 
 pytestmark = pytest.mark.integration
@@ -141,6 +142,7 @@ def base() -> Iterator[Path]:
     require_root()
     require_binary("runuser", "util-linux")
     root = Path(tempfile.mkdtemp(prefix="kukeon-credpaths-", dir="/tmp"))
+    own_directory(root)
     root.chmod(0o755)
     try:
         yield root

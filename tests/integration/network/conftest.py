@@ -27,6 +27,7 @@ from kukeon.runtime.network import (
     bridge_name,
 )
 from kukeon.runtime.network.cni import DEFAULT_PLUGIN_DIRS
+from tests.fixtures.hostleaks import own_netns_prefix, own_nft_table, own_pool
 from tests.fixtures.services import require_binary, require_root
 
 CNI_DIRS = tuple(str(d) for d in DEFAULT_PLUGIN_DIRS)
@@ -46,7 +47,7 @@ def random_pool() -> ipaddress.IPv4Network:
     """A /20 (16 space subnets) in 10.160.0.0/11, away from the 10.88.0.0/16 default."""
     second = secrets.randbelow(32) + 160
     third = secrets.randbelow(16) * 16
-    return ipaddress.IPv4Network(f"10.{second}.{third}.0/20")
+    return own_pool(ipaddress.IPv4Network(f"10.{second}.{third}.0/20"))
 
 
 def run(*argv: str, check: bool = False, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -160,6 +161,8 @@ class NetworkHarness:
 async def harness(tmp_path: Path) -> AsyncIterator[NetworkHarness]:
     require_network_host()
     suffix = secrets.token_hex(3)
+    own_nft_table(f"kukeon_test_{suffix}")
+    own_netns_prefix(f"kkt-{suffix}-")
     settings = NetworkSettings(
         state_dir=tmp_path / "state",
         nft_table=f"kukeon_test_{suffix}",
