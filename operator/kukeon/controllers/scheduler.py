@@ -43,7 +43,8 @@ documents the operator watches).
 
 A lease this leader saw alive and then gone is a node etcd heard nothing from for the
 lease's TTL: it is marked at once. A lease this leader has not seen alive since its term
-began (or since a pass failed on the store) proves nothing yet: a leader that has just taken
+began proves nothing yet (a pass failed on the store starts its wait over, and forgets no
+node heard): a leader that has just taken
 its own lease, after etcd refused writes (full, or out of reach), runs its first pass before
 the nodes' heartbeat loops, backing off, take theirs again (its own node's too, about a
 second later), and marking them then was a false NodeLost, each cell Unknown and Ready again
@@ -194,7 +195,7 @@ class Scheduler:
         self.node_lost_timeout = node_lost_timeout
         self.heartbeat_grace = heartbeat_grace
         self._heard: set[str] = set()
-        """The nodes whose lease a pass of this term saw alive (since the last failed pass)."""
+        """The nodes whose lease a pass of this term saw alive."""
         self._listening_since: float | None = None
         """When (monotonic) this leader began to hear the heartbeats: its term's start, or
         its last pass that failed on the store (None: at the first pass)."""
@@ -243,8 +244,7 @@ class Scheduler:
         await self._loop.lead(lambda woken: self.run_pass(woken=woken), [self._watch()], self.tasks)
 
     def listen_afresh(self) -> None:
-        """Forget which heartbeats were heard: the term begins, or the store failed a pass
-        (what was read of the leases since proves nothing of the nodes)."""
+        """Forget which heartbeats were heard: the term begins."""
         self._heard.clear()
         self._listening_since = self._monotonic()
 
@@ -270,7 +270,13 @@ class Scheduler:
         try:
             await self._run_pass(woken=woken)
         except StoreError:
-            self.listen_afresh()
+            # The nodes not heard yet get their grace from now. The ones heard are kept: a
+            # lease etcd let expire is a node silent for its TTL whatever failed here (one
+            # etcd member gone, a refused write), and a leader holding its own lease kept
+            # etcd's leases renewable; forgetting them at every failed pass put off each
+            # node's loss by the whole grace (a kill -9 of a node during an etcd member's
+            # failover went unmarked for 20 s).
+            self._listening_since = self._monotonic()
             raise
 
     async def _run_pass(self, *, woken: bool) -> None:
