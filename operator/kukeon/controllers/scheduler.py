@@ -509,46 +509,38 @@ class Scheduler:
     async def _mark_unknown(self, cell: Cell, *, node: str | None, since: datetime) -> None:
         if cell.status.state == CellState.UNKNOWN:
             return
-        try:
-            # On the version this pass read only: a status written since (the node's
-            # Ready, as it comes back before its heartbeat does) is not overwritten; the
-            # next pass decides again.
-            marked = await patch_status(
-                self.registry,
-                cell,
-                observe=False,
-                max_conflicts=1,
-                state=CellState.UNKNOWN,
-                reason=NODE_LOST,
-                message=f"node {node} is NotReady since {since.isoformat()}",
-                node_name=self.node_name,
-            )
-        except Conflict:
-            log.debug("cell %s changed since this pass read it: not marked now", _name(cell))
-            return
-        if marked is not None:
-            self.reads.writes.wrote(marked)
+        message = f"node {node} is NotReady since {since.isoformat()}"
+        await self._mark(cell, CellState.UNKNOWN, NODE_LOST, message, node_name=self.node_name)
 
     async def _mark_no_node(self, cell: Cell, *, node: str) -> None:
         """A cell assigned to a node with neither a Node document nor a heartbeat lease (a
         name no node has, or one released since) runs nowhere: its status said what its
         last node reported (Ready, after a move of nodeName away from it) and nothing
-        ever replaced it. Written as ``_mark_unknown`` is, on the version read only."""
+        ever replaced it."""
         if cell.status.state == CellState.PENDING and cell.status.reason == NODE_NOT_FOUND:
             return
+        message = (
+            f"node {node} is not registered (no Node, no heartbeat): nothing runs the cell "
+            "until a node of that name joins, or spec.nodeName names another"
+        )
+        await self._mark(cell, CellState.PENDING, NODE_NOT_FOUND, message, node_name=None)
+
+    async def _mark(
+        self, cell: Cell, state: CellState, reason: str, message: str, *, node_name: str | None
+    ) -> None:
+        """Write the leader's mark on the version this pass read only: a status written
+        since (the node's Ready, as it comes back before its heartbeat does) is not
+        overwritten; the next pass decides again."""
         try:
             marked = await patch_status(
                 self.registry,
                 cell,
                 observe=False,
                 max_conflicts=1,
-                state=CellState.PENDING,
-                reason=NODE_NOT_FOUND,
-                message=(
-                    f"node {node} is not registered (no Node, no heartbeat): nothing runs "
-                    "the cell until a node of that name joins, or spec.nodeName names another"
-                ),
-                node_name=None,
+                state=state,
+                reason=reason,
+                message=message,
+                node_name=node_name,
             )
         except Conflict:
             log.debug("cell %s changed since this pass read it: not marked now", _name(cell))
