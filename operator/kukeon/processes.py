@@ -149,3 +149,23 @@ def identify(pid: int) -> ProcessId | None:
     if fields is None or fields[0] in ("Z", "X"):
         return None
     return ProcessId(pid=pid, started=int(fields[19]))
+
+
+def runs_as(pid: int, uid: int) -> bool:
+    """Whether every user id of process ``pid`` (real, effective, saved, filesystem) is
+    ``uid``; False when there is no such process.
+
+    What tells a process kukeond or containerd started from one any local user did: its
+    argv and name are whatever that user chose, and its ``/proc/<pid>`` entries can be
+    root's too (those of a process that made itself non-dumpable are), but its ids cannot
+    (a set-user-ID program keeps its caller's real one).
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            ids = line.split()[1:]
+            return len(ids) == 4 and all(found == str(uid) for found in ids)
+    return False

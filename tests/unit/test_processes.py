@@ -1,9 +1,10 @@
 """kukeon.processes.run_program: a program never outlives a caller that was cancelled or
-gave up waiting, nor do the processes it started."""
+gave up waiting, nor do the processes it started. runs_as: a process's user ids."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.processes import run_program
+from kukeon.processes import run_program, runs_as
 
 SLEEP_60 = f"{sys.executable} -c 'import time; time.sleep(60)'"
 
@@ -88,3 +89,10 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_runs_as_reads_every_user_id_of_the_process() -> None:
+    me = os.getpid()
+    assert runs_as(me, os.geteuid())
+    assert not runs_as(me, os.geteuid() + 1)
+    assert not runs_as(2**22 + 1, os.geteuid())  # above any pid_max: no such process

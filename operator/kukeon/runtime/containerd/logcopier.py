@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from kukeon.processes import ProcessId, identify, proc_stat
+from kukeon.processes import ProcessId, identify, proc_stat, runs_as
 
 from .crilog import KEEPER_NAME, LogRotation, log_path_marker, logger_command
 
@@ -67,13 +67,18 @@ def _children(pid: int) -> list[int]:
 
 def _copies(pid: int, marker: bytes, keeper: bool) -> bool:
     # A container's process could spell a copier's argv (and an orphan of it is the shim's
-    # child): a copier is kukeond's interpreter in the host's pid namespace. A terminal's
-    # keeper has its logger's argv (a fork): its name tells them apart.
+    # child): a copier is kukeond's interpreter in the host's pid namespace. So could any
+    # local user's (every argv is on show in /proc), one that kukeond would then watch as
+    # the copier (no replacement while it runs) or read a terminal through: a copier is
+    # root's (the shim's or kukeond's), all its ids. A terminal's keeper has its logger's
+    # argv (a fork): its name tells them apart.
     try:
         argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
         if len(argv) < 3 or argv[1] != b"-ISc" or marker not in argv[2]:
             return False
         if ((PROC / str(pid) / "comm").read_text().strip() == KEEPER_NAME) != keeper:
+            return False
+        if not runs_as(pid, os.geteuid()):
             return False
         return os.readlink(PROC / str(pid) / "ns" / "pid") == os.readlink(PROC / "self/ns/pid")
     except (FileNotFoundError, ProcessLookupError, PermissionError):

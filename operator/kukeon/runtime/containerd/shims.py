@@ -20,7 +20,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from kukeon.processes import ProcessId, identify
+from kukeon.processes import ProcessId, identify, runs_as
 
 PROC = Path("/proc")
 
@@ -77,10 +77,14 @@ def find_shims(address: str) -> list[Shim]:
         try:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
             flags = parse_shim_argv(argv)
-            # A container's process could spell a shim's argv: a shim is in the host's.
+            # A container's process could spell a shim's argv: a shim is in the host's. So
+            # could any local user's, one that ignores SIGTERM (clearing a leftover bundle
+            # then waits for it and fails): a shim is containerd's, root as kukeond.
             if flags is None or os.readlink(entry / "ns" / "pid") != own_pid_ns:
                 continue
         except OSError:
+            continue
+        if not runs_as(int(entry.name), os.geteuid()):
             continue
         if flags.get("address") != address or not flags.get("namespace") or not flags.get("id"):
             continue
