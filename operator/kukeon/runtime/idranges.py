@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from kukeon.fileio import write_atomically
+from kukeon.fileio import path_problems, write_atomically
 from kukeon.runtime.hostfiles import make_dirs
 
 log = logging.getLogger(__name__)
@@ -340,6 +340,16 @@ class HostClaims:
                 f"(mode {stat.S_IMODE(info.st_mode):04o}, owner uid {info.st_uid}): whoever "
                 "may change it may make two installations share ids; make it a directory "
                 "of root's, mode 0700"
+            )
+        # The directory's own mode is not all: a link, or a parent others may write (as
+        # /tmp), lets them put another directory in its place whenever they like.
+        replaceable = path_problems(self.directory, secret=False).change
+        if replaceable:
+            raise IdRangeError(
+                f"the user-namespace claims directory {self.directory} may be replaced by "
+                f"other local users ({'; '.join(replaceable)}): whoever may replace it may "
+                "make two installations share ids; keep it where only root may write "
+                f"(default {DEFAULT_CLAIMS_DIR})"
             )
 
     @contextlib.contextmanager
