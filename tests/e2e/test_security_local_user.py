@@ -11,14 +11,16 @@ a realm with an inline registry password. Then, as ``nobody`` (``runuser``), it 
   over plain http and over https without a client certificate, for reads and writes, and
   a raw HTTP request gets no data; root with the client certificate reads (the control);
 - the API socket refuses the connection; the TCP API answers 401 without a token;
-- no file under the state and run directories can be read, a container log included;
-  an open exec session's FIFOs are 0600; no directory there grants others anything and
-  no file does either, except the
+- no file under the state and run directories can be read, a container log included, and
+  its rotated files (the logs rotate at 64 KiB here); an open exec session's FIFOs are
+  0600; no directory there grants others anything and no file does either, except the
   documented ``hosts``/``hostname``/``resolv.conf`` a container's user reads through its
   bind mount; what an older version left wider (made so before kukeond starts) was
   narrowed;
 - no process's command line holds the admin token, the fleet token, the secrets' values,
-  the registry password or etcd key material.
+  the registry password or etcd key material; nobody reads the environment of, nor lists
+  the descriptors of, kukeond, its etcd, the containers' loggers, a terminal's keeper or
+  the containers' processes (the fromEnv secret is in their environment).
 
 The temporary base directory is made ``0755`` so that what keeps ``nobody`` out is
 kukeond's own modes, not pytest's ``0700`` temporary directories.
@@ -51,6 +53,7 @@ import yaml
 from kukeon.controllers.cellfiles import container_readable
 from kukeon.daemon.config import DaemonConfig
 from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.containerd.crilog import KEEPER_NAME
 from kukeon.store.pki import EtcdPki
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.hostleaks import own_daemon, own_directory
@@ -63,6 +66,8 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SPACE, STACK = "sec", "st"
 NOBODY = "nobody"
+BURST = f"i=0; while [ $i -lt 2000 ]; do echo burst-$i-{'x' * 90}; i=$((i+1)); done; "
+"""~200 KB of output, so that the talker's log rotates (64 KiB files here, 3 kept)."""
 
 
 @dataclass
@@ -243,7 +248,13 @@ def local_kukeond(
     environment = {key: value for key, value in os.environ.items() if not key.startswith("KUKEON_")}
     process = subprocess.Popen(
         command,
-        env={**environment, "SECURITY_TEST_SECRET": env_secret},
+        env={
+            **environment,
+            "SECURITY_TEST_SECRET": env_secret,
+            # Small logs, so that the talker's rotate (their files are looked at too).
+            "KUKEON_CONTAINER_LOG_MAX_SIZE": "65536",
+            "KUKEON_CONTAINER_LOG_MAX_FILES": "3",
+        },
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -337,7 +348,8 @@ def _run_workloads(kukeond: LocalKukeond) -> None:
                             "command": "sh",
                             "args": [
                                 "-c",
-                                'test -s /run/secrets/token && test -n "$TOKEN" && echo staged; '
+                                BURST
+                                + 'test -s /run/secrets/token && test -n "$TOKEN" && echo staged; '
                                 "while true; do echo tick; sleep 0.5; done",
                             ],
                             "secrets": [
@@ -619,6 +631,38 @@ def _key_material(pki_dir: Path) -> list[str]:
     return lines
 
 
+def _processes_of(kukeond: LocalKukeond) -> dict[int, str]:
+    """kukeond's processes (kukeond, its etcd, the containers' loggers and a terminal's
+    keeper: their command lines name its base directory) and its containers' (their
+    environment names its realm), with their names."""
+    found: dict[int, str] = {}
+    realm = f"KUKEON_REALM={kukeond.realm}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            command_line = (entry / "cmdline").read_bytes()
+            environment = (entry / "environ").read_bytes().split(b"\0")
+            if str(kukeond.base).encode() in command_line or realm in environment:
+                found[int(entry.name)] = (entry / "comm").read_text().strip()
+    return found
+
+
+def _assert_nobody_reads_no_process(kukeond: LocalKukeond) -> None:
+    processes = _processes_of(kukeond)
+    assert kukeond.process.pid in processes
+    assert KEEPER_NAME in processes.values(), processes  # the console cell's terminal
+    assert {"sh", "python"} <= set(processes.values()), processes  # containers, loggers
+    # nobody's cat of its own environment is the control: the loop does read what it may.
+    script = (
+        "cat /proc/self/environ >/dev/null && echo control; "
+        'for p; do cat "/proc/$p/environ" >/dev/null 2>&1 && echo "environ $p"; '
+        'ls "/proc/$p/fd" >/dev/null 2>&1 && echo "fd $p"; done; exit 0'
+    )
+    read = as_nobody("sh", "-c", script, "sh", *map(str, processes), timeout=120)
+    assert read.stdout == "control\n", f"nobody could read, of {processes}:\n{read.stdout}"
+
+
 def _command_lines() -> dict[int, str]:
     found: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
@@ -677,6 +721,11 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
     assert stat.S_IMODE(older.parent.stat().st_mode) == 0o750
     logs = sorted(state.glob(f"cells/{kukeond.realm}/{SPACE}/{STACK}/*/logs/*.log"))
     assert {path.parent.parent.name for path in logs} == {"talker", "console"}, logs
+    rotated = sorted(state.glob(f"cells/{kukeond.realm}/{SPACE}/{STACK}/talker/logs/*.log.*"))
+    assert rotated, "the talker's log did not rotate"
+    logs += rotated
+    for log in rotated:
+        assert stat.S_IMODE(log.stat().st_mode) == 0o640, f"{log} {log.stat().st_mode:o}"
     # An exec session open meanwhile, so its FIFOs (<state>/exec/<id>/std*) are looked at.
     with _exec_session(kukeond) as fifos:
         assert {path.name for path in fifos} >= {"stdin", "stdout", "stderr"}, fifos
@@ -689,6 +738,9 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
         denied = as_nobody("cat", str(log))
         assert denied.returncode != 0
         assert "Permission denied" in denied.stderr, denied.stderr
+
+    # kukeond's processes and the containers': their environment and descriptors are theirs.
+    _assert_nobody_reads_no_process(kukeond)
 
     # The process list: no credential in any process's arguments.
     _create_realm_with_registry_password(kukeond)
