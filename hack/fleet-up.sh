@@ -6,8 +6,9 @@
 #
 #   hack/fleet-up.sh DIR [--nodes N]
 #   kukectl --server unix://DIR/n1/run/kukeond.sock get nodes
-#   kukectl --server https://<host address>:6443 --token "$(<DIR/admin.token)" \
+#   KUKEON_TOKEN="$(<DIR/admin.token)" kukectl --server https://<host address>:6443 \
 #       --certificate-authority DIR/pki/ca.crt get nodes
+#   (the token in the environment: every local user reads a command's arguments in /proc)
 #   hack/fleet-down.sh DIR
 #
 # Layout: bridge kf-<id> (10.213.<x>.1/24) in the host namespace; etcd members m0..m2
@@ -240,4 +241,4 @@ echo "fleet $ID up in $DIR: etcd $endpoints"
 for i in $(seq 1 "$NODES"); do
     echo "  n$i  https://$(cat "$DIR/n$i/address"):$API_PORT  unix://$DIR/n$i/run/kukeond.sock"
 done
-echo "kukectl --server https://$(cat "$DIR/n1/address"):$API_PORT --token \"\$(<$DIR/admin.token)\" --certificate-authority $DIR/pki/ca.crt ..."
+echo "KUKEON_TOKEN=\"\$(<$DIR/admin.token)\" kukectl --server https://$(cat "$DIR/n1/address"):$API_PORT --certificate-authority $DIR/pki/ca.crt ..."
