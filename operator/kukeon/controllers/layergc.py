@@ -33,6 +33,14 @@ only when no container is left in it and no other node whose label it carries st
 materialises the realm; a conflist only when it is this node's (its IPAM ``dataDir`` is
 this node's), looked for where the document says, where this node noted it wrote it
 (``space.conflist_note``) and in the default directory.
+
+A space's network is torn down whole or not at all (``SpaceNetworks.remove_space_network``:
+its subnet record goes last, only once its bridge is gone), so a teardown cut short stays a
+candidate here. What an earlier kukeond left without a record (a bridge kept for its ports
+while the rest went) is swept each pass too: idle bridges named as this control plane names
+them, with an address in this node's pool and no other node's alias, and egress chains in
+this node's table, of no space recorded here nor existing in the registry
+(``SpaceNetworks.remove_idle_bridges``).
 """
 
 from __future__ import annotations
@@ -263,8 +271,27 @@ class LayerCollector:
     async def run(self) -> list[str]:
         inventory = await list_layers(self.host)
         candidates = inventory.keys()
-        if not candidates:
-            return []
+        if candidates:
+            await self._collect_all(candidates, inventory)
+        try:
+            swept = await self.host.networks.remove_idle_bridges(self._bridges_of_spaces)
+        except Exception as error:
+            log.warning("could not sweep idle bridges (next pass tries again): %s", error)
+        else:
+            self.removed += [f"orphaned {what}" for what in swept]
+        return self.removed
+
+    async def _bridges_of_spaces(self) -> set[str]:
+        """The bridge names of every space that exists (any node's: test fleets share the
+        host's bridges)."""
+        networks = self.host.networks
+        return {
+            networks.bridge_of(space.spec.realm_id, space.metadata.name)
+            for space in (await self.registry.list(Kind.SPACE)).items
+            if isinstance(space, Space)
+        }
+
+    async def _collect_all(self, candidates: set[Key], inventory: LayerInventory) -> None:
         docs: dict[Key, Layer] = {}
         for kind in LAYER_KINDS:
             for obj in (await self.registry.list(kind)).items:
@@ -273,7 +300,6 @@ class LayerCollector:
         local = await local_cell_keys(self.registry, runs_here=self.runs_here)
         for key in plan_layer_orphans(candidates, docs=docs, local_cells=local, node=self.node):
             await self._collect(key, inventory)
-        return self.removed
 
     async def _collect(self, key: Key, inventory: LayerInventory) -> None:
         kind = KIND_OF_DEPTH[len(key)]

@@ -6,9 +6,11 @@ reported in the node's entry of ``status.nodes``. The conflist goes to the space
 `cniConfigPath` directory (the daemon's CNI conf dir when unset); the bridge itself
 appears with the first cell (the CNI bridge plugin creates it). Egress rules are
 re-applied on every reconcile, so a spec change, or a rule removed by hand, converges on
-the next pass. Deletion waits for the space's stacks to be gone. The node notes the
-conflist's path in the space's state directory (``conflist_note``), so its orphan
-collector finds it even in a custom ``cniConfigPath`` after the document is gone.
+the next pass. Deletion waits for the space's stacks to be gone; the node's teardown then
+removes the ports its own cells left on the bridge and waits, finalizer held and the port
+named in its entry (``ForeignPortOnBridge``), while a port kukeon did not make is on it.
+The node notes the conflist's path in the space's state directory (``conflist_note``), so
+its orphan collector finds it even in a custom ``cniConfigPath`` after the document is gone.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from kukeon.api import (
 from kukeon.framework import HandlerContext, WaitingError
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.hostfiles import write_private_text
-from kukeon.runtime.network import EgressRule, EgressRuleset, bridge_name, network_id_prefix
+from kukeon.runtime.network import (
+    BridgeInUseError,
+    EgressRule,
+    EgressRuleset,
+    bridge_name,
+    network_id_prefix,
+)
 from kukeon.runtime.network.space import space_conflist_path
 
 from .cellfiles import remove_scope_files
@@ -92,17 +100,20 @@ def builtin_network(space: Space) -> bool:
 class SpaceController(LayerController[Space]):
     kind: ClassVar[Kind] = Kind.SPACE
 
+    def _conflist(self, obj: Space) -> Path:
+        return conflist_file(
+            obj,
+            default_dir=self.host.settings.cni_conf_dir,
+            instance=self.host.networks.settings.instance,
+        )
+
     async def materialise(self, obj: Space, ctx: HandlerContext) -> NodeLayerStatus:
         realm, name = obj.spec.realm_id, obj.metadata.name
         cgroup = await self.host.cgroups.ensure(CgroupPath((realm, name)))
         network = await self.host.networks.ensure_space_network(
             realm=realm,
             space=name,
-            cni_config_path=conflist_file(
-                obj,
-                default_dir=self.host.settings.cni_conf_dir,
-                instance=self.host.networks.settings.instance,
-            ),
+            cni_config_path=self._conflist(obj),
             egress=egress_policy(obj.spec),
             builtin=builtin_network(obj),
         )
@@ -159,14 +170,14 @@ class SpaceController(LayerController[Space]):
     async def dematerialise(self, obj: Space, ctx: HandlerContext, *, deleting: bool) -> None:
         realm, name = obj.spec.realm_id, obj.metadata.name
         await self._require_no_joined_cells(obj)
-        await self.host.networks.remove_space_network(
-            realm=realm,
-            space=name,
-            cni_config_path=conflist_file(
-                obj,
-                default_dir=self.host.settings.cni_conf_dir,
-                instance=self.host.networks.settings.instance,
-            ),
-        )
+        try:
+            await self.host.networks.remove_space_network(
+                realm=realm, space=name, cni_config_path=self._conflist(obj)
+            )
+        except BridgeInUseError as error:
+            # The finalizer holds: released, the space's bridge would stay for good.
+            raise WaitingError(
+                f"node {ctx.node_name}: {error}", delay=self.wait, reason="ForeignPortOnBridge"
+            ) from error
         await self.host.cgroups.remove(CgroupPath((realm, name)))
         await remove_scope_files(self.host.settings.state_dir, (realm, name))

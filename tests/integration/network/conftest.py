@@ -13,6 +13,7 @@ import ipaddress
 import secrets
 import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,39 @@ async def tcp_connects(netns: Path, address: object, port: int, *, wait: float =
         str(address), str(port), str(wait),
     )  # fmt: skip
     return code == 0
+
+
+KILLED_MID_ATTACH = """
+import asyncio, os, signal, sys
+from pathlib import Path
+from kukeon.runtime.network import NetworkSettings, SpaceNetworks, veth
+from ipaddress import IPv4Network
+
+def die(port):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+veth.configure_inside = die  # killed once the veth pair exists, before its address
+settings = NetworkSettings(
+    state_dir=Path(sys.argv[1]), nft_table=sys.argv[2], subnet_pool=IPv4Network(sys.argv[3])
+)
+asyncio.run(
+    SpaceNetworks(settings=settings).attach_cell(
+        cell_id=sys.argv[4], cni_config_path=Path(sys.argv[5]), builtin=True
+    )
+)
+"""
+"""``killed_in_a_child``'s script of a kukeond killed mid-attach (cell id, conflist)."""
+
+
+async def killed_in_a_child(harness: NetworkHarness, script: str, *args: str) -> None:
+    """Run ``script`` in a child on the harness's settings (argv 1-3: state directory, nft
+    table, pool; then ``args``), which must die of SIGKILL where the script says."""
+    settings = harness.settings
+    code, output = await arun(
+        sys.executable, "-c", textwrap.dedent(script), str(settings.state_dir),
+        settings.nft_table, str(settings.subnet_pool), *args,
+    )  # fmt: skip
+    assert code == -9, output
 
 
 @dataclass

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-import textwrap
 from ipaddress import IPv4Interface
 
 import pytest
 
-from kukeon.runtime.network import CellAttachment, NetworkSettings, SpaceNetworks, link_exists, veth
+from kukeon.runtime.network import CellAttachment, SpaceNetworks, link_exists, veth
 from kukeon.runtime.network.cni_leftovers import masquerade_chain_name
 from kukeon.runtime.network.records import DRIVER_CNI, DRIVER_NETLINK
 from kukeon.runtime.network.veth import BridgePort, host_ifname
-from tests.integration.network.conftest import NetworkHarness, arun, ping, run
+from tests.integration.network.conftest import (
+    KILLED_MID_ATTACH,
+    NetworkHarness,
+    killed_in_a_child,
+    ping,
+    run,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,38 +101,12 @@ async def test_a_restart_keeps_the_address_and_drift_is_repaired(harness: Networ
     assert code == 0, output
 
 
-_KILLED_MID_ATTACH = """
-import asyncio, os, signal, sys
-from pathlib import Path
-from kukeon.runtime.network import NetworkSettings, SpaceNetworks, veth
-from ipaddress import IPv4Network
-
-def die(port):
-    os.kill(os.getpid(), signal.SIGKILL)
-
-veth.configure_inside = die  # killed once the veth pair exists, before its address
-settings = NetworkSettings(
-    state_dir=Path(sys.argv[1]), nft_table=sys.argv[2], subnet_pool=IPv4Network(sys.argv[3])
-)
-asyncio.run(
-    SpaceNetworks(settings=settings).attach_cell(
-        cell_id=sys.argv[4], cni_config_path=Path(sys.argv[5]), builtin=True
-    )
-)
-"""
-
-
 async def test_a_kill_9_mid_attach_leaves_nothing_in_the_way(harness: NetworkHarness) -> None:
     realm, space = harness.new_names()
     status = await harness.space(realm, space, builtin=True)
     cell_id = harness.new_cell_id()
     harness.cells.append((cell_id, status.cni_config_path))
-    settings: NetworkSettings = harness.settings
-    code, output = await arun(
-        sys.executable, "-c", textwrap.dedent(_KILLED_MID_ATTACH), str(settings.state_dir),
-        settings.nft_table, str(settings.subnet_pool), cell_id, str(status.cni_config_path),
-    )  # fmt: skip
-    assert code == -9, output
+    await killed_in_a_child(harness, KILLED_MID_ATTACH, cell_id, str(status.cni_config_path))
     assert await link_exists(host_ifname(cell_id, "eth0")), "the fault came too early"
 
     attached = await harness.networks.attach_cell(

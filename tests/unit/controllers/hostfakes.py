@@ -8,7 +8,7 @@ CNI plugins. ``make_host`` wraps them in the real ``Host`` record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -167,6 +167,9 @@ class FakeNetworks:
         self.ensured: list[dict[str, Any]] = []
         self.removed: list[dict[str, Any]] = []
         self.ensure_error: Exception | None = None
+        self.remove_error: Exception | None = None
+        self.idle: set[str] = set()
+        """Idle bridges on the host (``remove_idle_bridges``)."""
 
     async def owned_netns(self) -> set[str]:
         return set(self.owned)
@@ -188,7 +191,21 @@ class FakeNetworks:
         )
 
     async def remove_space_network(self, **args: Any) -> None:
+        if self.remove_error is not None:
+            raise self.remove_error
         self.removed.append(args)
+
+    def bridge_of(self, realm: str, space: str) -> str:
+        return f"kk-{realm}-{space}"
+
+    async def remove_idle_bridges(
+        self, live: Callable[[], Awaitable[Collection[str]]] | None = None
+    ) -> list[str]:
+        """Every bridge in ``idle`` the registry does not name (``live``)."""
+        kept = set(await live()) if live is not None and self.idle else set()
+        swept = sorted(self.idle - kept)
+        self.idle -= set(swept)
+        return [f"bridge {name}" for name in swept]
 
     async def joined_cells(self, network: str) -> list[str]:
         """Cells of other spaces on ``network`` (none here)."""

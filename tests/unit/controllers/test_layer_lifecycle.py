@@ -35,6 +35,7 @@ from kukeon.controllers.stack import StackController
 from kukeon.framework import HandlerContext, Operator, WaitingError
 from kukeon.framework.testing import OperatorRunner
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
+from kukeon.runtime.network import BridgeInUseError
 from kukeon.store import Gone
 from tests.unit.api.samples import realm_doc, space_doc, stack_doc
 from tests.unit.framework.test_operator import settings
@@ -161,6 +162,29 @@ async def test_the_last_cell_gone_tears_down_children_first(world: World) -> Non
     # The namespace stays (its images serve the next cell); a deletion purges it.
     assert "r.kukeon.io" in world.fake.containerd.namespaces.items
     assert (Kind.REALM, ("r",)) in world.queued
+
+
+async def test_a_foreign_port_on_the_bridge_holds_the_spaces_teardown_and_is_named(
+    world: World,
+) -> None:
+    """Released with a port no kukeon made still on its bridge, the space's finalizer left
+    the bridge on the host for good: it holds until the port is gone, and says which."""
+    await world.store.create(cell("c"))
+    await world.converge()
+    await world.store.delete(Kind.CELL, CELL_KEY)
+    await world.reconcile(world.stacks, ("r", "s", "st"))
+    world.fake.networks.remove_error = BridgeInUseError(bridge="kk-r-s", ports=("tap7",))
+    with pytest.raises(WaitingError, match=r"node n1: bridge kk-r-s .* tap7") as raised:
+        await world.reconcile(world.spaces, ("r", "s"))
+    assert raised.value.reason == "ForeignPortOnBridge"
+    space = await world.get(Kind.SPACE, ("r", "s"))
+    assert node_finalizer(Kind.SPACE, "n1") in space.metadata.finalizers
+    assert ("r", "s") not in world.fake.cgroups.removed
+
+    world.fake.networks.remove_error = None
+    space = await world.reconcile(world.spaces, ("r", "s"))
+    assert space.metadata.finalizers == []
+    assert [removed["space"] for removed in world.fake.networks.removed] == ["s"]
 
 
 async def test_a_leftover_cgroup_is_torn_down(world: World) -> None:

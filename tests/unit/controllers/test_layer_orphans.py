@@ -149,3 +149,15 @@ async def test_the_inventory_lists_only_this_nodes_namespaces(fake: FakeHost) ->
     assert found.namespaces == {}
     assert found.subnets == set()
     assert await collect(fake, ScopedStore()) == []
+
+
+async def test_idle_bridges_of_spaces_that_exist_nowhere_are_swept(fake: FakeHost) -> None:
+    """A bridge an earlier kukeond left without anything else of its space (no level is a
+    candidate then) goes; one of a space that exists stays."""
+    store = ScopedStore()
+    await store.create(parse_resource(realm_doc("r")))
+    await store.create(parse_resource(space_doc("s", realmId="r")))
+    fake.networks.idle = {"kk-r-s", "kk-r-gone"}
+    removed = await collect(fake, store)
+    assert removed == ["orphaned bridge kk-r-gone"]
+    assert fake.networks.idle == {"kk-r-s"}

@@ -43,6 +43,7 @@ from kukeon.runtime.network.egress import (
     RuleCounter,
 )
 from kukeon.runtime.network.errors import (
+    BridgeInUseError,
     CniConfigError,
     CniError,
     CniPluginNotFoundError,
@@ -75,6 +76,7 @@ from kukeon.runtime.network.subnets import JsonFileSubnetStore, SubnetStore, all
 
 __all__ = [
     "AppliedEgress",
+    "BridgeInUseError",
     "CellAttachment",
     "CellHostFiles",
     "CniConfigError",

@@ -25,7 +25,9 @@ import base64
 import hashlib
 import os
 import re
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any
 
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.network.netlink import IPRoute
@@ -36,6 +38,7 @@ _READABLE_REALM = re.compile(r"[a-z0-9]+\Z")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 _HASH_CHARS = 8
 _PREFIX_CHARS = 4
+_HASHED_NAME = re.compile(r"k-[a-z0-9]{1,4}-[a-z2-7]{8}\Z")
 
 
 def bridge_name(realm: str, space: str, instance: str = "") -> str:
@@ -129,6 +132,59 @@ def _bridge_ports(name: str) -> list[str]:
             for link in ipr.get_links()
             if link.get_attr("IFLA_MASTER") == index
         ]
+
+
+async def bridge_port_aliases(name: str) -> dict[str, str]:
+    """The ports of bridge ``name``, each with its ``ifalias`` ("" without one)."""
+    return await asyncio.to_thread(_bridge_ports_with_aliases, name)
+
+
+def _bridge_ports_with_aliases(name: str) -> dict[str, str]:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return {}
+        return {
+            str(link.get_attr("IFLA_IFNAME")): str(link.get_attr("IFLA_IFALIAS") or "")
+            for link in ipr.get_links()
+            if link.get_attr("IFLA_MASTER") == found[0]
+        }
+
+
+def is_bridge_name(name: str, instance: str = "") -> bool:
+    """Whether ``name`` has the shape :func:`bridge_name` gives for ``instance`` (readable
+    names are the default control plane's only)."""
+    if _HASHED_NAME.match(name):
+        return True
+    return not instance and name.startswith("kk-") and len(name) <= IFNAMSIZ_MAX
+
+
+async def idle_bridges(pool: IPv4Network) -> dict[str, str]:
+    """The bridges without a port whose IPv4 address lies in ``pool``: name -> alias."""
+    return await asyncio.to_thread(_idle_bridges, pool)
+
+
+def _idle_bridges(pool: IPv4Network) -> dict[str, str]:
+    with IPRoute() as ipr:
+        links = ipr.get_links()
+        bridges = {int(link["index"]): link for link in links if _kind(link) == "bridge"}
+        busy = {link.get_attr("IFLA_MASTER") for link in links}
+        in_pool = {
+            int(a["index"])
+            for a in ipr.get_addr(family=2)
+            if IPv4Address(str(a.get_attr("IFA_ADDRESS"))) in pool
+        }
+    return {
+        str(link.get_attr("IFLA_IFNAME")): str(link.get_attr("IFLA_IFALIAS") or "")
+        for index, link in sorted(bridges.items())
+        if index in in_pool - busy
+    }
+
+
+def _kind(link: Any) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    return str(kind) if kind is not None else None
 
 
 def _link_index(name: str) -> int | None:

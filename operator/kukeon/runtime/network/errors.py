@@ -107,3 +107,16 @@ class EgressResolutionError(NetworkError):
 
 class NetnsError(NetworkError):
     """A network namespace could not be created, inspected or removed."""
+
+
+class BridgeInUseError(NetworkError):
+    """A space's bridge has ports kukeon did not make: its network is not torn down (the
+    bridge, its egress chain and its subnet stay) until they leave it."""
+
+    def __init__(self, *, bridge: str, ports: tuple[str, ...]) -> None:
+        self.bridge = bridge
+        self.ports = ports
+        super().__init__(
+            f"bridge {bridge} has port(s) kukeon did not make: {', '.join(ports)} "
+            f"(`ip link set PORT nomaster` or delete them; the space's network is removed then)"
+        )

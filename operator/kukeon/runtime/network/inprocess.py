@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, Protocol
@@ -98,7 +98,9 @@ class BridgeNetwork:
             mtu=int(mtu) if isinstance(mtu, int) else None,
         )
 
-    def port(self, netns: Path, cell_id: str, ifname: str, address: IPv4Address) -> BridgePort:
+    def port(
+        self, netns: Path, cell_id: str, ifname: str, address: IPv4Address, alias: str = ""
+    ) -> BridgePort:
         return BridgePort(
             netns=netns,
             ifname=ifname,
@@ -109,6 +111,7 @@ class BridgeNetwork:
             default_route=self.default_route,
             hairpin=self.hairpin,
             mtu=self.mtu,
+            alias=alias,
         )
 
     def result(self, port: BridgePort, cni_version: str) -> CniResult:
@@ -162,9 +165,13 @@ def port_of(record: AttachmentRecord) -> BridgePort:
 class InProcessAttachments:
     """Attach, verify and detach cells on kukeon's own bridge networks."""
 
-    def __init__(self, *, records: AttachmentRecords, links: Links | None = None) -> None:
+    def __init__(
+        self, *, records: AttachmentRecords, links: Links | None = None, alias: str = ""
+    ) -> None:
         self.records = records
         self.links: Links = links or NetlinkLinks()
+        self.alias = alias
+        """Set on the host ends made here (``veth.owner_alias``)."""
 
     async def attach(
         self,
@@ -180,7 +187,7 @@ class InProcessAttachments:
         existing = await self.records.load(cell_id, ifname)
         if existing is not None and existing.driver == DRIVER_NETLINK:
             if existing.conf.netns == netns and existing.conflist.name == network.name:
-                port = port_of(existing)
+                port = replace(port_of(existing), alias=self.alias)
                 found = await run_on_host_thread(self.links.problems, port)
                 if not found:
                     return existing
@@ -196,7 +203,7 @@ class InProcessAttachments:
             owner=cell_id,
             ifname=ifname,
         )
-        port = network.port(netns, cell_id, ifname, address)
+        port = network.port(netns, cell_id, ifname, address, self.alias)
         record = AttachmentRecord(
             conflist=conflist,
             conf=RuntimeConf(container_id=cell_id, netns=netns, ifname=ifname),

@@ -70,6 +70,13 @@ def _owner(path: Path) -> tuple[str, str] | None:
     return lines[0].strip(), (lines[1].strip() if len(lines) > 1 else "")
 
 
+def holders(directory: Path) -> set[tuple[str, str]]:
+    """(container id, ifname) of every lease in one network's directory."""
+    if not directory.is_dir():
+        return set()
+    return {found for path in directory.iterdir() if (found := _owner(path)) is not None}
+
+
 def owned(directory: Path, owner: str, ifname: str) -> list[IPv4Address]:
     """The addresses leased to (``owner``, ``ifname``) in one network's directory."""
     if not directory.is_dir():

@@ -116,22 +116,32 @@ class AttachmentRecords:
 
     async def joined(self, network: str) -> list[tuple[str, str]]:
         """(cell id, ifname) of every further attachment to the CNI network ``network``."""
+        return await asyncio.to_thread(self._scan, network, first=False)
 
-        def scan() -> list[tuple[str, str]]:
-            found: list[tuple[str, str]] = []
-            if not self.directory.is_dir():
-                return found
-            for path in sorted(self.directory.glob("*.d/*.json")):
-                try:
-                    document = json.loads(path.read_text(encoding="utf-8"))
-                    name = document["conflist"]["name"]
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue
-                if name == network:
-                    found.append((path.parent.name.removesuffix(".d"), path.stem))
+    async def on_network(self, network: str) -> list[tuple[str, str]]:
+        """(cell id, ifname) of every attachment, first or further, to ``network``."""
+        return await asyncio.to_thread(self._scan, network, first=True)
+
+    def _scan(self, network: str, *, first: bool) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        if not self.directory.is_dir():
             return found
-
-        return await asyncio.to_thread(scan)
+        paths = sorted(self.directory.glob("*.d/*.json"))
+        if first:
+            paths = sorted(self.directory.glob("*.json")) + paths
+        for path in paths:
+            try:
+                document = json.loads(path.read_text(encoding="utf-8"))
+                name = document["conflist"]["name"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if name != network:
+                continue
+            if path.parent == self.directory:
+                found.append((path.stem, PRIMARY_IFNAME))
+            else:
+                found.append((path.parent.name.removesuffix(".d"), path.stem))
+        return found
 
 
 def _remove_empty_dir(path: Path) -> None:

@@ -64,6 +64,20 @@ class BridgePort:
     default_route: bool = True
     hairpin: bool = True
     mtu: int | None = None
+    alias: str = ""
+    """The host end's ``ifalias``: which node made it (:func:`owner_alias`)."""
+
+
+PORT_ALIAS_PREFIX = "kukeon "
+
+
+def owner_alias(state_dir: Path) -> str:
+    """The alias of the host ends and bridges a node makes: kukeon's, and this node's (its
+    state directory). A space's teardown removes the ports carrying its own; one carrying
+    another node's (a test fleet sharing a host's bridges) is left to that node, and so is
+    such a bridge by the sweep of idle bridges (``SpaceNetworks.remove_idle_bridges``)."""
+    digest = hashlib.sha256(str(state_dir.absolute()).encode()).hexdigest()
+    return PORT_ALIAS_PREFIX + digest[:12]
 
 
 def host_ifname(cell_id: str, ifname: str) -> str:
@@ -117,18 +131,23 @@ def _index(ipr: IPRoute, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
-def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Interface) -> int:
-    """The bridge's index: created when missing, up, with the gateway's address."""
+def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Interface, alias: str = "") -> int:
+    """The bridge's index: created when missing (its alias saying which node made it), up,
+    with the gateway's address."""
     index = _index(ipr, name)
     if index is None:
+        made = False
         try:
             ipr.link("add", ifname=name, kind="bridge")
+            made = True
         except Exception as error:  # a cell of the same space made it first
             if _code(error) != errno.EEXIST:
                 raise
         index = _index(ipr, name)
         if index is None:
             raise NetworkError(f"bridge {name} vanished while it was being made")
+        if made and alias:
+            ipr.link("set", index=index, ifalias=alias)
     links = ipr.get_links(index)
     if not links or links[0].get_attr("IFLA_OPERSTATE") == "DOWN" or not _is_up(links[0]):
         ipr.link("set", index=index, state="up")
@@ -182,9 +201,8 @@ def remove_port(name: str) -> bool:
 def make_port(port: BridgePort) -> None:
     """Make the port from nothing: a leftover of the same name is deleted first."""
     with IPRoute() as ipr:
-        bridge = ensure_bridge(
-            ipr, port.bridge, IPv4Interface(f"{port.gateway}/{port.address.network.prefixlen}")
-        )
+        gateway = IPv4Interface(f"{port.gateway}/{port.address.network.prefixlen}")
+        bridge = ensure_bridge(ipr, port.bridge, gateway, port.alias)
         old = _index(ipr, port.host_ifname)
         if old is not None:
             log.info("deleting %s, left by an attachment that did not finish", port.host_ifname)
@@ -193,7 +211,9 @@ def make_port(port: BridgePort) -> None:
         index = _index(ipr, port.host_ifname)
         if index is None:
             raise NetworkError(f"veth {port.host_ifname} vanished once made")
-        extra = {"mtu": port.mtu} if port.mtu else {}
+        extra: dict[str, Any] = {"mtu": port.mtu} if port.mtu else {}
+        if port.alias:
+            extra["ifalias"] = port.alias
         ipr.link("set", index=index, master=bridge, state="up", **extra)
         if port.hairpin:
             ipr.brport("set", index=index, mode=_HAIRPIN)
