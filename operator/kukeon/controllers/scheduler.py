@@ -6,7 +6,7 @@ fleet never has two schedulers writing at once. Each pass reads the nodes, the c
 the node heartbeat leases at once and then:
 
 1. marks a node whose heartbeat lease is gone ``NotReady`` (and a cell on it ``Unknown``),
-   once this leader has heard from it or waited ``heartbeat_grace`` (``_unheard_for``);
+   once this leader has heard from it or waited ``heartbeat_grace`` (``Heartbeats.unheard_for``);
 2. once a node has been NotReady for ``node_lost_timeout``, clears the placement of the
    cells the scheduler put there (``kukeon.io/scheduled-by: scheduler``), so they are
    placed again; cells the user pinned with ``nodeName`` stay and wait for their node.
@@ -20,10 +20,10 @@ the node heartbeat leases at once and then:
    A cell that fits nowhere gets ``Pending``/``Unschedulable`` and the reason per node;
 4. at most every ``release_interval`` seconds, releases what realms, spaces and stacks
    hold for nodes that are gone (NotReady for ``node_lost_timeout``, or whose Node
-   document was deleted) and whose heartbeat lease is not alive: their per-node
+   document was deleted) and absent (``Heartbeats.gone``): their per-node
    finalizer and their ``status.nodes`` entry, so a deletion never waits for a dead node
    (``layers.release_node``), and a running node whose Node was deleted keeps its own;
-5. drops the finalizer of a deleted cell whose node's heartbeat lease is gone: only a
+5. drops the finalizer of a deleted cell whose node is absent (``Heartbeats.gone``): only a
    cell's own node finalizes it (``Departures.finalizes_here``: before, any node that saw
    the deletion first could drop the shared finalizer and the cell's own copy ran on until
    its node's orphan collection), so without this a deletion would wait for the node.
@@ -41,17 +41,12 @@ compare-and-swap on the version read, so a decision taken on a stale version fai
 leases are read from etcd at every pass (one keys-only Range: they are etcd leases, not
 documents the operator watches).
 
-A lease this leader saw alive and then gone is a node etcd heard nothing from for the
-lease's TTL: it is marked at once. A lease this leader has not seen alive since its term
-began proves nothing yet (a pass failed on the store starts its wait over, and forgets no
-node heard): a leader that has just taken
-its own lease, after etcd refused writes (full, or out of reach), runs its first pass before
-the nodes' heartbeat loops, backing off, take theirs again (its own node's too, about a
-second later), and marking them then was a false NodeLost, each cell Unknown and Ready again
-right after. Such a node is judged only once the leader has gone ``heartbeat_grace`` seconds
-without hearing it (kukeond's ``daemon.node.heartbeat_grace``: the lease TTL, at least
-20 s), as Kubernetes' node lifecycle controller waits its node-monitor-grace-period from
-its own start before it judges a node it has not heard.
+A node's heartbeat is judged by what this leader heard of it in its term
+(``hearing.Heartbeats``): a node not heard since the term began (or since a failed pass) is
+marked NotReady only after the grace, and what cannot be taken back (a deleted cell's
+finalizer dropped, a NodeNotFound mark, a node's holdings released) waits until the
+leader has not heard the node for the grace, never on one read's missing lease, and
+never for this process's own node while it holds its lease.
 
 The decision itself (``api.placement``: ``filter_reason``, ``choose_node``) is pure,
 over ``NodeView`` snapshots, so it is unit-tested without etcd; ``kukectl drain`` asks it
@@ -117,6 +112,7 @@ from kukeon.store import (
 from kukeon.store.keys import range_end
 
 from .concurrently import both, nothing
+from .hearing import HEARTBEAT_GRACE, Heartbeats
 from .layers import LAYER_KINDS, nodes_named, release_node
 from .leading import LeaderLoop, Watch
 from .nodelost import LostTimer, ready_since
@@ -136,9 +132,6 @@ RELEASE_INTERVAL = 5.0
 """Seconds between two passes over realms, spaces and stacks for nodes that are gone."""
 WRITES_IN_FLIGHT = 32
 """Placement and status writes of one pass sent to etcd at the same time."""
-HEARTBEAT_GRACE = 40.0
-"""Seconds a leader waits for a node it has not heard since its term began before it marks
-the node NotReady (kukeond passes ``daemon.node.heartbeat_grace``: 40 s by default)."""
 
 
 def heartbeat_prefix(key_prefix: str) -> str:
@@ -193,12 +186,8 @@ class Scheduler:
         self.registry = registry
         self.node_name = node_name
         self.node_lost_timeout = node_lost_timeout
-        self.heartbeat_grace = heartbeat_grace
-        self._heard: set[str] = set()
-        """The nodes whose lease a pass of this term saw alive."""
-        self._listening_since: float | None = None
-        """When (monotonic) this leader began to hear the heartbeats: its term's start, or
-        its last pass that failed on the store (None: at the first pass)."""
+        self.heartbeats = Heartbeats(own_node=node_name, grace=heartbeat_grace, monotonic=monotonic)
+        """What this leader heard of each node's heartbeat in its term."""
         self.interval = interval
         self.release_interval = release_interval
         self._monotonic = monotonic
@@ -209,6 +198,9 @@ class Scheduler:
         clock times (status, messages) but never decides a move."""
         self._unplaced = True
         """The last pass saw a cell without a node (or none ran yet): idle passes list cells."""
+        self._awaiting = False
+        """The last pass left a cell's decision until its node has been absent for the
+        grace (``Heartbeats.gone``): idle passes list cells until it is taken."""
         self._alive: frozenset[str] | None = None
         """The nodes whose lease the last pass saw (None before the first)."""
         self._clock = clock
@@ -245,18 +237,7 @@ class Scheduler:
 
     def listen_afresh(self) -> None:
         """Forget which heartbeats were heard: the term begins."""
-        self._heard.clear()
-        self._listening_since = self._monotonic()
-
-    def _unheard_for(self, node: str, alive: Collection[str]) -> float:
-        """Seconds this leader has gone without hearing ``node``'s heartbeat: 0 when its
-        lease is alive, infinite when a pass of this term saw it alive before (etcd let its
-        lease expire: a TTL of silence), else how long since the leader began to listen."""
-        if node in alive:
-            return 0.0
-        if node in self._heard or self._listening_since is None:
-            return float("inf")
-        return self._monotonic() - self._listening_since
+        self.heartbeats.listen_afresh()
 
     async def run_pass(self, *, woken: bool = True) -> None:
         """One pass: node liveness, cells placed and moved off lost nodes, gone nodes
@@ -265,18 +246,12 @@ class Scheduler:
         not list them (listing and parsing every cell of the fleet each second was most of
         an idle leader's CPU); a cell that needs a node wakes the loop through the watch.
         A pass the store fails (etcd full or out of reach) starts the heartbeat grace over."""
-        if self._listening_since is None:
+        if self.heartbeats.since is None:
             self.listen_afresh()
         try:
             await self._run_pass(woken=woken)
         except StoreError:
-            # The nodes not heard yet get their grace from now. The ones heard are kept: a
-            # lease etcd let expire is a node silent for its TTL whatever failed here (one
-            # etcd member gone, a refused write), and a leader holding its own lease kept
-            # etcd's leases renewable; forgetting them at every failed pass put off each
-            # node's loss by the whole grace (a kill -9 of a node during an etcd member's
-            # failover went unmarked for 20 s).
-            self._listening_since = self._monotonic()
+            self.heartbeats.failed()  # nothing was heard meanwhile (``Heartbeats.failed``)
             raise
 
     async def _run_pass(self, *, woken: bool) -> None:
@@ -284,18 +259,20 @@ class Scheduler:
         # A woken pass has cells to decide about: they are listed while the nodes are read.
         (nodes, alive), listed = await both(
             self._nodes_and_leases(),
-            self.reads.list(Kind.CELL) if woken or self._unplaced else nothing(),
+            self.reads.list(Kind.CELL) if woken or self._unplaced or self._awaiting else nothing(),
         )
         self._alive = frozenset(alive)
-        self._heard |= alive
+        self.heartbeats.hear(alive)
         now = self._clock()
 
         views: dict[str, NodeView] = {}
         lost_since: dict[str, datetime] = {}
         not_ready: list[Node] = []
         for node in nodes:
-            unheard = self._unheard_for(node.metadata.name, alive)
-            node = await self._observe_liveness(node, alive=unheard < self.heartbeat_grace, now=now)
+            unheard = self.heartbeats.unheard_for(node.metadata.name, alive)
+            node = await self._observe_liveness(
+                node, alive=unheard < self.heartbeats.grace, now=now
+            )
             views[node.metadata.name] = node_view(node)
             if not views[node.metadata.name].ready:
                 lost_since[node.metadata.name] = ready_since(node) or now
@@ -307,6 +284,7 @@ class Scheduler:
         if listed is not None:
             cells = await self._settled_burst([c for c in listed if isinstance(c, Cell)])
             self._unplaced = any(not c.spec.node_name for c in cells)
+            self._awaiting = False  # until a decision is left to the grace again
         count_cells(views, cells)
         self._rules = await self._spread_rules(cells, lost=lost_since.keys())
 
@@ -324,15 +302,8 @@ class Scheduler:
                 )
             elif not assigned and cell.metadata.deletion_timestamp is None:
                 writes.append(self._place(cell, views))
-            elif (
-                assigned
-                and assigned not in views
-                and assigned not in alive
-                and cell.metadata.deletion_timestamp is None
-            ):
-                writes.append(self._mark_no_node(cell, node=assigned))
-            if held_for_a_dead_node(cell, alive):
-                writes.append(self._release_deleted(cell))
+            if (absent := self._on_absent_node(cell, views, alive)) is not None:
+                writes.append(absent)
         gate = asyncio.Semaphore(WRITES_IN_FLIGHT)
 
         async def bounded(write: Coroutine[Any, Any, None]) -> None:
@@ -396,7 +367,8 @@ class Scheduler:
 
         A node whose heartbeat lease is ``alive`` is never released, even if its Node
         document was deleted: its kukeond runs (and registers again at its next heartbeat),
-        so what it holds is still on its host and it tears that down itself.
+        so what it holds is still on its host and it tears that down itself. Nor is one
+        whose lease is missing from this read only (``Heartbeats.gone``: not for the grace).
         """
         released = 0
         for kind in LAYER_KINDS:
@@ -404,7 +376,9 @@ class Scheduler:
                 if not isinstance(obj, Realm | Space | Stack):
                     continue
                 for node in sorted(nodes_named(obj)):
-                    if node in alive or (node in registered and node not in gone):
+                    if (node in registered and node not in gone) or not self.heartbeats.gone(
+                        node, alive
+                    ):
                         continue
                     log.info(
                         "%s %s: releasing node %s (%s)",
@@ -421,6 +395,27 @@ class Scheduler:
                     released += 1
         self.stats.released += released
         return released
+
+    def _on_absent_node(
+        self, cell: Cell, views: Mapping[str, NodeView], alive: Collection[str]
+    ) -> Coroutine[Any, Any, None] | None:
+        """For a cell whose node has no lease in this read: the release of its finalizer (a
+        deleted cell) or its NodeNotFound mark (no Node document either), once the node is
+        gone (``Heartbeats.gone``). Until then nothing, and idle passes keep listing the
+        cells (``_awaiting``) so that the decision is taken when the grace is over."""
+        node = cell.spec.node_name
+        if node is None or node in alive:
+            return None
+        if held_for_a_dead_node(cell, alive):
+            decide = self._release_deleted
+        elif node not in views and cell.metadata.deletion_timestamp is None:
+            decide = self._mark_no_node
+        else:
+            return None
+        if not self.heartbeats.gone(node, alive):
+            self._awaiting = True
+            return None
+        return decide(cell)
 
     def _wakes_for(self, event: WatchEvent) -> bool:
         """A cell to place, a deleted one whose node was down at the last pass
@@ -512,13 +507,14 @@ class Scheduler:
         message = f"node {node} is NotReady since {since.isoformat()}"
         await self._mark(cell, CellState.UNKNOWN, NODE_LOST, message, node_name=self.node_name)
 
-    async def _mark_no_node(self, cell: Cell, *, node: str) -> None:
+    async def _mark_no_node(self, cell: Cell) -> None:
         """A cell assigned to a node with neither a Node document nor a heartbeat lease (a
         name no node has, or one released since) runs nowhere: its status said what its
         last node reported (Ready, after a move of nodeName away from it) and nothing
         ever replaced it."""
         if cell.status.state == CellState.PENDING and cell.status.reason == NODE_NOT_FOUND:
             return
+        node = cell.spec.node_name
         message = (
             f"node {node} is not registered (no Node, no heartbeat): nothing runs the cell "
             "until a node of that name joins, or spec.nodeName names another"

@@ -250,6 +250,13 @@ class NodeAgent:
                 "kukeon-node-fencing", self._watch_fencing, component=FLEET
             )
 
+    def holds_lease(self) -> bool:
+        """Whether this node's heartbeat lease is held now: taken, its key written, and not
+        lost (a lost one is being replaced). The scheduler leader on this node never judges
+        its own node gone while it is (``Heartbeats.holds_own_lease``)."""
+        session = self._session
+        return session is not None and not session.lost.is_set()
+
     def silent_for(self) -> float:
         """Seconds since the last request etcd confirmed for this node's lease was sent."""
         session = self._session
@@ -593,5 +600,6 @@ async def start_fleet(
         on_runtime_change=op.resync,
         on_store_back=op.resync,
     )
+    scheduler.heartbeats.holds_own_lease = agent.holds_lease
     await agent.start()
     return Fleet(agent=agent, scheduler=scheduler)

@@ -373,8 +373,9 @@ async def test_a_cell_written_since_the_pass_read_it_is_not_marked_unknown(
 async def test_a_cell_on_a_node_nobody_registered_says_so(fleet: Fleet) -> None:
     """A cell moved (or pinned) to a node name with no Node and no heartbeat kept what its
     last node reported (Ready 1/1, found moving a cell's nodeName on a private kukeond):
-    it runs nowhere, so it is Pending/NodeNotFound. A node with a heartbeat but no
-    document (registering, or its document undecodable) is no such case."""
+    it runs nowhere, so it is Pending/NodeNotFound, once the leader has listened for the
+    grace. A node with a heartbeat but no document (registering, or its document
+    undecodable) is no such case."""
     await add_node(fleet, "a")
     moved = cell("moved", node="ghost")
     moved.status.state = CellState.READY
@@ -384,6 +385,9 @@ async def test_a_cell_on_a_node_nobody_registered_says_so(fleet: Fleet) -> None:
     clock = Clock()
     pass_ = scheduler(fleet, clock)
     await pass_.run_pass()
+    assert (await get_cell(fleet, "moved")).status.state == CellState.READY, "term's first read"
+    clock.now += timedelta(seconds=40)
+    await pass_.run_pass(woken=False)  # the idle pass lists the cell left waiting
     found = await get_cell(fleet, "moved")
     assert (found.status.state, found.status.reason) == (CellState.PENDING, NODE_NOT_FOUND)
     assert "ghost" in (found.status.message or "")
@@ -400,7 +404,11 @@ async def test_what_gone_nodes_hold_is_released(fleet: Fleet) -> None:
     for node in ("a", "gone", "running-unregistered"):
         await fleet.add_finalizer(Kind.REALM, ("r",), node_finalizer(Kind.REALM, node))
     fleet.alive.add("running-unregistered")
-    pass_ = scheduler(fleet, Clock(), release_interval=5.0)
+    clock = Clock()
+    pass_ = scheduler(fleet, clock, release_interval=5.0)
+    await pass_.run_pass()
+    assert pass_.stats.released == 0, "gone on the term's first read"
+    clock.now += timedelta(seconds=40)
     await pass_.run_pass()
     realm = await fleet.get(Kind.REALM, ("r",))
     assert realm.metadata.finalizers == [
@@ -432,21 +440,134 @@ async def test_a_node_starting_during_a_pass_is_not_marked_not_ready(fleet: Flee
 
 async def test_a_deleted_cell_waits_for_its_node_unless_that_node_is_down(fleet: Fleet) -> None:
     """Only a cell's node finalizes it; for a node whose kukeond is not running (its
-    heartbeat lease gone) the leader drops the finalizer, or the deletion would wait for
-    the node's return."""
+    heartbeat lease gone, and not heard by the leader for the grace) the leader drops the
+    finalizer, or the deletion would wait for the node's return."""
     await add_node(fleet, "a")
     await add_node(fleet, "b")
     for name, node in (("on-a", "a"), ("on-b", "b")):
-        await fleet.create(cell(name, node=node))
-        await fleet.add_finalizer(Kind.CELL, ("r", "s", "st", name), scheduling.CELL_FINALIZER)
-        await fleet.delete(Kind.CELL, ("r", "s", "st", name))
+        await deleted_cell(fleet, name, node)
     fleet.alive.discard("b")
-    pass_ = scheduler(fleet, Clock())
+    clock = Clock()
+    pass_ = scheduler(fleet, clock)
+    await pass_.run_pass()
+    assert (Kind.CELL, ("r", "s", "st", "on-b")) in fleet.objects, "term's first read"
+    clock.now += timedelta(seconds=40)
     await pass_.run_pass()
     waiting = await get_cell(fleet, "on-a")
     assert waiting.metadata.deletion_timestamp is not None  # a's kukeond tears it down
     assert (Kind.CELL, ("r", "s", "st", "on-b")) not in fleet.objects
     assert pass_.stats.released_cells == 1
+
+
+async def deleted_cell(fleet: Fleet, name: str, node: str) -> None:
+    """A cell on ``node`` deleted while its node's finalizer holds it."""
+    await fleet.create(cell(name, node=node))
+    await fleet.add_finalizer(Kind.CELL, ("r", "s", "st", name), scheduling.CELL_FINALIZER)
+    await fleet.delete(Kind.CELL, ("r", "s", "st", name))
+
+
+def held(fleet: Fleet, name: str) -> bool:
+    return (Kind.CELL, ("r", "s", "st", name)) in fleet.objects
+
+
+async def test_a_lease_missing_from_one_read_drops_no_finalizer(fleet: Fleet) -> None:
+    """A node heard in the term whose lease is missing from a read (its kukeond taking a
+    new one: the old one lost, the grant refused a while by a full etcd) still runs its
+    cells: dropping a deleted cell's finalizer then removed the document before the node
+    had stopped the containers, which ran on with nothing to stop them for. The leader
+    drops it only once it has not heard the node for the grace, by idle passes too."""
+    await add_node(fleet, "a")
+    clock = Clock()
+    pass_ = scheduler(fleet, clock, heartbeat_grace=40.0)
+    await pass_.run_pass()
+    await deleted_cell(fleet, "leaving", "a")
+    fleet.alive.discard("a")  # being re-created
+    clock.now += timedelta(seconds=1)
+    await pass_.run_pass()
+    assert held(fleet, "leaving"), "dropped on one read"
+    clock.now += timedelta(seconds=1)
+    fleet.alive.add("a")
+    await pass_.run_pass()
+    fleet.alive.discard("a")  # lost for good now, last heard at 2 s
+    clock.now += timedelta(seconds=39)
+    await pass_.run_pass(woken=False)
+    assert held(fleet, "leaving"), "39 s of 40"
+    clock.now += timedelta(seconds=1)
+    await pass_.run_pass(woken=False)
+    assert not held(fleet, "leaving")
+    assert pass_.stats.released_cells == 1
+
+
+async def test_a_failed_pass_starts_the_wait_for_a_gone_node_over(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a pass etcd failed (writes refused, leases re-granted once it takes
+    them again) a missing lease is no evidence: the grace counts from that pass."""
+    await add_node(fleet, "a")
+    clock = Clock()
+    pass_ = scheduler(fleet, clock, heartbeat_grace=40.0)
+    await pass_.run_pass()
+    await deleted_cell(fleet, "leaving", "a")
+    clock.now += timedelta(seconds=100)
+    await _a_failed_pass(pass_, monkeypatch)
+    fleet.alive.discard("a")
+    clock.now += timedelta(seconds=1)
+    await pass_.run_pass()
+    assert held(fleet, "leaving"), "dropped right after a failed pass"
+    clock.now += timedelta(seconds=39)
+    await pass_.run_pass()
+    assert not held(fleet, "leaving")
+
+
+async def test_the_leaders_own_node_is_never_gone_while_it_holds_its_lease(
+    fleet: Fleet,
+) -> None:
+    """A read without the leader's own lease (etcd recovering) while this process holds it
+    neither drops its deleted cells' finalizers nor releases what it holds; a process
+    that has lost its own lease waits the grace as for any node."""
+    await add_node(fleet, "leader")
+    realm = await fleet.create(parse_resource(realm_doc("r")))
+    await fleet.add_finalizer(Kind.REALM, ("r",), node_finalizer(Kind.REALM, "leader"))
+    await fleet.delete(Kind.NODE, ("leader",))  # its document deleted: registered again soon
+    await deleted_cell(fleet, "leaving", "leader")
+    fleet.alive.clear()
+    holds = True
+    clock = Clock()
+    pass_ = scheduler(fleet, clock, heartbeat_grace=40.0, release_interval=0.0)
+    pass_.heartbeats.holds_own_lease = lambda: holds
+    for _ in range(3):
+        await pass_.run_pass()
+        clock.now += timedelta(seconds=60)
+    assert held(fleet, "leaving")
+    realm = await fleet.get(Kind.REALM, ("r",))
+    assert realm.metadata.finalizers == [node_finalizer(Kind.REALM, "leader")]
+    holds = False
+    await pass_.run_pass()
+    assert not held(fleet, "leaving")
+    assert (await fleet.get(Kind.REALM, ("r",))).metadata.finalizers == []
+
+
+async def test_a_node_taking_a_new_lease_without_a_document_is_not_marked_not_found(
+    fleet: Fleet,
+) -> None:
+    """A node whose Node document is being registered again (deleted, or undecodable)
+    while its lease is re-created is missing from one pass entirely: its running cells are
+    not marked NodeNotFound for that."""
+    running = cell("running", node="b")
+    running.status.state = CellState.READY
+    await fleet.create(running)
+    fleet.alive.add("b")
+    clock = Clock()
+    pass_ = scheduler(fleet, clock, heartbeat_grace=40.0)
+    await pass_.run_pass()
+    fleet.alive.discard("b")
+    clock.now += timedelta(seconds=5)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "running")).status.state == CellState.READY
+    fleet.alive.add("b")
+    clock.now += timedelta(seconds=60)
+    await pass_.run_pass()
+    assert (await get_cell(fleet, "running")).status.state == CellState.READY
 
 
 async def test_the_watch_wakes_for_cells_on_a_node_that_was_down(

@@ -70,3 +70,17 @@ def test_the_leaders_grace_outlasts_a_heartbeats_longest_retry() -> None:
     assert node.heartbeat_grace(DaemonConfig(node_name="n")) == 40.0  # the lease TTL
     longest_retry = node.HEARTBEAT_BACKOFF_MAX + node.HEARTBEAT_ATTEMPT_TIMEOUT
     assert node.heartbeat_grace(DaemonConfig(node_name="n", node_lease_ttl=2)) == longest_retry
+
+
+def test_the_agent_holds_its_lease_while_one_is_taken_and_not_lost() -> None:
+    """What the scheduler leader on this node asks before it may judge its own node gone
+    (``Heartbeats.holds_own_lease``): none taken yet, or one lost (being replaced), is not
+    held."""
+    registry = cast(Registry, SimpleNamespace(key_prefix="/kukeon-test"))
+    agent = node.NodeAgent(registry=registry, config=DaemonConfig(node_name="n"), containerd=None)
+    assert not agent.holds_lease()
+    lost = asyncio.Event()
+    agent._session = cast(LeaseSession, SimpleNamespace(lost=lost))
+    assert agent.holds_lease()
+    lost.set()
+    assert not agent.holds_lease()
