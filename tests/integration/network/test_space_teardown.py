@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
+from dataclasses import replace
 from ipaddress import IPv4Interface
 
 import pytest
@@ -20,6 +21,7 @@ from kukeon.runtime.network import (
     BridgeInUseError,
     CellAttachment,
     EgressRuleset,
+    SpaceNetworks,
     link_exists,
 )
 from kukeon.runtime.network.bridge import bridge_port_aliases
@@ -56,8 +58,10 @@ async def test_a_space_removed_with_a_cell_still_on_its_bridge_leaves_nothing(
     if builtin:  # the bridge and host ends kukeond makes say which node made them
         aliases = await bridge_port_aliases(status.bridge_name)
         assert aliases[host_ifname(cell.cell_id, "eth0")] == harness.settings.port_alias
-        shown = json.loads(run("ip", "-j", "link", "show", status.bridge_name).stdout)
-        assert shown[0]["ifalias"] == harness.settings.port_alias
+    else:  # the bridge plugin made the bridge: the space's next pass tags it
+        await harness.space(realm, space, builtin=builtin)
+    shown = json.loads(run("ip", "-j", "link", "show", status.bridge_name).stdout)
+    assert shown[0]["ifalias"] == harness.settings.port_alias
 
     removal = await harness.networks.remove_space_network(
         realm=realm, space=space, cni_config_path=status.cni_config_path
@@ -258,6 +262,17 @@ async def test_idle_bridges_of_spaces_gone_are_swept_and_no_other(harness: Netwo
             assert not await link_exists(name)
         for name in (live.bridge_name, elsewhere, not_ours, busy, siblings, kept):
             assert await link_exists(name)
+
+        # A control plane with an instance tag may share its pool's range with another
+        # plane on the host: a bridge without an alias is not known to be its own.
+        untagged = bridge(
+            networks.bridge_of(*harness.new_names()), IPv4Interface(f"{subnets[-8][1]}/28")
+        )
+        tagged_plane = SpaceNetworks(
+            settings=replace(settings, instance="t", nft_table=f"{settings.nft_table}_none")
+        )
+        assert await tagged_plane.remove_idle_bridges(spaces_that_exist) == []
+        assert await link_exists(untagged)
     finally:
         for name in made:
             run("ip", "link", "del", name)

@@ -151,6 +151,23 @@ def _bridge_ports_with_aliases(name: str) -> dict[str, str]:
         }
 
 
+async def tag_bridge(name: str, alias: str) -> bool:
+    """Give bridge ``name`` the ``ifalias`` when it has none (the CNI plugin made it);
+    whether the bridge exists."""
+    return await run_on_host_thread(_tag_bridge, name, alias)
+
+
+def _tag_bridge(name: str, alias: str) -> bool:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return False
+        links = ipr.get_links(found[0])
+        if links and not links[0].get_attr("IFLA_IFALIAS"):
+            ipr.link("set", index=found[0], ifalias=alias)
+    return True
+
+
 def is_bridge_name(name: str, instance: str = "") -> bool:
     """Whether ``name`` has the shape :func:`bridge_name` gives for ``instance`` (readable
     names are the default control plane's only)."""

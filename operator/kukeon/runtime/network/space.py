@@ -40,7 +40,7 @@ from kukeon.runtime.network.bridge import (
     delete_link,
     idle_bridges,
     is_bridge_name,
-    link_exists,
+    tag_bridge,
 )
 from kukeon.runtime.network.cni.config import (
     NetworkConfigList,
@@ -302,7 +302,7 @@ class SpaceNetworks:
             gateway=gateway_of(subnet),
             cni_config_path=cni_config_path,
             conflist_written=written,
-            bridge_present=await link_exists(bridge),
+            bridge_present=await tag_bridge(bridge, self.settings.port_alias),
             egress=applied,
         )
 
@@ -394,21 +394,23 @@ class SpaceNetworks:
     ) -> list[str]:
         """Delete what an earlier teardown left of spaces gone from this node: the bridges
         without a port named as this control plane names them, with an address in this
-        node's subnet pool and this node's alias or none (made by the CNI plugin or an older
-        kukeond), and the egress chains in this node's table, of no space holding a subnet
-        record here nor among the bridges ``live`` gives (the spaces that exist). All are
-        listed before the records and ``live`` are read: a space's record is taken before
-        its chain and bridge are made. Deleting a bridge nothing uses is harmless even when
-        mistaken (another node's space made by the CNI plugin): an attachment makes it
-        again. What was removed, described."""
+        node's subnet pool and this node's alias (or none, on the default control plane:
+        made by an older kukeond), and the egress chains in this node's table, of no space
+        holding a subnet record here nor among the bridges ``live`` gives (the spaces that
+        exist). All are listed before the records and ``live`` are read: a space's record
+        is taken before its chain and bridge are made. Deleting a bridge nothing uses is
+        harmless even when mistaken: an attachment makes it again. What was removed,
+        described."""
         bridges = await idle_bridges(self.settings.subnet_pool)
         chains = (await self.egress.state()).bridges
         held = {self.bridge_of(*key.split("/", 1)) for key in await self.subnets.assignments()}
+        # Without an alias (made by an older kukeond), only the default control plane's: a
+        # plane with an instance tag may share its pool's range with another on the host.
+        mine = {self.settings.port_alias} | ({""} if not self.settings.instance else set())
         idle = {
             bridge
             for bridge, alias in bridges.items()
-            if is_bridge_name(bridge, self.settings.instance)
-            and alias in {"", self.settings.port_alias}  # another node's stays its own
+            if is_bridge_name(bridge, self.settings.instance) and alias in mine
         }
         if not (idle | chains) - held:
             return []
