@@ -265,11 +265,11 @@ async def test_idle_bridges_of_spaces_gone_are_swept_and_no_other(harness: Netwo
 
         # A control plane with an instance tag may share its pool's range with another
         # plane on the host: a bridge without an alias is not known to be its own.
-        untagged = bridge(
-            networks.bridge_of(*harness.new_names()), IPv4Interface(f"{subnets[-8][1]}/28")
-        )
         tagged_plane = SpaceNetworks(
             settings=replace(settings, instance="t", nft_table=f"{settings.nft_table}_none")
+        )
+        untagged = bridge(
+            tagged_plane.bridge_of(*harness.new_names()), IPv4Interface(f"{subnets[-8][1]}/28")
         )
         assert await tagged_plane.remove_idle_bridges(spaces_that_exist) == []
         assert await link_exists(untagged)
