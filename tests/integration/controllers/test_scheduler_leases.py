@@ -22,7 +22,7 @@ from tests.integration.store.objects import cell, realm, space, stack
 
 pytestmark = pytest.mark.integration
 
-GRACE = 2.0
+GRACE = 3.0
 
 
 async def take_lease(registry: Registry, node: str) -> LeaseSession:
@@ -66,9 +66,9 @@ async def test_a_lease_being_taken_again_drops_no_finalizer(registry: Registry) 
         registry=registry, node_name="leader", node_lost_timeout=60, heartbeat_grace=GRACE
     )
     try:
-        leader.listen_afresh()
-        await leader.run_pass()  # b heard
         await registry.delete(Kind.CELL, ("r", "s", "st", "leaving"))
+        leader.listen_afresh()
+        await leader.run_pass()  # b heard: its kukeond tears the cell down
         # b's kukeond found its lease lost and takes a new one: revoked, key gone meanwhile.
         await lease.close(revoke=True)
         await leader.run_pass()
