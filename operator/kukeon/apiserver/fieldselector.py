@@ -2,8 +2,9 @@
 
 As in Kubernetes, each kind supports a few fields, not every one: those a user filters by
 (its name, state and reason, a cell's node, a node's cordon). An unsupported field is a
-400 naming it, never a filter silently ignored. Matched in Python after the range read,
-like label selectors.
+400 naming it, never a filter silently ignored. The text is read as apimachinery reads it
+(``kukeon.api.fieldterms``: escapes, nothing trimmed). Matched in Python after the range
+read, like label selectors; a list and a watch apply the same parsed selector.
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ from collections.abc import Callable, Mapping
 from typing import Generic, NamedTuple, TypeVar
 
 from kukeon.api import AnyResource, Kind
+from kukeon.api.fieldterms import FieldSelectorError, parse_raw, quoted
+
+__all__ = [
+    "FIELDS",
+    "FieldSelector",
+    "FieldSelectorError",
+    "Term",
+    "parse_field_selector",
+    "parse_terms",
+]
 
 Getter = Callable[[AnyResource], str]
 T = TypeVar("T")
@@ -52,13 +63,6 @@ FIELDS: dict[Kind, dict[str, Getter]] = {
 }
 
 
-class FieldSelectorError(ValueError):
-    """A selector that cannot be applied; the message names the term."""
-
-
-SELECTOR_MAX = 4096
-
-
 class Term(NamedTuple, Generic[T]):
     field: str
     equal: bool
@@ -79,32 +83,18 @@ class FieldSelector(NamedTuple, Generic[T]):
 def parse_terms(
     text: str | None, supported: Mapping[str, Callable[[T], str]], what: str
 ) -> FieldSelector[T]:
-    """``f=v``, ``f==v``, ``f!=v``, comma-separated, over the fields `supported` of `what`
-    (a kind's name, for the messages); empty or None selects everything."""
-    if text is None or not text.strip():
-        return FieldSelector(())
-    if len(text) > SELECTOR_MAX:
-        raise FieldSelectorError(f"at most {SELECTOR_MAX} characters")
+    """``f=v``, ``f==v``, ``f!=v``, comma-separated, as apimachinery reads them
+    (``kukeon.api.fieldterms``), over the fields `supported` of `what` (a kind's name, for
+    the messages); None or the empty text selects everything."""
     terms: list[Term[T]] = []
-    for raw in text.split(","):
-        term = raw.strip()
-        if "!=" in term:
-            field, _, value = term.partition("!=")
-            equal = False
-        elif "=" in term:
-            field, _, value = term.partition("=")
-            value = value.removeprefix("=")
-            equal = True
-        else:
-            raise FieldSelectorError(f"{term[:100]!r} is not FIELD=VALUE or FIELD!=VALUE")
-        field, value = field.strip(), value.strip()
+    for field, operator, value in parse_raw(text):
         get = supported.get(field)
         if get is None:
             known = ", ".join(sorted(supported))
             raise FieldSelectorError(
-                f"field {field[:100]!r} is not supported for {what}; use one of {known}"
+                f"field {quoted(field)} is not supported for {what}; use one of {known}"
             )
-        terms.append(Term(field, equal, value, get))
+        terms.append(Term(field, operator != "!=", value, get))
     return FieldSelector(tuple(terms))
 
 

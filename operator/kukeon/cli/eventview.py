@@ -16,6 +16,7 @@ from typing import NamedTuple
 from pydantic import ValidationError
 
 from kukeon.api import EVENT_KINDS, AnyResource, Event, Kind, key_of
+from kukeon.api.fieldterms import term
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.client.paths import API_ROOT
 
@@ -92,12 +93,13 @@ async def watch_events(
 
 
 def selector_for(kind: Kind, key: Sequence[str], uid: str | None = None) -> str:
-    """The fieldSelector of one object's Events (its kind, name, space, stack and uid)."""
-    terms = [f"involvedObject.kind={kind.value}", f"involvedObject.name={key[-1]}"]
+    """The fieldSelector of one object's Events (its kind, name, space, stack and uid), each
+    value escaped: ``--for cell/a,type=Normal`` names one cell, it adds no term."""
+    terms = [term("involvedObject.kind", kind.value), term("involvedObject.name", key[-1])]
     levels = ("involvedObject.space", "involvedObject.stack")
-    terms += [f"{field}={name}" for field, name in zip(levels, key[1:-1], strict=False)]
+    terms += [term(field, name) for field, name in zip(levels, key[1:-1], strict=False)]
     if uid:
-        terms.append(f"involvedObject.uid={uid}")
+        terms.append(term("involvedObject.uid", uid))
     return ",".join(terms)
 
 

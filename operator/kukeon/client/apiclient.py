@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 from urllib.parse import quote, urlencode
 
+from kukeon.api.fieldterms import term
 from kukeon.api.names import Kind
 from kukeon.client.address import DEFAULT_SERVER, ServerAddress, ServerAddressError, parse_server
 from kukeon.client.busy import BUSY_RETRIES, BUSY_RETRY_SECONDS, TOO_MANY_REQUESTS, BusyRetry
@@ -91,8 +92,9 @@ class ObjectList(NamedTuple):
 
 
 def _fields(name: str | None, field_selector: str | None) -> str:
-    """One ``fieldSelector``: the object's name (a watch of one object) and the caller's."""
-    terms = [f"metadata.name={name}"] if name else []
+    """One ``fieldSelector``: the object's name (a watch of one object; escaped, so a name
+    with ``,`` or ``=`` is one value, never more terms) and the caller's."""
+    terms = [term("metadata.name", name)] if name else []
     if field_selector:
         terms.append(field_selector)
     return ",".join(terms)

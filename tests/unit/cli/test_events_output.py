@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from kukeon.api import Cell, Event, EventType, InvolvedObject, Kind, new_event, parse_resource
+from kukeon.apiserver.events import parse_event_selector
 from kukeon.cli.events import _for_selector
 from kukeon.cli.eventview import render_events, selector_for
 from kukeon.cli.output import describe, last_seen
@@ -64,6 +65,18 @@ def test_the_selector_of_one_object_names_its_whole_key() -> None:
     assert (
         selector_for(Kind.REALM, ("prod",)) == "involvedObject.kind=Realm,involvedObject.name=prod"
     )
+
+
+def test_a_name_with_commas_and_equals_is_one_escaped_value() -> None:
+    """``--for cell/a,type=Normal`` made the selector ``...name=a,type=Normal``: a name
+    that added a term. Each value is escaped as apimachinery's ``EscapeValue`` does."""
+    text = selector_for(Kind.CELL, ("prod", "edge", "web", "a,type=Normal\\"))
+    assert "involvedObject.name=a\\,type\\=Normal\\\\," in text
+    chosen = parse_event_selector(text)
+    assert [(t.field, t.value) for t in chosen.terms][:2] == [
+        ("involvedObject.kind", "Cell"),
+        ("involvedObject.name", "a,type=Normal\\"),
+    ]
 
 
 def test_describe_ends_with_the_events_section() -> None:
