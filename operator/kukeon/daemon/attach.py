@@ -41,6 +41,7 @@ from kukeon.daemon.logclose import WriterClosed
 from kukeon.daemon.logfollow import ByteFollower, Gap
 from kukeon.daemon.lookups import no_such_container
 from kukeon.runtime.containerd.errors import ContainerdError
+from kukeon.runtime.containerd.logcopier import alive, find_copier
 from kukeon.runtime.containerd.pipes import InputStalledError, write_all
 from kukeon.runtime.containerd.tasks import ExitStatus, TaskService
 
@@ -96,19 +97,67 @@ def _open_stdin(path: Path) -> int | None:
         raise
 
 
+async def _exited(pidfd: int, *, within: float) -> None:
+    """Until the process of ``pidfd`` exits (it becomes readable), ``within`` seconds at most."""
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ended.done():
+            ended.set_result(None)
+
+    loop.add_reader(pidfd, wake)
+    try:
+        await asyncio.wait([ended], timeout=within)
+    finally:
+        loop.remove_reader(pidfd)
+        ended.cancel()
+
+
+async def _loggers_gone(log_file: Path, task_pid: int, *, until: float) -> None:
+    """Until no logger of ``log_file`` runs any more (loop time ``until`` at the latest).
+
+    A logger killed during the session closed the file as the last one does, and inotify
+    cannot tell the two closes apart: the replacement kukeond started (``logcopier``), which
+    goes on appending the terminal's output, is waited for by its pid."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        copier = await asyncio.to_thread(find_copier, task_pid, log_file)
+        if copier is None:
+            return
+        try:
+            pidfd = os.pidfd_open(copier.pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not alive(copier):  # gone, or its pid another's, before it was opened
+                continue
+            await _exited(pidfd, within=max(until - loop.time(), 0))
+        finally:
+            os.close(pidfd)
+
+
 async def _send_tail(
-    socket: web.WebSocketResponse, log: ByteFollower, closing: WriterClosed | None
+    socket: web.WebSocketResponse,
+    log: ByteFollower,
+    closing: WriterClosed | None,
+    *,
+    log_file: Path,
+    task_pid: int,
 ) -> None:
     """Send the log's last output after the task's exit.
 
     The shim's logger copies the terminal's last output after the exit, then closes the
-    log: once it has (``closing``, at most AFTER_EXIT_MAX_SECONDS), all of it is sent.
-    Without inotify, what the log gains is sent until it gained nothing for
-    AFTER_EXIT_QUIET_SECONDS (at most AFTER_EXIT_MAX_SECONDS too).
+    log: once it has (``closing``) and no logger of the log runs any more (a replacement's
+    close is the end if the shim's logger was killed), all of it is sent; at most
+    AFTER_EXIT_MAX_SECONDS are waited for. Without inotify, what the log gains is sent until
+    it gained nothing for AFTER_EXIT_QUIET_SECONDS (at most AFTER_EXIT_MAX_SECONDS too).
     """
     loop = asyncio.get_running_loop()
     if closing is not None:
+        give_up = loop.time() + AFTER_EXIT_MAX_SECONDS
         await closing.wait(within=AFTER_EXIT_MAX_SECONDS)
+        await _loggers_gone(log_file, task_pid, until=give_up)
         while True:
             data = await asyncio.to_thread(log.read_or_gap, CHUNK)
             if not data:
@@ -169,6 +218,7 @@ async def serve_attach(
     containerd_id: str,
     log: Path,
     stdin: Path,
+    task_pid: int,
     replay: bool = False,
 ) -> web.WebSocketResponse:
     """Run one attach session on an upgraded WebSocket until detach or exit; ``replay``
@@ -204,7 +254,7 @@ async def serve_attach(
             await asyncio.wait([exited], timeout=pause)
             pause = min(pause * 2, POLL_MAX_SECONDS)
         # The logger appends the last output just after the exit, then closes the log.
-        await _send_tail(socket, output, closing)
+        await _send_tail(socket, output, closing, log_file=log, task_pid=task_pid)
         try:
             status: dict[str, object] = {"exitCode": exited.result().code}
         except ContainerdError as error:

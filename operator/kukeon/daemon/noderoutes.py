@@ -550,5 +550,6 @@ class NodeRoutes:
             containerd_id=cid,
             log=files.log(container.id),
             stdin=files.tty_stdin(container.id),
+            task_pid=task.pid,
             replay=replay,
         )
