@@ -28,7 +28,7 @@ REPO_OPERATOR = Path(__file__).resolve().parent.parent / "operator"
 CHILD = r"""
 import json, os, resource, subprocess, sys, time
 from pathlib import Path
-tree, directory, megabytes, max_size, max_files = sys.argv[1:6]
+tree, directory, megabytes, max_size, max_files, per_write = sys.argv[1:7]
 sys.path.insert(0, tree)
 from kukeon.runtime.containerd import crilog
 kwargs = {}
@@ -38,7 +38,7 @@ read_end, write_end = os.pipe()
 argv = crilog.logger_command(
     Path(directory) / "c.log", streams={read_end: "stdout"}, ready_fd=None, **kwargs
 )
-chunk = b"".join(b"line %06d\n" % n for n in range(5000))
+chunk = b"".join(b"line %06d\n" % n for n in range(int(per_write)))
 total = int(megabytes) * 1024 * 1024
 start = time.monotonic()
 logger = subprocess.Popen(argv, pass_fds=(read_end,))
@@ -60,12 +60,17 @@ print(json.dumps({
 """
 
 
-def run(tree: Path, megabytes: int, max_size: int, max_files: int) -> dict[str, float]:
+def run(
+    tree: Path, megabytes: int, max_size: int, max_files: int, per_write: int
+) -> dict[str, float]:
     directory = Path(tempfile.mkdtemp(prefix="logger-bench-"))
     try:
         argv = [sys.executable, "-c", CHILD, str(tree), str(directory), str(megabytes)]
         out = subprocess.run(
-            [*argv, str(max_size), str(max_files)], check=True, capture_output=True, text=True
+            [*argv, str(max_size), str(max_files), str(per_write)],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         result: dict[str, float] = json.loads(out.stdout)
         return result
@@ -80,6 +85,12 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=40, help="of text (12-byte lines)")
     parser.add_argument("--max-size", type=int, default=10 * 1024 * 1024)
     parser.add_argument("--max-files", type=int, default=5)
+    parser.add_argument(
+        "--lines-per-write",
+        type=int,
+        default=5000,
+        help="lines the writer hands the pipe at once (1: a line per write, the most reads)",
+    )
     args = parser.parse_args()
     trees = {"after": REPO_OPERATOR}
     if args.before is not None:
@@ -92,7 +103,7 @@ def main() -> None:
             order.reverse()  # neither tree always runs first
         for name, tree in order:
             load = os.getloadavg()[0]
-            result = run(tree, args.megabytes, args.max_size, args.max_files)
+            result = run(tree, args.megabytes, args.max_size, args.max_files, args.lines_per_write)
             seconds[name].append(result["seconds"])
             cpu[name].append(result["cpu"])
             rate = result["text_bytes"] / result["seconds"] / 1e6

@@ -7,11 +7,12 @@ still said Ready. The cell controller hands every pass's running tasks to :class
 which finds each task's copier and watches it through a pidfd (an exit wakes the event
 loop; nothing polls). When a copier exits while its task still runs, a replacement is
 started, and a warning Event on the cell says that what was written in between is lost.
-A container with a TTY logs through its terminal's logger, watched and replaced the same way
-(its output waits meanwhile in the shim's pipe, which the logger's keeper holds, see
-``logcopier``): killed, it used to leave the container's later output out of its log and
-attach sessions, and the container hung on its writes once the pipe and the terminal were
-full.
+Its output waits meanwhile in the pipes, which the copier's keeper holds (see
+``logcopier``): nothing is lost, what the killed copier had logged and not yet taken from
+the pipe is logged twice, and the container's writes block once the pipes are full until
+the replacement reads them. A container with a TTY logs through its terminal's logger,
+watched and replaced the same way: killed, it used to leave the container's later output
+out of its log and attach sessions, and the container hung on its writes for good.
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ class LogCopiers:
         task = entry.task
         if entry.done or task is None:
             return
-        process, pidfd, task_alive = await asyncio.to_thread(
+        process, pidfd, task_alive, kept = await asyncio.to_thread(
             self._start, task, entry.log, entry.terminal
         )
         if entry.done:
@@ -276,10 +277,12 @@ class LogCopiers:
             entry,
             f"{copier} exited while the container ran; a new one logs its output from now on "
             + (
-                "(its output waited meanwhile: the container's writes block once the "
-                "terminal's buffers are full)"
-                if entry.terminal is not None
-                else "(what was written in between is not in the log)"
+                "(its output waited meanwhile, none of it lost: the container's writes block "
+                "once the pipes are full; what the killed one had logged last may be in the "
+                "log twice)"
+                if kept
+                else "(what was written in between is not in the log: the container was "
+                "started before its logger kept its pipes)"
             ),
         )
         if pidfd is None:  # ended already
@@ -305,16 +308,18 @@ class LogCopiers:
 
     def _start(
         self, task: ProcessId, log_file: Path, terminal: Terminal | None
-    ) -> tuple[subprocess.Popen[bytes] | None, int | None, bool]:
-        """A replacement, a pidfd watching it (None: it ended already), and whether the task
-        still runs (blocking: /proc reads and a fork)."""
+    ) -> tuple[subprocess.Popen[bytes] | None, int | None, bool, bool]:
+        """A replacement, a pidfd watching it (None: it ended already), whether the task
+        still runs, and whether a keeper held its output meanwhile (blocking: /proc reads and
+        a fork)."""
         if not alive(task):
-            return None, None, False
+            return None, None, False, False
+        kept = find_copier(task.pid, log_file, keeper=True) is not None
         process = start_replacement(task.pid, log_file, self.rotation, terminal)
         if process is None:
-            return None, None, alive(task)
+            return None, None, alive(task), kept
         copier = identify(process.pid)
-        return process, (_pidfd_of(copier) if copier is not None else None), True
+        return process, (_pidfd_of(copier) if copier is not None else None), True, kept
 
     def _event(self, entry: _Watched, message: str) -> None:
         if self.recorder is not None:

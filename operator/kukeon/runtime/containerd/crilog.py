@@ -89,15 +89,16 @@ would make each of those cost tens of thousands of entries. A longer history is 
 
 # Kept free of anything but the standard library: it runs with `-I -S` (no site-packages).
 LOGGER_SCRIPT = r"""
-import os, select, signal, time
+import errno, os, select, signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if KEEPER and os.fork() == 0:
-    # The terminal's keeper: a reader of the output pipe that never reads. The shim copies
-    # the console into the pipe and stops for good at a write with no reader left; with
-    # this one there, a killed logger's output waits in the pipe for its replacement. It
-    # ends when the pipe does (the shim closes its end once the task's console is gone).
-    os.closerange(0, 3)
-    os.closerange(4, 1 << 20)  # the ready pipe too: the shim waits until every copy is closed
+    # The keeper: a reader of the output pipes that never reads. Without a reader left, the
+    # container's writes fail (EPIPE) and the shim's copy of a terminal stops for good;
+    # with this one there, a killed logger's output waits in the pipes for its replacement.
+    # It ends when they do (their writers gone with the task).
+    ends = sorted(STREAMS)
+    for low, high in zip([-1] + ends, ends + [1 << 20]):
+        os.closerange(low + 1, high)  # the ready pipe too: the shim waits until it is closed
     for name, value in (("oom_score_adj", "-1000"), ("comm", KEEPER_NAME)):  # named: ready
         try:
             with open("/proc/self/" + name, "w") as setting:
@@ -105,9 +106,13 @@ if KEEPER and os.fork() == 0:
         except OSError:
             pass
     watch = select.poll()
-    watch.register(3, 0)  # no POLLIN: woken by the hangup only
-    while not any(e & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, e in watch.poll()):
-        pass
+    for end in ends:
+        watch.register(end, 0)  # no POLLIN: woken by the hangup only
+    while ends:
+        for end, event in watch.poll():
+            if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                watch.unregister(end)
+                ends.remove(end)
     os._exit(0)
 FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 log = os.open(PATH, FLAGS, MODE)
@@ -133,9 +138,7 @@ if READY is not None:
     os.close(READY)
 names = {fd: b" " + name + b" " for fd, name in STREAMS.items()}
 rest = {fd: b"" for fd in names}
-poller = select.poll()
-for fd in names:
-    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+ended = set()
 def stamp():
     seconds, nanos = divmod(time.time_ns(), 1000000000)
     text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
@@ -285,30 +288,62 @@ def append(data):
     lost["bytes"] += len(unwritten)
     if written:
         lost["cut"] = not RAW and not whole[:written].endswith(b"\n")
-while rest:
-    for fd, _event in poller.poll():
-        if fd not in rest:
-            continue
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            data = b""
-        if RAW:  # a terminal's output, as it is
-            write([data])
-            if not data:
-                poller.unregister(fd)
-                del rest[fd]
-            continue
+# At least once: what a stream's pipe holds is copied out of it without taking it
+# (tee(2)), logged, and only then taken (spliced to /dev/null), so a logger killed at any
+# point leaves what it had not logged in the pipe, for its replacement; what it logged and
+# had not taken yet is logged twice. A line's start stays in the pipe until its end comes.
+try:
+    import ctypes
+    TEE = ctypes.CDLL(None, use_errno=True).tee
+    TEE.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint)
+    TEE.restype = ctypes.c_ssize_t
+    copy_r, copy_w = os.pipe2(os.O_CLOEXEC)
+    sink = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+except (ImportError, OSError, AttributeError):
+    TEE = None
+teed = {fd: TEE is not None for fd in names}
+def peek(fd):
+    # What fd holds from the start of what is not logged yet; None: nothing now; b"": ended.
+    if teed[fd]:
+        count = TEE(fd, copy_w, 1 << 20, 2)  # SPLICE_F_NONBLOCK
+        if count >= 0:
+            chunks = []
+            while count:
+                chunk = os.read(copy_r, count)
+                chunks.append(chunk)
+                count -= len(chunk)
+            return b"".join(chunks)
+        number = ctypes.get_errno()
+        if number == errno.EAGAIN:
+            return None
+        if number != errno.EINVAL:
+            return b""
+        teed[fd] = False  # no pipe: read, and keep what is not logged yet here
+    try:
+        data = os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        data = b""
+    return rest[fd] + data if data else b""  # ended: what it held was logged as it ended
+def take(fd, count):
+    # What was logged leaves the pipe (a stream that is no pipe was taken by its read).
+    while teed[fd] and count:
+        count -= os.splice(fd, sink, count)
+def copy(fd, ended):
+    # One pass over fd; False once there is nothing more to do before it changes.
+    data = peek(fd)
+    if data is None:
+        return False
+    if not data and rest[fd] and not RAW:  # a stream that is no pipe ended inside a line
+        write([stamp() + names[fd] + b"F " + rest[fd] + b"\n"])
+    if RAW:  # a terminal's output, as it is
+        write([data])
+        take(fd, len(data))
+    elif data:
         now = stamp()
         records = []
-        if not data:
-            if rest[fd]:
-                records.append(now + names[fd] + b"F " + rest[fd] + b"\n")
-            poller.unregister(fd)
-            del rest[fd]
-            write(records)
-            continue
-        lines = (rest[fd] + data).split(b"\n")
+        lines = data.split(b"\n")
         tail = lines.pop()
         for line in lines:
             while len(line) > MAX:
@@ -318,8 +353,40 @@ while rest:
         while len(tail) >= MAX:
             records.append(now + names[fd] + b"P " + tail[:MAX] + b"\n")
             tail = tail[MAX:]
-        rest[fd] = tail
+        if ended and not records:  # the writers are gone: the last line has no end
+            records.append(now + names[fd] + b"F " + tail + b"\n")
+            tail = b""
+        if not records:  # a line's start only: its end comes with a later write
+            rest[fd] = tail
+            return False
         write(records)
+        take(fd, len(data) - len(tail))
+        rest[fd] = tail
+    if not data:
+        poller.unregister(fd)
+        del rest[fd]
+        return False
+    return True
+# Edge-triggered: a write into a pipe whose line's start waits there wakes it once, rather
+# than it being readable all along. An older kernel woke an edge-triggered reader only when
+# the pipe was empty: a held line's start is looked at again every second as well.
+poller = select.epoll()
+for fd in names:
+    os.set_blocking(fd, False)  # what is not a pipe is read until there is nothing left
+    poller.register(fd, select.EPOLLIN | select.EPOLLET)
+due = set(names)  # what waits already (a replacement's pipes) is logged first
+while True:
+    for fd in due:
+        while fd in rest and copy(fd, fd in ended):
+            pass
+    if not rest:
+        break
+    waiting = any(rest.values())
+    events = poller.poll(1.0 if waiting else -1)
+    due = {fd for fd, _event in events if fd in rest}
+    if waiting:
+        due |= {fd for fd, tail in rest.items() if tail}
+    ended = {fd for fd, event in events if event & (select.EPOLLHUP | select.EPOLLERR)}
 """
 
 
@@ -357,7 +424,7 @@ def logger_command(
         f"STREAMS = {named!r}\nREADY = {ready_fd!r}\n"
         f"RAW = {terminal_of is not None!r}\nHOLD = {hold!r}\n"
         f"LIMIT = {limit}\nKEEP = {keep}\n"
-        f"KEEPER = {keeper and terminal_of is not None!r}\nKEEPER_NAME = {KEEPER_NAME!r}\n"
+        f"KEEPER = {keeper!r}\nKEEPER_NAME = {KEEPER_NAME!r}\n"
     )
     return [python or sys.executable, "-ISc", prelude + LOGGER_SCRIPT]
 

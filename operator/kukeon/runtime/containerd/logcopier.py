@@ -1,21 +1,21 @@
 """Finding a task's log copier, and replacing one that died while its task runs.
 
 A container's output reaches its log through the copier the shim started (:mod:`crilog`).
-The shim keeps only the write ends of the output pipes, so once the copier is gone (killed,
-OOM-killed) nothing reads them: every later line is lost, and a writer that is not the
-container's PID 1 dies of SIGPIPE. A pipe can be opened again for reading through
-``/proc/<pid>/fd/<n>`` of any process that holds it, so a replacement copier opens the
-container's init's stdout and stderr that way and appends to the same log, from then on.
-What was written while no copier read is lost; the caller says so in an Event.
-
-An attachable (TTY) task's logger reads the terminal's output from a pipe the shim copies
-the console into. The shim's copy stops for good at a write that finds no reader (its own
-read end goes with its garbage collector), so the logger forks a keeper at its start
-(:mod:`crilog`), a reader that never reads: once the logger is killed, the output waits in
-the pipe (then in the terminal: the container's writes block once both are full), nothing
-is lost, nothing hung up (the shim holds a writer of the stdin FIFO). Its replacement opens
-the pipe through the keeper's ``/proc/<pid>/fd/3`` and holds the stdin FIFO as the logger
-did.
+The shim keeps the read ends of the output pipes it hands the copier only until Go's
+garbage collector closes them (a running container's shim was seen holding only the write
+ends), so without another
+reader a killed copier (kill -9, the OOM killer) would leave nobody reading them: the
+container's writes would fail (EPIPE; a writer that is not its PID 1 dies of SIGPIPE) and
+the shim's copy of a terminal would stop for good. So the copier forks a keeper at its
+start (:mod:`crilog`, ``KEEPER_NAME``), a reader that never reads: once the copier is
+killed, the output waits in the pipes (the container's writes block once they are full),
+and the copier's own way of reading (tee, then take what it logged) left there whatever it
+had not logged. A pipe can be opened again for reading through ``/proc/<pid>/fd/<n>`` of
+any process that holds it, so a replacement opens the task's init's stdout and stderr that
+way (an attachable task's terminal output: through the keeper's ``/proc/<pid>/fd/3``, and it
+holds the stdin FIFO as the logger did) and appends to the same log: nothing is lost, and
+what the killed copier had logged and not yet taken is logged twice. A task started before
+there were keepers loses what it wrote while no copier read; the caller says so in an Event.
 
 Everything here is blocking (``/proc`` reads, a fork): callers run it in a thread.
 """
