@@ -91,11 +91,23 @@ class LabelSelector(NamedTuple):
         return all(requirement.matches(present) for requirement in self.requirements)
 
 
+_SHOWN_MAX = 100
+"""The most characters of a selector, term, key or value a message quotes: a 4096-character
+term was quoted whole, as was its key, up to the Status message's bound (4 KB of one key
+printed by kukectl)."""
+
+
+def _clip(text: str) -> str:
+    return repr(text[:_SHOWN_MAX]) + (
+        f"... ({len(text)} characters)" if len(text) > _SHOWN_MAX else ""
+    )
+
+
 def _invalid(selector: str, term: str, why: str) -> Invalid:
     from kukeon.api import FieldError
 
-    message = f"label selector {selector!r}: {term!r} {why}"
-    return Invalid(message, causes=[FieldError("labelSelector", f"{term!r} {why}")])
+    message = f"label selector {_clip(selector)}: {_clip(term)} {why}"
+    return Invalid(message, causes=[FieldError("labelSelector", f"{_clip(term)} {why}")])
 
 
 _SPECIALS = "=!(),<>"
@@ -203,7 +215,7 @@ class _Parser:
         if not _is_word(key):
             raise self.expected(key, "a label key")
         if label_key_problem(key) is not None:
-            raise self.fail(f"has an invalid label key {key!r}")
+            raise self.fail(f"has an invalid label key {_clip(key)}")
         following = self.peek()
         if negated or following in (",", _END):
             return Requirement(key, Operator.NOT_EXISTS if negated else Operator.EXISTS)
@@ -226,7 +238,7 @@ class _Parser:
         value = self.take() if _is_word(token) else ""
         values = self.checked({value}) if value else frozenset({value})
         if parse_int64(value) is None:
-            raise self.fail(f"has {value!r} after > or <, which must be an integer (int64)")
+            raise self.fail(f"has {_clip(value)} after > or <, which must be an integer (int64)")
         return values
 
     def value_set(self) -> set[str]:
@@ -246,7 +258,7 @@ class _Parser:
     def checked(self, values: set[str]) -> frozenset[str]:
         for value in sorted(values):
             if label_value_problem(value) is not None:
-                raise self.fail(f"has an invalid label value {value!r}")
+                raise self.fail(f"has an invalid label value {_clip(value)}")
         return frozenset(values)
 
 

@@ -127,8 +127,9 @@ def _refused(status: int, body: Any, parameter: str) -> None:
     assert status == 400, body
     assert body["kind"] == "Status"
     assert [cause["field"] for cause in body["details"]["causes"]] == [parameter]
-    # bounded (a label selector's message quotes the whole term: up to 4096 characters)
-    assert len(body["message"]) < 4500
+    # a message quotes at most 100 characters of a term, key or value (a label selector's
+    # quoted a 4096-character term and key whole)
+    assert len(body["message"]) < 1000
 
 
 _FIELD_WORDS = ["metadata.name", "status.state", "status.reason", "spec.nodeName", "bogus"]
