@@ -12,6 +12,7 @@ import itertools
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,3 +137,18 @@ def test_a_lines_start_waits_in_the_pipe_without_busy_waiting(tmp_path: Path) ->
     assert logger.wait(timeout=10) == 0
     texts = [r.text for r in parse_lines(log.read_bytes().splitlines())]
     assert texts == [b"whole", b"the start of a line and its end"]
+
+
+def test_a_stream_that_is_no_pipe_is_read_as_before(tmp_path: Path) -> None:
+    # tee(2) takes pipes only: a socket (EINVAL) is read, a line's start kept by the logger.
+    log = tmp_path / "c.log"
+    ours, theirs = socket.socketpair()
+    logger = _start_logger(log, theirs.fileno(), terminal=None)
+    theirs.close()
+    with ours:
+        ours.sendall(b"one\ntw")
+        time.sleep(0.2)
+        ours.sendall(b"o\nthree without its end")
+    assert logger.wait(timeout=10) == 0
+    texts = [r.text for r in parse_lines(log.read_bytes().splitlines())]
+    assert texts == [b"one", b"two", b"three without its end"]

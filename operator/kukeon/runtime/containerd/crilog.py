@@ -304,7 +304,7 @@ except (ImportError, OSError, AttributeError):
 teed = {fd: TEE is not None for fd in names}
 def peek(fd):
     # What fd holds from the start of what is not logged yet; None: nothing now; b"": ended.
-    if teed[fd]:
+    while teed[fd]:
         count = TEE(fd, copy_w, 1 << 20, 2)  # SPLICE_F_NONBLOCK
         if count >= 0:
             chunks = []
@@ -316,9 +316,11 @@ def peek(fd):
         number = ctypes.get_errno()
         if number == errno.EAGAIN:
             return None
-        if number != errno.EINVAL:
-            return b""
-        teed[fd] = False  # no pipe: read, and keep what is not logged yet here
+        if number != errno.EINTR:
+            # No pipe (EINVAL), or tee refused: read it, keeping what is not logged yet
+            # here (a line's start still in the pipe comes with the read).
+            teed[fd] = False
+            rest[fd] = b""
     try:
         data = os.read(fd, 65536)
     except BlockingIOError:
@@ -328,8 +330,17 @@ def peek(fd):
     return rest[fd] + data if data else b""  # ended: what it held was logged as it ended
 def take(fd, count):
     # What was logged leaves the pipe (a stream that is no pipe was taken by its read).
-    while teed[fd] and count:
-        count -= os.splice(fd, sink, count)
+    while teed[fd] and count > 0:
+        try:
+            taken = os.splice(fd, sink, count)
+        except OSError:
+            try:
+                taken = len(os.read(fd, count))
+            except OSError:
+                return
+        if not taken:
+            return
+        count -= taken
 def copy(fd, ended):
     # One pass over fd; False once there is nothing more to do before it changes.
     data = peek(fd)
