@@ -60,8 +60,9 @@ async def test_attach_and_logs_follow_the_terminal_log_across_rotations(
     ):
         follower = asyncio.ensure_future(_follow_log(http, f"{cell_url(k, 'tty')}/log", followed))
         term = Attached(socket)
-        await term.send("stty -echo; echo ready\n")
-        await term.expect("ready")
+        # The shell expands ready-$((1+1)): the typed line's echo never matches.
+        await term.send("stty -echo; echo ready-$((1+1))\n")
+        await term.expect("ready-2")
         loop = asyncio.get_running_loop()
         await term.send(f"seq 1 {LINES}; echo the-end; exit 4\n")
         sent = loop.time()

@@ -34,8 +34,9 @@ async def test_attach_gets_the_whole_output_printed_just_before_the_exit(
         http.ws_connect(f"{cell_url(k, 'loud')}/attach") as socket,
     ):
         term = Attached(socket)
-        await term.send("stty -echo; echo ready\n")
-        await term.expect("ready")
+        # The shell expands ready-$((1+1)): the typed line's echo never matches.
+        await term.send("stty -echo; echo ready-$((1+1))\n")
+        await term.expect("ready-2")
         loop = asyncio.get_running_loop()
         await term.send(f"seq 1 {LINES}; echo the-end; exit 4\n")
         sent = loop.time()
