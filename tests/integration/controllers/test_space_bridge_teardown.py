@@ -1,0 +1,122 @@
+"""A space's bridge never outlives its space on a real kukeond: a port kukeon did not make
+holds the space's deletion (named in its status) until it leaves, and a start sweeps the
+idle bridge an earlier kukeond left when it kept a bridge for its ports and removed the
+rest (its egress chain, conflist and subnet record)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from kukeon.api import AnyResource, Kind
+from kukeon.runtime.network import (
+    JsonFileSubnetStore,
+    NftEgress,
+    bridge_name,
+    link_exists,
+)
+from kukeon.runtime.network.space import space_conflist_path
+from kukeon.store import NotFound
+from tests.fixtures.kukeond import Kukeond
+from tests.integration.network.conftest import run
+
+from .helpers import cell_doc, cell_key, container
+from .test_layer_orphans import erase, stopped
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def space_bridge(kukeond: Kukeond) -> Iterator[str]:
+    """Space s1's bridge, deleted at the end if a failed test left it (the fixture's own
+    sweep finds only the spaces still in the registry)."""
+    name = bridge_name(kukeond.realm, "s1", kukeond.config.instance)
+    try:
+        yield name
+    finally:
+        run("ip", "link", "del", name)
+
+
+@pytest.fixture
+def foreign_port() -> Iterator[str]:
+    """A veth pair no kukeon made, removed at the end."""
+    name = f"kf{secrets.token_hex(4)}"
+    run("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p", check=True)
+    try:
+        yield name
+    finally:
+        run("ip", "link", "del", name)
+
+
+async def _gone(k: Kukeond, kind: Kind, key: tuple[str, ...], within: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        try:
+            await k.registry.get(kind, key)
+        except NotFound:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{kind.value} {'/'.join(key)} still there after {within} s")
+
+
+async def test_a_foreign_port_holds_the_spaces_deletion_and_is_named(
+    kukeond: Kukeond, foreign_port: str, space_bridge: str
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(cell_doc(k, "a", [container(k, "a")]))
+    key = cell_key(k, "a")
+    await k.wait_for(Kind.CELL, key, state="Ready")
+    bridge = space_bridge
+    run("ip", "link", "set", foreign_port, "master", bridge, check=True)
+
+    await k.registry.delete(Kind.SPACE, (k.realm, "s1"), cascade=True)
+
+    def says_why(space: AnyResource) -> bool:
+        message = getattr(space.status, "message", None) or ""
+        return getattr(space.status, "reason", None) == "ForeignPortOnBridge" and (
+            foreign_port in message
+        )
+
+    await k.wait_for(Kind.SPACE, (k.realm, "s1"), until=says_why)
+    await _gone(k, Kind.CELL, key)
+    # Held whole: the port is still filtered by the space's chain on a bridge that stays.
+    assert await link_exists(bridge)
+    egress = NftEgress(table=k.config.nft_table)
+    assert bridge in (await egress.state()).bridges
+
+    run("ip", "link", "set", foreign_port, "nomaster", check=True)
+    await _gone(k, Kind.SPACE, (k.realm, "s1"))
+    assert not await link_exists(bridge)
+    assert bridge not in (await egress.state()).bridges
+
+
+async def test_a_start_sweeps_the_bridge_an_earlier_teardown_left(
+    kukeond: Kukeond, space_bridge: str
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(cell_doc(k, "a", [container(k, "a")]))
+    await k.wait_for(Kind.CELL, cell_key(k, "a"), state="Ready")
+    bridge = space_bridge
+    assert await link_exists(bridge)
+
+    # Down: the space goes, and its host side is left as the old teardown left it when it
+    # found ports on the bridge: everything removed but the bridge.
+    async with stopped(k) as registry:
+        await erase(registry, k.config.etcd_prefix, (k.realm, "s1"))
+        await NftEgress(table=k.config.nft_table).remove(bridge=bridge)
+        conflist = space_conflist_path(
+            conf_dir=k.config.cni_conf_dir, realm=k.realm, space="s1", instance=k.config.instance
+        )
+        await asyncio.to_thread(conflist.unlink)
+        subnets = JsonFileSubnetStore(path=k.config.state_dir / "network" / "subnets.json")
+        assert await subnets.release(f"{k.realm}/s1")
+
+    # The start's orphan pass removed the cell (its veth went with its namespace), then
+    # the idle bridge no space of this node holds.
+    assert not await link_exists(bridge)
