@@ -6,7 +6,6 @@ rest (its egress chain, conflist and subnet record)."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -19,9 +18,8 @@ from kukeon.runtime.network import (
     link_exists,
 )
 from kukeon.runtime.network.space import space_conflist_path
-from kukeon.store import NotFound
 from tests.fixtures.kukeond import Kukeond
-from tests.integration.network.conftest import run
+from tests.integration.network.conftest import foreign_veth, run
 
 from .helpers import cell_doc, cell_key, container
 from .test_layer_orphans import erase, stopped
@@ -42,25 +40,8 @@ def space_bridge(kukeond: Kukeond) -> Iterator[str]:
 
 @pytest.fixture
 def foreign_port() -> Iterator[str]:
-    """A veth pair no kukeon made, removed at the end."""
-    name = f"kf{secrets.token_hex(4)}"
-    run("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p", check=True)
-    try:
+    with foreign_veth() as name:
         yield name
-    finally:
-        run("ip", "link", "del", name)
-
-
-async def _gone(k: Kukeond, kind: Kind, key: tuple[str, ...], within: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        try:
-            await k.registry.get(kind, key)
-        except NotFound:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{kind.value} {'/'.join(key)} still there after {within} s")
 
 
 async def test_a_foreign_port_holds_the_spaces_deletion_and_is_named(
@@ -83,14 +64,14 @@ async def test_a_foreign_port_holds_the_spaces_deletion_and_is_named(
         )
 
     await k.wait_for(Kind.SPACE, (k.realm, "s1"), until=says_why)
-    await _gone(k, Kind.CELL, key)
+    await k.wait_gone(Kind.CELL, key)
     # Held whole: the port is still filtered by the space's chain on a bridge that stays.
     assert await link_exists(bridge)
     egress = NftEgress(table=k.config.nft_table)
     assert bridge in (await egress.state()).bridges
 
     run("ip", "link", "set", foreign_port, "nomaster", check=True)
-    await _gone(k, Kind.SPACE, (k.realm, "s1"))
+    await k.wait_gone(Kind.SPACE, (k.realm, "s1"))
     assert not await link_exists(bridge)
     assert bridge not in (await egress.state()).bridges
 

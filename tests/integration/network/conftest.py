@@ -14,7 +14,7 @@ import secrets
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +124,17 @@ async def killed_in_a_child(harness: NetworkHarness, script: str, *args: str) ->
         settings.nft_table, str(settings.subnet_pool), *args,
     )  # fmt: skip
     assert code == -9, output
+
+
+@contextlib.contextmanager
+def foreign_veth() -> Iterator[str]:
+    """A veth pair no kukeon made (an operator's, another tool's), removed at the end."""
+    name = f"kf{secrets.token_hex(4)}"
+    run("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p", check=True)
+    try:
+        yield name
+    finally:
+        run("ip", "link", "del", name)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from kukeon.runtime.network.veth import host_ifname
 from tests.integration.network.conftest import (
     KILLED_MID_ATTACH,
     NetworkHarness,
+    foreign_veth,
     killed_in_a_child,
     run,
 )
@@ -99,13 +100,8 @@ async def test_a_kill_9_mid_attach_then_the_space_removed_leaves_nothing(
 
 @pytest.fixture
 def foreign_port(harness: NetworkHarness) -> Iterator[str]:
-    """A veth pair no kukeon made (an operator's, another tool's), removed at the end."""
-    name = f"kf{secrets.token_hex(4)}"
-    run("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p", check=True)
-    try:
+    with foreign_veth() as name:
         yield name
-    finally:
-        run("ip", "link", "del", name)
 
 
 async def test_a_foreign_port_holds_the_whole_teardown_and_is_named(
