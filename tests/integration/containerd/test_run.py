@@ -20,6 +20,8 @@ from tests.integration.containerd.helpers import Runner
 
 pytestmark = pytest.mark.integration
 
+HOST_HAS_INTERRUPTS = Path("/proc/interrupts").exists()
+
 
 async def test_exit_status_and_both_streams_in_the_log(runner: Runner) -> None:
     status, log = await runner.run_to_exit(
@@ -166,6 +168,27 @@ async def test_read_only_rootfs_user_capabilities_and_tmpfs_from_inside(runner: 
     assert not bounding & (1 << 0)  # CAP_CHOWN
     assert not bounding & (1 << 13)  # CAP_NET_RAW
     assert bounding & (1 << 10)  # CAP_NET_BIND_SERVICE is kept by default
+
+
+async def test_host_interfaces_are_masked_and_read_only_from_inside(runner: Runner) -> None:
+    """What containerd and Docker hide from an unprivileged container is hidden here too:
+    masked files read empty, masked directories list nothing, /proc/sys refuses writes."""
+    script = (
+        "for f in /proc/kcore /proc/keys /proc/interrupts /proc/timer_list; do "
+        '  [ -e $f ] && echo "$f $(wc -c < $f)"; done; '
+        'echo "firmware $(ls -A /sys/firmware | wc -l)"; '
+        "if echo 1 > /proc/sys/kernel/sysrq 2>/dev/null; then echo sysctl-writable; "
+        "else echo sysctl-read-only; fi"
+    )
+    status, log = await runner.run_to_exit({"command": "sh", "args": ["-c", script]}, name="masked")
+    assert status.code == 0, log
+    lines = log.splitlines()
+    sizes = dict(line.split() for line in lines if line.startswith(("/proc", "firmware")))
+    assert HOST_HAS_INTERRUPTS  # the mask, not the kernel, is what hides it
+    assert sizes["/proc/interrupts"] == "0", log
+    assert sizes["firmware"] == "0", log
+    assert set(sizes.values()) == {"0"}, log
+    assert "sysctl-read-only" in lines, log
 
 
 async def _run(*args: str) -> None:

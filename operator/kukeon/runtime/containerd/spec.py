@@ -112,11 +112,14 @@ LABEL_CELL: Final = "kukeon.io/cell"
 LABEL_CONTAINER: Final = "kukeon.io/container"
 
 
-# containerd's defaults: kernel interfaces that leak host information or let a container
-# poke the host are hidden or made read-only (unless privileged).
+# containerd's and Docker's defaults: kernel interfaces that leak host information or let a
+# container poke the host are hidden or made read-only (unless privileged). powercap's
+# energy counters are a power side channel (CVE-2020-8694); /proc/interrupts counts other
+# processes' activity per CPU. runc skips a masked path the kernel does not have.
 DEFAULT_MASKED_PATHS: Final = (
     "/proc/acpi",
     "/proc/asound",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -124,6 +127,7 @@ DEFAULT_MASKED_PATHS: Final = (
     "/proc/timer_stats",
     "/proc/sched_debug",
     "/proc/scsi",
+    "/sys/devices/virtual/powercap",
     "/sys/firmware",
 )
 DEFAULT_READONLY_PATHS: Final = (
