@@ -27,6 +27,14 @@ table, netns dir and subnet pool), then:
   Every direct batch of a size does the same work, so the report also divides each row's
   kukeon p50 by the p50 of all of them (both rows'), less noisy than its own batches alone.
 
+Each kukeon round also reads kukeond's CPU time (its threads' ``schedstat``, in ns) before
+the creates and once all are Ready: the row's "kukeond CPU per cell" is its median over
+the rounds, divided by N. Wall times on the shared cores move by tens of ms with the load;
+that CPU much less (one cell: 28.6-29.3 ms hostNetwork, 40.7-42.1 ms bridged in runs at
+load 6 and 13), so a change of a few ms of a start's work shows there when the wall times
+cannot show it. A thread that ended within the round (the one unsharing a cell's network
+namespace, ~0.5 ms) is not counted.
+
 kukeond's event-loop lag (``kukeon_event_loop_lag_seconds`` on its /metrics) is read before
 and after the rounds: how often, and for how long, one callback held the loop while the
 cells were created and deleted. With ``--asyncio-debug`` kukeond runs in asyncio's debug
@@ -81,6 +89,16 @@ from kukeon.store import Registry
 
 DIRECT_NAMESPACE = "kukeon-cell-bench-direct"
 LOOP_NICE = -15  # --loop-priority
+
+
+def daemon_cpu_ms(pid: int) -> float:
+    """CPU time of the threads of process ``pid`` alive now, in ms (their ``schedstat``'s
+    first field, ns: precise where ``/proc/<pid>/stat`` counts 10 ms ticks)."""
+    total = 0
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((thread / "schedstat").read_text().split()[0])
+    return total / 1e6
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -144,6 +162,8 @@ class SizeResult:
     direct_all_started: list[float] = field(default_factory=list)
     round_ratios: list[float] = field(default_factory=list)
     """Per round, kukeon's p50 over the direct batch's p50 that followed it."""
+    kukeond_cpu: list[float] = field(default_factory=list)
+    """Per round, kukeond's CPU time from before the creates to all Ready, per cell (ms)."""
 
 
 @dataclass
@@ -196,9 +216,11 @@ class Bench:
             created[name] = time.perf_counter()
 
         try:
+            cpu_before = daemon_cpu_ms(self.daemon.pid)
             started = time.perf_counter()
             await asyncio.gather(*(create(name) for name in names))
             await asyncio.wait_for(all_ready.wait(), 300)
+            result.kukeond_cpu.append((daemon_cpu_ms(self.daemon.pid) - cpu_before) / size)
             result.kukeon_all_ready.append(max(ready.values()) - started)
             result.kukeon.extend(ready[name] - created[name] for name in names)
             if size > self.rss_loaded_size:
@@ -349,7 +371,8 @@ def report(
             f"| {cells} | {len(result.kukeon)} | {k50 * 1000:.0f} ms | {k95 * 1000:.0f} ms "
             f"| {d50 * 1000:.0f} ms | {d95 * 1000:.0f} ms | {k50 / d50:.2f} | {k95 / d95:.2f} "
             f"| {percentile(result.round_ratios, 0.5):.2f} | {k50 / pooled:.2f} "
-            f"| {max(result.kukeon_all_ready):.2f} s | {max(result.direct_all_started):.2f} s |"
+            f"| {max(result.kukeon_all_ready):.2f} s | {max(result.direct_all_started):.2f} s "
+            f"| {percentile(result.kukeond_cpu, 0.5):.1f} ms |"
         )
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     start_load = ", ".join(f"{value:.2f}" for value in load_at_start)
@@ -377,6 +400,8 @@ def report(
             "namespace, attachment or hosts files) and alternate with a direct batch of their own.",
             "Those batches all do the same work: the column before the last two divides a row's",
             "kukeon p50 by the p50 of every direct batch of its size in the run, both rows'.",
+            "The last column: kukeond's CPU time per cell over a round (create to all Ready),",
+            "median over the rounds: less at the mercy of the load than the wall times.",
             "",
             f"Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{mode}, containerd {version}, "
             f"{platform.machine()}, {os.cpu_count()} cores, load average {start_load} at the "
@@ -385,8 +410,8 @@ def report(
             "| cells | samples | kukeon p50 | kukeon p95 | direct p50 | direct p95 "
             "| p50 ratio | p95 ratio | rounds' p50 ratio, median "
             "| p50 ratio to every direct batch of its size "
-            "| kukeon all Ready | direct all started |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| kukeon all Ready | direct all started | kukeond CPU per cell |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"kukeond RSS: {state.rss_idle:.1f} MiB idle (realm, space, stack and the keeper "
