@@ -192,6 +192,7 @@ def check_labels(target: Target, res: AnyResource, current: AnyResource | None) 
     causes = _label_causes("metadata.labels", res.metadata.labels, _labels_of(current))
     kept_notes = current.metadata.annotations if current is not None else {}
     causes += _annotation_causes("metadata.annotations", res.metadata.annotations, kept_notes)
+    causes += _node_selector_causes(res, current)
     if isinstance(res, CellSet):
         kept_meta = current.spec.template.metadata if isinstance(current, CellSet) else None
         template = res.spec.template.metadata
@@ -214,6 +215,32 @@ def check_labels(target: Target, res: AnyResource, current: AnyResource | None) 
             name=target.name,
             causes=causes,
         )
+
+
+def _selectors_of(res: AnyResource | None) -> dict[str, Mapping[str, str]]:
+    """The node selectors of a cell or a set (its own and its template's), by field path."""
+    if isinstance(res, Cell):
+        return {"spec.nodeSelector": res.spec.node_selector}
+    if isinstance(res, CellSet):
+        found: dict[str, Mapping[str, str]] = {"spec.nodeSelector": res.spec.node_selector}
+        if res.spec.template.spec is not None:
+            found["spec.template.spec.nodeSelector"] = res.spec.template.spec.node_selector
+        return found
+    return {}
+
+
+def _node_selector_causes(res: AnyResource, current: AnyResource | None) -> list[Cause]:
+    """A `nodeSelector` term no node label can satisfy (a key such as `a b` or `a/b/c`, a
+    value of 64 characters): node labels are label keys and values, so the cell would stay
+    unscheduled for good, the scheduler saying only that no node matches. Terms stored
+    before are left alone, as labels are."""
+    kept = _selectors_of(current)
+    causes: list[Cause] = []
+    for field, selector in _selectors_of(res).items():
+        for cause in _label_causes(field, selector, kept.get(field, {})):
+            why = f"{cause.message}; no node's label can match it"
+            causes.append(cause._replace(message=why))
+    return causes
 
 
 ANNOTATIONS_MAX_BYTES = 256 * 1024

@@ -132,3 +132,63 @@ async def test_annotations_have_kubernetes_keys_and_size(
     status, body = await _answer(await http.patch(f"{STACK}/cells/old", json=patch, headers=MERGE))
     assert status == 422, body
     assert _fields(body) == ["metadata.annotations['new key']"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("a/b/c", "x"),  # two slashes: no label key has them
+        ("", "x"),
+        ("zone", "a b"),
+        ("zone", "v" * 64),
+    ],
+)
+async def test_a_node_selector_no_node_label_can_match_is_refused(
+    stack: None, http: aiohttp.ClientSession, key: str, value: str
+) -> None:
+    """Node labels are label keys and values: such a term would leave the cell unscheduled
+    for good (the scheduler says only that no node matches), so it is a 422 naming it, in
+    a cell, a set and a set's template; nothing is written."""
+    field = f"[{quote(key)}]"
+    document = cell_doc("c")
+    document["spec"]["nodeSelector"] = {key: value}
+    status, body = await _answer(await http.post(f"{STACK}/cells", json=document))
+    assert status == 422, body
+    assert _fields(body) == [f"spec.nodeSelector{field}"]
+    assert "no node's label can match it" in body["message"]
+    status, _ = await _answer(await http.get(f"{STACK}/cells/c"))
+    assert status == 404
+
+    status, body = await _answer(await http.post(f"{STACK}/cells", json=cell_doc("c")))
+    assert status == 201, body
+    patch = {"spec": {"nodeSelector": {key: value}}}
+    status, body = await _answer(await http.patch(f"{STACK}/cells/c", json=patch, headers=MERGE))
+    assert status == 422, body
+    assert _fields(body) == [f"spec.nodeSelector{field}"]
+
+    for where in ("spec", "template"):
+        cellset = set_doc()
+        spec = cellset["spec"] if where == "spec" else cellset["spec"]["template"]["spec"]
+        spec["nodeSelector"] = {key: value}
+        status, body = await _answer(await http.post(f"{STACK}/cellsets", json=cellset))
+        assert status == 422, body
+        prefix = "spec" if where == "spec" else "spec.template.spec"
+        assert f"{prefix}.nodeSelector{field}" in _fields(body), body
+
+
+async def test_a_legacy_node_selector_does_not_block_other_changes(
+    stack: None, api: Api, http: aiohttp.ClientSession, registry: Registry
+) -> None:
+    document = cell_doc("old")
+    document["spec"] = {
+        **document["spec"],
+        "realmId": "team",
+        "spaceId": "s",
+        "stackId": "st",
+        "nodeSelector": {"a/b/c": "x"},
+    }
+    await registry.create(parse_resource(document))  # as stored before the check existed
+    patch = {"metadata": {"labels": {"app": "web"}}, "spec": {"desiredState": "Stopped"}}
+    status, body = await _answer(await http.patch(f"{STACK}/cells/old", json=patch, headers=MERGE))
+    assert status == 200, body
+    assert body["spec"]["nodeSelector"] == {"a/b/c": "x"}
