@@ -31,17 +31,10 @@ from typing import Any, Literal
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.idranges import IdRange
-from kukeon.runtime.network import leases, veth
+from kukeon.runtime.network import veth
 from kukeon.runtime.network._files import unlink_if_present
-from kukeon.runtime.network.bridge import (
-    bridge_name,
-    bridge_port_aliases,
-    bridge_ports,
-    delete_link,
-    idle_bridges,
-    is_bridge_name,
-    tag_bridge,
-)
+from kukeon.runtime.network.bridge import bridge_name, bridge_ports, delete_link, tag_bridge
+from kukeon.runtime.network.bridgeleftovers import BridgeLeftovers
 from kukeon.runtime.network.cni.config import (
     NetworkConfigList,
     gateway_of,
@@ -59,7 +52,6 @@ from kukeon.runtime.network.cni_leftovers import (
 )
 from kukeon.runtime.network.egress import DEFAULT_TABLE, AppliedEgress, EgressRuleset, NftEgress
 from kukeon.runtime.network.errors import (
-    BridgeInUseError,
     CniConfigError,
     CniError,
     NetworkError,
@@ -243,6 +235,9 @@ class SpaceNetworks:
             records=self.records, links=links, alias=settings.port_alias
         )
         self.forward = ForwardAccepts()
+        self.leftovers = BridgeLeftovers(
+            settings, self.records, self.inprocess.links, self.egress, self.subnets, self._remove
+        )
         self._checked: dict[tuple[str, str], float] = {}
         """When each CNI-made interface was last ADDed or CHECKed (monotonic clock)."""
 
@@ -309,17 +304,14 @@ class SpaceNetworks:
     async def remove_space_network(
         self, *, realm: str, space: str, cni_config_path: Path | None
     ) -> SpaceNetworkRemoval:
-        """Tear the space's network down, this node's ports still on its bridge first.
-
-        A port kukeon did not make holds the whole teardown (``BridgeInUseError``, nothing
-        removed): the bridge must not outlive its egress chain, nor its subnet record, which
-        is what the orphan collector finds a half torn-down network by. Every step is
-        idempotent and the record is released last, so a teardown cut short (kill -9) is
-        finished by the next one. ``cni_config_path`` None leaves every conflist alone (the
-        orphan collector passes it when the file there is not this host's own).
+        """Tear the space's network down, this node's ports left on its bridge first (a
+        port no kukeon made holds it all: ``bridgeleftovers``); the subnet record goes
+        last, so a teardown cut short is found and finished by the next one.
+        ``cni_config_path`` None leaves every conflist alone (the orphan collector passes
+        it when the file there is not this host's own).
         """
         bridge = bridge_name(realm, space, self.settings.instance)
-        await self._clear_bridge(bridge)
+        await self.leftovers.clear(bridge)
         egress_removed = await self.egress.remove(bridge=bridge)
         conflist_removed = False
         if cni_config_path is not None:
@@ -346,88 +338,11 @@ class SpaceNetworks:
             subnet_released=released,
         )
 
-    async def _clear_bridge(self, bridge: str) -> None:
-        """Remove this node's ports from ``bridge`` (a cell whose teardown has not finished,
-        a kill -9 mid-attach), known by this node's records and leases on its network or
-        by their alias; raise ``BridgeInUseError`` naming the ports no kukeon made."""
-        ports = await bridge_port_aliases(bridge)
-        if not ports:
-            return
-        own = await self._own_ports(bridge)
-        for name, alias in ports.items():
-            if name not in own and alias != self.settings.port_alias:
-                continue
-            found = own.get(name)
-            log.info("removing port %s of bridge %s (left by %s)", name, bridge, found or "us")
-            if isinstance(found, AttachmentRecord):
-                with contextlib.suppress(CniError):  # the link goes by name below anyway
-                    await self._remove(found)
-            await run_on_host_thread(self.inprocess.links.remove_port, name)
-        left = await bridge_port_aliases(bridge)
-        foreign = sorted(
-            name for name, alias in left.items() if not alias.startswith(veth.PORT_ALIAS_PREFIX)
-        )
-        if foreign:
-            raise BridgeInUseError(bridge=bridge, ports=tuple(foreign))
-
-    async def _own_ports(self, bridge: str) -> dict[str, AttachmentRecord | str]:
-        """The host ends this node made on ``bridge``'s network: by record, or by lease
-        (the in-process name of a lease without a record)."""
-        own: dict[str, AttachmentRecord | str] = {}
-        holders = await asyncio.to_thread(leases.holders, self.settings.ipam_dir / bridge)
-        for cell_id, ifname in holders:
-            own[veth.host_ifname(cell_id, ifname or PRIMARY_IFNAME)] = cell_id
-        for cell_id, ifname in await self.records.on_network(bridge):
-            record = await self.records.load(cell_id, ifname)
-            if record is None:
-                continue
-            if record.driver == DRIVER_NETLINK:
-                own[veth.host_ifname(cell_id, ifname)] = record
-                continue
-            for interface in record.result.interfaces:
-                if interface.sandbox is None and interface.name != bridge:
-                    own[interface.name] = record
-        return own
-
     async def remove_idle_bridges(
         self, live: Callable[[], Awaitable[Collection[str]]] | None = None
     ) -> list[str]:
-        """Delete what an earlier teardown left of spaces gone from this node: the bridges
-        without a port named as this control plane names them, with an address in this
-        node's subnet pool and this node's alias (or none, on the default control plane:
-        made by an older kukeond), and the egress chains in this node's table, of no space
-        holding a subnet record here nor among the bridges ``live`` gives (the spaces that
-        exist). All are listed before the records and ``live`` are read: a space's record
-        is taken before its chain and bridge are made. Deleting a bridge nothing uses is
-        harmless even when mistaken: an attachment makes it again. What was removed,
-        described."""
-        bridges = await idle_bridges(self.settings.subnet_pool)
-        chains = (await self.egress.state()).bridges
-        held = {self.bridge_of(*key.split("/", 1)) for key in await self.subnets.assignments()}
-        # Without an alias (made by an older kukeond), only the default control plane's: a
-        # plane with an instance tag may share its pool's range with another on the host.
-        mine = {self.settings.port_alias} | ({""} if not self.settings.instance else set())
-        idle = {
-            bridge
-            for bridge, alias in bridges.items()
-            if is_bridge_name(bridge, self.settings.instance) and alias in mine
-        }
-        if not (idle | chains) - held:
-            return []
-        if live is not None:
-            held |= set(await live())
-        removed: list[str] = []
-        for bridge in sorted(chains - held):
-            if await self.egress.remove(bridge=bridge):
-                log.info("removed the egress chain of bridge %s: no space of this node", bridge)
-                removed.append(f"egress chain of {bridge}")
-        for bridge in sorted(idle - held):
-            if await bridge_ports(bridge):  # a cell attached since it was listed
-                continue
-            if await delete_link(bridge):
-                log.info("removed bridge %s: no space of this node", bridge)
-                removed.append(f"bridge {bridge}")
-        return removed
+        """Idle bridges and chains of spaces gone, removed (``BridgeLeftovers.sweep``)."""
+        return await self.leftovers.sweep(live)
 
     def cell_netns_path(self, cell_id: str) -> Path:
         """The network namespace ``attach_cell`` gives ``cell_id`` (made or not yet)."""
