@@ -31,6 +31,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from kukeon.api.container import PIDS_LIMIT_MAX
+from kukeon.api.labelrules import label_key_problem, label_value_problem
 from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX, WRITE_RATE_MAX
 from kukeon.api.yamlread import load_yaml
 from kukeon.apiserver.admission import normalize_directory
@@ -328,6 +329,20 @@ class DaemonConfig(BaseModel):
                 labels[name.strip()] = label_value.strip()
             return labels
         return value
+
+    @field_validator("node_labels")
+    @classmethod
+    def _selectable_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        # A nodeSelector term must be a label key and value (the API refuses others), so a
+        # node label of another shape could never be selected: refused, as kubelet does.
+        for key, value in labels.items():
+            for problem, shown in (
+                (label_key_problem(key), key),
+                (label_value_problem(value), value),
+            ):
+                if problem is not None:
+                    raise ValueError(f"node label {key}={value}: {shown!r} {problem}")
+        return labels
 
     @property
     def id_pool(self) -> PoolSettings:

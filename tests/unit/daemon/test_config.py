@@ -96,3 +96,26 @@ def test_a_retry_backoff_cap_below_its_start_is_refused() -> None:
             environ={},
             overrides={"retry_backoff_initial_seconds": 10, "retry_backoff_max_seconds": 5},
         )
+
+
+@pytest.mark.parametrize(
+    ("labels", "shown"),
+    [
+        ("a b=c", "'a b'"),
+        ("a/b/c=1", "'a/b/c'"),
+        ("zone=x y", "'x y'"),
+        ("zone=" + "v" * 64, "vvv"),
+    ],
+)
+def test_a_node_label_no_node_selector_can_name_is_refused(labels: str, shown: str) -> None:
+    """The API refuses such a nodeSelector term, so the node could never be chosen by it."""
+    with pytest.raises(ConfigError, match="node_labels") as refused:
+        load_config(environ={"KUKEON_NODE_LABELS": labels})
+    assert shown in str(refused.value)
+
+
+def test_selectable_node_labels_are_kept(tmp_path: Path) -> None:
+    config_file = tmp_path / "kukeond.yaml"
+    config_file.write_text("nodeLabels: {kukeon.io/zone: eu-1, disk: ''}\n")
+    config = load_config(config_file=config_file, environ={})
+    assert config.node_labels == {"kukeon.io/zone": "eu-1", "disk": ""}
