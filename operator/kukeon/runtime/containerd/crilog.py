@@ -22,9 +22,11 @@ output were not logged: No space left on device``). Each read's records go to th
 one ``write`` on an ``O_APPEND`` descriptor; of a short one (the disk filled up during it)
 the cut record is truncated away, so the log holds whole records only.
 A logger killed while its task runs is replaced by kukeond (:mod:`logcopier`); a record
-the kill cut short (a write a fatal signal stopped) is taken back by the replacement. A
-terminal's logger forks a keeper first (``KEEPER_NAME``): a reader of the terminal's pipe
-that never reads, so that a killed logger's output waits for the replacement.
+the kill cut short (a write a fatal signal stopped) is taken back by the replacement. Every
+logger forks a keeper first (``KEEPER_NAME``): a reader of its pipes that never reads, so
+that a killed logger's output waits for the replacement; and it takes from a pipe only what
+it has logged (``tee(2)``, write, then take), so a kill at any point loses nothing: at worst
+the replacement logs the killed one's last read (at most 64 KiB) again.
 
 The logger bounds the log (:class:`LogRotation`, kukeond's ``containerLogMaxSize`` and
 ``containerLogMaxFiles``): it is the file's only writer, so it rotates by itself, without
@@ -75,7 +77,7 @@ class LogRotation:
 
 
 KEEPER_NAME: Final = "kukeon-keeper"
-"""The ``comm`` of a terminal logger's keeper (what tells it from the logger it forked from)."""
+"""The ``comm`` of a logger's keeper (what tells it from the logger it forked from)."""
 
 MIN_ROTATED_SIZE = 4 * MAX_RECORD_BYTES
 """The smallest ``max_size`` kukeond accepts: a file holds several of the longest records."""
@@ -425,8 +427,8 @@ def logger_command(
     as the records are, between lines (a line longer than a whole file is cut into pieces
     of that size).
     ``rotation``: the log's size bound; None: the file grows as long as the task runs.
-    ``keeper``: fork the terminal's keeper first (the shim's logger of a TTY task; a
-    replacement reads the pipe the first one's keeper holds)."""
+    ``keeper``: fork the keeper of the pipes first (the shim's logger; a replacement reads
+    the pipes the first one's keeper holds)."""
     named = {fd: name.encode() for fd, name in streams.items()}
     hold = str(terminal_of) if terminal_of is not None else None
     limit, keep = (rotation.max_size, rotation.max_files) if rotation is not None else (0, 0)

@@ -70,7 +70,7 @@ def _copies(pid: int, marker: bytes, keeper: bool) -> bool:
     # child): a copier is kukeond's interpreter in the host's pid namespace. So could any
     # local user's (every argv is on show in /proc), one that kukeond would then watch as
     # the copier (no replacement while it runs) or read a terminal through: a copier is
-    # root's (the shim's or kukeond's), all its ids. A terminal's keeper has its logger's
+    # root's (the shim's or kukeond's), all its ids. A logger's keeper has its logger's
     # argv (a fork): its name tells them apart.
     try:
         argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
