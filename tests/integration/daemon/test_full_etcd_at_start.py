@@ -23,6 +23,7 @@ from aetcd import rpc
 
 from kukeon.api import Cell, Kind, Node
 from kukeon.daemon.app import Daemon
+from kukeon.daemon.node import HEARTBEAT_BACKOFF_MAX, heartbeat_retry_delay
 from kukeon.store import Registry
 from kukeon.store.spacekeeping import recover_space
 from tests.fixtures.etcd import EtcdServer, running_etcd_server
@@ -33,6 +34,15 @@ pytestmark = pytest.mark.integration
 
 QUOTA = 8 * 1024 * 1024
 VALUE = b"x" * (512 * 1024)
+
+
+def _to_longest_back_off() -> float:
+    """Seconds of the heartbeat loop's back-off sleeps before its first longest one (0.5 +
+    1 + 2 + 4 + 8): from then on each refused attempt waits the longest back-off."""
+    total, failures = 0.0, 1
+    while (delay := heartbeat_retry_delay(failures)) < HEARTBEAT_BACKOFF_MAX:
+        total, failures = total + delay, failures + 1
+    return total
 
 
 @pytest.fixture
@@ -169,7 +179,10 @@ async def test_no_node_is_lost_when_a_full_etcd_takes_writes_again(
     running_key, node_key = await _a_running_cell(k)
     try:
         await _restart_on_full_etcd(k, registry)
-        await asyncio.sleep(30)  # the heartbeat's refused attempts back off to 10 s
+        # The heartbeat's refused attempts back off to 10 s (15.5 s of sleeps): then etcd
+        # takes writes again while it sleeps. The margin covers the attempts' own time; an
+        # attempt later than planned is refused too (etcd is still full) and sleeps 10 s.
+        await asyncio.sleep(_to_longest_back_off() + 2.5)
         await registry.client.delete_prefix(b"/fill/")
         assert await recover_space(registry.client)  # compact, defragment, disarm
         seen: set[tuple[str, str, str | None]] = set()
