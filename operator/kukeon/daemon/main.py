@@ -1,196 +1,281 @@
-"""The `kukeond` command: parse flags, merge configuration, run the daemon."""
+"""The `kukeond` command: parse flags, merge configuration, run the daemon.
+
+The flags are read with argparse, not click as kukectl's are: aiohttp's server imports
+argparse anyway, and click stays in memory for as long as kukeond runs (~0.9 MiB of its idle
+RSS, issue 18, docs/benchmarks/memory-idle.md) for a command line read once at start."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import os
+import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import click
+from typing import Any, Final
 
 from .config import ConfigError, load_config
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="YAML configuration file (flags and KUKEON_* override it).",
+def _path(value: str) -> Path:
+    """A path, as click's ``Path()`` takes it: it need not exist; if it does, it is readable."""
+    if os.path.exists(value) and not os.access(value, os.R_OK):
+        raise argparse.ArgumentTypeError(f"path {value!r} is not readable")
+    return Path(value)
+
+
+def _file(value: str) -> Path:
+    """A file's path: it need not exist, but it is not a directory."""
+    path = _path(value)
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(os.stat(value).st_mode):
+            raise argparse.ArgumentTypeError(f"file {value!r} is a directory")
+    return path
+
+
+def _count(value: str) -> int:
+    """An integer >= 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} is not in the range x>=0")
+    return number
+
+
+FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
+    (
+        "--config",
+        {
+            "dest": "config_file",
+            "type": _file,
+            "help": "YAML configuration file (flags and KUKEON_* override it).",
+        },
+    ),
+    ("--etcd-endpoints", {"help": "Comma-separated etcd endpoints; none = embedded etcd."}),
+    ("--etcd-ca-file", {"type": _path}),
+    ("--etcd-cert-file", {"type": _path}),
+    ("--etcd-key-file", {"type": _path}),
+    (
+        "--etcd-allow-insecure",
+        {
+            "dest": "etcd_allow_insecure",
+            "action": "store_const",
+            "const": True,
+            "help": "Accept plaintext etcd endpoints that are not on loopback "
+            "(warned at every start).",
+        },
+    ),
+    (
+        "--containerd-address",
+        {"type": _path, "help": "containerd socket (default /run/containerd/containerd.sock)."},
+    ),
+    ("--state-dir", {"type": _path, "help": "Default /var/lib/kukeon."}),
+    (
+        "--run-dir",
+        {"type": _path, "help": "Default /run/kukeon; the API socket is <run-dir>/kukeond.sock."},
+    ),
+    ("--node-name", {"help": "This node's name (default: the hostname)."}),
+    ("--cgroup-root", {"help": "cgroup subtree kukeon manages (default /kukeon)."}),
+    ("--cni-bin-dir", {"dest": "cni_bin_dirs", "help": "Comma-separated CNI plugin directories."}),
+    (
+        "--cni-conf-dir",
+        {"type": _path, "help": "Where space conflists go when a space names none."},
+    ),
+    ("--etcd-prefix", {"help": "Root of kukeon's keys in etcd (default /kukeon)."}),
+    (
+        "--netns-dir",
+        {
+            "type": _path,
+            "help": "Where cell network namespaces are bind-mounted (default /var/run/netns).",
+        },
+    ),
+    ("--nft-table", {"help": "The inet table holding the egress chains (default kukeon)."}),
+    ("--subnet-pool", {"help": "IPv4 pool space subnets come from (default 10.88.0.0/16)."}),
+    (
+        "--stop-grace-seconds",
+        {
+            "type": float,
+            "help": "SIGTERM, then SIGKILL after this long when stopping a task (default 10).",
+        },
+    ),
+    (
+        "--parent-wait-seconds",
+        {"type": float, "help": "How soon a child waiting for its parent looks again (default 1)."},
+    ),
+    (
+        "--node-label",
+        {
+            "dest": "node_labels",
+            "action": "append",
+            "help": "A label of this node, key=value (repeatable); cells select nodes by label.",
+        },
+    ),
+    (
+        "--node-lost-timeout",
+        {
+            "type": float,
+            "help": "Seconds a node may be NotReady before its unpinned cells are rescheduled "
+            "(default 300).",
+        },
+    ),
+    (
+        "--fence-after-seconds",
+        {
+            "type": float,
+            "help": "Seconds without a renewed heartbeat lease before the node stops its unpinned "
+            "cells by itself (default: the lease TTL).",
+        },
+    ),
+    (
+        "--event-ttl-seconds",
+        {"type": int, "help": "How long an Event lives after its last occurrence (default 3600)."},
+    ),
+    (
+        "--realm-quota-objects",
+        {
+            "type": _count,
+            "help": "Objects a realm may hold when its spec.quota.objects is unset; 0: no limit "
+            "(default 10000).",
+        },
+    ),
+    (
+        "--realm-quota-storage-bytes",
+        {
+            "type": _count,
+            "help": "Bytes of etcd a realm's documents may take when its spec.quota.storageBytes "
+            "is unset; 0: no limit (default 536870912, 512 MiB).",
+        },
+    ),
+    (
+        "--realm-pids-limit",
+        {
+            "type": _count,
+            "help": "Processes each realm may run on this node when its spec.limits.pids is unset; "
+            "0: no limit (default: half of kernel.pid_max or kernel.threads-max, the smaller).",
+        },
+    ),
+    (
+        "--host-reserved-pids",
+        {
+            "type": _count,
+            "help": "Tasks every realm together leaves the host: the kukeon root cgroup's pids.max "
+            "is the host's limit less this; 0: no root ceiling (default: 10%% of the host's "
+            "limit, at least 1024).",
+        },
+    ),
+    ("--metrics-address", {"help": "host:port of /metrics (default 127.0.0.1:9464)."}),
+    ("--api-address", {"help": "Optional TCP listener host:port (TLS and tokens required)."}),
+    ("--api-tls-cert-file", {"type": _path}),
+    ("--api-tls-key-file", {"type": _path}),
+    ("--api-tokens-file", {"type": _path}),
+    (
+        "--allowed-host-path",
+        {
+            "dest": "allowed_host_paths",
+            "help": "Comma-separated host directories non-admins' bind volumes may be under "
+            "(realms below privileged; default none).",
+        },
+    ),
+    (
+        "--secret-dir",
+        {
+            "dest": "secret_dirs",
+            "help": "Comma-separated host directories non-admins' fromFile secrets may be under "
+            "(realms below privileged; default none).",
+        },
+    ),
+    (
+        "--allowed-secret-env",
+        {
+            "dest": "allowed_secret_env",
+            "help": "Comma-separated names of kukeond's environment non-admins' fromEnv secrets "
+            "may read (realms below privileged; default none).",
+        },
+    ),
+    (
+        "--encryption-key-file",
+        {
+            "type": _file,
+            "help": "Keys Secrets and registry passwords are sealed with in etcd "
+            "(default <state-dir>/encryption-keys.yaml, generated when missing).",
+        },
+    ),
+    (
+        "--fleet-token-file",
+        {
+            "type": _path,
+            "help": "Token this node forwards other nodes' cell requests (logs, exec, kill) with.",
+        },
+    ),
+    (
+        "--fleet-ca-file",
+        {"type": _path, "help": "CA that signs the other nodes' API certificates."},
+    ),
+    (
+        "--fleet-tls-server-domain",
+        {
+            "help": "Check another node's API certificate for <node>.DOMAIN (e.g. nodes.kukeon) "
+            "instead of its address."
+        },
+    ),
+    (
+        "--insecure-registry",
+        {
+            "dest": "insecure_registries",
+            "help": "Comma-separated registries reached over plain HTTP.",
+        },
+    ),
+    ("--log-level", {"choices": ["debug", "info", "warning", "error"]}),
+    (
+        "--no-bootstrap",
+        {
+            "dest": "no_bootstrap",
+            "action": "store_true",
+            "help": "Do not create the default realm, space and stack.",
+        },
+    ),
+    (
+        "--api-only",
+        {
+            "dest": "api_only",
+            "action": "store_const",
+            "const": True,
+            "help": "Serve the API against shared etcd; run no controllers.",
+        },
+    ),
 )
-@click.option("--etcd-endpoints", help="Comma-separated etcd endpoints; none = embedded etcd.")
-@click.option("--etcd-ca-file", type=click.Path(path_type=Path))
-@click.option("--etcd-cert-file", type=click.Path(path_type=Path))
-@click.option("--etcd-key-file", type=click.Path(path_type=Path))
-@click.option(
-    "--etcd-allow-insecure",
-    "etcd_allow_insecure",
-    is_flag=True,
-    default=None,
-    help="Accept plaintext etcd endpoints that are not on loopback (warned at every start).",
-)
-@click.option(
-    "--containerd-address",
-    type=click.Path(path_type=Path),
-    help="containerd socket (default /run/containerd/containerd.sock).",
-)
-@click.option("--state-dir", type=click.Path(path_type=Path), help="Default /var/lib/kukeon.")
-@click.option(
-    "--run-dir",
-    type=click.Path(path_type=Path),
-    help="Default /run/kukeon; the API socket is <run-dir>/kukeond.sock.",
-)
-@click.option("--node-name", help="This node's name (default: the hostname).")
-@click.option("--cgroup-root", help="cgroup subtree kukeon manages (default /kukeon).")
-@click.option("--cni-bin-dir", "cni_bin_dirs", help="Comma-separated CNI plugin directories.")
-@click.option(
-    "--cni-conf-dir",
-    type=click.Path(path_type=Path),
-    help="Where space conflists go when a space names none.",
-)
-@click.option("--etcd-prefix", help="Root of kukeon's keys in etcd (default /kukeon).")
-@click.option(
-    "--netns-dir",
-    type=click.Path(path_type=Path),
-    help="Where cell network namespaces are bind-mounted (default /var/run/netns).",
-)
-@click.option("--nft-table", help="The inet table holding the egress chains (default kukeon).")
-@click.option("--subnet-pool", help="IPv4 pool space subnets come from (default 10.88.0.0/16).")
-@click.option(
-    "--stop-grace-seconds",
-    type=float,
-    help="SIGTERM, then SIGKILL after this long when stopping a task (default 10).",
-)
-@click.option(
-    "--parent-wait-seconds",
-    type=float,
-    help="How soon a child waiting for its parent looks again (default 1).",
-)
-@click.option(
-    "--node-label",
-    "node_labels",
-    multiple=True,
-    help="A label of this node, key=value (repeatable); cells select nodes by label.",
-)
-@click.option(
-    "--node-lost-timeout",
-    type=float,
-    help="Seconds a node may be NotReady before its unpinned cells are rescheduled (default 300).",
-)
-@click.option(
-    "--fence-after-seconds",
-    type=float,
-    help="Seconds without a renewed heartbeat lease before the node stops its unpinned "
-    "cells by itself (default: the lease TTL).",
-)
-@click.option(
-    "--event-ttl-seconds",
-    type=int,
-    help="How long an Event lives after its last occurrence (default 3600).",
-)
-@click.option(
-    "--realm-quota-objects",
-    type=click.IntRange(min=0),
-    help="Objects a realm may hold when its spec.quota.objects is unset; 0: no limit "
-    "(default 10000).",
-)
-@click.option(
-    "--realm-quota-storage-bytes",
-    type=click.IntRange(min=0),
-    help="Bytes of etcd a realm's documents may take when its spec.quota.storageBytes is "
-    "unset; 0: no limit (default 536870912, 512 MiB).",
-)
-@click.option(
-    "--realm-pids-limit",
-    type=click.IntRange(min=0),
-    help="Processes each realm may run on this node when its spec.limits.pids is unset; 0: "
-    "no limit (default: half of kernel.pid_max or kernel.threads-max, the smaller).",
-)
-@click.option(
-    "--host-reserved-pids",
-    type=click.IntRange(min=0),
-    help="Tasks every realm together leaves the host: the kukeon root cgroup's pids.max is "
-    "the host's limit less this; 0: no root ceiling (default: 10% of the host's limit, at "
-    "least 1024).",
-)
-@click.option("--metrics-address", help="host:port of /metrics (default 127.0.0.1:9464).")
-@click.option("--api-address", help="Optional TCP listener host:port (TLS and tokens required).")
-@click.option("--api-tls-cert-file", type=click.Path(path_type=Path))
-@click.option("--api-tls-key-file", type=click.Path(path_type=Path))
-@click.option("--api-tokens-file", type=click.Path(path_type=Path))
-@click.option(
-    "--allowed-host-path",
-    "allowed_host_paths",
-    help="Comma-separated host directories non-admins' bind volumes may be under "
-    "(realms below privileged; default none).",
-)
-@click.option(
-    "--secret-dir",
-    "secret_dirs",
-    help="Comma-separated host directories non-admins' fromFile secrets may be under "
-    "(realms below privileged; default none).",
-)
-@click.option(
-    "--allowed-secret-env",
-    "allowed_secret_env",
-    help="Comma-separated names of kukeond's environment non-admins' fromEnv secrets may "
-    "read (realms below privileged; default none).",
-)
-@click.option(
-    "--encryption-key-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Keys Secrets and registry passwords are sealed with in etcd "
-    "(default <state-dir>/encryption-keys.yaml, generated when missing).",
-)
-@click.option(
-    "--fleet-token-file",
-    type=click.Path(path_type=Path),
-    help="Token this node forwards other nodes' cell requests (logs, exec, kill) with.",
-)
-@click.option(
-    "--fleet-ca-file",
-    type=click.Path(path_type=Path),
-    help="CA that signs the other nodes' API certificates.",
-)
-@click.option(
-    "--fleet-tls-server-domain",
-    help="Check another node's API certificate for <node>.DOMAIN (e.g. nodes.kukeon) "
-    "instead of its address.",
-)
-@click.option(
-    "--insecure-registry",
-    "insecure_registries",
-    help="Comma-separated registries reached over plain HTTP.",
-)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option(
-    "--no-bootstrap",
-    "no_bootstrap",
-    is_flag=True,
-    default=False,
-    help="Do not create the default realm, space and stack.",
-)
-@click.option(
-    "--api-only",
-    "api_only",
-    is_flag=True,
-    default=None,
-    help="Serve the API against shared etcd; run no controllers.",
-)
-def command(config_file: Path | None, no_bootstrap: bool, **flags: Any) -> None:
-    """kukeond: converge kukeon's resources on this host."""
-    if no_bootstrap:
+"""kukeond's flags (``argparse.ArgumentParser.add_argument``'s arguments): a flag not given
+is None (the file's or the environment's value stands), ``--node-label`` repeats."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``FLAGS``; no abbreviations (click took none)."""
+    parser = argparse.ArgumentParser(
+        prog="kukeond",
+        usage="kukeond [OPTIONS]",
+        description="kukeond: converge kukeon's resources on this host.",
+        allow_abbrev=False,
+    )
+    for flag, settings in FLAGS:
+        parser.add_argument(flag, **settings)
+    return parser
+
+
+def command(argv: Sequence[str] | None = None) -> None:
+    """kukeond: read the flags (``argv``, default the process's), then run the daemon."""
+    flags: dict[str, Any] = vars(parser().parse_args(argv))
+    config_file: Path | None = flags.pop("config_file")
+    if flags.pop("no_bootstrap"):
         flags["bootstrap"] = False
-    if not flags.get("node_labels"):
-        flags["node_labels"] = None  # not given: keep the file's or the environment's labels
     try:
         config = load_config(config_file=config_file, overrides=flags)
     except ConfigError as error:
-        click.echo(f"kukeond: {error}", err=True)
+        print(f"kukeond: {error}", file=sys.stderr)
         sys.exit(2)
 
     from kukeon.runtime.hostfiles import PROCESS_UMASK

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from kukeon.daemon.config import ConfigError, load_config
 from kukeon.daemon.main import command
@@ -60,10 +59,11 @@ def test_file_endpoints_with_the_allowance_in_the_environment(tmp_path: Path) ->
     assert config.etcd_allow_insecure
 
 
-def test_kukeond_exits_with_one_line(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        command, ["--etcd-endpoints", "http://10.0.0.5:2379"], env={}, catch_exceptions=False
-    )
-    assert result.exit_code == 2
-    assert result.output.count("\n") == 1
-    assert "http://10.0.0.5:2379 is plaintext and not on loopback" in result.output
+def test_kukeond_exits_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        command(["--etcd-endpoints", "http://10.0.0.5:2379"])
+    assert exited.value.code == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.count("\n") == 1
+    assert "http://10.0.0.5:2379 is plaintext and not on loopback" in printed.err
