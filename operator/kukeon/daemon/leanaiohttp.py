@@ -50,3 +50,20 @@ def register_without_init() -> None:
         return
     # aiohttp.http reads the package's __version__.
     register_package(PACKAGE, SERVED, attributes={"__version__": version.group(1)})
+
+
+def without_system_mime_types() -> None:
+    """Python's own table of file types, not the system's ``/etc/mime.types`` (issue 18).
+
+    Importing ``aiohttp.web`` makes ``aiohttp.web_fileresponse``'s ``MimeTypes()``, which
+    reads every system table into ``mimetypes``' (~1,550 types against Python's ~150):
+    1.3-1.6 MiB of idle kukeond's RSS (docs/benchmarks/memory-idle.md). Only a
+    ``FileResponse`` (a static route) or a client upload guessing a file's type would look
+    them up, and kukeond has neither: it names every content type it sends. So the system
+    tables are not read; a guess for a type Python does not know finds none (aiohttp then
+    says ``application/octet-stream``). Nothing changes if ``mimetypes`` was initialised
+    already (a test process, kukectl)."""
+    import mimetypes
+
+    if not mimetypes.inited:
+        mimetypes.knownfiles = []

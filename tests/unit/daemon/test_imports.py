@@ -222,3 +222,41 @@ def test_prometheus_client_imported_first_is_kept() -> None:
         "    'generate_latest' in vars(prometheus_client)]))"
     )
     assert found == [True, True]
+
+
+def test_kukeond_reads_no_system_mime_types() -> None:
+    """aiohttp's file responses' table is Python's, not /etc/mime.types' (~0.3 MiB of
+    tables kukeond never looks up: it names every content type it sends); the web types
+    are still known."""
+    found = printed_after(
+        f"{KUKEOND}\n"
+        "import mimetypes\n"
+        "from aiohttp.web_fileresponse import CONTENT_TYPES\n"
+        "print(json.dumps([mimetypes.knownfiles, len(mimetypes.types_map) < 400,\n"
+        "    [CONTENT_TYPES.guess_type('a' + suffix)[0]\n"
+        "     for suffix in ('.html', '.js', '.css', '.json', '.svg', '.png', '.gz')]]))"
+    )
+    assert found == [
+        [],
+        True,
+        [
+            "text/html",
+            "application/javascript",
+            "text/css",
+            "application/json",
+            "image/svg+xml",
+            "image/png",
+            "application/gzip",
+        ],
+    ]
+
+
+def test_mimetypes_initialised_first_are_kept() -> None:
+    found = printed_after(
+        "import mimetypes\n"
+        "mimetypes.init()\n"
+        "known = list(mimetypes.knownfiles)\n"
+        f"{KUKEOND}\n"
+        "print(json.dumps([mimetypes.knownfiles == known != []]))"
+    )
+    assert found == [True]
