@@ -330,6 +330,12 @@ async def admin_scenario(c: Console) -> None:
     last = int((await log.inner_text()).strip().splitlines()[-1].split()[-1])
     await expect(log).to_contain_text(f"tick {last + 1}\n", timeout=10_000)
     await expect(page.locator("#events li").first).to_be_visible(timeout=10_000)
+    # The Events' selector escapes the names it takes from the address (a crafted
+    # "#/cell/.../web,type=Normal" added a term of its own).
+    escaped = await page.evaluate(
+        "import('/ui/static/js/api.js').then((api) => api.fieldValue('web,type=Normal\\\\'))"
+    )
+    assert escaped == "web\\,type\\=Normal\\\\"
     await expect(page.locator("#usage")).to_contain_text("memory", timeout=10_000)
     await c.shot(page, "cell")
 

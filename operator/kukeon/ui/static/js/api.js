@@ -97,9 +97,18 @@ export function cellPath(realm, space, stack, cell) {
   return `${collection('cells', [realm, space, stack])}/${enc(cell)}`;
 }
 
-// A realm's Events matching a field selector, live (a watch opened again when it ends);
-// onEvent(type, event) for each, onError(error) when the watch fails.
-export async function watchEvents(realm, selector, signal, onEvent, onError) {
+// A field selector's value as the server (and Kubernetes' apimachinery) reads it: a name
+// taken from the page's address must not add terms of its own.
+export function fieldValue(value) {
+  return String(value).replace(/[\\,=]/g, (c) => `\\${c}`);
+}
+
+// A realm's Events about one object ({kind, name, space, stack}: the involvedObject fields
+// to match), live (a watch opened again when it ends); onEvent(type, event) for each,
+// onError(error) when the watch fails.
+export async function watchEvents(realm, involved, signal, onEvent, onError) {
+  const selector = Object.entries(involved)
+    .map(([field, value]) => `involvedObject.${field}=${fieldValue(value)}`).join(',');
   const url = `${collection('events', [realm])}?watch=true&fieldSelector=${enc(selector)}`;
   while (!signal.aborted) {
     try {

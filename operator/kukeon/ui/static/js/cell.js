@@ -138,9 +138,8 @@ export class CellView {
   }
 
   watchEvents() {
-    const selector = [`involvedObject.kind=Cell`, `involvedObject.name=${this.name}`,
-      `involvedObject.space=${this.space}`, `involvedObject.stack=${this.stack}`].join(',');
-    watchEvents(this.realm, selector, this.abort.signal, (type, event) => this.showEvent(type, event),
+    const involved = { kind: 'Cell', name: this.name, space: this.space, stack: this.stack };
+    watchEvents(this.realm, involved, this.abort.signal, (type, event) => this.showEvent(type, event),
       (error) => fill(this.events, h('li', { class: 'muted' }, `Events: ${error.message}`)));
   }
 

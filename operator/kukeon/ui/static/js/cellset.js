@@ -50,9 +50,8 @@ export class SetView {
     });
     this.releaseKinds = store.acquire(['cellsets', 'cells']);
     this.render();
-    const selector = [`involvedObject.kind=CellSet`, `involvedObject.name=${this.name}`,
-      `involvedObject.space=${this.space}`, `involvedObject.stack=${this.stack}`].join(',');
-    watchEvents(this.realm, selector, this.abort.signal, (type, event) => this.showEvent(type, event),
+    const involved = { kind: 'CellSet', name: this.name, space: this.space, stack: this.stack };
+    watchEvents(this.realm, involved, this.abort.signal, (type, event) => this.showEvent(type, event),
       (error) => { this.eventsError = error; this.renderEvents(); });
   }
 
