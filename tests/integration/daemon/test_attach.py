@@ -156,8 +156,9 @@ async def test_attach_default_not_running_and_exit(kukeond: Kukeond) -> None:
         # spec.tty.default picks b; exiting the shell ends the session with its code
         async with http.ws_connect(f"{cell_url(k, 'pair')}/attach") as socket:
             term = Attached(socket)
-            await term.send("echo I am $HOSTNAME-b; exit 3\n")
-            await term.expect("-b")
+            # Expanded by the shell (the typed line's echo never matches): it runs in b.
+            await term.send("echo in-$KUKEON_CONTAINER_ID-$((1+1)); exit 3\n")
+            await term.expect("in-b-2")
             assert await term.wait_exit() == {"exitCode": 3}
         async with http.get(f"{cell_url(k, 'two')}/attach") as response:
             assert response.status == 400
