@@ -98,8 +98,14 @@ async def test_a_cell_in_its_back_off_is_no_backlog_and_no_retry(kukeond: Kukeon
         return any(c.state == ContainerState.WAITING for c in obj.status.containers)
 
     await k.wait_for(Kind.CELL, key, until=waits, within=60)
-    await asyncio.sleep(1.0)  # the pass that wrote Waiting has settled into its requeue
-    assert await _sample(k, "kukeon_reconcile_total", kind="Cell", result="requeued") >= 1
-    # Requeued for 30 s: not due, so not in the queue's depth, and no retry.
-    assert await _sample(k, "kukeon_queue_depth", kind="Cell") == 0
+    # The pass that wrote Waiting settles into its requeue (its own write's watch event
+    # may queue one more pass first: at load that takes seconds, so wait for it).
+    # Requeued for 30 s: then not due, so not in the queue's depth.
+    async with asyncio.timeout(20):
+        while not (  # noqa: ASYNC110 (a /metrics sample has no event)
+            await _sample(k, "kukeon_reconcile_total", kind="Cell", result="requeued") >= 1
+            and await _sample(k, "kukeon_queue_depth", kind="Cell") == 0
+        ):
+            await asyncio.sleep(0.2)
+    # And no retry.
     assert await _sample(k, "kukeon_reconcile_retries_total", kind="Cell") == retries
