@@ -107,9 +107,9 @@ class EgressPolicy(KukeonModel):
 
 class SpaceNetwork(KukeonModel):
     egress: EgressPolicy | None = None
-    """What the space's cells may reach beyond their bridge (unset: everything); not what
-    a `hostNetwork` container or a cell on its own `cniConfigPath` network sends, which
-    never crosses the bridge."""
+    """What the space's cells may reach beyond their bridge (unset: everything but another
+    realm's cells, which no policy reaches); not what a `hostNetwork` container or a cell
+    on its own `cniConfigPath` network sends, which never crosses the bridge."""
 
 
 class SpaceContainerDefaults(KukeonModel):

@@ -1,8 +1,9 @@
 """Egress policy with nftables against real traffic from cell namespaces.
 
-Listeners only use addresses of this machine: a server cell on a second space (so the
-client's traffic crosses the forward hook) and the client space's own gateway address on
-the host (the input hook).
+Listeners only use addresses of this machine: a server cell on a second space of the
+client's realm (so the client's traffic crosses the forward hook) and the client space's
+own gateway address on the host (the input hook). A server in another realm is never
+reached, whatever either space's policy.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import secrets
 import pytest
 
 from kukeon.runtime.network import CellAttachment, EgressRule, EgressRuleset
-from kukeon.runtime.network.egress import chain_name
+from kukeon.runtime.network.egress import chain_name, realm_set_name
 from tests.integration.network.conftest import (
     NetworkHarness,
     ping,
@@ -33,7 +34,7 @@ def four_ports() -> tuple[int, int, int, int]:
 
 async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHarness) -> None:
     server_realm, server_space = harness.new_names()
-    client_realm, client_space = harness.new_names()
+    client_realm, client_space = server_realm, harness.new_names()[1]
     server_status = await harness.space(server_realm, server_space)
     server = await harness.cell(server_realm, server_space)
     assert isinstance(server, CellAttachment)
@@ -89,7 +90,7 @@ async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHar
         )
         assert list(results) == [True, True, True, True]
         counters_after = await harness.networks.egress.counters(bridge=client_status.bridge_name)
-        assert [c.name for c in counters_after] == ["established", "default"]
+        assert [c.name for c in counters_after] == ["established", "other-realm", "default"]
 
 
 async def test_default_allow_without_rules_connects_everywhere(harness: NetworkHarness) -> None:
@@ -109,12 +110,12 @@ async def test_replacing_and_removing_chains_keeps_other_spaces(harness: Network
     egress = harness.networks.egress
     table = harness.settings.nft_table
     policy = EgressRuleset(default="deny", rules=(EgressRule(host="localhost", ports=(80,)),))
-    await egress.apply(bridge="kk-x-one", policy=policy)
-    await egress.apply(bridge="kk-x-two", policy=EgressRuleset(default="deny"))
-    await egress.apply(bridge="kk-x-one", policy=policy)  # re-applying does not duplicate
+    await egress.apply(bridge="kk-x-one", realm="x", policy=policy)
+    await egress.apply(bridge="kk-x-two", realm="x", policy=EgressRuleset(default="deny"))
+    await egress.apply(bridge="kk-x-one", realm="x", policy=policy)  # re-applying: no duplicate
     listing = json.loads(run("nft", "-j", "list", "table", "inet", table, check=True).stdout)
     rules = [i["rule"] for i in listing["nftables"] if "rule" in i]
-    assert sum(r["chain"] == "egress-kk-x-one" for r in rules) == 4
+    assert sum(r["chain"] == "egress-kk-x-one" for r in rules) == 5
     assert sum(r["chain"] == "forward" for r in rules) == 1
     assert sum(r["chain"] == "input" for r in rules) == 1
     one_rule = next(r for r in rules if r.get("comment") == "rule-0")
@@ -127,3 +128,43 @@ async def test_replacing_and_removing_chains_keeps_other_spaces(harness: Network
     assert "egress-kk-x-one" not in state.chains
     assert await egress.remove(bridge="kk-x-two")
     assert not (await egress.state()).exists, "the last space's removal must drop the table"
+
+
+async def test_cells_of_another_realm_are_never_reached(harness: NetworkHarness) -> None:
+    """Realms are a network boundary: a cell reaches a cell of another space of its realm,
+    never one of another realm, even when every space's policy allows everything; the
+    other realm's deny policy, which cannot protect its cells, is not what stops it."""
+    realm, space = harness.new_names()
+    other_space = harness.new_names()[1]
+    other_realm, foreign_space = harness.new_names()
+    allow = EgressRuleset(default="allow")
+    bridge = (await harness.space(realm, space, allow)).bridge_name
+    other_bridge = (await harness.space(realm, other_space, allow)).bridge_name
+    foreign_bridge = (await harness.space(other_realm, foreign_space, allow)).bridge_name
+    client = await harness.cell(realm, space)
+    neighbour = await harness.cell(realm, other_space)
+    foreign = await harness.cell(other_realm, foreign_space)
+    assert isinstance(client, CellAttachment)
+    assert isinstance(neighbour, CellAttachment)
+    assert isinstance(foreign, CellAttachment)
+    port = four_ports()[0]
+    async with (
+        tcp_listener("0.0.0.0", (port,), netns=neighbour.netns_path),
+        tcp_listener("0.0.0.0", (port,), netns=foreign.netns_path),
+    ):
+        results = await asyncio.gather(
+            tcp_connects(client.netns_path, neighbour.ip, port),
+            tcp_connects(client.netns_path, foreign.ip, port),
+            tcp_connects(foreign.netns_path, neighbour.ip, port),
+        )
+    assert list(results) == [True, False, False]
+    counters = await harness.networks.egress.counters(bridge=bridge)
+    assert {c.name: c.packets for c in counters}["other-realm"] >= 1
+
+    # Removing the other realm's only space takes its bridge out of the sets, and its
+    # realm's set, empty now, goes with it.
+    assert await harness.networks.egress.remove(bridge=foreign_bridge)
+    state = await harness.networks.egress.state()
+    assert foreign_bridge not in state.sets["bridges"]
+    assert realm_set_name(other_realm) not in state.sets
+    assert state.sets[realm_set_name(realm)] == {bridge, other_bridge}

@@ -241,7 +241,9 @@ async def test_idle_bridges_of_spaces_gone_are_swept_and_no_other(harness: Netwo
         run("ip", "link", "set", port, "master", busy, check=True)
 
         orphan_chain = networks.bridge_of(*harness.new_names())
-        await networks.egress.apply(bridge=orphan_chain, policy=EgressRuleset(default="deny"))
+        await networks.egress.apply(
+            bridge=orphan_chain, realm="gone", policy=EgressRuleset(default="deny")
+        )
         asked: list[bool] = []
 
         async def spaces_that_exist() -> set[str]:

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from kukeon.api import Space, parse_resource
 from kukeon.controllers.space import egress_policy
-from kukeon.runtime.network.egress import EgressRule, EgressRuleset, render_apply, resolve_policy
+from kukeon.runtime.network.egress import (
+    OTHER_REALM_COMMENT,
+    EgressRule,
+    EgressRuleset,
+    render_apply,
+    resolve_policy,
+)
 from tests.unit.api.samples import space_doc
 
 
@@ -96,7 +102,9 @@ def _space_chain(spec: Any) -> list[dict[str, Any]]:
     """The rules of the space's chain as nft would receive them, from its spec."""
     policy = egress_policy(spec)
     resolved = asyncio.run(resolve_policy(policy, resolver=_resolver))
-    batch = render_apply(table="kukeon", bridge="kk-r-s", default=policy.default, rules=resolved)
+    batch = render_apply(
+        table="kukeon", bridge="kk-r-s", realm="r", default=policy.default, rules=resolved
+    )
     return [
         command["add"]["rule"]
         for command in batch["nftables"]
@@ -121,14 +129,9 @@ def test_a_deny_space_ends_its_chain_in_a_drop_after_each_allowed_destination() 
         }
     ).spec
     rules = _space_chain(spec)
-    assert [rule.get("comment") for rule in rules] == [
-        None,
-        "established",
-        "rule-0",
-        "rule-1",
-        "default",
-    ]
-    host_rule, cidr_rule, default = rules[2:]
+    comments = [rule.get("comment") for rule in rules]
+    assert comments == [None, "established", OTHER_REALM_COMMENT, "rule-0", "rule-1", "default"]
+    host_rule, cidr_rule, default = rules[3:]
     assert host_rule["expr"][0]["match"]["right"] == "192.0.2.10"
     assert host_rule["expr"][1]["match"]["right"] == 443
     assert host_rule["expr"][-1] == {"accept": None}
@@ -138,5 +141,10 @@ def test_a_deny_space_ends_its_chain_in_a_drop_after_each_allowed_destination() 
 
 def test_a_space_without_egress_accepts_by_default() -> None:
     rules = _space_chain(_space().spec)
-    assert [rule.get("comment") for rule in rules] == [None, "established", "default"]
+    assert [rule.get("comment") for rule in rules] == [
+        None,
+        "established",
+        "other-realm",
+        "default",
+    ]
     assert rules[-1]["expr"][-1] == {"accept": None}

@@ -235,7 +235,9 @@ async def test_a_kill_between_lease_and_record_is_cleaned_by_the_detach(tmp_path
 
 
 def test_masquerade_goes_in_the_space_transaction_and_leaves_with_it() -> None:
-    batch = render_apply(table="t", bridge="kk-r-s", default="allow", rules=(), masquerade=SUBNET)
+    batch = render_apply(
+        table="t", bridge="kk-r-s", realm="r", default="allow", rules=(), masquerade=SUBNET
+    )
     chains = [c["add"]["chain"] for c in batch["nftables"] if "chain" in c.get("add", {})]
     nat = next(c for c in chains if c["name"] == "masquerade")
     assert (nat["type"], nat["hook"], nat["prio"]) == ("nat", "postrouting", 100)
@@ -245,7 +247,9 @@ def test_masquerade_goes_in_the_space_transaction_and_leaves_with_it() -> None:
         if c.get("add", {}).get("rule", {}).get("chain") == "masq-kk-r-s"
     )
     assert {"masquerade": None} in rule["expr"]
-    assert "masquerade" not in str(render_apply(table="t", bridge="b", default="allow", rules=()))
+    assert "masquerade" not in str(
+        render_apply(table="t", bridge="b", realm="r", default="allow", rules=())
+    )
     listing = {
         "nftables": [
             {"map": {"name": "egress_bridges", "elem": [["kk-r-s", {}], ["kk-r-o", {}]]}},

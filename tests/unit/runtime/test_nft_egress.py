@@ -25,7 +25,9 @@ from kukeon.runtime.network.egress import (
     chain_name,
     parse_counters,
     parse_table_state,
+    realm_set_name,
     render_apply,
+    render_drop_empty_realm_sets,
     render_remove,
     resolve_ipv4,
     resolve_policy,
@@ -47,7 +49,7 @@ RULES = (
 
 
 def test_apply_is_one_transaction_that_replaces_the_chain() -> None:
-    batch = render_apply(table="kukeon", bridge="kk-a-b", default="deny", rules=RULES)
+    batch = render_apply(table="kukeon", bridge="kk-a-b", realm="a", default="deny", rules=RULES)
     assert all(c.get("family", "inet") == "inet" for v in batch["nftables"] for c in v.values())
     assert commands(batch, "add", "table") == [{"family": "inet", "name": "kukeon"}]
     assert commands(batch, "add", "map")[0]["map"] == "verdict"
@@ -61,20 +63,40 @@ def test_apply_is_one_transaction_that_replaces_the_chain() -> None:
         assert dispatch["expr"] == [
             {"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@egress_bridges"}}
         ]
-    (element,) = commands(batch, "add", "element")
+    *sets, element = commands(batch, "add", "element")
+    assert [(c["name"], c["elem"]) for c in sets] == [
+        ("bridges", ["kk-a-b"]),
+        (realm_set_name("a"), ["kk-a-b"]),
+    ]
     assert element["elem"] == [["kk-a-b", {"jump": {"target": "egress-kk-a-b"}}]]
 
 
 def test_space_chain_rule_order() -> None:
-    batch = render_apply(table="t", bridge="kk-a-b", default="deny", rules=RULES)
+    batch = render_apply(table="t", bridge="kk-a-b", realm="a", default="deny", rules=RULES)
     rules = space_rules(batch, chain_name("kk-a-b"))
-    assert [r.get("comment") for r in rules] == [None, "established", "rule-0", "rule-1", "default"]
-    intra, established, first, second, default = rules
+    assert [r.get("comment") for r in rules] == [
+        None,
+        "established",
+        "other-realm",
+        "rule-0",
+        "rule-1",
+        "default",
+    ]
+    intra, established, other_realm, first, second, default = rules
     assert intra["expr"] == [
         {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "kk-a-b"}},
         {"return": None},
     ]
     assert established["expr"][0]["match"]["right"] == ["established", "related"]
+    # A new connection to another realm's bridge, not DNAT'd there by a host port: dropped.
+    oifname = {"meta": {"key": "oifname"}}
+    assert other_realm["expr"] == [
+        {"match": {"op": "==", "left": oifname, "right": "@bridges"}},
+        {"match": {"op": "!=", "left": oifname, "right": f"@{realm_set_name('a')}"}},
+        {"match": {"op": "!", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
+        {"counter": {"packets": 0, "bytes": 0}},
+        {"drop": None},
+    ]
     assert first["expr"] == [
         {
             "match": {
@@ -100,9 +122,9 @@ def test_space_chain_rule_order() -> None:
 
 def test_default_allow_and_single_port() -> None:
     rule = ResolvedRule(destinations=(IPv4Network("10.1.0.0/16"),), ports=(22,))
-    batch = render_apply(table="t", bridge="b", default="allow", rules=[rule])
+    batch = render_apply(table="t", bridge="b", realm="r", default="allow", rules=[rule])
     rules = space_rules(batch, "egress-b")
-    assert rules[2]["expr"][1]["match"]["right"] == 22
+    assert rules[3]["expr"][1]["match"]["right"] == 22
     assert rules[-1]["expr"][-1] == {"accept": None}
     json.dumps(batch)  # serialisable as is
 
@@ -138,12 +160,52 @@ def test_removing_what_is_not_there_is_nothing() -> None:
     assert render_remove(table="t", bridge="b1", state=state) is None
 
 
+def test_removing_a_space_takes_its_bridge_out_of_the_bridge_sets() -> None:
+    realm = realm_set_name("a")
+    state = TableState(
+        exists=True,
+        bridges=frozenset({"b1", "b2"}),
+        chains=frozenset({"egress-b1", "egress-b2"}),
+        sets={"bridges": frozenset({"b1", "b2"}), realm: frozenset({"b1"})},
+    )
+    batch = render_remove(table="t", bridge="b1", state=state)
+    assert batch is not None
+    assert [c["delete"]["element"]["name"] for c in batch["nftables"][-2:]] == ["bridges", realm]
+    assert all(c["delete"]["element"]["elem"] == ["b1"] for c in batch["nftables"][-2:])
+    # The realm's set, empty now, goes afterwards (alone, so a failure leaves the rest done).
+    after = TableState(
+        exists=True,
+        bridges=frozenset({"b2"}),
+        chains=frozenset({"egress-b2"}),
+        sets={
+            "bridges": frozenset({"b2"}),
+            realm: frozenset(),
+            realm_set_name("c"): frozenset({"b2"}),
+        },
+    )
+    assert render_drop_empty_realm_sets(table="t", state=after) == {
+        "nftables": [{"delete": {"set": {"family": "inet", "table": "t", "name": realm}}}]
+    }
+    assert render_drop_empty_realm_sets(table="t", state=state) is None
+
+
+def test_each_realm_has_a_short_set_of_its_own() -> None:
+    names = {realm_set_name(realm) for realm in ("a", "b", "x" * 63)}
+    assert len(names) == 3
+    assert all(len(name) <= 31 for name in names)  # NFT_SET_MAXNAMELEN of older kernels
+
+
 LISTING = {
     "nftables": [
         {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
         {"table": {"family": "inet", "name": "t", "handle": 4}},
         {"map": {"family": "inet", "name": "egress_bridges", "table": "t", "type": "ifname",
                  "map": "verdict", "elem": [["b1", {"jump": {"target": "egress-b1"}}]]}},
+        {"set": {"family": "inet", "name": "bridges", "table": "t", "type": "ifname",
+                 "elem": ["b1"]}},
+        {"set": {"family": "inet", "name": "realm-0123456789ab", "table": "t", "type": "ifname"}},
+        {"set": {"family": "inet", "name": "ports_bridges", "table": "t", "type": "ifname",
+                 "elem": ["b1"]}},
         {"chain": {"family": "inet", "table": "t", "name": "forward", "hook": "forward"}},
         {"chain": {"family": "inet", "table": "t", "name": "egress-b1"}},
         {"rule": {"family": "inet", "table": "t", "chain": "egress-b1",
@@ -163,6 +225,7 @@ def test_listing_parsers() -> None:
     assert state.exists
     assert state.bridges == {"b1"}
     assert state.chains == {"forward", "egress-b1"}
+    assert state.sets == {"bridges": {"b1"}, "realm-0123456789ab": frozenset()}
     assert parse_table_state(None) == TableState(exists=False)
     counters = parse_counters(LISTING, chain="egress-b1")
     assert [(c.name, c.packets, c.bytes) for c in counters] == [
@@ -229,12 +292,12 @@ async def test_missing_nft_names_the_package(
     monkeypatch.setenv("PATH", str(tmp_path))
     egress = NftEgress(table="t")
     with pytest.raises(HostPrerequisiteError, match=r"`nft`.*nftables"):
-        await egress.apply(bridge="b", policy=EgressRuleset())
+        await egress.apply(bridge="b", realm="r", policy=EgressRuleset())
 
 
 def test_ipv6_cidr_rules_match_ip6_daddr() -> None:
     rule = ResolvedRule(destinations=(IPv6Network("fd00::/8"),), ports=(443,))
-    batch = render_apply(table="t", bridge="b", default="deny", rules=[rule])
-    first = space_rules(batch, "egress-b")[2]
+    batch = render_apply(table="t", bridge="b", realm="r", default="deny", rules=[rule])
+    first = space_rules(batch, "egress-b")[3]
     assert first["expr"][0]["match"]["left"] == {"payload": {"protocol": "ip6", "field": "daddr"}}
     assert first["expr"][0]["match"]["right"] == {"prefix": {"addr": "fd00::", "len": 8}}

@@ -3,11 +3,14 @@
 Layout of the one table kukeon owns (``inet kukeon`` by default)::
 
     map egress_bridges { type ifname : verdict; "<bridge>" : jump egress-<bridge>, ... }
+    set bridges { type ifname; "<bridge>", ... }            # every space's bridge
+    set realm-<hash> { type ifname; "<bridge>", ... }       # the bridges of one realm
     chain forward { type filter hook forward priority filter; iifname vmap @egress_bridges }
     chain input   { type filter hook input   priority filter; iifname vmap @egress_bridges }
     chain egress-<bridge> {
         oifname "<bridge>" return              # cell to cell on the same bridge
         ct state established,related accept
+        oifname @bridges oifname != @realm-<hash> ct status ! dnat counter drop   # other realms
         ip daddr <cidr|resolved host> [tcp dport {..}] counter accept   # one per allow rule
         counter accept|drop                     # the space's default
     }
@@ -18,6 +21,12 @@ Why this shape:
   verdict-map lookup, so spaces never see each other's rules. ``br_netfilter`` makes
   traffic between two cells of one bridge cross the forward hook too; the first rule returns
   it untouched so an egress policy never cuts a space off from itself.
+* A realm is a network boundary: a new connection from a cell to a cell of another realm
+  on the node (which the node would route from one bridge to the other) is dropped by the
+  sending space's chain, whatever its policy, so no realm's editor can open its cells to
+  another's or have to close them; replies pass as established. Spaces of one realm reach
+  each other as before. A connection to a published host port, DNAT'd to another realm's
+  cell, is let through: publishing a port (``privileged``) opens it to every client.
 * The input hook is covered as well: a cell talking to the host's own addresses (the
   gateway, or any local service) is egress from the cell's point of view.
 * A drop in this table wins over ACCEPTs in iptables-nft's tables, because every base chain
@@ -33,6 +42,8 @@ controller re-applies periodically to follow DNS changes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +52,7 @@ from typing import Any, Literal
 
 from kukeon.runtime.network.errors import (
     EgressResolutionError,
+    NftError,
 )
 from kukeon.runtime.network.masquerade import (
     masquerading_bridges,
@@ -49,11 +61,16 @@ from kukeon.runtime.network.masquerade import (
 )
 from kukeon.runtime.network.nfttable import FAMILY, NftTable
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TABLE = "kukeon"
 BRIDGE_MAP = "egress_bridges"
 BASE_CHAINS = ("forward", "input")
 ESTABLISHED_COMMENT = "established"
 DEFAULT_COMMENT = "default"
+OTHER_REALM_COMMENT = "other-realm"
+BRIDGE_SET = "bridges"
+REALM_SET_PREFIX = "realm-"
 
 
 @dataclass(frozen=True)
@@ -120,6 +137,11 @@ Resolver = Callable[[str], Awaitable[Sequence[IPv4Address]]]
 
 def chain_name(bridge: str) -> str:
     return f"egress-{bridge}"
+
+
+def realm_set_name(realm: str) -> str:
+    """The set of ``realm``'s bridges: hashed, since a set name may be short on older kernels."""
+    return REALM_SET_PREFIX + hashlib.sha256(realm.encode()).hexdigest()[:12]
 
 
 def rule_comment(index: int) -> str:
@@ -214,11 +236,12 @@ def _dispatch_commands(table: str) -> list[dict[str, Any]]:
     return commands
 
 
-def _space_chain_head(table: str, bridge: str) -> list[dict[str, Any]]:
-    """The space chain emptied, then what passes before any rule of the space's policy.
+def _space_chain_head(table: str, bridge: str, realm: str) -> list[dict[str, Any]]:
+    """The space chain emptied, then what is decided before any rule of the space's policy.
 
-    Traffic back into the same bridge returns untouched (cell to cell), and replies of
-    established or related connections are accepted.
+    Traffic back into the same bridge returns untouched (cell to cell), replies of
+    established or related connections are accepted, and a new connection to another
+    realm's bridge (not DNAT'd to it by a host port) is dropped.
     """
     chain = chain_name(bridge)
     same_bridge = {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": bridge}}
@@ -229,7 +252,16 @@ def _space_chain_head(table: str, bridge: str) -> list[dict[str, Any]]:
             "right": ["established", "related"],
         }
     }
+    oifname = {"meta": {"key": "oifname"}}
+    other_realm = [
+        {"match": {"op": "==", "left": oifname, "right": f"@{BRIDGE_SET}"}},
+        {"match": {"op": "!=", "left": oifname, "right": f"@{realm_set_name(realm)}"}},
+        {"match": {"op": "!", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
+        {"counter": {"packets": 0, "bytes": 0}},
+        {"drop": None},
+    ]
     return [
+        *_realm_membership(table, bridge, realm),
         {"add": {"chain": _ref(table=table, name=chain)}},
         {"flush": {"chain": _ref(table=table, name=chain)}},
         {"add": {"rule": _ref(table=table, chain=chain, expr=[same_bridge, {"return": None}])}},
@@ -243,7 +275,26 @@ def _space_chain_head(table: str, bridge: str) -> list[dict[str, Any]]:
                 )
             }
         },
+        {
+            "add": {
+                "rule": _ref(
+                    table=table, chain=chain, comment=OTHER_REALM_COMMENT, expr=other_realm
+                )
+            }
+        },
     ]
+
+
+def _realm_membership(table: str, bridge: str, realm: str) -> list[dict[str, Any]]:
+    """``bridge`` in the set of every space's bridges and in its realm's (both made if
+    missing; adding an element already there changes nothing)."""
+    commands: list[dict[str, Any]] = []
+    for name in (BRIDGE_SET, realm_set_name(realm)):
+        commands += [
+            {"add": {"set": _ref(table=table, name=name, type="ifname")}},
+            {"add": {"element": _ref(table=table, name=name, elem=[bridge])}},
+        ]
+    return commands
 
 
 def _policy_rules(
@@ -276,11 +327,13 @@ def render_apply(
     *,
     table: str,
     bridge: str,
+    realm: str,
     default: Literal["allow", "deny"],
     rules: Sequence[ResolvedRule],
     masquerade: IPv4Network | None = None,
 ) -> dict[str, Any]:
-    """The one nft transaction that installs (or replaces) ``bridge``'s space chain (pure).
+    """The one nft transaction that installs (or replaces) ``bridge``'s space chain (pure),
+    the bridge of a space of ``realm``.
 
     The bridge joins the dispatch map last, once its chain holds the whole policy. With
     ``masquerade`` (the space's subnet), the space's masquerade chain too (``masquerade``).
@@ -295,7 +348,7 @@ def render_apply(
     }
     commands = [
         *_dispatch_commands(table),
-        *_space_chain_head(table, bridge),
+        *_space_chain_head(table, bridge, realm),
         *_policy_rules(table, chain, default, rules),
         joins_map,
     ]
@@ -314,6 +367,8 @@ class TableState:
     chains: frozenset[str] = frozenset()
     masquerading: frozenset[str] = frozenset()
     """Keys of the masquerade map."""
+    sets: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """The bridge sets (every bridge's, each realm's) and their elements."""
 
 
 def parse_table_state(listing: Mapping[str, Any] | None) -> TableState:
@@ -321,6 +376,7 @@ def parse_table_state(listing: Mapping[str, Any] | None) -> TableState:
         return TableState(exists=False)
     bridges: set[str] = set()
     chains: set[str] = set()
+    sets: dict[str, frozenset[str]] = {}
     for item in listing.get("nftables", ()):
         if "map" in item and item["map"].get("name") == BRIDGE_MAP:
             for element in item["map"].get("elem", ()):
@@ -329,11 +385,17 @@ def parse_table_state(listing: Mapping[str, Any] | None) -> TableState:
                     bridges.add(key)
         elif "chain" in item:
             chains.add(str(item["chain"]["name"]))
+        elif "set" in item:
+            name = str(item["set"].get("name"))
+            if name == BRIDGE_SET or name.startswith(REALM_SET_PREFIX):
+                elements = item["set"].get("elem", ())
+                sets[name] = frozenset(e for e in elements if isinstance(e, str))
     return TableState(
         exists=True,
         bridges=frozenset(bridges),
         chains=frozenset(chains),
         masquerading=masquerading_bridges(listing),
+        sets=sets,
     )
 
 
@@ -361,7 +423,25 @@ def render_remove(*, table: str, bridge: str, state: TableState) -> dict[str, An
     commands += render_unmasquerade(
         table=table, bridge=bridge, bridges=state.masquerading, chains=state.chains
     )
+    commands += [
+        {"delete": {"element": _ref(table=table, name=name, elem=[bridge])}}
+        for name, elements in sorted(state.sets.items())
+        if bridge in elements
+    ]
     return {"nftables": commands} if commands else None
+
+
+def render_drop_empty_realm_sets(*, table: str, state: TableState) -> dict[str, Any] | None:
+    """The realm sets ``state`` shows empty (their realm has no space left here), deleted;
+    ``None`` when there are none (pure)."""
+    empty = [
+        name
+        for name, elements in sorted(state.sets.items())
+        if name.startswith(REALM_SET_PREFIX) and not elements
+    ]
+    if not state.exists or not empty:
+        return None
+    return {"nftables": [{"delete": {"set": _ref(table=table, name=name)}} for name in empty]}
 
 
 def parse_counters(listing: Mapping[str, Any], *, chain: str) -> tuple[RuleCounter, ...]:
@@ -406,12 +486,19 @@ class NftEgress:
         return self._nft.nft_binary
 
     async def apply(
-        self, *, bridge: str, policy: EgressRuleset, masquerade: IPv4Network | None = None
+        self,
+        *,
+        bridge: str,
+        realm: str,
+        policy: EgressRuleset,
+        masquerade: IPv4Network | None = None,
     ) -> AppliedEgress:
+        """Install or replace the chain of ``bridge``, a space of ``realm``."""
         rules = await resolve_policy(policy, resolver=self._resolver)
         batch = render_apply(
             table=self.table,
             bridge=bridge,
+            realm=realm,
             default=policy.default,
             rules=rules,
             masquerade=masquerade,
@@ -434,7 +521,21 @@ class NftEgress:
             if batch is None:
                 return False
             await self._nft.apply(batch, action=f"remove egress of {bridge}")
+            await self._drop_empty_realm_sets()
             return True
+
+    async def _drop_empty_realm_sets(self) -> None:
+        """Best effort: a set some chain still refers to (only by a hand-made chain) stays,
+        and an empty set filters nothing; the next removal tries again."""
+        batch = render_drop_empty_realm_sets(
+            table=self.table, state=parse_table_state(await self._list_table())
+        )
+        if batch is None:
+            return
+        try:
+            await self._nft.apply(batch, action="drop the sets of realms gone")
+        except NftError as error:
+            log.warning("an empty realm set of table %s stays: %s", self.table, error)
 
     async def counters(self, *, bridge: str) -> tuple[RuleCounter, ...]:
         listing = await self._list_table()

@@ -286,7 +286,7 @@ class SpaceNetworks:
         conflist = self.conflist_for(bridge=bridge, subnet=subnet)
         written = await write_conflist(cni_config_path, conflist)
         applied = await self.egress.apply(
-            bridge=bridge, policy=egress, masquerade=subnet if builtin else None
+            bridge=bridge, realm=realm, policy=egress, masquerade=subnet if builtin else None
         )
         if builtin and self.settings.include_firewall:
             await self.forward.allow(bridge)
