@@ -59,6 +59,21 @@ def cell_key(k: Kukeond, name: str, *, space: str = "s1", stack: str = "st1") ->
     return (k.realm, space, stack, name)
 
 
+class Followed:
+    """How far a ``watching`` watch got: the revision of the last event it delivered."""
+
+    def __init__(self) -> None:
+        self.revision = 0
+
+    async def caught_up(self, obj: AnyResource, within: float = 30.0) -> None:
+        """Until the watch delivered ``obj``'s version: a read (``wait_for``) may see it
+        first, and at load the watch's task runs seconds later."""
+        target = int(obj.metadata.resource_version or 0)
+        async with asyncio.timeout(within):
+            while self.revision < target:  # noqa: ASYNC110 (fed by the watch's task)
+                await asyncio.sleep(0.05)
+
+
 @contextlib.asynccontextmanager
 async def watching(
     k: Kukeond,
@@ -67,18 +82,20 @@ async def watching(
     each: Callable[[WatchEvent], None],
     *,
     since: int,
-) -> AsyncIterator[None]:
+) -> AsyncIterator[Followed]:
     """Calls ``each`` with every change of ``kind`` under ``scope`` from revision ``since``
     on, from a watch in a task beside the block (cancelled after it): every version written,
     which a poll would miss."""
+    followed = Followed()
 
     async def follow() -> None:
         async for event in k.registry.watch(kind, scope, resource_version=since):
             each(event)
+            followed.revision = max(followed.revision, event.revision)
 
     task = asyncio.create_task(follow())
     try:
-        yield
+        yield followed
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -87,7 +104,7 @@ async def watching(
 
 def cell_versions(
     k: Kukeond, key: tuple[str, ...], note: Callable[[Cell], None], *, since: int
-) -> contextlib.AbstractAsyncContextManager[None]:
+) -> contextlib.AbstractAsyncContextManager[Followed]:
     """``watching`` the cell at ``key``: ``note`` is called with each of its versions."""
 
     def each(event: WatchEvent) -> None:
@@ -104,19 +121,32 @@ async def get_cell(k: Kukeond, key: tuple[str, ...]) -> Cell:
     return found
 
 
-async def update_cell(k: Kukeond, key: tuple[str, ...], **changes: Any) -> AnyResource:
-    """Rewrite the cell's spec (and metadata) from the latest version, as `kukectl apply` does."""
+async def rewrite(
+    k: Kukeond, kind: Kind, key: tuple[str, ...], change: Callable[[Any], AnyResource]
+) -> AnyResource:
+    """Write ``change(latest)`` (spec and metadata), as `kukectl apply` does.
+
+    A controller's status write between the read and the update makes it a Conflict (the
+    resourceVersion moved): read again and redo the change, never update a stale read.
+    """
     for _attempt in range(20):
-        cell = await get_cell(k, key)
-        spec = cell.spec.model_copy(update=changes.get("spec", {}))
-        metadata = cell.metadata.model_copy(update=changes.get("metadata", {}))
+        current = await k.registry.get(kind, key)
         try:
-            return await k.registry.update(
-                cell.model_copy(update={"spec": spec, "metadata": metadata})
-            )
+            return await k.registry.update(change(current))
         except Conflict:  # a status write raced us: read again
             continue
-    raise AssertionError(f"could not update {key}")
+    raise AssertionError(f"could not update {kind.value} {'/'.join(key)}")
+
+
+async def update_cell(k: Kukeond, key: tuple[str, ...], **changes: Any) -> AnyResource:
+    """Rewrite the cell's spec (and metadata) from the latest version, as `kukectl apply` does."""
+
+    def changed(cell: Cell) -> AnyResource:
+        spec = cell.spec.model_copy(update=changes.get("spec", {}))
+        metadata = cell.metadata.model_copy(update=changes.get("metadata", {}))
+        return cell.model_copy(update={"spec": spec, "metadata": metadata})
+
+    return await rewrite(k, Kind.CELL, key, changed)
 
 
 async def exec_in(k: Kukeond, cid: str, *argv: str, within: float = 20.0) -> tuple[int, str]:

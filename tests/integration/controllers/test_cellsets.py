@@ -21,10 +21,9 @@ from kukeon.api import (
     Kind,
 )
 from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED
-from kukeon.store import Conflict
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import container
+from .helpers import cell_key, container, rewrite
 
 pytestmark = pytest.mark.integration
 
@@ -88,17 +87,13 @@ async def settle(k: Kukeond, replicas: int, *, within: float = 90.0) -> list[Cel
 
 
 async def update_set(k: Kukeond, document: dict[str, Any]) -> None:
-    key = (k.realm, "s1", "st1", "web")
-    for _ in range(20):
-        current = await k.registry.get(Kind.CELL_SET, key)
-        assert isinstance(current, CellSet)
-        wanted = CellSet.model_validate({"apiVersion": "kukeon.io/v1beta1", **document})
-        try:
-            await k.registry.update(current.model_copy(update={"spec": wanted.spec}))
-            return
-        except Conflict:
-            continue
-    raise AssertionError("could not update the set")
+    wanted = CellSet.model_validate({"apiVersion": "kukeon.io/v1beta1", **document})
+    await rewrite(
+        k,
+        Kind.CELL_SET,
+        (k.realm, "s1", "st1", "web"),
+        lambda current: current.model_copy(update={"spec": wanted.spec}),
+    )
 
 
 def progressing(cellset: CellSet) -> tuple[str, str | None]:
@@ -224,17 +219,21 @@ async def a_cell_on_a_lost_node_comes_back(k: Kukeond, cells: list[Cell]) -> Non
     await k.apply({"kind": "Node", "metadata": {"name": "ghost"}, "spec": {}})
     try:
         first = cells[0]
-        annotations = {
-            **first.metadata.annotations,
-            SCHEDULED_BY_ANNOTATION: SCHEDULED_BY_SCHEDULER,
-        }
-        moved = first.model_copy(
-            update={
-                "spec": first.spec.model_copy(update={"node_name": "ghost"}),
-                "metadata": first.metadata.model_copy(update={"annotations": annotations}),
+
+        def moved(latest: Cell) -> Cell:
+            annotations = {
+                **latest.metadata.annotations,
+                SCHEDULED_BY_ANNOTATION: SCHEDULED_BY_SCHEDULER,
             }
-        )
-        await k.registry.update(moved)
+            return latest.model_copy(
+                update={
+                    "spec": latest.spec.model_copy(update={"node_name": "ghost"}),
+                    "metadata": latest.metadata.model_copy(update={"annotations": annotations}),
+                }
+            )
+
+        # Its status may have been written since `cells` was read: from the latest version.
+        await rewrite(k, Kind.CELL, cell_key(k, first.metadata.name), moved)
         left = time.monotonic()
         deadline = left + 60
         names = sorted(c.metadata.name for c in cells)

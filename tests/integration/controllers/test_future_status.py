@@ -25,7 +25,7 @@ from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.store.test_invalid_documents import put_raw
 
-from .helpers import cell_doc, cell_key, container, get_cell, watching
+from .helpers import cell_doc, cell_key, container, get_cell, rewrite, watching
 
 pytestmark = pytest.mark.integration
 
@@ -132,10 +132,15 @@ async def test_another_nodes_unknown_entry_survives_this_nodes_writes(kukeond: K
     )
 
     # A spec change: this node writes its own entry (observedGeneration) and the top level.
-    realm = await k.registry.get(Kind.REALM, (k.realm,))
-    assert isinstance(realm, Realm)
-    spec = realm.spec.model_copy(update={"limits": RealmLimits(pids=500)})
-    updated = await k.registry.update(realm.model_copy(update={"spec": spec}))
+    # The raw write wakes the realm's controller: its status write may race this update.
+    updated = await rewrite(
+        k,
+        Kind.REALM,
+        (k.realm,),
+        lambda realm: realm.model_copy(
+            update={"spec": realm.spec.model_copy(update={"limits": RealmLimits(pids=500)})}
+        ),
+    )
     generation = updated.metadata.generation
 
     def observed(obj: object) -> bool:

@@ -25,7 +25,15 @@ import pytest
 from kukeon.api import AnyResource, Cell, ContainerSecret, ContainerState, Kind
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, cell_versions, container, get_cell, update_cell
+from .helpers import (
+    Followed,
+    cell_doc,
+    cell_key,
+    cell_versions,
+    container,
+    get_cell,
+    update_cell,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +54,7 @@ def _shim_of(pid: int) -> int:
 @contextlib.asynccontextmanager
 async def exit_times(
     k: Kukeond, key: tuple[str, ...], *, since: int
-) -> AsyncIterator[list[datetime]]:
+) -> AsyncIterator[tuple[list[datetime], Followed]]:
     """Each distinct exit time the cell's first container is reported with while it is
     not running (`finishTime`, or `lastState.finishedAt` while it waits for its restart),
     in order, from a watch of the cell's stack."""
@@ -62,8 +70,8 @@ async def exit_times(
         if finished is not None and finished not in seen:
             seen.append(finished)
 
-    async with cell_versions(k, key, note, since=since):
-        yield seen
+    async with cell_versions(k, key, note, since=since) as followed:
+        yield seen, followed
 
 
 async def test_a_killed_shim_restarts_within_the_backoff(kukeond: Kukeond) -> None:
@@ -79,7 +87,7 @@ async def test_a_killed_shim_restarts_within_the_backoff(kukeond: Kukeond) -> No
     shim = _shim_of(before.pid)
 
     since = await k.registry.current_revision()
-    async with exit_times(k, key, since=since) as seen:
+    async with exit_times(k, key, since=since) as (seen, followed):
         killed = time.monotonic()
         os.kill(shim, signal.SIGKILL)
 
@@ -97,7 +105,7 @@ async def test_a_killed_shim_restarts_within_the_backoff(kukeond: Kukeond) -> No
             Kind.CELL, key, until=restarted, within=BACKOFF_SECONDS + SLACK_SECONDS
         )
         took = time.monotonic() - killed
-        await asyncio.sleep(0.5)  # the watch catches up with the last writes
+        await followed.caught_up(cell)  # every version up to this one noted
     assert isinstance(cell, Cell)
     [after] = cell.status.containers
     assert after.restart_count == before.restart_count + 1
@@ -221,7 +229,7 @@ async def test_a_shim_killed_during_the_back_off_keeps_why_the_run_ended(
     exit_time = before.last_state.finished_at
 
     since = await k.registry.current_revision()
-    async with exit_messages(k, key, since=since) as said:
+    async with exit_messages(k, key, since=since) as (said, followed):
         os.kill(_shim_of_container(k.namespace, "s1_st1_shimwait_app"), signal.SIGKILL)
         await asyncio.sleep(1.0)  # containerd learns its shim is gone
         # A pass while it still waits (an annotation: the container is kept).
@@ -240,7 +248,7 @@ async def test_a_shim_killed_during_the_back_off_keeps_why_the_run_ended(
             return first is not None and first.restart_count == 1 and bool(first.pid)
 
         again = await k.wait_for(Kind.CELL, key, until=restarted, within=10 + SLACK_SECONDS)
-        await asyncio.sleep(0.5)  # the watch catches up with the last writes
+        await followed.caught_up(again)  # every version up to this one noted
     assert isinstance(again, Cell)
     [after] = again.status.containers
     assert after.last_state is not None
@@ -255,7 +263,7 @@ async def test_a_shim_killed_during_the_back_off_keeps_why_the_run_ended(
 @contextlib.asynccontextmanager
 async def exit_messages(
     k: Kukeond, key: tuple[str, ...], *, since: int
-) -> AsyncIterator[list[str | None]]:
+) -> AsyncIterator[tuple[list[str | None], Followed]]:
     """The message of the cell's first container's last exit in each status written (its
     `lastState.message`, or its own `message` while it is down and not waiting)."""
     seen: list[str | None] = []
@@ -269,5 +277,5 @@ async def exit_messages(
         elif first.last_state is not None:
             seen.append(first.last_state.message)
 
-    async with cell_versions(k, key, note, since=since):
-        yield seen
+    async with cell_versions(k, key, note, since=since) as followed:
+        yield seen, followed

@@ -21,7 +21,7 @@ from kukeon.runtime.network.ports import parse_ports_table
 from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, container
+from .helpers import cell_doc, cell_key, container, update_cell
 
 pytestmark = pytest.mark.integration
 
@@ -203,10 +203,9 @@ async def test_dropping_ports_from_the_spec_releases_them(kukeond: Kukeond) -> N
         assert PAGE in await http_get("127.0.0.1", port)
         stored = await k.registry.get(Kind.CELL, key)
         assert isinstance(stored, Cell)
-        spec = stored.spec.model_copy(
-            update={"containers": [stored.spec.containers[0].model_copy(update={"ports": []})]}
-        )
-        await k.registry.update(stored.model_copy(update={"spec": spec}))
+        # A status write after Ready (the published ports) must not make it a Conflict.
+        unpublish = [stored.spec.containers[0].model_copy(update={"ports": []})]
+        await update_cell(k, key, spec={"containers": unpublish})
 
         def unpublished(obj: AnyResource) -> bool:
             return isinstance(obj, Cell) and ready(obj) and not obj.status.containers[0].ports

@@ -13,10 +13,9 @@ from kukeon.api import Kind, Realm
 from kukeon.api.realm import RealmLimits
 from kukeon.daemon.app import realm_pids_limit
 from kukeon.daemon.pidslimits import host_pids_limit, root_pids_limit
-from kukeon.store.errors import Conflict
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, cgroup_dirs, container
+from .helpers import cell_doc, cell_key, cgroup_dirs, container, rewrite
 
 pytestmark = pytest.mark.integration
 
@@ -38,17 +37,16 @@ async def _until_file(k: Kukeond, name: str, value: str) -> None:
 
 
 async def _set_limits(k: Kukeond, limits: RealmLimits | None) -> None:
-    """Rewrite the realm's limits from its latest version, as `kukectl apply` does."""
-    for _attempt in range(20):
-        realm = await k.registry.get(Kind.REALM, (k.realm,))
-        assert isinstance(realm, Realm)
-        spec = realm.spec.model_copy(update={"limits": limits})
-        try:
-            await k.registry.update(realm.model_copy(update={"spec": spec}))
-            return
-        except Conflict:  # a status write raced us (a failing realm's retries): read again
-            continue
-    raise AssertionError(f"could not update realm {k.realm}")
+    """Rewrite the realm's limits from its latest version, as `kukectl apply` does (a
+    failing realm's retries write its status meanwhile)."""
+    await rewrite(
+        k,
+        Kind.REALM,
+        (k.realm,),
+        lambda realm: realm.model_copy(
+            update={"spec": realm.spec.model_copy(update={"limits": limits})}
+        ),
+    )
 
 
 async def test_a_realms_limits_hold_its_containers(kukeond: Kukeond) -> None:

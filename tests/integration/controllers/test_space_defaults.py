@@ -9,7 +9,7 @@ import pytest
 from kukeon.api import AnyResource, Cell, Kind, parse_resource, to_document
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, container, exec_in
+from .helpers import cell_doc, cell_key, container, exec_in, rewrite
 
 pytestmark = pytest.mark.integration
 
@@ -79,9 +79,12 @@ async def test_a_changed_default_reaches_running_cells_at_once(kukeond: Kukeond)
     assert code != 0, output
     await asyncio.sleep(3)  # settled: no reconcile of the cell is pending any more
 
-    space = to_document(await k.registry.get(Kind.SPACE, (k.realm, "s1")))
-    space["spec"]["defaults"] = {"container": {"readOnlyRootFilesystem": False}}
-    await k.registry.update(parse_resource(space))
+    def loosened(found: AnyResource) -> AnyResource:
+        space = to_document(found)
+        space["spec"]["defaults"] = {"container": {"readOnlyRootFilesystem": False}}
+        return parse_resource(space)
+
+    await rewrite(k, Kind.SPACE, (k.realm, "s1"), loosened)
 
     def recreated(cell: AnyResource) -> bool:
         assert isinstance(cell, Cell)
