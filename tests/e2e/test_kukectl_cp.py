@@ -13,6 +13,7 @@ import signal
 import stat
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,10 +29,9 @@ HTTPD = (
 )
 
 
-async def _cell(k: Kukeond, name: str, args: list[str]) -> list[str]:
-    await k.apply(
-        cell_doc(k, name, [{"id": "main", "image": k.image.name, "command": "sh", "args": args}])
-    )
+async def _cell(k: Kukeond, name: str, args: list[str], **fields: Any) -> list[str]:
+    main = {"id": "main", "image": k.image.name, "command": "sh", "args": args, **fields}
+    await k.apply(cell_doc(k, name, [main]))
     await k.wait_for(Kind.CELL, cell_key(k, name), state="Ready")
     return ["--realm", k.realm, "--space", "s1", "--stack", "st1"]
 
@@ -137,7 +137,9 @@ async def test_cp_errors_are_one_line_and_exit_1(kukeond: Kukeond, tmp_path: Pat
 async def test_port_forward_reaches_an_httpd_in_the_cell(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
-    scope = await _cell(k, "web", ["-c", HTTPD])
+    # Ready once httpd listens (the task's start is earlier: at load, seconds earlier).
+    listening = {"readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}
+    scope = await _cell(k, "web", ["-c", HTTPD], **listening)
     env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
     process = await asyncio.create_subprocess_exec(
         KUKECTL,
@@ -155,7 +157,6 @@ async def test_port_forward_reaches_an_httpd_in_the_cell(kukeond: Kukeond) -> No
         match = re.fullmatch(r"Forwarding from 127\.0\.0\.1:(\d+) -> 8080\n", line)
         assert match, line
         port = int(match.group(1))
-        await asyncio.sleep(0.5)  # httpd is up by now (the cell is Ready)
         for _ in range(2):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /index.html HTTP/1.0\r\n\r\n")
