@@ -9,6 +9,7 @@ pty reaches it as SIGWINCH exactly as in a terminal emulator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pty
@@ -82,9 +83,15 @@ async def test_attach_in_a_terminal_then_detach(kukeond: Kukeond) -> None:
         terminal.type(b"echo hi-$((40+2))\r")
         await terminal.expect("hi-42")
         set_window(slave, 40, 100)  # SIGWINCH to kukectl, which resizes the container's TTY
-        await asyncio.sleep(0.5)
-        terminal.type(b"stty size\r")
-        await terminal.expect("40 100")
+        # kukectl sends the size when its loop handles the signal: at load that may come
+        # after the keys typed next, so ask until the shell has the new size.
+        for _ in range(10):
+            terminal.type(b"stty size\r")
+            with contextlib.suppress(AssertionError):
+                await terminal.expect("40 100", within=2)
+                break
+        else:
+            raise AssertionError(f"no resize seen; the terminal shows {terminal.seen!r}")
         terminal.type(b"\x1d")  # a lone Ctrl-] is not a detach...
         await asyncio.sleep(0.3)
         assert process.returncode is None
