@@ -30,10 +30,12 @@ table, netns dir and subnet pool), then:
 Each kukeon round also reads kukeond's CPU time (its threads' ``schedstat``, in ns) before
 the creates and once all are Ready: the row's "kukeond CPU per cell" is its median over
 the rounds, divided by N. Wall times on the shared cores move by tens of ms with the load;
-that CPU much less (one cell: 28.6-29.3 ms hostNetwork, 40.7-42.1 ms bridged in runs at
-load 6 and 13), so a change of a few ms of a start's work shows there when the wall times
-cannot show it. A thread that ended within the round (the one unsharing a cell's network
-namespace, ~0.5 ms) is not counted.
+that CPU less (one cell, 15 runs at load 1-8 of two trees a bridged start's CPU differs
+by ~1-1.7 ms in: 26.8-33.2 ms hostNetwork, 39.0-48.5 ms bridged, the bridged row's minus
+the hostNetwork row's 11.8-17.1 ms, where the kukeon p50s spread over 117-177 ms), so it
+tells a change of ~5 ms of a start's work where the wall times cannot, while 1-2 ms is
+still inside its spread. A thread that ended within the round (the one unsharing a
+cell's network namespace, ~0.5 ms) is not counted.
 
 kukeond's event-loop lag (``kukeon_event_loop_lag_seconds`` on its /metrics) is read before
 and after the rounds: how often, and for how long, one callback held the loop while the
