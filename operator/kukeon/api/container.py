@@ -261,7 +261,8 @@ class VolumeMount(KukeonModel):
     source: OptionalString = Field(default=None, validate_default=True)
     """Absolute host path of a bind volume; must be empty for tmpfs."""
     target: MountPath
-    """Absolute path in the container; no '..' component."""
+    """Absolute path in the container; no '..' component; not over what the runtime
+    owns (/, /proc, /sys, /dev and its nodes...: docs/kukectl.md, Mounts)."""
     read_only: bool = False
     """Mount it read-only."""
     size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
@@ -286,7 +287,8 @@ class TmpfsMount(KukeonModel):
     """A tmpfs mounted at `path` (the short form of a tmpfs volume)."""
 
     path: MountPath
-    """Absolute path in the container; no '..' component."""
+    """Absolute path in the container; no '..' component; not over what the runtime
+    owns (/, /proc, /sys, /dev and its nodes...: docs/kukectl.md, Mounts)."""
     size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
     """Size in bytes (0 to 2^63-1)."""
     options: NullableList[str] = Field(default_factory=list)
@@ -363,7 +365,8 @@ class ContainerSecret(KukeonModel):
     """A variable of kukeond's own environment the value is taken from (below the privileged
     level, only names in kukeond's `allowedSecretEnv`)."""
     mount_path: OptionalMountPath = None
-    """Mount the value read-only at this path instead of setting an env variable."""
+    """Mount the value read-only at this path instead of setting an env variable; not over
+    what the runtime owns (/, /proc, /sys, /dev and its nodes...: docs/kukectl.md, Mounts)."""
 
     @field_validator("from_env")
     @classmethod

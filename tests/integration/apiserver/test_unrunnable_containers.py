@@ -47,6 +47,18 @@ def _cell(name: str, **container: Any) -> dict[str, Any]:
     return doc
 
 
+def _cellset(name: str, **container: Any) -> dict[str, Any]:
+    template = {
+        "metadata": {"labels": {"app": name}},
+        "spec": {"containers": [{"id": "main", "image": "busybox", **container}]},
+    }
+    return {
+        "kind": "CellSet",
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
+    }
+
+
 async def test_a_cell_no_node_could_run_is_a_422_naming_each_field(
     http: aiohttp.ClientSession,
 ) -> None:
@@ -85,12 +97,12 @@ async def test_a_cell_no_node_could_run_is_a_422_naming_each_field(
     status, body = await _answer(
         await http.post(f"{STACK}/cells", json=_cell("proc", tmpfs=[{"path": "/proc"}]))
     )
-    assert (status, _fields(body)) == (422, ["spec.containers[0].tmpfs[0]"]), body
+    assert (status, _fields(body)) == (422, ["spec.containers[0].tmpfs[0].path"]), body
     twice = _cell(
         "twice", volumes=[{"kind": "tmpfs", "target": "/d"}, {"kind": "tmpfs", "target": "/d/"}]
     )
     status, body = await _answer(await http.post(f"{STACK}/cells", json=twice))
-    assert (status, _fields(body)) == (422, ["spec.containers[0].volumes[1]"]), body
+    assert (status, _fields(body)) == (422, ["spec.containers[0].volumes[1].target"]), body
 
     good = _cell("good", user="1000:1000", capabilities={"drop": ["ALL"], "add": ["chown"]})
     good["spec"]["containers"][0]["tmpfs"] = [{"path": "/x", "options": ["size=1m", "exec"]}]
@@ -102,15 +114,7 @@ async def test_a_sets_template_and_a_spaces_defaults_are_checked_too(
     http: aiohttp.ClientSession,
 ) -> None:
     await _defaults(http)
-    template = {
-        "metadata": {"labels": {"app": "web"}},
-        "spec": {"containers": [{"id": "main", "image": "busybox", "securityOpts": ["label=x"]}]},
-    }
-    cellset = {
-        "kind": "CellSet",
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": template},
-    }
+    cellset = _cellset("web", securityOpts=["label=x"])
     status, body = await _answer(await http.post(f"{STACK}/cellsets", json=cellset))
     assert status == 422, body
     assert _fields(body) == ["spec.template.spec.containers[0].securityOpts[0]"]
@@ -120,9 +124,40 @@ async def test_a_sets_template_and_a_spaces_defaults_are_checked_too(
     status, body = await _answer(await http.post(SPACES, json=space))
     assert status == 422, body
     assert sorted(_fields(body)) == [
-        "spec.defaults.container.tmpfs[0]",
+        "spec.defaults.container.tmpfs[0].path",
         "spec.defaults.container.user",
     ]
+
+
+async def test_a_mount_over_what_the_runtime_owns_is_a_422_naming_the_path(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Were stored (201) and failed at run time, or ran without what runc put there."""
+    await _defaults(http)
+    secrets = [
+        {"name": "a", "secretRef": {"name": "s", "key": "a"}, "mountPath": "/run/a"},
+        {"name": "b", "secretRef": {"name": "s", "key": "b"}, "mountPath": "/dev"},
+    ]
+    # The mounts are checked as the node makes them: the first mistake is the one named.
+    for fields, field in (
+        ({"secrets": secrets}, "secrets[1].mountPath"),
+        ({"tmpfs": [{"path": "/sys"}]}, "tmpfs[0].path"),
+        ({"tmpfs": [{"path": "/dev/cache"}, {"path": "/dev/null"}]}, "tmpfs[1].path"),
+    ):
+        doc = _cell("owned", **fields)
+        status, body = await _answer(await http.post(f"{STACK}/cells", json=doc))
+        assert (status, _fields(body)) == (422, [f"spec.containers[0].{field}"]), body
+
+    cellset = _cellset("tty", tmpfs=[{"path": "/run/kukeon/tty"}])
+    status, body = await _answer(await http.post(f"{STACK}/cellsets", json=cellset))
+    assert status == 422, body
+    assert _fields(body) == ["spec.template.spec.containers[0].tmpfs[0].path"]
+    assert "tty wrapper's state" in body["message"], body
+
+    # What runc does not make under /dev works, and a bind volume may stand in for a node.
+    fine = _cell("fine", tmpfs=[{"path": "/dev/cache"}, {"path": "/dev/shm"}])
+    status, body = await _answer(await http.post(f"{STACK}/cells", json=fine))
+    assert status == 201, body
 
 
 async def test_a_mistake_stored_before_the_rule_stays_writable(

@@ -749,8 +749,8 @@ def test_duplicate_mount_points_are_an_error() -> None:
     )
     with pytest.raises(RuntimeSpecError) as info:
         build(container)
-    assert info.value.field == "tmpfs[0]"
-    assert "mount point /data is used twice (also by volumes[0])" in str(info.value)
+    assert info.value.field == "tmpfs[0].path"
+    assert "mount point /data is used twice (also by volumes[0].target)" in str(info.value)
 
 
 def test_secret_colliding_with_a_volume_is_an_error() -> None:

@@ -146,7 +146,7 @@ def test_scripts_too_long_for_one_argument_are_refused() -> None:
 
 
 def test_a_volume_at_the_state_mount_is_a_conflict() -> None:
-    with pytest.raises(RuntimeSpecError, match="used twice"):
+    with pytest.raises(RuntimeSpecError, match="tty wrapper's state") as info:
         build(
             attachable(
                 tty={"onInit": [{"script": "x"}]},
@@ -155,3 +155,4 @@ def test_a_volume_at_the_state_mount_is_a_conflict() -> None:
             terminal=True,
             tty_state_dir=STATE,
         )
+    assert info.value.field == "volumes[0].target"

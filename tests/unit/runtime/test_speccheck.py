@@ -25,18 +25,22 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"user": "99999999999"}, "user", "out of range"),
     ({"user": "1000:99999999999"}, "user", "out of range"),
     ({"user": "a b"}, "user", "is not a user or group name"),
-    ({"tmpfs": [{"path": "/"}]}, "tmpfs[0]", "root directory"),
-    ({"tmpfs": [{"path": "/proc"}]}, "tmpfs[0]", "/proc"),
-    ({"tmpfs": [{"path": "/dev/"}]}, "tmpfs[0]", "cannot replace /dev"),
-    ({"volumes": [{"kind": "tmpfs", "target": "/dev"}]}, "volumes[0]", "cannot replace /dev"),
-    ({"volumes": [{"source": "/srv", "target": "/"}]}, "volumes[0]", "root directory"),
-    ({"volumes": [{"source": "/proc", "target": "/proc"}]}, "volumes[0]", "/proc"),
+    ({"tmpfs": [{"path": "/"}]}, "tmpfs[0].path", "root directory"),
+    ({"tmpfs": [{"path": "/proc"}]}, "tmpfs[0].path", "/proc"),
+    ({"tmpfs": [{"path": "/dev/"}]}, "tmpfs[0].path", "cannot replace /dev"),
+    (
+        {"volumes": [{"kind": "tmpfs", "target": "/dev"}]},
+        "volumes[0].target",
+        "cannot replace /dev",
+    ),
+    ({"volumes": [{"source": "/srv", "target": "/"}]}, "volumes[0].target", "root directory"),
+    ({"volumes": [{"source": "/proc", "target": "/proc"}]}, "volumes[0].target", "/proc"),
     # runc binds nothing inside /proc but the files lxcfs emulates (checkProcMount).
-    ({"volumes": [{"source": "/srv", "target": "/proc/sys"}]}, "volumes[0]", "inside /proc"),
-    ({"volumes": [{"source": "/a", "target": "/proc/1/x/"}]}, "volumes[0]", "inside /proc"),
+    ({"volumes": [{"source": "/srv", "target": "/proc/sys"}]}, "volumes[0].target", "inside /proc"),
+    ({"volumes": [{"source": "/a", "target": "/proc/1/x/"}]}, "volumes[0].target", "inside /proc"),
     (
         {"secrets": [{"name": "s", "fromEnv": "S", "mountPath": "/proc/self/s"}]},
-        "secrets",
+        "secrets[0].mountPath",
         "inside /proc",
     ),
     ({"tmpfs": [{"path": "/x", "options": ["bogus"]}]}, "tmpfs[0].options[0]", "not a tmpfs"),
@@ -45,7 +49,7 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"tmpfs": [{"path": "/x", "options": ["mode=999"]}]}, "tmpfs[0].options[0]", "not a valid"),
     (
         {"volumes": [{"source": "/a", "target": "/data"}], "tmpfs": [{"path": "/data"}]},
-        "tmpfs[0]",
+        "tmpfs[0].path",
         "used twice",
     ),
     (
@@ -53,8 +57,46 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
             "volumes": [{"source": "/a", "target": "/run/secrets/db"}],
             "secrets": [{"name": "db", "fromEnv": "DB", "mountPath": "/run/secrets/db"}],
         },
-        "secrets",
+        "secrets[0].mountPath",
         "used twice",
+    ),
+    # Paths the runtime owns: refused for every kind of mount, the field naming the path.
+    (
+        {
+            "secrets": [
+                {"name": "a", "fromEnv": "A", "mountPath": "/run/a"},
+                {"name": "b", "fromEnv": "B", "mountPath": "/dev"},
+            ]
+        },
+        "secrets[1].mountPath",
+        "cannot stand at /dev",
+    ),
+    (
+        {"secrets": [{"name": "s", "fromEnv": "S", "mountPath": "/dev/null"}]},
+        "secrets[0].mountPath",
+        "a device",
+    ),
+    ({"tmpfs": [{"path": "/dev/null"}]}, "tmpfs[0].path", "a device"),
+    ({"tmpfs": [{"path": "/dev/pts"}]}, "tmpfs[0].path", "devpts"),
+    ({"volumes": [{"kind": "tmpfs", "target": "/dev/fd"}]}, "volumes[0].target", "link"),
+    ({"tmpfs": [{"path": "/sys"}]}, "tmpfs[0].path", "sysfs"),
+    ({"volumes": [{"source": "/srv", "target": "/sys/"}]}, "volumes[0].target", "sysfs"),
+    ({"tmpfs": [{"path": "/sys/fs/cgroup"}]}, "tmpfs[0].path", "cgroup"),
+    (
+        {"secrets": [{"name": "s", "fromEnv": "S", "mountPath": "/sys/fs/cgroup/x"}]},
+        "secrets[0].mountPath",
+        "cgroup",
+    ),
+    (
+        {"secrets": [{"name": "s", "fromEnv": "S", "mountPath": "/run/kukeon/tty"}]},
+        "secrets[0].mountPath",
+        "tty wrapper's state",
+    ),
+    ({"tmpfs": [{"path": "/run/kukeon/tty/x"}]}, "tmpfs[0].path", "tty wrapper's state"),
+    (
+        {"volumes": [{"source": "/a", "target": "/run/kukeon/tty"}]},
+        "volumes[0].target",
+        "tty wrapper's state",
     ),
 ]
 
@@ -88,6 +130,12 @@ ACCEPTED: list[dict[str, Any]] = [
     {"tmpfs": [{"path": "/x", "options": ["mpol=bind:0-1", "mode=01777", "ro"]}]},
     {"volumes": [{"source": "/dev", "target": "/dev"}]},
     {"volumes": [{"kind": "tmpfs", "target": "/data", "mode": 0o755}]},
+    # Under /dev and /sys what runc does not make works: kept.
+    {"tmpfs": [{"path": "/dev/foo"}, {"path": "/dev/mqueue"}, {"path": "/sys/firmware"}]},
+    {"volumes": [{"source": "/dev/null", "target": "/dev/null"}]},
+    {"volumes": [{"source": "/dev/pts", "target": "/dev/pts"}]},
+    {"secrets": [{"name": "s", "fromEnv": "S", "mountPath": "/dev/shm/s"}]},
+    {"tmpfs": [{"path": "/run/kukeon"}, {"path": "/run/kukeon/other"}]},
 ]
 
 
@@ -110,7 +158,7 @@ def test_every_mistake_is_reported_at_once() -> None:
         }
     )
     fields = sorted(e.field for e in container_errors(container))
-    assert fields == ["capabilities.add[0]", "securityOpts[0]", "tmpfs[0]", "user"]
+    assert fields == ["capabilities.add[0]", "securityOpts[0]", "tmpfs[0].path", "user"]
 
 
 def test_a_non_ascii_digit_user_is_a_name_not_a_crash() -> None:

@@ -8,9 +8,11 @@ or tmpfs), its ``tmpfs`` entries (Docker's ``--tmpfs`` defaults), the staged sec
 (read-only binds), the tty wrapper's state directory, and the cell's rendered /etc/hosts,
 /etc/hostname and /etc/resolv.conf, shared by the cell's containers and so read-only. A
 mount of the container's own at a standard destination replaces the standard one; one
-destination used twice, a mount runc cannot make (over ``/``, over ``/proc``, a bind
-inside ``/proc``, a tmpfs over ``/dev``) and a tmpfs option the kernel does not know are each a
-:class:`~.specerrors.FieldError` naming the field. Pure: the runtime spec builder
+destination used twice, a mount at a path the runtime owns (``/``, ``/proc``, a bind
+inside ``/proc``, ``/sys`` and its cgroup filesystem, a tmpfs or a secret at ``/dev`` or
+one of runc's nodes in it, the tty wrapper's state; see ``_check_destination``) and a
+tmpfs option the kernel does not know are each a :class:`~.specerrors.FieldError` naming
+the field. Pure: the runtime spec builder
 (:mod:`.spec`) hands over what it got from its caller, and the API server runs the same
 checks on a write (:mod:`.speccheck`).
 """
@@ -47,6 +49,19 @@ RUNC_PROC_MOUNTS: Final = frozenset(
 """The only destinations inside /proc runc binds anything at (its ``checkProcMount``: the
 files lxcfs emulates); a bind anywhere else in /proc fails the container's start, "cannot
 be mounted because it is inside /proc" (a tmpfs is not checked: over /proc/sys it works)."""
+
+
+RUNC_DEV_ENTRIES: Final = frozenset(
+    {
+        "/dev",
+        "/dev/pts",
+        *("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"),
+        *("/dev/ptmx", "/dev/console", "/dev/fd", "/dev/stdin", "/dev/stdout", "/dev/stderr"),
+    }
+)
+"""What runc makes in a container's /dev: its devpts, the default device nodes (its
+``AllowedDevices`` with a path), the /dev/ptmx link and the terminal at /dev/console, and
+the /dev/fd, stdin, stdout and stderr links to /proc/self/fd."""
 
 
 def container_mounts(
@@ -128,7 +143,7 @@ def _own_mounts(
     """The container's volumes, tmpfs, secrets and tty state, each with its field."""
     own: list[tuple[str, dict[str, Any]]] = []
     for position, volume in enumerate(container.volumes):
-        field = f"volumes[{position}]"
+        field = f"volumes[{position}].target"
         if volume.kind == VolumeKind.TMPFS:
             options = ["nosuid", "nodev"]
             if volume.read_only:
@@ -143,14 +158,18 @@ def _own_mounts(
             options = ["rbind", "ro" if volume.read_only else "rw"]
             own.append((field, _mount(volume.target, "bind", volume.source, options)))
     for position, tmpfs in enumerate(container.tmpfs):
-        field = f"tmpfs[{position}]"
-        options = _tmpfs_options(tmpfs, field)
+        field = f"tmpfs[{position}].path"
+        options = _tmpfs_options(tmpfs, f"tmpfs[{position}]")
         own.append((field, _mount(tmpfs.path, "tmpfs", "tmpfs", options)))
+    secret_fields = {
+        s.mount_path: f"secrets[{i}].mountPath" for i, s in enumerate(container.secrets)
+    }
     for target, source in sorted(secret_files.items()):
         options = ["rbind", "ro", "nosuid", "nodev", "noexec"]
-        own.append(("secrets", _mount(target, "bind", source, options)))
+        field = secret_fields.get(target, "secrets")
+        own.append((field, _mount(target, "bind", source, options)))
     for field, mount in own:
-        _check_destination(field, mount)
+        _check_destination(field, mount, secret=field.startswith("secrets"))
     if tty_state_dir is not None:
         # The tty wrapper's state (the onInit create marker): kept on the host, writable
         # even on a read-only root filesystem, surviving task restarts.
@@ -159,25 +178,56 @@ def _own_mounts(
     return own
 
 
-def _check_destination(field: str, mount: Mapping[str, Any]) -> None:
-    """Refuse a mount runc cannot make: the container's root (it would hide the /dev and
-    /proc runc mounts), /proc (runc mounts only a proc filesystem there), a bind inside
-    /proc (but at ``RUNC_PROC_MOUNTS``) or a tmpfs over /dev (it hides the device nodes runc
-    creates, /dev/null first)."""
+def _check_destination(field: str, mount: Mapping[str, Any], *, secret: bool = False) -> None:
+    """Refuse a mount at a path the runtime itself owns, where runc cannot make it or it
+    would hide what runc or kukeon put there (the field names the path: ``volumes[0].target``,
+    ``tmpfs[1].path``, ``secrets[2].mountPath``). ``secret``: a staged secret, one read-only
+    file bound at its path.
+
+    Refused, whatever the mount: the container's root (it would hide the /dev and /proc
+    runc mounts), /proc (runc mounts only a proc filesystem there), /sys and
+    /sys/fs/cgroup or under it (the container's sysfs and cgroup filesystem: one mounted
+    there took them away, and a ``nestedCgroupRuntime`` container could no longer see its
+    cgroup), and ``ttyinit.STATE_MOUNT`` or under it (the tty wrapper's state: a mount there
+    collides with it, or with the wrapper turned on later). A bind inside /proc but at
+    ``RUNC_PROC_MOUNTS`` (runc refuses it; a tmpfs over /proc/sys works). A tmpfs or a
+    secret at /dev, /dev/pts, or a node or link runc makes in /dev (``RUNC_DEV_ENTRIES``):
+    a tmpfs at /dev/null fails the start ("error reopening /dev/null ... is a directory"),
+    a secret there is a read-only file where a device should be, one at /dev hides every
+    device, and one over /dev/pts leaves no terminals. A bind volume may stand in there
+    (the host's /dev, a host device node, as with docker's ``-v``). Other paths under /dev
+    (a tmpfs at /dev/shm, say) and under /sys (masking /sys/firmware) work and are kept.
+    """
     destination = mount["destination"]
+    is_bind = mount["type"] == "bind"
     if destination == "/":
         raise FieldError(field, "cannot mount over the container's root directory /")
     if destination == "/proc":
         raise FieldError(field, "cannot mount over /proc (the container's own proc filesystem)")
     inside_proc = destination.startswith("/proc/") and destination not in RUNC_PROC_MOUNTS
-    if inside_proc and mount["type"] == "bind":
+    if inside_proc and is_bind:
         why = (
             f"cannot bind at {destination}, inside /proc: runc refuses it (only at "
             f"{', '.join(sorted(RUNC_PROC_MOUNTS))})"
         )
         raise FieldError(field, why)
-    if destination == "/dev" and mount["type"] == "tmpfs":
+    if destination in ("/sys", "/sys/fs/cgroup") or destination.startswith("/sys/fs/cgroup/"):
+        why = (
+            f"cannot mount at {destination}: it would hide the container's sysfs or cgroup "
+            "filesystem, which the runtime mounts there"
+        )
+        raise FieldError(field, why)
+    state = ttyinit.STATE_MOUNT
+    if destination == state or destination.startswith(state + "/"):
+        why = f"cannot mount at {destination}: kukeon keeps the tty wrapper's state at {state}"
+        raise FieldError(field, why)
+    if destination == "/dev" and not is_bind:
         why = "a tmpfs cannot replace /dev (it would hide the device nodes, /dev/null first)"
+        raise FieldError(field, why)
+    if destination in RUNC_DEV_ENTRIES and (secret or not is_bind):
+        what = "a secret (a read-only file)" if secret else "a tmpfs (a directory)"
+        made = "the container's devices" if destination == "/dev" else "a device, link or devpts"
+        why = f"{what} cannot stand at {destination}, where runc makes {made}"
         raise FieldError(field, why)
 
 
