@@ -65,7 +65,14 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def is_public_path(path: str) -> bool:
-    """The page and its static files: served to anyone, as on kukeond's TLS listener."""
+    """The page and its static files: served to anyone, as on kukeond's TLS listener.
+
+    ``path`` is the request's decoded path. One with a ``.`` or ``..`` segment (written
+    as such, percent-encoded or made with ``%2F``) is never public: the relay's client
+    resolves dot segments, so ``/ui/static/../../apis/...`` would reach the API as the
+    local admin without the token."""
+    if any(part in (".", "..") for part in path.split("/")):
+        return False
     return path in ("/ui", "/ui/") or path.startswith("/ui/static/")
 
 

@@ -58,6 +58,8 @@ def test_public_paths() -> None:
     assert is_public_path("/ui/static/js/main.js")
     assert not is_public_path("/ui/whoami")
     assert not is_public_path("/apis/kukeon.io/v1beta1/cells")
+    assert not is_public_path("/ui/static/../../apis/kukeon.io/v1beta1/cells")
+    assert not is_public_path("/ui/static/./js/main.js")
 
 
 async def test_token_is_required_checked_and_dropped(forward: ConsoleForward) -> None:
@@ -135,3 +137,30 @@ async def test_a_token_that_is_no_utf_8_is_401(forward: ConsoleForward) -> None:
     finally:
         writer.close()
     assert head.split(b" ", 2)[1] == b"401", head
+
+
+async def test_a_public_path_with_dot_segments_is_not_an_api_request_without_the_token(
+    forward: ConsoleForward,
+) -> None:
+    """``/ui/static/../../apis/...`` looked like a static file to the token check, and the
+    relay's client resolved the dot segments: any local user read and wrote everything as
+    kukeond's local admin through the forward without the token."""
+    codes = {}
+    for path in (
+        "/ui/static/../../apis/kukeon.io/v1beta1/realms",
+        "/ui/static/%2e%2e/%2E%2E/apis/kukeon.io/v1beta1/realms",
+        "/ui/static/.%2e/.%2e/ui/whoami",
+        "/ui/../apis/x",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", forward.port)
+        try:
+            writer.write(
+                f"DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1:{forward.port}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            async with asyncio.timeout(5):
+                codes[path] = (await reader.read()).split(b" ", 2)[1]
+        finally:
+            writer.close()
+    assert all(code == b"401" for code in codes.values()), codes
+    assert forward.seen == []  # type: ignore[attr-defined]
