@@ -16,6 +16,7 @@ import pytest
 from kukeon.processes import ProcessId, identify
 from kukeon.runtime.containerd.crilog import logger_command, parse_lines
 from kukeon.runtime.containerd.logcopier import (
+    DEFAULT_PATH,
     Terminal,
     alive,
     find_copier,
@@ -107,6 +108,32 @@ def test_the_shims_copier_is_found_and_a_replacement_logs_both_streams(
         again = find_copier(task, log)
         assert again is not None
         assert again.pid == replacement.pid
+    finally:
+        replacement.kill()
+        replacement.wait()
+
+
+def _environment(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in entries if entry)
+
+
+def test_a_replacement_gets_a_minimal_environment(
+    shim: tuple[subprocess.Popen[bytes], int, int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kukeond's own settings and secrets are none of a copier's business.
+    for name in [n for n in os.environ if n in ("LANG", "LANGUAGE", "TZ") or n[:3] == "LC_"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("KUKEON_ETCD_PASSWORD", "not for a copier")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("PATH", "/opt/kukeond/bin:" + os.environ["PATH"])
+    _, task, copier, log = shim
+    _wait(lambda: log.exists() and len(_numbers(log, "stdout")) > 3, "the shim's copier logs")
+    os.kill(copier, signal.SIGKILL)
+    replacement = start_replacement(task, log)
+    assert replacement is not None
+    try:
+        assert _environment(replacement.pid) == {"PATH": DEFAULT_PATH, "LC_ALL": "C.UTF-8"}
     finally:
         replacement.kill()
         replacement.wait()

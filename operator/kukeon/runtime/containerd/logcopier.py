@@ -38,6 +38,25 @@ log = logging.getLogger(__name__)
 
 PROC = Path("/proc")
 
+KEPT_ENVIRONMENT = ("LANG", "LANGUAGE", "TZ")
+"""What a copier or keeper kukeond starts takes of kukeond's environment (``LC_*`` too):
+the locale and zone, nothing else. The shim's logger gets nothing of containerd's either
+(``CONTAINER_ID`` and ``CONTAINER_NAMESPACE`` only)."""
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def spawn_environment() -> dict[str, str]:
+    """The environment of every process kukeond starts to copy or keep a task's output: a
+    fixed ``PATH``, kukeond's locale and zone, and nothing of its own settings or secrets
+    (``KUKEON_*``, tokens, etcd's credentials) that such a process has no use for."""
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if name in KEPT_ENVIRONMENT or name.startswith("LC_")
+    }
+    return {"PATH": DEFAULT_PATH, **kept}
+
 
 @dataclass(frozen=True, slots=True)
 class Terminal:
@@ -187,6 +206,7 @@ def start_replacement(
             stderr=subprocess.DEVNULL,
             pass_fds=tuple(streams),
             start_new_session=True,
+            env=spawn_environment(),
         )
     finally:
         for fd in streams:
