@@ -82,6 +82,8 @@ class EventReason(StrEnum):
     """A container's log copier exited while it ran (what it wrote meanwhile is lost)."""
     NETWORK_RECOVERED = "NetworkNamespaceRecovered"
     """A running cell's network namespace file was gone: taken back from its task."""
+    HOST_ADDRESS_MISSING = "HostAddressMissing"
+    """A cell publishes a port on a ``hostIP`` its node does not have (no connection there)."""
     # realms, spaces and stacks, per node
     READY = "Ready"
     REMOVED = "Removed"

@@ -91,7 +91,13 @@ from .cellplan import (
     plan_container,
     task_beside_network,
 )
-from .cellports import publish_ports, release_ports
+from .cellports import (
+    ADDRESS_RECHECK_SECONDS,
+    HOST_ADDRESS_MISSING,
+    missing_host_addresses,
+    publish_ports,
+    release_ports,
+)
 from .cellstate import containerd_container_id
 from .cellstop import plan_stop, stopped_statuses
 from .cellusers import cell_id_range
@@ -619,10 +625,17 @@ class CellController:
             "subtree_controllers": list(cgroup.subtree_controllers),
             "network": interfaces.status(),
         }
+        unreachable = (  # none without an address: nothing is published then
+            await missing_host_addresses(cell, node=ctx.node_name)
+            if interfaces.primary is not None
+            else None
+        )
         if plan.wake_in is not None:  # said here: the framework records nothing of a Requeue
             fields.update(reason=CRASH_LOOP_BACK_OFF, message=plan.wait_message)
         elif plan.not_ready is not None:
             fields.update(reason="ContainersNotReady", message=plan.not_ready)
+        elif unreachable is not None:
+            fields.update(reason=HOST_ADDRESS_MISSING, message=unreachable)
         elif plan.clear_reason:
             fields.update(reason=None, message=None)
         cell = await report(ctx, cell, **fields)
@@ -632,6 +645,16 @@ class CellController:
             return cell
         if plan.wake_in is not None:
             raise Requeue(plan.wait_message, delay=plan.wake_in, reason=CRASH_LOOP_BACK_OFF)
+        if unreachable is not None:
+            self._event(
+                cell,
+                EventReason.HOST_ADDRESS_MISSING,
+                unreachable,
+                warning=True,
+                occurrence=unreachable,
+            )
+            # No event says an address came: look again (the status then clears).
+            raise Requeue(unreachable, delay=ADDRESS_RECHECK_SECONDS, reason=HOST_ADDRESS_MISSING)
         return cell
 
     def _probe(

@@ -11,6 +11,11 @@ cell that never had ports costs no ``nft`` call.
 The API server refuses a host port another cell holds; two writes racing past that check
 meet here: the node's nft table says which cell holds the port, and the later cell fails
 with ``NetworkFailed`` naming the holder (and is retried) until the port is free.
+
+A ``hostIP`` the node does not have is published all the same (a floating address may come
+to it) but takes no connection until it is there: the API cannot know a node's addresses,
+so the cell's status says it (:func:`missing_host_addresses`, reason ``HostAddressMissing``)
+and the cell is looked at again every ``ADDRESS_RECHECK_SECONDS`` until the address is there.
 """
 
 from __future__ import annotations
@@ -26,9 +31,22 @@ from kukeon.api.container import PublishedPort, parse_port
 from kukeon.runtime.containerd.specerrors import RuntimeSpecError
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.network import CellAttachment, cell_network_id
-from kukeon.runtime.network.ports import CellPorts, NftPorts, Protocol, Publication
+from kukeon.runtime.network.ports import (
+    CellPorts,
+    NftPorts,
+    Protocol,
+    Publication,
+    needs_a_host_address,
+    read_host_addresses,
+    without_host_address,
+)
 
 from .host import Host
+
+HOST_ADDRESS_MISSING = "HostAddressMissing"
+ADDRESS_RECHECK_SECONDS = 30.0
+"""How often a cell publishing on an address its node lacks is looked at again (no event
+tells kukeond an address came)."""
 
 _ADAPTERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, NftPorts]] = (
     weakref.WeakKeyDictionary()
@@ -74,6 +92,24 @@ def container_publications(cell: Cell) -> dict[str, tuple[Publication, ...]]:
             own.append(Publication(protocol, mapping.host_port, mapping.container_port, host_ip))
         found[container.id] = tuple(sorted(set(own)))
     return found
+
+
+async def missing_host_addresses(cell: Cell, *, node: str) -> str | None:
+    """What the cell publishes on host addresses this node does not have, as its status
+    says it (None: nothing). Reads the node's addresses only for a cell publishing on one."""
+    publications = [p for own in container_publications(cell).values() for p in own]
+    if not needs_a_host_address(publications):
+        return None
+    missing = without_host_address(publications, await asyncio.to_thread(read_host_addresses))
+    if not missing:
+        return None
+    said = "; ".join(
+        f"host port {p.describe()}: {p.host_ip} is not an address of node {node}" for p in missing
+    )
+    return (
+        f"{said}; no connection reaches the cell there until it is "
+        f"(looked at again every {ADDRESS_RECHECK_SECONDS:g} s)"
+    )
 
 
 def published_status(publication: Publication) -> PublishedPort:

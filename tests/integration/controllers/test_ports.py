@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -285,4 +286,76 @@ async def test_a_port_a_host_process_listens_on_is_not_taken_from_it(kukeond: Ku
         assert PAGE in await http_get("127.0.0.1", port)
     finally:
         service.close()
+        await asyncio.to_thread(drop_leftovers, table)
+
+
+def _own_test_address() -> tuple[str, str]:
+    """A link name and a TEST-NET-2 address (RFC 5737), both this process's own (two test
+    workers may run this at once)."""
+    pid = os.getpid()
+    return f"kkha{pid % 100_000}", f"198.51.100.{pid % 250 + 2}"
+
+
+def _add_address(link: str, address: str) -> None:
+    _drop_link(link)
+    for command in (
+        ["ip", "link", "add", link, "type", "bridge"],  # no dummy module here
+        ["ip", "addr", "add", f"{address}/32", "dev", link],
+        ["ip", "link", "set", link, "up"],
+    ):
+        subprocess.run(command, capture_output=True, check=True)
+
+
+async def _warned(k: Kukeond, name: str, reason: str, *, within: float = 20.0) -> None:
+    """Wait for a Warning Event of ``reason`` about cell ``name``."""
+    assert k.daemon.events is not None
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        for event in (await k.daemon.events.list(k.realm)).items:
+            if event.involved_object.name == name and event.reason == reason:
+                assert str(event.type) == "Warning"
+                return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"no {reason} Event about cell {name}")
+
+
+def _drop_link(name: str) -> None:
+    subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+
+
+async def test_a_host_address_the_node_lacks_is_said_until_it_is_there(kukeond: Kukeond) -> None:
+    """A port published on a hostIP the node does not have takes no connection: the cell's
+    status and a Warning Event say so (the rule stays, as a floating address may come),
+    and the status is cleared once the address is on the node, where the port answers."""
+    k = kukeond
+    table = k.config.nft_table
+    port = free_port()
+    link, address = _own_test_address()
+    try:
+        await k.hierarchy()
+        key = cell_key(k, "web")
+        await k.apply(
+            cell_doc(k, "web", [container(k, "srv", script=HTTPD, ports=[f"{address}:{port}:80"])])
+        )
+
+        def said_missing(obj: AnyResource) -> bool:
+            return (
+                ready(obj)
+                and str(obj.status.reason) == "HostAddressMissing"
+                and f"{address}" in str(obj.status.message)
+                and k.config.node_name in str(obj.status.message)
+            )
+
+        await k.wait_for(Kind.CELL, key, until=said_missing)
+        assert ports_state(table)[1] == {f"tcp {address}:{port}"}
+        await _warned(k, "web", "HostAddressMissing")
+        await asyncio.to_thread(_add_address, link, address)
+
+        def cleared(obj: AnyResource) -> bool:
+            return ready(obj) and obj.status.reason is None and obj.status.message is None
+
+        await k.wait_for(Kind.CELL, key, until=cleared, within=90)
+        assert PAGE in await http_get(address, port)
+    finally:
+        await asyncio.to_thread(_drop_link, link)
         await asyncio.to_thread(drop_leftovers, table)

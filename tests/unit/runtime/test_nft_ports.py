@@ -24,11 +24,13 @@ from kukeon.runtime.network.ports import (
     cell_chain,
     find_conflict,
     find_host_listener,
+    needs_a_host_address,
     parse_host_sockets,
     parse_key,
     parse_ports_table,
     render_publish,
     render_release,
+    without_host_address,
 )
 
 CELL_IP = IPv4Address("10.88.0.5")
@@ -222,6 +224,19 @@ def test_host_sockets_from_proc_net() -> None:
         HostPort("tcp", 8080, None),  # dual-stack [::]
         HostPort("tcp", 8081, IPv4Address("127.0.0.1")),  # ::ffff:127.0.0.1
     ]  # an IPv6-only address is no IPv4 listener
+
+
+def test_a_publication_on_an_address_the_node_lacks_is_found() -> None:
+    everywhere = Publication("tcp", 80, 80)
+    loopback = Publication("tcp", 81, 80, IPv4Address("127.0.0.2"))
+    own = Publication("tcp", 82, 80, IPv4Address("192.0.2.1"))
+    absent = Publication("udp", 83, 53, IPv4Address("198.51.100.9"))
+    addresses = frozenset({IPv4Address("192.0.2.1"), IPv4Address("127.0.0.1")})
+    assert not needs_a_host_address([everywhere, loopback])
+    assert needs_a_host_address([everywhere, own])
+    assert without_host_address([everywhere, loopback, own], addresses) == ()
+    assert without_host_address([everywhere, own, absent], addresses) == (absent,)
+    assert without_host_address([absent], frozenset()) == (absent,)
 
 
 def test_a_port_a_process_of_the_node_listens_on_is_not_taken() -> None:

@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
@@ -60,6 +61,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kukeon.runtime.network.errors import NetworkError
+from kukeon.runtime.network.netlink import IPRoute
 from kukeon.runtime.network.nfttable import FAMILY, NftTable
 
 logger = logging.getLogger(__name__)
@@ -350,6 +352,34 @@ def read_host_sockets() -> list[HostPort]:
                 continue
             held += parse_host_sockets(protocol, listing)
     return held
+
+
+def read_host_addresses() -> frozenset[IPv4Address]:
+    """The IPv4 addresses of this network namespace's interfaces (blocking: netlink)."""
+    with IPRoute() as ipr:
+        return frozenset(
+            IPv4Address(str(local))
+            for found in ipr.get_addr(family=socket.AF_INET)
+            if (local := found.get_attr("IFA_LOCAL") or found.get_attr("IFA_ADDRESS"))
+        )
+
+
+def needs_a_host_address(publications: Sequence[Publication]) -> bool:
+    """Whether any publication is on one host address (not every address, not loopback's,
+    which every node has): only those are worth reading the node's addresses for (pure)."""
+    return any(p.host_ip is not None and p.host_ip not in _LOOPBACK for p in publications)
+
+
+def without_host_address(
+    publications: Sequence[Publication], addresses: frozenset[IPv4Address]
+) -> tuple[Publication, ...]:
+    """The publications on a host address the node does not have (pure): their DNAT (``fib
+    daddr type local``) takes no connection until the address is on the node."""
+    return tuple(
+        p
+        for p in publications
+        if p.host_ip is not None and p.host_ip not in _LOOPBACK and p.host_ip not in addresses
+    )
 
 
 def find_host_listener(
