@@ -23,6 +23,7 @@ import click
 from kukeon.api import AnyResource, CellSet, Kind, parse_resource
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION, PROGRESS_DEADLINE_EXCEEDED, CellSetRevision
 from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.conflicts import conflict_attempts, is_conflict
 from kukeon.client.paths import object_path
 
 from .lifecycle import RESTARTED_AT
@@ -30,8 +31,6 @@ from .params import DURATION, nonempty_name, scope_options
 from .runner import EXIT_USAGE, fail, run, stderr
 
 POLL_EVERY = 0.5
-UNDO_ATTEMPTS = 5
-CONFLICT = 409
 CASCADES = ("background", "foreground", "orphan", "true", "false")
 """`delete --cascade=`: kubectl's three, and its old true/false (a bare --cascade: background)."""
 _FORMS = "cellset/NAME, cellset NAME or NAME"
@@ -272,7 +271,7 @@ def rollout_undo(
     key = (realm, space, stack, set_named(name))
 
     async def work(client: ApiClient) -> None:
-        for _ in range(UNDO_ATTEMPTS):
+        async for _ in conflict_attempts():
             found = await client.get(Kind.CELL_SET, key)
             assert isinstance(found, CellSet)
             target = undo_target(found, to_revision)
@@ -282,7 +281,7 @@ def rollout_undo(
             try:
                 await client.update(rolled_back(found, target))
             except ApiRequestError as error:
-                if error.code == CONFLICT:
+                if is_conflict(error):
                     continue  # changed meanwhile: decide again on the new version
                 raise
             click.echo(f"cellset/{key[-1]} rolled back to revision {target.revision}")

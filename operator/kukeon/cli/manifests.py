@@ -49,6 +49,7 @@ from kukeon.api import (
 )
 from kukeon.cli.tables import kind_slug
 from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.conflicts import conflict_attempts, is_conflict
 from kukeon.client.paths import HIERARCHY, KINDS
 
 from .readlimit import TooLarge, read_limited
@@ -479,7 +480,7 @@ class Applier:
 
     async def _apply_one(self, res: AnyResource) -> str:
         kind, key = Kind(res.kind), key_of(res)
-        for _ in range(3):
+        async for _ in conflict_attempts():
             try:
                 current = await self._client.get(kind, key)
             except ApiRequestError as exc:
@@ -498,7 +499,7 @@ class Applier:
             try:
                 written = await self._client.update(update, dry_run=self._dry_run)
             except ApiRequestError as exc:
-                if exc.code == 409 and exc.reason == "Conflict":
+                if is_conflict(exc):
                     continue  # changed between our read and write: read again
                 if self._dry_run and self._names_simulated_profile(res, exc):
                     return "configured"

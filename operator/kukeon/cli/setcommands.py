@@ -18,14 +18,13 @@ from kukeon.api import AnyResource, Kind, parse_resource, to_request_document
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION
 from kukeon.api.imageref import reference_problem
 from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.conflicts import conflict_attempts, is_conflict
 
 from .metadata import split_changes
 from .params import CONTAINERS, KIND_OR_OBJECT, dry_run_option, scope_options, with_names
 from .runner import EXIT_USAGE, fail, run
 from .tables import kind_slug
 
-WRITE_ATTEMPTS = 5
-CONFLICT = 409
 _KINDS = (Kind.CELL, Kind.CELL_SET)
 
 ContainerChange = Callable[[dict[str, Any]], bool]
@@ -164,7 +163,7 @@ def _change(
     label = f"{kind_slug(kind)}/{names[0]}"
 
     async def work(client: ApiClient) -> None:
-        for _ in range(WRITE_ATTEMPTS):
+        async for _ in conflict_attempts():
             found = await client.get(kind, key)
             changed = _changed(found, named, change, cause)
             if changed is None:
@@ -173,7 +172,7 @@ def _change(
             try:
                 await client.update(changed, dry_run=dry_run == "server")
             except ApiRequestError as error:
-                if error.code == CONFLICT:
+                if is_conflict(error):
                     continue  # written meanwhile: change the newer version
                 raise
             click.echo(
