@@ -10,7 +10,7 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.store import NotFound
-from tests.fixtures.kukectl import kukectl, kukectl_env
+from tests.fixtures.kukectl import KUKECTL, kukectl, kukectl_env
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import cell_doc, cell_key, container, get_cell
 
@@ -187,3 +187,35 @@ spec:
     assert code == 1
     assert "refused" in err
     assert (tmp_path / "seen").read_text() == "seen\n"  # the second round showed the reason
+
+    # kukeond writes the cell's status while the editor is open (a restart, a probe): the
+    # edit goes over the newer version (it was "changed on the server", the edit lost)
+    words = " ".join(scope)
+    racing = tmp_path / "racing.sh"
+    racing.write_text(
+        f"#!/bin/sh\n{KUKECTL} patch cell d {words} --subresource status "
+        '-p \'{"status": {"message": "written meanwhile"}}\' > /dev/null\n'
+        "sed -i 's/^    tier: db/    tier: api/' \"$1\"\n"
+    )
+    racing.chmod(0o755)
+    code, out, err = await kukectl_env(k, {"KUKE_EDITOR": str(racing)}, "edit", "cell", "d", *scope)
+    assert (code, out.strip()) == (0, "cell/d edited"), err
+    assert (await get_cell(k, cell_key(k, "d"))).metadata.labels == {"tier": "api"}
+    # someone else changes its labels meanwhile: refused, never overwritten; the edit kept
+    theirs = tmp_path / "theirs.sh"
+    theirs.write_text(
+        f"#!/bin/sh\n{KUKECTL} label cell d {words} owner=them > /dev/null\n"
+        "sed -i 's/^    tier: api/    tier: mine/' \"$1\"\n"
+    )
+    theirs.chmod(0o755)
+    kept_in = tmp_path / "kept"
+    kept_in.mkdir()
+    code, _, err = await kukectl_env(
+        k, {"KUKE_EDITOR": str(theirs), "TMPDIR": str(kept_in)}, "edit", "cell", "d", *scope
+    )
+    assert code == 1
+    assert "changed on the server since it was opened" in err
+    assert (await get_cell(k, cell_key(k, "d"))).metadata.labels == {"tier": "api", "owner": "them"}
+    [kept] = kept_in.glob("kukectl-edit-*.yaml")
+    assert str(kept) in err
+    assert "tier: mine" in kept.read_text()

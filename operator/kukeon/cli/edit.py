@@ -3,7 +3,9 @@
 As kubectl's: the editor is `KUKE_EDITOR`, else `EDITOR`, else `vi`; an unchanged file
 cancels; a change the server refuses reopens the editor with the reasons as comments at the
 top, and saving it unchanged then gives up (exit 1). The write is a PUT guarded by the
-resourceVersion that was read, so a concurrent change is a conflict, never overwritten.
+resourceVersion that was read, so a concurrent change is never overwritten: one to status
+only (kukeond's) lets the edit go over the newer version; one to labels, annotations or
+spec is a conflict, and the edited file is kept for the user.
 Only labels, annotations and spec are taken from the file (what a manifest owns); status
 and identity stay as stored.
 """
@@ -25,6 +27,7 @@ import yaml
 from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_document
 from kukeon.api.yamlread import load_yaml
 from kukeon.client.apiclient import ApiClient, ApiRequestError, print_warning
+from kukeon.client.conflicts import CONFLICT_ATTEMPTS, conflict_attempts, is_conflict
 
 from .manifests import updated_object
 from .params import (
@@ -79,29 +82,52 @@ def _without_comments(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
+CHANGED_ON_SERVER = "its labels, annotations or spec changed on the server since it was opened"
+KEPT_CHANGING = f"it kept changing on the server ({CONFLICT_ATTEMPTS} attempts to write it)"
+
+
 async def _write_back(
     client: ApiClient,
     key: tuple[str, ...],
     desired: AnyResource,
-    read_version: str,
+    opened: AnyResource,
     level: str | None = None,
 ) -> str | None:
     """Write what the manifest owns; None when written, "" when nothing differed, else why
-    not (a refusal to show in the editor). ``level``: the ``fieldValidation`` to ask for."""
+    not (a refusal to show in the editor). ``level``: the ``fieldValidation`` to ask for.
+
+    The object may have moved on while the editor was open: a status write (a restart, a
+    probe) changes its resourceVersion, not what the file owns, so the edit is written over
+    the newer version; a change to its labels, annotations or spec is a conflict, as
+    kubectl's edit over another's change of the same object.
+    """
     client.field_validation = level
-    current = await client.get(Kind(desired.kind), key)
-    if str(current.metadata.resource_version) != read_version:
-        return "changed on the server since it was opened (edit it again)"
-    update = updated_object(desired, current)
-    if update is None:
-        return ""
-    try:
-        await client.update(update)
-    except ApiRequestError as exc:
-        if exc.code >= 500:
-            raise
-        return api_error_text(exc)
-    return None
+    async for _ in conflict_attempts():
+        current = await client.get(Kind(desired.kind), key)
+        moved = current.metadata.resource_version != opened.metadata.resource_version
+        if moved and updated_object(opened, current) is not None:
+            return CHANGED_ON_SERVER
+        update = updated_object(desired, current)
+        if update is None:
+            return ""
+        try:
+            await client.update(update)
+        except ApiRequestError as exc:
+            if is_conflict(exc):
+                continue  # written again meanwhile: look at the newer version
+            if exc.code >= 500:
+                raise
+            return api_error_text(exc)
+        return None
+    return KEPT_CHANGING
+
+
+def _kept_copy(body: str) -> str:
+    """The edited text saved where the user can take it up again (kubectl keeps it too)."""
+    handle, path = tempfile.mkstemp(prefix="kukectl-edit-", suffix=".yaml")
+    with os.fdopen(handle, "w", encoding="utf-8") as copy:
+        copy.write(body)
+    return path
 
 
 def _parsed(document: dict[str, Any], level: str | None) -> AnyResource:
@@ -150,6 +176,7 @@ def edit(
         return yaml.safe_dump(to_document(await client.get(kind, key)), sort_keys=False)
 
     original = run(ctx, fetch)
+    opened = parse_resource(load_yaml(original))
     shown = _HEADER + original
     refused: str | None = None  # the body the server (or the parser) last refused
     while True:
@@ -170,10 +197,7 @@ def edit(
         except (yaml.YAMLError, ValueError, InvalidResource) as exc:
             problem = str(exc)
         if problem is None:
-            read_version = str(load_yaml(original)["metadata"].get("resourceVersion"))
-            writing = partial(
-                _write_back, key=key, desired=desired, read_version=read_version, level=level
-            )
+            writing = partial(_write_back, key=key, desired=desired, opened=opened, level=level)
             problem = run(ctx, writing)
             if problem == "":
                 click.echo(f"{label} unchanged (only fields kukectl does not write changed)")
@@ -181,8 +205,12 @@ def edit(
             if problem is None:
                 click.echo(f"{label} edited")
                 return
-            if problem.startswith("changed on the server"):
-                fail(f"{label}: {problem}", EXIT_SERVER)
+            if problem in (CHANGED_ON_SERVER, KEPT_CHANGING):
+                fail(
+                    f"{label}: {problem}; your edit is kept in {_kept_copy(body)}; edit again "
+                    "to make it over the latest version",
+                    EXIT_SERVER,
+                )
         refused = body
         reasons = "".join(f"# error: {line}\n" for line in problem.splitlines())
         shown = _HEADER + "#\n" + reasons + "#\n" + body + "\n"
