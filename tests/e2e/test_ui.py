@@ -533,3 +533,104 @@ async def test_cellset_page_live_and_read_only(console: Console) -> None:
     page = await c.browser.run(set_page_opened(c))
     await scale_pool(k, replicas - 1)
     await c.browser.run(set_page_follows(c, page, replicas))
+
+
+# What a realm's tenant writes and the admin's console shows: each field a payload that
+# would run if the page took it as HTML (the Content-Security-Policy would still refuse
+# it: a securitypolicyviolation listener says whether anything tried).
+PAYLOAD = '<img src=x onerror="window.pwned=1"></pre></script><script>window.pwned=2</script>'
+NO_SPACES = "<svg/onload=window.pwned=3>"
+NO_SLASH = '<img src=x onerror="window.pwned=4"><script>window.pwned=5'
+"""A command with a '/' is a path: runc's error for it is another."""
+LONG_LINE = 200_000
+"""A log line this long has no newline for 200,000 bytes: shown cut, not held whole."""
+HOSTILE_LOG = (
+    f"printf '\\033[31m%s\\033[0m\\n' '{PAYLOAD}'; "
+    f"head -c {LONG_LINE} /dev/zero | tr '\\0' a; echo; echo after-the-long-line; sleep 3600"
+)
+WATCH_CSP = """window.__violations = [];
+document.addEventListener('securitypolicyviolation',
+  (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));"""
+INJECTED = """() => ({
+  elements: [...document.querySelectorAll('main img, main svg, main script, main iframe,'
+      + ' main object, main embed, main a[href^="javascript"]')].map((e) => e.outerHTML),
+  handlers: [...document.querySelectorAll('main *')]
+    .flatMap((e) => [...e.attributes].filter((a) => a.name.startsWith('on')).map((a) => a.name)),
+  pwned: window.pwned === undefined ? null : String(window.pwned),
+  violations: window.__violations,
+})"""
+
+
+def hostile_cell(realm: str, image: str, name: str) -> dict[str, Any]:
+    """``hostile``: its log, probe path, env and an annotation; ``hostile-cmd``: a command
+    that comes back in the cell's status message and a Failed Event."""
+    if name == "hostile-cmd":
+        containers: list[dict[str, Any]] = [{"id": "bad", "image": image, "command": NO_SLASH}]
+    else:
+        probe = {"httpGet": {"path": f"/{NO_SPACES}", "port": 9}, "periodSeconds": 1}
+        containers = [
+            {
+                "id": "main",
+                "image": image,
+                "command": "sh",
+                "args": ["-c", HOSTILE_LOG],
+                "env": [f"NOTE={PAYLOAD}"],
+                "readinessProbe": probe,
+            }
+        ]
+    return {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Cell",
+        "metadata": {"name": name, "annotations": {"note": f"{PAYLOAD} {{{{7*7}}}}"}},
+        "spec": {"realmId": realm, "spaceId": SPACE, "stackId": STACK, "containers": containers},
+    }
+
+
+async def hostile_views(c: Console) -> None:
+    from playwright.async_api import expect
+
+    k = c.kukeond
+    page = await c.browser.context.new_page()
+    await page.add_init_script(WATCH_CSP)
+    await page.goto(f"{c.https}/ui/")
+    await page.locator("#token").fill(c.admin_token)
+    await page.locator("#login button[type=submit]").click()
+    await page.locator("#whoami").wait_for()
+    await page.goto(f"{c.https}/ui/#/cell/{k.realm}/{SPACE}/{STACK}/hostile-cmd")
+    await expect(page.locator(".facts")).to_contain_text("CommandNotFound", timeout=60_000)
+    await expect(page.locator(".facts")).to_contain_text(NO_SLASH)
+    await expect(page.locator("#events")).to_contain_text(NO_SLASH, timeout=30_000)
+    await page.goto(f"{c.https}/ui/#/cell/{k.realm}/{SPACE}/{STACK}/hostile")
+    spec = page.locator("#spec")
+    await expect(spec).to_contain_text("NOTE=<img src=x onerror=")
+    await expect(spec).to_contain_text("{{7*7}}")
+    await expect(spec).to_contain_text(NO_SPACES)
+    # The probe's message names the path it asked for.
+    await expect(page.locator("main table")).to_contain_text(NO_SPACES, timeout=30_000)
+    log = page.locator("#log")
+    await expect(log).to_contain_text("after-the-long-line", timeout=30_000)
+    text = await log.inner_text()
+    assert f"\x1b[31m{PAYLOAD}\x1b[0m" in text  # as printed, escapes and all
+    # The long line is shown cut (kept whole, a line without end took the tab's memory).
+    assert len(text) < 20_000, len(text)
+    assert "the rest of this line" in text
+    await page.keyboard.press("/")
+    await page.keyboard.type("hostile")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("main tbody")).to_contain_text("hostile-cmd")
+    await page.keyboard.press("Escape")  # out of the search field
+    await page.keyboard.press("a")
+    await page.locator("#manifest").fill(f"kind: '{PAYLOAD}'\n")
+    await page.locator("#validate").click()
+    await expect(page.locator("#apply-results")).to_contain_text(PAYLOAD[:50])
+    found = await page.evaluate(INJECTED)
+    assert found == {"elements": [], "handlers": [], "pwned": None, "violations": []}, found
+    await page.close()
+
+
+async def test_a_tenants_text_shows_as_text_in_the_admins_console(console: Console) -> None:
+    k = console.kukeond
+    for name in ("hostile-cmd", "hostile"):
+        with contextlib.suppress(AlreadyExists):
+            await k.registry.create(parse_resource(hostile_cell(k.realm, k.image.name, name)))
+    await console.browser.run(hostile_views(console))

@@ -67,7 +67,11 @@ export async function call(method, path, options = {}) {
   return document;
 }
 
-export async function* lines(path, signal) {
+// A line over maxLength characters (a container may print megabytes without a newline) is
+// yielded once, cut, and the rest of it dropped up to its end; each chunk is searched for
+// newlines on its own: a line without end, kept whole and searched again with every chunk,
+// took the tab's memory and froze it.
+export async function* lines(path, signal, maxLength = Infinity) {
   const response = await send(path, { headers: headers(null), signal, cache: 'no-store', credentials: 'omit' });
   if (!response.ok) {
     let document = null;
@@ -77,15 +81,26 @@ export async function* lines(path, signal) {
   }
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let pending = '';
+  let cut = false; // the line under way was yielded cut: its rest is dropped
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    pending += value;
-    const parts = pending.split('\n');
-    pending = parts.pop();
-    for (const part of parts) yield part;
+    for (let start = 0; ;) {
+      const end = value.indexOf('\n', start);
+      if (!cut) pending += value.slice(start, end === -1 ? value.length : end);
+      if (!cut && pending.length > maxLength) {
+        yield `${pending.slice(0, maxLength)} … [the rest of this line, over ${maxLength} characters, is not shown]`;
+        pending = '';
+        cut = true;
+      }
+      if (end === -1) break;
+      if (!cut) yield pending;
+      pending = '';
+      cut = false;
+      start = end + 1;
+    }
   }
-  if (pending) yield pending;
+  if (pending && !cut) yield pending;
 }
 
 export function collection(plural, scope = []) {

@@ -7,6 +7,10 @@ import { age, badge, bytes, enc, fill, h, section, table } from './dom.js';
 import { readiness, restarts } from './tree.js';
 import { toYaml } from './yaml.js';
 
+// Characters of one log line shown (16 KiB: a container log's record); the panel keeps
+// its last 2,000 lines, so a tenant's log can hold at most ~32 M characters of the tab.
+const LOG_LINE_LIMIT = 16384;
+
 function probeText(probe) {
   const failures = probe.consecutiveFailures ? ` (${probe.consecutiveFailures}× failed)` : '';
   return h('div', { class: 'probe' }, `${probe.probe}: `, badge(probe.result || 'Unknown'), failures,
@@ -119,7 +123,7 @@ export class CellView {
     while (!abort.signal.aborted) {
       fill(this.logState, `following ${container}`);
       try {
-        for await (const line of lines(url, abort.signal)) this.logLine(line);
+        for await (const line of lines(url, abort.signal, LOG_LINE_LIMIT)) this.logLine(line);
         fill(this.logState, `${container}: the log ended; following again`);
       } catch (error) {
         if (abort.signal.aborted) return;
