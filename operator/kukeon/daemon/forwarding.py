@@ -48,6 +48,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from kukeon.api import Cell, Kind, Node, NodeState
+from kukeon.api.meta import quote
 from kukeon.apiserver.app import Handler
 from kukeon.apiserver.auth import Verb, denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
@@ -55,6 +56,7 @@ from kukeon.apiserver.status import REASONS, ApiError, Cause
 from kukeon.cancelling import cancel_and_wait
 from kukeon.fileio import warn_if_open_to_others
 from kukeon.store import NotFound, Registry
+from kukeon.store.keys import is_key_part
 
 from .statsroutes import SUBRESOURCE as STATS
 from .statsroutes import authorize_node_stats
@@ -379,6 +381,13 @@ class Forwarder:
     async def _endpoint(self, what: str, node: str, *, named_in: str | None = None) -> str:
         """The API endpoint of ``node``; ``named_in``: the parameter the client named it
         with (a node no one registered is then the client's 404, not a 503 of ours)."""
+        if named_in is not None and not is_key_part(node):
+            raise ApiError(
+                400,
+                f"query parameter {named_in}: {quote(node)} is not a node name: a name has "
+                "no '/' and is not '.' or '..'",
+                causes=[Cause(named_in, "not a valid node name")],
+            )
         try:
             found = await self.registry.get(Kind.NODE, (node,))
         except NotFound:

@@ -12,10 +12,12 @@ from typing import Any, cast
 
 import pytest
 
+from kukeon.api import Kind
 from kukeon.apiserver.status import ApiError, Cause, status_document
 from kukeon.daemon import forwarding
 from kukeon.daemon.forwarding import Forwarder, server_hostname
-from kukeon.store import Registry
+from kukeon.store import NotFound, Registry
+from kukeon.store.keys import KeyLayout
 
 WHAT = "cell r/s/t/web"
 
@@ -134,3 +136,25 @@ async def test_a_system_cas_context_that_cannot_be_made_is_a_refusal(
         await forwarder._forwarding_tls(WHAT, "n2")
     assert (raised.value.code, raised.value.name) == (503, "n2")
     assert "broken" in str(raised.value)
+
+
+class _Nodes:
+    """A registry that checks a node's key as etcd's layout does, and holds no node."""
+
+    async def get(self, kind: Kind, key: tuple[str, ...]) -> object:
+        KeyLayout().key(kind, key)  # Invalid for a name no key can hold
+        raise NotFound(f"{kind.value} {key[0]} not found")
+
+
+@pytest.mark.parametrize("node", ["..", ".", "a/b", "../../etc/passwd", "/etc/shadow"])
+async def test_a_node_no_key_can_hold_is_the_clients_400_naming_the_parameter(
+    node: str,
+) -> None:
+    # ?node=.. on the image routes was a 500 with a traceback (store.Invalid from the key).
+    forwarder = Forwarder(
+        registry=cast(Registry, _Nodes()), node_name="n1", token_file=None, ca_file=None
+    )
+    with pytest.raises(ApiError) as refused:
+        await forwarder._endpoint(WHAT, node, named_in="node")
+    assert refused.value.code == 400
+    assert [cause.field for cause in refused.value.causes] == ["node"]
