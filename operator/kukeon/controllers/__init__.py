@@ -42,6 +42,7 @@ from .images import ImageArchives, ImageProvider
 from .layers import HostLocks, migrate_legacy_finalizers, node_finalizer
 from .logcopiers import LogCopiers
 from .membership import CellMembership
+from .orphanlog import OrphanFailures
 from .probing import ProbeManager
 from .realm import RealmController
 from .space import SpaceController
@@ -99,6 +100,8 @@ class Controllers:
         """Stops this node's copy of a cell as soon as the cell leaves it (issue 21)."""
         self.cells.runs_here = self.runs_here
         self._background: list[SupervisedTask] = []
+        self.orphan_failures = OrphanFailures()
+        """What the orphan passes could not remove: warned of once, not every pass."""
 
     def runs_here(self, cell: Cell) -> bool:
         # Assigned to this node, not being handed back by a drain, not fenced away.
@@ -111,6 +114,7 @@ class Controllers:
             cells=self.cells,
             runs_here=self.runs_here,
             locks=self.layer_locks,
+            failures=self.orphan_failures,
         )
 
     async def _collect_periodically(self) -> None:

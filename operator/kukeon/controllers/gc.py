@@ -59,6 +59,7 @@ from .cellports import release_ports
 from .host import Host
 from .layergc import collect_layer_orphans
 from .layers import HostLocks
+from .orphanlog import OrphanFailures
 from .space import conflist_file
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ async def collect_orphans(
     cells: CellController,
     runs_here: Callable[[Cell], bool] | None = None,
     locks: HostLocks | None = None,
+    failures: OrphanFailures | None = None,
 ) -> list[str]:
     """Remove this node's orphans; returns what was removed, for the log.
 
@@ -167,8 +169,11 @@ async def collect_orphans(
     that cannot go (a CNI DEL failing on a half-torn-down network) is logged
     and left for the next pass; it never stops the others from going. `locks` are the
     layer controllers' (``Controllers`` shares them), so a realm, space or stack is never
-    removed while its controller builds it.
+    removed while its controller builds it. ``failures`` remembers what earlier passes could
+    not remove, so that is warned of once (``orphanlog``), not at every pass.
     """
+    failures = failures or OrphanFailures()
+    failures.begin()
     found = await list_host(host)
     all_cells = [c for c in (await registry.list(Kind.CELL)).items if isinstance(c, Cell)]
     # Cells whose stored document does not decode are kept as if they ran here
@@ -183,6 +188,7 @@ async def collect_orphans(
         named_anywhere={network_id(cell_key(c), instance) for c in all_cells}
         | {network_id(key, instance) for key in unreadable},
         conflists=await space_conflists(host, registry),
+        failures=failures,
     )
     await sweep.containers(cells)
     await sweep.cell_dirs()
@@ -195,10 +201,15 @@ async def collect_orphans(
         log.warning("looking for forgotten shims failed (next pass again): %s", error)
     try:
         sweep.removed += await collect_layer_orphans(
-            host=host, registry=registry, locks=locks or HostLocks(), runs_here=here
+            host=host,
+            registry=registry,
+            locks=locks or HostLocks(),
+            runs_here=here,
+            failures=failures,
         )
     except Exception as error:
         log.warning("realm/space/stack orphan collection failed (next pass again): %s", error)
+    failures.end()
     return sweep.removed
 
 
@@ -217,8 +228,10 @@ class _Sweep:
         wanted: set[tuple[str, ...]],
         named_anywhere: set[str],
         conflists: dict[str, Path],
+        failures: OrphanFailures,
     ) -> None:
         self.host = host
+        self.failures = failures
         self.found = found
         self.wanted = wanted
         """Keys of the cells this node runs."""
@@ -234,11 +247,15 @@ class _Sweep:
         try:
             await step
         except Exception as error:
-            log.warning("could not remove orphaned %s (next pass tries again): %s", what, error)
+            self.failures.failed(what, error)
             return False
-        log.info("removed orphaned %s", what)
-        self.removed.append(what)
+        self._removed(what)
         return True
+
+    def _removed(self, what: str) -> None:
+        log.info("removed orphaned %s", what)
+        self.failures.removed(what)
+        self.removed.append(what)
 
     async def containers(self, cells: CellController) -> None:
         orphans = [
@@ -248,10 +265,9 @@ class _Sweep:
         ]
         for what, error in await remove_containers(cells, orphans):
             if error is None:
-                log.info("removed orphaned %s", what)
-                self.removed.append(what)
+                self._removed(what)
             else:
-                log.warning("could not remove orphaned %s (next pass tries again): %s", what, error)
+                self.failures.failed(what, error)
 
     async def cell_dirs(self) -> None:
         for key in sorted(self.found.cell_dirs - self.wanted):

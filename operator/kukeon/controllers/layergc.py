@@ -63,6 +63,7 @@ from kukeon.store import NotFound, Registry
 from .cellfiles import remove_scope_files
 from .host import Host
 from .layers import LAYER_KINDS, HostLocks, legacy_finalizer, nodes_named
+from .orphanlog import OrphanFailures
 from .realm import namespace_node_label, namespace_nodes
 from .space import conflist_file, conflist_note
 
@@ -260,11 +261,13 @@ class LayerCollector:
         registry: Registry,
         locks: HostLocks,
         runs_here: Callable[[Cell], bool],
+        failures: OrphanFailures | None = None,
     ) -> None:
         self.host = host
         self.registry = registry
         self.locks = locks
         self.runs_here = runs_here
+        self.failures = failures or OrphanFailures()
         self.node = host.settings.node_name
         self.removed: list[str] = []
 
@@ -276,8 +279,9 @@ class LayerCollector:
         try:
             swept = await self.host.networks.remove_idle_bridges(self._bridges_of_spaces)
         except Exception as error:
-            log.warning("could not sweep idle bridges (next pass tries again): %s", error)
+            self.failures.failed("idle bridges", error)
         else:
+            self.failures.removed("idle bridges")
             self.removed += [f"orphaned {what}" for what in swept]
         return self.removed
 
@@ -335,8 +339,9 @@ class LayerCollector:
         try:
             done = await step
         except Exception as error:
-            log.warning("could not remove orphaned %s (next pass tries again): %s", what, error)
+            self.failures.failed(what, error)
             return
+        self.failures.removed(what)
         if report or done:
             log.info("removed orphaned %s", what)
             self.removed.append(what)
@@ -401,9 +406,12 @@ async def collect_layer_orphans(
     registry: Registry,
     locks: HostLocks,
     runs_here: Callable[[Cell], bool],
+    failures: OrphanFailures | None = None,
 ) -> list[str]:
     """Remove the host side of the realms, spaces and stacks this node does not need."""
-    collector = LayerCollector(host=host, registry=registry, locks=locks, runs_here=runs_here)
+    collector = LayerCollector(
+        host=host, registry=registry, locks=locks, runs_here=runs_here, failures=failures
+    )
     return await collector.run()
 
 

@@ -6,6 +6,7 @@ rest (its egress chain, conflist and subnet record)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -101,3 +102,38 @@ async def test_a_start_sweeps_the_bridge_an_earlier_teardown_left(
     # The start's orphan pass removed the cell (its veth went with its namespace), then
     # the idle bridge no space of this node holds.
     assert not await link_exists(bridge)
+
+
+async def test_a_foreign_port_is_warned_of_once_not_at_every_orphan_pass(
+    kukeond: Kukeond, foreign_port: str, space_bridge: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A space that went while its node was down (the leader released what the node held)
+    leaves its network to the node's orphan passes; a port kukeon did not make keeps it
+    there. Each pass finds it again: a warning when that starts (and when what stands in
+    the way changes), not one every pass for as long as it lasts; said again when it went."""
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(cell_doc(k, "a", [container(k, "a")]))
+    await k.wait_for(Kind.CELL, cell_key(k, "a"), state="Ready")
+    run("ip", "link", "set", foreign_port, "master", space_bridge, check=True)
+    async with stopped(k) as registry:
+        await erase(registry, k.config.etcd_prefix, (k.realm, "s1"))
+    controllers = k.daemon.controllers
+    assert controllers is not None
+
+    def said(level: int) -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno >= level and foreign_port in r.getMessage()
+        ]
+
+    with caplog.at_level(logging.DEBUG, logger="kukeon"):
+        for _ in range(3):
+            await controllers.collect_orphans()
+        assert len(said(logging.WARNING)) == 1, said(logging.WARNING)
+        assert await link_exists(space_bridge)
+        run("ip", "link", "set", foreign_port, "nomaster", check=True)
+        removed = await controllers.collect_orphans()
+    assert f"network of space {k.realm}/s1" in removed, removed
+    assert not await link_exists(space_bridge)
