@@ -16,6 +16,7 @@ from kukeon.runtime.containerd import (
     task_lifecycle_filters,
 )
 from kukeon.runtime.containerd.crilog import LogRecord, parse_lines, plain_text
+from tests.fixtures.services import require_binary
 from tests.integration.containerd.helpers import Runner
 
 pytestmark = pytest.mark.integration
@@ -189,6 +190,67 @@ async def test_host_interfaces_are_masked_and_read_only_from_inside(runner: Runn
     assert sizes["firmware"] == "0", log
     assert set(sizes.values()) == {"0"}, log
     assert "sysctl-read-only" in lines, log
+
+
+NAMESPACE_PROBE = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/sched.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void report(const char *what, long pid) {
+    if (pid == 0) _exit(0);
+    if (pid < 0) { printf("%s errno %d\n", what, errno); return; }
+    waitpid((pid_t)pid, NULL, 0);
+    printf("%s ok\n", what);
+}
+static void *thread(void *arg) { return arg; }
+
+int main(void) {
+    struct clone_args args;
+    pthread_t t;
+    report("clone-newuser", syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0));
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_NEWUSER;
+    args.exit_signal = SIGCHLD;
+    report("clone3-newuser", syscall(SYS_clone3, &args, sizeof args));
+    report("fork", fork());
+    int made = pthread_create(&t, NULL, thread, NULL) == 0 && pthread_join(t, NULL) == 0;
+    printf("thread %s\n", made ? "ok" : "failed");
+    return 0;
+}
+"""
+
+
+async def test_no_namespace_of_its_own_without_sys_admin(runner: Runner, tmp_path: Path) -> None:
+    """A container without CAP_SYS_ADMIN makes no namespace: unshare was refused, but
+    clone(CLONE_NEWUSER|CLONE_NEWNET) gave it every capability over a network namespace
+    of its own (CAP_NET_ADMIN: nf_tables, the kernel code the levels keep for privileged).
+    fork and threads still work (glibc falls back from clone3's ENOSYS to clone)."""
+    compiler = require_binary("cc", "gcc")
+    source = tmp_path / "probe.c"
+    source.write_text(NAMESPACE_PROBE)
+    await _run(compiler, "-static", "-O2", "-o", str(tmp_path / "probe"), str(source), "-pthread")
+    status, log = await runner.run_to_exit(
+        {
+            "command": "/probe/probe",
+            "volumes": [{"source": str(tmp_path), "target": "/probe", "readOnly": True}],
+        },
+        name="clone",
+    )
+    assert status.code == 0, log
+    lines = log.splitlines()
+    assert "clone-newuser errno 1" in lines, log  # EPERM, as unshare
+    assert "clone3-newuser errno 38" in lines, log  # ENOSYS: callers fall back to clone
+    assert "fork ok" in lines, log
+    assert "thread ok" in lines, log
 
 
 async def _run(*args: str) -> None:

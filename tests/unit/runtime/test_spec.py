@@ -429,17 +429,50 @@ def test_seccomp_default_profile() -> None:
     seccomp = build()["linux"]["seccomp"]
     assert seccomp["defaultAction"] == "SCMP_ACT_ALLOW"
     assert seccomp["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
-    (rule,) = seccomp["syscalls"]
+    rule = seccomp["syscalls"][0]
     assert rule["action"] == "SCMP_ACT_ERRNO"
     assert rule["errnoRet"] == 1
     for name in ("keyctl", "mount", "kexec_load", "init_module", "bpf", "clock_settime"):
         assert name in rule["names"]
     assert "read" not in rule["names"]
+    assert "clone" not in rule["names"]  # fork and threads: only its namespace flags
+
+
+CLONE_NAMESPACE_MASK = 0x7E020000
+"""NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET: Docker's profile's mask."""
+
+
+def _clone_rules(seccomp: dict[str, Any]) -> list[dict[str, Any]]:
+    return [rule for rule in seccomp["syscalls"] if {"clone", "clone3"} & set(rule["names"])]
+
+
+@pytest.mark.parametrize(("machine", "index"), [("x86_64", 0), ("aarch64", 0), ("s390x", 1)])
+def test_seccomp_refuses_a_clone_that_makes_a_namespace(machine: str, index: int) -> None:
+    """clone(CLONE_NEWUSER|CLONE_NEWNET) gave a restricted container every capability over
+    a namespace of its own (CAP_NET_ADMIN: nf_tables), though unshare was refused."""
+    rules = _clone_rules(build(machine=machine)["linux"]["seccomp"])
+    flags = 0
+    for rule in rules[:-1]:
+        assert rule["names"] == ["clone"]
+        assert (rule["action"], rule["errnoRet"]) == ("SCMP_ACT_ERRNO", 1)
+        (condition,) = rule["args"]
+        assert condition["op"] == "SCMP_CMP_MASKED_EQ"
+        assert condition["index"] == index  # s390's clone takes the flags second
+        assert condition["value"] == condition["valueTwo"]
+        assert bin(condition["value"]).count("1") == 1  # one flag: any of them refuses
+        flags |= condition["value"]
+    assert flags == CLONE_NAMESPACE_MASK
+    assert rules[-1] == {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+
+
+def test_seccomp_lets_sys_admin_make_namespaces() -> None:
+    container = make_container(capabilities={"add": ["SYS_ADMIN"]})
+    assert _clone_rules(build(container)["linux"]["seccomp"]) == []
 
 
 def test_seccomp_allows_what_granted_capabilities_cover() -> None:
     container = make_container(capabilities={"add": ["SYS_ADMIN", "SYS_TIME"]})
-    (rule,) = build(container)["linux"]["seccomp"]["syscalls"]
+    rule = build(container)["linux"]["seccomp"]["syscalls"][0]
     assert "mount" not in rule["names"]
     assert "bpf" not in rule["names"]  # CAP_SYS_ADMIN also covers bpf
     assert "clock_settime" not in rule["names"]

@@ -257,17 +257,62 @@ def _split_option(option: str) -> tuple[str, str, str]:
     return option[:at], option[at], option[at + 1 :]
 
 
+CLONE_NAMESPACE_FLAGS: Final[Mapping[str, int]] = {
+    "CLONE_NEWNS": 0x00020000,
+    "CLONE_NEWCGROUP": 0x02000000,
+    "CLONE_NEWUTS": 0x04000000,
+    "CLONE_NEWIPC": 0x08000000,
+    "CLONE_NEWUSER": 0x10000000,
+    "CLONE_NEWPID": 0x20000000,
+    "CLONE_NEWNET": 0x40000000,
+}
+"""The flags of clone(2) that make a namespace (include/uapi/linux/sched.h). Refusing
+``unshare`` alone left them open: ``clone(CLONE_NEWUSER|CLONE_NEWNET)`` gave a container
+without any added capability every capability over a namespace of its own, CAP_NET_ADMIN
+(nf_tables, routing) included, which is what the levels keep for ``privileged``."""
+
+ENOSYS: Final = 38
+"""clone3(2) is refused as not implemented, as Docker's profile does: its flags sit in
+memory seccomp cannot read, and glibc falls back to clone(2) on ENOSYS (not on EPERM)."""
+
+
+def _clone_flags_argument(machine: str) -> int:
+    """Which argument of clone(2) holds the flags: the second on s390 (its ABI swaps the
+    first two), the first everywhere else."""
+    return 1 if machine.lower().startswith("s390") else 0
+
+
+def _namespace_clone_rules(machine: str) -> list[dict[str, Any]]:
+    """clone(2) with any namespace flag refused (EPERM, as ``unshare``), one rule per flag
+    (a rule's argument conditions must all hold; rules of one syscall are alternatives);
+    clone3(2) refused with ENOSYS. Plain clone(2) (fork, threads) is untouched."""
+    index = _clone_flags_argument(machine)
+    rules: list[dict[str, Any]] = [
+        {
+            "names": ["clone"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": 1,
+            "args": [{"index": index, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+        }
+        for flag in CLONE_NAMESPACE_FLAGS.values()
+    ]
+    rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS})
+    return rules
+
+
 def seccomp_profile(capabilities: set[str], machine: str) -> dict[str, Any]:
     """The runtime spec's ``linux.seccomp``: kukeon's deny-list, minus what
-    ``capabilities`` cover, for the architectures of ``machine`` (``platform.machine()``)."""
+    ``capabilities`` cover, for the architectures of ``machine`` (``platform.machine()``).
+    Without CAP_SYS_ADMIN a container makes no namespace: neither ``unshare`` nor a
+    ``clone`` with a namespace flag (``_namespace_clone_rules``)."""
     denied: list[str] = []
     for names, unless_any_of in _SECCOMP_DENY:
         if not unless_any_of & capabilities:
             denied.extend(names)
-    profile: dict[str, Any] = {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": sorted(denied), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
-    }
+    syscalls = [{"names": sorted(denied), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    if "CAP_SYS_ADMIN" not in capabilities:
+        syscalls += _namespace_clone_rules(machine)
+    profile: dict[str, Any] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": syscalls}
     architectures = _SECCOMP_ARCHITECTURES.get(machine.lower())
     if architectures:
         profile["architectures"] = list(architectures)
