@@ -3,7 +3,8 @@
 Names in the console come from users (a cell called ``<img onerror=...>`` is legal YAML
 and a valid label is not the only place text comes from): the page renders everything as
 text, and the Content-Security-Policy makes sure that a slip would still run nothing — no
-inline script or style, no ``eval``, scripts, styles and requests to this origin only, no
+markup from a string at all (Trusted Types, none allowed), no inline script or style, no
+``eval``, scripts, styles and requests to this origin only, no
 framing (clickjacking), no ``<base>`` rewriting, no form posted elsewhere.
 """
 
@@ -23,6 +24,11 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "base-uri 'none'",
         "form-action 'self'",
         "frame-ancestors 'none'",
+        # No string ever becomes HTML or script (innerHTML, insertAdjacentHTML,
+        # document.write, a script's src or text): the page builds nodes only, so a slip
+        # that would insert a tenant's text as markup throws instead.
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
     )
 )
 
