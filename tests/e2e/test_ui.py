@@ -35,7 +35,6 @@ from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukectl import KUKECTL
 from tests.fixtures.kukeond import Kukeond, kukeond_config, sweep_host
 from tests.fixtures.services import free_tcp_port, require_binary, require_root
-from tests.integration.controllers.helpers import cell_versions, get_cell
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -410,40 +409,12 @@ async def test_admin_follows_log_stops_and_starts(console: Console) -> None:
     await console.browser.run(admin_scenario(console))
 
 
-async def apply_over_a_running_cell(c: Console, page: Page) -> None:
-    """The ticker's manifest pasted as written is `unchanged`, and a label added is written
-    without the cell ever losing its node: Apply PUT the document as pasted, which cleared
-    the nodeName the scheduler had set, and the running cell was stopped and started again."""
-    from playwright.async_api import expect
-
-    k = c.kukeond
-    key = (k.realm, SPACE, STACK, "ticker")
-    cell = await k.wait_for(Kind.CELL, key, until=lambda found: bool(found.spec.node_name))
-    nodes: list[str | None] = []
-    since = int(cell.metadata.resource_version or 0)
-    async with cell_versions(k, key, lambda seen: nodes.append(seen.spec.node_name), since=since):
-        document = cell_document(k.realm, "ticker", k.image.name)
-        results = page.locator("#apply-results")
-        await page.locator("#manifest").fill(yaml.safe_dump(document))
-        await page.locator("#apply").click()
-        await expect(results).to_contain_text("Cell ticker unchanged")
-        document["metadata"]["labels"]["seen-by"] = "console"
-        await page.locator("#manifest").fill(yaml.safe_dump(document))
-        await page.locator("#apply").click()
-        await expect(results).to_contain_text("Cell ticker configured")
-        labelled = await get_cell(k, key)
-    assert labelled.metadata.labels["seen-by"] == "console"
-    assert labelled.spec.node_name == cell.spec.node_name
-    assert None not in nodes, nodes
-
-
 async def apply_scenario(c: Console) -> None:
     from playwright.async_api import expect
 
     k = c.kukeond
     page = await signed_in(c, c.admin_token)
     await page.keyboard.press("a")
-    await apply_over_a_running_cell(c, page)
     manifest = f"""apiVersion: kukeon.io/v1beta1
 kind: Cell
 metadata: {{name: broken}}
