@@ -92,7 +92,11 @@ class _Unreadable(NamedTuple):
 
 
 def _yaml_documents(text: str) -> Iterator[Any]:
-    loader = _ManifestLoader(text)
+    try:
+        loader = _ManifestLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses a character (NUL, \x07, U+FFFE)
+        yield _Unreadable(f"invalid YAML: {exc}", fatal=True)
+        return
     try:
         while True:
             try:

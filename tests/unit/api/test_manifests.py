@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kukeon.api import (
     Cell,
@@ -231,3 +234,21 @@ def test_dump_of_nothing_and_unknown_format() -> None:
     assert dump_manifests([], fmt="json") == "[]\n"
     with pytest.raises(ValueError, match="unknown manifest format"):
         dump_manifests([], fmt="toml")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\ufffe", "\x85\x00"])
+def test_a_character_yaml_refuses_is_a_manifest_error(character: str) -> None:
+    # PyYAML's reader refuses these when the loader is made, before the first document:
+    # that ReaderError escaped (kukectl apply: 'unexpected failure: ReaderError', the web
+    # console's manifest check: a 500).
+    with pytest.raises(ManifestError) as info:
+        load_manifests(f"kind: Cell\nmetadata:\n  name: a{character}b\n")
+    assert info.value.errors[0][0] == 0
+    assert "invalid YAML" in str(info.value.errors[0][1])
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_any_text_is_resources_or_a_manifest_error(tail: str) -> None:
+    with contextlib.suppress(ManifestError):
+        load_manifests("kind: Realm\n" + tail)

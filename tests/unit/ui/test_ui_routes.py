@@ -200,3 +200,16 @@ async def test_a_token_that_is_no_utf_8_is_401_not_500(
     finally:
         writer.close()
     assert head.split(b" ", 2)[1] == b"401", head
+
+
+async def test_a_manifest_with_a_character_yaml_refuses_is_read_into_a_cause(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    # A NUL (or \x07, U+FFFE) was a 500: PyYAML's reader refused it as the loader was made.
+    text = "kind: Cell\nmetadata:\n  name: a\x00b\n"
+    answer = await client.post(
+        "/ui/manifest", data=text, headers={"Authorization": f"Bearer {VIEWER}"}
+    )
+    assert answer.status == 200, await answer.text()
+    [unreadable] = (await answer.json())["documents"]
+    assert "unacceptable character #x0000" in unreadable["causes"][0]["message"]
