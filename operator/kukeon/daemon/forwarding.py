@@ -58,6 +58,7 @@ from kukeon.fileio import warn_if_open_to_others
 from kukeon.store import NotFound, Registry
 from kukeon.store.keys import is_key_part
 
+from .lookups import CELL_SUBRESOURCES, authorize_cell_route
 from .statsroutes import SUBRESOURCE as STATS
 from .statsroutes import authorize_node_stats
 
@@ -71,16 +72,6 @@ FORWARDED_BY_HEADER = "X-Kukeon-Forwarded-By"
 FORWARDED_USER_HEADER = "X-Kukeon-Forwarded-User"
 """The original caller's user name, for the receiving node's logs (never trusted)."""
 
-CELL_SUBRESOURCES: Mapping[str, Verb] = {
-    "log": "get",
-    "exec": "create",
-    "kill": "update",
-    "attach": "create",
-    "stats": "get",
-    "cp": "create",
-    "portforward": "create",
-}
-"""The node-local routes of a cell and the verb each needs (as ``noderoutes`` checks)."""
 IMAGE_VERBS: Mapping[str, Verb] = {"GET": "list", "POST": "create", "DELETE": "delete"}
 """The verb each method of the realm image routes needs (as ``imageroutes`` checks: a
 read for viewers, any write for editors of the realm)."""
@@ -310,6 +301,7 @@ class Forwarder:
     ) -> web.StreamResponse:
         m = request.match_info
         key = (m["realm"], m["space"], m["stack"], m["cell"])
+        authorize_cell_route(request, subresource)  # before the read: it tells what exists
         try:
             found = await self.registry.get(Kind.CELL, key)
         except NotFound:
@@ -318,14 +310,6 @@ class Forwarder:
         node = found.spec.node_name
         if node == self.node_name:
             return await handler(request)
-        why = denial(
-            principal_of(request),
-            verb=CELL_SUBRESOURCES[subresource],
-            realm=found.spec.realm_id,
-            subresource=subresource,
-        )
-        if why is not None:
-            raise ApiError(403, f"Forbidden: {why}")
         name = "/".join(key)
         if not node:
             status = found.status

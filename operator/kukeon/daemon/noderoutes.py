@@ -39,8 +39,7 @@ from pathlib import Path
 from aiohttp import ClientConnectionResetError, WSMsgType, web
 
 from kukeon.api import Cell, Kind, Realm
-from kukeon.apiserver.auth import Verb, denial
-from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.handlers import route_patterns
 from kukeon.apiserver.status import ApiError
 from kukeon.apiserver.watchstream import client_gone
 from kukeon.cancelling import cancel_and_wait
@@ -84,12 +83,6 @@ OUTPUT_QUEUE_FRAMES = 16
 """Output frames (of at most 64 KiB) read ahead of a client that takes them slowly."""
 MAX_TAIL_LINES = 100_000
 MAX_SINCE_SECONDS = 10 * 365 * 24 * 3600
-
-
-def _authorize(request: web.Request, *, verb: Verb, realm: str, subresource: str) -> None:
-    why = denial(principal_of(request), verb=verb, realm=realm, subresource=subresource)
-    if why is not None:
-        raise ApiError(403, f"Forbidden: {why}")
 
 
 def _decimal(text: str) -> bool:
@@ -298,8 +291,8 @@ class NodeRoutes:
 
     # --- helpers --------------------------------------------------------------------------
 
-    async def _cell(self, request: web.Request) -> Cell:
-        return await cell_of(self.registry, request)
+    async def _cell(self, request: web.Request, subresource: str) -> Cell:
+        return await cell_of(self.registry, request, subresource)
 
     async def _realm(self, name: str) -> Realm:
         return await realm_of(self.registry, name)
@@ -319,8 +312,7 @@ class NodeRoutes:
     # --- logs -----------------------------------------------------------------------------
 
     async def log(self, request: web.Request) -> web.StreamResponse:
-        cell = await self._cell(request)
-        _authorize(request, verb="get", realm=cell.spec.realm_id, subresource="log")
+        cell = await self._cell(request, "log")
         container = self._container_of(cell, request)
         query = LogQuery.parse(request.query)
         files = CellFiles(self.controllers.host.settings.state_dir, cell_key(cell))
@@ -410,8 +402,7 @@ class NodeRoutes:
     # --- kill -----------------------------------------------------------------------------
 
     async def kill(self, request: web.Request) -> web.StreamResponse:
-        cell = await self._cell(request)
-        _authorize(request, verb="update", realm=cell.spec.realm_id, subresource="kill")
+        cell = await self._cell(request, "kill")
         signum = _parse_signal(request.query.get("signal", "SIGTERM"))
         wanted = request.query.get("container")
         if wanted is not None:
@@ -442,8 +433,7 @@ class NodeRoutes:
     # --- exec -----------------------------------------------------------------------------
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
-        cell = await self._cell(request)
-        _authorize(request, verb="create", realm=cell.spec.realm_id, subresource="exec")
+        cell = await self._cell(request, "exec")
         container = self._container_of(cell, request)
         command = request.query.getall("command", [])
         if not command:
@@ -517,8 +507,7 @@ class NodeRoutes:
     # --- attach ---------------------------------------------------------------------------
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
-        cell = await self._cell(request)
-        _authorize(request, verb="create", realm=cell.spec.realm_id, subresource="attach")
+        cell = await self._cell(request, "attach")
         container = attach_target(cell, request.query.get("container"))
         replay = _flag(request.query, "logs")
         realm = await self._realm(cell.spec.realm_id)

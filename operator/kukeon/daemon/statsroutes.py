@@ -159,8 +159,7 @@ class StatsRoutes:
     async def cell_stats(self, request: web.Request) -> web.StreamResponse:
         key = cell_key_of(request)
         name = "/".join(key)
-        found = await cell_of(self.registry, request)
-        _authorize(request, verb="get", realm=found.spec.realm_id)
+        found = await cell_of(self.registry, request, SUBRESOURCE)
         containers = _flag(request.query, "containers", False)
         usage = await self.reader.cell(key, [container.id for container in found.spec.containers])
         if usage is None:

@@ -49,8 +49,7 @@ from typing import Any
 from aiohttp import ClientConnectionResetError, WSMsgType, web
 
 from kukeon.api import Cell, Kind, Realm
-from kukeon.apiserver.auth import denial
-from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.handlers import route_patterns
 from kukeon.apiserver.status import ApiError
 from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers import Controllers
@@ -74,12 +73,6 @@ MAX_STDERR = 64 * 1024
 STDIN_STALL_SECONDS = 60.0
 """How long tar may leave the stream to write unread before the copy fails."""
 CONNECT_SECONDS = 10.0
-
-
-def _authorize(request: web.Request, *, realm: str, subresource: str) -> None:
-    why = denial(principal_of(request), verb="create", realm=realm, subresource=subresource)
-    if why is not None:
-        raise ApiError(403, f"Forbidden: {why}")
 
 
 def container_path(text: str | None) -> tuple[str, str]:
@@ -145,8 +138,8 @@ class TransferRoutes:
         app.router.add_get(f"{cell_path}/{CP}", self.cp)
         app.router.add_get(f"{cell_path}/{PORTFORWARD}", self.portforward)
 
-    async def _cell(self, request: web.Request) -> Cell:
-        return await cell_of(self.registry, request)
+    async def _cell(self, request: web.Request, subresource: str) -> Cell:
+        return await cell_of(self.registry, request, subresource)
 
     async def _realm(self, name: str) -> Realm:
         return await realm_of(self.registry, name)
@@ -159,8 +152,7 @@ class TransferRoutes:
     # --- cp -------------------------------------------------------------------------------
 
     async def cp(self, request: web.Request) -> web.StreamResponse:
-        cell = await self._cell(request)
-        _authorize(request, realm=cell.spec.realm_id, subresource=CP)
+        cell = await self._cell(request, CP)
         container = _cp_container(cell, request.query.get("container"))
         mode = request.query.get("mode", "")
         if mode not in {"read", "write"}:
@@ -258,8 +250,7 @@ class TransferRoutes:
     # --- portforward ----------------------------------------------------------------------
 
     async def portforward(self, request: web.Request) -> web.StreamResponse:
-        cell = await self._cell(request)
-        _authorize(request, realm=cell.spec.realm_id, subresource=PORTFORWARD)
+        cell = await self._cell(request, PORTFORWARD)
         port = _port(request.query.get("port"))
         host = forward_address(cell)
         self._require_upgrade(request, "portforward")

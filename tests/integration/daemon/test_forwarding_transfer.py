@@ -189,6 +189,28 @@ async def test_who_may_forward_and_copy_is_decided_by_the_first_node(
         assert "may not create in realm 'default'" in body["message"]
 
 
+async def test_an_outsider_learns_nothing_of_which_cells_a_realm_has(
+    transfer_fleet: Fleet,
+) -> None:
+    """An editor of another realm is refused before the cell is read, on the node that
+    forwards and on the cell's own node alike: a 404 for a missing cell beside a 403 for
+    an existing one told it the names of the realm's cells."""
+    fleet = transfer_fleet
+    for node in ("na", "nb"):
+        for sub, params in (("portforward", {"port": "80"}), ("cp", {"path": "/", "mode": "read"})):
+            answers = []
+            for cell in ("on-b", "no-such-cell"):
+                async with (
+                    fleet.session(node, OUTSIDER) as client,
+                    client.get(f"{CELLS}/{cell}/{sub}", params=params, headers=UPGRADE) as reply,
+                ):
+                    body = await reply.json()
+                    answers.append((reply.status, body["message"]))
+            assert answers[0] == answers[1], answers
+            assert answers[0][0] == 403, answers
+            assert "'oscar' (editor) may not create in realm 'default'" in answers[0][1]
+
+
 async def test_refusals_come_back_from_the_cells_node(transfer_fleet: Fleet) -> None:
     fleet = transfer_fleet
     body = await _refused(fleet, ADMIN, f"{CELLS}/on-b/cp", {"path": "/x", "mode": "copy"})
