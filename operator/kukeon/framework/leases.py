@@ -236,6 +236,23 @@ async def _claim(client: EtcdClient, key: bytes, value: bytes, lease_id: int) ->
     return (int(kvs[0].lease) if kvs else 0), revision  # (never absent: one Txn is atomic)
 
 
+async def _remove_if_on_no_lease(client: EtcdClient, key: bytes) -> bool:
+    """Delete ``key`` if it exists on no lease; whether it did (one Txn: a key a contender
+    created on its lease meanwhile stays)."""
+    await client.connect()
+    request = rpc.TxnRequest(
+        compare=[
+            rpc.Compare(
+                key=key, target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0
+            ),
+            rpc.Compare(key=key, target=rpc.Compare.LEASE, result=rpc.Compare.EQUAL, lease=0),
+        ],
+        success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
+    )
+    response = await client.kvstub.Txn(request, timeout=_REQUEST_TIMEOUT, metadata=client.metadata)
+    return bool(response.succeeded)
+
+
 async def _holder(client: EtcdClient, key: bytes) -> tuple[int, int]:
     """The lease holding ``key`` (0: absent) and the revision that read is true at."""
     await client.connect()
@@ -357,16 +374,37 @@ class LeaderElection:
                 continue
             if holder == session.lease_id:
                 return revision
+            if holder == 0 and await self._remove_unleased():
+                continue
             if not await self._wait_deleted(after=revision):
                 await asyncio.sleep(self._retry_interval)
 
+    async def _remove_unleased(self) -> bool:
+        """Remove a leader key on no lease: no contender put it (each puts its key on its
+        lease), etcd never expires it, and every contender would wait for its deletion for
+        good (etcdctl put without --lease, a tool, a restore). Whether it went."""
+        try:
+            removed = await _remove_if_on_no_lease(self._client, self.key)
+        except Exception as error:
+            log.info("election %s: removing a leader key on no lease failed (%r)", self.name, error)
+            return False
+        if removed:
+            log.warning(
+                "election %s: removed its leader key %s, which was on no lease (put by hand or "
+                "by a tool, not by a contender; it would never expire): campaigning again",
+                self.name,
+                self.key.decode(errors="replace"),
+            )
+        return removed
+
     async def _wait_deleted(self, *, after: int) -> bool:
-        """Until the key is deleted after revision ``after`` (True), or the watch broke."""
+        """Until the key is deleted after revision ``after``, or put on no lease (True: a
+        claim removes that one), or the watch broke."""
         events = _key_events(self._client, self.key, after=after)
         try:
             async with contextlib.aclosing(events):
                 async for event in events:
-                    if event.type == rpc.Event.EventType.DELETE:
+                    if event.type == rpc.Event.EventType.DELETE or event.kv.lease == 0:
                         return True
         except _WatchBroken as error:
             log.info("election %s: the leader key's watch broke (%s)", self.name, error)

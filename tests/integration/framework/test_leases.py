@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import re
 import ssl
 import time
@@ -429,3 +430,49 @@ async def test_an_idle_leader_and_follower_read_nothing(private_etcd: EtcdServer
         after = await asyncio.to_thread(_ranges_served, private_etcd)
         assert after - before == 0
         assert sum(c.election.is_leader for c in contenders) == 1
+
+
+async def test_a_leader_key_on_no_lease_is_removed_and_the_election_goes_on(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A leader key put without a lease (by hand with etcdctl, a tool, a restore) is on no
+    election's lease: etcd never expires it, and every contender waited for its deletion
+    for good, so nothing the singleton does was done again and nothing said why. The
+    contenders remove it (only while it is on no lease) and one leads again."""
+    async with _contenders([registry]) as ((leader,), journal):
+        await _wait_for(lambda: leader.election.is_leader, within=5)
+        client = registry.client
+        with caplog.at_level(logging.WARNING, logger="kukeon.framework.leases"):
+            await client.kvstub.Put(
+                rpc.PutRequest(key=leader.election.key, value=b"garbage{"),
+                metadata=client.metadata,
+            )
+            await _wait_for(lambda: bool(_events(journal, "n0", "stopped")), within=2)
+            await _wait_for(lambda: leader.election.terms == 2, within=5)
+        said = [r.getMessage() for r in caplog.records if "which was on no lease" in r.getMessage()]
+        assert len(said) == 1, said
+        assert leader.election.name in said[0]
+
+
+async def test_a_leader_key_put_on_no_lease_over_a_holder_wakes_the_followers(
+    registry: Registry,
+) -> None:
+    """The same key put on no lease over another holder's (its lease then ends without
+    deleting it): a follower waiting for its deletion takes it."""
+    other = await _put_on_another_lease(registry, b"placeholder")  # a lease to hold the key
+    async with _contenders([registry]) as ((follower,), _journal):
+        client = registry.client
+        try:
+            await client.kvstub.Put(
+                rpc.PutRequest(key=follower.election.key, value=b'{"node": "x"}', lease=other),
+                metadata=client.metadata,
+            )
+            await asyncio.sleep(1)
+            assert not follower.election.is_leader
+            await client.kvstub.Put(
+                rpc.PutRequest(key=follower.election.key, value=b"garbage{"),
+                metadata=client.metadata,
+            )
+            await _wait_for(lambda: follower.election.is_leader, within=5)
+        finally:
+            await _revoke(registry, other)
