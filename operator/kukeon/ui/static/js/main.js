@@ -19,11 +19,15 @@ let store = null;
 let me = null;
 let view = null;
 
+// Only kukectl ui's forward (plain http on this host) hands a token in the URL. Anywhere
+// else a token in a link is whoever made the link's: taking it would sign the reader in
+// as them (what they then apply, they apply as that user), so it is dropped unused.
 function takeTokenFromFragment() {
   const match = /^#token=([A-Za-z0-9_-]+)/.exec(location.hash);
   if (!match) return;
-  setToken(match[1]);
   history.replaceState(null, '', `${location.pathname}#/tree`);
+  const forward = location.protocol === 'http:' && ['127.0.0.1', 'localhost'].includes(location.hostname);
+  if (forward) setToken(match[1]);
 }
 
 function route() {
