@@ -35,6 +35,7 @@ from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukectl import KUKECTL
 from tests.fixtures.kukeond import Kukeond, kukeond_config, sweep_host
 from tests.fixtures.services import free_tcp_port, require_binary, require_root
+from tests.integration.controllers.helpers import cell_versions, get_cell
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -416,12 +417,30 @@ async def test_admin_follows_log_stops_and_starts(console: Console) -> None:
     await console.browser.run(admin_scenario(console))
 
 
+async def apply_over_a_running_cell(c: Console, page: Page) -> None:
+    """The ticker's manifest pasted as written is `unchanged`; with a label added it is
+    `configured` (the test checks that the cell never lost its node meanwhile)."""
+    from playwright.async_api import expect
+
+    k = c.kukeond
+    document = cell_document(k.realm, "ticker", k.image.name)
+    results = page.locator("#apply-results")
+    await page.locator("#manifest").fill(yaml.safe_dump(document))
+    await page.locator("#apply").click()
+    await expect(results).to_contain_text("Cell ticker unchanged")
+    document["metadata"]["labels"]["seen-by"] = "console"
+    await page.locator("#manifest").fill(yaml.safe_dump(document))
+    await page.locator("#apply").click()
+    await expect(results).to_contain_text("Cell ticker configured")
+
+
 async def apply_scenario(c: Console) -> None:
     from playwright.async_api import expect
 
     k = c.kukeond
     page = await signed_in(c, c.admin_token)
     await page.keyboard.press("a")
+    await apply_over_a_running_cell(c, page)
     manifest = f"""apiVersion: kukeon.io/v1beta1
 kind: Cell
 metadata: {{name: broken}}
@@ -463,8 +482,21 @@ spec:
 
 
 async def test_apply_shows_errors_by_field_path(console: Console) -> None:
+    """Also: Apply over a running cell writes what kukectl apply writes. It PUT the pasted
+    document as it was, which cleared the nodeName the scheduler had set: the running cell
+    was unscheduled, stopped and started again."""
     await ticker(console)  # the phone-width tree shows it
-    await console.browser.run(apply_scenario(console))
+    k = console.kukeond
+    key = (k.realm, SPACE, STACK, "ticker")
+    cell = await k.wait_for(Kind.CELL, key, until=lambda found: bool(found.spec.node_name))
+    nodes: list[str | None] = []
+    since = int(cell.metadata.resource_version or 0)
+    async with cell_versions(k, key, lambda seen: nodes.append(seen.spec.node_name), since=since):
+        await console.browser.run(apply_scenario(console))
+        labelled = await get_cell(k, key)
+    assert labelled.metadata.labels.get("seen-by") == "console"
+    assert labelled.spec.node_name == cell.spec.node_name
+    assert None not in nodes, nodes
 
 
 async def set_page_opened(c: Console) -> Page:

@@ -16,9 +16,10 @@ import click
 import yaml
 
 from kukeon.api import AnyResource, Kind, key_of, to_document
+from kukeon.api.applying import updated_object
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
-from .manifests import apply_order, updated_object
+from .manifests import apply_order
 from .params import FILE_OPTION, load_manifest_files, manifest_scope, manifest_scope_options
 from .runner import api_error_text, error_line, run
 from .tables import kind_slug

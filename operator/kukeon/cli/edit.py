@@ -25,11 +25,11 @@ import click
 import yaml
 
 from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_document
+from kukeon.api.applying import updated_object
 from kukeon.api.yamlread import load_yaml
 from kukeon.client.apiclient import ApiClient, ApiRequestError, print_warning
 from kukeon.client.conflicts import CONFLICT_ATTEMPTS, conflict_attempts, is_conflict
 
-from .manifests import updated_object
 from .params import (
     KIND_OR_OBJECT,
     field_validation,

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import NamedTuple, TextIO
 
 from kukeon.api import (
     API_VERSION,
@@ -38,14 +38,14 @@ from kukeon.api import (
     InvalidResource,
     Kind,
     ManifestError,
-    Secret,
     key_of,
-    key_status,
     load_manifests,
     lookup_scopes,
     parse_resource,
-    to_document,
-    to_request_document,
+)
+from kukeon.api.applying import (
+    stale_manifest_version,
+    updated_object,
 )
 from kukeon.cli.tables import kind_slug
 from kukeon.client.apiclient import ApiClient, ApiRequestError
@@ -57,18 +57,6 @@ from .runner import ManifestProblems
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _NETWORK_FIELD = re.compile(r"spec\.(?:template\.spec\.)?containers\[(\d+)\]\.networks\[(\d+)\]")
-
-# Spec fields the system (or an admin) fills in after creation; an apply that leaves them
-# out keeps them. A realm's securityLevel, quota and limits are the admin's: an editor re-applying
-# the realm's manifest must not be refused for "changing" them back to the default.
-SERVER_OWNED_SPEC_FIELDS: dict[Kind, frozenset[str]] = {
-    Kind.CELL: frozenset({"nodeName"}),
-    Kind.REALM: frozenset({"securityLevel", "quota", "limits"}),
-}
-# Annotations under this prefix are written by kukeon itself (the scheduler's
-# `kukeon.io/scheduled-by`, `kukectl restart`'s `kukeon.io/restartedAt`): an apply that does
-# not mention one keeps it, as kubectl keeps what other managers own.
-SYSTEM_ANNOTATION_PREFIX = "kukeon.io/"
 
 
 class Source(NamedTuple):
@@ -240,85 +228,6 @@ def implicit_parents(documents: Sequence[Document]) -> list[tuple[Kind, tuple[st
     return sorted(found, key=lambda parent: -len(parent[1]))
 
 
-def _spec_document(res: AnyResource) -> dict[str, Any]:
-    # With the values a manifest carries (inline registry passwords): a changed one is sent.
-    spec = to_request_document(res).get("spec", {})
-    return spec if isinstance(spec, dict) else {}
-
-
-def _updated_secret(desired: Secret, current: AnyResource) -> AnyResource | None:
-    """A Secret is unchanged when its labels, annotations and values (by digest) are."""
-    values = desired.values()
-    same_values = values is None or key_status(values) == current.status
-    if (
-        same_values
-        and desired.metadata.labels == current.metadata.labels
-        and desired.metadata.annotations == current.metadata.annotations
-    ):
-        return None
-    metadata = desired.metadata.model_copy(
-        update={"resource_version": current.metadata.resource_version}
-    )
-    return desired.model_copy(update={"metadata": metadata})
-
-
-def _template_annotations(spec: dict[str, Any]) -> dict[str, Any]:
-    found: Any = spec
-    for field in ("template", "metadata", "annotations"):
-        found = found.get(field) if isinstance(found, dict) else None
-    return found if isinstance(found, dict) else {}
-
-
-def _keep_system_template_annotations(desired: dict[str, Any], current: dict[str, Any]) -> None:
-    """A set template's `kukeon.io/` annotations (`rollout restart`'s `restartedAt`) survive
-    an apply that does not name them, as kubectl's apply keeps them: dropping one would
-    roll every cell of the set again."""
-    kept = {
-        key: value
-        for key, value in _template_annotations(current).items()
-        if key.startswith(SYSTEM_ANNOTATION_PREFIX)
-    }
-    if not kept or not isinstance(desired.get("template"), dict):
-        return
-    metadata = desired["template"].setdefault("metadata", {})
-    metadata["annotations"] = kept | _template_annotations(desired)
-
-
-def updated_object(desired: AnyResource, current: AnyResource) -> AnyResource | None:
-    """What to PUT so ``current`` matches ``desired``, or None when nothing differs.
-
-    Only what a manifest owns is compared and written: spec, labels, annotations. Status,
-    finalizers and identity stay as stored; the resourceVersion read is the CAS guard.
-    """
-    kind = Kind(desired.kind)
-    if isinstance(desired, Secret):
-        return _updated_secret(desired, current)
-    desired_spec = _spec_document(desired)
-    current_spec = _spec_document(current)
-    for field in SERVER_OWNED_SPEC_FIELDS.get(kind, frozenset()):
-        if field not in desired_spec and field in current_spec:
-            desired_spec[field] = current_spec[field]
-    if kind == Kind.CELL_SET:
-        _keep_system_template_annotations(desired_spec, current_spec)
-    annotations = {
-        key: value
-        for key, value in current.metadata.annotations.items()
-        if key.startswith(SYSTEM_ANNOTATION_PREFIX)
-    } | dict(desired.metadata.annotations)
-    same = (
-        desired_spec == current_spec
-        and desired.metadata.labels == current.metadata.labels
-        and annotations == current.metadata.annotations
-    )
-    if same:
-        return None
-    document = to_document(current)
-    document["spec"] = desired_spec
-    document["metadata"]["labels"] = dict(desired.metadata.labels)
-    document["metadata"]["annotations"] = annotations
-    return parse_resource(document)
-
-
 def _same_set(written: AnyResource, current: AnyResource) -> bool:
     """Whether an update of a CellSet left it as it was."""
     return (
@@ -354,19 +263,11 @@ def _describe_error(name: str, exc: ApiRequestError) -> str:
 
 
 def _check_manifest_version(desired: AnyResource, current: AnyResource) -> None:
-    """A manifest that carries a resourceVersion (a `get -o yaml` kept and edited) is applied
-    only over that version, as kubectl's apply is: applied over a newer one, it would undo
-    what someone else wrote since, unseen. A 409, as the server's own for a stale write."""
-    given = desired.metadata.resource_version
-    if given and given != current.metadata.resource_version:
-        raise ApiRequestError(
-            409,
-            "Conflict",
-            f"metadata.resourceVersion: the manifest's {given[:40]!r} is not the current "
-            f"{current.metadata.resource_version} (the object has been modified since it "
-            "was read); apply your changes to the latest version, or leave "
-            "metadata.resourceVersion out of the manifest",
-        )
+    """A stale manifest version (``stale_manifest_version``) is a 409, as the server's own
+    for a stale write."""
+    problem = stale_manifest_version(desired, current)
+    if problem is not None:
+        raise ApiRequestError(409, "Conflict", problem)
 
 
 class Applier:

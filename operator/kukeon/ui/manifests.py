@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kukeon.api import Kind
+from kukeon.api import (
+    AnyResource,
+    InvalidResource,
+    Kind,
+    key_of,
+    parse_resource,
+    to_request_document,
+)
+from kukeon.api.applying import stale_manifest_version, updated_object
 from kukeon.api.manifests import _documents, _Unreadable
 from kukeon.api.meta import SCOPED_KINDS
 from kukeon.client.paths import KINDS, collection_path, object_path
@@ -98,3 +106,49 @@ def read_manifest(text: str) -> list[dict[str, Any]]:
             raise ValueError(f"more than {MAX_DOCUMENTS} documents: apply them with kukectl")
         entries.append(_entry(index, document))
     return entries
+
+
+def apply_update(body: Any) -> dict[str, Any]:
+    """What the page PUTs for a document over the object as it read it, by the rule
+    ``kukectl apply`` follows (``kukeon.api.applying``): ``{"update": document}``, or
+    ``{"update": null}`` when nothing the manifest owns differs. ``body`` is
+    ``{"document": ..., "current": ...}``, both as the page has them (the current one read
+    through the API with the page's own token: nothing is read here for it).
+
+    ValueError (a 400) when ``current`` is not an object of the API, or is not the same
+    object as ``document``; a 409 Conflict when the document carries a resourceVersion
+    that is not the current one (``stale_manifest_version``)."""
+    if not isinstance(body, dict) or not isinstance(body.get("current"), dict):
+        raise ValueError("the body must be {document, current}: current is missing")
+    document = body.get("document")
+    if not isinstance(document, dict):
+        raise ValueError("the body must be {document, current}: document is not a mapping")
+    try:
+        current = parse_resource(body["current"])
+    except InvalidResource as exc:
+        raise ValueError(f"current is not an object of the API: {exc}") from None
+    try:
+        desired = parse_resource(document)
+    except InvalidResource:
+        # The write reports what is wrong with it, each cause at its field, as a create's.
+        return {"update": _over(document, current)}
+    if (Kind(desired.kind), key_of(desired)) != (Kind(current.kind), key_of(current)):
+        raise ValueError("document and current are not the same object")
+    stale = stale_manifest_version(desired, current)
+    if stale is not None:
+        raise StaleManifestError(stale)
+    update = updated_object(desired, current)
+    # Its status goes along and is ignored: a PUT keeps the stored one.
+    return {"update": None if update is None else to_request_document(update)}
+
+
+class StaleManifestError(Exception):
+    """The manifest names a resourceVersion the object is no longer at."""
+
+
+def _over(document: dict[str, Any], current: AnyResource) -> dict[str, Any]:
+    """``document`` as it is, guarded by the version read (a write of it is refused)."""
+    metadata = document.get("metadata")
+    metadata = dict(metadata) if isinstance(metadata, dict) else {}
+    metadata["resourceVersion"] = current.metadata.resource_version
+    return {**document, "metadata": metadata}

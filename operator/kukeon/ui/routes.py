@@ -1,4 +1,5 @@
-"""The ``/ui/`` routes: the page, its static files, who the caller is, a manifest read.
+"""The ``/ui/`` routes: the page, its static files, who the caller is, a manifest read and
+what its Apply writes over an object that exists.
 
 The page and its files hold nothing secret and must load before the browser can send a
 token, so they answer without one (``kukeon.apiserver.app.public``); everything the page
@@ -21,11 +22,11 @@ from aiohttp import web
 
 from kukeon.apiserver.app import public
 from kukeon.apiserver.auth import Role
-from kukeon.apiserver.bodies import BodyError, check_manifest
+from kukeon.apiserver.bodies import BodyError, check_manifest, decode_json
 from kukeon.apiserver.request import principal_of
 from kukeon.apiserver.status import ApiError
 from kukeon.ui.headers import ASSET_CACHE, SHELL_CACHE, ui_headers
-from kukeon.ui.manifests import read_manifest
+from kukeon.ui.manifests import StaleManifestError, apply_update, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class UiRoutes:
         app.router.add_get(f"{STATIC_PREFIX}/{{name:.+}}", self.asset)
         app.router.add_get(f"{UI_PREFIX}/whoami", self.whoami)
         app.router.add_post(f"{UI_PREFIX}/manifest", self.manifest)
+        app.router.add_post(f"{UI_PREFIX}/apply-update", self.apply_update)
 
     async def _load(self, _: web.Application) -> None:
         self._assets = await asyncio.to_thread(load_assets)
@@ -137,3 +139,16 @@ class UiRoutes:
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         return web.json_response({"documents": entries}, headers=ui_headers(cache=SHELL_CACHE))
+
+    async def apply_update(self, request: web.Request) -> web.StreamResponse:
+        """What Apply writes over an object that exists (``manifests.apply_update``)."""
+        try:
+            raw = await request.read()
+            answer = await asyncio.to_thread(lambda: apply_update(decode_json(raw)))
+        except BodyError as exc:
+            raise ApiError(exc.code, exc.message) from None
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        except StaleManifestError as exc:
+            raise ApiError(409, str(exc), reason="Conflict") from None
+        return web.json_response(answer, headers=ui_headers(cache=SHELL_CACHE))

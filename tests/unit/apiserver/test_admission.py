@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kukeon.api import AnyResource, Cell, ContainerSpec, Kind, Realm, Space, parse_resource
+from kukeon.api.applying import updated_object
 from kukeon.api.realm import SecurityLevel
 from kukeon.apiserver import ApiError, ApiSettings, Principal, Role
 from kukeon.apiserver.admission import (
@@ -22,7 +23,6 @@ from kukeon.apiserver.admission import (
     is_under,
     normalize_host_path,
 )
-from kukeon.cli.manifests import updated_object
 from kukeon.daemon.config import ConfigError, load_config
 from kukeon.runtime.containerd.spec import DEFAULT_CAPABILITIES
 from kukeon.store import NotFound

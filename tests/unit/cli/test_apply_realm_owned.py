@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from kukeon.api import Realm, parse_resource
-from kukeon.cli.manifests import updated_object
+from kukeon.api.applying import updated_object
 
 
 def _realm(spec: dict[str, Any], **labels: str) -> Realm:

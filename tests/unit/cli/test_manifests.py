@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from kukeon.api import AnyResource, Kind, key_of, parse_resource, to_document
+from kukeon.api.applying import updated_object
 from kukeon.cli.manifests import (
     Source,
     apply_order,
@@ -18,7 +19,6 @@ from kukeon.cli.manifests import (
     load_documents,
     parent_chain,
     read_sources,
-    updated_object,
 )
 from kukeon.cli.runner import ManifestProblems
 

@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from kukeon.api import Realm, Secret, key_status, parse_resource, to_request_document
+from kukeon.api.applying import updated_object
 from kukeon.cli.main import cli
-from kukeon.cli.manifests import Document, apply_order, parent_chain, updated_object
+from kukeon.cli.manifests import Document, apply_order, parent_chain
 from kukeon.cli.output import describe, render
 from kukeon.cli.secret import secret_values
 

@@ -13,6 +13,16 @@ function causeList(causes) {
     cause.field ? h('code', { class: 'field' }, cause.field) : null, cause.field ? ' ' : null, cause.message)));
 }
 
+// Over an object that exists, the server says what to write (/ui/apply-update: the rule
+// kukectl apply follows, so what the system filled in, a cell's nodeName, stays), and the
+// write is guarded by the version read: another write in between is read again.
+const ATTEMPTS = 6;
+
+function pause(attempt) {
+  const ms = Math.min(10 * 2 ** (attempt - 1), 500) * (0.5 + Math.random() / 2);
+  return new Promise((resolve) => { setTimeout(resolve, ms); });
+}
+
 async function write(entry, dryRun) {
   const suffix = dryRun ? '?dryRun=All' : '';
   try {
@@ -21,10 +31,21 @@ async function write(entry, dryRun) {
   } catch (error) {
     if (!(error instanceof ApiError) || error.code !== 409) throw error;
   }
-  const current = await call('GET', entry.object);
-  const document = { ...entry.document, metadata: { ...entry.document.metadata, resourceVersion: current.metadata.resourceVersion } };
-  await call('PUT', entry.object + suffix, { body: document });
-  return 'configured';
+  let lost = null;
+  for (let attempt = 0; attempt < ATTEMPTS; attempt += 1) {
+    if (attempt) await pause(attempt);
+    const current = await call('GET', entry.object);
+    const { update } = await call('POST', '/ui/apply-update', { body: { document: entry.document, current } });
+    if (!update) return 'unchanged';
+    try {
+      await call('PUT', entry.object + suffix, { body: update });
+      return 'configured';
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.reason !== 'Conflict') throw error;
+      lost = error;
+    }
+  }
+  throw lost;
 }
 
 function label(entry) {
