@@ -80,6 +80,9 @@ class EventReason(StrEnum):
     """A container wrote past its ephemeral-storage limit and is stopped (the kubelet's)."""
     LOG_COPIER_REPLACED = "LogCopierReplaced"
     """A container's log copier exited while it ran (what it wrote meanwhile is lost)."""
+    LOG_KEEPER_REPLACED = "LogKeeperReplaced"
+    """A running container's output pipes had no keeper (killed, or never forked by an older
+    kukeond's logger): kukeond started one."""
     NETWORK_RECOVERED = "NetworkNamespaceRecovered"
     """A running cell's network namespace file was gone: taken back from its task."""
     HOST_ADDRESS_MISSING = "HostAddressMissing"

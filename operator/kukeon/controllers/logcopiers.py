@@ -12,7 +12,9 @@ Its output waits meanwhile in the pipes, which the copier's keeper holds (see
 the pipe is logged twice, and the container's writes block once the pipes are full until
 the replacement reads them. A container with a TTY logs through its terminal's logger,
 watched and replaced the same way: killed, it used to leave the container's later output
-out of its log and attach sessions, and the container hung on its writes for good.
+out of its log and attach sessions, and the container hung on its writes for good. The
+keeper is watched alike: killed while its task runs, or missing (a task an older kukeond
+started), kukeond starts one and says so (``LogKeeperReplaced``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from kukeon.runtime.containerd.logcopier import (
     Terminal,
     alive,
     find_copier,
+    forks_keeper,
+    start_keeper,
     start_replacement,
 )
 
@@ -50,6 +54,7 @@ CellKey = tuple[str, str, str, str]
 QUICK_EXIT_SECONDS = 10.0
 """A replacement that dies sooner than this counts towards the next one's delay."""
 MAX_DELAY_SECONDS = 60.0
+_NEVER_KEPT = "was gone: killed, or never started (the task was started by an older kukeond)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,12 @@ class _Watched:
     terminal: Terminal | None = None
     task: ProcessId | None = None
     pidfd: int | None = None
+    keeper_pidfd: int | None = None
+    """Watching the keeper of the task's output pipes."""
+    keeping: bool = False
+    """A keeper is being started or watched: no second one."""
+    keeper_started_at: float = 0.0
+    keeper_quick_exits: int = 0
     started_at: float = 0.0
     quick_exits: int = 0
     done: bool = False
@@ -196,21 +207,34 @@ class LogCopiers:
             )
 
     async def _discover(self, entry: _Watched) -> None:
-        def look() -> tuple[ProcessId | None, int | None]:
+        def look() -> tuple[ProcessId | None, int | None, int | None, bool]:
             task = identify(entry.pid)
-            copier = find_copier(entry.pid, entry.log) if task is not None else None
-            return task, (_pidfd_of(copier) if copier is not None else None)
+            if task is None:
+                return None, None, None, False
+            copier = find_copier(entry.pid, entry.log)
+            keeper = find_copier(entry.pid, entry.log, keeper=True)
+            return (
+                task,
+                _pidfd_of(copier) if copier is not None else None,
+                _pidfd_of(keeper) if keeper is not None else None,
+                copier is not None and forks_keeper(copier),
+            )
 
-        entry.task, pidfd = await asyncio.to_thread(look)
+        entry.task, pidfd, keeper_pidfd, forked = await asyncio.to_thread(look)
         if entry.done or entry.task is None:
-            if pidfd is not None:
-                os.close(pidfd)
+            for opened in (pidfd, keeper_pidfd):
+                if opened is not None:
+                    os.close(opened)
             return
+        if keeper_pidfd is not None:
+            self._watch_keeper(entry, keeper_pidfd)
         if pidfd is None:
             # Died while kukeond was down (or before it looked): replaced at once.
             await self._replace(entry)
         else:
             self._watch(entry, pidfd)
+            if keeper_pidfd is None:  # killed while kukeond was down, or never forked
+                await self._keep(entry, "was killed" if forked else _NEVER_KEPT)
 
     def _watch(self, entry: _Watched, pidfd: int) -> None:
         entry.pidfd = pidfd
@@ -222,9 +246,81 @@ class LogCopiers:
             os.close(entry.pidfd)
             entry.pidfd = None
 
+    def _watch_keeper(self, entry: _Watched, pidfd: int) -> None:
+        entry.keeper_pidfd = pidfd
+        entry.keeping = True
+        asyncio.get_running_loop().add_reader(pidfd, self._keeper_exited, entry)
+
+    def _unwatch_keeper(self, entry: _Watched) -> None:
+        if entry.keeper_pidfd is not None:
+            asyncio.get_running_loop().remove_reader(entry.keeper_pidfd)
+            os.close(entry.keeper_pidfd)
+            entry.keeper_pidfd = None
+        entry.keeping = False
+
+    def _keeper_exited(self, entry: _Watched) -> None:
+        # A keeper ends by itself only when its pipes hang up (the task's end); one that
+        # exits while the task runs was killed. (A task that closed its output: the new
+        # one finds no pipe with a writer and is not started.)
+        self._unwatch_keeper(entry)
+        if entry.done:
+            return
+        lived = time.monotonic() - entry.keeper_started_at
+        quick = entry.keeper_started_at and lived < QUICK_EXIT_SECONDS
+        entry.keeper_quick_exits = entry.keeper_quick_exits + 1 if quick else 0
+        entry.keeping = True
+        self._spawn(entry, self._keep(entry, "was killed", claimed=True))
+
+    async def _keep(self, entry: _Watched, why: str, *, claimed: bool = False) -> None:
+        """A keeper for the task's pipes, which have none (``why``: what became of it)."""
+        if entry.keeping and not claimed:
+            return
+        entry.keeping = True
+        try:
+            await self._start_keeper(entry, why)
+        finally:
+            entry.keeping = entry.keeper_pidfd is not None
+
+    async def _start_keeper(self, entry: _Watched, why: str) -> None:
+        if entry.keeper_quick_exits:
+            await asyncio.sleep(min(2.0**entry.keeper_quick_exits, MAX_DELAY_SECONDS))
+        task = entry.task
+        if entry.done or task is None:
+            return
+        process, pidfd = await asyncio.to_thread(_start_keeper_process, task, entry)
+        if process is None:
+            # The task ended, closed its output, or is a terminal whose logger is gone too
+            # (that logger's replacement says its output is no longer logged).
+            log.debug("%s/%s: no output pipe left to keep", "/".join(entry.key), entry.container)
+            return
+        self._reap_when_done(process)
+        if entry.done:
+            if pidfd is not None:
+                os.close(pidfd)
+            return  # it ends with the task's pipes, as the logger's keeper would
+        where = f"{'/'.join(entry.key)}/{entry.container}"
+        log.warning(
+            "container %s: its output's keeper %s; started one (pid %d)", where, why, process.pid
+        )
+        self._event(
+            entry,
+            f"the keeper of container {entry.container}'s output pipes {why}; a new one holds "
+            "them, so a killed logger's output waits for its replacement again (a logger "
+            "killed while there was none lost what the container wrote until its "
+            "replacement read: its LogCopierReplaced Event says so)",
+            reason=EventReason.LOG_KEEPER_REPLACED,
+        )
+        entry.keeper_started_at = time.monotonic()
+        if pidfd is None:  # ended already
+            entry.keeper_quick_exits += 1
+            self._spawn(entry, self._keep(entry, why, claimed=True))
+        else:
+            self._watch_keeper(entry, pidfd)
+
     def _drop(self, entry: _Watched) -> None:
         entry.done = True
         self._unwatch(entry)
+        self._unwatch_keeper(entry)
         per_cell = self._watched.get(entry.key, {})
         if per_cell.get(entry.container) is entry:
             del per_cell[entry.container]
@@ -281,8 +377,9 @@ class LogCopiers:
                 "once the pipes are full; what the killed one had logged last may be in the "
                 "log twice)"
                 if kept
-                else "(what was written in between is not in the log: the container was "
-                "started before its logger kept its pipes)"
+                else "(no keeper held its pipes, killed or never started by an older "
+                "kukeond: what the container wrote in between failed, EPIPE, and is not in "
+                "the log)"
             ),
         )
         if pidfd is None:  # ended already
@@ -290,6 +387,8 @@ class LogCopiers:
             self._spawn(entry, self._replace(entry))
         else:
             self._watch(entry, pidfd)
+        if not kept:
+            await self._keep(entry, _NEVER_KEPT)
 
     def _reap_when_done(self, process: subprocess.Popen[bytes]) -> None:
         """A replacement is kukeond's child: waited for when it exits, watched or not (it
@@ -321,14 +420,28 @@ class LogCopiers:
         copier = identify(process.pid)
         return process, (_pidfd_of(copier) if copier is not None else None), True, kept
 
-    def _event(self, entry: _Watched, message: str) -> None:
+    def _event(
+        self,
+        entry: _Watched,
+        message: str,
+        *,
+        reason: EventReason = EventReason.LOG_COPIER_REPLACED,
+    ) -> None:
         if self.recorder is not None:
-            self.recorder.event(
-                entry.cell,
-                EventReason.LOG_COPIER_REPLACED,
-                message,
-                type=EventType.WARNING,
-            )
+            self.recorder.event(entry.cell, reason, message, type=EventType.WARNING)
+
+
+def _start_keeper_process(
+    task: ProcessId, entry: _Watched
+) -> tuple[subprocess.Popen[bytes] | None, int | None]:
+    """A keeper of the task's pipes and a pidfd watching it (blocking: /proc reads, a fork)."""
+    if not alive(task):
+        return None, None
+    process = start_keeper(task.pid, entry.log, entry.terminal)
+    if process is None:
+        return None, None
+    keeper = identify(process.pid)
+    return process, (_pidfd_of(keeper) if keeper is not None else None)
 
 
 def _pidfd_of(copier: ProcessId) -> int | None:

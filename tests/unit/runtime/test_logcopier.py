@@ -3,6 +3,7 @@ stderr are pipes, a "shim" that holds the pipes' write ends, as containerd's doe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from kukeon.runtime.containerd.logcopier import (
     Terminal,
     alive,
     find_copier,
+    start_keeper,
     start_replacement,
 )
 
@@ -118,17 +120,26 @@ def _environment(pid: int) -> dict[str, str]:
     return dict(entry.decode().split("=", 1) for entry in entries if entry)
 
 
-def test_a_replacement_gets_a_minimal_environment(
+def _logging_in_kukeonds_environment(
     shim: tuple[subprocess.Popen[bytes], int, int, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # kukeond's own settings and secrets are none of a copier's business.
+) -> tuple[subprocess.Popen[bytes], int, int, Path]:
+    """The shim once its copier logs, kukeond's environment holding a secret, a PATH of its
+    own and one locale setting (LC_ALL), which alone a process it starts should get."""
     for name in [n for n in os.environ if n in ("LANG", "LANGUAGE", "TZ") or n[:3] == "LC_"]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("KUKEON_ETCD_PASSWORD", "not for a copier")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
     monkeypatch.setenv("PATH", "/opt/kukeond/bin:" + os.environ["PATH"])
-    _, task, copier, log = shim
+    log = shim[3]
     _wait(lambda: log.exists() and len(_numbers(log, "stdout")) > 3, "the shim's copier logs")
+    return shim
+
+
+def test_a_replacement_gets_a_minimal_environment(
+    shim: tuple[subprocess.Popen[bytes], int, int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kukeond's own settings and secrets are none of a copier's business.
+    _, task, copier, log = _logging_in_kukeonds_environment(shim, monkeypatch)
     os.kill(copier, signal.SIGKILL)
     replacement = start_replacement(task, log)
     assert replacement is not None
@@ -195,92 +206,164 @@ time.sleep(600)
 """
 
 
+@contextlib.contextmanager
+def _terminal_shim(
+    tmp_path: Path, *, keeper: bool
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int, Path, Terminal]]:
+    """TERMINAL_SHIM with its logger (forking a keeper or not): the shim, the task's and the
+    logger's pids, the log and the terminal."""
+    log = tmp_path / "a.log"
+    terminal = Terminal(stdin=tmp_path / "stdin")
+    os.mkfifo(terminal.stdin)
+    command = logger_command(
+        log, streams={3: "terminal"}, ready_fd=None, terminal_of=terminal.stdin, keeper=keeper
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", TERMINAL_SHIM, *command],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        task, logger = (int(n) for n in process.stdout.readline().split())
+        _wait(lambda: log.exists() and len(_ticks(log)) > 3, "the shim's logger logs")
+        yield process, task, logger, log, terminal
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def _ticks(log: Path) -> list[int]:
     return [int(line[5:]) for line in log.read_bytes().splitlines() if line.startswith(b"tick-")]
 
 
 def test_a_terminal_loggers_replacement_reads_the_pipe_its_keeper_holds(tmp_path: Path) -> None:
-    log = tmp_path / "a.log"
-    terminal = Terminal(stdin=tmp_path / "stdin")
-    os.mkfifo(terminal.stdin)
-    command = logger_command(
-        log, streams={3: "terminal"}, ready_fd=None, terminal_of=terminal.stdin, keeper=True
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", TERMINAL_SHIM, *command],
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
     replacement: subprocess.Popen[bytes] | None = None
-    try:
-        assert process.stdout is not None
-        task, logger = (int(n) for n in process.stdout.readline().split())
-        _wait(lambda: log.exists() and len(_ticks(log)) > 3, "the shim's logger logs")
-        found = find_copier(task, log)
-        assert found is not None
-        assert found.pid == logger  # not its keeper, a fork with the same argv
-        keeper = find_copier(task, log, keeper=True)
-        assert keeper is not None
-        assert keeper.pid != logger
-        _wait(  # the pipe, nothing else (its name is written through a descriptor)
-            lambda: sorted(os.listdir(f"/proc/{keeper.pid}/fd")) == ["3"], "the keeper's fds"
-        )
+    with _terminal_shim(tmp_path, keeper=True) as (_, task, logger, log, terminal):
+        try:
+            found = find_copier(task, log)
+            assert found is not None
+            assert found.pid == logger  # not its keeper, a fork with the same argv
+            keeper = find_copier(task, log, keeper=True)
+            assert keeper is not None
+            assert keeper.pid != logger
+            _wait(  # the pipe, nothing else (its name is written through a descriptor)
+                lambda: sorted(os.listdir(f"/proc/{keeper.pid}/fd")) == ["3"],
+                "the keeper's fds",
+            )
 
-        os.kill(logger, signal.SIGKILL)
-        _wait(lambda: not alive(found), "the logger is gone")
-        time.sleep(0.3)  # output meanwhile waits in the pipe
-        assert find_copier(task, log) is None
-        replacement = start_replacement(task, log, terminal=terminal)
-        assert replacement is not None
-        last = max(_ticks(log))
-        _wait(lambda: max(_ticks(log)) > last + 5, "logged again")
-        ticks = _ticks(log)
-        # Nothing twice, nothing lost but what the killed logger may have read and not yet
-        # written (a kill between its read and its write: one read, a tick here).
-        assert ticks == sorted(set(ticks))
-        assert len(ticks) >= max(ticks)
-        assert find_copier(task, log, keeper=True) == keeper  # the first one's serves on
-        # It holds a writer of the stdin FIFO, as the shim's logger did.
-        _wait(
-            lambda: any(
-                os.readlink(f"/proc/{replacement.pid}/fd/{fd}") == str(terminal.stdin)
-                for fd in os.listdir(f"/proc/{replacement.pid}/fd")
-            ),
-            "the stdin FIFO held",
-        )
-        # The task's output ends: the pipe closes, and the keeper and the logger go.
-        os.kill(task, signal.SIGKILL)
-        _wait(lambda: not alive(keeper), "the keeper exits with the pipe")
-        replacement.wait(timeout=10)
-    finally:
-        if replacement is not None:
-            replacement.kill()
-            replacement.wait()
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+            os.kill(logger, signal.SIGKILL)
+            _wait(lambda: not alive(found), "the logger is gone")
+            time.sleep(0.3)  # output meanwhile waits in the pipe
+            assert find_copier(task, log) is None
+            replacement = start_replacement(task, log, terminal=terminal)
+            assert replacement is not None
+            last = max(_ticks(log))
+            _wait(lambda: max(_ticks(log)) > last + 5, "logged again")
+            ticks = _ticks(log)
+            # Nothing twice, nothing lost but what the killed logger may have read and not
+            # yet written (a kill between its read and its write: one read, a tick here).
+            assert ticks == sorted(set(ticks))
+            assert len(ticks) >= max(ticks)
+            assert find_copier(task, log, keeper=True) == keeper  # the first one's serves on
+            # It holds a writer of the stdin FIFO, as the shim's logger did.
+            _wait(
+                lambda: any(
+                    os.readlink(f"/proc/{replacement.pid}/fd/{fd}") == str(terminal.stdin)
+                    for fd in os.listdir(f"/proc/{replacement.pid}/fd")
+                ),
+                "the stdin FIFO held",
+            )
+            # The task's output ends: the pipe closes, and the keeper and the logger go.
+            os.kill(task, signal.SIGKILL)
+            _wait(lambda: not alive(keeper), "the keeper exits with the pipe")
+            replacement.wait(timeout=10)
+        finally:
+            if replacement is not None:
+                replacement.kill()
+                replacement.wait()
 
 
 def test_without_a_keeper_a_terminal_logger_is_not_replaced(tmp_path: Path) -> None:
-    log = tmp_path / "a.log"
-    terminal = Terminal(stdin=tmp_path / "stdin")
-    os.mkfifo(terminal.stdin)
-    command = logger_command(
-        log, streams={3: "terminal"}, ready_fd=None, terminal_of=terminal.stdin
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", TERMINAL_SHIM, *command],
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        assert process.stdout is not None
-        task, logger = (int(n) for n in process.stdout.readline().split())
-        _wait(lambda: log.exists() and len(_ticks(log)) > 3, "the shim's logger logs")
+    with _terminal_shim(tmp_path, keeper=False) as (process, task, logger, log, terminal):
         assert find_copier(task, log, keeper=True) is None
         os.kill(logger, signal.SIGKILL)
         # The copy finds no reader and stops for good: containerd's shim's fate before.
+        assert process.stdout is not None
         assert process.stdout.readline() == b"copy-stopped\n"
         assert start_replacement(task, log, terminal=terminal) is None
+
+
+def test_a_keeper_is_started_for_a_plain_task_without_one(
+    shim: tuple[subprocess.Popen[bytes], int, int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shim's logger here forks no keeper, as an older kukeond's did not.
+    _, task, copier, log = _logging_in_kukeonds_environment(shim, monkeypatch)
+    assert find_copier(task, log, keeper=True) is None
+    keeper = start_keeper(task, log)
+    assert keeper is not None
+    try:
+        found = find_copier(task, log, keeper=True)
+        assert found is not None
+        assert found.pid == keeper.pid  # named once started
+        assert find_copier(task, log) == identify(copier)  # no logger for all its argv
+        # The two pipes, opened through the logger's fds 3 and 4, and nothing else.
+        held = {
+            os.stat(f"/proc/{keeper.pid}/fd/{fd}").st_ino
+            for fd in os.listdir(f"/proc/{keeper.pid}/fd")
+        }
+        assert held == {os.stat(f"/proc/{task}/fd/{fd}").st_ino for fd in (1, 2)}
+        assert _environment(keeper.pid) == {"PATH": DEFAULT_PATH, "LC_ALL": "C.UTF-8"}
+
+        os.kill(copier, signal.SIGKILL)
+        time.sleep(0.5)  # the task writes on with no logger: it waits in the pipes
+        last = max(_numbers(log, "stdout"))
+        replacement = start_replacement(task, log)
+        assert replacement is not None
+        try:
+            _wait(lambda: max(_numbers(log, "stdout")) > last + 30, "logged again")
+            assert _environment(replacement.pid) == {"PATH": DEFAULT_PATH, "LC_ALL": "C.UTF-8"}
+            numbers = _numbers(log, "stdout")
+            assert set(range(max(numbers))) <= set(numbers), "a line written meanwhile lost"
+        finally:
+            replacement.kill()
+            replacement.wait()
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        keeper.kill()
+        keeper.wait()
+
+
+def test_a_keeper_started_for_a_terminal_lets_its_logger_be_replaced(tmp_path: Path) -> None:
+    keeper: subprocess.Popen[bytes] | None = None
+    replacement: subprocess.Popen[bytes] | None = None
+    with _terminal_shim(tmp_path, keeper=False) as (_, task, logger, log, terminal):
+        try:
+            assert find_copier(task, log, keeper=True) is None
+            keeper = start_keeper(task, log, terminal)
+            assert keeper is not None
+            assert len(os.listdir(f"/proc/{keeper.pid}/fd")) == 1  # the terminal's pipe
+
+            os.kill(logger, signal.SIGKILL)
+            time.sleep(0.3)  # output meanwhile waits in the pipe
+            replacement = start_replacement(task, log, terminal=terminal)
+            assert replacement is not None  # through the new keeper's pipe
+            last = max(_ticks(log))
+            _wait(lambda: max(_ticks(log)) > last + 5, "logged again")
+            ticks = _ticks(log)
+            assert set(range(max(ticks))) <= set(ticks), "a tick written meanwhile lost"
+        finally:
+            for started in (replacement, keeper):
+                if started is not None:
+                    started.kill()
+                    started.wait()
+
+
+def test_no_keeper_for_a_terminal_whose_logger_and_keeper_are_gone(tmp_path: Path) -> None:
+    terminal = Terminal(stdin=tmp_path / "stdin")
+    task = subprocess.Popen(["sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert start_keeper(task.pid, tmp_path / "main.log", terminal) is None
+        assert start_keeper(task.pid, tmp_path / "main.log") is None  # no pipe either
+    finally:
+        task.kill()
+        task.wait()

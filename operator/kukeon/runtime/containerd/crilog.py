@@ -45,6 +45,7 @@ whole file is cut into pieces of that size).
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import sys
@@ -90,23 +91,23 @@ would make each of those cost tens of thousands of entries. A longer history is 
 ``max_size``, not more files."""
 
 # Kept free of anything but the standard library: it runs with `-I -S` (no site-packages).
-LOGGER_SCRIPT = r"""
+KEEPER_SCRIPT = r"""
 import errno, os, select, signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-if KEEPER and os.fork() == 0:
+def keep():
     # The keeper: a reader of the output pipes that never reads. Without a reader left, the
     # container's writes fail (EPIPE) and the shim's copy of a terminal stops for good;
     # with this one there, a killed logger's output waits in the pipes for its replacement.
     # It ends when they do (their writers gone with the task).
     ends = sorted(STREAMS)
-    for low, high in zip([-1] + ends, ends + [1 << 20]):
-        os.closerange(low + 1, high)  # the ready pipe too: the shim waits until it is closed
     for name, value in (("oom_score_adj", "-1000"), ("comm", KEEPER_NAME)):  # named: ready
         try:
             with open("/proc/self/" + name, "w") as setting:
                 setting.write(value)
         except OSError:
             pass
+    for low, high in zip([-1] + ends, ends + [1 << 20]):
+        os.closerange(low + 1, high)  # the ready pipe too: the shim waits until it is closed
     watch = select.poll()
     for end in ends:
         watch.register(end, 0)  # no POLLIN: woken by the hangup only
@@ -116,6 +117,13 @@ if KEEPER and os.fork() == 0:
                 watch.unregister(end)
                 ends.remove(end)
     os._exit(0)
+"""
+
+LOGGER_SCRIPT = (
+    KEEPER_SCRIPT
+    + r"""
+if KEEPER and os.fork() == 0:
+    keep()
 FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 log = os.open(PATH, FLAGS, MODE)
 FOLDER, BASE = os.path.split(PATH)
@@ -401,6 +409,7 @@ while True:
         due |= {fd for fd, tail in rest.items() if tail}
     ended = {fd for fd, event in events if event & (select.EPOLLHUP | select.EPOLLERR)}
 """
+)
 
 
 SHIM_STREAMS: Final = {3: "stdout", 4: "stderr"}
@@ -442,9 +451,48 @@ def logger_command(
     return [python or sys.executable, "-ISc", prelude + LOGGER_SCRIPT]
 
 
+KEEPER_ONLY: Final = "KEEPS = True\n"
+"""What the argv of a keeper kukeond started by itself holds (:func:`keeper_command`): it
+is no logger, even before it took its name."""
+
+
+def keeper_command(
+    path: Path, streams: Mapping[int, str], ready_fd: int, *, python: str | None = None
+) -> list[str]:
+    """The argv of a keeper on its own (one kukeond starts where a task's keeper was
+    killed, or never forked): it holds ``streams`` (descriptor: stream name) of the task
+    whose log is ``path`` and closes ``ready_fd`` once it took its name (``KEEPER_NAME``,
+    how ``logcopier.find_copier`` tells it)."""
+    named = {fd: name.encode() for fd, name in streams.items()}
+    prelude = (
+        f"PATH = {str(path)!r}\n{KEEPER_ONLY}STREAMS = {named!r}\nREADY = {ready_fd!r}\n"
+        f"KEEPER_NAME = {KEEPER_NAME!r}\n"
+    )
+    return [python or sys.executable, "-ISc", prelude + KEEPER_SCRIPT + "keep()\n"]
+
+
 def log_path_marker(path: Path) -> str:
     """What a logger's argv holds that names its log file (how its process is found)."""
     return f"PATH = {str(path)!r}\n"
+
+
+def streams_in(script: bytes) -> dict[int, str]:
+    """The descriptors (and their streams) that a logger or keeper whose ``-c`` script is
+    ``script`` holds its task's output pipes on; {} where its argv does not say."""
+    for line in script.splitlines():
+        if line.startswith(b"STREAMS = "):
+            try:
+                named = ast.literal_eval(line[len(b"STREAMS = ") :].decode())
+            except (ValueError, SyntaxError, UnicodeDecodeError):
+                return {}
+            if isinstance(named, dict):
+                return {
+                    fd: name.decode(errors="replace")
+                    for fd, name in named.items()
+                    if isinstance(fd, int) and isinstance(name, bytes)
+                }
+            return {}
+    return {}
 
 
 def logger_uri(

@@ -14,8 +14,10 @@ had not logged. A pipe can be opened again for reading through ``/proc/<pid>/fd/
 any process that holds it, so a replacement opens the task's init's stdout and stderr that
 way (an attachable task's terminal output: through the keeper's ``/proc/<pid>/fd/3``, and it
 holds the stdin FIFO as the logger did) and appends to the same log: nothing is lost, and
-what the killed copier had logged and not yet taken is logged twice. A task started before
-there were keepers loses what it wrote while no copier read; the caller says so in an Event.
+what the killed copier had logged and not yet taken is logged twice. A keeper killed too,
+or never forked (a task an older kukeond started), is started again by kukeond
+(``start_keeper``, through the logger's descriptors); what a task writes while neither a
+copier nor a keeper reads is lost, and the caller says so in an Event.
 
 Everything here is blocking (``/proc`` reads, a fork): callers run it in a thread.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import stat
 import subprocess
 from dataclasses import dataclass
@@ -32,7 +35,15 @@ from pathlib import Path
 
 from kukeon.processes import ProcessId, identify, proc_stat, runs_as
 
-from .crilog import KEEPER_NAME, LogRotation, log_path_marker, logger_command
+from .crilog import (
+    KEEPER_NAME,
+    KEEPER_ONLY,
+    LogRotation,
+    keeper_command,
+    log_path_marker,
+    logger_command,
+    streams_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +108,8 @@ def _copies(pid: int, marker: bytes, keeper: bool) -> bool:
             return False
         if ((PROC / str(pid) / "comm").read_text().strip() == KEEPER_NAME) != keeper:
             return False
+        if not keeper and KEEPER_ONLY.encode() in argv[2]:  # a keeper not named yet
+            return False
         if not runs_as(pid, os.geteuid()):
             return False
         return os.readlink(PROC / str(pid) / "ns" / "pid") == os.readlink(PROC / "self/ns/pid")
@@ -122,6 +135,16 @@ def find_copier(task_pid: int, log_file: Path, *, keeper: bool = False) -> Proce
     return None
 
 
+def forks_keeper(copier: ProcessId) -> bool:
+    """Whether the logger ``copier`` forked a keeper at its start (the shim's, started by a
+    kukeond that has keepers); False for a replacement, or a logger of an older kukeond."""
+    try:
+        argv = (PROC / str(copier.pid) / "cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return len(argv) > 2 and b"\nKEEPER = True\n" in argv[2]
+
+
 def _open_fifo_reader(path: Path) -> tuple[int, int] | None:
     """A read end of the pipe or FIFO ``path`` names (a ``/proc`` fd link), and its
     inode; None when it is no pipe (any more)."""
@@ -140,17 +163,41 @@ def _open_fifo_reader(path: Path) -> tuple[int, int] | None:
     return opened, status.st_ino
 
 
+def held_streams(process: ProcessId) -> dict[int, str]:
+    """Read ends of the output pipes that a logger or keeper holds (opened again through
+    its ``/proc/<pid>/fd``, the descriptors its argv names), by stream; {} when it is gone."""
+    try:
+        argv = (PROC / str(process.pid) / "cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    streams: dict[int, str] = {}
+    try:
+        for fd, name in streams_in(argv[2] if len(argv) > 2 else b"").items():
+            opened = _open_fifo_reader(PROC / str(process.pid) / "fd" / str(fd))
+            if opened is not None:
+                streams[opened[0]] = name
+        if not alive(process):  # its pid another's by now: not its pipes
+            for fd in streams:
+                os.close(fd)
+            return {}
+    except BaseException:
+        for fd in streams:
+            os.close(fd)
+        raise
+    return streams
+
+
 def _open_terminal_output(task_pid: int, log_file: Path) -> int | None:
     """A read end of the pipe the shim copies the task's terminal into, through its keeper
     (None: no keeper: a task started before there were any, or the keeper killed too)."""
     keeper = find_copier(task_pid, log_file, keeper=True)
-    if keeper is None:
+    streams = held_streams(keeper) if keeper is not None else {}
+    if not streams:
         return None
-    opened = _open_fifo_reader(PROC / str(keeper.pid) / "fd" / "3")
-    if opened is not None and not alive(keeper):  # its pid another's by now
-        os.close(opened[0])
-        return None
-    return opened[0] if opened is not None else None
+    first, *others = streams
+    for fd in others:
+        os.close(fd)
+    return first
 
 
 def _output_streams(task_pid: int) -> dict[int, str]:
@@ -211,3 +258,48 @@ def start_replacement(
     finally:
         for fd in streams:
             os.close(fd)
+
+
+def _hung_up(fd: int) -> bool:
+    watch = select.poll()
+    watch.register(fd, 0)
+    return any(event & select.POLLHUP for _, event in watch.poll(0))
+
+
+def start_keeper(
+    task_pid: int, log_file: Path, terminal: Terminal | None = None
+) -> subprocess.Popen[bytes] | None:
+    """A keeper of the running task's output pipes, for a task whose keeper was killed or
+    never forked (its logger started by an older kukeond), in its own session; returned
+    once it took its name, so ``find_copier(keeper=True)`` finds it. The pipes are opened
+    through the task's logger, else (a plain task) through the task's stdout and stderr;
+    None when neither is there (a terminal whose logger and keeper are both gone)."""
+    logger = find_copier(task_pid, log_file)
+    streams = held_streams(logger) if logger is not None else {}
+    if not streams and terminal is None:
+        streams = _output_streams(task_pid)
+    for fd in [fd for fd in streams if _hung_up(fd)]:  # no writer: nothing more to keep
+        os.close(fd)
+        del streams[fd]
+    ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
+    try:
+        if not streams:
+            return None
+        process = subprocess.Popen(
+            keeper_command(log_file.absolute(), streams, ready_write),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(*streams, ready_write),
+            start_new_session=True,
+            env=spawn_environment(),
+        )
+        os.close(ready_write)
+        ready_write = -1
+        while os.read(ready_read, 1):  # until it closes its end: named (or dead)
+            pass
+        return process
+    finally:
+        for fd in (*streams, ready_read, ready_write):
+            if fd >= 0:
+                os.close(fd)
