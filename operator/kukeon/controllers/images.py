@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -107,14 +108,24 @@ class ImageArchives:
                 digest.update(chunk)
         target = self.directory / f"{digest.hexdigest()}.tar"
         if not target.exists():
-            partial = target.with_suffix(".partial")
-            shutil.copyfile(source, partial)
-            os.chmod(partial, PRIVATE_FILE_MODE)  # a realm's private image, maybe
-            # On disk before it is named: `record` then removes the archive it replaces,
-            # which must not leave a power loss with neither.
-            with partial.open("rb") as written:
-                os.fsync(written.fileno())
-            partial.replace(target)
+            # A copy of its own: imports of the same bytes at once (in worker threads) each
+            # write one, and the last rename wins with the same content.
+            handle, name = tempfile.mkstemp(
+                prefix=f"{digest.hexdigest()}.", suffix=".partial", dir=self.directory
+            )
+            partial = Path(name)
+            try:
+                with os.fdopen(handle, "wb") as written, source.open("rb") as read:
+                    os.fchmod(written.fileno(), PRIVATE_FILE_MODE)  # a realm's private image
+                    shutil.copyfileobj(read, written, 1 << 20)
+                    # On disk before it is named: `record` then removes the archive it
+                    # replaces, which must not leave a power loss with neither.
+                    written.flush()
+                    os.fsync(written.fileno())
+                partial.replace(target)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
             _sync_directory(self.directory)
         return target
 

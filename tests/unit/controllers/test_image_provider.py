@@ -363,3 +363,19 @@ async def test_a_container_keeps_the_image_it_was_created_from(
     containerd.present["ns"] = set()  # its record removed (image rm --force): none
     assert await images.created_from(namespace="ns", container="app") is None
     assert pulls == []
+
+
+async def test_the_same_archive_stored_by_imports_at_once_is_kept_once(tmp_path: Path) -> None:
+    """Two imports of the same bytes at once (two `kukectl image load` of one file): both
+    copied to the one '<digest>.partial' and the second's rename found it gone, a 500 and a
+    FileNotFoundError traceback in kukeond's log."""
+    archives = ImageArchives(tmp_path / "images")
+    source = tmp_path / "image.tar"
+    source.write_bytes(b"layer " * 200_000)
+    stored = await asyncio.gather(*(archives.store(source) for _ in range(8)))
+    assert len(set(stored)) == 1
+    assert stored[0].read_bytes() == source.read_bytes()
+    assert [p.name for p in archives.directory.iterdir()] == [stored[0].name]
+    for path in stored:
+        await archives.discard(path)
+    assert list(archives.directory.iterdir()) == []
