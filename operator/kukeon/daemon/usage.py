@@ -187,8 +187,8 @@ class ScrapeSampler:
     """The metrics collector's source: this node's cells' figures, read at scrape time.
 
     Called from the thread that renders ``/metrics`` (never from the event loop, which
-    must not wait for itself: there, and when the reads fail or take longer than
-    ``timeout``, the last reading is returned).
+    must not wait for itself: there, while another scrape reads, and when the reads fail
+    or take longer than ``timeout``, the last reading is returned).
     """
 
     def __init__(
@@ -214,8 +214,15 @@ class ScrapeSampler:
         return [sample_of(usage) for usage in await self._reader.cells(cells)]
 
     def __call__(self) -> Sequence[CellUsageSample]:
-        with self._lock:
+        # A scrape while another reads gets the last reading at once: waiting on the lock
+        # would hold its worker thread, and scrapes at once held every thread of the
+        # default executor while the reader waited for reads that need one (to_thread).
+        if not self._lock.acquire(blocking=False):
+            return self._still_here(self._last)
+        try:
             return self._still_here(self._read())
+        finally:
+            self._lock.release()
 
     def _read(self) -> list[CellUsageSample]:
         if time.monotonic() - self._read_at < self._max_age:

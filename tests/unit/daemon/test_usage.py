@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from kukeon.api import Kind
 from kukeon.daemon.usage import ScrapeSampler, UsageReader
@@ -141,3 +143,32 @@ async def test_sampler_keeps_the_last_reading_when_a_read_fails() -> None:
 
     driver.read_stats = broken  # type: ignore[method-assign]
     assert await asyncio.to_thread(sampler) == first
+
+
+class ThreadedDriver(FakeDriver):
+    """Reads in a worker thread of the loop's default executor, as the cgroup drivers do."""
+
+    async def read_stats(self, path: CgroupPath) -> CgroupStats:
+        self.reads.append(path.parts)
+        return await asyncio.to_thread(self.stats.get, path.parts, CgroupStats())
+
+
+async def test_scrapes_at_once_do_not_take_every_worker_thread_from_the_reads() -> None:
+    """Each scrape renders in a worker thread and the sampler's reads need one too: scrapes
+    waiting on the sampler's lock held every thread of the default executor while the one
+    holding it waited for its reads, so nothing that ran in a worker thread (the node's
+    heartbeat, every cgroup read) went on until the reads timed out (8 concurrent /metrics
+    requests stalled kukeond's worker threads 30 s on 2 cores)."""
+    loop = asyncio.get_running_loop()
+    workers = ThreadPoolExecutor(max_workers=4)
+    loop.set_default_executor(workers)
+    driver = ThreadedDriver({CELL: _stats(10 * MiB)})
+    reader = UsageReader(cgroups=driver, node_name="n1")  # type: ignore[arg-type]
+    sampler = ScrapeSampler(reader=reader, cache=_cache(), loop=loop, max_age=0, timeout=5)
+    started = time.monotonic()
+    readings = await asyncio.gather(*(asyncio.to_thread(sampler) for _ in range(12)))
+    assert time.monotonic() - started < 2.5
+    assert any(len(reading) == 1 for reading in readings)
+    # and the next scrape reads again, within its time
+    assert len(await asyncio.to_thread(sampler)) == 1
+    assert time.monotonic() - started < 2.5
