@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 import kukeon
@@ -259,6 +260,20 @@ def _errors_middleware(settings: ApiSettings, metrics: _RequestMetrics | None) -
             response = status_response(_from_http_exception(exc, request, settings.max_body_bytes))
             if exc.status == 413:
                 response.force_close()  # the rest of the body is never read
+            return response
+        except RequestPayloadError as exc:
+            # The body could not be read as sent: a Content-Encoding that does not decode,
+            # a chunked framing that breaks. The client's error, not a 500 and a traceback.
+            code = 400
+            log.debug("unreadable body of %s %s: %s", request.method, request.path, exc)
+            reason = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else ""
+            # Nothing more of it is read: aiohttp would otherwise read on after the answer
+            # (its lingering close), meet the same error and log it as unhandled.
+            request.content.feed_eof()
+            response = status_response(
+                ApiError(400, f"the request body cannot be read: {reason or 'malformed'}")
+            )
+            response.force_close()
             return response
         except asyncio.CancelledError:
             raise
@@ -497,7 +512,11 @@ def _from_http_exception(
     if exc.status == 404:
         return ApiError(404, f"no such API path: {path_as_sent(request)}")
     if exc.status == 405:
-        return ApiError(405, f"{request.method} is not allowed on {path_as_sent(request)}")
+        # RFC 9110: a 405 carries Allow, the methods the path does answer.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return ApiError(
+            405, f"{request.method} is not allowed on {path_as_sent(request)}", headers=allow
+        )
     if exc.status == 413:
         return ApiError(
             413,

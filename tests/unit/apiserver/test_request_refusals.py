@@ -8,6 +8,7 @@ neither JSON nor YAML (415, not read as JSON all the same).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -217,3 +218,49 @@ async def test_json_and_yaml_bodies_are_read(
 ) -> None:
     response = await client.post(f"{V}/realms", data=REALM, headers={"Content-Type": content_type})
     assert response.status == 201, await response.text()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_its_content_encoding_cannot_decode_is_a_400(
+    client: TestClient[Any, Any],
+    fake: FakeRegistry,
+    caplog: pytest.LogCaptureFixture,
+    encoding: str,
+) -> None:
+    # It was a 500 with a traceback: aiohttp's RequestPayloadError raised by request.read().
+    response = await client.post(
+        f"{V}/realms",
+        data=b"not compressed at all",
+        headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+    )
+    assert response.status == 400, await response.text()
+    body = await response.json()
+    assert body["kind"] == "Status"
+    assert "the request body cannot be read" in body["message"]
+    assert fake.calls == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("POST", "/healthz", {"GET", "HEAD"}),
+        ("DELETE", "/version", {"GET", "HEAD"}),
+        ("PUT", f"{V}/realms", {"GET", "HEAD", "POST"}),
+        ("POST", f"{V}/realms/r", {"GET", "HEAD", "PUT", "PATCH", "DELETE"}),
+        ("DELETE", f"{V}/realms/r/status", {"GET", "HEAD", "PUT", "PATCH"}),
+        (
+            "OPTIONS",
+            f"{V}/realms/r/spaces/s/stacks/t/cells/c",
+            {"GET", "HEAD", "PUT", "PATCH", "DELETE"},
+        ),
+    ],
+)
+async def test_a_405_says_which_methods_the_path_allows(
+    client: TestClient[Any, Any], method: str, path: str, allowed: set[str]
+) -> None:
+    # RFC 9110 15.5.6: a 405 MUST carry Allow; the Status dropped aiohttp's header.
+    response = await client.request(method, path)
+    assert response.status == 405
+    assert (await response.json())["reason"] == "MethodNotAllowed"
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
