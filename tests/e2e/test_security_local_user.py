@@ -56,8 +56,8 @@ from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.crilog import KEEPER_NAME
 from kukeon.store.pki import EtcdPki
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
-from tests.fixtures.hostleaks import own_daemon, own_directory
-from tests.fixtures.kukeond import _random_pool, sweep_host
+from tests.fixtures.hostleaks import own_daemon, own_directory, random_pool
+from tests.fixtures.kukeond import sweep_host
 from tests.fixtures.services import free_tcp_port, require_binary, require_root, unavailable
 
 pytestmark = pytest.mark.e2e
@@ -184,7 +184,7 @@ def local_kukeond(
         cni_conf_dir=base / "cni",
         netns_dir=base / "netns",
         nft_table=f"kukeon_test_{token}",
-        subnet_pool=_random_pool(),
+        subnet_pool=random_pool(),
         metrics_address=f"127.0.0.1:{free_tcp_port()}",
         bootstrap=False,
     )

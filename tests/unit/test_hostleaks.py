@@ -3,6 +3,14 @@ made-up host listings."""
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from kukeon.runtime.network.veth import owner_alias
+from tests.fixtures import hostleaks
 from tests.fixtures.hostleaks import LeakGuard
 
 Thing = tuple[str, str]
@@ -66,3 +74,71 @@ def test_an_object_removed_then_made_again_is_blamed_on_the_module_that_left_it(
     host.things.add(TABLE)
     guard.module_ended("tests/integration/c.py")
     assert guard.leaks() == {"tests/integration/c.py": [TABLE]}
+
+
+def test_xdist_workers_and_the_soak_draw_subnet_pools_from_shares_of_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hostleaks, "LEDGER", hostleaks.Ledger())
+    monkeypatch.setattr(hostleaks, "bridge_addresses", list)
+    monkeypatch.delenv("KUKEON_TEST_POOLS", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    assert hostleaks.pool_share() == range(512)  # a serial session: the whole range
+    shares = []
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        shares.append(set(hostleaks.pool_share()))
+        pool = hostleaks.random_pool()
+        assert pool.subnet_of(hostleaks.TEST_POOLS)
+        assert pool.prefixlen == 20
+        index = (int(pool.network_address) - int(hostleaks.TEST_POOLS.network_address)) >> 12
+        assert index in shares[-1]
+        assert pool in hostleaks.LEDGER.pools  # drawn means owned
+    monkeypatch.setenv("KUKEON_TEST_POOLS", "soak")
+    shares.append(set(hostleaks.pool_share()))
+    assert all(len(share) >= 64 for share in shares)
+    assert not (shares[0] & shares[1])
+    assert not (shares[2] & (shares[0] | shares[1]))
+
+
+def test_an_xdist_workers_leaks_fail_the_controllers_session() -> None:
+    config = SimpleNamespace(stash=pytest.Stash())
+    config.stash[hostleaks._LEAKS] = {}
+    found = {"tests/integration/b.py": [list(BRIDGE), list(TABLE)]}
+    node = SimpleNamespace(
+        config=config,
+        workerinput={"workerid": "gw1"},
+        workeroutput={hostleaks._WORKER_OUTPUT: found},
+    )
+    hostleaks.pytest_testnodedown(node, None)
+    clean = SimpleNamespace(config=config, workerinput={"workerid": "gw0"}, workeroutput={})
+    hostleaks.pytest_testnodedown(clean, None)
+    assert config.stash[hostleaks._LEAKS] == {
+        "tests/integration/b.py (worker gw1)": [BRIDGE, TABLE]
+    }
+    session = SimpleNamespace(config=config, exitstatus=pytest.ExitCode.OK)
+    hostleaks.pytest_sessionfinish(session)  # type: ignore[arg-type]
+    assert session.exitstatus == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_bridge_tagged_by_another_node_is_not_this_sessions_even_in_its_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hostleaks, "LEDGER", hostleaks.Ledger())
+    pool = IPv4Network("10.160.0.0/20")
+    listing = [
+        ("k-ours", IPv4Address("10.160.0.1")),
+        ("k-theirs", IPv4Address("10.160.1.1")),  # a private plane that drew the same pool
+        ("k-untagged", IPv4Address("10.160.2.1")),  # made by the CNI plugin, not tagged yet
+        ("k-elsewhere", IPv4Address("10.88.0.1")),
+    ]
+    monkeypatch.setattr(hostleaks, "bridge_addresses", lambda: listing)
+    mine = Path("/tmp/kukeon-test-node/state")
+    aliases = {"k-ours": owner_alias(mine), "k-theirs": owner_alias(Path("/tmp/play/state"))}
+    monkeypatch.setattr(hostleaks, "bridge_alias", lambda name: aliases.get(name, ""))
+    assert hostleaks.bridges() == set()
+    hostleaks.LEDGER.pools[pool] = set()
+    hostleaks.own_state_dir(mine)
+    assert hostleaks.bridges() == {"k-ours (10.160.0.1)", "k-untagged (10.160.2.1)"}

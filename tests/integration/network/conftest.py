@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import secrets
 import subprocess
 import sys
@@ -28,7 +27,12 @@ from kukeon.runtime.network import (
     bridge_name,
 )
 from kukeon.runtime.network.cni import DEFAULT_PLUGIN_DIRS
-from tests.fixtures.hostleaks import own_netns_prefix, own_nft_table, own_pool
+from tests.fixtures.hostleaks import (
+    own_netns_prefix,
+    own_nft_table,
+    own_state_dir,
+    random_pool,
+)
 from tests.fixtures.services import require_binary, require_root
 
 CNI_DIRS = tuple(str(d) for d in DEFAULT_PLUGIN_DIRS)
@@ -42,13 +46,6 @@ def require_network_host() -> None:
     require_binary("iptables", "iptables")
     require_binary("ip", "iproute2")
     require_binary("busybox", "busybox-static")
-
-
-def random_pool() -> ipaddress.IPv4Network:
-    """A /20 (16 space subnets) in 10.160.0.0/11, away from the 10.88.0.0/16 default."""
-    second = secrets.randbelow(32) + 160
-    third = secrets.randbelow(16) * 16
-    return own_pool(ipaddress.IPv4Network(f"10.{second}.{third}.0/20"))
 
 
 def run(*argv: str, check: bool = False, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -213,6 +210,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[NetworkHarness]:
         nft_table=f"kukeon_test_{suffix}",
         subnet_pool=random_pool(),
     )
+    own_state_dir(settings.state_dir)
     harness = NetworkHarness(networks=SpaceNetworks(settings=settings), suffix=suffix)
     try:
         yield harness
