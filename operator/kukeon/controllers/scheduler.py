@@ -140,7 +140,9 @@ def heartbeat_prefix(key_prefix: str) -> str:
 
 
 async def alive_nodes(client: EtcdClient, key_prefix: str) -> set[str]:
-    """The nodes whose heartbeat lease is alive now."""
+    """The nodes whose heartbeat lease is alive now. A key on no lease is none: put by hand
+    or by a restore, etcd never expires it (a node puts its key back on its lease at its
+    next beat: ``NodeAgent.keep_key``)."""
     start = heartbeat_prefix(key_prefix).encode()
     await client.connect()
     response = await client.kvstub.Range(
@@ -148,7 +150,7 @@ async def alive_nodes(client: EtcdClient, key_prefix: str) -> set[str]:
         timeout=_REQUEST_TIMEOUT,
         metadata=client.metadata,
     )
-    return {kv.key[len(start) :].decode() for kv in response.kvs}
+    return {kv.key[len(start) :].decode() for kv in response.kvs if kv.lease}
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)

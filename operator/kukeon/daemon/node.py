@@ -349,6 +349,34 @@ class NodeAgent:
             raise
         self._session = session
 
+    async def keep_key(self) -> None:
+        """Put the heartbeat key back on this node's lease if it is not on it: deleted, or
+        put on no lease (etcdctl, a restore) behind kukeond's back. The leader hears a node
+        only by that key: a missing one marks a live node NotReady, one on no lease (which
+        etcd never expires) kept a dead node alive for good (``alive_nodes`` ignores it)."""
+        session = self._session
+        if session is None or session.lost.is_set():
+            return
+        client = self.registry.client
+        found = await client.kvstub.Range(
+            rpc.RangeRequest(key=self.heartbeat_key, keys_only=True),
+            timeout=_REQUEST_TIMEOUT,
+            metadata=client.metadata,
+        )
+        if found.kvs and int(found.kvs[0].lease) == session.lease_id:
+            return
+        log.warning(
+            "node %s: its heartbeat key %s was %s; putting it back on its lease",
+            self.node_name,
+            self.heartbeat_key.decode(errors="replace"),
+            "put on another lease or none" if found.kvs else "deleted",
+        )
+        await client.kvstub.Put(
+            rpc.PutRequest(key=self.heartbeat_key, value=b"{}", lease=session.lease_id),
+            timeout=_REQUEST_TIMEOUT,
+            metadata=client.metadata,
+        )
+
     async def beat(self) -> None:
         """Write Ready, the conditions and ``lastHeartbeatTime`` to this node's status."""
         now = datetime.now(UTC)
@@ -499,6 +527,7 @@ class NodeAgent:
                         await session.close(revoke=True)
                         self._session = None
                         await self._new_lease()
+                    await self.keep_key()
                     await self.beat()
             except asyncio.CancelledError:
                 raise

@@ -12,7 +12,7 @@ from aetcd import rpc
 from prometheus_client import CollectorRegistry
 
 from kukeon.api import Cell, Kind, Node, NodeSpec, ObjectMeta
-from kukeon.controllers.scheduler import CELL_FINALIZER, Scheduler, heartbeat_prefix
+from kukeon.controllers.scheduler import CELL_FINALIZER, Scheduler, alive_nodes, heartbeat_prefix
 from kukeon.daemon.config import DaemonConfig
 from kukeon.daemon.node import start_fleet
 from kukeon.framework import LeaseSession, Operator
@@ -122,3 +122,61 @@ async def test_the_leaders_own_node_is_not_gone_while_its_kukeond_holds_the_leas
     assert not fleet.agent.holds_lease()
     await leader.run_pass()
     assert not await still_held(registry)
+
+
+async def _put_raw(registry: Registry, key: bytes, value: bytes, lease: int = 0) -> None:
+    await registry.client.kvstub.Put(
+        rpc.PutRequest(key=key, value=value, lease=lease),
+        timeout=5.0,
+        metadata=registry.client.metadata,
+    )
+
+
+async def test_a_heartbeat_key_on_no_lease_is_no_live_node(registry: Registry) -> None:
+    """A node's heartbeat key put on no lease (etcdctl put without --lease, a restore) is
+    never expired by etcd: taken for a heartbeat, its node would be alive for good, never
+    NotReady, its cells never moved, whatever became of it."""
+    live = await take_lease(registry, "live")
+    try:
+        ghost = (heartbeat_prefix(registry.key_prefix) + "ghost").encode()
+        await _put_raw(registry, ghost, b"garbage{")
+        assert await alive_nodes(registry.client, registry.key_prefix) == {"live"}
+    finally:
+        await live.close(revoke=True)
+
+
+@pytest.mark.parametrize("how", ["overwritten", "deleted"])
+async def test_a_node_puts_its_heartbeat_key_back_on_its_lease(
+    registry: Registry, tmp_path: Path, how: str
+) -> None:
+    """Its heartbeat key overwritten on no lease or deleted behind its back while its
+    kukeond runs: the node puts it back on its lease at its next beat (else the leader
+    would mark a live node NotReady, or never mark a dead one)."""
+    op = Operator(
+        registry, settings=fast_settings(node_name="own"), collector_registry=CollectorRegistry()
+    )
+    config = DaemonConfig(
+        node_name="own", node_lease_ttl=5, node_heartbeat_seconds=0.5, state_dir=tmp_path
+    )
+    fleet = await start_fleet(op, registry=registry, config=config, containerd=None)
+    try:
+        key = fleet.agent.heartbeat_key
+        if how == "deleted":
+            await registry.client.kvstub.DeleteRange(
+                rpc.DeleteRangeRequest(key=key), timeout=5.0, metadata=registry.client.metadata
+            )
+        else:
+            await _put_raw(registry, key, b"garbage{")
+        session = fleet.agent._session
+        assert session is not None
+        for _ in range(100):
+            found = await registry.client.kvstub.Range(
+                rpc.RangeRequest(key=key), timeout=5.0, metadata=registry.client.metadata
+            )
+            if found.kvs and int(found.kvs[0].lease) == session.lease_id:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the heartbeat key is not back on the node's lease: {found}")
+    finally:
+        await fleet.stop()

@@ -68,7 +68,11 @@ async def test_the_first_heartbeat_after_a_full_etcd_resyncs_once(
         if beats == 3:
             done.set()
 
+    async def keep_key() -> None:  # the key on the lease: nothing to put back
+        pass
+
     agent._new_lease = new_lease  # type: ignore[method-assign]
+    agent.keep_key = keep_key  # type: ignore[method-assign]
     agent.beat = beat  # type: ignore[method-assign]
     await _run_until(agent, done)
     assert refused == 0
