@@ -78,7 +78,7 @@ def decode_answer(
     document: Any
     try:
         document = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past Python's stack
         document = None
     if status >= 400:
         if isinstance(document, Mapping) and document.get("kind") == "Status":

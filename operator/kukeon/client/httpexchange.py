@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 MAX_HEADER_LINES = 100
+MAX_ANSWER_BYTES = 256 << 20
+"""The largest answer read: a hostile or broken server's endless body ends there, not in
+all of the machine's memory (a list of every cell of a large fleet is tens of MiB)."""
 
 
 class Answer(NamedTuple):
@@ -108,6 +111,13 @@ async def _head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str],
     raise MalformedAnswerError(f"more than {MAX_HEADER_LINES} header lines")
 
 
+def _too_large() -> MalformedAnswerError:
+    return MalformedAnswerError(
+        f"the answer is larger than {MAX_ANSWER_BYTES >> 20} MiB, more than any answer of "
+        "the kukeon API; not read further"
+    )
+
+
 async def _body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
     try:
         if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -115,8 +125,15 @@ async def _body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> byt
         if (length := headers.get("content-length")) is not None:
             if not length.isdigit():
                 raise MalformedAnswerError(f"bad Content-Length {length[:20]!r}")
+            if int(length) > MAX_ANSWER_BYTES:
+                raise _too_large()
             return await reader.readexactly(int(length))
-        return await reader.read()
+        body = bytearray()
+        while chunk := await reader.read(1 << 20):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise _too_large()
+        return bytes(body)
     except asyncio.IncompleteReadError as exc:
         raise MalformedAnswerError("the connection closed before the whole answer came") from exc
 
@@ -134,5 +151,7 @@ async def _chunked(reader: asyncio.StreamReader) -> bytes:
             while (await reader.readline()).strip():  # trailers, then the blank line
                 pass
             return bytes(body)
+        if len(body) + size > MAX_ANSWER_BYTES:
+            raise _too_large()
         body += await reader.readexactly(size)
         await reader.readexactly(2)  # the chunk's CRLF

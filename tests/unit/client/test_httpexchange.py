@@ -4,12 +4,14 @@ against a canned HTTP server on a unix socket: bodies of every framing, errors, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from kukeon.client import httpexchange
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 from kukeon.client.httpexchange import encode_request
 
@@ -135,3 +137,64 @@ async def test_a_slow_server_is_a_timeout(serve: tuple[Path, list[asyncio.Server
 def test_a_request_without_a_body_has_no_length() -> None:
     sent = encode_request("GET", "/a", host="kukeond", headers={}, body=None)
     assert sent == b"GET /a HTTP/1.1\r\nHost: kukeond\r\nConnection: close\r\n\r\n"
+
+
+class Endless(Canned):
+    """Answers with ``head`` and then a body that never ends (``piece`` again and again)."""
+
+    def __init__(self, head: bytes, piece: bytes) -> None:
+        super().__init__(head)
+        self.piece = piece
+        self.sent = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(self.answer)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                writer.write(self.piece)
+                self.sent += len(self.piece)
+                await writer.drain()
+        writer.close()
+
+
+LIMIT = 4 << 20
+
+
+@pytest.mark.parametrize(
+    ("head", "piece"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n", b"x" * 65536),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"10000\r\n" + b"x" * 65536 + b"\r\n",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n", b"x" * 65536),
+    ],
+    ids=["until closed", "chunked", "announced"],
+)
+async def test_an_endless_answer_is_refused_past_the_bound(
+    serve: tuple[Path, list[asyncio.Server]],
+    monkeypatch: pytest.MonkeyPatch,
+    head: bytes,
+    piece: bytes,
+) -> None:
+    # A hostile server's endless body took all of kukectl's memory (2.9 GB in 20 s).
+    monkeypatch.setattr(httpexchange, "MAX_ANSWER_BYTES", LIMIT)
+    endless = Endless(head, piece)
+    async with await _client_with(serve, endless, limit=30) as client:
+        with pytest.raises(ServerUnreachable, match=r"answer is larger than 4 MiB"):
+            await client.version()
+    assert endless.sent < 4 * LIMIT
+
+
+async def test_a_failure_nested_past_pythons_stack_is_an_api_error(
+    serve: tuple[Path, list[asyncio.Server]],
+) -> None:
+    # json.loads' RecursionError escaped: 'unexpected failure: RecursionError'.
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n" % len(deep) + deep
+    async with await _client_with(serve, Canned(answer)) as client:
+        with pytest.raises(ApiRequestError) as caught:
+            await client.version()
+    assert caught.value.code == 500
