@@ -22,7 +22,7 @@ import os
 import secrets
 import shutil
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,37 @@ class ProbeTarget:
 
 
 EXEC_SLOTS = 8
-"""Exec checks in flight at once: each is a runc exec (a process started in the
-container), the costly kind; the others wait for a slot."""
+"""Exec checks in flight at once per containerd namespace, i.e. per realm: each is a runc
+exec (a process started in the container), the costly kind; the others of the realm wait
+for a slot. Per realm, because a check holds its slot up to its ``timeoutSeconds`` (an
+hour at most): with one pool for the node, one realm's eight slow exec probes held every
+slot and no other realm's exec probe ran, so their cells never got Ready."""
+
+
+class ExecSlots:
+    """``EXEC_SLOTS`` semaphores, one per namespace, each kept only while held or awaited."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = slots
+        self._pools: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        """namespace -> (its semaphore, the checks holding or awaiting it)."""
+
+    def __len__(self) -> int:
+        return len(self._pools)
+
+    @contextlib.asynccontextmanager
+    async def held(self, namespace: str) -> AsyncIterator[None]:
+        semaphore, users = self._pools.get(namespace, (asyncio.Semaphore(self._slots), 0))
+        self._pools[namespace] = (semaphore, users + 1)
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._pools[namespace]
+            if users == 1:
+                del self._pools[namespace]
+            else:
+                self._pools[namespace] = (semaphore, users - 1)
 
 
 def truncate(text: str, limit: int = PROBE_OUTPUT_MAX) -> str:
@@ -70,7 +99,7 @@ class Prober:
 
     def __init__(self, containerd: ContainerdClient, *, exec_slots: int = EXEC_SLOTS) -> None:
         self.containerd = containerd
-        self._exec_slots = asyncio.Semaphore(exec_slots)
+        self._exec_slots = ExecSlots(exec_slots)
 
     async def close(self) -> None:
         """Nothing is held between checks (each opens its own connection)."""
@@ -79,7 +108,8 @@ class Prober:
         seconds = float(probe.timeout_seconds)
         try:
             if probe.exec is not None:
-                async with self._exec_slots:  # the wait for a slot is not the check's time
+                # The wait for a slot (of the realm's) is not the check's time.
+                async with self._exec_slots.held(target.namespace):
                     return await self._exec(probe.exec, target, seconds)
             if target.address is None:
                 return CheckResult(False, "the cell has no address yet")
