@@ -557,13 +557,14 @@ class Heartbeat:
 
 
 async def heartbeat_of(client: EtcdClient, prefix: str, node_name: str) -> dict[str, Any] | None:
-    """What the live heartbeat of ``node_name`` says (None: no process holds the name)."""
+    """What the live heartbeat of ``node_name`` says (None: no process holds the name; a
+    key on no lease, put by hand or a restore and never expired by etcd, is none)."""
     key = f"{prefix.rstrip('/')}/leases/nodes/{node_name}".encode()
     await client.connect()
     response = await client.kvstub.Range(
         rpc.RangeRequest(key=key), timeout=_REQUEST_TIMEOUT, metadata=client.metadata
     )
-    if not response.kvs:
+    if not response.kvs or not response.kvs[0].lease:
         return None
     try:
         found = json.loads(response.kvs[0].value)

@@ -5,9 +5,11 @@ run that node's cells: two copies); the same installation coming back goes on.""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
+from aetcd import rpc
 
 from kukeon.daemon.nodename import check_node_name, host_identity
 from kukeon.daemon.starterrors import StartupError
@@ -54,3 +56,17 @@ async def test_a_name_held_elsewhere_is_refused_and_freed_with_its_lease(
         except StartupError:
             assert asyncio.get_running_loop().time() < deadline, "the lease never expired"
             await asyncio.sleep(0.2)
+
+
+async def test_a_name_claim_on_no_lease_holds_nothing(registry: Registry, tmp_path: Path) -> None:
+    """A node's heartbeat put on no lease (etcdctl put without --lease, a restore) never
+    expires: it held the name for good, a start elsewhere refused with 'its heartbeat
+    expires within 2s'. A key on no lease is no process's heartbeat."""
+    client, prefix = registry.client, registry.key_prefix
+    claim = json.dumps({"node": "n1", "host": "gone/0:/var/lib/kukeon", "ttl": 2}).encode()
+    await client.kvstub.Put(
+        rpc.PutRequest(key=f"{prefix}/leases/nodes/n1".encode(), value=claim),
+        metadata=client.metadata,
+    )
+    here = host_identity(tmp_path / "state", tmp_path / "machine-id")
+    await check_node_name(client, prefix, node_name="n1", host=here, ttl=2)
