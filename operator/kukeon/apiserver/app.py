@@ -128,6 +128,13 @@ def public(handler: H) -> H:
     return handler
 
 
+async def _not_for_caches(_: web.Request, response: web.StreamResponse) -> None:
+    """No cache keeps an answer: it holds what the caller's token may read (kube-apiserver
+    says as much). What may be kept says so itself (the console's static files)."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
 def _is_public(request: web.Request) -> bool:
     if request.path in _UNGUARDED:
         return True
@@ -179,6 +186,7 @@ def create_app(
         client_max_size=settings.max_body_bytes,
     )
     app[CLOSING_KEY] = closing
+    app.on_response_prepare.append(_not_for_caches)
 
     async def on_shutdown(_: web.Application) -> None:
         closing.set()  # open watches end their streams
