@@ -51,19 +51,12 @@ from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF
 from kukeon.framework import (
     EventRecorder,
     HandlerContext,
-    HandlerError,
-    PermanentError,
     Requeue,
-    TemporaryError,
 )
-from kukeon.runtime.cgroups import CgroupError, CgroupPath, CgroupState, Delegation
+from kukeon.runtime.cgroups import CgroupPath, CgroupState, Delegation
 from kukeon.runtime.containerd.client import patience as containerd_patience
-from kukeon.runtime.containerd.errors import ContainerdUnavailableError, RootfsUnreachableError
-from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.containerd.types import RegistryCredential
-from kukeon.runtime.idranges import IdRangeClashError, IdRangeError
 from kukeon.runtime.network import (
-    NetworkError,
     cell_network_id,
     render_hostname,
     write_cell_host_files,
@@ -77,9 +70,9 @@ from .cellexec import (
     LABEL_RESTARTED_AT,
     LABEL_SPEC_DIGEST,
     CellExecutor,
-    CommandUnusableError,
 )
-from .cellfiles import CellFiles, SecretUnavailableError, read_secret_value
+from .cellfailures import BUILD_FAILURES, classify_build_failure
+from .cellfiles import CellFiles, read_secret_value
 from .cellnetns import cell_namespace, cell_netns_path
 from .cellnetwork import CellInterfaces, CellNetworking
 from .cellpeers import CellPeers, render_cell_hosts
@@ -104,7 +97,7 @@ from .cellusers import cell_id_range
 from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host
-from .images import ImageProvider, ImageUnavailableError, InvalidImageReferenceError
+from .images import ImageProvider
 from .logcopiers import LogCopiers
 from .probing import ProbeManager, RunningContainer
 from .reporting import now, report
@@ -116,7 +109,6 @@ __all__ = [
     "LABEL_RESTARTED_AT",
     "LABEL_SPEC_DIGEST",
     "CellController",
-    "CommandUnusableError",
     "HostFacts",
     "cell_key",
     "network_id",
@@ -171,37 +163,6 @@ async def registry_credentials(registry: Registry, realm: Realm) -> list[Registr
             )
         )
     return credentials
-
-
-# Why a cell could not be built, most specific first: the state and reason written to its
-# status, and whether retrying can help (a spec the runtime refuses waits for a new spec;
-# everything else is a host or registry condition that may clear by itself).
-_FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]], ...] = (
-    (RuntimeSpecError, CellState.FAILED, "InvalidSpec", PermanentError),
-    # CommandNotFound / CommandNotExecutable: the reason is the error's own.
-    (CommandUnusableError, CellState.FAILED, "RunContainerError", PermanentError),
-    (InvalidImageReferenceError, CellState.FAILED, "InvalidImageReference", PermanentError),
-    (SecretUnavailableError, CellState.FAILED, "SecretUnavailable", TemporaryError),
-    (ImageUnavailableError, CellState.FAILED, "ImageUnavailable", TemporaryError),
-    (NetworkError, CellState.FAILED, "NetworkFailed", TemporaryError),
-    (CgroupError, CellState.FAILED, "CgroupFailed", TemporaryError),
-    # Another installation on the host claimed the realm's ids first (docs/user-namespaces.md).
-    (IdRangeClashError, CellState.FAILED, "UserNamespaceRangeClash", TemporaryError),
-    (IdRangeError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
-    (RootfsUnreachableError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
-    # containerd does not answer: whatever was last reported may no longer be true.
-    (ContainerdUnavailableError, CellState.UNKNOWN, "HostUnobservable", TemporaryError),
-)
-BUILD_FAILURES = tuple(entry[0] for entry in _FAILURE_TABLE)
-
-
-def classify_build_failure(error: Exception) -> tuple[CellState, str, type[HandlerError]]:
-    for kind, state, reason, retry in _FAILURE_TABLE:
-        if isinstance(error, kind):
-            if isinstance(error, CommandUnusableError):
-                reason = error.reason
-            return state, reason, retry
-    raise TypeError(f"not a build failure: {error!r}")
 
 
 CONTAINERD_PATIENCE_SECONDS = 5.0

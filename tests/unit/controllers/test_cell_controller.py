@@ -34,9 +34,9 @@ from kukeon.controllers import cell as cell_module
 from kukeon.controllers.cell import (
     CellController,
     HostFacts,
-    classify_build_failure,
     registry_credentials,
 )
+from kukeon.controllers.cellfailures import classify_build_failure
 from kukeon.controllers.host import Host, HostSettings
 from kukeon.controllers.images import ImageUnavailableError, ReadyImage
 from kukeon.framework import HandlerContext, PermanentError, Requeue, TemporaryError

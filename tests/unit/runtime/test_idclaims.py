@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.controllers.cell import classify_build_failure
+from kukeon.controllers.cellfailures import classify_build_failure
 from kukeon.controllers.host import ID_RANGES_FILE
 from kukeon.daemon.app import host_settings
 from kukeon.daemon.config import load_config
