@@ -363,6 +363,15 @@ class LogCopiers:
                     f"{copier} exited and its output pipes could not be reopened: its output "
                     "is no longer logged; restart the cell to log it again",
                 )
+            elif kept:
+                log.warning("container %s: its log copier exited after the container", where)
+                self._event(
+                    entry,
+                    f"{copier} exited after the container ended, maybe before it logged all "
+                    "the container wrote: the rest waits in the pipes, whose keeper logs it "
+                    "once the task is deleted (when the cell restarts the container, or is "
+                    "stopped or deleted)",
+                )
             self._drop(entry)
             return
         self.replacements.labels("replaced").inc()
@@ -411,9 +420,9 @@ class LogCopiers:
         """A replacement, a pidfd watching it (None: it ended already), whether the task
         still runs, and whether a keeper held its output meanwhile (blocking: /proc reads and
         a fork)."""
-        if not alive(task):
-            return None, None, False, False
         kept = find_copier(task.pid, log_file, keeper=True) is not None
+        if not alive(task):
+            return None, None, False, kept
         process = start_replacement(task.pid, log_file, self.rotation, terminal)
         if process is None:
             return None, None, alive(task), kept

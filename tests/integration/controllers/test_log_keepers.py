@@ -22,16 +22,16 @@ from typing import Any
 
 import pytest
 
-from kukeon.api import Cell, Kind
+from kukeon.api import Cell, DesiredCellState, Kind
 from kukeon.controllers.cellfiles import CellFiles
 from kukeon.daemon.app import Daemon
-from kukeon.processes import ProcessId
+from kukeon.processes import ProcessId, identify
 from kukeon.runtime.containerd import crilog
 from kukeon.runtime.containerd.crilog import parse_lines, rotated_logs
 from kukeon.runtime.containerd.logcopier import find_copier
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, container
+from .helpers import cell_doc, cell_key, container, update_cell
 
 pytestmark = pytest.mark.integration
 
@@ -202,3 +202,36 @@ async def test_a_task_started_without_a_keeper_gets_one(
     await _nothing_lost_and_said(
         k, name, pid, log, terminal=terminal, keeper=keeper, says="older kukeond"
     )
+
+
+async def test_a_logger_killed_after_its_task_ended_leaves_nothing_unlogged(
+    kukeond: Kukeond,
+) -> None:
+    """A logger still at work when its task is deleted is killed by the shim 12 s later
+    (here: stopped, as a slow one); what the pipes held is logged by its keeper."""
+    k = kukeond
+    await k.hierarchy()
+    script = "sleep 3; i=0; while [ $i -lt 6000 ]; do echo $i; i=$((i+1)); done"
+    await k.apply(cell_doc(k, "ends", [container(k, "main", script=script)]))
+    key = cell_key(k, "ends")
+    cell = await k.wait_for(Kind.CELL, key, state="Ready", within=60)
+    assert isinstance(cell, Cell)
+    [status] = cell.status.containers
+    assert status.pid is not None
+    log = CellFiles(k.config.state_dir, (k.realm, "s1", "st1", "ends")).log("main")
+    logger = find_copier(status.pid, log)
+    assert logger is not None
+    os.kill(logger.pid, signal.SIGSTOP)
+    async with asyncio.timeout(30):  # it wrote its lines (some 29 KB: into the pipe) and ended
+        while identify(status.pid) is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    await update_cell(k, key, spec={"desired_state": DesiredCellState.STOPPED})
+    await k.wait_for(Kind.CELL, key, state="Stopped", within=60)
+    try:
+        async with asyncio.timeout(40):  # the shim's 12 s, then the keeper's
+            while len(set(await asyncio.to_thread(_numbers, log, terminal=False))) < 6000:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        numbers = await asyncio.to_thread(_numbers, log, terminal=False)
+        raise AssertionError(f"{6000 - len(set(numbers))} of 6000 lines not logged") from None
+    assert identify(logger.pid) is None, "the shim did not kill its logger"

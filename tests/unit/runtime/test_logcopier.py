@@ -115,6 +115,11 @@ def test_the_shims_copier_is_found_and_a_replacement_logs_both_streams(
         replacement.wait()
 
 
+def _held(pid: int) -> set[str]:
+    """What process ``pid``'s descriptors are (``pipe:[inode]``, a file's path)."""
+    return {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+
+
 def _environment(pid: int) -> dict[str, str]:
     entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(entry.decode().split("=", 1) for entry in entries if entry)
@@ -247,8 +252,8 @@ def test_a_terminal_loggers_replacement_reads_the_pipe_its_keeper_holds(tmp_path
             keeper = find_copier(task, log, keeper=True)
             assert keeper is not None
             assert keeper.pid != logger
-            _wait(  # the pipe, nothing else (its name is written through a descriptor)
-                lambda: sorted(os.listdir(f"/proc/{keeper.pid}/fd")) == ["3"],
+            _wait(  # the pipe and the log, nothing else (its name is written through a fd)
+                lambda: _held(keeper.pid) == {os.readlink(f"/proc/{logger}/fd/3"), str(log)},
                 "the keeper's fds",
             )
 
@@ -307,12 +312,9 @@ def test_a_keeper_is_started_for_a_plain_task_without_one(
         assert found is not None
         assert found.pid == keeper.pid  # named once started
         assert find_copier(task, log) == identify(copier)  # no logger for all its argv
-        # The two pipes, opened through the logger's fds 3 and 4, and nothing else.
-        held = {
-            os.stat(f"/proc/{keeper.pid}/fd/{fd}").st_ino
-            for fd in os.listdir(f"/proc/{keeper.pid}/fd")
-        }
-        assert held == {os.stat(f"/proc/{task}/fd/{fd}").st_ino for fd in (1, 2)}
+        # The two pipes, opened through the logger's fds 3 and 4, and the log, nothing else.
+        pipes = {os.readlink(f"/proc/{task}/fd/{fd}") for fd in (1, 2)}
+        assert _held(keeper.pid) == {*pipes, str(log)}
         assert _environment(keeper.pid) == {"PATH": DEFAULT_PATH, "LC_ALL": "C.UTF-8"}
 
         os.kill(copier, signal.SIGKILL)
@@ -341,7 +343,8 @@ def test_a_keeper_started_for_a_terminal_lets_its_logger_be_replaced(tmp_path: P
             assert find_copier(task, log, keeper=True) is None
             keeper = start_keeper(task, log, terminal)
             assert keeper is not None
-            assert len(os.listdir(f"/proc/{keeper.pid}/fd")) == 1  # the terminal's pipe
+            terminal_pipe = os.readlink(f"/proc/{logger}/fd/3")
+            assert _held(keeper.pid) == {terminal_pipe, str(log)}
 
             os.kill(logger, signal.SIGKILL)
             time.sleep(0.3)  # output meanwhile waits in the pipe

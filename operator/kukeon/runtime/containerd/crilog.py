@@ -26,7 +26,10 @@ the kill cut short (a write a fatal signal stopped) is taken back by the replace
 logger forks a keeper first (``KEEPER_NAME``): a reader of its pipes that never reads, so
 that a killed logger's output waits for the replacement; and it takes from a pipe only what
 it has logged (``tee(2)``, write, then take), so a kill at any point loses nothing: at worst
-the replacement logs the killed one's last read (at most 64 KiB) again.
+the replacement logs the killed one's last read (at most 64 KiB) again. A logger holds a
+lock (``flock(2)``) on its pipes for its life: a keeper whose pipes ended (every writer gone
+with the task's deletion) still holding output that no locked logger takes logs it itself,
+into the file that instance's records went to (a logger killed after its task's end).
 
 The logger bounds the log (:class:`LogRotation`, kukeond's ``containerLogMaxSize`` and
 ``containerLogMaxFiles``): it is the file's only writer, so it rotates by itself, without
@@ -79,6 +82,8 @@ class LogRotation:
 
 KEEPER_NAME: Final = "kukeon-keeper"
 """The ``comm`` of a logger's keeper (what tells it from the logger it forked from)."""
+DRAINER_NAME: Final = "kukeon-drain"
+"""The ``comm`` of a keeper that logs what its killed logger left once the task ended."""
 
 MIN_ROTATED_SIZE = 4 * MAX_RECORD_BYTES
 """The smallest ``max_size`` kukeond accepts: a file holds several of the longest records."""
@@ -92,13 +97,36 @@ would make each of those cost tens of thousands of entries. A longer history is 
 
 # Kept free of anything but the standard library: it runs with `-I -S` (no site-packages).
 KEEPER_SCRIPT = r"""
-import errno, os, select, signal, time
+import errno, fcntl, os, select, signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def unread(end):
+    watch = select.poll()
+    watch.register(end, select.POLLIN)
+    return any(event & select.POLLIN for _, event in watch.poll(0))
+def log_of(held):
+    # The file the instance's records went to last: the one held since the start, or, if
+    # the logger rotated it since (PATH.<n>, or the previous instance's <n> once kukeond
+    # kept it aside), the current one of those; PATH where none is known.
+    try:
+        where = os.readlink("/proc/self/fd/%d" % held) if held is not None else ""
+    except OSError:
+        where = ""
+    head, dot, number = where.rpartition(".")
+    if where and not where.endswith(" (deleted)") and not (number.isdigit() and dot):
+        return held
+    try:
+        if where and not where.endswith(" (deleted)"):
+            return os.open(head, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError:
+        pass
+    return os.open(PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, MODE)
 def keep():
     # The keeper: a reader of the output pipes that never reads. Without a reader left, the
     # container's writes fail (EPIPE) and the shim's copy of a terminal stops for good;
     # with this one there, a killed logger's output waits in the pipes for its replacement.
-    # It ends when they do (their writers gone with the task).
+    # It ends when they do (their writers gone with the task), unless its logger was killed
+    # before it logged all they hold: then it returns, to log that itself.
+    global PATH, STREAMS, READY, HOLD, LIMIT
     ends = sorted(STREAMS)
     for name, value in (("oom_score_adj", "-1000"), ("comm", KEEPER_NAME)):  # named: ready
         try:
@@ -106,24 +134,76 @@ def keep():
                 setting.write(value)
         except OSError:
             pass
-    for low, high in zip([-1] + ends, ends + [1 << 20]):
+    for end in ends:  # its own open pipes: a lock a logger takes is not its too (a fork's)
+        opened = os.open("/proc/self/fd/%d" % end, os.O_RDONLY | os.O_NONBLOCK)
+        os.dup2(opened, end, inheritable=False)
+        os.close(opened)
+    try:  # the instance's log, to find it again however it is renamed
+        held = os.open(PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, MODE)
+    except OSError:
+        held = None
+    kept = sorted(ends + ([held] if held is not None else []))
+    for low, high in zip([-1] + kept, kept + [1 << 20]):
         os.closerange(low + 1, high)  # the ready pipe too: the shim waits until it is closed
     watch = select.poll()
     for end in ends:
         watch.register(end, 0)  # no POLLIN: woken by the hangup only
-    while ends:
+    waiting = list(ends)
+    while waiting:
         for end, event in watch.poll():
             if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
                 watch.unregister(end)
-                ends.remove(end)
-    os._exit(0)
+                waiting.remove(end)
+    # Every writer gone. A logger holds a lock on its pipes while it lives: what they still
+    # hold while none does (killed after its task's end, as the shim kills one that is not
+    # done 12 s after the task's deletion) is this process's to log. Bounded: a logger
+    # stopped for ten minutes is given up.
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        left = [end for end in ends if unread(end)]
+        if not left:
+            os._exit(0)
+        locked = []
+        for end in left:
+            try:
+                fcntl.flock(end, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                break
+            locked.append(end)
+        if len(locked) == len(left):
+            left = [end for end in left if unread(end)]  # a logger's last take meanwhile
+            if not left:
+                os._exit(0)
+            break
+        for end in locked:
+            fcntl.flock(end, fcntl.LOCK_UN)
+        time.sleep(0.2)
+    else:
+        os._exit(1)
+    try:
+        with open("/proc/self/comm", "w") as setting:
+            setting.write(DRAINER_NAME)
+    except OSError:
+        pass
+    for end in ends:
+        if end not in left:
+            os.close(end)
+    STREAMS = {end: STREAMS[end] for end in left}
+    PATH = "/proc/self/fd/%d" % log_of(held)
+    READY = HOLD = None
+    LIMIT = 0  # a pipe's worth at most: no rotation, which goes by names
 """
 
 LOGGER_SCRIPT = (
     KEEPER_SCRIPT
     + r"""
-if KEEPER and os.fork() == 0:
+if KEEPS or (KEEPER and os.fork() == 0):
     keep()
+for fd in STREAMS:  # held for life: no keeper logs what this logger is to log
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        pass
 FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 log = os.open(PATH, FLAGS, MODE)
 FOLDER, BASE = os.path.split(PATH)
@@ -426,6 +506,7 @@ def logger_command(
     terminal_of: Path | None = None,
     rotation: LogRotation | None = None,
     keeper: bool = False,
+    keep_only: bool = False,
 ) -> list[str]:
     """The logger's argv: kukeond's interpreter, isolated, running ``LOGGER_SCRIPT``; it
     reads ``streams`` (descriptor: stream name) and closes ``ready_fd`` once the log is open
@@ -437,7 +518,8 @@ def logger_command(
     of that size).
     ``rotation``: the log's size bound; None: the file grows as long as the task runs.
     ``keeper``: fork the keeper of the pipes first (the shim's logger; a replacement reads
-    the pipes the first one's keeper holds)."""
+    the pipes the first one's keeper holds).
+    ``keep_only``: a keeper by itself (:func:`keeper_command`)."""
     named = {fd: name.encode() for fd, name in streams.items()}
     hold = str(terminal_of) if terminal_of is not None else None
     limit, keep = (rotation.max_size, rotation.max_files) if rotation is not None else (0, 0)
@@ -447,6 +529,7 @@ def logger_command(
         f"RAW = {terminal_of is not None!r}\nHOLD = {hold!r}\n"
         f"LIMIT = {limit}\nKEEP = {keep}\n"
         f"KEEPER = {keeper!r}\nKEEPER_NAME = {KEEPER_NAME!r}\n"
+        f"DRAINER_NAME = {DRAINER_NAME!r}\nKEEPS = {keep_only!r}\n"
     )
     return [python or sys.executable, "-ISc", prelude + LOGGER_SCRIPT]
 
@@ -457,18 +540,27 @@ is no logger, even before it took its name."""
 
 
 def keeper_command(
-    path: Path, streams: Mapping[int, str], ready_fd: int, *, python: str | None = None
+    path: Path,
+    streams: Mapping[int, str],
+    ready_fd: int,
+    *,
+    python: str | None = None,
+    terminal_of: Path | None = None,
 ) -> list[str]:
     """The argv of a keeper on its own (one kukeond starts where a task's keeper was
     killed, or never forked): it holds ``streams`` (descriptor: stream name) of the task
     whose log is ``path`` and closes ``ready_fd`` once it took its name (``KEEPER_NAME``,
-    how ``logcopier.find_copier`` tells it)."""
-    named = {fd: name.encode() for fd, name in streams.items()}
-    prelude = (
-        f"PATH = {str(path)!r}\n{KEEPER_ONLY}STREAMS = {named!r}\nREADY = {ready_fd!r}\n"
-        f"KEEPER_NAME = {KEEPER_NAME!r}\n"
+    how ``logcopier.find_copier`` tells it). Like a logger's keeper, it logs what the pipes
+    still hold once their writers are gone and no logger is left (``terminal_of``: a
+    terminal's, as it is)."""
+    return logger_command(
+        path,
+        python=python,
+        streams=streams,
+        ready_fd=ready_fd,
+        terminal_of=terminal_of,
+        keep_only=True,
     )
-    return [python or sys.executable, "-ISc", prelude + KEEPER_SCRIPT + "keep()\n"]
 
 
 def log_path_marker(path: Path) -> str:

@@ -36,6 +36,7 @@ from pathlib import Path
 from kukeon.processes import ProcessId, identify, proc_stat, runs_as
 
 from .crilog import (
+    DRAINER_NAME,
     KEEPER_NAME,
     KEEPER_ONLY,
     LogRotation,
@@ -106,10 +107,11 @@ def _copies(pid: int, marker: bytes, keeper: bool) -> bool:
         argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
         if len(argv) < 3 or argv[1] != b"-ISc" or marker not in argv[2]:
             return False
-        if ((PROC / str(pid) / "comm").read_text().strip() == KEEPER_NAME) != keeper:
+        comm = (PROC / str(pid) / "comm").read_text().strip()
+        if (comm == KEEPER_NAME) != keeper:
             return False
-        if not keeper and KEEPER_ONLY.encode() in argv[2]:  # a keeper not named yet
-            return False
+        if not keeper and KEEPER_ONLY.encode() in argv[2] and comm != DRAINER_NAME:
+            return False  # a keeper kukeond started, not named yet
         if not runs_as(pid, os.geteuid()):
             return False
         return os.readlink(PROC / str(pid) / "ns" / "pid") == os.readlink(PROC / "self/ns/pid")
@@ -286,7 +288,12 @@ def start_keeper(
         if not streams:
             return None
         process = subprocess.Popen(
-            keeper_command(log_file.absolute(), streams, ready_write),
+            keeper_command(
+                log_file.absolute(),
+                streams,
+                ready_write,
+                terminal_of=terminal.stdin.absolute() if terminal is not None else None,
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
