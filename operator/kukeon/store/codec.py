@@ -28,6 +28,7 @@ from kukeon.api import (
 )
 from kukeon.api.tolerant import parse_tolerating_status
 
+from .decoding import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
 from .decoding import InvalidDocuments, load_document, parse_document
 from .encryption import (
     EncryptionError,
@@ -41,8 +42,6 @@ from .errors import Invalid, InvalidStoredDocument
 from .keys import KeyLayout, display_name
 from .shareddecodes import SharedDecodes
 from .txn import Stored
-
-MAX_DOCUMENT_BYTES = 1024 * 1024
 
 SEALED_KINDS = (Kind.SECRET, Kind.REALM)
 """Kinds whose stored documents carry sealed values (see ``encryption``)."""

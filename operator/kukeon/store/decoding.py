@@ -46,8 +46,19 @@ def _short(text: str) -> str:
     return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "..."
 
 
+MAX_DOCUMENT_BYTES = 1024 * 1024
+"""The most the registry writes of one document (``codec`` refuses more)."""
+
+
 def load_document(value: bytes) -> dict[str, Any] | str:
     """The JSON object stored in ``value`` with a ``metadata`` object, or why it is not one."""
+    if len(value) > MAX_DOCUMENT_BYTES:
+        # etcd takes a put of up to 1.5 MiB: written around the API. No write of it would
+        # be taken (its status included), so a controller could only retry it for good.
+        return (
+            f"the stored document is {len(value)} bytes, over the {MAX_DOCUMENT_BYTES}-byte "
+            "limit of every document"
+        )
     try:
         document = json.loads(value)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError

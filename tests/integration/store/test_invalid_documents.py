@@ -14,7 +14,7 @@ import pytest
 from aetcd import rpc
 
 from kukeon.api import Kind
-from kukeon.store import InvalidStoredDocument, NotFound, Registry, WatchEvent
+from kukeon.store import MAX_DOCUMENT_BYTES, InvalidStoredDocument, NotFound, Registry, WatchEvent
 
 from .objects import cell, realm, space, stack, with_labels
 
@@ -236,3 +236,26 @@ async def test_status_fields_of_another_version_are_left_out_not_the_object(
     await put_raw(registry, key, json.dumps(document).encode())
     assert (await registry.list(Kind.CELL, ("ok", "s1", "st1"))).items == []
     assert registry.invalid_documents()[Kind.CELL] == 1
+
+
+async def test_a_document_over_the_size_limit_is_skipped_and_says_why(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """etcd takes up to 1.5 MiB in a put; the registry writes at most MAX_DOCUMENT_BYTES.
+    A bigger document put by hand was decoded and handed to its controller, whose every
+    write of it (its status included) the registry then refused: a cell Pending for good,
+    an error with a traceback at every retry, and no status saying why."""
+    await _valid_hierarchy(registry)
+    big = cell("ok", "s1", "st1", "big").model_dump(mode="json", by_alias=True, exclude_none=True)
+    big["metadata"]["annotations"] = {"x": "a" * (MAX_DOCUMENT_BYTES + 1000)}
+    key = registry.key_for(Kind.CELL, ("ok", "s1", "st1", "big"))
+    await put_raw(registry, key, json.dumps(big).encode())
+    with caplog.at_level(logging.WARNING, logger=_LOGGER):
+        cells = await registry.list(Kind.CELL)
+    assert [c.metadata.name for c in cells.items] == ["good"]
+    [warned] = [r.getMessage() for r in caplog.records if key in r.getMessage()]
+    assert f"over the {MAX_DOCUMENT_BYTES}-byte limit" in warned
+    with pytest.raises(InvalidStoredDocument, match="over the"):
+        await registry.get(Kind.CELL, ("ok", "s1", "st1", "big"))
+    assert await registry.delete(Kind.CELL, ("ok", "s1", "st1", "big")) is None
+    assert registry.invalid_documents()[Kind.CELL] == 0
