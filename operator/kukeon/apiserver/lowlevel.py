@@ -11,6 +11,7 @@ Kubernetes ``Status`` like any other error -- 414 for a URL over the limit, 431 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -30,6 +31,11 @@ MAX_FIELD_SIZE = 8190
 """Longest header line in bytes; a longer one is a 431."""
 MAX_HEADERS = 128
 """Most headers a request may carry; more is a 431."""
+HEADER_TIMEOUT = 30.0
+"""Seconds a new connection has to send its first request's line and headers (as
+kube-apiserver's ReadHeaderTimeout, 32 s); a connection still short of them is closed.
+aiohttp's own timer at a connection's start closes only a connection that has had a
+keep-alive answer, so one trickling its headers (slowloris) was held for ever."""
 
 PARSER_LIMITS: dict[str, Any] = {
     "max_line_size": MAX_LINE_SIZE,
@@ -71,9 +77,34 @@ def parse_error(status: int, exc: BaseException | None) -> ApiError:
 
 
 class StatusRequestHandler(RequestHandler):
-    """aiohttp's connection handler, answering its own errors with a Status object."""
+    """aiohttp's connection handler, answering its own errors with a Status object, and
+    closing a connection that has not sent its first request's headers in time."""
 
-    __slots__ = ()
+    __slots__ = ("_header_timer",)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._header_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            HEADER_TIMEOUT, self._headers_late
+        )
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._header_timer is not None and self._request_count > 0:
+            self._header_timer.cancel()  # a whole request came: its handler takes over
+            self._header_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().connection_lost(exc)
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self._request_count == 0 and self.transport is not None:
+            log.debug("closing a connection that sent no whole request in %gs", HEADER_TIMEOUT)
+            self.force_close()
 
     def handle_error(
         self,
