@@ -334,21 +334,22 @@ async def _carry(
         if fd is not None
     ]
     receiver: asyncio.Future[Any] = asyncio.ensure_future(from_client())
+    finished: asyncio.Future[Any] = asyncio.gather(*readers, asyncio.shield(waiting))
     try:
-        finished: asyncio.Future[Any] = asyncio.gather(*readers, asyncio.shield(waiting))
         done, _ = await asyncio.wait(
             [finished, receiver],
             return_when=asyncio.FIRST_COMPLETED,
         )
         if finished not in done:
-            finished.cancel()
             if isinstance(stalled := receiver.exception(), InputStalledError):
                 raise stalled  # tar left the stream unread too long
             return None  # the client closed the socket before tar was done
         await finished
         return waiting.result()
     finally:
-        await cancel_and_wait(*readers, receiver)
+        # The gather too: cancelled, it ends with an error someone must retrieve, or asyncio
+        # logs 'exception was never retrieved' at ERROR for a client that just went away.
+        await cancel_and_wait(finished, *readers, receiver)
 
 
 async def _splice(
