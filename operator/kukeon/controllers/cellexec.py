@@ -64,16 +64,24 @@ CellKey = tuple[str, str, str, str]
 
 
 class CommandUnusableError(Exception):
-    """A container's command that runc cannot run; ``reason`` says why (not found or not
-    executable). Only a new spec can fix it, so the cell fails instead of retrying."""
+    """A container's command that runc cannot run; ``reason`` says why (not found, not
+    executable, its working directory cannot be made). Only a new spec can fix it, so the
+    cell fails instead of retrying."""
 
     def __init__(self, container: ContainerSpec, error: ProcessNotStartableError) -> None:
         self.reason = error.reason
+        runc = f"(runc: {error.detail[:300]})"
+        if error.reason == "WorkingDirUnusable":
+            where = (container.working_dir or "the image's working directory")[:200]
+            super().__init__(
+                f"container {container.id!r}: working directory {where!r} cannot be made in "
+                f"the image (a file is in the way, or the root filesystem is read-only) {runc}"
+            )
+            return
         command = (container.command or "the image's entrypoint")[:200]
         what = "not found" if error.reason == "CommandNotFound" else "not executable"
         super().__init__(
-            f"container {container.id!r}: command {command!r} {what} in the image "
-            f"(runc: {error.detail[:300]})"
+            f"container {container.id!r}: command {command!r} {what} in the image {runc}"
         )
 
 

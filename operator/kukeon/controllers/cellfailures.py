@@ -20,7 +20,7 @@ from .images import ImageUnavailableError, InvalidImageReferenceError
 # everything else is a host or registry condition that may clear by itself).
 _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]], ...] = (
     (RuntimeSpecError, CellState.FAILED, "InvalidSpec", PermanentError),
-    # CommandNotFound / CommandNotExecutable: the reason is the error's own.
+    # CommandNotFound / CommandNotExecutable / WorkingDirUnusable: the error's own reason.
     (CommandUnusableError, CellState.FAILED, "RunContainerError", PermanentError),
     (InvalidImageReferenceError, CellState.FAILED, "InvalidImageReference", PermanentError),
     (SecretUnavailableError, CellState.FAILED, "SecretUnavailable", TemporaryError),

@@ -38,10 +38,14 @@ async def _fails_for_good(k: Kukeond, name: str, app: dict[str, Any], reason: st
 
 
 UNUSABLE_COMMANDS = [
-    ("/nonexistent-binary", "CommandNotFound"),
-    ("no-such-program-on-path", "CommandNotFound"),
-    ("/etc", "CommandNotExecutable"),
-    ("/etc/passwd", "CommandNotExecutable"),
+    ("/nonexistent-binary", None, "CommandNotFound"),
+    ("no-such-program-on-path", None, "CommandNotFound"),
+    # A path through a file (runc: "not a directory"): was UnexpectedError, retried forever.
+    ("/etc/passwd/x", None, "CommandNotFound"),
+    ("/etc", None, "CommandNotExecutable"),
+    ("/etc/passwd", None, "CommandNotExecutable"),
+    # A working directory runc cannot make: likewise.
+    ("sleep", "/etc/passwd", "WorkingDirUnusable"),
 ]
 
 
@@ -52,17 +56,20 @@ async def test_unusable_commands_fail_then_recover(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
 
-    async def fails_then_recovers(name: str, command: str, reason: str) -> None:
-        app = {"image": k.image.name, "command": command}
+    async def fails_then_recovers(
+        name: str, command: str, working_dir: str | None, reason: str
+    ) -> None:
+        app = {"image": k.image.name, "command": command, "workingDir": working_dir}
         failed = await _fails_for_good(k, name, app, reason)
         message = failed.status.message or ""
         assert "'app'" in message, message
-        assert command in message, message
+        assert (working_dir or command) in message, message
 
         key = cell_key(k, name)
         cell = await get_cell(k, key)
         fixed = [
-            c.model_copy(update={"command": "sleep", "args": ["60"]}) for c in cell.spec.containers
+            c.model_copy(update={"command": "sleep", "args": ["60"], "working_dir": None})
+            for c in cell.spec.containers
         ]
         await update_cell(k, key, spec={"containers": fixed})
         ready = await k.wait_for(Kind.CELL, key, state="Ready", within=30)
@@ -71,8 +78,8 @@ async def test_unusable_commands_fail_then_recover(kukeond: Kukeond) -> None:
 
     await asyncio.gather(
         *(
-            fails_then_recovers(f"cmd{index}", command, reason)
-            for index, (command, reason) in enumerate(UNUSABLE_COMMANDS)
+            fails_then_recovers(f"cmd{index}", command, working_dir, reason)
+            for index, (command, working_dir, reason) in enumerate(UNUSABLE_COMMANDS)
         )
     )
 

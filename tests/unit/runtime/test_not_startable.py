@@ -27,6 +27,27 @@ PREFIX += "unable to start container process: "
             PREFIX + 'exec: "/nonexistent": stat /nonexistent: no such file or directory: unknown',
             "CommandNotFound",
         ),
+        (
+            PREFIX + 'exec: "/etc/passwd/x": stat /etc/passwd/x: not a directory: unknown',
+            "CommandNotFound",
+        ),
+        (
+            PREFIX + 'exec: "/a": stat /a: too many levels of symbolic links: unknown',
+            "CommandNotFound",
+        ),
+        (
+            PREFIX + "error during container init: mkdir /etc/passwd: not a directory: unknown",
+            "WorkingDirUnusable",
+        ),
+        (
+            PREFIX + "error during container init: mkdir /work: read-only file system: unknown",
+            "WorkingDirUnusable",
+        ),
+        (
+            PREFIX + 'error during container init: error mounting "/x" to rootfs at "/etc/'
+            'passwd/y": mkdir /etc/passwd: not a directory: unknown',
+            None,
+        ),
         (PREFIX + 'exec: "/etc": is a directory: unknown', "CommandNotExecutable"),
         (PREFIX + 'exec: "/etc/passwd": permission denied: unknown', "CommandNotExecutable"),
         ("exec /bin/app: exec format error", "CommandNotExecutable"),

@@ -144,9 +144,11 @@ class ContainerdCallError(ContainerdError):
 class ProcessNotStartableError(ContainerdError):
     """runc refused to start a task's process for a reason only a new spec can fix.
 
-    ``reason`` is ``CommandNotFound`` (no such file, not on ``$PATH``) or
-    ``CommandNotExecutable`` (a directory, no execute permission, a binary for another
-    architecture): docker's exit codes 127 and 126, Kubernetes' ``RunContainerError``.
+    ``reason`` is ``CommandNotFound`` (no such file, not on ``$PATH``, a path through a
+    file), ``CommandNotExecutable`` (a directory, no execute permission, a binary for
+    another architecture): docker's exit codes 127 and 126, Kubernetes'
+    ``RunContainerError``; or ``WorkingDirUnusable`` (the working directory cannot be made:
+    a file is there or above it, a read-only root filesystem).
     """
 
     def __init__(self, *, container_id: str, reason: str, detail: str) -> None:
@@ -190,11 +192,20 @@ def closed_rootfs_ancestor(detail: str) -> tuple[Path, int] | None:
         return None
 
 
-# runc's words (libcontainer's LookPath and execve errors, wrapped by containerd), most
-# specific first. A missing working directory is created by runc, so it never shows here.
+# runc's words (libcontainer's LookPath and execve errors, and the working directory it
+# makes before the exec, wrapped by containerd), most specific first.
 _NOT_STARTABLE: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"executable file not found in \$PATH"), "CommandNotFound"),
-    (re.compile(r'exec: "[^"]*": stat [^\n]*: no such file or directory'), "CommandNotFound"),
+    (
+        re.compile(
+            r'exec: "[^"]*": stat [^\n]*: (?:no such file or directory|not a directory|'
+            r"too many levels of symbolic links|file name too long)"
+        ),
+        "CommandNotFound",
+    ),
+    # runc makes a missing working directory; it cannot when a file is in the way or the
+    # root filesystem is read-only (a mount's missing target is "error mounting ...").
+    (re.compile(r"error during container init: mkdir /[^\n]*: "), "WorkingDirUnusable"),
     (re.compile(r'exec: "[^"]*": (?:permission denied|is a directory)'), "CommandNotExecutable"),
     (re.compile(r"exec format error"), "CommandNotExecutable"),
 )
