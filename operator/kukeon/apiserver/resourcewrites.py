@@ -280,7 +280,10 @@ class ResourceWrites(HandlerBase):
             if not isinstance(after, dict):
                 raise ApiError(400, "a merge patch must be a JSON object")
             if target.subresource == "status":
-                after = {**before, "status": after.get("status", {})}
+                # The object's own fields stay as stored (Kubernetes ignores them on status);
+                # a key the object has not is kept for the field checks to name ("statuz").
+                unknown = {key: value for key, value in after.items() if key not in before}
+                after = {**unknown, **before, "status": after.get("status", {})}
             else:
                 after["status"] = before.get("status", {})
             document = prepare(after, target, name_from_url=True)

@@ -190,3 +190,26 @@ async def test_the_client_asks_for_the_level_and_says_every_warning(api: Api, po
         made = await client.request("POST", f"{V}/realms", body=doc)
     assert made["metadata"]["name"] == name
     assert said == ['unknown field "spec.newerField"', 'unknown field "spec.otherField"']
+
+
+async def test_a_status_patch_with_an_unknown_top_level_field_is_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    # '{"statuz": ...}' (a typo of status) was a 200 that changed nothing: the status route
+    # kept only the patched status and dropped every other key unseen.
+    await _created(await http.post(f"{V}/realms", json=realm_doc("t")))
+    typo = b'{"statuz":{"state":"Ready"}}'
+    refused = await http.patch(f"{V}/realms/t/status", data=typo, headers=MERGE)
+    body = await refused.json()
+    assert refused.status == 422, body
+    assert [c["field"] for c in body["details"]["causes"]] == ["statuz"], body
+    patched = await http.patch(
+        f"{V}/realms/t/status", params={"fieldValidation": "Warn"}, data=typo, headers=MERGE
+    )
+    await _created(patched)
+    assert _warnings(patched) == ['unknown field "statuz"']
+    # What a status write ignores of the object's own fields stays ignored, as Kubernetes'.
+    labelled = await http.patch(
+        f"{V}/realms/t/status", data=b'{"metadata":{"labels":{"x":"1"}}}', headers=MERGE
+    )
+    assert (await _created(labelled))["metadata"]["labels"] == {}
