@@ -75,7 +75,7 @@ class CommandUnusableError(Exception):
             where = (container.working_dir or "the image's working directory")[:200]
             super().__init__(
                 f"container {container.id!r}: working directory {where!r} cannot be made in "
-                f"the image (a file is in the way, or the root filesystem is read-only) {runc}"
+                f"the image (a file is in the way, or it cannot be made there) {runc}"
             )
             return
         command = (container.command or "the image's entrypoint")[:200]

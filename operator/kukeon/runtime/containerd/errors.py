@@ -148,7 +148,7 @@ class ProcessNotStartableError(ContainerdError):
     file), ``CommandNotExecutable`` (a directory, no execute permission, a binary for
     another architecture): docker's exit codes 127 and 126, Kubernetes'
     ``RunContainerError``; or ``WorkingDirUnusable`` (the working directory cannot be made:
-    a file is there or above it, a read-only root filesystem).
+    a file is there or above it).
     """
 
     def __init__(self, *, container_id: str, reason: str, detail: str) -> None:
@@ -203,8 +203,8 @@ _NOT_STARTABLE: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "CommandNotFound",
     ),
-    # runc makes a missing working directory; it cannot when a file is in the way or the
-    # root filesystem is read-only (a mount's missing target is "error mounting ...").
+    # runc makes a missing working directory (before a read-only root is remounted); it
+    # cannot when a file is in the way (a mount's missing target is "error mounting ...").
     (re.compile(r"error during container init: mkdir /[^\n]*: "), "WorkingDirUnusable"),
     (re.compile(r'exec: "[^"]*": (?:permission denied|is a directory)'), "CommandNotExecutable"),
     (re.compile(r"exec format error"), "CommandNotExecutable"),
