@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from kukeon.processes import identify
-from kukeon.runtime.containerd.crilog import DRAINER_NAME, logger_command, parse_lines
+from kukeon.runtime.containerd import crilog, logkeeper
+from kukeon.runtime.containerd.crilog import LogRotation, logger_command, parse_lines, rotated_logs
 from kukeon.runtime.containerd.logcopier import alive, find_copier
+from kukeon.runtime.containerd.logkeeper import DRAINER_NAME
 
 LINES = 3000
 
@@ -141,3 +143,57 @@ def test_a_keeper_leaves_to_a_live_logger_what_it_logs(
     _wait(lambda: not alive(keeper), "the keeper ends")
     _wait(lambda: identify(logger) is None, "the logger ends")
     assert _texts(log).count(b"0") == 1
+
+
+# Starts the logger (with its keeper) on one pipe, writes 4,000 lines of 100 bytes into it
+# and holds its write end (a task that runs on).
+WRITER = r"""
+import fcntl, os, subprocess, sys, time
+read, write = os.pipe()
+high = fcntl.fcntl(read, fcntl.F_DUPFD, 10)
+os.close(read)
+logger = subprocess.Popen(
+    ["bash", "-c", 'exec "$@" 3<&%d %d<&-' % (high, high), "bash", *sys.argv[1:]],
+    pass_fds=(high,),
+)
+os.close(high)
+print(logger.pid, flush=True)
+for i in range(4000):
+    os.write(write, b"%099d\n" % i)
+time.sleep(600)
+"""
+
+
+def test_a_keeper_holds_the_current_log_not_a_rotated_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A removed file the keeper held would keep its space on the disk for the task's life.
+    monkeypatch.setattr(logkeeper, "KEEPER_LOOK_SECONDS", 0.2)
+    log = tmp_path / "main.log"
+    rotation = LogRotation(max_size=crilog.MIN_ROTATED_SIZE, max_files=2)
+    command = logger_command(
+        log, streams={3: "stdout"}, ready_fd=None, keeper=True, rotation=rotation
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITER, *command], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert process.stdout is not None
+        logger = int(process.stdout.readline())
+        _wait(lambda: find_copier(logger, log, keeper=True) is not None, "the keeper forked")
+        keeper = find_copier(logger, log, keeper=True)
+        assert keeper is not None
+        _wait(lambda: b"3999" in log.read_bytes(), "every line logged")
+        assert rotated_logs(log), "not rotated"
+
+        def files() -> set[str]:
+            held = [
+                os.readlink(f"/proc/{keeper.pid}/fd/{fd}")
+                for fd in os.listdir(f"/proc/{keeper.pid}/fd")
+            ]
+            return {path for path in held if not path.startswith("pipe:")}
+
+        _wait(lambda: files() == {str(log)}, "the keeper holds the current log")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -36,15 +36,13 @@ from pathlib import Path
 from kukeon.processes import ProcessId, identify, proc_stat, runs_as
 
 from .crilog import (
-    DRAINER_NAME,
-    KEEPER_NAME,
-    KEEPER_ONLY,
     LogRotation,
     keeper_command,
     log_path_marker,
     logger_command,
     streams_in,
 )
+from .logkeeper import DRAINER_NAME, KEEPER_NAME, KEEPER_ONLY
 
 log = logging.getLogger(__name__)
 
