@@ -188,3 +188,15 @@ def check_accept(request: web.Request) -> None:
         f"only {JSON_MEDIA_TYPE} is served here; the Accept header asks for {quote(header)}",
         reason="NotAcceptable",
     )
+
+
+def refuse_body(request: web.Request, parameters: str) -> None:
+    """A 400 for a body sent to a route that reads only its query (``parameters`` names
+    them): ``{"signal": "KILL"}`` posted to a cell's kill was ignored and SIGTERM sent."""
+    if request.body_exists:
+        raise ApiError(
+            400,
+            f"{request.method} {request.path} takes no request body: its parameters are the "
+            f"query's ({parameters})",
+            causes=[Cause("body", "this route reads no body")],
+        )

@@ -51,6 +51,7 @@ from kukeon.api import Cell, Kind
 from kukeon.apiserver.app import long_running
 from kukeon.apiserver.auth import Role, Verb, denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.request import refuse_body
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import registry_credentials
@@ -335,6 +336,7 @@ class ImageRoutes:
     async def pull_image(self, request: web.Request) -> web.StreamResponse:
         realm_name = request.match_info["realm"]
         _authorize(request, verb="create", realm=realm_name)
+        refuse_body(request, "?image=REF&node=NAME")
         image = request.query.get("image", "")
         if not image:
             raise ApiError(400, "image: the image to pull is required (?image=REF)")
@@ -401,6 +403,7 @@ class ImageRoutes:
     async def prune_images(self, request: web.Request) -> web.StreamResponse:
         realm = request.match_info["realm"]
         _authorize(request, verb="delete", realm=realm)
+        refuse_body(request, "?node=NAME")
         namespace = await self._namespace(realm)
         cells = await self._realm_cells(realm)
         service = self._images(namespace)

@@ -40,6 +40,7 @@ from aiohttp import ClientConnectionResetError, WSMsgType, web
 
 from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.handlers import route_patterns
+from kukeon.apiserver.request import refuse_body
 from kukeon.apiserver.status import ApiError
 from kukeon.apiserver.watchstream import client_gone
 from kukeon.cancelling import cancel_and_wait
@@ -402,6 +403,7 @@ class NodeRoutes:
     # --- kill -----------------------------------------------------------------------------
 
     async def kill(self, request: web.Request) -> web.StreamResponse:
+        refuse_body(request, "?signal=NAME&container=ID")
         cell = await self._cell(request, "kill")
         signum = _parse_signal(request.query.get("signal", "SIGTERM"))
         wanted = request.query.get("container")
