@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 from aetcd import rpc
 
 from kukeon.api import (
@@ -107,6 +108,7 @@ from kukeon.store import (
     NotFound,
     Registry,
     StoreError,
+    Unavailable,
     WatchEvent,
 )
 from kukeon.store.keys import range_end
@@ -145,11 +147,18 @@ async def alive_nodes(client: EtcdClient, key_prefix: str) -> set[str]:
     next beat: ``NodeAgent.keep_key``)."""
     start = heartbeat_prefix(key_prefix).encode()
     await client.connect()
-    response = await client.kvstub.Range(
-        rpc.RangeRequest(key=start, range_end=range_end(start), keys_only=True),
-        timeout=_REQUEST_TIMEOUT,
-        metadata=client.metadata,
-    )
+    try:
+        response = await client.kvstub.Range(
+            rpc.RangeRequest(key=start, range_end=range_end(start), keys_only=True),
+            timeout=_REQUEST_TIMEOUT,
+            metadata=client.metadata,
+        )
+    except grpc.aio.AioRpcError as error:
+        # A store error as every other read of the pass: the pass then counts as failed
+        # (``Scheduler.run_pass``: the heartbeat grace starts over), nothing heard.
+        raise Unavailable(
+            f"read the heartbeat leases: {error.code().name}: {error.details()}"
+        ) from error
     return {kv.key[len(start) :].decode() for kv in response.kvs if kv.lease}
 
 
