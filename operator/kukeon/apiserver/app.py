@@ -37,7 +37,7 @@ import kukeon
 from kukeon.api import API_VERSION, GROUP, VERSION
 from kukeon.api.meta import quote
 from kukeon.apiserver.auth import LOCAL_ADMIN, Role, TokenBook, bearer_token
-from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch
+from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch, principal_of
 from kukeon.apiserver.inflight import InflightLimits
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.requestoptions import request_options_middleware
@@ -437,10 +437,24 @@ async def _version(_: web.Request) -> web.StreamResponse:
     )
 
 
-def _metrics_handler(metrics_registry: CollectorRegistry | None) -> Handler:
-    """/metrics: the Prometheus exposition of ``metrics_registry`` (404 without one)."""
+_METRICS_READERS: frozenset[Role] = frozenset({Role.ADMIN, Role.VIEWER})
+"""Who may read /metrics: the series name every realm's objects, which only the roles that
+read every realm may see (an editor sees its realms only; ``node`` reaches node routes)."""
 
-    async def metrics_endpoint(_: web.Request) -> web.StreamResponse:
+
+def _metrics_handler(metrics_registry: CollectorRegistry | None) -> Handler:
+    """/metrics: the Prometheus exposition of ``metrics_registry`` (404 without one), for
+    admins and viewers (403 otherwise)."""
+
+    async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
+        principal = principal_of(request)
+        if principal.role not in _METRICS_READERS:
+            raise ApiError(
+                403,
+                f"Forbidden: user {principal.user!r} ({principal.role.value}) may not read "
+                "/metrics: its series name the objects of every realm; only admin and viewer "
+                "may",
+            )
         if metrics_registry is None:
             raise ApiError(404, "metrics are not enabled on this server")
         payload, content_type = await asyncio.to_thread(_prometheus_text, metrics_registry)

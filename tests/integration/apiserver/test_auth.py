@@ -110,6 +110,22 @@ async def test_editor_is_confined_to_its_realms(api: Api, http: aiohttp.ClientSe
     assert sorted(await _names(http, f"{V}/realms")) == ["other", "team"]
 
 
+async def test_metrics_are_for_the_roles_that_read_every_realm(api: Api) -> None:
+    """/metrics names every realm's objects (kukeond's cell, space and set series): an
+    editor, who sees only its realms elsewhere, read them all there (200)."""
+    for token in (ADMIN_TOKEN, VIEWER_TOKEN):
+        async with tls_session(api, token) as remote:
+            response = await remote.get("/metrics")
+            assert response.status == 200, await response.text()
+            assert "kukeon_apiserver_requests_total" in await response.text()
+    async with tls_session(api, EDITOR_TOKEN) as remote:
+        response = await remote.get("/metrics")
+        body = await response.json()
+        assert response.status == 403, body
+        assert body["reason"] == "Forbidden"
+        assert "'eddie' (editor) may not read /metrics" in body["message"]
+
+
 async def test_tcp_is_tls_only(api: Api) -> None:
     plain = api.https.replace("https://", "http://")
     async with aiohttp.ClientSession() as session:
