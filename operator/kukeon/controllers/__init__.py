@@ -27,7 +27,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from kukeon.api import Cell, Kind
+from kukeon.api import Cell, EventReason, EventType, Kind
 from kukeon.framework import EventRecorder, Operator, OperatorContext, SupervisedTask
 from kukeon.store import Registry
 
@@ -97,6 +97,10 @@ class Controllers:
             host=host, registry=registry, images=images, facts=HostFacts.read(), recorder=recorder
         )
         self.departures = Departures(host=host, registry=registry, cells=self.cells)
+        if recorder is not None:
+            self.departures.say_fenced = lambda cell, message: recorder.event(
+                cell, EventReason.FENCED, message, type=EventType.WARNING
+            )
         """Stops this node's copy of a cell as soon as the cell leaves it (issue 21)."""
         self.cells.runs_here = self.runs_here
         self._background: list[SupervisedTask] = []

@@ -33,6 +33,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from kukeon.api import SCHEDULED_BY_ANNOTATION, AnyResource, Cell, Kind
 from kukeon.api.placement import EVICT_ANNOTATION, evicted_from, is_scheduler_placed
@@ -129,6 +130,12 @@ class Departures:
             Kind.CELL, cell_key(cell)
         )
         """Run a cell's reconcile with (at least) this version (``Operator.requeue``)."""
+        self.say_fenced: Callable[[Cell, str], object] = lambda cell, message: None
+        """Note on a cell brought back at the unfence that its copy here was stopped (a
+        Warning Event ``Fenced``, given by ``Controllers``): at the fence etcd could not be
+        written, so nothing else tells its owner that its containers stopped and started."""
+        self._fenced_since: datetime | None = None
+        self._fenced_keys: set[Key] = set()
         self.stats = DepartureStats()
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._again: set[Key] = set()
@@ -343,6 +350,7 @@ class Departures:
         """The lease could not be renewed: stop the scheduler-placed cells (no etcd needed)."""
         self.fenced = True
         keys = set(self.unpinned())
+        self._fenced_since, self._fenced_keys = datetime.now(UTC), keys
         log.warning(
             "node %s fenced: stopping its %d scheduler-placed cell(s); pinned cells go on",
             self.node,
@@ -366,10 +374,19 @@ class Departures:
         log.info("node %s unfenced: bringing back %d cell(s)", self.node, len(back))
         for cell in cells:
             self.observe(cell_key(cell), cell)
+        since = self._fenced_since.isoformat(timespec="seconds") if self._fenced_since else "?"
+        stopped, self._fenced_keys = self._fenced_keys, set()
         for cell in back:
             # The version just read: what was written meanwhile (the scheduler's Unknown)
             # may not have reached this node's watch yet, and must be answered now.
             self.requeue(cell)
+            if cell_key(cell) in stopped:
+                self.say_fenced(
+                    cell,
+                    f"node {self.node} fenced itself at {since}, its heartbeat lease not "
+                    "renewed for fenceAfterSeconds: the cell's containers were stopped there "
+                    "then, and are started again now that the lease is renewed",
+                )
 
 
 __all__ = ["Departure", "Departures", "departure", "marked_lost", "should_run"]

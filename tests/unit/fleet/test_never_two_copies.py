@@ -247,11 +247,19 @@ async def test_fencing_stops_the_unpinned_cells_and_unfencing_brings_back_what_e
         )
 
     cast(Any, registry).list = listing
+    said: list[tuple[str, str]] = []
+    departures.say_fenced = lambda cell, message: said.append((cell.metadata.name, message))
     await departures.unfence()
     assert not departures.fenced
     assert sorted(triggered) == [keys["a"], keys["pinned"]]
     await settle(departures)
     assert log == ["stop a", "stop b", "stop b", "host side b"]
+    # Only a, stopped by the fence and back here, is told (etcd took nothing at the fence).
+    [(name, message)] = said
+    assert name == "a"
+    assert "node n1 fenced itself at " in message
+    assert "stopped" in message
+    assert "started again" in message
 
 
 def reported(base: Cell, *, by: str, state: str, reason: str | None = None) -> Cell:
