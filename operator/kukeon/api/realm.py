@@ -87,7 +87,9 @@ class RegistryCredentials(KukeonModel):
     """A key of a realm-scoped Secret holding the password."""
     server_address: OptionalString = None
     """The registry, `host[:port]` (a URL such as `https://index.docker.io/v1/` is read
-    as its host); unset: every registry."""
+    as its host); unset: every registry, so the password goes to any registry a cell or
+    `kukectl image pull` of the realm names: whoever writes cells in the realm (its
+    editors) reads it by naming a registry of theirs, `***` or not. Set it."""
 
     @field_validator("password_secret_ref")
     @classmethod
