@@ -101,11 +101,18 @@ class Violation(NamedTuple):
     message: str
 
 
+REALM_PLACEHOLDER = "{realm}"
+"""A component of an allowed directory that stands for the realm of the cell asking:
+``/srv/secrets/{realm}`` lets realm ``team`` read under ``/srv/secrets/team`` only."""
+
+
 @dataclass(frozen=True, slots=True)
 class HostAllowances:
     """What kukeond's configuration lets non-admins reach on the host below ``privileged``.
 
-    Directories are normalised absolute paths (see ``normalize_directory``).
+    Directories are normalised absolute paths (see ``normalize_directory``); one with a
+    ``{realm}`` component is each realm's own (``for_realm``), one without is shared by
+    every realm.
     """
 
     host_paths: tuple[str, ...] = ()
@@ -115,6 +122,31 @@ class HostAllowances:
     """``secretDirs``: a ``fromFile`` secret must be a file under one of these."""
     secret_env: frozenset[str] = frozenset()
     """``allowedSecretEnv``: the names of kukeond's environment a ``fromEnv`` secret may read."""
+    secret_roots: tuple[str, ...] = ()
+    """Where every realm's secret directories lie (``secret_dirs`` as configured, each cut
+    before its ``{realm}``): no bind may reach into or over one (``for_realm`` sets it)."""
+
+    def for_realm(self, realm: str) -> HostAllowances:
+        """The directories as a cell of ``realm`` may use them: ``{realm}`` replaced."""
+        return HostAllowances(
+            host_paths=tuple(_for_realm(path, realm) for path in self.host_paths),
+            secret_dirs=tuple(_for_realm(path, realm) for path in self.secret_dirs),
+            secret_env=self.secret_env,
+            secret_roots=tuple(realm_root(path) for path in self.secret_dirs),
+        )
+
+
+def _for_realm(directory: str, realm: str) -> str:
+    parts = directory.split("/")
+    return "/".join(realm if part == REALM_PLACEHOLDER else part for part in parts)
+
+
+def realm_root(directory: str) -> str:
+    """``directory`` cut before its ``{realm}`` component (every realm's lie below it)."""
+    parts = directory.split("/")
+    if REALM_PLACEHOLDER not in parts:
+        return directory
+    return "/".join(parts[: parts.index(REALM_PLACEHOLDER)]) or "/"
 
 
 # --- paths ----------------------------------------------------------------------------------
@@ -137,13 +169,20 @@ def normalize_host_path(path: str) -> str:
 def normalize_directory(path: str) -> str:
     """A configured directory (``allowedHostPaths``, ``secretDirs``), normalised.
 
-    The configuration is refused, rather than guessed at, when a directory is relative or
-    has a ``..`` component.
+    The configuration is refused, rather than guessed at, when a directory is relative,
+    has a ``..`` component, or braces other than a whole ``{realm}`` component.
     """
     try:
-        return normalize_host_path(path)
+        normalized = normalize_host_path(path)
     except ValueError as exc:
         raise ValueError(f"{exc}: give an absolute path without '..'") from None
+    for part in normalized.split("/"):
+        if ("{" in part or "}" in part) and part != REALM_PLACEHOLDER:
+            raise ValueError(
+                f"{quote(path)}: {REALM_PLACEHOLDER} must be a whole component of the path "
+                "(e.g. /srv/secrets/{realm}), and no other braces are allowed"
+            )
+    return normalized
 
 
 def is_under(path: str, directory: str) -> bool:
@@ -296,7 +335,8 @@ def check_container(
         where = f"{field}.volumes[{position}].source"
         problem = _path_problem(volume.source, allowances.host_paths, "the host path")
         if problem is None:
-            problem = _secret_dir_overlap(volume.source, allowances.secret_dirs)
+            secret_dirs = allowances.secret_roots or allowances.secret_dirs
+            problem = _secret_dir_overlap(volume.source, secret_dirs)
         if problem is not None:
             found.append(Violation(where, f"{problem} (allowedHostPaths, below privileged)"))
     for position, secret in enumerate(container.secrets):
@@ -359,6 +399,7 @@ def check_cell(
     """
     if _allows(level, SecurityLevel.PRIVILEGED):
         return []
+    allowances = allowances.for_realm(cell.spec.realm_id)
     found: list[Violation] = []
     if cell.spec.nested_cgroup_runtime:
         found.append(

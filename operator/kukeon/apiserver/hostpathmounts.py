@@ -16,6 +16,8 @@ import logging
 import os
 from collections.abc import Iterable
 
+from kukeon.apiserver.admission import realm_root
+
 log = logging.getLogger(__name__)
 
 _FLAGS = (("nosuid", os.ST_NOSUID), ("nodev", os.ST_NODEV))
@@ -35,7 +37,8 @@ def warn_about_host_paths(directories: Iterable[str]) -> None:
     """Log a warning for each allowed directory whose filesystem honours setuid programs or
     device nodes (blocks: run it in a thread)."""
     for directory in directories:
-        missing = missing_mount_options(directory)
+        # A realm's own directory may not exist yet: the one they all lie in is looked at.
+        missing = missing_mount_options(realm_root(directory))
         if missing:
             log.warning(
                 "allowedHostPaths directory %s is on a filesystem mounted without %s: a "

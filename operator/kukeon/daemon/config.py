@@ -207,9 +207,11 @@ class DaemonConfig(BaseModel):
     api_tokens_file: Path | None = None
     allowed_host_paths: tuple[Path, ...] = ()
     """Host directories a non-admin's bind volumes may be under in realms below the
-    privileged security level; empty: none (see docs/kukectl.md)."""
+    privileged security level; empty: none; a `{realm}` component makes one each realm's
+    own (see docs/kukectl.md)."""
     secret_dirs: tuple[Path, ...] = ()
-    """Host directories a non-admin's `fromFile` secrets may be under below privileged."""
+    """Host directories a non-admin's `fromFile` secrets may be under below privileged
+    (`{realm}`: each realm's own)."""
     allowed_secret_env: tuple[str, ...] = ()
     """Names of kukeond's environment variables a non-admin's `fromEnv` secrets may read
     below privileged."""

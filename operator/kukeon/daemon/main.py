@@ -178,7 +178,7 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         {
             "dest": "allowed_host_paths",
             "help": "Comma-separated host directories non-admins' bind volumes may be under "
-            "(realms below privileged; default none).",
+            "(realms below privileged; default none); a {realm} component: each realm's own.",
         },
     ),
     (
@@ -186,7 +186,7 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         {
             "dest": "secret_dirs",
             "help": "Comma-separated host directories non-admins' fromFile secrets may be under "
-            "(realms below privileged; default none).",
+            "(realms below privileged; default none); a {realm} component: each realm's own.",
         },
     ),
     (

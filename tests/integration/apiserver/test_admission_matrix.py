@@ -373,3 +373,44 @@ async def test_levels_relax_in_steps(api: Api) -> None:
             name = escalation.lower()
             response = await editor.post(CELLS, json=escalated_cell(name, escalation))
             assert response.status == 201, await response.text()
+
+
+async def test_a_realm_component_gives_each_realm_its_own_directories(
+    registry: Registry, certs: Certs, matrix_tokens: Path
+) -> None:
+    """`{realm}` in secretDirs and allowedHostPaths: realm team's editor reads and binds under
+    its own directory, not another realm's (a shared list let every realm's editors read
+    every file in it)."""
+    async with running_api(
+        registry,
+        certs,
+        matrix_tokens,
+        allowed_host_paths=(f"{ALLOWED_DIR}/{{realm}}",),
+        secret_dirs=(f"{SECRET_DIR}/{{realm}}",),
+    ) as running:
+        async with tls_session(running, ADMIN_TOKEN) as admin:
+            for path, document in (
+                (f"{V}/realms", realm_doc("team")),
+                (f"{TEAM}/spaces", space_doc("s")),
+                (f"{SPACE}/stacks", stack_doc("st")),
+            ):
+                response = await admin.post(path, json=document)
+                assert response.status == 201, await response.text()
+        async with tls_session(running, EDITOR) as editor:
+
+            def reading(realm: str) -> dict[str, Any]:
+                document = cell_doc(f"reads-{realm}")
+                document["spec"]["containers"][0].update(
+                    {
+                        "volumes": [{"source": f"{ALLOWED_DIR}/{realm}/data", "target": "/d"}],
+                        "secrets": [{"name": "DB", "fromFile": f"{SECRET_DIR}/{realm}/db"}],
+                    }
+                )
+                return document
+
+            own = await editor.post(f"{CELLS}?dryRun=All", json=reading("team"))
+            assert own.status == 201, await own.text()
+            other = await editor.post(f"{CELLS}?dryRun=All", json=reading("fresh"))
+            body = await expect_forbidden(other, f"{C}.secrets[0].fromFile")
+            assert f"{C}.volumes[0].source" in body["message"]
+            assert f"{SECRET_DIR}/team" in body["message"]
