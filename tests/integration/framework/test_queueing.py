@@ -91,8 +91,10 @@ async def test_objects_that_fail_twice_converge_with_backoff(registry: Registry)
         first_wait, second_wait = times[1] - times[0], times[2] - times[1]
         assert first_wait >= base_delay(1, settings=settings) * (1 - jitter) - 0.01
         assert second_wait >= base_delay(2, settings=settings) * (1 - jitter) - 0.01
-        assert first_wait < 5
-        assert second_wait < 5
+        # No upper bound on a wait: with backoff_max 1 s it would say nothing of the
+        # backoff, only how long a retry queued behind 400 status writes took on a loaded
+        # machine (6.2 s seen on 2 cores under two test workers); the convergence above
+        # within 60 s is what says retries come.
     listing = await registry.list(Kind.REALM)
     assert {r.status.state for r in listing.items} == {RealmState.READY}
     assert all(r.status.observed_generation == 1 for r in listing.items)
