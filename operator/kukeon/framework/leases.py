@@ -48,6 +48,58 @@ def _range_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
+class _UnreadableValues:
+    """Lease keys whose value is not what a kukeond writes (put by hand or by a tool):
+    each version warned of once, not at every read."""
+
+    _KEPT = 256
+
+    def __init__(self) -> None:
+        self._said: dict[bytes, int] = {}
+        """Key -> the mod revision of its value last warned of."""
+
+    def fields(self, kv: Any, names: tuple[str, ...], what: str) -> dict[str, str] | None:
+        """The string fields ``names`` of ``kv``'s JSON value; None (said once per version)
+        when it is not such a document."""
+        key = bytes(kv.key)
+        why = _fields_missing(bytes(kv.value), names)
+        if isinstance(why, dict):
+            self._said.pop(key, None)
+            return why
+        revision = int(kv.mod_revision)
+        if self._said.get(key) != revision:
+            if len(self._said) >= self._KEPT:
+                self._said.pop(next(iter(self._said)))
+            self._said[key] = revision
+            log.warning(
+                "the %s %s (revision %d) cannot be read: %s; its holder is taken as unknown "
+                "(put by hand or by a tool: a kukeond writes JSON with %s)",
+                what,
+                key.decode(errors="replace"),
+                revision,
+                why,
+                ", ".join(names),
+            )
+        return None
+
+
+def _fields_missing(value: bytes, names: tuple[str, ...]) -> dict[str, str] | str:
+    """The string fields ``names`` of the JSON object ``value``, or why not."""
+    try:
+        data = json.loads(value)
+    except ValueError as error:
+        return f"not JSON ({error})"
+    if not isinstance(data, dict):
+        return f"not a JSON object ({type(data).__name__})"
+    absent = [name for name in names if not isinstance(data.get(name), str)]
+    if absent:
+        return f"no string {', '.join(absent)}"
+    return {name: data[name] for name in names}
+
+
+_unreadable = _UnreadableValues()
+
+
 class LeaseLost(Exception):  # noqa: N818 (a state, not a failure of ours)
     """The session's lease expired or could not be confirmed in time."""
 
@@ -320,11 +372,15 @@ class LeaderElection:
         """The lease currently campaigned or led with."""
 
     async def leader(self) -> LeaderInfo | None:
-        """Who holds the election now (None: nobody)."""
+        """Who holds the election now (None: nobody). A key on no lease is no contender's
+        (the next campaign removes it): None. One on a lease whose value does not say
+        who (written by hand or a tool) is held by an unknown holder: every field ''."""
         kv = await _get(self._client, self.key)
-        if kv is None:
+        if kv is None or not kv.lease:
             return None
-        data = json.loads(kv.value)
+        data = _unreadable.fields(kv, ("node", "identity", "acquiredAt"), "leader key")
+        if data is None:
+            return LeaderInfo("", "", "")
         return LeaderInfo(data["node"], data["identity"], data["acquiredAt"])
 
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
@@ -490,6 +546,8 @@ async def _until_lost(session: LeaseSession, work: Awaitable[T]) -> T | None:
 
 
 class Peer(NamedTuple):
+    """A live heartbeat; identity and started_at '' when its value does not say them."""
+
     node: str
     identity: str
     started_at: str
@@ -574,7 +632,9 @@ async def heartbeat_of(client: EtcdClient, prefix: str, node_name: str) -> dict[
 
 
 async def alive_peers(client: EtcdClient, prefix: str) -> list[Peer]:
-    """Every kukeond whose heartbeat lease is alive, by node name."""
+    """Every kukeond whose heartbeat lease is alive, by node name. A key on no lease is
+    none; one on a lease whose value is not a heartbeat's is a peer named by its key,
+    of unknown identity (warned of once)."""
     start = f"{prefix.rstrip('/')}/leases/nodes/".encode()
     await client.connect()
     response = await client.kvstub.Range(
@@ -584,6 +644,12 @@ async def alive_peers(client: EtcdClient, prefix: str) -> list[Peer]:
     )
     peers = []
     for kv in response.kvs:
-        data = json.loads(kv.value)
+        if not kv.lease:  # no process's: etcd never expires it (heartbeat_of)
+            continue
+        data = _unreadable.fields(kv, ("node", "identity", "startedAt"), "node heartbeat")
+        if data is None:  # alive, but it does not say who: named by its key
+            node = bytes(kv.key)[len(start) :].decode(errors="replace")
+            peers.append(Peer(node, "", ""))
+            continue
         peers.append(Peer(data["node"], data["identity"], data["startedAt"]))
     return sorted(peers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import re
 import ssl
@@ -476,3 +477,82 @@ async def test_a_leader_key_put_on_no_lease_over_a_holder_wakes_the_followers(
             await _wait_for(lambda: follower.election.is_leader, within=5)
         finally:
             await _revoke(registry, other)
+
+
+async def _on_a_lease(registry: Registry, key: str, value: bytes, ttl: int = 60) -> int:
+    """``value`` put under ``key`` on a fresh lease of the test's, as ``etcdctl put
+    --lease`` would; the lease's id."""
+    client = registry.client
+    granted = await client.leasestub.LeaseGrant(
+        rpc.LeaseGrantRequest(TTL=ttl, ID=0), metadata=client.metadata
+    )
+    await client.kvstub.Put(
+        rpc.PutRequest(key=key.encode(), value=value, lease=granted.ID), metadata=client.metadata
+    )
+    return int(granted.ID)
+
+
+async def test_garbage_in_heartbeat_and_leader_keys_is_an_unknown_holder_said_once(
+    registry: Registry, second_registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A heartbeat or leader key whose value is not JSON (put by hand, on a lease) raised
+    a JSONDecodeError out of Operator.peers() and leader() at every call. Now: a peer
+    named by its key and a leader of unknown identity, one warning per bad version, the
+    operator running on, and back to normal once the value is fixed or its lease ends."""
+    prefix = registry.key_prefix
+    ghost = f"{prefix}/leases/nodes/ghost"
+    leader_key = f"{prefix}/leases/leader/scheduler"
+    ghost_lease = await _on_a_lease(second_registry, ghost, b"garbage{")
+    held = await _on_a_lease(second_registry, leader_key, b"\xff not json")
+    runs: list[tuple[str, float]] = []
+    op = _singleton_operator(registry, "alpha", runs)
+    caplog.set_level(logging.WARNING, logger="kukeon.framework.leases")
+    try:
+        async with OperatorRunner(op) as runner:
+
+            async def listed() -> bool:
+                return [p.node for p in await op.peers()] == ["alpha", "ghost"]
+
+            await runner.wait_for(listed, within=10)
+            for _ in range(5):
+                peers = {p.node: p for p in await op.peers()}
+                assert peers["ghost"].identity == ""
+                assert peers["alpha"].identity.startswith("alpha/")
+                assert await op.leader("scheduler") == ("", "", "")
+            assert op.ready()
+            assert not op.is_leader("scheduler")
+            assert runs == []
+            said = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+            assert len(said) == 2, said
+            assert any(ghost in m and "not JSON" in m for m in said), said
+            assert any(leader_key in m for m in said), said
+            assert all(r.exc_info is None for r in caplog.records)
+
+            # Fixed: the heartbeat's value written right, the leader key's lease ended.
+            fixed = json.dumps({"node": "ghost", "identity": "ghost/1", "startedAt": "t"})
+            client = second_registry.client
+            await client.kvstub.Put(
+                rpc.PutRequest(key=ghost.encode(), value=fixed.encode(), lease=ghost_lease),
+                metadata=client.metadata,
+            )
+            await client.leasestub.LeaseRevoke(
+                rpc.LeaseRevokeRequest(ID=held), metadata=client.metadata
+            )
+            await runner.wait_for(lambda: op.is_leader("scheduler"), within=10)
+            holder = await op.leader("scheduler")
+            assert holder is not None
+            assert holder.node == "alpha"
+            peers = {p.node: p for p in await op.peers()}
+            assert peers["ghost"] == ("ghost", "ghost/1", "t")
+            # A key put on no lease is nobody's: neither a peer nor a leader.
+            await client.kvstub.Put(
+                rpc.PutRequest(key=f"{prefix}/leases/nodes/stale".encode(), value=b"{"),
+                metadata=client.metadata,
+            )
+            assert [p.node for p in await op.peers()] == ["alpha", "ghost"]
+        said = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+        assert len(said) == 2, said
+    finally:
+        await second_registry.client.leasestub.LeaseRevoke(
+            rpc.LeaseRevokeRequest(ID=ghost_lease), metadata=second_registry.client.metadata
+        )
