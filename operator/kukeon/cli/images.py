@@ -289,6 +289,8 @@ def image_prune(ctx: click.Context, realm: str, node: str | None) -> None:
         removed = answer.get("removed", [])
         for name in removed:
             click.echo(f"image/{name} removed from {_where(realm, node)}")
+        for name in answer.get("kept", []):
+            click.echo(f"image/{name} kept: imported by an admin, only an admin removes it")
         if not removed:
             click.echo(f"no unused images in {_where(realm, node)}")
 

@@ -18,7 +18,7 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +32,31 @@ from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_refe
 from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
 from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs, write_private_text
+
+IMPORTED_BY_LABEL = "kukeon.io/imported-by"
+"""The image record's label saying who imported it: `ADMIN_IMPORT` or `EDITOR_IMPORT`.
+Records written before the label (and pulls) have none."""
+ADMIN_IMPORT = "admin"
+"""An admin's `kukectl image import`, or an import from the node's archive store (which
+holds only admins' archives): a realm editor may not remove or replace it."""
+EDITOR_IMPORT = "editor"
+"""A realm editor's import."""
+
+
+def imported_by_admin(labels: Mapping[str, str]) -> bool:
+    return labels.get(IMPORTED_BY_LABEL) == ADMIN_IMPORT
+
+
+class AdminImageError(Exception):
+    """A realm editor's import would replace images an admin imported into the realm."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(
+            f"image(s) {', '.join(repr(n) for n in names)} of this realm were imported by an "
+            "admin; a realm editor may not replace them (import under another name, or ask "
+            "an admin)"
+        )
+        self.names = list(names)
 
 
 class ImageUnavailableError(Exception):
@@ -235,13 +260,29 @@ class ImageProvider:
 
         The node's archive store answers every realm's cells before a registry does, so an
         archive kept there decides what another realm runs under that name: only an admin's
-        import is shared; a realm editor's stays in its realm's namespace."""
+        import is shared; a realm editor's stays in its realm's namespace. Each record says
+        which it was (`IMPORTED_BY_LABEL`); an editor's import that would repoint a record an
+        admin imported is refused whole (`AdminImageError`), before anything is written."""
+        service = self.containerd.images(namespace)
         if not share:
-            images = await self.containerd.images(namespace).import_archive(path)
+
+            async def not_over_an_admins(names: Sequence[str]) -> None:
+                owned = [
+                    name
+                    for name in names
+                    if (found := await self._record(namespace, name)) is not None
+                    and imported_by_admin(found.labels)
+                ]
+                if owned:
+                    raise AdminImageError(owned)
+
+            images = await service.import_archive(
+                path, labels={IMPORTED_BY_LABEL: EDITOR_IMPORT}, before_write=not_over_an_admins
+            )
             return [image.name for image in images]
         stored = await self.archives.store(path)
         try:
-            images = await self.containerd.images(namespace).import_archive(stored)
+            images = await service.import_archive(stored, labels={IMPORTED_BY_LABEL: ADMIN_IMPORT})
         except BaseException:
             # Not an image after all (or containerd refused it): keep nothing of it.
             await asyncio.shield(self.archives.discard(stored))
@@ -291,6 +332,13 @@ class ImageProvider:
         config, passwd, group = await self._run_facts(namespace, record)
         return ReadyImage(name=record.name, config=config, passwd=passwd, group=group)
 
+    async def _record(self, namespace: str, name: str) -> Image | None:
+        """The record of exactly `name` (no other spelling), None when there is none."""
+        try:
+            return await self.containerd.images(namespace).get(name)
+        except ImageNotFoundError:
+            return None
+
     async def _present(self, namespace: str, image: str) -> Image | None:
         images = self.containerd.images(namespace)
         for name in name_candidates(image):
@@ -338,9 +386,10 @@ class ImageProvider:
         if record is None:
             archive = await self.archives.find(image)
             if archive is not None:
-                # Kept before import refused names that are no reference: as it was.
+                # Kept before import refused names that are no reference: as it was. The
+                # store holds admins' imports only: the record is theirs.
                 await self.containerd.images(namespace).import_archive(
-                    archive, references_only=False
+                    archive, references_only=False, labels={IMPORTED_BY_LABEL: ADMIN_IMPORT}
                 )
                 record = await self._present(namespace, image)
         if record is None:

@@ -14,9 +14,15 @@ DELETE .../realms/{realm}/images/{image}[?force=true] remove the image's record
 POST   .../realms/{realm}/images/prune               remove every image no cell of the realm names
 ```
 
-Writing routes need an editor of the realm (or admin). ``{image}`` is the name as given to
-a cell (``busybox``, ``docker.io/library/busybox:latest``): what it normalises to is
-tried too. Removing deletes the image's record under each of those names it has (an import
+Writing routes need an editor of the realm (or admin). An image record says who imported it
+(``importedBy``: ``admin`` or ``editor``, from the record's ``kukeon.io/imported-by``
+label; none for a pull or a record written before the label): what an admin imported into
+a realm (or the node's archive store imported for it) is the admin's, as a registry's
+repository is its owner's, so a realm editor may not remove it (``403`` naming it), prune
+skips it for an editor (``kept``), and an editor's import may not replace it (``403``).
+Only an admin's removal or prune frees the node's archive store. ``{image}`` is the name
+as given to a cell (``busybox``, ``docker.io/library/busybox:latest``): what it normalises
+to is tried too. Removing deletes the image's record under each of those names it has (an import
 before names were normalised recorded ``busybox:1``, a pull or a later import
 ``docker.io/library/busybox:1``), with a synchronous garbage collection, so
 containerd frees its content and snapshots (what no other image or container still uses)
@@ -57,8 +63,11 @@ from kukeon.controllers import Controllers
 from kukeon.controllers.cell import registry_credentials
 from kukeon.controllers.cellfiles import SecretUnavailableError
 from kukeon.controllers.images import (
+    IMPORTED_BY_LABEL,
+    AdminImageError,
     ImageUnavailableError,
     InvalidImageReferenceError,
+    imported_by_admin,
     name_candidates,
 )
 from kukeon.daemon.lookups import realm_of
@@ -71,7 +80,7 @@ from kukeon.runtime.containerd.errors import (
     InvalidImageError,
     NotFoundError,
 )
-from kukeon.runtime.containerd.images import ImageDetails, ImageService
+from kukeon.runtime.containerd.images import Image, ImageDetails, ImageService
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import Registry
 
@@ -107,6 +116,7 @@ def image_summary(details: ImageDetails) -> dict[str, Any]:
         if details.created is not None
         else None,
         "platform": details.platform,
+        "importedBy": details.labels.get(IMPORTED_BY_LABEL),
     }
 
 
@@ -186,26 +196,25 @@ class ImageRoutes:
     def _images(self, namespace: str) -> ImageService:
         return self.controllers.host.containerd.images(namespace)
 
-    async def _record_names(self, realm: str, namespace: str, image: str) -> list[str]:
+    async def _records(self, realm: str, namespace: str, image: str) -> list[Image]:
         """The names ``image`` is recorded under in the namespace, in the order a cell
         looks for them (`name_candidates`): an import before names were normalised
         recorded ``busybox:1`` where a pull or a later import records
         ``docker.io/library/busybox:1``, and both may be there (404 when none is)."""
         service = self._images(namespace)
-        names: list[str] = []
+        records: list[Image] = []
         for name in name_candidates(image):
             try:
-                await service.get(name)
+                records.append(await service.get(name))
             except ImageNotFoundError:
                 continue
             except ContainerdError as error:
                 raise _unavailable(realm, error) from error
-            names.append(name)
-        if not names:
+        if not records:
             raise ApiError(
                 404, f"image {image[:200]!r} not found in realm {realm}", name=image, kind="Image"
             )
-        return names
+        return records
 
     async def _realm_cells(self, realm: str) -> list[Cell]:
         listed = await self.registry.list(Kind.CELL, (realm,))
@@ -265,6 +274,7 @@ class ImageRoutes:
                         "size": None,
                         "created": None,
                         "platform": None,
+                        "importedBy": image.labels.get(IMPORTED_BY_LABEL),
                     }
                 )
         return web.json_response({"realm": realm, "namespace": namespace, "items": items})
@@ -273,7 +283,7 @@ class ImageRoutes:
         realm = request.match_info["realm"]
         _authorize(request, verb="get", realm=realm)
         namespace = await self._namespace(realm)
-        name = (await self._record_names(realm, namespace, request.match_info["image"]))[0]
+        name = (await self._records(realm, namespace, request.match_info["image"]))[0].name
         try:
             details = await self._images(namespace).details(name)
         except ImageNotFoundError:
@@ -312,6 +322,10 @@ class ImageRoutes:
                 names = await self.controllers.images.import_archive(
                     namespace=namespace, path=path, share=share
                 )
+            except AdminImageError as error:
+                raise ApiError(
+                    403, f"Forbidden: {error}", name=error.names[0], kind="Image"
+                ) from None
             except ImageNameNotReferenceError as error:
                 raise _not_references(error) from None
             except InvalidImageArchiveError as error:
@@ -371,9 +385,21 @@ class ImageRoutes:
         realm = request.match_info["realm"]
         _authorize(request, verb="delete", realm=realm)
         force = _flag(request, "force")
+        admin = principal_of(request).role == Role.ADMIN
         namespace = await self._namespace(realm)
         # Every spelling goes: one left behind is what a cell naming the image finds.
-        names = await self._record_names(realm, namespace, request.match_info["image"])
+        records = await self._records(realm, namespace, request.match_info["image"])
+        names = [record.name for record in records]
+        owned = [record.name for record in records if imported_by_admin(record.labels)]
+        if owned and not admin:
+            raise ApiError(
+                403,
+                f"Forbidden: image {owned[0]!r} of realm {realm} was imported by an admin "
+                f"({IMPORTED_BY_LABEL}=admin): only an admin removes it (its archive is kept "
+                "for the node's realms)",
+                name=owned[0],
+                kind="Image",
+            )
         cells = await self._realm_cells(realm)
         users = sorted({user for name in names for user in cells_naming(cells, name)})
         if users and not force:
@@ -395,7 +421,8 @@ class ImageRoutes:
             raise _unavailable(realm, error) from error
         if not removed:
             raise ApiError(404, f"image {names[0]!r} not found in realm {realm}")
-        released = await self._release_archives(removed)
+        # The archive store holds admins' imports: only an admin's removal frees it.
+        released = await self._release_archives(removed) if admin else []
         return web.json_response(
             {"realm": realm, "removed": removed, "usedBy": users, "archivesReleased": released}
         )
@@ -404,6 +431,7 @@ class ImageRoutes:
         realm = request.match_info["realm"]
         _authorize(request, verb="delete", realm=realm)
         refuse_body(request, "?node=NAME")
+        admin = principal_of(request).role == Role.ADMIN
         namespace = await self._namespace(realm)
         cells = await self._realm_cells(realm)
         service = self._images(namespace)
@@ -411,7 +439,10 @@ class ImageRoutes:
             images = await service.list()
         except ContainerdError as error:
             raise _unavailable(realm, error) from error
-        unused = sorted(image.name for image in images if not cells_naming(cells, image.name))
+        unnamed = [image for image in images if not cells_naming(cells, image.name)]
+        # An editor's prune leaves what an admin imported (only an admin removes it).
+        kept = sorted(i.name for i in unnamed if not admin and imported_by_admin(i.labels))
+        unused = sorted(i.name for i in unnamed if i.name not in kept)
         removed: list[str] = []
         try:
             for number, name in enumerate(unused, start=1):
@@ -421,8 +452,10 @@ class ImageRoutes:
                     removed.append(name)
         except ContainerdError as error:
             raise _unavailable(realm, error) from error
-        released = await self._release_archives(removed)
-        return web.json_response({"realm": realm, "removed": removed, "archivesReleased": released})
+        released = await self._release_archives(removed) if admin else []
+        return web.json_response(
+            {"realm": realm, "removed": removed, "kept": kept, "archivesReleased": released}
+        )
 
 
 def _not_an_archive(why: str) -> ApiError:

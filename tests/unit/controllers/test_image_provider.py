@@ -4,6 +4,7 @@ store (imported on demand), the registry; and what the archive store keeps and f
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -12,6 +13,8 @@ import pytest
 
 from kukeon.controllers import images as provider_module
 from kukeon.controllers.images import (
+    IMPORTED_BY_LABEL,
+    AdminImageError,
     ImageArchives,
     ImageProvider,
     ImageUnavailableError,
@@ -37,16 +40,27 @@ class Images:
         if name not in self.store.present.get(self.namespace, set()):
             raise ImageNotFoundError(name, namespace=self.namespace)
         self.store.gets += 1
-        return SimpleNamespace(name=name, target=SimpleNamespace(digest=f"sha256:t-{name}"))
+        labels = self.store.labels.get((self.namespace, name), {})
+        return SimpleNamespace(
+            name=name, target=SimpleNamespace(digest=f"sha256:t-{name}"), labels=labels
+        )
 
     async def import_archive(
-        self, path: Path, *, references_only: bool = True
+        self,
+        path: Path,
+        *,
+        references_only: bool = True,
+        labels: Mapping[str, str] | None = None,
+        before_write: Callable[[Sequence[str]], Awaitable[None]] | None = None,
     ) -> list[SimpleNamespace]:
         if await asyncio.to_thread(path.read_bytes) == b"not an image":
             raise ValueError("not an OCI archive")
+        if before_write is not None:
+            await before_write([BUSYBOX])
         self.store.imported.append((self.namespace, path.name))
         self.store.references_only.append(references_only)
         self.store.present.setdefault(self.namespace, set()).add(BUSYBOX)
+        self.store.labels[(self.namespace, BUSYBOX)] = dict(labels or {})
         return [SimpleNamespace(name=BUSYBOX)]
 
     async def manifest(self, name: str) -> SimpleNamespace:
@@ -62,6 +76,8 @@ class FakeImages:
         self.present: dict[str, set[str]] = {}
         self.imported: list[tuple[str, str]] = []
         self.references_only: list[bool] = []
+        self.labels: dict[tuple[str, str], dict[str, str]] = {}
+        """The labels of each (namespace, image) record an import wrote."""
         self.created: dict[tuple[str, str], str] = {}
         """The image each (namespace, container) was created from."""
         self.blob_reads = 0
@@ -252,6 +268,33 @@ async def test_an_imported_archive_serves_every_realm(
     stored = tmp_path / "images"
     assert (stored / "index.json").exists()
     assert oct(next(stored.glob("*.tar")).stat().st_mode & 0o777) == "0o600"
+
+
+async def test_each_record_says_who_imported_it_and_an_editor_replaces_no_admins(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    images, containerd = provider(tmp_path)
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(b"oci archive")
+    await images.import_archive(namespace="a", path=archive, share=False)
+    assert containerd.labels[("a", BUSYBOX)] == {IMPORTED_BY_LABEL: "editor"}
+    # An editor may import over its own import again.
+    await images.import_archive(namespace="a", path=archive, share=False)
+    await images.import_archive(namespace="b", path=archive)
+    assert containerd.labels[("b", BUSYBOX)] == {IMPORTED_BY_LABEL: "admin"}
+    # The archive store holds admins' imports: a realm importing from it records the admin.
+    await images.ensure(namespace="c", image="busybox", credentials=())
+    assert containerd.labels[("c", BUSYBOX)] == {IMPORTED_BY_LABEL: "admin"}
+    imported = len(containerd.imported)
+    with pytest.raises(AdminImageError, match="imported by an admin") as refused:
+        await images.import_archive(namespace="b", path=archive, share=False)
+    assert refused.value.names == [BUSYBOX]
+    assert len(containerd.imported) == imported  # nothing written
+    assert containerd.labels[("b", BUSYBOX)] == {IMPORTED_BY_LABEL: "admin"}
+    # An admin imports over an editor's import: the record is the admin's from then on.
+    await images.import_archive(namespace="a", path=archive)
+    assert containerd.labels[("a", BUSYBOX)] == {IMPORTED_BY_LABEL: "admin"}
+    assert pulls == []
 
 
 async def test_a_refused_archive_is_not_kept(tmp_path: Path) -> None:

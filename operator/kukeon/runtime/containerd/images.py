@@ -24,7 +24,7 @@ import asyncio
 import builtins
 import contextlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +105,8 @@ class ImageDetails:
     os: str
     architecture: str
     variant: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """The record's labels (kukeon's: who imported it, ``controllers.images``)."""
 
     @property
     def size(self) -> int:
@@ -282,6 +284,7 @@ class ImageService:
             os=document.platform.os,
             architecture=document.platform.architecture,
             variant=document.platform.variant,
+            labels=image.labels,
         )
 
     async def _resolve(self, target: Descriptor, *, image: str, content: ContentStore) -> Manifest:
@@ -390,6 +393,8 @@ class ImageService:
         name: str | None = None,
         unpack: bool = True,
         references_only: bool = True,
+        labels: Mapping[str, str] | None = None,
+        before_write: Callable[[Sequence[str]], Awaitable[None]] | None = None,
     ) -> builtins.list[Image]:
         """Import an OCI image archive (an oci-layout directory in a tar, maybe compressed).
 
@@ -404,6 +409,10 @@ class ImageService:
         name) is refused whole, before anything is written (`ImageNameNotReferenceError`,
         every such name), unless ``references_only`` is False: the node's archive store
         may hold archives kept before that rule, which import as they did.
+
+        Every record written gets ``labels``. ``before_write`` is awaited with the names the
+        images will be recorded under (normalised, then as written when that differs)
+        before anything is written: it may refuse the import by raising.
         """
         archive = await asyncio.to_thread(OciArchive.open, Path(path))
         try:
@@ -418,15 +427,20 @@ class ImageService:
             ]
             if references_only:
                 _refuse_non_references(archive.path, names)
+            if before_write is not None:
+                recorded_names = [recorded_name(n) for n in names]
+                await before_write(list(dict.fromkeys([*recorded_names, *names])))
             images: builtins.list[Image] = []
             async with self._client.leases(self.namespace).lease() as lease:
                 content = self._client.content(self.namespace, lease=lease)
                 for entry, image_name in zip(entries, names, strict=True):
                     await write_tree(archive, entry, content=content, image=image_name)
                     recorded = recorded_name(image_name)
-                    images.append(await self.put(recorded, target=entry, lease=lease))
+                    images.append(
+                        await self.put(recorded, target=entry, labels=labels, lease=lease)
+                    )
                     if recorded != image_name:
-                        await self._repoint(image_name, target=entry, lease=lease)
+                        await self._repoint(image_name, target=entry, labels=labels, lease=lease)
             if unpack:
                 for image in images:
                     await self.unpack(image.name)
@@ -434,13 +448,15 @@ class ImageService:
         finally:
             await asyncio.to_thread(archive.close)
 
-    async def _repoint(self, name: str, *, target: Descriptor, lease: str) -> None:
+    async def _repoint(
+        self, name: str, *, target: Descriptor, labels: Mapping[str, str] | None, lease: str
+    ) -> None:
         """Point the record ``name`` at ``target`` if there is one (else nothing)."""
         try:
             await self.get(name)
         except ImageNotFoundError:
             return
-        await self.put(name, target=target, lease=lease)
+        await self.put(name, target=target, labels=labels, lease=lease)
 
 
 def recorded_name(name: str) -> str:

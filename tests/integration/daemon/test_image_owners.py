@@ -1,0 +1,127 @@
+"""Who may undo an image import: a real kukeond over TLS, its admin and an editor of the
+realm. What an admin imported into a realm is the admin's: the editor may not remove it,
+prune it or import over it (403 naming it), and its archive stays in the node's store; the
+editor's own imports are the editor's; an image a cell names is refused (409) unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.containerd import MAKE_TEST_IMAGE
+from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.integration
+
+OWN = "kukeon.io/test/own:1"
+
+
+def stored_archives(k: Any) -> list[str]:
+    images = Path(k.config.state_dir) / "images"
+    return sorted(p.name for p in images.glob("*.tar")) if images.exists() else []
+
+
+def make_archive(directory: Path, name: str) -> Path:
+    archive = directory / f"{name.rsplit('/', 1)[-1].replace(':', '-')}.tar"
+    subprocess.run([str(MAKE_TEST_IMAGE), str(archive), name], check=True, capture_output=True)
+    return archive
+
+
+async def test_an_editor_undoes_no_admins_import(
+    tls_kukeond: TlsKukeond,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    node = tls_kukeond
+    k = node.k
+    await k.hierarchy()  # the admin's import of the busybox test image into the realm
+    images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
+    admin_archive = f"{hashlib.sha256(k.image.archive.read_bytes()).hexdigest()}.tar"
+    assert admin_archive in stored_archives(k)
+    own = make_archive(tmp_path, OWN)
+
+    async with node.session("editor") as editor, node.session("admin") as admin:
+        async with editor.get(images) as response:
+            assert response.status == 200
+            items = {i["name"]: i for i in (await response.json())["items"]}
+        assert items[k.image.name]["importedBy"] == "admin"
+
+        async with editor.delete(f"{images}/{k.image.name}") as response:
+            assert response.status == 403, await response.text()
+            status = await response.json()
+        assert "imported by an admin" in status["message"]
+        assert status["details"]["name"] == k.image.name
+
+        # Forced or not: force is about cells, not whose the image is.
+        async with editor.delete(f"{images}/{k.image.name}", params={"force": "true"}) as r:
+            assert r.status == 403
+
+        # The editor's import over the admin's name: refused whole, nothing changed.
+        async with editor.post(images, data=k.image.archive.read_bytes()) as response:
+            assert response.status == 403, await response.text()
+            assert k.image.name in (await response.json())["message"]
+
+        # The editor's own import is the editor's, and stays in the realm.
+        async with editor.post(images, data=own.read_bytes()) as response:
+            assert response.status == 201, await response.text()
+        async with editor.get(f"{images}/{OWN}") as response:
+            assert (await response.json())["importedBy"] == "editor"
+
+        # Prune by the editor: removes its own unused image, keeps the admin's.
+        async with editor.post(f"{images}/prune") as response:
+            assert response.status == 200, await response.text()
+            pruned = await response.json()
+        assert pruned["removed"] == [OWN]
+        assert pruned["kept"] == [k.image.name]
+        assert pruned["archivesReleased"] == []
+        assert admin_archive in stored_archives(k)
+
+        async with editor.get(images) as response:
+            names = [i["name"] for i in (await response.json())["items"]]
+        assert names == [k.image.name]
+
+        # The admin removes anything; the archive goes with the last holder.
+        async with admin.delete(f"{images}/{k.image.name}") as response:
+            assert response.status == 200, await response.text()
+            answer = await response.json()
+        assert answer["removed"] == [k.image.name]
+        assert answer["archivesReleased"] == [k.image.name]
+        assert admin_archive not in stored_archives(k)
+
+
+async def test_an_image_a_cell_names_is_kept_unless_forced(
+    tls_kukeond: TlsKukeond,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    node = tls_kukeond
+    k = node.k
+    await k.hierarchy()
+    images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
+    own = make_archive(tmp_path, OWN)
+    cells = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/spaces/s1/stacks/st1/cells"
+    cell = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Cell",
+        "metadata": {"name": "user"},
+        "spec": {
+            "realmId": k.realm,
+            "spaceId": "s1",
+            "stackId": "st1",
+            "containers": [{"id": "main", "image": OWN, "command": "sleep", "args": ["600"]}],
+        },
+    }
+    async with node.session("editor") as editor:
+        async with editor.post(images, data=own.read_bytes()) as response:
+            assert response.status == 201, await response.text()
+        async with editor.post(cells, json=cell) as response:
+            assert response.status == 201, await response.text()
+        async with editor.delete(f"{images}/{OWN}") as response:
+            assert response.status == 409, await response.text()
+            assert "s1/st1/user" in (await response.json())["message"]
+        async with editor.delete(f"{images}/{OWN}", params={"force": "true"}) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["usedBy"] == ["s1/st1/user"]
