@@ -87,6 +87,9 @@ class EventReason(StrEnum):
     """A running cell's network namespace file was gone: taken back from its task."""
     HOST_ADDRESS_MISSING = "HostAddressMissing"
     """A cell publishes a port on a ``hostIP`` its node does not have (no connection there)."""
+    CREDENTIAL_IGNORED = "RegistryCredentialIgnored"
+    """A pull started in a realm holding a registry credential without ``serverAddress``
+    (stored before it was required): the credential is sent to no registry."""
     FENCED = "Fenced"
     """The cell's copy was stopped while its node could not renew its heartbeat lease, and
     is started again now that it can."""

@@ -72,7 +72,7 @@ REDACTED_PASSWORD = "***"
 
 
 class RegistryCredentials(KukeonModel):
-    """Credentials for one registry; without `serverAddress` they match any image's registry.
+    """Credentials for one registry, the one `serverAddress` names (required on every write).
 
     The password is `passwordSecretRef` (a key of a Secret of the realm) or, for kukeon
     compatibility, inline `password`: stored encrypted and always serialised as `"***"`;
@@ -87,9 +87,10 @@ class RegistryCredentials(KukeonModel):
     """A key of a realm-scoped Secret holding the password."""
     server_address: OptionalString = None
     """The registry, `host[:port]` (a URL such as `https://index.docker.io/v1/` is read
-    as its host); unset: every registry, so the password goes to any registry a cell or
-    `kukectl image pull` of the realm names: whoever writes cells in the realm (its
-    editors) reads it by naming a registry of theirs, `***` or not. Set it."""
+    as its host). Required: a write without it is refused (422). A credential stored
+    without it (before it was required) is sent to no registry, the realm's status says
+    so: it went to any registry a cell of the realm named, so whoever writes cells there
+    read the password by naming a registry of theirs."""
 
     @field_validator("password_secret_ref")
     @classmethod
@@ -169,7 +170,7 @@ class RealmSpec(KukeonModel):
 
     registry_credentials: NullableList[RegistryCredentials] = Field(default_factory=list)
     """Credentials for the realm's pulls: the one whose `serverAddress` names the image's
-    registry, else the one without `serverAddress`; one per registry (a second is refused)."""
+    registry (none: the pull is anonymous); one per registry (a second is refused)."""
     security_level: Annotated[SecurityLevel | None, BeforeValidator(_empty_level_as_none)] = None
     """restricted (when unset), baseline or privileged: what editors may ask of the host in
     this realm. Only an admin may set or change it."""
@@ -187,22 +188,48 @@ class RealmSpec(KukeonModel):
 def shadowed_credentials(spec: RealmSpec) -> list[tuple[str, str]]:
     """(field, why) for each credential no pull would use: the node takes the first whose
     `serverAddress` names the image's registry (compared as hosts, so
-    `https://index.docker.io/v1/` is `docker.io`), else the first without one."""
+    `https://index.docker.io/v1/` is `docker.io`). One without `serverAddress` is none's
+    (`has_server_address`)."""
     found: list[tuple[str, str]] = []
     first: dict[str, int] = {}
     for index, credential in enumerate(spec.registry_credentials):
-        address = credential.server_address or ""
-        host = normalize_registry_host(address) if address.strip() else ""
+        if not has_server_address(credential):
+            continue
+        host = normalize_registry_host(credential.server_address or "")
         if host in first:
-            what = f"registry {host}" if host else "every registry (no serverAddress)"
             why = (
-                f"registryCredentials[{first[host]}] is for {what} too and is the one used: "
-                "keep one credential per registry"
+                f"registryCredentials[{first[host]}] is for registry {host} too and is the one "
+                "used: keep one credential per registry"
             )
             found.append((f"spec.registryCredentials[{index}]", why))
         else:
             first[host] = index
     return found
+
+
+def has_server_address(credential: RegistryCredentials) -> bool:
+    """Whether the credential names its registry (a blank address names none)."""
+    return bool((credential.server_address or "").strip())
+
+
+UNADDRESSED_CREDENTIAL = (
+    "is required: a credential is sent only to the registry it names (one without it went "
+    "to any registry a cell of the realm named, so whoever writes cells there could read "
+    "its password); set the registry's host[:port]"
+)
+"""Why a credential without `serverAddress` is refused on write and sent nowhere."""
+
+
+def unaddressed_credentials(spec: RealmSpec) -> list[str]:
+    """What to say of each credential without `serverAddress` (refused on write; one stored
+    before that is sent to no registry): kukeond says it where a pull would have used it."""
+    return [
+        f"registryCredentials[{index}] (user {quote(credential.username)}) has no "
+        "serverAddress: kukeond sends it to no registry; set serverAddress to the registry "
+        "it is for"
+        for index, credential in enumerate(spec.registry_credentials)
+        if not has_server_address(credential)
+    ]
 
 
 class RealmStatus(_StatusBase):

@@ -39,7 +39,12 @@ from kukeon.api.hostusers import host_users_change
 from kukeon.api.labelrules import label_key_problem, label_value_problem
 from kukeon.api.meta import check_dns_label, quote
 from kukeon.api.placement import is_scheduler_placed
-from kukeon.api.realm import shadowed_credentials
+from kukeon.api.realm import (
+    UNADDRESSED_CREDENTIAL,
+    RegistryCredentials,
+    has_server_address,
+    shadowed_credentials,
+)
 from kukeon.apiserver.portclaims import port_causes
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
@@ -399,10 +404,28 @@ def _template_cell(cellset: CellSet) -> Cell | None:
 
 
 def _credential_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:
-    """Registry credentials no pull would use (`shadowed_credentials`), each one the stored
-    realm does not have already (so a realm stored so stays writable)."""
+    """Registry credentials no pull would use (`shadowed_credentials`) and those naming no
+    registry (`UNADDRESSED_CREDENTIAL`), each one the stored realm does not have already
+    (so a realm stored so stays writable: kukeond sends such a credential nowhere)."""
     known = set(shadowed_credentials(current.spec)) if isinstance(current, Realm) else set()
-    return [Cause(*pair) for pair in shadowed_credentials(realm.spec) if pair not in known]
+    causes = [Cause(*pair) for pair in shadowed_credentials(realm.spec) if pair not in known]
+    stored = (
+        {_identity(c) for c in current.spec.registry_credentials if not has_server_address(c)}
+        if isinstance(current, Realm)
+        else set()
+    )
+    return causes + [
+        Cause(f"spec.registryCredentials[{index}].serverAddress", UNADDRESSED_CREDENTIAL)
+        for index, credential in enumerate(realm.spec.registry_credentials)
+        if not has_server_address(credential) and _identity(credential) not in stored
+    ]
+
+
+def _identity(credential: RegistryCredentials) -> tuple[str, str]:
+    """A credential as a write names it again: its user and password source (an inline
+    password comes back as `***`, so not the password itself)."""
+    ref = credential.password_secret_ref
+    return credential.username or "", f"{ref.name}/{ref.key}" if ref is not None else "inline"
 
 
 def _namespace_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:

@@ -48,6 +48,7 @@ from kukeon.api import (
     secret_scope,
 )
 from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF
+from kukeon.api.realm import has_server_address, unaddressed_credentials
 from kukeon.framework import (
     EventRecorder,
     HandlerContext,
@@ -139,14 +140,17 @@ def ordered_containers(cell: Cell) -> list[ContainerSpec]:
 
 
 async def registry_credentials(registry: Registry, realm: Realm) -> list[RegistryCredential]:
-    """The realm's pull credentials, `passwordSecretRef` read from the realm's Secrets."""
+    """The realm's pull credentials, `passwordSecretRef` read from the realm's Secrets;
+    those without `serverAddress` left out: they would go to any registry an image names."""
     credentials: list[RegistryCredential] = []
     for index, entry in enumerate(realm.spec.registry_credentials):
+        if not has_server_address(entry):
+            continue  # sent to no registry (`unaddressed_credentials` says so)
         password = entry.password or ""
         if entry.password_secret_ref is not None:
             where = (
                 f"realm {realm.metadata.name!r} registryCredentials[{index}] "
-                f"({entry.username}@{entry.server_address or 'any registry'})"
+                f"({entry.username}@{entry.server_address})"
             )
             value = await read_secret_value(
                 registry,
@@ -354,6 +358,9 @@ class CellController:
             cgroup_parent=self.host.cgroups.cgroup_path(CgroupPath(key)),
             netns_path=cell_netns_path(self.host, cell, key),
             credentials=await registry_credentials(self.registry, realm),
+            ignored_credentials=tuple(
+                f"realm {realm.metadata.name}: {why}" for why in unaddressed_credentials(realm.spec)
+            ),
             cgroup_nesting=self.host.cgroups.nesting() if cell.spec.nested_cgroup_runtime else None,
             id_range=await cell_id_range(self.host, cell),
         )

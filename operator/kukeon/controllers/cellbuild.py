@@ -74,6 +74,8 @@ class CellPlace:
     cgroup_parent: str
     netns_path: str | None
     credentials: Sequence[RegistryCredential]
+    ignored_credentials: tuple[str, ...] = ()
+    """What to say, when a pull starts, of the realm's credentials sent to no registry."""
     cgroup_nesting: CgroupNesting | None = None
     """Set for a nestedCgroupRuntime cell: each container's cgroup is delegated to it."""
     id_range: IdRange | None = None
@@ -192,6 +194,8 @@ class ContainerBuilder:
             nonlocal pulled
             pulled = True
             self.note(Note(EventReason.PULLING, f"pulling image {image}"))
+            for why in place.ignored_credentials:
+                self.note(Note(EventReason.CREDENTIAL_IGNORED, why, warning=True))
             if on_pull is not None:
                 await on_pull(image)
 

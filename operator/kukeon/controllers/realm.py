@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from kukeon.api import Kind, NodeLayerState, NodeLayerStatus, Realm
+from kukeon.api.event import EventReason
+from kukeon.api.realm import unaddressed_credentials
 from kukeon.framework import HandlerContext
 from kukeon.runtime.cgroups import (
     CgroupError,
@@ -87,16 +89,25 @@ class RealmController(LayerController[Realm]):
         limits = self.limits_of(obj, pids_offered="pids" in offered)
         cgroup = await self._ensure_cgroup(CgroupPath((name,)), limits)
         capped = asked is not None and limits.pids_max is not None and asked > limits.pids_max
+        notes: list[tuple[str, str]] = []
+        if capped:
+            notes.append(
+                (
+                    PIDS_CAPPED,
+                    f"pids {asked} is above what every realm together may have on this node "
+                    f"({limits.pids_max}: the host's limit less kukeond's hostReservedPids); "
+                    f"the realm's pids.max is {limits.pids_max}",
+                )
+            )
+        # Stored before serverAddress was required: said where `kukectl describe realm`
+        # shows it (and in a Warning Event on each cell whose pull would have sent it).
+        notes.extend(
+            (EventReason.CREDENTIAL_IGNORED.value, why) for why in unaddressed_credentials(obj.spec)
+        )
         return NodeLayerStatus(
             state=NodeLayerState.READY,
-            reason=PIDS_CAPPED if capped else None,
-            message=(
-                f"pids {asked} is above what every realm together may have on this node "
-                f"({limits.pids_max}: the host's limit less kukeond's hostReservedPids); "
-                f"the realm's pids.max is {limits.pids_max}"
-                if capped
-                else None
-            ),
+            reason=notes[0][0] if notes else None,
+            message="; ".join(message for _, message in notes) or None,
             cgroup_path=cgroup.path,
             subtree_controllers=list(cgroup.subtree_controllers),
         )

@@ -72,13 +72,34 @@ def credentials(*addresses: str | None) -> AnyResource:
 
 
 def test_a_credential_no_pull_would_use_is_refused() -> None:
-    """The node takes the first credential naming the image's registry (else the first with
-    none): a second one for the same registry was stored and never used."""
-    shadowed = credentials("https://index.docker.io/v1/", "docker.io", None, "")
-    assert acted_on_refusals(REALM, shadowed, None) == [
-        "422 spec.registryCredentials[1]",
-        "422 spec.registryCredentials[3]",
-    ]
-    assert acted_on_refusals(REALM, credentials("ghcr.io", "docker.io", None), None) == []
+    """The node takes the first credential naming the image's registry: a second one for
+    the same registry was stored and never used."""
+    shadowed = credentials("https://index.docker.io/v1/", "docker.io", "ghcr.io")
+    assert acted_on_refusals(REALM, shadowed, None) == ["422 spec.registryCredentials[1]"]
+    assert acted_on_refusals(REALM, credentials("ghcr.io", "docker.io"), None) == []
     # stored so before the rule: the realm stays writable
     assert acted_on_refusals(REALM, shadowed, shadowed) == []
+
+
+def test_a_credential_without_a_server_address_is_refused() -> None:
+    """A credential without serverAddress went to whatever registry an image of the realm
+    named, so a realm editor read an admin-set password by pulling from a registry of
+    theirs: every write that adds one is refused (422 naming the field), an admin's too."""
+    unaddressed = credentials("ghcr.io", None, "", "  ")
+    assert acted_on_refusals(REALM, unaddressed, None) == [
+        "422 spec.registryCredentials[1].serverAddress",
+        "422 spec.registryCredentials[2].serverAddress",
+        "422 spec.registryCredentials[3].serverAddress",
+    ]
+    with pytest.raises(ApiError) as refused:
+        check_acted_on(REALM, credentials(None), None)
+    assert "is required" in refused.value.causes[0].message
+    # stored so before the rule: the realm stays writable with it (kukeond sends it nowhere)
+    legacy = credentials("ghcr.io", None)
+    assert acted_on_refusals(REALM, legacy, legacy) == []
+    assert acted_on_refusals(REALM, credentials(None), legacy) == []  # one dropped
+    # ... but not another one without an address, nor another user for the stored one
+    other_user = parse_resource(realm_doc(registryCredentials=[{"username": "v", "password": "p"}]))
+    assert acted_on_refusals(REALM, other_user, legacy) == [
+        "422 spec.registryCredentials[0].serverAddress"
+    ]

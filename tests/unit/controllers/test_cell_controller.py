@@ -849,6 +849,27 @@ async def test_a_pull_is_announced_then_cleared(rig: Rig) -> None:
     assert rig.recorder.reasons()[:2] == ["Pulling", "Pulled"]
 
 
+async def test_a_pull_says_the_realms_credential_without_a_server_address_is_not_sent(
+    rig: Rig,
+) -> None:
+    """A realm stored with a credential without serverAddress (before it was required):
+    each pull warns that it is sent to no registry; a cell whose image is there says
+    nothing (no pull)."""
+    rig.ctx.store.objects[(Kind.REALM, ("r",))] = Realm.model_validate(
+        {
+            "metadata": {"name": "r"},
+            "spec": {"registryCredentials": [{"username": "robot", "password": "p"}]},
+        }
+    )
+    cell = await rig.reconcile(make_cell(app()))
+    assert "RegistryCredentialIgnored" not in rig.recorder.reasons()
+    rig.images.pull = True
+    await rig.reconcile(cell)
+    assert rig.recorder.reasons()[-3:-1] == ["Pulling", "RegistryCredentialIgnored"]
+    [warning] = [m for reason, m in rig.recorder.events if reason == "RegistryCredentialIgnored"]
+    assert warning.startswith("realm r: registryCredentials[0] (user 'robot') has no serverAddress")
+
+
 async def test_a_pull_retried_after_a_failure_keeps_the_failure_said(rig: Rig) -> None:
     failed = make_cell(app()).model_copy(
         update={
@@ -975,3 +996,21 @@ async def test_registry_credentials_with_inline_passwords() -> None:
         "u",
         "p",
     )
+
+
+async def test_a_credential_without_a_server_address_is_not_given_to_pulls() -> None:
+    """Stored before serverAddress was required, it went to any registry an image named:
+    left out (its Secret not even read: the fake registry holds none)."""
+    realm = Realm.model_validate(
+        {
+            "metadata": {"name": "r"},
+            "spec": {
+                "registryCredentials": [
+                    {"username": "any", "passwordSecretRef": {"name": "s", "key": "k"}},
+                    {"username": "u", "password": "p", "serverAddress": "reg.example"},
+                ]
+            },
+        }
+    )
+    credentials = await registry_credentials(cast(Any, FakeRegistry()), realm)
+    assert [(c.server_address, c.username) for c in credentials] == [("reg.example", "u")]

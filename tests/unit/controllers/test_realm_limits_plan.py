@@ -87,3 +87,34 @@ async def test_materialise_keeps_the_root_and_says_when_the_realm_is_capped(
     assert "10000" in capped.message
     assert within.reason is None
     assert within.message is None
+
+
+async def test_materialise_says_a_credential_without_a_server_address_is_sent_nowhere(
+    tmp_path: Path,
+) -> None:
+    """A credential stored before serverAddress was required is no longer sent to every
+    registry: the realm's node entry says so (`kukectl describe realm`), with any cap."""
+    fake = make_host(tmp_path)
+    settings = dataclasses.replace(fake.host.settings, root_pids_limit=10_000)
+    controller = RealmController(host=dataclasses.replace(fake.host, settings=settings))
+    ctx: Any = None
+    legacy = [
+        {"username": "corp-bot", "password": "p", "serverAddress": "ghcr.io"},
+        {"username": "robot", "password": "p"},
+    ]
+
+    entry = await controller.materialise(_realm({"registryCredentials": legacy}), ctx)
+    both = await controller.materialise(
+        _realm({"registryCredentials": legacy, "limits": {"pids": 50_000}}), ctx
+    )
+
+    assert entry.state == "Ready"
+    assert entry.reason == "RegistryCredentialIgnored"
+    assert entry.message is not None
+    assert "registryCredentials[1] (user 'robot') has no serverAddress" in entry.message
+    assert "sends it to no registry" in entry.message
+    assert "corp-bot" not in entry.message
+    assert both.reason == "PidsLimitCapped"
+    assert both.message is not None
+    assert "10000" in both.message
+    assert "registryCredentials[1]" in both.message

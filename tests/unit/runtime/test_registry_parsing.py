@@ -151,12 +151,16 @@ def test_credential_matching_by_host() -> None:
     assert credential_for("ghcr.io", creds) is None
 
 
-def test_a_credential_without_a_server_applies_to_every_other_registry() -> None:
+def test_a_credential_without_a_server_is_sent_to_no_registry() -> None:
+    """It was sent to any registry an image named (a realm editor's own included): a realm
+    stored with one before serverAddress was required pulls anonymously where none names
+    the registry."""
     anywhere = RegistryCredential("", "robot", "p0")
+    blank = RegistryCredential("  ", "robot", "p0")
     local = RegistryCredential("127.0.0.1:5000", "localuser", "p2")
-    assert credential_for("ghcr.io", [anywhere, local]) is anywhere
-    assert credential_for("127.0.0.1:5000", [anywhere, local]) is local  # named wins
-    assert credential_for("docker.io", [local]) is None
+    assert credential_for("ghcr.io", [anywhere, blank, local]) is None
+    assert credential_for("127.0.0.1:5000", [anywhere, local]) is local
+    assert credential_for("docker.io", [anywhere]) is None
 
 
 # --- WWW-Authenticate -----------------------------------------------------------------------

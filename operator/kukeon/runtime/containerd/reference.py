@@ -41,16 +41,16 @@ __all__ = [
 def credential_for(
     registry: str, credentials: Sequence[RegistryCredential]
 ) -> RegistryCredential | None:
-    """The credential for ``registry``: the first whose server address names it, else the
-    first without a server address (it applies to every registry of the realm's images)."""
+    """The credential for ``registry``: the first whose server address names it. One
+    without a server address is for no registry (it would go to any an image names)."""
     wanted = normalize_registry_host(registry)
     for credential in credentials:
         if (
-            credential.server_address
+            credential.server_address.strip()
             and normalize_registry_host(credential.server_address) == wanted
         ):
             return credential
-    return next((c for c in credentials if not c.server_address.strip()), None)
+    return None
 
 
 def is_loopback_registry(registry: str) -> bool:

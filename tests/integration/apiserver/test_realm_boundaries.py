@@ -1,0 +1,141 @@
+"""What a realm's editor (a token scoped to it, over TLS) may not make kukeond do beyond
+the realm: hand the realm's registry password to a registry of theirs, pull from the node's
+own services, pin work to a cordoned node.
+
+Each refusal names its field; a raw range over the registry's etcd prefix is the same
+afterwards (nothing was written).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from kukeon.api import Kind, Realm
+from kukeon.store import Registry
+from tests.integration.apiserver.conftest import (
+    ADMIN_TOKEN,
+    Api,
+    Certs,
+    realm_doc,
+    running_api,
+    space_doc,
+    stack_doc,
+    tls_session,
+)
+from tests.integration.apiserver.test_admission_matrix import etcd_dump
+
+pytestmark = pytest.mark.integration
+
+V = "/apis/kukeon.io/v1beta1"
+TEAM = f"{V}/realms/team"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+EDITOR = "editor-boundaries-" + uuid.uuid4().hex
+REF = {"name": "registry", "key": "password"}
+"""A Secret of the realm (this registry has no key to seal an inline password with)."""
+
+
+@pytest.fixture
+def boundary_tokens(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.yaml"
+    tokens = [
+        {"token": ADMIN_TOKEN, "user": "alice", "role": "admin"},
+        {"token": EDITOR, "user": "eddie", "role": "editor", "realms": ["team"]},
+    ]
+    path.write_text(yaml.safe_dump({"tokens": tokens}))
+    return path
+
+
+@pytest.fixture
+async def api(registry: Registry, certs: Certs, boundary_tokens: Path) -> AsyncIterator[Api]:
+    """The API, with realm team, space s and stack st in it."""
+    async with running_api(registry, certs, boundary_tokens) as running:
+        async with tls_session(running, ADMIN_TOKEN) as admin:
+            for path, document in (
+                (f"{V}/realms", realm_doc("team")),
+                (f"{TEAM}/spaces", space_doc("s")),
+                (f"{TEAM}/spaces/s/stacks", stack_doc("st")),
+            ):
+                response = await admin.post(path, json=document)
+                assert response.status == 201, await response.text()
+        yield running
+
+
+async def expect_invalid(response: aiohttp.ClientResponse, field: str) -> dict[str, Any]:
+    body: dict[str, Any] = await response.json()
+    assert response.status == 422, body
+    assert body["kind"] == "Status"
+    assert body["reason"] == "Invalid"
+    assert field in [cause["field"] for cause in body["details"]["causes"]], body
+    assert field in body["message"]
+    return body
+
+
+# --- 1. registry credentials name their registry ---------------------------------------------
+
+
+async def test_a_credential_without_a_server_address_is_refused(
+    api: Api, registry: Registry
+) -> None:
+    """Sent to whatever registry an image named, it gave an admin-set password to a
+    registry the realm's editor runs: a write adding one is refused, an admin's too."""
+    field = "spec.registryCredentials[0].serverAddress"
+    unaddressed = {"spec": {"registryCredentials": [{"username": "bot", "passwordSecretRef": REF}]}}
+    before = await etcd_dump(registry)
+    async with tls_session(api, EDITOR) as editor:
+        body = await expect_invalid(
+            await editor.patch(TEAM, json=unaddressed, headers=MERGE), field
+        )
+        assert "is required" in body["message"]
+        current = await (await editor.get(TEAM)).json()
+        current["spec"].update(unaddressed["spec"])
+        await expect_invalid(await editor.put(TEAM, json=current), field)
+    async with tls_session(api, ADMIN_TOKEN) as admin:
+        await expect_invalid(await admin.patch(TEAM, json=unaddressed, headers=MERGE), field)
+        fresh = realm_doc("fresh")
+        fresh["spec"] = unaddressed["spec"]
+        await expect_invalid(await admin.post(f"{V}/realms", json=fresh), field)
+    assert await etcd_dump(registry) == before
+    addressed = {
+        "registryCredentials": [
+            {"username": "bot", "passwordSecretRef": REF, "serverAddress": "ghcr.io"}
+        ]
+    }
+    async with tls_session(api, ADMIN_TOKEN) as admin:
+        response = await admin.patch(TEAM, json={"spec": addressed}, headers=MERGE)
+        assert response.status == 200, await response.text()
+
+
+async def test_a_realm_stored_with_one_stays_writable_and_gains_no_other(
+    api: Api, registry: Registry
+) -> None:
+    """A realm stored before serverAddress was required keeps it (kukeond sends it to no
+    registry and says so): a write leaving it as it is passes, one adding another fails."""
+    stored = await registry.get(Kind.REALM, ("team",))
+    assert isinstance(stored, Realm)
+    legacy = Realm.model_validate(
+        {
+            **stored.model_dump(by_alias=True, mode="json"),
+            "spec": {"registryCredentials": [{"username": "bot", "passwordSecretRef": REF}]},
+        }
+    )
+    await registry.update(legacy)
+    async with tls_session(api, ADMIN_TOKEN) as admin:
+        response = await admin.patch(TEAM, json={"metadata": {"labels": {"a": "b"}}}, headers=MERGE)
+        assert response.status == 200, await response.text()
+        current = await (await admin.get(TEAM)).json()
+        response = await admin.put(TEAM, json=current)  # a get/edit/put round trip
+        assert response.status == 200, await response.text()
+        current = await response.json()
+        current["spec"]["registryCredentials"].append(
+            {"username": "other", "passwordSecretRef": REF}
+        )
+        await expect_invalid(
+            await admin.put(TEAM, json=current), "spec.registryCredentials[1].serverAddress"
+        )
