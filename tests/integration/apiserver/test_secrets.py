@@ -51,7 +51,11 @@ def _secret(name: str, **body: Any) -> dict[str, Any]:
 
 async def _setup(http: aiohttp.ClientSession) -> None:
     realm = realm_doc("team")
-    realm["spec"] = {"registryCredentials": [{"username": "bot", "password": MARKER}]}
+    realm["spec"] = {
+        "registryCredentials": [
+            {"username": "bot", "password": MARKER, "serverAddress": "reg.example"}
+        ]
+    }
     await _ok(await http.post(f"{V}/realms", json=realm), 201)
     created = await _ok(
         await http.post(SECRETS, json=_secret("api", stringData={"token": MARKER})), 201

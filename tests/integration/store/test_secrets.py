@@ -198,5 +198,4 @@ async def test_password_secret_refs_are_read_from_the_realms_secrets(sealed: Reg
     credentials = await registry_credentials(sealed, created)
     assert [(c.server_address, c.username, c.password) for c in credentials] == [
         ("reg.example", "bot", MARKER),
-        ("", "old", "inline"),
-    ]
+    ]  # "old" names no registry: sent to none (stored before serverAddress was required)
