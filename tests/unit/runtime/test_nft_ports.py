@@ -3,21 +3,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import kukeon.runtime.network.ports as ports_module
 from kukeon.runtime.network.ports import (
     BASE_CHAINS,
     BRIDGE_SET,
     DNAT_CHAIN,
+    GUARD_CHAIN,
     CellPorts,
     HostPort,
+    NftPorts,
     PortConflictError,
     PortsTable,
     Publication,
@@ -323,3 +328,52 @@ def test_publish_conflict_and_release_in_a_private_netns() -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_last_release_turns_route_localnet_off_before_the_guard_goes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Before, ``route_localnet`` stayed 1 on the bridges once ``ports-guard`` went with the
+    last publication: their cells reached what listens on the host's 127.0.0.1 only."""
+    web, db = cell_chain("kukeon_r_s_st_web"), cell_chain("kukeon_r_s_st_db")
+    listing: dict[str, Any] = {
+        "nftables": [
+            {"table": {"family": "inet", "name": "t"}},
+            *({"chain": {"family": "inet", "table": "t", "name": name}} for name in BASE_CHAINS),
+            {"chain": {"family": "inet", "table": "t", "name": web}},
+            {"set": {"family": "inet", "table": "t", "name": BRIDGE_SET, "type": "ifname",
+                     "elem": ["kk-r-s", "kk-r-gone"]}},
+            {"set": {"family": "inet", "table": "t", "name": "bridges", "elem": ["kk-other"]}},
+        ]
+    }  # fmt: skip
+    state = parse_ports_table(listing)
+    assert state.bridges == {"kk-r-s", "kk-r-gone"}
+    assert state.releases_the_guard("kukeon_r_s_st_web")
+    with_db = parse_ports_table(
+        {"nftables": [*listing["nftables"], {"chain": {"table": "t", "name": db}}]}
+    )
+    assert not with_db.releases_the_guard("kukeon_r_s_st_web")  # the guard stays for db
+
+    sysctl = tmp_path / "conf"
+    for bridge in ("kk-r-s", "kk-other"):
+        (sysctl / bridge).mkdir(parents=True)
+        (sysctl / bridge / "route_localnet").write_text("1\n")
+    monkeypatch.setattr(ports_module, "_SYSCTL_DIR", sysctl)
+    events: list[str] = []
+
+    async def listing_of(_self: NftPorts) -> dict[str, Any]:
+        return listing
+
+    async def apply(_self: NftPorts, batch: dict[str, Any], *, action: str) -> None:
+        setting = (sysctl / "kk-r-s" / "route_localnet").read_text().strip()
+        events.append(f"apply with route_localnet {setting}")
+        assert {"delete": {"chain": {"family": "inet", "table": "t", "name": GUARD_CHAIN}}} in (
+            batch["nftables"]
+        )
+
+    monkeypatch.setattr(NftPorts, "_list", listing_of)
+    monkeypatch.setattr(NftPorts, "_apply", apply)
+    assert asyncio.run(NftPorts(table="t").release("kukeon_r_s_st_web"))
+    assert events == ["apply with route_localnet 0"]  # off before the guard went
+    # A bridge of the set that is gone is skipped; one not in the set is not ours to touch.
+    assert (sysctl / "kk-other" / "route_localnet").read_text() == "1\n"

@@ -32,7 +32,9 @@ Why this shape:
   masquerade rewrites the source to the bridge's address, so the cell can answer. Since
   ``route_localnet`` would also let a cell send packets from, or to, ``127.0.0.0/8`` into the
   host (CVE-2020-8558 against kube-proxy), ``ports-guard`` drops both on the bridges kukeon
-  publishes through, before conntrack sees them.
+  publishes through, before conntrack sees them. The guard goes with the last publication,
+  so ``route_localnet`` is set back to 0 on those bridges first: a bridge left at 1
+  without it let its cells reach whatever listens on the host's 127.0.0.1 only.
 * A connection from a cell to a published port of the host's address is translated too
   (``ports-prerouting``); when it comes back out of a kukeon bridge it is masqueraded, so a
   cell of the same bridge gets its answers through the host (hairpin). Inbound traffic is
@@ -54,7 +56,7 @@ import asyncio
 import hashlib
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
@@ -272,9 +274,15 @@ class PortsTable:
     """Cell chain -> the owner written as its jump's comment."""
     held: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Cell chain -> the keys (comments) of its DNAT rules."""
+    bridges: frozenset[str] = frozenset()
+    """The bridges of ``ports_bridges``: those ``ports-guard`` protects."""
 
     def cell_chains(self) -> frozenset[str]:
         return frozenset(c for c in self.chains if c.startswith(CELL_CHAIN_PREFIX))
+
+    def releases_the_guard(self, cell_id: str) -> bool:
+        """Whether releasing ``cell_id`` removes ``ports-guard`` (it is the last cell)."""
+        return not self.cell_chains() - {cell_chain(cell_id)}
 
 
 def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
@@ -285,9 +293,12 @@ def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
     jumps: dict[str, list[int]] = {}
     owners: dict[str, str] = {}
     held: dict[str, list[str]] = {}
+    bridges: set[str] = set()
     for item in listing.get("nftables", ()):
         if "chain" in item:
             chains.add(str(item["chain"]["name"]))
+        if item.get("set", {}).get("name") == BRIDGE_SET:
+            bridges.update(str(name) for name in item["set"].get("elem", ()))
         rule = item.get("rule")
         if not rule:
             continue
@@ -306,6 +317,7 @@ def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
         jumps={k: tuple(v) for k, v in jumps.items()},
         owners=owners,
         held={k: tuple(v) for k, v in held.items()},
+        bridges=frozenset(bridges),
     )
 
 
@@ -457,7 +469,7 @@ def render_release(*, table: str, cell_id: str, state: PortsTable) -> dict[str, 
             {"flush": {"chain": _ref(table=table, name=chain)}},
             {"delete": {"chain": _ref(table=table, name=chain)}},
         ]
-    if not state.cell_chains() - {chain}:
+    if state.releases_the_guard(cell_id):
         for name in (*BASE_CHAINS, DNAT_CHAIN):
             if name in state.chains:
                 commands += [
@@ -468,16 +480,31 @@ def render_release(*, table: str, cell_id: str, state: PortsTable) -> dict[str, 
     return {"nftables": commands}
 
 
-def _enable_route_localnet(bridge: str) -> None:
+def _set_route_localnet(bridge: str, value: str) -> None:
     path = _SYSCTL_DIR / bridge / "route_localnet"
     try:
-        if path.read_text(encoding="ascii").strip() == "1":
+        if path.read_text(encoding="ascii").strip() == value:
             return
-        path.write_text("1\n", encoding="ascii")
+        path.write_text(value + "\n", encoding="ascii")
     except OSError as error:
+        if value == "0" and isinstance(error, FileNotFoundError):
+            return  # the bridge is gone, and its setting with it
         raise NetworkError(
             f"cannot set {path} (loopback access to published ports): {error}"
         ) from error
+
+
+def _enable_route_localnet(bridge: str) -> None:
+    _set_route_localnet(bridge, "1")
+
+
+def disable_route_localnet(bridges: Iterable[str]) -> None:
+    """``route_localnet`` back to 0 on ``bridges`` (a bridge that is gone is skipped).
+
+    Before ``ports-guard`` goes: without it, a cell of a bridge left at 1 sends packets to
+    the host's 127.0.0.1 and reaches what listens only there (CVE-2020-8558)."""
+    for bridge in sorted(bridges):
+        _set_route_localnet(bridge, "0")
 
 
 class NftPorts:
@@ -519,6 +546,9 @@ class NftPorts:
             batch = render_release(table=self.table, cell_id=cell_id, state=state)
             if batch is None:
                 return False
+            if state.releases_the_guard(cell_id):
+                # Off before the guard goes: never a moment of route_localnet without it.
+                await asyncio.to_thread(disable_route_localnet, state.bridges)
             await self._apply(batch, action=f"release the ports of {cell_id}")
             return True
 
