@@ -12,6 +12,8 @@ Middlewares run outermost first:
 2. ``_authenticate``: requests on the unix socket are the local admin; on TCP they need a
    bearer token from the tokens file (401 otherwise). Authorization of the verb and realm
    happens in the handlers, which know both, before any body is read.
+   (Before it, ``expect.expectations``: a 417 for an ``Expect`` other than 100-continue;
+   the ``100 Continue`` itself is sent when a handler reads the body.)
 3. ``_deadline``: a non-streaming request that takes longer than the configured timeout
    is answered 504 (watches stream for as long as the client wants).
 """
@@ -37,6 +39,7 @@ import kukeon
 from kukeon.api import API_VERSION, GROUP, VERSION
 from kukeon.api.meta import quote
 from kukeon.apiserver.auth import LOCAL_ADMIN, Role, TokenBook, bearer_token
+from kukeon.apiserver.expect import expectations
 from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch, principal_of
 from kukeon.apiserver.inflight import InflightLimits
 from kukeon.apiserver.protocols import RegistryApi
@@ -177,6 +180,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             _errors_middleware(settings, metrics),
+            expectations,
             _authentication_middleware(tokens),
             _inflight_middleware(settings),
             _path_names_middleware,

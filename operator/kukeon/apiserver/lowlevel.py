@@ -21,6 +21,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from kukeon.apiserver.expect import EXPECT_KEY, expect_aside
 from kukeon.apiserver.status import ApiError
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,16 @@ class StatusRequestHandler(RequestHandler):
             log.debug("closing a connection that sent no whole request in %gs", HEADER_TIMEOUT)
             self.force_close()
 
+    async def finish_response(
+        self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        if EXPECT_KEY in request:
+            # Answered before its 100 Continue: the client holds the body back, so the
+            # connection closes now, not after aiohttp's 10 s lingering read of nothing.
+            resp.force_close()
+            self._lingering_time = 0.0
+        return await super().finish_response(request, resp, start_time)
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -140,7 +151,8 @@ class StatusAppRunner(web.AppRunner):
         server = await super()._make_server()
         status_server = StatusServer(
             server.request_handler,
-            request_factory=server.request_factory,
+            # Expect is kept aside for the middlewares (``expect``), not answered by aiohttp.
+            request_factory=expect_aside(server.request_factory),
             handler_cancellation=server.handler_cancellation,
             loop=server._loop,
             **server._kwargs,

@@ -26,6 +26,7 @@ from kukeon.apiserver.bodies import (
     BodyError,
     decode_body,
 )
+from kukeon.apiserver.expect import send_continue
 from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_field_selector
 from kukeon.apiserver.fieldvalidation import FieldChecks
 from kukeon.apiserver.status import ApiError, Cause
@@ -111,6 +112,7 @@ async def read_body(
     if not request.body_exists:
         raise ApiError(400, "the request needs a body")
     check_media_type(request, media_types)
+    await send_continue(request)
     raw = await request.read()
     if not raw.strip():
         raise ApiError(400, "the request needs a body")

@@ -51,6 +51,7 @@ from kukeon.api import Cell, Kind, Node, NodeState
 from kukeon.api.meta import quote
 from kukeon.apiserver.app import Handler
 from kukeon.apiserver.auth import Verb, denial
+from kukeon.apiserver.expect import body_chunks
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import REASONS, ApiError, Cause
 from kukeon.cancelling import cancel_and_wait
@@ -443,7 +444,7 @@ class Forwarder:
         self, request: web.Request, url: str, headers: dict[str, str], node: str, what: str
     ) -> web.StreamResponse:
         body: AsyncIterator[bytes] | None = (
-            request.content.iter_chunked(1 << 16) if request.body_exists else None
+            body_chunks(request, 1 << 16) if request.body_exists else None
         )
         try:
             async with self._client().request(

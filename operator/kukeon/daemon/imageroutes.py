@@ -56,6 +56,7 @@ from aiohttp import web
 from kukeon.api import Cell, Kind
 from kukeon.apiserver.app import long_running
 from kukeon.apiserver.auth import Role, Verb, denial
+from kukeon.apiserver.expect import body_chunks
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.request import refuse_body
 from kukeon.apiserver.status import ApiError, Cause
@@ -310,7 +311,7 @@ class ImageRoutes:
         try:
             stream = await asyncio.to_thread(os.fdopen, handle, "wb")
             try:
-                async for chunk in request.content.iter_chunked(1 << 20):
+                async for chunk in body_chunks(request, 1 << 20):
                     await asyncio.to_thread(stream.write, chunk)
             finally:
                 await asyncio.to_thread(stream.close)

@@ -23,6 +23,7 @@ from aiohttp import web
 from kukeon.apiserver.app import public
 from kukeon.apiserver.auth import Role
 from kukeon.apiserver.bodies import BodyError, check_manifest, decode_json
+from kukeon.apiserver.expect import send_continue
 from kukeon.apiserver.request import principal_of
 from kukeon.apiserver.status import ApiError
 from kukeon.ui.headers import ASSET_CACHE, SHELL_CACHE, ui_headers
@@ -129,6 +130,7 @@ class UiRoutes:
         return web.json_response(whoami_document(request), headers=ui_headers(cache=SHELL_CACHE))
 
     async def manifest(self, request: web.Request) -> web.StreamResponse:
+        await send_continue(request)
         raw = await request.read()
         try:
             text = await asyncio.to_thread(check_manifest, raw)
@@ -143,6 +145,7 @@ class UiRoutes:
     async def apply_update(self, request: web.Request) -> web.StreamResponse:
         """What Apply writes over an object that exists (``manifests.apply_update``)."""
         try:
+            await send_continue(request)
             raw = await request.read()
             answer = await asyncio.to_thread(lambda: apply_update(decode_json(raw)))
         except BodyError as exc:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from kukeon.apiserver import lowlevel
-from kukeon.apiserver.lowlevel import PARSER_LIMITS, StatusAppRunner
+from tests.unit.apiserver.statusserver import serving
 
 
 @pytest.fixture
@@ -26,14 +26,8 @@ async def socket_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
 
     app = web.Application()
     app.router.add_get("/slow", slow)
-    runner = StatusAppRunner(app, access_log=None, **PARSER_LIMITS)
-    await runner.setup()
-    path = tmp_path / "api.sock"
-    await web.UnixSite(runner, str(path)).start()
-    try:
+    async with serving(app, tmp_path / "api.sock") as path:
         yield path
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_connection_trickling_its_headers_is_closed(socket_path: Path) -> None:
