@@ -44,7 +44,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from kukeon.api import AnyResource, Cell, CellSet, ContainerSpec, Realm, Space, VolumeKind, key_of
+from kukeon.api import (
+    AnyResource,
+    Cell,
+    CellSet,
+    ContainerSpec,
+    Node,
+    Realm,
+    Space,
+    VolumeKind,
+    key_of,
+)
 from kukeon.api.defaults import DEFAULTABLE_FIELDS, apply_space_defaults_to_container
 from kukeon.api.meta import Kind, quote
 from kukeon.api.realm import SecurityLevel, default_namespace
@@ -536,6 +546,15 @@ def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
     return found
 
 
+def _pinned_node(res: AnyResource | None) -> tuple[str | None, str]:
+    """The node a cell, or the cells of a set's template, are pinned to, and its field."""
+    if isinstance(res, Cell):
+        return res.spec.node_name, "spec.nodeName"
+    if isinstance(res, CellSet) and res.spec.template.spec is not None:
+        return res.spec.template.spec.node_name, "spec.template.spec.nodeName"
+    return None, ""
+
+
 def forbidden(
     res: AnyResource, *, realm: str, level: SecurityLevel, violations: Sequence[Violation]
 ) -> ApiError:
@@ -575,6 +594,7 @@ class Admission:
         raise a 403 ApiError naming every violation otherwise. Store errors propagate."""
         if principal.role == Role.ADMIN:
             return  # admins, the unix socket included, keep full power
+        await self._refuse_cordoned_node(principal, res, current)
         violations: list[Violation] = []
         if isinstance(res, Realm):
             previous = current if isinstance(current, Realm) else None
@@ -610,6 +630,47 @@ class Admission:
                 "; ".join(v.field for v in violations),
             )
             raise forbidden(res, realm=realm, level=level, violations=violations)
+
+    async def _refuse_cordoned_node(
+        self, principal: Principal, res: AnyResource, current: AnyResource | None
+    ) -> None:
+        """A cell (or a set's template) newly pinned by `nodeName` to a cordoned node is
+        refused (403 naming the field): `nodeName` bypasses the scheduler, which places
+        nothing new on a cordoned node, so a realm's editor would otherwise put work on a
+        node drained for maintenance. Only admins may (drain and maintenance work). A node
+        not registered is let through: the cell stays Pending (NodeNotFound) until one of
+        that name joins. A cell pinned there before the cordon stays writable."""
+        node, field = _pinned_node(res)
+        if node is None or node == _pinned_node(current)[0]:
+            return
+        try:
+            found = await self._registry.get(Kind.NODE, (node,))
+        except NotFound:
+            return
+        if not (isinstance(found, Node) and found.spec.unschedulable):
+            return
+        why = (
+            f"node {quote(node)} is cordoned (spec.unschedulable): only an admin may place a "
+            "cell on a cordoned node; leave nodeName out for the scheduler to place it, or "
+            "name another node"
+        )
+        name = display_key(key_of(res))
+        log.info(
+            "refused %s %s of user %r: %s on cordoned node %s",
+            res.kind,
+            name,
+            principal.user,
+            field,
+            node,
+        )
+        raise ApiError(
+            403,
+            f'{res.kind} "{name}" is forbidden: {field}: {why}',
+            reason="Forbidden",
+            kind=str(res.kind),
+            name=name,
+            causes=[Cause(field, why)],
+        )
 
     async def _template_violations(self, res: CellSet, level: SecurityLevel) -> list[Violation]:
         """A set's template checked exactly as one of its cells would be (one from a

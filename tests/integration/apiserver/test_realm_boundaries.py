@@ -17,12 +17,13 @@ import aiohttp
 import pytest
 import yaml
 
-from kukeon.api import Kind, Realm
+from kukeon.api import Kind, Node, NodeSpec, Realm
 from kukeon.store import Registry
 from tests.integration.apiserver.conftest import (
     ADMIN_TOKEN,
     Api,
     Certs,
+    cell_doc,
     realm_doc,
     running_api,
     space_doc,
@@ -139,3 +140,45 @@ async def test_a_realm_stored_with_one_stays_writable_and_gains_no_other(
         await expect_invalid(
             await admin.put(TEAM, json=current), "spec.registryCredentials[1].serverAddress"
         )
+
+
+# --- 3. nodeName: no cordoned node for an editor ---------------------------------------------
+
+
+def pinned_cell(name: str, node: str) -> dict[str, Any]:
+    document = cell_doc(name)
+    document["spec"]["nodeName"] = node
+    return document
+
+
+async def test_an_editor_may_not_pin_a_cell_to_a_cordoned_node(
+    api: Api, registry: Registry
+) -> None:
+    """`nodeName` bypasses the scheduler, which places nothing new on a cordoned node: an
+    editor's cell pinned there is refused (403 naming spec.nodeName), an admin's is not
+    (drain and maintenance work), and a name no node has yet is accepted (the scheduler
+    keeps it Pending, NodeNotFound, until that node joins)."""
+    await registry.create(Node.model_validate({"metadata": {"name": "drained"}}))
+    stored = await registry.get(Kind.NODE, ("drained",))
+    assert isinstance(stored, Node)
+    await registry.update(stored.model_copy(update={"spec": NodeSpec(unschedulable=True)}))
+    cells = f"{TEAM}/spaces/s/stacks/st/cells"
+    before = await etcd_dump(registry)
+    async with tls_session(api, EDITOR) as editor:
+        response = await editor.post(cells, json=pinned_cell("pinned", "drained"))
+        body = await response.json()
+        assert response.status == 403, body
+        assert body["reason"] == "Forbidden"
+        assert [cause["field"] for cause in body["details"]["causes"]] == ["spec.nodeName"]
+        assert "node 'drained' is cordoned" in body["message"]
+        assert await etcd_dump(registry) == before
+        response = await editor.post(cells, json=pinned_cell("later", "not-joined-yet"))
+        assert response.status == 201, await response.text()
+        # moved onto the cordoned node by a patch: refused too
+        response = await editor.patch(
+            f"{cells}/later", json={"spec": {"nodeName": "drained"}}, headers=MERGE
+        )
+        assert response.status == 403, await response.text()
+    async with tls_session(api, ADMIN_TOKEN) as admin:
+        response = await admin.post(cells, json=pinned_cell("pinned", "drained"))
+        assert response.status == 201, await response.text()
