@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from kukeon.framework.leases import heartbeat_of
+from kukeon.framework.heartbeats import heartbeat_of
 from kukeon.store import EtcdClient
 
 from .starterrors import StartupError

@@ -22,13 +22,14 @@ from kukeon.framework.errors import (
     TemporaryError,
     WaitingError,
 )
+from kukeon.framework.heartbeats import NodeNameTaken, Peer, alive_peers
 from kukeon.framework.intents import (
     Cause,
     HandlerContext,
     OperatorContext,
     default_finalizer,
 )
-from kukeon.framework.leases import LeaderInfo, LeaseSession, Peer, alive_peers
+from kukeon.framework.leases import LeaderInfo, LeaseSession
 from kukeon.framework.metrics import FrameworkMetrics, metrics_for
 from kukeon.framework.operator import Operator, OperatorError
 from kukeon.framework.protocols import Store
@@ -46,6 +47,7 @@ __all__ = [
     "HandlerError",
     "LeaderInfo",
     "LeaseSession",
+    "NodeNameTaken",
     "Operator",
     "OperatorContext",
     "OperatorError",

@@ -13,7 +13,7 @@ Keys (under the registry's prefix, ``/kukeon`` in production):
 - ``<prefix>/leases/leader/<name>``: the holder of election ``name`` (JSON: node,
   identity, acquiredAt), created only if absent and attached to the holder's lease;
 - ``<prefix>/leases/nodes/<node>``: one heartbeat per running kukeond (JSON: node,
-  identity, startedAt, ttl). Whatever is listed there is alive.
+  identity, startedAt, ttl). Whatever is listed there is alive (``heartbeats``).
 """
 
 from __future__ import annotations
@@ -212,15 +212,6 @@ async def _get(client: EtcdClient, key: bytes) -> Any | None:
         rpc.RangeRequest(key=key), timeout=_REQUEST_TIMEOUT, metadata=client.metadata
     )
     return response.kvs[0] if response.kvs else None
-
-
-async def _put(client: EtcdClient, key: bytes, value: bytes, lease_id: int) -> None:
-    await client.connect()
-    await client.kvstub.Put(
-        rpc.PutRequest(key=key, value=value, lease=lease_id),
-        timeout=_REQUEST_TIMEOUT,
-        metadata=client.metadata,
-    )
 
 
 class _WatchBroken(Exception):  # noqa: N818 (a state: the watch must be replaced)
@@ -543,113 +534,3 @@ async def _until_lost(session: LeaseSession, work: Awaitable[T]) -> T | None:
         return None
     finally:
         await cancel_and_wait(task, lost)
-
-
-class Peer(NamedTuple):
-    """A live heartbeat; identity and started_at '' when its value does not say them."""
-
-    node: str
-    identity: str
-    started_at: str
-
-
-class Heartbeat:
-    """Keeps ``<prefix>/leases/nodes/<node>`` alive while this operator runs."""
-
-    def __init__(
-        self,
-        *,
-        client: EtcdClient,
-        prefix: str,
-        node_name: str,
-        ttl: int,
-        refresh_interval: float,
-        host: str = "",
-    ) -> None:
-        self._client = client
-        self._prefix = prefix.rstrip("/")
-        self.node_name = node_name
-        self.host = host
-        self.identity = f"{node_name}/{uuid.uuid4().hex[:12]}"
-        self.key = f"{self._prefix}/leases/nodes/{node_name}".encode()
-        self._ttl = ttl
-        self._refresh_interval = refresh_interval
-        self._started_at = _now_iso()
-        self.alive = asyncio.Event()
-        self.release_on_exit = True
-
-    async def run(self) -> None:
-        backoff = Backoff(self._refresh_interval, max(self._ttl, 1))
-        value = json.dumps(
-            {
-                "node": self.node_name,
-                "identity": self.identity,
-                "host": self.host,
-                "startedAt": self._started_at,
-                "ttl": self._ttl,
-            }
-        ).encode()
-        while True:
-            session = LeaseSession(
-                client=self._client,
-                ttl=self._ttl,
-                refresh_interval=self._refresh_interval,
-                name=f"node/{self.node_name}",
-            )
-            try:
-                await session.start()
-                await _put(self._client, self.key, value, session.lease_id)
-            except Exception as error:
-                log.info("heartbeat %s: cannot register (%r); retrying", self.node_name, error)
-                await asyncio.shield(session.close(revoke=True))
-                await backoff.sleep()
-                continue
-            backoff.reset()
-            self.alive.set()
-            try:
-                await session.lost.wait()
-                log.warning("heartbeat %s: lease lost, registering again", self.node_name)
-            finally:
-                self.alive.clear()
-                await asyncio.shield(session.close(revoke=self.release_on_exit))
-
-
-async def heartbeat_of(client: EtcdClient, prefix: str, node_name: str) -> dict[str, Any] | None:
-    """What the live heartbeat of ``node_name`` says (None: no process holds the name; a
-    key on no lease, put by hand or a restore and never expired by etcd, is none)."""
-    key = f"{prefix.rstrip('/')}/leases/nodes/{node_name}".encode()
-    await client.connect()
-    response = await client.kvstub.Range(
-        rpc.RangeRequest(key=key), timeout=_REQUEST_TIMEOUT, metadata=client.metadata
-    )
-    if not response.kvs or not response.kvs[0].lease:
-        return None
-    try:
-        found = json.loads(response.kvs[0].value)
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-async def alive_peers(client: EtcdClient, prefix: str) -> list[Peer]:
-    """Every kukeond whose heartbeat lease is alive, by node name. A key on no lease is
-    none; one on a lease whose value is not a heartbeat's is a peer named by its key,
-    of unknown identity (warned of once)."""
-    start = f"{prefix.rstrip('/')}/leases/nodes/".encode()
-    await client.connect()
-    response = await client.kvstub.Range(
-        rpc.RangeRequest(key=start, range_end=_range_end(start)),
-        timeout=_REQUEST_TIMEOUT,
-        metadata=client.metadata,
-    )
-    peers = []
-    for kv in response.kvs:
-        if not kv.lease:  # no process's: etcd never expires it (heartbeat_of)
-            continue
-        data = _unreadable.fields(kv, ("node", "identity", "startedAt"), "node heartbeat")
-        if data is None:  # alive, but it does not say who: named by its key
-            node = bytes(kv.key)[len(start) :].decode(errors="replace")
-            peers.append(Peer(node, "", ""))
-            continue
-        peers.append(Peer(data["node"], data["identity"], data["startedAt"]))
-    return sorted(peers)

@@ -43,6 +43,7 @@ from kukeon.store import EtcdClient
 from .aiotasks import SupervisedTask, Supervisor
 from .backoff import retry_delay
 from .cache import WatchedObjects
+from .heartbeats import Heartbeat, Peer, alive_peers
 from .intents import (
     Filter,
     FinalizeIntent,
@@ -55,7 +56,7 @@ from .intents import (
     TimerIntent,
     default_finalizer,
 )
-from .leases import Heartbeat, LeaderElection, LeaderInfo, Peer, alive_peers
+from .leases import LeaderElection, LeaderInfo
 from .metrics import FrameworkMetrics, metrics_for
 from .processing import KeyedLogger, Processor
 from .protocols import AnyResource, Store
@@ -268,11 +269,13 @@ class Operator:
         return self._started and not self._stopped.is_set()
 
     def ready(self) -> bool:
-        """Running, and every task of the "controllers" component up: what /readyz asks.
+        """Running, every task of the "controllers" component up, and this node's name
+        held by this process: what /readyz asks.
 
-        Raises ``TasksDown`` naming the tasks that crashed and are not back yet.
+        Raises ``TasksDown`` naming the tasks that crashed and are not back yet, and
+        ``NodeNameTaken`` naming the process whose lease holds the name (``heartbeats``).
         """
-        return self.running and self.tasks.readiness(CONTROLLERS)()
+        return self.running and self.tasks.readiness(CONTROLLERS)() and self.name_held()
 
     def trigger(self, kind: Kind, key: tuple[str, ...]) -> bool:
         """Run the reconcile handler of one known object soon, even if it did not change.
@@ -325,6 +328,11 @@ class Operator:
         if election is None:
             raise OperatorError(f"no singleton named {name!r}")
         return await election.leader()
+
+    def name_held(self) -> bool:
+        """No other process's lease holds this node's name (``NodeNameTaken`` naming it
+        otherwise; ``heartbeats``)."""
+        return self._heartbeat is None or self._heartbeat.name_held()
 
     async def peers(self) -> list[Peer]:
         """The kukeond instances whose heartbeat is alive."""
