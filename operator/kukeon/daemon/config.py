@@ -41,6 +41,7 @@ from kukeon.apiserver.settings import (
     REALM_WRITE_BYTES_PER_SECOND,
 )
 from kukeon.fileio import warn_if_open_to_others
+from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
 from kukeon.runtime.containerd.crilog import (
     MAX_KEPT_FILES,
     MAX_RECORD_BYTES,
@@ -198,6 +199,13 @@ class DaemonConfig(BaseModel):
     )
     """Bytes a realm's non-admin writes may add at once before the rate applies; at least
     the largest document's cost (1 MiB and 512 bytes)."""
+
+    image_import_max_bytes: int = Field(default=IMAGE_IMPORT_MAX_BYTES, gt=0)
+    """Bytes an image archive `kukectl image import` sends may hold, as sent and once
+    decompressed (a gzip, bzip2 or xz archive is measured as it arrives); past it the
+    import is answered 413 and nothing of it is kept. Its blobs go whole into containerd's
+    content store: keep it below the free space of the state directory and containerd's
+    root (default 17179869184, 16 GiB)."""
 
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None

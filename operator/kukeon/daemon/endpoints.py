@@ -92,7 +92,11 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
     )
     metrics = await _start_metrics(daemon, runner.app, on_stop)
     if daemon.controllers is not None:
-        NodeRoutes(controllers=daemon.controllers, registry=daemon.registry).add_routes(runner.app)
+        NodeRoutes(
+            controllers=daemon.controllers,
+            registry=daemon.registry,
+            image_import_max_bytes=config.image_import_max_bytes,
+        ).add_routes(runner.app)
         # kukectl top and the kukeon_cell_* usage series: the cells' cgroups, read when asked.
         usage = UsageReader(cgroups=daemon.controllers.host.cgroups, node_name=config.node_name)
         StatsRoutes(registry=daemon.registry, reader=usage).add_routes(runner.app)

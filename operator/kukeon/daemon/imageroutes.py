@@ -49,7 +49,7 @@ import tempfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -72,6 +72,11 @@ from kukeon.controllers.images import (
     name_candidates,
 )
 from kukeon.daemon.lookups import realm_of
+from kukeon.runtime.containerd.archivesize import (
+    IMAGE_IMPORT_MAX_BYTES,
+    ArchiveMeter,
+    ArchiveTooLargeError,
+)
 from kukeon.runtime.containerd.errors import (
     ContainerdError,
     ContainerdUnavailableError,
@@ -175,9 +180,17 @@ def _named(cells: list[str]) -> str:
 
 
 class ImageRoutes:
-    def __init__(self, *, controllers: Controllers, registry: Registry) -> None:
+    def __init__(
+        self,
+        *,
+        controllers: Controllers,
+        registry: Registry,
+        max_archive_bytes: int = IMAGE_IMPORT_MAX_BYTES,
+    ) -> None:
         self.controllers = controllers
         self.registry = registry
+        self.max_archive_bytes = max_archive_bytes
+        """An imported archive's bound, as sent and decompressed (``imageImportMaxBytes``)."""
 
     def add_routes(self, app: web.Application) -> None:
         _, realm_path = route_patterns(Kind.REALM)
@@ -303,6 +316,9 @@ class ImageRoutes:
     async def import_image(self, request: web.Request) -> web.StreamResponse:
         realm = request.match_info["realm"]
         _authorize(request, verb="create", realm=realm)
+        limit = self.max_archive_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_large(ArchiveTooLargeError(limit, decompressed=False))
         namespace = await self._namespace(realm)
         staging = Path(self.controllers.host.settings.state_dir) / "images" / "incoming"
         await asyncio.to_thread(make_dirs, staging)
@@ -310,9 +326,14 @@ class ImageRoutes:
         path = Path(temporary)
         try:
             stream = await asyncio.to_thread(os.fdopen, handle, "wb")
+            # Measured as it comes: a small gzip bomb is refused before a byte of it is
+            # imported (its blobs went whole into the content store).
+            meter = ArchiveMeter(limit)
             try:
                 async for chunk in body_chunks(request, 1 << 20):
-                    await asyncio.to_thread(stream.write, chunk)
+                    await asyncio.to_thread(_measured_write, stream, meter, chunk)
+            except ArchiveTooLargeError as error:
+                raise _too_large(error) from None
             finally:
                 await asyncio.to_thread(stream.close)
             try:
@@ -475,6 +496,21 @@ def _not_references(error: ImageNameNotReferenceError) -> ApiError:
         f"reference, which no cell could name: {names}; nothing was imported (name each "
         "image as a cell would, e.g. registry.example/app:1)",
         causes=[Cause(where, why) for where, _, why in error.problems],
+    )
+
+
+def _measured_write(stream: BinaryIO, meter: ArchiveMeter, chunk: bytes) -> None:
+    meter.feed(chunk)
+    stream.write(chunk)
+
+
+def _too_large(error: ArchiveTooLargeError) -> ApiError:
+    how = "once decompressed " if error.decompressed else ""
+    return ApiError(
+        413,
+        f"the image archive is larger than the limit of {error.limit} bytes {how}(kukeond's "
+        "imageImportMaxBytes, --image-import-max-bytes); nothing of it was imported",
+        causes=[Cause("body", f"over {error.limit} bytes {how}".strip())],
     )
 
 

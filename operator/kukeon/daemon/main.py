@@ -168,6 +168,14 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
             "limit, at least 1024).",
         },
     ),
+    (
+        "--image-import-max-bytes",
+        {
+            "type": _count,
+            "help": "Bytes an imported image archive may hold, as sent and once decompressed; "
+            "413 past it (default 17179869184, 16 GiB).",
+        },
+    ),
     ("--metrics-address", {"help": "host:port of /metrics (default 127.0.0.1:9464)."}),
     ("--api-address", {"help": "Optional TCP listener host:port (TLS and tokens required)."}),
     ("--api-tls-cert-file", {"type": _path}),

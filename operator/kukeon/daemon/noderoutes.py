@@ -49,6 +49,7 @@ from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellfiles import CellFiles
 from kukeon.controllers.cellstate import containerd_container_id
 from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
+from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
 from kukeon.runtime.containerd.crilog import (
     RenderOptions,
     ends_open,
@@ -277,9 +278,16 @@ async def _pump(
 
 
 class NodeRoutes:
-    def __init__(self, *, controllers: Controllers, registry: Registry) -> None:
+    def __init__(
+        self,
+        *,
+        controllers: Controllers,
+        registry: Registry,
+        image_import_max_bytes: int = IMAGE_IMPORT_MAX_BYTES,
+    ) -> None:
         self.controllers = controllers
         self.registry = registry
+        self.image_import_max_bytes = image_import_max_bytes
 
     def add_routes(self, app: web.Application) -> None:
         _, cell_path = route_patterns(Kind.CELL)
@@ -287,7 +295,11 @@ class NodeRoutes:
         app.router.add_post(f"{cell_path}/kill", self.kill)
         app.router.add_get(f"{cell_path}/exec", self.exec)
         app.router.add_get(f"{cell_path}/attach", self.attach)
-        ImageRoutes(controllers=self.controllers, registry=self.registry).add_routes(app)
+        ImageRoutes(
+            controllers=self.controllers,
+            registry=self.registry,
+            max_archive_bytes=self.image_import_max_bytes,
+        ).add_routes(app)
         TransferRoutes(controllers=self.controllers, registry=self.registry).add_routes(app)
 
     # --- helpers --------------------------------------------------------------------------

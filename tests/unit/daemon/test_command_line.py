@@ -42,6 +42,7 @@ FLAGS = {
     "--realm-quota-storage-bytes": "realm_quota_storage_bytes",
     "--realm-pids-limit": "realm_pids_limit",
     "--host-reserved-pids": "host_reserved_pids",
+    "--image-import-max-bytes": "image_import_max_bytes",
     "--metrics-address": "metrics_address",
     "--api-address": "api_address",
     "--api-tls-cert-file": "api_tls_cert_file",

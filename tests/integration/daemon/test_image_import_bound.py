@@ -1,0 +1,142 @@
+"""An imported archive is bounded as sent and once decompressed (``imageImportMaxBytes``):
+a small gzip bomb is refused with a 413 naming the limit, and nothing of it is left (the
+upload's staging file, the archive store, containerd's content, an image record).
+
+The bomb is a valid OCI archive: its one layer is 64 MiB of zeros (a tar holding nothing,
+which unpacks), 65 KiB once gzipped; before the bound, the import wrote the 64 MiB into the
+content store and recorded the image. Against a real kukeond and its containerd.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from kukeon.runtime.containerd.oci import host_architecture
+from tests.fixtures.kukeond import Kukeond
+
+LIMIT = 8 * 1024 * 1024
+pytestmark = [pytest.mark.integration, pytest.mark.kukeond_config(image_import_max_bytes=LIMIT)]
+
+API = "http://kukeond/apis/kukeon.io/v1beta1"
+BOMB_NAME = "kukeon.io/test/bomb:1"
+
+
+def _blob(tar: tarfile.TarFile, data: bytes, media_type: str) -> dict[str, Any]:
+    digest = hashlib.sha256(data).hexdigest()
+    info = tarfile.TarInfo(f"blobs/sha256/{digest}")
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+    return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def oci_archive(layer: bytes) -> bytes:
+    """An OCI archive (uncompressed) of one image, BOMB_NAME, whose one layer is ``layer``."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        _add(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+        layer_descriptor = _blob(tar, layer, "application/vnd.oci.image.layer.v1.tar")
+        config = {
+            "architecture": host_architecture(),
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [layer_descriptor["digest"]]},
+            "config": {},
+        }
+        config_descriptor = _blob(
+            tar, json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json"
+        )
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config_descriptor,
+            "layers": [layer_descriptor],
+        }
+        root = _blob(
+            tar, json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json"
+        )
+        root["annotations"] = {"io.containerd.image.name": BOMB_NAME}
+        index = {"schemaVersion": 2, "manifests": [root]}
+        _add(tar, "index.json", json.dumps(index).encode())
+    return out.getvalue()
+
+
+def session(k: Kukeond) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(k.config.api_socket)))
+
+
+def left_on_disk(k: Kukeond) -> list[str]:
+    """Files of the image staging directory and the archive store."""
+    images = Path(k.config.state_dir) / "images"
+    if not images.exists():
+        return []
+    return sorted(str(p.relative_to(images)) for p in images.rglob("*") if p.is_file())
+
+
+async def test_a_gzip_bomb_is_refused_and_nothing_of_it_is_left(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    before = left_on_disk(k)
+    zeros = bytes(64 * 1024 * 1024)  # 128 Ki tar blocks of zeros: an empty layer
+    bomb = gzip.compress(oci_archive(zeros), compresslevel=9)
+    assert len(bomb) < 256 * 1024  # small as sent; 64 MiB and more once decompressed
+    layer_digest = f"sha256:{hashlib.sha256(zeros).hexdigest()}"
+
+    async with session(k) as http:
+        async with http.post(f"{API}/realms/{k.realm}/images", data=bomb) as response:
+            status = await response.json()
+            assert response.status == 413, status
+        assert status["kind"] == "Status"
+        assert status["reason"] == "RequestEntityTooLarge"
+        assert f"larger than the limit of {LIMIT} bytes once decompressed" in status["message"]
+        assert "imageImportMaxBytes" in status["message"]
+
+        async with http.get(f"{API}/realms/{k.realm}/images") as response:
+            names = [item["name"] for item in (await response.json())["items"]]
+        assert BOMB_NAME not in names
+
+    assert left_on_disk(k) == before  # the staging file went; the store kept nothing
+    assert not await k.containerd.content(k.namespace).has_blob(layer_digest)
+
+
+async def test_an_announced_body_over_the_bound_is_refused_before_it_is_read(
+    kukeond: Kukeond,
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    async with session(k) as http:
+        headers = {"Content-Length": str(LIMIT + 1)}
+
+        async def body() -> Any:
+            yield bytes(LIMIT + 1)
+
+        async with http.post(
+            f"{API}/realms/{k.realm}/images", data=body(), headers=headers
+        ) as response:
+            status = await response.json()
+            assert response.status == 413, status
+    assert f"larger than the limit of {LIMIT} bytes (kukeond's" in status["message"]
+
+
+async def test_a_gzipped_archive_within_the_bound_imports(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    archive = gzip.compress(oci_archive(bytes(1024 * 1024)))  # 1 MiB of zeros: 1 KiB sent
+    url = f"{API}/realms/{k.realm}/images"
+    async with session(k) as http, http.post(url, data=archive) as response:
+        answer = await response.json()
+        assert response.status == 201, answer
+    assert answer["images"] == [BOMB_NAME]
