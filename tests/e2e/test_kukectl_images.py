@@ -21,7 +21,12 @@ from tests.integration.containerd.test_pull_registry import (  # noqa: F401 - fi
 )
 from tests.integration.daemon.test_image_import_names import renamed_archive
 
-pytestmark = pytest.mark.e2e
+# The test registry (docker-registry) listens on 127.0.0.1: kukeond pulls from a registry on
+# its node only when its configuration lists it, as an installation's must.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.kukeond_config(insecure_registries=["127.0.0.1"]),
+]
 
 
 async def parents(k: Kukeond, **realm_spec: object) -> None:

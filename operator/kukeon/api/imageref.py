@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
@@ -247,3 +248,68 @@ def split_host_port(registry: str) -> tuple[str, int | None]:
     else:
         host, _, port = registry.partition(":")
     return host.lower(), int(port) if port else None
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+REGISTRY_LISTING: Final = (
+    "kukeond's configuration lists it (insecureRegistries, --insecure-registry)"
+)
+"""The one way to allow a registry on the node or over plain HTTP, as each refusal says."""
+
+
+def is_listed_registry(registry: str, listed: Collection[str]) -> bool:
+    """Whether ``registry`` (``host[:port]``) is one of ``listed`` (kukeond's
+    ``insecureRegistries``); an entry without a port covers every port of its host."""
+    wanted = normalize_registry_host(registry)
+    wanted_host, _ = split_host_port(wanted)
+    for entry in listed:
+        normalized = normalize_registry_host(entry)
+        entry_host, entry_port = split_host_port(normalized)
+        if normalized == wanted or (entry_port is None and entry_host == wanted_host):
+            return True
+    return False
+
+
+def local_address_kind(address: IPAddress, own: Collection[IPAddress] = ()) -> str | None:
+    """What makes ``address`` the node's own: loopback, link-local, unspecified, or one
+    of ``own`` (the node's addresses); None when it is none of them."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_unspecified:
+        return "the unspecified address (this node)"
+    if address in own:
+        return "an address of this node"
+    return None
+
+
+def local_host_kind(host: str, own: Collection[IPAddress] = ()) -> str | None:
+    """``local_address_kind`` of a registry host (``localhost`` and ``*.localhost`` are
+    loopback names); None for another name, which only resolving can judge."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return "a loopback name"
+    try:
+        return local_address_kind(ipaddress.ip_address(name.partition("%")[0]), own)
+    except ValueError:
+        return None
+
+
+def registry_refusal(
+    registry: str, listed: Collection[str], own: Collection[IPAddress] = ()
+) -> str | None:
+    """Why kukeond pulls nothing from ``registry`` (``host[:port]``): a host on the node
+    (``local_host_kind``) it does not list; None otherwise."""
+    if is_listed_registry(registry, listed):
+        return None
+    kind = local_host_kind(split_host_port(registry)[0], own)
+    if kind is None:
+        return None
+    return (
+        f"{registry} is {kind}: kukeond pulls from a host on the node only when "
+        f"{REGISTRY_LISTING}"
+    )

@@ -56,6 +56,8 @@ from kukeon.api import (
     key_of,
 )
 from kukeon.api.defaults import DEFAULTABLE_FIELDS, apply_space_defaults_to_container
+from kukeon.api.imagefields import containers_naming_images
+from kukeon.api.imageref import InvalidReferenceError, parse_reference, registry_refusal
 from kukeon.api.meta import Kind, quote
 from kukeon.api.realm import SecurityLevel, default_namespace
 from kukeon.api.space import SpaceContainerDefaults
@@ -555,6 +557,20 @@ def _pinned_node(res: AnyResource | None) -> tuple[str | None, str]:
     return None, ""
 
 
+def _refused(res: AnyResource, causes: Sequence[Cause]) -> ApiError:
+    """A 403 naming each cause, for what no security level allows a non-admin."""
+    name = display_key(key_of(res))
+    return ApiError(
+        403,
+        f'{res.kind} "{name}" is forbidden: '
+        + "; ".join(f"{cause.field}: {cause.message}" for cause in causes),
+        reason="Forbidden",
+        kind=str(res.kind),
+        name=name,
+        causes=list(causes),
+    )
+
+
 def forbidden(
     res: AnyResource, *, realm: str, level: SecurityLevel, violations: Sequence[Violation]
 ) -> ApiError:
@@ -583,9 +599,17 @@ class Admission:
     fails in the store for its missing parent anyway.
     """
 
-    def __init__(self, *, registry: RegistryApi, allowances: HostAllowances) -> None:
+    def __init__(
+        self,
+        *,
+        registry: RegistryApi,
+        allowances: HostAllowances,
+        listed_registries: Sequence[str] = (),
+    ) -> None:
         self._registry = registry
         self.allowances = allowances
+        self.listed_registries = tuple(listed_registries)
+        """kukeond's ``insecureRegistries``: the only registries on the node it pulls from."""
 
     async def admit(
         self, principal: Principal, res: AnyResource, current: AnyResource | None
@@ -594,6 +618,7 @@ class Admission:
         raise a 403 ApiError naming every violation otherwise. Store errors propagate."""
         if principal.role == Role.ADMIN:
             return  # admins, the unix socket included, keep full power
+        self._refuse_unlisted_registries(principal, res, current)
         await self._refuse_cordoned_node(principal, res, current)
         violations: list[Violation] = []
         if isinstance(res, Realm):
@@ -631,6 +656,39 @@ class Admission:
             )
             raise forbidden(res, realm=realm, level=level, violations=violations)
 
+    def _refuse_unlisted_registries(
+        self, principal: Principal, res: AnyResource, current: AnyResource | None
+    ) -> None:
+        """An image, new or changed, from a registry on the node (loopback, link-local,
+        unspecified, ``localhost``) that kukeond's configuration does not list is refused
+        (403 naming the image): the node would send its GETs to whatever listens there (a
+        blind SSRF against the node); kukeond refuses that pull anyway, this says so before
+        anything is stored. A name resolving to the node, or one of the node's own
+        addresses, is judged where the pull runs (its status says why)."""
+        kept = {container.id: container.image for _, container in containers_naming_images(current)}
+        causes: list[Cause] = []
+        for path, container in containers_naming_images(res):
+            if kept.get(container.id) == container.image:
+                continue
+            try:
+                registry = parse_reference(container.image).registry
+            except InvalidReferenceError:
+                continue  # not a reference: refused by `imagerules` (a profile's `${NAME}`)
+            why = registry_refusal(registry, self.listed_registries)
+            if why is not None:
+                causes.append(Cause(f"{path}.image", f"registry {why}"))
+        if not causes:
+            return
+        name = display_key(key_of(res))
+        log.info(
+            "refused %s %s of user %r: unlisted registries on the node (%s)",
+            res.kind,
+            name,
+            principal.user,
+            "; ".join(cause.field for cause in causes),
+        )
+        raise _refused(res, causes)
+
     async def _refuse_cordoned_node(
         self, principal: Principal, res: AnyResource, current: AnyResource | None
     ) -> None:
@@ -663,14 +721,7 @@ class Admission:
             field,
             node,
         )
-        raise ApiError(
-            403,
-            f'{res.kind} "{name}" is forbidden: {field}: {why}',
-            reason="Forbidden",
-            kind=str(res.kind),
-            name=name,
-            causes=[Cause(field, why)],
-        )
+        raise _refused(res, [Cause(field, why)])
 
     async def _template_violations(self, res: CellSet, level: SecurityLevel) -> list[Violation]:
         """A set's template checked exactly as one of its cells would be (one from a

@@ -60,7 +60,11 @@ class HandlerBase:
         self._cache = cache
         self._settings = settings
         self._closing = closing
-        self._admission = Admission(registry=registry, allowances=settings.host_allowances)
+        self._admission = Admission(
+            registry=registry,
+            allowances=settings.host_allowances,
+            listed_registries=settings.insecure_registries,
+        )
         self._cascades: dict[tuple[Kind, tuple[str, ...]], asyncio.Task[None]] = {}
         self._budget = WriteBudget(default=settings.realm_write_rate)
         self._rates = RealmRates(default=settings.realm_write_rate, read_realm=self._realm_or_none)

@@ -82,6 +82,9 @@ class ApiSettings(BaseModel):
     """Host directories a secret's fromFile may be under."""
     allowed_secret_env: tuple[str, ...] = ()
     """Names of kukeond's environment variables a secret's fromEnv may read."""
+    insecure_registries: tuple[str, ...] = ()
+    """kukeond's ``insecureRegistries``: a non-admin's image from a registry on the node
+    (loopback, link-local, ``localhost``) is refused unless it is one of these."""
 
     @field_validator("allowed_host_paths", "secret_dirs", mode="before")
     @classmethod

@@ -49,6 +49,7 @@ def api_settings(daemon: Daemon) -> ApiSettings:
         allowed_host_paths=tuple(str(path) for path in config.allowed_host_paths),
         secret_dirs=tuple(str(path) for path in config.secret_dirs),
         allowed_secret_env=config.allowed_secret_env,
+        insecure_registries=config.insecure_registries,
         max_requests_inflight=config.api_max_requests_inflight,
         max_long_running_per_user=config.api_max_long_running_per_user,
         realm_write_bytes_per_second=config.realm_write_bytes_per_second,

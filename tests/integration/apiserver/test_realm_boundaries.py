@@ -38,6 +38,8 @@ V = "/apis/kukeon.io/v1beta1"
 TEAM = f"{V}/realms/team"
 MERGE = {"Content-Type": "application/merge-patch+json"}
 EDITOR = "editor-boundaries-" + uuid.uuid4().hex
+LISTED = "127.0.0.1:5999"
+"""The one registry on the node this API server's kukeond lists (insecureRegistries)."""
 REF = {"name": "registry", "key": "password"}
 """A Secret of the realm (this registry has no key to seal an inline password with)."""
 
@@ -56,7 +58,9 @@ def boundary_tokens(tmp_path: Path) -> Path:
 @pytest.fixture
 async def api(registry: Registry, certs: Certs, boundary_tokens: Path) -> AsyncIterator[Api]:
     """The API, with realm team, space s and stack st in it."""
-    async with running_api(registry, certs, boundary_tokens) as running:
+    async with running_api(
+        registry, certs, boundary_tokens, insecure_registries=(LISTED,)
+    ) as running:
         async with tls_session(running, ADMIN_TOKEN) as admin:
             for path, document in (
                 (f"{V}/realms", realm_doc("team")),
@@ -140,6 +144,67 @@ async def test_a_realm_stored_with_one_stays_writable_and_gains_no_other(
         await expect_invalid(
             await admin.put(TEAM, json=current), "spec.registryCredentials[1].serverAddress"
         )
+
+
+# --- 2. no registry on the node unless kukeond lists it ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "kind"),
+    [
+        ("127.0.0.1:5000/x:y", "a loopback address"),
+        ("127.0.0.1/x:y", "a loopback address"),
+        ("[::1]:5000/x:y", "a loopback address"),
+        ("localhost:5000/x:y", "a loopback name"),
+        ("169.254.169.254/latest:meta", "a link-local address"),
+        ("0.0.0.0:2379/x:y", "the unspecified address (this node)"),
+    ],
+)
+async def test_an_editor_may_not_name_a_registry_on_the_node(
+    api: Api, registry: Registry, image: str, kind: str
+) -> None:
+    """kukeond would send GETs under /v2/ to whatever listens there (a blind SSRF against
+    the node): an editor's cell naming such an image is refused (403 naming the image),
+    unless kukeond's configuration lists the registry."""
+    cells = f"{TEAM}/spaces/s/stacks/st/cells"
+    before = await etcd_dump(registry)
+    async with tls_session(api, EDITOR) as editor:
+        response = await editor.post(cells, json=cell_doc("probe", image))
+        body = await response.json()
+        assert response.status == 403, body
+        assert body["reason"] == "Forbidden"
+        field = "spec.containers[0].image"
+        assert [cause["field"] for cause in body["details"]["causes"]] == [field]
+        assert f"is {kind}" in body["message"]
+        assert "insecureRegistries, --insecure-registry" in body["message"]
+    assert await etcd_dump(registry) == before
+
+
+async def test_a_listed_registry_on_the_node_and_an_admins_cell_pass(api: Api) -> None:
+    cells = f"{TEAM}/spaces/s/stacks/st/cells"
+    async with tls_session(api, EDITOR) as editor:
+        response = await editor.post(cells, json=cell_doc("listed", f"{LISTED}/x:y"))
+        assert response.status == 201, await response.text()
+        set_document = {
+            "kind": "CellSet",
+            "metadata": {"name": "probes"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "p"}},
+                "template": {
+                    "metadata": {"labels": {"app": "p"}},
+                    "spec": cell_doc("x", "127.0.0.1:5000/x:y")["spec"],
+                },
+            },
+        }
+        response = await editor.post(f"{TEAM}/spaces/s/stacks/st/cellsets", json=set_document)
+        body = await response.json()
+        assert response.status == 403, body
+        assert body["details"]["causes"][0]["field"] == "spec.template.spec.containers[0].image"
+    async with tls_session(api, ADMIN_TOKEN) as admin:
+        # An admin may (an image imported under that name): kukeond refuses the pull itself.
+        response = await admin.post(cells, json=cell_doc("admins", "127.0.0.1:5000/x:y"))
+        assert response.status == 201, await response.text()
 
 
 # --- 3. nodeName: no cordoned node for an editor ---------------------------------------------

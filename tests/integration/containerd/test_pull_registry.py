@@ -30,6 +30,7 @@ from kukeon.runtime.containerd.oci import MEDIA_TYPE_OCI_INDEX, Platform, host_p
 from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.reference import parse_reference
 from kukeon.runtime.containerd.registry import RegistryClient
+from kukeon.runtime.containerd.registryaccess import RegistryRefusedError
 from kukeon.runtime.containerd.registryerrors import (
     ManifestUnknownError,
     RegistryUnauthorizedError,
@@ -239,6 +240,12 @@ class Registry:
     reference: str
     skopeo: str
 
+    @property
+    def listed(self) -> list[str]:
+        """kukeond's insecureRegistries for it: a registry on loopback is pulled from (over
+        plain HTTP) only when listed."""
+        return [self.host]
+
     def credentials(self, password: str | None = None) -> list[RegistryCredential]:
         return [RegistryCredential(f"http://{self.host}", USERNAME, password or self.password)]
 
@@ -349,7 +356,9 @@ class MemoryBlobStore:
 
 async def test_pull_with_basic_auth(registry: Registry, test_image: PushedImage) -> None:
     store = MemoryBlobStore()
-    async with RegistryClient(credentials=registry.credentials()) as client:
+    async with RegistryClient(
+        insecure_registries=registry.listed, credentials=registry.credentials()
+    ) as client:
         pulled = await client.pull(registry.reference, store=store)
         again = await client.pull(registry.reference, store=store)
 
@@ -369,13 +378,17 @@ async def test_pull_with_basic_auth(registry: Registry, test_image: PushedImage)
 async def test_pull_by_digest(registry: Registry, test_image: PushedImage) -> None:
     ref = parse_reference(registry.reference)
     by_digest = f"{ref.name}@{test_image.manifest_digest}"
-    async with RegistryClient(credentials=registry.credentials()) as client:
+    async with RegistryClient(
+        insecure_registries=registry.listed, credentials=registry.credentials()
+    ) as client:
         pulled = await client.pull(by_digest, store=MemoryBlobStore())
     assert pulled.manifest.digest == test_image.manifest_digest
 
 
 async def test_wrong_credentials_fail_naming_the_registry(registry: Registry) -> None:
-    async with RegistryClient(credentials=registry.credentials("wrong-password")) as client:
+    async with RegistryClient(
+        insecure_registries=registry.listed, credentials=registry.credentials("wrong-password")
+    ) as client:
         with pytest.raises(RegistryUnauthorizedError) as info:
             await client.pull(registry.reference, store=MemoryBlobStore())
     message = str(info.value)
@@ -385,7 +398,7 @@ async def test_wrong_credentials_fail_naming_the_registry(registry: Registry) ->
 
 
 async def test_missing_credentials_fail_naming_the_registry(registry: Registry) -> None:
-    async with RegistryClient() as client:
+    async with RegistryClient(insecure_registries=registry.listed) as client:
         with pytest.raises(RegistryUnauthorizedError) as info:
             await client.pull(registry.reference, store=MemoryBlobStore())
     assert f"registry {registry.host}" in str(info.value)
@@ -394,7 +407,9 @@ async def test_missing_credentials_fail_naming_the_registry(registry: Registry) 
 
 async def test_unknown_tag(registry: Registry) -> None:
     ref = parse_reference(registry.reference)
-    async with RegistryClient(credentials=registry.credentials()) as client:
+    async with RegistryClient(
+        insecure_registries=registry.listed, credentials=registry.credentials()
+    ) as client:
         with pytest.raises(ManifestUnknownError) as info:
             await client.pull(f"{ref.name}:no-such-tag", store=MemoryBlobStore())
     assert "MANIFEST_UNKNOWN" in str(info.value)
@@ -412,7 +427,11 @@ async def test_pull_image_into_containerd(
 ) -> None:
     client, namespace = containerd_client, containerd_namespace
     first = await pull_image(
-        client, namespace, registry.reference, credentials=registry.credentials()
+        client,
+        namespace,
+        registry.reference,
+        credentials=registry.credentials(),
+        insecure_registries=registry.listed,
     )
     assert first.name == registry.reference
     assert first.image.target.digest == test_image.manifest_digest
@@ -438,14 +457,27 @@ async def test_pull_image_into_containerd(
 
     # a second pull fetches nothing and unpacks nothing new
     second = await pull_image(
-        client, namespace, registry.reference, credentials=registry.credentials()
+        client,
+        namespace,
+        registry.reference,
+        credentials=registry.credentials(),
+        insecure_registries=registry.listed,
     )
     assert second.pulled.fetched == ()
     assert second.chain_id == first.chain_id
 
+    # Unlisted, a registry on the node gets no request (a realm editor's reference could
+    # name any service on the node's loopback).
+    with pytest.raises(RegistryRefusedError, match="is a loopback address"):
+        await pull_image(client, namespace, registry.reference, credentials=registry.credentials())
+
     with pytest.raises(RegistryUnauthorizedError, match=registry.host):
         await pull_image(
-            client, namespace, registry.reference, credentials=registry.credentials("wrong")
+            client,
+            namespace,
+            registry.reference,
+            credentials=registry.credentials("wrong"),
+            insecure_registries=registry.listed,
         )
 
 
@@ -460,14 +492,22 @@ async def test_multi_platform_index(
     registry.push(image.archive, reference, all_platforms=True)
 
     # the registry client picks the entry of the platform it is asked for
-    async with RegistryClient(credentials=registry.credentials(), platform=image.foreign) as client:
+    async with RegistryClient(
+        insecure_registries=registry.listed,
+        credentials=registry.credentials(),
+        platform=image.foreign,
+    ) as client:
         foreign = await client.pull(reference, store=MemoryBlobStore())
     assert foreign.target.digest == image.index_digest
     assert foreign.manifest.digest == image.foreign_manifest_digest
 
     # pull_image takes this host's entry, records the index and unpacks the host's layers
     result = await pull_image(
-        containerd_client, containerd_namespace, reference, credentials=registry.credentials()
+        containerd_client,
+        containerd_namespace,
+        reference,
+        credentials=registry.credentials(),
+        insecure_registries=registry.listed,
     )
     assert result.image.target.media_type == MEDIA_TYPE_OCI_INDEX
     assert result.image.target.digest == image.index_digest

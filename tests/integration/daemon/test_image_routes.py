@@ -27,7 +27,12 @@ from tests.integration.containerd.test_pull_registry import (  # noqa: F401 - fi
     test_image,
 )
 
-pytestmark = pytest.mark.integration
+# The test registry (docker-registry) listens on 127.0.0.1: kukeond pulls from a registry on
+# its node only when its configuration lists it, as an installation's must.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.kukeond_config(insecure_registries=["127.0.0.1"]),
+]
 
 API = "http://kukeond/apis/kukeon.io/v1beta1"
 OTHER_NAME = "kukeon.io/test/other:1"
@@ -296,3 +301,33 @@ async def test_a_cell_says_it_is_pulling_its_image(
             break
     assert ("Pending", "Pulling", f"pulling image {registry.reference}") in seen, seen
     assert seen[-1] == ("Ready", None, None)
+
+
+@pytest.mark.kukeond_config(insecure_registries=[])
+async def test_an_unlisted_registry_on_the_node_is_not_pulled_from(
+    kukeond: Kukeond,
+    registry: Registry,  # noqa: F811 - the fixture
+) -> None:
+    """A registry on loopback that kukeond's configuration does not list gets no request:
+    `kukectl image pull` is answered 422 saying what to list, and a cell naming such an
+    image fails with that reason (before, loopback was spoken to over HTTP unasked: any
+    service on the node's loopback got GETs under /v2/ from an image reference)."""
+    k = kukeond
+    await realm_with_credentials(k, registry)
+    why = f"registry {registry.host}: {registry.reference}: {registry.host} is a loopback address"
+    async with session(k) as http:
+        url = f"{API}/realms/{k.realm}/images/pull"
+        async with http.post(url, params={"image": registry.reference}) as response:
+            assert response.status == 422, await response.text()
+            message = (await response.json())["message"]
+    assert why in message
+    assert "insecureRegistries, --insecure-registry" in message
+    await k.apply(cell_document(k, "refused", registry.reference))
+    cell = await k.wait_for(
+        Kind.CELL,
+        (k.realm, "s1", "st1", "refused"),
+        until=lambda c: isinstance(c, Cell) and c.status.reason == "ImageUnavailable",
+    )
+    assert isinstance(cell, Cell)
+    assert cell.status.message is not None
+    assert why in cell.status.message

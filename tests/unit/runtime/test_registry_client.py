@@ -287,7 +287,10 @@ async def pull(
     credentials: list[RegistryCredential] | None = None,
     platform: Platform = AMD64,
 ) -> Any:
-    async with RegistryClient(credentials=credentials or [], platform=platform) as client:
+    # The fake registry is on loopback: listed, as kukeond's configuration must list it.
+    async with RegistryClient(
+        credentials=credentials or [], platform=platform, insecure_registries=[host]
+    ) as client:
         return await client.pull(f"{host}/{reference}", store=store)
 
 
@@ -705,7 +708,7 @@ async def test_chosen_manifest_carries_its_platform(registry: tuple[FakeRegistry
     image = make_image()
     fake.add_image("multi", image.manifest_digest, image)
     fake.add_index("multi", "latest", make_index([(image, AMD64)]), MEDIA_TYPE_OCI_INDEX)
-    async with RegistryClient(platform=AMD64) as client:
+    async with RegistryClient(platform=AMD64, insecure_registries=[host]) as client:
         resolved = await client.resolve(f"{host}/multi")
     assert resolved.manifest.platform == AMD64
     assert resolved.chosen_index_position == 0

@@ -10,7 +10,6 @@ from kukeon.runtime.containerd.reference import (
     ImageReference,
     InvalidReferenceError,
     credential_for,
-    is_loopback_registry,
     normalize_registry_host,
     parse_reference,
     registry_scheme,
@@ -112,22 +111,12 @@ def test_normalize_registry_host(address: str, host: str) -> None:
     assert normalize_registry_host(address) == host
 
 
-@pytest.mark.parametrize(
-    ("registry", "loopback"),
-    [
-        ("localhost", True),
-        ("localhost:5000", True),
-        ("127.0.0.1:5000", True),
-        ("127.3.4.5", True),
-        ("[::1]:5000", True),
-        ("docker.io", False),
-        ("10.0.0.1:5000", False),
-        ("localhost.example.com", False),
-    ],
-)
-def test_loopback_registries(registry: str, loopback: bool) -> None:
-    assert is_loopback_registry(registry) is loopback
-    assert registry_scheme(registry, ()) == ("http" if loopback else "https")
+def test_loopback_is_no_exception_to_https() -> None:
+    """A loopback registry was spoken to over plain HTTP unlisted; now only a listed
+    registry is (and an unlisted one on the node is not pulled from: registryaccess)."""
+    for registry in ("localhost:5000", "127.0.0.1:5000", "[::1]:5000", "docker.io"):
+        assert registry_scheme(registry, ()) == "https"
+    assert registry_scheme("127.0.0.1:5000", ["127.0.0.1"]) == "http"
 
 
 def test_insecure_registries_use_http() -> None:

@@ -5,13 +5,12 @@
   ``localhost`` names a registry), the one parser the API server checks writes with;
 - a realm credential's ``serverAddress`` is matched to a registry by host, whatever form
   it was pasted in (``https://index.docker.io/v1/`` is Docker Hub);
-- registries on loopback and those listed as insecure are spoken to over plain HTTP,
-  everything else over HTTPS.
+- the registries kukeond's configuration lists are spoken to over plain HTTP, everything
+  else over HTTPS; a registry on the node is pulled from only when listed (``registryaccess``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection, Sequence
 
 from kukeon.api.imageref import (
@@ -19,9 +18,9 @@ from kukeon.api.imageref import (
     DOCKER_HUB_ENDPOINT,
     ImageReference,
     InvalidReferenceError,
+    is_listed_registry,
     normalize_registry_host,
     parse_reference,
-    split_host_port,
 )
 from kukeon.runtime.containerd.types import RegistryCredential
 
@@ -31,7 +30,6 @@ __all__ = [
     "ImageReference",
     "InvalidReferenceError",
     "credential_for",
-    "is_loopback_registry",
     "normalize_registry_host",
     "parse_reference",
     "registry_scheme",
@@ -53,30 +51,10 @@ def credential_for(
     return None
 
 
-def is_loopback_registry(registry: str) -> bool:
-    host, _ = split_host_port(registry)
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def registry_scheme(registry: str, insecure_registries: Collection[str]) -> str:
-    """``http`` for loopback registries and those listed as insecure, else ``https``.
+    """``http`` for the registries kukeond's configuration lists, else ``https`` (a
+    loopback registry is no exception: see ``registryaccess``).
 
-    An insecure entry without a port covers every port of that host.
+    An entry without a port covers every port of that host.
     """
-    if is_loopback_registry(registry):
-        return "http"
-    wanted = normalize_registry_host(registry)
-    wanted_host, _ = split_host_port(wanted)
-    for entry in insecure_registries:
-        listed = normalize_registry_host(entry)
-        if listed == wanted:
-            return "http"
-        listed_host, listed_port = split_host_port(listed)
-        if listed_port is None and listed_host == wanted_host:
-            return "http"
-    return "https"
+    return "http" if is_listed_registry(registry, insecure_registries) else "https"

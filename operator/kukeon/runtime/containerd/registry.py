@@ -25,7 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, TypeVar
@@ -33,6 +41,7 @@ from typing import Final, TypeVar
 import aiohttp
 from yarl import URL
 
+from kukeon.api.imageref import IPAddress
 from kukeon.runtime.containerd.oci import (
     ACCEPTED_MANIFEST_TYPES,
     INDEX_MEDIA_TYPES,
@@ -55,6 +64,12 @@ from kukeon.runtime.containerd.reference import (
     InvalidReferenceError,
     parse_reference,
     registry_scheme,
+)
+from kukeon.runtime.containerd.registryaccess import (
+    RegistryAccess,
+    RegistryRefusedError,
+    read_own_addresses,
+    session_options,
 )
 from kukeon.runtime.containerd.registryauth import Authenticator
 from kukeon.runtime.containerd.registryerrors import (
@@ -137,8 +152,11 @@ class RegistryClient:
         session: aiohttp.ClientSession | None = None,
         max_concurrent_blobs: int = 3,
         user_agent: str = "kukeon",
+        own_addresses: Iterable[IPAddress] | None = None,
     ) -> None:
         self._insecure = tuple(insecure_registries)
+        self._own = None if own_addresses is None else frozenset(own_addresses)
+        """The node's addresses (``registryaccess``); None: read when the client is entered."""
         self.platform = platform or host_platform()
         self._session = session
         self._owns_session = session is None
@@ -147,6 +165,8 @@ class RegistryClient:
         self._auth = Authenticator(credentials=credentials, session=self._ensure_session)
 
     async def __aenter__(self) -> RegistryClient:
+        if self._own is None:
+            self._own = await asyncio.to_thread(read_own_addresses)
         self._ensure_session()
         return self
 
@@ -165,17 +185,28 @@ class RegistryClient:
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            # Every request (the token service's and redirects' too) is judged by the
+            # access rule: a host on the node only when listed, plain HTTP only when listed.
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=120),
                 headers={"User-Agent": self._user_agent},
+                **session_options(self._access),
             )
         return self._session
 
     # -- public operations
 
+    @property
+    def _access(self) -> RegistryAccess:
+        return RegistryAccess(self._insecure, self._own or ())
+
     async def resolve(self, reference: ImageReference | str) -> ResolvedImage:
         """Fetch the manifest (through the index, if any) for this client's platform."""
         ref = parse_reference(reference) if isinstance(reference, str) else reference
+        url = self._url(ref, "")
+        why = self._access.refusal(url.scheme, url.raw_host or "", url.explicit_port)
+        if why is not None:  # said with the reference (a session given is not guarded)
+            raise RegistryRefusedError.about(ref, why)
         body, target = await self._fetch_manifest(ref, ref.object, expected=None)
         if target.media_type not in INDEX_MEDIA_TYPES:
             manifest = self._parse(ref, parse_manifest, body, target)

@@ -1,0 +1,164 @@
+"""Which registries kukeond may pull from, and over which scheme.
+
+An image reference is written by whoever may write a cell or run ``kukectl image pull`` in a
+realm, its editors included. Spoken to blindly, ``127.0.0.1:PORT/x:y`` made kukeond send
+GETs under ``/v2/`` to any service listening on the node's loopback (a blind SSRF against
+the node), and a link-local host reached the cloud's metadata service. So, as Docker's
+``insecure-registries`` but stricter (Docker speaks plain HTTP to localhost unasked):
+
+- a registry is spoken to over HTTPS unless kukeond's configuration lists it
+  (``insecureRegistries``, ``--insecure-registry``): then over plain HTTP;
+- a registry on the node itself (a loopback, link-local or unspecified address, one of the
+  node's own addresses, ``localhost``) is pulled from only when listed.
+
+Every request a pull makes is checked, not only the reference's registry: the token
+service a registry names, each redirect, and every address a name resolves to (a name of
+the editor's that resolves to 127.0.0.1 is the same SSRF). A refusal is a
+``RegistryRefusedError`` saying what to list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Collection, Iterable
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from pyroute2 import IPRoute
+from yarl import URL
+
+from kukeon.api.imageref import (
+    REGISTRY_LISTING,
+    IPAddress,
+    is_listed_registry,
+    local_address_kind,
+    registry_refusal,
+)
+from kukeon.runtime.containerd.registryerrors import RegistryError
+
+__all__ = ["RegistryAccess", "RegistryRefusedError", "read_own_addresses", "session_options"]
+
+log = logging.getLogger(__name__)
+
+
+class RegistryRefusedError(RegistryError):
+    """A pull would speak plain HTTP to, or reach a host on this node for, a registry
+    kukeond's configuration does not list."""
+
+
+def read_own_addresses() -> frozenset[IPAddress]:
+    """The addresses of this network namespace's interfaces, both families (blocking:
+    netlink). Empty when netlink cannot be read: loopback and link-local still count."""
+    try:
+        with IPRoute() as ipr:
+            found = [*ipr.get_addr(family=socket.AF_INET), *ipr.get_addr(family=socket.AF_INET6)]
+    except OSError as error:
+        log.warning(
+            "cannot read this node's addresses (%s): only loopback and link-local "
+            "registries count as the node's own",
+            error,
+        )
+        return frozenset()
+    addresses: set[IPAddress] = set()
+    for entry in found:
+        local = entry.get_attr("IFA_LOCAL") or entry.get_attr("IFA_ADDRESS")
+        if local:
+            addresses.add(ipaddress.ip_address(str(local).partition("%")[0]))
+    return frozenset(addresses)
+
+
+def _host_port(host: str, port: int | None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}" if port is not None else shown
+
+
+class RegistryAccess:
+    """The rule for one pull: the listed registries and the node's own addresses."""
+
+    def __init__(self, listed: Collection[str], own_addresses: Iterable[IPAddress] = ()) -> None:
+        self.listed = tuple(listed)
+        self.own = frozenset(own_addresses)
+
+    def refusal(self, scheme: str, host: str, port: int | None) -> str | None:
+        """Why a request to ``scheme://host:port`` is refused (None: it is not)."""
+        where = _host_port(host, port)
+        if is_listed_registry(where, self.listed):
+            return None
+        if scheme != "https":
+            return f"plain {scheme.upper()} to {where} is refused: only when {REGISTRY_LISTING}"
+        return registry_refusal(where, self.listed, self.own)
+
+    def check(self, url: URL) -> None:
+        """Raise ``RegistryRefusedError`` for a request to ``url`` this rule refuses."""
+        host = url.raw_host or ""
+        why = self.refusal(url.scheme, host, url.explicit_port)
+        if why is not None:
+            raise RegistryRefusedError(
+                registry=_host_port(host, url.explicit_port),
+                reference=str(url.with_query(None)),
+                message=why,
+            )
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        """Checks every request a session sends, and every redirect before it is followed."""
+        config: aiohttp.TraceConfig = aiohttp.TraceConfig()
+
+        async def on_start(
+            _session: aiohttp.ClientSession,
+            _context: SimpleNamespace,
+            params: aiohttp.TraceRequestStartParams,
+        ) -> None:
+            self.check(params.url)
+
+        async def on_redirect(
+            _session: aiohttp.ClientSession,
+            _context: SimpleNamespace,
+            params: aiohttp.TraceRequestRedirectParams,
+        ) -> None:
+            location = params.response.headers.get("Location")
+            if location:
+                self.check(params.url.join(URL(location)))
+
+        config.on_request_start.append(on_start)
+        config.on_request_redirect.append(on_redirect)
+        return config
+
+
+class _GuardedResolver(AbstractResolver):
+    def __init__(self, access: RegistryAccess) -> None:
+        self._access = access
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        if is_listed_registry(_host_port(host, port), self._access.listed):
+            return found
+        for entry in found:
+            kind = local_address_kind(ipaddress.ip_address(entry["host"]), self._access.own)
+            if kind is not None:
+                why = (
+                    f"{host} resolves to {entry['host']}, {kind}: kukeond pulls from a host "
+                    f"on the node only when {REGISTRY_LISTING}"
+                )
+                raise RegistryRefusedError(
+                    registry=_host_port(host, port), reference=host, message=why
+                )
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def session_options(access: RegistryAccess) -> dict[str, Any]:
+    """What a registry session is made with so that ``access`` judges every request."""
+    return {
+        "connector": aiohttp.TCPConnector(resolver=_GuardedResolver(access)),
+        "trace_configs": [access.trace_config()],
+    }
