@@ -33,6 +33,7 @@ from kukeon.store import Registry
 
 from .cell import CellController, HostFacts
 from .cellpeers import CellPeers
+from .cellports import close_unguarded_bridges
 from .departures import Departures
 from .ephemeralstorage import StorageLimits
 from .events import follow_task_events
@@ -225,6 +226,7 @@ class Controllers:
                 removed = []
             if removed:
                 log.info("removed %d orphan(s) at start: %s", len(removed), ", ".join(removed))
+            await close_unguarded_bridges(self.host)
             followed = False
 
             async def follow_events() -> None:

@@ -21,6 +21,7 @@ and the cell is looked at again every ``ADDRESS_RECHECK_SECONDS`` until the addr
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Sequence
 from ipaddress import IPv4Address, ip_address
@@ -42,6 +43,8 @@ from kukeon.runtime.network.ports import (
 )
 
 from .host import Host
+
+log = logging.getLogger(__name__)
 
 HOST_ADDRESS_MISSING = "HostAddressMissing"
 ADDRESS_RECHECK_SECONDS = 30.0
@@ -164,6 +167,25 @@ async def publish_ports(
         )
         for status in statuses
     ]
+
+
+async def close_unguarded_bridges(host: Host) -> list[str]:
+    """At start: ``route_localnet`` back to 0 on the node's bridges that no published port
+    needs it on any more and ``ports-guard`` does not cover (an older kukeond left them so:
+    their cells reached the host's 127.0.0.1); the bridges it closed. Never raises: a
+    failure is logged, and the start goes on."""
+    try:
+        closed = await ports_adapter(host.networks.settings.nft_table).close_unguarded()
+    except Exception:
+        log.exception("setting route_localnet back to 0 on unguarded bridges failed")
+        return []
+    if closed:
+        log.warning(
+            "route_localnet was 1 without the loopback guard on %s (left by an older "
+            "kukeond: their cells reached the host's 127.0.0.1); set back to 0",
+            ", ".join(closed),
+        )
+    return closed
 
 
 async def release_ports(host: Host, key: tuple[str, ...]) -> bool:

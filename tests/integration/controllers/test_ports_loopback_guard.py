@@ -10,7 +10,8 @@ reached the host's loopback-only listeners (kukeond's metrics, a ``kukectl ui`` 
 The cell's packets are sent as a container with ``CAP_NET_RAW`` (in the default set) can
 send them: a raw Ethernet frame to the gateway's MAC, from the cell's network namespace
 (``nsenter``, the host's python3). The same frame addressed to the bridge's own address is
-the control: it arrives, so the one to 127.0.0.1 that does not was really sent.
+the control: it arrives, so the one to 127.0.0.1 that does not was really sent. A bridge
+an older kukeond left at ``route_localnet=1`` without the guard is closed at the next start.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import Cell, Kind
+from kukeon.daemon.app import Daemon
 from kukeon.runtime.network import cell_network_id
 from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
@@ -131,6 +133,24 @@ async def test_a_cell_reaches_no_loopback_listener_of_the_host_after_a_release(
     await k.wait_gone(Kind.CELL, cell_key(k, "web"))
 
     netns = k.config.netns_dir / cell_network_id(stay, k.config.instance)
+    await _assert_no_loopback_reached(netns)
+    assert setting.read_text().strip() == "0"
+
+    # What an older kukeond left (the bridge at 1, no guard) is closed at the next start.
+    setting.write_text("1\n")
+    await k.daemon.stop()
+    k.daemon = Daemon(k.config)
+    await k.daemon.start()
+    await k.wait_for(Kind.CELL, stay, state="Ready")
+    for _ in range(100):
+        if setting.read_text().strip() == "0":
+            break
+        await asyncio.sleep(0.1)
+    assert setting.read_text().strip() == "0"
+    await _assert_no_loopback_reached(netns)
+
+
+async def _assert_no_loopback_reached(netns: Path) -> None:
     gateway = await asyncio.to_thread(_send_from_cell, netns, "gateway", 9)
     with _listener(gateway) as control, _listener("127.0.0.1") as loopback:
         await asyncio.to_thread(_send_from_cell, netns, "gateway", control.getsockname()[1])
@@ -139,4 +159,3 @@ async def test_a_cell_reaches_no_loopback_listener_of_the_host_after_a_release(
         loopback.settimeout(2)
         got = await asyncio.to_thread(_received, loopback)
         assert got is None, "a cell's packet reached a listener on the host's 127.0.0.1"
-    assert setting.read_text().strip() == "0"

@@ -377,3 +377,31 @@ def test_the_last_release_turns_route_localnet_off_before_the_guard_goes(
     assert events == ["apply with route_localnet 0"]  # off before the guard went
     # A bridge of the set that is gone is skipped; one not in the set is not ours to touch.
     assert (sysctl / "kk-other" / "route_localnet").read_text() == "1\n"
+
+
+def test_at_start_unguarded_bridges_left_open_are_closed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What an older kukeond left: a space bridge at route_localnet 1 with no guard."""
+    listing = {
+        "nftables": [
+            {"set": {"table": "t", "name": "bridges", "elem": ["kk-old", "kk-pub", "kk-shut"]}},
+            {"set": {"table": "t", "name": BRIDGE_SET, "elem": ["kk-pub"]}},
+        ]
+    }
+    sysctl = tmp_path / "conf"
+    for bridge, value in (("kk-old", "1"), ("kk-pub", "1"), ("kk-shut", "0"), ("lo", "1")):
+        (sysctl / bridge).mkdir(parents=True)
+        (sysctl / bridge / "route_localnet").write_text(value + "\n")
+    monkeypatch.setattr(ports_module, "_SYSCTL_DIR", sysctl)
+
+    async def listing_of(_self: NftPorts) -> dict[str, Any]:
+        return listing
+
+    monkeypatch.setattr(NftPorts, "_list", listing_of)
+    assert asyncio.run(NftPorts(table="t").close_unguarded()) == ["kk-old"]
+    settings = {
+        b: (sysctl / b / "route_localnet").read_text().strip() for b in ("kk-old", "kk-pub", "lo")
+    }
+    # kk-pub publishes to loopback (guarded); lo is no bridge of the table.
+    assert settings == {"kk-old": "0", "kk-pub": "1", "lo": "1"}

@@ -62,6 +62,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Any, Literal
 
+from kukeon.runtime.network.egress import BRIDGE_SET as SPACE_BRIDGE_SET
 from kukeon.runtime.network.errors import NetworkError
 from kukeon.runtime.network.netlink import IPRoute
 from kukeon.runtime.network.nfttable import FAMILY, NftTable
@@ -276,6 +277,8 @@ class PortsTable:
     """Cell chain -> the keys (comments) of its DNAT rules."""
     bridges: frozenset[str] = frozenset()
     """The bridges of ``ports_bridges``: those ``ports-guard`` protects."""
+    space_bridges: frozenset[str] = frozenset()
+    """Every space bridge of the table (the egress chains' set): the node's bridges."""
 
     def cell_chains(self) -> frozenset[str]:
         return frozenset(c for c in self.chains if c.startswith(CELL_CHAIN_PREFIX))
@@ -293,12 +296,12 @@ def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
     jumps: dict[str, list[int]] = {}
     owners: dict[str, str] = {}
     held: dict[str, list[str]] = {}
-    bridges: set[str] = set()
+    sets: dict[str, set[str]] = {BRIDGE_SET: set(), SPACE_BRIDGE_SET: set()}
     for item in listing.get("nftables", ()):
         if "chain" in item:
             chains.add(str(item["chain"]["name"]))
-        if item.get("set", {}).get("name") == BRIDGE_SET:
-            bridges.update(str(name) for name in item["set"].get("elem", ()))
+        if item.get("set", {}).get("name") in sets:
+            sets[item["set"]["name"]].update(str(name) for name in item["set"].get("elem", ()))
         rule = item.get("rule")
         if not rule:
             continue
@@ -317,7 +320,8 @@ def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
         jumps={k: tuple(v) for k, v in jumps.items()},
         owners=owners,
         held={k: tuple(v) for k, v in held.items()},
-        bridges=frozenset(bridges),
+        bridges=frozenset(sets[BRIDGE_SET]),
+        space_bridges=frozenset(sets[SPACE_BRIDGE_SET]),
     )
 
 
@@ -480,6 +484,14 @@ def render_release(*, table: str, cell_id: str, state: PortsTable) -> dict[str, 
     return {"nftables": commands}
 
 
+def _route_localnet(bridge: str) -> str | None:
+    """The bridge's ``route_localnet`` ("0" or "1"); None when there is no such bridge."""
+    try:
+        return (_SYSCTL_DIR / bridge / "route_localnet").read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+
+
 def _set_route_localnet(bridge: str, value: str) -> None:
     path = _SYSCTL_DIR / bridge / "route_localnet"
     try:
@@ -551,6 +563,21 @@ class NftPorts:
                 await asyncio.to_thread(disable_route_localnet, state.bridges)
             await self._apply(batch, action=f"release the ports of {cell_id}")
             return True
+
+    async def close_unguarded(self) -> list[str]:
+        """``route_localnet`` back to 0 on the node's bridges ``ports-guard`` does not
+        cover (an older kukeond left them at 1 when the guard went with its last
+        publication); the bridges it closed. Run at start."""
+        async with self._lock:
+            state = parse_ports_table(await self._list())
+
+            def close() -> list[str]:
+                unguarded = sorted(state.space_bridges - state.bridges)
+                left_open = [b for b in unguarded if _route_localnet(b) == "1"]
+                disable_route_localnet(left_open)
+                return left_open
+
+            return await asyncio.to_thread(close)
 
     async def published(self) -> PortsTable:
         return parse_ports_table(await self._list())
