@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,12 @@ from kukeon.api.imageref import DOCKER_HUB
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
 from kukeon.runtime.containerd.imagefs import image_has_file
-from kukeon.runtime.containerd.images import Image, parse_image_config, recorded_name
+from kukeon.runtime.containerd.images import (
+    Image,
+    PendingImport,
+    parse_image_config,
+    recorded_name,
+)
 from kukeon.runtime.containerd.pull import pull_image
 from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
 from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
@@ -57,6 +63,34 @@ class AdminImageError(Exception):
             "an admin)"
         )
         self.names = list(names)
+
+
+class ImageStorageLimits(NamedTuple):
+    """Bytes of image content (containerd's blobs, as stored) imports may leave on the node;
+    None: no bound."""
+
+    realm: int | None = None
+    """A realm's namespace, when its `spec.quota.imageStorageBytes` is unset
+    (`realmImageStorageBytes`)."""
+    node: int | None = None
+    """Every namespace together, a blob two share counted once (`imageStorageMaxBytes`)."""
+
+
+NO_IMAGE_STORAGE_LIMITS = ImageStorageLimits()
+
+
+class ImageStorageExceededError(Exception):
+    """An import would leave more image content than a limit allows."""
+
+    def __init__(self, *, limit: int, used: int, adding: int, what: str) -> None:
+        told = (
+            f"importing the archive would add {adding} bytes of image content to the {used} "
+            f"bytes held, over the limit of {limit} bytes ({what}); nothing was imported"
+            if adding
+            else f"{used} bytes of image content are held, the limit is {limit} bytes ({what})"
+        )
+        super().__init__(f"{told} (remove images with kukectl image rm/prune, or ask an admin)")
+        self.limit, self.used, self.adding, self.what = limit, used, adding, what
 
 
 class ImageUnavailableError(Exception):
@@ -248,41 +282,69 @@ class ImageProvider:
         containerd: ContainerdClient,
         archives: ImageArchives,
         insecure_registries: Sequence[str] = (),
+        storage: ImageStorageLimits = NO_IMAGE_STORAGE_LIMITS,
     ) -> None:
         self.containerd = containerd
         self.archives = archives
         self.insecure_registries = tuple(insecure_registries)
+        self.storage = storage
+        self._room = asyncio.Lock()
+        """Held by an import from its room check to its end while a limit applies: two
+        imports at once could each fit what the other then fills."""
         self._run_facts_cache: dict[str, tuple[ImageConfig, str | None, str | None]] = {}
         self._file_cache: dict[tuple[str, str], bool | None] = {}
 
-    async def import_archive(self, *, namespace: str, path: Path, share: bool = True) -> list[str]:
+    async def import_archive(
+        self,
+        *,
+        namespace: str,
+        path: Path,
+        share: bool = True,
+        realm_limit: int | None = None,
+    ) -> list[str]:
         """Import an archive into `namespace` and, when `share`, keep it for the other realms.
 
         The node's archive store answers every realm's cells before a registry does, so an
         archive kept there decides what another realm runs under that name: only an admin's
         import is shared; a realm editor's stays in its realm's namespace. Each record says
         which it was (`IMPORTED_BY_LABEL`); an editor's import that would repoint a record an
-        admin imported is refused whole (`AdminImageError`), before anything is written."""
-        service = self.containerd.images(namespace)
-        if not share:
+        admin imported is refused whole (`AdminImageError`), before anything is written.
 
-            async def not_over_an_admins(names: Sequence[str]) -> None:
+        ``realm_limit`` is the realm's `spec.quota.imageStorageBytes` (None: unset, so
+        `storage.realm`; 0: none): an import whose blobs the namespace does not hold yet
+        would take the namespace, or the node (`storage.node`), past its limit is refused
+        whole (`ImageStorageExceededError`), before anything is written."""
+        service = self.containerd.images(namespace)
+        limits = self._limits(realm_limit)
+
+        async def check(pending: PendingImport) -> None:
+            if not share:
                 owned = [
                     name
-                    for name in names
+                    for name in pending.names
                     if (found := await self._record(namespace, name)) is not None
                     and imported_by_admin(found.labels)
                 ]
                 if owned:
                     raise AdminImageError(owned)
+            await self._check_room(namespace, pending.blobs, limits)
 
-            images = await service.import_archive(
-                path, labels={IMPORTED_BY_LABEL: EDITOR_IMPORT}, before_write=not_over_an_admins
-            )
-            return [image.name for image in images]
+        async with self._room if limits != NO_IMAGE_STORAGE_LIMITS else contextlib.nullcontext():
+            if not share:
+                label = {IMPORTED_BY_LABEL: EDITOR_IMPORT}
+                images = await service.import_archive(path, labels=label, before_write=check)
+                return [image.name for image in images]
+            return await self._import_shared(namespace, path, check)
+
+    async def _import_shared(
+        self, namespace: str, path: Path, check: Callable[[PendingImport], Awaitable[None]]
+    ) -> list[str]:
+        service = self.containerd.images(namespace)
         stored = await self.archives.store(path)
         try:
-            images = await service.import_archive(stored, labels={IMPORTED_BY_LABEL: ADMIN_IMPORT})
+            images = await service.import_archive(
+                stored, labels={IMPORTED_BY_LABEL: ADMIN_IMPORT}, before_write=check
+            )
         except BaseException:
             # Not an image after all (or containerd refused it): keep nothing of it.
             await asyncio.shield(self.archives.discard(stored))
@@ -290,6 +352,43 @@ class ImageProvider:
         names = [image.name for image in images]
         await self.archives.record(stored, names)
         return names
+
+    async def _check_room(
+        self, namespace: str, blobs: Mapping[str, int] | None, limits: ImageStorageLimits
+    ) -> None:
+        """Refuse an import whose new `blobs` would take the namespace or the node past its
+        limit (blobs already held there are not written again, so not counted); with
+        `blobs` None (a pull, whose size is not known before it is made), refuse when a
+        limit is already reached."""
+        scopes: list[tuple[int, str, list[str]]] = []
+        if limits.realm is not None:
+            what = "the realm's on this node: spec.quota.imageStorageBytes, else kukeond's "
+            scopes.append((limits.realm, what + "realmImageStorageBytes", [namespace]))
+        if limits.node is not None:
+            every = [found.name for found in await self.containerd.namespaces.list()]
+            scopes.append((limits.node, "every realm's on this node: imageStorageMaxBytes", every))
+        for limit, what, namespaces in scopes:
+            held: dict[str, int] = {}
+            for name in namespaces:
+                held.update(await self.containerd.content(name).sizes())
+            used = sum(held.values())
+            if blobs is None:
+                if used >= limit:
+                    raise ImageStorageExceededError(limit=limit, used=used, adding=0, what=what)
+                continue
+            adding = sum(size for digest, size in blobs.items() if digest not in held)
+            if adding and used + adding > limit:
+                raise ImageStorageExceededError(limit=limit, used=used, adding=adding, what=what)
+
+    def _limits(self, realm_limit: int | None) -> ImageStorageLimits:
+        """The limits of a realm whose `spec.quota.imageStorageBytes` is `realm_limit`."""
+        realm = self.storage.realm if realm_limit is None else (realm_limit or None)
+        return ImageStorageLimits(realm=realm, node=self.storage.node)
+
+    async def room_left(self, namespace: str, realm_limit: int | None) -> None:
+        """Refuse a pull (`ImageStorageExceededError`) once the namespace or the node holds
+        its limit's worth of image content."""
+        await self._check_room(namespace, None, self._limits(realm_limit))
 
     async def release_archives(self, names: Sequence[str]) -> list[str]:
         """After `kukectl image rm`/`prune`: forget the archives kept for these names (the

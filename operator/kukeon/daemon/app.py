@@ -34,6 +34,7 @@ from kukeon.controllers import (
     ImageProvider,
     register_controllers,
 )
+from kukeon.controllers.images import ImageStorageLimits
 from kukeon.framework import EventRecorder, Operator, Settings
 from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
@@ -326,6 +327,10 @@ class Daemon:
             containerd=containerd,
             archives=ImageArchives(config.state_dir / "images"),
             insecure_registries=config.insecure_registries,
+            storage=ImageStorageLimits(
+                realm=config.realm_image_storage_bytes or None,
+                node=config.image_storage_max_bytes or None,
+            ),
         )
         operator = Operator(
             registry,

@@ -53,7 +53,7 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 
-from kukeon.api import Cell, Kind
+from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.app import long_running
 from kukeon.apiserver.auth import Role, Verb, denial
 from kukeon.apiserver.expect import body_chunks
@@ -66,6 +66,7 @@ from kukeon.controllers.cellfiles import SecretUnavailableError
 from kukeon.controllers.images import (
     IMPORTED_BY_LABEL,
     AdminImageError,
+    ImageStorageExceededError,
     ImageUnavailableError,
     InvalidImageReferenceError,
     imported_by_admin,
@@ -319,7 +320,8 @@ class ImageRoutes:
         limit = self.max_archive_bytes
         if request.content_length is not None and request.content_length > limit:
             raise _too_large(ArchiveTooLargeError(limit, decompressed=False))
-        namespace = await self._namespace(realm)
+        found = await realm_of(self.registry, realm)
+        namespace = self.controllers.host.namespace_of(found)
         staging = Path(self.controllers.host.settings.state_dir) / "images" / "incoming"
         await asyncio.to_thread(make_dirs, staging)
         handle, temporary = await asyncio.to_thread(tempfile.mkstemp, suffix=".tar", dir=staging)
@@ -342,8 +344,10 @@ class ImageRoutes:
                 # archive store answers them before a registry (controllers/images.py).
                 share = principal_of(request).role == Role.ADMIN
                 names = await self.controllers.images.import_archive(
-                    namespace=namespace, path=path, share=share
+                    namespace=namespace, path=path, share=share, realm_limit=_image_quota(found)
                 )
+            except ImageStorageExceededError as error:
+                raise _no_room(realm, error) from None
             except AdminImageError as error:
                 raise ApiError(
                     403, f"Forbidden: {error}", name=error.names[0], kind="Image"
@@ -384,9 +388,12 @@ class ImageRoutes:
             raise ApiError(422, f"realm {realm_name} registry credentials: {error}") from error
         try:
             await self.controllers.host.containerd.namespaces.ensure(namespace)
+            await self.controllers.images.room_left(namespace, _image_quota(found))
             name = await self.controllers.images.pull(
                 namespace=namespace, image=image, credentials=credentials
             )
+        except ImageStorageExceededError as error:
+            raise _no_room(realm_name, error) from None
         except InvalidImageReferenceError as error:
             raise ApiError(
                 400, str(error), causes=[Cause("image", "not a valid image reference")]
@@ -511,6 +518,20 @@ def _too_large(error: ArchiveTooLargeError) -> ApiError:
         f"the image archive is larger than the limit of {error.limit} bytes {how}(kukeond's "
         "imageImportMaxBytes, --image-import-max-bytes); nothing of it was imported",
         causes=[Cause("body", f"over {error.limit} bytes {how}".strip())],
+    )
+
+
+def _image_quota(realm: Realm) -> int | None:
+    """The realm's own image storage limit (None: unset, kukeond's default applies)."""
+    return realm.spec.quota.image_storage_bytes if realm.spec.quota is not None else None
+
+
+def _no_room(realm: str, error: ImageStorageExceededError) -> ApiError:
+    """403, as a realm quota's refusal (Kubernetes' exceeded quota is a 403)."""
+    return ApiError(
+        403,
+        f"Forbidden: realm {realm}: {error}",
+        causes=[Cause("imageStorageBytes", f"limit {error.limit} bytes ({error.what})")],
     )
 
 

@@ -152,6 +152,23 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         },
     ),
     (
+        "--realm-image-storage-bytes",
+        {
+            "type": _count,
+            "help": "Bytes of image content a realm may hold on this node when its "
+            "spec.quota.imageStorageBytes is unset; imports past it are refused; 0: no limit "
+            "(default 0).",
+        },
+    ),
+    (
+        "--image-storage-max-bytes",
+        {
+            "type": _count,
+            "help": "Bytes of image content every realm together may hold on this node; imports "
+            "past it are refused; 0: no limit (default 0).",
+        },
+    ),
+    (
         "--realm-pids-limit",
         {
             "type": _count,

@@ -7,14 +7,16 @@ editor's own imports are the editor's; an image a cell names is refused (409) un
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.containerd import MAKE_TEST_IMAGE
-from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
+from tests.fixtures.tlskukeond import (  # noqa: F401 - the fixture
+    TlsKukeond,
+    image_archive,
+    tls_kukeond,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +26,6 @@ OWN = "kukeon.io/test/own:1"
 def stored_archives(k: Any) -> list[str]:
     images = Path(k.config.state_dir) / "images"
     return sorted(p.name for p in images.glob("*.tar")) if images.exists() else []
-
-
-def make_archive(directory: Path, name: str) -> Path:
-    archive = directory / f"{name.rsplit('/', 1)[-1].replace(':', '-')}.tar"
-    subprocess.run([str(MAKE_TEST_IMAGE), str(archive), name], check=True, capture_output=True)
-    return archive
 
 
 async def test_an_editor_undoes_no_admins_import(
@@ -42,7 +38,7 @@ async def test_an_editor_undoes_no_admins_import(
     images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
     admin_archive = f"{hashlib.sha256(k.image.archive.read_bytes()).hexdigest()}.tar"
     assert admin_archive in stored_archives(k)
-    own = make_archive(tmp_path, OWN)
+    own = image_archive(tmp_path, OWN)
 
     async with node.session("editor") as editor, node.session("admin") as admin:
         async with editor.get(images) as response:
@@ -101,7 +97,7 @@ async def test_an_image_a_cell_names_is_kept_unless_forced(
     k = node.k
     await k.hierarchy()
     images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
-    own = make_archive(tmp_path, OWN)
+    own = image_archive(tmp_path, OWN)
     cells = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/spaces/s1/stacks/st1/cells"
     cell = {
         "apiVersion": "kukeon.io/v1beta1",

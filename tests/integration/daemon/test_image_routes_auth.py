@@ -57,7 +57,9 @@ IMPORTS: list[tuple[str, bool]] = []
 class RecordingImports:
     """The image controller's import, noting whether the archive would be shared."""
 
-    async def import_archive(self, *, namespace: str, path: Path, share: bool = True) -> list[str]:
+    async def import_archive(
+        self, *, namespace: str, path: Path, share: bool = True, realm_limit: int | None = None
+    ) -> list[str]:
         IMPORTS.append((namespace, share))
         return ["docker.io/library/nginx:1.27"]
 

@@ -182,6 +182,9 @@ FIELDS: dict[str, Verdict] = {
     "Realm.spec.limits.pids": Effect(
         "tests/integration/controllers/test_realm_limits.py::test_a_realms_limits_hold_its_containers"
     ),
+    "Realm.spec.quota.imageStorageBytes": Effect(
+        "tests/integration/daemon/test_image_storage_limits.py::test_a_realms_image_storage_is_bounded"
+    ),
     "Realm.spec.quota.storageBytes": Effect(
         "tests/integration/store/test_realm_quotas.py::test_bytes_are_counted_and_a_charged_update_that_grows_is_refused"
     ),

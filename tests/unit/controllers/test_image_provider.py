@@ -4,7 +4,7 @@ store (imported on demand), the registry; and what the archive store keeps and f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -17,14 +17,18 @@ from kukeon.controllers.images import (
     AdminImageError,
     ImageArchives,
     ImageProvider,
+    ImageStorageExceededError,
+    ImageStorageLimits,
     ImageUnavailableError,
     InvalidImageReferenceError,
     name_candidates,
 )
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
-from kukeon.runtime.containerd.images import recorded_name
+from kukeon.runtime.containerd.images import PendingImport, recorded_name
 
 BUSYBOX = "docker.io/library/busybox:latest"
+ARCHIVE_BLOBS = {"sha256:l1": 1000, "sha256:c0": 100, "sha256:m0": 10}
+"""The blobs every fake archive holds (1110 bytes)."""
 
 
 def manifest(config: str = "sha256:c0") -> SimpleNamespace:
@@ -51,12 +55,13 @@ class Images:
         *,
         references_only: bool = True,
         labels: Mapping[str, str] | None = None,
-        before_write: Callable[[Sequence[str]], Awaitable[None]] | None = None,
+        before_write: Callable[[PendingImport], Awaitable[None]] | None = None,
     ) -> list[SimpleNamespace]:
         if await asyncio.to_thread(path.read_bytes) == b"not an image":
             raise ValueError("not an OCI archive")
         if before_write is not None:
-            await before_write([BUSYBOX])
+            await before_write(PendingImport(names=[BUSYBOX], blobs=ARCHIVE_BLOBS))
+        self.store.blobs.setdefault(self.namespace, {}).update(ARCHIVE_BLOBS)
         self.store.imported.append((self.namespace, path.name))
         self.store.references_only.append(references_only)
         self.store.present.setdefault(self.namespace, set()).add(BUSYBOX)
@@ -77,6 +82,8 @@ class FakeImages:
         self.imported: list[tuple[str, str]] = []
         self.references_only: list[bool] = []
         self.labels: dict[tuple[str, str], dict[str, str]] = {}
+        self.blobs: dict[str, dict[str, int]] = {}
+        """Each namespace's content: digest -> size."""
         """The labels of each (namespace, image) record an import wrote."""
         self.created: dict[tuple[str, str], str] = {}
         """The image each (namespace, container) was created from."""
@@ -86,7 +93,7 @@ class FakeImages:
         self.namespaces = SimpleNamespace(list=self._namespaces)
 
     async def _namespaces(self) -> list[SimpleNamespace]:
-        return [SimpleNamespace(name=name) for name in sorted(self.present)]
+        return [SimpleNamespace(name=name) for name in sorted({*self.present, *self.blobs})]
 
     def images(self, namespace: str) -> Images:
         return Images(self, namespace)
@@ -105,7 +112,10 @@ class FakeImages:
             self.blob_reads += 1
             return b"{}"
 
-        return SimpleNamespace(read_blob=read_blob)
+        async def sizes() -> dict[str, int]:
+            return dict(self.blobs.get(namespace, {}))
+
+        return SimpleNamespace(read_blob=read_blob, sizes=sizes)
 
 
 @pytest.fixture
@@ -295,6 +305,45 @@ async def test_each_record_says_who_imported_it_and_an_editor_replaces_no_admins
     await images.import_archive(namespace="a", path=archive)
     assert containerd.labels[("a", BUSYBOX)] == {IMPORTED_BY_LABEL: "admin"}
     assert pulls == []
+
+
+async def test_an_import_past_a_storage_limit_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(b"oci archive")
+    images, containerd = provider(tmp_path)
+    images.storage = ImageStorageLimits(realm=2000, node=3000)
+    containerd.blobs = {"a": {"sha256:old": 1000}, "b": {"sha256:other": 1500}}
+    # The realm's own quota (0: none) is before kukeond's default.
+    with pytest.raises(ImageStorageExceededError, match="limit of 1500 bytes") as refused:
+        await images.import_archive(namespace="a", path=archive, realm_limit=1500)
+    assert "spec.quota.imageStorageBytes" in str(refused.value)
+    assert (refused.value.used, refused.value.adding) == (1000, 1110)
+    assert containerd.imported == []
+    assert list((tmp_path / "images").glob("*.tar")) == []  # an admin's: not kept either
+    # The node: 2500 held by every realm, 1110 more is past 3000.
+    with pytest.raises(ImageStorageExceededError, match="imageStorageMaxBytes"):
+        await images.import_archive(namespace="a", path=archive, realm_limit=0, share=False)
+    images.storage = ImageStorageLimits(realm=2110)
+    await images.import_archive(namespace="a", path=archive, share=False)  # 1000 + 1110 fit
+    assert containerd.blobs["a"]["sha256:l1"] == 1000
+
+
+async def test_blobs_already_held_are_not_counted_and_a_full_realm_pulls_nothing(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(b"oci archive")
+    images, containerd = provider(tmp_path)
+    images.storage = ImageStorageLimits(realm=1200)
+    containerd.blobs = {"a": dict(ARCHIVE_BLOBS)}
+    await images.import_archive(namespace="a", path=archive, share=False)  # adds nothing
+    await images.room_left("a", None)
+    containerd.blobs["a"]["sha256:more"] = 90
+    with pytest.raises(ImageStorageExceededError, match="1200 bytes of image content are held"):
+        await images.room_left("a", None)
+    await images.room_left("a", 0)  # the realm's 0: no limit
 
 
 async def test_a_refused_archive_is_not_kept(tmp_path: Path) -> None:

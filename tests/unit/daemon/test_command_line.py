@@ -40,6 +40,8 @@ FLAGS = {
     "--event-ttl-seconds": "event_ttl_seconds",
     "--realm-quota-objects": "realm_quota_objects",
     "--realm-quota-storage-bytes": "realm_quota_storage_bytes",
+    "--realm-image-storage-bytes": "realm_image_storage_bytes",
+    "--image-storage-max-bytes": "image_storage_max_bytes",
     "--realm-pids-limit": "realm_pids_limit",
     "--host-reserved-pids": "host_reserved_pids",
     "--image-import-max-bytes": "image_import_max_bytes",

@@ -73,6 +73,17 @@ class ContentStore:
         )
         return _info(response.info)
 
+    async def sizes(self) -> dict[str, int]:
+        """Every blob of the namespace and its size as stored (what its images take)."""
+        parts = await self._client.collect(
+            "list",
+            lambda s, md: s.content.List(
+                content_pb2.ListContentRequest(), metadata=md, timeout=self._client.call_timeout
+            ),
+            namespace=self.namespace,
+        )
+        return {info.digest: info.size for part in parts for info in part.info}
+
     async def has_blob(self, digest: str) -> bool:
         try:
             await self.info(digest)

@@ -117,6 +117,16 @@ class OciArchive:
     def has_blob(self, digest: str) -> bool:
         return self._blob_name(digest) in self._members
 
+    def blob_sizes(self) -> dict[str, int]:
+        """Every blob the archive holds (``blobs/<algorithm>/<hex>``) and its size: at most
+        what importing it writes into a content store."""
+        sizes: dict[str, int] = {}
+        for name, member in self._members.items():
+            parts = name.split("/")
+            if len(parts) == 3 and parts[0] == "blobs":
+                sizes[f"{parts[1]}:{parts[2]}"] = member.size
+        return sizes
+
     def read_small(self, descriptor: Descriptor) -> bytes:
         """A JSON blob (index, manifest, config), refused unless it matches ``descriptor``."""
         data = self._read_member(self._blob_name(descriptor.digest), limit=_MAX_JSON_BYTES)

@@ -394,7 +394,7 @@ class ImageService:
         unpack: bool = True,
         references_only: bool = True,
         labels: Mapping[str, str] | None = None,
-        before_write: Callable[[Sequence[str]], Awaitable[None]] | None = None,
+        before_write: Callable[[PendingImport], Awaitable[None]] | None = None,
     ) -> builtins.list[Image]:
         """Import an OCI image archive (an oci-layout directory in a tar, maybe compressed).
 
@@ -410,9 +410,9 @@ class ImageService:
         every such name), unless ``references_only`` is False: the node's archive store
         may hold archives kept before that rule, which import as they did.
 
-        Every record written gets ``labels``. ``before_write`` is awaited with the names the
-        images will be recorded under (normalised, then as written when that differs)
-        before anything is written: it may refuse the import by raising.
+        Every record written gets ``labels``. ``before_write`` is awaited with what the
+        import will write (`PendingImport`) before anything is written: it may refuse the
+        import by raising.
         """
         archive = await asyncio.to_thread(OciArchive.open, Path(path))
         try:
@@ -429,7 +429,12 @@ class ImageService:
                 _refuse_non_references(archive.path, names)
             if before_write is not None:
                 recorded_names = [recorded_name(n) for n in names]
-                await before_write(list(dict.fromkeys([*recorded_names, *names])))
+                await before_write(
+                    PendingImport(
+                        names=list(dict.fromkeys([*recorded_names, *names])),
+                        blobs=await asyncio.to_thread(archive.blob_sizes),
+                    )
+                )
             images: builtins.list[Image] = []
             async with self._client.leases(self.namespace).lease() as lease:
                 content = self._client.content(self.namespace, lease=lease)
@@ -457,6 +462,17 @@ class ImageService:
         except ImageNotFoundError:
             return
         await self.put(name, target=target, labels=labels, lease=lease)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingImport:
+    """What an archive's import is about to write (`ImageService.import_archive`)."""
+
+    names: builtins.list[str]
+    """The image records, normalised, then as written when that differs."""
+    blobs: Mapping[str, int]
+    """The archive's blobs by digest, with their sizes: at most what the content store
+    gets (those it already holds are not written again)."""
 
 
 def recorded_name(name: str) -> str:

@@ -1,0 +1,121 @@
+"""How much image content a realm's users may leave on a node: a real kukeond over TLS, its
+admin and an editor of the realm. The realm's `spec.quota.imageStorageBytes` (only an admin
+sets it) and kukeond's `imageStorageMaxBytes` bound what an import adds (403 naming the
+limit, nothing imported); blobs the realm already holds are not counted again; a pull is
+refused once the limit is reached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kukeon.api import Kind, Realm
+from kukeon.controllers.images import ImageStorageLimits
+from tests.fixtures.tlskukeond import (  # noqa: F401 - the fixture
+    TlsKukeond,
+    image_archive,
+    tls_kukeond,
+)
+
+pytestmark = pytest.mark.integration
+
+NODE_CAP = 1 << 40
+
+
+async def held(node: TlsKukeond, namespaces: list[str] | None = None) -> int:
+    client = node.k.containerd
+    names = namespaces or [n.name for n in await client.namespaces.list()]
+    blobs: dict[str, int] = {}
+    for name in names:
+        blobs.update(await client.content(name).sizes())
+    return sum(blobs.values())
+
+
+async def set_quota(node: TlsKukeond, limit: int) -> None:
+    url = f"/apis/kukeon.io/v1beta1/realms/{node.k.realm}"
+    async with node.session("admin") as admin:
+        patch = {"spec": {"quota": {"imageStorageBytes": limit}}}
+        headers = {"Content-Type": "application/merge-patch+json"}
+        async with admin.patch(url, json=patch, headers=headers) as response:
+            assert response.status == 200, await response.text()
+    realm = await node.k.registry.get(Kind.REALM, (node.k.realm,))
+    assert isinstance(realm, Realm)
+    assert realm.spec.quota is not None
+    assert realm.spec.quota.image_storage_bytes == limit
+
+
+@pytest.mark.kukeond_config(image_storage_max_bytes=NODE_CAP)
+async def test_a_realms_image_storage_is_bounded(
+    tls_kukeond: TlsKukeond,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    node = tls_kukeond
+    k = node.k
+    await k.hierarchy()  # the busybox test image in the realm
+    images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
+    before = await held(node, [k.namespace])
+    assert before > 500_000
+    await set_quota(node, before + 100)
+    signalled = image_archive(tmp_path, "kukeon.io/test/signalled:1", stop_signal="SIGINT")
+    async with node.session("editor") as editor:
+        # An editor may not raise it.
+        patch = {"spec": {"quota": {"imageStorageBytes": 0}}}
+        headers = {"Content-Type": "application/merge-patch+json"}
+        async with editor.patch(
+            f"/apis/kukeon.io/v1beta1/realms/{k.realm}", json=patch, headers=headers
+        ) as response:
+            assert response.status == 403, await response.text()
+
+        # A new config and manifest (~1 KB) do not fit in 100 bytes: nothing imported.
+        async with editor.post(images, data=signalled.read_bytes()) as response:
+            assert response.status == 403, await response.text()
+            status = await response.json()
+        assert "spec.quota.imageStorageBytes" in status["message"]
+        assert f"limit of {before + 100} bytes" in status["message"]
+        assert status["details"]["causes"][0]["field"] == "imageStorageBytes"
+        assert await held(node, [k.namespace]) == before
+
+        # The same image under another name adds no blob: it fits.
+        renamed = image_archive(tmp_path, "kukeon.io/test/renamed:1")
+        async with editor.post(images, data=renamed.read_bytes()) as response:
+            assert response.status == 201, await response.text()
+
+        # At the limit, a pull is refused before anything is fetched.
+        await set_quota(node, before)
+        async with editor.post(
+            f"{images}/pull", params={"image": "127.0.0.1:1/nothing:1"}
+        ) as response:
+            assert response.status == 403, await response.text()
+            assert "are held" in (await response.json())["message"]
+
+        # Raised, the import goes through.
+        await set_quota(node, before + 100_000)
+        async with editor.post(images, data=signalled.read_bytes()) as response:
+            assert response.status == 201, await response.text()
+    assert await held(node, [k.namespace]) > before
+
+
+@pytest.mark.kukeond_config(image_storage_max_bytes=NODE_CAP)
+async def test_every_realm_together_is_bounded_by_the_node_cap(
+    tls_kukeond: TlsKukeond,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    node = tls_kukeond
+    k = node.k
+    await k.hierarchy()
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    assert controllers.images.storage == ImageStorageLimits(realm=None, node=NODE_CAP)
+    # The containerd is the test session's: what other tests left counts too, so the cap
+    # is set from what every namespace holds now.
+    controllers.images.storage = ImageStorageLimits(node=await held(node) + 100)
+    signalled = image_archive(tmp_path, "kukeon.io/test/signalled:1", stop_signal="SIGINT")
+    images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
+    async with node.session("admin") as admin:
+        async with admin.post(images, data=signalled.read_bytes()) as response:
+            assert response.status == 403, await response.text()
+            assert "imageStorageMaxBytes" in (await response.json())["message"]
+        controllers.images.storage = ImageStorageLimits(node=await held(node) + 100_000)
+        async with admin.post(images, data=signalled.read_bytes()) as response:
+            assert response.status == 201, await response.text()
