@@ -93,6 +93,8 @@ class EventReason(StrEnum):
     FENCED = "Fenced"
     """The cell's copy was stopped while its node could not renew its heartbeat lease, and
     is started again now that it can."""
+    DOCUMENT_UNREADABLE = "DocumentUnreadable"
+    """The cell's document in etcd cannot be decoded: what runs of it is left unmanaged."""
     # realms, spaces and stacks, per node
     READY = "Ready"
     REMOVED = "Removed"

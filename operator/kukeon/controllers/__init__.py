@@ -48,6 +48,7 @@ from .probing import ProbeManager
 from .realm import RealmController
 from .space import SpaceController
 from .stack import StackController
+from .unreadable import UnreadableCells
 from .wakers import CellWaker, secret_scope
 
 __all__ = [
@@ -107,6 +108,13 @@ class Controllers:
         self._background: list[SupervisedTask] = []
         self.orphan_failures = OrphanFailures()
         """What the orphan passes could not remove: warned of once, not every pass."""
+        self.unreadable = UnreadableCells(
+            registry=registry,
+            node_name=host.settings.node_name,
+            collect_orphans=self.collect_orphans,
+            recorder=recorder,
+        )
+        """Cell documents that cannot be decoded: said in Events and a Node condition."""
 
     def runs_here(self, cell: Cell) -> bool:
         # Assigned to this node, not being handed back by a drain, not fenced away.
@@ -243,6 +251,7 @@ class Controllers:
                 *([self.recorder.start(op.tasks)] if self.recorder is not None else []),
                 op.tasks.start("kukeon-containerd-events", follow_events),
                 op.tasks.start("kukeon-gc", self._collect_periodically),
+                op.tasks.start("kukeon-unreadable-cells", self.unreadable.run),
                 op.tasks.start("kukeon-ephemeral-storage", self._measure_storage),
                 op.tasks.start("kukeon-secrets", secrets.follow),
                 *([op.tasks.start("kukeon-cell-peers", peers.follow)] if peers else []),

@@ -100,8 +100,8 @@ class InvalidDocuments:
 
     def __init__(self, *, history: int = _HISTORY) -> None:
         self._lock = threading.Lock()
-        self._keys: dict[bytes, tuple[Kind, int]] = {}
-        """Invalid now (as last read): key -> kind and revision of the invalid document."""
+        self._keys: dict[bytes, tuple[Kind, int, str]] = {}
+        """Invalid now (as last read): key -> kind, revision and why of the invalid document."""
         self._history: collections.OrderedDict[tuple[bytes, int], None] = collections.OrderedDict()
         """(key, revision) of every invalid version seen, newest last, bounded: each one
         is logged once, and a watch tells from it whether a key's previous version was
@@ -125,7 +125,7 @@ class InvalidDocuments:
             current = self._keys.get(raw_key)
             stale = self._settled.get(raw_key, -1) >= revision
             if not stale and (current is None or current[1] <= revision):
-                self._keys[raw_key] = (kind, revision)
+                self._keys[raw_key] = (kind, revision, reason)
             first = (raw_key, revision) not in self._history
             if first:
                 self._history[(raw_key, revision)] = None
@@ -160,7 +160,7 @@ class InvalidDocuments:
     def listed(self, start: bytes, end: bytes, invalid: set[bytes], revision: int) -> None:
         """A full list of ``[start, end)`` at ``revision`` found exactly ``invalid`` invalid."""
         with self._lock:
-            for raw_key, (_, seen_at) in list(self._keys.items()):
+            for raw_key, (_, seen_at, _) in list(self._keys.items()):
                 if start <= raw_key < end and raw_key not in invalid and seen_at <= revision:
                     del self._keys[raw_key]
                     self._settle(raw_key, revision)
@@ -172,8 +172,16 @@ class InvalidDocuments:
         with self._lock:
             return sorted(key for key in self._keys if start <= key < end)
 
+    def reasons_within(self, start: bytes, end: bytes) -> list[tuple[bytes, int, str]]:
+        """(key, revision, why) of the keys of ``[start, end)`` that are invalid now."""
+        if not self._keys:
+            return []
+        with self._lock:
+            found = [(key, rev, why) for key, (_, rev, why) in self._keys.items()]
+        return sorted(item for item in found if start <= item[0] < end)
+
     def counts(self) -> dict[Kind, int]:
         """Invalid keys by kind now (every kind present, 0 when none)."""
         with self._lock:
-            kinds = [kind for kind, _ in self._keys.values()]
+            kinds = [kind for kind, _, _ in self._keys.values()]
         return {kind: kinds.count(kind) for kind in Kind}

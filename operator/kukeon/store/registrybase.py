@@ -138,6 +138,16 @@ class RegistryBase:
             for raw_key in self._invalid.keys_within(start, range_end(start))
         ]
 
+    def invalid_documents_under(
+        self, kind: Kind, scope: Sequence[str] = ()
+    ) -> list[tuple[tuple[str, ...], str, int, str]]:
+        """``invalid_under`` with each one's etcd key, revision and why it is invalid."""
+        start = self._layout.scope_prefix(kind, scope).encode()
+        return [
+            (self._layout.split(kind, raw_key), raw_key.decode(errors="replace"), revision, why)
+            for raw_key, revision, why in self._invalid.reasons_within(start, range_end(start))
+        ]
+
     # --- raw etcd calls ------------------------------------------------------------------
 
     async def _range(

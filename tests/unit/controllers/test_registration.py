@@ -154,6 +154,7 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
         "kukeon-events",
         "kukeon-containerd-events",
         "kukeon-gc",
+        "kukeon-unreadable-cells",
         "kukeon-ephemeral-storage",
         "kukeon-secrets",
         "kukeon-cell-peers",
