@@ -147,7 +147,9 @@ class ApiServerRunner:
         if self._runner is not None:
             return
         settings = self._settings
-        await asyncio.to_thread(warn_about_host_paths, settings.allowed_host_paths)
+        await asyncio.to_thread(
+            warn_about_host_paths, settings.allowed_host_paths, settings.secret_dirs
+        )
         # StatusAppRunner: even what aiohttp's parser refuses is answered with a Status.
         runner = StatusAppRunner(
             self._app, shutdown_timeout=settings.shutdown_timeout, access_log=None, **PARSER_LIMITS

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,25 +20,16 @@ import pytest
 
 from kukeon.apiserver.auth import TokenBook
 from kukeon.fileio import warn_if_open_to_others
-from tests.fixtures.hostleaks import own_directory
-from tests.fixtures.services import require_binary, require_root
+from tests.fixtures.localuser import NOBODY, as_nobody, owned_dir, walkable_base
 
 pytestmark = pytest.mark.integration
 
-NOBODY = 65534
 TOKENS = "tokens:\n- token: root-t0k3n-0123456789\n  user: root\n  role: admin\n"
 THEIRS = "tokens:\n- token: nobody-t0k3n-0123456789\n  user: nobody\n  role: admin\n"
 
 
-def _as_nobody(*command: str) -> bool:
-    done = subprocess.run(
-        ["runuser", "-u", "nobody", "--", *command], capture_output=True, timeout=30
-    )
-    return done.returncode == 0
-
-
 def _nobody_reads(path: Path) -> bool:
-    return _as_nobody("cat", str(path))
+    return as_nobody("cat", str(path))
 
 
 def _nobody_replaces(path: Path, entry: Path) -> bool:
@@ -52,15 +40,8 @@ def _nobody_replaces(path: Path, entry: Path) -> bool:
         'mv -f "$1" "$1.gone" 2>/dev/null || rm -f "$1" || exit 1; '
         'mkdir -p "$(dirname "$2")" && printf "%s" "$3" > "$2"'
     )
-    done = _as_nobody("sh", "-c", script, "sh", str(entry), str(path), THEIRS)
+    done = as_nobody("sh", "-c", script, "sh", str(entry), str(path), THEIRS)
     return done and path.read_text() == THEIRS
-
-
-def _dir(path: Path, mode: int, owner: int = 0) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(mode)
-    os.chown(path, owner, owner)
-    return path
 
 
 def _file(path: Path, mode: int, owner: int = 0) -> Path:
@@ -73,32 +54,32 @@ def _file(path: Path, mode: int, owner: int = 0) -> Path:
 # Each case builds its file under a root-owned 0755 directory; CASES say what nobody is
 # expected to manage with it (read, replace) and which entry an attacker would replace.
 def _readable(base: Path) -> Path:
-    return _file(_dir(base / "etc", 0o755) / "tokens.yaml", 0o644)
+    return _file(owned_dir(base / "etc", 0o755) / "tokens.yaml", 0o644)
 
 
 def _behind_closed_dir(base: Path) -> Path:
-    return _file(_dir(base / "etc", 0o700) / "tokens.yaml", 0o644)
+    return _file(owned_dir(base / "etc", 0o700) / "tokens.yaml", 0o644)
 
 
 def _in_world_writable_dir(base: Path) -> Path:
-    return _file(_dir(base / "etc", 0o777) / "tokens.yaml", 0o600)
+    return _file(owned_dir(base / "etc", 0o777) / "tokens.yaml", 0o600)
 
 
 def _in_sticky_dir(base: Path) -> Path:
-    return _file(_dir(base / "etc", 0o1777) / "tokens.yaml", 0o600)
+    return _file(owned_dir(base / "etc", 0o1777) / "tokens.yaml", 0o600)
 
 
 def _theirs_in_sticky_dir(base: Path) -> Path:
-    return _file(_dir(base / "etc", 0o1777) / "tokens.yaml", 0o600, owner=NOBODY)
+    return _file(owned_dir(base / "etc", 0o1777) / "tokens.yaml", 0o600, owner=NOBODY)
 
 
 def _in_their_dir(base: Path) -> Path:
-    return _file(_dir(base / "etc", 0o755, owner=NOBODY) / "tokens.yaml", 0o600)
+    return _file(owned_dir(base / "etc", 0o755, owner=NOBODY) / "tokens.yaml", 0o600)
 
 
 def _below_world_writable_dir(base: Path) -> Path:
-    parent = _dir(base / "srv", 0o777)
-    return _file(_dir(parent / "etc", 0o755) / "tokens.yaml", 0o600)
+    parent = owned_dir(base / "srv", 0o777)
+    return _file(owned_dir(parent / "etc", 0o755) / "tokens.yaml", 0o600)
 
 
 def _attack_below(path: Path) -> Path:
@@ -106,12 +87,12 @@ def _attack_below(path: Path) -> Path:
 
 
 def _writable_but_not_searchable(base: Path) -> Path:
-    return _file(_dir(base / "etc", 0o776) / "tokens.yaml", 0o600)
+    return _file(owned_dir(base / "etc", 0o776) / "tokens.yaml", 0o600)
 
 
 def _through_a_link(base: Path) -> Path:
-    _file(_dir(base / "shared", 0o777) / "tokens.yaml", 0o600)
-    (_dir(base / "etc", 0o755) / "tokens.yaml").symlink_to("../shared/tokens.yaml")
+    _file(owned_dir(base / "shared", 0o777) / "tokens.yaml", 0o600)
+    (owned_dir(base / "etc", 0o755) / "tokens.yaml").symlink_to("../shared/tokens.yaml")
     return base / "etc" / "tokens.yaml"
 
 
@@ -139,15 +120,8 @@ CASES: list[Case] = [
 
 @pytest.fixture
 def base() -> Iterator[Path]:
-    require_root()
-    require_binary("runuser", "util-linux")
-    root = Path(tempfile.mkdtemp(prefix="kukeon-credpaths-", dir="/tmp"))
-    own_directory(root)
-    root.chmod(0o755)
-    try:
+    with walkable_base("kukeon-credpaths-") as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
