@@ -204,15 +204,37 @@ class Heartbeat:
         claimed: Claimed = "put"
         if not response.succeeded:
             (kv,) = response.responses[0].response_range.kvs  # (on a lease: it exists)
-            if kv.lease != lease_id:
+            if kv.lease != lease_id and kv.value == value:
+                # This process's own claim on a lease it lost (etcd restarted: it restores
+                # leases it would expire later): moved to the new one, unless changed since.
+                moved = await client.kvstub.Txn(
+                    rpc.TxnRequest(
+                        compare=[
+                            rpc.Compare(
+                                key=key,
+                                target=rpc.Compare.MOD,
+                                result=rpc.Compare.EQUAL,
+                                mod_revision=kv.mod_revision,
+                            )
+                        ],
+                        success=[put],
+                    ),
+                    timeout=_REQUEST_TIMEOUT,
+                    metadata=client.metadata,
+                )
+                if not moved.succeeded:  # changed meanwhile: judge it afresh
+                    return await self._claim(session, value)
+                revision, claimed = int(moved.header.revision), "held"
+            elif kv.lease != lease_id:
                 self._taken(kv)
                 return revision, "taken"
-            claimed = "held"
-            if kv.value != value:  # put on our lease by someone else: ours again
+            elif kv.value != value:  # put on our lease by someone else: ours again
                 answer = await client.kvstub.Put(
                     put.request_put, timeout=_REQUEST_TIMEOUT, metadata=client.metadata
                 )
-                revision, claimed = int(answer.header.revision), "put"
+                revision = int(answer.header.revision)
+            else:
+                claimed = "held"
         if self.displaced is not None:
             log.warning("heartbeat %s: the node name is this process's again", self.node_name)
         self.displaced = None

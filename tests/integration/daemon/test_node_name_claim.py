@@ -133,6 +133,21 @@ async def test_the_holder_puts_its_claim_back_or_says_who_took_it(
         assert holder is not None
         assert holder["host"] == "here/0:/state"
 
+        # Its own claim found on another lease (etcd restarted restores the lease the
+        # process lost and registered again after): taken onto its lease, not displaced.
+        own = await client.kvstub.Range(rpc.RangeRequest(key=key), metadata=client.metadata)
+        old = await client.leasestub.LeaseGrant(
+            rpc.LeaseGrantRequest(TTL=60, ID=0), metadata=client.metadata
+        )
+        await client.kvstub.Put(
+            rpc.PutRequest(key=key, value=own.kvs[0].value, lease=old.ID), metadata=client.metadata
+        )
+        await _until_async(lambda: lease_of_key(), ours)
+        assert beat.displaced is None
+        await client.leasestub.LeaseRevoke(
+            rpc.LeaseRevokeRequest(ID=old.ID), metadata=client.metadata
+        )
+
         # Another kukeond's lease takes it (a put over it, as a restore or a blind put
         # does): the holder does not fight it; it says who and is not ready.
         granted = await client.leasestub.LeaseGrant(
