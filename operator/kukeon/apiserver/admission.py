@@ -49,19 +49,17 @@ from kukeon.api import (
     Cell,
     CellSet,
     ContainerSpec,
-    Node,
     Realm,
     Space,
     VolumeKind,
     key_of,
 )
 from kukeon.api.defaults import DEFAULTABLE_FIELDS, apply_space_defaults_to_container
-from kukeon.api.imagefields import containers_naming_images
-from kukeon.api.imageref import InvalidReferenceError, parse_reference, registry_refusal
 from kukeon.api.meta import Kind, quote
 from kukeon.api.realm import SecurityLevel, default_namespace
 from kukeon.api.space import SpaceContainerDefaults
 from kukeon.apiserver.auth import Principal, Role
+from kukeon.apiserver.boundaries import refuse_cordoned_node, refuse_unlisted_registries
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.client.paths import display_key
@@ -548,29 +546,6 @@ def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
     return found
 
 
-def _pinned_node(res: AnyResource | None) -> tuple[str | None, str]:
-    """The node a cell, or the cells of a set's template, are pinned to, and its field."""
-    if isinstance(res, Cell):
-        return res.spec.node_name, "spec.nodeName"
-    if isinstance(res, CellSet) and res.spec.template.spec is not None:
-        return res.spec.template.spec.node_name, "spec.template.spec.nodeName"
-    return None, ""
-
-
-def _refused(res: AnyResource, causes: Sequence[Cause]) -> ApiError:
-    """A 403 naming each cause, for what no security level allows a non-admin."""
-    name = display_key(key_of(res))
-    return ApiError(
-        403,
-        f'{res.kind} "{name}" is forbidden: '
-        + "; ".join(f"{cause.field}: {cause.message}" for cause in causes),
-        reason="Forbidden",
-        kind=str(res.kind),
-        name=name,
-        causes=list(causes),
-    )
-
-
 def forbidden(
     res: AnyResource, *, realm: str, level: SecurityLevel, violations: Sequence[Violation]
 ) -> ApiError:
@@ -618,8 +593,9 @@ class Admission:
         raise a 403 ApiError naming every violation otherwise. Store errors propagate."""
         if principal.role == Role.ADMIN:
             return  # admins, the unix socket included, keep full power
-        self._refuse_unlisted_registries(principal, res, current)
-        await self._refuse_cordoned_node(principal, res, current)
+        # What no security level lets a non-admin do (``boundaries``).
+        refuse_unlisted_registries(principal, res, current, listed=self.listed_registries)
+        await refuse_cordoned_node(self._registry, principal, res, current)
         violations: list[Violation] = []
         if isinstance(res, Realm):
             previous = current if isinstance(current, Realm) else None
@@ -655,73 +631,6 @@ class Admission:
                 "; ".join(v.field for v in violations),
             )
             raise forbidden(res, realm=realm, level=level, violations=violations)
-
-    def _refuse_unlisted_registries(
-        self, principal: Principal, res: AnyResource, current: AnyResource | None
-    ) -> None:
-        """An image, new or changed, from a registry on the node (loopback, link-local,
-        unspecified, ``localhost``) that kukeond's configuration does not list is refused
-        (403 naming the image): the node would send its GETs to whatever listens there (a
-        blind SSRF against the node); kukeond refuses that pull anyway, this says so before
-        anything is stored. A name resolving to the node, or one of the node's own
-        addresses, is judged where the pull runs (its status says why)."""
-        kept = {container.id: container.image for _, container in containers_naming_images(current)}
-        causes: list[Cause] = []
-        for path, container in containers_naming_images(res):
-            if kept.get(container.id) == container.image:
-                continue
-            try:
-                registry = parse_reference(container.image).registry
-            except InvalidReferenceError:
-                continue  # not a reference: refused by `imagerules` (a profile's `${NAME}`)
-            why = registry_refusal(registry, self.listed_registries)
-            if why is not None:
-                causes.append(Cause(f"{path}.image", f"registry {why}"))
-        if not causes:
-            return
-        name = display_key(key_of(res))
-        log.info(
-            "refused %s %s of user %r: unlisted registries on the node (%s)",
-            res.kind,
-            name,
-            principal.user,
-            "; ".join(cause.field for cause in causes),
-        )
-        raise _refused(res, causes)
-
-    async def _refuse_cordoned_node(
-        self, principal: Principal, res: AnyResource, current: AnyResource | None
-    ) -> None:
-        """A cell (or a set's template) newly pinned by `nodeName` to a cordoned node is
-        refused (403 naming the field): `nodeName` bypasses the scheduler, which places
-        nothing new on a cordoned node, so a realm's editor would otherwise put work on a
-        node drained for maintenance. Only admins may (drain and maintenance work). A node
-        not registered is let through: the cell stays Pending (NodeNotFound) until one of
-        that name joins. A cell pinned there before the cordon stays writable."""
-        node, field = _pinned_node(res)
-        if node is None or node == _pinned_node(current)[0]:
-            return
-        try:
-            found = await self._registry.get(Kind.NODE, (node,))
-        except NotFound:
-            return
-        if not (isinstance(found, Node) and found.spec.unschedulable):
-            return
-        why = (
-            f"node {quote(node)} is cordoned (spec.unschedulable): only an admin may place a "
-            "cell on a cordoned node; leave nodeName out for the scheduler to place it, or "
-            "name another node"
-        )
-        name = display_key(key_of(res))
-        log.info(
-            "refused %s %s of user %r: %s on cordoned node %s",
-            res.kind,
-            name,
-            principal.user,
-            field,
-            node,
-        )
-        raise _refused(res, [Cause(field, why)])
 
     async def _template_violations(self, res: CellSet, level: SecurityLevel) -> list[Violation]:
         """A set's template checked exactly as one of its cells would be (one from a

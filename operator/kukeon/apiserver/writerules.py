@@ -39,14 +39,9 @@ from kukeon.api.hostusers import host_users_change
 from kukeon.api.labelrules import label_key_problem, label_value_problem
 from kukeon.api.meta import check_dns_label, quote
 from kukeon.api.placement import is_scheduler_placed
-from kukeon.api.realm import (
-    UNADDRESSED_CREDENTIAL,
-    RegistryCredentials,
-    has_server_address,
-    shadowed_credentials,
-)
 from kukeon.apiserver.portclaims import port_causes
 from kukeon.apiserver.protocols import RegistryApi
+from kukeon.apiserver.realmrules import realm_causes
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.apiserver.target import Target
 from kukeon.client.paths import KINDS
@@ -298,10 +293,9 @@ def check_acted_on(target: Target, res: AnyResource, current: AnyResource | None
     the cell cannot have (`_network_causes`). Compared with the stored object, so a
     document written before these rules stays writable as long as the write leaves those
     values as they were. A set's template is checked as the cells it makes
-    (`_template_causes`); a realm's containerd namespace is fixed for its life
-    (`_namespace_causes`)."""
+    (`_template_causes`); a realm's by `realmrules`."""
     if isinstance(res, Realm):
-        causes = _namespace_causes(res, current) + _credential_causes(res, current)
+        causes = realm_causes(res, current)
         refuse_invalid(target, res, causes)
         return
     if isinstance(res, CellSet):
@@ -401,44 +395,6 @@ def _template_cell(cellset: CellSet) -> Cell | None:
     except InvalidResource:
         return None
     return cell if isinstance(cell, Cell) else None
-
-
-def _credential_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:
-    """Registry credentials no pull would use (`shadowed_credentials`) and those naming no
-    registry (`UNADDRESSED_CREDENTIAL`), each one the stored realm does not have already
-    (so a realm stored so stays writable: kukeond sends such a credential nowhere)."""
-    known = set(shadowed_credentials(current.spec)) if isinstance(current, Realm) else set()
-    causes = [Cause(*pair) for pair in shadowed_credentials(realm.spec) if pair not in known]
-    stored = (
-        {_identity(c) for c in current.spec.registry_credentials if not has_server_address(c)}
-        if isinstance(current, Realm)
-        else set()
-    )
-    return causes + [
-        Cause(f"spec.registryCredentials[{index}].serverAddress", UNADDRESSED_CREDENTIAL)
-        for index, credential in enumerate(realm.spec.registry_credentials)
-        if not has_server_address(credential) and _identity(credential) not in stored
-    ]
-
-
-def _identity(credential: RegistryCredentials) -> tuple[str, str]:
-    """A credential as a write names it again: its user and password source (an inline
-    password comes back as `***`, so not the password itself)."""
-    ref = credential.password_secret_ref
-    return credential.username or "", f"{ref.name}/{ref.key}" if ref is not None else "inline"
-
-
-def _namespace_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:
-    """A realm's containerd namespace cannot change: its nodes keep the cells' containers
-    and images in the namespace they made, so a new one stranded them (running, no longer
-    managed) and failed every cell (its image not in the new namespace)."""
-    if not isinstance(current, Realm) or realm.spec.namespace == current.spec.namespace:
-        return []
-    why = (
-        f"is immutable: the realm's containers and images are in {quote(current.spec.namespace)}"
-        "; delete the realm and create it again to use another namespace"
-    )
-    return [Cause("spec.namespace", why)]
 
 
 ContainerCheck = Callable[[ContainerSpec], Sequence[tuple[str, str]]]

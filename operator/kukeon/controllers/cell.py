@@ -169,6 +169,13 @@ async def registry_credentials(registry: Registry, realm: Realm) -> list[Registr
     return credentials
 
 
+def ignored_credentials(realm: Realm) -> tuple[str, ...]:
+    """What a pull in ``realm`` says of each of its credentials sent to no registry."""
+    return tuple(
+        f"realm {realm.metadata.name}: {why}" for why in unaddressed_credentials(realm.spec)
+    )
+
+
 CONTAINERD_PATIENCE_SECONDS = 5.0
 """How long a cell's pass waits for an unreachable containerd before it reports the cell
 HostUnobservable (and is retried after the queue's backoff): long enough to ride out a
@@ -358,9 +365,7 @@ class CellController:
             cgroup_parent=self.host.cgroups.cgroup_path(CgroupPath(key)),
             netns_path=cell_netns_path(self.host, cell, key),
             credentials=await registry_credentials(self.registry, realm),
-            ignored_credentials=tuple(
-                f"realm {realm.metadata.name}: {why}" for why in unaddressed_credentials(realm.spec)
-            ),
+            ignored_credentials=ignored_credentials(realm),
             cgroup_nesting=self.host.cgroups.nesting() if cell.spec.nested_cgroup_runtime else None,
             id_range=await cell_id_range(self.host, cell),
         )

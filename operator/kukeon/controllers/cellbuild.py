@@ -178,6 +178,12 @@ class ContainerBuilder:
         )
         return kept
 
+    def _note_pull(self, place: CellPlace, image: str) -> None:
+        """A pull starts: said, with the realm's credentials it will not send."""
+        self.note(Note(EventReason.PULLING, f"pulling image {image}"))
+        for why in place.ignored_credentials:
+            self.note(Note(EventReason.CREDENTIAL_IGNORED, why, warning=True))
+
     async def build(
         self,
         place: CellPlace,
@@ -193,9 +199,7 @@ class ContainerBuilder:
         async def pulling(image: str) -> None:
             nonlocal pulled
             pulled = True
-            self.note(Note(EventReason.PULLING, f"pulling image {image}"))
-            for why in place.ignored_credentials:
-                self.note(Note(EventReason.CREDENTIAL_IGNORED, why, warning=True))
+            self._note_pull(place, image)
             if on_pull is not None:
                 await on_pull(image)
 

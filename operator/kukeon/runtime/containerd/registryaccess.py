@@ -28,8 +28,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
-from pyroute2 import IPRoute
 from yarl import URL
 
 from kukeon.api.imageref import (
@@ -40,6 +38,7 @@ from kukeon.api.imageref import (
     registry_refusal,
 )
 from kukeon.runtime.containerd.registryerrors import RegistryError
+from kukeon.runtime.network.netlink import IPRoute
 
 __all__ = ["RegistryAccess", "RegistryRefusedError", "read_own_addresses", "session_options"]
 
@@ -131,8 +130,12 @@ class RegistryAccess:
 
 class _GuardedResolver(AbstractResolver):
     def __init__(self, access: RegistryAccess) -> None:
+        # Imported at a pull's first session: kukeond does not load aiohttp's client part
+        # until it talks to a registry (tests/unit/daemon/test_imports.py).
+        from aiohttp.resolver import DefaultResolver
+
         self._access = access
-        self._inner = DefaultResolver()
+        self._inner: AbstractResolver = DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
