@@ -17,7 +17,13 @@ from pydantic import ValidationError
 
 from kukeon.api import EVENT_KINDS, AnyResource, Event, Kind, key_of
 from kukeon.api.fieldterms import term
-from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
+from kukeon.client.apiclient import (
+    ApiClient,
+    ApiRequestError,
+    ServerUnreachable,
+    list_items,
+    watch_event,
+)
 from kukeon.client.paths import API_ROOT
 
 from .output import last_seen, sort_events
@@ -42,12 +48,17 @@ def events_path(realm: str | None) -> str:
     return f"{API_ROOT}/events" if realm is None else f"{API_ROOT}/realms/{realm}/events"
 
 
-def _parse(document: object) -> Event:
+def _parse(document: object, answer_to: str) -> Event:
     try:
         return Event.model_validate(document)
     except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the Event"
         raise ApiRequestError(
-            500, "InternalError", f"the server sent an Event kukectl cannot read: {exc}"
+            500,
+            "InternalError",
+            f"the server's answer to {answer_to} holds an Event kukectl cannot read "
+            f"({exc.error_count()} error(s), first {where}: {first['msg']})",
         ) from exc
 
 
@@ -59,9 +70,10 @@ async def list_events(
     client: ApiClient, realm: str | None, *, field_selector: str | None = None
 ) -> EventListing:
     """The Events of ``realm`` (every realm when None) the caller may see."""
-    document = await client.request("GET", events_path(realm), params=_params(field_selector))
-    items = [_parse(item) for item in document.get("items") or []]
-    return EventListing(items, int(document["metadata"]["resourceVersion"]))
+    path = events_path(realm)
+    document = await client.request("GET", path, params=_params(field_selector))
+    documents, revision = list_items(document, f"GET {path}")
+    return EventListing([_parse(item, f"GET {path}") for item in documents], revision)
 
 
 async def watch_events(
@@ -73,6 +85,7 @@ async def watch_events(
 ) -> AsyncIterator[EventUpdate]:
     """Changes after ``resource_version``; an ERROR line raises ``ApiRequestError``."""
     params = {"watch": "true", "resourceVersion": str(resource_version), **_params(field_selector)}
+    watched = f"GET {events_path(realm)}?watch=true"
     buffer = b""
     async for chunk in client.stream("GET", events_path(realm), params=params):
         buffer += chunk
@@ -84,12 +97,10 @@ async def watch_events(
                 change = json.loads(line)
             except ValueError as exc:
                 raise ServerUnreachable(f"event watch on {client.address} broke: {exc}") from exc
-            kind = str(change.get("type"))
-            obj = change.get("object") or {}
+            kind, obj, revision = watch_event(change, watched, line)
             if kind == "ERROR":
-                raise ApiRequestError.from_status(obj, int(obj.get("code") or 500))
-            revision = int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-            yield EventUpdate(kind, None if kind == "BOOKMARK" else _parse(obj), revision)
+                raise ApiRequestError.from_status(obj, 500)
+            yield EventUpdate(kind, None if kind == "BOOKMARK" else _parse(obj, watched), revision)
 
 
 def selector_for(kind: Kind, key: Sequence[str], uid: str | None = None) -> str:

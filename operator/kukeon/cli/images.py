@@ -21,6 +21,7 @@ import yaml
 from kukeon.api import Kind
 from kukeon.api.imageref import reference_problem
 from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.errors import UnreadableAnswer, decode_answer, listed
 from kukeon.client.paths import collection_path
 
 from .params import IMAGE_REFERENCE, NODE, scope_option
@@ -145,8 +146,9 @@ def image_import(ctx: click.Context, archive: Path, realm: str, node: str | None
     """Import an OCI image archive (e.g. from `skopeo copy ... oci-archive:`)."""
 
     async def work(client: ApiClient) -> None:
-        answer = await client.upload(images_path(realm), archive, params=_params(node))
-        for name in answer.get("images", []):
+        path = images_path(realm)
+        answer = await client.upload(path, archive, params=_params(node))
+        for name in listed(answer, "images", f"POST {path}"):
             click.echo(f"image/{name} imported into {_where(realm, node)}")
 
     run(ctx, work)
@@ -167,8 +169,9 @@ def image_ls(ctx: click.Context, output: ListFormat, realm: str, node: str | Non
     """List the images of a realm: name, digest, size (stored, compressed), age."""
 
     async def work(client: ApiClient) -> None:
-        answer = await client.request("GET", images_path(realm), params=_params(node))
-        items = answer.get("items", []) if isinstance(answer, dict) else []
+        path = images_path(realm)
+        answer = await client.request("GET", path, params=_params(node))
+        items = listed(answer, "items", f"GET {path}", of=dict)
         if output in ("json", "yaml"):
             document = {"realm": realm, **({"node": node} if node else {}), "items": items}
             click.echo(render_image_documents([document], output), nl=False)
@@ -197,8 +200,11 @@ def image_pull(ctx: click.Context, reference: str, realm: str, node: str | None)
                 "POST", images_path(realm) + "/pull", params=_params(node, image=reference)
             )
         ]
-        answer = json.loads(b"".join(chunks) or b"{}")
-        name = answer.get("name", reference)
+        pulled = f"POST {images_path(realm)}/pull"
+        answer = decode_answer(200, None, b"".join(chunks), request=pulled)
+        name = answer.get("name")
+        if not isinstance(name, str):
+            raise UnreadableAnswer(pulled, "not what kukectl reads: it names no image", str(answer))
         facts = ", ".join(
             fact
             for fact in (
@@ -261,15 +267,16 @@ def image_rm(
         params = _params(node, **({"force": "true"} if force else {}))
         for ref in references:
             try:
-                answer = await client.request("DELETE", images_path(realm, ref), params=params)
+                removing = images_path(realm, ref)
+                answer = await client.request("DELETE", removing, params=params)
             except ApiRequestError as exc:
                 # As docker rmi: every image is tried; the exit code says one failed.
                 click.echo(f"error: {exc.message}", err=True)
                 failed = True
                 continue
-            for name in answer.get("removed", []):
+            for name in listed(answer, "removed", f"DELETE {removing}"):
                 click.echo(f"image/{name} removed from {_where(realm, node)}")
-            for cell in answer.get("usedBy", []):
+            for cell in listed(answer, "usedBy", f"DELETE {removing}", optional=True):
                 click.echo(f"warning: cell {cell} still names it", err=True)
         return failed
 
@@ -285,11 +292,12 @@ def image_prune(ctx: click.Context, realm: str, node: str | None) -> None:
     """Remove every image of the realm that none of its cells names."""
 
     async def work(client: ApiClient) -> None:
-        answer = await client.request("POST", images_path(realm) + "/prune", params=_params(node))
-        removed = answer.get("removed", [])
+        pruning = images_path(realm) + "/prune"
+        answer = await client.request("POST", pruning, params=_params(node))
+        removed = listed(answer, "removed", f"POST {pruning}")
         for name in removed:
             click.echo(f"image/{name} removed from {_where(realm, node)}")
-        for name in answer.get("kept", []):
+        for name in listed(answer, "kept", f"POST {pruning}", optional=True):
             click.echo(f"image/{name} kept: imported by an admin, only an admin removes it")
         if not removed:
             click.echo(f"no unused images in {_where(realm, node)}")

@@ -18,6 +18,7 @@ import click
 
 from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient
+from kukeon.client.errors import listed
 from kukeon.client.paths import object_path
 
 from .params import CONTAINER, DURATION, SIGNAL, cell_argument, cell_key, cell_named, scope_options
@@ -281,7 +282,7 @@ def kill(
 
     async def work(client: ApiClient) -> None:
         answer = await client.request("POST", path, params=params)
-        signalled = answer.get("containers", []) if isinstance(answer, dict) else []
+        signalled = listed(answer, "containers", f"POST {path}")
         if not signalled:
             click.echo(f"cell/{cell}: no running container to signal")
         for cid in signalled:

@@ -24,6 +24,7 @@ from kukeon.client.apiclient import (
     ServerUnreachable,
     StatusCause,
 )
+from kukeon.client.errors import shown
 
 from .config import ConfigError, Connection, default_config_path, load_config, resolve_connection
 
@@ -152,9 +153,15 @@ def api_error_text(exc: ApiRequestError) -> str:
     return text + ("; " + "; ".join(missing) if missing else "")
 
 
+_SHAPE_ERRORS = (KeyError, TypeError, AttributeError, IndexError)
+"""What reading a field of an answer that has another shape raises (``answer["items"]`` of a
+list, ``.get`` of a number)."""
+
+
 def run(ctx: click.Context, work: Callable[[ApiClient], Awaitable[T]]) -> T:
     """Run ``work`` with a connected client; turn every failure into a line and an exit code."""
     options: Options = ctx.find_root().obj
+    clients: list[ApiClient] = []
 
     async def main() -> T:
         connection = _connection(options)
@@ -166,6 +173,7 @@ def run(ctx: click.Context, work: Callable[[ApiClient], Awaitable[T]]) -> T:
             timeout=options.request_timeout or None,
             pooled=False,  # a connection per request: aiohttp only for streams and watches
         ) as client:
+            clients.append(client)
             return await work(client)
 
     try:
@@ -184,5 +192,15 @@ def run(ctx: click.Context, work: Callable[[ApiClient], Awaitable[T]]) -> T:
         raise click.exceptions.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise click.exceptions.Exit(130) from None
+    except _SHAPE_ERRORS as exc:
+        last = clients[0].last_answer if clients else None
+        if last is None:
+            fail(f"unexpected failure: {type(exc).__name__}: {exc}")
+        # An answer of another shape than kukectl reads, found where a command reads it.
+        request, raw, total = last
+        fail(
+            f"kukectl cannot read the server's answer to {request} "
+            f"({type(exc).__name__}: {exc}): {shown(raw, total)}"
+        )
     except Exception as exc:  # the promise: never a traceback
         fail(f"unexpected failure: {type(exc).__name__}: {exc}")

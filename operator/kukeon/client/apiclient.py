@@ -30,7 +30,14 @@ from kukeon.api.fieldterms import term
 from kukeon.api.names import Kind
 from kukeon.client.address import DEFAULT_SERVER, ServerAddress, ServerAddressError, parse_server
 from kukeon.client.busy import BUSY_RETRIES, BUSY_RETRY_SECONDS, TOO_MANY_REQUESTS, BusyRetry
-from kukeon.client.errors import ApiRequestError, ServerUnreachable, StatusCause, decode_answer
+from kukeon.client.errors import (
+    SHOWN_BYTES,
+    ApiRequestError,
+    ServerUnreachable,
+    StatusCause,
+    UnreadableAnswer,
+    decode_answer,
+)
 from kukeon.client.httpexchange import encode_request, exchange
 from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE
 from kukeon.client.paths import collection_path, object_path
@@ -106,19 +113,57 @@ def _spec_write(document: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in document.items() if key != "status"}
 
 
-def parse_object(document: Any) -> AnyResource:
+def parse_object(document: Any, answer_to: str | None = None) -> AnyResource:
     """The model of a document the server sent (a newer server's status fields left out:
     ``api.tolerant``); a document that is not valid is the server's failure (500), not the
-    caller's."""
+    caller's. ``answer_to`` names the request it answers (``GET /apis/...``)."""
     from kukeon.api import InvalidResource
     from kukeon.api.tolerant import parse_tolerating_status
 
+    if not isinstance(document, dict):
+        raise UnreadableAnswer(answer_to or "a request", "not an object", json.dumps(document))
     try:
         return parse_tolerating_status(document)
     except InvalidResource as exc:
+        said = f"the server's answer to {answer_to}" if answer_to else "the server's object"
         raise ApiRequestError(
-            500, "InternalError", f"the server sent an object kukectl cannot read: {exc}"
+            500, "InternalError", f"{said} is not an object kukectl can read: {exc}"
         ) from exc
+
+
+def list_items(document: Mapping[str, Any], answer_to: str) -> tuple[Documents, int]:
+    """A list answer's items (the JSON objects among them) and its resourceVersion; an
+    ``UnreadableAnswer`` when it has no list of items or no resourceVersion."""
+    items = document.get("items")
+    metadata = document.get("metadata")
+    revision = metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None
+    if items is not None and not (
+        isinstance(items, list) and all(isinstance(item, dict) for item in items)
+    ):
+        raise UnreadableAnswer(
+            answer_to, "not a list: its items are not an array of objects", _json(document)
+        )
+    if not (isinstance(revision, str) and revision.isdigit()) and type(revision) is not int:
+        raise UnreadableAnswer(
+            answer_to, "not a list: it has no metadata.resourceVersion", _json(document)
+        )
+    return list(items or []), int(revision)
+
+
+def watch_event(event: Any, answer_to: str, line: bytes) -> tuple[str, dict[str, Any], int]:
+    """A watch event's type, object and the object's resourceVersion (0 when it has none);
+    an ``UnreadableAnswer`` for a line that is no event."""
+    obj = event.get("object") if isinstance(event, dict) else None
+    if not isinstance(obj, dict) or not isinstance(event.get("type"), str):
+        raise UnreadableAnswer(answer_to, "not a watch event", line.strip())
+    metadata = obj.get("metadata")
+    revision = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
+    text = str(revision or "")
+    return event["type"], obj, int(text) if text.isdigit() else 0
+
+
+def _json(document: Any) -> str:
+    return json.dumps(document, separators=(",", ":"))
 
 
 def warning_text(header: str) -> str:
@@ -207,6 +252,9 @@ class ApiClient:
         self.field_validation: str | None = None
         """Sent as ``fieldValidation`` on every create, update and patch when set (``Warn``,
         ``Ignore``; kukectl's ``--validate``); unset, the server's default (``Strict``)."""
+        self.last_answer: tuple[str, bytes, int] | None = None
+        """The last successful answer to a JSON request: the request (``GET /apis/...``),
+        its first bytes and its length, for saying which answer a caller could not read."""
 
     # --- session -------------------------------------------------------------------------
 
@@ -269,8 +317,11 @@ class ApiClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        plain_text: bool = False,
     ) -> Any:
-        """One request; the decoded JSON answer, or ApiRequestError/ServerUnreachable.
+        """One request; the decoded JSON answer (an object: anything else is an
+        ``UnreadableAnswer`` naming the request; its text for ``plain_text``), or
+        ApiRequestError/ServerUnreachable.
 
         A 429 (the server answering as many requests as it takes) is asked again after its
         ``Retry-After``, a few times, as kubectl does (``busy``): nothing of the request
@@ -279,7 +330,10 @@ class ApiClient:
         headers = {"Content-Type": content_type} if data is not None else {}
         if self.field_validation and method in _WRITES:
             params = {**(params or {}), "fieldValidation": self.field_validation}
-        return await self.busy.call(lambda: self._request_once(method, path, params, data, headers))
+        described = None if plain_text else f"{method} {path}"
+        return await self.busy.call(
+            lambda: self._request_once(method, path, params, data, headers, described)
+        )
 
     async def _request_once(
         self,
@@ -288,9 +342,10 @@ class ApiClient:
         params: Mapping[str, str] | None,
         data: bytes | None,
         headers: Mapping[str, str],
+        described: str | None,
     ) -> Any:
         if not self._pooled:
-            return await self._request_alone(method, path, params, data, headers)
+            return await self._request_alone(method, path, params, data, headers, described)
         import aiohttp  # on first use: kukectl's commands without a server never load it
 
         session = self._open()
@@ -305,11 +360,12 @@ class ApiClient:
             ) as response:
                 raw = await response.read()
                 self._warned(response.headers.getall("Warning", ()))
-                return decode_answer(
+                return self._answered(
+                    described,
                     response.status,
                     response.reason,
                     raw,
-                    retry_after=response.headers.get("Retry-After"),
+                    response.headers.get("Retry-After"),
                 )
         except aiohttp.ClientConnectionError as exc:
             raise ServerUnreachable(
@@ -325,6 +381,7 @@ class ApiClient:
         params: Mapping[str, str] | None,
         data: bytes | None,
         headers: Mapping[str, str],
+        described: str | None,
     ) -> Any:
         """``request`` on a connection of its own (``pooled=False``)."""
         unix = self.address.scheme == "unix"
@@ -356,9 +413,22 @@ class ApiClient:
                 f"cannot reach the kukeon API at {self.address}: {exc}"
             ) from exc
         self._warned(answer.warnings)
-        return decode_answer(
-            answer.status, answer.reason, answer.body, retry_after=answer.retry_after
+        return self._answered(
+            described, answer.status, answer.reason, answer.body, answer.retry_after
         )
+
+    def _answered(
+        self,
+        described: str | None,
+        status: int,
+        reason: str | None,
+        raw: bytes,
+        retry_after: str | None,
+    ) -> Any:
+        """``decode_answer``, the answer kept as ``last_answer`` first."""
+        if described is not None and status < 400:
+            self.last_answer = (described, raw[:SHOWN_BYTES], len(raw))
+        return decode_answer(status, reason, raw, retry_after=retry_after, request=described)
 
     def _timed_out(self, exc: TimeoutError) -> ServerUnreachable:
         if self._timeout is None:  # not ours: the system's (ETIMEDOUT is a TimeoutError)
@@ -414,8 +484,8 @@ class ApiClient:
                 ) as response:
                     raw = await response.read()
                     retry_after = response.headers.get("Retry-After")
-                    return decode_answer(
-                        response.status, response.reason, raw, retry_after=retry_after
+                    return self._answered(
+                        f"POST {path}", response.status, response.reason, raw, retry_after
                     )
             finally:
                 await asyncio.to_thread(handle.close)
@@ -436,13 +506,15 @@ class ApiClient:
     # --- resources -----------------------------------------------------------------------
 
     async def get(self, kind: Kind, key: Sequence[str]) -> AnyResource:
-        return parse_object(await self.get_document(kind, key))
+        document = await self.get_document(kind, key)
+        return parse_object(document, f"GET {object_path(kind, key)}")
 
     async def get_document(self, kind: Kind, key: Sequence[str]) -> dict[str, Any]:
         """As ``get``, the object as the server wrote it (a JSON object, not validated)."""
-        document = await self.request("GET", object_path(kind, key))
-        if not isinstance(document, dict):
-            raise ApiRequestError(500, "InternalError", "the server sent no object")
+        path = object_path(kind, key)
+        document: dict[str, Any] = await self.request("GET", path)
+        if document.get("kind") != kind.value:
+            raise UnreadableAnswer(f"GET {path}", f"not a {kind.value}", _json(document))
         return document
 
     async def list(
@@ -457,7 +529,8 @@ class ApiClient:
         documents, revision = await self.list_documents(
             kind, scope, label_selector=label_selector, name=name, field_selector=field_selector
         )
-        return ObjectList([parse_object(item) for item in documents], revision)
+        listed = f"GET {collection_path(kind, scope)}"
+        return ObjectList([parse_object(item, listed) for item in documents], revision)
 
     async def list_documents(
         self,
@@ -475,9 +548,9 @@ class ApiClient:
             params["labelSelector"] = label_selector
         if fields := _fields(name, field_selector):
             params["fieldSelector"] = fields
-        document = await self.request("GET", collection_path(kind, scope), params=params)
-        items = [item for item in document.get("items") or [] if isinstance(item, dict)]
-        return items, int(document["metadata"]["resourceVersion"])
+        path = collection_path(kind, scope)
+        document = await self.request("GET", path, params=params)
+        return list_items(document, f"GET {path}")
 
     @staticmethod
     def _dry(dry_run: bool) -> dict[str, str]:
@@ -488,32 +561,27 @@ class ApiClient:
 
         kind = Kind(res.kind)
         scope = key_of(res)[:-1]
+        path = collection_path(kind, scope)
         document = await self.request(
-            "POST",
-            collection_path(kind, scope),
-            params=self._dry(dry_run),
-            body=_spec_write(to_request_document(res)),
+            "POST", path, params=self._dry(dry_run), body=_spec_write(to_request_document(res))
         )
-        return parse_object(document)
+        return parse_object(document, f"POST {path}")
 
     async def update(self, res: AnyResource, *, dry_run: bool = False) -> AnyResource:
         from kukeon.api import key_of, to_request_document
 
+        path = object_path(Kind(res.kind), key_of(res))
         document = await self.request(
-            "PUT",
-            object_path(Kind(res.kind), key_of(res)),
-            params=self._dry(dry_run),
-            body=_spec_write(to_request_document(res)),
+            "PUT", path, params=self._dry(dry_run), body=_spec_write(to_request_document(res))
         )
-        return parse_object(document)
+        return parse_object(document, f"PUT {path}")
 
     async def update_status(self, res: AnyResource) -> AnyResource:
         from kukeon.api import key_of, to_document
 
-        document = await self.request(
-            "PUT", object_path(Kind(res.kind), key_of(res), "status"), body=to_document(res)
-        )
-        return parse_object(document)
+        path = object_path(Kind(res.kind), key_of(res), "status")
+        document = await self.request("PUT", path, body=to_document(res))
+        return parse_object(document, f"PUT {path}")
 
     async def patch(
         self,
@@ -525,14 +593,15 @@ class ApiClient:
         dry_run: bool = False,
     ) -> AnyResource:
         """Apply a JSON merge patch (RFC 7386) to the object or its status."""
+        path = object_path(kind, key, "status" if status else None)
         document = await self.request(
             "PATCH",
-            object_path(kind, key, "status" if status else None),
+            path,
             params=self._dry(dry_run),
             body=dict(patch),
             content_type=MERGE_PATCH_CONTENT_TYPE,
         )
-        return parse_object(document)
+        return parse_object(document, f"PATCH {path}")
 
     async def delete(
         self,
@@ -551,10 +620,11 @@ class ApiClient:
             params["propagationPolicy"] = "Foreground"
         if grace_seconds is not None:
             params["gracePeriodSeconds"] = str(grace_seconds)
-        document = await self.request("DELETE", object_path(kind, key), params=params)
+        path = object_path(kind, key)
+        document = await self.request("DELETE", path, params=params)
         if isinstance(document, Mapping) and document.get("kind") == "Status":
             return None
-        return parse_object(document)
+        return parse_object(document, f"DELETE {path}")
 
     async def watch(
         self,
@@ -581,10 +651,10 @@ class ApiClient:
             params["fieldSelector"] = fields
         if timeout_seconds is not None:
             params["timeoutSeconds"] = f"{timeout_seconds:g}"
+        path = collection_path(kind, scope)
+        watched = f"GET {path}?watch=true"
         try:
-            response = await open_response(
-                self._open(), self.busy, "GET", collection_path(kind, scope), params=params
-            )
+            response = await open_response(self._open(), self.busy, "GET", path, params=params)
             async with response:
                 async for line in response.content:
                     if not line.strip():
@@ -593,15 +663,13 @@ class ApiClient:
                         event = json.loads(line)
                     except ValueError as exc:  # a line cut short by a dropped connection
                         raise ServerUnreachable(f"watch on {self.address} broke: {exc}") from exc
-                    event_type = str(event.get("type"))
-                    obj = event.get("object") or {}
+                    event_type, obj, revision = watch_event(event, watched, line)
                     if event_type == "ERROR":
-                        raise ApiRequestError.from_status(obj, int(obj.get("code") or 500))
-                    revision = int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+                        raise ApiRequestError.from_status(obj, 500)
                     if event_type == "BOOKMARK":
                         yield ClientWatchEvent(event_type, None, revision)
                     else:
-                        yield ClientWatchEvent(event_type, parse_object(obj), revision)
+                        yield ClientWatchEvent(event_type, parse_object(obj, watched), revision)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ServerUnreachable(f"watch on {self.address} broke: {exc}") from exc
 
@@ -609,11 +677,13 @@ class ApiClient:
 
     async def version(self) -> dict[str, Any]:
         document = await self.request("GET", "/version")
-        return dict(document) if isinstance(document, Mapping) else {}
+        if not isinstance(document.get("gitVersion"), str):
+            raise UnreadableAnswer("GET /version", "not a version", _json(document))
+        return dict(document)
 
     async def readyz(self) -> str:
         try:
-            return str(await self.request("GET", "/readyz"))
+            return str(await self.request("GET", "/readyz", plain_text=True))
         except ApiRequestError as exc:
             return exc.message
 
