@@ -38,7 +38,7 @@ from kukeon.client.errors import (
     UnreadableAnswer,
     decode_answer,
 )
-from kukeon.client.httpexchange import encode_request, exchange
+from kukeon.client.httpexchange import AnswerTooLargeError, encode_request, exchange
 from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE
 from kukeon.client.paths import collection_path, object_path
 from kukeon.client.streams import WebSocketOpening, open_response
@@ -408,6 +408,11 @@ class ApiClient:
                 )
         except TimeoutError as exc:
             raise self._timed_out(exc) from exc
+        except AnswerTooLargeError as exc:
+            # Reached and answered: said as the answer it is, not as "cannot reach".
+            raise ApiRequestError(
+                500, "InternalError", f"the server's answer to {method} {path} is {exc}"
+            ) from exc
         except OSError as exc:
             raise ServerUnreachable(
                 f"cannot reach the kukeon API at {self.address}: {exc}"

@@ -37,6 +37,22 @@ class MalformedAnswerError(ConnectionError):
     """The server's answer is not HTTP/1.x as this client reads it."""
 
 
+class AnswerTooLargeError(MalformedAnswerError):
+    """The answer is larger than ``MAX_ANSWER_BYTES``: the server was reached and answered,
+    so this is no connection failure for the caller to report as one."""
+
+    def __init__(self) -> None:
+        self.limit = MAX_ANSWER_BYTES
+        super().__init__(
+            f"larger than {_mib(self.limit)}, the most kukectl reads (no answer of the kukeon "
+            "API is that large); not read further"
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} bytes"
+
+
 async def exchange(
     *,
     unix_path: str | None,
@@ -111,13 +127,6 @@ async def _head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str],
     raise MalformedAnswerError(f"more than {MAX_HEADER_LINES} header lines")
 
 
-def _too_large() -> MalformedAnswerError:
-    return MalformedAnswerError(
-        f"the answer is larger than {MAX_ANSWER_BYTES >> 20} MiB, more than any answer of "
-        "the kukeon API; not read further"
-    )
-
-
 async def _body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
     try:
         if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -126,13 +135,13 @@ async def _body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> byt
             if not length.isdigit():
                 raise MalformedAnswerError(f"bad Content-Length {length[:20]!r}")
             if int(length) > MAX_ANSWER_BYTES:
-                raise _too_large()
+                raise AnswerTooLargeError()
             return await reader.readexactly(int(length))
         body = bytearray()
         while chunk := await reader.read(1 << 20):
             body += chunk
             if len(body) > MAX_ANSWER_BYTES:
-                raise _too_large()
+                raise AnswerTooLargeError()
         return bytes(body)
     except asyncio.IncompleteReadError as exc:
         raise MalformedAnswerError("the connection closed before the whole answer came") from exc
@@ -152,6 +161,6 @@ async def _chunked(reader: asyncio.StreamReader) -> bytes:
                 pass
             return bytes(body)
         if len(body) + size > MAX_ANSWER_BYTES:
-            raise _too_large()
+            raise AnswerTooLargeError()
         body += await reader.readexactly(size)
         await reader.readexactly(2)  # the chunk's CRLF

@@ -183,9 +183,14 @@ async def test_an_endless_answer_is_refused_past_the_bound(
     monkeypatch.setattr(httpexchange, "MAX_ANSWER_BYTES", LIMIT)
     endless = Endless(head, piece)
     async with await _client_with(serve, endless, limit=30) as client:
-        with pytest.raises(ServerUnreachable, match=r"answer is larger than 4 MiB"):
+        with pytest.raises(ApiRequestError) as refused:
             await client.version()
     assert endless.sent < 4 * LIMIT
+    # The server was reached: not 'cannot reach the kukeon API at ...' (what it said before).
+    assert refused.value.message == (
+        "the server's answer to GET /version is larger than 4 MiB, the most kukectl reads "
+        "(no answer of the kukeon API is that large); not read further"
+    )
 
 
 async def test_a_failure_nested_past_pythons_stack_is_an_api_error(
