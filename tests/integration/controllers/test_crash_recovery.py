@@ -28,7 +28,7 @@ from kukeon.api import AnyResource, Cell, Kind, Space, parse_resource
 from kukeon.runtime.containerd import ContainerdClient, realm_namespace
 from kukeon.runtime.containerd.tasks import TaskStatus
 from kukeon.runtime.network import network_id_prefix
-from kukeon.store import NotFound, Registry
+from kukeon.store import Conflict, NotFound, Registry
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukeond import kukeond_config, sweep_host
@@ -335,3 +335,148 @@ async def test_kill_9_ten_times_mid_bringup_leaves_exactly_the_cells(crashable: 
         await s.wait(Kind.CELL, (s.realm, "s1", "st1", name), "Ready", within=120)
     await _assert_exactly_the_cells(s)
     assert len(s.daemon.starts) == 11
+
+
+async def test_kill_9_mid_cascade_delete_of_a_space_leaves_nothing(crashable: Setup) -> None:
+    """kill -9 while a space's cascade delete tears its ten cells down; the next kukeond
+    finishes it: the space gone and nothing of it left on the host."""
+    s = crashable
+    realm = s.realm
+    await make_hierarchy(s)
+    await _create_cells(s)
+    for name in CELLS:
+        await s.wait(Kind.CELL, (realm, "s1", "st1", name), "Ready", within=90)
+    space = await s.registry.get(Kind.SPACE, (realm, "s1"))
+    assert isinstance(space, Space)
+    bridge = space.status.network.bridge_name
+    assert bridge
+    await s.registry.delete(Kind.SPACE, (realm, "s1"), cascade=True)
+    containers = s.containerd.containers(s.namespace)
+    deadline = asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
+        if len(await containers.list()) <= 7:
+            break
+        await asyncio.sleep(0.02)
+    s.daemon.kill()
+    left_at_kill = len(await containers.list())
+    assert left_at_kill > 0, "the daemon was not killed mid-teardown"
+
+    s.daemon.start()
+    deadline = asyncio.get_running_loop().time() + 120
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            await s.registry.get(Kind.SPACE, (realm, "s1"))
+        except NotFound:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError(f"space s1 is still there\n{s.daemon.tail()}")
+    assert await containers.list() == []
+    assert await s.containerd.tasks(s.namespace).list() == []
+    assert [p.name for p in s.netns_dir.iterdir()] == []
+    attachments = s.state_dir / "network" / "attachments"
+    assert not attachments.exists() or list(attachments.glob("*.json")) == []
+    assert not (s.state_dir / "network" / "ipam" / bridge).exists()
+    assert list(s.cni_conf_dir.glob("*.conflist")) == []
+    for path, children in _cgroup_children(s, realm):
+        assert "s1" not in children, path
+    shown = await asyncio.to_thread(
+        subprocess.run, ["ip", "link", "show", bridge], capture_output=True, check=False
+    )
+    assert shown.returncode != 0, f"bridge {bridge} is still there"
+
+
+def _set(s: Setup, version: str) -> AnyResource:
+    script = "trap 'exit 0' TERM; while :; do sleep 1; done"
+    return _doc(
+        kind="CellSet",
+        metadata={"name": "web"},
+        spec={
+            "realmId": s.realm,
+            "spaceId": "s1",
+            "stackId": "st1",
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "id": "a",
+                            "image": s.image.name,
+                            "command": "sh",
+                            "args": ["-c", script],
+                            "env": [f"V={version}"],
+                        }
+                    ]
+                },
+            },
+            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        },
+    )
+
+
+async def _set_cells(s: Setup) -> list[Cell]:
+    listed = await s.registry.list(Kind.CELL, (s.realm, "s1", "st1"))
+    return [c for c in listed.items if isinstance(c, Cell)]
+
+
+async def _settled(s: Setup, hash_: str, *, within: float) -> list[Cell]:
+    deadline = asyncio.get_running_loop().time() + within
+    cells: list[Cell] = []
+    while asyncio.get_running_loop().time() < deadline:
+        cells = await _set_cells(s)
+        if len(cells) == 4 and all(
+            c.metadata.labels.get("kukeon.io/template-hash") == hash_
+            and str(c.status.state) == "Ready"
+            and c.metadata.deletion_timestamp is None
+            for c in cells
+        ):
+            return cells
+        await asyncio.sleep(0.3)
+    shown = [(c.metadata.name, str(c.status.state), c.metadata.labels) for c in cells]
+    raise AssertionError(f"not settled on {hash_}: {shown}\n{s.daemon.tail()}")
+
+
+async def test_kill_9_mid_rolling_update_leaves_exactly_the_new_cells(crashable: Setup) -> None:
+    """kill -9 several times while a CellSet rolls to a new template: it ends with exactly
+    its replicas, all of the new template, one container each, nothing else."""
+    from kukeon.api import CellSet
+
+    s = crashable
+    await make_hierarchy(s)
+    first = _set(s, "1")
+    await s.registry.create(first)
+    assert isinstance(first, CellSet)
+    await _settled(s, first.template_hash(), within=120)
+    second = _set(s, "2")
+    assert isinstance(second, CellSet)
+    while True:  # the set's controller writes its status meanwhile: read again on a conflict
+        stored = await s.registry.get(Kind.CELL_SET, (s.realm, "s1", "st1", "web"))
+        assert isinstance(stored, CellSet)
+        try:
+            await s.registry.update(stored.model_copy(update={"spec": second.spec}))
+        except Conflict:
+            continue
+        break
+    hash_ = second.template_hash()
+    phases = random.Random(7)  # fixed: a failure can be replayed
+    for _ in range(3):
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:
+            cells = await _set_cells(s)
+            if any(c.metadata.labels.get("kukeon.io/template-hash") == hash_ for c in cells):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(phases.uniform(0, 1.5))
+        s.daemon.kill()
+        s.daemon.start()
+    cells = await _settled(s, hash_, within=180)
+    containers = s.containerd.containers(s.namespace)
+    expected = {f"s1_st1_{c.metadata.name}_a" for c in cells}
+    assert {c.id for c in await containers.list()} == expected
+    tasks = await s.containerd.tasks(s.namespace).list()
+    assert sorted(t.container_id for t in tasks) == sorted(expected)
+    prefix = network_id_prefix(s.instance)
+    names = {f"{prefix}{s.realm}_s1_st1_{c.metadata.name}" for c in cells}
+    assert {p.name for p in s.netns_dir.iterdir()} == names
