@@ -64,7 +64,10 @@ def _split_address(address: str) -> tuple[str, int]:
 
 
 async def ensure_group(name: str) -> int:
-    """The gid of ``name``, creating it as a system group when it is missing."""
+    """The gid of ``name`` (a numeric gid is itself), creating it as a system group when it
+    is missing."""
+    if name.isdigit():
+        return int(name)
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:

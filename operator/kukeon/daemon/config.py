@@ -220,6 +220,12 @@ class DaemonConfig(BaseModel):
     api_tls_cert_file: Path | None = None
     api_tls_key_file: Path | None = None
     api_tokens_file: Path | None = None
+    api_socket_group: str = "kukeon"
+    """The group of the API socket (`0660`) and of the run directory: its members are
+    kukeond's local admins, root on this host. A name (made a system group when missing)
+    or a numeric gid; empty: root's only. A name is looked up where kukeond runs: in a
+    container (the image's `kukeon` is gid 10001) give the host's gid, or empty, else
+    whoever has that gid on the host is admin."""
     allowed_host_paths: tuple[Path, ...] = ()
     """Host directories a non-admin's bind volumes may be under in realms below the
     privileged security level; empty: none; a `{realm}` component makes one each realm's
@@ -249,6 +255,14 @@ class DaemonConfig(BaseModel):
     log_level: LogLevel = "info"
     bootstrap: bool = True
     api_only: bool = False
+
+    @field_validator("api_socket_group")
+    @classmethod
+    def _socket_group(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[0-9]+|[A-Za-z_][A-Za-z0-9_.-]*\$?", value):
+            raise ValueError(f"{value!r} is neither a group name nor a numeric gid")
+        return value
 
     @field_validator("cgroup_root")
     @classmethod

@@ -46,6 +46,7 @@ def api_settings(daemon: Daemon) -> ApiSettings:
         tls_cert_file=config.api_tls_cert_file,
         tls_key_file=config.api_tls_key_file,
         tokens_file=config.api_tokens_file,
+        socket_group=config.api_socket_group or None,
         allowed_host_paths=tuple(str(path) for path in config.allowed_host_paths),
         secret_dirs=tuple(str(path) for path in config.secret_dirs),
         allowed_secret_env=config.allowed_secret_env,

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 def _group_id(name: str | None) -> int | None:
     if name is None:
         return None
+    if name.isdigit():
+        return int(name)
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:

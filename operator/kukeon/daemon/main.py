@@ -199,6 +199,13 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("--api-tls-key-file", {"type": _path}),
     ("--api-tokens-file", {"type": _path}),
     (
+        "--api-socket-group",
+        {
+            "help": "Group of the API socket, whose members are local admins: a name or a "
+            "numeric gid; '' root's only (default kukeon; in a container, give the host's gid).",
+        },
+    ),
+    (
         "--allowed-host-path",
         {
             "dest": "allowed_host_paths",

@@ -50,6 +50,7 @@ FLAGS = {
     "--api-tls-cert-file": "api_tls_cert_file",
     "--api-tls-key-file": "api_tls_key_file",
     "--api-tokens-file": "api_tokens_file",
+    "--api-socket-group": "api_socket_group",
     "--allowed-host-path": "allowed_host_paths",
     "--secret-dir": "secret_dirs",
     "--allowed-secret-env": "allowed_secret_env",
