@@ -325,11 +325,13 @@ def _authentication_middleware(tokens: TokenBook | None) -> Middleware:
 
 
 def _inflight_middleware(settings: ApiSettings) -> Middleware:
-    """At most ``apiMaxRequestsInflight`` short requests at once and ``apiMaxLongRunningPerUser``
-    watches and sessions per token holder (``inflight``); 429 past either."""
+    """At most ``apiMaxRequestsInflight`` short requests at once, ``apiMaxLongRunningPerUser``
+    watches and sessions per token holder and ``apiMaxLongRunning`` in all (``inflight``);
+    429 past any."""
     limits = InflightLimits(
         max_requests=settings.max_requests_inflight,
         max_long_running_per_user=settings.max_long_running_per_user,
+        max_long_running=settings.max_long_running,
     )
 
     @web.middleware
@@ -337,14 +339,17 @@ def _inflight_middleware(settings: ApiSettings) -> Middleware:
         if request.path in _UNGUARDED:
             return await handler(request)  # probes answer however busy the server is
         principal = request.get(PRINCIPAL_KEY)
-        # Not bound at all: the local admin (root on the host anyway) and other nodes
-        # forwarding their users' requests (each user bound on the node they asked). As
-        # kube-apiserver exempts system:masters: token holders filling the short bound
-        # (slow bodies) must not lock out the one who can mend things.
-        if _on_unix_socket(request) or (principal is not None and principal.role == Role.NODE):
+        # Not bound per user, nor by the short bound: the local admin (root on the host
+        # anyway) and other nodes forwarding their users' requests (each user bound on the
+        # node they asked). As kube-apiserver exempts system:masters: token holders filling
+        # the short bound (slow bodies) must not lock out the one who can mend things. Their
+        # long-running requests count in the whole long-running bound (a tenth of it theirs).
+        exempt = _on_unix_socket(request) or (principal is not None and principal.role == Role.NODE)
+        long = is_long_running(request)
+        if exempt and not long:
             return await handler(request)
-        user = principal.user if principal is not None else None
-        with limits.admitted(user=user, long_running=is_long_running(request)):
+        user = principal.user if principal is not None and not exempt else None
+        with limits.admitted(user=user, long_running=long):
             return await handler(request)
 
     return bounded

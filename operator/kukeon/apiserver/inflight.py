@@ -8,11 +8,17 @@ requests at once, a quarter of them for one token holder (a rough fairness, wher
 kube-apiserver has its priority and fairness queues), beyond which a request is answered
 ``429 Too Many Requests`` with ``Retry-After: 1`` at once (kubectl and kukectl's clients
 wait and retry). Long-running
-requests (watches, followed logs, exec and attach sessions) are not short: they are bounded
-per user instead (``max_long_running_per_user``). Both bound token holders only: the local
-admin on the unix socket (root on the host anyway) and other nodes forwarding their users'
-requests (bound on the node they asked) pass, as kube-apiserver's system:masters, so that
-token holders filling the bound cannot lock out the one who can mend things.
+requests (watches, followed logs, exec, attach and port-forward sessions, copies, image
+imports and pulls) are not short: they have their own budget, as kube-apiserver's, bounded
+per user (``max_long_running_per_user``) and all together (``max_long_running``: each holds
+a connection, a task, buffers, some a process or an etcd watch stream, so without it many
+token holders, or one local client, could open them until kukeond ran out of memory or
+descriptors). The short bound and the per-user bounds apply to token holders only: the
+local admin on the unix socket (root on the host anyway) and other nodes forwarding their
+users' requests (bound on the node they asked) pass, as kube-apiserver's system:masters,
+so that token holders filling them cannot lock out the one who can mend things. The
+whole long-running bound counts everyone, and token holders together stop a tenth short
+of it (``RESERVED_SHARE``): that tenth is the local admin's and the nodes'.
 """
 
 from __future__ import annotations
@@ -27,34 +33,46 @@ RETRY_AFTER_SECONDS = 1
 USER_SHARE = 4
 """One token holder may take at most 1/USER_SHARE of the short requests' bound, so one
 client sending slow bodies cannot hold every place and lock out the others."""
+MAX_LONG_RUNNING = 1000
+"""Long-running requests open at once, everyone's together (``apiMaxLongRunning``)."""
+MAX_LONG_RUNNING_PER_USER = 100
+"""Long-running requests one token holder may have open (``apiMaxLongRunningPerUser``)."""
+RESERVED_SHARE = 10
+"""Token holders together take at most all but 1/RESERVED_SHARE of the long-running bound
+(at least one place kept): the rest is for the local admin and forwarding nodes."""
 
 
 class InflightLimits:
     """The counts of requests in flight, and the check each request passes first."""
 
-    def __init__(self, *, max_requests: int, max_long_running_per_user: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_requests: int,
+        max_long_running_per_user: int = MAX_LONG_RUNNING_PER_USER,
+        max_long_running: int = MAX_LONG_RUNNING,
+    ) -> None:
         self.max_requests = max_requests
         self.max_requests_per_user = max(1, max_requests // USER_SHARE)
         self.max_long_running_per_user = max_long_running_per_user
+        self.max_long_running = max_long_running
+        self.max_long_running_shared = max(
+            1, max_long_running - max(1, max_long_running // RESERVED_SHARE)
+        )
+        """What token holders together may hold of ``max_long_running``."""
         self.requests = 0
+        self.long_running_open = 0
+        """Long-running requests open, everyone's."""
         self.short: collections.Counter[str] = collections.Counter()
         self.long_running: collections.Counter[str] = collections.Counter()
 
     @contextlib.contextmanager
     def admitted(self, *, user: str | None, long_running: bool) -> Iterator[None]:
         """Count one request while it runs; ``ApiError`` 429 when it is one too many.
-        ``user`` None: not bound per user (the local admin)."""
+        ``user`` None: not bound per user (the local admin, a forwarding node); for a
+        long-running request, bound by the whole of ``max_long_running``."""
         if long_running:
-            if user is None:
-                yield
-                return
-            if self.long_running[user] >= self.max_long_running_per_user:
-                raise _too_many(
-                    f"user {user!r} already has {self.long_running[user]} watches, followed "
-                    f"logs or sessions open, the most this server allows a user "
-                    f"(apiMaxLongRunningPerUser {self.max_long_running_per_user}); close some"
-                )
-            with _counted(self.long_running, user):
+            with self._long_running(user):
                 yield
             return
         if self.requests >= self.max_requests:
@@ -77,6 +95,32 @@ class InflightLimits:
                     yield
         finally:
             self.requests -= 1
+
+    @contextlib.contextmanager
+    def _long_running(self, user: str | None) -> Iterator[None]:
+        bound = self.max_long_running if user is None else self.max_long_running_shared
+        if self.long_running_open >= bound:
+            whose = "" if user is None else f", of which token holders take {bound}"
+            raise _too_many(
+                f"the server has {self.long_running_open} watches, followed logs, sessions "
+                f"and image transfers open, the most it keeps (apiMaxLongRunning "
+                f"{self.max_long_running}{whose}); retry in {RETRY_AFTER_SECONDS}s"
+            )
+        if user is not None and self.long_running[user] >= self.max_long_running_per_user:
+            raise _too_many(
+                f"user {user!r} already has {self.long_running[user]} watches, followed "
+                f"logs or sessions open, the most this server allows a user "
+                f"(apiMaxLongRunningPerUser {self.max_long_running_per_user}); close some"
+            )
+        self.long_running_open += 1
+        try:
+            if user is None:
+                yield
+            else:
+                with _counted(self.long_running, user):
+                    yield
+        finally:
+            self.long_running_open -= 1
 
 
 @contextlib.contextmanager

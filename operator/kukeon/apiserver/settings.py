@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kukeon.apiserver.admission import HostAllowances, normalize_directory
+from kukeon.apiserver.inflight import MAX_LONG_RUNNING, MAX_LONG_RUNNING_PER_USER
 from kukeon.apiserver.writebudget import WRITE_OVERHEAD_BYTES, Rate
 from kukeon.client.paths import DEFAULT_SOCKET
 from kukeon.store.codec import MAX_DOCUMENT_BYTES
@@ -52,8 +53,11 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
     max_requests_inflight: int = Field(default=400, gt=0)
     """Short requests answered at once; more are answered 429 (``inflight``)."""
-    max_long_running_per_user: int = Field(default=100, gt=0)
+    max_long_running_per_user: int = Field(default=MAX_LONG_RUNNING_PER_USER, gt=0)
     """Watches, followed logs and sessions one token holder may have open at once."""
+    max_long_running: int = Field(default=MAX_LONG_RUNNING, gt=0)
+    """Long-running requests open at once, everyone's together; token holders together stop
+    a tenth short of it (``inflight``)."""
     realm_write_bytes_per_second: int = Field(default=REALM_WRITE_BYTES_PER_SECOND, ge=0)
     """Bytes a realm's non-admin writes may add to etcd a second, sustained (its bucket's
     refill, ``writebudget``); 0: no bound. A realm's ``spec.quota.writeBytesPerSecond``

@@ -35,6 +35,7 @@ from kukeon.api.labelrules import label_key_problem, label_value_problem
 from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX, WRITE_RATE_MAX
 from kukeon.api.yamlread import load_yaml
 from kukeon.apiserver.admission import normalize_directory
+from kukeon.apiserver.inflight import MAX_LONG_RUNNING
 from kukeon.apiserver.settings import (
     MIN_WRITE_BURST_BYTES,
     REALM_WRITE_BURST_BYTES,
@@ -195,6 +196,11 @@ class DaemonConfig(BaseModel):
     `--max-requests-inflight`)."""
     api_max_long_running_per_user: int = Field(default=100, gt=0)
     """Watches, followed logs and exec/attach sessions one token holder may have open."""
+    api_max_long_running: int = Field(default=MAX_LONG_RUNNING, gt=0)
+    """Long-running API requests (watches, followed logs, exec/attach/port-forward sessions,
+    copies, image imports and pulls) open at once, everyone's together, the local admin's
+    included; token holders together stop a tenth short of it, the rest kept for the local
+    admin and forwarding nodes. 429 past it (kube-apiserver's long-running budget)."""
     realm_write_bytes_per_second: int = Field(
         default=REALM_WRITE_BYTES_PER_SECOND, ge=0, le=WRITE_RATE_MAX
     )

@@ -53,6 +53,7 @@ def api_settings(daemon: Daemon) -> ApiSettings:
         insecure_registries=config.insecure_registries,
         max_requests_inflight=config.api_max_requests_inflight,
         max_long_running_per_user=config.api_max_long_running_per_user,
+        max_long_running=config.api_max_long_running,
         realm_write_bytes_per_second=config.realm_write_bytes_per_second,
         realm_write_burst_bytes=config.realm_write_burst_bytes,
     )

@@ -199,6 +199,31 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("--api-tls-key-file", {"type": _path}),
     ("--api-tokens-file", {"type": _path}),
     (
+        "--api-max-requests-inflight",
+        {
+            "type": _count,
+            "help": "Short API requests of token holders answered at once; 429 past it "
+            "(default 400).",
+        },
+    ),
+    (
+        "--api-max-long-running",
+        {
+            "type": _count,
+            "help": "Watches, followed logs, sessions and image transfers open at once, "
+            "everyone's; token holders together stop a tenth short of it; 429 past it "
+            "(default 1000).",
+        },
+    ),
+    (
+        "--api-max-long-running-per-user",
+        {
+            "type": _count,
+            "help": "Watches, followed logs, sessions and image transfers one token holder "
+            "may have open; 429 past it (default 100).",
+        },
+    ),
+    (
         "--api-socket-group",
         {
             "help": "Group of the API socket, whose members are local admins: a name or a "

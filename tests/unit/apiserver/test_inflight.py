@@ -1,8 +1,10 @@
 """The API server's bound on requests in flight: short requests all together, long-running
-ones per token holder, the local admin's long-running ones not at all; each released when
-its request ends, however it ends."""
+ones per token holder and all together (the local admin's too, with a tenth kept for it);
+each released when its request ends, however it ends."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 
@@ -79,3 +81,40 @@ def test_one_user_takes_at_most_a_quarter_of_the_short_bound() -> None:
             assert limits.requests == 4
     assert limits.requests == 0
     assert not limits.short
+
+
+def test_long_running_requests_are_bounded_all_together() -> None:
+    # Before, only per token holder: many holders, or one local client, opened them until
+    # kukeond ran out of memory or descriptors.
+    limits = InflightLimits(max_requests=1, max_long_running_per_user=3, max_long_running=10)
+    assert limits.max_long_running_shared == 9  # a tenth kept for the local admin and nodes
+    with contextlib.ExitStack() as held:
+        for user in ["a", "a", "a", "b", "b", "b", "c", "c", "c"]:
+            held.enter_context(limits.admitted(user=user, long_running=True))
+        with pytest.raises(ApiError) as refused, limits.admitted(user="d", long_running=True):
+            pass
+        assert refused.value.code == 429
+        assert refused.value.headers == {"Retry-After": "1"}
+        assert "(apiMaxLongRunning 10, of which token holders take 9)" in refused.value.message
+        # The local admin still gets the place kept for it, and no more.
+        held.enter_context(limits.admitted(user=None, long_running=True))
+        with pytest.raises(ApiError) as refused, limits.admitted(user=None, long_running=True):
+            pass
+        assert "the server has 10 watches" in refused.value.message
+        assert "(apiMaxLongRunning 10)" in refused.value.message
+        # Short requests have their own bound.
+        with limits.admitted(user="d", long_running=False):
+            pass
+    assert limits.long_running_open == 0
+    assert not limits.long_running
+
+
+def test_the_local_admins_long_running_requests_count_in_all() -> None:
+    limits = InflightLimits(max_requests=1, max_long_running_per_user=1, max_long_running=3)
+    with contextlib.ExitStack() as held:
+        for _ in range(2):  # the token holders' share: 3 less a tenth kept (at least 1)
+            held.enter_context(limits.admitted(user=None, long_running=True))
+        with pytest.raises(ApiError), limits.admitted(user="eve", long_running=True):
+            pass
+        held.enter_context(limits.admitted(user=None, long_running=True))
+        assert limits.long_running_open == 3
