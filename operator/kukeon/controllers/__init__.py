@@ -234,6 +234,17 @@ class Controllers:
                 removed = []
             if removed:
                 log.info("removed %d orphan(s) at start: %s", len(removed), ", ".join(removed))
+            try:
+                cut_short = await asyncio.to_thread(self.images.archives.remove_interrupted)
+            except OSError as error:
+                log.warning("removing what interrupted image imports left failed: %s", error)
+                cut_short = []
+            if cut_short:
+                log.warning(
+                    "removed %d file(s) of image imports a crash cut short: %s",
+                    len(cut_short),
+                    ", ".join(str(path) for path in cut_short),
+                )
             await close_unguarded_bridges(self.host)
             followed = False
 

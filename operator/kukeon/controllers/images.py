@@ -149,6 +149,23 @@ class ImageArchives:
     def _index_file(self) -> Path:
         return self.directory / "index.json"
 
+    @property
+    def incoming(self) -> Path:
+        """Where the import route stages an archive as it is received."""
+        return self.directory / "incoming"
+
+    def remove_interrupted(self) -> list[Path]:
+        """Remove what imports cut short by a crash left (their staged archives and copies
+        not yet named): nothing else ever would. Only at start, before any import runs;
+        blocking (run in a thread)."""
+        left = [
+            *(self.incoming.glob("*.tar") if self.incoming.is_dir() else []),
+            *(self.directory.glob("*.partial") if self.directory.is_dir() else []),
+        ]
+        for path in left:
+            path.unlink(missing_ok=True)
+        return left
+
     def _read_index(self) -> dict[str, str]:
         try:
             data = json.loads(self._index_file.read_text())

@@ -322,7 +322,7 @@ class ImageRoutes:
             raise _too_large(ArchiveTooLargeError(limit, decompressed=False))
         found = await realm_of(self.registry, realm)
         namespace = self.controllers.host.namespace_of(found)
-        staging = Path(self.controllers.host.settings.state_dir) / "images" / "incoming"
+        staging = self.controllers.images.archives.incoming
         await asyncio.to_thread(make_dirs, staging)
         handle, temporary = await asyncio.to_thread(tempfile.mkstemp, suffix=".tar", dir=staging)
         path = Path(temporary)

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from kukeon.api import AnyResource, Cell, Kind, Space, parse_resource
@@ -480,3 +481,50 @@ async def test_kill_9_mid_rolling_update_leaves_exactly_the_new_cells(crashable:
     prefix = network_id_prefix(s.instance)
     names = {f"{prefix}{s.realm}_s1_st1_{c.metadata.name}" for c in cells}
     assert {p.name for p in s.netns_dir.iterdir()} == names
+
+
+async def test_kill_9_mid_image_import_leaves_no_staging_file(crashable: Setup) -> None:
+    """kill -9 while an image archive is being sent: the next kukeond removes what the
+    interrupted import left under the state directory (nothing else can ever remove it),
+    and an import afterwards works."""
+    s = crashable
+    await make_hierarchy(s)
+    socket = s.state_dir.parent / "run" / "kukeond.sock"
+    incoming = s.state_dir / "images" / "incoming"
+    archive = s.image.archive.read_bytes()
+    sent = asyncio.Event()
+    hold = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield archive[: len(archive) // 2]
+        sent.set()
+        await hold.wait()  # never: the daemon dies first
+        yield archive[len(archive) // 2 :]
+
+    url = f"http://kukeond/apis/kukeon.io/v1beta1/realms/{s.realm}/images"
+    connector = aiohttp.UnixConnector(path=str(socket))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        upload = asyncio.ensure_future(
+            http.post(url, data=body(), headers={"Content-Type": "application/x-tar"})
+        )
+        try:
+            await asyncio.wait_for(sent.wait(), 30)
+            deadline = asyncio.get_running_loop().time() + 30
+            while not (incoming.is_dir() and any(p.stat().st_size for p in incoming.iterdir())):
+                assert asyncio.get_running_loop().time() < deadline, "nothing staged"
+                await asyncio.sleep(0.05)
+            s.daemon.kill()
+        finally:
+            upload.cancel()
+            await asyncio.gather(upload, return_exceptions=True)
+    left = sorted(p.name for p in incoming.iterdir())
+    assert left, "the killed import left nothing: the test did not kill it mid-way"
+
+    s.daemon.start()
+    await s.wait(Kind.REALM, (s.realm,), "Ready", within=60)
+    deadline = asyncio.get_running_loop().time() + 60
+    while sorted(p.name for p in incoming.iterdir()):
+        assert asyncio.get_running_loop().time() < deadline, (left, s.daemon.tail())
+        await asyncio.sleep(0.2)
+    archives = s.state_dir / "images"
+    assert list(archives.glob("*.partial")) == []

@@ -122,11 +122,19 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     op = FakeOperator()
     recorder = FakeRecorder()
     fake = make_host(tmp_path)
+    swept: list[int] = []
+
+    def remove_interrupted() -> list[Path]:  # what image imports a crash cut short left
+        swept.append(1)
+        return []
+
     registered = register_controllers(
         cast(Any, op),
         host=fake.host,
         registry=cast(Any, None),
-        images=cast(Any, None),
+        images=cast(
+            Any, SimpleNamespace(archives=SimpleNamespace(remove_interrupted=remove_interrupted))
+        ),
         recorder=cast(Any, recorder),
     )
     assert set(op.reconcilers) == {Kind.REALM, Kind.SPACE, Kind.STACK, Kind.CELL}
@@ -150,6 +158,7 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
         (start,) = op.startup
         await start(SimpleNamespace())
     assert background == {"migrate": 2, "collect": 2, "follow": 0}
+    assert swept == [1, 1]
     assert set(op.tasks.started) == {
         "kukeon-events",
         "kukeon-containerd-events",
