@@ -47,12 +47,18 @@ class QuotaUsageReads(HandlerBase):
             hard["objects"] = limits.objects
         if limits.storage_bytes is not None:
             hard["storageBytes"] = limits.storage_bytes
+        if limits.spaces is not None:
+            hard["spaces"] = limits.spaces
         return json_answer(
             {
                 "apiVersion": API_VERSION,
                 "kind": QUOTA_STATUS_KIND,
                 "metadata": {"name": realm},
                 "hard": hard,
-                "used": {"objects": used.objects, "storageBytes": used.storage_bytes},
+                "used": {
+                    "objects": used.objects,
+                    "storageBytes": used.storage_bytes,
+                    "spaces": used.spaces,
+                },
             }
         )

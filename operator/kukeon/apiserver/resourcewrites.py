@@ -128,10 +128,11 @@ class ResourceWrites(HandlerBase):
         if not isinstance(quotas, RealmQuotas) or not counts_against_quota(target.kind):
             return
         size = quotas.key_size(target.kind, target.key) + document_size(res)
-        await self._store(
-            target,
-            quotas.check(target.key[0], objects=1, storage_bytes=size, label=target.label()),
+        spaces = 1 if target.kind == Kind.SPACE else 0
+        check = quotas.check(
+            target.key[0], objects=1, storage_bytes=size, label=target.label(), spaces=spaces
         )
+        await self._store(target, check)
 
     async def _check_parent(self, res: AnyResource, target: Target) -> None:
         parent = parent_of(res)

@@ -34,7 +34,7 @@ def quota_lines(status: Mapping[str, Any]) -> list[str]:
     """``Quota:`` and a row per limit: used, hard (``<none>``: no limit)."""
     hard, used = status.get("hard") or {}, status.get("used") or {}
     rows = [["RESOURCE", "USED", "HARD"]]
-    for name, show in (("objects", str), ("storageBytes", binary_size)):
+    for name, show in (("objects", str), ("storageBytes", binary_size), ("spaces", str)):
         limit = hard.get(name)
         rows.append([name, show(used.get(name, 0)), NO_LIMIT if limit is None else show(limit)])
     return ["Quota:"] + ["  " + line for line in format_rows(rows)]

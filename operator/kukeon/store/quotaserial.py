@@ -116,10 +116,18 @@ class QuotaSlot:
     write runs, checked again and guarded by the realm's serial at each attempt."""
 
     def __init__(
-        self, quotas: RealmQuotas, realm: str, *, objects: int, storage_bytes: int, label: str
+        self,
+        quotas: RealmQuotas,
+        realm: str,
+        *,
+        objects: int,
+        storage_bytes: int,
+        label: str,
+        spaces: int = 0,
     ) -> None:
         self._quotas = quotas
         self.realm = realm
+        self._spaces = spaces
         self._objects = objects
         self._storage_bytes = storage_bytes
         self._label = label
@@ -166,7 +174,11 @@ class QuotaSlot:
 
     def _check(self) -> None:
         self._quotas.check_held(
-            self.realm, objects=self._objects, storage_bytes=self._storage_bytes, label=self._label
+            self.realm,
+            objects=self._objects,
+            storage_bytes=self._storage_bytes,
+            label=self._label,
+            spaces=self._spaces,
         )
 
     def settle(self, guard: Guard, response: Any) -> Behind | None:

@@ -44,6 +44,7 @@ from .quotaserial import ABSENT, Behind, Guard, QuotaSlot, SerialState, owned_gu
 log = logging.getLogger(__name__)
 
 REALMS_PLURAL = KINDS[Kind.REALM].plural
+SPACES_PLURAL = KINDS[Kind.SPACE].plural
 COUNTED_PLURALS = frozenset(
     KINDS[kind].plural
     for kind in (Kind.SPACE, Kind.STACK, Kind.CELL, Kind.SECRET, Kind.CELL_PROFILE, Kind.CELL_SET)
@@ -66,6 +67,9 @@ class QuotaLimits(NamedTuple):
 
     objects: int | None
     storage_bytes: int | None
+    spaces: int | None = None
+    """How many spaces (each a bridge and a subnet of every node's pool it runs cells on);
+    the realm's own only: kukeond has no default."""
 
 
 NO_LIMITS = QuotaLimits(None, None)
@@ -74,18 +78,22 @@ NO_LIMITS = QuotaLimits(None, None)
 class Usage(NamedTuple):
     objects: int
     storage_bytes: int
+    spaces: int = 0
 
 
 class _Entry(NamedTuple):
     realm: str
     size: int
     revision: int
+    space: bool = False
+    """A space's document (counted against `QuotaLimits.spaces` too)."""
 
 
 @dataclass
 class _Realm:
     objects: int = 0
     storage_bytes: int = 0
+    spaces: int = 0
     reserved_objects: int = 0
     reserved_bytes: int = 0
     limits: QuotaLimits = field(default=NO_LIMITS)
@@ -139,16 +147,27 @@ class RealmQuotas:
         storage = (
             own.storage_bytes if own.storage_bytes is not None else self.defaults.storage_bytes
         )
-        return QuotaLimits(objects, storage)
+        return QuotaLimits(objects, storage, own.spaces)
 
     def usage(self, realm: str) -> Usage:
         """What the realm's objects take now, writes in flight included."""
         state = self._realms.get(realm)
         if state is None:
             return Usage(0, 0)
-        return Usage(
-            state.objects + state.reserved_objects, state.storage_bytes + state.reserved_bytes
+        # A space being created is held as an object; the same key tells it is a space.
+        creating = sum(
+            1
+            for key, (name, _) in self._creates.items()
+            if name == realm and key not in self._entries and self._is_space(key)
         )
+        return Usage(
+            state.objects + state.reserved_objects,
+            state.storage_bytes + state.reserved_bytes,
+            state.spaces + creating,
+        )
+
+    def _is_space(self, key: bytes) -> bool:
+        return self._parse_key(key)[0] == SPACES_PLURAL
 
     @contextlib.asynccontextmanager
     async def reserve(
@@ -159,6 +178,7 @@ class RealmQuotas:
         storage_bytes: int,
         label: str,
         creates: bytes | None = None,
+        spaces: int = 0,
     ) -> AsyncIterator[QuotaSlot]:
         """Hold ``objects`` and ``storage_bytes`` of ``realm``'s quota for one write;
         ``QuotaExceeded`` when they do not fit. The write adds each attempt's guard from
@@ -169,7 +189,9 @@ class RealmQuotas:
         counts that key (the watch may show the write before the write's own answer
         comes back), so the new object is never counted twice: a node's own burst, each
         write checked again at each attempt, fills the limit exactly."""
-        await self.check(realm, objects=objects, storage_bytes=storage_bytes, label=label)
+        await self.check(
+            realm, objects=objects, storage_bytes=storage_bytes, label=label, spaces=spaces
+        )
         # No await between the check and the hold: nothing else runs in between.
         keyed = creates if objects == 1 and creates not in self._creates else None
         if keyed is not None:
@@ -177,7 +199,14 @@ class RealmQuotas:
         if keyed is None or keyed not in self._entries:
             self._hold(realm, objects, storage_bytes)
         try:
-            yield QuotaSlot(self, realm, objects=objects, storage_bytes=storage_bytes, label=label)
+            yield QuotaSlot(
+                self,
+                realm,
+                objects=objects,
+                storage_bytes=storage_bytes,
+                label=label,
+                spaces=spaces,
+            )
         finally:
             # The realm's state now, not the one held above: a relist while the write ran
             # replaced it, carrying this hold over (``_rebuild``).
@@ -196,26 +225,48 @@ class RealmQuotas:
         """The bytes of an object's etcd key (counted with its document)."""
         return len(self._layout.key(kind, key).encode())
 
-    async def check(self, realm: str, *, objects: int, storage_bytes: int, label: str) -> None:
-        """``QuotaExceeded`` unless ``objects`` and ``storage_bytes`` more fit ``realm``'s
-        quota now (what a dry run asks; a write holds them with ``reserve``)."""
+    async def check(
+        self, realm: str, *, objects: int, storage_bytes: int, label: str, spaces: int = 0
+    ) -> None:
+        """``QuotaExceeded`` unless ``objects`` and ``storage_bytes`` more (``spaces`` of
+        them spaces) fit ``realm``'s quota now (what a dry run asks; a write holds them
+        with ``reserve``)."""
         await self.wait_synced()
-        self._refuse_over(realm, objects, storage_bytes, label, held=False)
+        self._refuse_over(realm, objects, storage_bytes, label, held=False, spaces=spaces)
 
-    def check_held(self, realm: str, *, objects: int, storage_bytes: int, label: str) -> None:
+    def check_held(
+        self, realm: str, *, objects: int, storage_bytes: int, label: str, spaces: int = 0
+    ) -> None:
         """``QuotaExceeded`` unless a write holding ``objects`` and ``storage_bytes``
         (``reserve``) still fits, as the index is now (an attempt's check)."""
-        self._refuse_over(realm, objects, storage_bytes, label, held=True)
+        self._refuse_over(realm, objects, storage_bytes, label, held=True, spaces=spaces)
 
     def _refuse_over(
-        self, realm: str, objects: int, storage_bytes: int, label: str, *, held: bool
+        self,
+        realm: str,
+        objects: int,
+        storage_bytes: int,
+        label: str,
+        *,
+        held: bool,
+        spaces: int = 0,
     ) -> None:
         limits = self.limits(realm)
         used = self.usage(realm)
         if held:
-            # The usage counts this write's own hold already.
-            used = Usage(used.objects - objects, used.storage_bytes - storage_bytes)
+            # The usage counts this write's own hold already (a space: its create's key).
+            used = Usage(
+                used.objects - objects, used.storage_bytes - storage_bytes, used.spaces - spaces
+            )
         causes: list[FieldError] = []
+        if spaces > 0 and limits.spaces is not None and used.spaces + spaces > limits.spaces:
+            causes.append(
+                FieldError(
+                    "spec.quota.spaces",
+                    f"{used.spaces} of {limits.spaces} spaces in use (each takes a subnet of "
+                    "the node's pool on every node it runs cells on)",
+                )
+            )
         if objects > 0 and limits.objects is not None and used.objects + objects > limits.objects:
             causes.append(
                 FieldError(
@@ -326,7 +377,7 @@ class RealmQuotas:
         if is_realm:
             realm_limits[realm] = limits_of(value)
         elif plural is not None:
-            entries[key] = _Entry(realm, len(key) + len(value), revision)
+            entries[key] = _Entry(realm, len(key) + len(value), revision, plural == SPACES_PLURAL)
 
     def _rebuild(
         self,
@@ -355,6 +406,7 @@ class RealmQuotas:
             state = realms.setdefault(entry.realm, _Realm())
             state.objects += 1
             state.storage_bytes += entry.size
+            state.spaces += entry.space
         for name, (objects, storage) in reserved.items():
             state = realms.setdefault(name, _Realm())
             state.reserved_objects, state.reserved_bytes = objects, storage
@@ -398,7 +450,8 @@ class RealmQuotas:
         if is_realm:
             self._set_limits(realm, value, revision)
         elif plural is not None:
-            self._set(key, realm, None if value is None else len(key) + len(value), revision)
+            size = None if value is None else len(key) + len(value)
+            self._set(key, realm, size, revision, space=plural == SPACES_PLURAL)
 
     def assume(self, key: bytes, value: bytes, revision: int) -> None:
         """A write this process just made, counted until the watch shows it (ignored when
@@ -409,7 +462,7 @@ class RealmQuotas:
         if is_realm:
             self._set_limits(realm, value, revision)
         elif plural is not None:
-            self._set(key, realm, len(key) + len(value), revision)
+            self._set(key, realm, len(key) + len(value), revision, space=plural == SPACES_PLURAL)
 
     # --- the realms' serial keys (``quotaserial``) ----------------------------------------
 
@@ -504,7 +557,9 @@ class RealmQuotas:
             state.limits_revision = revision
         self._forget_if_empty(realm)
 
-    def _set(self, key: bytes, realm: str, size: int | None, revision: int) -> None:
+    def _set(
+        self, key: bytes, realm: str, size: int | None, revision: int, *, space: bool = False
+    ) -> None:
         known = self._entries.get(key)
         if known is not None and known.revision >= revision:
             return
@@ -512,6 +567,7 @@ class RealmQuotas:
         if known is not None:
             state.objects -= 1
             state.storage_bytes -= known.size
+            state.spaces -= known.space
         held = self._creates.get(key)
         if size is None:
             self._entries.pop(key, None)
@@ -519,9 +575,10 @@ class RealmQuotas:
                 self._hold(held[0], 1, held[1])  # counted by its hold again
             self._forget_if_empty(realm)
             return
-        self._entries[key] = _Entry(realm, size, revision)
+        self._entries[key] = _Entry(realm, size, revision, space)
         state.objects += 1
         state.storage_bytes += size
+        state.spaces += space
         if known is None and held is not None:
             self._hold(held[0], -1, -held[1])  # counted by its entry now
 
@@ -567,6 +624,7 @@ def limits_of(value: bytes) -> QuotaLimits:
     return QuotaLimits(
         _limit(quota.get("objects"), QUOTA_OBJECTS_MAX),
         _limit(quota.get("storageBytes"), QUOTA_BYTES_MAX),
+        _limit(quota.get("spaces"), QUOTA_OBJECTS_MAX),
     )
 
 

@@ -97,8 +97,10 @@ class RegistryWrites(RegistryDeletion):
         neither a check nor the realm's serial: a late-seen shrink only refuses early)."""
         if self._quotas is None or not counts_against_quota(kind) or (objects, size) == (0, 0):
             return contextlib.nullcontext(NULL_SLOT)
+        # A space's create counts against `spec.quota.spaces` too (its subnets).
+        spaces = 1 if kind == Kind.SPACE and creates is not None else 0
         return self._quotas.reserve(
-            key[0], objects=objects, storage_bytes=size, label=label, creates=creates
+            key[0], objects=objects, storage_bytes=size, label=label, creates=creates, spaces=spaces
         )
 
     async def _create_rounds(

@@ -24,6 +24,7 @@ from tests.integration.apiserver.conftest import (
     Api,
     Certs,
     cell_doc,
+    enforced_quotas,
     realm_doc,
     running_api,
     space_doc,
@@ -247,3 +248,49 @@ async def test_an_editor_may_not_pin_a_cell_to_a_cordoned_node(
     async with tls_session(api, ADMIN_TOKEN) as admin:
         response = await admin.post(cells, json=pinned_cell("pinned", "drained"))
         assert response.status == 201, await response.text()
+
+
+# --- 4. a realm's share of each node's subnet pool: spec.quota.spaces ------------------------
+
+
+async def test_an_editor_creates_no_more_spaces_than_the_admin_allows(
+    registry: Registry, certs: Certs, boundary_tokens: Path
+) -> None:
+    """Each space takes a subnet of a node's pool on every node it runs cells on: without a
+    bound one realm took the pool and no other realm's space got a network. An admin sets
+    spec.quota.spaces; the editor's space past it is refused (403 naming the field, dry run
+    too), the editor cannot raise it, and the realm's quota shows it."""
+    async with enforced_quotas(registry), running_api(registry, certs, boundary_tokens) as api:
+        async with tls_session(api, ADMIN_TOKEN) as admin:
+            for path, document in (
+                (f"{V}/realms", realm_doc("team")),
+                (f"{TEAM}/spaces", space_doc("s")),
+            ):
+                response = await admin.post(path, json=document)
+                assert response.status == 201, await response.text()
+            response = await admin.patch(
+                TEAM, json={"spec": {"quota": {"spaces": 2}}}, headers=MERGE
+            )
+            assert response.status == 200, await response.text()
+        async with tls_session(api, EDITOR) as editor:
+            response = await editor.post(f"{TEAM}/spaces", json=space_doc("s2"))
+            assert response.status == 201, await response.text()
+            for query in ("?dryRun=All", ""):
+                response = await editor.post(f"{TEAM}/spaces{query}", json=space_doc("s3"))
+                body = await response.json()
+                assert response.status == 403, body
+                assert [c["field"] for c in body["details"]["causes"]] == ["spec.quota.spaces"]
+                assert "2 of 2 spaces in use" in body["message"]
+            # other objects are not spaces
+            response = await editor.post(f"{TEAM}/spaces/s2/stacks", json=stack_doc("st"))
+            assert response.status == 201, await response.text()
+            response = await editor.patch(
+                TEAM, json={"spec": {"quota": {"spaces": 10}}}, headers=MERGE
+            )
+            assert response.status == 403, await response.text()
+            assert "spec.quota" in await response.text()
+            usage = await (await editor.get(f"{TEAM}/quota")).json()
+            assert usage["hard"]["spaces"] == 2
+            assert usage["used"]["spaces"] == 2
+            response = await editor.delete(f"{TEAM}/spaces/s2/stacks/st")
+            assert response.status in (200, 202), await response.text()

@@ -185,6 +185,9 @@ FIELDS: dict[str, Verdict] = {
     "Realm.spec.quota.imageStorageBytes": Effect(
         "tests/integration/daemon/test_image_storage_limits.py::test_a_realms_image_storage_is_bounded"
     ),
+    "Realm.spec.quota.spaces": Effect(
+        "tests/integration/apiserver/test_realm_boundaries.py::test_an_editor_creates_no_more_spaces_than_the_admin_allows"
+    ),
     "Realm.spec.quota.storageBytes": Effect(
         "tests/integration/store/test_realm_quotas.py::test_bytes_are_counted_and_a_charged_update_that_grows_is_refused"
     ),

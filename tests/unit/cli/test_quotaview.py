@@ -13,6 +13,12 @@ def test_used_and_hard_per_limit_with_none_for_no_limit() -> None:
     assert lines[1].split() == ["RESOURCE", "USED", "HARD"]
     assert lines[2].split() == ["objects", "7", "2000"]
     assert lines[3].split() == ["storageBytes", "1.2Mi", "<none>"]
+    assert lines[4].split() == ["spaces", "0", "<none>"]  # a server that counts none: 0
+
+
+def test_the_spaces_limit_is_shown() -> None:
+    lines = quota_lines({"hard": {"spaces": 3}, "used": {"objects": 9, "spaces": 2}})
+    assert lines[4].split() == ["spaces", "2", "3"]
 
 
 def test_sizes_read_as_people_read_them() -> None:

@@ -130,3 +130,41 @@ def test_keys_written_around_the_registry_neither_stop_nor_skew_the_index() -> N
     assert [realm for realm in quotas.realms() if realm != "r"] == ["\ufffd\ufffd"]
     quotas.observe(f"{ROOT}/cells/".encode() + b"\xff\xfe/s/st/c", None, 21)
     assert list(quotas.realms()) == []
+
+
+SPACE = f"{ROOT}/spaces/r/s1".encode()
+SPACE_LIMIT = b'{"spec":{"quota":{"spaces":2}}}'
+
+
+async def test_spaces_are_counted_against_their_own_limit() -> None:
+    """Each space takes a subnet of a node's pool on every node it runs cells on: a realm
+    creating spaces could exhaust the pool for every realm. `spec.quota.spaces` bounds them,
+    created and in flight; other objects do not count; a deleted space frees its place."""
+    quotas = _index()
+    assert limits_of(SPACE_LIMIT) == QuotaLimits(None, None, 2)
+    quotas.observe(REALM, SPACE_LIMIT, 3)
+    quotas.observe(SPACE, b"{}", 4)
+    quotas.observe(CELL, b"{}", 5)  # not a space
+    assert quotas.usage("r").spaces == 1
+    second = f"{ROOT}/spaces/r/s2".encode()
+    third = f"{ROOT}/spaces/r/s3".encode()
+    async with quotas.reserve(
+        "r", objects=1, storage_bytes=10, label="space s2", creates=second, spaces=1
+    ) as slot:
+        assert quotas.usage("r").spaces == 2
+        slot._check()  # an attempt's check: its own create counted once
+        with pytest.raises(QuotaExceeded) as refused:
+            await quotas.check("r", objects=1, storage_bytes=10, label="space s3", spaces=1)
+        assert [cause.field for cause in refused.value.causes] == ["spec.quota.spaces"]
+        assert "2 of 2 spaces in use" in str(refused.value)
+        quotas.observe(second, b"{}", 6)  # the watch shows it before the write's answer
+        assert quotas.usage("r").spaces == 2
+    # not a space: the objects limit (none here) decides
+    await quotas.check("r", objects=1, storage_bytes=10, label="stack st")
+    quotas.observe(SPACE, None, 7)
+    await quotas.check("r", objects=1, storage_bytes=10, label="space s3", spaces=1)
+    async with quotas.reserve(
+        "r", objects=1, storage_bytes=10, label="space s3", creates=third, spaces=1
+    ):
+        pass
+    assert quotas.usage("r").spaces == 1
