@@ -109,6 +109,10 @@ class DaemonConfig(BaseModel):
     nft_table: str = "kukeon"
     """The `inet` table holding the egress chains (one per kukeond sharing a host)."""
     insecure_registries: tuple[str, ...] = ()
+    """Registries (`host[:port]`; no port: every port of the host) spoken to over plain
+    HTTP, and the only ones on the node itself (loopback, link-local, `localhost`, the
+    node's own addresses) pulled from at all; non-admins' images of another such registry
+    are refused on write (`runtime.containerd.registryaccess`)."""
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     """How long a stopped task gets after SIGTERM before SIGKILL."""
     parent_wait_seconds: float = Field(default=1.0, gt=0)

@@ -284,7 +284,8 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         "--insecure-registry",
         {
             "dest": "insecure_registries",
-            "help": "Comma-separated registries reached over plain HTTP.",
+            "help": "Comma-separated registries reached over plain HTTP; the only registries "
+            "on this node (loopback, link-local, localhost, its own addresses) pulled from.",
         },
     ),
     ("--log-level", {"choices": ["debug", "info", "warning", "error"]}),
