@@ -85,6 +85,10 @@ class ContainerStatus(KukeonModel):
     Left out at 0, so a kukeond of an earlier version reads the cells that are not in a
     crash loop."""
     image: OptionalString = None
+    ephemeral_storage_limit_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    """The ephemeral-storage limit in force (kukeond stops the container past it): its own
+    `resources.ephemeralStorageLimitBytes`, its space's default, or its realm's
+    `spec.limits.containerEphemeralStorageBytes` (which also caps the others); unset: none."""
     reason: OptionalString = None
     message: OptionalString = None
     created_at: Timestamp = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kukeon.api.container import ContainerSpec
+from kukeon.api.container import ContainerSpec, Resources
 from kukeon.api.space import Space, SpaceContainerDefaults, SpaceSpec
 
 # The container fields a space may default, by Python name.
@@ -25,6 +25,20 @@ DEFAULTABLE_FIELDS = (
     "tmpfs",
     "resources",
 )
+
+
+def apply_realm_ephemeral_storage(container: ContainerSpec, ceiling: int | None) -> ContainerSpec:
+    """The container's effective spec under its realm's `containerEphemeralStorageBytes`:
+    that limit when it has none or a larger one (a LimitRange's default and max), else as
+    it is. Pure: the argument is not modified."""
+    if not ceiling:
+        return container
+    resources = container.resources or Resources()
+    own = resources.ephemeral_storage_limit_bytes
+    if own and own <= ceiling:
+        return container
+    held = resources.model_copy(update={"ephemeral_storage_limit_bytes": ceiling})
+    return container.model_copy(update={"resources": held}, deep=True)
 
 
 def _is_unset(value: Any) -> bool:

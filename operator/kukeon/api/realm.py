@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from kukeon.api.container import (
+    EPHEMERAL_STORAGE_MIN,
     MEMORY_LIMIT_MAX,
     MEMORY_LIMIT_MIN,
     PIDS_LIMIT_MAX,
@@ -26,6 +27,7 @@ from kukeon.api.container import (
 from kukeon.api.imageref import normalize_registry_host
 from kukeon.api.meta import (
     GROUP,
+    INT64_MAX,
     Kind,
     KukeonModel,
     NodeLayerStatus,
@@ -165,6 +167,14 @@ class RealmLimits(KukeonModel):
     """At most this much memory (page cache included) for the realm's containers."""
     pids: int | None = Field(default=None, ge=1, le=PIDS_LIMIT_MAX, strict=True)
     """At most this many processes and threads; unset: kukeond's `realmPidsLimit`."""
+    container_ephemeral_storage_bytes: int | None = Field(
+        default=None, ge=EPHEMERAL_STORAGE_MIN, le=INT64_MAX, strict=True
+    )
+    """Each of the realm's containers' ephemeral-storage limit (bytes written into its own
+    root filesystem, `resources.ephemeralStorageLimitBytes`), as a Kubernetes LimitRange's
+    default and max together: a container that sets none (nor its space's defaults) gets
+    this one, and one asking for more is held to this. Its cell's status shows the limit
+    in force (`status.containers[].ephemeralStorageLimitBytes`). Unset: none."""
 
 
 class RealmSpec(KukeonModel):

@@ -64,7 +64,13 @@ from kukeon.runtime.network import (
 )
 from kukeon.store import Registry
 
-from .cellbuild import BuiltContainer, CellPlace, ContainerBuilder, HostFacts
+from .cellbuild import (
+    BuiltContainer,
+    CellPlace,
+    ContainerBuilder,
+    HostFacts,
+    container_storage_ceiling,
+)
 from .cellexec import (
     ANNOTATION_RESTARTED_AT,
     LABEL_NODE,
@@ -368,6 +374,7 @@ class CellController:
             ignored_credentials=ignored_credentials(realm),
             cgroup_nesting=self.host.cgroups.nesting() if cell.spec.nested_cgroup_runtime else None,
             id_range=await cell_id_range(self.host, cell),
+            ephemeral_storage_bytes=container_storage_ceiling(realm),
         )
         progress = _Progress(ctx, cell)
         executor = self._executor(cell)

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kukeon.api import ContainerSpec, EventReason, Space, apply_space_defaults_to_container
+from kukeon.api import (
+    ContainerSpec,
+    EventReason,
+    Realm,
+    Space,
+    apply_space_defaults_to_container,
+)
+from kukeon.api.defaults import apply_realm_ephemeral_storage
 from kukeon.runtime.containerd.spec import (
     CgroupNesting,
     HostDevice,
@@ -80,11 +87,25 @@ class CellPlace:
     """Set for a nestedCgroupRuntime cell: each container's cgroup is delegated to it."""
     id_range: IdRange | None = None
     """Set for a `hostUsers: false` cell: its containers' user namespace maps to this range."""
+    ephemeral_storage_bytes: int | None = None
+    """The realm's `spec.limits.containerEphemeralStorageBytes`: each container's default
+    and ceiling."""
+
+    def effective(self, space: Space, container: ContainerSpec) -> ContainerSpec:
+        """The container's effective spec: its space's defaults, then its realm's ceiling."""
+        defaulted = apply_space_defaults_to_container(space, container)
+        return apply_realm_ephemeral_storage(defaulted, self.ephemeral_storage_bytes)
 
     def container_name(self, container: str) -> str:
         """The containerd container id of the cell's container ``container``."""
         _realm, space, stack, cell = self.key
         return containerd_container_id(space=space, stack=stack, cell=cell, container=container)
+
+
+def container_storage_ceiling(realm: Realm) -> int | None:
+    """The realm's `spec.limits.containerEphemeralStorageBytes` (None: unset)."""
+    limits = realm.spec.limits
+    return limits.container_ephemeral_storage_bytes if limits is not None else None
 
 
 @dataclass(frozen=True)
@@ -192,7 +213,7 @@ class ContainerBuilder:
         *,
         on_pull: Callable[[str], Awaitable[None]] | None = None,
     ) -> BuiltContainer:
-        effective = apply_space_defaults_to_container(space, container)
+        effective = place.effective(space, container)
         name = place.container_name(container.id)
         pulled = False
 

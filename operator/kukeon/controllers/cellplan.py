@@ -535,6 +535,10 @@ def _plan(
 ) -> ContainerPlan:
     running = status.state == ContainerState.READY
     status = _with_probes(inputs, draft, status, running=running)
+    resources = inputs.spec.resources
+    limit = resources.ephemeral_storage_limit_bytes if resources is not None else None
+    if status.ephemeral_storage_limit_bytes != (limit or None):
+        status = status.model_copy(update={"ephemeral_storage_limit_bytes": limit or None})
     ended = None if running else ended_run(status)
     return ContainerPlan(
         container_id=inputs.spec.id,

@@ -179,6 +179,9 @@ FIELDS: dict[str, Verdict] = {
     "Realm.spec.limits.memoryBytes": Effect(
         "tests/integration/controllers/test_realm_limits.py::test_a_realms_limits_hold_its_containers"
     ),
+    "Realm.spec.limits.containerEphemeralStorageBytes": Effect(
+        "tests/integration/controllers/test_realm_ephemeral_storage.py::test_a_realms_default_ephemeral_storage_limit_holds_its_containers"
+    ),
     "Realm.spec.limits.pids": Effect(
         "tests/integration/controllers/test_realm_limits.py::test_a_realms_limits_hold_its_containers"
     ),
@@ -528,6 +531,7 @@ STATUS_FIELDS: tuple[str, ...] = (
     "Cell.status.containers[].restartCount",
     "Cell.status.containers[].backoffRestarts",
     "Cell.status.containers[].image",
+    "Cell.status.containers[].ephemeralStorageLimitBytes",
     "Cell.status.containers[].reason",
     "Cell.status.containers[].message",
     "Cell.status.containers[].createdAt",
