@@ -40,6 +40,7 @@ from kukeon.controllers.cell import ordered_containers
 from kukeon.daemon.logclose import WriterClosed
 from kukeon.daemon.logfollow import ByteFollower, Gap
 from kukeon.daemon.lookups import no_such_container
+from kukeon.processes import ProcessId
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.logcopier import alive, find_copier
 from kukeon.runtime.containerd.pipes import InputStalledError, write_all
@@ -114,23 +115,36 @@ async def _exited(pidfd: int, *, within: float) -> None:
         ended.cancel()
 
 
+def _writer_of(log_file: Path, task_pid: int) -> ProcessId | None:
+    """A process that may still append the task's output to ``log_file``: its copier (the
+    shim's logger, a replacement, a keeper logging what a killed logger left), else the
+    keeper of its pipes. While a keeper runs, its pipes may hold output that nobody logged
+    yet: the task's last, waiting for a killed logger's replacement that kukeond has not
+    started yet (or that is still in its exec, when ``/proc`` shows no argv of it). A keeper
+    ends only once its pipes have no writer left and nothing unread (or it logged that
+    itself): everything the task wrote is in the log by then."""
+    return find_copier(task_pid, log_file) or find_copier(task_pid, log_file, keeper=True)
+
+
 async def _loggers_gone(log_file: Path, task_pid: int, *, until: float) -> None:
-    """Until no logger of ``log_file`` runs any more (loop time ``until`` at the latest).
+    """Until no logger or keeper of ``log_file`` runs any more (loop time ``until`` at the
+    latest).
 
     A logger killed during the session closed the file as the last one does, and inotify
-    cannot tell the two closes apart: the replacement kukeond started (``logcopier``), which
-    goes on appending the terminal's output, is waited for by its pid."""
+    cannot tell the two closes apart: the replacement kukeond starts (``logcopier``), which
+    goes on appending the terminal's output, is waited for by its pid, and so is the keeper
+    that holds the output for it (:func:`_writer_of`)."""
     loop = asyncio.get_running_loop()
     while loop.time() < until:
-        copier = await asyncio.to_thread(find_copier, task_pid, log_file)
-        if copier is None:
+        writer = await asyncio.to_thread(_writer_of, log_file, task_pid)
+        if writer is None:
             return
         try:
-            pidfd = os.pidfd_open(copier.pid)
+            pidfd = os.pidfd_open(writer.pid)
         except ProcessLookupError:
             continue
         try:
-            if not alive(copier):  # gone, or its pid another's, before it was opened
+            if not alive(writer):  # gone, or its pid another's, before it was opened
                 continue
             await _exited(pidfd, within=max(until - loop.time(), 0))
         finally:
@@ -148,8 +162,8 @@ async def _send_tail(
     """Send the log's last output after the task's exit.
 
     The shim's logger copies the terminal's last output after the exit, then closes the
-    log: once it has (``closing``) and no logger of the log runs any more (a replacement's
-    close is the end if the shim's logger was killed), all of it is sent; at most
+    log: once it has (``closing``) and no logger or keeper of the log runs any more (the
+    end of a killed logger's replacement, :func:`_loggers_gone`), all of it is sent; at most
     AFTER_EXIT_MAX_SECONDS are waited for. Without inotify, what the log gains is sent until
     it gained nothing for AFTER_EXIT_QUIET_SECONDS (at most AFTER_EXIT_MAX_SECONDS too).
     """
