@@ -41,7 +41,7 @@ from kukeon.api.meta import quote
 from kukeon.apiserver.auth import LOCAL_ADMIN, Role, TokenBook, bearer_token
 from kukeon.apiserver.expect import expectations
 from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch, principal_of
-from kukeon.apiserver.inflight import InflightLimits
+from kukeon.apiserver.inflight import InflightLimits, realm_flow
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.requestoptions import request_options_middleware
 from kukeon.apiserver.settings import ApiSettings
@@ -349,7 +349,9 @@ def _inflight_middleware(settings: ApiSettings) -> Middleware:
         if exempt and not long:
             return await handler(request)
         user = principal.user if principal is not None and not exempt else None
-        with limits.admitted(user=user, long_running=long):
+        editor = principal is not None and principal.role == Role.EDITOR and not exempt
+        realms = realm_flow(principal.realms) if editor and principal is not None else None
+        with limits.admitted(user=user, long_running=long, realms=realms):
             return await handler(request)
 
     return bounded

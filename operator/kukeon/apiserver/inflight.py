@@ -4,8 +4,9 @@ Without one, a client (a buggy script, a hostile token holder) could open reques
 than they finish, and every one holds memory and a task; a watch asked to resume from an
 old revision even holds an etcd watch stream of its own (``watchhub``'s private feed).
 As kube-apiserver's ``--max-requests-inflight``: at most ``max_requests_inflight`` short
-requests at once, a quarter of them for one token holder (a rough fairness, where
-kube-apiserver has its priority and fairness queues), beyond which a request is answered
+requests at once, a quarter of them for one token holder and a quarter for the editors of
+one realm together (a rough fairness by user and by tenant, where kube-apiserver has its
+priority and fairness queues' per-flow shares), beyond which a request is answered
 ``429 Too Many Requests`` with ``Retry-After: 1`` at once (kubectl and kukectl's clients
 wait and retry). Long-running
 requests (watches, followed logs, exec, attach and port-forward sessions, copies, image
@@ -33,6 +34,11 @@ RETRY_AFTER_SECONDS = 1
 USER_SHARE = 4
 """One token holder may take at most 1/USER_SHARE of the short requests' bound, so one
 client sending slow bodies cannot hold every place and lock out the others."""
+REALM_SHARE = 4
+"""The editors of one realm (tokens naming the same realms) together take at most
+1/REALM_SHARE of the short requests' bound: a realm's users, however many tokens they hold,
+cannot take the server from every other realm. Viewers and admins, who see every realm,
+are bound per user only."""
 MAX_LONG_RUNNING = 1000
 """Long-running requests open at once, everyone's together (``apiMaxLongRunning``)."""
 MAX_LONG_RUNNING_PER_USER = 100
@@ -54,6 +60,7 @@ class InflightLimits:
     ) -> None:
         self.max_requests = max_requests
         self.max_requests_per_user = max(1, max_requests // USER_SHARE)
+        self.max_requests_per_realm = max(1, max_requests // REALM_SHARE)
         self.max_long_running_per_user = max_long_running_per_user
         self.max_long_running = max_long_running
         self.max_long_running_shared = max(
@@ -64,13 +71,18 @@ class InflightLimits:
         self.long_running_open = 0
         """Long-running requests open, everyone's."""
         self.short: collections.Counter[str] = collections.Counter()
+        self.short_by_realm: collections.Counter[str] = collections.Counter()
         self.long_running: collections.Counter[str] = collections.Counter()
 
     @contextlib.contextmanager
-    def admitted(self, *, user: str | None, long_running: bool) -> Iterator[None]:
+    def admitted(
+        self, *, user: str | None, long_running: bool, realms: str | None = None
+    ) -> Iterator[None]:
         """Count one request while it runs; ``ApiError`` 429 when it is one too many.
         ``user`` None: not bound per user (the local admin, a forwarding node); for a
-        long-running request, bound by the whole of ``max_long_running``."""
+        long-running request, bound by the whole of ``max_long_running``. ``realms``: the
+        realms an editor's token names (`realm_flow`), whose short requests share one
+        bound whatever the user; None: not bound per realm."""
         if long_running:
             with self._long_running(user):
                 yield
@@ -86,13 +98,21 @@ class InflightLimits:
                 f"most one user may (a quarter of apiMaxRequestsInflight {self.max_requests}); "
                 f"retry in {RETRY_AFTER_SECONDS}s"
             )
+        if realms is not None and self.short_by_realm[realms] >= self.max_requests_per_realm:
+            raise _too_many(
+                f"the editors of realm {realms} already have {self.short_by_realm[realms]} "
+                "requests being answered, the most one realm's users may together (a quarter "
+                f"of apiMaxRequestsInflight {self.max_requests}); retry in "
+                f"{RETRY_AFTER_SECONDS}s"
+            )
         self.requests += 1
         try:
-            if user is None:
+            with contextlib.ExitStack() as counts:
+                if user is not None:
+                    counts.enter_context(_counted(self.short, user))
+                if realms is not None:
+                    counts.enter_context(_counted(self.short_by_realm, realms))
                 yield
-            else:
-                with _counted(self.short, user):
-                    yield
         finally:
             self.requests -= 1
 
@@ -121,6 +141,11 @@ class InflightLimits:
                     yield
         finally:
             self.long_running_open -= 1
+
+
+def realm_flow(realms: frozenset[str]) -> str:
+    """The key an editor's short requests are counted under: the realms its token names."""
+    return ",".join(sorted(realms))
 
 
 @contextlib.contextmanager

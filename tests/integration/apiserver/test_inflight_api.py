@@ -7,11 +7,13 @@ again."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 
 from kukeon.client.apiclient import ApiClient
 from kukeon.store import Registry
@@ -130,3 +132,45 @@ async def test_short_requests_past_the_bound_are_429_and_kukectl_retries(
                 listed = await client.request("GET", f"{V}/realms")
             assert (await slow).status == 403  # an editor creates no realm
             assert isinstance(listed["items"], list)
+
+
+async def test_one_realms_editors_share_a_quarter_of_the_short_bound(
+    registry: Registry, certs: Certs, tmp_path: Path
+) -> None:
+    """Two tokens of realm team (two users) hold at most a quarter of apiMaxRequestsInflight
+    together (4: one); an editor of another realm is not held back by them."""
+    tokens = {name: f"{name}-{uuid.uuid4().hex}" for name in ("eve", "mallory", "olga")}
+    tokens_file = tmp_path / "tokens.yaml"
+    tokens_file.write_text(
+        yaml.safe_dump(
+            {
+                "tokens": [
+                    {"token": tokens["eve"], "user": "eve", "role": "editor", "realms": ["team"]},
+                    {
+                        "token": tokens["mallory"],
+                        "user": "mallory",
+                        "role": "editor",
+                        "realms": ["team"],
+                    },
+                    {"token": tokens["olga"], "user": "olga", "role": "editor", "realms": ["o"]},
+                ]
+            }
+        )
+    )
+    async with (
+        running_api(registry, certs, tokens_file, max_requests_inflight=4) as api,
+        tls_session(api, tokens["eve"]) as eve,
+        tls_session(api, tokens["mallory"]) as mallory,
+        tls_session(api, tokens["olga"]) as olga,
+    ):
+        slow = asyncio.create_task(
+            eve.post(f"{V}/realms", data=_slow_body(), headers={"Content-Type": "application/json"})
+        )
+        await asyncio.sleep(0.5)  # its body is still coming: team's one place is taken
+        busy = await mallory.get(f"{V}/realms/team/spaces")
+        assert busy.status == 429, await busy.text()
+        assert busy.headers["Retry-After"] == "1"
+        assert "the editors of realm team" in (await busy.json())["message"]
+        assert (await olga.get(f"{V}/realms/o/spaces")).status != 429
+        assert (await slow).status == 403  # an editor creates no realm
+        assert (await mallory.get(f"{V}/realms/team/spaces")).status != 429

@@ -118,3 +118,32 @@ def test_the_local_admins_long_running_requests_count_in_all() -> None:
             pass
         held.enter_context(limits.admitted(user=None, long_running=True))
         assert limits.long_running_open == 3
+
+
+def test_the_editors_of_one_realm_take_at_most_a_quarter_of_the_short_bound() -> None:
+    limits = InflightLimits(max_requests=8)
+    with (
+        limits.admitted(user="eve", long_running=False, realms="team"),
+        limits.admitted(user="mallory", long_running=False, realms="team"),
+    ):
+        # A third token of the realm: its user has room, its realm none.
+        with (
+            pytest.raises(ApiError) as refused,
+            limits.admitted(user="trent", long_running=False, realms="team"),
+        ):
+            pass
+        assert refused.value.code == 429
+        assert refused.value.headers["Retry-After"] == "1"
+        assert "the editors of realm team already have 2 requests" in refused.value.message
+        # Another realm's editors, a token naming more realms, and viewers get in.
+        with (
+            limits.admitted(user="olga", long_running=False, realms="other"),
+            limits.admitted(user="pat", long_running=False, realms="other,team"),
+            limits.admitted(user="victor", long_running=False),
+        ):
+            assert limits.requests == 5
+        # Long-running requests are not counted here.
+        with limits.admitted(user="trent", long_running=True, realms="team"):
+            pass
+    assert limits.requests == 0
+    assert not limits.short_by_realm
