@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import random
 import secrets
 import shutil
@@ -25,11 +26,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from kukeon.api import AnyResource, Cell, Kind, Space, parse_resource
+from kukeon.api import AnyResource, Cell, Kind, Secret, Space, parse_resource
 from kukeon.runtime.containerd import ContainerdClient, realm_namespace
 from kukeon.runtime.containerd.tasks import TaskStatus
 from kukeon.runtime.network import network_id_prefix
-from kukeon.store import Conflict, NotFound, Registry
+from kukeon.store import Conflict, EtcdConfig, NotFound, Registry
+from kukeon.store.encryption import Keyring
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukeond import kukeond_config, sweep_host
@@ -93,6 +95,7 @@ class Setup:
     cni_conf_dir: Path
     cgroup_root: str
     instance: str
+    etcd: EtcdConfig
 
     @property
     def namespace(self) -> str:
@@ -168,6 +171,7 @@ async def crashable(
         cni_conf_dir=config.cni_conf_dir,
         cgroup_root=config.cgroup_root,
         instance=config.instance,
+        etcd=etcd_server.config(key_prefix=etcd_key_prefix),
     )
     spaces: list[str] = []
     try:
@@ -485,8 +489,8 @@ async def test_kill_9_mid_rolling_update_leaves_exactly_the_new_cells(crashable:
 
 async def test_kill_9_mid_image_import_leaves_no_staging_file(crashable: Setup) -> None:
     """kill -9 while an image archive is being sent: the next kukeond removes what the
-    interrupted import left under the state directory (nothing else can ever remove it),
-    and an import afterwards works."""
+    interrupted import left under the state directory (nothing else can ever remove
+    it)."""
     s = crashable
     await make_hierarchy(s)
     socket = s.state_dir.parent / "run" / "kukeond.sock"
@@ -528,3 +532,104 @@ async def test_kill_9_mid_image_import_leaves_no_staging_file(crashable: Setup) 
         await asyncio.sleep(0.2)
     archives = s.state_dir / "images"
     assert list(archives.glob("*.partial")) == []
+
+
+async def _serving(socket: Path, s: Setup, within: float = 60.0) -> None:
+    """Until the restarted kukeond answers /readyz with 200."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            connector = aiohttp.UnixConnector(path=str(socket))
+            async with (
+                aiohttp.ClientSession(connector=connector) as http,
+                http.get("http://kukeond/readyz") as response,
+            ):
+                if response.status == 200:
+                    return
+        assert asyncio.get_running_loop().time() < deadline, s.daemon.tail()
+        await asyncio.sleep(0.2)
+
+
+async def _envelope_keys(s: Setup) -> list[str]:
+    """The key id of every sealed Secret value in etcd."""
+    prefix = f"{s.registry.layout.kind_prefix(Kind.SECRET).rstrip('/')}/{s.realm}/"
+    stored = await s.registry.client.get_prefix(prefix.encode())
+    return [json.loads(kv.value)["encryptedData"]["keyId"] for kv in stored]
+
+
+async def test_kill_9_mid_key_rotation_leaves_every_value_readable(crashable: Setup) -> None:
+    """kill -9 while rotate-key seals the Secrets again: the key file already names the
+    new key current and keeps the old one, so every value opens after the restart, some
+    under each key; rotate-key run again says so and finishes the job."""
+    s = crashable
+    await make_hierarchy(s)
+    key_file = s.state_dir / "encryption-keys.yaml"
+    keyring = Keyring.load(key_file)
+    old = keyring.current
+    sealing = await Registry.connect(s.etcd, keyring=keyring)
+    count = 150
+    try:
+        await asyncio.gather(
+            *(
+                sealing.create(
+                    _doc(
+                        kind="Secret",
+                        metadata={"name": f"s{i}", "realm": s.realm},
+                        stringData={"v": f"value-{i}"},
+                    )
+                )
+                for i in range(count)
+            )
+        )
+    finally:
+        await sealing.close()
+    assert set(await _envelope_keys(s)) == {old}
+
+    socket = s.state_dir.parent / "run" / "kukeond.sock"
+    url = "http://kukeond/apis/kukeon.io/v1beta1/encryption/rotate-key"
+    connector = aiohttp.UnixConnector(path=str(socket))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        rotation = asyncio.ensure_future(http.post(url, json={"prune": True}))
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while len(set(await _envelope_keys(s))) < 2:
+                assert not rotation.done(), "the rotation ended before it was seen mid-way"
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.01)
+            s.daemon.kill()
+        finally:
+            rotation.cancel()
+            await asyncio.gather(rotation, return_exceptions=True)
+    at_kill = await _envelope_keys(s)
+    assert len(set(at_kill)) == 2, "not killed mid-way"
+
+    s.daemon.start()
+    await _serving(socket, s)
+    after = Keyring.load(key_file)
+    assert old in after.key_ids
+    assert after.current != old
+    opening = await Registry.connect(s.etcd, keyring=after)
+    try:
+        listed = await opening.list(Kind.SECRET, (s.realm,))
+        values = {
+            secret.metadata.name: (secret.values() or {})["v"]
+            for secret in listed.items
+            if isinstance(secret, Secret)
+        }
+    finally:
+        await opening.close()
+    assert values == {f"s{i}": f"value-{i}".encode() for i in range(count)}
+
+    # Run again, it says what it finds and finishes: every value under the new key.
+    connector = aiohttp.UnixConnector(path=str(socket))
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.post(url, json={"keyId": after.current, "prune": True}) as response,
+    ):
+        answer = await response.json()
+        assert response.status == 200, answer
+    assert answer["previousKeyId"] == after.current
+    assert answer["currentKeyId"] == after.current
+    assert 0 < answer["documentsResealed"] < count, answer
+    assert answer["removedKeyIds"] == [old]
+    assert set(await _envelope_keys(s)) == {after.current}
