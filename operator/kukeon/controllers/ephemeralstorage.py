@@ -58,7 +58,8 @@ def eviction_message(container: str, usage: int, limit: int) -> str:
     """The status message and Event of an eviction: the container, its usage, its limit."""
     return (
         f"container {container} used {usage} bytes of ephemeral storage (its writable "
-        f"layer), over its limit of {limit} bytes (resources.ephemeralStorageLimitBytes)"
+        f"layer), over its limit of {limit} bytes (resources.ephemeralStorageLimitBytes, "
+        "else its space's default or its realm's spec.limits.containerEphemeralStorageBytes)"
     )
 
 

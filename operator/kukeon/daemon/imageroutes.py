@@ -531,7 +531,7 @@ def _no_room(realm: str, error: ImageStorageExceededError) -> ApiError:
     return ApiError(
         403,
         f"Forbidden: realm {realm}: {error}",
-        causes=[Cause("imageStorageBytes", f"limit {error.limit} bytes ({error.what})")],
+        causes=[Cause("imageStorageBytes", f"limit {error.limit} bytes")],
     )
 
 
