@@ -130,6 +130,29 @@ class Controllers:
             failures=self.orphan_failures,
         )
 
+    async def _collect_at_start(self) -> None:
+        """The orphans, then the files of image imports a crash cut short (no import runs
+        yet: the API listens once the controllers are started)."""
+        try:
+            removed = await self.collect_orphans()
+        except Exception:
+            # One orphan that cannot go (a CNI DEL failing) must not keep the node down.
+            log.exception("orphan collection at start failed; it runs again periodically")
+            removed = []
+        if removed:
+            log.info("removed %d orphan(s) at start: %s", len(removed), ", ".join(removed))
+        try:
+            cut_short = await asyncio.to_thread(self.images.archives.remove_interrupted)
+        except OSError as error:
+            log.warning("removing what interrupted image imports left failed: %s", error)
+            return
+        if cut_short:
+            log.warning(
+                "removed %d file(s) of image imports a crash cut short: %s",
+                len(cut_short),
+                ", ".join(str(path) for path in cut_short),
+            )
+
     async def _collect_periodically(self) -> None:
         while True:
             await asyncio.sleep(GC_INTERVAL_SECONDS)
@@ -226,25 +249,7 @@ class Controllers:
                 migrated = []
             if migrated:
                 log.info("took over the shared finalizer of %s", ", ".join(migrated))
-            try:
-                removed = await self.collect_orphans()
-            except Exception:
-                # One orphan that cannot go (a CNI DEL failing) must not keep the node down.
-                log.exception("orphan collection at start failed; it runs again periodically")
-                removed = []
-            if removed:
-                log.info("removed %d orphan(s) at start: %s", len(removed), ", ".join(removed))
-            try:
-                cut_short = await asyncio.to_thread(self.images.archives.remove_interrupted)
-            except OSError as error:
-                log.warning("removing what interrupted image imports left failed: %s", error)
-                cut_short = []
-            if cut_short:
-                log.warning(
-                    "removed %d file(s) of image imports a crash cut short: %s",
-                    len(cut_short),
-                    ", ".join(str(path) for path in cut_short),
-                )
+            await self._collect_at_start()
             await close_unguarded_bridges(self.host)
             followed = False
 
