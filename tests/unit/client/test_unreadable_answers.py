@@ -8,59 +8,18 @@ answers every request with the same body.
 
 from __future__ import annotations
 
-import contextlib
-import http.server
-import socketserver
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kukeon.cli.main import main
 from kukeon.client.errors import ApiRequestError, UnreadableAnswer, decode_answer
+from tests.unit.cli.listserver import answering
 
 ROOT = "/apis/kukeon.io/v1beta1"
 CELL = ["--realm", "r", "--space", "s", "--stack", "st"]
 CELLS = f"{ROOT}/realms/r/spaces/s/stacks/st/cells"
 IMAGES = f"{ROOT}/realms/r/images"
-
-
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # kukectl closing first is not the test's business (and would print on stderr)
-
-
-@contextlib.contextmanager
-def answering(socket: Path, body: bytes) -> Iterator[None]:
-    """Answer every request on ``socket`` with 200 and ``body`` while the block runs."""
-
-    class Answer(http.server.BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            if length := int(self.headers.get("Content-Length") or 0):
-                self.rfile.read(length)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815
-
-        def address_string(self) -> str:
-            return "local"
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    with _UnixServer(str(socket), Answer) as server:
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        try:
-            yield
-        finally:
-            server.shutdown()
 
 
 BODIES = {
