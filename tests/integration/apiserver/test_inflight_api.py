@@ -7,9 +7,11 @@ again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -30,73 +32,83 @@ pytestmark = pytest.mark.integration
 V = "/apis/kukeon.io/v1beta1"
 
 
+@contextlib.asynccontextmanager
+async def watching_team(
+    registry: Registry, certs: Certs, tokens_file: Path, **settings: Any
+) -> AsyncIterator[tuple[aiohttp.ClientSession, aiohttp.ClientSession]]:
+    """The API with ``settings``, realm team made: the local admin's session on the unix
+    socket and the editor's over TLS."""
+    async with running_api(registry, certs, tokens_file, **settings) as api:
+        connector = aiohttp.UnixConnector(path=str(api.socket))
+        async with (
+            aiohttp.ClientSession(connector=connector, base_url="http://kukeond") as admin,
+            tls_session(api, EDITOR_TOKEN) as editor,
+        ):
+            assert (await admin.post(f"{V}/realms", json=realm_doc("team"))).status == 201
+            yield admin, editor
+
+
 async def test_watches_past_the_per_user_bound_are_429(
     registry: Registry, certs: Certs, tokens_file: Path
 ) -> None:
-    async with running_api(registry, certs, tokens_file, max_long_running_per_user=2) as api:
-        connector = aiohttp.UnixConnector(path=str(api.socket))
-        async with aiohttp.ClientSession(connector=connector, base_url="http://kukeond") as admin:
-            assert (await admin.post(f"{V}/realms", json=realm_doc("team"))).status == 201
-            watch = f"{V}/realms/team/spaces?watch=true"
-            async with tls_session(api, EDITOR_TOKEN) as editor:
-                first = await editor.get(watch)
-                second = await editor.get(watch)
-                assert (first.status, second.status) == (200, 200)
-                refused = await editor.get(watch)
-                body = await refused.json()
-                assert refused.status == 429, body
-                assert body["reason"] == "TooManyRequests"
-                assert refused.headers["Retry-After"] == "1"
-                # Short requests are not held back by open watches.
-                assert (await editor.get(f"{V}/realms/team/spaces")).status == 200
-                # The local admin is root on the host: not bound per user.
-                mine = [await admin.get(watch) for _ in range(3)]
-                assert [r.status for r in mine] == [200, 200, 200]
-                for response in mine:
-                    response.close()
-                first.close()
-                async with asyncio.timeout(10):
-                    while (again := await editor.get(watch)).status == 429:  # noqa: ASYNC110
-                        await asyncio.sleep(0.05)
-                assert again.status == 200
-                again.close()
-                second.close()
+    team = watching_team(registry, certs, tokens_file, max_long_running_per_user=2)
+    async with team as (admin, editor):
+        watch = f"{V}/realms/team/spaces?watch=true"
+        first = await editor.get(watch)
+        second = await editor.get(watch)
+        assert (first.status, second.status) == (200, 200)
+        refused = await editor.get(watch)
+        body = await refused.json()
+        assert refused.status == 429, body
+        assert body["reason"] == "TooManyRequests"
+        assert refused.headers["Retry-After"] == "1"
+        # Short requests are not held back by open watches.
+        assert (await editor.get(f"{V}/realms/team/spaces")).status == 200
+        # The local admin is root on the host: not bound per user.
+        mine = [await admin.get(watch) for _ in range(3)]
+        assert [r.status for r in mine] == [200, 200, 200]
+        for response in mine:
+            response.close()
+        first.close()
+        async with asyncio.timeout(10):
+            while (again := await editor.get(watch)).status == 429:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert again.status == 200
+        again.close()
+        second.close()
 
 
 async def test_long_running_requests_past_the_whole_bound_are_429(
     registry: Registry, certs: Certs, tokens_file: Path
 ) -> None:
     # Before, only per token holder: the local admin's, and holders together, had no bound.
-    async with running_api(registry, certs, tokens_file, max_long_running=4) as api:
-        connector = aiohttp.UnixConnector(path=str(api.socket))
-        async with aiohttp.ClientSession(connector=connector, base_url="http://kukeond") as admin:
-            assert (await admin.post(f"{V}/realms", json=realm_doc("team"))).status == 201
-            watch = f"{V}/realms/team/spaces?watch=true"
-            async with tls_session(api, EDITOR_TOKEN) as editor:
-                opened = [await editor.get(watch) for _ in range(2)]
-                opened.append(await admin.get(watch))
-                assert [r.status for r in opened] == [200, 200, 200]
-                refused = await editor.get(watch)  # token holders stop at 3 of the 4
-                body = await refused.json()
-                assert refused.status == 429, body
-                assert body["kind"] == "Status"
-                assert body["reason"] == "TooManyRequests"
-                assert "(apiMaxLongRunning 4, of which token holders take 3)" in body["message"]
-                assert refused.headers["Retry-After"] == "1"
-                opened.append(await admin.get(watch))  # the place kept for the local admin
-                assert opened[-1].status == 200
-                refused = await admin.get(watch)
-                assert refused.status == 429
-                assert "(apiMaxLongRunning 4)" in (await refused.json())["message"]
-                # Short requests are not held back by open watches.
-                assert (await editor.get(f"{V}/realms/team/spaces")).status == 200
-                opened.pop(0).close()
-                async with asyncio.timeout(10):
-                    while (again := await admin.get(watch)).status == 429:  # noqa: ASYNC110
-                        await asyncio.sleep(0.05)
-                opened.append(again)
-                for response in opened:
-                    response.close()
+    team = watching_team(registry, certs, tokens_file, max_long_running=4)
+    async with team as (admin, editor):
+        watch = f"{V}/realms/team/spaces?watch=true"
+        opened = [await editor.get(watch) for _ in range(2)]
+        opened.append(await admin.get(watch))
+        assert [r.status for r in opened] == [200, 200, 200]
+        refused = await editor.get(watch)  # token holders stop at 3 of the 4
+        body = await refused.json()
+        assert refused.status == 429, body
+        assert body["kind"] == "Status"
+        assert body["reason"] == "TooManyRequests"
+        assert "(apiMaxLongRunning 4, of which token holders take 3)" in body["message"]
+        assert refused.headers["Retry-After"] == "1"
+        opened.append(await admin.get(watch))  # the place kept for the local admin
+        assert opened[-1].status == 200
+        refused = await admin.get(watch)
+        assert refused.status == 429
+        assert "(apiMaxLongRunning 4)" in (await refused.json())["message"]
+        # Short requests are not held back by open watches.
+        assert (await editor.get(f"{V}/realms/team/spaces")).status == 200
+        opened.pop(0).close()
+        async with asyncio.timeout(10):
+            while (again := await admin.get(watch)).status == 429:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        opened.append(again)
+        for response in opened:
+            response.close()
 
 
 async def _slow_body() -> AsyncIterator[bytes]:
