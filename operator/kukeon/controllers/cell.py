@@ -297,10 +297,12 @@ class CellController:
 
     def _executor(self, cell: Cell | None = None) -> CellExecutor:
         """Built per use: `host` may be replaced on a running controller (tests do)."""
-        if cell is None:
-            return CellExecutor(self.host)
-        grace = stop_grace(cell)
-        return CellExecutor(self.host, note=lambda n: self._note(cell, n), grace_seconds=grace)
+        executor = CellExecutor(self.host)
+        if cell is not None:
+            executor.note = lambda note: self._note(cell, note)
+            executor.grace_seconds = stop_grace(cell)
+            executor.task_ended = self.log_copiers.task_ended if self.log_copiers else None
+        return executor
 
     # --- reconcile ----------------------------------------------------------------------
 

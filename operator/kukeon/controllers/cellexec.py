@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 
 from kukeon.api import ContainerSpec, EventReason
 from kukeon.runtime.cgroups import CgroupError, CgroupPath
@@ -94,9 +95,13 @@ class CellExecutor:
         *,
         note: Callable[[Note], None] | None = None,
         grace_seconds: float | None = None,
+        task_ended: Callable[[CellKey, str, int, Path], Awaitable[None]] | None = None,
     ) -> None:
         self.host = host
         self.note = note
+        self.task_ended = task_ended
+        """Called with an ended task before its exit is read (``LogCopiers.task_ended``:
+        its log gets all it wrote first)."""
         self.grace_seconds = grace_seconds
         """The cell's stop grace (`terminationGracePeriodSeconds`); kukeond's when None."""
         self.stop_deadline: StopDeadline | None = None
@@ -124,10 +129,13 @@ class CellExecutor:
         if task is None:
             return observed, None
         failed = task.status not in LIVE_TASK and task.status != TaskStatus.CREATED
+        files = CellFiles(self.host.settings.state_dir, key)
+        if failed and self.task_ended is not None:
+            await self.task_ended(key, container, task.pid, files.log(container))
         oom = failed and task.exit_status != 0 and await self._oom_killed(key, container)
         said = None
         if failed and task.exit_status != 0 and not oom:
-            said = await CellFiles(self.host.settings.state_dir, key).last_line(container)
+            said = await files.last_line(container)
         return observed, ObservedTask(
             status=task.status,
             pid=task.pid,

@@ -43,6 +43,7 @@ from kukeon.runtime.containerd.logcopier import (
     forks_keeper,
     start_keeper,
     start_replacement,
+    tell_task_ended,
 )
 
 from .cellfiles import CellFiles
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 CellKey = tuple[str, str, str, str]
 
 QUICK_EXIT_SECONDS = 10.0
+TASK_END_LOG_SECONDS = 2.0
+"""How long an exit's pass waits for the task's copier to log what its pipes hold."""
 """A replacement that dies sooner than this counts towards the next one's delay."""
 MAX_DELAY_SECONDS = 60.0
 _NEVER_KEPT = "was gone: killed, or never started (the task was started by an older kukeond)"
@@ -78,7 +81,9 @@ class _Watched:
     cell: Cell
     terminal: Terminal | None = None
     task: ProcessId | None = None
+    copier: ProcessId | None = None
     pidfd: int | None = None
+    """Watching ``copier``."""
     keeper_pidfd: int | None = None
     """Watching the keeper of the task's output pipes."""
     keeping: bool = False
@@ -119,6 +124,8 @@ class LogCopiers:
         self._watched: dict[CellKey, dict[str, _Watched]] = {}
         """Per cell, per container."""
         self._children: dict[subprocess.Popen[bytes], int] = {}
+        self._told: dict[CellKey, dict[str, int]] = {}
+        """Per cell, per container: the last task whose copier was told it ended."""
         """The replacements started here, and their pidfds (to wait for them)."""
 
     def sync(self, cell: Cell, key: CellKey, running: Sequence[CopiedTask]) -> None:
@@ -165,8 +172,43 @@ class LogCopiers:
         ]
         self.sync(cell, files.key, running)
 
+    async def task_ended(self, key: CellKey, container: str, pid: int, log_file: Path) -> None:
+        """A pass saw the task ``pid`` of ``container`` end: its copier is told (the shim
+        holds the output pipes until the task is deleted, so no hangup tells it, and a last
+        line without its end would wait for that) and given up to TASK_END_LOG_SECONDS to
+        log what the pipes hold: the exit's status comes once the log has all the task wrote
+        (docker waits for its copier too). Once per task."""
+        told = self._told.setdefault(key, {})
+        if told.get(container) == pid:
+            return
+        told[container] = pid
+        entry = self._watched.get(key, {}).get(container)
+        if entry is not None and entry.pid == pid and entry.pidfd and entry.copier:
+            found = entry.copier, os.dup(entry.pidfd)  # the watch's may be closed meanwhile
+        else:
+            # Ended before its copier was found (a pass saw it run, or none did), being
+            # replaced, or ended while kukeond was down: looked for by its log.
+            found = await asyncio.to_thread(_copier_of, pid, log_file)
+        if found is None:
+            return
+        copier, pidfd = found
+        try:
+            logged = await asyncio.to_thread(
+                tell_task_ended, copier, pidfd, within=TASK_END_LOG_SECONDS
+            )
+        finally:
+            os.close(pidfd)
+        if not logged:
+            log.info(
+                "container %s/%s ended; its log copier had not logged all it wrote %.0f s later",
+                "/".join(key),
+                container,
+                TASK_END_LOG_SECONDS,
+            )
+
     def forget(self, key: CellKey) -> None:
         """The cell stops here or is gone: its copiers are no longer watched."""
+        self._told.pop(key, None)
         for entry in list(self._watched.get(key, {}).values()):
             self._drop(entry)
 
@@ -207,20 +249,21 @@ class LogCopiers:
             )
 
     async def _discover(self, entry: _Watched) -> None:
-        def look() -> tuple[ProcessId | None, int | None, int | None, bool]:
+        def look() -> tuple[ProcessId | None, ProcessId | None, int | None, int | None, bool]:
             task = identify(entry.pid)
             if task is None:
-                return None, None, None, False
+                return None, None, None, None, False
             copier = find_copier(entry.pid, entry.log)
             keeper = find_copier(entry.pid, entry.log, keeper=True)
             return (
                 task,
+                copier,
                 _pidfd_of(copier) if copier is not None else None,
                 _pidfd_of(keeper) if keeper is not None else None,
                 copier is not None and forks_keeper(copier),
             )
 
-        entry.task, pidfd, keeper_pidfd, forked = await asyncio.to_thread(look)
+        entry.task, copier, pidfd, keeper_pidfd, forked = await asyncio.to_thread(look)
         if entry.done or entry.task is None:
             for opened in (pidfd, keeper_pidfd):
                 if opened is not None:
@@ -232,19 +275,19 @@ class LogCopiers:
             # Died while kukeond was down (or before it looked): replaced at once.
             await self._replace(entry)
         else:
-            self._watch(entry, pidfd)
+            self._watch(entry, pidfd, copier)
             if keeper_pidfd is None:  # killed while kukeond was down, or never forked
                 await self._keep(entry, "was killed" if forked else _NEVER_KEPT)
 
-    def _watch(self, entry: _Watched, pidfd: int) -> None:
-        entry.pidfd = pidfd
+    def _watch(self, entry: _Watched, pidfd: int, copier: ProcessId | None) -> None:
+        entry.pidfd, entry.copier = pidfd, copier
         asyncio.get_running_loop().add_reader(pidfd, self._exited, entry)
 
     def _unwatch(self, entry: _Watched) -> None:
         if entry.pidfd is not None:
             asyncio.get_running_loop().remove_reader(entry.pidfd)
             os.close(entry.pidfd)
-            entry.pidfd = None
+            entry.pidfd = entry.copier = None
 
     def _watch_keeper(self, entry: _Watched, pidfd: int) -> None:
         entry.keeper_pidfd = pidfd
@@ -341,7 +384,7 @@ class LogCopiers:
         task = entry.task
         if entry.done or task is None:
             return
-        process, pidfd, task_alive, kept = await asyncio.to_thread(
+        process, (replacement, pidfd), task_alive, kept = await asyncio.to_thread(
             self._start, task, entry.log, entry.terminal
         )
         if entry.done:
@@ -395,7 +438,7 @@ class LogCopiers:
             entry.quick_exits += 1
             self._spawn(entry, self._replace(entry))
         else:
-            self._watch(entry, pidfd)
+            self._watch(entry, pidfd, replacement)
         if not kept:
             await self._keep(entry, _NEVER_KEPT)
 
@@ -416,18 +459,18 @@ class LogCopiers:
 
     def _start(
         self, task: ProcessId, log_file: Path, terminal: Terminal | None
-    ) -> tuple[subprocess.Popen[bytes] | None, int | None, bool, bool]:
-        """A replacement, a pidfd watching it (None: it ended already), whether the task
-        still runs, and whether a keeper held its output meanwhile (blocking: /proc reads and
-        a fork)."""
+    ) -> tuple[subprocess.Popen[bytes] | None, tuple[ProcessId | None, int | None], bool, bool]:
+        """A replacement, it and a pidfd watching it (None: it ended already), whether the
+        task still runs, and whether a keeper held its output meanwhile (blocking: /proc reads
+        and a fork)."""
         kept = find_copier(task.pid, log_file, keeper=True) is not None
         if not alive(task):
-            return None, None, False, kept
+            return None, (None, None), False, kept
         process = start_replacement(task.pid, log_file, self.rotation, terminal)
         if process is None:
-            return None, None, alive(task), kept
+            return None, (None, None), alive(task), kept
         copier = identify(process.pid)
-        return process, (_pidfd_of(copier) if copier is not None else None), True, kept
+        return process, (copier, _pidfd_of(copier) if copier is not None else None), True, kept
 
     def _event(
         self,
@@ -451,6 +494,13 @@ def _start_keeper_process(
         return None, None
     keeper = identify(process.pid)
     return process, (_pidfd_of(keeper) if keeper is not None else None)
+
+
+def _copier_of(task_pid: int, log_file: Path) -> tuple[ProcessId, int] | None:
+    """The copier of the ended task ``task_pid`` and a pidfd of it (blocking: /proc reads)."""
+    copier = find_copier(task_pid, log_file)
+    pidfd = _pidfd_of(copier) if copier is not None else None
+    return (copier, pidfd) if copier is not None and pidfd is not None else None
 
 
 def _pidfd_of(copier: ProcessId) -> int | None:

@@ -158,3 +158,64 @@ async def test_a_copier_killed_while_kukeond_is_down_is_replaced_at_start(
     assert replacement != original
     assert _replaced(k) == 1
     await _replaced_events(k, "downtime", at_least=1)
+
+
+async def _exit_seen(k: Kukeond, name: str) -> Cell:
+    """The cell as its container's exit is first reported."""
+    cell = await k.wait_for(
+        Kind.CELL,
+        cell_key(k, name),
+        until=lambda c: (
+            isinstance(c, Cell) and any(s.exit_code is not None for s in c.status.containers)
+        ),
+        within=60,
+    )
+    assert isinstance(cell, Cell)
+    return cell
+
+
+async def _once(k: Kukeond, name: str, script: str) -> Path:
+    """A cell whose one container runs ``script`` once; its log."""
+    await k.apply(cell_doc(k, name, [container(k, "main", script=script, restartPolicy="never")]))
+    return CellFiles(k.config.state_dir, cell_key(k, name)).log("main")
+
+
+def _texts(log: Path) -> list[tuple[str | None, bytes]]:
+    return [(r.stream, r.text) for r in parse_lines(log.read_bytes().splitlines())]
+
+
+async def test_a_last_line_without_its_end_is_logged_when_the_exit_is_reported(
+    kukeond: Kukeond,
+) -> None:
+    """The shim holds a task's output pipes until the task is deleted: a container that
+    ended and is not restarted had its last line without a newline missing from its log
+    (and from its status message) until its cell was stopped or deleted."""
+    k = kukeond
+    await k.hierarchy()
+    log = await _once(k, "noend", "echo first; printf 'error: no end' >&2; exit 3")
+    [status] = (await _exit_seen(k, "noend")).status.containers
+    assert status.exit_code == 3
+    assert status.message == "error: no end"
+    # Read as the exit is first seen: the log holds all the task wrote already.
+    assert _texts(log) == [("stdout", b"first"), ("stderr", b"error: no end")]
+
+
+async def test_a_replacements_last_line_without_its_end_is_logged_at_the_exit(
+    kukeond: Kukeond,
+) -> None:
+    k = kukeond
+    await k.hierarchy()
+    script = "echo started; while [ ! -e /tmp/go ]; do usleep 50000; done; printf 'the end'"
+    log = await _once(k, "noend-replaced", script)
+    ready = await k.wait_for(Kind.CELL, cell_key(k, "noend-replaced"), state="Ready", within=60)
+    assert isinstance(ready, Cell)
+    [running] = ready.status.containers
+    pid = running.pid
+    assert pid is not None
+    original = await _copier_of(pid, log)
+    os.kill(original.pid, signal.SIGKILL)
+    await _until(lambda: find_copier(pid, log) not in (None, original), "a replacement")
+    # The task ends: /tmp/go made in its own root.
+    await asyncio.to_thread(Path(f"/proc/{pid}/root/tmp/go").touch)
+    await _exit_seen(k, "noend-replaced")
+    assert _texts(log)[-1] == ("stdout", b"the end")

@@ -38,8 +38,8 @@ async def test_a_copier_that_exits_after_its_container_is_said_to_leave_the_rest
 ) -> None:
     def start(
         self: LogCopiers, task: ProcessId, log_file: Path, terminal: Terminal | None
-    ) -> tuple[None, None, bool, bool]:
-        return None, None, False, kept  # the task is gone; its keeper runs, or not
+    ) -> tuple[None, tuple[None, None], bool, bool]:
+        return None, (None, None), False, kept  # the task is gone; its keeper runs, or not
 
     monkeypatch.setattr(LogCopiers, "_start", start)
     recorder = Recorded()

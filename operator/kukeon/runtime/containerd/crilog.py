@@ -125,6 +125,12 @@ st = {"size": os.fstat(log).st_size, "next": kept[-1][0] + 1 if kept else 1,
       "failed": 0, "failwhy": "", "retry": 0.0}
 # A TTY's stdin FIFO: its writer held for the task's life keeps the shim's console up.
 hold = os.open(HOLD, os.O_RDWR | os.O_CLOEXEC) if HOLD is not None else None
+# kukeond's word that the task ended (SIGUSR2, once it saw the exit): the shim holds the
+# pipes' write ends until the task is deleted, so no hangup tells; a stream's line without
+# its end is logged then, as at a hangup. Caught before the task can start (READY).
+told, telling = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+signal.set_wakeup_fd(telling)
+signal.signal(signal.SIGUSR2, lambda number, frame: None)
 if READY is not None:
     os.close(READY)
 names = {fd: b" " + name + b" " for fd, name in STREAMS.items()}
@@ -336,6 +342,9 @@ def copy(fd, ended):
     # One pass over fd; False once there is nothing more to do before it changes.
     data = peek(fd)
     if data is None:
+        if ended and rest[fd] and not teed[fd] and not RAW:  # read already: told it ended
+            write([stamp() + names[fd] + b"F " + rest[fd] + b"\n"])
+            rest[fd] = b""
         return False
     if not data and rest[fd] and not RAW:  # a stream that is no pipe ended inside a line
         write([stamp() + names[fd] + b"F " + rest[fd] + b"\n"])
@@ -376,6 +385,7 @@ poller = select.epoll()
 for fd in names:
     os.set_blocking(fd, False)  # what is not a pipe is read until there is nothing left
     poller.register(fd, select.EPOLLIN | select.EPOLLET)
+poller.register(told, select.EPOLLIN)
 due = set(names)  # what waits already (a replacement's pipes) is logged first
 while True:
     for fd in due:
@@ -389,6 +399,14 @@ while True:
     if waiting:
         due |= {fd for fd, tail in rest.items() if tail}
     ended = {fd for fd, event in events if event & (select.EPOLLHUP | select.EPOLLERR)}
+    if any(fd == told for fd, _event in events):
+        try:
+            signals = os.read(told, 64)
+        except BlockingIOError:
+            signals = b""
+        if signal.SIGUSR2 in signals:  # the task ended: what waits for a line's end is due
+            due |= set(rest)
+            ended |= set(rest)
 """
 )
 

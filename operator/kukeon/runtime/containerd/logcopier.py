@@ -28,8 +28,10 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +187,58 @@ def held_streams(process: ProcessId) -> dict[int, str]:
             os.close(fd)
         raise
     return streams
+
+
+TASK_ENDED_SIGNAL = signal.SIGUSR2
+"""kukeond's word to a logger that its task ended (``crilog``: a stream's line without its
+end is logged then, as at a hangup, which only comes when the task is deleted)."""
+
+
+def _catches(process: ProcessId, signum: int) -> bool | None:
+    """Whether ``process`` has a handler for ``signum`` now; None when it never will (a
+    logger of an older kukeond) or is gone."""
+    base = PROC / str(process.pid)
+    try:
+        argv = (base / "cmdline").read_bytes().split(b"\0")
+        status = (base / "status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    if len(argv) < 3 or f"signal.{signal.Signals(signum).name}".encode() not in argv[2]:
+        return None
+    caught = next(
+        (line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0"
+    )
+    return alive(process) and bool(int(caught, 16) >> (signum - 1) & 1)
+
+
+def _unread(fd: int) -> bool:
+    watch = select.poll()
+    watch.register(fd, select.POLLIN)
+    return any(event & select.POLLIN for _, event in watch.poll(0))
+
+
+def tell_task_ended(copier: ProcessId, pidfd: int, *, within: float) -> bool:
+    """Tell the logger ``copier`` (``pidfd``: a pidfd of it) that its task ended, and wait
+    until it logged all its pipes hold, ``within`` seconds at most. False when it did not
+    (a logger of an older kukeond, one that exited, or one that did not finish in time)."""
+    deadline = time.monotonic() + within
+    while not (catches := _catches(copier, TASK_ENDED_SIGNAL)):
+        if catches is None or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)  # a replacement just started: its handler comes with its start
+    streams = held_streams(copier)
+    try:
+        signal.pidfd_send_signal(pidfd, TASK_ENDED_SIGNAL)
+        while any(_unread(fd) for fd in streams):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        for fd in streams:
+            os.close(fd)
 
 
 def _open_terminal_output(task_pid: int, log_file: Path) -> int | None:
