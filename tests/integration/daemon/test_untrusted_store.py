@@ -219,3 +219,66 @@ async def test_a_crashed_watch_is_restarted_and_readyz_follows(
     crashes = [r for r in caplog.records if "kukeon-watch Realm crashed" in r.getMessage()]
     assert len(crashes) == 1
     assert crashes[0].exc_info is not None
+
+
+async def test_garbage_in_lease_keys_leaves_kukeond_converging(
+    kukeond: Kukeond, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer heartbeat and a leader key holding garbage on a live lease (etcdctl put
+    --lease): kukeond keeps serving and converging, its peers read the heartbeat as an
+    unknown peer with one warning (a JSONDecodeError at every read before), and normally
+    once it is fixed."""
+    k = kukeond
+    operator = k.daemon.operator
+    assert operator is not None
+    client, prefix = k.registry.client, k.registry.key_prefix
+    granted = await client.leasestub.LeaseGrant(
+        rpc.LeaseGrantRequest(TTL=60, ID=0), metadata=client.metadata
+    )
+    ghost = f"{prefix}/leases/nodes/ghost".encode()
+    # An election kukeond has none of: its singletons keep theirs, cells keep converging.
+    other = f"{prefix}/leases/leader/elsewhere".encode()
+    caplog.set_level(logging.WARNING, logger="kukeon.framework")
+    try:
+        for key in (ghost, other):
+            await client.kvstub.Put(
+                rpc.PutRequest(key=key, value=b"garbage{", lease=granted.ID),
+                metadata=client.metadata,
+            )
+        for _ in range(3):
+            peers = {p.node: p for p in await operator.peers()}
+            assert peers["ghost"].identity == ""
+            assert peers[k.config.node_name].identity
+        said = [r for r in caplog.records if "cannot be read" in r.getMessage()]
+        assert len(said) == 1, [r.getMessage() for r in said]
+        assert said[0].exc_info is None
+
+        await k.hierarchy()
+        await k.apply(
+            {
+                "kind": "Cell",
+                "metadata": {"name": "after-garbage"},
+                "spec": {
+                    "realmId": k.realm,
+                    "spaceId": "s1",
+                    "stackId": "st1",
+                    "containers": [
+                        {"id": "main", "image": k.image.name, "command": "sleep", "args": ["60"]}
+                    ],
+                },
+            }
+        )
+        await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "after-garbage"), state="Ready")
+        assert _ready(k)
+
+        fixed = json.dumps({"node": "ghost", "identity": "ghost/1", "startedAt": "t"})
+        await client.kvstub.Put(
+            rpc.PutRequest(key=ghost, value=fixed.encode(), lease=granted.ID),
+            metadata=client.metadata,
+        )
+        peers = {p.node: p for p in await operator.peers()}
+        assert peers["ghost"].identity == "ghost/1"
+    finally:
+        await client.leasestub.LeaseRevoke(
+            rpc.LeaseRevokeRequest(ID=granted.ID), metadata=client.metadata
+        )
