@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +28,16 @@ from urllib.parse import quote, urlencode
 from kukeon.api.fieldterms import term
 from kukeon.api.names import Kind
 from kukeon.client.address import DEFAULT_SERVER, ServerAddress, ServerAddressError, parse_server
+from kukeon.client.answers import (
+    Documents,
+    compact_json,
+    list_items,
+    parse_object,
+    print_warning,
+    warning_text,
+    warning_texts,
+    watch_event,
+)
 from kukeon.client.busy import BUSY_RETRIES, BUSY_RETRY_SECONDS, TOO_MANY_REQUESTS, BusyRetry
 from kukeon.client.errors import (
     SHOWN_BYTES,
@@ -71,11 +80,13 @@ __all__ = [
     "ServerUnreachable",
     "StatusCause",
     "SyncApiClient",
+    "list_items",
     "parse_object",
     "parse_server",
     "print_warning",
     "warning_text",
     "warning_texts",
+    "watch_event",
 ]
 
 T = TypeVar("T")
@@ -87,10 +98,6 @@ class ClientWatchEvent(NamedTuple):
     type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
     object: AnyResource | None
     resource_version: int
-
-
-Documents = list[dict[str, Any]]
-"""Objects as the server wrote them: JSON objects, not validated."""
 
 
 class ObjectList(NamedTuple):
@@ -111,109 +118,6 @@ def _spec_write(document: dict[str, Any]) -> dict[str, Any]:
     """A create's or an update's body: without status, which the server keeps as stored (a
     server of another version may not know every status field this client's models have)."""
     return {key: value for key, value in document.items() if key != "status"}
-
-
-def parse_object(document: Any, answer_to: str | None = None) -> AnyResource:
-    """The model of a document the server sent (a newer server's status fields left out:
-    ``api.tolerant``); a document that is not valid is the server's failure (500), not the
-    caller's. ``answer_to`` names the request it answers (``GET /apis/...``)."""
-    from kukeon.api import InvalidResource
-    from kukeon.api.tolerant import parse_tolerating_status
-
-    if not isinstance(document, dict):
-        raise UnreadableAnswer(answer_to or "a request", "not an object", json.dumps(document))
-    try:
-        return parse_tolerating_status(document)
-    except InvalidResource as exc:
-        said = f"the server's answer to {answer_to}" if answer_to else "the server's object"
-        raise ApiRequestError(
-            500, "InternalError", f"{said} is not an object kukectl can read: {exc}"
-        ) from exc
-
-
-def list_items(document: Mapping[str, Any], answer_to: str) -> tuple[Documents, int]:
-    """A list answer's items (the JSON objects among them) and its resourceVersion; an
-    ``UnreadableAnswer`` when it has no list of items or no resourceVersion."""
-    items = document.get("items")
-    metadata = document.get("metadata")
-    revision = metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None
-    if items is not None and not (
-        isinstance(items, list) and all(isinstance(item, dict) for item in items)
-    ):
-        raise UnreadableAnswer(
-            answer_to, "not a list: its items are not an array of objects", _json(document)
-        )
-    if not (isinstance(revision, str) and revision.isdigit()) and type(revision) is not int:
-        raise UnreadableAnswer(
-            answer_to, "not a list: it has no metadata.resourceVersion", _json(document)
-        )
-    return list(items or []), int(revision)
-
-
-def watch_event(event: Any, answer_to: str, line: bytes) -> tuple[str, dict[str, Any], int]:
-    """A watch event's type, object and the object's resourceVersion (0 when it has none);
-    an ``UnreadableAnswer`` for a line that is no event."""
-    obj = event.get("object") if isinstance(event, dict) else None
-    if not isinstance(obj, dict) or not isinstance(event.get("type"), str):
-        raise UnreadableAnswer(answer_to, "not a watch event", line.strip())
-    metadata = obj.get("metadata")
-    revision = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
-    text = str(revision or "")
-    return event["type"], obj, int(text) if text.isdigit() else 0
-
-
-def _json(document: Any) -> str:
-    return json.dumps(document, separators=(",", ":"))
-
-
-def warning_text(header: str) -> str:
-    """The text of a ``Warning: 299 - "text"`` header (RFC 7234, as kube-apiserver's)."""
-    return "; ".join(warning_texts(header))
-
-
-def warning_texts(header: str) -> list[str]:
-    """The texts of a ``Warning`` header's values (RFC 7234: ``code agent "text" ["date"]``,
-    comma-separated; ``\"`` and ``\\`` unescaped), as client-go's ``ParseWarningHeaders``
-    reads them; a header that is not of that form is its own text."""
-    texts: list[str] = []
-    rest = header.strip()
-    while rest:
-        code, _, rest = rest.partition(" ")
-        agent, _, rest = rest.lstrip(" ").partition(" ")
-        parsed = _quoted(rest.lstrip(" ")) if code.isdigit() and agent else None
-        if parsed is None:
-            return [header]
-        text, rest = parsed
-        texts.append(text)
-        dated = _quoted(rest.lstrip(" ")) if rest.lstrip(" ").startswith('"') else None
-        rest = (dated[1] if dated is not None else rest).lstrip(" ")
-        if rest and not rest.startswith(","):
-            return [header]
-        rest = rest[1:].lstrip(" ")
-    return texts
-
-
-def _quoted(text: str) -> tuple[str, str] | None:
-    """A quoted-string at the start of ``text``, unescaped, and what follows it."""
-    if not text.startswith('"'):
-        return None
-    out: list[str] = []
-    index = 1
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text):
-            out.append(text[index + 1])
-            index += 2
-            continue
-        if char == '"':
-            return "".join(out), text[index + 1 :]
-        out.append(char)
-        index += 1
-    return None
-
-
-def print_warning(text: str) -> None:
-    print(f"Warning: {text}", file=sys.stderr)
 
 
 class ApiClient:
@@ -519,7 +423,7 @@ class ApiClient:
         path = object_path(kind, key)
         document: dict[str, Any] = await self.request("GET", path)
         if document.get("kind") != kind.value:
-            raise UnreadableAnswer(f"GET {path}", f"not a {kind.value}", _json(document))
+            raise UnreadableAnswer(f"GET {path}", f"not a {kind.value}", compact_json(document))
         return document
 
     async def list(
@@ -683,7 +587,7 @@ class ApiClient:
     async def version(self) -> dict[str, Any]:
         document = await self.request("GET", "/version")
         if not isinstance(document.get("gitVersion"), str):
-            raise UnreadableAnswer("GET /version", "not a version", _json(document))
+            raise UnreadableAnswer("GET /version", "not a version", compact_json(document))
         return dict(document)
 
     async def readyz(self) -> str:
