@@ -18,6 +18,7 @@ from kukeon.api import Cell, EventType, Kind, Node
 from kukeon.runtime.containerd.tasks import TaskStatus
 from kukeon.store import NotFound
 from tests.fixtures.kukeond import Kukeond
+from tests.integration.controllers.helpers import cell_doc, container
 
 pytestmark = [pytest.mark.integration, pytest.mark.kukeond_config(node_heartbeat_seconds=2)]
 
@@ -62,20 +63,7 @@ async def test_an_unreadable_cell_runs_on_is_said_and_converges_when_fixed_or_de
     k = kukeond
     key = (k.realm, "s1", "st1", "c1")
     await k.hierarchy()
-    await k.apply(
-        {
-            "kind": "Cell",
-            "metadata": {"name": "c1"},
-            "spec": {
-                "realmId": k.realm,
-                "spaceId": "s1",
-                "stackId": "st1",
-                "containers": [
-                    {"id": "main", "image": k.image.name, "command": "sleep", "args": ["3600"]}
-                ],
-            },
-        }
-    )
+    await k.apply(cell_doc(k, "c1", [container(k, "main")]))
     await k.wait_for(Kind.CELL, key, state="Ready")
     etcd_key = k.registry.key_for(Kind.CELL, key)
     client = k.registry.client

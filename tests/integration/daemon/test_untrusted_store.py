@@ -23,6 +23,7 @@ from kukeon.api import Kind
 from kukeon.framework import TasksDown
 from kukeon.store import Registry
 from tests.fixtures.kukeond import Kukeond
+from tests.integration.controllers.helpers import cell_doc, container
 
 pytestmark = pytest.mark.integration
 
@@ -254,20 +255,7 @@ async def test_garbage_in_lease_keys_leaves_kukeond_converging(
         assert said[0].exc_info is None
 
         await k.hierarchy()
-        await k.apply(
-            {
-                "kind": "Cell",
-                "metadata": {"name": "after-garbage"},
-                "spec": {
-                    "realmId": k.realm,
-                    "spaceId": "s1",
-                    "stackId": "st1",
-                    "containers": [
-                        {"id": "main", "image": k.image.name, "command": "sleep", "args": ["60"]}
-                    ],
-                },
-            }
-        )
+        await k.apply(cell_doc(k, "after-garbage", [container(k, "main")]))
         await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "after-garbage"), state="Ready")
         assert _ready(k)
 
