@@ -34,6 +34,7 @@ from aetcd import rpc
 
 from kukeon.api import FieldError, Kind
 from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX
+from kukeon.retrying import Backoff
 
 from .connection import EtcdClient, EtcdConfig, Retrier
 from .errors import Gone, QuotaExceeded, Unavailable
@@ -59,6 +60,11 @@ def counts_against_quota(kind: Kind) -> bool:
 
 
 LIST_PAGE_SIZE = 1000
+
+RELIST_AFTER_UNAVAILABLE = 0.5
+RELIST_AFTER_UNAVAILABLE_MAX = 30.0
+"""The index's back-off while etcd does not answer (the supervisor's own, without its
+traceback: an outage is no bug)."""
 """Keys per page of the index's list (each page's values are sized and dropped)."""
 
 
@@ -311,13 +317,21 @@ class RealmQuotas:
 
     async def run(self) -> None:
         """List, then follow the watch, for ever (run it supervised): a compacted watch lists
-        again; any other failure ends the run for the supervisor to start again."""
+        again; etcd unavailable (the store's retries spent) is one warning and a list again
+        after a back-off, not a crash with a traceback; any other failure ends the run for
+        the supervisor to start again."""
+        backoff = Backoff(RELIST_AFTER_UNAVAILABLE, RELIST_AFTER_UNAVAILABLE_MAX)
         while True:
-            await self._list()
             try:
+                await self._list()
+                backoff.reset()
                 await self._follow()
             except Gone as gone:
                 log.info("realm usage: %s; listing again", gone)
+            except Unavailable as error:
+                delay = backoff.next()
+                log.warning("realm usage: %s; listing again in %.1fs", error, delay)
+                await asyncio.sleep(delay)
 
     async def _list(self) -> None:
         listed: dict[bytes, _Entry] = {}

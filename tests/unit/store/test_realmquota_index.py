@@ -3,11 +3,13 @@ report and the watch's event arrive, and a stale change never overrides a newer 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, cast
 
 import pytest
 
-from kukeon.store import KeyLayout, QuotaExceeded
+from kukeon.store import KeyLayout, QuotaExceeded, Unavailable, realmquota
 from kukeon.store.realmquota import QuotaLimits, RealmQuotas, Usage, limits_of
 
 ROOT = "/kukeon/registry"
@@ -168,3 +170,44 @@ async def test_spaces_are_counted_against_their_own_limit() -> None:
     ):
         pass
     assert quotas.usage("r").spaces == 1
+
+
+async def test_etcd_unavailable_is_a_warning_and_a_list_again_not_a_crash(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With etcd down past the store's retries, the index's list and watch raised
+    Unavailable out of run(): the supervisor logged 'kukeon-realm-usage crashed' at ERROR
+    with a traceback, at every outage (seen by hand: kill -9 of etcd for 20 s)."""
+    monkeypatch.setattr(realmquota, "RELIST_AFTER_UNAVAILABLE", 0.01, raising=False)
+    quotas = _index()
+    lists: list[int] = []
+    follows: list[int] = []
+
+    async def listing() -> None:
+        lists.append(1)
+        if len(lists) == 1:
+            raise Unavailable("list the realms' usage: etcd is unavailable after 20s")
+
+    async def following() -> None:
+        follows.append(1)
+        if len(follows) == 1:
+            raise Unavailable("watch the realms' usage: etcd unreachable for 20s")
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(quotas, "_list", listing)
+    monkeypatch.setattr(quotas, "_follow", following)
+    caplog.set_level(logging.WARNING, logger="kukeon.store.realmquota")
+    running = asyncio.create_task(quotas.run())
+    try:
+        for _ in range(200):
+            if len(follows) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert not running.done()
+        assert (len(lists), len(follows)) == (3, 2)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    said = [r for r in caplog.records if "realm usage:" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING] * 2
+    assert all(r.exc_info is None for r in said)
