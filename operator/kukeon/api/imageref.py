@@ -310,6 +310,5 @@ def registry_refusal(
     if kind is None:
         return None
     return (
-        f"{registry} is {kind}: kukeond pulls from a host on the node only when "
-        f"{REGISTRY_LISTING}"
+        f"{registry} is {kind}: kukeond pulls from a host on the node only when {REGISTRY_LISTING}"
     )
