@@ -183,6 +183,7 @@ class LogCopiers:
             return
         told[container] = pid
         entry = self._watched.get(key, {}).get(container)
+        found: tuple[ProcessId, int] | None
         if entry is not None and entry.pid == pid and entry.pidfd and entry.copier:
             found = entry.copier, os.dup(entry.pidfd)  # the watch's may be closed meanwhile
         else:

@@ -177,7 +177,8 @@ async def _exit_seen(k: Kukeond, name: str) -> Cell:
 async def _once(k: Kukeond, name: str, script: str) -> Path:
     """A cell whose one container runs ``script`` once; its log."""
     await k.apply(cell_doc(k, name, [container(k, "main", script=script, restartPolicy="never")]))
-    return CellFiles(k.config.state_dir, cell_key(k, name)).log("main")
+    realm, space, stack, cell = cell_key(k, name)
+    return CellFiles(k.config.state_dir, (realm, space, stack, cell)).log("main")
 
 
 def _texts(log: Path) -> list[tuple[str | None, bytes]]:
