@@ -28,6 +28,8 @@
 #     -v /run/kukeon:/run/kukeon -v /run/netns:/run/netns:rshared \
 #     -v /usr/lib/cni:/usr/lib/cni:ro -v /etc/cni/net.d:/etc/cni/net.d \
 #     kukeon:0.1.0 kukeond
+# The API socket is root's only (KUKEON_API_SOCKET_GROUP="" below); for a group of admins
+# add -e KUKEON_API_SOCKET_GROUP=<the host's gid of that group>.
 # The Helm chart (charts/kukeon) sets all of this up for Kubernetes nodes; docs/install.md
 # covers the other ways (systemd, pip).
 # ---------------------------------------------------------------------------------------------
@@ -79,9 +81,14 @@ RUN set -eu; \
     install -d -m 0755 /etc/kukeon
 
 COPY --from=builder /opt/kukeon /opt/kukeon
+# The API socket is root's only: the image's group kukeon (gid 10001) means whoever holds
+# gid 10001 on the host, and its members would be root there. Give the host's gid of the
+# group meant to be kukeond's admins (-e KUKEON_API_SOCKET_GROUP=GID, or the flag
+# --api-socket-group); this variable beats apiSocketGroup in a configuration file.
 ENV PATH=/opt/kukeon/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    KUKEON_API_SOCKET_GROUP=""
 
 # Healthy when kukeond's API answers GET /healthz with 200 on its unix socket
 # (<runDir>/kukeond.sock; runDir follows KUKEON_RUN_DIR like kukeond itself).

@@ -126,3 +126,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kukeon.fleet.tokenKey" -}}
 {{- if .Values.fleet.token.existingSecret -}}{{ .Values.fleet.token.key }}{{- else -}}token{{- end -}}
 {{- end -}}
+
+{{/* kukeond.apiSocketGroup as kukeond reads it: the node's gid, "" (or 0) for root only.
+An integer from a values file is a float64, printed 1e+06 unless made an int64. */}}
+{{- define "kukeon.apiSocketGroup" -}}
+{{- $group := .Values.kukeond.apiSocketGroup | default "" -}}
+{{- if kindIs "string" $group -}}{{ $group }}{{- else -}}{{ int64 $group }}{{- end -}}
+{{- end -}}

@@ -62,6 +62,8 @@ ENV_PREFIX = "KUKEON_"
 DEFAULT_LOG_ROTATION = LogRotation()
 _PARTIAL = "partial"
 """Validation context key: the file alone is validated field by field, not across fields."""
+_NO_GID = 2**32 - 1
+"""gid_t's all-ones value, chown's "leave the group as it is": the first gid out of range."""
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -234,8 +236,9 @@ class DaemonConfig(BaseModel):
     """The group of the API socket (`0660`) and of the run directory: its members are
     kukeond's local admins, root on this host. A name (made a system group when missing)
     or a numeric gid; empty: root's only. A name is looked up where kukeond runs: in a
-    container (the image's `kukeon` is gid 10001) give the host's gid, or empty, else
-    whoever has that gid on the host is admin."""
+    container (the image's `kukeon` is gid 10001) give the host's gid, or empty (the
+    image sets `KUKEON_API_SOCKET_GROUP=""`), else whoever has that gid on the host is
+    admin."""
     allowed_host_paths: tuple[Path, ...] = ()
     """Host directories a non-admin's bind volumes may be under in realms below the
     privileged security level; empty: none; a `{realm}` component makes one each realm's
@@ -272,6 +275,8 @@ class DaemonConfig(BaseModel):
         value = value.strip()
         if value and not re.fullmatch(r"[0-9]+|[A-Za-z_][A-Za-z0-9_.-]*\$?", value):
             raise ValueError(f"{value!r} is neither a group name nor a numeric gid")
+        if value.isdigit() and int(value) >= _NO_GID:
+            raise ValueError(f"gid {value} is out of range (0 to {_NO_GID - 1})")
         return value
 
     @field_validator("cgroup_root")

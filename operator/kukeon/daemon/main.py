@@ -227,7 +227,8 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         "--api-socket-group",
         {
             "help": "Group of the API socket, whose members are local admins: a name or a "
-            "numeric gid; '' root's only (default kukeon; in a container, give the host's gid).",
+            "numeric gid; '' root's only (default kukeon; the container image sets '': to "
+            "give a group there, give the host's gid).",
         },
     ),
     (

@@ -118,6 +118,8 @@ def test_image_metadata(kukeon_image: BuiltImage) -> None:
     assert docker_config["Healthcheck"]["Test"][0] == "CMD"
     assert "/healthz" in " ".join(docker_config["Healthcheck"]["Test"])
     assert any(item.startswith("PATH=/opt/kukeon/bin:") for item in docker_config["Env"])
+    # kukeond from the image gives its API socket no group (the image's kukeon is gid 10001).
+    assert "KUKEON_API_SOCKET_GROUP=" in docker_config["Env"]
 
 
 def test_oci_archive_names_the_image(kukeon_image: BuiltImage, tmp_path: Path) -> None:

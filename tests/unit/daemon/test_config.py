@@ -119,3 +119,28 @@ def test_selectable_node_labels_are_kept(tmp_path: Path) -> None:
     config_file.write_text("nodeLabels: {kukeon.io/zone: eu-1, disk: ''}\n")
     config = load_config(config_file=config_file, environ={})
     assert config.node_labels == {"kukeon.io/zone": "eu-1", "disk": ""}
+
+
+def test_an_empty_api_socket_group_is_root_only_not_the_default(tmp_path: Path) -> None:
+    """KUKEON_API_SOCKET_GROUP="" (the container image's) gives the socket no group, even
+    over a file's group; unset keeps the host default, kukeon; a flag beats both."""
+    assert load_config(environ={}).api_socket_group == "kukeon"
+    config_file = tmp_path / "kukeond.yaml"
+    config_file.write_text("apiSocketGroup: kukeon\n")
+    for empty in ("", "  "):
+        config = load_config(config_file=config_file, environ={"KUKEON_API_SOCKET_GROUP": empty})
+        assert config.api_socket_group == ""
+    flagged = load_config(
+        environ={"KUKEON_API_SOCKET_GROUP": ""}, overrides={"api_socket_group": "2000"}
+    )
+    assert flagged.api_socket_group == "2000"
+    root_only = load_config(environ={}, overrides={"api_socket_group": ""})
+    assert root_only.api_socket_group == ""
+
+
+@pytest.mark.parametrize("gid", ["4294967295", "99999999999"])
+def test_an_api_socket_gid_past_gid_t_is_refused(gid: str) -> None:
+    """4294967295 is chown's "keep the group": the socket would keep root's silently."""
+    with pytest.raises(ConfigError, match=f"api_socket_group: .*gid {gid} is out of range"):
+        load_config(environ={"KUKEON_API_SOCKET_GROUP": gid})
+    assert load_config(environ={"KUKEON_API_SOCKET_GROUP": "4294967294"}).api_socket_group

@@ -31,6 +31,7 @@ from kukeon.daemon.config import ConfigError, DaemonConfig, load_config
 from kukeon.daemon.forwarding import read_token, server_hostname
 from tests.fixtures.services import unavailable
 from tests.unit.packaging.healthz import HealthzServer
+from tests.unit.packaging.test_dockerfile import image_environment
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "kukeon"
 DASHBOARD = CHART / "dashboards" / "kukeon.json"
@@ -154,12 +155,14 @@ def kukeond_config(documents: list[Manifest], tmp_path: Path) -> DaemonConfig:
 
 
 def kukeond_config_with_env(documents: list[Manifest], tmp_path: Path) -> DaemonConfig:
-    """The configuration kukeond reads: the ConfigMap's file and the DaemonSet's plain env."""
+    """The configuration kukeond reads: the ConfigMap's file, and the DaemonSet's plain env
+    over the image's (the Dockerfile's ENV)."""
     configmap = one(documents, "ConfigMap", f"{RELEASE}-kukeon-config")
     path = tmp_path / "kukeond.yaml"
     path.write_text(configmap["data"]["kukeond.yaml"])
     container = daemonset_pod(documents)["containers"][0]
-    environ = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    environ = image_environment()
+    environ.update({item["name"]: item["value"] for item in container["env"] if "value" in item})
     return load_config(config_file=path, environ=environ)
 
 
@@ -737,6 +740,33 @@ def test_node_selection_and_labels_reach_the_daemonset_and_kukeond(
     assert config.insecure_registries == ("registry.lan:5000",)
 
 
+def test_the_api_socket_is_root_s_unless_a_node_gid_is_given(helm: Any, tmp_path: Path) -> None:
+    """By default no group may use the socket: the image's kukeon (gid 10001) would be
+    whoever holds that gid on the node. The value reaches kukeond through the pod's env,
+    which the image's ("", root's only) would otherwise beat."""
+    documents = manifests(helm)
+    configmap = one(documents, "ConfigMap", f"{RELEASE}-kukeon-config")
+    assert "apiSocketGroup" not in yaml.safe_load(configmap["data"]["kukeond.yaml"])
+    assert kukeond_config_with_env(documents, tmp_path).api_socket_group == ""
+    # A string, and an integer as --set and a values file give it (float64 from YAML).
+    for given, expected in (("2000", "2000"), (1000000, "1000000"), (0, "")):
+        values = {"kukeond": {"apiSocketGroup": given}}
+        config = kukeond_config_with_env(manifests(helm, values), tmp_path)
+        assert config.api_socket_group == expected, given
+        (notes,) = [text for path, text in render(helm, values).items() if "NOTES" in path]
+        assert ("as root or a member of the node's gid " + expected in notes) is bool(expected)
+    too_big = {"kukeond": {"apiSocketGroup": "4294967295"}}
+    with pytest.raises(ConfigError, match=r"api_socket_group: .*out of range"):
+        kukeond_config_with_env(manifests(helm, too_big), tmp_path)
+    # Nothing else the chart runs shares the run directory (a kukectl pod would need the
+    # configured gid as a supplementary group).
+    run_dir = yaml.safe_load((CHART / "values.yaml").read_text())["kukeond"]["hostPaths"]["runDir"]
+    for doc in documents:
+        pod = doc.get("spec", {}).get("template", {}).get("spec")
+        if pod is not None and doc["kind"] != "DaemonSet":
+            assert run_dir not in json.dumps(pod.get("volumes", [])), doc["kind"]
+
+
 def test_image_tag_defaults_to_the_app_version(helm: Any) -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     pod = daemonset_pod(manifests(helm))
@@ -766,6 +796,9 @@ def test_chart_app_version_is_the_package_version() -> None:
         ({"etcd": {"external": {"endpoints": ["etcd:2379"]}}}, "/etcd/external/endpoints/0"),
         ({"fleet": {"tlsServerDomain": "Nodes.Kukeon"}}, "/fleet/tlsServerDomain"),
         ({"fleet": {"token": {"value": "short"}}}, "/fleet/token/value"),
+        # A name is looked up in the image (kukeon: gid 10001), not on the node.
+        ({"kukeond": {"apiSocketGroup": "kukeon"}}, "/kukeond/apiSocketGroup"),
+        ({"kukeond": {"apiSocketGroup": -1}}, "/kukeond/apiSocketGroup"),
     ],
 )
 def test_values_schema_names_a_mistyped_or_malformed_value(

@@ -15,10 +15,17 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
+from kukeon.daemon.config import load_config
+from kukeon.daemon.endpoints import api_settings
 from tests.unit.packaging.healthz import HealthzServer
+
+if TYPE_CHECKING:
+    from kukeon.daemon.app import Daemon
 
 REPO = Path(__file__).resolve().parents[3]
 DOCKERFILE = REPO / "Dockerfile"
@@ -47,6 +54,19 @@ def healthcheck_command() -> list[str]:
     _options, _, command = arguments.partition("CMD ")
     parsed: list[str] = json.loads(command)
     return parsed
+
+
+def image_environment() -> dict[str, str]:
+    """The runtime stage's ENV (``KEY=VALUE`` words, quotes removed as Docker does), the
+    ``$VAR`` references left as written."""
+    stages = [index for index, (keyword, _) in enumerate(instructions()) if keyword == "FROM"]
+    environment: dict[str, str] = {}
+    for keyword, rest in instructions()[stages[-1] :]:
+        if keyword == "ENV":
+            for word in shlex.split(rest):
+                name, _, value = word.partition("=")
+                environment[name] = value
+    return environment
 
 
 def test_builds_in_two_stages_from_one_base() -> None:
@@ -83,6 +103,18 @@ def test_documents_what_kukeond_needs_from_the_host() -> None:
         "/usr/lib/cni",
     ):
         assert needed in text, needed
+
+
+def test_kukeond_in_the_image_keeps_the_api_socket_root_s() -> None:
+    """The image's group kukeon is gid 10001, whoever holds it on the host: kukeond run
+    from the image gives its socket no group unless it is given the host's gid."""
+    environment = image_environment()
+    assert environment["KUKEON_API_SOCKET_GROUP"] == ""
+    config = load_config(environ=environment)
+    assert config.api_socket_group == ""
+    assert api_settings(cast("Daemon", SimpleNamespace(config=config))).socket_group is None
+    given = load_config(environ={**environment, "KUKEON_API_SOCKET_GROUP": "2000"})
+    assert api_settings(cast("Daemon", SimpleNamespace(config=given))).socket_group == "2000"
 
 
 @pytest.fixture
