@@ -114,10 +114,7 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
             watch_start_grace=settings.watch_start_grace,
             request_timeout=settings.request_timeout,
         ).add_routes(runner.app)
-    if daemon.registry.keyring is not None:
-        KeyRotationRoutes(registry=daemon.registry, keyring=daemon.registry.keyring).add_routes(
-            runner.app
-        )
+    _add_key_rotation(daemon, runner.app)
     # Requests for cells of other nodes go to those nodes (daemon/forwarding.py).
     forwarder = Forwarder(
         registry=daemon.registry,
@@ -138,6 +135,18 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
     await asyncio.to_thread(share_run_dir, config.run_dir, api_settings(daemon).socket_group)
     if daemon.fleet is not None:  # other nodes find this API in Node.status.apiEndpoint
         await daemon.fleet.agent.set_api_port(runner.tcp_port)
+
+
+def _add_key_rotation(daemon: Daemon, app: web.Application) -> None:
+    """rotate-key, when the keys come from a file; it warns of one cut short (keyroutes)."""
+    assert daemon.registry is not None
+    if (keyring := daemon.registry.keyring) is not None:
+        KeyRotationRoutes(
+            registry=daemon.registry,
+            keyring=keyring,
+            state_dir=daemon.config.state_dir,
+            metrics_registry=daemon.metrics_registry,
+        ).add_routes(app)
 
 
 async def _start_metrics(

@@ -16,6 +16,13 @@ Rotation, without downtime (readers open values sealed under any key of the file
 
 Only ``admin`` may call it (the unix socket is admin); the answer names the old and new
 key ids and the counts, never a key or a value.
+
+A rotation cut short (kukeond killed while sealing) leaves every value readable (the file
+keeps both keys), but half the documents under each key. So that an admin learns it without
+running rotate-key again, a marker (``MARKER`` in the state directory, naming both key ids)
+is written after step 1 and removed once step 2 has looked at every document; a kukeond
+that starts with the marker there warns in its log and sets the gauge
+``kukeon_key_rotation_interrupted`` to 1, both until a rotation on this node completes.
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge
 
 from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
@@ -37,6 +46,7 @@ from kukeon.apiserver.handlers import principal_of
 from kukeon.apiserver.request import read_body
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.client.paths import API_ROOT
+from kukeon.fileio import write_atomically
 from kukeon.store import Registry
 from kukeon.store.encryption import EncryptionError, Keyring, KeySet, write_key_file
 
@@ -44,12 +54,57 @@ log = logging.getLogger(__name__)
 
 ROTATE_PATH = f"{API_ROOT}/encryption/rotate-key"
 
+MARKER = "key-rotation-in-progress.json"
+"""In the state directory while a rotation seals the documents again."""
+
 
 class KeyRotationRoutes:
-    def __init__(self, *, registry: Registry, keyring: Keyring) -> None:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        keyring: Keyring,
+        state_dir: Path,
+        metrics_registry: CollectorRegistry | None = None,
+    ) -> None:
         self.registry = registry
         self.keyring = keyring
+        self.marker = state_dir / MARKER
         self._lock = asyncio.Lock()
+        self.interrupted = Gauge(
+            "kukeon_key_rotation_interrupted",
+            "1 when this kukeond started after a key rotation on this node was cut short "
+            "(some values may still be sealed under the old key); 0 once a rotation completes",
+            registry=metrics_registry,
+        )
+        self._say_interrupted()
+
+    def _say_interrupted(self) -> None:
+        """Warn of a rotation the last kukeond did not finish (its marker is still there)."""
+        try:
+            text = self.marker.read_text()
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            text = f"(marker unreadable: {error})"
+        self.interrupted.set(1)
+        log.warning(
+            "a key rotation on this node was interrupted (%s: %s): values may still be "
+            "sealed under the old key, which the key file keeps; run `kukectl secret "
+            "rotate-key --key-id %s` (with --prune to drop the old key) to finish it",
+            self.marker,
+            text.strip(),
+            self.keyring.current,
+        )
+
+    def _mark(self, previous: str, current: str) -> None:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        body = {"previousKeyId": previous, "currentKeyId": current, "startedAt": started}
+        write_atomically(self.marker, json.dumps(body) + "\n", mode=0o600)
+
+    def _unmark(self) -> None:
+        self.marker.unlink(missing_ok=True)
+        self.interrupted.set(0)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(ROTATE_PATH, self.rotate)
@@ -96,10 +151,14 @@ class KeyRotationRoutes:
             # the operator makes the key current in the file and rotates with --key-id.
             await self._write(path, rotated, f"make {rotated.current} current")
         keyring.replace(rotated)
+        # After the file: a crash before this point has sealed nothing under the new key.
+        await asyncio.to_thread(self._mark, previous, rotated.current)
         log.info(
             "encryption key %s is now current (was %s); sealing again", rotated.current, previous
         )
         rewritten, failed = await self.registry.reseal()
+        # Every document looked at: the answer says what is left; the rotation is over.
+        await asyncio.to_thread(self._unmark)
         for failure in failed:
             log.error("could not seal again: %s", failure)
         in_use = await self.registry.key_ids_in_use()

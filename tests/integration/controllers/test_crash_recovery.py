@@ -560,7 +560,8 @@ async def _envelope_keys(s: Setup) -> list[str]:
 async def test_kill_9_mid_key_rotation_leaves_every_value_readable(crashable: Setup) -> None:
     """kill -9 while rotate-key seals the Secrets again: the key file already names the
     new key current and keeps the old one, so every value opens after the restart, some
-    under each key; rotate-key run again says so and finishes the job."""
+    under each key. The restarted kukeond warns that the rotation was interrupted (its
+    marker in the state directory); rotate-key run again finishes the job and clears it."""
     s = crashable
     await make_hierarchy(s)
     key_file = s.state_dir / "encryption-keys.yaml"
@@ -602,10 +603,17 @@ async def test_kill_9_mid_key_rotation_leaves_every_value_readable(crashable: Se
             await asyncio.gather(rotation, return_exceptions=True)
     at_kill = await _envelope_keys(s)
     assert len(set(at_kill)) == 2, "not killed mid-way"
+    marker = s.state_dir / "key-rotation-in-progress.json"
+    assert marker.exists(), "the rotation left no trace of being cut short"
 
+    logged = s.daemon.log.stat().st_size
     s.daemon.start()
     await _serving(socket, s)
     after = Keyring.load(key_file)
+    # The restarted kukeond says the rotation was cut short, and how to finish it.
+    since_restart = s.daemon.log.read_bytes()[logged:].decode(errors="replace")
+    assert "key rotation on this node was interrupted" in since_restart, s.daemon.tail()
+    assert f"rotate-key --key-id {after.current}" in since_restart
     assert old in after.key_ids
     assert after.current != old
     opening = await Registry.connect(s.etcd, keyring=after)
@@ -633,3 +641,4 @@ async def test_kill_9_mid_key_rotation_leaves_every_value_readable(crashable: Se
     assert 0 < answer["documentsResealed"] < count, answer
     assert answer["removedKeyIds"] == [old]
     assert set(await _envelope_keys(s)) == {after.current}
+    assert not marker.exists(), "a completed rotation keeps saying it was interrupted"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,11 +12,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from kukeon.apiserver import ApiSettings, TokenBook, create_app
 from kukeon.daemon import keyroutes
 from kukeon.daemon.config import DaemonConfig
-from kukeon.daemon.keyroutes import ROTATE_PATH, KeyRotationRoutes
+from kukeon.daemon.keyroutes import MARKER, ROTATE_PATH, KeyRotationRoutes
 from kukeon.store.encryption import Keyring
 
 ADMIN = "admin-token-0123456789"
@@ -28,8 +31,11 @@ class FakeSealedRegistry:
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
         self.stale: dict[str, int] = {}
+        self.marked_while_sealing: list[bool] = []
 
     async def reseal(self) -> tuple[int, list[str]]:
+        assert self.keyring.path is not None
+        self.marked_while_sealing.append((self.keyring.path.parent / MARKER).exists())
         return 3, []
 
     async def key_ids_in_use(self) -> dict[str, int]:
@@ -54,7 +60,12 @@ async def client(keyring: Keyring) -> AsyncIterator[tuple[TestClient[Any, Any], 
     )
     registry = FakeSealedRegistry(keyring)
     app = create_app(registry=None, settings=ApiSettings(socket_path=None), tokens=book)  # type: ignore[arg-type]
-    KeyRotationRoutes(registry=registry, keyring=keyring).add_routes(app)  # type: ignore[arg-type]
+    assert keyring.path is not None
+    KeyRotationRoutes(
+        registry=registry,  # type: ignore[arg-type]
+        keyring=keyring,
+        state_dir=keyring.path.parent,
+    ).add_routes(app)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client, registry
 
@@ -104,6 +115,41 @@ async def test_rotation_writes_a_new_current_key_and_prunes_the_old(
     assert Keyring.load(keyring.path).key_ids == (keyring.current,)
 
 
+async def test_an_interrupted_rotation_is_said_at_start_until_one_completes(
+    tmp_path: Path, keyring: Keyring, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A marker left by a rotation cut short (kukeond killed while sealing): the next
+    kukeond warns and sets kukeon_key_rotation_interrupted to 1; a rotation that completes
+    removes the marker and sets it to 0. While one seals, the marker is there."""
+    registry = FakeSealedRegistry(keyring)
+    metrics = CollectorRegistry()
+    none_left = CollectorRegistry()
+    KeyRotationRoutes(
+        registry=registry,  # type: ignore[arg-type]
+        keyring=keyring,
+        state_dir=tmp_path,
+        metrics_registry=none_left,
+    )
+    assert none_left.get_sample_value("kukeon_key_rotation_interrupted") == 0
+    marker = tmp_path / MARKER
+    marker.write_text(json.dumps({"previousKeyId": "old", "currentKeyId": keyring.current}))
+    with caplog.at_level(logging.WARNING, logger=keyroutes.__name__):
+        routes = KeyRotationRoutes(
+            registry=registry,  # type: ignore[arg-type]
+            keyring=keyring,
+            state_dir=tmp_path,
+            metrics_registry=metrics,
+        )
+    assert metrics.get_sample_value("kukeon_key_rotation_interrupted") == 1
+    said = " ".join(record.getMessage() for record in caplog.records)
+    assert "key rotation on this node was interrupted" in said
+    assert f"rotate-key --key-id {keyring.current}" in said
+    await routes._rotate(keyring.current, False)
+    assert registry.marked_while_sealing == [True]
+    assert not marker.exists()
+    assert metrics.get_sample_value("kukeon_key_rotation_interrupted") == 0
+
+
 async def test_a_read_only_key_file_needs_the_key_made_current_in_it(
     client: tuple[TestClient[Any, Any], Any], keyring: Keyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +165,8 @@ async def test_a_read_only_key_file_needs_the_key_made_current_in_it(
     assert response.status == 409
     assert "edit it there" in (await response.json())["message"]
     assert keyring.current == before
+    assert keyring.path is not None
+    assert not (keyring.path.parent / MARKER).exists(), "refused, not interrupted"
     # The key that is already current in the file: sealed again, nothing written.
     response = await http.post(ROTATE_PATH, json={"keyId": before}, headers=_auth(ADMIN))
     answer = await response.json()
