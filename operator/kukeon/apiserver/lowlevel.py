@@ -17,12 +17,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
-from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
-from aiohttp.web_server import Server
 
-from kukeon.apiserver.expect import EXPECT_KEY, expect_aside
 from kukeon.apiserver.status import ApiError
+from kukeon.httpexpect import ExpectAppRunner, ExpectRequestHandler, ExpectServer
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +75,10 @@ def parse_error(status: int, exc: BaseException | None) -> ApiError:
     return ApiError(status, "the request could not be processed")
 
 
-class StatusRequestHandler(RequestHandler):
+class StatusRequestHandler(ExpectRequestHandler):
     """aiohttp's connection handler, answering its own errors with a Status object, and
-    closing a connection that has not sent its first request's headers in time."""
+    closing a connection that has not sent its first request's headers in time (and one
+    answered before its ``100 Continue``: ``ExpectRequestHandler``)."""
 
     __slots__ = ("_header_timer",)
 
@@ -107,16 +106,6 @@ class StatusRequestHandler(RequestHandler):
             log.debug("closing a connection that sent no whole request in %gs", HEADER_TIMEOUT)
             self.force_close()
 
-    async def finish_response(
-        self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
-    ) -> tuple[web.StreamResponse, bool]:
-        if EXPECT_KEY in request:
-            # Answered before its 100 Continue: the client holds the body back, so the
-            # connection closes now, not after aiohttp's 10 s lingering read of nothing.
-            resp.force_close()
-            self._lingering_time = 0.0
-        return await super().finish_response(request, resp, start_time)
-
     def handle_error(
         self,
         request: BaseRequest,
@@ -137,27 +126,17 @@ class StatusRequestHandler(RequestHandler):
         return response
 
 
-class StatusServer(Server):
+class StatusServer(ExpectServer):
     """aiohttp's low-level server, with ``StatusRequestHandler`` for every connection."""
 
-    def __call__(self) -> RequestHandler:
-        return StatusRequestHandler(self, loop=self._loop, **self._kwargs)
+    handler_class = StatusRequestHandler
 
 
-class StatusAppRunner(web.AppRunner):
-    """``web.AppRunner`` whose server answers parse errors with Status objects."""
+class StatusAppRunner(ExpectAppRunner):
+    """``web.AppRunner`` whose server answers parse errors with Status objects (and keeps
+    ``Expect`` aside for the middlewares, ``kukeon.httpexpect``, not answered by aiohttp)."""
 
-    async def _make_server(self) -> Server:
-        server = await super()._make_server()
-        status_server = StatusServer(
-            server.request_handler,
-            # Expect is kept aside for the middlewares (``expect``), not answered by aiohttp.
-            request_factory=expect_aside(server.request_factory),
-            handler_cancellation=server.handler_cancellation,
-            loop=server._loop,
-            **server._kwargs,
-        )
-        return status_server
+    server_class = StatusServer
 
 
 __all__ = [

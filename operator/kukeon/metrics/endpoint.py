@@ -4,6 +4,9 @@ Rendering a registry runs every collector: the hierarchy collector walks the doc
 cache and the process collector reads ``/proc``. That is CPU and file I/O, so it runs in
 a worker thread, never on the event loop. The answer is always the classic text format
 (``exposition.render_text``), which every Prometheus accepts.
+
+Its own listener keeps ``Expect`` aside as the API's does (``kukeon.httpexpect``): no
+``100 Continue`` for a body no route reads, a 417 Status for any other expectation.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+
+from kukeon.httpexpect import ExpectAppRunner, expectations
 
 from .exposition import CONTENT_TYPE, render_text
 
@@ -34,7 +39,7 @@ def metrics_handler(registry: CollectorRegistry) -> Handler:
 
 def metrics_app(registry: CollectorRegistry) -> web.Application:
     """An app with ``GET /metrics`` (and ``/`` pointing there)."""
-    app = web.Application()
+    app = web.Application(middlewares=[expectations])
     app.router.add_get("/metrics", metrics_handler(registry))
 
     async def index(_: web.Request) -> web.StreamResponse:
@@ -83,7 +88,7 @@ async def serve_metrics(
 ) -> MetricsServer:
     """Listen on ``address`` (port 0 picks a free one; see ``MetricsServer.port``)."""
     host, port = parse_address(address)
-    runner = web.AppRunner(metrics_app(registry), access_log=None)
+    runner = ExpectAppRunner(metrics_app(registry), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

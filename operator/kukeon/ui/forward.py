@@ -14,7 +14,13 @@ forward does not pass on the socket owner's rights to whoever connects:
 - the page and its static files (nothing secret: the same as kukeond serves to anyone on
   its TLS listener) go through without the token;
 - a request whose ``Host`` is not this forward's own address is refused, so a web page
-  that rebinds a DNS name to 127.0.0.1 cannot reach it under its own origin.
+  that rebinds a DNS name to 127.0.0.1 cannot reach it under its own origin;
+- a request with an ``Origin`` other than the forward's own is refused (403): the console
+  is served by the forward itself, so its requests are same-origin, and no other web
+  page's request (a form's POST needs no CORS preflight) is relayed, token or not;
+- ``Expect`` is kept aside (``kukeon.httpexpect``): ``100 Continue`` only once a request
+  passed these checks and its body is within ``MAX_BODY_BYTES``, a 417 Status for any
+  other expectation.
 
 The token lives as long as the forward: stopping ``kukectl ui`` ends it.
 """
@@ -32,6 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from kukeon.cancelling import cancel_and_wait
+from kukeon.httpexpect import ExpectAppRunner, expectations, failure_status, send_continue
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,7 @@ _HOP_BY_HOP = frozenset(
         "host",
         "content-length",
         "content-encoding",
+        "expect",
     }
 )
 
@@ -109,9 +117,9 @@ class ConsoleForward:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,
         )
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[expectations])
         app.router.add_route("*", "/{tail:.*}", self.relay)
-        self._runner = web.AppRunner(
+        self._runner = ExpectAppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS
         )
         await self._runner.setup()
@@ -142,9 +150,11 @@ class ConsoleForward:
         """Why the request is not forwarded, as the answer to give; None to forward it."""
         own = {f"{self.host}:{self.port}", f"localhost:{self.port}"}
         if request.host not in own:
-            return web.json_response(
-                _status(403, "Forbidden: not this forward's address"), status=403
-            )
+            return _answer(403, "Forbidden: not this forward's address")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in {f"http://{host}" for host in own}:
+            # A browser names the page that made the request; only the console's own.
+            return _answer(403, f"Forbidden: a request from the web page at {origin[:100]!r}")
         if is_public_path(request.path):
             return None
         token = bearer_token(request.headers.get("Authorization"))
@@ -152,7 +162,7 @@ class ConsoleForward:
         sent = token.encode("utf-8", "surrogateescape") if token is not None else None
         if sent is None or not hmac.compare_digest(sent, self.token.encode()):
             why = "the token kukectl ui printed (in the URL) is required"
-            return web.json_response(_status(401, f"Unauthorized: {why}"), status=401)
+            return _answer(401, f"Unauthorized: {why}")
         return None
 
     async def relay(self, request: web.Request) -> web.StreamResponse:
@@ -169,7 +179,17 @@ class ConsoleForward:
 
     async def _relay(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
-        body = await request.read() if request.can_read_body else None
+        body: bytes | None = None
+        if request.can_read_body:
+            length = request.content_length
+            too_large = f"the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+            if length is not None and length > MAX_BODY_BYTES:
+                return _answer(413, too_large)  # before its 100 Continue: never sent
+            await send_continue(request)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:  # a chunked body over the limit
+                return _answer(413, too_large)
         response = web.StreamResponse()
         try:
             async with self._session.request(
@@ -188,18 +208,11 @@ class ConsoleForward:
         except aiohttp.ClientError as exc:
             log.debug("kukeond's socket %s: %s", self.socket_path, exc)
             if not response.prepared:
-                message = f"kukeond's socket {self.socket_path} does not answer: {exc}"
-                return web.json_response(_status(502, message), status=502)
+                return _answer(502, f"kukeond's socket {self.socket_path} does not answer: {exc}")
             return response  # the stream ends where kukeond's did
         await response.write_eof()
         return response
 
 
-def _status(code: int, message: str) -> dict[str, object]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "status": "Failure",
-        "code": code,
-        "message": message,
-    }
+def _answer(code: int, message: str) -> web.Response:
+    return web.json_response(failure_status(code, message), status=code)

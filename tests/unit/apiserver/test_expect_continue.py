@@ -9,14 +9,13 @@ spoken to in raw HTTP/1.1, which shows every interim answer a client gets.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kukeon.apiserver import ApiSettings, create_app
+from tests.fixtures.rawhttp import closed, expectation_failed, read_answer, send_head
 from tests.unit.apiserver.statusserver import serving
 from tests.unit.apiserver.test_app import FakeRegistry, V
 
@@ -35,25 +34,8 @@ async def socket_path(tmp_path: Path) -> AsyncIterator[Path]:
 async def _head(
     path: Path, method: str, target: str, headers: dict[str, str]
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_unix_connection(str(path))
-    lines = [
-        f"{method} {target} HTTP/1.1",
-        "Host: kukeon",
-        *(f"{k}: {v}" for k, v in headers.items()),
-    ]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    await writer.drain()
-    return reader, writer
-
-
-async def _answer(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], Any]:
-    """One final answer: its status line, headers and JSON body (interim ones included in
-    the status line's place would fail the caller's assertion)."""
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    status, *fields = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (f.partition(":") for f in fields if f)}
-    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
-    return status, headers, json.loads(body)
+    connection = await asyncio.open_unix_connection(str(path))
+    return await send_head(connection, method, target, headers)
 
 
 async def test_a_body_over_the_limit_is_refused_without_a_100(socket_path: Path) -> None:
@@ -64,12 +46,12 @@ async def test_a_body_over_the_limit_is_refused_without_a_100(socket_path: Path)
         "Expect": "100-continue",
     }
     reader, writer = await _head(socket_path, "POST", f"{V}/realms", headers)
-    status, answer_headers, status_object = await _answer(reader)
+    status, answer_headers, status_object = await read_answer(reader)
     assert status.startswith("HTTP/1.1 413"), status
     assert status_object["kind"] == "Status"
     assert f"larger than the limit of {LIMIT} bytes" in status_object["message"]
     assert answer_headers.get("connection", "").lower() == "close"
-    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed: no body awaited
+    assert await closed(reader)  # closed: no body awaited
     writer.close()
 
 
@@ -84,7 +66,7 @@ async def test_a_body_within_the_limit_gets_its_100_then_the_answer(socket_path:
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
     writer.write(REALM)
     await writer.drain()
-    status, _, created = await _answer(reader)
+    status, _, created = await read_answer(reader)
     assert status.startswith("HTTP/1.1 201"), (status, created)
     assert created["metadata"]["name"] == "x"
     writer.close()
@@ -94,14 +76,8 @@ async def test_a_body_within_the_limit_gets_its_100_then_the_answer(socket_path:
 async def test_an_unknown_expectation_is_a_417_status(socket_path: Path, path: str) -> None:
     # aiohttp answered 'Unknown Expect: x-magic' in plain text, before any middleware.
     headers = {"Content-Type": "application/json", "Content-Length": "2", "Expect": "x-magic"}
-    reader, writer = await _head(socket_path, "POST", path, headers)
-    status, answer_headers, status_object = await _answer(reader)
-    assert status.startswith("HTTP/1.1 417"), status
-    assert answer_headers["content-type"].startswith("application/json")
-    assert status_object["kind"] == "Status"
-    assert status_object["reason"] == "ExpectationFailed"
+    status_object = await expectation_failed(await _head(socket_path, "POST", path, headers))
     assert "'x-magic'" in status_object["message"]
-    writer.close()
 
 
 async def test_an_answer_that_reads_no_body_closes_the_connection(socket_path: Path) -> None:
@@ -109,9 +85,9 @@ async def test_an_answer_that_reads_no_body_closes_the_connection(socket_path: P
     # client may or may not send its body after it, so the connection is closed.
     headers = {"Content-Type": "application/json", "Content-Length": "5", "Expect": "100-continue"}
     reader, writer = await _head(socket_path, "POST", "/no/such/path", headers)
-    status, answer_headers, status_object = await _answer(reader)
+    status, answer_headers, status_object = await read_answer(reader)
     assert status.startswith("HTTP/1.1 404"), status
     assert status_object["kind"] == "Status"
     assert answer_headers.get("connection", "").lower() == "close"
-    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert await closed(reader)
     writer.close()

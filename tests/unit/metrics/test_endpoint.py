@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from kukeon.metrics import metrics_handler, parse_address, serve_metrics
+from tests.fixtures.rawhttp import closed, expectation_failed, read_answer, send_head
 
 
 def _registry() -> CollectorRegistry:
@@ -88,3 +91,25 @@ def test_parse_address(address: str, parsed: tuple[str, int]) -> None:
 def test_parse_address_refuses(address: str) -> None:
     with pytest.raises(ValueError, match="metrics address"):
         parse_address(address)
+
+
+async def test_expect_on_the_own_listener() -> None:
+    """No '100 Continue' for a body no route reads (the answer closes the connection), and
+    a 417 Status, not aiohttp's plain text, for an expectation other than 100-continue."""
+    server = await serve_metrics("127.0.0.1:0", registry=_registry())
+    try:
+        announced = {"Content-Length": str(10 * 1024 * 1024), "Expect": "100-continue"}
+        for method, code in (("GET", "200"), ("POST", "405")):
+            connection = await asyncio.open_connection("127.0.0.1", server.port)
+            reader, writer = await send_head(connection, method, "/metrics", announced)
+            try:
+                status, _, _ = await read_answer(reader)
+                assert status.startswith(f"HTTP/1.1 {code}"), status
+                assert await closed(reader)
+            finally:
+                writer.close()
+        connection = await asyncio.open_connection("127.0.0.1", server.port)
+        sent = await send_head(connection, "GET", "/metrics", {"Expect": "x-magic"})
+        assert "'x-magic'" in (await expectation_failed(sent))["message"]
+    finally:
+        await server.stop()

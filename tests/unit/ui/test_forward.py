@@ -1,5 +1,6 @@
 """kukectl ui's forward: the page for anyone, the API only with the run's token (dropped
-before kukeond sees the request), never for a foreign Host, streams passed on as they come."""
+before kukeond sees the request), never for a foreign Host or Origin, streams passed on as
+they come, ``Expect`` answered as kukeond's API does (``kukeon.httpexpect``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from kukeon.ui.forward import SHUTDOWN_SECONDS, ConsoleForward, is_public_path
+from kukeon.ui.forward import MAX_BODY_BYTES, SHUTDOWN_SECONDS, ConsoleForward, is_public_path
+from tests.fixtures.interpreter import printed_after
+from tests.fixtures.rawhttp import closed, expectation_failed, read_answer, send_head
 
 
 @pytest_asyncio.fixture
@@ -164,3 +168,107 @@ async def test_a_public_path_with_dot_segments_is_not_an_api_request_without_the
             writer.close()
     assert all(code == b"401" for code in codes.values()), codes
     assert forward.seen == []  # type: ignore[attr-defined]
+
+
+async def _forward_head(
+    forward: ConsoleForward, method: str, target: str, headers: dict[str, str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    connection = await asyncio.open_connection("127.0.0.1", forward.port)
+    return await send_head(connection, method, target, headers, host=f"127.0.0.1:{forward.port}")
+
+
+async def test_a_body_over_the_limit_is_a_413_without_a_100(forward: ConsoleForward) -> None:
+    # aiohttp sent '100 Continue' first and then read the body up to the limit.
+    headers = {
+        "Authorization": f"Bearer {forward.token}",
+        "Content-Type": "application/json",
+        "Content-Length": str(MAX_BODY_BYTES + 1),
+        "Expect": "100-continue",
+    }
+    reader, writer = await _forward_head(forward, "POST", "/apis/x", headers)
+    try:
+        status, _, status_object = await read_answer(reader)
+        assert status.startswith("HTTP/1.1 413"), status
+        assert status_object["kind"] == "Status"
+        assert await closed(reader)
+    finally:
+        writer.close()
+    assert forward.seen == []  # type: ignore[attr-defined]
+
+
+async def test_a_body_within_the_limit_gets_its_100_and_is_relayed(
+    forward: ConsoleForward,
+) -> None:
+    headers = {
+        "Authorization": f"Bearer {forward.token}",
+        "Content-Type": "application/json",
+        "Content-Length": "7",
+        "Expect": "100-continue",
+    }
+    reader, writer = await _forward_head(forward, "POST", "/apis/x", headers)
+    try:
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b'{"a":1}')
+        status, _, echoed = await read_answer(reader)
+    finally:
+        writer.close()
+    assert status.startswith("HTTP/1.1 200"), status
+    assert echoed == {"method": "POST", "type": "application/json", "body": '{"a":1}'}
+
+
+async def test_a_request_refused_unread_gets_no_100(forward: ConsoleForward) -> None:
+    headers = {"Content-Length": "7", "Expect": "100-continue"}  # no token
+    reader, writer = await _forward_head(forward, "POST", "/apis/x", headers)
+    try:
+        status, _, _ = await read_answer(reader)
+        assert status.startswith("HTTP/1.1 401"), status
+        assert await closed(reader)
+    finally:
+        writer.close()
+
+
+async def test_an_unknown_expectation_is_a_417_status(forward: ConsoleForward) -> None:
+    # aiohttp answered 'Unknown Expect: x-magic' in plain text.
+    headers = {"Authorization": f"Bearer {forward.token}", "Expect": "x-magic"}
+    status_object = await expectation_failed(
+        await _forward_head(forward, "GET", "/apis/x", headers)
+    )
+    assert "'x-magic'" in status_object["message"]
+    assert forward.seen == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1"])
+async def test_a_foreign_origin_is_a_403_token_or_not(forward: ConsoleForward, origin: str) -> None:
+    base = f"http://127.0.0.1:{forward.port}"
+    good = {"Authorization": f"Bearer {forward.token}", "Origin": origin}
+    async with aiohttp.ClientSession() as session:
+        for method, path in (("POST", "/ui/"), ("POST", "/apis/x"), ("GET", "/ui/whoami")):
+            async with session.request(method, f"{base}{path}", headers=good) as refused:
+                assert refused.status == 403
+                status = await refused.json()
+                assert status["kind"] == "Status"
+                assert "web page" in status["message"]
+    assert forward.seen == []  # type: ignore[attr-defined]
+
+
+async def test_the_forwards_own_origin_or_none_passes(forward: ConsoleForward) -> None:
+    token = {"Authorization": f"Bearer {forward.token}"}
+    async with aiohttp.ClientSession() as session:
+        for host in ("127.0.0.1", "localhost"):
+            base = f"http://{host}:{forward.port}"
+            for origin in ({"Origin": base}, {}):
+                async with session.post(f"{base}/apis/x", headers={**token, **origin}) as ok:
+                    assert ok.status == 200
+    assert len(forward.seen) == 4  # type: ignore[attr-defined]
+
+
+def test_the_forward_loads_nothing_of_the_server() -> None:
+    """kukectl ui imports the forward: Expect's handling is shared with kukeond's listeners
+    (``kukeon.httpexpect``) without the API server, the store or prometheus coming along."""
+    server_side = ("aetcd", "grpc", "prometheus_client", "kukeon.apiserver", "kukeon.store")
+    loaded = printed_after(
+        "import kukeon.ui.forward\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({server_side!r}))))"
+    )
+    assert loaded == []
