@@ -27,7 +27,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from kukeon.api import Cell, EventReason, EventType, Kind
+from kukeon.api import SCHEDULED_BY_SCHEDULER, Cell, EventReason, EventType, Kind
 from kukeon.framework import EventRecorder, Operator, OperatorContext, SupervisedTask
 from kukeon.store import Registry
 
@@ -37,7 +37,7 @@ from .cellports import close_unguarded_bridges
 from .departures import Departures
 from .ephemeralstorage import StorageLimits
 from .events import follow_task_events
-from .gc import collect_orphans
+from .gc import collect_orphans, container_cell_key, list_node_containers
 from .host import Host, HostSettings
 from .images import ImageArchives, ImageProvider
 from .layers import HostLocks, migrate_legacy_finalizers, node_finalizer
@@ -112,6 +112,7 @@ class Controllers:
             registry=registry,
             node_name=host.settings.node_name,
             collect_orphans=self.collect_orphans,
+            local_cells=self.local_cells,
             recorder=recorder,
         )
         """Cell documents that cannot be decoded: said in Events and a Node condition."""
@@ -119,6 +120,10 @@ class Controllers:
     def runs_here(self, cell: Cell) -> bool:
         # Assigned to this node, not being handed back by a drain, not fenced away.
         return self.departures.runs_here(cell)
+
+    async def local_cells(self) -> set[tuple[str, ...]]:
+        """The keys of the cells this node has containers of (from their labels)."""
+        return {container_cell_key(c) for _, c in await list_node_containers(self.host)}
 
     async def collect_orphans(self) -> list[str]:
         return await collect_orphans(
@@ -216,6 +221,12 @@ class Controllers:
 
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
+        # The fleet's leader (the scheduler's; ``start_fleet`` registers it) reports every
+        # unreadable cell document; without a scheduler this node is alone.
+        self.unreadable.leads = lambda: (
+            SCHEDULED_BY_SCHEDULER not in op.handlers.singletons
+            or op.is_leader(SCHEDULED_BY_SCHEDULER)
+        )
         membership = CellMembership(node=node, trigger=op.trigger)
         secrets = CellWaker(
             kind=Kind.SECRET,

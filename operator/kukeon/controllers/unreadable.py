@@ -11,6 +11,12 @@ heartbeat keeps the conditions it does not write), beside the registry's
 ``kukeon_registry_invalid_documents{kind="Cell"}``. A fixed document is delivered by the
 watch and managed again; once a bad one is fixed or deleted, an orphan pass runs at once,
 so a deleted cell's containers go now, not at the periodic pass (``GC_INTERVAL_SECONDS``).
+
+Who says it: in a fleet every kukeond watches every cell, so each would report every bad
+document, run there or not. A node reports the bad documents of the cells it has
+containers of (found by their labels: the document cannot say where the cell runs), and
+the fleet's leader (the scheduler's) reports every bad document, so one whose cell runs
+nowhere is still said, once, and each bad document by two nodes at most.
 """
 
 from __future__ import annotations
@@ -49,14 +55,26 @@ class UnreadableCells:
         registry: Registry,
         node_name: str,
         collect_orphans: Callable[[], Awaitable[list[str]]],
+        local_cells: Callable[[], Awaitable[set[tuple[str, ...]]]],
         recorder: EventRecorder | None = None,
     ) -> None:
         self._registry = registry
         self._node_name = node_name
         self._collect_orphans = collect_orphans
+        self._local_cells = local_cells
+        """The keys of the cells this host has containers of."""
         self._recorder = recorder
+        self.leads: Callable[[], bool] = lambda: True
+        """Whether this node leads the fleet (reports every bad document); the fleet's
+        start sets it to the scheduler's election (alone, a node leads)."""
         self.current: list[Unreadable] = []
-        """What the last look found."""
+        """What the last look found that this node reports."""
+        self._found = 0
+        """How many bad documents the last look found, reported here or not."""
+        self._seen: set[tuple[str, ...]] = set()
+        """The keys of every bad document the last look found, reported here or not."""
+        self._running: set[tuple[str, ...]] = set()
+        """What ``local_cells`` last answered (kept while containerd does not answer)."""
         self._told: dict[tuple[str, ...], int] = {}
         """Cell key -> the revision of the bad document its Event named."""
         self._on_node: tuple[str, str] | None = None
@@ -64,25 +82,34 @@ class UnreadableCells:
 
     def condition(self, now: datetime) -> NodeCondition:
         """The node's ``CellDocumentsUnreadable`` condition, as of the last look."""
-        current = self.current
+        current, found = self.current, self._found
         if not current:
             return NodeCondition(
                 type=CONDITION,
                 status="False",
-                reason="CellDocumentsReadable",
-                message="every cell document in etcd decodes",
+                reason="UnreadableCellsElsewhere" if found else "CellDocumentsReadable",
+                message=(
+                    f"{found} cell document(s) in etcd cannot be decoded, of cells this node "
+                    "does not run (their nodes and the scheduler's leader say which)"
+                    if found
+                    else "every cell document in etcd decodes"
+                ),
                 last_transition_time=now,
             )
         named = "; ".join(f"{key}: {why}" for _, key, _, why in current[:_NAMED])
         more = f"; and {len(current) - _NAMED} more" if len(current) > _NAMED else ""
+        which = (
+            f"{len(current)} document(s) of cells this node runs ({found} in etcd in all)"
+            if found > len(current)
+            else f"{len(current)} cell document(s) in etcd"
+        )
         return NodeCondition(
             type=CONDITION,
             status="True",
             reason="UnreadableCellDocuments",
             message=(
-                f"{len(current)} cell document(s) in etcd cannot be decoded; what this node "
-                f"runs of them is left running, unmanaged, until each is fixed or deleted: "
-                f"{named}{more}"
+                f"{which} cannot be decoded; what this node runs of them is left running, "
+                f"unmanaged, until each is fixed or deleted: {named}{more}"
             ),
             last_transition_time=now,
         )
@@ -92,10 +119,22 @@ class UnreadableCells:
             await self.look()
             await asyncio.sleep(LOOK_SECONDS)
 
+    async def _reported(self, everything: list[Unreadable]) -> list[Unreadable]:
+        """Of ``everything``, what this node says: all of it when it leads, else the
+        documents of the cells it has containers of."""
+        if not everything or self.leads():
+            return everything
+        try:
+            self._running = await self._local_cells()
+        except Exception as error:  # containerd away: what it last answered
+            log.info("listing this node's cells for %s failed (%s)", CONDITION, error)
+        return [unreadable for unreadable in everything if unreadable[0] in self._running]
+
     async def look(self) -> None:
         """Tell of each new bad document; an orphan pass when some are fixed or gone."""
-        current = self._registry.invalid_documents_under(Kind.CELL)
-        self.current = current
+        everything = self._registry.invalid_documents_under(Kind.CELL)
+        current = await self._reported(everything)
+        self.current, self._found = current, len(everything)
         try:
             await self._say_on_node(self.condition(datetime.now(UTC)))
         except StoreError as error:  # etcd away: the next look writes it
@@ -104,10 +143,11 @@ class UnreadableCells:
             if self._told.get(key) != revision:
                 self._told[key] = revision
                 self._tell(key, raw_key, revision, why)
-        present = {key for key, *_ in current}
-        settled = [key for key in self._told if key not in present]
-        for key in settled:
+        present = {key for key, *_ in everything}
+        for key in [key for key in self._told if key not in present]:
             del self._told[key]
+        settled = sorted(self._seen - present)
+        self._seen = present
         if settled:
             # Fixed: the watch delivered it (kept); deleted: what the host has of it goes.
             removed = await self._collect_orphans()

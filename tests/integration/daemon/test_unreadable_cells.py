@@ -16,7 +16,7 @@ from aetcd import rpc
 
 from kukeon.api import Cell, EventType, Kind, Node
 from kukeon.runtime.containerd.tasks import TaskStatus
-from kukeon.store import NotFound
+from kukeon.store import NotFound, Registry
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import cell_doc, container
 
@@ -25,15 +25,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.kukeond_config(node_heartbeat
 MALFORMED = b'{"apiVersion": "kukeon.io/v1beta1", "kind": "Cell", broken'
 
 
-async def _until(condition: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+async def until(condition: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not await condition():
         assert asyncio.get_running_loop().time() < deadline, "not true in time"
         await asyncio.sleep(0.1)
 
 
-async def _put(k: Kukeond, key: str, value: bytes) -> None:
-    client = k.registry.client
+async def put_raw(registry: Registry, key: str, value: bytes) -> None:
+    """Write ``value`` at the etcd key ``key`` as is, around the registry's checks."""
+    client = registry.client
     await client.kvstub.Put(rpc.PutRequest(key=key.encode(), value=value), metadata=client.metadata)
 
 
@@ -77,13 +78,13 @@ async def test_an_unreadable_cell_runs_on_is_said_and_converges_when_fixed_or_de
     assert controllers is not None
 
     # 1. Malformed: the workload runs on (an orphan pass too), and the node says why.
-    await _put(k, etcd_key, MALFORMED)
+    await put_raw(k.registry, etcd_key, MALFORMED)
 
     async def said() -> bool:
         status, message = await _condition(k)
         return status == "True" and etcd_key in message
 
-    await _until(said)
+    await until(said)
     _, message = await _condition(k)
     assert "not JSON" in message, message
     assert "left running, unmanaged" in message
@@ -106,7 +107,7 @@ async def test_an_unreadable_cell_runs_on_is_said_and_converges_when_fixed_or_de
     async def one_warning() -> bool:
         return len(await warned()) == 1
 
-    await _until(one_warning)
+    await until(one_warning)
     (event,) = await warned()
     assert etcd_key in event, event
     assert "not JSON" in event
@@ -118,16 +119,16 @@ async def test_an_unreadable_cell_runs_on_is_said_and_converges_when_fixed_or_de
     async def beaten() -> bool:
         return agent.beats >= beats + 2
 
-    await _until(beaten)
+    await until(beaten)
     assert (await _condition(k))[0] == "True"
 
     # 2. Fixed: managed again (a killed task's exit is in its status), the condition False.
-    await _put(k, etcd_key, good)
+    await put_raw(k.registry, etcd_key, good)
 
     async def readable() -> bool:
         return (await _condition(k))[0] == "False"
 
-    await _until(readable)
+    await until(readable)
     assert await _tasks(k) == running
     ((pid, _),) = running.values()
     os.kill(pid, signal.SIGKILL)
@@ -141,13 +142,13 @@ async def test_an_unreadable_cell_runs_on_is_said_and_converges_when_fixed_or_de
         return any(c.exit_signal == "SIGKILL" for c in cell.status.containers)
 
     try:
-        await _until(exit_recorded)
+        await until(exit_recorded)
     except AssertionError:
         raise AssertionError(seen) from None
 
     # 3. Malformed again, then its key deleted: the containers go within seconds.
-    await _put(k, etcd_key, MALFORMED)
-    await _until(said)
+    await put_raw(k.registry, etcd_key, MALFORMED)
+    await until(said)
     await client.kvstub.DeleteRange(
         rpc.DeleteRangeRequest(key=etcd_key.encode()), metadata=client.metadata
     )
@@ -155,8 +156,8 @@ async def test_an_unreadable_cell_runs_on_is_said_and_converges_when_fixed_or_de
     async def removed() -> bool:
         return await _tasks(k) == {} and await k.containerd.containers(k.namespace).list() == []
 
-    await _until(removed, within=30)
-    await _until(readable)
+    await until(removed, within=30)
+    await until(readable)
     assert _invalid_cells(k) == 0
     assert len(await warned()) == 2
     with pytest.raises(NotFound):
