@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -199,3 +199,23 @@ def cell_doc(name: str, image: str = "busybox:latest", **labels: str) -> dict[st
         "metadata": {"name": name, "labels": labels},
         "spec": {"containers": [{"id": "main", "image": image, "root": True}]},
     }
+
+
+async def create_tree(
+    session: aiohttp.ClientSession,
+    realm: str = "team",
+    *,
+    stack: str | None = "st",
+    cells: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Create realm, its space s and (unless ``stack`` is None) the stack in it and ``cells``
+    in that, through ``session``, each a 201."""
+    realms = "/apis/kukeon.io/v1beta1/realms"
+    writes = [(realms, realm_doc(realm)), (f"{realms}/{realm}/spaces", space_doc("s"))]
+    if stack is not None:
+        stacks = f"{realms}/{realm}/spaces/s/stacks"
+        writes.append((stacks, stack_doc(stack)))
+        writes.extend((f"{stacks}/{stack}/cells", cell) for cell in cells)
+    for path, document in writes:
+        async with session.post(path, json=document) as response:
+            assert response.status == 201, await response.text()

@@ -27,10 +27,10 @@ from tests.integration.apiserver.conftest import (
     Api,
     Certs,
     cell_doc,
+    create_tree,
     realm_doc,
     running_api,
     space_doc,
-    stack_doc,
     tls_session,
 )
 
@@ -128,14 +128,7 @@ async def api(registry: Registry, certs: Certs, matrix_tokens: Path) -> AsyncIte
         allowed_secret_env=(ALLOWED_ENV,),
     ) as running:
         async with tls_session(running, ADMIN_TOKEN) as admin:
-            for path, document in (
-                (f"{V}/realms", realm_doc("team")),
-                (f"{TEAM}/spaces", space_doc("s")),
-                (f"{SPACE}/stacks", stack_doc("st")),
-                (CELLS, cell_doc("plain")),
-            ):
-                response = await admin.post(path, json=document)
-                assert response.status == 201, await response.text()
+            await create_tree(admin, cells=[cell_doc("plain")])
         yield running
 
 
@@ -389,13 +382,7 @@ async def test_a_realm_component_gives_each_realm_its_own_directories(
         secret_dirs=(f"{SECRET_DIR}/{{realm}}",),
     ) as running:
         async with tls_session(running, ADMIN_TOKEN) as admin:
-            for path, document in (
-                (f"{V}/realms", realm_doc("team")),
-                (f"{TEAM}/spaces", space_doc("s")),
-                (f"{SPACE}/stacks", stack_doc("st")),
-            ):
-                response = await admin.post(path, json=document)
-                assert response.status == 201, await response.text()
+            await create_tree(admin)
         async with tls_session(running, EDITOR) as editor:
 
             def reading(realm: str) -> dict[str, Any]:

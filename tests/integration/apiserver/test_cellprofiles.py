@@ -24,10 +24,8 @@ from tests.integration.apiserver.conftest import (
     ADMIN_TOKEN,
     Api,
     Certs,
-    realm_doc,
+    create_tree,
     running_api,
-    space_doc,
-    stack_doc,
     tls_session,
 )
 from tests.integration.controllers.helpers import exec_in
@@ -82,16 +80,8 @@ async def team_api(
         tls_session(api, ADMIN_TOKEN) as admin,
         tls_session(api, EDITOR) as editor,
     ):
-        for path, doc in (
-            (f"{V}/realms", realm_doc("team")),
-            (f"{V}/realms", realm_doc("other")),
-            (f"{V}/realms/team/spaces", space_doc("s")),
-            (f"{V}/realms/other/spaces", space_doc("s")),
-            (f"{V}/realms/team/spaces/s/stacks", stack_doc("st")),
-            (f"{V}/realms/other/spaces/s/stacks", stack_doc("st")),
-        ):
-            status, body = await post(admin, path, doc)
-            assert status == 201, body
+        await create_tree(admin, "team")
+        await create_tree(admin, "other")
         yield api, admin, editor
 
 

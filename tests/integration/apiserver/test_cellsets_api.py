@@ -19,10 +19,8 @@ from tests.integration.apiserver.conftest import (
     ADMIN_TOKEN,
     Api,
     Certs,
-    realm_doc,
+    create_tree,
     running_api,
-    space_doc,
-    stack_doc,
     tls_session,
 )
 from tests.integration.apiserver.test_cellprofiles import EDITOR, V, fields_of, post, write_tokens
@@ -56,13 +54,7 @@ async def sessions(
         tls_session(api, ADMIN_TOKEN) as admin,
         tls_session(api, EDITOR) as editor,
     ):
-        for path, doc in (
-            (f"{V}/realms", realm_doc("team")),
-            (f"{V}/realms/team/spaces", space_doc("s")),
-            (f"{V}/realms/team/spaces/s/stacks", stack_doc("st")),
-        ):
-            status, body = await post(admin, path, doc)
-            assert status == 201, body
+        await create_tree(admin)
         yield api, admin, editor
 
 

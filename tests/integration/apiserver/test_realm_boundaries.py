@@ -24,6 +24,7 @@ from tests.integration.apiserver.conftest import (
     Api,
     Certs,
     cell_doc,
+    create_tree,
     enforced_quotas,
     realm_doc,
     running_api,
@@ -63,13 +64,7 @@ async def api(registry: Registry, certs: Certs, boundary_tokens: Path) -> AsyncI
         registry, certs, boundary_tokens, insecure_registries=(LISTED,)
     ) as running:
         async with tls_session(running, ADMIN_TOKEN) as admin:
-            for path, document in (
-                (f"{V}/realms", realm_doc("team")),
-                (f"{TEAM}/spaces", space_doc("s")),
-                (f"{TEAM}/spaces/s/stacks", stack_doc("st")),
-            ):
-                response = await admin.post(path, json=document)
-                assert response.status == 201, await response.text()
+            await create_tree(admin)
         yield running
 
 
@@ -262,12 +257,7 @@ async def test_an_editor_creates_no_more_spaces_than_the_admin_allows(
     too), the editor cannot raise it, and the realm's quota shows it."""
     async with enforced_quotas(registry), running_api(registry, certs, boundary_tokens) as api:
         async with tls_session(api, ADMIN_TOKEN) as admin:
-            for path, document in (
-                (f"{V}/realms", realm_doc("team")),
-                (f"{TEAM}/spaces", space_doc("s")),
-            ):
-                response = await admin.post(path, json=document)
-                assert response.status == 201, await response.text()
+            await create_tree(admin, stack=None)
             response = await admin.patch(
                 TEAM, json={"spec": {"quota": {"spaces": 2}}}, headers=MERGE
             )
