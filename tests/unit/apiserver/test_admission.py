@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -233,34 +233,30 @@ def test_root_allowance_allows_any_path_but_never_the_secret_dirs() -> None:
 # --- cells: their own fields and what the space's defaults add ------------------------------
 
 
-def cell(containers: list[dict[str, Any]], **spec: Any) -> Cell:
+R = TypeVar("R", bound=AnyResource)
+
+
+def parsed(kind: type[R], name: str, spec: dict[str, Any]) -> R:
+    """A document of ``kind`` named ``name``, parsed as the API server parses a write."""
     res = parse_resource(
         {
             "apiVersion": "kukeon.io/v1beta1",
-            "kind": "Cell",
-            "metadata": {"name": "web"},
-            "spec": {
-                "realmId": "team",
-                "containers": [{"image": "busybox", **c} for c in containers],
-                **spec,
-            },
+            "kind": kind.__name__,
+            "metadata": {"name": name},
+            "spec": spec,
         }
     )
-    assert isinstance(res, Cell)
+    assert isinstance(res, kind)
     return res
+
+
+def cell(containers: list[dict[str, Any]], **spec: Any) -> Cell:
+    boxes = [{"image": "busybox", **c} for c in containers]
+    return parsed(Cell, "web", {"realmId": "team", "containers": boxes, **spec})
 
 
 def space(**spec: Any) -> Space:
-    res = parse_resource(
-        {
-            "apiVersion": "kukeon.io/v1beta1",
-            "kind": "Space",
-            "metadata": {"name": "default"},
-            "spec": {"realmId": "team", **spec},
-        }
-    )
-    assert isinstance(res, Space)
-    return res
+    return parsed(Space, "default", {"realmId": "team", **spec})
 
 
 def test_nested_cgroup_runtime_needs_privileged() -> None:
@@ -345,16 +341,7 @@ def test_space_defaults_and_cni_config_path() -> None:
 
 
 def realm(name: str = "team", **spec: Any) -> Realm:
-    res = parse_resource(
-        {
-            "apiVersion": "kukeon.io/v1beta1",
-            "kind": "Realm",
-            "metadata": {"name": name},
-            "spec": spec,
-        }
-    )
-    assert isinstance(res, Realm)
-    return res
+    return parsed(Realm, name, spec)
 
 
 def test_realm_level_defaults_to_restricted() -> None:

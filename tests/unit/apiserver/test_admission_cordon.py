@@ -7,45 +7,18 @@ from typing import Any
 
 import pytest
 
-from kukeon.api import CellSet, Node, parse_resource
+from kukeon.api import CellSet, Node
 from kukeon.apiserver.status import ApiError
-from tests.unit.apiserver.test_admission import ADMIN, EDITOR, admission, cell, realm
+from tests.unit.apiserver.test_admission import ADMIN, EDITOR, admission, cell, parsed, realm
+from tests.unit.apiserver.test_cellset_admission import cellset as a_cellset
 
 
 def node(name: str, *, cordoned: bool) -> Node:
-    res = parse_resource(
-        {
-            "apiVersion": "kukeon.io/v1beta1",
-            "kind": "Node",
-            "metadata": {"name": name},
-            "spec": {"unschedulable": cordoned},
-        }
-    )
-    assert isinstance(res, Node)
-    return res
+    return parsed(Node, name, {"unschedulable": cordoned})
 
 
 def cellset(**template: Any) -> CellSet:
-    res = parse_resource(
-        {
-            "apiVersion": "kukeon.io/v1beta1",
-            "kind": "CellSet",
-            "metadata": {"name": "web"},
-            "spec": {
-                "realmId": "team",
-                "spaceId": "default",
-                "stackId": "st",
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"id": "a", "image": "busybox"}], **template},
-                },
-            },
-        }
-    )
-    assert isinstance(res, CellSet)
-    return res
+    return a_cellset({}, cell=template)
 
 
 async def test_an_editor_may_not_pin_a_cell_to_a_cordoned_node() -> None:
