@@ -13,60 +13,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
-import shutil
-import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import aiohttp
 import pytest
-import yaml
 
 from kukeon.api import Kind
-from kukeon.daemon.app import Daemon
-from kukeon.runtime.containerd import ContainerdClient, realm_namespace
-from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
-from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukectl import KUKECTL
-from tests.fixtures.kukeond import Kukeond, hurry_teardown, kukeond_config, sweep_host
-from tests.fixtures.services import free_tcp_port, require_binary, require_root
+from tests.fixtures.kukeond import Kukeond
+from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
 from tests.integration.controllers.helpers import cell_doc, cell_key
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kukeond_config(api_max_long_running_per_user=1)]
 
-REPO = Path(__file__).resolve().parents[2]
 TALKER = ["-c", "echo started; trap 'exit 0' TERM; while :; do sleep 1; done"]
 
 
 @dataclass
 class BusyKukeond:
-    k: Kukeond
-    https: str
-    ca: Path
-    token: str
+    node: TlsKukeond
+
+    @property
+    def k(self) -> Kukeond:
+        return self.node.k
 
     @property
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
-            "KUKEON_SERVER": self.https,
-            "KUKEON_TOKEN": self.token,
-            "KUKEON_CA": str(self.ca),
+            "KUKEON_SERVER": self.node.url,
+            "KUKEON_TOKEN": self.node.tokens["editor"],
+            "KUKEON_CA": str(self.node.ca),
         }
 
     @contextlib.asynccontextmanager
     async def place_taken(self) -> AsyncIterator[None]:
         """The token holder's one long-running place, held by a watch until the block ends."""
-        context = ssl.create_default_context(cafile=str(self.ca))
-        async with aiohttp.ClientSession(
-            base_url=self.https,
-            connector=aiohttp.TCPConnector(ssl=context),
-            headers={"Authorization": f"Bearer {self.token}"},
-        ) as session:
+        async with self.node.session("editor") as session:
             path = f"/apis/kukeon.io/v1beta1/realms/{self.k.realm}/spaces"
             # A session, watch or followed log that just ended is let go of by the server
             # within a second (a `logs -f` of a container that writes nothing included).
@@ -82,59 +66,9 @@ class BusyKukeond:
 
 
 @pytest.fixture
-async def busy(
-    tmp_path: Path,
-    etcd_server: EtcdServer,
-    etcd_key_prefix: str,
-    containerd_daemon: PrivateContainerd,
-    containerd_test_image: BusyboxImage,
-) -> AsyncIterator[BusyKukeond]:
-    require_root()
-    require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
-    require_binary("nft", "nftables")
-    require_binary("openssl", "openssl")
-    pki = tmp_path / "pki"
-    await asyncio.to_thread(
-        subprocess.run,
-        ["bash", str(REPO / "hack" / "make-ca.sh"), "--out", str(pki), "--quiet"],
-        check=True,
-        capture_output=True,
-    )
-    realm, token, port = f"r{secrets.token_hex(3)}", secrets.token_hex(16), free_tcp_port()
-    tokens = tmp_path / "tokens.yaml"
-    entry = {"token": token, "user": "eddie", "role": "editor", "realms": [realm]}
-    tokens.write_text(yaml.safe_dump({"tokens": [entry]}))
-    config = kukeond_config(
-        tmp_path, containerd=containerd_daemon, etcd=etcd_server, prefix=etcd_key_prefix
-    ).model_copy(
-        update={
-            "api_address": f"127.0.0.1:{port}",
-            "api_tls_cert_file": pki / "server.crt",
-            "api_tls_key_file": pki / "server.key",
-            "api_tokens_file": tokens,
-            "api_max_long_running_per_user": 1,
-        }
-    )
-    daemon = Daemon(config)
-    await daemon.start()
-    assert daemon.registry is not None
-    k = Kukeond(daemon, config, daemon.registry, realm, containerd_test_image)
-    try:
-        yield BusyKukeond(k, f"https://127.0.0.1:{port}", pki / "ca.crt", token)
-    finally:
-        hurry_teardown(daemon)
-        with contextlib.suppress(Exception):
-            await k.registry.delete(Kind.REALM, (realm,), cascade=True)
-            await k.wait_gone(Kind.REALM, (realm,), within=60)
-        await daemon.stop()
-        client = ContainerdClient(containerd_daemon.address)
-        try:
-            with contextlib.suppress(Exception):
-                await clean_namespace(client, realm_namespace(realm, config.instance))
-        finally:
-            await client.close()
-        await sweep_host(config, realm=realm, spaces=["s1"])
-        shutil.rmtree(tmp_path / "state", ignore_errors=True)
+def busy(tls_kukeond: TlsKukeond) -> BusyKukeond:  # noqa: F811 - the fixture imported above
+    """A real kukeond (``tls_kukeond``) whose editor has one long-running place."""
+    return BusyKukeond(tls_kukeond)
 
 
 async def _talker(k: Kukeond) -> list[str]:
