@@ -198,6 +198,17 @@ def _read_to_end(fifos: FifoIO) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+def check_storage_every_second(k: Kukeond) -> None:
+    """kukeond's ephemeral-storage check runs every second (10 s by default) from its next
+    sleep on, so an eviction is seen within a test's patience."""
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    assert controllers.cells.probes is not None
+    storage = controllers.cells.probes.storage
+    assert storage is not None
+    storage.period = 1.0
+
+
 def cgroup_dirs(k: Kukeond, *parts: str) -> list[Path]:
     """The cgroup directory of `parts` below the daemon's root, in every mounted hierarchy."""
     relative = "/".join((k.config.cgroup_root.strip("/"), *parts))

@@ -13,7 +13,7 @@ import pytest
 from kukeon.api import Cell, ContainerState, Kind
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, container
+from .helpers import cell_doc, cell_key, check_storage_every_second, container
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +24,7 @@ FILL = "dd if=/dev/zero of=/fill bs=1M count={mib} && sync; exec sleep 1000"
 async def test_a_container_writing_past_its_limit_is_evicted(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
-    controllers = k.daemon.controllers
-    assert controllers is not None
-    assert controllers.cells.probes is not None
-    storage = controllers.cells.probes.storage
-    assert storage is not None
-    storage.period = 1.0  # the loop's next sleep on; 10 s by default
+    check_storage_every_second(k)
     resources = {"ephemeralStorageLimitBytes": LIMIT}
     over = container(
         k, "app", script=FILL.format(mib=16), resources=resources, restartPolicy="always",

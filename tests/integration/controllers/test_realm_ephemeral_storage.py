@@ -11,6 +11,7 @@ import pytest
 
 from kukeon.api import Cell, ContainerState, Kind
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
+from tests.integration.controllers.helpers import check_storage_every_second
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +50,7 @@ async def test_a_realms_default_ephemeral_storage_limit_holds_its_containers(
     node = tls_kukeond
     k = node.k
     await k.hierarchy()
-    controllers = k.daemon.controllers
-    assert controllers is not None
-    assert controllers.cells.probes is not None
-    storage = controllers.cells.probes.storage
-    assert storage is not None
-    storage.period = 1.0  # the loop's next sleep on; 10 s by default
+    check_storage_every_second(k)
     realm_url = f"/apis/kukeon.io/v1beta1/realms/{k.realm}"
     limits = {"spec": {"limits": {"containerEphemeralStorageBytes": LIMIT}}}
     async with node.session("editor") as editor, node.session("admin") as admin:
