@@ -48,6 +48,17 @@ async def watching_team(
             yield admin, editor
 
 
+async def too_many(response: aiohttp.ClientResponse) -> str:
+    """The message of ``response``, a 429 Status telling the client to retry in a second."""
+    body: dict[str, Any] = await response.json()
+    assert response.status == 429, body
+    assert body["kind"] == "Status"
+    assert body["reason"] == "TooManyRequests"
+    assert response.headers["Retry-After"] == "1"
+    message: str = body["message"]
+    return message
+
+
 async def test_watches_past_the_per_user_bound_are_429(
     registry: Registry, certs: Certs, tokens_file: Path
 ) -> None:
@@ -57,11 +68,7 @@ async def test_watches_past_the_per_user_bound_are_429(
         first = await editor.get(watch)
         second = await editor.get(watch)
         assert (first.status, second.status) == (200, 200)
-        refused = await editor.get(watch)
-        body = await refused.json()
-        assert refused.status == 429, body
-        assert body["reason"] == "TooManyRequests"
-        assert refused.headers["Retry-After"] == "1"
+        await too_many(await editor.get(watch))
         # Short requests are not held back by open watches.
         assert (await editor.get(f"{V}/realms/team/spaces")).status == 200
         # The local admin is root on the host: not bound per user.
@@ -89,17 +96,10 @@ async def test_long_running_requests_past_the_whole_bound_are_429(
         opened.append(await admin.get(watch))
         assert [r.status for r in opened] == [200, 200, 200]
         refused = await editor.get(watch)  # token holders stop at 3 of the 4
-        body = await refused.json()
-        assert refused.status == 429, body
-        assert body["kind"] == "Status"
-        assert body["reason"] == "TooManyRequests"
-        assert "(apiMaxLongRunning 4, of which token holders take 3)" in body["message"]
-        assert refused.headers["Retry-After"] == "1"
+        assert "(apiMaxLongRunning 4, of which token holders take 3)" in await too_many(refused)
         opened.append(await admin.get(watch))  # the place kept for the local admin
         assert opened[-1].status == 200
-        refused = await admin.get(watch)
-        assert refused.status == 429
-        assert "(apiMaxLongRunning 4)" in (await refused.json())["message"]
+        assert "(apiMaxLongRunning 4)" in await too_many(await admin.get(watch))
         # Short requests are not held back by open watches.
         assert (await editor.get(f"{V}/realms/team/spaces")).status == 200
         opened.pop(0).close()
@@ -180,9 +180,7 @@ async def test_one_realms_editors_share_a_quarter_of_the_short_bound(
         )
         await asyncio.sleep(0.5)  # its body is still coming: team's one place is taken
         busy = await mallory.get(f"{V}/realms/team/spaces")
-        assert busy.status == 429, await busy.text()
-        assert busy.headers["Retry-After"] == "1"
-        assert "the editors of realm team" in (await busy.json())["message"]
+        assert "the editors of realm team" in await too_many(busy)
         assert (await olga.get(f"{V}/realms/o/spaces")).status != 429
         assert (await slow).status == 403  # an editor creates no realm
         assert (await mallory.get(f"{V}/realms/team/spaces")).status != 429
