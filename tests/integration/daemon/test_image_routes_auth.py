@@ -55,7 +55,11 @@ IMPORTS: list[tuple[str, bool]] = []
 
 
 class RecordingImports:
-    """The image controller's import, noting whether the archive would be shared."""
+    """The image controller's import, noting whether the archive would be shared; its
+    archive store's staging directory is the test's (the route stages uploads there)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.archives = SimpleNamespace(incoming=state_dir / "images" / "incoming")
 
     async def import_archive(
         self, *, namespace: str, path: Path, share: bool = True, realm_limit: int | None = None
@@ -77,7 +81,7 @@ def empty_node(state_dir: Path) -> Controllers:
         ),
         settings=SimpleNamespace(state_dir=state_dir),
     )
-    return cast(Controllers, SimpleNamespace(host=host, images=RecordingImports()))
+    return cast(Controllers, SimpleNamespace(host=host, images=RecordingImports(state_dir)))
 
 
 @pytest.fixture
