@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from kukeon.api import Cell, ContainerState, Kind
+from tests.fixtures.kukeond import Kukeond
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
-from tests.integration.controllers.helpers import check_storage_every_second
+from tests.integration.controllers.helpers import cell_doc, check_storage_every_second, container
 
 pytestmark = pytest.mark.integration
 
@@ -20,28 +21,12 @@ FILL = "dd if=/dev/zero of=/fill bs=1M count={mib} && sync; exec sleep 1000"
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
-def cell(realm: str, name: str, image: str, mib: int, **resources: int) -> dict[str, Any]:
-    box: dict[str, Any] = {
-        "id": "app",
-        "image": image,
-        "command": "sh",
-        "args": ["-c", FILL.format(mib=mib)],
-        "restartPolicy": "never",
-    }
-    if resources:
-        box["resources"] = resources
-    return {
-        "apiVersion": "kukeon.io/v1beta1",
-        "kind": "Cell",
-        "metadata": {"name": name},
-        "spec": {
-            "realmId": realm,
-            "spaceId": "s1",
-            "stackId": "st1",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [box],
-        },
-    }
+def cell(k: Kukeond, name: str, mib: int, **resources: int) -> dict[str, Any]:
+    """A cell whose container writes ``mib`` MiB into its root filesystem."""
+    extra: dict[str, Any] = {"resources": resources} if resources else {}
+    box = container(k, "app", script=FILL.format(mib=mib), restartPolicy="never", **extra)
+    document = cell_doc(k, name, [box], terminationGracePeriodSeconds=1)
+    return {"apiVersion": "kukeon.io/v1beta1", **document}
 
 
 async def test_a_realms_default_ephemeral_storage_limit_holds_its_containers(
@@ -61,9 +46,9 @@ async def test_a_realms_default_ephemeral_storage_limit_holds_its_containers(
 
         cells = f"{realm_url}/spaces/s1/stacks/st1/cells"
         documents = [
-            cell(k.realm, "unset", k.image.name, 16),
-            cell(k.realm, "more", k.image.name, 16, ephemeralStorageLimitBytes=1 << 30),
-            cell(k.realm, "less", k.image.name, 1, ephemeralStorageLimitBytes=2 * 1024 * 1024),
+            cell(k, "unset", 16),
+            cell(k, "more", 16, ephemeralStorageLimitBytes=1 << 30),
+            cell(k, "less", 1, ephemeralStorageLimitBytes=2 * 1024 * 1024),
         ]
         for document in documents:
             async with editor.post(cells, json=document) as response:

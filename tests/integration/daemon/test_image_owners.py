@@ -17,6 +17,7 @@ from tests.fixtures.tlskukeond import (  # noqa: F401 - the fixture
     image_archive,
     tls_kukeond,
 )
+from tests.integration.controllers.helpers import cell_doc
 
 pytestmark = pytest.mark.integration
 
@@ -99,17 +100,8 @@ async def test_an_image_a_cell_names_is_kept_unless_forced(
     images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
     own = image_archive(tmp_path, OWN)
     cells = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/spaces/s1/stacks/st1/cells"
-    cell = {
-        "apiVersion": "kukeon.io/v1beta1",
-        "kind": "Cell",
-        "metadata": {"name": "user"},
-        "spec": {
-            "realmId": k.realm,
-            "spaceId": "s1",
-            "stackId": "st1",
-            "containers": [{"id": "main", "image": OWN, "command": "sleep", "args": ["600"]}],
-        },
-    }
+    main = {"id": "main", "image": OWN, "command": "sleep", "args": ["600"]}
+    cell = {"apiVersion": "kukeon.io/v1beta1", **cell_doc(k, "user", [main])}
     async with node.session("editor") as editor:
         async with editor.post(images, data=own.read_bytes()) as response:
             assert response.status == 201, await response.text()
