@@ -141,10 +141,10 @@ class RealmQuota(KukeonModel):
     image_storage_bytes: int | None = Field(default=None, ge=0, le=QUOTA_BYTES_MAX, strict=True)
     """How many bytes of image content (containerd's blobs as stored: compressed layers,
     configs, manifests; a blob two of its images share counts once) the realm may hold on
-    each node: a `kukectl image import` that would pass it is refused (403) and a
-    `kukectl image pull` once it is reached. 0: no bound; unset: kukeond's
-    `realmImageStorageBytes` (0, none, unless set). Images its cells' nodes pull or import
-    by themselves are not bounded."""
+    each node: a `kukectl image import` or `kukectl image pull` that would pass it is
+    refused (403), and so is a node's pull or import of the image a cell names (the cell
+    fails with ImageUnavailable). 0: no bound; unset: kukeond's `realmImageStorageBytes`
+    (0, none, unless set)."""
     write_bytes_per_second: int | None = Field(default=None, ge=0, le=WRITE_RATE_MAX, strict=True)
     """How many bytes the realm's writes through an API server may add to etcd a second,
     sustained (its write budget; every version stays in etcd's history until compacted):

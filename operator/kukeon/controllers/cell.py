@@ -104,7 +104,7 @@ from .cellusers import cell_id_range
 from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host
-from .images import ImageProvider
+from .images import ImageProvider, realm_image_quota
 from .logcopiers import LogCopiers
 from .probing import ProbeManager, RunningContainer
 from .reporting import now, report
@@ -377,6 +377,7 @@ class CellController:
             cgroup_nesting=self.host.cgroups.nesting() if cell.spec.nested_cgroup_runtime else None,
             id_range=await cell_id_range(self.host, cell),
             ephemeral_storage_bytes=container_storage_ceiling(realm),
+            image_storage_bytes=realm_image_quota(realm),
         )
         progress = _Progress(ctx, cell)
         executor = self._executor(cell)
@@ -566,9 +567,8 @@ class CellController:
         *,
         created: bool = False,
     ) -> tuple[ContainerPlan, ContainerStatus]:
-        """The prepared container's task actions (``created``: its new task is created
-        already, to start); its status (already written when its exit time is the
-        clock's)."""
+        """The prepared container's task actions (``created``: its new task is created already,
+        to start); its status (already written when its exit time is the clock's)."""
         plan = prepared.plan
         if plan.start is not None and not self.runs_here(progress.cell):
             if created:

@@ -90,6 +90,9 @@ class CellPlace:
     ephemeral_storage_bytes: int | None = None
     """The realm's `spec.limits.containerEphemeralStorageBytes`: each container's default
     and ceiling."""
+    image_storage_bytes: int | None = None
+    """The realm's `spec.quota.imageStorageBytes` (None: unset): bounds the images a pull
+    or import for the cell adds to the realm's namespace."""
 
     def effective(self, space: Space, container: ContainerSpec) -> ContainerSpec:
         """The container's effective spec: its space's defaults, then its realm's ceiling."""
@@ -199,6 +202,26 @@ class ContainerBuilder:
         )
         return kept
 
+    async def _image(
+        self,
+        place: CellPlace,
+        image: str,
+        name: str,
+        on_pull: Callable[[str], Awaitable[None]],
+    ) -> ReadyImage:
+        """The container's image in the realm's namespace, imported or pulled if needed
+        (within the realm's image storage limits)."""
+        try:
+            return await self.images.ensure(
+                namespace=place.namespace,
+                image=image,
+                credentials=place.credentials,
+                on_pull=on_pull,
+                realm_limit=place.image_storage_bytes,
+            )
+        except InvalidImageReferenceError as error:
+            return await self._kept_image(place.namespace, name, error)
+
     def _note_pull(self, place: CellPlace, image: str) -> None:
         """A pull starts: said, with the realm's credentials it will not send."""
         self.note(Note(EventReason.PULLING, f"pulling image {image}"))
@@ -224,15 +247,7 @@ class ContainerBuilder:
             if on_pull is not None:
                 await on_pull(image)
 
-        try:
-            image = await self.images.ensure(
-                namespace=place.namespace,
-                image=effective.image,
-                credentials=place.credentials,
-                on_pull=pulling,
-            )
-        except InvalidImageReferenceError as error:
-            image = await self._kept_image(place.namespace, name, error)
+        image = await self._image(place, effective.image, name, pulling)
         if pulled:
             self.note(Note(EventReason.PULLED, f"pulled image {effective.image}"))
         resolved = await resolve_secret_refs(self.registry, place.key, effective)

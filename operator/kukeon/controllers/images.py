@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from kukeon.api import Realm
 from kukeon.api.imageref import DOCKER_HUB
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
@@ -33,8 +34,13 @@ from kukeon.runtime.containerd.images import (
     parse_image_config,
     recorded_name,
 )
-from kukeon.runtime.containerd.pull import pull_image
-from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
+from kukeon.runtime.containerd.pull import PullResult, pull_image
+from kukeon.runtime.containerd.reference import ImageReference
+from kukeon.runtime.containerd.registry import (
+    InvalidReferenceError,
+    ResolvedImage,
+    parse_reference,
+)
 from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
 from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs, write_private_text
@@ -79,13 +85,23 @@ class ImageStorageLimits(NamedTuple):
 NO_IMAGE_STORAGE_LIMITS = ImageStorageLimits()
 
 
-class ImageStorageExceededError(Exception):
-    """An import would leave more image content than a limit allows."""
+def realm_image_quota(realm: Realm) -> int | None:
+    """The realm's own image storage limit (None: unset, kukeond's default applies)."""
+    return realm.spec.quota.image_storage_bytes if realm.spec.quota is not None else None
 
-    def __init__(self, *, limit: int, used: int, adding: int, what: str) -> None:
+
+class ImageStorageExceededError(Exception):
+    """An import or a pull would leave more image content than a limit allows."""
+
+    def __init__(
+        self, *, limit: int, used: int, adding: int, what: str, pull: bool = False
+    ) -> None:
+        doing, done = (
+            ("pulling the image", "pulled") if pull else ("importing the archive", "imported")
+        )
         told = (
-            f"importing the archive would add {adding} bytes of image content to the {used} "
-            f"bytes held, over the limit of {limit} bytes ({what}); nothing was imported"
+            f"{doing} would add {adding} bytes of image content to the {used} "
+            f"bytes held, over the limit of {limit} bytes ({what}); nothing was {done}"
             if adding
             else f"{used} bytes of image content are held, the limit is {limit} bytes ({what})"
         )
@@ -371,12 +387,17 @@ class ImageProvider:
         return names
 
     async def _check_room(
-        self, namespace: str, blobs: Mapping[str, int] | None, limits: ImageStorageLimits
+        self,
+        namespace: str,
+        blobs: Mapping[str, int] | None,
+        limits: ImageStorageLimits,
+        *,
+        pull: bool = False,
     ) -> None:
-        """Refuse an import whose new `blobs` would take the namespace or the node past its
-        limit (blobs already held there are not written again, so not counted); with
-        `blobs` None (a pull, whose size is not known before it is made), refuse when a
-        limit is already reached."""
+        """Refuse an import or a pull whose new `blobs` would take the namespace or the node
+        past its limit (blobs already held there are not written again, so not counted);
+        with `blobs` None (a pull not resolved yet), refuse when a limit is already
+        reached."""
         scopes: list[tuple[int, str, list[str]]] = []
         if limits.realm is not None:
             what = "the realm's on this node: spec.quota.imageStorageBytes, else kukeond's "
@@ -395,7 +416,9 @@ class ImageProvider:
                 continue
             adding = sum(size for digest, size in blobs.items() if digest not in held)
             if adding and used + adding > limit:
-                raise ImageStorageExceededError(limit=limit, used=used, adding=adding, what=what)
+                raise ImageStorageExceededError(
+                    limit=limit, used=used, adding=adding, what=what, pull=pull
+                )
 
     def _limits(self, realm_limit: int | None) -> ImageStorageLimits:
         """The limits of a realm whose `spec.quota.imageStorageBytes` is `realm_limit`."""
@@ -465,10 +488,17 @@ class ImageProvider:
         return None
 
     async def pull(
-        self, *, namespace: str, image: str, credentials: Sequence[RegistryCredential]
+        self,
+        *,
+        namespace: str,
+        image: str,
+        credentials: Sequence[RegistryCredential],
+        realm_limit: int | None = None,
     ) -> str:
         """Pull `image` from its registry into `namespace` (again, if it is there: a tag may
-        have moved), as `kukectl image pull` asks; returns the name it is recorded under."""
+        have moved), as `kukectl image pull` asks; returns the name it is recorded under.
+        ``realm_limit`` as `import_archive`'s: a pull past a limit is refused
+        (`ImageStorageExceededError`) before any layer is fetched."""
         try:
             reference = parse_reference(image)
         except InvalidReferenceError as error:
@@ -476,16 +506,61 @@ class ImageProvider:
                 image, f"not a valid image reference: {error}"
             ) from error
         try:
-            result = await pull_image(
+            result = await self._pull(namespace, reference, credentials, realm_limit)
+        except ImageStorageExceededError:
+            raise
+        except Exception as error:  # every registry or containerd failure, named
+            raise ImageUnavailableError(image, f"pulling failed: {error}") from error
+        return result.name
+
+    async def _pull(
+        self,
+        namespace: str,
+        reference: ImageReference,
+        credentials: Sequence[RegistryCredential],
+        realm_limit: int | None,
+    ) -> PullResult:
+        """`pull_image` into `namespace`, refused once its manifest is read when the blobs
+        it would add, those the namespace (or the node) does not hold, take it past a limit
+        (`_check_room`): nothing of the image is fetched or stored then. Without a limit
+        nothing is checked; with one, pulls and imports run one at a time (`_room`)."""
+        limits = self._limits(realm_limit)
+        limited = limits != NO_IMAGE_STORAGE_LIMITS
+
+        async def check(resolved: ResolvedImage) -> None:
+            await self._check_room(namespace, resolved.blob_sizes(), limits, pull=True)
+
+        async with self._room if limited else contextlib.nullcontext():
+            return await pull_image(
                 self.containerd,
                 namespace,
                 reference,
                 credentials=credentials,
                 insecure_registries=self.insecure_registries,
+                before_fetch=check if limited else None,
             )
-        except Exception as error:  # every registry or containerd failure, named
-            raise ImageUnavailableError(image, f"pulling failed: {error}") from error
-        return result.name
+
+    async def _import_kept(self, namespace: str, image: str, realm_limit: int | None) -> None:
+        """Import the node's archive store's copy of `image`, if any, into `namespace`, as
+        an import is bounded (`ImageStorageExceededError`)."""
+        archive = await self.archives.find(image)
+        if archive is None:
+            return
+        limits = self._limits(realm_limit)
+
+        async def check(pending: PendingImport) -> None:
+            await self._check_room(namespace, pending.blobs, limits)
+
+        limited = limits != NO_IMAGE_STORAGE_LIMITS
+        async with self._room if limited else contextlib.nullcontext():
+            # Kept before import refused names that are no reference: as it was. The
+            # store holds admins' imports only: the record is theirs.
+            await self.containerd.images(namespace).import_archive(
+                archive,
+                references_only=False,
+                labels={IMPORTED_BY_LABEL: ADMIN_IMPORT},
+                before_write=check if limited else None,
+            )
 
     async def ensure(
         self,
@@ -494,20 +569,22 @@ class ImageProvider:
         image: str,
         credentials: Sequence[RegistryCredential],
         on_pull: Callable[[str], Awaitable[None]] | None = None,
+        realm_limit: int | None = None,
     ) -> ReadyImage:
         """The image's name in `namespace`, its config and user database, importing or
         pulling it if needed; `on_pull(image)` is awaited before a pull starts (the cell
-        says it is pulling: a large image takes a while)."""
+        says it is pulling: a large image takes a while). ``realm_limit`` as
+        `import_archive`'s: an import or pull past a limit is an `ImageUnavailableError`
+        naming the limit, with nothing of the image left in the namespace."""
         record = await self._present(namespace, image)
         if record is None:
-            archive = await self.archives.find(image)
-            if archive is not None:
-                # Kept before import refused names that are no reference: as it was. The
-                # store holds admins' imports only: the record is theirs.
-                await self.containerd.images(namespace).import_archive(
-                    archive, references_only=False, labels={IMPORTED_BY_LABEL: ADMIN_IMPORT}
-                )
-                record = await self._present(namespace, image)
+            try:
+                await self._import_kept(namespace, image, realm_limit)
+            except ImageStorageExceededError as error:
+                raise ImageUnavailableError(
+                    image, f"in the node's archive store, not imported into the realm: {error}"
+                ) from error
+            record = await self._present(namespace, image)
         if record is None:
             try:
                 reference = parse_reference(image)
@@ -518,13 +595,11 @@ class ImageProvider:
             if on_pull is not None:
                 await on_pull(image)
             try:
-                result = await pull_image(
-                    self.containerd,
-                    namespace,
-                    reference,
-                    credentials=credentials,
-                    insecure_registries=self.insecure_registries,
-                )
+                result = await self._pull(namespace, reference, credentials, realm_limit)
+            except ImageStorageExceededError as error:
+                raise ImageUnavailableError(
+                    image, f"not in realm namespace {namespace}, not pulled: {error}"
+                ) from error
             except Exception as error:  # every pull failure becomes the cell's reason
                 raise ImageUnavailableError(
                     image,

@@ -153,11 +153,11 @@ class DaemonConfig(BaseModel):
     """Bytes of etcd a realm whose `spec.quota.storageBytes` is unset may take (0: no limit)."""
     realm_image_storage_bytes: int = Field(default=0, ge=0, le=QUOTA_BYTES_MAX)
     """Bytes of image content (containerd's blobs, as stored) a realm whose
-    `spec.quota.imageStorageBytes` is unset may hold on this node; an import past it is
-    refused (0: no limit, the default)."""
+    `spec.quota.imageStorageBytes` is unset may hold on this node; an import or pull past
+    it (a cell's too) is refused (0: no limit, the default)."""
     image_storage_max_bytes: int = Field(default=0, ge=0, le=QUOTA_BYTES_MAX)
-    """Bytes of image content every realm together may hold on this node; an import past it
-    is refused (0: no limit, the default)."""
+    """Bytes of image content every realm together may hold on this node; an import or pull
+    past it (a cell's too) is refused (0: no limit, the default)."""
 
     realm_pids_limit: int | None = Field(default=None, ge=0, le=PIDS_LIMIT_MAX)
     """`pids.max` of each realm's cgroup whose `spec.limits.pids` is unset (0: no limit);

@@ -53,7 +53,7 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 
-from kukeon.api import Cell, Kind, Realm
+from kukeon.api import Cell, Kind
 from kukeon.apiserver.app import long_running
 from kukeon.apiserver.auth import Role, Verb, denial
 from kukeon.apiserver.expect import body_chunks
@@ -71,6 +71,7 @@ from kukeon.controllers.images import (
     InvalidImageReferenceError,
     imported_by_admin,
     name_candidates,
+    realm_image_quota,
 )
 from kukeon.daemon.lookups import realm_of
 from kukeon.runtime.containerd.archivesize import (
@@ -344,7 +345,10 @@ class ImageRoutes:
                 # archive store answers them before a registry (controllers/images.py).
                 share = principal_of(request).role == Role.ADMIN
                 names = await self.controllers.images.import_archive(
-                    namespace=namespace, path=path, share=share, realm_limit=_image_quota(found)
+                    namespace=namespace,
+                    path=path,
+                    share=share,
+                    realm_limit=realm_image_quota(found),
                 )
             except ImageStorageExceededError as error:
                 raise _no_room(realm, error) from None
@@ -388,9 +392,12 @@ class ImageRoutes:
             raise ApiError(422, f"realm {realm_name} registry credentials: {error}") from error
         try:
             await self.controllers.host.containerd.namespaces.ensure(namespace)
-            await self.controllers.images.room_left(namespace, _image_quota(found))
+            await self.controllers.images.room_left(namespace, realm_image_quota(found))
             name = await self.controllers.images.pull(
-                namespace=namespace, image=image, credentials=credentials
+                namespace=namespace,
+                image=image,
+                credentials=credentials,
+                realm_limit=realm_image_quota(found),
             )
         except ImageStorageExceededError as error:
             raise _no_room(realm_name, error) from None
@@ -519,11 +526,6 @@ def _too_large(error: ArchiveTooLargeError) -> ApiError:
         "imageImportMaxBytes, --image-import-max-bytes); nothing of it was imported",
         causes=[Cause("body", f"over {error.limit} bytes {how}".strip())],
     )
-
-
-def _image_quota(realm: Realm) -> int | None:
-    """The realm's own image storage limit (None: unset, kukeond's default applies)."""
-    return realm.spec.quota.image_storage_bytes if realm.spec.quota is not None else None
 
 
 def _no_room(realm: str, error: ImageStorageExceededError) -> ApiError:

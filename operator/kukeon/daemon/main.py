@@ -156,8 +156,8 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         {
             "type": _count,
             "help": "Bytes of image content a realm may hold on this node when its "
-            "spec.quota.imageStorageBytes is unset; imports past it are refused; 0: no limit "
-            "(default 0).",
+            "spec.quota.imageStorageBytes is unset; imports and pulls past it are refused; "
+            "0: no limit (default 0).",
         },
     ),
     (
@@ -165,7 +165,7 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         {
             "type": _count,
             "help": "Bytes of image content every realm together may hold on this node; imports "
-            "past it are refused; 0: no limit (default 0).",
+            "and pulls past it are refused; 0: no limit (default 0).",
         },
     ),
     (

@@ -2,7 +2,8 @@
 admin and an editor of the realm. The realm's `spec.quota.imageStorageBytes` (only an admin
 sets it) and kukeond's `imageStorageMaxBytes` bound what an import adds (403 naming the
 limit, nothing imported); blobs the realm already holds are not counted again; a pull is
-refused once the limit is reached."""
+refused once the limit is reached. A cell naming an image from a real registry (the
+docker-registry fixture) is bounded by the same limit when its node pulls the image."""
 
 from __future__ import annotations
 
@@ -10,12 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.api import Kind, Realm
+from kukeon.api import Cell, Kind, Realm
 from kukeon.controllers.images import ImageStorageLimits
+from tests.fixtures.kukeond import Kukeond
 from tests.fixtures.tlskukeond import (  # noqa: F401 - the fixture
     TlsKukeond,
     image_archive,
     tls_kukeond,
+)
+from tests.integration.containerd.test_pull_registry import (  # noqa: F401 - fixtures
+    Registry,
+    registry,
+    test_image,
+)
+from tests.integration.daemon.test_image_routes import (
+    API,
+    cell_document,
+    realm_with_credentials,
+    session,
 )
 
 pytestmark = pytest.mark.integration
@@ -119,3 +132,49 @@ async def test_every_realm_together_is_bounded_by_the_node_cap(
         controllers.images.storage = ImageStorageLimits(node=await held(node) + 100_000)
         async with admin.post(images, data=signalled.read_bytes()) as response:
             assert response.status == 201, await response.text()
+
+
+@pytest.mark.kukeond_config(insecure_registries=["127.0.0.1"])
+async def test_a_cell_naming_an_image_past_the_quota_does_not_pull_it(
+    kukeond: Kukeond,
+    registry: Registry,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The image a node pulls by itself for a cell counts as a `kukectl image pull` does:
+    past the realm's limit (read from the manifest, before any layer is fetched) the cell
+    fails with ImageUnavailable naming the limit, the bytes held and those the image would
+    add, and nothing of the image is left; under a larger limit the same cell starts."""
+    k = kukeond
+    await realm_with_credentials(k, registry)
+    before = await k.containerd.content(k.namespace).sizes()
+    limit = sum(before.values()) + 100
+    url = f"{API}/realms/{k.realm}"
+    headers = {"Content-Type": "application/merge-patch+json"}
+    async with session(k) as http:
+        patch = {"spec": {"quota": {"imageStorageBytes": limit}}}
+        async with http.patch(url, json=patch, headers=headers) as response:
+            assert response.status == 200, await response.text()
+        key = (k.realm, "s1", "st1", "big")
+        await k.apply(cell_document(k, "big", registry.reference))
+        cell = await k.wait_for(
+            Kind.CELL,
+            key,
+            until=lambda c: isinstance(c, Cell) and c.status.reason == "ImageUnavailable",
+            within=120,
+        )
+        assert isinstance(cell, Cell)
+        message = cell.status.message or ""
+        assert f"over the limit of {limit} bytes" in message, message
+        assert f"to the {sum(before.values())} bytes held" in message, message
+        adding = int(message.split("pulling the image would add ")[1].split(" ")[0])
+        assert adding > 100, message
+        assert "spec.quota.imageStorageBytes" in message, message
+        # Nothing of the refused image: no blob, no record.
+        assert await k.containerd.content(k.namespace).sizes() == before
+        names = [image.name for image in await k.containerd.images(k.namespace).list()]
+        assert registry.reference not in names
+
+        patch = {"spec": {"quota": {"imageStorageBytes": limit + adding}}}
+        async with http.patch(url, json=patch, headers=headers) as response:
+            assert response.status == 200, await response.text()
+        await k.wait_for(Kind.CELL, key, state="Ready", within=120)
+    assert sum((await k.containerd.content(k.namespace).sizes()).values()) <= limit + adding

@@ -269,6 +269,7 @@ class FakeImages:
         image: str,
         credentials: Any,
         on_pull: Callable[[str], Awaitable[None]] | None = None,
+        realm_limit: int | None = None,
     ) -> ReadyImage:
         if image == self.missing:
             raise ImageUnavailableError(image, "not found anywhere")

@@ -29,6 +29,8 @@ from kukeon.runtime.containerd.images import PendingImport, recorded_name
 BUSYBOX = "docker.io/library/busybox:latest"
 ARCHIVE_BLOBS = {"sha256:l1": 1000, "sha256:c0": 100, "sha256:m0": 10}
 """The blobs every fake archive holds (1110 bytes)."""
+PULLED_BLOBS = {"sha256:new": 5000, "sha256:l1": 1000}
+"""The blobs a fake pull's manifest names."""
 
 
 def manifest(config: str = "sha256:c0") -> SimpleNamespace:
@@ -127,6 +129,9 @@ def pulls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     ) -> SimpleNamespace:
         if "unreachable" in str(reference):
             raise OSError("connection refused")
+        before_fetch = kwargs.get("before_fetch")
+        if before_fetch is not None:  # the registry's manifest: a new layer and a held one
+            await before_fetch(SimpleNamespace(blob_sizes=lambda: dict(PULLED_BLOBS)))
         pulled.append((namespace, str(reference)))
         containerd.present.setdefault(namespace, set()).add(str(reference))
         return SimpleNamespace(name=str(reference))
@@ -383,6 +388,23 @@ async def test_otherwise_it_is_pulled_saying_so_first(
     assert pulls == [("ns", BUSYBOX)]
     assert cast(object, ready.config) == f"config of {BUSYBOX}"
     assert await images.pull(namespace="ns", image="busybox", credentials=()) == BUSYBOX
+
+
+async def test_a_cells_pull_past_a_storage_limit_fetches_nothing(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    images, containerd = provider(tmp_path)
+    containerd.blobs = {"ns": {"sha256:l1": 1000}}
+    images.storage = ImageStorageLimits(realm=5500)
+    # 5000 new bytes (the held layer not counted) on the 1000 held: past 5500, not fetched.
+    told = "pulling the image would add 5000 bytes of image content to the 1000 bytes held"
+    with pytest.raises(ImageUnavailableError, match=f"not pulled: {told}, over the limit of 5500"):
+        await images.ensure(namespace="ns", image="busybox", credentials=())
+    with pytest.raises(ImageStorageExceededError, match=told):  # `kukectl image pull`: a 403
+        await images.pull(namespace="ns", image="busybox", credentials=())
+    assert pulls == []
+    await images.ensure(namespace="ns", image="busybox", credentials=(), realm_limit=6000)
+    assert pulls == [("ns", BUSYBOX)]
 
 
 async def test_failures_name_the_image_and_why(

@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from kukeon.runtime.containerd.registry import (
     LABEL_DISTRIBUTION_SOURCE,
     LABEL_UNCOMPRESSED,
     RegistryClient,
+    ResolvedImage,
 )
 from kukeon.runtime.containerd.registryerrors import (
     BlobUnknownError,
@@ -286,12 +287,13 @@ async def pull(
     *,
     credentials: list[RegistryCredential] | None = None,
     platform: Platform = AMD64,
+    before_fetch: Callable[[ResolvedImage], Awaitable[None]] | None = None,
 ) -> Any:
     # The fake registry is on loopback: listed, as kukeond's configuration must list it.
     async with RegistryClient(
         credentials=credentials or [], platform=platform, insecure_registries=[host]
     ) as client:
-        return await client.pull(f"{host}/{reference}", store=store)
+        return await client.pull(f"{host}/{reference}", store=store, before_fetch=before_fetch)
 
 
 async def test_anonymous_pull_stores_every_blob_with_gc_labels(
@@ -339,6 +341,27 @@ async def test_second_pull_fetches_nothing_again(registry: tuple[FakeRegistry, s
     assert again.fetched == ()
     assert set(again.reused) == {image.manifest_digest, image.config_digest, *image.layer_digests}
     assert again.image_config.cmd == ("sh",)  # read back from the store
+
+
+async def test_before_fetch_sees_every_blob_and_may_refuse_before_any_is_fetched(
+    registry: tuple[FakeRegistry, str],
+) -> None:
+    seen: list[dict[str, int]] = []
+
+    async def refuse(resolved: ResolvedImage) -> None:
+        seen.append(resolved.blob_sizes())
+        raise PermissionError("no room")
+
+    fake, host = registry
+    image = make_image()
+    fake.add_image("app", "latest", image)
+    store = MemoryBlobStore()
+    with pytest.raises(PermissionError, match="no room"):
+        await pull(host, "app", store, before_fetch=refuse)
+    assert set(seen[0]) == {image.manifest_digest, image.config_digest, *image.layer_digests}
+    assert all(size > 0 for size in seen[0].values())
+    assert sum(fake.blob_gets.values()) == 0
+    assert store.blobs == {}
 
 
 async def test_interrupted_pull_resumes_with_missing_blobs_only(

@@ -11,7 +11,7 @@ fetched twice and layers already unpacked are not applied twice.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from kukeon.runtime.containerd.client import DEFAULT_SNAPSHOTTER, ContainerdClient
@@ -19,7 +19,7 @@ from kukeon.runtime.containerd.errors import InvalidImageError
 from kukeon.runtime.containerd.images import Image, ImageService, select_platform_manifest
 from kukeon.runtime.containerd.oci import INDEX_MEDIA_TYPES, Descriptor, Platform
 from kukeon.runtime.containerd.reference import ImageReference, parse_reference
-from kukeon.runtime.containerd.registry import PulledImage, RegistryClient
+from kukeon.runtime.containerd.registry import PulledImage, RegistryClient, ResolvedImage
 from kukeon.runtime.containerd.types import RegistryCredential
 
 
@@ -48,6 +48,7 @@ async def pull_image(
     snapshotter: str = DEFAULT_SNAPSHOTTER,
     platform: Platform | None = None,
     registry: RegistryClient | None = None,
+    before_fetch: Callable[[ResolvedImage], Awaitable[None]] | None = None,
 ) -> PullResult:
     """Pull ``reference`` into ``namespace``; the image is named by its normalised form.
 
@@ -55,6 +56,8 @@ async def pull_image(
     raise :class:`~kukeon.runtime.containerd.registry.RegistryError` subclasses naming the
     registry and the reference; containerd failures raise ``ContainerdError`` subclasses.
     A ``registry`` client may be passed to share its connections and tokens across pulls.
+    ``before_fetch`` is awaited with the resolved image (its manifest read, nothing
+    stored): raising there refuses the pull, leaving nothing of it in containerd.
     """
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     images = client.images(namespace, snapshotter=snapshotter)
@@ -64,9 +67,9 @@ async def pull_image(
             async with RegistryClient(
                 credentials=credentials, insecure_registries=insecure_registries, platform=platform
             ) as own_registry:
-                pulled = await own_registry.pull(ref, store=store)
+                pulled = await own_registry.pull(ref, store=store, before_fetch=before_fetch)
         else:
-            pulled = await registry.pull(ref, store=store)
+            pulled = await registry.pull(ref, store=store, before_fetch=before_fetch)
         if unpack and pulled.target.media_type in INDEX_MEDIA_TYPES:
             _check_unpacker_agrees(
                 index=await store.read_blob(pulled.target.digest), pulled=pulled, images=images

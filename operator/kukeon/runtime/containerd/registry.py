@@ -115,6 +115,14 @@ class ResolvedImage:
     """The index/list's raw bytes when the reference named one."""
     chosen_index_position: int | None = None
 
+    def blob_sizes(self) -> dict[str, int]:
+        """Every blob the pull stores (the index if any, manifest, config, layers) and its
+        size as the registry describes it: at most what it adds to a content store."""
+        sizes = {self.target.digest: self.target.size, self.manifest.digest: self.manifest.size}
+        for blob in (self.config, *self.layers):
+            sizes[blob.digest] = blob.size
+        return sizes
+
 
 @dataclass(frozen=True, slots=True)
 class PulledImage:
@@ -245,13 +253,23 @@ class RegistryClient:
             chosen_index_position=position,
         )
 
-    async def pull(self, reference: ImageReference | str, *, store: BlobStore) -> PulledImage:
+    async def pull(
+        self,
+        reference: ImageReference | str,
+        *,
+        store: BlobStore,
+        before_fetch: Callable[[ResolvedImage], Awaitable[None]] | None = None,
+    ) -> PulledImage:
         """Resolve ``reference`` and put every blob it needs into ``store``.
 
         Blobs already in the store are not downloaded again. The returned record lists the
-        descriptors the image record and the unpacker need.
+        descriptors the image record and the unpacker need. ``before_fetch`` is awaited
+        with the resolved image before any blob is fetched or stored: it may refuse the
+        pull by raising.
         """
         resolved = await self.resolve(reference)
+        if before_fetch is not None:
+            await before_fetch(resolved)
         ref = resolved.reference
         fetched: list[str] = []
         reused: list[str] = []
