@@ -11,9 +11,12 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "operator" / "kukeon"
 ORDER = [
     "api", "store", "framework", "controllers", "runtime", "client", "apiserver", "metrics", "ui",
-    "cli", "daemon", "cancelling", "fileio", "leanpackage", "processes", "retrying",
+    "cli", "daemon", "cancelling", "fileio", "httpexpect", "leanpackage", "processes",
+    "retrying",
 ]  # fmt: skip
-EVERYWHERE = {"cancelling", "fileio", "leanpackage", "processes", "retrying"}  # "for every layer"
+EVERYWHERE = {  # "for every layer"
+    "cancelling", "fileio", "httpexpect", "leanpackage", "processes", "retrying",
+}  # fmt: skip
 
 
 def _documented() -> dict[str, set[str]]:
