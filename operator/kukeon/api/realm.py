@@ -135,9 +135,10 @@ class RealmQuota(KukeonModel):
     """How many bytes their stored documents (keys and values, as etcd holds them) may take."""
     spaces: int | None = Field(default=None, ge=0, le=QUOTA_OBJECTS_MAX, strict=True)
     """How many spaces the realm may hold. Each takes a bridge and a subnet of a node's
-    subnet pool on every node it runs cells on, so a realm without it may take a node's
-    whole pool and leave no subnet for any other realm's spaces. Unset: no limit (kukeond
-    has no default); a space create over it is refused (HTTP 403)."""
+    subnet pool on every node it runs cells on (one naming a `cniConfigPath` too: that is
+    only where its conflist goes), so a realm without it may take a node's whole pool and
+    leave no subnet for any other realm's spaces. Unset: no limit (kukeond has no default);
+    a space create over it is refused (HTTP 403)."""
     image_storage_bytes: int | None = Field(default=None, ge=0, le=QUOTA_BYTES_MAX, strict=True)
     """How many bytes of image content (containerd's blobs as stored: compressed layers,
     configs, manifests; a blob two of its images share counts once) the realm may hold on

@@ -145,7 +145,9 @@ async def test_spaces_are_counted_against_their_own_limit() -> None:
     quotas = _index()
     assert limits_of(SPACE_LIMIT) == QuotaLimits(None, None, 2)
     quotas.observe(REALM, SPACE_LIMIT, 3)
-    quotas.observe(SPACE, b"{}", 4)
+    # A space naming a cniConfigPath counts as well: that is only where its conflist is
+    # written, its subnet still comes from the node's pool.
+    quotas.observe(SPACE, b'{"spec":{"cniConfigPath":"/etc/kukeon/cni"}}', 4)
     quotas.observe(CELL, b"{}", 5)  # not a space
     assert quotas.usage("r").spaces == 1
     second = f"{ROOT}/spaces/r/s2".encode()
