@@ -19,7 +19,8 @@ is lost the domains shrink and its cells, handed back, fit on the nodes left.
 
 Nothing here moves a running cell: the rule is checked when a cell is placed (a change of
 ``spec.spread`` applies to the cells placed afterwards, as Kubernetes does not move pods
-when their constraints change), and a scale-down that leaves the domains uneven is not
+when their constraints change). A scale-down takes from the domains holding the most of the
+set's cells (`controllers.cellsetplan.removal_order`), but a domain left uneven is not
 rebalanced.
 """
 

@@ -5,7 +5,8 @@
 the current template to create, which cells to delete, and the status to report.
 
 - A cell that ended `Failed` is deleted (and so replaced, in the same plan).
-- Scaling (no old cells): a surplus goes not-Ready cells first, then the newest.
+- Scaling (no old cells): a surplus goes not-Ready cells first, then one at a time the
+  newest cell of the spread domain holding the most of them (`removal_order`).
 - `RollingUpdate`: new cells are created while the total stays within `replicas +
   maxSurge`; old cells go while at least `replicas - maxUnavailable` cells stay available
   (Ready, and for a new cell Ready for `minReadySeconds`), unavailable old cells first.
@@ -29,7 +30,9 @@ document may weigh) with the current one.
 
 from __future__ import annotations
 
+import heapq
 import json
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -62,6 +65,9 @@ class Member:
     failed: bool
     deleting: bool = False
     """Being deleted: still counts against `maxSurge` until it is gone."""
+    domain: str | None = None
+    """The spread domain it runs in (its node, or its node's value of the set's topology
+    label); None when unplaced or unknown: such cells count as one domain."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,40 @@ def is_available(member: Member, min_ready_seconds: int, now: datetime) -> bool:
 
 
 def removal_order(members: Sequence[Member]) -> list[Member]:
-    """The order in which a surplus goes: not-Ready cells first, then the newest."""
-    return sorted(members, key=lambda m: (m.ready, -m.created.timestamp(), m.name))
+    """The order in which a surplus goes: not-Ready cells first (the newest first), then,
+    one at a time, the newest cell of the domain that holds the most of them then.
+
+    Counting the domains is what keeps a scale-down spread whatever order the cells were
+    placed in (as a ReplicaSet's scale-down prefers pods sharing a node with more of its
+    pods): 3 cells on each of 3 nodes scaled to 3 keeps the oldest cell of each node, not
+    the 3 oldest, which need not be on 3 nodes. With one domain it is newest first."""
+    newest_first = sorted(members, key=lambda m: (-m.created.timestamp(), m.name))
+    held = Counter(m.domain for m in members)
+    order = [m for m in newest_first if not m.ready]
+    held.subtract(m.domain for m in order)
+    queues: dict[str | None, deque[Member]] = {}
+    for member in newest_first:
+        if member.ready:
+            queues.setdefault(member.domain, deque()).append(member)
+    # The heap's entries: the domain's count then (negated), its newest cell left.
+    heads = [
+        (-held[domain], _newest(queue[0]), i) for i, (domain, queue) in enumerate(queues.items())
+    ]
+    domains = list(queues)
+    heapq.heapify(heads)
+    while heads:
+        _, _, i = heapq.heappop(heads)
+        queue = queues[domains[i]]
+        order.append(queue.popleft())
+        held[domains[i]] -= 1
+        if queue:
+            heapq.heappush(heads, (-held[domains[i]], _newest(queue[0]), i))
+    return order
+
+
+def _newest(member: Member) -> tuple[float, str]:
+    """A heap key putting the newest (then the first named) cell first."""
+    return (-member.created.timestamp(), member.name)
 
 
 def plan_set(

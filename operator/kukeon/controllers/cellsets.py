@@ -45,6 +45,8 @@ from kukeon.api import (
     parse_resource,
 )
 from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED, CellSetCondition, CellSetStatus
+from kukeon.api.placement import node_view
+from kukeon.api.spread import spread_rule
 from kukeon.framework import EventRecorder, Operator, OperatorContext, Supervisor
 from kukeon.framework.cache import CachedReads
 from kukeon.store import AlreadyExists, Conflict, NotFound, QuotaExceeded, Registry, WatchEvent
@@ -115,7 +117,7 @@ def owner_key(cell: Cell) -> StackKey | None:
     return (spec.realm_id, spec.space_id, spec.stack_id, owner)
 
 
-def member_of(cell: Cell) -> Member:
+def member_of(cell: Cell, domain: str | None = None) -> Member:
     status = cell.status
     return Member(
         name=cell.metadata.name,
@@ -127,6 +129,7 @@ def member_of(cell: Cell) -> Member:
         # (an image, a command), which a new copy would fail again.
         failed=status.state in _ENDED and status.ready_at is not None,
         deleting=cell.metadata.deletion_timestamp is not None,
+        domain=domain,
     )
 
 
@@ -394,10 +397,28 @@ class CellSetController:
         except (Conflict, NotFound, AlreadyExists) as error:
             log.info("cell set %s changed under us (%s)", _label(cellset), error)
 
+    async def _domains(self, cellset: CellSet, cells: Sequence[Cell]) -> dict[str, str | None]:
+        """Each placed cell's spread domain, as the scheduler counts it (`SpreadRule`): what
+        lets a scale-down take from the domains holding the most (`removal_order`)."""
+        rule = spread_rule(cellset)
+        if rule.topology_key is None:
+            return {c.metadata.name: c.spec.node_name for c in cells if c.spec.node_name}
+        nodes = {
+            n.metadata.name: node_view(n)
+            for n in await self.reads.list(Kind.NODE)
+            if isinstance(n, Node)
+        }
+        return {
+            c.metadata.name: rule.domain(nodes[c.spec.node_name])
+            for c in cells
+            if c.spec.node_name in nodes
+        }
+
     async def reconcile(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
         now = self._clock()
         hash_ = cellset.template_hash()
-        members = [member_of(c) for c in cells]
+        domains = await self._domains(cellset, cells)
+        members = [member_of(c, domains.get(c.metadata.name)) for c in cells]
         backoff = self._backoffs.get(key_of(cellset))
         if backoff is None:
             backoff = ReplaceBackoff(self.backoff_policy, self._monotonic)

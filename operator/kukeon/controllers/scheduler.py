@@ -293,15 +293,14 @@ class Scheduler:
         if listed is None and lost_since:
             listed = await self.reads.list(Kind.CELL)
         if listed is not None:
-            cells = await self._settled_burst([c for c in listed if isinstance(c, Cell)])
+            cells = [c for c in listed if isinstance(c, Cell)]
             self._unplaced = any(not c.spec.node_name for c in cells)
             self._awaiting = False  # until a decision is left to the grace again
         count_cells(views, cells)
         self._rules = await self._spread_rules(cells, lost=lost_since.keys())
 
         # Decisions are taken one cell at a time (each one counts in the next one's score),
-        # oldest first: a set's oldest cells, the ones a scale-down keeps, spread; the
-        # writes they lead to go to etcd concurrently.
+        # oldest first; the writes they lead to go to etcd concurrently.
         writes: list[Coroutine[Any, Any, None]] = []
         for cell in sorted(cells, key=_age):
             assigned = cell.spec.node_name
@@ -331,25 +330,6 @@ class Scheduler:
             await self.release_gone_nodes(
                 registered={n.metadata.name for n in nodes}, gone=gone, alive=alive
             )
-
-    async def _settled_burst(self, cells: list[Cell]) -> list[Cell]:
-        """The cells again from etcd when the cache's have a CellSet's cell to place.
-
-        A set's cells are created concurrently and their creation times need not follow
-        the order etcd commits them in: the first watch event wakes this pass, and a cache
-        read at once could place a younger cell before an older one still on its way, so
-        the oldest cells (the ones a scale-down keeps) would no longer be the spread ones.
-        An etcd list (what every woken pass read before the cache) comes later and sees
-        more of the burst: the window is back to what it was. Only a pass with a set's
-        cell to place pays it, never an idle one."""
-        if not self.reads.covers(Kind.CELL) or not any(
-            CELLSET_LABEL in c.metadata.labels
-            and not c.spec.node_name
-            and c.metadata.deletion_timestamp is None
-            for c in cells
-        ):
-            return cells
-        return [c for c in (await self.registry.list(Kind.CELL)).items if isinstance(c, Cell)]
 
     async def _nodes_and_leases(self) -> tuple[list[Node], set[str]]:
         # The Nodes first, then the leases: a node takes its lease before it writes Ready, so

@@ -30,6 +30,7 @@ def member(
     ready_for: int = 60,
     failed: bool = False,
     deleting: bool = False,
+    domain: str | None = None,
 ) -> Member:
     return Member(
         name=name,
@@ -39,6 +40,7 @@ def member(
         ready_since=NOW - timedelta(seconds=ready_for) if ready else None,
         failed=failed,
         deleting=deleting,
+        domain=domain,
     )
 
 
@@ -58,6 +60,37 @@ def test_scale_down_removes_not_ready_first_then_the_newest() -> None:
     plan = plan_set(shape(2), "new", cells, NOW)
     assert plan.create == 0
     assert plan.delete == ("sick", "young")
+
+
+def test_scale_down_keeps_the_oldest_cell_of_each_domain() -> None:
+    # Placed out of age order (a burst's cells reach the scheduler in any order): the
+    # three oldest are on n1 and n2 only, so keeping them would leave n3 empty.
+    ages = {"n1": (900, 800, 100), "n2": (700, 300, 200), "n3": (600, 500, 400)}
+    cells = [
+        member(f"{node}-{age}", age=age, domain=node)
+        for node, node_ages in ages.items()
+        for age in node_ages
+    ]
+    plan = plan_set(shape(3), "new", cells, NOW)
+    kept = {m.name for m in cells} - set(plan.delete)
+    assert kept == {"n1-900", "n2-700", "n3-600"}
+    # Newest first among equally full domains, one domain's count at a time.
+    assert plan.delete[:3] == ("n1-100", "n2-200", "n3-400")
+
+
+def test_scale_down_takes_from_the_fullest_domain_first() -> None:
+    cells = [member(f"a{i}", age=10 + i, domain="a") for i in range(4)]
+    cells.append(member("b0", age=1, domain="b"))
+    plan = plan_set(shape(3), "new", cells, NOW)
+    assert plan.delete == ("a0", "a1")
+
+
+def test_scale_down_takes_not_ready_cells_first_whatever_their_domain() -> None:
+    cells = [member(f"a{i}", age=10 + i, domain="a") for i in range(3)]
+    cells.append(member("b-sick", age=50, ready=False, domain="b"))
+    cells.append(member("b0", age=60, domain="b"))
+    plan = plan_set(shape(3), "new", cells, NOW)
+    assert plan.delete == ("b-sick", "a0")
 
 
 def test_a_failed_cell_is_replaced() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kukeon.api import CELLSET_LABEL, Cell, Kind
+from kukeon.api import Cell, Kind
 from kukeon.controllers import scheduler as scheduling
 from kukeon.framework.cache import WatchedObjects
 
@@ -143,24 +143,3 @@ async def test_a_node_marked_not_ready_takes_no_cell_while_the_cache_says_ready(
     placed = await get_cell(fleet, "late")
     assert isinstance(placed, Cell)
     assert placed.spec.node_name == "n2"
-
-
-async def test_a_sets_cells_to_place_are_read_from_etcd(fleet: Fleet) -> None:
-    """The cache may hold a set's younger cell while an older one is on its way: the pass
-    places from etcd's list, oldest first, so the oldest cells are the spread ones."""
-    await add_node(fleet, "n1")
-    await add_node(fleet, "n2")
-    lagging = LaggingCache(fleet)
-    for name in ("young", "old"):
-        await fleet.create(cell(name, node=None).model_copy(deep=True))
-        key = (Kind.CELL, ("r", "s", "st", name))
-        fleet.objects[key].metadata.labels[CELLSET_LABEL] = "web"
-    await backdate(fleet, "old", 60)
-    # The watch delivered the younger one only.
-    young = (Kind.CELL, ("r", "s", "st", "young"))
-    lagging.objects[young] = fleet.objects[young]
-    pass_ = scheduler(fleet, Clock())
-    pass_.reads.source = lagging.cache
-    await pass_.run_pass()
-    assert (await get_cell(fleet, "old")).spec.node_name == "n1"
-    assert (await get_cell(fleet, "young")).spec.node_name == "n2"
