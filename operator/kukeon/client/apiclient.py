@@ -46,11 +46,17 @@ from kukeon.client.errors import (
     StatusCause,
     UnreadableAnswer,
     decode_answer,
+    malformed_answer,
 )
-from kukeon.client.httpexchange import AnswerTooLargeError, encode_request, exchange
+from kukeon.client.httpexchange import (
+    MalformedAnswerError,
+    NoAnswerError,
+    encode_request,
+    exchange,
+)
 from kukeon.client.mergepatch import MERGE_PATCH_CONTENT_TYPE
 from kukeon.client.paths import collection_path, object_path
-from kukeon.client.streams import WebSocketOpening, open_response
+from kukeon.client.streams import WebSocketOpening, open_response, reading_answer
 
 if TYPE_CHECKING:
     import aiohttp
@@ -254,23 +260,26 @@ class ApiClient:
 
         session = self._open()
         try:
-            async with session.request(
-                method,
-                path,
-                params=params,
-                data=data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=CONNECT_TIMEOUT),
-            ) as response:
-                raw = await response.read()
-                self._warned(response.headers.getall("Warning", ()))
-                return self._answered(
-                    described,
-                    response.status,
-                    response.reason,
-                    raw,
-                    response.headers.get("Retry-After"),
-                )
+            with reading_answer(f"{method} {path}"):
+                async with session.request(
+                    method,
+                    path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(
+                        total=self._timeout, sock_connect=CONNECT_TIMEOUT
+                    ),
+                ) as response:
+                    raw = await response.read()
+                    self._warned(response.headers.getall("Warning", ()))
+                    return self._answered(
+                        described,
+                        response.status,
+                        response.reason,
+                        raw,
+                        response.headers.get("Retry-After"),
+                    )
         except aiohttp.ClientConnectionError as exc:
             raise ServerUnreachable(
                 f"cannot reach the kukeon API at {self.address}: {exc}"
@@ -312,10 +321,13 @@ class ApiClient:
                 )
         except TimeoutError as exc:
             raise self._timed_out(exc) from exc
-        except AnswerTooLargeError as exc:
+        except MalformedAnswerError as exc:
             # Reached and answered: said as the answer it is, not as "cannot reach".
-            raise ApiRequestError(
-                500, "InternalError", f"the server's answer to {method} {path} is {exc}"
+            raise malformed_answer(f"{method} {path}", exc.answer_is) from exc
+        except NoAnswerError as exc:
+            raise ServerUnreachable(
+                f"the kukeon API at {self.address} closed the connection without answering "
+                f"{method} {path}"
             ) from exc
         except OSError as exc:
             raise ServerUnreachable(
@@ -388,14 +400,15 @@ class ApiClient:
         async def once() -> Any:
             handle = await asyncio.to_thread(file.open, "rb")  # OSError: the caller's problem
             try:
-                async with session.post(
-                    path, params=params, data=handle, headers={"Content-Type": content_type}
-                ) as response:
-                    raw = await response.read()
-                    retry_after = response.headers.get("Retry-After")
-                    return self._answered(
-                        f"POST {path}", response.status, response.reason, raw, retry_after
-                    )
+                with reading_answer(f"POST {path}"):
+                    async with session.post(
+                        path, params=params, data=handle, headers={"Content-Type": content_type}
+                    ) as response:
+                        raw = await response.read()
+                        retry_after = response.headers.get("Retry-After")
+                        return self._answered(
+                            f"POST {path}", response.status, response.reason, raw, retry_after
+                        )
             finally:
                 await asyncio.to_thread(handle.close)
 

@@ -109,6 +109,14 @@ class UnreadableAnswer(ApiRequestError):  # noqa: N818 - reads as what came
         )
 
 
+def malformed_answer(request: str, answer_is: str) -> ApiRequestError:
+    """An answer the client could not read as HTTP (not HTTP at all, a bad header line, a
+    body cut short, one past the size read): the server was reached and answered, so it is
+    said as that answer, naming the request, not as a server that could not be reached.
+    ``answer_is`` follows "is" ("not valid HTTP: ...", "cut short: ...")."""
+    return ApiRequestError(500, "InternalError", f"the server's answer to {request} is {answer_is}")
+
+
 def listed(
     answer: Mapping[str, Any], field: str, answer_to: str, *, of: type = str, optional: bool = False
 ) -> list[Any]:

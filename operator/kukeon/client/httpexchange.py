@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 MAX_HEADER_LINES = 100
+LINE_LIMIT = 1 << 16
+"""The longest line of a head or chunk framing read (the streams' buffer limit)."""
 MAX_ANSWER_BYTES = 256 << 20
 """The largest answer read: a hostile or broken server's endless body ends there, not in
 all of the machine's memory (a list of every cell of a large fleet is tens of MiB)."""
@@ -34,12 +36,26 @@ class Answer(NamedTuple):
 
 
 class MalformedAnswerError(ConnectionError):
-    """The server's answer is not HTTP/1.x as this client reads it."""
+    """The server's answer is not HTTP/1.x as this client reads it (not HTTP at all, a bad
+    header line, a bad chunk size): the server was reached and answered, so the caller
+    says it as that answer (``answer_is``), not as a server it could not reach."""
+
+    @property
+    def answer_is(self) -> str:
+        """What the answer is, to follow "the server's answer to GET /x is"."""
+        return f"not valid HTTP: {self}"
+
+
+class AnswerCutShortError(MalformedAnswerError):
+    """The connection closed after the answer began and before it ended."""
+
+    @property
+    def answer_is(self) -> str:
+        return f"cut short: {self}"
 
 
 class AnswerTooLargeError(MalformedAnswerError):
-    """The answer is larger than ``MAX_ANSWER_BYTES``: the server was reached and answered,
-    so this is no connection failure for the caller to report as one."""
+    """The answer is larger than ``MAX_ANSWER_BYTES``."""
 
     def __init__(self) -> None:
         self.limit = MAX_ANSWER_BYTES
@@ -47,6 +63,15 @@ class AnswerTooLargeError(MalformedAnswerError):
             f"larger than {_mib(self.limit)}, the most kukectl reads (no answer of the kukeon "
             "API is that large); not read further"
         )
+
+    @property
+    def answer_is(self) -> str:
+        return str(self)
+
+
+class NoAnswerError(ConnectionError):
+    """The server closed the connection without a byte of an answer (a server stopping,
+    or not one that speaks first): nothing was answered, so no malformed answer."""
 
 
 def _mib(size: int) -> str:
@@ -63,15 +88,15 @@ async def exchange(
     request: bytes,
 ) -> Answer:
     """Send ``request`` (a whole HTTP/1.1 request) and read the answer. ``OSError`` (which
-    includes ``ssl.SSLError`` and :class:`MalformedAnswerError`) when the exchange fails;
-    the caller bounds the whole with its own timeout."""
+    includes ``ssl.SSLError``, :class:`NoAnswerError` and :class:`MalformedAnswerError`)
+    when the exchange fails; the caller bounds the whole with its own timeout."""
     try:
         async with asyncio.timeout(connect_timeout):
             if unix_path is not None:
-                reader, writer = await asyncio.open_unix_connection(unix_path)
+                reader, writer = await asyncio.open_unix_connection(unix_path, limit=LINE_LIMIT)
             else:
                 reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls else None
+                    host, port, ssl=tls, server_hostname=host if tls else None, limit=LINE_LIMIT
                 )
     except TimeoutError as exc:  # this timeout's own; the caller's arrives as a cancel
         raise ConnectionError(f"no connection within {connect_timeout:g}s") from exc
@@ -104,9 +129,22 @@ def encode_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
 
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    """One line of the answer's head or of its chunk framing (b"" at the end of the stream)."""
+    try:
+        return await reader.readline()
+    except ValueError as exc:  # asyncio's LimitOverrunError, as readline raises it
+        raise MalformedAnswerError(
+            f"a line of its head or chunk framing is longer than {_mib(LINE_LIMIT)}"
+        ) from exc
+
+
 async def _head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str], list[str]]:
     """The status, reason and headers (the last of a name), and every ``Warning``."""
-    status_line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
+    first = await _line(reader)
+    if not first:
+        raise NoAnswerError("the server closed the connection without answering")
+    status_line = first.decode("latin-1").rstrip("\r\n")
     version, _, rest = status_line.partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/1.") or not code.isdigit():
@@ -114,7 +152,10 @@ async def _head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str],
     headers: dict[str, str] = {}
     warnings: list[str] = []
     for _ in range(MAX_HEADER_LINES):
-        line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
+        raw = await _line(reader)
+        if not raw:
+            raise AnswerCutShortError("the connection closed before the end of its headers")
+        line = raw.decode("latin-1").rstrip("\r\n")
         if not line:
             return int(code), reason, headers, warnings
         name, sep, value = line.partition(":")
@@ -127,40 +168,51 @@ async def _head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str],
     raise MalformedAnswerError(f"more than {MAX_HEADER_LINES} header lines")
 
 
-async def _body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
+async def _exactly(reader: asyncio.StreamReader, size: int, what: str) -> bytes:
     try:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return await _chunked(reader)
-        if (length := headers.get("content-length")) is not None:
-            if not length.isdigit():
-                raise MalformedAnswerError(f"bad Content-Length {length[:20]!r}")
-            if int(length) > MAX_ANSWER_BYTES:
-                raise AnswerTooLargeError()
-            return await reader.readexactly(int(length))
-        body = bytearray()
-        while chunk := await reader.read(1 << 20):
-            body += chunk
-            if len(body) > MAX_ANSWER_BYTES:
-                raise AnswerTooLargeError()
-        return bytes(body)
+        return await reader.readexactly(size)
     except asyncio.IncompleteReadError as exc:
-        raise MalformedAnswerError("the connection closed before the whole answer came") from exc
+        raise AnswerCutShortError(
+            f"the connection closed after {len(exc.partial)} of the {size} bytes of {what}"
+        ) from exc
+
+
+async def _body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return await _chunked(reader)
+    if (length := headers.get("content-length")) is not None:
+        if not length.isdigit():
+            raise MalformedAnswerError(f"bad Content-Length {length[:20]!r}")
+        if int(length) > MAX_ANSWER_BYTES:
+            raise AnswerTooLargeError()
+        return await _exactly(reader, int(length), "the body announced")
+    body = bytearray()
+    while chunk := await reader.read(1 << 20):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise AnswerTooLargeError()
+    return bytes(body)
 
 
 async def _chunked(reader: asyncio.StreamReader) -> bytes:
     body = bytearray()
     while True:
-        size_line = (await reader.readline()).decode("latin-1").strip()
+        raw = await _line(reader)
+        if not raw:
+            raise AnswerCutShortError(
+                f"the connection closed after {len(body)} bytes, before the last chunk"
+            )
+        size_line = raw.decode("latin-1").strip()
         size_text = size_line.partition(";")[0]
         try:
             size = int(size_text, 16)
         except ValueError as exc:
             raise MalformedAnswerError(f"bad chunk size {size_line[:20]!r}") from exc
         if size == 0:
-            while (await reader.readline()).strip():  # trailers, then the blank line
+            while (await _line(reader)).strip():  # trailers, then the blank line
                 pass
             return bytes(body)
         if len(body) + size > MAX_ANSWER_BYTES:
             raise AnswerTooLargeError()
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)  # the chunk's CRLF
+        body += await _exactly(reader, size, "a chunk")
+        await _exactly(reader, 2, "a chunk's end")

@@ -14,12 +14,13 @@ as a plain GET for the server's reason).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+import contextlib
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kukeon.client.busy import TOO_MANY_REQUESTS, BusyRetry
-from kukeon.client.errors import ApiRequestError, decode_answer
+from kukeon.client.errors import ApiRequestError, decode_answer, malformed_answer
 
 if TYPE_CHECKING:
     import aiohttp
@@ -37,6 +38,26 @@ BUSY_SESSION_MESSAGE = (
 """A 429's message for a WebSocket upgrade, whose answer's body aiohttp does not keep."""
 
 
+@contextlib.contextmanager
+def reading_answer(request: str) -> Iterator[None]:
+    """aiohttp's failures to read the answer to ``request`` (``"GET /apis/..."``) said as
+    that answer's (``malformed_answer``): its head not HTTP (aiohttp's parser raises a bare
+    ``ClientResponseError``: no status was read), its body cut short. A refused WebSocket
+    upgrade (``WSServerHandshakeError``) is left to its caller."""
+    import aiohttp  # on first use: kukectl's commands without a session never load it
+
+    try:
+        yield
+    except aiohttp.WSServerHandshakeError:
+        raise
+    except aiohttp.ClientResponseError as exc:
+        # The parser's message spans lines (the bytes it read, a caret under the fault).
+        said = " ".join(word for word in str(exc.message).split() if word != "^")
+        raise malformed_answer(request, f"not valid HTTP: {said}") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise malformed_answer(request, f"cut short: {exc}") from exc
+
+
 async def open_response(
     session: aiohttp.ClientSession,
     busy: BusyRetry,
@@ -50,16 +71,17 @@ async def open_response(
     refusal, a 429 only once the retries are spent."""
 
     async def once() -> aiohttp.ClientResponse:
-        response = await session.request(method, path, params=params)
-        if response.status >= 400:
-            async with response:
-                raw = await response.read()
-            decode_answer(
-                response.status,
-                response.reason,
-                raw,
-                retry_after=response.headers.get("Retry-After"),
-            )
+        with reading_answer(f"{method} {path}"):
+            response = await session.request(method, path, params=params)
+            if response.status >= 400:
+                async with response:
+                    raw = await response.read()
+                decode_answer(
+                    response.status,
+                    response.reason,
+                    raw,
+                    retry_after=response.headers.get("Retry-After"),
+                )
         return response
 
     return await busy.call(once)
@@ -78,9 +100,10 @@ async def open_websocket(
 
     async def once() -> aiohttp.ClientWebSocketResponse:
         try:
-            return await session.ws_connect(
-                path, params=list(params), max_msg_size=WEBSOCKET_MAX_MESSAGE
-            )
+            with reading_answer(f"GET {path} (a WebSocket upgrade)"):
+                return await session.ws_connect(
+                    path, params=list(params), max_msg_size=WEBSOCKET_MAX_MESSAGE
+                )
         except aiohttp.WSServerHandshakeError as error:
             retry_after = error.headers.get("Retry-After") if error.headers else None
             if error.status == TOO_MANY_REQUESTS:

@@ -116,17 +116,6 @@ async def test_a_missing_socket_is_unreachable(tmp_path: Path) -> None:
             await client.version()
 
 
-@pytest.mark.parametrize(
-    "answer", [b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]
-)
-async def test_a_broken_answer_is_unreachable(
-    serve: tuple[Path, list[asyncio.Server]], answer: bytes
-) -> None:
-    async with await _client_with(serve, Canned(answer)) as client:
-        with pytest.raises(ServerUnreachable, match=r"^cannot reach the kukeon API"):
-            await client.version()
-
-
 async def test_a_slow_server_is_a_timeout(serve: tuple[Path, list[asyncio.Server]]) -> None:
     canned = Canned(_json_answer({}), delay=2.0)
     async with await _client_with(serve, canned, limit=0.2) as client:
