@@ -105,7 +105,7 @@ async def ready_parent(ctx: HandlerContext, obj: AnyResource, *, delay: float) -
     if obj.kind == Kind.CELL:
         if not ready_here(found, ctx.node_name):
             raise WaitingError(
-                f"waiting for its {describe(kind, key)} to be Ready on node {ctx.node_name}",
+                _not_ready_here(found, describe(kind, key), ctx.node_name),
                 delay=delay,
                 reason="ParentNotReady",
                 on=awaited,
@@ -118,6 +118,23 @@ async def ready_parent(ctx: HandlerContext, obj: AnyResource, *, delay: float) -
             on=awaited,
         )
     return found
+
+
+def _not_ready_here(parent: AnyResource, described: str, node: str) -> str:
+    """Why a cell's stack is not Ready on its node, from the node's own entry: being set up
+    is a step of every first cell's start (not a fault); a failure says what failed."""
+    nodes = getattr(parent.status, "nodes", None)
+    entry = nodes.get(node) if isinstance(nodes, dict) else None
+    if not isinstance(entry, NodeLayerStatus) or entry.state == NodeLayerState.CREATING:
+        waiting = (
+            f": {entry.message}" if isinstance(entry, NodeLayerStatus) and entry.message else ""
+        )
+        return f"its {described} is being set up on node {node}{waiting}"
+    if entry.state == NodeLayerState.DELETING:
+        return f"its {described} is being torn down on node {node}, then set up again"
+    why = ": ".join(part for part in (entry.reason, entry.message) if part)
+    how = "failed" if entry.state == NodeLayerState.FAILED else f"is {entry.state}"
+    return f"its {described} {how} on node {node}" + (f": {why}" if why else "")
 
 
 async def parent_ready_here(ctx: HandlerContext, obj: AnyResource, *, delay: float) -> None:

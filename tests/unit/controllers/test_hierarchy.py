@@ -55,7 +55,7 @@ async def test_a_cell_waits_for_its_stack_on_its_own_node() -> None:
     store = ScopedStore()
     stack = await store.create(doc(stack_doc("st", realmId="r", spaceId="s")))
     ctx = handler_context(store, node="n1")
-    with pytest.raises(WaitingError, match="Ready on node n1"):
+    with pytest.raises(WaitingError, match="being set up on node n1"):
         await ready_parent(ctx, cell("c"), delay=1.0)
     assert isinstance(stack, Stack)
     stack.status.nodes["n1"] = NodeLayerStatus(state=NodeLayerState.READY)
@@ -124,3 +124,39 @@ async def test_a_level_waits_for_its_parent_on_this_node_from_the_cache() -> Non
     space.status.nodes["n1"] = NodeLayerStatus(state=NodeLayerState.READY)
     await parent_ready_here(ctx, stack, delay=1.0)
     await parent_ready_here(ctx, doc(realm_doc("r")), delay=1.0)  # a realm has no parent
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        (None, "its Stack r/s/st is being set up on node n1"),
+        (
+            NodeLayerStatus(state=NodeLayerState.CREATING, message="waiting for its Space"),
+            "its Stack r/s/st is being set up on node n1: waiting for its Space",
+        ),
+        (
+            NodeLayerStatus(state=NodeLayerState.DELETING),
+            "its Stack r/s/st is being torn down on node n1, then set up again",
+        ),
+        (
+            NodeLayerStatus(state=NodeLayerState.FAILED, reason="CgroupFailed", message="EROFS"),
+            "its Stack r/s/st failed on node n1: CgroupFailed: EROFS",
+        ),
+    ],
+)
+async def test_a_cell_says_what_its_stack_is_doing_on_its_node(
+    entry: NodeLayerStatus | None, said: str
+) -> None:
+    """A first cell waiting for its stack to be set up on its node is a step, not a fault;
+    a stack that failed there says why in the cell's own status."""
+    store = ScopedStore()
+    stack = doc(stack_doc("st", realmId="r", spaceId="s"))
+    stack.status.state = "Ready"
+    if entry is not None:
+        stack.status.nodes["n1"] = entry
+    await store.create(stack)
+    ctx = handler_context(store, node="n1", kind=Kind.CELL)
+    with pytest.raises(WaitingError) as waiting:
+        await ready_parent(ctx, cell("c", realm="r", space="s", stack="st"), delay=1.0)
+    assert waiting.value.reason == "ParentNotReady"
+    assert str(waiting.value) == said
