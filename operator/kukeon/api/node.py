@@ -63,7 +63,8 @@ dropped)."""
 
 class NodeCondition(KukeonModel):
     type: str
-    """`Ready`, `MemoryPressure`, `DiskPressure`, `RuntimeUnavailable`."""
+    """`Ready`, `MemoryPressure`, `DiskPressure`, `RuntimeUnavailable`,
+    `CellDocumentsUnreadable`, `KeyRotationInterrupted`."""
     status: Annotated[Literal["True", "False", "Unknown"], tolerant_word()] = "Unknown"
     reason: OptionalString = None
     message: OptionalString = None

@@ -23,6 +23,9 @@ running rotate-key again, a marker (``MARKER`` in the state directory, naming bo
 is written after step 1 and removed once step 2 has looked at every document; a kukeond
 that starts with the marker there warns in its log and sets the gauge
 ``kukeon_key_rotation_interrupted`` to 1, both until a rotation on this node completes.
+The node's heartbeat says it too, where ``kukectl describe node`` shows it: the Node
+condition ``KeyRotationInterrupted`` (``rotation_condition``), True while the marker is
+there and no rotation of this process is sealing, with the command that finishes it.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
+from kukeon.api import NodeCondition
 from kukeon.api.meta import quote
 from kukeon.apiserver import queryparams
 from kukeon.apiserver.auth import Role
@@ -56,6 +60,72 @@ ROTATE_PATH = f"{API_ROOT}/encryption/rotate-key"
 
 MARKER = "key-rotation-in-progress.json"
 """In the state directory while a rotation seals the documents again."""
+
+KEY_ROTATION_INTERRUPTED = "KeyRotationInterrupted"
+"""The Node condition: True while this node's state directory holds the marker of a
+rotation that no rotation of the running kukeond is completing."""
+
+_sealing: set[Path] = set()
+"""The markers of the rotations this process is sealing now: a marker not in it was left
+by a rotation cut short (a kukeond killed, a reseal that failed)."""
+
+
+_NONE_CUT_SHORT = "no key rotation on this node was cut short"
+
+
+def rotation_condition(state_dir: Path, now: datetime) -> NodeCondition:
+    """The node's ``KeyRotationInterrupted`` condition, as the marker in ``state_dir`` says
+    now (blocking: a file read; run in a thread). Written by every heartbeat, so it clears
+    at the beat after a rotation completes."""
+    marker = state_dir / MARKER
+    text: str | None
+    try:
+        text = marker.read_text()
+    except FileNotFoundError:
+        text = None
+    except OSError as error:  # there, so a rotation left it: said, keys unnamed
+        text = f"(marker unreadable: {error.strerror or error})"
+    if text is None:
+        status, reason, message = "False", "NoRotationCutShort", _NONE_CUT_SHORT
+    else:
+        status, reason, message = _marked(marker, text)
+    return NodeCondition(
+        type=KEY_ROTATION_INTERRUPTED,
+        status=status,
+        reason=reason,
+        message=message if status == "False" else f"{message} ({marker})",
+        last_transition_time=now,
+    )
+
+
+def _marked(marker: Path, text: str) -> tuple[Literal["True", "False"], str, str]:
+    """What a marker that is there says: a rotation sealing now, or one cut short."""
+    body = _json_object(text)
+    previous = str(body.get("previousKeyId") or "the old key")
+    current = str(body.get("currentKeyId") or "CURRENT")
+    if marker in _sealing:
+        return (
+            "False",
+            "KeyRotationSealing",
+            f"a key rotation is sealing values again under {current}",
+        )
+    started = f", started {body['startedAt']}" if body.get("startedAt") else ""
+    return (
+        "True",
+        "KeyRotationCutShort",
+        f"a key rotation on this node (from {previous} to {current}{started}) was cut "
+        f"short: values may still be sealed under {previous}, which the key file keeps "
+        f"(all still open); run `kukectl secret rotate-key --key-id {current}` through "
+        f"this node's API (with --prune to drop {previous}) to finish it",
+    )
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 class KeyRotationRoutes:
@@ -151,14 +221,22 @@ class KeyRotationRoutes:
             # the operator makes the key current in the file and rotates with --key-id.
             await self._write(path, rotated, f"make {rotated.current} current")
         keyring.replace(rotated)
-        # After the file: a crash before this point has sealed nothing under the new key.
-        await asyncio.to_thread(self._mark, previous, rotated.current)
-        log.info(
-            "encryption key %s is now current (was %s); sealing again", rotated.current, previous
-        )
-        rewritten, failed = await self.registry.reseal()
-        # Every document looked at: the answer says what is left; the rotation is over.
-        await asyncio.to_thread(self._unmark)
+        # Sealing from before the marker is written to after it is removed: the heartbeat
+        # reads a marker while this runs as no rotation cut short.
+        _sealing.add(self.marker)
+        try:
+            # After the file: a crash before this point has sealed nothing under the new key.
+            await asyncio.to_thread(self._mark, previous, rotated.current)
+            log.info(
+                "encryption key %s is now current (was %s); sealing again",
+                rotated.current,
+                previous,
+            )
+            rewritten, failed = await self.registry.reseal()
+            # Every document looked at: the answer says what is left; the rotation is over.
+            await asyncio.to_thread(self._unmark)
+        finally:
+            _sealing.discard(self.marker)
         for failure in failed:
             log.error("could not seal again: %s", failure)
         in_use = await self.registry.key_ids_in_use()

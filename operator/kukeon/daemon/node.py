@@ -59,6 +59,7 @@ from kukeon.store import (
 from kukeon.store.connection import is_space_exceeded
 
 from .config import DaemonConfig
+from .keyroutes import rotation_condition
 from .nodefacts import (
     api_endpoint,
     configured_api_port,
@@ -385,6 +386,7 @@ class NodeAgent:
         observed = [
             await asyncio.to_thread(memory_condition, now),
             await self._disk_condition(now),
+            await asyncio.to_thread(rotation_condition, self.config.state_dir, now),
         ]
         if self.containerd is not None:
             observed.append(await self._runtime_condition(now))

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ from prometheus_client import CollectorRegistry
 from kukeon.apiserver import ApiSettings, TokenBook, create_app
 from kukeon.daemon import keyroutes
 from kukeon.daemon.config import DaemonConfig
-from kukeon.daemon.keyroutes import MARKER, ROTATE_PATH, KeyRotationRoutes
+from kukeon.daemon.keyroutes import (
+    KEY_ROTATION_INTERRUPTED,
+    MARKER,
+    ROTATE_PATH,
+    KeyRotationRoutes,
+    rotation_condition,
+)
+from kukeon.store import Unavailable
 from kukeon.store.encryption import Keyring
 
 ADMIN = "admin-token-0123456789"
@@ -219,3 +227,74 @@ def test_the_key_file_defaults_to_the_state_directory(tmp_path: Path) -> None:
     assert config.encryption_keys_path == tmp_path / "encryption-keys.yaml"
     given = DaemonConfig(state_dir=tmp_path, encryption_key_file=tmp_path / "k.yaml")
     assert given.encryption_keys_path == tmp_path / "k.yaml"
+
+
+class ConditionWhileSealing(FakeSealedRegistry):
+    """Reads the node's condition while sealing; ``fail`` makes the reseal raise."""
+
+    def __init__(self, keyring: Keyring, state_dir: Path) -> None:
+        super().__init__(keyring)
+        self.state_dir = state_dir
+        self.seen: list[tuple[str, str | None]] = []
+        self.fail = False
+
+    async def reseal(self) -> tuple[int, list[str]]:
+        condition = rotation_condition(self.state_dir, datetime.now(UTC))
+        self.seen.append((condition.status, condition.reason))
+        if self.fail:
+            raise Unavailable("etcd is unavailable")
+        return await super().reseal()
+
+
+async def test_the_node_condition_says_a_rotation_cut_short_until_one_completes(
+    tmp_path: Path, keyring: Keyring
+) -> None:
+    """KeyRotationInterrupted, which the heartbeat writes into the Node (so that `kukectl
+    describe node` shows it): False with no marker; True with the marker of a rotation cut
+    short, naming both keys and the command that finishes it; False while a rotation seals
+    (its own marker is no sign of one cut short) and once it completes; True again when a
+    reseal fails and leaves the marker."""
+    registry = ConditionWhileSealing(keyring, tmp_path)
+    routes = KeyRotationRoutes(
+        registry=registry,  # type: ignore[arg-type]
+        keyring=keyring,
+        state_dir=tmp_path,
+        metrics_registry=CollectorRegistry(),
+    )
+    now = datetime.now(UTC)
+    clear = rotation_condition(tmp_path, now)
+    assert (clear.type, clear.status) == (KEY_ROTATION_INTERRUPTED, "False")
+    assert clear.last_transition_time == now
+
+    marker = tmp_path / MARKER
+    started = "2026-12-06T07:00:00+00:00"
+    body = {"previousKeyId": "k-old", "currentKeyId": keyring.current, "startedAt": started}
+    marker.write_text(json.dumps(body))
+    cut = rotation_condition(tmp_path, now)
+    assert (cut.status, cut.reason) == ("True", "KeyRotationCutShort")
+    assert cut.message is not None
+    assert f"kukectl secret rotate-key --key-id {keyring.current}` through this node" in (
+        cut.message
+    )
+    assert f"from k-old to {keyring.current}, started {started}" in cut.message
+    assert str(marker) in cut.message
+
+    await routes._rotate(keyring.current, False)
+    assert registry.seen == [("False", "KeyRotationSealing")]
+    assert not marker.exists()
+    assert rotation_condition(tmp_path, now).status == "False"
+
+    registry.fail = True
+    with pytest.raises(Unavailable):
+        await routes._rotate(keyring.current, False)
+    assert registry.seen[-1] == ("False", "KeyRotationSealing")
+    assert rotation_condition(tmp_path, now).status == "True"  # the marker stays
+
+    marker.write_text("not json")  # a marker of another shape still says it, generically
+    garbled = rotation_condition(tmp_path, now)
+    assert garbled.status == "True"
+    assert "rotate-key --key-id CURRENT" in (garbled.message or "")
+    marker.unlink()
+    marker.mkdir()  # there but unreadable (EISDIR): said as well
+    unreadable = rotation_condition(tmp_path, now)
+    assert (unreadable.status, unreadable.reason) == ("True", "KeyRotationCutShort")
