@@ -562,7 +562,7 @@ async def _open_stream(
         click.echo(f"error: {what}: {why}", err=True)
     except ApiRequestError as busy:  # 429 still, after the client's waits: this one fails
         click.echo(f"error: {what}: {busy.message}", err=True)
-    except aiohttp.ClientError as error:
+    except (aiohttp.ClientError, ServerUnreachable) as error:  # this connection's alone
         click.echo(f"error: {what}: {error}", err=True)
     return None
 

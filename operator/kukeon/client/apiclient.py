@@ -423,7 +423,7 @@ class ApiClient:
         """Open a WebSocket on ``path`` (exec, attach, cp, port-forward): awaited, or as
         ``async with client.websocket(...)``. A 429 at the upgrade is waited out (``busy``);
         ApiRequestError once the retries are spent."""
-        return WebSocketOpening(self._open(), self.busy, path, params)
+        return WebSocketOpening(self._open(), self.busy, path, params, str(self.address))
 
     # --- resources -----------------------------------------------------------------------
 

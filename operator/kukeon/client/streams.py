@@ -20,7 +20,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kukeon.client.busy import TOO_MANY_REQUESTS, BusyRetry
-from kukeon.client.errors import ApiRequestError, decode_answer, malformed_answer
+from kukeon.client.errors import (
+    ApiRequestError,
+    ServerUnreachable,
+    decode_answer,
+    malformed_answer,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -92,10 +97,12 @@ async def open_websocket(
     busy: BusyRetry,
     path: str,
     params: Sequence[tuple[str, str]],
+    address: str,
 ) -> aiohttp.ClientWebSocketResponse:
     """A WebSocket on ``path``; a 429 at the upgrade, or a 5xx with ``Retry-After``, is
     retried (ApiRequestError once the retries are spent), another refusal raises aiohttp's
-    ``WSServerHandshakeError``."""
+    ``WSServerHandshakeError``; no server at ``address`` (or one gone before it answered),
+    ``ServerUnreachable`` naming it, as a request's."""
     import aiohttp  # on first use: kukectl's commands without a session never load it
 
     async def once() -> aiohttp.ClientWebSocketResponse:
@@ -104,6 +111,8 @@ async def open_websocket(
                 return await session.ws_connect(
                     path, params=list(params), max_msg_size=WEBSOCKET_MAX_MESSAGE
                 )
+        except aiohttp.ClientConnectionError as error:
+            raise ServerUnreachable(f"cannot reach the kukeon API at {address}: {error}") from error
         except aiohttp.WSServerHandshakeError as error:
             retry_after = error.headers.get("Retry-After") if error.headers else None
             if error.status == TOO_MANY_REQUESTS:
@@ -136,8 +145,9 @@ class WebSocketOpening:
         busy: BusyRetry,
         path: str,
         params: Sequence[tuple[str, str]],
+        address: str,
     ) -> None:
-        self._opening = (session, busy, path, params)
+        self._opening = (session, busy, path, params, address)
         self._socket: aiohttp.ClientWebSocketResponse | None = None
 
     def __await__(self) -> Generator[Any, None, aiohttp.ClientWebSocketResponse]:

@@ -117,6 +117,37 @@ async def test_unreachable(tmp_path: Path) -> None:
             await client.version()
 
 
+CELL = ["--realm", "r", "--space", "s", "--stack", "st"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["exec", "c", *CELL, "--", "true"], ["cp", "c:/etc/hostname", "x"]],
+    ids=["exec", "cp"],  # attach alike (by hand: it reads the terminal, pytest's is none)
+)
+def test_a_session_with_no_server_is_unreachable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    """A WebSocket's open with no server: 'cannot reach the kukeon API at ...', as a
+    request's; it was 'unexpected failure: UnixClientConnectorError: ...'."""
+    from kukeon.cli.main import main
+
+    address = f"unix://{tmp_path}/none.sock"
+    monkeypatch.setenv("KUKEON_SERVER", address)
+    monkeypatch.setenv("KUKEON_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.chdir(tmp_path)
+    argv = [*argv, *CELL] if argv[0] == "cp" else argv
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 1, err
+    assert err.startswith(f"error: cannot reach the kukeon API at {address}: "), err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_status_fields_of_a_newer_server_are_left_out_spec_fields_are_not() -> None:
     from kukeon.api import Cell
     from kukeon.client.apiclient import parse_object
