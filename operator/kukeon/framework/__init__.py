@@ -7,7 +7,8 @@ object (``queueing``), runs the handlers and keeps the finalizer bookkeeping
 (``processing``), retries failures with backoff (``backoff``), writes status by CAS
 (``status``), supervises every long-lived task (``aiotasks``), elects leaders and keeps
 node heartbeats with etcd leases (``leases``), writes Events without blocking a handler
-(``recorder``), and reports Prometheus metrics
+(``recorder``), holds every host-changing pass while another process holds this node's
+name (``converging``), and reports Prometheus metrics
 (``metrics``). ``testing.OperatorRunner`` runs an operator in-process for tests.
 
 This package may import ``kukeon.api`` and ``kukeon.store``, nothing else of the project.
@@ -15,6 +16,7 @@ This package may import ``kukeon.api`` and ``kukeon.store``, nothing else of the
 
 from kukeon.framework.aiotasks import SupervisedTask, Supervisor, TasksDown
 from kukeon.framework.backoff import base_delay, retry_delay
+from kukeon.framework.converging import ConvergeGate
 from kukeon.framework.errors import (
     HandlerError,
     PermanentError,
@@ -40,6 +42,7 @@ from kukeon.framework.testing import OperatorRunner
 
 __all__ = [
     "Cause",
+    "ConvergeGate",
     "EventRecorder",
     "EventSink",
     "FrameworkMetrics",

@@ -8,6 +8,9 @@ claim, a put without the lease). Otherwise another kukeond could take the name m
 and both would run the node's cells. When another process's lease holds the key, this
 one does not take it: it is ``displaced`` (an ERROR in the log, /readyz's ``controllers``
 check fails naming the holder) until that claim goes, then it claims the name again.
+Displaced by another kukeond, it closes its ``gate`` (``converging``): it converges
+nothing meanwhile. An earlier process of this installation (a kill -9 whose lease has not
+expired; ``instancelock`` keeps two from running) runs nothing: that gate stays open.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from aetcd import rpc
 from kukeon.retrying import Backoff
 from kukeon.store import EtcdClient
 
+from .converging import ConvergeGate
 from .leases import (
     _REQUEST_TIMEOUT,
     LeaseSession,
@@ -83,6 +87,7 @@ class Heartbeat:
         ttl: int,
         refresh_interval: float,
         host: str = "",
+        gate: ConvergeGate | None = None,
     ) -> None:
         self._client = client
         self._prefix = prefix.rstrip("/")
@@ -100,6 +105,10 @@ class Heartbeat:
         """Why another process's lease holds the name now (None: this one holds it)."""
         self._said_holder: tuple[int, bytes] | None = None
         """The other holder (lease, value) the log last named."""
+        self.gate = gate if gate is not None else ConvergeGate()
+        """Closed while another kukeond holds the name, opened when it is ours again."""
+        self.first_claim = asyncio.Event()
+        """Set once the first claim is settled (ours, or another's), or could not be made."""
         self._session: LeaseSession | None = None
 
     @property
@@ -138,10 +147,12 @@ class Heartbeat:
                 claimed_at, _ = await self._claim(session, value)
             except Exception as error:
                 log.info("heartbeat %s: cannot register (%r); retrying", self.node_name, error)
+                self.first_claim.set()  # unknown: converge meanwhile, as without a claim
                 await asyncio.shield(session.close(revoke=True))
                 await backoff.sleep()
                 continue
             backoff.reset()
+            self.first_claim.set()
             self.alive.set()
             try:
                 await _until_lost(session, self._keep(session, value, after=claimed_at))
@@ -166,12 +177,13 @@ class Heartbeat:
                             break
             except _WatchBroken as error:
                 log.info("heartbeat %s: its key's watch broke (%s)", self.node_name, error)
+            displaced = self.displaced is not None  # then the key was not ours to put back
             try:
                 after, claimed = await self._claim(session, value)
             except Exception as error:
                 log.info("heartbeat %s: claiming its key failed (%r)", self.node_name, error)
             else:
-                if claimed == "put" and why:
+                if claimed == "put" and why and not displaced:
                     log.warning(
                         "heartbeat %s: its node name claim %s was %s while this kukeond runs "
                         "(by hand, a tool, or etcd restored from an older snapshot): put back "
@@ -239,6 +251,7 @@ class Heartbeat:
             log.warning("heartbeat %s: the node name is this process's again", self.node_name)
         self.displaced = None
         self._said_holder = None
+        self.gate.open()
         return revision, claimed
 
     def _taken(self, kv: Any) -> None:
@@ -261,14 +274,19 @@ class Heartbeat:
                 f"node name {self.node_name!r} is held by another kukeond "
                 f"({host or 'host unknown'}, started {holder.get('startedAt') or '?'}, lease "
                 f"{kv.lease:x}), not by this one ({self.host or 'host unknown'}): two kukeonds "
-                f"with one node name both run its cells; stop one, or give this one its own "
-                f"--node-name. This one is not ready and claims the name again once that "
-                f"claim goes"
+                f"with one node name would both run its cells; stop one, or give this one its own "
+                f"--node-name. This one is not ready and converges nothing (what runs "
+                f"here is left as it is) until it claims the name again, once that claim "
+                f"goes"
             )
         said = (int(kv.lease), bytes(kv.value))
         if said != self._said_holder:
             self._said_holder = said
             log.log(logging.WARNING if mine else logging.ERROR, "heartbeat: %s", self.displaced)
+        if mine:
+            self.gate.open()
+        else:
+            self.gate.close(self.displaced)
 
 
 async def heartbeat_of(client: EtcdClient, prefix: str, node_name: str) -> dict[str, Any] | None:

@@ -27,8 +27,8 @@ _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 
 
 class FrameworkMetrics:
-    """kukeon_reconcile_*, kukeon_watch_*, kukeon_task_* and kukeon_events_* collectors bound to
-    one registry."""
+    """kukeon_reconcile_*, kukeon_watch_*, kukeon_task_*, kukeon_events_* and
+    kukeon_node_name_displaced collectors bound to one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -79,6 +79,13 @@ class FrameworkMetrics:
             "Events not written, by reason (queue_full: the recorder's queue was full; "
             "write_failed: etcd refused or could not be reached).",
             ["reason"],
+            registry=registry,
+        )
+        self.node_name_displaced = Gauge(
+            "kukeon_node_name_displaced",
+            "1 while another live kukeond's lease holds this process's node name: this one "
+            "does not converge the node (its workloads are left running as they are), 0 "
+            "otherwise.",
             registry=registry,
         )
         self.events_written_total = Counter(

@@ -23,6 +23,12 @@ shutdown: watchers first (no new events), then running handlers get
 ``Settings.shutdown_grace`` seconds before they are cancelled, then singletons and
 leases (revoked, so another instance takes over at once), then the shutdown handlers.
 
+While another live kukeond's lease holds this node's name (``heartbeats``) the operator
+does not converge: its ``gate`` (``converging``) is closed, the queues start no handler,
+the controllers' own loops wait for the gate; when the name is this process's again it
+resyncs everything. The heartbeat takes its first claim before the first list, so a
+process displaced from its start never reconciles.
+
 Every long-lived task (watchers, timers, resync, heartbeat, elections) runs under the
 operator's ``Supervisor`` (``tasks``, shared with the daemon when it passes one): a
 crash is logged, counted and restarted with backoff, and ``ready()`` is False meanwhile.
@@ -43,6 +49,7 @@ from kukeon.store import EtcdClient
 from .aiotasks import SupervisedTask, Supervisor
 from .backoff import retry_delay
 from .cache import WatchedObjects
+from .converging import ConvergeGate
 from .heartbeats import Heartbeat, Peer, alive_peers
 from .intents import (
     Filter,
@@ -120,6 +127,10 @@ class Operator:
         self._lease_tasks: list[SupervisedTask] = []
         self._elections: dict[str, LeaderElection] = {}
         self._heartbeat: Heartbeat | None = None
+        self.gate = ConvergeGate()
+        """Closed while another live process holds this node's name: nothing converges
+        (``converging``); controllers' own host-changing loops wait for it too."""
+        self.gate.listen(self._converging_changed)
         self._started = False
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -334,6 +345,24 @@ class Operator:
         otherwise; ``heartbeats``)."""
         return self._heartbeat is None or self._heartbeat.name_held()
 
+    def _converging_changed(self, opened: bool) -> None:
+        node = self.settings.node_name
+        self.metrics.node_name_displaced.set(0 if opened else 1)
+        if not opened:
+            if self._queues is not None:
+                self._queues.pause()
+            log.warning(
+                "node %s: another kukeond holds this node's name: this one stops converging "
+                "(no container of the node's cells is started, stopped or changed here, "
+                "what runs keeps running) until the name is its own again",
+                node,
+            )
+            return
+        log.warning("node %s: the node name is this process's again: converging, resync", node)
+        if self._queues is not None:
+            self._queues.resume()
+            self._queues.resync()
+
     async def peers(self) -> list[Peer]:
         """The kukeond instances whose heartbeat is alive."""
         return await alive_peers(self._require_etcd("peering"), self.store.key_prefix)
@@ -364,6 +393,9 @@ class Operator:
         self._started = True
         if self.handlers.singletons:
             self._require_etcd("singleton handlers")
+        # Whose the name is, before the startup handlers and the first list: a process
+        # that starts displaced must not touch what the holder runs.
+        await self.claim_node_name()
         for handler in self.handlers.on_startup:
             await handler(self._context())
 
@@ -382,6 +414,8 @@ class Operator:
         for kind in watched:
             if kind not in handled:
                 self._queues.cache_only(kind)
+        if not self.gate.is_open():
+            self._queues.pause()
         queues = self._queues
         self._processor.cache = self.cache = WatchedObjects(
             lookup=queues.latest,
@@ -415,18 +449,28 @@ class Operator:
         if listed:
             await asyncio.gather(*listed)
 
+    async def claim_node_name(self) -> None:
+        """Start the node heartbeat (the node name's claim) and wait for its first outcome:
+        the name ours, another process's (``gate`` closed), or no answer from etcd (open:
+        converging as without a claim). ``start`` does it; a daemon calls it earlier so its
+        own node loops know it first. Once only; nothing without peering or etcd."""
+        if self._heartbeat is not None or not self._peering or self._etcd is None:
+            return
+        settings = self.settings
+        self._heartbeat = Heartbeat(
+            client=self._etcd,
+            prefix=self.store.key_prefix,
+            node_name=settings.node_name,
+            ttl=settings.lease_ttl,
+            refresh_interval=settings.refresh_interval,
+            host=settings.host_identity,
+            gate=self.gate,
+        )
+        self._lease_tasks.append(self._spawn(self._heartbeat.run, "kukeon-heartbeat"))
+        await self._heartbeat.first_claim.wait()
+
     def _start_leases(self) -> None:
         settings = self.settings
-        if self._peering and self._etcd is not None:
-            self._heartbeat = Heartbeat(
-                client=self._etcd,
-                prefix=self.store.key_prefix,
-                node_name=settings.node_name,
-                ttl=settings.lease_ttl,
-                refresh_interval=settings.refresh_interval,
-                host=settings.host_identity,
-            )
-            self._lease_tasks.append(self._spawn(self._heartbeat.run, "kukeon-heartbeat"))
         for intent in self.handlers.singletons.values():
             election = LeaderElection(
                 client=self._require_etcd("singleton handlers"),
@@ -486,8 +530,9 @@ class Operator:
                 await asyncio.sleep(intent.interval)
 
     async def stop(self, *, release_leases: bool = True) -> None:
-        """Graceful shutdown; ``release_leases=False`` leaves leases to expire (a crash)."""
-        if not self._started or self._stopped.is_set():
+        """Graceful shutdown; ``release_leases=False`` leaves leases to expire (a crash).
+        Before ``start``, it ends the node name's claim if ``claim_node_name`` took it."""
+        if self._stopped.is_set() or not (self._started or self._lease_tasks):
             return
         if self._stopping:
             # A second caller (a signal during shutdown) waits for the first one.

@@ -43,6 +43,10 @@ Change listeners (``listen``) are called with every newer version of an object o
 kind and with its last version when it is deleted, after the queues hold it: controllers
 requeue what depends on it without a watch of their own.
 
+Paused (``pause``, while this process does not converge its node: ``converging``):
+changes, retries and timers are still taken in and coalesced, but no worker starts and a
+running one exits after its pass; ``resume`` starts a worker for every object due.
+
 Memory: the state of an object is dropped when the object is deleted, and its worker
 task exits after ``queue_idle_timeout`` without work, so 10,000 quiet objects cost
 10,000 small records and no tasks. A global semaphore bounds how many handlers run.
@@ -152,6 +156,8 @@ class ObjectQueues:
         self._running = 0
         self._slots = asyncio.Semaphore(settings.max_workers)
         self._accepting = True
+        self._paused = False
+        """No handler is started (``pause``); what is due waits for ``resume``."""
         self._waiters: dict[tuple[Kind, ObjectKey], set[tuple[Kind, ObjectKey]]] = {}
         """Awaited object -> the objects whose handler waits for its next change."""
         self._listeners: dict[Kind, list[ChangeListener]] = {}
@@ -381,8 +387,26 @@ class ObjectQueues:
             state.timers_due[timer.name] = timer
             self._kick(state)
 
+    def pause(self) -> None:
+        """Start no handler until ``resume``: a running one finishes its pass, then its
+        worker exits; changes, retries and timers are still taken in (coalesced)."""
+        self._paused = True
+        for state in self._states.values():
+            state.wakeup.set()  # an idle worker exits now rather than at its idle timeout
+
+    def resume(self) -> None:
+        """Start a worker for every object due (what arrived while paused)."""
+        if not self._paused:
+            return
+        self._paused = False
+        for state in list(self._states.values()):
+            if state.due:
+                self._kick(state)
+
     def _kick(self, state: _ObjectState) -> None:
         self._track(state)
+        if self._paused:
+            return  # ``resume`` starts its worker
         if state.worker is None:
             state.worker = asyncio.create_task(
                 self._work(state), name=f"kukeon-worker {describe(state.kind, state.key)}"
@@ -463,7 +487,7 @@ class ObjectQueues:
 
     async def _work(self, state: _ObjectState) -> None:
         try:
-            while self._accepting:
+            while self._accepting and not self._paused:
                 if not state.dirty and not state.timers_due:
                     if state.latest is None:
                         break
@@ -473,14 +497,19 @@ class ObjectQueues:
                         break
                     continue
                 async with self._slots:
-                    if not self._accepting:
+                    if not self._accepting or self._paused:
                         break
                     await self._step(state)
         finally:
             state.worker = None
             if state.latest is None and self._states.get((state.kind, state.key)) is state:
                 self._drop(state)
-            elif state.waiting and self._accepting and state.retry_handle is None:
+            elif (
+                state.waiting
+                and self._accepting
+                and not self._paused
+                and state.retry_handle is None
+            ):
                 # Work arrived after the idle decision: start a new worker for it.
                 self._kick(state)
 
