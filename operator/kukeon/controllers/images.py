@@ -34,6 +34,7 @@ from kukeon.runtime.containerd.images import (
     parse_image_config,
     recorded_name,
 )
+from kukeon.runtime.containerd.namespaces import is_own
 from kukeon.runtime.containerd.pull import PullResult, pull_image
 from kukeon.runtime.containerd.reference import ImageReference
 from kukeon.runtime.containerd.registry import (
@@ -316,9 +317,13 @@ class ImageProvider:
         archives: ImageArchives,
         insecure_registries: Sequence[str] = (),
         storage: ImageStorageLimits = NO_IMAGE_STORAGE_LIMITS,
+        instance: str = "",
     ) -> None:
         self.containerd = containerd
         self.archives = archives
+        self.instance = instance
+        """This control plane's tag (`DaemonConfig.instance`): the namespaces whose images
+        keep an archive of `archives` are its own (`is_own`)."""
         self.insecure_registries = tuple(insecure_registries)
         self.storage = storage
         self._room = asyncio.Lock()
@@ -432,14 +437,20 @@ class ImageProvider:
 
     async def release_archives(self, names: Sequence[str]) -> list[str]:
         """After `kukectl image rm`/`prune`: forget the archives kept for these names (the
-        disk they take) when no containerd namespace holds an image of that name any more,
-        under any of its spellings (`name_candidates`), so no realm of this node has it.
+        disk they take) when no namespace of this control plane holds an image of that name
+        any more, under any of its spellings (`name_candidates`), so no realm of this node
+        has it. Another control plane's namespaces on the same containerd (another
+        instance: its own state directory and archive store) keep nothing here.
         Returns the names forgotten."""
         kept = await self.archives.names()
         candidates = [name for name in names if name in kept]
         if not candidates:
             return []
-        namespaces = [namespace.name for namespace in await self.containerd.namespaces.list()]
+        namespaces = [
+            namespace.name
+            for namespace in await self.containerd.namespaces.list()
+            if is_own(namespace.labels, self.instance)
+        ]
         unheld: list[str] = []
         for name in candidates:
             if not await self._held_anywhere(namespaces, name):

@@ -42,6 +42,7 @@ from kukeon.runtime.hostthreads import run_on_host_thread
 
 from .cell import LABEL_NODE
 from .cellfiles import remove_scope_files
+from .host import Host
 from .layers import LayerController
 
 NAMESPACE_NODE_LABEL_PREFIX = f"{LABEL_NODE}."
@@ -65,6 +66,19 @@ def namespace_nodes(labels: Mapping[str, str]) -> set[str]:
     }
 
 
+def realm_namespace_labels(host: Host, realm: str) -> dict[str, str]:
+    """The labels of the namespace of ``realm`` made (or used) by this node, whoever makes
+    it (this controller, or an image import or pull before any cell of the realm runs
+    here): what the orphan collector (``layergc``) knows its namespaces by, so it purges
+    the namespace once the realm is deleted."""
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_REALM: realm,
+        namespace_node_label(host.settings.node_name): "true",
+        **instance_labels(host.instance),
+    }
+
+
 class RealmController(LayerController[Realm]):
     kind: ClassVar[Kind] = Kind.REALM
 
@@ -74,13 +88,7 @@ class RealmController(LayerController[Realm]):
     async def materialise(self, obj: Realm, ctx: HandlerContext) -> NodeLayerStatus:
         name = obj.metadata.name
         await self.host.containerd.namespaces.ensure(
-            self.host.namespace_of(obj),
-            labels={
-                LABEL_MANAGED: "true",
-                LABEL_REALM: name,
-                namespace_node_label(self.host.settings.node_name): "true",
-                **instance_labels(self.host.instance),
-            },
+            self.host.namespace_of(obj), labels=realm_namespace_labels(self.host, name)
         )
         offered = await self.host.cgroups.offered_controllers()
         # The parent of every realm's cgroup: put back if someone rewrote it.

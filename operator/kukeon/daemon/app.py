@@ -331,6 +331,7 @@ class Daemon:
                 realm=config.realm_image_storage_bytes or None,
                 node=config.image_storage_max_bytes or None,
             ),
+            instance=config.instance,
         )
         operator = Operator(
             registry,

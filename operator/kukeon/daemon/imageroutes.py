@@ -73,6 +73,7 @@ from kukeon.controllers.images import (
     name_candidates,
     realm_image_quota,
 )
+from kukeon.controllers.realm import realm_namespace_labels
 from kukeon.daemon.lookups import realm_of
 from kukeon.runtime.containerd.archivesize import (
     IMAGE_IMPORT_MAX_BYTES,
@@ -209,6 +210,17 @@ class ImageRoutes:
     async def _namespace(self, realm: str) -> str:
         return self.controllers.host.namespace_of(await realm_of(self.registry, realm))
 
+    async def _ensure_namespace(self, namespace: str, realm: str) -> None:
+        """The realm's namespace, made here when the realm's controller has not made it on
+        this node yet (no cell of the realm ran here), labelled as that controller labels
+        it: this control plane's (the archive store counts only its own namespaces' images,
+        `ImageProvider.release_archives`), and this node's, so the orphan collector purges
+        it, images and all, once the realm is deleted."""
+        host = self.controllers.host
+        await host.containerd.namespaces.ensure(
+            namespace, labels=realm_namespace_labels(host, realm)
+        )
+
     def _images(self, namespace: str) -> ImageService:
         return self.controllers.host.containerd.images(namespace)
 
@@ -340,7 +352,7 @@ class ImageRoutes:
             finally:
                 await asyncio.to_thread(stream.close)
             try:
-                await self.controllers.host.containerd.namespaces.ensure(namespace)
+                await self._ensure_namespace(namespace, realm)
                 # Shared with the node's other realms only when an admin imports: the
                 # archive store answers them before a registry (controllers/images.py).
                 share = principal_of(request).role == Role.ADMIN
@@ -391,7 +403,7 @@ class ImageRoutes:
         except SecretUnavailableError as error:
             raise ApiError(422, f"realm {realm_name} registry credentials: {error}") from error
         try:
-            await self.controllers.host.containerd.namespaces.ensure(namespace)
+            await self._ensure_namespace(namespace, realm_name)
             await self.controllers.images.room_left(namespace, realm_image_quota(found))
             name = await self.controllers.images.pull(
                 namespace=namespace,

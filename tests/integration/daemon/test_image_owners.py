@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from kukeon.runtime.containerd.namespaces import LABEL_INSTANCE
+from tests.fixtures.containerd import clean_namespace
 from tests.fixtures.tlskukeond import (  # noqa: F401 - the fixture
     TlsKukeond,
     image_archive,
@@ -81,10 +83,18 @@ async def test_an_editor_undoes_no_admins_import(
             names = [i["name"] for i in (await response.json())["items"]]
         assert names == [k.image.name]
 
-        # The admin removes anything; the archive goes with the last holder.
-        async with admin.delete(f"{images}/{k.image.name}") as response:
-            assert response.status == 200, await response.text()
-            answer = await response.json()
+        # The admin removes anything; the archive goes with the last holder of this
+        # control plane: another one on the same containerd (its own archive store) holding
+        # the image keeps nothing here.
+        other = f"{k.realm}-other.kukeon.io"
+        await k.containerd.namespaces.ensure(other, labels={LABEL_INSTANCE: "other"})
+        try:
+            await k.containerd.images(other).import_archive(k.image.archive)
+            async with admin.delete(f"{images}/{k.image.name}") as response:
+                assert response.status == 200, await response.text()
+                answer = await response.json()
+        finally:
+            await clean_namespace(k.containerd, other)
         assert answer["removed"] == [k.image.name]
         assert answer["archivesReleased"] == [k.image.name]
         assert admin_archive not in stored_archives(k)

@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 
 from kukeon.api import Cell, Kind
+from kukeon.controllers.realm import namespace_node_label
+from kukeon.runtime.containerd.containers import LABEL_REALM
 from kukeon.runtime.containerd.oci import host_architecture
 from tests.fixtures.containerd import MAKE_TEST_IMAGE
 from tests.fixtures.kukeond import Kukeond
@@ -331,3 +333,27 @@ async def test_an_unlisted_registry_on_the_node_is_not_pulled_from(
     assert isinstance(cell, Cell)
     assert cell.status.message is not None
     assert why in cell.status.message
+
+
+async def test_a_namespace_an_import_made_goes_with_its_realm(kukeond: Kukeond) -> None:
+    """An import into a realm no cell of runs on the node makes the realm's namespace there,
+    labelled as the realm's controller labels it: once the realm is deleted (its node held
+    no finalizer: no cell), the node's orphan collector purges it, images and all."""
+    k = kukeond
+    await k.apply({"kind": "Realm", "metadata": {"name": k.realm}, "spec": {}})
+    await k.wait_for(Kind.REALM, (k.realm,), state="Ready")
+    async with (
+        session(k) as http,
+        http.post(f"{API}/realms/{k.realm}/images", data=k.image.archive.read_bytes()) as r,
+    ):
+        assert r.status == 201, await r.text()
+    labels = (await k.containerd.namespaces.get(k.namespace)).labels
+    assert labels[namespace_node_label(k.config.node_name)] == "true"
+    assert labels[LABEL_REALM] == k.realm
+    await k.registry.delete(Kind.REALM, (k.realm,), cascade=True)
+    await k.wait_gone(Kind.REALM, (k.realm,))
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    await controllers.collect_orphans()
+    names = {namespace.name for namespace in await k.containerd.namespaces.list()}
+    assert k.namespace not in names

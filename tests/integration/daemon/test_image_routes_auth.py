@@ -5,7 +5,7 @@ the realm (and admins) pull, import, remove and prune; an editor of another real
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -68,7 +68,7 @@ class RecordingImports:
         return ["docker.io/library/nginx:1.27"]
 
 
-async def _ensure(namespace: str) -> None:
+async def _ensure(namespace: str, *, labels: Mapping[str, str] | None = None) -> None:
     return None
 
 
@@ -79,7 +79,8 @@ def empty_node(state_dir: Path) -> Controllers:
         containerd=SimpleNamespace(
             images=lambda namespace: images, namespaces=SimpleNamespace(ensure=_ensure)
         ),
-        settings=SimpleNamespace(state_dir=state_dir),
+        settings=SimpleNamespace(state_dir=state_dir, node_name="n1"),
+        instance="",
     )
     return cast(Controllers, SimpleNamespace(host=host, images=RecordingImports(state_dir)))
 

@@ -25,6 +25,7 @@ from kukeon.controllers.images import (
 )
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
 from kukeon.runtime.containerd.images import PendingImport, recorded_name
+from kukeon.runtime.containerd.namespaces import LABEL_INSTANCE
 
 BUSYBOX = "docker.io/library/busybox:latest"
 ARCHIVE_BLOBS = {"sha256:l1": 1000, "sha256:c0": 100, "sha256:m0": 10}
@@ -92,10 +93,14 @@ class FakeImages:
         self.blob_reads = 0
         self.gets = 0
         self.manifest_reads = 0
+        self.namespace_labels: dict[str, dict[str, str]] = {}
         self.namespaces = SimpleNamespace(list=self._namespaces)
 
     async def _namespaces(self) -> list[SimpleNamespace]:
-        return [SimpleNamespace(name=name) for name in sorted({*self.present, *self.blobs})]
+        return [
+            SimpleNamespace(name=name, labels=self.namespace_labels.get(name, {}))
+            for name in sorted({*self.present, *self.blobs})
+        ]
 
     def images(self, namespace: str) -> Images:
         return Images(self, namespace)
@@ -372,6 +377,24 @@ async def test_archives_go_when_no_namespace_holds_their_image(tmp_path: Path) -
     assert await images.archives.names() == {}
     assert list((tmp_path / "images").glob("*.tar")) == []
     assert await images.release_archives([BUSYBOX]) == []
+
+
+async def test_only_this_control_planes_namespaces_keep_its_archives(tmp_path: Path) -> None:
+    """Another control plane on the same containerd (another instance: its own state
+    directory and archive store) holding an image of the name keeps no archive here."""
+    images, containerd = provider(tmp_path)
+    images.instance = "abc123"
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(b"oci archive")
+    await images.import_archive(namespace="mine", path=archive)
+    containerd.namespace_labels["mine"] = {LABEL_INSTANCE: "abc123"}
+    containerd.present["theirs"] = {BUSYBOX}
+    containerd.namespace_labels["theirs"] = {LABEL_INSTANCE: "def456"}
+    containerd.present["default-plane"] = {BUSYBOX}  # the host's default installation's
+    assert await images.release_archives([BUSYBOX]) == []  # "mine" holds it
+    containerd.present["mine"] = set()
+    assert await images.release_archives([BUSYBOX]) == [BUSYBOX]
+    assert list((tmp_path / "images").glob("*.tar")) == []
 
 
 async def test_otherwise_it_is_pulled_saying_so_first(
