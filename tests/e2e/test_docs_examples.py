@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.api import Kind
-from tests.fixtures.containerd import MAKE_TEST_IMAGE
+from kukeon.api import Kind, Realm
+from tests.fixtures.containerd import MAKE_TEST_IMAGE, clean_namespace
 from tests.fixtures.kukectl import KUKECTL
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import cell_doc, cell_key, container
@@ -241,9 +241,15 @@ async def test_the_examples_of(doc: Path, kukeond: Kukeond, tmp_path: Path) -> N
             else:
                 assert code == example.expect, f"{where}: exit {code}, not {example.expect}:\n{out}"
     finally:
-        # Every realm the examples made, not only the fixture's, goes with its host objects.
+        # Every realm the examples made, not only the fixture's, goes with its host objects,
+        # and its containerd namespace: the node keeps a realm's namespace (its images) once
+        # its last cell there is gone, so the realm's deletion leaves it to the orphan
+        # collector's next pass, after this daemon stops (the fixture purges its own realm's).
         kukeond.realm = own_realm
+        controllers = kukeond.daemon.controllers
+        assert controllers is not None
         for realm in (await kukeond.registry.list(Kind.REALM)).items:
-            if realm.metadata.name != own_realm:
+            if realm.metadata.name != own_realm and isinstance(realm, Realm):
                 await kukeond.registry.delete(Kind.REALM, (realm.metadata.name,), cascade=True)
                 await kukeond.wait_gone(Kind.REALM, (realm.metadata.name,), within=120)
+                await clean_namespace(kukeond.containerd, controllers.host.namespace_of(realm))
