@@ -14,6 +14,12 @@ the lease was last renewed with ``fenceAfterSeconds`` (default: the lease TTL): 
 node stops its scheduler-placed cells by itself, before the scheduler can place them
 elsewhere (``nodeLeaseTtl + nodeLostTimeout``); pinned cells go on. A renewal unfences it.
 
+While another kukeond holds this node's name (the operator's ``gate`` closed,
+``kukeon.framework.converging``) the agent writes nothing of the node: no Node document
+(labels, status, heartbeat time), no heartbeat key (its lease is given up), no fencing or
+stale-copy stops: the holder's are the node's. Once the name is its own it takes a lease
+and beats again.
+
 `start_fleet` is the one call ``daemon.app`` makes: it also puts the scheduler on the
 operator as a singleton, so every kukeond can schedule and exactly one does.
 """
@@ -45,7 +51,14 @@ from kukeon.api import (
 from kukeon.controllers.cascade import CascadeDeleter, register_cascade
 from kukeon.controllers.cellsets import CellSetController, register_cellsets
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
-from kukeon.framework import EventRecorder, LeaseSession, Operator, SupervisedTask, Supervisor
+from kukeon.framework import (
+    ConvergeGate,
+    EventRecorder,
+    LeaseSession,
+    Operator,
+    SupervisedTask,
+    Supervisor,
+)
 from kukeon.framework.waits import wait_event
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.store import (
@@ -158,8 +171,11 @@ class NodeAgent:
         cells: NodeCells | None = None,
         on_runtime_change: Callable[[], None] | None = None,
         on_store_back: Callable[[], None] | None = None,
+        gate: ConvergeGate | None = None,
     ) -> None:
         self.registry = registry
+        self.gate = gate if gate is not None else ConvergeGate()
+        """Closed while another kukeond holds this node's name: nothing written then."""
         self.on_runtime_change = on_runtime_change
         """Called when containerd stops or starts answering: the controllers' resync, so
         every cell's status says so now (HostUnobservable, then Ready), not at the next
@@ -214,6 +230,18 @@ class NodeAgent:
 
     async def start(self) -> None:
         self._capacity = await read_capacity(self.config, self.containerd)
+        if self.gate.is_open():
+            await self._take_part()
+        else:  # another kukeond's node: the loop takes part once the name is ours
+            self._labels_owed = True
+        self._task = self._supervisor.start("kukeon-node-heartbeat", self._run, component=FLEET)
+        if self.cells is not None:
+            self._fencing = self._supervisor.start(
+                "kukeon-node-fencing", self._watch_fencing, component=FLEET
+            )
+
+    async def _take_part(self) -> None:
+        """Register, stop the stale copies, take the lease and beat (the start's steps)."""
         # A Node document that cannot be decoded does not stop the start: the node serves,
         # runs its cells and says why on /readyz until the document is fixed or deleted.
         # Nor does a full etcd (it takes reads and deletes, so the API is worth serving):
@@ -245,11 +273,6 @@ class NodeAgent:
                 self.node_name,
                 full,
             )
-        self._task = self._supervisor.start("kukeon-node-heartbeat", self._run, component=FLEET)
-        if self.cells is not None:
-            self._fencing = self._supervisor.start(
-                "kukeon-node-fencing", self._watch_fencing, component=FLEET
-            )
 
     def holds_lease(self) -> bool:
         """Whether this node's heartbeat lease is held now: taken, its key written, and not
@@ -269,6 +292,8 @@ class NodeAgent:
         period = min(1.0, self.fence_after / FENCE_CHECKS_PER_PERIOD)
         while True:
             await asyncio.sleep(period)
+            if not self.gate.is_open():  # not this process's node to fence or bring back
+                continue
             step = fence_step(
                 silent_for=self.silent_for(), fence_after=self.fence_after, fenced=self.fenced
             )
@@ -441,7 +466,10 @@ class NodeAgent:
         """A beat, unless this node's Node document cannot be decoded: then nothing is
         written, and /readyz and the log say why (``_document_readable``) until a beat of
         the heartbeat loop can read it again. No reason to stop a start, nor is a full
-        etcd (the loop's next beat writes it)."""
+        etcd (the loop's next beat writes it). Nothing while another kukeond holds the
+        node's name: its Node is that one's to write."""
+        if not self.gate.is_open():
+            return
         try:
             await self.beat()
         except InvalidStoredDocument:
@@ -510,6 +538,9 @@ class NodeAgent:
         failures = unreported = 0
         reported_at = -HEARTBEAT_LOG_INTERVAL
         while True:
+            if not self.gate.is_open():
+                await self._stand_aside()
+                continue
             session = self._session  # None: none taken yet (etcd was full at the start)
             if failures:
                 await asyncio.sleep(heartbeat_retry_delay(failures))
@@ -565,6 +596,22 @@ class NodeAgent:
                 if self.on_store_back is not None:
                     self.on_store_back()
 
+    async def _stand_aside(self) -> None:
+        """Another kukeond holds the node's name: give up the heartbeat lease (its key
+        goes with it, unless the holder's lease holds it) and wait for the name. The next
+        beat after takes a new lease and writes the Node (its labels too)."""
+        session, self._session = self._session, None
+        if session is not None:
+            log.warning(
+                "node %s: another kukeond holds the node name: not beating (the Node and "
+                "its heartbeat are that one's) until the name is this one's again",
+                self.node_name,
+            )
+            await session.close(revoke=True)
+        self._labels_owed = True
+        await self.gate.wait_open()
+        log.info("node %s: the node name is this one's again: beating", self.node_name)
+
     async def stop(self) -> None:
         if self._fencing is not None:
             await self._fencing.stop()
@@ -603,11 +650,14 @@ async def start_fleet(
 ) -> Fleet:
     """Register this node, start its heartbeat and put the scheduler on ``op``.
 
-    Called before ``op.start()`` (singletons must be registered before the start).
+    Called before ``op.start()`` (singletons must be registered before the start). It
+    claims the node name first (``Operator.claim_node_name``): displaced by another live
+    kukeond, the agent writes nothing of the node until the name is its own.
     ``cells`` (the controllers' ``departures``) have their stale copies stopped before the
     node reports Ready, and are fenced when the lease cannot be renewed. ``recorder``
     takes the cell set controller's Events.
     """
+    await op.claim_node_name()
     scheduler = Scheduler(
         registry=registry,
         node_name=config.node_name,
@@ -630,6 +680,7 @@ async def start_fleet(
         cells=cells,
         on_runtime_change=op.resync,
         on_store_back=op.resync,
+        gate=op.gate,
     )
     scheduler.heartbeats.holds_own_lease = agent.holds_lease
     await agent.start()
