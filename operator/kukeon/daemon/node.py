@@ -683,5 +683,9 @@ async def start_fleet(
         gate=op.gate,
     )
     scheduler.heartbeats.holds_own_lease = agent.holds_lease
-    await agent.start()
+    try:
+        await agent.start()
+    except BaseException:
+        await op.stop()  # the name's claim taken above ends with the failed start
+        raise
     return Fleet(agent=agent, scheduler=scheduler)

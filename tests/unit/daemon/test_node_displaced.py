@@ -11,10 +11,13 @@ import asyncio
 from types import SimpleNamespace
 from typing import cast
 
+import pytest
+
 from kukeon.daemon import node
 from kukeon.daemon.config import DaemonConfig
-from kukeon.framework import ConvergeGate, LeaseSession
+from kukeon.framework import ConvergeGate, LeaseSession, Operator, Settings
 from kukeon.store import Registry
+from tests.unit.framework.fakes import FakeStore
 
 
 async def test_a_displaced_agent_gives_up_its_lease_and_beats_once_the_name_is_back() -> None:
@@ -67,3 +70,34 @@ async def test_a_displaced_agent_gives_up_its_lease_and_beats_once_the_name_is_b
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_failed_fleet_start_ends_the_name_claim_it_took(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """start_fleet claims the node name before the agent starts; a start that fails then
+    ends that claim (revoked, not left to expire with a task nobody stops)."""
+    store = FakeStore()
+    op = Operator(store, settings=Settings(node_name="n-failed"), peering=False)
+    claimed: list[str] = []
+
+    async def claim() -> None:
+        claimed.append("claim")
+
+    async def stop(*, release_leases: bool = True) -> None:
+        claimed.append("stop")
+
+    async def refuse(self: node.NodeAgent) -> None:
+        raise RuntimeError("etcd went away")
+
+    monkeypatch.setattr(op, "claim_node_name", claim)
+    monkeypatch.setattr(op, "stop", stop)
+    monkeypatch.setattr(node.NodeAgent, "start", refuse)
+    with pytest.raises(RuntimeError, match="etcd went away"):
+        await node.start_fleet(
+            op,
+            registry=cast(Registry, SimpleNamespace(key_prefix="/kukeon-test")),
+            config=DaemonConfig(node_name="n-failed"),
+            containerd=None,
+        )
+    assert claimed == ["claim", "stop"]
