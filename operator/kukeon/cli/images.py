@@ -298,7 +298,10 @@ def image_prune(ctx: click.Context, realm: str, node: str | None) -> None:
         for name in removed:
             click.echo(f"image/{name} removed from {_where(realm, node)}")
         for name in listed(answer, "kept", f"POST {pruning}", optional=True):
-            click.echo(f"image/{name} kept: imported by an admin, only an admin removes it")
+            click.echo(
+                f"image/{name} kept: imported by an admin (or before kukeon recorded who "
+                "imported it), only an admin removes it"
+            )
         if not removed:
             click.echo(f"no unused images in {_where(realm, node)}")
 

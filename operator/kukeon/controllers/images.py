@@ -47,29 +47,45 @@ from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_databas
 from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs, write_private_text
 
 IMPORTED_BY_LABEL = "kukeon.io/imported-by"
-"""The image record's label saying who imported it: `ADMIN_IMPORT` or `EDITOR_IMPORT`.
-Records written before the label (and pulls) have none."""
+"""The image record's label saying where it came from: `ADMIN_IMPORT`, `EDITOR_IMPORT` or
+`PULLED`. Records written before the label have none (`owned_by_admin`)."""
 ADMIN_IMPORT = "admin"
 """An admin's `kukectl image import`, or an import from the node's archive store (which
 holds only admins' archives): a realm editor may not remove or replace it."""
 EDITOR_IMPORT = "editor"
 """A realm editor's import."""
+PULLED = "registry"
+"""A pull (`kukectl image pull`, or the node's for a cell): the realm's editors remove it."""
 
 
-def imported_by_admin(labels: Mapping[str, str]) -> bool:
-    return labels.get(IMPORTED_BY_LABEL) == ADMIN_IMPORT
+def owned_by_admin(labels: Mapping[str, str]) -> bool:
+    """Whether a realm editor must leave the record be (not remove, prune or replace it):
+    an admin's import, and a record that does not say where it came from, since an import
+    before records said so may have been an admin's (an admin removes it)."""
+    return labels.get(IMPORTED_BY_LABEL) not in {EDITOR_IMPORT, PULLED}
+
+
+def admin_owner_reason(labels: Mapping[str, str]) -> str:
+    """Why `owned_by_admin` holds for a record with these labels, as a message says it."""
+    if labels.get(IMPORTED_BY_LABEL) == ADMIN_IMPORT:
+        return f"was imported by an admin ({IMPORTED_BY_LABEL}={ADMIN_IMPORT})"
+    return (
+        f"does not say who imported it (no {IMPORTED_BY_LABEL} label of an editor's import "
+        "or a pull: imported before kukeon recorded it), so it is taken for an admin's"
+    )
 
 
 class AdminImageError(Exception):
-    """A realm editor's import would replace images an admin imported into the realm."""
+    """A realm editor's import or pull would replace images that are an admin's (`owned`:
+    each name, and why, `admin_owner_reason`)."""
 
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, owned: Mapping[str, str]) -> None:
+        told = "; ".join(f"image {name!r} of this realm {why}" for name, why in owned.items())
         super().__init__(
-            f"image(s) {', '.join(repr(n) for n in names)} of this realm were imported by an "
-            "admin; a realm editor may not replace them (import under another name, or ask "
-            "an admin)"
+            f"{told}: a realm editor may not replace it (import or pull under another "
+            "name, or ask an admin)"
         )
-        self.names = list(names)
+        self.names = list(owned)
 
 
 class ImageStorageLimits(NamedTuple):
@@ -345,8 +361,9 @@ class ImageProvider:
         The node's archive store answers every realm's cells before a registry does, so an
         archive kept there decides what another realm runs under that name: only an admin's
         import is shared; a realm editor's stays in its realm's namespace. Each record says
-        which it was (`IMPORTED_BY_LABEL`); an editor's import that would repoint a record an
-        admin imported is refused whole (`AdminImageError`), before anything is written.
+        which it was (`IMPORTED_BY_LABEL`); an editor's import that would repoint a record
+        that is an admin's (`owned_by_admin`) is refused whole (`AdminImageError`), before
+        anything is written.
 
         ``realm_limit`` is the realm's `spec.quota.imageStorageBytes` (None: unset, so
         `storage.realm`; 0: none): an import whose blobs the namespace does not hold yet
@@ -357,14 +374,7 @@ class ImageProvider:
 
         async def check(pending: PendingImport) -> None:
             if not share:
-                owned = [
-                    name
-                    for name in pending.names
-                    if (found := await self._record(namespace, name)) is not None
-                    and imported_by_admin(found.labels)
-                ]
-                if owned:
-                    raise AdminImageError(owned)
+                await self._refuse_admins(namespace, pending.names)
             await self._check_room(namespace, pending.blobs, limits)
 
         async with self._room if limits != NO_IMAGE_STORAGE_LIMITS else contextlib.nullcontext():
@@ -373,6 +383,18 @@ class ImageProvider:
                 images = await service.import_archive(path, labels=label, before_write=check)
                 return [image.name for image in images]
             return await self._import_shared(namespace, path, check)
+
+    async def _refuse_admins(self, namespace: str, names: Sequence[str]) -> None:
+        """Refuse a realm editor's writing of these image names (`AdminImageError`) when
+        the namespace records one of them as an admin's (`owned_by_admin`)."""
+        owned = {
+            name: admin_owner_reason(found.labels)
+            for name in names
+            if (found := await self._record(namespace, name)) is not None
+            and owned_by_admin(found.labels)
+        }
+        if owned:
+            raise AdminImageError(owned)
 
     async def _import_shared(
         self, namespace: str, path: Path, check: Callable[[PendingImport], Awaitable[None]]
@@ -505,17 +527,22 @@ class ImageProvider:
         image: str,
         credentials: Sequence[RegistryCredential],
         realm_limit: int | None = None,
+        editor: bool = False,
     ) -> str:
         """Pull `image` from its registry into `namespace` (again, if it is there: a tag may
         have moved), as `kukectl image pull` asks; returns the name it is recorded under.
         ``realm_limit`` as `import_archive`'s: a pull past a limit is refused
-        (`ImageStorageExceededError`) before any layer is fetched."""
+        (`ImageStorageExceededError`) before any layer is fetched. A realm `editor`'s pull
+        of a name whose record is an admin's is refused (`AdminImageError`), as its import
+        would be, before anything is fetched."""
         try:
             reference = parse_reference(image)
         except InvalidReferenceError as error:
             raise InvalidImageReferenceError(
                 image, f"not a valid image reference: {error}"
             ) from error
+        if editor:
+            await self._refuse_admins(namespace, [str(reference)])
         try:
             result = await self._pull(namespace, reference, credentials, realm_limit)
         except ImageStorageExceededError:
@@ -549,6 +576,7 @@ class ImageProvider:
                 credentials=credentials,
                 insecure_registries=self.insecure_registries,
                 before_fetch=check if limited else None,
+                labels={IMPORTED_BY_LABEL: PULLED},
             )
 
     async def _import_kept(self, namespace: str, image: str, realm_limit: int | None) -> None:

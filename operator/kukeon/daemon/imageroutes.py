@@ -14,12 +14,14 @@ DELETE .../realms/{realm}/images/{image}[?force=true] remove the image's record
 POST   .../realms/{realm}/images/prune               remove every image no cell of the realm names
 ```
 
-Writing routes need an editor of the realm (or admin). An image record says who imported it
-(``importedBy``: ``admin`` or ``editor``, from the record's ``kukeon.io/imported-by``
-label; none for a pull or a record written before the label): what an admin imported into
-a realm (or the node's archive store imported for it) is the admin's, as a registry's
-repository is its owner's, so a realm editor may not remove it (``403`` naming it), prune
-skips it for an editor (``kept``), and an editor's import may not replace it (``403``).
+Writing routes need an editor of the realm (or admin). An image record says where it came
+from (``importedBy``: ``admin`` or ``editor`` for an import, ``registry`` for a pull, from
+the record's ``kukeon.io/imported-by`` label; none for a record written before the label):
+what an admin imported into a realm (or the node's archive store imported for it) is the
+admin's, as a registry's repository is its owner's, and so is a record without the label
+(it may be an admin's import): a realm editor may not remove it (``403`` naming it), prune
+skips it for an editor (``kept``), and an editor's import or pull may not replace it
+(``403``).
 Only an admin's removal or prune frees the node's archive store. ``{image}`` is the name
 as given to a cell (``busybox``, ``docker.io/library/busybox:latest``): what it normalises
 to is tried too. Removing deletes the image's record under each of those names it has (an import
@@ -69,8 +71,9 @@ from kukeon.controllers.images import (
     ImageStorageExceededError,
     ImageUnavailableError,
     InvalidImageReferenceError,
-    imported_by_admin,
+    admin_owner_reason,
     name_candidates,
+    owned_by_admin,
     realm_image_quota,
 )
 from kukeon.controllers.realm import realm_namespace_labels
@@ -365,9 +368,7 @@ class ImageRoutes:
             except ImageStorageExceededError as error:
                 raise _no_room(realm, error) from None
             except AdminImageError as error:
-                raise ApiError(
-                    403, f"Forbidden: {error}", name=error.names[0], kind="Image"
-                ) from None
+                raise _admins(error) from None
             except ImageNameNotReferenceError as error:
                 raise _not_references(error) from None
             except InvalidImageArchiveError as error:
@@ -410,9 +411,12 @@ class ImageRoutes:
                 image=image,
                 credentials=credentials,
                 realm_limit=realm_image_quota(found),
+                editor=principal_of(request).role != Role.ADMIN,
             )
         except ImageStorageExceededError as error:
             raise _no_room(realm_name, error) from None
+        except AdminImageError as error:
+            raise _admins(error) from None
         except InvalidImageReferenceError as error:
             raise ApiError(
                 400, str(error), causes=[Cause("image", "not a valid image reference")]
@@ -438,14 +442,14 @@ class ImageRoutes:
         # Every spelling goes: one left behind is what a cell naming the image finds.
         records = await self._records(realm, namespace, request.match_info["image"])
         names = [record.name for record in records]
-        owned = [record.name for record in records if imported_by_admin(record.labels)]
+        owned = [record for record in records if owned_by_admin(record.labels)]
         if owned and not admin:
             raise ApiError(
                 403,
-                f"Forbidden: image {owned[0]!r} of realm {realm} was imported by an admin "
-                f"({IMPORTED_BY_LABEL}=admin): only an admin removes it (its archive is kept "
-                "for the node's realms)",
-                name=owned[0],
+                f"Forbidden: image {owned[0].name!r} of realm {realm} "
+                f"{admin_owner_reason(owned[0].labels)}: only an admin removes it (its "
+                "archive, if the node keeps one, serves the node's realms)",
+                name=owned[0].name,
                 kind="Image",
             )
         cells = await self._realm_cells(realm)
@@ -489,7 +493,7 @@ class ImageRoutes:
             raise _unavailable(realm, error) from error
         unnamed = [image for image in images if not cells_naming(cells, image.name)]
         # An editor's prune leaves what an admin imported (only an admin removes it).
-        kept = sorted(i.name for i in unnamed if not admin and imported_by_admin(i.labels))
+        kept = sorted(i.name for i in unnamed if not admin and owned_by_admin(i.labels))
         unused = sorted(i.name for i in unnamed if i.name not in kept)
         removed: list[str] = []
         try:
@@ -504,6 +508,11 @@ class ImageRoutes:
         return web.json_response(
             {"realm": realm, "removed": removed, "kept": kept, "archivesReleased": released}
         )
+
+
+def _admins(error: AdminImageError) -> ApiError:
+    """403: a realm editor's import or pull would replace an admin's image."""
+    return ApiError(403, f"Forbidden: {error}", name=error.names[0], kind="Image")
 
 
 def _not_an_archive(why: str) -> ApiError:

@@ -1,7 +1,9 @@
 """Who may undo an image import: a real kukeond over TLS, its admin and an editor of the
 realm. What an admin imported into a realm is the admin's: the editor may not remove it,
-prune it or import over it (403 naming it), and its archive stays in the node's store; the
-editor's own imports are the editor's; an image a cell names is refused (409) unless forced.
+prune it, import or pull over it (403 naming it), and its archive stays in the node's store;
+so is a record that does not say who imported it (written before records said so); the
+editor's own imports are the editor's, pulls the realm's; an image a cell names is refused
+(409) unless forced.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from tests.fixtures.tlskukeond import (  # noqa: F401 - the fixture
     image_archive,
     tls_kukeond,
 )
+from tests.integration.containerd.test_pull_registry import (  # noqa: F401 - fixtures
+    Registry,
+    registry,
+    test_image,
+)
 from tests.integration.controllers.helpers import cell_doc
+from tests.integration.daemon.test_image_routes import realm_with_credentials
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +131,69 @@ async def test_an_image_a_cell_names_is_kept_unless_forced(
         async with editor.delete(f"{images}/{OWN}", params={"force": "true"}) as response:
             assert response.status == 200, await response.text()
             assert (await response.json())["usedBy"] == ["s1/st1/user"]
+
+
+async def test_an_image_that_does_not_say_who_imported_it_is_the_admins(
+    tls_kukeond: TlsKukeond,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """A record without the owner label (an import or a pull before kukeon wrote it) may
+    have been an admin's import: an editor may not remove, prune or replace it."""
+    node = tls_kukeond
+    k = node.k
+    await k.hierarchy()
+    images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
+    old = image_archive(tmp_path, OWN)
+    await k.containerd.images(k.namespace).import_archive(old)  # as kukeond did before
+    async with node.session("editor") as editor, node.session("admin") as admin:
+        async with editor.get(f"{images}/{OWN}") as response:
+            assert (await response.json())["importedBy"] is None
+        async with editor.delete(f"{images}/{OWN}") as response:
+            assert response.status == 403, await response.text()
+            status = await response.json()
+        assert "does not say who imported it" in status["message"]
+        assert "only an admin removes it" in status["message"]
+        assert status["details"]["name"] == OWN
+        async with editor.post(images, data=old.read_bytes()) as response:
+            assert response.status == 403, await response.text()
+            assert OWN in (await response.json())["message"]
+        async with editor.post(f"{images}/prune") as response:
+            pruned = await response.json()
+        assert pruned["kept"] == sorted([k.image.name, OWN])
+        assert pruned["removed"] == []
+        async with admin.delete(f"{images}/{OWN}") as response:
+            assert response.status == 200, await response.text()
+
+
+@pytest.mark.kukeond_config(insecure_registries=["127.0.0.1"])
+async def test_an_editors_pull_is_the_realms_and_replaces_no_admins_import(
+    tls_kukeond: TlsKukeond,  # noqa: F811 - the fixture imported above
+    registry: Registry,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    node = tls_kukeond
+    k = node.k
+    await realm_with_credentials(k, registry)
+    images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
+    pull = {"image": registry.reference}
+    async with node.session("editor") as editor, node.session("admin") as admin:
+        async with editor.post(f"{images}/pull", params=pull) as response:
+            assert response.status == 201, await response.text()
+            assert (await response.json())["importedBy"] == "registry"
+        async with editor.delete(f"{images}/{registry.reference}") as response:
+            assert response.status == 200, await response.text()
+
+        # The admin imports that name: the editor's pull would replace the admin's image.
+        archive = image_archive(tmp_path, registry.reference, stop_signal="SIGINT")
+        async with admin.post(images, data=archive.read_bytes()) as response:
+            assert response.status == 201, await response.text()
+        async with editor.get(f"{images}/{registry.reference}") as response:
+            imported = await response.json()
+        assert imported["importedBy"] == "admin"
+        async with editor.post(f"{images}/pull", params=pull) as response:
+            assert response.status == 403, await response.text()
+            status = await response.json()
+        assert "imported by an admin" in status["message"]
+        assert status["details"]["name"] == registry.reference
+        async with editor.get(f"{images}/{registry.reference}") as response:
+            assert (await response.json())["digest"] == imported["digest"]

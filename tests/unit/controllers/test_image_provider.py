@@ -22,6 +22,7 @@ from kukeon.controllers.images import (
     ImageUnavailableError,
     InvalidImageReferenceError,
     name_candidates,
+    owned_by_admin,
 )
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
 from kukeon.runtime.containerd.images import PendingImport, recorded_name
@@ -139,6 +140,7 @@ def pulls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
             await before_fetch(SimpleNamespace(blob_sizes=lambda: dict(PULLED_BLOBS)))
         pulled.append((namespace, str(reference)))
         containerd.present.setdefault(namespace, set()).add(str(reference))
+        containerd.labels[(namespace, str(reference))] = dict(kwargs.get("labels") or {})
         return SimpleNamespace(name=str(reference))
 
     async def user_database(content: Any, layers: Any) -> tuple[str | None, str | None]:
@@ -315,6 +317,56 @@ async def test_each_record_says_who_imported_it_and_an_editor_replaces_no_admins
     await images.import_archive(namespace="a", path=archive)
     assert containerd.labels[("a", BUSYBOX)] == {IMPORTED_BY_LABEL: "admin"}
     assert pulls == []
+
+
+@pytest.mark.parametrize(
+    ("labels", "admins"),
+    [
+        ({IMPORTED_BY_LABEL: "admin"}, True),
+        ({IMPORTED_BY_LABEL: "editor"}, False),
+        ({IMPORTED_BY_LABEL: "registry"}, False),
+        # Written before records said where they came from: maybe an admin's import.
+        ({}, True),
+        ({"other": "x"}, True),
+        ({IMPORTED_BY_LABEL: "someone"}, True),
+    ],
+)
+def test_a_record_that_does_not_say_where_it_came_from_is_the_admins(
+    labels: dict[str, str], admins: bool
+) -> None:
+    assert owned_by_admin(labels) is admins
+
+
+async def test_an_editor_replaces_no_unlabelled_record_and_pulls_are_the_realms(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    images, containerd = provider(tmp_path)
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(b"oci archive")
+    # A record from before the label (an import, or a pull): an editor replaces it not.
+    containerd.present["a"] = {BUSYBOX}
+    with pytest.raises(AdminImageError, match="does not say who imported it") as refused:
+        await images.import_archive(namespace="a", path=archive, share=False)
+    assert refused.value.names == [BUSYBOX]
+    with pytest.raises(AdminImageError, match="taken for an admin's"):
+        await images.pull(namespace="a", image="busybox", credentials=(), editor=True)
+    assert containerd.imported == []
+    assert pulls == []
+    assert containerd.labels.get(("a", BUSYBOX)) is None
+    # An admin's pull over it: the record is the registry's from then on, an editor's
+    # pull again (a tag may have moved) is allowed.
+    assert await images.pull(namespace="a", image="busybox", credentials=()) == BUSYBOX
+    assert containerd.labels[("a", BUSYBOX)] == {IMPORTED_BY_LABEL: "registry"}
+    await images.pull(namespace="a", image="busybox", credentials=(), editor=True)
+    # A cell's pull is labelled the same.
+    await images.ensure(namespace="b", image="busybox", credentials=())
+    assert containerd.labels[("b", BUSYBOX)] == {IMPORTED_BY_LABEL: "registry"}
+    assert pulls == [("a", BUSYBOX), ("a", BUSYBOX), ("b", BUSYBOX)]
+    # Over an admin's import, an editor's pull is refused before anything is fetched.
+    await images.import_archive(namespace="c", path=archive)
+    with pytest.raises(AdminImageError, match=r"imported by an admin \(kukeon.io/imported-by"):
+        await images.pull(namespace="c", image="busybox", credentials=(), editor=True)
+    assert len(pulls) == 3
 
 
 async def test_an_import_past_a_storage_limit_is_refused_before_anything_is_written(

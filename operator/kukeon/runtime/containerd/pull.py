@@ -11,7 +11,7 @@ fetched twice and layers already unpacked are not applied twice.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from kukeon.runtime.containerd.client import DEFAULT_SNAPSHOTTER, ContainerdClient
@@ -49,6 +49,7 @@ async def pull_image(
     platform: Platform | None = None,
     registry: RegistryClient | None = None,
     before_fetch: Callable[[ResolvedImage], Awaitable[None]] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> PullResult:
     """Pull ``reference`` into ``namespace``; the image is named by its normalised form.
 
@@ -58,6 +59,7 @@ async def pull_image(
     A ``registry`` client may be passed to share its connections and tokens across pulls.
     ``before_fetch`` is awaited with the resolved image (its manifest read, nothing
     stored): raising there refuses the pull, leaving nothing of it in containerd.
+    ``labels`` go on the image record (replacing those keys of a record already there).
     """
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     images = client.images(namespace, snapshotter=snapshotter)
@@ -79,7 +81,7 @@ async def pull_image(
             digest=pulled.target.digest,
             size=pulled.target.size,
         )
-        image = await images.put(pulled.name, target=target, lease=lease)
+        image = await images.put(pulled.name, target=target, labels=labels, lease=lease)
     chain_id = await images.unpack(image.name) if unpack else None
     return PullResult(image=image, pulled=pulled, chain_id=chain_id)
 
