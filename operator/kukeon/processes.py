@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +48,13 @@ _PROGRAM_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kukeon
 
 
 def _start(
-    argv: list[str], env: dict[str, str] | None, with_stdin: bool, cwd: Path | None
+    argv: list[str],
+    env: dict[str, str] | None,
+    with_stdin: bool,
+    cwd: Path | None,
+    started: Callable[[int], None] | None,
 ) -> Popen[bytes]:
-    return Popen(
+    process = Popen(
         argv,
         cwd=cwd,
         stdin=PIPE if with_stdin else DEVNULL,
@@ -59,6 +63,9 @@ def _start(
         env=env,
         start_new_session=True,
     )
+    if started is not None:
+        started(process.pid)
+    return process
 
 
 async def run_program(
@@ -67,9 +74,13 @@ async def run_program(
     stdin: bytes | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> Finished:
     """Run ``argv`` with ``stdin`` (none: ``/dev/null``) in ``cwd`` (none: ours),
     collecting stdout and stderr.
+
+    ``started`` is called with the program's pid as soon as it runs, on the thread that
+    started it (``nfttable`` tells its own ``nft`` from others' by it).
 
     When the caller is cancelled (bound it with ``asyncio.timeout``), the program and its
     process group are killed (SIGKILL) and reaped before the cancellation goes on.
@@ -78,7 +89,7 @@ async def run_program(
     loop = asyncio.get_running_loop()
     starting = loop.run_in_executor(
         _PROGRAM_THREADS, _start, list(argv), dict(env) if env is not None else None,
-        stdin is not None, cwd,
+        stdin is not None, cwd, started,
     )  # fmt: skip
     try:
         # Shielded: a start cancelled halfway has still forked; it is killed below.

@@ -96,3 +96,10 @@ def test_runs_as_reads_every_user_id_of_the_process() -> None:
     assert runs_as(me, os.geteuid())
     assert not runs_as(me, os.geteuid() + 1)
     assert not runs_as(2**22 + 1, os.geteuid())  # above any pid_max: no such process
+
+
+async def test_started_is_told_the_pid_before_the_program_ends() -> None:
+    """``nfttable`` tells its own nft's kernel notices from others' by this pid."""
+    seen: list[int] = []
+    finished = await run_program(["sh", "-c", "echo $$"], started=lambda pid: seen.append(pid))
+    assert seen == [int(finished.stdout)]

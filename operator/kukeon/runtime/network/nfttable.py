@@ -4,12 +4,19 @@ nft applies a batch in one transaction, so a change is never half made. A cancel
 (its reconcile was, kukeond is stopping) kills nft and reaps it (``run_program``).
 ``egress`` (a space's egress chains and masquerade) and ``ports`` (cells' published ports)
 each keep their own table through one of these.
+
+Every ``nft`` started here is noted by its pid (:func:`started_here`): the kernel's
+notifications of a change carry the netlink port id of the process that made it, which for
+the ``nft`` command is its pid, so ``nftwatch`` tells kukeond's own changes of its table
+from anybody else's (a ``flush ruleset``) without listing anything.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -17,6 +24,30 @@ from kukeon.processes import run_program
 from kukeon.runtime.network.errors import HostPrerequisiteError, NetworkError, NftError
 
 FAMILY: Final = "inet"
+OWN_PID_SECONDS: Final = 120.0
+"""How long a pid of an ``nft`` started here counts as kukeond's: longer than its notices
+can wait to be read (a restore round, 30 s, and its pause, 60 s at most). The kernel hands
+pids out in turn, so one comes back only after all of them (``pid_max``, 32768 at least)
+were used: minutes even at a few hundred processes started a second."""
+
+_own_pids: dict[int, float] = {}
+_own_lock = threading.Lock()
+
+
+def _note_own(pid: int) -> None:
+    """Called on the thread that started ``nft``, before it can have changed anything."""
+    now = time.monotonic()
+    with _own_lock:
+        _own_pids[pid] = now
+        for old in [p for p, at in _own_pids.items() if now - at > OWN_PID_SECONDS]:
+            del _own_pids[old]
+
+
+def started_here(pid: int) -> bool:
+    """Whether ``pid`` is an ``nft`` this process started (in the last ``OWN_PID_SECONDS``)."""
+    with _own_lock:
+        at = _own_pids.get(pid)
+    return at is not None and time.monotonic() - at <= OWN_PID_SECONDS
 
 
 class NftTable:
@@ -63,7 +94,9 @@ class NftTable:
     async def _exec(self, args: Sequence[str], stdin: str | None) -> tuple[int, str, str]:
         try:
             finished = await run_program(
-                [self.nft_binary, *args], stdin=stdin.encode() if stdin is not None else None
+                [self.nft_binary, *args],
+                stdin=stdin.encode() if stdin is not None else None,
+                started=_note_own,
             )
         except FileNotFoundError as error:
             raise HostPrerequisiteError(
