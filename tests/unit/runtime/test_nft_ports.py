@@ -387,6 +387,8 @@ def test_at_start_unguarded_bridges_left_open_are_closed(
         "nftables": [
             {"set": {"table": "t", "name": "bridges", "elem": ["kk-old", "kk-pub", "kk-shut"]}},
             {"set": {"table": "t", "name": BRIDGE_SET, "elem": ["kk-pub"]}},
+            {"chain": {"table": "t", "name": GUARD_CHAIN}},
+            *[{"rule": {"table": "t", "chain": GUARD_CHAIN, "expr": [{"drop": None}]}}] * 2,
         ]
     }
     sysctl = tmp_path / "conf"
@@ -405,3 +407,35 @@ def test_at_start_unguarded_bridges_left_open_are_closed(
     }
     # kk-pub publishes to loopback (guarded); lo is no bridge of the table.
     assert settings == {"kk-old": "0", "kk-pub": "1", "lo": "1"}
+
+
+def test_a_guard_that_lost_a_rule_or_a_table_that_went_guards_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """After a ruleset flush the table is gone, and with it the guard and the set of the
+    node's bridges: the bridges named by the caller (its spaces) are closed all the same."""
+    guard_rule = {"rule": {"table": "t", "chain": GUARD_CHAIN, "expr": [{"drop": None}]}}
+    whole = [
+        {"chain": {"table": "t", "name": GUARD_CHAIN}},
+        {"set": {"table": "t", "name": BRIDGE_SET, "elem": ["kk-pub"]}},
+        guard_rule,
+        guard_rule,
+    ]
+    assert parse_ports_table({"nftables": whole}).guarded == {"kk-pub"}
+    assert not parse_ports_table({"nftables": whole[:-1]}).guarded  # one drop left
+    sysctl = tmp_path / "conf"
+    for bridge in ("kk-pub", "kk-other"):
+        (sysctl / bridge).mkdir(parents=True)
+        (sysctl / bridge / "route_localnet").write_text("1\n")
+    monkeypatch.setattr(ports_module, "_SYSCTL_DIR", sysctl)
+    listings: list[dict[str, Any] | None] = [{"nftables": whole}, None]
+
+    async def listing_of(_self: NftPorts) -> dict[str, Any] | None:
+        return listings.pop(0)
+
+    monkeypatch.setattr(NftPorts, "_list", listing_of)
+    ports = NftPorts(table="t")
+    assert asyncio.run(ports.close_unguarded(["kk-pub", "kk-gone"])) == []
+    assert asyncio.run(ports.close_unguarded(["kk-pub", "kk-gone"])) == ["kk-pub"]
+    assert (sysctl / "kk-pub" / "route_localnet").read_text() == "0\n"
+    assert (sysctl / "kk-other" / "route_localnet").read_text() == "1\n"  # not named

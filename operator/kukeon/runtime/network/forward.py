@@ -11,8 +11,9 @@ per cell: two rules, marked with the comment ``kukeon <bridge>``::
 
 They only lift iptables' own verdict: the space's egress chain in kukeon's nft table still
 drops what its policy denies (every base chain on a hook must accept a packet). They are
-checked at the space's first ensure in a daemon's life (two ``iptables -C``), made when
-missing, and removed with the space's network.
+checked at the space's first ensure in a daemon's life (two ``iptables -C``), and again
+after the node found its nft table changed behind its back (``forget``: a ruleset flush
+takes iptables' rules too), made when missing, and removed with the space's network.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ class ForwardAccepts:
                 added = True
             self._made.add(bridge)
         return added
+
+    def forget(self) -> None:
+        """Check every bridge's accepts again at its next ``allow`` (a ruleset flush took
+        iptables' rules with kukeon's nft table)."""
+        self._made.clear()
 
     async def remove(self, bridge: str) -> bool:
         """Delete every FORWARD rule marked for ``bridge``; whether there was one."""

@@ -204,6 +204,10 @@ _IIF_KUKEON = _equals({"meta": {"key": "iifname"}}, f"@{BRIDGE_SET}")
 _OIF_KUKEON = _equals({"meta": {"key": "oifname"}}, f"@{BRIDGE_SET}")
 _TO_LOCAL = _equals({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
 
+_GUARD_RULES = (
+    [_IIF_KUKEON, _equals(_ip("saddr"), _loopback()), {"drop": None}],
+    [_IIF_KUKEON, _equals(_ip("daddr"), _loopback()), {"drop": None}],
+)
 _BASE_CHAINS: tuple[tuple[str, str, str, int, tuple[list[dict[str, Any]], ...]], ...] = (
     (PREROUTING_CHAIN, "nat", "prerouting", -100, ([_TO_LOCAL, {"jump": {"target": DNAT_CHAIN}}],)),
     (OUTPUT_CHAIN, "nat", "output", -100, ([_TO_LOCAL, {"jump": {"target": DNAT_CHAIN}}],)),
@@ -217,16 +221,7 @@ _BASE_CHAINS: tuple[tuple[str, str, str, int, tuple[list[dict[str, Any]], ...]],
             [_DNAT_STATUS, _IIF_KUKEON, _OIF_KUKEON, {"masquerade": None}],
         ),
     ),
-    (
-        GUARD_CHAIN,
-        "filter",
-        "prerouting",
-        -300,
-        (
-            [_IIF_KUKEON, _equals(_ip("saddr"), _loopback()), {"drop": None}],
-            [_IIF_KUKEON, _equals(_ip("daddr"), _loopback()), {"drop": None}],
-        ),
-    ),
+    (GUARD_CHAIN, "filter", "prerouting", -300, _GUARD_RULES),
 )
 """name, type, hook, priority and rules of each hooked chain."""
 
@@ -279,6 +274,14 @@ class PortsTable:
     """The bridges of ``ports_bridges``: those ``ports-guard`` protects."""
     space_bridges: frozenset[str] = frozenset()
     """Every space bridge of the table (the egress chains' set): the node's bridges."""
+    guard_drops: int = 0
+    """How many drop rules ``ports-guard`` holds (both of them: the guard is whole)."""
+
+    @property
+    def guarded(self) -> frozenset[str]:
+        """The bridges ``ports-guard`` really protects: none when the chain lost a rule."""
+        whole = GUARD_CHAIN in self.chains and self.guard_drops >= len(_GUARD_RULES)
+        return self.bridges if whole else frozenset()
 
     def cell_chains(self) -> frozenset[str]:
         return frozenset(c for c in self.chains if c.startswith(CELL_CHAIN_PREFIX))
@@ -297,6 +300,7 @@ def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
     owners: dict[str, str] = {}
     held: dict[str, list[str]] = {}
     sets: dict[str, set[str]] = {BRIDGE_SET: set(), SPACE_BRIDGE_SET: set()}
+    guard_drops = 0
     for item in listing.get("nftables", ()):
         if "chain" in item:
             chains.add(str(item["chain"]["name"]))
@@ -314,6 +318,8 @@ def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
                     owners[target] = str(rule.get("comment", target))
         elif chain.startswith(CELL_CHAIN_PREFIX) and "comment" in rule:
             held.setdefault(chain, []).append(str(rule["comment"]))
+        elif chain == GUARD_CHAIN and any("drop" in expr for expr in rule.get("expr", ())):
+            guard_drops += 1
     return PortsTable(
         exists=True,
         chains=frozenset(chains),
@@ -322,6 +328,7 @@ def parse_ports_table(listing: Mapping[str, Any] | None) -> PortsTable:
         held={k: tuple(v) for k, v in held.items()},
         bridges=frozenset(sets[BRIDGE_SET]),
         space_bridges=frozenset(sets[SPACE_BRIDGE_SET]),
+        guard_drops=guard_drops,
     )
 
 
@@ -510,6 +517,16 @@ def _enable_route_localnet(bridge: str) -> None:
     _set_route_localnet(bridge, "1")
 
 
+def close_open(bridges: Iterable[str]) -> list[str]:
+    """``route_localnet`` back to 0 on those of ``bridges`` where it is 1; those (blocking).
+
+    Without a look at the table: for the moment the node learns that ``ports-guard`` went,
+    before anything else runs (``controllers.nftkeeper``)."""
+    opened = [b for b in sorted(set(bridges)) if _route_localnet(b) == "1"]
+    disable_route_localnet(opened)
+    return opened
+
+
 def disable_route_localnet(bridges: Iterable[str]) -> None:
     """``route_localnet`` back to 0 on ``bridges`` (a bridge that is gone is skipped).
 
@@ -564,15 +581,18 @@ class NftPorts:
             await self._apply(batch, action=f"release the ports of {cell_id}")
             return True
 
-    async def close_unguarded(self) -> list[str]:
-        """``route_localnet`` back to 0 on the node's bridges ``ports-guard`` does not
-        cover (an older kukeond left them at 1 when the guard went with its last
-        publication); the bridges it closed. Run at start."""
+    async def close_unguarded(self, bridges: Iterable[str] = ()) -> list[str]:
+        """``route_localnet`` back to 0 on the node's bridges (those of the table's egress
+        chains, and ``bridges``) that a whole ``ports-guard`` does not cover; the bridges it
+        closed. Run at start (an older kukeond left them at 1 when the guard went with its
+        last publication) and when the table was changed behind kukeond's back (``nft flush
+        ruleset`` took the guard): a publication opens its bridge again once the guard is
+        back."""
         async with self._lock:
             state = parse_ports_table(await self._list())
 
             def close() -> list[str]:
-                unguarded = sorted(state.space_bridges - state.bridges)
+                unguarded = sorted((state.space_bridges | set(bridges)) - state.guarded)
                 left_open = [b for b in unguarded if _route_localnet(b) == "1"]
                 disable_route_localnet(left_open)
                 return left_open
