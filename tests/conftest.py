@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.containerd",
     "tests.fixtures.kukeond",
     "tests.fixtures.soak",
+    "tests.fixtures.leftovers",  # last: it imports the plugins above
 ]
 
 # No per-example deadline: hypothesis's default (200 ms) is a timing assertion, which a
