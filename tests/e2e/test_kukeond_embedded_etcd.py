@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.services import free_tcp_port, require_binary, require_root
+from tests.fixtures.sessions import SESSION_ENV, spawn_service
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +52,7 @@ class Node:
     def start(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = spawn_service(
                 [
                     str(BIN / "kukeond"),
                     "--state-dir",
@@ -63,11 +64,14 @@ class Node:
                     "--api-only",
                     "--no-bootstrap",
                 ],
-                env={k: v for k, v in os.environ.items() if not k.startswith("KUKEON_")},
-                stdin=subprocess.DEVNULL,
+                # Not the host's settings; the session's mark stays: should the session
+                # be killed, the next one finds the embedded etcd by it.
+                env={
+                    k: v
+                    for k, v in os.environ.items()
+                    if not k.startswith("KUKEON_") or k == SESSION_ENV
+                },
                 stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
 
     def kukectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -38,6 +38,7 @@ from kukeon.runtime.containerd.registryerrors import (
 from kukeon.runtime.containerd.spec import ImageLayer, read_image_user_database
 from kukeon.runtime.containerd.types import RegistryCredential
 from tests.fixtures.services import free_tcp_port, require_binary, unavailable
+from tests.fixtures.sessions import spawn_service
 
 pytestmark = pytest.mark.integration
 
@@ -301,12 +302,7 @@ def registry(
     )
     log = workdir / "registry.log"
     with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [binary, "serve", str(workdir / "config.yml")],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = spawn_service([binary, "serve", str(workdir / "config.yml")], stdout=log_file)
     try:
         _wait_for_http(f"http://{host}/v2/", process, log)
         pushed = Registry(

@@ -36,6 +36,7 @@ from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_nam
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukeond import kukeond_config, sweep_host
 from tests.fixtures.services import require_binary, require_root
+from tests.fixtures.sessions import spawn_service
 
 from .helpers import SLEEPER
 
@@ -56,9 +57,7 @@ class DaemonProcess:
 
     def start(self) -> None:
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self.process = spawn_service(self.argv, stdout=log)
         self.starts.append(self.process.pid)
 
     def kill(self) -> None:

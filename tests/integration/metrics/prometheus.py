@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from tests.fixtures.services import free_tcp_port
+from tests.fixtures.sessions import note, spawn_service
 
 SCRAPE_JOB = "kukeond"
 
@@ -45,6 +46,7 @@ class PrometheusServer:
         self.binary = binary
         self.targets = targets
         self.root = Path(tempfile.mkdtemp(prefix="kukeon-prometheus-"))
+        note("scratch", path=str(self.root))
         self.port = free_tcp_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -61,7 +63,7 @@ class PrometheusServer:
         targets = ", ".join(f'"{target}"' for target in self.targets)
         config.write_text(_CONFIG.format(job=SCRAPE_JOB, targets=targets))
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = spawn_service(
                 [
                     self.binary,
                     f"--config.file={config}",
@@ -69,10 +71,7 @@ class PrometheusServer:
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--log.level=warn",
                 ],
-                stdin=subprocess.DEVNULL,
                 stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         deadline = time.monotonic() + within
         while True:
