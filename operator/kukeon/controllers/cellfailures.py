@@ -7,6 +7,7 @@ from kukeon.api import CellState
 from kukeon.framework import HandlerError, PermanentError, TemporaryError
 from kukeon.runtime.cgroups import CgroupError
 from kukeon.runtime.containerd.errors import ContainerdUnavailableError, RootfsUnreachableError
+from kukeon.runtime.containerd.layersize import LayerRefusedError
 from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.idranges import IdRangeClashError, IdRangeError
 from kukeon.runtime.network import NetworkError
@@ -25,6 +26,8 @@ _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]]
     (InvalidImageReferenceError, CellState.FAILED, "InvalidImageReference", PermanentError),
     (SecretUnavailableError, CellState.FAILED, "SecretUnavailable", TemporaryError),
     (ImageUnavailableError, CellState.FAILED, "ImageUnavailable", TemporaryError),
+    # A layer too large for the room unpacking has (it may free up) or corrupt.
+    (LayerRefusedError, CellState.FAILED, "ImageUnavailable", TemporaryError),
     (NetworkError, CellState.FAILED, "NetworkFailed", TemporaryError),
     (CgroupError, CellState.FAILED, "CgroupFailed", TemporaryError),
     # Another installation on the host claimed the realm's ids first (docs/user-namespaces.md).

@@ -40,6 +40,7 @@ from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
 from kukeon.runtime.cgroups import CgroupDriver, CgroupError, open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.runtime.containerd.layersize import UnpackLimits
 from kukeon.runtime.hostthreads import close_host_threads, open_host_threads, run_on_host_thread
 from kukeon.runtime.idranges import IdRangeError
 from kukeon.runtime.network import NetworkSettings, SpaceNetworks
@@ -55,6 +56,7 @@ from .config import DaemonConfig
 from .endpoints import api_settings
 from .hostdirs import prepare_host_directories
 from .node import Fleet, start_fleet
+from .nodefacts import disk_pressure_reserve
 from .pidslimits import host_pids_limit, own_cgroups_inside, root_pids_limit
 
 log = logging.getLogger(__name__)
@@ -288,6 +290,16 @@ class Daemon:
         )
         return where
 
+    def _containerd_client(self) -> ContainerdClient:
+        config = self.config
+        return ContainerdClient(
+            str(config.containerd_address),
+            interceptors=self.latency.containerd_interceptors(),
+            unpack_limits=UnpackLimits(
+                max_bytes=config.image_unpacked_max_bytes, reserve=disk_pressure_reserve
+            ),
+        )
+
     async def _start_controllers(self, registry: Registry) -> None:
         config = self.config
         lease_ttl = min(15, config.node_lease_ttl)
@@ -296,9 +308,7 @@ class Daemon:
         # stopped after everything that uses them (runtime.hostthreads).
         open_host_threads()
         self._on_stop("host threads", close_host_threads)
-        containerd = ContainerdClient(
-            str(config.containerd_address), interceptors=self.latency.containerd_interceptors()
-        )
+        containerd = self._containerd_client()
         self.containerd = containerd
         self._on_stop("containerd connection", containerd.close)
         version = await containerd.wait_ready(within=30.0)

@@ -226,6 +226,13 @@ class DaemonConfig(BaseModel):
     content store: keep it below the free space of the state directory and containerd's
     root (default 17179869184, 16 GiB)."""
 
+    image_unpacked_max_bytes: int = Field(default=0, ge=0)
+    """Bytes the layers one image unpack applies may take once decompressed (each layer is
+    counted before containerd unpacks it, and refused past the bound without inflating it
+    whole); 0: no bound but the free space of containerd's snapshotter directory less the
+    DiskPressure reserve, which always applies. Past either, the import or pull is
+    answered 422 and a cell naming the image fails ImageUnavailable."""
+
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None
     """Optional TCP listener (`host:port`); TLS and tokens are then required."""

@@ -193,6 +193,14 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
             "413 past it (default 17179869184, 16 GiB).",
         },
     ),
+    (
+        "--image-unpacked-max-bytes",
+        {
+            "type": _count,
+            "help": "Bytes the layers of one image unpack may take once decompressed; 0: only "
+            "the snapshotter disk's free space less the DiskPressure reserve (default 0).",
+        },
+    ),
     ("--metrics-address", {"help": "host:port of /metrics (default 127.0.0.1:9464)."}),
     ("--api-address", {"help": "Optional TCP listener host:port (TLS and tokens required)."}),
     ("--api-tls-cert-file", {"type": _path}),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 from collections.abc import Callable
@@ -31,6 +32,12 @@ DISK_PRESSURE_BYTES = 1 << 30
 """DiskPressure when the state directory's filesystem has less than this share of its size
 free and less than this many bytes (a large disk is not under pressure at 95 %), or less
 than this share of its inodes."""
+
+
+def disk_pressure_reserve(size: int) -> int:
+    """The free bytes below which a filesystem of ``size`` bytes is under DiskPressure; an
+    image unpack leaves this much free in the snapshotter's (``layersize.UnpackLimits``)."""
+    return min(math.ceil(size * DISK_PRESSURE_FRACTION), DISK_PRESSURE_BYTES)
 
 
 def read_meminfo(path: Path = Path("/proc/meminfo")) -> dict[str, int]:
@@ -151,7 +158,7 @@ def disk_condition(
             last_transition_time=now,
         )
     size, free = found.f_blocks * found.f_frsize, found.f_bavail * found.f_frsize
-    low_space = free < size * DISK_PRESSURE_FRACTION and free < DISK_PRESSURE_BYTES
+    low_space = free < disk_pressure_reserve(size)
     low_inodes = found.f_files > 0 and found.f_favail < found.f_files * DISK_PRESSURE_FRACTION
     pressure = low_space or low_inodes
     inodes = f"{found.f_favail} of {found.f_files} inodes"

@@ -44,16 +44,23 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def oci_archive(layer: bytes) -> bytes:
-    """An OCI archive (uncompressed) of one image, BOMB_NAME, whose one layer is ``layer``."""
+def oci_archive(
+    layer: bytes,
+    *,
+    name: str = BOMB_NAME,
+    media_type: str = "application/vnd.oci.image.layer.v1.tar",
+    diff_id: str | None = None,
+) -> bytes:
+    """An OCI archive (uncompressed) of one image, ``name``, whose one layer is ``layer``
+    (``diff_id``, the digest of its tar once decompressed, for a compressed one)."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
         _add(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
-        layer_descriptor = _blob(tar, layer, "application/vnd.oci.image.layer.v1.tar")
+        layer_descriptor = _blob(tar, layer, media_type)
         config = {
             "architecture": host_architecture(),
             "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [layer_descriptor["digest"]]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id or layer_descriptor["digest"]]},
             "config": {},
         }
         config_descriptor = _blob(
@@ -68,7 +75,7 @@ def oci_archive(layer: bytes) -> bytes:
         root = _blob(
             tar, json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json"
         )
-        root["annotations"] = {"io.containerd.image.name": BOMB_NAME}
+        root["annotations"] = {"io.containerd.image.name": name}
         index = {"schemaVersion": 2, "manifests": [root]}
         _add(tar, "index.json", json.dumps(index).encode())
     return out.getvalue()

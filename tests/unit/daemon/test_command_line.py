@@ -45,6 +45,7 @@ FLAGS = {
     "--realm-pids-limit": "realm_pids_limit",
     "--host-reserved-pids": "host_reserved_pids",
     "--image-import-max-bytes": "image_import_max_bytes",
+    "--image-unpacked-max-bytes": "image_unpacked_max_bytes",
     "--metrics-address": "metrics_address",
     "--api-address": "api_address",
     "--api-tls-cert-file": "api_tls_cert_file",

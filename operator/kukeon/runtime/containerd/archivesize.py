@@ -21,6 +21,7 @@ import bz2
 import logging
 import lzma
 import zlib
+from collections.abc import Callable
 from typing import Final, TypeAlias
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class ArchiveTooLargeError(Exception):
         super().__init__(f"the image archive is larger than {limit} bytes {how}(the limit)")
 
 
-_Decompressor: TypeAlias = "zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor"
+Decompressor: TypeAlias = "zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor"
 
 
 _ZLIB_DECOMPRESS: Final = type(zlib.decompressobj())
@@ -66,12 +67,26 @@ def _kind(head: bytes) -> str | None:
     return None
 
 
-def _decompressor(kind: str) -> _Decompressor:
+def _decompressor(kind: str) -> Decompressor:
     if kind == "gzip":
         return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip's header and trailer
     if kind == "bzip2":
         return bz2.BZ2Decompressor()
     return lzma.LZMADecompressor()
+
+
+def decompress_counting(stream: Decompressor, data: bytes, count: Callable[[int], None]) -> None:
+    """Decompress ``data`` through ``stream`` in steps of STEP_BYTES, discarding the output
+    and passing each step's size to ``count`` (which stops it by raising); what follows the
+    stream's end is left in its ``unused_data``."""
+    if isinstance(stream, _ZLIB_DECOMPRESS):
+        count(len(stream.decompress(data, STEP_BYTES)))
+        while stream.unconsumed_tail and not stream.eof:
+            count(len(stream.decompress(stream.unconsumed_tail, STEP_BYTES)))
+        return
+    count(len(stream.decompress(data, STEP_BYTES)))
+    while not stream.eof and not stream.needs_input:
+        count(len(stream.decompress(b"", STEP_BYTES)))
 
 
 class ArchiveMeter:
@@ -85,7 +100,7 @@ class ArchiveMeter:
         self.decompressed = 0
         self._head = b""
         self._kind: str | None = None
-        self._stream: _Decompressor | None = None
+        self._stream: Decompressor | None = None
         self._broken = False
         """Counted no further (a plain tar, or a stream that stopped decompressing)."""
 
@@ -126,23 +141,11 @@ class ArchiveMeter:
                     self._broken = True  # what follows a stream is not another: not read
                     return
                 self._stream = _decompressor(self._kind or "gzip")
-            self._step(self._stream, data)
+            decompress_counting(self._stream, data, self._count)
             data = b""
             if self._stream.eof:
                 data = self._stream.unused_data  # the next stream's, if any
                 self._stream = None
-
-    def _step(self, stream: _Decompressor, data: bytes) -> None:
-        """Decompress ``data`` in steps of STEP_BYTES, counting each (what follows the
-        stream's end is left in its ``unused_data``)."""
-        if isinstance(stream, _ZLIB_DECOMPRESS):
-            self._count(len(stream.decompress(data, STEP_BYTES)))
-            while stream.unconsumed_tail and not stream.eof:
-                self._count(len(stream.decompress(stream.unconsumed_tail, STEP_BYTES)))
-            return
-        self._count(len(stream.decompress(data, STEP_BYTES)))
-        while not stream.eof and not stream.needs_input:
-            self._count(len(stream.decompress(b"", STEP_BYTES)))
 
     def _count(self, size: int) -> None:
         self.decompressed += size

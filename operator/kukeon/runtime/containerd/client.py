@@ -32,12 +32,17 @@ from kukeon.runtime.containerd._gen.services.content.v1 import content_pb2_grpc
 from kukeon.runtime.containerd._gen.services.diff.v1 import diff_pb2_grpc
 from kukeon.runtime.containerd._gen.services.events.v1 import events_pb2_grpc
 from kukeon.runtime.containerd._gen.services.images.v1 import images_pb2_grpc
+from kukeon.runtime.containerd._gen.services.introspection.v1 import (
+    introspection_pb2,
+    introspection_pb2_grpc,
+)
 from kukeon.runtime.containerd._gen.services.leases.v1 import leases_pb2_grpc
 from kukeon.runtime.containerd._gen.services.namespaces.v1 import namespace_pb2_grpc
 from kukeon.runtime.containerd._gen.services.snapshots.v1 import snapshots_pb2_grpc
 from kukeon.runtime.containerd._gen.services.tasks.v1 import tasks_pb2_grpc
 from kukeon.runtime.containerd._gen.services.version.v1 import version_pb2_grpc
 from kukeon.runtime.containerd.errors import ContainerdUnavailableError, translate
+from kukeon.runtime.containerd.layersize import UnpackLimits
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.containers import ContainerService
@@ -85,6 +90,7 @@ class Stubs:
     diff: diff_pb2_grpc.DiffAsyncStub
     leases: leases_pb2_grpc.LeasesAsyncStub
     events: events_pb2_grpc.EventsAsyncStub
+    introspection: introspection_pb2_grpc.IntrospectionAsyncStub
 
     @classmethod
     def for_channel(cls, channel: grpc.aio.Channel) -> Stubs:
@@ -99,6 +105,7 @@ class Stubs:
             diff=diff_pb2_grpc.DiffStub(channel),
             leases=leases_pb2_grpc.LeasesStub(channel),
             events=events_pb2_grpc.EventsStub(channel),
+            introspection=introspection_pb2_grpc.IntrospectionStub(channel),
         )
 
 
@@ -146,8 +153,12 @@ class ContainerdClient:
         retry_timeout: float = 30.0,
         call_timeout: float | None = 120.0,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        unpack_limits: UnpackLimits | None = None,
     ) -> None:
         self.address = address.removeprefix("unix://")
+        self.unpack_limits = unpack_limits or UnpackLimits()
+        """What bounds the layers an image unpack applies (``images.ImageService.unpack``)."""
+        self._snapshotter_roots: dict[str, str | None] = {}
         self._interceptors = list(interceptors)
         self.retry_timeout = retry_timeout
         self.call_timeout = call_timeout
@@ -298,6 +309,25 @@ class ContainerdClient:
             namespace=None,
         )
         return VersionInfo(version=response.version, revision=response.revision)
+
+    async def snapshotter_root(self, snapshotter: str) -> str | None:
+        """The directory the snapshotter keeps its snapshots in (its plugin's ``root``
+        export), None when containerd does not say (a snapshotter without a local root);
+        asked once."""
+        if snapshotter not in self._snapshotter_roots:
+            request = introspection_pb2.PluginsRequest(
+                filters=[f"type==io.containerd.snapshotter.v1,id=={snapshotter}"]
+            )
+            response = await self.call(
+                "list plugins",
+                lambda s, md: s.introspection.Plugins(
+                    request, metadata=md, timeout=self.call_timeout
+                ),
+                namespace=None,
+            )
+            roots = [plugin.exports.get("root") for plugin in response.plugins]
+            self._snapshotter_roots[snapshotter] = next((root for root in roots if root), None)
+        return self._snapshotter_roots[snapshotter]
 
     async def wait_ready(self, *, within: float = 30.0) -> VersionInfo:
         """Wait until containerd answers (it may still be starting), at most ``within`` s."""

@@ -11,11 +11,12 @@ the image that references them exists.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import grpc
 
@@ -31,6 +32,13 @@ from kukeon.runtime.containerd.oci import DigestVerifier, digest_of
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
+
+
+class _Feedable(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+
+
+_Sink = TypeVar("_Sink", bound=_Feedable)
 
 # containerd's label conventions for content (its docs/garbage-collection.md).
 LABEL_UNCOMPRESSED: Final = "containerd.io/uncompressed"
@@ -100,6 +108,23 @@ class ContentStore:
             subject=Subject("content", digest),
         )
         return b"".join(part.data for part in parts)
+
+    async def read_through(self, digest: str, start: Callable[[], _Sink]) -> _Sink:
+        """Stream a blob through a sink ``start()`` makes, chunk by chunk in a worker thread,
+        keeping nothing: for reading a blob too large to hold. What the sink raises ends
+        the read. Read again from the start, through a new sink, if containerd goes away
+        midway."""
+
+        async def read(stubs: Stubs, metadata: Metadata) -> _Sink:
+            sink = start()
+            request = content_pb2.ReadContentRequest(digest=digest)
+            async for part in stubs.content.Read(request, metadata=metadata):
+                await asyncio.to_thread(sink.feed, part.data)
+            return sink
+
+        return await self._client.call(
+            "read", read, namespace=self.namespace, subject=Subject("content", digest)
+        )
 
     async def write_blob(
         self,

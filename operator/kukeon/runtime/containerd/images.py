@@ -46,6 +46,13 @@ from kukeon.runtime.containerd.errors import (
     InvalidImageError,
 )
 from kukeon.runtime.containerd.imagearchive import OciArchive, archive_image_name, write_tree
+from kukeon.runtime.containerd.layersize import (
+    LABEL_UNPACKED_SIZE,
+    claiming,
+    count_layer,
+    too_large,
+    unpack_room,
+)
 from kukeon.runtime.containerd.oci import (
     INDEX_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
@@ -311,45 +318,103 @@ class ImageService:
     async def unpack(self, name: str) -> str:
         """Make sure every layer of the image is a committed snapshot; returns the top chain id.
 
-        Idempotent: layers whose chain id is already committed are skipped.
+        Idempotent: layers whose chain id is already committed are skipped. The layers to
+        apply are measured first (`check_unpack`): past the room unpacking has, nothing is
+        applied (`LayerTooLargeError`).
         """
         manifest = await self.manifest(name)
         content = self.content
-        _config, diff_ids = parse_image_config(
-            await content.read_blob(manifest.config.digest), image=name
-        )
-        if len(diff_ids) != len(manifest.layers):
-            raise InvalidImageError(
-                name,
-                f"manifest has {len(manifest.layers)} layers but the config lists "
-                f"{len(diff_ids)} diff ids",
-            )
-        if not diff_ids:
-            raise InvalidImageError(name, "image has no layers")
-        chains = chain_ids(diff_ids)
+        diff_ids, chains = await self._layer_ids(manifest, image=name, content=content)
         snapshots = self._client.snapshots(self.namespace, snapshotter=self.snapshotter)
         gc_label = f"{LABEL_GC_REF_SNAPSHOT}.{self.snapshotter}"
         # The common case (every container create asks): already unpacked and referenced.
         config_info = await content.info(manifest.config.digest)
         if config_info.labels.get(gc_label) == chains[-1] and await snapshots.exists(chains[-1]):
             return chains[-1]
+        root = await self._client.snapshotter_root(self.snapshotter)
+        limits = self._client.unpack_limits
         async with self._client.leases(self.namespace).lease() as lease:
-            parent = ""
-            for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
-                if not await snapshots.exists(chain):
-                    await self._apply_layer(
-                        image=name,
-                        layer=layer,
-                        diff_id=diff_id,
-                        chain=chain,
-                        parent=parent,
-                        lease=lease,
-                    )
-                parent = chain
+            sizes = await self._measure(manifest, chains, image=name, root=root, lease=lease)
+            async with claiming(limits, root, image=name, sizes=sizes):
+                parent = ""
+                for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
+                    if not await snapshots.exists(chain):
+                        await self._apply_layer(
+                            image=name,
+                            layer=layer,
+                            diff_id=diff_id,
+                            chain=chain,
+                            parent=parent,
+                            lease=lease,
+                        )
+                    parent = chain
             await content.with_lease(lease).update_labels(
                 manifest.config.digest, {gc_label: chains[-1]}
             )
         return chains[-1]
+
+    async def check_unpack(self, target: Descriptor, *, image: str, lease: str) -> None:
+        """Refuse (`LayerTooLargeError`, `LayerUnreadableError`) an image whose blobs are
+        stored (under ``lease``) but not yet named by a record, when its layers not unpacked
+        yet would not fit the room unpacking has: an import or a pull then leaves nothing."""
+        content = self._client.content(self.namespace, lease=lease)
+        manifest = await self._resolve(target, image=image, content=content)
+        _diff_ids, chains = await self._layer_ids(manifest, image=image, content=content)
+        root = await self._client.snapshotter_root(self.snapshotter)
+        await self._measure(manifest, chains, image=image, root=root, lease=lease)
+
+    async def _layer_ids(
+        self, manifest: Manifest, *, image: str, content: ContentStore
+    ) -> tuple[builtins.list[str], builtins.list[str]]:
+        """The diff ids and chain ids (each a snapshot's name) of the manifest's layers,
+        bottom first."""
+        _config, diff_ids = parse_image_config(
+            await content.read_blob(manifest.config.digest), image=image
+        )
+        if len(diff_ids) != len(manifest.layers):
+            raise InvalidImageError(
+                image,
+                f"manifest has {len(manifest.layers)} layers but the config lists "
+                f"{len(diff_ids)} diff ids",
+            )
+        if not diff_ids:
+            raise InvalidImageError(image, "image has no layers")
+        return diff_ids, chain_ids(diff_ids)
+
+    async def _measure(
+        self,
+        manifest: Manifest,
+        chains: Sequence[str],
+        *,
+        image: str,
+        root: str | None,
+        lease: str,
+    ) -> builtins.list[tuple[Descriptor, int]]:
+        """The layers not unpacked yet, each with what it takes once unpacked, refused
+        (`LayerTooLargeError`) past the room unpacking has (`layersize.unpack_room`): a
+        layer's count stops there. Each layer is counted once a namespace: its count is
+        kept on its blob (``LABEL_UNPACKED_SIZE``)."""
+        snapshots = self._client.snapshots(self.namespace, snapshotter=self.snapshotter)
+        content = self._client.content(self.namespace, lease=lease)
+        room = await asyncio.to_thread(unpack_room, self._client.unpack_limits, root)
+        sizes: builtins.list[tuple[Descriptor, int]] = []
+        total = 0
+        for layer, chain in zip(manifest.layers, chains, strict=True):
+            if await snapshots.exists(chain):
+                continue
+            known = (await content.info(layer.digest)).labels.get(LABEL_UNPACKED_SIZE, "")
+            if known.isdigit():
+                size = int(known)
+            else:
+                size = await count_layer(
+                    content, image=image, layer=layer, room=room, before=total
+                )
+                await content.update_labels(layer.digest, {LABEL_UNPACKED_SIZE: str(size)})
+            sizes.append((layer, size))
+            total += size
+            if total > room.bytes:
+                raise too_large(image, sizes, room)
+        return sizes
 
     async def _apply_layer(
         self, *, image: str, layer: Descriptor, diff_id: str, chain: str, parent: str, lease: str
@@ -412,7 +477,9 @@ class ImageService:
 
         Every record written gets ``labels``. ``before_write`` is awaited with what the
         import will write (`PendingImport`) before anything is written: it may refuse the
-        import by raising.
+        import by raising. With ``unpack``, an image whose layers would take more room than
+        unpacking has (`check_unpack`) is refused whole (`LayerTooLargeError`) before any
+        record is written; the lease then drops its blobs.
         """
         archive = await asyncio.to_thread(OciArchive.open, Path(path))
         try:
@@ -440,6 +507,9 @@ class ImageService:
                 content = self._client.content(self.namespace, lease=lease)
                 for entry, image_name in zip(entries, names, strict=True):
                     await write_tree(archive, entry, content=content, image=image_name)
+                    if unpack:  # a layer that would fill the disk: refused, nothing kept
+                        await self.check_unpack(entry, image=image_name, lease=lease)
+                for entry, image_name in zip(entries, names, strict=True):
                     recorded = recorded_name(image_name)
                     images.append(
                         await self.put(recorded, target=entry, labels=labels, lease=lease)

@@ -94,14 +94,22 @@ class LeaseService:
 
     @contextlib.asynccontextmanager
     async def lease(self, *, expire_after: timedelta = timedelta(hours=1)) -> AsyncIterator[str]:
-        """Hold a fresh lease for the block; yields its id for the ``lease=`` arguments."""
+        """Hold a fresh lease for the block; yields its id for the ``lease=`` arguments.
+
+        When the block fails, what it wrote is garbage: the lease is released with a
+        collection run at once (``sync``), so a refused import or pull leaves nothing
+        behind (containerd's collector does not run on a lease's release by itself)."""
         created = await self.create(expire_after=expire_after)
+        failed = False
         try:
             yield created.id
+        except Exception:
+            failed = True
+            raise
         finally:
             # A lease that cannot be released now (containerd restarting) still expires.
             with contextlib.suppress(ContainerdError):
-                await self.delete(created.id)
+                await self.delete(created.id, sync=failed)
 
 
 def _lease(message: leases_pb2.Lease) -> Lease:

@@ -81,6 +81,8 @@ async def pull_image(
             digest=pulled.target.digest,
             size=pulled.target.size,
         )
+        if unpack:  # a layer that would fill the disk: refused, the lease drops the blobs
+            await images.check_unpack(target, image=pulled.name, lease=lease)
         image = await images.put(pulled.name, target=target, labels=labels, lease=lease)
     chain_id = await images.unpack(image.name) if unpack else None
     return PullResult(image=image, pulled=pulled, chain_id=chain_id)

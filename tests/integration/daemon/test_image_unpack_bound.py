@@ -1,0 +1,155 @@
+"""A layer is measured once decompressed before containerd unpacks it: a gzip bomb layer
+(100 MiB of zeros, ~100 KiB as stored) is refused with a 422 naming the layer and the
+bound (``imageUnpackedMaxBytes``, here 16 MiB), and nothing of it is left: no image record,
+no blob, no snapshot. A cell naming such an image already recorded (not unpacked) fails
+ImageUnavailable saying the same. Normal images still import, unpack and run, and their
+layers' counts are kept on their blobs. Against a real kukeond and its containerd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from kukeon.api import Cell, Kind
+from kukeon.runtime.containerd.layersize import (
+    LABEL_UNPACKED_SIZE,
+    LayerTooLargeError,
+    UnpackLimits,
+)
+from tests.fixtures.kukeond import Kukeond
+from tests.integration.controllers.helpers import cell_doc, cell_key, container
+from tests.integration.daemon.test_image_import_bound import (
+    API,
+    left_on_disk,
+    oci_archive,
+    session,
+)
+
+MiB = 1024 * 1024
+BOUND = 16 * MiB
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.kukeond_config(image_unpacked_max_bytes=BOUND),
+]
+
+BOMB = "kukeon.io/test/layer-bomb:1"
+GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def gzip_layer_image(tar: bytes, name: str) -> tuple[bytes, str]:
+    """An OCI archive whose one layer is ``tar`` gzipped; and that layer's digest."""
+    layer = gzip.compress(tar, compresslevel=9)
+    diff_id = f"sha256:{hashlib.sha256(tar).hexdigest()}"
+    archive = oci_archive(layer, name=name, media_type=GZIP_LAYER, diff_id=diff_id)
+    return archive, f"sha256:{hashlib.sha256(layer).hexdigest()}"
+
+
+def bomb() -> tuple[bytes, str, int]:
+    zeros = bytes(100 * MiB)  # tar blocks of zeros: an empty tar, which would unpack
+    archive, digest = gzip_layer_image(zeros, BOMB)
+    return archive, digest, len(gzip.compress(zeros, compresslevel=9))
+
+
+async def nothing_of(k: Kukeond, layer: str) -> None:
+    images = k.containerd.images(k.namespace)
+    assert BOMB not in [image.name for image in await images.list()]
+    assert not await k.containerd.content(k.namespace).has_blob(layer)
+    snapshots = await k.containerd.snapshots(k.namespace).list()
+    assert not [s.name for s in snapshots if s.name.startswith("kukeon-extract")]
+
+
+async def test_a_gzip_bomb_layer_is_refused_and_nothing_of_it_is_left(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    before = left_on_disk(k)
+    archive, layer, stored = await asyncio.to_thread(bomb)
+    assert len(archive) < 256 * 1024  # well within imageImportMaxBytes as sent and unpacked
+
+    url = f"{API}/realms/{k.realm}/images"
+    async with session(k) as http, http.post(url, data=archive) as response:
+        status = await response.json()
+        assert response.status == 422, status
+    message = status["message"]
+    assert f"layer {layer} ({stored} bytes compressed) inflates past" in message, message
+    assert f"more than the {BOUND} bytes unpacking may take" in message, message
+    assert "imageUnpackedMaxBytes" in message, message
+    # Stopped within a step (1 MiB) of the bound: the 100 MiB were never inflated.
+    inflated = int(message.split("inflates past ")[1].split(" ")[0])
+    assert BOUND < inflated <= BOUND + MiB, message
+
+    assert left_on_disk(k) == before
+    await nothing_of(k, layer)
+
+
+async def test_a_normal_image_imports_runs_and_its_layer_is_counted_once(
+    kukeond: Kukeond,
+) -> None:
+    k = kukeond
+    await k.hierarchy()  # imports the busybox image: counted and unpacked under the bound
+    archive, layer = gzip_layer_image(bytes(2 * MiB), "kukeon.io/test/small-gzip:1")
+    url = f"{API}/realms/{k.realm}/images"
+    async with session(k) as http, http.post(url, data=archive) as response:
+        answer = await response.json()
+        assert response.status == 201, answer
+    info = await k.containerd.content(k.namespace).info(layer)
+    assert info.labels[LABEL_UNPACKED_SIZE] == str(2 * MiB)
+
+    key = cell_key(k, "runs")
+    await k.apply(cell_doc(k, "runs", [container(k, "app")]))
+    ready = await k.wait_for(Kind.CELL, key, state="Ready", within=60)
+    assert isinstance(ready, Cell)
+
+
+async def test_the_free_space_of_the_snapshotter_disk_less_the_reserve_bounds_it(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """containerd says where its snapshotter keeps snapshots; an unpack leaves that disk
+    its reserve (kukeond: the DiskPressure threshold). A reserve of the whole disk: no room."""
+    k = kukeond
+    root = await k.containerd.snapshotter_root("overlayfs")
+    assert root is not None
+    assert await asyncio.to_thread(Path(root).is_dir), root
+    archive, layer = gzip_layer_image(bytes(2 * MiB), "kukeon.io/test/no-room:1")
+    path = tmp_path / "image.tar"
+    path.write_bytes(archive)
+    saved = k.containerd.unpack_limits
+    k.containerd.unpack_limits = UnpackLimits(reserve=lambda size: size)
+    try:
+        with pytest.raises(LayerTooLargeError) as refused:
+            await k.containerd.images(k.namespace).import_archive(path)
+    finally:
+        k.containerd.unpack_limits = saved
+    message = str(refused.value)
+    assert f"layer {layer}" in message, message
+    assert f"bytes free in {root} less" in message, message
+    assert "DiskPressure" in message, message
+    assert not await k.containerd.content(k.namespace).has_blob(layer)
+
+
+async def test_a_recorded_bomb_fails_its_cell_image_unavailable(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """An image recorded without being unpacked (as before this bound, or by hand): the
+    unpack a container create asks for refuses it, and the cell says why."""
+    k = kukeond
+    await k.hierarchy()
+    archive, layer, stored = await asyncio.to_thread(bomb)
+    path = tmp_path / "bomb.tar"
+    path.write_bytes(archive)
+    await k.containerd.images(k.namespace).import_archive(path, unpack=False)
+
+    key = cell_key(k, "bomb")
+    await k.apply(cell_doc(k, "bomb", [{"id": "app", "image": BOMB, "command": "true"}]))
+    failed = await k.wait_for(Kind.CELL, key, state="Failed", within=60)
+    assert isinstance(failed, Cell)
+    assert failed.status.reason == "ImageUnavailable", failed.status.message
+    message = failed.status.message or ""
+    assert f"layer {layer} ({stored} bytes compressed) inflates past" in message, message
+    assert "imageUnpackedMaxBytes" in message, message
+    snapshots = await k.containerd.snapshots(k.namespace).list()
+    assert not [s.name for s in snapshots if s.name.startswith("kukeon-extract")]

@@ -1,0 +1,140 @@
+"""LayerMeter: what a layer's tar is once decompressed, counted before containerd unpacks
+it; a gzip bomb is refused after a bounded amount of work, a corrupt or cut stream is an
+error, a zstd layer is bounded from its block headers."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kukeon.runtime.containerd.layersize import (
+    ZSTD_BLOCK_MAX,
+    LayerMeter,
+    LayerTooLargeError,
+    UnpackLimits,
+    _Corrupt,
+    _Exceeded,
+    claiming,
+    unpack_room,
+)
+from kukeon.runtime.containerd.oci import Descriptor
+
+MiB = 1024 * 1024
+
+
+def counted(data: bytes, limit: int, chunk: int = 64 * 1024) -> LayerMeter:
+    meter = LayerMeter(limit)
+    for start in range(0, len(data), chunk):
+        meter.feed(data[start : start + chunk])
+    meter.finish()
+    return meter
+
+
+def test_a_gzip_layer_counts_what_it_decompresses_to() -> None:
+    data = gzip.compress(b"z" * (3 * MiB + 5))
+    meter = counted(data, limit=4 * MiB)
+    assert meter.kind == "gzip"
+    assert meter.unpacked == 3 * MiB + 5
+    assert meter.stored == len(data)
+
+
+def test_concatenated_gzip_members_are_counted_one_after_another() -> None:
+    data = gzip.compress(b"a" * MiB) + gzip.compress(b"b" * (2 * MiB))
+    assert counted(data, limit=4 * MiB).unpacked == 3 * MiB
+
+
+def test_a_gzip_bomb_stops_at_the_bound_without_inflating_whole() -> None:
+    bomb = gzip.compress(bytes(256 * MiB), compresslevel=9)  # ~250 KiB
+    assert len(bomb) < MiB
+    meter = LayerMeter(16 * MiB)
+    started = time.monotonic()
+    with pytest.raises(_Exceeded):
+        meter.feed(bomb)  # one chunk that inflates to 256 MiB
+    assert time.monotonic() - started < 2.0
+    # Stopped within a step past the bound: the rest was never decompressed.
+    assert 16 * MiB < meter.unpacked <= 17 * MiB
+
+
+def test_a_plain_tar_layer_is_its_own_size() -> None:
+    data = b"ustar" + bytes(10_000)
+    meter = counted(data, limit=20_000)
+    assert (meter.kind, meter.unpacked) == ("plain", len(data))
+    with pytest.raises(_Exceeded):
+        counted(data, limit=9_000)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (gzip.compress(b"x" * MiB)[:-100], "truncated"),
+        (gzip.compress(b"x" * MiB)[:20] + b"\xff" * 200, "corrupt"),
+        (gzip.compress(b"x" * 100) + b"\0" * 512, "not gzip follows"),
+    ],
+    ids=["truncated", "corrupt", "trailing zeros"],
+)
+def test_a_broken_gzip_layer_is_a_clear_error(data: bytes, why: str) -> None:
+    with pytest.raises(_Corrupt, match=why):
+        counted(data, limit=4 * MiB)
+
+
+def _zstd(data: bytes, *options: str) -> bytes:
+    if shutil.which("zstd") is None:
+        pytest.skip("no zstd program to make a zstd layer")
+    return subprocess.run(
+        ["zstd", "-q", "-c", *options], input=data, capture_output=True, check=True
+    ).stdout
+
+
+def test_a_zstd_layer_is_bounded_by_its_blocks_within_a_block_a_frame() -> None:
+    data = bytes(range(256)) * (4 * MiB // 256) + b"tail"
+    meter = counted(_zstd(data), limit=8 * MiB)
+    assert meter.kind == "zstd"
+    assert len(data) <= meter.unpacked <= len(data) + ZSTD_BLOCK_MAX
+    # Two frames, one after another, and a frame without its content size.
+    twice = _zstd(b"a" * MiB) + _zstd(b"b" * MiB, "--no-content-size", "--no-check")
+    assert 2 * MiB <= counted(twice, limit=8 * MiB).unpacked <= 2 * MiB + 2 * ZSTD_BLOCK_MAX
+
+
+def test_a_zstd_bomb_is_refused_from_its_headers_and_a_cut_one_is_an_error() -> None:
+    bomb = _zstd(bytes(256 * MiB))
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(_Exceeded):
+        counted(bomb, limit=16 * MiB)
+    with pytest.raises(_Corrupt, match="truncated"):
+        counted(_zstd(b"x" * MiB)[:-10], limit=16 * MiB)
+    with pytest.raises(_Corrupt, match="not a zstd frame"):
+        counted(_zstd(b"x" * 100) + b"junkjunk", limit=16 * MiB)
+
+
+def test_the_room_is_the_free_space_less_the_reserve_and_at_most_the_setting(
+    tmp_path: Path,
+) -> None:
+    root = str(tmp_path)
+    free_room = unpack_room(UnpackLimits(reserve=lambda size: 0), root)
+    assert "bytes free in" in free_room.why
+    reserved = unpack_room(UnpackLimits(reserve=lambda size: 1000), root)
+    assert free_room.bytes - reserved.bytes in range(0, 1000 + 16 * MiB)  # the disk moves
+    capped = unpack_room(UnpackLimits(max_bytes=5), root)
+    assert (capped.bytes, capped.why) == (5, "kukeond's imageUnpackedMaxBytes")
+    unknown = unpack_room(UnpackLimits(max_bytes=0), None)
+    assert unknown.bytes > 1 << 60
+
+
+async def test_what_other_unpacks_are_taking_is_not_counted_twice(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    limits = UnpackLimits()
+    alone = unpack_room(limits, root)
+    layer = Descriptor(media_type="x", digest="sha256:" + "a" * 64, size=1)
+    async with claiming(limits, root, image="i", sizes=[(layer, 10 * MiB)]):
+        shared = unpack_room(limits, root)
+        assert "10485760 bytes being unpacked by other images" in shared.why
+        assert alone.bytes - shared.bytes in range(10 * MiB - MiB, 10 * MiB + 16 * MiB)
+        too_much = claiming(limits, root, image="i", sizes=[(layer, shared.bytes + 20 * MiB)])
+        with pytest.raises(LayerTooLargeError, match="being unpacked by other images"):
+            await too_much.__aenter__()
+    assert "being unpacked" not in unpack_room(limits, root).why
