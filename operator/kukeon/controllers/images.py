@@ -19,7 +19,7 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -457,13 +457,16 @@ class ImageProvider:
         its limit's worth of image content."""
         await self._check_room(namespace, None, self._limits(realm_limit))
 
-    async def release_archives(self, names: Sequence[str]) -> list[str]:
+    async def release_archives(
+        self, names: Sequence[str], realm_namespaces: Collection[str] = ()
+    ) -> list[str]:
         """After `kukectl image rm`/`prune`: forget the archives kept for these names (the
         disk they take) when no namespace of this control plane holds an image of that name
         any more, under any of its spellings (`name_candidates`), so no realm of this node
         has it. Another control plane's namespaces on the same containerd (another
-        instance: its own state directory and archive store) keep nothing here.
-        Returns the names forgotten."""
+        instance: its own state directory and archive store) keep nothing here; those of
+        `realm_namespaces` (its realms') count whatever their labels (an import before
+        imports labelled them made one without). Returns the names forgotten."""
         kept = await self.archives.names()
         candidates = [name for name in names if name in kept]
         if not candidates:
@@ -471,12 +474,9 @@ class ImageProvider:
         namespaces = [
             namespace.name
             for namespace in await self.containerd.namespaces.list()
-            if is_own(namespace.labels, self.instance)
+            if is_own(namespace.labels, self.instance) or namespace.name in realm_namespaces
         ]
-        unheld: list[str] = []
-        for name in candidates:
-            if not await self._held_anywhere(namespaces, name):
-                unheld.append(name)
+        unheld = [name for name in candidates if not await self._held_anywhere(namespaces, name)]
         await self.archives.forget(unheld)
         return unheld
 

@@ -55,7 +55,7 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 
-from kukeon.api import Cell, Kind
+from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.app import long_running
 from kukeon.apiserver.auth import Role, Verb, denial
 from kukeon.apiserver.expect import body_chunks
@@ -274,8 +274,10 @@ class ImageRoutes:
         # record it under (an old import's ``busybox:1`` beside ``docker.io/library/...``).
         spellings = dict.fromkeys(other for name in removed for other in name_candidates(name))
         unnamed = [name for name in spellings if name not in wanted]
+        realms = (await self.registry.list(Kind.REALM)).items
+        own = {self.controllers.host.namespace_of(r) for r in realms if isinstance(r, Realm)}
         try:
-            return await self.controllers.images.release_archives(unnamed)
+            return await self.controllers.images.release_archives(unnamed, own)
         except (ContainerdError, OSError) as error:
             # The images are removed; their archives stay until the next removal.
             log.warning("keeping the archives of %s: %s", ", ".join(unnamed), error)
