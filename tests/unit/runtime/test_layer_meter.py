@@ -9,9 +9,14 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
+import grpc
 import pytest
 
+from kukeon.runtime.containerd._gen.services.introspection.v1 import introspection_pb2
+from kukeon.runtime.containerd.client import ContainerdClient, Stubs
 from kukeon.runtime.containerd.layersize import (
     ZSTD_BLOCK_MAX,
     LayerMeter,
@@ -138,3 +143,43 @@ async def test_what_other_unpacks_are_taking_is_not_counted_twice(tmp_path: Path
         with pytest.raises(LayerTooLargeError, match="being unpacked by other images"):
             await too_much.__aenter__()
     assert "being unpacked" not in unpack_room(limits, root).why
+
+
+class _Introspection:
+    def __init__(self, answer: introspection_pb2.PluginsResponse | grpc.StatusCode) -> None:
+        self.answer = answer
+        self.asked: list[list[str]] = []
+
+    async def Plugins(  # noqa: N802 - the gRPC method's name
+        self, request: introspection_pb2.PluginsRequest, **_: object
+    ) -> introspection_pb2.PluginsResponse:
+        self.asked.append(list(request.filters))
+        if isinstance(self.answer, grpc.StatusCode):
+            raise grpc.aio.AioRpcError(
+                self.answer, grpc.aio.Metadata(), grpc.aio.Metadata(), "no", None
+            )
+        return self.answer
+
+
+def _client(introspection: _Introspection) -> ContainerdClient:
+    client = ContainerdClient("/nonexistent.sock")
+    client._stubs = cast(Stubs, SimpleNamespace(introspection=introspection))
+    return client
+
+
+async def test_the_snapshotter_root_is_asked_once_and_unknown_when_containerd_does_not_say() -> (
+    None
+):
+    plugin = introspection_pb2.Plugin(
+        type="io.containerd.snapshotter.v1", id="overlayfs", exports={"root": "/var/lib/x"}
+    )
+    found = _Introspection(introspection_pb2.PluginsResponse(plugins=[plugin]))
+    client = _client(found)
+    assert await client.snapshotter_root("overlayfs") == "/var/lib/x"
+    assert await client.snapshotter_root("overlayfs") == "/var/lib/x"
+    assert found.asked == [["type==io.containerd.snapshotter.v1,id==overlayfs"]]
+
+    refused = _client(_Introspection(grpc.StatusCode.UNIMPLEMENTED))
+    assert await refused.snapshotter_root("overlayfs") is None
+    silent = _client(_Introspection(introspection_pb2.PluginsResponse()))
+    assert await silent.snapshotter_root("overlayfs") is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from kukeon.runtime.containerd.namespaces import NamespaceService
     from kukeon.runtime.containerd.snapshots import SnapshotService
     from kukeon.runtime.containerd.tasks import TaskService
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS: Final = "/run/containerd/containerd.sock"
 NAMESPACE_HEADER: Final = "containerd-namespace"
@@ -318,15 +321,32 @@ class ContainerdClient:
             request = introspection_pb2.PluginsRequest(
                 filters=[f"type==io.containerd.snapshotter.v1,id=={snapshotter}"]
             )
-            response = await self.call(
-                "list plugins",
-                lambda s, md: s.introspection.Plugins(
-                    request, metadata=md, timeout=self.call_timeout
-                ),
-                namespace=None,
-            )
+            try:
+                response = await self.call(
+                    "list plugins",
+                    lambda s, md: s.introspection.Plugins(
+                        request, metadata=md, timeout=self.call_timeout
+                    ),
+                    namespace=None,
+                )
+            except grpc.aio.AioRpcError as error:
+                # Not a reason to unpack nothing: only imageUnpackedMaxBytes bounds it then.
+                log.warning(
+                    "containerd does not say where snapshotter %s keeps its snapshots (%s): "
+                    "image unpacks are not bounded by that disk's free space",
+                    snapshotter,
+                    error.details() or error.code().name,
+                )
+                self._snapshotter_roots[snapshotter] = None
+                return None
             roots = [plugin.exports.get("root") for plugin in response.plugins]
             self._snapshotter_roots[snapshotter] = next((root for root in roots if root), None)
+            if self._snapshotter_roots[snapshotter] is None:
+                log.warning(
+                    "containerd's snapshotter %s exports no root directory: image unpacks "
+                    "are not bounded by its disk's free space",
+                    snapshotter,
+                )
         return self._snapshotter_roots[snapshotter]
 
     async def wait_ready(self, *, within: float = 30.0) -> VersionInfo:
