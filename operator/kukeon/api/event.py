@@ -98,6 +98,10 @@ class EventReason(StrEnum):
     # realms, spaces and stacks, per node
     READY = "Ready"
     REMOVED = "Removed"
+    NFT_RULES_RESTORED = "NetworkRulesRestored"
+    """Another process changed the node's nft table (a ruleset flush): written again."""
+    NFT_RULES_NOT_RESTORED = "NetworkRulesNotRestored"
+    """... and what went was not back in time (route_localnet left at 0 without the guard)."""
     # cell sets (Kubernetes' ReplicaSet reasons)
     SUCCESSFUL_CREATE = "SuccessfulCreate"
     SUCCESSFUL_DELETE = "SuccessfulDelete"

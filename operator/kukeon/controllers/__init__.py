@@ -12,10 +12,12 @@ containerd event follower that requeues a cell when one of its tasks exits, the 
 recorder (what happened to each object, written to etcd without blocking a handler:
 ``kukeon.framework.recorder``), the Secret follower that requeues the cells within a
 Secret's scope when it changes and the Space listener that requeues a space's cells when
-its spec changes (``wakers``), and the orphan collector (cells, then the realms, spaces
-and stacks this node does not materialise) run at start and then periodically. The
-background loops run under the operator's supervisor (``Operator.tasks``): a crash is
-logged, counted, restarted with backoff and shown on /readyz.
+its spec changes (``wakers``), the nft keeper that has the node's nft table written again
+when another process flushed or changed it (``nftkeeper``), and the orphan collector
+(cells, then the realms, spaces and stacks this node does not materialise) run at start
+and then periodically. The background loops run under the operator's supervisor
+(``Operator.tasks``): a crash is logged, counted, restarted with backoff and shown on
+/readyz.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .images import ImageArchives, ImageProvider
 from .layers import HostLocks, migrate_legacy_finalizers, node_finalizer
 from .logcopiers import LogCopiers
 from .membership import CellMembership
+from .nftkeeper import NftKeeper
 from .orphanlog import OrphanFailures
 from .probing import ProbeManager
 from .realm import RealmController
@@ -172,7 +175,8 @@ class Controllers:
             await storage.run()
 
     def _register_layers(self, op: Operator, membership: CellMembership) -> None:
-        """The realm, space and stack handlers: materialised where cells of them run."""
+        """The realm, space and stack handlers: materialised where cells of them run; and
+        the keeper of the spaces' nft table."""
         node = self.host.settings.node_name
         for layer in (self.realms, self.spaces, self.stacks):
             layer.trigger = op.trigger
@@ -183,6 +187,22 @@ class Controllers:
             op.finalize(layer.kind, when=_never, finalizer=node_finalizer(layer.kind, node))(
                 layer.finalize
             )
+        self._keep_nft_table(op)
+
+    def _keep_nft_table(self, op: Operator) -> None:
+        """The nft keeper (``nftkeeper``), started and stopped with the operator; it ends by
+        itself where the kernel refuses its netlink group (said in the log)."""
+        keeper = NftKeeper(host=self.host, trigger=op.trigger, recorder=self.recorder)
+        running: list[SupervisedTask] = []
+
+        @op.on_startup
+        async def keep(ctx: OperatorContext) -> None:
+            running.append(op.tasks.start("kukeon-nft-keeper", keeper.run, finishable=True))
+
+        @op.on_shutdown
+        async def stop_keeping(ctx: OperatorContext) -> None:
+            await op.tasks.stop(running)
+            running.clear()
 
     def _register_cells(self, op: Operator) -> None:
         """A cell runs on its node; once deleted, only its own node tears it down."""

@@ -31,7 +31,7 @@ from kukeon.api import Cell, ContainerStatus
 from kukeon.api.container import PublishedPort, parse_port
 from kukeon.runtime.containerd.specerrors import RuntimeSpecError
 from kukeon.runtime.hostfiles import make_dirs
-from kukeon.runtime.network import CellAttachment, cell_network_id
+from kukeon.runtime.network import CellAttachment, cell_network_id, network_id_prefix
 from kukeon.runtime.network.ports import (
     CellPorts,
     NftPorts,
@@ -167,6 +167,21 @@ async def publish_ports(
         )
         for status in statuses
     ]
+
+
+def publishing_cells(host: Host) -> list[tuple[str, ...]]:
+    """The keys of the cells whose marker says they published ports here (blocking)."""
+    prefix = network_id_prefix(host.networks.settings.instance)
+    try:
+        names = sorted(
+            path.name for path in (host.settings.state_dir / "network" / "published").iterdir()
+        )
+    except FileNotFoundError:
+        return []
+    keys = (
+        tuple(name.removeprefix(prefix).split("_")) for name in names if name.startswith(prefix)
+    )
+    return [key for key in keys if len(key) == 4]
 
 
 async def close_unguarded_bridges(host: Host) -> list[str]:

@@ -12,23 +12,30 @@ send them: a raw Ethernet frame to the gateway's MAC, from the cell's network na
 (``nsenter``, the host's python3). The same frame addressed to the bridge's own address is
 the control: it arrives, so the one to 127.0.0.1 that does not was really sent. A bridge
 an older kukeond left at ``route_localnet=1`` without the guard is closed at the next start.
+
+The table deleted by another process (what ``nft flush ruleset`` does to it) takes the
+guard too: the bridge is closed at once, and the table, guard, egress rule and publication
+come back by themselves (``controllers/nftkeeper.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kukeon.api import Cell, Kind
 from kukeon.daemon.app import Daemon
 from kukeon.runtime.network import cell_network_id
+from kukeon.runtime.network.ports import parse_ports_table
 from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
 
@@ -117,14 +124,7 @@ async def test_a_cell_reaches_no_loopback_listener_of_the_host_after_a_release(
     code, _, err = await kukectl(k, "run", "web", "--image", k.image.name, "-p", f"{port}:80",
                                  *scope, "--", "sh", "-c", "exec sleep 3600")  # fmt: skip
     assert code == 0, err
-    stay = cell_key(k, "stay")
-    await k.apply(cell_doc(k, "stay", [container(k, "main")]))
-    await k.wait_for(Kind.CELL, cell_key(k, "web"), state="Ready")
-    ready = await k.wait_for(Kind.CELL, stay, state="Ready")
-    assert isinstance(ready, Cell)
-    bridge = ready.status.network.bridge_name
-    assert bridge
-    setting = Path("/proc/sys/net/ipv4/conf") / bridge / "route_localnet"
+    stay, _, setting = await _stay_beside_web(k)
     assert setting.read_text().strip() == "1"  # web's loopback publication needs it
 
     # The last publication goes; stay is still on the bridge.
@@ -150,6 +150,19 @@ async def test_a_cell_reaches_no_loopback_listener_of_the_host_after_a_release(
     await _assert_no_loopback_reached(netns)
 
 
+async def _stay_beside_web(k: Kukeond) -> tuple[tuple[str, ...], str, Path]:
+    """Cell ``stay`` beside ``web`` (made by the test), both Ready: its key, their bridge
+    and the bridge's ``route_localnet``."""
+    stay = cell_key(k, "stay")
+    await k.apply(cell_doc(k, "stay", [container(k, "main")]))
+    await k.wait_for(Kind.CELL, cell_key(k, "web"), state="Ready")
+    ready = await k.wait_for(Kind.CELL, stay, state="Ready")
+    assert isinstance(ready, Cell)
+    bridge = ready.status.network.bridge_name
+    assert bridge
+    return stay, bridge, Path("/proc/sys/net/ipv4/conf") / bridge / "route_localnet"
+
+
 async def _assert_no_loopback_reached(netns: Path) -> None:
     gateway = await asyncio.to_thread(_send_from_cell, netns, "gateway", 9)
     with _listener(gateway) as control, _listener("127.0.0.1") as loopback:
@@ -159,3 +172,122 @@ async def _assert_no_loopback_reached(netns: Path) -> None:
         loopback.settimeout(2)
         got = await asyncio.to_thread(_received, loopback)
         assert got is None, "a cell's packet reached a listener on the host's 127.0.0.1"
+
+
+def _table(name: str) -> dict[str, Any] | None:
+    shown = subprocess.run(
+        ["nft", "-j", "list", "table", "inet", name], capture_output=True, text=True, check=False
+    )
+    return json.loads(shown.stdout) if shown.returncode == 0 else None
+
+
+def _whole(name: str, bridge: str) -> bool:
+    """The egress allow rule, the cell's publication and a whole guard over the bridge."""
+    listing = _table(name)
+    if listing is None:
+        return False
+    ports = parse_ports_table(listing)
+    egress_rules = [
+        item["rule"].get("comment")
+        for item in listing["nftables"]
+        if item.get("rule", {}).get("chain") == f"egress-{bridge}"
+    ]
+    return bridge in ports.guarded and bool(ports.cell_chains()) and "rule-1" in egress_rules
+
+
+async def test_a_deleted_table_comes_back_and_no_bridge_is_open_without_its_guard(
+    kukeond: Kukeond,
+) -> None:
+    """What ``nft flush ruleset`` (nftables.service's start or reload) did: kukeond's table
+    went, with the space's egress rule, the published port and ``ports-guard``, while the
+    bridge kept ``route_localnet=1``; nothing wrote them again before the next change of
+    the space or the cell (or the 300 s resync). Only the test kukeond's own table is
+    deleted here: other tables of the host are not this test's."""
+    if shutil.which("python3") is None or shutil.which("nsenter") is None:
+        pytest.skip("needs the host's python3 and nsenter")
+    k = kukeond
+    table = k.config.nft_table
+    # The node's pool allowed: the control frame to the gateway must arrive.
+    allow = [{"cidr": str(k.config.subnet_pool)}, {"cidr": "192.0.2.0/24"}]
+    egress = {"default": "deny", "allow": allow}
+    await k.hierarchy(network={"egress": egress})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    page = "h138-restored"
+    httpd = f"mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www"
+    await k.apply(
+        cell_doc(k, "web", [container(k, "srv", script=httpd, ports=[f"127.0.0.1:{port}:80"])])
+    )
+    stay, bridge, setting = await _stay_beside_web(k)
+    await _until(lambda: _whole(table, bridge), within=30)
+    assert setting.read_text().strip() == "1"
+    await asyncio.sleep(1)  # the cells' passes done: none writes the table meanwhile
+
+    seen: list[tuple[float, str]] = []
+    loop = asyncio.get_running_loop()
+
+    async def sample() -> None:
+        while True:
+            seen.append((loop.time(), setting.read_text().strip()))
+            await asyncio.sleep(0.005)
+
+    sampler = asyncio.ensure_future(sample())
+    try:
+        await asyncio.to_thread(
+            subprocess.run, ["nft", "delete", "table", "inet", table], check=True
+        )
+        deleted_at = loop.time()
+        await _until(lambda: _whole(table, bridge), within=15)
+        restored_in = loop.time() - deleted_at
+        await _until(lambda: setting.read_text().strip() == "1", within=15)
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+    closed = [at - deleted_at for at, value in seen if at >= deleted_at and value == "0"]
+    assert closed, "route_localnet stayed 1 while ports-guard was gone"
+    assert closed[0] < 1.0, f"closed {closed[0]:.3f} s after the table went"
+    assert restored_in < 10, restored_in
+
+    # Whole again: the guard keeps the cell from the host's loopback, the port answers.
+    netns = k.config.netns_dir / cell_network_id(stay, k.config.instance)
+    await _assert_no_loopback_reached(netns)
+    assert page in await _http_get("127.0.0.1", port)
+    assert k.daemon.events is not None
+
+    async def said() -> bool:
+        assert k.daemon.events is not None
+        return any(
+            event.reason == "NetworkRulesRestored"
+            and event.involved_object.kind == "Space"
+            and event.involved_object.name == "s1"
+            and "deleted the table" in event.message
+            for event in (await k.daemon.events.list(k.realm)).items
+        )
+
+    for _ in range(100):
+        if await said():
+            break
+        await asyncio.sleep(0.1)
+    assert await said()
+
+
+async def _until(condition: Callable[[], bool], *, within: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await asyncio.to_thread(condition):
+        assert asyncio.get_running_loop().time() < deadline, "not within the bound"
+        await asyncio.sleep(0.05)
+
+
+async def _http_get(host: str, port: int) -> str:
+    for _ in range(50):
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(3):
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(b"GET / HTTP/1.0\r\n\r\n")
+                answer = (await reader.read()).decode(errors="replace")
+                writer.close()
+                return answer
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{host}:{port} did not answer")

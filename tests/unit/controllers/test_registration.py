@@ -25,7 +25,9 @@ class FakeTasks:
         self.started: dict[str, Callable[[], Awaitable[None]]] = {}
         self.stopped: list[str] = []
 
-    def start(self, name: str, factory: Callable[[], Awaitable[None]]) -> SimpleNamespace:
+    def start(
+        self, name: str, factory: Callable[[], Awaitable[None]], *, finishable: bool = False
+    ) -> SimpleNamespace:
         self.started[name] = factory
         return SimpleNamespace(name=name)
 
@@ -154,12 +156,15 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     assert list(op.listeners) == [Kind.CELL, Kind.SPACE]
     assert registered.departures.changed in op.listeners[Kind.CELL]
 
+    keep_nft_table, start = op.startup
+    await keep_nft_table(SimpleNamespace())
+    assert set(op.tasks.started) == {"kukeon-nft-keeper"}
     for _attempt in range(2):  # the second start: migration and collection fail, logged only
-        (start,) = op.startup
         await start(SimpleNamespace())
     assert background == {"migrate": 2, "collect": 2, "follow": 0}
     assert swept == [1, 1]
     assert set(op.tasks.started) == {
+        "kukeon-nft-keeper",
         "kukeon-events",
         "kukeon-containerd-events",
         "kukeon-gc",
@@ -174,7 +179,9 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     assert background["follow"] == 2
     assert op.resyncs == 1
 
-    (stop,) = op.shutdown
+    stop_keeping, stop = op.shutdown
+    await stop_keeping(SimpleNamespace())
+    assert op.tasks.stopped == ["kukeon-nft-keeper"]
     await stop(SimpleNamespace())
     assert "kukeon-gc" in op.tasks.stopped
     assert "kukeon-ephemeral-storage" in op.tasks.stopped
