@@ -205,7 +205,12 @@ async def _run(example: Example, k: Kukeond, workdir: Path) -> tuple[int, str]:
     )
     if example.interactive:
         assert process.stdin is not None
-        await asyncio.sleep(2)  # attached first, then typed
+        assert process.stdout is not None
+        # Typed once kukectl shows it is attached (its first output: the attach notice, the
+        # shell's prompt), not after a fixed wait: typed earlier, the terminal is still in
+        # line mode and holds the detach keys (no newline) until kukectl reads it, which at
+        # load 20-30 took over the 2 s once waited (stop 46's CI: no detach, no exit).
+        first = await asyncio.wait_for(process.stdout.read(1), 60)
         try:
             for byte in stdin:
                 process.stdin.write(bytes([byte]))
@@ -215,7 +220,7 @@ async def _run(example: Example, k: Kukeond, workdir: Path) -> tuple[int, str]:
             process.stdin.close()
         except ConnectionResetError:
             pass  # it ended before all was typed: its output and code say why
-        out = await asyncio.wait_for(process.stdout.read(), 60)  # type: ignore[union-attr]
+        out = first + await asyncio.wait_for(process.stdout.read(), 60)
     else:
         out, _ = await asyncio.wait_for(process.communicate(stdin), 120)
     code = await process.wait()

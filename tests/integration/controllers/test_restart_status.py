@@ -30,10 +30,16 @@ from .helpers import cell_doc, cell_key, cell_versions, container, get_cell, upd
 pytestmark = pytest.mark.integration
 
 RUN_SECONDS = 6
-"""How long each run of the crashing container lasts: the checks of its second run (three
-kukectl processes, ~1 s each at load 15-20) must end before that run does. At 4 s they
-did not once (stop 39, helper-75's run at load 15-20)."""
-"""How long each run of `app` lasts: long enough to read the status while it runs."""
+"""How long the first run of `app` lasts (its length is checked in its lastState)."""
+APP_SCRIPT = (
+    "if [ -e /ran2 ]; then exec sleep 600; fi; "
+    "if [ -e /ran ]; then while [ ! -e /release ]; do sleep 0.2; done; touch /ran2; exit 3; fi; "
+    f"touch /ran; sleep {RUN_SECONDS}; exit 3"
+)
+"""`app`: its first run exits 3 after RUN_SECONDS; its second exits 3 once the test has read
+its status and writes /release (a timed run ended under the checks' three kukectl processes
+at load 20: 4 s once in stop 39, 6 s once in stop 46); its third runs on. The markers are
+in the container's root filesystem, which a restart keeps."""
 
 
 @contextlib.asynccontextmanager
@@ -83,9 +89,7 @@ async def test_a_restarted_container_runs_with_its_last_exit_apart(kukeond: Kuke
                 "crashy",
                 [
                     container(k, "main"),
-                    container(
-                        k, "app", script=f"sleep {RUN_SECONDS}; exit 3", restartPolicy="always"
-                    ),
+                    container(k, "app", script=APP_SCRIPT, restartPolicy="always"),
                     container(k, "blink", script="exit 1", restartPolicy="always"),
                 ],
             )
@@ -117,13 +121,18 @@ async def test_a_restarted_container_runs_with_its_last_exit_apart(kukeond: Kuke
         assert last_app[1:3] == ["Error", "3"], page
         wide = (await _kukectl(k, "get", "cell", "crashy", "-o", "wide")).splitlines()
         assert " ago)" in wide[1], wide
+        scope = ("--realm", k.realm, "--space", "s1", "--stack", "st1")
+        code, _, err = await kukectl(
+            k, "exec", "crashy", "-c", "app", *scope, "--", "touch", "/release"
+        )
+        assert code == 0, err
 
         # Its next exit waits 10 s: Waiting, said once with the due time, the same 3 s later.
         def waiting(obj: AnyResource) -> bool:
             app = _app(obj)
             return app is not None and app.get("state") == "Waiting"
 
-        first = await k.wait_for(Kind.CELL, key, until=waiting, within=RUN_SECONDS + 10)
+        first = await k.wait_for(Kind.CELL, key, until=waiting, within=15)
         said = _app(first)
         assert said is not None
         assert said["reason"] == "CrashLoopBackOff", said
