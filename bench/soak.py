@@ -16,6 +16,13 @@ Each round:
 kukeond's RSS (VmRSS of /proc/<pid>/status) is sampled every ``--sample-interval`` seconds.
 The report lists the samples, the first and last RSS and a least-squares slope in MiB per
 hour over the second half of the run (the first half is warm-up: caches and pools filling).
+Each sample also splits the RSS by where it is (``MemoryParts``: RssFile, and RssAnon as
+glibc's main heap, glibc's thread arenas, and the other anonymous mappings, mostly
+obmalloc's 1 MiB arenas), so the report says which part grew. kukeond trims glibc's heaps
+after its full collection every 5 minutes, and a round's burst comes and goes: a sample's
+place in those cycles moves the RSS by a MiB or more, so the report also gives the slope
+of the floor (the lowest sample of each ``--floor-window`` seconds), which leaves out what
+the next trim gives back.
 
 With ``--tracemalloc`` kukeond runs with ``PYTHONTRACEMALLOC=25`` (much slower, and the
 traces take memory of their own, so its RSS is not comparable to a run without) and is sent
@@ -121,6 +128,63 @@ def reached(current: Any, name: str) -> bool:
     return str(current.status.state) == "Ready"
 
 
+THREAD_ARENA_ALIGN = 64 << 20  # glibc maps each thread arena's heap at a 64 MiB boundary
+
+
+@dataclass(frozen=True)
+class MemoryParts:
+    """Where kukeond's RSS is (MiB): shared files, and its anonymous memory by allocator."""
+
+    file: float
+    main_heap: float
+    """glibc's main arena (``[heap]``): the main thread's mallocs over 512 bytes."""
+    thread_arenas: float
+    """glibc's other arenas: what the other threads (grpc's, the executors') malloc."""
+    other_anon: float
+    """Every other anonymous mapping: obmalloc's arenas, big mallocs (mmap), stacks."""
+
+    @classmethod
+    def of(cls, pid: int) -> MemoryParts:
+        file = main_heap = arenas = other = 0
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssFile:"):
+                file = int(line.split()[1])
+        start, name = 0, ""
+        with Path(f"/proc/{pid}/smaps").open() as smaps:
+            for line in smaps:
+                first = line.split(maxsplit=6)
+                if "-" in first[0] and not first[0].endswith(":"):  # a mapping's header
+                    start = int(first[0].split("-")[0], 16)
+                    name = first[5].strip() if len(first) > 5 else ""
+                elif first[0] == "Rss:":
+                    kib = int(first[1])
+                    if name == "[heap]":
+                        main_heap += kib
+                    elif not name and start % THREAD_ARENA_ALIGN == 0:
+                        arenas += kib
+                    elif not name:
+                        other += kib
+        return cls(file / 1024, main_heap / 1024, arenas / 1024, other / 1024)
+
+
+PARTS = (
+    ("RssFile", "file"),
+    ("glibc main heap", "main_heap"),
+    ("glibc thread arenas", "thread_arenas"),
+    ("other anonymous (obmalloc)", "other_anon"),
+)
+
+
+def floors(samples: list[tuple[float, float]], window: float) -> list[tuple[float, float]]:
+    """The lowest sample of each ``window`` seconds (at its own time)."""
+    lowest: dict[int, tuple[float, float]] = {}
+    for t, value in samples:
+        slot = int(t // window)
+        if slot not in lowest or value < lowest[slot][1]:
+            lowest[slot] = (t, value)
+    return [lowest[slot] for slot in sorted(lowest)]
+
+
 def slope_per_hour(samples: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, MiB) samples, in MiB per hour."""
     if len(samples) < 2:
@@ -144,15 +208,27 @@ class Soak:
     tracing: bool
     started: float = field(default_factory=time.monotonic)
     samples: list[tuple[float, float]] = field(default_factory=list)
+    parts: list[tuple[float, MemoryParts]] = field(default_factory=list)
     rounds: int = 0
     cells: int = 0
     missed: list[str] = field(default_factory=list)
     snapshots: list[Path] = field(default_factory=list)
+    floor_window: float = 300.0
+
+    def floor(self, samples: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return floors(samples, self.floor_window)
 
     def sample(self) -> None:
         elapsed, rss = time.monotonic() - self.started, rss_mib(self.daemon.pid)
+        parts = MemoryParts.of(self.daemon.pid)
         self.samples.append((elapsed, rss))
-        print(f"sample {elapsed:7.0f} s  {rss:7.1f} MiB  round {self.rounds}", file=sys.stderr)
+        self.parts.append((elapsed, parts))
+        print(
+            f"sample {elapsed:7.0f} s  {rss:7.1f} MiB  round {self.rounds}  file "
+            f"{parts.file:.1f}, main heap {parts.main_heap:.1f}, thread arenas "
+            f"{parts.thread_arenas:.1f}, other anon {parts.other_anon:.1f}",
+            file=sys.stderr,
+        )
 
     async def sampler(self, interval: float) -> None:
         while True:
@@ -268,6 +344,7 @@ async def soak(args: argparse.Namespace) -> tuple[Soak, str]:
                 reports=args.reports,
                 stop=stop,
                 tracing=args.tracemalloc,
+                floor_window=args.floor_window,
             )
             await state.churn(
                 args.duration,
@@ -281,11 +358,38 @@ async def soak(args: argparse.Namespace) -> tuple[Soak, str]:
                 shutil.copyfile(plane.log, args.reports / "kukeond.log")
 
 
+def second_half(samples: list[tuple[float, float]], elapsed: float) -> list[tuple[float, float]]:
+    return [sample for sample in samples if sample[0] >= elapsed / 2]
+
+
+def parts_lines(state: Soak, elapsed: float) -> list[str]:
+    """One row per part of the RSS: first, last, and its slopes over the second half."""
+    rows = []
+    for label, attribute in PARTS:
+        series = [(t, float(getattr(parts, attribute))) for t, parts in state.parts]
+        half = second_half(series, elapsed)
+        floor_half = second_half(state.floor(series), elapsed)
+        rows.append(
+            f"| {label} | {series[0][1]:.1f} | {series[-1][1]:.1f} | "
+            f"{slope_per_hour(half):+.2f} | {slope_per_hour(floor_half):+.2f} |"
+        )
+    return [
+        "| part | first MiB | last MiB | slope, second half (MiB/h) | its floor's slope |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def report(state: Soak, *, version: str, command: str, duration: float) -> str:
     samples = state.samples
     elapsed = samples[-1][0] if samples else 0.0
-    second_half = [sample for sample in samples if sample[0] >= elapsed / 2]
-    rows = [f"| {t / 60:.1f} | {rss:.1f} |" for t, rss in samples]
+    half = second_half(samples, elapsed)
+    floor_half = second_half(state.floor(samples), elapsed)
+    rows = [
+        f"| {t / 60:.1f} | {rss:.1f} | {parts.file:.1f} | {parts.main_heap:.1f} | "
+        f"{parts.thread_arenas:.1f} | {parts.other_anon:.1f} |"
+        for (t, rss), (_, parts) in zip(samples, state.parts, strict=True)
+    ]
     ended = "" if elapsed >= duration else f" (stopped early, of {duration / 60:.0f} planned)"
     tracing = (
         f" kukeond traced by tracemalloc ({TRACE_FRAMES} frames): slower, and its RSS "
@@ -309,12 +413,16 @@ def report(state: Soak, *, version: str, command: str, duration: float) -> str:
             "",
             f"kukeond RSS: first {samples[0][1]:.1f} MiB, last {samples[-1][1]:.1f} MiB, "
             f"min {min(r for _, r in samples):.1f}, max {max(r for _, r in samples):.1f}; "
-            f"slope over the second half ({len(second_half)} samples): "
-            f"{slope_per_hour(second_half):+.1f} MiB/hour (whole run: "
-            f"{slope_per_hour(samples):+.1f} MiB/hour).",
+            f"slope over the second half ({len(half)} samples): "
+            f"{slope_per_hour(half):+.1f} MiB/hour (whole run: "
+            f"{slope_per_hour(samples):+.1f} MiB/hour); of its floor (the lowest sample of "
+            f"each {state.floor_window:.0f} s, {len(floor_half)} of them in the second half): "
+            f"{slope_per_hour(floor_half):+.2f} MiB/hour.",
             "",
-            "| minute | RSS MiB |",
-            "|---|---|",
+            *parts_lines(state, elapsed),
+            "",
+            "| minute | RSS MiB | file | glibc main heap | glibc thread arenas | other anon |",
+            "|---|---|---|---|---|---|",
             *rows,
             "",
             *(f"tracemalloc report: `{path}`" for path in state.snapshots),
@@ -335,6 +443,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--pause", type=float, default=0.0, help="seconds idle between two rounds (0: none)"
+    )
+    parser.add_argument(
+        "--floor-window",
+        type=float,
+        default=300.0,
+        help="seconds: the report's floor is the lowest sample of each such window (kukeond "
+        "trims glibc's heaps after its full collection every 300 s)",
     )
     parser.add_argument("--reports", type=Path, default=Path("/tmp/kukeon-soak"))
     parser.add_argument("--output", type=Path, help="also write the markdown report here")
