@@ -18,6 +18,12 @@ when another process flushed or changed it (``nftkeeper``), and the orphan colle
 and then periodically. The background loops run under the operator's supervisor
 (``Operator.tasks``): a crash is logged, counted, restarted with backoff and shown on
 /readyz.
+
+While another kukeond holds this node's name the operator's ``gate`` is closed
+(``kukeon.framework.converging``): besides the handlers, the departures, probes, evictions,
+hosts files, orphan passes and unreadable-document looks wait, and what runs here is left
+as it is. When it opens the stale copies are stopped and an orphan pass runs (what the
+departures and the collector would have done meanwhile), beside the operator's resync.
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from kukeon.api import SCHEDULED_BY_SCHEDULER, Cell, EventReason, EventType, Kind
-from kukeon.framework import EventRecorder, Operator, OperatorContext, SupervisedTask
+from kukeon.framework import (
+    ConvergeGate,
+    EventRecorder,
+    Operator,
+    OperatorContext,
+    SupervisedTask,
+)
+from kukeon.framework.waits import wait_event
 from kukeon.store import Registry
 
 from .cell import CellController, HostFacts
@@ -109,6 +122,10 @@ class Controllers:
         """Stops this node's copy of a cell as soon as the cell leaves it (issue 21)."""
         self.cells.runs_here = self.runs_here
         self._background: list[SupervisedTask] = []
+        self.gate = ConvergeGate()
+        """The operator's (``register``): closed while another kukeond holds the name."""
+        self._reopened = asyncio.Event()
+        """Set when the gate opens again: the orphan collector catches up at once."""
         self.orphan_failures = OrphanFailures()
         """What the orphan passes could not remove: warned of once, not every pass."""
         self.unreadable = UnreadableCells(
@@ -140,9 +157,10 @@ class Controllers:
 
     async def _collect_at_start(self) -> None:
         """The orphans, then the files of image imports a crash cut short (no import runs
-        yet: the API listens once the controllers are started)."""
+        yet: the API listens once the controllers are started). No orphan pass while
+        another kukeond holds the node's name: the periodic one runs once the name is ours."""
         try:
-            removed = await self.collect_orphans()
+            removed = await self.collect_orphans() if self.gate.is_open() else []
         except Exception:
             # One orphan that cannot go (a CNI DEL failing) must not keep the node down.
             log.exception("orphan collection at start failed; it runs again periodically")
@@ -162,12 +180,23 @@ class Controllers:
             )
 
     async def _collect_periodically(self) -> None:
+        """An orphan pass every GC_INTERVAL_SECONDS, none while the gate is closed; and
+        once it opens again, at once, after stopping the copies of the cells that left
+        this node meanwhile (the departures held back)."""
         while True:
-            await asyncio.sleep(GC_INTERVAL_SECONDS)
+            await wait_event(self._reopened, GC_INTERVAL_SECONDS)
+            await self.gate.wait_open()
             try:
+                if self._reopened.is_set():
+                    self._reopened.clear()
+                    await self.departures.stop_stale()
                 await self.collect_orphans()
             except Exception:
                 log.exception("orphan collection failed; trying again later")
+
+    def _converging_changed(self, opened: bool) -> None:
+        if opened:
+            self._reopened.set()
 
     async def _measure_storage(self) -> None:
         storage = self.cells.probes.storage if self.cells.probes is not None else None
@@ -239,6 +268,19 @@ class Controllers:
         op.on_change(Kind.CELL, self.cells.peers.changed)
         op.on_change(Kind.CELL, self.cells.stop_graces.changed)
 
+    def _share_gate(self, op: Operator) -> None:
+        """Every host-changing loop here honours the operator's gate."""
+        self.gate = op.gate
+        self.departures.gate = self.unreadable.gate = op.gate
+        probes = self.cells.probes
+        if probes is not None:
+            probes.gate = op.gate
+            if probes.storage is not None:
+                probes.storage.gate = op.gate
+        if self.cells.peers is not None:
+            self.cells.peers.gate = op.gate
+        op.gate.listen(self._converging_changed)
+
     def register(self, op: Operator) -> None:
         node = self.host.settings.node_name
         # The fleet's leader (the scheduler's; ``start_fleet`` registers it) reports every
@@ -270,6 +312,7 @@ class Controllers:
         self.departures.requeue = op.requeue
         self._watch_running_tasks(op)
         self._register_cells(op)
+        self._share_gate(op)
 
         @op.on_startup
         async def start_background(ctx: OperatorContext) -> None:
@@ -281,7 +324,7 @@ class Controllers:
             if migrated:
                 log.info("took over the shared finalizer of %s", ", ".join(migrated))
             await self._collect_at_start()
-            await close_unguarded_bridges(self.host)
+            await close_unguarded_bridges(self.host)  # a safe setting back, touches no cell
             followed = False
 
             async def follow_events() -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from kukeon.api import AnyResource, Cell, key_of
 from kukeon.api.cellset import CELLSET_LABEL
+from kukeon.framework import ConvergeGate
 from kukeon.runtime.network.hosts import render_hosts, validate_hostname
 
 from .cellfiles import CellFiles
@@ -125,6 +126,8 @@ class CellPeers:
         self._dirty: set[SpaceKey] = set()
         self._blocks: dict[SpaceKey, tuple[list[HostEntry], str]] = {}
         self._changed = asyncio.Event()
+        self.gate = ConvergeGate()
+        """No hosts file is written while closed; what changed meanwhile is, once open."""
 
     def changed(self, obj: AnyResource, deleted: bool) -> None:
         """An operator change listener of cells (``Operator.on_change``)."""
@@ -205,6 +208,7 @@ class CellPeers:
         rewritten = 0
         while True:
             await self._changed.wait()
+            await self.gate.wait_open()
             # A round's files cost about its size squared: a big space's rounds come
             # further apart, so a burst of its cells does not rewrite them all each time.
             await asyncio.sleep(max(COALESCE_SECONDS, rewritten * SECONDS_PER_FILE))

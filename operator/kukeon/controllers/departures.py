@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from kukeon.api import SCHEDULED_BY_ANNOTATION, AnyResource, Cell, Kind
 from kukeon.api.placement import EVICT_ANNOTATION, evicted_from, is_scheduler_placed
 from kukeon.cancelling import cancel_and_wait
+from kukeon.framework import ConvergeGate
 from kukeon.runtime.network import bridge_name
 from kukeon.store import Conflict, NotFound, Registry
 
@@ -137,6 +138,8 @@ class Departures:
         self._fenced_since: datetime | None = None
         self._fenced_keys: set[Key] = set()
         self.stats = DepartureStats()
+        self.gate = ConvergeGate()
+        """No copy is stopped while closed (``stop_stale`` catches up once open)."""
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._again: set[Key] = set()
         self._answering: dict[Key, asyncio.Task[None]] = {}
@@ -166,7 +169,7 @@ class Departures:
             self.assigned[key] = not is_scheduler_placed(cell)
         else:
             self.assigned.pop(key, None)
-        if decision.stop:
+        if decision.stop and self.gate.is_open():
             self._start(key)
         elif was_here and cell is not None and self.runs_here(cell) and marked_lost(cell):
             # (A cell that just arrived here runs its reconcile for the move anyway.)

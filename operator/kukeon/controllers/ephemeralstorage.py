@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kukeon.api import Cell, EventReason, EventType, Kind
-from kukeon.framework import EventRecorder
+from kukeon.framework import ConvergeGate, EventRecorder
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.stopsignal import container_stop_signal
@@ -96,6 +96,8 @@ class StorageLimits:
         self.stop_grace_seconds = stop_grace_seconds
         self.recorder = recorder
         self.period = period
+        self.gate = ConvergeGate()
+        """No measuring pass (it evicts) while closed."""
         self._watched: dict[tuple[CellKey, str], _Watched] = {}
         self._kills: dict[tuple[CellKey, str], ProbeKill] = {}
         self._stopping: set[asyncio.Task[None]] = set()
@@ -134,6 +136,7 @@ class StorageLimits:
         """The measuring loop (supervised by kukeond's task supervisor)."""
         while True:
             await asyncio.sleep(self.period)
+            await self.gate.wait_open()
             await self.measure()
 
     async def measure(self) -> list[str]:

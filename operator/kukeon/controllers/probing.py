@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from kukeon.api import Cell, ContainerSpec, EventReason, EventType, Kind
 from kukeon.api.probes import Probe, ProbeKind, ProbeResult, ProbeStatus
-from kukeon.framework import EventRecorder
+from kukeon.framework import ConvergeGate, EventRecorder
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.stopsignal import container_stop_signal
@@ -171,6 +171,8 @@ class ProbeManager:
         self._counted: dict[CellKey, set[tuple[str, ...]]] = {}
         self.storage: StorageLimits | None = None
         """The ephemeral-storage limits of the same tasks: handed the same, asked too."""
+        self.gate = ConvergeGate()
+        """No check (a failed one stops a task) while closed: each probe waits its period."""
 
     # --- what the cell controller calls -------------------------------------------------
 
@@ -280,6 +282,11 @@ class ProbeManager:
     def _due(self, entry: _Container, probe: _Probe) -> None:
         probe.timer = None
         if entry.stopping or self._containers.get((entry.key, entry.container)) is not entry:
+            return
+        if not self.gate.is_open():
+            self._schedule(
+                entry, probe, asyncio.get_running_loop().time() + probe.spec.period_seconds
+            )
             return
         probe.check = asyncio.create_task(
             self._check(entry, probe), name=f"kukeon-probe-{probe.kind}"

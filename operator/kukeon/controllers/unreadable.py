@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from kukeon.api import EventReason, EventType, InvolvedObject, Kind, Node, NodeCondition
-from kukeon.framework import EventRecorder
+from kukeon.framework import ConvergeGate, EventRecorder
 from kukeon.store import Conflict, InvalidStoredDocument, NotFound, Registry, StoreError
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class UnreadableCells:
         self.leads: Callable[[], bool] = lambda: True
         """Whether this node leads the fleet (reports every bad document); the fleet's
         start sets it to the scheduler's election (alone, a node leads)."""
+        self.gate = ConvergeGate()
+        """A look (it writes this node's Node, runs orphan passes) waits while closed."""
         self.current: list[Unreadable] = []
         """What the last look found that this node reports."""
         self._found = 0
@@ -116,6 +118,7 @@ class UnreadableCells:
 
     async def run(self) -> None:
         while True:
+            await self.gate.wait_open()
             await self.look()
             await asyncio.sleep(LOOK_SECONDS)
 

@@ -16,6 +16,7 @@ import kukeon.controllers as controllers_module
 from kukeon.api import Kind
 from kukeon.controllers import register_controllers
 from kukeon.controllers.layers import node_finalizer
+from kukeon.framework import ConvergeGate
 
 from .hostfakes import cell, make_host
 
@@ -43,6 +44,7 @@ class FakeOperator:
         self.startup: list[Callable[[Any], Awaitable[None]]] = []
         self.shutdown: list[Callable[[Any], Awaitable[None]]] = []
         self.tasks = FakeTasks()
+        self.gate = ConvergeGate()
         self.resyncs = 0
         self.listeners: dict[Kind, list[Any]] = {}
 
@@ -204,3 +206,44 @@ async def test_orphans_are_collected_periodically_despite_failures(
     with pytest.raises(asyncio.CancelledError):
         await loop
     assert background["collect"] >= 2, "a failed pass is logged, the next one runs"
+
+
+async def test_a_closed_gate_holds_the_orphan_passes_and_its_opening_catches_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background: dict[str, int]
+) -> None:
+    """While another kukeond holds the node's name no orphan pass runs (at start or
+    later) and no copy is stopped; when the name is back the collector stops the copies
+    of the cells that left meanwhile and collects at once, not GC_INTERVAL_SECONDS later."""
+    op = FakeOperator()
+    registered = register_controllers(
+        cast(Any, op),
+        host=make_host(tmp_path).host,
+        registry=cast(Any, None),
+        images=cast(Any, SimpleNamespace(archives=SimpleNamespace(remove_interrupted=list))),
+    )
+    stale: list[int] = []
+
+    async def stop_stale() -> int:
+        stale.append(1)
+        return 0
+
+    monkeypatch.setattr(registered.departures, "stop_stale", stop_stale)
+    assert registered.departures.gate is op.gate
+    assert registered.unreadable.gate is op.gate
+    op.gate.close("held by another kukeond")
+    await registered._collect_at_start()
+    loop = asyncio.create_task(registered._collect_periodically())
+    try:
+        await asyncio.sleep(0.05)
+        assert background["collect"] == 0
+        assert stale == []
+        op.gate.open()
+        for _ in range(100):
+            if background["collect"]:
+                break
+            await asyncio.sleep(0.01)
+        assert stale == [1]
+        assert background["collect"] == 1
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
