@@ -406,9 +406,7 @@ class ImageService:
             if known.isdigit():
                 size = int(known)
             else:
-                size = await count_layer(
-                    content, image=image, layer=layer, room=room, before=total
-                )
+                size = await count_layer(content, image=image, layer=layer, room=room, before=total)
                 await content.update_labels(layer.digest, {LABEL_UNPACKED_SIZE: str(size)})
             sizes.append((layer, size))
             total += size
