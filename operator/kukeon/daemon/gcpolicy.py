@@ -113,13 +113,19 @@ def collect_fully_and_trim() -> None:
     if trimmed is None:
         log.info("full collection: %d unreachable objects in %.0f ms", found, collected * 1000)
         return
+    held = trimmed.held
     log.info(
         "full collection: %d unreachable objects in %.0f ms; malloc_trim gave back "
-        "%.1f MiB (RssAnon %.1f -> %.1f MiB) in %.1f ms",
+        "%.1f MiB (RssAnon %.1f -> %.1f MiB) in %.1f ms%s",
         found,
         collected * 1000,
         trimmed.released_mib,
         trimmed.anon_before_kib / 1024,
         trimmed.anon_after_kib / 1024,
         trimmed.seconds * 1000,
+        ""
+        if held is None
+        else f"; glibc's malloc holds {held.in_use_kib / 1024:.1f} MiB in use, "
+        f"{held.free_kib / 1024:.1f} MiB free in its heaps, {held.mmapped_kib / 1024:.1f} "
+        "MiB mmapped",
     )

@@ -8,6 +8,12 @@ kukeond calls it after each of its periodic full collections (``gcpolicy``): 1-3
 each time, in about a millisecond (docs/benchmarks/memory-idle.md); and once a burst that
 its young sweeps collected a lot of garbage from is over (0.2-0.9 MiB, under a ms).
 
+After each trim kukeond also reads what glibc holds (:func:`held`, ``mallinfo2``): bytes in
+live blocks, bytes free inside its heaps, bytes in blocks mmapped on their own. The full
+collection's log line says them, so a soak tells an RssAnon that creeps because glibc holds
+more live blocks (C code's allocations: tracemalloc sees Python's only) from one that
+creeps because its heaps are fragmented (free bytes between live ones, on pages that stay).
+
 Each thread that allocates also gets an arena of its own, up to 8 per core (kukeond has
 ~20 threads during a start burst: asyncio's default executor, the host and program pools,
 grpc's), and each arena keeps its own free pages. So kukeond, at start and before its
@@ -43,12 +49,27 @@ OPERATOR_SETTINGS: Final = (
 
 
 @dataclass(frozen=True)
+class Held:
+    """What glibc's malloc holds in all its arenas (``mallinfo2``)."""
+
+    in_use_kib: int
+    """In live blocks inside its heaps (``uordblks``)."""
+    free_kib: int
+    """Free inside its heaps, kept for reuse (``fordblks``); a trim gives back only the
+    whole pages of it, so what stays is fragmentation."""
+    mmapped_kib: int
+    """In blocks mmapped on their own (``hblkhd``): freed straight back to the kernel."""
+
+
+@dataclass(frozen=True)
 class Trimmed:
     """What one ``malloc_trim(0)`` gave back (RssAnon: the process's anonymous pages)."""
 
     anon_before_kib: int
     anon_after_kib: int
     seconds: float
+    held: Held | None = None
+    """What glibc held right after it (None: no ``mallinfo2``)."""
 
     @property
     def released_mib(self) -> float:
@@ -66,7 +87,37 @@ def _libc_function(name: str, argtypes: list[type]) -> Callable[..., int] | None
     return found
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [  # glibc's struct mallinfo2 (2.33+), every field a size_t
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    try:
+        function = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
+        return None
+    function.argtypes = []
+    function.restype = _MallInfo2
+    found: Callable[[], _MallInfo2] = function
+    return found
+
+
 _MALLOC_TRIM = _libc_function("malloc_trim", [ctypes.c_size_t])
+_MALLINFO2 = _mallinfo2()
 _MALLOPT = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
 
 
@@ -87,12 +138,22 @@ def rss_anon_kib() -> int:
     return 0
 
 
+def held() -> Held | None:
+    """What glibc's malloc holds now (every arena: ``mallinfo2`` locks each in turn, a few
+    microseconds); None without it."""
+    if _MALLINFO2 is None:
+        return None
+    info = _MALLINFO2()
+    return Held(info.uordblks // 1024, info.fordblks // 1024, info.hblkhd // 1024)
+
+
 def trim() -> Trimmed | None:
-    """``malloc_trim(0)``, with what it gave back and what it took; None without glibc."""
+    """``malloc_trim(0)``, with what it gave back, what it took and what glibc holds
+    after it; None without glibc."""
     if _MALLOC_TRIM is None:
         return None
     before = rss_anon_kib()
     started = time.perf_counter()
     _MALLOC_TRIM(0)
     took = time.perf_counter() - started
-    return Trimmed(before, rss_anon_kib(), took)
+    return Trimmed(before, rss_anon_kib(), took, held())

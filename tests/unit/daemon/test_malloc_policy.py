@@ -35,10 +35,42 @@ def test_a_trim_says_what_it_gave_back() -> None:
     assert trimmed.released_mib == (trimmed.anon_before_kib - trimmed.anon_after_kib) / 1024
 
 
+def test_held_tells_live_blocks_from_the_free_left_between_them() -> None:
+    """64 MiB of 4 KiB strings in glibc's heap, then all freed but every 64th: in use
+    goes back down, and the free bytes left between the kept ones (the fragmentation a
+    trim cannot give back whole) show as free, not in use."""
+    before, during, after = printed_after(
+        "from kukeon.daemon import mallocpolicy\n"
+        "before = mallocpolicy.held()\n"
+        "blocks = [bytes(4096) + bytes([n % 256]) for n in range(16384)]\n"
+        "during = mallocpolicy.held()\n"
+        "kept = blocks[::64]\n"
+        "del blocks\n"
+        "after = mallocpolicy.trim().held\n"
+        "print(json.dumps([[h.in_use_kib, h.free_kib] for h in (before, during, after)]))"
+    )
+    assert during[0] - before[0] >= 60 * 1024
+    assert after[0] - before[0] <= 4 * 1024  # the 256 kept blocks: 1 MiB
+    assert after[1] >= 32 * 1024
+
+
 def test_the_full_collection_logs_the_trim(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger=gcpolicy.__name__):
         gcpolicy.collect_fully_and_trim()
     assert "malloc_trim gave back" in caplog.text
+    assert "glibc's malloc holds" in caplog.text
+    assert "MiB in use" in caplog.text
+
+
+def test_without_mallinfo2_the_trim_still_says_what_it_gave_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(mallocpolicy, "_MALLINFO2", None)
+    assert mallocpolicy.held() is None
+    with caplog.at_level(logging.INFO, logger=gcpolicy.__name__):
+        gcpolicy.collect_fully_and_trim()
+    assert "malloc_trim gave back" in caplog.text
+    assert "glibc's malloc holds" not in caplog.text
 
 
 def test_without_glibc_it_only_collects(
