@@ -5,15 +5,23 @@ realm's ``spec.quota``, else kukeond's defaults; a limit absent from ``hard`` is
 what this API server's index counts now, writes in flight included
 (``kukeon.store.realmquota``). Read by ``kukectl describe realm``. Anyone who may read the
 realm may read it.
+
+A kukeond that runs cells adds ``images``: the image content its own containerd holds for
+the realm now (``used``, bytes as stored) and the realm's limit there (``hard``, absent:
+none; ``spec.quota.imageStorageBytes``, else the node's ``realmImageStorageBytes``), read
+at request time through ``IMAGE_USAGE_KEY`` (nothing is written to etcd). Images are per
+node and this is the answering node's only (``node`` names it); another node's images are
+``kukectl image ls --node NAME``. An ``--api-only`` kukeond holds no images: no ``images``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from kukeon.api import API_VERSION, Kind
+from kukeon.api import API_VERSION, Kind, Realm
 from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import json_answer
 from kukeon.apiserver.status import ApiError
@@ -24,12 +32,39 @@ QUOTA_SUBRESOURCE = "quota"
 QUOTA_STATUS_KIND = "RealmQuotaStatus"
 
 
+class ImageUsage(NamedTuple):
+    """A realm's image storage on one node."""
+
+    node: str
+    used: int | None
+    """Bytes of image content the realm's namespace holds (None: could not be read)."""
+    hard: int | None
+    """The realm's limit on that node (None: no limit)."""
+    problem: str = ""
+    """Why ``used`` could not be read."""
+
+
+ImageUsageRead = Callable[[Realm], Awaitable[ImageUsage]]
+IMAGE_USAGE_KEY: web.AppKey[ImageUsageRead] = web.AppKey("kukeon_image_usage")
+"""Set by a kukeond that runs cells: how its containerd's image storage of a realm is read."""
+
+
+def image_usage_document(usage: ImageUsage) -> dict[str, Any]:
+    """``images`` of the quota answer (``hard`` absent: no limit, as in ``hard`` above)."""
+    found: dict[str, Any] = {"node": usage.node, "used": usage.used}
+    if usage.hard is not None:
+        found["hard"] = usage.hard
+    if usage.problem:
+        found["problem"] = usage.problem
+    return found
+
+
 class QuotaUsageReads(HandlerBase):
     """The realm quota subresource (read only)."""
 
     async def quota(self, request: web.Request, target: Target) -> web.StreamResponse:
         self._authorize(request, "get", target)
-        await self._store(target, self._registry.get(Kind.REALM, target.key))  # 404 if absent
+        found = await self._store(target, self._registry.get(Kind.REALM, target.key))  # 404
         quotas = getattr(self._registry, "quotas", None)
         if not isinstance(quotas, RealmQuotas):
             raise ApiError(
@@ -49,16 +84,18 @@ class QuotaUsageReads(HandlerBase):
             hard["storageBytes"] = limits.storage_bytes
         if limits.spaces is not None:
             hard["spaces"] = limits.spaces
-        return json_answer(
-            {
-                "apiVersion": API_VERSION,
-                "kind": QUOTA_STATUS_KIND,
-                "metadata": {"name": realm},
-                "hard": hard,
-                "used": {
-                    "objects": used.objects,
-                    "storageBytes": used.storage_bytes,
-                    "spaces": used.spaces,
-                },
-            }
-        )
+        answer: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "kind": QUOTA_STATUS_KIND,
+            "metadata": {"name": realm},
+            "hard": hard,
+            "used": {
+                "objects": used.objects,
+                "storageBytes": used.storage_bytes,
+                "spaces": used.spaces,
+            },
+        }
+        read_images = request.app.get(IMAGE_USAGE_KEY)
+        if read_images is not None and isinstance(found, Realm):
+            answer["images"] = image_usage_document(await read_images(found))
+        return json_answer(answer)

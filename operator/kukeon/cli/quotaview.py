@@ -1,6 +1,7 @@
 """A realm's quota on its describe page: what its objects use of each limit (kubectl
 describe quota's Used and Hard), read from the API's ``realms/{realm}/quota``
-(``kukeon.apiserver.quotausage``)."""
+(``kukeon.apiserver.quotausage``), and the image storage it holds on the node that
+answered."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from kukeon.client.paths import object_path
 from .tables import format_rows
 
 NO_LIMIT = "<none>"
+UNLIMITED = "<unlimited>"
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
@@ -37,7 +39,24 @@ def quota_lines(status: Mapping[str, Any]) -> list[str]:
     for name, show in (("objects", str), ("storageBytes", binary_size), ("spaces", str)):
         limit = hard.get(name)
         rows.append([name, show(used.get(name, 0)), NO_LIMIT if limit is None else show(limit)])
-    return ["Quota:"] + ["  " + line for line in format_rows(rows)]
+    lines = ["Quota:"] + ["  " + line for line in format_rows(rows)]
+    images = status.get("images")
+    if isinstance(images, Mapping):
+        lines.append("  " + image_storage_line(images))
+    return lines
+
+
+def image_storage_line(images: Mapping[str, Any]) -> str:
+    """``image storage (node N): used / hard``; images are per node, so the node is named."""
+    hard = images.get("hard")
+    used = images.get("used")
+    shown = (
+        binary_size(used)
+        if used is not None
+        else f"<unknown: {images.get('problem') or 'not read'}>"
+    )
+    limit = UNLIMITED if hard is None else binary_size(hard)
+    return f"image storage (node {images.get('node', '?')}): {shown} / {limit}"
 
 
 def binary_size(count: Any) -> str:

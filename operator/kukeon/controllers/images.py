@@ -370,7 +370,7 @@ class ImageProvider:
         would take the namespace, or the node (`storage.node`), past its limit is refused
         whole (`ImageStorageExceededError`), before anything is written."""
         service = self.containerd.images(namespace)
-        limits = self._limits(realm_limit)
+        limits = self.limits_of(realm_limit)
 
         async def check(pending: PendingImport) -> None:
             if not share:
@@ -447,7 +447,7 @@ class ImageProvider:
                     limit=limit, used=used, adding=adding, what=what, pull=pull
                 )
 
-    def _limits(self, realm_limit: int | None) -> ImageStorageLimits:
+    def limits_of(self, realm_limit: int | None) -> ImageStorageLimits:
         """The limits of a realm whose `spec.quota.imageStorageBytes` is `realm_limit`."""
         realm = self.storage.realm if realm_limit is None else (realm_limit or None)
         return ImageStorageLimits(realm=realm, node=self.storage.node)
@@ -455,7 +455,7 @@ class ImageProvider:
     async def room_left(self, namespace: str, realm_limit: int | None) -> None:
         """Refuse a pull (`ImageStorageExceededError`) once the namespace or the node holds
         its limit's worth of image content."""
-        await self._check_room(namespace, None, self._limits(realm_limit))
+        await self._check_room(namespace, None, self.limits_of(realm_limit))
 
     async def release_archives(
         self, names: Sequence[str], realm_namespaces: Collection[str] = ()
@@ -562,7 +562,7 @@ class ImageProvider:
         it would add, those the namespace (or the node) does not hold, take it past a limit
         (`_check_room`): nothing of the image is fetched or stored then. Without a limit
         nothing is checked; with one, pulls and imports run one at a time (`_room`)."""
-        limits = self._limits(realm_limit)
+        limits = self.limits_of(realm_limit)
         limited = limits != NO_IMAGE_STORAGE_LIMITS
 
         async def check(resolved: ResolvedImage) -> None:
@@ -585,7 +585,7 @@ class ImageProvider:
         archive = await self.archives.find(image)
         if archive is None:
             return
-        limits = self._limits(realm_limit)
+        limits = self.limits_of(realm_limit)
 
         async def check(pending: PendingImport) -> None:
             await self._check_room(namespace, pending.blobs, limits)

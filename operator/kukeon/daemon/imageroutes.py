@@ -60,6 +60,7 @@ from kukeon.apiserver.app import long_running
 from kukeon.apiserver.auth import Role, Verb, denial
 from kukeon.apiserver.expect import body_chunks
 from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.quotausage import IMAGE_USAGE_KEY, ImageUsage
 from kukeon.apiserver.request import refuse_body
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.controllers import Controllers
@@ -207,6 +208,21 @@ class ImageRoutes:
         app.router.add_post(f"{images}/prune", self.prune_images)
         app.router.add_get(f"{images}/{{image:.+}}", self.inspect_image)
         app.router.add_delete(f"{images}/{{image:.+}}", self.remove_image)
+        app[IMAGE_USAGE_KEY] = self.realm_image_usage  # `images` of the realm's quota answer
+
+    async def realm_image_usage(self, realm: Realm) -> ImageUsage:
+        """The realm's image storage on this node now and its limit here (what an import or
+        a pull is checked against), read from containerd when asked: one content listing."""
+        host = self.controllers.host
+        hard = self.controllers.images.limits_of(realm_image_quota(realm)).realm
+        content = host.containerd.content(host.namespace_of(realm))
+        node = host.settings.node_name
+        try:
+            used = sum((await content.sizes()).values())  # the blobs as stored
+        except ContainerdError as exc:
+            log.warning("image storage of realm %s not read: %s", realm.metadata.name, exc)
+            return ImageUsage(node=node, used=None, hard=hard, problem=f"containerd: {exc}")
+        return ImageUsage(node=node, used=used, hard=hard)
 
     # --- helpers --------------------------------------------------------------------------
 

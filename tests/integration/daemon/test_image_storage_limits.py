@@ -3,7 +3,8 @@ admin and an editor of the realm. The realm's `spec.quota.imageStorageBytes` (on
 sets it) and kukeond's `imageStorageMaxBytes` bound what an import adds (403 naming the
 limit, nothing imported); blobs the realm already holds are not counted again; a pull is
 refused once the limit is reached. A cell naming an image from a real registry (the
-docker-registry fixture) is bounded by the same limit when its node pulls the image."""
+docker-registry fixture) is bounded by the same limit when its node pulls the image. The realm's
+quota answer shows what the node holds for it and the limit there."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from tests.integration.daemon.test_image_routes import (
 pytestmark = pytest.mark.integration
 
 NODE_CAP = 1 << 40
+REALM_DEFAULT = 3 << 30
 
 
 async def held(node: TlsKukeond, namespaces: list[str] | None = None) -> int:
@@ -43,6 +45,14 @@ async def held(node: TlsKukeond, namespaces: list[str] | None = None) -> int:
     for name in names:
         blobs.update(await client.content(name).sizes())
     return sum(blobs.values())
+
+
+async def with_test_image(node: TlsKukeond) -> int:
+    """The realm's hierarchy with the busybox test image; the bytes its namespace holds."""
+    await node.k.hierarchy()
+    before = await held(node, [node.k.namespace])
+    assert before > 500_000
+    return before
 
 
 async def set_quota(node: TlsKukeond, limit: int) -> None:
@@ -65,10 +75,8 @@ async def test_a_realms_image_storage_is_bounded(
 ) -> None:
     node = tls_kukeond
     k = node.k
-    await k.hierarchy()  # the busybox test image in the realm
+    before = await with_test_image(node)
     images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
-    before = await held(node, [k.namespace])
-    assert before > 500_000
     await set_quota(node, before + 100)
     signalled = image_archive(tmp_path, "kukeon.io/test/signalled:1", stop_signal="SIGINT")
     async with node.session("editor") as editor:
@@ -107,6 +115,42 @@ async def test_a_realms_image_storage_is_bounded(
         async with editor.post(images, data=signalled.read_bytes()) as response:
             assert response.status == 201, await response.text()
     assert await held(node, [k.namespace]) > before
+
+
+@pytest.mark.kukeond_config(realm_image_storage_bytes=REALM_DEFAULT)
+async def test_the_realms_quota_answer_shows_its_image_storage_on_the_node(
+    tls_kukeond: TlsKukeond,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    node = tls_kukeond
+    k = node.k
+    before = await with_test_image(node)
+    quota = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/quota"
+    expected = {"node": k.config.node_name, "hard": REALM_DEFAULT}
+
+    async def images_shown(who: str) -> dict[str, object]:
+        async with node.session(who) as caller, caller.get(quota) as response:
+            assert response.status == 200, await response.text()
+            shown: dict[str, object] = (await response.json())["images"]
+            return shown
+
+    # A realm editor (whose import the limit refuses) sees it; the node's default applies.
+    assert await images_shown("editor") == {**expected, "used": before}
+    signalled = image_archive(tmp_path, "kukeon.io/test/signalled:1", stop_signal="SIGINT")
+    images = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/images"
+    async with (
+        node.session("editor") as editor,
+        editor.post(images, data=signalled.read_bytes()) as response,
+    ):
+        assert response.status == 201, await response.text()
+    after = await held(node, [k.namespace])
+    assert after > before
+    assert await images_shown("editor") == {**expected, "used": after}
+    # The realm's own limit before the node's; 0: none (no `hard`, as in the quota's).
+    await set_quota(node, after + 100)
+    assert await images_shown("admin") == {**expected, "used": after, "hard": after + 100}
+    await set_quota(node, 0)
+    assert await images_shown("admin") == {"node": k.config.node_name, "used": after}
 
 
 @pytest.mark.kukeond_config(image_storage_max_bytes=NODE_CAP)
