@@ -255,7 +255,9 @@ async def _download(
                 result: Any = extract(stream, top=top, dest=target, warn=lambda m: _later(loop, m))
         except BaseException as error:  # handed to the event loop, which decides
             result = error
-        loop.call_soon_threadsafe(unpacked.set_result, result)
+        # A loop already closed has nobody waiting (kukectl is ending): nothing to hand.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(unpacked.set_result, result)
 
     stopped = False
 
@@ -270,8 +272,14 @@ async def _download(
     threading.Thread(target=unpack, name="kukectl-cp-unpack", daemon=True).start()
     try:
         outcome = await _session(client, route, params, on_data, None)
-    finally:
+    except BaseException:
+        # The session failed (no server, interrupted): the unpacking sees the pipe's end
+        # and stops before kukectl says why, writing nothing more behind its message.
         os.close(write_fd)
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(unpacked)
+        raise
+    os.close(write_fd)
     result = await unpacked
     failure = _tar_failure(what, outcome)
     if isinstance(result, UnsafeArchiveError):
