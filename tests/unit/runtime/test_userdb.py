@@ -6,20 +6,31 @@ import gzip
 import hashlib
 import io
 import tarfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Protocol, TypeVar
 
 import pytest
 
+from kukeon.runtime.containerd.content import ContentInfo
 from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
+class Feedable(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+
+
+Sink = TypeVar("Sink", bound=Feedable)
+
+
 class ReadOnlyStore:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
         self.reads: list[str] = []
+        self.labels: dict[str, dict[str, str]] = {}
+        self.chunk = 1024 * 1024
 
     def add(self, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -42,6 +53,18 @@ class ReadOnlyStore:
     async def read_blob(self, digest: str) -> bytes:
         self.reads.append(digest)
         return self.blobs[digest]
+
+    async def info(self, digest: str) -> ContentInfo:
+        return ContentInfo(digest, len(self.blobs[digest]), None, self.labels.get(digest, {}))
+
+    async def read_through(self, digest: str, start: Callable[[], Sink]) -> Sink:
+        """As ContentStore streams a blob: 1 MiB at a time."""
+        self.reads.append(digest)
+        sink = start()
+        blob = self.blobs[digest]
+        for offset in range(0, len(blob), self.chunk):
+            sink.feed(blob[offset : offset + self.chunk])
+        return sink
 
 
 def layer_tar(entries: dict[str, bytes | str | None], *, compress: bool = True) -> bytes:

@@ -79,14 +79,21 @@ def decompress_counting(stream: Decompressor, data: bytes, count: Callable[[int]
     """Decompress ``data`` through ``stream`` in steps of STEP_BYTES, discarding the output
     and passing each step's size to ``count`` (which stops it by raising); what follows the
     stream's end is left in its ``unused_data``."""
+    decompress_steps(stream, data, lambda step: count(len(step)))
+
+
+def decompress_steps(stream: Decompressor, data: bytes, take: Callable[[bytes], None]) -> None:
+    """Decompress ``data`` through ``stream`` in steps of at most STEP_BYTES each handed to
+    ``take`` (which stops it by raising), so no more than a step is ever held; what follows
+    the stream's end is left in its ``unused_data``."""
     if isinstance(stream, _ZLIB_DECOMPRESS):
-        count(len(stream.decompress(data, STEP_BYTES)))
+        take(stream.decompress(data, STEP_BYTES))
         while stream.unconsumed_tail and not stream.eof:
-            count(len(stream.decompress(stream.unconsumed_tail, STEP_BYTES)))
+            take(stream.decompress(stream.unconsumed_tail, STEP_BYTES))
         return
-    count(len(stream.decompress(data, STEP_BYTES)))
+    take(stream.decompress(data, STEP_BYTES))
     while not stream.eof and not stream.needs_input:
-        count(len(stream.decompress(b"", STEP_BYTES)))
+        take(stream.decompress(b"", STEP_BYTES))
 
 
 class ArchiveMeter:

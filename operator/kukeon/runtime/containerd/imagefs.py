@@ -7,23 +7,34 @@ the layers below, an opaque directory hides what the layers below put inside it,
 directory implied by a deeper entry counts as a directory. The path is then resolved
 component by component, following symlinks (absolute ones from the image's root) as the
 kernel would, so ``/bin -> usr/bin`` (merged /usr) and ``/bin/sh -> busybox`` are found.
+
+Each layer streams through ``layerread``: only names, kinds and symlink targets are kept,
+at most ``_MAX_KEPT_BYTES`` of them (about half a million entries); an image with more is
+"unknown" (``ValueError``), which the caller leaves to the runtime to tell.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gzip
-import io
 import posixpath
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from kukeon.runtime.containerd.types import BlobStore
+from kukeon.runtime.containerd.layerread import (
+    LayerReadError,
+    LayerSource,
+    Member,
+    read_layer,
+    refuse_zstd,
+)
 from kukeon.runtime.containerd.userdb import ImageLayer
 
 _MAX_SYMLINKS: Final = 40  # the kernel's limit when resolving a path
+_MAX_KEPT_BYTES: Final = 128 * 1024 * 1024
+"""What the merged view may take, as estimated by ``_ENTRY_COST`` plus the name's length."""
+_ENTRY_COST: Final = 200
+"""About what a kept name costs beyond its characters (str header, dict slots, while both the
+layer's entries and the merged view hold it): measured 215 bytes a name of 16 characters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +44,15 @@ class _Entry:
     target: str = ""
 
 
+_SHARED: Final = {
+    "dir": _Entry("dir"),
+    "file": _Entry("file"),
+    "hardlink": _Entry("file"),
+    "other": _Entry("other"),
+}
+"""One entry for every name of a kind without a target: a million files are one object."""
+
+
 class _Union:
     """The merged view of the layers read so far (top layer first)."""
 
@@ -40,6 +60,18 @@ class _Union:
         self.entries: dict[str, _Entry] = {}
         self.deleted: set[str] = set()
         self.opaque: set[str] = set()
+        self.kept = 0
+        """Estimated bytes the view keeps (with a layer's being read: ``_MAX_KEPT_BYTES``)."""
+
+    def keep(self, name: str, target: str = "", *, reading: int = 0) -> int:
+        """Count ``name`` as kept (with ``reading`` bytes of the layer being read), refused
+        past the bound; what it costs."""
+        cost = _ENTRY_COST + len(name) + len(target)
+        if self.kept + reading + cost > _MAX_KEPT_BYTES:
+            raise LayerReadError(
+                f"the image has more entries than the {_MAX_KEPT_BYTES} bytes kept to tell allow"
+            )
+        return cost
 
     def hidden(self, path: str) -> bool:
         parts = path.split("/")
@@ -51,39 +83,21 @@ class _Union:
                 return True
         return "" in self.opaque and path != ""
 
-    def add_layer(self, raw: bytes) -> None:
-        explicit: dict[str, _Entry] = {}
-        whiteouts: set[str] = set()
-        opaques: set[str] = set()
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-            for member in tar:
-                name = posixpath.normpath(member.name.lstrip("/")).removeprefix("./")
-                if name in (".", ""):
-                    continue
-                directory, base = posixpath.split(name)
-                if base == ".wh..wh..opq":
-                    opaques.add(directory)
-                    continue
-                if base.startswith(".wh."):
-                    whiteouts.add(posixpath.join(directory, base[len(".wh.") :]))
-                    continue
-                if member.issym():
-                    explicit[name] = _Entry("symlink", member.linkname)
-                elif member.isdir():
-                    explicit[name] = _Entry("dir")
-                elif member.isfile() or member.islnk():
-                    explicit[name] = _Entry("file")
-                else:
-                    explicit[name] = _Entry("other")
+    def add_layer(self, layer: _LayerEntries) -> None:
+        explicit, whiteouts, opaques = layer.explicit, layer.whiteouts, layer.opaques
+        self.kept += layer.kept
         implied: set[str] = set()
         for name in explicit:
             parent = posixpath.dirname(name)
             while parent and parent not in explicit and parent not in implied:
+                self.kept += self.keep(parent)
                 implied.add(parent)
                 parent = posixpath.dirname(parent)
-        for name, entry in [*explicit.items(), *((d, _Entry("dir")) for d in implied)]:
+        for name, entry in [*explicit.items(), *((d, _SHARED["dir"]) for d in implied)]:
             if name not in self.entries and not self.hidden(name):
                 self.entries[name] = entry
+            else:
+                self.kept -= _ENTRY_COST + len(name) + len(entry.target)  # dropped
         # A layer's whiteouts hide only what lies below it.
         self.deleted |= whiteouts
         self.opaque |= opaques
@@ -119,23 +133,47 @@ class _Union:
         return entry
 
 
-def _decompressed(blob: bytes, layer: ImageLayer) -> bytes:
-    media_type = layer.media_type
-    if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
-        raise ValueError(f"layer {layer.digest} is zstd-compressed ({media_type}): unsupported")
-    return gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+class _LayerEntries:
+    """Visits one layer's members: keeps each name's kind (symlinks with their target),
+    its whiteouts and its opaque directories, and no content."""
+
+    def __init__(self, union: _Union) -> None:
+        self.union = union
+        self.kept = 0
+        self.explicit: dict[str, _Entry] = {}
+        self.whiteouts: set[str] = set()
+        self.opaques: set[str] = set()
+
+    def member(self, member: Member) -> int:
+        name = member.name
+        if name in (".", ""):
+            return 0
+        self.kept += self.union.keep(name, member.linkname, reading=self.kept)
+        directory, base = posixpath.split(name)
+        if base == ".wh..wh..opq":
+            self.opaques.add(directory)
+        elif base.startswith(".wh."):
+            self.whiteouts.add(posixpath.join(directory, base[len(".wh.") :]))
+        elif member.kind == "symlink":
+            self.explicit[name] = _Entry("symlink", member.linkname)
+        else:
+            self.explicit[name] = _SHARED[member.kind]
+        return 0
+
+    def content(self, member: Member, data: bytes) -> None:
+        raise AssertionError("no content is asked for")
 
 
-async def image_has_file(store: BlobStore, layers: Sequence[ImageLayer], path: str) -> bool:
+async def image_has_file(store: LayerSource, layers: Sequence[ImageLayer], path: str) -> bool:
     """Whether ``path`` resolves to a regular file in the image made of ``layers``.
 
     Every layer is read (a file may come from the lowest one). Raises ``ValueError`` for a
-    layer that cannot be read (zstd), so the caller can treat the answer as unknown.
+    layer that cannot be read (zstd, corrupt) or an image with too many entries to keep, so
+    the caller can treat the answer as unknown.
     """
     union = _Union()
     for layer in reversed(layers):
-        blob = await store.read_blob(layer.digest)
-        raw = await asyncio.to_thread(_decompressed, blob, layer)
-        await asyncio.to_thread(union.add_layer, raw)
+        refuse_zstd(layer.digest, layer.media_type)
+        union.add_layer(await read_layer(store, layer.digest, lambda: _LayerEntries(union)))
     found = union.resolve(path)
     return found is not None and found.kind == "file"

@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from kukeon.runtime.containerd.archivesize import STEP_BYTES, decompress_counting
+from kukeon.runtime.containerd.archivesize import STEP_BYTES, decompress_steps
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.oci import Descriptor
 
@@ -198,10 +198,14 @@ class LayerMeter:
     """Fed a layer blob's bytes in order (``feed``), counts what its tar stream is
     (``unpacked``) and raises ``_Exceeded`` past ``limit``; ``finish`` checks the stream
     ended where it should. Blocking work (up to a step of decompression per call past the
-    first): feed it from a worker thread."""
+    first): feed it from a worker thread.
 
-    def __init__(self, limit: int) -> None:
+    With ``out``, the tar stream is also handed to it as it comes, at most a step at a time
+    (``layerread`` parses it so); a zstd layer gives it nothing."""
+
+    def __init__(self, limit: int, out: Callable[[bytes], None] | None = None) -> None:
         self.limit = limit
+        self._out = out
         self.stored = 0
         self.unpacked = 0
         self.kind: str | None = None
@@ -224,14 +228,14 @@ class LayerMeter:
         elif self._zstd is not None:
             self._zstd.feed(chunk)
         else:
-            self._count(len(chunk))
+            self._emit(chunk)
 
     def finish(self) -> int:
         """The count, once every byte was fed; ``_Corrupt`` when the stream ends early."""
         if self.kind is None:  # shorter than a magic number: a tar that short is its size
             self.kind = _kind(self._head)
             if self.kind == "plain":
-                self._count(len(self._head))
+                self._emit(self._head)
             else:
                 raise _Corrupt("it ends inside its first bytes")
         if self.kind == "gzip":
@@ -240,7 +244,7 @@ class LayerMeter:
                 step = stream.decompress(b"", STEP_BYTES)
                 if not step:
                     raise _Corrupt("its gzip stream ends early (truncated)")
-                self._count(len(step))
+                self._emit(step)
         if self._zstd is not None and not self._zstd.finished():
             raise _Corrupt("its zstd stream ends early (truncated)")
         return self.unpacked
@@ -253,7 +257,7 @@ class LayerMeter:
                         raise _Corrupt("data that is not gzip follows its gzip stream")
                     self._gzip = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
                 stream = self._gzip
-                decompress_counting(stream, data, self._count)
+                decompress_steps(stream, data, self._emit)
                 data = b""
                 if stream.eof:  # another member may follow, as Go's reader reads them
                     data, self._gzip = stream.unused_data, None
@@ -261,6 +265,11 @@ class LayerMeter:
             raise _Corrupt(
                 f"its gzip stream is corrupt after {self.unpacked} bytes: {error}"
             ) from None
+
+    def _emit(self, data: bytes) -> None:
+        self._count(len(data))
+        if self._out is not None and data:
+            self._out(data)
 
     def _count(self, size: int) -> None:
         self.unpacked += size

@@ -11,16 +11,19 @@ off the event loop).
 
 from __future__ import annotations
 
-import asyncio
-import gzip
-import io
 import posixpath
-import tarfile
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
+from kukeon.runtime.containerd.layerread import (
+    LayerSource,
+    Member,
+    StopReading,
+    normalised,
+    read_layer,
+    refuse_zstd,
+)
 from kukeon.runtime.containerd.specerrors import FieldError
-from kukeon.runtime.containerd.types import BlobStore
 
 USER_DATABASE_FILES: Final = ("etc/passwd", "etc/group")
 _MAX_USER_DATABASE_BYTES: Final = 4 * 1024 * 1024
@@ -189,53 +192,96 @@ class ImageLayer(NamedTuple):
 
 
 async def read_image_user_database(
-    store: BlobStore, layers: Sequence[ImageLayer]
+    store: LayerSource, layers: Sequence[ImageLayer]
 ) -> tuple[str | None, str | None]:
     """The image's /etc/passwd and /etc/group text (``None`` for one it does not have).
 
     Layers are read from the top down, honouring whiteouts, and reading stops once both
     files are settled, so a user name in ``user`` can be resolved without mounting the
-    image. Layers are decompressed off the event loop. A zstd layer (not readable with the
-    standard library) on the way raises ``ValueError`` naming it.
+    image. Each layer streams through ``layerread`` (nothing but the two files, at most
+    ``_MAX_USER_DATABASE_BYTES`` each, is kept). A zstd layer (not readable with the
+    standard library) on the way, or one that does not read, raises ``ValueError`` naming it.
     """
     found: dict[str, str | None] = {}
     for layer in reversed(layers):
-        blob = await store.read_blob(layer.digest)
-        settled = await asyncio.to_thread(
-            _user_files_in_layer, blob, layer, [f for f in USER_DATABASE_FILES if f not in found]
-        )
-        found.update(settled)
+        refuse_zstd(layer.digest, layer.media_type)
+        wanted = [f for f in USER_DATABASE_FILES if f not in found]
+        found.update(await _user_files_in_layer(store, layer.digest, wanted))
         if len(found) == len(USER_DATABASE_FILES):
             break
     return found.get("etc/passwd"), found.get("etc/group")
 
 
-def _user_files_in_layer(
-    blob: bytes, layer: ImageLayer, wanted: Sequence[str]
+class _UserFiles:
+    """Visits a layer's members for the wanted files: their last entry, content (the first
+    ``_MAX_USER_DATABASE_BYTES``) or kind, and the whiteouts and opaque directories that
+    delete them."""
+
+    def __init__(self, wanted: Sequence[str], *, links: dict[str, list[str]] | None = None) -> None:
+        self.wanted = frozenset(wanted)
+        self.texts: dict[str, str] = {}
+        self.others: set[str] = set()
+        """Wanted paths this layer replaces with something not a file."""
+        self.deleted: set[str] = set()
+        self.opaque_dirs: set[str] = set()
+        self.hardlinks: dict[str, str] = {}
+        """Wanted paths that are a hard link, and the file they link (read on a second pass)."""
+        self.links = links or {}
+        """On the second pass: the link targets to read, and the wanted path each stands for."""
+
+    def member(self, member: Member) -> int:
+        directory, base = posixpath.split(member.name)
+        if base == ".wh..wh..opq":
+            self.opaque_dirs.add(directory)
+        elif base.startswith(".wh."):
+            deleted = posixpath.join(directory, base[len(".wh.") :])
+            if deleted in self.wanted:
+                self.deleted.add(deleted)
+        elif member.name in self.links and member.kind == "file":
+            return _MAX_USER_DATABASE_BYTES
+        elif member.name in self.wanted:
+            self.texts.pop(member.name, None)  # the last entry of a name is what unpacks
+            self.hardlinks.pop(member.name, None)
+            self.others.discard(member.name)
+            if member.kind == "file":
+                return _MAX_USER_DATABASE_BYTES
+            if member.kind == "hardlink":
+                self.hardlinks[member.name] = normalised(member.linkname)
+            else:
+                self.others.add(member.name)
+        return 0
+
+    def content(self, member: Member, data: bytes) -> None:
+        for path in self.links.get(member.name, [member.name]):
+            self.texts[path] = data.decode("utf-8", errors="replace")
+        # The whole of a file settles it whatever comes after it (a whiteout of it in the
+        # same layer would be a malformed layer): once every wanted file is read, stop.
+        if not self.links and self.wanted <= self.texts.keys():
+            raise StopReading
+
+    def settled(self) -> dict[str, str | None]:
+        """The wanted files this layer settles: their text, or ``None`` when it deletes them."""
+        settled: dict[str, str | None] = {}
+        for path in self.wanted:
+            if path in self.texts or path in self.hardlinks:
+                settled[path] = self.texts.get(path)
+            elif path in self.others or path in self.deleted:
+                settled[path] = None
+            elif posixpath.dirname(path) in self.opaque_dirs:
+                settled[path] = None  # hidden below
+        return settled
+
+
+async def _user_files_in_layer(
+    store: LayerSource, digest: str, wanted: Sequence[str]
 ) -> dict[str, str | None]:
-    """The wanted files this layer settles: their text, or ``None`` when it deletes them."""
-    media_type = layer.media_type
-    if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
-        raise ValueError(f"layer {layer.digest} is zstd-compressed ({media_type}): unsupported")
-    raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
-    settled: dict[str, str | None] = {}
-    opaque_dirs: set[str] = set()
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-        members = {posixpath.normpath(m.name.lstrip("/")).removeprefix("./"): m for m in tar}
-        for name in members:
-            directory, base = posixpath.split(name)
-            if base == ".wh..wh..opq":
-                opaque_dirs.add(directory)
-            elif base.startswith(".wh."):
-                deleted = posixpath.join(directory, base[len(".wh.") :])
-                if deleted in wanted:
-                    settled[deleted] = None
-        for path in wanted:
-            entry = members.get(path)
-            if entry is not None and (entry.isfile() or entry.islnk()):
-                handle = tar.extractfile(entry)
-                data = handle.read(_MAX_USER_DATABASE_BYTES) if handle is not None else b""
-                settled[path] = data.decode("utf-8", errors="replace")
-            elif entry is not None or posixpath.dirname(path) in opaque_dirs:
-                settled.setdefault(path, None)  # replaced by a non-file, or hidden below
-    return settled
+    """The wanted files layer ``digest`` settles: their text, or ``None`` when it deletes them."""
+    visitor = await read_layer(store, digest, lambda: _UserFiles(wanted))
+    if visitor.hardlinks:
+        # A hard link's content is its target's, which came earlier in the stream.
+        links: dict[str, list[str]] = {}
+        for path, target in visitor.hardlinks.items():
+            links.setdefault(target, []).append(path)
+        second = await read_layer(store, digest, lambda: _UserFiles((), links=links))
+        visitor.texts.update(second.texts)
+    return visitor.settled()
