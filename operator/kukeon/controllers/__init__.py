@@ -221,7 +221,7 @@ class Controllers:
     def _keep_nft_table(self, op: Operator) -> None:
         """The nft keeper (``nftkeeper``), started and stopped with the operator; it ends by
         itself where the kernel refuses its netlink group (said in the log)."""
-        keeper = NftKeeper(host=self.host, trigger=op.trigger, recorder=self.recorder)
+        keeper = NftKeeper(host=self.host, trigger=op.trigger, recorder=self.recorder, gate=op.gate)
         running: list[SupervisedTask] = []
 
         @op.on_startup

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kukeon.api import EventReason, EventType, InvolvedObject, Kind
-from kukeon.framework import EventRecorder
+from kukeon.framework import ConvergeGate, EventRecorder
 from kukeon.runtime.network.nfttable import FAMILY, NftTable, started_here
 from kukeon.runtime.network.nftwatch import NftWatch, Notice
 from kukeon.runtime.network.ports import BRIDGE_SET as PORTS_BRIDGE_SET
@@ -155,11 +155,19 @@ class NftKeeper:
     """Follows the node's nft table and has it written again when another process changes it."""
 
     def __init__(
-        self, *, host: Host, trigger: Trigger, recorder: EventRecorder | None = None
+        self,
+        *,
+        host: Host,
+        trigger: Trigger,
+        recorder: EventRecorder | None = None,
+        gate: ConvergeGate | None = None,
     ) -> None:
         self.host = host
         self.trigger = trigger
         self.recorder = recorder
+        self.gate = gate
+        """Closed while another kukeond holds this node's name: the bridges are closed (the
+        safe side), nothing is written again (the resync when it opens does that)."""
         self.table = host.networks.settings.nft_table
         self._nft = NftTable(self.table)
         self._names: set[Name] = set()
@@ -285,6 +293,16 @@ class NftKeeper:
         bridges = [self.host.networks.bridge_of(*space) for space in spaces]
         closed = [*closed, *await self._close_unguarded(bridges)]
         self.host.networks.forward.forget()
+        if self.gate is not None and not self.gate.is_open():
+            log.warning(
+                "not writing nft table %s %s again: another kukeond holds this node's name "
+                "(the resync when it is this one's again writes it)",
+                FAMILY,
+                self.table,
+            )
+            self._names = set(listed_names(await self._nft.listing()))
+            self._last_round_end = time.monotonic()
+            return
         for realm, space in spaces:
             self.trigger(Kind.SPACE, (realm, space))
         await self._requeue_cells()

@@ -24,7 +24,7 @@ from kukeon.controllers.nftkeeper import (
     gone_by,
     listed_names,
 )
-from kukeon.framework import EventRecorder
+from kukeon.framework import ConvergeGate, EventRecorder
 from kukeon.runtime.network.nftwatch import Notice
 
 OWN, OTHER = 1000, 2000
@@ -151,6 +151,25 @@ def test_a_flushed_table_is_requeued_and_said_restored_once(
     assert "node n1: nft table inet kk: deleted the table by nft (pid 2000)" in message
     assert "chains egress-kk-a, forward, ports-guard; sets bridges" in message
     assert "restored in" in message
+
+
+def test_a_displaced_keeper_closes_the_bridges_and_writes_nothing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another kukeond holds the node's name (the gate closed): the guard's bridges
+    are closed, but no space or cell is requeued and no Event written (the resync when the
+    gate opens writes the table again)."""
+    rig = Rig(tmp_path, monkeypatch)
+    gate = ConvergeGate()
+    gate.close("node name held by another kukeond")
+    rig.keeper.gate = gate
+    rig.table(None)
+    rig.keeper._names = set(listed_names(WHOLE))
+    asyncio.run(rig.keeper._handle([_deleted("table")], {OTHER: "nft"}, ["kk-a"]))
+    assert rig.ports.closing == [["kk-a"]]
+    assert rig.triggered == []
+    assert rig.recorder.said == []
+    assert rig.keeper._names == set()
 
 
 def test_what_is_not_back_in_time_is_said_with_the_bridges_left_closed(
