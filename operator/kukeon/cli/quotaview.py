@@ -15,7 +15,6 @@ from kukeon.client.paths import object_path
 from .tables import format_rows
 
 NO_LIMIT = "<none>"
-UNLIMITED = "<unlimited>"
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
@@ -33,21 +32,21 @@ async def quota_of(client: ApiClient, res: AnyResource) -> dict[str, Any] | None
 
 
 def quota_lines(status: Mapping[str, Any]) -> list[str]:
-    """``Quota:`` and a row per limit: used, hard (``<none>``: no limit)."""
+    """``Quota:`` and a row per limit: used, hard (``<none>``: no limit); the image storage
+    row names the node that answered (images are per node)."""
     hard, used = status.get("hard") or {}, status.get("used") or {}
     rows = [["RESOURCE", "USED", "HARD"]]
     for name, show in (("objects", str), ("storageBytes", binary_size), ("spaces", str)):
         limit = hard.get(name)
         rows.append([name, show(used.get(name, 0)), NO_LIMIT if limit is None else show(limit)])
-    lines = ["Quota:"] + ["  " + line for line in format_rows(rows)]
     images = status.get("images")
     if isinstance(images, Mapping):
-        lines.append("  " + image_storage_line(images))
-    return lines
+        rows.append(image_storage_row(images))
+    return ["Quota:"] + ["  " + line for line in format_rows(rows)]
 
 
-def image_storage_line(images: Mapping[str, Any]) -> str:
-    """``image storage (node N): used / hard``; images are per node, so the node is named."""
+def image_storage_row(images: Mapping[str, Any]) -> list[str]:
+    """``imageStorageBytes (node N)``, what it holds there and its limit there."""
     hard = images.get("hard")
     used = images.get("used")
     shown = (
@@ -55,8 +54,8 @@ def image_storage_line(images: Mapping[str, Any]) -> str:
         if used is not None
         else f"<unknown: {images.get('problem') or 'not read'}>"
     )
-    limit = UNLIMITED if hard is None else binary_size(hard)
-    return f"image storage (node {images.get('node', '?')}): {shown} / {limit}"
+    limit = NO_LIMIT if hard is None else binary_size(hard)
+    return [f"imageStorageBytes (node {images.get('node', '?')})", shown, limit]
 
 
 def binary_size(count: Any) -> str:
