@@ -222,6 +222,12 @@ class StopDeadline:
         return True
 
 
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    """Mark a finished future's exception as seen (its owner let it go)."""
+    if not done.cancelled():
+        done.exception()
+
+
 class TaskService:
     def __init__(self, *, client: ContainerdClient, namespace: str) -> None:
         self._client = client
@@ -514,8 +520,12 @@ class TaskService:
             with contextlib.suppress(ContainerdError, TimeoutError):
                 async with asyncio.timeout(within):
                     await self.wait(container_id, exec_id=exec_id)
-        if waiting is not None and not waiting.done():
-            waiting.cancel()
+        if waiting is not None:
+            # Its failure (the task gone with its cell: "ttrpc: closed") is the caller's to
+            # say, or nobody's: never asyncio's "Task exception was never retrieved".
+            waiting.add_done_callback(_retrieve)
+            if not waiting.done():
+                waiting.cancel()
         with contextlib.suppress(ContainerdError):
             await self.delete_process(container_id, exec_id)
 
