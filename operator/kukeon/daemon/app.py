@@ -56,7 +56,7 @@ from .config import DaemonConfig
 from .endpoints import api_settings
 from .hostdirs import prepare_host_directories
 from .node import Fleet, start_fleet
-from .nodefacts import disk_pressure_reserve
+from .nodefacts import disk_pressure_inode_reserve, disk_pressure_reserve
 from .pidslimits import host_pids_limit, own_cgroups_inside, root_pids_limit
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,9 @@ class Daemon:
             str(config.containerd_address),
             interceptors=self.latency.containerd_interceptors(),
             unpack_limits=UnpackLimits(
-                max_bytes=config.image_unpacked_max_bytes, reserve=disk_pressure_reserve
+                max_bytes=config.image_unpacked_max_bytes,
+                reserve=disk_pressure_reserve,
+                inode_reserve=disk_pressure_inode_reserve,
             ),
         )
 

@@ -40,6 +40,12 @@ def disk_pressure_reserve(size: int) -> int:
     return min(math.ceil(size * DISK_PRESSURE_FRACTION), DISK_PRESSURE_BYTES)
 
 
+def disk_pressure_inode_reserve(files: int) -> int:
+    """The free inodes below which a filesystem of ``files`` inodes is under DiskPressure;
+    an image unpack leaves this many free in the snapshotter's."""
+    return math.ceil(files * DISK_PRESSURE_FRACTION)
+
+
 def read_meminfo(path: Path = Path("/proc/meminfo")) -> dict[str, int]:
     """``/proc/meminfo`` in bytes (``MemTotal``, ``MemAvailable``...)."""
     values: dict[str, int] = {}
@@ -159,7 +165,7 @@ def disk_condition(
         )
     size, free = found.f_blocks * found.f_frsize, found.f_bavail * found.f_frsize
     low_space = free < disk_pressure_reserve(size)
-    low_inodes = found.f_files > 0 and found.f_favail < found.f_files * DISK_PRESSURE_FRACTION
+    low_inodes = found.f_files > 0 and found.f_favail < disk_pressure_inode_reserve(found.f_files)
     pressure = low_space or low_inodes
     inodes = f"{found.f_favail} of {found.f_files} inodes"
     return NodeCondition(

@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import io
+import os
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from kukeon.api import Cell, Kind
 from kukeon.runtime.containerd.layersize import (
+    LABEL_UNPACKED_ENTRIES,
     LABEL_UNPACKED_SIZE,
     LayerTooLargeError,
+    LayerTooManyEntriesError,
     UnpackLimits,
 )
 from tests.fixtures.kukeond import Kukeond
@@ -98,11 +103,29 @@ async def test_a_normal_image_imports_runs_and_its_layer_is_counted_once(
         assert response.status == 201, answer
     info = await k.containerd.content(k.namespace).info(layer)
     assert info.labels[LABEL_UNPACKED_SIZE] == str(2 * MiB)
+    assert info.labels[LABEL_UNPACKED_ENTRIES] == "0"  # zeros: an empty tar
 
     key = cell_key(k, "runs")
     await k.apply(cell_doc(k, "runs", [container(k, "app")]))
     ready = await k.wait_for(Kind.CELL, key, state="Ready", within=60)
     assert isinstance(ready, Cell)
+
+
+async def refused_under(
+    k: Kukeond, limits: UnpackLimits, archive: bytes, tmp_path: Path, error: type[Exception]
+) -> str:
+    """The message of ``error`` importing ``archive`` under ``limits`` (kukeond's own
+    restored after)."""
+    path = tmp_path / "image.tar"
+    path.write_bytes(archive)
+    saved = k.containerd.unpack_limits
+    k.containerd.unpack_limits = limits
+    try:
+        with pytest.raises(error) as refused:
+            await k.containerd.images(k.namespace).import_archive(path)
+    finally:
+        k.containerd.unpack_limits = saved
+    return str(refused.value)
 
 
 async def test_the_free_space_of_the_snapshotter_disk_less_the_reserve_bounds_it(
@@ -115,19 +138,34 @@ async def test_the_free_space_of_the_snapshotter_disk_less_the_reserve_bounds_it
     assert root is not None
     assert await asyncio.to_thread(Path(root).is_dir), root
     archive, layer = gzip_layer_image(bytes(2 * MiB), "kukeon.io/test/no-room:1")
-    path = tmp_path / "image.tar"
-    path.write_bytes(archive)
-    saved = k.containerd.unpack_limits
-    k.containerd.unpack_limits = UnpackLimits(reserve=lambda size: size)
-    try:
-        with pytest.raises(LayerTooLargeError) as refused:
-            await k.containerd.images(k.namespace).import_archive(path)
-    finally:
-        k.containerd.unpack_limits = saved
-    message = str(refused.value)
+    limits = UnpackLimits(reserve=lambda size: size)
+    message = await refused_under(k, limits, archive, tmp_path, LayerTooLargeError)
     assert f"layer {layer}" in message, message
     assert f"bytes free in {root} less" in message, message
     assert "DiskPressure" in message, message
+    assert not await k.containerd.content(k.namespace).has_blob(layer)
+
+
+async def test_the_free_inodes_of_the_snapshotter_disk_less_the_reserve_bound_it(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """A layer's entries are inodes: an unpack leaves the snapshotter's disk its inode
+    reserve (kukeond: the DiskPressure threshold). A reserve of every inode: no room."""
+    k = kukeond
+    root = await k.containerd.snapshotter_root("overlayfs")
+    assert root is not None
+    if (await asyncio.to_thread(os.statvfs, root)).f_files == 0:
+        pytest.skip(f"{root} has no inode limit")
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as writer:
+        for number in range(3):
+            writer.addfile(tarfile.TarInfo(f"f{number}"))
+    archive, layer = gzip_layer_image(tar.getvalue(), "kukeon.io/test/no-inodes:1")
+    limits = UnpackLimits(inode_reserve=lambda files: files)
+    message = await refused_under(k, limits, archive, tmp_path, LayerTooManyEntriesError)
+    assert f"layer {layer} creates more than 1 files and directories" in message, message
+    assert "more than the 0 inodes unpacking may take" in message, message
+    assert f"inodes free in {root} less" in message, message
     assert not await k.containerd.content(k.namespace).has_blob(layer)
 
 

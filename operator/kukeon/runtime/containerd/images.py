@@ -46,13 +46,8 @@ from kukeon.runtime.containerd.errors import (
     InvalidImageError,
 )
 from kukeon.runtime.containerd.imagearchive import OciArchive, archive_image_name, write_tree
-from kukeon.runtime.containerd.layersize import (
-    LABEL_UNPACKED_SIZE,
-    claiming,
-    count_layer,
-    too_large,
-    unpack_room,
-)
+from kukeon.runtime.containerd.layerread import LayerCount, count_labels, count_layer, known_count
+from kukeon.runtime.containerd.layersize import claiming, too_large, too_many, unpack_room
 from kukeon.runtime.containerd.oci import (
     INDEX_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
@@ -320,7 +315,7 @@ class ImageService:
 
         Idempotent: layers whose chain id is already committed are skipped. The layers to
         apply are measured first (`check_unpack`): past the room unpacking has, nothing is
-        applied (`LayerTooLargeError`).
+        applied (`LayerTooLargeError`, `LayerTooManyEntriesError`).
         """
         manifest = await self.manifest(name)
         content = self.content
@@ -334,8 +329,10 @@ class ImageService:
         root = await self._client.snapshotter_root(self.snapshotter)
         limits = self._client.unpack_limits
         async with self._client.leases(self.namespace).lease() as lease:
-            sizes = await self._measure(manifest, chains, image=name, root=root, lease=lease)
-            async with claiming(limits, root, image=name, sizes=sizes):
+            counts = await self._measure(manifest, chains, image=name, root=root, lease=lease)
+            sizes = [(layer, count.bytes) for layer, count in counts]
+            entries = [count.entries or 0 for _layer, count in counts]
+            async with claiming(limits, root, image=name, sizes=sizes, entries=entries):
                 parent = ""
                 for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
                     if not await snapshots.exists(chain):
@@ -389,30 +386,35 @@ class ImageService:
         image: str,
         root: str | None,
         lease: str,
-    ) -> builtins.list[tuple[Descriptor, int]]:
-        """The layers not unpacked yet, each with what it takes once unpacked, refused
-        (`LayerTooLargeError`) past the room unpacking has (`layersize.unpack_room`): a
-        layer's count stops there. Each layer is counted once a namespace: its count is
-        kept on its blob (``LABEL_UNPACKED_SIZE``)."""
+    ) -> builtins.list[tuple[Descriptor, LayerCount]]:
+        """The layers not unpacked yet, each with what it takes once unpacked (bytes and
+        inodes), refused (`LayerTooLargeError`, `LayerTooManyEntriesError`) past the room
+        unpacking has (`layersize.unpack_room`): a layer's count stops there. Each layer is
+        counted once a namespace: its count is kept on its blob (`layerread.count_labels`)."""
         snapshots = self._client.snapshots(self.namespace, snapshotter=self.snapshotter)
         content = self._client.content(self.namespace, lease=lease)
         room = await asyncio.to_thread(unpack_room, self._client.unpack_limits, root)
-        sizes: builtins.list[tuple[Descriptor, int]] = []
-        total = 0
+        counts: builtins.list[tuple[Descriptor, LayerCount]] = []
+        total = LayerCount(0, 0)
         for layer, chain in zip(manifest.layers, chains, strict=True):
             if await snapshots.exists(chain):
                 continue
-            known = (await content.info(layer.digest)).labels.get(LABEL_UNPACKED_SIZE, "")
-            if known.isdigit():
-                size = int(known)
-            else:
-                size = await count_layer(content, image=image, layer=layer, room=room, before=total)
-                await content.update_labels(layer.digest, {LABEL_UNPACKED_SIZE: str(size)})
-            sizes.append((layer, size))
-            total += size
-            if total > room.bytes:
-                raise too_large(image, sizes, room)
-        return sizes
+            count = known_count((await content.info(layer.digest)).labels)
+            if count is None:
+                count = await count_layer(
+                    content, image=image, layer=layer, room=room, before=total
+                )
+                await content.update_labels(layer.digest, count_labels(count))
+            counts.append((layer, count))
+            total = LayerCount(
+                total.bytes + count.bytes, (total.entries or 0) + (count.entries or 0)
+            )
+            if total.bytes > room.bytes:
+                raise too_large(image, [(layer, count.bytes) for layer, count in counts], room)
+            if (total.entries or 0) > room.entries:
+                entries = [count.entries or 0 for _layer, count in counts]
+                raise too_many(image, [layer for layer, _count in counts], entries, room)
+        return counts
 
     async def _apply_layer(
         self, *, image: str, layer: Descriptor, diff_id: str, chain: str, parent: str, lease: str

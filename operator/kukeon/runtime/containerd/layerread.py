@@ -17,22 +17,34 @@ recorded before layers were counted cannot spin kukeond's CPU for long either.
 
 Everything that goes wrong is a :class:`LayerReadError` (a ``ValueError``): the callers
 treat the layer as unreadable (numeric users still work; "let the runtime tell").
+
+``count_layer`` is the one pass unpacking makes over a layer before containerd applies it:
+its bytes (``LayerMeter``) and, through the same ``TarStream``, the inodes its entries
+create (``EntryCounter``), each stopped at the room unpacking has.
 """
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 
 from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
 from kukeon.runtime.containerd.layersize import (
+    LABEL_UNPACKED_ENTRIES,
     LABEL_UNPACKED_SIZE,
+    UNCOUNTED_ENTRIES,
     LayerMeter,
+    LayerTooLargeError,
+    LayerTooManyEntriesError,
+    LayerUnreadableError,
+    Room,
     _Corrupt,
     _Exceeded,
 )
+from kukeon.runtime.containerd.oci import Descriptor
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.content import ContentInfo
@@ -92,12 +104,16 @@ class TarVisitor(Protocol):
         """The first bytes of ``member`` that ``member`` asked for."""
 
 
-class LayerSource(Protocol):
+class BlobReader(Protocol):
+    """What streams a blob: containerd's ``ContentStore``."""
+
+    async def read_through(self, digest: str, start: Callable[[], _Sink]) -> _Sink: ...
+
+
+class LayerSource(BlobReader, Protocol):
     """Where layer blobs are read from: containerd's ``ContentStore``."""
 
     async def info(self, digest: str) -> ContentInfo: ...
-
-    async def read_through(self, digest: str, start: Callable[[], _Sink]) -> _Sink: ...
 
 
 def normalised(name: str) -> str:
@@ -318,3 +334,133 @@ async def read_layer(source: LayerSource, digest: str, start: Callable[[], _Visi
     except _Corrupt as error:
         raise LayerReadError(f"layer {digest} cannot be read: {error}") from None
     return visitors[-1]
+
+
+# --- counting a layer before it is unpacked ---------------------------------------------
+
+
+class _TooManyEntries(Exception):  # noqa: N818 - internal signal, turned into an error
+    """Counting passed the inode limit (raised from inside the tar parser)."""
+
+
+class EntryCounter:
+    """A visitor that counts, at most, the inodes a layer's members create: each member's
+    path components the previous member's path does not share. Parents a tar does not list
+    are created too (counted so); a tar lists a directory's members together, so the count
+    is close to the truth (a member, a directory revisited later, counts its parents again).
+    A hard link takes no inode but is counted: a safe upper bound, and links are few."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.entries = 0
+        self._previous: list[str] = []
+
+    def member(self, member: Member) -> int:
+        parts = [] if member.name in (".", "") else member.name.split("/")
+        shared = 0
+        for before, now in zip(self._previous, parts, strict=False):
+            if before != now:
+                break
+            shared += 1
+        if parts:  # the root's own entry creates nothing
+            self.entries += max(1, len(parts) - shared)
+        self._previous = parts
+        if self.entries > self.limit:
+            raise _TooManyEntries
+        return 0
+
+    def content(self, member: Member, data: bytes) -> None:
+        """Never asked for (``member`` wants none)."""
+
+
+class LayerCount(NamedTuple):
+    """What a layer takes once unpacked."""
+
+    bytes: int
+    entries: int | None
+    """The inodes it creates at most; None for a zstd layer (not decompressed here)."""
+
+
+NOTHING_COUNTED: Final = LayerCount(0, 0)
+
+
+def known_count(labels: Mapping[str, str]) -> LayerCount | None:
+    """The count kept on a layer blob's labels; None when it was not counted (or only its
+    bytes were, before inodes were: it is counted again, once)."""
+    size = labels.get(LABEL_UNPACKED_SIZE, "")
+    entries = labels.get(LABEL_UNPACKED_ENTRIES, "")
+    if not size.isdigit() or not (entries.isdigit() or entries == UNCOUNTED_ENTRIES):
+        return None
+    return LayerCount(int(size), int(entries) if entries.isdigit() else None)
+
+
+def count_labels(count: LayerCount) -> dict[str, str]:
+    entries = UNCOUNTED_ENTRIES if count.entries is None else str(count.entries)
+    return {LABEL_UNPACKED_SIZE: str(count.bytes), LABEL_UNPACKED_ENTRIES: entries}
+
+
+class _CountingSink:
+    """What ``read_through`` feeds when counting: inflation (bounded) into the tar parser
+    (bounded), every byte counted (the padding after the tar's end too)."""
+
+    def __init__(self, bytes_limit: int, entries_limit: int) -> None:
+        self.counter = EntryCounter(entries_limit)
+        self.tar = TarStream(self.counter)
+        self.meter = LayerMeter(bytes_limit, out=self.tar.feed)
+
+    def feed(self, chunk: bytes) -> None:
+        self.meter.feed(chunk)
+
+    def finish(self) -> LayerCount:
+        size = self.meter.finish()
+        if self.meter.kind == "zstd":
+            return LayerCount(size, None)
+        self.tar.finish()
+        return LayerCount(size, self.counter.entries)
+
+
+async def count_layer(
+    content: BlobReader,
+    *,
+    image: str,
+    layer: Descriptor,
+    room: Room,
+    before: LayerCount = NOTHING_COUNTED,
+) -> LayerCount:
+    """What ``layer`` takes once unpacked, its bytes and the inodes its entries create,
+    read once from the content store in a worker thread. ``LayerTooLargeError`` or
+    ``LayerTooManyEntriesError`` as soon as ``before`` (what the unpack's earlier layers
+    take) and it pass ``room``; ``LayerUnreadableError`` when its stream or its tar is
+    corrupt or cut short (containerd could not apply it either)."""
+    before_entries = before.entries or 0
+    sinks: list[_CountingSink] = []
+
+    def start() -> _CountingSink:
+        sinks.append(_CountingSink(room.bytes - before.bytes, room.entries - before_entries))
+        return sinks[-1]
+
+    try:
+        sink = await content.read_through(layer.digest, start)
+        return await asyncio.to_thread(sink.finish)
+    except _Exceeded:
+        raise LayerTooLargeError(
+            image=image,
+            layer=layer.digest,
+            size=layer.size,
+            inflated=sinks[-1].meter.unpacked,
+            room=room.bytes,
+            why=room.why,
+            counted_before=before.bytes,
+        ) from None
+    except _TooManyEntries:
+        raise LayerTooManyEntriesError(
+            image=image,
+            layer=layer.digest,
+            entries=sinks[-1].counter.entries,
+            room=room.entries,
+            why=room.entries_why,
+            counted_before=before_entries,
+        ) from None
+    except (_Corrupt, LayerReadError) as error:
+        reason = str(error)
+        raise LayerUnreadableError(image=image, layer=layer.digest, reason=reason) from None

@@ -22,8 +22,13 @@ The compression is told from the first bytes, as containerd's own decompression 
   data, and a bomb cannot hide from it (its blocks are what it inflates to);
 - anything else: an uncompressed tar, its own size.
 
+A layer's bytes are not all it takes: each of its tar entries is an inode, and a layer of
+millions of empty files is a few MiB but exhausts the inodes of the snapshotter's
+filesystem (every realm's containers, kukeond's state and logs then fail with ENOSPC).
+``layerread.count_layer`` counts both in the one pass.
+
 ``UnpackLimits`` says how much room unpacking may take on a node, ``unpack_room`` works it
-out for the filesystem holding the snapshotter's directory.
+out for the filesystem holding the snapshotter's directory: bytes and inodes.
 """
 
 from __future__ import annotations
@@ -35,18 +40,20 @@ import threading
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from kukeon.runtime.containerd.archivesize import STEP_BYTES, decompress_steps
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.oci import Descriptor
 
-if TYPE_CHECKING:
-    from kukeon.runtime.containerd.content import ContentStore
-
 LABEL_UNPACKED_SIZE: Final = "kukeon.io/uncompressed-size"
 """On a layer's content blob: the bytes of its tar once decompressed, counted once (for a
 zstd layer, the upper bound its block headers give)."""
+LABEL_UNPACKED_ENTRIES: Final = "kukeon.io/unpacked-entries"
+"""On a layer's content blob: the inodes its tar creates at most (``layerread.EntryCounter``),
+counted with ``LABEL_UNPACKED_SIZE``; ``uncounted`` for a zstd layer (no decompressor)."""
+UNCOUNTED_ENTRIES: Final = "uncounted"
+UNBOUNDED: Final = 1 << 62
 ZSTD_BLOCK_MAX: Final = 128 * 1024
 """The most one zstd block regenerates (RFC 8878, Block_Maximum_Size)."""
 
@@ -85,6 +92,25 @@ class LayerTooLargeError(LayerRefusedError):
         super().__init__(
             f"image {image!r}: layer {layer} ({size} bytes compressed) inflates past "
             f"{inflated} bytes{before}, more than the {room} bytes unpacking may take ({why}); "
+            "nothing of it was unpacked"
+        )
+
+
+class LayerTooManyEntriesError(LayerRefusedError):
+    """A layer (or the layers of one unpack) would take more inodes than unpacking has."""
+
+    def __init__(
+        self, *, image: str, layer: str, entries: int, room: int, why: str, counted_before: int = 0
+    ) -> None:
+        self.image = image
+        self.layer = layer
+        self.entries = entries
+        self.room = room
+        self.why = why
+        before = f" after {counted_before} of its earlier layers" if counted_before else ""
+        super().__init__(
+            f"image {image!r}: layer {layer} creates more than {entries} files and "
+            f"directories{before}, more than the {room} inodes unpacking may take ({why}); "
             "nothing of it was unpacked"
         )
 
@@ -285,37 +311,6 @@ def _kind(head: bytes) -> str:
     return "plain"
 
 
-async def count_layer(
-    content: ContentStore, *, image: str, layer: Descriptor, room: Room, before: int = 0
-) -> int:
-    """The bytes ``layer``'s tar is once decompressed, read from the content store through
-    a ``LayerMeter`` in a worker thread; ``LayerTooLargeError`` as soon as ``before`` (what
-    the unpack's earlier layers take) and it pass ``room``, ``LayerUnreadableError`` when
-    its stream is corrupt or cut short."""
-    limit = room.bytes - before
-    meters: list[LayerMeter] = []
-
-    def start() -> LayerMeter:
-        meters.append(LayerMeter(limit))
-        return meters[-1]
-
-    try:
-        meter = await content.read_through(layer.digest, start)
-        return await asyncio.to_thread(meter.finish)
-    except _Exceeded:
-        raise LayerTooLargeError(
-            image=image,
-            layer=layer.digest,
-            size=layer.size,
-            inflated=meters[-1].unpacked,
-            room=room.bytes,
-            why=room.why,
-            counted_before=before,
-        ) from None
-    except _Corrupt as error:
-        raise LayerUnreadableError(image=image, layer=layer.digest, reason=str(error)) from None
-
-
 # --- how much room unpacking has ------------------------------------------------------
 
 
@@ -334,6 +329,9 @@ class UnpackLimits:
     reserve: Callable[[int], int] = field(default=no_reserve)
     """Given the size of the snapshotter's filesystem, the bytes an unpack must leave free
     (kukeond: the DiskPressure threshold, so an image never puts the node under it)."""
+    inode_reserve: Callable[[int], int] = field(default=no_reserve)
+    """Given the inodes of the snapshotter's filesystem, those an unpack must leave free
+    (kukeond: the DiskPressure threshold on inodes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,18 +339,26 @@ class Room:
     bytes: int
     why: str
     """How it was worked out, for the refusal's message."""
+    entries: int = UNBOUNDED
+    """The inodes the layers may create (unbounded on a filesystem without an inode limit,
+    btrfs and some overlays, which report 0 inodes)."""
+    entries_why: str = "no bound: the filesystem has no inode limit"
 
 
 _unpacking: dict[int, int] = {}
 """Bytes being unpacked right now, by filesystem (``st_dev``): two unpacks at once must not
 each count on the same free space."""
+_unpacking_entries: dict[int, int] = {}
+"""Inodes those unpacks create, likewise."""
 
 
 def unpack_room(limits: UnpackLimits, root: str | None) -> Room:
     """The room the layers of one unpack may take: the free space of ``root``'s filesystem
     (the snapshotter's directory; None when containerd does not say it) less the reserve
-    and what other unpacks are taking, and at most ``limits.max_bytes``. Blocking (statvfs)."""
+    and what other unpacks are taking, and at most ``limits.max_bytes``; likewise its free
+    inodes. Blocking (statvfs)."""
     rooms: list[Room] = []
+    entries = Room(UNBOUNDED, "")
     if root is not None:
         try:
             found = os.statvfs(root)
@@ -371,11 +377,38 @@ def unpack_room(limits: UnpackLimits, root: str | None) -> Room:
                     f"node does not come under DiskPressure{others}",
                 )
             )
+            if found.f_files > 0:
+                entries = _inode_room(limits, root, found, _unpacking_entries.get(device, 0))
     if limits.max_bytes:
         rooms.append(Room(limits.max_bytes, "kukeond's imageUnpackedMaxBytes"))
     if not rooms:
-        return Room(1 << 62, "no bound: the snapshotter's directory is unknown")
-    return min(rooms, key=lambda room: room.bytes)
+        return Room(UNBOUNDED, "no bound: the snapshotter's directory is unknown")
+    room = min(rooms, key=lambda room: room.bytes)
+    if entries.why:
+        room = Room(room.bytes, room.why, entries.bytes, entries.why)
+    return room
+
+
+def _inode_room(limits: UnpackLimits, root: str, found: os.statvfs_result, busy: int) -> Room:
+    """The inodes left to unpacking (as a ``Room`` whose ``bytes`` are inodes)."""
+    reserve = limits.inode_reserve(found.f_files)
+    others = f", {busy} being created by other unpacks" if busy else ""
+    return Room(
+        max(0, found.f_favail - reserve - busy),
+        f"{found.f_favail} inodes free in {root} less {reserve} kept free so that the node "
+        f"does not come under DiskPressure{others}",
+    )
+
+
+def _first_past(amounts: Sequence[int], bound: int) -> tuple[int, int]:
+    """The index of the first of ``amounts`` whose sum up to it passes ``bound``, and the
+    sum before it."""
+    before = 0
+    for index, amount in enumerate(amounts):
+        if before + amount > bound:
+            return index, before
+        before += amount
+    raise ValueError("the layers fit the room")
 
 
 def too_large(
@@ -383,33 +416,47 @@ def too_large(
 ) -> LayerTooLargeError:
     """The refusal of layers ``sizes`` (each with what it takes unpacked, bottom first) that
     do not fit ``room``: it names the first layer past it."""
-    before = 0
-    for index, (_layer, size) in enumerate(sizes):
-        if before + size > room.bytes:
-            layer = sizes[index][0]
-            return LayerTooLargeError(
-                image=image,
-                layer=layer.digest,
-                size=layer.size,
-                inflated=size,
-                room=room.bytes,
-                why=room.why,
-                counted_before=before,
-            )
-        before += size
-    raise ValueError("the layers fit the room")
+    index, before = _first_past([size for _layer, size in sizes], room.bytes)
+    layer, size = sizes[index]
+    return LayerTooLargeError(
+        image=image,
+        layer=layer.digest,
+        size=layer.size,
+        inflated=size,
+        room=room.bytes,
+        why=room.why,
+        counted_before=before,
+    )
+
+
+def too_many(
+    image: str, layers: Sequence[Descriptor], entries: Sequence[int], room: Room
+) -> LayerTooManyEntriesError:
+    """The refusal of ``layers`` (bottom first) whose ``entries`` do not fit ``room``'s
+    inodes: it names the first layer past them."""
+    index, before = _first_past(entries, room.entries)
+    return LayerTooManyEntriesError(
+        image=image,
+        layer=layers[index].digest,
+        entries=entries[index],
+        room=room.entries,
+        why=room.entries_why,
+        counted_before=before,
+    )
 
 
 _claims = threading.Lock()
 
 
-def _claim(limits: UnpackLimits, root: str | None, size: int) -> tuple[Room | None, int | None]:
-    """Under the lock, so that two unpacks cannot both count on the same free space: the
-    room, when ``size`` does not fit it; else None, and ``size`` counted as taken on the
-    filesystem (its device, returned) until released."""
+def _claim(
+    limits: UnpackLimits, root: str | None, size: int, entries: int
+) -> tuple[Room | None, int | None]:
+    """Under the lock, so that two unpacks cannot both count on the same free space (or
+    inodes): the room, when ``size`` or ``entries`` does not fit it; else None, and both
+    counted as taken on the filesystem (its device, returned) until released."""
     with _claims:
         room = unpack_room(limits, root)
-        if size > room.bytes:
+        if size > room.bytes or entries > room.entries:
             return room, None
         device: int | None = None
         if root is not None:
@@ -417,29 +464,40 @@ def _claim(limits: UnpackLimits, root: str | None, size: int) -> tuple[Room | No
                 device = os.stat(root).st_dev
         if device is not None:
             _unpacking[device] = _unpacking.get(device, 0) + size
+            _unpacking_entries[device] = _unpacking_entries.get(device, 0) + entries
         return None, device
 
 
-def _release(device: int, size: int) -> None:
+def _release(device: int, size: int, entries: int) -> None:
     with _claims:
-        _unpacking[device] -= size
-        if not _unpacking[device]:
-            del _unpacking[device]
+        for taken, amount in ((_unpacking, size), (_unpacking_entries, entries)):
+            taken[device] -= amount
+            if not taken[device]:
+                del taken[device]
 
 
 @contextlib.asynccontextmanager
 async def claiming(
-    limits: UnpackLimits, root: str | None, *, image: str, sizes: Sequence[tuple[Descriptor, int]]
+    limits: UnpackLimits,
+    root: str | None,
+    *,
+    image: str,
+    sizes: Sequence[tuple[Descriptor, int]],
+    entries: Sequence[int] = (),
 ) -> AsyncIterator[None]:
-    """Take the room the layers ``sizes`` need on ``root``'s filesystem while the block
-    unpacks them, or refuse them (`LayerTooLargeError`) when the room left now, what other
-    unpacks took included, is too small."""
+    """Take the room the layers ``sizes`` (and their ``entries``, inodes) need on ``root``'s
+    filesystem while the block unpacks them, or refuse them (`LayerTooLargeError`,
+    `LayerTooManyEntriesError`) when the room left now, what other unpacks took included,
+    is too small."""
     total = sum(size for _layer, size in sizes)
-    refused, device = await asyncio.to_thread(_claim, limits, root, total)
+    inodes = sum(entries)
+    refused, device = await asyncio.to_thread(_claim, limits, root, total, inodes)
     if refused is not None:
-        raise too_large(image, sizes, refused)
+        if total > refused.bytes:
+            raise too_large(image, sizes, refused)
+        raise too_many(image, [layer for layer, _size in sizes], entries, refused)
     try:
         yield
     finally:
         if device is not None:
-            _release(device, total)
+            _release(device, total, inodes)
