@@ -86,6 +86,25 @@ def test_members_as_tarfile_reads_them_in_any_chunking(fmt: int, step: int) -> N
     assert stream.ended
 
 
+def test_a_gnu_pax_sparse_file_has_its_own_name() -> None:
+    """GNU tar stores a sparse file (`tar --sparse --format=posix`, or its default on a
+    sparse file) under a made-up path, its name in `GNU.sparse.name`, as tarfile and Go's
+    archive/tar (containerd's unpack) read it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("./GNUSparseFile.4242/passwd")
+        info.size = len(PASSWD)
+        info.pax_headers = {"GNU.sparse.name": "./etc/passwd"}
+        tar.addfile(info, io.BytesIO(PASSWD))
+    names = Names()
+    stream = TarStream(names)
+    stream.feed(buffer.getvalue())
+    stream.finish()
+    with tarfile.open(fileobj=io.BytesIO(buffer.getvalue())) as tar:
+        assert [m.name.removeprefix("./") for m in tar] == ["etc/passwd"]
+    assert [m.name for m in names.members] == ["etc/passwd"]
+
+
 def test_a_tar_cut_inside_a_member_is_an_error() -> None:
     data = tar_bytes(tarfile.GNU_FORMAT)
     stream = TarStream(Names())

@@ -249,7 +249,9 @@ class TarStream:
         info = self._header
         assert info is not None
         pax, self._pax = self._pax, {}
-        name = self._long_name or pax.get("path") or info.name
+        # GNU tar's pax sparse files are stored under a made-up path ("GNUSparseFile.N/x");
+        # their name is GNU.sparse.name, as tarfile and Go's archive/tar (containerd) read it.
+        name = self._long_name or pax.get("GNU.sparse.name") or pax.get("path") or info.name
         linkname = self._long_link or pax.get("linkpath") or info.linkname
         self._long_name = self._long_link = None
         size = info.size
