@@ -73,8 +73,16 @@ if [[ $with_venv -eq 1 ]]; then
     if [[ ! -x $venv/bin/python ]]; then
         python3 -m venv "$venv"
     fi
-    "$venv/bin/python" -m pip install -q --upgrade pip
-    # The exact versions CI tests (constraints.txt); pyproject.toml says the ranges.
-    "$venv/bin/python" -m pip install -q -c "$repo_root/constraints.txt" -e "${repo_root}[dev]"
+    # Installed already from the same pyproject.toml and constraints.txt: nothing to do.
+    # pip's reinstall removes and rewrites .venv/bin/kukectl and kukeond, so a second run
+    # (hack/quickstart.sh again, its e2e test) would break a kukectl starting meanwhile.
+    stamp="$venv/.kukeon-installed"
+    wanted=$(cat "$repo_root/pyproject.toml" "$repo_root/constraints.txt" | sha256sum)
+    if [[ ! -x $venv/bin/kukectl || ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; then
+        "$venv/bin/python" -m pip install -q --upgrade pip
+        # The exact versions CI tests (constraints.txt); pyproject.toml says the ranges.
+        "$venv/bin/python" -m pip install -q -c "$repo_root/constraints.txt" -e "${repo_root}[dev]"
+        printf '%s\n' "$wanted" > "$stamp"
+    fi
 fi
 echo "install-deps: done"
