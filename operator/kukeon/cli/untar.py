@@ -12,8 +12,10 @@ CVE-2019-1002101, CVE-2019-11246, CVE-2019-11249 and CVE-2019-11251):
   the copy instead of being followed; a file in the way of a member is replaced, never
   opened through;
 - a symbolic link member is created only when its target, read from where it sits, stays
-  inside the destination; an absolute target or one that leaves it is skipped with a
-  warning (kubectl skips every link);
+  inside the destination whatever the copy's other links point to: its ``..`` all come
+  before its first name (``a/s/..`` could go up from a link ``a/s -> ..``); an absolute
+  target, one that leaves, or one going up after a name is skipped with a warning
+  (kubectl skips every link);
 - a hard link member must name a regular file this copy wrote; otherwise it is skipped;
 - devices, FIFOs and anything but files, directories and links are skipped with a warning;
 - modes are kept without the setuid, setgid and sticky bits; owners are not (what is
@@ -71,19 +73,30 @@ def member_parts(name: str, top: str) -> list[str]:
     return parts[1:]
 
 
-def _link_stays_inside(parts: list[str], target: str) -> bool:
-    """Whether a symbolic link at ``parts`` (below the destination) pointing to ``target``
-    resolves, as written, inside the destination."""
+def _link_leaves(parts: list[str], target: str) -> str | None:
+    """Why a symbolic link at ``parts`` (below the destination) pointing to ``target`` may
+    resolve outside the destination, or None when it stays inside whatever the other links
+    of the copy point to.
+
+    Only ``..`` before every name is taken: the link's own parents are real directories
+    (opened without following links), so going up from there is counted exactly, and every
+    name below is a directory, a file or a link checked the same way. A ``..`` after a name
+    is not: the name may be a link of the copy (``a/s -> ..``), and ``a/s/../x`` then
+    leaves the destination though counting its components says it stays."""
     if not target or target.startswith("/") or "\x00" in target:
-        return False
+        return "it points outside the destination"
     depth = len(parts) - 1  # the directories between the destination and the link
+    named = False
     for piece in target.split("/"):
         if piece in ("", "."):
             continue
-        depth += -1 if piece == ".." else 1
-        if depth < 0:
-            return False
-    return True
+        if piece != "..":
+            named = True
+        elif named:
+            return "it goes up ('..') after a name, which a link could lead outside the destination"
+        elif (depth := depth - 1) < 0:
+            return "it points outside the destination"
+    return None
 
 
 class _Tree:
@@ -218,9 +231,9 @@ class _Extraction:
                 f"{self.top} is a symbolic link (to {member.linkname[:200]!r}) in the "
                 "container: copy the path it points to"
             )
-        if not _link_stays_inside(parts, member.linkname):
+        if (leaves := _link_leaves(parts, member.linkname)) is not None:
             why = f"skipping symbolic link {self._shown(parts)} -> {member.linkname[:200]}"
-            self._skip(why, "it points outside the destination")
+            self._skip(why, leaves)
             return False
         with self.tree.directory(path[:-1], create=True) as parent_fd:
             _Tree.clear(parent_fd, path[-1], keep_directory=False)

@@ -155,6 +155,26 @@ def test_a_planted_symlink_is_skipped_and_never_written_through(r: _Run) -> None
     assert all("points outside the destination" in w for w in r.warnings)
 
 
+def test_a_symlink_going_up_through_another_link_is_skipped(r: _Run) -> None:
+    # a/s -> .. is the destination itself (kept); x -> a/s/../outside/victim counts as
+    # inside component by component, but through a/s it is the destination's parent's.
+    data = _tar(
+        _dir("top/"),
+        _dir("top/a"),
+        _link("top/a/s", ".."),
+        _link("top/x", "a/s/../../outside/victim"),
+        _link("top/y", "a/s/.."),
+        _link("top/up", "a/../a/s"),
+    )
+    r.extract(data)
+    assert os.readlink(r.dest / "a" / "s") == ".."
+    for name in ("x", "y", "up"):
+        assert not (r.dest / name).is_symlink()
+    assert len(r.warnings) == 3
+    assert all("goes up ('..') after a name" in w for w in r.warnings)
+    r.untouched()
+
+
 def test_an_inside_symlink_is_not_written_through_either(r: _Run) -> None:
     data = _tar(_dir("top/"), _dir("top/sub"), _link("top/l", "sub"), _file("top/l/f"))
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
