@@ -26,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, WithJsonSchema
 
 from kukeon.api.cellprofile import CELL_IDENTITY_FIELDS, CONTAINER_IDENTITY_FIELDS, CellTemplate
 from kukeon.api.container import OptionalDnsLabel
@@ -71,9 +72,25 @@ DEFAULT_PROGRESS_DEADLINE = 600
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 """The reason of `Progressing=False`: the rollout stopped, waiting for a new template."""
 
+_PERCENT = re.compile(r"[0-9]{1,3}%")
+
+
+def _int_or_percent(value: Any) -> int | str:
+    """One check, one message: a union of an int and a pattern said each branch's refusal
+    under pydantic's names for them (`maxSurge.constrained-int`, `...constrained-str`)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= REPLICAS_MAX:
+        return value
+    if isinstance(value, str) and _PERCENT.fullmatch(value):
+        return value
+    raise ValueError(
+        f"must be a count from 0 to {REPLICAS_MAX} or a percentage of replicas "
+        f"(1 to 3 digits and '%', e.g. 1 or '25%'), got {quote(value)}"
+    )
+
+
 IntOrPercent = Annotated[
-    Annotated[int, Field(ge=0, le=REPLICAS_MAX, strict=True)]
-    | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$")],
+    int | str,
+    PlainValidator(_int_or_percent),
     WithJsonSchema({"x-kubernetes-int-or-string": True}),
 ]
 """A count, or a percentage of `replicas` (`"25%"`)."""

@@ -159,6 +159,17 @@ def test_the_strategy() -> None:
     assert resolve("50%", 3, round_up=False) == 1
 
 
+@pytest.mark.parametrize("value", ["-5%", "1.5%", "abc", 3.5, True, None, 20000, [1]])
+def test_a_wrong_count_or_percentage_is_one_error_naming_the_field(value: Any) -> None:
+    doc = set_doc(strategy={"rollingUpdate": {"maxSurge": value}})
+    with pytest.raises(InvalidResource) as caught:
+        parse_resource(doc)
+    causes = [(c.field, c.message) for c in caught.value.causes]
+    assert [field for field, _ in causes] == ["spec.strategy.rollingUpdate.maxSurge"]
+    assert "a count from 0 to 10000 or a percentage of replicas" in causes[0][1]
+    assert "constrained" not in str(caught.value)
+
+
 def test_a_long_name_is_refused() -> None:
     doc = set_doc()
     doc["metadata"]["name"] = "a" * (NAME_MAX + 1)
