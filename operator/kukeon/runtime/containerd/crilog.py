@@ -100,11 +100,22 @@ LOGGER_SCRIPT = (
     + r"""
 if KEEPS or (KEEPER and os.fork() == 0):
     keep()
-for fd in STREAMS:  # held for life: no keeper logs what this logger is to log
+def locks(fd):
+    # False while another description of the pipe is locked: a logger of an older kukeond
+    # locked the shim's, which outlives it (see own); its replacement copies meanwhile (a
+    # kukeond starts one only once the last exited) and takes the lock when it can.
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
     except OSError:
         pass
+    return True
+unlocked = set()
+for fd in STREAMS:  # held for life: no keeper logs what this logger is to log
+    own(fd)
+    if not locks(fd):
+        unlocked.add(fd)
 FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 log = os.open(PATH, FLAGS, MODE)
 FOLDER, BASE = os.path.split(PATH)
@@ -388,13 +399,14 @@ for fd in names:
 poller.register(told, select.EPOLLIN)
 due = set(names)  # what waits already (a replacement's pipes) is logged first
 while True:
+    unlocked = {fd for fd in unlocked if fd in rest and not locks(fd)}
     for fd in due:
         while fd in rest and copy(fd, fd in ended):
             pass
     if not rest:
         break
     waiting = any(rest.values())
-    events = poller.poll(1.0 if waiting else -1)
+    events = poller.poll(1.0 if waiting or unlocked else -1)
     due = {fd for fd, _event in events if fd in rest}
     if waiting:
         due |= {fd for fd, tail in rest.items() if tail}

@@ -27,8 +27,22 @@ is no logger, even before it took its name."""
 
 # The start of the logger's program (crilog.LOGGER_SCRIPT): standard library only.
 KEEPER_SCRIPT = r"""
-import errno, fcntl, os, select, signal, time
+import errno, fcntl, os, select, signal, stat, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def own(fd):
+    # A description of the pipe fd reads that this process holds alone (opened again
+    # through /proc): a flock lives as long as its description, and the shim holds the read
+    # ends it hands its logger until Go's garbage collector closes them, so a lock taken on
+    # those would outlive a killed logger and hold its replacement off. Not a pipe (a
+    # socket a test hands): left as it is.
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        opened = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    os.dup2(opened, fd, inheritable=False)
+    os.close(opened)
 def unread(end):
     watch = select.poll()
     watch.register(end, select.POLLIN)
@@ -78,9 +92,7 @@ def keep():
         except OSError:
             pass
     for end in ends:  # its own open pipes: a lock a logger takes is not its too (a fork's)
-        opened = os.open("/proc/self/fd/%d" % end, os.O_RDONLY | os.O_NONBLOCK)
-        os.dup2(opened, end, inheritable=False)
-        os.close(opened)
+        own(end)
     try:  # the instance's log, to find it again however it is renamed
         held = os.open(PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, MODE)
     except OSError:
