@@ -17,6 +17,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from backports import zstd
 
 from kukeon.api import Cell, Kind
 from kukeon.runtime.containerd.layersize import (
@@ -44,6 +45,7 @@ pytestmark = [
 
 BOMB = "kukeon.io/test/layer-bomb:1"
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 
 def gzip_layer_image(tar: bytes, name: str) -> tuple[bytes, str]:
@@ -166,6 +168,41 @@ async def test_the_free_inodes_of_the_snapshotter_disk_less_the_reserve_bound_it
     assert f"layer {layer} creates more than 1 files and directories" in message, message
     assert "more than the 0 inodes unpacking may take" in message, message
     assert f"inodes free in {root} less" in message, message
+    assert not await k.containerd.content(k.namespace).has_blob(layer)
+
+
+def zstd_layer_image(tar: bytes, name: str) -> tuple[bytes, str]:
+    """An OCI archive whose one layer is ``tar`` zstd-compressed; and that layer's digest."""
+    layer = zstd.compress(tar, level=19)
+    diff_id = f"sha256:{hashlib.sha256(tar).hexdigest()}"
+    archive = oci_archive(layer, name=name, media_type=ZSTD_LAYER, diff_id=diff_id)
+    return archive, f"sha256:{hashlib.sha256(layer).hexdigest()}"
+
+
+async def test_a_zstd_layer_is_counted_like_a_gzip_one(kukeond: Kukeond, tmp_path: Path) -> None:
+    """A zstd layer's bytes and inodes are counted exactly (containerd then unpacks it to
+    the diff id its config says), and past the inodes left it is refused like a gzip one."""
+    k = kukeond
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as writer:
+        for number in range(3):
+            writer.addfile(tarfile.TarInfo(f"d/f{number}"))
+    archive, layer = zstd_layer_image(tar.getvalue(), "kukeon.io/test/zstd:1")
+    path = tmp_path / "zstd.tar"
+    path.write_bytes(archive)
+    images = k.containerd.images(k.namespace)
+    [image] = await images.import_archive(path)
+    await images.unpack(image.name)  # applied already: its top snapshot exists
+    info = await k.containerd.content(k.namespace).info(layer)
+    assert info.labels[LABEL_UNPACKED_SIZE] == str(len(tar.getvalue()))
+    assert info.labels[LABEL_UNPACKED_ENTRIES] == "4"  # d and its three files
+
+    if (await asyncio.to_thread(os.statvfs, tmp_path)).f_files == 0:
+        return
+    archive, layer = zstd_layer_image(tar.getvalue() + bytes(1024), "kukeon.io/test/zstd:2")
+    limits = UnpackLimits(inode_reserve=lambda files: files)
+    message = await refused_under(k, limits, archive, tmp_path, LayerTooManyEntriesError)
+    assert f"layer {layer} creates more than 2 files and directories" in message, message
     assert not await k.containerd.content(k.namespace).has_blob(layer)
 
 

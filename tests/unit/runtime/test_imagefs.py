@@ -7,10 +7,11 @@ import io
 import tarfile
 
 import pytest
+from backports import zstd
 
 from kukeon.runtime.containerd.imagefs import image_has_file
 from kukeon.runtime.containerd.userdb import ImageLayer
-from tests.unit.runtime.test_userdb import GZIP, ReadOnlyStore, add_layer
+from tests.unit.runtime.test_userdb import GZIP, ZSTD, ReadOnlyStore, add_layer, layer_tar
 
 
 def hardlink_layer(store: ReadOnlyStore) -> ImageLayer:
@@ -78,6 +79,12 @@ async def test_missing_a_directory_or_whited_out() -> None:
 
 async def test_an_unreadable_layer_raises() -> None:
     store = ReadOnlyStore()
-    layer = ImageLayer("application/vnd.oci.image.layer.v1.tar+zstd", store.add(b"(\xb5/\xfd"))
-    with pytest.raises(ValueError, match="zstd"):
+    layer = ImageLayer(ZSTD, store.add(b"(\xb5/\xfd"))  # a zstd magic, then nothing
+    with pytest.raises(ValueError, match="truncated"):
         await has_sh(store, [layer])
+
+
+async def test_a_zstd_layer_is_read() -> None:
+    store = ReadOnlyStore()
+    tar = layer_tar({"bin": None, "bin/sh": b"x"}, compress=False)
+    assert await has_sh(store, [ImageLayer(ZSTD, store.add(zstd.compress(tar)))])

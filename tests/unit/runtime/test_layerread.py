@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 
 import pytest
+from backports import zstd
 
 from kukeon.runtime.containerd import imagefs
 from kukeon.runtime.containerd.imagefs import image_has_file
@@ -268,11 +269,14 @@ async def test_a_hard_linked_passwd_reads_its_target() -> None:
     assert await read_image_user_database(store, [layer]) == (PASSWD.decode(), None)
 
 
-async def test_a_zstd_blob_under_a_gzip_media_type_is_refused() -> None:
+async def test_a_zstd_blob_is_told_by_its_magic_not_its_media_type() -> None:
     store = ReadOnlyStore()
-    layer = ImageLayer(GZIP, store.add(b"\x28\xb5\x2f\xfd" + bytes(64)))
-    with pytest.raises(ValueError, match="zstd"):
-        await read_image_user_database(store, [layer])
+    tar = layer_tar({"etc/group": b"root:x:0:\n"}, compress=False)
+    layer = ImageLayer(GZIP, store.add(zstd.compress(tar)))
+    assert await read_image_user_database(store, [layer]) == (None, "root:x:0:\n")
+    junk = ImageLayer(GZIP, store.add(b"\x28\xb5\x2f\xfd" + b"\xff" * 64))
+    with pytest.raises(ValueError, match="its zstd stream is corrupt"):
+        await read_image_user_database(store, [junk])
 
 
 class RestartingStore(ReadOnlyStore):

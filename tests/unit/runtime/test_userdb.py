@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol, TypeVar
 
 import pytest
+from backports import zstd
 
 from kukeon.runtime.containerd.content import ContentInfo
 from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
@@ -149,8 +151,14 @@ async def test_symlinked_passwd_is_not_followed() -> None:
     assert group == "root\n"
 
 
-async def test_zstd_layer_is_named() -> None:
+async def test_a_zstd_layer_is_read_as_a_gzip_one() -> None:
     store = ReadOnlyStore()
-    layer = ImageLayer("application/vnd.oci.image.layer.v1.tar+zstd", store.add(b"(\xb5/\xfd"))
-    with pytest.raises(ValueError, match=f"layer {layer.digest} is zstd-compressed"):
-        await read_image_user_database(store, [layer])
+    tar = layer_tar({"etc/passwd": b"app:x:1000:1000::/home/app:/bin/sh\n"}, compress=False)
+    layer = ImageLayer(ZSTD, store.add(zstd.compress(tar)))
+    cut = ImageLayer(ZSTD, store.add(zstd.compress(tar)[:-8]))
+    assert await read_image_user_database(store, [layer]) == (
+        "app:x:1000:1000::/home/app:/bin/sh\n",
+        None,
+    )
+    with pytest.raises(ValueError, match=f"layer {cut.digest} cannot be read: .*truncated"):
+        await read_image_user_database(store, [cut])

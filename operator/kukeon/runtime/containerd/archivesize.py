@@ -22,7 +22,7 @@ import logging
 import lzma
 import zlib
 from collections.abc import Callable
-from typing import Final, TypeAlias
+from typing import Final, Protocol, TypeAlias
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,17 @@ class ArchiveTooLargeError(Exception):
 
 
 Decompressor: TypeAlias = "zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor"
+
+
+class SteppedDecompressor(Protocol):
+    """A decompressor with an output bound and ``needs_input``, as bz2's, lzma's and zstd's
+    (``layersize`` decompresses zstd layers in steps too); zlib's has neither."""
+
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def needs_input(self) -> bool: ...
+    def decompress(self, data: bytes, max_length: int = -1, /) -> bytes: ...
 
 
 _ZLIB_DECOMPRESS: Final = type(zlib.decompressobj())
@@ -82,7 +93,9 @@ def decompress_counting(stream: Decompressor, data: bytes, count: Callable[[int]
     decompress_steps(stream, data, lambda step: count(len(step)))
 
 
-def decompress_steps(stream: Decompressor, data: bytes, take: Callable[[bytes], None]) -> None:
+def decompress_steps(
+    stream: zlib._Decompress | SteppedDecompressor, data: bytes, take: Callable[[bytes], None]
+) -> None:
     """Decompress ``data`` through ``stream`` in steps of at most STEP_BYTES each handed to
     ``take`` (which stops it by raising), so no more than a step is ever held; what follows
     the stream's end is left in its ``unused_data``."""

@@ -25,7 +25,6 @@ from kukeon.runtime.containerd.layerread import (
     LayerSource,
     Member,
     read_layer,
-    refuse_zstd,
 )
 from kukeon.runtime.containerd.userdb import ImageLayer
 
@@ -168,12 +167,11 @@ async def image_has_file(store: LayerSource, layers: Sequence[ImageLayer], path:
     """Whether ``path`` resolves to a regular file in the image made of ``layers``.
 
     Every layer is read (a file may come from the lowest one). Raises ``ValueError`` for a
-    layer that cannot be read (zstd, corrupt) or an image with too many entries to keep, so
+    layer that cannot be read (corrupt, truncated) or an image with too many entries to keep, so
     the caller can treat the answer as unknown.
     """
     union = _Union()
     for layer in reversed(layers):
-        refuse_zstd(layer.digest, layer.media_type)
         union.add_layer(await read_layer(store, layer.digest, lambda: _LayerEntries(union)))
     found = union.resolve(path)
     return found is not None and found.kind == "file"

@@ -331,7 +331,7 @@ class ImageService:
         async with self._client.leases(self.namespace).lease() as lease:
             counts = await self._measure(manifest, chains, image=name, root=root, lease=lease)
             sizes = [(layer, count.bytes) for layer, count in counts]
-            entries = [count.entries or 0 for _layer, count in counts]
+            entries = [count.entries for _layer, count in counts]
             async with claiming(limits, root, image=name, sizes=sizes, entries=entries):
                 parent = ""
                 for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
@@ -406,13 +406,11 @@ class ImageService:
                 )
                 await content.update_labels(layer.digest, count_labels(count))
             counts.append((layer, count))
-            total = LayerCount(
-                total.bytes + count.bytes, (total.entries or 0) + (count.entries or 0)
-            )
+            total = LayerCount(total.bytes + count.bytes, total.entries + count.entries)
             if total.bytes > room.bytes:
                 raise too_large(image, [(layer, count.bytes) for layer, count in counts], room)
-            if (total.entries or 0) > room.entries:
-                entries = [count.entries or 0 for _layer, count in counts]
+            if total.entries > room.entries:
+                entries = [count.entries for _layer, count in counts]
                 raise too_many(image, [layer for layer, _count in counts], entries, room)
         return counts
 

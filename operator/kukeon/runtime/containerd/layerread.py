@@ -5,11 +5,11 @@ kukeond reads a few things out of an image without mounting it: its /etc/passwd 
 decompressed (CUDA and ML images), or a gzip bomb, and a realm editor chooses the image:
 reading a blob whole, inflating it whole and indexing every member held all of it in
 kukeond's memory at once. Here a layer is read through ``ContentStore.read_through``
-(1 MiB of blob at a time, in a worker thread), inflated by ``layersize.LayerMeter`` (a
-step of at most 1 MiB at a time, concatenated gzip members as containerd reads them,
-stopped past a bound) and its tar parsed as it arrives by :class:`TarStream`, which hands
-each member's header to a :class:`TarVisitor` and keeps only the content the visitor asks
-for: memory stays a few MiB whatever the layer's size.
+(1 MiB of blob at a time, in a worker thread), inflated by ``layersize.LayerMeter``
+(a step of at most 1 MiB at a time, concatenated gzip members and zstd frames as
+containerd reads them, stopped past a bound) and its tar parsed as it arrives by
+:class:`TarStream`, which hands each member's header to a :class:`TarVisitor` and keeps
+only the content the visitor asks for: memory stays a few MiB whatever the layer's size.
 
 The bound on what one read inflates is the layer's counted size (``LABEL_UNPACKED_SIZE``,
 kept on its blob once unpacking counted it), else ``UNLABELLED_LAYER_MAX_BYTES``: a bomb
@@ -35,7 +35,6 @@ from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
 from kukeon.runtime.containerd.layersize import (
     LABEL_UNPACKED_ENTRIES,
     LABEL_UNPACKED_SIZE,
-    UNCOUNTED_ENTRIES,
     LayerMeter,
     LayerTooLargeError,
     LayerTooManyEntriesError,
@@ -77,7 +76,7 @@ _Visitor = TypeVar("_Visitor", bound="TarVisitor")
 
 
 class LayerReadError(ValueError):
-    """A layer that cannot be read: corrupt, truncated, too large, zstd."""
+    """A layer that cannot be read: corrupt, truncated, too large."""
 
 
 class StopReading(Exception):  # noqa: N818 - a signal, not a failure
@@ -289,24 +288,14 @@ def _padded(size: int) -> int:
 class _LayerSink:
     """What ``read_through`` feeds: inflation (bounded) into the tar parser."""
 
-    def __init__(self, visitor: TarVisitor, limit: int, digest: str) -> None:
-        self.digest = digest
+    def __init__(self, visitor: TarVisitor, limit: int) -> None:
         self.tar = TarStream(visitor)
         self.meter = LayerMeter(limit, out=self.tar.feed)
 
     def feed(self, chunk: bytes) -> None:
         if self.tar.ended:
-            return  # only padding and the gzip trailer are left
+            return  # only padding and the gzip or zstd trailer are left
         self.meter.feed(chunk)
-        if self.meter.kind == "zstd":
-            raise LayerReadError(f"layer {self.digest} is zstd-compressed: unsupported")
-
-
-def refuse_zstd(digest: str, media_type: str) -> None:
-    """A ``LayerReadError`` for a layer its media type says is zstd (no decompressor in
-    Python 3.11): told before reading any of it."""
-    if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
-        raise LayerReadError(f"layer {digest} is zstd-compressed ({media_type}): unsupported")
 
 
 async def read_layer(source: LayerSource, digest: str, start: Callable[[], _Visitor]) -> _Visitor:
@@ -319,7 +308,7 @@ async def read_layer(source: LayerSource, digest: str, start: Callable[[], _Visi
 
     def sink() -> _LayerSink:
         visitors.append(start())
-        return _LayerSink(visitors[-1], limit, digest)
+        return _LayerSink(visitors[-1], limit)
 
     try:
         read = await source.read_through(digest, sink)
@@ -379,8 +368,8 @@ class LayerCount(NamedTuple):
     """What a layer takes once unpacked."""
 
     bytes: int
-    entries: int | None
-    """The inodes it creates at most; None for a zstd layer (not decompressed here)."""
+    entries: int
+    """The inodes it creates at most."""
 
 
 NOTHING_COUNTED: Final = LayerCount(0, 0)
@@ -388,17 +377,17 @@ NOTHING_COUNTED: Final = LayerCount(0, 0)
 
 def known_count(labels: Mapping[str, str]) -> LayerCount | None:
     """The count kept on a layer blob's labels; None when it was not counted (or only its
-    bytes were, before inodes were: it is counted again, once)."""
+    bytes were: before inodes were counted, or a zstd layer's ``uncounted`` from before zstd
+    was decompressed here; it is counted again, once)."""
     size = labels.get(LABEL_UNPACKED_SIZE, "")
     entries = labels.get(LABEL_UNPACKED_ENTRIES, "")
-    if not size.isdigit() or not (entries.isdigit() or entries == UNCOUNTED_ENTRIES):
+    if not size.isdigit() or not entries.isdigit():
         return None
-    return LayerCount(int(size), int(entries) if entries.isdigit() else None)
+    return LayerCount(int(size), int(entries))
 
 
 def count_labels(count: LayerCount) -> dict[str, str]:
-    entries = UNCOUNTED_ENTRIES if count.entries is None else str(count.entries)
-    return {LABEL_UNPACKED_SIZE: str(count.bytes), LABEL_UNPACKED_ENTRIES: entries}
+    return {LABEL_UNPACKED_SIZE: str(count.bytes), LABEL_UNPACKED_ENTRIES: str(count.entries)}
 
 
 class _CountingSink:
@@ -415,8 +404,6 @@ class _CountingSink:
 
     def finish(self) -> LayerCount:
         size = self.meter.finish()
-        if self.meter.kind == "zstd":
-            return LayerCount(size, None)
         self.tar.finish()
         return LayerCount(size, self.counter.entries)
 
@@ -434,11 +421,10 @@ async def count_layer(
     ``LayerTooManyEntriesError`` as soon as ``before`` (what the unpack's earlier layers
     take) and it pass ``room``; ``LayerUnreadableError`` when its stream or its tar is
     corrupt or cut short (containerd could not apply it either)."""
-    before_entries = before.entries or 0
     sinks: list[_CountingSink] = []
 
     def start() -> _CountingSink:
-        sinks.append(_CountingSink(room.bytes - before.bytes, room.entries - before_entries))
+        sinks.append(_CountingSink(room.bytes - before.bytes, room.entries - before.entries))
         return sinks[-1]
 
     try:
@@ -461,7 +447,7 @@ async def count_layer(
             entries=sinks[-1].counter.entries,
             room=room.entries,
             why=room.entries_why,
-            counted_before=before_entries,
+            counted_before=before.entries,
         ) from None
     except (_Corrupt, LayerReadError) as error:
         reason = str(error)

@@ -15,11 +15,11 @@ The compression is told from the first bytes, as containerd's own decompression 
   concatenated one after another are counted one after another (Go's reader reads them as
   one stream); anything else after a member, a stream that breaks or ends early, is a
   ``LayerUnreadableError`` (containerd could not apply it either);
-- zstd: Python 3.11 has no zstd decompressor (nor does kukeon's environment). The frames
-  are walked instead, block header to block header, without decompressing: a raw or RLE
-  block regenerates exactly its stated size, a compressed one at most 128 KiB (the format's
-  block maximum). The sum is an upper bound, within 128 KiB a frame of the truth for real
-  data, and a bomb cannot hide from it (its blocks are what it inflates to);
+- zstd: decompressed the same way, frame after frame (skippable frames skipped), with
+  ``compression.zstd`` (Python 3.14; its backport, ``backports.zstd``, before). A frame
+  whose window is larger than libzstd's default limit (128 MiB, what ``zstd -d`` takes
+  without ``--memory``) is refused as unreadable: its window is what decompressing it
+  holds in memory;
 - anything else: an uncompressed tar, its own size.
 
 A layer's bytes are not all it takes: each of its tar entries is an inode, and a layer of
@@ -36,32 +36,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeAlias
 
 from kukeon.runtime.containerd.archivesize import STEP_BYTES, decompress_steps
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.oci import Descriptor
 
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:  # the same module, backported: a dependency while kukeon runs on Python < 3.14
+    from backports import zstd
+
 LABEL_UNPACKED_SIZE: Final = "kukeon.io/uncompressed-size"
-"""On a layer's content blob: the bytes of its tar once decompressed, counted once (for a
-zstd layer, the upper bound its block headers give)."""
+"""On a layer's content blob: the bytes of its tar once decompressed, counted once."""
 LABEL_UNPACKED_ENTRIES: Final = "kukeon.io/unpacked-entries"
 """On a layer's content blob: the inodes its tar creates at most (``layerread.EntryCounter``),
-counted with ``LABEL_UNPACKED_SIZE``; ``uncounted`` for a zstd layer (no decompressor)."""
-UNCOUNTED_ENTRIES: Final = "uncounted"
+counted with ``LABEL_UNPACKED_SIZE``. A zstd layer labelled ``uncounted`` (before zstd was
+decompressed here) is counted again, once."""
 UNBOUNDED: Final = 1 << 62
-ZSTD_BLOCK_MAX: Final = 128 * 1024
-"""The most one zstd block regenerates (RFC 8878, Block_Maximum_Size)."""
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _ZSTD_MAGIC: Final = 0xFD2FB528
-_SKIPPABLE_MIN: Final = 0x184D2A50
-_SKIPPABLE_MAX: Final = 0x184D2A5F
 _MAGIC_BYTES: Final = 4
+
+_Decompressor: TypeAlias = "zlib._Decompress | zstd.ZstdDecompressor"
 
 
 class LayerRefusedError(ContainerdError):
@@ -133,93 +136,6 @@ class _Corrupt(Exception):  # noqa: N818 - internal signal, turned into LayerUnr
     pass
 
 
-class _Zstd:
-    """Walks zstd frames by their headers; ``total`` is an upper bound of what they
-    regenerate. Fed the bytes in order; holds at most one header's worth of them."""
-
-    def __init__(self, count: Callable[[int], None]) -> None:
-        self._count = count
-        self._pending = bytearray()
-        self._skip = 0
-        self._state = "magic"
-        self._checksum = False
-        self.frames = 0
-
-    def feed(self, data: bytes) -> None:
-        self._pending += data
-        position = 0
-        while True:
-            if self._skip:
-                taken = min(self._skip, len(self._pending) - position)
-                position += taken
-                self._skip -= taken
-                if self._skip:
-                    break
-            needed = self._needed(position)
-            if len(self._pending) - position < needed:
-                break
-            self._parse(bytes(self._pending[position : position + needed]))
-            position += needed
-        del self._pending[:position]
-
-    def finished(self) -> bool:
-        return self._state == "magic" and not self._skip and not self._pending and self.frames > 0
-
-    def _needed(self, position: int) -> int:
-        if self._state in ("magic", "skippable size", "block"):
-            return 4 if self._state != "block" else 3
-        if self._state == "checksum":
-            return 4
-        # A frame header: its first byte says how long the rest is.
-        if position >= len(self._pending):
-            return 1
-        descriptor = self._pending[position]
-        single_segment = descriptor >> 5 & 1
-        content_size = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
-        return 1 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3] + content_size
-
-    def _parse(self, header: bytes) -> None:
-        value = int.from_bytes(header, "little")
-        if self._state == "magic":
-            if value == _ZSTD_MAGIC:
-                self._state = "frame header"
-                self.frames += 1
-            elif _SKIPPABLE_MIN <= value <= _SKIPPABLE_MAX:
-                self._state = "skippable size"
-            else:
-                raise _Corrupt(f"not a zstd frame at a frame boundary (magic {value:#010x})")
-        elif self._state == "skippable size":
-            self._skip, self._state = value, "magic"
-        elif self._state == "frame header":
-            if header[0] & 0x08:
-                raise _Corrupt("a zstd frame header with its reserved bit set")
-            self._checksum = bool(header[0] & 0x04)
-            self._state = "block"
-        elif self._state == "block":
-            self._block(value)
-        else:  # the frame's checksum
-            self._state = "magic"
-
-    def _block(self, header: int) -> None:
-        last, kind, size = header & 1, header >> 1 & 3, header >> 3
-        if kind == 3 or size > ZSTD_BLOCK_MAX:
-            raise _Corrupt(f"a zstd block of type {kind} and size {size} is not valid")
-        if kind == 0:  # raw: the bytes as they are
-            self._count(size)
-            self._skip = size
-        elif kind == 1:  # RLE: one byte, repeated size times
-            self._count(size)
-            self._skip = 1
-        else:  # compressed: at most a block's maximum
-            self._count(ZSTD_BLOCK_MAX)
-            self._skip = size
-        if last:
-            if self._checksum:
-                self._state = "checksum"
-            else:
-                self._state = "magic"
-
-
 class LayerMeter:
     """Fed a layer blob's bytes in order (``feed``), counts what its tar stream is
     (``unpacked``) and raises ``_Exceeded`` past ``limit``; ``finish`` checks the stream
@@ -227,7 +143,7 @@ class LayerMeter:
     first): feed it from a worker thread.
 
     With ``out``, the tar stream is also handed to it as it comes, at most a step at a time
-    (``layerread`` parses it so); a zstd layer gives it nothing."""
+    (``layerread`` parses it so)."""
 
     def __init__(self, limit: int, out: Callable[[bytes], None] | None = None) -> None:
         self.limit = limit
@@ -236,8 +152,8 @@ class LayerMeter:
         self.unpacked = 0
         self.kind: str | None = None
         self._head = b""
-        self._gzip: zlib._Decompress | None = None
-        self._zstd: _Zstd | None = None
+        self._stream: _Decompressor | None = None
+        """The gzip member or zstd frame being decompressed (None between them)."""
 
     def feed(self, chunk: bytes) -> None:
         self.stored += len(chunk)
@@ -247,14 +163,10 @@ class LayerMeter:
                 return
             chunk, self._head = self._head, b""
             self.kind = _kind(chunk)
-            if self.kind == "zstd":
-                self._zstd = _Zstd(self._count)
-        if self.kind == "gzip":
-            self._inflate(chunk)
-        elif self._zstd is not None:
-            self._zstd.feed(chunk)
-        else:
+        if self.kind == "plain":
             self._emit(chunk)
+        else:
+            self._inflate(chunk)
 
     def finish(self) -> int:
         """The count, once every byte was fed; ``_Corrupt`` when the stream ends early."""
@@ -264,33 +176,40 @@ class LayerMeter:
                 self._emit(self._head)
             else:
                 raise _Corrupt("it ends inside its first bytes")
-        if self.kind == "gzip":
-            stream = self._gzip
+        stream = self._stream
+        try:
             while stream is not None and not stream.eof:
                 step = stream.decompress(b"", STEP_BYTES)
                 if not step:
-                    raise _Corrupt("its gzip stream ends early (truncated)")
+                    raise _Corrupt(f"its {self.kind} stream ends early (truncated)")
                 self._emit(step)
-        if self._zstd is not None and not self._zstd.finished():
-            raise _Corrupt("its zstd stream ends early (truncated)")
+        except (zlib.error, zstd.ZstdError) as error:
+            raise self._corrupt(error) from None
         return self.unpacked
 
     def _inflate(self, data: bytes) -> None:
         try:
             while data:
-                if self._gzip is None:
-                    if not data.startswith(_GZIP_MAGIC) and len(data) >= len(_GZIP_MAGIC):
-                        raise _Corrupt("data that is not gzip follows its gzip stream")
-                    self._gzip = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                stream = self._gzip
+                if self._stream is None:
+                    self._stream = self._next_stream(data)
+                stream = self._stream
                 decompress_steps(stream, data, self._emit)
                 data = b""
-                if stream.eof:  # another member may follow, as Go's reader reads them
-                    data, self._gzip = stream.unused_data, None
-        except zlib.error as error:
-            raise _Corrupt(
-                f"its gzip stream is corrupt after {self.unpacked} bytes: {error}"
-            ) from None
+                if stream.eof:  # another member or frame may follow, as Go's readers read
+                    data, self._stream = stream.unused_data, None
+        except (zlib.error, zstd.ZstdError) as error:
+            raise self._corrupt(error) from None
+
+    def _next_stream(self, data: bytes) -> _Decompressor:
+        if self.kind == "gzip":
+            if not data.startswith(_GZIP_MAGIC) and len(data) >= len(_GZIP_MAGIC):
+                raise _Corrupt("data that is not gzip follows its gzip stream")
+            return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        # A zstd frame or a skippable one; the decompressor refuses anything else.
+        return zstd.ZstdDecompressor()
+
+    def _corrupt(self, error: Exception) -> _Corrupt:
+        return _Corrupt(f"its {self.kind} stream is corrupt after {self.unpacked} bytes: {error}")
 
     def _emit(self, data: bytes) -> None:
         self._count(len(data))

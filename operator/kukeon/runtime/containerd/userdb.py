@@ -21,7 +21,6 @@ from kukeon.runtime.containerd.layerread import (
     StopReading,
     normalised,
     read_layer,
-    refuse_zstd,
 )
 from kukeon.runtime.containerd.specerrors import FieldError
 
@@ -199,12 +198,11 @@ async def read_image_user_database(
     Layers are read from the top down, honouring whiteouts, and reading stops once both
     files are settled, so a user name in ``user`` can be resolved without mounting the
     image. Each layer streams through ``layerread`` (nothing but the two files, at most
-    ``_MAX_USER_DATABASE_BYTES`` each, is kept). A zstd layer (not readable with the
-    standard library) on the way, or one that does not read, raises ``ValueError`` naming it.
+    ``_MAX_USER_DATABASE_BYTES`` each, is kept); gzip, zstd and plain layers alike. A layer
+    on the way that does not read raises ``ValueError`` naming it.
     """
     found: dict[str, str | None] = {}
     for layer in reversed(layers):
-        refuse_zstd(layer.digest, layer.media_type)
         wanted = [f for f in USER_DATABASE_FILES if f not in found]
         found.update(await _user_files_in_layer(store, layer.digest, wanted))
         if len(found) == len(USER_DATABASE_FILES):
