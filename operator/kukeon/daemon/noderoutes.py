@@ -85,6 +85,8 @@ OUTPUT_QUEUE_FRAMES = 16
 """Output frames (of at most 64 KiB) read ahead of a client that takes them slowly."""
 MAX_TAIL_LINES = 100_000
 MAX_SINCE_SECONDS = 10 * 365 * 24 * 3600
+TERMINAL_MAX = 10_000
+"""The largest width or height of an exec's terminal, from the query or a resize frame."""
 
 
 def _decimal(text: str) -> bool:
@@ -164,8 +166,8 @@ def _console_size(query: Mapping[str, str]) -> dict[str, int] | None:
         size = {"width": int(width or ""), "height": int(height or "")}
     except ValueError:
         raise ApiError(400, "width and height: whole numbers, both or neither") from None
-    if not all(1 <= value <= 10_000 for value in size.values()):
-        raise ApiError(400, "width and height: between 1 and 10000")
+    if not all(1 <= value <= TERMINAL_MAX for value in size.values()):
+        raise ApiError(400, f"width and height: between 1 and {TERMINAL_MAX}")
     return size
 
 
@@ -191,6 +193,28 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
     raise ApiError(400, f"{name}: {text[:40]!r} is not true or false")
 
 
+def resize_of(payload: bytes) -> tuple[int, int] | None:
+    """A resize frame's ``{"width": W, "height": H}`` (whole numbers, 1..TERMINAL_MAX, as
+    the query's), or None: a frame that is not one is ignored. It is the client's to send, so
+    nothing in it may end the session (``1e309`` is an infinity ``int`` refuses with
+    OverflowError; deep nesting is json's RecursionError)."""
+    try:
+        size = json.loads(payload)
+        width, height = size["width"], size["height"]
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        return None
+    if all(
+        isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= TERMINAL_MAX
+        for value in (width, height)
+    ):
+        return width, height
+    return None
+
+
+class ClientLeftError(Exception):
+    """An exec's client closed its socket before the process ended."""
+
+
 async def _carry_input(
     socket: web.WebSocketResponse,
     fifos: FifoIO,
@@ -214,10 +238,9 @@ async def _carry_input(
                 fifos.stdin_fd = None
                 with contextlib.suppress(ContainerdError):
                     await close_stdin()  # EOF for the process
-        elif channel == b"\x04":
-            with contextlib.suppress(ValueError, KeyError, TypeError, ContainerdError):
-                size = json.loads(payload)
-                await resize(int(size["width"]), int(size["height"]))
+        elif channel == b"\x04" and (size := resize_of(payload)) is not None:
+            with contextlib.suppress(ContainerdError):
+                await resize(*size)
 
 
 async def _carry_output(
@@ -262,15 +285,19 @@ async def _pump(
 ) -> ExitStatus:
     """Carry the process's output to the socket and the socket's stdin to it, until the
     process has exited and its output ended; its exit status. InputStalledError when it left
-    the client's input unread too long."""
+    the client's input unread too long; ClientLeftError when the client closed the socket
+    first (nobody reads the output any more: the caller ends the process, as cp's does)."""
     sender = asyncio.ensure_future(_carry_output(socket, fifos, waiting))
     receiver = asyncio.ensure_future(
         _carry_input(socket, fifos, close_stdin=close_stdin, resize=resize)
     )
     try:
         await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
-        if receiver.done() and isinstance(stalled := receiver.exception(), InputStalledError):
-            raise stalled
+        if receiver.done():
+            if (failed := receiver.exception()) is not None:
+                raise failed
+            if not sender.done():
+                raise ClientLeftError
         await sender
         return await waiting
     finally:
@@ -508,7 +535,7 @@ class NodeRoutes:
                 )
             except (ContainerdError, InputStalledError) as error:
                 await socket.send_bytes(b"\x03" + json.dumps({"error": str(error)}).encode())
-            except (ConnectionResetError, ClientConnectionResetError):
+            except (ConnectionResetError, ClientConnectionResetError, ClientLeftError):
                 pass  # the client left first (its terminal closed): the process is killed below
             finally:
                 await tasks.end_process(cid, exec_id, waiting)

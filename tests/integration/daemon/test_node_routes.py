@@ -118,8 +118,8 @@ async def _exec(
     return out, err, status
 
 
-async def test_exec_streams_output_stdin_and_exit_code(kukeond: Kukeond) -> None:
-    k = kukeond
+async def _sleeping_box(k: Kukeond) -> str:
+    """A Ready cell `box` whose one container sleeps; its URL."""
     await k.hierarchy()
     await k.apply(
         {
@@ -136,7 +136,12 @@ async def test_exec_streams_output_stdin_and_exit_code(kukeond: Kukeond) -> None
         }
     )
     await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "box"), state="Ready")
-    url = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/box"
+    return f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/box"
+
+
+async def test_exec_streams_output_stdin_and_exit_code(kukeond: Kukeond) -> None:
+    k = kukeond
+    url = await _sleeping_box(k)
     async with session(k) as http:
         out, err, status = await _exec(http, url, ["sh", "-c", "echo out; echo err >&2; exit 7"])
         assert out == b"out\n"
@@ -161,3 +166,33 @@ async def test_exec_streams_output_stdin_and_exit_code(kukeond: Kukeond) -> None
                 assert (await response.json())["kind"] == "Status"
         exec_dir = k.config.state_dir / "exec"
         assert not exec_dir.exists() or not list(exec_dir.iterdir())
+
+
+async def test_an_exec_whose_client_leaves_first_ends_its_process(kukeond: Kukeond) -> None:
+    """A client closing its socket while the process runs (Ctrl-C on `kukectl exec -- sleep
+    N`), or after a resize frame with a size int() refuses (1e309), ends the process: it ran
+    on in the container before, its FIFO directory stayed, and the session never ended."""
+    k = kukeond
+    url = await _sleeping_box(k)
+    exec_dir = k.config.state_dir / "exec"
+    async with session(k) as http:
+        for seconds, frames in (
+            ("7771", []),
+            ("7772", [b'\x04{"width": 5, "height": 1e309}']),
+        ):
+            params = [("command", "sleep"), ("command", seconds), ("stdin", "true")]
+            params += [("tty", "true")] if frames else []
+            async with http.ws_connect(f"{url}/exec", params=params) as socket:
+                for frame in frames:
+                    await socket.send_bytes(frame)
+                out, _, _ = await _exec(http, url, ["ps", "-o", "args"])
+                assert f"sleep {seconds}".encode() in out  # running while the client is there
+            left: list[object] = []
+            for _ in range(50):
+                out, _, _ = await _exec(http, url, ["ps", "-o", "args"])
+                await asyncio.sleep(0.1)  # the ps exec's own directory goes after its answer
+                left = [out] if f"sleep {seconds}".encode() in out else []
+                left += list(exec_dir.iterdir())
+                if not left:
+                    break
+            assert not left  # neither the process nor its FIFO directory
