@@ -121,7 +121,11 @@ def _held(pid: int) -> set[str]:
 
 
 def _environment(pid: int) -> dict[str, str]:
-    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    """Process ``pid``'s environment once its exec is through: in the middle of it (just
+    after Popen returned) the new image's environment reads empty."""
+    path = Path(f"/proc/{pid}/environ")
+    _wait(lambda: path.read_bytes(), f"process {pid}'s environment")
+    entries = path.read_bytes().split(b"\0")
     return dict(entry.decode().split("=", 1) for entry in entries if entry)
 
 
