@@ -267,3 +267,32 @@ async def test_a_flooding_or_missing_exec_command_fails_capped_and_leaves_no_pro
     code, listing = await exec_in(k, first(flooded).name, "ps", "-o", "pid,args")
     assert code == 0
     assert " yes" not in listing, listing
+
+
+async def test_a_timed_out_exec_probe_leaves_none_of_what_it_started(kukeond: Kukeond) -> None:
+    """The probe's shell is killed at its timeout with its `sleep`: before, containerd's
+    Kill reached the shell alone, and each period left one `sleep` more in the container."""
+    k = kukeond
+    await k.hierarchy()
+    hangs = {
+        "exec": {"command": ["sh", "-c", "sleep 600; true"]},
+        "timeoutSeconds": 1,
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    }
+    await k.apply(cell_doc(k, "hangs", [container(k, "a", readinessProbe=hangs)]))
+
+    def timed_out(c: Any) -> bool:
+        return bool(
+            c.status.containers
+            and first(c).probes
+            and (first(c).probes[0].message or "").startswith("command timed out after 1s")
+        )
+
+    cell = await k.wait_for(Kind.CELL, cell_key(k, "hangs"), until=timed_out, within=30)
+    await asyncio.sleep(8)  # about four more checks (1 s each, 1 s apart), each timing out
+    code, listing = await exec_in(k, first(cell).name, "ps", "-o", "pid,args")
+    assert code == 0
+    # The check under way, if one is: its sleep; none of the earlier ones' (before: 4-5).
+    sleeps = [line for line in listing.splitlines() if line.split()[1:] == ["sleep", "600"]]
+    assert len(sleeps) <= 1, listing

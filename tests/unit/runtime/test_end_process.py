@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerdError
-from kukeon.runtime.containerd.tasks import ExitStatus, TaskService
+from kukeon.runtime.containerd.tasks import ExitStatus, TaskInfo, TaskService
 
 
 class GoneTasks(TaskService):
@@ -18,6 +18,9 @@ class GoneTasks(TaskService):
     def __init__(self) -> None:
         super().__init__(client=cast(ContainerdClient, object()), namespace="ns")
         self.deleted: list[str] = []
+
+    async def get(self, *args: Any, **kwargs: Any) -> TaskInfo:
+        raise ContainerdError("ttrpc: closed")
 
     async def kill(self, *args: Any, **kwargs: Any) -> None:
         raise ContainerdError("ttrpc: closed")

@@ -48,6 +48,7 @@ from kukeon.runtime.containerd.errors import (
     closed_rootfs_ancestor,
     not_startable_reason,
 )
+from kukeon.runtime.containerd.sessionkill import kill_session
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
@@ -507,14 +508,15 @@ class TaskService:
         *,
         within: float = 5.0,
     ) -> None:
-        """Kill an exec'd process unless ``waiting`` (its wait, None if it never started)
-        saw it exit, wait for its end, and delete it.
+        """Kill an exec'd process, and what it started in its session, unless ``waiting``
+        (its wait, None if it never started) saw it exit; wait for its end, and delete it.
 
         containerd refuses to delete a process that still runs ("cannot delete a running
         process"), so deleting right after the kill would leave it running for ever; and
         a ``waiting`` cancelled by its caller's timeout says nothing about the process.
         """
         if waiting is not None and (not waiting.done() or waiting.cancelled()):
+            await self._kill_session(container_id, exec_id)
             with contextlib.suppress(ContainerdError):
                 await self.kill(container_id, signal_module.SIGKILL, exec_id=exec_id)
             with contextlib.suppress(ContainerdError, TimeoutError):
@@ -528,6 +530,17 @@ class TaskService:
                 waiting.cancel()
         with contextlib.suppress(ContainerdError):
             await self.delete_process(container_id, exec_id)
+
+    async def _kill_session(self, container_id: str, exec_id: str) -> None:
+        """SIGKILL what the exec'd process started with it (its session: sessionkill);
+        containerd's Kill reaches the process alone."""
+        try:
+            process = await self.get(container_id, exec_id=exec_id)
+        except ContainerdError:
+            return  # gone, or containerd away: the Kill after this says nothing either
+        # An exited process's pid may be another's by now.
+        if process.status == TaskStatus.RUNNING:
+            await asyncio.to_thread(kill_session, process.pid)
 
     async def delete_process(self, container_id: str, exec_id: str) -> ExitStatus | None:
         try:
