@@ -227,10 +227,11 @@ class DaemonConfig(BaseModel):
     root (default 17179869184, 16 GiB)."""
 
     image_unpacked_max_bytes: int = Field(default=0, ge=0)
-    """Bytes the layers one image unpack applies may take once decompressed (each layer is
-    counted before containerd unpacks it, and refused past the bound without inflating it
-    whole); 0: no bound but the free space of containerd's snapshotter directory less the
-    DiskPressure reserve, which always applies. Past either, the import or pull is
+    """Bytes the layers one image unpack applies may take once decompressed, the layers of
+    every image of one imported archive together (each layer is counted before containerd
+    unpacks it, and refused past the bound without inflating it whole); 0: no bound but
+    the free space of containerd's snapshotter directory less the DiskPressure reserve,
+    which always applies. Past either, the import or pull is
     answered 422 and a cell naming the image fails ImageUnavailable."""
 
     metrics_address: str = "127.0.0.1:9464"

@@ -197,7 +197,8 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         "--image-unpacked-max-bytes",
         {
             "type": _count,
-            "help": "Bytes the layers of one image unpack may take once decompressed; 0: only "
+            "help": "Bytes the layers of one image unpack (of all the images of one imported "
+            "archive) may take once decompressed; 0: only "
             "the snapshotter disk's free space less the DiskPressure reserve (default 0).",
         },
     ),

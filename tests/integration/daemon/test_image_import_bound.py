@@ -14,8 +14,9 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
@@ -30,11 +31,17 @@ API = "http://kukeond/apis/kukeon.io/v1beta1"
 BOMB_NAME = "kukeon.io/test/bomb:1"
 
 
-def _blob(tar: tarfile.TarFile, data: bytes, media_type: str) -> dict[str, Any]:
+def _blob(
+    tar: tarfile.TarFile, data: bytes, media_type: str, written: set[str] | None = None
+) -> dict[str, Any]:
+    """Add blob ``data`` (once: ``written`` holds the digests added already)."""
     digest = hashlib.sha256(data).hexdigest()
-    info = tarfile.TarInfo(f"blobs/sha256/{digest}")
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
+    if written is None or digest not in written:
+        info = tarfile.TarInfo(f"blobs/sha256/{digest}")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    if written is not None:
+        written.add(digest)
     return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
 
 
@@ -44,6 +51,16 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+class ArchiveImage(NamedTuple):
+    """An image of an archive: its name and its one layer (``diff_id``, the digest of its
+    tar once decompressed, for a compressed one)."""
+
+    name: str
+    layer: bytes
+    media_type: str = "application/vnd.oci.image.layer.v1.tar"
+    diff_id: str | None = None
+
+
 def oci_archive(
     layer: bytes,
     *,
@@ -51,32 +68,50 @@ def oci_archive(
     media_type: str = "application/vnd.oci.image.layer.v1.tar",
     diff_id: str | None = None,
 ) -> bytes:
-    """An OCI archive (uncompressed) of one image, ``name``, whose one layer is ``layer``
-    (``diff_id``, the digest of its tar once decompressed, for a compressed one)."""
+    """An OCI archive (uncompressed) of one image, ``name``, whose one layer is ``layer``."""
+    return oci_archive_of([ArchiveImage(name, layer, media_type, diff_id)])
+
+
+def oci_archive_of(images: Sequence[ArchiveImage]) -> bytes:
+    """An OCI archive (uncompressed) of ``images``, each of one layer (a blob two share is
+    stored once)."""
     out = io.BytesIO()
+    written: set[str] = set()
     with tarfile.open(fileobj=out, mode="w") as tar:
         _add(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
-        layer_descriptor = _blob(tar, layer, media_type)
-        config = {
-            "architecture": host_architecture(),
-            "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [diff_id or layer_descriptor["digest"]]},
-            "config": {},
-        }
-        config_descriptor = _blob(
-            tar, json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json"
-        )
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": config_descriptor,
-            "layers": [layer_descriptor],
-        }
-        root = _blob(
-            tar, json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json"
-        )
-        root["annotations"] = {"io.containerd.image.name": name}
-        index = {"schemaVersion": 2, "manifests": [root]}
+        roots = []
+        for image in images:
+            layer_descriptor = _blob(tar, image.layer, image.media_type, written)
+            config = {
+                "architecture": host_architecture(),
+                "os": "linux",
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": [image.diff_id or layer_descriptor["digest"]],
+                },
+                "config": {"Labels": {"kukeon.io/test-image": image.name}},
+            }
+            config_descriptor = _blob(
+                tar,
+                json.dumps(config).encode(),
+                "application/vnd.oci.image.config.v1+json",
+                written,
+            )
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config_descriptor,
+                "layers": [layer_descriptor],
+            }
+            root = _blob(
+                tar,
+                json.dumps(manifest).encode(),
+                "application/vnd.oci.image.manifest.v1+json",
+                written,
+            )
+            root["annotations"] = {"io.containerd.image.name": image.name}
+            roots.append(root)
+        index = {"schemaVersion": 2, "manifests": roots}
         _add(tar, "index.json", json.dumps(index).encode())
     return out.getvalue()
 

@@ -31,8 +31,10 @@ from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import cell_doc, cell_key, container
 from tests.integration.daemon.test_image_import_bound import (
     API,
+    ArchiveImage,
     left_on_disk,
     oci_archive,
+    oci_archive_of,
     session,
 )
 
@@ -70,6 +72,15 @@ async def nothing_of(k: Kukeond, layer: str) -> None:
     assert not [s.name for s in snapshots if s.name.startswith("kukeon-extract")]
 
 
+async def refused_import(k: Kukeond, archive: bytes) -> str:
+    """The message of the 422 that importing ``archive`` into the test's realm answers."""
+    url = f"{API}/realms/{k.realm}/images"
+    async with session(k) as http, http.post(url, data=archive) as response:
+        status = await response.json()
+        assert response.status == 422, status
+    return str(status["message"])
+
+
 async def test_a_gzip_bomb_layer_is_refused_and_nothing_of_it_is_left(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
@@ -77,11 +88,7 @@ async def test_a_gzip_bomb_layer_is_refused_and_nothing_of_it_is_left(kukeond: K
     archive, layer, stored = await asyncio.to_thread(bomb)
     assert len(archive) < 256 * 1024  # well within imageImportMaxBytes as sent and unpacked
 
-    url = f"{API}/realms/{k.realm}/images"
-    async with session(k) as http, http.post(url, data=archive) as response:
-        status = await response.json()
-        assert response.status == 422, status
-    message = status["message"]
+    message = await refused_import(k, archive)
     assert f"layer {layer} ({stored} bytes compressed) inflates past" in message, message
     assert f"more than the {BOUND} bytes unpacking may take" in message, message
     assert "imageUnpackedMaxBytes" in message, message
@@ -169,6 +176,43 @@ async def test_the_free_inodes_of_the_snapshotter_disk_less_the_reserve_bound_it
     assert "more than the 0 inodes unpacking may take" in message, message
     assert f"inodes free in {root} less" in message, message
     assert not await k.containerd.content(k.namespace).has_blob(layer)
+
+
+async def test_the_images_of_one_archive_share_the_room(kukeond: Kukeond) -> None:
+    """Two images of one archive, each within the room but not both: the import is refused
+    whole, naming the second's layer and what the first takes; two sharing one layer
+    count it once."""
+    k = kukeond
+    await k.hierarchy()
+    before = left_on_disk(k)
+    ten = bytes(10 * MiB)  # tar blocks of zeros: empty tars, which unpack
+    first = gzip_image(ten, "kukeon.io/test/share:1")
+    second = gzip_image(ten + bytes(1024), "kukeon.io/test/share:2")
+    second_layer = f"sha256:{hashlib.sha256(second.layer).hexdigest()}"
+    archive = await asyncio.to_thread(oci_archive_of, [first, second])
+    message = await refused_import(k, archive)
+    assert f"image 'kukeon.io/test/share:2': layer {second_layer}" in message, message
+    assert f"after {10 * MiB} bytes of the layers unpacked before it" in message, message
+    assert f"more than the {BOUND} bytes unpacking may take" in message, message
+    assert left_on_disk(k) == before
+    names = [image.name for image in await k.containerd.images(k.namespace).list()]
+    assert not [name for name in names if name.startswith("kukeon.io/test/share")], names
+    assert not await k.containerd.content(k.namespace).has_blob(second_layer)
+
+    also_first = first._replace(name="kukeon.io/test/share:3")  # the same layer
+    archive = await asyncio.to_thread(oci_archive_of, [first, also_first])
+    url = f"{API}/realms/{k.realm}/images"
+    async with session(k) as http, http.post(url, data=archive) as response:
+        answer = await response.json()
+        assert response.status == 201, answer
+    names = [image.name for image in await k.containerd.images(k.namespace).list()]
+    assert {"kukeon.io/test/share:1", "kukeon.io/test/share:3"} <= set(names), names
+
+
+def gzip_image(tar: bytes, name: str) -> ArchiveImage:
+    """An image of an archive whose one layer is ``tar`` gzipped."""
+    diff_id = f"sha256:{hashlib.sha256(tar).hexdigest()}"
+    return ArchiveImage(name, gzip.compress(tar, compresslevel=9), GZIP_LAYER, diff_id)
 
 
 def zstd_layer_image(tar: bytes, name: str) -> tuple[bytes, str]:

@@ -46,8 +46,8 @@ from kukeon.runtime.containerd.errors import (
     InvalidImageError,
 )
 from kukeon.runtime.containerd.imagearchive import OciArchive, archive_image_name, write_tree
-from kukeon.runtime.containerd.layerread import LayerCount, count_labels, count_layer, known_count
-from kukeon.runtime.containerd.layersize import claiming, too_large, too_many, unpack_room
+from kukeon.runtime.containerd.layerread import count_labels, count_layer, known_count
+from kukeon.runtime.containerd.layersize import too_large, too_many, unpack_room
 from kukeon.runtime.containerd.oci import (
     INDEX_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
@@ -64,6 +64,7 @@ from kukeon.runtime.containerd.oci import (
 )
 from kukeon.runtime.containerd.snapshots import chain_ids
 from kukeon.runtime.containerd.types import ImageConfig
+from kukeon.runtime.containerd.unpackplan import UnpackPlan
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
@@ -317,6 +318,11 @@ class ImageService:
         apply are measured first (`check_unpack`): past the room unpacking has, nothing is
         applied (`LayerTooLargeError`, `LayerTooManyEntriesError`).
         """
+        return await self._unpack(name, claimed=False)
+
+    async def _unpack(self, name: str, *, claimed: bool) -> str:
+        """``unpack``; with ``claimed``, the caller measured the layers and holds their room
+        (`import_archive`, for every image of an archive at once)."""
         manifest = await self.manifest(name)
         content = self.content
         diff_ids, chains = await self._layer_ids(manifest, image=name, content=content)
@@ -327,38 +333,60 @@ class ImageService:
         if config_info.labels.get(gc_label) == chains[-1] and await snapshots.exists(chains[-1]):
             return chains[-1]
         root = await self._client.snapshotter_root(self.snapshotter)
-        limits = self._client.unpack_limits
         async with self._client.leases(self.namespace).lease() as lease:
-            counts = await self._measure(manifest, chains, image=name, root=root, lease=lease)
-            sizes = [(layer, count.bytes) for layer, count in counts]
-            entries = [count.entries for _layer, count in counts]
-            async with claiming(limits, root, image=name, sizes=sizes, entries=entries):
-                parent = ""
-                for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
-                    if not await snapshots.exists(chain):
-                        await self._apply_layer(
-                            image=name,
-                            layer=layer,
-                            diff_id=diff_id,
-                            chain=chain,
-                            parent=parent,
-                            lease=lease,
-                        )
-                    parent = chain
+            if claimed:
+                await self._apply_layers(manifest, diff_ids, chains, image=name, lease=lease)
+            else:
+                plan = await self.unpack_plan(root)
+                await self._measure(manifest, chains, image=name, plan=plan, lease=lease)
+                async with plan.claiming(self._client.unpack_limits, root):
+                    await self._apply_layers(manifest, diff_ids, chains, image=name, lease=lease)
             await content.with_lease(lease).update_labels(
                 manifest.config.digest, {gc_label: chains[-1]}
             )
         return chains[-1]
 
-    async def check_unpack(self, target: Descriptor, *, image: str, lease: str) -> None:
+    async def _apply_layers(
+        self,
+        manifest: Manifest,
+        diff_ids: Sequence[str],
+        chains: Sequence[str],
+        *,
+        image: str,
+        lease: str,
+    ) -> None:
+        snapshots = self._client.snapshots(self.namespace, snapshotter=self.snapshotter)
+        parent = ""
+        for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
+            if not await snapshots.exists(chain):
+                await self._apply_layer(
+                    image=image,
+                    layer=layer,
+                    diff_id=diff_id,
+                    chain=chain,
+                    parent=parent,
+                    lease=lease,
+                )
+            parent = chain
+
+    async def unpack_plan(self, root: str | None) -> UnpackPlan:
+        """An empty plan, with the room unpacking has now on ``root``'s filesystem."""
+        return UnpackPlan(await asyncio.to_thread(unpack_room, self._client.unpack_limits, root))
+
+    async def check_unpack(
+        self, target: Descriptor, *, image: str, lease: str, plan: UnpackPlan | None = None
+    ) -> None:
         """Refuse (`LayerTooLargeError`, `LayerUnreadableError`) an image whose blobs are
         stored (under ``lease``) but not yet named by a record, when its layers not unpacked
-        yet would not fit the room unpacking has: an import or a pull then leaves nothing."""
+        yet would not fit the room unpacking has: an import or a pull then leaves nothing.
+        With ``plan``, they are added to the layers of the images checked before with it
+        (one archive's), and the sum must fit its room."""
         content = self._client.content(self.namespace, lease=lease)
         manifest = await self._resolve(target, image=image, content=content)
         _diff_ids, chains = await self._layer_ids(manifest, image=image, content=content)
-        root = await self._client.snapshotter_root(self.snapshotter)
-        await self._measure(manifest, chains, image=image, root=root, lease=lease)
+        if plan is None:
+            plan = await self.unpack_plan(await self._client.snapshotter_root(self.snapshotter))
+        await self._measure(manifest, chains, image=image, plan=plan, lease=lease)
 
     async def _layer_ids(
         self, manifest: Manifest, *, image: str, content: ContentStore
@@ -384,35 +412,32 @@ class ImageService:
         chains: Sequence[str],
         *,
         image: str,
-        root: str | None,
+        plan: UnpackPlan,
         lease: str,
-    ) -> builtins.list[tuple[Descriptor, LayerCount]]:
-        """The layers not unpacked yet, each with what it takes once unpacked (bytes and
-        inodes), refused (`LayerTooLargeError`, `LayerTooManyEntriesError`) past the room
-        unpacking has (`layersize.unpack_room`): a layer's count stops there. Each layer is
-        counted once a namespace: its count is kept on its blob (`layerread.count_labels`)."""
+    ) -> None:
+        """Add to ``plan`` the layers not unpacked yet (nor in it already: a layer two images
+        of an archive share unpacks once), each with what it takes once unpacked (bytes and
+        inodes), refused (`LayerTooLargeError`, `LayerTooManyEntriesError`) when the plan's
+        layers pass its room (`layersize.unpack_room`): a layer's count stops there. Each
+        layer is counted once a namespace: its count is kept on its blob
+        (`layerread.count_labels`)."""
         snapshots = self._client.snapshots(self.namespace, snapshotter=self.snapshotter)
         content = self._client.content(self.namespace, lease=lease)
-        room = await asyncio.to_thread(unpack_room, self._client.unpack_limits, root)
-        counts: builtins.list[tuple[Descriptor, LayerCount]] = []
-        total = LayerCount(0, 0)
+        room = plan.room
         for layer, chain in zip(manifest.layers, chains, strict=True):
-            if await snapshots.exists(chain):
+            if chain in plan.chains or await snapshots.exists(chain):
                 continue
             count = known_count((await content.info(layer.digest)).labels)
             if count is None:
                 count = await count_layer(
-                    content, image=image, layer=layer, room=room, before=total
+                    content, image=image, layer=layer, room=room, before=plan.total
                 )
                 await content.update_labels(layer.digest, count_labels(count))
-            counts.append((layer, count))
-            total = LayerCount(total.bytes + count.bytes, total.entries + count.entries)
-            if total.bytes > room.bytes:
-                raise too_large(image, [(layer, count.bytes) for layer, count in counts], room)
-            if total.entries > room.entries:
-                entries = [count.entries for _layer, count in counts]
-                raise too_many(image, [layer for layer, _count in counts], entries, room)
-        return counts
+            plan.add(image, chain, layer, count)
+            if plan.total.bytes > room.bytes:
+                raise too_large(image, plan.sizes, room, plan.images)
+            if plan.total.entries > room.entries:
+                raise too_many(image, plan.layers, plan.entries, room, plan.images)
 
     async def _apply_layer(
         self, *, image: str, layer: Descriptor, diff_id: str, chain: str, parent: str, lease: str
@@ -475,9 +500,11 @@ class ImageService:
 
         Every record written gets ``labels``. ``before_write`` is awaited with what the
         import will write (`PendingImport`) before anything is written: it may refuse the
-        import by raising. With ``unpack``, an image whose layers would take more room than
-        unpacking has (`check_unpack`) is refused whole (`LayerTooLargeError`) before any
-        record is written; the lease then drops its blobs.
+        import by raising. With ``unpack``, an archive whose images' layers, all together (a
+        layer they share once), would take more room than unpacking has (`check_unpack`) is
+        refused whole (`LayerTooLargeError`, `LayerTooManyEntriesError`) before any record
+        is written; the lease then drops its blobs. Their room is claimed at once, before
+        the records are written, until every image is unpacked.
         """
         archive = await asyncio.to_thread(OciArchive.open, Path(path))
         try:
@@ -500,26 +527,43 @@ class ImageService:
                         blobs=await asyncio.to_thread(archive.blob_sizes),
                     )
                 )
-            images: builtins.list[Image] = []
+            root = await self._client.snapshotter_root(self.snapshotter)
+            plan = await self.unpack_plan(root)
             async with self._client.leases(self.namespace).lease() as lease:
                 content = self._client.content(self.namespace, lease=lease)
                 for entry, image_name in zip(entries, names, strict=True):
                     await write_tree(archive, entry, content=content, image=image_name)
-                    if unpack:  # a layer that would fill the disk: refused, nothing kept
-                        await self.check_unpack(entry, image=image_name, lease=lease)
-                for entry, image_name in zip(entries, names, strict=True):
-                    recorded = recorded_name(image_name)
-                    images.append(
-                        await self.put(recorded, target=entry, labels=labels, lease=lease)
-                    )
-                    if recorded != image_name:
-                        await self._repoint(image_name, target=entry, labels=labels, lease=lease)
-            if unpack:
-                for image in images:
-                    await self.unpack(image.name)
+                    if unpack:  # layers that would fill the disk, together: nothing kept
+                        await self.check_unpack(entry, image=image_name, lease=lease, plan=plan)
+                # The room of every image's layers, taken before any record is written and
+                # held until all are unpacked.
+                limits = self._client.unpack_limits
+                async with plan.claiming(limits, root) if unpack else contextlib.nullcontext():
+                    images = await self._record(entries, names, labels=labels, lease=lease)
+                    if unpack:
+                        for image in images:
+                            await self._unpack(image.name, claimed=True)
             return images
         finally:
             await asyncio.to_thread(archive.close)
+
+    async def _record(
+        self,
+        entries: Sequence[Descriptor],
+        names: Sequence[str],
+        *,
+        labels: Mapping[str, str] | None,
+        lease: str,
+    ) -> builtins.list[Image]:
+        """Record each of an archive's images under its name normalised (`recorded_name`),
+        and point a record under the name as written at it too."""
+        images: builtins.list[Image] = []
+        for entry, image_name in zip(entries, names, strict=True):
+            recorded = recorded_name(image_name)
+            images.append(await self.put(recorded, target=entry, labels=labels, lease=lease))
+            if recorded != image_name:
+                await self._repoint(image_name, target=entry, labels=labels, lease=lease)
+        return images
 
     async def _repoint(
         self, name: str, *, target: Descriptor, labels: Mapping[str, str] | None, lease: str

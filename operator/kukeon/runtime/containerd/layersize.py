@@ -91,7 +91,11 @@ class LayerTooLargeError(LayerRefusedError):
         self.inflated = inflated
         self.room = room
         self.why = why
-        before = f" after {counted_before} bytes of its earlier layers" if counted_before else ""
+        before = (
+            f" after {counted_before} bytes of the layers unpacked before it"
+            if counted_before
+            else ""
+        )
         super().__init__(
             f"image {image!r}: layer {layer} ({size} bytes compressed) inflates past "
             f"{inflated} bytes{before}, more than the {room} bytes unpacking may take ({why}); "
@@ -110,7 +114,9 @@ class LayerTooManyEntriesError(LayerRefusedError):
         self.entries = entries
         self.room = room
         self.why = why
-        before = f" after {counted_before} of its earlier layers" if counted_before else ""
+        before = (
+            f" after {counted_before} of the layers unpacked before it" if counted_before else ""
+        )
         super().__init__(
             f"image {image!r}: layer {layer} creates more than {entries} files and "
             f"directories{before}, more than the {room} inodes unpacking may take ({why}); "
@@ -331,14 +337,18 @@ def _first_past(amounts: Sequence[int], bound: int) -> tuple[int, int]:
 
 
 def too_large(
-    image: str, sizes: Sequence[tuple[Descriptor, int]], room: Room
+    image: str,
+    sizes: Sequence[tuple[Descriptor, int]],
+    room: Room,
+    layer_images: Sequence[str] = (),
 ) -> LayerTooLargeError:
     """The refusal of layers ``sizes`` (each with what it takes unpacked, bottom first) that
-    do not fit ``room``: it names the first layer past it."""
+    do not fit ``room``: it names the first layer past it, and its image (``image``, or
+    ``layer_images``' for that layer when the layers are of several images)."""
     index, before = _first_past([size for _layer, size in sizes], room.bytes)
     layer, size = sizes[index]
     return LayerTooLargeError(
-        image=image,
+        image=layer_images[index] if layer_images else image,
         layer=layer.digest,
         size=layer.size,
         inflated=size,
@@ -349,13 +359,17 @@ def too_large(
 
 
 def too_many(
-    image: str, layers: Sequence[Descriptor], entries: Sequence[int], room: Room
+    image: str,
+    layers: Sequence[Descriptor],
+    entries: Sequence[int],
+    room: Room,
+    layer_images: Sequence[str] = (),
 ) -> LayerTooManyEntriesError:
     """The refusal of ``layers`` (bottom first) whose ``entries`` do not fit ``room``'s
-    inodes: it names the first layer past them."""
+    inodes: it names the first layer past them (and its image, as ``too_large``)."""
     index, before = _first_past(entries, room.entries)
     return LayerTooManyEntriesError(
-        image=image,
+        image=layer_images[index] if layer_images else image,
         layer=layers[index].digest,
         entries=entries[index],
         room=room.entries,
@@ -403,18 +417,21 @@ async def claiming(
     image: str,
     sizes: Sequence[tuple[Descriptor, int]],
     entries: Sequence[int] = (),
+    layer_images: Sequence[str] = (),
 ) -> AsyncIterator[None]:
     """Take the room the layers ``sizes`` (and their ``entries``, inodes) need on ``root``'s
     filesystem while the block unpacks them, or refuse them (`LayerTooLargeError`,
     `LayerTooManyEntriesError`) when the room left now, what other unpacks took included,
-    is too small."""
+    is too small. The layers are ``image``'s, or those of several images (``layer_images``,
+    the image of each: an archive's import claims for all its images at once)."""
     total = sum(size for _layer, size in sizes)
     inodes = sum(entries)
     refused, device = await asyncio.to_thread(_claim, limits, root, total, inodes)
     if refused is not None:
         if total > refused.bytes:
-            raise too_large(image, sizes, refused)
-        raise too_many(image, [layer for layer, _size in sizes], entries, refused)
+            raise too_large(image, sizes, refused, layer_images)
+        layers = [layer for layer, _size in sizes]
+        raise too_many(image, layers, entries, refused, layer_images)
     try:
         yield
     finally:
