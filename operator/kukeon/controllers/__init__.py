@@ -62,6 +62,7 @@ from .nftkeeper import NftKeeper
 from .orphanlog import OrphanFailures
 from .probing import ProbeManager
 from .realm import RealmController
+from .sessionleftovers import end_dead_sessions
 from .space import SpaceController
 from .stack import StackController
 from .unreadable import UnreadableCells
@@ -156,8 +157,9 @@ class Controllers:
         )
 
     async def _collect_at_start(self) -> None:
-        """The orphans, then the files of image imports a crash cut short (no import runs
-        yet: the API listens once the controllers are started). No orphan pass while
+        """The orphans, then the processes and files of exec sessions and image imports a
+        crash cut short (no session or import runs yet: the API listens once the
+        controllers are started). No orphan pass while
         another kukeond holds the node's name: the periodic one runs once the name is ours."""
         try:
             removed = await self.collect_orphans() if self.gate.is_open() else []
@@ -167,6 +169,7 @@ class Controllers:
             removed = []
         if removed:
             log.info("removed %d orphan(s) at start: %s", len(removed), ", ".join(removed))
+        await end_dead_sessions(self.host)
         try:
             cut_short = await asyncio.to_thread(self.images.archives.remove_interrupted)
         except OSError as error:

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROCESS_TYPE_URL: Final = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+PROCESS_DETAILS_TYPE: Final = "containerd.runc.v1.ProcessDetails"
+"""What runc's shim says of each process of a task (ListPids): its exec id."""
 
 
 class TaskStatus(IntEnum):
@@ -467,6 +469,33 @@ class TaskService:
             subject=Subject("task", _process_name(container_id, exec_id)),
         )
 
+    async def exec_ids(self, container_id: str) -> tuple[str, ...]:
+        """The exec ids of the processes exec'd into the container's task that still run
+        (the shim's process list: runc's ``ProcessDetails`` of each; the init process and
+        what its children started have none)."""
+        response = await self._client.call(
+            "list pids",
+            lambda s, md: s.tasks.ListPids(
+                tasks_pb2.ListPidsRequest(container_id=container_id),
+                metadata=md,
+                timeout=self._client.call_timeout,
+            ),
+            namespace=self.namespace,
+            subject=Subject("task", container_id),
+        )
+        found = []
+        for process in response.processes:
+            if not process.info.type_url.endswith(PROCESS_DETAILS_TYPE):
+                continue
+            try:
+                exec_id = process_details_exec_id(process.info.value)
+            except ValueError as error:
+                log.warning("task %s: pid %d: %s", container_id, process.pid, error)
+                continue
+            if exec_id:
+                found.append(exec_id)
+        return tuple(found)
+
     async def close_stdin(self, container_id: str, *, exec_id: str = "") -> None:
         """Signal end of input: the shim closes the process's stdin (as `ctr` does on EOF).
 
@@ -557,6 +586,44 @@ class TaskService:
         except TaskNotFoundError:
             return None
         return ExitStatus(code=response.exit_status, exited_at=to_datetime(response.exited_at))
+
+
+def process_details_exec_id(value: bytes) -> str:
+    """The ``exec_id`` of a serialised ``containerd.runc.v1.ProcessDetails`` (its only
+    field, number 1, a string; "" when absent). The message is not among the generated
+    stubs: it is read from the protobuf wire format, skipping any field a later runc adds."""
+    position, exec_id = 0, ""
+    while position < len(value):
+        key, position = _varint(value, position)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            _, position = _varint(value, position)
+        elif wire_type == 2:
+            length, position = _varint(value, position)
+            if number == 1:
+                exec_id = value[position : position + length].decode(errors="replace")
+            position += length
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+        else:
+            raise ValueError(f"ProcessDetails: wire type {wire_type} is not read here")
+    if position > len(value):
+        raise ValueError("ProcessDetails: truncated")
+    return exec_id
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    """A protobuf varint at ``position``: its value and the position after it."""
+    result = shift = 0
+    while True:
+        if position >= len(data):
+            raise ValueError("ProcessDetails: truncated varint")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, position
+        shift += 7
 
 
 def _process_name(container_id: str, exec_id: str) -> str:
