@@ -77,6 +77,15 @@ async def test_missing_a_directory_or_whited_out() -> None:
     assert not await has_sh(store, [base, add_layer(store, {"bin": b"not a directory"})])
 
 
+async def test_a_directory_after_its_own_whiteout_merges_with_the_one_below() -> None:
+    """containerd's overlay applier replaces a whiteout with the entry that follows it in
+    the same layer: a directory without an opaque marker, which overlayfs merges."""
+    store = ReadOnlyStore()
+    base = add_layer(store, {"bin": None, "bin/sh": b"x"})
+    assert await has_sh(store, [base, add_layer(store, {".wh.bin": b"", "bin": None})])
+    assert not await has_sh(store, [base, add_layer(store, {".wh.bin": b""})])
+
+
 async def test_an_unreadable_layer_raises() -> None:
     store = ReadOnlyStore()
     layer = ImageLayer(ZSTD, store.add(b"(\xb5/\xfd"))  # a zstd magic, then nothing

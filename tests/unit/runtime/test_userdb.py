@@ -142,13 +142,63 @@ async def test_image_without_user_database() -> None:
     assert await read_image_user_database(store, []) == (None, None)
 
 
-async def test_symlinked_passwd_is_not_followed() -> None:
+async def test_a_passwd_linked_to_nothing_in_the_image_is_none() -> None:
     store = ReadOnlyStore()
     base = add_layer(store, {"etc/passwd": b"root\n", "etc/group": b"root\n"})
     top = add_layer(store, {"etc/passwd": "->/elsewhere/passwd"})
     passwd, group = await read_image_user_database(store, [base, top])
     assert passwd is None
     assert group == "root\n"
+
+
+BASE: dict[str, bytes | str | None] = {"etc/passwd": b"lower\n", "etc/group": b"lowergroup\n"}
+
+
+async def test_a_whiteout_of_etc_or_an_opaque_root_hides_the_lower_files() -> None:
+    store = ReadOnlyStore()
+    base = add_layer(store, BASE)
+    tops: list[dict[str, bytes | str | None]] = [
+        {".wh.etc": b""},
+        {"./.wh..wh..opq": b"", "bin/x": b""},
+    ]
+    for top in tops:
+        upper = add_layer(store, top)
+        assert await read_image_user_database(store, [base, upper]) == (None, None), top
+    # Whited out, then made again in the same layer: containerd's overlay applier replaces
+    # the whiteout with the directory, which overlayfs merges with the one below.
+    again = add_layer(store, {".wh.etc": b"", "etc": None, "etc/passwd": b"fresh\n"})
+    assert await read_image_user_database(store, [base, again]) == ("fresh\n", "lowergroup\n")
+
+
+async def test_an_etc_that_is_no_longer_a_directory_hides_the_lower_files() -> None:
+    store = ReadOnlyStore()
+    base = add_layer(store, BASE)
+    top = add_layer(store, {"etc": b"a file now"})
+    assert await read_image_user_database(store, [base, top]) == (None, None)
+
+
+async def test_a_symlinked_etc_is_followed_inside_the_image() -> None:
+    store = ReadOnlyStore()
+    base = add_layer(store, {**BASE, "usr/etc/passwd": b"app:x:1000:1000::/:/bin/sh\n"})
+    top = add_layer(store, {".wh.etc": b"", "etc": "->/usr/etc"})
+    passwd, group = await read_image_user_database(store, [base, top])
+    assert passwd == "app:x:1000:1000::/:/bin/sh\n"
+    assert group is None  # /usr/etc has no group file: the lower /etc/group is not seen
+
+
+async def test_a_symlinked_passwd_is_followed_inside_the_image_and_never_out_of_it() -> None:
+    store = ReadOnlyStore()
+    base = add_layer(store, {**BASE, "usr/lib/passwd": b"linked\n"})
+    relative = add_layer(store, {"etc/passwd": "->../usr/lib/passwd"})
+    assert await read_image_user_database(store, [base, relative]) == (
+        "linked\n",
+        "lowergroup\n",
+    )
+    # Up past the image's root stays at its root: its own /etc/passwd, a link to itself.
+    escaping = add_layer(store, {"etc/passwd": "->../../../../etc/passwd"})
+    assert await read_image_user_database(store, [base, escaping]) == (None, "lowergroup\n")
+    group_link = add_layer(store, {"etc/group": "->/usr/lib/passwd"})
+    assert await read_image_user_database(store, [base, group_link]) == ("lower\n", "linked\n")
 
 
 async def test_a_zstd_layer_is_read_as_a_gzip_one() -> None:

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from kukeon.runtime.containerd.layerread import (
+    ImageLayer,
     LayerReadError,
     LayerSource,
     Member,
     read_layer,
 )
-from kukeon.runtime.containerd.userdb import ImageLayer
 
 _MAX_SYMLINKS: Final = 40  # the kernel's limit when resolving a path
 _MAX_KEPT_BYTES: Final = 128 * 1024 * 1024
@@ -101,7 +101,10 @@ class _Union:
         self.deleted |= whiteouts
         self.opaque |= opaques
 
-    def resolve(self, path: str) -> _Entry | None:
+    def resolve(self, path: str) -> tuple[str, _Entry] | None:
+        """The path ``path`` leads to, every symlink on the way (its last component's too)
+        followed inside the image (an absolute target from the image's root, ``..`` at the
+        root stays there), and its entry; None when it leads nowhere."""
         pending = [part for part in path.split("/") if part]
         resolved: list[str] = []
         hops = 0
@@ -129,7 +132,7 @@ class _Union:
             if pending and entry.kind != "dir":
                 return None
             resolved.append(part)
-        return entry
+        return ("/".join(resolved), entry) if entry is not None else None
 
 
 class _LayerEntries:
@@ -153,10 +156,14 @@ class _LayerEntries:
             self.opaques.add(directory)
         elif base.startswith(".wh."):
             self.whiteouts.add(posixpath.join(directory, base[len(".wh.") :]))
-        elif member.kind == "symlink":
-            self.explicit[name] = _Entry("symlink", member.linkname)
         else:
-            self.explicit[name] = _SHARED[member.kind]
+            # An entry after its own whiteout replaces it (containerd's overlay applier
+            # removes the whiteout): a directory then merges with the one below.
+            self.whiteouts.discard(name)
+            if member.kind == "symlink":
+                self.explicit[name] = _Entry("symlink", member.linkname)
+            else:
+                self.explicit[name] = _SHARED[member.kind]
         return 0
 
     def content(self, member: Member, data: bytes) -> None:
@@ -170,8 +177,27 @@ async def image_has_file(store: LayerSource, layers: Sequence[ImageLayer], path:
     layer that cannot be read (corrupt, truncated) or an image with too many entries to keep, so
     the caller can treat the answer as unknown.
     """
+    found = (await _merged(store, layers)).resolve(path)
+    return found is not None and found[1].kind == "file"
+
+
+async def resolve_files(
+    store: LayerSource, layers: Sequence[ImageLayer], paths: Sequence[str]
+) -> dict[str, str | None]:
+    """Where each of ``paths`` leads in the image made of ``layers``: the path of the
+    regular file it resolves to inside the image (symlinks followed as ``image_has_file``
+    does, never out of the image), or None when it resolves to none. ``ValueError`` as
+    ``image_has_file``."""
+    union = await _merged(store, layers)
+    files: dict[str, str | None] = {}
+    for path in paths:
+        found = union.resolve(path)
+        files[path] = found[0] if found is not None and found[1].kind == "file" else None
+    return files
+
+
+async def _merged(store: LayerSource, layers: Sequence[ImageLayer]) -> _Union:
     union = _Union()
     for layer in reversed(layers):
         union.add_layer(await read_layer(store, layer.digest, lambda: _LayerEntries(union)))
-    found = union.resolve(path)
-    return found is not None and found.kind == "file"
+    return union

@@ -115,6 +115,13 @@ class LayerSource(BlobReader, Protocol):
     async def info(self, digest: str) -> ContentInfo: ...
 
 
+class ImageLayer(NamedTuple):
+    """A layer blob as the manifest lists it."""
+
+    media_type: str
+    digest: str
+
+
 def normalised(name: str) -> str:
     return posixpath.normpath(name.lstrip("/")).removeprefix("./")
 

@@ -2,9 +2,11 @@
 
 A container's ``user`` (or the image config's ``User``) may name a user and a group; runc
 wants numbers. :func:`read_image_user_database` reads the two files out of the image's
-layer blobs in the content store (top layer first, whiteouts and opaque directories
-honoured) without mounting the image, and :func:`resolve_user` turns the ``user`` text into
-the uid, gid, supplementary gids and home directory, as Docker does. The parsing and the
+layer blobs in the content store (top layer first, as overlayfs shows them: whiteouts and
+opaque directories honoured, of the files and of ``etc`` itself, and a symlinked ``etc`` or
+file followed inside the image, never on the host) without mounting the image, and
+:func:`resolve_user` turns the ``user`` text into the uid, gid, supplementary gids and
+home directory, as Docker does. The parsing and the
 resolution are pure; only the layer reading touches the content store (decompression runs
 off the event loop).
 """
@@ -15,6 +17,8 @@ import posixpath
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
+from kukeon.runtime.containerd.imagefs import resolve_files
+from kukeon.runtime.containerd.layerread import ImageLayer as ImageLayer
 from kukeon.runtime.containerd.layerread import (
     LayerSource,
     Member,
@@ -183,44 +187,69 @@ def _check_id(value: int, field: str) -> int:
 # --- reading the files out of the image's layers ------------------------------------------
 
 
-class ImageLayer(NamedTuple):
-    """A layer blob as the manifest lists it."""
-
-    media_type: str
-    digest: str
-
-
 async def read_image_user_database(
     store: LayerSource, layers: Sequence[ImageLayer]
 ) -> tuple[str | None, str | None]:
     """The image's /etc/passwd and /etc/group text (``None`` for one it does not have).
 
-    Layers are read from the top down, honouring whiteouts, and reading stops once both
-    files are settled, so a user name in ``user`` can be resolved without mounting the
-    image. Each layer streams through ``layerread`` (nothing but the two files, at most
-    ``_MAX_USER_DATABASE_BYTES`` each, is kept); gzip, zstd and plain layers alike. A layer
-    on the way that does not read raises ``ValueError`` naming it.
+    Layers are read from the top down, as overlayfs merges them, and reading stops once
+    both files are settled, so a user name in ``user`` can be resolved without mounting the
+    image: a whiteout or an opaque directory hides a file below it, and so does one of
+    ``etc`` (or of the image's root), or an upper ``etc`` that is not a directory. Where the
+    layer that settles a file has it, or ``etc``, as a symlink, the file is what the link
+    leads to inside the image (``imagefs.resolve_files``: every layer's names merged,
+    absolute targets from the image's root), read the same way. Each layer streams through
+    ``layerread`` (nothing but the wanted files, at most ``_MAX_USER_DATABASE_BYTES`` each,
+    is kept); gzip, zstd and plain layers alike. A layer on the way that does not read
+    raises ``ValueError`` naming it.
     """
-    found: dict[str, str | None] = {}
-    for layer in reversed(layers):
-        wanted = [f for f in USER_DATABASE_FILES if f not in found]
-        found.update(await _user_files_in_layer(store, layer.digest, wanted))
-        if len(found) == len(USER_DATABASE_FILES):
-            break
+    found, linked = await _read_files(store, layers, USER_DATABASE_FILES)
+    if linked:
+        targets = await resolve_files(store, layers, sorted(linked))
+        real = sorted({target for target in targets.values() if target is not None})
+        texts, still_linked = await _read_files(store, layers, real)
+        if still_linked:  # a resolved path has no symlink on its way: a malformed image
+            raise ValueError(f"/{sorted(still_linked)[0]} cannot be resolved in the image")
+        for path, target in targets.items():
+            found[path] = texts.get(target) if target is not None else None
     return found.get("etc/passwd"), found.get("etc/group")
+
+
+async def _read_files(
+    store: LayerSource, layers: Sequence[ImageLayer], paths: Sequence[str]
+) -> tuple[dict[str, str | None], set[str]]:
+    """The text of each of ``paths`` (None: not a file in the image), read from the top
+    layer down; and those the layer settling them has (or has an ancestor of) as a symlink."""
+    found: dict[str, str | None] = {}
+    linked: set[str] = set()
+    for layer in reversed(layers):
+        wanted = [path for path in paths if path not in found and path not in linked]
+        if not wanted:
+            break
+        settled, through_links = await _user_files_in_layer(store, layer.digest, wanted)
+        found.update(settled)
+        linked |= through_links
+    return found, linked
 
 
 class _UserFiles:
     """Visits a layer's members for the wanted files: their last entry, content (the first
-    ``_MAX_USER_DATABASE_BYTES``) or kind, and the whiteouts and opaque directories that
-    delete them."""
+    ``_MAX_USER_DATABASE_BYTES``) or kind, and what hides them from the layers below:
+    whiteouts and opaque directories (of them or of a directory above them), a directory
+    above them replaced by something else; symlinks among them are noted."""
 
     def __init__(self, wanted: Sequence[str], *, links: dict[str, list[str]] | None = None) -> None:
         self.wanted = frozenset(wanted)
+        self.above = frozenset(parent for path in wanted for parent in _parents(path))
+        """The directories the wanted files are in, and theirs, up to the image's root."""
         self.texts: dict[str, str] = {}
         self.others: set[str] = set()
-        """Wanted paths this layer replaces with something not a file."""
+        """Wanted paths this layer replaces with something not a file nor a symlink."""
+        self.symlinks: set[str] = set()
         self.deleted: set[str] = set()
+        """Wanted paths, and directories above them, this layer whites out."""
+        self.replaced: dict[str, str] = {}
+        """Directories above the wanted paths that this layer has as something else: kind."""
         self.opaque_dirs: set[str] = set()
         self.hardlinks: dict[str, str] = {}
         """Wanted paths that are a hard link, and the file they link (read on a second pass)."""
@@ -233,18 +262,30 @@ class _UserFiles:
             self.opaque_dirs.add(directory)
         elif base.startswith(".wh."):
             deleted = posixpath.join(directory, base[len(".wh.") :])
-            if deleted in self.wanted:
+            if deleted in self.wanted or deleted in self.above:
                 self.deleted.add(deleted)
         elif member.name in self.links and member.kind == "file":
             return _MAX_USER_DATABASE_BYTES
+        elif member.name in self.above:
+            # An entry after its own whiteout replaces it (containerd's overlay applier
+            # removes the whiteout): a directory then merges with the one below.
+            self.deleted.discard(member.name)
+            if member.kind == "dir":
+                self.replaced.pop(member.name, None)
+            else:
+                self.replaced[member.name] = member.kind
         elif member.name in self.wanted:
+            self.deleted.discard(member.name)
             self.texts.pop(member.name, None)  # the last entry of a name is what unpacks
             self.hardlinks.pop(member.name, None)
             self.others.discard(member.name)
+            self.symlinks.discard(member.name)
             if member.kind == "file":
                 return _MAX_USER_DATABASE_BYTES
             if member.kind == "hardlink":
                 self.hardlinks[member.name] = normalised(member.linkname)
+            elif member.kind == "symlink":
+                self.symlinks.add(member.name)
             else:
                 self.others.add(member.name)
         return 0
@@ -257,23 +298,53 @@ class _UserFiles:
         if not self.links and self.wanted <= self.texts.keys():
             raise StopReading
 
-    def settled(self) -> dict[str, str | None]:
-        """The wanted files this layer settles: their text, or ``None`` when it deletes them."""
+    def settled(self) -> tuple[dict[str, str | None], set[str]]:
+        """The wanted files this layer settles: their text, or ``None`` when it deletes or
+        hides them; and those it settles as reached through a symlink."""
         settled: dict[str, str | None] = {}
+        linked: set[str] = set()
         for path in self.wanted:
             if path in self.texts or path in self.hardlinks:
                 settled[path] = self.texts.get(path)
-            elif path in self.others or path in self.deleted:
+            elif path in self.symlinks:
+                linked.add(path)
+            elif path in self.others:
                 settled[path] = None
-            elif posixpath.dirname(path) in self.opaque_dirs:
-                settled[path] = None  # hidden below
-        return settled
+            else:
+                cover = self._cover(path)
+                if cover == "symlink":
+                    linked.add(path)
+                elif cover == "hidden":
+                    settled[path] = None
+        return settled, linked
+
+    def _cover(self, path: str) -> str | None:
+        """What this layer does to ``path`` of the layers below: ``symlink`` (a directory
+        above it is one here), ``hidden`` (one is something else here, or it or one is
+        whited out, or opaque), or None (nothing). A directory this layer has as something
+        else decides, whatever this layer whites out above it: that entry is its own."""
+        parents = _parents(path)
+        for parent in parents:
+            if parent in self.replaced:
+                return "symlink" if self.replaced[parent] == "symlink" else "hidden"
+        if path in self.deleted or any(
+            parent in self.deleted or parent in self.opaque_dirs for parent in parents
+        ):
+            return "hidden"
+        return None
+
+
+def _parents(path: str) -> list[str]:
+    """The directories ``path`` is in, the image's root ("") first."""
+    parts = path.split("/")[:-1]
+    return ["", *("/".join(parts[: depth + 1]) for depth in range(len(parts)))]
 
 
 async def _user_files_in_layer(
     store: LayerSource, digest: str, wanted: Sequence[str]
-) -> dict[str, str | None]:
-    """The wanted files layer ``digest`` settles: their text, or ``None`` when it deletes them."""
+) -> tuple[dict[str, str | None], set[str]]:
+    """The wanted files layer ``digest`` settles: their text, or ``None`` when it deletes or
+    hides them; and those it has, or a directory above them, as a symlink."""
     visitor = await read_layer(store, digest, lambda: _UserFiles(wanted))
     if visitor.hardlinks:
         # A hard link's content is its target's, which came earlier in the stream.
