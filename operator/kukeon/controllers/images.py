@@ -16,9 +16,7 @@ import hashlib
 import json
 import os
 import shutil
-import tarfile
 import tempfile
-import zlib
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -692,7 +690,7 @@ class ImageProvider:
         found: bool | None
         try:
             found = await image_has_file(self.containerd.content(namespace), layers, path)
-        except (ValueError, tarfile.TarError, EOFError, zlib.error):
+        except ValueError:  # layerread.LayerReadError: corrupt, cut short, too many entries
             found = None  # an unreadable layer: let the runtime tell
         if len(self._file_cache) >= RUN_FACTS_CACHE_SIZE:
             self._file_cache.pop(next(iter(self._file_cache)))

@@ -26,6 +26,7 @@ from kukeon.controllers.images import (
 )
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
 from kukeon.runtime.containerd.images import PendingImport, recorded_name
+from kukeon.runtime.containerd.layerread import LayerReadError
 from kukeon.runtime.containerd.namespaces import LABEL_INSTANCE
 
 BUSYBOX = "docker.io/library/busybox:latest"
@@ -526,7 +527,7 @@ async def test_has_file_is_asked_once_per_config_and_path(
     async def image_has_file(content: Any, layers: Any, path: str) -> bool:
         asked.append(path)
         if path == "/broken":
-            raise EOFError("truncated layer")
+            raise LayerReadError("layer sha256:x cannot be read: its gzip stream ends early")
         return path == "/bin/sh"
 
     monkeypatch.setattr(provider_module, "image_has_file", image_has_file)

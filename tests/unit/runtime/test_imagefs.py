@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+from collections.abc import Callable
 
 import pytest
 from backports import zstd
 
 from kukeon.runtime.containerd.imagefs import image_has_file
+from kukeon.runtime.containerd.layerread import LayerReadError
 from kukeon.runtime.containerd.userdb import ImageLayer
 from tests.unit.runtime.test_userdb import GZIP, ZSTD, ReadOnlyStore, add_layer, layer_tar
 
@@ -91,6 +93,29 @@ async def test_an_unreadable_layer_raises() -> None:
     layer = ImageLayer(ZSTD, store.add(b"(\xb5/\xfd"))  # a zstd magic, then nothing
     with pytest.raises(ValueError, match="truncated"):
         await has_sh(store, [layer])
+
+
+def _tar_of_sh() -> bytes:
+    return layer_tar({"bin": None, "bin/sh": b"x" * 4096}, compress=False)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        pytest.param(lambda: gzip.compress(_tar_of_sh())[:-100], id="gzip cut short"),
+        pytest.param(lambda: gzip.compress(_tar_of_sh())[:20] + b"\xff" * 200, id="gzip corrupt"),
+        pytest.param(lambda: _tar_of_sh()[:1000], id="tar cut inside a member"),
+        pytest.param(lambda: b"not a tar header".ljust(1024, b"!"), id="tar header"),
+        pytest.param(lambda: zstd.compress(_tar_of_sh())[:-5], id="zstd cut short"),
+        pytest.param(lambda: b"(\xb5/\xfd" + b"\xff" * 64, id="zstd corrupt"),
+    ],
+)
+async def test_every_unreadable_layer_is_a_value_error(blob: Callable[[], bytes]) -> None:
+    """What the image provider catches (controllers.images.has_file): nothing but
+    ValueError (layerread.LayerReadError) comes out of a layer that does not read."""
+    store = ReadOnlyStore()
+    with pytest.raises(LayerReadError):
+        await has_sh(store, [ImageLayer(GZIP, store.add(blob()))])
 
 
 async def test_a_zstd_layer_is_read() -> None:
