@@ -18,34 +18,25 @@ import os
 import signal
 from pathlib import Path
 
+from kukeon.processes import proc_stat
+
 PROC = Path("/proc")
 
 
-def _session_of(stat: str) -> tuple[int, int] | None:
-    """(process group, session) from a ``/proc/<pid>/stat`` line (after the command's
-    closing parenthesis: state, ppid, pgrp, session), None when it does not read so."""
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if len(fields) < 4 or not (fields[2].isdigit() and fields[3].isdigit()):
-        return None
-    return int(fields[2]), int(fields[3])
-
-
-def session_members(leader: int, proc: Path = PROC) -> list[int]:
+def session_members(leader: int) -> list[int]:
     """The pids whose session is ``leader``'s (the leader too, while it runs)."""
     members = []
-    for entry in proc.iterdir():
+    for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            found = _session_of((entry / "stat").read_text())
-        except OSError:
-            continue  # exited while listed
-        if found is not None and found[1] == leader:
+        fields = proc_stat(int(entry.name))  # None: exited while listed
+        # After the command: state, ppid, process group, session.
+        if fields is not None and len(fields) > 3 and fields[3] == str(leader):
             members.append(int(entry.name))
     return members
 
 
-def kill_session(leader: int, proc: Path = PROC) -> int:
+def kill_session(leader: int) -> int:
     """SIGKILL session ``leader``'s processes; how many were signalled. Nothing when
     ``leader`` leads no session (not an exec'd process of runc's, or gone): a pid reused
     since must not lose its group. Blocking (reads /proc): run it in a thread."""
@@ -60,7 +51,7 @@ def kill_session(leader: int, proc: Path = PROC) -> int:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(leader, signal.SIGKILL)  # the group at once: it cannot fork past this
         signalled += 1
-    for pid in session_members(leader, proc):
+    for pid in session_members(leader):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             signalled += 1
