@@ -27,6 +27,7 @@ from kukeon.client.apiclient import (
 from kukeon.client.errors import shown
 
 from .config import ConfigError, Connection, default_config_path, load_config, resolve_connection
+from .terminal import terminal_safe
 
 T = TypeVar("T")
 
@@ -55,10 +56,15 @@ class StderrLines:
         return None  # click's choice: colour on a terminal only
 
     def print(self, text: str, *, style: Literal["red", "dim"] | None = None) -> None:
-        """``text`` and a newline on stderr, ``style`` ``"red"`` or ``"dim"`` on a terminal."""
-        shown = text
+        """``text`` and a newline on stderr, ``style`` ``"red"`` or ``"dim"`` on a terminal.
+
+        Its control characters but newlines are shown escaped: what it says may quote what
+        a container or a realm's user wrote (tar's complaints, a symbolic link's target, a
+        cell's last line), and an escape sequence there would act on the reader's terminal
+        (OSC 52 writes the clipboard, others set the title or clear the screen)."""
+        shown = "\n".join(terminal_safe(line) for line in text.split("\n"))
         if style is not None:
-            shown = click.style(text, fg="red") if style == "red" else click.style(text, dim=True)
+            shown = click.style(shown, fg="red") if style == "red" else click.style(shown, dim=True)
         click.echo(shown, err=True, color=self._color())
 
     def status(self, text: str) -> Status:
@@ -95,6 +101,10 @@ def error_line(message: str) -> None:
     stderr.print(f"error: {message}", style="red")
 
 
+def warning_line(message: str) -> None:
+    stderr.print(f"warning: {message}")
+
+
 def fail(message: str, code: int = EXIT_SERVER) -> NoReturn:
     error_line(message)
     raise click.exceptions.Exit(code)
@@ -125,7 +135,7 @@ def _connection(options: Options) -> Connection:
         from .configfile import exposure_warnings
 
         for warning in exposure_warnings(path, config):
-            click.echo(f"warning: {warning}", err=True)
+            warning_line(warning)
     return resolve_connection(
         config=config,
         context=options.context,

@@ -23,7 +23,7 @@ from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
 from .params import nonempty_name, scope_options
-from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
+from .runner import EXIT_SERVER, EXIT_USAGE, fail, run, warning_line
 from .tables import format_rows
 
 SAMPLE_SECONDS = 1.0
@@ -249,10 +249,6 @@ async def _twice(
     return first, await read()
 
 
-def _warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
-
-
 async def _node_cells(
     client: ApiClient, nodes: Sequence[str], params: Mapping[str, str]
 ) -> list[Mapping[str, Any]]:
@@ -267,7 +263,7 @@ async def _node_cells(
         except ApiRequestError as error:
             if error.code in (401, 403):
                 raise
-            _warn(f"node {node}: {error.message}")
+            warning_line(f"node {node}: {error.message}")
             return []
         return list(answer.get("cells") or [])
 
@@ -400,7 +396,7 @@ def top_nodes(ctx: click.Context, names: tuple[str, ...]) -> None:
                 except ApiRequestError as error:
                     if error.code in (401, 403):
                         raise
-                    _warn(f"node {name}: {error.message}")
+                    warning_line(f"node {name}: {error.message}")
                     return {}
                 return answer
 

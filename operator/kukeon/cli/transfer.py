@@ -28,7 +28,7 @@ from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachabl
 from kukeon.client.paths import object_path
 
 from .params import CONTAINER, cell_or_set_named, scope_options
-from .runner import EXIT_USAGE, fail, run
+from .runner import EXIT_USAGE, fail, run, warning_line
 from .setcells import cell_of_set
 from .untar import UnsafeArchiveError, container_target, extract, local_target
 
@@ -44,13 +44,9 @@ def _wake(ready: asyncio.Future[None]) -> None:
         ready.set_result(None)
 
 
-def _warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
-
-
 def _later(loop: asyncio.AbstractEventLoop, message: str) -> None:
     """A warning from the unpacking thread, printed by the event loop."""
-    loop.call_soon_threadsafe(_warn, message)
+    loop.call_soon_threadsafe(warning_line, message)
 
 
 def _remote(arg: str) -> tuple[str, str] | None:
@@ -269,7 +265,8 @@ async def _download(
             stopped = True  # the unpacking stopped: it says why
         return not stopped
 
-    threading.Thread(target=unpack, name="kukectl-cp-unpack", daemon=True).start()
+    unpacking = threading.Thread(target=unpack, name="kukectl-cp-unpack", daemon=True)
+    unpacking.start()
     try:
         outcome = await _session(client, route, params, on_data, None)
     except BaseException:
@@ -278,9 +275,11 @@ async def _download(
         os.close(write_fd)
         with contextlib.suppress(BaseException):
             await asyncio.shield(unpacked)
+            unpacking.join()  # it handed its result: only its return is left
         raise
     os.close(write_fd)
     result = await unpacked
+    unpacking.join()
     failure = _tar_failure(what, outcome)
     if isinstance(result, UnsafeArchiveError):
         fail(f"refusing what the cell sent for {what}: {result} (stopped; what came before stays)")
@@ -315,7 +314,7 @@ async def _upload(
     def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         if not (info.isreg() or info.isdir() or info.issym() or info.islnk()):
             loop.call_soon_threadsafe(
-                _warn, f"skipping {info.name}: only files, directories and links are copied"
+                warning_line, f"skipping {info.name}: only files, directories and links are copied"
             )
             return None
         info.uid = info.gid = 0

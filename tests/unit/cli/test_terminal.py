@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kukeon.api import AnyResource, Kind, parse_resource
 from kukeon.cli.output import describe, render
+from kukeon.cli.runner import error_line, warning_line
 from kukeon.cli.terminal import terminal_safe
 
 NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
@@ -63,3 +65,25 @@ def test_nothing_unsafe_is_left_and_safe_text_is_kept(text: str) -> None:
     assert not any(c in shown for c in "\u202e\u2066\u200f")
     if text.isprintable():  # the bidi controls are not (category Cf)
         assert shown == text
+
+
+def test_error_and_warning_lines_escape_what_they_quote(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kukectl cp`'s lines quote what a container sent (tar's stderr, a symbolic link's
+    target); printed raw, an OSC 52 there wrote the reader's clipboard."""
+    for color in ("", "1"):  # a pipe, and a terminal's colours (click strips only CSI)
+        monkeypatch.setenv("FORCE_COLOR", color)
+        error_line(f"copying web:/x: tar in the container failed (exit 1): {CLIPBOARD}{CLEAR}")
+        warning_line(f"skipping symbolic link d/evil -> /{CLIPBOARD}: it points outside")
+        err = capsys.readouterr().err
+        assert "\x07" not in err
+        assert "\x1b]" not in err
+        assert "\x1b[2J" not in err
+        assert err.count("\\x1b]52;c;aWQK\\x07") == 2
+        assert err.count("\n") == 2  # one line each
+
+
+def test_a_line_break_kukectl_writes_itself_stays_one(capsys: pytest.CaptureFixture[str]) -> None:
+    error_line("first\nsecond\tthird")
+    assert capsys.readouterr().err == "error: first\nsecond\\x09third\n"
