@@ -113,10 +113,10 @@ def collect_fully_and_trim() -> None:
     if trimmed is None:
         log.info("full collection: %d unreachable objects in %.0f ms", found, collected * 1000)
         return
-    held = trimmed.held
+    held, arenas = trimmed.held, mallocpolicy.arenas()
     log.info(
         "full collection: %d unreachable objects in %.0f ms; malloc_trim gave back "
-        "%.1f MiB (RssAnon %.1f -> %.1f MiB) in %.1f ms%s",
+        "%.1f MiB (RssAnon %.1f -> %.1f MiB) in %.1f ms%s%s",
         found,
         collected * 1000,
         trimmed.released_mib,
@@ -128,4 +128,12 @@ def collect_fully_and_trim() -> None:
         else f"; glibc's malloc holds {held.in_use_kib / 1024:.1f} MiB in use, "
         f"{held.free_kib / 1024:.1f} MiB free in its heaps, {held.mmapped_kib / 1024:.1f} "
         "MiB mmapped",
+        ""
+        if not arenas
+        else "; by arena (MiB from the system, in use, free in n chunks): "
+        + ", ".join(
+            f"#{arena.number} {arena.system_kib / 1024:.2f}, {arena.in_use_kib / 1024:.2f}, "
+            f"{arena.free_kib / 1024:.2f} in {arena.free_chunks}"
+            for arena in arenas
+        ),
     )

@@ -13,15 +13,22 @@ live blocks, bytes free inside its heaps, bytes in blocks mmapped on their own. 
 collection's log line says them, so a soak tells an RssAnon that creeps because glibc holds
 more live blocks (C code's allocations: tracemalloc sees Python's only) from one that
 creeps because its heaps are fragmented (free bytes between live ones, on pages that stay).
+:func:`arenas` says the same per arena (``malloc_info``).
 
 Each thread that allocates also gets an arena of its own, up to 8 per core (kukeond has
 ~20 threads during a start burst: asyncio's default executor, the host and program pools,
 grpc's), and each arena keeps its own free pages. So kukeond, at start and before its
 threads do (:func:`cap_arenas`), caps them at ``ARENA_MAX``: the main thread keeps glibc's
-main arena, every other thread shares one. The thresholds stay glibc's: fixing them as well
-made the API server slower (docs/benchmarks/memory-idle.md). A variable of glibc's own in
-kukeond's environment (``MALLOC_ARENA_MAX``, ``GLIBC_TUNABLES``, ...) leaves malloc as the
-operator set it. Not glibc (musl): both do nothing (``trim`` returns None).
+main arena, and glibc hands the other threads the two arenas in turn (about half of them
+share the main thread's). A block also crosses arenas: freed by another thread, it waits in
+that thread's cache (tcache) for its next malloc of that size. ``malloc_trim`` gives back
+the free pages inside both arenas but shrinks only the main arena's top: the other
+arena's top chunk (its free end) keeps its pages until a free there finds it over the trim
+threshold, which glibc raises to twice the largest mmapped block freed so far (up to
+64 MiB). The thresholds stay glibc's: fixing them as well made the API server slower
+(docs/benchmarks/memory-idle.md). A variable of glibc's own in kukeond's environment
+(``MALLOC_ARENA_MAX``, ``GLIBC_TUNABLES``, ...) leaves malloc as the operator set it. Not
+glibc (musl): both do nothing (``trim`` returns None).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import ctypes
 import logging
 import os
 import time
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +67,24 @@ class Held:
     whole pages of it, so what stays is fragmentation."""
     mmapped_kib: int
     """In blocks mmapped on their own (``hblkhd``): freed straight back to the kernel."""
+
+
+@dataclass(frozen=True)
+class ArenaHeld:
+    """One arena as ``malloc_info`` describes it (0: the main thread's; the others: the
+    arena the other threads share)."""
+
+    number: int
+    system_kib: int
+    """What the arena took from the kernel (its heaps' size, trimmed pages included)."""
+    free_kib: int
+    """In its free chunks, the pages a trim gave back included."""
+    free_chunks: int
+
+    @property
+    def in_use_kib(self) -> int:
+        """In live blocks, those a thread's cache (tcache) keeps for reuse included."""
+        return self.system_kib - self.free_kib
 
 
 @dataclass(frozen=True)
@@ -116,7 +142,25 @@ def _mallinfo2() -> Callable[[], _MallInfo2] | None:
     return found
 
 
+def _stdio() -> tuple[Callable[..., int], Callable[..., int], Callable[..., int]] | None:
+    """open_memstream, malloc_info and fclose (None: not all of them, not glibc)."""
+    try:
+        libc = ctypes.CDLL(None)
+        open_memstream, malloc_info, fclose = libc.open_memstream, libc.malloc_info, libc.fclose
+    except (OSError, AttributeError):
+        return None
+    open_memstream.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+    open_memstream.restype = ctypes.c_void_p
+    malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    malloc_info.restype = ctypes.c_int
+    fclose.argtypes = [ctypes.c_void_p]
+    fclose.restype = ctypes.c_int
+    return open_memstream, malloc_info, fclose
+
+
 _MALLOC_TRIM = _libc_function("malloc_trim", [ctypes.c_size_t])
+_FREE = _libc_function("free", [ctypes.c_void_p])
+_MALLOC_INFO = _stdio()
 _MALLINFO2 = _mallinfo2()
 _MALLOPT = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
 
@@ -145,6 +189,48 @@ def held() -> Held | None:
         return None
     info = _MALLINFO2()
     return Held(info.uordblks // 1024, info.fordblks // 1024, info.hblkhd // 1024)
+
+
+def arenas() -> tuple[ArenaHeld, ...] | None:
+    """Each arena's size, free bytes and free chunks (``malloc_info``: it locks each arena
+    in turn and walks its free lists, about a millisecond); None without it."""
+    if _MALLOC_INFO is None or _FREE is None:
+        return None
+    open_memstream, malloc_info, fclose = _MALLOC_INFO
+    buffer, size = ctypes.c_void_p(), ctypes.c_size_t()
+    stream = open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+    if not stream:
+        return None
+    written = malloc_info(0, stream)
+    fclose(stream)  # sets buffer and size
+    try:
+        text = ctypes.string_at(buffer, size.value) if buffer.value else b""
+    finally:
+        _FREE(buffer)
+    return _parse_malloc_info(text) if written == 0 else None
+
+
+def _parse_malloc_info(text: bytes) -> tuple[ArenaHeld, ...]:
+    """One ``ArenaHeld`` per ``<heap>``; its free bytes are the fast bins' and the rest's
+    (the top chunk among them)."""
+    found: list[ArenaHeld] = []
+    for heap in ElementTree.fromstring(text).iter("heap"):
+        free = [
+            element for element in heap.iter("total") if element.get("type") in ("fast", "rest")
+        ]
+        system = next(
+            (element for element in heap.iter("system") if element.get("type") == "current"),
+            None,
+        )
+        found.append(
+            ArenaHeld(
+                number=int(heap.get("nr", len(found))),
+                system_kib=int(system.get("size", 0) if system is not None else 0) // 1024,
+                free_kib=sum(int(element.get("size", 0)) for element in free) // 1024,
+                free_chunks=sum(int(element.get("count", 0)) for element in free),
+            )
+        )
+    return tuple(found)
 
 
 def trim() -> Trimmed | None:
