@@ -56,6 +56,7 @@ from .gc import collect_orphans, container_cell_key, list_node_containers
 from .host import Host, HostSettings
 from .images import ImageArchives, ImageProvider
 from .layers import HostLocks, migrate_legacy_finalizers, node_finalizer
+from .leaseleftovers import release_abandoned_leases
 from .logcopiers import LogCopiers
 from .membership import CellMembership
 from .nftkeeper import NftKeeper
@@ -157,8 +158,8 @@ class Controllers:
         )
 
     async def _collect_at_start(self) -> None:
-        """The orphans, then the processes and files of exec sessions and image imports a
-        crash cut short (no session or import runs yet: the API listens once the
+        """The orphans, then the processes, leases and files of exec sessions and image
+        imports a crash cut short (no session or import runs yet: the API listens once the
         controllers are started). No orphan pass while
         another kukeond holds the node's name: the periodic one runs once the name is ours."""
         try:
@@ -170,6 +171,7 @@ class Controllers:
         if removed:
             log.info("removed %d orphan(s) at start: %s", len(removed), ", ".join(removed))
         await end_dead_sessions(self.host)
+        await release_abandoned_leases(self.host)
         try:
             cut_short = await asyncio.to_thread(self.images.archives.remove_interrupted)
         except OSError as error:

@@ -4,17 +4,29 @@ containerd collects content and snapshots that nothing references. Between writi
 and the image that references it, or preparing a snapshot and the container that owns it,
 only a lease protects them; every such sequence runs inside :meth:`LeaseService.lease`,
 which also sets an expiry so a crashed daemon's lease does not pin garbage forever.
+
+That expiry is an hour (an import of a large image must not lose its blobs under it), so a
+kukeond killed in an image import or a pull left what it had written pinned for that hour:
+the blobs and the unpacked layers, also after the image was removed (150 MB of a killed
+import were still there 25 minutes later). Each lease therefore names its holder
+(``LABEL_HOLDER``: the boot, pid and start time of the process that took it), and
+:meth:`LeaseService.release_abandoned` releases those whose holder no longer runs: the work
+they protected was cut short, so what they pin is garbage. kukeond does it at start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from kukeon.processes import identify
 from kukeon.runtime.containerd._gen.services.leases.v1 import leases_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.client import Subject
@@ -25,6 +37,40 @@ if TYPE_CHECKING:
 
 LABEL_GC_EXPIRE: Final = "containerd.io/gc.expire"
 LABEL_KUKEON_LEASE: Final = "kukeon.io/lease"
+LABEL_HOLDER: Final = "kukeon.io/lease-holder"
+"""``<boot id>/<pid>/<start time in clock ticks>`` of the process that took the lease."""
+BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
+
+
+@functools.cache
+def _boot_id() -> str:
+    return BOOT_ID.read_text().strip()
+
+
+def holder() -> str:
+    """This process, as ``LABEL_HOLDER`` names it ("" when /proc does not say)."""
+    try:
+        boot = _boot_id()
+    except OSError:
+        return ""
+    me = identify(os.getpid())
+    return "" if me is None else f"{boot}/{me.pid}/{me.started}"
+
+
+def holder_gone(label: str) -> bool:
+    """Whether the process ``label`` names no longer runs: another boot's, or its pid is
+    gone or another process's now. A label that does not read so is not judged (False)."""
+    boot, _, rest = label.partition("/")
+    pid, _, started = rest.partition("/")
+    if not (boot and pid.isdigit() and started.isdigit()):
+        return False
+    try:
+        if boot != _boot_id():
+            return True
+    except OSError:
+        return False
+    running = identify(int(pid))
+    return running is None or running.started != int(started)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +92,8 @@ class LeaseService:
         expire_after: timedelta | None = timedelta(hours=1),
         labels: Mapping[str, str] | None = None,
     ) -> Lease:
-        all_labels = {LABEL_KUKEON_LEASE: "true", **(labels or {})}
+        taken_by = {LABEL_HOLDER: name} if (name := holder()) else {}
+        all_labels = {LABEL_KUKEON_LEASE: "true", **taken_by, **(labels or {})}
         if expire_after is not None:
             expiry = datetime.now(UTC) + expire_after
             all_labels[LABEL_GC_EXPIRE] = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -91,6 +138,16 @@ class LeaseService:
             namespace=self.namespace,
         )
         return [_lease(lease) for lease in response.leases]
+
+    async def release_abandoned(self) -> tuple[str, ...]:
+        """Release the leases whose holder no longer runs (``LABEL_HOLDER``), with a
+        collection run so what only they kept goes at once; their ids."""
+        abandoned = [
+            lease.id
+            for lease in await self.list(f'labels."{LABEL_HOLDER}"')
+            if holder_gone(lease.labels.get(LABEL_HOLDER, ""))
+        ]
+        return tuple([lease_id for lease_id in abandoned if await self.delete(lease_id, sync=True)])
 
     @contextlib.asynccontextmanager
     async def lease(self, *, expire_after: timedelta = timedelta(hours=1)) -> AsyncIterator[str]:
