@@ -40,6 +40,7 @@ from kukeon.controllers.cell import ordered_containers
 from kukeon.daemon.logclose import WriterClosed
 from kukeon.daemon.logfollow import ByteFollower, Gap
 from kukeon.daemon.lookups import no_such_container
+from kukeon.daemon.terminalsize import resize_of
 from kukeon.processes import ProcessId
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.logcopier import alive, find_copier
@@ -217,12 +218,9 @@ async def _from_client(
             # A terminal that takes nothing for a while loses the rest of this input.
             with contextlib.suppress(InputStalledError):
                 await write_all(stdin_fd, payload, within=STDIN_WRITE_SECONDS)
-        elif channel == b"\x04":
-            with contextlib.suppress(ValueError, KeyError, TypeError, ContainerdError):
-                size = json.loads(payload)
-                await tasks.resize(
-                    containerd_id, width=int(size["width"]), height=int(size["height"])
-                )
+        elif channel == b"\x04" and (size := resize_of(payload)) is not None:
+            with contextlib.suppress(ContainerdError):
+                await tasks.resize(containerd_id, width=size[0], height=size[1])
 
 
 async def serve_attach(

@@ -49,6 +49,7 @@ from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellfiles import CellFiles
 from kukeon.controllers.cellstate import containerd_container_id
 from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
+from kukeon.daemon.terminalsize import TERMINAL_MAX, resize_of
 from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
 from kukeon.runtime.containerd.crilog import (
     RenderOptions,
@@ -85,8 +86,6 @@ OUTPUT_QUEUE_FRAMES = 16
 """Output frames (of at most 64 KiB) read ahead of a client that takes them slowly."""
 MAX_TAIL_LINES = 100_000
 MAX_SINCE_SECONDS = 10 * 365 * 24 * 3600
-TERMINAL_MAX = 10_000
-"""The largest width or height of an exec's terminal, from the query or a resize frame."""
 
 
 def _decimal(text: str) -> bool:
@@ -191,24 +190,6 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
     if text in {"", "0", "false", "no"}:
         return False
     raise ApiError(400, f"{name}: {text[:40]!r} is not true or false")
-
-
-def resize_of(payload: bytes) -> tuple[int, int] | None:
-    """A resize frame's ``{"width": W, "height": H}`` (whole numbers, 1..TERMINAL_MAX, as
-    the query's), or None: a frame that is not one is ignored. It is the client's to send, so
-    nothing in it may end the session (``1e309`` is an infinity ``int`` refuses with
-    OverflowError; deep nesting is json's RecursionError)."""
-    try:
-        size = json.loads(payload)
-        width, height = size["width"], size["height"]
-    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
-        return None
-    if all(
-        isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= TERMINAL_MAX
-        for value in (width, height)
-    ):
-        return width, height
-    return None
 
 
 class ClientLeftError(Exception):

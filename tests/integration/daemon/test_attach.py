@@ -175,3 +175,30 @@ async def test_attach_default_not_running_and_exit(kukeond: Kukeond) -> None:
             assert message == "container a of cell two is not running"
     stopped = await get_cell(k, cell_key(k, "two"))
     assert isinstance(stopped, Cell)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"width": 5, "height": 1e309}',  # an infinity: int() raised OverflowError
+        b'{"width": 100000, "height": 40}',  # past TERMINAL_MAX
+        b"[" * 100_000,  # json's RecursionError
+        b'{"width": true, "height": 40}',
+    ],
+    ids=["infinity", "too-wide", "deep", "bool"],
+)
+async def test_a_bad_resize_frame_is_ignored_and_the_session_goes_on(
+    kukeond: Kukeond, frame: bytes
+) -> None:
+    # The client's frames cannot end its own session: before, an infinity closed it at once.
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(cell_doc(k, "term", [shell(k, "sh")]))
+    await k.wait_for(Kind.CELL, cell_key(k, "term"), state="Ready")
+    async with session(k) as http, http.ws_connect(f"{cell_url(k, 'term')}/attach") as socket:
+        term = Attached(socket)
+        await term.resize(100, 40)
+        await socket.send_bytes(b"\x04" + frame)
+        await term.send("stty size; echo still-$((40+2))\n")
+        await term.expect("still-42")
+        assert b"40 100\r\n" in term.output  # the bad frame changed nothing

@@ -18,7 +18,8 @@ from typing import Any, cast
 import pytest
 from aiohttp import WSMsgType, web
 
-from kukeon.daemon.noderoutes import ClientLeftError, _pump, resize_of
+from kukeon.daemon.noderoutes import ClientLeftError, _pump
+from kukeon.daemon.terminalsize import resize_of
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO
 
 
