@@ -40,6 +40,7 @@ from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.metrics.latency import RequestLatencyMetrics, request_latency_for
 from kukeon.runtime.cgroups import CgroupDriver, CgroupError, open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
+from kukeon.runtime.containerd.errors import ContainerdUnavailableError
 from kukeon.runtime.containerd.layersize import UnpackLimits
 from kukeon.runtime.hostthreads import close_host_threads, open_host_threads, run_on_host_thread
 from kukeon.runtime.idranges import IdRangeError
@@ -58,6 +59,7 @@ from .hostdirs import prepare_host_directories
 from .node import Fleet, start_fleet
 from .nodefacts import disk_pressure_inode_reserve, disk_pressure_reserve
 from .pidslimits import host_pids_limit, own_cgroups_inside, root_pids_limit
+from .starterrors import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ STOP_STEP_SECONDS = 20.0
 STOP_BUDGET_SECONDS = 25.0
 """The whole stop, within systemd's TimeoutStopSec (30 s in hack/kukeond.service)."""
 STOP_LAST_CHANCE_SECONDS = 1.0
+CONTAINERD_START_WAIT_SECONDS = 30.0
+"""How long kukeond's start waits for containerd to answer (it may be starting beside it)."""
 """What each step left once the budget is spent still gets (the etcd child must go)."""
 
 
@@ -313,7 +317,14 @@ class Daemon:
         containerd = self._containerd_client()
         self.containerd = containerd
         self._on_stop("containerd connection", containerd.close)
-        version = await containerd.wait_ready(within=30.0)
+        try:
+            version = await containerd.wait_ready(within=CONTAINERD_START_WAIT_SECONDS)
+        except ContainerdUnavailableError as error:
+            # Down, or not installed: its operator's to start; systemd starts kukeond again.
+            raise StartupError(
+                f"containerd did not answer within {CONTAINERD_START_WAIT_SECONDS:g} s "
+                f"(--containerd-address): {error}"
+            ) from None
         log.info("containerd %s at %s", version.version, config.containerd_address)
 
         cgroups = open_driver(root=config.cgroup_root)
