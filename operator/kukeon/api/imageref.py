@@ -251,6 +251,7 @@ def split_host_port(registry: str) -> tuple[str, int | None]:
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 REGISTRY_LISTING: Final = (
     "kukeond's configuration lists it (insecureRegistries, --insecure-registry)"
@@ -271,9 +272,13 @@ def is_listed_registry(registry: str, listed: Collection[str]) -> bool:
     return False
 
 
-def local_address_kind(address: IPAddress, own: Collection[IPAddress] = ()) -> str | None:
-    """What makes ``address`` the node's own: loopback, link-local, unspecified, or one
-    of ``own`` (the node's addresses); None when it is none of them."""
+def local_address_kind(
+    address: IPAddress, own: Collection[IPAddress] = (), cells: Collection[IPNetwork] = ()
+) -> str | None:
+    """What makes ``address`` the node's own: loopback, link-local, unspecified, one of
+    ``own`` (the node's addresses), or in one of ``cells`` (the networks of the node's
+    cells, reached from the host's namespace past every realm's isolation); None when it
+    is none of them."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_loopback:
@@ -284,29 +289,37 @@ def local_address_kind(address: IPAddress, own: Collection[IPAddress] = ()) -> s
         return "the unspecified address (this node)"
     if address in own:
         return "an address of this node"
+    for network in cells:
+        if address in network:
+            return f"a cell's address (in {network}, a cell network of this node)"
     return None
 
 
-def local_host_kind(host: str, own: Collection[IPAddress] = ()) -> str | None:
+def local_host_kind(
+    host: str, own: Collection[IPAddress] = (), cells: Collection[IPNetwork] = ()
+) -> str | None:
     """``local_address_kind`` of a registry host (``localhost`` and ``*.localhost`` are
     loopback names); None for another name, which only resolving can judge."""
     name = host.strip("[]").lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return "a loopback name"
     try:
-        return local_address_kind(ipaddress.ip_address(name.partition("%")[0]), own)
+        return local_address_kind(ipaddress.ip_address(name.partition("%")[0]), own, cells)
     except ValueError:
         return None
 
 
 def registry_refusal(
-    registry: str, listed: Collection[str], own: Collection[IPAddress] = ()
+    registry: str,
+    listed: Collection[str],
+    own: Collection[IPAddress] = (),
+    cells: Collection[IPNetwork] = (),
 ) -> str | None:
     """Why kukeond pulls nothing from ``registry`` (``host[:port]``): a host on the node
     (``local_host_kind``) it does not list; None otherwise."""
     if is_listed_registry(registry, listed):
         return None
-    kind = local_host_kind(split_host_port(registry)[0], own)
+    kind = local_host_kind(split_host_port(registry)[0], own, cells)
     if kind is None:
         return None
     return (

@@ -113,8 +113,9 @@ class DaemonConfig(BaseModel):
     insecure_registries: tuple[str, ...] = ()
     """Registries (`host[:port]`; no port: every port of the host) spoken to over plain
     HTTP, and the only ones on the node itself (loopback, link-local, `localhost`, the
-    node's own addresses) pulled from at all; non-admins' images of another such registry
-    are refused on write (`runtime.containerd.registryaccess`)."""
+    node's own addresses, a cell's address) pulled from at all; non-admins' images of an
+    unlisted loopback, link-local or `localhost` registry are refused on write too
+    (`runtime.containerd.registryaccess`)."""
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     """How long a stopped task gets after SIGTERM before SIGKILL."""
     parent_wait_seconds: float = Field(default=1.0, gt=0)
@@ -237,6 +238,12 @@ class DaemonConfig(BaseModel):
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None
     """Optional TCP listener (`host:port`); TLS and tokens are then required."""
+    api_max_connections: int = Field(default=0, ge=0)
+    """TCP connections the listener holds open at once, TLS handshakes included; a new one
+    past it is closed at once (the unix socket has no such cap: the local admin's). 0:
+    4096, lowered to what the open-files limit leaves once kukeond's own 1,024 and the unix
+    socket's requests (`apiMaxRequestsInflight` + `apiMaxLongRunning`) are kept; kukeond
+    refuses to start when a cap (or 64 by default) does not fit (see docs/install.md)."""
     api_tls_cert_file: Path | None = None
     api_tls_key_file: Path | None = None
     api_tokens_file: Path | None = None

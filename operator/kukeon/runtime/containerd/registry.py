@@ -30,7 +30,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Collection,
-    Iterable,
     Mapping,
     Sequence,
 )
@@ -41,7 +40,6 @@ from typing import Final, TypeVar
 import aiohttp
 from yarl import URL
 
-from kukeon.api.imageref import IPAddress
 from kukeon.runtime.containerd.oci import (
     ACCEPTED_MANIFEST_TYPES,
     INDEX_MEDIA_TYPES,
@@ -66,9 +64,10 @@ from kukeon.runtime.containerd.reference import (
     registry_scheme,
 )
 from kukeon.runtime.containerd.registryaccess import (
+    NodeAddresses,
     RegistryAccess,
     RegistryRefusedError,
-    read_own_addresses,
+    read_node_addresses,
     session_options,
 )
 from kukeon.runtime.containerd.registryauth import Authenticator
@@ -160,11 +159,12 @@ class RegistryClient:
         session: aiohttp.ClientSession | None = None,
         max_concurrent_blobs: int = 3,
         user_agent: str = "kukeon",
-        own_addresses: Iterable[IPAddress] | None = None,
+        node: NodeAddresses | None = None,
     ) -> None:
         self._insecure = tuple(insecure_registries)
-        self._own = None if own_addresses is None else frozenset(own_addresses)
-        """The node's addresses (``registryaccess``); None: read when the client is entered."""
+        self._node = node
+        """The node's addresses and cells' networks (``registryaccess``); None: read when
+        the client is entered."""
         self.platform = platform or host_platform()
         self._session = session
         self._owns_session = session is None
@@ -173,8 +173,8 @@ class RegistryClient:
         self._auth = Authenticator(credentials=credentials, session=self._ensure_session)
 
     async def __aenter__(self) -> RegistryClient:
-        if self._own is None:
-            self._own = await asyncio.to_thread(read_own_addresses)
+        if self._node is None:
+            self._node = await asyncio.to_thread(read_node_addresses)
         self._ensure_session()
         return self
 
@@ -206,7 +206,8 @@ class RegistryClient:
 
     @property
     def _access(self) -> RegistryAccess:
-        return RegistryAccess(self._insecure, self._own or ())
+        node = self._node or NodeAddresses()
+        return RegistryAccess(self._insecure, node.own, node.cells)
 
     async def resolve(self, reference: ImageReference | str) -> ResolvedImage:
         """Fetch the manifest (through the index, if any) for this client's platform."""

@@ -9,7 +9,12 @@ the node), and a link-local host reached the cloud's metadata service. So, as Do
 - a registry is spoken to over HTTPS unless kukeond's configuration lists it
   (``insecureRegistries``, ``--insecure-registry``): then over plain HTTP;
 - a registry on the node itself (a loopback, link-local or unspecified address, one of the
-  node's own addresses, ``localhost``) is pulled from only when listed.
+  node's own addresses, ``localhost``) is pulled from only when listed;
+- so is one at a cell's address: a pull runs in the host's network namespace, where no
+  realm's isolation applies, so a realm's editor pulling from another realm's cell
+  (connection refused, TLS failure, an answer) scanned its ports. The cells' networks are
+  those of this host's kukeon bridges (``runtime.network.bridge``: every space's subnet,
+  every control plane's on the host), read with the node's addresses at a pull's start.
 
 Every request a pull makes is checked, not only the reference's registry: the token
 service a registry names, each redirect, and every address a name resolves to (a name of
@@ -23,6 +28,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,14 +39,22 @@ from yarl import URL
 from kukeon.api.imageref import (
     REGISTRY_LISTING,
     IPAddress,
+    IPNetwork,
     is_listed_registry,
     local_address_kind,
     registry_refusal,
 )
 from kukeon.runtime.containerd.registryerrors import RegistryError
+from kukeon.runtime.network.bridge import is_bridge_name
 from kukeon.runtime.network.netlink import IPRoute
 
-__all__ = ["RegistryAccess", "RegistryRefusedError", "read_own_addresses", "session_options"]
+__all__ = [
+    "NodeAddresses",
+    "RegistryAccess",
+    "RegistryRefusedError",
+    "read_node_addresses",
+    "session_options",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +64,40 @@ class RegistryRefusedError(RegistryError):
     kukeond's configuration does not list."""
 
 
-def read_own_addresses() -> frozenset[IPAddress]:
-    """The addresses of this network namespace's interfaces, both families (blocking:
-    netlink). Empty when netlink cannot be read: loopback and link-local still count."""
+@dataclass(frozen=True)
+class NodeAddresses:
+    own: frozenset[IPAddress] = frozenset()
+    """The addresses of the host's interfaces."""
+    cells: frozenset[IPNetwork] = frozenset()
+    """The networks on the host's kukeon bridges: where its cells' addresses are."""
+
+
+def read_node_addresses() -> NodeAddresses:
+    """The addresses of this network namespace's interfaces, both families, and the
+    networks of its kukeon bridges (blocking: netlink). Empty when netlink cannot be
+    read: loopback and link-local still count."""
     try:
         with IPRoute() as ipr:
+            names = {int(link["index"]): link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
             found = [*ipr.get_addr(family=socket.AF_INET), *ipr.get_addr(family=socket.AF_INET6)]
     except OSError as error:
         log.warning(
             "cannot read this node's addresses (%s): only loopback and link-local "
-            "registries count as the node's own",
+            "registries count as the node's own, and no cell's address is known",
             error,
         )
-        return frozenset()
+        return NodeAddresses()
     addresses: set[IPAddress] = set()
+    cells: set[IPNetwork] = set()
     for entry in found:
         local = entry.get_attr("IFA_LOCAL") or entry.get_attr("IFA_ADDRESS")
-        if local:
-            addresses.add(ipaddress.ip_address(str(local).partition("%")[0]))
-    return frozenset(addresses)
+        if not local:
+            continue
+        address = str(local).partition("%")[0]
+        addresses.add(ipaddress.ip_address(address))
+        if is_bridge_name(str(names.get(int(entry["index"])) or "")):
+            cells.add(ipaddress.ip_network(f"{address}/{entry['prefixlen']}", strict=False))
+    return NodeAddresses(frozenset(addresses), frozenset(cells))
 
 
 def _host_port(host: str, port: int | None) -> str:
@@ -77,11 +106,18 @@ def _host_port(host: str, port: int | None) -> str:
 
 
 class RegistryAccess:
-    """The rule for one pull: the listed registries and the node's own addresses."""
+    """The rule for one pull: the listed registries, the node's own addresses and its
+    cells' networks."""
 
-    def __init__(self, listed: Collection[str], own_addresses: Iterable[IPAddress] = ()) -> None:
+    def __init__(
+        self,
+        listed: Collection[str],
+        own_addresses: Iterable[IPAddress] = (),
+        cell_networks: Iterable[IPNetwork] = (),
+    ) -> None:
         self.listed = tuple(listed)
         self.own = frozenset(own_addresses)
+        self.cells = frozenset(cell_networks)
 
     def refusal(self, scheme: str, host: str, port: int | None) -> str | None:
         """Why a request to ``scheme://host:port`` is refused (None: it is not)."""
@@ -90,7 +126,7 @@ class RegistryAccess:
             return None
         if scheme != "https":
             return f"plain {scheme.upper()} to {where} is refused: only when {REGISTRY_LISTING}"
-        return registry_refusal(where, self.listed, self.own)
+        return registry_refusal(where, self.listed, self.own, self.cells)
 
     def check(self, url: URL) -> None:
         """Raise ``RegistryRefusedError`` for a request to ``url`` this rule refuses."""
@@ -144,7 +180,8 @@ class _GuardedResolver(AbstractResolver):
         if is_listed_registry(_host_port(host, port), self._access.listed):
             return found
         for entry in found:
-            kind = local_address_kind(ipaddress.ip_address(entry["host"]), self._access.own)
+            address = ipaddress.ip_address(entry["host"])
+            kind = local_address_kind(address, self._access.own, self._access.cells)
             if kind is not None:
                 why = (
                     f"{host} resolves to {entry['host']}, {kind}: kukeond pulls from a host "
