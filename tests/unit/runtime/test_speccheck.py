@@ -38,6 +38,12 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     # runc binds nothing inside /proc but the files lxcfs emulates (checkProcMount).
     ({"volumes": [{"source": "/srv", "target": "/proc/sys"}]}, "volumes[0].target", "inside /proc"),
     ({"volumes": [{"source": "/a", "target": "/proc/1/x/"}]}, "volumes[0].target", "inside /proc"),
+    # A process's own part of /proc: runc would mask it in its own process's directory.
+    ({"tmpfs": [{"path": "/proc/1"}]}, "tmpfs[0].path", "a process's own"),
+    ({"tmpfs": [{"path": "/proc/self/net"}]}, "tmpfs[0].path", "a process's own"),
+    ({"tmpfs": [{"path": "/proc/thread-self"}]}, "tmpfs[0].path", "a process's own"),
+    ({"tmpfs": [{"path": "/proc/net"}]}, "tmpfs[0].path", "a process's own"),
+    ({"volumes": [{"kind": "tmpfs", "target": "/proc/42/fd"}]}, "volumes[0].target", "own"),
     (
         {"secrets": [{"name": "s", "fromEnv": "S", "mountPath": "/proc/self/s"}]},
         "secrets[0].mountPath",

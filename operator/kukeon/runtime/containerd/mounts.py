@@ -19,9 +19,12 @@ checks on a write (:mod:`.speccheck`).
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
+import stat
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from kukeon.api import ContainerSpec, TmpfsMount, VolumeKind
@@ -50,6 +53,11 @@ RUNC_PROC_MOUNTS: Final = frozenset(
 files lxcfs emulates); a bind anywhere else in /proc fails the container's start, "cannot
 be mounted because it is inside /proc" (a tmpfs is not checked: over /proc/sys it works)."""
 
+PROC_OF_A_PROCESS: Final = re.compile(r"/proc/(?:[0-9]+|self|thread-self|net)(?:/|$)")
+"""Paths in /proc that are a process's own: runc would mount a tmpfs there in its own
+process's directory (``/proc/net`` is a link to ``self/net``), which the container's other
+processes do not see."""
+
 
 RUNC_DEV_ENTRIES: Final = frozenset(
     {
@@ -71,6 +79,7 @@ def container_mounts(
     tty_state_dir: str | None,
     cell_files: Mapping[str, str | None],
     cgroup_writable: bool = False,
+    host_proc: Path | None = None,
 ) -> list[dict[str, Any]]:
     """The standard kernel filesystems, then the container's own mounts, parents first.
 
@@ -79,12 +88,17 @@ def container_mounts(
     command runs without the wrapper); ``cell_files`` maps each of :data:`CELL_FILES` to
     the cell's rendered file (``None``: not mounted, the image's own is kept);
     ``cgroup_writable`` mounts /sys/fs/cgroup writable for a container that is not
-    privileged (its cgroup is delegated to it).
+    privileged (its cgroup is delegated to it). ``host_proc``: the node's /proc, where a
+    tmpfs inside the container's /proc must find a directory to mask (the node's kernel
+    makes the container's /proc alike); None (the API server) does not look.
 
     A mount the container asks for at a standard destination (a bigger /dev/shm, say)
     replaces the standard one.
     """
     own = _own_mounts(container, secret_files=secret_files, tty_state_dir=tty_state_dir)
+    if host_proc is not None:
+        for field, mount in own:
+            _check_proc_directory(field, mount, host_proc)
     own += _cell_file_mounts(cell_files, own)
     overridden = _destinations(own)
     mounts = [
@@ -217,6 +231,14 @@ def _check_destination(field: str, mount: Mapping[str, Any], *, secret: bool = F
             "filesystem, which the runtime mounts there"
         )
         raise FieldError(field, why)
+    if inside_proc and PROC_OF_A_PROCESS.match(destination):
+        why = (
+            f"cannot mount a tmpfs at {destination}: that part of /proc is a process's own, "
+            "and runc would mount it in its own process's directory, unseen by the "
+            "container's other processes; a tmpfs in /proc can mask a directory the kernel "
+            "makes, such as /proc/sys or /proc/acpi"
+        )
+        raise FieldError(field, why)
     state = ttyinit.STATE_MOUNT
     if destination == state or destination.startswith(state + "/"):
         why = f"cannot mount at {destination}: kukeon keeps the tty wrapper's state at {state}"
@@ -229,6 +251,29 @@ def _check_destination(field: str, mount: Mapping[str, Any], *, secret: bool = F
         made = "the container's devices" if destination == "/dev" else "a device, link or devpts"
         why = f"{what} cannot stand at {destination}, where runc makes {made}"
         raise FieldError(field, why)
+
+
+def _check_proc_directory(field: str, mount: Mapping[str, Any], host_proc: Path) -> None:
+    """A tmpfs inside /proc masks a directory there, one this node's kernel makes (which
+    ones depends on its configuration: /proc/acpi, /proc/scsi...): runc cannot make one in a
+    proc filesystem, nor mount a tmpfs over a file, and the start would fail."""
+    destination = mount["destination"]
+    if mount["type"] != "tmpfs" or not destination.startswith("/proc/"):
+        return
+    try:
+        mode = os.lstat(host_proc / destination.removeprefix("/proc/")).st_mode
+    except OSError:
+        found = "nothing"
+    else:
+        if stat.S_ISDIR(mode):
+            return
+        found = "a link" if stat.S_ISLNK(mode) else "a file"
+    why = (
+        f"cannot mount a tmpfs at {destination}: this node's /proc has {found} there, not a "
+        "directory (a tmpfs in /proc can mask a directory the kernel makes, such as "
+        "/proc/sys or /proc/acpi)"
+    )
+    raise FieldError(field, why)
 
 
 def _cell_file_mounts(

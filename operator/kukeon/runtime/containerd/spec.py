@@ -36,6 +36,7 @@ import platform
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from kukeon.api import ContainerSpec, ContainerTty, VolumeKind
@@ -101,6 +102,8 @@ __all__ = [
 
 OCI_VERSION: Final = "1.0.2-dev"
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOST_PROC: Final = Path("/proc")
+"""The node's proc filesystem: the container's is made by the same kernel."""
 
 # Labels (on the containerd container record) and annotations (in the runtime spec) that
 # mark a container as kukeon's and say where it belongs.
@@ -286,6 +289,7 @@ def _build(container: ContainerSpec, context: SpecContext) -> dict[str, Any]:
             "/etc/resolv.conf": context.resolv_conf_file,
         },
         cgroup_writable=context.cgroup_nesting is not None,
+        host_proc=HOST_PROC,
     )
     return {
         "ociVersion": OCI_VERSION,
