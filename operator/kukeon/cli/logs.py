@@ -46,6 +46,12 @@ MAX_FOLLOWED = 5
 @click.option(
     "--previous", "-p", is_flag=True, help="The output of the container's previous instance."
 )
+@click.option(
+    "--limit-bytes",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Stop after this many bytes, even mid-line (0, as kubectl's default: no limit).",
+)
 @scope_options
 @click.pass_context
 def logs(
@@ -61,6 +67,7 @@ def logs(
     since: float | None,
     since_time: str | None,
     previous: bool,
+    limit_bytes: int,
     realm: str,
     space: str,
     stack: str,
@@ -74,6 +81,7 @@ def logs(
       kukectl logs cell/web -f              # as kubectl names it
       kukectl logs web --since 10m --timestamps
       kukectl logs web --previous           # before the last restart
+      kukectl logs web --limit-bytes 4096   # its first 4 KiB
       kukectl logs web --all-containers -f  # every container, lines prefixed
       kukectl logs -l kukeon.io/cellset=web --prefix  # each cell of a set
       kukectl logs cellset/web              # one of them (Ready, the oldest)
@@ -92,6 +100,7 @@ def logs(
         since=since,
         since_time=since_time,
         previous=previous,
+        limit_bytes=limit_bytes,
     )
 
     async def one(client: ApiClient, cell: str) -> None:
@@ -131,6 +140,7 @@ def _query(
     since: float | None,
     since_time: str | None,
     previous: bool,
+    limit_bytes: int,
 ) -> dict[str, str]:
     """The log route's query parameters for these options."""
     params: dict[str, str] = {}
@@ -146,6 +156,8 @@ def _query(
         params["sinceTime"] = since_time
     if previous:
         params["previous"] = "true"
+    if limit_bytes > 0:
+        params["limitBytes"] = str(limit_bytes)
     return params
 
 

@@ -7,7 +7,7 @@ middleware guards them:
 
 ```
 GET  .../cells/{cell}/log?container=&tailLines=N&follow=&timestamps=&sinceSeconds=|sinceTime=
-     &previous=                                                 text/plain stream
+     &previous=&limitBytes=N                                    text/plain stream
 POST .../cells/{cell}/kill?signal=TERM&container=              signal running tasks
 GET|POST|DELETE .../realms/{realm}/images[/...]                 a realm's images (imageroutes)
 GET  .../cells/{cell}/exec?container=&command=..&command=..&tty=&stdin=   WebSocket
@@ -86,6 +86,8 @@ OUTPUT_QUEUE_FRAMES = 16
 """Output frames (of at most 64 KiB) read ahead of a client that takes them slowly."""
 MAX_TAIL_LINES = 100_000
 MAX_SINCE_SECONDS = 10 * 365 * 24 * 3600
+MAX_LIMIT_BYTES = 2**63 - 1
+"""kube-apiserver's limitBytes is an int64: a larger one is no limit a log reaches."""
 
 
 def _decimal(text: str) -> bool:
@@ -123,6 +125,9 @@ class LogQuery:
     follow: bool
     previous: bool
     render: RenderOptions
+    limit: int | None = None
+    """``limitBytes``: the stream ends after that many bytes, cut where they end (mid-line,
+    as kube-apiserver cuts), followed or not; None: no limit."""
 
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> LogQuery:
@@ -148,11 +153,17 @@ class LogQuery:
                 raise ApiError(400, f"sinceTime: {text[:40]!r} is not an RFC 3339 time") from None
             if since.tzinfo is None:
                 raise ApiError(400, f"sinceTime: {text[:40]!r} has no time zone")
+        limit: int | None = None
+        if (text := query.get("limitBytes")) is not None:
+            if not _decimal(text) or not text.strip("0"):
+                raise ApiError(400, f"limitBytes: {text[:40]!r} is not a whole number of bytes > 0")
+            limit = _at_most(text, MAX_LIMIT_BYTES)
         return cls(
             tail=tail,
             follow=_flag(query, "follow"),
             previous=_flag(query, "previous"),
             render=RenderOptions(timestamps=_flag(query, "timestamps"), since=since),
+            limit=limit,
         )
 
 
@@ -181,6 +192,25 @@ async def _write_within(response: web.StreamResponse, data: bytes) -> None:
             await response.write(data)
     except TimeoutError:
         raise ClientStalledError from None
+
+
+class _LogSink:
+    """Where a log stream's bytes go: the response, within the client's ``limitBytes``."""
+
+    def __init__(self, response: web.StreamResponse, limit: int | None) -> None:
+        self.response = response
+        self.left = limit
+
+    @property
+    def full(self) -> bool:
+        """The limit is reached: the stream ends (a followed one too)."""
+        return self.left == 0
+
+    async def write(self, data: bytes) -> None:
+        if self.left is not None:
+            data = data[: self.left]
+            self.left -= len(data)
+        await _write_within(self.response, data)
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:
@@ -352,14 +382,18 @@ class NodeRoutes:
             records = await asyncio.to_thread(next, history, None) or []
             response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
             await response.prepare(request)
+            sink = _LogSink(response, query.limit)
             try:
-                await _write_within(response, render(records, query.render, open_line=False))
+                await sink.write(render(records, query.render, open_line=False))
                 open_line = ends_open(records)
-                while (chunk := await asyncio.to_thread(next, history, None)) is not None:
-                    await _write_within(response, render(chunk, query.render, open_line=open_line))
+                while (
+                    not sink.full
+                    and (chunk := await asyncio.to_thread(next, history, None)) is not None
+                ):
+                    await sink.write(render(chunk, query.render, open_line=open_line))
                     open_line = ends_open(chunk) if chunk else open_line
-                if query.follow and not query.previous:
-                    await self._follow(request, response, follower, cell, query.render, open_line)
+                if query.follow and not query.previous and not sink.full:
+                    await self._follow(request, sink, follower, cell, query.render, open_line)
                 await response.write_eof()
             except (ConnectionResetError, ClientConnectionResetError):
                 pass  # the client went away (Ctrl-C on `logs -f`): a normal end of a stream
@@ -379,14 +413,14 @@ class NodeRoutes:
     async def _follow(
         self,
         request: web.Request,
-        response: web.StreamResponse,
+        sink: _LogSink,
         follower: LogFollower,
         cell: Cell,
         options: RenderOptions,
         open_line: bool,
     ) -> None:
         """Write what the log gets until the cell is gone, then what it got before that;
-        or until the client is gone.
+        or until the client is gone, or its ``limitBytes`` are sent.
 
         The registry is asked whether the cell still exists every `CELL_CHECK_SECONDS`, not
         at each poll of the file; the file is read after that question, so every line
@@ -408,9 +442,9 @@ class NodeRoutes:
                 gone = not await self._exists(key)
             records = await asyncio.to_thread(follower.read)
             if records:
-                await _write_within(response, render(records, options, open_line=open_line))
+                await sink.write(render(records, options, open_line=open_line))
                 open_line = ends_open(records)
-            if gone:
+            if gone or sink.full:
                 return  # the stream ends as kubectl's does
 
     async def _exists(self, key: tuple[str, ...]) -> bool:

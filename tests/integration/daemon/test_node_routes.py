@@ -77,6 +77,21 @@ async def test_image_import_then_logs_and_kill(kukeond: Kukeond) -> None:
         numbers = [int(line.decode().strip().removeprefix("line")) for line in (first, second)]
         assert numbers[1] == numbers[0] + 1
 
+        # limitBytes, as kube-apiserver answers it: cut where the bytes end (mid-line);
+        # followed, the stream ends once they are sent. Before, it was ignored.
+        async with http.get(f"{cell_url}/log", params={"limitBytes": "8"}) as response:
+            assert await response.text() == "line0\nli"
+        params = {"follow": "true", "tailLines": "1", "limitBytes": "20"}
+        async with asyncio.timeout(30):
+            async with http.get(f"{cell_url}/log", params=params) as response:
+                followed = (await response.read()).decode()
+        assert len(followed) == 20
+        assert followed.count("\n") >= 2  # lines written after the request: followed
+        for bad in ("0", "-3", "x"):
+            async with http.get(f"{cell_url}/log", params={"limitBytes": bad}) as response:
+                assert response.status == 400, bad
+                assert (await response.json())["message"].startswith("limitBytes: ")
+
         async with http.get(f"{cell_url}/log", params={"container": "nope"}) as response:
             assert response.status == 404
             assert "nope" in (await response.json())["message"]

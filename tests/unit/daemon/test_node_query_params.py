@@ -13,14 +13,21 @@ import pytest
 from multidict import MultiDict
 
 from kukeon.apiserver.status import ApiError
+from kukeon.cli.logs import _query
 from kukeon.cli.transfer import parse_ports
-from kukeon.daemon.noderoutes import MAX_SINCE_SECONDS, MAX_TAIL_LINES, LogQuery, _parse_signal
+from kukeon.daemon.noderoutes import (
+    MAX_LIMIT_BYTES,
+    MAX_SINCE_SECONDS,
+    MAX_TAIL_LINES,
+    LogQuery,
+    _parse_signal,
+)
 from kukeon.daemon.transfer import _port
 
 SUPERSCRIPT_TWO = "\u00b2"
 
 
-@pytest.mark.parametrize("name", ["tailLines", "sinceSeconds"])
+@pytest.mark.parametrize("name", ["tailLines", "sinceSeconds", "limitBytes"])
 @pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, "\u0663", "-1", "1e3", " 1"])
 def test_a_log_number_no_ascii_decimal_is_400(name: str, value: str) -> None:
     with pytest.raises(ApiError) as refused:
@@ -44,6 +51,37 @@ def test_a_log_number_over_the_limit_means_all_we_keep(digits: str) -> None:
     since = LogQuery.parse(MultiDict({"sinceSeconds": digits})).render.since
     assert since is not None
     assert datetime.now(UTC) - since >= timedelta(seconds=MAX_SINCE_SECONDS)
+
+
+@pytest.mark.parametrize("value", ["0", "000", "", "x"])
+def test_limit_bytes_not_a_number_over_zero_is_400(value: str) -> None:
+    """kube-apiserver refuses limitBytes < 1; before, the route ignored it (every byte sent)."""
+    with pytest.raises(ApiError) as refused:
+        LogQuery.parse(MultiDict({"limitBytes": value}))
+    assert refused.value.code == 400
+    assert str(refused.value).startswith("limitBytes: ")
+
+
+def test_limit_bytes_is_read() -> None:
+    assert LogQuery.parse(MultiDict({"limitBytes": "12"})).limit == 12
+    assert LogQuery.parse(MultiDict({"limitBytes": "9" * 5000})).limit == MAX_LIMIT_BYTES
+    assert LogQuery.parse(MultiDict()).limit is None
+
+
+def test_kukectl_limit_bytes_is_sent_unless_zero() -> None:
+    def query(limit_bytes: int) -> dict[str, str]:
+        return _query(
+            follow=False,
+            tail=None,
+            timestamps=False,
+            since=None,
+            since_time=None,
+            previous=False,
+            limit_bytes=limit_bytes,
+        )
+
+    assert query(4096) == {"limitBytes": "4096"}
+    assert query(0) == {}  # kubectl's default: no limit
 
 
 def test_leading_zeros_do_not_count() -> None:
