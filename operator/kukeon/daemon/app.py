@@ -306,14 +306,8 @@ class Daemon:
             ),
         )
 
-    async def _start_controllers(self, registry: Registry) -> None:
-        config = self.config
-        lease_ttl = min(15, config.node_lease_ttl)
-        where = await self._claimed_node_name(registry, lease_ttl)
-        # Slow host operations (cgroup and netns removal...) get threads of their own,
-        # stopped after everything that uses them (runtime.hostthreads).
-        open_host_threads()
-        self._on_stop("host threads", close_host_threads)
+    async def _connect_containerd(self) -> ContainerdClient:
+        """The containerd client, once containerd answers (closed at the stop)."""
         containerd = self._containerd_client()
         self.containerd = containerd
         self._on_stop("containerd connection", containerd.close)
@@ -325,7 +319,18 @@ class Daemon:
                 f"containerd did not answer within {CONTAINERD_START_WAIT_SECONDS:g} s "
                 f"(--containerd-address): {error}"
             ) from None
-        log.info("containerd %s at %s", version.version, config.containerd_address)
+        log.info("containerd %s at %s", version.version, self.config.containerd_address)
+        return containerd
+
+    async def _start_controllers(self, registry: Registry) -> None:
+        config = self.config
+        lease_ttl = min(15, config.node_lease_ttl)
+        where = await self._claimed_node_name(registry, lease_ttl)
+        # Slow host operations (cgroup and netns removal...) get threads of their own,
+        # stopped after everything that uses them (runtime.hostthreads).
+        open_host_threads()
+        self._on_stop("host threads", close_host_threads)
+        containerd = await self._connect_containerd()
 
         cgroups = open_driver(root=config.cgroup_root)
         root_limit = await limit_kukeon_root(config, cgroups)
