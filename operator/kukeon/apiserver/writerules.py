@@ -33,7 +33,7 @@ from kukeon.api import (
     parse_resource,
     to_document,
 )
-from kukeon.api.cellset import HASH_LENGTH, SUFFIX_LENGTH
+from kukeon.api.cellset import CELLSET_LABEL, HASH_LENGTH, SUFFIX_LENGTH, TEMPLATE_HASH_LABEL
 from kukeon.api.container import containerd_container_id
 from kukeon.api.hostusers import host_users_change
 from kukeon.api.labelrules import label_key_problem, label_value_problem
@@ -188,7 +188,10 @@ def check_labels(target: Target, res: AnyResource, current: AnyResource | None) 
     an object already had are left alone, so a legacy one does not block other changes.
 
     Annotations, as Kubernetes': keys of the labels' form, and at most 256 KiB in all
-    (a set copies its template's to every cell, each a document of its own in etcd)."""
+    (a set copies its template's to every cell, each a document of its own in etcd).
+
+    A set's template may not carry the labels its controller puts on each cell
+    (`_reserved_template_labels`)."""
     causes = _label_causes("metadata.labels", res.metadata.labels, _labels_of(current))
     kept_notes = current.metadata.annotations if current is not None else {}
     causes += _annotation_causes("metadata.annotations", res.metadata.annotations, kept_notes)
@@ -196,11 +199,9 @@ def check_labels(target: Target, res: AnyResource, current: AnyResource | None) 
     if isinstance(res, CellSet):
         kept_meta = current.spec.template.metadata if isinstance(current, CellSet) else None
         template = res.spec.template.metadata
-        causes += _label_causes(
-            "spec.template.metadata.labels",
-            template.labels,
-            kept_meta.labels if kept_meta is not None else {},
-        )
+        kept_labels = kept_meta.labels if kept_meta is not None else {}
+        causes += _label_causes("spec.template.metadata.labels", template.labels, kept_labels)
+        causes += _reserved_template_labels(template.labels, kept_labels)
         causes += _annotation_causes(
             "spec.template.metadata.annotations",
             template.annotations or {},
@@ -215,6 +216,27 @@ def check_labels(target: Target, res: AnyResource, current: AnyResource | None) 
             name=target.name,
             causes=causes,
         )
+
+
+_RESERVED_TEMPLATE_LABELS = {
+    CELLSET_LABEL: "the set's name",
+    TEMPLATE_HASH_LABEL: "the hash of the template the cell was made from",
+}
+"""The labels a set's controller puts on each of its cells, over the template's."""
+
+
+def _reserved_template_labels(labels: Mapping[str, str], kept: Mapping[str, str]) -> list[Cause]:
+    """A reserved label in a set's template was stored and silently replaced on every cell
+    by the controller's value. One the stored template already has, with that value, is
+    let through: a set written before this rule stays writable (scaled, say)."""
+    return [
+        Cause(
+            f"spec.template.metadata.labels[{quote(key)}]",
+            f"{quote(key)} is set by kukeon on each of the set's cells ({what}): leave it out",
+        )
+        for key, what in _RESERVED_TEMPLATE_LABELS.items()
+        if key in labels and kept.get(key) != labels[key]
+    ]
 
 
 def _selectors_of(res: AnyResource | None) -> dict[str, Mapping[str, str]]:

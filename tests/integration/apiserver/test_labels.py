@@ -192,3 +192,48 @@ async def test_a_legacy_node_selector_does_not_block_other_changes(
     status, body = await _answer(await http.patch(f"{STACK}/cells/old", json=patch, headers=MERGE))
     assert status == 200, body
     assert body["spec"]["nodeSelector"] == {"a/b/c": "x"}
+
+
+@pytest.mark.parametrize("key", ["kukeon.io/cellset", "kukeon.io/template-hash"])
+async def test_a_sets_template_may_not_carry_its_controllers_labels(
+    stack: None, api: Api, http: aiohttp.ClientSession, registry: Registry, key: str
+) -> None:
+    """The set's controller puts its own values of these labels on each cell: a template's
+    were stored and silently replaced. Refused on create and on an update adding one; a set
+    stored with one before stays writable while it keeps it."""
+    field = f"spec.template.metadata.labels[{quote(key)}]"
+    cellset = set_doc()
+    cellset["spec"]["template"]["metadata"]["labels"][key] = "mine"
+    status, body = await _answer(await http.post(f"{STACK}/cellsets", json=cellset))
+    assert status == 422, body
+    assert _fields(body) == [field]
+    assert key in body["message"]
+
+    status, body = await _answer(await http.post(f"{STACK}/cellsets", json=set_doc()))
+    assert status == 201, body
+    added = {"spec": {"template": {"metadata": {"labels": {key: "mine"}}}}}
+    path = f"{STACK}/cellsets/web"
+    status, body = await _answer(await http.patch(path, json=added, headers=MERGE))
+    assert status == 422, body
+    assert _fields(body) == [field]
+    status, body = await _answer(await http.delete(path))
+    assert status == 200, body
+
+    legacy = set_doc()
+    legacy["apiVersion"] = "kukeon.io/v1beta1"
+    legacy["metadata"]["name"] = "old"
+    legacy["spec"] = {**legacy["spec"], "realmId": "team", "spaceId": "s", "stackId": "st"}
+    legacy["spec"]["template"]["metadata"]["labels"][key] = "mine"
+    await registry.create(parse_resource(legacy))  # as stored before the check existed
+    path = f"{STACK}/cellsets/old"
+    scaled = {"spec": {"replicas": 3}}
+    status, body = await _answer(await http.patch(path, json=scaled, headers=MERGE))
+    assert status == 200, body
+    assert body["spec"]["template"]["metadata"]["labels"][key] == "mine"
+    changed = {"spec": {"template": {"metadata": {"labels": {key: "other"}}}}}
+    status, body = await _answer(await http.patch(path, json=changed, headers=MERGE))
+    assert status == 422, body
+    removed = {"spec": {"template": {"metadata": {"labels": {key: None}}}}}
+    status, body = await _answer(await http.patch(path, json=removed, headers=MERGE))
+    assert status == 200, body
+    assert key not in body["spec"]["template"]["metadata"]["labels"]
