@@ -54,7 +54,8 @@ from .ephemeralstorage import StorageLimits
 from .events import follow_task_events
 from .gc import collect_orphans, container_cell_key, list_node_containers
 from .host import Host, HostSettings
-from .images import ImageArchives, ImageProvider
+from .imagearchives import ImageArchives
+from .images import ImageProvider
 from .layers import HostLocks, migrate_legacy_finalizers, node_finalizer
 from .leaseleftovers import release_abandoned_leases
 from .logcopiers import LogCopiers

@@ -66,6 +66,7 @@ from kukeon.apiserver.status import ApiError, Cause
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import registry_credentials
 from kukeon.controllers.cellfiles import SecretUnavailableError
+from kukeon.controllers.imagearchives import name_candidates
 from kukeon.controllers.images import (
     IMPORTED_BY_LABEL,
     AdminImageError,
@@ -73,7 +74,6 @@ from kukeon.controllers.images import (
     ImageUnavailableError,
     InvalidImageReferenceError,
     admin_owner_reason,
-    name_candidates,
     owned_by_admin,
     realm_image_quota,
 )

@@ -12,16 +12,15 @@ from typing import Any, cast
 import pytest
 
 from kukeon.controllers import images as provider_module
+from kukeon.controllers.imagearchives import ImageArchives, name_candidates
 from kukeon.controllers.images import (
     IMPORTED_BY_LABEL,
     AdminImageError,
-    ImageArchives,
     ImageProvider,
     ImageStorageExceededError,
     ImageStorageLimits,
     ImageUnavailableError,
     InvalidImageReferenceError,
-    name_candidates,
     owned_by_admin,
 )
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError

@@ -13,7 +13,8 @@ from aiohttp import web
 from kukeon.api import ObjectMeta, Realm
 from kukeon.api.realm import RealmQuota, RealmSpec
 from kukeon.apiserver.quotausage import IMAGE_USAGE_KEY, ImageUsage, image_usage_document
-from kukeon.controllers.images import ImageArchives, ImageProvider, ImageStorageLimits
+from kukeon.controllers.imagearchives import ImageArchives
+from kukeon.controllers.images import ImageProvider, ImageStorageLimits
 from kukeon.daemon.imageroutes import ImageRoutes
 from kukeon.runtime.containerd.errors import ContainerdUnavailableError
 
