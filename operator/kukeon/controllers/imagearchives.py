@@ -73,13 +73,21 @@ class ImageArchives:
         return self.directory / "incoming"
 
     def remove_interrupted(self) -> list[Path]:
-        """Remove what imports cut short by a crash left (their staged archives and copies
-        not yet named): nothing else ever would. Only at start, before any import runs;
-        blocking (run in a thread)."""
+        """Remove what imports cut short by a crash left, which nothing else ever would:
+        their staged archives, copies not yet named, and stored archives no name points at
+        (a crash between a copy's naming, ``_store``, and the index's write, ``record``).
+        Only at start, before any import runs; blocking (run in a thread)."""
         left = [
             *(self.incoming.glob("*.tar") if self.incoming.is_dir() else []),
             *(self.directory.glob("*.partial") if self.directory.is_dir() else []),
         ]
+        try:
+            named = set(self._read_index().values())
+        except (OSError, ValueError) as error:  # kept: without the index none can be told
+            log.warning("%s unreadable, archives kept: %s", self._index_file, error)
+        else:
+            stored = self.directory.glob("*.tar") if self.directory.is_dir() else []
+            left += [path for path in stored if path.name not in named]
         for path in left:
             path.unlink(missing_ok=True)
         return left
