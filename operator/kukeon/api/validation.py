@@ -95,6 +95,11 @@ _IRREGULAR_ALIASES = {"host_pid": "hostPID"}
 _KUBERNETES_HINTS: dict[tuple[str, str], str] = {
     ("metadata", "namespace"): "kukeon has no namespaces; a document names its parents in "
     "spec (realmId, spaceId, stackId), `default` when unset",
+    **{
+        ("metadata", parent): "a document names its parents in spec (realmId, spaceId, "
+        "stackId), `default` when unset; its own name is metadata.name"
+        for parent in ("realm", "space", "stack")
+    },
     ("containers", "name"): "a container's name is its `id`",
     ("resources", "limits"): "kukeon's resources are flat: memoryLimitBytes, "
     "cpuLimitMillicores, cpuShares, pidsLimit",

@@ -596,3 +596,14 @@ def test_invalid_resource_pickles() -> None:
     error = InvalidResource("Cell", "a/b/c/d", [FieldError("spec.id", "bad")])
     again = pickle.loads(pickle.dumps(error))
     assert (again.kind, again.name, again.causes) == (error.kind, error.name, error.causes)
+
+
+@pytest.mark.parametrize("parent", ["realm", "space", "stack", "namespace"])
+def test_a_parent_named_in_metadata_names_where_it_goes(parent: str) -> None:
+    # Manifests written as for Kubernetes put the place in metadata.
+    doc = cell_doc(containers=[container("a")])
+    doc["metadata"][parent] = "prod"
+    cause = one_cause(doc)
+    assert cause.field == f"metadata.{parent}"
+    assert "unknown field" in cause.message
+    assert "realmId, spaceId, stackId" in cause.message
