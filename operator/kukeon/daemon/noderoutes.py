@@ -222,6 +222,20 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
     raise ApiError(400, f"{name}: {text[:40]!r} is not true or false")
 
 
+def _never_started(cell: Cell, container: str) -> str:
+    """Why a container has no log on its node: it has not started there (yet), as the
+    cell's status says (kube-apiserver's 400 'container ... is waiting to start')."""
+    status = cell.status
+    said = next((c for c in status.containers if c.id == container), None)
+    reason = (said.reason if said is not None else None) or status.reason
+    message = (said.message if said is not None else None) or status.message
+    why = f" ({status.state}: {reason}: {message})" if reason and message else ""
+    return (
+        f"container {container} of cell {cell.metadata.name} has not started on its node "
+        f"yet, so it has no log{why}; `logs -f` waits for it"
+    )
+
+
 class ClientLeftError(Exception):
     """An exec's client closed its socket before the process ended."""
 
@@ -374,6 +388,8 @@ class NodeRoutes:
                 f"container {container} of cell {cell.metadata.name} has no previous "
                 "instance (it has not been restarted or re-created on this node)",
             )
+        if not query.follow and not await asyncio.to_thread(path.exists):
+            raise ApiError(400, _never_started(cell, container))
         follower = await asyncio.to_thread(LogFollower, path)
         # The kept (rotated) files too, one at a time: a whole log is up to
         # containerLogMaxFiles x containerLogMaxSize.

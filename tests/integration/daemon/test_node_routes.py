@@ -211,3 +211,29 @@ async def test_an_exec_whose_client_leaves_first_ends_its_process(kukeond: Kukeo
                 if not left:
                     break
             assert not left  # neither the process nor its FIFO directory
+
+
+async def test_the_log_of_a_container_that_never_started_says_why(kukeond: Kukeond) -> None:
+    # kube-apiserver's 400 'container ... is waiting to start'; it was a 200 with no line.
+    k = kukeond
+    await k.hierarchy()
+    containers = [{"id": "c", "image": "nosuch.invalid/x:1", "command": "true"}]
+    await k.apply(
+        {
+            "kind": "Cell",
+            "metadata": {"name": "never"},
+            "spec": {
+                "realmId": k.realm,
+                "spaceId": "s1",
+                "stackId": "st1",
+                "containers": containers,
+            },
+        }
+    )
+    await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "never"), state="Failed", within=60)
+    cell_url = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/never"
+    async with session(k) as http, http.get(f"{cell_url}/log") as response:
+        assert response.status == 400
+        message = (await response.json())["message"]
+    assert "container c of cell never has not started on its node yet" in message
+    assert "ImageUnavailable" in message
