@@ -28,6 +28,13 @@ from prometheus_client import CollectorRegistry
 from kukeon.apiserver.app import ReadinessCheck, create_app
 from kukeon.apiserver.auth import TokenBook, TokensFileError
 from kukeon.apiserver.hostpathmounts import warn_about_host_paths
+from kukeon.apiserver.listeners import (
+    AcceptingSite,
+    ConnectionCapError,
+    listener_metrics,
+    open_files_limit,
+    tcp_connection_cap,
+)
 from kukeon.apiserver.lowlevel import PARSER_LIMITS, StatusAppRunner
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
@@ -61,6 +68,21 @@ def _split_address(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ApiServerError(f"API TCP address {address!r} must be host:port")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    """A socket bound to the first address ``host`` names (``listen`` comes later)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def ensure_group(name: str) -> int:
@@ -128,15 +150,24 @@ def _bind_unix(path: Path, mode: int, gid: int | None) -> socket.socket:
 class ApiServerRunner:
     """Owns the listeners of one API application."""
 
-    def __init__(self, *, app: web.Application, settings: ApiSettings, tls: ssl.SSLContext | None):
+    def __init__(
+        self,
+        *,
+        app: web.Application,
+        settings: ApiSettings,
+        tls: ssl.SSLContext | None,
+        metrics_registry: CollectorRegistry | None = None,
+    ):
         self._app = app
         self._settings = settings
         self._tls = tls
+        self._metrics = listener_metrics(metrics_registry)
         self._runner: web.AppRunner | None = None
         self._bound_socket: tuple[int, int] | None = None
         """(device, inode) of the socket file this runner made: the only one it removes."""
         self.tcp_port: int | None = None
         """The bound TCP port (useful with port 0), once started."""
+        self.tcp_site: AcceptingSite | None = None
 
     @property
     def socket_path(self) -> Path | None:
@@ -150,6 +181,7 @@ class ApiServerRunner:
         if self._runner is not None:
             return
         settings = self._settings
+        tcp_cap = self._tcp_connection_cap()
         await asyncio.to_thread(
             warn_about_host_paths, settings.allowed_host_paths, settings.secret_dirs
         )
@@ -171,22 +203,50 @@ class ApiServerRunner:
                 )
                 made = settings.socket_path.lstat()
                 self._bound_socket = (made.st_dev, made.st_ino)
-                await web.SockSite(runner, sock).start()
+                # No cap: the local admin's; what it may hold is kept free of the TCP cap.
+                await AcceptingSite(runner, sock, listener="unix", metrics=self._metrics).start()
                 log.info("API listening on unix:%s", settings.socket_path)
             if settings.tcp_address is not None:
                 host, port = _split_address(settings.tcp_address)
                 try:
-                    site = web.TCPSite(runner, host, port, ssl_context=self._tls)
-                    await site.start()
+                    tcp = await asyncio.to_thread(_bind_tcp, host, port)
+                    self.tcp_site = AcceptingSite(
+                        runner,
+                        tcp,
+                        listener="tcp",
+                        ssl_context=self._tls,
+                        max_connections=tcp_cap,
+                        handshake_timeout=settings.tls_handshake_timeout,
+                        metrics=self._metrics,
+                    )
+                    await self.tcp_site.start()
                 except OSError as exc:
                     raise ApiServerError(f"cannot listen on {settings.tcp_address}: {exc}") from exc
-                server = site._server  # aiohttp keeps the asyncio Server here
-                sockets = getattr(server, "sockets", None) or []
-                self.tcp_port = sockets[0].getsockname()[1] if sockets else port
-                log.info("API listening on https://%s:%s", host, self.tcp_port)
+                self.tcp_port = tcp.getsockname()[1]
+                log.info(
+                    "API listening on https://%s:%s (at most %d connections)",
+                    host,
+                    self.tcp_port,
+                    tcp_cap,
+                )
         except BaseException:
             await self.stop()
             raise
+
+    def _tcp_connection_cap(self) -> int | None:
+        """The TCP listener's cap (``listeners.tcp_connection_cap``); refused when it cannot
+        fit the open-files limit."""
+        settings = self._settings
+        if settings.tcp_address is None:
+            return None
+        try:
+            return tcp_connection_cap(
+                settings.max_tcp_connections,
+                open_files=open_files_limit(),
+                unix_sessions=settings.max_requests_inflight + settings.max_long_running,
+            )
+        except ConnectionCapError as error:
+            raise ApiServerError(str(error)) from None
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
@@ -258,7 +318,7 @@ async def build_runner(
         readiness_checks=readiness_checks,
         container_check=container_check,
     )
-    return ApiServerRunner(app=app, settings=settings, tls=tls)
+    return ApiServerRunner(app=app, settings=settings, tls=tls, metrics_registry=metrics_registry)
 
 
 async def serve_api(

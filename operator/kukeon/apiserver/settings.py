@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kukeon.apiserver.admission import HostAllowances, normalize_directory
 from kukeon.apiserver.inflight import MAX_LONG_RUNNING, MAX_LONG_RUNNING_PER_USER
+from kukeon.apiserver.listeners import TLS_HANDSHAKE_TIMEOUT
 from kukeon.apiserver.writebudget import WRITE_OVERHEAD_BYTES, Rate
 from kukeon.client.paths import DEFAULT_SOCKET
 from kukeon.store.codec import MAX_DOCUMENT_BYTES
@@ -49,6 +50,12 @@ class ApiSettings(BaseModel):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tokens_file: Path | None = None
+    max_tcp_connections: int = Field(default=0, ge=0)
+    """TCP connections held open at once, TLS handshakes included; more are closed at
+    once. 0: ``listeners.DEFAULT_MAX_TCP_CONNECTIONS``, lowered to what the open-files
+    limit leaves (``listeners.tcp_connection_cap``)."""
+    tls_handshake_timeout: float = Field(default=TLS_HANDSHAKE_TIMEOUT, gt=0)
+    """Seconds a TCP client has to finish its TLS handshake."""
 
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
     max_requests_inflight: int = Field(default=400, gt=0)

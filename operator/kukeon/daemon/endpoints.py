@@ -43,6 +43,7 @@ def api_settings(daemon: Daemon) -> ApiSettings:
     return ApiSettings(
         socket_path=config.api_socket,
         tcp_address=config.api_address,
+        max_tcp_connections=config.api_max_connections,
         tls_cert_file=config.api_tls_cert_file,
         tls_key_file=config.api_tls_key_file,
         tokens_file=config.api_tokens_file,

@@ -204,6 +204,14 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ),
     ("--metrics-address", {"help": "host:port of /metrics (default 127.0.0.1:9464)."}),
     ("--api-address", {"help": "Optional TCP listener host:port (TLS and tokens required)."}),
+    (
+        "--api-max-connections",
+        {
+            "type": _count,
+            "help": "TCP API connections held open at once; more are closed at once. 0: "
+            "4096, lowered to what the open-files limit leaves (default 0).",
+        },
+    ),
     ("--api-tls-cert-file", {"type": _path}),
     ("--api-tls-key-file", {"type": _path}),
     ("--api-tokens-file", {"type": _path}),
@@ -356,8 +364,8 @@ def command(argv: Sequence[str] | None = None) -> None:
     # Defense in depth beside the explicit modes: nothing kukeond or the programs it starts
     # (etcd, CNI plugins) create is for other users. Containers' files are runc's.
     os.umask(PROCESS_UMASK)
-    raise_open_files_limit()
     configure_logging(config.log_level)
+    raise_open_files_limit()  # logged: after configure_logging
     mallocpolicy.cap_arenas()  # before kukeond's threads start: they share one arena
     try:
         with contextlib.suppress(KeyboardInterrupt):  # a second ^C during shutdown
@@ -377,8 +385,15 @@ def raise_open_files_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        with contextlib.suppress(ValueError, OSError):
+        logger = logging.getLogger(__name__)
+        try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as error:
+            logger.warning(
+                "cannot raise the open-files limit from %d to %d: %s", soft, wanted, error
+            )
+        else:
+            logger.info("raised the open-files limit (RLIMIT_NOFILE) from %d to %d", soft, wanted)
 
 
 def main() -> None:

@@ -48,6 +48,7 @@ FLAGS = {
     "--image-unpacked-max-bytes": "image_unpacked_max_bytes",
     "--metrics-address": "metrics_address",
     "--api-address": "api_address",
+    "--api-max-connections": "api_max_connections",
     "--api-tls-cert-file": "api_tls_cert_file",
     "--api-tls-key-file": "api_tls_key_file",
     "--api-tokens-file": "api_tokens_file",

@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 SCRIPT = """
+import logging
 import resource
+logging.basicConfig(level=logging.INFO, format="%(message)s")
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
 from kukeon.daemon.main import raise_open_files_limit
@@ -22,3 +24,4 @@ def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.split() == ["True", "True"], done.stderr
+    assert done.stderr.count("raised the open-files limit (RLIMIT_NOFILE) from 256 to ") == 1
