@@ -87,13 +87,16 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
             checks["runtime"] = daemon.fleet.agent.runtime_ready
             checks["node"] = daemon.fleet.agent.document_ready
 
-    runner = await build_runner(
-        settings=api_settings(daemon),
-        registry=daemon.registry,
-        metrics_registry=daemon.metrics_registry,
-        readiness_checks=checks,
-        container_check=runnable_problems,
-    )
+    try:
+        runner = await build_runner(
+            settings=api_settings(daemon),
+            registry=daemon.registry,
+            metrics_registry=daemon.metrics_registry,
+            readiness_checks=checks,
+            container_check=runnable_problems,
+        )
+    except ApiServerError as error:  # the tokens or TLS files, the listener's settings
+        raise StartupError(str(error)) from error
     metrics = await _start_metrics(daemon, runner.app, on_stop)
     if daemon.controllers is not None:
         NodeRoutes(
