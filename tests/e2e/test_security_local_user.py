@@ -189,10 +189,12 @@ def local_kukeond(
         bootstrap=False,
     )
     own_daemon(config)
-    # What an older kukeon left: a 0755 state directory, a 0644 archive in a 0755 directory.
+    # What an older kukeon left: a 0755 state directory, a 0644 archive in a 0755 directory
+    # (named in the store's index: an archive no name points at is removed at start).
     older = config.state_dir / "images" / "older.tar"
     older.parent.mkdir(parents=True)
     older.write_bytes(b"an image")
+    (older.parent / "index.json").write_text('{"example.com/older:1": "older.tar"}')
     for path, wide in ((config.state_dir, 0o755), (older.parent, 0o755), (older, 0o644)):
         path.chmod(wide)
     private = base / "private"
