@@ -78,8 +78,10 @@ async def test_a_cell_no_node_could_run_is_a_422_naming_each_field(
         assert sorted(_fields(body)) == [
             "spec.containers[0].capabilities.add[0]",
             "spec.containers[0].securityOpts[0]",
-            "spec.containers[0].tmpfs[1].options[0]",  # the mounts' first mistake
+            "spec.containers[0].tmpfs[0].path",  # every mount mistake, each named
+            "spec.containers[0].tmpfs[1].options[0]",
             "spec.containers[0].user",
+            "spec.containers[0].volumes[1].target",
         ], body
         assert "unknown capability 'CAP_FLY'" in body["message"]
     status, body = await _answer(await http.get(f"{STACK}/cells/bad"))
@@ -93,7 +95,7 @@ async def test_a_cell_no_node_could_run_is_a_422_naming_each_field(
         assert (status, _fields(body)) == (422, ["spec.containers[0].user"]), body
         assert "nor a user or group name" in body["message"], body
 
-    # The mounts' other mistakes, one at a time.
+    # The mounts' mistakes, one at a time.
     status, body = await _answer(
         await http.post(f"{STACK}/cells", json=_cell("proc", tmpfs=[{"path": "/proc"}]))
     )

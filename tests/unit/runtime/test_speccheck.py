@@ -167,6 +167,34 @@ def test_every_mistake_is_reported_at_once() -> None:
     assert fields == ["capabilities.add[0]", "securityOpts[0]", "tmpfs[0].path", "user"]
 
 
+def test_every_mount_mistake_is_named_at_once() -> None:
+    # The node's builder stops at the first; the API names each, as Kubernetes does.
+    container = ContainerSpec.model_validate(
+        {
+            "id": "web",
+            "image": "busybox",
+            "tmpfs": [
+                {"path": "/proc"},
+                {"path": "/data", "options": ["nosuchoption"]},
+                {"path": "/sys"},
+                {"path": "/cache"},
+            ],
+            "volumes": [
+                {"source": "/srv", "target": "/proc/1/x"},
+                {"kind": "tmpfs", "target": "/cache"},
+            ],
+        }
+    )
+    fields = sorted(e.field for e in container_errors(container))
+    assert fields == [
+        "tmpfs[0].path",
+        "tmpfs[1].options[0]",
+        "tmpfs[2].path",
+        "tmpfs[3].path",  # /cache twice: named by the later one (volumes come first)
+        "volumes[0].target",
+    ], fields
+
+
 def test_a_non_ascii_digit_user_is_a_name_not_a_crash() -> None:
     """'²'.isdigit() is true and int('²') raises: the builder must treat it as a name."""
     container = make_container(user="²")

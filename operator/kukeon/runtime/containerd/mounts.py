@@ -23,13 +23,16 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from kukeon.api import ContainerSpec, TmpfsMount, VolumeKind
 from kukeon.runtime.containerd import ttyinit
 from kukeon.runtime.containerd.specerrors import FieldError
+
+_T = TypeVar("_T")
 
 CELL_FILES: Final = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 """Where the cell's rendered files are mounted, in this order."""
@@ -80,6 +83,7 @@ def container_mounts(
     cell_files: Mapping[str, str | None],
     cgroup_writable: bool = False,
     host_proc: Path | None = None,
+    problems: list[FieldError] | None = None,
 ) -> list[dict[str, Any]]:
     """The standard kernel filesystems, then the container's own mounts, parents first.
 
@@ -91,16 +95,20 @@ def container_mounts(
     privileged (its cgroup is delegated to it). ``host_proc``: the node's /proc, where a
     tmpfs inside the container's /proc must find a directory to mask (the node's kernel
     makes the container's /proc alike); None (the API server) does not look.
+    ``problems``: each mistake is added to it, and the mount it concerns left out, instead
+    of the first one raised (the API server names them all at once).
 
     A mount the container asks for at a standard destination (a bigger /dev/shm, say)
     replaces the standard one.
     """
-    own = _own_mounts(container, secret_files=secret_files, tty_state_dir=tty_state_dir)
+    own = _own_mounts(
+        container, secret_files=secret_files, tty_state_dir=tty_state_dir, problems=problems
+    )
     if host_proc is not None:
         for field, mount in own:
             _check_proc_directory(field, mount, host_proc)
     own += _cell_file_mounts(cell_files, own)
-    overridden = _destinations(own)
+    overridden = _noted(problems, partial(_destinations, own)) or set()
     mounts = [
         m
         for m in _standard_mounts(container.privileged, cgroup_writable=cgroup_writable)
@@ -151,10 +159,26 @@ def _standard_mounts(privileged: bool, *, cgroup_writable: bool) -> list[dict[st
     ]
 
 
+def _noted(problems: list[FieldError] | None, check: Callable[[], _T]) -> _T | None:
+    """``check()``; None where it raises a FieldError and ``problems`` takes it."""
+    if problems is None:
+        return check()
+    try:
+        return check()
+    except FieldError as error:
+        problems.append(error)
+        return None
+
+
 def _own_mounts(
-    container: ContainerSpec, *, secret_files: Mapping[str, str], tty_state_dir: str | None
+    container: ContainerSpec,
+    *,
+    secret_files: Mapping[str, str],
+    tty_state_dir: str | None,
+    problems: list[FieldError] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The container's volumes, tmpfs, secrets and tty state, each with its field."""
+    """The container's volumes, tmpfs, secrets and tty state, each with its field; a
+    mistake goes into ``problems`` when given (that mount left out), else it is raised."""
     own: list[tuple[str, dict[str, Any]]] = []
     for position, volume in enumerate(container.volumes):
         field = f"volumes[{position}].target"
@@ -173,8 +197,9 @@ def _own_mounts(
             own.append((field, _mount(volume.target, "bind", volume.source, options)))
     for position, tmpfs in enumerate(container.tmpfs):
         field = f"tmpfs[{position}].path"
-        options = _tmpfs_options(tmpfs, f"tmpfs[{position}]")
-        own.append((field, _mount(tmpfs.path, "tmpfs", "tmpfs", options)))
+        given = _noted(problems, partial(_tmpfs_options, tmpfs, f"tmpfs[{position}]"))
+        if given is not None:
+            own.append((field, _mount(tmpfs.path, "tmpfs", "tmpfs", given)))
     secret_fields = {
         s.mount_path: f"secrets[{i}].mountPath" for i, s in enumerate(container.secrets)
     }
@@ -182,8 +207,17 @@ def _own_mounts(
         options = ["rbind", "ro", "nosuid", "nodev", "noexec"]
         field = secret_fields.get(target, "secrets")
         own.append((field, _mount(target, "bind", source, options)))
+    kept: list[tuple[str, dict[str, Any]]] = []
     for field, mount in own:
-        _check_destination(field, mount, secret=field.startswith("secrets"))
+        try:
+            _check_destination(field, mount, secret=field.startswith("secrets"))
+        except FieldError as error:
+            if problems is None:
+                raise
+            problems.append(error)
+            continue
+        kept.append((field, mount))
+    own = kept
     if tty_state_dir is not None:
         # The tty wrapper's state (the onInit create marker): kept on the host, writable
         # even on a read-only root filesystem, surviving task restarts.

@@ -36,7 +36,6 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
     checks: list[Callable[[], object]] = [
         lambda: security_options(container),
         lambda: capability_set(container, None),
-        lambda: _mounts(container),
     ]
     if container.user:
         user = container.user
@@ -51,7 +50,7 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
     checks += [partial(_one_tmpfs_size, i, tmpfs) for i, tmpfs in enumerate(container.tmpfs)]
     checks += [partial(_secret_once, container, i) for i in range(len(container.secrets))]
     checks.append(lambda: _added_and_dropped(container))
-    errors: list[FieldError] = []
+    errors = _mount_errors(container)
     for check in checks:
         try:
             check()
@@ -161,12 +160,16 @@ def _added_and_dropped(container: ContainerSpec) -> None:
             raise FieldError(f"capabilities.add[{position}]", why)
 
 
-def _mounts(container: ContainerSpec) -> None:
-    """The container's mounts as its node would make them, with placeholder sources."""
+def _mount_errors(container: ContainerSpec) -> list[FieldError]:
+    """Every mistake of the container's mounts as its node would make them (placeholder
+    sources), each named: the node's builder stops at the first."""
     wrapped = container.attachable and ttyinit.wrapper_needed(container.tty)
+    problems: list[FieldError] = []
     container_mounts(
         container,
         secret_files={s.mount_path: "-" for s in container.secrets if s.mount_path},
         tty_state_dir="-" if wrapped else None,
         cell_files={},
+        problems=problems,
     )
+    return problems
