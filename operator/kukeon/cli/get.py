@@ -9,6 +9,7 @@ Names that do not exist are reported one line each after what exists (exit 1), a
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -275,6 +276,10 @@ def _print_found(
 ) -> None:
     if tables:
         print_text("\n\n".join(tables))
+    elif output == "json" and not single:
+        # kubectl's: a listing is a List however many it holds, so `| jq '.items[]'` reads
+        # one object, or none, as it reads ten.
+        print_text(json.dumps(_documents_root(everything, single=False), indent=2) + "\n")
     elif output in ("yaml", "json") and everything:
         from .output import render_documents
 
