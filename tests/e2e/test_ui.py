@@ -307,6 +307,23 @@ async def pending_then_ready(c: Console, viewer: Page) -> None:
         path,
     )
     assert forced == 403
+    # Nor an Apply view: the server validates a manifest by writing it with dryRun=All,
+    # which is refused to a viewer as the write itself is (its Validate was a 403 each).
+    await expect(viewer.locator("#nav-apply")).to_be_hidden()
+    await viewer.keyboard.press("a")
+    assert "#/apply" not in viewer.url
+    dry_run = await viewer.evaluate(
+        """async (path) => (await fetch(path + '?dryRun=All', {method: 'POST',
+             headers: {'Authorization': 'Bearer ' + sessionStorage.getItem('kukeon.token'),
+                       'Content-Type': 'application/json'},
+             body: JSON.stringify({apiVersion: 'kukeon.io/v1beta1', kind: 'Cell',
+                                   metadata: {name: 'tried'}, spec: {}})})).status""",
+        path.rsplit("/", 1)[0],
+    )
+    assert dry_run == 403
+    await viewer.goto(f"{c.https}/ui/#/apply")
+    await expect(viewer.locator("#apply-read-only")).to_contain_text("read only (viewer)")
+    assert await viewer.locator("#manifest, #validate, #apply").count() == 0
     await viewer.close()
 
 

@@ -58,13 +58,20 @@ export class ApplyView {
     this.text = h('textarea', { id: 'manifest', rows: '16', spellcheck: 'false', 'aria-label': 'Manifest (YAML or JSON)',
       placeholder: 'apiVersion: kukeon.io/v1beta1\nkind: Cell\n…' });
     this.results = h('div', { id: 'apply-results', role: 'status', 'aria-live': 'polite' });
-    const writes = me.writes;
+    if (!me.writes) {
+      // The server validates a manifest by writing it with dryRun=All, and a dry run is
+      // authorized as the write it stands for: a viewer's Validate was a 403 per document.
+      fill(main, h('h1', null, 'Apply a manifest'),
+        h('p', { class: 'muted role-note', id: 'apply-read-only' },
+          `read only (${me.role}): validating a manifest writes it as a dry run, and this role may not write.`));
+      return;
+    }
     fill(main, h('h1', null, 'Apply a manifest'),
       h('p', { class: 'muted' }, 'Paste one or more documents (--- between them). Validate asks the server without writing.'),
       this.text,
       h('div', { class: 'actions' },
         h('button', { type: 'button', id: 'validate', class: 'secondary', onclick: () => this.run(true) }, 'Validate'),
-        writes ? h('button', { type: 'button', id: 'apply', onclick: () => this.run(false) }, 'Apply') : h('span', { class: 'muted role-note' }, `read only (${me.role}): validate only`)),
+        h('button', { type: 'button', id: 'apply', onclick: () => this.run(false) }, 'Apply')),
       this.results);
   }
 

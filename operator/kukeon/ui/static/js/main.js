@@ -65,6 +65,7 @@ function signOut(message) {
 function showLogin(message) {
   fill(who);
   document.getElementById('logout').hidden = true;
+  document.getElementById('nav-apply').hidden = true;
   const input = h('input', { id: 'token', type: 'password', autocomplete: 'off', required: true, 'aria-describedby': 'login-help' });
   const form = h('form', { class: 'login panel', id: 'login' },
     h('h1', null, 'Sign in'),
@@ -92,7 +93,8 @@ async function start() {
   store = new Store();
   fill(who, h('span', { id: 'whoami' }, `${me.user} · ${me.role}`));
   document.getElementById('logout').hidden = false;
-  document.getElementById('nav-apply').hidden = false;
+  // Validate is a dry-run write: a caller who may write nothing is not offered either.
+  document.getElementById('nav-apply').hidden = !me.writes;
   route();
 }
 
@@ -100,7 +102,7 @@ function shortcuts(event) {
   const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(event.target.tagName) || event.target.isContentEditable;
   if (event.key === 'Escape' && event.target === search) { search.blur(); return; }
   if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
-  const go = { t: '#/tree', c: '#/sets', n: '#/nodes', s: '#/secrets', a: '#/apply' }[event.key];
+  const go = { t: '#/tree', c: '#/sets', n: '#/nodes', s: '#/secrets', a: me && me.writes ? '#/apply' : null }[event.key];
   if (event.key === '/') { event.preventDefault(); search.focus(); search.select(); }
   else if (go) { event.preventDefault(); location.hash = go; }
   else if (event.key === 'ArrowDown' && location.hash.startsWith('#/tree')) {
