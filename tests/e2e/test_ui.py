@@ -656,6 +656,11 @@ async def hostile_views(c: Console) -> None:
     await expect(page.locator(".facts")).to_contain_text("CommandNotFound", timeout=60_000)
     await expect(page.locator(".facts")).to_contain_text(NO_SLASH)
     await expect(page.locator("#events")).to_contain_text(NO_SLASH, timeout=30_000)
+    # A link with a malformed escape opens its page (the name as written, not found);
+    # decoding it threw, and the page kept the previous view under the new address.
+    await page.goto(f"{c.https}/ui/#/cell/{k.realm}/{SPACE}/{STACK}/%E0%A4%A")
+    await expect(page.locator(".cell-head h1")).to_have_text("%E0%A4%A")
+    await expect(page.locator(".cell-head .badge")).to_have_text("Not found")
     await page.goto(f"{c.https}/ui/#/cell/{k.realm}/{SPACE}/{STACK}/hostile")
     spec = page.locator("#spec")
     await expect(spec).to_contain_text("NOTE=<img src=x onerror=")

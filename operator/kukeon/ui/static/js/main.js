@@ -30,11 +30,18 @@ function takeTokenFromFragment() {
   if (forward) setToken(match[1]);
 }
 
+// A link may hold any text: a malformed escape (#/cell/a/b/c/%E0) is taken as written;
+// decodeURIComponent's URIError left the page blank, or the previous view under the new
+// address.
+function decodePart(part) {
+  try { return decodeURIComponent(part); } catch { return part; }
+}
+
 function route() {
   if (!me) return;
   const previous = view;
   const [, name = 'tree', ...rest] = location.hash.split('/');
-  const parts = rest.map(decodeURIComponent);
+  const parts = rest.map(decodePart);
   document.querySelectorAll('header nav a').forEach((link) => {
     link.toggleAttribute('aria-current', link.getAttribute('href') === `#/${name === 'set' ? 'sets' : name}`);
   });
