@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from kukeon.api import ContainerSpec, EventReason
+from kukeon.runtime.bindpins import pin_container
 from kukeon.runtime.cgroups import CgroupError, CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
 from kukeon.runtime.containerd.errors import (
@@ -32,6 +33,7 @@ from kukeon.runtime.containerd.stopsignal import container_stop_signal, stop_sig
 from kukeon.runtime.containerd.tasks import StopDeadline, TaskInfo, TaskIO, TaskStatus
 from kukeon.runtime.containerd.ttyio import create_attachable_task
 from kukeon.runtime.hostfiles import create_log_file
+from kukeon.runtime.hostthreads import run_on_host_thread
 
 from .cellbuild import BuiltContainer, CellPlace
 from .cellfiles import CellFiles, prepare_tty_state
@@ -82,8 +84,21 @@ class CommandUnusableError(Exception):
         command = (container.command or "the image's entrypoint")[:200]
         what = "not found" if error.reason == "CommandNotFound" else "not executable"
         super().__init__(
-            f"container {container.id!r}: command {command!r} {what} in the image {runc}"
+            f"container {container.id!r}: command {command!r} {what} in the image"
+            f"{_one_program_hint(container, error.reason)} {runc}"
         )
+
+
+def _one_program_hint(container: ContainerSpec, reason: str) -> str:
+    """How to write a whole command line, when the program not found looks like one
+    (docker-compose splits a `command:` string into words; kukeon's is the program alone)."""
+    program = container.command
+    if reason != "CommandNotFound" or program is None or len(program.split()) < 2:
+        return ""
+    return (
+        "; command is the program alone, spaces and all, and its arguments go in args: "
+        "a shell line is command: sh with args: [-c, 'LINE']"
+    )
 
 
 class CellExecutor:
@@ -197,6 +212,8 @@ class CellExecutor:
             if isinstance(action, DeleteTask):
                 await self.host.containerd.tasks(namespace).delete(name)
             elif isinstance(action, StartTask):
+                if built.binds is not None:
+                    await run_on_host_thread(pin_container, built.binds, built.pins)
                 await self.create_task(namespace, name, place.files, built.effective)
                 return True
         return False

@@ -922,6 +922,15 @@ async def test_a_command_runc_cannot_run_fails_for_good(rig: Rig) -> None:
         await rig.reconcile(make_cell(app()))
     assert failed.value.reason == "CommandNotFound"
     assert "not found in the image" in str(failed.value)
+    assert "args" not in str(failed.value)
+
+
+async def test_a_command_line_not_found_says_how_to_write_it(rig: Rig) -> None:
+    rig.world.refuse_start = "CommandNotFound"
+    with pytest.raises(PermanentError) as failed:
+        await rig.reconcile(make_cell(app(command="sh -c 'exec httpd -f'")))
+    assert "command is the program alone, spaces and all" in str(failed.value)
+    assert "command: sh with args: [-c, 'LINE']" in str(failed.value)
 
 
 def test_classify_refuses_other_errors() -> None:

@@ -48,6 +48,14 @@ PREFIX += "unable to start container process: "
             'passwd/y": mkdir /etc/passwd: not a directory: unknown',
             None,
         ),
+        (
+            # A whole shell line as the program (docker-compose's habit), with quotes in it:
+            # runc quotes the program as Go's %q does, `"` as `\"`.
+            PREFIX + 'exec: "sh -c \'echo \\"hi\\" > /www/x\'": '
+            "stat sh -c 'echo \"hi\" > /www/x': no such file or directory: unknown",
+            "CommandNotFound",
+        ),
+        (PREFIX + 'exec: "/a\\\\b\\"c": permission denied: unknown', "CommandNotExecutable"),
         (PREFIX + 'exec: "/etc": is a directory: unknown', "CommandNotExecutable"),
         (PREFIX + 'exec: "/etc/passwd": permission denied: unknown', "CommandNotExecutable"),
         ("exec /bin/app: exec format error", "CommandNotExecutable"),

@@ -192,13 +192,16 @@ def closed_rootfs_ancestor(detail: str) -> tuple[Path, int] | None:
         return None
 
 
+# The program as runc names it: Go's %q, where a quote or backslash in it is escaped.
+_PROGRAM = r'exec: "(?:[^"\\]|\\.)*": '
+
 # runc's words (libcontainer's LookPath and execve errors, and the working directory it
 # makes before the exec, wrapped by containerd), most specific first.
 _NOT_STARTABLE: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"executable file not found in \$PATH"), "CommandNotFound"),
     (
         re.compile(
-            r'exec: "[^"]*": stat [^\n]*: (?:no such file or directory|not a directory|'
+            _PROGRAM + r"stat [^\n]*: (?:no such file or directory|not a directory|"
             r"too many levels of symbolic links|file name too long)"
         ),
         "CommandNotFound",
@@ -206,7 +209,7 @@ _NOT_STARTABLE: tuple[tuple[re.Pattern[str], str], ...] = (
     # runc makes a missing working directory (before a read-only root is remounted); it
     # cannot when a file is in the way (a mount's missing target is "error mounting ...").
     (re.compile(r"error during container init: mkdir /[^\n]*: "), "WorkingDirUnusable"),
-    (re.compile(r'exec: "[^"]*": (?:permission denied|is a directory)'), "CommandNotExecutable"),
+    (re.compile(_PROGRAM + r"(?:permission denied|is a directory)"), "CommandNotExecutable"),
     (re.compile(r"exec format error"), "CommandNotExecutable"),
 )
 
