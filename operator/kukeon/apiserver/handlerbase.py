@@ -17,6 +17,7 @@ from aiohttp import web
 from kukeon.api import AnyResource, Kind
 from kukeon.apiserver.admission import Admission
 from kukeon.apiserver.auth import Principal, Role, Verb, denial
+from kukeon.apiserver.fieldvalidation import warn
 from kukeon.apiserver.imagerules import check_images
 from kukeon.apiserver.portclaims import check_port_claims
 from kukeon.apiserver.protocols import RegistryApi
@@ -37,6 +38,7 @@ from kukeon.apiserver.writerules import (
     check_node_selector,
     check_runnable,
 )
+from kukeon.apiserver.writewarnings import command_line_warnings
 from kukeon.store import NotFound, StoreError
 
 
@@ -103,6 +105,8 @@ class HandlerBase:
         # Last: a dry run refused only here passed every other check (`kukectl apply` takes
         # that for a pass when it creates the spaces named in the same run).
         await self._store(target, check_networks(self._registry, target, res, current))
+        for text in command_line_warnings(res, current):
+            warn(request, text)
 
     async def _store(self, target: Target, call: Any) -> Any:
         """Await a registry call, translating its errors into API errors."""

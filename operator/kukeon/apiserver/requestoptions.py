@@ -9,7 +9,7 @@ write ``fieldValidation`` and ``fieldManager``; each has its effect or is a 400 
 - ``fieldManager``: checked as kube-apiserver checks it (at most 128 printable
   characters); kukeon keeps no ``managedFields``, so a valid one has nothing to record.
 
-A request without a query string has none of them: it goes straight on (most reads).
+A read without a query string has none of them: it goes straight on (most requests).
 """
 
 from __future__ import annotations
@@ -64,10 +64,12 @@ def indented(response: web.StreamResponse) -> web.StreamResponse:
 async def request_options_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Checks the three parameters of the resource routes, indents for ``pretty`` and
     writes a write's warnings."""
-    if not request.query_string or not request.path.startswith(_RESOURCE_ROUTES):
-        return await handler(request)  # no parameter: nothing to check, indent or warn of
-    pretty = queryparams.flag(request, "pretty")
+    if not request.path.startswith(_RESOURCE_ROUTES):
+        return await handler(request)
     write = request.method in _WRITES
+    if not write and not request.query_string:
+        return await handler(request)  # a read with no parameter: nothing to check or indent
+    pretty = queryparams.flag(request, "pretty")
     if write:
         level_of(request)
         check_field_manager(request)

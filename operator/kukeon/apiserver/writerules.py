@@ -437,7 +437,7 @@ def check_runnable(
     if check is None:
         return
     causes: list[Cause] = []
-    for prefix, container, stored in _containers_of(res, current):
+    for prefix, container, stored in containers_of(res, current):
         known = set(check(stored)) if stored else set()
         causes += [
             Cause(f"{prefix}.{field}", reason)
@@ -475,10 +475,10 @@ def check_host_names(target: Target, res: AnyResource, current: AnyResource | No
         refuse_invalid(target, res, [Cause("metadata.name", why)])
 
 
-_Checked = tuple[str, ContainerSpec, ContainerSpec | None]
+ContainerAt = tuple[str, ContainerSpec, ContainerSpec | None]
 
 
-def _containers_of(res: AnyResource, current: AnyResource | None) -> list[_Checked]:
+def containers_of(res: AnyResource, current: AnyResource | None) -> list[ContainerAt]:
     """Each container ``res`` asks for, its field path and its stored version (same id)."""
     if isinstance(res, Space):
         defaults = _space_defaults(res)
