@@ -134,6 +134,49 @@ async def test_cp_errors_are_one_line_and_exit_1(kukeond: Kukeond, tmp_path: Pat
     assert len(err.strip().splitlines()) == 1
 
 
+def _tar_of(files: dict[str, str]) -> bytes:
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w") as archive:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            archive.addfile(info, io.BytesIO(text.encode()))
+    return packed.getvalue()
+
+
+async def test_cp_dash_is_a_tar_stream_both_ways_as_docker_cp(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """`cp - CELL:DIR` unpacks a tar read from stdin in DIR; `cp CELL:PATH -` writes PATH's
+    tar to stdout. Both wrote or read a local file named '-' before."""
+    k = kukeond
+    await k.hierarchy()
+    scope = await _cell(k, "tarbox", SLEEPER)
+    sent = _tar_of({"notes/a.txt": "alpha\n", "notes/b.txt": "beta\n"})
+    code, out, err = await kukectl(k, "cp", "-", "tarbox:/tmp", *scope, stdin=sent)
+    assert (code, out, err) == (0, "", "")
+    code, out, _ = await kukectl(k, "exec", "tarbox", *scope, "--", "cat", "/tmp/notes/b.txt")
+    assert (code, out) == (0, "beta\n")
+
+    code, out, err = await kukectl(k, "cp", "tarbox:/tmp/notes", "-", *scope)
+    assert (code, err) == (0, "")
+    got: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(out.encode()), mode="r") as archive:
+        for member in archive:
+            if (reader := archive.extractfile(member)) is not None:  # a directory has none
+                got[member.name] = reader.read()
+    assert got == {"notes/a.txt": b"alpha\n", "notes/b.txt": b"beta\n"}
+
+    code, _, err = await kukectl(k, "cp", "tarbox:/nope", "-", *scope)
+    assert code == 1
+    assert "No such file or directory" in err
+    code, _, err = await kukectl(k, "cp", "-", "tarbox:/tmp", *scope, stdin=b"no tar here\n")
+    assert code == 1
+    assert "tar in the container failed" in err
+    code, _, err = await kukectl(k, "cp", "-", "tarbox:", *scope, stdin=sent)
+    assert code == 2
+
+
 async def test_port_forward_reaches_an_httpd_in_the_cell(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()

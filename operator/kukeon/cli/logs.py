@@ -4,8 +4,6 @@ serves beside the resource API, as ``kubectl logs`` prints it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 
 import click
 
@@ -14,7 +12,7 @@ from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
 from .params import CONTAINER, DURATION, SET_CELL_FORMS, cell_key, cell_or_set_named, scope_options
-from .runner import EXIT_USAGE, fail, run
+from .runner import EXIT_USAGE, fail, run, write_stdout
 from .setcells import cell_of_set
 
 MAX_FOLLOWED = 5
@@ -188,25 +186,7 @@ class _CellLogs:
         async for chunk in self.client.stream("GET", self.path, params=query):
             if label is not None:
                 chunk, at_line_start = _prefixed(chunk, label.encode(), at_line_start)
-            _print(chunk)
-
-
-EXIT_READER_GONE = 141
-"""128 + SIGPIPE: how a program killed by writing to a closed pipe (kubectl) ends."""
-
-
-def _print(chunk: bytes) -> None:
-    """``chunk`` on stdout. A reader that went away (``kukectl logs web | head``) ends the
-    command quietly, as kubectl (killed by SIGPIPE) ends, not as an "unexpected failure";
-    stdout is pointed at /dev/null so the interpreter's last flush does not fail again."""
-    try:
-        sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        raise click.exceptions.Exit(EXIT_READER_GONE) from None
+            write_stdout(chunk)
 
 
 def _prefixed(chunk: bytes, label: bytes, at_line_start: bool) -> tuple[bytes, bool]:

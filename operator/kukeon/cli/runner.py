@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple, NoReturn, TypeVar
@@ -114,6 +115,25 @@ def print_text(text: str) -> None:
     """``text`` on stdout without its trailing newlines; nothing at all when empty."""
     if text:
         click.echo(text.rstrip("\n"))
+
+
+EXIT_READER_GONE = 141
+"""128 + SIGPIPE: how a program killed by writing to a closed pipe (kubectl) ends."""
+
+
+def write_stdout(chunk: bytes) -> None:
+    """``chunk`` on stdout as it is. A reader that went away (``kukectl logs web | head``)
+    ends the command quietly, as kubectl (killed by SIGPIPE) ends, not as an "unexpected
+    failure"; stdout is pointed at /dev/null so the interpreter's last flush does not fail
+    again."""
+    try:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise click.exceptions.Exit(EXIT_READER_GONE) from None
 
 
 def _config(path: Path) -> KukectlConfig | None:

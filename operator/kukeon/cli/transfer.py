@@ -13,12 +13,14 @@ import contextlib
 import json
 import os
 import posixpath
+import shutil
 import signal
+import sys
 import tarfile
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -28,7 +30,7 @@ from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachabl
 from kukeon.client.paths import object_path
 
 from .params import CONTAINER, cell_or_set_named, scope_options
-from .runner import EXIT_USAGE, fail, run, warning_line
+from .runner import EXIT_USAGE, fail, run, warning_line, write_stdout
 from .setcells import cell_of_set
 from .untar import UnsafeArchiveError, container_target, extract, local_target
 
@@ -91,10 +93,13 @@ def cp_command(
       kukectl cp web:/etc/nginx/nginx.conf ./nginx.conf
       kukectl cp web:/var/log ./logs            # a directory, modes kept
       kukectl cp ./site web:/usr/share/html/ -c nginx   # into the directory: .../html/site
+      kukectl cp web:/var/log - | tar tv          # '-': a tar stream, as docker cp's
+      tar c -C site . | kukectl cp - web:/usr/share/html  # unpacked in that directory
 
     Runs tar in the container (the image needs one). From a container: into DESTINATION
     when it is a directory here, else as DESTINATION. Into a container: into DESTINATION
-    when it ends in '/', else as DESTINATION (its parent must exist).
+    when it ends in '/', else as DESTINATION (its parent must exist). '-' is a tar
+    archive on stdout or from stdin (a local file named '-' is ./-).
     """
     remote_source, remote_dest = _remote(source), _remote(destination)
     if (remote_source is None) == (remote_dest is None):
@@ -109,13 +114,16 @@ def cp_command(
         top = posixpath.basename(posixpath.normpath(path)) if path else ""
         if top in ("", ".", "..", "/"):
             fail(f"{source!r}: name a file or directory in the container", EXIT_USAGE)
+        route = object_path(Kind.CELL, (realm, space, stack, cell), "cp")
+        params += [("path", path), ("mode", "read")]
+        if destination == "-":
+            _tar_to_stdout(ctx, route, params, what=source)
+            return
         target = local_target(Path(destination), top)
         if destination.endswith("/") and not Path(destination).is_dir():
             fail(f"{destination}: no such directory")
         if not target.parent.is_dir():
             fail(f"{target.parent}: no such directory (the copy's parent must exist)")
-        route = object_path(Kind.CELL, (realm, space, stack, cell), "cp")
-        params += [("path", path), ("mode", "read")]
 
         async def download(client: ApiClient) -> None:
             await _download(client, route, params, top=top, target=target, what=source)
@@ -124,6 +132,9 @@ def cp_command(
         return
     assert remote_dest is not None
     cell, path = remote_dest
+    if source == "-":
+        _tar_from_stdin(ctx, (realm, space, stack, cell), path, params, what=destination)
+        return
     local = Path(source)
     if not local.exists() and not local.is_symlink():
         fail(f"{source}: no such file or directory")
@@ -142,7 +153,53 @@ def cp_command(
     params += [("path", target_path), ("mode", "write")]
 
     async def upload(client: ApiClient) -> None:
-        await _upload(client, route, params, local=local, base=base, what=destination)
+        await _upload(
+            client, route, params, fill=_packer(local, base), what=destination, source=source
+        )
+
+    run(ctx, upload)
+
+
+def _tar_to_stdout(
+    ctx: click.Context, route: str, params: list[tuple[str, str]], *, what: str
+) -> None:
+    """``cp CELL:PATH -``: tar's archive of PATH on stdout as it comes, as ``docker cp``
+    writes it (``| tar x`` unpacks it; members are named from PATH's last component)."""
+    if sys.stdout.isatty():
+        fail("'-' writes a tar archive to stdout: pipe or redirect it (| tar x)", EXIT_USAGE)
+
+    async def on_data(data: bytes) -> bool:
+        write_stdout(data)
+        return True
+
+    async def download(client: ApiClient) -> None:
+        failure = _tar_failure(what, await _session(client, route, params, on_data, None))
+        if failure is not None:
+            fail(failure)
+
+    run(ctx, download)
+
+
+def _tar_from_stdin(
+    ctx: click.Context,
+    cell: tuple[str, str, str, str],
+    directory: str,
+    params: list[tuple[str, str]],
+    *,
+    what: str,
+) -> None:
+    """``cp - CELL:DIR``: a tar archive read from stdin, unpacked in DIR by tar in the
+    container, as ``docker cp -`` does."""
+    if not directory:
+        fail(f"{what!r}: name the directory in the container to unpack into", EXIT_USAGE)
+    if sys.stdin.isatty():
+        fail("'-' reads a tar archive from stdin: pipe or redirect one in", EXIT_USAGE)
+    route = object_path(Kind.CELL, cell, "cp")
+    # The route unpacks beside its path: a name in DIR puts the archive's members in DIR.
+    params = [*params, ("path", posixpath.join(directory, "-")), ("mode", "write")]
+
+    async def upload(client: ApiClient) -> None:
+        await _upload(client, route, params, fill=_copy_stdin, what=what, source="stdin")
 
     run(ctx, upload)
 
@@ -297,38 +354,55 @@ async def _download(
         fail(f"copying {what}: nothing was copied")
 
 
+_Fill = Callable[[IO[bytes], asyncio.AbstractEventLoop], None]
+"""Writes the tar stream to send into its stream (in a thread; warnings through the loop)."""
+
+
+def _packer(local: Path, base: str) -> _Fill:
+    """A tar of ``local`` whose top member is ``base``, owned by root."""
+
+    def fill(stream: IO[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+            if not (info.isreg() or info.isdir() or info.issym() or info.islnk()):
+                loop.call_soon_threadsafe(
+                    warning_line,
+                    f"skipping {info.name}: only files, directories and links are copied",
+                )
+                return None
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            return info
+
+        with tarfile.open(fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT) as archive:
+            archive.add(str(local), arcname=base, filter=owned_by_root)
+
+    return fill
+
+
+def _copy_stdin(stream: IO[bytes], loop: asyncio.AbstractEventLoop) -> None:
+    """The tar archive on stdin, as it is (tar in the container reads and checks it)."""
+    shutil.copyfileobj(sys.stdin.buffer, stream, CHUNK)
+
+
 async def _upload(
     client: ApiClient,
     route: str,
     params: list[tuple[str, str]],
     *,
-    local: Path,
-    base: str,
+    fill: _Fill,
     what: str,
+    source: str,
 ) -> None:
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
     loop = asyncio.get_running_loop()
     packed: asyncio.Future[BaseException | None] = loop.create_future()
 
-    def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        if not (info.isreg() or info.isdir() or info.issym() or info.islnk()):
-            loop.call_soon_threadsafe(
-                warning_line, f"skipping {info.name}: only files, directories and links are copied"
-            )
-            return None
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        return info
-
     def pack() -> None:
         error: BaseException | None = None
         try:
-            with (
-                os.fdopen(write_fd, "wb") as stream,
-                tarfile.open(fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT) as archive,
-            ):
-                archive.add(str(local), arcname=base, filter=owned_by_root)
+            with os.fdopen(write_fd, "wb") as stream:
+                fill(stream, loop)
         except BaseException as caught:  # handed to the event loop
             error = caught
         loop.call_soon_threadsafe(packed.set_result, error)
@@ -354,12 +428,13 @@ async def _upload(
         outcome = await _session(client, route, params, None, send)
     finally:
         os.close(read_fd)  # a packing still going gets EPIPE and stops
-    error = await packed
     failure = _tar_failure(what, outcome)
     if failure is not None:
+        # Not waiting for the packing first: one reading stdin may wait for input forever.
         fail(failure)
+    error = await packed
     if error is not None:
-        fail(f"reading {local}: {error}")
+        fail(f"reading {source}: {error}")
 
 
 # --- port-forward ---------------------------------------------------------------------------

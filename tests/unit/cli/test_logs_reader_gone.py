@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from kukeon.cli.logs import EXIT_READER_GONE
+from kukeon.cli.runner import EXIT_READER_GONE
 
 _LINES = b"".join(b"line %d of a container's output\n" % n for n in range(50_000))
 
