@@ -148,7 +148,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "kukectl"
-        error_line(f"{exc.format_message()} (see '{where} --help')")
+        # Click lists a missing argument's choices one per line, tab-indented ("Choose
+        # from:\n\tbash,\n\tzsh"): one line, as every error of kukectl's.
+        message = exc.format_message().replace("\n\t", " ")
+        error_line(f"{message} (see '{where} --help')")
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
         error_line(exc.format_message())

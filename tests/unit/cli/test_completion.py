@@ -29,7 +29,7 @@ from kukeon.cli.completion import (
 )
 from kukeon.cli.config import resolve_connection
 from kukeon.cli.configfile import KukectlConfig
-from kukeon.cli.main import cli
+from kukeon.cli.main import cli, main
 
 ROOT = "/apis/kukeon.io/v1beta1"
 SERVER_POLL_SECONDS = 0.05
@@ -435,3 +435,14 @@ def test_entry_point_keeps_completion_off_the_heavy_imports(tmp_path: Path) -> N
 def test_broken_instruction_is_quiet(capsys: pytest.CaptureFixture[str]) -> None:
     assert completion.complete("nosuchshell_complete") == 1
     assert capsys.readouterr().out == ""
+
+
+def test_a_missing_shell_is_one_readable_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Click's list of choices came out as 'Choose from:' and lines with '\\x09' in them."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["completion"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: Missing argument '{bash|zsh|fish}'. Choose from: bash, zsh, fish "
+        "(see 'kukectl completion --help')\n"
+    )
