@@ -10,7 +10,9 @@ a realm with an inline registry password. Then, as ``nobody`` (``runuser``), it 
 - every listener of kukeond's etcd (client and peer, found in /proc) refuses ``etcdctl``
   over plain http and over https without a client certificate, for reads and writes, and
   a raw HTTP request gets no data; root with the client certificate reads (the control);
-- the API socket refuses the connection; the TCP API answers 401 without a token;
+- the API socket refuses the connection; the TCP API answers 401 without a token, and
+  what it answers without one (health, readiness, version, the console's page) holds no
+  credential;
 - no file under the state and run directories can be read, a container log included, and
   its rotated files (the logs rotate at 64 KiB here); an open exec session's FIFOs are
   0600; no directory there grants others anything and no file does either, except the
@@ -19,8 +21,10 @@ a realm with an inline registry password. Then, as ``nobody`` (``runuser``), it 
   narrowed;
 - no process's command line holds the admin token, the fleet token, the secrets' values,
   the registry password or etcd key material; nobody reads the environment of, nor lists
-  the descriptors of, kukeond, its etcd, the containers' loggers, a terminal's keeper or
-  the containers' processes (the fromEnv secret is in their environment).
+  the descriptors of, nor signals, kukeond, its etcd, the containers' loggers, a
+  terminal's keeper, the containerd shims or the containers' processes (the fromEnv secret
+  is in their environment; they run as root: a container run as a uid a host account
+  uses is that account's, docs/kukectl.md, Secrets).
 
 The temporary base directory is made ``0755`` so that what keeps ``nobody`` out is
 kukeond's own modes, not pytest's ``0700`` temporary directories.
@@ -650,19 +654,39 @@ def _processes_of(kukeond: LocalKukeond) -> dict[int, str]:
     return found
 
 
+def _with_shims(processes: dict[int, str]) -> dict[int, str]:
+    """``processes`` and the containerd shims among their parents (the containers')."""
+    found = dict(processes)
+    for pid in processes:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+            name = Path(f"/proc/{parent}/comm").read_text().strip()
+            if name.startswith("containerd-shim"):
+                found[parent] = name
+    return found
+
+
 def _assert_nobody_reads_no_process(kukeond: LocalKukeond) -> None:
-    processes = _processes_of(kukeond)
+    processes = _with_shims(_processes_of(kukeond))
     assert kukeond.process.pid in processes
     assert KEEPER_NAME in processes.values(), processes  # the console cell's terminal
     assert {"sh", "python"} <= set(processes.values()), processes  # containers, loggers
-    # nobody's cat of its own environment is the control: the loop does read what it may.
+    assert any(name.startswith("containerd-shim") for name in processes.values()), processes
+    # nobody's cat of its own environment and signal to its own shell are the controls:
+    # the loop does read and signal what it may. ``kill -0`` asks whether a signal would
+    # be delivered without sending one: the containers here run as root, so no signal of
+    # nobody's reaches them, nor kukeond, its etcd, the loggers, the keeper or the shims.
     script = (
         "cat /proc/self/environ >/dev/null && echo control; "
+        "kill -0 $$ && echo signal-control; "
         'for p; do cat "/proc/$p/environ" >/dev/null 2>&1 && echo "environ $p"; '
-        'ls "/proc/$p/fd" >/dev/null 2>&1 && echo "fd $p"; done; exit 0'
+        'ls "/proc/$p/fd" >/dev/null 2>&1 && echo "fd $p"; '
+        'kill -0 "$p" 2>/dev/null && echo "signal $p"; done; exit 0'
     )
     read = as_nobody("sh", "-c", script, "sh", *map(str, processes), timeout=120)
-    assert read.stdout == "control\n", f"nobody could read, of {processes}:\n{read.stdout}"
+    assert read.stdout == "control\nsignal-control\n", (
+        f"nobody could read or signal, of {processes}:\n{read.stdout}"
+    )
 
 
 def _command_lines() -> dict[int, str]:
@@ -770,6 +794,21 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
     assert "kukeon_cell_state" in scraped.stdout, scraped.stdout[:2000]
     for what, value in credentials.items():
         assert value not in scraped.stdout, f"the {what} is in /metrics"
+
+    # What the TCP API answers without a token (health, readiness with its checks, the
+    # version, the console's page) holds no credential either; the rest is a 401.
+    for path, code in (
+        ("/healthz", "200"), ("/readyz?verbose", "200"), ("/version", "200"), ("/ui/", "200"),
+        ("/metrics", "401"), ("/ui/whoami", "401"),
+    ):  # fmt: skip
+        answer = as_nobody(
+            "curl", "-sk", "-m", "10", "-w", "\n%{http_code}",
+            f"https://127.0.0.1:{kukeond.api_port}{path}",
+        )  # fmt: skip
+        body, _, status = answer.stdout.rpartition("\n")
+        assert status == code, f"{path}: {answer.stdout[-500:]} {answer.stderr}"
+        for what, value in credentials.items():
+            assert value not in body, f"the {what} is in the TCP API's {path}"
 
 
 def test_nobody_is_really_nobody() -> None:
