@@ -179,13 +179,20 @@ def edit(
     opened = parse_resource(load_yaml(original))
     shown = _HEADER + original
     refused: str | None = None  # the body the server (or the parser) last refused
+    refusal = ""  # and why
     while True:
         body = _without_comments(_open_in_editor(shown, ".yaml"))
         if refused is None and body.strip() == _without_comments(original).strip():
             click.echo("Edit cancelled, no changes made.")
             return
         if refused is not None and body.strip() == refused.strip():
-            fail(f"{label}: the edit was refused and not changed since; nothing was written")
+            # Said again here: the reasons were only in the file, which a script never
+            # shows and an editor closed in haste hides; the edit is kept, as kubectl does.
+            why = "; ".join(refusal.splitlines())
+            fail(
+                f"{label}: the edit was refused and not changed since, nothing was written: "
+                f"{why} (your edit is kept in {_kept_copy(body)})"
+            )
         problem = None
         try:
             document = load_yaml(body)
@@ -211,6 +218,6 @@ def edit(
                     "to make it over the latest version",
                     EXIT_SERVER,
                 )
-        refused = body
+        refused, refusal = body, problem
         reasons = "".join(f"# error: {line}\n" for line in problem.splitlines())
         shown = _HEADER + "#\n" + reasons + "#\n" + body + "\n"
