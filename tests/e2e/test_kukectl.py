@@ -256,6 +256,22 @@ metadata: {name: r2}
     assert "r2" not in kukectl("get", "realms").output
 
 
+def test_a_servers_warning_is_said_once_written_or_refused(kukectl: Any) -> None:
+    # apply's server dry run of every document, then its writes: each warned of once.
+    line = HELLO.replace('command: httpd\n      args: ["-f", "-p", "8080"]', "command: httpd -f")
+    written = kukectl("apply", "-f", "-", input=line)
+    assert written.exit_code == 0, written.output
+    warning = "Warning: spec.containers[0].command: 'httpd -f' is run as one program"
+    assert written.stderr.count(warning) == 1, written.stderr
+    # Refused (the cell's stack is missing in a realm that exists now, and another
+    # document is refused): nothing written, the warning still said once.
+    refused_line = line.replace("name: web", "name: web2").replace("stackId: front", "stackId: x")
+    refused = kukectl("create", "-f", "-", input=refused_line)
+    assert refused.exit_code == 1, refused.output
+    assert "nothing was written" in refused.stderr
+    assert refused.stderr.count(warning) == 1, refused.stderr
+
+
 def test_dry_run_server_writes_nothing(kukectl: Any, tmp_path: Path) -> None:
     result = kukectl("apply", "--dry-run=server", "-f", "-", input=HELLO)
     assert result.exit_code == 0, result.output

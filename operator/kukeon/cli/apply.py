@@ -70,8 +70,16 @@ def _write(
         client.field_validation = field_validation(validate)
         if dry_run != "server":
             # The server validates everything first; one refusal and nothing is written.
-            refusals = await server_refusals(client, documents, create_only=create_only)
+            # Its warnings are said once: by the writes, or here when nothing is written.
+            warned: list[str] = []
+            say, client.on_warning = client.on_warning, warned.append
+            try:
+                refusals = await server_refusals(client, documents, create_only=create_only)
+            finally:
+                client.on_warning = say
             if refusals:
+                for text in warned:
+                    say(text)
                 for line in refusals:
                     error_line(line)
                 error_line("nothing was written: the server refused the documents above")
