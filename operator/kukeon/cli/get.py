@@ -478,6 +478,10 @@ async def _watch(
     listing = await client.list(
         kind, scope, label_selector=selector, name=name, field_selector=field_selector
     )
+    if name is not None and not listing.items:
+        # kubectl's `get KIND NAME -w` of an object that is not there: the server's NotFound
+        # and exit 1, not a header and a silent wait (an object made meanwhile is watched).
+        await client.get_document(kind, (*scope, name))
     tabular = output in ("table", "wide") or output.startswith("custom-columns=")
     if tabular:
         table.fit(listing.items, datetime.now(UTC))
