@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -28,7 +29,7 @@ from kukeon.api import Kind, parse_resource
 from kukeon.api.cellset import CellSet
 from kukeon.daemon.app import Daemon
 from kukeon.runtime.containerd import ContainerdClient, realm_namespace
-from kukeon.store import AlreadyExists, Conflict
+from kukeon.store import AlreadyExists, Conflict, NotFound
 from tests.fixtures.browser import PHONE, IsolatedBrowser, chromium, require_chromium
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
@@ -699,3 +700,123 @@ async def test_a_tenants_text_shows_as_text_in_the_admins_console(console: Conso
         with contextlib.suppress(AlreadyExists):
             await k.registry.create(parse_resource(hostile_cell(k.realm, k.image.name, name)))
     await console.browser.run(hostile_views(console))
+
+
+# Another site's page, open in the same browser while the admin is signed in (through
+# the forward) in another tab: the browser sends what it lets any page send, and nothing
+# changes. Chromium's own Local Network Access check would stop most of it before it
+# left the browser, so the page is granted that permission: what is tested is kukeond's
+# and the forward's answer (no CORS, no cookie, the token only in a header a page cannot
+# set on another origin, the forward's Origin check, frame-ancestors, COOP), which other
+# browsers rely on alone.
+OTHER_ORIGIN = "http://127.0.0.1:9"
+"""Another site: its page is handed to the browser by the test, no server behind it."""
+OTHER_PAGE = """<!doctype html><title>another site</title>
+<form id="form" method="POST" enctype="text/plain"></form>
+<script>
+window.attempt = async ({ servers, cell, cells, body }) => {
+  const seen = {};
+  const settle = (sent) => sent.then((value) => value, (error) => `refused: ${error.name}`);
+  const post = { method: 'POST', mode: 'no-cors', headers: { 'Content-Type': 'text/plain' }, body };
+  for (const [name, base] of Object.entries(servers)) {
+    const at = base + cell;
+    seen[`${name} DELETE`] = await settle(fetch(at, { method: 'DELETE' }).then((r) => r.status));
+    seen[`${name} GET`] = await settle(fetch(at).then((r) => r.status));
+    seen[`${name} POST no-cors`] = await settle(fetch(base + cells, post).then((r) => r.type));
+    seen[`${name} exec`] = await new Promise((resolve) => {
+      const socket = new WebSocket(`${at.replace(/^http/, 'ws')}/exec?container=main&command=id`);
+      socket.onopen = () => resolve('open');
+      socket.onclose = () => resolve('closed');
+    });
+    const frame = document.createElement('iframe');
+    frame.name = name;
+    frame.src = `${base}/ui/`;
+    await new Promise((resolve) => {
+      frame.onload = resolve;
+      setTimeout(resolve, 10000);
+      document.body.append(frame);
+    });
+  }
+  const opened = window.open(`${servers.forward}/ui/#/tree`);
+  await new Promise((resolve) => { setTimeout(resolve, 1000); });
+  seen.opened = opened === null || opened.closed ? 'severed' : 'reachable';
+  return seen;
+};
+</script>"""
+
+
+async def another_sites_page(c: Console, body: str) -> tuple[dict[str, Any], list[str], str]:
+    k = c.kukeond
+    admin = await c.browser.context.new_page()
+    await admin.goto(c.forward_url)
+    await admin.locator("#whoami").wait_for()
+    await c.browser.context.grant_permissions(["local-network-access"], origin=OTHER_ORIGIN)
+    page = await c.browser.context.new_page()
+    said: list[str] = []
+    page.on("console", lambda message: said.append(message.text))
+    await page.route(
+        f"{OTHER_ORIGIN}/**", lambda route: route.fulfill(body=OTHER_PAGE, content_type="text/html")
+    )
+    await page.goto(f"{OTHER_ORIGIN}/")
+    base = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/spaces/{SPACE}/stacks/{STACK}"
+    servers = {"tls": c.https, "forward": f"http://127.0.0.1:{c.forward_port}"}
+    seen = await page.evaluate(
+        "(what) => window.attempt(what)",
+        {
+            "servers": servers,
+            "cell": f"{base}/cells/ticker",
+            "cells": f"{base}/cells",
+            "body": body,
+        },
+    )
+
+    def framed() -> list[str]:
+        return [
+            base
+            for base in servers.values()
+            if not any(
+                line.startswith(f"Framing '{base}/' violates") and "frame-ancestors 'none'" in line
+                for line in said
+            )
+        ]
+
+    for _ in range(50):  # the console's messages arrive apart from evaluate's answer
+        if not framed():
+            break
+        await page.wait_for_timeout(100)
+    # A form's POST is a top-level navigation: no preflight, no CORS; the answer is shown.
+    form = (
+        "([action, body]) => { const form = document.getElementById('form'); form.action = action;"
+    )
+    form += " const field = document.createElement('input'); field.name = body; form.append(field);"
+    form += " form.submit(); }"
+    async with page.expect_navigation():
+        await page.evaluate(form, [f"{servers['forward']}{base}/cells", body])
+    answer = await page.locator("body").inner_text()
+    await page.close()
+    await admin.close()
+    return seen, framed(), answer
+
+
+async def test_another_sites_page_changes_nothing(console: Console) -> None:
+    c = console
+    k = c.kukeond
+    await ticker(c)
+    forged = cell_document(k.realm, "forged", k.image.name)
+    seen, framed, answer = await c.browser.run(another_sites_page(c, json.dumps(forged)))
+    assert seen == {
+        "tls DELETE": "refused: TypeError",  # its preflight gets no CORS answer
+        "tls GET": "refused: TypeError",
+        "tls POST no-cors": "opaque",  # sent (a simple request), answered 401: no token
+        "tls exec": "closed",  # 401: a page cannot put the token on a WebSocket
+        "forward DELETE": "refused: TypeError",
+        "forward GET": "refused: TypeError",
+        "forward POST no-cors": "opaque",  # sent, answered 403: not the forward's Origin
+        "forward exec": "closed",
+        "opened": "severed",  # Cross-Origin-Opener-Policy: no handle on the console's tab
+    }, seen
+    assert framed == [], f"framed by another site: {framed}"  # frame-ancestors 'none'
+    assert "Forbidden: a request from the web page at 'http://127.0.0.1:9'" in answer, answer
+    with pytest.raises(NotFound):
+        await k.registry.get(Kind.CELL, (k.realm, SPACE, STACK, "forged"))
+    assert await k.registry.get(Kind.CELL, (k.realm, SPACE, STACK, "ticker")) is not None
