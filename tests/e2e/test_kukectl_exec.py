@@ -81,3 +81,23 @@ async def test_exec_i_returns_when_the_process_exits_not_when_stdin_closes(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_exec_it_with_piped_input_runs_without_a_terminal(kukeond: Kukeond) -> None:
+    """kubectl's: `-it` with stdin not a terminal warns and runs without one, so piped
+    input reaches the process as it is. It was echoed through a terminal whose end hung
+    the process up: nothing printed, exit 129."""
+    k = kukeond
+    script = "cat; [ -t 0 ] || echo no-terminal"
+    argv = [KUKECTL, *await _running_cell(k), "-it", "--", "sh", "-c", script]
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(b"hi\n"), 30)
+    assert (process.returncode, out) == (0, b"hi\nno-terminal\n")
+    assert err == b"warning: Unable to use a TTY - input is not a terminal; running without one\n"

@@ -23,7 +23,7 @@ from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
 from .params import CONTAINER, cell_key, cell_or_set_named, scope_options
-from .runner import fail, run
+from .runner import fail, run, warning_line
 from .setcells import cell_of_set
 
 if TYPE_CHECKING:
@@ -83,6 +83,12 @@ def exec_command(
         params.append(("container", container))
     if interactive:
         params.append(("stdin", "true"))
+    if tty and interactive and not sys.stdin.isatty():
+        # kubectl's: piped input (`exec -it web -- sh < script`) goes to the process as it
+        # is. Through a terminal it was echoed, and its end hung the terminal up (SIGHUP:
+        # exit 129, the output lost).
+        warning_line("Unable to use a TTY - input is not a terminal; running without one")
+        tty = False
     if tty:
         params.append(("tty", "true"))
         size = _terminal_size(sys.stdout.fileno()) if sys.stdout.isatty() else None
