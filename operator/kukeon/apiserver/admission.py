@@ -29,9 +29,9 @@ A cell is checked as it will run: each container with its space's defaults merge
 cells that would inherit it, not only in the space. Paths are compared as written after
 normalisation (repeated and ``.`` components removed); a ``..`` component is refused
 outright, because the node resolves it after following symlinks, which the API server
-(possibly on another host) cannot see. For the same reason a symlink inside an allowed
-directory is followed by the node: allow only directories whose content tenants cannot
-replace with symlinks.
+(possibly on another host) cannot see. For the same reason a symlink a tenant leaves
+below an allowed directory is the node's to refuse: it opens such a bind source itself,
+following no link below the directory (``kukeon.runtime.bindpins``).
 
 This module imports only ``kukeon.api`` and the API server's own modules.
 """

@@ -368,8 +368,7 @@ class CellController:
             key=key,
             namespace=namespace,
             files=files,
-            # Where `_cell_host` puts them (checked once it has): the containers' specs
-            # name these paths before they exist.
+            # Where `_cell_host` puts them: the specs name these paths before they exist.
             cgroup_parent=self.host.cgroups.cgroup_path(CgroupPath(key)),
             netns_path=cell_netns_path(self.host, cell, key),
             credentials=await registry_credentials(self.registry, realm),
@@ -378,6 +377,7 @@ class CellController:
             id_range=await cell_id_range(self.host, cell),
             ephemeral_storage_bytes=container_storage_ceiling(realm),
             image_storage_bytes=realm_image_quota(realm),
+            bind_roots=self.host.settings.bind_roots(realm),
         )
         progress = _Progress(ctx, cell)
         executor = self._executor(cell)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import posixpath
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,11 @@ from kukeon.api import (
     EventReason,
     Realm,
     Space,
+    VolumeKind,
     apply_space_defaults_to_container,
 )
 from kukeon.api.defaults import apply_realm_ephemeral_storage
+from kukeon.runtime.bindpins import Pin, binds_directory, pins_of
 from kukeon.runtime.containerd.spec import (
     CgroupNesting,
     HostDevice,
@@ -93,6 +96,9 @@ class CellPlace:
     image_storage_bytes: int | None = None
     """The realm's `spec.quota.imageStorageBytes` (None: unset): bounds the images a pull
     or import for the cell adds to the realm's namespace."""
+    bind_roots: tuple[str, ...] = ()
+    """The allowed directories whose bind sources kukeond opens itself, no link followed
+    below them (`HostSettings.bind_roots`)."""
 
     def effective(self, space: Space, container: ContainerSpec) -> ContainerSpec:
         """The container's effective spec: its space's defaults, then its realm's ceiling."""
@@ -127,6 +133,10 @@ class BuiltContainer:
     stop_signal: str = ""
     """The image's `StopSignal` (recorded as a label at create, not in the spec: its digest
     stays what it was)."""
+    binds: Path | None = None
+    """Where its pins lie (`bindpins.binds_directory`); None: it has no directory there."""
+    pins: tuple[Pin, ...] = ()
+    """Its bind sources kukeond binds itself before each task is created (`bindpins`)."""
 
     @property
     def user(self) -> tuple[int, int]:
@@ -155,6 +165,26 @@ def _userns_path(place: CellPlace) -> str | None:
     if place.id_range is None or place.netns_path is None:
         return None
     return str(userns_path(Path(place.netns_path)))
+
+
+def _pinned_sources(
+    place: CellPlace, container: ContainerSpec, spec: dict[str, Any]
+) -> tuple[Pin, ...]:
+    """The container's bind sources under an allowed directory, each in ``spec`` replaced by
+    the path kukeond binds it at (so a restart of an existing container never mounts the
+    source as written: the digest changes with it, and the container is made again)."""
+    sources = [v.source if v.kind == VolumeKind.BIND else None for v in container.volumes]
+    directory = binds_directory(place.files.state_dir, place.key, container.id)
+    pins = pins_of(sources, place.bind_roots, directory)
+    for position, item in pins.items():
+        target = posixpath.normpath(container.volumes[position].target)
+        for mount in spec.get("mounts", []):
+            if mount.get("type") == "bind" and (mount["destination"], mount["source"]) == (
+                target,
+                item.source,
+            ):
+                mount["source"] = str(item.staging)
+    return tuple(pins.values())
 
 
 def host_devices(
@@ -280,6 +310,7 @@ class ContainerBuilder:
             resolv_conf=await _resolv_conf_file(place, host_network=effective.host_network),
         )
         spec = build_runtime_spec(effective, context=context)
+        pins = _pinned_sources(place, effective, spec)
         recorded = dict(spec)
         if secrets.digest is not None:
             recorded["kukeonSecretFiles"] = secrets.digest
@@ -294,6 +325,8 @@ class ContainerBuilder:
             digest=digest,
             wrapped=wrapped,
             stop_signal=effective.stop_signal or image.config.stop_signal,
+            binds=binds_directory(place.files.state_dir, place.key, effective.id),
+            pins=pins,
         )
         if secrets.files:
             uid, gid = built.host_user

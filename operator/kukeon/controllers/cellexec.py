@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from kukeon.api import ContainerSpec, EventReason
+from kukeon.runtime.bindpins import pin_container
 from kukeon.runtime.cgroups import CgroupError, CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
 from kukeon.runtime.containerd.errors import (
@@ -32,6 +33,7 @@ from kukeon.runtime.containerd.stopsignal import container_stop_signal, stop_sig
 from kukeon.runtime.containerd.tasks import StopDeadline, TaskInfo, TaskIO, TaskStatus
 from kukeon.runtime.containerd.ttyio import create_attachable_task
 from kukeon.runtime.hostfiles import create_log_file
+from kukeon.runtime.hostthreads import run_on_host_thread
 
 from .cellbuild import BuiltContainer, CellPlace
 from .cellfiles import CellFiles, prepare_tty_state
@@ -210,6 +212,8 @@ class CellExecutor:
             if isinstance(action, DeleteTask):
                 await self.host.containerd.tasks(namespace).delete(name)
             elif isinstance(action, StartTask):
+                if built.binds is not None:
+                    await run_on_host_thread(pin_container, built.binds, built.pins)
                 await self.create_task(namespace, name, place.files, built.effective)
                 return True
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from kukeon.api import CellState
 from kukeon.framework import HandlerError, PermanentError, TemporaryError
+from kukeon.runtime.bindpins import BindSourceRefusedError
 from kukeon.runtime.cgroups import CgroupError
 from kukeon.runtime.containerd.errors import ContainerdUnavailableError, RootfsUnreachableError
 from kukeon.runtime.containerd.layersize import LayerRefusedError
@@ -25,6 +26,8 @@ _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]]
     (CommandUnusableError, CellState.FAILED, "RunContainerError", PermanentError),
     (InvalidImageReferenceError, CellState.FAILED, "InvalidImageReference", PermanentError),
     (SecretUnavailableError, CellState.FAILED, "SecretUnavailable", TemporaryError),
+    # A bind source through a link below its allowed directory (the tenant may remove it).
+    (BindSourceRefusedError, CellState.FAILED, "BindSourceRefused", TemporaryError),
     (ImageUnavailableError, CellState.FAILED, "ImageUnavailable", TemporaryError),
     # A layer too large for the room unpacking has (it may free up) or corrupt.
     (LayerRefusedError, CellState.FAILED, "ImageUnavailable", TemporaryError),

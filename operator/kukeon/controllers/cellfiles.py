@@ -36,9 +36,11 @@ from pathlib import Path
 
 from kukeon.api import ContainerSpec, Kind, Secret, SecretKeyRef, lookup_scopes
 from kukeon.fileio import write_atomically
+from kukeon.runtime.bindpins import BINDS_DIR, binds_directory, unpin_cell, unpin_scope
 from kukeon.runtime.containerd.crilog import parse_record, rotated_logs
 from kukeon.runtime.containerd.ttyinit import CREATE_MARKER
 from kukeon.runtime.hostfiles import PRIVATE_DIR_MODE, make_dirs, write_private_text
+from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.store import InvalidStoredDocument, NotFound, Registry
 
 
@@ -112,6 +114,8 @@ class CellFiles:
         return self.directory / "secrets" / container
 
     async def remove(self) -> None:
+        """The cell's files, and its pinned bind sources unmounted first (never walked)."""
+        await run_on_host_thread(unpin_cell, binds_directory(self.state_dir, self.key))
         await asyncio.to_thread(shutil.rmtree, self.directory, True)
 
 
@@ -152,6 +156,7 @@ async def remove_scope_files(state_dir: Path, scope: tuple[str, ...]) -> None:
     not outlive the resources they were made for.
     """
     await asyncio.to_thread(shutil.rmtree, state_dir.joinpath("cells", *scope), True)
+    await run_on_host_thread(unpin_scope, state_dir, scope)
 
 
 def container_readable(relative: Path) -> bool:
@@ -159,9 +164,12 @@ def container_readable(relative: Path) -> bool:
 
     ``relative`` is relative to the state directory: a cell's ``hosts``, ``hostname`` and
     ``resolv.conf`` (``0644``) and what the tty wrapper keeps in its state directory (the
-    container's own files). Start-up narrowing of modes leaves these as they are.
+    container's own files). Start-up narrowing of modes leaves these as they are, and
+    never enters ``binds``: the pinned bind sources there are the tenants' own files.
     """
     parts = relative.parts
+    if parts[:1] == (BINDS_DIR,):
+        return True
     if len(parts) < 6 or parts[0] != "cells":
         return False
     if len(parts) == 6:

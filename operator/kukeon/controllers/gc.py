@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from kukeon.api import Cell, Kind, Space
+from kukeon.runtime.bindpins import binds_directory, unpin_cell
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.runtime.containerd.containers import (
     LABEL_CELL,
@@ -51,6 +52,7 @@ from kukeon.runtime.containerd.containers import (
 )
 from kukeon.runtime.containerd.namespaces import is_own
 from kukeon.runtime.containerd.shims import find_shims, stop_shim
+from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.network import bridge_name, network_id_prefix
 from kukeon.store import Registry
 
@@ -350,6 +352,7 @@ async def remove_cell_host_side(host: Host, key: tuple[str, ...], *, conflist: P
     await release_ports(host, key)
     await host.networks.detach_cell(cell_id=network_id(key, instance), cni_config_path=conflist)
     await host.cgroups.remove(CgroupPath(key))
+    await run_on_host_thread(unpin_cell, binds_directory(host.settings.state_dir, key))
     await asyncio.to_thread(shutil.rmtree, host.settings.state_dir.joinpath("cells", *key), True)
 
 

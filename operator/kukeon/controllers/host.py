@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kukeon.api import Realm
+from kukeon.api.realm import SecurityLevel
 from kukeon.runtime.cgroups import CgroupDriver
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.crilog import LogRotation
@@ -43,6 +44,16 @@ class HostSettings:
     """The host ids the realms' user-namespace ranges (`hostUsers: false`) are taken from."""
     id_claims_dir: Path = DEFAULT_CLAIMS_DIR
     """Where every kukeon installation on the host claims the ranges it hands out."""
+    allowed_host_paths: tuple[str, ...] = ()
+    """kukeond's `allowedHostPaths`: a bind source under one, in a realm below privileged,
+    is opened by kukeond without following a link below it (`runtime.bindpins`)."""
+
+    def bind_roots(self, realm: Realm) -> tuple[str, ...]:
+        """The allowed directories whose bind sources are pinned in ``realm``'s cells: none
+        in a privileged realm, where an editor may bind any host path anyway."""
+        if realm.spec.level == SecurityLevel.PRIVILEGED:
+            return ()
+        return self.allowed_host_paths
 
     def id_ranges(self) -> RangeAllocator:
         """The realms' user-namespace ranges on this node (kept in the state directory,

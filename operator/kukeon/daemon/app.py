@@ -113,6 +113,7 @@ def host_settings(config: DaemonConfig, *, root_pids_limit: int | None) -> HostS
         id_pool=config.id_pool,
         id_claims_dir=config.user_namespace_claims_dir,
         log_rotation=config.log_rotation,
+        allowed_host_paths=tuple(str(path) for path in config.allowed_host_paths),
     )
 
 
