@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import click
 
-from kukeon.api import Kind
+from kukeon.api import AnyResource, Kind
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
+from .jsonpath import JsonPathError, render_template
 from .params import DURATION, kind_name_groups, scope_for, scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run, stderr
 from .tables import kind_slug
@@ -64,15 +66,77 @@ async def wait_gone(client: ApiClient, targets: Sequence[Target], within: float)
     return [f"{kind_slug(k)}/{key[-1]}" for k, key in remaining]
 
 
-def _parse_condition(text: str) -> tuple[str, str | None]:
+class Wanted(NamedTuple):
+    """What ``--for`` waits for: ``what`` is delete, state, condition or jsonpath; ``name``
+    the state, the condition's type or the JSONPath template; ``value`` the condition's
+    status (True when not given) or the JSONPath's value (None: any value but none)."""
+
+    what: str
+    name: str = ""
+    value: str | None = None
+
+    def __str__(self) -> str:
+        if self.what == "state":
+            return self.name
+        if self.what == "condition":
+            return f"{self.name}={self.value or 'True'}"
+        return self.name if self.value is None else f"{self.name}={self.value}"
+
+
+_FORMS = "state=STATE, condition=NAME[=VALUE], jsonpath={PATH}[=VALUE] or delete"
+
+
+def _parse_condition(text: str) -> Wanted:
+    """kubectl's ``--for`` forms, and kukeon's ``state=STATE``."""
     if text == "delete":
-        return "delete", None
-    if text.lower() == "condition=ready":  # kubectl's spelling: Ready is kukeon's state
-        return "state", "Ready"
-    field, sep, value = text.partition("=")
-    if field != "state" or not sep or not value:
-        fail(f"--for must be state=STATE, condition=Ready or delete, got {text!r}", EXIT_USAGE)
-    return "state", value
+        return Wanted("delete")
+    what, _, rest = text.partition("=")
+    what = what.lower()
+    if what == "state" and rest:
+        return Wanted("state", rest)
+    if what == "condition" and rest:
+        name, _, value = rest.partition("=")
+        if name and "=" not in value:
+            return Wanted("condition", name, value or None)
+    if what == "jsonpath" and rest:
+        # kubectl's '{.status.state}=Ready', '{.status.network.ip}' (any value), or unbraced
+        if rest.startswith("{"):
+            template, equals, value = rest.partition("}=")
+            template = template if equals else rest
+            template += "}" if equals else ""
+        else:
+            path, equals, value = rest.partition("=")
+            template = "{" + path + "}"
+        if template.endswith("}") and template != "{}" and (value or not equals):
+            try:
+                render_template(template, {})
+            except JsonPathError as exc:
+                fail(f"--for: {exc}", EXIT_USAGE)
+            return Wanted("jsonpath", template, value if equals else None)
+    fail(f"--for must be {_FORMS}, got {text!r}", EXIT_USAGE)
+
+
+def observe(res: AnyResource, wanted: Wanted) -> tuple[bool, str]:
+    """Whether ``res`` is as ``wanted``, and what it is now (for a timeout's message)."""
+    status = getattr(res, "status", None)
+    state = getattr(status, "state", None)
+    if wanted.what == "condition":
+        for condition in getattr(status, "conditions", None) or ():
+            if str(condition.type).lower() == wanted.name.lower():
+                met = str(condition.status).lower() == (wanted.value or "True").lower()
+                return met, f"{condition.type} is {condition.status}"
+        if wanted.name.lower() != "ready" or state is None:
+            return False, f"it has no {wanted.name} condition"
+        # kubectl's condition=Ready of a kind with no conditions: its state Ready
+        wanted = Wanted("state", "Ready")
+    if wanted.what == "jsonpath":
+        from kukeon.api import to_document
+
+        now = render_template(wanted.name, to_document(res))
+        met = now == wanted.value if wanted.value is not None else now != ""
+        return met, f"{wanted.name} is {now!r}"
+    last = str(state if state is not None else "unknown")
+    return last.lower() == wanted.name.lower(), f"it is {last}"
 
 
 async def _wait_deleted(client: ApiClient, targets: Sequence[Target], within: float) -> bool:
@@ -89,22 +153,21 @@ async def _wait_state(
     client: ApiClient,
     kind: Kind,
     key: tuple[str, ...],
-    expected: str,
+    wanted: Wanted,
     *,
     within: float,
     deadline: float,
 ) -> bool:
-    """Poll one object until its state is ``expected`` (any case) or the loop's clock
-    passes ``deadline`` (``within`` seconds after the wait began); a missing object fails at once,
-    as kubectl does."""
+    """Poll one object until it is as ``wanted`` or the loop's clock passes ``deadline``
+    (``within`` seconds after the wait began); a missing object fails at once, as kubectl
+    does."""
     loop = asyncio.get_running_loop()
     label = f"{kind_slug(kind)}/{key[-1]}"
-    last = "unknown"
+    now = "it is unknown"
     while True:
         try:
-            res = await client.get(kind, key)
-            last = str(getattr(res.status, "state", "unknown"))
-            if last.lower() == expected.lower():
+            met, now = observe(await client.get(kind, key), wanted)
+            if met:
                 click.echo(f"{label} condition met")
                 return True
         except ApiRequestError as exc:
@@ -113,9 +176,7 @@ async def _wait_state(
             error_line(api_error_text(exc))  # as kubectl: no waiting for nothing
             return False
         if loop.time() >= deadline:
-            error_line(
-                f"timed out after {within:g}s waiting for {label} to be {expected} (it is {last})"
-            )
+            error_line(f"timed out after {within:g}s waiting for {label} to be {wanted} ({now})")
             return False
         await asyncio.sleep(0.25)
 
@@ -136,7 +197,8 @@ async def _selected(
     "--for",
     "condition",
     required=True,
-    help="state=STATE (any state name), condition=Ready (= state=Ready) or delete.",
+    help="state=STATE (any state name), condition=NAME[=VALUE] (status.conditions; a "
+    "kind without them: condition=Ready is state=Ready), jsonpath={PATH}[=VALUE] or delete.",
 )
 @click.option("--timeout", type=DURATION, default="30s", show_default=True)
 @click.option("-l", "--selector", help="Every object of KIND in scope matching this selector.")
@@ -163,8 +225,10 @@ def wait(
       kukectl wait cell/web --for=condition=Ready
       kukectl wait cells -l app=web --for=condition=Ready --stack site
       kukectl wait cell/job --for=delete
+      kukectl wait cellset/api --for=condition=Available
+      kukectl wait cell/web --for=jsonpath='{.status.network.ip}'   # any value
     """
-    what, expected = _parse_condition(condition)
+    wanted = _parse_condition(condition)
     groups = kind_name_groups(targets[0], targets[1:])
     parsed: list[Target] = [
         (kind, (*scope_for(kind, realm, space, stack), name))
@@ -184,13 +248,13 @@ def wait(
             if not parsed:
                 error_line("no matching objects found")  # as kubectl: nothing to wait for
                 return False
-        if what == "delete":
+        if wanted.what == "delete":
             return await _wait_deleted(client, parsed, timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         ok = True
         for kind, key in parsed:
             reached = await _wait_state(
-                client, kind, key, str(expected), within=timeout, deadline=deadline
+                client, kind, key, wanted, within=timeout, deadline=deadline
             )
             ok = ok and reached
         return ok
