@@ -22,13 +22,14 @@ tar stream read, ``2`` tar's stderr, ``3`` ``{"exitCode": N}`` once before the c
 Output is read from the process only as fast as the client takes it.
 
 **portforward** connects, from the node, to port N of the cell's own address: its IP on
-its space's bridge (``status.network.ip``), or ``127.0.0.1`` for a cell whose containers
-all use the host's network. The caller names a port and nothing else, so the route
-reaches no address but the cell's. Client -> server ``0`` bytes for the connection (an
-empty payload: the client's side ended, the connection's writing half is shut); server ->
-client ``1`` bytes from the connection (empty: the other side ended), ``3``
-``{"error": ...}`` when the connection cannot be made or breaks, before the close. The
-socket closes when both sides have ended, or either fails or goes away.
+its space's bridge (``status.network.ip``, once the cell's node wrote the status), or
+``127.0.0.1`` for a cell whose containers all use the host's network. The caller names a
+port and nothing else, so the route reaches no address but the cell's. Client -> server
+``0`` bytes for the connection (an empty payload: the client's side ended, the
+connection's writing half is shut); server -> client ``1`` bytes from the connection
+(empty: the other side ended), ``3`` ``{"error": ...}`` when the connection cannot be made
+or breaks, before the close. The socket closes when both sides have ended, or either fails
+or goes away.
 """
 
 from __future__ import annotations
@@ -94,7 +95,22 @@ def container_path(text: str | None) -> tuple[str, str]:
 
 
 def forward_address(cell: Cell) -> str:
-    """The cell's own address, the only one ``portforward`` connects to (409 without)."""
+    """The cell's own address, the only one ``portforward`` connects to (409 without).
+
+    Only as the cell's node (``spec.nodeName``, which serves this route) reported it: a
+    cell whose ``nodeName`` its editor changed keeps the old node's address in its status
+    until the new node reports, and that address, on this node's network, may be another
+    realm's cell (every node's spaces take their subnets from the same pool), reached from
+    the host where no realm's network rules apply.
+    """
+    reporter, node = cell.status.node_name, cell.spec.node_name
+    if reporter is None or reporter != node:
+        said = f"node {reporter}'s" if reporter else "no node's yet"
+        raise ApiError(
+            409,
+            f"cell {cell.metadata.name} has no address on node {node} yet: its status is "
+            f"{said} (state {cell.status.state})",
+        )
     ip = cell.status.network.ip
     if ip:
         return ip

@@ -129,10 +129,15 @@ async def transfer_fleet(
         )
         await _create(registry, _cell("on-b", "nb"))
         await _create(registry, _cell("unattached", "nb"))
-        found = await registry.get(Kind.CELL, ("default", "default", "default", "on-b"))
-        assert isinstance(found, Cell)
-        status = found.status.model_copy(update={"network": CellNetworkStatus(ip="127.0.0.1")})
-        await registry.update_status(found.model_copy(update={"status": status}))
+        await _create(registry, _cell("moved", "nb"))
+        # on-b as nb reported it; moved (its nodeName changed from na) as na last did.
+        for name, reporter in (("on-b", "nb"), ("moved", "na")):
+            found = await registry.get(Kind.CELL, ("default", "default", "default", name))
+            assert isinstance(found, Cell)
+            status = found.status.model_copy(
+                update={"network": CellNetworkStatus(ip="127.0.0.1"), "node_name": reporter}
+            )
+            await registry.update_status(found.model_copy(update={"status": status}))
         yield running
     finally:
         for runner in runners.values():
@@ -222,7 +227,7 @@ async def test_refusals_come_back_from_the_cells_node(transfer_fleet: Fleet) -> 
     assert "not a port number" in body["message"]
     body = await _refused(fleet, EDITOR, f"{CELLS}/unattached/portforward", {"port": "80"})
     assert body["httpCode"] == 409
-    assert "has no address yet" in body["message"]
+    assert "has no address on node nb yet: its status is no node's yet" in body["message"]
 
     # Nothing listens there: the stream says so, in one line.
     port = free_tcp_port()
@@ -239,3 +244,22 @@ async def test_refusals_come_back_from_the_cells_node(transfer_fleet: Fleet) -> 
         with contextlib.suppress(asyncio.TimeoutError):
             closing = await asyncio.wait_for(ws.receive(), 5)
             assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+
+
+async def test_an_address_another_node_reported_is_not_connected_to(
+    transfer_fleet: Fleet,
+) -> None:
+    """A cell moved to nb (its editor changed nodeName) still shows na's address until nb
+    reports: on nb that address may be another realm's cell, so nb refuses rather than
+    connect to it (before, the echo listening there answered)."""
+    echo = Echo()
+    port = await echo.start()
+    try:
+        body = await _refused(
+            transfer_fleet, EDITOR, f"{CELLS}/moved/portforward", {"port": str(port)}
+        )
+        assert body["httpCode"] == 409, body
+        assert "has no address on node nb yet: its status is node na's" in body["message"]
+    finally:
+        assert echo.server is not None
+        echo.server.close()
