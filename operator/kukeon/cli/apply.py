@@ -28,12 +28,19 @@ from .params import (
 )
 from .runner import EXIT_SERVER, EXIT_USAGE, error_line, run
 
+OUTPUT_OPTION = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["name"]),
+    help="name: print each object's KIND/NAME only (for scripts: | xargs ...).",
+)
 
-def _reporter() -> Reporter:
-    return Reporter(ok=lambda line: click.echo(line), error=error_line)
+
+def _reporter(output: str | None) -> Reporter:
+    return Reporter(ok=lambda line: click.echo(line), error=error_line, names_only=output == "name")
 
 
-def _client_dry_run(documents: Sequence[Document]) -> None:
+def _client_dry_run(documents: Sequence[Document], output: str | None) -> None:
     """Each document's verdict without the server: valid, or each image the server would
     refuse (its 422's causes; with nothing stored to compare, an image an object already
     has is judged too, where the server lets it through unchanged)."""
@@ -46,7 +53,7 @@ def _client_dry_run(documents: Sequence[Document]) -> None:
             for line in error.lines():
                 error_line(f"{doc.source}: document {doc.position}: {line}")
         else:
-            click.echo(f"{doc.name} valid (client dry run)")
+            click.echo(doc.name if output == "name" else f"{doc.name} valid (client dry run)")
     if refused:
         raise click.exceptions.Exit(EXIT_USAGE)
 
@@ -59,11 +66,12 @@ def _write(
     *,
     create_only: bool,
     validate: str,
+    output: str | None,
 ) -> None:
     # Everything is validated before anything is sent.
     documents = load_manifest_files(files, scope=scope, validate=validate)
     if dry_run == "client":
-        _client_dry_run(documents)
+        _client_dry_run(documents, output)
         return
 
     async def work(client: ApiClient) -> bool:
@@ -84,7 +92,7 @@ def _write(
                     error_line(line)
                 error_line("nothing was written: the server refused the documents above")
                 return False
-        applier = Applier(client=client, reporter=_reporter(), dry_run=dry_run == "server")
+        applier = Applier(client=client, reporter=_reporter(output), dry_run=dry_run == "server")
         return await applier.apply(documents, create_only=create_only)
 
     if not run(ctx, work):
@@ -95,6 +103,7 @@ def _write(
 @FILE_OPTION
 @dry_run_option
 @validate_option
+@OUTPUT_OPTION
 @manifest_scope_options
 @click.pass_context
 def apply(
@@ -102,6 +111,7 @@ def apply(
     files: tuple[str, ...],
     dry_run: str,
     validate: str,
+    output: str | None,
     realm: str | None,
     space: str | None,
     stack: str | None,
@@ -119,15 +129,17 @@ def apply(
       kukectl apply -f app.yaml --dry-run=server
       kukectl apply -f cell.yaml --realm prod --space web --stack site   # as kubectl's -n
       kukectl apply -f old.yaml --validate=warn   # unknown fields left out, each named
+      kukectl apply -f app/ -o name | grep ^cell/ | xargs kukectl wait --for=condition=Ready
     """
     scope = manifest_scope(ctx, realm, space, stack)
-    _write(ctx, files, dry_run, scope, create_only=False, validate=validate)
+    _write(ctx, files, dry_run, scope, create_only=False, validate=validate, output=output)
 
 
 @click.group(invoke_without_command=True)
 @FILE_OPTION
 @dry_run_option
 @validate_option
+@OUTPUT_OPTION
 @manifest_scope_options
 @click.pass_context
 def create(
@@ -135,6 +147,7 @@ def create(
     files: tuple[str, ...],
     dry_run: str,
     validate: str,
+    output: str | None,
     realm: str | None,
     space: str | None,
     stack: str | None,
@@ -150,4 +163,4 @@ def create(
     """
     if ctx.invoked_subcommand is None:
         scope = manifest_scope(ctx, realm, space, stack)
-        _write(ctx, files, dry_run, scope, create_only=True, validate=validate)
+        _write(ctx, files, dry_run, scope, create_only=True, validate=validate, output=output)

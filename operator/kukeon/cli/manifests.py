@@ -241,6 +241,7 @@ def _same_set(written: AnyResource, current: AnyResource) -> bool:
 class Reporter(NamedTuple):
     ok: Callable[[str], None]
     error: Callable[[str], None]
+    names_only: bool = False  # `-o name`: each object's KIND/NAME, not what was done to it
 
 
 async def server_refusals(
@@ -304,7 +305,7 @@ class Applier:
             parent = default_object(kind, key)
             await self._create(parent)
             self._known.add((kind, key))
-            self._report.ok(f"{kind_slug(kind)}/{key[-1]} created{self._suffix}")
+            self._done(f"{kind_slug(kind)}/{key[-1]}", "created")
 
     async def apply(self, documents: Sequence[Document], *, create_only: bool = False) -> bool:
         """Apply every document; False when any failed (each failure already reported)."""
@@ -321,8 +322,11 @@ class Applier:
                 self._report.error(_describe_error(doc.name, exc))
                 continue
             self._known.add((kind, key))
-            self._report.ok(f"{doc.name} {action}{self._suffix}")
+            self._done(doc.name, action)
         return ok
+
+    def _done(self, name: str, action: str) -> None:
+        self._report.ok(name if self._report.names_only else f"{name} {action}{self._suffix}")
 
     async def _create(self, res: AnyResource) -> str:
         kind, key = Kind(res.kind), key_of(res)
