@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -121,18 +122,36 @@ EXIT_READER_GONE = 141
 """128 + SIGPIPE: how a program killed by writing to a closed pipe (kubectl) ends."""
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (``| head`` has exited); stdout is then
+    silenced. A broken pipe elsewhere (a socket) is not this, and is not hidden."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        gone = any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError):  # no stdout, or one poll cannot watch
+        return False
+    if gone:
+        _silence_stdout()
+    return gone
+
+
 def write_stdout(chunk: bytes) -> None:
     """``chunk`` on stdout as it is. A reader that went away (``kukectl logs web | head``)
     ends the command quietly, as kubectl (killed by SIGPIPE) ends, not as an "unexpected
-    failure"; stdout is pointed at /dev/null so the interpreter's last flush does not fail
-    again."""
+    failure"."""
     try:
         sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _silence_stdout()
         raise click.exceptions.Exit(EXIT_READER_GONE) from None
 
 
@@ -222,6 +241,11 @@ def run(ctx: click.Context, work: Callable[[ApiClient], Awaitable[T]]) -> T:
         raise click.exceptions.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise click.exceptions.Exit(130) from None
+    except BrokenPipeError as exc:
+        # `kukectl delete cells --all | head -3`: the rest is nobody's, as kubectl's end
+        if stdout_reader_gone():
+            raise click.exceptions.Exit(EXIT_READER_GONE) from None
+        fail(f"unexpected failure: {type(exc).__name__}: {exc}")
     except _SHAPE_ERRORS as exc:
         last = clients[0].last_answer if clients else None
         if last is None:

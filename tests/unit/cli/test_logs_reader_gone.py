@@ -60,3 +60,42 @@ def test_a_reader_that_leaves_ends_logs_quietly(tmp_path: Path) -> None:
             server.shutdown()
     assert stderr == b""
     assert process.returncode == EXIT_READER_GONE
+
+
+def _with_gone_reader(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """Exit code and stderr of kukectl ARGS writing to a pipe whose reader has left."""
+    read, write = os.pipe()
+    os.close(read)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kukeon.cli.main", *args],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    os.close(write)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+def test_any_command_whose_reader_left_ends_quietly(tmp_path: Path) -> None:
+    """`kukectl delete cells --all | head -1` said 'error: unexpected failure:
+    BrokenPipeError' (exit 1): every command's output written while it talks to the server.
+    (Click itself ends one that writes outside a request quietly, with 1.)"""
+    from tests.unit.cli.listserver import list_server
+
+    cell = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "Cell",
+        "metadata": {"name": "web"},
+        "spec": {
+            "realmId": "default",
+            "spaceId": "default",
+            "stackId": "default",
+            "containers": [{"id": "main", "image": "busybox"}],
+        },
+    }
+    socket = tmp_path / "api.sock"
+    env = {**os.environ, "KUKEON_SERVER": f"unix://{socket}", "HOME": str(tmp_path)}
+    with list_server(socket, [cell]):
+        assert _with_gone_reader(["get", "cells", "-o", "name"], env) == (EXIT_READER_GONE, b"")
+        assert _with_gone_reader(["get", "cells", "-A"], env) == (EXIT_READER_GONE, b"")
