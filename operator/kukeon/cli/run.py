@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, BinaryIO
 
 import click
 
@@ -15,7 +16,7 @@ from kukeon.api import Cell, Kind, parse_resource
 from kukeon.api.imagefields import refuse_bad_images
 from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError
-from kukeon.client.paths import object_path
+from kukeon.client.paths import LOG_STREAM_HEADER, object_path
 
 from .createobjects import report_created
 from .params import DURATION, cell_key, scope_options
@@ -329,21 +330,36 @@ async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float
             click.echo(f"error: cell/{key[-1]} failed: {why}", err=True)
             return 127 if cell.status.reason == "CommandNotFound" else EXIT_SERVER
 
-        async def follow() -> None:
-            async for chunk in client.stream("GET", path, params={"follow": "true"}):
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
+        async def follow(stream: str, out: BinaryIO) -> None:
+            # Both streams are opened at once, before the cell can be gone. A server without
+            # the log route's `stream` answers both with the whole log and no header: it is
+            # written once, as stdout.
+            ours = True
 
-        streaming = asyncio.ensure_future(follow())
+            def check(headers: Mapping[str, str]) -> None:
+                nonlocal ours
+                ours = headers.get(LOG_STREAM_HEADER) == stream or stream == "Stdout"
+
+            params = {"follow": "true", "stream": stream}
+            async for chunk in client.stream("GET", path, params=params, on_headers=check):
+                if not ours:
+                    return
+                out.write(chunk)
+                out.flush()
+
+        streams = [
+            asyncio.ensure_future(follow("Stdout", sys.stdout.buffer)),
+            asyncio.ensure_future(follow("Stderr", sys.stderr.buffer)),
+        ]
         try:
             code = await _exit_code(client, key)
             # The followed log ends once the cell is gone, after its last line: delete it,
-            # then read the stream to its end.
+            # then read the streams to their end.
             with contextlib.suppress(Exception):
                 await asyncio.shield(client.delete(Kind.CELL, key))
             try:
                 async with asyncio.timeout(LOG_END_SECONDS):
-                    await asyncio.wait([streaming])  # its failure is the finally's to take
+                    await asyncio.wait(streams)  # their failures are the finally's to take
             except TimeoutError:
                 click.echo(
                     f"warning: cell/{key[-1]}'s output did not end within {LOG_END_SECONDS:g}s;"
@@ -351,7 +367,8 @@ async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float
                     err=True,
                 )
         finally:
-            await cancel_and_wait(streaming)
+            for streaming in streams:
+                await cancel_and_wait(streaming)
         return code
     finally:
         with contextlib.suppress(Exception):

@@ -364,9 +364,15 @@ class ApiClient:
                 self.on_warning(text)
 
     async def stream(
-        self, method: str, path: str, *, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        on_headers: Callable[[Mapping[str, str]], None] | None = None,
     ) -> AsyncIterator[bytes]:
-        """The answer's body chunk by chunk, as the server sends it (logs, follow mode).
+        """The answer's body chunk by chunk, as the server sends it (logs, follow mode);
+        ``on_headers`` is given the answer's headers before its first chunk.
 
         No total timeout: a followed stream lasts as long as the caller reads it. A 429 at
         the open is waited out as a request's (``busy``).
@@ -376,6 +382,8 @@ class ApiClient:
         try:
             response = await open_response(self._open(), self.busy, method, path, params=params)
             async with response:
+                if on_headers is not None:
+                    on_headers(response.headers)
                 async for chunk in response.content.iter_any():
                     yield chunk
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:

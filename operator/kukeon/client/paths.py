@@ -36,6 +36,12 @@ DEFAULT_SOCKET = Path("/run/kukeon/kukeond.sock")
 API_ROOT = f"/apis/{GROUP}/{VERSION}"
 
 
+LOG_STREAM_HEADER = "Kukeon-Log-Stream"
+"""The log route's answer header saying which stream it holds when it holds one only
+(``Stdout``, ``Stderr``: its ``stream`` parameter); a server that does not know the
+parameter sends both, without it."""
+
+
 class KindInfo(NamedTuple):
     kind: Kind
     plural: str

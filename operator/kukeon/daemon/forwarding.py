@@ -55,6 +55,7 @@ from kukeon.apiserver.expect import body_chunks
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import REASONS, ApiError, Cause
 from kukeon.cancelling import cancel_and_wait
+from kukeon.client.paths import LOG_STREAM_HEADER
 from kukeon.fileio import warn_if_open_to_others
 from kukeon.store import NotFound, Registry
 from kukeon.store.keys import is_key_part
@@ -82,6 +83,8 @@ IMAGE_SUBPATHS = ("", "/pull", "/prune", "/{image}")
 CONNECT_TIMEOUT = 5.0
 MAX_MESSAGE_BYTES = 1 << 20
 _COPIED_HEADERS = ("Content-Type", "Accept")
+RELAYED_HEADERS = ("Content-Type", LOG_STREAM_HEADER)
+"""The answer's headers a forwarded request passes back (a log's stream is one)."""
 _REASONS = {502: "BadGateway", 508: "LoopDetected"}
 MAX_REFUSAL_BYTES = 64 << 10
 """How much of the body of a refused WebSocket upgrade is kept (a Status is far smaller)."""
@@ -467,8 +470,9 @@ class Forwarder:
                         code=502,
                     )
                 response = web.StreamResponse(status=upstream.status)
-                if "Content-Type" in upstream.headers:
-                    response.headers["Content-Type"] = upstream.headers["Content-Type"]
+                for name in RELAYED_HEADERS:
+                    if name in upstream.headers:
+                        response.headers[name] = upstream.headers[name]
                 await response.prepare(request)
                 try:
                     async for chunk in upstream.content.iter_any():

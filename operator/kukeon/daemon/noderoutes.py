@@ -7,7 +7,7 @@ middleware guards them:
 
 ```
 GET  .../cells/{cell}/log?container=&tailLines=N&follow=&timestamps=&sinceSeconds=|sinceTime=
-     &previous=&limitBytes=N                                    text/plain stream
+     &previous=&limitBytes=N&stream=All|Stdout|Stderr              text/plain stream
 POST .../cells/{cell}/kill?signal=TERM&container=              signal running tasks
 GET|POST|DELETE .../realms/{realm}/images[/...]                 a realm's images (imageroutes)
 GET  .../cells/{cell}/exec?container=&command=..&command=..&tty=&stdin=   WebSocket
@@ -44,6 +44,7 @@ from kukeon.apiserver.request import refuse_body
 from kukeon.apiserver.status import ApiError
 from kukeon.apiserver.watchstream import client_gone
 from kukeon.cancelling import cancel_and_wait
+from kukeon.client.paths import LOG_STREAM_HEADER
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellfiles import CellFiles
@@ -117,6 +118,11 @@ def _parse_signal(text: str) -> signal.Signals:
         raise ApiError(400, f"signal: unknown signal {text!r}") from None
 
 
+LOG_STREAMS: dict[str, str | None] = {"All": None, "Stdout": "stdout", "Stderr": "stderr"}
+"""``stream``'s values, as kube-apiserver's (``PodLogOptions.stream``), and the records each
+keeps."""
+
+
 @dataclass(frozen=True)
 class LogQuery:
     """The log route's parameters, as ``kubectl logs`` names them, each checked (400)."""
@@ -153,6 +159,12 @@ class LogQuery:
                 raise ApiError(400, f"sinceTime: {text[:40]!r} is not an RFC 3339 time") from None
             if since.tzinfo is None:
                 raise ApiError(400, f"sinceTime: {text[:40]!r} has no time zone")
+        stream = query.get("stream", "All")
+        if stream not in LOG_STREAMS:
+            raise ApiError(400, f"stream: {stream[:40]!r} is not one of All, Stdout, Stderr")
+        if tail is not None and stream != "All":
+            # kube-apiserver's rule: a tail is counted over both streams as they were written.
+            raise ApiError(400, "tailLines and stream: a tail is of both streams, stream All")
         limit: int | None = None
         if (text := query.get("limitBytes")) is not None:
             if not _decimal(text) or not text.strip("0"):
@@ -162,7 +174,9 @@ class LogQuery:
             tail=tail,
             follow=_flag(query, "follow"),
             previous=_flag(query, "previous"),
-            render=RenderOptions(timestamps=_flag(query, "timestamps"), since=since),
+            render=RenderOptions(
+                timestamps=_flag(query, "timestamps"), since=since, stream=LOG_STREAMS[stream]
+            ),
             limit=limit,
         )
 
@@ -395,8 +409,12 @@ class NodeRoutes:
         # containerLogMaxFiles x containerLogMaxSize.
         history = follower.history(query.tail, query.render.since)
         try:
-            records = await asyncio.to_thread(next, history, None) or []
+            keep = query.render.keep
+            first = await asyncio.to_thread(next, history, None)
+            records = keep(first or [])
             response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+            if query.render.stream is not None:
+                response.headers[LOG_STREAM_HEADER] = query.render.stream.capitalize()
             await response.prepare(request)
             sink = _LogSink(response, query.limit)
             try:
@@ -406,8 +424,9 @@ class NodeRoutes:
                     not sink.full
                     and (chunk := await asyncio.to_thread(next, history, None)) is not None
                 ):
-                    await sink.write(render(chunk, query.render, open_line=open_line))
-                    open_line = ends_open(chunk) if chunk else open_line
+                    kept = keep(chunk)
+                    await sink.write(render(kept, query.render, open_line=open_line))
+                    open_line = ends_open(kept) if kept else open_line
                 if query.follow and not query.previous and not sink.full:
                     await self._follow(request, sink, follower, cell, query.render, open_line)
                 await response.write_eof()
@@ -456,7 +475,7 @@ class NodeRoutes:
             if loop.time() >= next_check:
                 next_check = loop.time() + CELL_CHECK_SECONDS
                 gone = not await self._exists(key)
-            records = await asyncio.to_thread(follower.read)
+            records = options.keep(await asyncio.to_thread(follower.read))
             if records:
                 await sink.write(render(records, options, open_line=open_line))
                 open_line = ends_open(records)

@@ -112,3 +112,24 @@ def test_a_signal_number_no_ascii_decimal_is_400() -> None:
 def test_kukectl_port_forward_with_no_ascii_digits_is_a_usage_error(spec: str) -> None:
     with pytest.raises(click.BadParameter):
         parse_ports((spec,))
+
+
+def test_a_log_stream_is_one_of_kube_apiservers_words() -> None:
+    assert LogQuery.parse(MultiDict()).render.stream is None
+    assert LogQuery.parse(MultiDict({"stream": "All"})).render.stream is None
+    assert LogQuery.parse(MultiDict({"stream": "Stdout"})).render.stream == "stdout"
+    assert LogQuery.parse(MultiDict({"stream": "Stderr"})).render.stream == "stderr"
+    for bad in ("stdout", "", "Both", "x" * 1000):
+        with pytest.raises(ApiError) as refused:
+            LogQuery.parse(MultiDict({"stream": bad}))
+        assert refused.value.code == 400
+        assert str(refused.value).startswith("stream: "), bad
+        assert len(str(refused.value)) < 120
+
+
+def test_a_tail_of_one_stream_is_400_as_kube_apiservers() -> None:
+    assert LogQuery.parse(MultiDict({"stream": "All", "tailLines": "3"})).tail == 3
+    with pytest.raises(ApiError) as refused:
+        LogQuery.parse(MultiDict({"stream": "Stderr", "tailLines": "3"}))
+    assert refused.value.code == 400
+    assert "tailLines and stream" in str(refused.value)

@@ -239,3 +239,19 @@ def test_render_gives_back_every_line(lines: list[bytes]) -> None:
     assert render(records, RenderOptions(), open_line=False) == b"".join(
         line + b"\n" for line in lines
     )
+
+
+def test_one_stream_keeps_its_records_and_its_partial_lines_whole() -> None:
+    lines = [
+        b"2026-01-01T00:00:00Z stdout P out-",
+        b"2026-01-01T00:00:01Z stderr F err",
+        b"2026-01-01T00:00:02Z stdout F line",
+        b"raw terminal output",
+    ]
+    records = list(parse_lines(lines))
+    both = RenderOptions()
+    assert both.keep(records) is records
+    out = RenderOptions(stream="stdout")
+    assert render(out.keep(records), out, open_line=False) == b"out-line\nraw terminal output\n"
+    err = RenderOptions(stream="stderr")
+    assert render(err.keep(records), err, open_line=False) == b"err\n"

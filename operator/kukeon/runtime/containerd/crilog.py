@@ -600,6 +600,15 @@ def parse_lines(lines: Iterable[bytes]) -> Iterator[LogRecord]:
 class RenderOptions:
     timestamps: bool = False
     since: datetime | None = None
+    stream: str | None = None
+    """``stdout`` or ``stderr``: only that stream's records (a TTY's raw output counts as
+    stdout, where a terminal writes both); None: both, interleaved as written."""
+
+    def keep(self, records: list[LogRecord]) -> list[LogRecord]:
+        """The records of the chosen stream (all of them when none is chosen)."""
+        if self.stream is None:
+            return records
+        return [r for r in records if (r.stream or "stdout") == self.stream]
 
 
 def render(records: Iterable[LogRecord], options: RenderOptions, *, open_line: bool) -> bytes:
