@@ -32,6 +32,7 @@ from kukeon.apiserver import ApiServerRunner, ApiSettings, build_runner
 from kukeon.apiserver.auth import denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import ApiError, Cause
+from kukeon.client.paths import LOG_STREAM_HEADER
 from kukeon.daemon.forwarding import FORWARDED_BY_HEADER, Forwarder
 from kukeon.store import Registry
 from tests.fixtures.services import free_tcp_port, require_binary
@@ -88,6 +89,8 @@ class StandIn:
         if why:
             raise ApiError(403, why)
         response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        if "stream" in request.query:
+            response.headers[LOG_STREAM_HEADER] = request.query["stream"]
         await response.prepare(request)
         await response.write((json.dumps(self.seen(request)) + "\n").encode())
         if request.query.get("follow") == "true":
@@ -342,6 +345,10 @@ async def test_logs_kill_and_images_of_another_node_come_from_it(fleet: Fleet) -
         remote = await client.get(f"{CELLS}/on-b/log")
         assert remote.status == 200
         assert remote.headers["Content-Type"].startswith("text/plain")
+        assert LOG_STREAM_HEADER not in remote.headers
+        # Which stream a log holds is passed back (kukectl run --rm reads it).
+        stderr = await client.get(f"{CELLS}/on-b/log", params={"stream": "Stderr"})
+        assert stderr.headers[LOG_STREAM_HEADER] == "Stderr"
         assert json.loads(await remote.text()) == {
             "node": "nb",
             "user": "fleet",
