@@ -7,7 +7,9 @@ API server runs without the node routes (it has no containerd) and without contr
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -16,8 +18,9 @@ from kukeon.apiserver import ApiServerError, ApiSettings, build_runner
 from kukeon.apiserver.app import WATCH_CACHE_KEY, ReadinessCheck
 from kukeon.apiserver.events import EventRoutes
 from kukeon.apiserver.watchcache import CACHED_KINDS
+from kukeon.framework.aiotasks import Supervisor
 from kukeon.metrics.daemon import DaemonMetrics
-from kukeon.metrics.endpoint import serve_metrics
+from kukeon.metrics.endpoint import MetricsServer, serve_metrics
 from kukeon.metrics.usage import CellUsageCollector
 from kukeon.runtime.containerd.speccheck import runnable_problems
 from kukeon.store.spacekeeping import space_ready
@@ -26,6 +29,7 @@ from kukeon.ui.routes import UiRoutes
 from .forwarding import Forwarder
 from .hostdirs import share_run_dir
 from .keyroutes import KeyRotationRoutes
+from .metricslistener import account, listen_when_free, squatters
 from .node import FLEET
 from .noderoutes import NodeRoutes
 from .starterrors import StartupError
@@ -34,6 +38,8 @@ from .usage import ScrapeSampler, UsageReader
 
 if TYPE_CHECKING:
     from .app import Daemon
+
+log = logging.getLogger(__name__)
 
 Stopper = Callable[[], Awaitable[Any]]
 
@@ -172,10 +178,38 @@ async def _start_metrics(
     )
     await metrics.start()
     on_stop("metrics informer", metrics.stop)
+    await _listen_for_metrics(daemon, on_stop)
+    return metrics
+
+
+async def _listen_for_metrics(daemon: Daemon, on_stop: Callable[[str, Stopper], None]) -> None:
+    """The /metrics listener; its address in use is a ``StartupError``, unless only other
+    accounts' listeners hold it: then it is listened on once free (a supervised task)."""
+    address = daemon.config.metrics_address
     try:
-        server = await serve_metrics(config.metrics_address, registry=daemon.metrics_registry)
+        server = await serve_metrics(address, registry=daemon.metrics_registry)
     except OSError as error:
-        raise StartupError(f"{error.strerror} (--metrics-address)") from error
+        holders = await asyncio.to_thread(squatters, address, error)
+        if not holders:
+            raise StartupError(f"{error.strerror} (--metrics-address)") from error
+        # A local user's listener must not keep kukeond down (daemon/metricslistener.py).
+        log.error(
+            "cannot listen for /metrics on %s: %s holds it, not root: kukeond starts without "
+            "it and listens there once it is free (the API's /metrics serves the same)",
+            address,
+            ", ".join(map(account, holders)),
+        )
+
+        def listening(bound: MetricsServer) -> None:
+            daemon.metrics_url = bound.url
+
+        supervisor = Supervisor()
+        supervisor.start(
+            "kukeon-metrics-listener",
+            partial(listen_when_free, address, daemon.metrics_registry, listening=listening),
+            component="endpoints",
+        )
+        on_stop("metrics endpoint", supervisor.stop)
+        return
     daemon.metrics_url = server.url
     on_stop("metrics endpoint", server.stop)
-    return metrics
