@@ -73,3 +73,16 @@ class LazyGroup(click.Group):
             raise click.exceptions.NoSuchCommand(
                 str(args[0]), possibilities=self.list_commands(ctx), ctx=ctx
             ) from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """click's, with a subcommand's option error pointed at that subcommand: click's
+        parser raises some without their context ("Option '--tail' requires an argument"),
+        which then said "see 'kukectl --help'", where the option is not."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            name = ctx.invoked_subcommand
+            command = self.get_command(ctx, name) if exc.ctx is None and name else None
+            if command is not None:
+                exc.ctx = click.Context(command, info_name=name, parent=ctx)
+            raise

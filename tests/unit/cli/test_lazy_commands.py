@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pytest
 from click.testing import CliRunner
 
-from kukeon.cli.main import COMMANDS, SUBCOMMANDS, cli
+from kukeon.cli.main import COMMANDS, SUBCOMMANDS, cli, main
 from tests.fixtures.interpreter import printed_after
 
 from .listserver import list_server
@@ -118,3 +119,24 @@ ONE_CELL: dict[str, Any] = {
         "containers": [{"id": "main", "ready": True, "restartCount": 2}],
     },
 }
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["logs", "web", "--tail"], "(see 'kukectl logs --help')"),
+        (["get", "cells", "-o"], "(see 'kukectl get --help')"),
+        (["--context"], "(see 'kukectl --help')"),  # the root's own option
+    ],
+)
+def test_an_option_missing_its_value_points_at_its_commands_help(
+    capsys: pytest.CaptureFixture[str], args: list[str], hint: str
+) -> None:
+    """It said "see 'kukectl --help'" for a subcommand's option: click's parser raises that
+    error without the subcommand's context."""
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "requires an argument" in err
+    assert err.rstrip().endswith(hint)
