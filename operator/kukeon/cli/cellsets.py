@@ -78,12 +78,15 @@ def rollout_done(res: AnyResource) -> tuple[bool, str]:
     seen = status.observed_generation >= res.metadata.generation
     at = (
         f"{status.updated_replicas} of {wanted} updated, {status.ready_replicas} ready, "
-        f"{status.replicas} in all"
+        f"{status.available_replicas} available, {status.replicas} in all"
     )
+    # As kubectl's rollout status: done once the new cells are available too, that is
+    # Ready for the set's minReadySeconds.
     done = (
         seen
         and status.template_hash == res.template_hash()
         and status.updated_replicas == status.ready_replicas == status.replicas == wanted
+        and status.available_replicas >= wanted
     )
     return done, at
 
