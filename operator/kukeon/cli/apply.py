@@ -18,6 +18,7 @@ from kukeon.client.apiclient import ApiClient
 from .manifests import Applier, Document, Reporter, server_refusals
 from .params import (
     FILE_OPTION,
+    RECURSIVE_OPTION,
     ManifestScope,
     dry_run_option,
     field_validation,
@@ -67,9 +68,10 @@ def _write(
     create_only: bool,
     validate: str,
     output: str | None,
+    recursive: bool,
 ) -> None:
     # Everything is validated before anything is sent.
-    documents = load_manifest_files(files, scope=scope, validate=validate)
+    documents = load_manifest_files(files, scope=scope, validate=validate, recursive=recursive)
     if dry_run == "client":
         _client_dry_run(documents, output)
         return
@@ -101,6 +103,7 @@ def _write(
 
 @click.command()
 @FILE_OPTION
+@RECURSIVE_OPTION
 @dry_run_option
 @validate_option
 @OUTPUT_OPTION
@@ -109,6 +112,7 @@ def _write(
 def apply(
     ctx: click.Context,
     files: tuple[str, ...],
+    recursive: bool,
     dry_run: str,
     validate: str,
     output: str | None,
@@ -125,6 +129,7 @@ def apply(
     Examples:
       kukectl apply -f app.yaml
       kukectl apply -f app/                    # every *.yaml, *.yml, *.json in it
+      kukectl apply -R -f app/                 # and in every directory below it
       kukectl apply -f - < app.yaml
       kukectl apply -f app.yaml --dry-run=server
       kukectl apply -f cell.yaml --realm prod --space web --stack site   # as kubectl's -n
@@ -132,11 +137,21 @@ def apply(
       kukectl apply -f app/ -o name | grep ^cell/ | xargs kukectl wait --for=condition=Ready
     """
     scope = manifest_scope(ctx, realm, space, stack)
-    _write(ctx, files, dry_run, scope, create_only=False, validate=validate, output=output)
+    _write(
+        ctx,
+        files,
+        dry_run,
+        scope,
+        create_only=False,
+        validate=validate,
+        output=output,
+        recursive=recursive,
+    )
 
 
 @click.group(invoke_without_command=True)
 @FILE_OPTION
+@RECURSIVE_OPTION
 @dry_run_option
 @validate_option
 @OUTPUT_OPTION
@@ -145,6 +160,7 @@ def apply(
 def create(
     ctx: click.Context,
     files: tuple[str, ...],
+    recursive: bool,
     dry_run: str,
     validate: str,
     output: str | None,
@@ -163,4 +179,13 @@ def create(
     """
     if ctx.invoked_subcommand is None:
         scope = manifest_scope(ctx, realm, space, stack)
-        _write(ctx, files, dry_run, scope, create_only=True, validate=validate, output=output)
+        _write(
+            ctx,
+            files,
+            dry_run,
+            scope,
+            create_only=True,
+            validate=validate,
+            output=output,
+            recursive=recursive,
+        )

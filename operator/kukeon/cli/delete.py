@@ -19,6 +19,7 @@ from .params import (
     DURATION,
     FILE_OPTION,
     KIND_OR_OBJECT,
+    RECURSIVE_OPTION,
     ManifestScope,
     dry_run_option,
     kind_name_groups,
@@ -125,6 +126,7 @@ def _named_targets(
     selections: int,
     scope: tuple[str, str, str],
     given: ManifestScope | None = None,
+    recursive: bool = False,
 ) -> tuple[list[Target], list[Target]]:
     """The targets named on the command line (``KIND NAME...`` or kubectl's ``KIND/NAME...``,
     of any kinds) or by manifests, and the parents ``apply`` may have created for those
@@ -134,7 +136,7 @@ def _named_targets(
         if kind_or_object is not None or names or selections:
             fail("give either KIND NAME... (or -l/--all) or -f FILE, not both", EXIT_USAGE)
         # As apply's: the scope options given fill the documents' parents.
-        documents = delete_order(load_manifest_files(files, scope=given))
+        documents = delete_order(load_manifest_files(files, scope=given, recursive=recursive))
         targets = [(Kind(d.resource.kind), key_of(d.resource)) for d in documents]
         return targets, implicit_parents(documents)
     if kind_or_object is None:
@@ -158,6 +160,7 @@ def _named_targets(
 @click.argument("kind_or_object", type=KIND_OR_OBJECT, required=False, metavar="[KIND[/NAME]]")
 @click.argument("names", nargs=-1)
 @FILE_OPTION
+@RECURSIVE_OPTION
 @click.option(
     "--cascade",
     type=click.Choice(CASCADES),
@@ -199,6 +202,7 @@ def delete(
     kind_or_object: tuple[Kind, str | None] | None,
     names: tuple[str, ...],
     files: tuple[str, ...],
+    recursive: bool,
     cascade: str | None,
     wait_: bool,
     timeout: float,
@@ -237,7 +241,11 @@ def delete(
     selections = bool(selector) + every  # -l and --all
     scope = (realm, space, stack)
     given = manifest_scope(ctx, realm, space, stack)
-    targets, implicit = _named_targets(kind_or_object, names, files, selections, scope, given)
+    if recursive and not files:
+        fail("-R/--recursive reads -f's directories: give -f DIR", EXIT_USAGE)
+    targets, implicit = _named_targets(
+        kind_or_object, names, files, selections, scope, given, recursive
+    )
     selecting = selections > 0
     if selecting and dry_run == "client":
         fail("-l/--all need the server: use --dry-run=server", EXIT_USAGE)

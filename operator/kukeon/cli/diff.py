@@ -20,7 +20,13 @@ from kukeon.api.applying import updated_object
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 from .manifests import apply_order
-from .params import FILE_OPTION, load_manifest_files, manifest_scope, manifest_scope_options
+from .params import (
+    FILE_OPTION,
+    RECURSIVE_OPTION,
+    load_manifest_files,
+    manifest_scope,
+    manifest_scope_options,
+)
 from .runner import api_error_text, error_line, run
 from .tables import kind_slug
 
@@ -80,11 +86,13 @@ async def _merged(client: ApiClient, res: AnyResource) -> tuple[AnyResource | No
 
 @click.command()
 @FILE_OPTION
+@RECURSIVE_OPTION
 @manifest_scope_options
 @click.pass_context
 def diff(
     ctx: click.Context,
     files: Sequence[str],
+    recursive: bool,
     realm: str | None,
     space: str | None,
     stack: str | None,
@@ -99,7 +107,9 @@ def diff(
       kukectl diff -f app/ && echo "nothing to apply"
     """
     documents = apply_order(
-        load_manifest_files(files, scope=manifest_scope(ctx, realm, space, stack))
+        load_manifest_files(
+            files, scope=manifest_scope(ctx, realm, space, stack), recursive=recursive
+        )
     )
 
     async def work(client: ApiClient) -> int:

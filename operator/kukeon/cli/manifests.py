@@ -21,6 +21,7 @@ The order of work matters more than anything else here:
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -75,8 +76,29 @@ class Document(NamedTuple):
         return f"{kind_slug(self.resource.kind)}/{self.resource.metadata.name}"
 
 
-def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[Source]:
-    """Files, directories (their *.yaml, *.yml, *.json, sorted) and ``-`` for stdin.
+def _manifests_in(directory: Path, recursive: bool, problems: list[str]) -> list[Path]:
+    """The *.yaml, *.yml and *.json files of ``directory`` (``recursive``: and of every
+    directory below it, links to directories not followed, as kubectl's ``-R``), sorted."""
+    if not recursive:
+        return sorted(
+            p for p in directory.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+        )
+    found: list[Path] = []
+
+    def unreadable(error: OSError) -> None:
+        problems.append(f"{error.filename}: {error.strerror or error}")
+
+    for top, _, names in os.walk(directory, onerror=unreadable):
+        files = (Path(top) / name for name in names)
+        found += [p for p in files if p.suffix in MANIFEST_SUFFIXES and p.is_file()]
+    return sorted(found)
+
+
+def read_sources(
+    paths: Sequence[str], *, stdin: TextIO | None = None, recursive: bool = False
+) -> list[Source]:
+    """Files, directories (their *.yaml, *.yml, *.json, sorted; ``recursive``: those below
+    them too) and ``-`` for stdin.
 
     Anything that is not a directory is read as a file when it can be opened: a FIFO,
     ``/dev/stdin``, a process substitution (``-f <(...)``, a ``/dev/fd/N`` pipe). Each is
@@ -104,11 +126,12 @@ def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[S
             continue
         path = Path(given)
         if path.is_dir():
-            files = sorted(
-                p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
-            )
+            files = _manifests_in(path, recursive, problems)
             if not files:
-                problems.append(f"{given}: no *.yaml, *.yml or *.json files in this directory")
+                below = " or below it" if recursive else " (-R: and below it)"
+                problems.append(
+                    f"{given}: no *.yaml, *.yml or *.json files in this directory{below}"
+                )
             for file in files:
                 read(str(file), partial(_read_file, file))
         elif path.exists():  # a regular file, a FIFO, a pipe behind /dev/fd/N, /dev/stdin

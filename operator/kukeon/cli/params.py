@@ -389,12 +389,25 @@ def field_validation(validate: str) -> str | None:
     return None if level == "Strict" else level
 
 
+RECURSIVE_OPTION = click.option(
+    "-R",
+    "--recursive",
+    is_flag=True,
+    help="Read the manifests of -f's directories and of every directory below them.",
+)
+
+
 def load_manifest_files(
-    files: Sequence[str], *, scope: ManifestScope | None = None, validate: str = "strict"
+    files: Sequence[str],
+    *,
+    scope: ManifestScope | None = None,
+    validate: str = "strict",
+    recursive: bool = False,
 ) -> list[Document]:
     """The documents of ``-f`` sources, every one validated (exit 2 naming each problem);
     ``scope``: parents of the documents that name none (``manifest_scope_options``);
-    ``validate``: ``--validate`` (warn, ignore: unknown fields left out, warn saying which)."""
+    ``validate``: ``--validate`` (warn, ignore: unknown fields left out, warn saying which);
+    ``recursive``: ``-R``, directories below a directory's too."""
     if not files:
         fail("-f/--filename is required (a file, a directory or - for stdin)", EXIT_USAGE)
     from kukeon.client.apiclient import print_warning
@@ -406,7 +419,10 @@ def load_manifest_files(
     try:
         given, configured = scope if scope is not None else ({}, {})
         documents = load_documents(
-            read_sources(files), scope=given, defaults=configured, dropped=dropped
+            read_sources(files, recursive=recursive),
+            scope=given,
+            defaults=configured,
+            dropped=dropped,
         )
     except ManifestProblems as exc:
         for line in exc.lines:
