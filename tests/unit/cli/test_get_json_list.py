@@ -14,7 +14,8 @@ from kukeon.cli.main import cli
 from tests.unit.cli.listserver import answering, list_server
 
 
-def _cell(name: str) -> dict[str, Any]:
+def cell_document(name: str) -> dict[str, Any]:
+    """A cell of the default stack as the API answers it."""
     return {
         "apiVersion": "kukeon.io/v1beta1",
         "kind": "Cell",
@@ -45,14 +46,14 @@ def _json(*args: str) -> Any:
 
 @pytest.mark.parametrize("names", [[], ["api"], ["api", "web"]])
 def test_a_listing_is_a_list_however_many_it_holds(socket: Path, names: list[str]) -> None:
-    with list_server(socket, [_cell(name) for name in names]):
+    with list_server(socket, [cell_document(name) for name in names]):
         listed = _json("get", "cells", "-o", "json")
     assert listed["kind"] == "List"
     assert [item["metadata"]["name"] for item in listed["items"]] == names
 
 
 def test_a_named_object_is_the_object(socket: Path) -> None:
-    with answering(socket, json.dumps(_cell("api")).encode(), methods=("GET",)):
+    with answering(socket, json.dumps(cell_document("api")).encode(), methods=("GET",)):
         shown = _json("get", "cell", "api", "-o", "json")
     assert shown["kind"] == "Cell"
     assert shown["metadata"]["name"] == "api"

@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 
 from kukeon.cli.runner import EXIT_READER_GONE
+from tests.unit.cli.listserver import list_server
+from tests.unit.cli.test_get_json_list import cell_document
 
 _LINES = b"".join(b"line %d of a container's output\n" % n for n in range(50_000))
 
@@ -81,21 +83,8 @@ def test_any_command_whose_reader_left_ends_quietly(tmp_path: Path) -> None:
     """`kukectl delete cells --all | head -1` said 'error: unexpected failure:
     BrokenPipeError' (exit 1): every command's output written while it talks to the server.
     (Click itself ends one that writes outside a request quietly, with 1.)"""
-    from tests.unit.cli.listserver import list_server
-
-    cell = {
-        "apiVersion": "kukeon.io/v1beta1",
-        "kind": "Cell",
-        "metadata": {"name": "web"},
-        "spec": {
-            "realmId": "default",
-            "spaceId": "default",
-            "stackId": "default",
-            "containers": [{"id": "main", "image": "busybox"}],
-        },
-    }
     socket = tmp_path / "api.sock"
     env = {**os.environ, "KUKEON_SERVER": f"unix://{socket}", "HOME": str(tmp_path)}
-    with list_server(socket, [cell]):
+    with list_server(socket, [cell_document("web")]):
         assert _with_gone_reader(["get", "cells", "-o", "name"], env) == (EXIT_READER_GONE, b"")
         assert _with_gone_reader(["get", "cells", "-A"], env) == (EXIT_READER_GONE, b"")
