@@ -129,6 +129,14 @@ class Controllers:
         """The operator's (``register``): closed while another kukeond holds the name."""
         self._reopened = asyncio.Event()
         """Set when the gate opens again: the orphan collector catches up at once."""
+        self._orphans_due = asyncio.Event()
+        """An orphan pass is due now (the gate reopened, a cell vanished from etcd)."""
+        self.departures.vanished = lambda key: self._orphans_due.set()
+        self._orphan_pass = asyncio.Lock()
+        """One orphan pass at a time: the periodic one, a vanished cell's, an unreadable
+        document's, the one at start."""
+        self.orphan_passes = 0
+        """Orphan passes ended so far."""
         self.orphan_failures = OrphanFailures()
         """What the orphan passes could not remove: warned of once, not every pass."""
         self.unreadable = UnreadableCells(
@@ -149,14 +157,18 @@ class Controllers:
         return {container_cell_key(c) for _, c in await list_node_containers(self.host)}
 
     async def collect_orphans(self) -> list[str]:
-        return await collect_orphans(
-            host=self.host,
-            registry=self.registry,
-            cells=self.cells,
-            runs_here=self.runs_here,
-            locks=self.layer_locks,
-            failures=self.orphan_failures,
-        )
+        async with self._orphan_pass:
+            try:
+                return await collect_orphans(
+                    host=self.host,
+                    registry=self.registry,
+                    cells=self.cells,
+                    runs_here=self.runs_here,
+                    locks=self.layer_locks,
+                    failures=self.orphan_failures,
+                )
+            finally:
+                self.orphan_passes += 1
 
     async def _collect_at_start(self) -> None:
         """The orphans, then the processes, leases and files of exec sessions and image
@@ -186,11 +198,13 @@ class Controllers:
             )
 
     async def _collect_periodically(self) -> None:
-        """An orphan pass every GC_INTERVAL_SECONDS, none while the gate is closed; and
-        once it opens again, at once, after stopping the copies of the cells that left
-        this node meanwhile (the departures held back)."""
+        """An orphan pass every GC_INTERVAL_SECONDS, none while the gate is closed; at once
+        when a cell assigned here vanished from etcd without its deletion; and once the
+        gate opens again, at once, after stopping the copies of the cells that left this
+        node meanwhile (the departures held back)."""
         while True:
-            await wait_event(self._reopened, GC_INTERVAL_SECONDS)
+            await wait_event(self._orphans_due, GC_INTERVAL_SECONDS)
+            self._orphans_due.clear()
             await self.gate.wait_open()
             try:
                 if self._reopened.is_set():
@@ -203,6 +217,7 @@ class Controllers:
     def _converging_changed(self, opened: bool) -> None:
         if opened:
             self._reopened.set()
+            self._orphans_due.set()
 
     async def _measure_storage(self) -> None:
         storage = self.cells.probes.storage if self.cells.probes is not None else None

@@ -97,6 +97,12 @@ def departure(*, node: str, was_here: bool, cell: Cell | None) -> Departure:
     return Departure(stop=was_here)
 
 
+def _skipped_deletion(last: Cell) -> bool:
+    """Whether a cell whose key is gone went without its deletion: a deleted cell's key
+    goes only once its finalizers are done, and each is done after the deletionTimestamp."""
+    return last.metadata.deletion_timestamp is None or bool(last.metadata.finalizers)
+
+
 @dataclass
 class DepartureStats:
     stopped: int = 0
@@ -131,6 +137,10 @@ class Departures:
             Kind.CELL, cell_key(cell)
         )
         """Run a cell's reconcile with (at least) this version (``Operator.requeue``)."""
+        self.vanished: Callable[[Key], object] = lambda key: None
+        """A cell assigned here is gone from etcd without being deleted (no finalizer of
+        its ran: its key removed by hand, etcd restored from an older snapshot, wiped):
+        nothing tears its copy here down but an orphan pass (``Controllers``)."""
         self.say_fenced: Callable[[Cell, str], object] = lambda cell, message: None
         """Note on a cell brought back at the unfence that its copy here was stopped (a
         Warning Event ``Fenced``, given by ``Controllers``): at the fence etcd could not be
@@ -217,8 +227,28 @@ class Departures:
         """The operator's change listener for cells (``Operator.on_change``): every newer
         version of each cell, and its last one once deleted (or missing from a relist),
         right after the operator's own watch delivered it. No list or watch of our own."""
-        if isinstance(cell, Cell):
-            self.observe(cell_key(cell), None if deleted else cell)
+        if not isinstance(cell, Cell):
+            return
+        key = cell_key(cell)
+        if (
+            deleted
+            and key in self.assigned
+            and _skipped_deletion(cell)
+            and not self._unreadable(key)
+        ):
+            log.warning(
+                "cell %s is gone from etcd without being deleted (its last version has %s): "
+                "removing what it has on this node",
+                "/".join(key),
+                "finalizers left" if cell.metadata.finalizers else "no deletionTimestamp",
+            )
+            self.vanished(key)
+        self.observe(key, None if deleted else cell)
+
+    def _unreadable(self, key: Key) -> bool:
+        """Whether the cell's document is there but does not decode (``unreadable`` says so
+        and keeps its containers): to a watcher it is gone all the same."""
+        return tuple(key) in self.registry.invalid_under(Kind.CELL, key[:-1])
 
     def _start(self, key: Key) -> None:
         if key in self._running:

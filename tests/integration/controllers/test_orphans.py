@@ -73,12 +73,19 @@ async def test_orphans_are_collected_and_owned_cells_kept(kukeond: Kukeond) -> N
     bridge = space.status.network.bridge_name
     assert bridge
 
-    # The document goes behind the daemon's back (no finalizer runs)...
-    raw = KeyLayout(k.config.etcd_prefix).key(Kind.CELL, cell_key(k, "lost"))
-    await k.registry.client.delete(raw.encode())
-    # ...and a crash left a network namespace and an IPAM lease of a cell never recorded.
+    # The document goes behind the daemon's back (no finalizer runs): the pass this starts
+    # at once removes the cell's containers...
     controllers = k.daemon.controllers
     assert controllers is not None
+    passes = controllers.orphan_passes
+    raw = KeyLayout(k.config.etcd_prefix).key(Kind.CELL, cell_key(k, "lost"))
+    await k.registry.client.delete(raw.encode())
+    deadline = asyncio.get_running_loop().time() + 30
+    while controllers.orphan_passes == passes:
+        assert asyncio.get_running_loop().time() < deadline, "no orphan pass for the cell"
+        await asyncio.sleep(0.1)
+    assert "s1_st1_lost_a" not in await container_ids(k)
+    # ...and a crash left a network namespace and an IPAM lease of a cell never recorded.
     networks = controllers.host.networks
     prefix = network_id_prefix(networks.settings.instance)
     ghost = f"{prefix}{k.realm}_s1_st1_ghost"
