@@ -253,6 +253,10 @@ class WatchCache(DocumentCache):
             for res in documents
         )
         content.synced = True
+        if revision < content.revision:
+            # A list is linearizable: older than the cache, etcd went back (restored from
+            # an older snapshot), and the list is what it holds now.
+            content.revision = revision
         content.moved(revision)
 
     def apply(self, event: WatchEvent) -> None:

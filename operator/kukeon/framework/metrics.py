@@ -64,7 +64,8 @@ class FrameworkMetrics:
         )
         self.watch_restarts_total = Counter(
             "kukeon_watch_restarts_total",
-            "Restarts of a kind's list+watch, by kind and reason (gone, unavailable, error).",
+            "Restarts of a kind's list+watch, by kind and reason (gone, rewound, unavailable, "
+            "error).",
             ["kind", "reason"],
             registry=registry,
         )

@@ -300,6 +300,15 @@ class ObjectQueues:
             state.cause = Cause.CHANGE
             self._kick(state)
 
+    def rewound(self, kind: Kind, revision: int) -> None:
+        """etcd went back to ``revision`` (restored from an older snapshot), below versions
+        held here: the list that follows is the truth whatever their revisions, so no held
+        version counts as newer than a listed one (``offer``) nor outlives it (``forget``).
+        Call it right before offering that list, with no await in between."""
+        self._revisions[kind] = revision
+        for state in self._by_kind.get(kind, {}).values():
+            state.revision = 0
+
     def forget(self, kind: Kind, key: ObjectKey, *, revision: int | None = None) -> None:
         """The object is gone (a DELETED event, or missing from a relist)."""
         if revision is not None and revision > self._revisions.get(kind, 0):

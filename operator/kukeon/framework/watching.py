@@ -3,7 +3,10 @@
 The registry's watch already resumes by itself after a dropped stream (etcd restarted,
 a member lost) as long as etcd comes back within its retry budget. This loop handles
 what is left: ``Gone`` (the history we needed was compacted) relists and replaces the
-cached set, treating objects missing from the list as deleted; ``Unavailable`` (etcd
+cached set, treating objects missing from the list as deleted (and, when the list is
+older than what was seen, etcd went back to an older snapshot's revision: ``HistoryRewound``
+or a relist after a restart, the list replaces every held version whatever its revision);
+``Unavailable`` (etcd
 was away longer than the budget) waits with backoff and resumes the watch from the last
 revision seen, so no change is lost either way. Every restart is counted in
 ``kukeon_watch_restarts_total{kind,reason}``.
@@ -20,7 +23,7 @@ import logging
 
 from kukeon.api import Kind, key_of
 from kukeon.retrying import Backoff
-from kukeon.store import Gone, StoreError, Unavailable
+from kukeon.store import Gone, HistoryRewound, StoreError, Unavailable
 
 from .metrics import FrameworkMetrics
 from .protocols import Store
@@ -56,6 +59,19 @@ class KindWatcher:
 
     async def _relist(self) -> int:
         listing = await self._store.list(self.kind)
+        seen = self._queues.seen_revision(self.kind)
+        if listing.resource_version < seen:
+            # A list is linearizable: older than a version already seen, etcd went back
+            # (restored from an older snapshot) and what was held from after it is no more.
+            log.info(
+                "%s: etcd is at revision %d, behind revision %d already seen (restored from "
+                "an older snapshot?): the list replaces everything held",
+                self.kind.value,
+                listing.resource_version,
+                seen,
+                extra={"kind": self.kind.value},
+            )
+            self._queues.rewound(self.kind, listing.resource_version)
         present = set()
         for obj in listing.items:
             present.add(key_of(obj))
@@ -93,7 +109,7 @@ class KindWatcher:
             except Gone as error:
                 log.warning("watch %s: %s; relisting", self.kind.value, error)
                 self.revision = None
-                self._restarted("gone")
+                self._restarted("rewound" if isinstance(error, HistoryRewound) else "gone")
                 continue
             except Unavailable as error:
                 reason = "unavailable"

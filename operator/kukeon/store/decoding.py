@@ -142,6 +142,14 @@ class InvalidDocuments:
                 extra={"kind": kind.value, "key": raw_key.decode(errors="replace")},
             )
 
+    def clear(self) -> None:
+        """Forget everything (etcd's history went back: the revisions seen name versions
+        the restored store does not have); the next lists find the invalid keys again."""
+        with self._lock:
+            self._keys.clear()
+            self._history.clear()
+            self._settled.clear()
+
     def was_invalid(self, raw_key: bytes, revision: int) -> bool:
         """Whether the version of ``raw_key`` at ``revision`` was seen invalid."""
         with self._lock:

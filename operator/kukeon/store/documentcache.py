@@ -33,6 +33,10 @@ class DocumentCache:
         stored = self._entries.get(key)
         return stored if stored is not None and stored.mod_revision == revision else None
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
     def forget(self, key: bytes) -> None:
         stored = self._entries.pop(key, None)
         if stored is not None:

@@ -3,7 +3,8 @@
 Callers branch on the class, never on message text: ``NotFound`` 404, ``AlreadyExists``
 409, ``Conflict`` 409 (stale resourceVersion, or a parent that still has children),
 ``Invalid`` 422 (``InvalidStoredDocument`` too: what etcd holds under the key is not a
-valid resource), ``Gone`` 410 (a watch resumed from a compacted revision: relist),
+valid resource), ``Gone`` 410 (a watch resumed from a compacted revision, or
+``HistoryRewound``: from one etcd no longer reached since a restore; relist),
 ``Unavailable`` 503 (etcd could not be reached, or a write's outcome is unknown;
 ``SpaceExceeded`` too: etcd is full and refuses writes),
 ``QuotaExceeded`` 403 (the realm's quota).
@@ -97,6 +98,19 @@ class Gone(StoreError):  # noqa: N818 (the API's names)
     def __init__(self, message: str, *, compacted_revision: int) -> None:
         super().__init__(message)
         self.compacted_revision = compacted_revision
+
+
+class HistoryRewound(Gone):
+    """etcd's revision is behind one already seen: its store was restored from an older
+    snapshot, or replaced by another at the same address. The history a watch followed is
+    no more, and with it every version this process holds from after the restored
+    revision: relist, and trust no revision kept from before (``revision`` is etcd's now,
+    ``seen`` the one the watch had reached)."""
+
+    def __init__(self, message: str, *, revision: int, seen: int) -> None:
+        super().__init__(message, compacted_revision=revision)
+        self.revision = revision
+        self.seen = seen
 
 
 class Unavailable(StoreError):  # noqa: N818 (the API's names)

@@ -6,6 +6,13 @@ watch stream of a key range at a time, decoded response by response by the calle
 by etcd) it is opened again from the revision after the last item delivered, so nothing
 is lost or repeated, after a short backoff. Compaction of that revision is ``Gone`` (the
 caller lists again); etcd unreachable for the retry budget is ``Unavailable``.
+
+A stream opened from a revision etcd has not reached is a history that went back: etcd was
+restored from an older snapshot (or replaced by another at the same address). etcd
+accepts such a watch and stays silent until its revision gets there, so every write of
+the restored store in between would be missed for good; a linearizable read confirms it
+(a member that merely lags is no reason) and the watch ends with ``HistoryRewound``, a
+``Gone``: the caller lists again.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from aetcd import rpc
 from kukeon.retrying import Backoff
 
 from .connection import EtcdClient, EtcdConfig, ResolveFailed, is_transient
-from .errors import Gone, StoreError, Unavailable
+from .errors import Gone, HistoryRewound, StoreError, Unavailable
 from .keys import range_end
 
 log = logging.getLogger(__name__)
@@ -133,6 +140,8 @@ async def _watch_stream(
     try:
         while True:
             response = await _next_response(responses)
+            if response.created and response.header.revision + 1 < start_revision:
+                await _check_not_rewound(client, prefix, end, start_revision, what)
             if response.compact_revision:
                 raise Gone(
                     f"watch {what} from revision {start_revision}: etcd compacted its history "
@@ -148,6 +157,29 @@ async def _watch_stream(
     finally:
         stop.set()
         call.cancel()
+
+
+async def _check_not_rewound(
+    client: EtcdClient, prefix: bytes, end: bytes, start_revision: int, what: str
+) -> None:
+    """Raise ``HistoryRewound`` if etcd's revision, read linearizably (the member that
+    answered the watch may lag), is still below the one before ``start_revision``."""
+    reply = await client.kvstub.Range(
+        rpc.RangeRequest(key=prefix, range_end=end, count_only=True),
+        metadata=client.metadata,
+        timeout=client.config.request_timeout,
+    )
+    current = int(reply.header.revision)
+    if current + 1 >= start_revision:
+        return
+    seen = start_revision - 1
+    raise HistoryRewound(
+        f"watch {what} from revision {start_revision}: etcd is at revision {current}, behind "
+        f"revision {seen} already seen (restored from an older snapshot?); list again and "
+        "watch from the list's resourceVersion",
+        revision=current,
+        seen=seen,
+    )
 
 
 async def _next_response(responses: AsyncIterator[Any]) -> Any:

@@ -37,7 +37,7 @@ from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX
 from kukeon.retrying import Backoff
 
 from .connection import EtcdClient, EtcdConfig, Retrier
-from .errors import Gone, QuotaExceeded, Unavailable
+from .errors import Gone, HistoryRewound, QuotaExceeded, Unavailable
 from .etcdwatch import resumable_watch
 from .keys import KINDS, KeyLayout, range_end
 from .quotaserial import ABSENT, Behind, Guard, QuotaSlot, SerialState, owned_guard, serial_root
@@ -327,6 +327,10 @@ class RealmQuotas:
                 backoff.reset()
                 await self._follow()
             except Gone as gone:
+                if isinstance(gone, HistoryRewound):
+                    # What this process wrote after the restored revision is no more: the
+                    # list must not keep it as writes the watch has yet to show.
+                    self._entries, self._serials = {}, {}
                 log.info("realm usage: %s; listing again", gone)
             except Unavailable as error:
                 delay = backoff.next()

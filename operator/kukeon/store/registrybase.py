@@ -118,6 +118,15 @@ class RegistryBase:
         """Root of this registry's keys; ``<prefix>/leases/...`` is the framework's."""
         return self._layout.prefix
 
+    def forget_history(self) -> None:
+        """etcd's history went back (``HistoryRewound``): forget what was kept by revision,
+        the versions and parents seen alive after the restored revision included (a
+        revision of the restored store may name another version of the same key)."""
+        self._documents.clear()
+        self._codec.shared.clear()
+        self._invalid.clear()
+        self._parent_revisions.clear()
+
     def key_for(self, kind: Kind, key: Sequence[str]) -> str:
         return self._layout.key(kind, key)
 

@@ -86,5 +86,12 @@ class SharedDecodes:
         while len(self._forgotten) > self._max_keys:
             self._forgotten.popitem(last=False)
 
+    def clear(self) -> None:
+        """Forget every version (etcd's history went back: a revision may now name another
+        version of the same key)."""
+        self._entries.clear()
+        self._replaced.clear()
+        self._forgotten.clear()
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -16,7 +16,7 @@ from aetcd import rpc
 
 from kukeon.api import AnyResource, Kind
 
-from .errors import Gone
+from .errors import Gone, HistoryRewound
 from .etcdwatch import resumable_watch
 from .registrybase import RegistryBase
 from .txn import Stored
@@ -51,7 +51,9 @@ class RegistryWatch(RegistryBase):
         Survives a killed member or a leader change: the stream is opened again from the
         revision after the last one delivered, so nothing is lost or repeated. Raises
         ``Gone`` when etcd no longer has that history (relist, then watch from the list's
-        resourceVersion) and ``Unavailable`` when etcd stays unreachable for the retry budget.
+        resourceVersion) and ``Unavailable`` when etcd stays unreachable for the retry budget;
+        ``HistoryRewound`` (a ``Gone``) when etcd went back to an older revision (restored),
+        after forgetting what this registry kept by revision.
         """
 
         def decode(response: Any) -> list[WatchEvent]:
@@ -69,8 +71,12 @@ class RegistryWatch(RegistryBase):
             closed=lambda: self._closed,
         )
         async with contextlib.aclosing(events):  # the stream ends with its reader
-            async for event in events:
-                yield event
+            try:
+                async for event in events:
+                    yield event
+            except HistoryRewound:
+                self.forget_history()
+                raise
 
     def _watch_event(self, kind: Kind, event: Any) -> WatchEvent | None:
         """The event as a watcher sees it; None for a change it must not see.

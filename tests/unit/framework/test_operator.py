@@ -22,7 +22,7 @@ from kukeon.framework import (
     default_finalizer,
     metrics_for,
 )
-from kukeon.store import Gone, InvalidStoredDocument, Unavailable
+from kukeon.store import Gone, HistoryRewound, InvalidStoredDocument, Unavailable
 
 from .fakes import FakeStore, realm, relabel
 
@@ -233,6 +233,38 @@ async def test_gone_relists_and_forgets_what_disappeared() -> None:
         queues = op._queues
         await runner.wait_for(lambda: sorted(queues.known(Kind.REALM)) == [("new",), ("stays",)])
     assert sample(op, "kukeon_watch_restarts_total", kind="Realm", reason="gone") == 1
+
+
+async def test_a_rewound_store_is_relisted_whatever_the_revisions_held() -> None:
+    """etcd restored from an older snapshot: its revisions are below the ones held, and
+    the list replaces them all (before, older versions were dropped as stale copies and
+    objects missing from the list were kept, being newer than it)."""
+    store = FakeStore()
+    op = operator(store)
+    handled: list[str] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        handled.append(f"{obj.metadata.name}={obj.metadata.labels.get('n', '-')}")
+
+    kept = await store.create(realm("kept", n="0"))
+    snapshot = (dict(store.objects), store.revision)
+    await store.update(relabel(kept, n="1"))
+    await store.create(realm("lost"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: sorted(handled) == ["kept=1", "lost=-"])
+        assert op._queues is not None
+        queues = op._queues
+        # The restore: the store goes back to the snapshot and is written on from there.
+        store.objects, store.revision = snapshot
+        store.history.clear()
+        again = await store.update(relabel(store.objects[(Kind.REALM, ("kept",))], n="2"))
+        assert int(again.metadata.resource_version or 0) < queues.seen_revision(Kind.REALM)
+        store.break_watches(HistoryRewound("rewound", revision=store.revision, seen=4))
+        await runner.wait_for(lambda: handled[-1:] == ["kept=2"])
+        await runner.wait_for(lambda: queues.known(Kind.REALM) == [("kept",)])
+        assert queues.seen_revision(Kind.REALM) == store.revision
+    assert sample(op, "kukeon_watch_restarts_total", kind="Realm", reason="rewound") == 1
 
 
 async def test_unavailable_resumes_from_the_last_revision() -> None:
