@@ -468,7 +468,9 @@ async def _watch(
         elif output == "name":
             print_text(documents.object_name(res))
         elif output.startswith("jsonpath="):
-            click.echo(render_template(output.partition("=")[2], to_document(res)))
+            text = render_template(output.partition("=")[2], to_document(res))
+            # One object a line; a template that ends its own line ({"\n"}) gets no blank one.
+            click.echo(text, nl=not text.endswith("\n"))
         else:
             print_text(table.row(res, datetime.now(UTC)))
 

@@ -1,5 +1,6 @@
 """`get -o json` of a listing is a List however many objects it holds, as kubectl's: a
-script reading `.items` works with none, one or many; `get KIND NAME` is the object."""
+script reading `.items` works with none, one or many; `get KIND NAME` is the object. And
+`get -w -o jsonpath=` prints each object on one line."""
 
 from __future__ import annotations
 
@@ -57,3 +58,17 @@ def test_a_named_object_is_the_object(socket: Path) -> None:
         shown = _json("get", "cell", "api", "-o", "json")
     assert shown["kind"] == "Cell"
     assert shown["metadata"]["name"] == "api"
+
+
+@pytest.mark.parametrize(
+    ("template", "printed"),
+    [('{.metadata.name}{"\\n"}', "api\nweb\n"), ("{.metadata.name}", "api\nweb\n")],
+)
+def test_a_watched_jsonpath_is_one_line_per_object(
+    socket: Path, template: str, printed: str
+) -> None:
+    """`get -w -o jsonpath=` with the usual {"\\n"} printed a blank line after each object."""
+    with list_server(socket, [cell_document("api"), cell_document("web")]):
+        args = ["get", "cells", "-w", "-o", f"jsonpath={template}", "--watch-timeout", "1s"]
+        result = CliRunner().invoke(cli, args)
+    assert (result.exit_code, result.stdout) == (0, printed)
