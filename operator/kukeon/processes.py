@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import pwd
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -180,3 +182,58 @@ def runs_as(pid: int, uid: int) -> bool:
             ids = line.split()[1:]
             return len(ids) == 4 and all(found == str(uid) for found in ids)
     return False
+
+
+# --- who listens on a TCP port (blocking reads: call from a thread) -------------------------
+
+_LISTEN = "0A"
+"""``st`` of a listening socket in ``/proc/net/tcp``."""
+TCP_TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+
+
+def listener_uids(port: int, tables: Sequence[Path] = TCP_TABLES) -> set[int]:
+    """The owners' uids of the TCP sockets listening on ``port`` (any address) in this
+    process's network namespace."""
+    uids: set[int] = set()
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 8 or fields[3] != _LISTEN:
+                continue
+            if int(fields[1].rpartition(":")[2], 16) == port:
+                uids.add(int(fields[7]))
+    return uids
+
+
+def squatter_uids(port: int, error: OSError) -> list[int]:
+    """The uids of the accounts other than root whose listeners alone hold ``port``, when
+    ``error`` is its bind's "address in use": a local user took a port kukeond serves on
+    (an unprivileged one), which must not keep kukeond down. [] for any other failure, for
+    a listener of root's among them (another service of the host: the operator's to sort
+    out), or when none is found."""
+    if error.errno != errno.EADDRINUSE:
+        return []
+    uids = listener_uids(port)
+    if not uids or 0 in uids:
+        return []
+    return sorted(uids)
+
+
+def held_by_others(port: int, error: OSError) -> str | None:
+    """Who alone holds ``port`` when ``error`` is its bind's "address in use" and no
+    listener of root's is among them (``squatter_uids``): ``uid 65534 (nobody)``, several
+    comma-separated; None otherwise."""
+    uids = squatter_uids(port, error)
+    return ", ".join(map(account, uids)) if uids else None
+
+
+def account(uid: int) -> str:
+    """``uid 65534 (nobody)``, or ``uid N`` for an id no account has."""
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"

@@ -20,6 +20,7 @@ import os
 import socket
 import ssl
 import stat
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -40,8 +41,13 @@ from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.writerules import ContainerCheck
 from kukeon.fileio import warn_if_open_to_others
+from kukeon.framework.aiotasks import Supervisor
+from kukeon.processes import held_by_others
 
 log = logging.getLogger(__name__)
+
+TCP_RETRY_SECONDS = 2.0
+"""How often the TCP address is tried again while another account's listener holds it."""
 
 
 class ApiServerError(Exception):
@@ -168,6 +174,8 @@ class ApiServerRunner:
         self.tcp_port: int | None = None
         """The bound TCP port (useful with port 0), once started."""
         self.tcp_site: AcceptingSite | None = None
+        self._later = Supervisor()
+        """The TCP listener's wait for its address, when a local user holds it at start."""
 
     @property
     def socket_path(self) -> Path | None:
@@ -207,31 +215,74 @@ class ApiServerRunner:
                 await AcceptingSite(runner, sock, listener="unix", metrics=self._metrics).start()
                 log.info("API listening on unix:%s", settings.socket_path)
             if settings.tcp_address is not None:
-                host, port = _split_address(settings.tcp_address)
-                try:
-                    tcp = await asyncio.to_thread(_bind_tcp, host, port)
-                    self.tcp_site = AcceptingSite(
-                        runner,
-                        tcp,
-                        listener="tcp",
-                        ssl_context=self._tls,
-                        max_connections=tcp_cap,
-                        handshake_timeout=settings.tls_handshake_timeout,
-                        metrics=self._metrics,
-                    )
-                    await self.tcp_site.start()
-                except OSError as exc:
-                    raise ApiServerError(f"cannot listen on {settings.tcp_address}: {exc}") from exc
-                self.tcp_port = tcp.getsockname()[1]
-                log.info(
-                    "API listening on https://%s:%s (at most %d connections)",
-                    host,
-                    self.tcp_port,
-                    tcp_cap,
-                )
+                await self._start_tcp(runner, tcp_cap)
         except BaseException:
             await self.stop()
             raise
+
+    async def _start_tcp(self, runner: web.AppRunner, tcp_cap: int | None) -> None:
+        """The TCP listener; its address in use is an ``ApiServerError``, unless only other
+        accounts' listeners hold it: a local user's must not keep kukeond down (the unix
+        socket included), so it is logged and listened on once free (a supervised task)."""
+        address = self._settings.tcp_address
+        assert address is not None
+        host, port = _split_address(address)
+        try:
+            tcp = await asyncio.to_thread(_bind_tcp, host, port)
+            await self._listen_tcp(runner, tcp, host, tcp_cap)
+        except OSError as exc:
+            holders = await asyncio.to_thread(held_by_others, port, exc)
+            if holders is None:
+                raise ApiServerError(f"cannot listen on {address}: {exc}") from exc
+            log.error(
+                "cannot listen on %s for the API: %s holds it, not root: serving the unix "
+                "socket without it, and listening there once it is free",
+                address,
+                holders,
+            )
+            self.tcp_port = port  # where it will be: what the fleet is told
+            self._later.start(
+                "kukeon-api-tcp-listener",
+                partial(self._listen_tcp_when_free, runner, host, port, tcp_cap),
+                component="apiserver",
+                finishable=True,
+            )
+
+    async def _listen_tcp(
+        self, runner: web.AppRunner, tcp: socket.socket, host: str, tcp_cap: int | None
+    ) -> None:
+        try:
+            self.tcp_site = AcceptingSite(
+                runner,
+                tcp,
+                listener="tcp",
+                ssl_context=self._tls,
+                max_connections=tcp_cap,
+                handshake_timeout=self._settings.tls_handshake_timeout,
+                metrics=self._metrics,
+            )
+            await self.tcp_site.start()
+        except BaseException:
+            tcp.close()
+            raise
+        self.tcp_port = tcp.getsockname()[1]
+        log.info(
+            "API listening on https://%s:%s (at most %d connections)", host, self.tcp_port, tcp_cap
+        )
+
+    async def _listen_tcp_when_free(
+        self, runner: web.AppRunner, host: str, port: int, tcp_cap: int | None
+    ) -> None:
+        while True:
+            await asyncio.sleep(TCP_RETRY_SECONDS)
+            try:
+                tcp = await asyncio.to_thread(_bind_tcp, host, port)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    continue
+                raise
+            await self._listen_tcp(runner, tcp, host, tcp_cap)
+            return
 
     def _tcp_connection_cap(self) -> int | None:
         """The TCP listener's cap (``listeners.tcp_connection_cap``); refused when it cannot
@@ -249,6 +300,7 @@ class ApiServerRunner:
             raise ApiServerError(str(error)) from None
 
     async def stop(self) -> None:
+        await self._later.stop()
         runner, self._runner = self._runner, None
         if runner is None:
             return

@@ -29,7 +29,7 @@ from kukeon.ui.routes import UiRoutes
 from .forwarding import Forwarder
 from .hostdirs import share_run_dir
 from .keyroutes import KeyRotationRoutes
-from .metricslistener import account, listen_when_free, squatters
+from .metricslistener import listen_when_free, squatters
 from .node import FLEET
 from .noderoutes import NodeRoutes
 from .starterrors import StartupError
@@ -141,6 +141,7 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
     except ApiServerError as error:
         raise StartupError(str(error)) from error
     on_stop("API server", runner.stop)
+    daemon.api_app = runner.app
     # The socket's group exists now (the runner creates it): it may reach the socket.
     await asyncio.to_thread(share_run_dir, config.run_dir, api_settings(daemon).socket_group)
     if daemon.fleet is not None:  # other nodes find this API in Node.status.apiEndpoint
@@ -190,14 +191,14 @@ async def _listen_for_metrics(daemon: Daemon, on_stop: Callable[[str, Stopper], 
         server = await serve_metrics(address, registry=daemon.metrics_registry)
     except OSError as error:
         holders = await asyncio.to_thread(squatters, address, error)
-        if not holders:
+        if holders is None:
             raise StartupError(f"{error.strerror} (--metrics-address)") from error
         # A local user's listener must not keep kukeond down (daemon/metricslistener.py).
         log.error(
             "cannot listen for /metrics on %s: %s holds it, not root: kukeond starts without "
             "it and listens there once it is free (the API's /metrics serves the same)",
             address,
-            ", ".join(map(account, holders)),
+            holders,
         )
 
         def listening(bound: MetricsServer) -> None:

@@ -22,61 +22,23 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import pwd
 from collections.abc import Callable
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from kukeon.metrics.endpoint import MetricsServer, parse_address, serve_metrics
+from kukeon.processes import held_by_others
 
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
 """How often the address is tried again while another account's listener holds it."""
-_LISTEN = "0A"
-"""``st`` of a listening socket in ``/proc/net/tcp``."""
-_TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
 
 
-def listener_uids(port: int, tables: tuple[Path, ...] = _TABLES) -> set[int]:
-    """The owners' uids of the TCP sockets listening on ``port`` (any address) in this
-    process's network namespace. Blocking: a few small reads of ``/proc``."""
-    uids: set[int] = set()
-    for table in tables:
-        try:
-            lines = table.read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 8 or fields[3] != _LISTEN:
-                continue
-            local_port = fields[1].rpartition(":")[2]
-            if int(local_port, 16) == port:
-                uids.add(int(fields[7]))
-    return uids
-
-
-def squatters(address: str, error: OSError) -> list[int]:
-    """The uids of the other accounts whose listeners alone hold ``address``, when
-    ``error`` is its bind's "address in use"; [] for any other failure, for a listener of
-    root's among them (a service of the host's), or when none is found. Blocking."""
-    if error.errno != errno.EADDRINUSE:
-        return []
-    _, port = parse_address(address)
-    uids = listener_uids(port)
-    if not uids or 0 in uids:
-        return []
-    return sorted(uids)
-
-
-def account(uid: int) -> str:
-    """``uid 65534 (nobody)``, or ``uid N`` for an id no account has."""
-    try:
-        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
-    except KeyError:
-        return f"uid {uid}"
+def squatters(address: str, error: OSError) -> str | None:
+    """The other accounts whose listeners alone hold ``address``, named
+    (``processes.held_by_others``); None when it is not so. Blocking."""
+    return held_by_others(parse_address(address)[1], error)
 
 
 async def listen_when_free(

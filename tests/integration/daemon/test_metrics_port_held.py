@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,30 +27,10 @@ from kukeon.daemon.starterrors import StartupError
 from tests.fixtures.containerd import PrivateContainerd
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukeond import kukeond_config
-from tests.fixtures.services import free_tcp_port, require_binary, require_root
+from tests.fixtures.services import free_tcp_port, require_root
+from tests.fixtures.squatter import nobody_listening
 
 pytestmark = pytest.mark.integration
-
-SQUAT = (
-    "import socket, sys, time\n"
-    "s = socket.socket()\n"
-    "s.bind(('127.0.0.1', int(sys.argv[1])))\n"
-    "s.listen()\n"
-    "print('listening', flush=True)\n"
-    "time.sleep(300)\n"
-)
-
-
-def _squat_as_nobody(port: int) -> subprocess.Popen[str]:
-    squatter = subprocess.Popen(
-        ["runuser", "-u", "nobody", "--", "python3", "-c", SQUAT, str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd="/",
-    )
-    assert squatter.stdout is not None
-    assert squatter.stdout.readline().strip() == "listening"
-    return squatter
 
 
 async def _scrape(url: str) -> str:
@@ -89,30 +68,27 @@ async def test_a_local_users_listener_on_the_metrics_address_does_not_stop_kukeo
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    require_root()
-    require_binary("runuser", "util-linux")
     port = free_tcp_port()
     address = f"127.0.0.1:{port}"
     monkeypatch.setattr(metricslistener, "RETRY_SECONDS", 0.2)
     config = config_at(address)
-    squatter = _squat_as_nobody(port)
     daemon = Daemon(config)
     try:
-        with caplog.at_level(logging.ERROR, logger="kukeon.daemon.endpoints"):
-            await daemon.start()  # before: StartupError 'Address already in use'
-        said = [r.getMessage() for r in caplog.records if r.name == "kukeon.daemon.endpoints"]
-        assert any(address in line and "uid 65534 (nobody)" in line for line in said), said
-        assert daemon.metrics_url is None
-        # The API socket answers: the control plane is up.
-        connector = aiohttp.UnixConnector(path=str(config.api_socket))
-        async with (
-            aiohttp.ClientSession(connector=connector) as session,
-            session.get("http://kukeond/readyz") as ready,
-        ):
-            assert ready.status in (200, 503)  # served (readiness may still be settling)
-
-        squatter.terminate()
-        squatter.wait(timeout=10)
+        with nobody_listening(port) as squatter:
+            with caplog.at_level(logging.ERROR, logger="kukeon.daemon.endpoints"):
+                await daemon.start()  # before: StartupError 'Address already in use'
+            said = [r.getMessage() for r in caplog.records if r.name == "kukeon.daemon.endpoints"]
+            assert any(address in line and "uid 65534 (nobody)" in line for line in said), said
+            assert daemon.metrics_url is None
+            # The API socket answers: the control plane is up.
+            connector = aiohttp.UnixConnector(path=str(config.api_socket))
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                session.get("http://kukeond/readyz") as ready,
+            ):
+                assert ready.status in (200, 503)  # served (readiness may still be settling)
+            squatter.terminate()
+            squatter.wait(timeout=10)
         url, scraped = f"http://{address}/metrics", ""
         deadline = time.monotonic() + 10
         while "kukeon_" not in scraped and time.monotonic() < deadline:
@@ -121,8 +97,6 @@ async def test_a_local_users_listener_on_the_metrics_address_does_not_stop_kukeo
         assert "kukeon_" in scraped, scraped[:500]
         assert daemon.metrics_url == url
     finally:
-        squatter.kill()
-        squatter.wait(timeout=10)
         await daemon.stop()
     # Stopped with kukeond: the address is free again.
     with socket.socket() as probe:

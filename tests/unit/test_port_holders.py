@@ -1,5 +1,6 @@
-"""Who holds the /metrics address (daemon/metricslistener.py): the listening sockets'
-owners from /proc/net/tcp and tcp6, and whether they are other accounts' only."""
+"""Who holds a port kukeond serves on (processes.py): the listening sockets' owners from
+/proc/net/tcp and tcp6, and whether they are other accounts' only (a local user's, which
+must not keep kukeond down: daemon/metricslistener.py, apiserver/runner.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.daemon import metricslistener
-from kukeon.daemon.metricslistener import account, listener_uids, squatters
+from kukeon import processes
+from kukeon.daemon.metricslistener import squatters
+from kukeon.processes import account, held_by_others, listener_uids, squatter_uids
 
 HEADER = (
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
@@ -52,8 +54,18 @@ def test_the_owners_of_the_listeners_on_a_port_any_address(tmp_path: Path) -> No
 def test_only_other_accounts_listeners_are_squatters(
     monkeypatch: pytest.MonkeyPatch, uids: set[int], code: int, expected: list[int]
 ) -> None:
-    monkeypatch.setattr(metricslistener, "listener_uids", lambda port: uids)
-    assert squatters("127.0.0.1:9464", OSError(code, "refused")) == expected
+    asked: list[int] = []
+
+    def listeners(port: int) -> set[int]:
+        asked.append(port)
+        return uids
+
+    monkeypatch.setattr(processes, "listener_uids", listeners)
+    assert squatter_uids(9464, OSError(code, "refused")) == expected
+    named = ", ".join(map(account, expected)) if expected else None
+    assert held_by_others(9464, OSError(code, "refused")) == named
+    assert squatters("[::1]:9464", OSError(code, "refused")) == named  # the metrics address
+    assert set(asked) <= {9464}
 
 
 def test_an_account_is_named_with_its_uid() -> None:
