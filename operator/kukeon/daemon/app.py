@@ -221,10 +221,11 @@ class Daemon:
             log.info("embedded etcd started at %s", embedded.endpoint)
             store = embedded.config(interceptors=tuple(interceptors), key_prefix=config.etcd_prefix)
         else:
-            for endpoint in config.plaintext_remote_etcd_endpoints:
+            for endpoint in config.plaintext_etcd_endpoints:
                 log.warning(
-                    "etcd endpoint %s is plaintext and not on loopback (etcdAllowInsecure): "
-                    "whoever reaches it reads and writes every document",
+                    "etcd endpoint %s is plaintext with no credential (etcdAllowInsecure): "
+                    "whoever reaches it (on loopback every local user) reads and writes "
+                    "every document",
                     endpoint,
                 )
             store = etcd_config(config, endpoints=config.etcd_endpoints, interceptors=interceptors)

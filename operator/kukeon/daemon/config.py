@@ -94,9 +94,10 @@ class DaemonConfig(BaseModel):
     """Root of kukeon's keys, so several installations can share one etcd."""
     etcd_allow_insecure: bool = False
     """Accept plaintext (`http://` or scheme-less, no CA or client certificate) endpoints
-    that are not on loopback; refused otherwise, and warned about at every start when
-    accepted: whoever reaches such an etcd reads and writes every document, so is root
-    on every node."""
+    that need no credential: any off loopback, and those on loopback without
+    `etcdUsername` (every local account reaches loopback); refused otherwise, and warned
+    about at every start when accepted: whoever reaches such an etcd reads and writes
+    every document, so is root on every node."""
 
     containerd_address: Path = Path("/run/containerd/containerd.sock")
     state_dir: Path = Path("/var/lib/kukeon")
@@ -450,8 +451,11 @@ class DaemonConfig(BaseModel):
         return instance_tag(state_dir=self.state_dir, registry=f"{registry}|{self.etcd_prefix}")
 
     @property
-    def plaintext_remote_etcd_endpoints(self) -> tuple[str, ...]:
-        """The endpoints reached without TLS that are not on loopback.
+    def plaintext_etcd_endpoints(self) -> tuple[str, ...]:
+        """The endpoints reached without TLS whose users need no credential: every one off
+        loopback (whoever reaches the network reads what is sent), and those on loopback
+        unless etcd's own authentication is used (`etcdUsername`): every local account,
+        `nobody` included, reaches loopback.
 
         As in ``EtcdConfig``, any `https://` endpoint or any CA/client certificate file puts
         every endpoint on TLS; otherwise `http://` and scheme-less ones are plaintext.
@@ -459,7 +463,10 @@ class DaemonConfig(BaseModel):
         tls = self.etcd_ca_file is not None or self.etcd_cert_file is not None
         if tls or any(e.strip().lower().startswith("https://") for e in self.etcd_endpoints):
             return ()
-        return tuple(e for e in self.etcd_endpoints if not _is_loopback_endpoint(e))
+        authenticated = bool(self.etcd_username)
+        return tuple(
+            e for e in self.etcd_endpoints if not (authenticated and _is_loopback_endpoint(e))
+        )
 
     @property
     def fence_after(self) -> float:
@@ -499,16 +506,18 @@ class DaemonConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _plaintext_etcd_only_on_loopback(self, info: ValidationInfo) -> DaemonConfig:
+    def _plaintext_etcd_needs_a_credential(self, info: ValidationInfo) -> DaemonConfig:
         if info.context and info.context.get(_PARTIAL):
             return self  # one source of several: the merged configuration is checked
-        insecure = self.plaintext_remote_etcd_endpoints
+        insecure = self.plaintext_etcd_endpoints
         if insecure and not self.etcd_allow_insecure:
             raise PydanticCustomError(
                 "insecure_etcd",
-                "etcd endpoint {endpoint} is plaintext and not on loopback (anyone who reaches "
-                "it reads and writes every document): use https:// with etcdCaFile, "
-                "etcdCertFile and etcdKeyFile, or accept the risk with --etcd-allow-insecure",
+                "etcd endpoint {endpoint} is plaintext with no credential (anyone who reaches "
+                "it, on loopback every local user, reads and writes every document): use "
+                "https:// with etcdCaFile, etcdCertFile and etcdKeyFile (on loopback, "
+                "etcdUsername and etcdPassword also do), or accept the risk with "
+                "--etcd-allow-insecure",
                 {"endpoint": insecure[0]},
             )
         return self

@@ -66,8 +66,8 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
             "dest": "etcd_allow_insecure",
             "action": "store_const",
             "const": True,
-            "help": "Accept plaintext etcd endpoints that are not on loopback "
-            "(warned at every start).",
+            "help": "Accept plaintext etcd endpoints that need no credential (off "
+            "loopback, or on loopback without etcdUsername) (warned at every start).",
         },
     ),
     (

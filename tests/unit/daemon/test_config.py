@@ -29,8 +29,9 @@ def test_flag_beats_env_beats_file(tmp_path: Path) -> None:
 
 
 def test_comma_separated_endpoints_from_env() -> None:
-    config = load_config(environ={"KUKEON_ETCD_ENDPOINTS": "127.0.0.1:2379, 127.0.0.1:2380"})
-    assert config.etcd_endpoints == ("127.0.0.1:2379", "127.0.0.1:2380")
+    endpoints = "https://127.0.0.1:2379, https://127.0.0.1:2380"
+    config = load_config(environ={"KUKEON_ETCD_ENDPOINTS": endpoints})
+    assert config.etcd_endpoints == ("https://127.0.0.1:2379", "https://127.0.0.1:2380")
     assert not config.uses_embedded_etcd
 
 

@@ -1,4 +1,6 @@
-"""kukeond refuses plaintext etcd off loopback unless told to accept the risk."""
+"""kukeond refuses plaintext etcd that needs no credential unless told to accept the risk:
+off loopback, and on loopback without etcd's own authentication (every local account
+reaches loopback: tests/integration/daemon/test_plaintext_etcd_refused.py)."""
 
 from pathlib import Path
 
@@ -10,23 +12,50 @@ from kukeon.daemon.main import command
 
 @pytest.mark.parametrize(
     "endpoints",
-    ["http://10.0.0.5:2379", "10.0.0.5:2379", "127.0.0.1:2379,etcd.example.internal:2379"],
+    [
+        "http://10.0.0.5:2379",
+        "10.0.0.5:2379",
+        "127.0.0.1:2379,etcd.example.internal:2379",
+        # Loopback: every local account reaches it (accepted before, helper-154).
+        "127.0.0.1:2379",
+        "http://localhost:2379",
+        "http://[::1]:2379",
+        "127.0.0.2:2379",
+    ],
 )
-def test_plaintext_endpoint_off_loopback_is_refused(endpoints: str) -> None:
-    with pytest.raises(ConfigError, match="plaintext and not on loopback") as refused:
+def test_plaintext_endpoint_without_a_credential_is_refused(endpoints: str) -> None:
+    with pytest.raises(ConfigError, match="is plaintext with no credential") as refused:
         load_config(environ={"KUKEON_ETCD_ENDPOINTS": endpoints})
     message = str(refused.value)
     assert "\n" not in message
+    assert "on loopback every local user" in message
     assert "--etcd-allow-insecure" in message
 
 
 @pytest.mark.parametrize(
-    "endpoints",
-    ["127.0.0.1:2379", "http://localhost:2379", "http://[::1]:2379", "127.0.0.2:2379"],
+    "endpoints", ["127.0.0.1:2379", "http://localhost:2379", "http://[::1]:2379"]
 )
-def test_plaintext_on_loopback_is_accepted(endpoints: str) -> None:
-    config = load_config(environ={"KUKEON_ETCD_ENDPOINTS": endpoints})
-    assert config.plaintext_remote_etcd_endpoints == ()
+def test_plaintext_on_loopback_with_etcds_authentication_is_accepted(endpoints: str) -> None:
+    """A local user who reaches loopback still needs the password (and cannot sniff it)."""
+    config = load_config(
+        environ={
+            "KUKEON_ETCD_ENDPOINTS": endpoints,
+            "KUKEON_ETCD_USERNAME": "kukeon",
+            "KUKEON_ETCD_PASSWORD": "s3cret",
+        }
+    )
+    assert config.plaintext_etcd_endpoints == ()
+
+
+def test_etcds_authentication_does_not_make_plaintext_off_loopback_safe() -> None:
+    with pytest.raises(ConfigError, match=r"10\.0\.0\.5:2379 is plaintext with no credential"):
+        load_config(
+            environ={
+                "KUKEON_ETCD_ENDPOINTS": "127.0.0.1:2379,http://10.0.0.5:2379",
+                "KUKEON_ETCD_USERNAME": "kukeon",
+                "KUKEON_ETCD_PASSWORD": "s3cret",
+            }
+        )
 
 
 def test_tls_endpoints_are_accepted(tmp_path: Path) -> None:
@@ -36,13 +65,13 @@ def test_tls_endpoints_are_accepted(tmp_path: Path) -> None:
         environ={"KUKEON_ETCD_ENDPOINTS": "10.0.0.5:2379"},
         overrides={"etcd_ca_file": tmp_path / "ca.crt"},
     )
-    assert config.plaintext_remote_etcd_endpoints == ()
+    assert config.plaintext_etcd_endpoints == ()
 
 
 def test_allow_insecure_from_env_flag_or_file(tmp_path: Path) -> None:
     env = {"KUKEON_ETCD_ENDPOINTS": "http://10.0.0.5:2379"}
     by_env = load_config(environ={**env, "KUKEON_ETCD_ALLOW_INSECURE": "true"})
-    assert by_env.plaintext_remote_etcd_endpoints == ("http://10.0.0.5:2379",)
+    assert by_env.plaintext_etcd_endpoints == ("http://10.0.0.5:2379",)
     assert load_config(environ=env, overrides={"etcd_allow_insecure": True}).etcd_allow_insecure
     config_file = tmp_path / "kukeond.yaml"
     config_file.write_text("etcdEndpoints: [http://10.0.0.5:2379]\netcdAllowInsecure: true\n")
@@ -66,4 +95,4 @@ def test_kukeond_exits_with_one_line(capsys: pytest.CaptureFixture[str]) -> None
     printed = capsys.readouterr()
     assert printed.out == ""
     assert printed.err.count("\n") == 1
-    assert "http://10.0.0.5:2379 is plaintext and not on loopback" in printed.err
+    assert "http://10.0.0.5:2379 is plaintext with no credential" in printed.err

@@ -338,7 +338,7 @@ def test_default_values_run_kukeond_everywhere_with_a_three_member_etcd(
     )
     assert config.api_tokens_file == Path("/etc/kukeon/api-tokens/tokens.yaml")
     assert config.etcd_ca_file == Path("/etc/kukeon/etcd-tls/ca.crt")
-    assert config.plaintext_remote_etcd_endpoints == ()
+    assert config.plaintext_etcd_endpoints == ()
     # What kukeond uses is what the DaemonSet mounts from the host.
     mounted = set(mounts_by_path(daemonset_pod(documents)))
     assert {
