@@ -16,9 +16,11 @@ import os
 from pathlib import Path
 
 from kukeon.controllers.cellfiles import container_readable
+from kukeon.fileio import path_problems
 from kukeon.runtime.hostfiles import DIR_MODE, make_dirs, narrow_tree
 
 from .config import DaemonConfig
+from .starterrors import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,8 @@ def share_run_dir(run_dir: Path, group: str | None) -> None:
 
 
 def prepare_host_directories(config: DaemonConfig, *, socket_group: str | None) -> None:
-    """Create the state and run directories (``0750``) and narrow what is in them. Blocking."""
+    """Create the state and run directories (``0750``) and narrow what is in them; a
+    ``StartupError`` when another account than root may change either. Blocking."""
     make_dirs(config.state_dir)
     make_dirs(config.run_dir)
     share_run_dir(config.run_dir, socket_group)
@@ -62,4 +65,20 @@ def prepare_host_directories(config: DaemonConfig, *, socket_group: str | None) 
             changed,
             config.state_dir,
             config.run_dir,
+        )
+    for what, directory in (("state", config.state_dir), ("run", config.run_dir)):
+        refuse_if_changeable(what, directory)
+
+
+def refuse_if_changeable(what: str, directory: Path) -> None:
+    """A ``StartupError`` when an account other than root may change ``directory``: own it
+    (one made in ``/tmp`` before kukeond, by anyone), or replace it or a directory above
+    it. kukeond keeps its etcd's keys, staged secrets and the API socket there, and the
+    modes it sets are no obstacle to the directory's owner."""
+    problems = path_problems(directory, secret=False).change
+    if problems:
+        raise StartupError(
+            f"the {what} directory {directory} is open to other local users: "
+            f"{'; '.join(problems)}; they could read or replace what kukeond keeps there "
+            "(make it, and every directory above it, root's and writable by root only)"
         )
