@@ -42,6 +42,7 @@ from kukeon.runtime.cgroups import CgroupDriver, CgroupError, open_driver
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerdUnavailableError
 from kukeon.runtime.containerd.layersize import UnpackLimits
+from kukeon.runtime.containerd.zstdwindow import WINDOWS
 from kukeon.runtime.hostthreads import close_host_threads, open_host_threads, run_on_host_thread
 from kukeon.runtime.idranges import IdRangeError
 from kukeon.runtime.network import NetworkSettings, SpaceNetworks
@@ -298,6 +299,9 @@ class Daemon:
 
     def _containerd_client(self) -> ContainerdClient:
         config = self.config
+        # The layers read through this client take their zstd windows from the process's
+        # budget (runtime.containerd.zstdwindow).
+        WINDOWS.resize(config.image_zstd_window_budget_bytes)
         return ContainerdClient(
             str(config.containerd_address),
             interceptors=self.latency.containerd_interceptors(),

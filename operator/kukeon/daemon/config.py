@@ -49,6 +49,7 @@ from kukeon.runtime.containerd.crilog import (
     MIN_ROTATED_SIZE,
     LogRotation,
 )
+from kukeon.runtime.containerd.zstdwindow import ZSTD_WINDOW_BUDGET_BYTES
 from kukeon.runtime.idranges import (
     DEFAULT_CLAIMS_DIR,
     DEFAULT_FIRST_ID,
@@ -235,6 +236,14 @@ class DaemonConfig(BaseModel):
     the free space of containerd's snapshotter directory less the DiskPressure reserve,
     which always applies. Past either, the import or pull is
     answered 422 and a cell naming the image fails ImageUnavailable."""
+    image_zstd_window_budget_bytes: int = Field(default=ZSTD_WINDOW_BUDGET_BYTES, gt=0)
+    """Bytes the windows of the zstd image layers kukeond decompresses at once (to count a
+    layer before containerd unpacks it, to read a user name or /bin/sh out of an image) may
+    take together: a frame holds its window, up to 128 MiB (`zstd --long=27`), in memory
+    while it is read; a read waits for its window's room, first come first served, and a
+    layer whose window is larger than this is refused as unreadable, naming it (an import
+    or pull is answered 422, a cell fails ImageUnavailable). Default 268435456 (256 MiB:
+    one read of the largest window and small ones beside it)."""
 
     metrics_address: str = "127.0.0.1:9464"
     api_address: str | None = None

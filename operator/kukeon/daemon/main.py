@@ -202,6 +202,14 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
             "the snapshotter disk's free space less the DiskPressure reserve (default 0).",
         },
     ),
+    (
+        "--image-zstd-window-budget-bytes",
+        {
+            "type": _count,
+            "help": "Bytes the windows of the zstd layers kukeond decompresses at once may "
+            "take together; a larger window is refused (default 268435456, 256 MiB).",
+        },
+    ),
     ("--metrics-address", {"help": "host:port of /metrics (default 127.0.0.1:9464)."}),
     ("--api-address", {"help": "Optional TCP listener host:port (TLS and tokens required)."}),
     (

@@ -46,6 +46,7 @@ FLAGS = {
     "--host-reserved-pids": "host_reserved_pids",
     "--image-import-max-bytes": "image_import_max_bytes",
     "--image-unpacked-max-bytes": "image_unpacked_max_bytes",
+    "--image-zstd-window-budget-bytes": "image_zstd_window_budget_bytes",
     "--metrics-address": "metrics_address",
     "--api-address": "api_address",
     "--api-max-connections": "api_max_connections",

@@ -26,12 +26,13 @@ from kukeon.runtime.containerd.layersize import (
     unpack_room,
 )
 from kukeon.runtime.containerd.oci import Descriptor
+from kukeon.runtime.containerd.zstdwindow import ZSTD_WINDOW_MAX
 
 MiB = 1024 * 1024
 
 
 def counted(data: bytes, limit: int, chunk: int = 64 * 1024) -> LayerMeter:
-    meter = LayerMeter(limit)
+    meter = LayerMeter(limit, window=ZSTD_WINDOW_MAX)
     for start in range(0, len(data), chunk):
         meter.feed(data[start : start + chunk])
     meter.finish()
@@ -54,7 +55,7 @@ def test_concatenated_gzip_members_are_counted_one_after_another() -> None:
 def test_a_gzip_bomb_stops_at_the_bound_without_inflating_whole() -> None:
     bomb = gzip.compress(bytes(256 * MiB), compresslevel=9)  # ~250 KiB
     assert len(bomb) < MiB
-    meter = LayerMeter(16 * MiB)
+    meter = LayerMeter(16 * MiB, window=ZSTD_WINDOW_MAX)
     started = time.monotonic()
     with pytest.raises(_Exceeded):
         meter.feed(bomb)  # one chunk that inflates to 256 MiB
@@ -95,7 +96,7 @@ def test_a_zstd_layer_counts_what_it_decompresses_to_frame_after_frame() -> None
     streamed = second.compress(b"b" * MiB) + second.flush()
     three = zstd.compress(b"a" * MiB) + skippable + streamed
     tar: list[bytes] = []
-    meter = LayerMeter(8 * MiB, out=tar.append)
+    meter = LayerMeter(8 * MiB, out=tar.append, window=ZSTD_WINDOW_MAX)
     for start in range(0, len(three), 7):
         meter.feed(three[start : start + 7])
     assert meter.finish() == 2 * MiB
@@ -106,7 +107,7 @@ def test_a_zstd_layer_counts_what_it_decompresses_to_frame_after_frame() -> None
 def test_a_zstd_bomb_is_stopped_at_the_bound_and_a_cut_one_is_an_error() -> None:
     bomb = zstd.compress(bytes(256 * MiB), level=19)
     assert len(bomb) < 64 * 1024
-    meter = LayerMeter(16 * MiB)
+    meter = LayerMeter(16 * MiB, window=ZSTD_WINDOW_MAX)
     with pytest.raises(_Exceeded):
         meter.feed(bomb)  # in one chunk: stopped within a step of the bound
     assert 16 * MiB < meter.unpacked <= 17 * MiB

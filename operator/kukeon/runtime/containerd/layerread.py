@@ -21,6 +21,10 @@ treat the layer as unreadable (numeric users still work; "let the runtime tell")
 ``count_layer`` is the one pass unpacking makes over a layer before containerd applies it:
 its bytes (``LayerMeter``) and, through the same ``TarStream``, the inodes its entries
 create (``EntryCounter``), each stopped at the room unpacking has.
+
+Every read holds the window its zstd frames need from kukeond's budget of zstd windows
+(``zstdwindow``) while it decompresses: taken on the event loop once the first chunk told
+it, the read then starting over (``_read_held``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ from kukeon.runtime.containerd.layersize import (
     _Exceeded,
 )
 from kukeon.runtime.containerd.oci import Descriptor
+from kukeon.runtime.containerd.zstdwindow import (
+    WindowHold,
+    WindowNeeded,
+    WindowTooLargeError,
+    holding,
+)
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.content import ContentInfo
@@ -73,6 +83,8 @@ class _Feedable(Protocol):
 
 _Sink = TypeVar("_Sink", bound=_Feedable)
 _Visitor = TypeVar("_Visitor", bound="TarVisitor")
+_Held = TypeVar("_Held", bound="_HeldSink")
+_Result = TypeVar("_Result")
 
 
 class LayerReadError(ValueError):
@@ -292,17 +304,59 @@ def _padded(size: int) -> int:
     return -(-size // _BLOCK) * _BLOCK
 
 
-class _LayerSink:
-    """What ``read_through`` feeds: inflation (bounded) into the tar parser."""
+class _HeldSink:
+    """What ``read_through`` feeds: inflation (bounded, with the window ``hold`` holds) into
+    the tar parser, each step bracketed so that the hold knows a step is running."""
 
-    def __init__(self, visitor: TarVisitor, limit: int) -> None:
+    def __init__(self, visitor: TarVisitor, limit: int, hold: WindowHold) -> None:
         self.tar = TarStream(visitor)
-        self.meter = LayerMeter(limit, out=self.tar.feed)
+        self.meter = LayerMeter(limit, out=self.tar.feed, window=hold.bytes)
+        self._hold = hold
+        hold.decoding(self.meter)
 
+    def feed(self, chunk: bytes) -> None:
+        with self._hold.feeding():
+            self.meter.feed(chunk)
+
+    def finish(self) -> None:
+        """Once every chunk was fed (in the worker thread too: it may decompress)."""
+        with self._hold.feeding():
+            self.meter.finish()
+        self.tar.finish()
+
+
+async def _read_held(
+    source: BlobReader,
+    digest: str,
+    start: Callable[[WindowHold], _Held],
+    finish: Callable[[_Held], _Result],
+) -> _Result:
+    """Stream blob ``digest`` through a sink ``start(hold)`` makes, then ``finish`` it in a
+    worker thread, holding from kukeond's budget the zstd window the sink's meter needs.
+    The first read holds none: its meter raises ``WindowNeeded`` at the first zstd frame's
+    header (having decompressed nothing), the window is taken here, on the event loop, and
+    the blob read again (a gzip or plain layer is read once). ``WindowTooLargeError`` for a
+    window past the whole budget."""
+    async with holding() as hold:
+        while True:
+            try:
+                sink = await source.read_through(digest, lambda: start(hold))
+            except WindowNeeded as needed:
+                await hold.grow(needed.window)
+                continue
+            return await asyncio.to_thread(finish, sink)
+
+
+class _LayerSink(_HeldSink):
     def feed(self, chunk: bytes) -> None:
         if self.tar.ended:
             return  # only padding and the gzip or zstd trailer are left
-        self.meter.feed(chunk)
+        super().feed(chunk)
+
+    def finish(self) -> None:
+        if self.tar.ended:
+            return
+        super().finish()
 
 
 async def read_layer(source: LayerSource, digest: str, start: Callable[[], _Visitor]) -> _Visitor:
@@ -313,15 +367,12 @@ async def read_layer(source: LayerSource, digest: str, start: Callable[[], _Visi
     limit = int(counted) if counted.isdigit() else UNLABELLED_LAYER_MAX_BYTES
     visitors: list[_Visitor] = []
 
-    def sink() -> _LayerSink:
+    def sink(hold: WindowHold) -> _LayerSink:
         visitors.append(start())
-        return _LayerSink(visitors[-1], limit)
+        return _LayerSink(visitors[-1], limit, hold)
 
     try:
-        read = await source.read_through(digest, sink)
-        if not read.tar.ended:
-            read.meter.finish()
-        read.tar.finish()
+        await _read_held(source, digest, sink, _LayerSink.finish)
     except StopReading:
         pass
     except _Exceeded:
@@ -329,7 +380,7 @@ async def read_layer(source: LayerSource, digest: str, start: Callable[[], _Visi
             f"layer {digest} inflates past {limit} bytes"
             + (" (its counted size)" if counted.isdigit() else "")
         ) from None
-    except _Corrupt as error:
+    except (_Corrupt, WindowTooLargeError) as error:
         raise LayerReadError(f"layer {digest} cannot be read: {error}") from None
     return visitors[-1]
 
@@ -397,22 +448,17 @@ def count_labels(count: LayerCount) -> dict[str, str]:
     return {LABEL_UNPACKED_SIZE: str(count.bytes), LABEL_UNPACKED_ENTRIES: str(count.entries)}
 
 
-class _CountingSink:
+class _CountingSink(_HeldSink):
     """What ``read_through`` feeds when counting: inflation (bounded) into the tar parser
     (bounded), every byte counted (the padding after the tar's end too)."""
 
-    def __init__(self, bytes_limit: int, entries_limit: int) -> None:
+    def __init__(self, bytes_limit: int, entries_limit: int, hold: WindowHold) -> None:
         self.counter = EntryCounter(entries_limit)
-        self.tar = TarStream(self.counter)
-        self.meter = LayerMeter(bytes_limit, out=self.tar.feed)
+        super().__init__(self.counter, bytes_limit, hold)
 
-    def feed(self, chunk: bytes) -> None:
-        self.meter.feed(chunk)
-
-    def finish(self) -> LayerCount:
-        size = self.meter.finish()
-        self.tar.finish()
-        return LayerCount(size, self.counter.entries)
+    def count(self) -> LayerCount:
+        self.finish()
+        return LayerCount(self.meter.unpacked, self.counter.entries)
 
 
 async def count_layer(
@@ -430,13 +476,12 @@ async def count_layer(
     corrupt or cut short (containerd could not apply it either)."""
     sinks: list[_CountingSink] = []
 
-    def start() -> _CountingSink:
-        sinks.append(_CountingSink(room.bytes - before.bytes, room.entries - before.entries))
+    def start(hold: WindowHold) -> _CountingSink:
+        sinks.append(_CountingSink(room.bytes - before.bytes, room.entries - before.entries, hold))
         return sinks[-1]
 
     try:
-        sink = await content.read_through(layer.digest, start)
-        return await asyncio.to_thread(sink.finish)
+        return await _read_held(content, layer.digest, start, _CountingSink.count)
     except _Exceeded:
         raise LayerTooLargeError(
             image=image,
@@ -456,6 +501,6 @@ async def count_layer(
             why=room.entries_why,
             counted_before=before.entries,
         ) from None
-    except (_Corrupt, LayerReadError) as error:
+    except (_Corrupt, LayerReadError, WindowTooLargeError) as error:
         reason = str(error)
         raise LayerUnreadableError(image=image, layer=layer.digest, reason=reason) from None

@@ -20,7 +20,10 @@ The compression is told from the first bytes, as containerd's own decompression 
   whose window is larger than libzstd's default limit (128 MiB, what ``zstd -d`` takes
   without ``--memory``) is refused as unreadable: its window is what decompressing it
   holds in memory while the layer is read (a ``zstd --long=27`` frame: +129 MiB of peak
-  RSS; ``zstd -19``'s 8 MiB window: +10 MiB; gzip's 32 KiB: next to nothing);
+  RSS; ``zstd -19``'s 8 MiB window: +10 MiB; gzip's 32 KiB: next to nothing). A meter
+  decompresses only frames whose window fits the one it is given (``window``), taken
+  from kukeond's budget of windows (``zstdwindow``); before a frame that needs more it
+  raises ``zstdwindow.WindowNeeded``;
 - anything else: an uncompressed tar, its own size.
 
 A layer's bytes are not all it takes: each of its tar entries is an inode, and a layer of
@@ -47,6 +50,7 @@ from typing import Final, TypeAlias
 from kukeon.runtime.containerd.archivesize import STEP_BYTES, decompress_steps
 from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.oci import Descriptor
+from kukeon.runtime.containerd.zstdwindow import ZSTD_WINDOW_MAX, WindowNeeded, frame_window
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -150,15 +154,22 @@ class LayerMeter:
     first): feed it from a worker thread.
 
     With ``out``, the tar stream is also handed to it as it comes, at most a step at a time
-    (``layerread`` parses it so)."""
+    (``layerread`` parses it so). A zstd frame is decompressed only when the window its
+    header asks for is at most ``window`` bytes (what the read holds of kukeond's budget):
+    before one that needs more, ``WindowNeeded``."""
 
-    def __init__(self, limit: int, out: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self, limit: int, out: Callable[[bytes], None] | None = None, *, window: int
+    ) -> None:
         self.limit = limit
+        self.window = window
         self._out = out
         self.stored = 0
         self.unpacked = 0
         self.kind: str | None = None
         self._head = b""
+        self._frame_head = b""
+        """The start of a zstd frame whose header is not whole yet."""
         self._stream: _Decompressor | None = None
         """The gzip member or zstd frame being decompressed (None between them)."""
 
@@ -183,6 +194,8 @@ class LayerMeter:
                 self._emit(self._head)
             else:
                 raise _Corrupt("it ends inside its first bytes")
+        if self._frame_head:
+            raise _Corrupt("its zstd stream ends inside a frame header (truncated)")
         stream = self._stream
         try:
             while stream is not None and not stream.eof:
@@ -194,10 +207,17 @@ class LayerMeter:
             raise self._corrupt(error) from None
         return self.unpacked
 
+    def close(self) -> None:
+        """Drop the decompressor (a zstd frame's window with it): the read is over."""
+        self._stream = None
+
     def _inflate(self, data: bytes) -> None:
         try:
             while data:
                 if self._stream is None:
+                    data = self._whole_header(data)
+                    if not data:
+                        return
                     self._stream = self._next_stream(data)
                 stream = self._stream
                 decompress_steps(stream, data, self._emit)
@@ -206,6 +226,26 @@ class LayerMeter:
                     data, self._stream = stream.unused_data, None
         except (zlib.error, zstd.ZstdError) as error:
             raise self._corrupt(error) from None
+
+    def _whole_header(self, data: bytes) -> bytes:
+        """``data`` from the start of the next zstd frame once its header is whole (b""
+        until then, the start kept), checked against the window given; gzip's as is."""
+        if self.kind != "zstd":
+            return data
+        data, self._frame_head = self._frame_head + data, b""
+        window = frame_window(data)
+        if window is None:
+            self._frame_head = data
+            return b""
+        if window > ZSTD_WINDOW_MAX:
+            raise _Corrupt(
+                f"a zstd frame after {self.unpacked} bytes needs a window of {window} bytes, "
+                f"more than libzstd decompresses by default ({ZSTD_WINDOW_MAX} bytes, as "
+                "zstd -d without --memory)"
+            )
+        if window > self.window:
+            raise WindowNeeded(window)
+        return data
 
     def _next_stream(self, data: bytes) -> _Decompressor:
         if self.kind == "gzip":
