@@ -162,6 +162,12 @@ def run_command(
         command = (name, *command)  # docker's habit: --name, then the command
     dry = dry_run != "none"
     _refuse_mixes(dry=dry, following=remove or interactive, wait=wait_ready, output=output)
+    if remove and container.get("restart", "never") != "never":
+        # docker's "Conflicting options: --restart and --rm": the exit --rm waits for, to
+        # delete the cell, is one a restart follows: it followed the restarts forever.
+        fail(
+            f"--rm and --restart {container['restart']} conflict: --rm ends at the exit", EXIT_USAGE
+        )
     scope = (realm, space, stack)
     if profile is not None:
         refuse_by_hand_options(ctx)

@@ -114,6 +114,20 @@ def test_dry_runs_and_output_do_not_mix_with_following() -> None:
     assert (result.exit_code, result.output) == (0, "cell/w created (dry run)\n")
 
 
+@pytest.mark.parametrize("policy", ["always", "on-failure"])
+def test_rm_refuses_a_restart_policy(policy: str) -> None:
+    """docker's 'Conflicting options: --restart and --rm': `run --rm --restart always` was
+    sent, and followed the container's restarts forever (it never was the last exit)."""
+    args = [*NO_SERVER, "run", "w", "--image", "i", "--rm", "--restart", policy, "--", "true"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert f"--rm and --restart {policy} conflict" in result.stderr
+    never = CliRunner().invoke(
+        cli, [*NO_SERVER, "run", "w", "--image", "i", "--rm", "--restart", "never"]
+    )
+    assert never.exit_code == 1  # sent: no server here
+
+
 def test_a_profile_takes_none_of_the_container_options() -> None:
     for option in (["-v", "/a:/b"], ["-w", "/x"], ["--privileged"], ["--entrypoint", "x"]):
         result = CliRunner().invoke(cli, [*NO_SERVER, "run", "--profile", "p", *option])
