@@ -336,27 +336,7 @@ async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float
             click.echo(f"error: cell/{key[-1]} failed: {why}", err=True)
             return 127 if cell.status.reason == "CommandNotFound" else EXIT_SERVER
 
-        async def follow(stream: str, out: BinaryIO) -> None:
-            # Both streams are opened at once, before the cell can be gone. A server without
-            # the log route's `stream` answers both with the whole log and no header: it is
-            # written once, as stdout.
-            ours = True
-
-            def check(headers: Mapping[str, str]) -> None:
-                nonlocal ours
-                ours = headers.get(LOG_STREAM_HEADER) == stream or stream == "Stdout"
-
-            params = {"follow": "true", "stream": stream}
-            async for chunk in client.stream("GET", path, params=params, on_headers=check):
-                if not ours:
-                    return
-                out.write(chunk)
-                out.flush()
-
-        streams = [
-            asyncio.ensure_future(follow("Stdout", sys.stdout.buffer)),
-            asyncio.ensure_future(follow("Stderr", sys.stderr.buffer)),
-        ]
+        streams = _follow_output(client, path)
         try:
             code = await _exit_code(client, key)
             # The followed log ends once the cell is gone, after its last line: delete it,
@@ -379,6 +359,32 @@ async def _run_to_exit(client: ApiClient, key: tuple[str, ...], *, within: float
     finally:
         with contextlib.suppress(Exception):
             await asyncio.shield(client.delete(Kind.CELL, key))
+
+
+def _follow_output(client: ApiClient, path: str) -> list[asyncio.Future[None]]:
+    """The cell's log followed as ``docker run`` shows it: its stdout on stdout, its
+    stderr on stderr. Both streams are opened at once, before the cell can be gone. A
+    server without the log route's ``stream`` answers both with the whole log and no
+    header: it is written once, as stdout."""
+
+    async def follow(stream: str, out: BinaryIO) -> None:
+        ours = True
+
+        def check(headers: Mapping[str, str]) -> None:
+            nonlocal ours
+            ours = headers.get(LOG_STREAM_HEADER) == stream or stream == "Stdout"
+
+        params = {"follow": "true", "stream": stream}
+        async for chunk in client.stream("GET", path, params=params, on_headers=check):
+            if not ours:
+                return
+            out.write(chunk)
+            out.flush()
+
+    return [
+        asyncio.ensure_future(follow("Stdout", sys.stdout.buffer)),
+        asyncio.ensure_future(follow("Stderr", sys.stderr.buffer)),
+    ]
 
 
 async def _exit_code(client: ApiClient, key: tuple[str, ...]) -> int:
