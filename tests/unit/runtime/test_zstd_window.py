@@ -35,6 +35,7 @@ from kukeon.runtime.containerd.layersize import (
 from kukeon.runtime.containerd.oci import Descriptor
 from kukeon.runtime.containerd.zstdwindow import (
     ZSTD_WINDOW_MAX,
+    ReadOverError,
     WindowBudget,
     WindowHold,
     WindowNeeded,
@@ -240,6 +241,8 @@ async def test_a_hold_gives_back_after_the_step_its_thread_is_in() -> None:
     await thread
     await settle()
     assert (budget.held, decoding.closed) == (0, 1)
+    with pytest.raises(ReadOverError), hold.feeding():  # a chunk still queued: not decoded
+        raise AssertionError("a step after the read's end ran")
 
 
 async def test_a_hold_grows_to_the_most_any_frame_needs_holding_nothing_while_it_waits() -> None:

@@ -21,7 +21,8 @@ whole process (``WINDOWS``, kukeond's ``imageZstdWindowBudgetBytes``):
   names the layer;
 - a read gives its bytes back when it ends, fails or is cancelled; if its worker thread is
   still decompressing a chunk then (a cancelled ``asyncio.to_thread`` goes on), only once
-  that chunk is done (``WindowHold.feeding``).
+  that chunk is done (``WindowHold.feeding``); a chunk still queued for a thread then is
+  not decompressed at all (``ReadOverError``).
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ class WindowTooLargeError(Exception):
             f"the {budget} bytes kukeond's zstd windows may take together "
             "(imageZstdWindowBudgetBytes)"
         )
+
+
+class ReadOverError(Exception):
+    """A step of decompression that starts after its read ended (a cancelled read's chunk
+    still queued for a worker thread): it does not run, since its window was given back."""
 
 
 class _Waiter:
@@ -235,8 +241,11 @@ class WindowHold:
 
     @contextlib.contextmanager
     def feeding(self) -> Iterator[None]:
-        """Around a step of decompression, in the worker thread."""
+        """Around a step of decompression, in the worker thread; ``ReadOverError`` once the
+        read has ended."""
         with self._lock:
+            if self._closed:
+                raise ReadOverError("the layer read has ended")
             self._busy += 1
         try:
             yield
