@@ -183,10 +183,17 @@ spec:
         f"{tmp_path}/seen\nsed -i 's/^    restartPolicy: .*/    restartPolicy: sometimes/' \"$1\"\n"
     )
     bad.chmod(0o755)
-    code, _, err = await kukectl_env(k, {"KUKE_EDITOR": str(bad)}, "edit", "cell", "d", *scope)
+    given_up = tmp_path / "given-up"
+    given_up.mkdir()
+    code, _, err = await kukectl_env(
+        k, {"KUKE_EDITOR": str(bad), "TMPDIR": str(given_up)}, "edit", "cell", "d", *scope
+    )
     assert code == 1
     assert "refused" in err
     assert (tmp_path / "seen").read_text() == "seen\n"  # the second round showed the reason
+    [kept] = given_up.glob("kukectl-edit-*.yaml")  # and giving up keeps the edit, named
+    assert str(kept) in err
+    assert "restartPolicy" in err
 
     # kukeond writes the cell's status while the editor is open (a restart, a probe): the
     # edit goes over the newer version (it was "changed on the server", the edit lost)
