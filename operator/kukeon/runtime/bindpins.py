@@ -40,6 +40,8 @@ REALM_COMPONENT: Final = "{realm}"
 MS_BIND: Final = 0x1000
 MS_REC: Final = 0x4000
 MNT_DETACH: Final = 0x2
+PROC = Path("/proc")
+"""Where kukeond's and the host's (pid 1's) mount namespaces are looked at."""
 _UNMOUNTS_MAX: Final = 16
 """Mounts stacked on one pin that an unpin takes off (one, unless something raced it)."""
 
@@ -161,7 +163,10 @@ def pin(item: Pin) -> None:
     try:
         fd = _open_below(item.directory, below)
     except FileNotFoundError:
-        raise BindSourceRefusedError(f"{item.directory}: no such directory") from None
+        raise BindSourceRefusedError(
+            f"{item.directory}: no such directory where kukeond runs (it opens the allowed "
+            "directory itself: in a container, mount it there at the same path)"
+        ) from None
     except NotADirectoryError:
         raise BindSourceRefusedError(f"{item.directory}: not a directory") from None
     try:
@@ -173,8 +178,32 @@ def pin(item: Pin) -> None:
             raise BindSourceRefusedError(
                 f"{item.source}: cannot bind it at {item.staging}: {os.strerror(code)}"
             )
+        if not _seen_by_the_host(item.staging):
+            unpin(item.staging)
+            raise BindSourceRefusedError(
+                f"{item.source}: kukeond's bind of it at {item.staging} does not reach the "
+                "host, where runc mounts it: kukeond runs in a mount namespace of its own "
+                "whose state directory is not mounted with shared propagation (docs/install.md)"
+            )
     finally:
         os.close(fd)
+
+
+def _seen_by_the_host(staging: Path) -> bool:
+    """Whether the host's mount namespace (pid 1's: kukeond runs in the host's PID
+    namespace) sees the pin at ``staging``. kukeond in a container whose state directory is
+    mounted without shared propagation binds in its own namespace only, and runc would
+    bind the empty mount point instead. True where it cannot tell (pid 1 is not its to
+    look at: no host PID namespace)."""
+    try:
+        if (PROC / "self/ns/mnt").stat().st_ino == (PROC / "1/ns/mnt").stat().st_ino:
+            return True
+        mine, hosts = os.stat(staging), os.stat(f"{PROC}/1/root{staging}")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return (mine.st_dev, mine.st_ino) == (hosts.st_dev, hosts.st_ino)
 
 
 def _mount_point(staging: Path, *, directory: bool) -> None:

@@ -374,6 +374,8 @@ def test_kukeond_runs_privileged_with_the_host_mounts(helm: Any) -> None:
     ):
         assert path in mounts, path
     assert mounts["/run/netns"]["mountPropagation"] == "Bidirectional"
+    # The pinned bind sources (runtime.bindpins) are mounted there for runc, on the host.
+    assert mounts["/var/lib/kukeon"]["mountPropagation"] == "Bidirectional"
     assert mounts["/usr/lib/cni"]["readOnly"] is True
 
     volumes = host_paths(pod)

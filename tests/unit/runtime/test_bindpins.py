@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kukeon.runtime import bindpins
 from kukeon.runtime.bindpins import (
     BindSourceRefusedError,
     Pin,
@@ -124,3 +125,22 @@ def test_a_scope_removal_unpins_what_its_cells_left(tmp_path: Path) -> None:
         unpin_scope(tmp_path / "state", ("r",))
     assert not (tmp_path / "state" / "binds" / "r").exists()
     assert (allowed / "real" / "deep" / "kept").read_text() == "tenant's"
+
+
+@needs_root
+def test_a_pin_the_hosts_mount_namespace_does_not_see_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kukeond in a container whose state directory does not propagate its mounts: runc,
+    on the host, would bind the empty mount point; the cell is refused instead."""
+    allowed, container = _allowed(tmp_path), _container(tmp_path)
+    proc = tmp_path / "proc"  # kukeond's and pid 1's namespaces differ; the host lacks it
+    for ns in ("self/ns", "1/ns"):
+        (proc / ns).mkdir(parents=True)
+        (proc / ns / "mnt").touch()
+    (proc / "1" / "root").mkdir()
+    monkeypatch.setattr(bindpins, "PROC", proc)
+    item = Pin(f"{allowed}/real/deep", str(allowed), container / "0")
+    with pytest.raises(BindSourceRefusedError, match="does not reach the host"):
+        pin(item)
+    assert not item.staging.exists()
