@@ -392,6 +392,22 @@ def test_kukeond_runs_privileged_with_the_host_mounts(helm: Any) -> None:
     assert env["KUKEON_API_ADDRESS"]["value"] == "$(HOST_IP):7443"
 
 
+def test_allowed_host_paths_reach_the_config_and_are_mounted(helm: Any, tmp_path: Path) -> None:
+    """kukeond opens a bind source under an allowed directory itself (runtime.bindpins), so
+    each is mounted at its own path, up to its ``{realm}`` component."""
+    values = {"kukeond": {"allowedHostPaths": ["/srv/data/{realm}", "/srv/shared"]}}
+    documents = manifests(helm, values)
+    config = kukeond_config(documents, tmp_path)
+    assert config.allowed_host_paths == (Path("/srv/data/{realm}"), Path("/srv/shared"))
+    pod = daemonset_pod(documents)
+    mounts = mounts_by_path(pod)
+    for path in ("/srv/data", "/srv/shared"):
+        assert mounts[path]["mountPropagation"] == "HostToContainer", mounts[path]
+    volumes = host_paths(pod)
+    assert volumes["allowed-host-path-0"] == {"path": "/srv/data", "type": "Directory"}
+    assert volumes["allowed-host-path-1"] == {"path": "/srv/shared", "type": "Directory"}
+
+
 def test_generated_api_credentials_are_usable(helm: Any) -> None:
     documents = manifests(helm)
     tls = one(documents, "Secret", f"{RELEASE}-kukeon-api-tls")
