@@ -282,7 +282,6 @@ class Controllers:
             recorder=self.recorder,
             collector_registry=self.collector_registry,
             rotation=self.host.settings.log_rotation,
-            cgroups=self.host.cgroups,
         )
         self.cells.peers = CellPeers(
             node=self.host.settings.node_name, state_dir=Path(self.host.settings.state_dir)

@@ -63,7 +63,6 @@ from kukeon.store import NotFound, Registry
 from .cellfiles import remove_scope_files
 from .host import Host
 from .layers import LAYER_KINDS, HostLocks, legacy_finalizer, nodes_named
-from .logcopiers import LOG_CGROUP
 from .orphanlog import OrphanFailures
 from .realm import namespace_node_label, namespace_nodes
 from .space import conflist_file, conflist_note
@@ -174,7 +173,7 @@ async def list_layers(host: Host) -> LayerInventory:
         found.cgroups.add((realm,))
         for space in await cgroups.children(realm_path):
             space_path = _cgroup_path((realm, space))
-            if space_path is None or space == LOG_CGROUP:  # the realm's copiers: no space
+            if space_path is None:
                 continue
             found.cgroups.add((realm, space))
             for stack in await cgroups.children(space_path):

@@ -35,7 +35,6 @@ from kukeon.api import Cell, ContainerState, ContainerStatus
 from kukeon.api.event import EventReason, EventType
 from kukeon.framework import EventRecorder
 from kukeon.processes import ProcessId, identify
-from kukeon.runtime.cgroups import CgroupDriver, CgroupError, CgroupPath
 from kukeon.runtime.containerd.crilog import LogRotation
 from kukeon.runtime.containerd.logcopier import (
     Terminal,
@@ -59,12 +58,6 @@ TASK_END_LOG_SECONDS = 2.0
 """A replacement that dies sooner than this counts towards the next one's delay."""
 MAX_DELAY_SECONDS = 60.0
 _NEVER_KEPT = "was gone: killed, or never started (the task was started by an older kukeond)"
-LOG_CGROUP = "_logs"
-"""Below each realm's cgroup: its containers' copiers and keepers. They run outside the
-containers' cgroups (the shim starts the copier), so a container writing as fast as its CPU
-limit lets it made its copier, a root process of the host's, take several times that
-(`yes` at 0.1 CPU: its copier at 0.6); here what its logging costs is the realm's, within
-its share and its limits. No space can take the name (a DNS label has no '_')."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +114,10 @@ class LogCopiers:
         recorder: EventRecorder | None = None,
         collector_registry: CollectorRegistry | None = None,
         rotation: LogRotation | None = None,
-        cgroups: CgroupDriver | None = None,
     ) -> None:
         self.recorder = recorder
         self.rotation = rotation
         """How a replacement rotates the log (kukeond's settings, as a new task's logger)."""
-        self.cgroups = cgroups
-        """Where the copiers are moved to their realm's `LOG_CGROUP` (None: left where they
-        start)."""
         self.replacements = replacement_counter(collector_registry)
         for outcome in ("replaced", "lost"):
             self.replacements.labels(outcome)  # 0 from the start, not an absent series
@@ -267,7 +256,6 @@ class LogCopiers:
                 return None, None, None, None, False
             copier = find_copier(entry.pid, entry.log)
             keeper = find_copier(entry.pid, entry.log, keeper=True)
-            found.extend(process.pid for process in (copier, keeper) if process is not None)
             return (
                 task,
                 copier,
@@ -276,7 +264,6 @@ class LogCopiers:
                 copier is not None and forks_keeper(copier),
             )
 
-        found: list[int] = []
         entry.task, copier, pidfd, keeper_pidfd, forked = await asyncio.to_thread(look)
         if entry.done or entry.task is None:
             for opened in (pidfd, keeper_pidfd):
@@ -292,7 +279,6 @@ class LogCopiers:
             self._watch(entry, pidfd, copier)
             if keeper_pidfd is None:  # killed while kukeond was down, or never forked
                 await self._keep(entry, "was killed" if forked else _NEVER_KEPT)
-        await self._charge(entry, found)  # last: what is said and watched never waits for it
 
     def _watch(self, entry: _Watched, pidfd: int, copier: ProcessId | None) -> None:
         entry.pidfd, entry.copier = pidfd, copier
@@ -374,7 +360,6 @@ class LogCopiers:
             self._spawn(entry, self._keep(entry, why, claimed=True))
         else:
             self._watch_keeper(entry, pidfd)
-        await self._charge(entry, [process.pid])
 
     def _drop(self, entry: _Watched) -> None:
         entry.done = True
@@ -457,25 +442,6 @@ class LogCopiers:
             self._watch(entry, pidfd, replacement)
         if not kept:
             await self._keep(entry, _NEVER_KEPT)
-        await self._charge(entry, [process.pid])
-
-    async def _charge(self, entry: _Watched, pids: Sequence[int]) -> None:
-        """Move a task's copier and keeper into their realm's `LOG_CGROUP` (made when
-        missing); one that cannot be moved logs on where it is, said in kukeond's log."""
-        if self.cgroups is None or not pids:
-            return
-        path = CgroupPath((entry.key[0], LOG_CGROUP))
-        try:
-            await self.cgroups.ensure(path)
-            for pid in pids:
-                await self.cgroups.add_process(path, pid)
-        except CgroupError as error:
-            log.warning(
-                "the log copier of %s/%s stays outside its realm's cgroup: %s",
-                "/".join(entry.key),
-                entry.container,
-                error,
-            )
 
     def _reap_when_done(self, process: subprocess.Popen[bytes]) -> None:
         """A replacement is kukeond's child: waited for when it exits, watched or not (it

@@ -13,7 +13,6 @@ import pytest
 from kukeon.api import Kind, parse_resource
 from kukeon.controllers.layergc import collect_layer_orphans, list_layers
 from kukeon.controllers.layers import HostLocks
-from kukeon.controllers.logcopiers import LOG_CGROUP
 from kukeon.controllers.realm import namespace_node_label
 from kukeon.controllers.space import conflist_note
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
@@ -162,15 +161,3 @@ async def test_idle_bridges_of_spaces_that_exist_nowhere_are_swept(fake: FakeHos
     removed = await collect(fake, store)
     assert removed == ["orphaned bridge kk-r-gone"]
     assert fake.networks.idle == {"kk-r-s"}
-
-
-async def test_a_living_realms_log_copiers_cgroup_is_no_space(fake: FakeHost) -> None:
-    """``<realm>/_logs`` holds the realm's log copiers: never collected as a space's (it
-    goes with its realm's cgroup only)."""
-    fake.cgroups.present.update([("r",), ("r", LOG_CGROUP)])
-    store = ScopedStore()
-    await store.create(parse_resource(realm_doc("r")))
-    found = await list_layers(fake.host)
-    assert ("r", LOG_CGROUP) not in found.cgroups
-    await collect(fake, store)
-    assert ("r", LOG_CGROUP) not in fake.cgroups.removed
