@@ -13,7 +13,7 @@ Modules:
   (create secret, secret rotate-key), ``get`` (get, describe), ``edit``, ``diff``,
   ``metadata`` (label, annotate, patch), ``delete``, ``wait``, ``explain``, ``events``,
   ``run``, ``lifecycle`` (start, stop, restart, kill), ``logs``, ``sessions`` (exec,
-  attach), ``transfer`` (cp, port-forward), ``images``, ``top``, ``nodes`` (cordon,
+  attach), ``transfer`` (cp), ``portforward``, ``images``, ``top``, ``nodes`` (cordon,
   uncordon, drain), ``config_commands``, ``version``, ``completion_command``;
 - ``main``: the root command, where every command is registered, one line each, by the
   module and attribute it lives at (``lazygroup``: a module is imported only when its

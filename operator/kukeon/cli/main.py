@@ -111,7 +111,7 @@ COMMANDS = {
     "exec": "sessions:exec_command",
     "attach": "sessions:attach",
     "cp": "transfer:cp_command",
-    "port-forward": "transfer:port_forward",
+    "port-forward": "portforward:port_forward",
     "image": "images:image",
     "top": "top:top",
     "ui": "ui:ui_command",

@@ -156,18 +156,10 @@ def run_command(
       kukectl run --profile worker --param QUEUE=jobs --space team
     """
     interactive = stdin or tty
-    if name and cell_name and name != cell_name:
-        if profile is not None:
-            fail(f"the cell is named twice: {name} and --name {cell_name}", EXIT_USAGE)
-        command = (name, *command)  # docker's habit: --name, then the command
+    command = _with_name_as_command(name, cell_name, profile, command)
     dry = dry_run != "none"
     _refuse_mixes(dry=dry, following=remove or interactive, wait=wait_ready, output=output)
-    if remove and container.get("restart", "never") != "never":
-        # docker's "Conflicting options: --restart and --rm": the exit --rm waits for, to
-        # delete the cell, is one a restart follows: it followed the restarts forever.
-        fail(
-            f"--rm and --restart {container['restart']} conflict: --rm ends at the exit", EXIT_USAGE
-        )
+    _refuse_restarts_with_rm(remove, container.get("restart", "never"))
     scope = (realm, space, stack)
     if profile is not None:
         refuse_by_hand_options(ctx)
@@ -208,6 +200,24 @@ def run_command(
         return 0
 
     raise click.exceptions.Exit(run(ctx, work))
+
+
+def _with_name_as_command(
+    name: str | None, cell_name: str | None, profile: str | None, command: tuple[str, ...]
+) -> tuple[str, ...]:
+    """docker's habit, --name and then the command: NAME is the command's first word."""
+    if name and cell_name and name != cell_name:
+        if profile is not None:
+            fail(f"the cell is named twice: {name} and --name {cell_name}", EXIT_USAGE)
+        return (name, *command)
+    return command
+
+
+def _refuse_restarts_with_rm(remove: bool, restart: str) -> None:
+    if remove and restart != "never":
+        # docker's "Conflicting options: --restart and --rm": the exit --rm waits for, to
+        # delete the cell, is one a restart follows: it followed the restarts forever.
+        fail(f"--rm and --restart {restart} conflict: --rm ends at the exit", EXIT_USAGE)
 
 
 def _refuse_mixes(*, dry: bool, following: bool, wait: bool, output: str | None) -> None:

@@ -14,7 +14,7 @@ from multidict import MultiDict
 
 from kukeon.apiserver.status import ApiError
 from kukeon.cli.logs import _query
-from kukeon.cli.transfer import parse_ports
+from kukeon.cli.portforward import parse_ports
 from kukeon.daemon.noderoutes import (
     MAX_LIMIT_BYTES,
     MAX_SINCE_SECONDS,
