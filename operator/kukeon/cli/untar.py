@@ -18,8 +18,10 @@ CVE-2019-1002101, CVE-2019-11246, CVE-2019-11249 and CVE-2019-11251):
   (kubectl skips every link);
 - a hard link member must name a regular file this copy wrote; otherwise it is skipped;
 - devices, FIFOs and anything but files, directories and links are skipped with a warning;
-- modes are kept without the setuid, setgid and sticky bits; owners are not (what is
-  written belongs to whoever runs kukectl); modification times are kept.
+- modes are kept without the setuid, setgid and sticky bits and less the umask of whoever
+  runs kukectl, as kubectl's cp creates files (a container's world-writable ``/tmp`` is
+  not a world-writable directory here); owners are not (what is written belongs to whoever
+  runs kukectl); modification times are kept.
 
 Directories get their modes at the end, deepest first, so a read-only directory in the
 archive does not stop its own contents.
@@ -153,6 +155,18 @@ class _Tree:
         return False
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it (``/proc/self/status``; a set and
+    reset where that line is missing, before Linux 4.7)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 class _Extraction:
     """One extraction: what it has written so far (a hard link may only name a file this
     copy wrote), the directories whose modes come last, and its report."""
@@ -166,6 +180,8 @@ class _Extraction:
         self.base = [dest.name]
         self.files: set[tuple[str, ...]] = set()
         self.directories: list[tuple[list[str], int, float]] = []
+        self.modes = MODE_BITS & ~current_umask()
+        """The permission bits a member keeps."""
 
     def unpack(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         """Write ``member`` (or skip it, with a warning); UnsafeArchiveError stops the copy."""
@@ -201,7 +217,7 @@ class _Extraction:
         with self.tree.directory(path[:-1], create=True) as parent_fd:
             if not _Tree.clear(parent_fd, path[-1], keep_directory=True):
                 os.mkdir(path[-1], 0o700, dir_fd=parent_fd)
-        self.directories.append((path, member.mode & MODE_BITS, member.mtime))
+        self.directories.append((path, member.mode & self.modes, member.mtime))
         self.files.discard(tuple(parts))
 
     def _regular(
@@ -221,7 +237,7 @@ class _Extraction:
                 while chunk := source.read(1 << 16):
                     out.write(chunk)
                 out.flush()
-                os.fchmod(out.fileno(), member.mode & MODE_BITS)
+                os.fchmod(out.fileno(), member.mode & self.modes)
                 os.utime(out.fileno(), (member.mtime, member.mtime))
         self.files.add(tuple(parts))
 

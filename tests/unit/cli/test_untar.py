@@ -244,3 +244,22 @@ def test_a_directory_does_not_replace_a_file_given_as_the_destination(r: _Run) -
     with pytest.raises(NotADirectoryError):
         r.extract(_tar(_dir("top/"), _file("top/f")))
     assert r.dest.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("umask", "tmp_mode", "file_mode"), [(0o022, 0o755, 0o644), (0, 0o777, 0o666)]
+)
+def test_modes_lose_what_the_umask_clears(
+    r: _Run, umask: int, tmp_mode: int, file_mode: int
+) -> None:
+    # A container's /tmp (1777) and a 0666 file: with kukectl's umask 022 nothing comes out
+    # that every local user may write to (the sticky bit is dropped, so 0777 would let
+    # anyone replace what the copy wrote).
+    data = _tar(_dir("top/", 0o1777), _file("top/shared", b"s", 0o666))
+    before = os.umask(umask)
+    try:
+        assert r.extract(data) == 2
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(os.lstat(r.dest).st_mode) == tmp_mode
+    assert stat.S_IMODE(os.lstat(r.dest / "shared").st_mode) == file_mode
