@@ -75,6 +75,8 @@ elif [[ -d /run/systemd/system ]] && systemctl start containerd 2>/dev/null; the
     echo "containerd started by systemd"
 else
     mkdir -p /run/containerd
+    # Root's, as kukeond's log: it names every image, container and mount it handles.
+    touch /var/log/containerd.log && chmod 0640 /var/log/containerd.log
     nohup containerd >/var/log/containerd.log 2>&1 &
     echo "containerd started (log /var/log/containerd.log)"
 fi
