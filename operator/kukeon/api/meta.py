@@ -73,21 +73,28 @@ def text_problem(value: str) -> str | None:
     return f"must not contain a lone surrogate (at offset {match.start()}): it is not UTF-8"
 
 
-def _check_text(value: Any) -> Any:
+def _nested_text_problem(value: Any) -> str | None:
+    """Why a text anywhere in ``value`` (a string, or lists and maps of any depth) cannot be
+    stored, and where; None when every text can. A free-form field (a CellSet revision's
+    template) holds maps in maps: a lone surrogate deep in one failed the write to etcd."""
     if isinstance(value, str):
-        problem = text_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-    elif isinstance(value, list | tuple):
+        return text_problem(value)
+    if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            if isinstance(item, str) and (problem := text_problem(item)) is not None:
-                raise ValueError(f"item {index}: {problem}")
+            if (problem := _nested_text_problem(item)) is not None:
+                return f"item {index}: {problem}"
     elif isinstance(value, dict):
         for key, item in value.items():
             if isinstance(key, str) and (problem := text_problem(key)) is not None:
-                raise ValueError(f"key {quote(key)}: {problem}")
-            if isinstance(item, str) and (problem := text_problem(item)) is not None:
-                raise ValueError(f"value of {quote(key)}: {problem}")
+                return f"key {quote(key)}: {problem}"
+            if (problem := _nested_text_problem(item)) is not None:
+                return f"value of {quote(key)}: {problem}"
+    return None
+
+
+def _check_text(value: Any) -> Any:
+    if (problem := _nested_text_problem(value)) is not None:
+        raise ValueError(problem)
     return value
 
 

@@ -146,6 +146,39 @@ def test_nul_and_lone_surrogates_are_refused(container: dict[str, Any], field: s
     assert "NUL" in found[0].message or "surrogate" in found[0].message
 
 
+@pytest.mark.parametrize("text", ["\ud800", "a\x00b"])
+@pytest.mark.parametrize(
+    "where", [("spec", "containers", 0, "securityOpts"), ("metadata", "labels", "\udfff")]
+)
+def test_text_deep_in_a_free_form_template_is_refused(text: str, where: tuple[Any, ...]) -> None:
+    # A CellSet revision's template is any document: its texts were checked one level down
+    # only, and a lone surrogate deeper failed the status write to etcd with a 500.
+    template: dict[str, Any] = {"spec": {"containers": [{"id": "main"}]}, "metadata": {}}
+    node: Any = template
+    for part in where[:-1]:
+        node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
+    if where[-1] == "\udfff":
+        node[where[-1]] = "v"  # the key is the bad text
+    else:
+        node[where[-1]] = [text]
+    doc = {
+        "apiVersion": "kukeon.io/v1beta1",
+        "kind": "CellSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"id": "main", "image": "busybox"}]},
+            },
+        },
+        "status": {"revisions": [{"revision": 1, "templateHash": "h", "template": template}]},
+    }
+    found = causes(doc)
+    assert [c.field for c in found] == ["status.revisions[0].template"]
+    assert "NUL" in found[0].message or "surrogate" in found[0].message
+
+
 def test_nul_in_labels_is_refused() -> None:
     doc = cell()
     doc["metadata"]["labels"] = {"a": "b\x00"}
