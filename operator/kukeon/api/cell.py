@@ -7,9 +7,10 @@ node that runs it) and `nodeSelector` (labels a node must carry to be chosen).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from kukeon.api.container import ContainerSpec, ContainerStatus, OptionalDnsLabel
 from kukeon.api.meta import (
@@ -32,6 +33,16 @@ def _empty_as_none(value: object) -> object:
 
 
 OptionalDnsSubdomain = Annotated[DnsSubdomain | None, BeforeValidator(_empty_as_none)]
+
+
+def _ip_address(value: str | None) -> str | None:
+    if value is not None:
+        ipaddress.ip_address(value)  # its ValueError is the field's 422
+    return value
+
+
+OptionalIpAddress = Annotated[OptionalString, AfterValidator(_ip_address)]
+"""An IPv4 or IPv6 address: the cell's peers are listed by it (controllers.cellpeers)."""
 
 
 class CellTty(KukeonModel):
@@ -134,12 +145,12 @@ class CellInterfaceStatus(KukeonModel):
     """The space whose network it is on; unset for the root container's own `cniConfigPath`."""
     network: OptionalString = None
     """The CNI network's name."""
-    ip: OptionalString = None
+    ip: OptionalIpAddress = None
 
 
 class CellNetworkStatus(KukeonModel):
     bridge_name: OptionalString = None
-    ip: OptionalString = None
+    ip: OptionalIpAddress = None
     """The cell's address on its first interface (shared by all its containers)."""
     interfaces: NullableList[CellInterfaceStatus] = Field(default_factory=list)
     """Every interface: the first one, then one per space its containers' `networks` join."""

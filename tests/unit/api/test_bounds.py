@@ -179,6 +179,22 @@ def test_text_deep_in_a_free_form_template_is_refused(text: str, where: tuple[An
     assert "NUL" in found[0].message or "surrogate" in found[0].message
 
 
+@pytest.mark.parametrize("ip", ["..", "10.0.0.256", "x", "10.0.0.1/24"])
+def test_a_cell_status_address_must_be_an_ip_address(ip: str) -> None:
+    # Its peers' hosts files are made from it (controllers.cellpeers): ".." written to the
+    # status subresource was stored, and the peers' listener raised at every change.
+    doc = cell()
+    doc["status"] = {"network": {"ip": ip, "interfaces": [{"interface": "eth0", "ip": ip}]}}
+    assert fields(doc) == ["status.network.ip", "status.network.interfaces[0].ip"]
+
+
+def test_a_cell_status_address_may_be_any_ip_or_unset() -> None:
+    for ip in ("10.88.0.2", "fd00::2", "", None):
+        doc = cell()
+        doc["status"] = {"network": {"ip": ip, "interfaces": [{"interface": "eth0", "ip": ip}]}}
+        parse_resource(doc)
+
+
 def test_nul_in_labels_is_refused() -> None:
     doc = cell()
     doc["metadata"]["labels"] = {"a": "b\x00"}
