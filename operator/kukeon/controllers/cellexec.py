@@ -26,6 +26,7 @@ from kukeon.runtime.containerd.errors import (
     ContainerNotFoundError,
     ProcessNotStartableError,
     TaskNotFoundError,
+    program_named,
 )
 from kukeon.runtime.containerd.namespaces import instance_labels
 from kukeon.runtime.containerd.remap import Remap
@@ -81,7 +82,10 @@ class CommandUnusableError(Exception):
                 f"the image (a file is in the way, or it cannot be made there) {runc}"
             )
             return
-        command = (container.command or "the image's entrypoint")[:200]
+        # runc names the program it tried: with no command, the image's entrypoint or,
+        # in an image without one, the first of the args.
+        command = program_named(error.detail) or container.command or "the image's entrypoint"
+        command = command[:200]
         what = "not found" if error.reason == "CommandNotFound" else "not executable"
         super().__init__(
             f"container {container.id!r}: command {command!r} {what} in the image"

@@ -76,6 +76,7 @@ class Containerd:
     calls: list[tuple[str, str]] = field(default_factory=list)
     next_pid: int = 1000
     refuse_start: str | None = None
+    refusal_detail: str = "exec: no such file"
     create_exists: bool = False
     # Tasks containerd holds but shows as not found (a create interrupted by kukeond's death).
     hidden_tasks: set[str] = field(default_factory=set)
@@ -135,7 +136,7 @@ class FakeTasks:
     async def start(self, cid: str) -> int:
         if self.world.refuse_start is not None:
             raise ProcessNotStartableError(
-                container_id=cid, reason=self.world.refuse_start, detail="exec: no such file"
+                container_id=cid, reason=self.world.refuse_start, detail=self.world.refusal_detail
             )
         self.world.calls.append(("start", cid))
         self.world.next_pid += 1
@@ -923,6 +924,15 @@ async def test_a_command_runc_cannot_run_fails_for_good(rig: Rig) -> None:
     assert failed.value.reason == "CommandNotFound"
     assert "not found in the image" in str(failed.value)
     assert "args" not in str(failed.value)
+
+
+async def test_the_program_not_found_is_the_one_runc_names(rig: Rig) -> None:
+    # No command, an image without an entrypoint: args[0] is the program runc looked for.
+    rig.world.refuse_start = "CommandNotFound"
+    rig.world.refusal_detail = 'exec: "nosuch": executable file not found in $PATH: unknown'
+    with pytest.raises(PermanentError) as failed:
+        await rig.reconcile(make_cell(app(command=None, args=["nosuch"])))
+    assert "command 'nosuch' not found in the image" in str(failed.value)
 
 
 async def test_a_command_line_not_found_says_how_to_write_it(rig: Rig) -> None:

@@ -13,6 +13,7 @@ from kukeon.runtime.containerd.errors import (
     RootfsUnreachableError,
     closed_rootfs_ancestor,
     not_startable_reason,
+    program_named,
 )
 
 PREFIX = "failed to create shim task: OCI runtime create failed: runc create failed: "
@@ -111,3 +112,17 @@ def test_a_rootfs_refusal_with_every_directory_open_is_left_as_it_is(open_dir: P
     assert closed_rootfs_ancestor(_rootfs_refusal(rootfs)) is None
     assert closed_rootfs_ancestor("error preparing rootfs: no such file or directory") is None
     assert closed_rootfs_ancestor(PREFIX + 'exec: "/etc/passwd": permission denied') is None
+
+
+@pytest.mark.parametrize(
+    ("detail", "program"),
+    [
+        (PREFIX + 'exec: "nosuch": executable file not found in $PATH: unknown', "nosuch"),
+        (PREFIX + 'exec: "sh -c \'echo \\"hi\\"\'": stat sh: no such file', "sh -c 'echo \"hi\"'"),
+        (PREFIX + 'exec: "/a\\\\b": permission denied: unknown', "/a\\b"),
+        (PREFIX + 'exec: "/bad\\x80": permission denied: unknown', "/bad\\x80"),
+        ("connection refused", None),
+    ],
+)
+def test_the_program_runc_names(detail: str, program: str | None) -> None:
+    assert program_named(detail) == program

@@ -7,6 +7,7 @@ every message names the object, its containerd namespace and the operation, so a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -193,7 +194,8 @@ def closed_rootfs_ancestor(detail: str) -> tuple[Path, int] | None:
 
 
 # The program as runc names it: Go's %q, where a quote or backslash in it is escaped.
-_PROGRAM = r'exec: "(?:[^"\\]|\\.)*": '
+_PROGRAM_NAMED = re.compile(r'exec: "((?:[^"\\]|\\.)*)": ')
+_PROGRAM = _PROGRAM_NAMED.pattern
 
 # runc's words (libcontainer's LookPath and execve errors, and the working directory it
 # makes before the exec, wrapped by containerd), most specific first.
@@ -212,6 +214,19 @@ _NOT_STARTABLE: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(_PROGRAM + r"(?:permission denied|is a directory)"), "CommandNotExecutable"),
     (re.compile(r"exec format error"), "CommandNotExecutable"),
 )
+
+
+def program_named(detail: str) -> str | None:
+    """The program runc could not run, as its error names it (Go's %q undone; a name with
+    an escape JSON lacks, as Go's hexadecimal bytes, kept as written)."""
+    found = _PROGRAM_NAMED.search(detail)
+    if found is None:
+        return None
+    try:
+        program = json.loads(f'"{found.group(1)}"')
+    except ValueError:
+        return found.group(1)
+    return program if isinstance(program, str) else found.group(1)
 
 
 def not_startable_reason(detail: str) -> str | None:
