@@ -20,7 +20,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -61,6 +61,9 @@ from .node import Fleet, start_fleet
 from .nodefacts import disk_pressure_inode_reserve, disk_pressure_reserve
 from .pidslimits import host_pids_limit, own_cgroups_inside, root_pids_limit
 from .starterrors import StartupError
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +191,8 @@ class Daemon:
     events: EventStore | None = None
     """The Events in etcd: the controllers write them, the API lists and watches them."""
     metrics_url: str | None = None
+    api_app: web.Application | None = None
+    """The API server's application once it serves (its router lists every route)."""
     _stoppers: list[tuple[str, Stopper]] = field(default_factory=list)
 
     @property
