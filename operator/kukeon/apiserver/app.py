@@ -9,6 +9,8 @@ Middlewares run outermost first:
    are wrapped, anything else is logged with its traceback and answered with a 500 Status
    that says nothing about the server's internals. (Requests aiohttp's parser refuses
    never reach a middleware: ``kukeon.apiserver.lowlevel`` renders those.)
+   Then ``contentcoding``: a body coded other than gzip or deflate is a 415, its
+   connection closed, before anything decodes more of it.
 2. ``_authenticate``: requests on the unix socket are the local admin; on TCP they need a
    bearer token from the tokens file (401 otherwise). Authorization of the verb and realm
    happens in the handlers, which know both, before any body is read.
@@ -39,6 +41,7 @@ import kukeon
 from kukeon.api import API_VERSION, GROUP, VERSION
 from kukeon.api.meta import quote
 from kukeon.apiserver.auth import LOCAL_ADMIN, Role, TokenBook, bearer_token
+from kukeon.apiserver.contentcoding import content_coding_middleware
 from kukeon.apiserver.expect import expectations
 from kukeon.apiserver.handlers import PRINCIPAL_KEY, ResourceHandlers, is_watch, principal_of
 from kukeon.apiserver.inflight import InflightLimits, realm_flow
@@ -180,6 +183,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             _errors_middleware(settings, metrics),
+            content_coding_middleware,
             expectations,
             _authentication_middleware(tokens),
             _inflight_middleware(settings),

@@ -241,6 +241,39 @@ async def test_a_body_its_content_encoding_cannot_decode_is_a_400(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+# (br: aiohttp's parser refuses it itself, 400, without Brotli installed.)
+@pytest.mark.parametrize("encoding", ["zstd", "compress", "gzip, gzip", "x"])
+async def test_a_body_coded_other_than_gzip_or_deflate_is_a_415_and_closes(
+    client: TestClient[Any, Any], fake: FakeRegistry, encoding: str
+) -> None:
+    # zstd was decoded by aiohttp (backports.zstd is installed for image layers) with a
+    # window of up to 128 MiB the sender chose, before authentication: a memory lever.
+    window_27 = bytes.fromhex("28b52ffd") + bytes([0x00, 0x88])  # a zstd frame header
+    response = await client.post(
+        f"{V}/realms",
+        data=window_27 + b"\0" * 64,
+        headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+    )
+    assert response.status == 415, await response.text()
+    body = await response.json()
+    assert body["reason"] == "UnsupportedMediaType"
+    assert "is not read" in body["message"]
+    assert response.headers["Accept-Encoding"] == "gzip, deflate"
+    assert response.headers.get("Connection", "").lower() == "close"
+    assert fake.calls == []
+
+
+async def test_a_gzip_body_is_read(client: TestClient[Any, Any], fake: FakeRegistry) -> None:
+    import gzip
+
+    response = await client.post(
+        f"{V}/realms",
+        data=gzip.compress(REALM),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status == 201, await response.text()
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [

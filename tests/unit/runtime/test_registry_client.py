@@ -179,6 +179,7 @@ class FakeRegistry:
     content_type_override: str | None = None
     token_body: bytes | None = None
     base: str = ""
+    accept_encodings: set[str] = field(default_factory=set)
 
     def add_image(self, repo: str, tag: str, image: FakeImage) -> None:
         self.manifests[(repo, tag)] = (image.media_type, image.manifest)
@@ -228,6 +229,7 @@ class FakeRegistry:
         return web.json_response({"access_token": token, "expires_in": 300})
 
     async def manifest(self, request: web.Request) -> web.Response:
+        self.accept_encodings.add(request.headers.get("Accept-Encoding", ""))
         if (denied := self._authorized(request)) is not None:
             return denied
         key = (request.match_info["repo"], request.match_info["ref"])
@@ -325,6 +327,15 @@ async def test_anonymous_pull_stores_every_blob_with_gc_labels(
         assert manifest_labels[f"containerd.io/gc.ref.content.l.{position}"] == layer_digest
         assert store.labels[layer_digest][LABEL_UNCOMPRESSED] == image.diff_ids[position]
         assert store.labels[layer_digest][f"{LABEL_DISTRIBUTION_SOURCE}.{host}"] == "team/app"
+
+
+async def test_a_pull_offers_no_zstd_coding(registry: tuple[FakeRegistry, str]) -> None:
+    # aiohttp's default offers zstd once backports.zstd is installed: a registry's zstd
+    # answer would be decoded with a window it chose, outside the node's zstd budget.
+    fake, host = registry
+    fake.add_image("app", "latest", make_image())
+    await pull(host, "app", MemoryBlobStore())
+    assert fake.accept_encodings == {"gzip, deflate"}
 
 
 async def test_second_pull_fetches_nothing_again(registry: tuple[FakeRegistry, str]) -> None:

@@ -197,7 +197,10 @@ class RegistryClient:
             # access rule: a host on the node only when listed, plain HTTP only when listed.
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=120),
-                headers={"User-Agent": self._user_agent},
+                # Not aiohttp's default, which offers zstd (backports.zstd is installed):
+                # a zstd answer would be decoded with a window the registry chooses, up to
+                # 128 MiB, outside the node's zstd window budget.
+                headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip, deflate"},
                 **session_options(self._access),
             )
         return self._session
