@@ -127,7 +127,9 @@ class _Reflection:
         if error.code == 410 and self.started:
             self.relist = True
             self.delay = 0.0
-            return "the watch's revision was compacted; listing again"
+            # Compacted, or the server's store went back to an older history (a restore):
+            # the server's own words say which.
+            return f"the server no longer has the watch's revision ({error.message}); listing again"
         if too_large(error) and self.started:
             self.relist = True
             return f"the server is behind the watch's revision ({error.message}); listing again"
