@@ -113,6 +113,17 @@ def _check_parts(kind: Kind, parts: Sequence[str]) -> None:
         raise Invalid(f"{kind.value} key {'/'.join(parts)!r}: a stack needs its space")
 
 
+def check_scope(kind: Kind, scope: Sequence[str]) -> None:
+    """``Invalid`` unless ``scope`` can hold ``kind``s: at most its parents' names, each a
+    key part, and a scoped kind's stack only under a space."""
+    depth = scope_depth(kind)
+    if len(scope) > depth:
+        raise Invalid(
+            f"{kind.value} scope {display_name(scope)!r} has more than {depth} parent name(s)"
+        )
+    _check_parts(kind, scope)
+
+
 class KeyLayout:
     """Key arithmetic under one prefix (tests give each case its own prefix)."""
 
@@ -139,12 +150,7 @@ class KeyLayout:
 
     def scope_prefix(self, kind: Kind, scope: Sequence[str]) -> str:
         """The range holding every ``kind`` under ``scope`` (all of them when empty)."""
-        depth = scope_depth(kind)
-        if len(scope) > depth:
-            raise Invalid(
-                f"{kind.value} scope {display_name(scope)!r} has more than {depth} parent name(s)"
-            )
-        _check_parts(kind, scope)
+        check_scope(kind, scope)
         if not scope:
             return self.kind_prefix(kind)
         return self.kind_prefix(kind) + "/".join(scope) + "/"

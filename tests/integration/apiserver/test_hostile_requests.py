@@ -298,6 +298,21 @@ async def test_a_name_no_key_can_hold_in_the_url_is_400(
     assert await _keys(api.registry) == before
 
 
+@pytest.mark.usefixtures("hierarchy", "no_tracebacks")
+@pytest.mark.parametrize("plural", ["cellprofiles", "secrets"])
+async def test_a_stack_under_no_space_is_a_422_for_every_scoped_kind(
+    http: aiohttp.ClientSession, plural: str
+) -> None:
+    """spaces/-/stacks/NAME names no scope (a stack needs its space): the same 422 whether
+    the list is read from etcd (Secrets) or from the watch cache (CellProfiles: 500)."""
+    url = f"{V}/realms/default/spaces/-/stacks/default/{plural}"
+    async with http.get(f"{V}/{plural}") as warm:  # the cache has listed
+        assert warm.status == 200, await warm.text()
+    async with http.get(url) as response:
+        status = _status(await response.read(), 422)
+    assert "a stack needs its space" in status["message"], status
+
+
 @pytest.mark.usefixtures("no_tracebacks")
 async def test_cells_whose_names_no_node_could_name_host_objects_after_are_422(
     api: Api, http: aiohttp.ClientSession
