@@ -618,8 +618,8 @@ class CellController:
             fields.update(reason="ContainersNotReady", message=plan.not_ready)
         elif unreachable is not None:
             fields.update(reason=HOST_ADDRESS_MISSING, message=unreachable)
-        elif plan.clear_reason:
-            fields.update(reason=None, message=None)
+        elif plan.clear_reason:  # an Error says which container failed, else nothing
+            fields.update(reason=plan.failed_reason, message=plan.failed)
         cell = await report(ctx, cell, **fields)
         if plan.delete:
             ctx.logger.info("autoDelete: every workload of the cell has exited; deleting it")

@@ -63,6 +63,9 @@ from .cellstate import (
     restart_pause_seconds,
 )
 
+CONTAINER_FAILED = "ContainerFailed"
+"""A cell's reason while it is in Error: a container ended with a failure, not restarted."""
+
 # --- what was observed ------------------------------------------------------------------
 
 
@@ -601,6 +604,14 @@ class CellPlan:
     restart_at: datetime | None = None
     restarting: str | None = None
     """When the soonest owed restart is due, and the container it restarts."""
+    failed: str | None = None
+    """The cell is in Error: which containers ended for good with a failure and how (the
+    message of reason ``ContainerFailed``), so its status says why without a describe."""
+
+    @property
+    def failed_reason(self) -> str | None:
+        """``ContainerFailed`` while `failed` says why the cell is in Error, else None."""
+        return CONTAINER_FAILED if self.failed is not None else None
 
     @property
     def wait_message(self) -> str:
@@ -628,6 +639,21 @@ def not_ready_message(statuses: Sequence[ContainerStatus]) -> str | None:
         else:
             why = "readiness probe has not succeeded yet"
         parts.append(f"container {status.id}: {why}")
+    return "; ".join(parts) or None
+
+
+def failed_message(containers: Sequence[ContainerPlan]) -> str | None:
+    """``container app exited with code 3: boom`` for each container that ended with a
+    failure and is not restarted (what puts a cell in Error), or None when none did."""
+    parts: list[str] = []
+    for plan in containers:
+        seen, status = plan.observation, plan.status
+        if seen.running or seen.restart_owed or seen.exit_code in (None, 0):
+            continue
+        text = f"container {plan.container_id} exited with code {status.exit_code}"
+        if status.reason and status.reason != "Error":  # Error says nothing the code does not
+            text += f" ({status.reason})"
+        parts.append(f"{text}: {status.message}" if status.message else text)
     return "; ".join(parts) or None
 
 
@@ -662,4 +688,5 @@ def plan_cell(cell: Cell, containers: Sequence[ContainerPlan]) -> CellPlan:
         not_ready=not_ready,
         restart_at=soonest.restart_at if soonest is not None else None,
         restarting=soonest.container_id if soonest is not None else None,
+        failed=failed_message(containers) if state == CellState.ERROR else None,
     )

@@ -626,6 +626,24 @@ def test_a_pull_note_is_cleared_even_while_waiting() -> None:
     assert not plan_cell(cell(auto_delete=True, ready_observed=True), []).delete
 
 
+def test_a_cell_in_error_says_which_container_failed_and_how() -> None:
+    """Its reason and message name the container and its exit (they were empty: describe
+    showed `State: Error`, `Reason: <none>`); a cell whose containers exited 0 says nothing."""
+    oom = plan(spec(), previous=ran(), container=kept(), task=stopped_task(137, at=T0, oom=True))
+    result = plan_cell(cell(), [oom, container_plan(running=True)])
+    assert result.state == CellState.ERROR
+    assert (result.failed_reason, result.failed) == (
+        "ContainerFailed",
+        "container app exited with code 137 (OOMKilled)",
+    )
+    boom = plan(spec(), previous=ran(), container=kept(), task=stopped_task(3, at=T0))
+    boom = dataclasses.replace(boom, status=boom.status.model_copy(update={"message": "boom"}))
+    assert plan_cell(cell(), [boom]).failed == "container app exited with code 3: boom"
+    exited = plan_cell(cell(), [container_plan(running=False, code=0)])
+    assert exited.state == CellState.EXITED
+    assert (exited.failed_reason, exited.failed) == (None, None)
+
+
 @pytest.mark.parametrize("already", [False, True])
 def test_stopping_a_cell(already: bool) -> None:
     statuses = [
