@@ -135,6 +135,9 @@ def _message(error: ErrorDetails) -> str:
             return "must be a string KEY=VALUE, e.g. FOO=bar (not Kubernetes' {name, value})"
         if "ports" in error["loc"]:
             return "must be a string [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], e.g. 8080:80"
+    if kind == "list_type" and error["loc"][-1:] == ("env",):
+        # compose's `environment: {FOO: bar}`, or one string: kukeon's env is a list.
+        return "must be a list of KEY=VALUE strings, e.g. [FOO=bar, DEBUG=1]"
     if message.startswith("Input should be"):
         message = "must be" + message[len("Input should be") :]
     if isinstance(value, str | int | float | bool) and not isinstance(value, Mapping):

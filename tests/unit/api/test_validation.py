@@ -169,6 +169,8 @@ def test_a_command_given_as_a_list_names_the_fix() -> None:
         ({"resources": {"limits": {"cpu": "1"}}}, "spec.containers[0].resources.limits", "flat"),
         ({"volumeMounts": []}, "spec.containers[0].volumeMounts", "`volumes`"),
         ({"env": [{"name": "A", "value": "b"}]}, "spec.containers[0].env[0]", "KEY=VALUE"),
+        ({"env": {"A": "b"}}, "spec.containers[0].env", "list of KEY=VALUE"),  # compose's
+        ({"env": "A=b"}, "spec.containers[0].env", "list of KEY=VALUE"),
         ({"ports": [{"containerPort": 80}]}, "spec.containers[0].ports[0]", "8080:80"),
     ],
 )
