@@ -136,7 +136,11 @@ def observe(res: AnyResource, wanted: Wanted) -> tuple[bool, str]:
         met = now == wanted.value if wanted.value is not None else now != ""
         return met, f"{wanted.name} is {now!r}"
     last = str(state if state is not None else "unknown")
-    return last.lower() == wanted.name.lower(), f"it is {last}"
+    # why it is not there yet, as describe says it: a timeout that only says Pending sends
+    # the user to describe for the probe or pull that holds it
+    why = [getattr(status, field, None) for field in ("reason", "message")]
+    said = ": ".join(str(part) for part in (last, *why) if part)
+    return last.lower() == wanted.name.lower(), f"it is {said}"
 
 
 async def _wait_deleted(client: ApiClient, targets: Sequence[Target], within: float) -> bool:

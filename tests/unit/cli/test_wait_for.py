@@ -103,6 +103,15 @@ def test_condition_ready_of_a_kind_without_conditions_is_its_state() -> None:
     assert observe(_cell("Pending"), Wanted("state", "pending")) == (True, "it is Pending")
 
 
+def test_a_timeout_says_why_the_state_is_not_reached_yet() -> None:
+    # the cell's reason and message, as describe shows them (the timeout said only Pending)
+    waiting = _cell("Pending", reason="ContainersNotReady", message="container app: no /ready")
+    assert observe(waiting, Wanted("condition", "Ready")) == (
+        False,
+        "it is Pending: ContainersNotReady: container app: no /ready",
+    )
+
+
 def test_a_jsonpath_is_compared_as_text() -> None:
     assert observe(_cellset(), Wanted("jsonpath", "{.status.readyReplicas}", "2"))[0]
     pending = _cell("Pending")
