@@ -70,6 +70,24 @@ HOSTILE: tuple[str, ...] = (
 )
 """Each sent as the value of one parameter (URL-encoded, so '%00' arrives as itself)."""
 
+HOSTILE_SEGMENTS: tuple[str, ...] = (
+    "",
+    ".",
+    "..",
+    "%2E%2E",
+    "%2F",
+    "a%2Fb",
+    "a%00b",
+    "UPPER",
+    "%C2%B2",
+    "%ED%A0%80",  # a lone surrogate, UTF-8-encoded
+    "%zz",
+    "a%20b",
+    "-",
+    "x" * 300,
+)
+"""Each put, as URL text, in place of one path parameter of a route."""
+
 # Names the source reads a query parameter by; ``name`` is the first string argument.
 _READERS = re.compile(
     r"""(?:query\.get|query\.getall|query\.getone|\bsingle|\bflag|_flag|resource_version"""
@@ -104,10 +122,18 @@ class Route:
     method: str
     pattern: str
 
-    def url(self, values: dict[str, str]) -> str:
+    @property
+    def parameters(self) -> list[str]:
+        return [name.split(":")[0] for name in re.findall(r"\{([^}]+)\}", self.pattern)]
+
+    def url(self, values: dict[str, str], *, raw: tuple[str, str] | None = None) -> str:
+        """The route's URL with ``values`` quoted in; ``raw``: one (name, text) put in as is."""
+
         def fill(match: re.Match[str]) -> str:
             name = match.group(1).split(":")[0]
-            assert name in values, f"{self.pattern}: name a value for {{{name}}} in PATH_VALUES"
+            if raw is not None and raw[0] == name:
+                return raw[1]
+            assert name in values, f"{self.pattern}: name a value for {{{name}}} in path_values"
             return urlquote(values[name], safe="")
 
         return re.sub(r"\{([^}]+)\}", fill, self.pattern)
@@ -304,6 +330,15 @@ async def test_every_route_with_every_query_parameter_is_answered_below_500(
                     if route.method == "DELETE" and name != "dryRun":
                         query += "&dryRun=All"  # the objects stay for the other requests
                     requests.append((route, url, query))
+            for param in route.parameters:
+                picks = (
+                    HOSTILE_SEGMENTS
+                    if EVERY_VALUE
+                    else chosen.sample(HOSTILE_SEGMENTS, VALUES_PER_PARAMETER)
+                )
+                for segment in picks:
+                    hostile = "http://kukeond" + route.url(values, raw=(param, segment))
+                    requests.append((route, hostile, "dryRun=All"))
         limit = asyncio.Semaphore(8)
         answered: Counter[int] = Counter()
 
@@ -467,6 +502,8 @@ class Write:
 
 
 OPERATIONS = ("create", "replace", "patch", "status-replace", "status-patch")
+FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
+"""Unknown fields refused, or stored without them: what reads back is what was answered."""
 DRY_CREATES = frozenset({"realm", "node"})
 """Kinds created as dry runs: a realm's create makes host objects (cgroups, a containerd
 namespace) and a node is kukeond's own. The others are created for real, then deleted."""
@@ -502,18 +539,19 @@ class Mutations:
     answered: Counter[str]
 
     async def write(
-        self, target: Target, operation: str, path: tuple[Any, ...], value: Any
+        self, target: Target, operation: str, path: tuple[Any, ...], value: Any, level: str
     ) -> None:
-        where = f"{operation} {target.param} {path} = {json.dumps(value)[:80]}"
+        where = f"{operation} {target.param} {path} = {json.dumps(value)[:80]} ({level})"
         code, before = await _read(self.http, target.url)
         assert code == 200, (where, "the target is gone", before)
         write = write_for(target, operation, path, value, sum(self.answered.values()))
         content_type = (
             "application/merge-patch+json" if write.method == "PATCH" else ("application/json")
         )
+        separator = "&" if "?" in write.url else "?"
         async with self.http.request(
             write.method,
-            write.url,
+            f"{write.url}{separator}fieldValidation={level}",
             data=json.dumps(write.body).encode(),
             headers={"Content-Type": content_type},
         ) as answer:
@@ -530,7 +568,7 @@ class Mutations:
     async def _nothing_written(
         self, where: str, code: int, write: Write, target: Target, before: dict[str, Any]
     ) -> None:
-        if write.method == "POST":
+        if write.method == "POST" and write.read_at != target.url:  # not a create of itself
             if write.read_at is not None and (await _read(self.http, write.read_at))[0] == 200:
                 self.problems.append(f"{where}: refused with {code} but {write.read_at} exists")
             return
@@ -613,7 +651,8 @@ async def test_mutated_documents_of_every_kind_are_refused_whole_or_stored_whole
             path = data.draw(st.sampled_from(list(paths_of(target.document))))
             original = value_at(target.document, path) if path[-1] != "zzUnknown" else None
             value = data.draw(hostile_values(original))
-            write = mutations.write(target, operation, path, value)
+            level = data.draw(st.sampled_from(FIELD_VALIDATION))
+            write = mutations.write(target, operation, path, value, level)
             asyncio.run_coroutine_threadsafe(write, loop).result(timeout=120)
 
         loop = asyncio.get_running_loop()
