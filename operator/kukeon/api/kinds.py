@@ -23,6 +23,7 @@ from kukeon.api.secret import SCOPE_PLACEHOLDER, Secret
 from kukeon.api.space import Space
 from kukeon.api.stack import Stack
 from kukeon.api.validation import (
+    KUBERNETES_KINDS,
     FieldError,
     InvalidResource,
     Location,
@@ -93,10 +94,12 @@ def _parse(doc: Mapping[str, Any], drop: list[Location] | None) -> AnyResource |
         kind = Kind(str(raw_kind))
     except ValueError:
         expected = ", ".join(k.value for k in Kind)
+        ours = KUBERNETES_KINDS.get(str(raw_kind))
+        hint = f" (kukeon's is {ours})" if ours else ""
         cause = (
             "required"
             if raw_kind is None
-            else f"unknown kind {raw_kind!r}, expected one of {expected}"
+            else f"unknown kind {raw_kind!r}{hint}, expected one of {expected}"
         )
         raise InvalidResource(
             str(raw_kind or "?"), display_name(Kind.REALM, doc), [FieldError("kind", cause)]

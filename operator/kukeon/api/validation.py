@@ -110,7 +110,17 @@ _KUBERNETES_HINTS: dict[tuple[str, str], str] = {
     ("containers", "securityContext"): "kukeon's are fields of the container: privileged, "
     "user, capabilities, readOnlyRootFilesystem, securityOpts",
     ("containers", "imagePullPolicy"): "kukeon pulls an image its node does not have",
+    ("spec", "restartPolicy"): "kukeon's restart policy is each container's: "
+    "containers[N].restartPolicy, always, on-failure or never",
 }
+
+KUBERNETES_KINDS: dict[str, str] = {
+    "Pod": "Cell",
+    "Deployment": "CellSet",
+    "ReplicaSet": "CellSet",
+    "Namespace": "Realm, Space or Stack",
+}
+"""A Kubernetes kind a manifest may name -> kukeon's kind for it, said with "unknown kind"."""
 
 
 def _unknown_field(loc: tuple[int | str, ...]) -> str:

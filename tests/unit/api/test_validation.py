@@ -180,6 +180,15 @@ def test_kubernetes_spellings_name_kukeons(fields_: dict[str, Any], field: str, 
     assert hint in cause.message
 
 
+def test_a_pod_level_restart_policy_names_the_containers() -> None:
+    # a pod spec's restartPolicy: Always; kukeon's is each container's
+    doc = cell_doc(containers=[container("a")])
+    doc["spec"]["restartPolicy"] = "Always"
+    cause = one_cause(doc)
+    assert cause.field == "spec.restartPolicy"
+    assert "containers[N].restartPolicy" in cause.message
+
+
 def test_a_namespace_in_metadata_names_the_parents_in_spec() -> None:
     doc = cell_doc(containers=[container("a")])
     doc["metadata"]["namespace"] = "prod"
@@ -551,6 +560,9 @@ def test_unknown_kind() -> None:
         parse_resource({**realm_doc(), "kind": "Pod"})
     assert info.value.causes[0].field == "kind"
     assert "unknown kind 'Pod'" in info.value.causes[0].message
+    assert "(kukeon's is Cell)" in info.value.causes[0].message
+    with pytest.raises(InvalidResource, match=r"unknown kind 'Deployment' \(kukeon's is CellSet\)"):
+        parse_resource({**realm_doc(), "kind": "Deployment"})
     missing = realm_doc()
     del missing["kind"]
     with pytest.raises(InvalidResource, match="kind: required"):
