@@ -377,6 +377,9 @@ SEED_FROM_ENV = int(_SEED) if _SEED else None
 """A seed to explore with instead (a longer run by hand)."""
 
 MIB = "x" * (1 << 20)
+"""Over the 1 MiB body limit (a 413 before decoding)."""
+JUST_FITS = "x" * ((1 << 20) - 6000)
+"""A body that just fits: the stored document (server fields, a status) may not."""
 _FIXED: list[Any] = [
     None,
     True,
@@ -426,7 +429,7 @@ def hostile_values(original: Any) -> st.SearchStrategy[Any]:
         st.floats(allow_nan=False, allow_infinity=False),
         st.text(max_size=12),
         st.integers(1, 300).map(_nested),
-        st.just(MIB),
+        st.sampled_from([MIB, JUST_FITS]),
     )
 
 
