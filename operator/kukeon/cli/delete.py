@@ -4,6 +4,8 @@ the way once nothing else lives in them."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -83,7 +85,33 @@ async def _delete_implicit_parents(
 async def _delete_targets(
     client: ApiClient, targets: Sequence[Target], implicit: Sequence[Target], how: _Deletion
 ) -> bool:
-    """Delete each target (an error does not stop the others), then wait for them."""
+    """Delete each target (an error does not stop the others), then wait for them.
+
+    With ``--wait``, each run of one kind (``-f``'s children-first order) is gone before
+    the next is deleted: a parent is refused (409) while a child deleted just before it
+    still finalizes, so ``delete -f`` of a realm, its space, stack and cells failed on
+    every parent."""
+    waiting = how.wait and not how.server_dry
+    deadline = asyncio.get_running_loop().time() + how.timeout
+    ok, deleted_any = True, False
+    for _, run_ in itertools.groupby(targets, key=lambda target: target[0]):
+        level_ok, deleted = await _delete_each(client, list(run_), how)
+        ok, deleted_any = ok and level_ok, deleted_any or bool(deleted)
+        if waiting and deleted:
+            within = max(deadline - asyncio.get_running_loop().time(), 0.0)
+            left = await wait_gone(client, deleted, within)
+            if left:
+                error_line(f"timed out after {how.timeout:g}s waiting for {', '.join(left)} to go")
+                return False
+    if waiting and deleted_any and implicit:
+        ok = await _delete_implicit_parents(client, implicit, how.timeout) and ok
+    return ok
+
+
+async def _delete_each(
+    client: ApiClient, targets: Sequence[Target], how: _Deletion
+) -> tuple[bool, list[Target]]:
+    """Send each target's deletion; whether none failed, and those sent."""
     ok = True
     deleted: list[Target] = []
     suffix = " (server dry run)" if how.server_dry else ""
@@ -109,14 +137,7 @@ async def _delete_targets(
             continue
         deleted.append((target_kind, key))
         click.echo(f"{label} deleted{suffix}")
-    if how.wait and not how.server_dry and deleted:
-        left = await wait_gone(client, deleted, how.timeout)
-        if left:
-            error_line(f"timed out after {how.timeout:g}s waiting for {', '.join(left)} to go")
-            ok = False
-        elif implicit:
-            ok = await _delete_implicit_parents(client, implicit, how.timeout) and ok
-    return ok
+    return ok, deleted
 
 
 def _named_targets(
