@@ -112,6 +112,10 @@ _KUBERNETES_HINTS: dict[tuple[str, str], str] = {
     ("containers", "imagePullPolicy"): "kukeon pulls an image its node does not have",
     ("spec", "restartPolicy"): "kukeon's restart policy is each container's: "
     "containers[N].restartPolicy, always, on-failure or never",
+    # not Kubernetes': a space's defaults.container, where a shared env is looked for
+    ("container", "env"): "a space's container defaults are isolation ones (user, "
+    "readOnlyRootFilesystem, capabilities, securityOpts, tmpfs, resources); env is each "
+    "container's",
 }
 
 KUBERNETES_KINDS: dict[str, str] = {

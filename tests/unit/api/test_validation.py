@@ -189,6 +189,13 @@ def test_a_pod_level_restart_policy_names_the_containers() -> None:
     assert "containers[N].restartPolicy" in cause.message
 
 
+def test_env_in_a_spaces_container_defaults_says_what_they_hold() -> None:
+    cause = one_cause(space_doc(defaults={"container": {"env": ["TIER=front"]}}))
+    assert cause.field == "spec.defaults.container.env"
+    assert "isolation ones" in cause.message
+    assert "env is each container's" in cause.message
+
+
 def test_a_namespace_in_metadata_names_the_parents_in_spec() -> None:
     doc = cell_doc(containers=[container("a")])
     doc["metadata"]["namespace"] = "prod"
