@@ -74,6 +74,25 @@ async def test_a_space_removed_with_a_cell_still_on_its_bridge_leaves_nothing(
     await harness.networks.detach_cell(cell_id=cell.cell_id)
 
 
+@pytest.mark.parametrize("builtin", [True, False], ids=["in-process", "cni"])
+async def test_a_namespace_file_a_crash_left_unbound_does_not_hold_the_teardown(
+    harness: NetworkHarness, builtin: bool
+) -> None:
+    """kukeond killed between a cell's namespace unmount and the file's unlink (seen in
+    test_crash_recovery's cascade under load): the loopback plugin's DEL refused the file
+    ("unknown FS magic") at every retry, and the cell was never finalized."""
+    realm, space = harness.new_names()
+    await harness.space(realm, space, builtin=builtin)
+    cell = await harness.cell(realm, space, builtin=builtin)
+    assert isinstance(cell, CellAttachment)
+    # What the crash left: its attachment gone with its record, the file without a namespace.
+    await harness.networks.detach_cell(cell_id=cell.cell_id)
+    cell.netns_path.touch()
+    assert await harness.networks.detach_cell(cell_id=cell.cell_id)
+    assert not cell.netns_path.exists()
+    assert not await harness.networks.detach_cell(cell_id=cell.cell_id)
+
+
 @pytest.mark.parametrize("record_lost", [False, True], ids=["recorded", "leased-only"])
 async def test_a_kill_9_mid_attach_then_the_space_removed_leaves_nothing(
     harness: NetworkHarness, record_lost: bool

@@ -86,6 +86,9 @@ class FakeNetns:
     async def remove(self, name: str) -> bool:
         return True
 
+    async def drop_unbound(self, name: str) -> bool:
+        return False
+
 
 class StandingLinks:
     """Every CNI-made interface still carries its address (no drift)."""

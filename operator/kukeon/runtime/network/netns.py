@@ -105,6 +105,23 @@ class NetnsManager:
         network (``kukeon.controllers.cellnetns``)."""
         return await run_on_host_thread(self._bind_from, self.path(name), pid)
 
+    async def drop_unbound(self, name: str) -> bool:
+        """Delete ``name``'s file when no namespace is bound on it (left by a crash between
+        an unmount and the unlink, or between making the mount point and binding it);
+        whether one was deleted. CNI plugins take a missing namespace as already torn down
+        on DEL, but refuse a file that is not one ("unknown FS magic"), for ever."""
+
+        def drop(path: Path) -> bool:
+            if _is_mounted_netns(path):
+                return False
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
+            return True
+
+        return await asyncio.to_thread(drop, self.path(name))
+
     async def remove(self, name: str) -> bool:
         """Unmount and delete the namespace file; return whether one was there."""
         path = self.path(name)

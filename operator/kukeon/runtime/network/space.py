@@ -600,7 +600,8 @@ class SpaceNetworks:
         """DEL the cell from every network it is on and remove its namespace; whether
         anything was there."""
         netns_path = self.netns.path(netns_name or cell_id)
-        found = bool(await self.leave_networks(cell_id=cell_id))
+        stale_netns = await self.netns.drop_unbound(netns_name or cell_id)  # so DELs see none
+        found = bool(await self.leave_networks(cell_id=cell_id)) or stale_netns
         existing = await self.records.load(cell_id)
         if existing is not None:
             found = True
