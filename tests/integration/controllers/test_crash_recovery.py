@@ -233,24 +233,35 @@ def _cgroup_children(setup: Setup, *parts: str) -> Iterator[tuple[Path, set[str]
             yield path, {child.name for child in path.iterdir() if child.is_dir()}
 
 
-async def _create_cells(s: Setup) -> None:
+STUBBORN = ["-c", "trap '' TERM; while :; do sleep 1; done"]
+"""A container that outlives its SIGTERM: its stop takes the cell's whole grace."""
+
+
+async def _create_cells(s: Setup, *, stubborn: int = 0) -> None:
+    """The ten cells; the first ``stubborn`` ignore SIGTERM and have a 10 s grace, so a
+    teardown of them all is still under way seconds after the others are gone."""
+
+    def spec(index: int) -> dict[str, object]:
+        slow = index < stubborn
+        container = {
+            "id": "main",
+            "image": s.image.name,
+            "command": "sh",
+            "args": STUBBORN if slow else SLEEPER,
+        }
+        grace = {"terminationGracePeriodSeconds": 10} if slow else {}
+        return {
+            "realmId": s.realm,
+            "spaceId": "s1",
+            "stackId": "st1",
+            **grace,
+            "containers": [container],
+        }
+
     await asyncio.gather(
         *(
-            s.registry.create(
-                _doc(
-                    kind="Cell",
-                    metadata={"name": name},
-                    spec={
-                        "realmId": s.realm,
-                        "spaceId": "s1",
-                        "stackId": "st1",
-                        "containers": [
-                            {"id": "main", "image": s.image.name, "command": "sh", "args": SLEEPER}
-                        ],
-                    },
-                )
-            )
-            for name in CELLS
+            s.registry.create(_doc(kind="Cell", metadata={"name": name}, spec=spec(index)))
+            for index, name in enumerate(CELLS)
         )
     )
 
@@ -347,7 +358,7 @@ async def test_kill_9_mid_cascade_delete_of_a_space_leaves_nothing(crashable: Se
     s = crashable
     realm = s.realm
     await make_hierarchy(s)
-    await _create_cells(s)
+    await _create_cells(s, stubborn=5)
     for name in CELLS:
         await s.wait(Kind.CELL, (realm, "s1", "st1", name), "Ready", within=90)
     space = await s.registry.get(Kind.SPACE, (realm, "s1"))
