@@ -17,8 +17,9 @@ from aiohttp import web
 from kukeon.api.meta import quote
 from kukeon.apiserver.status import ApiError, status_response
 
-READ_CODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate"})
-"""The body codings the API reads (one each; aiohttp decodes no stacked codings)."""
+READ_CODINGS = frozenset({"identity", "gzip", "deflate"})
+"""The body codings the API reads: the ones aiohttp's parser decodes, less zstd and br
+(one each, written exactly: aiohttp decodes no stacked codings, nor ``x-gzip``)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -26,7 +27,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def content_coding_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     coding = request.headers.get("Content-Encoding")
-    if coding is None or coding.strip().lower() in READ_CODINGS:
+    if coding is None or coding.lower() in READ_CODINGS:
         return await handler(request)
     refused = status_response(
         ApiError(
