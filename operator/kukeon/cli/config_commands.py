@@ -3,6 +3,7 @@ CA to use); the file's model and how a connection is chosen are in :mod:`kukeon.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from kukeon.client.apiclient import ServerAddressError, parse_server
 
 from .config import ConfigError, default_config_path, load_config
 from .configfile import Context, KukectlConfig, save_config
-from .runner import EXIT_USAGE, Options, fail
+from .runner import EXIT_USAGE, Options, fail, warning_line
 from .tables import format_rows
 
 
@@ -190,6 +191,40 @@ def config_set_context(
     _save_or_fail(path, config)
     how = f" (the server and credentials of context {inherited!r})" if inherited else ""
     click.echo(f"context {name!r} {'modified' if existing else 'created'}{how}")
+    _note_overrides(ctx.find_root().obj, context)
+
+
+def _note_overrides(options: Options, context: Context) -> None:
+    """Say which connection the context will not get: ``--server``, ``--token`` and
+    ``--certificate-authority`` before the command, and ``KUKEON_SERVER``, ``KUKEON_TOKEN``
+    and ``KUKEON_CA``, win over every context but are never written into one (kubectl
+    never writes its overrides into the kubeconfig either). Without this, a context made
+    while ``KUKEON_SERVER`` named a remote server silently held another server, and acted
+    there the day the variable was gone."""
+    env = os.environ
+    secret = "(a token)"
+    overrides = (
+        ("server", "--server", options.server, "KUKEON_SERVER", context.server),
+        ("token", "--token", options.token, "KUKEON_TOKEN", context.token),
+        (
+            "certificate authority",
+            "--certificate-authority",
+            options.ca_file,
+            "KUKEON_CA",
+            context.certificate_authority,
+        ),
+    )
+    for field, flag, flagged, variable, stored in overrides:
+        source, value = (flag, str(flagged)) if flagged else (variable, env.get(variable))
+        if not value or value == (str(stored) if stored is not None else None):
+            continue
+        shown, held = (secret, "") if field == "token" else (value, f" ({stored or 'none'})")
+        warning_line(
+            f"{source}={shown} overrides the {field}{held} of context {context.name!r} in "
+            f"every command while it is given, but is not written into the context (kubectl "
+            f"writes none of its overrides either): set-context {context.name} "
+            f"{'--token-file FILE' if field == 'token' else flag + ' ' + value} stores it"
+        )
 
 
 _CREDENTIALS = ("token", "token_file")

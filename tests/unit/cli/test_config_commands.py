@@ -163,3 +163,49 @@ def test_a_first_context_without_server_is_the_local_socket(tmp_path: Path) -> N
     assert result.output == "context 'a' created\n"
     [context] = yaml.safe_load(path.read_text())["contexts"]
     assert context == {"name": "a", "server": "unix:///run/kukeon/kukeond.sock"}
+
+
+def test_set_context_says_the_overrides_it_does_not_store(tmp_path: Path) -> None:
+    """``KUKEON_SERVER=https://n1:9443 kukectl config set-context team --realm shop`` made a
+    context for the local socket and said nothing: the user's commands went to n1 while
+    the variable was set and to the local daemon once it was gone. kukectl, as kubectl,
+    writes none of its overrides into the file; it now says which one the context lacks,
+    and how to store it, on stderr (the token itself never shown)."""
+    path = tmp_path / "config.yaml"
+    env = {"KUKEON_SERVER": "https://10.0.0.9:6443", "KUKEON_TOKEN": "s3cret", "KUKEON_CA": None}
+    result = CliRunner(env=env).invoke(
+        cli, ["--config", str(path), "config", "set-context", "team", "--realm", "shop"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "context 'team' created\n"
+    [context] = yaml.safe_load(path.read_text())["contexts"]
+    assert context["server"] == "unix:///run/kukeon/kukeond.sock"  # not the variable's
+    assert "token" not in context
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "warning: KUKEON_SERVER=https://10.0.0.9:6443 overrides the server "
+        "(unix:///run/kukeon/kukeond.sock) of context 'team' in every command while it is "
+        "given, but is not written into the context (kubectl writes none of its overrides "
+        "either): set-context team --server https://10.0.0.9:6443 stores it",
+        "warning: KUKEON_TOKEN=(a token) overrides the token of context 'team' in every "
+        "command while it is given, but is not written into the context (kubectl writes "
+        "none of its overrides either): set-context team --token-file FILE stores it",
+    ]
+    assert "s3cret" not in result.output
+
+    # The flags before the command are overrides too; one the context already holds is
+    # not worth a word.
+    result = CliRunner(env={**env, "KUKEON_TOKEN": None}).invoke(
+        cli,
+        [
+            *("--config", str(path), "--certificate-authority", "/ca.crt"),
+            *("config", "set-context", "team", "--server", "https://10.0.0.9:6443"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: --certificate-authority=/ca.crt overrides the certificate authority (none) "
+        "of context 'team' in every command while it is given, but is not written into the "
+        "context (kubectl writes none of its overrides either): set-context team "
+        "--certificate-authority /ca.crt stores it\n"
+    )
