@@ -12,7 +12,7 @@ import math
 
 from aiohttp import web
 
-from kukeon.api.meta import INT64_MAX, quote
+from kukeon.api.meta import INT64_MAX, check_dns_label, quote
 from kukeon.apiserver.status import ApiError, Cause
 
 TIMEOUT_SECONDS_MAX = 7 * 24 * 3600
@@ -34,6 +34,19 @@ def single(request: web.Request, name: str) -> str | None:
     if len(values) > 1:
         raise _bad(name, f"given {len(values)} times, expected once")
     return values[0]
+
+
+def node_name(request: web.Request, name: str = "node") -> str | None:
+    """The node a request names (``?node=``), or None when absent or empty; 400 naming the
+    parameter when it is no node's name (a DNS-1123 label), not a 404 "Node not found"
+    that reads as a node missing from the fleet."""
+    value = single(request, name)
+    if not value:
+        return None
+    try:
+        return check_dns_label(value)
+    except ValueError as exc:
+        raise _bad(name, f"not a node name: {exc}") from None
 
 
 def flag(request: web.Request, name: str) -> bool:

@@ -12,6 +12,8 @@ none; ``spec.quota.imageStorageBytes``, else the node's ``realmImageStorageBytes
 at request time through ``IMAGE_USAGE_KEY`` (nothing is written to etcd). Images are per
 node and this is the answering node's only (``node`` names it); another node's images are
 ``kukectl image ls --node NAME``. An ``--api-only`` kukeond holds no images: no ``images``.
+``?node=`` naming another node (or any node on an ``--api-only`` kukeond) is a 400: this
+route does not forward, and the answer must not carry one node's figures for another.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from aiohttp import web
 
 from kukeon.api import API_VERSION, Kind, Realm
 from kukeon.apiserver.handlerbase import HandlerBase
+from kukeon.apiserver.queryparams import node_name
 from kukeon.apiserver.request import json_answer
-from kukeon.apiserver.status import ApiError
+from kukeon.apiserver.status import ApiError, Cause
 from kukeon.apiserver.target import Target
 from kukeon.store.realmquota import RealmQuotas
 
@@ -64,6 +67,7 @@ class QuotaUsageReads(HandlerBase):
 
     async def quota(self, request: web.Request, target: Target) -> web.StreamResponse:
         self._authorize(request, "get", target)
+        node = node_name(request)  # a name no node can have: the client's 400, not a read
         found = await self._store(target, self._registry.get(Kind.REALM, target.key))  # 404
         quotas = getattr(self._registry, "quotas", None)
         if not isinstance(quotas, RealmQuotas):
@@ -97,5 +101,26 @@ class QuotaUsageReads(HandlerBase):
         }
         read_images = request.app.get(IMAGE_USAGE_KEY)
         if read_images is not None and isinstance(found, Realm):
-            answer["images"] = image_usage_document(await read_images(found))
+            usage = await read_images(found)
+            _check_node(node, usage.node)
+            answer["images"] = image_usage_document(usage)
+        else:
+            _check_node(node, None)
         return json_answer(answer)
+
+
+def _check_node(asked: str | None, answering: str | None) -> None:
+    """``?node=`` is honoured by the image routes only; here the images are always the
+    answering node's, so naming another node is refused rather than answered with this
+    one's figures under the name asked for."""
+    if asked is None or asked == answering:
+        return
+    held = (
+        f"the quota answer's images are the answering node's ({answering}), not node {asked}'s"
+        if answering
+        else "this API server runs no cells and answers no node's images"
+    )
+    message = (
+        f"{held}; a node's images: .../realms/REALM/images?node=NAME (kukectl image ls --node NAME)"
+    )
+    raise ApiError(400, f"query parameter node: {message}", causes=[Cause("node", message)])

@@ -53,6 +53,7 @@ from kukeon.apiserver.app import Handler
 from kukeon.apiserver.auth import Verb, denial
 from kukeon.apiserver.expect import body_chunks
 from kukeon.apiserver.handlers import principal_of, route_patterns
+from kukeon.apiserver.queryparams import node_name
 from kukeon.apiserver.status import REASONS, ApiError, Cause
 from kukeon.cancelling import cancel_and_wait
 from kukeon.client.paths import LOG_STREAM_HEADER
@@ -329,8 +330,8 @@ class Forwarder:
         return await self._forward(request, node, f"cell {name}", subresource)
 
     async def _image_request(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        node = request.query.get("node")
-        if not node or node == self.node_name:
+        node = node_name(request)
+        if node is None or node == self.node_name:
             return await handler(request)
         realm = request.match_info["realm"]
         verb = IMAGE_VERBS.get(request.method)

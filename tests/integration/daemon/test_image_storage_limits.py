@@ -152,6 +152,19 @@ async def test_the_realms_quota_answer_shows_its_image_storage_on_the_node(
     await set_quota(node, 0)
     assert await images_shown("admin") == {"node": k.config.node_name, "used": after}
 
+    # ?node= names the answering node, or is refused: this route does not forward, and
+    # another node's name was answered with this node's figures (a bad name was too).
+    async with node.session("admin") as admin:
+        mine = {"node": k.config.node_name}
+        async with admin.get(quota, params=mine) as response:
+            assert response.status == 200, await response.text()
+        for other in ("n-elsewhere", "Bad_Name"):
+            async with admin.get(quota, params={"node": other}) as response:
+                status = await response.json()
+                assert response.status == 400, status
+                assert status["message"].startswith("query parameter node: "), status
+                assert status["details"]["causes"][0]["field"] == "node"
+
 
 @pytest.mark.kukeond_config(image_storage_max_bytes=NODE_CAP)
 async def test_every_realm_together_is_bounded_by_the_node_cap(
