@@ -461,7 +461,7 @@ async def _watch(
     def note(line: str) -> None:
         stderr.print(f"watch: {line}", style="dim")
 
-    def show(res: AnyResource) -> None:
+    def show(res: AnyResource, *, gone: bool = False) -> None:
         if output in ("yaml", "json"):
             text = documents.render_documents([res], cast(Literal["yaml", "json"], output))
             print_text(("---\n" + text) if output == "yaml" else text)
@@ -472,7 +472,7 @@ async def _watch(
             # One object a line; a template that ends its own line ({"\n"}) gets no blank one.
             click.echo(text, nl=not text.endswith("\n"))
         else:
-            print_text(table.row(res, datetime.now(UTC)))
+            print_text(table.row(res, datetime.now(UTC), gone=gone))
 
     if len(scope) != len(KINDS[kind].parents) and scope:
         fail("-w lists one full scope or everything: give --space/--stack too, or no --realm")
@@ -506,7 +506,7 @@ async def _watch(
         initial_revision=listing.resource_version,
     ):
         if event.object is not None:
-            show(event.object)
+            show(event.object, gone=event.type == "DELETED")
             sys.stdout.flush()
 
 

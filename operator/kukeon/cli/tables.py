@@ -377,5 +377,13 @@ class WatchTable:
     def header(self) -> str:
         return self._line(self.columns)
 
-    def row(self, item: Document | AnyResource, now: datetime) -> str:
-        return self._line(self.layout.row(item, now))
+    def row(self, item: Document | AnyResource, now: datetime, *, gone: bool = False) -> str:
+        """``gone``: a DELETED event's object, whose STATE column says ``Deleted``: its
+        last state (``Ready``, or a relist's last known one) read as an object still there."""
+        cells = self.layout.row(item, now)
+        layout = self.layout
+        if gone and not layout.custom:
+            own = _columns(layout.kind, wide=layout.wide, with_parents=layout.with_parents)
+            if "STATE" in own:
+                cells[own.index("STATE")] = "Deleted"
+        return self._line(cells)

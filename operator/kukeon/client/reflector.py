@@ -9,7 +9,8 @@ sequence of events, as a Kubernetes reflector does:
   ends or breaks is opened again from there, after a bounded exponential backoff
   (reset as soon as a stream delivers something);
 - 410 Gone (as the HTTP answer or as an ERROR event) relists: the listed objects that are
-  new or changed since they were last seen come out as ADDED/MODIFIED, those that
+  new or changed since they were last seen (by content: after a rewound history a revision
+  can come back with other content) come out as ADDED/MODIFIED, those that
   vanished as DELETED (carrying their last known state), then the watch goes on from the
   list's revision; so does a 504 ``ResourceVersionTooLarge`` (the revision to resume from
   is newer than the server's: its etcd was restored from an older backup), as client-go's
@@ -102,7 +103,10 @@ class _Reflection:
         listed = {key_of(item): item for item in listing.items}
         for key, item in listed.items():
             seen = self.known.get(key)
-            if seen is None or _revision(seen) != _revision(item):
+            # Content, not only the revision: etcd restored from an older backup (410
+            # HistoryRewound) numbers its new writes from a lower revision, so an object
+            # can come back at the revision it had before, with other content.
+            if seen is None or _revision(seen) != _revision(item) or seen != item:
                 self.known[key] = item
                 kind_of_change = "ADDED" if seen is None else "MODIFIED"
                 changes.append(ClientWatchEvent(kind_of_change, item, _revision(item)))
