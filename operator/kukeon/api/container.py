@@ -99,7 +99,13 @@ OptionalMountPath = Annotated[MountPath | None, BeforeValidator(_empty_as_none)]
 # --- numeric bounds, each what the kernel or runc accepts -------------------------------------
 
 MEMORY_LIMIT_MIN = 1024 * 1024
-"""memory.max below 1 MiB leaves no room for runc's init: the container is OOM-killed at once."""
+"""What a stored document may hold (the floor before ``MEMORY_LIMIT_START_MIN``); below
+it runc's init alone is over the limit."""
+MEMORY_LIMIT_START_MIN = 6 * 1024 * 1024
+"""The least container memory limit a write may ask for, docker's floor: runc's init is
+charged about 2.5 MiB to the container's cgroup before runc sets the limit, so below
+that runc fails the start ("unable to set memory limit ... current usage") and a little
+above it the container is OOM-killed as soon as it runs (2 MiB was, on this host)."""
 MEMORY_LIMIT_MAX = INT64_MAX
 """memory.max is a page count the kernel caps at LONG_MAX bytes; the OCI field is an int64."""
 CPU_SHARES_MIN = 2
@@ -120,6 +126,15 @@ RESTART_BACKOFF_MAX = 300
 """The longest pause between two restarts, Kubernetes' CrashLoopBackOff cap (5 minutes)."""
 RESTART_MAX_RETRIES_MAX = 1000
 """At most this many restarts under on-failure (at the floor, over a quarter of an hour)."""
+
+
+def memory_limit_too_low(value: int) -> str:
+    """Why a container memory limit below ``MEMORY_LIMIT_START_MIN`` is refused."""
+    return (
+        f"must be 0 (unset) or at least {MEMORY_LIMIT_START_MIN} bytes (6 MiB), got {value}: "
+        "runc's own init is charged about 2.5 MiB to the container before the limit is set, "
+        "so below that floor (docker's too) the container cannot start or is OOM-killed at once"
+    )
 
 
 def _unset_or_within(value: int | None, low: int, high: int, unit: str = "") -> int | None:
@@ -309,7 +324,9 @@ class Resources(KukeonModel):
     """The cgroup limits of one container; unset means unlimited."""
 
     memory_limit_bytes: int | None = Field(default=None, ge=0, le=MEMORY_LIMIT_MAX, strict=True)
-    """memory.max in bytes: 0 (unset) or 1 MiB (1048576) to 2^63-1."""
+    """memory.max (v1 memory.limit_in_bytes) in bytes: 0 (unset) or 6 MiB (6291456, below
+    it runc's own init does not fit, docker's floor too) to 2^63-1; the scheduler needs
+    that much free memory on the node (more than any node has: Unschedulable)."""
     cpu_shares: int | None = Field(default=None, ge=0, le=CPU_SHARES_MAX, strict=True)
     """cgroup v1 cpu.shares: 0 (unset) or 2 to 262144 (mapped onto cgroup v2 cpu.weight)."""
     pids_limit: int | None = Field(default=None, ge=0, le=PIDS_LIMIT_MAX, strict=True)
@@ -328,7 +345,11 @@ class Resources(KukeonModel):
     @field_validator("memory_limit_bytes")
     @classmethod
     def _memory_floor(cls, value: int | None) -> int | None:
-        return _unset_or_within(value, MEMORY_LIMIT_MIN, MEMORY_LIMIT_MAX, " bytes")
+        # Stored documents down to 1 MiB still load; a write is held to the start floor
+        # (speccheck), and both say the same.
+        if value and value < MEMORY_LIMIT_MIN:
+            raise ValueError(memory_limit_too_low(value))
+        return value
 
     @field_validator("ephemeral_storage_limit_bytes")
     @classmethod

@@ -278,6 +278,21 @@ def test_a_tmpfs_size_given_twice_is_refused() -> None:
     assert container_errors(once) == []
 
 
+@pytest.mark.parametrize("limit", [1 << 20, 2 << 20, 4 << 20, (6 << 20) - 1])
+def test_a_memory_limit_runc_cannot_start_under_is_refused(limit: int) -> None:
+    """1 MiB was a 201, then runc's 'unable to set memory limit to 1048576 (current usage:
+    2371584 ...)' as the cell's UnexpectedError; 2 MiB started and was OOM-killed at once."""
+    errors = container_errors(make_container(resources={"memoryLimitBytes": limit}))
+    assert [e.field for e in errors] == ["resources.memoryLimitBytes"]
+    assert "at least 6291456 bytes" in errors[0].reason
+    assert "runc" in errors[0].reason
+
+
+@pytest.mark.parametrize("limit", [0, 6 << 20, 2**63 - 1])
+def test_a_memory_limit_at_or_above_the_floor_passes(limit: int) -> None:
+    assert container_errors(make_container(resources={"memoryLimitBytes": limit})) == []
+
+
 @pytest.mark.parametrize(
     ("fields", "field", "reason"),
     [

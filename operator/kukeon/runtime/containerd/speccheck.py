@@ -12,7 +12,8 @@ node's to report. Beside the builder's own checks, a few here refuse what the bu
 would take and ignore (a bind volume's `mode`, a tmpfs size given twice, a secret's name
 or mount path given twice, a secret variable set by `env` too, a capability both added
 and dropped), or what would
-fail later for the same reason on every node (an alias, an exec string too long).
+fail later for the same reason on every node (an alias, an exec string too long, a
+memory limit runc's own init does not fit in).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from collections.abc import Callable
 from functools import partial
 
 from kukeon.api import ContainerSpec
-from kukeon.api.container import TmpfsMount, VolumeKind, VolumeMount
+from kukeon.api.container import (
+    MEMORY_LIMIT_START_MIN,
+    TmpfsMount,
+    VolumeKind,
+    VolumeMount,
+    memory_limit_too_low,
+)
 from kukeon.runtime.containerd import ttyinit
 from kukeon.runtime.containerd.capabilities import capability_set, security_options
 from kukeon.runtime.containerd.mounts import container_mounts
@@ -50,6 +57,7 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
     checks += [partial(_one_tmpfs_size, i, tmpfs) for i, tmpfs in enumerate(container.tmpfs)]
     checks += [partial(_secret_once, container, i) for i in range(len(container.secrets))]
     checks.append(lambda: _added_and_dropped(container))
+    checks.append(lambda: _memory_floor(container))
     errors = _mount_errors(container)
     for check in checks:
         try:
@@ -158,6 +166,14 @@ def _added_and_dropped(container: ContainerSpec) -> None:
                 "drop wins: name it in one list"
             )
             raise FieldError(f"capabilities.add[{position}]", why)
+
+
+def _memory_floor(container: ContainerSpec) -> None:
+    # The model loads limits down to 1 MiB (documents stored before this floor); runc
+    # could not start such a container, or it is OOM-killed at once: a write is refused.
+    limit = container.resources.memory_limit_bytes if container.resources else None
+    if limit and limit < MEMORY_LIMIT_START_MIN:
+        raise FieldError("resources.memoryLimitBytes", memory_limit_too_low(limit))
 
 
 def _mount_errors(container: ContainerSpec) -> list[FieldError]:
