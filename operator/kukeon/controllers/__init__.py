@@ -12,8 +12,10 @@ containerd event follower that requeues a cell when one of its tasks exits, the 
 recorder (what happened to each object, written to etcd without blocking a handler:
 ``kukeon.framework.recorder``), the Secret follower that requeues the cells within a
 Secret's scope when it changes and the Space listener that requeues a space's cells when
-its spec changes (``wakers``), the nft keeper that has the node's nft table written again
-when another process flushed or changed it (``nftkeeper``), and the orphan collector
+its spec changes (``wakers``), the image waits that requeue the cells failed
+``ImageUnavailable`` when an import or pull records their image (``imagewaits``), the nft
+keeper that has the node's nft table written again when another process flushed or
+changed it (``nftkeeper``), and the orphan collector
 (cells, then the realms, spaces and stacks this node does not materialise) run at start
 and then periodically. The background loops run under the operator's supervisor
 (``Operator.tasks``): a crash is logged, counted, restarted with backoff and shown on
@@ -288,6 +290,10 @@ class Controllers:
         )
         op.on_change(Kind.CELL, self.cells.peers.changed)
         op.on_change(Kind.CELL, self.cells.stop_graces.changed)
+        # An imported or pulled image requeues this node's cells waiting for it.
+        self.cells.image_waits.trigger = op.trigger
+        self.images.on_arrival = self.cells.image_waits.arrived
+        op.on_change(Kind.CELL, self.cells.image_waits.changed)
 
     def _share_gate(self, op: Operator) -> None:
         """Every host-changing loop here honours the operator's gate."""

@@ -104,7 +104,13 @@ from .cellusers import cell_id_range
 from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host
-from .images import ImageProvider, realm_image_quota
+from .images import (
+    ImageProvider,
+    ImageUnavailableError,
+    InvalidImageReferenceError,
+    realm_image_quota,
+)
+from .imagewaits import ImageWaits
 from .logcopiers import LogCopiers
 from .probing import ProbeManager, RunningContainer
 from .reporting import now, report
@@ -270,6 +276,9 @@ class CellController:
         self.log_copiers: LogCopiers | None = None
         """Set by ``Controllers.register``: the watch on the running tasks' log copiers."""
         self.stop_graces = StopGraces()
+        self.image_waits = ImageWaits()
+        """The cells whose pass ended waiting for an image, woken when it arrives (its
+        trigger set by ``Controllers.register``)."""
         self.runs_here: Callable[[Cell], bool] = lambda cell: True
         """Set by ``Controllers``: whether this node still runs the cell (``departures``).
         The framework asks it before a pass; a task's start asks again: a pass under way
@@ -316,6 +325,7 @@ class CellController:
         realm = await get_as(ctx, Realm, key[:1])
         space = await get_as(ctx, Space, key[:2])
         namespace = self.host.namespace_of(realm)
+        since = self.image_waits.begin(key)
 
         if cell.spec.desired_state == DesiredCellState.STOPPED:
             if self.probes is not None:
@@ -330,6 +340,11 @@ class CellController:
             logger.info("cell %s no longer runs here: its pass starts no task", left)
         except BUILD_FAILURES as error:
             state, reason, retry = classify_build_failure(error)
+            if isinstance(error, ImageUnavailableError) and not isinstance(
+                error, InvalidImageReferenceError
+            ):
+                # An import or pull of it requeues the cell at once, not after the back-off.
+                self.image_waits.waiting(key, error.image, since=since)
             self._event(cell, EventReason.FAILED, f"{reason}: {error}", warning=True)
             await report(ctx, cell, state=state, reason=reason, message=str(error))
             raise retry(str(error), reason=reason) from error
@@ -675,6 +690,7 @@ class CellController:
 
     async def _finalize(self, cell: Cell, ctx: HandlerContext) -> None:
         key = cell_key(cell)
+        self.image_waits.forget(key)
         if self.probes is not None:
             self.probes.forget(key)
         if self.log_copiers is not None:

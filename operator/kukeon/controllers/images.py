@@ -164,6 +164,13 @@ class ImageProvider:
         imports at once could each fit what the other then fills."""
         self._run_facts_cache: dict[str, tuple[ImageConfig, str | None, str | None]] = {}
         self._file_cache: dict[tuple[str, str], bool | None] = {}
+        self.on_arrival: Callable[[Sequence[str]], object] | None = None
+        """Told the names of each image an import or a pull recorded (set by
+        ``Controllers``: the cells waiting for one of them are woken, ``imagewaits``)."""
+
+    def _arrived(self, names: Sequence[str]) -> None:
+        if self.on_arrival is not None and names:
+            self.on_arrival(names)
 
     async def import_archive(
         self,
@@ -198,8 +205,11 @@ class ImageProvider:
             if not share:
                 label = {IMPORTED_BY_LABEL: EDITOR_IMPORT}
                 images = await service.import_archive(path, labels=label, before_write=check)
-                return [image.name for image in images]
-            return await self._import_shared(namespace, path, check)
+                names = [image.name for image in images]
+            else:
+                names = await self._import_shared(namespace, path, check)
+        self._arrived(names)
+        return names
 
     async def _refuse_admins(self, namespace: str, names: Sequence[str]) -> None:
         """Refuse a realm editor's writing of these image names (`AdminImageError`) when
@@ -366,6 +376,7 @@ class ImageProvider:
             raise
         except Exception as error:  # every registry or containerd failure, named
             raise ImageUnavailableError(image, f"pulling failed: {error}") from error
+        self._arrived([result.name])
         return result.name
 
     async def _pull(
@@ -441,6 +452,8 @@ class ImageProvider:
                     image, f"in the node's archive store, not imported into the realm: {error}"
                 ) from error
             record = await self._present(namespace, image)
+            if record is not None:
+                self._arrived([record.name])
         if record is None:
             try:
                 reference = parse_reference(image)
@@ -463,6 +476,7 @@ class ImageProvider:
                     f"pulling failed: {error}",
                 ) from error
             record = await self.containerd.images(namespace).get(result.name)
+            self._arrived([record.name])
         config, passwd, group = await self._run_facts(namespace, record)
         return ReadyImage(name=record.name, config=config, passwd=passwd, group=group)
 

@@ -917,6 +917,22 @@ async def test_a_missing_image_fails_the_cell_for_now(rig: Rig) -> None:
     assert rig.recorder.reasons() == ["Failed"]
 
 
+async def test_a_cell_waiting_for_its_image_is_requeued_when_it_arrives(rig: Rig) -> None:
+    woken: list[tuple[str, ...]] = []
+
+    def trigger(kind: Kind, key: tuple[str, ...]) -> bool:
+        woken.append(key)
+        return True
+
+    rig.controller.image_waits.trigger = trigger
+    rig.images.missing = "busybox"
+    with pytest.raises(TemporaryError):
+        await rig.reconcile(make_cell(app()))
+    assert rig.controller.image_waits.arrived(["docker.io/library/alpine:latest"]) == 0
+    assert rig.controller.image_waits.arrived(["docker.io/library/busybox:latest"]) == 1
+    assert woken == [("r", "s", "st", "c")]
+
+
 async def test_a_command_runc_cannot_run_fails_for_good(rig: Rig) -> None:
     rig.world.refuse_start = "CommandNotFound"
     with pytest.raises(PermanentError) as failed:

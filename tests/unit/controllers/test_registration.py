@@ -198,7 +198,7 @@ async def test_orphans_are_collected_periodically_despite_failures(
         cast(Any, FakeOperator()),
         host=make_host(tmp_path).host,
         registry=cast(Any, None),
-        images=cast(Any, None),
+        images=cast(Any, SimpleNamespace()),  # told of arrivals (``imagewaits``), no more
     )
     loop = asyncio.create_task(registered._collect_periodically())
     await asyncio.sleep(0.05)
