@@ -660,8 +660,22 @@ async def hostile_views(c: Console) -> None:
     # A link with a malformed escape opens its page (the name as written, not found);
     # decoding it threw, and the page kept the previous view under the new address.
     await page.goto(f"{c.https}/ui/#/cell/{k.realm}/{SPACE}/{STACK}/%E0%A4%A")
-    await expect(page.locator(".cell-head h1")).to_have_text("%E0%A4%A")
     await expect(page.locator(".cell-head .badge")).to_have_text("Not found")
+    await expect(page.locator("main p code")).to_have_text(f"{k.realm}/{SPACE}/{STACK}/%E0%A4%A")
+    # A link's text is never the page's heading (a crafted link titled the page with a
+    # sentence of its own): a page's heading is a fixed word, or the name of what was read.
+    said = "Your session expired: sign in again at https://elsewhere.example"
+    for view, heading in (("cell", "Cell"), ("set", "Cell set")):
+        await page.goto(f"{c.https}/ui/#/{view}/{k.realm}/{SPACE}/{STACK}/{said}")
+        await expect(page.locator(".cell-head .badge")).to_have_text("Not found")
+        await expect(page.locator("main h1")).to_have_text(heading)
+        await expect(page.locator("main p code")).to_contain_text(said)
+    await page.goto(f"{c.https}/ui/#/search/{said}")
+    await expect(page.locator("main h1")).to_have_text("Search")
+    await expect(page.locator("#search")).to_have_value(said)
+    await expect(page.locator("main")).to_contain_text("Nothing matches.")
+    await page.goto(f"{c.https}/ui/#/cell/{k.realm}/{SPACE}/{STACK}/hostile-cmd")
+    await expect(page.locator(".cell-head h1")).to_have_text("hostile-cmd")
     await page.goto(f"{c.https}/ui/#/cell/{k.realm}/{SPACE}/{STACK}/hostile")
     spec = page.locator("#spec")
     await expect(spec).to_contain_text("NOTE=<img src=x onerror=")

@@ -53,7 +53,10 @@ export class CellView {
     this.abort = new AbortController();
     this.badge = h('span');
     this.actions = new CellActions(me, this.path, this.realm, this.name);
-    this.header = h('div', { class: 'cell-head' }, h('h1', null, this.name), this.badge, this.actions.element);
+    // The heading is the cell's own name once it is read: the address is a link's text,
+    // and a crafted link put whatever sentence it liked there as the page's title.
+    this.title = h('h1', null, 'Cell');
+    this.header = h('div', { class: 'cell-head' }, this.title, this.badge, this.actions.element);
     this.statusBox = h('div');
     this.containers = h('div');
     this.usage = h('p', { class: 'usage', id: 'usage' }, 'CPU and memory: …');
@@ -84,10 +87,14 @@ export class CellView {
   render() {
     const cell = this.store.get('cells', this.key);
     if (!cell) {
-      fill(this.badge, this.store.loaded('cells') ? badge('Not found', 'bad') : 'Loading…');
+      fill(this.title, 'Cell');
+      const loaded = this.store.loaded('cells');
+      fill(this.badge, loaded ? badge('Not found', 'bad') : 'Loading…');
+      fill(this.statusBox, loaded ? h('p', { class: 'muted' }, 'No cell at ', h('code', null, this.key)) : null);
       this.actions.element.hidden = true;
       return;
     }
+    fill(this.title, cell.metadata.name);
     const status = cell.status || {};
     fill(this.badge, badge(status.state || 'Pending'));
     this.actions.element.hidden = false;

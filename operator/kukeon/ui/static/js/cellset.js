@@ -40,9 +40,11 @@ export class SetView {
     this.events = h('div', { id: 'set-events' });
     this.eventsSeen = new Map();
     this.eventsError = null;
+    // The set's own name once it is read, not the address's (a link's text: see CellView).
+    this.title = h('h1', null, 'Cell set');
     fill(main,
       h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/sets' }, 'Cell sets'), ` / ${this.realm} / ${this.space} / ${this.stack}`),
-      h('div', { class: 'cell-head' }, h('h1', null, this.name), this.badge, h('span', { class: 'muted role-note' }, 'read only')),
+      h('div', { class: 'cell-head' }, this.title, this.badge, h('span', { class: 'muted role-note' }, 'read only')),
       section('Spec and counts', this.summary), section('Conditions', this.conditions),
       section('Cells', this.cells), section('Events', this.events), section('Revisions', this.revisions));
     this.unsubscribe = store.subscribe((changes) => {
@@ -59,9 +61,13 @@ export class SetView {
     const set = this.store.get('cellsets', this.key);
     if (!set) {
       const error = this.store.error('cellsets');
-      fill(this.badge, this.store.loaded('cellsets') ? badge('Not found', 'bad') : (error ? `Cannot list: ${error.message}` : 'Loading…'));
+      fill(this.title, 'Cell set');
+      const loaded = this.store.loaded('cellsets');
+      fill(this.badge, loaded ? badge('Not found', 'bad') : (error ? `Cannot list: ${error.message}` : 'Loading…'));
+      fill(this.summary, loaded ? h('p', { class: 'muted' }, 'No cell set at ', h('code', null, this.key)) : null);
       return;
     }
+    fill(this.title, set.metadata.name);
     const spec = set.spec || {};
     const status = set.status || {};
     const conditions = status.conditions || [];

@@ -149,7 +149,11 @@ export class SecretsView extends LiveTable {
 
 export class SearchView extends LiveTable {
   constructor(store, main, query) {
-    super(store, main, ['realms', 'spaces', 'stacks', 'cells', 'nodes'], `Search: ${query}`);
+    // The query is a link's text: shown in the search field, where it reads as a query,
+    // not as the page's heading (a crafted link titled the page with its own sentence).
+    super(store, main, ['realms', 'spaces', 'stacks', 'cells', 'nodes'], 'Search');
+    const field = document.getElementById('search');
+    if (field && document.activeElement !== field) field.value = query;
     this.query = query.toLowerCase();
     this.render();
   }
