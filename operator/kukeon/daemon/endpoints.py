@@ -187,8 +187,11 @@ async def _listen_for_metrics(daemon: Daemon, on_stop: Callable[[str, Stopper], 
     """The /metrics listener; its address in use is a ``StartupError``, unless only other
     accounts' listeners hold it: then it is listened on once free (a supervised task)."""
     address = daemon.config.metrics_address
+    # The node's cells reach its addresses whatever their space's egress policy, and the
+    # series name every realm's objects: no cell of this node is answered (endpoint.py).
+    cells = (daemon.config.subnet_pool,)
     try:
-        server = await serve_metrics(address, registry=daemon.metrics_registry)
+        server = await serve_metrics(address, registry=daemon.metrics_registry, refused=cells)
     except OSError as error:
         holders = await asyncio.to_thread(squatters, address, error)
         if holders is None:
@@ -207,7 +210,13 @@ async def _listen_for_metrics(daemon: Daemon, on_stop: Callable[[str, Stopper], 
         supervisor = Supervisor()
         supervisor.start(
             "kukeon-metrics-listener",
-            partial(listen_when_free, address, daemon.metrics_registry, listening=listening),
+            partial(
+                listen_when_free,
+                address,
+                daemon.metrics_registry,
+                listening=listening,
+                refused=cells,
+            ),
             component="endpoints",
         )
         on_stop("metrics endpoint", supervisor.stop)

@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
-from kukeon.metrics.endpoint import MetricsServer, parse_address, serve_metrics
+from kukeon.metrics.endpoint import MetricsServer, Network, parse_address, serve_metrics
 from kukeon.processes import held_by_others
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,14 @@ async def listen_when_free(
     *,
     listening: Callable[[MetricsServer], None],
     retry_seconds: float = RETRY_SECONDS,
+    refused: Sequence[Network] = (),
 ) -> None:
     """Listen on ``address`` once it is free, then serve until cancelled (a supervised
     task's loop: a bind that fails otherwise than "in use" raises, and is tried again)."""
     while True:
         await asyncio.sleep(retry_seconds)
         try:
-            server = await serve_metrics(address, registry=registry)
+            server = await serve_metrics(address, registry=registry, refused=refused)
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 continue

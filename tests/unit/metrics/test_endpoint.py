@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from ipaddress import IPv4Network
 
 import aiohttp
 import pytest
@@ -113,3 +114,28 @@ async def test_expect_on_the_own_listener() -> None:
         assert "'x-magic'" in (await expectation_failed(sent))["message"]
     finally:
         await server.stop()
+
+
+async def test_a_client_of_a_refused_network_gets_a_403_and_no_series() -> None:
+    """kukeond refuses its subnetPool (its cells): the series name every realm's objects."""
+    refused = (IPv4Network("127.0.0.0/8"),)
+    server = await serve_metrics("127.0.0.1:0", registry=_registry(), refused=refused)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path in ("/metrics", "/"):
+                async with session.get(f"http://127.0.0.1:{server.port}{path}") as reply:
+                    assert reply.status == 403
+                    text = await reply.text()
+                    assert "kukeon_test_events" not in text
+                    assert "127.0.0.0/8" in text
+    finally:
+        await server.stop()
+    other = await serve_metrics(
+        "127.0.0.1:0", registry=_registry(), refused=(IPv4Network("10.88.0.0/16"),)
+    )
+    try:
+        async with aiohttp.ClientSession() as session, session.get(other.url) as reply:
+            assert reply.status == 200
+            assert "kukeon_test_events_total 3.0" in await reply.text()
+    finally:
+        await other.stop()
