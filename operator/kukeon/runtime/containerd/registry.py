@@ -71,6 +71,12 @@ from kukeon.runtime.containerd.registryaccess import (
     session_options,
 )
 from kukeon.runtime.containerd.registryauth import Authenticator
+from kukeon.runtime.containerd.registrybody import (
+    ACCEPT_ENCODING,
+    BodyCodingError,
+    BodyTooSlowError,
+    body_chunks,
+)
 from kukeon.runtime.containerd.registryerrors import (
     BlobUnknownError,
     DigestMismatchError,
@@ -80,6 +86,7 @@ from kukeon.runtime.containerd.registryerrors import (
     RegistryUnauthorizedError,
     RegistryUnreachableError,
     UnsupportedManifestError,
+    body_error,
     error_suffix,
     read_at_most,
 )
@@ -197,10 +204,12 @@ class RegistryClient:
             # access rule: a host on the node only when listed, plain HTTP only when listed.
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=120),
-                # Not aiohttp's default, which offers zstd (backports.zstd is installed):
-                # a zstd answer would be decoded with a window the registry chooses, up to
-                # 128 MiB, outside the node's zstd window budget.
-                headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip, deflate"},
+                # Not aiohttp's default, which offers zstd (backports.zstd is installed);
+                # and aiohttp decodes none: it decodes every coding it knows, asked for or
+                # not, a zstd one with a window the registry chooses (up to 128 MiB)
+                # outside the node's zstd window budget. ``registrybody`` decodes.
+                headers={"User-Agent": self._user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+                auto_decompress=False,
                 **session_options(self._access),
             )
         return self._session
@@ -538,7 +547,10 @@ class RegistryClient:
 async def _read_limited(
     ref: ImageReference, response: aiohttp.ClientResponse, limit: int, what: str
 ) -> bytes:
-    body = await read_at_most(response, limit)
+    try:
+        body = await read_at_most(response, limit)
+    except (BodyCodingError, BodyTooSlowError) as error:
+        raise body_error(ref, what, error) from None
     if body is None:
         raise UnsupportedManifestError.about(ref, f"{what} is larger than {limit} bytes")
     return body
@@ -566,11 +578,14 @@ async def _verified_chunks(
             what=f"{what} blob",
         )
 
-    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-        problem = verifier.update(chunk)
-        if problem is not None:
-            raise mismatch(problem)
-        yield chunk
+    try:
+        async for chunk in body_chunks(response, _CHUNK_BYTES):
+            problem = verifier.update(chunk)
+            if problem is not None:
+                raise mismatch(problem)
+            yield chunk
+    except (BodyCodingError, BodyTooSlowError) as error:
+        raise body_error(ref, f"{what} blob {descriptor.digest}", error) from None
     problem = verifier.finish()
     if problem is not None:
         raise mismatch(problem)

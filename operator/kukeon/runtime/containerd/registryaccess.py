@@ -121,6 +121,8 @@ class RegistryAccess:
 
     def refusal(self, scheme: str, host: str, port: int | None) -> str | None:
         """Why a request to ``scheme://host:port`` is refused (None: it is not)."""
+        if scheme not in ("http", "https"):  # a redirect's: aiohttp would refuse it too
+            return f"a {scheme}: URL is no registry's: kukeond speaks HTTPS (or HTTP) only"
         where = _host_port(host, port)
         if is_listed_registry(where, self.listed):
             return None

@@ -10,6 +10,7 @@ before they expire.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -22,10 +23,18 @@ import aiohttp
 from yarl import URL
 
 from kukeon.runtime.containerd.reference import ImageReference, credential_for
+from kukeon.runtime.containerd.registrybody import (
+    HEAD_SECONDS,
+    BodyCodingError,
+    BodyTooSlowError,
+    coding_refusal,
+)
 from kukeon.runtime.containerd.registryerrors import (
+    RegistryCodingError,
     RegistryResponseError,
     RegistryUnauthorizedError,
     RegistryUnreachableError,
+    body_error,
     error_suffix,
     read_at_most,
 )
@@ -175,11 +184,21 @@ class Authenticator:
         headers: Mapping[str, str],
     ) -> aiohttp.ClientResponse:
         try:
-            return await session.request(method, url, headers=headers)
+            async with asyncio.timeout(HEAD_SECONDS):
+                response = await session.request(method, url, headers=headers)
         except aiohttp.ClientConnectorError as exc:
             raise RegistryUnreachableError.about(ref, f"cannot connect: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            raise RegistryUnreachableError.about(
+                ref, f"{method} {url.path}: no whole answer head within {HEAD_SECONDS:g} s"
+            ) from exc
+        except aiohttp.ClientError as exc:
             raise RegistryUnreachableError.about(ref, f"request failed: {exc!r}") from exc
+        refused = coding_refusal(response)
+        if refused is not None:
+            response.close()  # its body is not read
+            raise RegistryCodingError.about(ref, f"{method} {url.path}: {refused}")
+        return response
 
     async def _authorization(
         self, ref: ImageReference, state: _RegistryAuth, *, refresh: bool
@@ -218,7 +237,12 @@ class Authenticator:
         headers = {"Authorization": basic_authorization(credential)} if credential else {}
         session = self._session()
         try:
-            async with session.get(token_url, headers=headers) as response:
+            try:
+                async with asyncio.timeout(HEAD_SECONDS):
+                    response = await session.get(token_url, headers=headers)
+            except TimeoutError:
+                raise BodyTooSlowError(f"no whole answer head within {HEAD_SECONDS:g} s") from None
+            async with response:
                 if response.status in (401, 403):
                     who = f"user {credential.username!r}" if credential else "anonymous access"
                     raise RegistryUnauthorizedError.about(
@@ -234,6 +258,8 @@ class Authenticator:
                         message=f"token service {token_url.host} answered HTTP {response.status}",
                     )
                 raw = await read_at_most(response, _MAX_TOKEN_RESPONSE_BYTES)
+        except (BodyCodingError, BodyTooSlowError) as error:
+            raise body_error(ref, f"token service {token_url.host}", error) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RegistryUnreachableError.about(
                 ref, f"token service {token_url.host} unreachable: {exc!r}"

@@ -6,10 +6,18 @@ Every error names the registry and the reference (``registry ghcr.io: ghcr.io/or
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Self
 
 import aiohttp
+
+from kukeon.runtime.containerd.registrybody import (
+    DOCUMENT_SECONDS,
+    BodyCodingError,
+    BodyTooSlowError,
+    body_chunks,
+)
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.reference import ImageReference
@@ -68,6 +76,20 @@ class RegistryUnreachableError(RegistryError):
     """The registry could not be reached, or kept answering with server errors."""
 
 
+class RegistryCodingError(RegistryError):
+    """The registry's answer is coded as kukeon did not ask (``Content-Encoding: zstd``), or
+    its coding does not decode."""
+
+
+def body_error(
+    ref: ImageReference, what: str, error: BodyCodingError | BodyTooSlowError
+) -> RegistryError:
+    """The pull's failure for a body ``registrybody`` would not take."""
+    if isinstance(error, BodyCodingError):
+        return RegistryCodingError.about(ref, f"{what}: {error}")
+    return RegistryUnreachableError.about(ref, f"{what}: too slow: {error}")
+
+
 class RegistryResponseError(RegistryError):
     """The registry answered with an unexpected HTTP status."""
 
@@ -95,13 +117,23 @@ async def error_suffix(response: aiohttp.ClientResponse) -> str:
 
 
 async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, or ``None`` as soon as it exceeds ``limit`` bytes."""
+    """The whole body, decoded, or ``None`` as soon as it exceeds ``limit`` bytes; within
+    ``DOCUMENT_SECONDS`` (``BodyTooSlowError``). A coding refused or broken is a
+    ``BodyCodingError``."""
     parts: list[bytes] = []
     total = 0
-    # read(n) may return fewer bytes than are coming: read to the end, chunk by chunk.
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        total += len(chunk)
-        if total > limit:
-            return None
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(DOCUMENT_SECONDS):
+            async for chunk in body_chunks(response, 64 * 1024):
+                total += len(chunk)
+                if total > limit:
+                    return None
+                parts.append(chunk)
+    except TimeoutError as error:
+        if isinstance(error, BodyTooSlowError):
+            raise
+        raise BodyTooSlowError(
+            f"a document was not sent whole within {DOCUMENT_SECONDS:g} s "
+            f"({total} bytes by then)"
+        ) from None
     return b"".join(parts)
