@@ -7,13 +7,22 @@ traceback at ERROR. Here that one method is replaced, through the documented con
 chain (``AppRunner`` -> ``Server`` -> ``RequestHandler``), so such a request gets a
 Kubernetes ``Status`` like any other error -- 414 for a URL over the limit, 431 for headers
 -- and a client's malformed request is logged at debug level without a traceback.
+
+The same handler cuts off a client that takes nothing of what it is sent for
+``STALL_SECONDS``: the connection's buffer stays over its high-water mark (asyncio pauses
+the writer), or the connection was closed with an answer's rest still unsent (asyncio
+closes a transport only once that is taken). Before, such a client (a watch, a session or
+a large list it never read) held the answering task and the descriptor for as long as it
+kept its end open, the task blocked in a write no request deadline covered, or the
+descriptor kept after its request, and its place in ``inflight``'s bounds, had ended, so
+one client could hold any number of connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
@@ -35,6 +44,13 @@ HEADER_TIMEOUT = 30.0
 kube-apiserver's ReadHeaderTimeout, 32 s); a connection still short of them is closed.
 aiohttp's own timer at a connection's start closes only a connection that has had a
 keep-alive answer, so one trickling its headers (slowloris) was held for ever."""
+KEEPALIVE_TIMEOUT = 75.0
+"""Seconds a connection may stay idle after an answer (or trickle its next request's
+headers) before it is closed. aiohttp's default was 75 s and is 3630 s since 3.14: idle
+connections, a slowloris's second request among them, were held an hour each."""
+STALL_SECONDS = 30.0
+"""Seconds a client may leave what it is sent unread (the connection's buffer over its
+high-water mark, or a closed connection's rest unsent) before its connection is aborted."""
 
 PARSER_LIMITS: dict[str, Any] = {
     "max_line_size": MAX_LINE_SIZE,
@@ -80,13 +96,54 @@ class StatusRequestHandler(ExpectRequestHandler):
     closing a connection that has not sent its first request's headers in time (and one
     answered before its ``100 Continue``: ``ExpectRequestHandler``)."""
 
-    __slots__ = ("_header_timer",)
+    __slots__ = ("_connection", "_header_timer", "_stall_timer")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._header_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             HEADER_TIMEOUT, self._headers_late
         )
+        # aiohttp drops its reference when it closes the connection: kept to abort it.
+        self._connection: asyncio.Transport | None = cast(asyncio.Transport, transport)
+        self._stall_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        finally:
+            self._stall_if_unsent()  # the last request is done: the connection is closed
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._start_stall_timer()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self._stall_if_unsent()
+
+    def _stall_if_unsent(self) -> None:
+        """A closed connection's client has ``STALL_SECONDS`` to take what is left."""
+        transport = self._connection
+        closed = transport is not None and transport.is_closing()
+        if closed and transport is not None and transport.get_write_buffer_size() > 0:
+            self._start_stall_timer()
+
+    def _start_stall_timer(self) -> None:
+        if self._stall_timer is None:
+            self._stall_timer = asyncio.get_running_loop().call_later(STALL_SECONDS, self._stalled)
+
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        transport = self._connection
+        if transport is not None and transport.get_write_buffer_size() > 0:
+            log.info(
+                "aborting a connection whose client read nothing of its answer for %gs",
+                STALL_SECONDS,
+            )
+            transport.abort()  # connection_lost follows: a write waiting on it fails
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -98,6 +155,10 @@ class StatusRequestHandler(ExpectRequestHandler):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self._connection = None
         super().connection_lost(exc)
 
     def _headers_late(self) -> None:
@@ -134,16 +195,23 @@ class StatusServer(ExpectServer):
 
 class StatusAppRunner(ExpectAppRunner):
     """``web.AppRunner`` whose server answers parse errors with Status objects (and keeps
-    ``Expect`` aside for the middlewares, ``kukeon.httpexpect``, not answered by aiohttp)."""
+    ``Expect`` aside for the middlewares, ``kukeon.httpexpect``, not answered by aiohttp),
+    and closes a connection idle for ``KEEPALIVE_TIMEOUT``."""
 
     server_class = StatusServer
 
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("keepalive_timeout", KEEPALIVE_TIMEOUT)
+        super().__init__(app, **kwargs)
+
 
 __all__ = [
+    "KEEPALIVE_TIMEOUT",
     "MAX_FIELD_SIZE",
     "MAX_HEADERS",
     "MAX_LINE_SIZE",
     "PARSER_LIMITS",
+    "STALL_SECONDS",
     "StatusAppRunner",
     "parse_error",
 ]

@@ -114,9 +114,11 @@ class WatchResponder(Generic[T]):
             for document in initial:
                 await response.write(event_line("ADDED", document))
             await self._follow(request, response, queue, first, start, stream_for)
-        except ConnectionResetError:  # aiohttp's ClientConnectionResetError among them
-            # The client left while a line was being written: nobody is left to answer.
-            log.debug("%s watch: the client closed the connection", self._kind)
+        except ConnectionError:
+            # The client left, or was cut off for reading nothing (``lowlevel``), while a line
+            # was being written: a reset, or the bare "Connection lost" of a write that
+            # waited on it. Nobody is left to answer.
+            log.debug("%s watch: the connection closed", self._kind)
         return response
 
     async def _follow(
