@@ -65,6 +65,34 @@ async def test_content_store_writes_verifies_and_reads_blobs(
         assert await store.has_blob(wrong) is False
 
 
+class _SourceBrokeError(Exception):
+    pass
+
+
+async def test_a_source_failing_midway_is_the_writes_failure(
+    containerd_client: ContainerdClient, containerd_namespace: str
+) -> None:
+    """grpc.aio cancels the write when its request iterator fails and drops the failure:
+    before, the write raised CancelledError, which a TaskGroup of a pull's layers took as
+    no failure (the pull went on, "content ... not found" later, a registry's real fault
+    untold)."""
+    data = secrets.token_bytes(3000)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+    async def breaking() -> AsyncIterator[bytes]:
+        yield data[:1000]
+        raise _SourceBrokeError("the registry went too slow")
+
+    async with containerd_client.leases(containerd_namespace).lease() as lease:
+        store = containerd_client.content(containerd_namespace, lease=lease)
+        with pytest.raises(_SourceBrokeError, match="too slow"):
+            await store.write_blob(digest=digest, size=len(data), chunks=breaking())
+        assert await store.has_blob(digest) is False
+        # Nothing half-written stands in the way of writing it whole.
+        await store.write_blob(digest=digest, size=len(data), chunks=_chunks(data))
+        assert await store.read_blob(digest) == data
+
+
 async def test_import_archive_records_unpacks_and_reads_the_config(
     containerd_client: ContainerdClient,
     containerd_namespace: str,

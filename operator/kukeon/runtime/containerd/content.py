@@ -146,25 +146,32 @@ class ContentStore:
             return
         ref = f"kukeon-{digest.replace(':', '-')}-{uuid.uuid4().hex[:12]}"
         mismatch: list[BlobDigestMismatchError] = []
+        source_failed: list[Exception] = []
 
         async def requests() -> AsyncIterator[content_pb2.WriteContentRequest]:
             # Every chunk goes to containerd; what is wrong is reported at the end, before
             # the commit, with the digest and size of everything that came.
             verifier = DigestVerifier(digest, size)
             offset = 0
-            async for chunk in chunks:
-                if not chunk:
-                    continue
-                verifier.update(chunk)
-                yield content_pb2.WriteContentRequest(
-                    action=content_pb2.WRITE,
-                    ref=ref,
-                    total=size,
-                    expected=digest,
-                    offset=offset,
-                    data=chunk,
-                )
-                offset += len(chunk)
+            try:
+                async for chunk in chunks:
+                    if not chunk:
+                        continue
+                    verifier.update(chunk)
+                    yield content_pb2.WriteContentRequest(
+                        action=content_pb2.WRITE,
+                        ref=ref,
+                        total=size,
+                        expected=digest,
+                        offset=offset,
+                        data=chunk,
+                    )
+                    offset += len(chunk)
+            except Exception as error:
+                # grpc.aio keeps a request iterator's failure to itself (logged at debug)
+                # and cancels the call: kept here, to be raised once the call has ended.
+                source_failed.append(error)
+                raise
             actual = verifier.actual()
             if actual != digest or offset != size:
                 mismatch.append(
@@ -187,6 +194,13 @@ class ContentStore:
             call = self._client.stubs.content.Write(requests(), metadata=metadata)
             async for _response in call:
                 pass
+        except asyncio.CancelledError:
+            # The call cancelled for the source's failure: that failure is the story (it
+            # was a CancelledError, which a TaskGroup of pulls took as no failure at all,
+            # and the pull went on without the blob: "content ... not found" later).
+            task = asyncio.current_task()
+            if not source_failed or (task is not None and task.cancelling()):
+                raise
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.ALREADY_EXISTS:
                 return
@@ -196,6 +210,9 @@ class ContentStore:
                 code=error.code(),
                 detail=error.details() or "",
             ) from error
+        if source_failed:
+            await self._abort(ref)
+            raise source_failed[0]
         if mismatch:
             await self._abort(ref)
             raise mismatch[0]
