@@ -18,6 +18,7 @@ from kukeon.api import GROUP, VERSION, Kind
 from kukeon.api.schema import structural_schema
 from kukeon.client.paths import KINDS, kind_for_alias
 
+from .params import unknown_kind
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, print_text
 
 Schema = Mapping[str, Any]
@@ -156,8 +157,7 @@ def explain(resource: str, recursive: bool) -> None:
     kind_text, _, rest = resource.partition(".")
     kind = kind_for_alias(kind_text)
     if kind is None:
-        names = ", ".join(info.plural for info in KINDS.values())
-        fail(f"unknown kind {kind_text!r}; expected one of {names}", EXIT_USAGE)
+        fail(unknown_kind(kind_text), EXIT_USAGE)
     path = rest.split(".") if rest else []
     if any(not step for step in path):
         fail(f"{resource!r}: a field path is KIND.field.field, without empty steps", EXIT_USAGE)

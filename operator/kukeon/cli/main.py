@@ -137,6 +137,19 @@ SUBCOMMANDS: dict[tuple[str, ...], str] = {
 cli.register(__package__ or "kukeon.cli", COMMANDS, SUBCOMMANDS)
 
 
+_IN_SCOPE = (
+    "kukeon has no namespaces: an object is in a realm, a space and a stack (--realm R "
+    "--space S --stack ST, or a context's: kukectl config set-context --current --realm R)"
+)
+_NAMESPACE_OPTIONS = {
+    "-n": _IN_SCOPE,
+    "--namespace": _IN_SCOPE,
+    "--all-namespaces": "kukeon has no namespaces: -A lists across every realm",
+}
+"""kubectl's options typed by habit, and what they are here (click suggested nothing for
+-n, and '--space' for --namespace and --all-namespaces)."""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point of ``kukectl``: every failure is one ``error:`` line (Click's
     usage errors included) and the documented exit code (1 server, 2 usage)."""
@@ -151,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Click lists a missing argument's choices one per line, tab-indented ("Choose
         # from:\n\tbash,\n\tzsh"): one line, as every error of kukectl's.
         message = exc.format_message().replace("\n\t", " ")
+        if isinstance(exc, click.NoSuchOption) and exc.option_name in _NAMESPACE_OPTIONS:
+            # Not click's "Did you mean '--space'?": a namespace is nearer a realm.
+            message = f"No such option '{exc.option_name}': {_NAMESPACE_OPTIONS[exc.option_name]}"
         error_line(f"{message} (see '{where} --help')")
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:

@@ -20,6 +20,22 @@ if TYPE_CHECKING:
     from .manifests import Document
 
 
+_KUBECTL_KINDS = {
+    **dict.fromkeys(("pod", "pods", "po"), "cells"),
+    **dict.fromkeys(("deployment", "deployments", "deploy", "replicaset", "rs"), "cellsets"),
+    **dict.fromkeys(("namespace", "namespaces", "ns"), "realms (then spaces and stacks)"),
+}
+"""Kinds a kubectl user types by habit, and kukeon's kind for them."""
+
+
+def unknown_kind(text: str) -> str:
+    """The error for a kind no alias names; kubectl's own names point to kukeon's."""
+    names = ", ".join(info.plural for info in KINDS.values())
+    ours = _KUBECTL_KINDS.get(text.lower())
+    hint = f" (for kubectl's {text!r}: {ours})" if ours else ""
+    return f"unknown kind {text!r}{hint}; expected one of {names}"
+
+
 class KindType(click.ParamType[Kind]):
     """A kind name or alias: ``cells``, ``cell``, ``ce``, ``Cell``."""
 
@@ -30,8 +46,7 @@ class KindType(click.ParamType[Kind]):
             return value
         kind = kind_for_alias(str(value))
         if kind is None:
-            names = ", ".join(info.plural for info in KINDS.values())
-            self.fail(f"unknown kind {value!r}; expected one of {names}", param, ctx)
+            self.fail(unknown_kind(str(value)), param, ctx)
         return kind
 
     def shell_complete(

@@ -1,0 +1,53 @@
+"""What a kubectl user types by habit gets an error that says what kukeon calls it:
+``get pods`` listed kukeon's kinds only, and ``-n NAME`` was a bare "No such option"."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from kukeon.cli.main import cli
+
+
+@pytest.mark.parametrize(
+    ("args", "ours"),
+    [
+        (["get", "pods"], "cells"),
+        (["get", "po/web"], "cells"),
+        (["describe", "deployment", "x"], "cellsets"),
+        (["explain", "ns"], "realms"),
+    ],
+)
+def test_a_kubectl_kind_names_kukeons(args: list[str], ours: str) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    kind = args[1].partition("/")[0]
+    assert f"unknown kind '{kind}' (for kubectl's '{kind}': {ours}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ("-n", "--realm R --space S --stack ST"),
+        ("--namespace", "--realm R --space S --stack ST"),
+        ("--all-namespaces", "-A lists across every realm"),
+    ],
+)
+def test_namespace_says_where_objects_are(option: str, said: str) -> None:
+    # main() writes the usage error; run it as a user does, with no server needed.
+    code = "from kukeon.cli.main import main; main()"
+    value = [] if option == "--all-namespaces" else ["prod"]  # a flag in kubectl
+    done = subprocess.run(
+        [sys.executable, "-c", code, "get", "cells", option, *value],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "KUKEON_CONFIG": "/nonexistent/config.yaml"},
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: No such option '{option}': kukeon has no namespaces")
+    assert said in done.stderr
+    assert "Did you mean" not in done.stderr  # click offered --space
