@@ -67,10 +67,11 @@ class ContainerStatus(KukeonModel):
     id: str
     name: OptionalString = None
     state: ContainerStateField = ContainerState.PENDING
-    """``Ready`` (its task runs), ``Paused``, ``Stopped`` or ``Failed`` (it ended, for good
-    or until a start), ``Waiting`` (it ended and waits out its restart back-off: reason
-    ``CrashLoopBackOff``, the back-off in ``message``, the run that ended in ``lastState``),
-    ``Pending`` (not started yet)."""
+    """``Running`` (its task runs; whether it serves is ``ready``; ``Ready`` in documents
+    written before, read as ``Running``), ``Paused``, ``Stopped`` or ``Failed`` (it ended,
+    for good or until a start), ``Waiting`` (it ended and waits out its restart back-off:
+    reason ``CrashLoopBackOff``, the back-off in ``message``, the run that ended in
+    ``lastState``), ``Pending`` (not started yet)."""
     pid: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
     """Host PID of the running task."""
     exit_code: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX, strict=True)

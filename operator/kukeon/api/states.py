@@ -8,7 +8,7 @@ order kukeon declared them in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -54,8 +54,14 @@ class CellState(StrEnum):
 
 
 class ContainerState(StrEnum):
+    """Where a container's run stands, as Kubernetes' ``state`` (waiting, running,
+    terminated); whether it serves is its ``ready`` flag, apart."""
+
     PENDING = "Pending"
-    READY = "Ready"
+    RUNNING = "Running"
+    """Its task runs (``ready`` says whether its probes let it serve). Written ``Ready``
+    before, which read as the readiness its ``ready: false`` beside it denied: that
+    spelling is still read, as ``Running`` (`RENAMED_CONTAINER_STATES`)."""
     STOPPED = "Stopped"
     PAUSED = "Paused"
     PAUSING = "Pausing"
@@ -72,13 +78,25 @@ class DesiredCellState(StrEnum):
     STOPPED = "Stopped"
 
 
-def _from_kukeon_int(order: Sequence[str]) -> Callable[[Any], Any]:
+def _from_kukeon_int(
+    order: Sequence[str], renamed: Mapping[str, str] | None = None
+) -> Callable[[Any], Any]:
+    """The state a stored value means: an integer by its place in `order`, a value since
+    renamed (`renamed`: old spelling -> new) by its new spelling."""
+
     def convert(value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(order):
             return order[value]
+        if renamed and isinstance(value, str):
+            return renamed.get(value, value)
         return value
 
     return convert
+
+
+RENAMED_CONTAINER_STATES = {"Ready": "Running"}
+"""Container states written under another spelling by earlier versions, read as the new
+one: a cell stored before (or by an older node of the fleet) loads as it was meant."""
 
 
 # kukeon's Go declaration order of each state enum (pkg/api/model/v1beta1). A state another
@@ -108,7 +126,10 @@ CellStateField = Annotated[
 ContainerStateField = Annotated[
     ContainerState,
     BeforeValidator(
-        _from_kukeon_int(["Pending", "Ready", "Stopped", "Paused", "Pausing", "Failed", "Unknown"])
+        _from_kukeon_int(
+            ["Pending", "Running", "Stopped", "Paused", "Pausing", "Failed", "Unknown"],
+            RENAMED_CONTAINER_STATES,
+        )
     ),
     tolerant_enum(ContainerState),
 ]

@@ -178,10 +178,11 @@ def state_of(kind: Kind, document: Document, *, waiting: bool = True) -> str:
 
 def container_ready(status: Mapping[str, Any]) -> bool:
     """Whether a container counts as ready: its ``ready`` field, or for a status written
-    before that field existed, that it ran."""
+    before that field existed, that it ran (``Running``; ``Ready`` from a server of an
+    earlier version)."""
     if "ready" in status:
         return bool(status["ready"])
-    return str(status.get("state", "Pending")) == "Ready"
+    return str(status.get("state", "Pending")) in ("Running", "Ready")
 
 
 def restarts_of(containers: list[Mapping[str, Any]], now: datetime) -> str:

@@ -667,7 +667,7 @@ class CellController:
         running = [  # the effective specs: a space's default limit is the container's
             RunningContainer(spec=plan.spec, pid=status.pid, containerd_id=status.name)
             for plan, status in converged
-            if status.state == ContainerState.READY and status.pid and status.name and plan.spec
+            if status.state == ContainerState.RUNNING and status.pid and status.name and plan.spec
         ]
         primary = interfaces.primary
         self.probes.sync(

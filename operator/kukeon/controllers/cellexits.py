@@ -77,7 +77,10 @@ def exit_reason(code: int, *, oom_killed: bool) -> str:
 def recorded_exit_time(previous: ContainerStatus) -> datetime | None:
     """The exit time already reported for the task that is no longer running: the one
     to keep for a task without an exit time of its own (its shim died)."""
-    if previous.pid is None and previous.state not in (ContainerState.READY, ContainerState.PAUSED):
+    if previous.pid is None and previous.state not in (
+        ContainerState.RUNNING,
+        ContainerState.PAUSED,
+    ):
         return previous.finish_time
     return None
 
@@ -85,7 +88,7 @@ def recorded_exit_time(previous: ContainerStatus) -> datetime | None:
 def new_exit(previous: ContainerStatus, exited: Exit) -> bool:
     """Whether this exit is news: the container ran when last reported, or the exit
     differs from the one recorded (a pass that only waits for the backoff sees it again)."""
-    if previous.state in (ContainerState.READY, ContainerState.PAUSED):
+    if previous.state in (ContainerState.RUNNING, ContainerState.PAUSED):
         return True
     if previous.finish_time is None:
         return True

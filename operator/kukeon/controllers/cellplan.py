@@ -219,7 +219,7 @@ def observed_exit(
     """The exit the container's observation amounts to, or None when it runs or is to
     be started."""
     if task is None:
-        if kept and previous.state == ContainerState.READY and previous.pid:
+        if kept and previous.state == ContainerState.RUNNING and previous.pid:
             # It ran and its task is gone without an exit we saw: its shim died
             # (containerd then kills and removes the task) or the host restarted.
             return Exit(
@@ -374,14 +374,16 @@ def _live(
     start after a run that ended (``ended``: a `kukectl restart` of a container that
     exited or waited for its restart) keeps that run's end as ``lastState``."""
     if task is not None and task.status in LIVE_TASK:
-        state = ContainerState.READY if task.status == TaskStatus.RUNNING else ContainerState.PAUSED
+        state = (
+            ContainerState.RUNNING if task.status == TaskStatus.RUNNING else ContainerState.PAUSED
+        )
         return status.model_copy(update={"state": state, "pid": task.pid})
     if task is not None:  # created but never started
         draft.actions.append(DeleteTask())
     draft.actions.append(StartTask(restart=False))
     return status.model_copy(
         update={
-            "state": ContainerState.READY,
+            "state": ContainerState.RUNNING,
             "pid": None,
             "start_time": now,
             "exit_code": None,
@@ -507,7 +509,7 @@ def _restarted(
     last = terminated(status, exited)
     return status.model_copy(
         update={
-            "state": ContainerState.READY,
+            "state": ContainerState.RUNNING,
             "pid": None,
             # Both stop at the model's bound: one past it, stored, would fail every
             # status write from then on (the restart made, never reported).
@@ -536,7 +538,7 @@ def _plan(
     wake_in: float | None = None,
     record_exit: bool = False,
 ) -> ContainerPlan:
-    running = status.state == ContainerState.READY
+    running = status.state == ContainerState.RUNNING
     status = _with_probes(inputs, draft, status, running=running)
     resources = inputs.spec.resources
     limit = resources.ephemeral_storage_limit_bytes if resources is not None else None
@@ -627,7 +629,7 @@ def not_ready_message(statuses: Sequence[ContainerStatus]) -> str | None:
     is not ready, or None when none is."""
     parts: list[str] = []
     for status in statuses:
-        if status.state != ContainerState.READY or status.ready:
+        if status.state != ContainerState.RUNNING or status.ready:
             continue
         failing = [p for p in status.probes if p.result == ProbeResult.FAILURE]
         if failing:

@@ -40,7 +40,7 @@ def plan_stop(cell: Cell) -> StopPlan:
     killing = tuple(
         Note(EventReason.KILLING, f"stopping container {c.id}")
         for c in cell.status.containers
-        if c.state in (ContainerState.READY, ContainerState.PAUSED)
+        if c.state in (ContainerState.RUNNING, ContainerState.PAUSED)
     )
     stopped = (
         (Note(EventReason.STOPPED, "stopped (desiredState is Stopped)"),)
@@ -65,7 +65,7 @@ def stopped_statuses(
     statuses: list[ContainerStatus] = []
     for container in containers:
         status = previous.get(container.id) or ContainerStatus(id=container.id)
-        if status.state in (ContainerState.READY, ContainerState.PAUSED):
+        if status.state in (ContainerState.RUNNING, ContainerState.PAUSED):
             status = status.model_copy(
                 update={
                     "state": ContainerState.STOPPED,

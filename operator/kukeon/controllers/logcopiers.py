@@ -168,7 +168,7 @@ class LogCopiers:
                 else None,
             )
             for status in statuses
-            if status.state == ContainerState.READY and status.pid and status.id in specs
+            if status.state == ContainerState.RUNNING and status.pid and status.id in specs
         ]
         self.sync(cell, files.key, running)
 

@@ -67,7 +67,7 @@ async def test_a_container_writing_past_its_limit_is_evicted(kukeond: Kukeond) -
     still = await k.registry.get(Kind.CELL, cell_key(k, "small"))
     assert isinstance(still, Cell)
     kept = still.status.containers[0]
-    assert kept.state == ContainerState.READY
+    assert kept.state == ContainerState.RUNNING
     assert kept.pid == small.status.containers[0].pid
     assert kept.restart_count == 0
 

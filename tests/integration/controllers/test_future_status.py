@@ -86,7 +86,7 @@ async def test_a_cell_with_unknown_status_values_is_kept_and_converged(kukeond: 
         return (
             isinstance(obj, Cell)
             and obj.status.state == "Ready"
-            and (obj.status.containers[0].state == "Ready")
+            and (obj.status.containers[0].state == "Running")
         )
 
     again = await k.wait_for(Kind.CELL, key, until=converged, within=30)

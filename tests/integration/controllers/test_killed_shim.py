@@ -62,7 +62,7 @@ async def exit_times(
 
     def note(obj: Cell) -> None:
         first = obj.status.containers[0] if obj.status.containers else None
-        if first is None or first.state == ContainerState.READY:
+        if first is None or first.state == ContainerState.RUNNING:
             return
         finished = first.finish_time
         if first.state == ContainerState.WAITING and first.last_state is not None:
@@ -97,7 +97,7 @@ async def test_a_killed_shim_restarts_within_the_backoff(kukeond: Kukeond) -> No
             return (
                 first is not None
                 and first.restart_count > before.restart_count
-                and first.state == ContainerState.READY
+                and first.state == ContainerState.RUNNING
                 and first.pid not in (None, before.pid)
             )
 

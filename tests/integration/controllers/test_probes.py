@@ -78,7 +78,7 @@ async def test_exec_readiness_gates_ready_without_restarts(kukeond: Kukeond) -> 
     assert cell.status.state == CellState.PENDING
     assert cell.status.reason == "ContainersNotReady"
     assert "container a" in (cell.status.message or "")
-    assert first(cell).state == ContainerState.READY  # it runs
+    assert first(cell).state == ContainerState.RUNNING  # it runs
     assert first(cell).ready is False
     name = first(cell).name
     assert (await exec_in(k, name, "touch", "/tmp/ready"))[0] == 0

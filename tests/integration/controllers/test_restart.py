@@ -117,7 +117,7 @@ def _container(check: Callable[[ContainerStatus], bool]) -> Callable[[AnyResourc
 def _pause(status: ContainerStatus) -> float:
     """Seconds from the previous instance's exit to this one's start (a status of its run:
     once it exits again and waits, ``lastState`` is that newer exit)."""
-    assert status.state == ContainerState.READY, status
+    assert status.state == ContainerState.RUNNING, status
     assert status.last_state is not None
     assert status.last_state.finished_at is not None
     assert status.start_time is not None
@@ -135,7 +135,7 @@ async def runs(
 
     def note(obj: Cell) -> None:
         first = obj.status.containers[0] if obj.status.containers else None
-        if first is None or first.state != ContainerState.READY or not first.pid:
+        if first is None or first.state != ContainerState.RUNNING or not first.pid:
             return
         if not seen or seen[-1].pid != first.pid:
             seen.append(first)

@@ -177,7 +177,7 @@ def test_kukeon_reference_manifests_load_with_their_meaning() -> None:
     assert sidecar.restart_policy == "never"  # "" means never
     assert sidecar.secrets[2].mount_path == "/run/secrets/tls.crt"
     web_status = cell.status.containers[0]
-    assert web_status.state is ContainerState.READY
+    assert web_status.state is ContainerState.RUNNING
     assert web_status.start_time == datetime(2026, 4, 21, 12, tzinfo=UTC)
     assert web_status.finish_time is None  # Go's zero time
 
@@ -229,7 +229,7 @@ def test_state_names_are_exact() -> None:
     ]
     assert [s.value for s in ContainerState] == [
         "Pending",
-        "Ready",
+        "Running",
         "Stopped",
         "Paused",
         "Pausing",

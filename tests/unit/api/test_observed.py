@@ -138,7 +138,7 @@ def test_known_and_legacy_values_read_as_before() -> None:
     cell = parse_resource(_cell({"state": 1, "containers": [{"id": "main", "state": "Ready"}]}))
     assert isinstance(cell, Cell)
     assert cell.status.state is CellState.READY  # kukeon's Go integer, mapped
-    assert cell.status.containers[0].state is ContainerState.READY
+    assert cell.status.containers[0].state is ContainerState.RUNNING
     assert cell.status.containers[0].probes == []
     assert ProbeResult("Unknown") is ProbeResult.UNKNOWN
 

@@ -442,7 +442,7 @@ async def test_a_new_cell_is_built_and_runs(rig: Rig) -> None:
     assert str(cell.status.state) == "Ready"
     assert cell.status.ready_observed
     assert cell.status.network.ip == "10.88.0.2"
-    assert [c.state for c in cell.status.containers] == [ContainerState.READY] * 2
+    assert [c.state for c in cell.status.containers] == [ContainerState.RUNNING] * 2
     assert cell.status.containers[0].pid == 1001
     assert cell.status.containers[0].start_time == T0
     assert set(rig.world.containers) == {CID, "s_st_c_side"}
@@ -732,7 +732,7 @@ async def test_an_exit_waits_for_the_backoff_then_restarts(rig: Rig) -> None:
     rig.at(15)
     cell = await rig.reconcile(cell)
     [status] = cell.status.containers
-    assert status.state == ContainerState.READY
+    assert status.state == ContainerState.RUNNING
     assert status.restart_count == 1
     assert (status.start_time, status.restart_time) == (T0 + timedelta(seconds=15), None)
     assert status.last_state is not None
@@ -781,7 +781,7 @@ async def test_a_lost_task_keeps_its_first_exit_time_across_failed_passes(rig: R
     cell = rig.latest(cell)
     first = cell.status.containers[0]
     assert first.restart_count == 1
-    assert first.state == ContainerState.READY
+    assert first.state == ContainerState.RUNNING
     assert first.last_state is not None
     assert first.last_state.finished_at == T0 + timedelta(seconds=1)
     rig.images.missing = None
@@ -835,7 +835,7 @@ async def test_a_created_task_is_started_afresh(rig: Rig) -> None:
     rig.world.tasks[CID] = TaskInfo(CID, CID, 0, TaskStatus.CREATED, 0, None, "", "", False)
     cell = await rig.reconcile(cell)
     assert ("delete-task", CID) in rig.world.calls
-    assert cell.status.containers[0].state == ContainerState.READY
+    assert cell.status.containers[0].state == ContainerState.RUNNING
 
 
 async def test_a_concurrent_create_is_left_to_the_next_pass(rig: Rig) -> None:
@@ -992,7 +992,7 @@ async def test_an_attachable_container_gets_a_terminal(
         make_cell(app(attachable=True, tty={"onInit": [{"script": "echo hi"}]}))
     )
     assert made == [CID]
-    assert cell.status.containers[0].state == ContainerState.READY
+    assert cell.status.containers[0].state == ContainerState.RUNNING
 
 
 # --- finalize, removal, credentials --------------------------------------------------------

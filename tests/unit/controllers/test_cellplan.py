@@ -64,7 +64,7 @@ def ran(**fields: Any) -> ContainerStatus:
         "id": "app",
         "name": NAME,
         "image": "busybox",
-        "state": ContainerState.READY,
+        "state": ContainerState.RUNNING,
         "pid": 100,
         "start_time": T0 - timedelta(hours=1),
     }
@@ -148,7 +148,7 @@ def test_an_exited_task(
     status = result.status
     if owed and due:
         assert result.actions == (DeleteTask(), StartTask(restart=True))
-        assert status.state == ContainerState.READY
+        assert status.state == ContainerState.RUNNING
         assert status.restart_count == count + 1
         assert status.backoff_restarts == 1
         assert (status.start_time, status.restart_time) == (T0, None)
@@ -261,7 +261,7 @@ def test_a_new_container_is_created_and_started() -> None:
     result = plan(spec(), previous=None, container=None, task=None)
     assert result.actions == (CreateContainer(), StartTask(restart=False))
     assert result.notes == ()
-    assert result.status.state == ContainerState.READY
+    assert result.status.state == ContainerState.RUNNING
     assert result.status.name == NAME
     assert result.status.start_time == T0
     started = result.started(7, at=T0 + timedelta(seconds=3))
@@ -308,7 +308,7 @@ def test_a_restart_request_recreates_the_container_keeping_its_history() -> None
 @pytest.mark.parametrize(
     ("task_status", "state"),
     [
-        (TaskStatus.RUNNING, ContainerState.READY),
+        (TaskStatus.RUNNING, ContainerState.RUNNING),
         (TaskStatus.PAUSED, ContainerState.PAUSED),
         (TaskStatus.PAUSING, ContainerState.PAUSED),
     ],
@@ -325,7 +325,7 @@ def test_a_live_task_is_reported(task_status: TaskStatus, state: ContainerState)
     assert result.status.pid == 321
     assert result.status.reason is None
     assert result.status.message is None
-    assert result.observation.running == (state == ContainerState.READY)
+    assert result.observation.running == (state == ContainerState.RUNNING)
 
 
 def test_a_created_task_is_replaced_and_started() -> None:

@@ -140,6 +140,6 @@ def test_a_restart_requested_during_the_wait_keeps_the_exit_as_last_state() -> N
     )
     assert result.start == StartTask(restart=False)
     status = result.status
-    assert status.state == ContainerState.READY
+    assert status.state == ContainerState.RUNNING
     assert (status.exit_code, status.finish_time, status.reason, status.message) == (None,) * 4
     assert status.last_state == EXIT

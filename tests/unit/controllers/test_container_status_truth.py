@@ -90,7 +90,7 @@ def test_a_restarted_container_runs_and_its_previous_exit_is_last_state() -> Non
     )
     assert restarted.start == StartTask(restart=True)
     status = stored(restarted.started(4242, at=T0))
-    assert status.state == ContainerState.READY
+    assert status.state == ContainerState.RUNNING
     # restartTime is the due time of a restart that waits: none once it is made.
     assert (status.pid, status.start_time, status.restart_time) == (4242, T0, None)
     assert (status.exit_code, status.exit_signal, status.finish_time) == (None, None, None)
