@@ -4,14 +4,13 @@ Documents written before still load, their `Ready` read as `Running`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from kukeon.api import ContainerState, ContainerStatus, parse_resource
+from kukeon.api import ContainerState, ContainerStatus
 from kukeon.cli.output import describe
-
-NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+from tests.unit.cli.test_output import NOW, _cell
 
 
 @pytest.mark.parametrize("stored", ["Ready", "Running", 1])
@@ -28,26 +27,8 @@ def test_an_unknown_state_is_still_kept_as_written() -> None:
 
 
 def test_a_running_container_that_is_not_ready_says_both_apart() -> None:
-    cell = parse_resource(
-        {
-            "apiVersion": "kukeon.io/v1beta1",
-            "kind": "Cell",
-            "metadata": {
-                "name": "web",
-                "creationTimestamp": (NOW - timedelta(minutes=1)).isoformat(),
-            },
-            "spec": {
-                "realmId": "r",
-                "spaceId": "s",
-                "stackId": "st",
-                "containers": [{"id": "app", "image": "busybox"}],
-            },
-            "status": {
-                "state": "Pending",
-                "containers": [{"id": "app", "state": "Ready", "pid": 7, "ready": False}],
-            },
-        }
-    )
+    containers = [{"id": "app", "state": "Ready", "pid": 7, "ready": False}]
+    cell = _cell("web", age=timedelta(minutes=1), containers=containers, state="Pending")
     page = describe(cell, now=NOW)
     rows = page.rsplit("\nContainers:\n", 1)[1].splitlines()
     assert rows[0].split()[:3] == ["ID", "STATE", "READY"]
