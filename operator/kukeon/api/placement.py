@@ -31,6 +31,7 @@ from .node import (
     Node,
     NodeState,
 )
+from .realm import Realm
 
 if TYPE_CHECKING:
     from .spread import SpreadLimit
@@ -92,8 +93,17 @@ class NodeView:
     labels: Mapping[str, str] = field(default_factory=dict)
     allocatable_memory: int = 0
     """Bytes; 0 means unknown, which only cells without memory limits fit."""
+    memory_caps: Mapping[str, int] = field(default_factory=dict)
+    """Per realm: its `spec.limits.memoryBytes`, the `memory.max` of its cgroup on every
+    node. Its cells together never use more here, so they reserve no more of the node
+    however much their limits add up to: without the cap a realm's editor held to 64 MiB
+    reserved the whole node with one cell's limit, and every other realm's cell with a
+    memory limit was Unschedulable there."""
+    realm_memory: dict[str, int] = field(default_factory=dict)
+    """Per realm: its cells' memory limits on this node added up (not capped)."""
     cells: int = 0
     used_memory: int = 0
+    """What the cells here reserve: per realm, its limits' sum capped at its `memory_caps`."""
     sets: dict[str, int] = field(default_factory=dict)
     """Per CellSet (`spread_key`): how many of its cells the node has."""
     groups: dict[str, int] = field(default_factory=dict)
@@ -103,10 +113,27 @@ class NodeView:
     def free_memory(self) -> int:
         return max(self.allocatable_memory - self.used_memory, 0)
 
+    def _reserved(self, realm: str, asked: int) -> int:
+        cap = self.memory_caps.get(realm)
+        return asked if cap is None else min(asked, cap)
+
+    def memory_needed(self, cell: Cell) -> int:
+        """What placing ``cell`` here adds to ``used_memory`` (less than its limits when its
+        realm's cells here would pass the realm's cap)."""
+        realm = cell.spec.realm_id
+        asked = self.realm_memory.get(realm, 0)
+        return self._reserved(realm, asked + cell_memory_request(cell)) - self._reserved(
+            realm, asked
+        )
+
     def count(self, cell: Cell, times: int = 1) -> None:
         """Count ``cell`` on this node (``times=-1``: no longer)."""
         self.cells += times
-        self.used_memory += times * cell_memory_request(cell)
+        realm = cell.spec.realm_id
+        asked = self.realm_memory.get(realm, 0)
+        now = asked + times * cell_memory_request(cell)
+        self.used_memory += self._reserved(realm, now) - self._reserved(realm, asked)
+        self.realm_memory[realm] = now
         key = spread_key(cell)
         if key is not None:
             self.sets[key] = self.sets.get(key, 0) + times
@@ -162,10 +189,12 @@ def choose_node(
 ) -> Placement:
     """The best node that fits ``cell`` (and keeps its set's ``spread`` rule, when given:
     `api.spread`), or None with each node's reason."""
-    memory = cell_memory_request(cell)
     fitting: list[NodeView] = []
     reasons: dict[str, str] = {}
     for node in nodes:
+        memory = node.memory_needed(cell)
+        if not node.allocatable_memory:
+            memory = cell_memory_request(cell)  # unknown: only cells without limits fit
         why = filter_reason(node, selector=cell.spec.node_selector, memory=memory)
         if why is None and spread is not None:
             why = spread.reason(node)
@@ -179,8 +208,9 @@ def choose_node(
     return Placement(min(fitting, key=lambda node: score(node, same_set)).name, reasons)
 
 
-def node_view(node: Node) -> NodeView:
-    """A Node document as the decision sees it (no cells counted yet)."""
+def node_view(node: Node, memory_caps: Mapping[str, int] | None = None) -> NodeView:
+    """A Node document as the decision sees it (no cells counted yet); ``memory_caps``:
+    each realm's memory ceiling on a node (``realm_memory_caps``)."""
     return NodeView(
         name=node.metadata.name,
         ready=node.status.state == NodeState.READY,
@@ -189,7 +219,17 @@ def node_view(node: Node) -> NodeView:
         disk_pressure=_condition_true(node, DISK_PRESSURE),
         labels=dict(node.metadata.labels),
         allocatable_memory=node.status.allocatable.memory_bytes,
+        memory_caps=memory_caps or {},
     )
+
+
+def realm_memory_caps(realms: Iterable[Realm]) -> dict[str, int]:
+    """Each realm's memory ceiling on a node (``spec.limits.memoryBytes``), if it has one."""
+    return {
+        realm.metadata.name: realm.spec.limits.memory_bytes
+        for realm in realms
+        if realm.spec.limits is not None and realm.spec.limits.memory_bytes
+    }
 
 
 def _condition_true(node: Node, kind: str) -> bool:
@@ -215,6 +255,7 @@ __all__ = [
     "filter_reason",
     "is_scheduler_placed",
     "node_view",
+    "realm_memory_caps",
     "score",
     "selector_matches",
     "spread_group",

@@ -93,6 +93,7 @@ from kukeon.api.placement import (
     filter_reason,
     is_scheduler_placed,
     node_view,
+    realm_memory_caps,
     score,
     selector_matches,
     spread_key,
@@ -279,12 +280,16 @@ class Scheduler:
         views: dict[str, NodeView] = {}
         lost_since: dict[str, datetime] = {}
         not_ready: list[Node] = []
+        # A realm's cells reserve no more of a node than its memory ceiling there.
+        caps = realm_memory_caps(
+            r for r in await self.reads.list(Kind.REALM) if isinstance(r, Realm)
+        )
         for node in nodes:
             unheard = self.heartbeats.unheard_for(node.metadata.name, alive)
             node = await self._observe_liveness(
                 node, alive=unheard < self.heartbeats.grace, now=now
             )
-            views[node.metadata.name] = node_view(node)
+            views[node.metadata.name] = node_view(node, caps)
             if not views[node.metadata.name].ready:
                 lost_since[node.metadata.name] = ready_since(node) or now
                 not_ready.append(node)

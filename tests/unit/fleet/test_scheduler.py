@@ -154,3 +154,34 @@ def test_a_node_whose_containerd_does_not_answer_takes_no_cell_but_is_not_lost()
     full = node_view(pressed)
     assert full.ready
     assert filter_reason(full, selector={}, memory=0) == "its disk is nearly full (DiskPressure)"
+
+
+def test_a_realms_cells_reserve_no_more_than_its_memory_cap() -> None:
+    """A realm held to 64 MiB on a node (spec.limits.memoryBytes) reserves at most that much
+    of it, whatever its cells' limits add up to: another realm's limited cell still fits."""
+    view = node("n1", memory_caps={"capped": 64 * MIB})
+    hog = cell("hog", memory=[1024 * MIB], realmId="capped")
+    assert view.memory_needed(hog) == 64 * MIB
+    view.count(hog)
+    assert view.used_memory == 64 * MIB
+    second = cell("second", memory=[32 * MIB], realmId="capped")
+    assert view.memory_needed(second) == 0  # the realm's cap is reserved already
+    other = cell("other", memory=[512 * MIB], realmId="other")
+    assert choose_node(other, [view]).node == "n1"
+    view.count(other)
+    assert view.used_memory == 576 * MIB
+    view.count(hog, -1)  # leaving: the realm reserves nothing more
+    assert view.used_memory == 512 * MIB
+    assert view.realm_memory == {"capped": 0, "other": 512 * MIB}
+    # An uncapped realm's limits count whole, as before.
+    plain = node("n2")
+    plain.count(cell("big", memory=[1024 * MIB], realmId="other"))
+    assert choose_node(cell("more", memory=[MIB], realmId="other"), [plain]).node is None
+
+
+def test_an_unknown_allocatable_takes_no_limited_cell_even_under_a_cap() -> None:
+    view = node("n1", allocatable_memory=0, memory_caps={"capped": 64 * MIB})
+    view.count(cell("hog", memory=[1024 * MIB], realmId="capped"))
+    placement = choose_node(cell("x", memory=[MIB], realmId="capped"), [view])
+    assert placement.node is None
+    assert "not enough memory" in placement.reasons["n1"]
