@@ -3,12 +3,15 @@
 One helper for every layer that writes state files (the store's certificates and key file,
 the runtime's conflists, records and staged secrets): it imports nothing of kukeon, so the
 store and the runtime may both use it without depending on each other. Beside it, the
-check of a credential file an administrator gives kukeond (``warn_if_open_to_others``).
+check of a credential file an administrator gives kukeond (``warn_if_open_to_others``), and
+what a write the host's disk refused is called (``host_disk_refusal``), by the controllers'
+statuses and the API's answers alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import pwd
@@ -228,3 +231,33 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int, durable: bool 
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+_HOST_DISK_REASONS = {
+    errno.ENOSPC: "HostDiskFull",
+    errno.EDQUOT: "HostDiskFull",
+    errno.EROFS: "HostDiskReadOnly",
+}
+
+
+def _oserrors(error: BaseException) -> list[OSError]:
+    """The OSErrors of the error's chain (what it was raised from or during), nearest first."""
+    found: list[OSError] = []
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain is short; a cycle must not hang a worker
+        if seen is None:
+            break
+        if isinstance(seen, OSError):
+            found.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return found
+
+
+def host_disk_refusal(error: BaseException) -> tuple[str, OSError] | None:
+    """The reason (``HostDiskFull``: no space, over quota; ``HostDiskReadOnly``) and the
+    OSError of a write the host's disk refused, found on the error or on what it was raised
+    from; None for anything else."""
+    for oserror in _oserrors(error):
+        if oserror.errno in _HOST_DISK_REASONS:
+            return _HOST_DISK_REASONS[oserror.errno], oserror
+    return None

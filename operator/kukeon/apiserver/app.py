@@ -48,7 +48,7 @@ from kukeon.apiserver.inflight import InflightLimits, realm_flow
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.requestoptions import request_options_middleware
 from kukeon.apiserver.settings import ApiSettings
-from kukeon.apiserver.status import ApiError, Cause, status_response
+from kukeon.apiserver.status import ApiError, Cause, host_disk_refused, status_response
 from kukeon.apiserver.watchcache import StateSource, WatchCache
 from kukeon.apiserver.watchhub import WatchHub
 from kukeon.apiserver.watchstream import CLOSING_KEY
@@ -293,7 +293,11 @@ def _errors_middleware(settings: ApiSettings, metrics: _RequestMetrics | None) -
             return response
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if (disk := host_disk_refused(exc)) is not None:
+                code = disk.code
+                log.warning("%s %s: %s", request.method, request.path, disk.message)
+                return status_response(disk)
             log.exception("unhandled error answering %s %s", request.method, request.path)
             return status_response(
                 ApiError(500, "internal error answering the request; see the kukeond log")

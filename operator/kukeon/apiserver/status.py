@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from kukeon.fileio import host_disk_refusal
 from kukeon.store import (
     AlreadyExists,
     Conflict,
@@ -53,6 +54,7 @@ REASONS: Mapping[int, str] = {
     500: "InternalError",
     503: "ServiceUnavailable",
     504: "Timeout",
+    507: "InsufficientStorage",
 }
 
 
@@ -201,3 +203,20 @@ def _causes_of(error: StoreError) -> list[tuple[Any, Any]]:
         else:
             pairs.append(("", item))
     return pairs
+
+
+def host_disk_refused(error: BaseException) -> ApiError | None:
+    """The 507 of a request a write to the node's disk failed for (full, over quota,
+    read-only), naming the file and the errno's words; None for any other error. What the
+    disk refuses is no server bug: it is answered so, not as a 500 with a traceback."""
+    refusal = host_disk_refusal(error)
+    if refusal is None:
+        return None
+    reason, refused = refusal
+    where = f" writing {refused.filename}" if refused.filename else ""
+    return ApiError(
+        507,
+        f"the node's disk refused a write ({refused.strerror or refused}{where}): free room "
+        "on the node (kukeond's state directory, containerd's root) and retry",
+        reason=reason,
+    )

@@ -361,17 +361,14 @@ class ImageRoutes:
         handle, temporary = await asyncio.to_thread(tempfile.mkstemp, suffix=".tar", dir=staging)
         path = Path(temporary)
         try:
-            stream = await asyncio.to_thread(os.fdopen, handle, "wb")
-            # Measured as it comes: a small gzip bomb is refused before a byte of it is
-            # imported (its blobs went whole into the content store).
-            meter = ArchiveMeter(limit)
             try:
-                async for chunk in body_chunks(request, 1 << 20):
-                    await asyncio.to_thread(_measured_write, stream, meter, chunk)
-            except ArchiveTooLargeError as error:
-                raise _too_large(error) from None
-            finally:
-                await asyncio.to_thread(stream.close)
+                await self._stage(request, handle, limit)
+            except OSError as error:
+                # A write (or the close's flush) the disk refused names no file: the 507
+                # says which; the finally below removes what was staged.
+                if error.filename is None:
+                    error.filename = str(path)
+                raise
             try:
                 await self._ensure_namespace(namespace, realm)
                 # Shared with the node's other realms only when an admin imports: the
@@ -399,6 +396,8 @@ class ImageRoutes:
             except ContainerdUnavailableError as error:
                 raise _unavailable(realm, error) from error
             except ContainerdError as error:
+                if _containerd_disk_full(error):
+                    raise _containerd_full(realm, "importing the image archive", error) from error
                 raise ApiError(422, f"importing the image archive: {error}") from error
         finally:
             with contextlib.suppress(OSError):
@@ -406,6 +405,21 @@ class ImageRoutes:
         return web.json_response(
             {"realm": realm, "namespace": namespace, "images": names}, status=201
         )
+
+    @staticmethod
+    async def _stage(request: web.Request, handle: int, limit: int) -> None:
+        """The request's body into the staging file open at ``handle``, which it closes."""
+        stream = await asyncio.to_thread(os.fdopen, handle, "wb")
+        # Measured as it comes: a small gzip bomb is refused before a byte of it is
+        # imported (its blobs went whole into the content store).
+        meter = ArchiveMeter(limit)
+        try:
+            async for chunk in body_chunks(request, 1 << 20):
+                await asyncio.to_thread(_measured_write, stream, meter, chunk)
+        except ArchiveTooLargeError as error:
+            raise _too_large(error) from None
+        finally:
+            await asyncio.to_thread(stream.close)
 
     @long_running
     async def pull_image(self, request: web.Request) -> web.StreamResponse:
@@ -442,8 +456,12 @@ class ImageRoutes:
         except ImageUnavailableError as error:
             if isinstance(error.__cause__, ContainerdUnavailableError):
                 raise _unavailable(realm_name, error.__cause__) from error
+            if _containerd_disk_full(error):
+                raise _containerd_full(realm_name, f"pulling {image}", error) from error
             raise ApiError(422, str(error), reason="ErrImagePull") from error
         except ContainerdError as error:
+            if _containerd_disk_full(error):
+                raise _containerd_full(realm_name, f"pulling {image}", error) from error
             raise _unavailable(realm_name, error) from error
         details = await self._details(realm_name, namespace, name)
         answer: dict[str, Any] = {"realm": realm_name, "namespace": namespace, "name": name}
@@ -578,3 +596,20 @@ def _no_room(realm: str, error: ImageStorageExceededError) -> ApiError:
 
 def _unavailable(realm: str, error: ContainerdError) -> ApiError:
     return ApiError(503, f"the images of realm {realm}: {error}")
+
+
+def _containerd_disk_full(error: Exception) -> bool:
+    """containerd refused a write for space (its root's file system full or over quota):
+    gRPC carries only its words (a write of the content store's ingest, of a snapshot)."""
+    words = str(error).lower()
+    return "no space left on device" in words or "disk quota exceeded" in words
+
+
+def _containerd_full(realm: str, what: str, error: Exception) -> ApiError:
+    """507, not the 422 of an archive at fault or the 503 of a containerd away."""
+    return ApiError(
+        507,
+        f"{what} into realm {realm}: containerd's disk is full ({error}): free room under "
+        "containerd's root on the node and retry",
+        reason="HostDiskFull",
+    )

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import errno
 import logging
 import time
 from collections.abc import Callable, MutableMapping
 from typing import Any, NamedTuple
 
 from kukeon.api import Kind, key_of
+from kukeon.fileio import host_disk_refusal
 from kukeon.store import Invalid, InvalidStoredDocument, StoreError, Unavailable
 
 from .cache import WatchedObjects
@@ -43,37 +43,18 @@ from .storetrouble import ConditionLog, status_writable, trouble_reason
 log = logging.getLogger(__name__)
 
 
-_HOST_DISK_REASONS = {
-    errno.ENOSPC: "HostDiskFull",
-    errno.EDQUOT: "HostDiskFull",
-    errno.EROFS: "HostDiskReadOnly",
-}
-
-
-def _oserrors(error: BaseException) -> list[OSError]:
-    """The OSErrors of the error's chain (what it was raised from or during), nearest first."""
-    found: list[OSError] = []
-    seen: BaseException | None = error
-    for _ in range(16):  # a chain is short; a cycle must not hang a worker
-        if seen is None:
-            break
-        if isinstance(seen, OSError):
-            found.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    return found
-
-
 def host_disk_reason(error: BaseException) -> str | None:
     """The status reason of a write the host's disk refused (full, over quota, read-only),
     found on the error or on what it was raised from; None for anything else."""
-    for oserror in _oserrors(error):
-        if oserror.errno in _HOST_DISK_REASONS:
-            return _HOST_DISK_REASONS[oserror.errno]
-    return None
+    refusal = host_disk_refusal(error)
+    return refusal[0] if refusal is not None else None
 
 
 def describe_host_disk_error(error: BaseException) -> str:
-    refused = next(e for e in _oserrors(error) if e.errno in _HOST_DISK_REASONS)
+    refusal = host_disk_refusal(error)
+    if refusal is None:
+        raise ValueError(f"not a write the host's disk refused: {error!r}")
+    refused = refusal[1]
     where = f" writing {refused.filename}" if refused.filename else ""
     return (
         f"{refused.strerror or refused}{where}: kukeond retries once the host's disk takes "

@@ -7,7 +7,9 @@ authentication middleware (the unix socket path is covered by the integration te
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -165,6 +167,39 @@ async def test_unexpected_failure_is_a_500_status_without_traceback(
     assert "secret" not in await response.text()
     assert "Traceback" not in await response.text()
     assert "secret internal detail" in caplog.text  # logged for the operator
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        (errno.ENOSPC, "HostDiskFull"),
+        (errno.EDQUOT, "HostDiskFull"),
+        (errno.EROFS, "HostDiskReadOnly"),
+    ],
+)
+async def test_a_write_the_disk_refused_is_a_507_naming_the_file(
+    client: TestClient[Any, Any],
+    fake: FakeRegistry,
+    caplog: pytest.LogCaptureFixture,
+    number: int,
+    reason: str,
+) -> None:
+    # What a full disk refuses is no server bug: not a 500 and a traceback (an image import
+    # into a full state directory was), but the node's condition, said as such.
+    try:
+        raise OSError(number, os.strerror(number), "/var/lib/kukeon/images/incoming/x.tar")
+    except OSError as refused:
+        try:
+            raise RuntimeError("while staging") from refused
+        except RuntimeError as outer:
+            fake.fail_with = outer
+    with caplog.at_level(logging.WARNING):
+        response = await client.get(f"{V}/realms/r", headers=_auth())
+    body = await response.json()
+    assert response.status == 507
+    assert body["reason"] == reason
+    assert f"{os.strerror(number)} writing /var/lib/kukeon/images/incoming/x.tar" in body["message"]
+    assert "Traceback" not in caplog.text
 
 
 async def test_slow_request_is_a_504(client: TestClient[Any, Any], fake: FakeRegistry) -> None:
