@@ -281,7 +281,8 @@ class VolumeMount(KukeonModel):
     read_only: bool = False
     """Mount it read-only."""
     size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
-    """Size of a tmpfs volume in bytes (0 to 2^63-1); a bind volume refuses it."""
+    """Size of a tmpfs volume in bytes, up to 2^63-1 (0 or unset: the kernel's default,
+    half the node's RAM); a bind volume refuses it."""
     mode: int | None = Field(default=None, ge=0, le=0o7777, strict=True)
     """Permissions of a tmpfs root, e.g. 0755; a bind volume refuses it (its source's)."""
 
@@ -305,9 +306,13 @@ class TmpfsMount(KukeonModel):
     """Absolute path in the container; no '..' component; not over what the runtime
     owns (/, /proc, /sys, /dev and its nodes...: docs/kukectl.md, Mounts)."""
     size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
-    """Size in bytes (0 to 2^63-1)."""
+    """Size in bytes, up to 2^63-1 (1 is one 4 KiB page); 0 or unset: the kernel's
+    default, half the node's RAM."""
     options: NullableList[str] = Field(default_factory=list)
-    """Mount options, as `mount -t tmpfs -o` takes them (e.g. `noexec`, `mode=1777`)."""
+    """Mount options, as `mount -t tmpfs -o` takes them (e.g. `noexec`, `mode=1777`);
+    counts in decimal without a leading 0 (the kernel reads that as octal), `size` at
+    most 2^63-1 bytes or 10000%, `nr_inodes` 2^54-1; `size=0`: no limit
+    (docs/kukectl.md, Mounts)."""
 
 
 class Capabilities(KukeonModel):

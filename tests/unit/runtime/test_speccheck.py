@@ -53,6 +53,41 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"tmpfs": [{"path": "/x", "options": ["exec=1"]}]}, "tmpfs[0].options[0]", "not a tmpfs"),
     ({"tmpfs": [{"path": "/x", "options": ["size=1q"]}]}, "tmpfs[0].options[0]", "not a valid"),
     ({"tmpfs": [{"path": "/x", "options": ["mode=999"]}]}, "tmpfs[0].options[0]", "not a valid"),
+    # What the kernel refuses at the mount (runc: 'invalid argument', the cell's
+    # UnexpectedError before) or reads otherwise than written (a wrapped or octal count).
+    ({"tmpfs": [{"path": "/x", "options": ["nr_inodes=10%"]}]}, "tmpfs[0].options[0]", "valid"),
+    ({"tmpfs": [{"path": "/x", "options": ["nr_blocks=10%"]}]}, "tmpfs[0].options[0]", "valid"),
+    ({"tmpfs": [{"path": "/x", "options": ["huge=deny"]}]}, "tmpfs[0].options[0]", "not a valid"),
+    ({"tmpfs": [{"path": "/x", "options": ["huge=force"]}]}, "tmpfs[0].options[0]", "not a valid"),
+    (
+        {"tmpfs": [{"path": "/x", "options": ["nr_inodes=99999999999999999"]}]},
+        "tmpfs[0].options[0]",
+        "at most 18014398509481983 inodes",
+    ),
+    (
+        {"tmpfs": [{"path": "/x", "options": ["nr_blocks=9223372036854775808"]}]},
+        "tmpfs[0].options[0]",
+        "at most 9223372036854775807 blocks",
+    ),
+    (
+        {"tmpfs": [{"path": "/x", "options": ["size=18446744073709551616"]}]},
+        "tmpfs[0].options[0]",
+        "wraps round",
+    ),
+    ({"tmpfs": [{"path": "/x", "options": ["size=8e"]}]}, "tmpfs[0].options[0]", "wraps round"),
+    (
+        {"tmpfs": [{"path": "/x", "options": ["size=" + "9" * 5000]}]},
+        "tmpfs[0].options[0]",
+        "5005 characters",
+    ),
+    (
+        {"tmpfs": [{"path": "/x", "options": ["size=99999999999999%"]}]},
+        "tmpfs[0].options[0]",
+        "at most 10000%",
+    ),
+    ({"tmpfs": [{"path": "/x", "options": ["size=0100k"]}]}, "tmpfs[0].options[0]", "octal"),
+    ({"tmpfs": [{"path": "/x", "options": ["uid=010"]}]}, "tmpfs[0].options[0]", "octal"),
+    ({"tmpfs": [{"path": "/x", "options": ["gid=4294967295"]}]}, "tmpfs[0].options[0]", "no id"),
     (
         {"volumes": [{"source": "/a", "target": "/data"}], "tmpfs": [{"path": "/data"}]},
         "tmpfs[0].path",
@@ -134,6 +169,12 @@ ACCEPTED: list[dict[str, Any]] = [
     {"tmpfs": [{"path": "/x", "options": ["size=50%", "nr_inodes=1k", "uid=1000", "gid=0"]}]},
     {"tmpfs": [{"path": "/x", "options": ["noatime", "tmpcopyup", "huge=within_size"]}]},
     {"tmpfs": [{"path": "/x", "options": ["mpol=bind:0-1", "mode=01777", "ro"]}]},
+    # The kernel's bounds themselves; size=0 and nr_inodes=0 are its "no limit".
+    {"tmpfs": [{"path": "/x", "options": ["size=9223372036854775807", "nr_inodes=0"]}]},
+    {"tmpfs": [{"path": "/x", "options": ["size=7e", "uid=4294967294", "gid=0"]}]},
+    {"tmpfs": [{"path": "/x", "options": ["size=10000%", "nr_inodes=18014398509481983"]}]},
+    {"tmpfs": [{"path": "/x", "options": ["size=0", "nr_blocks=9223372036854775807"]}]},
+    {"tmpfs": [{"path": "/x", "sizeBytes": 9223372036854775807}]},
     {"volumes": [{"source": "/dev", "target": "/dev"}]},
     {"volumes": [{"kind": "tmpfs", "target": "/data", "mode": 0o755}]},
     # Under /dev and /sys what runc does not make works: kept.

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from kukeon.api import ContainerSpec, TmpfsMount, VolumeKind
+from kukeon.api.meta import quote
 from kukeon.runtime.containerd import ttyinit
 from kukeon.runtime.containerd.specerrors import FieldError
 
@@ -372,18 +373,56 @@ _TMPFS_FLAGS: Final = frozenset(
 """The flags a tmpfs entry may carry: mount(8)'s generic ones, tmpfs(5)'s own, and runc's
 ``tmpcopyup`` (the image's files at that path copied into the tmpfs)."""
 
-_SIZE: Final = r"[0-9]+[kKmMgGtTpPeE%]?"
+_SIZE: Final = r"[0-9]+[kKmMgGtTpPeE]?"
 _TMPFS_VALUES: Final = {
-    "size": re.compile(_SIZE),
+    "size": re.compile(_SIZE + "%?"),
     "nr_blocks": re.compile(_SIZE),
     "nr_inodes": re.compile(_SIZE),
     "mode": re.compile(r"0?[0-7]{1,4}"),
     "uid": re.compile(r"[0-9]{1,10}"),
     "gid": re.compile(r"[0-9]{1,10}"),
-    "huge": re.compile(r"never|always|within_size|advise|deny|force"),
+    "huge": re.compile(r"never|always|within_size|advise"),
     "mpol": re.compile(r"(default|local|prefer|bind|interleave)(=(static|relative))?(:[0-9,-]+)?"),
 }
-"""tmpfs(5)'s options with a value, and the shape of the value the kernel takes."""
+"""tmpfs(5)'s options with a value, and the shape of the value the kernel takes (only
+``size`` takes a percentage; ``huge=deny`` and ``force`` are for the sysfs knob only)."""
+
+TMPFS_COUNT_MAX: Final = {
+    "size": (2**63 - 1, "bytes, as sizeBytes: above 2^64 the kernel's count wraps round"),
+    "nr_blocks": (2**63 - 1, "blocks, the kernel's own bound"),
+    "nr_inodes": (2**54 - 1, "inodes, the kernel's own bound (2^64 / 1024)"),
+    "uid": (4294967294, "(4294967295 is no id)"),
+    "gid": (4294967294, "(4294967295 is no id)"),
+}
+"""The largest value of each tmpfs option the kernel takes as written, a decimal number
+without leading 0s: it refuses more (EINVAL, a failed start), or, for ``size``, wraps it
+round (2^64 bytes became no limit)."""
+TMPFS_PERCENT_MAX: Final = 10_000
+"""The largest ``size=N%``, 100 times the host's RAM: the kernel counts N% as N times the
+RAM's bytes over 100 in 64 bits, which wraps round from about 7 * 10^8 % on a 24 GiB host
+(a wrapped size is any size, no limit included)."""
+_SHIFTS: Final = {letter: 10 * (index + 1) for index, letter in enumerate("kmgtpe")}
+
+
+def _tmpfs_count_error(key: str, value: str) -> str | None:
+    """Why the kernel would not take ``value`` as written for ``key`` (its shape checked)."""
+    bound = TMPFS_COUNT_MAX.get(key)
+    if bound is None:
+        return None
+    percent = value.endswith("%")
+    digits = value.rstrip("%")
+    shift = _SHIFTS.get(digits[-1:].lower(), 0)
+    number = digits.rstrip("kKmMgGtTpPeE")
+    if len(number) > 1 and number.startswith("0"):
+        # The kernel reads the number in C's base 0: size=0100k was a 64k tmpfs.
+        return "written with a leading 0, which the kernel reads as octal: drop the 0s"
+    # More digits than any bound has (and Python's int() refuses over 4300).
+    count = int(number) << shift if len(number) <= 24 else 2**80
+    if percent:
+        if count > TMPFS_PERCENT_MAX:
+            return f"at most {TMPFS_PERCENT_MAX}% (above it the kernel's count can wrap round)"
+        return None
+    return f"at most {bound[0]} {bound[1]}" if count > bound[0] else None
 
 
 def _check_tmpfs_option(option: str, field: str) -> None:
@@ -392,10 +431,14 @@ def _check_tmpfs_option(option: str, field: str) -> None:
     shape = _TMPFS_VALUES.get(key)
     if has_value and shape is not None:
         if not shape.fullmatch(value):
-            raise FieldError(field, f"{option!r}: not a valid value for the tmpfs option {key}")
+            why = f"not a valid value for the tmpfs option {key}"
+            raise FieldError(field, f"{quote(option, 80)}: {why}")
+        why = _tmpfs_count_error(key, value)
+        if why is not None:
+            raise FieldError(field, f"{quote(option, 80)}: {key} is {why}")
         return
     if has_value or option not in _TMPFS_FLAGS:
-        raise FieldError(field, f"{option!r} is not a tmpfs mount option")
+        raise FieldError(field, f"{quote(option, 80)} is not a tmpfs mount option")
 
 
 def _tmpfs_options(tmpfs: TmpfsMount, field: str) -> list[str]:
