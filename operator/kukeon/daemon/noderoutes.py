@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiohttp import ClientConnectionResetError, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.handlers import route_patterns
@@ -430,8 +430,10 @@ class NodeRoutes:
                 if query.follow and not query.previous and not sink.full:
                     await self._follow(request, sink, follower, cell, query.render, open_line)
                 await response.write_eof()
-            except (ConnectionResetError, ClientConnectionResetError):
-                pass  # the client went away (Ctrl-C on `logs -f`): a normal end of a stream
+            except ConnectionError:
+                # The client went away (Ctrl-C on `logs -f`): a normal end of a stream; a
+                # write that was waiting on it fails with a bare "Connection lost".
+                pass
             except ClientStalledError:
                 log.info(
                     "log stream of cell %s ended: its client read nothing for %gs",
@@ -585,7 +587,7 @@ class NodeRoutes:
                 )
             except (ContainerdError, InputStalledError) as error:
                 await socket.send_bytes(b"\x03" + json.dumps({"error": str(error)}).encode())
-            except (ConnectionResetError, ClientConnectionResetError, ClientLeftError):
+            except (ConnectionError, ClientLeftError):
                 pass  # the client left first (its terminal closed): the process is killed below
             finally:
                 await tasks.end_process(cid, exec_id, waiting)

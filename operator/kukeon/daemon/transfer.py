@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientConnectionResetError, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.handlers import route_patterns
@@ -251,8 +251,10 @@ class TransferRoutes:
             await _send_last(socket, {"error": message, "exitCode": code})
         except (ContainerdError, InputStalledError) as error:
             await _send_last(socket, {"error": f"copying in {container}: {error}"})
-        except (ConnectionResetError, ClientConnectionResetError):
-            pass  # the client went away: the process is killed below
+        except ConnectionError:
+            # The client went away (a send waiting on it fails with a bare "Connection
+            # lost", not a reset): the process is killed below.
+            pass
         finally:
             if waiting is not None and not waiting.done():
                 with contextlib.suppress(ContainerdError):
@@ -294,15 +296,15 @@ class TransferRoutes:
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
-        except (ConnectionResetError, ClientConnectionResetError):
-            pass
+        except ConnectionError:
+            pass  # the client went away
         finally:
             await socket.close()
         return socket
 
 
 async def _send_last(socket: web.WebSocketResponse, status: dict[str, object]) -> None:
-    with contextlib.suppress(ConnectionResetError, ClientConnectionResetError):
+    with contextlib.suppress(ConnectionError):
         await socket.send_bytes(b"\x03" + json.dumps(status).encode())
 
 
