@@ -49,6 +49,7 @@ from kukeon.api.placement import node_view
 from kukeon.api.spread import spread_rule
 from kukeon.framework import EventRecorder, Operator, OperatorContext, Supervisor
 from kukeon.framework.cache import CachedReads
+from kukeon.framework.statusbound import bounded
 from kukeon.store import AlreadyExists, Conflict, NotFound, QuotaExceeded, Registry, WatchEvent
 
 from .cellsetbackoff import BackoffPolicy, ReplaceBackoff
@@ -450,6 +451,7 @@ class CellSetController:
         status = status_of(
             cellset, hash_, plan, now, since=since, exceeded=exceeded, failure=failure
         )
+        status = bounded(cellset.model_copy(update={"status": status})).status
         if not _same_status(status, cellset.status):
             written = await self.registry.update_status(
                 cellset.model_copy(update={"status": status})

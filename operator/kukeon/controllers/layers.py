@@ -58,6 +58,7 @@ from kukeon.framework.cache import revision_of
 from kukeon.framework.errors import Awaited
 from kukeon.framework.intents import default_finalizer
 from kukeon.framework.status import finish_even_if_cancelled, merged_status
+from kukeon.framework.statusbound import COPIED_CHARS, bounded, cut_text, listed
 from kukeon.runtime.cgroups import CgroupPath
 from kukeon.store import Conflict, Invalid, NotFound, Registry, StoreError
 
@@ -133,7 +134,9 @@ def aggregate(
     ``state``: Deleting (realms and spaces) once deletion is requested; Failed when every
     node that materialises it failed; otherwise Ready (accepted; the entries say what each
     host did). The host fields come from one Ready entry: the writer's own when it has one,
-    else the first by node name; none when no node hosts it.
+    else the first by node name; none when no node hosts it. ``message`` quotes the first
+    failed node's, cut to ``COPIED_CHARS``, and names the other failed nodes (the first
+    few and how many more).
     """
     ready = sorted(name for name, entry in nodes.items() if entry.state == NodeLayerState.READY)
     failed = sorted(name for name, entry in nodes.items() if entry.state == NodeLayerState.FAILED)
@@ -146,9 +149,14 @@ def aggregate(
         "cgroup_ready": pick is not None,
     }
     if failed:
+        # One node's words, cut, and the others named: an entry's message (any length a
+        # node or a status write put there) copied whole, times the nodes, outgrew the
+        # store's document limit and the status was never written again.
         first = nodes[failed[0]]
+        said = cut_text(first.message or first.reason or "failed", COPIED_CHARS)
+        others = f" (also failed on {listed(failed[1:])})" if len(failed) > 1 else ""
         fields["reason"] = first.reason
-        fields["message"] = f"node {failed[0]}: {first.message or first.reason or 'failed'}"
+        fields["message"] = f"node {failed[0]}: {said}{others}"
     else:
         fields["reason"] = None
         fields["message"] = None
@@ -237,6 +245,7 @@ async def write_layer_status(
             nodes[node] = merge_entry(nodes.get(node), entry, at=at)
         by = writer or node
         status = layer_status(current, nodes, writer=by, observed=observed, at=at)
+        status = bounded(current.model_copy(update={"status": status})).status
         if _same_status(status, current.status):
             return current
         status = status.model_copy(update={"updated_at": at, "node_name": by})

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 
 from kukeon.api import AnyResource
 from kukeon.framework import HandlerContext
+from kukeon.framework.statusbound import bounded_fields
 
 R = TypeVar("R", bound=AnyResource)
 
@@ -33,6 +34,9 @@ async def report(ctx: HandlerContext, obj: R, /, *, observe: bool = True, **fiel
     was acted on yet.
     """
     status = obj.status
+    # Compared as written (messages cut, ``statusbound``): a long message compared uncut
+    # would differ from the stored one at every pass, and be written again each time.
+    fields = bounded_fields(fields)
     fields.setdefault("node_name", ctx.node_name)
     if status.created_at is None:
         fields.setdefault("created_at", now())

@@ -102,6 +102,7 @@ from kukeon.api.spread import SpreadRule, rules_by_set, spread_limit
 from kukeon.framework import Operator, OperatorContext, Supervisor, patch_status
 from kukeon.framework.cache import CachedReads
 from kukeon.framework.intents import default_finalizer
+from kukeon.framework.statusbound import bounded
 from kukeon.store import (
     Conflict,
     EtcdClient,
@@ -479,7 +480,9 @@ class Scheduler:
             }
         )
         try:
-            updated = await self.registry.update_status(node.model_copy(update={"status": status}))
+            updated = await self.registry.update_status(
+                bounded(node.model_copy(update={"status": status}))
+            )
         except (Conflict, NotFound):
             return node  # it changed (re-registered?): the next pass sees the new version
         assert isinstance(updated, Node)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 from kukeon.api import EventReason, EventType, InvolvedObject, Kind, Node, NodeCondition
 from kukeon.framework import ConvergeGate, EventRecorder
+from kukeon.framework.statusbound import bounded
 from kukeon.store import Conflict, InvalidStoredDocument, NotFound, Registry, StoreError
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,9 @@ class UnreadableCells:
                     )
             status = node.status.model_copy(update={"conditions": [*kept, wanted]})
             try:
-                await self._registry.update_status(node.model_copy(update={"status": status}))
+                await self._registry.update_status(
+                    bounded(node.model_copy(update={"status": status}))
+                )
             except Conflict:  # the heartbeat wrote meanwhile
                 continue
             self._on_node = said

@@ -59,6 +59,7 @@ from kukeon.framework import (
     SupervisedTask,
     Supervisor,
 )
+from kukeon.framework.statusbound import bounded
 from kukeon.framework.waits import wait_event
 from kukeon.runtime.containerd.client import ContainerdClient
 from kukeon.store import (
@@ -456,7 +457,9 @@ class NodeAgent:
                 updated_at=now,
             )
             try:
-                await self.registry.update_status(node.model_copy(update={"status": status}))
+                await self.registry.update_status(
+                    bounded(node.model_copy(update={"status": status}))
+                )
             except Conflict:
                 continue
             self.beats += 1

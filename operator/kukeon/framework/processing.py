@@ -5,8 +5,9 @@ due (finalize when deletion was requested and this operator's finalizer is still
 reconcile otherwise), keeps the finalizer bookkeeping (add it before the first
 reconcile, remove it after a successful finalize), runs the handler, records a failure
 in ``status.reason``/``status.message`` and in the metrics, and reports the result (a
-``Requeue`` is no failure: nothing recorded, counted ``requeued``). It never sleeps or
-retries: scheduling the next attempt is ``queueing``'s job.
+``Requeue`` is no failure: nothing recorded, counted ``requeued``). A store's refusal
+(etcd full or away, a write it finds invalid or too large) is said without a traceback.
+It never sleeps or retries: scheduling the next attempt is ``queueing``'s job.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 
 from kukeon.api import Kind, key_of
 from kukeon.fileio import host_disk_refusal
-from kukeon.store import Invalid, InvalidStoredDocument, StoreError, Unavailable
+from kukeon.store import DocumentTooLarge, Invalid, InvalidStoredDocument, StoreError, Unavailable
 
 from .cache import WatchedObjects
 from .errors import Awaited, HandlerError, PermanentError, Requeue, TemporaryError, WaitingError
@@ -41,6 +42,10 @@ from .status import patch_status
 from .storetrouble import ConditionLog, status_writable, trouble_reason
 
 log = logging.getLogger(__name__)
+
+
+_REFUSALS_KEPT = 1024
+"""Objects whose last refused write is remembered (to say it once); the oldest go first."""
 
 
 def host_disk_reason(error: BaseException) -> str | None:
@@ -141,6 +146,8 @@ class Processor:
         """How loudly etcd's refusals are said, the queues' own store calls' too."""
         self.disk_trouble = ConditionLog()
         """How loudly the host disk's refusals (``HostDiskFull``, ``HostDiskReadOnly``) are said."""
+        self._refused: dict[tuple[Kind, tuple[str, ...]], str] = {}
+        """The last refused write said per object (``_write_refused``), the latest last."""
 
     def logger(self, kind: Kind, key: tuple[str, ...]) -> logging.LoggerAdapter[logging.Logger]:
         extra = {"kind": kind.value, "key": "/".join(key), "node": self._settings.node_name}
@@ -227,6 +234,29 @@ class Processor:
         _say_refused(self.store_trouble, ctx, what, reason, str(error))
         if status_writable(error):  # else that write would be refused too
             await self._record_failure(obj, ctx, reason, str(error))
+        return Outcome(Result.TEMPORARY, obj)
+
+    async def _write_refused(
+        self, error: Invalid, obj: AnyResource, ctx: HandlerContext, what: str
+    ) -> Outcome:
+        # The store refused a write of the pass for what it holds (a document over the
+        # limit): the same write is refused again until the object changes, so it is said
+        # without a traceback, at warning level once and then at debug level while the same
+        # words repeat (it was an error and a traceback at every pass), in the status, and
+        # retried with the backoff of any failure.
+        self._metrics.reconcile_total.labels(ctx.kind.value, RESULT_TEMPORARY).inc()
+        reason = "DocumentTooLarge" if isinstance(error, DocumentTooLarge) else "WriteRefused"
+        message = f"{what} failed: the store refused it: {error}"
+        place = (ctx.kind, ctx.key)
+        level = logging.DEBUG if self._refused.get(place) == message else logging.WARNING
+        self._refused.pop(place, None)
+        self._refused[place] = message
+        while len(self._refused) > _REFUSALS_KEPT:
+            del self._refused[next(iter(self._refused))]
+        ctx.logger.log(
+            level, "%s; will retry", message, extra={"reason": reason, "retry": ctx.retry}
+        )
+        await self._record_failure(obj, ctx, reason, message)
         return Outcome(Result.TEMPORARY, obj)
 
     async def _temporary(
@@ -319,6 +349,8 @@ class Processor:
             return Outcome(Result.TEMPORARY, obj)
         except Unavailable as error:
             return await self._store_refused(error, obj, ctx, what)
+        except Invalid as error:
+            return await self._write_refused(error, obj, ctx, what)
         except Exception as error:
             if (refused := host_disk_reason(error)) is not None:
                 return await self._host_disk_failure(error, refused, obj, ctx, what)
@@ -337,6 +369,7 @@ class Processor:
         finally:
             self._metrics.reconcile_duration.labels(kind).observe(time.monotonic() - started)
         self._metrics.reconcile_total.labels(kind, RESULT_SUCCESS).inc()
+        self._refused.pop((ctx.kind, ctx.key), None)
         return Outcome(Result.SUCCESS, obj)
 
     async def _record_failure(

@@ -11,6 +11,8 @@ its status or did not, and the in-flight etcd request is allowed to finish -- ev
 the cancellation comes twice (a second SIGTERM, a timeout around the stop), since a
 plain ``await`` of the shielded task would pass the second one on to the write itself.
 The wait is bounded (``WRITE_GRACE``): a write that hangs is cancelled after it.
+
+What is written is ``bounded`` (``statusbound``): its messages cut so it fits the store.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from kukeon.api import Kind, key_of
 from kukeon.store import Conflict, NotFound
 
 from .protocols import AnyResource, Store
+from .statusbound import bounded
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ async def patch_status(
     current = obj
     for _ in range(max_conflicts):
         status = merged_status(current, fields, observed=observed)
-        candidate = current.model_copy(update={"status": status})
+        candidate = bounded(current.model_copy(update={"status": status}))
         try:
             return await finish_even_if_cancelled(store.update_status(candidate))
         except NotFound:

@@ -38,7 +38,7 @@ from .encryption import (
     seal_secret,
     unseal_document,
 )
-from .errors import Invalid, InvalidStoredDocument
+from .errors import DocumentTooLarge, Invalid, InvalidStoredDocument
 from .keys import KeyLayout, display_name
 from .shareddecodes import SharedDecodes
 from .txn import Stored
@@ -182,7 +182,9 @@ class DocumentCodec:
     def _within_limit(data: bytes, label: str, kind: str | None, name: str | None) -> bytes:
         if len(data) > MAX_DOCUMENT_BYTES:
             why = f"the document is {len(data)} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit"
-            raise Invalid(f"{label}: {why}", causes=[FieldError("", why)], kind=kind, name=name)
+            raise DocumentTooLarge(
+                f"{label}: {why}", causes=[FieldError("", why)], kind=kind, name=name
+            )
         return data
 
     def parsed(

@@ -3,8 +3,9 @@
 Callers branch on the class, never on message text: ``NotFound`` 404, ``AlreadyExists``
 409, ``Conflict`` 409 (stale resourceVersion, or a parent that still has children),
 ``Invalid`` 422 (``InvalidStoredDocument`` too: what etcd holds under the key is not a
-valid resource), ``Gone`` 410 (a watch resumed from a compacted revision, or
-``HistoryRewound``: from one etcd no longer reached since a restore; relist),
+valid resource; ``DocumentTooLarge``: over the document limit), ``Gone`` 410 (a watch
+resumed from a compacted revision, or ``HistoryRewound``: from one etcd no longer
+reached since a restore; relist),
 ``Unavailable`` 503 (etcd could not be reached, or a write's outcome is unknown;
 ``SpaceExceeded`` too: etcd is full and refuses writes),
 ``QuotaExceeded`` 403 (the realm's quota).
@@ -73,6 +74,11 @@ class Invalid(StoreError):  # noqa: N818 (the API's names)
         invalid = cls(str(error), causes=error.causes, kind=error.kind, name=error.name)
         invalid.__cause__ = error
         return invalid
+
+
+class DocumentTooLarge(Invalid):
+    """The document a write would store is over ``MAX_DOCUMENT_BYTES``: refused before it
+    reaches etcd. The same write is refused again until what it carries gets smaller."""
 
 
 class InvalidStoredDocument(Invalid):

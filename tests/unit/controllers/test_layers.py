@@ -29,6 +29,7 @@ from kukeon.controllers.layers import (
     write_layer_status,
 )
 from kukeon.controllers.membership import CellMembership
+from kukeon.framework.statusbound import COPIED_CHARS, MESSAGE_CHARS
 from kukeon.store import Conflict, NotFound
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -82,6 +83,33 @@ def test_failed_only_when_every_hosting_node_failed() -> None:
     assert one["message"] == "node a: no bridge"
     both = aggregate(Kind.STACK, {"a": failed}, writer="a", deleting=False)
     assert str(both["state"]) == "Failed"
+
+
+def test_a_failed_nodes_message_is_quoted_cut_and_the_others_named() -> None:
+    # The whole message was copied: with a status write's 1 MiB message in an entry, the
+    # Space's status doubled past the document limit and was never written again.
+    entry = NodeLayerStatus(state=NodeLayerState.FAILED, reason="Boom", message="x" * 10**6)
+    nodes = {f"n{i}": entry for i in range(8)}
+    fields = aggregate(Kind.STACK, nodes, writer="n0", deleting=False)
+    assert len(fields["message"]) < COPIED_CHARS + 100
+    assert fields["message"].startswith("node n0: xxx")
+    assert "more characters cut)" in fields["message"]
+    assert fields["message"].endswith("(also failed on n1, n2, n3, n4, n5 and 2 more)")
+
+
+async def test_a_status_with_hostile_entries_is_written_bounded_once() -> None:
+    space = Space(metadata=ObjectMeta(name="s", generation=1))
+    big = SpaceNodeStatus(state=NodeLayerState.FAILED, reason="Boom", message="y" * 200_000)
+    space.status.nodes.update({f"n{i}": big for i in range(5)})
+    store = FakeStore(space)
+    mine = SpaceNodeStatus(state=NodeLayerState.READY, cgroup_path="/me")
+    written = await write_layer_status(store, store.obj, node="me", entry=mine)
+    assert store.writes == 1
+    assert len(written.model_dump_json().encode()) < 100_000
+    assert all(len(e.message or "") <= MESSAGE_CHARS for e in written.status.nodes.values())
+    again = await write_layer_status(store, written, node="me", entry=mine)
+    assert store.writes == 1  # bounded once: the same status, nothing written again
+    assert again is written
 
 
 def test_deleting_realms_and_spaces_say_so_stacks_keep_their_state() -> None:
