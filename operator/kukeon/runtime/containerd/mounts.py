@@ -431,11 +431,12 @@ def _check_tmpfs_option(option: str, field: str) -> None:
     shape = _TMPFS_VALUES.get(key)
     if has_value and shape is not None:
         if not shape.fullmatch(value):
-            why = f"not a valid value for the tmpfs option {key}"
-            raise FieldError(field, f"{quote(option, 80)}: {why}")
-        why = _tmpfs_count_error(key, value)
-        if why is not None:
-            raise FieldError(field, f"{quote(option, 80)}: {key} is {why}")
+            raise FieldError(
+                field, f"{quote(option, 80)}: not a valid value for the tmpfs option {key}"
+            )
+        beyond = _tmpfs_count_error(key, value)
+        if beyond is not None:
+            raise FieldError(field, f"{quote(option, 80)}: {key} is {beyond}")
         return
     if has_value or option not in _TMPFS_FLAGS:
         raise FieldError(field, f"{quote(option, 80)} is not a tmpfs mount option")
