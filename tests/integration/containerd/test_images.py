@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import secrets
+import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +22,9 @@ from kukeon.runtime.containerd import (
     chain_ids,
 )
 from kukeon.runtime.containerd.content import LABEL_GC_REF_SNAPSHOT
+from kukeon.runtime.containerd.errors import ContainerdCallError
 from tests.fixtures.containerd import BusyboxImage, clean_namespace
+from tests.integration.daemon.test_image_import_bound import oci_archive
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +163,74 @@ async def test_a_namespace_with_images_is_not_deleted(
     finally:
         await clean_namespace(containerd_client, name)
     assert name not in {ns.name for ns in await containerd_client.namespaces.list()}
+
+
+def _entry(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    if kind == tarfile.CHRTYPE:
+        info.devmajor, info.devminor = 1, 1  # /dev/mem
+    if kind != tarfile.REGTYPE:
+        return info, None
+    info.size = 1
+    return info, b"x"
+
+
+def _hostile_layers(outside: Path) -> dict[str, list[tuple[tarfile.TarInfo, bytes | None]]]:
+    return {
+        "absolute": [_entry(f"{outside}/absolute")],
+        "dotdot": [_entry(f"{'../' * 12}{outside}/dotdot")],
+        "symlink-out-then-through": [
+            _entry("out", tarfile.SYMTYPE, str(outside)),
+            _entry("out/through"),
+        ],
+        "device": [_entry("mem", tarfile.CHRTYPE)],
+        "opaque-root": [_entry(".wh..wh..opq")],
+        "hardlink-out": [_entry("hl", tarfile.LNKTYPE, "/etc/passwd")],
+        "hardlink-dotdot": [_entry("hl", tarfile.LNKTYPE, f"{'../' * 12}etc/passwd")],
+        "whiteout-of-root": [_entry(".wh.."), _entry("a")],
+    }
+
+
+REFUSED = {
+    "hardlink-out": "link /etc/passwd /hl: no such file or directory (in the layer's snapshot)",
+    "hardlink-dotdot": "link /etc/passwd /hl: no such file or directory (in the layer's snapshot)",
+    "whiteout-of-root": "invalid whiteout name: .wh..: invalid archive (in the layer's snapshot)",
+}
+
+
+@pytest.mark.parametrize("case", list(_hostile_layers(Path("/x"))))
+async def test_a_hostile_layer_touches_nothing_outside_its_snapshot(
+    case: str, containerd_client: ContainerdClient, containerd_namespace: str, tmp_path: Path
+) -> None:
+    """Absolute paths, ``..``, a symlink out then a file through it, a hard link out, a
+    device node, whiteouts of the root: containerd's apply keeps each in the snapshot (a
+    device node is the container's device rules' to deny, as Docker's) or refuses the
+    layer; a refusal says what, from the snapshot's root: before, it named the directory
+    containerd mounted the snapshot on (``.../tmpmounts/containerd-mount1234/etc/passwd``)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    passwd_links = os.stat("/etc/passwd").st_nlink
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in _hostile_layers(outside)[case]:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    archive = tmp_path / "hostile.tar"
+    archive.write_bytes(oci_archive(layer.getvalue(), name=f"kukeon.io/test/hostile-{case}:1"))
+    images = containerd_client.images(containerd_namespace)
+    if case in REFUSED:
+        with pytest.raises(ContainerdCallError) as refused:
+            await images.import_archive(archive)
+        message = str(refused.value)
+        assert REFUSED[case] in message, message
+        assert "tmpmounts" not in message
+        assert "mount callback" not in message
+    else:
+        [image] = await images.import_archive(archive)
+        assert await containerd_client.snapshots(containerd_namespace).exists(
+            await images.unpack(image.name)
+        )
+    assert list(outside.iterdir()) == []
+    assert os.stat("/etc/passwd").st_nlink == passwd_links

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from kukeon.runtime.containerd.client import Subject
 from kukeon.runtime.containerd.content import LABEL_GC_REF_SNAPSHOT, ContentStore
 from kukeon.runtime.containerd.errors import (
     AlreadyExistsError,
+    ContainerdCallError,
     ContainerdError,
     ImageNameNotReferenceError,
     ImageNotFoundError,
@@ -449,13 +451,18 @@ class ImageService:
             request = diff_pb2.ApplyRequest(
                 diff=descriptor_to_proto(layer), mounts=[mount.to_proto() for mount in mounts]
             )
-            response = await self._client.call(
-                "apply layer",
-                lambda s, md: s.diff.Apply(request, metadata=md, timeout=self._client.call_timeout),
-                namespace=self.namespace,
-                lease=lease,
-                subject=Subject("content", layer.digest),
-            )
+            try:
+                response = await self._client.call(
+                    "apply layer",
+                    lambda s, md: s.diff.Apply(
+                        request, metadata=md, timeout=self._client.call_timeout
+                    ),
+                    namespace=self.namespace,
+                    lease=lease,
+                    subject=Subject("content", layer.digest),
+                )
+            except ContainerdCallError as error:
+                raise _without_mount_dir(error) from error
             if response.applied.digest != diff_id:
                 raise InvalidImageError(
                     image,
@@ -628,6 +635,25 @@ async def unpack_image(
     The registry puller calls this after writing the blobs and the image record.
     """
     return await client.images(namespace, snapshotter=snapshotter).unpack(image)
+
+
+_MOUNT_CALLBACK = re.compile(r"mount callback failed on (/\S+): ")
+
+
+def _without_mount_dir(error: ContainerdCallError) -> ContainerdCallError:
+    """``error`` without the directory containerd mounted the layer's snapshot on: a
+    layer's fault (a hard link to what it does not hold, a whiteout of ``.``) read
+    ``link /var/lib/containerd/tmpmounts/containerd-mount1234/etc/passwd ...``, the
+    node's paths in a realm user's message. Paths are said from the snapshot's root."""
+    found = _MOUNT_CALLBACK.search(error.detail)
+    if found is None:
+        return error
+    directory = found.group(1)
+    detail = error.detail[: found.start()] + error.detail[found.end() :]
+    detail = detail.replace(f"{directory}/", "/").replace(directory, "/")
+    return ContainerdCallError(
+        operation=error.operation, code=error.code, detail=f"{detail} (in the layer's snapshot)"
+    )
 
 
 __all__: Sequence[str] = (
