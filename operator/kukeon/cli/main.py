@@ -159,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             prog_name="kukectl",
             standalone_mode=False,
         )
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # `kukectl`, `kukectl config`, `kukectl rollout` alone: their help on stdout and
+        # exit 0, as kubectl's; it was the whole help as one "error:" line, exit 2.
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "kukectl"
         # Click lists a missing argument's choices one per line, tab-indented ("Choose

@@ -28,10 +28,15 @@ _KUBECTL_KINDS = {
 """Kinds a kubectl user types by habit, and kukeon's kind for them."""
 
 
+def kubectl_kind(text: str) -> str | None:
+    """kukeon's kind for a kind kubectl users type (``pods``: ``cells``), or None."""
+    return _KUBECTL_KINDS.get(text.lower())
+
+
 def unknown_kind(text: str) -> str:
     """The error for a kind no alias names; kubectl's own names point to kukeon's."""
     names = ", ".join(info.plural for info in KINDS.values())
-    ours = _KUBECTL_KINDS.get(text.lower())
+    ours = kubectl_kind(text)
     hint = f" (for kubectl's {text!r}: {ours})" if ours else ""
     return f"unknown kind {text!r}{hint}; expected one of {names}"
 

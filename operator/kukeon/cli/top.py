@@ -22,7 +22,7 @@ from kukeon.api import Cell, Kind, Node, NodeState
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
-from .params import nonempty_name, scope_options
+from .params import kubectl_kind, nonempty_name, scope_options
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run, warning_line
 from .tables import format_rows
 
@@ -293,6 +293,14 @@ class _TopGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return super().get_command(ctx, self.ALIASES.get(cmd_name, cmd_name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # kubectl's most typed `top pod` was "Did you mean 'nodes'?".
+        if args and kubectl_kind(args[0]) == "cells":
+            ctx.fail(f"No such command {args[0]!r}: kubectl's pods are kukeon's cells (top cells)")
+        return super().resolve_command(ctx, args)
 
 
 @click.group("top", cls=_TopGroup)

@@ -51,3 +51,30 @@ def test_namespace_says_where_objects_are(option: str, said: str) -> None:
     assert done.stderr.startswith(f"error: No such option '{option}': kukeon has no namespaces")
     assert said in done.stderr
     assert "Did you mean" not in done.stderr  # click offered --space
+
+
+@pytest.mark.parametrize("word", ["pod", "pods", "po"])
+def test_top_pods_says_cells(word: str) -> None:
+    """kubectl's most typed `top pod` was "No such command. Did you mean 'nodes'?"."""
+    result = CliRunner().invoke(cli, ["top", word, "web"])
+    assert result.exit_code == 2
+    assert f"No such command '{word}': kubectl's pods are kukeon's cells (top cells)" in (
+        result.output
+    )
+    assert "nodes" not in result.output
+
+
+@pytest.mark.parametrize("args", [[], ["config"], ["rollout"]])
+def test_a_group_alone_prints_its_help_as_kubectl(args: list[str]) -> None:
+    """`kukectl` alone printed its whole help as one "error:" line on stderr, exit 2;
+    kubectl (and docker) print the help on stdout and exit 0."""
+    code = "from kukeon.cli.main import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "KUKEON_CONFIG": "/nonexistent/config.yaml"},
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith(f"Usage: kukectl {' '.join([*args, ''])}[OPTIONS] COMMAND")
