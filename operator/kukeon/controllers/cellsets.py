@@ -49,8 +49,16 @@ from kukeon.api.placement import node_view
 from kukeon.api.spread import spread_rule
 from kukeon.framework import EventRecorder, Operator, OperatorContext, Supervisor
 from kukeon.framework.cache import CachedReads
-from kukeon.framework.statusbound import bounded
-from kukeon.store import AlreadyExists, Conflict, NotFound, QuotaExceeded, Registry, WatchEvent
+from kukeon.framework.statusbound import bounded as bounded_status
+from kukeon.store import (
+    AlreadyExists,
+    Conflict,
+    Invalid,
+    NotFound,
+    QuotaExceeded,
+    Registry,
+    WatchEvent,
+)
 
 from .cellsetbackoff import BackoffPolicy, ReplaceBackoff
 from .cellsetlost import move_off_lost_nodes, not_ready, to_move
@@ -307,6 +315,8 @@ class CellSetController:
         self.tasks: Supervisor | None = None
         self.backoff_policy = backoff_policy or BackoffPolicy()
         self._backoffs: dict[StackKey, ReplaceBackoff] = {}
+        self._refused: dict[StackKey, str] = {}
+        """The last write the store refused per set (said once while it repeats)."""
 
     def wake(self) -> None:
         self._loop.wake()
@@ -373,6 +383,7 @@ class CellSetController:
                 await self._delete([c for c in orphans if c.metadata.deletion_timestamp is None])
         live = {key_of(s) for s in sets}
         self._backoffs = {key: b for key, b in self._backoffs.items() if key in live}
+        self._refused = {key: said for key, said in self._refused.items() if key in live}
         self.stalled.retain(live)
 
     async def _set_gone(self, owner: StackKey) -> bool:
@@ -395,8 +406,28 @@ class CellSetController:
     async def _reconcile_quietly(self, cellset: CellSet, cells: Sequence[Cell]) -> None:
         try:
             await self.reconcile(cellset, cells)
+            self._refused.pop(key_of(cellset), None)
         except (Conflict, NotFound, AlreadyExists) as error:
             log.info("cell set %s changed under us (%s)", _label(cellset), error)
+        except Invalid as error:
+            # The store refuses what this set's pass writes (its status over the document
+            # limit: a template too large to keep in its revisions as well as its spec).
+            # Said once while it repeats; the pass goes on to the other sets (the error
+            # ended the pass there, the sets after it never reconciled, and a warning
+            # said so at every pass, each second).
+            said = str(error)
+            key = key_of(cellset)
+            repeated = self._refused.get(key) == said
+            self._refused[key] = said
+            log.log(
+                logging.DEBUG if repeated else logging.WARNING,
+                "cell set %s: the store refused a write: %s",
+                _label(cellset),
+                said,
+            )
+            if not repeated:
+                message = f"the store refused a write of the set: {said}"
+                self._note(cellset, EventReason.FAILED, message, type=EventType.WARNING)
 
     async def _domains(self, cellset: CellSet, cells: Sequence[Cell]) -> dict[str, str | None]:
         """Each placed cell's spread domain, as the scheduler counts it (`SpreadRule`): what
@@ -451,7 +482,7 @@ class CellSetController:
         status = status_of(
             cellset, hash_, plan, now, since=since, exceeded=exceeded, failure=failure
         )
-        status = bounded(cellset.model_copy(update={"status": status})).status
+        status = bounded_status(cellset.model_copy(update={"status": status})).status
         if not _same_status(status, cellset.status):
             written = await self.registry.update_status(
                 cellset.model_copy(update={"status": status})
