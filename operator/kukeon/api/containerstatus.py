@@ -30,6 +30,11 @@ CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
 """The reason of a container waiting out its restart back-off (state ``Waiting``), and of
 its cell meanwhile: Kubernetes' word for it, which kubectl users look for."""
 
+IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+"""The reason of a container whose new image (its spec changed in place) cannot be had
+while its container of the old one runs on, and of its cell meanwhile (Kubernetes' word
+for a container waiting for its image, retried with back-off)."""
+
 
 class ContainerTerminated(KukeonModel):
     """How a container's last run ended (``lastState``, as Kubernetes'

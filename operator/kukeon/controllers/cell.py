@@ -47,12 +47,13 @@ from kukeon.api import (
     Space,
     secret_scope,
 )
-from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF
+from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF, IMAGE_PULL_BACK_OFF
 from kukeon.api.realm import has_server_address, unaddressed_credentials
 from kukeon.framework import (
     EventRecorder,
     HandlerContext,
     Requeue,
+    TemporaryError,
 )
 from kukeon.runtime.cgroups import CgroupPath, CgroupState, Delegation
 from kukeon.runtime.containerd.client import patience as containerd_patience
@@ -78,7 +79,7 @@ from .cellexec import (
     LABEL_SPEC_DIGEST,
     CellExecutor,
 )
-from .cellfailures import BUILD_FAILURES, classify_build_failure
+from .cellfailures import BUILD_FAILURES, classify_build_failure, image_hold
 from .cellfiles import CellFiles, read_secret_value
 from .cellnetns import cell_namespace, cell_netns_path
 from .cellnetwork import CellInterfaces, CellNetworking
@@ -235,6 +236,8 @@ class _Progress:
         # Pulling Event still tells): a Failed cell whose reason is "Pulling" says neither.
         if self.cell.status.state in (CellState.FAILED, CellState.ERROR):
             return
+        if self.cell.status.reason == IMAGE_PULL_BACK_OFF:
+            return  # its old containers run on: the back-off is what is still true
         self.cell = await report(
             self.ctx, self.cell, observe=False, reason="Pulling", message=f"pulling image {image}"
         )
@@ -334,8 +337,9 @@ class CellController:
                 self.log_copiers.forget(key)
             await self._stop(cell, ctx, namespace)
             return
+        progress = _Progress(ctx, cell)
         try:
-            cell = await self._converge(cell, ctx, realm=realm, space=space, namespace=namespace)
+            cell = await self._converge(progress, realm=realm, space=space, namespace=namespace)
         except LeftThisNodeError as left:
             logger.info("cell %s no longer runs here: its pass starts no task", left)
         except BUILD_FAILURES as error:
@@ -345,9 +349,30 @@ class CellController:
             ):
                 # An import or pull of it requeues the cell at once, not after the back-off.
                 self.image_waits.waiting(key, error.image, since=since)
+                await self._image_hold(progress, error)
             self._event(cell, EventReason.FAILED, f"{reason}: {error}", warning=True)
             await report(ctx, cell, state=state, reason=reason, message=str(error))
             raise retry(str(error), reason=reason) from error
+
+    async def _image_hold(self, progress: _Progress, error: ImageUnavailableError) -> None:
+        """An in-place update to an image the node cannot get while the old containers
+        run on (`image_hold`): the cell is ``Degraded``, reason ``ImagePullBackOff``, its
+        containers running and ready as observed, not ``Failed``; retried the same."""
+        hold = image_hold(progress.cell, error)
+        if hold is None:
+            return
+        cell = progress.cell
+        said = f"{IMAGE_PULL_BACK_OFF}: {hold.message}"
+        self._event(cell, EventReason.FAILED, said, warning=True)
+        await report(
+            progress.ctx,
+            cell,
+            state=CellState.DEGRADED,
+            reason=IMAGE_PULL_BACK_OFF,
+            message=hold.message,
+            containers=hold.containers,
+        )
+        raise TemporaryError(hold.message, reason=IMAGE_PULL_BACK_OFF) from error
 
     async def _stop(self, cell: Cell, ctx: HandlerContext, namespace: str) -> None:
         """`desiredState: Stopped`: every task stopped at once, the rest kept."""
@@ -375,8 +400,9 @@ class CellController:
         )
 
     async def _converge(
-        self, cell: Cell, ctx: HandlerContext, *, realm: Realm, space: Space, namespace: str
+        self, progress: _Progress, *, realm: Realm, space: Space, namespace: str
     ) -> Cell:
+        cell, ctx = progress.cell, progress.ctx
         key = cell_key(cell)
         files = CellFiles(self.host.settings.state_dir, key)
         place = CellPlace(
@@ -394,7 +420,6 @@ class CellController:
             image_storage_bytes=realm_image_quota(realm),
             bind_roots=self.host.settings.bind_roots(realm),
         )
-        progress = _Progress(ctx, cell)
         executor = self._executor(cell)
         builder = ContainerBuilder(
             registry=self.registry,

@@ -1,9 +1,14 @@
 """Why a cell could not be built: the state and reason its status says, and whether retrying
-can help, for each failure a build raises (``classify_build_failure``)."""
+can help, for each failure a build raises (``classify_build_failure``); and what the status
+says when the build that failed was an in-place update whose old containers still run
+(``image_hold``)."""
 
 from __future__ import annotations
 
-from kukeon.api import CellState
+from dataclasses import dataclass
+
+from kukeon.api import Cell, CellState, ContainerState, ContainerStatus
+from kukeon.api.containerstatus import IMAGE_PULL_BACK_OFF
 from kukeon.framework import HandlerError, PermanentError, TemporaryError
 from kukeon.runtime.bindpins import BindSourceRefusedError
 from kukeon.runtime.cgroups import CgroupError
@@ -50,3 +55,54 @@ def classify_build_failure(error: Exception) -> tuple[CellState, str, type[Handl
                 reason = error.reason
             return state, reason, retry
     raise TypeError(f"not a build failure: {error!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHold:
+    """A cell whose containers were changed in place to an image the node cannot get,
+    while their containers of the old image run on (nothing is replaced before its new
+    image is there): ``Degraded`` with reason ``ImagePullBackOff`` and this ``message``,
+    not ``Failed``, since the cell runs and serves what it served (READY as observed);
+    ``containers`` the statuses to write, those waiting for the image saying so."""
+
+    message: str
+    containers: list[ContainerStatus]
+
+
+_RUNS = (ContainerState.RUNNING, ContainerState.PAUSED)
+
+
+def image_hold(cell: Cell, error: ImageUnavailableError) -> ImageHold | None:
+    """What the status says when `error` is an in-place image update the node cannot
+    carry out yet: every container naming the image runs one made from another image (its
+    status as last reported). None otherwise (a new cell or container: nothing runs, the
+    cell is ``Failed`` with ``ImageUnavailable``)."""
+    if isinstance(error, InvalidImageReferenceError):
+        return None
+    wanted = [c.id for c in cell.spec.containers if c.image == error.image]
+    statuses = {status.id: status for status in cell.status.containers}
+    held = [statuses.get(cid) for cid in wanted]
+    if not held or any(
+        status is None
+        or status.state not in _RUNS
+        or not status.pid
+        or not status.image
+        or status.image == error.image
+        for status in held
+    ):
+        return None
+    olds = {status.id: status.image for status in held if status is not None}
+    retry = "retried with back-off, at once when the image is imported or pulled on this node"
+    said = {
+        cid: f"{error}; it keeps running image {old!r} until the new one can be started ({retry})"
+        for cid, old in olds.items()
+    }
+    kept = ", ".join(f"{cid} keeps running image {old!r}" for cid, old in olds.items())
+    message = f"container {kept} until its new image can be started: {error} ({retry})"
+    containers = [
+        status.model_copy(update={"reason": IMAGE_PULL_BACK_OFF, "message": said[status.id]})
+        if status.id in said
+        else status
+        for status in cell.status.containers
+    ]
+    return ImageHold(message=message, containers=containers)

@@ -34,3 +34,47 @@ async def test_bad_image_fails_then_recovers(kukeond: Kukeond) -> None:
     assert ready.status.reason is None
     assert ready.status.message is None
     assert ready.status.observed_generation == ready.metadata.generation
+
+
+async def test_an_update_to_a_bad_image_keeps_the_old_container_and_says_so(
+    kukeond: Kukeond,
+) -> None:
+    """The old container runs on while its new image cannot be had: Degraded with reason
+    ImagePullBackOff (it showed Failed beside READY 1/1), the container Running and ready,
+    its reason and the image it still runs said; reverting the spec clears it."""
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "upd")
+    await k.apply(
+        cell_doc(
+            k, "upd", [{"id": "app", "image": k.image.name, "command": "sleep", "args": ["60"]}]
+        )
+    )
+    ready = await k.wait_for(Kind.CELL, key, state="Ready", within=30)
+    assert isinstance(ready, Cell)
+    pid = ready.status.containers[0].pid
+
+    cell = await get_cell(k, key)
+    bad = [c.model_copy(update={"image": BAD_IMAGE}) for c in cell.spec.containers]
+    await update_cell(k, key, spec={"containers": bad})
+    held = await k.wait_for(
+        Kind.CELL, key, until=lambda c: c.status.reason == "ImagePullBackOff", within=30
+    )
+    assert isinstance(held, Cell)
+    assert str(held.status.state) == "Degraded"
+    assert f"keeps running image {k.image.name!r}" in (held.status.message or "")
+    app = held.status.containers[0]
+    assert (str(app.state), app.ready, app.pid, app.image) == ("Running", True, pid, k.image.name)
+    assert app.reason == "ImagePullBackOff"
+    assert BAD_IMAGE in (app.message or "")
+
+    await update_cell(k, key, spec={"containers": cell.spec.containers})
+    back = await k.wait_for(
+        Kind.CELL,
+        key,
+        until=lambda c: str(c.status.state) == "Ready" and c.status.reason is None,
+        within=30,
+    )
+    assert isinstance(back, Cell)
+    assert back.status.containers[0].pid == pid  # the same container: nothing was replaced
+    assert back.status.containers[0].reason is None

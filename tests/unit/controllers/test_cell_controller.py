@@ -791,6 +791,74 @@ async def test_a_lost_task_keeps_its_first_exit_time_across_failed_passes(rig: R
     assert str(cell.status.state) == "Ready"
 
 
+async def test_an_update_to_an_image_not_there_keeps_the_old_container_and_says_so(
+    rig: Rig,
+) -> None:
+    """A typo in an in-place image update: the old container runs on and serves, so the
+    cell is Degraded (ImagePullBackOff), not Failed beside READY 2/2; the container says
+    which image it still runs and why; the Event says the same."""
+    cell = await rig.reconcile(make_cell(app(), {"id": "side", "image": "busybox"}))
+    pid = cell.status.containers[1].pid
+    rig.images.missing = "busybx"
+    containers = [
+        cell.spec.containers[0],
+        cell.spec.containers[1].model_copy(update={"image": "busybx"}),
+    ]
+    cell = cell.model_copy(update={"spec": cell.spec.model_copy(update={"containers": containers})})
+    for seconds in (1, 3):
+        rig.at(seconds)
+        with pytest.raises(TemporaryError) as failed:
+            await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+        assert failed.value.reason == "ImagePullBackOff"
+        cell = rig.latest(cell)
+        assert str(cell.status.state) == "Degraded"
+        assert cell.status.reason == "ImagePullBackOff"
+        assert "container side keeps running image 'busybox'" in (cell.status.message or "")
+        assert "image 'busybx': not found anywhere" in (cell.status.message or "")
+        side = cell.status.containers[1]
+        assert (side.state, side.ready, side.pid, side.image) == (
+            ContainerState.RUNNING,
+            True,
+            pid,
+            "busybox",
+        )
+        assert side.reason == "ImagePullBackOff"
+        assert "keeps running image 'busybox'" in (side.message or "")
+        assert [c.ready for c in cell.status.containers] == [True, True]  # READY 2/2
+    assert rig.recorder.events[-1] == ("Failed", f"ImagePullBackOff: {cell.status.message}")
+    rig.images.missing = None
+    rig.at(5)
+    cell = await rig.reconcile(cell)
+    side = cell.status.containers[1]
+    assert str(cell.status.state) == "Ready"
+    assert (cell.status.reason, side.reason, side.message) == (None, None, None)
+    assert side.image == "busybx"
+    assert side.pid != pid
+
+
+async def test_a_new_container_whose_image_is_not_there_fails_the_cell(rig: Rig) -> None:
+    cell = await rig.reconcile(make_cell(app()))
+    rig.images.missing = "busybx"
+    cell = cell.model_copy(
+        update={
+            "spec": cell.spec.model_copy(
+                update={
+                    "containers": [
+                        *cell.spec.containers,
+                        cell.spec.containers[0].model_copy(
+                            update={"id": "side", "image": "busybx"}
+                        ),
+                    ]
+                }
+            )
+        }
+    )
+    with pytest.raises(TemporaryError) as failed:
+        await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+    assert failed.value.reason == "ImageUnavailable"
+    assert str(rig.latest(cell).status.state) == "Failed"
+
+
 async def test_a_task_gone_with_its_shim_is_task_lost(rig: Rig) -> None:
     cell = await rig.reconcile(make_cell(app(restartPolicy="on-failure", restartBackoffSeconds=2)))
     del rig.world.tasks[CID]
