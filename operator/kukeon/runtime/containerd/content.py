@@ -145,53 +145,11 @@ class ContentStore:
                 await self.update_labels(digest, labels)
             return
         ref = f"kukeon-{digest.replace(':', '-')}-{uuid.uuid4().hex[:12]}"
-        mismatch: list[BlobDigestMismatchError] = []
-        source_failed: list[Exception] = []
-
-        async def requests() -> AsyncIterator[content_pb2.WriteContentRequest]:
-            # Every chunk goes to containerd; what is wrong is reported at the end, before
-            # the commit, with the digest and size of everything that came.
-            verifier = DigestVerifier(digest, size)
-            offset = 0
-            try:
-                async for chunk in chunks:
-                    if not chunk:
-                        continue
-                    verifier.update(chunk)
-                    yield content_pb2.WriteContentRequest(
-                        action=content_pb2.WRITE,
-                        ref=ref,
-                        total=size,
-                        expected=digest,
-                        offset=offset,
-                        data=chunk,
-                    )
-                    offset += len(chunk)
-            except Exception as error:
-                # grpc.aio keeps a request iterator's failure to itself (logged at debug)
-                # and cancels the call: kept here, to be raised once the call has ended.
-                source_failed.append(error)
-                raise
-            actual = verifier.actual()
-            if actual != digest or offset != size:
-                mismatch.append(
-                    BlobDigestMismatchError(
-                        expected=f"{digest} ({size} bytes)", actual=f"{actual} ({offset} bytes)"
-                    )
-                )
-                return
-            yield content_pb2.WriteContentRequest(
-                action=content_pb2.COMMIT,
-                ref=ref,
-                total=size,
-                expected=digest,
-                offset=offset,
-                labels=dict(labels or {}),
-            )
-
+        write = _BlobWrite(ref=ref, digest=digest, size=size, labels=dict(labels or {}))
+        mismatch, source_failed = write.mismatch, write.source_failed
         metadata = self._client.metadata(self.namespace, lease=self.lease)
         try:
-            call = self._client.stubs.content.Write(requests(), metadata=metadata)
+            call = self._client.stubs.content.Write(write.requests(chunks), metadata=metadata)
             async for _response in call:
                 pass
         except asyncio.CancelledError:
@@ -283,3 +241,59 @@ def _info(message: content_pb2.Info) -> ContentInfo:
         created_at=to_datetime(message.created_at),
         labels=dict(message.labels),
     )
+
+
+@dataclass(slots=True)
+class _BlobWrite:
+    """One ``Write`` stream's requests, and what was wrong with its source once it ended."""
+
+    ref: str
+    digest: str
+    size: int
+    labels: dict[str, str]
+    mismatch: list[BlobDigestMismatchError] = field(default_factory=list)
+    source_failed: list[Exception] = field(default_factory=list)
+
+    async def requests(
+        self, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[content_pb2.WriteContentRequest]:
+        # Every chunk goes to containerd; what is wrong is reported at the end, before
+        # the commit, with the digest and size of everything that came.
+        verifier = DigestVerifier(self.digest, self.size)
+        offset = 0
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                verifier.update(chunk)
+                yield content_pb2.WriteContentRequest(
+                    action=content_pb2.WRITE,
+                    ref=self.ref,
+                    total=self.size,
+                    expected=self.digest,
+                    offset=offset,
+                    data=chunk,
+                )
+                offset += len(chunk)
+        except Exception as error:
+            # grpc.aio keeps a request iterator's failure to itself (logged at debug)
+            # and cancels the call: kept here, to be raised once the call has ended.
+            self.source_failed.append(error)
+            raise
+        actual = verifier.actual()
+        if actual != self.digest or offset != self.size:
+            self.mismatch.append(
+                BlobDigestMismatchError(
+                    expected=f"{self.digest} ({self.size} bytes)",
+                    actual=f"{actual} ({offset} bytes)",
+                )
+            )
+            return
+        yield content_pb2.WriteContentRequest(
+            action=content_pb2.COMMIT,
+            ref=self.ref,
+            total=self.size,
+            expected=self.digest,
+            offset=offset,
+            labels=self.labels,
+        )
