@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import posixpath
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from kukeon.api import ContainerSpec, EventReason
+from kukeon.api.container import VolumeKind
 from kukeon.runtime.bindpins import pin_container
 from kukeon.runtime.cgroups import CgroupError, CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
@@ -25,11 +27,13 @@ from kukeon.runtime.containerd.errors import (
     AlreadyExistsError,
     ContainerNotFoundError,
     ProcessNotStartableError,
+    SpecRefusedError,
     TaskNotFoundError,
     program_named,
 )
 from kukeon.runtime.containerd.namespaces import instance_labels
 from kukeon.runtime.containerd.remap import Remap
+from kukeon.runtime.containerd.specerrors import RuntimeSpecError
 from kukeon.runtime.containerd.stopsignal import container_stop_signal, stop_signal_label
 from kukeon.runtime.containerd.tasks import StopDeadline, TaskInfo, TaskIO, TaskStatus
 from kukeon.runtime.containerd.ttyio import create_attachable_task
@@ -91,6 +95,35 @@ class CommandUnusableError(Exception):
             f"container {container.id!r}: command {command!r} {what} in the image"
             f"{_one_program_hint(container, error.reason)} {runc}"
         )
+
+
+def refused_spec_error(container: ContainerSpec, error: SpecRefusedError) -> RuntimeSpecError:
+    """runc's refusal of a value only the node could judge, as the field that asked for it
+    (the cell fails as InvalidSpec, for good, instead of retrying an UnexpectedError)."""
+    runc = f"(runc: {error.detail[:300]})"
+    if error.setting == "memory":
+        limit, usage, peak = (*error.numbers, 0, 0, 0)[:3]
+        why = (
+            f"runc could not set the limit of {limit} bytes: the container already used "
+            f"{usage} bytes (peak {peak}) when it was set; raise it {runc}"
+        )
+        return RuntimeSpecError(
+            container=container.id, field="resources.memoryLimitBytes", reason=why
+        )
+    field = "tmpfs"
+    target = posixpath.normpath(error.target) if error.target else ""
+    for index, tmpfs in enumerate(container.tmpfs):
+        if posixpath.normpath(tmpfs.path) == target:
+            field = f"tmpfs[{index}].options"
+    for index, volume in enumerate(container.volumes):
+        if volume.kind == VolumeKind.TMPFS and posixpath.normpath(volume.target) == target:
+            field = f"volumes[{index}]"
+    why = (
+        f"this node's kernel refused the tmpfs at {target[:200]} with {error.data[:200]!r} "
+        f"(invalid argument: e.g. an mpol= NUMA node it lacks, huge= without transparent "
+        f"huge pages) {runc}"
+    )
+    return RuntimeSpecError(container=container.id, field=field, reason=why)
 
 
 def _one_program_hint(container: ContainerSpec, reason: str) -> str:
@@ -313,6 +346,8 @@ class CellExecutor:
                 await create()
         except ProcessNotStartableError as error:
             raise CommandUnusableError(container, error) from error
+        except SpecRefusedError as error:
+            raise refused_spec_error(container, error) from error
 
     # --- stop and remove ----------------------------------------------------------------
 

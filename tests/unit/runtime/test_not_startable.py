@@ -6,15 +6,19 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kukeon.controllers.cellexec import refused_spec_error
 from kukeon.runtime.containerd.errors import (
     RootfsUnreachableError,
     closed_rootfs_ancestor,
     not_startable_reason,
     program_named,
+    spec_refusal,
 )
+from tests.unit.runtime.test_spec import make_container
 
 PREFIX = "failed to create shim task: OCI runtime create failed: runc create failed: "
 PREFIX += "unable to start container process: "
@@ -126,3 +130,59 @@ def test_a_rootfs_refusal_with_every_directory_open_is_left_as_it_is(open_dir: P
 )
 def test_the_program_runc_names(detail: str, program: str | None) -> None:
     assert program_named(detail) == program
+
+
+# runc's refusals of a value only the node can judge, seen on a private kukeond (runc 1.1.5,
+# kernel 6.18): the cell's UnexpectedError before, retried for ever.
+MEMORY_REFUSAL = (
+    PREFIX + "error during container init: error setting cgroup config for procHooks "
+    "process: unable to set memory limit to 1048576 (current usage: 2371584, peak usage: "
+    "2502656): unknown"
+)
+TMPFS_REFUSAL = (
+    PREFIX + 'error during container init: error mounting "tmpfs" to rootfs at "/t": mount '
+    "tmpfs:/t (via /proc/self/fd/6), flags: 0xe, data: mpol=bind:7: invalid argument: unknown"
+)
+
+
+def test_a_memory_limit_runc_could_not_set_is_named_with_its_numbers() -> None:
+    refused = spec_refusal("c", MEMORY_REFUSAL)
+    assert refused is not None
+    assert (refused.setting, refused.numbers) == ("memory", (1048576, 2371584, 2502656))
+    error = refused_spec_error(make_container(resources={"memoryLimitBytes": 1048576}), refused)
+    assert error.field == "resources.memoryLimitBytes"
+    assert "already used 2371584 bytes" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        (
+            {"tmpfs": [{"path": "/a"}, {"path": "/t/", "options": ["mpol=bind:7"]}]},
+            "tmpfs[1].options",
+        ),
+        ({"volumes": [{"kind": "tmpfs", "target": "/t"}]}, "volumes[0]"),
+        ({}, "tmpfs"),  # a mount point no field names (runc's quoting): the kind at least
+    ],
+)
+def test_a_tmpfs_the_kernel_refused_is_named_by_its_field(
+    fields: dict[str, Any], field: str
+) -> None:
+    refused = spec_refusal("c", TMPFS_REFUSAL)
+    assert refused is not None
+    assert (refused.setting, refused.target, refused.data) == ("tmpfs", "/t", "mpol=bind:7")
+    error = refused_spec_error(make_container(**fields), refused)
+    assert error.field == field
+    assert "'mpol=bind:7'" in error.reason
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        PREFIX + 'exec: "nosuch": executable file not found in $PATH: unknown',
+        PREFIX + 'error mounting "/srv" to rootfs at "/t": mount /srv:/t: no such device: unknown',
+        "connection refused",
+    ],
+)
+def test_other_refusals_are_not_taken_for_a_value(detail: str) -> None:
+    assert spec_refusal("c", detail) is None

@@ -159,6 +159,65 @@ class ProcessNotStartableError(ContainerdError):
         super().__init__(f"cannot start the process of container {container_id!r}: {detail}")
 
 
+class SpecRefusedError(ContainerdError):
+    """runc refused a value of the container's spec that only the node could judge: a
+    memory limit below what the container already used when runc set it, or a tmpfs
+    mount the node's kernel does not take (a NUMA node it lacks, ``huge=`` without
+    transparent huge pages). Only a new spec fixes it.
+
+    ``setting`` is ``memory`` (``numbers``: the limit, the usage, the peak usage) or
+    ``tmpfs`` (``target``: the mount point, ``data``: the options the kernel refused)."""
+
+    def __init__(
+        self,
+        *,
+        container_id: str,
+        setting: str,
+        detail: str,
+        target: str = "",
+        data: str = "",
+        numbers: tuple[int, ...] = (),
+    ) -> None:
+        self.container_id = container_id
+        self.setting = setting
+        self.target = target
+        self.data = data
+        self.numbers = numbers
+        self.detail = detail
+        super().__init__(f"runc refused the {setting} of container {container_id!r}: {detail}")
+
+
+# runc 1.1's words (libcontainer's cgroup managers and its mount of a tmpfs), as
+# containerd wraps them.
+_MEMORY_REFUSED = re.compile(
+    r"unable to set memory limit to (\d+) \(current usage: (\d+), peak usage: (\d+)\)"
+)
+_TMPFS_REFUSED = re.compile(
+    r'error mounting "tmpfs" to rootfs at "((?:[^"\\]|\\.)*)": [^\n]*?data: ([^\n]*?): '
+    r"invalid argument"
+)
+
+
+def spec_refusal(container_id: str, detail: str) -> SpecRefusedError | None:
+    """runc's refusal of a resource or tmpfs value in ``detail``, typed; None otherwise."""
+    memory = _MEMORY_REFUSED.search(detail)
+    if memory is not None:
+        numbers = tuple(int(number) for number in memory.groups())
+        return SpecRefusedError(
+            container_id=container_id, setting="memory", numbers=numbers, detail=detail
+        )
+    tmpfs = _TMPFS_REFUSED.search(detail)
+    if tmpfs is not None:
+        return SpecRefusedError(
+            container_id=container_id,
+            setting="tmpfs",
+            target=tmpfs.group(1),
+            data=tmpfs.group(2),
+            detail=detail,
+        )
+    return None
+
+
 class RootfsUnreachableError(ContainerdError):
     """runc could not mount a container's root filesystem because a directory above it is
     closed to other users: a user-namespace container's (``hostUsers: false``) rootfs is

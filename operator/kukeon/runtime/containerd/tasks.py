@@ -47,6 +47,7 @@ from kukeon.runtime.containerd.errors import (
     TaskNotFoundError,
     closed_rootfs_ancestor,
     not_startable_reason,
+    spec_refusal,
 )
 from kukeon.runtime.containerd.sessionkill import kill_session
 
@@ -176,13 +177,17 @@ class TaskInfo:
 
 @contextlib.contextmanager
 def _refusal_as_not_startable(name: str) -> Iterator[None]:
-    """containerd's refusal of a process runc cannot exec, or of a rootfs it cannot mount
-    in a user namespace, as its typed error."""
+    """containerd's refusal of a process runc cannot exec, of a resource or tmpfs value
+    only the node could judge, or of a rootfs it cannot mount in a user namespace, as its
+    typed error."""
     try:
         yield
     except ContainerdCallError as error:
         reason = not_startable_reason(error.detail)
         if reason is None:
+            refused = spec_refusal(name, error.detail)
+            if refused is not None:
+                raise refused from error
             closed = closed_rootfs_ancestor(error.detail)  # a few stats, on a refusal only
             if closed is None:
                 raise
