@@ -148,6 +148,19 @@ _NAMESPACE_OPTIONS = {
 }
 """kubectl's options typed by habit, and what they are here (click suggested nothing for
 -n, and '--space' for --namespace and --all-namespaces)."""
+_DELETE_FORCE = (
+    "a cell's containers are always stopped before it is removed (kubectl's --force skips "
+    "that wait); --grace-period 0 kills them at once"
+)
+
+
+def _kubectl_option(exc: click.NoSuchOption, where: str) -> str | None:
+    """What kubectl's option, typed by habit, is here; None for any other."""
+    said = _NAMESPACE_OPTIONS.get(exc.option_name)
+    if said is None and exc.option_name == "--force" and where == "kukectl delete":
+        said = _DELETE_FORCE
+    # Not click's "Did you mean '--space'?": a namespace is nearer a realm.
+    return f"No such option '{exc.option_name}': {said}" if said else None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -169,9 +182,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Click lists a missing argument's choices one per line, tab-indented ("Choose
         # from:\n\tbash,\n\tzsh"): one line, as every error of kukectl's.
         message = exc.format_message().replace("\n\t", " ")
-        if isinstance(exc, click.NoSuchOption) and exc.option_name in _NAMESPACE_OPTIONS:
-            # Not click's "Did you mean '--space'?": a namespace is nearer a realm.
-            message = f"No such option '{exc.option_name}': {_NAMESPACE_OPTIONS[exc.option_name]}"
+        if isinstance(exc, click.NoSuchOption):
+            message = _kubectl_option(exc, where) or message
         error_line(f"{message} (see '{where} --help')")
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:

@@ -52,7 +52,38 @@ def answering(
 
     for method in methods:
         setattr(Answer, f"do_{method}", Answer.answer)
-    with _UnixServer(str(socket), Answer) as server:
+    with serving(socket, Answer):
+        yield socket
+
+
+class JsonHandler(http.server.BaseHTTPRequestHandler):
+    """A handler that answers JSON (``send_json``) and logs nothing."""
+
+    def send_json(self, code: int, body: object) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def point_kukectl_at(socket: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """Make an in-process kukectl talk to ``socket`` only: no token, CA or context of the
+    environment, and a config file of the test's."""
+    for name in ("KUKEON_TOKEN", "KUKEON_CA", "KUKEON_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KUKEON_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.setenv("KUKEON_SERVER", f"unix://{socket}")
+
+
+@contextlib.contextmanager
+def serving(socket: Path, handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[Path]:
+    """Serve requests on ``socket`` with ``handler`` while the block runs."""
+    with _UnixServer(str(socket), handler) as server:
         # shutdown() waits for serve_forever's next poll (every 0.5 s by default).
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         try:

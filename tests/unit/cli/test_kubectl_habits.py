@@ -12,6 +12,19 @@ from click.testing import CliRunner
 from kukeon.cli.main import cli
 
 
+def _kukectl(*args: str) -> subprocess.CompletedProcess[str]:
+    """kukectl in a process of its own, as a user runs it: main() writes the usage errors
+    and exits (CliRunner runs the command, not main); no server or config is needed."""
+    code = "from kukeon.cli.main import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "KUKEON_CONFIG": "/nonexistent/config.yaml"},
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "ours"),
     [
@@ -37,16 +50,8 @@ def test_a_kubectl_kind_names_kukeons(args: list[str], ours: str) -> None:
     ],
 )
 def test_namespace_says_where_objects_are(option: str, said: str) -> None:
-    # main() writes the usage error; run it as a user does, with no server needed.
-    code = "from kukeon.cli.main import main; main()"
     value = [] if option == "--all-namespaces" else ["prod"]  # a flag in kubectl
-    done = subprocess.run(
-        [sys.executable, "-c", code, "get", "cells", option, *value],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "KUKEON_CONFIG": "/nonexistent/config.yaml"},
-    )
+    done = _kukectl("get", "cells", option, *value)
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: No such option '{option}': kukeon has no namespaces")
     assert said in done.stderr
@@ -68,13 +73,15 @@ def test_top_pods_says_cells(word: str) -> None:
 def test_a_group_alone_prints_its_help_as_kubectl(args: list[str]) -> None:
     """`kukectl` alone printed its whole help as one "error:" line on stderr, exit 2;
     kubectl (and docker) print the help on stdout and exit 0."""
-    code = "from kukeon.cli.main import main; main()"
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "KUKEON_CONFIG": "/nonexistent/config.yaml"},
-    )
+    done = _kukectl(*args)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.startswith(f"Usage: kukectl {' '.join([*args, ''])}[OPTIONS] COMMAND")
+
+
+def test_delete_force_says_what_kills_at_once() -> None:
+    """`delete --force --grace-period=0`, kubectl's way to be rid of a pod now, was a bare
+    "No such option '--force'"."""
+    done = _kukectl("delete", "cell", "web", "--force", "--grace-period=0")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: No such option '--force': a cell's containers are")
+    assert "--grace-period 0 kills them at once" in done.stderr

@@ -8,10 +8,6 @@ printed at all, leaving its old row as the last word on it."""
 
 from __future__ import annotations
 
-import http.server
-import json
-import socketserver
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from kukeon.cli.main import cli
-
-
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+from tests.unit.cli.listserver import JsonHandler, point_kukectl_at, serving
 
 
 def _realm(name: str, revision: int, state: str) -> dict[str, Any]:
@@ -34,56 +27,38 @@ def _realm(name: str, revision: int, state: str) -> dict[str, Any]:
     }
 
 
-class _Rewound(http.server.BaseHTTPRequestHandler):
+class _Rewound(JsonHandler):
     """The first list has realms a and b; the first watch is a 410; the list after it has
     a alone, at the same revision with another state; later watches end at once."""
 
     lists = 0
     watches = 0
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server calls it by this name
         cls = type(self)
         if "watch=" in self.path:
             cls.watches += 1
             if cls.watches == 1:
                 message = "the server's history was rewound (etcd restored); list again"
                 body = {"kind": "Status", "status": "Failure", "reason": "Expired"}
-                return self._answer(410, {**body, "code": 410, "message": message})
-            return self._answer(200, None)
+                return self.send_json(410, {**body, "code": 410, "message": message})
+            return self.send_json(200, None)
         cls.lists += 1
         if cls.lists == 1:
             items = [_realm("a", 5, "Ready"), _realm("b", 6, "Ready")]
         else:
             items = [_realm("a", 5, "Failed")]
-        self._answer(200, {"items": items, "metadata": {"resourceVersion": str(5 + cls.lists)}})
-
-    def _answer(self, code: int, body: dict[str, Any] | None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(200, {"items": items, "metadata": {"resourceVersion": str(5 + cls.lists)}})
 
 
 def test_after_a_relist_the_rows_match_the_servers_list(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("KUKEON_TOKEN", "KUKEON_CA", "KUKEON_CONTEXT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KUKEON_CONFIG", str(tmp_path / "config.yaml"))
     socket = tmp_path / "k.sock"
-    monkeypatch.setenv("KUKEON_SERVER", f"unix://{socket}")
-    with _UnixServer(str(socket), _Rewound) as server:
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        try:
-            args = ["get", "realms", "-w", "--watch-timeout", "1s", "--no-headers"]
-            result = CliRunner().invoke(cli, args)
-        finally:
-            server.shutdown()
+    point_kukectl_at(socket, tmp_path, monkeypatch)
+    with serving(socket, _Rewound):
+        args = ["get", "realms", "-w", "--watch-timeout", "1s", "--no-headers"]
+        result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     rows = [line.split()[:2] for line in result.stdout.splitlines()]
     assert rows == [["a", "Ready"], ["b", "Ready"], ["a", "Failed"], ["b", "Deleted"]]
