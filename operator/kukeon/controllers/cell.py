@@ -45,10 +45,8 @@ from kukeon.api import (
     Kind,
     Realm,
     Space,
-    secret_scope,
 )
 from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF, IMAGE_PULL_BACK_OFF
-from kukeon.api.realm import has_server_address, unaddressed_credentials
 from kukeon.framework import (
     EventRecorder,
     HandlerContext,
@@ -57,7 +55,6 @@ from kukeon.framework import (
 )
 from kukeon.runtime.cgroups import CgroupPath, CgroupState, Delegation
 from kukeon.runtime.containerd.client import patience as containerd_patience
-from kukeon.runtime.containerd.types import RegistryCredential
 from kukeon.runtime.network import (
     cell_network_id,
     render_hostname,
@@ -80,7 +77,7 @@ from .cellexec import (
     CellExecutor,
 )
 from .cellfailures import BUILD_FAILURES, classify_build_failure, image_hold
-from .cellfiles import CellFiles, read_secret_value
+from .cellfiles import CellFiles
 from .cellnetns import cell_namespace, cell_netns_path
 from .cellnetwork import CellInterfaces, CellNetworking
 from .cellpeers import CellPeers, render_cell_hosts
@@ -99,6 +96,7 @@ from .cellports import (
     publish_ports,
     release_ports,
 )
+from .cellprogress import PassProgress, ordered_containers
 from .cellstate import containerd_container_id
 from .cellstop import plan_stop, stopped_statuses
 from .cellusers import cell_id_range
@@ -114,6 +112,7 @@ from .images import (
 from .imagewaits import ImageWaits
 from .logcopiers import LogCopiers
 from .probing import ProbeManager, RunningContainer
+from .pullcredentials import ignored_credentials, registry_credentials
 from .reporting import now, report
 from .stopgraces import StopGraces, stop_grace
 
@@ -142,51 +141,6 @@ def cell_key(cell: Cell) -> CellKey:
 def network_id(key: tuple[str, ...], instance: str) -> str:
     """The cell's netns name and CNI container id (`_` cannot occur in resource names)."""
     return cell_network_id(key, instance)
-
-
-def ordered_containers(cell: Cell) -> list[ContainerSpec]:
-    """Root container first, the others in manifest order."""
-    if not cell.spec.containers:
-        return []
-    root = cell.spec.root_container()
-    return [root, *(c for c in cell.spec.containers if c.id != root.id)]
-
-
-async def registry_credentials(registry: Registry, realm: Realm) -> list[RegistryCredential]:
-    """The realm's pull credentials, `passwordSecretRef` read from the realm's Secrets;
-    those without `serverAddress` left out: they would go to any registry an image names."""
-    credentials: list[RegistryCredential] = []
-    for index, entry in enumerate(realm.spec.registry_credentials):
-        if not has_server_address(entry):
-            continue  # sent to no registry (`unaddressed_credentials` says so)
-        password = entry.password or ""
-        if entry.password_secret_ref is not None:
-            where = (
-                f"realm {realm.metadata.name!r} registryCredentials[{index}] "
-                f"({entry.username}@{entry.server_address})"
-            )
-            value = await read_secret_value(
-                registry,
-                [secret_scope(realm.metadata.name)],
-                entry.password_secret_ref,
-                where=where,
-            )
-            password = value.decode(errors="replace")
-        credentials.append(
-            RegistryCredential(
-                server_address=entry.server_address or "",
-                username=entry.username or "",
-                password=password,
-            )
-        )
-    return credentials
-
-
-def ignored_credentials(realm: Realm) -> tuple[str, ...]:
-    """What a pull in ``realm`` says of each of its credentials sent to no registry."""
-    return tuple(
-        f"realm {realm.metadata.name}: {why}" for why in unaddressed_credentials(realm.spec)
-    )
 
 
 CONTAINERD_PATIENCE_SECONDS = 5.0
@@ -219,41 +173,6 @@ def _made_elsewhere(place: CellPlace, cgroup: str, netns: str | None) -> CellPla
         place.netns_path,
     )
     return replace(place, cgroup_parent=cgroup, netns_path=netns)
-
-
-class _Progress:
-    """The cell as last written during a pass: a pull's note, an exit recorded at once."""
-
-    def __init__(self, ctx: HandlerContext, cell: Cell) -> None:
-        self.ctx = ctx
-        self.cell = cell
-        self.previous = {status.id: status for status in cell.status.containers}
-        """The containers' statuses when the pass began."""
-
-    async def pulling(self, image: str) -> None:
-        # A pull may take minutes: say so (run --wait and get show it); the pass's own
-        # report replaces the note. A retry after a failure keeps the failure said (the
-        # Pulling Event still tells): a Failed cell whose reason is "Pulling" says neither.
-        if self.cell.status.state in (CellState.FAILED, CellState.ERROR):
-            return
-        if self.cell.status.reason == IMAGE_PULL_BACK_OFF:
-            return  # its old containers run on: the back-off is what is still true
-        self.cell = await report(
-            self.ctx, self.cell, observe=False, reason="Pulling", message=f"pulling image {image}"
-        )
-
-    async def record(self, *statuses: ContainerStatus) -> None:
-        """Write these containers' statuses now: an exit time containerd does not know,
-        that later passes must find to keep the restart's timer where it started, or a
-        restart made by a pass that fails after it."""
-        if not statuses:
-            return
-        written = {status.id for status in statuses}
-        containers = [c for c in self.cell.status.containers if c.id not in written]
-        containers.extend(statuses)
-        order = {c.id: index for index, c in enumerate(ordered_containers(self.cell))}
-        containers.sort(key=lambda c: order.get(c.id, len(order)))
-        self.cell = await report(self.ctx, self.cell, observe=False, containers=containers)
 
 
 class CellController:
@@ -337,7 +256,7 @@ class CellController:
                 self.log_copiers.forget(key)
             await self._stop(cell, ctx, namespace)
             return
-        progress = _Progress(ctx, cell)
+        progress = PassProgress(ctx, cell)
         try:
             cell = await self._converge(progress, realm=realm, space=space, namespace=namespace)
         except LeftThisNodeError as left:
@@ -354,7 +273,7 @@ class CellController:
             await report(ctx, cell, state=state, reason=reason, message=str(error))
             raise retry(str(error), reason=reason) from error
 
-    async def _image_hold(self, progress: _Progress, error: ImageUnavailableError) -> None:
+    async def _image_hold(self, progress: PassProgress, error: ImageUnavailableError) -> None:
         """An in-place update to an image the node cannot get while the old containers
         run on (`image_hold`): the cell is ``Degraded``, reason ``ImagePullBackOff``, its
         containers running and ready as observed, not ``Failed``; retried the same."""
@@ -400,7 +319,7 @@ class CellController:
         )
 
     async def _converge(
-        self, progress: _Progress, *, realm: Realm, space: Space, namespace: str
+        self, progress: PassProgress, *, realm: Realm, space: Space, namespace: str
     ) -> Cell:
         cell, ctx = progress.cell, progress.ctx
         key = cell_key(cell)
@@ -560,7 +479,7 @@ class CellController:
 
     async def _prepare_container(
         self,
-        progress: _Progress,
+        progress: PassProgress,
         builder: ContainerBuilder,
         executor: CellExecutor,
         place: CellPlace,
@@ -600,7 +519,7 @@ class CellController:
 
     async def _run_container(
         self,
-        progress: _Progress,
+        progress: PassProgress,
         prepared: _Prepared,
         place: CellPlace,
         executor: CellExecutor,

@@ -64,7 +64,6 @@ from kukeon.apiserver.quotausage import IMAGE_USAGE_KEY, ImageUsage
 from kukeon.apiserver.request import refuse_body
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.controllers import Controllers
-from kukeon.controllers.cell import registry_credentials
 from kukeon.controllers.cellfiles import SecretUnavailableError
 from kukeon.controllers.imagearchives import name_candidates
 from kukeon.controllers.images import (
@@ -77,6 +76,7 @@ from kukeon.controllers.images import (
     owned_by_admin,
     realm_image_quota,
 )
+from kukeon.controllers.pullcredentials import registry_credentials
 from kukeon.controllers.realm import realm_namespace_labels
 from kukeon.daemon.lookups import realm_of
 from kukeon.runtime.containerd.archivesize import (
