@@ -86,7 +86,11 @@ _CELL_COMMANDS = {
     ("port-forward",),
 }
 _NODE_COMMANDS = {("top", "nodes"), ("cordon",), ("uncordon",), ("drain",)}
-_CONTEXT_COMMANDS = {("config", "use-context"), ("config", "set-context")}
+_CONTEXT_COMMANDS = {
+    ("config", "use-context"),
+    ("config", "set-context"),
+    ("config", "delete-context"),
+}
 _OPTION_COMPLETERS = {
     "realm": "realms",
     "space": "spaces",

@@ -48,7 +48,14 @@ def config_group() -> None:
       kukectl config get-contexts
       kukectl config use-context prod
       kukectl config current-context
+      kukectl config delete-context old
     """
+
+
+def _known_or_fail(path: Path, config: KukectlConfig, name: str) -> None:
+    if config.context(name) is None:
+        known = ", ".join(c.name for c in config.contexts) or "none"
+        fail(f"context {name!r} not found in {path} (known: {known})", EXIT_USAGE)
 
 
 @config_group.command("view")
@@ -93,12 +100,30 @@ def config_use_context(ctx: click.Context, name: str) -> None:
     """Make NAME the current context."""
     path = _config_path(ctx)
     config = _load_or_fail(path)
-    if config.context(name) is None:
-        known = ", ".join(c.name for c in config.contexts) or "none"
-        fail(f"context {name!r} not found in {path} (known: {known})", EXIT_USAGE)
+    _known_or_fail(path, config, name)
     config.current_context = name
     _save_or_fail(path, config)
     click.echo(f"switched to context {name!r}")
+
+
+@config_group.command("delete-context")
+@click.argument("name")
+@click.pass_context
+def config_delete_context(ctx: click.Context, name: str) -> None:
+    """Remove context NAME (the current one too: then none is current, as kubectl)."""
+    path = _config_path(ctx)
+    config = _load_or_fail(path)
+    _known_or_fail(path, config, name)
+    config.contexts = [c for c in config.contexts if c.name != name]
+    was_current = config.current_context == name
+    if was_current:
+        config.current_context = None
+    _save_or_fail(path, config)
+    if was_current:
+        warning_line(
+            "this removed the current context; kukectl config use-context NAME picks another"
+        )
+    click.echo(f"deleted context {name} from {path}")
 
 
 @config_group.command("set-context")

@@ -209,3 +209,27 @@ def test_set_context_says_the_overrides_it_does_not_store(tmp_path: Path) -> Non
         "context (kubectl writes none of its overrides either): set-context team "
         "--certificate-authority /ca.crt stores it\n"
     )
+
+
+def test_delete_context(tmp_path: Path) -> None:
+    """kubectl's `config delete-context NAME` was "No such command": a context could only
+    be removed by editing the file. The current one may go too, leaving none current."""
+    path = tmp_path / "config.yaml"
+
+    def kukectl(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(cli, ["--config", str(path), "config", *args])
+        return result.exit_code, result.stdout, result.stderr
+
+    assert kukectl("set-context", "a", "--server", "unix:///a.sock")[0] == 0  # current
+    assert kukectl("set-context", "b", "--server", "unix:///b.sock")[0] == 0
+    assert kukectl("delete-context", "b") == (0, f"deleted context b from {path}\n", "")
+    assert [c["name"] for c in yaml.safe_load(path.read_text())["contexts"]] == ["a"]
+    code, out, err = kukectl("delete-context", "a")
+    assert (code, out) == (0, f"deleted context a from {path}\n")
+    assert err == (
+        "warning: this removed the current context; kukectl config use-context NAME picks another\n"
+    )
+    assert yaml.safe_load(path.read_text()).get("currentContext") is None
+    code, _, err = kukectl("delete-context", "a")
+    assert code == 2
+    assert "context 'a' not found" in err
