@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from kukeon.cancelling import cancel_and_wait
+from kukeon.fileio import host_disk_refusal
 from kukeon.processes import identify
 
 from .connection import EtcdConfig
@@ -559,6 +560,9 @@ class EmbeddedEtcd:
                     await self._launch(keep_ports=True)
                 except (EtcdStartError, OSError) as error:
                     summary = str(error).splitlines()[0]
+                    if host_disk_refusal(error) is not None:
+                        # It names no file: the operator is told which disk to free.
+                        summary += f" (in {self.data_dir}: started again once room is freed)"
                     log.error("embedded etcd did not start again: %s", summary)
                     continue
                 self.restarts += 1

@@ -27,9 +27,17 @@ CHECK_INTERVAL = 30.0
 
 
 async def keep_space(client: aetcd.Client, *, interval: float = CHECK_INTERVAL) -> None:
-    """``recover_space`` every ``interval`` seconds, for ever (run it supervised)."""
+    """``recover_space`` every ``interval`` seconds, for ever (run it supervised).
+
+    An etcd out of reach is looked at again at the next period, said at debug level: its
+    process is down or starting, which its supervisor says (an etcd whose own disk filled
+    dies, and starts again only once room is freed). Before, this loop crashed at each
+    try, an error with a traceback every few seconds for as long as etcd was away."""
     while True:
-        await recover_space(client)
+        try:
+            await recover_space(client)
+        except (aetcd.ConnectionFailedError, aetcd.ConnectionTimeoutError) as error:
+            log.debug("etcd's alarms not read (etcd out of reach): %r", error)
         await asyncio.sleep(interval)
 
 
