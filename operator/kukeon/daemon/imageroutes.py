@@ -49,7 +49,7 @@ import os
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -101,6 +101,23 @@ log = logging.getLogger(__name__)
 
 MAX_CELLS_NAMED = 10
 """A refusal names at most this many cells (and says how many more)."""
+IMPORT_IDLE_SECONDS = 60.0
+"""How long an import's body may send nothing before the import is answered 408: a body
+that stopped held its long-running place, its staging file and its connection for ever."""
+
+
+async def _next_within(chunks: AsyncIterator[bytes], seconds: float) -> bytes | None:
+    """The body's next chunk, None at its end; ApiError 408 when none came in ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await anext(chunks, None)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"the image archive's body sent nothing for {seconds:g}s; nothing of it was "
+            "kept: send it again",
+            reason="Timeout",
+        ) from None
 
 
 def _authorize(request: web.Request, *, verb: Verb, realm: str) -> None:
@@ -413,8 +430,9 @@ class ImageRoutes:
         # Measured as it comes: a small gzip bomb is refused before a byte of it is
         # imported (its blobs went whole into the content store).
         meter = ArchiveMeter(limit)
+        chunks = body_chunks(request, 1 << 20)
         try:
-            async for chunk in body_chunks(request, 1 << 20):
+            while (chunk := await _next_within(chunks, IMPORT_IDLE_SECONDS)) is not None:
                 await asyncio.to_thread(_measured_write, stream, meter, chunk)
         except ArchiveTooLargeError as error:
             raise _too_large(error) from None
