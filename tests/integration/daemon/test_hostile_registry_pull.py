@@ -6,18 +6,16 @@ cells. The registry client's side of each attack is tests/unit/runtime/test_host
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from backports import zstd
 
 from kukeon.api import Cell, Kind
 from kukeon.runtime.containerd import registrybody
 from tests.fixtures.kukeond import Kukeond
-from tests.fixtures.services import free_tcp_port
-from tests.unit.runtime.test_hostile_registry import ZSTD_LONG, Hostile, coded, dripped
+from tests.integration.daemon.test_image_routes import cell_document
+from tests.unit.runtime.test_hostile_registry import ZSTD_LONG, Hostile, coded, dripped, serve
 from tests.unit.runtime.test_registry_client import make_image
 
 pytestmark = [
@@ -36,11 +34,7 @@ async def hostiles() -> AsyncIterator[dict[str, str]]:
     servers: list[TestServer] = []
     hosts: dict[str, str] = {}
     for name, registry in (("zstd", zstd_coded), ("slow", slow)):
-        app = web.Application()
-        app.router.add_get(r"/v2/{repo:.+}/manifests/{ref}", registry.serve_manifest)
-        app.router.add_get(r"/v2/{repo:.+}/blobs/{digest}", registry.serve_blob)
-        server = TestServer(app, host="127.0.0.1", port=free_tcp_port())
-        await server.start_server()
+        server = await serve(registry)
         servers.append(server)
         hosts[name] = f"127.0.0.1:{server.port}"
     try:
@@ -48,19 +42,6 @@ async def hostiles() -> AsyncIterator[dict[str, str]]:
     finally:
         for server in servers:
             await server.close()
-
-
-def cell_document(k: Kukeond, name: str, image: str) -> dict[str, Any]:
-    return {
-        "kind": "Cell",
-        "metadata": {"name": name},
-        "spec": {
-            "realmId": k.realm,
-            "spaceId": "s1",
-            "stackId": "st1",
-            "containers": [{"id": "main", "image": image, "command": "sleep", "args": ["600"]}],
-        },
-    }
 
 
 async def test_cells_of_hostile_registries_say_why_and_kukeond_goes_on(

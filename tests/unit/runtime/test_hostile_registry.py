@@ -86,14 +86,20 @@ class Hostile:
         return await self.blob(request, blobs[digest])
 
 
-@pytest.fixture
-async def hostile() -> AsyncIterator[tuple[Hostile, str]]:
-    registry = Hostile(make_image(layer_count=1))
+async def serve(registry: Hostile) -> TestServer:
+    """``registry`` on a loopback port (``server.port``); close it when done."""
     app = web.Application()
     app.router.add_get(r"/v2/{repo:.+}/manifests/{ref}", registry.serve_manifest)
     app.router.add_get(r"/v2/{repo:.+}/blobs/{digest}", registry.serve_blob)
     server = TestServer(app, host="127.0.0.1", port=free_tcp_port())
     await server.start_server()
+    return server
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[tuple[Hostile, str]]:
+    registry = Hostile(make_image(layer_count=1))
+    server = await serve(registry)
     try:
         yield registry, f"127.0.0.1:{server.port}"
     finally:

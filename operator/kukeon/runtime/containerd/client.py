@@ -161,7 +161,7 @@ class ContainerdClient:
         self.address = address.removeprefix("unix://")
         self.unpack_limits = unpack_limits or UnpackLimits()
         """What bounds the layers an image unpack applies (``images.ImageService.unpack``)."""
-        self._snapshotter_roots: dict[str, str | None] = {}
+        self._plugin_roots: dict[tuple[str, str], str | None] = {}
         self._interceptors = list(interceptors)
         self.retry_timeout = retry_timeout
         self.call_timeout = call_timeout
@@ -317,9 +317,28 @@ class ContainerdClient:
         """The directory the snapshotter keeps its snapshots in (its plugin's ``root``
         export), None when containerd does not say (a snapshotter without a local root);
         asked once."""
-        if snapshotter not in self._snapshotter_roots:
+        return await self._plugin_root(
+            "io.containerd.snapshotter.v1",
+            snapshotter,
+            what=f"snapshotter {snapshotter}'s snapshots",
+            # Not a reason to unpack nothing: only imageUnpackedMaxBytes bounds it then.
+            unbounded="image unpacks",
+        )
+
+    async def content_root(self) -> str | None:
+        """The directory of containerd's content store (its ``content`` plugin's ``root``
+        export), where a pull's blobs land; None when containerd does not say; asked once."""
+        return await self._plugin_root(
+            "io.containerd.content.v1", "content", what="the content store", unbounded="pulls"
+        )
+
+    async def _plugin_root(
+        self, plugin_type: str, plugin_id: str, *, what: str, unbounded: str
+    ) -> str | None:
+        key = (plugin_type, plugin_id)
+        if key not in self._plugin_roots:
             request = introspection_pb2.PluginsRequest(
-                filters=[f"type==io.containerd.snapshotter.v1,id=={snapshotter}"]
+                filters=[f"type=={plugin_type},id=={plugin_id}"]
             )
             try:
                 response = await self.call(
@@ -330,24 +349,25 @@ class ContainerdClient:
                     namespace=None,
                 )
             except grpc.aio.AioRpcError as error:
-                # Not a reason to unpack nothing: only imageUnpackedMaxBytes bounds it then.
                 log.warning(
-                    "containerd does not say where snapshotter %s keeps its snapshots (%s): "
-                    "image unpacks are not bounded by that disk's free space",
-                    snapshotter,
+                    "containerd does not say where it keeps %s (%s): %s are not bounded by "
+                    "that disk's free space",
+                    what,
                     error.details() or error.code().name,
+                    unbounded,
                 )
-                self._snapshotter_roots[snapshotter] = None
+                self._plugin_roots[key] = None
                 return None
             roots = [plugin.exports.get("root") for plugin in response.plugins]
-            self._snapshotter_roots[snapshotter] = next((root for root in roots if root), None)
-            if self._snapshotter_roots[snapshotter] is None:
+            self._plugin_roots[key] = next((root for root in roots if root), None)
+            if self._plugin_roots[key] is None:
                 log.warning(
-                    "containerd's snapshotter %s exports no root directory: image unpacks "
-                    "are not bounded by its disk's free space",
-                    snapshotter,
+                    "containerd exports no root directory of %s: %s are not bounded by its "
+                    "disk's free space",
+                    what,
+                    unbounded,
                 )
-        return self._snapshotter_roots[snapshotter]
+        return self._plugin_roots[key]
 
     async def wait_ready(self, *, within: float = 30.0) -> VersionInfo:
         """Wait until containerd answers (it may still be starting), at most ``within`` s."""

@@ -7,20 +7,49 @@ before the image that references it exists), the image record is created or move
 new target, and the layers are unpacked into the snapshotter. Each step is idempotent, so a
 pull interrupted anywhere is finished by pulling again: blobs already stored are not
 fetched twice and layers already unpacked are not applied twice.
+
+A registry names the sizes of the blobs it sends (the registry client refuses a byte more):
+before any is fetched, those the store does not hold must fit in the free space of the
+content store's disk, less the reserve that keeps the node out of DiskPressure and what
+other pulls are fetching (``PullTooLargeError``). Before, with no image storage limit set
+(the default), a registry describing a 1 TiB layer had kukeond write it until the disk of
+containerd's content store was full.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from kukeon.runtime.containerd.client import DEFAULT_SNAPSHOTTER, ContainerdClient
-from kukeon.runtime.containerd.errors import InvalidImageError
+from kukeon.runtime.containerd.errors import ContainerdError, InvalidImageError
 from kukeon.runtime.containerd.images import Image, ImageService, select_platform_manifest
+from kukeon.runtime.containerd.layersize import UnpackLimits
 from kukeon.runtime.containerd.oci import INDEX_MEDIA_TYPES, Descriptor, Platform
 from kukeon.runtime.containerd.reference import ImageReference, parse_reference
 from kukeon.runtime.containerd.registry import PulledImage, RegistryClient, ResolvedImage
-from kukeon.runtime.containerd.types import RegistryCredential
+from kukeon.runtime.containerd.types import BlobStore, RegistryCredential
+
+
+class PullTooLargeError(ContainerdError):
+    """The blobs a pull would fetch take more room than the content store's disk has."""
+
+    def __init__(self, *, image: str, need: int, room: int, why: str) -> None:
+        self.image = image
+        self.need = need
+        self.room = room
+        super().__init__(
+            f"image {image!r}: the blobs to fetch take {need} bytes as the registry describes "
+            f"them, more than the {room} bytes the content store has ({why})"
+        )
+
+
+_fetching: dict[int, int] = {}
+"""Bytes pulls are fetching right now, by filesystem (``st_dev``): two pulls at once must
+not each count on the same free space."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +92,27 @@ async def pull_image(
     """
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     images = client.images(namespace, snapshotter=snapshotter)
+    root = await client.content_root()
     async with client.leases(namespace).lease() as lease:
         store = client.content(namespace, lease=lease)
-        if registry is None:
-            async with RegistryClient(
-                credentials=credentials, insecure_registries=insecure_registries, platform=platform
-            ) as own_registry:
-                pulled = await own_registry.pull(ref, store=store, before_fetch=before_fetch)
-        else:
-            pulled = await registry.pull(ref, store=store, before_fetch=before_fetch)
+        claims = contextlib.ExitStack()
+
+        async def check(resolved: ResolvedImage) -> None:
+            need = await _to_fetch(store, resolved)
+            claims.enter_context(await _claim(client.unpack_limits, root, need, str(ref)))
+            if before_fetch is not None:
+                await before_fetch(resolved)
+
+        with claims:  # left once fetched: on the disk then, out of its free space
+            if registry is None:
+                async with RegistryClient(
+                    credentials=credentials,
+                    insecure_registries=insecure_registries,
+                    platform=platform,
+                ) as own_registry:
+                    pulled = await own_registry.pull(ref, store=store, before_fetch=check)
+            else:
+                pulled = await registry.pull(ref, store=store, before_fetch=check)
         if unpack and pulled.target.media_type in INDEX_MEDIA_TYPES:
             _check_unpacker_agrees(
                 index=await store.read_blob(pulled.target.digest), pulled=pulled, images=images
@@ -86,6 +127,49 @@ async def pull_image(
         image = await images.put(pulled.name, target=target, labels=labels, lease=lease)
     chain_id = await images.unpack(image.name) if unpack else None
     return PullResult(image=image, pulled=pulled, chain_id=chain_id)
+
+
+async def _to_fetch(store: BlobStore, resolved: ResolvedImage) -> int:
+    """The bytes of the blobs ``resolved`` needs that ``store`` does not hold."""
+    sizes = resolved.blob_sizes()
+    return sum([size for digest, size in sizes.items() if not await store.has_blob(digest)])
+
+
+async def _claim(
+    limits: UnpackLimits, root: str | None, need: int, image: str
+) -> contextlib.AbstractContextManager[None]:
+    """Hold ``need`` bytes of the content store's disk until the claim is left, refused
+    past its free space less the DiskPressure reserve and other pulls' claims."""
+    if root is None:
+        return contextlib.nullcontext()
+    try:
+        found = await asyncio.to_thread(os.statvfs, root)
+        device = (await asyncio.to_thread(os.stat, root)).st_dev
+    except OSError:
+        return contextlib.nullcontext()
+    free = found.f_bavail * found.f_frsize
+    reserve = limits.reserve(found.f_blocks * found.f_frsize)
+    busy = _fetching.get(device, 0)
+    room = max(0, free - reserve - busy)
+    if need > room:
+        others = f", {busy} bytes being fetched by other pulls" if busy else ""
+        why = (
+            f"{free} bytes free on its disk less {reserve} bytes kept free so that the node "
+            f"does not come under DiskPressure{others}"
+        )
+        raise PullTooLargeError(image=image, need=need, room=room, why=why)
+    return _holding(device, need)
+
+
+@contextlib.contextmanager
+def _holding(device: int, need: int) -> Iterator[None]:
+    _fetching[device] = _fetching.get(device, 0) + need
+    try:
+        yield
+    finally:
+        _fetching[device] -= need
+        if not _fetching[device]:
+            del _fetching[device]
 
 
 def _check_unpacker_agrees(*, index: bytes, pulled: PulledImage, images: ImageService) -> None:
