@@ -97,6 +97,21 @@ class CommandUnusableError(Exception):
         )
 
 
+class InitOomKilledError(Exception):
+    """runc's init was OOM-killed before the container's command ran: the container's own
+    memory limit or its realm's (``spec.limits.memoryBytes``, shared by all its containers)
+    left it no room. The realm's may have room later: retried, not failed for good."""
+
+    def __init__(self, container: ContainerSpec, error: SpecRefusedError) -> None:
+        own = container.resources.memory_limit_bytes if container.resources else None
+        limit = f"resources.memoryLimitBytes {own}" if own else "no resources.memoryLimitBytes"
+        super().__init__(
+            f"container {container.id!r}: runc's init was OOM-killed before the command ran: "
+            f"its memory limit ({limit}) or its realm's (spec.limits.memoryBytes, all its "
+            f"containers together) left it no room (runc: {error.detail[:300]})"
+        )
+
+
 def refused_spec_error(container: ContainerSpec, error: SpecRefusedError) -> RuntimeSpecError:
     """runc's refusal of a value only the node could judge, as the field that asked for it
     (the cell fails as InvalidSpec, for good, instead of retrying an UnexpectedError)."""
@@ -347,6 +362,8 @@ class CellExecutor:
         except ProcessNotStartableError as error:
             raise CommandUnusableError(container, error) from error
         except SpecRefusedError as error:
+            if error.setting == "oom":
+                raise InitOomKilledError(container, error) from error
             raise refused_spec_error(container, error) from error
 
     # --- stop and remove ----------------------------------------------------------------

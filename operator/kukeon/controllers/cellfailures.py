@@ -18,7 +18,7 @@ from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.idranges import IdRangeClashError, IdRangeError
 from kukeon.runtime.network import NetworkError
 
-from .cellexec import CommandUnusableError
+from .cellexec import CommandUnusableError, InitOomKilledError
 from .cellfiles import SecretUnavailableError
 from .images import ImageUnavailableError, InvalidImageReferenceError
 
@@ -38,6 +38,8 @@ _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]]
     (LayerRefusedError, CellState.FAILED, "ImageUnavailable", TemporaryError),
     (NetworkError, CellState.FAILED, "NetworkFailed", TemporaryError),
     (CgroupError, CellState.FAILED, "CgroupFailed", TemporaryError),
+    # Under its realm's memory limit, the realm's other containers may leave room later.
+    (InitOomKilledError, CellState.FAILED, "OOMKilled", TemporaryError),
     # Another installation on the host claimed the realm's ids first (docs/user-namespaces.md).
     (IdRangeClashError, CellState.FAILED, "UserNamespaceRangeClash", TemporaryError),
     (IdRangeError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),

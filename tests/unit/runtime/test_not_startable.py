@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from kukeon.controllers.cellexec import refused_spec_error
+from kukeon.api import CellState
+from kukeon.controllers.cellexec import InitOomKilledError, refused_spec_error
+from kukeon.controllers.cellfailures import classify_build_failure
+from kukeon.framework import TemporaryError
 from kukeon.runtime.containerd.errors import (
     RootfsUnreachableError,
     closed_rootfs_ancestor,
@@ -186,3 +189,17 @@ def test_a_tmpfs_the_kernel_refused_is_named_by_its_field(
 )
 def test_other_refusals_are_not_taken_for_a_value(detail: str) -> None:
     assert spec_refusal("c", detail) is None
+
+
+def test_an_init_oom_killed_is_retried_naming_both_limits() -> None:
+    detail = PREFIX + "container init was OOM-killed (memory limit too low?): unknown"
+    refused = spec_refusal("c", detail)
+    assert refused is not None
+    assert refused.setting == "oom"
+    own = InitOomKilledError(make_container(resources={"memoryLimitBytes": 6 << 20}), refused)
+    assert "resources.memoryLimitBytes 6291456" in str(own)
+    assert "spec.limits.memoryBytes" in str(own)
+    state, reason, retry = classify_build_failure(own)
+    assert (state, reason, retry) == (CellState.FAILED, "OOMKilled", TemporaryError)
+    none = InitOomKilledError(make_container(), refused)
+    assert "no resources.memoryLimitBytes" in str(none)

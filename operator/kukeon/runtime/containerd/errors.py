@@ -165,8 +165,10 @@ class SpecRefusedError(ContainerdError):
     mount the node's kernel does not take (a NUMA node it lacks, ``huge=`` without
     transparent huge pages). Only a new spec fixes it.
 
-    ``setting`` is ``memory`` (``numbers``: the limit, the usage, the peak usage) or
-    ``tmpfs`` (``target``: the mount point, ``data``: the options the kernel refused)."""
+    ``setting`` is ``memory`` (``numbers``: the limit, the usage, the peak usage),
+    ``tmpfs`` (``target``: the mount point, ``data``: the options the kernel refused) or
+    ``oom``: runc's init was OOM-killed before the command ran, under the container's own
+    limit or its realm's (which may have room later)."""
 
     def __init__(
         self,
@@ -192,6 +194,7 @@ class SpecRefusedError(ContainerdError):
 _MEMORY_REFUSED = re.compile(
     r"unable to set memory limit to (\d+) \(current usage: (\d+), peak usage: (\d+)\)"
 )
+_INIT_OOM_KILLED = re.compile(r"container init was OOM-killed")
 _TMPFS_REFUSED = re.compile(
     r'error mounting "tmpfs" to rootfs at "((?:[^"\\]|\\.)*)": [^\n]*?data: ([^\n]*?): '
     r"invalid argument"
@@ -206,6 +209,8 @@ def spec_refusal(container_id: str, detail: str) -> SpecRefusedError | None:
         return SpecRefusedError(
             container_id=container_id, setting="memory", numbers=numbers, detail=detail
         )
+    if _INIT_OOM_KILLED.search(detail):
+        return SpecRefusedError(container_id=container_id, setting="oom", detail=detail)
     tmpfs = _TMPFS_REFUSED.search(detail)
     if tmpfs is not None:
         return SpecRefusedError(
