@@ -322,6 +322,7 @@ def _print_found(
     help="List across every parent (an explicit --realm/--space narrows it).",
 )
 @click.option("-w", "--watch", is_flag=True, help="After listing, keep printing changes.")
+@click.option("--watch-only", is_flag=True, help="-w without printing the current objects first.")
 @click.option("--watch-timeout", type=DURATION, help="Stop watching after this long.")
 @click.option("--no-headers", is_flag=True, help="Tables without their header line.")
 @click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
@@ -343,6 +344,7 @@ def get(
     field_selector: str | None,
     all_parents: bool,
     watch: bool,
+    watch_only: bool,
     watch_timeout: float | None,
     no_headers: bool,
     show_labels: bool,
@@ -371,9 +373,11 @@ def get(
     """
     if kind_or_object.lower() in _EVENT_WORDS:
         extra = names or selector or field_selector or show_labels or label_columns or sort_by
-        _get_events(ctx, refused=bool(extra), output=output, all_realms=all_parents, watch=watch)
+        refused = bool(extra) or watch_only
+        _get_events(ctx, refused=refused, output=output, all_realms=all_parents, watch=watch)
         return
     groups = _kind_groups(kind_or_object, names)
+    watch = watch or watch_only
     _refuse_conflicts(
         groups,
         watch=watch,
@@ -404,6 +408,7 @@ def get(
             shape.layout(kind, with_parents=query.with_parents(kind)),
             no_headers,
             watch_timeout,
+            changes_only=watch_only,
         )
         return True
 
@@ -450,6 +455,8 @@ async def _watch(
     layout: TableLayout,
     no_headers: bool,
     stop_after: float | None,
+    *,
+    changes_only: bool = False,
 ) -> None:
     from kukeon.api import to_document
     from kukeon.client.reflector import follow
@@ -489,7 +496,7 @@ async def _watch(
         table.fit(listing.items, datetime.now(UTC))
         if not no_headers:
             print_text(table.header())
-    for res in listing.items:
+    for res in () if changes_only else listing.items:  # --watch-only: listed, not shown
         show(res)
     sys.stdout.flush()
     # Reconnects from the last revision seen when the stream drops, relists on 410 Gone.

@@ -60,7 +60,9 @@ class JsonHandler(http.server.BaseHTTPRequestHandler):
     """A handler that answers JSON (``send_json``) and logs nothing."""
 
     def send_json(self, code: int, body: object) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
+        self.send_body(code, b"" if body is None else json.dumps(body).encode())
+
+    def send_body(self, code: int, data: bytes) -> None:
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

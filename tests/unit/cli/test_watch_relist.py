@@ -8,6 +8,7 @@ printed at all, leaving its old row as the last word on it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,32 @@ def test_after_a_relist_the_rows_match_the_servers_list(
     rows = [line.split()[:2] for line in result.stdout.splitlines()]
     assert rows == [["a", "Ready"], ["b", "Ready"], ["a", "Failed"], ["b", "Deleted"]]
     assert "rewound" in result.stderr
+
+
+class _OneChange(JsonHandler):
+    """Lists realm a; the first watch brings its change, later ones end at once."""
+
+    watches = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server calls it by this name
+        cls = type(self)
+        if "watch=" not in self.path:
+            items = [_realm("a", 5, "Ready")]
+            return self.send_json(200, {"items": items, "metadata": {"resourceVersion": "5"}})
+        cls.watches += 1
+        change = {"type": "MODIFIED", "object": _realm("a", 6, "Failed")}
+        self.send_body(200, (json.dumps(change) + "\n").encode() if cls.watches == 1 else b"")
+
+
+def test_watch_only_prints_the_changes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubectl's `--watch-only` was "No such option"; it is -w without the current rows."""
+    socket = tmp_path / "k.sock"
+    point_kukectl_at(socket, tmp_path, monkeypatch)
+    with serving(socket, _OneChange):
+        args = ["get", "realms", "--watch-only", "--watch-timeout", "1s"]
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = [line.split()[:2] for line in result.stdout.splitlines()]
+    assert rows == [["NAME", "STATE"], ["a", "Failed"]]
