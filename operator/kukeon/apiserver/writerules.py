@@ -509,6 +509,7 @@ def _space_defaults(space: Space) -> ContainerSpec | None:
         capabilities=defaults.capabilities,
         security_opts=list(defaults.security_opts),
         tmpfs=list(defaults.tmpfs),
+        resources=defaults.resources,
     )
 
 

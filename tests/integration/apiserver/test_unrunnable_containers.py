@@ -122,10 +122,18 @@ async def test_a_sets_template_and_a_spaces_defaults_are_checked_too(
     assert _fields(body) == ["spec.template.spec.containers[0].securityOpts[0]"]
 
     space = space_doc("other")
-    space["spec"]["defaults"] = {"container": {"user": "root:", "tmpfs": [{"path": "/"}]}}
+    space["spec"]["defaults"] = {
+        "container": {
+            "user": "root:",
+            "tmpfs": [{"path": "/"}],
+            # Was a 201: every container without resources of its own inherited it.
+            "resources": {"memoryLimitBytes": 2 << 20},
+        }
+    }
     status, body = await _answer(await http.post(SPACES, json=space))
     assert status == 422, body
     assert sorted(_fields(body)) == [
+        "spec.defaults.container.resources.memoryLimitBytes",
         "spec.defaults.container.tmpfs[0].path",
         "spec.defaults.container.user",
     ]
