@@ -495,9 +495,15 @@ class EmbeddedEtcd:
 
     def _write_pid_file(self, pid: int) -> None:
         temporary = self.pid_file.with_name(f".{self.pid_file.name}.tmp")
-        temporary.write_text(f"{pid}\n")
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, self.pid_file)
+        try:
+            temporary.write_text(f"{pid}\n")
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, self.pid_file)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            if error.filename is None:  # a write refused for space names no file
+                error.filename = str(self.pid_file)
+            raise
 
     async def _launch(self, *, keep_ports: bool) -> None:
         pki = await asyncio.to_thread(self._prepare)
@@ -510,7 +516,13 @@ class EmbeddedEtcd:
             self._member = member
             await member.spawn()
             if member.pid is not None:
-                await asyncio.to_thread(self._write_pid_file, member.pid)
+                try:
+                    await asyncio.to_thread(self._write_pid_file, member.pid)
+                except OSError:
+                    # Not left running unrecorded (a full disk refuses the pidfile): the
+                    # supervisor's next try would start a second etcd on the same data.
+                    await member.kill()
+                    raise
             try:
                 await member.wait_healthy(within=self.startup_timeout)
                 return

@@ -14,13 +14,11 @@ import is taken once room is freed. Every mount is unmounted whatever happens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import os
 import re
 import secrets
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -31,8 +29,9 @@ from kukeon.daemon.app import Daemon
 from kukeon.store import Registry
 from tests.fixtures.containerd import MAKE_TEST_IMAGE, BusyboxImage, PrivateContainerd
 from tests.fixtures.etcd import EtcdServer
-from tests.fixtures.kukeond import Kukeond, kukeond_config, running_kukeond, unmount_all
-from tests.fixtures.services import require_binary, require_root
+from tests.fixtures.fulldisk import fill, kept_full, tmpfs
+from tests.fixtures.kukeond import Kukeond, kukeond_config, running_kukeond
+from tests.fixtures.services import require_binary
 from tests.integration.controllers.helpers import cell_doc, cell_key, container
 
 pytestmark = pytest.mark.integration
@@ -43,73 +42,6 @@ API = "http://kukeond/apis/kukeon.io/v1beta1"
 # holds a second of them, not the whole test's.
 COUNTER = f"i=0; while :; do i=$((i+1)); echo line $i {'x' * 240}; sleep 0.05; done"
 NUMBERED = re.compile(r"^line (\d+) x+$")
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` on ``path``, unmounted (every layer of it) whatever happens."""
-    require_root()
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield path
-    finally:
-        unmount_all(path)
-
-
-def fill(directory: Path, *, leave: int = 0) -> Path:
-    """A file taking every free byte of ``directory``'s file system but ``leave``."""
-    filler = directory / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        facts = os.statvfs(directory)
-        room = facts.f_bavail * facts.f_frsize - leave
-        if room > 0:
-            os.posix_fallocate(descriptor, 0, room)
-    finally:
-        os.close(descriptor)
-    return filler
-
-
-@contextlib.asynccontextmanager
-async def kept_full(directory: Path) -> AsyncIterator[None]:
-    """``directory``'s file system full, and kept so: a page a writer frees (a temporary
-    file removed, a lock file rewritten) is taken back within 20 ms, as on a disk that
-    other writers fill; everything is freed at the end."""
-    filler = await asyncio.to_thread(fill, directory)
-    crumbs = directory / "crumbs"
-    descriptor = os.open(crumbs, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    stop = asyncio.Event()
-
-    def take_what_is_freed() -> None:
-        while True:
-            try:
-                os.write(descriptor, b"\0" * 4096)
-            except OSError as error:
-                if error.errno != errno.ENOSPC:
-                    raise
-                return
-
-    async def keep() -> None:
-        while not stop.is_set():
-            await asyncio.to_thread(take_what_is_freed)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.02)
-
-    await asyncio.to_thread(take_what_is_freed)
-    keeper = asyncio.create_task(keep())
-    try:
-        yield
-    finally:
-        stop.set()
-        await keeper
-        os.close(descriptor)
-        crumbs.unlink()
-        filler.unlink()
 
 
 def session(k: Kukeond) -> aiohttp.ClientSession:
