@@ -154,11 +154,21 @@ _DELETE_FORCE = (
 )
 
 
+_RUN_DETACHED = (
+    "kukectl run returns once the cell is created, as docker's run -d (-i, --rm or --wait "
+    "stay with it)"
+)
+_HABITS = {
+    ("kukectl delete", "--force"): _DELETE_FORCE,
+    ("kukectl run", "-d"): _RUN_DETACHED,
+    ("kukectl run", "--detach"): _RUN_DETACHED,
+}
+"""kubectl's and docker's options one command lacks, by (command, option)."""
+
+
 def _kubectl_option(exc: click.NoSuchOption, where: str) -> str | None:
     """What kubectl's option, typed by habit, is here; None for any other."""
-    said = _NAMESPACE_OPTIONS.get(exc.option_name)
-    if said is None and exc.option_name == "--force" and where == "kukectl delete":
-        said = _DELETE_FORCE
+    said = _NAMESPACE_OPTIONS.get(exc.option_name) or _HABITS.get((where, exc.option_name))
     # Not click's "Did you mean '--space'?": a namespace is nearer a realm.
     return f"No such option '{exc.option_name}': {said}" if said else None
 

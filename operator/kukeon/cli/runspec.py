@@ -27,6 +27,21 @@ _KERNEL_TMPFS_SIZE = re.compile(r"[0-9]+[tTpPeE%]")
 """A tmpfs ``size=`` the kernel takes that is no byte count here: a share of the memory
 (``50%``) or a unit past g; passed on as the mount option, as docker does."""
 
+
+class RestartPolicy(click.Choice[str]):
+    """``--restart``: kukeon's policies, spelt as kubectl (``Never``, ``OnFailure``) or
+    docker (``no``) too: ``--restart=Never``, kubectl's habit, was refused."""
+
+    _SPELLINGS = {"onfailure": "on-failure", "no": "never"}
+
+    def __init__(self) -> None:
+        super().__init__(["always", "on-failure", "never"])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        word = str(value).lower()
+        return super().convert(self._SPELLINGS.get(word, word), param, ctx)
+
+
 CONTAINER_OPTION_NAMES = {
     "env": "--env",
     "env_files": "--env-file",
@@ -142,9 +157,10 @@ _HOST_OPTIONS = [
     ),
     click.option(
         "--restart",
-        type=click.Choice(["always", "on-failure", "never"]),
+        type=RestartPolicy(),
         default="never",
         show_default=True,
+        help="always, on-failure or never (kubectl's Always, OnFailure, Never; docker's no).",
     ),
 ]
 

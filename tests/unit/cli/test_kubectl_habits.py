@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -85,3 +86,22 @@ def test_delete_force_says_what_kills_at_once() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("error: No such option '--force': a cell's containers are")
     assert "--grace-period 0 kills them at once" in done.stderr
+
+
+def test_run_detach_says_it_is_the_default() -> None:
+    done = _kukectl("run", "-d", "x", "--image", "busybox")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: No such option '-d': kukectl run returns once")
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("Never", None), ("no", None), ("OnFailure", "on-failure"), ("Always", "always")],
+)
+def test_run_restart_takes_kubectl_and_docker_spellings(given: str, stored: str | None) -> None:
+    """`run --restart=Never`, kubectl's habit, was refused: only 'never' was a choice."""
+    args = ["run", "x", "--image", "busybox", f"--restart={given}", "--dry-run=client"]
+    result = CliRunner().invoke(cli, [*args, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    [container] = json.loads(result.stdout)["spec"]["containers"]
+    assert container.get("restartPolicy", "never") == (stored or "never")
