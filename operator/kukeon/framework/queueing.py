@@ -51,15 +51,23 @@ Memory: the state of an object is dropped when the object is deleted, and its wo
 task exits after ``queue_idle_timeout`` without work, so 10,000 quiet objects cost
 10,000 small records and no tasks. A global semaphore bounds how many handlers run.
 
+Realms: the objects of one realm hold at most ``Settings.realm_workers`` of those handlers
+at once (a per-realm semaphore, taken before a global slot and kept only while held or
+awaited). A handler may hold its worker for long: a cell's finalize waits out its stop
+grace (up to an hour), and without this bound a realm's editor who deleted 16 cells that
+ignore SIGTERM held every worker, and no other realm's cell was converged for the hour
+(seen on a private kukeond: another realm's new cell stayed Pending).
+
 ``watching`` feeds this module; ``processing`` runs what it schedules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from kukeon.api import Kind, key_of
@@ -155,6 +163,8 @@ class ObjectQueues:
         """Per kind, the objects due now (``depth``, ``kukeon_queue_depth``)."""
         self._running = 0
         self._slots = asyncio.Semaphore(settings.max_workers)
+        self._realm_slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        """Per realm: its semaphore and how many workers hold or await it (then dropped)."""
         self._accepting = True
         self._paused = False
         """No handler is started (``pause``); what is due waits for ``resume``."""
@@ -505,7 +515,7 @@ class ObjectQueues:
                     if not state.dirty and not state.timers_due:
                         break
                     continue
-                async with self._slots:
+                async with self._realm_slot(state), self._slots:
                     if not self._accepting or self._paused:
                         break
                     await self._step(state)
@@ -521,6 +531,27 @@ class ObjectQueues:
             ):
                 # Work arrived after the idle decision: start a new worker for it.
                 self._kick(state)
+
+    @contextlib.asynccontextmanager
+    async def _realm_slot(self, state: _ObjectState) -> AsyncIterator[None]:
+        """One of the ``realm_workers`` slots of the object's realm (none for a Node)."""
+        if state.kind == Kind.NODE or not state.key:
+            yield
+            return
+        realm = state.key[0]
+        semaphore, users = self._realm_slots.get(realm, (None, 0))
+        if semaphore is None:
+            semaphore = asyncio.Semaphore(self._settings.realm_workers)
+        self._realm_slots[realm] = (semaphore, users + 1)
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._realm_slots[realm]
+            if users <= 1:
+                del self._realm_slots[realm]
+            else:
+                self._realm_slots[realm] = (semaphore, users - 1)
 
     async def _step(self, state: _ObjectState) -> None:
         if state.dirty:

@@ -26,6 +26,12 @@ class Settings:
     max_workers: int = 16
     """Handlers running at the same time over all objects and kinds."""
 
+    max_workers_per_realm: int | None = None
+    """Of those, at most this many for the objects of one realm (a Node's are no realm's),
+    so that one realm's handlers that take long (cells stopping out an hour's grace)
+    leave the other realms workers; None: all but a quarter of ``max_workers`` (12 of
+    16), at least 1."""
+
     backoff_initial: float = 0.5
     backoff_factor: float = 2.0
     backoff_max: float = 300.0
@@ -59,9 +65,20 @@ class Settings:
     watch of its key (followers and leaders watch the key, they do not poll it); None:
     min(1 s, TTL / 4)."""
 
+    @property
+    def realm_workers(self) -> int:
+        """``max_workers_per_realm``, or its default: all but a quarter, at least 1."""
+        if self.max_workers_per_realm is not None:
+            return min(self.max_workers_per_realm, self.max_workers)
+        return max(1, self.max_workers - max(1, self.max_workers // 4))
+
     def __post_init__(self) -> None:
         if self.max_workers < 1:
             raise ValueError(f"Settings.max_workers must be >= 1, got {self.max_workers}")
+        if self.max_workers_per_realm is not None and self.max_workers_per_realm < 1:
+            raise ValueError(
+                f"Settings.max_workers_per_realm must be >= 1, got {self.max_workers_per_realm}"
+            )
         if self.backoff_initial <= 0 or self.backoff_factor < 1:
             raise ValueError("Settings.backoff_initial must be > 0 and backoff_factor >= 1")
         if self.backoff_max < self.backoff_initial:
