@@ -31,7 +31,7 @@ import os
 import secrets
 import shutil
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +53,7 @@ from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
 from kukeon.daemon.terminalsize import TERMINAL_MAX, resize_of
 from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
 from kukeon.runtime.containerd.crilog import (
+    LogRecord,
     RenderOptions,
     ends_open,
     render,
@@ -225,6 +226,18 @@ class _LogSink:
             data = data[: self.left]
             self.left -= len(data)
         await _write_within(self.response, data)
+
+
+def _next_rendered(
+    history: Iterator[list[LogRecord]], options: RenderOptions, open_line: bool
+) -> tuple[bytes, bool] | None:
+    """The next chunk of a log's history as its text and whether it ends inside a line;
+    None at the end. Blocking: for a thread."""
+    chunk = next(history, None)
+    if chunk is None:
+        return None
+    kept = options.keep(chunk)
+    return render(kept, options, open_line=open_line), ends_open(kept) if kept else open_line
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:
@@ -409,24 +422,29 @@ class NodeRoutes:
         # containerLogMaxFiles x containerLogMaxSize.
         history = follower.history(query.tail, query.render.since)
         try:
-            keep = query.render.keep
-            first = await asyncio.to_thread(next, history, None)
-            records = keep(first or [])
+            # A chunk is a whole file (up to containerLogMaxSize) read, kept and rendered in
+            # a thread: rendered on the event loop, a few readers of long logs stalled every
+            # other request for seconds.
+            first = await asyncio.to_thread(_next_rendered, history, query.render, False)
             response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
             if query.render.stream is not None:
                 response.headers[LOG_STREAM_HEADER] = query.render.stream.capitalize()
             await response.prepare(request)
             sink = _LogSink(response, query.limit)
             try:
-                await sink.write(render(records, query.render, open_line=False))
-                open_line = ends_open(records)
+                data, open_line = first or (b"", False)
+                await sink.write(data)
                 while (
                     not sink.full
-                    and (chunk := await asyncio.to_thread(next, history, None)) is not None
+                    and (
+                        rendered := await asyncio.to_thread(
+                            _next_rendered, history, query.render, open_line
+                        )
+                    )
+                    is not None
                 ):
-                    kept = keep(chunk)
-                    await sink.write(render(kept, query.render, open_line=open_line))
-                    open_line = ends_open(kept) if kept else open_line
+                    data, open_line = rendered
+                    await sink.write(data)
                 if query.follow and not query.previous and not sink.full:
                     await self._follow(request, sink, follower, cell, query.render, open_line)
                 await response.write_eof()
