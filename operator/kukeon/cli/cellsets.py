@@ -27,7 +27,7 @@ from kukeon.client.conflicts import conflict_attempts, is_conflict
 from kukeon.client.paths import object_path
 
 from .lifecycle import RESTARTED_AT
-from .params import DURATION, nonempty_name, scope_options
+from .params import DURATION, kubectl_hint, nonempty_name, scope_options
 from .runner import EXIT_USAGE, fail, run, stderr
 
 POLL_EVERY = 0.5
@@ -44,7 +44,8 @@ def set_named(words: tuple[str, ...]) -> str:
         fail(f"{' '.join(words)!r}: expected {_FORMS}", EXIT_USAGE)
     kind, sep, name = words[0].rpartition("/")
     if sep and kind.lower() not in ("cellset", "cellsets", "cs"):
-        fail(f"{words[0]!r}: expected {_FORMS} (this command acts on cell sets)", EXIT_USAGE)
+        usage = f"expected {_FORMS} (this command acts on cell sets{kubectl_hint(kind, '; ', '')})"
+        fail(f"{words[0]!r}: {usage}", EXIT_USAGE)
     return nonempty_name(name)
 
 

@@ -33,12 +33,16 @@ def kubectl_kind(text: str) -> str | None:
     return _KUBECTL_KINDS.get(text.lower())
 
 
+def kubectl_hint(text: str, before: str = " (", after: str = ")") -> str:
+    """`` (for kubectl's 'pods': cells)`` when ``text`` is a kind kubectl users type."""
+    ours = kubectl_kind(text)
+    return f"{before}for kubectl's {text!r}: {ours}{after}" if ours else ""
+
+
 def unknown_kind(text: str) -> str:
     """The error for a kind no alias names; kubectl's own names point to kukeon's."""
     names = ", ".join(info.plural for info in KINDS.values())
-    ours = kubectl_kind(text)
-    hint = f" (for kubectl's {text!r}: {ours})" if ours else ""
-    return f"unknown kind {text!r}{hint}; expected one of {names}"
+    return f"unknown kind {text!r}{kubectl_hint(text)}; expected one of {names}"
 
 
 class KindType(click.ParamType[Kind]):
@@ -519,7 +523,7 @@ def _one_named(words: Sequence[str], kinds: Sequence[Kind]) -> tuple[Kind, str]:
     if len(words) not in (1, 2):
         fail(f"{' '.join(words)!r}: {usage}", EXIT_USAGE)
     if "/" not in words[0] and kind_for_alias(words[0]) is None:
-        fail(f"{words[0]!r} is not a kind: {usage}", EXIT_USAGE)
+        fail(f"{words[0]!r} is not a kind{kubectl_hint(words[0])}: {usage}", EXIT_USAGE)
     groups = kind_name_groups(words[0], words[1:])
     kind, names = groups[0]
     if kind not in kinds:

@@ -105,3 +105,20 @@ def test_run_restart_takes_kubectl_and_docker_spellings(given: str, stored: str 
     assert result.exit_code == 0, result.output
     [container] = json.loads(result.stdout)["spec"]["containers"]
     assert container.get("restartPolicy", "never") == (stored or "never")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["scale", "deployment", "pool", "--replicas", "1"],
+            "for kubectl's 'deployment': cellsets",
+        ),
+        (["rollout", "status", "deploy/pool"], "for kubectl's 'deploy': cellsets"),
+        (["logs", "pod", "web"], "'pod' is not a kind (for kubectl's 'pod': cells)"),
+    ],
+)
+def test_one_object_commands_name_kukeons_kind(args: list[str], said: str) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert said in result.output
