@@ -153,6 +153,12 @@ class RealmQuota(KukeonModel):
     kukeond's `realmWriteBytesPerSecond`. Each kukeond's API server counts its own."""
 
 
+REALM_PIDS_START_MIN = 8
+"""The least ``spec.limits.pids`` a write may set: runc's init holds up to 6 tasks (its Go
+threads count) while it starts a container, so under it no container of the realm starts
+(4 failed, 6 started one on a 2-core host); stored realms below it still load."""
+
+
 class RealmLimits(KukeonModel):
     """Ceilings on what the realm's containers together use on each node, set on the realm's
     cgroup (`<root>/<realm>`) so the kernel enforces them for everything below it: memory
@@ -165,9 +171,11 @@ class RealmLimits(KukeonModel):
     memory_bytes: int | None = Field(
         default=None, ge=MEMORY_LIMIT_MIN, le=MEMORY_LIMIT_MAX, strict=True
     )
-    """At most this much memory (page cache included) for the realm's containers."""
+    """At most this much memory (page cache included) for the realm's containers; a write
+    sets 6 MiB (6291456) or more, what runc's init needs to start one container."""
     pids: int | None = Field(default=None, ge=1, le=PIDS_LIMIT_MAX, strict=True)
-    """At most this many processes and threads; unset: kukeond's `realmPidsLimit`."""
+    """At most this many processes and threads; unset: kukeond's `realmPidsLimit`; a write
+    sets 8 or more (runc's init holds up to 6 while it starts a container)."""
     container_ephemeral_storage_bytes: int | None = Field(
         default=None, ge=EPHEMERAL_STORAGE_MIN, le=INT64_MAX, strict=True
     )

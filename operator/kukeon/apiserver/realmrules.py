@@ -1,14 +1,17 @@
 """What a realm write may not ask, whoever writes it (``writerules.check_acted_on``): a
 containerd namespace other than the one its nodes made, a registry credential no pull
-would use, one naming no registry. Each is compared with the stored realm, so a realm
-stored before a rule stays writable as long as the write leaves that value as it was.
+would use, one naming no registry, limits under which no container could start. Each is
+compared with the stored realm, so a realm stored before a rule stays writable as long as
+the write leaves that value as it was.
 """
 
 from __future__ import annotations
 
 from kukeon.api import AnyResource, Realm
+from kukeon.api.container import MEMORY_LIMIT_START_MIN
 from kukeon.api.meta import quote
 from kukeon.api.realm import (
+    REALM_PIDS_START_MIN,
     UNADDRESSED_CREDENTIAL,
     RegistryCredentials,
     has_server_address,
@@ -19,7 +22,39 @@ from kukeon.apiserver.status import Cause
 
 def realm_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:
     """Every reason to refuse ``realm`` (replacing ``current``, None on create)."""
-    return _namespace_causes(realm, current) + _credential_causes(realm, current)
+    causes = _namespace_causes(realm, current) + _credential_causes(realm, current)
+    return causes + _limit_causes(realm, current)
+
+
+def _limit_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:
+    """Limits under which no container of the realm starts: runc's init is OOM-killed, or
+    cannot fork (a value the stored realm has already is let through)."""
+    limits = realm.spec.limits
+    if limits is None:
+        return []
+    stored = current.spec.limits if isinstance(current, Realm) else None
+    causes: list[Cause] = []
+    memory = limits.memory_bytes
+    if (
+        memory
+        and memory < MEMORY_LIMIT_START_MIN
+        and (stored is None or stored.memory_bytes != memory)
+    ):
+        why = (
+            f"at least {MEMORY_LIMIT_START_MIN} bytes (6 MiB), got {memory}: runc's init is "
+            "charged about 2.5 MiB to it while it starts each container, so below that no "
+            "container of the realm starts (OOM-killed)"
+        )
+        causes.append(Cause("spec.limits.memoryBytes", why))
+    pids = limits.pids
+    if pids and pids < REALM_PIDS_START_MIN and (stored is None or stored.pids != pids):
+        why = (
+            f"at least {REALM_PIDS_START_MIN}, got {pids}: runc's init holds up to 6 processes "
+            "and threads while it starts a container, so below that no container of the "
+            "realm starts"
+        )
+        causes.append(Cause("spec.limits.pids", why))
+    return causes
 
 
 def _credential_causes(realm: Realm, current: AnyResource | None) -> list[Cause]:
