@@ -133,7 +133,6 @@ async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | 
         if isinstance(error, BodyTooSlowError):
             raise
         raise BodyTooSlowError(
-            f"a document was not sent whole within {DOCUMENT_SECONDS:g} s "
-            f"({total} bytes by then)"
+            f"a document was not sent whole within {DOCUMENT_SECONDS:g} s ({total} bytes by then)"
         ) from None
     return b"".join(parts)
