@@ -184,6 +184,23 @@ async def test_a_gzip_bomb_stops_at_what_is_read(hostile: tuple[Hostile, str]) -
         await pull(host)
 
 
+async def test_a_blob_longer_than_declared_stops_past_its_size(
+    hostile: tuple[Hostile, str],
+) -> None:
+    """1 MiB more than the manifest declares (uncoded): refused at the first chunk past the
+    size, nothing of the layer stored."""
+    registry, host = hostile
+
+    async def longer(request: web.Request, body: bytes) -> web.StreamResponse:
+        return await plain(request, body + bytes(MiB))
+
+    registry.blob = longer
+    store = MemoryBlobStore()
+    with pytest.raises(DigestMismatchError, match="more than the 300000 bytes announced"):
+        await pull(host, store)
+    assert not set(registry.image.layer_digests) & set(store.blobs)
+
+
 @pytest.mark.parametrize(
     ("body", "why"),
     [
