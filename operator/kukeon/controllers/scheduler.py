@@ -115,6 +115,7 @@ from kukeon.store import (
 )
 from kukeon.store.keys import range_end
 
+from .bindrefusals import RefusedBindings
 from .concurrently import both, nothing
 from .hearing import HEARTBEAT_GRACE, Heartbeats
 from .layers import LAYER_KINDS, nodes_named, release_node
@@ -131,7 +132,6 @@ SCHEDULER = SCHEDULED_BY_SCHEDULER
 UNSCHEDULABLE = "Unschedulable"
 NODE_LOST = "NodeLost"
 NODE_NOT_FOUND = "NodeNotFound"
-BINDING_REFUSED = "BindingRefused"
 _REQUEST_TIMEOUT = 5.0
 RELEASE_INTERVAL = 5.0
 """Seconds between two passes over realms, spaces and stacks for nodes that are gone."""
@@ -217,9 +217,8 @@ class Scheduler:
         grace (``Heartbeats.gone``): idle passes list cells until it is taken."""
         self._alive: frozenset[str] | None = None
         """The nodes whose lease the last pass saw (None before the first)."""
-        self._refused: dict[tuple[str, ...], str | None] = {}
-        """Cells whose binding the store refused, by key: the resourceVersion they were
-        refused at (after the mark in their status). Not placed again until they change."""
+        self.refused = RefusedBindings()
+        """Cells whose binding the store refused: not placed again until they change."""
         self._clock = clock
         self._rules: Mapping[str, SpreadRule] = {}
         """This pass's spread rule of each set with a cell to place (`rules_by_set`)."""
@@ -306,8 +305,7 @@ class Scheduler:
             cells = [c for c in listed if isinstance(c, Cell)]
             self._unplaced = any(not c.spec.node_name for c in cells)
             self._awaiting = False  # until a decision is left to the grace again
-            listed_keys = {key_of(c) for c in cells}
-            self._refused = {k: v for k, v in self._refused.items() if k in listed_keys}
+            self.refused.keep_only({key_of(c) for c in cells})
         count_cells(views, cells)
         self._rules = await self._spread_rules(cells, lost=lost_since.keys())
 
@@ -323,9 +321,7 @@ class Scheduler:
                     )
                 )
             elif (
-                not assigned
-                and cell.metadata.deletion_timestamp is None
-                and self._refused.get(key_of(cell), "") != cell.metadata.resource_version
+                not assigned and cell.metadata.deletion_timestamp is None and self.refused.due(cell)
             ):
                 writes.append(self._place(cell, views))
             if (absent := self._on_absent_node(cell, views, alive)) is not None:
@@ -593,50 +589,15 @@ class Scheduler:
             bound = await self.registry.update(moved)
         except (Conflict, NotFound):
             return  # changed under us: the next pass decides again (and counts again)
-        except Invalid as error:
-            await self._binding_refused(cell, node, error)
+        except Invalid as error:  # over the document limit with the binding: said once
+            if (marked := await self.refused.said(self.registry, cell, node, error)) is not None:
+                self.reads.writes.wrote(marked)
             return
         # Assumed bound until the watch shows it: the next pass counts it on its node.
         self.reads.writes.wrote(bound)
         self.stats.assigned += 1
         if moving:
             self.stats.rescheduled += 1
-
-    async def _binding_refused(self, cell: Cell, node: str, error: Invalid) -> None:
-        """The store refused the binding (the cell's document with ``nodeName``, the
-        annotation and the finalizer would be over its limit): it would be refused at every
-        pass, and it ended each pass, every second, with a warning, before the release of
-        lost nodes. Said once, in the cell's status when that write fits, and not tried
-        again until the cell changes."""
-        key = key_of(cell)
-        log.log(
-            logging.DEBUG if key in self._refused else logging.WARNING,
-            "cell %s: the store refused its binding to node %s: %s",
-            _name(cell),
-            node,
-            error,
-        )
-        self._refused[key] = cell.metadata.resource_version
-        message = f"the store refused its binding to node {node}: {error}"
-        if cell.status.reason == BINDING_REFUSED and cell.status.message == message:
-            return
-        try:
-            written = await patch_status(
-                self.registry,
-                cell,
-                observe=False,
-                max_conflicts=1,
-                state=CellState.PENDING,
-                reason=BINDING_REFUSED,
-                message=message,
-                node_name=None,
-            )
-        except StoreError as refused:  # a status that does not fit either: logged above
-            log.debug("cell %s: its status not written either: %s", _name(cell), refused)
-            return
-        if written is not None:
-            self._refused[key] = written.metadata.resource_version
-            self.reads.writes.wrote(written)
 
     async def _unschedulable(self, cell: Cell, placement: Placement) -> None:
         message = placement.message()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kukeon.api import Cell, CellState
-from kukeon.controllers.scheduler import BINDING_REFUSED
+from kukeon.controllers.bindrefusals import BINDING_REFUSED
 from kukeon.store import DocumentTooLarge
 
 from .hostfakes import cell

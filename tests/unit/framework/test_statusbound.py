@@ -13,12 +13,10 @@ from kukeon.api import (
     Kind,
     NodeLayerState,
     ObjectMeta,
-    Realm,
     Space,
     SpaceNodeStatus,
     SpaceSpec,
 )
-from kukeon.framework import HandlerContext, OperatorRunner
 from kukeon.framework.statusbound import (
     MESSAGE_CHARS,
     REASON_CHARS,
@@ -30,8 +28,7 @@ from kukeon.framework.statusbound import (
 )
 from kukeon.store import MAX_DOCUMENT_BYTES, DocumentTooLarge
 
-from .fakes import FakeStore, realm
-from .test_operator import operator
+from .test_store_trouble import refused_passes
 
 
 def size(resource: Any) -> int:
@@ -111,23 +108,14 @@ async def test_a_write_refused_as_too_large_is_said_once_without_a_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # It was an error with a traceback at every pass of the object, for good.
-    store = FakeStore()
-    op = operator(store, backoff_max=0.01)
-    calls: list[str] = []
-
-    @op.reconcile(Kind.REALM)
-    async def handle(obj: Realm, ctx: HandlerContext) -> None:
-        calls.append(obj.metadata.name)
-        raise DocumentTooLarge("Realm 'a': the document is 2085844 bytes, over the limit")
-
-    await store.create(realm("a"))
-    with caplog.at_level(logging.DEBUG, logger="kukeon.framework"):
-        async with OperatorRunner(op) as runner:
-            await runner.wait_for(lambda: len(calls) >= 6)
+    too_large = DocumentTooLarge("the document is 2085844 bytes, over the limit")
+    store = await refused_passes(caplog, lambda n: too_large, passes=12)
     said = [r for r in caplog.records if "2085844 bytes" in r.message]
-    assert len(said) >= 5
+    assert len(said) >= 11
     assert all(r.exc_info is None for r in said)
-    assert [r.levelno for r in said].count(logging.WARNING) == 1
-    stored = await store.get(Kind.REALM, ("a",))
-    assert stored.status.reason == "DocumentTooLarge"
-    assert "2085844 bytes" in (stored.status.message or "")
+    # once for each of the three objects, then at debug level
+    assert [r.levelno for r in said].count(logging.WARNING) == 3
+    for name in ("a", "b", "c"):
+        stored = await store.get(Kind.REALM, (name,))
+        assert stored.status.reason == "DocumentTooLarge"
+        assert "2085844 bytes" in (stored.status.message or "")
