@@ -14,9 +14,14 @@ import pytest
 from kukeon.api import ContainerSpec
 from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.containerd.speccheck import EXEC_STRING_MAX, container_errors
+from kukeon.runtime.containerd.types import ImageConfig
 from tests.unit.runtime.test_spec import build, make_container
 
 REFUSED: list[tuple[dict[str, Any], str, str]] = [
+    # runc's init starts in the cwd: a leaked descriptor there reaches the host (CVE-2024-21626).
+    ({"workingDir": "/proc/self/fd/7"}, "workingDir", "inside /proc"),
+    ({"workingDir": "/proc"}, "workingDir", "inside /proc"),
+    ({"workingDir": "/srv/../proc/self/cwd"}, "workingDir", "inside /proc"),
     ({"capabilities": {"add": ["CAP_FLY"]}}, "capabilities.add[0]", "unknown capability"),
     ({"capabilities": {"drop": ["nope"]}}, "capabilities.drop[0]", "unknown capability"),
     ({"securityOpts": ["apparmor=x"]}, "securityOpts[0]", "unsupported security option"),
@@ -158,6 +163,8 @@ def test_the_api_check_and_the_node_refuse_the_same_field(
 
 ACCEPTED: list[dict[str, Any]] = [
     {},
+    {"workingDir": "/procfs"},
+    {"workingDir": "/srv/proc/self"},
     {"user": "app"},
     {"user": "1000:50"},
     {"user": "4294967294"},
@@ -400,3 +407,15 @@ def test_a_capability_added_and_dropped_is_refused() -> None:
     only = make_container(capabilities={"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]})
     assert container_errors(all_but) == []
     assert container_errors(only) == []
+
+
+@pytest.mark.parametrize("workdir", ["/proc/self/fd/8", "proc/1/cwd", "/proc"])
+def test_an_images_workdir_in_proc_fails_the_container_on_the_node(workdir: str) -> None:
+    image = ImageConfig(cmd=("sh",), working_dir=workdir)
+    with pytest.raises(RuntimeSpecError) as info:
+        build(make_container(), image_config=image)
+    assert info.value.field == "workingDir"
+    assert "the image's WORKDIR" in info.value.reason
+    assert "inside /proc" in info.value.reason
+    # The container's own workingDir takes its place and the container starts.
+    build(make_container(workingDir="/srv"), image_config=image)

@@ -60,6 +60,7 @@ from kukeon.runtime.containerd.hostlookup import (
     read_bounding_capabilities,
 )
 from kukeon.runtime.containerd.mounts import container_mounts
+from kukeon.runtime.containerd.speccheck import check_working_dir
 from kukeon.runtime.containerd.specerrors import FieldError, RuntimeSpecError
 from kukeon.runtime.containerd.types import ImageConfig
 from kukeon.runtime.containerd.userdb import (
@@ -435,7 +436,10 @@ def _is_under(path: str, directory: str) -> bool:
 def _working_dir(container: ContainerSpec, image: ImageConfig) -> str:
     cwd = container.working_dir or image.working_dir or "/"
     # OCI wants an absolute cwd; Docker resolves a relative WORKDIR against /.
-    return posixpath.normpath(posixpath.join("/", cwd))
+    cwd = posixpath.normpath(posixpath.join("/", cwd))
+    whose = "" if container.working_dir else "the image's WORKDIR "
+    check_working_dir(cwd, whose=whose)
+    return cwd
 
 
 def _environment(container: ContainerSpec, context: SpecContext, *, home: str) -> list[str]:

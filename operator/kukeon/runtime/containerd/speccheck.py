@@ -18,6 +18,7 @@ memory limit runc's own init does not fit in).
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from functools import partial
 
@@ -58,6 +59,9 @@ def container_errors(container: ContainerSpec) -> list[FieldError]:
     checks += [partial(_secret_once, container, i) for i in range(len(container.secrets))]
     checks.append(lambda: _added_and_dropped(container))
     checks.append(lambda: _memory_floor(container))
+    if container.working_dir:
+        working_dir = container.working_dir
+        checks.append(lambda: check_working_dir(working_dir))
     errors = _mount_errors(container)
     for check in checks:
         try:
@@ -166,6 +170,21 @@ def _added_and_dropped(container: ContainerSpec) -> None:
                 "drop wins: name it in one list"
             )
             raise FieldError(f"capabilities.add[{position}]", why)
+
+
+def check_working_dir(path: str, *, whose: str = "") -> None:
+    """Refuse a working directory in /proc: runc's init starts there, and in
+    /proc/self/fd it is a descriptor runc left open onto the host (CVE-2024-21626, fixed
+    in runc 1.1.12, not in every host's runc). No program needs to start there; ``whose``
+    names the image's WORKDIR when the container does not set its own."""
+    normal = posixpath.normpath(posixpath.join("/", path))
+    if normal == "/proc" or normal.startswith("/proc/"):
+        raise FieldError(
+            "workingDir",
+            f"{whose}{path[:200]!r} is inside /proc: a container's process may not start "
+            "there (a descriptor under /proc/self/fd can reach the host, CVE-2024-21626); "
+            "set workingDir to a directory of the image or a volume",
+        )
 
 
 def _memory_floor(container: ContainerSpec) -> None:
