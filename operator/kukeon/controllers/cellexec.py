@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kukeon.api import ContainerSpec, EventReason
 from kukeon.api.container import VolumeKind
+from kukeon.fileio import host_disk_refusal
 from kukeon.runtime.bindpins import pin_container
 from kukeon.runtime.cgroups import CgroupError, CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
@@ -343,7 +344,17 @@ class CellExecutor:
                 )
             else:
                 # 0640 and root's, whatever the umask of the shim's logger that appends to it.
-                await asyncio.to_thread(create_log_file, log)
+                try:
+                    await asyncio.to_thread(create_log_file, log)
+                except OSError as error:
+                    if host_disk_refusal(error) is None:
+                        raise
+                    # No room for the file (no inode, over quota): the logger makes it
+                    # once there is, saying what it dropped. The task is made now; before,
+                    # a restart's old task was gone and the failed pass left it RUNNING in
+                    # the status, which the next pass took for a lost task (TaskLost,
+                    # never started again under restartPolicy never).
+                    logger.warning("%s: %s; the task starts without it", name, error)
                 await tasks.create(
                     name, io=TaskIO.log_file(log, rotation=self.host.settings.log_rotation)
                 )

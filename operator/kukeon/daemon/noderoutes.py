@@ -51,6 +51,7 @@ from kukeon.controllers.cellfiles import CellFiles
 from kukeon.controllers.cellstate import containerd_container_id
 from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
 from kukeon.daemon.terminalsize import TERMINAL_MAX, resize_of
+from kukeon.daemon.transfer import session_directory
 from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
 from kukeon.runtime.containerd.crilog import (
     LogRecord,
@@ -65,7 +66,6 @@ from kukeon.runtime.containerd.errors import (
 )
 from kukeon.runtime.containerd.pipes import InputStalledError, read_output, write_all
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
-from kukeon.runtime.hostfiles import make_dirs
 from kukeon.store import NotFound, Registry
 
 from .attach import attach_target, serve_attach
@@ -263,6 +263,23 @@ def _never_started(cell: Cell, container: str) -> str:
     )
 
 
+def _no_room_for(directory: Path) -> str | None:
+    """Why a log file is missing when its disk is full: the container's logger makes it once
+    there is room (until then its output is dropped, and said in the log once made).
+    Blocking."""
+    try:
+        facts = os.statvfs(directory)
+    except OSError:
+        return None
+    if facts.f_bavail and facts.f_favail:
+        return None
+    return (
+        f"no log file yet: the node's disk has no room for it ({facts.f_bavail * facts.f_frsize}"
+        f" bytes and {facts.f_favail} inodes free in {directory}); the container's output is "
+        "dropped until there is, then said in its log"
+    )
+
+
 class ClientLeftError(Exception):
     """An exec's client closed its socket before the process ended."""
 
@@ -416,6 +433,10 @@ class NodeRoutes:
                 "instance (it has not been restarted or re-created on this node)",
             )
         if not query.follow and not await asyncio.to_thread(path.exists):
+            if (full := await asyncio.to_thread(_no_room_for, path.parent)) is not None:
+                raise ApiError(
+                    400, f"container {container} of cell {cell.metadata.name} has {full}"
+                )
             raise ApiError(400, _never_started(cell, container))
         follower = await asyncio.to_thread(LogFollower, path)
         # The kept (rotated) files too, one at a time: a whole log is up to
@@ -576,11 +597,13 @@ class NodeRoutes:
             process["consoleSize"] = size  # the terminal's size before the first byte
         exec_id = f"exec-{secrets.token_hex(6)}"
         fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
-        await asyncio.to_thread(make_dirs, fifo_dir)
-        fifos = FifoIO(fifo_dir, terminal=tty, stdin=with_stdin)
         # The heartbeat ends a session whose client vanished (no pong), as attach's and cp's.
         socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
         await socket.prepare(request)
+        if not await session_directory(socket, fifo_dir):
+            await socket.close()
+            return socket
+        fifos = FifoIO(fifo_dir, terminal=tty, stdin=with_stdin)
         try:
             io = await fifos.open()
             waiting: asyncio.Future[ExitStatus] | None = None

@@ -51,7 +51,7 @@ from aiohttp import WSMsgType, web
 
 from kukeon.api import Cell, Kind, Realm
 from kukeon.apiserver.handlers import route_patterns
-from kukeon.apiserver.status import ApiError
+from kukeon.apiserver.status import ApiError, host_disk_refused
 from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
@@ -224,7 +224,8 @@ class TransferRoutes:
         container, name = where
         exec_id = f"cp-{secrets.token_hex(6)}"
         fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
-        await asyncio.to_thread(make_dirs, fifo_dir)
+        if not await session_directory(socket, fifo_dir):
+            return
         fifos = FifoIO(fifo_dir, terminal=False, stdin=stdin)
         waiting: asyncio.Future[ExitStatus] | None = None
         try:
@@ -306,6 +307,23 @@ class TransferRoutes:
 async def _send_last(socket: web.WebSocketResponse, status: dict[str, object]) -> None:
     with contextlib.suppress(ConnectionError):
         await socket.send_bytes(b"\x03" + json.dumps(status).encode())
+
+
+async def session_directory(socket: web.WebSocketResponse, directory: Path) -> bool:
+    """Make an exec or cp session's FIFO directory; whether it was made. A full state
+    directory's refusal is the session's last frame, which kukectl prints: the upgrade was
+    answered already, so a Status can no longer be (before, the error ended the socket
+    without a word: "the stream ended before tar...", or for exec the 400 "exec is a
+    WebSocket" kukectl got when it asked again why its upgrade had failed)."""
+    try:
+        await asyncio.to_thread(make_dirs, directory)
+    except OSError as error:
+        refused = host_disk_refused(error)
+        if refused is None:
+            raise
+        await _send_last(socket, {"error": refused.message})
+        return False
+    return True
 
 
 async def _carry(

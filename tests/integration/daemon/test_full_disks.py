@@ -14,12 +14,16 @@ import is taken once room is freed. Every mount is unmounted whatever happens.
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -61,6 +65,7 @@ async def read_log(http: aiohttp.ClientSession, k: Kukeond, cell: str) -> str:
 
 @pytest.fixture
 async def on_full_state(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     etcd_server: EtcdServer,
     etcd_key_prefix: str,
@@ -68,14 +73,15 @@ async def on_full_state(
     containerd_daemon: PrivateContainerd,
     containerd_test_image: BusyboxImage,
 ) -> AsyncIterator[Kukeond]:
-    """A kukeond whose state directory is a 32 MiB tmpfs (not full yet)."""
+    """A kukeond whose state directory is a 32 MiB tmpfs (not full yet); an indirect
+    parameter gives other tmpfs options (``32m,nr_inodes=N``)."""
     del registry  # set up first, torn down after the realm's deletion (as ``kukeond``'s)
     require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
     require_binary("nft", "nftables")
     config = kukeond_config(
         tmp_path, containerd=containerd_daemon, etcd=etcd_server, prefix=etcd_key_prefix
     )
-    with tmpfs(config.state_dir, "32m"):
+    with tmpfs(config.state_dir, getattr(request, "param", "32m")):
         async with running_kukeond(
             config, f"r{secrets.token_hex(3)}", containerd_test_image, containerd_daemon, tmp_path
         ) as running:
@@ -240,3 +246,103 @@ async def test_an_import_into_a_full_containerd_is_a_507_and_is_taken_once_freed
         async with http.get(images_url) as response:
             listed = [image["name"] for image in (await response.json())["items"]]
         assert name in listed
+
+
+async def session_frames(
+    http: aiohttp.ClientSession, url: str, params: list[tuple[str, str]]
+) -> tuple[bytes, dict[str, Any]]:
+    """An exec or cp session's stdout and its last status frame."""
+    out, status = b"", {}
+    async with http.ws_connect(url, params=params) as socket:
+        async for message in socket:
+            if message.type != aiohttp.WSMsgType.BINARY:
+                break
+            channel, payload = message.data[:1], message.data[1:]
+            if channel == b"\x01":
+                out += payload
+            elif channel == b"\x03":
+                status = json.loads(payload)
+    return out, status
+
+
+@pytest.mark.parametrize("on_full_state", ["32m,nr_inodes=1024"], indirect=True)
+async def test_a_state_directory_out_of_inodes_exec_cp_and_a_restart(
+    on_full_state: Kukeond,
+) -> None:
+    k = on_full_state
+    state = k.config.state_dir
+    await k.hierarchy()
+    ticker = "trap 'exit 0' TERM; while :; do echo tick; sleep 0.1; done"
+    await k.apply(cell_doc(k, "box", [container(k, "box", script=ticker)]))
+    key = cell_key(k, "box")
+    await k.wait_for(Kind.CELL, key, state="Ready")
+    url = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/box"
+    exec_params = [("command", "echo"), ("command", "hi")]
+    cp_params = [("path", "/etc/passwd"), ("mode", "read")]
+    taken = state / "taken"
+    await asyncio.to_thread(taken.mkdir)
+    async with session(k) as http:
+        try:
+            count = 0
+            while True:  # every inode left
+                try:
+                    (taken / str(count)).touch()
+                except OSError as error:
+                    if error.errno != errno.ENOSPC:
+                        raise
+                    break
+                count += 1
+            # The sessions' FIFO directories cannot be made: each says why as its last
+            # frame (before: exec's socket ended and kukectl, asking again why, was told
+            # "exec is a WebSocket"; cp's ended without a word).
+            for where, params in (("exec", exec_params), ("cp", cp_params)):
+                out, status = await session_frames(http, f"{url}/{where}", params)
+                assert out == b"", where
+                assert "No space left on device" in status.get("error", ""), (where, status)
+                assert str(state / "exec") in status["error"], status
+
+            # A restart: the new instance's log file cannot be made, the task starts all
+            # the same (before: the restart's task was never made, and the next pass took
+            # the container for lost, TaskLost, not started again under restartPolicy
+            # never); its log says why it has no file.
+            before = await k.registry.get(Kind.CELL, key)
+            assert isinstance(before, Cell)
+            first = before.status.containers[0].pid
+            annotations = dict(before.metadata.annotations or {})
+            annotations["kukeon.io/restartedAt"] = "2026-01-01T00:00:00Z"
+            before.metadata.annotations = annotations
+            changed = await k.registry.update(before)
+
+            def restarted(cell: object) -> bool:
+                assert isinstance(cell, Cell)
+                said = cell.status.containers
+                return (
+                    cell.status.observed_generation == changed.metadata.generation
+                    and str(cell.status.state) == "Ready"
+                    and bool(said)
+                    and said[0].pid not in (None, first)
+                )
+
+            await k.wait_for(Kind.CELL, key, until=restarted, within=60)
+            async with http.get(f"{url}/log") as response:
+                assert response.status == 400
+                assert "the node's disk has no room for it" in (await response.json())["message"]
+        finally:
+            await asyncio.to_thread(shutil.rmtree, taken)
+        log = ""
+        for _ in range(100):
+            async with http.get(f"{url}/log") as response:
+                log = await response.text() if response.status == 200 else ""
+            if "tick" in log:
+                break
+            await asyncio.sleep(0.1)
+        assert re.match(
+            r"\[kukeon\] \d+ records \(\d+ bytes\) of output were not logged: "
+            r"No space left on device\ntick\n",
+            log,
+        ), log[:300]
+        assert str((await k.registry.get(Kind.CELL, key)).status.state) == "Ready"
+        out, status = await session_frames(http, f"{url}/exec", exec_params)
+        assert (out, status) == (b"hi\n", {"exitCode": 0})
+        out, status = await session_frames(http, f"{url}/cp", cp_params)
+        assert status == {"exitCode": 0}, status

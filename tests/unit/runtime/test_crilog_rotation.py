@@ -279,3 +279,40 @@ def test_a_refused_rotation_keeps_logging_says_so_and_is_tried_again(tmp_path: P
 def test_rotation_settings_that_keep_nothing_are_refused() -> None:
     with pytest.raises(ValueError, match="keeps no file"):
         LogRotation(max_size=65536, max_files=1)
+
+
+def test_a_log_file_the_disk_has_no_room_for_lets_the_task_start_and_is_made_later(
+    tmp_path: Path,
+) -> None:
+    # No inode for the log file when the task starts (a cell restarted on a full disk:
+    # its last file was moved to .previous.log): the logger starts all the same, reads its
+    # pipes, drops what they carry, and makes the file a second after the disk has room,
+    # saying what it dropped. Before, it exited at its start: the task was lost.
+    disk = tmp_path / "disk"
+    _mounted_tmpfs(disk, "size=16m,nr_inodes=8")
+    try:
+        fillers = _take_every_inode(disk)
+        log = disk / "c.log"
+        logger = RotatingLogger(log, LogRotation(max_size=65536, max_files=3))
+        done = threading.Thread(target=_write_lines, args=(logger.stdout, b"out", 5_000))
+        done.start()
+        done.join(timeout=20)
+        assert not done.is_alive(), "the logger stopped reading its pipe"
+        assert logger.process.poll() is None, "the logger exited"
+        assert not log.exists()
+        for path in fillers:
+            path.unlink()
+        time.sleep(1.1)  # the file is tried again a second later
+        _write_lines(logger.stdout, b"out", 100)
+        assert logger.close() == 0
+        records = _records(log)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    notes = [r.text for r in records if r.stream == "stderr"]
+    assert len(notes) == 1, notes
+    assert re.fullmatch(
+        rb"\[kukeon\] 5000 records \(\d+ bytes\) of output were not logged: "
+        rb"No space left on device",
+        notes[0],
+    ), notes
+    assert _numbers(_lines_of(records, "stdout"), b"out") == list(range(100))

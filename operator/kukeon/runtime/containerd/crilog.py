@@ -117,7 +117,22 @@ for fd in STREAMS:  # held for life: no keeper logs what this logger is to log
     if not locks(fd):
         unlocked.add(fd)
 FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-log = os.open(PATH, FLAGS, MODE)
+lost = {"records": 0, "bytes": 0, "why": "a short write", "cut": False}
+def opened():
+    # The log file, or -1 while the disk has no room to make it (no inode left, over
+    # quota): the task starts all the same (a logger that exited here failed it: a cell
+    # restarted on a full disk ended TaskLost), its output dropped and counted until the
+    # file can be made, tried again a second later, as for a write the disk refuses.
+    try:
+        return os.open(PATH, FLAGS, MODE)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        lost["why"] = error.strerror or str(error)
+        st["retry"] = time.monotonic() + 1.0
+        return -1
+st = {"retry": 0.0}
+log = opened()
 FOLDER, BASE = os.path.split(PATH)
 def rotated():
     # The kept files of this log (PATH.<n>, n growing with each rotation), oldest first.
@@ -132,8 +147,8 @@ def rotated():
             found.append((int(number), os.path.join(FOLDER, name)))
     return sorted(found)
 kept = rotated()
-st = {"size": os.fstat(log).st_size, "next": kept[-1][0] + 1 if kept else 1,
-      "failed": 0, "failwhy": "", "retry": 0.0}
+st.update(size=os.fstat(log).st_size if log >= 0 else 0, next=kept[-1][0] + 1 if kept else 1,
+          failed=0, failwhy="")
 # A TTY's stdin FIFO: its writer held for the task's life keeps the shim's console up.
 hold = os.open(HOLD, os.O_RDWR | os.O_CLOEXEC) if HOLD is not None else None
 # kukeond's word that the task ended (SIGUSR2, once it saw the exit): the shim holds the
@@ -151,7 +166,6 @@ def stamp():
     seconds, nanos = divmod(time.time_ns(), 1000000000)
     text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return ("%s.%09dZ" % (text, nanos)).encode()
-lost = {"records": 0, "bytes": 0, "why": "a short write", "cut": False}
 def mend():
     # A replacement appends where its predecessor was killed, and a write that a fatal
     # signal cut short leaves a record without its end: it is taken back (whole records
@@ -235,7 +249,7 @@ def write(records):
     if not records:
         return
     data = b"".join(records)
-    if not LIMIT or st["size"] + len(data) + (512 if pending() else 0) <= LIMIT:
+    if log < 0 or not LIMIT or st["size"] + len(data) + (512 if pending() else 0) <= LIMIT:
         return append(data)
     if RAW:
         records = lines_of(data)
@@ -256,6 +270,13 @@ def write(records):
 def append(data):
     # Disk full: this read's records are dropped (blocking the container's output would be
     # worse), counted, and said in the log once it takes writes again.
+    global log
+    if log < 0 and time.monotonic() >= st["retry"]:
+        log = opened()
+    if log < 0:  # no file yet: what it would hold is lost, and said once there is one
+        lost["records"] += data.count(b"\n")
+        lost["bytes"] += len(data)
+        return
     head = b"\n" if lost["cut"] else b""
     if lost["bytes"] and RAW:
         head += b"\r\n[kukeon] %d bytes of terminal output were not logged: %s\r\n" % (
