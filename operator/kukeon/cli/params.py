@@ -112,6 +112,19 @@ class DurationType(click.ParamType[float]):
             self.fail(str(exc), param, ctx)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's ``FloatRange`` without ``nan``: every comparison with nan is false, so
+    click's bounds let it through (``--cpus nan`` then failed converting it to an int)."""
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
 class KindOrObjectType(click.ParamType[tuple[Kind, str | None]]):
     """``KIND`` or kubectl's ``KIND/NAME`` (``delete cell/web``, ``label cell/web a=b``): the
     kind and the name given with it, if any."""

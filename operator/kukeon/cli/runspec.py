@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from .params import FiniteFloatRange
 from .readlimit import TooLarge, read_limited
 from .runner import EXIT_USAGE, fail
 
@@ -144,7 +145,7 @@ _HOST_OPTIONS = [
     ),
     click.option(
         "--cpus",
-        type=click.FloatRange(0.01, 1000),
+        type=FiniteFloatRange(0.01, 1000),
         help="At most this many CPUs of time (docker's; e.g. 0.5; the container's "
         "resources.cpuLimitMillicores).",
     ),
