@@ -11,7 +11,7 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.daemon import noderoutes
-from kukeon.runtime.containerd.crilog import LogRecord, RenderOptions
+from kukeon.runtime.containerd.crilog import LogRecord, RenderOptions, render
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import cell_key
 from tests.integration.daemon.test_transfer_routes import _cell, cell_url, session
@@ -25,7 +25,6 @@ async def test_a_logs_history_is_rendered_off_the_event_loop(
     kukeond: Kukeond, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     on_loop: list[int] = []
-    rendered = noderoutes.render
 
     def watched(records: Iterable[LogRecord], options: RenderOptions, *, open_line: bool) -> bytes:
         try:
@@ -33,7 +32,7 @@ async def test_a_logs_history_is_rendered_off_the_event_loop(
             on_loop.append(1)
         except RuntimeError:
             pass  # a worker thread: no loop runs there
-        return rendered(records, options, open_line=open_line)
+        return render(records, options, open_line=open_line)
 
     monkeypatch.setattr(noderoutes, "render", watched)
     k = kukeond
