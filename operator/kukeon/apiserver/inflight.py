@@ -19,7 +19,10 @@ local admin on the unix socket (root on the host anyway) and other nodes forward
 users' requests (bound on the node they asked) pass, as kube-apiserver's system:masters,
 so that token holders filling them cannot lock out the one who can mend things. The
 whole long-running bound counts everyone, and token holders together stop a tenth short
-of it (``RESERVED_SHARE``): that tenth is the local admin's and the nodes'.
+of it (``RESERVED_SHARE``): that tenth is the local admin's and the nodes'. The editors of
+one realm together hold at most a quarter of what token holders may (``REALM_SHARE``), as
+for short requests: without it, a realm's editors with a few tokens each took every
+long-running place, and every other realm's watches were answered 429.
 """
 
 from __future__ import annotations
@@ -67,12 +70,15 @@ class InflightLimits:
             1, max_long_running - max(1, max_long_running // RESERVED_SHARE)
         )
         """What token holders together may hold of ``max_long_running``."""
+        self.max_long_running_per_realm = max(1, self.max_long_running_shared // REALM_SHARE)
+        """What one realm's editors together may hold of ``max_long_running``."""
         self.requests = 0
         self.long_running_open = 0
         """Long-running requests open, everyone's."""
         self.short: collections.Counter[str] = collections.Counter()
         self.short_by_realm: collections.Counter[str] = collections.Counter()
         self.long_running: collections.Counter[str] = collections.Counter()
+        self.long_running_by_realm: collections.Counter[str] = collections.Counter()
 
     @contextlib.contextmanager
     def admitted(
@@ -84,7 +90,7 @@ class InflightLimits:
         realms an editor's token names (`realm_flow`), whose short requests share one
         bound whatever the user; None: not bound per realm."""
         if long_running:
-            with self._long_running(user):
+            with self._long_running(user, realms):
                 yield
             return
         if self.requests >= self.max_requests:
@@ -107,17 +113,13 @@ class InflightLimits:
             )
         self.requests += 1
         try:
-            with contextlib.ExitStack() as counts:
-                if user is not None:
-                    counts.enter_context(_counted(self.short, user))
-                if realms is not None:
-                    counts.enter_context(_counted(self.short_by_realm, realms))
+            with _counted_for(self.short, user, self.short_by_realm, realms):
                 yield
         finally:
             self.requests -= 1
 
     @contextlib.contextmanager
-    def _long_running(self, user: str | None) -> Iterator[None]:
+    def _long_running(self, user: str | None, realms: str | None) -> Iterator[None]:
         bound = self.max_long_running if user is None else self.max_long_running_shared
         if self.long_running_open >= bound:
             whose = "" if user is None else f", of which token holders take {bound}"
@@ -132,13 +134,18 @@ class InflightLimits:
                 f"logs or sessions open, the most this server allows a user "
                 f"(apiMaxLongRunningPerUser {self.max_long_running_per_user}); close some"
             )
+        held = self.long_running_by_realm[realms] if realms is not None else 0
+        if realms is not None and held >= self.max_long_running_per_realm:
+            raise _too_many(
+                f"the editors of realm {realms} already have {held} watches, followed logs or "
+                "sessions open, the most one realm's users may together (a quarter of the "
+                f"{self.max_long_running_shared} token holders may, apiMaxLongRunning "
+                f"{self.max_long_running}); close some"
+            )
         self.long_running_open += 1
         try:
-            if user is None:
+            with _counted_for(self.long_running, user, self.long_running_by_realm, realms):
                 yield
-            else:
-                with _counted(self.long_running, user):
-                    yield
         finally:
             self.long_running_open -= 1
 
@@ -146,6 +153,22 @@ class InflightLimits:
 def realm_flow(realms: frozenset[str]) -> str:
     """The key an editor's short requests are counted under: the realms its token names."""
     return ",".join(sorted(realms))
+
+
+@contextlib.contextmanager
+def _counted_for(
+    by_user: collections.Counter[str],
+    user: str | None,
+    by_realm: collections.Counter[str],
+    realms: str | None,
+) -> Iterator[None]:
+    """One request counted under its user and its realms (each when not None)."""
+    with contextlib.ExitStack() as counts:
+        if user is not None:
+            counts.enter_context(_counted(by_user, user))
+        if realms is not None:
+            counts.enter_context(_counted(by_realm, realms))
+        yield
 
 
 @contextlib.contextmanager

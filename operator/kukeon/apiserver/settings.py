@@ -64,7 +64,7 @@ class ApiSettings(BaseModel):
     """Watches, followed logs and sessions one token holder may have open at once."""
     max_long_running: int = Field(default=MAX_LONG_RUNNING, gt=0)
     """Long-running requests open at once, everyone's together; token holders together stop
-    a tenth short of it (``inflight``)."""
+    a tenth short of it, one realm's editors together at a quarter of that (``inflight``)."""
     realm_write_bytes_per_second: int = Field(default=REALM_WRITE_BYTES_PER_SECOND, ge=0)
     """Bytes a realm's non-admin writes may add to etcd a second, sustained (its bucket's
     refill, ``writebudget``); 0: no bound. A realm's ``spec.quota.writeBytesPerSecond``

@@ -209,7 +209,8 @@ class DaemonConfig(BaseModel):
     """Long-running API requests (watches, followed logs, exec/attach/port-forward sessions,
     copies, image imports and pulls) open at once, everyone's together, the local admin's
     included; token holders together stop a tenth short of it, the rest kept for the local
-    admin and forwarding nodes. 429 past it (kube-apiserver's long-running budget)."""
+    admin and forwarding nodes, and one realm's editors together at a quarter of what token
+    holders may. 429 past it (kube-apiserver's long-running budget)."""
     realm_write_bytes_per_second: int = Field(
         default=REALM_WRITE_BYTES_PER_SECOND, ge=0, le=WRITE_RATE_MAX
     )
