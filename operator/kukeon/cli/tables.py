@@ -380,11 +380,17 @@ class WatchTable:
 
     def row(self, item: Document | AnyResource, now: datetime, *, gone: bool = False) -> str:
         """``gone``: a DELETED event's object, whose STATE column says ``Deleted``: its
-        last state (``Ready``, or a relist's last known one) read as an object still there."""
+        last state (``Ready``, or a relist's last known one) read as an object still there.
+        Nothing of it is ready or available any more: READY is ``0/N``, AVAILABLE ``0``."""
         cells = self.layout.row(item, now)
         layout = self.layout
         if gone and not layout.custom:
             own = _columns(layout.kind, wide=layout.wide, with_parents=layout.with_parents)
             if "STATE" in own:
                 cells[own.index("STATE")] = "Deleted"
+            if "READY" in own:
+                at = own.index("READY")
+                cells[at] = f"0/{cells[at].partition('/')[2]}"
+            if "AVAILABLE" in own:
+                cells[own.index("AVAILABLE")] = "0"
         return self._line(cells)

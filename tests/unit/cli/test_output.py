@@ -288,3 +288,34 @@ def test_describe_node_shows_addresses_capacity_conditions_and_heartbeat() -> No
 def test_a_cordoned_node_shows_scheduling_disabled() -> None:
     table = render(Kind.NODE, [_node(unschedulable=True)], "table", now=NOW)
     assert table.splitlines()[1].split()[:2] == ["n1", "Ready,SchedulingDisabled"]
+
+
+def test_a_deleted_objects_watch_row_claims_nothing_ready() -> None:
+    # a DELETED event carries the object's last state: its containers were ready then
+    cells = WatchTable(TableLayout(Kind.CELL))
+    assert cells.row(CELLS[0], NOW, gone=True).split() == ["api", "Deleted", "0/2", "3", "3m12s"]
+    assert cells.row(CELLS[0], NOW).split()[1:3] == ["Ready", "2/2"]
+    created = (NOW - timedelta(hours=1)).isoformat()
+    cell_set = parse_resource(
+        {
+            "apiVersion": "kukeon.io/v1beta1",
+            "kind": "CellSet",
+            "metadata": {"name": "web", "creationTimestamp": created},
+            "spec": {
+                "realmId": "prod",
+                "spaceId": "edge",
+                "stackId": "web",
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"id": "m", "image": "busybox"}]},
+                },
+            },
+            "status": {"replicas": 3, "readyReplicas": 3, "updatedReplicas": 3,
+                       "availableReplicas": 3},
+        }
+    )  # fmt: skip
+    sets = WatchTable(TableLayout(Kind.CELL_SET))
+    assert sets.row(cell_set, NOW).split() == ["web", "3/3", "3", "3", "60m"]
+    assert sets.row(cell_set, NOW, gone=True).split() == ["web", "0/3", "3", "0", "60m"]
