@@ -27,7 +27,8 @@ from .runner import EXIT_SERVER, EXIT_USAGE, fail, run, warning_line
 from .tables import format_rows
 
 SAMPLE_SECONDS = 1.0
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 UNKNOWN = "<unknown>"
 
 SortKey = Literal["cpu", "memory"]
@@ -85,8 +86,14 @@ def format_cpu(millicores: float | None) -> str:
 
 
 def format_memory(size: int | None) -> str:
-    """``kubectl top``'s MEMORY column: whole mebibytes, ``12Mi`` (rounded down)."""
-    return UNKNOWN if size is None else f"{size // MiB}Mi"
+    """``kubectl top``'s MEMORY column: whole mebibytes, ``12Mi`` (rounded down, as
+    kubectl's). Under a mebibyte, kubectl's ``0Mi`` reads as nothing used, so a cell
+    using some shows kibibytes, rounded up (``348Ki``; any byte is at least ``1Ki``)."""
+    if size is None:
+        return UNKNOWN
+    if 0 < size < MiB:
+        return f"{-(-size // KiB)}Ki"
+    return f"{size // MiB}Mi"
 
 
 def format_percent(part: float | None, whole: float | None) -> str:
