@@ -17,6 +17,9 @@ from .setcells import cell_of_set
 
 MAX_FOLLOWED = 5
 """Cells `logs -l -f` follows at most (kubectl's --max-log-requests default)."""
+HELD_LINE_BYTES = 64 << 10
+"""A line longer than this, of streams printed at once, is printed in pieces: holding it
+whole until its newline would hold a container's output without bound."""
 
 
 @click.command()
@@ -29,7 +32,7 @@ MAX_FOLLOWED = 5
 @click.option(
     "--prefix",
     is_flag=True,
-    help="Start each line with [cell/container] (on by default with --all-containers).",
+    help="Start each line with [cell/container] (off by default, as kubectl's).",
 )
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming new lines.")
 @click.option(
@@ -80,7 +83,8 @@ def logs(
       kukectl logs web --since 10m --timestamps
       kukectl logs web --previous           # before the last restart
       kukectl logs web --limit-bytes 4096   # its first 4 KiB
-      kukectl logs web --all-containers -f  # every container, lines prefixed
+      kukectl logs web --all-containers     # every container, one after the other
+      kukectl logs web --all-containers -f --prefix  # all at once, lines prefixed
       kukectl logs -l kukeon.io/cellset=web --prefix  # each cell of a set
       kukectl logs cellset/web              # one of them (Ready, the oldest)
     """
@@ -101,9 +105,11 @@ def logs(
         limit_bytes=limit_bytes,
     )
 
-    async def one(client: ApiClient, cell: str) -> None:
+    async def one(client: ApiClient, cell: str, *, beside_others: bool = False) -> None:
         printer = _CellLogs(client, cell_key(realm, space, stack, cell), params)
-        await printer.print(container, all_containers=all_containers, prefix=prefix)
+        await printer.print(
+            container, all_containers=all_containers, prefix=prefix, beside_others=beside_others
+        )
 
     async def work(client: ApiClient) -> None:
         if not selector:
@@ -125,7 +131,7 @@ def logs(
                 "(narrow the selector)"
             )
         else:
-            await asyncio.gather(*(one(client, cell) for cell in cells))
+            await asyncio.gather(*(one(client, cell, beside_others=True) for cell in cells))
 
     run(ctx, work)
 
@@ -160,7 +166,12 @@ def _query(
 
 
 class _CellLogs:
-    """One cell's log route: a container's output, or each container's, prefixed or not."""
+    """One cell's log route: a container's output, or each container's, prefixed or not.
+
+    As kubectl's: ``--all-containers`` prints each container's output after the other's
+    (in the spec's order), or with ``-f`` all at once; lines are prefixed only with
+    ``--prefix``. Streams printed at once (``-f`` of several containers or cells) are
+    printed by whole lines, so that one's line is not cut by another's."""
 
     def __init__(self, client: ApiClient, key: tuple[str, ...], params: dict[str, str]) -> None:
         self.client = client
@@ -169,24 +180,58 @@ class _CellLogs:
         self.path = object_path(Kind.CELL, key, "log")
         self.params = params
 
-    async def print(self, container: str | None, *, all_containers: bool, prefix: bool) -> None:
+    async def print(
+        self,
+        container: str | None,
+        *,
+        all_containers: bool,
+        prefix: bool,
+        beside_others: bool = False,
+    ) -> None:
+        """``beside_others``: other cells' streams are printed at the same time."""
         if not all_containers:
             label = f"[{self.cell}/{container}] " if prefix and container else None
             if prefix and not container:
                 label = f"[{self.cell}] "
-            await self._stream(container, label)
+            await self._stream(container, label, whole_lines=beside_others)
             return
         found = await self.client.get(Kind.CELL, self.key)
         ids = [c.id for c in getattr(found.spec, "containers", None) or []]
-        await asyncio.gather(*(self._stream(cid, f"[{self.cell}/{cid}] ") for cid in ids))
+        if "follow" not in self.params:
+            for cid in ids:
+                await self._stream(cid, self._label(cid, prefix), whole_lines=beside_others)
+            return
+        await asyncio.gather(
+            *(self._stream(cid, self._label(cid, prefix), whole_lines=True) for cid in ids)
+        )
 
-    async def _stream(self, container_id: str | None, label: str | None) -> None:
+    def _label(self, container_id: str, prefix: bool) -> str | None:
+        return f"[{self.cell}/{container_id}] " if prefix else None
+
+    async def _stream(
+        self, container_id: str | None, label: str | None, *, whole_lines: bool
+    ) -> None:
         query = {**self.params, "container": container_id} if container_id else self.params
         at_line_start = True
-        async for chunk in self.client.stream("GET", self.path, params=query):
+        held = b""
+
+        def out(text: bytes) -> None:
+            nonlocal at_line_start
             if label is not None:
-                chunk, at_line_start = _prefixed(chunk, label.encode(), at_line_start)
-            write_stdout(chunk)
+                text, at_line_start = _prefixed(text, label.encode(), at_line_start)
+            write_stdout(text)
+
+        async for chunk in self.client.stream("GET", self.path, params=query):
+            if not whole_lines:
+                out(chunk)
+                continue
+            held += chunk
+            end = len(held) if len(held) > HELD_LINE_BYTES else held.rfind(b"\n") + 1
+            if end:
+                out(held[:end])
+                held = held[end:]
+        if held:
+            out(held)  # the last line, without its newline
 
 
 def _prefixed(chunk: bytes, label: bytes, at_line_start: bool) -> tuple[bytes, bool]:
