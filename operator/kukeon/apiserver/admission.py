@@ -546,6 +546,28 @@ def check_realm(new: Realm, current: Realm | None) -> list[Violation]:
     return found
 
 
+ADMISSION_ANNOTATION: Final = "kukeon.io/admission"
+"""Put on a CellSet whose spec a non-admin wrote (value ``ENFORCED``): the cells its
+controller creates are admitted then, at the realm's level as it is at that time
+(``Admission.cell_refusal``), as a non-admin's write of each cell would be; a level
+lowered after the set was written holds for its new cells. A set an admin wrote has none
+(admins keep full power, their sets' cells with it). Only the API server sets it: a
+non-admin's write neither adds nor removes it but by writing the spec."""
+ENFORCED: Final = "enforced"
+
+
+def mark_enforced(res: CellSet, current: AnyResource | None) -> None:
+    """Put or keep ``ADMISSION_ANNOTATION`` on a set a non-admin writes: a new spec is
+    marked, a write of the stored spec keeps the mark as stored (present or not)."""
+    notes = res.metadata.annotations
+    if not isinstance(current, CellSet) or current.spec != res.spec:
+        notes[ADMISSION_ANNOTATION] = ENFORCED
+    elif (kept := current.metadata.annotations.get(ADMISSION_ANNOTATION)) is not None:
+        notes[ADMISSION_ANNOTATION] = kept
+    else:
+        notes.pop(ADMISSION_ANNOTATION, None)
+
+
 def forbidden(
     res: AnyResource, *, realm: str, level: SecurityLevel, violations: Sequence[Violation]
 ) -> ApiError:
@@ -590,9 +612,12 @@ class Admission:
         self, principal: Principal, res: AnyResource, current: AnyResource | None
     ) -> None:
         """Return when ``principal`` may write ``res`` (replacing ``current``, None on create);
-        raise a 403 ApiError naming every violation otherwise. Store errors propagate."""
+        raise a 403 ApiError naming every violation otherwise. Store errors propagate.
+        A non-admin's CellSet is marked on the way (``mark_enforced``)."""
         if principal.role == Role.ADMIN:
             return  # admins, the unix socket included, keep full power
+        if isinstance(res, CellSet):
+            mark_enforced(res, current)
         # What no security level lets a non-admin do (``boundaries``).
         refuse_unlisted_registries(principal, res, current, listed=self.listed_registries)
         await refuse_cordoned_node(self._registry, principal, res, current)
@@ -631,6 +656,25 @@ class Admission:
                 "; ".join(v.field for v in violations),
             )
             raise forbidden(res, realm=realm, level=level, violations=violations)
+
+    async def cell_refusal(self, cellset: CellSet) -> str | None:
+        """Why the cells ``cellset``'s controller would create now are refused, None when
+        they may be: a set a non-admin wrote (``ADMISSION_ANNOTATION``) has its template
+        checked at its realm's current level, as that user's write of each cell would be
+        (Kubernetes admits a ReplicaSet's new pods when they are created, so a Pod
+        Security level lowered since refuses them)."""
+        if cellset.metadata.annotations.get(ADMISSION_ANNOTATION) != ENFORCED:
+            return None
+        realm = cellset.spec.realm_id
+        level = await self._level(realm)
+        violations = await self._template_violations(cellset, level)
+        if not violations:
+            return None
+        return (
+            f'its cells are forbidden by the {level.value} security level of realm "{realm}": '
+            + "; ".join(f"{v.field}: {v.message}" for v in violations)
+            + "; change the template, or ask an admin to raise the realm's level"
+        )
 
     async def _template_violations(self, res: CellSet, level: SecurityLevel) -> list[Violation]:
         """A set's template checked exactly as one of its cells would be (one from a

@@ -19,6 +19,7 @@ from kukeon.apiserver.admission import Admission
 from kukeon.apiserver.auth import Principal, Role, Verb, denial
 from kukeon.apiserver.fieldvalidation import warn
 from kukeon.apiserver.imagerules import check_images
+from kukeon.apiserver.levellowered import lowered_level_warnings
 from kukeon.apiserver.portclaims import check_port_claims
 from kukeon.apiserver.protocols import RegistryApi
 from kukeon.apiserver.request import principal_of
@@ -106,6 +107,10 @@ class HandlerBase:
         # that for a pass when it creates the spaces named in the same run).
         await self._store(target, check_networks(self._registry, target, res, current))
         for text in command_line_warnings(res, current):
+            warn(request, text)
+        allowances = self._admission.allowances
+        lowered = lowered_level_warnings(self._registry, allowances, res, current)
+        for text in await self._store(target, lowered):
             warn(request, text)
 
     async def _store(self, target: Target, call: Any) -> Any:

@@ -92,6 +92,9 @@ _ENDED = frozenset({CellState.FAILED, CellState.ERROR, CellState.EXITED})
 
 StackKey = tuple[str, ...]
 """(realm, space, stack, set): a set's key."""
+CellAdmission = Callable[[CellSet], Awaitable[str | None]]
+"""Why a set's new cells are refused at its realm's security level now, None when they
+may be created (kukeond passes the API server's ``Admission.cell_refusal``)."""
 WRITES_IN_FLIGHT = 32
 """A pass's cell creates and deletes sent to etcd at once (as the scheduler's writes): one
 at a time, a 300-replica set took 84 s to create on a loaded 3-member etcd
@@ -294,8 +297,12 @@ class CellSetController:
         monotonic: Callable[[], float] = time.monotonic,
         backoff_policy: BackoffPolicy | None = None,
         recorder: EventRecorder | None = None,
+        admission: CellAdmission | None = None,
     ) -> None:
         self.registry = registry
+        self.admission = admission
+        """Asked before a pass creates any cell of a set (none: every create is let
+        through, as for a set an admin wrote)."""
         self.recorder = recorder
         """Notes each cell a set creates or deletes, and a create refused, on the set."""
         self.interval = interval
@@ -477,7 +484,11 @@ class CellSetController:
                 plan.create,
                 ", ".join(plan.delete) or "none",
             )
-        failure = await self._create_all(cellset, hash_, plan.create)
+        failure = await self._admitted(cellset, plan.create)
+        if failure is not None:
+            plan = replace(plan, create=0)
+        else:
+            failure = await self._create_all(cellset, hash_, plan.create)
         await self._delete([by_name[name] for name in plan.delete], of_set=cellset)
         status = status_of(
             cellset, hash_, plan, now, since=since, exceeded=exceeded, failure=failure
@@ -503,6 +514,21 @@ class CellSetController:
             return True
         stalled_for = self.stalled.elapsed(key, progress.since)
         return stalled_for >= cellset.spec.progress_deadline_seconds
+
+    async def _admitted(self, cellset: CellSet, count: int) -> str | None:
+        """Why the ``count`` cells to create are refused by the realm's security level
+        (``admission``), else None. Asked only when the pass would create: cells already
+        there run on (Kubernetes leaves running pods alone at a level change). A refusal
+        is the set's ReplicaFailure (FailedCreate) and, once while it repeats, an Event;
+        it is asked again at each pass that would create, so the set converges as soon
+        as its template is fixed or the level raised."""
+        if not count or self.admission is None:
+            return None
+        refusal = await self.admission(cellset)
+        if refusal is not None and refusal not in _create_failures(cellset):
+            log.warning("cell set %s: %s", _label(cellset), refusal)
+            self._note(cellset, EventReason.FAILED_CREATE, refusal, type=EventType.WARNING)
+        return refusal
 
     async def _create_all(self, cellset: CellSet, hash_: str, count: int) -> str | None:
         """Create ``count`` cells; why some could not be (the realm's quota), else None.
@@ -595,7 +621,12 @@ def _quota_message(cellset: CellSet, refused: QuotaExceeded) -> str:
 
 def _failing_creates(cellset: CellSet) -> bool:
     """Whether the set's status already says its cells could not be created."""
-    return any(c.reason == "FailedCreate" for c in cellset.status.conditions)
+    return bool(_create_failures(cellset))
+
+
+def _create_failures(cellset: CellSet) -> list[str]:
+    """The messages of the set's status saying its cells could not be created."""
+    return [c.message or "" for c in cellset.status.conditions if c.reason == "FailedCreate"]
 
 
 def _label(cellset: CellSet) -> str:
@@ -611,4 +642,11 @@ def register_cellsets(op: Operator, controller: CellSetController) -> None:
         await controller.lead()
 
 
-__all__ = ["CELLSETS", "CellSetController", "member_of", "owner_key", "register_cellsets"]
+__all__ = [
+    "CELLSETS",
+    "CellAdmission",
+    "CellSetController",
+    "member_of",
+    "owner_key",
+    "register_cellsets",
+]

@@ -55,7 +55,7 @@ from kukeon.store.spacekeeping import keep_space
 from . import gcpolicy, instancelock, memdebug, nodename
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
-from .endpoints import api_settings
+from .endpoints import api_settings, cell_admission
 from .hostdirs import prepare_host_directories
 from .node import Fleet, start_fleet
 from .nodefacts import disk_pressure_inode_reserve, disk_pressure_reserve
@@ -401,6 +401,7 @@ class Daemon:
             containerd=containerd,
             cells=self.controllers.departures,
             recorder=recorder,
+            admission=cell_admission(registry, api_settings(self)),
         )
         self._on_stop("node heartbeat", self.fleet.stop)
         await operator.start()

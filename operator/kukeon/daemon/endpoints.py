@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from kukeon.apiserver import ApiServerError, ApiSettings, build_runner
+from kukeon.apiserver.admission import Admission
 from kukeon.apiserver.app import WATCH_CACHE_KEY, ReadinessCheck
 from kukeon.apiserver.events import EventRoutes
 from kukeon.apiserver.watchcache import CACHED_KINDS
+from kukeon.controllers.cellsets import CellAdmission
 from kukeon.framework.aiotasks import Supervisor
 from kukeon.metrics.daemon import DaemonMetrics
 from kukeon.metrics.endpoint import MetricsServer, serve_metrics
 from kukeon.metrics.usage import CellUsageCollector
 from kukeon.runtime.containerd.speccheck import runnable_problems
+from kukeon.store import Registry
 from kukeon.store.spacekeeping import space_ready
 from kukeon.ui.routes import UiRoutes
 
@@ -64,6 +67,17 @@ def api_settings(daemon: Daemon) -> ApiSettings:
         realm_write_bytes_per_second=config.realm_write_bytes_per_second,
         realm_write_burst_bytes=config.realm_write_burst_bytes,
     )
+
+
+def cell_admission(registry: Registry, settings: ApiSettings) -> CellAdmission:
+    """What the cell set controller asks before it creates a set's cells: the API server's
+    own admission, with the host allowances it admits writes with."""
+    admission = Admission(
+        registry=registry,
+        allowances=settings.host_allowances,
+        listed_registries=settings.insecure_registries,
+    )
+    return admission.cell_refusal
 
 
 async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None]) -> None:

@@ -49,7 +49,7 @@ from kukeon.api import (
     ObjectMeta,
 )
 from kukeon.controllers.cascade import CascadeDeleter, register_cascade
-from kukeon.controllers.cellsets import CellSetController, register_cellsets
+from kukeon.controllers.cellsets import CellAdmission, CellSetController, register_cellsets
 from kukeon.controllers.scheduler import Scheduler, heartbeat_prefix, register_scheduler
 from kukeon.framework import (
     ConvergeGate,
@@ -650,6 +650,7 @@ async def start_fleet(
     containerd: ContainerdClient | None,
     cells: NodeCells | None = None,
     recorder: EventRecorder | None = None,
+    admission: CellAdmission | None = None,
 ) -> Fleet:
     """Register this node, start its heartbeat and put the scheduler on ``op``.
 
@@ -658,7 +659,8 @@ async def start_fleet(
     kukeond, the agent writes nothing of the node until the name is its own.
     ``cells`` (the controllers' ``departures``) have their stale copies stopped before the
     node reports Ready, and are fenced when the lease cannot be renewed. ``recorder``
-    takes the cell set controller's Events.
+    takes the cell set controller's Events; ``admission`` refuses a set's new cells its
+    realm's security level forbids (``CellSetController``).
     """
     await op.claim_node_name()
     scheduler = Scheduler(
@@ -671,10 +673,11 @@ async def start_fleet(
     )
     register_scheduler(op, scheduler)
     register_cascade(op, CascadeDeleter(registry=registry))
-    register_cellsets(
-        op,
-        CellSetController(registry=registry, interval=config.scheduler_interval, recorder=recorder),
+    interval = config.scheduler_interval
+    sets = CellSetController(
+        registry=registry, interval=interval, recorder=recorder, admission=admission
     )
+    register_cellsets(op, sets)
     agent = NodeAgent(
         registry=registry,
         config=config,
