@@ -10,7 +10,6 @@ hosts without a registry work), and finally the registry, with the realm's crede
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -36,6 +35,10 @@ from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
 from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 
 from .imagearchives import ImageArchives, name_candidates
+from .imageroom import NO_IMAGE_STORAGE_LIMITS as NO_IMAGE_STORAGE_LIMITS
+from .imageroom import ImageRoom
+from .imageroom import ImageStorageExceededError as ImageStorageExceededError
+from .imageroom import ImageStorageLimits as ImageStorageLimits
 
 IMPORTED_BY_LABEL = "kukeon.io/imported-by"
 """The image record's label saying where it came from: `ADMIN_IMPORT`, `EDITOR_IMPORT` or
@@ -79,42 +82,9 @@ class AdminImageError(Exception):
         self.names = list(owned)
 
 
-class ImageStorageLimits(NamedTuple):
-    """Bytes of image content (containerd's blobs, as stored) imports may leave on the node;
-    None: no bound."""
-
-    realm: int | None = None
-    """A realm's namespace, when its `spec.quota.imageStorageBytes` is unset
-    (`realmImageStorageBytes`)."""
-    node: int | None = None
-    """Every namespace together, a blob two share counted once (`imageStorageMaxBytes`)."""
-
-
-NO_IMAGE_STORAGE_LIMITS = ImageStorageLimits()
-
-
 def realm_image_quota(realm: Realm) -> int | None:
     """The realm's own image storage limit (None: unset, kukeond's default applies)."""
     return realm.spec.quota.image_storage_bytes if realm.spec.quota is not None else None
-
-
-class ImageStorageExceededError(Exception):
-    """An import or a pull would leave more image content than a limit allows."""
-
-    def __init__(
-        self, *, limit: int, used: int, adding: int, what: str, pull: bool = False
-    ) -> None:
-        doing, done = (
-            ("pulling the image", "pulled") if pull else ("importing the archive", "imported")
-        )
-        told = (
-            f"{doing} would add {adding} bytes of image content to the {used} "
-            f"bytes held, over the limit of {limit} bytes ({what}); nothing was {done}"
-            if adding
-            else f"{used} bytes of image content are held, the limit is {limit} bytes ({what})"
-        )
-        super().__init__(f"{told} (remove images with kukectl image rm/prune, or ask an admin)")
-        self.limit, self.used, self.adding, self.what = limit, used, adding, what
 
 
 class ImageUnavailableError(Exception):
@@ -159,9 +129,10 @@ class ImageProvider:
         keep an archive of `archives` are its own (`is_own`)."""
         self.insecure_registries = tuple(insecure_registries)
         self.storage = storage
-        self._room = asyncio.Lock()
-        """Held by an import from its room check to its end while a limit applies: two
-        imports at once could each fit what the other then fills."""
+        self._room = ImageRoom(containerd)
+        """The limits' accounting: each import or pull checks and claims its blobs there
+        once they are known, so those under way at once never overrun a limit together,
+        and none waits for another's fetching."""
         self._run_facts_cache: dict[str, tuple[ImageConfig, str | None, str | None]] = {}
         self._file_cache: dict[tuple[str, str], bool | None] = {}
         self.on_arrival: Callable[[Sequence[str]], object] | None = None
@@ -195,13 +166,14 @@ class ImageProvider:
         whole (`ImageStorageExceededError`), before anything is written."""
         service = self.containerd.images(namespace)
         limits = self.limits_of(realm_limit)
+        async with self._room.claiming(namespace, limits) as claim:
 
-        async def check(pending: PendingImport) -> None:
-            if not share:
-                await self._refuse_admins(namespace, pending.names)
-            await self._check_room(namespace, pending.blobs, limits)
+            async def check(pending: PendingImport) -> None:
+                if not share:
+                    await self._refuse_admins(namespace, pending.names)
+                if limits != NO_IMAGE_STORAGE_LIMITS:
+                    await claim(pending.blobs)
 
-        async with self._room if limits != NO_IMAGE_STORAGE_LIMITS else contextlib.nullcontext():
             if not share:
                 label = {IMPORTED_BY_LABEL: EDITOR_IMPORT}
                 images = await service.import_archive(path, labels=label, before_write=check)
@@ -240,40 +212,6 @@ class ImageProvider:
         await self.archives.record(stored, names)
         return names
 
-    async def _check_room(
-        self,
-        namespace: str,
-        blobs: Mapping[str, int] | None,
-        limits: ImageStorageLimits,
-        *,
-        pull: bool = False,
-    ) -> None:
-        """Refuse an import or a pull whose new `blobs` would take the namespace or the node
-        past its limit (blobs already held there are not written again, so not counted);
-        with `blobs` None (a pull not resolved yet), refuse when a limit is already
-        reached."""
-        scopes: list[tuple[int, str, list[str]]] = []
-        if limits.realm is not None:
-            what = "the realm's on this node: spec.quota.imageStorageBytes, else kukeond's "
-            scopes.append((limits.realm, what + "realmImageStorageBytes", [namespace]))
-        if limits.node is not None:
-            every = [found.name for found in await self.containerd.namespaces.list()]
-            scopes.append((limits.node, "every realm's on this node: imageStorageMaxBytes", every))
-        for limit, what, namespaces in scopes:
-            held: dict[str, int] = {}
-            for name in namespaces:
-                held.update(await self.containerd.content(name).sizes())
-            used = sum(held.values())
-            if blobs is None:
-                if used >= limit:
-                    raise ImageStorageExceededError(limit=limit, used=used, adding=0, what=what)
-                continue
-            adding = sum(size for digest, size in blobs.items() if digest not in held)
-            if adding and used + adding > limit:
-                raise ImageStorageExceededError(
-                    limit=limit, used=used, adding=adding, what=what, pull=pull
-                )
-
     def limits_of(self, realm_limit: int | None) -> ImageStorageLimits:
         """The limits of a realm whose `spec.quota.imageStorageBytes` is `realm_limit`."""
         realm = self.storage.realm if realm_limit is None else (realm_limit or None)
@@ -282,7 +220,7 @@ class ImageProvider:
     async def room_left(self, namespace: str, realm_limit: int | None) -> None:
         """Refuse a pull (`ImageStorageExceededError`) once the namespace or the node holds
         its limit's worth of image content."""
-        await self._check_room(namespace, None, self.limits_of(realm_limit))
+        await self._room.check(namespace, None, self.limits_of(realm_limit))
 
     async def release_archives(
         self, names: Sequence[str], realm_namespaces: Collection[str] = ()
@@ -388,15 +326,16 @@ class ImageProvider:
     ) -> PullResult:
         """`pull_image` into `namespace`, refused once its manifest is read when the blobs
         it would add, those the namespace (or the node) does not hold, take it past a limit
-        (`_check_room`): nothing of the image is fetched or stored then. Without a limit
-        nothing is checked; with one, pulls and imports run one at a time (`_room`)."""
+        (`ImageRoom`): nothing of the image is fetched or stored then. Without a limit
+        nothing is checked; with one, the blobs are claimed while they are fetched, so the
+        pulls and imports under way at once fit together (`ImageRoom.claiming`)."""
         limits = self.limits_of(realm_limit)
         limited = limits != NO_IMAGE_STORAGE_LIMITS
+        async with self._room.claiming(namespace, limits, pull=True) as claim:
 
-        async def check(resolved: ResolvedImage) -> None:
-            await self._check_room(namespace, resolved.blob_sizes(), limits, pull=True)
+            async def check(resolved: ResolvedImage) -> None:
+                await claim(resolved.blob_sizes())
 
-        async with self._room if limited else contextlib.nullcontext():
             return await pull_image(
                 self.containerd,
                 namespace,
@@ -414,12 +353,12 @@ class ImageProvider:
         if archive is None:
             return
         limits = self.limits_of(realm_limit)
-
-        async def check(pending: PendingImport) -> None:
-            await self._check_room(namespace, pending.blobs, limits)
-
         limited = limits != NO_IMAGE_STORAGE_LIMITS
-        async with self._room if limited else contextlib.nullcontext():
+        async with self._room.claiming(namespace, limits) as claim:
+
+            async def check(pending: PendingImport) -> None:
+                await claim(pending.blobs)
+
             # Kept before import refused names that are no reference: as it was. The
             # store holds admins' imports only: the record is theirs.
             await self.containerd.images(namespace).import_archive(
