@@ -146,6 +146,17 @@ def _unset_or_within(value: int | None, low: int, high: int, unit: str = "") -> 
     return value
 
 
+_UNSET_AT_ZERO: dict[str, tuple[int, int, str]] = {
+    "memory_limit_bytes": (MEMORY_LIMIT_START_MIN, MEMORY_LIMIT_MAX, " bytes"),
+    "cpu_shares": (CPU_SHARES_MIN, CPU_SHARES_MAX, ""),
+    "pids_limit": (1, PIDS_LIMIT_MAX, ""),
+    "cpu_limit_millicores": (CPU_LIMIT_MIN, CPU_LIMIT_MAX, " millicores"),
+    "ephemeral_storage_limit_bytes": (EPHEMERAL_STORAGE_MIN, INT64_MAX, " bytes"),
+}
+"""The limits of Resources where 0 means unset: the range of a set one, as a negative's
+error states it."""
+
+
 # --- ports ---------------------------------------------------------------------------------
 
 
@@ -346,6 +357,15 @@ class Resources(KukeonModel):
     periodically and stops a container over it (SIGTERM, its grace, SIGKILL; reason
     `Evicted`, a Warning Event) and does not restart it; 0 (unset) or 1 MiB (1048576) to
     2^63-1."""
+
+    @field_validator(*_UNSET_AT_ZERO, mode="before")
+    @classmethod
+    def _not_negative(cls, value: Any, info: ValidationInfo) -> Any:
+        # Before the field's own ge=0: its "must be greater than or equal to 0" read as if
+        # 0 to 5 were limits, where 0 means unset and the floor is higher.
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            _unset_or_within(value, *_UNSET_AT_ZERO[str(info.field_name)])
+        return value
 
     @field_validator("memory_limit_bytes")
     @classmethod

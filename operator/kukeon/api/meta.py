@@ -52,9 +52,15 @@ QUOTE_LIMIT = 200
 _UNENCODABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+_JSON_WORDS = {True: "true", False: "false", None: "null"}
+
+
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
-    """``repr`` of a user's value, cut to ``limit`` characters (a 1 MB name is not echoed)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+    """``repr`` of a user's value, cut to ``limit`` characters (a 1 MB name is not echoed);
+    ``true``, ``false`` and ``null`` as JSON and YAML spell them (not Python's ``True``)."""
+    if value is None or isinstance(value, bool):
+        return _JSON_WORDS[value]
+    if isinstance(value, int) and value.bit_length() > 256:
         return f"<an integer of {value.bit_length()} bits>"
     text = value if isinstance(value, str) else repr(value)
     if len(text) <= limit:

@@ -154,7 +154,7 @@ def _message(error: ErrorDetails) -> str:
         return "must be a list of KEY=VALUE strings, e.g. [FOO=bar, DEBUG=1]"
     if message.startswith("Input should be"):
         message = "must be" + message[len("Input should be") :]
-    if isinstance(value, str | int | float | bool) and not isinstance(value, Mapping):
+    if value is None or isinstance(value, str | int | float | bool):
         message += f", got {quote(value)}"  # at most QUOTE_LIMIT characters of it
     return message
 
