@@ -26,6 +26,7 @@ from kukeon.runtime.cgroups import CgroupError, CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
 from kukeon.runtime.containerd.errors import (
     AlreadyExistsError,
+    ContainerdCallError,
     ContainerNotFoundError,
     ProcessNotStartableError,
     SpecRefusedError,
@@ -43,6 +44,7 @@ from kukeon.runtime.hostthreads import run_on_host_thread
 
 from .cellbuild import BuiltContainer, CellPlace
 from .cellfiles import CellFiles, prepare_tty_state
+from .cellpids import pids_limit_error, read_pids
 from .cellplan import (
     LIVE_TASK,
     ContainerPlan,
@@ -359,6 +361,8 @@ class CellExecutor:
                     name, io=TaskIO.log_file(log, rotation=self.host.settings.log_rotation)
                 )
 
+        cell_cgroup = CgroupPath(files.key)
+        pids_before = await read_pids(self.host.cgroups, cell_cgroup)
         try:
             try:
                 await create()
@@ -376,6 +380,13 @@ class CellExecutor:
             if error.setting == "oom":
                 raise InitOomKilledError(container, error) from error
             raise refused_spec_error(container, error) from error
+        except ContainerdCallError as error:
+            full = await pids_limit_error(
+                self.host.cgroups, cell_cgroup, pids_before, container, error.detail
+            )
+            if full is None:
+                raise
+            raise full from error
 
     # --- stop and remove ----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from kukeon.runtime.network import NetworkError
 
 from .cellexec import CommandUnusableError, InitOomKilledError
 from .cellfiles import SecretUnavailableError
+from .cellpids import PidsLimitReachedError
 from .images import ImageUnavailableError, InvalidImageReferenceError
 
 # Why a cell could not be built, most specific first: the state and reason written to its
@@ -40,6 +41,8 @@ _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]]
     (CgroupError, CellState.FAILED, "CgroupFailed", TemporaryError),
     # Under its realm's memory limit, the realm's other containers may leave room later.
     (InitOomKilledError, CellState.FAILED, "OOMKilled", TemporaryError),
+    # A pids cgroup above the container at its limit: others there may exit, or it is raised.
+    (PidsLimitReachedError, CellState.FAILED, "PidsLimitReached", TemporaryError),
     # Another installation on the host claimed the realm's ids first (docs/user-namespaces.md).
     (IdRangeClashError, CellState.FAILED, "UserNamespaceRangeClash", TemporaryError),
     (IdRangeError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),

@@ -40,7 +40,7 @@ from kukeon.controllers.cellfailures import classify_build_failure
 from kukeon.controllers.host import Host, HostSettings
 from kukeon.controllers.images import ImageUnavailableError, ReadyImage
 from kukeon.framework import HandlerContext, PermanentError, Requeue, TemporaryError
-from kukeon.runtime.cgroups import CgroupStats
+from kukeon.runtime.cgroups import CgroupStats, PidsCount
 from kukeon.runtime.containerd.errors import (
     AlreadyExistsError,
     ContainerNotFoundError,
@@ -190,6 +190,9 @@ class FakeCgroups:
 
     async def read_stats(self, path: Any) -> CgroupStats:
         return CgroupStats(oom_kills=self.oom_kills)
+
+    async def pids_counts(self, path: Any) -> tuple[PidsCount, ...]:
+        return ()  # no pids controller: a failed task create is left as runc said it
 
     async def remove(self, path: Any) -> None:
         self.removed.append(tuple(path.parts))

@@ -47,6 +47,7 @@ from kukeon.runtime.cgroups.records import (
     CgroupState,
     CgroupStats,
     Delegation,
+    PidsCount,
     cpu_shares_to_weight,
 )
 from kukeon.runtime.cgroups.v1 import MANAGED_V1_CONTROLLERS, CgroupV1Driver
@@ -78,6 +79,7 @@ __all__ = [
     "Delegation",
     "InvalidCgroupPathError",
     "NoInternalProcessesError",
+    "PidsCount",
     "RealCgroupFs",
     "V1Hierarchy",
     "cpu_shares_to_weight",

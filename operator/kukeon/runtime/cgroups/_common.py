@@ -24,6 +24,7 @@ from kukeon.runtime.cgroups.errors import (
     CgroupWriteError,
 )
 from kukeon.runtime.cgroups.fs import CgroupFs
+from kukeon.runtime.cgroups.records import PidsCount
 
 _PERMISSION_ERRNOS = {errno_codes.EACCES, errno_codes.EPERM, errno_codes.EROFS}
 POLL_INTERVAL_S = 0.01
@@ -73,6 +74,22 @@ class CgroupFiles:
             if name == key and value.strip().isdigit():
                 return int(value)
         return None
+
+    def read_pids_count(self, cgroup: str, directory: Path) -> PidsCount | None:
+        """The pids counters of the cgroup in ``directory`` (None: no pids controller there,
+        or the cgroup is gone)."""
+        current = self.read(directory / "pids.current")
+        limit = self.read(directory / "pids.max")
+        if current is None or limit is None or not current.isdigit():
+            return None
+        peak = self.read(directory / "pids.peak")
+        return PidsCount(
+            cgroup=cgroup,
+            limit=int(limit) if limit.isdigit() else None,
+            current=int(current),
+            peak=int(peak) if peak is not None and peak.isdigit() else None,
+            refused=self.read_keyed(directory / "pids.events", "max") or 0,
+        )
 
     def read_words(self, path: Path) -> frozenset[str]:
         return frozenset((self.read(path) or "").split())

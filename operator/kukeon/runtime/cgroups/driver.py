@@ -29,6 +29,7 @@ from kukeon.runtime.cgroups.records import (
     CgroupState,
     CgroupStats,
     Delegation,
+    PidsCount,
 )
 from kukeon.runtime.cgroups.v1 import CgroupV1Driver
 from kukeon.runtime.cgroups.v2 import DEFAULT_FS_ROOT, CgroupV2Driver
@@ -89,6 +90,10 @@ class CgroupDriver(Protocol):
     ) -> tuple[int, ...]: ...
 
     async def read_stats(self, path: CgroupPath) -> CgroupStats: ...
+
+    async def pids_counts(self, path: CgroupPath) -> tuple[PidsCount, ...]:
+        """The pids counters of the kukeon root and of each level down to ``path``, root
+        first, where the pids controller is (none without it)."""
 
 
 def open_driver(

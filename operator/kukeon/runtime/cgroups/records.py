@@ -186,6 +186,22 @@ class CgroupStats:
     when unlimited or without a memory controller there."""
 
 
+@dataclass(frozen=True, slots=True)
+class PidsCount:
+    """One cgroup's pids counters, read together: ``limit`` its ``pids.max`` (None:
+    ``max``), ``current`` its ``pids.current``, ``peak`` its ``pids.peak`` (None where the
+    kernel has none), ``refused`` the ``max`` count of its ``pids.events`` (forks refused:
+    on v1, and on v2 before Linux 6.13 or with ``pids_localevents``, counted only in the
+    forking task's own cgroup; on v2 since, in the cgroup at its limit and above)."""
+
+    cgroup: str
+    """``/kukeon`` (the root) or ``/kukeon/realm/...``."""
+    limit: int | None
+    current: int
+    peak: int | None
+    refused: int
+
+
 def working_set(usage: int | None, inactive_file: int | None) -> int | None:
     """``usage`` less the inactive file cache, as the kubelet computes it (never below 0)."""
     if usage is None:

@@ -51,6 +51,7 @@ from kukeon.runtime.cgroups.records import (
     CgroupState,
     CgroupStats,
     Delegation,
+    PidsCount,
     clamp_cpu_shares,
     working_set,
 )
@@ -201,6 +202,9 @@ class CgroupV1Driver:
 
     async def read_stats(self, path: CgroupPath) -> CgroupStats:
         return await asyncio.to_thread(self._read_stats, path)
+
+    async def pids_counts(self, path: CgroupPath) -> tuple[PidsCount, ...]:
+        return await asyncio.to_thread(self._pids_counts, path)
 
     # -- ensure ------------------------------------------------------------------------------
 
@@ -431,6 +435,23 @@ class CgroupV1Driver:
             memory_working_set_bytes=working_set(usage, inactive_file),
             memory_limit_bytes=limit,
         )
+
+    def _pids_counts(self, path: CgroupPath) -> tuple[PidsCount, ...]:
+        hierarchy = self._hierarchy_for("pids")
+        if hierarchy is None:
+            return ()
+        levels = [
+            None,
+            *(CgroupPath(path.parts[:depth]) for depth in range(1, len(path.parts) + 1)),
+        ]
+        found = (
+            self._files.read_pids_count(
+                self.root if level is None else self.cgroup_path(level),
+                hierarchy.mount_point.joinpath(*self._relative(level)),
+            )
+            for level in levels
+        )
+        return tuple(count for count in found if count is not None)
 
     def _children(self, path: CgroupPath | None) -> tuple[str, ...]:
         names: set[str] = set()

@@ -50,6 +50,7 @@ from kukeon.runtime.cgroups.records import (
     CgroupState,
     CgroupStats,
     Delegation,
+    PidsCount,
     cpu_shares_to_weight,
     working_set,
 )
@@ -192,6 +193,22 @@ class CgroupV2Driver:
 
     async def read_stats(self, path: CgroupPath) -> CgroupStats:
         return await asyncio.to_thread(self._read_stats, path)
+
+    async def pids_counts(self, path: CgroupPath) -> tuple[PidsCount, ...]:
+        return await asyncio.to_thread(self._pids_counts, path)
+
+    def _pids_counts(self, path: CgroupPath) -> tuple[PidsCount, ...]:
+        # The root and each level below it (the hierarchy's own root has no pids.max).
+        levels = self._chain(path)[len(self._root_parts) :]
+        names = [
+            self.root,
+            *(self.cgroup_path(CgroupPath(path.parts[:n])) for n in range(1, len(path.parts) + 1)),
+        ]
+        found = (
+            self._files.read_pids_count(name, level)
+            for name, level in zip(names, levels, strict=True)
+        )
+        return tuple(count for count in found if count is not None)
 
     # -- ensure ----------------------------------------------------------------------------
 
