@@ -33,6 +33,7 @@ from kukeon.apiserver.profilelookup import find_profile, not_found
 from kukeon.apiserver.request import json_answer, read_body
 from kukeon.apiserver.resourcewrites import ResourceWrites
 from kukeon.apiserver.status import ApiError, Cause, from_store_error
+from kukeon.apiserver.statusroom import check_status_room
 from kukeon.apiserver.target import Target, route_patterns
 from kukeon.apiserver.writerules import check_size, document_size, parse, prepare
 from kukeon.client.paths import PROFILE_RUNS
@@ -94,6 +95,7 @@ class ProfileRuns(ResourceWrites):
             res = parse(prepare(document, cells, name_from_url=False))
             target = cells._replace(name=name)
             await self._admit(request, target, res, None)
+            check_status_room(target, res, None)
             if dry_run:
                 check_size(res, target)
                 await self._check_quota(res, target)

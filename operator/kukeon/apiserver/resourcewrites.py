@@ -29,6 +29,7 @@ from kukeon.apiserver.fieldvalidation import FieldChecks
 from kukeon.apiserver.handlerbase import HandlerBase
 from kukeon.apiserver.request import json_answer, principal_of, read_body
 from kukeon.apiserver.status import ApiError, Cause, from_store_error, status_document
+from kukeon.apiserver.statusroom import check_status_room
 from kukeon.apiserver.target import Target
 from kukeon.apiserver.writebudget import set_cells_bytes
 from kukeon.apiserver.writerules import base64_values, check_size, document_size, prepare
@@ -103,6 +104,7 @@ class ResourceWrites(HandlerBase):
             self._authorize(request, "create", created_target)
         res = await self._resolved(created_target, res, None)
         await self._admit(request, created_target, res, None)
+        check_status_room(created_target, res, None)
         if dry_run:
             # Everything a real create checks, short of writing: the size, the key still
             # free, the parent present and not being deleted.
@@ -191,6 +193,7 @@ class ResourceWrites(HandlerBase):
             raise self._stale(target, res.metadata.resource_version, current)
         res = await self._resolved(target, res, current)
         await self._admit(request, target, res, current)
+        check_status_room(target, res, current)
         if dry_run:
             merged = self._merged(current, res, target.subresource)
             check_size(merged, target)
@@ -296,6 +299,7 @@ class ResourceWrites(HandlerBase):
                 raise self._stale(target, str(precondition), current)
             res = await self._resolved(target, res, current)
             await self._admit(request, target, res, current)
+            check_status_room(target, res, current)
             if dry_run:
                 merged = self._merged(current, res, target.subresource)
                 check_size(merged, target)
