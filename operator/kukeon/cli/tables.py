@@ -157,8 +157,8 @@ def scope_of(kind: Kind, document: Document) -> tuple[str, ...]:
 
 def state_of(kind: Kind, document: Document, *, waiting: bool = True) -> str:
     """The STATE column: the status's state, ``Deleting``, ``Pulling``, a container's
-    ``CrashLoopBackOff`` (``waiting``: describe shows it under Containers instead), a
-    cordon."""
+    ``CrashLoopBackOff`` or the reason a running one's update waits, ``ImagePullBackOff``
+    (``waiting``: describe shows them under Containers instead), a cordon."""
     status = _part(document, "status")
     state = status.get("state", _DEFAULT_STATES.get(kind))
     text = "" if state is None else str(state)
@@ -167,10 +167,15 @@ def state_of(kind: Kind, document: Document, *, waiting: bool = True) -> str:
     if text == "Pending" and status.get("reason") == "Pulling":
         return "Pulling"  # a cell whose image is being pulled (kubectl's ContainerCreating)
     if waiting and kind == Kind.CELL and text == "Degraded":
-        # kubectl's STATUS: a container's waiting reason before the pod's phase.
+        # kubectl's STATUS: a container's waiting reason before the pod's phase; here also
+        # that of one held on its former spec, whose update waits (ImagePullBackOff).
         for container in _items(document, "status", "containers"):
-            if container.get("state") == "Waiting" and container.get("reason"):
-                return str(container["reason"])  # CrashLoopBackOff
+            said = container.get("reason")
+            if said and (
+                container.get("state") == "Waiting"  # CrashLoopBackOff
+                or (container.get("state") == "Running" and said == status.get("reason"))
+            ):
+                return str(said)
     if kind == Kind.NODE and _part(document, "spec").get("unschedulable"):
         return f"{text or 'Unknown'},SchedulingDisabled"  # cordoned, as kubectl shows it
     return text or "Unknown"
