@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kukeon.api import (
@@ -46,15 +46,15 @@ from kukeon.api import (
     Realm,
     Space,
 )
-from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF, IMAGE_PULL_BACK_OFF
+from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF
 from kukeon.framework import (
     EventRecorder,
     HandlerContext,
     Requeue,
-    TemporaryError,
 )
 from kukeon.runtime.cgroups import CgroupPath, CgroupState, Delegation
 from kukeon.runtime.containerd.client import patience as containerd_patience
+from kukeon.runtime.containerd.tasks import TaskStatus
 from kukeon.runtime.network import (
     cell_network_id,
     render_hostname,
@@ -68,6 +68,7 @@ from .cellbuild import (
     ContainerBuilder,
     HostFacts,
     container_storage_ceiling,
+    made_elsewhere,
 )
 from .cellexec import (
     ANNOTATION_RESTARTED_AT,
@@ -76,7 +77,17 @@ from .cellexec import (
     LABEL_SPEC_DIGEST,
     CellExecutor,
 )
-from .cellfailures import BUILD_FAILURES, classify_build_failure, image_hold
+from .cellfailures import (
+    BUILD_FAILURES,
+    CONTAINER_FAILURES,
+    ContainerFailure,
+    ContainersFailedError,
+    FailedContainers,
+    classify_build_failure,
+    failed_containers,
+    failed_fields,
+    missing_images,
+)
 from .cellfiles import CellFiles
 from .cellnetns import cell_namespace, cell_netns_path
 from .cellnetwork import CellInterfaces, CellNetworking
@@ -105,8 +116,6 @@ from .hierarchy import get_as, ready_parent
 from .host import Host
 from .images import (
     ImageProvider,
-    ImageUnavailableError,
-    InvalidImageReferenceError,
     realm_image_quota,
 )
 from .imagewaits import ImageWaits
@@ -159,20 +168,6 @@ class _Prepared:
 
     built: BuiltContainer
     plan: ContainerPlan
-
-
-def _made_elsewhere(place: CellPlace, cgroup: str, netns: str | None) -> CellPlace:
-    """Never expected: the cell's cgroup or namespace is not where its root container's spec
-    said; built again from the real paths, its digest differs and the plan makes it again."""
-    logger.warning(
-        "cell %s set up at %s / %s, not the expected %s / %s",
-        "/".join(place.key),
-        cgroup,
-        netns,
-        place.cgroup_parent,
-        place.netns_path,
-    )
-    return replace(place, cgroup_parent=cgroup, netns_path=netns)
 
 
 class CellController:
@@ -261,37 +256,19 @@ class CellController:
             cell = await self._converge(progress, realm=realm, space=space, namespace=namespace)
         except LeftThisNodeError as left:
             logger.info("cell %s no longer runs here: its pass starts no task", left)
+        except ContainersFailedError as error:
+            for image in missing_images(*(f.error for f in error.failed.failures)):
+                self.image_waits.waiting(key, image, since=since)
+            for said in error.failed.events:
+                self._event(cell, EventReason.FAILED, said, warning=True)
+            raise error.retry() from error
         except BUILD_FAILURES as error:
             state, reason, retry = classify_build_failure(error)
-            if isinstance(error, ImageUnavailableError) and not isinstance(
-                error, InvalidImageReferenceError
-            ):
-                # An import or pull of it requeues the cell at once, not after the back-off.
-                self.image_waits.waiting(key, error.image, since=since)
-                await self._image_hold(progress, error)
+            for image in missing_images(error):  # an import or pull of it requeues the cell
+                self.image_waits.waiting(key, image, since=since)
             self._event(cell, EventReason.FAILED, f"{reason}: {error}", warning=True)
             await report(ctx, cell, state=state, reason=reason, message=str(error))
             raise retry(str(error), reason=reason) from error
-
-    async def _image_hold(self, progress: PassProgress, error: ImageUnavailableError) -> None:
-        """An in-place update to an image the node cannot get while the old containers
-        run on (`image_hold`): the cell is ``Degraded``, reason ``ImagePullBackOff``, its
-        containers running and ready as observed, not ``Failed``; retried the same."""
-        hold = image_hold(progress.cell, error)
-        if hold is None:
-            return
-        cell = progress.cell
-        said = f"{IMAGE_PULL_BACK_OFF}: {hold.message}"
-        self._event(cell, EventReason.FAILED, said, warning=True)
-        await report(
-            progress.ctx,
-            cell,
-            state=CellState.DEGRADED,
-            reason=IMAGE_PULL_BACK_OFF,
-            message=hold.message,
-            containers=hold.containers,
-        )
-        raise TemporaryError(hold.message, reason=IMAGE_PULL_BACK_OFF) from error
 
     async def _stop(self, cell: Cell, ctx: HandlerContext, namespace: str) -> None:
         """`desiredState: Stopped`: every task stopped at once, the rest kept."""
@@ -347,7 +324,7 @@ class CellController:
             note=lambda note: self._note(cell, note),
         )
 
-        async def prepare(container: ContainerSpec) -> _Prepared:
+        async def prepare(container: ContainerSpec) -> _Prepared | ContainerFailure:
             return await self._prepare_container(
                 progress, builder, executor, place, container, space
             )
@@ -366,22 +343,51 @@ class CellController:
             ),
         )
         if (cgroup.path, netns) != (place.cgroup_parent, place.netns_path):
-            place, first = _made_elsewhere(place, cgroup.path, netns), None
+            place, first = made_elsewhere(place, cgroup.path, netns), None
         # Then the namespace is attached while the root container's task is created in it:
         # runc makes the process, which runs the container's command only once started,
         # after the attachment (a workload never runs without its network).
-        early = first if first and task_beside_network(first.plan, cell.status.reason) else None
+        early = first if isinstance(first, _Prepared) else None
+        early = early if early and task_beside_network(early.plan, cell.status.reason) else None
         interfaces = await self._network_beside_task(
             cell, ctx, space, files, (early, place, executor)
         )
+        converged, failures = await self._each_container(
+            progress, containers, first, prepare, (place, executor, early is not None)
+        )
+        return await self._conclude(
+            progress, (place, executor, listed), converged, failures, (cgroup, interfaces)
+        )
+
+    async def _each_container(
+        self,
+        progress: PassProgress,
+        containers: list[ContainerSpec],
+        first: _Prepared | ContainerFailure | None,
+        prepare: Callable[[ContainerSpec], Awaitable[_Prepared | ContainerFailure]],
+        run: tuple[CellPlace, CellExecutor, bool],
+    ) -> tuple[list[tuple[ContainerPlan, ContainerStatus]], list[ContainerFailure]]:
+        """Each container converged on its own, root first (``first``: its preparation, made
+        already; ``run``'s flag: its task created already): one that fails is told apart,
+        its siblings are converged all the same (as the kubelet handles each container)."""
+        place, executor, early = run
         converged: list[tuple[ContainerPlan, ContainerStatus]] = []
+        failures: list[ContainerFailure] = []
         try:
             for index, container in enumerate(containers):
                 prepared = first if index == 0 and first is not None else await prepare(container)
-                created = index == 0 and early is not None
-                converged.append(
-                    await self._run_container(progress, prepared, place, executor, created=created)
-                )
+                if isinstance(prepared, ContainerFailure):
+                    failures.append(prepared)
+                    continue
+                created = index == 0 and early
+                try:
+                    converged.append(
+                        await self._run_container(
+                            progress, prepared, place, executor, created=created
+                        )
+                    )
+                except CONTAINER_FAILURES as error:
+                    failures.append(ContainerFailure(container.id, error, untouched=False))
         except Exception:
             # The pass ends without its report: a restart made before the failure keeps
             # its history (restartCount, lastState) all the same.
@@ -389,14 +395,33 @@ class CellController:
                 *(s for plan, s in converged if plan.start and plan.start.restart)
             )
             raise
+        return converged, failures
 
-        # Containers dropped from the spec go; the others were just converged.
-        names = frozenset(status.name for _, status in converged if status.name)
-        await executor.remove_all(namespace, key, keep=names, found=listed)
-        self._probe(progress.cell, namespace, converged, interfaces)
+    async def _conclude(
+        self,
+        progress: PassProgress,
+        where: tuple[CellPlace, CellExecutor, list[str]],
+        converged: list[tuple[ContainerPlan, ContainerStatus]],
+        failures: list[ContainerFailure],
+        host: tuple[CgroupState, CellInterfaces],
+    ) -> Cell:
+        """Containers dropped from the spec go (those that failed stay: one of its former
+        spec may run on); probes and log copiers follow; the status is written."""
+        place, executor, listed = where
+        names = frozenset(status.name for _, status in converged if status.name) | {
+            place.container_name(failure.container) for failure in failures
+        }
+        await executor.remove_all(place.namespace, place.key, keep=names, found=listed)
+        failed = failed_containers(progress.cell, failures) if failures else None
+        if failed is None or failed.state != CellState.DEGRADED:
+            # One held on its former spec keeps its probes and storage watch as they were
+            # (this pass has no spec of what runs).
+            self._probe(progress.cell, place.namespace, converged, host[1])
         if self.log_copiers is not None:
-            self.log_copiers.sync_statuses(progress.cell, files, (s for _, s in converged))
-        return await self._finish(progress.cell, ctx, converged, cgroup, interfaces)
+            held = failed.statuses.values() if failed is not None else ()
+            statuses = [*(s for _, s in converged), *held]
+            self.log_copiers.sync_statuses(progress.cell, place.files, statuses)
+        return await self._finish(progress.cell, progress.ctx, converged, *host, failed)
 
     async def _cell_host(
         self, cell: Cell, files: CellFiles, namespace: str
@@ -485,17 +510,21 @@ class CellController:
         place: CellPlace,
         container: ContainerSpec,
         space: Space,
-    ) -> _Prepared:
+    ) -> _Prepared | ContainerFailure:
         """Build one container, observe it, plan, and remove or create it in containerd
-        (its task is `_run_container`'s)."""
+        (its task is `_run_container`'s); why not, when that failed."""
+        name = place.container_name(container.id)
         # What containerd holds is observed while the container is built (it does not
         # depend on the build): a new cell's start waits for one, not both.
-        built, (observed, task) = await both(
-            builder.build(place, container, space, on_pull=progress.pulling),
-            executor.observe(
-                place.namespace, place.key, place.container_name(container.id), container.id
-            ),
-        )
+        try:
+            built, (observed, task) = await both(
+                builder.build(place, container, space, on_pull=progress.pulling),
+                executor.observe(place.namespace, place.key, name, container.id),
+            )
+        except CONTAINER_FAILURES as error:  # nothing of it changed: does its old task run?
+            found = await executor.task(place.namespace, name)
+            runs = found is not None and found.status in (TaskStatus.RUNNING, TaskStatus.PAUSED)
+            return ContainerFailure(container.id, error, untouched=runs)
         cell = progress.cell
         effective = built.effective
         restarted_at = cell.metadata.annotations.get(ANNOTATION_RESTARTED_AT, "")
@@ -514,7 +543,10 @@ class CellController:
                 probe_kill=self.probes.kill(place.key, effective.id) if self.probes else None,
             )
         )
-        await executor.execute_container_actions(plan, built, place, restarted_at=restarted_at)
+        try:
+            await executor.execute_container_actions(plan, built, place, restarted_at=restarted_at)
+        except CONTAINER_FAILURES as error:
+            return ContainerFailure(container.id, error, untouched=False)
         return _Prepared(built, plan)
 
     async def _run_container(
@@ -552,15 +584,18 @@ class CellController:
         converged: list[tuple[ContainerPlan, ContainerStatus]],
         cgroup: CgroupState,
         interfaces: CellInterfaces,
+        failed: FailedContainers | None = None,
     ) -> Cell:
-        """The cell's status from its containers'; autoDelete; the wait for a restart."""
+        """The cell's status from its containers' (and those that ``failed``); autoDelete;
+        the wait for a restart."""
         plan = plan_cell(cell, [container_plan for container_plan, _ in converged])
+        published = await publish_ports(
+            self.host, cell, interfaces.primary, [status for _, status in converged]
+        )
         fields: dict[str, Any] = {
             "state": plan.state,
             "ready_observed": plan.ready_observed,
-            "containers": await publish_ports(
-                self.host, cell, interfaces.primary, [status for _, status in converged]
-            ),
+            "containers": published,
             "cgroup_ready": True,
             "cgroup_path": cgroup.path,
             "subtree_controllers": list(cgroup.subtree_controllers),
@@ -571,7 +606,9 @@ class CellController:
             if interfaces.primary is not None
             else None
         )
-        if plan.wake_in is not None:  # said here: the framework records nothing of a Requeue
+        if failed is not None:
+            fields.update(failed_fields(cell, failed, published))
+        elif plan.wake_in is not None:  # said here: the framework records nothing of a Requeue
             fields.update(reason=CRASH_LOOP_BACK_OFF, message=plan.wait_message)
         elif plan.not_ready is not None:
             fields.update(reason="ContainersNotReady", message=plan.not_ready)
@@ -580,6 +617,8 @@ class CellController:
         elif plan.clear_reason:  # an Error says which container failed, else nothing
             fields.update(reason=plan.failed_reason, message=plan.failed)
         cell = await report(ctx, cell, **fields)
+        if failed is not None:
+            raise ContainersFailedError(failed, wake_in=plan.wake_in)
         if plan.delete:
             ctx.logger.info("autoDelete: every workload of the cell has exited; deleting it")
             await self.registry.delete(Kind.CELL, cell_key(cell))

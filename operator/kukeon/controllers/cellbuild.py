@@ -15,7 +15,7 @@ import logging
 import os
 import posixpath
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +377,17 @@ class ContainerBuilder:
             id_range=place.id_range,
             userns_path=_userns_path(place),
         )
+
+
+def made_elsewhere(place: CellPlace, cgroup: str, netns: str | None) -> CellPlace:
+    """Never expected: the cell's cgroup or namespace is not where its root container's spec
+    said; built again from the real paths, its digest differs and the plan makes it again."""
+    logger.warning(
+        "cell %s set up at %s / %s, not the expected %s / %s",
+        "/".join(place.key),
+        cgroup,
+        netns,
+        place.cgroup_parent,
+        place.netns_path,
+    )
+    return replace(place, cgroup_parent=cgroup, netns_path=netns)

@@ -862,6 +862,30 @@ async def test_a_new_container_whose_image_is_not_there_fails_the_cell(rig: Rig)
     assert str(rig.latest(cell).status.state) == "Failed"
 
 
+async def test_a_container_whose_image_is_not_there_holds_back_no_sibling(rig: Rig) -> None:
+    """The containers after one that fails are converged all the same (they were not
+    even started until its image came): the cell is Failed, naming the one that failed."""
+    rig.images.missing = "busybx"
+    cell = make_cell(app(), {"id": "side", "image": "busybx"}, {"id": "late", "image": "busybox"})
+    with pytest.raises(TemporaryError) as failed:
+        await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+    assert failed.value.reason == "ImageUnavailable"
+    cell = rig.latest(cell)
+    assert str(cell.status.state) == "Failed"
+    states = {c.id: (c.state, c.reason) for c in cell.status.containers}
+    assert states == {
+        "app": (ContainerState.RUNNING, None),
+        "side": (ContainerState.FAILED, "ImageUnavailable"),
+        "late": (ContainerState.RUNNING, None),
+    }
+    assert rig.recorder.events[-1] == ("Failed", f"ImageUnavailable: {cell.status.message}")
+    rig.images.missing = None
+    rig.at(1)
+    cell = await rig.reconcile(cell)
+    assert str(cell.status.state) == "Ready"
+    assert [c.state for c in cell.status.containers] == [ContainerState.RUNNING] * 3
+
+
 async def test_a_task_gone_with_its_shim_is_task_lost(rig: Rig) -> None:
     cell = await rig.reconcile(make_cell(app(restartPolicy="on-failure", restartBackoffSeconds=2)))
     del rig.world.tasks[CID]
