@@ -55,7 +55,7 @@ async def test_two_container_cell_becomes_ready(kukeond: Kukeond) -> None:
     assert cell.status.node_name == k.config.node_name
     assert cell.status.network.ip
     assert cell.status.network.bridge_name
-    assert [c.state for c in cell.status.containers] == ["Ready", "Ready"]
+    assert [c.state for c in cell.status.containers] == ["Running", "Running"]
 
     # containerd sees the tasks under kukeon's names
     tasks = {t.id for t in await k.containerd.tasks(k.namespace).list()}

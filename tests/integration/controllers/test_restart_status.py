@@ -102,7 +102,7 @@ async def test_a_restarted_container_runs_with_its_last_exit_apart(kukeond: Kuke
         await k.wait_for(Kind.CELL, key, until=running_again, within=30)
         document = yaml.safe_load(await _kukectl(k, "get", "cell", "crashy", "-o", "yaml"))
         [app] = [c for c in document["status"]["containers"] if c["id"] == "app"]
-        assert app["state"] == "Ready", app
+        assert app["state"] == "Running", app
         assert not {"exitCode", "exitSignal", "finishTime", "reason", "message"} & app.keys(), app
         last = app["lastState"]
         assert (last["exitCode"], last["reason"]) == (3, "Error"), app
@@ -115,7 +115,7 @@ async def test_a_restarted_container_runs_with_its_last_exit_apart(kukeond: Kuke
         page = await _kukectl(k, "describe", "cell", "crashy")
         containers = page.split("\nContainers:\n", 1)[1].split("\nLast State:\n", 1)[0]
         [row] = [line.split() for line in containers.splitlines() if line.split()[:1] == ["app"]]
-        assert (row[1], row[4]) == ("Ready", "<none>"), page  # running, no exit code
+        assert (row[1], row[4]) == ("Running", "<none>"), page  # running, no exit code
         last_rows = page.split("\nLast State:\n", 1)[1].splitlines()
         [last_app] = [line.split() for line in last_rows if line.split()[:1] == ["app"]]
         assert last_app[1:3] == ["Error", "3"], page
@@ -182,7 +182,7 @@ async def test_a_restarted_container_runs_with_its_last_exit_apart(kukeond: Kuke
 
         again = _app(await k.wait_for(Kind.CELL, key, until=running_twice, within=15))
         assert again is not None
-        assert again["state"] == "Ready", again
+        assert again["state"] == "Running", again
         gone = ("restartTime", "reason", "message", "exitCode")
         assert [again[name] for name in gone] == [None] * len(gone), again
         assert isinstance(again["lastState"], dict)
@@ -248,8 +248,8 @@ async def test_a_container_that_stays_down_never_waits(kukeond: Kukeond) -> None
     assert "Waiting" not in states["once"], states
     # flaky may wait before its one restart (1 s), never after its last exit.
     flaky_states = states["flaky"]
-    last_run = len(flaky_states) - 1 - flaky_states[::-1].index("Ready")
-    assert flaky_states[last_run:] == ["Ready", "Failed"], states
+    last_run = len(flaky_states) - 1 - flaky_states[::-1].index("Running")
+    assert flaky_states[last_run:] == ["Running", "Failed"], states
     table = (await _kukectl(k, "get", "cells")).splitlines()
     [row] = [line.split() for line in table if line.split()[:1] == ["down"]]
     assert row[1:3] == ["Error", "1/3"], table

@@ -21,6 +21,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -183,19 +184,25 @@ async def on_small_containerd(
     binary = require_binary("containerd", "containerd")
     require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
     require_binary("nft", "nftables")
-    small = PrivateContainerd(tmp_path / "containerd", binary=binary)
-    with tmpfs(small.root, "48m"):
-        try:
-            await asyncio.to_thread(small.start)
-            config = kukeond_config(
-                tmp_path / "k", containerd=small, etcd=etcd_server, prefix=etcd_key_prefix
-            )
-            async with running_kukeond(
-                config, f"r{secrets.token_hex(3)}", containerd_test_image, small, tmp_path / "k"
-            ) as running:
-                yield running, small
-        finally:
-            await asyncio.to_thread(small.teardown)
+    # A short base: containerd's ttrpc socket path must stay under 104 bytes, which
+    # tmp_path under xdist (pytest-NNNN/popen-gwN/<test name>) was not in CI.
+    base = Path(tempfile.mkdtemp(prefix="kukeon-fd-", dir="/tmp"))
+    small = PrivateContainerd(base / "containerd", binary=binary)
+    try:
+        with tmpfs(small.root, "48m"):
+            try:
+                await asyncio.to_thread(small.start)
+                config = kukeond_config(
+                    tmp_path / "k", containerd=small, etcd=etcd_server, prefix=etcd_key_prefix
+                )
+                async with running_kukeond(
+                    config, f"r{secrets.token_hex(3)}", containerd_test_image, small, tmp_path / "k"
+                ) as running:
+                    yield running, small
+            finally:
+                await asyncio.to_thread(small.teardown)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def padded_archive(directory: Path, name: str, megabytes: int) -> Path:
