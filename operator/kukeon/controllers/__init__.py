@@ -335,7 +335,7 @@ class Controllers:
         op.on_change(Kind.CELL, membership.changed)
         op.on_change(Kind.CELL, self.departures.changed)
         op.on_change(Kind.SPACE, spaces.changed)
-        self.departures.trigger = op.trigger
+        self.departures.trigger = self.realms.trigger = op.trigger  # realms: limitwakes
         self.departures.requeue = op.requeue
         self._watch_running_tasks(op)
         self._register_cells(op)

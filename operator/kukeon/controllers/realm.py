@@ -44,6 +44,8 @@ from .cell import LABEL_NODE
 from .cellfiles import remove_scope_files
 from .host import Host
 from .layers import LayerController
+from .limitwakes import wake_held_cells
+from .membership import Trigger
 
 NAMESPACE_NODE_LABEL_PREFIX = f"{LABEL_NODE}."
 PIDS_CAPPED = "PidsLimitCapped"
@@ -82,6 +84,15 @@ def realm_namespace_labels(host: Host, realm: str) -> dict[str, str]:
 class RealmController(LayerController[Realm]):
     kind: ClassVar[Kind] = Kind.REALM
 
+    trigger: Trigger | None = None
+    """Set by ``Controllers.register``: requeues a cell (``Operator.trigger``), for the cells
+    a realm's new limits free (``limitwakes``)."""
+
+    def __init__(self, *, host: Host) -> None:
+        super().__init__(host=host)
+        self._applied: dict[str, CgroupLimits] = {}
+        """The limits this node last wrote to each realm's cgroup."""
+
     async def accept(self, obj: Realm, ctx: HandlerContext) -> None:
         return None  # a realm has no parent: accepted as soon as it exists
 
@@ -96,6 +107,9 @@ class RealmController(LayerController[Realm]):
         asked = self._pids_asked(obj, pids_offered="pids" in offered)
         limits = self.limits_of(obj, pids_offered="pids" in offered)
         cgroup = await self._ensure_cgroup(CgroupPath((name,)), limits)
+        if self.trigger is not None and self._applied.get(name, limits) != limits:
+            wake_held_cells(ctx.cache, self.trigger, realm=name, node=self.host.settings.node_name)
+        self._applied[name] = limits
         capped = asked is not None and limits.pids_max is not None and asked > limits.pids_max
         notes: list[tuple[str, str]] = []
         if capped:
@@ -163,6 +177,7 @@ class RealmController(LayerController[Realm]):
 
     async def dematerialise(self, obj: Realm, ctx: HandlerContext, *, deleting: bool) -> None:
         name = obj.metadata.name
+        self._applied.pop(name, None)
         if deleting:
             # Images, their unpacked snapshots, blobs and leases all block the removal.
             await self.host.containerd.namespaces.purge(self.host.namespace_of(obj))

@@ -78,3 +78,23 @@ async def test_a_cell_past_its_realms_pids_limit_says_so_and_starts_once_there_i
     else:
         await k.registry.delete(Kind.CELL, cell_key(k, "fill"))
     await k.wait_for(Kind.CELL, cell_key(k, "next"), state="Ready", within=90)
+
+
+@pytest.mark.kukeond_config(retry_backoff_initial_seconds=60.0, retry_backoff_max_seconds=300.0)
+async def test_raising_the_limit_wakes_the_cell_it_held_before_its_back_off(
+    kukeond: Kukeond,
+) -> None:
+    # The cell's next try is 60 s away: only the realm's new limits, once written to its
+    # cgroup, bring it sooner (controllers/limitwakes.py).
+    k = kukeond
+    await k.hierarchy()
+    await _set_pids(k, 8)
+    await k.apply(cell_doc(k, "fill", [container(k, "main", script=FILL)]))
+    await k.wait_for(Kind.CELL, cell_key(k, "fill"), state="Ready")
+    async with asyncio.timeout(30):
+        while _realm_pids(k) < 4:  # noqa: ASYNC110 (cgroupfs has no event)
+            await asyncio.sleep(0.05)
+    await k.apply(cell_doc(k, "next", [container(k, "main")]))
+    await k.wait_for(Kind.CELL, cell_key(k, "next"), until=_pids_full)
+    await _set_pids(k, 64)
+    await k.wait_for(Kind.CELL, cell_key(k, "next"), state="Ready", within=20)
