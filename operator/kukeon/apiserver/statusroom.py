@@ -26,12 +26,7 @@ from kukeon.api import AnyResource, CellSet, Kind, to_document
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION
 from kukeon.apiserver.status import ApiError, Cause
 from kukeon.apiserver.target import Target
-from kukeon.store import MAX_DOCUMENT_BYTES
-
-STATUS_RESERVE_BYTES = 64 * 1024
-"""Room kept for the status: two of statusbound's largest messages (8192 characters, at
-most 32 KiB of UTF-8 each), or, cut to its tight bound (256 characters), a message for each
-of some hundred entries (containers, nodes' entries, conditions)."""
+from kukeon.store import MAX_DOCUMENT_BYTES, STATUS_RESERVE_BYTES
 
 SPEC_MAX_BYTES = MAX_DOCUMENT_BYTES - STATUS_RESERVE_BYTES
 """What a document may weigh without its status (a CellSet's template counted twice)."""

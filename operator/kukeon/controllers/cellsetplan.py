@@ -37,8 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from kukeon.api import to_document
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION, CellSet, CellSetRevision, StrategyType
-from kukeon.store import MAX_DOCUMENT_BYTES
+from kukeon.store import MAX_DOCUMENT_BYTES, STATUS_RESERVE_BYTES
 
 REVISIONS_MAX_BYTES = MAX_DOCUMENT_BYTES // 2
 """What the templates kept in a set's status may weigh in all (the oldest go first)."""
@@ -246,10 +247,21 @@ def record_revision(cellset: CellSet, hash_: str) -> list[CellSetRevision]:
     )
     limit = cellset.spec.revision_history_limit
     earlier = kept[len(kept) - limit :] if limit else []
-    budget = REVISIONS_MAX_BYTES - _size(current)
+    budget = min(REVISIONS_MAX_BYTES, _room_for_revisions(cellset)) - _size(current)
     while earlier and sum(_size(r) for r in earlier) > budget:
         earlier = earlier[1:]  # the oldest goes first
     return [*earlier, current]
+
+
+def _room_for_revisions(cellset: CellSet) -> int:
+    """What the set's document leaves for its kept templates: the store's limit less the
+    document without its status and the room kept for the rest of the status (a 300 KB
+    template beside 200 KB of annotations kept an older 200 KB template after a rollout,
+    and the status was over the limit: every status write refused)."""
+    document = to_document(cellset)
+    document.pop("status", None)
+    spec = len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
+    return MAX_DOCUMENT_BYTES - STATUS_RESERVE_BYTES - spec
 
 
 def _size(revision: CellSetRevision) -> int:

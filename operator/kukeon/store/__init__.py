@@ -12,6 +12,7 @@ This package may import ``kukeon.api`` and nothing else of the project.
 """
 
 from kukeon.store.connection import EtcdClient, EtcdConfig, OutcomeUnknown
+from kukeon.store.decoding import STATUS_RESERVE_BYTES
 from kukeon.store.embedded import EmbeddedEtcd, EtcdProcess, EtcdStartError
 from kukeon.store.errors import (
     AlreadyExists,
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "KINDS",
     "MAX_DOCUMENT_BYTES",
+    "STATUS_RESERVE_BYTES",
     "AlreadyExists",
     "ChildrenExist",
     "Conflict",

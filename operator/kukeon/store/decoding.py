@@ -48,6 +48,11 @@ def _short(text: str) -> str:
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 """The most the registry writes of one document (``codec`` refuses more)."""
+STATUS_RESERVE_BYTES = 64 * 1024
+"""Room a document keeps for the status kukeond writes (``apiserver.statusroom`` refuses a
+user's write that leaves less; a CellSet's kept templates leave it too): two of
+statusbound's largest messages (8192 characters, at most 32 KiB of UTF-8 each), or, cut to
+its tight bound (256 characters), a message for each of some hundred entries."""
 
 
 def load_document(value: bytes) -> dict[str, Any] | str:

@@ -3,15 +3,17 @@ undo` make of them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 import pytest
 
-from kukeon.api import CellSet, parse_resource
+from kukeon.api import CellSet, parse_resource, to_document
 from kukeon.api.cellset import CHANGE_CAUSE_ANNOTATION
 from kukeon.cli.cellsets import history_lines, rolled_back, undo_target
 from kukeon.controllers.cellsetplan import REVISIONS_MAX_BYTES, record_revision
+from kukeon.store import MAX_DOCUMENT_BYTES, STATUS_RESERVE_BYTES
 
 
 def a_set(version: str, *, cause: str | None = None, limit: int | None = None) -> CellSet:
@@ -107,3 +109,23 @@ def test_heavy_templates_keep_fewer_revisions() -> None:
         cellset = rolled(cellset, a_set(f"{version}-{big}"))
     # Each template weighs a third of the budget: the current one and one earlier fit.
     assert [r.revision for r in cellset.status.revisions] == [5, 6]
+
+
+def test_kept_templates_leave_the_document_room_for_its_status() -> None:
+    # A 300 KB template beside 200 KB of annotations kept an older 200 KB template after
+    # a rollout (within REVISIONS_MAX_BYTES alone): a status over the store's limit.
+    def heavy(version: str, size: int) -> CellSet:
+        cellset = a_set(f"{version}-{'x' * size}")
+        annotations = {"note": "n" * 200_000}
+        return cellset.model_copy(
+            update={"metadata": cellset.metadata.model_copy(update={"annotations": annotations})}
+        )
+
+    cellset = rolled(heavy("0", 200_000), heavy("0", 200_000))
+    cellset = rolled(cellset, heavy("1", 300_000))
+    assert [r.revision for r in cellset.status.revisions] == [2]
+    document = json.dumps(to_document(cellset), separators=(",", ":")).encode()
+    assert len(document) <= MAX_DOCUMENT_BYTES - STATUS_RESERVE_BYTES
+    # Light enough, the earlier one is kept as before.
+    light = rolled(rolled(heavy("0", 1_000), heavy("0", 1_000)), heavy("1", 1_000))
+    assert [r.revision for r in light.status.revisions] == [1, 2]
