@@ -52,11 +52,8 @@ async def _warning(k: Kukeond, cell: str) -> Event:
             await asyncio.sleep(0.3)
 
 
-@pytest.mark.parametrize("heal", ["raised", "freed"])
-async def test_a_cell_past_its_realms_pids_limit_says_so_and_starts_once_there_is_room(
-    kukeond: Kukeond, heal: str
-) -> None:
-    k = kukeond
+async def _a_cell_past_the_limit(k: Kukeond) -> AnyResource:
+    """Realm pids 8, a cell "fill" holding 4, and cell "next" failed PidsLimitReached."""
     await k.hierarchy()
     await _set_pids(k, 8)
     await k.apply(cell_doc(k, "fill", [container(k, "main", script=FILL)]))
@@ -65,7 +62,15 @@ async def test_a_cell_past_its_realms_pids_limit_says_so_and_starts_once_there_i
         while _realm_pids(k) < 4:  # noqa: ASYNC110 (cgroupfs has no event)
             await asyncio.sleep(0.05)
     await k.apply(cell_doc(k, "next", [container(k, "main")]))
-    cell = await k.wait_for(Kind.CELL, cell_key(k, "next"), until=_pids_full)
+    return await k.wait_for(Kind.CELL, cell_key(k, "next"), until=_pids_full)
+
+
+@pytest.mark.parametrize("heal", ["raised", "freed"])
+async def test_a_cell_past_its_realms_pids_limit_says_so_and_starts_once_there_is_room(
+    kukeond: Kukeond, heal: str
+) -> None:
+    k = kukeond
+    cell = await _a_cell_past_the_limit(k)
     message = cell.status.message or ""
     assert str(cell.status.state) == "Failed"
     assert "the realm's pids limit is reached" in message, message
@@ -87,14 +92,6 @@ async def test_raising_the_limit_wakes_the_cell_it_held_before_its_back_off(
     # The cell's next try is 60 s away: only the realm's new limits, once written to its
     # cgroup, bring it sooner (controllers/limitwakes.py).
     k = kukeond
-    await k.hierarchy()
-    await _set_pids(k, 8)
-    await k.apply(cell_doc(k, "fill", [container(k, "main", script=FILL)]))
-    await k.wait_for(Kind.CELL, cell_key(k, "fill"), state="Ready")
-    async with asyncio.timeout(30):
-        while _realm_pids(k) < 4:  # noqa: ASYNC110 (cgroupfs has no event)
-            await asyncio.sleep(0.05)
-    await k.apply(cell_doc(k, "next", [container(k, "main")]))
-    await k.wait_for(Kind.CELL, cell_key(k, "next"), until=_pids_full)
+    await _a_cell_past_the_limit(k)
     await _set_pids(k, 64)
     await k.wait_for(Kind.CELL, cell_key(k, "next"), state="Ready", within=20)
