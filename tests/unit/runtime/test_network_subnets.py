@@ -11,7 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kukeon.runtime.network import JsonFileSubnetStore, SubnetPoolExhaustedError, allocate_subnet
+from kukeon.runtime.network import (
+    BridgeNameTakenError,
+    JsonFileSubnetStore,
+    SubnetPoolExhaustedError,
+    allocate_subnet,
+)
 from kukeon.runtime.network.subnets import SubnetStoreCorruptError, host_networks, space_key
 
 POOL = IPv4Network("10.88.0.0/16")
@@ -116,3 +121,26 @@ def test_host_networks_lists_this_hosts_routes_and_addresses() -> None:
     found = host_networks()
     assert IPv4Network("127.0.0.0/8") in found
     assert all(net.prefixlen >= 8 for net in found)
+
+
+async def test_a_bridge_name_is_the_first_spaces_that_holds_it(tmp_path: Path) -> None:
+    """Two spaces whose bridge names collide (40 bits of a hash: a tenant can make one):
+    the second gets no subnet while the first holds its own; the error does not name the
+    first (another realm's, perhaps); the first keeps its subnet; after its release the
+    second gets one."""
+    bridges = {"victim/web": "k-viwe-aaaaaaaa", "evil/web2": "k-viwe-aaaaaaaa", "evil/x": "k-b"}
+    store = JsonFileSubnetStore(
+        path=tmp_path / "s.json", in_use=None, bridge_of=bridges.__getitem__
+    )
+    first = await store.assign("victim/web", pool=POOL, prefix=24)
+    with pytest.raises(BridgeNameTakenError) as refused:
+        await store.assign("evil/web2", pool=POOL, prefix=24)
+    assert refused.value.reason == "BridgeNameTaken"
+    assert refused.value.holder == "victim/web"
+    assert "k-viwe-aaaaaaaa" in str(refused.value)
+    assert "victim" not in str(refused.value)
+    assert await store.assignments() == {"victim/web": first}
+    assert await store.assign("victim/web", pool=POOL, prefix=24) == first
+    assert await store.assign("evil/x", pool=POOL, prefix=24) != first
+    assert await store.release("victim/web")
+    assert await store.assign("evil/web2", pool=POOL, prefix=24) == first

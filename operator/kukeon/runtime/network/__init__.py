@@ -44,6 +44,7 @@ from kukeon.runtime.network.egress import (
 )
 from kukeon.runtime.network.errors import (
     BridgeInUseError,
+    BridgeNameTakenError,
     CniConfigError,
     CniError,
     CniPluginNotFoundError,
@@ -77,6 +78,7 @@ from kukeon.runtime.network.subnets import JsonFileSubnetStore, SubnetStore, all
 __all__ = [
     "AppliedEgress",
     "BridgeInUseError",
+    "BridgeNameTakenError",
     "CellAttachment",
     "CellHostFiles",
     "CniConfigError",

@@ -8,6 +8,7 @@ half written, hence write-to-temp-then-rename. Files bind-mounted into running c
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from kukeon import fileio
@@ -58,4 +59,12 @@ def unlink_if_present(path: Path) -> bool:
         path.unlink()
     except FileNotFoundError:
         return False
+    return True
+
+
+def remove_tree_if_present(path: Path) -> bool:
+    """Remove the directory ``path`` and what is in it; return whether it was there."""
+    if not path.exists():
+        return False
+    shutil.rmtree(path)
     return True

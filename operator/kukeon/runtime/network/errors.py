@@ -120,3 +120,23 @@ class BridgeInUseError(NetworkError):
             f"bridge {bridge} has port(s) kukeon did not make: {', '.join(ports)} "
             f"(`ip link set PORT nomaster` or delete them; the space's network is removed then)"
         )
+
+
+class BridgeNameTakenError(NetworkError):
+    """Another space of this node has the bridge name a space would get: a hashed name
+    holds 40 bits of SHA-256 (``bridge``), a preimage an editor can compute for a space of
+    another realm. The space is given no subnet, conflist, egress chain or bridge here."""
+
+    reason = "BridgeNameTaken"
+
+    def __init__(self, *, bridge: str, holder: str) -> None:
+        self.bridge = bridge
+        self.holder = holder
+        """The other space's ``realm/space``: logged, never in the message (the space's
+        status and events are read by its realm's users, the holder may be another's)."""
+        super().__init__(
+            f"bridge {bridge} is already another space's on this node (the hash in a bridge "
+            "name collides with this space's): this space gets no network here until that "
+            "space is gone; rename the space"
+        )
+

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.idranges import IdRange
 from kukeon.runtime.network import veth
-from kukeon.runtime.network._files import unlink_if_present
+from kukeon.runtime.network._files import remove_tree_if_present, unlink_if_present
 from kukeon.runtime.network.bridge import bridge_name, bridge_ports, delete_link, tag_bridge
 from kukeon.runtime.network.bridgeleftovers import BridgeLeftovers
 from kukeon.runtime.network.cni.config import (
@@ -71,6 +70,7 @@ from kukeon.runtime.network.subnets import (
     DEFAULT_PREFIX,
     JsonFileSubnetStore,
     SubnetStore,
+    bridge_holder,
     host_networks,
     space_key,
 )
@@ -225,7 +225,7 @@ class SpaceNetworks:
     ) -> None:
         self.settings = settings
         self.subnets: SubnetStore = subnets or JsonFileSubnetStore(
-            path=settings.subnets_file, in_use=self._in_use
+            path=settings.subnets_file, in_use=self._in_use, bridge_of=self._bridge_of_key
         )
         self.cni = cni or CniRuntime(plugin_dirs=settings.cni_plugin_dirs)
         self.netns = netns or NetnsManager(directory=settings.netns_dir)
@@ -249,6 +249,9 @@ class SpaceNetworks:
 
     def bridge_of(self, realm: str, space: str) -> str:
         return bridge_name(realm, space, self.settings.instance)
+
+    def _bridge_of_key(self, key: str) -> str:
+        return self.bridge_of(*key.split("/", 1))
 
     def conflist_for(self, *, bridge: str, subnet: IPv4Network) -> NetworkConfigList:
         return render_space_conflist(
@@ -310,7 +313,11 @@ class SpaceNetworks:
         ``cni_config_path`` None leaves every conflist alone (the orphan collector passes
         it when the file there is not this host's own).
         """
-        bridge = bridge_name(realm, space, self.settings.instance)
+        bridge, key = bridge_name(realm, space, self.settings.instance), space_key(realm, space)
+        held = await self.subnets.assignments()
+        if key not in held and bridge_holder(held, key, self._bridge_of_key):
+            # Another space's bridge (refused to this one: BridgeNameTakenError).
+            return SpaceNetworkRemoval(bridge, False, False, False, False, False, False)
         await self.leftovers.clear(bridge)
         egress_removed = await self.egress.remove(bridge=bridge)
         conflist_removed = False
@@ -322,12 +329,12 @@ class SpaceNetworks:
         if not await bridge_ports(bridge):
             bridge_removed = await delete_link(bridge)
         ipam_dir = self.settings.ipam_dir / bridge
-        ipam_removed = await asyncio.to_thread(_remove_tree, ipam_dir)
+        ipam_removed = await asyncio.to_thread(remove_tree_if_present, ipam_dir)
         firewall_removed = False
         if self.settings.include_firewall:
             firewall_removed = await remove_idle_firewall_chains()
             firewall_removed = await self.forward.remove(bridge) or firewall_removed
-        released = await self.subnets.release(space_key(realm, space))
+        released = await self.subnets.release(key)
         return SpaceNetworkRemoval(
             bridge_name=bridge,
             egress_removed=egress_removed,
@@ -691,10 +698,3 @@ def _attachment(
         gateway=gateway,
         result=result,
     )
-
-
-def _remove_tree(path: Path) -> bool:
-    if not path.exists():
-        return False
-    shutil.rmtree(path)
-    return True

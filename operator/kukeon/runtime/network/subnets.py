@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,8 +23,14 @@ from typing import Any, Protocol
 from kukeon.runtime.hostfiles import PRIVATE_FILE_MODE, make_dirs
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.network._files import read_text_or_none, write_atomically
-from kukeon.runtime.network.errors import NetworkError, SubnetPoolExhaustedError
+from kukeon.runtime.network.errors import (
+    BridgeNameTakenError,
+    NetworkError,
+    SubnetPoolExhaustedError,
+)
 from kukeon.runtime.network.netlink import IPRoute
+
+log = logging.getLogger(__name__)
 
 DEFAULT_POOL = IPv4Network("10.88.0.0/16")
 DEFAULT_PREFIX = 24
@@ -53,6 +60,17 @@ def allocate_subnet(pool: IPv4Network, prefix: int, taken: Iterable[IPv4Network]
 def space_key(realm: str, space: str) -> str:
     """The store key of a space; realm and space names cannot contain ``/``."""
     return f"{realm}/{space}"
+
+
+def bridge_holder(
+    held: Mapping[str, IPv4Network], key: str, bridge_of: Callable[[str], str]
+) -> str | None:
+    """Another space of ``held`` (the keys holding a subnet here) whose bridge name is the
+    one ``key``'s would be (``bridge``: 40 bits of a hash, which a tenant can collide)."""
+    bridge = bridge_of(key)
+    return next(
+        (other for other in sorted(held) if other != key and bridge_of(other) == bridge), None
+    )
 
 
 class SubnetStore(Protocol):
@@ -109,7 +127,9 @@ class JsonFileSubnetStore:
     """A :class:`SubnetStore` kept in one JSON file (``{"version": 1, "subnets": {...}}``).
 
     A new subnet also avoids what the host already routes or has addresses in
-    (``in_use(key)``, by default :func:`host_networks`).
+    (``in_use(key)``, by default :func:`host_networks`). Given ``bridge_of`` (a key's
+    bridge name), a new key whose bridge name another key's is gets no subnet:
+    `BridgeNameTakenError` (the first space to hold a bridge keeps it).
     """
 
     def __init__(
@@ -117,9 +137,11 @@ class JsonFileSubnetStore:
         *,
         path: Path,
         in_use: Callable[[str], Iterable[IPv4Network]] | None = lambda _key: host_networks(),
+        bridge_of: Callable[[str], str] | None = None,
     ) -> None:
         self.path = path
         self.in_use = in_use
+        self.bridge_of = bridge_of
         self._lock_path = path.with_name(path.name + ".lock")
 
     async def assign(self, key: str, *, pool: IPv4Network, prefix: int) -> IPv4Network:
@@ -141,6 +163,10 @@ class JsonFileSubnetStore:
             if existing is not None:
                 # A pool change in the configuration never moves an existing space.
                 return existing
+            if self.bridge_of and (holder := bridge_holder(current, key, self.bridge_of)):
+                bridge = self.bridge_of(key)
+                log.warning("space %s is refused bridge %s: space %s has it", key, bridge, holder)
+                raise BridgeNameTakenError(bridge=bridge, holder=holder)
             taken = [*current.values(), *(self.in_use(key) if self.in_use is not None else ())]
             subnet = allocate_subnet(pool, prefix, taken)
             current[key] = subnet
