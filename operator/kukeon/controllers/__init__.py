@@ -289,7 +289,6 @@ class Controllers:
             node=self.host.settings.node_name, state_dir=Path(self.host.settings.state_dir)
         )
         op.on_change(Kind.CELL, self.cells.peers.changed)
-        op.on_change(Kind.CELL, self.cells.stop_graces.changed)
         # An imported or pulled image requeues this node's cells waiting for it.
         self.cells.image_waits.trigger = op.trigger
         self.images.on_arrival = self.cells.image_waits.arrived

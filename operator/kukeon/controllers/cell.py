@@ -21,8 +21,8 @@ One reconcile pass, always from scratch (nothing is remembered between passes):
 A restart owed but not yet due ends the pass with Requeue (the back-off is no failure:
 the status says CrashLoopBackOff, written here), a host fault with TemporaryError, so the
 framework comes back at the right time (a task exit in containerd's events: at once).
-Finalize stops and deletes the tasks and containers, detaches the cell from its network,
-and removes its cgroup and files.
+Finalize stops and deletes the tasks and containers (a stop's grace is waited out by no
+pass: `stopgraces`), detaches the cell from its network, and removes its cgroup and files.
 """
 
 from __future__ import annotations
@@ -251,6 +251,7 @@ class CellController:
                 self.log_copiers.forget(key)
             await self._stop(cell, ctx, namespace)
             return
+        await self.stop_graces.abandon(CellFiles(self.host.settings.state_dir, key))
         progress = PassProgress(ctx, cell)
         try:
             cell = await self._converge(progress, realm=realm, space=space, namespace=namespace)
@@ -271,19 +272,16 @@ class CellController:
             raise retry(str(error), reason=reason) from error
 
     async def _stop(self, cell: Cell, ctx: HandlerContext, namespace: str) -> None:
-        """`desiredState: Stopped`: every task stopped at once, the rest kept."""
+        """`desiredState: Stopped`: every task stopped at once (`stopgraces`), the rest kept."""
         plan = plan_stop(cell)
-        for note in plan.killing:
-            self._note(cell, note)
-        _, space, stack, name = cell_key(cell)
+        key = cell_key(cell)
         containers = ordered_containers(cell)
-        await self._executor(cell).stop_all(
-            namespace,
-            (
-                containerd_container_id(space=space, stack=stack, cell=name, container=c.id)
-                for c in containers
-            ),
+        names = (
+            containerd_container_id(space=key[1], stack=key[2], cell=key[3], container=c.id)
+            for c in containers
         )
+        files = CellFiles(self.host.settings.state_dir, key)
+        await self.stop_graces.stop(self._executor(cell), files, (namespace, names), plan.killing)
         for note in plan.stopped:
             self._note(cell, note)
         await report(
@@ -679,14 +677,17 @@ class CellController:
         if self.log_copiers is not None:
             self.log_copiers.forget(key)
         namespace = await self._namespace(ctx, key[0])
-        async with self.stop_graces.stopping(key, self._executor(cell)) as executor:
-            await executor.remove_all(namespace, key)
+        executor, files = self._executor(cell), CellFiles(self.host.settings.state_dir, key)
+        found = await executor.cell_containers(namespace, key)
+        await self.stop_graces.stop(executor, files, (namespace, found))  # or Requeue
+        await executor.remove_all(namespace, key, found=found)
         await release_ports(self.host, key)
         await self.host.networks.detach_cell(
             cell_id=network_id(key, self.host.networks.settings.instance)
         )
         await self.host.cgroups.remove(CgroupPath(key))
-        await CellFiles(self.host.settings.state_dir, key).remove()
+        await files.remove()
+        self.stop_graces.forget(key)
         self._event(
             cell,
             EventReason.DELETED,

@@ -4,9 +4,9 @@
 failed task whether its cgroup counted an OOM kill) into the planner's observations, and
 performs a `ContainerPlan`'s actions through `Host` in order: remove, create (labelled with
 its spec digest, node, restart request and installation), the tty state directory, the
-plan's Events, then the task's deletion and start. It also stops and removes the tasks and
-containers of a cell for `desiredState: Stopped`, the containers dropped from a spec, the
-orphan collector and finalize.
+plan's Events, then the task's deletion and start. It also stops and removes the
+containers dropped from a spec, the orphan collector's and those of a cell finalized (whose
+tasks `stopgraces` stopped first, as it stops them for `desiredState: Stopped`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from kukeon.runtime.containerd.namespaces import instance_labels
 from kukeon.runtime.containerd.remap import Remap
 from kukeon.runtime.containerd.specerrors import RuntimeSpecError
 from kukeon.runtime.containerd.stopsignal import container_stop_signal, stop_signal_label
-from kukeon.runtime.containerd.tasks import StopDeadline, TaskInfo, TaskIO, TaskStatus
+from kukeon.runtime.containerd.tasks import TaskInfo, TaskIO, TaskStatus
 from kukeon.runtime.containerd.ttyio import create_attachable_task
 from kukeon.runtime.hostfiles import create_log_file
 from kukeon.runtime.hostthreads import run_on_host_thread
@@ -174,8 +174,12 @@ class CellExecutor:
         its log gets all it wrote first)."""
         self.grace_seconds = grace_seconds
         """The cell's stop grace (`terminationGracePeriodSeconds`); kukeond's when None."""
-        self.stop_deadline: StopDeadline | None = None
-        """When set, the end of every stop's grace instead (``stopgraces``)."""
+
+    def stop_grace_seconds(self) -> float:
+        """The grace a stop of the cell's tasks gets (``grace_seconds``, else kukeond's)."""
+        if self.grace_seconds is not None:
+            return self.grace_seconds
+        return self.host.settings.stop_grace_seconds
 
     def _note(self, reason: EventReason, message: str) -> None:
         if self.note is not None:
@@ -396,20 +400,13 @@ class CellExecutor:
             return
         tasks = self.host.containerd.tasks(namespace)
         if task.status in LIVE_TASK:
-            grace = self.grace_seconds
-            if grace is None:
-                grace = self.host.settings.stop_grace_seconds
             signal = await container_stop_signal(self.host.containerd, namespace, name)
-            await tasks.stop(name, grace_period=grace, signal=signal, deadline=self.stop_deadline)
+            await tasks.stop(name, grace_period=self.stop_grace_seconds(), signal=signal)
         await tasks.delete(name)
 
     async def remove_container(self, namespace: str, name: str) -> None:
         await self.stop_task(namespace, name)
         await self.host.containerd.containers(namespace).delete(name)
-
-    async def stop_all(self, namespace: str, names: Iterable[str]) -> None:
-        """Stop the tasks at once (each may take the whole grace period)."""
-        await run_all(self.stop_task(namespace, name) for name in names)
 
     async def cell_containers(self, namespace: str, key: CellKey) -> list[str]:
         """The containerd ids of every container labelled as this cell's."""

@@ -53,10 +53,10 @@ task exits after ``queue_idle_timeout`` without work, so 10,000 quiet objects co
 
 Realms: the objects of one realm hold at most ``Settings.realm_workers`` of those handlers
 at once (a per-realm semaphore, taken before a global slot and kept only while held or
-awaited). A handler may hold its worker for long: a cell's finalize waits out its stop
-grace (up to an hour), and without this bound a realm's editor who deleted 16 cells that
-ignore SIGTERM held every worker, and no other realm's cell was converged for the hour
-(seen on a private kukeond: another realm's new cell stayed Pending).
+awaited). A handler may hold its worker for long (a container replaced stops its old task
+for the cell's stop grace, up to an hour): without this bound one realm's could hold every
+worker, and no other realm's cell was converged for the hour. A cell's deletion or stop
+holds none through its grace: its passes end with a ``Requeue`` (``controllers.stopgraces``).
 
 ``watching`` feeds this module; ``processing`` runs what it schedules.
 """

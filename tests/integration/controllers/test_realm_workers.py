@@ -9,6 +9,11 @@ is then made Ready all the same (one realm holds at most 12 workers:
 
 On the tree before: the 16 finalizes held every worker, and the other realm's cell stayed
 Pending for the hour (seen on a private kukeond).
+
+Two realms together (two colluding editors, or one editor of two realms) held every worker
+all the same, until a stop's grace was waited out by no worker (``stopgraces``): a kukeond
+with 4 workers, two realms each deleting 5 such cells, and a third realm's new cell (and
+one of the deleting realm's own) is Ready within seconds while the deleted cells still run.
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import time
+from typing import Any
 
 import pytest
 
 from kukeon.api import Cell, Kind
-from tests.fixtures.kukeond import delete_realm_in_teardown
+from kukeon.daemon import app as daemon_app
+from kukeon.runtime.containerd.tasks import TaskStatus
+from kukeon.store import NotFound
+from tests.fixtures.kukeond import Kukeond, delete_realm_in_teardown
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
 from tests.integration.controllers.helpers import cell_doc, container
 
@@ -74,3 +84,79 @@ async def test_one_realms_stopping_cells_leave_the_other_realms_workers(
         for name in names:
             await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", name))
         await delete_realm_in_teardown(other)
+
+
+WORKERS = 4
+"""The handler workers of the next test's kukeond (3 for one realm)."""
+DELETED = WORKERS + 1
+"""The deaf cells each of two realms deletes: more than there are workers."""
+
+
+@pytest.fixture
+def few_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kukeond asked for after this fixture runs ``WORKERS`` handlers at once."""
+    settings = daemon_app.operator_settings
+
+    def fewer(*args: Any, **kwargs: Any) -> Any:
+        return dataclasses.replace(settings(*args, **kwargs), max_workers=WORKERS)
+
+    monkeypatch.setattr(daemon_app, "operator_settings", fewer)
+
+
+async def _make_deaf_cells(k: Kukeond, names: list[str]) -> None:
+    await k.hierarchy()
+    for name in names:
+        box = container(k, "app", script=DEAF)
+        await k.apply(cell_doc(k, name, [box], terminationGracePeriodSeconds=3600))
+    for name in names:
+        await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", name), state="Ready")
+
+
+async def _cut_short(k: Kukeond, names: list[str]) -> None:
+    """Teardown: the deaf cells deleted with no grace, and gone."""
+    for name in names:
+        try:
+            await k.registry.delete(Kind.CELL, (k.realm, "s1", "st1", name), grace_seconds=0)
+        except NotFound:
+            continue
+    for name in names:
+        await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", name))
+
+
+async def test_two_realms_deleting_deaf_cells_hold_no_worker_through_the_grace(
+    few_workers: None, kukeond: Kukeond
+) -> None:
+    k = kukeond
+    operator = k.daemon.operator
+    assert operator is not None
+    assert operator.settings.max_workers == WORKERS
+    second = dataclasses.replace(k, realm=f"b{secrets.token_hex(3)}")
+    third = dataclasses.replace(k, realm=f"c{secrets.token_hex(3)}")
+    names = [f"deaf{index}" for index in range(DELETED)]
+    try:
+        for realm in (k, second):
+            await _make_deaf_cells(realm, names)
+        await third.hierarchy()
+        for realm in (k, second):
+            for name in names:
+                await realm.registry.delete(Kind.CELL, (realm.realm, "s1", "st1", name))
+        await asyncio.sleep(2)  # every deletion has signalled its cell by now
+        started = time.monotonic()
+        for realm in (third, k):  # another realm's new cell, and the deleting realm's own
+            await realm.apply(cell_doc(realm, "later", [container(realm, "app")]))
+        for realm in (third, k):
+            key = (realm.realm, "s1", "st1", "later")
+            await realm.wait_for(Kind.CELL, key, state="Ready", within=20)
+        took = time.monotonic() - started
+        assert took < 20, f"the new cells took {took:.1f}s"
+        # Nothing was cut short: the deleted cells are still there, their tasks running.
+        tasks = k.containerd.tasks(k.namespace)
+        for name in names:
+            left = await k.registry.get(Kind.CELL, (k.realm, "s1", "st1", name))
+            assert left.metadata.deletion_timestamp is not None
+            assert (await tasks.get(f"s1_st1_{name}_app")).status == TaskStatus.RUNNING
+    finally:
+        for realm in (k, second):
+            await _cut_short(realm, names)
+        for realm in (second, third):
+            await delete_realm_in_teardown(realm)

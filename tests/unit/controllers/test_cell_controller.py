@@ -37,6 +37,7 @@ from kukeon.controllers.cell import (
     registry_credentials,
 )
 from kukeon.controllers.cellfailures import classify_build_failure
+from kukeon.controllers.cellplan import LIVE_TASK
 from kukeon.controllers.host import Host, HostSettings
 from kukeon.controllers.images import ImageUnavailableError, ReadyImage
 from kukeon.framework import HandlerContext, PermanentError, Requeue, TemporaryError
@@ -47,7 +48,7 @@ from kukeon.runtime.containerd.errors import (
     ProcessNotStartableError,
     TaskNotFoundError,
 )
-from kukeon.runtime.containerd.tasks import TaskInfo, TaskStatus
+from kukeon.runtime.containerd.tasks import ExitStatus, TaskInfo, TaskStatus
 from kukeon.runtime.containerd.types import ImageConfig
 from kukeon.runtime.network import NetworkError, cell_network_id
 from kukeon.store import NotFound
@@ -80,6 +81,10 @@ class Containerd:
     create_exists: bool = False
     # Tasks containerd holds but shows as not found (a create interrupted by kukeond's death).
     hidden_tasks: set[str] = field(default_factory=set)
+    deaf: bool = False
+    """The tasks ignore every signal but SIGKILL."""
+    waiting: dict[str, list[asyncio.Event]] = field(default_factory=dict)
+    """The waits for each task's exit."""
 
     def running(self, cid: str, pid: int) -> TaskInfo:
         return TaskInfo(cid, cid, pid, TaskStatus.RUNNING, 0, None, "", "", False)
@@ -87,6 +92,8 @@ class Containerd:
     def exit(self, cid: str, code: int, *, at: datetime | None, status: TaskStatus) -> None:
         task = self.tasks[cid]
         self.tasks[cid] = TaskInfo(cid, cid, task.pid, status, code, at, "", "", False)
+        for ended in self.waiting.pop(cid, []):
+            ended.set()
 
 
 class FakeContainers:
@@ -148,6 +155,20 @@ class FakeTasks:
     ) -> None:
         self.world.calls.append(("stop", cid))
         self.world.exit(cid, 143, at=T0, status=TaskStatus.STOPPED)
+
+    async def kill(self, cid: str, signal: int = 15, *, all: bool = False) -> None:
+        self.world.calls.append(("kill" if signal != 9 else "sigkill", cid))
+        if signal == 9 or not self.world.deaf:
+            self.world.exit(cid, 128 + signal, at=T0, status=TaskStatus.STOPPED)
+
+    async def wait(self, cid: str) -> ExitStatus:
+        task = self.world.tasks.get(cid)
+        if task is not None and task.status in LIVE_TASK:
+            ended = asyncio.Event()
+            self.world.waiting.setdefault(cid, []).append(ended)
+            await ended.wait()
+            task = self.world.tasks.get(cid)
+        return ExitStatus(task.exit_status if task is not None else 0, None)
 
     async def delete(self, cid: str) -> None:
         self.world.calls.append(("delete-task", cid))
@@ -991,7 +1012,7 @@ async def test_stopping_a_cell(rig: Rig) -> None:
     [status] = cell.status.containers
     assert status.state == ContainerState.STOPPED
     assert status.finish_time == T0 + timedelta(seconds=4)
-    assert ("stop", CID) in rig.world.calls
+    assert ("kill", CID) in rig.world.calls
     assert CID in rig.world.containers  # kept
     assert rig.recorder.reasons()[-2:] == ["Killing", "Stopped"]
 

@@ -1,0 +1,143 @@
+"""A cell's stop grace is waited out by no pass: a pass signals and ends with Requeue.
+
+The cell controller against the fake host of ``test_cell_controller``, with tasks that
+ignore every signal but SIGKILL and a clock of the test's (``stopgraces.boot_clock``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from kukeon.api import Cell
+from kukeon.controllers import stopgraces
+from kukeon.framework import HandlerContext, Requeue
+from kukeon.runtime.containerd.tasks import TaskStatus
+from tests.unit.controllers.test_cell_controller import (  # noqa: F401 - the fixture
+    CID,
+    T0,
+    Rig,
+    app,
+    make_cell,
+    rig,
+)
+
+GRACE = 30
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    now = [1000.0]
+    monkeypatch.setattr(stopgraces, "boot_clock", lambda: now[0])
+    monkeypatch.setattr(stopgraces, "SETTLE_SECONDS", 0.01)
+    return now
+
+
+def deleting(cell: Cell, grace: int | None = None) -> Cell:
+    metadata = cell.metadata.model_copy(
+        update={"deletion_timestamp": T0, "deletion_grace_period_seconds": grace}
+    )
+    return cell.model_copy(update={"metadata": metadata})
+
+
+def record(rig: Rig) -> Path:  # noqa: F811 - the fixture's name
+    return rig.controller.host.settings.state_dir / "cells/r/s/st/c" / stopgraces.STOPPING_FILE
+
+
+async def finalize(rig: Rig, cell: Cell) -> float | None:  # noqa: F811
+    """One finalize pass: the Requeue's delay, None when it finished."""
+    try:
+        await rig.controller.finalize(cell, cast(HandlerContext, rig.ctx))
+    except Requeue as waiting:
+        reason, delay = waiting.reason, waiting.delay
+    else:
+        return None
+    assert reason == stopgraces.STOPPING
+    return delay
+
+
+async def deleted_deaf_cell(rig: Rig) -> Cell:  # noqa: F811
+    """A running cell whose task ignores its signal, deleted: its first finalize pass
+    signalled it and asked to come back at the end of its whole grace."""
+    rig.world.deaf = True
+    cell = deleting(await rig.reconcile(make_cell(app(), terminationGracePeriodSeconds=GRACE)))
+    assert await finalize(rig, cell) == GRACE
+    assert rig.world.calls.count(("kill", CID)) == 1
+    return cell
+
+
+async def test_a_deaf_cells_deletion_waits_out_its_grace_in_no_pass(
+    rig: Rig,  # noqa: F811
+    clock: list[float],
+) -> None:
+    cell = await deleted_deaf_cell(rig)
+    assert rig.world.tasks[CID].status == TaskStatus.RUNNING
+    assert CID in rig.world.containers
+    clock[0] += 10  # a pass before the deadline (a resync): no second signal, no SIGKILL
+    assert await finalize(rig, cell) == GRACE - 10
+    assert rig.world.calls.count(("kill", CID)) == 1
+    assert ("sigkill", CID) not in rig.world.calls
+    clock[0] += GRACE - 10  # the deadline's pass: SIGKILL, then everything goes
+    assert await finalize(rig, cell) is None
+    assert ("sigkill", CID) in rig.world.calls
+    assert rig.world.containers == {}
+    assert rig.world.tasks == {}
+    assert rig.cgroups.removed == [("r", "s", "st", "c")]
+
+
+async def test_a_shorter_grace_given_later_ends_the_wait(
+    rig: Rig,  # noqa: F811
+    clock: list[float],
+) -> None:
+    cell = await deleted_deaf_cell(rig)
+    clock[0] += 1
+    assert await finalize(rig, deleting(cell, grace=0)) is None
+    assert rig.world.calls.count(("kill", CID)) == 1
+    assert ("sigkill", CID) in rig.world.calls
+    assert rig.world.containers == {}
+
+
+async def test_a_restarted_kukeond_keeps_the_deadline_and_signals_no_one_again(
+    rig: Rig,  # noqa: F811
+    clock: list[float],
+) -> None:
+    cell = await deleted_deaf_cell(rig)
+    assert record(rig).exists()
+    rig.controller.stop_graces = stopgraces.StopGraces()  # what a new process remembers
+    clock[0] += 20
+    assert await finalize(rig, cell) == GRACE - 20
+    assert rig.world.calls.count(("kill", CID)) == 1
+    clock[0] += GRACE - 20
+    assert await finalize(rig, cell) is None
+    assert not record(rig).exists()
+
+
+async def test_a_stop_given_up_for_a_start_is_forgotten(
+    rig: Rig,  # noqa: F811
+    clock: list[float],
+) -> None:
+    """Stopped, then Running again mid-grace (the task still runs), then Stopped: the
+    second stop signals again and waits its whole grace."""
+    rig.world.deaf = True
+    running = await rig.reconcile(make_cell(app(), terminationGracePeriodSeconds=GRACE))
+    stopped = make_cell(app(), terminationGracePeriodSeconds=GRACE, desiredState="Stopped")
+    stopped = stopped.model_copy(update={"status": running.status})
+    with pytest.raises(Requeue) as waiting:
+        await rig.reconcile(stopped)
+    assert waiting.value.delay == GRACE
+    assert record(rig).exists()
+    assert rig.recorder.reasons()[-1] == "Killing"
+    clock[0] += 20
+    await rig.reconcile(running)
+    assert not record(rig).exists()
+    with pytest.raises(Requeue) as waiting:
+        await rig.reconcile(stopped)
+    assert waiting.value.delay == GRACE
+    assert rig.world.calls.count(("kill", CID)) == 2
+    clock[0] += GRACE
+    cell = await rig.reconcile(stopped)
+    assert str(cell.status.state) == "Stopped"
+    assert ("sigkill", CID) in rig.world.calls
+    assert not record(rig).exists()
