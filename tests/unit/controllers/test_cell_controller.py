@@ -150,9 +150,7 @@ class FakeTasks:
         self.world.tasks[cid] = self.world.running(cid, self.world.next_pid)
         return self.world.next_pid
 
-    async def stop(
-        self, cid: str, *, grace_period: float, signal: int = 15, deadline: object = None
-    ) -> None:
+    async def stop(self, cid: str, *, grace_period: float, signal: int = 15) -> None:
         self.world.calls.append(("stop", cid))
         self.world.exit(cid, 143, at=T0, status=TaskStatus.STOPPED)
 

@@ -18,7 +18,6 @@ import logging
 import os
 import signal as signal_module
 import stat
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -197,37 +196,6 @@ def _refusal_as_not_startable(name: str) -> Iterator[None]:
         raise ProcessNotStartableError(
             container_id=name, reason=reason, detail=error.detail
         ) from error
-
-
-class StopDeadline:
-    """When a stop's grace ends. ``lower`` moves it earlier while a stop waits: a delete
-    with a shorter grace (kubectl's ``--grace-period``) cuts a long one short."""
-
-    def __init__(self, grace: float) -> None:
-        self.at = time.monotonic() + grace
-        self._moved = asyncio.Event()
-
-    def lower(self, grace: float) -> None:
-        at = time.monotonic() + grace
-        if at < self.at:
-            self.at = at
-            self._moved.set()
-
-    async def passes_before(self, waiting: asyncio.Future[Any]) -> bool:
-        """Whether ``waiting`` finished before the deadline (it is never cancelled here)."""
-        while not waiting.done():
-            remaining = self.at - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._moved.clear()
-            moved = asyncio.ensure_future(self._moved.wait())
-            try:
-                await asyncio.wait(
-                    {waiting, moved}, timeout=remaining, return_when="FIRST_COMPLETED"
-                )
-            finally:
-                moved.cancel()
-        return True
 
 
 def _retrieve(done: asyncio.Future[Any]) -> None:
@@ -423,10 +391,8 @@ class TaskService:
         *,
         grace_period: float = 10.0,
         signal: int = signal_module.SIGTERM,
-        deadline: StopDeadline | None = None,
     ) -> ExitStatus:
-        """Signal the task, and SIGKILL every process if it is still there after the grace
-        (``deadline``'s, when given: it may be moved earlier while the stop waits).
+        """Signal the task, and SIGKILL every process if it is still there after the grace.
 
         Escalation matters: ``sh`` as PID 1 ignores SIGTERM.
         """
@@ -435,7 +401,8 @@ class TaskService:
             with contextlib.suppress(TaskNotFoundError):
                 # Already stopped ("process already finished"): wait answers at once.
                 await self.kill(container_id, signal)
-            if await (deadline or StopDeadline(grace_period)).passes_before(waiting):
+            await asyncio.wait({waiting}, timeout=max(0.0, grace_period))
+            if waiting.done():
                 return waiting.result()
             await self.kill(container_id, signal_module.SIGKILL, all=True)
             return await waiting
