@@ -7,9 +7,10 @@ netns and CNI directories, subnet pool). As admin (the unix socket) the test run
 that logs and stages a ``fromEnv`` and a ``fromFile`` secret, an attachable (TTY) cell, in
 a realm with an inline registry password. Then, as ``nobody`` (``runuser``), it checks:
 
-- every listener of kukeond's etcd (client and peer, found in /proc) refuses ``etcdctl``
-  over plain http and over https without a client certificate, for reads and writes, and
-  a raw HTTP request gets no data; root with the client certificate reads (the control);
+- kukeond's etcd listens on no TCP port (/proc), and each of its unix sockets (client and
+  peer) refuses ``etcdctl`` over plain http and over TLS without a client certificate, for
+  reads and writes, and a raw HTTP request gets no data; root with the client certificate
+  reads (the control);
 - the API socket refuses the connection; the TCP API answers 401 without a token, and
   what it answers without one (health, readiness, version, the console's page) holds no
   credential;
@@ -40,7 +41,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -62,6 +62,7 @@ from kukeon.store.pki import EtcdPki
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.hostleaks import own_daemon, own_directory, random_pool
 from tests.fixtures.kukeond import sweep_host
+from tests.fixtures.procsockets import tcp_listeners
 from tests.fixtures.services import free_tcp_port, require_binary, require_root, unavailable
 
 pytestmark = pytest.mark.e2e
@@ -461,46 +462,18 @@ def _etcd_pid(kukeond_pid: int) -> int:
     raise AssertionError(f"no etcd child of kukeond (pid {kukeond_pid})")
 
 
-def _listeners(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of every TCP socket ``pid`` listens on (/proc/net/tcp and tcp6)."""
-    inodes: set[str] = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[len("socket:[") : -1])
-    found: list[tuple[str, int]] = []
-    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
-                    continue
-                address_hex, port_hex = fields[1].split(":")
-                raw = bytes.fromhex(address_hex)
-                # /proc/net/tcp prints the address as host-order 32-bit words.
-                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-                found.append((socket.inet_ntop(family, words), int(port_hex, 16)))
-    return found
-
-
-def _url(scheme: str, address: str, port: int) -> str:
-    host = f"[{address}]" if ":" in address else address
-    return f"{scheme}://{host}:{port}"
-
-
 ETCDCTL_LIMITS = ["--dial-timeout=3s", "--command-timeout=5s"]
 
 
-def _etcd_intrusions(address: str, port: int) -> list[tuple[str, list[str]]]:
-    """What nobody tries on one listener: (what it must not get, the command)."""
+def _etcd_intrusions(path: Path) -> list[tuple[str, list[str]]]:
+    """What nobody tries on one socket: (what it must not get, the command)."""
     intrusion = f"/kukeon-intrusion-{secrets.token_hex(4)}"
     attempts: list[tuple[str, list[str]]] = []
     for scheme, tls in (
-        ("http", []),
-        ("https", ["--insecure-transport=false", "--insecure-skip-tls-verify"]),
+        ("unix", []),
+        ("unixs", ["--insecure-transport=false", "--insecure-skip-tls-verify"]),
     ):
-        endpoint = ["--endpoints", _url(scheme, address, port), *ETCDCTL_LIMITS, *tls]
+        endpoint = ["--endpoints", f"{scheme}://{path}", *ETCDCTL_LIMITS, *tls]
         attempts.append(("read", ["etcdctl", *endpoint, "get", "/", "--prefix", "--keys-only"]))
         attempts.append(("write", ["etcdctl", *endpoint, "put", intrusion, "x"]))
     # A raw HTTP range request (etcd's JSON gateway), plain and TLS without a certificate.
@@ -511,17 +484,17 @@ def _etcd_intrusions(address: str, port: int) -> list[tuple[str, list[str]]]:
         attempts.append((
             "raw",
             [
-                "curl", "-sk", "-m", "5", "-X", "POST", "-d", everything,
-                f"{_url(scheme, address, port)}/v3/kv/range",
+                "curl", "-sk", "-m", "5", "--unix-socket", str(path), "-X", "POST",
+                "-d", everything, f"{scheme}://localhost/v3/kv/range",
             ],
         ))  # fmt: skip
     return attempts
 
 
-def _assert_etcd_refuses_nobody(listeners: list[tuple[str, int]]) -> None:
-    """Every attempt on every listener at once: a refused etcdctl waits out its whole
+def _assert_etcd_refuses_nobody(sockets: list[Path]) -> None:
+    """Every attempt on every socket at once: a refused etcdctl waits out its whole
     command timeout (5 s), so one after the other they took 40 s."""
-    attempts = [attempt for listener in listeners for attempt in _etcd_intrusions(*listener)]
+    attempts = [attempt for path in sockets for attempt in _etcd_intrusions(path)]
     with ThreadPoolExecutor(max_workers=len(attempts)) as pool:
         results = list(pool.map(lambda attempt: as_nobody(*attempt[1]), attempts))
     for (what, command), result in zip(attempts, results, strict=True):
@@ -535,14 +508,12 @@ def _assert_etcd_refuses_nobody(listeners: list[tuple[str, int]]) -> None:
         assert "/kukeon" not in result.stdout, result.stdout[:500]
 
 
-def _assert_etcd_serves_its_client(
-    kukeond: LocalKukeond, client_port: int, listeners: list[tuple[str, int]]
-) -> None:
+def _assert_etcd_serves_its_client(kukeond: LocalKukeond) -> None:
     """The control: root with the client certificate reads, and nobody's write is not there."""
     pki = EtcdPki(kukeond.config.state_dir / "etcd" / "pki")
-    address = next(a for a, p in listeners if p == client_port)
     endpoint = [
-        "--endpoints", _url("https", address, client_port), *ETCDCTL_LIMITS,
+        "--endpoints", f"unixs://{kukeond.config.state_dir / 'etcd' / 'client:0'}",
+        *ETCDCTL_LIMITS,
         "--cacert", str(pki.ca_file), "--cert", str(pki.client_cert_file),
         "--key", str(pki.client_key_file),
     ]  # fmt: skip
@@ -709,15 +680,13 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
     _run_workloads(kukeond)
     state, run = kukeond.config.state_dir, kukeond.config.run_dir
 
-    # etcd: every listener refuses nobody, with plain http and with TLS but no certificate.
+    # etcd: no TCP listener; each socket refuses nobody, plain and with TLS but no certificate.
     etcd = _etcd_pid(kukeond.process.pid)
-    listeners = _listeners(etcd)
-    assert listeners, "etcd listens nowhere?"
-    for address, port in listeners:
-        assert address in ("127.0.0.1", "::1"), f"etcd listens on {address}:{port}"
-    _assert_etcd_refuses_nobody(listeners)
-    client_port = int(json.loads((state / "etcd" / "ports.json").read_text())["client"])
-    _assert_etcd_serves_its_client(kukeond, client_port, listeners)
+    assert tcp_listeners(etcd) == [], "etcd listens on TCP"
+    sockets = [state / "etcd" / "client:0", state / "etcd" / "peer:0"]
+    assert all(path.is_socket() for path in sockets), sockets
+    _assert_etcd_refuses_nobody(sockets)
+    _assert_etcd_serves_its_client(kukeond)
 
     # The API: the socket refuses nobody; the TCP listener wants a token.
     info = kukeond.socket.stat()

@@ -58,6 +58,7 @@ from kukeon.runtime.idranges import (
     PoolSettings,
 )
 from kukeon.runtime.network.bridge import instance_tag
+from kukeon.store.endpoints import UNIX_SCHEMES, endpoint_scheme, split_endpoint, unix_socket_path
 
 ENV_PREFIX = "KUKEON_"
 DEFAULT_LOG_ROTATION = LogRotation()
@@ -380,6 +381,17 @@ class DaemonConfig(BaseModel):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("etcd_endpoints")
+    @classmethod
+    def _etcd_endpoints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each `host:port`, `http(s)://host:port`, or a lone `unix(s):///path`."""
+        for endpoint in value:
+            if unix_socket_path(endpoint) is None:
+                split_endpoint(endpoint)
+            elif len(value) > 1:
+                raise ValueError(f"the unix socket endpoint {endpoint!r} must be the only one")
+        return value
+
     @field_validator("allowed_host_paths", "secret_dirs")
     @classmethod
     def _admission_directories(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
@@ -467,11 +479,14 @@ class DaemonConfig(BaseModel):
         unless etcd's own authentication is used (`etcdUsername`): every local account,
         `nobody` included, reaches loopback.
 
-        As in ``EtcdConfig``, any `https://` endpoint or any CA/client certificate file puts
-        every endpoint on TLS; otherwise `http://` and scheme-less ones are plaintext.
+        As in ``EtcdConfig``, any `https://` or `unixs://` endpoint or any CA/client
+        certificate file puts every endpoint on TLS; otherwise `http://`, `unix://` and
+        scheme-less ones are plaintext (a unix socket counts as loopback: whoever may open
+        it is a local account).
         """
         tls = self.etcd_ca_file is not None or self.etcd_cert_file is not None
-        if tls or any(e.strip().lower().startswith("https://") for e in self.etcd_endpoints):
+        schemes = {endpoint_scheme(e) for e in self.etcd_endpoints}
+        if tls or schemes & {"https", "unixs"}:
             return ()
         authenticated = bool(self.etcd_username)
         return tuple(
@@ -534,6 +549,8 @@ class DaemonConfig(BaseModel):
 
 
 def _is_loopback_endpoint(endpoint: str) -> bool:
+    if endpoint_scheme(endpoint) in UNIX_SCHEMES:
+        return True
     text = endpoint.strip()
     host = urlsplit(text if "://" in text else "http://" + text).hostname or ""
     if host == "localhost" or host.endswith(".localhost"):

@@ -36,13 +36,16 @@ import grpc
 from aetcd import rpc, watcher
 
 from .endpoints import (
+    UNIX_TLS_NAME,
     EndpointReporter,
     ResolveFailed,
     check_endpoints,
     describe,
+    endpoint_scheme,
     grpc_target,
     split_endpoint,
     tls_name,
+    unix_socket_path,
 )
 from .errors import SpaceExceeded, StoreError, Unavailable
 
@@ -67,7 +70,10 @@ class EtcdConfig:
 
     ``endpoints`` are ``host:port`` or ``http(s)://host:port``; ``https`` (or any TLS file)
     switches the channel to TLS. ``ca_file`` verifies the server (the system roots when
-    omitted), ``cert_file``/``key_file`` authenticate the client.
+    omitted), ``cert_file``/``key_file`` authenticate the client. A single endpoint may
+    instead be a unix socket, ``unix:///path`` or ``unixs:///path`` (TLS, the server's
+    certificate verified for ``localhost`` unless ``server_name`` names another): the
+    embedded etcd is reached so.
     """
 
     endpoints: Sequence[str] = ("127.0.0.1:2379",)
@@ -97,11 +103,27 @@ class EtcdConfig:
             raise ValueError("EtcdConfig: username and password must be given together")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("EtcdConfig: cert_file and key_file must be given together")
+        sockets = []
+        for endpoint in self.endpoints:  # each a unix or a TCP one, else ValueError naming it
+            if unix_socket_path(endpoint) is not None:
+                sockets.append(endpoint)
+            else:
+                split_endpoint(endpoint)
+        if sockets and len(self.endpoints) > 1:
+            raise ValueError(
+                f"EtcdConfig.endpoints: the unix socket endpoint {sockets[0]!r} must be the "
+                "only one (a channel dials one socket, or TCP endpoints)"
+            )
 
     @property
     def uses_tls(self) -> bool:
-        schemes = {split_endpoint(e)[0] for e in self.endpoints}
-        return "https" in schemes or any((self.ca_file, self.cert_file))
+        schemes = {endpoint_scheme(e) for e in self.endpoints}
+        return bool(schemes & {"https", "unixs"}) or any((self.ca_file, self.cert_file))
+
+    @property
+    def unix_socket(self) -> str | None:
+        """The socket path when the (single) endpoint is a unix socket."""
+        return unix_socket_path(self.endpoints[0])
 
 
 _RECHECK_SECONDS = 5.0
@@ -150,6 +172,8 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         }
         if self.config.server_name:
             options["grpc.ssl_target_name_override"] = self.config.server_name
+        elif self.config.unix_socket is not None:
+            options["grpc.ssl_target_name_override"] = UNIX_TLS_NAME
         elif self.config.uses_tls and len(self.config.endpoints) > 1:
             # The target is then an address list ("ipv4:a:1,b:2"), not a name gRPC can
             # verify a certificate against: check the host of the first endpoint that
@@ -163,6 +187,8 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
     async def _target(self) -> str:
         """A single endpoint is gRPC's to resolve (again at each reconnect); several are
         checked one by one here (``endpoints``), and only those that resolve are dialed."""
+        if (socket_path := self.config.unix_socket) is not None:
+            return f"unix:{socket_path}"
         if len(self.config.endpoints) == 1:
             _, host, port = split_endpoint(self.config.endpoints[0])
             return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,18 +1,18 @@
 """A private etcd process: kukeond's store when no endpoints are configured, and the tests'.
 
-``EtcdProcess`` runs one member (Debian's ``etcd`` binary) on loopback ports with its own
-data directory; a set of them forms a cluster. ``EmbeddedEtcd`` is the single-member case
-kukeond uses: it remembers its ports next to its data, so a restart serves the same data
-on the same address. Everything is asyncio: the process is an asyncio subprocess and
-readiness is polled over ``/health`` without blocking the loop.
+``EtcdProcess`` runs one member (Debian's ``etcd`` binary) on loopback ports, or on unix
+sockets in a directory, with its own data directory; a set of them forms a cluster.
+``EmbeddedEtcd`` is the single-member case kukeond uses. Everything is asyncio: the process
+is an asyncio subprocess and readiness is polled over ``/health`` without blocking the loop.
 
-The embedded etcd speaks mutual TLS only, on both listeners, with the certificates of
-``pki`` kept in its data directory: a local user who can reach the loopback ports but not
-read the keys gets nothing. It is kukeond's child in earnest: it gets SIGKILL when the
-thread that started it exits (a parent-death signal, set by util-linux ``setpriv``), a
-pidfile lets the next start stop an etcd an earlier run left behind on the same data
-directory, and with ``restart_on_exit`` an etcd that dies alone is started again, with
-backoff, on the same ports.
+The embedded etcd listens on unix sockets in its ``0700`` data directory, not on loopback:
+no port a local user could take while kukeond is down (delaying or breaking its restart),
+and no listener a local user can reach at all. Over the sockets it still speaks mutual TLS
+only, with the certificates of ``pki`` kept in that directory, as defence in depth. It is
+kukeond's child in earnest: it gets SIGKILL when the thread that started it exits (a
+parent-death signal, set by util-linux ``setpriv``), a pidfile lets the next start stop an
+etcd an earlier run left behind on the same data directory, and with ``restart_on_exit``
+an etcd that dies alone is started again, with backoff, on the same sockets.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -32,11 +31,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import aetcd
+import grpc
+
 from kukeon.cancelling import cancel_and_wait
 from kukeon.fileio import host_disk_refusal
 from kukeon.processes import identify
 
-from .connection import EtcdConfig
+from .connection import EtcdClient, EtcdConfig
+from .endpoints import SOCKET_PATH_MAX, UNIX_TLS_NAME
 
 if TYPE_CHECKING:
     # Imported where used: pki loads cryptography's x509 (~1.7 MiB of kukeond's RSS,
@@ -46,6 +49,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+CLIENT_SOCKET = "client:0"
+PEER_SOCKET = "peer:0"
+"""The sockets' names in etcd's working directory: etcd takes a unix listener's address in
+its ``host:port`` form only (``unixs://client:0``), and makes the socket by that name."""
 STALE_GRACE_SECONDS = 5.0
 """How long a stale etcd gets after SIGTERM before SIGKILL."""
 RESTART_INITIAL_SECONDS = 0.5
@@ -56,24 +63,6 @@ RESTART_RESET_SECONDS = 60.0
 
 class EtcdStartError(RuntimeError):
     """etcd did not become healthy; the message carries the end of its log."""
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As etcd (Go) binds: connections of the previous run in TIME_WAIT don't count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def find_etcd_binary() -> str:
@@ -95,8 +84,21 @@ def parent_death_prefix() -> list[str]:
     return [setpriv, "--pdeathsig", "KILL"] if setpriv else []
 
 
+async def _open_stream(
+    address: str | tuple[str, int], tls: ssl.SSLContext | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if isinstance(address, str):  # a unix socket, whose TLS name is not in its address
+        server_name = UNIX_TLS_NAME if tls is not None else None
+        return await asyncio.open_unix_connection(address, ssl=tls, server_hostname=server_name)
+    host, port = address
+    return await asyncio.open_connection(host, port, ssl=tls)
+
+
 async def http_health(
-    host: str, port: int, *, wait_seconds: float = 2.0, tls: ssl.SSLContext | None = None
+    address: str | tuple[str, int],
+    *,
+    wait_seconds: float = 2.0,
+    tls: ssl.SSLContext | None = None,
 ) -> bool:
     """True when etcd's ``/health`` says the member has a leader and serves.
 
@@ -105,12 +107,13 @@ async def http_health(
     kukeond has started. Counted, it made every health check fail while the alarm stood,
     so kukeond could not start on its own full etcd and never recovered by itself.
 
-    ``tls``: the context to dial an https listener with (it carries the client certificate
-    when etcd demands one).
+    ``address``: ``(host, port)``, or a unix socket's path. ``tls``: the context to dial a
+    TLS listener with (it carries the client certificate when etcd demands one).
     """
+    host = UNIX_TLS_NAME if isinstance(address, str) else address[0]
     try:
         async with asyncio.timeout(wait_seconds):
-            reader, writer = await asyncio.open_connection(host, port, ssl=tls)
+            reader, writer = await _open_stream(address, tls)
     except (OSError, TimeoutError):
         return False
     try:
@@ -141,8 +144,9 @@ class EtcdProcess:
         *,
         name: str,
         data_dir: Path,
-        client_port: int,
-        peer_port: int,
+        client_port: int = 0,
+        peer_port: int = 0,
+        socket_dir: Path | None = None,
         initial_cluster: str | None = None,
         cluster_token: str = "kukeon-etcd",
         binary: str | None = None,
@@ -157,7 +161,12 @@ class EtcdProcess:
         (the files must exist: ``ensure_pki``). ``client_tls``: serve clients over https
         with certificates passed in ``extra_args``; the context is what the health check
         dials with (derived from ``pki`` when that is given). ``parent_death_signal``: the
-        member gets SIGKILL when the thread that spawned it exits."""
+        member gets SIGKILL when the thread that spawned it exits. ``socket_dir``: listen on
+        unix sockets there (``CLIENT_SOCKET``, ``PEER_SOCKET``) instead of on ports; etcd
+        runs in that directory, as it makes its sockets in its working directory, so
+        ``data_dir`` must be absolute."""
+        if socket_dir is not None and not (socket_dir.is_absolute() and data_dir.is_absolute()):
+            raise ValueError("EtcdProcess: socket_dir and data_dir must be absolute paths")
         self.name = name
         self.pki = pki
         if client_tls is None and pki is not None:
@@ -165,6 +174,7 @@ class EtcdProcess:
         self.client_tls = client_tls
         self.data_dir = data_dir
         self.host = host
+        self.socket_dir = socket_dir
         self.client_port = client_port
         self.peer_port = peer_port
         self.initial_cluster = initial_cluster or f"{name}={self.peer_url}"
@@ -175,19 +185,42 @@ class EtcdProcess:
         self.parent_death_signal = parent_death_signal
         self._process: asyncio.subprocess.Process | None = None
 
+    def _listen_url(self, secure: bool, port: int, socket_name: str) -> str:
+        if self.socket_dir is not None:
+            return f"{'unixs' if secure else 'unix'}://{socket_name}"
+        return f"{'https' if secure else 'http'}://{self.host}:{port}"
+
+    @property
+    def client_socket(self) -> Path | None:
+        return None if self.socket_dir is None else self.socket_dir / CLIENT_SOCKET
+
+    @property
+    def client_listen_url(self) -> str:
+        """The client URL etcd is given (a socket's name relative to its directory)."""
+        return self._listen_url(self.client_tls is not None, self.client_port, CLIENT_SOCKET)
+
     @property
     def client_url(self) -> str:
-        scheme = "https" if self.client_tls is not None else "http"
-        return f"{scheme}://{self.host}:{self.client_port}"
+        """What a client dials: ``http(s)://host:port``, or ``unix(s):///dir/client:0``."""
+        if self.client_socket is None:
+            return self.client_listen_url
+        return f"{'unixs' if self.client_tls is not None else 'unix'}://{self.client_socket}"
 
     @property
     def peer_url(self) -> str:
-        scheme = "https" if self.pki is not None else "http"
-        return f"{scheme}://{self.host}:{self.peer_port}"
+        return self._listen_url(self.pki is not None, self.peer_port, PEER_SOCKET)
 
     @property
     def endpoint(self) -> str:
+        if self.client_socket is not None:
+            return self.client_url
         return f"{self.host}:{self.client_port}"
+
+    @property
+    def _health_address(self) -> str | tuple[str, int]:
+        if self.client_socket is not None:
+            return str(self.client_socket)
+        return (self.host, self.client_port)
 
     @property
     def pid(self) -> int | None:
@@ -204,8 +237,8 @@ class EtcdProcess:
             binary,
             "--name", self.name,
             "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.client_url,
-            "--advertise-client-urls", self.client_url,
+            "--listen-client-urls", self.client_listen_url,
+            "--advertise-client-urls", self.client_listen_url,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
             "--initial-cluster", self.initial_cluster,
@@ -227,6 +260,12 @@ class EtcdProcess:
 
         def open_log() -> Any:
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            if self.socket_dir is not None:
+                # A killed etcd leaves its sockets behind, and etcd 3.4 then refuses to
+                # start ("bind: address already in use": it removes a stale peer socket
+                # itself, not the client one). Whoever owns the directory stopped that etcd.
+                for name in (CLIENT_SOCKET, PEER_SOCKET):
+                    (self.socket_dir / name).unlink(missing_ok=True)
             return self.log_path.open("ab")
 
         log_file = await asyncio.to_thread(open_log)
@@ -237,6 +276,7 @@ class EtcdProcess:
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                cwd=self.socket_dir,
             )
         finally:
             log_file.close()
@@ -256,7 +296,7 @@ class EtcdProcess:
                     f"etcd member {self.name} exited with status "
                     f"{self._process.returncode if self._process else '?'}: {await self.log_tail()}"
                 )
-            if await http_health(self.host, self.client_port, tls=self.client_tls):
+            if await http_health(self._health_address, tls=self.client_tls):
                 return
             if loop.time() > deadline:
                 raise EtcdStartError(
@@ -358,14 +398,15 @@ class EmbeddedEtcd:
     """kukeond's private single-member etcd, kept in ``data_dir``.
 
     ``data_dir`` (``0700``) holds ``etcd/`` (etcd's data), ``pki/`` (the CA, member and
-    client certificates, see ``pki``), ``ports.json`` (the ports chosen on the first start,
-    reused while they are free), ``etcd.pid`` and ``etcd.log``. By default history older
-    than ``auto_compaction_retention`` is compacted so a long-running node does not grow
-    without bound (watchers then relist, as they must with any etcd).
+    client certificates, see ``pki``), the client and peer sockets (``client:0``,
+    ``peer:0``: etcd's unix listeners, reached as ``unixs://<data_dir>/client:0``),
+    ``etcd.pid`` and ``etcd.log``. By default history older than
+    ``auto_compaction_retention`` is compacted so a long-running node does not grow without
+    bound (watchers then relist, as they must with any etcd).
 
     ``restart_on_exit``: an etcd that exits while it should run is started again on the
-    same ports, after a backoff doubling from 0.5 s up to 30 s (reset once it has run for a
-    minute); ``restarts`` counts them.
+    same sockets, after a backoff doubling from 0.5 s up to 30 s (reset once it has run for
+    a minute); ``restarts`` counts them.
     """
 
     def __init__(
@@ -373,15 +414,14 @@ class EmbeddedEtcd:
         *,
         data_dir: Path,
         binary: str | None = None,
-        host: str = LOOPBACK,
         auto_compaction_retention: str | None = "1h",
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
         restart_on_exit: bool = False,
     ) -> None:
-        self.data_dir = Path(data_dir)
+        # Absolute: etcd runs in this directory (its sockets are made there).
+        self.data_dir = Path(data_dir).absolute()
         self.binary = binary
-        self.host = host
         self.auto_compaction_retention = auto_compaction_retention
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
@@ -393,7 +433,9 @@ class EmbeddedEtcd:
         self._stopping = False
 
     @property
-    def ports_file(self) -> Path:
+    def tcp_ports_file(self) -> Path:
+        """Where kukeon before the sockets kept its loopback ports: marks a data directory
+        whose member still has a TCP peer URL in etcd's membership."""
         return self.data_dir / "ports.json"
 
     @property
@@ -403,6 +445,10 @@ class EmbeddedEtcd:
     @property
     def etcd_data_dir(self) -> Path:
         return self.data_dir / "etcd"
+
+    @property
+    def client_socket(self) -> Path:
+        return self.data_dir / CLIENT_SOCKET
 
     @property
     def pki(self) -> EtcdPki:
@@ -419,15 +465,15 @@ class EmbeddedEtcd:
 
     @property
     def endpoint(self) -> str:
-        """``https://127.0.0.1:<port>``: what an ``EtcdConfig`` needs (with ``pki``'s files)."""
-        return self.member.client_url
+        """``unixs://<data_dir>/client:0``: what an ``EtcdConfig`` needs (with ``pki``'s files)."""
+        return f"unixs://{self.client_socket}"
 
     @property
     def running(self) -> bool:
         return self._member is not None and self._member.running
 
     def config(self, **overrides: Any) -> EtcdConfig:
-        """How to reach this etcd: its https endpoint, the CA and the client certificate."""
+        """How to reach this etcd: its socket, the CA and the client certificate."""
         pki = self.pki
         settings: dict[str, Any] = {
             "endpoints": [self.endpoint],
@@ -438,42 +484,30 @@ class EmbeddedEtcd:
         settings.update(overrides)
         return EtcdConfig(**settings)
 
-    def _hosts(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((self.host, "localhost")))
+    def _tls_names(self) -> tuple[str, ...]:
+        """What the member certificate names: ``localhost``, which kukeon's clients verify
+        on a socket, and the socket's path short of its ``:0``, which etcdctl verifies
+        (it takes the host of ``unixs:///dir/client:0`` for the server's name)."""
+        return (UNIX_TLS_NAME, str(self.client_socket).removesuffix(":0"))
 
     def _prepare(self) -> EtcdPki:
         """The data directory (0700), the certificates, and no stale etcd on the data."""
         from .pki import ensure_pki
 
+        length = len(os.fsencode(str(self.client_socket)))
+        if length > SOCKET_PATH_MAX:
+            raise EtcdStartError(
+                f"the embedded etcd's socket {self.client_socket} would be {length} bytes, "
+                f"over the {SOCKET_PATH_MAX} a unix socket address holds: give it a data "
+                "directory with a shorter path"
+            )
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
-        pki = ensure_pki(self.data_dir / "pki", hosts=self._hosts())
+        pki = ensure_pki(self.data_dir / "pki", hosts=self._tls_names())
         stop_stale_members(self.etcd_data_dir, self.pid_file)
         return pki
 
-    def _choose_ports(self, *, fresh: bool, keep: bool = False) -> tuple[int, int]:
-        if not fresh and self.ports_file.exists():
-            try:
-                saved = json.loads(self.ports_file.read_text())
-                client, peer = int(saved["client"]), int(saved["peer"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
-            else:
-                if port_is_free(client, self.host) and port_is_free(peer, self.host):
-                    return client, peer
-                if keep:
-                    # Clients hold this address: a new one would strand them.
-                    raise EtcdStartError(
-                        f"etcd's ports {client}/{peer} on {self.host} are in use by another process"
-                    )
-        client, peer = free_port(self.host), free_port(self.host)
-        while peer == client:
-            peer = free_port(self.host)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.ports_file.write_text(json.dumps({"client": client, "peer": peer}))
-        return client, peer
-
-    def _new_member(self, client_port: int, peer_port: int, pki: EtcdPki) -> EtcdProcess:
+    def _new_member(self, pki: EtcdPki) -> EtcdProcess:
         extra = list(self.extra_args)
         if self.auto_compaction_retention:
             extra += [
@@ -483,11 +517,9 @@ class EmbeddedEtcd:
         return EtcdProcess(
             name="kukeon",
             data_dir=self.etcd_data_dir,
-            client_port=client_port,
-            peer_port=peer_port,
+            socket_dir=self.data_dir,
             binary=self.binary,
             log_path=self.data_dir / "etcd.log",
-            host=self.host,
             extra_args=extra,
             pki=pki,
             parent_death_signal=True,
@@ -505,44 +537,60 @@ class EmbeddedEtcd:
                 error.filename = str(self.pid_file)
             raise
 
-    async def _launch(self, *, keep_ports: bool) -> None:
+    async def _launch(self) -> None:
         pki = await asyncio.to_thread(self._prepare)
         self._pki = pki
-        last_error: EtcdStartError | None = None
-        for attempt in range(1 if keep_ports else 3):
-            # A port picked as free can be taken by someone else before etcd binds it.
-            ports = await asyncio.to_thread(self._choose_ports, fresh=attempt > 0, keep=keep_ports)
-            member = await asyncio.to_thread(self._new_member, *ports, pki)
-            self._member = member
-            await member.spawn()
-            if member.pid is not None:
-                try:
-                    await asyncio.to_thread(self._write_pid_file, member.pid)
-                except OSError:
-                    # Not left running unrecorded (a full disk refuses the pidfile): the
-                    # supervisor's next try would start a second etcd on the same data.
-                    await member.kill()
-                    raise
+        member = await asyncio.to_thread(self._new_member, pki)
+        self._member = member
+        await member.spawn()
+        if member.pid is not None:
             try:
-                await member.wait_healthy(within=self.startup_timeout)
-                return
-            except EtcdStartError as error:
+                await asyncio.to_thread(self._write_pid_file, member.pid)
+            except OSError:
+                # Not left running unrecorded (a full disk refuses the pidfile): the
+                # supervisor's next try would start a second etcd on the same data.
                 await member.kill()
-                last_error = error
-                if "address already in use" not in str(error):
-                    raise
-        assert last_error is not None
-        raise last_error
+                raise
+        try:
+            await member.wait_healthy(within=self.startup_timeout)
+        except EtcdStartError:
+            await member.kill()
+            raise
+        if await asyncio.to_thread(self.tcp_ports_file.exists):
+            await self._move_peer_url_to_its_socket(member)
+
+    async def _move_peer_url_to_its_socket(self, member: EtcdProcess) -> None:
+        """A data directory an earlier kukeon served on loopback ports keeps its member's
+        peer URL (``https://127.0.0.1:<port>``) in etcd's membership. etcd starts on it
+        all the same (a lone member never dials its own peer URL) and publishes its new
+        client URL itself; the peer URL is set to the socket here, once, so that the
+        membership names no port (anyone's by now). Failing, it is tried at the next start."""
+        client = EtcdClient(self.config(retry_timeout=5.0))
+        try:
+            async for listed in client.members():
+                if listed.name == member.name and list(listed.peer_urls) != [member.peer_url]:
+                    await client.update_member(listed.id, [member.peer_url])
+                    log.info(
+                        "embedded etcd: peer URL %s of the TCP listener replaced by %s",
+                        ",".join(listed.peer_urls),
+                        member.peer_url,
+                    )
+        except (grpc.aio.AioRpcError, aetcd.ClientError) as error:
+            log.warning("embedded etcd: its peer URL was not moved to its socket: %s", error)
+            return
+        finally:
+            await client.close()
+        await asyncio.to_thread(self.tcp_ports_file.unlink, missing_ok=True)
 
     async def start(self) -> None:
-        """Start (or start again) on the remembered ports; waits until etcd is healthy.
+        """Start (or start again) on its sockets; waits until etcd is healthy.
 
         An etcd an earlier run left on this data directory is stopped first.
         """
         if self.running:
             return
         self._stopping = False
-        await self._launch(keep_ports=False)
+        await self._launch()
         if self.restart_on_exit and (self._supervisor is None or self._supervisor.done()):
             self._supervisor = asyncio.create_task(
                 self._supervise(), name="kukeon-embedded-etcd-supervisor"
@@ -569,7 +617,7 @@ class EmbeddedEtcd:
                 failures += 1
                 await asyncio.sleep(delay)
                 try:
-                    await self._launch(keep_ports=True)
+                    await self._launch()
                 except (EtcdStartError, OSError) as error:
                     summary = str(error).splitlines()[0]
                     if host_disk_refusal(error) is not None:

@@ -10,6 +10,9 @@ TCP) concurrently, each bounded in time; the target lists those that answered fi
 those that resolved but did not answer yet (gRPC keeps trying them, so a member that comes
 back is used), and leaves out only names that did not resolve. The connection fails only
 when no endpoint resolves, with an error naming each endpoint and why.
+
+A unix socket endpoint (``unix:///path`` or, TLS over the socket, ``unixs:///path``:
+etcdctl's spelling) has no name to resolve: it is dialed alone, never beside others.
 """
 
 from __future__ import annotations
@@ -40,6 +43,38 @@ class ResolveFailed(Unavailable):
     answer again, so the ``Retrier`` tries again as after a refused connection."""
 
 
+UNIX_SCHEMES = ("unix", "unixs")
+UNIX_TLS_NAME = "localhost"
+"""The name a TLS server on a unix socket is verified for (gRPC's authority for a unix
+target) unless ``server_name`` says another; the embedded etcd's certificate names it."""
+SOCKET_PATH_MAX = 107
+"""Bytes of a unix socket's path: ``sun_path`` holds 108 with the terminating NUL."""
+
+
+def endpoint_scheme(endpoint: str) -> str:
+    """``http``, ``https``, ``unix`` or ``unixs`` (``http`` when none is written)."""
+    scheme, separator, _ = endpoint.strip().partition("://")
+    return scheme.lower() if separator else "http"
+
+
+def unix_socket_path(endpoint: str) -> str | None:
+    """The socket of a ``unix(s):///absolute/path`` endpoint; None for a TCP endpoint."""
+    if endpoint_scheme(endpoint) not in UNIX_SCHEMES:
+        return None
+    path = endpoint.strip().partition("://")[2]
+    if not path.startswith("/"):
+        raise ValueError(
+            f"etcd endpoint {endpoint!r}: a unix socket endpoint is unix:///absolute/path "
+            "(or unixs:// for TLS over the socket)"
+        )
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+        raise ValueError(
+            f"etcd endpoint {endpoint!r}: the socket path is {len(os.fsencode(path))} bytes, "
+            f"over the {SOCKET_PATH_MAX} a unix socket address holds"
+        )
+    return path
+
+
 def split_endpoint(endpoint: str) -> tuple[str, str, int]:
     """``(scheme, host, port)`` of ``host:port`` or ``http(s)://host:port`` (port 2379)."""
     text = endpoint.strip()
@@ -47,7 +82,9 @@ def split_endpoint(endpoint: str) -> tuple[str, str, int]:
         text = "http://" + text
     parts = urlsplit(text)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"etcd endpoint {endpoint!r} is not host:port or http(s)://host:port")
+        raise ValueError(
+            f"etcd endpoint {endpoint!r} is not host:port, http(s)://host:port or unix(s):///path"
+        )
     return parts.scheme, parts.hostname, parts.port or 2379
 
 

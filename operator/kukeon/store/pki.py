@@ -2,7 +2,7 @@
 
 An etcd that kukeon starts (the embedded one, the tests', ``hack/etcd-cluster.sh``'s)
 accepts only clients that show a certificate of its own CA: a local user who can reach
-the loopback port but cannot read the key (``0600`` in a ``0700`` directory) gets nothing.
+its listener but cannot read the key (``0600`` in a ``0700`` directory) gets nothing.
 ``ensure_pki`` makes the files on first use and keeps them afterwards; it makes again only
 what is missing, unparseable, not signed by the current CA, not matching its key, short of
 a requested name, or within ``RENEW_BEFORE`` of expiry (a new CA brings new leaves).
@@ -39,7 +39,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kukeon.fileio import write_atomically
 
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
-"""The names the embedded etcd is dialed by (it listens on 127.0.0.1 only)."""
+"""The names an etcd on loopback is dialed by (the embedded etcd, on unix sockets, asks
+for its own: ``EmbeddedEtcd``)."""
 MEMBER_NAME = "kukeon-etcd-member"
 CLIENT_NAME = "kukeon-etcd-client"
 CA_DAYS = 3650

@@ -1,8 +1,10 @@
-"""The embedded etcd serves mutually-authenticated TLS clients only, on every listener.
+"""The embedded etcd listens on unix sockets in its 0700 directory, and there too serves
+mutually-authenticated TLS clients only.
 
-A local user can reach the loopback ports (they are in every ``ps``) but cannot read the
-keys: with no certificate, a certificate of another CA, or plain HTTP, etcd refuses, and
-the peer listener accepts etcd's own member certificate and nothing else.
+No TCP listener at all: no port a local user could take while kukeond is down, nothing a
+local user can open (the directory is root's alone). Behind that, with no certificate, a
+certificate of another CA, or plain HTTP, etcd refuses, and the peer listener accepts
+etcd's own member certificate and nothing else.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import ssl
 import stat
 import subprocess
@@ -22,8 +25,10 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry, StoreError
+from kukeon.store.embedded import PEER_SOCKET
 from kukeon.store.pki import EtcdPki, ensure_pki
 from tests.fixtures.etcd import etcdctl_tls_args
+from tests.fixtures.procsockets import tcp_listeners, unix_listeners
 from tests.fixtures.services import require_binary, require_root
 
 from .objects import realm
@@ -46,10 +51,6 @@ async def embedded() -> AsyncIterator[EmbeddedEtcd]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _port(endpoint: str) -> int:
-    return int(endpoint.rsplit(":", 1)[1])
-
-
 async def _refused(config: EtcdConfig) -> None:
     async def read() -> None:
         async with await Registry.connect(config) as registry:
@@ -59,8 +60,21 @@ async def _refused(config: EtcdConfig) -> None:
         await read()
 
 
+async def test_the_embedded_etcd_listens_on_its_sockets_only(embedded: EmbeddedEtcd) -> None:
+    pid = embedded.member.pid
+    assert pid is not None
+    tcp = await asyncio.to_thread(tcp_listeners, pid)
+    assert tcp == [], f"etcd listens on TCP: {tcp}"
+    # etcd binds the names relative to its working directory, the data directory.
+    unix = await asyncio.to_thread(unix_listeners, pid)
+    assert sorted(unix) == sorted(["client:0", PEER_SOCKET])
+    for name in ("client:0", PEER_SOCKET):
+        assert stat.S_ISSOCK((embedded.data_dir / name).stat().st_mode)
+    assert embedded.endpoint == f"unixs://{embedded.data_dir}/client:0"
+
+
 async def test_the_embedded_etcd_speaks_mutual_tls(embedded: EmbeddedEtcd) -> None:
-    assert embedded.endpoint.startswith("https://127.0.0.1:")
+    assert embedded.endpoint.startswith("unixs:///")
     config = embedded.config()
     assert config.ca_file == embedded.pki.ca_file
     assert config.cert_file == embedded.pki.client_cert_file
@@ -72,10 +86,9 @@ async def test_the_embedded_etcd_speaks_mutual_tls(embedded: EmbeddedEtcd) -> No
 async def test_clients_without_the_client_certificate_are_refused(
     embedded: EmbeddedEtcd, tmp_path: Path
 ) -> None:
-    port = _port(embedded.endpoint)
     fast: dict[str, Any] = {"retry_timeout": 1.0, "dial_timeout": 1.0, "request_timeout": 1.0}
-    # Plaintext gRPC on the TLS port.
-    await _refused(EtcdConfig(endpoints=[f"http://127.0.0.1:{port}"], **fast))
+    # Plaintext gRPC on the TLS socket.
+    await _refused(EtcdConfig(endpoints=[f"unix://{embedded.client_socket}"], **fast))
     # TLS that trusts the server but shows no certificate.
     await _refused(EtcdConfig(endpoints=[embedded.endpoint], ca_file=embedded.pki.ca_file, **fast))
     # A client certificate of another CA (with the right CA to verify the server).
@@ -91,20 +104,20 @@ async def test_clients_without_the_client_certificate_are_refused(
     )
 
 
-def _peer_members(port: int, context: ssl.SSLContext) -> bytes:
-    """GET /members on the peer listener (what another member would ask)."""
-    import http.client
-
-    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
-    try:
-        connection.request("GET", "/members")
-        response = connection.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise ConnectionError(f"HTTP {response.status}")
-        return body
-    finally:
-        connection.close()
+def _peer_members(path: Path, context: ssl.SSLContext) -> bytes:
+    """GET /members on the peer socket (what another member would ask)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.settimeout(5)
+        raw.connect(str(path))
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /members HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            reply = b""
+            while chunk := tls.recv(65536):
+                reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.0 200") and not head.startswith(b"HTTP/1.1 200"):
+        raise ConnectionError(head[:100].decode(errors="replace"))
+    return body
 
 
 def _context(pki: EtcdPki, cert: Path | None, key: Path | None) -> ssl.SSLContext:
@@ -114,20 +127,25 @@ def _context(pki: EtcdPki, cert: Path | None, key: Path | None) -> ssl.SSLContex
     return context
 
 
-async def test_the_peer_listener_takes_only_the_member_certificate(
-    embedded: EmbeddedEtcd,
-) -> None:
+async def test_the_peer_socket_takes_no_connection(embedded: EmbeddedEtcd) -> None:
+    """Not even with etcd's own member certificate: etcd 3.4 checks a peer certificate's
+    names against the peer's address, which a unix socket has none of ("address @:
+    missing port in address"). A lone member is never dialed by a peer, so this costs
+    nothing; a client certificate or none would be refused anyway (--peer-cert-allowed-cn)."""
     pki = embedded.pki
-    port = _port(embedded.member.peer_url)
-    assert embedded.member.peer_url.startswith("https://127.0.0.1:")
-    # etcd's own member certificate: served (so the refusals below are about the client).
-    members = await asyncio.to_thread(
-        _peer_members, port, _context(pki, pki.member_cert_file, pki.member_key_file)
-    )
-    assert b"kukeon" in members
-    for cert, key in ((None, None), (pki.client_cert_file, pki.client_key_file)):
+    peer = embedded.data_dir / PEER_SOCKET
+    assert embedded.member.peer_url == f"unixs://{PEER_SOCKET}"
+    for cert, key in (
+        (pki.member_cert_file, pki.member_key_file),
+        (None, None),
+        (pki.client_cert_file, pki.client_key_file),
+    ):
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            await asyncio.to_thread(_peer_members, port, _context(pki, cert, key))
+            await asyncio.to_thread(_peer_members, peer, _context(pki, cert, key))
+    assert "missing port in address" in await embedded.member.log_tail()
+    # The member serves on (the refusals are about the connections).
+    async with await Registry.connect(embedded.config()) as registry:
+        await registry.create(realm("peerless"))
 
 
 async def test_pki_files_are_private_and_kept_across_restarts(embedded: EmbeddedEtcd) -> None:
@@ -165,10 +183,10 @@ async def test_an_unprivileged_user_gets_nothing(embedded: EmbeddedEtcd) -> None
     require_binary("runuser", "util-linux")
     async with await Registry.connect(embedded.config()) as registry:
         await registry.create(realm("private"))
-    port = _port(embedded.endpoint)
     timeouts = ("--dial-timeout", "2s", "--command-timeout", "4s")
+    plain = f"unix://{embedded.client_socket}"
     attempts = [
-        [etcdctl, "--endpoints", f"http://127.0.0.1:{port}", *timeouts, "get", "/", "--prefix"],
+        [etcdctl, "--endpoints", plain, *timeouts, "get", "/", "--prefix"],
         [etcdctl, "--endpoints", embedded.endpoint, "--insecure-skip-tls-verify", *timeouts,
          "get", "/", "--prefix"],
         [etcdctl, "--endpoints", embedded.endpoint, "--insecure-skip-tls-verify", *timeouts,
@@ -177,13 +195,26 @@ async def test_an_unprivileged_user_gets_nothing(embedded: EmbeddedEtcd) -> None
     # Nor can nobody borrow the client certificate: the key is root's alone.
     borrowing = [etcdctl, "--endpoints", embedded.endpoint, *etcdctl_tls_args(embedded.pki),
                  *timeouts, "get", "/", "--prefix"]  # fmt: skip
+    # Nor open either socket at all: the data directory is root's, 0700.
+    opening = [
+        "python3", "-c", "import socket, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        socket.socket(socket.AF_UNIX).connect(path)\n"
+        "    except PermissionError:\n"
+        "        print('refused', path)\n",
+        str(embedded.client_socket), str(embedded.data_dir / PEER_SOCKET),
+    ]  # fmt: skip
     # At once: each refusal waits out etcdctl's dial or command timeout (2-4 s apiece).
     answers = await asyncio.gather(
-        *(asyncio.to_thread(_as_nobody, *argv) for argv in [*attempts, borrowing])
+        *(asyncio.to_thread(_as_nobody, *argv) for argv in [*attempts, borrowing, opening])
     )
-    for argv, done in zip([*attempts, borrowing], answers, strict=True):
+    for argv, done in zip([*attempts, borrowing], answers[:-1], strict=True):
         assert done.returncode != 0, (argv, done.stdout)
         assert "private" not in done.stdout
+    opened = answers[-1]
+    assert f"refused {embedded.client_socket}\n" in opened.stdout, opened
+    assert f"refused {embedded.data_dir / PEER_SOCKET}\n" in opened.stdout, opened
     for key in (embedded.pki.client_key_file, embedded.pki.ca_key_file):
         assert (await asyncio.to_thread(_as_nobody, "cat", str(key))).returncode != 0
     # Root with the certificate reads it (the refusals above are about authentication).

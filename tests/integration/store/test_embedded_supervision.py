@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -27,7 +26,6 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
-from kukeon.store.pki import EtcdPki
 from tests.fixtures.services import require_binary
 
 from .objects import realm
@@ -86,15 +84,9 @@ async def _wait_dead(pid: int, within: float) -> float:
 
 
 def _config_of(root: Path) -> EtcdConfig:
-    """How to reach the etcd another process started on ``root`` (its files tell)."""
-    ports = json.loads((root / "ports.json").read_text())
-    pki = EtcdPki(root / "pki")
-    return EtcdConfig(
-        endpoints=[f"https://127.0.0.1:{ports['client']}"],
-        ca_file=pki.ca_file,
-        cert_file=pki.client_cert_file,
-        key_file=pki.client_key_file,
-    )
+    """How to reach the etcd another process started on ``root`` (its socket and
+    certificates are in the directory: nothing of the process is needed)."""
+    return EmbeddedEtcd(data_dir=root).config()
 
 
 async def test_kill_9_of_the_owner_takes_etcd_along(root: Path) -> None:

@@ -21,6 +21,7 @@ from kukeon.daemon.main import command
         "http://localhost:2379",
         "http://[::1]:2379",
         "127.0.0.2:2379",
+        "unix:///run/etcd/client:0",
     ],
 )
 def test_plaintext_endpoint_without_a_credential_is_refused(endpoints: str) -> None:
@@ -33,7 +34,8 @@ def test_plaintext_endpoint_without_a_credential_is_refused(endpoints: str) -> N
 
 
 @pytest.mark.parametrize(
-    "endpoints", ["127.0.0.1:2379", "http://localhost:2379", "http://[::1]:2379"]
+    "endpoints",
+    ["127.0.0.1:2379", "http://localhost:2379", "http://[::1]:2379", "unix:///run/etcd/client:0"],
 )
 def test_plaintext_on_loopback_with_etcds_authentication_is_accepted(endpoints: str) -> None:
     """A local user who reaches loopback still needs the password (and cannot sniff it)."""
@@ -60,6 +62,7 @@ def test_etcds_authentication_does_not_make_plaintext_off_loopback_safe() -> Non
 
 def test_tls_endpoints_are_accepted(tmp_path: Path) -> None:
     assert load_config(environ={"KUKEON_ETCD_ENDPOINTS": "https://10.0.0.5:2379"})
+    assert load_config(environ={"KUKEON_ETCD_ENDPOINTS": "unixs:///run/etcd/client:0"})
     # A CA file puts every endpoint on TLS, whatever its scheme (as EtcdConfig does).
     config = load_config(
         environ={"KUKEON_ETCD_ENDPOINTS": "10.0.0.5:2379"},
@@ -96,3 +99,16 @@ def test_kukeond_exits_with_one_line(capsys: pytest.CaptureFixture[str]) -> None
     assert printed.out == ""
     assert printed.err.count("\n") == 1
     assert "http://10.0.0.5:2379 is plaintext with no credential" in printed.err
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "said"),
+    [
+        ("unixs:///run/etcd/client:0,https://10.0.0.5:2379", "must be the only one"),
+        ("unixs://client:0", "unix:///absolute/path"),
+        ("ftp://10.0.0.5:2379", "is not host:port"),
+    ],
+)
+def test_endpoints_kukeond_cannot_dial_are_refused(endpoints: str, said: str) -> None:
+    with pytest.raises(ConfigError, match=said):
+        load_config(environ={"KUKEON_ETCD_ENDPOINTS": endpoints})

@@ -89,7 +89,31 @@ def test_config_validation_and_tls_detection(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cert_file and key_file"):
         EtcdConfig(cert_file=tmp_path / "c.pem")
     with pytest.raises(ValueError, match="not host:port"):
-        _ = EtcdConfig(endpoints=["unix:///x"]).uses_tls
+        EtcdConfig(endpoints=["ftp://x:1"])
+
+
+async def test_a_unix_socket_endpoint_is_dialed_alone() -> None:
+    """etcdctl's spelling: unix:///path, unixs:///path for TLS over the socket (the
+    embedded etcd's), whose certificate is verified for localhost unless told another."""
+    plain = EtcdConfig(endpoints=["unix:///run/etcd/client:0"])
+    assert not plain.uses_tls
+    assert await EtcdClient(plain)._target() == "unix:/run/etcd/client:0"
+    secure = EtcdConfig(endpoints=["unixs:///run/etcd/client:0"])
+    assert secure.uses_tls
+    assert secure.unix_socket == "/run/etcd/client:0"
+    options = dict(EtcdClient(secure)._channel_options())
+    assert options["grpc.ssl_target_name_override"] == "localhost"
+    named = EtcdConfig(endpoints=["unixs:///run/etcd/client:0"], server_name="etcd.example")
+    assert dict(EtcdClient(named)._channel_options())["grpc.ssl_target_name_override"] == (
+        "etcd.example"
+    )
+    with pytest.raises(ValueError, match="must be the only one"):
+        EtcdConfig(endpoints=["unixs:///run/etcd/client:0", "https://127.0.0.1:2379"])
+    with pytest.raises(ValueError, match="unix:///absolute/path"):
+        EtcdConfig(endpoints=["unixs://client:0"])
+    with pytest.raises(ValueError, match="bytes, over the 107"):
+        EtcdConfig(endpoints=["unix:///" + "x" * 107])
+    assert EtcdConfig(endpoints=["unix:///" + "x" * 106]).unix_socket is not None
 
 
 def test_which_failures_are_known_not_applied() -> None:
