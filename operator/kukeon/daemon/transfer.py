@@ -15,7 +15,11 @@ working directory), the way ``kubectl cp`` does: ``tar -c -f - -C DIR -- NAME`` 
 write (``-o``: what is written belongs to the container's user). kukeond only carries the
 bytes between the client and the process: nothing of the container is written on the host,
 so a hostile container can make kukeond write nothing anywhere; the client that unpacks a
-stream it read (``kukectl cp``) checks every member itself. Frames as exec's: client ->
+stream it read (``kukectl cp``) checks every member itself. A stream to write is staged
+(:mod:`kukeon.daemon.cpstage`): tar writes each file under a hidden name beside its
+destination, and only once tar has read all of it and succeeded does kukeond rename them
+into place, through the container's root (never outside it); a copy cut short leaves what
+was there and removes what it staged. Frames as exec's: client ->
 server ``0`` the tar stream to write (an empty payload ends it); server -> client ``1`` the
 tar stream read, ``2`` tar's stderr, ``3`` ``{"exitCode": N}`` once before the close, or
 ``{"error": ..., "exitCode": N}`` when tar could not run (the image has no ``tar``: 127).
@@ -56,6 +60,7 @@ from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellstate import containerd_container_id
+from kukeon.daemon.cpstage import CommitError, Upload, UploadRefusedError
 from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
 from kukeon.runtime.containerd.errors import ContainerdError, ProcessNotStartableError
 from kukeon.runtime.containerd.pipes import InputStalledError, read_output, write_all
@@ -74,6 +79,8 @@ MAX_STDERR = 64 * 1024
 STDIN_STALL_SECONDS = 60.0
 """How long tar may leave the stream to write unread before the copy fails."""
 CONNECT_SECONDS = 10.0
+TAR_EXIT_SECONDS = 10.0
+"""How long a killed tar is waited for before an upload's staged files are removed."""
 
 
 def container_path(text: str | None) -> tuple[str, str]:
@@ -199,11 +206,18 @@ class TransferRoutes:
         process = dict(spec.get("process", {}))
         process.update(args=command, terminal=False)
         process.pop("consoleSize", None)
+        # Where tar unpacks, as the container sees it (a relative path is its cwd's).
+        unpack_in = posixpath.normpath(posixpath.join(str(process.get("cwd") or "/"), parent))
         socket = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0)
         await socket.prepare(request)
         try:
             await self._run_tar(
-                socket, tasks, cid, process, stdin=mode == "write", where=(container, name)
+                socket,
+                tasks,
+                cid,
+                process,
+                unpack_in=unpack_in if mode == "write" else None,
+                where=(container, name),
             )
         finally:
             await socket.close()
@@ -216,53 +230,52 @@ class TransferRoutes:
         cid: str,
         process: dict[str, Any],
         *,
-        stdin: bool,
+        unpack_in: str | None,
         where: tuple[str, str],
     ) -> None:
         """Exec tar (``process``) in container ``cid`` and carry its streams over ``socket``
-        until it exits; the exit status, or what went wrong, as the last frame."""
+        until it exits; the exit status, or what went wrong, as the last frame. An upload
+        (``unpack_in``: the directory tar unpacks in) is staged, and committed only once tar
+        has succeeded (:mod:`kukeon.daemon.cpstage`)."""
         container, name = where
         exec_id = f"cp-{secrets.token_hex(6)}"
         fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
         if not await session_directory(socket, fifo_dir):
             return
-        fifos = FifoIO(fifo_dir, terminal=False, stdin=stdin)
+        fifos = FifoIO(fifo_dir, terminal=False, stdin=unpack_in is not None)
+        upload = Upload(unpack_in) if unpack_in is not None else None
         waiting: asyncio.Future[ExitStatus] | None = None
         try:
             io = await fifos.open()
             await tasks.exec(cid, exec_id, process=process, io=io)
             waiting = asyncio.ensure_future(tasks.wait(cid, exec_id=exec_id))
-            await tasks.start(cid, exec_id=exec_id)
+            pid = await tasks.start(cid, exec_id=exec_id)
+            if upload is not None and fifos.stdin_fd is not None:
+                await upload.start(pid, fifos.stdin_fd, within=STDIN_STALL_SECONDS, chunk=CHUNK)
             status = await _carry(
                 socket,
                 fifos,
                 waiting,
                 close_stdin=lambda: tasks.close_stdin(cid, exec_id=exec_id),
+                upload=upload,
             )
             if status is not None:
+                if upload is not None and status.code == 0:
+                    await upload.commit()
                 await socket.send_bytes(b"\x03" + json.dumps({"exitCode": status.code}).encode())
         except ProcessNotStartableError as error:
-            code = 127 if error.reason == "CommandNotFound" else 126
-            message = (
-                f"container {container} of cell {name} has no tar: copying runs tar in the "
-                "container, so the image needs one (on its PATH)"
-                if code == 127
-                else f"tar cannot run in container {container} of cell {name}: {error.detail}"
-            )
-            await _send_last(socket, {"error": message, "exitCode": code})
-        except (ContainerdError, InputStalledError) as error:
+            await _send_last(socket, _not_startable(error, container, name))
+        except CommitError as error:
+            failed = f"copying into {container}: not every file could be put in place: {error}"
+            await _send_last(socket, {"error": failed, "exitCode": 1})
+        except (ContainerdError, InputStalledError, UploadRefusedError) as error:
             await _send_last(socket, {"error": f"copying in {container}: {error}"})
         except ConnectionError:
             # The client went away (a send waiting on it fails with a bare "Connection
             # lost", not a reset): the process is killed below.
             pass
         finally:
-            if waiting is not None and not waiting.done():
-                with contextlib.suppress(ContainerdError):
-                    await tasks.kill(cid, signal.SIGKILL, exec_id=exec_id)
-                waiting.cancel()
-            with contextlib.suppress(ContainerdError):
-                await tasks.delete_process(cid, exec_id)
+            await _end_tar(tasks, cid, exec_id, waiting, upload)
             fifos.close()
             await asyncio.to_thread(shutil.rmtree, fifo_dir, True)
 
@@ -309,6 +322,42 @@ async def _send_last(socket: web.WebSocketResponse, status: dict[str, object]) -
         await socket.send_bytes(b"\x03" + json.dumps(status).encode())
 
 
+def _not_startable(error: ProcessNotStartableError, container: str, name: str) -> dict[str, object]:
+    code = 127 if error.reason == "CommandNotFound" else 126
+    message = (
+        f"container {container} of cell {name} has no tar: copying runs tar in the "
+        "container, so the image needs one (on its PATH)"
+        if code == 127
+        else f"tar cannot run in container {container} of cell {name}: {error.detail}"
+    )
+    return {"error": message, "exitCode": code}
+
+
+async def _end_tar(
+    tasks: TaskService,
+    cid: str,
+    exec_id: str,
+    waiting: asyncio.Future[ExitStatus] | None,
+    upload: Upload | None,
+) -> None:
+    """Kill tar if it still runs and delete its process; an upload's staged files are
+    removed once tar is seen gone (it writes no more), unless they were committed."""
+    try:
+        if waiting is not None and not waiting.done():
+            with contextlib.suppress(ContainerdError):
+                await tasks.kill(cid, signal.SIGKILL, exec_id=exec_id)
+            if upload is not None:
+                with contextlib.suppress(ContainerdError, TimeoutError):
+                    async with asyncio.timeout(TAR_EXIT_SECONDS):
+                        await asyncio.shield(waiting)
+            waiting.cancel()
+        if upload is not None:
+            await upload.close()
+    finally:
+        with contextlib.suppress(ContainerdError):
+            await tasks.delete_process(cid, exec_id)
+
+
 async def session_directory(socket: web.WebSocketResponse, directory: Path) -> bool:
     """Make an exec or cp session's FIFO directory; whether it was made. A full state
     directory's refusal is the session's last frame, which kukectl prints: the upgrade was
@@ -332,8 +381,10 @@ async def _carry(
     waiting: asyncio.Future[ExitStatus],
     *,
     close_stdin: Callable[[], Awaitable[None]],
+    upload: Upload | None = None,
 ) -> ExitStatus | None:
-    """Carry tar's streams until it exits; its exit status (None: the client went away)."""
+    """Carry tar's streams until it exits; its exit status (None: the client went away).
+    An ``upload``'s frames go to tar through its staging."""
 
     async def output(fd: int, channel: bytes, limit: int | None) -> None:
         sent = 0
@@ -352,10 +403,12 @@ async def _carry(
             channel, payload = message.data[:1], message.data[1:]
             if channel != b"\x00" or fifos.stdin_fd is None:
                 continue
-            if payload:
+            if upload is not None:
+                await upload.feed(payload)  # its end: once all of it reached tar
+            elif payload:
                 with contextlib.suppress(OSError):  # tar stopped reading: its status says why
                     await write_all(fifos.stdin_fd, payload, within=STDIN_STALL_SECONDS)
-            else:
+            if not payload:
                 os.close(fifos.stdin_fd)
                 fifos.stdin_fd = None
                 with contextlib.suppress(ContainerdError):
@@ -377,8 +430,8 @@ async def _carry(
             return_when=asyncio.FIRST_COMPLETED,
         )
         if finished not in done:
-            if isinstance(stalled := receiver.exception(), InputStalledError):
-                raise stalled  # tar left the stream unread too long
+            if isinstance(stopped := receiver.exception(), InputStalledError | UploadRefusedError):
+                raise stopped  # tar left the stream unread too long, or it was refused
             return None  # the client closed the socket before tar was done
         await finished
         return waiting.result()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tarfile
 from typing import Any
 
 import aiohttp
@@ -41,8 +42,13 @@ async def test_cp_into_a_tar_that_never_reads_fails_at_the_deadline(
     ):
 
         async def upload() -> None:
+            # A tar stream (kukeond refuses anything else before tar sees it) of one 10 MB
+            # file: far more than the pipes hold.
+            header = tarfile.TarInfo("x")
+            header.size = 10_000_000
             with contextlib.suppress(ConnectionError):
-                for _ in range(200):  # 10 MB: far more than the pipes hold
+                await socket.send_bytes(b"\x00" + header.tobuf(tarfile.GNU_FORMAT))
+                for _ in range(200):
                     await socket.send_bytes(b"\x00" + b"x" * 50_000)
 
         sending = asyncio.ensure_future(upload())

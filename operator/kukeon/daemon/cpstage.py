@@ -1,0 +1,394 @@
+"""A copy into a container that never leaves a half-written file (``cp`` with ``mode=write``).
+
+tar in the container unpacks in place: a stream cut short (the client killed, the connection
+lost, the disk full) would leave a half-written file where a whole one was. So kukeond
+rewrites the client's tar stream on its way to tar: every member that is not a directory is
+named beside its destination under a hidden name, ``DIR/.NAME.kukeon-cp-TOKEN`` (the same
+directory, so the same file system: a rename is atomic), and a hard link to a member of the
+upload points at that member's hidden name. Directories keep their names, so a directory
+copied onto an existing one is merged into it, as tar (and kubectl's and docker's cp) merge.
+
+Only once tar has read the whole stream and exited 0 are the hidden names renamed to their
+destinations (:func:`commit`), in the archive's order; otherwise (tar failed, the client went
+away, the stream was cut or refused) every hidden name is removed (:func:`discard`) and what
+was at the destinations is left as it was. Directories the upload created stay (empty ones,
+for a cut upload: tar made them as it went).
+
+The renames and removals are kukeond's, made through the root of the tar process (its
+``/proc/PID/root``, opened while it runs, checked against a pidfd so a reused pid cannot
+stand in): every directory is opened with ``openat2(RESOLVE_IN_ROOT)``, which resolves a path,
+its symbolic links and ``..`` included, as if that root were ``/``, so nothing outside the
+container's file system is ever named; the final components are never followed (``renameat``,
+``unlinkat``). Only names kukeond chose (its random token) are renamed or removed, each in
+the directory the container's tar created it in, as that process's user (``tar -o``): tar
+could do the same rename itself, except in a sticky directory (``/tmp``), where a rename over
+a file of another owner is refused here as the kernel would refuse it to tar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ctypes
+import errno
+import io
+import logging
+import os
+import posixpath
+import secrets
+import signal
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from kukeon.cancelling import wait_ended
+from kukeon.runtime.containerd.pipes import write_all
+
+log = logging.getLogger(__name__)
+
+STAGE_MARK = ".kukeon-cp-"
+SYS_OPENAT2 = 437
+"""openat2(2)'s number: the same on every architecture (it came after the unification)."""
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+MAX_MEMBER_ERRORS = 5
+
+
+class UploadRefusedError(Exception):
+    """The upload's stream is not one kukeond will pass on: the message says why."""
+
+
+class CommitError(Exception):
+    """A staged file could not be renamed into place (the rest were removed)."""
+
+
+def staged_name(name: str, token: str) -> str:
+    """The hidden name beside ``name`` (a member's normalised path) an upload writes first."""
+    parent, base = posixpath.split(name)
+    return posixpath.join(parent, f".{base}{STAGE_MARK}{token}")
+
+
+def _member_path(name: str) -> str:
+    """A member's name as tar in the container writes it (leading ``/`` and ``./`` off);
+    UploadRefusedError for one that climbs out with ``..``, as GNU tar refuses it."""
+    normal = posixpath.normpath(name.lstrip("/")) if name.strip("/") else "."
+    if normal == ".." or normal.startswith("../") or "/../" in f"/{normal}/":
+        raise UploadRefusedError(f"member {name[:200]!r} climbs out of the directory with '..'")
+    return normal
+
+
+@dataclass
+class StagedUpload:
+    """One upload's staging: the rewriting of its stream, then its commit or discard."""
+
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+    staged: dict[str, str] = field(default_factory=dict)
+    """A member's destination -> its hidden name, in the archive's order (both relative to
+    the directory tar unpacks in)."""
+    directories: dict[str, float] = field(default_factory=dict)
+    """The upload's directories and their modification times, which tar set before the
+    renames into them changed them: set again once they are done."""
+
+    def _restaged(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
+        name = _member_path(member.name)
+        if member.isdir():
+            member.name = name
+            self.directories[name] = member.mtime
+            return member
+        if name == ".":
+            raise UploadRefusedError(f"member {member.name[:200]!r} is not a directory")
+        if member.islnk():
+            target = _member_path(member.linkname)
+            member.linkname = self.staged.get(target, target)
+        if member.issparse():
+            member.type, member.sparse = tarfile.REGTYPE, None  # written out whole
+        member.name = self.staged.setdefault(name, staged_name(name, self.token))
+        return member
+
+    def rewrite(self, source: IO[bytes], sink: IO[bytes] | io.RawIOBase, chunk: int) -> None:
+        """Copy the tar stream ``source`` to ``sink`` with its members renamed (see the
+        module's text), then drain what follows its end. Blocking: for a thread."""
+        try:
+            with (
+                tarfile.open(fileobj=source, mode="r|", bufsize=chunk) as reading,
+                tarfile.open(
+                    fileobj=sink, mode="w|", bufsize=chunk, format=tarfile.PAX_FORMAT
+                ) as writing,
+            ):
+                for member in reading:
+                    data = reading.extractfile(member) if member.isreg() else None
+                    writing.addfile(self._restaged(member), data)
+        except tarfile.TarError as error:
+            raise UploadRefusedError(
+                f"the stream is not a tar archive kukeond can read: {error}"
+            ) from None
+        while source.read(chunk):
+            pass  # the archive's padding, or whatever a client sends after its end
+
+
+def _openat2(root: int, path: str, flags: int) -> int:
+    class OpenHow(ctypes.Structure):
+        _fields_ = [
+            ("flags", ctypes.c_uint64),
+            ("mode", ctypes.c_uint64),
+            ("resolve", ctypes.c_uint64),
+        ]
+
+    how = OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = int(
+        libc.syscall(SYS_OPENAT2, root, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+    )
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), path)
+    return fd
+
+
+def open_root(pid: int) -> int:
+    """An ``O_PATH`` descriptor of process ``pid``'s root directory, the pid checked with a
+    pidfd to still be that process once it is open. Blocking."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            signal.pidfd_send_signal(pidfd, 0)  # ESRCH: it exited, the pid may be another's
+        except OSError:
+            os.close(root)
+            raise
+        return root
+    finally:
+        os.close(pidfd)
+
+
+@dataclass(frozen=True)
+class ContainerDirectory:
+    """The directory tar unpacks in, as the container sees it: its root and the path."""
+
+    root: int
+    path: str
+    """Absolute in the container (its working directory joined to a relative one)."""
+
+    def _open(self, relative: str) -> int:
+        inside = posixpath.normpath(posixpath.join(self.path, relative)).lstrip("/") or "."
+        return _openat2(self.root, inside, os.O_PATH | os.O_DIRECTORY)
+
+    def commit(self, staged: dict[str, str], directories: dict[str, float]) -> None:
+        """Rename every hidden name onto its destination; CommitError naming the first ones
+        that could not be (those left are removed). ``directories``' modification times
+        are set again after (tar, which succeeded, could set them). Blocking."""
+        try:
+            self._rename_all(staged)
+        finally:
+            self._set_times(directories)
+
+    def _set_times(self, directories: dict[str, float]) -> None:
+        for name, mtime in directories.items():
+            parent, base = posixpath.split(posixpath.normpath(posixpath.join(self.path, name)))
+            if not base:
+                continue  # the container's root
+            try:
+                directory = _openat2(self.root, parent.lstrip("/") or ".", os.O_PATH)
+            except OSError:
+                continue  # gone meanwhile: nothing to set
+            try:
+                facts = os.stat(base, dir_fd=directory, follow_symlinks=False)
+                if stat.S_ISDIR(facts.st_mode):
+                    times = (facts.st_atime_ns, int(mtime * 1_000_000_000))
+                    os.utime(base, ns=times, dir_fd=directory, follow_symlinks=False)
+            except OSError as error:
+                log.debug("cp: the time of %s is not set again: %s", name, error)
+            finally:
+                os.close(directory)
+
+    def _rename_all(self, staged: dict[str, str]) -> None:
+        failed: list[str] = []
+        for directory, name, hidden in self._each_or_missing(staged, failed):
+            try:
+                _refuse_sticky_replace(directory, name, hidden)
+                os.rename(hidden, name, src_dir_fd=directory, dst_dir_fd=directory)
+            except OSError as error:
+                failed.append(f"{name}: {error.strerror or error}")
+                _unlink_quietly(directory, hidden)
+        if failed:
+            more = f" (and {len(failed) - MAX_MEMBER_ERRORS} more)" * (
+                len(failed) > MAX_MEMBER_ERRORS
+            )
+            raise CommitError("; ".join(failed[:MAX_MEMBER_ERRORS]) + more)
+
+    def discard(self, staged: dict[str, str]) -> None:
+        """Remove every hidden name that exists. Blocking."""
+        for directory, _, hidden in self._each_or_missing(staged, []):
+            _unlink_quietly(directory, hidden)
+
+    def _each_or_missing(
+        self, staged: dict[str, str], failed: list[str]
+    ) -> Iterator[tuple[int, str, str]]:
+        """``(directory fd, destination's name, hidden name)`` of each staged member, the
+        descriptor open for that step only; a directory that cannot be opened is noted in
+        ``failed`` (unless it does not exist: tar never got there) and skipped."""
+        for destination, hidden in staged.items():
+            try:
+                directory = self._open(posixpath.dirname(destination))
+            except OSError as error:
+                if error.errno != errno.ENOENT:  # none: tar never got there
+                    failed.append(f"{destination}: {error.strerror or error}")
+                continue
+            try:
+                yield directory, posixpath.basename(destination), posixpath.basename(hidden)
+            finally:
+                os.close(directory)
+
+
+def _refuse_sticky_replace(directory: int, name: str, hidden: str) -> None:
+    """The kernel's rule for a sticky directory (``/tmp``), which kukeond (root) is not held
+    to: only the file's or the directory's owner may replace a file in it."""
+    facts = os.fstat(directory)
+    if not facts.st_mode & stat.S_ISVTX:
+        return
+    writer = os.stat(hidden, dir_fd=directory, follow_symlinks=False).st_uid
+    try:
+        owner = os.stat(name, dir_fd=directory, follow_symlinks=False).st_uid
+    except FileNotFoundError:
+        return
+    if writer not in (owner, facts.st_uid):
+        raise PermissionError(errno.EPERM, "another user's file in a sticky directory")
+
+
+def _unlink_quietly(directory: int, hidden: str) -> None:
+    try:
+        os.unlink(hidden, dir_fd=directory)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        log.warning("cp: cannot remove the staged file %s: %s", hidden, error)
+
+
+class _FifoSink(io.RawIOBase):
+    """tar's stdin as the rewriting thread writes it: each write is the event loop's
+    ``write_all`` (its stall deadline kept), waited for by the thread."""
+
+    def __init__(self, fd: int, within: float, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.fd, self.within, self.loop = fd, within, loop
+        self.pending: concurrent.futures.Future[None] | None = None
+        self.stopped = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.stopped:
+            raise BrokenPipeError(errno.EPIPE, "the copy ended")
+        self.pending = asyncio.run_coroutine_threadsafe(
+            write_all(self.fd, bytes(data), within=self.within), self.loop
+        )
+        if self.stopped:  # stop() ran meanwhile and may not have seen this one
+            self.pending.cancel()
+        self.pending.result()
+        return len(data)
+
+    def stop(self) -> None:
+        """No more writes (the session ends): the one waiting is cancelled."""
+        self.stopped = True
+        if self.pending is not None:
+            self.pending.cancel()
+
+
+class StagingWriter:
+    """An upload's frames carried to tar's stdin through :meth:`StagedUpload.rewrite`, run
+    in a thread fed by a pipe (so a client is held to tar's pace, as without staging)."""
+
+    def __init__(self, upload: StagedUpload, stdin_fd: int, *, within: float, chunk: int):
+        self.upload, self.within = upload, within
+        self._read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self._write_fd, False)
+        self._sink = _FifoSink(stdin_fd, within, asyncio.get_running_loop())
+        self._rewriting = asyncio.ensure_future(asyncio.to_thread(self._rewrite, chunk))
+
+    def _rewrite(self, chunk: int) -> None:
+        with os.fdopen(self._read_fd, "rb", buffering=chunk) as source:
+            self.upload.rewrite(source, self._sink, chunk)
+
+    async def feed(self, payload: bytes) -> None:
+        """Pass a frame on; the rewriting's error once it stopped (a refused stream, tar
+        not reading: InputStalledError)."""
+        try:
+            await write_all(self._write_fd, payload, within=self.within)
+        except OSError:
+            await self._rewriting  # it stopped reading: its error says why
+            raise UploadRefusedError("the stream went on after its end") from None
+
+    async def finish(self) -> None:
+        """The client's stream ended: wait until all of it is rewritten and written."""
+        self._close_input()
+        await self._rewriting
+
+    def _close_input(self) -> None:
+        if self._write_fd >= 0:
+            os.close(self._write_fd)
+            self._write_fd = -1
+
+    async def close(self) -> None:
+        """End the rewriting, whatever it was doing, and wait for its thread (its input
+        closed and its writes refused, it ends at once; a thread cannot be cancelled)."""
+        self._close_input()
+        self._sink.stop()
+        await wait_ended(self._rewriting)
+
+
+class Upload:
+    """One copy into a container, staged: started once tar runs, fed the client's frames,
+    committed when tar succeeded, and closed (its staged files removed unless committed)."""
+
+    def __init__(self, unpack_in: str) -> None:
+        self.unpack_in = unpack_in
+        """The directory tar unpacks in, absolute as the container sees it."""
+        self.staging = StagedUpload()
+        self._root: int | None = None
+        self._writer: StagingWriter | None = None
+        self._committed = False
+
+    async def start(self, pid: int, stdin_fd: int, *, within: float, chunk: int) -> None:
+        """Open tar's root (``pid``: tar, running) and start the rewriting."""
+        try:
+            self._root = await asyncio.to_thread(open_root, pid)
+        except OSError as error:  # tar has exited already: its status says why
+            log.info("cp: the root of tar (pid %d) cannot be opened: %s", pid, error)
+        self._writer = StagingWriter(self.staging, stdin_fd, within=within, chunk=chunk)
+
+    async def feed(self, payload: bytes) -> None:
+        """A frame of the stream (empty: its end, once all of it reached tar)."""
+        assert self._writer is not None
+        with contextlib.suppress(OSError):  # tar stopped reading: its status says why
+            await (self._writer.feed(payload) if payload else self._writer.finish())
+
+    def _directory(self) -> ContainerDirectory:
+        if self._root is None:
+            raise CommitError("the container's root could not be opened while tar ran")
+        return ContainerDirectory(self._root, self.unpack_in)
+
+    async def commit(self) -> None:
+        """Rename the staged files into place (tar exited 0); CommitError for those that
+        could not be."""
+        if self.staging.staged:
+            await asyncio.to_thread(
+                self._directory().commit, self.staging.staged, self.staging.directories
+            )
+        self._committed = True
+
+    async def close(self) -> None:
+        """End the rewriting and remove what is staged, unless committed. Call once tar
+        can write no more (exited or killed)."""
+        if self._writer is not None:
+            await self._writer.close()
+        try:
+            if not self._committed and self._root is not None and self.staging.staged:
+                await asyncio.to_thread(self._directory().discard, self.staging.staged)
+        finally:
+            if self._root is not None:
+                os.close(self._root)
+                self._root = None

@@ -1,0 +1,141 @@
+"""An upload's staging (kukeon.daemon.cpstage): its stream rewritten so every member that
+is not a directory is written under a hidden name beside its destination; those names put in
+place, or removed, through a root that no path or link leaves."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kukeon.daemon.cpstage import (
+    STAGE_MARK,
+    CommitError,
+    ContainerDirectory,
+    StagedUpload,
+    UploadRefusedError,
+)
+
+CHUNK = 64 * 1024
+
+
+def _archive(*members: tarfile.TarInfo, data: bytes = b"data") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        for member in members:
+            if member.isreg():
+                member.size = len(data)
+                archive.addfile(member, io.BytesIO(data))
+            else:
+                archive.addfile(member)
+    return buffer.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+def _rewritten(upload: StagedUpload, stream: bytes) -> list[tuple[str, str, bytes | None]]:
+    out = io.BytesIO()
+    upload.rewrite(io.BytesIO(stream), out, CHUNK)
+    found = []
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as archive:
+        for member in archive:
+            reader = archive.extractfile(member) if member.isreg() else None
+            found.append((member.name, member.linkname, reader.read() if reader else None))
+    return found
+
+
+def test_files_are_staged_beside_their_destinations_and_directories_kept() -> None:
+    upload = StagedUpload(token="t0")
+    stream = _archive(
+        _member("d", tarfile.DIRTYPE),
+        _member("/d/f"),  # tar drops the leading '/'
+        _member("./d/same", tarfile.LNKTYPE, "d/f"),
+        _member("d/passwd", tarfile.LNKTYPE, "etc/passwd"),  # not in the upload
+        _member("d/up", tarfile.SYMTYPE, "../x"),  # a link's target is the container's
+    )
+    hidden = f"{STAGE_MARK}t0"
+    assert _rewritten(upload, stream + b"\0" * 20_000) == [
+        ("d", "", None),
+        (f"d/.f{hidden}", "", b"data"),
+        (f"d/.same{hidden}", f"d/.f{hidden}", None),
+        (f"d/.passwd{hidden}", "etc/passwd", None),
+        (f"d/.up{hidden}", "../x", None),
+    ]
+    assert list(upload.staged) == ["d/f", "d/same", "d/passwd", "d/up"]
+
+
+@pytest.mark.parametrize("name", ["../x", "d/../../x", "/.."])
+def test_a_member_that_climbs_out_is_refused(name: str) -> None:
+    with pytest.raises(UploadRefusedError, match="climbs out"):
+        _rewritten(StagedUpload(), _archive(_member(name)))
+
+
+def test_a_stream_that_is_not_tar_is_refused() -> None:
+    with pytest.raises(UploadRefusedError, match="not a tar archive"):
+        _rewritten(StagedUpload(), b"no tar here\n")
+
+
+def _root(tmp_path: Path) -> int:
+    return os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+
+
+def test_commit_renames_and_discard_removes_inside_the_root_only(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    (root / "srv").mkdir(parents=True)
+    outside.mkdir()
+    # A link that, followed from the host, would leave the root: in it, it names /srv.
+    (root / "srv" / "up").symlink_to(str(outside))
+    (root / "srv" / "abs").symlink_to("/srv")
+    (root / "srv" / "f").write_text("old")
+    (root / "srv" / ".f.h").write_text("new")
+    (root / "srv" / ".g.h").write_text("g")
+    (root / "srv" / ".kept.h").write_text("k")
+    fd = _root(root)
+    try:
+        directory = ContainerDirectory(fd, "/srv")
+        directory.commit({"abs/f": "abs/.f.h", "../../srv/g": "../../srv/.g.h"}, {".": 1000})
+        assert (root / "srv").stat().st_mtime == 1000  # as tar set it before the renames
+        assert (root / "srv" / "f").read_text() == "new"
+        assert (root / "srv" / "g").read_text() == "g"
+        directory.discard({"kept": ".kept.h", "never": ".never.h"})
+        assert sorted(p.name for p in (root / "srv").iterdir()) == ["abs", "f", "g", "up"]
+        (outside / ".x.h").write_text("outside")
+        directory.commit({"up/x": "up/.x.h"}, {})  # no /outside in the root: nothing staged
+        directory.discard({"up/x": "up/.x.h"})
+        assert [p.name for p in outside.iterdir()] == [".x.h"]
+        (root / "srv" / "dir").mkdir()
+        (root / "srv" / ".dir.h").write_text("a file onto a directory")
+        with pytest.raises(CommitError, match="dir: Is a directory"):
+            directory.commit({"dir": ".dir.h", "f": ".f.h"}, {})
+        assert not (root / "srv" / ".dir.h").exists()  # removed, the directory kept
+        assert (root / "srv" / "dir").is_dir()
+    finally:
+        os.close(fd)
+
+
+def test_a_sticky_directory_keeps_another_owners_file(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the files owners")
+    sticky = tmp_path / "tmp"
+    sticky.mkdir(mode=0o1777)
+    sticky.chmod(0o1777)
+    (sticky / "theirs").write_text("theirs")
+    os.chown(sticky / "theirs", 1001, 1001)
+    (sticky / ".theirs.h").write_text("mine")
+    os.chown(sticky / ".theirs.h", 1002, 1002)
+    fd = _root(tmp_path)
+    try:
+        with pytest.raises(CommitError, match="another user's file in a sticky directory"):
+            ContainerDirectory(fd, "/tmp").commit({"theirs": ".theirs.h"}, {})
+    finally:
+        os.close(fd)
+    assert (sticky / "theirs").read_text() == "theirs"
+    assert not (sticky / ".theirs.h").exists()
