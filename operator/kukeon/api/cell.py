@@ -15,8 +15,10 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from kukeon.api.container import ContainerSpec, ContainerStatus, OptionalDnsLabel
 from kukeon.api.meta import (
     DEFAULT_PARENT,
+    Bool,
     DnsLabel,
     DnsSubdomain,
+    Int,
     Kind,
     KukeonModel,
     NullableList,
@@ -70,11 +72,11 @@ class CellSpec(KukeonModel):
     tty: CellTty | None = None
     """Which attachable container `attach` picks by default."""
     containers: NullableList[ContainerSpec]
-    auto_delete: bool = False
+    auto_delete: Bool = False
     """Delete the cell once its root container has exited (after it was Ready)."""
-    nested_cgroup_runtime: bool = False
+    nested_cgroup_runtime: Bool = False
     """Delegate every cgroup controller the host offers, for a runtime nested inside."""
-    host_users: bool | None = None
+    host_users: Bool | None = None
     """Kubernetes' pod field: false runs the cell's containers in a user namespace, their ids
     0-65535 mapped to the realm's range of host ids on its node (root inside is no one on
     the host); refused with privileged, hostNetwork, hostPID, hostCgroup, devices and
@@ -82,8 +84,8 @@ class CellSpec(KukeonModel):
     changing it is refused): docs/user-namespaces.md."""
     desired_state: DesiredCellState = DesiredCellState.RUNNING
     """Running, or Stopped: containers stopped but the cell kept."""
-    termination_grace_period_seconds: int | None = Field(
-        default=None, ge=0, le=TERMINATION_GRACE_MAX, strict=True
+    termination_grace_period_seconds: Int | None = Field(
+        default=None, ge=0, le=TERMINATION_GRACE_MAX
     )
     """Seconds a container has to exit after its stop signal (SIGTERM) before SIGKILL, when
     the cell is stopped, deleted, or a container replaced or restarted (Kubernetes' pod
@@ -159,7 +161,7 @@ class CellNetworkStatus(KukeonModel):
 class CellStatus(StatusBase):
     state: CellStateField = CellState.PENDING
     # One-way latch: set the first time the cell is seen Ready; gates autoDelete.
-    ready_observed: bool = False
+    ready_observed: Bool = False
     network: CellNetworkStatus = Field(default_factory=CellNetworkStatus)
     containers: NullableList[ContainerStatus] = Field(default_factory=list)
 

@@ -25,6 +25,8 @@ from kukeon.api.cell import TERMINATION_GRACE_MAX, CellTty, OptionalDnsSubdomain
 from kukeon.api.container import ContainerSpec, OptionalDnsLabel
 from kukeon.api.meta import (
     DNS_LABEL_MAX,
+    Bool,
+    Int,
     Kind,
     KukeonModel,
     NullableList,
@@ -67,7 +69,7 @@ class ProfileParameter(KukeonModel):
     """Letters, digits and `_`, not starting with a digit (as a shell variable)."""
     default: str | None = None
     """The value when the run gives none (unset: the empty text)."""
-    required: bool = False
+    required: Bool = False
     """A run must give a value (then there is no default)."""
     description: OptionalString = None
     """What the value is for, shown by `kukectl describe`."""
@@ -81,16 +83,16 @@ class CellTemplate(KukeonModel):
     tty: CellTty | None = None
     """Which attachable container `attach` picks by default."""
     containers: NullableList[ContainerSpec]
-    auto_delete: bool = False
+    auto_delete: Bool = False
     """Delete the cell once its root container has exited (after it was Ready)."""
-    nested_cgroup_runtime: bool = False
+    nested_cgroup_runtime: Bool = False
     """Delegate every cgroup controller the host offers, for a runtime nested inside."""
-    host_users: bool | None = None
+    host_users: Bool | None = None
     """false: the cell's containers run in a user namespace (see `CellSpec`)."""
     desired_state: DesiredCellState = DesiredCellState.RUNNING
     """Running, or Stopped: containers stopped but the cell kept."""
-    termination_grace_period_seconds: int | None = Field(
-        default=None, ge=0, le=TERMINATION_GRACE_MAX, strict=True
+    termination_grace_period_seconds: Int | None = Field(
+        default=None, ge=0, le=TERMINATION_GRACE_MAX
     )
     """Seconds between the stop signal and SIGKILL; kukeond's (10 s) when unset."""
     node_name: OptionalDnsSubdomain = None

@@ -41,6 +41,7 @@ from kukeon.api.meta import (
     DEFAULT_PARENT,
     DNS_LABEL_MAX,
     DnsLabel,
+    Int,
     Kind,
     KukeonModel,
     NullableList,
@@ -145,7 +146,7 @@ class CellSetTemplate(KukeonModel):
 class LostNode(KukeonModel):
     """What becomes of the set's cells on a node that is lost (NotReady)."""
 
-    replace_after_seconds: int = Field(default=60, ge=0, le=86_400, strict=True)
+    replace_after_seconds: Int = Field(default=60, ge=0, le=86_400)
     """A cell the scheduler placed on a node NotReady for this long is placed elsewhere
     (at `--node-lost-timeout` at the latest, as any scheduler-placed cell)."""
     stop_on_return: Literal[True] = True
@@ -195,7 +196,7 @@ class CellSetSpec(KukeonModel):
     """The space of the set and its cells (`default` when unset)."""
     stack_id: DnsLabel = DEFAULT_PARENT
     """The stack of the set and its cells (`default` when unset)."""
-    replicas: int = Field(default=1, ge=0, le=REPLICAS_MAX, strict=True)
+    replicas: Int = Field(default=1, ge=0, le=REPLICAS_MAX)
     """How many cells the set keeps running (0 to 10000; default 1)."""
     selector: LabelSelector
     """Which cells are the set's."""
@@ -216,13 +217,11 @@ class CellSetSpec(KukeonModel):
     node_selector: StringMap = Field(default_factory=dict)
     """Labels a node must carry to run a cell of the set: added to every cell's
     `nodeSelector` (with the template's own; a key in both must have the same value)."""
-    min_ready_seconds: int = Field(default=0, ge=0, le=86_400, strict=True)
+    min_ready_seconds: Int = Field(default=0, ge=0, le=86_400)
     """How long a new cell must have been Ready before it counts as available."""
-    revision_history_limit: int = Field(default=10, ge=0, le=REVISION_HISTORY_MAX, strict=True)
+    revision_history_limit: Int = Field(default=10, ge=0, le=REVISION_HISTORY_MAX)
     """How many earlier templates the status keeps for `rollout history` and `undo`."""
-    progress_deadline_seconds: int = Field(
-        default=DEFAULT_PROGRESS_DEADLINE, ge=1, le=DEADLINE_MAX, strict=True
-    )
+    progress_deadline_seconds: Int = Field(default=DEFAULT_PROGRESS_DEADLINE, ge=1, le=DEADLINE_MAX)
     """A rollout that makes no progress for this long stops (`Progressing=False`)."""
 
     def surge_and_unavailable(self) -> tuple[int, int]:
@@ -257,7 +256,7 @@ TemplateDocument = Annotated[
 class CellSetRevision(KukeonModel):
     """One template the set has run: its number (rising; an undo renumbers it)."""
 
-    revision: int = Field(ge=1)
+    revision: Int = Field(ge=1)
     template_hash: str
     change_cause: OptionalString = None
     """The set's `kukeon.io/change-cause` annotation when the template was first seen."""
@@ -265,14 +264,14 @@ class CellSetRevision(KukeonModel):
 
 
 class CellSetStatus(KukeonModel):
-    replicas: int = 0
+    replicas: Int = 0
     """Cells of the set (not being deleted)."""
-    ready_replicas: int = 0
-    updated_replicas: int = 0
+    ready_replicas: Int = 0
+    updated_replicas: Int = 0
     """Cells made from the current template."""
-    available_replicas: int = 0
+    available_replicas: Int = 0
     """Ready cells, the new ones Ready for `minReadySeconds`."""
-    observed_generation: int = 0
+    observed_generation: Int = 0
     template_hash: OptionalString = None
     conditions: NullableList[CellSetCondition] = Field(default_factory=list)
     revisions: NullableList[CellSetRevision] = Field(default_factory=list)

@@ -26,8 +26,10 @@ from kukeon.api.containerstatus import PublishedPort as PublishedPort
 from kukeon.api.meta import (
     INT64_MAX,
     AbsolutePath,
+    Bool,
     DnsLabel,
     FileName,
+    Int,
     KukeonModel,
     MountPath,
     NullableList,
@@ -289,12 +291,12 @@ class VolumeMount(KukeonModel):
     target: MountPath
     """Absolute path in the container; no '..' component; not over what the runtime
     owns (/, /proc, /sys, /dev and its nodes...: docs/kukectl.md, Mounts)."""
-    read_only: bool = False
+    read_only: Bool = False
     """Mount it read-only."""
-    size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    size_bytes: Int | None = Field(default=None, ge=0, le=INT64_MAX)
     """Size of a tmpfs volume in bytes, up to 2^63-1 (0 or unset: the kernel's default,
     half the node's RAM); a bind volume refuses it."""
-    mode: int | None = Field(default=None, ge=0, le=0o7777, strict=True)
+    mode: Int | None = Field(default=None, ge=0, le=0o7777)
     """Permissions of a tmpfs root, e.g. 0755; a bind volume refuses it (its source's)."""
 
     @field_validator("source")
@@ -316,7 +318,7 @@ class TmpfsMount(KukeonModel):
     path: MountPath
     """Absolute path in the container; no '..' component; not over what the runtime
     owns (/, /proc, /sys, /dev and its nodes...: docs/kukectl.md, Mounts)."""
-    size_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    size_bytes: Int | None = Field(default=None, ge=0, le=INT64_MAX)
     """Size in bytes, up to 2^63-1 (1 is one 4 KiB page); 0 or unset: the kernel's
     default, half the node's RAM."""
     options: NullableList[str] = Field(default_factory=list)
@@ -339,19 +341,19 @@ class Capabilities(KukeonModel):
 class Resources(KukeonModel):
     """The cgroup limits of one container; unset means unlimited."""
 
-    memory_limit_bytes: int | None = Field(default=None, ge=0, le=MEMORY_LIMIT_MAX, strict=True)
+    memory_limit_bytes: Int | None = Field(default=None, ge=0, le=MEMORY_LIMIT_MAX)
     """memory.max (v1 memory.limit_in_bytes) in bytes: 0 (unset) or 6 MiB (6291456, below
     it runc's own init does not fit, docker's floor too) to 2^63-1; the scheduler needs
     that much free memory on the node (more than any node has: Unschedulable)."""
-    cpu_shares: int | None = Field(default=None, ge=0, le=CPU_SHARES_MAX, strict=True)
+    cpu_shares: Int | None = Field(default=None, ge=0, le=CPU_SHARES_MAX)
     """cgroup v1 cpu.shares: 0 (unset) or 2 to 262144 (mapped onto cgroup v2 cpu.weight)."""
-    pids_limit: int | None = Field(default=None, ge=0, le=PIDS_LIMIT_MAX, strict=True)
+    pids_limit: Int | None = Field(default=None, ge=0, le=PIDS_LIMIT_MAX)
     """pids.max: 0 (unset) or 1 to 4194304 (the kernel's PID_MAX_LIMIT)."""
-    cpu_limit_millicores: int | None = Field(default=None, ge=0, le=CPU_LIMIT_MAX, strict=True)
+    cpu_limit_millicores: Int | None = Field(default=None, ge=0, le=CPU_LIMIT_MAX)
     """At most this much CPU time, in thousandths of a CPU: 500 is half a CPU, 2000 two
     (Kubernetes' `limits.cpu`, docker's `--cpus`; the CFS quota per 100 ms: cpu.max on
     cgroup v2, cpu.cfs_quota_us on v1); 0 (unset) or 10 to 1000000."""
-    ephemeral_storage_limit_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    ephemeral_storage_limit_bytes: Int | None = Field(default=None, ge=0, le=INT64_MAX)
     """At most this many bytes written into the container's own root filesystem (its
     writable layer), as Kubernetes' `limits.ephemeral-storage`: kukeond measures it
     periodically and stops a container over it (SIGTERM, its grace, SIGKILL; reason
@@ -534,7 +536,7 @@ class ContainerSpec(KukeonModel):
     """The cell's stack; may be omitted (taken from the cell), must match it if given."""
     cell_id: OptionalDnsLabel = None
     """The cell's name; may be omitted (taken from the cell), must match it if given."""
-    root: bool = False
+    root: Bool = False
     """Marks the root container, which owns the cell's network namespace."""
     image: NonEmptyString
     """OCI image reference."""
@@ -563,25 +565,24 @@ class ContainerSpec(KukeonModel):
     networks_aliases: NullableList[str] = Field(default_factory=list)
     """More names of the cell, in its own /etc/hosts and in those of the cells of its node
     that share one of its networks (docs/cell-networks.md)."""
-    privileged: bool = False
+    privileged: Bool = False
     """Every capability and device, no seccomp or AppArmor confinement: root on the host.
     Needs the realm's privileged level for non-admins."""
-    host_network: bool = False
+    host_network: Bool = False
     """Run in the host's network namespace (no CNI attachment)."""
-    host_pid: bool = Field(default=False, alias="hostPID")
+    host_pid: Bool = Field(default=False, alias="hostPID")
     """Run in the host's PID namespace."""
-    host_cgroup: bool = False
+    host_cgroup: Bool = False
     """Stay in the parent's cgroup namespace instead of a private one."""
     user: OptionalString = None
     """The process's user: `user`, `uid`, `user:group` or `uid:gid` (names from the image's
     /etc/passwd and /etc/group; an id is digits, 0 to 4294967294; a name has no whitespace,
     `/` or `:` and does not begin with `-` or `+`, so `-1` is refused); the image's when unset
     (a space may default it)."""
-    read_only_root_filesystem: bool | None = None
+    read_only_root_filesystem: Bool | None = None
     """Mount the root filesystem read-only; unset inherits the space default."""
     capabilities: Capabilities | None = None
-    """Linux capabilities dropped from and added to the default set (a space may default
-    it)."""
+    """Linux capabilities dropped from and added to the default set (a space may default it)."""
     security_opts: NullableList[str] = Field(default_factory=list)
     """docker's `--security-opt` values; below privileged only `no-new-privileges`."""
     devices: NullableList[AbsolutePath] = Field(default_factory=list)
@@ -601,19 +602,18 @@ class ContainerSpec(KukeonModel):
         RestartPolicy.NEVER
     )
     """always, on-failure or never; empty means never."""
-    restart_backoff_seconds: int | None = Field(default=None, strict=True)
+    restart_backoff_seconds: Int | None = Field(default=None)
     """A fixed pause before every restart, 1 to 300 seconds; needs always or on-failure.
     Unset: Kubernetes' CrashLoopBackOff, the first restart at once, then 10 s doubling for
     each exit in a row after a run under 10 minutes, up to 300 s (a run of 10 minutes or
     more starts over at once)."""
-    restart_max_retries: int | None = Field(default=None, strict=True)
+    restart_max_retries: Int | None = Field(default=None)
     """Restarts before giving up under on-failure (default 5), 1 to 1000."""
     stop_signal: Annotated[OptionalString, AfterValidator(_stop_signal_name)] = None
     """The signal that asks the container to stop (`SIGINT`, `QUIT` or `3`; docker's
-    `--stop-signal`, Kubernetes' `lifecycle.stopSignal`), before SIGKILL after the cell's
-    grace; unset: the image's `StopSignal`, else SIGTERM. Changing it replaces the
-    container."""
-    attachable: bool = False
+    `--stop-signal`, Kubernetes' `lifecycle.stopSignal`), before SIGKILL after the cell's grace;
+    unset: the image's `StopSignal`, else SIGTERM. Changing it replaces the container."""
+    attachable: Bool = False
     """Run the process under a terminal wrapper that `attach` can connect to."""
     tty: ContainerTty | None = None
     """The terminal's prompt, init scripts and wrapper log; requires `attachable: true`."""

@@ -17,6 +17,8 @@ from pydantic import BeforeValidator, Field
 from kukeon.api.meta import (
     INT64_MAX,
     INT64_MIN,
+    Bool,
+    Int,
     KukeonModel,
     NullableList,
     OptionalString,
@@ -41,7 +43,7 @@ class ContainerTerminated(KukeonModel):
     ``lastState.terminated``): written when it ended with a restart to follow, kept once it
     is restarted."""
 
-    exit_code: int = Field(ge=INT64_MIN, le=INT64_MAX, strict=True)
+    exit_code: Int = Field(ge=INT64_MIN, le=INT64_MAX)
     signal: OptionalString = None
     reason: OptionalString = None
     """``Completed``, ``Error``, ``OOMKilled`` or ``TaskLost`` (its shim died)."""
@@ -57,13 +59,13 @@ class PublishedPort(KukeonModel):
 
     host_ip: str = Field(default="0.0.0.0", alias="hostIP")
     """The host address it is published on; 0.0.0.0 is every IPv4 address of the node."""
-    host_port: int = Field(ge=1, le=65535, strict=True)
-    container_port: int = Field(ge=1, le=65535, strict=True)
+    host_port: Int = Field(ge=1, le=65535)
+    container_port: Int = Field(ge=1, le=65535)
     protocol: Annotated[Literal["tcp", "udp"], tolerant_word()] = "tcp"
 
 
 def _zero_as_unset(value: Any) -> Any:
-    return None if value == 0 and not isinstance(value, bool) else value
+    return None if type(value) is int and value == 0 else value
 
 
 class ContainerStatus(KukeonModel):
@@ -77,13 +79,13 @@ class ContainerStatus(KukeonModel):
     for good or until a start), ``Waiting`` (it ended and waits out its restart back-off:
     reason ``CrashLoopBackOff``, the back-off in ``message``, the run that ended in
     ``lastState``), ``Pending`` (not started yet)."""
-    pid: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    pid: Int | None = Field(default=None, ge=0, le=INT64_MAX)
     """Host PID of the running task."""
-    exit_code: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX, strict=True)
+    exit_code: Int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     exit_signal: OptionalString = None
-    restart_count: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
-    backoff_restarts: Annotated[int | None, BeforeValidator(_zero_as_unset)] = Field(
-        default=None, ge=1, le=INT64_MAX, strict=True
+    restart_count: Int = Field(default=0, ge=0, le=INT64_MAX)
+    backoff_restarts: Annotated[Int | None, BeforeValidator(_zero_as_unset)] = Field(
+        default=None, ge=1, le=INT64_MAX
     )
     """Restarts since the container was created or last ran 10 minutes before exiting:
     where the default restart back-off stands (the next exit after a short run waits 10 s
@@ -91,7 +93,7 @@ class ContainerStatus(KukeonModel):
     Left out at 0, so a kukeond of an earlier version reads the cells that are not in a
     crash loop."""
     image: OptionalString = None
-    ephemeral_storage_limit_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    ephemeral_storage_limit_bytes: Int | None = Field(default=None, ge=0, le=INT64_MAX)
     """The ephemeral-storage limit in force (kukeond stops the container past it): its own
     `resources.ephemeralStorageLimitBytes`, its space's default, or its realm's
     `spec.limits.containerEphemeralStorageBytes` (which also caps the others); unset: none."""
@@ -108,9 +110,9 @@ class ContainerStatus(KukeonModel):
     ports: NullableList[PublishedPort] = Field(default_factory=list)
     """Its `ports` published on the node, all to the cell's address (the cell shares one
     network namespace): empty until they are."""
-    started: bool = False
+    started: Bool = False
     """It runs and its startup probe, if any, has succeeded."""
-    ready: bool = False
+    ready: Bool = False
     """It runs, has started, and its readiness probe, if any, passes."""
     probes: NullableList[ProbeStatus] = Field(default_factory=list)
     """The last result of each of its probes."""

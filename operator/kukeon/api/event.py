@@ -39,6 +39,7 @@ from kukeon.api.meta import (
     ApiVersion,
     DnsLabel,
     DnsSubdomain,
+    Int,
     KukeonModel,
     OptionalString,
     Timestamp,
@@ -163,7 +164,7 @@ class Event(KukeonModel):
     reason: str = Field(min_length=1, max_length=128)
     message: str = ""
     type: EventType = EventType.NORMAL
-    count: int = Field(default=1, ge=1, le=INT64_MAX)
+    count: Int = Field(default=1, ge=1, le=INT64_MAX)
     first_timestamp: Timestamp = None
     last_timestamp: Timestamp = None
     source: EventSource = Field(default_factory=EventSource)

@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     field_validator,
     model_validator,
 )
@@ -37,6 +38,7 @@ from kukeon.api.names import SCOPED_KINDS as SCOPED_KINDS
 from kukeon.api.names import VERSION as VERSION
 from kukeon.api.names import Kind as Kind
 from kukeon.api.observed import tolerant_enum
+from kukeon.api.yamlwords import YamlBoolWord
 
 # --- bounds every field shares -----------------------------------------------------------
 
@@ -222,6 +224,10 @@ def _empty_string_as_none(value: Any) -> Any:
 
 def _zero_time_as_none(value: Any) -> Any:
     # Go's zero time.Time ("0001-01-01T00:00:00Z") is kukeon's "never happened".
+    if isinstance(value, int | float):  # pydantic reads a number as Unix time; JSON has text
+        raise ValueError(
+            f"must be an RFC 3339 timestamp as text (2026-01-01T00:00:00Z), got {quote(value)}"
+        )
     if isinstance(value, str) and value.startswith("0001-01-01"):
         return None
     if isinstance(value, datetime) and value.year == 1:
@@ -262,6 +268,27 @@ OptionalString = Annotated[str | None, BeforeValidator(_empty_string_as_none)]
 Timestamp = Annotated[datetime | None, BeforeValidator(_zero_time_as_none), AfterValidator(_aware)]
 
 
+# --- booleans and integers: JSON's types, as Kubernetes decodes them --------------------
+#
+# pydantic's lax mode took "yes", "true", "1", "off" and 1 for a boolean, "5" and true for
+# an integer, where kube-apiserver answers "cannot unmarshal string into Go value of type
+# bool". Every boolean and integer field of a model is one of these two types instead.
+
+
+def _json_boolean(value: Any) -> Any:
+    # A plain YAML `yes`/`no`/`on`/`off` (YAML 1.1's booleans, read as text: yamlread) is
+    # the boolean kubectl's YAML reader makes of it; the same word quoted stays refused.
+    return value.boolean if isinstance(value, YamlBoolWord) else value
+
+
+Bool = Annotated[bool, BeforeValidator(_json_boolean), Strict()]
+"""A JSON boolean (or a plain YAML 1.1 boolean word); text and numbers are refused."""
+
+Int = Annotated[int, Strict()]
+"""A JSON integer; text, booleans and any number written with a fraction (5.5, 5.0: Go's
+JSON decoder refuses it for an int64 too) are refused."""
+
+
 # --- metadata and the resource envelope -------------------------------------------------
 
 
@@ -276,12 +303,12 @@ class ObjectMeta(KukeonModel):
     labels: StringMap = Field(default_factory=dict)
     annotations: StringMap = Field(default_factory=dict)
     uid: OptionalString = None
-    generation: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    generation: Int = Field(default=0, ge=0, le=INT64_MAX)
     resource_version: OptionalString = None
     """The etcd mod_revision of the stored document; writes compare-and-swap on it."""
     creation_timestamp: Timestamp = None
     deletion_timestamp: Timestamp = None
-    deletion_grace_period_seconds: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    deletion_grace_period_seconds: Int | None = Field(default=None, ge=0, le=INT64_MAX)
     """A cell's stop grace for its deletion, when the delete gave one (kubectl's
     `--grace-period`); a later delete may only shorten it. Written by the registry."""
     finalizers: NullableList[str] = Field(default_factory=list)
@@ -294,8 +321,8 @@ class StatusBase(KukeonModel):
     message: OptionalString = None
     cgroup_path: OptionalString = None
     subtree_controllers: NullableList[str] = Field(default_factory=list)
-    cgroup_ready: bool = False
-    observed_generation: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    cgroup_ready: Bool = False
+    observed_generation: Int = Field(default=0, ge=0, le=INT64_MAX)
     node_name: OptionalString = None
     """The node whose kukeond observed and wrote this status."""
     created_at: Timestamp = None
@@ -323,7 +350,7 @@ class NodeLayerStatus(KukeonModel):
     message: OptionalString = None
     cgroup_path: OptionalString = None
     subtree_controllers: NullableList[str] = Field(default_factory=list)
-    observed_generation: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    observed_generation: Int = Field(default=0, ge=0, le=INT64_MAX)
     updated_at: Timestamp = None
     ready_at: Timestamp = None
 

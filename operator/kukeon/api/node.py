@@ -13,7 +13,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from kukeon.api.meta import Kind, KukeonModel, NullableList, OptionalString, Resource, Timestamp
+from kukeon.api.meta import (
+    Bool,
+    Int,
+    Kind,
+    KukeonModel,
+    NullableList,
+    OptionalString,
+    Resource,
+    Timestamp,
+)
 from kukeon.api.observed import tolerant_enum, tolerant_word
 
 SCHEDULED_BY_ANNOTATION = "kukeon.io/scheduled-by"
@@ -28,7 +37,7 @@ class NodeState(StrEnum):
 
 
 class NodeSpec(KukeonModel):
-    unschedulable: bool = False
+    unschedulable: Bool = False
     """Cordoned: the scheduler places no new cell here (running cells stay)."""
 
 
@@ -39,8 +48,8 @@ class NodeAddress(KukeonModel):
 
 
 class NodeResources(KukeonModel):
-    cpus: int = Field(default=0, ge=0)
-    memory_bytes: int = Field(default=0, ge=0)
+    cpus: Int = Field(default=0, ge=0)
+    memory_bytes: Int = Field(default=0, ge=0)
     cgroup_mode: OptionalString = None
     """`v2`, `v1` or `hybrid`, as detected on the host."""
     containerd_version: OptionalString = None
@@ -84,7 +93,7 @@ class NodeStatus(KukeonModel):
     """What cells may use: capacity minus what the host keeps for itself."""
     conditions: NullableList[NodeCondition] = Field(default_factory=list)
     last_heartbeat_time: Timestamp = None
-    observed_generation: int = Field(default=0, ge=0)
+    observed_generation: Int = Field(default=0, ge=0)
     node_name: OptionalString = None
     """The kukeond that wrote this status last (the node itself, or the scheduler leader)."""
     updated_at: Timestamp = None

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from kukeon.api.meta import KukeonModel, NullableList, OptionalString, Timestamp
+from kukeon.api.meta import Int, KukeonModel, NullableList, OptionalString, Timestamp
 from kukeon.api.observed import tolerant_enum
 
 NonEmptyString = Annotated[str, Field(min_length=1)]
@@ -58,7 +58,7 @@ def _port_number(value: Any) -> Any:
     return value
 
 
-ProbePort = Annotated[int, BeforeValidator(_port_number), Field(ge=1, le=65535, strict=True)]
+ProbePort = Annotated[Int, BeforeValidator(_port_number), Field(ge=1, le=65535)]
 
 
 class ExecAction(KukeonModel):
@@ -126,7 +126,7 @@ class TCPSocketAction(KukeonModel):
 
 
 def _seconds(low: int) -> Any:
-    return Field(ge=low, le=PROBE_SECONDS_MAX, strict=True)
+    return Field(ge=low, le=PROBE_SECONDS_MAX)
 
 
 class Probe(KukeonModel):
@@ -139,19 +139,19 @@ class Probe(KukeonModel):
     """GET a URL of the cell's address: a status in [200, 400) passes."""
     tcp_socket: TCPSocketAction | None = None
     """Connect to a port of the cell's address: connecting passes."""
-    initial_delay_seconds: Annotated[int, _seconds(0)] = 0
+    initial_delay_seconds: Annotated[Int, _seconds(0)] = 0
     """Seconds after the container started before the first probe."""
-    period_seconds: Annotated[int, _seconds(1)] = PROBE_PERIOD_DEFAULT
+    period_seconds: Annotated[Int, _seconds(1)] = PROBE_PERIOD_DEFAULT
     """Seconds between two probes (default 10, at most 3600)."""
-    timeout_seconds: Annotated[int, _seconds(1)] = PROBE_TIMEOUT_DEFAULT
+    timeout_seconds: Annotated[Int, _seconds(1)] = PROBE_TIMEOUT_DEFAULT
     """Seconds a probe may take before it counts as failed (default 1)."""
-    success_threshold: Annotated[int, Field(ge=1, le=PROBE_THRESHOLD_MAX, strict=True)] = 1
+    success_threshold: Annotated[Int, Field(ge=1, le=PROBE_THRESHOLD_MAX)] = 1
     """Consecutive successes after a failure to count as passing (1 for liveness/startup)."""
-    failure_threshold: Annotated[int, Field(ge=1, le=PROBE_THRESHOLD_MAX, strict=True)] = (
+    failure_threshold: Annotated[Int, Field(ge=1, le=PROBE_THRESHOLD_MAX)] = (
         PROBE_FAILURE_THRESHOLD_DEFAULT
     )
     """Consecutive failures that make the probe fail (default 3)."""
-    termination_grace_period_seconds: Annotated[int | None, _seconds(1)] = None
+    termination_grace_period_seconds: Annotated[Int | None, _seconds(1)] = None
     """The grace between SIGTERM and SIGKILL when this probe stops the container (liveness
     and startup only); 10 seconds when unset."""
 
@@ -185,5 +185,5 @@ class ProbeStatus(KukeonModel):
     result: Annotated[ProbeResult, tolerant_enum(ProbeResult)] = ProbeResult.UNKNOWN
     message: OptionalString = None
     """Why it failed (truncated output, the HTTP status, the connection error)."""
-    consecutive_failures: int = Field(default=0, ge=0, strict=True)
+    consecutive_failures: Int = Field(default=0, ge=0)
     last_transition_time: Timestamp = None

@@ -28,6 +28,8 @@ from kukeon.api.imageref import normalize_registry_host
 from kukeon.api.meta import (
     GROUP,
     INT64_MAX,
+    Bool,
+    Int,
     Kind,
     KukeonModel,
     NodeLayerStatus,
@@ -129,24 +131,24 @@ class RealmQuota(KukeonModel):
     bigger; deletes always pass.
     """
 
-    objects: int | None = Field(default=None, ge=0, le=QUOTA_OBJECTS_MAX, strict=True)
+    objects: Int | None = Field(default=None, ge=0, le=QUOTA_OBJECTS_MAX)
     """How many objects the realm may hold."""
-    storage_bytes: int | None = Field(default=None, ge=0, le=QUOTA_BYTES_MAX, strict=True)
+    storage_bytes: Int | None = Field(default=None, ge=0, le=QUOTA_BYTES_MAX)
     """How many bytes their stored documents (keys and values, as etcd holds them) may take."""
-    spaces: int | None = Field(default=None, ge=0, le=QUOTA_OBJECTS_MAX, strict=True)
+    spaces: Int | None = Field(default=None, ge=0, le=QUOTA_OBJECTS_MAX)
     """How many spaces the realm may hold. Each takes a bridge and a subnet of a node's
     subnet pool on every node it runs cells on (one naming a `cniConfigPath` too: that is
     only where its conflist goes), so a realm without it may take a node's whole pool and
     leave no subnet for any other realm's spaces. Unset: no limit (kukeond has no default);
     a space create over it is refused (HTTP 403)."""
-    image_storage_bytes: int | None = Field(default=None, ge=0, le=QUOTA_BYTES_MAX, strict=True)
+    image_storage_bytes: Int | None = Field(default=None, ge=0, le=QUOTA_BYTES_MAX)
     """How many bytes of image content (containerd's blobs as stored: compressed layers,
     configs, manifests; a blob two of its images share counts once) the realm may hold on
     each node: a `kukectl image import` or `kukectl image pull` that would pass it is
     refused (403), and so is a node's pull or import of the image a cell names (the cell
     fails with ImageUnavailable). 0: no bound; unset: kukeond's `realmImageStorageBytes`
     (0, none, unless set)."""
-    write_bytes_per_second: int | None = Field(default=None, ge=0, le=WRITE_RATE_MAX, strict=True)
+    write_bytes_per_second: Int | None = Field(default=None, ge=0, le=WRITE_RATE_MAX)
     """How many bytes the realm's writes through an API server may add to etcd a second,
     sustained (its write budget; every version stays in etcd's history until compacted):
     past it a write by a non-admin is answered 429 with Retry-After. 0: no bound; unset:
@@ -168,16 +170,14 @@ class RealmLimits(KukeonModel):
     busy on every core gets its share, not the others'.
     """
 
-    memory_bytes: int | None = Field(
-        default=None, ge=MEMORY_LIMIT_MIN, le=MEMORY_LIMIT_MAX, strict=True
-    )
+    memory_bytes: Int | None = Field(default=None, ge=MEMORY_LIMIT_MIN, le=MEMORY_LIMIT_MAX)
     """At most this much memory (page cache included) for the realm's containers; a write
     sets 6 MiB (6291456) or more, what runc's init needs to start one container."""
-    pids: int | None = Field(default=None, ge=1, le=PIDS_LIMIT_MAX, strict=True)
+    pids: Int | None = Field(default=None, ge=1, le=PIDS_LIMIT_MAX)
     """At most this many processes and threads; unset: kukeond's `realmPidsLimit`; a write
     sets 8 or more (runc's init holds up to 6 while it starts a container)."""
-    container_ephemeral_storage_bytes: int | None = Field(
-        default=None, ge=EPHEMERAL_STORAGE_MIN, le=INT64_MAX, strict=True
+    container_ephemeral_storage_bytes: Int | None = Field(
+        default=None, ge=EPHEMERAL_STORAGE_MIN, le=INT64_MAX
     )
     """Each of the realm's containers' ephemeral-storage limit (bytes written into its own
     root filesystem, `resources.ephemeralStorageLimitBytes`), as a Kubernetes LimitRange's
@@ -266,7 +266,7 @@ def unaddressed_credentials(spec: RealmSpec) -> list[str]:
 
 class RealmStatus(_StatusBase):
     state: RealmStateField = RealmState.PENDING
-    containerd_namespace_ready: bool = False
+    containerd_namespace_ready: Bool = False
     nodes: dict[str, NodeLayerStatus] = Field(default_factory=dict)
     """Per node: what that node materialised (only nodes with cells in the realm)."""
 

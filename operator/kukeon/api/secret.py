@@ -26,6 +26,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 
 from kukeon.api.meta import (
     DnsLabel,
+    Int,
     Kind,
     KukeonModel,
     NullableList,
@@ -105,7 +106,7 @@ class SecretKeyStatus(KukeonModel):
     """What may be shown of one value: its key, size and digest."""
 
     name: str
-    size: int = Field(ge=0)
+    size: Int = Field(ge=0)
     """Bytes of the value."""
     sha256: str | None = None
     """Hex sha256 of the value (compare with `sha256sum FILE`; a guessable value can be

@@ -17,7 +17,9 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 from kukeon.api.container import Capabilities, OptionalAbsolutePath, Resources, TmpfsMount
 from kukeon.api.meta import (
     DEFAULT_PARENT,
+    Bool,
     DnsLabel,
+    Int,
     Kind,
     KukeonModel,
     NodeLayerStatus,
@@ -59,7 +61,7 @@ def check_host(value: str) -> str:
 
 
 Port = Annotated[
-    int, AfterValidator(check_port), Field(json_schema_extra={"minimum": 1, "maximum": 65535})
+    Int, AfterValidator(check_port), Field(json_schema_extra={"minimum": 1, "maximum": 65535})
 ]
 
 
@@ -117,7 +119,7 @@ class SpaceContainerDefaults(KukeonModel):
 
     user: OptionalString = None
     """As a container's `user`."""
-    read_only_root_filesystem: bool | None = None
+    read_only_root_filesystem: Bool | None = None
     """As a container's `readOnlyRootFilesystem`."""
     capabilities: Capabilities | None = None
     """As a container's `capabilities`."""

@@ -133,6 +133,14 @@ def _unknown_field(loc: tuple[int | str, ...]) -> str:
     return f"unknown field ({hint})" if hint else "unknown field"
 
 
+_JSON_TYPE_RULES = {
+    "bool_type": "must be a boolean, true or false (not text, not a number)",
+    "int_type": "must be a JSON integer (no quotes, no decimal point, not true or false)",
+}
+"""The rule of ``api.meta.Bool`` and ``Int``, which take JSON's types only (pydantic's
+"must be a valid integer, got '5'" read as if '5' were not one)."""
+
+
 def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "missing":
@@ -152,7 +160,9 @@ def _message(error: ErrorDetails) -> str:
     if kind == "list_type" and error["loc"][-1:] == ("env",):
         # compose's `environment: {FOO: bar}`, or one string: kukeon's env is a list.
         return "must be a list of KEY=VALUE strings, e.g. [FOO=bar, DEBUG=1]"
-    if message.startswith("Input should be"):
+    if kind in _JSON_TYPE_RULES:
+        message = _JSON_TYPE_RULES[kind]
+    elif message.startswith("Input should be"):
         message = "must be" + message[len("Input should be") :]
     if value is None or isinstance(value, str | int | float | bool):
         message += f", got {quote(value)}"  # at most QUOTE_LIMIT characters of it

@@ -11,7 +11,11 @@ message about a Python type, and could not be written back out. A node with such
 refused here (``NotJsonDataError``, a ``yaml.YAMLError``), naming the tag and its line and
 column. The scalars are YAML 1.2's, as kukeon's Go reader reads them: ``yes``, ``on``,
 ``no``, ``off`` stay text, timestamps stay text (pydantic parses those that are fields),
-no base-60 numbers. A key repeated in one mapping is an error, not a silently lost line.
+no base-60 numbers. Such a word written plain (not quoted) is text that remembers it was
+YAML 1.1's boolean (``YamlBoolWord``): a boolean field takes it as that boolean, as
+kubectl's reader (YAML 1.1) and go-yaml v3 into a ``bool`` do, while the same word quoted,
+or a JSON string, is refused there (``api.meta.Bool``); every other field reads text. A
+key repeated in one mapping is an error, not a silently lost line.
 
 JSON has no NaN or infinity (the JSON readers refuse them), so neither has this reader:
 ``.nan``, ``.inf``, ``-.inf`` and a float too large (``1.0e+999``) are refused
@@ -33,7 +37,9 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 from yaml.error import Mark
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from .yamlwords import YamlBoolWord
 
 __all__ = [
     "JSON_TAGS",
@@ -41,6 +47,7 @@ __all__ = [
     "JsonYamlLoader",
     "NotJsonDataError",
     "NotJsonNumberError",
+    "YamlBoolWord",
     "finite_json_float",
     "is_finite_yaml_float",
     "load_yaml",
@@ -58,6 +65,17 @@ JSON_TAGS = frozenset(
     _YAML + name for name in ("str", "int", "float", "bool", "null", "map", "seq")
 )
 """The tags of JSON's values; any other node is refused."""
+
+_STR_TAG = _YAML + "str"
+_PLAIN_STYLES = (None, "")  # a plain scalar's style: PyYAML's and libyaml's
+
+
+_YAML11_BOOL_WORDS = frozenset(
+    spelling
+    for word in ("yes", "no", "on", "off")
+    for spelling in (word, word.capitalize(), word.upper())
+)
+"""PyYAML's YAML 1.1 booleans but for true and false (which are booleans here too)."""
 
 _DROPPED_TAGS = {_BOOL_TAG, _INT_TAG, _FLOAT_TAG, _YAML + "timestamp"}
 # YAML 1.1's numbers without its base-60 forms: `22:22` (a port mapping) was the integer
@@ -187,6 +205,13 @@ class _JsonData:
         value = self._construct(node, deep)
         if isinstance(value, float) and not math.isfinite(value):
             raise NotJsonNumberError(str(node.value), node.start_mark)
+        if (
+            isinstance(node, ScalarNode)
+            and node.tag == _STR_TAG
+            and node.style in _PLAIN_STYLES
+            and value in _YAML11_BOOL_WORDS
+        ):
+            return YamlBoolWord(value)
         return value
 
     def _key(self, mapping: MappingNode, key_node: Node, deep: bool) -> str:

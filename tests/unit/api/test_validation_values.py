@@ -43,5 +43,6 @@ def test_a_negative_limit_states_that_0_is_unset(field: str, rule: str) -> None:
 def test_a_limit_of_the_wrong_type_is_still_a_type_error() -> None:
     doc = cell_doc(containers=[container(resources={"pidsLimit": True})])
     assert one_cause(doc) == FieldError(
-        "spec.containers[0].resources.pidsLimit", "must be a valid integer, got true"
+        "spec.containers[0].resources.pidsLimit",
+        "must be a JSON integer (no quotes, no decimal point, not true or false), got true",
     )
