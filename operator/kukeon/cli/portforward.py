@@ -32,24 +32,28 @@ class PortPair(NamedTuple):
     remote: int
 
 
+def _port_number(text: str, spec: str, side: str, lowest: int) -> int:
+    """One side of ``[LOCAL:]REMOTE`` as a port, or a usage error naming the argument and
+    the side, as kubectl's ``error parsing remote port 'nan'``."""
+    # isascii: str.isdigit is also true of '²', which int() refuses.
+    if text.isascii() and text.isdigit() and lowest <= int(text) <= 65535:
+        return int(text)
+    free = " (0 or none: any free local port)" if lowest == 0 else ""
+    raise click.BadParameter(
+        f"{spec!r}: the {side} port {text!r} is not a port number, {lowest}-65535{free}"
+    )
+
+
 def parse_ports(specs: tuple[str, ...]) -> list[PortPair]:
     """``[LOCAL:]REMOTE`` each, as kubectl reads them (``:80`` or ``0:80``: a free port)."""
     pairs: list[PortPair] = []
     for spec in specs:
         local_text, sep, remote_text = spec.rpartition(":")
-        if not sep:
-            local_text = remote_text
-        local_text = local_text or "0"
-        # isascii: str.isdigit is also true of '²', which int() refuses.
-        if not (
-            f"{local_text}{remote_text}".isascii()
-            and local_text.isdigit()
-            and remote_text.isdigit()
-        ):
+        if ":" in local_text or not remote_text:
             raise click.BadParameter(f"{spec!r}: expected [LOCAL:]REMOTE, e.g. 8080:80")
-        local, remote = int(local_text), int(remote_text)
-        if not 0 <= local <= 65535 or not 1 <= remote <= 65535:
-            raise click.BadParameter(f"{spec!r}: ports are 1-65535 (0 or none: any local port)")
+        # The remote port first, as kubectl: a lone port is both, and is named remote.
+        remote = _port_number(remote_text, spec, "remote", 1)
+        local = _port_number(local_text or "0", spec, "local", 0) if sep else remote
         pairs.append(PortPair(local, remote))
     return pairs
 
@@ -93,7 +97,7 @@ def port_forward(
     try:
         pairs = parse_ports(ports)
     except click.BadParameter as error:
-        fail(error.format_message(), EXIT_USAGE)
+        fail(f"port-forward: {error.message}", EXIT_USAGE)
     addresses: list[str] = []
     for text in (a.strip() for a in address.split(",")):
         if text == "localhost":  # as kubectl: both loopbacks (::1 only where there is one)
