@@ -44,7 +44,7 @@ from kukeon.runtime.hostthreads import run_on_host_thread
 
 from .cellbuild import BuiltContainer, CellPlace
 from .cellfiles import CellFiles, prepare_tty_state
-from .cellpids import pids_limit_error, read_pids
+from .cellpids import pids_limit_error
 from .cellplan import (
     LIVE_TASK,
     ContainerPlan,
@@ -365,8 +365,6 @@ class CellExecutor:
                     name, io=TaskIO.log_file(log, rotation=self.host.settings.log_rotation)
                 )
 
-        cell_cgroup = CgroupPath(files.key)
-        pids_before = await read_pids(self.host.cgroups, cell_cgroup)
         try:
             try:
                 await create()
@@ -385,8 +383,9 @@ class CellExecutor:
                 raise InitOomKilledError(container, error) from error
             raise refused_spec_error(container, error) from error
         except ContainerdCallError as error:
+            # Read only now: a start that succeeds reads no counters.
             full = await pids_limit_error(
-                self.host.cgroups, cell_cgroup, pids_before, container, error.detail
+                self.host.cgroups, CgroupPath(files.key), container, error.detail
             )
             if full is None:
                 raise

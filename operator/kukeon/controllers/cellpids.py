@@ -1,14 +1,16 @@
-"""Whether a task create runc failed failed because a pids cgroup above the container was
+"""Whether a task create runc failed because a pids cgroup above the container was
 at its limit: the kukeon root (``hostReservedPids``), the realm's ``spec.limits.pids``, or
 a space's, stack's or cell's ``pids.max``.
 
 runc's own message says nothing of it (its init dies creating its Go threads: "read
-init-p: connection reset by peer", which has other causes), and the kernel counts the
-refused fork (``pids.events`` ``max``) in the forking task's cgroup on v1 and on v2 before
-Linux 6.13: the container's, which runc removes with the failed task. So the counters of
-every level are read before the create and compared after it: a level's ``max`` count that
-grew (v2 since 6.13), its ``pids.peak`` that rose to its limit during the create, or a
-level at its limit before (its peak there) with less room than runc's init needs."""
+init-p: connection reset by peer", which has other causes). The counters of every level
+are read only after a create failed (a start that succeeds reads none: they were ~1 ms of
+kukeond's CPU per start when read before every create): a level is full when it is at its
+limit now, or when its limit was reached (its ``pids.peak`` at it, or a fork refused there,
+``pids.events`` ``max``) and it has less room than runc's init needs. A level that reached
+its limit once and has room now is another cause. Without a before, a level filled only
+for the moment of the create by another container's start at once (its init gone by the
+read) is not told: runc's word stands and the create is retried as any."""
 
 from __future__ import annotations
 
@@ -39,48 +41,40 @@ class PidsLimitReachedError(Exception):
     limit is raised."""
 
     def __init__(
-        self, container: ContainerSpec, full: PidsCount, *, level: str, before: int, detail: str
+        self, container: ContainerSpec, full: PidsCount, *, level: str, detail: str
     ) -> None:
         self.cgroup = full.cgroup
         self.limit = full.limit
         super().__init__(
             f"container {container.id!r} could not start: {level} pids limit is reached "
-            f"(cgroup {full.cgroup}: pids.max {full.limit}, pids.current {before} before the "
-            f"start, {full.current} now; runc's init needs up to {INIT_PIDS}); it starts "
+            f"(cgroup {full.cgroup}: pids.max {full.limit}, pids.current {full.current} after the "
+            f"failed start; runc's init needs up to {INIT_PIDS}); it starts "
             f"once other containers there exit or the limit is raised (runc: {detail[:300]})"
         )
 
 
-def _at_limit(before: PidsCount, after: PidsCount) -> bool:
-    limit = after.limit
+def _at_limit(count: PidsCount) -> bool:
+    limit = count.limit
     if limit is None:
         return False
-    if after.refused > before.refused or after.current >= limit:
+    if count.current >= limit:
         return True
-    peak = after.peak
-    if peak is None or peak < limit:
-        return False
-    # Reached during the create, or reached before and too little room left for the init.
-    return (before.peak or 0) < limit or limit - before.current < INIT_PIDS
+    reached = (count.peak is not None and count.peak >= limit) or count.refused > 0
+    return reached and limit - count.current < INIT_PIDS
 
 
-def full_level(
-    before: tuple[PidsCount, ...], after: tuple[PidsCount, ...]
-) -> tuple[int, PidsCount, PidsCount] | None:
-    """The innermost level (0: the kukeon root) found at its limit across a failed create,
-    with its counters before and after; None when none was."""
-    earlier = {count.cgroup: count for count in before}
-    for depth in range(len(after) - 1, -1, -1):
-        count = after[depth]
-        was = earlier.get(count.cgroup)
-        if was is not None and _at_limit(was, count):
-            return depth, was, count
+def full_level(counts: tuple[PidsCount, ...]) -> tuple[int, PidsCount] | None:
+    """The innermost level (0: the kukeon root) found at its limit after a failed create,
+    with its counters; None when none was."""
+    for depth in range(len(counts) - 1, -1, -1):
+        if _at_limit(counts[depth]):
+            return depth, counts[depth]
     return None
 
 
 async def read_pids(cgroups: PidsReader, path: CgroupPath) -> tuple[PidsCount, ...]:
-    """The pids counters from the kukeon root down to ``path`` (none when unreadable: the
-    create goes on, and a failure is then left as runc said it)."""
+    """The pids counters from the kukeon root down to ``path`` (none when unreadable: a
+    failure is then left as runc said it)."""
     try:
         return await cgroups.pids_counts(path)
     except (CgroupError, OSError) as error:
@@ -89,19 +83,13 @@ async def read_pids(cgroups: PidsReader, path: CgroupPath) -> tuple[PidsCount, .
 
 
 async def pids_limit_error(
-    cgroups: PidsReader,
-    path: CgroupPath,
-    before: tuple[PidsCount, ...],
-    container: ContainerSpec,
-    detail: str,
+    cgroups: PidsReader, path: CgroupPath, container: ContainerSpec, detail: str
 ) -> PidsLimitReachedError | None:
-    """The failed create of ``container`` (below the cell cgroup ``path``, counters
-    ``before`` it) as a pids limit reached, when a level shows it; else None."""
-    if not before:
-        return None
-    found = full_level(before, await read_pids(cgroups, path))
+    """The failed create of ``container`` (below the cell cgroup ``path``) as a pids limit
+    reached, when a level shows it; else None."""
+    found = full_level(await read_pids(cgroups, path))
     if found is None:
         return None
-    depth, was, full = found
+    depth, full = found
     level = _LEVELS[depth] if depth < len(_LEVELS) else "the cell's"
-    return PidsLimitReachedError(container, full, level=level, before=was.current, detail=detail)
+    return PidsLimitReachedError(container, full, level=level, detail=detail)

@@ -74,7 +74,7 @@ async def test_a_cell_past_its_realms_pids_limit_says_so_and_starts_once_there_i
     message = cell.status.message or ""
     assert str(cell.status.state) == "Failed"
     assert "the realm's pids limit is reached" in message, message
-    assert f"/{k.realm}: pids.max 8, pids.current 4 before the start" in message, message
+    assert f"/{k.realm}: pids.max 8, pids.current 4 after the failed start" in message, message
     warned = await _warning(k, "next")
     assert warned.type == EventType.WARNING
     assert "pids limit is reached" in warned.message

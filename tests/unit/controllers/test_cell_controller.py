@@ -200,6 +200,7 @@ class FakeCgroups:
     def __init__(self) -> None:
         self.oom_kills = 0
         self.removed: list[tuple[str, ...]] = []
+        self.pids_read: list[tuple[str, ...]] = []
 
     def cgroup_path(self, path: Any) -> str:
         return "/kukeon/" + "/".join(path.parts)
@@ -211,6 +212,7 @@ class FakeCgroups:
         return CgroupStats(oom_kills=self.oom_kills)
 
     async def pids_counts(self, path: Any) -> tuple[PidsCount, ...]:
+        self.pids_read.append(tuple(path.parts))
         return ()  # no pids controller: a failed task create is left as runc said it
 
     async def remove(self, path: Any) -> None:
@@ -473,6 +475,8 @@ async def test_a_new_cell_is_built_and_runs(rig: Rig) -> None:
     assert (
         "10.88.0.2" in (rig.controller.host.settings.state_dir / "cells/r/s/st/c/hosts").read_text()
     )
+    # The pids counters are read only once a task create failed (cellpids), none here.
+    assert rig.cgroups.pids_read == []
     # Again: nothing to do, nothing to write.
     rig.world.calls.clear()
     rig.recorder.events.clear()

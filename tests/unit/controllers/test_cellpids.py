@@ -1,6 +1,6 @@
 """A task create that failed under a pids cgroup at its limit is said so (reason
 PidsLimitReached, naming the cgroup, its limit and count), not left as runc's "read init-p:
-connection reset by peer": from each level's counters read before the create and after,
+connection reset by peer": from each level's counters, read only once the create failed,
 on both drivers (v2 on the fake cgroupfs, v1 on plain directories as its hierarchy)."""
 
 from __future__ import annotations
@@ -88,43 +88,40 @@ ROOT = PidsCount("/kukeon", limit=1000, current=20, peak=40, refused=0)
 
 
 @pytest.mark.parametrize(
-    ("before", "after", "full"),
+    ("after", "full"),
     [
-        # v2 since Linux 6.13: the refused fork counted at the cgroup at its limit
-        (_realm(current=4, peak=6), _realm(current=4, peak=6, refused=1), True),
-        # the peak rose to the limit during the create (v1: the count is the container's)
-        (_realm(current=3, peak=7), _realm(current=3, peak=8), True),
-        # at the limit before, and too little room for runc's init this time
-        (_realm(current=8 - INIT_PIDS + 1, peak=9), _realm(current=3, peak=9), True),
         # at its limit now
-        (_realm(current=7, peak=7), _realm(current=8, peak=8), True),
+        (_realm(current=8, peak=8), True),
+        # the limit reached (during the create: runc's init is gone) and too little room
+        (_realm(current=3, peak=8), True),
+        # past a limit since lowered, too little room for runc's init
+        (_realm(current=8 - INIT_PIDS + 1, peak=9), True),
+        # v2 since Linux 6.13: a refused fork counted at the cgroup at its limit, no peak
+        (_realm(current=4, peak=None, refused=1), True),
         # the limit reached once, long ago, with room enough now: another cause
-        (_realm(current=8 - INIT_PIDS, peak=8), _realm(current=8 - INIT_PIDS, peak=8), False),
+        (_realm(current=8 - INIT_PIDS, peak=8), False),
+        (_realm(current=8 - INIT_PIDS, peak=None, refused=3), False),
         # never near its limit
-        (_realm(current=1, peak=3), _realm(current=1, peak=3), False),
-        # no peak file (an older kernel): room alone does not say it
-        (_realm(current=4, peak=None), _realm(current=4, peak=None), False),
+        (_realm(current=1, peak=3), False),
+        # no peak file (an older kernel) and no refusal counted: room alone does not say it
+        (_realm(current=4, peak=None), False),
         # no limit
-        (_realm(current=4, peak=9, limit=None), _realm(current=9, peak=9, limit=None), False),
+        (_realm(current=9, peak=9, limit=None), False),
     ],
 )
-def test_a_level_found_at_its_limit(before: PidsCount, after: PidsCount, full: bool) -> None:
-    found = full_level((ROOT, before), (ROOT, after))
+def test_a_level_found_at_its_limit(after: PidsCount, full: bool) -> None:
+    found = full_level((ROOT, after))
     assert (found is not None) is full
     if found is not None:
-        assert found == (1, before, after)
+        assert found == (1, after)
 
 
 def test_the_innermost_full_level_is_named() -> None:
-    root_before = PidsCount("/kukeon", limit=50, current=45, peak=50, refused=0)
-    found = full_level(
-        (root_before, _realm(current=3, peak=7)), (root_before, _realm(current=3, peak=8))
-    )
+    root_full = PidsCount("/kukeon", limit=50, current=45, peak=50, refused=0)
+    found = full_level((root_full, _realm(current=3, peak=8)))
     assert found is not None
     assert found[0] == 1
-    root_only = full_level(
-        (root_before, _realm(current=1, peak=2)), (root_before, _realm(current=1, peak=2))
-    )
+    root_only = full_level((root_full, _realm(current=1, peak=2)))
     assert root_only is not None
     assert root_only[0] == 0
 
@@ -139,16 +136,25 @@ class _Counters:
 
 async def test_the_error_names_the_level_its_limit_and_count_and_is_retried() -> None:
     container = ContainerSpec(id="main", image="busybox")
-    before = (ROOT, _realm(current=4, peak=9))
     after = (ROOT, _realm(current=4, peak=9))
-    error = await pids_limit_error(_Counters(after), CELL, before, container, RUNC)
+    error = await pids_limit_error(_Counters(after), CELL, container, RUNC)
     assert isinstance(error, PidsLimitReachedError)
     message = str(error)
     assert "the realm's pids limit is reached" in message
-    assert "cgroup /kukeon/realm: pids.max 8, pids.current 4 before the start" in message
+    assert "cgroup /kukeon/realm: pids.max 8, pids.current 4 after the failed start" in message
     assert "read init-p" in message
     assert classify_build_failure(error) == (CellState.FAILED, "PidsLimitReached", TemporaryError)
     roomy = (ROOT, _realm(current=1, peak=3))
-    assert await pids_limit_error(_Counters(roomy), CELL, roomy, container, RUNC) is None
-    # Nothing read before the create (no pids controller, or unreadable): runc's word stands.
-    assert await pids_limit_error(_Counters(after), CELL, (), container, RUNC) is None
+    assert await pids_limit_error(_Counters(roomy), CELL, container, RUNC) is None
+    # Nothing read (no pids controller, or unreadable): runc's word stands.
+    assert await pids_limit_error(_Counters(()), CELL, container, RUNC) is None
+
+
+class _Unreadable:
+    async def pids_counts(self, path: CgroupPath) -> tuple[PidsCount, ...]:
+        raise OSError(5, "Input/output error")
+
+
+async def test_counters_that_cannot_be_read_leave_runcs_word() -> None:
+    container = ContainerSpec(id="main", image="busybox")
+    assert await pids_limit_error(_Unreadable(), CELL, container, RUNC) is None
