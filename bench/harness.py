@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "operator"))
+# A tree named in PYTHONPATH (an earlier commit's operator/, measured against this one) is
+# the one measured: the benchmark's own etcd and clients must speak as its kukeond does.
+if not any(
+    (Path(entry) / "kukeon").is_dir()
+    for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if entry
+):
+    sys.path.insert(0, str(REPO_ROOT / "operator"))
 sys.path.insert(0, str(REPO_ROOT))
 
 from kukeon.api import Kind, parse_resource  # noqa: E402
