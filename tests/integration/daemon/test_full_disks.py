@@ -18,7 +18,6 @@ import errno
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +34,7 @@ from kukeon.store import Registry
 from tests.fixtures.containerd import MAKE_TEST_IMAGE, BusyboxImage, PrivateContainerd
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.fulldisk import fill, kept_full, tmpfs
-from tests.fixtures.kukeond import Kukeond, kukeond_config, running_kukeond
+from tests.fixtures.kukeond import Kukeond, started_kukeond
 from tests.fixtures.services import require_binary
 from tests.integration.controllers.helpers import cell_doc, cell_key, container
 
@@ -77,14 +76,15 @@ async def on_full_state(
     """A kukeond whose state directory is a 32 MiB tmpfs (not full yet); an indirect
     parameter gives other tmpfs options (``32m,nr_inodes=N``)."""
     del registry  # set up first, torn down after the realm's deletion (as ``kukeond``'s)
-    require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
-    require_binary("nft", "nftables")
-    config = kukeond_config(
-        tmp_path, containerd=containerd_daemon, etcd=etcd_server, prefix=etcd_key_prefix
-    )
-    with tmpfs(config.state_dir, getattr(request, "param", "32m")):
-        async with running_kukeond(
-            config, f"r{secrets.token_hex(3)}", containerd_test_image, containerd_daemon, tmp_path
+    state = tmp_path / "small-state"
+    with tmpfs(state, getattr(request, "param", "32m")):
+        async with started_kukeond(
+            tmp_path,
+            etcd=etcd_server,
+            prefix=etcd_key_prefix,
+            containerd=containerd_daemon,
+            image=containerd_test_image,
+            overrides={"state_dir": state},
         ) as running:
             yield running
 
@@ -182,8 +182,6 @@ async def on_small_containerd(
     """A kukeond on a containerd of its own whose root is a 48 MiB tmpfs."""
     del registry  # set up first, torn down after the realm's deletion (as ``kukeond``'s)
     binary = require_binary("containerd", "containerd")
-    require_binary("bridge", "containernetworking-plugins", "/usr/lib/cni", "/opt/cni/bin")
-    require_binary("nft", "nftables")
     # A short base: containerd's ttrpc socket path must stay under 104 bytes, which
     # tmp_path under xdist (pytest-NNNN/popen-gwN/<test name>) was not in CI.
     base = Path(tempfile.mkdtemp(prefix="kukeon-fd-", dir="/tmp"))
@@ -192,11 +190,12 @@ async def on_small_containerd(
         with tmpfs(small.root, "48m"):
             try:
                 await asyncio.to_thread(small.start)
-                config = kukeond_config(
-                    tmp_path / "k", containerd=small, etcd=etcd_server, prefix=etcd_key_prefix
-                )
-                async with running_kukeond(
-                    config, f"r{secrets.token_hex(3)}", containerd_test_image, small, tmp_path / "k"
+                async with started_kukeond(
+                    tmp_path / "k",
+                    etcd=etcd_server,
+                    prefix=etcd_key_prefix,
+                    containerd=small,
+                    image=containerd_test_image,
                 ) as running:
                     yield running, small
             finally:
