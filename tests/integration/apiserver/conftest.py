@@ -207,11 +207,15 @@ async def create_tree(
     *,
     stack: str | None = "st",
     cells: Sequence[dict[str, Any]] = (),
+    realm_spec: dict[str, Any] | None = None,
 ) -> None:
-    """Create realm, its space s and (unless ``stack`` is None) the stack in it and ``cells``
-    in that, through ``session``, each a 201."""
+    """Create realm (with ``realm_spec``), its space s and (unless ``stack`` is None) the
+    stack in it and ``cells`` in that, through ``session``, each a 201."""
     realms = "/apis/kukeon.io/v1beta1/realms"
-    writes = [(realms, realm_doc(realm)), (f"{realms}/{realm}/spaces", space_doc("s"))]
+    realm_document = realm_doc(realm)
+    if realm_spec is not None:
+        realm_document["spec"] = realm_spec
+    writes = [(realms, realm_document), (f"{realms}/{realm}/spaces", space_doc("s"))]
     if stack is not None:
         stacks = f"{realms}/{realm}/spaces/s/stacks"
         writes.append((stacks, stack_doc(stack)))

@@ -25,17 +25,12 @@ from kukeon.framework import EventRecorder
 from kukeon.store import Registry
 from tests.integration.apiserver.conftest import (
     ADMIN_TOKEN,
+    EDITOR_TOKEN,
     Api,
     Certs,
-    realm_doc,
+    create_tree,
     running_api,
-    space_doc,
-    stack_doc,
     tls_session,
-)
-from tests.integration.apiserver.test_realm_boundaries import (  # noqa: F401 - the fixture
-    EDITOR,
-    boundary_tokens,
 )
 
 pytestmark = pytest.mark.integration
@@ -58,24 +53,12 @@ class Recorder:
 
 
 @pytest.fixture
-async def api(
-    registry: Registry,
-    certs: Certs,
-    boundary_tokens: Path,  # noqa: F811 - the fixture imported above
-) -> AsyncIterator[Api]:
+async def api(registry: Registry, certs: Certs, tokens_file: Path) -> AsyncIterator[Api]:
     """The API (admin alice, editor eddie of realm team), with realm team (at
     ``privileged``), space s and stack st in it."""
-    async with running_api(registry, certs, boundary_tokens) as running:
+    async with running_api(registry, certs, tokens_file) as running:
         async with tls_session(running, ADMIN_TOKEN) as admin:
-            realm = realm_doc("team")
-            realm["spec"] = {"securityLevel": "privileged"}
-            for path, document in (
-                (f"{V}/realms", realm),
-                (f"{TEAM}/spaces", space_doc("s")),
-                (f"{TEAM}/spaces/s/stacks", stack_doc("st")),
-            ):
-                async with admin.post(path, json=document) as response:
-                    assert response.status == 201, await response.text()
+            await create_tree(admin, realm_spec={"securityLevel": "privileged"})
         yield running
 
 
@@ -139,7 +122,7 @@ async def test_a_set_an_editor_wrote_makes_no_cell_the_lowered_level_forbids(
         recorder=cast(EventRecorder, recorder),
         admission=admission.cell_refusal,
     )
-    async with tls_session(api, ADMIN_TOKEN) as admin, tls_session(api, EDITOR) as editor:
+    async with tls_session(api, ADMIN_TOKEN) as admin, tls_session(api, EDITOR_TOKEN) as editor:
         async with editor.post(f"{STACK}/cellsets", json=_set()) as response:
             assert response.status == 201, await response.text()
         await controller.run_pass()
@@ -197,7 +180,7 @@ async def test_a_set_an_editor_wrote_makes_no_cell_the_lowered_level_forbids(
 async def test_the_set_converges_once_its_template_is_fixed(api: Api, registry: Registry) -> None:
     admission = Admission(registry=registry, allowances=HostAllowances())
     controller = CellSetController(registry=registry, admission=admission.cell_refusal)
-    async with tls_session(api, ADMIN_TOKEN) as admin, tls_session(api, EDITOR) as editor:
+    async with tls_session(api, ADMIN_TOKEN) as admin, tls_session(api, EDITOR_TOKEN) as editor:
         async with editor.post(f"{STACK}/cellsets", json=_set(replicas=0)) as response:
             assert response.status == 201, await response.text()
         await _level(admin, "restricted")

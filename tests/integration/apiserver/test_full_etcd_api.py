@@ -26,11 +26,10 @@ from tests.fixtures.services import require_binary
 from tests.integration.apiserver.conftest import (
     Certs,
     cell_doc,
+    create_tree,
     enforced_quotas,
     realm_doc,
     running_api,
-    space_doc,
-    stack_doc,
 )
 
 pytestmark = pytest.mark.integration
@@ -98,11 +97,7 @@ async def _every_write_refused(http: aiohttp.ClientSession, cell: dict[str, Any]
 
 
 async def _setup(http: aiohttp.ClientSession) -> dict[str, Any]:
-    await _ok(http.post(f"{V}/realms", json=realm_doc("r")), 201)
-    await _ok(http.post(f"{V}/realms/r/spaces", json=space_doc("s")), 201)
-    await _ok(http.post(f"{V}/realms/r/spaces/s/stacks", json=stack_doc("st")), 201)
-    await _ok(http.post(CELLS, json=cell_doc("c")), 201)
-    await _ok(http.post(CELLS, json=cell_doc("gone")), 201)
+    await create_tree(http, "r", cells=[cell_doc("c"), cell_doc("gone")])
     return await _ok(http.get(f"{CELLS}/c"))
 
 
