@@ -18,7 +18,7 @@ import ssl
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -175,6 +175,78 @@ def _cell(name: str, node: str | None) -> dict[str, Any]:
     return {"kind": "Cell", "metadata": {"name": name}, "spec": spec}
 
 
+def tls_settings(served: Certs, tokens: Path, **more: Any) -> ApiSettings:
+    """A node's API server: a loopback TCP port over TLS serving ``served``, no socket."""
+    return ApiSettings(
+        socket_path=None,
+        tcp_address=f"127.0.0.1:{free_tcp_port()}",
+        tls_cert_file=served.cert,
+        tls_key_file=served.key,
+        tokens_file=tokens,
+        **more,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_fleet(
+    registry: Registry,
+    served: Certs,
+    tmp_path: Path,
+    *,
+    users: list[dict[str, Any]],
+    fleet_token: str,
+    routes: Mapping[str, Callable[[web.Application], None] | None],
+) -> AsyncIterator[Fleet]:
+    """An API server on ``registry`` serving ``served`` for each node of ``routes`` (the
+    function adding its node routes; None: an API-only server, no Node of its own), each
+    forwarding with ``fleet_token`` (role ``node``; ``users`` are the other tokens of
+    ``tmp_path/tokens.yaml``); the nodes Ready and the default realm, space and stack."""
+    tokens = tmp_path / "tokens.yaml"
+    fleet = {"token": fleet_token, "user": "fleet", "role": "node"}
+    tokens.write_text(yaml.safe_dump({"tokens": [*users, fleet]}))
+    token_file = tmp_path / "fleet.token"
+    token_file.write_text(fleet_token + "\n")
+    runners: dict[str, ApiServerRunner] = {}
+    forwarders: list[Forwarder] = []
+    try:
+        for name, add_routes in routes.items():
+            settings = tls_settings(served, tokens, request_timeout=10)
+            runner = await build_runner(settings=settings, registry=registry)
+            if add_routes is not None:
+                add_routes(runner.app)
+            forwarder = Forwarder(
+                registry=registry, node_name=name, token_file=token_file, ca_file=served.ca
+            )
+            await forwarder.start()
+            forwarders.append(forwarder)
+            forwarder.install(runner.app, serves_cells=add_routes is not None)
+            await runner.start()
+            runners[name] = runner
+        running = Fleet(registry, runners, served)
+        for name, add_routes in routes.items():
+            if add_routes is not None:
+                await running.set_node(name, NodeState.READY, running.url(name))
+        await _create(registry, {"kind": "Realm", "metadata": {"name": "default"}})
+        await _create(
+            registry,
+            {"kind": "Space", "metadata": {"name": "default"}, "spec": {"realmId": "default"}},
+        )
+        await _create(
+            registry,
+            {
+                "kind": "Stack",
+                "metadata": {"name": "default"},
+                "spec": {"realmId": "default", "spaceId": "default"},
+            },
+        )
+        yield running
+    finally:
+        for runner in runners.values():
+            await runner.stop()
+        for forwarder in forwarders:
+            await forwarder.close()
+
+
 @pytest.fixture(scope="module")
 def named_certs() -> Iterator[Certs]:
     """A CA of its own and a server certificate for *.nodes.kukeon only: no address."""
@@ -202,14 +274,7 @@ async def serving_node(
     fleet: Fleet, name: str, served: Certs, tmp_path: Path
 ) -> AsyncIterator[None]:
     """One more node with its stand-in routes, serving ``served``, registered Ready."""
-    settings = ApiSettings(
-        socket_path=None,
-        tcp_address=f"127.0.0.1:{free_tcp_port()}",
-        tls_cert_file=served.cert,
-        tls_key_file=served.key,
-        tokens_file=tmp_path / "tokens.yaml",
-        request_timeout=10,
-    )
+    settings = tls_settings(served, tmp_path / "tokens.yaml", request_timeout=10)
     runner = await build_runner(settings=settings, registry=fleet.registry)
     StandIn(name).add_routes(runner.app)
     try:
@@ -237,14 +302,7 @@ async def forwarding_node(
     default; no CA file, so the system's CAs, with ``system_cas``); an admin session to it."""
     token_file = tmp_path / f"{name}.token"
     token_file.write_text(token + "\n")
-    settings = ApiSettings(
-        socket_path=None,
-        tcp_address=f"127.0.0.1:{free_tcp_port()}",
-        tls_cert_file=fleet.certs.cert,
-        tls_key_file=fleet.certs.key,
-        tokens_file=tmp_path / "tokens.yaml",
-        request_timeout=10,
-    )
+    settings = tls_settings(fleet.certs, tmp_path / "tokens.yaml", request_timeout=10)
     runner = await build_runner(settings=settings, registry=fleet.registry)
     forwarder = Forwarder(
         registry=fleet.registry,
@@ -272,66 +330,21 @@ async def fleet(
     certs: Certs,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
 ) -> AsyncIterator[Fleet]:
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(
-        yaml.safe_dump(
-            {
-                "tokens": [
-                    {"token": ADMIN, "user": "alice", "role": "admin"},
-                    {"token": VIEWER, "user": "victor", "role": "viewer"},
-                    {"token": FLEET, "user": "fleet", "role": "node"},
-                ]
-            }
-        )
-    )
-    fleet_token = tmp_path / "fleet.token"
-    fleet_token.write_text(FLEET + "\n")
-    runners: dict[str, ApiServerRunner] = {}
-    forwarders: list[Forwarder] = []
-    try:
-        for name in ("na", "nb"):
-            settings = ApiSettings(
-                socket_path=None,
-                tcp_address=f"127.0.0.1:{free_tcp_port()}",
-                tls_cert_file=certs.cert,
-                tls_key_file=certs.key,
-                tokens_file=tokens,
-                request_timeout=10,
-            )
-            runner = await build_runner(settings=settings, registry=registry)
-            StandIn(name).add_routes(runner.app)
-            forwarder = Forwarder(
-                registry=registry, node_name=name, token_file=fleet_token, ca_file=certs.ca
-            )
-            await forwarder.start()
-            forwarders.append(forwarder)
-            forwarder.install(runner.app, serves_cells=True)
-            await runner.start()
-            runners[name] = runner
-        running = Fleet(registry, runners, certs)
-        for name in runners:
-            await running.set_node(name, NodeState.READY, running.url(name))
-        await _create(registry, {"kind": "Realm", "metadata": {"name": "default"}})
-        await _create(
-            registry,
-            {"kind": "Space", "metadata": {"name": "default"}, "spec": {"realmId": "default"}},
-        )
-        await _create(
-            registry,
-            {
-                "kind": "Stack",
-                "metadata": {"name": "default"},
-                "spec": {"realmId": "default", "spaceId": "default"},
-            },
-        )
+    users: list[dict[str, Any]] = [
+        {"token": ADMIN, "user": "alice", "role": "admin"},
+        {"token": VIEWER, "user": "victor", "role": "viewer"},
+    ]
+    async with running_fleet(
+        registry,
+        certs,
+        tmp_path,
+        users=users,
+        fleet_token=FLEET,
+        routes={name: StandIn(name).add_routes for name in ("na", "nb")},
+    ) as running:
         for cell, node in (("on-a", "na"), ("on-b", "nb"), ("nowhere", None), ("lost", "nc")):
             await _create(registry, _cell(cell, node))
         yield running
-    finally:
-        for runner in runners.values():
-            await runner.stop()
-        for forwarder in forwarders:
-            await forwarder.close()
 
 
 async def test_logs_kill_and_images_of_another_node_come_from_it(fleet: Fleet) -> None:
@@ -479,46 +492,23 @@ async def test_the_caller_is_authorised_by_the_first_node(fleet: Fleet) -> None:
 
 
 async def test_an_api_only_server_forwards_every_cell(fleet: Fleet, tmp_path: Path) -> None:
-    settings = ApiSettings(
-        socket_path=None,
-        tcp_address=f"127.0.0.1:{free_tcp_port()}",
-        tls_cert_file=fleet.certs.cert,
-        tls_key_file=fleet.certs.key,
-        tokens_file=tmp_path / "tokens.yaml",
-    )
-    runner = await build_runner(settings=settings, registry=fleet.registry)
-    forwarder = Forwarder(
-        registry=fleet.registry,
-        node_name="api-only",
-        token_file=tmp_path / "fleet.token",
-        ca_file=fleet.certs.ca,
-    )
-    await forwarder.start()
-    forwarder.install(runner.app, serves_cells=False)
-    await runner.start()
-    try:
-        fleet.runners["api"] = runner
-        async with fleet.session("api", ADMIN) as client:
-            for cell, node in (("on-a", "na"), ("on-b", "nb")):
-                answer = await client.get(f"{CELLS}/{cell}/log")
-                assert json.loads(await answer.text())["node"] == node
-            code, body = await _status(await client.get(IMAGES))
+    async with forwarding_node(fleet, "api-only", tmp_path) as client:
+        for cell, node in (("on-a", "na"), ("on-b", "nb")):
+            answer = await client.get(f"{CELLS}/{cell}/log")
+            assert json.loads(await answer.text())["node"] == node
+        code, body = await _status(await client.get(IMAGES))
+        assert code == 400
+        assert "?node=NAME" in body["message"]
+        assert (await (await client.get(IMAGES, params={"node": "nb"})).json())["node"] == "nb"
+        for refused in (
+            await client.delete(f"{IMAGES}/busybox"),
+            await client.post(f"{IMAGES}/prune"),
+        ):
+            code, body = await _status(refused)
             assert code == 400
             assert "?node=NAME" in body["message"]
-            assert (await (await client.get(IMAGES, params={"node": "nb"})).json())["node"] == "nb"
-            for refused in (
-                await client.delete(f"{IMAGES}/busybox"),
-                await client.post(f"{IMAGES}/prune"),
-            ):
-                code, body = await _status(refused)
-                assert code == 400
-                assert "?node=NAME" in body["message"]
-            pulled = await client.post(f"{IMAGES}/pull", params={"node": "nb", "image": "b"})
-            assert (await pulled.json())["node"] == "nb"
-    finally:
-        del fleet.runners["api"]
-        await runner.stop()
-        await forwarder.close()
+        pulled = await client.post(f"{IMAGES}/pull", params={"node": "nb", "image": "b"})
+        assert (await pulled.json())["node"] == "nb"
 
 
 async def test_a_refused_exec_upgrade_comes_back_with_the_nodes_own_status(fleet: Fleet) -> None:

@@ -15,23 +15,20 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp import web
 
-from kukeon.api import Kind, NodeState
-from kukeon.apiserver import ApiServerRunner, ApiSettings, build_runner
+from kukeon.api import Kind
 from kukeon.apiserver.auth import denial
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.status import ApiError
-from kukeon.daemon.forwarding import FORWARDED_BY_HEADER, Forwarder
+from kukeon.daemon.forwarding import FORWARDED_BY_HEADER
 from kukeon.daemon.statsroutes import authorize_node_stats
 from kukeon.store import Registry
-from tests.fixtures.services import free_tcp_port
 from tests.integration.apiserver.conftest import (  # noqa: F401 - the certs fixture
     Certs,
     certs,
 )
-from tests.integration.daemon.test_forwarding import Fleet, _cell, _create
+from tests.integration.daemon.test_forwarding import Fleet, _cell, _create, running_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -78,68 +75,18 @@ async def stats_fleet(
     certs: Certs,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
 ) -> AsyncIterator[Fleet]:
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(
-        yaml.safe_dump(
-            {
-                "tokens": [
-                    {"token": ADMIN, "user": "alice", "role": "admin"},
-                    {"token": VIEWER, "user": "victor", "role": "viewer"},
-                    {"token": EDITOR, "user": "eve", "role": "editor", "realms": ["default"]},
-                    {"token": FLEET, "user": "fleet", "role": "node"},
-                ]
-            }
-        )
-    )
-    fleet_token = tmp_path / "fleet.token"
-    fleet_token.write_text(FLEET + "\n")
-    runners: dict[str, ApiServerRunner] = {}
-    forwarders: list[Forwarder] = []
-    try:
-        for name, serves in (("na", True), ("nb", True), ("api", False)):
-            settings = ApiSettings(
-                socket_path=None,
-                tcp_address=f"127.0.0.1:{free_tcp_port()}",
-                tls_cert_file=certs.cert,
-                tls_key_file=certs.key,
-                tokens_file=tokens,
-                request_timeout=10,
-            )
-            runner = await build_runner(settings=settings, registry=registry)
-            if serves:
-                StatsStandIn(name).add_routes(runner.app)
-            forwarder = Forwarder(
-                registry=registry, node_name=name, token_file=fleet_token, ca_file=certs.ca
-            )
-            await forwarder.start()
-            forwarders.append(forwarder)
-            forwarder.install(runner.app, serves_cells=serves)
-            await runner.start()
-            runners[name] = runner
-        running = Fleet(registry, runners, certs)
-        for name in ("na", "nb"):
-            await running.set_node(name, NodeState.READY, running.url(name))
-        await _create(registry, {"kind": "Realm", "metadata": {"name": "default"}})
-        await _create(
-            registry,
-            {"kind": "Space", "metadata": {"name": "default"}, "spec": {"realmId": "default"}},
-        )
-        await _create(
-            registry,
-            {
-                "kind": "Stack",
-                "metadata": {"name": "default"},
-                "spec": {"realmId": "default", "spaceId": "default"},
-            },
-        )
+    users: list[dict[str, Any]] = [
+        {"token": ADMIN, "user": "alice", "role": "admin"},
+        {"token": VIEWER, "user": "victor", "role": "viewer"},
+        {"token": EDITOR, "user": "eve", "role": "editor", "realms": ["default"]},
+    ]
+    routes = {"na": StatsStandIn("na").add_routes, "nb": StatsStandIn("nb").add_routes, "api": None}
+    async with running_fleet(
+        registry, certs, tmp_path, users=users, fleet_token=FLEET, routes=routes
+    ) as running:
         for cell, node in (("on-a", "na"), ("on-b", "nb")):
             await _create(registry, _cell(cell, node))
         yield running
-    finally:
-        for runner in runners.values():
-            await runner.stop()
-        for forwarder in forwarders:
-            await forwarder.close()
 
 
 async def _answer(response: aiohttp.ClientResponse) -> tuple[int, dict[str, Any]]:

@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import yaml
 from aiohttp import WSMsgType
 
-from kukeon.api import Cell, Kind, NodeState
+from kukeon.api import Cell, Kind
 from kukeon.api.cell import CellNetworkStatus
-from kukeon.apiserver import ApiServerRunner, ApiSettings, build_runner
 from kukeon.controllers import Controllers
-from kukeon.daemon.forwarding import Forwarder
 from kukeon.daemon.transfer import TransferRoutes
 from kukeon.store import Registry
 from tests.fixtures.services import free_tcp_port
@@ -34,7 +31,13 @@ from tests.integration.apiserver.conftest import (  # noqa: F401 - the certs fix
     Certs,
     certs,
 )
-from tests.integration.daemon.test_forwarding import UPGRADE, Fleet, _cell, _create
+from tests.integration.daemon.test_forwarding import (
+    UPGRADE,
+    Fleet,
+    _cell,
+    _create,
+    running_fleet,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -70,63 +73,20 @@ async def transfer_fleet(
     certs: Certs,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
 ) -> AsyncIterator[Fleet]:
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(
-        yaml.safe_dump(
-            {
-                "tokens": [
-                    {"token": ADMIN, "user": "alice", "role": "admin"},
-                    {"token": VIEWER, "user": "victor", "role": "viewer"},
-                    {"token": EDITOR, "user": "eve", "role": "editor", "realms": ["default"]},
-                    {"token": OUTSIDER, "user": "oscar", "role": "editor", "realms": ["other"]},
-                    {"token": FLEET, "user": "fleet", "role": "node"},
-                ]
-            }
-        )
-    )
-    fleet_token = tmp_path / "fleet.token"
-    fleet_token.write_text(FLEET + "\n")
-    runners: dict[str, ApiServerRunner] = {}
-    forwarders: list[Forwarder] = []
-    try:
-        for name in ("na", "nb"):
-            settings = ApiSettings(
-                socket_path=None,
-                tcp_address=f"127.0.0.1:{free_tcp_port()}",
-                tls_cert_file=certs.cert,
-                tls_key_file=certs.key,
-                tokens_file=tokens,
-                request_timeout=10,
-            )
-            runner = await build_runner(settings=settings, registry=registry)
-            # No containerd here: only portforward and cp's refusals are served.
-            TransferRoutes(controllers=cast(Controllers, None), registry=registry).add_routes(
-                runner.app
-            )
-            forwarder = Forwarder(
-                registry=registry, node_name=name, token_file=fleet_token, ca_file=certs.ca
-            )
-            await forwarder.start()
-            forwarders.append(forwarder)
-            forwarder.install(runner.app, serves_cells=True)
-            await runner.start()
-            runners[name] = runner
-        running = Fleet(registry, runners, certs)
-        for name in runners:
-            await running.set_node(name, NodeState.READY, running.url(name))
-        await _create(registry, {"kind": "Realm", "metadata": {"name": "default"}})
-        await _create(
-            registry,
-            {"kind": "Space", "metadata": {"name": "default"}, "spec": {"realmId": "default"}},
-        )
-        await _create(
-            registry,
-            {
-                "kind": "Stack",
-                "metadata": {"name": "default"},
-                "spec": {"realmId": "default", "spaceId": "default"},
-            },
-        )
+    users: list[dict[str, Any]] = [
+        {"token": ADMIN, "user": "alice", "role": "admin"},
+        {"token": VIEWER, "user": "victor", "role": "viewer"},
+        {"token": EDITOR, "user": "eve", "role": "editor", "realms": ["default"]},
+        {"token": OUTSIDER, "user": "oscar", "role": "editor", "realms": ["other"]},
+    ]
+    # No containerd here: only portforward and cp's refusals are served.
+    routes = {
+        name: TransferRoutes(controllers=cast(Controllers, None), registry=registry).add_routes
+        for name in ("na", "nb")
+    }
+    async with running_fleet(
+        registry, certs, tmp_path, users=users, fleet_token=FLEET, routes=routes
+    ) as running:
         await _create(registry, _cell("on-b", "nb"))
         await _create(registry, _cell("unattached", "nb"))
         await _create(registry, _cell("moved", "nb"))
@@ -139,11 +99,6 @@ async def transfer_fleet(
             )
             await registry.update_status(found.model_copy(update={"status": status}))
         yield running
-    finally:
-        for runner in runners.values():
-            await runner.stop()
-        for forwarder in forwarders:
-            await forwarder.close()
 
 
 async def test_portforward_through_another_node_reaches_the_cell(transfer_fleet: Fleet) -> None:
