@@ -52,10 +52,14 @@ def config_group() -> None:
     """
 
 
-def _known_or_fail(path: Path, config: KukectlConfig, name: str) -> None:
+def _load_with_context(ctx: click.Context, name: str) -> tuple[Path, KukectlConfig]:
+    """The config file's path and contents, which must hold context ``name`` (else exit 2)."""
+    path = _config_path(ctx)
+    config = _load_or_fail(path)
     if config.context(name) is None:
         known = ", ".join(c.name for c in config.contexts) or "none"
         fail(f"context {name!r} not found in {path} (known: {known})", EXIT_USAGE)
+    return path, config
 
 
 @config_group.command("view")
@@ -98,9 +102,7 @@ def config_current_context(ctx: click.Context) -> None:
 @click.pass_context
 def config_use_context(ctx: click.Context, name: str) -> None:
     """Make NAME the current context."""
-    path = _config_path(ctx)
-    config = _load_or_fail(path)
-    _known_or_fail(path, config, name)
+    path, config = _load_with_context(ctx, name)
     config.current_context = name
     _save_or_fail(path, config)
     click.echo(f"switched to context {name!r}")
@@ -111,9 +113,7 @@ def config_use_context(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def config_delete_context(ctx: click.Context, name: str) -> None:
     """Remove context NAME (the current one too: then none is current, as kubectl)."""
-    path = _config_path(ctx)
-    config = _load_or_fail(path)
-    _known_or_fail(path, config, name)
+    path, config = _load_with_context(ctx, name)
     config.contexts = [c for c in config.contexts if c.name != name]
     was_current = config.current_context == name
     if was_current:
