@@ -14,13 +14,10 @@ for as long as it ran.
 
 from __future__ import annotations
 
-import dataclasses
-import secrets
-
 import pytest
 
 from kukeon.api import Cell, Kind, Node
-from tests.fixtures.kukeond import delete_realm_in_teardown
+from tests.fixtures.kukeond import another_realm
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
 from tests.integration.controllers.helpers import cell_doc, container
 
@@ -35,7 +32,6 @@ async def test_a_capped_realms_limits_reserve_no_more_than_its_cap(
     node = tls_kukeond
     k = node.k
     await k.hierarchy()
-    other = dataclasses.replace(k, realm=f"o{secrets.token_hex(3)}")
     own = await k.wait_for(
         Kind.NODE, (k.config.node_name,), until=lambda n: n.status.allocatable.memory_bytes > 0
     )
@@ -54,7 +50,7 @@ async def test_a_capped_realms_limits_reserve_no_more_than_its_cap(
         async with editor.post(f"{realm}/spaces/s1/stacks/st1/cells", json=document) as response:
             assert response.status == 201, await response.text()
     await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "hog"), state="Ready")
-    try:
+    async with another_realm(k) as other:
         await other.hierarchy()
         box = container(other, "app", resources={"memoryLimitBytes": CAP})
         await other.apply(cell_doc(other, "fits", [box]))
@@ -69,5 +65,3 @@ async def test_a_capped_realms_limits_reserve_no_more_than_its_cap(
         second = container(k, "app", resources={"memoryLimitBytes": CAP})
         await k.apply(cell_doc(k, "second", [second]))
         await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "second"), state="Ready")
-    finally:
-        await delete_realm_in_teardown(other)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import secrets
 import time
 from typing import Any
 
@@ -30,7 +29,7 @@ from kukeon.api import Cell, Kind
 from kukeon.daemon import app as daemon_app
 from kukeon.runtime.containerd.tasks import TaskStatus
 from kukeon.store import NotFound
-from tests.fixtures.kukeond import Kukeond, delete_realm_in_teardown
+from tests.fixtures.kukeond import Kukeond, another_realm
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
 from tests.integration.controllers.helpers import cell_doc, container
 
@@ -47,43 +46,42 @@ async def test_one_realms_stopping_cells_leave_the_other_realms_workers(
     node = tls_kukeond
     k = node.k
     await k.hierarchy()
-    other = dataclasses.replace(k, realm=f"o{secrets.token_hex(3)}")
     cells = f"/apis/kukeon.io/v1beta1/realms/{k.realm}/spaces/s1/stacks/st1/cells"
     names = [f"deaf{index}" for index in range(STUCK)]
-    try:
-        await other.hierarchy()
-        async with node.session("editor") as editor:
+    async with another_realm(k) as other:
+        try:
+            await other.hierarchy()
+            async with node.session("editor") as editor:
+                for name in names:
+                    box = container(k, "app", script=DEAF)
+                    document = cell_doc(k, name, [box], terminationGracePeriodSeconds=3600)
+                    async with editor.post(
+                        cells, json={"apiVersion": "kukeon.io/v1beta1", **document}
+                    ) as response:
+                        assert response.status == 201, await response.text()
+                for name in names:
+                    await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", name), state="Ready")
+                for name in names:
+                    async with editor.delete(f"{cells}/{name}") as response:
+                        assert response.status in (200, 202), await response.text()
+                await asyncio.sleep(3)  # their finalizes have started waiting out the grace
+                await other.apply(cell_doc(other, "later", [container(other, "app")]))
+                done = await other.wait_for(
+                    Kind.CELL, (other.realm, "s1", "st1", "later"), state="Ready", within=45
+                )
+                assert isinstance(done, Cell)
+                # The editor's own cells are still stopping (nothing was cut short).
+                left = await k.registry.get(Kind.CELL, (k.realm, "s1", "st1", names[0]))
+                assert left.metadata.deletion_timestamp is not None
+        finally:
+            async with node.session("editor") as editor:
+                for name in names:  # a shorter grace ends the wait (stopgraces)
+                    async with editor.delete(
+                        f"{cells}/{name}", params={"gracePeriodSeconds": "0"}
+                    ) as response:
+                        assert response.status in (200, 202, 404), await response.text()
             for name in names:
-                box = container(k, "app", script=DEAF)
-                document = cell_doc(k, name, [box], terminationGracePeriodSeconds=3600)
-                async with editor.post(
-                    cells, json={"apiVersion": "kukeon.io/v1beta1", **document}
-                ) as response:
-                    assert response.status == 201, await response.text()
-            for name in names:
-                await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", name), state="Ready")
-            for name in names:
-                async with editor.delete(f"{cells}/{name}") as response:
-                    assert response.status in (200, 202), await response.text()
-            await asyncio.sleep(3)  # their finalizes have started waiting out the grace
-            await other.apply(cell_doc(other, "later", [container(other, "app")]))
-            done = await other.wait_for(
-                Kind.CELL, (other.realm, "s1", "st1", "later"), state="Ready", within=45
-            )
-            assert isinstance(done, Cell)
-            # The editor's own cells are still stopping (nothing was cut short).
-            left = await k.registry.get(Kind.CELL, (k.realm, "s1", "st1", names[0]))
-            assert left.metadata.deletion_timestamp is not None
-    finally:
-        async with node.session("editor") as editor:
-            for name in names:  # a shorter grace ends the wait (stopgraces)
-                async with editor.delete(
-                    f"{cells}/{name}", params={"gracePeriodSeconds": "0"}
-                ) as response:
-                    assert response.status in (200, 202, 404), await response.text()
-        for name in names:
-            await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", name))
-        await delete_realm_in_teardown(other)
+                await k.wait_gone(Kind.CELL, (k.realm, "s1", "st1", name))
 
 
 WORKERS = 4
@@ -130,33 +128,30 @@ async def test_two_realms_deleting_deaf_cells_hold_no_worker_through_the_grace(
     operator = k.daemon.operator
     assert operator is not None
     assert operator.settings.max_workers == WORKERS
-    second = dataclasses.replace(k, realm=f"b{secrets.token_hex(3)}")
-    third = dataclasses.replace(k, realm=f"c{secrets.token_hex(3)}")
     names = [f"deaf{index}" for index in range(DELETED)]
-    try:
-        for realm in (k, second):
-            await _make_deaf_cells(realm, names)
-        await third.hierarchy()
-        for realm in (k, second):
+    async with another_realm(k, "b") as second, another_realm(k, "c") as third:
+        try:
+            for realm in (k, second):
+                await _make_deaf_cells(realm, names)
+            await third.hierarchy()
+            for realm in (k, second):
+                for name in names:
+                    await realm.registry.delete(Kind.CELL, (realm.realm, "s1", "st1", name))
+            await asyncio.sleep(2)  # every deletion has signalled its cell by now
+            started = time.monotonic()
+            for realm in (third, k):  # another realm's new cell, and the deleting realm's own
+                await realm.apply(cell_doc(realm, "later", [container(realm, "app")]))
+            for realm in (third, k):
+                key = (realm.realm, "s1", "st1", "later")
+                await realm.wait_for(Kind.CELL, key, state="Ready", within=20)
+            took = time.monotonic() - started
+            assert took < 20, f"the new cells took {took:.1f}s"
+            # Nothing was cut short: the deleted cells are still there, their tasks running.
+            tasks = k.containerd.tasks(k.namespace)
             for name in names:
-                await realm.registry.delete(Kind.CELL, (realm.realm, "s1", "st1", name))
-        await asyncio.sleep(2)  # every deletion has signalled its cell by now
-        started = time.monotonic()
-        for realm in (third, k):  # another realm's new cell, and the deleting realm's own
-            await realm.apply(cell_doc(realm, "later", [container(realm, "app")]))
-        for realm in (third, k):
-            key = (realm.realm, "s1", "st1", "later")
-            await realm.wait_for(Kind.CELL, key, state="Ready", within=20)
-        took = time.monotonic() - started
-        assert took < 20, f"the new cells took {took:.1f}s"
-        # Nothing was cut short: the deleted cells are still there, their tasks running.
-        tasks = k.containerd.tasks(k.namespace)
-        for name in names:
-            left = await k.registry.get(Kind.CELL, (k.realm, "s1", "st1", name))
-            assert left.metadata.deletion_timestamp is not None
-            assert (await tasks.get(f"s1_st1_{name}_app")).status == TaskStatus.RUNNING
-    finally:
-        for realm in (k, second):
-            await _cut_short(realm, names)
-        for realm in (second, third):
-            await delete_realm_in_teardown(realm)
+                left = await k.registry.get(Kind.CELL, (k.realm, "s1", "st1", name))
+                assert left.metadata.deletion_timestamp is not None
+                assert (await tasks.get(f"s1_st1_{name}_app")).status == TaskStatus.RUNNING
+        finally:
+            for realm in (k, second):
+                await _cut_short(realm, names)
