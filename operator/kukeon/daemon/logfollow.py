@@ -29,30 +29,24 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from kukeon.runtime.containerd.crilog import LogRecord, parse_lines, rotated_logs
+from kukeon.daemon.logchunks import (
+    complete_end,
+    file_size,
+    last_lines_start,
+    lines_in_chunks,
+)
+from kukeon.runtime.containerd.crilog import LogRecord, parse_lines, parse_record, rotated_logs
 
 log = logging.getLogger(__name__)
 
 Identity = tuple[int, int]
 """A file's device and inode: what a path names may change, an open file's does not."""
-
-
-def _complete_lines(data: bytes) -> bytes:
-    return data[: data.rfind(b"\n") + 1]
-
-
-def _split_lines(data: bytes) -> list[bytes]:
-    """Lines with their newline, split at newlines only (``bytes.splitlines`` also splits
-    at a carriage return, which a terminal's line and a record's text may hold)."""
-    lines = [line + b"\n" for line in data.split(b"\n")]
-    lines[-1] = lines[-1][:-1]
-    return lines if lines[-1] else lines[:-1]
 
 
 def _identity(stream: BinaryIO | None) -> Identity | None:
@@ -150,38 +144,6 @@ def _open_listed(listed: Listed) -> BinaryIO | None:
     return stream
 
 
-def _lines(stream: BinaryIO, last: int | None) -> tuple[list[bytes], bool]:
-    """The lines of a rotated file (its ``last`` complete ones, and what ends it without a
-    newline: the piece of a terminal's line longer than a file, cut by its logger), and
-    whether they are all of its lines."""
-    if last is None:
-        return _split_lines(stream.read()), True
-    kept: deque[bytes] = deque(maxlen=last + 1)
-    count = 0
-    for line in stream:
-        kept.append(line)
-        count += 1
-    if kept and kept[-1].endswith(b"\n") and len(kept) > last:
-        kept.popleft()
-    return list(kept), len(kept) == count
-
-
-def _file_records(lines: list[bytes]) -> list[LogRecord]:
-    """The records of a file its logger is done with: a piece of a terminal's line that
-    ends it is partial (joined to what the next file starts with); in a file of records,
-    one cut short (a killed logger's, see ``crilog``) is left out."""
-    records = list(parse_lines(lines))
-    if lines and not lines[-1].endswith(b"\n"):
-        last = records.pop()
-        if all(record.time is None for record in records):  # a terminal's: raw bytes
-            records.append(replace(last, partial=True))
-    return records
-
-
-def _whole_lines(records: list[LogRecord]) -> int:
-    return sum(not record.partial for record in records)
-
-
 def _ends_open(listed: Listed) -> bool:
     """Whether a rotated file ends inside a line (a terminal's line its logger cut)."""
     stream = _open_listed(listed)
@@ -235,14 +197,42 @@ def _rotated_before(path: Path, held: Identity | None) -> list[Listed]:
     return listed[:end]
 
 
-def _read_listed(listed: Listed, last: int | None) -> tuple[list[bytes], bool] | None:
-    """``_lines`` of a listed file, the file open only meanwhile; None when it is gone
-    (see ``_open_listed``)."""
-    stream = _open_listed(listed)
-    if stream is None:
-        return None
-    with stream:
-        return _lines(stream, last)
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """A stretch of a file of the log to read: ``listed`` (None: the file held) from
+    ``start`` to ``end`` (None: its end); ``done``: its writer has moved on (a rotated file),
+    so what ends it without a newline is read too (``_chunk_records``)."""
+
+    listed: Listed | None
+    start: int
+    end: int | None
+    done: bool
+
+
+def _chunk_records(lines: list[bytes], last: bool, done: bool, raw: bool | None) -> list[LogRecord]:
+    """A chunk's records (see ``logchunks.lines_in_chunks``); ``raw``: whether the file's
+    records before were a terminal's raw lines (None: none yet)."""
+    if not lines or lines[-1].endswith(b"\n"):
+        return list(parse_lines(lines))
+    records = list(parse_lines(lines[:-1]))
+    if not last:  # a piece of a terminal's line longer than a chunk
+        return [*records, LogRecord(time=None, stream=None, partial=True, text=lines[-1])]
+    piece = parse_record(lines[-1])
+    if records:
+        raw = records[-1].time is None
+    if done and raw is not False:  # a terminal's raw bytes (or nothing else in the file)
+        records.append(replace(piece, partial=True))
+    return records  # in a file of records, one cut short (a killed logger's) is left out
+
+
+def _records_in_chunks(stream: BinaryIO, span: _Span) -> Iterator[list[LogRecord]]:
+    end = span.end if span.end is not None else file_size(stream)
+    raw: bool | None = None
+    for lines, last in lines_in_chunks(stream, span.start, end):
+        records = _chunk_records(lines, last, span.done, raw)
+        if records:
+            raw = records[-1].time is None
+        yield records
 
 
 class LogFollower:
@@ -271,34 +261,72 @@ class LogFollower:
         self, lines: int | None, since: datetime | None = None
     ) -> Generator[list[LogRecord]]:
         """The log's last ``lines`` records, across its rotated files (all of them when
-        None, one file's records at a time, oldest first; with ``since``, files last
-        written before it are not read); the next ``read`` goes on from the end of the
-        last complete one of the current file."""
+        None; with ``since``, files last written before it are not read), oldest first, a
+        chunk at a time (at most ``logchunks.CHUNK_BYTES`` of a file: each ``next`` reads
+        and parses one, so a reader holds one chunk, not the log); the next ``read`` goes
+        on from the end of the last complete one of the current file."""
         older = self._rotated_before(since)
-        current, starts_file = self._tail_current(lines)
+        end = self._complete_end()
         if lines is None:
-            for listed in older:
-                yield self._records_of(listed, None)[0]
-            yield list(parse_lines(current))
-            return
-        before: list[LogRecord] = []
+            spans = [_Span(listed, 0, None, done=True) for listed in older]
+            spans.append(_Span(None, 0, end, done=False))
+        else:
+            spans = self._tail_spans(lines, older, end)
+        for span in spans:
+            yield from self._span_records(span)
+
+    def _complete_end(self) -> int:
+        """Where the current file's complete lines end (now): the history ends there and
+        the next ``read`` goes on from there."""
+        if self._stream is None:
+            return 0
+        self._offset = complete_end(self._stream, file_size(self._stream))
+        return self._offset
+
+    def _tail_spans(self, lines: int, older: list[Listed], end: int) -> list[_Span]:
+        """What to read for the last ``lines`` lines: the current file's last ones, then,
+        newest first, the last ones of each rotated file until there are enough (more when
+        the first one began in the file before: a terminal's long line, cut), the piece of
+        a line that ends a rotated file too. Each file is read backwards, a block at a
+        time, and only the positions are kept."""
+        taken, whole = 0, 0
+        starts_file = True
+        spans: list[_Span] = []
+        if self._stream is not None:
+            start, taken, _ = last_lines_start(self._stream, end, lines)
+            starts_file = start == 0
+            spans.append(_Span(None, start, end, done=False))
         for listed in reversed(older):
-            wanted = lines - len(current) - _whole_lines(before)
+            wanted = lines - taken - whole
             # Enough lines, unless the first one began in this file (a long line cut).
             if wanted <= 0 and not (starts_file and _ends_open(listed)):
                 break
-            records, starts_file = self._records_of(listed, max(wanted, 0))
-            before[:0] = records
-        yield before + list(parse_lines(current))
+            stream = _open_listed(listed)
+            if stream is None:  # said where it would be read (a Gap's record)
+                spans.insert(0, _Span(listed, 0, None, done=True))
+                whole, starts_file = whole + 1, False
+                continue
+            with stream:
+                size = file_size(stream)
+                start, _, found = last_lines_start(
+                    stream, complete_end(stream, size), max(wanted, 0)
+                )
+            spans.insert(0, _Span(listed, start, size, done=True))
+            whole, starts_file = whole + found, start == 0
+        return spans
 
-    def _records_of(self, listed: Listed, last: int | None) -> tuple[list[LogRecord], bool]:
-        """A listed file's records (its ``last`` whole ones, and a piece of a line that ends
-        it), or the notice that it is gone; and whether they are all the file has."""
-        read = _read_listed(listed, last)
-        if read is None:
-            return [Gap(self.path, 1).said().record()], False
-        lines, whole = read
-        return _file_records(lines), whole
+    def _span_records(self, span: _Span) -> Iterator[list[LogRecord]]:
+        """A span's records, a chunk at a time; a rotated file found gone, the notice."""
+        if span.listed is None:
+            if self._stream is not None and span.end is not None:
+                yield from _records_in_chunks(self._stream, span)
+            return
+        stream = _open_listed(span.listed)
+        if stream is None:
+            yield [Gap(self.path, 1).said().record()]
+            return
+        with stream:
+            yield from _records_in_chunks(stream, span)
 
     def _rotated_before(self, since: datetime | None) -> list[Listed]:
         """The rotated files older than the one held, oldest first.
@@ -319,34 +347,19 @@ class LogFollower:
             end = 0
         return listed[:end]
 
-    def _tail_current(self, lines: int | None) -> tuple[list[bytes], bool]:
-        """The current file's last ``lines`` complete lines, and whether they start it."""
-        if self._stream is None:
-            return [], True
-        if lines is None:
-            kept = _split_lines(self._stream.read())
-            count = len(kept)
-        else:
-            window: deque[bytes] = deque(maxlen=lines)
-            count = 0
-            for line in self._stream:
-                window.append(line)
-                count += 1
-            kept = list(window)
-        self._offset = self._stream.tell()
-        starts = len(kept) == count
-        if kept and not kept[-1].endswith(b"\n"):
-            self._offset -= len(kept.pop())
-        return kept, starts
-
     def read(self) -> list[LogRecord]:
-        """The records written since the last read: the rest of the file held, then, when
-        the path now names another file (a rotation, a new instance's log), the rest of the
-        held one, the rotated files newer than it and the new one from its start."""
-        records = self._read_rest()
+        """The records written since the last read, in one list (see ``read_chunks``)."""
+        return [record for chunk in self.read_chunks() for record in chunk]
+
+    def read_chunks(self) -> Generator[list[LogRecord]]:
+        """The records written since the last read, a chunk at a time (as ``history``):
+        the rest of the file held, then, when the path now names another file (a rotation,
+        a new instance's log), the rest of the held one, the rotated files newer than it
+        and the new one from its start."""
+        yield from self._rest_chunks()
         if not self._replaced():
-            return records
-        records += self._read_rest(done=True)  # its writer has moved on: it is complete
+            return
+        yield from self._rest_chunks(done=True)  # its writer has moved on: it is complete
         old, previous = self._stream, _identity(self._stream)
         self._open()  # before the rotated files are listed, as in `history`
         held = _identity(self._stream)
@@ -355,26 +368,25 @@ class LogFollower:
         rotated = _rotated_after(self.path, previous, held, self._due)
         self._due = rotated.due
         if rotated.lost:
-            records.append(Gap(self.path, rotated.lost).said().record())
+            yield [Gap(self.path, rotated.lost).said().record()]
         for listed in rotated.files:
-            records += self._records_of(listed, None)[0]
-        return records + self._read_rest()
+            yield from self._span_records(_Span(listed, 0, None, done=True))
+        yield from self._rest_chunks()
 
-    def _read_rest(self, *, done: bool = False) -> list[LogRecord]:
+    def _rest_chunks(self, *, done: bool = False) -> Iterator[list[LogRecord]]:
         """The complete lines written since the last read; ``done``: the file's writer has
-        moved on, so what ends it without a newline is read too (``_file_records``)."""
+        moved on, so what ends it without a newline is read too (``_chunk_records``)."""
         if self._stream is None:
-            return []
-        if os.fstat(self._stream.fileno()).st_size < self._offset:
+            return
+        size = file_size(self._stream)
+        if size < self._offset:
             self._offset = 0  # truncated: written afresh
-        self._stream.seek(self._offset)
-        data = self._stream.read()
-        if done:
-            self._offset += len(data)
-            return _file_records(_split_lines(data))
-        complete = _complete_lines(data)
-        self._offset += len(complete)
-        return list(parse_lines(_split_lines(complete)))
+        start = self._offset
+        end = size if done else complete_end(self._stream, size, floor=start)
+        if end <= start:
+            return
+        self._offset = end
+        yield from _records_in_chunks(self._stream, _Span(None, start, end, done))
 
     def _replaced(self) -> bool:
         named = _identity_of(self.path)

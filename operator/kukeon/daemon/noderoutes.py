@@ -31,7 +31,7 @@ import os
 import secrets
 import shutil
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -240,6 +240,32 @@ def _next_rendered(
     return render(kept, options, open_line=open_line), ends_open(kept) if kept else open_line
 
 
+async def _send_chunks(
+    sink: _LogSink,
+    chunks: Iterator[list[LogRecord]],
+    options: RenderOptions,
+    open_line: bool,
+) -> bool:
+    """Read, render (each chunk in a thread) and send ``chunks`` one after the other, until
+    they end or the client's ``limitBytes`` are sent; whether the text ends inside a line."""
+    while (
+        not sink.full
+        and (rendered := await asyncio.to_thread(_next_rendered, chunks, options, open_line))
+        is not None
+    ):
+        data, open_line = rendered
+        if data:
+            await sink.write(data)
+    return open_line
+
+
+def _close_chunks(chunks: Generator[list[LogRecord]]) -> None:
+    """Close a log's chunks (the file it holds open), unless a thread still reads the next
+    one (its request was cancelled meanwhile): that thread's generator ends unreferenced."""
+    with contextlib.suppress(ValueError):  # "generator already executing"
+        chunks.close()
+
+
 def _flag(query: Mapping[str, str], name: str) -> bool:
     text = query.get(name, "false").lower()
     if text in {"1", "true", "yes"}:
@@ -439,13 +465,12 @@ class NodeRoutes:
                 )
             raise ApiError(400, _never_started(cell, container))
         follower = await asyncio.to_thread(LogFollower, path)
-        # The kept (rotated) files too, one at a time: a whole log is up to
-        # containerLogMaxFiles x containerLogMaxSize.
+        # The kept (rotated) files too: a whole log is up to containerLogMaxFiles x
+        # containerLogMaxSize. A chunk (at most logchunks.CHUNK_BYTES of a file) is read,
+        # kept and rendered in a thread, then sent before the next is read: a whole file
+        # at once held the event loop up to a second and its text in memory per reader.
         history = follower.history(query.tail, query.render.since)
         try:
-            # A chunk is a whole file (up to containerLogMaxSize) read, kept and rendered in
-            # a thread: rendered on the event loop, a few readers of long logs stalled every
-            # other request for seconds.
             first = await asyncio.to_thread(_next_rendered, history, query.render, False)
             response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
             if query.render.stream is not None:
@@ -455,17 +480,7 @@ class NodeRoutes:
             try:
                 data, open_line = first or (b"", False)
                 await sink.write(data)
-                while (
-                    not sink.full
-                    and (
-                        rendered := await asyncio.to_thread(
-                            _next_rendered, history, query.render, open_line
-                        )
-                    )
-                    is not None
-                ):
-                    data, open_line = rendered
-                    await sink.write(data)
+                open_line = await _send_chunks(sink, history, query.render, open_line)
                 if query.follow and not query.previous and not sink.full:
                     await self._follow(request, sink, follower, cell, query.render, open_line)
                 await response.write_eof()
@@ -483,7 +498,7 @@ class NodeRoutes:
                     request.transport.abort()
             return response
         finally:
-            history.close()  # the rotated files it holds open (a client gone mid-way)
+            _close_chunks(history)  # the rotated file it holds open (a client gone mid-way)
             follower.close()  # a close of a regular file does not wait
 
     async def _follow(
@@ -516,10 +531,11 @@ class NodeRoutes:
             if loop.time() >= next_check:
                 next_check = loop.time() + CELL_CHECK_SECONDS
                 gone = not await self._exists(key)
-            records = options.keep(await asyncio.to_thread(follower.read))
-            if records:
-                await sink.write(render(records, options, open_line=open_line))
-                open_line = ends_open(records)
+            chunks = follower.read_chunks()
+            try:
+                open_line = await _send_chunks(sink, chunks, options, open_line)
+            finally:
+                _close_chunks(chunks)
             if gone or sink.full:
                 return  # the stream ends as kubectl's does
 
