@@ -11,13 +11,14 @@ from typing import Any, cast
 
 import pytest
 
-from kukeon.runtime.network import NetworkSettings, SpaceNetworks, leases
+from kukeon.runtime.network import NetworkSettings, SpaceNetworks, leases, veth
 from kukeon.runtime.network.cni.config import (
     joined_conflist,
     render_space_conflist,
     write_conflist,
 )
 from kukeon.runtime.network.egress import parse_table_state, render_apply, render_remove
+from kukeon.runtime.network.errors import HostInterfaceTakenError
 from kukeon.runtime.network.forward import comment, forward_rules
 from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments
 from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecords
@@ -306,3 +307,27 @@ async def test_a_cni_config_set_later_replaces_the_in_process_interface(tmp_path
     assert links.ports == {}
     assert leases.owned(tmp_path / "ipam" / "kk-r-s", CELL, "eth0") == []
     assert ("ADD", "mine", "eth0") in cni.calls
+
+
+async def test_an_interface_whose_host_end_another_cell_has_gets_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host ends are ``veth`` and 44 bits of a hash of the cell's id: a tenant can name a
+    cell whose host end is another realm's cell's. Making its port deleted that cell's link
+    first (a leftover of the same name, as far as it knew): the other cell was off its
+    network. Now the second cell gets no lease, record or link, and the first keeps its."""
+    monkeypatch.setattr(veth, "host_ifname", lambda cell_id, ifname: "veth0123456789a")
+    links = FakeLinks()
+    attachments = InProcessAttachments(records=AttachmentRecords(tmp_path / "rec"), links=links)
+    victim, evil = "kukeon_victim_s_st_c", "kukeon_evil_s_st_c"
+    address = await _attach(attachments, tmp_path, cell=victim)
+    with pytest.raises(HostInterfaceTakenError) as refused:
+        await _attach(attachments, tmp_path, cell=evil)
+    assert "veth0123456789a" in str(refused.value)
+    assert "victim" not in str(refused.value)
+    assert links.made == 1
+    assert links.ports["veth0123456789a"].netns == tmp_path / "netns" / victim
+    assert await attachments.records.attached() == [(victim, "eth0")]
+    assert leases.holders(tmp_path / "ipam" / "kk-r-s") == {(victim, "eth0")}
+    assert await _attach(attachments, tmp_path, cell=victim) == address  # its own, as it was
+    assert links.made == 1

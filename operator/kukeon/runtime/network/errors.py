@@ -140,3 +140,16 @@ class BridgeNameTakenError(NetworkError):
             "space is gone; rename the space"
         )
 
+
+class HostInterfaceTakenError(NetworkError):
+    """Another cell's interface on this node has the host end (``veth`` and 44 bits of a
+    hash of the cell's network id: ``veth.host_ifname``) a cell's would get; a tenant can
+    compute a name of theirs that collides with another realm's cell. Making the port would
+    first delete that cell's link, so the cell gets none while the other one holds it."""
+
+    def __init__(self, *, host_ifname: str, cell_id: str, ifname: str) -> None:
+        self.host_ifname = host_ifname
+        super().__init__(
+            f"interface {ifname} of cell {cell_id}: its host end {host_ifname} is already "
+            "another cell's on this node (the hash in the name collides); rename the cell"
+        )

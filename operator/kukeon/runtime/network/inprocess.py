@@ -26,6 +26,7 @@ again, with its address, only when something is wrong.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -38,7 +39,7 @@ from kukeon.runtime.network import leases, veth
 from kukeon.runtime.network.cni.config import NetworkConfigList, gateway_of
 from kukeon.runtime.network.cni.invoke import RuntimeConf
 from kukeon.runtime.network.cni.result import CniResult, parse_result
-from kukeon.runtime.network.errors import NetworkError
+from kukeon.runtime.network.errors import HostInterfaceTakenError, NetworkError
 from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecord, AttachmentRecords
 from kukeon.runtime.network.veth import BridgePort
 
@@ -172,6 +173,8 @@ class InProcessAttachments:
         self.links: Links = links or NetlinkLinks()
         self.alias = alias
         """Set on the host ends made here (``veth.owner_alias``)."""
+        self._claiming = asyncio.Lock()
+        """Held from the check of a new attachment's host end to its record."""
 
     async def attach(
         self,
@@ -195,28 +198,48 @@ class InProcessAttachments:
                 await run_on_host_thread(self.links.make_port, port)
                 return existing
             await self.detach(existing)
-        address = await run_on_host_thread(
-            leases.lease,
-            network.ipam_dir,
-            subnet=network.subnet,
-            gateway=network.gateway,
-            owner=cell_id,
-            ifname=ifname,
-        )
-        port = network.port(netns, cell_id, ifname, address, self.alias)
-        record = AttachmentRecord(
-            conflist=conflist,
-            conf=RuntimeConf(container_id=cell_id, netns=netns, ifname=ifname),
-            result=network.result(port, conflist.cni_version),
-            driver=DRIVER_NETLINK,
-        )
-        await self.records.save(record)
+        async with self._claiming:
+            await self._require_own_host_end(cell_id, ifname)
+            address = await run_on_host_thread(
+                leases.lease,
+                network.ipam_dir,
+                subnet=network.subnet,
+                gateway=network.gateway,
+                owner=cell_id,
+                ifname=ifname,
+            )
+            port = network.port(netns, cell_id, ifname, address, self.alias)
+            record = AttachmentRecord(
+                conflist=conflist,
+                conf=RuntimeConf(container_id=cell_id, netns=netns, ifname=ifname),
+                result=network.result(port, conflist.cni_version),
+                driver=DRIVER_NETLINK,
+            )
+            await self.records.save(record)
         try:
             await run_on_host_thread(self.links.make_port, port)
         except BaseException:
             await self._undo(record, port)
             raise
         return record
+
+    async def _require_own_host_end(self, cell_id: str, ifname: str) -> None:
+        """No other interface recorded here has the host end this one would get: making
+        the port deletes a link of that name first (a crash's leftover, when it is this
+        interface's own), which would take another cell, perhaps another realm's, off its
+        network. The error does not name the other cell; the log does."""
+        name = veth.host_ifname(cell_id, ifname)
+        for other in await self.records.attached():
+            if other != (cell_id, ifname) and veth.host_ifname(*other) == name:
+                log.warning(
+                    "%s of %s is refused host end %s: %s of %s has it",
+                    ifname,
+                    cell_id,
+                    name,
+                    other[1],
+                    other[0],
+                )
+                raise HostInterfaceTakenError(host_ifname=name, cell_id=cell_id, ifname=ifname)
 
     async def _undo(self, record: AttachmentRecord, port: BridgePort) -> None:
         """A failed attach leaves nothing; what cannot be undone now is found by name by

@@ -114,6 +114,21 @@ class AttachmentRecords:
 
         return await asyncio.to_thread(names)
 
+    async def attached(self) -> list[tuple[str, str]]:
+        """(cell id, ifname) of every attachment recorded here, from the records' names."""
+
+        def names() -> list[tuple[str, str]]:
+            if not self.directory.is_dir():
+                return []
+            first = [(path.stem, PRIMARY_IFNAME) for path in self.directory.glob("*.json")]
+            further = [
+                (path.parent.name.removesuffix(".d"), path.stem)
+                for path in self.directory.glob("*.d/*.json")
+            ]
+            return sorted(first + further)
+
+        return await asyncio.to_thread(names)
+
     async def joined(self, network: str) -> list[tuple[str, str]]:
         """(cell id, ifname) of every further attachment to the CNI network ``network``."""
         return await asyncio.to_thread(self._scan, network, first=False)
