@@ -284,6 +284,7 @@ class Controllers:
             recorder=self.recorder,
             collector_registry=self.collector_registry,
             rotation=self.host.settings.log_rotation,
+            copier_procs=self.host.cgroups.log_copier_procs,
         )
         self.cells.peers = CellPeers(
             node=self.host.settings.node_name, state_dir=Path(self.host.settings.state_dir)

@@ -335,6 +335,8 @@ class CellExecutor:
         tasks = self.host.containerd.tasks(namespace)
         log = files.log(container.id)
         await files.start_new_log(container.id)
+        # Its logger's CPU is the realm's (in the realm's copiers' cgroup), not the host's.
+        copier_procs = self.host.cgroups.log_copier_procs(files.key[0])
 
         async def create() -> None:
             if container.attachable:
@@ -347,6 +349,7 @@ class CellExecutor:
                     stdin=files.tty_stdin(container.id),
                     log=log,
                     rotation=self.host.settings.log_rotation,
+                    cgroup_procs=copier_procs,
                 )
             else:
                 # 0640 and root's, whatever the umask of the shim's logger that appends to it.
@@ -361,9 +364,10 @@ class CellExecutor:
                     # the status, which the next pass took for a lost task (TaskLost,
                     # never started again under restartPolicy never).
                     logger.warning("%s: %s; the task starts without it", name, error)
-                await tasks.create(
-                    name, io=TaskIO.log_file(log, rotation=self.host.settings.log_rotation)
+                io = TaskIO.log_file(
+                    log, rotation=self.host.settings.log_rotation, cgroup_procs=copier_procs
                 )
+                await tasks.create(name, io=io)
 
         try:
             try:

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kukeon.api import Cell, Kind, Realm, Space, Stack, key_of
-from kukeon.runtime.cgroups import CgroupError, CgroupPath
+from kukeon.runtime.cgroups import LOG_COPIERS, CgroupError, CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 from kukeon.runtime.containerd.namespaces import Namespace, is_own
 from kukeon.runtime.network.space import space_conflist_path
@@ -172,6 +172,8 @@ async def list_layers(host: Host) -> LayerInventory:
             continue
         found.cgroups.add((realm,))
         for space in await cgroups.children(realm_path):
+            if space == LOG_COPIERS:  # the realm's own, not a space's: goes with the realm
+                continue
             space_path = _cgroup_path((realm, space))
             if space_path is None:
                 continue

@@ -24,7 +24,7 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,10 +114,14 @@ class LogCopiers:
         recorder: EventRecorder | None = None,
         collector_registry: CollectorRegistry | None = None,
         rotation: LogRotation | None = None,
+        copier_procs: Callable[[str], Sequence[Path]] | None = None,
     ) -> None:
         self.recorder = recorder
         self.rotation = rotation
         """How a replacement rotates the log (kukeond's settings, as a new task's logger)."""
+        self.copier_procs = copier_procs
+        """The cgroups a realm's replacement joins, as the shim's logger did (the cgroup
+        driver's ``log_copier_procs``; None: none)."""
         self.replacements = replacement_counter(collector_registry)
         for outcome in ("replaced", "lost"):
             self.replacements.labels(outcome)  # 0 from the start, not an absent series
@@ -385,8 +389,9 @@ class LogCopiers:
         task = entry.task
         if entry.done or task is None:
             return
+        procs = self.copier_procs(entry.key[0]) if self.copier_procs is not None else ()
         process, (replacement, pidfd), task_alive, kept = await asyncio.to_thread(
-            self._start, task, entry.log, entry.terminal
+            self._start, task, entry.log, entry.terminal, procs
         )
         if entry.done:
             if pidfd is not None:
@@ -459,7 +464,11 @@ class LogCopiers:
         loop.add_reader(pidfd, reap)
 
     def _start(
-        self, task: ProcessId, log_file: Path, terminal: Terminal | None
+        self,
+        task: ProcessId,
+        log_file: Path,
+        terminal: Terminal | None,
+        cgroup_procs: Sequence[Path],
     ) -> tuple[subprocess.Popen[bytes] | None, tuple[ProcessId | None, int | None], bool, bool]:
         """A replacement, it and a pidfd watching it (None: it ended already), whether the
         task still runs, and whether a keeper held its output meanwhile (blocking: /proc reads
@@ -467,7 +476,7 @@ class LogCopiers:
         kept = find_copier(task.pid, log_file, keeper=True) is not None
         if not alive(task):
             return None, (None, None), False, kept
-        process = start_replacement(task.pid, log_file, self.rotation, terminal)
+        process = start_replacement(task.pid, log_file, self.rotation, terminal, cgroup_procs)
         if process is None:
             return None, (None, None), alive(task), kept
         copier = identify(process.pid)

@@ -107,6 +107,8 @@ class RealmController(LayerController[Realm]):
         asked = self._pids_asked(obj, pids_offered="pids" in offered)
         limits = self.limits_of(obj, pids_offered="pids" in offered)
         cgroup = await self._ensure_cgroup(CgroupPath((name,)), limits)
+        # Where its cells' log copiers go (crilog): their CPU is the realm's.
+        await self.host.cgroups.ensure_log_copiers(name)
         if self.trigger is not None and self._applied.get(name, limits) != limits:
             wake_held_cells(ctx.cache, self.trigger, realm=name, node=self.host.settings.node_name)
         self._applied[name] = limits

@@ -17,7 +17,7 @@ from typing import Any, cast
 from kukeon.api import AnyResource, Cell, Kind, parse_resource
 from kukeon.controllers.host import Host, HostSettings
 from kukeon.framework import Cause, HandlerContext
-from kukeon.runtime.cgroups import CgroupLimits, CgroupPath
+from kukeon.runtime.cgroups import LOG_COPIERS, CgroupLimits, CgroupPath
 from kukeon.runtime.containerd.containers import Container
 from kukeon.runtime.containerd.namespaces import Namespace
 from kukeon.runtime.network.space import NetworkSettings
@@ -59,6 +59,12 @@ class FakeCgroups:
     async def ensure_root(self, *, pids_max: int | None) -> FakeCgroup:
         self.root_pids.append(pids_max)
         return FakeCgroup("/kukeon")
+
+    async def ensure_log_copiers(self, realm: str) -> None:
+        self.present.add((realm, LOG_COPIERS))
+
+    def log_copier_procs(self, realm: str) -> tuple[Path, ...]:
+        return (Path("/sys/fs/cgroup/cpu/kukeon", realm, LOG_COPIERS, "cgroup.procs"),)
 
     async def children(self, path: CgroupPath | None) -> list[str]:
         parent = path.parts if path is not None else ()

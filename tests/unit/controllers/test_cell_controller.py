@@ -218,6 +218,9 @@ class FakeCgroups:
     async def remove(self, path: Any) -> None:
         self.removed.append(tuple(path.parts))
 
+    def log_copier_procs(self, realm: str) -> tuple[Path, ...]:
+        return ()
+
 
 @dataclass
 class FakeAttachment:

@@ -15,6 +15,7 @@ from kukeon.controllers.layergc import collect_layer_orphans, list_layers
 from kukeon.controllers.layers import HostLocks
 from kukeon.controllers.realm import namespace_node_label
 from kukeon.controllers.space import conflist_note
+from kukeon.runtime.cgroups import LOG_COPIERS
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, LABEL_REALM
 from kukeon.runtime.network import render_space_conflist
 from kukeon.runtime.network.space import space_conflist_path
@@ -108,6 +109,15 @@ async def test_a_namespace_with_containers_stays(fake: FakeHost) -> None:
 
 async def test_what_a_cell_of_this_node_needs_stays(fake: FakeHost) -> None:
     leave_on_host(fake)
+    store = ScopedStore()
+    await store.create(cell("c"))
+    assert await collect(fake, store) == []
+    assert fake.cgroups.removed == []
+
+
+async def test_a_realms_log_copiers_cgroup_is_no_orphan_space(fake: FakeHost) -> None:
+    leave_on_host(fake)
+    fake.cgroups.present.add(("r", LOG_COPIERS))
     store = ScopedStore()
     await store.create(cell("c"))
     assert await collect(fake, store) == []

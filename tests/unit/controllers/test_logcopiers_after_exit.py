@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -37,13 +38,19 @@ async def test_a_copier_that_exits_after_its_container_is_said_to_leave_the_rest
     monkeypatch: pytest.MonkeyPatch, kept: bool
 ) -> None:
     def start(
-        self: LogCopiers, task: ProcessId, log_file: Path, terminal: Terminal | None
+        self: LogCopiers,
+        task: ProcessId,
+        log_file: Path,
+        terminal: Terminal | None,
+        cgroup_procs: Sequence[Path],
     ) -> tuple[None, tuple[None, None], bool, bool]:
+        joined.append(tuple(cgroup_procs))
         return None, (None, None), False, kept  # the task is gone; its keeper runs, or not
 
+    joined: list[tuple[Path, ...]] = []
     monkeypatch.setattr(LogCopiers, "_start", start)
     recorder = Recorded()
-    copiers = LogCopiers(recorder=recorder)
+    copiers = LogCopiers(recorder=recorder, copier_procs=lambda realm: (Path(f"/cg/{realm}"),))
     entry = _Watched(
         key=("r", "s", "st", "c"),
         container="main",
@@ -53,6 +60,7 @@ async def test_a_copier_that_exits_after_its_container_is_said_to_leave_the_rest
         task=ProcessId(pid=10, started=1),
     )
     await copiers._replace(entry)
+    assert joined == [(Path("/cg/r"),)]  # a replacement would join its realm's copiers
     if not kept:  # nothing waits anywhere: nothing to say (as before)
         assert recorder.said == []
         return

@@ -255,3 +255,26 @@ def test_one_stream_keeps_its_records_and_its_partial_lines_whole() -> None:
     assert render(out.keep(records), out, open_line=False) == b"out-line\nraw terminal output\n"
     err = RenderOptions(stream="stderr")
     assert render(err.keep(records), err, open_line=False) == b"err\n"
+
+
+def test_a_logger_joins_the_cgroups_it_is_given_and_logs_without_one(tmp_path: Path) -> None:
+    # A plain file stands for a cgroup.procs: the logger writes its own pid there; a missing
+    # one (its realm's cgroup not made) is passed over.
+    joined = tmp_path / "cgroup.procs"
+    joined.write_text("")
+    missing = tmp_path / "gone" / "cgroup.procs"
+    read_end, write_end = os.pipe()
+    command = logger_command(
+        tmp_path / "c.log",
+        streams={read_end: "stdout"},
+        ready_fd=None,
+        cgroup_procs=[missing, joined],
+    )
+    process = subprocess.Popen(command, pass_fds=(read_end,))
+    os.close(read_end)
+    os.write(write_end, b"a line\n")
+    os.close(write_end)
+    assert process.wait(timeout=10) == 0
+    assert joined.read_text() == str(process.pid)
+    [record] = parse_lines((tmp_path / "c.log").read_bytes().splitlines())
+    assert record.text == b"a line"

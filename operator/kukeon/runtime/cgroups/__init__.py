@@ -38,7 +38,7 @@ from kukeon.runtime.cgroups.mode import (
     parse_mountinfo,
     read_cgroup_mounts,
 )
-from kukeon.runtime.cgroups.paths import DEFAULT_ROOT, CgroupPath
+from kukeon.runtime.cgroups.paths import DEFAULT_ROOT, LOG_COPIERS, CgroupPath
 from kukeon.runtime.cgroups.records import (
     RESOURCE_CONTROLLERS,
     CgroupLimits,
@@ -55,6 +55,7 @@ from kukeon.runtime.cgroups.v2 import CgroupV2Driver
 
 __all__ = [
     "DEFAULT_ROOT",
+    "LOG_COPIERS",
     "MANAGED_V1_CONTROLLERS",
     "RESOURCE_CONTROLLERS",
     "CgroupBusyError",

@@ -85,6 +85,15 @@ class CgroupDriver(Protocol):
 
     async def add_process(self, path: CgroupPath, pid: int) -> None: ...
 
+    def log_copier_procs(self, realm: str) -> tuple[Path, ...]:
+        """The ``cgroup.procs`` files a log copier of the realm's cells writes its own pid
+        to as it starts (``crilog``): its CPU time is the realm's (v1: in the cpu and
+        cpuacct hierarchies only, so its memory and pids stay out of the realm's limits)."""
+
+    async def ensure_log_copiers(self, realm: str) -> None:
+        """The realm's log copiers' cgroup (``<realm>/kukeon.loggers``), made where absent;
+        it goes with the realm's (``remove``)."""
+
     async def list_processes(
         self, path: CgroupPath, *, recursive: bool = True
     ) -> tuple[int, ...]: ...

@@ -13,6 +13,10 @@ from kukeon.runtime.cgroups.errors import InvalidCgroupPathError
 
 DEFAULT_ROOT = "/kukeon"
 
+LOG_COPIERS = "kukeon.loggers"
+"""The child of each realm's cgroup that its cells' log copiers join (``crilog``), so that
+what they copy counts in the realm's CPU share: a dot no space's name (a DNS label) has."""
+
 # realm, space, stack, cell, container
 MAX_DEPTH = 5
 LEVEL_NAMES = ("realm", "space", "stack", "cell", "container")
@@ -91,3 +95,8 @@ class CgroupPath:
 
     def __str__(self) -> str:
         return "/".join(self.parts)
+
+
+def log_copiers_path(realm: str) -> CgroupPath:
+    """The cgroup of the realm's log copiers (:data:`LOG_COPIERS`)."""
+    return CgroupPath((realm, LOG_COPIERS))

@@ -40,7 +40,12 @@ from kukeon.runtime.cgroups.errors import (
 )
 from kukeon.runtime.cgroups.fs import CgroupFs, RealCgroupFs
 from kukeon.runtime.cgroups.mode import V1Hierarchy, controllers_of
-from kukeon.runtime.cgroups.paths import DEFAULT_ROOT, CgroupPath, normalize_root
+from kukeon.runtime.cgroups.paths import (
+    DEFAULT_ROOT,
+    CgroupPath,
+    log_copiers_path,
+    normalize_root,
+)
 from kukeon.runtime.cgroups.records import (
     CPU_PERIOD_DEFAULT_US,
     CPU_SHARES_DEFAULT,
@@ -60,6 +65,8 @@ from kukeon.runtime.hostthreads import run_on_host_thread
 MANAGED_V1_CONTROLLERS = frozenset(
     {"cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio"}
 )
+LOG_COPIER_CONTROLLERS = frozenset({"cpu", "cpuacct"})
+"""The hierarchies where a realm's log copiers join its cgroup (``log_copier_procs``)."""
 LIMIT_FILES_V1 = (
     "memory.limit_in_bytes",
     "cpu.shares",
@@ -200,6 +207,15 @@ class CgroupV1Driver:
     async def list_processes(self, path: CgroupPath, *, recursive: bool = True) -> tuple[int, ...]:
         return await asyncio.to_thread(self._list_processes, path, recursive)
 
+    def log_copier_procs(self, realm: str) -> tuple[Path, ...]:
+        """Only where the CPU is counted and shared: a copier's memory and pids stay where
+        the shim started it, out of the realm's limits, which promise its containers."""
+        path = log_copiers_path(realm)
+        return tuple(self.directory(h, path) / "cgroup.procs" for h in self._cpu_hierarchies())
+
+    async def ensure_log_copiers(self, realm: str) -> None:
+        await run_on_host_thread(self._ensure_log_copiers, realm)
+
     async def read_stats(self, path: CgroupPath) -> CgroupStats:
         return await asyncio.to_thread(self._read_stats, path)
 
@@ -253,6 +269,13 @@ class CgroupV1Driver:
         if limits is not None:
             changed |= self._apply_limits(path, limits)
         return self._observe(path, changed=changed)
+
+    def _cpu_hierarchies(self) -> list[V1Hierarchy]:
+        return [h for h in self.managed if h.controllers & LOG_COPIER_CONTROLLERS]
+
+    def _ensure_log_copiers(self, realm: str) -> None:
+        for hierarchy in self._cpu_hierarchies():
+            self._build(hierarchy, log_copiers_path(realm))
 
     def _ensure_root(self, pids_max: int | None, create: bool) -> CgroupState | None:
         roots = [h.mount_point.joinpath(*self._root_parts) for h in self.managed]

@@ -38,7 +38,12 @@ from kukeon.runtime.cgroups.errors import (
     NoInternalProcessesError,
 )
 from kukeon.runtime.cgroups.fs import CgroupFs, RealCgroupFs
-from kukeon.runtime.cgroups.paths import DEFAULT_ROOT, CgroupPath, normalize_root
+from kukeon.runtime.cgroups.paths import (
+    DEFAULT_ROOT,
+    CgroupPath,
+    log_copiers_path,
+    normalize_root,
+)
 from kukeon.runtime.cgroups.records import (
     CPU_PERIOD_DEFAULT_US,
     CPU_WEIGHT_DEFAULT,
@@ -190,6 +195,14 @@ class CgroupV2Driver:
 
     async def list_processes(self, path: CgroupPath, *, recursive: bool = True) -> tuple[int, ...]:
         return await asyncio.to_thread(self._list_processes, path, recursive)
+
+    def log_copier_procs(self, realm: str) -> tuple[Path, ...]:
+        """One hierarchy for every controller: a copier there is also one of the realm's
+        pids (its keeper stays out) and its memory the realm's (see ``crilog``)."""
+        return (self.directory(log_copiers_path(realm)) / "cgroup.procs",)
+
+    async def ensure_log_copiers(self, realm: str) -> None:
+        await self.ensure(log_copiers_path(realm), delegation=Delegation.NONE)
 
     async def read_stats(self, path: CgroupPath) -> CgroupStats:
         return await asyncio.to_thread(self._read_stats, path)

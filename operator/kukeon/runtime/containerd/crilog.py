@@ -52,7 +52,7 @@ import ast
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,6 +159,15 @@ signal.set_wakeup_fd(telling)
 signal.signal(signal.SIGUSR2, lambda number, frame: None)
 if READY is not None:
     os.close(READY)
+for procs in JOIN:  # the realm's cgroup, before any read: what it copies is the realm's CPU
+    try:  # (its keeper, which never reads while the task runs, stays out of the realm's pids)
+        joining = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(joining, b"%d" % os.getpid())
+        finally:
+            os.close(joining)
+    except OSError:
+        pass  # the realm's cgroup not there (yet, or any more): the output is logged all the same
 names = {fd: b" " + name + b" " for fd, name in STREAMS.items()}
 rest = {fd: b"" for fd in names}
 ended = set()
@@ -459,6 +468,7 @@ def logger_command(
     rotation: LogRotation | None = None,
     keeper: bool = False,
     keep_only: bool = False,
+    cgroup_procs: Sequence[Path] = (),
 ) -> list[str]:
     """The logger's argv: kukeond's interpreter, isolated, running ``LOGGER_SCRIPT``; it
     reads ``streams`` (descriptor: stream name) and closes ``ready_fd`` once the log is open
@@ -471,7 +481,10 @@ def logger_command(
     ``rotation``: the log's size bound; None: the file grows as long as the task runs.
     ``keeper``: fork the keeper of the pipes first (the shim's logger; a replacement reads
     the pipes the first one's keeper holds).
-    ``keep_only``: a keeper by itself (:func:`keeper_command`)."""
+    ``keep_only``: a keeper by itself (:func:`keeper_command`).
+    ``cgroup_procs``: the ``cgroup.procs`` files the logger writes its pid to once the task
+    may start, before it reads (its realm's copiers' cgroup: the realm's CPU share counts
+    it; a file it cannot write is passed over)."""
     named = {fd: name.encode() for fd, name in streams.items()}
     hold = str(terminal_of) if terminal_of is not None else None
     limit, keep = (rotation.max_size, rotation.max_files) if rotation is not None else (0, 0)
@@ -483,6 +496,7 @@ def logger_command(
         f"KEEPER = {keeper!r}\nKEEPER_NAME = {KEEPER_NAME!r}\n"
         f"DRAINER_NAME = {DRAINER_NAME!r}\nKEEPS = {keep_only!r}\n"
         f"LOOK = {logkeeper.KEEPER_LOOK_SECONDS!r}\n"
+        f"JOIN = {[str(procs) for procs in cgroup_procs]!r}\n"
     )
     return [python or sys.executable, "-ISc", prelude + LOGGER_SCRIPT]
 
@@ -541,9 +555,11 @@ def logger_uri(
     python: str | None = None,
     terminal_of: Path | None = None,
     rotation: LogRotation | None = None,
+    cgroup_procs: Sequence[Path] = (),
 ) -> str:
     """The ``binary://`` URI of a task's stdout and stderr that logs them to ``path`` (a TTY
-    task's: ``terminal_of`` its stdin FIFO; ``rotation``: see ``logger_command``)."""
+    task's: ``terminal_of`` its stdin FIFO; ``rotation``, ``cgroup_procs``: see
+    ``logger_command``)."""
     streams = {3: "terminal"} if terminal_of is not None else SHIM_STREAMS
     binary, flags, script = logger_command(
         path.absolute(),
@@ -552,6 +568,7 @@ def logger_uri(
         terminal_of=terminal_of.absolute() if terminal_of is not None else None,
         rotation=rotation,
         keeper=True,
+        cgroup_procs=cgroup_procs,
     )
     # One query key, so the shim's (unordered) map of arguments gives `python -ISc SCRIPT`.
     return f"binary://{binary}?" + urlencode({flags: script})

@@ -32,6 +32,7 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,12 +281,14 @@ def start_replacement(
     log_file: Path,
     rotation: LogRotation | None = None,
     terminal: Terminal | None = None,
+    cgroup_procs: Sequence[Path] = (),
 ) -> subprocess.Popen[bytes] | None:
     """A copier of the running task's output into ``log_file``, in its own session (it
     outlives kukeond, as the shim's does); None when the task has no output pipe left. It
     rotates the file by ``rotation`` as the shim's did, numbering on from the kept files.
     ``terminal``: a TTY task's; its replacement appends the terminal's output as it is and
-    holds a writer of its stdin FIFO, as the shim's logger did."""
+    holds a writer of its stdin FIFO, as the shim's logger did. ``cgroup_procs``: the
+    cgroups it joins, as the shim's did (its realm's copiers')."""
     if terminal is None:
         streams = _output_streams(task_pid)
     else:
@@ -301,6 +304,7 @@ def start_replacement(
                 ready_fd=None,
                 terminal_of=terminal.stdin.absolute() if terminal is not None else None,
                 rotation=rotation,
+                cgroup_procs=cgroup_procs,
             ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -82,12 +82,19 @@ class TaskIO:
     """A directory the task's output is written into, created before the task."""
 
     @classmethod
-    def log_file(cls, path: str | Path, *, rotation: LogRotation | None = None) -> TaskIO:
+    def log_file(
+        cls,
+        path: str | Path,
+        *,
+        rotation: LogRotation | None = None,
+        cgroup_procs: Sequence[Path] = (),
+    ) -> TaskIO:
         """Log stdout and stderr line by line in the CRI format (see :mod:`crilog`) to one
         file, created with its directory if missing, by a logger the shim owns (which
-        rotates it by ``rotation``; None: never)."""
+        rotates it by ``rotation``; None: never; and joins the cgroups whose
+        ``cgroup_procs`` are given)."""
         absolute = Path(path).absolute()
-        uri = logger_uri(absolute, rotation=rotation)
+        uri = logger_uri(absolute, rotation=rotation, cgroup_procs=cgroup_procs)
         return cls(stdout=uri, stderr=uri, log_directory=str(absolute.parent))
 
     @classmethod

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,10 +51,17 @@ if TYPE_CHECKING:
     from kukeon.runtime.containerd.tasks import TaskService
 
 
-def attachable_io(*, stdin: Path, log: Path, rotation: LogRotation | None = None) -> TaskIO:
+def attachable_io(
+    *,
+    stdin: Path,
+    log: Path,
+    rotation: LogRotation | None = None,
+    cgroup_procs: Sequence[Path] = (),
+) -> TaskIO:
     """The ``binary://`` stdout holds a writer of ``stdin`` and appends fd 3 to ``log``,
-    rotated by ``rotation`` as a container's records are (``crilog``)."""
-    uri = logger_uri(log, terminal_of=stdin, rotation=rotation)
+    rotated by ``rotation`` as a container's records are, its logger in the cgroups of
+    ``cgroup_procs`` (``crilog``)."""
+    uri = logger_uri(log, terminal_of=stdin, rotation=rotation, cgroup_procs=cgroup_procs)
     return TaskIO(stdin=str(stdin), stdout=uri, terminal=True)
 
 
@@ -84,6 +92,7 @@ async def create_attachable_task(
     stdin: Path,
     log: Path,
     rotation: LogRotation | None = None,
+    cgroup_procs: Sequence[Path] = (),
 ) -> int:
     """Create the task with a TTY whose I/O the shim's logger owns; returns the init pid.
 
@@ -92,7 +101,7 @@ async def create_attachable_task(
     """
     holder = await asyncio.to_thread(_prepare, stdin, log)
     try:
-        io = attachable_io(stdin=stdin, log=log, rotation=rotation)
+        io = attachable_io(stdin=stdin, log=log, rotation=rotation, cgroup_procs=cgroup_procs)
         return await tasks.create(container_id, io=io)
     finally:
         with contextlib.suppress(OSError):
