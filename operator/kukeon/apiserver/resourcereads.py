@@ -192,10 +192,12 @@ class ResourceReads(HandlerBase):
         invalid_under = getattr(self._registry, "invalid_under", None)
         if invalid_under is None:
             return
+        # As the list's own items: a Realm's key is its name, which an editor of other
+        # realms is not told either.
         keys = [
             key
             for key in invalid_under(target.kind, target.scope)
-            if not key[:-1] or principal.may_see_realm(key[0])
+            if principal.may_see_realm(key[0])
         ]
         if not keys:
             return

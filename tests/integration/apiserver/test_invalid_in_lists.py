@@ -11,7 +11,14 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient, warning_text
-from tests.integration.apiserver.conftest import Api, realm_doc, space_doc
+from tests.integration.apiserver.conftest import (
+    EDITOR_TOKEN,
+    VIEWER_TOKEN,
+    Api,
+    realm_doc,
+    space_doc,
+    tls_session,
+)
 from tests.integration.store.test_invalid_documents import put_raw
 
 pytestmark = pytest.mark.integration
@@ -57,3 +64,23 @@ async def test_a_list_warns_of_the_documents_it_skips(
     assert [s.metadata.name for s in listed.items] == ["good"]
     assert len(said) == 1
     assert said[0].startswith("2 stored Space documents are invalid")
+
+
+async def test_an_invalid_realm_is_told_only_to_who_may_see_it(
+    http: aiohttp.ClientSession, api: Api
+) -> None:
+    """A Realm's key is its own name: an editor of other realms listing realms is not told
+    the name of an invalid one (it was, as though a realm's name were no realm's)."""
+    assert (await http.post(f"{V}/realms", json=realm_doc("team"))).status == 201
+    await put_raw(api.registry, api.registry.layout.scope_prefix(Kind.REALM, ()) + "hidden", b"[")
+    _, warning = await _list(http, f"{V}/realms")
+    assert warning is not None
+    assert "hidden" in warning_text(warning)
+    async with tls_session(api, VIEWER_TOKEN) as viewer:
+        _, warning = await _list(viewer, f"{V}/realms")
+    assert warning is not None
+    assert "hidden" in warning_text(warning)
+    async with tls_session(api, EDITOR_TOKEN) as editor:
+        realms, warning = await _list(editor, f"{V}/realms")
+    assert [r["metadata"]["name"] for r in realms["items"]] == ["team"]
+    assert warning is None
