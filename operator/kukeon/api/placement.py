@@ -3,7 +3,8 @@
 The scheduler leader (``controllers.scheduler``) and ``kukectl drain`` (which asks, before
 it hands a cell back, whether another node could take it) decide the same way:
 *filter* (Ready, not cordoned, selector matches, enough allocatable memory for the cell's
-limits; for a CellSet's cell, its set's spread rule: ``api.spread``), then *score* (fewest
+limits, each realm's cells reserving no more than its memory cap: ``reserved_memory``; for
+a CellSet's cell, its set's spread rule: ``api.spread``), then *score* (fewest
 cells of the same CellSet, then fewest cells, then most free memory, then the name: a
 set's cells spread over the nodes that fit). Nothing here
 talks to etcd, so it is unit-tested as it is and cheap to import from the CLI.
@@ -78,6 +79,22 @@ def cell_memory_request(cell: Cell) -> int:
     return total
 
 
+def reserved_memory(limits_by_realm: Mapping[str, int], memory_caps: Mapping[str, int]) -> int:
+    """What cells reserve of one node's memory, from their memory limits added up per realm
+    (``cell_memory_request``): each realm's sum, but no more than its cap (``memory_caps``,
+    from ``realm_memory_caps``: its cgroup's ``memory.max`` on every node, which its cells
+    together cannot pass). A realm without a cap reserves its whole sum: kukeon has only
+    limits, so a limit is what a cell may use and the scheduler keeps room for it, as a
+    Kubernetes container with a limit and no request (docs/fleet.md, "Scheduling").
+
+    The one rule for the scheduler and ``kukectl drain`` (both through ``NodeView``): drain
+    counted limits whole, so it left running on the drained node a cell the scheduler
+    would have placed beside a capped realm's cells."""
+    return sum(
+        min(asked, memory_caps.get(realm, asked)) for realm, asked in limits_by_realm.items()
+    )
+
+
 @dataclass
 class NodeView:
     """What the scheduler knows of one node during one pass."""
@@ -103,7 +120,7 @@ class NodeView:
     """Per realm: its cells' memory limits on this node added up (not capped)."""
     cells: int = 0
     used_memory: int = 0
-    """What the cells here reserve: per realm, its limits' sum capped at its `memory_caps`."""
+    """What the cells here reserve: ``reserved_memory`` of ``realm_memory``."""
     sets: dict[str, int] = field(default_factory=dict)
     """Per CellSet (`spread_key`): how many of its cells the node has."""
     groups: dict[str, int] = field(default_factory=dict)
@@ -114,8 +131,7 @@ class NodeView:
         return max(self.allocatable_memory - self.used_memory, 0)
 
     def _reserved(self, realm: str, asked: int) -> int:
-        cap = self.memory_caps.get(realm)
-        return asked if cap is None else min(asked, cap)
+        return reserved_memory({realm: asked}, self.memory_caps)
 
     def memory_needed(self, cell: Cell) -> int:
         """What placing ``cell`` here adds to ``used_memory`` (less than its limits when its
@@ -208,9 +224,10 @@ def choose_node(
     return Placement(min(fitting, key=lambda node: score(node, same_set)).name, reasons)
 
 
-def node_view(node: Node, memory_caps: Mapping[str, int] | None = None) -> NodeView:
+def node_view(node: Node, memory_caps: Mapping[str, int]) -> NodeView:
     """A Node document as the decision sees it (no cells counted yet); ``memory_caps``:
-    each realm's memory ceiling on a node (``realm_memory_caps``)."""
+    each realm's memory ceiling on a node (``realm_memory_caps``), required so that no
+    decision counts limits past a realm's cap (``reserved_memory``)."""
     return NodeView(
         name=node.metadata.name,
         ready=node.status.state == NodeState.READY,
@@ -219,7 +236,7 @@ def node_view(node: Node, memory_caps: Mapping[str, int] | None = None) -> NodeV
         disk_pressure=_condition_true(node, DISK_PRESSURE),
         labels=dict(node.metadata.labels),
         allocatable_memory=node.status.allocatable.memory_bytes,
-        memory_caps=memory_caps or {},
+        memory_caps=memory_caps,
     )
 
 
@@ -256,6 +273,7 @@ __all__ = [
     "is_scheduler_placed",
     "node_view",
     "realm_memory_caps",
+    "reserved_memory",
     "score",
     "selector_matches",
     "spread_group",

@@ -45,9 +45,14 @@ class SpreadRule:
 
     def domain(self, node: NodeView) -> str | None:
         """The node's domain, or None when it lacks the topology label."""
+        return self.domain_of(node.name, node.labels)
+
+    def domain_of(self, name: str, labels: Mapping[str, str]) -> str | None:
+        """The domain of the node ``name`` with ``labels`` (`domain`, from a Node's own
+        fields: a set's domains need no memory accounting)."""
         if self.topology_key is None:
-            return node.name
-        return node.labels.get(self.topology_key)
+            return name
+        return labels.get(self.topology_key)
 
     def describe_domain(self, domain: str) -> str:
         return "on this node" if self.topology_key is None else f"in {self.topology_key}={domain}"

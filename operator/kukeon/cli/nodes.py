@@ -5,7 +5,8 @@ others). Cordoning is a spec change (`spec.unschedulable`), so the scheduler lea
 it on its next pass wherever it runs. Draining cordons the node, then asks it
 (annotation `kukeon.io/evict-from: <node>`) to stop every cell the scheduler put there
 (annotation `kukeon.io/scheduled-by`) and another node can take (``api.placement``, the
-scheduler's own decision); the node stops its copy, *then* clears `nodeName`, so the
+scheduler's own decision, its memory rule included: a realm reserves no more of a node than
+its memory cap); the node stops its copy, *then* clears `nodeName`, so the
 scheduler places the cell elsewhere only once the old copy is gone. drain waits for that
 (`--timeout`), printing each cell as it leaves. Cells pinned by the user with `nodeName`,
 and cells no other node can take, are listed and left running in place.
@@ -19,13 +20,14 @@ from dataclasses import dataclass, field
 
 import click
 
-from kukeon.api import Cell, CellSet, Kind, Node, key_of
+from kukeon.api import Cell, CellSet, Kind, Node, Realm, key_of
 from kukeon.api.placement import (
     EVICT_ANNOTATION,
     choose_node,
     count_cells,
     is_scheduler_placed,
     node_view,
+    realm_memory_caps,
     spread_key,
 )
 from kukeon.api.spread import rules_by_set, spread_limit
@@ -91,16 +93,23 @@ class DrainPlan:
 
 
 def plan_drain(
-    node: str, nodes: Iterable[Node], cells: Iterable[Cell], cellsets: Iterable[CellSet] = ()
+    node: str,
+    nodes: Iterable[Node],
+    cells: Iterable[Cell],
+    cellsets: Iterable[CellSet] = (),
+    *,
+    realms: Iterable[Realm],
 ) -> DrainPlan:
     """Decide per cell of ``node``, as the scheduler would place it among the other nodes
-    (a set's cell keeping its set's spread rule).
+    (a set's cell keeping its set's spread rule, each realm reserving no more of a node's
+    memory than its cap: ``realms``).
 
     Each cell planned to move counts on the node it would go to, so several big cells
     are not all promised the same free memory.
     """
     cells = list(cells)
-    views = {n.metadata.name: node_view(n) for n in nodes if n.metadata.name != node}
+    caps = realm_memory_caps(realms)
+    views = {n.metadata.name: node_view(n, caps) for n in nodes if n.metadata.name != node}
     count_cells(views, cells)
     rules = rules_by_set(cellsets)
     plan = DrainPlan()
@@ -130,7 +139,8 @@ async def drain_node(client: ApiClient, node: str) -> DrainPlan:
     nodes = [n for n in (await client.list(Kind.NODE)).items if isinstance(n, Node)]
     cells = [c for c in (await client.list(Kind.CELL)).items if isinstance(c, Cell)]
     sets = [s for s in (await client.list(Kind.CELL_SET)).items if isinstance(s, CellSet)]
-    plan = plan_drain(node, nodes, cells, sets)
+    realms = [r for r in (await client.list(Kind.REALM)).items if isinstance(r, Realm)]
+    plan = plan_drain(node, nodes, cells, sets, realms=realms)
     for cell in plan.evict:
         await client.patch(
             Kind.CELL, key_of(cell), {"metadata": {"annotations": {EVICT_ANNOTATION: node}}}

@@ -45,7 +45,6 @@ from kukeon.api import (
     parse_resource,
 )
 from kukeon.api.cellset import PROGRESS_DEADLINE_EXCEEDED, CellSetCondition, CellSetStatus
-from kukeon.api.placement import node_view
 from kukeon.api.spread import spread_rule
 from kukeon.framework import EventRecorder, Operator, OperatorContext, Supervisor
 from kukeon.framework.cache import CachedReads
@@ -443,14 +442,12 @@ class CellSetController:
         if rule.topology_key is None:
             return {c.metadata.name: c.spec.node_name for c in cells if c.spec.node_name}
         nodes = {
-            n.metadata.name: node_view(n)
-            for n in await self.reads.list(Kind.NODE)
-            if isinstance(n, Node)
+            n.metadata.name: n for n in await self.reads.list(Kind.NODE) if isinstance(n, Node)
         }
         return {
-            c.metadata.name: rule.domain(nodes[c.spec.node_name])
+            c.metadata.name: rule.domain_of(node.metadata.name, node.metadata.labels)
             for c in cells
-            if c.spec.node_name in nodes
+            if c.spec.node_name and (node := nodes.get(c.spec.node_name)) is not None
         }
 
     async def reconcile(self, cellset: CellSet, cells: Sequence[Cell]) -> None:

@@ -339,11 +339,14 @@ def test_drain_leaves_running_what_the_spread_rule_keeps_off_the_other_nodes() -
         node_doc("n3", "b", 1024 * MIB),
         node_doc("n4", "a", 64 * MIB),
     ]
-    plan = plan_drain("n1", nodes, cells, [cellset])
+    plan = plan_drain("n1", nodes, cells, [cellset], realms=[])
     assert plan.evict == []
     stuck = dict(plan.stuck)
     assert len(stuck) == 2
     why = stuck["default/default/default/c0"]
     assert "n2: spread: 2 of the set's cells in zone=b already, at most 2" in why
     assert "n4: not enough memory" in why
-    assert [c.metadata.name for c in plan_drain("n1", nodes, cells).evict] == ["c0", "c1"]
+    assert [c.metadata.name for c in plan_drain("n1", nodes, cells, realms=[]).evict] == [
+        "c0",
+        "c1",
+    ]

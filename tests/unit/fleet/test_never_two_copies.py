@@ -129,7 +129,7 @@ def test_drain_moves_what_another_node_can_take_and_leaves_the_rest_running() ->
         cell("big2", node="n1", memory=60 * MIB),  # n2 has room for one of the two
         cell("other", node="n2"),
     ]
-    plan = plan_drain("n1", nodes, cells)
+    plan = plan_drain("n1", nodes, cells, realms=[])
     assert [c.metadata.name for c in plan.evict] == ["big1", "web"]
     assert [name.rsplit("/", 1)[1] for name in plan.pinned] == ["pinned"]
     stuck = {name.rsplit("/", 1)[1]: why for name, why in plan.stuck}
@@ -139,8 +139,35 @@ def test_drain_moves_what_another_node_can_take_and_leaves_the_rest_running() ->
     assert "not enough memory" in stuck["big2"]
 
 
+def test_drain_counts_a_capped_realms_memory_as_the_scheduler_does() -> None:
+    """n2's allocatable memory is all declared by one cell of a realm held to 64 MiB (its
+    cgroup's memory.max on every node): it reserves 64 MiB there, so n1's 64 MiB cell of
+    another realm fits on n2 for the scheduler, and drain moves it. Before, drain counted
+    the limits whole (0 free on n2) and left the cell running on n1."""
+    from kukeon.api import Realm
+    from kukeon.api.placement import choose_node, count_cells, node_view, realm_memory_caps
+
+    capped = Realm.model_validate(
+        {"metadata": {"name": "capped"}, "spec": {"limits": {"memoryBytes": 64 * MIB}}}
+    )
+    nodes = [node("n1"), node("n2")]
+    hog = cell("hog", node="n2", placed=False, memory=1024 * MIB, realmId="capped")
+    web = cell("web", node="n1", memory=64 * MIB)
+    plan = plan_drain("n1", nodes, [hog, web], realms=[capped])
+    assert [c.metadata.name for c in plan.evict] == ["web"]
+    assert plan.stuck == []
+    # The scheduler's view of n2, with the same realms: it places the cell there.
+    views = {"n2": node_view(nodes[1], realm_memory_caps([capped]))}
+    count_cells(views, [hog])
+    assert choose_node(cell("web", memory=64 * MIB), views.values()).node == "n2"
+    # A realm without a cap reserves its limits whole, for drain as for the scheduler.
+    uncapped = plan_drain("n1", nodes, [hog, web], realms=[])
+    assert uncapped.evict == []
+    assert "n2: not enough memory: needs 67108864 bytes, 0 free" in uncapped.stuck[0][1]
+
+
 def test_draining_the_only_node_says_there_is_no_other() -> None:
-    plan = plan_drain("n1", [node("n1")], [cell("web", node="n1")])
+    plan = plan_drain("n1", [node("n1")], [cell("web", node="n1")], realms=[])
     assert plan.stuck == [("default/default/default/web", "no other node is registered")]
 
 

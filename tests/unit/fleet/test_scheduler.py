@@ -141,17 +141,17 @@ def test_a_node_whose_containerd_does_not_answer_takes_no_cell_but_is_not_lost()
     }
     parsed = parse_resource(document)
     assert isinstance(parsed, Node)
-    down = node_view(parsed)
+    down = node_view(parsed, {})
     assert down.ready  # its cells are not moved elsewhere
     assert down.runtime_unavailable
     reason = filter_reason(down, selector={}, memory=0)
     assert reason == "its containerd does not answer (RuntimeUnavailable)"
     answering = parsed.model_copy(deep=True)
     answering.status.conditions[0].status = "False"
-    assert filter_reason(node_view(answering), selector={}, memory=0) is None
+    assert filter_reason(node_view(answering, {}), selector={}, memory=0) is None
     pressed = parsed.model_copy(deep=True)
     pressed.status.conditions = [NodeCondition(type="DiskPressure", status="True")]
-    full = node_view(pressed)
+    full = node_view(pressed, {})
     assert full.ready
     assert filter_reason(full, selector={}, memory=0) == "its disk is nearly full (DiskPressure)"
 
@@ -185,3 +185,18 @@ def test_an_unknown_allocatable_takes_no_limited_cell_even_under_a_cap() -> None
     placement = choose_node(cell("x", memory=[MIB], realmId="capped"), [view])
     assert placement.node is None
     assert "not enough memory" in placement.reasons["n1"]
+
+
+def test_reserved_memory_holds_each_capped_realm_to_its_cap() -> None:
+    """The one rule (scheduler and kukectl drain): per realm, its cells' limits added up,
+    at most its cap; a realm without a cap reserves its whole sum."""
+    from kukeon.api.placement import reserved_memory
+
+    caps = {"capped": 64 * MIB}
+    assert reserved_memory({}, caps) == 0
+    assert reserved_memory({"capped": 1024 * MIB}, caps) == 64 * MIB
+    assert reserved_memory({"capped": 32 * MIB}, caps) == 32 * MIB  # under its cap: its sum
+    assert reserved_memory({"plain": 1024 * MIB}, caps) == 1024 * MIB
+    both = {"capped": 1024 * MIB, "plain": 512 * MIB}
+    assert reserved_memory(both, caps) == 576 * MIB
+    assert reserved_memory(both, {}) == 1536 * MIB
