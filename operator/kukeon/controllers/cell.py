@@ -21,8 +21,8 @@ One reconcile pass, always from scratch (nothing is remembered between passes):
 A restart owed but not yet due ends the pass with Requeue (the back-off is no failure:
 the status says CrashLoopBackOff, written here), a host fault with TemporaryError, so the
 framework comes back at the right time (a task exit in containerd's events: at once).
-Finalize stops and deletes the tasks and containers (a stop's grace is waited out by no
-pass: `stopgraces`), detaches the cell from its network, and removes its cgroup and files.
+Finalize stops (`stopgraces`: no pass waits out a grace) and deletes the tasks and
+containers, detaches the cell from its network, and removes its cgroup and files.
 """
 
 from __future__ import annotations
@@ -251,7 +251,6 @@ class CellController:
                 self.log_copiers.forget(key)
             await self._stop(cell, ctx, namespace)
             return
-        await self.stop_graces.abandon(CellFiles(self.host.settings.state_dir, key))
         progress = PassProgress(ctx, cell)
         try:
             cell = await self._converge(progress, realm=realm, space=space, namespace=namespace)
@@ -270,11 +269,11 @@ class CellController:
             self._event(cell, EventReason.FAILED, f"{reason}: {error}", warning=True)
             await report(ctx, cell, state=state, reason=reason, message=str(error))
             raise retry(str(error), reason=reason) from error
+        await self.stop_graces.abandon(CellFiles(self.host.settings.state_dir, key))
 
     async def _stop(self, cell: Cell, ctx: HandlerContext, namespace: str) -> None:
         """`desiredState: Stopped`: every task stopped at once (`stopgraces`), the rest kept."""
-        plan = plan_stop(cell)
-        key = cell_key(cell)
+        plan, key = plan_stop(cell), cell_key(cell)
         containers = ordered_containers(cell)
         names = (
             containerd_container_id(space=key[1], stack=key[2], cell=key[3], container=c.id)
@@ -541,6 +540,7 @@ class CellController:
                 probe_kill=self.probes.kill(place.key, effective.id) if self.probes else None,
             )
         )
+        await self.stop_graces.replacing(executor, place, plan, (name, task))  # or Requeue
         try:
             await executor.execute_container_actions(plan, built, place, restarted_at=restarted_at)
         except CONTAINER_FAILURES as error:

@@ -11,6 +11,9 @@ signal is gone by then: the stop ends in one pass) and ends with ``Requeue`` for
 rest of the grace; the task's exit (containerd's event) or the grace's end brings the
 cell back, and that pass deletes the tasks, or SIGKILLs them first at the deadline.
 
+A container replaced (``kukectl restart``, a changed spec) has its old task stopped the
+same way before it is removed (``replacing``).
+
 A `StopEpisode` is what a stop under way remembers between its passes: the deadline and
 the tasks signalled (so none is signalled twice). It is kept in memory and in the cell's
 state directory (``stopping.json``), on the boot clock (``CLOCK_BOOTTIME``: no clock
@@ -43,9 +46,10 @@ from kukeon.runtime.containerd.errors import TaskNotFoundError
 from kukeon.runtime.containerd.stopsignal import container_stop_signal
 from kukeon.runtime.containerd.tasks import ExitStatus
 
+from .cellbuild import CellPlace
 from .cellexec import CellExecutor
 from .cellfiles import CellFiles
-from .cellplan import LIVE_TASK, Note
+from .cellplan import LIVE_TASK, ContainerPlan, Note, ObservedTask, RemoveContainer
 from .concurrently import run_all
 
 log = logging.getLogger(__name__)
@@ -149,6 +153,21 @@ class StopGraces:
             )
         await self.end(files)
 
+    async def replacing(
+        self,
+        executor: CellExecutor,
+        place: CellPlace,
+        plan: ContainerPlan,
+        running: tuple[str, ObservedTask | None],
+    ) -> None:
+        """A container ``plan`` removes (a restart asked, a changed spec) has its task
+        (``running``: its containerd id and what was observed of it) stopped first as a
+        stop's: ``Requeue`` while its grace runs."""
+        name, task = running
+        removed = any(isinstance(action, RemoveContainer) for action in plan.actions)
+        if removed and task is not None and task.status in LIVE_TASK:
+            await self.stop(executor, place.files, (place.namespace, [name]))
+
     async def _episode(self, files: CellFiles, grace: float) -> StopEpisode:
         """The cell's stop under way (from memory, else from its file), or a new one; its
         deadline no later than ``grace`` from now."""
@@ -180,9 +199,10 @@ class StopGraces:
             await asyncio.to_thread((files.directory / STOPPING_FILE).unlink)
 
     async def abandon(self, files: CellFiles) -> None:
-        """The cell is to run (``desiredState: Running``): a stop it left unfinished is
-        over, so a later one waits its whole grace again. The file is looked for once
-        per process (a stop left by the process before), then only after a stop here."""
+        """The cell's ``desiredState: Running`` pass ended with no stop waiting: one left
+        unfinished (a stop given up for a start) is over, so a later one waits its whole
+        grace again. The file is looked for once per process (a stop left by the process
+        before), then only after a stop here."""
         if files.key in self._episodes or files.key not in self._checked:
             self._checked.add(files.key)
             await self.end(files)

@@ -932,7 +932,8 @@ async def test_a_changed_spec_recreates_and_a_dropped_container_goes(rig: Rig) -
     changed = make_cell(app(env=["A=1"])).model_copy(update={"status": cell.status})
     rig.world.calls.clear()
     await rig.reconcile(changed)
-    assert ("stop", CID) in rig.world.calls
+    assert ("kill", CID) in rig.world.calls  # its old task stopped as a stop's (stopgraces)
+    assert ("stop", "s_st_c_side") in rig.world.calls
     assert ("delete", "s_st_c_side") in rig.world.calls
     assert set(rig.world.containers) == {CID}
 

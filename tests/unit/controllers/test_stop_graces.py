@@ -11,7 +11,7 @@ from typing import cast
 
 import pytest
 
-from kukeon.api import Cell
+from kukeon.api import Cell, ContainerState
 from kukeon.controllers import stopgraces
 from kukeon.framework import HandlerContext, Requeue
 from kukeon.runtime.containerd.tasks import TaskStatus
@@ -58,11 +58,23 @@ async def finalize(rig: Rig, cell: Cell) -> float | None:  # noqa: F811
     return delay
 
 
+async def deaf_running_cell(rig: Rig) -> Cell:  # noqa: F811
+    """A Ready cell whose task ignores every signal but SIGKILL."""
+    rig.world.deaf = True
+    return await rig.reconcile(make_cell(app(), terminationGracePeriodSeconds=GRACE))
+
+
+async def waits_out_the_grace(rig: Rig, cell: Cell) -> None:  # noqa: F811
+    """A reconcile of ``cell`` ends asking to come back at the end of its whole grace."""
+    with pytest.raises(Requeue) as waiting:
+        await rig.reconcile(cell)
+    assert waiting.value.delay == GRACE
+
+
 async def deleted_deaf_cell(rig: Rig) -> Cell:  # noqa: F811
     """A running cell whose task ignores its signal, deleted: its first finalize pass
     signalled it and asked to come back at the end of its whole grace."""
-    rig.world.deaf = True
-    cell = deleting(await rig.reconcile(make_cell(app(), terminationGracePeriodSeconds=GRACE)))
+    cell = deleting(await deaf_running_cell(rig))
     assert await finalize(rig, cell) == GRACE
     assert rig.world.calls.count(("kill", CID)) == 1
     return cell
@@ -120,24 +132,39 @@ async def test_a_stop_given_up_for_a_start_is_forgotten(
 ) -> None:
     """Stopped, then Running again mid-grace (the task still runs), then Stopped: the
     second stop signals again and waits its whole grace."""
-    rig.world.deaf = True
-    running = await rig.reconcile(make_cell(app(), terminationGracePeriodSeconds=GRACE))
+    running = await deaf_running_cell(rig)
     stopped = make_cell(app(), terminationGracePeriodSeconds=GRACE, desiredState="Stopped")
     stopped = stopped.model_copy(update={"status": running.status})
-    with pytest.raises(Requeue) as waiting:
-        await rig.reconcile(stopped)
-    assert waiting.value.delay == GRACE
+    await waits_out_the_grace(rig, stopped)
     assert record(rig).exists()
     assert rig.recorder.reasons()[-1] == "Killing"
     clock[0] += 20
     await rig.reconcile(running)
     assert not record(rig).exists()
-    with pytest.raises(Requeue) as waiting:
-        await rig.reconcile(stopped)
-    assert waiting.value.delay == GRACE
+    await waits_out_the_grace(rig, stopped)
     assert rig.world.calls.count(("kill", CID)) == 2
     clock[0] += GRACE
     cell = await rig.reconcile(stopped)
     assert str(cell.status.state) == "Stopped"
     assert ("sigkill", CID) in rig.world.calls
+    assert not record(rig).exists()
+
+
+async def test_a_restart_of_a_deaf_container_waits_out_its_grace_in_no_pass(
+    rig: Rig,  # noqa: F811
+    clock: list[float],
+) -> None:
+    """``kukectl restart``: the old task is signalled, the pass ends waiting; at the
+    deadline it is SIGKILLed and a new container runs."""
+    cell = await deaf_running_cell(rig)
+    metadata = cell.metadata.model_copy(update={"annotations": {"kukeon.io/restartedAt": "now"}})
+    asked = cell.model_copy(update={"metadata": metadata})
+    await waits_out_the_grace(rig, asked)
+    assert rig.world.calls.count(("kill", CID)) == 1
+    assert rig.world.containers[CID].labels["kukeon.io/restarted-at"] == ""  # the old one
+    clock[0] += GRACE
+    restarted = await rig.reconcile(asked)
+    assert ("sigkill", CID) in rig.world.calls
+    assert rig.world.containers[CID].labels["kukeon.io/restarted-at"] == "now"
+    assert restarted.status.containers[0].state == ContainerState.RUNNING
     assert not record(rig).exists()
