@@ -191,6 +191,17 @@ def not_an_archive(kind: str, valid: Path) -> bytes:
             info.size = 2
             tar.addfile(info, io.BytesIO(b"hi"))
         return buffer.getvalue()
+    if kind == "deep-index":  # an index.json nested past Python's recursion limit: was a 500
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, member in (
+                ("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),
+                ("index.json", b"[" * 100_000 + b"]" * 100_000),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(member)
+                tar.addfile(info, io.BytesIO(member))
+        return buffer.getvalue()
     data = valid.read_bytes()
     if kind == "truncated-gzip":
         return gzip.compress(data, mtime=0)[: len(data) // 3]
@@ -204,6 +215,7 @@ def not_an_archive(kind: str, valid: Path) -> bytes:
         ("no-layout", "no oci-layout file"),
         ("truncated-gzip", "cannot be read"),
         ("truncated-tar", "cannot be read"),
+        ("deep-index", "index.json is nested too deeply"),
     ],
 )
 async def test_a_bad_archive_is_refused_in_one_line_and_leaves_nothing(

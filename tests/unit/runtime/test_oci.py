@@ -105,6 +105,7 @@ def test_detect_media_type(document: dict[str, Any], content_type: str, media_ty
         (b'{"mediaType": "text/plain"}', "", "unsupported manifest media type 'text/plain'"),
         (b"{}", "", "unsupported manifest media type 'unknown'"),
         (b"<html>", "", "manifest is not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "", "manifest is nested too deeply"),
     ],
 )
 def test_detect_media_type_refuses(data: bytes, content_type: str, message: str) -> None:
@@ -203,6 +204,8 @@ def test_malformed_manifests_are_refused(document: bytes, message: str) -> None:
         (b"\xff\xfe", "index sha256:[0-9a-f]+ is not valid JSON"),
         (b"{}", "`manifests` is missing or not a list"),
         (b'{"manifests": [{"digest": "sha256:1"}]}', r"manifests\[0\]: missing mediaType"),
+        # Past Python's recursion limit: json.loads' RecursionError was a 500 on an import.
+        (b'{"manifests": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "is nested too deeply"),
     ],
 )
 def test_malformed_indexes_are_refused(document: bytes, message: str) -> None:
@@ -497,10 +500,17 @@ def test_archive_blob_digest_mismatch_is_refused(tmp_path: Path) -> None:
     )
 
 
-def test_archive_index_json_must_be_a_json_object(tmp_path: Path) -> None:
-    archive = OciArchive.open(archive_with(tmp_path, {"index.json": b"{manifests"}))
+@pytest.mark.parametrize(
+    ("index", "why"),
+    [
+        (b"{manifests", r"index\.json is not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, r"index\.json is nested too deeply"),
+    ],
+)
+def test_archive_index_json_must_be_a_json_object(tmp_path: Path, index: bytes, why: str) -> None:
+    archive = OciArchive.open(archive_with(tmp_path, {"index.json": index}))
     try:
-        with pytest.raises(InvalidImageArchiveError, match=r"index\.json is not valid JSON"):
+        with pytest.raises(InvalidImageArchiveError, match=why):
             archive.index_entries()
     finally:
         archive.close()

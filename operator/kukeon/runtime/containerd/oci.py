@@ -291,6 +291,8 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise OciFormatError(f"{what} is not valid JSON: {error}") from None
+    except RecursionError:  # an archive's or a registry's document nested past the stack
+        raise OciFormatError(f"{what} is nested too deeply to be read as JSON") from None
     if not isinstance(document, dict):
         raise OciFormatError(f"{what} is not a JSON object")
     return document

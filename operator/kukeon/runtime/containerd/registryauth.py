@@ -266,7 +266,7 @@ class Authenticator:
             ) from exc
         try:
             document = json.loads(raw) if raw is not None else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested past Python's stack
             document = None
         if not isinstance(document, dict):
             document = {}

@@ -103,8 +103,8 @@ async def error_suffix(response: aiohttp.ClientResponse) -> str:
     try:
         raw = await read_at_most(response, 64 * 1024)
         document = json.loads(raw) if raw is not None else None
-    except (ValueError, aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
-        return ""
+    except (ValueError, aiohttp.ClientError, TimeoutError, UnicodeDecodeError, RecursionError):
+        return ""  # RecursionError: a registry's JSON nested past Python's stack
     errors = document.get("errors") if isinstance(document, dict) else None
     if not isinstance(errors, list):
         return ""
