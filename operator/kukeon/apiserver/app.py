@@ -298,6 +298,10 @@ def _errors_middleware(settings: ApiSettings, metrics: _RequestMetrics | None) -
                 code = disk.code
                 log.warning("%s %s: %s", request.method, request.path, disk.message)
                 return status_response(disk)
+            if _client_left(request, exc):
+                code = 400  # its request never came whole; the answer goes nowhere
+                log.debug("%s %s: the client left mid-request", request.method, request.path)
+                return status_response(ApiError(400, "the client closed the connection"))
             log.exception("unhandled error answering %s %s", request.method, request.path)
             return status_response(
                 ApiError(500, "internal error answering the request; see the kukeond log")
@@ -309,6 +313,13 @@ def _errors_middleware(settings: ApiSettings, metrics: _RequestMetrics | None) -
                     metrics.latency.labels(request.method).observe(time.perf_counter() - started)
 
     return errors
+
+
+def _client_left(request: web.Request, exc: Exception) -> bool:
+    """Whether ``exc`` is the client's hang-up: aiohttp fails a read of the body with
+    ``ConnectionResetError`` once the connection is lost (a body shorter than its
+    Content-Length, a chunked body that stops), and the request then has no transport."""
+    return isinstance(exc, ConnectionResetError) and request.transport is None
 
 
 def _authentication_middleware(tokens: TokenBook | None) -> Middleware:

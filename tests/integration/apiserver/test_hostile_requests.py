@@ -386,6 +386,57 @@ async def test_what_the_http_parser_refuses_is_a_status(
     _status(body, code)
 
 
+def _answered(api: Api, method: str, code: int) -> float:
+    value = api.metrics.get_sample_value(
+        "kukeon_apiserver_requests_total", {"method": method, "code": str(code)}
+    )
+    return value or 0.0
+
+
+def _cut_body(framing: str, body: bytes) -> tuple[str, bytes]:
+    """A header announcing ``body`` whole, and the half of it that is sent."""
+    if framing == "chunked":
+        return "Transfer-Encoding: chunked", b"%x\r\n" % len(body) + body[: len(body) // 2]
+    return f"Content-Length: {len(body)}", body[: len(body) // 2]
+
+
+@pytest.mark.usefixtures("hierarchy", "no_tracebacks")
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_body_its_client_stops_sending_writes_nothing_and_logs_no_error(
+    api: Api, http: aiohttp.ClientSession, method: str, framing: str
+) -> None:
+    """The client closes its side halfway through the body: aiohttp fails the body's read
+    with ConnectionResetError, which was logged at ERROR with a traceback and counted a 500."""
+    path, stored = await _stored_cell(http, "cut")
+    if method == "POST":
+        path, body = CELLS, json.dumps(cell_doc("cut-new")).encode()
+        content_type = "application/json"
+    else:
+        body = b'{"metadata": {"labels": {"app": "changed"}}}'
+        content_type = "application/merge-patch+json"
+    framing_header, sent = _cut_body(framing, body)
+    before, answered = await _keys(api.registry), _answered(api, method, 400)
+    reader, writer = await asyncio.open_unix_connection(str(api.socket))
+    try:
+        writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: kukeond\r\nContent-Type: {content_type}\r\n"
+            f"{framing_header}\r\n\r\n".encode()
+            + sent
+        )
+        await writer.drain()
+        writer.write_eof()  # aiohttp takes the end of the client's sending as the connection's
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""  # nobody left to answer
+            while _answered(api, method, 400) == answered:  # noqa: ASYNC110 (the handler ended)
+                await asyncio.sleep(0.02)
+    finally:
+        writer.close()
+    assert await _keys(api.registry) == before
+    async with http.get(f"{CELLS}/cut") as response:
+        assert (await response.json())["metadata"] == stored["metadata"]
+
+
 @pytest.mark.usefixtures("hierarchy")
 async def test_dry_run_create_checks_the_parent_and_writes_nothing(
     api: Api, http: aiohttp.ClientSession
