@@ -91,6 +91,20 @@ def parse_error(status: int, exc: BaseException | None) -> ApiError:
     return ApiError(status, "the request could not be processed")
 
 
+def _unsent(transport: asyncio.Transport) -> int:
+    """Bytes ``transport`` holds for its client yet; 0 once it holds nothing to send them.
+
+    asyncio's TLS transport closed a second time (a malformed request's answer closes it,
+    then the client's hang-up) drops its TLS protocol, and its ``get_write_buffer_size``
+    then raises AttributeError: it ended the connection's task with an error asyncio
+    logged at ERROR. What the TLS shutdown still sends is bounded by its own timeout.
+    """
+    try:
+        return transport.get_write_buffer_size()
+    except AttributeError:
+        return 0
+
+
 class StatusRequestHandler(ExpectRequestHandler):
     """aiohttp's connection handler, answering its own errors with a Status object, and
     closing a connection that has not sent its first request's headers in time (and one
@@ -128,7 +142,7 @@ class StatusRequestHandler(ExpectRequestHandler):
         """A closed connection's client has ``STALL_SECONDS`` to take what is left."""
         transport = self._connection
         closed = transport is not None and transport.is_closing()
-        if closed and transport is not None and transport.get_write_buffer_size() > 0:
+        if closed and transport is not None and _unsent(transport) > 0:
             self._start_stall_timer()
 
     def _start_stall_timer(self) -> None:
@@ -138,7 +152,7 @@ class StatusRequestHandler(ExpectRequestHandler):
     def _stalled(self) -> None:
         self._stall_timer = None
         transport = self._connection
-        if transport is not None and transport.get_write_buffer_size() > 0:
+        if transport is not None and _unsent(transport) > 0:
             log.info(
                 "aborting a connection whose client read nothing of its answer for %gs",
                 STALL_SECONDS,

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import json
 import logging
+import ssl
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -435,6 +438,33 @@ async def test_a_body_its_client_stops_sending_writes_nothing_and_logs_no_error(
     assert await _keys(api.registry) == before
     async with http.get(f"{CELLS}/cut") as response:
         assert (await response.json())["metadata"] == stored["metadata"]
+
+
+def _connections_served() -> list[asyncio.Task[Any]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "StatusRequestHandler.start"
+    ]
+
+
+@pytest.mark.usefixtures("no_tracebacks")
+async def test_a_malformed_request_over_tls_whose_client_hangs_up_logs_no_error(api: Api) -> None:
+    """The malformed request's answer closes the TLS transport and the client's hang-up
+    closes it again, which drops asyncio's TLS protocol: reading its unsent bytes then
+    raised AttributeError in the connection's task ("Task exception was never retrieved",
+    logged at ERROR by asyncio)."""
+    url = urllib.parse.urlsplit(api.https)
+    context = ssl.create_default_context(cafile=str(api.ca))
+    for _ in range(3):
+        _reader, writer = await asyncio.open_connection(url.hostname, url.port, ssl=context)
+        writer.write(b"GET " + V.encode() + b"/realms HTTP/1.1\r\nHost: k\r\nX-A: a\x00b\r\n\r\n")
+        await writer.drain()
+        writer.close()
+    async with asyncio.timeout(10):
+        while _connections_served():  # noqa: ASYNC110 (each connection's task ended)
+            await asyncio.sleep(0.05)
+    gc.collect()  # a task's unretrieved exception is logged when the task is collected
 
 
 @pytest.mark.usefixtures("hierarchy")
