@@ -47,11 +47,7 @@ from kukeon.api import (
     Space,
 )
 from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF
-from kukeon.framework import (
-    EventRecorder,
-    HandlerContext,
-    Requeue,
-)
+from kukeon.framework import EventRecorder, HandlerContext, Requeue
 from kukeon.runtime.cgroups import CgroupPath, CgroupState, Delegation
 from kukeon.runtime.containerd.client import patience as containerd_patience
 from kukeon.runtime.containerd.tasks import TaskStatus
@@ -110,14 +106,12 @@ from .cellports import (
 from .cellprogress import PassProgress, ordered_containers
 from .cellstate import containerd_container_id
 from .cellstop import plan_stop, stopped_statuses
+from .celltrial import refused_replacement
 from .cellusers import cell_id_range
 from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host
-from .images import (
-    ImageProvider,
-    realm_image_quota,
-)
+from .images import ImageProvider, realm_image_quota
 from .imagewaits import ImageWaits
 from .logcopiers import LogCopiers
 from .probing import ProbeManager, RunningContainer
@@ -409,11 +403,11 @@ class CellController:
             place.container_name(failure.container) for failure in failures
         }
         await executor.remove_all(place.namespace, place.key, keep=names, found=listed)
-        failed = failed_containers(progress.cell, failures) if failures else None
-        if failed is None or failed.state != CellState.DEGRADED:
-            # One held on its former spec keeps its probes and storage watch as they were
-            # (this pass has no spec of what runs).
-            self._probe(progress.cell, place.namespace, converged, host[1])
+        views = self.probes.views(place.key) if self.probes else None
+        failed = failed_containers(progress.cell, failures, views) if failures else None
+        # One held on its former spec keeps its probes and storage watch as they were (this
+        # pass has no spec of what runs); its siblings' follow what runs now.
+        self._probe(progress.cell, place.namespace, converged, host[1], failed)
         if self.log_copiers is not None:
             held = failed.statuses.values() if failed is not None else ()
             statuses = [*(s for _, s in converged), *held]
@@ -540,6 +534,9 @@ class CellController:
                 probe_kill=self.probes.kill(place.key, effective.id) if self.probes else None,
             )
         )
+        refused = await refused_replacement(executor, built, place, (plan, task))
+        if refused is not None:  # known before the running container is touched: held
+            return ContainerFailure(container.id, refused, untouched=True)
         await self.stop_graces.replacing(executor, place, plan, (name, task))  # or Requeue
         try:
             await executor.execute_container_actions(plan, built, place, restarted_at=restarted_at)
@@ -641,8 +638,10 @@ class CellController:
         namespace: str,
         converged: list[tuple[ContainerPlan, ContainerStatus]],
         interfaces: CellInterfaces,
+        failed: FailedContainers | None = None,
     ) -> None:
-        """Hand the tasks that run now to the probes (a probe of a task gone stops)."""
+        """Hand the tasks that run now to the probes (a probe of a task gone stops, not a
+        held one's)."""
         if self.probes is None:
             return
         running = [  # the effective specs: a space's default limit is the container's
@@ -657,6 +656,7 @@ class CellController:
             namespace=namespace,
             address=str(primary.ip) if primary is not None else "127.0.0.1",
             running=running,
+            held=failed.held if failed is not None else (),
         )
 
     async def remove_container(self, namespace: str, cid: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from kukeon.api import ContainerSpec, EventReason
 from kukeon.api.container import VolumeKind
 from kukeon.fileio import host_disk_refusal
-from kukeon.runtime.bindpins import pin_container
+from kukeon.runtime.bindpins import BindSourceRefusedError, pin_container
 from kukeon.runtime.cgroups import CgroupError, CgroupPath
 from kukeon.runtime.containerd.containers import LABEL_MANAGED, kukeon_labels
 from kukeon.runtime.containerd.errors import (
@@ -31,6 +31,7 @@ from kukeon.runtime.containerd.errors import (
     ProcessNotStartableError,
     SpecRefusedError,
     TaskNotFoundError,
+    missing_mount_source,
     program_named,
 )
 from kukeon.runtime.containerd.namespaces import instance_labels
@@ -66,6 +67,9 @@ logger = logging.getLogger(__name__)
 
 LABEL_SPEC_DIGEST = "kukeon.io/spec-digest"
 LABEL_NODE = "kukeon.io/node"
+LABEL_TRIAL = "kukeon.io/trial"
+"""On a container made only to try a running one's replacement (`celltrial`): no task
+event of it is the cell's."""
 LABEL_RESTARTED_AT = "kukeon.io/restarted-at"
 """The cell's `kukeon.io/restartedAt` annotation when the container was created."""
 ANNOTATION_RESTARTED_AT = "kukeon.io/restartedAt"
@@ -142,6 +146,23 @@ def refused_spec_error(container: ContainerSpec, error: SpecRefusedError) -> Run
         f"huge pages) {runc}"
     )
     return RuntimeSpecError(container=container.id, field=field, reason=why)
+
+
+def missing_bind_source(container: ContainerSpec, detail: str) -> BindSourceRefusedError | None:
+    """runc's refusal of a bind whose source is not on the node, as the volume that names it
+    (retried: the source may be made); None for any other failure."""
+    found = missing_mount_source(detail)
+    if found is None:
+        return None
+    source, target = found
+    field = "volumes"
+    for index, volume in enumerate(container.volumes):
+        if volume.kind == VolumeKind.BIND and posixpath.normpath(volume.target) == target:
+            field = f"volumes[{index}].source"
+    return BindSourceRefusedError(
+        f"container {container.id!r}: {field}: {source[:300]!r} does not exist on this node "
+        f"(runc could not bind it at {target[:200]!r})"
+    )
 
 
 def _one_program_hint(container: ContainerSpec, reason: str) -> str:
@@ -251,7 +272,7 @@ class CellExecutor:
             if isinstance(action, RemoveContainer):
                 await self.remove_container(namespace, name)
             elif isinstance(action, CreateContainer):
-                await self._create(place, built, restarted_at=restarted_at)
+                await self.create_container(place, built, restarted_at=restarted_at)
 
     async def create_planned_task(
         self, plan: ContainerPlan, built: BuiltContainer, place: CellPlace
@@ -304,7 +325,10 @@ class CellExecutor:
         except Exception as error:
             logger.warning("task %s, created and not started, not deleted: %s", name, error)
 
-    async def _create(self, place: CellPlace, built: BuiltContainer, *, restarted_at: str) -> None:
+    async def create_container(
+        self, place: CellPlace, built: BuiltContainer, *, restarted_at: str, trial: bool = False
+    ) -> None:
+        """The container made in containerd, labelled; a ``trial`` (`celltrial`) unsaid."""
         realm, space, stack, cell = place.key
         labels = kukeon_labels(
             realm=realm, space=space, stack=stack, cell=cell, container=built.effective.id
@@ -314,6 +338,8 @@ class CellExecutor:
         labels[LABEL_RESTARTED_AT] = restarted_at
         labels.update(instance_labels(self.host.instance))
         labels.update(stop_signal_label(built.stop_signal))
+        if trial:
+            labels[LABEL_TRIAL] = "true"
         containers = self.host.containerd.containers(place.namespace)
         # AlreadyExists: a concurrent or interrupted create; the next pass checks the digest.
         with contextlib.suppress(AlreadyExistsError):
@@ -326,20 +352,31 @@ class CellExecutor:
                 await containers.create(
                     built.name, image=built.image, spec=built.spec, labels=labels, remap=remap
                 )
-            self._note(EventReason.CREATED, f"created container {built.effective.id}")
+            if not trial:
+                self._note(EventReason.CREATED, f"created container {built.effective.id}")
 
     async def create_task(
-        self, namespace: str, name: str, files: CellFiles, container: ContainerSpec
+        self,
+        namespace: str,
+        name: str,
+        files: CellFiles,
+        container: ContainerSpec,
+        *,
+        trial: bool = False,
     ) -> None:
-        """A new task of the container, created (not started)."""
+        """A new task of the container, created (not started); a ``trial``'s (`celltrial`)
+        output goes nowhere: the container's log is its running task's."""
         tasks = self.host.containerd.tasks(namespace)
         log = files.log(container.id)
-        await files.start_new_log(container.id)
+        if not trial:
+            await files.start_new_log(container.id)
         # Its logger's CPU is the realm's (in the realm's copiers' cgroup), not the host's.
         copier_procs = self.host.cgroups.log_copier_procs(files.key[0])
 
         async def create() -> None:
-            if container.attachable:
+            if trial:
+                await tasks.create(name, io=TaskIO.discard())
+            elif container.attachable:
                 # A TTY whose stdin FIFO and output the shim's logger holds (see ttyio): the
                 # container keeps its terminal while kukeond is down; its output goes to the
                 # log.
@@ -387,6 +424,9 @@ class CellExecutor:
                 raise InitOomKilledError(container, error) from error
             raise refused_spec_error(container, error) from error
         except ContainerdCallError as error:
+            missing = missing_bind_source(container, error.detail)
+            if missing is not None:
+                raise missing from error
             # Read only now: a start that succeeds reads no counters.
             full = await pids_limit_error(
                 self.host.cgroups, CgroupPath(files.key), container, error.detail

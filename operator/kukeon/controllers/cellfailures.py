@@ -5,6 +5,7 @@ spec's container runs on held, not failed (``failed_containers``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from kukeon.runtime.network import NetworkError
 from .cellexec import CommandUnusableError, InitOomKilledError
 from .cellfiles import SecretUnavailableError
 from .cellpids import PidsLimitReachedError
+from .cellplan import ProbeView
 from .cellprogress import ordered_containers
 from .images import ImageUnavailableError, InvalidImageReferenceError
 
@@ -103,6 +105,8 @@ class FailedContainers:
     statuses: dict[str, ContainerStatus]
     events: tuple[str, ...]
     failures: tuple[ContainerFailure, ...]
+    held: frozenset[str] = frozenset()
+    """The containers that run on from their former spec (their probes go on)."""
 
 
 _RUNS = (ContainerState.RUNNING, ContainerState.PAUSED)
@@ -141,13 +145,18 @@ def missing_images(*errors: Exception) -> list[str]:
     ]
 
 
-def failed_containers(cell: Cell, failures: list[ContainerFailure]) -> FailedContainers:
+def failed_containers(
+    cell: Cell,
+    failures: list[ContainerFailure],
+    views: Callable[[str], ProbeView | None] | None = None,
+) -> FailedContainers:
     """The status of a pass whose ``failures`` (each container's, in the cell's order) the
     other containers were converged beside; ``cell`` as last written (its statuses as last
     reported). A container whose build failed while its task of the former spec runs is
     held (reason ``ImagePullBackOff`` for an image, else the failure's own, message naming
     it and why); one that has nothing running (new, or its old container removed) is
-    ``Failed``, and so is the cell then, with the failure's reason and message."""
+    ``Failed``, and so is the cell then, with the failure's reason and message. ``views``:
+    what the probes of each container's running task say now (a held one's go on)."""
     previous = {status.id: status for status in cell.status.containers}
     statuses: dict[str, ContainerStatus] = {}
     held: list[tuple[str, str]] = []
@@ -161,9 +170,11 @@ def failed_containers(cell: Cell, failures: list[ContainerFailure]) -> FailedCon
             if missing_images(failure.error) and status.image not in (None, image_of(failure)):
                 reason = IMAGE_PULL_BACK_OFF
             message = _held(failure, status, reason)
-            statuses[failure.container] = status.model_copy(
-                update={"reason": reason, "message": message}
-            )
+            update: dict[str, Any] = {"reason": reason, "message": message}
+            view = views(failure.container) if views is not None else None
+            if view is not None and view.pid == status.pid:
+                update.update(started=view.started, ready=view.ready, probes=list(view.probes))
+            statuses[failure.container] = status.model_copy(update=update)
             held.append((reason, message))
             continue
         message = str(failure.error)
@@ -187,6 +198,7 @@ def failed_containers(cell: Cell, failures: list[ContainerFailure]) -> FailedCon
         statuses=statuses,
         events=tuple(f"{reason}: {message}" for reason, message in said),
         failures=tuple(failures),
+        held=frozenset(id for id, status in statuses.items() if status.state in _RUNS),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from kukeon.api import Cell, CellState, ContainerSpec, ContainerStatus
-from kukeon.api.containerstatus import IMAGE_PULL_BACK_OFF
 from kukeon.framework import HandlerContext
 
 from .reporting import report
@@ -32,8 +31,8 @@ class PassProgress:
         # Pulling Event still tells): a Failed cell whose reason is "Pulling" says neither.
         if self.cell.status.state in (CellState.FAILED, CellState.ERROR):
             return
-        if self.cell.status.reason == IMAGE_PULL_BACK_OFF:
-            return  # its old containers run on: the back-off is what is still true
+        if self.cell.status.state == CellState.DEGRADED:
+            return  # an update held (a sibling's pull too) or a back-off: still true
         self.cell = await report(
             self.ctx, self.cell, observe=False, reason="Pulling", message=f"pulling image {image}"
         )

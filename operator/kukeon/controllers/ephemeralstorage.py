@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -103,9 +103,16 @@ class StorageLimits:
         self._stopping: set[asyncio.Task[None]] = set()
 
     def sync(
-        self, cell: Cell, key: CellKey, *, namespace: str, running: Iterable[RunningContainer]
+        self,
+        cell: Cell,
+        key: CellKey,
+        *,
+        namespace: str,
+        running: Iterable[RunningContainer],
+        held: Collection[str] = (),
     ) -> None:
-        """Watch exactly these tasks of the cell (those with a limit) from now on."""
+        """Watch exactly these tasks of the cell (those with a limit) from now on, and the
+        ``held`` containers' as they were."""
         wanted: set[str] = set()
         for item in running:
             slot = (key, item.spec.id)
@@ -121,7 +128,7 @@ class StorageLimits:
                 self._watched[slot] = _Watched(cell, namespace, item.containerd_id, item.pid, limit)
             else:
                 known.cell, known.limit = cell, limit
-        for slot in [s for s in self._watched if s[0] == key and s[1] not in wanted]:
+        for slot in [s for s in self._watched if s[0] == key and s[1] not in wanted | {*held}]:
             del self._watched[slot]
 
     def kill(self, key: CellKey, container: str) -> ProbeKill | None:

@@ -29,6 +29,8 @@ from kukeon.runtime.containerd.events import (
     topic_filter,
 )
 
+from .cellexec import LABEL_TRIAL
+
 log = logging.getLogger(__name__)
 
 Trigger = Callable[[Kind, tuple[str, ...]], object]
@@ -54,8 +56,8 @@ async def follow_task_events(
         except ContainerdError:
             continue  # already deleted, or not a container we can see
         labels = container.labels
-        if labels.get(LABEL_MANAGED) != "true":
-            continue
+        if labels.get(LABEL_MANAGED) != "true" or LABEL_TRIAL in labels:
+            continue  # not a cell's, or a replacement's trial (`celltrial`): no news of it
         key = tuple(labels.get(name, "") for name in (LABEL_REALM, LABEL_SPACE, LABEL_STACK))
         cell = labels.get(LABEL_CELL, "")
         if all(key) and cell:

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,6 +180,10 @@ class ProbeManager:
         found = self._containers.get((key, container))
         return None if found is None else found.view()
 
+    def views(self, key: CellKey) -> Callable[[str], ProbeView | None]:
+        """``view`` of the cell's containers, by container id."""
+        return lambda container: self.view(key, container)
+
     def kill(self, key: CellKey, container: str) -> ProbeKill | None:
         found = self._kills.get((key, container))
         if found is None and self.storage is not None:
@@ -194,12 +198,14 @@ class ProbeManager:
         namespace: str,
         address: str | None,
         running: Iterable[RunningContainer],
+        held: Collection[str] = (),
     ) -> None:
-        """Probe exactly these tasks from now on (the cell's other containers stop); the
-        storage limits watch those with one."""
+        """Probe exactly these tasks from now on (the cell's other containers stop, but the
+        ``held`` ones: their probes go on as they were); the storage limits watch those
+        with one."""
         running = list(running)
         if self.storage is not None:
-            self.storage.sync(cell, key, namespace=namespace, running=running)
+            self.storage.sync(cell, key, namespace=namespace, running=running, held=held)
         wanted: set[str] = set()
         for item in running:
             if not item.spec.probes():
@@ -224,6 +230,9 @@ class ProbeManager:
             )
             self._start(cell, key, item, signature, target)
         for slot in [s for s in self._containers if s[0] == key and s[1] not in wanted]:
+            if slot[1] in held:
+                self._containers[slot].cell = cell
+                continue
             self._cancel(self._containers.pop(slot))
 
     def forget(self, key: CellKey) -> None:

@@ -223,6 +223,19 @@ def spec_refusal(container_id: str, detail: str) -> SpecRefusedError | None:
     return None
 
 
+_SOURCE_MISSING = re.compile(
+    r'error mounting "((?:[^"\\]|\\.)*)" to rootfs at "((?:[^"\\]|\\.)*)": '
+    r"stat [^\n]*?: no such file or directory"
+)
+
+
+def missing_mount_source(detail: str) -> tuple[str, str] | None:
+    """The source and target of a bind mount runc could not make because its source is not
+    on the node (runc 1.1's words), as written in ``detail``; None for any other failure."""
+    found = _SOURCE_MISSING.search(detail)
+    return (found.group(1), found.group(2)) if found is not None else None
+
+
 class RootfsUnreachableError(ContainerdError):
     """runc could not mount a container's root filesystem because a directory above it is
     closed to other users: a user-namespace container's (``hostUsers: false``) rootfs is
