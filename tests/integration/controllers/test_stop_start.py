@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import Cell, DesiredCellState, Kind
+from kukeon.daemon.app import Daemon
 from tests.fixtures.kukeond import Kukeond
 
 from .helpers import cell_doc, cell_key, container, container_ids, get_cell, task_ids, update_cell
@@ -206,6 +207,33 @@ async def test_a_deletes_grace_period_wins_and_a_later_one_cuts_a_stop_short(
     assert raised is None or raised.metadata.deletion_grace_period_seconds == 0
     await k.wait_gone(Kind.CELL, cell_key(k, "shortened"), within=20)
     assert time.monotonic() - started < 20
+
+
+RESTARTED_GRACE = 25
+"""Longer than kukeond's shutdown grace (10 s), which a stop once spent waiting with it."""
+
+
+async def test_a_kukeond_restarted_mid_grace_keeps_the_deadline(kukeond: Kukeond) -> None:
+    """A deleted cell that ignores SIGTERM goes when its grace ends, counted from its
+    deletion, though kukeond was restarted 3 s into it. Before, the finalize waiting the
+    grace held kukeond's stop for its shutdown grace (10 s), was cancelled, and the
+    restarted kukeond began the whole grace again: gone after 3 + 10 + 25 s."""
+    import time
+
+    k = kukeond
+    await k.hierarchy()
+    deaf = [container(k, "a", script=DEAF_TO_TERM)]
+    await k.apply(cell_doc(k, "deaf", deaf, terminationGracePeriodSeconds=RESTARTED_GRACE))
+    await k.wait_for(Kind.CELL, cell_key(k, "deaf"), state="Ready")
+    started = time.monotonic()
+    await k.registry.delete(Kind.CELL, cell_key(k, "deaf"))
+    await asyncio.sleep(3)
+    await k.daemon.stop()
+    k.daemon = Daemon(k.config)
+    await k.daemon.start()
+    await k.wait_gone(Kind.CELL, cell_key(k, "deaf"), within=60)
+    took = time.monotonic() - started
+    assert RESTARTED_GRACE <= took < RESTARTED_GRACE + 6, f"gone after {took:.1f}s"
 
 
 async def test_a_stop_is_no_exit_the_start_reads_back(kukeond: Kukeond) -> None:
