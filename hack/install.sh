@@ -13,6 +13,8 @@ Install kukeon (run as root):
   /opt/kukeon                          virtualenv with the kukeon package
   /usr/local/bin/kukectl, kukeond      links into the virtualenv
   /etc/kukeon/kukeond.yaml             default configuration (kept if it already exists)
+  /etc/kukeon/metrics-token            the bearer token /metrics asks for (kept if it exists;
+                                       0640 group prometheus when that group exists, else 0600)
   /etc/systemd/system/kukeond.service  the unit (hack/kukeond.service)
   /etc/systemd/system/kukeond.service.d/etcd.conf.example
                                        drop-in example for an external etcd (rename to .conf)
@@ -113,6 +115,33 @@ if [[ -f $repo_root/docs/install.md ]]; then
     install_file 0644 "$repo_root/docs/install.md" "$venv/share/doc/kukeon/install.md"
 fi
 
+# The token kukeond's /metrics asks for: without one, every local account reads every
+# realm's series. Prometheus' group reads it when Debian's prometheus is installed.
+write_metrics_token() {
+    local token_file="$confdir/metrics-token" group=root mode=0600
+    if [[ -f $token_file ]]; then
+        echo "install: $token_file exists, left as it is"
+        return
+    fi
+    if getent group prometheus >/dev/null && [[ $(id -u) -eq 0 ]]; then
+        group=prometheus mode=0640
+    fi
+    (
+        umask 077
+        "$venv/bin/python" -c 'import secrets; print(secrets.token_hex(32))' >"$scratch/metrics-token"
+    )
+    if [[ $(id -u) -eq 0 ]]; then
+        install -D -m "$mode" -o root -g "$group" "$scratch/metrics-token" "$token_file"
+    else  # --root as another user (packaging): the file is that user's
+        install -D -m "$mode" "$scratch/metrics-token" "$token_file"
+    fi
+    echo "install: wrote $token_file (mode $mode, group $group)"
+    if ! grep -qs '^metricsTokenFile:' "$confdir/kukeond.yaml"; then
+        echo "install: $confdir/kukeond.yaml asks for no metrics token: add" \
+            "'metricsTokenFile: /etc/kukeon/metrics-token' (docs/install.md#metrics)" >&2
+    fi
+}
+
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 if [[ -f $confdir/kukeond.yaml ]]; then
@@ -130,10 +159,13 @@ cgroupRoot: /kukeon
 cniBinDirs: [/usr/lib/cni, /opt/cni/bin]
 cniConfDir: /etc/cni/net.d
 metricsAddress: 127.0.0.1:9464
+# The bearer token /metrics asks for (Prometheus: authorization: {credentials_file: ...}).
+metricsTokenFile: /etc/kukeon/metrics-token
 logLevel: info
 YAML
     install_file 0644 "$scratch/kukeond.yaml" "$confdir/kukeond.yaml"
 fi
+write_metrics_token
 
 if [[ $with_systemd -eq 1 ]]; then
     install_file 0644 "$repo_root/hack/kukeond.service" "$unitdir/kukeond.service"

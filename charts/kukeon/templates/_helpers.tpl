@@ -127,6 +127,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.fleet.token.existingSecret -}}{{ .Values.fleet.token.key }}{{- else -}}token{{- end -}}
 {{- end -}}
 
+{{/* The Secret holding the token kukeond's /metrics asks for, and the token's key in it. */}}
+{{- define "kukeon.metrics.tokenSecret" -}}
+{{- default (printf "%s-metrics-token" (include "kukeon.fullname" .)) .Values.metrics.token.existingSecret -}}
+{{- end -}}
+
+{{- define "kukeon.metrics.tokenKey" -}}
+{{- if .Values.metrics.token.existingSecret -}}{{ .Values.metrics.token.key }}{{- else -}}token{{- end -}}
+{{- end -}}
+
 {{/* kukeond.apiSocketGroup as kukeond reads it: the node's gid, "" (or 0) for root only.
 An integer from a values file is a float64, printed 1e+06 unless made an int64. */}}
 {{- define "kukeon.apiSocketGroup" -}}

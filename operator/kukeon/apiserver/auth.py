@@ -182,6 +182,14 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+def token_in_text(text: str) -> str | None:
+    """The first non-empty line of a token file's ``text``, stripped; None when it has none."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return None
+
+
 def denial(
     principal: Principal, *, verb: Verb, realm: str | None, subresource: str | None
 ) -> str | None:

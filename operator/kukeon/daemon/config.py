@@ -248,6 +248,12 @@ class DaemonConfig(BaseModel):
     one read of the largest window and small ones beside it)."""
 
     metrics_address: str = "127.0.0.1:9464"
+    metrics_token_file: Path | None = None
+    """A file whose first non-empty line is the bearer token the `/metrics` listener asks
+    for (`Authorization: Bearer <token>`: 401 without it, 403 for another); read at start.
+    kukeond refuses to start when other local users may read or replace it (it must be
+    root's, mode 0600, or 0640 with the scraper's group). Unset: any local account reads
+    every realm's series (a warning at start)."""
     api_address: str | None = None
     """Optional TCP listener (`host:port`); TLS and tokens are then required."""
     api_max_connections: int = Field(default=0, ge=0)

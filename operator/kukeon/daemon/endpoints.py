@@ -13,6 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from kukeon.apiserver import ApiServerError, ApiSettings, build_runner
 from kukeon.apiserver.admission import Admission
@@ -33,6 +34,7 @@ from .forwarding import Forwarder
 from .hostdirs import share_run_dir
 from .keyroutes import KeyRotationRoutes
 from .metricslistener import listen_when_free, squatters
+from .metricstoken import read_metrics_token, requiring_token, warn_open_listener
 from .node import FLEET
 from .noderoutes import NodeRoutes
 from .starterrors import StartupError
@@ -204,8 +206,13 @@ async def _listen_for_metrics(daemon: Daemon, on_stop: Callable[[str, Stopper], 
     # The node's cells reach its addresses whatever their space's egress policy, and the
     # series name every realm's objects: no cell of this node is answered (endpoint.py).
     cells = (daemon.config.subnet_pool,)
+    guard = await _metrics_guard(daemon)
+    if guard is None:
+        warn_open_listener(address)
     try:
-        server = await serve_metrics(address, registry=daemon.metrics_registry, refused=cells)
+        server = await serve_metrics(
+            address, registry=daemon.metrics_registry, refused=cells, guard=guard
+        )
     except OSError as error:
         holders = await asyncio.to_thread(squatters, address, error)
         if holders is None:
@@ -230,6 +237,7 @@ async def _listen_for_metrics(daemon: Daemon, on_stop: Callable[[str, Stopper], 
                 daemon.metrics_registry,
                 listening=listening,
                 refused=cells,
+                guard=guard,
             ),
             component="endpoints",
         )
@@ -237,3 +245,12 @@ async def _listen_for_metrics(daemon: Daemon, on_stop: Callable[[str, Stopper], 
         return
     daemon.metrics_url = server.url
     on_stop("metrics endpoint", server.stop)
+
+
+async def _metrics_guard(daemon: Daemon) -> Middleware | None:
+    """The /metrics listener's token check (``metrics_token_file``), None when unset; an
+    unusable file is a ``StartupError`` (``metricstoken.read_metrics_token``)."""
+    path = daemon.config.metrics_token_file
+    if path is None:
+        return None
+    return requiring_token(await asyncio.to_thread(read_metrics_token, path))

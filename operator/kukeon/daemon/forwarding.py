@@ -50,7 +50,7 @@ from aiohttp import WSMsgType, web
 from kukeon.api import Cell, Kind, Node, NodeState
 from kukeon.api.meta import quote
 from kukeon.apiserver.app import Handler
-from kukeon.apiserver.auth import Verb, denial
+from kukeon.apiserver.auth import Verb, denial, token_in_text
 from kukeon.apiserver.expect import body_chunks
 from kukeon.apiserver.handlers import principal_of, route_patterns
 from kukeon.apiserver.queryparams import node_name
@@ -108,10 +108,10 @@ def read_token(path: Path) -> str:
         text = path.read_text()
     except OSError as error:
         raise ForwardingError(f"cannot read the fleet token file {path}: {error}") from error
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    raise ForwardingError(f"the fleet token file {path} is empty")
+    token = token_in_text(text)
+    if token is None:
+        raise ForwardingError(f"the fleet token file {path} is empty")
+    return token
 
 
 def _tls_context(ca_file: Path | None) -> ssl.SSLContext:

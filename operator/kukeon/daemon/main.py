@@ -211,6 +211,14 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         },
     ),
     ("--metrics-address", {"help": "host:port of /metrics (default 127.0.0.1:9464)."}),
+    (
+        "--metrics-token-file",
+        {
+            "type": _path,
+            "help": "File holding the bearer token /metrics asks for (root's, mode 0600 or "
+            "0640); unset: no token asked.",
+        },
+    ),
     ("--api-address", {"help": "Optional TCP listener host:port (TLS and tokens required)."}),
     (
         "--api-max-connections",

@@ -24,6 +24,7 @@ import errno
 import logging
 from collections.abc import Callable, Sequence
 
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from kukeon.metrics.endpoint import MetricsServer, Network, parse_address, serve_metrics
@@ -48,13 +49,14 @@ async def listen_when_free(
     listening: Callable[[MetricsServer], None],
     retry_seconds: float = RETRY_SECONDS,
     refused: Sequence[Network] = (),
+    guard: Middleware | None = None,
 ) -> None:
     """Listen on ``address`` once it is free, then serve until cancelled (a supervised
     task's loop: a bind that fails otherwise than "in use" raises, and is tried again)."""
     while True:
         await asyncio.sleep(retry_seconds)
         try:
-            server = await serve_metrics(address, registry=registry, refused=refused)
+            server = await serve_metrics(address, registry=registry, refused=refused, guard=guard)
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 continue

@@ -15,6 +15,9 @@ and a cell reaches the node's own addresses (its gateway, the node's IP) whateve
 space's egress policy, which its realm's editor writes. With ``metricsAddress`` on an
 address other than loopback (the chart's node IP), any realm's editor read the names and
 states of every other realm's cells, sets and images from a cell of theirs.
+
+``guard`` is one more middleware, inside that refusal: kukeond's bearer token check when
+``metrics_token_file`` is set (``kukeon.daemon.metricstoken``).
 """
 
 from __future__ import annotations
@@ -93,10 +96,17 @@ def metrics_handler(registry: CollectorRegistry) -> Handler:
     return serve
 
 
-def metrics_app(registry: CollectorRegistry, *, refused: Sequence[Network] = ()) -> web.Application:
+def metrics_app(
+    registry: CollectorRegistry,
+    *,
+    refused: Sequence[Network] = (),
+    guard: Middleware | None = None,
+) -> web.Application:
     """An app with ``GET /metrics`` (and ``/`` pointing there); a client whose address is in
-    ``refused`` gets a 403 for every path."""
+    ``refused`` gets a 403 for every path, then ``guard`` (if any) sees every request."""
     middlewares: list[Middleware] = [expectations]
+    if guard is not None:  # before Expect is answered: no 100 Continue for a refused one
+        middlewares.insert(0, guard)
     if refused:  # outermost: a refused client reaches nothing else
         middlewares.insert(0, _refusing(tuple(refused)))
     app = web.Application(middlewares=middlewares)
@@ -148,11 +158,13 @@ async def serve_metrics(
     *,
     registry: CollectorRegistry,
     refused: Sequence[Network] = (),
+    guard: Middleware | None = None,
 ) -> MetricsServer:
     """Listen on ``address`` (port 0 picks a free one; see ``MetricsServer.port``); clients
-    in ``refused`` get a 403 (``metrics_app``)."""
+    in ``refused`` get a 403, every request passes ``guard`` (``metrics_app``)."""
     host, port = parse_address(address)
-    runner = ExpectAppRunner(metrics_app(registry, refused=refused), access_log=None)
+    app = metrics_app(registry, refused=refused, guard=guard)
+    runner = ExpectAppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

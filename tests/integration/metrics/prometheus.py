@@ -41,10 +41,20 @@ class PrometheusError(AssertionError):
     """Prometheus refused a query or did not start."""
 
 
+_AUTHORIZATION = """\
+    authorization:
+      credentials_file: {credentials_file}
+"""
+
+
 class PrometheusServer:
-    def __init__(self, *, binary: str, targets: list[str]) -> None:
+    def __init__(
+        self, *, binary: str, targets: list[str], credentials_file: Path | None = None
+    ) -> None:
+        """``credentials_file``: the bearer token file it scrapes with (none: no token)."""
         self.binary = binary
         self.targets = targets
+        self.credentials_file = credentials_file
         self.root = Path(tempfile.mkdtemp(prefix="kukeon-prometheus-"))
         note("scratch", path=str(self.root))
         self.port = free_tcp_port()
@@ -61,7 +71,10 @@ class PrometheusServer:
     def start(self, *, within: float = 30.0) -> None:
         config = self.root / "prometheus.yml"
         targets = ", ".join(f'"{target}"' for target in self.targets)
-        config.write_text(_CONFIG.format(job=SCRAPE_JOB, targets=targets))
+        text = _CONFIG.format(job=SCRAPE_JOB, targets=targets)
+        if self.credentials_file is not None:
+            text += _AUTHORIZATION.format(credentials_file=self.credentials_file)
+        config.write_text(text)
         with self.log_path.open("ab") as log:
             self.process = spawn_service(
                 [

@@ -6,14 +6,17 @@ host's /opt, /usr/local and /etc are never touched and systemctl is never run.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from kukeon.daemon.config import load_config
+from kukeon.daemon.metricstoken import read_metrics_token
 
 from .conftest import REPO, BuiltImage
 
@@ -85,6 +88,23 @@ def test_default_configuration_is_what_kukeond_reads(installed: Path) -> None:
     assert config.uses_embedded_etcd
     assert config.api_socket == Path("/run/kukeon/kukeond.sock")
     assert config.metrics_address == "127.0.0.1:9464"
+    assert config.metrics_token_file == Path("/etc/kukeon/metrics-token")
+
+
+def test_a_metrics_token_prometheus_alone_reads_is_generated(installed: Path) -> None:
+    """Not the file any local account reads: root's, and Prometheus' group's if it has one
+    (0640; 0600 without it); what kukeond reads it with takes it."""
+    token_file = installed / "etc/kukeon/metrics-token"
+    facts = token_file.stat()
+    try:
+        prometheus_gid: int | None = grp.getgrnam("prometheus").gr_gid
+    except KeyError:
+        prometheus_gid = None
+    if os.geteuid() == 0 and prometheus_gid is not None:
+        assert (stat.S_IMODE(facts.st_mode), facts.st_gid) == (0o640, prometheus_gid)
+    else:
+        assert stat.S_IMODE(facts.st_mode) == 0o600
+    assert len(read_metrics_token(token_file)) == 64
 
 
 def test_installed_kukectl_reports_the_package_version(

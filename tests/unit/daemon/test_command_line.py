@@ -48,6 +48,7 @@ FLAGS = {
     "--image-unpacked-max-bytes": "image_unpacked_max_bytes",
     "--image-zstd-window-budget-bytes": "image_zstd_window_budget_bytes",
     "--metrics-address": "metrics_address",
+    "--metrics-token-file": "metrics_token_file",
     "--api-address": "api_address",
     "--api-max-connections": "api_max_connections",
     "--api-tls-cert-file": "api_tls_cert_file",

@@ -134,12 +134,13 @@ the API or the fleet)."""
 
 
 def api_secrets(documents: list[Manifest]) -> list[Manifest]:
-    """The Secrets of the chart other than its own etcd's certificates and encryption keys."""
+    """The Secrets of the chart other than its own etcd's certificates, encryption keys and
+    metrics token."""
     return [
         doc
         for doc in by_kind(documents, "Secret")
         if doc["metadata"]["name"] not in CHART_ETCD_SECRETS
-        and not doc["metadata"]["name"].endswith("-encryption")
+        and not doc["metadata"]["name"].endswith(("-encryption", "-metrics-token"))
     ]
 
 
@@ -300,6 +301,7 @@ def test_default_values_run_kukeond_everywhere_with_a_three_member_etcd(
             "ConfigMap",
             "DaemonSet",
             "PodDisruptionBudget",
+            "Secret",
             "Secret",
             "Secret",
             "Secret",
@@ -626,6 +628,7 @@ def test_external_etcd_secrets_of_the_operator_are_referenced_not_created(
         },
         **FLEET_OPERATOR_SECRETS,
         "encryption": {"existingSecret": "my-encryption-keys"},
+        "metrics": {"token": {"existingSecret": "my-metrics-token"}},
     }
     documents = manifests(helm, values)
     assert by_kind(documents, "Secret") == []
@@ -639,6 +642,7 @@ def test_external_etcd_secrets_of_the_operator_are_referenced_not_created(
         "api-tokens": "my-tokens",
         "fleet-token": "my-fleet",
         "encryption-keys": "my-encryption-keys",
+        "metrics-token": "my-metrics-token",
     }
     env = {item["name"]: item for item in pod["containers"][0]["env"]}
     assert env["KUKEON_ETCD_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
