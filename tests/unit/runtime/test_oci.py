@@ -106,6 +106,8 @@ def test_detect_media_type(document: dict[str, Any], content_type: str, media_ty
         (b"{}", "", "unsupported manifest media type 'unknown'"),
         (b"<html>", "", "manifest is not valid JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "", "manifest is nested too deeply"),
+        # A list is no member of a set of media types: TypeError, a 500 on a pull.
+        (b'{"mediaType": []}', "application/json", r"mediaType is not a string \(list\)"),
     ],
 )
 def test_detect_media_type_refuses(data: bytes, content_type: str, message: str) -> None:

@@ -374,6 +374,8 @@ def detect_media_type(data: bytes, content_type: str = "") -> str:
     ``mediaType`` out; registries then often say ``application/json``)."""
     document = parse_json_object(data, "manifest")
     declared = document.get("mediaType")
+    if declared is not None and not isinstance(declared, str):  # a list is no set member
+        raise OciFormatError(f"manifest: mediaType is not a string ({type(declared).__name__})")
     if content_type in DOCKER_SCHEMA1_MEDIA_TYPES or document.get("schemaVersion") == 1:
         raise OciFormatError(
             "Docker schema 1 manifests are not supported; push the image again "
