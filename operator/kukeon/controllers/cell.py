@@ -18,11 +18,11 @@ One reconcile pass, always from scratch (nothing is remembered between passes):
    `readyObserved` latch is set the first time the cell is Ready; an `autoDelete` cell
    whose workloads all exited with no restart owed is deleted, if it was ever Ready.
 
-A restart owed but not yet due ends the pass with Requeue (the back-off is no failure:
-the status says CrashLoopBackOff, written here), a host fault with TemporaryError, so the
-framework comes back at the right time (a task exit in containerd's events: at once).
-Finalize stops (`stopgraces`: no pass waits out a grace) and deletes the tasks and
-containers, detaches the cell from its network, and removes its cgroup and files.
+A restart owed but not yet due, or the grace of a dropped container's stop (`stopgraces`:
+no pass waits one out), ends the pass with Requeue (no failure: the status is written), a
+host fault with TemporaryError, so the framework comes back at the right time (a task exit
+in containerd's events: at once). Finalize stops and deletes the tasks and containers,
+detaches the cell from its network, and removes its cgroup and files.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ from .logcopiers import LogCopiers
 from .probing import ProbeManager, RunningContainer
 from .pullcredentials import ignored_credentials, registry_credentials
 from .reporting import now, report
-from .stopgraces import StopGraces, stop_grace
+from .stopgraces import StopGraces, stop_grace, waited
 
 __all__ = [
     "ANNOTATION_RESTARTED_AT",
@@ -402,7 +402,7 @@ class CellController:
         names = frozenset(status.name for _, status in converged if status.name) | {
             place.container_name(failure.container) for failure in failures
         }
-        await executor.remove_all(place.namespace, place.key, keep=names, found=listed)
+        waiting = await self.stop_graces.removing(executor, place, names, listed)  # grace left
         views = self.probes.views(place.key) if self.probes else None
         failed = failed_containers(progress.cell, failures, views) if failures else None
         # One held on its former spec keeps its probes and storage watch as they were (this
@@ -412,7 +412,8 @@ class CellController:
             held = failed.statuses.values() if failed is not None else ()
             statuses = [*(s for _, s in converged), *held]
             self.log_copiers.sync_statuses(progress.cell, place.files, statuses)
-        return await self._finish(progress.cell, progress.ctx, converged, *host, failed)
+        finish = self._finish(progress.cell, progress.ctx, converged, *host, failed)
+        return await (finish if waiting is None else waited(waiting, finish))
 
     async def _cell_host(
         self, cell: Cell, files: CellFiles, namespace: str
@@ -516,8 +517,7 @@ class CellController:
             found = await executor.task(place.namespace, name)
             runs = found is not None and found.status in (TaskStatus.RUNNING, TaskStatus.PAUSED)
             return ContainerFailure(container.id, error, untouched=runs)
-        cell = progress.cell
-        effective = built.effective
+        cell, effective = progress.cell, built.effective
         restarted_at = cell.metadata.annotations.get(ANNOTATION_RESTARTED_AT, "")
         plan = plan_container(
             ContainerInputs(

@@ -5,8 +5,8 @@ failed task whether its cgroup counted an OOM kill) into the planner's observati
 performs a `ContainerPlan`'s actions through `Host` in order: remove, create (labelled with
 its spec digest, node, restart request and installation), the tty state directory, the
 plan's Events, then the task's deletion and start. It also stops and removes the
-containers dropped from a spec, the orphan collector's and those of a cell finalized (whose
-tasks `stopgraces` stopped first, as it stops them for `desiredState: Stopped`).
+containers dropped from a spec, the orphan collector's and those of a cell finalized (for
+the first and last, `stopgraces` stopped the tasks first, with no pass waiting a grace).
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ rest of the grace; the task's exit (containerd's event) or the grace's end bring
 cell back, and that pass deletes the tasks, or SIGKILLs them first at the deadline.
 
 A container replaced (``kukectl restart``, a changed spec) has its old task stopped the
-same way before it is removed (``replacing``).
+same way before it is removed (``replacing``), and so has one dropped from the cell's spec
+(``removing``): that pass still converges the others and writes the cell's status, and
+ends with the sooner of its own wait (a crash loop's back-off) and the grace left
+(``waited``).
 
 A `StopEpisode` is what a stop under way remembers between its passes: the deadline and
 the tasks signalled (so none is signalled twice). It is kept in memory and in the cell's
@@ -35,9 +38,10 @@ import json
 import logging
 import signal as signals
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from kukeon.api import Cell
 from kukeon.fileio import write_atomically
@@ -48,6 +52,7 @@ from kukeon.runtime.containerd.tasks import ExitStatus
 
 from .cellbuild import CellPlace
 from .cellexec import CellExecutor
+from .cellfailures import ContainersFailedError
 from .cellfiles import CellFiles
 from .cellplan import LIVE_TASK, ContainerPlan, Note, ObservedTask, RemoveContainer
 from .concurrently import run_all
@@ -168,6 +173,23 @@ class StopGraces:
         if removed and task is not None and task.status in LIVE_TASK:
             await self.stop(executor, place.files, (place.namespace, [name]))
 
+    async def removing(
+        self, executor: CellExecutor, place: CellPlace, keep: frozenset[str], listed: list[str]
+    ) -> Requeue | None:
+        """The cell's containers ``listed`` but not in ``keep`` (dropped from its spec) go:
+        their tasks stopped as a stop's, the containers deleted once none runs. While one
+        does, the ``Requeue`` for the grace left is returned, not raised: the pass goes on
+        and raises it (`waited`) once the cell's status is written."""
+        dropped = [name for name in listed if name not in keep]
+        if not dropped:
+            return None
+        try:
+            await self.stop(executor, place.files, (place.namespace, dropped))
+        except Requeue as waiting:
+            return waiting
+        await executor.remove_all(place.namespace, place.key, found=dropped)
+        return None
+
     async def _episode(self, files: CellFiles, grace: float) -> StopEpisode:
         """The cell's stop under way (from memory, else from its file), or a new one; its
         deadline no later than ``grace`` from now."""
@@ -211,6 +233,20 @@ class StopGraces:
         """The cell is gone from this node."""
         self._episodes.pop(key, None)
         self._checked.discard(key)
+
+
+async def waited(waiting: Requeue, finish: Awaitable[object]) -> NoReturn:
+    """The end of a pass that ``waiting`` for a dropped container's stop (`removing`):
+    ``finish`` (the status written) and then the sooner of its own wait and ``waiting``."""
+    try:
+        await finish
+    except Requeue as own:
+        raise own if own.delay <= waiting.delay else waiting from None
+    except ContainersFailedError as failed:  # its Requeue (`retry`) comes by the deadline
+        due = failed.wake_in
+        failed.wake_in = waiting.delay if due is None else min(due, waiting.delay)
+        raise
+    raise waiting
 
 
 async def _stop_tasks(

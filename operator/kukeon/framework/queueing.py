@@ -53,11 +53,11 @@ task exits after ``queue_idle_timeout`` without work, so 10,000 quiet objects co
 
 Realms: the objects of one realm hold at most ``Settings.realm_workers`` of those handlers
 at once (a per-realm semaphore, taken before a global slot and kept only while held or
-awaited). A handler may hold its worker for long (a container dropped from a cell's spec
-is stopped in the pass, for the cell's stop grace, up to an hour): without this bound one
-realm's could hold every worker, and no other realm's cell was converged for the hour. A
-cell's deletion, stop or container replacement holds none through its grace: its passes
-end with a ``Requeue`` (``controllers.stopgraces``).
+awaited). A handler may hold its worker for long (a cell's stop once waited out its grace,
+up to an hour, in the pass): without this bound one realm's could hold every worker, and
+no other realm's cell was converged for the hour. A cell's deletion, stop, container
+replacement or container dropped from its spec holds none through its grace now: its
+passes end with a ``Requeue`` (``controllers.stopgraces``).
 
 ``watching`` feeds this module; ``processing`` runs what it schedules.
 """

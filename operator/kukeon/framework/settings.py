@@ -28,9 +28,9 @@ class Settings:
 
     max_workers_per_realm: int | None = None
     """Of those, at most this many for the objects of one realm (a Node's are no realm's),
-    so that one realm's handlers that take long (a container dropped from a cell's spec,
-    its task given an hour's stop grace) leave the other realms workers; None: all but a
-    quarter of ``max_workers`` (12 of 16), at least 1."""
+    so that one realm's handlers that take long (a slow pass; a stop's grace, up to an
+    hour, is waited out by none: ``controllers.stopgraces``) leave the other realms
+    workers; None: all but a quarter of ``max_workers`` (12 of 16), at least 1."""
 
     backoff_initial: float = 0.5
     backoff_factor: float = 2.0

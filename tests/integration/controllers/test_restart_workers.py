@@ -36,17 +36,44 @@ RESTARTED = WORKERS + 1
 """The deaf cells each of two realms restarts: more than there are workers."""
 
 
-async def test_two_realms_restarting_deaf_cells_hold_no_worker_through_the_grace(
-    few_workers: None,  # noqa: F811 - the fixture imported above
-    kukeond: Kukeond,
-) -> None:
-    k = kukeond
+def crowded_realms(k: Kukeond, count: int) -> tuple[Kukeond, Kukeond, list[str]]:
+    """For a test on ``k``'s kukeond with ``WORKERS`` workers: a second realm (beside
+    ``k``'s, each with ``count`` deaf cells, by the names given) and a third."""
     operator = k.daemon.operator
     assert operator is not None
     assert operator.settings.max_workers == WORKERS
     second = dataclasses.replace(k, realm=f"b{secrets.token_hex(3)}")
     third = dataclasses.replace(k, realm=f"c{secrets.token_hex(3)}")
-    names = [f"deaf{index}" for index in range(RESTARTED)]
+    return second, third, [f"deaf{index}" for index in range(count)]
+
+
+async def a_new_cell_is_ready_at_once(third: Kukeond) -> None:
+    """A new cell of the realm ``third`` is Ready within 20 s."""
+    started = time.monotonic()
+    await third.apply(cell_doc(third, "later", [container(third, "app")]))
+    key = (third.realm, "s1", "st1", "later")
+    await third.wait_for(Kind.CELL, key, state="Ready", within=20)
+    took = time.monotonic() - started
+    assert took < 20, f"the new cell took {took:.1f}s"
+
+
+async def cut_short(realms: tuple[Kukeond, ...], names: list[str]) -> None:
+    """Teardown: the realms' cells of ``names`` deleted with no grace, and gone."""
+    for realm in realms:
+        for name in names:
+            key = (realm.realm, "s1", "st1", name)
+            with contextlib.suppress(NotFound):
+                await realm.registry.delete(Kind.CELL, key, grace_seconds=0)
+        for name in names:
+            await realm.wait_gone(Kind.CELL, (realm.realm, "s1", "st1", name))
+
+
+async def test_two_realms_restarting_deaf_cells_hold_no_worker_through_the_grace(
+    few_workers: None,  # noqa: F811 - the fixture imported above
+    kukeond: Kukeond,
+) -> None:
+    k = kukeond
+    second, third, names = crowded_realms(k, RESTARTED)
     try:
         for realm in (k, second):
             await _make_deaf_cells(realm, names)
@@ -56,24 +83,13 @@ async def test_two_realms_restarting_deaf_cells_hold_no_worker_through_the_grace
             for name in names:
                 await update_cell(realm, (realm.realm, "s1", "st1", name), metadata=asked)
         await asyncio.sleep(2)  # every restart has signalled its old task by now
-        started = time.monotonic()
-        await third.apply(cell_doc(third, "later", [container(third, "app")]))
-        key = (third.realm, "s1", "st1", "later")
-        await third.wait_for(Kind.CELL, key, state="Ready", within=20)
-        took = time.monotonic() - started
-        assert took < 20, f"the new cell took {took:.1f}s"
+        await a_new_cell_is_ready_at_once(third)
         # Nothing was cut short: the old tasks still run, in the old containers.
         for realm in (k, second):
             tasks = realm.containerd.tasks(realm.namespace)
             for name in names:
                 assert (await tasks.get(f"s1_st1_{name}_app")).status == TaskStatus.RUNNING
     finally:
-        for realm in (k, second):
-            for name in names:
-                key = (realm.realm, "s1", "st1", name)
-                with contextlib.suppress(NotFound):
-                    await realm.registry.delete(Kind.CELL, key, grace_seconds=0)
-            for name in names:
-                await realm.wait_gone(Kind.CELL, (realm.realm, "s1", "st1", name))
+        await cut_short((k, second), names)
         for realm in (second, third):
             await delete_realm_in_teardown(realm)

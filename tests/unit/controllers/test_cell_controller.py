@@ -933,7 +933,8 @@ async def test_a_changed_spec_recreates_and_a_dropped_container_goes(rig: Rig) -
     rig.world.calls.clear()
     await rig.reconcile(changed)
     assert ("kill", CID) in rig.world.calls  # its old task stopped as a stop's (stopgraces)
-    assert ("stop", "s_st_c_side") in rig.world.calls
+    assert ("kill", "s_st_c_side") in rig.world.calls  # dropped: stopped as a stop's too
+    assert ("stop", "s_st_c_side") not in rig.world.calls
     assert ("delete", "s_st_c_side") in rig.world.calls
     assert set(rig.world.containers) == {CID}
 

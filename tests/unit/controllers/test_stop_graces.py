@@ -168,3 +168,55 @@ async def test_a_restart_of_a_deaf_container_waits_out_its_grace_in_no_pass(
     assert rig.world.containers[CID].labels["kukeon.io/restarted-at"] == "now"
     assert restarted.status.containers[0].state == ContainerState.RUNNING
     assert not record(rig).exists()
+
+
+async def test_a_deaf_container_dropped_from_the_spec_waits_out_its_grace_in_no_pass(
+    rig: Rig,  # noqa: F811
+    clock: list[float],
+) -> None:
+    """A sidecar dropped from the spec: its task is signalled, the pass writes the cell's
+    status (the app alone) and ends waiting; at the deadline it is SIGKILLed and goes."""
+    rig.world.deaf = True
+    side = "s_st_c_side"
+    both_running = make_cell(
+        app(), {"id": "side", "image": "busybox"}, terminationGracePeriodSeconds=GRACE
+    )
+    cell = await rig.reconcile(both_running)
+    dropped = cell.model_copy(
+        update={"spec": cell.spec.model_copy(update={"containers": cell.spec.containers[:1]})}
+    )
+    await waits_out_the_grace(rig, dropped)
+    assert rig.world.calls.count(("kill", side)) == 1
+    assert rig.world.tasks[side].status == TaskStatus.RUNNING
+    assert [c.id for c in rig.latest(dropped).status.containers] == ["app"]
+    clock[0] += 10  # a pass before the deadline: no second signal, no SIGKILL
+    with pytest.raises(Requeue) as waiting:
+        await rig.reconcile(dropped)
+    assert waiting.value.delay == GRACE - 10
+    assert ("sigkill", side) not in rig.world.calls
+    clock[0] += GRACE - 10
+    done = await rig.reconcile(dropped)
+    assert ("sigkill", side) in rig.world.calls
+    assert side not in rig.world.containers
+    assert rig.world.tasks[CID].status == TaskStatus.RUNNING
+    assert [c.id for c in done.status.containers] == ["app"]
+    assert not record(rig).exists()
+
+
+async def test_the_sooner_of_a_passs_own_wait_and_a_drop_s_grace_ends_it() -> None:
+    """`waited`: the status written first; then the sooner of the two Requeues."""
+    waiting = Requeue("stopping", delay=20, reason=stopgraces.STOPPING)
+
+    async def own(delay: float) -> None:
+        raise Requeue("back-off", delay=delay, reason="CrashLoopBackOff")
+
+    async def finished() -> None:
+        return None
+
+    for delay, reason in ((5, "CrashLoopBackOff"), (50, stopgraces.STOPPING)):
+        with pytest.raises(Requeue) as ended:
+            await stopgraces.waited(waiting, own(delay))
+        assert ended.value.reason == reason
+    with pytest.raises(Requeue) as ended:
+        await stopgraces.waited(waiting, finished())
+    assert ended.value is waiting
