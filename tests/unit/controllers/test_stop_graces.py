@@ -175,7 +175,8 @@ async def test_a_deaf_container_dropped_from_the_spec_waits_out_its_grace_in_no_
     clock: list[float],
 ) -> None:
     """A sidecar dropped from the spec: its task is signalled, the pass writes the cell's
-    status (the app alone) and ends waiting; at the deadline it is SIGKILLed and goes."""
+    status (the app alone) and ends waiting (its deadline kept by a restarted kukeond);
+    at the deadline it is SIGKILLed and goes."""
     rig.world.deaf = True
     side = "s_st_c_side"
     both_running = make_cell(
@@ -189,6 +190,8 @@ async def test_a_deaf_container_dropped_from_the_spec_waits_out_its_grace_in_no_
     assert rig.world.calls.count(("kill", side)) == 1
     assert rig.world.tasks[side].status == TaskStatus.RUNNING
     assert [c.id for c in rig.latest(dropped).status.containers] == ["app"]
+    assert record(rig).exists()
+    rig.controller.stop_graces = stopgraces.StopGraces()  # a restarted kukeond keeps it
     clock[0] += 10  # a pass before the deadline: no second signal, no SIGKILL
     with pytest.raises(Requeue) as waiting:
         await rig.reconcile(dropped)
