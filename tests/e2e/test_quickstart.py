@@ -112,6 +112,28 @@ def test_readme_quickstart_serves_the_page() -> None:
     assert result.returncode == 0, output[-4000:]
     assert "Hello from kukeon cell hello" in result.stdout
     assert "cell/hello created" in result.stdout or "cell/hello unchanged" in result.stdout
+    # /metrics asks for the token the quickstart wrote: no other local account reads every
+    # realm's series there.
+    asked = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "nobody",
+            "--",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://127.0.0.1:9464/metrics",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert asked.stdout == "401", asked
     # running it twice is harmless
     again = subprocess.run(
         ["bash", str(REPO / "hack/quickstart.sh")],
