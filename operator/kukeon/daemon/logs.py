@@ -28,6 +28,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class ClientSubprotocols(logging.Filter):
+    """aiohttp warns of each WebSocket handshake whose client offers subprotocols the
+    server does not speak (kukeond names none and answers with none, as RFC 6455 has
+    it): a WARNING line per request that any client may ask for, twice where a route
+    checks the handshake first. Those are debug lines here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or "overlap server-known" not in str(record.msg):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+_SUBPROTOCOLS = ClientSubprotocols()
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -37,3 +53,4 @@ def configure_logging(level: str) -> None:
     # gRPC/aiohttp chatter is not the daemon's story.
     for noisy in ("aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("aiohttp.websocket").addFilter(_SUBPROTOCOLS)
