@@ -294,6 +294,7 @@ class Controllers:
         self.cells.image_waits.trigger = op.trigger
         self.images.on_arrival = self.cells.image_waits.arrived
         op.on_change(Kind.CELL, self.cells.image_waits.changed)
+        op.on_change(Kind.CELL, self.cells.stop_graces.changed)
 
     def _share_gate(self, op: Operator) -> None:
         """Every host-changing loop here honours the operator's gate."""

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from kukeon.api import Cell
+from kukeon.api import AnyResource, Cell, key_of
 from kukeon.fileio import write_atomically
 from kukeon.framework import Requeue
 from kukeon.runtime.containerd.errors import TaskNotFoundError
@@ -233,6 +233,13 @@ class StopGraces:
         """The cell is gone from this node."""
         self._episodes.pop(key, None)
         self._checked.discard(key)
+
+    def changed(self, obj: AnyResource, deleted: bool) -> None:
+        """An `Operator.on_change` listener of cells: a deleted cell is forgotten, also
+        one that left this node with no finalize here (moved, or gone from etcd), whose
+        key ``abandon`` kept."""
+        if deleted and isinstance(obj, Cell):
+            self.forget(key_of(obj))
 
 
 async def waited(waiting: Requeue, finish: Awaitable[object]) -> NoReturn:

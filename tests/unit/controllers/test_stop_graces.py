@@ -223,3 +223,19 @@ async def test_the_sooner_of_a_passs_own_wait_and_a_drop_s_grace_ends_it() -> No
     with pytest.raises(Requeue) as ended:
         await stopgraces.waited(waiting, finished())
     assert ended.value is waiting
+
+
+async def test_a_deleted_cell_is_forgotten_wherever_it_ran(
+    rig: Rig,  # noqa: F811
+    clock: list[float],
+) -> None:
+    """A cell whose Running pass ran here is remembered as looked for (``abandon``) until
+    it is deleted, also when its finalize ran on no node of this process's (it moved, or
+    went from etcd): the delete event forgets it, so such keys do not pile up."""
+    running = await deaf_running_cell(rig)
+    graces = rig.controller.stop_graces
+    assert graces._checked
+    graces.changed(running, deleted=False)
+    assert graces._checked
+    graces.changed(running, deleted=True)
+    assert not graces._checked
