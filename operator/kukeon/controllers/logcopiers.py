@@ -254,16 +254,22 @@ class LogCopiers:
             )
 
     async def _discover(self, entry: _Watched) -> None:
+        procs = self.copier_procs(entry.key[0]) if self.copier_procs is not None else ()
+
         def look() -> tuple[ProcessId | None, ProcessId | None, int | None, int | None, bool]:
             task = identify(entry.pid)
             if task is None:
                 return None, None, None, None, False
             copier = find_copier(entry.pid, entry.log)
             keeper = find_copier(entry.pid, entry.log, keeper=True)
+            copier_pidfd = _pidfd_of(copier) if copier is not None else None
+            if copier is not None and copier_pidfd is not None:
+                # One an older kukeond started runs where the shim did; a new one is there.
+                _join_realm(copier, procs, f"{'/'.join(entry.key)}/{entry.container}")
             return (
                 task,
                 copier,
-                _pidfd_of(copier) if copier is not None else None,
+                copier_pidfd,
                 _pidfd_of(keeper) if keeper is not None else None,
                 copier is not None and forks_keeper(copier),
             )
@@ -504,6 +510,27 @@ def _start_keeper_process(
         return None, None
     keeper = identify(process.pid)
     return process, (_pidfd_of(keeper) if keeper is not None else None)
+
+
+def _join_realm(copier: ProcessId, cgroup_procs: Sequence[Path], where: str) -> None:
+    """The running copier into its realm's copiers' cgroup, as a new one joins as it starts
+    (``crilog``: these ``cgroup.procs`` files, v1 cpu and cpuacct only; not its keeper).
+    Writing the pid of one already there changes nothing (blocking: cgroupfs writes)."""
+    for procs in cgroup_procs:
+        try:
+            joining = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)  # no O_CREAT: cgroupfs only
+            try:
+                os.write(joining, b"%d" % copier.pid)
+            finally:
+                os.close(joining)
+        except FileNotFoundError:  # the realm's cgroup is gone (or not made yet)
+            log.debug("%s: no %s for its log copier (pid %d)", where, procs, copier.pid)
+        except ProcessLookupError:  # it exited meanwhile: its watch sees that
+            return
+        except OSError as error:
+            log.warning(
+                "%s: its log copier (pid %d) not moved to %s: %s", where, copier.pid, procs, error
+            )
 
 
 def _copier_of(task_pid: int, log_file: Path) -> tuple[ProcessId, int] | None:

@@ -18,6 +18,7 @@ import pytest
 
 from kukeon.api import Cell, Kind
 from kukeon.controllers.cellfiles import CellFiles
+from kukeon.daemon.app import Daemon
 from kukeon.processes import ProcessId
 from kukeon.runtime.cgroups import CgroupPath, CgroupV1Driver, open_driver
 from kukeon.runtime.cgroups.paths import LOG_COPIERS
@@ -74,21 +75,29 @@ async def _in_cgroup(pid: int, expected: str) -> None:
     await _until(lambda: _cpu_cgroup(pid) == expected, f"{pid} in {expected}")
 
 
-async def test_a_chatty_cells_copier_spends_its_realms_cpu(kukeond: Kukeond) -> None:
-    k = kukeond
+async def _joined_copier(
+    k: Kukeond, name: str, script: str
+) -> tuple[tuple[str, str, str, str], int, Path, str, ProcessId]:
+    """A Ready cell of one container running ``script`` whose copier joined its realm's
+    copiers' cgroup: the cell's key, the task's pid, its log, that cgroup and the copier."""
     await k.hierarchy()
-    await k.apply(cell_doc(k, "chatty", [container(k, "main", script=CHATTER)]))
-    key = cell_key(k, "chatty")
+    await k.apply(cell_doc(k, name, [container(k, "main", script=script)]))
+    realm_name, space, stack, cell_name = cell_key(k, name)
+    key = (realm_name, space, stack, cell_name)
     cell = await k.wait_for(Kind.CELL, key, state="Ready", within=60)
     assert isinstance(cell, Cell)
     [status] = cell.status.containers
     assert status.pid is not None
-    realm_name, space, stack, cell_name = key
-    log = CellFiles(k.config.state_dir, (realm_name, space, stack, cell_name)).log("main")
+    log = CellFiles(k.config.state_dir, key).log("main")
     copiers = f"{k.config.cgroup_root}/{k.realm}/{LOG_COPIERS}"
-
     copier = await _copier(status.pid, log)
     await _in_cgroup(copier.pid, copiers)
+    return key, status.pid, log, copiers, copier
+
+
+async def test_a_chatty_cells_copier_spends_its_realms_cpu(kukeond: Kukeond) -> None:
+    k = kukeond
+    key, task_pid, log, copiers, copier = await _joined_copier(k, "chatty", CHATTER)
 
     driver = open_driver(root=k.config.cgroup_root)
     assert isinstance(driver, CgroupV1Driver)  # this host's: the fixture's kukeond is v1
@@ -113,5 +122,50 @@ async def test_a_chatty_cells_copier_spends_its_realms_cpu(kukeond: Kukeond) -> 
 
     # A replacement (kill -9 of the shim's copier) joins the same cgroup.
     os.kill(copier.pid, signal.SIGKILL)
-    replacement = await _copier(status.pid, log, other_than=copier)
+    replacement = await _copier(task_pid, log, other_than=copier)
     await _in_cgroup(replacement.pid, copiers)
+
+
+def _cgroups_of(pid: int) -> dict[frozenset[str], str]:
+    """The process's cgroup in each v1 hierarchy, by the hierarchy's controllers."""
+    found: dict[frozenset[str], str] = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers:
+            found[frozenset(controllers.split(","))] = path
+    return found
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+async def test_a_copier_an_older_kukeond_started_joins_its_realm_at_start(
+    kukeond: Kukeond,
+) -> None:
+    """A copier outside its realm's copiers' cgroup (where the shim started it, as an older
+    kukeond's was) is moved there when kukeond finds it at its start; not its keeper."""
+    k = kukeond
+    _, task_pid, log, copiers, copier = await _joined_copier(k, "older", "sleep 3600")
+    keeper = find_copier(task_pid, log, keeper=True)
+    assert keeper is not None
+    keeper_cgroups = _cgroups_of(keeper.pid)
+
+    await k.daemon.stop()
+    # Back where the shim runs (its parent), in the hierarchies it joined: an older one's.
+    shim = _cgroups_of(_parent_of(copier.pid))
+    driver = open_driver(root=k.config.cgroup_root)
+    assert isinstance(driver, CgroupV1Driver)  # this host's: the fixture's kukeond is v1
+    for hierarchy in driver.managed:
+        if hierarchy.controllers & {"cpu", "cpuacct"}:
+            where = shim[hierarchy.controllers].lstrip("/")
+            (hierarchy.mount_point / where / "cgroup.procs").write_text(str(copier.pid))
+    assert _cpu_cgroup(copier.pid) != copiers
+    k.daemon = Daemon(k.config)
+    await k.daemon.start()
+    assert k.daemon.registry is not None
+    k.registry = k.daemon.registry
+
+    await _in_cgroup(copier.pid, copiers)
+    assert find_copier(task_pid, log) == copier  # moved, not replaced
+    assert _cgroups_of(keeper.pid) == keeper_cgroups
