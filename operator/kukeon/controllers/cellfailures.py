@@ -213,11 +213,14 @@ class ContainersFailedError(Exception):
 
     def retry(self) -> HandlerError | Requeue:
         """How the framework comes back: after its back-off when a failure may clear by
-        itself; else when a sibling's restart is due (or the spec changes)."""
+        itself, but no later than ``wake_in`` (a sibling's restart, a removed container's
+        grace ending); else when a sibling's restart is due (or the spec changes)."""
         failed = self.failed
-        if failed.retry is PermanentError and self.wake_in is not None:
-            return Requeue(failed.message, delay=self.wake_in, reason=failed.reason)
-        return failed.retry(failed.message, reason=failed.reason)
+        if failed.retry is PermanentError:
+            if self.wake_in is not None:
+                return Requeue(failed.message, delay=self.wake_in, reason=failed.reason)
+            return PermanentError(failed.message, reason=failed.reason)
+        return TemporaryError(failed.message, reason=failed.reason, at_most=self.wake_in)
 
 
 def failed_fields(

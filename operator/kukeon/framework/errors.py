@@ -29,17 +29,25 @@ class HandlerError(Exception):
 
 
 class TemporaryError(HandlerError):
-    """Try again later: after ``delay`` seconds if given, else after the next backoff step."""
+    """Try again later: after ``delay`` seconds if given, else after the next backoff step,
+    but no later than ``at_most`` seconds when given (a deadline the object has anyway)."""
 
     default_reason = "TemporaryFailure"
 
     def __init__(
-        self, message: str, *, delay: float | None = None, reason: str | None = None
+        self,
+        message: str,
+        *,
+        delay: float | None = None,
+        reason: str | None = None,
+        at_most: float | None = None,
     ) -> None:
         super().__init__(message, reason=reason)
-        if delay is not None and delay < 0:
-            raise ValueError(f"TemporaryError delay must be >= 0, got {delay}")
+        for name, seconds in (("delay", delay), ("at_most", at_most)):
+            if seconds is not None and seconds < 0:
+                raise ValueError(f"TemporaryError {name} must be >= 0, got {seconds}")
         self.delay = delay
+        self.at_most = at_most
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,8 @@ class Outcome(NamedTuple):
     said: str | None = None
     """A wait's statement (its reason and message): given back to the next pass as
     ``waited``, so a wait that goes on is not logged as news again."""
+    at_most: float | None = None
+    """The latest a retry may come (``TemporaryError(at_most=...)``), backoff or not."""
 
 
 def describe(kind: Kind, key: tuple[str, ...]) -> str:
@@ -289,7 +291,15 @@ class Processor:
         if not (isinstance(error, WaitingError) and error.said_by_handler):
             await self._record_failure(obj, ctx, error.reason, str(error))
         on = error.on if isinstance(error, WaitingError) else None
-        return Outcome(Result.TEMPORARY, obj, error.delay, on, waiting=waiting, said=said)
+        return Outcome(
+            Result.TEMPORARY,
+            obj,
+            error.delay,
+            on,
+            waiting=waiting,
+            said=said,
+            at_most=error.at_most,
+        )
 
     async def _run(
         self,

@@ -451,7 +451,12 @@ class ObjectQueues:
             state.retry_handle = None
 
     def _schedule_retry(
-        self, state: _ObjectState, requested: float | None, *, waiting: bool = False
+        self,
+        state: _ObjectState,
+        requested: float | None,
+        *,
+        waiting: bool = False,
+        at_most: float | None = None,
     ) -> None:
         self._cancel_retry(state)
         if waiting:
@@ -463,6 +468,8 @@ class ObjectQueues:
         delay = requested
         if delay is None:
             delay = retry_delay(attempt, settings=self._settings)
+        if at_most is not None:
+            delay = min(delay, at_most)
         if not waiting:
             # A wait is no error: no retry counted, and the processor said it once.
             self._metrics.retries_total.labels(state.kind.value).inc()
@@ -636,7 +643,9 @@ class ObjectQueues:
             self._requeue(state, outcome.delay or 0.0)
         elif state.latest is not None and self._accepting:
             state.handled_digest = digest
-            self._schedule_retry(state, outcome.delay, waiting=outcome.waiting)
+            self._schedule_retry(
+                state, outcome.delay, waiting=outcome.waiting, at_most=outcome.at_most
+            )
             if outcome.waiting_on is not None:
                 self._await(state, outcome.waiting_on)
         self._track(state)

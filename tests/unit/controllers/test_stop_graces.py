@@ -11,9 +11,10 @@ from typing import cast
 
 import pytest
 
-from kukeon.api import Cell, ContainerState
+from kukeon.api import Cell, CellState, ContainerState
 from kukeon.controllers import stopgraces
-from kukeon.framework import HandlerContext, Requeue
+from kukeon.controllers.cellfailures import ContainersFailedError, FailedContainers
+from kukeon.framework import HandlerContext, Requeue, TemporaryError
 from kukeon.runtime.containerd.tasks import TaskStatus
 from tests.unit.controllers.test_cell_controller import (  # noqa: F401 - the fixture
     CID,
@@ -223,6 +224,32 @@ async def test_the_sooner_of_a_passs_own_wait_and_a_drop_s_grace_ends_it() -> No
     with pytest.raises(Requeue) as ended:
         await stopgraces.waited(waiting, finished())
     assert ended.value is waiting
+
+
+async def test_a_siblings_temporary_failure_comes_back_by_a_drop_s_deadline() -> None:
+    """A sibling failing for a while (`ContainersFailedError`, TemporaryError) ends the
+    pass: its back-off (up to minutes) is capped at the grace left, so the dropped
+    container's SIGKILL comes at its deadline, not a back-off step late."""
+    waiting = Requeue("stopping", delay=20, reason=stopgraces.STOPPING)
+    failed = FailedContainers(
+        state=CellState.DEGRADED,
+        reason="ContainerdUnavailable",
+        message="containerd refused",
+        retry=TemporaryError,
+        statuses={},
+        events=(),
+        failures=(),
+    )
+
+    async def failing(wake_in: float | None) -> None:
+        raise ContainersFailedError(failed, wake_in=wake_in)
+
+    for wake_in, at_most in ((None, 20), (5, 5), (50, 20)):
+        with pytest.raises(ContainersFailedError) as ended:
+            await stopgraces.waited(waiting, failing(wake_in))
+        retry = ended.value.retry()
+        assert isinstance(retry, TemporaryError)
+        assert (retry.delay, retry.at_most) == (None, at_most)  # back-off, capped
 
 
 async def test_a_deleted_cell_is_forgotten_wherever_it_ran(

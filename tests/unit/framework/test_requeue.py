@@ -208,3 +208,23 @@ async def test_an_object_waiting_out_a_delay_is_not_in_the_queue_depth() -> None
 def test_a_requeue_refuses_a_negative_delay() -> None:
     with pytest.raises(ValueError, match="delay"):
         Requeue("x", delay=-1, reason="CrashLoopBackOff")
+
+
+async def test_a_temporary_errors_retry_comes_no_later_than_its_at_most() -> None:
+    """``at_most`` caps the retry's delay (asked for here, a back-off step otherwise): a
+    handler with a deadline of its own (a stop's grace) is back by then."""
+    store = FakeStore()
+    op = operator(store)
+    runs: list[float] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        runs.append(time.monotonic())
+        if len(runs) == 1:
+            raise TemporaryError("the host refused", delay=30 * DELAY, at_most=0.01)
+
+    await store.create(realm("r"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: len(runs) == 2, within=DELAY * 10)
+        await runner.wait_idle()
+    assert runs[1] - runs[0] < DELAY * 10
