@@ -16,7 +16,7 @@ from typing import IO, Any
 import click
 import yaml
 
-from kukeon.api import AnyResource, Kind, to_document
+from kukeon.api import KIND_MODELS, AnyResource, Kind, to_document
 from kukeon.api.yamlread import load_yaml
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
@@ -28,6 +28,7 @@ from .params import (
     scope_options,
     with_names,
 )
+from .patchwords import resolve_bool_words
 from .readlimit import TooLarge, read_limited
 from .runner import EXIT_SERVER, EXIT_USAGE, api_error_text, error_line, fail, run
 from .tables import kind_slug
@@ -234,6 +235,8 @@ def patch(
     if dry_run == "client":
         fail("--dry-run=client is not supported here; use --dry-run=server", EXIT_USAGE)
     document = _patch_document(patch_text if patch_text is not None else _read_patch(patch_file))
+    # JSON carries no YAML word's mark: a plain yes/no/on/off in a boolean field goes as one.
+    document = resolve_bool_words(document, KIND_MODELS[kind])
     key = (*scope_for(kind, realm, space, stack), name)
 
     async def work(client: ApiClient) -> None:

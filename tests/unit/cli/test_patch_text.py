@@ -4,11 +4,16 @@ mapping", the YAML error's context line, not its problem."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from click.testing import CliRunner
 
+from kukeon.api import Kind
 from kukeon.cli.main import cli
 from kukeon.cli.runner import EXIT_USAGE
+from kukeon.client.apiclient import ApiClient, ApiRequestError
 
 
 @pytest.mark.parametrize(
@@ -28,3 +33,41 @@ def test_a_patch_that_does_not_read_says_why(patch: str, said: str) -> None:
     assert said in result.output
     assert "(line " in result.output
     assert "while constructing" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("patch", "sent"),
+    [
+        # A boolean field takes a plain YAML 1.1 word for its boolean, as kubectl does.
+        ("spec: {autoDelete: yes}", {"spec": {"autoDelete": True}}),
+        (
+            "spec: {containers: [{id: a, privileged: Off}]}",
+            {"spec": {"containers": [{"id": "a", "privileged": False}]}},
+        ),
+        # Any other field keeps the text written (kubectl would send true there).
+        ("metadata: {labels: {a: yes}}", {"metadata": {"labels": {"a": "yes"}}}),
+        (
+            "spec: {containers: [{id: a, args: [on]}]}",
+            {"spec": {"containers": [{"id": "a", "args": ["on"]}]}},
+        ),
+        # Quoted, it is text everywhere: the server refuses it in a boolean field.
+        ("spec: {autoDelete: 'yes'}", {"spec": {"autoDelete": "yes"}}),
+    ],
+)
+def test_a_yaml_boolean_word_is_sent_as_its_fields_type(
+    patch: str, sent: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patches: list[dict[str, Any]] = []
+
+    async def patched(
+        self: ApiClient, kind: Kind, key: tuple[str, ...], document: dict[str, Any], **_: Any
+    ) -> None:
+        patches.append(document)
+        raise ApiRequestError(404, "NotFound", "not found")
+
+    monkeypatch.setattr(ApiClient, "patch", patched)
+    CliRunner().invoke(
+        cli, ["--server", "unix:///nonexistent.sock", "patch", "cell", "web", "-p", patch]
+    )
+    assert patches == [sent]
+    assert json.loads(json.dumps(patches[0])) == sent  # JSON's types, as sent
