@@ -57,6 +57,7 @@ too. A drained cell is handed back by its old node only once its copy there is s
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
@@ -332,7 +333,15 @@ class Scheduler:
             async with gate:
                 await write
 
-        await asyncio.gather(*(bounded(write) for write in writes))
+        try:
+            await asyncio.gather(*(bounded(write) for write in writes))
+        finally:
+            # A pass cancelled before gather started a write's task leaves that write never
+            # awaited (a RuntimeWarning at shutdown). Only those: a write still running
+            # (another one failed first) is left to end as it would.
+            for write in writes:
+                if inspect.getcoroutinestate(write) == inspect.CORO_CREATED:
+                    write.close()
 
         ticks = self._monotonic()
         due = self._released_at is None or ticks - self._released_at >= self.release_interval
