@@ -18,6 +18,7 @@ from kukeon.daemon.cpstage import (
     StagedUpload,
     UploadRefusedError,
 )
+from tests.fixtures.services import require_root
 
 CHUNK = 64 * 1024
 
@@ -122,8 +123,7 @@ def test_commit_renames_and_discard_removes_inside_the_root_only(tmp_path: Path)
 
 
 def test_a_sticky_directory_keeps_another_owners_file(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give the files owners")
+    require_root()  # to give the files owners; a failure under CI=true, not a skip
     sticky = tmp_path / "tmp"
     sticky.mkdir(mode=0o1777)
     sticky.chmod(0o1777)
