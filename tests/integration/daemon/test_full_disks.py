@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,8 @@ from kukeon.daemon.app import Daemon
 from kukeon.store import Registry
 from tests.fixtures.containerd import MAKE_TEST_IMAGE, BusyboxImage, PrivateContainerd
 from tests.fixtures.etcd import EtcdServer
-from tests.fixtures.fulldisk import fill, kept_full, tmpfs
+from tests.fixtures.fulldisk import containerd_on_tmpfs, fill, kept_full, tmpfs
 from tests.fixtures.kukeond import Kukeond, started_kukeond
-from tests.fixtures.services import require_binary
 from tests.integration.controllers.helpers import cell_doc, cell_key, container
 
 pytestmark = pytest.mark.integration
@@ -181,27 +179,17 @@ async def on_small_containerd(
 ) -> AsyncIterator[tuple[Kukeond, PrivateContainerd]]:
     """A kukeond on a containerd of its own whose root is a 48 MiB tmpfs."""
     del registry  # set up first, torn down after the realm's deletion (as ``kukeond``'s)
-    binary = require_binary("containerd", "containerd")
-    # A short base: containerd's ttrpc socket path must stay under 104 bytes, which
-    # tmp_path under xdist (pytest-NNNN/popen-gwN/<test name>) was not in CI.
-    base = Path(tempfile.mkdtemp(prefix="kukeon-fd-", dir="/tmp"))
-    small = PrivateContainerd(base / "containerd", binary=binary)
-    try:
-        with tmpfs(small.root, "48m"):
-            try:
-                await asyncio.to_thread(small.start)
-                async with started_kukeond(
-                    tmp_path / "k",
-                    etcd=etcd_server,
-                    prefix=etcd_key_prefix,
-                    containerd=small,
-                    image=containerd_test_image,
-                ) as running:
-                    yield running, small
-            finally:
-                await asyncio.to_thread(small.teardown)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    async with (
+        containerd_on_tmpfs("48m") as small,
+        started_kukeond(
+            tmp_path / "k",
+            etcd=etcd_server,
+            prefix=etcd_key_prefix,
+            containerd=small,
+            image=containerd_test_image,
+        ) as running,
+    ):
+        yield running, small
 
 
 def padded_archive(directory: Path, name: str, megabytes: int) -> Path:

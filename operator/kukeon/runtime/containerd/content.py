@@ -12,8 +12,9 @@ the image that references them exists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
@@ -146,34 +147,25 @@ class ContentStore:
             return
         ref = f"kukeon-{digest.replace(':', '-')}-{uuid.uuid4().hex[:12]}"
         write = _BlobWrite(ref=ref, digest=digest, size=size, labels=dict(labels or {}))
-        mismatch, source_failed = write.mismatch, write.source_failed
         metadata = self._client.metadata(self.namespace, lease=self.lease)
+        call = self._client.stubs.content.Write(None, metadata=metadata)
         try:
-            call = self._client.stubs.content.Write(write.requests(chunks), metadata=metadata)
-            async for _response in call:
-                pass
-        except asyncio.CancelledError:
-            # The call cancelled for the source's failure: that failure is the story (it
-            # was a CancelledError, which a TaskGroup of pulls took as no failure at all,
-            # and the pull went on without the blob: "content ... not found" later).
-            task = asyncio.current_task()
-            if not source_failed or (task is not None and task.cancelling()):
-                raise
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.ALREADY_EXISTS:
+            await write.send(call, chunks)
+        except ContainerdCallError as error:
+            if error.code == grpc.StatusCode.ALREADY_EXISTS:
                 return
             await self._abort(ref)
-            raise ContainerdCallError(
-                operation=f"write content {digest}",
-                code=error.code(),
-                detail=error.details() or "",
-            ) from error
-        if source_failed:
+            raise
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        except Exception:
+            # The source failed or did not match: nothing of it is to be kept. The call
+            # is ended first: containerd lets go of the ingest only then, and an abort
+            # before that fails ("unlinkat ...: directory not empty").
+            await write.close(call)
             await self._abort(ref)
-            raise source_failed[0]
-        if mismatch:
-            await self._abort(ref)
-            raise mismatch[0]
+            raise
 
     async def write_bytes(
         self, data: bytes, *, digest: str | None = None, labels: Mapping[str, str] | None = None
@@ -243,57 +235,115 @@ def _info(message: content_pb2.Info) -> ContentInfo:
     )
 
 
-@dataclass(slots=True)
+_WriteCall = grpc.aio.StreamStreamCall[
+    content_pb2.WriteContentRequest, content_pb2.WriteContentResponse
+]
+
+
+@dataclass(frozen=True, slots=True)
 class _BlobWrite:
-    """One ``Write`` stream's requests, and what was wrong with its source once it ended."""
+    """One blob's ``Write`` stream, sent one request at a time.
+
+    containerd answers every request of a Write before it reads the next, and ends the
+    call with its refusal (a full disk: ENOSPC) when one fails. Waiting for each answer
+    before sending the next request means that refusal reaches us as its status: a
+    request sent while containerd ends the call comes back from grpc.aio as INTERNAL
+    "Internal error from Core" instead, and the cause is lost."""
 
     ref: str
     digest: str
     size: int
     labels: dict[str, str]
-    mismatch: list[BlobDigestMismatchError] = field(default_factory=list)
-    source_failed: list[Exception] = field(default_factory=list)
 
-    async def requests(
-        self, chunks: AsyncIterator[bytes]
-    ) -> AsyncIterator[content_pb2.WriteContentRequest]:
-        # Every chunk goes to containerd; what is wrong is reported at the end, before
-        # the commit, with the digest and size of everything that came.
+    async def send(self, call: _WriteCall, chunks: AsyncIterator[bytes]) -> None:
+        """Every chunk, then the commit; what is wrong with the source (its own failure,
+        bytes that do not match) is raised before the commit."""
         verifier = DigestVerifier(self.digest, self.size)
         offset = 0
-        try:
-            async for chunk in chunks:
-                if not chunk:
-                    continue
+        async with contextlib.aclosing(_read_ahead(chunks)) as ahead:
+            async for chunk in ahead:
                 verifier.update(chunk)
-                yield content_pb2.WriteContentRequest(
-                    action=content_pb2.WRITE,
-                    ref=self.ref,
-                    total=self.size,
-                    expected=self.digest,
-                    offset=offset,
-                    data=chunk,
-                )
+                await self._exchange(call, self._request(content_pb2.WRITE, offset, data=chunk))
                 offset += len(chunk)
-        except Exception as error:
-            # grpc.aio keeps a request iterator's failure to itself (logged at debug)
-            # and cancels the call: kept here, to be raised once the call has ended.
-            self.source_failed.append(error)
-            raise
         actual = verifier.actual()
         if actual != self.digest or offset != self.size:
-            self.mismatch.append(
-                BlobDigestMismatchError(
-                    expected=f"{self.digest} ({self.size} bytes)",
-                    actual=f"{actual} ({offset} bytes)",
-                )
+            raise BlobDigestMismatchError(
+                expected=f"{self.digest} ({self.size} bytes)",
+                actual=f"{actual} ({offset} bytes)",
             )
-            return
-        yield content_pb2.WriteContentRequest(
-            action=content_pb2.COMMIT,
+        await self._exchange(call, self._request(content_pb2.COMMIT, offset, labels=self.labels))
+        # containerd ends the call after answering the commit (and sends that answer
+        # again as it returns): the end is read, not asked for, since done_writing() on
+        # a call the server has ended never returns.
+        while isinstance(await call.read(), content_pb2.WriteContentResponse):
+            pass
+        await self._ended(call)
+
+    async def close(self, call: _WriteCall) -> None:
+        """End the write without a commit, once containerd waits for the next request."""
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await call.done_writing()
+            while isinstance(await call.read(), content_pb2.WriteContentResponse):
+                pass
+
+    def _request(
+        self,
+        action: content_pb2.WriteAction.ValueType,
+        offset: int,
+        *,
+        data: bytes = b"",
+        labels: dict[str, str] | None = None,
+    ) -> content_pb2.WriteContentRequest:
+        return content_pb2.WriteContentRequest(
+            action=action,
             ref=self.ref,
             total=self.size,
             expected=self.digest,
             offset=offset,
-            labels=self.labels,
+            data=data,
+            labels=labels,
         )
+
+    async def _exchange(self, call: _WriteCall, request: content_pb2.WriteContentRequest) -> None:
+        try:
+            await call.write(request)
+            answer = await call.read()
+        except grpc.aio.AioRpcError as error:
+            raise self._refusal(error.code(), error.details()) from error
+        if not isinstance(answer, content_pb2.WriteContentResponse):  # grpc.aio.EOF
+            await self._ended(call)
+            raise self._refusal(grpc.StatusCode.UNKNOWN, "the write ended before its commit")
+
+    async def _ended(self, call: _WriteCall) -> None:
+        """The call's status, raised unless it is OK."""
+        code = await call.code()
+        if code != grpc.StatusCode.OK:
+            raise self._refusal(code, await call.details())
+
+    def _refusal(self, code: grpc.StatusCode, detail: str | None) -> ContainerdCallError:
+        return ContainerdCallError(
+            operation=f"write content {self.digest}", code=code, detail=detail or ""
+        )
+
+
+async def _read_ahead(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """``chunks`` without empty ones, the next read while the last is written: the source
+    (a file read in a thread, a registry's body) works while containerd writes, as it did
+    when requests were streamed without waiting for answers."""
+
+    async def following() -> bytes | None:
+        async for chunk in chunks:
+            if chunk:
+                return chunk
+        return None
+
+    ahead = asyncio.create_task(following())
+    try:
+        while (chunk := await ahead) is not None:
+            ahead = asyncio.create_task(following())
+            yield chunk
+    finally:
+        if not ahead.done():  # the write ended early: the source's read is not wanted
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ahead
