@@ -25,8 +25,15 @@ pytestmark = [
 
 
 @pytest.fixture
-async def hostiles() -> AsyncIterator[dict[str, str]]:
-    """Two registries: one answering its manifest in zstd, one dripping its layer."""
+async def hostiles(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, str]]:
+    """Two registries: one answering its manifest in zstd, one dripping its layer.
+
+    The pace kukeond asks of a body is shortened for as long as they serve (a minute for
+    every 16 KiB, here 2 s for 1 KiB: the drip, 2 bytes a second, is past it): undone
+    before they close, kukeond's pull retried meanwhile would keep the drip going a minute.
+    """
+    monkeypatch.setattr(registrybody, "PACE_BYTES", 1024)
+    monkeypatch.setattr(registrybody, "PACE_SECONDS", 2.0)
     zstd_coded = Hostile(make_image(layer_count=1))
     zstd_coded.manifest = coded("zstd", lambda data: zstd.compress(data, options=ZSTD_LONG))
     slow = Hostile(make_image(layer_count=1))
@@ -45,11 +52,8 @@ async def hostiles() -> AsyncIterator[dict[str, str]]:
 
 
 async def test_cells_of_hostile_registries_say_why_and_kukeond_goes_on(
-    kukeond: Kukeond, hostiles: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    kukeond: Kukeond, hostiles: dict[str, str]
 ) -> None:
-    # A minute for every 16 KiB, shortened: the drip (2 bytes a second) is past it.
-    monkeypatch.setattr(registrybody, "PACE_BYTES", 1024)
-    monkeypatch.setattr(registrybody, "PACE_SECONDS", 2.0)
     k = kukeond
     await k.hierarchy()
     whys = {

@@ -86,12 +86,17 @@ class Hostile:
         return await self.blob(request, blobs[digest])
 
 
+CLOSE_SECONDS = 0.5
+"""How long closing a hostile registry waits for the answers it is still sending before it
+cuts them: aiohttp's default is a minute, which a dripped answer always takes in full."""
+
+
 async def serve(registry: Hostile) -> TestServer:
     """``registry`` on a loopback port (``server.port``); close it when done."""
     app = web.Application()
     app.router.add_get(r"/v2/{repo:.+}/manifests/{ref}", registry.serve_manifest)
     app.router.add_get(r"/v2/{repo:.+}/blobs/{digest}", registry.serve_blob)
-    server = TestServer(app, host="127.0.0.1", port=free_tcp_port())
+    server = TestServer(app, host="127.0.0.1", port=free_tcp_port(), shutdown_timeout=CLOSE_SECONDS)
     await server.start_server()
     return server
 
