@@ -18,6 +18,8 @@ import pytest
 
 from kukeon.api import AnyResource, Cell, Kind
 from kukeon.api.container import PublishedPort
+from kukeon.controllers import cell as cell_controller
+from kukeon.controllers import cellports
 from kukeon.runtime.network.ports import parse_ports_table
 from tests.fixtures.kukectl import kukectl
 from tests.fixtures.kukeond import Kukeond
@@ -323,10 +325,16 @@ def _drop_link(name: str) -> None:
     subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
 
 
-async def test_a_host_address_the_node_lacks_is_said_until_it_is_there(kukeond: Kukeond) -> None:
+async def test_a_host_address_the_node_lacks_is_said_until_it_is_there(
+    kukeond: Kukeond, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A port published on a hostIP the node does not have takes no connection: the cell's
     status and a Warning Event say so (the rule stays, as a floating address may come),
     and the status is cleared once the address is on the node, where the port answers."""
+    # Nothing tells the node an address came: it looks again every 30 s, which the test
+    # would wait out whole. The look itself is what is tested, not its interval.
+    monkeypatch.setattr(cell_controller, "ADDRESS_RECHECK_SECONDS", 1.0)
+    monkeypatch.setattr(cellports, "ADDRESS_RECHECK_SECONDS", 1.0)
     k = kukeond
     table = k.config.nft_table
     port = free_port()
