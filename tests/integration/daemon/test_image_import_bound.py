@@ -182,3 +182,76 @@ async def test_a_gzipped_archive_within_the_bound_imports(kukeond: Kukeond) -> N
         answer = await response.json()
         assert response.status == 201, answer
     assert answer["images"] == [BOMB_NAME]
+
+
+def _sparse_entry(name: str, size: int) -> bytes:
+    """A tar entry ``name`` of ``size`` bytes stored sparse, all of it a hole (GNU tar's pax
+    format 0.1): two header blocks, no data."""
+    pax = tarfile.TarInfo("GNUSparseFile.0/x")
+    pax.pax_headers = {
+        "GNU.sparse.map": f"{size},0",
+        "GNU.sparse.size": str(size),
+        "GNU.sparse.name": name,
+    }
+    return pax.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def with_layer_sparse(archive: bytes, layer: bytes) -> bytes:
+    """``archive`` with the entry of its blob ``layer`` stored sparse."""
+    name = f"blobs/sha256/{hashlib.sha256(layer).hexdigest()}"
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if member.name == name:
+                out.write(_sparse_entry(name, member.size))
+                continue
+            out.write(member.tobuf(tarfile.USTAR_FORMAT))
+            data = tar.extractfile(member)
+            assert data is not None
+            out.write(data.read() + bytes(-member.size % tarfile.BLOCKSIZE))
+    out.write(bytes(2 * tarfile.BLOCKSIZE))
+    return out.getvalue()
+
+
+def with_empty_long_names(archive: bytes, count: int) -> bytes:
+    """``archive`` after ``count`` empty GNU long-name headers in a row."""
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, 0
+    return header.tobuf(tarfile.GNU_FORMAT) * count + archive
+
+
+async def test_a_sparse_layer_does_not_pass_the_bound(kukeond: Kukeond) -> None:
+    """A layer's entry stored sparse is read back as its full size of zeros: on HEAD this
+    12 KiB archive imported (201) a 64 MiB layer past the 8 MiB bound, written whole into
+    the content store (an 8 GiB one just as well). Now refused; nothing of it is left."""
+    k = kukeond
+    await k.hierarchy()
+    before = left_on_disk(k)
+    zeros = bytes(64 * 1024 * 1024)
+    archive = with_layer_sparse(oci_archive(zeros), zeros)
+    assert len(archive) < 64 * 1024
+    async with session(k) as http:
+        async with http.post(f"{API}/realms/{k.realm}/images", data=archive) as response:
+            status = await response.json()
+            assert response.status == 422, status
+        assert "is stored sparse" in status["message"]
+        async with http.get(f"{API}/realms/{k.realm}/images") as response:
+            names = [item["name"] for item in (await response.json())["items"]]
+        assert BOMB_NAME not in names
+    assert left_on_disk(k) == before
+    assert not await k.containerd.content(k.namespace).has_blob(
+        f"sha256:{hashlib.sha256(zeros).hexdigest()}"
+    )
+
+
+async def test_a_chain_of_long_names_is_a_422_not_a_500(kukeond: Kukeond) -> None:
+    """tarfile reads a long name's member by recursion: 3,000 empty ones in a row (1.5 MB)
+    were a RecursionError, answered 500 on HEAD."""
+    k = kukeond
+    await k.hierarchy()
+    archive = with_empty_long_names(oci_archive(b""), 3000)
+    url = f"{API}/realms/{k.realm}/images"
+    async with session(k) as http, http.post(url, data=archive) as response:
+        status = await response.json()
+        assert response.status == 422, status
+    assert "long names or pax headers in a row" in status["message"]

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
+from kukeon.runtime.containerd.archivetar import ArchiveTarError, open_archive_tar, read_entries
 from kukeon.runtime.containerd.content import (
     LABEL_GC_REF_CONTENT,
     LABEL_UNCOMPRESSED,
@@ -29,6 +30,7 @@ from kukeon.runtime.containerd.errors import InvalidImageArchiveError, InvalidIm
 from kukeon.runtime.containerd.oci import (
     INDEX_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
+    MAX_DOCUMENT_DEPTH,
     Descriptor,
     OciFormatError,
     content_mismatch,
@@ -52,16 +54,19 @@ class OciArchive:
         self.path = str(path)
         self._tar = tar
         self._members: dict[str, tarfile.TarInfo] = {}
-        for member in tar.getmembers():
+        for member in read_entries(tar):
             if member.isfile():
                 self._members[posixpath.normpath(member.name.lstrip("/"))] = member
 
     @classmethod
     def open(cls, path: Path) -> OciArchive:
+        """The archive at ``path``, its entries read (`archivetar`'s bounds)."""
         if not path.is_file():
             raise InvalidImageArchiveError(str(path), "no such file")
         try:
-            tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by close()
+            tar = open_archive_tar(path)
+        except ArchiveTarError as error:
+            raise InvalidImageArchiveError(str(path), str(error)) from None
         except tarfile.TarError:
             # tarfile's own message lists every compression it tried, one per line.
             raise InvalidImageArchiveError(
@@ -71,7 +76,14 @@ class OciArchive:
             raise InvalidImageArchiveError(
                 str(path), f"cannot be read: {error.strerror or type(error).__name__}"
             ) from None
-        return cls(path, tar)
+        try:
+            return cls(path, tar)
+        except ArchiveTarError as error:
+            tar.close()
+            raise InvalidImageArchiveError(str(path), str(error)) from None
+        except BaseException:
+            tar.close()
+            raise
 
     def close(self) -> None:
         self._tar.close()
@@ -174,51 +186,91 @@ def archive_image_name(entry: Descriptor, *, path: str, number: int) -> str:
 
 
 async def write_tree(
-    archive: OciArchive, root: Descriptor, *, content: ContentStore, image: str
+    archive: OciArchive,
+    root: Descriptor,
+    *,
+    content: ContentStore,
+    image: str,
+    written: set[str] | None = None,
 ) -> None:
-    """Write ``root`` and everything it references, children before parents."""
-    data = await asyncio.to_thread(archive.read_small, root)
-    if root.media_type in INDEX_MEDIA_TYPES:
+    """Write ``root`` and everything it references, children before parents.
+
+    Each blob is written once (``written``: the digests written already, shared by the
+    images of one archive): an index may name a child any number of times, and a tree of
+    a few KiB naming one index a hundred times over three levels was a million writes.
+    Indexes nest at most as deep as an image is resolved (`MAX_DOCUMENT_DEPTH`): deeper
+    ones no cell could run, and a chain of thousands was a RecursionError."""
+    await _TreeWriter(archive, content, image, set() if written is None else written).write(
+        root, depth=1
+    )
+
+
+class _TreeWriter:
+    def __init__(
+        self, archive: OciArchive, content: ContentStore, image: str, written: set[str]
+    ) -> None:
+        self.archive = archive
+        self.content = content
+        self.image = image
+        self.written = written
+
+    async def write(self, root: Descriptor, *, depth: int) -> None:
+        if root.digest in self.written:
+            return
+        if depth > MAX_DOCUMENT_DEPTH:
+            raise InvalidImageArchiveError(
+                self.archive.path,
+                f"{self.image}: indexes nested more than {MAX_DOCUMENT_DEPTH - 1} deep",
+            )
+        data = await asyncio.to_thread(self.archive.read_small, root)
+        if root.media_type in INDEX_MEDIA_TYPES:
+            await self._write_index(root, data, depth=depth)
+        elif root.media_type in MANIFEST_MEDIA_TYPES:
+            await self._write_manifest(root, data)
+        else:
+            raise InvalidImageArchiveError(
+                self.archive.path, f"{root.digest}: unsupported media type {root.media_type!r}"
+            )
+        self.written.add(root.digest)
+
+    async def _write_index(self, root: Descriptor, data: bytes, *, depth: int) -> None:
         try:
             index = parse_index(data, root)
         except OciFormatError as error:
-            raise InvalidImageArchiveError(archive.path, str(error)) from None
+            raise InvalidImageArchiveError(self.archive.path, str(error)) from None
         labels: dict[str, str] = {}
         for number, child in enumerate(index.manifests):
-            if not archive.has_blob(child.digest):
+            if not self.archive.has_blob(child.digest):
                 continue  # other platforms are often left out of an archive
-            await write_tree(archive, child, content=content, image=image)
+            await self.write(child, depth=depth + 1)
             labels[f"{LABEL_GC_REF_CONTENT}.m.{number}"] = child.digest
+        await self.content.write_bytes(data, digest=root.digest, labels=labels)
+
+    async def _write_manifest(self, root: Descriptor, data: bytes) -> None:
+        archive, content = self.archive, self.content
+        try:
+            manifest = parse_manifest(data, root)
+            config_data = await asyncio.to_thread(archive.read_small, manifest.config)
+            diff_ids = parse_config(config_data).diff_ids
+        except OciFormatError as error:
+            raise InvalidImageError(self.image, str(error)) from None
+        if len(diff_ids) != len(manifest.layers):
+            raise InvalidImageArchiveError(
+                archive.path,
+                f"{self.image}: {len(manifest.layers)} layers but {len(diff_ids)} diff ids",
+            )
+        labels = {f"{LABEL_GC_REF_CONTENT}.config": manifest.config.digest}
+        for number, (layer, diff_id) in enumerate(zip(manifest.layers, diff_ids, strict=True)):
+            if layer.digest not in self.written:
+                await content.write_blob(
+                    digest=layer.digest,
+                    size=layer.size,
+                    chunks=archive.stream(layer),
+                    labels={LABEL_UNCOMPRESSED: diff_id},
+                )
+                self.written.add(layer.digest)
+            labels[f"{LABEL_GC_REF_CONTENT}.l.{number}"] = layer.digest
+        if manifest.config.digest not in self.written:
+            await content.write_bytes(config_data, digest=manifest.config.digest)
+            self.written.add(manifest.config.digest)
         await content.write_bytes(data, digest=root.digest, labels=labels)
-        return
-    if root.media_type not in MANIFEST_MEDIA_TYPES:
-        raise InvalidImageArchiveError(
-            archive.path, f"{root.digest}: unsupported media type {root.media_type!r}"
-        )
-    await _write_manifest(archive, root, data, content=content, image=image)
-
-
-async def _write_manifest(
-    archive: OciArchive, root: Descriptor, data: bytes, *, content: ContentStore, image: str
-) -> None:
-    try:
-        manifest = parse_manifest(data, root)
-        config_data = await asyncio.to_thread(archive.read_small, manifest.config)
-        diff_ids = parse_config(config_data).diff_ids
-    except OciFormatError as error:
-        raise InvalidImageError(image, str(error)) from None
-    if len(diff_ids) != len(manifest.layers):
-        raise InvalidImageArchiveError(
-            archive.path, f"{image}: {len(manifest.layers)} layers but {len(diff_ids)} diff ids"
-        )
-    labels = {f"{LABEL_GC_REF_CONTENT}.config": manifest.config.digest}
-    for number, (layer, diff_id) in enumerate(zip(manifest.layers, diff_ids, strict=True)):
-        await content.write_blob(
-            digest=layer.digest,
-            size=layer.size,
-            chunks=archive.stream(layer),
-            labels={LABEL_UNCOMPRESSED: diff_id},
-        )
-        labels[f"{LABEL_GC_REF_CONTENT}.l.{number}"] = layer.digest
-    await content.write_bytes(config_data, digest=manifest.config.digest)
-    await content.write_bytes(data, digest=root.digest, labels=labels)

@@ -53,6 +53,7 @@ from kukeon.runtime.containerd.layersize import too_large, too_many, unpack_room
 from kukeon.runtime.containerd.oci import (
     INDEX_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
+    MAX_DOCUMENT_DEPTH,
     Descriptor,
     Manifest,
     OciFormatError,
@@ -294,7 +295,7 @@ class ImageService:
 
     async def _resolve(self, target: Descriptor, *, image: str, content: ContentStore) -> Manifest:
         descriptor = target
-        for _depth in range(4):
+        for _depth in range(MAX_DOCUMENT_DEPTH):
             data = await content.read_blob(descriptor.digest)
             if descriptor.media_type in INDEX_MEDIA_TYPES:
                 descriptor = select_platform_manifest(
@@ -538,8 +539,11 @@ class ImageService:
             plan = await self.unpack_plan(root)
             async with self._client.leases(self.namespace).lease() as lease:
                 content = self._client.content(self.namespace, lease=lease)
+                written: set[str] = set()  # a blob the archive's images share: written once
                 for entry, image_name in zip(entries, names, strict=True):
-                    await write_tree(archive, entry, content=content, image=image_name)
+                    await write_tree(
+                        archive, entry, content=content, image=image_name, written=written
+                    )
                     if unpack:  # layers that would fill the disk, together: nothing kept
                         await self.check_unpack(entry, image=image_name, lease=lease, plan=plan)
                 # The room of every image's layers, taken before any record is written and

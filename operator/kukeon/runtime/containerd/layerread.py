@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 
 from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
+from kukeon.runtime.containerd.archivetar import EXTENSION_TYPES
 from kukeon.runtime.containerd.layersize import (
     LABEL_UNPACKED_ENTRIES,
     LABEL_UNPACKED_SIZE,
@@ -63,15 +64,6 @@ UNLABELLED_LAYER_MAX_BYTES: Final = IMAGE_IMPORT_MAX_BYTES
 _BLOCK: Final = tarfile.BLOCKSIZE
 _MAX_EXTENSION_BYTES: Final = 1024 * 1024
 """A GNU long name or a pax header larger than this is refused: real ones are a path."""
-_EXTENSION_TYPES: Final = frozenset(
-    {
-        tarfile.GNUTYPE_LONGNAME,
-        tarfile.GNUTYPE_LONGLINK,
-        tarfile.XHDTYPE,
-        tarfile.XGLTYPE,
-        tarfile.SOLARIS_XHDTYPE,
-    }
-)
 _SPARSE_EXTENDED_AT: Final = 482
 """An old GNU sparse header's 'isextended' byte: sparse-map blocks follow it."""
 _SPARSE_BLOCK_EXTENDED_AT: Final = 504
@@ -238,7 +230,7 @@ class TarStream:
         except tarfile.HeaderError as error:
             raise LayerReadError(f"a tar header that does not parse: {error}") from None
         size = info.size
-        if info.type in _EXTENSION_TYPES:
+        if info.type in EXTENSION_TYPES:
             if size > _MAX_EXTENSION_BYTES:
                 raise LayerReadError(f"a tar extension header of {size} bytes")
             self._extension_type, self._wanted = info.type, size

@@ -55,6 +55,9 @@ DOCKER_SCHEMA1_MEDIA_TYPES: Final = frozenset(
 
 INDEX_MEDIA_TYPES: Final = frozenset({MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_LIST})
 MANIFEST_MEDIA_TYPES: Final = frozenset({MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST})
+MAX_DOCUMENT_DEPTH: Final = 4
+"""How many documents an image's root leads through to its manifest: indexes nest at most
+three deep (an index of platforms in an index of images is two)."""
 ACCEPTED_MANIFEST_TYPES: Final = (
     MEDIA_TYPE_OCI_INDEX,
     MEDIA_TYPE_OCI_MANIFEST,
