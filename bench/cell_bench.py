@@ -59,7 +59,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +76,7 @@ from harness import (
     control_plane,
     key,
     rss_mib,
+    scrape_metrics,
     start_daemon,
     wait_gone,
     wait_ready,
@@ -123,9 +123,8 @@ class LoopLag:
         return (self.count - since.count) - within
 
 
-def read_loop_lag(metrics_address: str) -> LoopLag:
-    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
+def read_loop_lag(metrics_address: str, token_file: Path | None) -> LoopLag:
+    text = scrape_metrics(metrics_address, token_file)
     buckets: dict[float, float] = {}
     count = maximum = 0.0
     for family in text_string_to_metric_families(text):
@@ -339,7 +338,9 @@ async def bench(
         await wait_ready(plane.registry, Kind.CELL, key(KEEPER))
         await asyncio.sleep(3)
         state.rss_idle = rss_mib(plane.daemon.pid)
-        state.lag_before = await asyncio.to_thread(read_loop_lag, config.metrics_address)
+        state.lag_before = await asyncio.to_thread(
+            read_loop_lag, config.metrics_address, config.metrics_token_path
+        )
         log_offset = plane.log.stat().st_size
         results = rows_for(sizes, host_network_sizes)
         for size, number in rounds_for(sizes, rounds):
@@ -347,7 +348,9 @@ async def bench(
             for row in results[size]:
                 await state.kukeon_round(size, number, row)
                 await state.direct_round(size, number, row)
-        state.lag_after = await asyncio.to_thread(read_loop_lag, config.metrics_address)
+        state.lag_after = await asyncio.to_thread(
+            read_loop_lag, config.metrics_address, config.metrics_token_path
+        )
         state.slow_callbacks = slow_callbacks(plane.log, offset=log_offset)
         rows = [row for size in sizes for row in results[size]]
         return rows, state, plane.version

@@ -62,6 +62,7 @@ from kukeon.api import (
     parse_resource,
 )
 from kukeon.client.apiclient import ApiClient
+from kukeon.daemon.config import GENERATED_METRICS_TOKEN
 from kukeon.framework.settings import Settings
 from kukeon.runtime.containerd import ContainerdClient, TaskIO
 from kukeon.runtime.containerd.spec import SpecContext, build_runtime_spec, current_hard_rlimits
@@ -114,6 +115,11 @@ class Fleet:
     def metrics_address(self, node: str) -> str:
         """kukeond's /metrics, on the host's address (fleet-up's --metrics-address)."""
         return f"{(self.directory / node / 'address').read_text().strip()}:9464"
+
+    def metrics_token(self, node: str) -> Path:
+        """The token kukeond's /metrics asks for: the one it generated in its state
+        directory (fleet-up's --state-dir, no metrics token setting)."""
+        return self.directory / node / "state" / GENERATED_METRICS_TOKEN
 
     def leader_of_sets(self) -> str:
         """The node whose kukeond logged the set controller's decisions."""
@@ -443,7 +449,10 @@ async def set_round(fleet: Fleet, clients: dict[str, ContainerdClient], replicas
 
 async def loop_lags(fleet: Fleet) -> dict[str, LoopLag]:
     found = await asyncio.gather(
-        *(asyncio.to_thread(read_loop_lag, fleet.metrics_address(node)) for node in NODES)
+        *(
+            asyncio.to_thread(read_loop_lag, fleet.metrics_address(node), fleet.metrics_token(node))
+            for node in NODES
+        )
     )
     return dict(zip(NODES, found, strict=True))
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -44,7 +45,7 @@ from kukeon.runtime.containerd.namespaces import realm_namespace  # noqa: E402
 from kukeon.store import EmbeddedEtcd, EtcdConfig, NotFound, Registry  # noqa: E402
 from kukeon.store.encryption import Keyring  # noqa: E402
 from tests.fixtures.containerd import PrivateContainerd, clean_namespace  # noqa: E402
-from tests.fixtures.kukeond import sweep_host  # noqa: E402
+from tests.fixtures.kukeond import bearer_headers, sweep_host  # noqa: E402
 
 IMAGE = "kukeon.io/test/busybox:latest"
 REALM, SPACE, STACK = "bench", "s1", "st1"
@@ -141,6 +142,18 @@ def daemon_config(base: Path, *, etcd: EtcdConfig, prefix: str, containerd: str)
         # out of the host's claims directory (start_daemon passes it on).
         user_namespace_claims_dir=base / "idclaims",
     )
+
+
+def scrape_metrics(metrics_address: str, token_file: Path | None, *, timeout: float = 10) -> str:
+    """kukeond's /metrics at ``metrics_address``, asked with the bearer token in
+    ``token_file`` (``DaemonConfig.metrics_token_path``: by default the token the daemon
+    generated in its state directory)."""
+    request = urllib.request.Request(
+        f"http://{metrics_address}/metrics", headers=bearer_headers(token_file)
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        body: bytes = answer.read()
+    return body.decode()
 
 
 def daemon_argv(config: DaemonConfig, *, log_level: str = "warning") -> list[str]:

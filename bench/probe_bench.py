@@ -44,7 +44,6 @@ import signal
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +62,7 @@ from harness import (
     control_plane,
     key,
     rss_mib,
+    scrape_metrics,
     wait_ready,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -128,9 +128,8 @@ class ProbeCounts:
     failure: float
 
 
-def probe_counts(metrics_address: str) -> ProbeCounts:
-    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=30) as answer:
-        text = answer.read().decode()
+def probe_counts(metrics_address: str, token_file: Path | None) -> ProbeCounts:
+    text = scrape_metrics(metrics_address, token_file, timeout=30)
     totals = {"success": 0.0, "failure": 0.0}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -341,14 +340,14 @@ async def run_phase(plane: ControlPlane, phase: Phase, settings: Settings) -> No
     )
     print(f"{phase.name}: all Ready after {phase.ready_seconds:.0f}s", file=sys.stderr)
     await asyncio.sleep(settings.settle)
-    address = plane.config.metrics_address
-    phase.checks_before = await asyncio.to_thread(probe_counts, address)
+    address, token_file = plane.config.metrics_address, plane.config.metrics_token_path
+    phase.checks_before = await asyncio.to_thread(probe_counts, address, token_file)
     phase.before = cpu_sample(plane.daemon.pid)
     await asyncio.sleep(settings.window)
     phase.after = cpu_sample(plane.daemon.pid)
     phase.load = os.getloadavg()
     phase.rss = rss_mib(plane.daemon.pid)
-    phase.checks_after = await asyncio.to_thread(probe_counts, address)
+    phase.checks_after = await asyncio.to_thread(probe_counts, address, token_file)
     phase.ready_after_window = (await count_ready(plane.registry, names))[1]
     print(f"{phase.name}: kukeond {phase.core_percent:.1f} % of a core", file=sys.stderr)
     if settings.profile_seconds > 0 and settings.py_spy is not None:

@@ -25,7 +25,6 @@ import signal
 import statistics
 import sys
 import time
-import urllib.request
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -40,10 +39,12 @@ from harness import (
     STACK,
     control_plane,
     rss_mib,
+    scrape_metrics,
     start_daemon,
 )
 
 from kukeon.api import Cell, parse_resource
+from kukeon.daemon.config import DaemonConfig
 from kukeon.store import Registry
 
 IN_FLIGHT = 64
@@ -80,17 +81,13 @@ async def write_cells(registry: Registry, count: int) -> None:
     await asyncio.gather(*(one(index) for index in range(count)))
 
 
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
-        body: bytes = answer.read()
-        return body.decode()
-
-
-async def wait_seen(url: str, count: int, within: float = 300) -> None:
+async def wait_seen(config: DaemonConfig, count: int, within: float = 300) -> None:
     """Until /metrics has the ``count`` stored cells (the collectors' cache has them all)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        text = await asyncio.to_thread(scrape, url)
+        text = await asyncio.to_thread(
+            scrape_metrics, config.metrics_address, config.metrics_token_path
+        )
         if _stored_cells(text) >= count:
             return
         await asyncio.sleep(0.5)
@@ -126,8 +123,7 @@ async def one_round(
         if reports is not None:
             plane.daemon.send_signal(signal.SIGUSR2)
         await write_cells(plane.registry, cells)
-        metrics_url = f"http://{plane.config.metrics_address}"
-        await wait_seen(metrics_url, cells)
+        await wait_seen(plane.config, cells)
         loaded = await settled_rss(plane.daemon.pid)
         if reports is not None:
             plane.daemon.send_signal(signal.SIGUSR2)

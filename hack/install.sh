@@ -115,8 +115,9 @@ if [[ -f $repo_root/docs/install.md ]]; then
     install_file 0644 "$repo_root/docs/install.md" "$venv/share/doc/kukeon/install.md"
 fi
 
-# The token kukeond's /metrics asks for: without one, every local account reads every
-# realm's series. Prometheus' group reads it when Debian's prometheus is installed.
+# The token kukeond's /metrics asks for, where Prometheus' group reads it when Debian's
+# prometheus is installed (without metricsTokenFile, kukeond asks for one it generates in
+# its state directory, which only root reads).
 write_metrics_token() {
     local token_file="$confdir/metrics-token" group=root mode=0600
     if [[ -f $token_file ]]; then
@@ -137,8 +138,10 @@ write_metrics_token() {
     fi
     echo "install: wrote $token_file (mode $mode, group $group)"
     if ! grep -qs '^metricsTokenFile:' "$confdir/kukeond.yaml"; then
-        echo "install: $confdir/kukeond.yaml asks for no metrics token: add" \
-            "'metricsTokenFile: /etc/kukeon/metrics-token' (docs/install.md#metrics)" >&2
+        echo "install: $confdir/kukeond.yaml names no metricsTokenFile: /metrics asks for the" \
+            "token kukeond generates in its state directory, which only root reads; for" \
+            "Prometheus' group add 'metricsTokenFile: /etc/kukeon/metrics-token'" \
+            "(docs/install.md#metrics)" >&2
     fi
 }
 

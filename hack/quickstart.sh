@@ -12,7 +12,8 @@ On a Debian 12 host, as root:
   2. starts containerd if it is not answering on /run/containerd/containerd.sock;
   3. starts kukeond with its embedded etcd if it is not running (log /var/log/kukeond.log;
      etcd on unix sockets in /var/lib/kukeon/etcd, mutual TLS only; /metrics on
-     127.0.0.1:9464 asks for the bearer token in /var/lib/kukeon/metrics-token);
+     127.0.0.1:9464 asks for the bearer token kukeond generates in
+     /var/lib/kukeon/metrics-token);
   4. builds the busybox test image (hack/make-test-image.sh) and imports it;
   5. applies examples/hello.yaml, waits until the cell is Ready, prints `kukectl get cells`
      and the page served from the cell's IP.
@@ -26,7 +27,6 @@ run_dir=/run/kukeon
 state_dir=/var/lib/kukeon
 socket=$run_dir/kukeond.sock
 pid_file=$run_dir/kukeond.pid
-metrics_token=$state_dir/metrics-token
 containerd_socket=/run/containerd/containerd.sock
 
 case "${1:-}" in
@@ -97,12 +97,9 @@ else
     umask 027
     mkdir -p "$run_dir" "$state_dir"
     touch /var/log/kukeond.log && chmod 0640 /var/log/kukeond.log
-    # Without a token every local account reads every realm's series on 127.0.0.1:9464.
-    if [[ ! -s $metrics_token ]]; then
-        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$metrics_token")
-    fi
-    nohup kukeond --state-dir "$state_dir" --run-dir "$run_dir" \
-        --metrics-token-file "$metrics_token" >>/var/log/kukeond.log 2>&1 &
+    # /metrics asks for the token kukeond generates at its first start in $state_dir/metrics-token
+    # (root's, 0600; kept across restarts): no other local account reads every realm's series.
+    nohup kukeond --state-dir "$state_dir" --run-dir "$run_dir" >>/var/log/kukeond.log 2>&1 &
     echo $! > "$pid_file"
     echo "kukeond started (pid $(cat "$pid_file"), log /var/log/kukeond.log)"
     for _ in $(seq 1 120); do

@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ import yaml
 
 from kukeon.controllers.cellfiles import container_readable
 from kukeon.daemon.config import DaemonConfig
+from kukeon.daemon.metricstoken import read_metrics_token
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.crilog import KEEPER_NAME
 from kukeon.store.pki import EtcdPki
@@ -745,6 +747,7 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
         "fromEnv secret": kukeond.env_secret,
         "fromFile secret": kukeond.file_secret,
         "registry password": kukeond.registry_password,
+        "metrics token": read_metrics_token(state / "metrics-token"),
     }
     for number, line in enumerate(_key_material(state / "etcd" / "pki")):
         credentials[f"etcd key line {number}"] = line
@@ -753,16 +756,19 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
             assert value not in command_line, f"the {what} is in the arguments of pid {pid}"
         assert "PRIVATE KEY" not in command_line, f"a private key in pid {pid}'s arguments"
 
-    # The metrics listener answers anyone on the host (loopback, docs/metrics.md): what it
-    # says must name objects and states only, never a credential.
+    # The metrics listener asks for the token kukeond generated in its state directory (no
+    # metrics setting given, docs/metrics.md): nobody gets a 401 and no series. What it
+    # says to the token's holder must name objects and states only, never a credential.
     assert kukeond.config.metrics_address.startswith("127.0.0.1:")
-    scraped = as_nobody(
-        "curl", "-sS", "-m", "10", f"http://{kukeond.config.metrics_address}/metrics"
-    )  # fmt: skip
-    assert scraped.returncode == 0, scraped.stderr
-    assert "kukeon_cell_state" in scraped.stdout, scraped.stdout[:2000]
+    url = f"http://{kukeond.config.metrics_address}/metrics"
+    asked = as_nobody("curl", "-sS", "-m", "10", "-w", "\n%{http_code}", url)
+    body, _, status = asked.stdout.rpartition("\n")
+    assert status == "401", asked.stdout[-500:] + asked.stderr
+    assert "kukeon_" not in body
+    scraped = _scrape_metrics(url, credentials["metrics token"])
+    assert "kukeon_cell_state" in scraped, scraped[:2000]
     for what, value in credentials.items():
-        assert value not in scraped.stdout, f"the {what} is in /metrics"
+        assert value not in scraped, f"the {what} is in /metrics"
 
     # What the TCP API answers without a token (health, readiness with its checks, the
     # version, the console's page) holds no credential either; the rest is a 401.
@@ -778,6 +784,15 @@ def test_a_local_user_reaches_nothing_of_kukeond(local_kukeond: LocalKukeond) ->
         assert status == code, f"{path}: {answer.stdout[-500:]} {answer.stderr}"
         for what, value in credentials.items():
             assert value not in body, f"the {what} is in the TCP API's {path}"
+
+
+def _scrape_metrics(url: str, token: str) -> str:
+    """``url`` read with the metrics token, from this process (a curl's arguments would show
+    the token to every local user)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text: str = answer.read().decode()
+    return text
 
 
 def test_nobody_is_really_nobody() -> None:

@@ -64,6 +64,8 @@ ENV_PREFIX = "KUKEON_"
 DEFAULT_LOG_ROTATION = LogRotation()
 _PARTIAL = "partial"
 """Validation context key: the file alone is validated field by field, not across fields."""
+GENERATED_METRICS_TOKEN = "metrics-token"
+"""The token file kukeond generates in its state directory when `metricsTokenFile` is unset."""
 _NO_GID = 2**32 - 1
 """gid_t's all-ones value, chown's "leave the group as it is": the first gid out of range."""
 
@@ -252,8 +254,13 @@ class DaemonConfig(BaseModel):
     """A file whose first non-empty line is the bearer token the `/metrics` listener asks
     for (`Authorization: Bearer <token>`: 401 without it, 403 for another); read at start.
     kukeond refuses to start when other local users may read or replace it (it must be
-    root's, mode 0600, or 0640 with the scraper's group). Unset: any local account reads
-    every realm's series (a warning at start)."""
+    root's, mode 0600, or 0640 with the scraper's group). Unset: the listener asks for the
+    token kukeond generates at its first start in `<state-dir>/metrics-token` (root's,
+    0600; kept, and judged as this file, at every later start; its path logged at start)."""
+    metrics_open: bool = False
+    """Serve `/metrics` without a token, as kukeond did before it asked for one by default:
+    any local account reads every realm's series (a warning at every start). Refused
+    beside `metricsTokenFile`."""
     api_address: str | None = None
     """Optional TCP listener (`host:port`); TLS and tokens are then required."""
     api_max_connections: int = Field(default=0, ge=0)
@@ -466,6 +473,14 @@ class DaemonConfig(BaseModel):
         return self.encryption_key_file or self.state_dir / "encryption-keys.yaml"
 
     @property
+    def metrics_token_path(self) -> Path | None:
+        """The file of the token `/metrics` asks for: `metricsTokenFile`, else the one
+        kukeond generates in its state directory; None with `metricsOpen`."""
+        if self.metrics_open:
+            return None
+        return self.metrics_token_file or self.state_dir / GENERATED_METRICS_TOKEN
+
+    @property
     def uses_embedded_etcd(self) -> bool:
         return not self.etcd_endpoints
 
@@ -533,6 +548,19 @@ class DaemonConfig(BaseModel):
                 "fenceAfterSeconds ({fence}) must be below nodeLeaseTtl + nodeLostTimeout "
                 "({limit}): a node must be fenced before its cells are placed elsewhere",
                 {"fence": self.fence_after_seconds, "limit": limit},
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_open_or_with_a_token(self, info: ValidationInfo) -> DaemonConfig:
+        if info.context and info.context.get(_PARTIAL):
+            return self
+        if self.metrics_open and self.metrics_token_file is not None:
+            raise PydanticCustomError(
+                "metrics_open",
+                "metricsOpen serves /metrics without a token, metricsTokenFile ({path}) asks "
+                "for one: set one of them (neither: kukeond asks for a token it generates)",
+                {"path": str(self.metrics_token_file)},
             )
         return self
 

@@ -34,7 +34,12 @@ from .forwarding import Forwarder
 from .hostdirs import share_run_dir
 from .keyroutes import KeyRotationRoutes
 from .metricslistener import listen_when_free, squatters
-from .metricstoken import read_metrics_token, requiring_token, warn_open_listener
+from .metricstoken import (
+    generated_metrics_token,
+    read_metrics_token,
+    requiring_token,
+    warn_open_listener,
+)
 from .node import FLEET
 from .noderoutes import NodeRoutes
 from .starterrors import StartupError
@@ -248,9 +253,13 @@ async def _listen_for_metrics(daemon: Daemon, on_stop: Callable[[str, Stopper], 
 
 
 async def _metrics_guard(daemon: Daemon) -> Middleware | None:
-    """The /metrics listener's token check (``metrics_token_file``), None when unset; an
-    unusable file is a ``StartupError`` (``metricstoken.read_metrics_token``)."""
-    path = daemon.config.metrics_token_file
+    """The /metrics listener's token check: ``metrics_token_file``'s token, else the one
+    kukeond generates in its state directory; None with ``metrics_open``. An unusable file
+    is a ``StartupError`` (``metricstoken.read_metrics_token``)."""
+    config = daemon.config
+    path = config.metrics_token_path
     if path is None:
         return None
+    if config.metrics_token_file is None:
+        return requiring_token(await asyncio.to_thread(generated_metrics_token, path))
     return requiring_token(await asyncio.to_thread(read_metrics_token, path))

@@ -216,7 +216,17 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         {
             "type": _path,
             "help": "File holding the bearer token /metrics asks for (root's, mode 0600 or "
-            "0640); unset: no token asked.",
+            "0640); unset: the token kukeond generates in <state-dir>/metrics-token.",
+        },
+    ),
+    (
+        "--metrics-open",
+        {
+            "dest": "metrics_open",
+            "action": "store_const",
+            "const": True,
+            "help": "Serve /metrics without a token: every local account reads every "
+            "realm's series (warned at every start).",
         },
     ),
     ("--api-address", {"help": "Optional TCP listener host:port (TLS and tokens required)."}),

@@ -16,8 +16,9 @@ space's egress policy, which its realm's editor writes. With ``metricsAddress`` 
 address other than loopback (the chart's node IP), any realm's editor read the names and
 states of every other realm's cells, sets and images from a cell of theirs.
 
-``guard`` is one more middleware, inside that refusal: kukeond's bearer token check when
-``metrics_token_file`` is set (``kukeon.daemon.metricstoken``).
+``guard`` is one more middleware, inside that refusal: kukeond's bearer token check
+(``metrics_token_file``'s token or the one it generates; none with ``metrics_open``;
+``kukeon.daemon.metricstoken``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kukeon.api import AnyResource, Cell, ContainerState, Kind
-from tests.fixtures.kukeond import Kukeond
+from tests.fixtures.kukeond import Kukeond, metrics_headers
 
 from .helpers import cell_doc, cell_key, container
 
@@ -29,7 +29,10 @@ stack's finalizer waits that long for it, a pass every ``parentWaitSeconds`` (0.
 async def _sample(k: Kukeond, name: str, **labels: str) -> float:
     """The value of one series of kukeond's /metrics (0 when it is absent)."""
     assert k.daemon.metrics_url is not None
-    async with aiohttp.ClientSession() as session, session.get(k.daemon.metrics_url) as reply:
+    async with (
+        aiohttp.ClientSession(headers=metrics_headers(k.config)) as session,
+        session.get(k.daemon.metrics_url) as reply,
+    ):
         assert reply.status == 200
         text = await reply.text()
     for family in text_string_to_metric_families(text):

@@ -22,7 +22,7 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.runtime.cgroups import CgroupPath, CgroupV1Driver, CgroupV2Driver
-from tests.fixtures.kukeond import Kukeond
+from tests.fixtures.kukeond import Kukeond, metrics_headers
 
 pytestmark = pytest.mark.integration
 
@@ -238,7 +238,10 @@ async def test_stats_agree_with_the_cgroup_files(kukeond: Kukeond) -> None:
 
         # /metrics: the same figures, only this node's running cells.
         assert k.daemon.metrics_url is not None
-        async with aiohttp.ClientSession() as plain, plain.get(k.daemon.metrics_url) as response:
+        async with (
+            aiohttp.ClientSession(headers=metrics_headers(k.config)) as plain,
+            plain.get(k.daemon.metrics_url) as response,
+        ):
             text = await response.text()
     memory = _series(text, "kukeon_cell_memory_bytes", "mem")
     assert memory is not None

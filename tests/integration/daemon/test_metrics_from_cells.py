@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from kukeon.api import Kind
+from tests.fixtures.kukeond import metrics_headers
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
 from tests.integration.controllers.helpers import cell_doc, container
 
@@ -64,9 +65,9 @@ async def test_an_editors_cell_gets_no_series_from_the_metrics_listener(
     assert "exit=1" in log, log
     assert "series=0" in log, log
     assert "403 Forbidden" in log, log
-    # The host (a scraper beside kukeond) is answered as before.
+    # The host (a scraper beside kukeond, with its token) is answered as before.
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=metrics_headers(k.config)) as session,
         session.get(f"http://127.0.0.1:{port}/metrics") as reply,
     ):
         assert reply.status == 200

@@ -26,17 +26,20 @@ from kukeon.daemon.config import DaemonConfig
 from kukeon.daemon.starterrors import StartupError
 from tests.fixtures.containerd import PrivateContainerd
 from tests.fixtures.etcd import EtcdServer
-from tests.fixtures.kukeond import kukeond_config
+from tests.fixtures.kukeond import kukeond_config, metrics_headers
 from tests.fixtures.services import free_tcp_port, require_root
 from tests.fixtures.squatter import nobody_listening
 
 pytestmark = pytest.mark.integration
 
 
-async def _scrape(url: str) -> str:
+async def _scrape(url: str, headers: dict[str, str]) -> str:
     """The page at ``url``; "" while nothing listens there."""
     try:
-        async with aiohttp.ClientSession() as session, session.get(url) as reply:
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.get(url) as reply,
+        ):
             return await reply.text() if reply.status == 200 else ""
     except aiohttp.ClientConnectionError:
         return ""
@@ -93,7 +96,7 @@ async def test_a_local_users_listener_on_the_metrics_address_does_not_stop_kukeo
         deadline = time.monotonic() + 10
         while "kukeon_" not in scraped and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            scraped = await _scrape(url)
+            scraped = await _scrape(url, metrics_headers(config))
         assert "kukeon_" in scraped, scraped[:500]
         assert daemon.metrics_url == url
     finally:

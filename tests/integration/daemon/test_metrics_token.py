@@ -1,11 +1,14 @@
-"""kukeond's ``/metrics`` listener asks for the token of ``metrics_token_file``.
+"""kukeond's ``/metrics`` listener asks for a bearer token, by default.
 
 Found as ``nobody`` (helper-181): ``runuser -u nobody -- curl 127.0.0.1:9464/metrics`` gave
 any local account every realm's names, states, CPU, memory and API request counts. With
-the setting, a real kukeond answers nobody's curl 401 (``WWW-Authenticate: Bearer``), a
-wrong token 403, the right one the series; the suite's real Prometheus scrapes it with
-``authorization: {credentials_file: ...}``. A token file every local user may read stops
-the start. Without the setting, the listener is open as before and kukeond says so once.
+``metrics_token_file``, a real kukeond answers nobody's curl 401 (``WWW-Authenticate:
+Bearer``), a wrong token 403, the right one the series; the suite's real Prometheus scrapes
+it with ``authorization: {credentials_file: ...}``. A token file every local user may read
+stops the start. Without the setting (a kukeond started by hand, or by a configuration
+without the key), kukeond asks for a token it generates once in ``<state-dir>/metrics-token``
+(root's, 0600) and reuses across restarts; ``metrics_open`` alone serves the listener
+openly, and kukeond says so once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +27,7 @@ import pytest
 
 from kukeon.daemon.app import Daemon
 from kukeon.daemon.config import DaemonConfig
+from kukeon.daemon.metricstoken import read_metrics_token
 from kukeon.daemon.starterrors import StartupError
 from tests.fixtures.containerd import PrivateContainerd
 from tests.fixtures.etcd import EtcdServer
@@ -61,6 +66,16 @@ async def _running(config: DaemonConfig) -> AsyncIterator[Daemon]:
     try:
         await daemon.start()
         yield daemon
+    finally:
+        await daemon.stop()
+
+
+async def _start_refused(config: DaemonConfig, match: str) -> None:
+    """kukeond's start with ``config`` stops with a ``StartupError`` saying ``match``."""
+    daemon = Daemon(config)
+    try:
+        with pytest.raises(StartupError, match=match):
+            await daemon.start()
     finally:
         await daemon.stop()
 
@@ -119,26 +134,72 @@ async def test_a_token_file_every_local_user_reads_stops_the_start(
         token_file = base / "metrics-token"
         token_file.write_text(secrets.token_hex(32))
         token_file.chmod(0o644)  # what a umask of 022 makes
-        daemon = Daemon(config_with(metrics_token_file=token_file))
-        try:
-            with pytest.raises(
-                StartupError, match=r"metrics_token_file.*every local user may read"
-            ):
-                await daemon.start()
-        finally:
-            await daemon.stop()
+        await _start_refused(
+            config_with(metrics_token_file=token_file),
+            r"metrics_token_file.*every local user may read",
+        )
 
 
-async def test_without_the_setting_the_listener_is_open_and_kukeond_says_so(
+async def test_without_the_setting_kukeond_asks_for_the_token_it_generates_and_keeps_it(
     config_with: Callable[..., DaemonConfig], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="kukeon.daemon.metricstoken"):
-        async with _running(config_with()) as daemon:
+    config = config_with()
+    token_file = config.state_dir / "metrics-token"
+    assert config.metrics_token_path == token_file
+    with caplog.at_level(logging.INFO, logger="kukeon.daemon.metricstoken"):
+        async with _running(config) as daemon:
+            assert daemon.metrics_url is not None
+            head, body = await asyncio.to_thread(_nobody_curl, daemon.metrics_url)
+            assert head.startswith("HTTP/1.1 401"), head  # before: 200 and every series
+            assert "kukeon_" not in body
+            file_state = token_file.stat()
+            assert (file_state.st_mode & 0o777, file_state.st_uid) == (0o600, 0)
+            token = read_metrics_token(token_file)
+            head, body = await asyncio.to_thread(
+                _nobody_curl, daemon.metrics_url, f"Authorization: Bearer {token}"
+            )
+            assert head.startswith("HTTP/1.1 200"), head
+            assert "kukeon_" in body
+        # A restart asks for the same token: the scraper's configuration stays right.
+        async with _running(config) as daemon:
+            assert daemon.metrics_url is not None
+            assert read_metrics_token(token_file) == token
+            head, _ = await asyncio.to_thread(
+                _nobody_curl, daemon.metrics_url, f"Authorization: Bearer {token}"
+            )
+            assert head.startswith("HTTP/1.1 200"), head
+    said = [r for r in caplog.records if r.name == "kukeon.daemon.metricstoken"]
+    assert [r.levelno for r in said] == [logging.INFO, logging.INFO], said
+    assert all(str(token_file) in r.getMessage() for r in said)
+    assert all(token not in r.getMessage() for r in caplog.records)
+
+
+async def test_a_generated_token_file_others_may_rewrite_stops_the_start(
+    config_with: Callable[..., DaemonConfig],
+) -> None:
+    """Judged as ``metrics_token_file`` is. (Modes wider than 0640 never get that far: the
+    start narrows everything in the state directory first, this file too.)"""
+    config = config_with()
+    async with _running(config):
+        pass
+    token_file = config.state_dir / "metrics-token"
+    os.chown(token_file, 65534, 65534)  # nobody's: they rewrite it, or open it to anyone
+    await _start_refused(config, r"generated by kukeond.*belongs to")
+
+
+async def test_metrics_open_serves_everyone_and_kukeond_says_so(
+    config_with: Callable[..., DaemonConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = config_with(metrics_open=True)
+    with caplog.at_level(logging.INFO, logger="kukeon.daemon.metricstoken"):
+        async with _running(config) as daemon:
             assert daemon.metrics_url is not None
             head, body = await asyncio.to_thread(_nobody_curl, daemon.metrics_url)
             assert head.startswith("HTTP/1.1 200"), head
             assert "kukeon_" in body
-    said = [r.getMessage() for r in caplog.records if r.name == "kukeon.daemon.metricstoken"]
+    said = [r for r in caplog.records if r.name == "kukeon.daemon.metricstoken"]
     assert len(said) == 1, said
-    assert "any local account" in said[0]
-    assert "metrics_token_file" in said[0]
+    assert said[0].levelno == logging.WARNING
+    assert "any local account" in said[0].getMessage()
+    assert "metrics_open" in said[0].getMessage()
+    assert not (config.state_dir / "metrics-token").exists()

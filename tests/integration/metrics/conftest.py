@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,7 +51,7 @@ from kukeon.metrics.usage import CellUsageCollector, CellUsageSample
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.store import Registry
 from tests.fixtures.containerd import PrivateContainerd
-from tests.fixtures.kukeond import Kukeond
+from tests.fixtures.kukeond import Kukeond, bearer_headers
 from tests.fixtures.services import require_binary
 from tests.integration.metrics.prometheus import PrometheusServer
 
@@ -69,10 +70,17 @@ class MetricsSource:
     """The realm holding the test's documents."""
     poke: Callable[[], Awaitable[None]]
     """Cause activity: reconciles, etcd requests and containerd calls."""
+    credentials_file: Path | None = None
+    """The bearer token file the source asks for (kukeond's); None: it asks for none."""
 
     @property
     def url(self) -> str:
         return f"http://{self.target}/metrics"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a scraper sends: the token of ``credentials_file``."""
+        return bearer_headers(self.credentials_file)
 
 
 def _cell_document(realm: str, space: str, stack: str, name: str) -> Cell:
@@ -238,7 +246,13 @@ async def kukeond_metrics_source(kukeond: Kukeond) -> MetricsSource:
 
     assert k.daemon.metrics_url is not None
     target = k.daemon.metrics_url.removeprefix("http://").removesuffix("/metrics")
-    return MetricsSource(target=target, store=k.registry, realm=k.realm, poke=poke)
+    return MetricsSource(
+        target=target,
+        store=k.registry,
+        realm=k.realm,
+        poke=poke,
+        credentials_file=k.config.metrics_token_path,
+    )
 
 
 @pytest.fixture
@@ -348,7 +362,11 @@ def promtool_binary() -> str:
 
 @pytest.fixture
 def prometheus(prometheus_binary: str, metrics_source: MetricsSource) -> Iterator[PrometheusServer]:
-    server = PrometheusServer(binary=prometheus_binary, targets=[metrics_source.target])
+    server = PrometheusServer(
+        binary=prometheus_binary,
+        targets=[metrics_source.target],
+        credentials_file=metrics_source.credentials_file,
+    )
     try:
         server.start()
         yield server

@@ -17,7 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 async def _scrape(source: MetricsSource) -> str:
-    async with aiohttp.ClientSession() as session, session.get(source.url) as reply:
+    async with (
+        aiohttp.ClientSession(headers=source.headers) as session,
+        session.get(source.url) as reply,
+    ):
         assert reply.status == 200
         return await reply.text()
 

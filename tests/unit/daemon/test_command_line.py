@@ -49,6 +49,7 @@ FLAGS = {
     "--image-zstd-window-budget-bytes": "image_zstd_window_budget_bytes",
     "--metrics-address": "metrics_address",
     "--metrics-token-file": "metrics_token_file",
+    "--metrics-open": "metrics_open",
     "--api-address": "api_address",
     "--api-max-connections": "api_max_connections",
     "--api-tls-cert-file": "api_tls_cert_file",
@@ -132,6 +133,7 @@ def test_flags_reach_the_configuration(tmp_path: Path) -> None:
         "--no-bootstrap",
         "--api-only",
         "--etcd-allow-insecure",
+        "--metrics-open",
     )
     assert config.etcd_endpoints == ("https://10.0.0.5:2379", "https://10.0.0.6:2379")
     assert config.state_dir == tmp_path / "state"
@@ -143,6 +145,7 @@ def test_flags_reach_the_configuration(tmp_path: Path) -> None:
     assert config.bootstrap is False
     assert config.api_only is True
     assert config.etcd_allow_insecure is True
+    assert config.metrics_open is True
 
 
 def test_a_flag_not_given_leaves_the_file_s_value(tmp_path: Path) -> None:
