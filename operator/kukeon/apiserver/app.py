@@ -51,7 +51,7 @@ from kukeon.apiserver.settings import ApiSettings
 from kukeon.apiserver.status import ApiError, Cause, host_disk_refused, status_response
 from kukeon.apiserver.watchcache import StateSource, WatchCache
 from kukeon.apiserver.watchhub import WatchHub
-from kukeon.apiserver.watchstream import CLOSING_KEY
+from kukeon.apiserver.watchstream import CLOSING_KEY, client_gone
 from kukeon.apiserver.writerules import ContainerCheck
 from kukeon.client.paths import API_ROOT, KINDS
 from kukeon.store.keys import is_key_part
@@ -318,8 +318,14 @@ def _errors_middleware(settings: ApiSettings, metrics: _RequestMetrics | None) -
 def _client_left(request: web.Request, exc: Exception) -> bool:
     """Whether ``exc`` is the client's hang-up: aiohttp fails a read of the body with
     ``ConnectionResetError`` once the connection is lost (a body shorter than its
-    Content-Length, a chunked body that stops), and the request then has no transport."""
-    return isinstance(exc, ConnectionResetError) and request.transport is None
+    Content-Length, a chunked body that stops), and the request then has no transport.
+
+    A write fails alike ("Cannot write to closing transport") while the transport is
+    closing and still set: the client's end of stream closes it, and its connection_lost
+    (which unsets it) runs one loop iteration later. A handler resumed in between (its
+    thread's answer came in the same iteration as the hang-up, as on a busy loop) meets
+    that state: a log stream's headers written after its client left."""
+    return isinstance(exc, ConnectionResetError) and client_gone(request)
 
 
 def _authentication_middleware(tokens: TokenBook | None) -> Middleware:
