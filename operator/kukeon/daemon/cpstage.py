@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from kukeon.cancelling import wait_ended
+from kukeon.runtime.containerd.archivetar import ArchiveTarError, open_stream_tar
 from kukeon.runtime.containerd.pipes import write_all
 
 log = logging.getLogger(__name__)
@@ -113,15 +114,13 @@ class StagedUpload:
         module's text), then drain what follows its end. Blocking: for a thread."""
         try:
             with (
-                tarfile.open(fileobj=source, mode="r|", bufsize=chunk) as reading,
-                tarfile.open(
-                    fileobj=sink, mode="w|", bufsize=chunk, format=tarfile.PAX_FORMAT
-                ) as writing,
+                open_stream_tar(source, "r|", bufsize=chunk) as reading,
+                open_stream_tar(sink, "w|", bufsize=chunk) as writing,
             ):
                 for member in reading:
                     data = reading.extractfile(member) if member.isreg() else None
                     writing.addfile(self._restaged(member), data)
-        except tarfile.TarError as error:
+        except (tarfile.TarError, ArchiveTarError) as error:
             raise UploadRefusedError(
                 f"the stream is not a tar archive kukeond can read: {error}"
             ) from None

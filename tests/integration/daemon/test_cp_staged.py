@@ -135,3 +135,23 @@ async def test_a_refused_stream_stages_nothing(kukeond: Kukeond) -> None:
     assert await _shell(k, "cat /tmp/f") == "old"
     assert "escape" not in await _shell(k, "ls -a /")
     assert STAGE_MARK not in await _shell(k, "ls -a /tmp")
+
+
+async def test_a_chain_of_long_names_is_refused_and_stages_nothing(kukeond: Kukeond) -> None:
+    """kukeond's tarfile reads a long name's member by recursion: 3,000 empty long names in
+    a row (1.5 MB) were a RecursionError in kukeond: the socket closed with no status."""
+    k = kukeond
+    await k.hierarchy()
+    await _cell(k, "box")
+    await _shell(k, "printf old > /tmp/f")
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, 0
+    upload = header.tobuf(tarfile.GNU_FORMAT) * 3000 + _archive(("f", b"new", None))
+    async with session(k) as http:
+        _, _, status = await _cp(
+            http, cell_url(k, "box"), {"path": "/tmp/f", "mode": "write"}, upload
+        )
+    assert "more than 8 long names or pax headers in a row" in status["error"]
+    await _no_cp_running(k)
+    assert await _shell(k, "cat /tmp/f") == "old"
+    assert STAGE_MARK not in await _shell(k, "ls -a /tmp")

@@ -18,6 +18,7 @@ from kukeon.daemon.cpstage import (
     StagedUpload,
     UploadRefusedError,
 )
+from kukeon.runtime.containerd.archivetar import open_stream_tar
 from tests.fixtures.services import require_root
 
 CHUNK = 64 * 1024
@@ -139,3 +140,38 @@ def test_a_sticky_directory_keeps_another_owners_file(tmp_path: Path) -> None:
         os.close(fd)
     assert (sticky / "theirs").read_text() == "theirs"
     assert not (sticky / ".theirs.h").exists()
+
+
+def _long_name_chain(count: int) -> bytes:
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, 0
+    return header.tobuf(tarfile.GNU_FORMAT) * count + _archive(_member("f"))
+
+
+@pytest.mark.parametrize(
+    ("stream", "why"),
+    [
+        # tarfile reads a long name's member by recursion: a RecursionError on HEAD.
+        (_long_name_chain(3000), "more than 8 long names or pax headers in a row"),
+        # read whole into kukeond's memory on HEAD (~3 times what was sent).
+        (_archive(_member("n" * 2 * 1024 * 1024)), "a long name or pax header of"),
+    ],
+    ids=["long-name-chain", "huge-long-name"],
+)
+def test_headers_past_their_bounds_are_refused(stream: bytes, why: str) -> None:
+    with pytest.raises(UploadRefusedError, match=why):
+        StagedUpload(token="t").rewrite(io.BytesIO(stream), io.BytesIO(), CHUNK)
+
+
+def test_no_header_is_kept_once_passed() -> None:
+    """tarfile kept every member it read and wrote (~1 KB each, for the whole copy)."""
+    count = 1000
+    stream = _archive(*(_member(f"f{number}") for number in range(count)))
+    with open_stream_tar(io.BytesIO(stream), "r|", bufsize=CHUNK) as reading:
+        assert sum(1 for _ in reading) == count
+        assert reading.getmembers() == []
+    with open_stream_tar(io.BytesIO(), "w|", bufsize=CHUNK) as writing:
+        writing.addfile(_member("d", tarfile.DIRTYPE))
+        assert writing.getmembers() == []
+    upload = StagedUpload(token="t")
+    assert len(_rewritten(upload, stream)) == count  # what cp writes: every member

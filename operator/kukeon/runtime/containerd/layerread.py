@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 
 from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
-from kukeon.runtime.containerd.archivetar import EXTENSION_TYPES
+from kukeon.runtime.containerd.archivetar import EXTENSION_TYPES, MAX_EXTENSION_HEADER_BYTES
 from kukeon.runtime.containerd.layersize import (
     LABEL_UNPACKED_ENTRIES,
     LABEL_UNPACKED_SIZE,
@@ -62,8 +62,6 @@ if TYPE_CHECKING:
 UNLABELLED_LAYER_MAX_BYTES: Final = IMAGE_IMPORT_MAX_BYTES
 """What reading a layer whose size was never counted may inflate: what one import may."""
 _BLOCK: Final = tarfile.BLOCKSIZE
-_MAX_EXTENSION_BYTES: Final = 1024 * 1024
-"""A GNU long name or a pax header larger than this is refused: real ones are a path."""
 _SPARSE_EXTENDED_AT: Final = 482
 """An old GNU sparse header's 'isextended' byte: sparse-map blocks follow it."""
 _SPARSE_BLOCK_EXTENDED_AT: Final = 504
@@ -162,7 +160,7 @@ class TarStream:
     """Fed a tar stream's bytes in order (``feed``), parses its headers as tarfile does
     (ustar, GNU long names and old sparse maps, pax ``path``/``linkpath``/``size``) and hands
     each member to ``visitor``. Holds at most a header block, an extension header (at most
-    ``_MAX_EXTENSION_BYTES``) and the content the visitor asked for."""
+    ``MAX_EXTENSION_HEADER_BYTES``) and the content the visitor asked for."""
 
     def __init__(self, visitor: TarVisitor) -> None:
         self._visitor = visitor
@@ -231,7 +229,7 @@ class TarStream:
             raise LayerReadError(f"a tar header that does not parse: {error}") from None
         size = info.size
         if info.type in EXTENSION_TYPES:
-            if size > _MAX_EXTENSION_BYTES:
+            if size > MAX_EXTENSION_HEADER_BYTES:
                 raise LayerReadError(f"a tar extension header of {size} bytes")
             self._extension_type, self._wanted = info.type, size
             if size:
