@@ -74,23 +74,26 @@ async def test_label_annotate_patch_and_bulk_delete(kukeond: Kukeond) -> None:
     assert not (await k.registry.list(Kind.CELL, (k.realm, "s1", "st1"))).items
 
 
-async def test_delete_f_undoes_apply_f_parents_included(kukeond: Kukeond, tmp_path: Path) -> None:
-    k = kukeond
-    manifests = tmp_path / "app"
-    manifests.mkdir()
-    (manifests / "cell.yaml").write_text(
-        f"""
+def _app_cell(k: Kukeond, stack_line: str = "") -> str:
+    """Cell `app` in space `sp` of `k`'s realm, never placed (nothing runs)."""
+    return f"""
 apiVersion: kukeon.io/v1beta1
 kind: Cell
 metadata: {{name: app}}
 spec:
   realmId: {k.realm}
   spaceId: sp
-  stackId: st
+  {stack_line}
   nodeName: no-such-node
   containers: [{{id: a, image: {k.image.name}}}]
 """
-    )
+
+
+async def test_delete_f_undoes_apply_f_parents_included(kukeond: Kukeond, tmp_path: Path) -> None:
+    k = kukeond
+    manifests = tmp_path / "app"
+    manifests.mkdir()
+    (manifests / "cell.yaml").write_text(_app_cell(k, "stackId: st"))
     # A stack created by hand in the same realm: not apply's, so it stays.
     await k.apply({"kind": "Realm", "metadata": {"name": k.realm}, "spec": {}})
     code, out, err = await kukectl(k, "apply", "-f", str(manifests))
@@ -113,6 +116,32 @@ spec:
         await k.registry.get(Kind.STACK, (k.realm, "sp", "st"))
     await k.registry.get(Kind.STACK, (k.realm, "sp", "mine"))
     await k.registry.get(Kind.REALM, (k.realm,))  # declared by nobody, created by the test
+
+
+async def test_delete_f_removes_a_parent_apply_made_inside_a_declared_one(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """A manifest declaring a Space and a Cell in it, no Stack: apply makes the stack, and
+    delete -f removes it before the declared space (which is refused while it has a child:
+    the space and the realm apply made were left behind, exit 1)."""
+    k = kukeond
+    manifest = tmp_path / "app.yaml"
+    space = "apiVersion: kukeon.io/v1beta1\nkind: Space\nmetadata: {name: sp}\n"
+    manifest.write_text(f"{space}spec: {{realmId: {k.realm}}}\n---{_app_cell(k)}")
+    code, out, err = await kukectl(k, "apply", "-f", str(manifest))
+    assert code == 0, err
+    assert "stack/default created" in out
+
+    code, out, err = await kukectl(k, "delete", "-f", str(manifest), "--timeout=60s")
+    assert code == 0, err
+    assert out.splitlines() == [
+        "cell/app deleted",
+        "stack/default deleted (apply had created it)",
+        "space/sp deleted",
+        f"realm/{k.realm} deleted (apply had created it)",
+    ]
+    with pytest.raises(NotFound):
+        await k.registry.get(Kind.REALM, (k.realm,))
 
 
 async def test_config_current_context(kukeond: Kukeond, tmp_path: Path) -> None:

@@ -94,8 +94,17 @@ async def _delete_targets(
     waiting = how.wait and not how.server_dry
     deadline = asyncio.get_running_loop().time() + how.timeout
     ok, deleted_any = True, False
+    implicit = list(implicit)
     for _, run_ in itertools.groupby(targets, key=lambda target: target[0]):
-        level_ok, deleted = await _delete_each(client, list(run_), how)
+        level = list(run_)
+        inside = [parent for parent in implicit if _below_any(parent, level)]
+        if waiting and inside:
+            # A parent apply made inside a declared one (a manifest's Space and Cell,
+            # no Stack) goes before it: the declared one is refused while it has a child.
+            implicit = [parent for parent in implicit if parent not in inside]
+            within = max(deadline - asyncio.get_running_loop().time(), 0.0)
+            ok = await _delete_implicit_parents(client, inside, within) and ok
+        level_ok, deleted = await _delete_each(client, level, how)
         ok, deleted_any = ok and level_ok, deleted_any or bool(deleted)
         if waiting and deleted:
             within = max(deadline - asyncio.get_running_loop().time(), 0.0)
@@ -106,6 +115,19 @@ async def _delete_targets(
     if waiting and deleted_any and implicit:
         ok = await _delete_implicit_parents(client, implicit, how.timeout) and ok
     return ok
+
+
+_LEVELS = (Kind.REALM, Kind.SPACE, Kind.STACK)
+
+
+def _below_any(parent: Target, targets: Sequence[Target]) -> bool:
+    """Whether ``parent`` lives inside one of the realms, spaces or stacks of ``targets``
+    (its key starts with theirs)."""
+    _, key = parent
+    return any(
+        kind in _LEVELS and len(key) > len(inner) and key[: len(inner)] == inner
+        for kind, inner in targets
+    )
 
 
 async def _delete_each(
