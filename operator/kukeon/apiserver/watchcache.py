@@ -26,7 +26,10 @@ undelivered delete at once would cancel out in the count: only possible after a 
 edit of etcd, and only until the delete's event arrives, milliseconds later.)
 etcd 3.4's watch progress notifications may overtake events, so they are not used. A
 cache that is not listed yet or cannot catch up within ``cache_wait`` seconds is bypassed:
-the read goes to etcd as before. Concurrent reads of a kind share one such check.
+the read goes to etcd as before. Concurrent reads of a kind share one such check, a task
+of its own: a read that leaves while it is on its way (its ``cache_wait`` ran out on a
+stalled loop, its client went away) does not cancel it, and the reads still waiting take
+its answer instead of asking etcd again.
 """
 
 from __future__ import annotations
@@ -62,6 +65,15 @@ ObjectKey = tuple[str, ...]
 ANY = LabelSelector(())
 
 
+class _Checked(NamedTuple):
+    """A kind's check: the cache's revision and how many objects it held when the check was
+    sent, and etcd's answer."""
+
+    since: int
+    held: int
+    state: KindState
+
+
 class CachedObject(NamedTuple):
     resource: AnyResource
     body: bytes
@@ -95,7 +107,8 @@ class _KindContent:
         self.revision = 0
         self.synced = False
         self.advanced = asyncio.Event()
-        self.checking = asyncio.Lock()
+        self.check: asyncio.Task[_Checked] | None = None
+        """The kind's check on its way to etcd, shared by every read waiting for it."""
         self._order: list[ObjectKey] | None = None
 
     def moved(self, revision: int) -> None:
@@ -303,6 +316,8 @@ class WatchCache(DocumentCache):
         await self._revisions.close()
         for content in self._kinds.values():
             content.synced = False
+            if content.check is not None:
+                await cancel_and_wait(content.check)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -359,20 +374,46 @@ class WatchCache(DocumentCache):
     async def _catch_up(self, kind: Kind, content: _KindContent, wanted: int) -> bool:
         while content.revision < wanted:
             advanced = content.advanced
-            async with content.checking:  # one check at a time; the others reuse its answer
-                if content.revision >= wanted:
-                    return content.synced
-                since, count = content.revision, len(content.objects)
-                state = await self._registry.kind_state(kind, since)
-                if content.revision == since and not state.changed_since:
-                    if state.keys > count:
-                        return False  # keys the watch never delivers: invalid documents
-                    if state.keys == count and content.synced:
-                        content.moved(state.revision)  # nothing of the kind changed since
-                        return True
+            # One check at a time; the others take its answer. One sent before this read's
+            # revision may answer for an older one: then the loop asks again.
+            since, held, state = await asyncio.shield(self._shared_check(kind, content))
+            if content.revision >= wanted:
+                break
             if content.revision == since:
+                if not state.changed_since and state.keys > held:
+                    return False  # keys the watch never delivers: invalid documents
                 await advanced.wait()  # the watch has this kind's change(s) on their way
         return content.synced
+
+    def _shared_check(self, kind: Kind, content: _KindContent) -> asyncio.Task[_Checked]:
+        """The kind's check on its way, or a new one: a task, not the first reader's call,
+        so that reader leaving does not cancel it under the others."""
+        if content.check is None:
+            content.check = asyncio.create_task(
+                self._check(kind, content), name=f"watch-cache-check {kind.value}"
+            )
+            content.check.add_done_callback(_retrieve)
+        return content.check
+
+    async def _check(self, kind: Kind, content: _KindContent) -> _Checked:
+        """Ask etcd whether a key of ``kind`` was written since the cache's revision; when
+        none was and it holds as many keys as the cache, the cache is current at etcd's."""
+        try:
+            since, held = content.revision, len(content.objects)
+            state = await self._registry.kind_state(kind, since)
+            unchanged = not state.changed_since and state.keys == held
+            if content.revision == since and unchanged and content.synced:
+                content.moved(state.revision)  # nothing of the kind changed since
+            return _Checked(since, held, state)
+        finally:
+            content.check = None
+
+
+def _retrieve(check: asyncio.Task[_Checked]) -> None:
+    """Take a check's failure: every reader that waited for it may have left (each gets its
+    own copy through asyncio.shield), and asyncio would log it as never retrieved."""
+    if not check.cancelled():
+        check.exception()
 
 
 def _revision_of(res: AnyResource) -> int:
