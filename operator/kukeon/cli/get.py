@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
@@ -21,7 +21,7 @@ from kukeon.api.names import Kind
 from kukeon.client.apiclient import ApiClient, ApiRequestError, parse_object
 from kukeon.client.paths import KINDS
 
-from .jsonpath import JsonPathError, parse_columns, render_template, sort_key
+from .jsonpath import JsonPathError, parse_columns, relaxed_path, render_template, sort_key, values
 from .params import DURATION, kind_name_groups, scope_for, scope_options
 from .runner import (
     EXIT_SERVER,
@@ -232,7 +232,7 @@ async def _get_groups(
     groups: Sequence[tuple[Kind, list[str]]],
     query: _Query,
     shape: _Shape,
-    ordering: Callable[[Any], Any] | None,
+    sort_by: str | None,
 ) -> bool:
     """Fetch and print each (kind, names) group: one table per kind, or one document of
     them all; whether every name asked for was found."""
@@ -244,8 +244,8 @@ async def _get_groups(
         scope = query.scope_of(kind)
         items, fetched = await _fetch(client, kind, scope, wanted, query)
         ok = ok and fetched
-        if ordering is not None:
-            items = sorted(items, key=ordering)
+        if sort_by is not None:
+            items = sorted(items, key=sort_key(sort_by))
         everything += items
         if not shape.tabular:
             continue
@@ -266,6 +266,11 @@ async def _get_groups(
         # kubectl's `get all` and `get A,B`: one line when every kind is empty, and
         # nothing about an empty kind beside a table of another.
         stderr.print(f"No resources found {nothing_in[0]}.")
+    if sort_by is not None and everything:
+        path = relaxed_path(sort_by)
+        if not any(values(document, path) for document in everything):
+            # kubectl's: a path no object has is a typo, not an order to print by.
+            fail(f"--sort-by: couldn't find any field with path {sort_by!r} in the list of objects")
     named = any(group_names for _, group_names in groups)
     _print_found(shape.output, tables, everything, single=named and len(groups) == 1)
     return ok
@@ -386,7 +391,8 @@ def get(
         filtered=bool(selector or field_selector),
     )
     try:
-        ordering = sort_key(sort_by) if sort_by else None
+        if sort_by:
+            relaxed_path(sort_by)  # refused before any request
     except JsonPathError as exc:
         fail(f"--sort-by: {exc}", EXIT_USAGE)
     labels = [key.strip() for text in label_columns for key in text.split(",") if key.strip()]
@@ -395,7 +401,7 @@ def get(
 
     async def work(client: ApiClient) -> bool:
         if not watch:
-            return await _get_groups(client, groups, query, shape, ordering)
+            return await _get_groups(client, groups, query, shape, sort_by or None)
         kind, wanted = groups[0]
         await _watch(
             client,

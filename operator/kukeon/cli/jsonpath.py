@@ -167,6 +167,18 @@ def _matching_end(parts: list[tuple[str, str]], start: int) -> int:
     raise JsonPathError("{range ...} without {end}")
 
 
+def relaxed_path(path: str) -> str:
+    """A path of `custom-columns` or `--sort-by` as kubectl's RelaxedJSONPathExpression reads
+    it: `metadata.name`, `.metadata.name`, `{metadata.name}` and `{.metadata.name}` alike."""
+    text = path.strip()
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1].strip()
+    if text and text[0] not in ".[$":
+        text = "." + text
+    _steps(text)  # refuse a bad path before any request
+    return text
+
+
 def parse_columns(spec: str) -> list[tuple[str, str]]:
     """`NAME:.metadata.name,IP:.status.network.ip` as [(header, path), ...]."""
     columns: list[tuple[str, str]] = []
@@ -174,16 +186,13 @@ def parse_columns(spec: str) -> list[tuple[str, str]]:
         header, sep, path = part.partition(":")
         if not sep or not header.strip() or not path.strip():
             raise JsonPathError(f"custom column {part!r} is not HEADER:PATH")
-        inner = path.strip().removeprefix("{").removesuffix("}")
-        _steps(inner)  # refuse a bad path before any request
-        columns.append((header.strip(), inner))
+        columns.append((header.strip(), relaxed_path(path)))
     return columns
 
 
 def sort_key(path: str) -> Any:
     """A sort key for documents by `--sort-by PATH`: numbers by value, then text, absent last."""
-    inner = path.strip().removeprefix("{").removesuffix("}")
-    _steps(inner)
+    inner = relaxed_path(path)
 
     def key(document: Any) -> tuple[int, float, str]:
         found = values(document, inner)
