@@ -55,6 +55,10 @@ DOCKER_SCHEMA1_MEDIA_TYPES: Final = frozenset(
 
 INDEX_MEDIA_TYPES: Final = frozenset({MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_LIST})
 MANIFEST_MEDIA_TYPES: Final = frozenset({MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST})
+MAX_LAYERS: Final = 500
+"""The layers overlayfs stacks under a container at most (the kernel's OVL_MAX_STACK): an
+image of more could never run, and each was unpacked first (~8.5 ms a layer: a manifest of
+16 MiB lists 100,000)."""
 MAX_DOCUMENT_DEPTH: Final = 4
 """How many documents an image's root leads through to its manifest: indexes nest at most
 three deep (an index of platforms in an index of images is two)."""
@@ -368,6 +372,10 @@ def parse_manifest(data: bytes, descriptor: Descriptor) -> Manifest:
         layers = _descriptors(document, "layers")
     except OciFormatError as error:
         raise OciFormatError(f"{what}: {error}") from None
+    if len(layers) > MAX_LAYERS:
+        raise OciFormatError(
+            f"{what}: {len(layers)} layers, more than the {MAX_LAYERS} overlayfs can stack"
+        )
     return Manifest(descriptor=descriptor, config=config, layers=layers)
 
 
