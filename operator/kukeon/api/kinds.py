@@ -95,7 +95,10 @@ def _parse(doc: Mapping[str, Any], drop: list[Location] | None) -> AnyResource |
     except ValueError:
         expected = ", ".join(k.value for k in Kind)
         ours = KUBERNETES_KINDS.get(str(raw_kind))
+        # `kind: cell`: kinds are matched as written, as Kubernetes' are.
+        spelled = {k.value.lower(): k.value for k in Kind}.get(str(raw_kind).lower())
         hint = f" (kukeon's is {ours})" if ours else ""
+        hint = hint or (f" (kinds are case-sensitive: {spelled})" if spelled else "")
         cause = (
             "required"
             if raw_kind is None

@@ -570,6 +570,10 @@ def test_unknown_kind() -> None:
     assert "(kukeon's is Cell)" in info.value.causes[0].message
     with pytest.raises(InvalidResource, match=r"unknown kind 'Deployment' \(kukeon's is CellSet\)"):
         parse_resource({**realm_doc(), "kind": "Deployment"})
+    with pytest.raises(
+        InvalidResource, match=r"unknown kind 'cell' \(kinds are case-sensitive: Cell\)"
+    ):
+        parse_resource({**realm_doc(), "kind": "cell"})
     missing = realm_doc()
     del missing["kind"]
     with pytest.raises(InvalidResource, match="kind: required"):
