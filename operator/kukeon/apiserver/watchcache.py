@@ -400,7 +400,14 @@ class WatchCache(DocumentCache):
         none was and it holds as many keys as the cache, the cache is current at etcd's."""
         try:
             since, held = content.revision, len(content.objects)
-            state = await self._registry.kind_state(kind, since)
+            try:
+                state = await self._registry.kind_state(kind, since)
+            except asyncio.CancelledError:
+                if _being_cancelled():
+                    raise
+                # A gRPC call cancelled under it, as RevisionReads' read: its readers get a
+                # 503, not a cancellation each (aiohttp drops such a connection unanswered).
+                raise Unavailable(f"etcd's check of the {kind.value} keys was cancelled") from None
             unchanged = not state.changed_since and state.keys == held
             if content.revision == since and unchanged and content.synced:
                 content.moved(state.revision)  # nothing of the kind changed since

@@ -36,6 +36,8 @@ class ScriptedRegistry:
         self.state_reads = 0
         self.checking = asyncio.Event()
         self.answer: asyncio.Event | None = None
+        self.refusal: BaseException | None = None
+        """Raised by the next read of a kind's state."""
         """When set by a test, a kind's state is answered once this is set, not 10 ms later."""
 
     def write(self, name: str, **labels: str) -> WatchEvent:
@@ -74,6 +76,9 @@ class ScriptedRegistry:
     async def kind_state(self, kind: Kind, since: int) -> KindState:
         self.state_reads += 1
         self.checking.set()
+        if self.refusal is not None:
+            refusal, self.refusal = self.refusal, None
+            raise refusal
         if self.answer is not None:
             await self.answer.wait()
         else:
@@ -152,6 +157,18 @@ async def test_a_reader_leaving_does_not_cancel_the_check_the_others_wait_for() 
         assert await staying
         assert registry.state_reads - before == 1
         assert cache.revision(Kind.REALM) == registry.revision
+
+
+async def test_a_check_cancelled_under_the_reads_fails_them_not_cancels_them() -> None:
+    # A gRPC call cancelled under the check (as under RevisionReads' read): a 503 for each
+    # reader waiting for it, not a cancellation; the next check works.
+    async with behind_other_kinds() as (registry, cache):
+        registry.refusal = asyncio.CancelledError()
+        failed = await asyncio.gather(
+            *(cache.fresh(Kind.REALM) for _ in range(3)), return_exceptions=True
+        )
+        assert [type(error) for error in failed] == [Unavailable] * 3
+        assert await cache.fresh(Kind.REALM)
 
 
 async def test_a_read_waits_for_the_change_on_its_way() -> None:
