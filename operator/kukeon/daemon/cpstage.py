@@ -74,7 +74,11 @@ def staged_name(name: str, token: str) -> str:
 
 def _member_path(name: str) -> str:
     """A member's name as tar in the container writes it (leading ``/`` and ``./`` off);
-    UploadRefusedError for one that climbs out with ``..``, as GNU tar refuses it."""
+    UploadRefusedError for one that climbs out with ``..``, as GNU tar refuses it, or that
+    has a NUL byte (a pax path may: no file can be named so, and kukeond's rename of it
+    failed outside its errors)."""
+    if "\0" in name:
+        raise UploadRefusedError(f"member {name[:200]!r} has a NUL byte in its name")
     normal = posixpath.normpath(name.lstrip("/")) if name.strip("/") else "."
     if normal == ".." or normal.startswith("../") or "/../" in f"/{normal}/":
         raise UploadRefusedError(f"member {name[:200]!r} climbs out of the directory with '..'")

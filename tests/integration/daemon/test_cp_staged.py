@@ -155,3 +155,24 @@ async def test_a_chain_of_long_names_is_refused_and_stages_nothing(kukeond: Kuke
     await _no_cp_running(k)
     assert await _shell(k, "cat /tmp/f") == "old"
     assert STAGE_MARK not in await _shell(k, "ls -a /tmp")
+
+
+async def test_a_member_named_with_a_nul_byte_is_refused(kukeond: Kukeond) -> None:
+    """A pax path may hold a NUL byte: kukeond's removal of its staged name raised a
+    ValueError its cp did not answer (no status, an unhandled error in its log)."""
+    k = kukeond
+    await k.hierarchy()
+    await _cell(k, "box")
+    await _shell(k, "mkdir /tmp/t")
+    member = tarfile.TarInfo("x")
+    member.pax_headers, member.size = {"path": "a\0b"}, 3
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        archive.addfile(member, io.BytesIO(b"new"))
+    async with session(k) as http:
+        _, _, status = await _cp(
+            http, cell_url(k, "box"), {"path": "/tmp/t", "mode": "write"}, buffer.getvalue()
+        )
+    assert "has a NUL byte in its name" in status["error"]
+    await _no_cp_running(k)
+    assert await _shell(k, "ls -A /tmp/t") == ""

@@ -79,6 +79,25 @@ def test_a_member_that_climbs_out_is_refused(name: str) -> None:
         _rewritten(StagedUpload(), _archive(_member(name)))
 
 
+def _pax_named(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:
+    member = _member("x", kind)
+    member.pax_headers = {"path": name, **({"linkpath": link} if link else {})}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        archive.addfile(member)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "stream", [_pax_named("a\0b"), _pax_named("h", tarfile.LNKTYPE, "a\0b")], ids=["name", "link"]
+)
+def test_a_member_named_with_a_nul_byte_is_refused(stream: bytes) -> None:
+    """A pax path may hold one: kukeond's discard of its staged name was a ValueError that
+    ended the cp with no status (HEAD)."""
+    with pytest.raises(UploadRefusedError, match="has a NUL byte in its name"):
+        _rewritten(StagedUpload(), stream)
+
+
 def test_a_stream_that_is_not_tar_is_refused() -> None:
     with pytest.raises(UploadRefusedError, match="not a tar archive"):
         _rewritten(StagedUpload(), b"no tar here\n")
