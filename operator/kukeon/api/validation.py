@@ -110,6 +110,12 @@ _KUBERNETES_HINTS: dict[tuple[str, str], str] = {
     ("containers", "securityContext"): "kukeon's are fields of the container: privileged, "
     "user, capabilities, readOnlyRootFilesystem, securityOpts",
     ("containers", "imagePullPolicy"): "kukeon pulls an image its node does not have",
+    **{
+        ("containers", field): "a container with a terminal and input is `attachable: true`"
+        for field in ("stdin", "stdinOnce")
+    },
+    ("spec", "volumes"): "kukeon has no pod volumes: each container's `volumes` are its bind "
+    "mounts (source, target, readOnly)",
     ("spec", "restartPolicy"): "kukeon's restart policy is each container's: "
     "containers[N].restartPolicy, always, on-failure or never",
     # not Kubernetes': a space's defaults.container, where a shared env is looked for
@@ -160,8 +166,16 @@ def _message(error: ErrorDetails) -> str:
     if kind == "list_type" and error["loc"][-1:] == ("env",):
         # compose's `environment: {FOO: bar}`, or one string: kukeon's env is a list.
         return "must be a list of KEY=VALUE strings, e.g. [FOO=bar, DEBUG=1]"
+    if kind == "model_type" and error["loc"][-1:] == ("tty",) and isinstance(value, bool):
+        # Kubernetes' `tty: true`: kukeon's tty holds the terminal's options.
+        return (
+            "must be the terminal's options (prompt, onInit, logFile), not a boolean: "
+            "a container with a terminal is `attachable: true`"
+        )
     if kind in _JSON_TYPE_RULES:
         message = _JSON_TYPE_RULES[kind]
+    elif kind == "model_type":
+        message = "must be an object of fields"  # pydantic's names the model's Python class
     elif message.startswith("Input should be"):
         message = "must be" + message[len("Input should be") :]
     if value is None or isinstance(value, str | int | float | bool):

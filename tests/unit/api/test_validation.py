@@ -172,6 +172,9 @@ def test_a_command_given_as_a_list_names_the_fix() -> None:
         ({"env": {"A": "b"}}, "spec.containers[0].env", "list of KEY=VALUE"),  # compose's
         ({"env": "A=b"}, "spec.containers[0].env", "list of KEY=VALUE"),
         ({"ports": [{"containerPort": 80}]}, "spec.containers[0].ports[0]", "8080:80"),
+        ({"tty": True}, "spec.containers[0].tty", "`attachable: true`"),
+        ({"tty": 5}, "spec.containers[0].tty", "must be an object of fields, got 5"),
+        ({"stdin": True}, "spec.containers[0].stdin", "`attachable: true`"),
     ],
 )
 def test_kubernetes_spellings_name_kukeons(fields_: dict[str, Any], field: str, hint: str) -> None:
@@ -187,6 +190,13 @@ def test_a_pod_level_restart_policy_names_the_containers() -> None:
     cause = one_cause(doc)
     assert cause.field == "spec.restartPolicy"
     assert "containers[N].restartPolicy" in cause.message
+
+
+def test_pod_volumes_name_the_containers_bind_mounts() -> None:
+    doc = cell_doc(containers=[container("a")])
+    doc["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    cause = one_cause(doc)
+    assert (cause.field, "bind mounts" in cause.message) == ("spec.volumes", True)
 
 
 def test_env_in_a_spaces_container_defaults_says_what_they_hold() -> None:
