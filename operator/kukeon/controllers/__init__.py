@@ -37,7 +37,15 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from kukeon.api import SCHEDULED_BY_SCHEDULER, Cell, EventReason, EventType, Kind
+from kukeon.api import (
+    SCHEDULED_BY_SCHEDULER,
+    AnyResource,
+    Cell,
+    EventReason,
+    EventType,
+    Kind,
+    key_of,
+)
 from kukeon.framework import (
     ConvergeGate,
     EventRecorder,
@@ -293,8 +301,21 @@ class Controllers:
         # An imported or pulled image requeues this node's cells waiting for it.
         self.cells.image_waits.trigger = op.trigger
         self.images.on_arrival = self.cells.image_waits.arrived
+        # A cell's pull runs beside its passes (``imagepulls``): its end wakes the cells
+        # that waited; a deleted cell waits no more (a pull nobody waits for is cancelled).
+        self.images.pulls.wake = lambda key: op.trigger(Kind.CELL, key)
+        op.on_change(Kind.CELL, self._pull_waiter_gone)
+
+        @op.on_shutdown
+        async def stop_pulls(ctx: OperatorContext) -> None:
+            await self.images.pulls.close()  # no pull outlives kukeond
+
         op.on_change(Kind.CELL, self.cells.image_waits.changed)
         op.on_change(Kind.CELL, self.cells.stop_graces.changed)
+
+    def _pull_waiter_gone(self, obj: AnyResource, deleted: bool) -> None:
+        if deleted and isinstance(obj, Cell):
+            self.images.pulls.leave(key_of(obj))
 
     def _share_gate(self, op: Operator) -> None:
         """Every host-changing loop here honours the operator's gate."""

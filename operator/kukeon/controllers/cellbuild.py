@@ -248,6 +248,7 @@ class ContainerBuilder:
                 credentials=place.credentials,
                 on_pull=on_pull,
                 realm_limit=place.image_storage_bytes,
+                waiter=place.key,
             )
         except InvalidImageReferenceError as error:
             return await self._kept_image(place.namespace, name, error)
@@ -278,7 +279,7 @@ class ContainerBuilder:
                 await on_pull(image)
 
         image = await self._image(place, effective.image, name, pulling)
-        if pulled:
+        if pulled or image.pulled:
             self.note(Note(EventReason.PULLED, f"pulled image {effective.image}"))
         resolved = await resolve_secret_refs(self.registry, place.key, effective)
         secrets = await stage_secrets(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from kukeon.api import Realm
 from kukeon.runtime.containerd.client import ContainerdClient
@@ -35,6 +35,7 @@ from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
 from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 
 from .imagearchives import ImageArchives, name_candidates
+from .imagepulls import BackgroundPulls, ImagePullingError
 from .imageroom import NO_IMAGE_STORAGE_LIMITS as NO_IMAGE_STORAGE_LIMITS
 from .imageroom import ImageRoom
 from .imageroom import ImageStorageExceededError as ImageStorageExceededError
@@ -107,9 +108,19 @@ class ReadyImage(NamedTuple):
     passwd: str | None
     """The image's /etc/passwd (None when it has none): resolves `user` names, gid, HOME."""
     group: str | None
+    pulled: bool = False
+    """Brought by a pull the cell's earlier pass started or joined (`BackgroundPulls`)."""
 
 
 RUN_FACTS_CACHE_SIZE = 256
+
+
+def _reference_of(image: str) -> ImageReference:
+    """The reference a pull of `image` asks for (`InvalidImageReferenceError`: none)."""
+    try:
+        return parse_reference(image)
+    except InvalidReferenceError as error:
+        raise InvalidImageReferenceError(image, f"not a valid image reference: {error}") from error
 
 
 class ImageProvider:
@@ -135,6 +146,8 @@ class ImageProvider:
         and none waits for another's fetching."""
         self._run_facts_cache: dict[str, tuple[ImageConfig, str | None, str | None]] = {}
         self._file_cache: dict[tuple[str, str], bool | None] = {}
+        self.pulls = BackgroundPulls()
+        """The cells' pulls, run beside their passes."""
         self.on_arrival: Callable[[Sequence[str]], object] | None = None
         """Told the names of each image an import or a pull recorded (set by
         ``Controllers``: the cells waiting for one of them are woken, ``imagewaits``)."""
@@ -300,12 +313,7 @@ class ImageProvider:
         (`ImageStorageExceededError`) before any layer is fetched. A realm `editor`'s pull
         of a name whose record is an admin's is refused (`AdminImageError`), as its import
         would be, before anything is fetched."""
-        try:
-            reference = parse_reference(image)
-        except InvalidReferenceError as error:
-            raise InvalidImageReferenceError(
-                image, f"not a valid image reference: {error}"
-            ) from error
+        reference = _reference_of(image)
         if editor:
             await self._refuse_admins(namespace, [str(reference)])
         try:
@@ -376,48 +384,103 @@ class ImageProvider:
         credentials: Sequence[RegistryCredential],
         on_pull: Callable[[str], Awaitable[None]] | None = None,
         realm_limit: int | None = None,
+        waiter: tuple[str, ...] | None = None,
     ) -> ReadyImage:
         """The image's name in `namespace`, its config and user database, importing or
         pulling it if needed; `on_pull(image)` is awaited before a pull starts (the cell
         says it is pulling: a large image takes a while). ``realm_limit`` as
         `import_archive`'s: an import or pull past a limit is an `ImageUnavailableError`
-        naming the limit, with nothing of the image left in the namespace."""
+        naming the limit, with nothing of the image left in the namespace.
+
+        A cell's pass (its key as `waiter`) does not wait for a pull: it is started (or
+        joined) beside the pass (`BackgroundPulls`), which ends (`ImagePullingError`); the
+        cell's next pass takes its image (`ReadyImage.pulled`) or its failure."""
         record = await self._present(namespace, image)
         if record is None:
-            try:
-                await self._import_kept(namespace, image, realm_limit)
-            except ImageStorageExceededError as error:
-                raise ImageUnavailableError(
-                    image, f"in the node's archive store, not imported into the realm: {error}"
-                ) from error
-            record = await self._present(namespace, image)
-            if record is not None:
-                self._arrived([record.name])
+            record = await self._import_for(namespace, image, realm_limit)
+        pulled = False
         if record is None:
-            try:
-                reference = parse_reference(image)
-            except InvalidReferenceError as error:
-                raise InvalidImageReferenceError(
-                    image, f"not a valid image reference: {error}"
-                ) from error
+            reference = _reference_of(image)
+            if waiter is not None:
+                asked = (image, reference, credentials, realm_limit)
+                await self._pull_beside((namespace, str(reference)), waiter, on_pull, asked)
             if on_pull is not None:
                 await on_pull(image)
-            try:
-                result = await self._pull(namespace, reference, credentials, realm_limit)
-            except ImageStorageExceededError as error:
-                raise ImageUnavailableError(
-                    image, f"not in realm namespace {namespace}, not pulled: {error}"
-                ) from error
-            except Exception as error:  # every pull failure becomes the cell's reason
-                raise ImageUnavailableError(
-                    image,
-                    f"not in realm namespace {namespace}, not imported, and "
-                    f"pulling failed: {error}",
-                ) from error
-            record = await self.containerd.images(namespace).get(result.name)
-            self._arrived([record.name])
+            name = await self._pull_for_cell(namespace, image, reference, credentials, realm_limit)
+            record = await self.containerd.images(namespace).get(name)
+        elif waiter is not None:
+            pulled = self._pulled_for(namespace, image, waiter)
         config, passwd, group = await self._run_facts(namespace, record)
-        return ReadyImage(name=record.name, config=config, passwd=passwd, group=group)
+        return ReadyImage(
+            name=record.name, config=config, passwd=passwd, group=group, pulled=pulled
+        )
+
+    async def _import_for(
+        self, namespace: str, image: str, realm_limit: int | None
+    ) -> Image | None:
+        """The node's archive store's copy imported for a cell (None: it has none)."""
+        try:
+            await self._import_kept(namespace, image, realm_limit)
+        except ImageStorageExceededError as error:
+            raise ImageUnavailableError(
+                image, f"in the node's archive store, not imported into the realm: {error}"
+            ) from error
+        record = await self._present(namespace, image)
+        if record is not None:
+            self._arrived([record.name])
+        return record
+
+    def _pulled_for(self, namespace: str, image: str, waiter: tuple[str, ...]) -> bool:
+        """Whether the image there was brought by a pull `waiter` waited for."""
+        try:
+            reference = parse_reference(image)
+        except InvalidReferenceError:
+            return False
+        return self.pulls.pulled((namespace, str(reference)), waiter)
+
+    async def _pull_beside(
+        self,
+        key: tuple[str, str],
+        waiter: tuple[str, ...],
+        on_pull: Callable[[str], Awaitable[None]] | None,
+        asked: tuple[str, ImageReference, Sequence[RegistryCredential], int | None],
+    ) -> NoReturn:
+        """`_pull_for_cell` run beside the pass: its failure raised (a pull it waited for),
+        else `ImagePullingError` once the pull is started or joined and said (`on_pull`)."""
+        namespace, image = key[0], asked[0]
+
+        async def pull() -> None:
+            await self._pull_for_cell(namespace, *asked)
+
+        outcome = self.pulls.ask(key, waiter, pull)
+        if isinstance(outcome, Exception):
+            raise outcome
+        if on_pull is not None:
+            await on_pull(image)
+        raise ImagePullingError(image, namespace)
+
+    async def _pull_for_cell(
+        self,
+        namespace: str,
+        image: str,
+        reference: ImageReference,
+        credentials: Sequence[RegistryCredential],
+        realm_limit: int | None,
+    ) -> str:
+        """A cell's pull: its failure is the cell's reason (`ImageUnavailableError`)."""
+        try:
+            result = await self._pull(namespace, reference, credentials, realm_limit)
+        except ImageStorageExceededError as error:
+            raise ImageUnavailableError(
+                image, f"not in realm namespace {namespace}, not pulled: {error}"
+            ) from error
+        except Exception as error:  # every pull failure becomes the cell's reason
+            raise ImageUnavailableError(
+                image,
+                f"not in realm namespace {namespace}, not imported, and pulling failed: {error}",
+            ) from error
+        self._arrived([result.name])
+        return result.name
 
     async def _run_facts(
         self, namespace: str, record: Image

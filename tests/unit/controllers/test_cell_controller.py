@@ -39,6 +39,7 @@ from kukeon.controllers.cell import (
 from kukeon.controllers.cellfailures import classify_build_failure
 from kukeon.controllers.cellplan import LIVE_TASK
 from kukeon.controllers.host import Host, HostSettings
+from kukeon.controllers.imagepulls import ImagePullingError
 from kukeon.controllers.images import ImageUnavailableError, ReadyImage
 from kukeon.framework import HandlerContext, PermanentError, Requeue, TemporaryError
 from kukeon.runtime.cgroups import CgroupStats, PidsCount
@@ -288,7 +289,10 @@ class FakeNetworks:
 class FakeImages:
     def __init__(self) -> None:
         self.missing: str | None = None
-        self.pull = False
+        self.pull: bool | None = False
+        """Pull the next image asked for (None: pulled beside a pass, to be said)."""
+        self.beside = False
+        """A cell's pull runs beside its pass (`imagepulls`): the first pass ends."""
 
     async def ensure(
         self,
@@ -298,9 +302,15 @@ class FakeImages:
         credentials: Any,
         on_pull: Callable[[str], Awaitable[None]] | None = None,
         realm_limit: int | None = None,
+        waiter: tuple[str, ...] | None = None,
     ) -> ReadyImage:
         if image == self.missing:
             raise ImageUnavailableError(image, "not found anywhere")
+        pulled = self.beside and self.pull is None
+        if self.beside and self.pull and waiter is not None and on_pull is not None:
+            self.pull = None
+            await on_pull(image)
+            raise ImagePullingError(image, namespace)
         if self.pull and on_pull is not None:
             self.pull = False
             await on_pull(image)
@@ -309,6 +319,7 @@ class FakeImages:
             config=ImageConfig(cmd=("sh",)),
             passwd=None,
             group=None,
+            pulled=pulled,
         )
 
     async def has_file(self, *, namespace: str, image: str, path: str) -> bool:
@@ -971,6 +982,24 @@ async def test_a_pull_is_announced_then_cleared(rig: Rig) -> None:
     rig.images.pull = True
     cell = await rig.reconcile(make_cell(app()))
     assert cell.status.reason is None
+    assert rig.recorder.reasons()[:2] == ["Pulling", "Pulled"]
+
+
+async def test_a_pull_beside_the_pass_ends_it_pulling_and_the_next_pass_says_pulled(
+    rig: Rig,
+) -> None:
+    """The pull runs beside (`imagepulls`): the pass says Pending Pulling and ends (a
+    Requeue, not a failure); the pass its end wakes runs the cell and says Pulled."""
+    rig.images.pull = rig.images.beside = True
+    cell = make_cell(app())
+    with pytest.raises(ImagePullingError):
+        await rig.controller.reconcile(cell, cast(HandlerContext, rig.ctx))
+    pulling = rig.latest(cell)
+    assert (str(pulling.status.state), pulling.status.reason) == ("Pending", "Pulling")
+    assert rig.recorder.reasons() == ["Pulling"]
+    ready = await rig.reconcile(pulling)
+    assert str(ready.status.state) == "Ready"
+    assert ready.status.reason is None
     assert rig.recorder.reasons()[:2] == ["Pulling", "Pulled"]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from kukeon.controllers import images as provider_module
 from kukeon.controllers.imagearchives import ImageArchives, name_candidates
+from kukeon.controllers.imagepulls import ImagePullingError
 from kukeon.controllers.images import (
     IMPORTED_BY_LABEL,
     AdminImageError,
@@ -21,6 +22,7 @@ from kukeon.controllers.images import (
     ImageStorageLimits,
     ImageUnavailableError,
     InvalidImageReferenceError,
+    ReadyImage,
     owned_by_admin,
 )
 from kukeon.runtime.containerd.errors import ContainerNotFoundError, ImageNotFoundError
@@ -573,3 +575,43 @@ async def test_the_same_archive_stored_by_imports_at_once_is_kept_once(tmp_path:
     for path in stored:
         await archives.discard(path)
     assert list(archives.directory.iterdir()) == []
+
+
+async def test_a_cells_pull_runs_beside_its_pass_and_the_next_pass_takes_its_outcome(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    """A cell's pass (`waiter`) starts the pull, says so and ends (`ImagePullingError`);
+    the pull's end wakes it; its next pass takes the image (`pulled`, once) or the failure
+    the pass itself used to raise, same message."""
+    images, _ = provider(tmp_path)
+    cell = ("r", "s", "st", "c")
+    woken: asyncio.Queue[tuple[str, ...]] = asyncio.Queue()
+    images.pulls.wake = woken.put_nowait
+    said: list[str] = []
+
+    async def on_pull(image: str) -> None:
+        said.append(image)
+
+    async def cells_pass(image: str) -> ReadyImage:
+        return await images.ensure(
+            namespace="ns", image=image, credentials=(), on_pull=on_pull, waiter=cell
+        )
+
+    with pytest.raises(ImagePullingError):
+        await cells_pass("busybox")
+    assert said == ["busybox"]
+    assert await woken.get() == cell
+    assert pulls == [("ns", BUSYBOX)]
+    ready = await cells_pass("busybox")
+    assert ready.pulled
+    assert ready.name == BUSYBOX
+    assert not (await cells_pass("busybox")).pulled  # told once
+    failing = "unreachable.example/app"
+    with pytest.raises(ImagePullingError):
+        await cells_pass(failing)
+    assert await woken.get() == cell
+    with pytest.raises(ImageUnavailableError, match=r"not in realm namespace ns.*refused"):
+        await cells_pass(failing)
+    with pytest.raises(ImagePullingError):  # after the back-off: pulled again
+        await cells_pass(failing)
+    await images.pulls.close()

@@ -15,6 +15,7 @@ import pytest
 import kukeon.controllers as controllers_module
 from kukeon.api import Kind
 from kukeon.controllers import register_controllers
+from kukeon.controllers.imagepulls import BackgroundPulls
 from kukeon.controllers.layers import node_finalizer
 from kukeon.framework import ConvergeGate
 
@@ -132,12 +133,16 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
         swept.append(1)
         return []
 
+    pulls = BackgroundPulls()
     registered = register_controllers(
         cast(Any, op),
         host=fake.host,
         registry=cast(Any, None),
         images=cast(
-            Any, SimpleNamespace(archives=SimpleNamespace(remove_interrupted=remove_interrupted))
+            Any,
+            SimpleNamespace(
+                archives=SimpleNamespace(remove_interrupted=remove_interrupted), pulls=pulls
+            ),
         ),
         recorder=cast(Any, recorder),
     )
@@ -181,9 +186,12 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     assert background["follow"] == 2
     assert op.resyncs == 1
 
-    stop_keeping, stop = op.shutdown
+    stop_keeping, stop_pulls, stop = op.shutdown
     await stop_keeping(SimpleNamespace())
     assert op.tasks.stopped == ["kukeon-nft-keeper"]
+    pulls.ask(("ns", "app"), ("r", "s", "st", "c"), asyncio.Event().wait)
+    await stop_pulls(SimpleNamespace())  # the cells' pulls are cancelled
+    assert pulls.under_way() == 0
     await stop(SimpleNamespace())
     assert "kukeon-gc" in op.tasks.stopped
     assert "kukeon-ephemeral-storage" in op.tasks.stopped
@@ -198,7 +206,8 @@ async def test_orphans_are_collected_periodically_despite_failures(
         cast(Any, FakeOperator()),
         host=make_host(tmp_path).host,
         registry=cast(Any, None),
-        images=cast(Any, SimpleNamespace()),  # told of arrivals (``imagewaits``), no more
+        # told of arrivals (``imagewaits``), holds the cells' pulls (``imagepulls``), no more
+        images=cast(Any, SimpleNamespace(pulls=BackgroundPulls())),
     )
     loop = asyncio.create_task(registered._collect_periodically())
     await asyncio.sleep(0.05)
@@ -219,7 +228,12 @@ async def test_a_closed_gate_holds_the_orphan_passes_and_its_opening_catches_up(
         cast(Any, op),
         host=make_host(tmp_path).host,
         registry=cast(Any, None),
-        images=cast(Any, SimpleNamespace(archives=SimpleNamespace(remove_interrupted=list))),
+        images=cast(
+            Any,
+            SimpleNamespace(
+                archives=SimpleNamespace(remove_interrupted=list), pulls=BackgroundPulls()
+            ),
+        ),
     )
     stale: list[int] = []
 
