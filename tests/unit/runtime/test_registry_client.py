@@ -575,6 +575,44 @@ async def test_schema1_is_unsupported(registry: tuple[FakeRegistry, str]) -> Non
         await pull(host, "old", MemoryBlobStore())
 
 
+async def test_a_layer_listed_many_times_is_fetched_once(
+    registry: tuple[FakeRegistry, str],
+) -> None:
+    """A manifest may name one layer many times (a registry's editor can list it up to the
+    500 layers allowed): each listing started a fetch of its own, as none was stored yet
+    when the others looked, so the registry was asked for the same bytes again and again."""
+    fake, host = registry
+    layer = secrets.token_bytes(300_000)
+    repeats = 20
+    diff_ids = [digest_of(b"uncompressed" + layer[:10])] * repeats
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    ).encode()
+    descriptor = {"mediaType": LAYER_TYPE, "digest": digest_of(layer), "size": len(layer)}
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+            "config": {
+                "mediaType": MEDIA_TYPE_OCI_CONFIG,
+                "digest": digest_of(config),
+                "size": len(config),
+            },
+            "layers": [descriptor] * repeats,
+        }
+    ).encode()
+    image = FakeImage(
+        manifest, digest_of(manifest), config, [layer], diff_ids, MEDIA_TYPE_OCI_MANIFEST
+    )
+    fake.add_image("app", "latest", image)
+    store = MemoryBlobStore()
+
+    await pull(host, "app", store)
+
+    assert fake.blob_gets[digest_of(layer)] == 1
+    assert store.blobs[digest_of(layer)] == layer
+
+
 async def test_layer_count_must_match_diff_ids(registry: tuple[FakeRegistry, str]) -> None:
     fake, host = registry
     image = make_image(layer_count=2)

@@ -299,7 +299,13 @@ class RegistryClient:
             )
         try:
             async with asyncio.TaskGroup() as group:
+                started: set[str] = set()
                 for layer, diff_id in zip(resolved.layers, diff_ids, strict=True):
+                    # One fetch per blob: a manifest may list a layer many times, and none
+                    # of its fetches would find it stored yet.
+                    if layer.digest in started:
+                        continue
+                    started.add(layer.digest)
                     labels = {LABEL_UNCOMPRESSED: diff_id, **source_labels}
                     group.create_task(self._store_blob(ref, layer, store, labels, fetched, reused))
         except BaseExceptionGroup as group_error:
