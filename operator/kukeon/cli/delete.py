@@ -98,9 +98,10 @@ async def _delete_targets(
     for _, run_ in itertools.groupby(targets, key=lambda target: target[0]):
         level = list(run_)
         inside = [parent for parent in implicit if _below_any(parent, level)]
-        if waiting and inside:
+        if waiting and inside and not how.cascade:
             # A parent apply made inside a declared one (a manifest's Space and Cell,
             # no Stack) goes before it: the declared one is refused while it has a child.
+            # (A cascade takes it with the declared one.)
             implicit = [parent for parent in implicit if parent not in inside]
             within = max(deadline - asyncio.get_running_loop().time(), 0.0)
             ok = await _delete_implicit_parents(client, inside, within) and ok
