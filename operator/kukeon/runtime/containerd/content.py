@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import grpc
 
+from kukeon.cancelling import cancel_and_wait
 from kukeon.runtime.containerd._gen.services.content.v1 import content_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.client import Metadata, Stubs, Subject
@@ -344,6 +345,4 @@ async def _read_ahead(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, Non
             yield chunk
     finally:
         if not ahead.done():  # the write ended early: the source's read is not wanted
-            ahead.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ahead
+            await cancel_and_wait(ahead)
