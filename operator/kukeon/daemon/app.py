@@ -55,6 +55,7 @@ from kukeon.store.spacekeeping import keep_space
 from . import gcpolicy, instancelock, memdebug, nodename
 from .bootstrap import ensure_defaults
 from .config import DaemonConfig
+from .cpleftovers import discard_dead_uploads
 from .endpoints import api_settings, cell_admission
 from .hostdirs import prepare_host_directories
 from .node import Fleet, start_fleet
@@ -407,6 +408,8 @@ class Daemon:
         await operator.start()
         self.operator = operator
         self._on_stop("controllers", operator.stop)
+        # Dead sessions' tar processes were ended by the start; no upload runs before the API.
+        await discard_dead_uploads(config.state_dir, containerd)
         log.info("controllers started on node %s", config.node_name)
 
     async def _start_endpoints(self, registry: Registry) -> None:

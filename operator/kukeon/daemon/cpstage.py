@@ -23,6 +23,10 @@ container's file system is ever named; the final components are never followed (
 the directory the container's tar created it in, as that process's user (``tar -o``): tar
 could do the same rename itself, except in a sticky directory (``/tmp``), where a rename over
 a file of another owner is refused here as the kernel would refuse it to tar.
+
+What an upload stages is noted, before tar is given it, in a journal under the state
+directory (:class:`UploadJournal`), removed with the upload's end: a kukeond stopped or killed
+mid-upload leaves the next one the names to remove (:mod:`kukeon.daemon.cpleftovers`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import contextlib
 import ctypes
 import errno
 import io
+import json
 import logging
 import os
 import posixpath
@@ -42,15 +47,19 @@ import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from kukeon.cancelling import wait_ended
 from kukeon.runtime.containerd.archivetar import ArchiveTarError, open_stream_tar
 from kukeon.runtime.containerd.pipes import write_all
+from kukeon.runtime.hostfiles import make_dirs
 
 log = logging.getLogger(__name__)
 
 STAGE_MARK = ".kukeon-cp-"
+JOURNALS = "cp-staged"
+"""Under the state directory: the journal of each upload under way, ``<exec id>.jsonl``."""
 SYS_OPENAT2 = 437
 """openat2(2)'s number: the same on every architecture (it came after the unification)."""
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -72,7 +81,7 @@ def staged_name(name: str, token: str) -> str:
     return posixpath.join(parent, f".{base}{STAGE_MARK}{token}")
 
 
-def _member_path(name: str) -> str:
+def member_path(name: str) -> str:
     """A member's name as tar in the container writes it (leading ``/`` and ``./`` off);
     UploadRefusedError for one that climbs out with ``..``, as GNU tar refuses it, or that
     has a NUL byte (a pax path may: no file can be named so, and kukeond's rename of it
@@ -96,9 +105,11 @@ class StagedUpload:
     directories: dict[str, float] = field(default_factory=dict)
     """The upload's directories and their modification times, which tar set before the
     renames into them changed them: set again once they are done."""
+    journal: IO[str] | None = None
+    """Where each destination is noted before tar is given it (:class:`UploadJournal`)."""
 
     def _restaged(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
-        name = _member_path(member.name)
+        name = member_path(member.name)
         if member.isdir():
             member.name = name
             self.directories[name] = member.mtime
@@ -106,12 +117,26 @@ class StagedUpload:
         if name == ".":
             raise UploadRefusedError(f"member {member.name[:200]!r} is not a directory")
         if member.islnk():
-            target = _member_path(member.linkname)
+            target = member_path(member.linkname)
             member.linkname = self.staged.get(target, target)
         if member.issparse():
             member.type, member.sparse = tarfile.REGTYPE, None  # written out whole
-        member.name = self.staged.setdefault(name, staged_name(name, self.token))
+        hidden = self.staged.get(name)
+        if hidden is None:
+            self._note(name)
+            hidden = self.staged[name] = staged_name(name, self.token)
+        member.name = hidden
         return member
+
+    def _note(self, name: str) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.write(json.dumps(name) + "\n")  # line-buffered: written at once
+        except OSError as error:
+            raise UploadRefusedError(
+                f"kukeond cannot note the upload in its state directory: {error.strerror or error}"
+            ) from None
 
     def rewrite(self, source: IO[bytes], sink: IO[bytes] | io.RawIOBase, chunk: int) -> None:
         """Copy the tar stream ``source`` to ``sink`` with its members renamed (see the
@@ -343,20 +368,56 @@ class StagingWriter:
         await wait_ended(self._rewriting)
 
 
+@dataclass(frozen=True)
+class UploadJournal:
+    """Where an upload notes what it stages, for a kukeond killed before the upload's end:
+    JSON lines, the first ``{"namespace", "container", "unpackIn", "token"}``, then each
+    destination (a member's normalised path) before tar is given it."""
+
+    path: Path
+    namespace: str
+    container: str
+
+    def open(self, unpack_in: str, token: str) -> IO[str]:
+        """Create the journal with its first line; the file, line-buffered. Blocking."""
+        make_dirs(self.path.parent)
+        journal = open(self.path, "x", encoding="ascii", buffering=1)  # noqa: SIM115
+        try:
+            head = {"namespace": self.namespace, "container": self.container}
+            journal.write(json.dumps({**head, "unpackIn": unpack_in, "token": token}) + "\n")
+        except OSError:
+            journal.close()
+            self.path.unlink(missing_ok=True)
+            raise
+        return journal
+
+
 class Upload:
     """One copy into a container, staged: started once tar runs, fed the client's frames,
     committed when tar succeeded, and closed (its staged files removed unless committed)."""
 
-    def __init__(self, unpack_in: str) -> None:
+    def __init__(self, unpack_in: str, journal: UploadJournal | None = None) -> None:
         self.unpack_in = unpack_in
         """The directory tar unpacks in, absolute as the container sees it."""
         self.staging = StagedUpload()
+        self._journal = journal
         self._root: int | None = None
         self._writer: StagingWriter | None = None
         self._committed = False
 
     async def start(self, pid: int, stdin_fd: int, *, within: float, chunk: int) -> None:
-        """Open tar's root (``pid``: tar, running) and start the rewriting."""
+        """Open the journal and tar's root (``pid``: tar, running), start the rewriting.
+        UploadRefusedError when the journal cannot be written."""
+        if self._journal is not None:
+            try:
+                self.staging.journal = await asyncio.to_thread(
+                    self._journal.open, self.unpack_in, self.staging.token
+                )
+            except OSError as error:
+                raise UploadRefusedError(
+                    "kukeond cannot note the upload in its state directory: "
+                    f"{error.strerror or error}"
+                ) from None
         try:
             self._root = await asyncio.to_thread(open_root, pid)
         except OSError as error:  # tar has exited already: its status says why
@@ -395,3 +456,13 @@ class Upload:
             if self._root is not None:
                 os.close(self._root)
                 self._root = None
+            await asyncio.to_thread(self._forget_journal)
+
+    def _forget_journal(self) -> None:
+        """Nothing staged is left to remove: the journal goes. Blocking."""
+        if self.staging.journal is not None:
+            with contextlib.suppress(OSError):
+                self.staging.journal.close()
+            self.staging.journal = None
+            if self._journal is not None:
+                self._journal.path.unlink(missing_ok=True)

@@ -60,7 +60,13 @@ from kukeon.cancelling import cancel_and_wait
 from kukeon.controllers import Controllers
 from kukeon.controllers.cell import cell_key, ordered_containers
 from kukeon.controllers.cellstate import containerd_container_id
-from kukeon.daemon.cpstage import CommitError, Upload, UploadRefusedError
+from kukeon.daemon.cpstage import (
+    JOURNALS,
+    CommitError,
+    Upload,
+    UploadJournal,
+    UploadRefusedError,
+)
 from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
 from kukeon.runtime.containerd.errors import ContainerdError, ProcessNotStartableError
 from kukeon.runtime.containerd.pipes import InputStalledError, read_output, write_all
@@ -239,11 +245,15 @@ class TransferRoutes:
         has succeeded (:mod:`kukeon.daemon.cpstage`)."""
         container, name = where
         exec_id = f"cp-{secrets.token_hex(6)}"
-        fifo_dir = Path(self.controllers.host.settings.state_dir) / "exec" / exec_id
+        state = Path(self.controllers.host.settings.state_dir)
+        fifo_dir = state / "exec" / exec_id
         if not await session_directory(socket, fifo_dir):
             return
         fifos = FifoIO(fifo_dir, terminal=False, stdin=unpack_in is not None)
-        upload = Upload(unpack_in) if unpack_in is not None else None
+        upload = None
+        if unpack_in is not None:
+            journal = state / JOURNALS / f"{exec_id}.jsonl"
+            upload = Upload(unpack_in, UploadJournal(journal, tasks.namespace, cid))
         waiting: asyncio.Future[ExitStatus] | None = None
         try:
             io = await fifos.open()
