@@ -76,12 +76,22 @@ class ExpectRequestHandler(RequestHandler):
     async def finish_response(
         self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
-        if EXPECT_KEY in request:
+        if EXPECT_KEY in request or _coded_body_unread(request):
             # Answered before its 100 Continue: the client holds the body back, so the
             # connection closes now, not after aiohttp's 10 s lingering read of nothing.
+            # A coded body answered unread is not read on either (_coded_body_unread).
             resp.force_close()
             self._lingering_time = 0.0
         return await super().finish_response(request, resp, start_time)
+
+
+def _coded_body_unread(request: BaseRequest) -> bool:
+    """Whether the request's body is gzip or deflate coded and was answered unread (a 401,
+    403, 415...). aiohttp's lingering read would decode it only to drop it, and log a body
+    that does not decode as an unhandled exception with its traceback: the connection
+    closes instead, as after a 413."""
+    coding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    return coding not in ("", "identity") and not request.content.is_eof()
 
 
 class ExpectServer(Server):

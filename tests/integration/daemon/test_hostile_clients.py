@@ -1,0 +1,157 @@
+"""Hostile clients on what the other sweeps leave out, against a real kukeond.
+
+``test_every_route.py`` sends hostile query parameters and path segments to every route, and
+mutations of each kind's document; ``apiserver/test_hostile_requests.py`` hostile bodies to
+the resource routes. This module sends the rest, each answer a Status below 500, nothing
+stored when refused, and no traceback in kukeond's log:
+
+- bodies of every sort (content types, codings that do not decode or decode to a lot,
+  charsets, nesting, sizes, headers) to every route that takes one, as a realm's editor and
+  as an admin, so the routes that refuse a body unread (401, 403, 415) get them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import random
+import zlib
+
+import aiohttp
+import pytest
+
+from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
+from tests.integration.daemon.test_every_route import (
+    Route,
+    _objects,
+    check_answer,
+    path_values,
+    served_routes,
+    tracebacks,
+)
+
+pytestmark = pytest.mark.integration
+
+API = "http://kukeond/apis/kukeon.io/v1beta1"
+SEED = 198
+DEEP = b"[" * 100_000 + b"]" * 100_000
+Case = tuple[str, str, bytes, dict[str, str]]
+"""(name, Content-Type, body, more headers)"""
+
+CODED: list[Case] = [
+    ("gzip not gzip", "application/json", b"not gzip", {"Content-Encoding": "gzip"}),
+    ("deflate not deflate", "application/json", b"no", {"Content-Encoding": "deflate"}),
+    (
+        "gzip cut",
+        "application/json",
+        gzip.compress(b"{}" * 1000)[:30],
+        {"Content-Encoding": "gzip"},
+    ),
+    ("gzip deep", "application/json", gzip.compress(DEEP), {"Content-Encoding": "gzip"}),
+    (
+        "gzip of 64 MiB",
+        "application/json",
+        gzip.compress(b"\x00" * (64 << 20), compresslevel=9),
+        {"Content-Encoding": "gzip"},
+    ),
+    (
+        "deflate of 64 MiB",
+        "application/json",
+        zlib.compress(b"\x00" * (64 << 20), 9),
+        {"Content-Encoding": "deflate"},
+    ),
+]
+"""Coded bodies: refused unread (a 403, a 415), aiohttp's lingering read decoded them."""
+
+OTHERS: list[Case] = [
+    ("text/plain", "text/plain", b"hello", {}),
+    ("form", "application/x-www-form-urlencoded", b"a=1&b=2", {}),
+    ("multipart", "multipart/form-data; boundary=x", b"--x\r\n\r\nzz\r\n--x--\r\n", {}),
+    ("yaml broken", "application/yaml", b"a: [\n: : :", {}),
+    ("yaml python tag", "application/yaml", b"!!python/object/apply:os.system ['true']", {}),
+    ("json patch", "application/json-patch+json", b'[{"op":"replace","path":"/x","value":1}]', {}),
+    ("strategic merge", "application/strategic-merge-patch+json", b"{}", {}),
+    ("apply patch", "application/apply-patch+yaml", b"{}", {}),
+    ("utf-16", "application/json; charset=utf-16", "{}".encode("utf-16"), {}),
+    ("latin-1", "application/json; charset=latin-1", b'{"a":"\xe9"}', {}),
+    ("no content type", "", b"{}", {}),
+    ("content type ==/==", "==/==", b"{}", {}),
+    ("json cut", "application/json", b'{"kind":', {}),
+    ("invalid utf-8", "application/json", b'{"kind":"\xff\xfe"}', {}),
+    ("NUL", "application/json", b'{"kind":"Cell\x00"}', {}),
+    ("null", "application/json", b"null", {}),
+    ("1e999", "application/json", b"1e999", {}),
+    ("deep json", "application/json", DEEP, {}),
+    ("deep yaml", "application/yaml", DEEP, {}),
+    ("3 MiB", "application/json", b'{"a":"' + b"x" * (3 << 20) + b'"}', {}),
+    ("br", "application/json", b"{}", {"Content-Encoding": "br"}),
+    ("Expect 200-ok", "application/json", b"{}", {"Expect": "200-ok"}),
+    ("Accept protobuf;;", "application/json", b"{}", {"Accept": "application/x;;;=="}),
+    ("Authorization latin-1", "application/json", b"{}", {"Authorization": "Bearer \u00e9"}),
+    ("Authorization Basic", "application/json", b"{}", {"Authorization": "Basic Zm9vOmJhcg=="}),
+]
+CODED_PER_ROUTE = 2
+OTHERS_PER_ROUTE = 2
+"""How many of ``CODED`` and of ``OTHERS`` each (route, caller) gets, seeded (each case is
+sent to dozens of routes: the whole product takes a minute)."""
+
+
+async def _send(http: aiohttp.ClientSession, url: str, route: Route, case: Case) -> str | None:
+    """What is wrong with the answer to ``case`` on ``route``, or None."""
+    name, content_type, body, more = case
+    headers = {**more, **({"Content-Type": content_type} if content_type else {})}
+    skip = () if content_type else ("Content-Type",)
+    where = f"{route.method} {url} [{name}]"
+    try:
+        async with (
+            asyncio.timeout(30),
+            http.request(
+                route.method, url, data=body, headers=headers, skip_auto_headers=skip
+            ) as answer,
+        ):
+            payload = b"" if answer.status < 300 else await answer.read()
+            return check_answer(where, answer.status, answer.content_type, payload)
+    except (aiohttp.ClientError, TimeoutError) as error:
+        return f"{where}: {error!r}"
+
+
+async def _sweep(
+    http: aiohttp.ClientSession, cases: dict[Route, list[Case]], values: dict[str, str]
+) -> list[str]:
+    """Every case of each route, four at a time; what was wrong with the answers."""
+    limit = asyncio.Semaphore(4)
+
+    async def one(route: Route, case: Case) -> str | None:
+        async with limit:
+            return await _send(http, route.url(values), route, case)
+
+    answers = await asyncio.gather(
+        *(one(route, case) for route, listed in cases.items() for case in listed)
+    )
+    return [answer for answer in answers if answer is not None]
+
+
+async def test_every_body_route_answers_hostile_bodies_with_a_status_and_logs_no_traceback(
+    tls_kukeond: TlsKukeond,  # noqa: F811 - the fixture imported above
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    node, k = tls_kukeond, tls_kukeond.k
+    connector = aiohttp.UnixConnector(path=str(k.config.api_socket))
+    async with aiohttp.ClientSession(connector=connector) as local:
+        await _objects(k, local, API)
+    values = path_values(k)
+    routes = [r for r in served_routes(k) if r.method in ("POST", "PUT", "PATCH")]
+    chosen = random.Random(SEED)
+    problems: list[str] = []
+    for who in ("editor", "admin"):
+        cases = {
+            route: chosen.sample(CODED, CODED_PER_ROUTE) + chosen.sample(OTHERS, OTHERS_PER_ROUTE)
+            for route in routes
+        }
+        async with node.session(who) as http:
+            answers = await _sweep(http, cases, values)
+        problems.extend(f"{who}: {problem}" for problem in answers)
+    problems.extend(tracebacks(caplog))
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(sorted(problems)[:40])
