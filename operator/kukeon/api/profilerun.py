@@ -11,6 +11,7 @@ does it): a profile can give nobody more than a cell would.
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,9 @@ from kukeon.api.cellprofile import (
     PROFILE_ENV,
     PROFILE_LABEL,
     CellProfile,
+    references,
     substitute,
+    text_leaves,
 )
 from kukeon.api.container import OptionalDnsLabel
 from kukeon.api.meta import API_VERSION, DnsLabel, Kind, KukeonModel, StringMap, quote
@@ -37,6 +40,11 @@ class CellProfileRun(KukeonModel):
     """The cell's name; unset: `<prefix>-<6 hex>`."""
     parameters: StringMap = Field(default_factory=dict)
     """A value for each parameter to set, by name."""
+
+
+MAX_CELL_BYTES = 1024 * 1024
+"""The registry's limit of one document (``kukeon.store.decoding.MAX_DOCUMENT_BYTES``): the
+values of a run may not make its cell's texts larger than that."""
 
 
 class ParameterErrors(ValueError):  # noqa: N818 - a list of field errors, as InvalidResource
@@ -73,7 +81,34 @@ def parameter_values(profile: CellProfile, given: Mapping[str, str]) -> dict[str
             values[name] = parameter.default or ""
     if causes:
         raise ParameterErrors(causes)
+    if causes := _expansion_errors(profile, values):
+        raise ParameterErrors(causes)
     return values
+
+
+def _expansion_errors(profile: CellProfile, values: Mapping[str, str]) -> list[FieldError]:
+    """A cause for each parameter whose value, put in at every `${NAME}` of the template,
+    takes a share of a cell larger than `MAX_CELL_BYTES`. Counted before the cell is made:
+    a 1 MiB value at each of a template's many references is a cell of gigabytes."""
+    template = profile.spec.cell.model_dump(mode="json", by_alias=True, exclude_none=True)
+    uses: Counter[str] = Counter()
+    for _, text, is_key in text_leaves(template, ""):
+        if not is_key:  # a map's keys are kept as written (_substituted)
+            uses.update(name for name in references(text) if name is not None)
+    added = {name: len(values[name].encode()) * count for name, count in uses.items()}
+    total = sum(added.values())
+    if total <= MAX_CELL_BYTES:
+        return []
+    return [
+        FieldError(
+            f"parameters.{name}",
+            f"its {len(values[name].encode())} bytes, put in at each of its {uses[name]} "
+            f"references in the cell of profile {quote(profile.metadata.name)}, add {size} "
+            f"bytes (the values add {total}), over a cell's limit of {MAX_CELL_BYTES} bytes",
+        )
+        for name, size in sorted(added.items(), key=lambda item: -item[1])
+        if size * 100 >= total  # those that make it too large, not a few bytes beside them
+    ]
 
 
 def generated_name(profile: CellProfile) -> str:

@@ -7,7 +7,8 @@ stored when refused, and no traceback in kukeond's log:
 
 - bodies of every sort (content types, codings that do not decode or decode to a lot,
   charsets, nesting, sizes, headers) to every route that takes one, as a realm's editor and
-  as an admin, so the routes that refuse a body unread (401, 403, 415) get them too.
+  as an admin, so the routes that refuse a body unread (401, 403, 415) get them too;
+- profile runs and CellSets whose values would be put in at many places of a template.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import asyncio
 import gzip
 import logging
 import random
+import time
 import zlib
 
 import aiohttp
 import pytest
 
+from tests.fixtures.kukeond import Kukeond
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
 from tests.integration.daemon.test_every_route import (
     Route,
@@ -155,3 +158,74 @@ async def test_every_body_route_answers_hostile_bodies_with_a_status_and_logs_no
         problems.extend(f"{who}: {problem}" for problem in answers)
     problems.extend(tracebacks(caplog))
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(sorted(problems)[:40])
+
+
+# --- profile values put in at many places -------------------------------------------------
+
+REFERENCES = 250
+VALUE = "a" * 900_000
+"""At each of REFERENCES places: 225 MB of cell made from a body under 1 MiB."""
+
+
+async def test_values_that_would_make_a_cell_over_the_limit_are_422_naming_the_parameter(
+    kukeond: Kukeond, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    k = kukeond
+    await k.hierarchy()
+    stack = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1"
+    profile = {
+        "kind": "CellProfile",
+        "metadata": {"name": "many"},
+        "spec": {
+            "parameters": [{"name": "X"}],
+            "cell": {
+                "containers": [
+                    {
+                        "id": "main",
+                        "image": k.image.name,
+                        "command": "sh",
+                        "args": ["-c", "${X}" * REFERENCES],
+                    }
+                ]
+            },
+        },
+    }
+    cellset = {
+        "kind": "CellSet",
+        "metadata": {"name": "many"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "many"}},
+            "template": {"metadata": {"labels": {"app": "many"}}},
+            "profile": "many",
+            "params": {"X": VALUE},
+        },
+    }
+    connector = aiohttp.UnixConnector(path=str(k.config.api_socket))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async with http.post(f"{stack}/cellprofiles", json=profile) as answer:
+            assert answer.status == 201, await answer.text()
+        writes = [
+            (
+                f"{stack}/profileruns",
+                {"profile": "many", "name": "big", "parameters": {"X": VALUE}},
+                "parameters.X",
+                f"{stack}/cells/big",
+            ),
+            (f"{stack}/cellsets", cellset, "spec.params.X", f"{stack}/cellsets/many"),
+        ]
+        for url, body, field, stored in writes:
+            for dry_run in ({"dryRun": "All"}, {}):
+                started = time.perf_counter()
+                async with http.post(url, json=body, params=dry_run) as answer:
+                    status, refused = answer.status, await answer.json()
+                took = time.perf_counter() - started
+                assert status == 422, (url, status, str(refused)[:300])
+                causes = refused["details"]["causes"]
+                assert [c["field"] for c in causes] == [field], causes
+                assert f"{REFERENCES} references" in causes[0]["message"]
+                assert took < 10, took  # counted, not made and measured
+                async with http.get(stored) as answer:
+                    assert answer.status == 404, await answer.text()
+    assert not tracebacks(caplog)
