@@ -16,8 +16,10 @@ they protected was cut short, so what they pin is garbage. kukeond does it at st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -26,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from kukeon.cancelling import wait_ended
 from kukeon.processes import identify
 from kukeon.runtime.containerd._gen.services.leases.v1 import leases_pb2
 from kukeon.runtime.containerd._util import to_datetime
@@ -40,6 +43,11 @@ LABEL_KUKEON_LEASE: Final = "kukeon.io/lease"
 LABEL_HOLDER: Final = "kukeon.io/lease-holder"
 """``<boot id>/<pid>/<start time in clock ticks>`` of the process that took the lease."""
 BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
+RELEASE_SECONDS: Final = 10.0
+"""How long the release of a lease cut short may take (its collection run included) before
+it is left to expire: a cancelled pull's caller (kukeond stopping) waits for it."""
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -153,20 +161,36 @@ class LeaseService:
     async def lease(self, *, expire_after: timedelta = timedelta(hours=1)) -> AsyncIterator[str]:
         """Hold a fresh lease for the block; yields its id for the ``lease=`` arguments.
 
-        When the block fails, what it wrote is garbage: the lease is released with a
-        collection run at once (``sync``), so a refused import or pull leaves nothing
-        behind (containerd's collector does not run on a lease's release by itself)."""
+        When the block fails or is cancelled (a pull no cell waits for any more, kukeond's
+        stop), what it wrote is garbage: the lease is released with a collection run at
+        once (``sync``), so a refused or abandoned import or pull leaves nothing behind,
+        neither its blobs nor its half-written ingests (containerd's collector does not
+        run on a lease's release by itself)."""
         created = await self.create(expire_after=expire_after)
-        failed = False
         try:
             yield created.id
-        except Exception:
-            failed = True
+        except (Exception, asyncio.CancelledError):
+            await self._release_cut_short(created.id)
             raise
-        finally:
-            # A lease that cannot be released now (containerd restarting) still expires.
-            with contextlib.suppress(ContainerdError):
-                await self.delete(created.id, sync=failed)
+        # A lease that cannot be released now (containerd restarting) still expires.
+        with contextlib.suppress(ContainerdError):
+            await self.delete(created.id)
+
+    async def _release_cut_short(self, lease_id: str) -> None:
+        """Release the lease of a block cut short, with its collection run, within
+        `RELEASE_SECONDS`. A task of its own, waited for even when we are cancelled again
+        meanwhile (that cancellation is raised once it ended): the clean-up is not cut short
+        by the cancellation it follows, as containerd's CRI runs its deferred clean-ups on
+        a context of their own with a timeout (``DeferContext``)."""
+
+        async def release() -> None:
+            try:
+                async with asyncio.timeout(RELEASE_SECONDS):
+                    await self.delete(lease_id, sync=True)
+            except (ContainerdError, TimeoutError) as error:  # it still expires
+                log.warning("lease %s in %s not released: %s", lease_id, self.namespace, error)
+
+        await wait_ended(asyncio.create_task(release(), name=f"kukeon-release {lease_id}"))
 
 
 def _lease(message: leases_pb2.Lease) -> Lease:
