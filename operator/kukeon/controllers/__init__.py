@@ -65,6 +65,7 @@ from .events import follow_task_events
 from .gc import collect_orphans, container_cell_key, list_node_containers
 from .host import Host, HostSettings
 from .imagearchives import ImageArchives
+from .imagepulls import pulls_needed
 from .images import ImageProvider
 from .layers import HostLocks, migrate_legacy_finalizers, node_finalizer
 from .leaseleftovers import release_abandoned_leases
@@ -302,9 +303,10 @@ class Controllers:
         self.cells.image_waits.trigger = op.trigger
         self.images.on_arrival = self.cells.image_waits.arrived
         # A cell's pull runs beside its passes (``imagepulls``): its end wakes the cells
-        # that waited; a deleted cell waits no more (a pull nobody waits for is cancelled).
+        # that waited; each version of a cell says which pulls it still waits for (a pull
+        # nobody waits for is cancelled).
         self.images.pulls.wake = lambda key: op.trigger(Kind.CELL, key)
-        op.on_change(Kind.CELL, self._pull_waiter_gone)
+        op.on_change(Kind.CELL, self._pulls_needed)
 
         @op.on_shutdown
         async def stop_pulls(ctx: OperatorContext) -> None:
@@ -313,9 +315,12 @@ class Controllers:
         op.on_change(Kind.CELL, self.cells.image_waits.changed)
         op.on_change(Kind.CELL, self.cells.stop_graces.changed)
 
-    def _pull_waiter_gone(self, obj: AnyResource, deleted: bool) -> None:
-        if deleted and isinstance(obj, Cell):
-            self.images.pulls.leave(key_of(obj))
+    def _pulls_needed(self, obj: AnyResource, deleted: bool) -> None:
+        """Every version of a cell, before its pass: the one place it leaves the pulls it no
+        longer needs (stopped, deleted, moved or unscheduled, an image changed)."""
+        if isinstance(obj, Cell):
+            needed = None if deleted else pulls_needed(obj, here=self.runs_here(obj))
+            self.images.pulls.need(key_of(obj), needed)
 
     def _share_gate(self, op: Operator) -> None:
         """Every host-changing loop here honours the operator's gate."""

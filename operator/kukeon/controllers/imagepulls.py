@@ -9,9 +9,12 @@ image at a time (another cell wanting it joins), says so in the cell's status an
 pulled or failed (`wake`), and their next pass takes the outcome: the image, or the
 failure the pass itself used to raise (same reason, Events, back-off).
 
-A pull no cell of its namespace waits for any more (each deleted, or now naming another
-image) is cancelled: its lease is released (nothing it fetched is kept). kukeond's stop
-cancels every pull (`close`).
+Each version of a cell says which of its pulls it still waits for (`need`, given
+`pulls_needed` by ``Controllers``' cell listener, the one place a cell leaves a pull): its
+containers' images while it runs here, none once it is stopped, being deleted, or no
+longer on this node. A pull no cell waits for any more is cancelled: its lease is released
+with a collection run (nothing it fetched stays). A pass of a version since replaced joins
+no pull its cell no longer needs. kukeond's stop cancels every pull (`close`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from kukeon.api import Cell, DesiredCellState
 from kukeon.cancelling import cancel_and_wait
 from kukeon.framework import Requeue
+from kukeon.runtime.containerd.registry import InvalidReferenceError, parse_reference
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,28 @@ PullKey = tuple[str, str]
 PULL_RECHECK_SECONDS = 600.0
 """A pass that ends for a pull comes back after this at the latest: the pull's end wakes
 the cell anyway; this only bounds a wake that was lost."""
+
+
+def pull_reference(image: str) -> str | None:
+    """The reference a pull of `image` is keyed by (None: no registry could serve it)."""
+    try:
+        return str(parse_reference(image))
+    except InvalidReferenceError:
+        return None
+
+
+def pulls_needed(cell: Cell, *, here: bool) -> frozenset[str]:
+    """The images (as `pull_reference` keys them) whose pulls this version of the cell
+    waits for: its containers', none while it is stopped, being deleted or not run on this
+    node (``here``)."""
+    if (
+        not here
+        or cell.spec.desired_state == DesiredCellState.STOPPED
+        or cell.metadata.deletion_timestamp is not None
+    ):
+        return frozenset()
+    references = (pull_reference(container.image) for container in cell.spec.containers)
+    return frozenset(reference for reference in references if reference is not None)
 
 
 class ImagePullingError(Requeue):
@@ -65,6 +92,9 @@ class BackgroundPulls:
         self._outcomes: dict[tuple[PullKey, Waiter], Exception | None] = {}
         """Each waiter's pull that ended and its next pass has not taken yet: None when
         it pulled, else the failure to report."""
+        self._needs: dict[Waiter, frozenset[str]] = {}
+        """What each cell's latest version needs pulled (`need`); a cell not here is not
+        judged (no version of it seen)."""
         self._closed = False
 
     def pulled(self, key: PullKey, waiter: Waiter) -> bool:
@@ -80,7 +110,11 @@ class BackgroundPulls:
         outcome = self._outcomes.pop((key, waiter), None)
         if outcome is not None:
             return outcome
-        self._leave_others(key, waiter)
+        needs = self._needs.get(waiter)
+        if needs is not None and key[1] not in needs:
+            # A pass of a version since replaced (stopped, moved, another image): it joins
+            # nothing; the newer version's pass, if this node runs one, asks for its own.
+            return True
         running = self._pulls.get(key)
         if running is None:
             if self._closed:
@@ -92,16 +126,20 @@ class BackgroundPulls:
         running.waiters.add(waiter)
         return True
 
-    def leave(self, waiter: Waiter) -> None:
-        """The cell is gone: it waits for nothing; a pull nobody waits for is cancelled."""
-        for key in [key for key in self._outcomes if key[1] == waiter]:
-            del self._outcomes[key]
-        self._leave_others(None, waiter)
-
-    def _leave_others(self, kept: PullKey | None, waiter: Waiter) -> None:
-        """The waiter now waits for `kept` (None: nothing): its other pulls lose it."""
+    def need(self, waiter: Waiter, references: frozenset[str] | None) -> None:
+        """The cell's latest version needs these images pulled (`pulls_needed`; None: the
+        cell is gone): it leaves every other pull (one nobody waits for any more is
+        cancelled) and forgets their outcomes; a later pass asks again for what it needs."""
+        if references is None:
+            self._needs.pop(waiter, None)
+        else:
+            self._needs[waiter] = references
+        kept = references or frozenset()
+        for told in [told for told in self._outcomes if told[1] == waiter]:
+            if told[0][1] not in kept:
+                del self._outcomes[told]
         for key, running in list(self._pulls.items()):
-            if key == kept or waiter not in running.waiters:
+            if key[1] in kept or waiter not in running.waiters:
                 continue
             running.waiters.discard(waiter)
             if not running.waiters and running.task is not None:
@@ -141,4 +179,11 @@ class BackgroundPulls:
         await cancel_and_wait(*(running.task for running in pulls if running.task is not None))
 
 
-__all__ = ["PULL_RECHECK_SECONDS", "BackgroundPulls", "ImagePullingError", "PullKey"]
+__all__ = [
+    "PULL_RECHECK_SECONDS",
+    "BackgroundPulls",
+    "ImagePullingError",
+    "PullKey",
+    "pull_reference",
+    "pulls_needed",
+]

@@ -35,7 +35,7 @@ from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
 from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 
 from .imagearchives import ImageArchives, name_candidates
-from .imagepulls import BackgroundPulls, ImagePullingError
+from .imagepulls import BackgroundPulls, ImagePullingError, pull_reference
 from .imageroom import NO_IMAGE_STORAGE_LIMITS as NO_IMAGE_STORAGE_LIMITS
 from .imageroom import ImageRoom
 from .imageroom import ImageStorageExceededError as ImageStorageExceededError
@@ -432,11 +432,8 @@ class ImageProvider:
 
     def _pulled_for(self, namespace: str, image: str, waiter: tuple[str, ...]) -> bool:
         """Whether the image there was brought by a pull `waiter` waited for."""
-        try:
-            reference = parse_reference(image)
-        except InvalidReferenceError:
-            return False
-        return self.pulls.pulled((namespace, str(reference)), waiter)
+        reference = pull_reference(image)
+        return reference is not None and self.pulls.pulled((namespace, reference), waiter)
 
     async def _pull_beside(
         self,

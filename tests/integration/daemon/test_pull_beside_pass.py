@@ -1,7 +1,8 @@
 """A cell's image pull runs beside its pass (``controllers/imagepulls.py``), as kubelet's
 image puller does: a registry dripping a layer just above the registry client's pace (a
 pull of many minutes) holds neither the cell's deletion, nor kukeond's handler workers,
-nor kukeond's stop. Real containerd; the registry on loopback, listed as insecure as an
+nor kukeond's stop; and it ends once its cell needs it no more (stopped, moved), leaving
+nothing in containerd. Real containerd; the registry on loopback, listed as insecure as an
 installation must list it."""
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from kukeon.api import Cell, Kind
+from kukeon.api import Cell, DesiredCellState, Kind
+from kukeon.controllers.imagepulls import BackgroundPulls
 from kukeon.daemon import app as daemon_app
 from kukeon.daemon.app import Daemon
 from tests.fixtures.kukeond import Kukeond, another_realm
+from tests.integration.containerd.test_pull_cancelled import ingests
+from tests.integration.controllers.helpers import update_cell
 from tests.integration.controllers.test_slow_pull_other_realms import Slow
 from tests.integration.daemon.test_image_routes import cell_document
 from tests.unit.runtime.test_hostile_registry import Hostile, serve
@@ -84,7 +88,10 @@ async def until(condition: Any, within: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def pulling_cell(k: Kukeond, drip: Dripping, name: str, image: str) -> tuple[str, ...]:
+Key = tuple[str, ...]
+
+
+async def pulling_cell(k: Kukeond, drip: Dripping, name: str, image: str) -> Key:
     """A cell of `image` applied, its pull fetching the dripped layer and said (Pulling)."""
     begun = drip.begun
     await k.apply(cell_document(k, name, image))
@@ -97,27 +104,76 @@ async def pulling_cell(k: Kukeond, drip: Dripping, name: str, image: str) -> tup
     return key
 
 
-async def test_a_cell_is_deleted_at_once_and_its_pull_cancelled(
-    dripping: tuple[Dripping, str], kukeond: Kukeond
-) -> None:
-    """Before: the deletion waited for the pass, which waited for the pull (12 minutes)."""
-    k, (drip, host) = kukeond, dripping
+async def slow_cell(k: Kukeond, drip: Dripping, host: str) -> tuple[Key, BackgroundPulls]:
+    """The realm's hierarchy and a cell pulling from the dripping registry; its pulls."""
     await k.hierarchy()
     key = await pulling_cell(k, drip, "slow", f"{host}/app:1")
     controllers = k.daemon.controllers
     assert controllers is not None
     assert controllers.images.pulls.under_way() == 1
+    return key, controllers.images.pulls
+
+
+async def cancelled(pulls: BackgroundPulls, drip: Dripping) -> None:
+    """The pull ends within seconds: kukeond hung up on the registry."""
+    await until(lambda: pulls.under_way() == 0, 5)
+    await until(lambda: drip.open == 0, 5)
+
+
+async def test_a_cell_is_deleted_at_once_and_its_pull_cancelled(
+    dripping: tuple[Dripping, str], kukeond: Kukeond
+) -> None:
+    """Before: the deletion waited for the pass, which waited for the pull (12 minutes)."""
+    k, (drip, host) = kukeond, dripping
+    key, pulls = await slow_cell(k, drip, host)
     started = time.monotonic()
     await k.registry.delete(Kind.CELL, key)
     await k.wait_gone(Kind.CELL, key, within=10)
     assert time.monotonic() - started < 5
-    await until(lambda: controllers.images.pulls.under_way() == 0, 5)
-    await until(lambda: drip.open == 0, 5)  # kukeond hung up: the pull is cancelled
+    await cancelled(pulls, drip)
     assert not [
         image.name
         for image in await k.containerd.images(k.namespace).list()
         if image.name.startswith("127.0.0.1:")
     ]
+
+
+async def left_in_containerd(k: Kukeond) -> tuple[list[str], list[str]]:
+    """The namespace's leases and writes under way (``ctr content active``)."""
+    leases = await k.containerd.leases(k.namespace).list()
+    return [lease.id for lease in leases], await ingests(k.containerd, k.namespace)
+
+
+async def test_a_stopped_cell_cancels_its_pull_and_pulls_again_once_running(
+    dripping: tuple[Dripping, str], kukeond: Kukeond
+) -> None:
+    """Before: a stopped cell still waited for its pull, which ran to its end (12 minutes
+    here; as long as a realm editor's registry drips)."""
+    k, (drip, host) = kukeond, dripping
+    key, pulls = await slow_cell(k, drip, host)
+    await update_cell(k, key, spec={"desired_state": DesiredCellState.STOPPED})
+    await cancelled(pulls, drip)
+    await k.wait_for(Kind.CELL, key, state="Stopped")
+    assert await left_in_containerd(k) == ([], [])  # the pull's lease and ingest went
+    begun = drip.begun
+    await update_cell(k, key, spec={"desired_state": DesiredCellState.RUNNING})
+    await until(lambda: drip.begun > begun, 10)  # running again: it pulls again
+    assert pulls.under_way() == 1
+
+
+async def test_a_moved_cell_cancels_its_pull_and_pulls_again_once_back(
+    dripping: tuple[Dripping, str], kukeond: Kukeond
+) -> None:
+    """Before: the cell's pull ran on on the node it left."""
+    k, (drip, host) = kukeond, dripping
+    key, pulls = await slow_cell(k, drip, host)
+    pinned: dict[str, Any] = {"annotations": {}}  # the user's: the scheduler moves it nowhere
+    await update_cell(k, key, spec={"node_name": "elsewhere"}, metadata=pinned)
+    await cancelled(pulls, drip)
+    begun = drip.begun
+    await update_cell(k, key, spec={"node_name": k.config.node_name})
+    await until(lambda: drip.begun > begun, 10)
+    assert pulls.under_way() == 1
 
 
 async def test_slow_pulls_hold_no_worker_from_another_realm(

@@ -162,6 +162,15 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     # watches (no list + watch of their own).
     assert list(op.listeners) == [Kind.CELL, Kind.SPACE]
     assert registered.departures.changed in op.listeners[Kind.CELL]
+    # Each version of a cell says which pulls it still waits for (``imagepulls``): one
+    # moved to another node waits for none, and its pull is cancelled.
+    assert registered._pulls_needed in op.listeners[Kind.CELL]
+    busybox = ("ns", "docker.io/library/busybox:latest")
+    registered._pulls_needed(cell("c", node="n1"), False)
+    pulls.ask(busybox, ("r", "s", "st", "c"), asyncio.Event().wait)
+    assert pulls.under_way() == 1
+    registered._pulls_needed(cell("c", node="n2"), False)
+    assert pulls.under_way() == 0
 
     keep_nft_table, start = op.startup
     await keep_nft_table(SimpleNamespace())
