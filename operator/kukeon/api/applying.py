@@ -7,13 +7,24 @@ the system fills in (a cell's ``nodeName`` once scheduled, a realm's admin-owned
 ``kukeon.io/`` annotations) when the manifest leaves them out. Left out of the update they
 would be cleared: a cell re-applied as it was written would be unscheduled and started
 again.
+
+``kukectl apply`` merges three ways (``applied_object``, kubectl's client-side apply): it
+records the fields a manifest named in the object's annotation
+``kukeon.io/last-applied-configuration`` and, at the next apply, sets what the manifest
+names, removes what the recorded one named and this one no longer does, and keeps every
+other field as stored, whoever wrote it (``kukectl label``, ``stop``, ``set env``;
+``kukeon.api.threeway``). ``updated_object`` is the two-way rule of a whole object read
+back and edited (``kukectl edit``, an applied ``get -o yaml``): the document replaces what a
+manifest owns.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kukeon.api import (
+    API_VERSION,
     AnyResource,
     Kind,
     Secret,
@@ -22,6 +33,9 @@ from kukeon.api import (
     to_document,
     to_request_document,
 )
+from kukeon.api.labelrules import ANNOTATIONS_MAX_BYTES
+from kukeon.api.realm import REVEAL_CONTEXT
+from kukeon.api.threeway import three_way
 
 # Spec fields the system (or an admin) fills in after creation; an apply that leaves them
 # out keeps them. A realm's securityLevel, quota and limits are the admin's: an editor re-applying
@@ -129,3 +143,162 @@ def stale_manifest_version(desired: AnyResource, current: AnyResource) -> str | 
         "was read); apply your changes to the latest version, or leave "
         "metadata.resourceVersion out of the manifest"
     )
+
+
+LAST_APPLIED_ANNOTATION = SYSTEM_ANNOTATION_PREFIX + "last-applied-configuration"
+"""The fields `kukectl apply` last wrote from a manifest, as compact JSON (kubectl's
+`kubectl.kubernetes.io/last-applied-configuration`): the manifest's name, scope, labels,
+annotations and spec as it named them, a registry password as `***`, a Secret's values never
+(nor their digests: a viewer reads annotations)."""
+_RECORDED_METADATA = ("name", "realm", "space", "stack", "labels", "annotations")
+_MERGED_METADATA = ("labels", "annotations")
+
+
+class RecordTooLargeError(ValueError):
+    """The manifest, recorded in ``LAST_APPLIED_ANNOTATION``, would take the object's
+    annotations over ``ANNOTATIONS_MAX_BYTES``: refused before anything is written."""
+
+
+def _named_fields(res: AnyResource, *, reveal: bool) -> dict[str, Any]:
+    """The fields the manifest named (what was validated from it, defaults left out), in its
+    own shape; ``reveal``: an inline registry password as itself, else `***`."""
+    dumped = res.model_dump(
+        mode="json", by_alias=True, exclude_unset=True, context={REVEAL_CONTEXT: reveal}
+    )
+    given = dumped.get("metadata") or {}
+    metadata = {field: given[field] for field in _RECORDED_METADATA if field in given}
+    if isinstance(metadata.get("annotations"), dict):
+        metadata["annotations"] = {
+            key: value
+            for key, value in metadata["annotations"].items()
+            if key != LAST_APPLIED_ANNOTATION
+        }
+    named: dict[str, Any] = {"apiVersion": API_VERSION, "kind": str(res.kind), "metadata": metadata}
+    # A Secret's `data`/`stringData` are excluded from every dump: never recorded.
+    named.update({field: dumped[field] for field in ("spec", "type") if field in dumped})
+    return named
+
+
+def last_applied(res: AnyResource) -> str:
+    """The record of manifest ``res`` for ``LAST_APPLIED_ANNOTATION`` (keys sorted: the same
+    manifest gives the same text)."""
+    return json.dumps(
+        _named_fields(res, reveal=False), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def recorded(res: AnyResource) -> dict[str, Any] | None:
+    """What the last apply of ``res`` named, or None: never applied, or a record that is not
+    a JSON object (edited by hand), read as none."""
+    text = res.metadata.annotations.get(LAST_APPLIED_ANNOTATION)
+    if text is None:
+        return None
+    try:
+        found = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _with_record(annotations: dict[str, str], record: str) -> dict[str, str]:
+    noted = {**annotations, LAST_APPLIED_ANNOTATION: record}
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in noted.items())
+    if size > ANNOTATIONS_MAX_BYTES:
+        raise RecordTooLargeError(
+            f"metadata.annotations: with the manifest recorded in {LAST_APPLIED_ANNOTATION} "
+            f"they would be {size} bytes, more than the {ANNOTATIONS_MAX_BYTES} an object "
+            "may carry; nothing was written (make the manifest smaller, or write the object "
+            "with `kukectl create -f` or `kukectl edit`, which record nothing)"
+        )
+    return noted
+
+
+def with_last_applied(res: AnyResource) -> AnyResource:
+    """Manifest ``res`` as `apply` creates it: the manifest recorded in its annotations
+    (RecordTooLargeError past the limit). A manifest read back (it carries a resourceVersion)
+    keeps the record it carries."""
+    if res.metadata.resource_version:
+        return res
+    annotations = _with_record(dict(res.metadata.annotations), last_applied(res))
+    metadata = res.metadata.model_copy(update={"annotations": annotations})
+    return res.model_copy(update={"metadata": metadata})
+
+
+def _section(document: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    found = document.get(name) if document is not None else None
+    return found if isinstance(found, dict) else None
+
+
+def _merged_spec(
+    kind: Kind, original: dict[str, Any] | None, modified: dict[str, Any], live: dict[str, Any]
+) -> dict[str, Any]:
+    spec = three_way(original, modified, live)
+    for field in SERVER_OWNED_SPEC_FIELDS.get(kind, frozenset()):
+        if field not in modified and field in live:
+            spec[field] = live[field]  # the scheduler's, the admin's: never cleared by absence
+    template, named = spec.get("template"), modified.get("template")
+    names_cell = isinstance(named, dict) and "spec" in named
+    resolved = kind == Kind.CELL_SET and bool(spec.get("profile")) and not names_cell
+    if resolved and isinstance(template, dict):
+        # The profile's cell is the server's to fill in: left out, it is resolved again.
+        spec["template"] = {key: value for key, value in template.items() if key != "spec"}
+    return spec
+
+
+def applied_object(desired: AnyResource, current: AnyResource) -> AnyResource | None:
+    """What `kukectl apply` PUTs of manifest ``desired`` over ``current``, or None when that
+    changes nothing: a three-way merge (see the module) of the record of the last apply, the
+    manifest and the stored object, with the manifest recorded anew. Raises ValueError when
+    the record would be too large (``RecordTooLargeError``) or the merge is no valid object.
+
+    A manifest that carries a resourceVersion is an object read back (`get -o yaml`, kept
+    and edited): applied whole as ``updated_object`` does, the record left as stored.
+    """
+    if desired.metadata.resource_version:
+        return updated_object(desired, current)
+    kind = Kind(desired.kind)
+    original = recorded(current)
+    modified = _named_fields(desired, reveal=True)
+    stored = to_document(current)
+    meta = three_way(
+        _section(original, "metadata"),
+        {k: v for k, v in modified["metadata"].items() if k in _MERGED_METADATA},
+        {field: stored["metadata"].get(field, {}) for field in _MERGED_METADATA},
+    )
+    labels = dict(meta.get("labels") or {})
+    annotations = _with_record(dict(meta.get("annotations") or {}), last_applied(desired))
+    unchanged_meta = (
+        labels == current.metadata.labels and annotations == current.metadata.annotations
+    )
+    if isinstance(desired, Secret):
+        return _applied_secret(desired, current, labels, annotations, unchanged_meta)
+    live_spec = stored.get("spec", {})
+    spec = _merged_spec(kind, _section(original, "spec"), modified.get("spec", {}), live_spec)
+    document = {**stored, "spec": spec}
+    document["metadata"] = {**stored["metadata"], "labels": labels, "annotations": annotations}
+    merged = parse_resource(document)
+    if unchanged_meta and _spec_document(merged) == _spec_document(current):
+        return None
+    return merged
+
+
+def _applied_secret(
+    desired: Secret,
+    current: AnyResource,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    unchanged_meta: bool,
+) -> AnyResource | None:
+    """A Secret's labels and annotations merged; its values, when the manifest gives them,
+    replace the stored set (compared by digest), else the stored ones stay."""
+    values = desired.values()
+    if unchanged_meta and (values is None or key_status(values) == current.status):
+        return None
+    metadata = desired.metadata.model_copy(
+        update={
+            "resource_version": current.metadata.resource_version,
+            "labels": labels,
+            "annotations": annotations,
+        }
+    )
+    return desired.model_copy(update={"metadata": metadata})

@@ -16,6 +16,9 @@ LABEL_NAME_MAX: Final = 63
 """A label key's name (after any `prefix/`) and a label value: at most this many characters."""
 LABEL_PREFIX_MAX: Final = 253
 LABEL_KEY_MAX: Final = LABEL_PREFIX_MAX + 1 + LABEL_NAME_MAX
+ANNOTATIONS_MAX_BYTES: Final = 256 * 1024
+"""Kubernetes' limit on an object's annotations, keys and values together (the API server
+refuses more; `kukectl apply` checks its own record against it before it writes)."""
 
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"

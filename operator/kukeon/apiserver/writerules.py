@@ -36,7 +36,11 @@ from kukeon.api import (
 from kukeon.api.cellset import CELLSET_LABEL, HASH_LENGTH, SUFFIX_LENGTH, TEMPLATE_HASH_LABEL
 from kukeon.api.container import containerd_container_id
 from kukeon.api.hostusers import host_users_change
-from kukeon.api.labelrules import label_key_problem, label_value_problem
+from kukeon.api.labelrules import (
+    ANNOTATIONS_MAX_BYTES,
+    label_key_problem,
+    label_value_problem,
+)
 from kukeon.api.meta import check_dns_label, quote
 from kukeon.api.placement import is_scheduler_placed
 from kukeon.apiserver.portclaims import port_causes
@@ -263,10 +267,6 @@ def _node_selector_causes(res: AnyResource, current: AnyResource | None) -> list
             why = f"{cause.message}; no node's label can match it"
             causes.append(cause._replace(message=why))
     return causes
-
-
-ANNOTATIONS_MAX_BYTES = 256 * 1024
-"""Kubernetes' limit on an object's annotations, keys and values together."""
 
 
 def _annotation_causes(

@@ -16,10 +16,9 @@ import click
 import yaml
 
 from kukeon.api import AnyResource, Kind, key_of, to_document
-from kukeon.api.applying import updated_object
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 
-from .manifests import apply_order
+from .manifests import apply_creation, apply_order, apply_update
 from .params import (
     FILE_OPTION,
     RECURSIVE_OPTION,
@@ -70,15 +69,16 @@ async def _merged(client: ApiClient, res: AnyResource) -> tuple[AnyResource | No
     except ApiRequestError as exc:
         if exc.code != 404:
             raise
+        created = apply_creation(res)
         try:
-            return None, await client.create(res, dry_run=True)
+            return None, await client.create(created, dry_run=True)
         except ApiRequestError as create_error:
             if create_error.code != 404:
                 raise
             # Its parent does not exist yet (apply creates it first): the document as
             # validated locally is what would be written.
-            return None, res
-    update = updated_object(res, current)
+            return None, created
+    update = apply_update(res, current)
     if update is None:
         return current, current
     return current, await client.update(update, dry_run=True)

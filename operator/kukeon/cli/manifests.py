@@ -10,7 +10,8 @@ The order of work matters more than anything else here:
    with its default spec, as kukeon's own ``apply`` does;
 3. an existing object is updated only when its spec, labels or annotations differ, with
    a compare-and-swap on the resourceVersion that was read -- so ``get -o yaml | apply``
-   reports ``unchanged``;
+   reports ``unchanged``; what is written is a three-way merge of the manifest, the record
+   of the last apply and the stored object (``kukeon.api.applying.applied_object``);
 4. before the first write every document goes to the server as a dry run
    (``?dryRun=All``), which validates it exactly as the write would (admission, parents,
    uniqueness); if any is refused, every refusal is reported and nothing is written;
@@ -45,8 +46,9 @@ from kukeon.api import (
     parse_resource,
 )
 from kukeon.api.applying import (
+    applied_object,
     stale_manifest_version,
-    updated_object,
+    with_last_applied,
 )
 from kukeon.cli.tables import kind_slug
 from kukeon.client.apiclient import ApiClient, ApiRequestError
@@ -294,6 +296,23 @@ def _check_manifest_version(desired: AnyResource, current: AnyResource) -> None:
         raise ApiRequestError(409, "Conflict", problem)
 
 
+def apply_update(desired: AnyResource, current: AnyResource) -> AnyResource | None:
+    """What apply writes over ``current`` (``applying.applied_object``); a manifest it cannot
+    merge or record is the server's kind of refusal, a 422 naming why."""
+    try:
+        return applied_object(desired, current)
+    except ValueError as exc:
+        raise ApiRequestError(422, "Invalid", str(exc)) from None
+
+
+def apply_creation(desired: AnyResource) -> AnyResource:
+    """What apply creates of ``desired``: the manifest recorded in it (a 422 when too large)."""
+    try:
+        return with_last_applied(desired)
+    except ValueError as exc:
+        raise ApiRequestError(422, "Invalid", str(exc)) from None
+
+
 class Applier:
     """Creates or updates documents through the API, parents first."""
 
@@ -415,12 +434,12 @@ class Applier:
                 if exc.code != 404:
                     raise
                 try:
-                    return await self._create(res)
+                    return await self._create(apply_creation(res))
                 except ApiRequestError as create_error:
                     if create_error.reason != "AlreadyExists":
                         raise
                     continue  # created by someone else meanwhile: compare with theirs
-            update = updated_object(res, current)
+            update = apply_update(res, current)
             if update is None:
                 return "unchanged"
             _check_manifest_version(res, current)
