@@ -55,6 +55,14 @@ class FrameworkMetrics:
             ["kind"],
             registry=registry,
         )
+        self.longest_running_handler = Gauge(
+            "kukeon_longest_running_handler_seconds",
+            "Age of the oldest handler pass still running, by kind (as Kubernetes' "
+            "workqueue_longest_running_processor_seconds): a pass that keeps growing is stuck "
+            "(the log says where it waits once it passes long_pass_seconds).",
+            ["kind"],
+            registry=registry,
+        )
         self.retries_total = Counter(
             "kukeon_reconcile_retries_total",
             "Retries scheduled after a failed handler run, by kind (not after a wait: "

@@ -444,6 +444,8 @@ class Operator:
             self._tasks.append(self._spawn(tick, f"kukeon-timer {timer.name}"))
         if self.settings.resync_interval:
             self._tasks.append(self._spawn(self._resync_forever, "kukeon-resync"))
+        if self.settings.long_pass_seconds is not None:
+            self._tasks.append(self._spawn(queues.long_passes.watch, "kukeon-long-passes"))
         self._start_leases()
         listed = [asyncio.ensure_future(w.listed.wait()) for w in self._watchers.values()]
         if listed:

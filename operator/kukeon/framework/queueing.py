@@ -78,6 +78,7 @@ from .backoff import retry_delay
 from .cache import revision_of
 from .errors import Awaited
 from .intents import Cause, HandlerRegistry, TimerIntent
+from .longpasses import LongPasses
 from .metrics import FrameworkMetrics
 from .processing import Outcome, Processor, Result, describe
 from .protocols import AnyResource, ObjectKey
@@ -152,8 +153,13 @@ class ObjectQueues:
         handlers: HandlerRegistry,
         settings: Settings,
         metrics: FrameworkMetrics,
+        long_passes: LongPasses | None = None,
     ) -> None:
         self._processor = processor
+        self.long_passes = long_passes or LongPasses(
+            threshold=settings.long_pass_seconds, metrics=metrics
+        )
+        """Every running pass, for saying those that run too long (``Operator`` checks)."""
         self._handlers = handlers
         self._settings = settings
         self._metrics = metrics
@@ -599,7 +605,8 @@ class ObjectQueues:
         """Run one handler pass; a failure of the framework's own store calls is retried."""
         self._running += 1
         try:
-            return await run()
+            with self.long_passes.running(state.kind, state.key):
+                return await run()
         except Exception as error:
             level = logging.WARNING
             if isinstance(error, Unavailable):  # etcd full or out of reach: said as such

@@ -47,6 +47,10 @@ class Settings:
     shutdown_grace: float = 10.0
     """On stop, running handlers get this long to finish before they are cancelled."""
 
+    long_pass_seconds: float | None = 60.0
+    """A handler pass still running this long after its start is logged as a WARNING with
+    where it waits, again at each doubling of its age (``longpasses``; None: never)."""
+
     watch_retry_initial: float = 0.5
     watch_retry_max: float = 30.0
     """Backoff of a kind's watcher after the store gave up reaching etcd."""
@@ -89,6 +93,10 @@ class Settings:
             )
         if self.lease_ttl < 1:
             raise ValueError(f"Settings.lease_ttl must be >= 1 second, got {self.lease_ttl}")
+        if self.long_pass_seconds is not None and self.long_pass_seconds <= 0:
+            raise ValueError(
+                f"Settings.long_pass_seconds must be > 0 or None, got {self.long_pass_seconds}"
+            )
         if not self.node_name:
             raise ValueError("Settings.node_name must not be empty")
 

@@ -105,13 +105,14 @@ class Setup:
         last = None
         while asyncio.get_running_loop().time() < deadline:
             with contextlib.suppress(NotFound):
-                found = await self.registry.get(kind, key)
-                last = found.status.state
-                if str(last) == state:
+                last = await self.registry.get(kind, key)
+                if str(last.status.state) == state:
                     return
             await asyncio.sleep(0.2)
+        # The whole status (reason, message, containers) says which step it stopped at.
+        seen = "absent" if last is None else last.status.model_dump_json(exclude_none=True)
         raise AssertionError(
-            f"{kind.value} {'/'.join(key)} is {last}, not {state}\n{self.daemon.tail()}"
+            f"{kind.value} {'/'.join(key)} is not {state}: {seen}\n{self.daemon.tail()}"
         )
 
 

@@ -102,6 +102,7 @@ def test_every_expected_family_is_exposed() -> None:
         "kukeon_reconcile",
         "kukeon_reconcile_duration_seconds",
         "kukeon_queue_depth",
+        "kukeon_longest_running_handler_seconds",
         "kukeon_reconcile_retries",
         "kukeon_watch_restarts",
         "kukeon_task_restarts",
