@@ -55,6 +55,10 @@ class ManifestError(ValueError):
         return (type(self), (self.errors,))
 
 
+Syntax = Literal["auto", "json"]
+"""How a manifest is read: ``auto``, YAML (JSON being YAML's subset, a text that begins as
+JSON and is JSON is read as JSON); ``json``, JSON only (a file named ``*.json``)."""
+
 _ManifestLoader = JsonYamlLoader
 """YAML 1.2 scalars, JSON's values only, duplicate keys refused (``api.yamlread``)."""
 
@@ -129,17 +133,39 @@ def _refuse_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _raw_documents(text: str) -> Iterator[Any]:
+_JSON = json.JSONDecoder(
+    parse_constant=refuse_json_constant,
+    parse_float=finite_json_float,
+    object_pairs_hook=_refuse_repeats,
+)
+
+
+def _json_documents(text: str) -> Iterator[Any]:
+    """A JSON file's documents: one value or several in a row (kubectl's JSON stream), each
+    an object or an array of them; an error names its line and column, never read as YAML."""
+    position = 0
+    while True:
+        while position < len(text) and text[position] in " \t\r\n\ufeff":  # a BOM too
+            position += 1
+        if position == len(text):
+            return
+        try:
+            value, position = _JSON.raw_decode(text, position)
+        except ValueError as exc:  # a syntax error (its line and column), NaN, a repeated key
+            yield _Unreadable(f"invalid JSON: {exc}", fatal=True)
+            return
+        yield from value if isinstance(value, list) else [value]
+
+
+def _raw_documents(text: str, syntax: Syntax = "auto") -> Iterator[Any]:
     """The top-level documents of the text, in order."""
+    if syntax == "json":
+        yield from _json_documents(text)
+        return
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
-            value = json.loads(
-                text,
-                parse_constant=refuse_json_constant,
-                parse_float=finite_json_float,
-                object_pairs_hook=_refuse_repeats,
-            )
+            value = _JSON.decode(text)
         except json.JSONDecodeError:
             pass  # YAML flow style also starts with a brace
         except ValueError as exc:  # NaN, Infinity, 1e999, a repeated key
@@ -151,9 +177,9 @@ def _raw_documents(text: str) -> Iterator[Any]:
     yield from _yaml_documents(text)
 
 
-def _documents(text: str) -> Iterator[Any]:
+def _documents(text: str, syntax: Syntax = "auto") -> Iterator[Any]:
     """Documents in file order, `kind: List` expanded, empty documents skipped."""
-    for doc in _raw_documents(text):
+    for doc in _raw_documents(text, syntax):
         if doc is None:
             continue
         if isinstance(doc, dict) and doc.get("kind") == "List":
@@ -223,6 +249,7 @@ def load_manifests(
     scope: Mapping[str, str] | None = None,
     defaults: Mapping[str, str] | None = None,
     unknown_fields: list[tuple[int, str]] | None = None,
+    syntax: Syntax = "auto",
 ) -> list[AnyResource]:
     """Every resource of a manifest text or file, validated, in file order.
 
@@ -231,11 +258,12 @@ def load_manifests(
     (``in_scope``). Raises `ManifestError` listing every invalid document.
     ``unknown_fields``: when a list, a field no model knows is left out instead of refused
     and named there (the document's index, the field's path; kukectl's --validate=warn).
+    ``syntax``: ``json`` for a file named ``*.json`` (``Syntax``).
     """
     text = _read(text_or_path)
     resources: list[AnyResource] = []
     errors: list[tuple[int, InvalidResource | str]] = []
-    for index, doc in enumerate(_documents(text)):
+    for index, doc in enumerate(_documents(text, syntax)):
         if isinstance(doc, _Unreadable):
             errors.append((index, doc.message))
         elif not isinstance(doc, dict):

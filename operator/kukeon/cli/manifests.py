@@ -167,7 +167,13 @@ def load_documents(
         unknown: list[tuple[int, str]] | None = [] if dropped is not None else None
         try:
             resources = (
-                load_manifests(source.text, scope=scope, defaults=defaults, unknown_fields=unknown)
+                load_manifests(
+                    source.text,
+                    scope=scope,
+                    defaults=defaults,
+                    unknown_fields=unknown,
+                    syntax="json" if source.label.endswith(".json") else "auto",
+                )
                 if source.text.strip()
                 else []
             )
