@@ -14,6 +14,7 @@ import click
 
 from kukeon.api import Cell, Kind, parse_resource
 from kukeon.api.imagefields import refuse_bad_images
+from kukeon.api.portrules import refuse_unpublishable_ports
 from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import LOG_STREAM_HEADER, object_path
@@ -275,7 +276,8 @@ def _cell_by_hand(
     }
     try:
         cell = parse_resource(document)
-        refuse_bad_images(cell)  # the server's 422, before anything is sent
+        refuse_bad_images(cell)  # the server's 422s, before anything is sent
+        refuse_unpublishable_ports(cell)  # `-p 80`, as `-p 99999:80`: usage (exit 2)
     except ValueError as error:
         fail(str(error), EXIT_USAGE)
     assert isinstance(cell, Cell)

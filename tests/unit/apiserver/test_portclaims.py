@@ -7,8 +7,9 @@ from typing import Any, cast
 import pytest
 
 from kukeon.api import AnyResource, Cell, Kind, parse_resource
+from kukeon.api.portrules import claims
 from kukeon.apiserver import ApiError
-from kukeon.apiserver.portclaims import check_port_claims, claims, port_causes
+from kukeon.apiserver.portclaims import check_port_claims, port_causes
 from kukeon.store import ResourceList
 from tests.unit.api.samples import cell_doc
 

@@ -94,6 +94,13 @@ def test_networks() -> None:
         (["--tmpfs", "/run:size=lots"], "number of bytes"),
         (["-w", "relative"], "workingDir"),
         (["--env-file", "/nonexistent/env"], "/nonexistent/env"),
+        # What kukeond cannot publish is judged here, as a port out of range is (the
+        # server's 422 was exit 1 for `-p 80` where `-p 99999:80` was exit 2).
+        (["-p", "99999:80"], "not between 1 and 65535"),
+        (["-p", "80"], "'80' gives no host port: write hostPort:containerPort"),
+        (["-p", "[::1]:53:53/udp"], "only IPv4 host addresses"),
+        (["-p", "8080:80", "-p", "8080:81"], "already claimed by spec.containers[0].ports[0]"),
+        (["--network", "host", "-p", "8080:80"], "publishes nothing"),
     ],
 )
 def test_malformed_options_are_usage_errors_naming_them(args: list[str], named: str) -> None:
