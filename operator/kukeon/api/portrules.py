@@ -7,8 +7,9 @@ free port"; give one), an IPv6 host address (cells have IPv4 addresses only), a 
 the host's network (``hostNetwork: true``: its ports are the host's own already, there is
 nothing to forward; Docker silently discards them, which is exactly what kukeon does not
 do), and two entries of the cell claiming one host port. The API server refuses them
-(``apiserver.portclaims``, 422) and kukectl before it sends a cell it made (``run -p``,
-exit 2), with the same messages; whether another cell holds the port is the server's to say.
+(``apiserver.portclaims``, 422; a set's template as the cells it makes) and kukectl before
+it sends a cell or a set it made (``run -p``, ``create cellset -p``: exit 2), with the same
+messages; whether another cell holds the port is the server's to say.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from kukeon.api.cell import Cell
+from kukeon.api.cellset import CellSet
 from kukeon.api.container import parse_port
+from kukeon.api.imagefields import containers_naming_images
 from kukeon.api.kinds import AnyResource, to_document
 from kukeon.api.meta import quote
 from kukeon.api.validation import FieldError, InvalidResource, display_name
@@ -45,14 +48,17 @@ class Claim(NamedTuple):
         return f"{self.host_port}/{self.protocol} on {self.host_ip or 'every address'}"
 
 
-def _entries(cell: Cell) -> Iterator[tuple[str, str, bool]]:
-    """(field path, entry, whether its container is in the host's network)."""
-    for index, container in enumerate(cell.spec.containers):
+def _entries(res: AnyResource) -> Iterator[tuple[str, str, bool]]:
+    """(field path, entry, whether its container is in the host's network) of a cell's
+    containers, or of a set's template (the cells it makes)."""
+    if not isinstance(res, Cell | CellSet):
+        return
+    for path, container in containers_naming_images(res):
         for position, entry in enumerate(container.ports):
-            yield f"spec.containers[{index}].ports[{position}]", entry, container.host_network
+            yield f"{path}.ports[{position}]", entry, container.host_network
 
 
-def claims(cell: Cell) -> list[Claim]:
+def claims(cell: AnyResource) -> list[Claim]:
     """The host ports the cell's entries claim (entries kukeond cannot publish left out)."""
     found = []
     for field, entry, host_network in _entries(cell):
@@ -70,8 +76,9 @@ def claims(cell: Cell) -> list[Claim]:
     return found
 
 
-def port_errors(cell: Cell) -> list[FieldError]:
-    """What kukeond could not publish in the cell's ``ports``, one error per entry."""
+def port_errors(cell: AnyResource) -> list[FieldError]:
+    """What kukeond could not publish in the ``ports`` of a cell (or of a set's template),
+    one error per entry."""
     errors: list[FieldError] = []
     for field, entry, host_network in _entries(cell):
         if host_network:
@@ -98,8 +105,9 @@ def port_errors(cell: Cell) -> list[FieldError]:
 
 
 def refuse_unpublishable_ports(res: AnyResource) -> None:
-    """InvalidResource naming each entry of a cell's ``ports`` kukeond cannot publish: what
-    kukectl checks before it sends a cell it made, each line the API server's cause."""
-    errors = port_errors(res) if isinstance(res, Cell) else []
+    """InvalidResource naming each entry of a cell's (or a set template's) ``ports`` kukeond
+    cannot publish: what kukectl checks before it sends a cell or a set it made, each line
+    the API server's cause."""
+    errors = port_errors(res)
     if errors:
         raise InvalidResource(res.kind.value, display_name(res.kind, to_document(res)), errors)

@@ -15,6 +15,7 @@ import click
 
 from kukeon.api import AnyResource, Kind, parse_resource
 from kukeon.api.imagefields import refuse_bad_images
+from kukeon.api.portrules import refuse_unpublishable_ports
 from kukeon.client.apiclient import ApiClient
 
 from .configdoc import context_default, context_scope
@@ -50,7 +51,8 @@ def _scope(ctx: click.Context, *levels: str) -> list[str]:
 def _create(ctx: click.Context, document: dict[str, Any], dry_run: str, output: str | None) -> None:
     try:
         res = parse_resource(document)
-        refuse_bad_images(res)  # the server's 422, before anything is sent
+        refuse_bad_images(res)  # the server's 422s, before anything is sent
+        refuse_unpublishable_ports(res)  # `create cellset -p 80`: usage (exit 2)
     except ValueError as error:
         fail(str(error), EXIT_USAGE)
     if dry_run == "client":

@@ -62,3 +62,17 @@ def test_invalid_names_and_missing_image_are_usage_errors() -> None:
     for args in (["realm", "Bad_Name"], ["space", "ok", "--realm", "-x"], ["cellset", "web"]):
         result = CliRunner().invoke(cli, [*NO_SERVER, "create", *args, "--dry-run=client"])
         assert result.exit_code == 2, (args, result.output)
+
+
+@pytest.mark.parametrize("send", ["--dry-run=client", "--dry-run=server"])
+def test_a_port_no_node_can_publish_is_a_usage_error(send: str) -> None:
+    """`create cellset -p 80` was sent and refused by the server (exit 1) where `-p
+    99999:80` was exit 2: both are judged before anything is sent, as `run -p` is."""
+    for publish, named in (
+        ("80", "'80' gives no host port: write hostPort:containerPort"),
+        ("99999:80", "port 99999 of '99999:80' is not between 1 and 65535"),
+    ):
+        args = ["create", "cellset", "web", "--image", "busybox", "-p", publish, send]
+        result = CliRunner().invoke(cli, [*NO_SERVER, *args])
+        assert result.exit_code == 2, result.output
+        assert f"spec.template.spec.containers[0].ports[0]: {named}" in result.output
