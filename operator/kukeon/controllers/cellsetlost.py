@@ -55,6 +55,6 @@ async def move_off_lost_nodes(registry: Registry, cells: Sequence[Cell]) -> None
         )
         moved = cell.model_copy(update={"spec": cell.spec.model_copy(update={"node_name": None})})
         try:
-            await registry.update(moved)
+            await registry.update(moved, placement=True)
         except (Conflict, NotFound):
             continue  # changed meanwhile: the next pass decides again

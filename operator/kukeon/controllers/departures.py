@@ -318,7 +318,7 @@ class Departures:
             }
         )
         try:
-            await self.registry.update(released)
+            await self.registry.update(released, placement=True)
         except Conflict:
             self._again.add(cell_key(cell))  # changed meanwhile: decide on the new version
             return False

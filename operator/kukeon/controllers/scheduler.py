@@ -595,7 +595,7 @@ class Scheduler:
             }
         )
         try:
-            bound = await self.registry.update(moved)
+            bound = await self.registry.update(moved, placement=True)  # generation stays
         except (Conflict, NotFound):
             return  # changed under us: the next pass decides again (and counts again)
         except Invalid as error:  # over the document limit with the binding: said once

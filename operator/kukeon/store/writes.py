@@ -57,6 +57,15 @@ def _has_children(kind: Kind) -> bool:
     return bool(child_kinds(kind))
 
 
+def _spec_moved(document: dict[str, Any], stored: dict[str, Any], placement: bool) -> bool:
+    """Whether the spec changed; for a ``placement``, apart from its ``nodeName``."""
+    spec, before = document.get("spec"), stored.get("spec")
+    if placement and isinstance(spec, dict) and isinstance(before, dict):
+        spec = {k: v for k, v in spec.items() if k != "nodeName"}
+        before = {k: v for k, v in before.items() if k != "nodeName"}
+    return spec != before
+
+
 class RegistryWrites(RegistryDeletion):
     """create, update and update_status, each one compare-and-swap transaction."""
 
@@ -253,13 +262,18 @@ class RegistryWrites(RegistryDeletion):
             )
         return stored
 
-    async def update(self, res: AnyResource, *, charged: bool = False) -> AnyResource:
+    async def update(
+        self, res: AnyResource, *, charged: bool = False, placement: bool = False
+    ) -> AnyResource:
         """Write spec and metadata (labels, annotations, finalizers); keep the stored status.
 
         ``generation`` goes up only when the spec changed. An object being deleted whose
         last finalizer this update drops is removed; the returned object is its last state.
         ``charged``: a user's write (the API's), refused when what it adds to the document
         does not fit the realm's quota; kukeond's own (bindings, finalizers) always pass.
+        ``placement``: kukeond placing a cell (the scheduler's binding, a cell handed back to
+        it): a change of ``spec.nodeName`` alone leaves ``generation`` as it is, as a pod's
+        binding subresource does, since nobody changed what the cell should be.
         """
         kind = _kind_of(res)
         key = key_of(res)
@@ -267,7 +281,7 @@ class RegistryWrites(RegistryDeletion):
         expected = self._expected_revision(res, label)
         raw_key = self._layout.key(kind, key).encode()
         stored = await self._current(raw_key, label, expected, "update")
-        merged = self._merged_update(kind, raw_key, res, stored, label)
+        merged = self._merged_update(kind, raw_key, res, stored, label, placement)
         if merged.data == stored.value:
             return self._codec.decode(kind, raw_key, stored.value, stored.mod_revision)
         growth = len(merged.data) - len(stored.value) if charged and not merged.remove else 0
@@ -285,7 +299,13 @@ class RegistryWrites(RegistryDeletion):
         )
 
     def _merged_update(
-        self, kind: Kind, raw_key: bytes, res: AnyResource, stored: Stored, label: str
+        self,
+        kind: Kind,
+        raw_key: bytes,
+        res: AnyResource,
+        stored: Stored,
+        label: str,
+        placement: bool = False,
     ) -> _Merged:
         """``res``'s spec and metadata merged into the stored document, validated (apart
         from ``update`` for the reason given in ``_new_document``)."""
@@ -314,7 +334,7 @@ class RegistryWrites(RegistryDeletion):
         document, model = self._codec.validate(document)
         self._codec.seal(kind, raw_key, document, res, stored_document, label)
         generation: int = stored_metadata.get("generation", 1)
-        if document.get("spec") != stored_document.get("spec") or (
+        if _spec_moved(document, stored_document, placement) or (
             kind == Kind.SECRET and document.get("status") != stored_document.get("status")
         ):
             generation += 1

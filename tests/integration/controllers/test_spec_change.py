@@ -1,4 +1,5 @@
-"""A new generation recreates exactly the containers whose effective spec changed."""
+"""A new generation recreates exactly the containers whose effective spec changed; the
+scheduler's binding (spec.nodeName) is not one, as a pod's binding is not."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def settled(obj: AnyResource) -> bool:
-    """Ready, with the latest generation observed (a scheduler may bump it by assigning the
-    node)."""
+    """Ready, with the latest generation observed."""
     return (
         str(obj.status.state) == "Ready"
         and obj.status.observed_generation == obj.metadata.generation
@@ -28,6 +28,9 @@ async def test_spec_change_recreates_only_the_changed_container(kukeond: Kukeond
     await k.apply(cell_doc(k, "gen", [container(k, "keep"), container(k, "change")]))
     first = await k.wait_for(Kind.CELL, key, until=settled)
     assert isinstance(first, Cell)
+    # Placed by the scheduler (nodeName written after the create), changed by nobody.
+    assert first.spec.node_name == k.config.node_name
+    assert (first.metadata.generation, first.status.observed_generation) == (1, 1)
     containers = k.containerd.containers(k.namespace)
     keep_before = await containers.get("s1_st1_gen_keep")
     change_before = await containers.get("s1_st1_gen_change")
@@ -45,6 +48,7 @@ async def test_spec_change_recreates_only_the_changed_container(kukeond: Kukeond
 
     second = await k.wait_for(Kind.CELL, key, until=observed_change, within=30)
     assert isinstance(second, Cell)
+    assert second.metadata.generation == 2
     new_pids = {c.id: c.pid for c in second.status.containers}
     assert new_pids["keep"] == old_pids["keep"]
     assert new_pids["change"] != old_pids["change"]

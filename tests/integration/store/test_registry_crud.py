@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from kukeon.api import AnyResource, CellState, Kind
+from kukeon.api import AnyResource, Cell, CellState, DesiredCellState, Kind
 from kukeon.store import (
     CHILDREN_FINALIZER,
     AlreadyExists,
@@ -166,6 +166,31 @@ async def test_update_bumps_generation_only_on_spec_change(registry: Registry) -
     assert updated.spec.containers[0].image == "alpine"
     assert updated.metadata.uid == created.metadata.uid
     assert updated.metadata.creation_timestamp == created.metadata.creation_timestamp
+
+
+async def test_a_placement_keeps_the_generation_a_users_node_change_does_not(
+    registry: Registry,
+) -> None:
+    """kukeond's binding (the scheduler's nodeName, a cell handed back) is no new desired
+    state, as a pod's binding is not; a user's write of nodeName, or of more than it, is."""
+    await _tree(registry)
+    created = await registry.create(cell("r", "s", "st", "c"))
+
+    def on(res: AnyResource, node: str | None, **spec: object) -> AnyResource:
+        assert isinstance(res, Cell)
+        update = {"node_name": node, **spec}
+        return res.model_copy(update={"spec": res.spec.model_copy(update=update)})
+
+    bound = await registry.update(on(created, "n1"), placement=True)
+    assert (bound.spec.node_name, bound.metadata.generation) == ("n1", 1)
+    handed_back = await registry.update(on(bound, None), placement=True)
+    assert (handed_back.spec.node_name, handed_back.metadata.generation) == (None, 1)
+    moved_by_user = await registry.update(on(handed_back, "n2"))
+    assert moved_by_user.metadata.generation == 2
+    more = await registry.update(
+        on(moved_by_user, "n1", desired_state=DesiredCellState.STOPPED), placement=True
+    )
+    assert more.metadata.generation == 3
 
 
 async def test_update_ignores_status_and_update_status_ignores_spec(registry: Registry) -> None:

@@ -95,7 +95,7 @@ class FleetRegistry:
         items = by_kind[kind]
         return type("Listed", (), {"items": items})()
 
-    async def update(self, obj: Cell) -> Cell:
+    async def update(self, obj: Cell, *, placement: bool = False) -> Cell:
         self.cells[obj.metadata.name] = obj
         return obj
 

@@ -46,9 +46,9 @@ class CountingFleet(Fleet):
         self.updates: list[str] = []
         self.lists: list[Kind] = []
 
-    async def update(self, obj: Any) -> Any:
+    async def update(self, obj: Any, *, placement: bool = False) -> Any:
         self.updates.append(obj.metadata.name)
-        return await super().update(obj)
+        return await super().update(obj, placement=placement)
 
     async def list(self, kind: Kind, *args: Any, **kwargs: Any) -> Any:
         self.lists.append(kind)

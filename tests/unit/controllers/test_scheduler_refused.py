@@ -29,11 +29,11 @@ class RefusingFleet(Fleet):
         super().__init__()
         self.tries = 0
 
-    async def update(self, obj: Any) -> Any:
+    async def update(self, obj: Any, *, placement: bool = False) -> Any:
         if obj.metadata.name == "fat":
             self.tries += 1
             raise DocumentTooLarge(TOO_LARGE)
-        return await super().update(obj)
+        return await super().update(obj, placement=placement)
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ class FakeRegistry:
             raise NotFound(str(key))
         return self.cells[key]
 
-    async def update(self, cell: Cell) -> Cell:
+    async def update(self, cell: Cell, *, placement: bool = False) -> Cell:
         if self.conflicts:
             self.conflicts -= 1
             raise Conflict("changed")

@@ -80,9 +80,11 @@ class FakeStore:
         self._publish(WatchEvent("ADDED", stored, self.revision))
         return stored
 
-    async def update(self, obj: AnyResource) -> AnyResource:
+    async def update(self, obj: AnyResource, *, placement: bool = False) -> AnyResource:
         current = self._current(obj)
-        generation = current.metadata.generation + (obj.spec != current.spec)
+        # The store's rule: a placement (nodeName alone) leaves the generation as it is.
+        moved = _without_node(obj.spec, placement) != _without_node(current.spec, placement)
+        generation = current.metadata.generation + moved
         stored = self._stamp(
             obj.model_copy(update={"status": current.status}), generation=generation
         )
@@ -167,6 +169,12 @@ class FakeStore:
         remaining = [f for f in current.metadata.finalizers if f != name]
         replaced = self._replace(self._stamp(current, finalizers=remaining))
         return replaced if (Kind(replaced.kind), key) in self.objects else None
+
+
+def _without_node(spec: Any, placement: bool) -> Any:
+    if placement and hasattr(spec, "node_name"):
+        return spec.model_copy(update={"node_name": None})
+    return spec
 
 
 def realm(name: str, **labels: str) -> Realm:
