@@ -7,7 +7,9 @@ what the manifest names now (``modified``) and the object as stored (``live``). 
 - every field ``modified`` names set to its value (objects merged field by field, the
   fields below too);
 - every field ``original`` named and ``modified`` no longer names removed (the model's
-  default then fills it);
+  default then fills it); of a map (labels, annotations, a container's resources) only the
+  keys ``original`` named go, what others added to it stays (a `kukeon.io/` annotation of
+  the scheduler's or of `kukectl restart`);
 - every other field of ``live`` kept as it is: what another command wrote (`kukectl
   label`, `stop`, `set env`) and the apply never named.
 
@@ -59,8 +61,12 @@ def three_way(
     before = original if isinstance(original, Mapping) else {}
     merged = dict(live)
     for field in before:
-        if field not in modified:
-            merged.pop(field, None)
+        if field not in modified and field in live:
+            kept = _dropped(field, before[field], live[field])
+            if kept:
+                merged[field] = kept
+            else:
+                merged.pop(field)
     for field, value in modified.items():
         merged[field] = _merged_value(field, before.get(field), value, live.get(field))
     return merged
@@ -75,6 +81,19 @@ def _merged_value(field: str, original: Any, modified: Any, live: Any) -> Any:
     if key is not None and isinstance(modified, list) and isinstance(live, list):
         return _merged_list(key, original if isinstance(original, list) else [], modified, live)
     return modified
+
+
+def _dropped(field: str, original: Any, live: Any) -> Any:
+    """What stays of a field the last apply named and the manifest no longer names: of a map
+    (or a keyed list), what others added to it; nothing of anything else."""
+    if field in ATOMIC_FIELDS:
+        return None
+    if isinstance(original, Mapping) and isinstance(live, Mapping):
+        return three_way(original, {}, live)
+    key = LIST_KEYS.get(field)
+    if key is not None and isinstance(original, list) and isinstance(live, list):
+        return _merged_list(key, original, [], live)
+    return None
 
 
 def _by_key(key: Callable[[Any], Hashable], items: Sequence[Any]) -> dict[Hashable, Any] | None:

@@ -78,6 +78,18 @@ def test_what_the_manifest_dropped_since_the_last_apply_goes() -> None:
     assert recorded(update) == json.loads(last_applied(_cell({"app": "web"})))
 
 
+def test_annotations_dropped_from_the_manifest_keep_the_systems() -> None:
+    manifest = parse_resource(
+        {**to_document(_cell({})), "metadata": {"name": "web", "annotations": {"owner": "a"}}}
+    )
+    document = to_document(_stored(manifest))
+    document["metadata"]["annotations"]["kukeon.io/scheduled-by"] = "scheduler"
+    update = applied_object(_cell({}), parse_resource(document))
+    assert update is not None
+    assert "owner" not in update.metadata.annotations
+    assert update.metadata.annotations["kukeon.io/scheduled-by"] == "scheduler"
+
+
 def test_a_manifest_naming_the_default_sets_it() -> None:
     current = _stored(_cell({}), desiredState="Stopped")
     update = applied_object(_cell({}, desiredState="Running"), current)

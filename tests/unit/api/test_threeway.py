@@ -30,7 +30,13 @@ def test_named_fields_are_set_dropped_ones_removed_the_rest_kept(
         if not (isinstance(value, dict) and isinstance(live.get(key), dict)):
             assert merged[key] == value
     for key in original.keys() - modified.keys():
-        assert key not in merged
+        named, stored = original[key], live.get(key)
+        if isinstance(named, dict) and isinstance(stored, dict):  # only what it named goes
+            assert not set(merged.get(key, {})) & set(named)
+            for inner in stored.keys() - named.keys():
+                assert merged[key][inner] == stored[inner]
+        else:
+            assert key not in merged
     for key in live.keys() - original.keys() - modified.keys():
         assert merged[key] == live[key]
 
@@ -88,6 +94,16 @@ def test_maps_merge_key_by_key() -> None:
         original, {"labels": {"app": "api"}}, {**live, "labels": {**live["labels"], "old": "x"}}
     )
     assert merged == {"labels": {"app": "api", "team": "a"}, "nodeSelector": {"disk": "ssd"}}
+
+
+def test_a_map_dropped_from_the_manifest_keeps_what_others_added() -> None:
+    """The manifest no longer has `annotations` at all: the ones it named go, the
+    scheduler's and `kukectl annotate`'s stay."""
+    live = {"annotations": {"owner": "a", "kukeon.io/scheduled-by": "scheduler", "note": "x"}}
+    merged = three_way({"annotations": {"owner": "a"}}, {}, live)
+    assert merged == {"annotations": {"kukeon.io/scheduled-by": "scheduler", "note": "x"}}
+    assert three_way({"annotations": {"owner": "a"}}, {}, {"annotations": {"owner": "b"}}) == {}
+    assert three_way({"env": ["A=1"]}, {}, {"env": ["A=1", "B=2"]}) == {"env": ["B=2"]}
 
 
 def test_containers_merge_by_id_field_by_field() -> None:
