@@ -23,6 +23,7 @@ import zlib
 import aiohttp
 import pytest
 
+from kukeon.api import Kind
 from tests.fixtures.kukeond import Kukeond
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
 from tests.integration.daemon.test_every_route import (
@@ -228,4 +229,45 @@ async def test_values_that_would_make_a_cell_over_the_limit_are_422_naming_the_p
                 assert took < 10, took  # counted, not made and measured
                 async with http.get(stored) as answer:
                     assert answer.status == 404, await answer.text()
+    assert not tracebacks(caplog)
+
+
+# --- a cell's cniConfigPath naming what is no conflist ----------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/dev/zero"])
+async def test_a_cni_config_path_naming_no_conflist_file_fails_the_cell_not_kukeond(
+    kukeond: Kukeond, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """A directory was read as a file (IsADirectoryError, a traceback at every retry) and a
+    device for ever (/dev/zero: kukeond's memory): each is the cell's NetworkFailed."""
+    caplog.set_level(logging.WARNING)
+    k = kukeond
+    await k.hierarchy()
+    container = {
+        "id": "main",
+        "image": k.image.name,
+        "command": "sleep",
+        "args": ["60"],
+        "cniConfigPath": path,
+    }
+    await k.apply(
+        {
+            "kind": "Cell",
+            "metadata": {"name": "noconf"},
+            "spec": {
+                "realmId": k.realm,
+                "spaceId": "s1",
+                "stackId": "st1",
+                "containers": [container],
+            },
+        }
+    )
+    key = (k.realm, "s1", "st1", "noconf")
+    failed = await k.wait_for(
+        Kind.CELL, key, until=lambda cell: "is not a regular file" in str(cell.status.message)
+    )
+    assert failed.status.reason == "NetworkFailed", failed.status
+    await k.registry.delete(Kind.CELL, key)
+    await k.wait_gone(Kind.CELL, key)
     assert not tracebacks(caplog)

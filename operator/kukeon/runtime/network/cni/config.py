@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -133,11 +135,43 @@ async def write_conflist(path: Path, conflist: NetworkConfigList) -> bool:
     return await asyncio.to_thread(write)
 
 
+MAX_CONFLIST_BYTES = 1 << 20
+"""A conflist is a few hundred bytes; a file of more is not one (a log, an image)."""
+
+
 async def load_conflist(path: Path) -> NetworkConfigList:
-    text = await asyncio.to_thread(read_text_or_none, path)
+    """The conflist at ``path``; CniConfigError when there is none or it is not one."""
+    text = await asyncio.to_thread(_read_conflist, path)
     if text is None:
         raise CniConfigError(f"CNI network configuration {path} does not exist")
     return parse_conflist(text, source=str(path))
+
+
+def _read_conflist(path: Path) -> str | None:
+    """The text of the regular file at ``path`` (None: nothing there). A cell's
+    ``cniConfigPath`` is a client's path: a directory, a device (``/dev/zero``, read for
+    ever), a FIFO (a read waiting on a writer for ever), a file of more than
+    MAX_CONFLIST_BYTES or not UTF-8 is a CniConfigError, none of them read."""
+    what = f"CNI network configuration {path}"
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a device is not even opened
+            raise CniConfigError(f"{what} is not a regular file")
+        # O_NONBLOCK: a FIFO put there since opens without waiting, and is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise CniConfigError(f"{what} cannot be read: {error.strerror or error}") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CniConfigError(f"{what} is not a regular file")
+        data = file.read(MAX_CONFLIST_BYTES + 1)
+    if len(data) > MAX_CONFLIST_BYTES:
+        raise CniConfigError(f"{what} is over {MAX_CONFLIST_BYTES} bytes: no conflist")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CniConfigError(f"{what} is not UTF-8 text: no conflist") from None
 
 
 def joined_conflist(conflist: NetworkConfigList) -> NetworkConfigList:
