@@ -98,9 +98,11 @@ def departure(*, node: str, was_here: bool, cell: Cell | None) -> Departure:
 
 
 def _skipped_deletion(last: Cell) -> bool:
-    """Whether a cell whose key is gone went without its deletion: a deleted cell's key
-    goes only once its finalizers are done, and each is done after the deletionTimestamp."""
-    return last.metadata.deletion_timestamp is None or bool(last.metadata.finalizers)
+    """Whether a cell whose key is gone went without its deletion: one that was deleted had
+    its deletionTimestamp first. Its finalizers say nothing: the key goes in the same write
+    that removes the last of them (``store.deletion.remove_finalizer``), so the last version
+    a watcher saw of every cell deleted as it should be still holds that finalizer."""
+    return last.metadata.deletion_timestamp is None
 
 
 @dataclass
@@ -237,10 +239,9 @@ class Departures:
             and not self._unreadable(key)
         ):
             log.warning(
-                "cell %s is gone from etcd without being deleted (its last version has %s): "
-                "removing what it has on this node",
+                "cell %s is gone from etcd without being deleted (its last version has no "
+                "deletionTimestamp): removing what it has on this node",
                 "/".join(key),
-                "finalizers left" if cell.metadata.finalizers else "no deletionTimestamp",
             )
             self.vanished(key)
         self.observe(key, None if deleted else cell)

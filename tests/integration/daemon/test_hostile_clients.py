@@ -271,3 +271,38 @@ async def test_a_cni_config_path_naming_no_conflist_file_fails_the_cell_not_kuke
     await k.registry.delete(Kind.CELL, key)
     await k.wait_gone(Kind.CELL, key)
     assert not tracebacks(caplog)
+
+
+# --- a cell deleted as it should be -------------------------------------------------------
+
+
+async def test_a_cell_deleted_through_the_api_is_not_taken_for_one_gone_without_deletion(
+    kukeond: Kukeond, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found sweeping profile runs, whose cells were deleted right after their create: every
+    deletion logged 'gone from etcd without being deleted' and started an orphan pass of the
+    whole node, the last version seen still holding the finalizer whose removal took the key."""
+    caplog.set_level(logging.WARNING)
+    k = kukeond
+    await k.hierarchy()
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    cells = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells"
+    container = {"id": "main", "image": k.image.name, "command": "sleep", "args": ["60"]}
+    connector = aiohttp.UnixConnector(path=str(k.config.api_socket))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        for name, wait_ready in (("ready", True), ("young", False)):
+            cell = {"kind": "Cell", "metadata": {"name": name}, "spec": {"containers": [container]}}
+            async with http.post(cells, json=cell) as answer:
+                assert answer.status == 201, await answer.text()
+            key = (k.realm, "s1", "st1", name)
+            if wait_ready:
+                await k.wait_for(Kind.CELL, key, state="Ready")
+            passes = controllers.orphan_passes
+            async with http.delete(f"{cells}/{name}") as answer:
+                assert answer.status in (200, 202), await answer.text()
+            await k.wait_gone(Kind.CELL, key)
+            await asyncio.sleep(1)  # the change listener has heard the key go
+            assert controllers.orphan_passes == passes, name
+    warned = [r.getMessage() for r in caplog.records if "without being deleted" in r.getMessage()]
+    assert not warned, warned
