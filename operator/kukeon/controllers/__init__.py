@@ -64,6 +64,7 @@ from .ephemeralstorage import StorageLimits
 from .events import follow_task_events
 from .gc import collect_orphans, container_cell_key, list_node_containers
 from .host import Host, HostSettings
+from .hostaddresses import HostAddressFollower
 from .imagearchives import ImageArchives
 from .imagepulls import pulls_needed
 from .images import ImageProvider
@@ -248,17 +249,21 @@ class Controllers:
             op.finalize(layer.kind, when=_never, finalizer=node_finalizer(layer.kind, node))(
                 layer.finalize
             )
-        self._keep_nft_table(op)
+        self._follow_host_network(op)
 
-    def _keep_nft_table(self, op: Operator) -> None:
-        """The nft keeper (``nftkeeper``), started and stopped with the operator; it ends by
-        itself where the kernel refuses its netlink group (said in the log)."""
+    def _follow_host_network(self, op: Operator) -> None:
+        """The nft keeper (``nftkeeper``) and the follower of the node's addresses
+        (``hostaddresses``: cells publishing on a hostIP), started and stopped with the
+        operator; each ends by itself where the kernel refuses its netlink group (said in
+        the log)."""
         keeper = NftKeeper(host=self.host, trigger=op.trigger, recorder=self.recorder, gate=op.gate)
+        addresses = HostAddressFollower(host=self.host, registry=self.registry, trigger=op.trigger)
         running: list[SupervisedTask] = []
 
         @op.on_startup
         async def keep(ctx: OperatorContext) -> None:
             running.append(op.tasks.start("kukeon-nft-keeper", keeper.run, finishable=True))
+            running.append(op.tasks.start("kukeon-host-addresses", addresses.run, finishable=True))
 
         @op.on_shutdown
         async def stop_keeping(ctx: OperatorContext) -> None:

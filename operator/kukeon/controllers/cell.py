@@ -628,7 +628,7 @@ class CellController:
                 warning=True,
                 occurrence=unreachable,
             )
-            # No event says an address came: look again (the status then clears).
+            # hostaddresses triggers a pass when an address comes; this look is the fallback.
             raise Requeue(unreachable, delay=ADDRESS_RECHECK_SECONDS, reason=HOST_ADDRESS_MISSING)
         return cell
 

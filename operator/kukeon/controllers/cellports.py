@@ -15,7 +15,9 @@ with ``NetworkFailed`` naming the holder (and is retried) until the port is free
 A ``hostIP`` the node does not have is published all the same (a floating address may come
 to it) but takes no connection until it is there: the API cannot know a node's addresses,
 so the cell's status says it (:func:`missing_host_addresses`, reason ``HostAddressMissing``)
-and the cell is looked at again every ``ADDRESS_RECHECK_SECONDS`` until the address is there.
+and the cell is looked at again as soon as the node's addresses change (``hostaddresses``
+follows the kernel's notices), and every ``ADDRESS_RECHECK_SECONDS`` until the address is
+there (the only look where the kernel refuses those notices).
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ log = logging.getLogger(__name__)
 
 HOST_ADDRESS_MISSING = "HostAddressMissing"
 ADDRESS_RECHECK_SECONDS = 30.0
-"""How often a cell publishing on an address its node lacks is looked at again (no event
-tells kukeond an address came)."""
+"""How often a cell publishing on an address its node lacks is looked at again besides
+when the node's addresses change (``hostaddresses``): a notice lost, or none to be had."""
 
 _ADAPTERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, NftPorts]] = (
     weakref.WeakKeyDictionary()
@@ -111,7 +113,7 @@ async def missing_host_addresses(cell: Cell, *, node: str) -> str | None:
     )
     return (
         f"{said}; no connection reaches the cell there until it is "
-        f"(looked at again every {ADDRESS_RECHECK_SECONDS:g} s)"
+        "(looked at again when the node's addresses change)"
     )
 
 

@@ -172,15 +172,16 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     registered._pulls_needed(cell("c", node="n2"), False)
     assert pulls.under_way() == 0
 
-    keep_nft_table, start = op.startup
-    await keep_nft_table(SimpleNamespace())
-    assert set(op.tasks.started) == {"kukeon-nft-keeper"}
+    follow_host_network, start = op.startup
+    await follow_host_network(SimpleNamespace())
+    assert set(op.tasks.started) == {"kukeon-nft-keeper", "kukeon-host-addresses"}
     for _attempt in range(2):  # the second start: migration and collection fail, logged only
         await start(SimpleNamespace())
     assert background == {"migrate": 2, "collect": 2, "follow": 0}
     assert swept == [1, 1]
     assert set(op.tasks.started) == {
         "kukeon-nft-keeper",
+        "kukeon-host-addresses",
         "kukeon-events",
         "kukeon-containerd-events",
         "kukeon-gc",
@@ -197,7 +198,7 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
 
     stop_keeping, stop_pulls, stop = op.shutdown
     await stop_keeping(SimpleNamespace())
-    assert op.tasks.stopped == ["kukeon-nft-keeper"]
+    assert op.tasks.stopped == ["kukeon-nft-keeper", "kukeon-host-addresses"]
     pulls.ask(("ns", "app"), ("r", "s", "st", "c"), asyncio.Event().wait)
     await stop_pulls(SimpleNamespace())  # the cells' pulls are cancelled
     assert pulls.under_way() == 0

@@ -131,6 +131,23 @@ def parse_notices(
     return notices, names
 
 
+def group_socket(protocol: int, groups: int, rcvbuf: int) -> socket.socket:
+    """A non-blocking netlink socket of ``protocol`` in the multicast ``groups`` (a bit
+    mask), its receive buffer ``rcvbuf`` (OSError when the kernel refuses the group)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, rcvbuf)
+        except OSError:  # no CAP_NET_ADMIN: as large as rmem_max allows
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((0, groups))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class NftWatch:
     """A netlink socket in ``NFNLGRP_NFTABLES``, reporting the changes of one table."""
 
@@ -143,18 +160,7 @@ class NftWatch:
 
     def open(self) -> None:
         """Join the group (OSError when the kernel refuses it: no nf_tables, no privilege)."""
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        try:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RCVBUF)
-            except OSError:  # no CAP_NET_ADMIN: as large as rmem_max allows
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
-            sock.bind((0, 1 << (NFNLGRP_NFTABLES - 1)))
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self._socket = sock
+        self._socket = group_socket(NETLINK_NETFILTER, 1 << (NFNLGRP_NFTABLES - 1), _RCVBUF)
 
     def close(self) -> None:
         if self._socket is not None:
