@@ -35,6 +35,7 @@ from kukeon.runtime.containerd.errors import (
     program_named,
 )
 from kukeon.runtime.containerd.namespaces import instance_labels
+from kukeon.runtime.containerd.nulldevice import null_device_problem, replaced_null_device
 from kukeon.runtime.containerd.remap import Remap
 from kukeon.runtime.containerd.specerrors import RuntimeSpecError
 from kukeon.runtime.containerd.stopsignal import container_stop_signal, stop_signal_label
@@ -295,8 +296,24 @@ class CellExecutor:
                 if built.binds is not None:
                     await run_on_host_thread(pin_container, built.binds, built.pins)
                 await self.create_task(namespace, name, place.files, built.effective)
+                await self.check_null_device(namespace, name, built.effective)
                 return True
         return False
+
+    async def check_null_device(self, namespace: str, name: str, container: ContainerSpec) -> None:
+        """The created task's /dev/null is the null device, or the task is deleted before
+        its command runs and the container fails (``nulldevice``): runc bound that file
+        over the masked paths. A privileged container has none."""
+        if container.privileged:
+            return
+        task = await self.task(namespace, name)
+        if task is None or task.pid <= 0:
+            return  # no process was made: none runs the command (its start fails)
+        problem = await run_on_host_thread(null_device_problem, task.pid)
+        if problem is not None:
+            await self.discard_created_task(namespace, name)
+            logger.warning("task %s: its /dev/null is %s; deleted unstarted", name, problem)
+            raise replaced_null_device(container.id, problem)
 
     async def start_created_task(
         self, plan: ContainerPlan, built: BuiltContainer, place: CellPlace

@@ -112,6 +112,7 @@ async def refused_replacement(
         await executor.create_task(
             place.namespace, trial.name, place.files, built.effective, trial=True
         )
+        await executor.check_null_device(place.namespace, trial.name, built.effective)
     except CONTAINER_FAILURES as error:
         logger.info("%s: its update is held: %s", built.name, error)
         return error

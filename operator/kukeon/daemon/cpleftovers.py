@@ -35,12 +35,12 @@ from kukeon.daemon.cpstage import (
     ContainerDirectory,
     UploadRefusedError,
     member_path,
-    open_root,
     staged_name,
 )
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerdError, NotFoundError
 from kukeon.runtime.containerd.tasks import TaskStatus
+from kukeon.runtime.inroot import open_root
 
 log = logging.getLogger(__name__)
 

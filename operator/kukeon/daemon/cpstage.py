@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import ctypes
 import errno
 import io
 import json
@@ -42,7 +41,6 @@ import logging
 import os
 import posixpath
 import secrets
-import signal
 import stat
 import tarfile
 from collections.abc import Iterator
@@ -54,16 +52,13 @@ from kukeon.cancelling import wait_ended
 from kukeon.runtime.containerd.archivetar import ArchiveTarError, open_stream_tar
 from kukeon.runtime.containerd.pipes import write_all
 from kukeon.runtime.hostfiles import make_dirs
+from kukeon.runtime.inroot import open_in_root, open_root
 
 log = logging.getLogger(__name__)
 
 STAGE_MARK = ".kukeon-cp-"
 JOURNALS = "cp-staged"
 """Under the state directory: the journal of each upload under way, ``<exec id>.jsonl``."""
-SYS_OPENAT2 = 437
-"""openat2(2)'s number: the same on every architecture (it came after the unification)."""
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
 MAX_MEMBER_ERRORS = 5
 
 
@@ -157,41 +152,6 @@ class StagedUpload:
             pass  # the archive's padding, or whatever a client sends after its end
 
 
-def _openat2(root: int, path: str, flags: int) -> int:
-    class OpenHow(ctypes.Structure):
-        _fields_ = [
-            ("flags", ctypes.c_uint64),
-            ("mode", ctypes.c_uint64),
-            ("resolve", ctypes.c_uint64),
-        ]
-
-    how = OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = int(
-        libc.syscall(SYS_OPENAT2, root, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
-    )
-    if fd < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), path)
-    return fd
-
-
-def open_root(pid: int) -> int:
-    """An ``O_PATH`` descriptor of process ``pid``'s root directory, the pid checked with a
-    pidfd to still be that process once it is open. Blocking."""
-    pidfd = os.pidfd_open(pid)
-    try:
-        root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            signal.pidfd_send_signal(pidfd, 0)  # ESRCH: it exited, the pid may be another's
-        except OSError:
-            os.close(root)
-            raise
-        return root
-    finally:
-        os.close(pidfd)
-
-
 @dataclass(frozen=True)
 class ContainerDirectory:
     """The directory tar unpacks in, as the container sees it: its root and the path."""
@@ -202,7 +162,7 @@ class ContainerDirectory:
 
     def _open(self, relative: str) -> int:
         inside = posixpath.normpath(posixpath.join(self.path, relative)).lstrip("/") or "."
-        return _openat2(self.root, inside, os.O_PATH | os.O_DIRECTORY)
+        return open_in_root(self.root, inside, os.O_PATH | os.O_DIRECTORY)
 
     def commit(self, staged: dict[str, str], directories: dict[str, float]) -> None:
         """Rename every hidden name onto its destination; CommitError naming the first ones
@@ -219,7 +179,7 @@ class ContainerDirectory:
             if not base:
                 continue  # the container's root
             try:
-                directory = _openat2(self.root, parent.lstrip("/") or ".", os.O_PATH)
+                directory = open_in_root(self.root, parent.lstrip("/") or ".", os.O_PATH)
             except OSError:
                 continue  # gone meanwhile: nothing to set
             try:

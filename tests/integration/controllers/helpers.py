@@ -9,7 +9,7 @@ import itertools
 import os
 import select
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,17 @@ def container(k: Kukeond, cid: str, *, script: str | None = None, **fields: Any)
     """A busybox container running `script` (a SIGTERM-friendly sleeper by default)."""
     args = SLEEPER if script is None else ["-c", script]
     return {"id": cid, "image": k.image.name, "command": "sh", "args": args, **fields}
+
+
+@contextlib.contextmanager
+def made_directory(top: Path) -> Iterator[Path]:
+    """``top`` made (a test's realms' allowed directories below it), removed with all it
+    holds afterwards, whatever happened: links a cell left there are removed, not followed."""
+    top.mkdir()
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top)
 
 
 def cell_doc(

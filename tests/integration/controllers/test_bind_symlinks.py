@@ -7,7 +7,6 @@ real kukeond over TLS, the editor's token."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from kukeon.api import Cell, Kind
 from tests.fixtures.kukeond import Kukeond
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
-from tests.integration.controllers.helpers import cell_doc, container
+from tests.integration.controllers.helpers import cell_doc, container, made_directory
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +26,8 @@ ALLOWED = Path("/tmp/kukeon-bindlinks/{realm}")
 
 @pytest.fixture
 def allowed() -> Iterator[Path]:
-    top = ALLOWED.parent
-    top.mkdir()
-    try:
+    with made_directory(ALLOWED.parent) as top:
         yield top
-    finally:
-        shutil.rmtree(top)  # the planted link is removed, not followed
 
 
 async def _until(check: Callable[[], bool], within: float = 20) -> None:
