@@ -19,11 +19,13 @@ import logging
 import random
 import time
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import pytest
 
-from kukeon.api import Kind
+from kukeon.api import AnyResource, Kind
 from tests.fixtures.kukeond import Kukeond
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
 from tests.integration.daemon.test_every_route import (
@@ -232,7 +234,24 @@ async def test_values_that_would_make_a_cell_over_the_limit_are_422_naming_the_p
     assert not tracebacks(caplog)
 
 
-# --- a cell's cniConfigPath naming what is no conflist ----------------------------------
+# --- cells whose host paths are not what they name -------------------------------------
+
+
+async def failed_cell(
+    k: Kukeond, name: str, fields: dict[str, Any], until: Callable[[AnyResource], bool]
+) -> AnyResource:
+    """A cell of one container with ``fields``, as read once ``until`` holds; deleted after."""
+    await k.hierarchy()
+    container = {"id": "main", "image": k.image.name, "command": "sleep", "args": ["60"]}
+    spec = {"realmId": k.realm, "spaceId": "s1", "stackId": "st1"}
+    cell = {"containers": [{**container, **fields}], **spec}
+    await k.apply({"kind": "Cell", "metadata": {"name": name}, "spec": cell})
+    key = (k.realm, "s1", "st1", name)
+    try:
+        return await k.wait_for(Kind.CELL, key, until=until)
+    finally:
+        await k.registry.delete(Kind.CELL, key)
+        await k.wait_gone(Kind.CELL, key)
 
 
 @pytest.mark.parametrize("path", ["/", "/dev/zero"])
@@ -242,34 +261,31 @@ async def test_a_cni_config_path_naming_no_conflist_file_fails_the_cell_not_kuke
     """A directory was read as a file (IsADirectoryError, a traceback at every retry) and a
     device for ever (/dev/zero: kukeond's memory): each is the cell's NetworkFailed."""
     caplog.set_level(logging.WARNING)
-    k = kukeond
-    await k.hierarchy()
-    container = {
-        "id": "main",
-        "image": k.image.name,
-        "command": "sleep",
-        "args": ["60"],
-        "cniConfigPath": path,
-    }
-    await k.apply(
-        {
-            "kind": "Cell",
-            "metadata": {"name": "noconf"},
-            "spec": {
-                "realmId": k.realm,
-                "spaceId": "s1",
-                "stackId": "st1",
-                "containers": [container],
-            },
-        }
-    )
-    key = (k.realm, "s1", "st1", "noconf")
-    failed = await k.wait_for(
-        Kind.CELL, key, until=lambda cell: "is not a regular file" in str(cell.status.message)
+    failed = await failed_cell(
+        kukeond,
+        "noconf",
+        {"cniConfigPath": path},
+        lambda cell: "is not a regular file" in str(cell.status.message),
     )
     assert failed.status.reason == "NetworkFailed", failed.status
-    await k.registry.delete(Kind.CELL, key)
-    await k.wait_gone(Kind.CELL, key)
+    assert not tracebacks(caplog)
+
+
+async def test_a_missing_bind_source_with_a_newline_is_the_cells_bind_source_refused(
+    kukeond: Kukeond, caplog: pytest.LogCaptureFixture
+) -> None:
+    """runc writes the path raw after `stat`: a newline in it hid the refusal, and the cell
+    failed as UnexpectedError with a traceback at every retry (found with a profile value
+    put in a volume's source)."""
+    caplog.set_level(logging.WARNING)
+    volume = {"source": f"/tmp/{kukeond.realm}-none\nb", "target": "/a\nb"}
+    refused = await failed_cell(
+        kukeond,
+        "nl",
+        {"volumes": [volume]},
+        lambda cell: cell.status.reason == "BindSourceRefused",
+    )
+    assert "volumes[0].source" in str(refused.status.message), refused.status
     assert not tracebacks(caplog)
 
 

@@ -225,15 +225,28 @@ def spec_refusal(container_id: str, detail: str) -> SpecRefusedError | None:
 
 _SOURCE_MISSING = re.compile(
     r'error mounting "((?:[^"\\]|\\.)*)" to rootfs at "((?:[^"\\]|\\.)*)": '
-    r"stat [^\n]*?: no such file or directory"
+    # The path after `stat` is written as it is: a newline in it is one here.
+    r"stat (?s:.*?): no such file or directory"
 )
 
 
 def missing_mount_source(detail: str) -> tuple[str, str] | None:
     """The source and target of a bind mount runc could not make because its source is not
-    on the node (runc 1.1's words), as written in ``detail``; None for any other failure."""
+    on the node (runc 1.1's words), as the paths are; None for any other failure."""
     found = _SOURCE_MISSING.search(detail)
-    return (found.group(1), found.group(2)) if found is not None else None
+    if found is None:
+        return None
+    return _go_unquoted(found.group(1)), _go_unquoted(found.group(2))
+
+
+def _go_unquoted(text: str) -> str:
+    """A string Go's %q wrote, without its escapes (``\\n``, ``\\"``...); as written when
+    it has one JSON does not read (``\\x00``, ``\\U0001f600``)."""
+    try:
+        unquoted = json.loads(f'"{text}"')
+    except ValueError:
+        return text
+    return unquoted if isinstance(unquoted, str) else text
 
 
 class RootfsUnreachableError(ContainerdError):
