@@ -11,7 +11,10 @@ the masked paths (``/proc/keys`` became the host's ``kernel.core_pattern``: runc
 1.2.8 follows the link, CVE-2025-31133); without a ``null`` runc leaves them unmasked. A
 volume does not need the target ``/dev`` for this: runc resolves a target through the
 links of the image and of the volumes mounted before it, so ``/data`` over an image's
-``/data -> /dev`` lands there too, which no check of the written spec can see.
+``/data -> /dev`` lands there too, which no check of the written spec can see. There runc
+makes the devices itself, keeps the ``null`` it finds, and reopens the container's stdout
+and stderr on it: a container started with the host's ``core_pattern`` open for writing
+as its output (runc 1.1.5), whose program the kernel runs as the host's root.
 
 So the node looks, once the task is created (runc has mounted and masked, the command
 has not run): the container's ``/dev/null``, resolved inside the container
