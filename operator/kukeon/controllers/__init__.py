@@ -312,6 +312,7 @@ class Controllers:
         # nobody waits for is cancelled).
         self.images.pulls.wake = lambda key: op.trigger(Kind.CELL, key)
         op.on_change(Kind.CELL, self._pulls_needed)
+        self.departures.runs_here_changed = self._pulls_reconsidered
 
         @op.on_shutdown
         async def stop_pulls(ctx: OperatorContext) -> None:
@@ -326,6 +327,14 @@ class Controllers:
         if isinstance(obj, Cell):
             needed = None if deleted else pulls_needed(obj, here=self.runs_here(obj))
             self.images.pulls.need(key_of(obj), needed)
+
+    def _pulls_reconsidered(self, key: tuple[str, ...], cell: Cell | None) -> None:
+        """The node fenced (``cell`` None: it runs the cell no more) or unfenced: no new
+        version of the cell comes, so what it waits for is judged here."""
+        if cell is None:
+            self.images.pulls.need(key, frozenset())
+        else:
+            self._pulls_needed(cell, False)
 
     def _share_gate(self, op: Operator) -> None:
         """Every host-changing loop here honours the operator's gate."""

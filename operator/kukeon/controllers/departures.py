@@ -14,7 +14,8 @@ container here is a copy to stop, and :class:`Departures` stops it as soon as it
   (``daemon.node``): the scheduler-placed cells stop, with no etcd to ask (what is
   assigned here is remembered from the watch); pinned cells go on. When the lease is
   renewed again the node unfences and its controllers bring back what etcd still assigns
-  to it;
+  to it. Neither makes a new version of a cell, so each tells ``runs_here_changed`` of
+  the cells it affects (their image pulls beside the pass leave or come back);
 - **stale** (:meth:`Departures.stop_stale`): at start, before the node takes its lease and
   reports Ready, every container of a cell it does not run (moved away while it was down).
 
@@ -147,6 +148,11 @@ class Departures:
         """Note on a cell brought back at the unfence that its copy here was stopped (a
         Warning Event ``Fenced``, given by ``Controllers``): at the fence etcd could not be
         written, so nothing else tells its owner that its containers stopped and started."""
+        self.runs_here_changed: Callable[[Key, Cell | None], object] = lambda key, cell: None
+        """Whether this node runs a cell changed with no new version of it: the fence
+        (None: the cell does not run here, whatever its last version), the unfence (the
+        version read then). ``Controllers`` judges the cell's image pulls again, which a
+        new version alone does (a fenced cell's pull would run on to its end)."""
         self._fenced_since: datetime | None = None
         self._fenced_keys: set[Key] = set()
         self.stats = DepartureStats()
@@ -390,6 +396,8 @@ class Departures:
             self.node,
             len(keys),
         )
+        for key in keys:
+            self.runs_here_changed(key, None)
         stopped = await self.stop_copies(keys)
         self.stats.fenced += stopped
         return stopped
@@ -411,6 +419,7 @@ class Departures:
         since = self._fenced_since.isoformat(timespec="seconds") if self._fenced_since else "?"
         stopped, self._fenced_keys = self._fenced_keys, set()
         for cell in back:
+            self.runs_here_changed(cell_key(cell), cell)
             # The version just read: what was written meanwhile (the scheduler's Unknown)
             # may not have reached this node's watch yet, and must be answered now.
             self.requeue(cell)

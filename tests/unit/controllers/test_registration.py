@@ -171,6 +171,20 @@ async def test_handlers_and_background_loops(tmp_path: Path, background: dict[st
     assert pulls.under_way() == 1
     registered._pulls_needed(cell("c", node="n2"), False)
     assert pulls.under_way() == 0
+    # Fencing and unfencing make no new version of a cell: the departures say so, and the
+    # fenced cell's pull is cancelled, then asked for again once it runs here again.
+    here, key = cell("c", node="n1"), ("r", "s", "st", "c")
+    registered._pulls_needed(here, False)
+    pulls.ask(busybox, key, asyncio.Event().wait)
+    registered.departures.runs_here_changed(key, None)  # fenced
+    assert pulls.under_way() == 0
+    pulls.ask(busybox, key, asyncio.Event().wait)  # a pass under way joins none
+    assert pulls.under_way() == 0
+    registered.departures.runs_here_changed(key, here)  # unfenced
+    pulls.ask(busybox, key, asyncio.Event().wait)
+    assert pulls.under_way() == 1
+    registered._pulls_needed(here, True)
+    assert pulls.under_way() == 0
 
     follow_host_network, start = op.startup
     await follow_host_network(SimpleNamespace())

@@ -262,7 +262,12 @@ async def test_fencing_stops_the_unpinned_cells_and_unfencing_brings_back_what_e
     departures.observe(keys["a"], cell("a", node="n1"))
     departures.observe(keys["b"], cell("b", node="n1"))
     departures.observe(keys["pinned"], cell("pinned", node="n1", placed=False))
+    # Fencing makes no new version of a cell: it tells which cells this node runs no more
+    # (their image pulls leave), before their copies stop ...
+    told: list[tuple[Key, Cell | None, int]] = []  # and how many stops were logged then
+    departures.runs_here_changed = lambda key, version: told.append((key, version, len(log)))
     await departures.fence()
+    assert sorted(told) == [(keys["a"], None, 0), (keys["b"], None, 0)]
     assert log == ["stop a", "stop b"]
     assert not departures.runs_here(cell("a", node="n1"))
     assert departures.runs_here(cell("pinned", node="n1", placed=False))
@@ -276,7 +281,11 @@ async def test_fencing_stops_the_unpinned_cells_and_unfencing_brings_back_what_e
     cast(Any, registry).list = listing
     said: list[tuple[str, str]] = []
     departures.say_fenced = lambda cell, message: said.append((cell.metadata.name, message))
+    told.clear()
     await departures.unfence()
+    # ... and unfencing of the cells it runs again, with the versions read (b moved away).
+    assert sorted(key[-1] for key, _, _ in told) == ["a", "pinned"]
+    assert all(version is not None and version.spec.node_name == "n1" for _, version, _ in told)
     assert not departures.fenced
     assert sorted(triggered) == [keys["a"], keys["pinned"]]
     await settle(departures)
