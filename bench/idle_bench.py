@@ -36,6 +36,7 @@ from harness import (
 )
 
 from kukeon.api import Kind
+from kukeon.store.endpoints import UNIX_TLS_NAME, split_endpoint, unix_socket_path
 
 _RANGE = re.compile(r'^grpc_server_handled_total\{[^}]*grpc_method="Range"[^}]*\} (\S+)$', re.M)
 
@@ -49,8 +50,16 @@ def _tls(plane: ControlPlane) -> ssl.SSLContext:
 
 async def range_requests(plane: ControlPlane) -> float:
     """Range requests etcd has served so far (every code)."""
-    host, _, port = plane.config.etcd_endpoints[0].rpartition("//")[2].partition(":")
-    reader, writer = await asyncio.open_connection(host, int(port), ssl=_tls(plane))
+    endpoint = plane.config.etcd_endpoints[0]
+    socket_path = unix_socket_path(endpoint)
+    if socket_path is not None:  # the embedded etcd's unixs:// socket (808bc48)
+        host = UNIX_TLS_NAME
+        reader, writer = await asyncio.open_unix_connection(
+            socket_path, ssl=_tls(plane), server_hostname=host
+        )
+    else:
+        _, host, port = split_endpoint(endpoint)
+        reader, writer = await asyncio.open_connection(host, port, ssl=_tls(plane))
     writer.write(f"GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
     await writer.drain()
     body = (await reader.read()).decode()
