@@ -123,8 +123,9 @@ def main() -> int:
             row("`python -c pass`", *timed([python, "-c", "pass"], env, args.runs)),
             row('`python -c "import click"`', *timed([python, "-c", "import click"], env, 5)),
             row("before: `kukeon.cli.main:main` (verbs only)", *timed(before, env, args.runs)),
-            row("now: `kukeon.cli.entry:main`, cache warm", *timed(now, env, args.runs)),
         ]
+        timed(now, env, 1)  # writes the user's cache: the row's first TAB is not a cold one
+        rows.append(row("now: `kukeon.cli.entry:main`, cache warm", *timed(now, env, args.runs)))
         shipped = completion.shipped_path()
         kept = shipped.read_bytes() if shipped.exists() else None
         try:
