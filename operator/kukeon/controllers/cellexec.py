@@ -301,9 +301,10 @@ class CellExecutor:
         return False
 
     async def check_null_device(self, namespace: str, name: str, container: ContainerSpec) -> None:
-        """The created task's /dev/null is the null device, or the task is deleted before
-        its command runs and the container fails (``nulldevice``): runc bound that file
-        over the masked paths. A privileged container has none."""
+        """The created task's masked paths are masked and its output is no file, or the
+        task is deleted before its command runs and the container fails (``nulldevice``):
+        runc took a file of a bind over /dev for /dev/null. A privileged container has no
+        masked paths."""
         if container.privileged:
             return
         task = await self.task(namespace, name)
@@ -312,7 +313,7 @@ class CellExecutor:
         problem = await run_on_host_thread(null_device_problem, task.pid)
         if problem is not None:
             await self.discard_created_task(namespace, name)
-            logger.warning("task %s: its /dev/null is %s; deleted unstarted", name, problem)
+            logger.warning("task %s: %s; deleted unstarted", name, problem)
             raise replaced_null_device(container.id, problem)
 
     async def start_created_task(

@@ -16,11 +16,14 @@ makes the devices itself, keeps the ``null`` it finds, and reopens the container
 and stderr on it: a container started with the host's ``core_pattern`` open for writing
 as its output (runc 1.1.5), whose program the kernel runs as the host's root.
 
-So the node looks, once the task is created (runc has mounted and masked, the command
-has not run): the container's ``/dev/null``, resolved inside the container
-(``inroot``), must be the null character device (1:3). Otherwise the task is deleted
-unstarted and the container fails with :class:`NullDeviceReplacedError`. A privileged
-container has no masked paths and is not checked.
+So the node looks, once the task is created (runc has mounted, masked and opened the
+container's output; the command has not run), at what runc did, not at what the bound
+directory holds now (another cell can swap its ``null`` back meanwhile): each masked path
+that exists, resolved inside the container (``inroot``), must be the null character
+device (1:3) or an empty read-only directory (runc's tmpfs over a directory), and the
+init's stdin, stdout and stderr a pipe, socket or device, never a file. Otherwise the
+task is deleted unstarted and the container fails with :class:`NullDeviceReplacedError`.
+A privileged container has no masked paths and is not checked.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from typing import Final
 
 from kukeon.runtime.bindpins import BindSourceRefusedError
+from kukeon.runtime.containerd.spec import DEFAULT_MASKED_PATHS
 from kukeon.runtime.inroot import open_in_root, open_root
 
 NULL_DEVICE: Final = os.makedev(1, 3)
@@ -38,8 +43,8 @@ NULL_DEVICE: Final = os.makedev(1, 3)
 
 
 class NullDeviceReplacedError(BindSourceRefusedError):
-    """A container's ``/dev/null`` is not the null device once runc created its task (a
-    bind volume stands over ``/dev``): its masked paths are not masked."""
+    """Once runc created a container's task, a masked path is not masked or its output is
+    a file: runc took a file of a bind volume over ``/dev`` for the null device."""
 
 
 def _described(info: os.stat_result) -> str:
@@ -54,37 +59,67 @@ def _described(info: os.stat_result) -> str:
     return "not a device"
 
 
-def null_device_problem(pid: int) -> str | None:
-    """What ``/dev/null`` of process ``pid`` (a created task's init) is, when it is not the
-    null device; None when it is. Links are followed inside the container only, and
-    none through ``/proc/self/fd``. None too when the process is gone: no command of it
-    can run (its start fails). Blocking."""
+def _mask_problem(root: int, path: str) -> str | None:
+    """What ``path`` (a masked path) is in the container when runc did not mask it."""
+    try:
+        found = open_in_root(root, path.lstrip("/"), os.O_PATH)
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            return None  # not on this kernel: runc masks nothing there either
+        return f"{path} is unusable ({error.strerror})"
+    try:
+        info = os.fstat(found)
+        if stat.S_ISCHR(info.st_mode) and info.st_rdev == NULL_DEVICE:
+            return None
+        if stat.S_ISDIR(info.st_mode) and os.fstatvfs(found).f_flag & os.ST_RDONLY:
+            listed = open_in_root(root, path.lstrip("/"), os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if not os.listdir(listed):
+                    return None
+            finally:
+                os.close(listed)
+        return f"{path} is {_described(info)}, not masked"
+    finally:
+        os.close(found)
+
+
+def _output_problem(pid: int) -> str | None:
+    """Which of the init's stdin, stdout and stderr runc reopened on a file."""
+    for number, name in enumerate(("stdin", "stdout", "stderr")):
+        try:
+            info = os.stat(f"/proc/{pid}/fd/{number}")
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
+            return f"its {name} is {_described(info)}, reopened by runc on its /dev/null"
+    return None
+
+
+def null_device_problem(pid: int, masked: Sequence[str] = DEFAULT_MASKED_PATHS) -> str | None:
+    """What runc made of the masked paths (``masked``) and the output of process ``pid``
+    (a created task's init) when its ``/dev/null`` was not the null device; None when all
+    is as runc makes it. Links are followed inside the container only, and none through
+    ``/proc/self/fd``. None too when the process is gone: no command of it can run (its
+    start fails). Blocking."""
     try:
         root = open_root(pid)
     except (ProcessLookupError, FileNotFoundError):
         return None
     try:
-        try:
-            found = open_in_root(root, "dev/null", os.O_PATH)
-        except OSError as error:
-            if error.errno == errno.ENOENT:
-                return "missing, so runc left the masked paths of /proc and /sys unmasked"
-            return f"unusable ({error.strerror})"
-        try:
-            info = os.fstat(found)
-        finally:
-            os.close(found)
+        for path in masked:
+            problem = _mask_problem(root, path)
+            if problem is not None:
+                return problem
     finally:
         os.close(root)
-    if stat.S_ISCHR(info.st_mode) and info.st_rdev == NULL_DEVICE:
-        return None
-    return f"{_described(info)}, which runc bound over the masked paths of /proc and /sys"
+    return _output_problem(pid)
 
 
 def replaced_null_device(container: str, problem: str) -> NullDeviceReplacedError:
     """The failure of ``container`` whose ``/dev/null`` is ``problem``."""
     return NullDeviceReplacedError(
-        f"container {container}: its /dev/null is {problem}; the task was deleted before "
-        "its command ran. A bind volume stands over /dev (its target, or a link on its "
-        "way in the image or in another volume): leave /dev to the runtime"
+        f"container {container}: {problem}; the task was deleted before its command ran. "
+        "A bind volume stands over /dev (its target, or a link on its way in the image or "
+        "in another volume), so runc took a file of it for /dev/null: leave /dev to the "
+        "runtime"
     )
