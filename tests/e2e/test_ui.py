@@ -33,7 +33,7 @@ from kukeon.store import AlreadyExists, Conflict, NotFound
 from tests.fixtures.browser import PHONE, IsolatedBrowser, chromium, require_chromium
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.etcd import EtcdServer
-from tests.fixtures.kukectl import KUKECTL
+from tests.fixtures.kukectl import KUKECTL, kukectl
 from tests.fixtures.kukeond import Kukeond, kukeond_config, sweep_host
 from tests.fixtures.services import free_tcp_port, require_binary, require_root
 from tests.integration.controllers.helpers import cell_versions, get_cell
@@ -436,8 +436,11 @@ async def test_admin_follows_log_stops_and_starts(console: Console) -> None:
 
 
 async def apply_over_a_running_cell(c: Console, page: Page) -> None:
-    """The ticker's manifest pasted as written is `unchanged`; with a label added it is
-    `configured` (the test checks that the cell never lost its node meanwhile)."""
+    """The ticker (made without an apply) pasted as written is `configured`: the apply's
+    record is all it writes. A label `kukectl label` adds then survives the same paste,
+    `unchanged` (before, the console's two-way rule wrote the manifest's labels over it);
+    with a label added the paste is `configured` (the test checks that the cell never lost
+    its node meanwhile, and that both labels are there)."""
     from playwright.async_api import expect
 
     k = c.kukeond
@@ -445,11 +448,23 @@ async def apply_over_a_running_cell(c: Console, page: Page) -> None:
     results = page.locator("#apply-results")
     await page.locator("#manifest").fill(yaml.safe_dump(document))
     await page.locator("#apply").click()
+    await expect(results).to_contain_text("Cell ticker configured")
+    scope = ("--realm", k.realm, "--space", SPACE, "--stack", STACK)
+    code, _, err = await kukectl(k, "label", "cell", "ticker", "owner=ops", *scope)
+    assert code == 0, err
+    await page.locator("#apply").click()
     await expect(results).to_contain_text("Cell ticker unchanged")
     document["metadata"]["labels"]["seen-by"] = "console"
     await page.locator("#manifest").fill(yaml.safe_dump(document))
     await page.locator("#apply").click()
     await expect(results).to_contain_text("Cell ticker configured")
+
+
+async def created_with_its_record(c: Console, manifest: str) -> None:
+    """kukectl's apply of a manifest the console created finds the console's record: the
+    same manifest is `unchanged` (without a record it was a first apply, `configured`)."""
+    code, out, err = await kukectl(c.kukeond, "apply", "-f", "-", stdin=manifest.encode())
+    assert (code, out.strip()) == (0, "cell/doomed unchanged"), err
 
 
 async def apply_scenario(c: Console) -> None:
@@ -484,6 +499,7 @@ spec:
     )
     await page.locator("#apply").click()
     await expect(results).to_contain_text("Cell doomed created")
+    await created_with_its_record(c, await page.locator("#manifest").input_value())
     await page.goto(f"{c.https}/ui/#/cell/{k.realm}/{SPACE}/{STACK}/doomed")
     await page.locator("#action-delete").click()
     await page.locator("dialog.confirm #confirm-yes").click()
@@ -502,7 +518,8 @@ spec:
 async def test_apply_shows_errors_by_field_path(console: Console) -> None:
     """Also: Apply over a running cell writes what kukectl apply writes. It PUT the pasted
     document as it was, which cleared the nodeName the scheduler had set: the running cell
-    was unscheduled, stopped and started again."""
+    was unscheduled, stopped and started again; then it merged two ways and recorded
+    nothing, so a label `kukectl label` added was gone at the next paste."""
     await ticker(console)  # the phone-width tree shows it
     k = console.kukeond
     key = (k.realm, SPACE, STACK, "ticker")
@@ -513,6 +530,7 @@ async def test_apply_shows_errors_by_field_path(console: Console) -> None:
         await console.browser.run(apply_scenario(console))
         labelled = await get_cell(k, key)
     assert labelled.metadata.labels.get("seen-by") == "console"
+    assert labelled.metadata.labels.get("owner") == "ops"  # kukectl label's, kept
     assert labelled.spec.node_name == cell.spec.node_name
     assert None not in nodes, nodes
 

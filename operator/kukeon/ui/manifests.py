@@ -21,7 +21,12 @@ from kukeon.api import (
     parse_resource,
     to_request_document,
 )
-from kukeon.api.applying import stale_manifest_version, updated_object
+from kukeon.api.applying import (
+    RecordTooLargeError,
+    applied_object,
+    stale_manifest_version,
+    with_last_applied,
+)
 from kukeon.api.manifests import _documents, _Unreadable
 from kukeon.api.meta import SCOPED_KINDS
 from kukeon.client.paths import KINDS, collection_path, object_path
@@ -109,20 +114,32 @@ def read_manifest(text: str) -> list[dict[str, Any]]:
 
 
 def apply_update(body: Any) -> dict[str, Any]:
-    """What the page PUTs for a document over the object as it read it, by the rule
-    ``kukectl apply`` follows (``kukeon.api.applying``): ``{"update": document}``, or
-    ``{"update": null}`` when nothing the manifest owns differs. ``body`` is
-    ``{"document": ..., "current": ...}``, both as the page has them (the current one read
-    through the API with the page's own token: nothing is read here for it).
+    """What the page writes of a document by the rule ``kukectl apply`` follows
+    (``kukeon.api.applying``), ``body`` being ``{"document": ..., "current": ...}`` as the
+    page has them (the current one read through the API with the page's own token: nothing
+    is read here for it).
 
-    ValueError (a 400) when ``current`` is not an object of the API, or is not the same
-    object as ``document``; a 409 Conflict when the document carries a resourceVersion
-    that is not the current one (``stale_manifest_version``)."""
-    if not isinstance(body, dict) or not isinstance(body.get("current"), dict):
+    ``current`` null (the object does not exist): ``{"create": document}``, the manifest
+    with its record in ``kukeon.io/last-applied-configuration`` (``with_last_applied``).
+    ``current`` an object: ``{"update": document}``, the three-way merge of that record, the
+    manifest and the object (``applied_object``), or ``{"update": null}`` when it changes
+    nothing. A document that is no valid object goes as it is, so that the write names its
+    fields.
+
+    ValueError (a 400) when ``current`` is missing or not an object of the API, or is not
+    the same object as ``document``; ApplyRefusedError (a 422) when the record would be too
+    large or the merge is no valid object; StaleManifestError (a 409 Conflict) when the
+    document carries a resourceVersion that is not the current one
+    (``stale_manifest_version``)."""
+    if not isinstance(body, dict) or "current" not in body:
         raise ValueError("the body must be {document, current}: current is missing")
     document = body.get("document")
     if not isinstance(document, dict):
         raise ValueError("the body must be {document, current}: document is not a mapping")
+    if body["current"] is None:
+        return {"create": _creation(document)}
+    if not isinstance(body["current"], dict):
+        raise ValueError("the body must be {document, current}: current is not a mapping")
     try:
         current = parse_resource(body["current"])
     except InvalidResource as exc:
@@ -134,16 +151,53 @@ def apply_update(body: Any) -> dict[str, Any]:
         return {"update": _over(document, current)}
     if (Kind(desired.kind), key_of(desired)) != (Kind(current.kind), key_of(current)):
         raise ValueError("document and current are not the same object")
+    try:
+        update = applied_object(desired, current)
+    except ValueError as exc:
+        raise ApplyRefusedError.of(exc) from None
+    if update is None:
+        return {"update": None}
     stale = stale_manifest_version(desired, current)
     if stale is not None:
         raise StaleManifestError(stale)
-    update = updated_object(desired, current)
     # Its status goes along and is ignored: a PUT keeps the stored one.
-    return {"update": None if update is None else to_request_document(update)}
+    return {"update": to_request_document(update)}
+
+
+def _creation(document: dict[str, Any]) -> dict[str, Any]:
+    """What Apply creates of ``document``: the manifest recorded in it, as kukectl apply's
+    create (a document that is no valid object as it is: the create names its fields)."""
+    try:
+        desired = parse_resource(document)
+    except InvalidResource:
+        return document
+    try:
+        return to_request_document(with_last_applied(desired))
+    except ValueError as exc:
+        raise ApplyRefusedError.of(exc) from None
 
 
 class StaleManifestError(Exception):
     """The manifest names a resourceVersion the object is no longer at."""
+
+
+class ApplyRefusedError(Exception):
+    """What Apply would write is no object the API takes (a 422, as kukectl apply's): the
+    manifest recorded would take the annotations over their limit, or the merge is no
+    valid object. ``causes``: ``(field, message)`` each."""
+
+    def __init__(self, message: str, causes: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.causes = causes
+
+    @classmethod
+    def of(cls, exc: ValueError) -> ApplyRefusedError:
+        if isinstance(exc, InvalidResource):
+            return cls(str(exc), [(cause.field, cause.message) for cause in exc.causes])
+        if isinstance(exc, RecordTooLargeError):
+            field = "metadata.annotations"
+            return cls(str(exc), [(field, str(exc).removeprefix(f"{field}: "))])
+        return cls(str(exc), [])
 
 
 def _over(document: dict[str, Any], current: AnyResource) -> dict[str, Any]:

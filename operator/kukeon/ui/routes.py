@@ -1,5 +1,6 @@
 """The ``/ui/`` routes: the page, its static files, who the caller is, a manifest read and
-what its Apply writes over an object that exists.
+what its Apply writes (kukectl apply's create, or its three-way merge over an object that
+exists).
 
 The page and its files hold nothing secret and must load before the browser can send a
 token, so they answer without one (``kukeon.apiserver.app.public``); everything the page
@@ -25,9 +26,14 @@ from kukeon.apiserver.auth import Role
 from kukeon.apiserver.bodies import BodyError, check_manifest, decode_json
 from kukeon.apiserver.expect import send_continue
 from kukeon.apiserver.request import principal_of
-from kukeon.apiserver.status import ApiError
+from kukeon.apiserver.status import ApiError, Cause
 from kukeon.ui.headers import ASSET_CACHE, SHELL_CACHE, ui_headers
-from kukeon.ui.manifests import StaleManifestError, apply_update, read_manifest
+from kukeon.ui.manifests import (
+    ApplyRefusedError,
+    StaleManifestError,
+    apply_update,
+    read_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +149,8 @@ class UiRoutes:
         return web.json_response({"documents": entries}, headers=ui_headers(cache=SHELL_CACHE))
 
     async def apply_update(self, request: web.Request) -> web.StreamResponse:
-        """What Apply writes over an object that exists (``manifests.apply_update``)."""
+        """What Apply creates, or writes over an object that exists
+        (``manifests.apply_update``)."""
         try:
             await send_continue(request)
             raw = await request.read()
@@ -154,4 +161,7 @@ class UiRoutes:
             raise ApiError(400, str(exc)) from None
         except StaleManifestError as exc:
             raise ApiError(409, str(exc), reason="Conflict") from None
+        except ApplyRefusedError as exc:
+            causes = [Cause(field, message) for field, message in exc.causes]
+            raise ApiError(422, str(exc), reason="Invalid", causes=causes) from None
         return web.json_response(answer, headers=ui_headers(cache=SHELL_CACHE))

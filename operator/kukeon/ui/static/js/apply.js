@@ -13,9 +13,12 @@ function causeList(causes) {
     cause.field ? h('code', { class: 'field' }, cause.field) : null, cause.field ? ' ' : null, cause.message)));
 }
 
-// Over an object that exists, the server says what to write (/ui/apply-update: the rule
-// kukectl apply follows, so what the system filled in, a cell's nodeName, stays), and the
-// write is guarded by the version read: another write in between is read again.
+// The server says what to write, by the rule kukectl apply follows (/ui/apply-update,
+// kukeon.api.applying): a new object carries the manifest recorded in its annotation
+// kukeon.io/last-applied-configuration; over one that exists, the three-way merge of that
+// record, the manifest and the object read, so what others wrote and the manifest never
+// named (a cell's nodeName, a kukectl label) stays. The write is guarded by the version
+// read: another write in between is read again.
 const ATTEMPTS = 6;
 
 function pause(attempt) {
@@ -23,10 +26,15 @@ function pause(attempt) {
   return new Promise((resolve) => { setTimeout(resolve, ms); });
 }
 
+function ask(entry, current) {
+  return call('POST', '/ui/apply-update', { body: { document: entry.document, current } });
+}
+
 async function write(entry, dryRun) {
   const suffix = dryRun ? '?dryRun=All' : '';
+  const { create } = await ask(entry, null);
   try {
-    await call('POST', entry.collection + suffix, { body: entry.document });
+    await call('POST', entry.collection + suffix, { body: create });
     return 'created';
   } catch (error) {
     if (!(error instanceof ApiError) || error.code !== 409) throw error;
@@ -35,7 +43,7 @@ async function write(entry, dryRun) {
   for (let attempt = 0; attempt < ATTEMPTS; attempt += 1) {
     if (attempt) await pause(attempt);
     const current = await call('GET', entry.object);
-    const { update } = await call('POST', '/ui/apply-update', { body: { document: entry.document, current } });
+    const { update } = await ask(entry, current);
     if (!update) return 'unchanged';
     try {
       await call('PUT', entry.object + suffix, { body: update });
