@@ -76,10 +76,11 @@ class ExpectRequestHandler(RequestHandler):
     async def finish_response(
         self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
-        if EXPECT_KEY in request or _coded_body_unread(request):
+        if EXPECT_KEY in request or _coded_body_unread(request) or resp.status == 408:
             # Answered before its 100 Continue: the client holds the body back, so the
             # connection closes now, not after aiohttp's 10 s lingering read of nothing.
-            # A coded body answered unread is not read on either (_coded_body_unread).
+            # A coded body answered unread is not read on either (_coded_body_unread), nor
+            # one that stopped coming (a 408).
             resp.force_close()
             self._lingering_time = 0.0
         return await super().finish_response(request, resp, start_time)

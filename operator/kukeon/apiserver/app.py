@@ -266,8 +266,8 @@ def _errors_middleware(settings: ApiSettings, metrics: _RequestMetrics | None) -
         except ApiError as exc:
             code = exc.code
             refused = status_response(exc)
-            if exc.code == 413:
-                refused.force_close()  # the announced body is never read
+            if exc.code in (408, 413):
+                refused.force_close()  # the announced body is never read (or never came)
             return refused
         except web.HTTPException as exc:
             code = exc.status
@@ -405,7 +405,8 @@ async def _path_names_middleware(request: web.Request, handler: Handler) -> web.
 
 
 def _deadline_middleware(settings: ApiSettings) -> Middleware:
-    """A 504 for a non-streaming request that outlives ``settings.request_timeout``."""
+    """A 504 for a non-streaming request that outlives ``settings.request_timeout``; a 408
+    when its body had not all come by then (the client stopped sending it)."""
 
     @web.middleware
     async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -415,6 +416,14 @@ def _deadline_middleware(settings: ApiSettings) -> Middleware:
             async with asyncio.timeout(settings.request_timeout):
                 return await handler(request)
         except TimeoutError:
+            if request.body_exists and not request.content.is_eof():
+                # The client's doing, not the server's: its body stopped coming.
+                raise ApiError(
+                    408,
+                    f"the request body did not arrive whole within "
+                    f"{settings.request_timeout:g}s; nothing of it was kept",
+                    reason="Timeout",
+                ) from None
             raise ApiError(
                 504,
                 f"the request did not complete within {settings.request_timeout:g}s",
