@@ -176,6 +176,24 @@ async def test_a_moved_cell_cancels_its_pull_and_pulls_again_once_back(
     assert pulls.under_way() == 1
 
 
+async def test_a_fenced_node_cancels_its_cells_pull_and_pulls_again_once_unfenced(
+    dripping: tuple[Dripping, str], kukeond: Kukeond
+) -> None:
+    """Fencing (the node's heartbeat lease not renewed, ``daemon/node.py``) stops the
+    scheduler-placed cells but writes no new version of them. Before: the pull ran on."""
+    k, (drip, host) = kukeond, dripping
+    _, pulls = await slow_cell(k, drip, host)
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    # What the node's fencing watch calls when the lease goes unrenewed, and once renewed.
+    assert await controllers.departures.fence() == 0  # nothing of the cell runs yet
+    await cancelled(pulls, drip)
+    begun = drip.begun
+    await controllers.departures.unfence()
+    await until(lambda: drip.begun > begun, 10)  # its pass, requeued, pulls again
+    assert pulls.under_way() == 1
+
+
 async def test_slow_pulls_hold_no_worker_from_another_realm(
     few_workers: None, dripping: tuple[Dripping, str], kukeond: Kukeond
 ) -> None:
