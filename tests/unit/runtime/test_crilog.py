@@ -193,7 +193,7 @@ def test_a_terminals_logger_holds_its_fifo_and_outlives_a_full_disk(tmp_path: Pa
         assert os.read(ready_r, 1) == b""
         os.close(ready_r)
         os.write(out_w, b"\x1b[1mbold\x1b[0m\r\n")  # as it is, no records
-        os.write(out_w, b"y" * 200 * 1024)  # more than the disk holds
+        os.write(out_w, b"y" * 200 * 1024 + b"\r\n")  # more than the disk holds, ended
         _wait_until_full(disk, out_w)
         assert process.poll() is None
         # The FIFO still has its writer: a non-blocking open for writing finds a reader.

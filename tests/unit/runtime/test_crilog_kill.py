@@ -8,14 +8,18 @@ between lost that read."""
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import random
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,11 +110,61 @@ def test_terminal_output_survives_a_logger_killed_again_and_again(
     kills = _kill_loop(log, terminal=fifo)
     assert kills >= 10, "the writer ended before the loggers were killed"
     # A terminal's log is raw bytes: a write the kill cut short is written whole again by
-    # the replacement, so the cut piece runs into the next line (at most one per kill).
+    # the replacement after a line end, so the cut piece is a line (at most one per kill).
     lines = log.read_bytes().splitlines()
     numbers = [int(line) for line in lines if line.isdigit()]
     assert len(lines) - len(numbers) <= kills
     _check(numbers, kills=kills)
+
+
+def _unread_bytes(fd: int) -> int:
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])
+
+
+def _wait_for(done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_a_terminal_write_the_kill_cut_inside_a_line_loses_no_line(
+    tmp_path: Path, fifo: Path
+) -> None:
+    # A kill stops a write to a file at a page's end (the kernel checks for a fatal signal
+    # there): the cut piece can be a line's middle. Before, the log ended inside a line
+    # whose start the logger had taken, and its replacement wrote the pipe again after the
+    # piece: "2770" + "1" + "11\n" gave 2770111, and line 277011 was never in the log.
+    log = tmp_path / "tty.log"
+    read_end, write_end = os.pipe()
+    loggers: list[subprocess.Popen[bytes]] = []
+    try:
+        os.write(write_end, b"277009\n277010\n2770")
+        loggers.append(_start_logger(log, read_end, terminal=fifo))
+        _wait_for(
+            lambda: log.exists() and log.read_bytes().endswith(b"2770"),
+            "the first write was not logged",
+        )
+        _wait_for(lambda: _unread_bytes(read_end) <= 4, "the first write was not taken")
+        loggers[0].send_signal(signal.SIGSTOP)
+        os.write(write_end, b"11\n" + b"".join(b"%d\n" % n for n in range(277012, 277100)))
+        loggers[0].send_signal(signal.SIGKILL)  # stopped before it wrote: its piece is ours
+        loggers[0].wait(timeout=10)
+        with log.open("ab") as cut:
+            cut.write(b"1")  # what a write the kill cut after one byte leaves
+        loggers.append(_start_logger(log, read_end, terminal=fifo))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+        if loggers:
+            loggers[0].kill()  # the replacement ends with the pipe
+        for logger in loggers:
+            logger.wait(timeout=10)
+    assert loggers[-1].returncode == 0
+    lines = log.read_bytes().splitlines()
+    numbers = [int(line) for line in lines if line.isdigit()]
+    assert set(range(277009, 277100)) <= set(numbers), lines[:6]
+    assert lines[:5] == [b"277009", b"277010", b"27701", b"277011", b"277012"]
 
 
 def test_a_lines_start_waits_in_the_pipe_without_busy_waiting(tmp_path: Path) -> None:

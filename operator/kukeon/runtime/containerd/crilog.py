@@ -180,7 +180,15 @@ def mend():
     # signal cut short leaves a record without its end: it is taken back (whole records
     # only, as after a short write) instead of running into this logger's first record.
     size = st["size"]
-    if RAW or not size:
+    if not size:
+        return
+    if RAW:  # a line it ends inside: its start is in the pipe still (or cut), logged again whole
+        try:
+            with open(PATH, "rb") as tail_of:
+                tail_of.seek(size - 1)
+                lost["cut"] = tail_of.read(1) != b"\n"
+        except OSError:
+            pass
         return
     start = max(size - 2 * MAX, 0)
     try:
@@ -389,9 +397,16 @@ def copy(fd, ended):
         return False
     if not data and rest[fd] and not RAW:  # a stream that is no pipe ended inside a line
         write([stamp() + names[fd] + b"F " + rest[fd] + b"\n"])
-    if RAW:  # a terminal's output, as it is
-        write([data])
-        take(fd, len(data))
+    if RAW:  # a terminal's output, as it is: a line's start logged at once, taken with its end
+        if data and data == rest[fd] and not ended:
+            return False
+        if len(data) > len(rest[fd]):
+            write([data[len(rest[fd]):]])
+        end = data.rfind(b"\n") + 1
+        if ended or not teed[fd] or len(data) - end > MAX:
+            end = len(data)
+        take(fd, end)
+        rest[fd] = data[end:]
     elif data:
         now = stamp()
         records = []

@@ -26,7 +26,11 @@ goes on (it was ``sh -c 'cat >> log'``, whose ``cat`` exited on a full disk and 
 FIFO's writer with it: the container lost its terminal for good).
 
 A logger killed while its task runs is replaced by kukeond (``logcopier``), reading the
-same pipe of the shim's: the terminal's output waits there meanwhile.
+same pipe of the shim's: the terminal's output waits there meanwhile. A line's start is
+logged at once but left in the pipe until its end comes (16 KiB of it at most), and a
+logger that starts where the log ends inside a line starts a new one: a write a kill cut
+inside a line leaves that piece on a line of its own, the line logged whole after it
+(before, the piece ran into the line, whose start the killed logger had taken).
 
 An attach session follows the log file from its end (the output) and opens the stdin FIFO
 for writing (the input), so a restarted kukeond has nothing to re-open or adopt: its first
