@@ -171,6 +171,7 @@ def test_a_terminals_logger_holds_its_fifo_and_outlives_a_full_disk(tmp_path: Pa
     os.mkfifo(fifo)
     disk = tmp_path / "disk"
     _mounted_tmpfs(disk, "128k")
+    process: subprocess.Popen[bytes] | None = None
     try:
         filler = disk / "filler"
         filler.write_bytes(b"\0" * 64 * 1024)
@@ -204,6 +205,11 @@ def test_a_terminals_logger_holds_its_fifo_and_outlives_a_full_disk(tmp_path: Pa
         assert process.wait(timeout=10) == 0
         text = log.read_bytes()
     finally:
+        # A failure above leaves the logger holding the log open: the tmpfs would stay
+        # mounted (busy) under pytest's tmp directory.
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
         subprocess.run(["umount", str(disk)], check=True)
     assert text.startswith(b"\x1b[1mbold\x1b[0m\r\n")
     assert re.search(
