@@ -295,22 +295,23 @@ class CellExecutor:
             elif isinstance(action, StartTask):
                 if built.binds is not None:
                     await run_on_host_thread(pin_container, built.binds, built.pins)
-                await self.create_task(namespace, name, place.files, built.effective)
-                await self.check_null_device(namespace, name, built.effective)
+                pid = await self.create_task(namespace, name, place.files, built.effective)
+                await self.check_null_device(namespace, name, built.effective, pid)
                 return True
         return False
 
-    async def check_null_device(self, namespace: str, name: str, container: ContainerSpec) -> None:
+    async def check_null_device(
+        self, namespace: str, name: str, container: ContainerSpec, pid: int
+    ) -> None:
         """The created task's masked paths are masked and its output is no file, or the
         task is deleted before its command runs and the container fails (``nulldevice``):
         runc took a file of a bind over /dev for /dev/null. A privileged container has no
         masked paths."""
         if container.privileged:
             return
-        task = await self.task(namespace, name)
-        if task is None or task.pid <= 0:
+        if pid <= 0:
             return  # no process was made: none runs the command (its start fails)
-        problem = await run_on_host_thread(null_device_problem, task.pid)
+        problem = await run_on_host_thread(null_device_problem, pid)
         if problem is not None:
             await self.discard_created_task(namespace, name)
             logger.warning("task %s: %s; deleted unstarted", name, problem)
@@ -381,9 +382,10 @@ class CellExecutor:
         container: ContainerSpec,
         *,
         trial: bool = False,
-    ) -> None:
-        """A new task of the container, created (not started); a ``trial``'s (`celltrial`)
-        output goes nowhere: the container's log is its running task's."""
+    ) -> int:
+        """A new task of the container, created (not started), and its init's pid; a
+        ``trial``'s (`celltrial`) output goes nowhere: the container's log is its running
+        task's."""
         tasks = self.host.containerd.tasks(namespace)
         log = files.log(container.id)
         if not trial:
@@ -391,14 +393,14 @@ class CellExecutor:
         # Its logger's CPU is the realm's (in the realm's copiers' cgroup), not the host's.
         copier_procs = self.host.cgroups.log_copier_procs(files.key[0])
 
-        async def create() -> None:
+        async def create() -> int:
             if trial:
-                await tasks.create(name, io=TaskIO.discard())
-            elif container.attachable:
+                return await tasks.create(name, io=TaskIO.discard())
+            if container.attachable:
                 # A TTY whose stdin FIFO and output the shim's logger holds (see ttyio): the
                 # container keeps its terminal while kukeond is down; its output goes to the
                 # log.
-                await create_attachable_task(
+                return await create_attachable_task(
                     tasks,
                     name,
                     stdin=files.tty_stdin(container.id),
@@ -406,27 +408,26 @@ class CellExecutor:
                     rotation=self.host.settings.log_rotation,
                     cgroup_procs=copier_procs,
                 )
-            else:
-                # 0640 and root's, whatever the umask of the shim's logger that appends to it.
-                try:
-                    await asyncio.to_thread(create_log_file, log)
-                except OSError as error:
-                    if host_disk_refusal(error) is None:
-                        raise
-                    # No room for the file (no inode, over quota): the logger makes it
-                    # once there is, saying what it dropped. The task is made now; before,
-                    # a restart's old task was gone and the failed pass left it RUNNING in
-                    # the status, which the next pass took for a lost task (TaskLost,
-                    # never started again under restartPolicy never).
-                    logger.warning("%s: %s; the task starts without it", name, error)
-                io = TaskIO.log_file(
-                    log, rotation=self.host.settings.log_rotation, cgroup_procs=copier_procs
-                )
-                await tasks.create(name, io=io)
+            # 0640 and root's, whatever the umask of the shim's logger that appends to it.
+            try:
+                await asyncio.to_thread(create_log_file, log)
+            except OSError as error:
+                if host_disk_refusal(error) is None:
+                    raise
+                # No room for the file (no inode, over quota): the logger makes it
+                # once there is, saying what it dropped. The task is made now; before,
+                # a restart's old task was gone and the failed pass left it RUNNING in
+                # the status, which the next pass took for a lost task (TaskLost,
+                # never started again under restartPolicy never).
+                logger.warning("%s: %s; the task starts without it", name, error)
+            io = TaskIO.log_file(
+                log, rotation=self.host.settings.log_rotation, cgroup_procs=copier_procs
+            )
+            return await tasks.create(name, io=io)
 
         try:
             try:
-                await create()
+                return await create()
             except AlreadyExistsError:
                 # The pass saw no task, yet containerd holds one: a create interrupted by
                 # kukeond's death (containerd shows such a task as not found). Delete it and
@@ -434,7 +435,7 @@ class CellExecutor:
                 logger.warning("task %s exists but could not be seen: deleting it", name)
                 with contextlib.suppress(TaskNotFoundError):
                     await tasks.delete(name)
-                await create()
+                return await create()
         except ProcessNotStartableError as error:
             raise CommandUnusableError(container, error) from error
         except SpecRefusedError as error:

@@ -109,10 +109,10 @@ async def refused_replacement(
         await executor.create_container(place, trial, restarted_at="", trial=True)
         if trial.binds is not None:
             await run_on_host_thread(pin_container, trial.binds, trial.pins)
-        await executor.create_task(
+        pid = await executor.create_task(
             place.namespace, trial.name, place.files, built.effective, trial=True
         )
-        await executor.check_null_device(place.namespace, trial.name, built.effective)
+        await executor.check_null_device(place.namespace, trial.name, built.effective, pid)
     except CONTAINER_FAILURES as error:
         logger.info("%s: its update is held: %s", built.name, error)
         return error

@@ -135,11 +135,12 @@ class FakeTasks:
             raise TaskNotFoundError(cid, namespace=NAMESPACE)
         return self.world.tasks[cid]
 
-    async def create(self, cid: str, **_: Any) -> None:
+    async def create(self, cid: str, **_: Any) -> int:
         if cid in self.world.hidden_tasks:
             raise AlreadyExistsError("task", cid, namespace=NAMESPACE)
         self.world.calls.append(("create-task", cid))
         self.world.tasks[cid] = TaskInfo(cid, cid, 0, TaskStatus.CREATED, 0, None, "", "", False)
+        return 0  # no process: the fake's tasks have no /proc to look at
 
     async def start(self, cid: str) -> int:
         if self.world.refuse_start is not None:
@@ -678,9 +679,9 @@ async def test_the_root_task_is_created_while_the_cell_is_attached_and_started_a
     create = FakeTasks.create
     there: list[bool] = []
 
-    async def creating(self: FakeTasks, cid: str, **kwargs: Any) -> None:
+    async def creating(self: FakeTasks, cid: str, **kwargs: Any) -> int:
         there.append(all((files / name).is_file() for name in ("hosts", "hostname")))
-        await create(self, cid, **kwargs)
+        return await create(self, cid, **kwargs)
 
     monkeypatch.setattr(FakeTasks, "create", creating)
     note_attachments(rig, monkeypatch)
@@ -1135,9 +1136,9 @@ async def test_an_attachable_container_gets_a_terminal(
 
     made: list[str] = []
 
-    async def attachable(tasks: FakeTasks, cid: str, **_: Any) -> None:
+    async def attachable(tasks: FakeTasks, cid: str, **_: Any) -> int:
         made.append(cid)
-        await tasks.create(cid)
+        return await tasks.create(cid)
 
     monkeypatch.setattr(cellexec, "create_attachable_task", attachable)
     cell = await rig.reconcile(
