@@ -1,16 +1,18 @@
 """`kukectl apply` merges three ways, as kubectl's: what other commands changed since the last
 apply (`label`, `stop`) and the manifest never named is kept; what the manifest named and no
-longer names is removed; containers are merged by id. `diff` shows what apply would do."""
+longer names is removed; containers are merged by id. `diff` shows what apply would do.
+`edit` leaves the record as it was, `edit --save-config` records the edited object."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from kukeon.api import Cell
 from kukeon.api.applying import LAST_APPLIED_ANNOTATION
-from tests.fixtures.kukectl import kukectl
+from tests.fixtures.kukectl import kukectl, kukectl_env
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.controllers.helpers import cell_key, get_cell
 
@@ -114,6 +116,65 @@ async def test_a_first_apply_over_a_run_cell_keeps_what_it_does_not_name(kukeond
         assert cell.spec.containers == [made]  # its environment, command and args kept
         assert LAST_APPLIED_ANNOTATION in cell.metadata.annotations
         assert await _apply(k, text) == "cell/app unchanged"
+    finally:
+        code, _, err = await kukectl(k, "delete", "cell/app", "--timeout=60s", *scope)
+        assert code == 0, err
+
+
+async def test_an_edit_then_the_old_manifest_applied_again_as_kubectl(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """kubectl's edit leaves `last-applied-configuration` as it was (its `--save-config`,
+    default false: "Otherwise, the annotation will be unchanged"), so the old manifest
+    applied again sets back what it names and keeps what the edit added; with
+    `--save-config` the edit records the edited object, so the same apply also removes what
+    the edit added (the record names it, the manifest does not)."""
+    k = kukeond
+    await k.hierarchy()
+    scope = ["--realm", k.realm, "--space", "s1", "--stack", "st1"]
+    manifest = _manifest(k, labels="app: web", containers=["a"])
+    editor = tmp_path / "editor.sh"
+    # The label the manifest named changed, one label and one variable added.
+    editor.write_text(
+        "#!/bin/sh\nsed -i -e 's/^    app: web$/    app: api/' "
+        "-e 's/^    env: \\[\\]$/    env: [X=1]/' \"$1\"\n"
+        "grep -q '^    owner: edit$' \"$1\" || "
+        "sed -i 's/^    app: api$/    app: api\\n    owner: edit/' \"$1\"\n"
+    )
+    editor.chmod(0o755)
+
+    async def edit(*flags: str) -> Cell:
+        code, out, err = await kukectl_env(
+            k, {"KUKE_EDITOR": str(editor)}, "edit", "cell/app", *flags, *scope
+        )
+        assert (code, out.strip()) == (0, "cell/app edited"), err
+        edited = await _cell(k)
+        assert edited.metadata.labels == {"app": "api", "owner": "edit"}
+        assert edited.spec.containers[0].env == ["X=1"]
+        return edited
+
+    try:
+        assert await _apply(k, manifest) == "cell/app created"
+        record = (await _cell(k)).metadata.annotations[LAST_APPLIED_ANNOTATION]
+        assert (await edit()).metadata.annotations[LAST_APPLIED_ANNOTATION] == record
+        assert await _apply(k, manifest) == "cell/app configured"
+        cell = await _cell(k)
+        assert cell.metadata.labels == {"app": "web", "owner": "edit"}
+        assert cell.spec.containers[0].env == ["X=1"]
+
+        edited = await edit("--save-config")
+        saved = json.loads(edited.metadata.annotations[LAST_APPLIED_ANNOTATION])
+        assert saved["metadata"]["labels"] == {"app": "api", "owner": "edit"}
+        assert saved["spec"]["containers"][0]["env"] == ["X=1"]
+        assert not any(key.startswith("kukeon.io/") for key in saved["metadata"]["annotations"])
+        code, out, err = await kukectl(k, "diff", "-f", "-", *scope, stdin=manifest.encode())
+        assert code == 1, err
+        assert "-    owner: edit" in out, out
+        assert await _apply(k, manifest) == "cell/app configured"
+        cell = await _cell(k)
+        assert cell.metadata.labels == {"app": "web"}
+        assert cell.spec.containers[0].env == []
+        assert await _apply(k, manifest) == "cell/app unchanged"
     finally:
         code, _, err = await kukectl(k, "delete", "cell/app", "--timeout=60s", *scope)
         assert code == 0, err

@@ -179,12 +179,19 @@ def _named_fields(res: AnyResource, *, reveal: bool) -> dict[str, Any]:
     return named
 
 
-def last_applied(res: AnyResource) -> str:
+def last_applied(res: AnyResource, *, system_annotations: bool = True) -> str:
     """The record of manifest ``res`` for ``LAST_APPLIED_ANNOTATION`` (keys sorted: the same
-    manifest gives the same text)."""
-    return json.dumps(
-        _named_fields(res, reveal=False), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    manifest gives the same text). ``system_annotations`` False: its `kukeon.io/` annotations
+    left out of the record (an edited object's, which kukeon wrote, not the user)."""
+    named = _named_fields(res, reveal=False)
+    metadata = named["metadata"]
+    if not system_annotations and isinstance(metadata.get("annotations"), dict):
+        metadata["annotations"] = {
+            key: value
+            for key, value in metadata["annotations"].items()
+            if not key.startswith(SYSTEM_ANNOTATION_PREFIX)
+        }
+    return json.dumps(named, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def recorded(res: AnyResource) -> dict[str, Any] | None:
@@ -213,15 +220,29 @@ def _with_record(annotations: dict[str, str], record: str) -> dict[str, str]:
     return noted
 
 
+def _recorded_in(res: AnyResource, record: str) -> AnyResource:
+    annotations = _with_record(dict(res.metadata.annotations), record)
+    metadata = res.metadata.model_copy(update={"annotations": annotations})
+    return res.model_copy(update={"metadata": metadata})
+
+
 def with_last_applied(res: AnyResource) -> AnyResource:
     """Manifest ``res`` as `apply` creates it: the manifest recorded in its annotations
     (RecordTooLargeError past the limit). A manifest read back (it carries a resourceVersion)
     keeps the record it carries."""
     if res.metadata.resource_version:
         return res
-    annotations = _with_record(dict(res.metadata.annotations), last_applied(res))
-    metadata = res.metadata.model_copy(update={"annotations": annotations})
-    return res.model_copy(update={"metadata": metadata})
+    return _recorded_in(res, last_applied(res))
+
+
+def with_edit_recorded(res: AnyResource) -> AnyResource:
+    """Object ``res`` as `kukectl edit --save-config` writes it: its labels, annotations and
+    spec as edited recorded as the last apply's (kubectl's `edit --save-config`, which
+    records the edited object), the record it carried replaced (RecordTooLargeError past the
+    limit). Its `kukeon.io/` annotations are not recorded: the scheduler's or `restart`'s,
+    shown in the editor, they are no manifest's, and a later apply that does not name them
+    would remove them."""
+    return _recorded_in(res, last_applied(res, system_annotations=False))
 
 
 def _section(document: dict[str, Any] | None, name: str) -> dict[str, Any] | None:

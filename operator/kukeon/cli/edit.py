@@ -8,6 +8,11 @@ only (kukeond's) lets the edit go over the newer version; one to labels, annotat
 spec is a conflict, and the edited file is kept for the user.
 Only labels, annotations and spec are taken from the file (what a manifest owns); status
 and identity stay as stored.
+
+The record of the last apply (`kukeon.io/last-applied-configuration`) is written back as
+the file has it, unchanged unless edited by hand, as kubectl's edit leaves its own;
+`--save-config` records the edited object instead (kubectl's flag), so a later `apply`
+merges with what the edit wrote (``applying.with_edit_recorded``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import click
 import yaml
 
 from kukeon.api import AnyResource, InvalidResource, Kind, parse_resource, to_document
-from kukeon.api.applying import updated_object
+from kukeon.api.applying import updated_object, with_edit_recorded
 from kukeon.api.yamlread import load_yaml
 from kukeon.client.apiclient import ApiClient, ApiRequestError, print_warning
 from kukeon.client.conflicts import CONFLICT_ATTEMPTS, conflict_attempts, is_conflict
@@ -148,6 +153,13 @@ def _parsed(document: dict[str, Any], level: str | None) -> AnyResource:
 @click.argument("name", required=False)
 @scope_options
 @validate_option
+@click.option(
+    "--save-config",
+    is_flag=True,
+    help="Record the edited object in its kukeon.io/last-applied-configuration annotation, "
+    "as if applied, for a later `kukectl apply` to merge with (kubectl's flag); without it "
+    "the record stays as it was.",
+)
 @click.pass_context
 def edit(
     ctx: click.Context,
@@ -157,6 +169,7 @@ def edit(
     space: str,
     stack: str,
     validate: str,
+    save_config: bool,
 ) -> None:
     """Edit an object in $KUKE_EDITOR / $EDITOR and write back what changed.
 
@@ -166,6 +179,7 @@ def edit(
       kukectl edit cell/web
       KUKE_EDITOR="code --wait" kukectl edit space edge --realm prod
       kukectl edit cell web --validate=warn   # unknown fields left out, each named
+      kukectl edit cell web --save-config     # a later apply merges with this edit
     """
     level = field_validation(validate)
     kind, name = one_object(kind_or_object, name)
@@ -201,6 +215,8 @@ def edit(
             desired = _parsed(document, level)
             if (Kind(desired.kind), desired.metadata.name) != (kind, name):
                 raise ValueError(f"the kind and name must stay {kind.value} {name}")
+            if save_config:
+                desired = with_edit_recorded(desired)  # too large: said in the editor
         except (yaml.YAMLError, ValueError, InvalidResource) as exc:
             problem = str(exc)
         if problem is None:

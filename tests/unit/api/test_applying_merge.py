@@ -19,6 +19,7 @@ from kukeon.api.applying import (
     applied_object,
     last_applied,
     recorded,
+    with_edit_recorded,
     with_last_applied,
 )
 from kukeon.api.labelrules import ANNOTATIONS_MAX_BYTES
@@ -87,6 +88,25 @@ def test_annotations_dropped_from_the_manifest_keep_the_systems() -> None:
     update = applied_object(_cell({}), parse_resource(document))
     assert update is not None
     assert "owner" not in update.metadata.annotations
+    assert update.metadata.annotations["kukeon.io/scheduled-by"] == "scheduler"
+
+
+def test_an_edit_saved_with_its_config_records_the_edited_object_not_the_systems() -> None:
+    """`edit --save-config`: the edited object read back (it carries a resourceVersion) is
+    recorded all the same, replacing the record it carried; the scheduler's annotation is
+    not recorded, so an apply that drops the edit's label keeps it."""
+    document = to_document(_stored(_cell({"app": "web"})))
+    document["metadata"]["labels"]["owner"] = "edit"
+    document["metadata"]["annotations"]["kukeon.io/scheduled-by"] = "scheduler"
+    edited = with_edit_recorded(parse_resource(document))
+    record = recorded(edited)
+    assert record is not None
+    assert record["metadata"]["labels"] == {"app": "web", "owner": "edit"}
+    assert record["metadata"]["annotations"] == {}
+    assert record["spec"]["desiredState"] == "Running"  # all the edited file showed
+    update = applied_object(_cell({"app": "web"}), edited)
+    assert update is not None
+    assert update.metadata.labels == {"app": "web"}
     assert update.metadata.annotations["kukeon.io/scheduled-by"] == "scheduler"
 
 
