@@ -173,15 +173,75 @@ def _kubectl_option(exc: click.NoSuchOption, where: str) -> str | None:
     return f"No such option '{exc.option_name}': {said}" if said else None
 
 
+_ROOT_VALUE_OPTIONS = (
+    "--context",
+    "--server",
+    "-s",
+    "--token",
+    "--certificate-authority",
+    "--config",
+    "--request-timeout",
+)
+"""The root's options that take a value: kubectl takes its global flags (`--context`,
+`--server`, `--token`, `--request-timeout`, ...) after the command as well."""
+
+
+def _command_at(args: Sequence[str]) -> int:
+    """Where the command starts: after the root's options given before it."""
+    at = 0
+    while at < len(args) and args[at].startswith("-") and args[at] != "--":
+        at += 2 if args[at] in _ROOT_VALUE_OPTIONS else 1
+    return at
+
+
+def _given_as(word: str, name: str) -> bool:
+    """``word`` is root option ``name`` with its value in it (``--token=x``, ``-sunix://``)."""
+    joined = name + "=" if name.startswith("--") else name
+    return word.startswith(joined) and len(word) > len(name)
+
+
+def _root_option_first(args: list[str], name: str) -> list[str] | None:
+    """``args`` with root option ``name``, given after the command (that does not have it),
+    moved just before the command (after any given there: the later one wins, as kubectl's);
+    None when it is not there (not a root option, or only after ``--``, the container's)."""
+    if name not in _ROOT_VALUE_OPTIONS:
+        return None
+    start = _command_at(args)
+    for at in range(start + 1, len(args)):
+        word = args[at]
+        if word == "--":
+            return None
+        if word == name and at + 1 < len(args):
+            taken = args[at : at + 2]
+        elif _given_as(word, name):
+            taken = [word]
+        else:
+            continue
+        rest = args[:at] + args[at + len(taken) :]
+        return rest[:start] + taken + rest[start:]
+    return None
+
+
+def _invoke(args: list[str]) -> object:
+    """Run the command line; a root option after the command (`get cells --context prod`,
+    `logs web --request-timeout 5s`: said 'No such option') is moved before it first."""
+    while True:
+        try:
+            return cli.main(args=args, prog_name="kukectl", standalone_mode=False)
+        except click.NoSuchOption as exc:
+            # Raised while parsing, before any command ran (a group's callback only reads
+            # its options): the line is parsed again with the option where the root reads it.
+            moved = _root_option_first(args, exc.option_name)
+            if moved is None:
+                raise
+            args = moved
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point of ``kukectl``: every failure is one ``error:`` line (Click's
     usage errors included) and the documented exit code (1 server, 2 usage)."""
     try:
-        code = cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="kukectl",
-            standalone_mode=False,
-        )
+        code = _invoke(list(argv) if argv is not None else sys.argv[1:])
     except click.exceptions.NoArgsIsHelpError as exc:
         # `kukectl`, `kukectl config`, `kukectl rollout` alone: their help on stdout and
         # exit 0, as kubectl's; it was the whole help as one "error:" line, exit 2.

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from kukeon.api import Kind
 from kukeon.cli.config import resolve_connection
 from kukeon.cli.configfile import KukectlConfig
-from kukeon.cli.main import cli
+from kukeon.cli.main import _root_option_first, cli
 from kukeon.cli.runner import EXIT_USAGE
 from kukeon.client.apiclient import ApiClient, ServerUnreachable
 
@@ -104,3 +104,47 @@ def test_a_system_timeout_without_a_limit_of_ours_is_named() -> None:
     error = client._timed_out(TimeoutError(110, "Connection timed out"))
     assert isinstance(error, ServerUnreachable)
     assert "Connection timed out" in str(error)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["get", "realms", "--server", "{server}"],
+        ["get", "realms", "--server={server}", "--request-timeout", "5s"],
+        ["get", "realms", "-s", "{server}", "--context=", "-o", "name"],
+        ["--server", "unix:///nonexistent.sock", "get", "realms", "-s{server}"],
+    ],
+)
+def test_a_root_option_after_the_command_is_taken_as_kubectls(
+    socket_dir: Path, args: list[str]
+) -> None:
+    """kubectl takes its global flags after the command (`kubectl get pods --context prod`);
+    they were 'No such option', exit 2. Given twice, the later one wins (pflag's rule); an
+    empty one is still refused (the third)."""
+    with list_server(socket_dir / "s.sock") as socket:
+        line = [word.replace("{server}", f"unix://{socket}") for word in args]
+        done = subprocess.run(
+            [*KUKECTL, *line],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "KUKEON_CONFIG": str(socket_dir / "none.yaml")},
+        )
+    if "--context=" in args:
+        assert done.returncode == EXIT_USAGE
+        assert "Invalid value for '--context'" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr  # the unreachable server: exit 1
+        assert "No realms found" in done.stderr
+
+
+def test_only_a_root_option_before_the_containers_command_moves() -> None:
+    moved = _root_option_first(["get", "cells", "--token", "t", "-A"], "--token")
+    assert moved == ["--token", "t", "get", "cells", "-A"]
+    given_first = ["--token", "a", "logs", "web", "--token=b"]
+    expected = ["--token", "a", "--token=b", "logs", "web"]
+    assert _root_option_first(given_first, "--token") == expected
+    # after `--` it is the container's command's; a command's own option is never reported
+    assert _root_option_first(["exec", "web", "--", "curl", "--token", "t"], "--token") is None
+    assert _root_option_first(["get", "cells", "--watch-timeout", "1s"], "--watch-timeout") is None
+    assert _root_option_first(["get", "cells", "--token"], "--token") is None  # no value
