@@ -239,21 +239,29 @@ _SERVE = (
 
 
 @contextlib.asynccontextmanager
-async def tcp_listener(
-    address: object, ports: Sequence[int], *, netns: Path | None = None
-) -> AsyncIterator[None]:
-    """Listen on ``address`` for each port, in ``netns`` or on the host, until the block ends."""
+async def serving(script: str, *args: object, netns: Path | None = None) -> AsyncIterator[None]:
+    """Python ``script`` (which prints ``ready`` once it serves) run with ``args``, in
+    ``netns`` or on the host, until the block ends."""
     prefix = ["ip", "netns", "exec", netns.name] if netns is not None else []
     process = await asyncio.create_subprocess_exec(
-        *prefix, sys.executable, "-c", _SERVE, str(address), *(str(p) for p in ports),
+        *prefix, sys.executable, "-c", script, *(str(a) for a in args),
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 10)
-        assert line.strip() == b"ready", f"listener did not start: {line!r}"
+        assert line.strip() == b"ready", f"server did not start: {line!r}"
         yield
     finally:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def tcp_listener(
+    address: object, ports: Sequence[int], *, netns: Path | None = None
+) -> AsyncIterator[None]:
+    """Listen on ``address`` for each port, in ``netns`` or on the host, until the block ends."""
+    async with serving(_SERVE, address, *ports, netns=netns):
+        yield

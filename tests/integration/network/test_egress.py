@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from ipaddress import IPv4Network
 
 import pytest
 
@@ -90,7 +91,13 @@ async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHar
         )
         assert list(results) == [True, True, True, True]
         counters_after = await harness.networks.egress.counters(bridge=client_status.bridge_name)
-        assert [c.name for c in counters_after] == ["established", "other-realm", "default"]
+        assert [c.name for c in counters_after] == [
+            "spoofed",
+            "established",
+            "other-realm",
+            "default",
+        ]
+        assert counters_after[0].packets == 0, "a cell's own address is never spoofed"
 
 
 async def test_default_allow_without_rules_connects_everywhere(harness: NetworkHarness) -> None:
@@ -110,12 +117,16 @@ async def test_replacing_and_removing_chains_keeps_other_spaces(harness: Network
     egress = harness.networks.egress
     table = harness.settings.nft_table
     policy = EgressRuleset(default="deny", rules=(EgressRule(host="localhost", ports=(80,)),))
-    await egress.apply(bridge="kk-x-one", realm="x", policy=policy)
-    await egress.apply(bridge="kk-x-two", realm="x", policy=EgressRuleset(default="deny"))
-    await egress.apply(bridge="kk-x-one", realm="x", policy=policy)  # re-applying: no duplicate
+    one, two = IPv4Network("10.99.1.0/24"), IPv4Network("10.99.2.0/24")
+    await egress.apply(bridge="kk-x-one", realm="x", subnet=one, policy=policy)
+    await egress.apply(
+        bridge="kk-x-two", realm="x", subnet=two, policy=EgressRuleset(default="deny")
+    )
+    # Re-applying: no duplicate.
+    await egress.apply(bridge="kk-x-one", realm="x", subnet=one, policy=policy)
     listing = json.loads(run("nft", "-j", "list", "table", "inet", table, check=True).stdout)
     rules = [i["rule"] for i in listing["nftables"] if "rule" in i]
-    assert sum(r["chain"] == "egress-kk-x-one" for r in rules) == 5
+    assert sum(r["chain"] == "egress-kk-x-one" for r in rules) == 6
     assert sum(r["chain"] == "forward" for r in rules) == 1
     assert sum(r["chain"] == "input" for r in rules) == 1
     one_rule = next(r for r in rules if r.get("comment") == "rule-0")

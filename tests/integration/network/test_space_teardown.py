@@ -13,7 +13,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import replace
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv4Network
 
 import pytest
 
@@ -261,7 +261,10 @@ async def test_idle_bridges_of_spaces_gone_are_swept_and_no_other(harness: Netwo
 
         orphan_chain = networks.bridge_of(*harness.new_names())
         await networks.egress.apply(
-            bridge=orphan_chain, realm="gone", policy=EgressRuleset(default="deny")
+            bridge=orphan_chain,
+            realm="gone",
+            subnet=IPv4Network("10.99.3.0/24"),
+            policy=EgressRuleset(default="deny"),
         )
         asked: list[bool] = []
 

@@ -5,7 +5,7 @@ a translation that always said "allow" would pass every test of the adapter."""
 from __future__ import annotations
 
 import asyncio
-from ipaddress import IPv4Address, ip_network
+from ipaddress import IPv4Address, IPv4Network, ip_network
 from typing import Any
 
 from hypothesis import given
@@ -103,7 +103,12 @@ def _space_chain(spec: Any) -> list[dict[str, Any]]:
     policy = egress_policy(spec)
     resolved = asyncio.run(resolve_policy(policy, resolver=_resolver))
     batch = render_apply(
-        table="kukeon", bridge="kk-r-s", realm="r", default=policy.default, rules=resolved
+        table="kukeon",
+        bridge="kk-r-s",
+        realm="r",
+        subnet=IPv4Network("10.88.0.0/24"),
+        default=policy.default,
+        rules=resolved,
     )
     return [
         command["add"]["rule"]
@@ -130,8 +135,16 @@ def test_a_deny_space_ends_its_chain_in_a_drop_after_each_allowed_destination() 
     ).spec
     rules = _space_chain(spec)
     comments = [rule.get("comment") for rule in rules]
-    assert comments == [None, "established", OTHER_REALM_COMMENT, "rule-0", "rule-1", "default"]
-    host_rule, cidr_rule, default = rules[3:]
+    assert comments == [
+        "spoofed",
+        None,
+        "established",
+        OTHER_REALM_COMMENT,
+        "rule-0",
+        "rule-1",
+        "default",
+    ]
+    host_rule, cidr_rule, default = rules[4:]
     assert host_rule["expr"][0]["match"]["right"] == "192.0.2.10"
     assert host_rule["expr"][1]["match"]["right"] == 443
     assert host_rule["expr"][-1] == {"accept": None}
@@ -142,6 +155,7 @@ def test_a_deny_space_ends_its_chain_in_a_drop_after_each_allowed_destination() 
 def test_a_space_without_egress_accepts_by_default() -> None:
     rules = _space_chain(_space().spec)
     assert [rule.get("comment") for rule in rules] == [
+        "spoofed",
         None,
         "established",
         "other-realm",

@@ -237,7 +237,13 @@ async def test_a_kill_between_lease_and_record_is_cleaned_by_the_detach(tmp_path
 
 def test_masquerade_goes_in_the_space_transaction_and_leaves_with_it() -> None:
     batch = render_apply(
-        table="t", bridge="kk-r-s", realm="r", default="allow", rules=(), masquerade=SUBNET
+        table="t",
+        bridge="kk-r-s",
+        realm="r",
+        subnet=SUBNET,
+        default="allow",
+        rules=(),
+        masquerade=True,
     )
     chains = [c["add"]["chain"] for c in batch["nftables"] if "chain" in c.get("add", {})]
     nat = next(c for c in chains if c["name"] == "masquerade")
@@ -249,7 +255,7 @@ def test_masquerade_goes_in_the_space_transaction_and_leaves_with_it() -> None:
     )
     assert {"masquerade": None} in rule["expr"]
     assert "masquerade" not in str(
-        render_apply(table="t", bridge="b", realm="r", default="allow", rules=())
+        render_apply(table="t", bridge="b", realm="r", subnet=SUBNET, default="allow", rules=())
     )
     listing = {
         "nftables": [

@@ -42,6 +42,9 @@ def space_rules(batch: dict[str, Any], chain: str) -> list[dict[str, Any]]:
     return [r for r in commands(batch, "add", "rule") if r["chain"] == chain]
 
 
+NET = IPv4Network("10.88.3.0/24")
+"""The space's subnet: its cells' addresses, the only sources its chain lets through."""
+
 RULES = (
     ResolvedRule(destinations=(IPv4Network("10.0.0.0/8"),), ports=(80, 443)),
     ResolvedRule(destinations=(IPv4Network("192.0.2.7/32"), IPv4Network("192.0.2.8/32"))),
@@ -49,7 +52,9 @@ RULES = (
 
 
 def test_apply_is_one_transaction_that_replaces_the_chain() -> None:
-    batch = render_apply(table="kukeon", bridge="kk-a-b", realm="a", default="deny", rules=RULES)
+    batch = render_apply(
+        table="kukeon", bridge="kk-a-b", realm="a", subnet=NET, default="deny", rules=RULES
+    )
     assert all(c.get("family", "inet") == "inet" for v in batch["nftables"] for c in v.values())
     assert commands(batch, "add", "table") == [{"family": "inet", "name": "kukeon"}]
     assert commands(batch, "add", "map")[0]["map"] == "verdict"
@@ -72,9 +77,12 @@ def test_apply_is_one_transaction_that_replaces_the_chain() -> None:
 
 
 def test_space_chain_rule_order() -> None:
-    batch = render_apply(table="t", bridge="kk-a-b", realm="a", default="deny", rules=RULES)
+    batch = render_apply(
+        table="t", bridge="kk-a-b", realm="a", subnet=NET, default="deny", rules=RULES
+    )
     rules = space_rules(batch, chain_name("kk-a-b"))
     assert [r.get("comment") for r in rules] == [
+        "spoofed",
         None,
         "established",
         "other-realm",
@@ -82,7 +90,19 @@ def test_space_chain_rule_order() -> None:
         "rule-1",
         "default",
     ]
-    intra, established, other_realm, first, second, default = rules
+    spoofed, intra, established, other_realm, first, second, default = rules
+    # First, before the same-bridge return: a source a cell wrote opens no conntrack flow.
+    assert spoofed["expr"] == [
+        {
+            "match": {
+                "op": "!=",
+                "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                "right": {"prefix": {"addr": "10.88.3.0", "len": 24}},
+            }
+        },
+        {"counter": {"packets": 0, "bytes": 0}},
+        {"drop": None},
+    ]
     assert intra["expr"] == [
         {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "kk-a-b"}},
         {"return": None},
@@ -122,9 +142,11 @@ def test_space_chain_rule_order() -> None:
 
 def test_default_allow_and_single_port() -> None:
     rule = ResolvedRule(destinations=(IPv4Network("10.1.0.0/16"),), ports=(22,))
-    batch = render_apply(table="t", bridge="b", realm="r", default="allow", rules=[rule])
+    batch = render_apply(
+        table="t", bridge="b", realm="r", subnet=NET, default="allow", rules=[rule]
+    )
     rules = space_rules(batch, "egress-b")
-    assert rules[3]["expr"][1]["match"]["right"] == 22
+    assert rules[4]["expr"][1]["match"]["right"] == 22
     assert rules[-1]["expr"][-1] == {"accept": None}
     json.dumps(batch)  # serialisable as is
 
@@ -292,12 +314,12 @@ async def test_missing_nft_names_the_package(
     monkeypatch.setenv("PATH", str(tmp_path))
     egress = NftEgress(table="t")
     with pytest.raises(HostPrerequisiteError, match=r"`nft`.*nftables"):
-        await egress.apply(bridge="b", realm="r", policy=EgressRuleset())
+        await egress.apply(bridge="b", realm="r", subnet=NET, policy=EgressRuleset())
 
 
 def test_ipv6_cidr_rules_match_ip6_daddr() -> None:
     rule = ResolvedRule(destinations=(IPv6Network("fd00::/8"),), ports=(443,))
-    batch = render_apply(table="t", bridge="b", realm="r", default="deny", rules=[rule])
-    first = space_rules(batch, "egress-b")[3]
+    batch = render_apply(table="t", bridge="b", realm="r", subnet=NET, default="deny", rules=[rule])
+    first = space_rules(batch, "egress-b")[4]
     assert first["expr"][0]["match"]["left"] == {"payload": {"protocol": "ip6", "field": "daddr"}}
     assert first["expr"][0]["match"]["right"] == {"prefix": {"addr": "fd00::", "len": 8}}

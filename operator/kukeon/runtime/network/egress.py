@@ -8,6 +8,7 @@ Layout of the one table kukeon owns (``inet kukeon`` by default)::
     chain forward { type filter hook forward priority filter; iifname vmap @egress_bridges }
     chain input   { type filter hook input   priority filter; iifname vmap @egress_bridges }
     chain egress-<bridge> {
+        ip saddr != <subnet> counter drop      # a source not the space's: spoofed
         oifname "<bridge>" return              # cell to cell on the same bridge
         ct state established,related accept
         oifname @bridges oifname != @realm-<hash> ct status ! dnat counter drop   # other realms
@@ -27,6 +28,13 @@ Why this shape:
   another's or have to close them; replies pass as established. Spaces of one realm reach
   each other as before. A connection to a published host port, DNAT'd to another realm's
   cell, is let through: publishing a port (``privileged``) opens it to every client.
+* A packet from the bridge whose IPv4 source is not in the space's subnet is dropped first
+  (``spoofed``), on both hooks and before the same-bridge return. Every container has
+  ``CAP_NET_RAW`` (the runtime's default set), so it can write any source, and conntrack
+  takes such a packet for a flow the named address opened: a datagram "from" another
+  realm's cell to a cell of a second space of the sender's realm made that second cell's
+  datagrams to it the flow's replies, ``established``, past ``other-realm`` both ways.
+  Dropped in the filter hooks, the packet's conntrack entry is never confirmed.
 * The input hook is covered as well: a cell talking to the host's own addresses (the
   gateway, or any local service) is egress from the cell's point of view.
 * A drop in this table wins over ACCEPTs in iptables-nft's tables, because every base chain
@@ -69,6 +77,7 @@ BASE_CHAINS = ("forward", "input")
 ESTABLISHED_COMMENT = "established"
 DEFAULT_COMMENT = "default"
 OTHER_REALM_COMMENT = "other-realm"
+SPOOFED_COMMENT = "spoofed"
 BRIDGE_SET = "bridges"
 REALM_SET_PREFIX = "realm-"
 
@@ -236,14 +245,28 @@ def _dispatch_commands(table: str) -> list[dict[str, Any]]:
     return commands
 
 
-def _space_chain_head(table: str, bridge: str, realm: str) -> list[dict[str, Any]]:
+def _space_chain_head(
+    table: str, bridge: str, realm: str, subnet: IPv4Network
+) -> list[dict[str, Any]]:
     """The space chain emptied, then what is decided before any rule of the space's policy.
 
-    Traffic back into the same bridge returns untouched (cell to cell), replies of
+    An IPv4 packet whose source is not in the space's ``subnet`` is dropped (a cell wrote
+    it), traffic back into the same bridge returns untouched (cell to cell), replies of
     established or related connections are accepted, and a new connection to another
     realm's bridge (not DNAT'd to it by a host port) is dropped.
     """
     chain = chain_name(bridge)
+    spoofed = [
+        {
+            "match": {
+                "op": "!=",
+                "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                "right": _address_value(subnet),
+            }
+        },
+        {"counter": {"packets": 0, "bytes": 0}},
+        {"drop": None},
+    ]
     same_bridge = {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": bridge}}
     established = {
         "match": {
@@ -264,6 +287,7 @@ def _space_chain_head(table: str, bridge: str, realm: str) -> list[dict[str, Any
         *_realm_membership(table, bridge, realm),
         {"add": {"chain": _ref(table=table, name=chain)}},
         {"flush": {"chain": _ref(table=table, name=chain)}},
+        {"add": {"rule": _ref(table=table, chain=chain, comment=SPOOFED_COMMENT, expr=spoofed)}},
         {"add": {"rule": _ref(table=table, chain=chain, expr=[same_bridge, {"return": None}])}},
         {
             "add": {
@@ -328,15 +352,16 @@ def render_apply(
     table: str,
     bridge: str,
     realm: str,
+    subnet: IPv4Network,
     default: Literal["allow", "deny"],
     rules: Sequence[ResolvedRule],
-    masquerade: IPv4Network | None = None,
+    masquerade: bool = False,
 ) -> dict[str, Any]:
     """The one nft transaction that installs (or replaces) ``bridge``'s space chain (pure),
-    the bridge of a space of ``realm``.
+    the bridge of a space of ``realm`` whose cells have their addresses in ``subnet``.
 
     The bridge joins the dispatch map last, once its chain holds the whole policy. With
-    ``masquerade`` (the space's subnet), the space's masquerade chain too (``masquerade``).
+    ``masquerade``, the space's masquerade chain too (``masquerade``).
     """
     chain = chain_name(bridge)
     joins_map = {
@@ -348,12 +373,12 @@ def render_apply(
     }
     commands = [
         *_dispatch_commands(table),
-        *_space_chain_head(table, bridge, realm),
+        *_space_chain_head(table, bridge, realm, subnet),
         *_policy_rules(table, chain, default, rules),
         joins_map,
     ]
-    if masquerade is not None:
-        commands += render_masquerade(table=table, bridge=bridge, subnet=masquerade)
+    if masquerade:
+        commands += render_masquerade(table=table, bridge=bridge, subnet=subnet)
     return {"nftables": commands}
 
 
@@ -490,15 +515,18 @@ class NftEgress:
         *,
         bridge: str,
         realm: str,
+        subnet: IPv4Network,
         policy: EgressRuleset,
-        masquerade: IPv4Network | None = None,
+        masquerade: bool = False,
     ) -> AppliedEgress:
-        """Install or replace the chain of ``bridge``, a space of ``realm``."""
+        """Install or replace the chain of ``bridge``, a space of ``realm`` on ``subnet``
+        (with ``masquerade``, its masquerade too)."""
         rules = await resolve_policy(policy, resolver=self._resolver)
         batch = render_apply(
             table=self.table,
             bridge=bridge,
             realm=realm,
+            subnet=subnet,
             default=policy.default,
             rules=rules,
             masquerade=masquerade,

@@ -289,7 +289,7 @@ class SpaceNetworks:
         conflist = self.conflist_for(bridge=bridge, subnet=subnet)
         written = await write_conflist(cni_config_path, conflist)
         applied = await self.egress.apply(
-            bridge=bridge, realm=realm, policy=egress, masquerade=subnet if builtin else None
+            bridge=bridge, realm=realm, subnet=subnet, policy=egress, masquerade=builtin
         )
         if builtin and self.settings.include_firewall:
             await self.forward.allow(bridge)
