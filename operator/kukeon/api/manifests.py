@@ -95,6 +95,11 @@ class _Unreadable(NamedTuple):
     fatal: bool = False
 
 
+_TOO_DEEP = "nested too deeply to read (no kukeon object nests more than a few dozen levels)"
+"""A document nested past Python's recursion limit (its readers recurse): `[[[[...` of a
+hostile or broken file was 'unexpected failure: RecursionError' (exit 1)."""
+
+
 def _yaml_documents(text: str) -> Iterator[Any]:
     try:
         loader = _ManifestLoader(text)
@@ -113,6 +118,9 @@ def _yaml_documents(text: str) -> Iterator[Any]:
                 yield _Unreadable(f"invalid YAML: {exc}")
             except yaml.YAMLError as exc:
                 yield _Unreadable(f"invalid YAML: {exc}", fatal=True)
+                return
+            except RecursionError:
+                yield _Unreadable(f"invalid YAML: {_TOO_DEEP}", fatal=True)
                 return
     finally:
         loader.dispose()
@@ -154,6 +162,9 @@ def _json_documents(text: str) -> Iterator[Any]:
         except ValueError as exc:  # a syntax error (its line and column), NaN, a repeated key
             yield _Unreadable(f"invalid JSON: {exc}", fatal=True)
             return
+        except RecursionError:
+            yield _Unreadable(f"invalid JSON: {_TOO_DEEP}", fatal=True)
+            return
         yield from value if isinstance(value, list) else [value]
 
 
@@ -170,6 +181,9 @@ def _raw_documents(text: str, syntax: Syntax = "auto") -> Iterator[Any]:
             pass  # YAML flow style also starts with a brace
         except ValueError as exc:  # NaN, Infinity, 1e999, a repeated key
             yield _Unreadable(f"invalid JSON: {exc}", fatal=True)
+            return
+        except RecursionError:
+            yield _Unreadable(f"invalid JSON: {_TOO_DEEP}", fatal=True)
             return
         else:
             yield from value if isinstance(value, list) else [value]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import yaml
@@ -252,3 +253,21 @@ def test_a_character_yaml_refuses_is_a_manifest_error(character: str) -> None:
 def test_any_text_is_resources_or_a_manifest_error(tail: str) -> None:
     with contextlib.suppress(ManifestError):
         load_manifests("kind: Realm\n" + tail)
+
+
+@pytest.mark.parametrize(
+    ("text", "read_as", "syntax"),
+    [
+        ("[" * 100_000, "auto", "invalid JSON"),
+        ('{"a":' * 100_000, "auto", "invalid JSON"),
+        ("[" * 100_000, "json", "invalid JSON"),  # a file named *.json
+        ("kind: Realm\n---\n" + "- " * 10_000 + "1\n", "auto", "invalid YAML"),
+    ],
+)
+def test_a_manifest_nested_past_the_recursion_limit_is_a_manifest_error(
+    text: str, read_as: Literal["auto", "json"], syntax: str
+) -> None:
+    """`kukectl apply -f` of such a file was 'unexpected failure: RecursionError', exit 1."""
+    with pytest.raises(ManifestError) as info:
+        load_manifests(text, syntax=read_as)
+    assert f"{syntax}: nested too deeply" in str(info.value.errors[-1][1])
