@@ -208,7 +208,8 @@ def many_members(count: int) -> bytes:
         header[148:155] = b"%06o\0" % sum(header)
         headers.append(bytes(header))
     tail = layer_tar({"etc/passwd": PASSWD, "bin/sh": "->busybox", "bin/busybox": b"x"})
-    return gzip.compress(b"".join(headers)) + tail  # two gzip members, one stream
+    # Two gzip members, one stream; level 1 takes 0.2 s where the default (9) took 2.4 s.
+    return gzip.compress(b"".join(headers), compresslevel=1) + tail
 
 
 async def test_a_layer_of_100000_members() -> None:
