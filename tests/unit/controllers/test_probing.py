@@ -306,8 +306,11 @@ async def test_https_path_and_headers_are_what_the_probe_sends(
 
 
 async def test_an_answer_slower_than_timeout_seconds_fails(harness: Harness) -> None:
+    probe_failed = asyncio.Event()
+
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(3)
+        # Answers once the probe has failed (the server's cleanup waits for the answer).
+        await probe_failed.wait()
         return web.Response()
 
     app = web.Application()
@@ -321,6 +324,7 @@ async def test_an_answer_slower_than_timeout_seconds_fails(harness: Harness) -> 
         harness.sync(container(readinessProbe=probe))
         await harness.until(lambda: (harness.sample("readiness", "failure") or 0) >= 1)
     finally:
+        probe_failed.set()
         await runner.cleanup()
     view = harness.manager.view(KEY, "app")
     assert view is not None
