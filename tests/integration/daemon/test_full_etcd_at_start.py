@@ -33,6 +33,9 @@ from tests.integration.controllers.helpers import cell_doc, cell_key, container
 pytestmark = pytest.mark.integration
 
 QUOTA = 8 * 1024 * 1024
+AFTER_HEARTBEAT = 4.0
+"""Seconds watched after the heartbeat lease is back: the scheduler's passes (one a second)
+that follow it."""
 VALUE = b"x" * (512 * 1024)
 
 
@@ -192,13 +195,21 @@ async def test_no_node_is_lost_when_a_full_etcd_takes_writes_again(
         seen: set[tuple[str, str, str | None]] = set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 25  # the heartbeat's back-off, then a few passes
-        while loop.time() < deadline:
-            node, cell = await asyncio.gather(
-                registry.get(Kind.NODE, node_key), registry.get(Kind.CELL, running_key)
+        # Watched until the heartbeat is back and AFTER_HEARTBEAT more: the leader marks a
+        # node it has not heard only in the heartbeat's absence (its first passes, a second
+        # after etcd takes writes); once the lease is taken every pass hears it.
+        watch_until = deadline
+        while loop.time() < watch_until:
+            node, cell, beating = await asyncio.gather(
+                registry.get(Kind.NODE, node_key),
+                registry.get(Kind.CELL, running_key),
+                _heartbeat_key(k),
             )
             assert isinstance(node, Node)
             assert isinstance(cell, Cell)
             seen.add((str(node.status.state), str(cell.status.state), cell.status.reason))
+            if beating and watch_until == deadline:
+                watch_until = min(deadline, loop.time() + AFTER_HEARTBEAT)
             await asyncio.sleep(0.2)
         assert await _heartbeat_key(k), "the heartbeat lease was not taken"
         assert not [s for s in seen if s[0] == "NotReady" or s[2] == "NodeLost"], seen
