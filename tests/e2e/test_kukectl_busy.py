@@ -137,22 +137,26 @@ async def test_kukectl_waits_for_a_long_running_place(busy: BusyKukeond) -> None
 
 async def test_kukectl_fails_clearly_when_no_place_frees(busy: BusyKukeond) -> None:
     cell = await _talker(busy.k)
-    async with busy.place_taken():
-        for argv in (
-            ["exec", *cell, "--", "echo", "hi"],
-            ["logs", "-f", *cell],
-            ["get", "spaces", "-w", "--realm", busy.k.realm],
-        ):
-            started = time.monotonic()
-            process = await _kukectl(busy, *argv)
-            try:
-                _, err = await asyncio.wait_for(process.communicate(), 30)
-            finally:
-                await _stopped(process)
-            waited = time.monotonic() - started
-            assert process.returncode == 1, (argv, err)
-            text = err.decode()
-            assert "error: the server answered 429 TooManyRequests to 6 tries in 5s" in text, text
-            reason = "the most this server allows a user" if argv[0] != "exec" else "close some"
-            assert reason in text, text
-            assert 5.0 <= waited < 20.0, (argv, waited)
+
+    async def refused(argv: list[str]) -> None:
+        started = time.monotonic()
+        process = await _kukectl(busy, *argv)
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            await _stopped(process)
+        waited = time.monotonic() - started
+        assert process.returncode == 1, (argv, err)
+        text = err.decode()
+        assert "error: the server answered 429 TooManyRequests to 6 tries in 5s" in text, text
+        reason = "the most this server allows a user" if argv[0] != "exec" else "close some"
+        assert reason in text, text
+        assert 5.0 <= waited < 20.0, (argv, waited)
+
+    # The three at once: each is refused (none of them gets a place), so each spends its
+    # 5 s of retries beside the others rather than after them. A task group: one failing
+    # cancels the others, whose kukectl is then stopped.
+    async with busy.place_taken(), asyncio.TaskGroup() as group:
+        group.create_task(refused(["exec", *cell, "--", "echo", "hi"]))
+        group.create_task(refused(["logs", "-f", *cell]))
+        group.create_task(refused(["get", "spaces", "-w", "--realm", busy.k.realm]))
