@@ -9,17 +9,30 @@ refused (the last one silently winning hides mistakes and smuggles values past r
 and so are YAML aliases, which let a few hundred bytes expand into gigabytes once the
 document is encoded as JSON for etcd.
 
+YAML costs ~100 times JSON's CPU per value (libyaml's events, then PyYAML's composer and
+constructor in Python: ~7-14 us a node), so a 1 MiB body of 100,000 keys or 500,000 flow
+items took 2-4 s of kukeond's CPU to read. A YAML body is refused once its event scan meets
+more than ``MAX_YAML_NODES`` nodes (a 413, after ~40 ms at most), and before any scan when
+it has more than ``MAX_YAML_DIRECTIVES`` directive lines (libyaml compares each ``%TAG`` with
+every earlier one: 40,000 of them took ~8 s before the first event). JSON has no node bound:
+Python's decoder reads 1 MiB of any shape in ~0.1 s. Decoding that may take more than a few
+milliseconds runs on ``DECODE_THREADS`` threads of its own (``decode_off_loop``), so neither
+the event loop nor the default executor waits behind it.
+
 Every failure is a ``BodyError`` carrying the HTTP code, a message that quotes at most a
 few hundred characters of the input, and the key path when there is one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
-from itertools import accumulate
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate, islice
+from typing import Any, TypeVar
 
 import yaml
 
@@ -43,8 +56,41 @@ BODY_MEDIA_TYPES = frozenset({JSON_MEDIA_TYPE, *YAML_MEDIA_TYPES})
 """The Content-Types a created or replaced object may be sent as; any other is a 415, as
 kube-apiserver answers (a ``text/plain`` body used to be read as JSON all the same)."""
 
-# The bodies above this size are decoded in a worker thread so the event loop keeps serving.
+MAX_YAML_NODES = 10_000
+"""Most nodes (keys, values, items) a YAML body may have: a kukeon object has tens to a few
+hundred; reading 10,000 costs ~0.1 s of CPU. A larger document is sent as JSON (kukectl
+always does)."""
+
+MAX_MANIFEST_NODES = 50_000
+"""Most nodes a manifest pasted into the web console may have (``check_manifest``): its 500
+documents at 100 each (a cell has 20-60)."""
+
+MAX_YAML_DIRECTIVES = 64
+"""Most lines beginning with ``%`` (YAML directives: ``%YAML``, ``%TAG``) a YAML body may
+have; a document has none or one or two."""
+
+# Bodies above these sizes are decoded off the event loop: JSON's decoder reads 64 KiB in
+# ~4 ms, YAML 4 KiB (at most ~2,000 nodes) in ~15 ms.
 THREAD_THRESHOLD = 64 * 1024
+YAML_THREAD_THRESHOLD = 4 * 1024
+
+DECODE_THREADS = 2
+"""Bodies decoded at once off the loop; the others wait their turn (the in-flight bounds
+limit how many): however many clients send large bodies, the default executor's threads
+stay free for what else runs there, and at most this many threads contend with the loop."""
+
+_decode_pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="kukeon-body")
+_T = TypeVar("_T")
+
+
+async def decode_off_loop(decode: Callable[[], _T]) -> _T:
+    """``decode()`` on one of the ``DECODE_THREADS`` body threads."""
+    return await asyncio.get_running_loop().run_in_executor(_decode_pool, decode)
+
+
+def thread_threshold(content_type: str) -> int:
+    """The size of a body of ``content_type`` above which it is decoded off the loop."""
+    return YAML_THREAD_THRESHOLD if is_yaml(content_type) else THREAD_THRESHOLD
 
 
 class BodyError(ValueError):
@@ -87,12 +133,22 @@ class _Duplicates:
         self.found: list[tuple[dict[str, Any], str]] = []
 
     def hook(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result and (result, key) not in self.found:
-                self.found.append((result, key))
-            result[key] = value
+        result = dict(pairs)  # the last value of a repeated key kept, in C
+        if len(result) < len(pairs):
+            self._record(result, pairs)
         return result
+
+    def _record(self, result: dict[str, Any], pairs: list[tuple[str, Any]]) -> None:
+        """Each key of ``pairs`` repeated, once, in the order its second mention comes (sets:
+        a search of ``found`` for each repeat made 50,000 of them cost a minute of CPU)."""
+        seen: set[str] = set()
+        recorded: set[str] = set()
+        for key, _ in pairs:
+            if key not in seen:
+                seen.add(key)
+            elif key not in recorded:
+                recorded.add(key)
+                self.found.append((result, key))
 
     def paths(self, root: Any) -> list[tuple[str, str]]:
         """Each repeated key's path in the decoded ``root`` and the key, in the order met; a
@@ -116,9 +172,16 @@ def _find_paths(root: Any, wanted: set[int]) -> dict[int, str]:
         if isinstance(value, dict):
             if id(value) in wanted:
                 found[id(value)] = path
-            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+            # Only what can hold an object is walked (a path is text made for each).
+            stack.extend(
+                (v, f"{path}.{k}" if path else str(k))
+                for k, v in value.items()
+                if isinstance(v, dict | list)
+            )
         elif isinstance(value, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+            stack.extend(
+                (v, f"{path}[{i}]") for i, v in enumerate(value) if isinstance(v, dict | list)
+            )
     return found
 
 
@@ -243,6 +306,25 @@ def _refused_value(scanner: Any, event: yaml.NodeEvent, *, is_key: bool) -> str 
     return None
 
 
+def _refuse_node(
+    scanner: Any, event: yaml.NodeEvent, path: str, *, is_key: bool, tags: bool
+) -> None:
+    """A BodyError naming ``path`` for a node that is no JSON value: an alias, and when
+    ``tags`` a tag of no JSON value or a value JSON has not (``_refused_value``)."""
+    refusal: str | None = None
+    if isinstance(event, yaml.AliasEvent):
+        refusal = "YAML aliases are not accepted"
+    elif tags:
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!") and tag not in JSON_TAGS:
+            refusal = not_json_message(tag)
+        else:
+            refusal = _refused_value(scanner, event, is_key=is_key)
+    if refusal:
+        where = quote(path) if path else "the top level"
+        raise BodyError(400, f"{refusal} (at {where})", field=path)
+
+
 def _opened(
     event: yaml.CollectionStartEvent, path: str, mapping_paths: dict[int, str] | None
 ) -> _Frame:
@@ -263,10 +345,13 @@ def _scan_yaml(
     tags: bool = True,
     loader: type[yaml.SafeLoader] = _Loader,
     mapping_paths: dict[int, str] | None = None,
+    max_nodes: int = MAX_YAML_NODES,
+    advice: str = "send a document this large as JSON",
 ) -> None:
     """Check the YAML event stream, iteratively: depth, aliases, repeated keys (unless
     ``duplicates``), tags of no JSON value (when ``tags``: `!!binary`, `!!set`...), one
-    document (when ``one_document``). ``mapping_paths``: when a dict, each mapping's
+    document (when ``one_document``), at most ``max_nodes`` nodes (the scan stops at the
+    first one over). ``mapping_paths``: when a dict, each mapping's
     path by its start index in the text (to name the keys the constructor finds repeated).
 
     The composer and constructor recurse once per level, so they only ever see a stream
@@ -274,7 +359,7 @@ def _scan_yaml(
     """
     scanner: Any = loader(text)  # PyYAML's parser methods are untyped
     stack: list[_Frame] = []
-    documents = 0
+    documents = nodes = 0
     try:
         while True:
             event = scanner.get_event()
@@ -292,19 +377,13 @@ def _scan_yaml(
                 continue
             if not isinstance(event, yaml.NodeEvent):
                 continue
+            nodes += 1
+            if nodes > max_nodes:
+                raise too_many_nodes(max_nodes, advice)
             frame = stack[-1] if stack else None
             is_key = frame is not None and frame.mapping and frame.expecting_key
             path = _node_path(frame, event, duplicates=duplicates)
-            if isinstance(event, yaml.AliasEvent):
-                where = quote(path) if path else "the top level"
-                raise BodyError(400, f"YAML aliases are not accepted (at {where})", field=path)
-            tag = getattr(event, "tag", None) if tags else None  # aliases have none
-            if tag not in (None, "!") and tag not in JSON_TAGS:
-                where = quote(path) if path else "the top level"
-                raise BodyError(400, f"{not_json_message(tag)} (at {where})", field=path)
-            if tags and (refusal := _refused_value(scanner, event, is_key=is_key)):
-                where = quote(path) if path else "the top level"
-                raise BodyError(400, f"{refusal} (at {where})", field=path)
+            _refuse_node(scanner, event, path, is_key=is_key, tags=tags)
             if isinstance(event, yaml.CollectionStartEvent):
                 if len(stack) >= max_depth:
                     raise BodyError(
@@ -320,10 +399,54 @@ def _scan_yaml(
         raise BodyError(400, f"the request body must hold one YAML document, got {documents}")
 
 
-def check_manifest(raw: bytes, *, max_depth: int = MAX_DEPTH) -> str:
+def too_many_nodes(limit: int, advice: str) -> BodyError:
+    return BodyError(
+        413,
+        f"the YAML request body has more than {limit} nodes (keys, values and items), over "
+        f"the limit of {limit} for YAML; {advice}",
+    )
+
+
+def _count_nodes(text: str, limit: int, advice: str) -> None:
+    """A 413 once libyaml's events of ``text`` hold more than ``limit`` nodes (it stops
+    there); text it cannot parse is counted up to the error, left to the caller."""
+    parser: Any = _Loader(text)  # PyYAML's parser methods are untyped
+    nodes = 0
+    try:
+        with contextlib.suppress(yaml.YAMLError):
+            while not isinstance(event := parser.get_event(), yaml.StreamEndEvent):
+                if isinstance(event, yaml.NodeEvent):
+                    nodes += 1
+                    if nodes > limit:
+                        raise too_many_nodes(limit, advice)
+    finally:
+        parser.dispose()
+
+
+_DIRECTIVE_LINE = re.compile(r"^%", re.MULTILINE)
+
+
+def check_directives(text: str, limit: int = MAX_YAML_DIRECTIVES) -> None:
+    """A 400 when ``text`` has more than ``limit`` lines beginning with ``%`` (directives),
+    counted before any parser reads them."""
+    count = sum(1 for _ in islice(_DIRECTIVE_LINE.finditer(text), limit + 1))
+    if count > limit:
+        raise BodyError(
+            400,
+            f"the YAML request body has more than {limit} lines beginning with '%' (YAML "
+            f"directives), over the limit of {limit}",
+        )
+
+
+def check_manifest(
+    raw: bytes, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_MANIFEST_NODES
+) -> str:
     """The text of a manifest of any number of documents (JSON or YAML), refused when no
     reader could expand it safely: not UTF-8, nested over ``max_depth``, or with a YAML
-    alias (a few hundred bytes of aliases expand into gigabytes once answered as JSON).
+    alias (a few hundred bytes of aliases expand into gigabytes once answered as JSON),
+    or when reading it would cost seconds: more than ``max_nodes`` nodes (counted by
+    libyaml first, ~25 times faster than the reader's parser, so that a hostile body is
+    refused in ~50 ms) or ``MAX_YAML_DIRECTIVES`` directive lines.
 
     What else is wrong with it (a syntax error, a repeated key, a tag of no JSON value) is
     left to the reader, which reports it per document."""
@@ -335,20 +458,36 @@ def check_manifest(raw: bytes, *, max_depth: int = MAX_DEPTH) -> str:
         raise BodyError(
             400, f"the request body is nested {depth} levels deep, over the limit of {max_depth}"
         )
+    check_directives(text)
+    advice = "apply a manifest this large with kukectl"
+    _count_nodes(text, max_nodes, advice)
     # With the reader's own parser (pure Python: libyaml stops at 1,000 levels, where the
     # reader would recurse), so a syntax error stops both at the same place; the reader
-    # reports it, with the documents before it.
+    # reports it, with the documents before it. It counts the nodes too, for a text whose
+    # start libyaml refuses and the reader's parser does not.
     with contextlib.suppress(yaml.YAMLError):
         _scan_yaml(
-            text, max_depth, one_document=False, duplicates=True, tags=False, loader=yaml.SafeLoader
+            text,
+            max_depth,
+            one_document=False,
+            duplicates=True,
+            tags=False,
+            loader=yaml.SafeLoader,
+            max_nodes=max_nodes,
+            advice=advice,
         )
     return text
 
 
 def decode_yaml(
-    raw: bytes, *, max_depth: int = MAX_DEPTH, duplicates: list[str] | None = None
+    raw: bytes,
+    *,
+    max_depth: int = MAX_DEPTH,
+    duplicates: list[str] | None = None,
+    max_nodes: int = MAX_YAML_NODES,
 ) -> Any:
-    """A single-document YAML body; BodyError when too deep, malformed, aliased or repeating.
+    """A single-document YAML body; BodyError when too deep, malformed, aliased or repeating,
+    or with more than ``max_nodes`` nodes or ``MAX_YAML_DIRECTIVES`` directives.
 
     ``duplicates``: when a list, a repeated key's path is appended to it instead (keys
     equal as JSON's text too: ``1`` and ``"1"``), and its last value kept."""
@@ -356,9 +495,16 @@ def decode_yaml(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"the request body is not UTF-8: {exc.reason}") from None
+    check_directives(text)
     mapping_paths: dict[int, str] | None = {} if duplicates is not None else None
     try:
-        _scan_yaml(text, max_depth, duplicates=duplicates is not None, mapping_paths=mapping_paths)
+        _scan_yaml(
+            text,
+            max_depth,
+            duplicates=duplicates is not None,
+            mapping_paths=mapping_paths,
+            max_nodes=max_nodes,
+        )
         loader = _Loader(text)  # a SafeLoader: no Python objects
         if mapping_paths is not None:
             loader.repeated_keys = []

@@ -43,8 +43,12 @@ WARN = "Warn"
 IGNORE = "Ignore"
 LEVELS = (IGNORE, WARN, STRICT)
 
-WARNINGS_KEY = web.RequestKey("kukeon_warnings", list[str])
-"""The warnings of a request, in the order found (``warn``)."""
+WARNINGS_KEY = web.RequestKey("kukeon_warnings", dict[str, None])
+"""The warnings of a request, in the order found, each once (``warn``; a dict, as a list
+searched for each new one made a body repeating 50,000 keys cost seconds)."""
+
+CAUSES_MAX = 100
+"""Repeated keys named as causes of a refusal at most (a 1 MiB body can repeat 50,000)."""
 
 WARNING_MAX = 256
 """kube-apiserver's cut of one warning (``truncateItemRunes``)."""
@@ -81,9 +85,8 @@ def warn(request: web.Request, text: str) -> None:
     """Record a warning for the answer's headers (once: a patch retried finds it again)."""
     found = request.get(WARNINGS_KEY)
     if found is None:
-        request[WARNINGS_KEY] = found = []
-    if text not in found:
-        found.append(text)
+        request[WARNINGS_KEY] = found = {}
+    found[text] = None
 
 
 def _field(path: str) -> str:
@@ -119,7 +122,7 @@ def add_warnings(request: web.Request, response: web.StreamResponse) -> None:
     """The request's warnings as ``Warning`` headers of ``response`` (not yet sent)."""
     texts = request.get(WARNINGS_KEY)
     if texts and not response.prepared:
-        for value in header_values(texts):
+        for value in header_values(list(texts)):
             response.headers.add("Warning", value)
 
 
@@ -136,10 +139,14 @@ class FieldChecks:
             return
         if self.level == STRICT:
             shown = ", ".join(quote(path) for path in paths[:10])
+            more = f" and {len(paths) - 10} more" if len(paths) > 10 else ""
             raise ApiError(
                 422,
-                f"the request body gives a key twice in one object: duplicate key at {shown}",
-                causes=[Cause(path, "duplicate key: given more than once") for path in paths],
+                f"the request body gives a key twice in one object: duplicate key at {shown}{more}",
+                causes=[
+                    Cause(path, "duplicate key: given more than once")
+                    for path in paths[:CAUSES_MAX]
+                ],
             )
         if self.level == WARN:
             for path in paths:

@@ -8,7 +8,6 @@ The authentication middleware (``app``) leaves the caller on the request under
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from typing import Any
@@ -22,9 +21,10 @@ from kukeon.apiserver.auth import Principal
 from kukeon.apiserver.bodies import (
     BODY_MEDIA_TYPES,
     JSON_MEDIA_TYPE,
-    THREAD_THRESHOLD,
     BodyError,
     decode_body,
+    decode_off_loop,
+    thread_threshold,
 )
 from kukeon.apiserver.expect import send_continue
 from kukeon.apiserver.fieldselector import FieldSelector, FieldSelectorError, parse_field_selector
@@ -101,8 +101,8 @@ async def read_body(
     ``limit`` bytes first, and wait for a body a client only announced); aiohttp enforces
     the limit again while reading a chunked body. ``kukeon.apiserver.bodies`` bounds the
     nesting depth and refuses repeated keys, or with ``checks`` (a write's
-    ``fieldValidation``) keeps their last values and lets the level decide. A large body is
-    decoded in a worker thread.
+    ``fieldValidation``) keeps their last values and lets the level decide, and bounds a
+    YAML body's nodes. A large body is decoded on the body threads (``decode_off_loop``).
     """
     length = request.content_length
     if length is not None and length > limit:
@@ -120,7 +120,8 @@ async def read_body(
     repeated: list[str] | None = [] if checks is not None else None
     decode = functools.partial(decode_body, raw, content_type, duplicates=repeated)
     try:
-        body = await asyncio.to_thread(decode) if len(raw) > THREAD_THRESHOLD else decode()
+        off_loop = len(raw) > thread_threshold(content_type)
+        body = await decode_off_loop(decode) if off_loop else decode()
     except BodyError as exc:
         causes = [Cause(exc.field, exc.message)] if exc.field else []
         raise ApiError(exc.code, exc.message, causes=causes) from None

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from kukeon.apiserver.app import public
 from kukeon.apiserver.auth import Role
-from kukeon.apiserver.bodies import BodyError, check_manifest, decode_json
+from kukeon.apiserver.bodies import BodyError, check_manifest, decode_json, decode_off_loop
 from kukeon.apiserver.expect import send_continue
 from kukeon.apiserver.request import principal_of
 from kukeon.apiserver.status import ApiError, Cause
@@ -139,11 +139,11 @@ class UiRoutes:
         await send_continue(request)
         raw = await request.read()
         try:
-            text = await asyncio.to_thread(check_manifest, raw)
+            text = await decode_off_loop(lambda: check_manifest(raw))
         except BodyError as exc:
             raise ApiError(exc.code, exc.message) from None
         try:
-            entries = await asyncio.to_thread(read_manifest, text)
+            entries = await decode_off_loop(lambda: read_manifest(text))
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         return web.json_response({"documents": entries}, headers=ui_headers(cache=SHELL_CACHE))
@@ -154,7 +154,7 @@ class UiRoutes:
         try:
             await send_continue(request)
             raw = await request.read()
-            answer = await asyncio.to_thread(lambda: apply_update(decode_json(raw)))
+            answer = await decode_off_loop(lambda: apply_update(decode_json(raw)))
         except BodyError as exc:
             raise ApiError(exc.code, exc.message) from None
         except ValueError as exc:
