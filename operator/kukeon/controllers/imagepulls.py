@@ -76,6 +76,21 @@ class ImagePullingError(Requeue):
         self.image = image
 
 
+class PullNotJoinedError(Requeue):
+    """The pass ends without its image and joined no pull (`BackgroundPulls.ask` said
+    False): a pass of a version of the cell since replaced, whose status and Events are
+    the newer version's pass's to write, or one cut by kukeond's stop."""
+
+    def __init__(self, image: str, namespace: str) -> None:
+        super().__init__(
+            f"image {image!r} missing in realm namespace {namespace}: this pass joins no "
+            "pull (the cell changed since it began, or kukeond stops)",
+            delay=PULL_RECHECK_SECONDS,
+            reason="ImagePullNotJoined",
+        )
+        self.image = image
+
+
 @dataclass
 class _Pull:
     task: asyncio.Task[None] | None = None
@@ -106,19 +121,22 @@ class BackgroundPulls:
     ) -> Exception | bool:
         """The waiter's pass finds the image missing: the failure of the pull it waited
         for (reported once), else it waits for the pull under way or for one started now
-        with `pull` (True when started or joined now: the pass says it is pulling)."""
+        with `pull` (True: the pass says it is pulling). False when it joins none: a pass
+        of a version since replaced, or kukeond stops; such a pass says nothing."""
         outcome = self._outcomes.pop((key, waiter), None)
         if outcome is not None:
             return outcome
         needs = self._needs.get(waiter)
         if needs is not None and key[1] not in needs:
             # A pass of a version since replaced (stopped, moved, another image): it joins
-            # nothing; the newer version's pass, if this node runs one, asks for its own.
-            return True
+            # nothing and says nothing, as a Kubernetes controller holding a stale
+            # generation writes no status; the newer version's pass, if this node runs
+            # one, asks for its own.
+            return False
         running = self._pulls.get(key)
         if running is None:
             if self._closed:
-                return True  # kukeond stops: the pass ends, no pull starts
+                return False  # kukeond stops: the pass ends, no pull starts
             running = self._pulls[key] = _Pull()
             running.task = asyncio.create_task(
                 self._run(key, running, pull), name=f"kukeon-pull {key[0]} {key[1]}"
@@ -184,6 +202,7 @@ __all__ = [
     "BackgroundPulls",
     "ImagePullingError",
     "PullKey",
+    "PullNotJoinedError",
     "pull_reference",
     "pulls_needed",
 ]

@@ -35,7 +35,7 @@ from kukeon.runtime.containerd.types import ImageConfig, RegistryCredential
 from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
 
 from .imagearchives import ImageArchives, name_candidates
-from .imagepulls import BackgroundPulls, ImagePullingError, pull_reference
+from .imagepulls import BackgroundPulls, ImagePullingError, PullNotJoinedError, pull_reference
 from .imageroom import NO_IMAGE_STORAGE_LIMITS as NO_IMAGE_STORAGE_LIMITS
 from .imageroom import ImageRoom
 from .imageroom import ImageStorageExceededError as ImageStorageExceededError
@@ -443,7 +443,8 @@ class ImageProvider:
         asked: tuple[str, ImageReference, Sequence[RegistryCredential], int | None],
     ) -> NoReturn:
         """`_pull_for_cell` run beside the pass: its failure raised (a pull it waited for),
-        else `ImagePullingError` once the pull is started or joined and said (`on_pull`)."""
+        else `ImagePullingError` once the pull is started or joined and said (`on_pull`),
+        or `PullNotJoinedError`, unsaid, for a pass that joins none (a stale version's)."""
         namespace, image = key[0], asked[0]
 
         async def pull() -> None:
@@ -452,6 +453,8 @@ class ImageProvider:
         outcome = self.pulls.ask(key, waiter, pull)
         if isinstance(outcome, Exception):
             raise outcome
+        if outcome is False:
+            raise PullNotJoinedError(image, namespace)
         if on_pull is not None:
             await on_pull(image)
         raise ImagePullingError(image, namespace)

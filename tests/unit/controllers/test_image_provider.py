@@ -13,7 +13,7 @@ import pytest
 
 from kukeon.controllers import images as provider_module
 from kukeon.controllers.imagearchives import ImageArchives, name_candidates
-from kukeon.controllers.imagepulls import ImagePullingError
+from kukeon.controllers.imagepulls import ImagePullingError, PullNotJoinedError
 from kukeon.controllers.images import (
     IMPORTED_BY_LABEL,
     AdminImageError,
@@ -559,6 +559,36 @@ async def test_a_container_keeps_the_image_it_was_created_from(
     containerd.present["ns"] = set()  # its record removed (image rm --force): none
     assert await images.created_from(namespace="ns", container="app") is None
     assert pulls == []
+
+
+async def test_a_pass_of_a_replaced_version_says_no_pull(
+    tmp_path: Path, pulls: list[tuple[str, str]]
+) -> None:
+    """A pass under way when its cell was stopped (the cell listener's `need` has seen the
+    newer version) finds its image missing: it joins no pull and writes nothing (before,
+    its on_pull wrote Pulling and a Pulling Event, which the newer version's pass had to
+    overwrite), as a Kubernetes controller with a stale generation writes no status; the
+    same when kukeond stops."""
+    images, _ = provider(tmp_path)
+    cell = ("r", "s", "st", "c")
+    said: list[str] = []
+
+    async def on_pull(image: str) -> None:
+        said.append(image)
+
+    async def cells_pass() -> ReadyImage:
+        return await images.ensure(
+            namespace="ns", image="busybox", credentials=(), on_pull=on_pull, waiter=cell
+        )
+
+    images.pulls.need(cell, frozenset())  # stopped
+    with pytest.raises(PullNotJoinedError):
+        await cells_pass()
+    images.pulls.need(cell, None)
+    await images.pulls.close()
+    with pytest.raises(PullNotJoinedError):
+        await cells_pass()
+    assert (said, pulls, images.pulls.under_way()) == ([], [], 0)
 
 
 async def test_the_same_archive_stored_by_imports_at_once_is_kept_once(tmp_path: Path) -> None:

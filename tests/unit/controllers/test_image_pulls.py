@@ -153,11 +153,12 @@ async def test_a_container_removed_from_the_spec_leaves_its_images_pull() -> Non
 
 async def test_a_pass_of_a_replaced_version_joins_no_pull() -> None:
     """A pass under way when the cell was stopped (or moved) asks for its image after the
-    change was seen: it starts nothing, and the cell is told nothing of it."""
+    change was seen: it starts nothing, and the cell is told nothing of it (False: the
+    pass says nothing either)."""
     pulls, woken = pulls_woken()
     pull = Pull()
     pulls.need(A, frozenset())
-    assert pulls.ask(KEY, A, pull) is True
+    assert pulls.ask(KEY, A, pull) is False
     await asyncio.sleep(0)
     assert (pull.runs, pulls.under_way()) == (0, 0)
     pulls.need(A, None)  # deleted: a cell of that name made again is judged afresh
@@ -191,7 +192,7 @@ async def test_kukeonds_stop_cancels_every_pull_and_starts_none() -> None:
     await pulls.close()
     assert pull.cancelled == 1
     assert pulls.under_way() == 0
-    assert pulls.ask(KEY, A, pull) is True
+    assert pulls.ask(KEY, A, pull) is False
     await asyncio.sleep(0)
     assert pull.runs == 1
     assert woken == []
