@@ -9,7 +9,8 @@ passes every space's chain, so realm ``r`` spoke both ways with the other realm'
 services, which ``other-realm`` (a new connection to another realm's bridge) is there to
 refuse. The same packets leave the node un-masqueraded, with whatever source a tenant
 chose. Each space's chain now drops a packet from its bridge whose IPv4 source is not in the
-space's subnet (``spoofed``).
+space's subnet (``spoofed``). A forged ICMP error from a cell's own address is the other
+way across (the last test).
 
 The cells here are network namespaces attached as kukeond attaches them; the raw socket is
 opened in the sender's namespace by root, as a container's process with the default
@@ -22,6 +23,8 @@ import asyncio
 import contextlib
 import secrets
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -72,8 +75,80 @@ _ASK = (
 )
 
 
+_FORGE_ERROR = (
+    "import socket, struct, sys\n"
+    "own, victim, peer, port, peer_port = sys.argv[1:4] + [int(a) for a in sys.argv[4:6]]\n"
+    "def checksum(data):\n"
+    "    total = sum(struct.unpack('!%dH' % (len(data) // 2), data))\n"
+    "    total = (total >> 16) + (total & 0xFFFF)\n"
+    "    return ~(total + (total >> 16)) & 0xFFFF\n"
+    "def ip(source, target, protocol, length):\n"
+    "    head = struct.pack('!BBHHHBBH4s4s', 0x45, 0, length, 1, 0, 64, protocol, 0,\n"
+    "        socket.inet_aton(source), socket.inet_aton(target))\n"
+    "    return head[:10] + struct.pack('!H', checksum(head)) + head[12:]\n"
+    "quoted = ip(victim, peer, 17, 28 + 4) + struct.pack('!HHHH', port, peer_port, 12, 0)\n"
+    "icmp = struct.pack('!BBHI', 3, 3, 0, 0) + quoted\n"
+    "icmp = icmp[:2] + struct.pack('!H', checksum(icmp)) + icmp[4:]\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)\n"
+    "for _ in range(3):\n"
+    "    s.sendto(ip(own, victim, 1, 20 + len(icmp)) + icmp, (victim, 0))\n"
+)
+"""An ICMP port unreachable from the sender's own address to ``victim``, quoting a datagram
+``victim:port`` sent to ``peer:peer_port``, as a router on the way would."""
+
+_TALK = (
+    "import socket, sys, time\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.settimeout(2.0)\n"
+    "s.connect((sys.argv[1], int(sys.argv[2])))\n"
+    "s.send(b'one'); s.recv(2048)\n"
+    "print('ready', s.getsockname()[1], flush=True)\n"
+    "sys.stdin.readline()\n"
+    "time.sleep(0.3)\n"
+    "try:\n"
+    "    s.send(b'two'); print(s.recv(2048).decode(), flush=True)\n"
+    "except ConnectionRefusedError:\n"
+    "    print('refused', flush=True)\n"
+)
+"""A connected UDP socket's flow to ``argv[1]:argv[2]``: its first exchange, then (once
+told) whether the second is answered or refused (an ICMP error received meanwhile)."""
+
+
 def _in(netns: Path, script: str, *args: object) -> list[str]:
     return ["ip", "netns", "exec", netns.name, sys.executable, "-c", script, *map(str, args)]
+
+
+@dataclass
+class Talk:
+    """A script in a cell's namespace that said its first line and waits to be told to go."""
+
+    process: asyncio.subprocess.Process
+    first: list[bytes]
+    """The first line's words."""
+
+    async def go(self) -> str:
+        """Tell it to go; the next line it says."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(b"go\n")
+        await self.process.stdin.drain()
+        return (await asyncio.wait_for(self.process.stdout.readline(), 10)).decode().strip()
+
+
+@contextlib.asynccontextmanager
+async def talking(netns: Path, script: str, *args: object) -> AsyncIterator[Talk]:
+    """``script`` run in ``netns`` with ``args``, once it said its first line; killed after."""
+    process = await asyncio.create_subprocess_exec(
+        *_in(netns, script, *args), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        first = await asyncio.wait_for(process.stdout.readline(), 10)
+        yield Talk(process, first.split())
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
 
 
 async def echo_answer(
@@ -81,28 +156,13 @@ async def echo_answer(
 ) -> str:
     """What ``asker``, bound to ``own_port``, hears back from ``server:port``; with
     ``spoof_from``, that namespace first sends a datagram "from" ``server:port`` to it."""
-    process = await asyncio.create_subprocess_exec(
-        *_in(asker, _ASK, server, port, own_port, 1.0),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdin is not None
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 10)
-        assert line.strip() == b"bound", f"asker did not start: {line!r}"
+    async with talking(asker, _ASK, server, port, own_port, 1.0) as talk:
+        assert talk.first == [b"bound"], f"asker did not start: {talk.first!r}"
         if spoof_from is not None:
             address = await _address_in(asker)
             code, output = await arun(*_in(spoof_from, _SPOOF, server, port, address, own_port))
             assert code == 0, output
-        process.stdin.write(b"go\n")
-        await process.stdin.drain()
-        answer = await asyncio.wait_for(process.stdout.readline(), 10)
-        return answer.decode().strip()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
+        return await talk.go()
 
 
 async def _address_in(netns: Path) -> str:
@@ -115,20 +175,31 @@ async def _address_in(netns: Path) -> str:
     raise AssertionError(f"no address in {netns.name}: {output}")
 
 
+async def cells_in(harness: NetworkHarness, *where: tuple[str, str]) -> list[CellAttachment]:
+    """A cell in each (realm, space), attached as kukeond attaches them (netlink; a space on
+    CNI has the same chain), every space allowing all egress."""
+    cells: list[CellAttachment] = []
+    for realm, space in where:
+        await harness.space(realm, space, EgressRuleset(default="allow"), builtin=True)
+        cell = await harness.cell(realm, space, builtin=True)
+        assert isinstance(cell, CellAttachment)
+        cells.append(cell)
+    return cells
+
+
+async def counted(harness: NetworkHarness, realm: str, space: str) -> dict[str, int]:
+    """The packets each counted rule of the space's chain matched."""
+    bridge = bridge_name(realm, space, harness.settings.instance)
+    return {c.name: c.packets for c in await harness.networks.egress.counters(bridge=bridge)}
+
+
 async def test_a_spoofed_source_opens_no_flow_to_another_realm(harness: NetworkHarness) -> None:
-    """Cells attached as kukeond attaches them (netlink); a space on CNI has the same chain."""
     realm, space = harness.new_names()
     other_space = harness.new_names()[1]
     other_realm, foreign_space = harness.new_names()
-    allow = EgressRuleset(default="allow")
-    for where in ((realm, space), (realm, other_space), (other_realm, foreign_space)):
-        await harness.space(*where, allow, builtin=True)
-    sender = await harness.cell(realm, space, builtin=True)
-    asker = await harness.cell(realm, other_space, builtin=True)
-    foreign = await harness.cell(other_realm, foreign_space, builtin=True)
-    assert isinstance(sender, CellAttachment)
-    assert isinstance(asker, CellAttachment)
-    assert isinstance(foreign, CellAttachment)
+    sender, asker, foreign = await cells_in(
+        harness, (realm, space), (realm, other_space), (other_realm, foreign_space)
+    )
     port = 20000 + secrets.randbelow(20000)
     async with serving(_ECHO, port, netns=foreign.netns_path):  # a UDP echo server
         # Without a spoofed packet first, the other realm's cell is not reached.
@@ -137,6 +208,33 @@ async def test_a_spoofed_source_opens_no_flow_to_another_realm(harness: NetworkH
             asker.netns_path, foreign.ip, port, port + 2, spoof_from=sender.netns_path
         )
     assert answer == "no answer", "a spoofed datagram opened a flow to another realm's cell"
-    bridge = bridge_name(realm, space, harness.settings.instance)
-    counters = await harness.networks.egress.counters(bridge=bridge)
-    assert {c.name: c.packets for c in counters}["spoofed"] >= 1
+    assert (await counted(harness, realm, space))["spoofed"] >= 1
+
+
+async def test_a_forged_icmp_error_reaches_no_cell_of_another_realm(
+    harness: NetworkHarness,
+) -> None:
+    """An ICMP error quoting a flow of two cells of realm ``f``, sent by a cell of realm
+    ``r`` from its own address: conntrack ties it to the flow (*related*) or, the flow being
+    masqueraded as here, to none (*invalid*, on which ``ct status ! dnat`` matches nothing),
+    and both passed ``r``'s chain to the default verdict: ``r`` cut ``f``'s flow with a port
+    unreachable (the ports known here; guessed otherwise), and could lower its path MTU."""
+    realm, space = harness.new_names()
+    other_realm, foreign_space = harness.new_names()
+    second_space = harness.new_names()[1]
+    forger, victim, peer = await cells_in(
+        harness, (realm, space), (other_realm, foreign_space), (other_realm, second_space)
+    )
+    port = 20000 + secrets.randbelow(20000)
+    async with (
+        serving(_ECHO, port, netns=peer.netns_path),
+        talking(victim.netns_path, _TALK, peer.ip, port) as talk,
+    ):
+        assert talk.first[:1] == [b"ready"], talk.first
+        forged = (forger.ip, victim.ip, peer.ip, int(talk.first[1]), port)
+        code, output = await arun(*_in(forger.netns_path, _FORGE_ERROR, *forged))
+        assert code == 0, output
+        answer = await talk.go()
+    assert answer == "echo:two", "a forged ICMP error of another realm's cell cut the flow"
+    dropped = await counted(harness, realm, space)
+    assert dropped["other-realm-invalid"] + dropped["other-realm"] >= 1, dropped

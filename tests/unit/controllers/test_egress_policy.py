@@ -138,13 +138,14 @@ def test_a_deny_space_ends_its_chain_in_a_drop_after_each_allowed_destination() 
     assert comments == [
         "spoofed",
         None,
-        "established",
+        "other-realm-invalid",
         OTHER_REALM_COMMENT,
+        "established",
         "rule-0",
         "rule-1",
         "default",
     ]
-    host_rule, cidr_rule, default = rules[4:]
+    host_rule, cidr_rule, default = rules[5:]
     assert host_rule["expr"][0]["match"]["right"] == "192.0.2.10"
     assert host_rule["expr"][1]["match"]["right"] == 443
     assert host_rule["expr"][-1] == {"accept": None}
@@ -157,8 +158,9 @@ def test_a_space_without_egress_accepts_by_default() -> None:
     assert [rule.get("comment") for rule in rules] == [
         "spoofed",
         None,
-        "established",
+        "other-realm-invalid",
         "other-realm",
+        "established",
         "default",
     ]
     assert rules[-1]["expr"][-1] == {"accept": None}

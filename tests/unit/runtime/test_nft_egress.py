@@ -84,13 +84,14 @@ def test_space_chain_rule_order() -> None:
     assert [r.get("comment") for r in rules] == [
         "spoofed",
         None,
-        "established",
+        "other-realm-invalid",
         "other-realm",
+        "established",
         "rule-0",
         "rule-1",
         "default",
     ]
-    spoofed, intra, established, other_realm, first, second, default = rules
+    spoofed, intra, invalid, other_realm, established, first, second, default = rules
     # First, before the same-bridge return: a source a cell wrote opens no conntrack flow.
     assert spoofed["expr"] == [
         {
@@ -108,8 +109,23 @@ def test_space_chain_rule_order() -> None:
         {"return": None},
     ]
     assert established["expr"][0]["match"]["right"] == ["established", "related"]
-    # A new connection to another realm's bridge, not DNAT'd there by a host port: dropped.
+    # Towards another realm's bridge, before the established accept: a packet of no
+    # connection (a forged ICMP error, on which `ct status` matches nothing) is dropped...
     oifname = {"meta": {"key": "oifname"}}
+    assert invalid["expr"] == [
+        {"match": {"op": "==", "left": oifname, "right": "@bridges"}},
+        {"match": {"op": "!=", "left": oifname, "right": f"@{realm_set_name('a')}"}},
+        {
+            "match": {
+                "op": "in",
+                "left": {"ct": {"key": "state"}},
+                "right": ["invalid", "untracked"],
+            }
+        },
+        {"counter": {"packets": 0, "bytes": 0}},
+        {"drop": None},
+    ]
+    # ... and so is every packet of a connection no host port DNAT'd there, related included.
     assert other_realm["expr"] == [
         {"match": {"op": "==", "left": oifname, "right": "@bridges"}},
         {"match": {"op": "!=", "left": oifname, "right": f"@{realm_set_name('a')}"}},
@@ -146,7 +162,7 @@ def test_default_allow_and_single_port() -> None:
         table="t", bridge="b", realm="r", subnet=NET, default="allow", rules=[rule]
     )
     rules = space_rules(batch, "egress-b")
-    assert rules[4]["expr"][1]["match"]["right"] == 22
+    assert rules[5]["expr"][1]["match"]["right"] == 22
     assert rules[-1]["expr"][-1] == {"accept": None}
     json.dumps(batch)  # serialisable as is
 
@@ -320,6 +336,6 @@ async def test_missing_nft_names_the_package(
 def test_ipv6_cidr_rules_match_ip6_daddr() -> None:
     rule = ResolvedRule(destinations=(IPv6Network("fd00::/8"),), ports=(443,))
     batch = render_apply(table="t", bridge="b", realm="r", subnet=NET, default="deny", rules=[rule])
-    first = space_rules(batch, "egress-b")[4]
+    first = space_rules(batch, "egress-b")[5]
     assert first["expr"][0]["match"]["left"] == {"payload": {"protocol": "ip6", "field": "daddr"}}
     assert first["expr"][0]["match"]["right"] == {"prefix": {"addr": "fd00::", "len": 8}}

@@ -10,8 +10,9 @@ Layout of the one table kukeon owns (``inet kukeon`` by default)::
     chain egress-<bridge> {
         ip saddr != <subnet> counter drop      # a source not the space's: spoofed
         oifname "<bridge>" return              # cell to cell on the same bridge
-        ct state established,related accept
+        oifname @bridges oifname != @realm-<hash> ct state invalid,untracked counter drop
         oifname @bridges oifname != @realm-<hash> ct status ! dnat counter drop   # other realms
+        ct state established,related accept
         ip daddr <cidr|resolved host> [tcp dport {..}] counter accept   # one per allow rule
         counter accept|drop                     # the space's default
     }
@@ -25,9 +26,16 @@ Why this shape:
 * A realm is a network boundary: a new connection from a cell to a cell of another realm
   on the node (which the node would route from one bridge to the other) is dropped by the
   sending space's chain, whatever its policy, so no realm's editor can open its cells to
-  another's or have to close them; replies pass as established. Spaces of one realm reach
-  each other as before. A connection to a published host port, DNAT'd to another realm's
-  cell, is let through: publishing a port (``privileged``) opens it to every client.
+  another's or have to close them. Only a connection a host port DNAT'd there passes (its
+  packets and replies); every other packet towards another realm's bridge is dropped
+  before the ``established,related`` accept, a packet of no connection included (``ct
+  status`` matches nothing on it, so it is dropped by its state, invalid or untracked):
+  an ICMP error, from the cell's own address, quoting a flow of two cells of another
+  realm (conntrack finds it *related*, or *invalid* where the flow is masqueraded) was
+  let through and cut that flow (a port unreachable) or could lower its path MTU. Spaces
+  of one realm reach each other as before. A connection to a published host port, DNAT'd
+  to another realm's cell, is let through: publishing a port (``privileged``) opens it to
+  every client.
 * A packet from the bridge whose IPv4 source is not in the space's subnet is dropped first
   (``spoofed``), on both hooks and before the same-bridge return. Every container has
   ``CAP_NET_RAW`` (the runtime's default set), so it can write any source, and conntrack
@@ -77,7 +85,11 @@ BASE_CHAINS = ("forward", "input")
 ESTABLISHED_COMMENT = "established"
 DEFAULT_COMMENT = "default"
 OTHER_REALM_COMMENT = "other-realm"
+OTHER_REALM_INVALID_COMMENT = "other-realm-invalid"
 SPOOFED_COMMENT = "spoofed"
+NO_CONNECTION = ("invalid", "untracked")
+"""The conntrack states of a packet conntrack tied to no connection (an ICMP error quoting
+none it accepts, a TCP segment out of every window...)."""
 BRIDGE_SET = "bridges"
 REALM_SET_PREFIX = "realm-"
 
@@ -251,62 +263,48 @@ def _space_chain_head(
     """The space chain emptied, then what is decided before any rule of the space's policy.
 
     An IPv4 packet whose source is not in the space's ``subnet`` is dropped (a cell wrote
-    it), traffic back into the same bridge returns untouched (cell to cell), replies of
-    established or related connections are accepted, and a new connection to another
-    realm's bridge (not DNAT'd to it by a host port) is dropped.
+    it), traffic back into the same bridge returns untouched (cell to cell), what goes to
+    another realm's bridge is dropped unless it belongs to a connection a host port DNAT'd
+    there (``other-realm``; ``other-realm-invalid`` for a packet of no connection, on which
+    ``ct status`` matches nothing), then established or related packets are accepted.
     """
     chain = chain_name(bridge)
-    spoofed = [
-        {
-            "match": {
-                "op": "!=",
-                "left": {"payload": {"protocol": "ip", "field": "saddr"}},
-                "right": _address_value(subnet),
-            }
-        },
-        {"counter": {"packets": 0, "bytes": 0}},
-        {"drop": None},
-    ]
-    same_bridge = {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": bridge}}
-    established = {
-        "match": {
-            "op": "in",
-            "left": {"ct": {"key": "state"}},
-            "right": ["established", "related"],
-        }
-    }
+    saddr = {"payload": {"protocol": "ip", "field": "saddr"}}
     oifname = {"meta": {"key": "oifname"}}
-    other_realm = [
-        {"match": {"op": "==", "left": oifname, "right": f"@{BRIDGE_SET}"}},
-        {"match": {"op": "!=", "left": oifname, "right": f"@{realm_set_name(realm)}"}},
-        {"match": {"op": "!", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
-        {"counter": {"packets": 0, "bytes": 0}},
-        {"drop": None},
+    to_other_realm = [
+        _match("==", oifname, f"@{BRIDGE_SET}"),
+        _match("!=", oifname, f"@{realm_set_name(realm)}"),
     ]
-    return [
+    not_dnat = {"match": {"op": "!", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
+    # (comment, matches, verdict): each but the same-bridge return counted.
+    rules: list[tuple[str | None, list[dict[str, Any]], str]] = [
+        (SPOOFED_COMMENT, [_match("!=", saddr, _address_value(subnet))], "drop"),
+        (None, [_match("==", oifname, bridge)], "return"),
+        (OTHER_REALM_INVALID_COMMENT, [*to_other_realm, _ct_state(NO_CONNECTION)], "drop"),
+        (OTHER_REALM_COMMENT, [*to_other_realm, not_dnat], "drop"),
+        (ESTABLISHED_COMMENT, [_ct_state(("established", "related"))], "accept"),
+    ]
+    commands: list[dict[str, Any]] = [
         *_realm_membership(table, bridge, realm),
         {"add": {"chain": _ref(table=table, name=chain)}},
         {"flush": {"chain": _ref(table=table, name=chain)}},
-        {"add": {"rule": _ref(table=table, chain=chain, comment=SPOOFED_COMMENT, expr=spoofed)}},
-        {"add": {"rule": _ref(table=table, chain=chain, expr=[same_bridge, {"return": None}])}},
-        {
-            "add": {
-                "rule": _ref(
-                    table=table,
-                    chain=chain,
-                    comment=ESTABLISHED_COMMENT,
-                    expr=[established, {"counter": {"packets": 0, "bytes": 0}}, {"accept": None}],
-                )
-            }
-        },
-        {
-            "add": {
-                "rule": _ref(
-                    table=table, chain=chain, comment=OTHER_REALM_COMMENT, expr=other_realm
-                )
-            }
-        },
     ]
+    for comment, matches, verdict in rules:
+        if comment is None:
+            rule = _ref(table=table, chain=chain, expr=[*matches, {verdict: None}])
+        else:
+            counted = [*matches, {"counter": {"packets": 0, "bytes": 0}}, {verdict: None}]
+            rule = _ref(table=table, chain=chain, comment=comment, expr=counted)
+        commands.append({"add": {"rule": rule}})
+    return commands
+
+
+def _match(op: str, left: dict[str, Any], right: Any) -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _ct_state(states: Sequence[str]) -> dict[str, Any]:
+    return _match("in", {"ct": {"key": "state"}}, list(states))
 
 
 def _realm_membership(table: str, bridge: str, realm: str) -> list[dict[str, Any]]:
