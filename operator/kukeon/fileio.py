@@ -224,9 +224,14 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int, durable: bool 
         if isinstance(error, OSError) and error.filename is None:
             error.filename = str(path)
         raise
-    if not durable:
-        return
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    if durable:
+        sync_directory(path.parent)
+
+
+def sync_directory(path: Path) -> None:
+    """Flush ``path``'s entries to disk: a file created, renamed or removed in it (a
+    directory made in it) survives a power loss once this returns."""
+    directory = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(directory)
     finally:

@@ -409,8 +409,18 @@ class Daemon:
         self.operator = operator
         self._on_stop("controllers", operator.stop)
         # Dead sessions' tar processes were ended by the start; no upload runs before the API.
-        await discard_dead_uploads(config.state_dir, containerd)
+        await self._discard_dead_uploads(operator, containerd)
         log.info("controllers started on node %s", config.node_name)
+
+    async def _discard_dead_uploads(self, operator: Operator, containerd: ContainerdClient) -> None:
+        """What killed uploads staged, removed; the journals of containers that run no task
+        followed until one does or is deleted (`cpleftovers.KeptUploads`)."""
+        kept = await discard_dead_uploads(self.config.state_dir, containerd)
+        if kept.journals:
+            following = operator.tasks.start(
+                "kukeon-cp-leftovers", kept.follow, component="daemon", finishable=True
+            )
+            self._on_stop("cp leftovers", lambda: operator.tasks.stop([following]))
 
     async def _start_endpoints(self, registry: Registry) -> None:
         """The API server and /metrics; wired in by their own modules when present."""

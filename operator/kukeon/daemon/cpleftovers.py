@@ -13,9 +13,12 @@ listens (no upload of this process runs), each journal left is an upload cut sho
 names are removed the way the upload itself removes them, through the root of the
 container's running task, every directory resolved inside that root (``RESOLVE_IN_ROOT``),
 the last component never followed, and only names bearing the upload's own random token.
-A journal whose container no longer exists goes (its files went with it); one whose
-container exists but runs no task is kept for the next start (no process: no root to reach
-its files through).
+A journal whose container no longer exists goes (its files went with it). One whose
+container exists but runs no task (no process: no root to reach its files through) is kept
+and followed (:class:`KeptUploads`): containerd's events say when a task of that container
+starts (its names are removed then, through the new task's root: a task's restart keeps
+the container's file system) and when the container is deleted (its journal goes); each
+(re)subscription tries every kept journal again, for what happened while none was heard.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import json
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +42,14 @@ from kukeon.daemon.cpstage import (
 )
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerdError, NotFoundError
+from kukeon.runtime.containerd.events import (
+    TOPIC_CONTAINER_DELETE,
+    TOPIC_TASK_START,
+    ContainerDeleted,
+    Subscribed,
+    TaskStarted,
+    topic_filter,
+)
 from kukeon.runtime.containerd.tasks import TaskStatus
 from kukeon.runtime.inroot import open_root
 
@@ -59,26 +70,67 @@ class DeadUpload:
     staged: dict[str, str]
 
 
-async def discard_dead_uploads(state_dir: Path, containerd: ContainerdClient) -> None:
+async def discard_dead_uploads(state_dir: Path, containerd: ContainerdClient) -> KeptUploads:
     """Remove what the uploads of an earlier kukeond staged and did not end; say what went.
     Only at start (an upload of this process would lose its staged files). A failure is
-    logged: it must not keep the node down."""
-    journals = await asyncio.to_thread(_journals, state_dir / JOURNALS)
-    for journal in journals:
+    logged: it must not keep the node down. The journals kept (their containers run no
+    task) are returned, for `KeptUploads.follow`."""
+    kept = KeptUploads(containerd)
+    for journal in await asyncio.to_thread(_journals, state_dir / JOURNALS):
+        await kept.settle(journal)
+    return kept
+
+
+@dataclass
+class KeptUploads:
+    """The journals found at start whose containers ran no task, each with its container's
+    namespace and id: tried again when a task of that container starts, dropped when the
+    container is deleted (``follow``)."""
+
+    containerd: ContainerdClient
+    journals: dict[Path, tuple[str, str]] = field(default_factory=dict)
+
+    async def settle(self, journal: Path) -> None:
+        """Remove what ``journal`` names through its container's running task, or drop it
+        when the container is gone; else keep it (in ``journals``). A failure is logged and
+        changes nothing."""
         try:
-            gone = await _discard(journal, containerd)
+            outcome = await _discard(journal, self.containerd)
         except (ContainerdError, OSError) as error:
             log.warning("cp: the files staged by %s are not removed: %s", journal.name, error)
-            continue
+            return
         except Exception:
             log.exception("cp: the files staged by %s are not removed", journal.name)
-            continue
-        if gone:
+            return
+        upload = outcome.upload
+        if outcome.kept and upload is not None:
+            self.journals[journal] = (upload.namespace, upload.container)
+            return
+        self.journals.pop(journal, None)
+        if upload is not None and upload.staged:
             log.warning(
                 "cp: removed what an upload cut short by a stop or crash staged in %s/%s",
-                gone.container,
-                gone.unpack_in,
+                upload.container,
+                upload.unpack_in,
             )
+
+    async def follow(self) -> None:
+        """Until no journal is kept: containerd's task starts and container deletions,
+        each settling the journals of its container; every kept journal at each
+        (re)subscription. For a supervisor (``finishable``)."""
+        filters = (topic_filter(TOPIC_TASK_START), topic_filter(TOPIC_CONTAINER_DELETE))
+        async for event in self.containerd.events.subscribe(*filters):
+            if isinstance(event, Subscribed):
+                chosen = list(self.journals)
+            elif isinstance(event, TaskStarted | ContainerDeleted):
+                where = (event.namespace, event.container_id)
+                chosen = [journal for journal, its in self.journals.items() if its == where]
+            else:
+                continue
+            for journal in chosen:
+                await self.settle(journal)
+            if not self.journals:
+                return
 
 
 def _journals(directory: Path) -> list[Path]:
@@ -94,9 +146,17 @@ def _journals(directory: Path) -> list[Path]:
     )
 
 
-async def _discard(journal: Path, containerd: ContainerdClient) -> DeadUpload | None:
-    """Remove what ``journal`` names, then the journal; the upload if anything was to be
-    removed. The journal is kept while its container exists without a running task."""
+@dataclass(frozen=True)
+class _Outcome:
+    upload: DeadUpload | None
+    """None: the file was not an upload's journal (removed)."""
+    kept: bool = False
+    """The container exists and runs no task: the journal stays."""
+
+
+async def _discard(journal: Path, containerd: ContainerdClient) -> _Outcome:
+    """Remove what ``journal`` names, then the journal. The journal is kept while its
+    container exists without a running task."""
     upload = await asyncio.to_thread(read_journal, journal)
     if upload is None:
         log.warning("cp: %s is not an upload's journal: removed", journal)
@@ -105,10 +165,10 @@ async def _discard(journal: Path, containerd: ContainerdClient) -> DeadUpload | 
         if root is None:
             if await _exists(containerd, upload):
                 log.info(
-                    "cp: %s runs no task: what its upload staged goes at a later start",
+                    "cp: %s runs no task: what its upload staged goes once it runs one",
                     upload.container,
                 )
-                return None
+                return _Outcome(upload, kept=True)
         else:
             try:
                 where = ContainerDirectory(root, upload.unpack_in)
@@ -116,7 +176,7 @@ async def _discard(journal: Path, containerd: ContainerdClient) -> DeadUpload | 
             finally:
                 os.close(root)
     await asyncio.to_thread(partial(journal.unlink, missing_ok=True))
-    return upload if upload is not None and upload.staged else None
+    return _Outcome(upload)
 
 
 async def _task_root(containerd: ContainerdClient, upload: DeadUpload) -> int | None:

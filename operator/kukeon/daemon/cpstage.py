@@ -26,7 +26,10 @@ a file of another owner is refused here as the kernel would refuse it to tar.
 
 What an upload stages is noted, before tar is given it, in a journal under the state
 directory (:class:`UploadJournal`), removed with the upload's end: a kukeond stopped or killed
-mid-upload leaves the next one the names to remove (:mod:`kukeon.daemon.cpleftovers`).
+mid-upload leaves the next one the names to remove (:mod:`kukeon.daemon.cpleftovers`). The
+journal is on disk before tar gets a byte of what it names (created as every state file is,
+then ``fdatasync`` before each chunk of the stream that named new members), so a power loss
+cannot keep a staged file and lose its name.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from pathlib import Path
 from typing import IO
 
 from kukeon.cancelling import wait_ended
+from kukeon.fileio import sync_directory, write_atomically
 from kukeon.runtime.containerd.archivetar import ArchiveTarError, open_stream_tar
 from kukeon.runtime.containerd.pipes import write_all
 from kukeon.runtime.hostfiles import make_dirs
@@ -102,6 +106,8 @@ class StagedUpload:
     renames into them changed them: set again once they are done."""
     journal: IO[str] | None = None
     """Where each destination is noted before tar is given it (:class:`UploadJournal`)."""
+    unsynced: bool = False
+    """Names noted in the journal that are not on disk yet (`sync_journal`)."""
 
     def _restaged(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
         name = member_path(member.name)
@@ -129,9 +135,20 @@ class StagedUpload:
         try:
             self.journal.write(json.dumps(name) + "\n")  # line-buffered: written at once
         except OSError as error:
-            raise UploadRefusedError(
-                f"kukeond cannot note the upload in its state directory: {error.strerror or error}"
-            ) from None
+            raise _unnoted(error) from None
+        self.unsynced = True
+
+    def sync_journal(self) -> None:
+        """Put the names noted so far on disk (``fdatasync``), before tar is given a byte
+        of their members: a staged file a power loss keeps is one the journal names. One
+        flush per chunk of the stream that named new members, not one per member."""
+        if self.journal is None or not self.unsynced:
+            return
+        try:
+            os.fdatasync(self.journal.fileno())
+        except OSError as error:
+            raise _unnoted(error) from None
+        self.unsynced = False
 
     def rewrite(self, source: IO[bytes], sink: IO[bytes] | io.RawIOBase, chunk: int) -> None:
         """Copy the tar stream ``source`` to ``sink`` with its members renamed (see the
@@ -139,7 +156,7 @@ class StagedUpload:
         try:
             with (
                 open_stream_tar(source, "r|", bufsize=chunk) as reading,
-                open_stream_tar(sink, "w|", bufsize=chunk) as writing,
+                open_stream_tar(_JournalFirst(sink, self), "w|", bufsize=chunk) as writing,
             ):
                 for member in reading:
                     data = reading.extractfile(member) if member.isreg() else None
@@ -150,6 +167,28 @@ class StagedUpload:
             ) from None
         while source.read(chunk):
             pass  # the archive's padding, or whatever a client sends after its end
+
+
+def _unnoted(error: OSError) -> UploadRefusedError:
+    return UploadRefusedError(
+        f"kukeond cannot note the upload in its state directory: {error.strerror or error}"
+    )
+
+
+class _JournalFirst(io.RawIOBase):
+    """The rewritten stream on its way to tar: the journal is on disk before each write."""
+
+    def __init__(self, sink: IO[bytes] | io.RawIOBase, upload: StagedUpload) -> None:
+        super().__init__()
+        self.sink, self.upload = sink, upload
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self.upload.sync_journal()
+        written: int | None = self.sink.write(data)
+        return len(data) if written is None else written
 
 
 @dataclass(frozen=True)
@@ -339,17 +378,25 @@ class UploadJournal:
     container: str
 
     def open(self, unpack_in: str, token: str) -> IO[str]:
-        """Create the journal with its first line; the file, line-buffered. Blocking."""
-        make_dirs(self.path.parent)
-        journal = open(self.path, "x", encoding="ascii", buffering=1)  # noqa: SIM115
+        """Create the journal with its first line, on disk (file and directory flushed, as
+        every state file kukeond writes: ``write_atomically``); the file, open to append,
+        line-buffered (`StagedUpload.sync_journal` flushes the names). Blocking."""
+        directory = self.path.parent
+        made = not directory.exists()
+        make_dirs(directory)
+        if made:
+            sync_directory(directory.parent)  # the journals' directory itself is kept
+        head = {"namespace": self.namespace, "container": self.container}
+        line = json.dumps({**head, "unpackIn": unpack_in, "token": token}) + "\n"
+        write_atomically(self.path, line, mode=0o600)
         try:
-            head = {"namespace": self.namespace, "container": self.container}
-            journal.write(json.dumps({**head, "unpackIn": unpack_in, "token": token}) + "\n")
+            descriptor = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
         except OSError:
-            journal.close()
             self.path.unlink(missing_ok=True)
             raise
-        return journal
+        return os.fdopen(descriptor, "a", encoding="ascii", buffering=1)
 
 
 class Upload:

@@ -14,14 +14,15 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
 import pytest
 
-from kukeon.api import Kind
+from kukeon.api import DesiredCellState, Kind
 from kukeon.daemon.cpstage import JOURNALS, STAGE_MARK
 
-from .helpers import SLEEPER
+from .helpers import SLEEPER, rewrite
 from .test_crash_recovery import Setup, _doc, make_hierarchy
 from .test_crash_recovery import crashable as crashable  # the fixture, re-exported
 
@@ -107,3 +108,47 @@ async def test_sigterm_mid_upload_removes_the_staged_file_before_exiting(
     assert _staged(tmp) == [], s.daemon.tail()
     assert (tmp / "f").read_bytes() == b"old"
     assert list((s.state_dir / JOURNALS).iterdir()) == []
+
+
+async def _desired(s: Setup, state: DesiredCellState) -> None:
+    """The box cell's desiredState, as `kukectl stop` / `kukectl start` write it."""
+    key = (s.realm, "s1", "st1", "box")
+
+    def changed(cell: Any) -> Any:
+        spec = cell.spec.model_copy(update={"desired_state": state})
+        return cell.model_copy(update={"spec": spec})
+
+    await rewrite(cast(Any, s), Kind.CELL, key, changed)
+
+
+async def test_kill_9_mid_upload_of_a_stopped_container_the_file_goes_once_it_starts(
+    crashable: Setup,
+) -> None:
+    """kukeond killed mid-upload, and the container's task stopped before kukeond is back:
+    the next kukeond finds no task to reach the staged file through and keeps the journal.
+    Started again (`kukectl start`), the container's new task is the way in: the staged file
+    goes then, without another restart of kukeond (before, it stayed until one)."""
+    s = crashable
+    tmp = await _box(s)
+    await _upload_half_then(s, tmp, "kill")
+    assert _staged(tmp), "the killed kukeond left nothing: it was not killed mid-upload"
+    await _desired(s, DesiredCellState.STOPPED)  # kukeond is down: it sees this at start
+    tasks = s.containerd.tasks(s.namespace)
+    await tasks.stop(CID, grace_period=5)
+    s.daemon.start()
+    async with asyncio.timeout(60):
+        while "runs no task" not in s.daemon.log.read_text(errors="replace"):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    await s.wait(Kind.CELL, (s.realm, "s1", "st1", "box"), "Stopped", within=60)
+    assert list((s.state_dir / JOURNALS).iterdir()), "the journal went with no task to use"
+
+    await _desired(s, DesiredCellState.RUNNING)
+    await s.wait(Kind.CELL, (s.realm, "s1", "st1", "box"), "Ready", within=60)
+    started = len(s.daemon.starts)
+    tmp = Path(f"/proc/{(await tasks.get(CID)).pid}/root/tmp")
+    async with asyncio.timeout(30):
+        while _staged(tmp) or list((s.state_dir / JOURNALS).iterdir()):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    assert (tmp / "f").read_bytes() == b"old"
+    assert "removed what an upload cut short" in s.daemon.log.read_text(errors="replace")
+    assert len(s.daemon.starts) == started == 2  # the one restart after the kill

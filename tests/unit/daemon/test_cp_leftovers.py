@@ -5,10 +5,15 @@ container is gone is removed, one whose container runs no task kept for a later 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
+import stat
 import tarfile
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -17,6 +22,8 @@ from kukeon.daemon.cpleftovers import discard_dead_uploads, read_journal
 from kukeon.daemon.cpstage import JOURNALS, StagedUpload, UploadJournal, UploadRefusedError
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.errors import NotFoundError
+from kukeon.runtime.containerd.events import ContainerDeleted, Subscribed, TaskStarted
+from kukeon.runtime.containerd.tasks import TaskStatus
 
 CHUNK = 64 * 1024
 NAMES = ["f", "d/g", "line\nbreak", "bad-\udcff-byte"]
@@ -130,3 +137,133 @@ async def test_a_journal_goes_with_its_container_and_stays_while_it_runs_nothing
     (journals / "cp-link.jsonl").symlink_to(journals / "cp-gone.jsonl")
     await discard_dead_uploads(tmp_path, cast(ContainerdClient, _Containerd({"stopped"})))
     assert sorted(p.name for p in journals.iterdir()) == ["cp-link.jsonl", "cp-stopped.jsonl"]
+
+
+class _Sink(io.RawIOBase):
+    """tar's stdin: notes each write in the shared ``steps``."""
+
+    def __init__(self, steps: list[str]) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.steps.append("tar")
+        return len(data)
+
+
+def test_the_journal_is_on_disk_before_tar_gets_what_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Created as every state file (0600, the file then its directory flushed, and the
+    state directory for the journals' new directory), then flushed (fdatasync) before each
+    chunk of the stream whose members it names reaches tar: once per chunk, not per member.
+    Before, nothing was flushed: a power loss could keep a staged file and lose its name."""
+    steps: list[str] = []
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def named(fd: int) -> str:  # a temporary file (.cp-1.jsonl.XYZ.tmp) by its name's
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        return name.split(".")[1] if name.startswith(".") else name.removesuffix(".jsonl")
+
+    def fsync(fd: int) -> None:
+        steps.append(f"fsync {named(fd)}")
+        real_fsync(fd)
+
+    def fdatasync(fd: int) -> None:
+        steps.append(f"fdatasync {named(fd)}")
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    for base in ("state", "more"):
+        (tmp_path / base).mkdir()
+    path = tmp_path / "state" / JOURNALS / "cp-1.jsonl"
+    upload = StagedUpload()
+    upload.journal = UploadJournal(path, "ns", "cid").open("/srv", upload.token)
+    assert steps == ["fsync state", "fsync cp-1", "fsync cp-staged"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    steps.clear()
+    members = [f"m{index}" for index in range(40)]  # 40 x 1.5 KiB: one 64 KiB chunk
+    try:
+        upload.rewrite(io.BytesIO(_archive(*members)), _Sink(steps), CHUNK)
+    finally:
+        upload.journal.close()
+    assert steps[0] == "fdatasync cp-1"
+    assert steps.count("fdatasync cp-1") == 1
+    assert "tar" in steps
+    found = read_journal(path)
+    assert found is not None
+    assert list(found.staged) == members
+
+
+class _Following(_Containerd):
+    """``_Containerd`` whose containers in ``running`` run a task (this process: its root
+    is the host's), and whose event stream is ``events``."""
+
+    def __init__(self, existing: set[str]) -> None:
+        super().__init__(existing)
+        self.running: set[str] = set()
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.events = SimpleNamespace(subscribe=self._subscribe)
+
+    def tasks(self, namespace: str) -> Any:
+        async def get(container: str) -> Any:
+            if container not in self.running:
+                raise NotFoundError(container, namespace=namespace)
+            return SimpleNamespace(status=TaskStatus.RUNNING, pid=os.getpid())
+
+        return type("Tasks", (), {"get": staticmethod(get)})()
+
+    async def _subscribe(self, *filters: str) -> AsyncIterator[object]:
+        assert filters == ('topic=="/tasks/start"', 'topic=="/containers/delete"')
+        while True:
+            yield await self.queue.get()
+
+
+def _event(kind: type, container: str) -> Any:
+    pid = {"pid": 1} if kind is TaskStarted else {}
+    return kind(namespace="ns", topic="", timestamp=None, container_id=container, **pid)
+
+
+async def test_a_kept_journal_goes_once_its_container_runs_a_task_or_is_deleted(
+    tmp_path: Path,
+) -> None:
+    """Kept at start (no task), a journal is not left for the next start: its names go
+    through the task that starts (containerd's /tasks/start), it goes with its container
+    (/containers/delete); a start of another container changes nothing. The follower ends
+    once no journal is kept. Before, both waited for kukeond's next start."""
+    unpack = tmp_path / "in-container"
+    unpack.mkdir()
+    journals = tmp_path / JOURNALS
+    journals.mkdir()
+    for container in ("restarted", "deleted"):
+        head = {**HEAD, "container": container, "unpackIn": str(unpack), "token": container}
+        (journals / f"cp-{container}.jsonl").write_text(json.dumps(head) + '\n"f"\n')
+        (unpack / f".f.kukeon-cp-{container}").write_text("half")
+    containerd = _Following({"restarted", "deleted", "other"})
+    client = cast(ContainerdClient, containerd)
+    kept = await discard_dead_uploads(tmp_path, client)
+    assert sorted(p.name for p in kept.journals) == ["cp-deleted.jsonl", "cp-restarted.jsonl"]
+    following = asyncio.ensure_future(kept.follow())
+    containerd.queue.put_nowait(Subscribed(reconnected=False))  # nothing runs yet
+    containerd.running.add("other")
+    containerd.queue.put_nowait(_event(TaskStarted, "other"))
+    containerd.running.add("restarted")
+    containerd.queue.put_nowait(_event(TaskStarted, "restarted"))
+    await _settled(lambda: "cp-restarted.jsonl" not in {p.name for p in kept.journals})
+    assert sorted(p.name for p in unpack.iterdir()) == [".f.kukeon-cp-deleted"]
+    assert not following.done()
+    containerd.existing.discard("deleted")
+    containerd.queue.put_nowait(_event(ContainerDeleted, "deleted"))
+    async with asyncio.timeout(10):
+        await following  # no journal kept: the follower ends
+    assert list(journals.iterdir()) == []
+
+
+async def _settled(done: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not done():  # noqa: ASYNC110 (a fake's queue has no event to wait on)
+            await asyncio.sleep(0.01)

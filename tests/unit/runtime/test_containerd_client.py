@@ -32,9 +32,9 @@ from kukeon.runtime.containerd import (
     realm_namespace,
     task_lifecycle_filters,
 )
-from kukeon.runtime.containerd._gen.services.events.v1 import events_pb2, task_pb2
+from kukeon.runtime.containerd._gen.services.events.v1 import container_pb2, events_pb2, task_pb2
 from kukeon.runtime.containerd.errors import AlreadyExistsError, ContainerdCallError, translate
-from kukeon.runtime.containerd.events import decode_envelope
+from kukeon.runtime.containerd.events import ContainerDeleted, decode_envelope
 from kukeon.runtime.containerd.imagearchive import OciArchive
 from kukeon.runtime.containerd.images import parse_image_config, select_platform_manifest
 from kukeon.runtime.containerd.oci import (
@@ -181,6 +181,15 @@ def test_events_are_decoded_by_their_bare_type_name() -> None:
     )
     assert isinstance(oom, TaskOOM)
     assert oom.container_id == "c2"
+    deleted = decode_envelope(
+        _envelope(
+            "containerd.events.ContainerDelete",
+            container_pb2.ContainerDelete(id="c3").SerializeToString(),
+            "/containers/delete",
+        )
+    )
+    assert isinstance(deleted, ContainerDeleted)
+    assert (deleted.container_id, deleted.topic) == ("c3", "/containers/delete")
     other = decode_envelope(_envelope("containerd.events.ImageCreate", b"\x0a\x01x", "/images"))
     assert isinstance(other, OtherEvent)
     assert other.type_url == "containerd.events.ImageCreate"

@@ -26,7 +26,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
 from kukeon.retrying import Backoff
-from kukeon.runtime.containerd._gen.services.events.v1 import events_pb2, task_pb2
+from kukeon.runtime.containerd._gen.services.events.v1 import container_pb2, events_pb2, task_pb2
 from kukeon.runtime.containerd._util import to_datetime
 from kukeon.runtime.containerd.errors import (
     ContainerdCallError,
@@ -42,6 +42,7 @@ TOPIC_TASK_START: Final = "/tasks/start"
 TOPIC_TASK_EXIT: Final = "/tasks/exit"
 TOPIC_TASK_OOM: Final = "/tasks/oom"
 TOPIC_TASK_DELETE: Final = "/tasks/delete"
+TOPIC_CONTAINER_DELETE: Final = "/containers/delete"
 # A subscriber publishes a marker on its own topic until it sees it come back.
 SYNC_TOPIC_PREFIX: Final = "/kukeon/subscribed"
 SYNC_TYPE_URL: Final = "kukeon.io/events/SubscriptionSync"
@@ -107,6 +108,11 @@ class TaskDeleted(Event):
     pid: int
     exit_status: int
     exited_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerDeleted(Event):
+    container_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,12 +222,23 @@ def _task_delete(payload: bytes, common: _Envelope) -> Event:
     )
 
 
+def _container_delete(payload: bytes, common: _Envelope) -> Event:
+    message = container_pb2.ContainerDelete.FromString(payload)
+    return ContainerDeleted(
+        namespace=common.namespace,
+        topic=common.topic,
+        timestamp=common.timestamp,
+        container_id=message.id,
+    )
+
+
 _DECODERS: Final[dict[str, Callable[[bytes, _Envelope], Event]]] = {
     "containerd.events.TaskExit": _task_exit,
     "containerd.events.TaskOOM": _task_oom,
     "containerd.events.TaskStart": _task_start,
     "containerd.events.TaskCreate": _task_create,
     "containerd.events.TaskDelete": _task_delete,
+    "containerd.events.ContainerDelete": _container_delete,
 }
 
 
