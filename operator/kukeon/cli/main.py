@@ -222,19 +222,69 @@ def _root_option_first(args: list[str], name: str) -> list[str] | None:
     return None
 
 
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+"""What kubectl's boolean flags take after `=` (Go's strconv.ParseBool)."""
+
+
+def _bool_option(ctx: click.Context | None, name: str) -> click.Option | None:
+    """The boolean flag ``name`` of the command ``ctx`` parses, if it has one."""
+    for param in ctx.command.params if ctx is not None else ():
+        named = name in param.opts or name in param.secondary_opts
+        if named and isinstance(param, click.Option) and param.is_bool_flag:
+            return param
+    return None
+
+
+def _bool_flag_spelled(args: list[str], exc: click.BadOptionUsage) -> list[str] | None:
+    """``args`` with a boolean flag given a value as kubectl's take one (`--wait=false`,
+    `--overwrite=true`: 'does not take a value' here) spelled as click reads it: the flag
+    (`--overwrite`), its negative (`--no-wait`), or nothing for a flag off by default
+    given false. None when the error is another."""
+    option = _bool_option(exc.ctx, exc.option_name)
+    if option is None:
+        return None
+    for at, word in enumerate(args):
+        if word == "--":
+            return None
+        flag, equals, value = word.partition("=")
+        if flag != exc.option_name or not equals:
+            continue
+        if value not in _TRUE | _FALSE:
+            message = f"{value!r} is not true or false (a flag: {flag}, {flag}=true or =false)"
+            raise click.BadOptionUsage(flag, message, ctx=exc.ctx)
+        on = (value in _TRUE) == (flag in option.opts)  # the flag's own value
+        if on:
+            spelled = [option.opts[0]]
+        elif option.secondary_opts:
+            spelled = [option.secondary_opts[0]]
+        elif option.default is not True:  # off unless given (click's default: unset)
+            spelled = []
+        else:
+            return None
+        return args[:at] + spelled + args[at + 1 :]
+    return None
+
+
 def _invoke(args: list[str]) -> object:
     """Run the command line; a root option after the command (`get cells --context prod`,
-    `logs web --request-timeout 5s`: said 'No such option') is moved before it first."""
+    `logs web --request-timeout 5s`: said 'No such option') is moved before it first, a
+    flag given kubectl's `=true|false` (`delete --wait=false`) spelled as click reads it."""
     while True:
+        # Both are raised while parsing, before any command ran (a group's callback only
+        # reads its options): the line is parsed again as the root or the command reads it.
         try:
             return cli.main(args=args, prog_name="kukectl", standalone_mode=False)
         except click.NoSuchOption as exc:
-            # Raised while parsing, before any command ran (a group's callback only reads
-            # its options): the line is parsed again with the option where the root reads it.
             moved = _root_option_first(args, exc.option_name)
             if moved is None:
                 raise
             args = moved
+        except click.BadOptionUsage as exc:
+            spelled = _bool_flag_spelled(args, exc)
+            if spelled is None:
+                raise
+            args = spelled
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,10 +7,11 @@ import json
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from kukeon.cli.main import cli
+from kukeon.cli.main import _bool_flag_spelled, cli
 
 
 def _kukectl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -122,3 +123,44 @@ def test_one_object_commands_name_kukeons_kind(args: list[str], said: str) -> No
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert said in result.output
+
+
+def _respelled(args: list[str]) -> list[str] | None:
+    """What kukectl parses again after click refused ``args`` for a flag's value."""
+    try:
+        cli.main(args=args, prog_name="kukectl", standalone_mode=False)
+    except click.BadOptionUsage as exc:
+        return _bool_flag_spelled(args, exc)
+    raise AssertionError(f"{args} parsed")
+
+
+@pytest.mark.parametrize(
+    ("args", "spelled"),
+    [
+        (["delete", "cell", "x", "--wait=false"], ["delete", "cell", "x", "--no-wait"]),
+        (["delete", "cell", "x", "--wait=true"], ["delete", "cell", "x", "--wait"]),
+        (["delete", "cell", "x", "--no-wait=false"], ["delete", "cell", "x", "--wait"]),
+        (["get", "cells", "--show-labels=True"], ["get", "cells", "--show-labels"]),
+        (["get", "cells", "--show-labels=0", "-A"], ["get", "cells", "-A"]),
+        (
+            ["label", "cell", "x", "a=b", "--overwrite=t"],
+            ["label", "cell", "x", "a=b", "--overwrite"],
+        ),
+    ],
+)
+def test_a_flag_given_kubectls_true_or_false_is_read_as_kubectl_reads_it(
+    args: list[str], spelled: list[str]
+) -> None:
+    """kubectl's boolean flags take `=true|false` (`delete --wait=false`, a common habit);
+    click's refused it: "Option '--wait' does not take a value", exit 2."""
+    assert _respelled(args) == spelled
+
+
+def test_a_flag_given_another_value_says_what_it_takes() -> None:
+    result = _kukectl("get", "cells", "--show-labels=maybe")
+    assert result.returncode == 2
+    assert "'maybe' is not true or false (a flag: --show-labels" in result.stderr
+    # read and run: the unreachable server's exit 1, not a usage error
+    result = _kukectl("delete", "cell", "x", "--wait=false", "-s", "unix:///nonexistent.sock")
+    assert result.returncode == 1, result.stderr
+    assert "cannot reach the kukeon API" in result.stderr
