@@ -21,6 +21,22 @@ VALUES = st.recursive(
 DOCUMENTS = st.dictionaries(KEYS, VALUES, max_size=5)
 
 
+def _only_what_it_named_went(named: dict[str, Any], stored: dict[str, Any], kept: Any) -> None:
+    """Of a map the manifest dropped, what stays (``kept``, None when nothing did): each key
+    the record named is gone, but a map the record and the object both hold there, which
+    loses only what the record named below it, one level down alike (a map the record named
+    empty keeps what others put in it); every key others added is kept as stored."""
+    kept = kept or {}
+    for inner, value in named.items():
+        below = stored.get(inner)
+        if isinstance(value, dict) and isinstance(below, dict):
+            _only_what_it_named_went(value, below, kept.get(inner))
+        else:
+            assert inner not in kept
+    for inner in stored.keys() - named.keys():
+        assert kept[inner] == stored[inner]
+
+
 @given(DOCUMENTS, DOCUMENTS, DOCUMENTS)
 def test_named_fields_are_set_dropped_ones_removed_the_rest_kept(
     original: dict[str, Any], modified: dict[str, Any], live: dict[str, Any]
@@ -32,13 +48,19 @@ def test_named_fields_are_set_dropped_ones_removed_the_rest_kept(
     for key in original.keys() - modified.keys():
         named, stored = original[key], live.get(key)
         if isinstance(named, dict) and isinstance(stored, dict):  # only what it named goes
-            assert not set(merged.get(key, {})) & set(named)
-            for inner in stored.keys() - named.keys():
-                assert merged[key][inner] == stored[inner]
+            _only_what_it_named_went(named, stored, merged.get(key))
         else:
             assert key not in merged
     for key in live.keys() - original.keys() - modified.keys():
         assert merged[key] == live[key]
+
+
+def test_a_map_dropped_whole_keeps_what_others_put_in_a_map_it_named() -> None:
+    """The case hypothesis found: the record named `a.c` as an empty map, someone else put
+    `x` in it; the manifest drops `a`. `c` loses what the record named in it (nothing), so
+    `x` stays, as the module's rule says one level down (the test asserted `c` gone)."""
+    merged = three_way({"a": {"c": {}, "d": 1}}, {}, {"a": {"c": {"x": None}, "d": 1, "e": 2}})
+    assert merged == {"a": {"c": {"x": None}, "e": 2}}
 
 
 @given(st.one_of(st.none(), DOCUMENTS), DOCUMENTS, DOCUMENTS)
