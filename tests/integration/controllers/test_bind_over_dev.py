@@ -29,6 +29,10 @@ pytestmark = pytest.mark.integration
 ALLOWED = Path("/tmp/kukeon-bind-over-dev/{realm}")
 """The realms' directories (the test makes its realm's, and removes them all after it)."""
 CELLS = ("plant", "over", "through")
+CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
+"""What the attack reaches: runc reopened the container's stdout/stderr on it, so a command
+that ran would write its output there (a busybox usage text was found in it on a host where
+the attack had been tried with the check off)."""
 
 
 @pytest.fixture
@@ -60,6 +64,7 @@ async def test_a_dev_null_of_the_editors_own_never_masks_and_the_command_never_r
 ) -> None:
     node = tls_kukeond
     k = node.k
+    core_pattern = CORE_PATTERN.read_text()
     own = allowed / k.realm
     for directory in ("dev", "box", "out"):
         (own / directory).mkdir(parents=True)
@@ -113,7 +118,10 @@ async def test_a_dev_null_of_the_editors_own_never_masks_and_the_command_never_r
             assert "is a regular file, not masked" in message, (name, message)
             assert "the task was deleted before its command ran" in message, (name, message)
             assert not (own / "out" / name).exists(), f"{name}'s command ran"
+        assert CORE_PATTERN.read_text() == core_pattern
     finally:
+        if CORE_PATTERN.read_text() != core_pattern:  # the host's, whatever the test found
+            CORE_PATTERN.write_text(core_pattern)
         for name in CELLS:
             await k.registry.delete(Kind.CELL, (k.realm, "s1", "st1", name))
         for name in CELLS:
