@@ -41,6 +41,15 @@ def allowed() -> Iterator[Path]:
         yield top
 
 
+@pytest.fixture
+def core_pattern() -> Iterator[str]:
+    """The host's core_pattern, put back after the test if it changed, whatever happened."""
+    before = CORE_PATTERN.read_text()
+    yield before
+    if CORE_PATTERN.read_text() != before:
+        CORE_PATTERN.write_text(before)
+
+
 def cell(k: Kukeond, name: str, script: str, volumes: list[dict[str, str]]) -> dict[str, Any]:
     box = container(k, "app", script=script, volumes=volumes, restartPolicy="never")
     return {"apiVersion": "kukeon.io/v1beta1", **cell_doc(k, name, [box])}
@@ -61,10 +70,10 @@ async def _settled(k: Kukeond, name: str) -> Cell:
 async def test_a_dev_null_of_the_editors_own_never_masks_and_the_command_never_runs(
     tls_kukeond: TlsKukeond,  # noqa: F811 - the fixture imported above
     allowed: Path,
+    core_pattern: str,
 ) -> None:
     node = tls_kukeond
     k = node.k
-    core_pattern = CORE_PATTERN.read_text()
     own = allowed / k.realm
     for directory in ("dev", "box", "out"):
         (own / directory).mkdir(parents=True)
@@ -118,10 +127,8 @@ async def test_a_dev_null_of_the_editors_own_never_masks_and_the_command_never_r
             assert "is a regular file, not masked" in message, (name, message)
             assert "the task was deleted before its command ran" in message, (name, message)
             assert not (own / "out" / name).exists(), f"{name}'s command ran"
-        assert CORE_PATTERN.read_text() == core_pattern
+        assert await asyncio.to_thread(CORE_PATTERN.read_text) == core_pattern
     finally:
-        if CORE_PATTERN.read_text() != core_pattern:  # the host's, whatever the test found
-            CORE_PATTERN.write_text(core_pattern)
         for name in CELLS:
             await k.registry.delete(Kind.CELL, (k.realm, "s1", "st1", name))
         for name in CELLS:
