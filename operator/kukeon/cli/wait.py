@@ -12,7 +12,7 @@ from typing import NamedTuple
 import click
 
 from kukeon.api import AnyResource, Kind
-from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 
 from .jsonpath import JsonPathError, render_template
 from .params import DURATION, kind_name_groups, scope_for, scope_options
@@ -23,13 +23,24 @@ Target = tuple[Kind, tuple[str, ...]]
 
 
 async def _cells_left(client: ApiClient, targets: Sequence[Target]) -> int:
-    """The cells still stored under the realms, spaces and stacks being deleted."""
+    """The cells still stored under the realms, spaces and stacks being deleted (a cell's
+    collection is listed per stack: a realm's and a space's stacks are listed first)."""
     left = 0
     for kind, key in targets:
-        if kind in (Kind.REALM, Kind.SPACE, Kind.STACK):
-            with contextlib.suppress(ApiRequestError):
-                left += len((await client.list(Kind.CELL, key)).items)
+        with contextlib.suppress(ApiRequestError, ServerUnreachable):  # only a status line
+            left += await _cells_under(client, kind, key)
     return left
+
+
+async def _cells_under(client: ApiClient, kind: Kind, key: tuple[str, ...]) -> int:
+    if kind == Kind.STACK:
+        return len((await client.list(Kind.CELL, key)).items)
+    children = {Kind.REALM: Kind.SPACE, Kind.SPACE: Kind.STACK}.get(kind)
+    if children is None:
+        return 0
+    listing = await client.list(children, key)
+    counts = [await _cells_under(client, children, (*key, c.metadata.name)) for c in listing.items]
+    return sum(counts)
 
 
 async def wait_gone(client: ApiClient, targets: Sequence[Target], within: float) -> list[str]:
