@@ -12,6 +12,7 @@ from typing import NamedTuple
 import click
 
 from kukeon.api import AnyResource, Kind
+from kukeon.cancelling import cancel_and_wait
 from kukeon.client.apiclient import ApiClient, ApiRequestError, ServerUnreachable
 
 from .jsonpath import JsonPathError, render_template
@@ -43,38 +44,82 @@ async def _cells_under(client: ApiClient, kind: Kind, key: tuple[str, ...]) -> i
     return sum(counts)
 
 
-async def wait_gone(client: ApiClient, targets: Sequence[Target], within: float) -> list[str]:
-    """Wait until every target is gone; the names still present at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    remaining = list(targets)
-    show = sys.stderr.isatty()
-    status = stderr.status("") if show else None
-    if status is not None:
-        status.start()
+def _revision(res: AnyResource) -> int:
     try:
-        while remaining:
-            still: list[Target] = []
-            for kind, key in remaining:
-                try:
-                    await client.get(kind, key)
-                    still.append((kind, key))
-                except ApiRequestError as exc:
-                    if exc.code != 404:
-                        raise
-            remaining = still
-            if not remaining or loop.time() >= deadline:
-                break
-            if status is not None:
-                names = ", ".join(f"{kind_slug(k)}/{key[-1]}" for k, key in remaining)
-                cells = await _cells_left(client, remaining)
-                left = f" ({cells} cells left)" if cells else ""
-                status.update(f"waiting for {names} to be deleted{left}")
-            await asyncio.sleep(0.25 if status is None else 1.0)
+        return int(res.metadata.resource_version or 0)
+    except ValueError:
+        return 0
+
+
+async def _until_gone(client: ApiClient, kind: Kind, key: tuple[str, ...], within: float) -> bool:
+    """Whether the object is gone within ``within`` seconds: read once, then its watch
+    (one object's, from the revision read; reconnected and relisted as ``follow`` does)
+    until it says DELETED. No poll: the answer comes when the server's watch event does."""
+    from kukeon.client.reflector import follow  # only here: kukectl's other commands skip it
+
+    try:
+        found = await client.get(kind, key)
+    except ApiRequestError as exc:
+        if exc.code != 404:
+            raise
+        return True
+    events = follow(
+        client,
+        kind,
+        key[:-1],
+        name=key[-1],
+        stop_after=max(within, 0.001),
+        initial=[found],
+        initial_revision=_revision(found),
+    )
+    # The server ends the stream at the time asked (timeoutSeconds); this bounds one
+    # that does not.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            async for event in events:
+                if event.type == "DELETED":
+                    return True
+    return False  # the time ran out
+
+
+async def wait_gone(client: ApiClient, targets: Sequence[Target], within: float) -> list[str]:
+    """Wait until every target is gone (each one's watch, at once); the names still
+    present at the deadline. On a terminal, a status line says what is left each second."""
+    deadline = asyncio.get_running_loop().time() + within
+    remaining = list(targets)
+
+    async def watched(target: Target) -> None:
+        left = deadline - asyncio.get_running_loop().time()
+        if await _until_gone(client, *target, left):
+            remaining.remove(target)
+
+    shown = asyncio.ensure_future(_show_remaining(client, remaining)) if _tty() else None
+    try:
+        await asyncio.gather(*(watched(target) for target in list(targets)))
     finally:
-        if status is not None:
-            status.stop()
+        if shown is not None:
+            await cancel_and_wait(shown)
     return [f"{kind_slug(k)}/{key[-1]}" for k, key in remaining]
+
+
+def _tty() -> bool:
+    return sys.stderr.isatty()
+
+
+async def _show_remaining(client: ApiClient, remaining: list[Target]) -> None:
+    """A terminal's status line, once a second until cancelled: what is still being
+    deleted and how many cells are left under it. Only said: the wait ends on events."""
+    status = stderr.status("")
+    status.start()
+    try:
+        while True:
+            await asyncio.sleep(1.0)
+            names = ", ".join(f"{kind_slug(k)}/{key[-1]}" for k, key in remaining)
+            cells = await _cells_left(client, remaining)
+            left = f" ({cells} cells left)" if cells else ""
+            status.update(f"waiting for {names} to be deleted{left}")
+    finally:
+        status.stop()
 
 
 class Wanted(NamedTuple):

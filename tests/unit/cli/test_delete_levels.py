@@ -4,14 +4,15 @@ before it still finalizes (every parent of such a manifest was refused before)."
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import pytest
-
-from kukeon.api import Kind
+from kukeon.api import AnyResource, Kind
 from kukeon.cli.delete import _delete_targets, _Deletion
 from kukeon.cli.wait import Target
-from kukeon.client.apiclient import ApiClient, ApiRequestError
+from kukeon.client.apiclient import ApiClient, ApiRequestError, ClientWatchEvent
+
+from .test_wait_gone import stored
 
 APP: list[Target] = [
     (Kind.CELL, ("shop", "front", "web", "api")),
@@ -30,7 +31,7 @@ class FinalizingServer:
         self.finalizing: dict[tuple[str, ...], int] = {}
         self.deleted: list[tuple[str, ...]] = []
 
-    async def get(self, kind: Kind, key: tuple[str, ...]) -> object:
+    async def get(self, kind: Kind, key: tuple[str, ...]) -> AnyResource:
         reads = self.finalizing.get(key)
         if reads is not None:
             if reads == 0:
@@ -39,7 +40,16 @@ class FinalizingServer:
                 self.finalizing[key] = reads - 1
         if key not in self.stored:
             raise ApiRequestError(404, "NotFound", f"{kind.value} {key} not found")
-        return object()
+        return stored(kind, key, 10)
+
+    async def watch(
+        self, kind: Kind, scope: tuple[str, ...], **options: Any
+    ) -> AsyncIterator[ClientWatchEvent]:
+        """The wait's watch of one object being deleted: its finalizer ends, it is gone."""
+        key = (*scope, options["name"])
+        self.stored.pop(key, None)
+        self.finalizing.pop(key, None)
+        yield ClientWatchEvent("DELETED", stored(kind, key, 11), 11)
 
     async def delete(self, kind: Kind, key: tuple[str, ...], **_: Any) -> None:
         children = [k for k in self.stored if len(k) > len(key) and k[: len(key)] == key]
@@ -49,13 +59,7 @@ class FinalizingServer:
         self.deleted.append(key)
 
 
-async def test_delete_f_of_a_whole_app_waits_for_each_level_before_its_parent(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    async def no_sleep(_: float) -> None:
-        return None
-
-    monkeypatch.setattr("kukeon.cli.wait.asyncio.sleep", no_sleep)
+async def test_delete_f_of_a_whole_app_waits_for_each_level_before_its_parent() -> None:
     server = FinalizingServer(APP)
     how = _Deletion(
         cascade=False, orphan=False, wait=True, timeout=60, ignore_not_found=False, server_dry=False
