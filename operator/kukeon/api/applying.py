@@ -207,9 +207,21 @@ def recorded(res: AnyResource) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
+def _annotations_size(annotations: dict[str, str]) -> int:
+    return sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
+
+
 def _with_record(annotations: dict[str, str], record: str) -> dict[str, str]:
+    own = {key: value for key, value in annotations.items() if key != LAST_APPLIED_ANNOTATION}
+    if (size := _annotations_size(own)) > ANNOTATIONS_MAX_BYTES:
+        # Over without any record: said as the server says it, not blamed on the record
+        # (whose advice, `create -f` or `edit`, would be refused the same).
+        raise RecordTooLargeError(
+            f"metadata.annotations: {size} bytes of keys and values, more than "
+            f"{ANNOTATIONS_MAX_BYTES} (without the record apply adds); nothing was written"
+        )
     noted = {**annotations, LAST_APPLIED_ANNOTATION: record}
-    size = sum(len(key.encode()) + len(value.encode()) for key, value in noted.items())
+    size = _annotations_size(noted)
     if size > ANNOTATIONS_MAX_BYTES:
         raise RecordTooLargeError(
             f"metadata.annotations: with the manifest recorded in {LAST_APPLIED_ANNOTATION} "

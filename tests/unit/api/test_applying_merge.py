@@ -238,6 +238,24 @@ def test_a_manifest_too_large_to_record_is_refused() -> None:
         applied_object(manifest, _stored(_cell({})))
 
 
+def test_annotations_too_large_without_the_record_are_said_so() -> None:
+    """300 KB of the manifest's own annotations: the refusal blamed the record and advised
+    `create -f`, which the server then refused for the same annotations."""
+    document = to_document(_cell({}))
+    document["metadata"]["annotations"] = {"note": "x" * 300_000}
+    manifest = parse_resource(document)
+    with pytest.raises(RecordTooLargeError) as created:
+        with_last_applied(manifest)
+    with pytest.raises(RecordTooLargeError) as updated:
+        applied_object(manifest, _stored(_cell({})))
+    for refused in (created, updated):
+        assert str(refused.value).startswith(
+            "metadata.annotations: 300004 bytes of keys and values, more than 262144 "
+            "(without the record apply adds)"
+        )
+        assert "create -f" not in str(refused.value)
+
+
 class _Server:
     """A server with nothing stored: every create is counted."""
 
