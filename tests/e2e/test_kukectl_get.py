@@ -91,9 +91,12 @@ async def test_get_speaks_kubectl(kukeond: Kukeond) -> None:
     assert code == 0, err
     web = await k.registry.get(Kind.CELL, cell_key(k, "web"))
     assert out.splitlines()[1].split() == ["web", web.status.network.ip]
-    code, _, err = await kukectl(k, "get", "cells", "-o", "jsonpath={.items[?(@.x)]}", *scope)
-    assert code == 2
+    code, _, err = await kukectl(k, "get", "cells", "-o", "jsonpath={.items[0,1]}", *scope)
+    assert code == 2  # a union: refused, not ignored
     assert err.startswith("error: ")
+    named = 'jsonpath={.items[?(@.metadata.name=="web")].status.network.ip}'
+    code, out, err = await kukectl(k, "get", "cells", "-o", named, *scope)
+    assert (code, out) == (0, web.status.network.ip), err
 
     # kubectl's `all`: the tables that have rows, one line when every kind is empty
     code, out, err = await kukectl(k, "get", "all", "--no-headers", *scope)

@@ -1,18 +1,24 @@
 """The JSONPath of kubectl's `-o jsonpath=`, `-o custom-columns=` and `--sort-by`, over the
 documents kukectl prints (camelCase fields, as `-o json` shows them).
 
-A path is `.a.b`, `.a[0]`, `.a[*].b`, `.a[-1]` or `.metadata.labels.app\\.kubernetes\\.io/name`
-(an escaped dot stays in the key); `$` or a leading `.` is the root. A template mixes text
-with `{PATH}`, `{"literal"}` and `{range PATH}...{end}`, as kubectl's; several values of one
-expression are joined by a space. That is the part of kubectl's JSONPath people use; filters
-(`[?(@.x==1)]`) and slices are refused with an error naming them, never ignored.
+A path is `.a.b`, `.a[0]`, `.a[*].b`, `.a[-1]`, a slice `.a[1:3]` (`[start:end:step]`, as
+Python's and kubectl's), a filter `.a[?(@.type=="Ready")]` or
+`.metadata.labels.app\\.kubernetes\\.io/name` (an escaped dot stays in the key); `$` or a
+leading `.` is the root. A filter keeps the elements of a list for which a path below `@`
+exists (`[?(@.ip)]`) or compares to a literal with `==`, `!=`, `<`, `<=`, `>` or `>=` (a
+string, a number, true, false or null; numbers by value, text by text), as kubectl's. A
+template mixes text with `{PATH}`, `{"literal"}` and `{range PATH}...{end}`, as kubectl's;
+several values of one expression are joined by a space. What it does not read (unions
+`[0,1]`, `&&` in a filter) is refused with an error naming it, never ignored.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 _MISSING = object()
 
@@ -21,12 +27,98 @@ class JsonPathError(ValueError):
     """A path or template kukectl cannot evaluate; the message says what and where."""
 
 
-def _steps(path: str) -> list[str | int | None]:
+class _Filter(NamedTuple):
+    """`[?(@.path OP literal)]`, or `[?(@.path)]` (``compare`` None: the path exists)."""
+
+    path: list[Step]
+    compare: Callable[[Any, Any], bool] | None
+    literal: Any
+
+
+Step = str | int | slice | _Filter | None
+"""A key, an index, a slice, a filter, or None: every element."""
+
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_FILTER = re.compile(
+    r"\?\(\s*@(?P<path>.*?)\s*(?:(?P<op>==|!=|<=|>=|<|>)\s*(?P<literal>.+?))?\s*\)"
+)
+_SLICE = re.compile(r"(?P<start>-?\d*):(?P<stop>-?\d*)(?::(?P<step>-?\d+))?")
+_WORDS = {"true": True, "false": False, "null": None}
+
+
+def _closing(text: str, start: int, path: str) -> int:
+    """Where the `]` that closes the `[` at ``start`` is: quotes and a filter's own
+    brackets and parentheses skipped."""
+    depth, quote = 0, ""
+    for at in range(start + 1, len(text)):
+        char = text[at]
+        if quote:
+            quote = "" if char == quote and text[at - 1] != "\\" else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[(":
+            depth += 1
+        elif char in ")]" and depth:
+            depth -= 1
+        elif char == "]":
+            return at
+    raise JsonPathError(f"unclosed [ in {path!r}")
+
+
+def _filter_literal(text: str) -> Any:
+    """A filter's literal: a quoted string, a number, true, false or null; else _MISSING."""
+    quoted = _literal(text)
+    if quoted is not None:
+        return quoted
+    if text in _WORDS:
+        return _WORDS[text]
+    if re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", text):
+        return json.loads(text)
+    return _MISSING
+
+
+def _bracket(inside: str, path: str) -> Step:
+    """What `[inside]` selects."""
+    if inside == "*":
+        return None
+    if re.fullmatch(r"-?\d+", inside):
+        return int(inside)
+    if len(inside) >= 2 and inside[0] == inside[-1] and inside[0] in "'\"":
+        return inside[1:-1]
+    if (sliced := _SLICE.fullmatch(inside)) is not None:
+        start, stop, step = (int(n) if n else None for n in sliced.group("start", "stop", "step"))
+        if step == 0:
+            raise JsonPathError(f"[{inside}] in {path!r}: a slice's step is not 0")
+        return slice(start, stop, step)
+    found = _FILTER.fullmatch(inside)
+    if found is None or "&&" in inside or "||" in inside:
+        raise JsonPathError(
+            f"unsupported [{inside}] in {path!r} (read: [N], [*], [start:end], "
+            "[?(@.path)] and [?(@.path OP literal)], OP one of == != < <= > >=)"
+        )
+    compare = _COMPARISONS.get(found.group("op") or "")
+    literal = _filter_literal(found.group("literal") or "") if compare else None
+    if literal is _MISSING:
+        raise JsonPathError(
+            f"[{inside}] in {path!r}: {found.group('literal')!r} is no literal "
+            "(a quoted string, a number, true, false or null)"
+        )
+    return _Filter(_steps(found.group("path")), compare, literal)
+
+
+def _steps(path: str) -> list[Step]:
     """`.a.b[0][*]` as ["a", "b", 0, None] (None: every element)."""
     text = path.strip()
     if text.startswith("$"):
         text = text[1:]
-    steps: list[str | int | None] = []
+    steps: list[Step] = []
     position = 0
     while position < len(text):
         char = text[position]
@@ -38,42 +130,58 @@ def _steps(path: str) -> list[str | int | None]:
                 steps.append(key)
             position = match.end()
         elif char == "[":
-            end = text.find("]", position)
-            if end < 0:
-                raise JsonPathError(f"unclosed [ in {path!r}")
-            inside = text[position + 1 : end].strip()
-            if inside == "*":
-                steps.append(None)
-            elif re.fullmatch(r"-?\d+", inside):
-                steps.append(int(inside))
-            elif len(inside) >= 2 and inside[0] == inside[-1] and inside[0] in "'\"":
-                steps.append(inside[1:-1])
-            else:
-                raise JsonPathError(f"unsupported [{inside}] in {path!r} (filters and slices)")
+            end = _closing(text, position, path)
+            steps.append(_bracket(text[position + 1 : end].strip(), path))
             position = end + 1
         else:
             raise JsonPathError(f"{path!r}: expected . or [ at {text[position:][:20]!r}")
     return steps
 
 
+def _compared(value: Any, keep: _Filter) -> bool:
+    """``value OP literal``: numbers by value, text with text; values of different kinds are
+    never equal and not ordered."""
+    numbers = all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in (value, keep.literal)
+    )
+    if numbers or type(value) is type(keep.literal):
+        return bool(keep.compare(value, keep.literal)) if keep.compare else False
+    return keep.compare is operator.ne
+
+
+def _kept(item: Any, keep: _Filter) -> bool:
+    """Whether a filter keeps ``item``: its path exists, or one of its values compares true."""
+    found = _values(item, keep.path)
+    if keep.compare is None:
+        return bool(found)
+    return any(_compared(value, keep) for value in found)
+
+
+def _selected(value: Any, step: Step) -> list[Any]:
+    """What one step reaches from ``value``."""
+    if step is None:
+        if isinstance(value, list):
+            return list(value)
+        return list(value.values()) if isinstance(value, dict) else []
+    if isinstance(step, int):
+        return [value[step]] if isinstance(value, list) and -len(value) <= step < len(value) else []
+    if isinstance(step, slice):
+        return value[step] if isinstance(value, list) else []
+    if isinstance(step, _Filter):
+        return [item for item in value if _kept(item, step)] if isinstance(value, list) else []
+    return [value[step]] if isinstance(value, dict) and step in value else []
+
+
+def _values(document: Any, steps: list[Step]) -> list[Any]:
+    current: list[Any] = [document]
+    for step in steps:
+        current = [found for value in current for found in _selected(value, step)]
+    return current
+
+
 def values(document: Any, path: str) -> list[Any]:
     """Every value `path` reaches in `document` (none when a field is absent)."""
-    current: list[Any] = [document]
-    for step in _steps(path):
-        found: list[Any] = []
-        for value in current:
-            if step is None:
-                if isinstance(value, list):
-                    found.extend(value)
-                elif isinstance(value, dict):
-                    found.extend(value.values())
-            elif isinstance(step, int):
-                if isinstance(value, list) and -len(value) <= step < len(value):
-                    found.append(value[step])
-            elif isinstance(value, dict) and step in value:
-                found.append(value[step])
-        current = found
-    return current
+    return _values(document, _steps(path))
 
 
 def text_of(value: Any) -> str:

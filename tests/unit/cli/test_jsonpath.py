@@ -46,10 +46,13 @@ def test_templates_as_kubectl_prints_them() -> None:
 @pytest.mark.parametrize(
     "template",
     [
-        "{.items[?(@.x==1)]}",
+        "{.items[0,1]}",
+        "{.items[?(@.x==1 && @.y==2)]}",
+        "{.items[?(@.x==one)]}",
+        "{.items[::0]}",
+        "{.items[?(@.x==1]}",
         "{range .items[*]}{.a}",
         "{.a}{end}",
-        "{.items[1:2]}",
         "{.items[0",  # unclosed: was printed as text
         "{.a} and {.b",
     ],
@@ -70,3 +73,25 @@ def test_custom_columns_and_sort_keys() -> None:
     assert [i["metadata"]["name"] for i in by_name] == ["job", "web"]
     by_pid = sorted(LIST["items"], key=sort_key("{.status.containers[0].pid}"))
     assert [i["metadata"]["name"] for i in by_pid] == ["web", "job"]  # absent sorts last
+
+
+def test_filters_and_slices_as_kubectls() -> None:
+    """kubectl reads `[?(...)]` and `[a:b]`; they were refused ('filters and slices'), so
+    `{.items[?(@.status.state=="Ready")].metadata.name}` had no kukectl spelling."""
+    assert values(LIST, '.items[?(@.status.state=="Ready")].metadata.name') == ["web"]
+    assert values(LIST, ".items[?(@.status.state!='Ready')].metadata.name") == ["job"]
+    assert values(LIST, ".items[*].status.containers[?(@.pid>12)].pid") == [13]
+    assert values(LIST, ".items[*].status.containers[?(@.pid<=12.5)].pid") == [12]
+    assert values(LIST, ".items[?(@.metadata.labels)].metadata.name") == ["web"]
+    assert values(LIST, ".items[?(@.status.containers[0].pid==13)]") == []
+    assert values(LIST, ".items[?(@.status.state==12)]") == []  # text is never a number
+    assert values(LIST, '.items[?(@.metadata.name=="a]b)")]') == []
+    labelled = '.items[?(@.metadata.labels.app\\.kubernetes\\.io/name=="w")].metadata.name'
+    assert values(LIST, labelled) == ["web"]
+    assert values(LIST, ".items[0:1].metadata.name") == ["web"]
+    assert values(LIST, ".items[-1:].metadata.name") == ["job"]
+    assert values(LIST, ".items[::-1].metadata.name") == ["job", "web"]
+    ranged = '{range .items[?(@.status.containers[0])]}{.metadata.name}{"\\n"}{end}'
+    assert render_template(ranged, LIST) == "web\n"
+    by_ready = sort_key(".status.containers[?(@.pid==13)].pid")
+    assert sorted(LIST["items"], key=by_ready)[0]["metadata"]["name"] == "web"
