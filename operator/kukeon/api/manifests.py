@@ -25,7 +25,7 @@ from yaml.constructor import ConstructorError
 
 from kukeon.api.kinds import AnyResource, parse_resource, to_document
 from kukeon.api.validation import InvalidResource
-from kukeon.api.yamlread import JsonYamlLoader, finite_json_float, refuse_json_constant
+from kukeon.api.yamlread import CJsonYamlLoader, finite_json_float, refuse_json_constant
 
 __all__ = ["ManifestError", "dump_manifests", "load_manifests"]
 
@@ -59,8 +59,10 @@ Syntax = Literal["auto", "json"]
 """How a manifest is read: ``auto``, YAML (JSON being YAML's subset, a text that begins as
 JSON and is JSON is read as JSON); ``json``, JSON only (a file named ``*.json``)."""
 
-_ManifestLoader = JsonYamlLoader
-"""YAML 1.2 scalars, JSON's values only, duplicate keys refused (``api.yamlread``)."""
+_ManifestLoader = CJsonYamlLoader
+"""YAML 1.2 scalars, JSON's values only, duplicate keys refused (``api.yamlread``), on
+libyaml's parser (~5 times faster to read; it stops at 1,000 levels where PyYAML's own
+parser recursed)."""
 
 
 class _ManifestDumper(yaml.SafeDumper):
@@ -109,7 +111,7 @@ def _yaml_documents(text: str) -> Iterator[Any]:
     try:
         while True:
             try:
-                if not loader.check_data():  # type: ignore[no-untyped-call]
+                if not loader.check_data():
                     return
                 # Composing consumes the whole document before constructing it, so an
                 # error in construction (a duplicate key) leaves the stream readable.

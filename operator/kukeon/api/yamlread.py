@@ -44,7 +44,6 @@ from .yamlwords import YamlBoolWord
 __all__ = [
     "JSON_TAGS",
     "CJsonYamlLoader",
-    "JsonYamlLoader",
     "NotJsonDataError",
     "NotJsonNumberError",
     "YamlBoolWord",
@@ -257,11 +256,6 @@ class _JsonData:
         }
 
 
-class JsonYamlLoader(_JsonData, yaml.SafeLoader):
-    """PyYAML's pure-Python safe loader reading JSON data only (its parser recurses in
-    Python, so a reader that must report errors the same way as a depth scan uses it)."""
-
-
 _C_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -269,7 +263,6 @@ class CJsonYamlLoader(_JsonData, _C_BASE):  # type: ignore[valid-type,misc]
     """The same on libyaml's parser when PyYAML was built with it (10x faster to scan)."""
 
 
-use_kukeon_scalars(JsonYamlLoader)
 use_kukeon_scalars(CJsonYamlLoader)
 
 

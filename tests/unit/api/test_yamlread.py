@@ -15,7 +15,6 @@ from kukeon.api import load_manifests
 from kukeon.api.manifests import ManifestError
 from kukeon.api.yamlread import (
     CJsonYamlLoader,
-    JsonYamlLoader,
     NotJsonDataError,
     NotJsonNumberError,
     load_yaml,
@@ -41,7 +40,7 @@ NOT_JSON = [
 ]
 
 
-@pytest.mark.parametrize("loader", [JsonYamlLoader, CJsonYamlLoader])
+@pytest.mark.parametrize("loader", [CJsonYamlLoader])
 @pytest.mark.parametrize(("text", "tag"), NOT_JSON)
 def test_a_tag_of_no_json_value_is_refused_naming_it(
     loader: type[yaml.SafeLoader], text: str, tag: str
@@ -142,7 +141,7 @@ NOT_JSON_NUMBERS = [
 ]
 
 
-@pytest.mark.parametrize("loader", [JsonYamlLoader, CJsonYamlLoader])
+@pytest.mark.parametrize("loader", [CJsonYamlLoader])
 @pytest.mark.parametrize(("text", "value"), NOT_JSON_NUMBERS)
 def test_a_float_json_has_not_is_refused_naming_it(
     loader: type[yaml.SafeLoader], text: str, value: str
@@ -165,7 +164,7 @@ def test_text_that_looks_like_nan_stays_text() -> None:
     }
 
 
-@pytest.mark.parametrize("loader", [JsonYamlLoader, CJsonYamlLoader])
+@pytest.mark.parametrize("loader", [CJsonYamlLoader])
 def test_keys_are_text_as_sigs_k8s_io_yaml_writes_them(loader: type[yaml.SafeLoader]) -> None:
     """``strconv`` formatting, a float key as a float32; `1` and `true` were one key here
     (Python's 1 == True), reported as a duplicate."""
@@ -191,7 +190,7 @@ def test_keys_are_text_as_sigs_k8s_io_yaml_writes_them(loader: type[yaml.SafeLoa
     assert yaml.load("1.0e+300: m\n", Loader=loader) == {".inf": "m"}  # past float32's range
 
 
-@pytest.mark.parametrize("loader", [JsonYamlLoader, CJsonYamlLoader])
+@pytest.mark.parametrize("loader", [CJsonYamlLoader])
 @pytest.mark.parametrize(
     ("text", "said"),
     [
