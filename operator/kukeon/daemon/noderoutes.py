@@ -66,10 +66,11 @@ from kukeon.runtime.containerd.errors import (
 )
 from kukeon.runtime.containerd.pipes import InputStalledError, read_output, write_all
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus
-from kukeon.store import NotFound, Registry
+from kukeon.store import Registry
 
 from .attach import attach_target, serve_attach
 from .imageroutes import ImageRoutes
+from .logend import FollowEnd, follow_end
 from .logfollow import LogFollower
 from .transfer import TransferRoutes
 
@@ -510,8 +511,9 @@ class NodeRoutes:
         options: RenderOptions,
         open_line: bool,
     ) -> None:
-        """Write what the log gets until the cell is gone, then what it got before that;
-        or until the client is gone, or its ``limitBytes`` are sent.
+        """Write what the log gets until the cell is gone or its run is over (``logend``),
+        then what it got before that; or until the client is gone, or its ``limitBytes``
+        are sent.
 
         The registry is asked whether the cell still exists every `CELL_CHECK_SECONDS`, not
         at each poll of the file; the file is read after that question, so every line
@@ -523,28 +525,24 @@ class NodeRoutes:
         key = cell_key(cell)
         loop = asyncio.get_running_loop()
         next_check = loop.time() + CELL_CHECK_SECONDS
+        over = 0  # checks in a row that found the cell's run over (logend)
         while True:
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
             if client_gone(request):
                 return
-            gone = False
+            end = None
             if loop.time() >= next_check:
                 next_check = loop.time() + CELL_CHECK_SECONDS
-                gone = not await self._exists(key)
+                end = await follow_end(self.registry, key)
+                over = over + 1 if end is FollowEnd.OVER else 0
             chunks = follower.read_chunks()
             try:
                 open_line = await _send_chunks(sink, chunks, options, open_line)
             finally:
                 _close_chunks(chunks)
-            if gone or sink.full:
+            # A run over ends at the second check: a check's time for its logger's last line.
+            if end is FollowEnd.GONE or over > 1 or sink.full:
                 return  # the stream ends as kubectl's does
-
-    async def _exists(self, key: tuple[str, ...]) -> bool:
-        try:
-            await self.registry.get(Kind.CELL, key)
-        except NotFound:
-            return False
-        return True
 
     # --- kill -----------------------------------------------------------------------------
 

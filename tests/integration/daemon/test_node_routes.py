@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import aiohttp
@@ -237,3 +238,44 @@ async def test_the_log_of_a_container_that_never_started_says_why(kukeond: Kukeo
         message = (await response.json())["message"]
     assert "container c of cell never has not started on its node yet" in message
     assert "ImageUnavailable" in message
+
+
+def _one_shot(k: Kukeond, name: str, script: str, policy: str) -> dict[str, object]:
+    container: dict[str, object] = {"id": "c", "image": k.image.name, "command": "sh"}
+    container["args"] = ["-c", script]
+    container["restartPolicy"] = policy
+    if policy != "never":
+        container["restartBackoffSeconds"] = 1
+    spec = {"realmId": k.realm, "spaceId": "s1", "stackId": "st1", "containers": [container]}
+    return {"kind": "Cell", "metadata": {"name": name}, "spec": spec}
+
+
+async def test_a_followed_log_ends_once_the_cells_run_is_over(kukeond: Kukeond) -> None:
+    """kubectl's `logs -f` ends when its container does. A followed log here goes on across
+    restarts, but that of a cell that exited for good waited until the cell was deleted
+    (`kukectl logs -f` of a finished job hung). Its last line comes first (the end is seen
+    at two checks a second apart); a cell whose container is restarted is still followed."""
+    k = kukeond
+    await k.hierarchy()
+    await k.apply(_one_shot(k, "job", "echo one; sleep 2; echo two", "never"))
+    await k.apply(_one_shot(k, "again", "echo run; sleep 1", "always"))
+    cells = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells"
+    await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "job"), state="Ready", within=60)
+    async with session(k) as http:
+        async with asyncio.timeout(30):
+            async with http.get(f"{cells}/job/log", params={"follow": "true"}) as response:
+                assert (await response.read()).decode() == "one\ntwo\n"
+        cell = await k.registry.get(Kind.CELL, (k.realm, "s1", "st1", "job"))
+        assert str(cell.status.state) == "Exited"
+        # After its end too: at once, not after a wait for lines that cannot come.
+        async with asyncio.timeout(10):
+            async with http.get(f"{cells}/job/log", params={"follow": "true"}) as response:
+                assert (await response.read()).decode() == "one\ntwo\n"
+        async with http.get(f"{cells}/again/log", params={"follow": "true"}) as response:
+            lines = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(6):  # it exits every second or so, restarted
+                    while line := await response.content.readline():
+                        lines.append(line)
+            assert not response.content.at_eof()
+        assert len(lines) >= 2, lines  # followed across a restart
