@@ -34,9 +34,16 @@ async def test_label_annotate_patch_and_bulk_delete(kukeond: Kukeond) -> None:
     code, _, err = await kukectl(k, "label", "cell/a", "tier=db", "--overwrite", *scope)
     assert code == 0, err
     assert (await get_cell(k, cell_key(k, "a"))).metadata.labels == {"tier": "db"}
-    code, _, err = await kukectl(k, "label", "cell", "a", "tier-", *scope)
+    code, out, err = await kukectl(k, "label", "cell", "a", "tier-", *scope)
     assert code == 0, err
+    assert out.splitlines() == ["cell/a unlabeled"]
     assert (await get_cell(k, cell_key(k, "a"))).metadata.labels == {}
+    # as kubectl: removing a label that is not there is said, and changes nothing
+    version = (await get_cell(k, cell_key(k, "a"))).metadata.resource_version
+    code, out, err = await kukectl(k, "label", "cell", "a", "tier-", *scope)
+    assert code == 0, err
+    assert out.splitlines() == ['label "tier" not found.', "cell/a not labeled"]
+    assert (await get_cell(k, cell_key(k, "a"))).metadata.resource_version == version
 
     code, _, err = await kukectl(k, "annotate", "cells", "--all", "owner=team-a", *scope)
     assert code == 0, err

@@ -10,7 +10,8 @@ kind in scope.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 import click
@@ -75,6 +76,60 @@ async def _targets(
     return listing.items
 
 
+def change_word(verb: str, old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    """What kubectl says of a label change: labeled, unlabeled, label(s) changed (both),
+    not labeled (nothing changed). kubectl's annotate says "annotated" whatever changed."""
+    if verb != "label":
+        return "annotated"
+    added = any(key not in old or old[key] != value for key, value in new.items())
+    removed = any(key not in new for key in old)
+    if added and removed:
+        return "label(s) changed"
+    return "labeled" if added else "unlabeled" if removed else "not labeled"
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One `label`/`annotate` command's change, made on each object it chose."""
+
+    field: str
+    noun: str
+    verb: str
+    changes: dict[str, str | None]
+    overwrite: bool
+    dry_run: bool
+
+    async def make(
+        self, client: ApiClient, kind: Kind, scope: tuple[str, ...], res: AnyResource
+    ) -> bool:
+        """False when this object was not changed for an error (said)."""
+        label = f"{kind_slug(kind)}/{res.metadata.name}"
+        current: dict[str, str] = getattr(res.metadata, self.field)
+        changes = self.changes.items()
+        clashes = [k for k, v in changes if v is not None and k in current and current[k] != v]
+        if clashes and not self.overwrite:
+            error_line(
+                f"{label}: {self.noun} {', '.join(clashes)} already set to another value "
+                "(--overwrite replaces it)"
+            )
+            return False
+        if self.verb == "label":  # as kubectl's label: a removal of nothing is said
+            for key in (k for k, v in changes if v is None and k not in current):
+                click.echo(f'{self.noun} "{key}" not found.')
+        after = {k: v for k, v in current.items() if k not in self.changes}
+        after |= {k: v for k, v in changes if v is not None}
+        if after != current:  # nothing to change: no write
+            try:
+                patch = {"metadata": {self.field: self.changes}}
+                await client.patch(kind, (*scope, res.metadata.name), patch, dry_run=self.dry_run)
+            except ApiRequestError as exc:
+                error_line(f"{label}: {api_error_text(exc)}")
+                return False
+        suffix = " (server dry run)" if self.dry_run else ""
+        click.echo(f"{label} {change_word(self.verb, current, after)}{suffix}")
+        return True
+
+
 def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
     @click.command(name=verb)
     @click.argument("kind_or_object", type=KIND_OR_OBJECT, metavar="KIND[/NAME]")
@@ -106,37 +161,11 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
         scope = scope_for(kind, realm, space, stack)
 
         async def work(client: ApiClient) -> bool:
-            ok = True
             chosen = await _targets(client, kind, scope, names, selector, every)
             if not chosen:
                 click.echo(f"No {kind_slug(kind)} matched.", err=True)
-            for res in chosen:
-                label = f"{kind_slug(kind)}/{res.metadata.name}"
-                current: dict[str, str] = getattr(res.metadata, field)
-                clashes = [
-                    key
-                    for key, value in changes.items()
-                    if value is not None and key in current and current[key] != value
-                ]
-                if clashes and not overwrite:
-                    error_line(
-                        f"{label}: {noun} {', '.join(clashes)} already set to another value "
-                        "(--overwrite replaces it)"
-                    )
-                    ok = False
-                    continue
-                patch = {"metadata": {field: changes}}
-                try:
-                    await client.patch(
-                        kind, (*scope, res.metadata.name), patch, dry_run=dry_run == "server"
-                    )
-                except ApiRequestError as exc:
-                    error_line(f"{label}: {api_error_text(exc)}")
-                    ok = False
-                    continue
-                suffix = " (server dry run)" if dry_run == "server" else ""
-                click.echo(f"{label} {verb.removesuffix('e')}ed{suffix}")
-            return ok
+            change = _Change(field, noun, verb, changes, overwrite, dry_run == "server")
+            return all([await change.make(client, kind, scope, res) for res in chosen])
 
         if not run(ctx, work):
             raise click.exceptions.Exit(EXIT_SERVER)

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from kukeon.cli.main import cli
-from kukeon.cli.metadata import split_changes
+from kukeon.cli.metadata import change_word, split_changes
 from kukeon.cli.runner import EXIT_USAGE
 
 NOWHERE = ["--server", "unix:///nonexistent/kukeond.sock"]
@@ -35,3 +35,20 @@ def test_sets_and_removes_of_other_keys_go_together() -> None:
     names, changes = split_changes(["c1", "c2", "a=b", "b-", "a=c", "b-"])
     assert names == ["c1", "c2"]
     assert changes == {"a": "c", "b": None}  # a key set twice: the last value, as kubectl
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ({}, {"a": "1"}, "labeled"),
+        ({"a": "1"}, {"a": "2"}, "labeled"),
+        ({"a": "1"}, {}, "unlabeled"),
+        ({"a": "1"}, {"b": "1"}, "label(s) changed"),
+        ({"a": "1"}, {"a": "1"}, "not labeled"),
+    ],
+)
+def test_a_label_change_is_said_as_kubectl_says_it(
+    old: dict[str, str], new: dict[str, str], said: str
+) -> None:
+    assert change_word("label", old, new) == said
+    assert change_word("annotate", old, new) == "annotated"
