@@ -50,7 +50,10 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # gRPC/aiohttp chatter is not the daemon's story.
-    for noisy in ("aiohttp.access", "asyncio"):
+    # gRPC/aiohttp chatter is not the daemon's story. pyroute2 logs every netlink message
+    # it reads at DEBUG, its repr decoded in the host thread that reads it while that
+    # thread holds the handler's lock: the event loop's next log line waits for it (one
+    # such repr held a test's kukeond for 293 s, its node fenced).
+    for noisy in ("aiohttp.access", "asyncio", "pyroute2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.websocket").addFilter(_SUBPROTOCOLS)
