@@ -3,10 +3,7 @@
 The image importer and the registry puller both end by writing blobs here. A write is
 streamed (Content.Write: WRITE chunks, then COMMIT with the expected digest and size), and
 the digest is also computed on this side, so a blob that does not match is aborted before
-containerd stores it. Writing a blob that is already stored is a no-op. A blob containerd
-stores for another namespace (its content store is shared between namespaces, its default
-"shared" policy) is committed into this one without being sent again: an import of one
-archive into many realms sends its layers once.
+containerd stores it. Writing a blob that is already stored is a no-op.
 
 Blobs nothing references are garbage-collected, so writers hold a lease (``lease=``) until
 the image that references them exists.
@@ -16,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,8 +47,6 @@ LABEL_UNCOMPRESSED: Final = "containerd.io/uncompressed"
 LABEL_GC_REF_CONTENT: Final = "containerd.io/gc.ref.content"
 LABEL_GC_REF_SNAPSHOT: Final = "containerd.io/gc.ref.snapshot"
 _CHUNK_BYTES: Final = 1024 * 1024
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +140,7 @@ class ContentStore:
 
         ``chunks`` is consumed once: this call is not retried if containerd goes away
         midway (the caller fetches again). Raises :class:`BlobDigestMismatchError` when the
-        bytes do not match, after aborting the partial write. A blob containerd holds for
-        another namespace is taken as it is stored (verified when it was): ``chunks`` is
-        then not read.
+        bytes do not match, after aborting the partial write.
         """
         if await self.has_blob(digest):
             if labels:
@@ -159,9 +151,6 @@ class ContentStore:
         metadata = self._client.metadata(self.namespace, lease=self.lease)
         call = self._client.stubs.content.Write(None, metadata=metadata)
         try:
-            if await write.share(call):
-                logger.debug("%s: %s taken from the shared content store", self.namespace, digest)
-                return
             await write.send(call, chunks)
         except ContainerdCallError as error:
             if error.code == grpc.StatusCode.ALREADY_EXISTS:
@@ -267,25 +256,6 @@ class _BlobWrite:
     size: int
     labels: dict[str, str]
 
-    async def share(self, call: _WriteCall) -> bool:
-        """Commit the blob without sending it when containerd stores it already (for another
-        namespace) and shares it; False, the call ready for `send`, when it does not.
-
-        containerd's writer for an expected digest its store holds, in a namespace that
-        does not have it yet, starts at the blob's end (its metadata ``Writer``, the
-        "shared" content policy): a commit there, of the expected digest and size, adds the
-        stored blob to the namespace, its labels and the call's lease with it. A store
-        without the blob (or with the "isolated" policy) starts at 0, where `send` writes.
-        An empty blob is simply sent: its writer starts at 0 either way."""
-        if self.size == 0:
-            return False
-        status = await self._exchange(call, self._request(content_pb2.STAT, 0))
-        if status.offset != self.size:
-            return False
-        await self._exchange(call, self._request(content_pb2.COMMIT, self.size, labels=self.labels))
-        await self._read_to_end(call)
-        return True
-
     async def send(self, call: _WriteCall, chunks: AsyncIterator[bytes]) -> None:
         """Every chunk, then the commit; what is wrong with the source (its own failure,
         bytes that do not match) is raised before the commit."""
@@ -303,12 +273,9 @@ class _BlobWrite:
                 actual=f"{actual} ({offset} bytes)",
             )
         await self._exchange(call, self._request(content_pb2.COMMIT, offset, labels=self.labels))
-        await self._read_to_end(call)
-
-    async def _read_to_end(self, call: _WriteCall) -> None:
-        """containerd ends the call after answering the commit (and sends that answer
-        again as it returns): the end is read, not asked for, since done_writing() on a
-        call the server has ended never returns."""
+        # containerd ends the call after answering the commit (and sends that answer
+        # again as it returns): the end is read, not asked for, since done_writing() on
+        # a call the server has ended never returns.
         while isinstance(await call.read(), content_pb2.WriteContentResponse):
             pass
         await self._ended(call)
@@ -338,9 +305,7 @@ class _BlobWrite:
             labels=labels,
         )
 
-    async def _exchange(
-        self, call: _WriteCall, request: content_pb2.WriteContentRequest
-    ) -> content_pb2.WriteContentResponse:
+    async def _exchange(self, call: _WriteCall, request: content_pb2.WriteContentRequest) -> None:
         try:
             await call.write(request)
             answer = await call.read()
@@ -349,7 +314,6 @@ class _BlobWrite:
         if not isinstance(answer, content_pb2.WriteContentResponse):  # grpc.aio.EOF
             await self._ended(call)
             raise self._refusal(grpc.StatusCode.UNKNOWN, "the write ended before its commit")
-        return answer
 
     async def _ended(self, call: _WriteCall) -> None:
         """The call's status, raised unless it is OK."""
