@@ -73,9 +73,9 @@ async def test_label_annotate_patch_and_bulk_delete(kukeond: Kukeond) -> None:
     code, out, err = await kukectl(k, "delete", "cells", "-l", "tier=web", *scope)
     assert code == 0, err
     assert out.splitlines() == ["cell/b deleted"]
-    code, out, err = await kukectl(k, "delete", "cell/a", "cell/c", *scope)
+    code, out, err = await kukectl(k, "delete", "cell/a", "cell/c", "-o", "name", *scope)
     assert code == 0, err
-    assert sorted(out.splitlines()) == ["cell/a deleted", "cell/c deleted"]
+    assert sorted(out.splitlines()) == ["cell/a", "cell/c"]  # kubectl's -o name
     code, out, err = await kukectl(k, "delete", "cells", "--all", *scope)
     assert code == 0, err
     assert not (await k.registry.list(Kind.CELL, (k.realm, "s1", "st1"))).items

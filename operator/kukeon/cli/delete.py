@@ -47,10 +47,16 @@ class _Deletion(NamedTuple):
     server_dry: bool
     grace_seconds: int | None = None
     """A cell's stop grace for this deletion (other kinds have none)."""
+    names_only: bool = False
+    """``-o name``: each object deleted is said as ``kind/name`` and nothing else (kubectl's)."""
+
+    def said(self, label: str, what: str) -> None:
+        """Say that the object ``label`` (``kind/name``) was ``what`` (deleted ...)."""
+        click.echo(label if self.names_only else f"{label} {what}")
 
 
 async def _delete_implicit_parents(
-    client: ApiClient, parents: Sequence[Target], within: float
+    client: ApiClient, parents: Sequence[Target], within: float, how: _Deletion
 ) -> bool:
     """The parents `apply` created for the manifests (marked so), innermost first, each only
     once it has no children left: what other manifests put there stays, with its parents."""
@@ -70,12 +76,13 @@ async def _delete_implicit_parents(
             await client.delete(kind, key)
         except ApiRequestError as exc:
             if exc.code == 409:
-                click.echo(f"{label} kept (it has other children)")
+                if not how.names_only:  # -o name says only what was deleted
+                    click.echo(f"{label} kept (it has other children)")
                 continue
             ok = False
             error_line(f"{label}: {api_error_text(exc)}")
             continue
-        click.echo(f"{label} deleted (apply had created it)")
+        how.said(label, "deleted (apply had created it)")
         if await wait_gone(client, [(kind, key)], within):
             error_line(f"timed out after {within:g}s waiting for {label} to go")
             return False
@@ -104,7 +111,7 @@ async def _delete_targets(
             # (A cascade takes it with the declared one.)
             implicit = [parent for parent in implicit if parent not in inside]
             within = max(deadline - asyncio.get_running_loop().time(), 0.0)
-            ok = await _delete_implicit_parents(client, inside, within) and ok
+            ok = await _delete_implicit_parents(client, inside, within, how) and ok
         level_ok, deleted = await _delete_each(client, level, how)
         ok, deleted_any = ok and level_ok, deleted_any or bool(deleted)
         if waiting and deleted:
@@ -114,7 +121,7 @@ async def _delete_targets(
                 error_line(f"timed out after {how.timeout:g}s waiting for {', '.join(left)} to go")
                 return False
     if waiting and deleted_any and implicit:
-        ok = await _delete_implicit_parents(client, implicit, how.timeout) and ok
+        ok = await _delete_implicit_parents(client, implicit, how.timeout, how) and ok
     return ok
 
 
@@ -159,7 +166,7 @@ async def _delete_each(
             error_line(f"{label}: {api_error_text(exc)}")
             continue
         deleted.append((target_kind, key))
-        click.echo(f"{label} deleted{suffix}")
+        how.said(label, f"deleted{suffix}")
     return ok, deleted
 
 
@@ -238,6 +245,12 @@ def _named_targets(
     "delete may shorten it, also while the cell is stopping.",
 )
 @click.option("--now", is_flag=True, help="--grace-period=1 (kubectl's).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["name"]),
+    help="name: print kind/name of each object deleted, nothing else (kubectl's -o name).",
+)
 @dry_run_option
 @scope_options
 @click.pass_context
@@ -255,6 +268,7 @@ def delete(
     every: bool,
     grace_period: int,
     now: bool,
+    output: str | None,
     dry_run: str,
     realm: str,
     space: str,
@@ -273,15 +287,10 @@ def delete(
       kukectl delete cellset web --cascade=orphan  # its cells stay
       kukectl delete cell db --grace-period 0      # SIGKILL now, whatever its own grace
       kukectl delete -f app/                     # what apply -f app/ created, parents too
+      kukectl delete cells -l tier=web -o name    # cell/a, cell/b: one line each
     """
     kind = kind_or_object[0] if kind_or_object is not None else None
-    if cascade == "orphan" and kind not in (None, Kind.CELL_SET, Kind.CELL):
-        fail("--cascade=orphan: only a cell set's cells can outlive it", EXIT_USAGE)
-    if now and grace_period >= 0:
-        fail("--now and --grace-period cannot both be given", EXIT_USAGE)
-    grace = 1 if now else (grace_period if grace_period >= 0 else None)
-    if grace is not None and kind not in (None, Kind.CELL):
-        fail("--grace-period/--now: only a cell's deletion stops containers", EXIT_USAGE)
+    grace = _grace(kind, cascade, grace_period, now)
     selections = bool(selector) + every  # -l and --all
     scope = (realm, space, stack)
     given = manifest_scope(ctx, realm, space, stack)
@@ -293,10 +302,6 @@ def delete(
     selecting = selections > 0
     if selecting and dry_run == "client":
         fail("-l/--all need the server: use --dry-run=server", EXIT_USAGE)
-    if dry_run == "client":
-        for target_kind, key in targets:
-            click.echo(f"{kind_slug(target_kind)}/{key[-1]} deleted (client dry run)")
-        return
     how = _Deletion(
         cascade in ("background", "foreground", "true"),
         cascade == "orphan",
@@ -305,7 +310,12 @@ def delete(
         ignore_not_found,
         server_dry=dry_run == "server",
         grace_seconds=grace,
+        names_only=output == "name",
     )
+    if dry_run == "client":
+        for target_kind, key in targets:
+            how.said(f"{kind_slug(target_kind)}/{key[-1]}", "deleted (client dry run)")
+        return
 
     async def work(client: ApiClient) -> bool:
         if kind is not None and selecting:
@@ -318,3 +328,16 @@ def delete(
 
     if not run(ctx, work):
         raise click.exceptions.Exit(EXIT_SERVER)
+
+
+def _grace(kind: Kind | None, cascade: str | None, grace_period: int, now: bool) -> int | None:
+    """The stop grace a cell's deletion is given (None: the cell's own); exit 2 when
+    --cascade, --grace-period and --now do not fit ``kind`` or each other."""
+    if cascade == "orphan" and kind not in (None, Kind.CELL_SET, Kind.CELL):
+        fail("--cascade=orphan: only a cell set's cells can outlive it", EXIT_USAGE)
+    if now and grace_period >= 0:
+        fail("--now and --grace-period cannot both be given", EXIT_USAGE)
+    grace = 1 if now else (grace_period if grace_period >= 0 else None)
+    if grace is not None and kind not in (None, Kind.CELL):
+        fail("--grace-period/--now: only a cell's deletion stops containers", EXIT_USAGE)
+    return grace
