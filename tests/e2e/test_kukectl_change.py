@@ -57,6 +57,20 @@ async def test_label_annotate_patch_and_bulk_delete(kukeond: Kukeond) -> None:
     assert code == 0, err
     assert out.strip() == "cell/c patched"
     assert str((await get_cell(k, cell_key(k, "c"))).spec.desired_state) == "Stopped"
+    # as kubectl: a patch that changes nothing says so, and kukeond writes nothing (cell b:
+    # nothing changes its status, as c's controller does after its stop)
+    version = (await get_cell(k, cell_key(k, "b"))).metadata.resource_version
+    for no_op in ("{}", '{"metadata": {"labels": {"tier": "web"}}}'):
+        code, out, err = await kukectl(k, "patch", "cell/b", "-p", no_op, *scope)
+        assert (code, out) == (0, "cell/b patched (no change)\n"), err
+    code, out, err = await kukectl(k, "patch", "cell/b", "-p", "{}", "--dry-run=server", *scope)
+    assert (code, out) == (0, "cell/b patched (no change) (server dry run)\n"), err
+    code, out, err = await kukectl(
+        k, "patch", "cell/b", "-p", '{"metadata": {"labels": {"x": "1"}}}', "--dry-run=server",
+        *scope,
+    )  # fmt: skip
+    assert (code, out) == (0, "cell/b patched (server dry run)\n"), err
+    assert (await get_cell(k, cell_key(k, "b"))).metadata.resource_version == version
     code, _, err = await kukectl(k, "patch", "cell/c", "-p", '{"spec": {"bogus": 1}}', *scope)
     assert code == 1
     assert "bogus" in err

@@ -269,12 +269,16 @@ def patch(
     key = (*scope_for(kind, realm, space, stack), name)
 
     async def work(client: ApiClient) -> None:
+        # kubectl reads the object first and says "(no change)" when the patch's answer is
+        # that same object (kukeond writes nothing then: the same resourceVersion).
+        before = to_document(await client.get(kind, key)) if output == "name" else None
         result = await client.patch(
             kind, key, document, status=subresource == "status", dry_run=dry_run == "server"
         )
-        if output == "name":
+        if before is not None:
+            unchanged = " (no change)" if to_document(result) == before else ""
             suffix = " (server dry run)" if dry_run == "server" else ""
-            click.echo(f"{kind_slug(kind)}/{name} patched{suffix}")
+            click.echo(f"{kind_slug(kind)}/{name} patched{unchanged}{suffix}")
         else:
             shown = to_document(result)
             click.echo(

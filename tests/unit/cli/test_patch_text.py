@@ -66,8 +66,8 @@ def test_a_yaml_boolean_word_is_sent_as_its_fields_type(
         raise ApiRequestError(404, "NotFound", "not found")
 
     monkeypatch.setattr(ApiClient, "patch", patched)
-    CliRunner().invoke(
-        cli, ["--server", "unix:///nonexistent.sock", "patch", "cell", "web", "-p", patch]
-    )
+    # -o json: the patch alone (the default output reads the object first, for "no change")
+    args = ["--server", "unix:///nonexistent.sock", "patch", "cell", "web", "-o", "json"]
+    CliRunner().invoke(cli, [*args, "-p", patch])
     assert patches == [sent]
     assert json.loads(json.dumps(patches[0])) == sent  # JSON's types, as sent
