@@ -70,6 +70,9 @@ async def test_label_annotate_patch_and_bulk_delete(kukeond: Kukeond) -> None:
         *scope,
     )  # fmt: skip
     assert (code, out) == (0, "cell/b patched (server dry run)\n"), err
+    # kubectl's set env --list: each container's environment (changes given made in memory)
+    code, out, err = await kukectl(k, "set", "env", "cell/b", "--list", "A=1", *scope)
+    assert (code, out) == (0, "# Cell b, container x\nA=1\n"), err
     assert (await get_cell(k, cell_key(k, "b"))).metadata.resource_version == version
     code, _, err = await kukectl(k, "patch", "cell/c", "-p", '{"spec": {"bogus": 1}}', *scope)
     assert code == 1

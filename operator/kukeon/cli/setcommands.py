@@ -82,10 +82,15 @@ def set_image(
 
 @set_group.command("env")
 @click.argument("target", type=KIND_OR_OBJECT, metavar="cell/NAME|cellset/NAME")
-@click.argument("entries", nargs=-1, required=True, metavar="KEY=VALUE... KEY-...")
+@click.argument("entries", nargs=-1, metavar="KEY=VALUE... KEY-...")
 @click.option(
     "-c", "--containers", "containers", type=CONTAINERS, default="*", show_default=True,
     help="The containers to change, comma-separated names or * for every one.",
+)  # fmt: skip
+@click.option(
+    "--list", "listing", is_flag=True,
+    help="Print the containers' environment (with the changes given, as they would be) "
+    "and write nothing (kubectl's).",
 )  # fmt: skip
 @dry_run_option
 @scope_options
@@ -95,19 +100,24 @@ def set_env(
     target: tuple[Kind, str | None],
     entries: tuple[str, ...],
     containers: tuple[str, ...],
+    listing: bool,
     dry_run: str,
     realm: str,
     space: str,
     stack: str,
 ) -> None:
-    """Set (KEY=VALUE) or remove (KEY-) environment variables of containers.
+    """Set (KEY=VALUE) or remove (KEY-) environment variables of containers, or list them.
 
     \b
     Examples:
       kukectl set env cellset/web LOG_LEVEL=debug
       kukectl set env cell/api -c main TOKEN- MODE=ro
+      kukectl set env cell/api --list      # '# Cell api, container main', then KEY=VALUE...
     """
-    names, changes = split_changes(entries, "variable")  # label's and annotate's syntax
+    if not entries and not listing:
+        fail("give KEY=VALUE... or KEY-... (or --list)", EXIT_USAGE)
+    # label's and annotate's syntax (which wants at least one change)
+    names, changes = split_changes(entries, "variable") if entries else ([], {})
     if names or "" in changes:
         fail(f"{(names or ['=...'])[0]!r}: expected KEY=VALUE or KEY-", EXIT_USAGE)
     setting = {key: value for key, value in changes.items() if value is not None}
@@ -122,6 +132,9 @@ def set_env(
         return bool(container["env"] != before)
 
     named = sorted(chosen - {"*"})
+    if listing:
+        _list_env(ctx, target, (realm, space, stack), named, chosen, change)
+        return
     cause = "set env " + " ".join(entries)
     _change(ctx, target, (realm, space, stack), named, change, cause, dry_run, "env")
 
@@ -144,6 +157,42 @@ def changed_env(
     return result + [f"{key}={value}" for key, value in setting.items() if key not in done]
 
 
+def _list_env(
+    ctx: click.Context,
+    target: tuple[Kind, str | None],
+    scope: tuple[str, str, str],
+    named: Sequence[str],
+    chosen: Collection[str],
+    change: ContainerChange,
+) -> None:
+    """kubectl's ``set env --list``: each chosen container's environment, ``change`` made to
+    it in memory, under ``# KIND NAME, container ID``; nothing is written."""
+    kind, key, _ = _target(target, scope)
+
+    def show(container: dict[str, Any]) -> bool:
+        if "*" in chosen or str(container.get("id")) in chosen:
+            change(container)
+            click.echo(f"# {kind.value} {key[-1]}, container {container.get('id')}")
+            for entry in container.get("env") or []:
+                click.echo(str(entry))
+        return False  # so _changed makes nothing to write
+
+    async def work(client: ApiClient) -> None:
+        _changed(await client.get(kind, key), named, show, "")
+
+    run(ctx, work)
+
+
+def _target(
+    target: tuple[Kind, str | None], scope: tuple[str, str, str]
+) -> tuple[Kind, tuple[str, ...], str]:
+    """The kind, key and ``kind/name`` of the one cell or cell set named; exit 2 if not."""
+    kind, names = with_names(target, [])
+    if kind not in _KINDS or len(names) != 1:
+        fail("give one cell/NAME or cellset/NAME", EXIT_USAGE)
+    return kind, (*scope, names[0]), f"{kind_slug(kind)}/{names[0]}"
+
+
 def _change(
     ctx: click.Context,
     target: tuple[Kind, str | None],
@@ -154,13 +203,9 @@ def _change(
     dry_run: str,
     what: str,
 ) -> None:
-    kind, names = with_names(target, [])
-    if kind not in _KINDS or len(names) != 1:
-        fail("give one cell/NAME or cellset/NAME", EXIT_USAGE)
+    kind, key, label = _target(target, scope)
     if dry_run == "client":
         fail("--dry-run=client: the change is made on the object as stored; use server", EXIT_USAGE)
-    key = (*scope, names[0])
-    label = f"{kind_slug(kind)}/{names[0]}"
 
     async def work(client: ApiClient) -> None:
         async for _ in conflict_attempts():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import click
@@ -124,3 +125,45 @@ def test_an_empty_name_is_a_usage_error_naming_its_option(args: list[str], optio
     assert result.exit_code == 2, result.output
     assert f"Invalid value for {option}" in result.output
     assert "empty" in result.output
+
+
+class _Stored:
+    """A server holding one object: what `set env --list` reads; a write is a failure."""
+
+    def __init__(self, found: Cell | CellSet) -> None:
+        self.found = found
+
+    async def get(self, kind: Any, key: tuple[str, ...]) -> Cell | CellSet:
+        return self.found
+
+    async def update(self, *_: Any, **__: Any) -> None:
+        raise AssertionError("--list writes nothing")
+
+
+def _listed(monkeypatch: pytest.MonkeyPatch, found: Cell | CellSet, *args: str) -> tuple[int, str]:
+    server = _Stored(found)
+    monkeypatch.setattr("kukeon.cli.setcommands.run", lambda ctx, work: asyncio.run(work(server)))
+    result = CliRunner().invoke(cli, [*NO_SERVER, "set", "env", *args, "--list"])
+    return result.exit_code, result.output
+
+
+def test_list_prints_each_containers_env_as_kubectl_and_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _listed(monkeypatch, _cell(), "cell/c") == (
+        0,
+        "# Cell c, container main\nA=1\n# Cell c, container side\n",
+    )
+    assert _listed(monkeypatch, _set(), "cellset/web", "-c", "main", "B=2", "A-") == (
+        0,
+        "# CellSet web, container main\nB=2\n",
+    )
+    code, output = _listed(monkeypatch, _cell(), "cell/c", "-c", "nope")
+    assert code == 2
+    assert "no container nope" in output
+
+
+def test_env_without_changes_or_list_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, [*NO_SERVER, "set", "env", "cell/c"])
+    assert result.exit_code == 2
+    assert "give KEY=VALUE... or KEY-... (or --list)" in result.output
