@@ -483,7 +483,9 @@ class NodeRoutes:
                 await sink.write(data)
                 open_line = await _send_chunks(sink, history, query.render, open_line)
                 if query.follow and not query.previous and not sink.full:
-                    await self._follow(request, sink, follower, cell, query.render, open_line)
+                    await self._follow(
+                        request, sink, follower, (cell, container), query.render, open_line
+                    )
                 await response.write_eof()
             except ConnectionError:
                 # The client went away (Ctrl-C on `logs -f`): a normal end of a stream; a
@@ -507,11 +509,12 @@ class NodeRoutes:
         request: web.Request,
         sink: _LogSink,
         follower: LogFollower,
-        cell: Cell,
+        of: tuple[Cell, str],
         options: RenderOptions,
         open_line: bool,
     ) -> None:
-        """Write what the log gets until the cell is gone or its run is over (``logend``),
+        """Write what the log of container ``of`` gets until the cell is gone or the
+        container's run is over (``logend``),
         then what it got before that; or until the client is gone, or its ``limitBytes``
         are sent.
 
@@ -522,6 +525,7 @@ class NodeRoutes:
         container may get no line for hours, and until the stream ends it holds one of its
         token holder's long-running places (``apiMaxLongRunningPerUser``).
         """
+        cell, container = of
         key = cell_key(cell)
         loop = asyncio.get_running_loop()
         next_check = loop.time() + CELL_CHECK_SECONDS
@@ -533,7 +537,7 @@ class NodeRoutes:
             end = None
             if loop.time() >= next_check:
                 next_check = loop.time() + CELL_CHECK_SECONDS
-                end = await follow_end(self.registry, key)
+                end = await follow_end(self.registry, key, container)
                 over = over + 1 if end is FollowEnd.OVER else 0
             chunks = follower.read_chunks()
             try:

@@ -271,11 +271,52 @@ async def test_a_followed_log_ends_once_the_cells_run_is_over(kukeond: Kukeond) 
         async with asyncio.timeout(10):
             async with http.get(f"{cells}/job/log", params={"follow": "true"}) as response:
                 assert (await response.read()).decode() == "one\ntwo\n"
-        async with http.get(f"{cells}/again/log", params={"follow": "true"}) as response:
-            lines = []
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(6):  # it exits every second or so, restarted
-                    while line := await response.content.readline():
-                        lines.append(line)
-            assert not response.content.at_eof()
-        assert len(lines) >= 2, lines  # followed across a restart
+        await _followed_across_restarts(http, f"{cells}/again/log", {"follow": "true"})
+
+
+async def test_a_followed_container_log_ends_with_its_container(kukeond: Kukeond) -> None:
+    """kubectl's `logs -f -c X` ends when X's stream does, whatever the pod's other containers
+    do (and `--all-containers -f` ends each stream with its container). A container that
+    ended for good was followed here for as long as another container of its cell ran; one
+    whose policy restarts it is still followed across the restart."""
+    k = kukeond
+    await k.hierarchy()
+
+    def container(name: str, script: str, policy: str) -> dict[str, object]:
+        return {"id": name, "image": k.image.name, "command": "sh", "args": ["-c", script],
+                "restartPolicy": policy, "restartBackoffSeconds": 1}  # fmt: skip
+
+    main = container("main", "sleep 3600", "always")
+    side = container("side", "echo one; sleep 2; echo two", "never")
+    side.pop("restartBackoffSeconds")  # only for a policy that restarts
+    again = container("again", "echo run; sleep 1", "always")
+    spec = {"realmId": k.realm, "spaceId": "s1", "stackId": "st1"}
+    await k.apply({"kind": "Cell", "metadata": {"name": "pod"}, "spec": {**spec,
+                   "containers": [main, side, again]}})  # fmt: skip
+    key = (k.realm, "s1", "st1", "pod")
+    await k.wait_for(Kind.CELL, key, state="Ready", within=60)
+    log = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/pod/log"
+    async with session(k) as http:
+        async with asyncio.timeout(30):
+            params = {"follow": "true", "container": "side"}
+            async with http.get(log, params=params) as response:
+                assert (await response.read()).decode() == "one\ntwo\n"
+        cell = await k.registry.get(Kind.CELL, key)
+        running = [c.id for c in cell.status.containers if str(c.state) == "Running"]
+        assert "main" in running  # the cell still runs: only its container ended
+        await _followed_across_restarts(http, log, {"follow": "true", "container": "again"})
+
+
+async def _followed_across_restarts(
+    http: aiohttp.ClientSession, url: str, params: dict[str, str]
+) -> None:
+    """The followed log at ``url``, of a container that exits every second or so and is
+    restarted, goes on across its restarts (6 s of it read: 2 lines or more, no end)."""
+    async with http.get(url, params=params) as response:
+        lines = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(6):
+                while line := await response.content.readline():
+                    lines.append(line)
+        assert not response.content.at_eof()
+    assert len(lines) >= 2, lines
